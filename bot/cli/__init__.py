@@ -1,0 +1,1 @@
+"""Command line: ``bot simulate`` and the other subcommands."""

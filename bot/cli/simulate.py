@@ -1,0 +1,124 @@
+"""``bot simulate``: replay history through the simulated exchange and report."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bot.clock import LiveClock
+from bot.config.loader import load_config
+from bot.config.models import BotConfig
+from bot.errors import ConfigError
+from bot.sim.metrics import drawdown_series
+from bot.sim.plots import plot_comparison
+from bot.sim.replay import SimulationResult, run_simulation
+from bot.sim.report import write_outputs
+
+SUMMARY_KEYS = (
+    ("final_equity", "final equity", "{:,.2f}"),
+    ("total_return", "total return", "{:.2%}"),
+    ("buy_and_hold_return", "buy & hold 1x", "{:.2%}"),
+    ("cagr", "CAGR", "{:.2%}"),
+    ("max_drawdown", "max drawdown", "{:.2%}"),
+    ("sharpe", "Sharpe", "{:.2f}"),
+    ("sortino", "Sortino", "{:.2f}"),
+    ("calmar", "Calmar", "{:.2f}"),
+    ("avg_leverage", "avg leverage", "{:.2f}"),
+    ("max_leverage", "max leverage", "{:.2f}"),
+    ("n_orders", "orders", "{}"),
+    ("n_trades", "fills", "{}"),
+    ("n_stop_losses", "stop-losses", "{}"),
+    ("n_take_profits", "take-profits", "{}"),
+    ("n_liquidations", "liquidations", "{}"),
+    ("fees_paid", "fees paid", "{:,.2f}"),
+    ("funding_paid", "funding paid", "{:,.2f}"),
+    ("elapsed_seconds", "elapsed s", "{:.2f}"),
+)
+
+
+def override(config: BotConfig, start: date | None, end: date | None) -> BotConfig:
+    sim = config.simulation
+    changes: dict[str, Any] = {}
+    if start is not None:
+        changes["start"] = start
+    if end is not None:
+        changes["end"] = end
+    if not changes:
+        return config
+    new_sim = sim.model_copy(update=changes)
+    if new_sim.start is not None and new_sim.end is not None and new_sim.start >= new_sim.end:
+        raise ConfigError(f"--start {new_sim.start} must be before --end {new_sim.end}")
+    return config.model_copy(update={"simulation": new_sim})
+
+
+def run(
+    config_path: Path,
+    policies: list[Path],
+    data_dir: Path | None,
+    contracts: str | None,
+    start: date | None,
+    end: date | None,
+    out: Path | None,
+    console: Console,
+) -> list[dict[str, Any]]:
+    config = override(load_config(config_path, policy_overrides=policies), start, end)
+    symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise ConfigError(f"--data {data_dir}: not a directory")
+    out_dir = out or config.simulation.out_dir
+    several = len(config.policies) > 1
+    clock = LiveClock()
+    reports: list[dict[str, Any]] = []
+    results: dict[str, SimulationResult] = {}
+    for policy in config.policies:
+        t0 = clock.monotonic()
+        with Progress(
+            TextColumn(f"[bold]{policy.name}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} ticks"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(policy.name, total=None)
+
+            def progress(done: int, total: int, _task: Any = task, _bar: Progress = bar) -> None:
+                _bar.update(_task, completed=done, total=total)
+
+            result = run_simulation(
+                config, policy, symbols=symbols, data_dir=data_dir, progress=progress
+            )
+        elapsed = clock.monotonic() - t0
+        target = out_dir / policy.name if several else out_dir
+        reports.append(write_outputs(result, target, elapsed))
+        results[policy.name] = result
+    if several:
+        first = next(iter(results.values()))
+        plot_comparison(
+            out_dir / "comparison.png",
+            title="policies compared on the same data",
+            runs={n: (r.ts, r.equity, drawdown_series(r.equity)) for n, r in results.items()},
+            benchmark=(first.ts, first.benchmark),
+        )
+    console.print(summary_table(reports))
+    console.print(f"outputs written to [bold]{out_dir}[/bold]")
+    return reports
+
+
+def summary_table(reports: list[dict[str, Any]]) -> Table:
+    first = reports[0]
+    table = Table(
+        title=f"simulation {first['start'][:10]} .. {first['end'][:10]}: "
+        f"{', '.join(first['contracts'])}"
+    )
+    table.add_column("metric")
+    for r in reports:
+        table.add_column(str(r["policy"]), justify="right")
+    for key, label, fmt in SUMMARY_KEYS:
+        table.add_row(label, *[fmt.format(r[key]) for r in reports])
+    return table

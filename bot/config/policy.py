@@ -1,0 +1,260 @@
+"""Policy parameters: one ``policies/*.toml`` file → a frozen, validated :class:`Policy`.
+
+This module also holds the building blocks the config models in :mod:`bot.config.models`
+share (the frozen base model, the exact-Decimal field type, the cross-field :class:`Issue`
+plumbing): the config imports the policy, never the other way round.
+
+Units: leverage is a multiple of equity; volatilities and loss limits are fractions (0.40 = 40 %),
+never percent, except ``DistanceParams.distance`` with ``kind = "percent"`` (2.5 = 2.5 %).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from typing import Annotated, Literal, NamedTuple, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+# --- shared building blocks ----------------------------------------------------------------
+
+
+class FrozenModel(BaseModel):
+    """Base of every config and policy model: immutable, unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _to_decimal(value: object) -> object:
+    # TOML is parsed with parse_float=Decimal; floats only arrive from Python callers, and
+    # going through str keeps 0.1 as Decimal("0.1") instead of 0.1000000000000000055...
+    if isinstance(value, bool):
+        raise PydanticCustomError("decimal_type", "must be a number")
+    if isinstance(value, float):
+        return Decimal(str(value))
+    return value
+
+
+Dec = Annotated[Decimal, BeforeValidator(_to_decimal)]
+PositiveDec = Annotated[Decimal, BeforeValidator(_to_decimal), Field(gt=0)]
+OpenFraction = Annotated[Decimal, BeforeValidator(_to_decimal), Field(gt=0, lt=1)]
+
+
+def matching(pattern: str, what: str) -> AfterValidator:
+    """Validator: the string must fully match ``pattern``; the error says it must be ``what``."""
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise PydanticCustomError("pattern", "must be {what}", {"what": what})
+        return value
+
+    return AfterValidator(check)
+
+
+Loc = tuple[str | int, ...]
+
+
+class Issue(NamedTuple):
+    """A broken cross-field rule. ``loc`` is relative to the model whose rule found it."""
+
+    loc: Loc
+    problem: str
+    got: str | None = None
+
+
+RULES_ERROR = "config_rules"
+
+
+def dotted(loc: Loc) -> str:
+    """``("contracts", 1, "symbol")`` → ``"contracts[1].symbol"``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def raise_issues(*groups: Iterable[Issue]) -> None:
+    """Raise one pydantic error carrying every issue (the loader prints one line each)."""
+    issues = tuple(issue for group in groups for issue in group)
+    if issues:
+        summary = "; ".join(f"{dotted(i.loc)}: {i.problem}" for i in issues)
+        raise PydanticCustomError(RULES_ERROR, "{summary}", {"summary": summary, "issues": issues})
+
+
+# --- policy parameters ---------------------------------------------------------------------
+
+Estimator = Literal["close_to_close", "ewma", "parkinson", "garman_klass", "yang_zhang"]
+PolicyKind = Literal["vol_target", "risk_parity", "static"]
+
+
+class VolatilityParams(FrozenModel):
+    """Realised-volatility estimate over the last ``window`` decision candles."""
+
+    estimator: Estimator
+    window: StrictInt = Field(ge=2)
+    ewma_lambda: Dec = Field(default=Decimal("0.94"), gt=0, lt=1)
+
+
+class LeverageParams(FrozenModel):
+    """Leverage bounds and dynamics (multiples of equity; ``target_volatility`` annualised)."""
+
+    min: Dec = Field(ge=0)
+    max: Dec = Field(gt=0, le=125)
+    target_volatility: Dec | None = Field(default=None, gt=0)
+    fixed: Dec | None = Field(default=None, gt=0)
+    hysteresis: Dec = Field(default=Decimal(0), ge=0, lt=1)
+    max_step: Dec | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        raise_issues(_validate_leverage_bounds(self), _validate_fixed_within_bounds(self))
+        return self
+
+
+class AllocationParams(FrozenModel):
+    """How a risk-parity policy splits gross leverage across contracts."""
+
+    method: Literal["inverse_vol", "erc"]
+    max_gross_leverage: PositiveDec
+    covariance_window: StrictInt = Field(ge=10)
+
+
+class DistanceParams(FrozenModel):
+    """Distance of a stop-loss or take-profit from the entry.
+
+    ``distance`` is in ATR multiples (``atr``), daily-volatility units (``vol``) or percent of the
+    entry price (``percent``: 2.5 means 2.5 %).
+    """
+
+    kind: Literal["atr", "vol", "percent"]
+    distance: PositiveDec
+
+
+class LiquidationParams(FrozenModel):
+    """The stop must trigger at least ``buffer_vol_units`` daily volatilities before liquidation."""
+
+    buffer_vol_units: Dec = Field(ge=0)
+
+
+class FundingParams(FrozenModel):
+    """Funding-cost cap: fraction of equity per year; averaged over ``lookback`` settlements."""
+
+    max_annual_cost: PositiveDec
+    lookback: StrictInt = Field(default=3, ge=1)
+
+
+class PolicyLimits(FrozenModel):
+    """The policy's own loss limits, fractions of equity (the config's caps still apply)."""
+
+    daily_loss: OpenFraction
+    max_drawdown: OpenFraction
+
+
+class OrderParams(FrozenModel):
+    """Fractional changes below which the bot does not trade or replace protective orders."""
+
+    rebalance_tolerance: Dec = Field(default=Decimal("0.1"), ge=0, lt=1)
+    protective_tolerance: Dec = Field(default=Decimal("0.002"), ge=0, lt=1)
+
+
+class Policy(FrozenModel):
+    """One policy file. ``name`` defaults to the file stem; ``timeframe`` is like ``1h``."""
+
+    name: Annotated[str, matching(r"[A-Za-z0-9_.-]{1,40}", "1-40 of A-Z a-z 0-9 _ . -")]
+    kind: PolicyKind
+    timeframe: Annotated[
+        str, matching(r"[1-9][0-9]*[mhdw]", "a number then m, h, d or w, like 1h or 15m")
+    ]
+    allow_increase: StrictBool = True
+    volatility: VolatilityParams
+    leverage: LeverageParams
+    allocation: AllocationParams | None = None
+    stop_loss: DistanceParams
+    take_profit: DistanceParams | None = None
+    atr_window: StrictInt = Field(default=14, ge=1)
+    liquidation: LiquidationParams
+    funding: FundingParams
+    limits: PolicyLimits
+    orders: OrderParams = OrderParams()
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        raise_issues(*(rule(self) for rule in _POLICY_RULES))
+        return self
+
+
+# --- cross-field rules ---------------------------------------------------------------------
+
+
+def _validate_leverage_bounds(p: LeverageParams) -> Iterator[Issue]:
+    if p.max < p.min:
+        yield Issue(("max",), "must be >= leverage.min", f"{p.max} < {p.min}")
+
+
+def _validate_fixed_within_bounds(p: LeverageParams) -> Iterator[Issue]:
+    if p.fixed is not None and not p.min <= p.fixed <= p.max:
+        yield Issue(
+            ("fixed",),
+            "must be within [leverage.min, leverage.max]",
+            f"{p.fixed} outside [{p.min}, {p.max}]",
+        )
+
+
+def _only_for(kinds: str) -> str:
+    return f"only allowed with kind = {kinds}"
+
+
+def _validate_target_volatility(p: Policy) -> Iterator[Issue]:
+    needs = p.kind in ("vol_target", "risk_parity")
+    value = p.leverage.target_volatility
+    loc = ("leverage", "target_volatility")
+    if needs and value is None:
+        yield Issue(loc, f'required key missing for kind = "{p.kind}"')
+    elif not needs and value is not None:
+        # A static policy would silently ignore it; say so instead.
+        yield Issue(loc, _only_for('"vol_target" or "risk_parity"'), str(value))
+
+
+def _validate_fixed_leverage(p: Policy) -> Iterator[Issue]:
+    value = p.leverage.fixed
+    if p.kind == "static" and value is None:
+        yield Issue(("leverage", "fixed"), 'required key missing for kind = "static"')
+    elif p.kind != "static" and value is not None:
+        yield Issue(("leverage", "fixed"), _only_for('"static"'), str(value))
+
+
+def _validate_allocation_section(p: Policy) -> Iterator[Issue]:
+    if p.kind == "risk_parity" and p.allocation is None:
+        yield Issue(("allocation",), 'required table missing for kind = "risk_parity"')
+    elif p.kind != "risk_parity" and p.allocation is not None:
+        yield Issue(("allocation",), _only_for('"risk_parity"'), f'kind = "{p.kind}"')
+
+
+def _validate_stop_loss_percent(p: Policy) -> Iterator[Issue]:
+    # A stop 100 % or more below a long's entry is at or under a zero price: it can never fire.
+    if p.stop_loss.kind == "percent" and p.stop_loss.distance >= 100:
+        yield Issue(
+            ("stop_loss", "distance"),
+            'must be < 100 with stop_loss.kind = "percent"',
+            str(p.stop_loss.distance),
+        )
+
+
+_POLICY_RULES: tuple[Callable[[Policy], Iterator[Issue]], ...] = (
+    _validate_target_volatility,
+    _validate_fixed_leverage,
+    _validate_allocation_section,
+    _validate_stop_loss_percent,
+)

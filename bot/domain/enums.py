@@ -1,0 +1,72 @@
+"""Enumerations shared by every layer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderSide(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy, -1 for a sell: the sign of the position change."""
+        return 1 if self is OrderSide.BUY else -1
+
+    @property
+    def opposite(self) -> OrderSide:
+        return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP_MARKET = "stop_market"
+    TAKE_PROFIT_MARKET = "take_profit_market"
+
+    @property
+    def is_conditional(self) -> bool:
+        return self in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
+
+
+class OrderPurpose(StrEnum):
+    """Why the bot sent an order; encoded in the client order id so reconciliation can read it."""
+
+    ENTRY = "en"  # increases exposure
+    REDUCE = "rd"  # reduce-only trim (de-lever)
+    CLOSE = "cl"  # reduce-only close of the whole position (halt, signal flat)
+    STOP_LOSS = "sl"  # resting reduce-only stop, mark-price trigger
+    TAKE_PROFIT = "tp"  # resting reduce-only take-profit, mark-price trigger
+
+    @property
+    def is_protective(self) -> bool:
+        return self in (OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT)
+
+
+class OrderStatus(StrEnum):
+    PENDING_SUBMIT = "pending_submit"  # intent persisted, not yet acknowledged
+    OPEN = "open"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"  # sent, outcome not known: resolved by reconciliation
+
+    @property
+    def is_final(self) -> bool:
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+
+
+class TradingState(StrEnum):
+    ACTIVE = "active"
+    REDUCING = "reducing"  # only reduce-only orders pass
+    HALTED = "halted"  # positions are closed, nothing new is sent; stops stay resting
+
+    @property
+    def severity(self) -> int:
+        return {"active": 0, "reducing": 1, "halted": 2}[self.value]
+
+
+class MarginMode(StrEnum):
+    ISOLATED = "isolated"
+    CROSS = "cross"

@@ -1,0 +1,97 @@
+"""Contract specification: trading filters, fees and tiered leverage brackets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """One notional tier of an exchange's leverage bracket table (Binance USD-M naming).
+
+    ``maint_amount`` is Binance's ``cum``: the maintenance amount that makes the tiered
+    maintenance margin continuous, ``mm = notional * maint_margin_rate - maint_amount``.
+    """
+
+    notional_floor: Decimal  # quote currency, inclusive
+    notional_cap: Decimal  # quote currency, exclusive
+    max_leverage: Decimal
+    maint_margin_rate: Decimal  # fraction, not percent
+    maint_amount: Decimal  # quote currency
+
+    def contains(self, notional: Decimal) -> bool:
+        return self.notional_floor <= notional < self.notional_cap
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A linear perpetual contract as the exchange defines it.
+
+    Quantities are in the base asset (contract size 1), prices and notionals in the quote asset.
+    """
+
+    symbol: str  # ccxt unified symbol, e.g. "BTC/USDT:USDT"
+    base: str
+    quote: str
+    tick_size: Decimal  # price increment
+    step_size: Decimal  # quantity increment
+    min_qty: Decimal
+    min_notional: Decimal  # quote currency
+    brackets: tuple[Bracket, ...]
+    maker_fee: Decimal  # fraction of notional
+    taker_fee: Decimal  # fraction of notional
+    liquidation_fee: Decimal  # fraction of notional charged when liquidated
+
+    def __post_init__(self) -> None:
+        if not self.brackets:
+            raise ValueError(f"{self.symbol}: no leverage brackets")
+        for lower, upper in zip(self.brackets, self.brackets[1:], strict=False):
+            if lower.notional_cap != upper.notional_floor:
+                raise ValueError(f"{self.symbol}: leverage brackets are not contiguous")
+        for name in ("tick_size", "step_size"):
+            if getattr(self, name) <= ZERO:
+                raise ValueError(f"{self.symbol}: {name} must be > 0")
+
+    @property
+    def max_leverage(self) -> Decimal:
+        """Highest leverage the exchange allows (the first, smallest bracket)."""
+        return self.brackets[0].max_leverage
+
+    def bracket_for(self, notional: Decimal) -> Bracket:
+        """Return the bracket whose notional range contains ``abs(notional)``."""
+        n = abs(notional)
+        for bracket in self.brackets:
+            if bracket.contains(n):
+                return bracket
+        return self.brackets[-1]
+
+    def max_leverage_for(self, notional: Decimal) -> Decimal:
+        """Highest leverage allowed for a position of this notional."""
+        return self.bracket_for(notional).max_leverage
+
+    def floor_qty(self, qty: Decimal) -> Decimal:
+        """Round a non-negative quantity down to the step (never trade more than intended)."""
+        return (qty / self.step_size).to_integral_value(rounding=ROUND_FLOOR) * self.step_size
+
+    def ceil_qty(self, qty: Decimal) -> Decimal:
+        return (qty / self.step_size).to_integral_value(rounding=ROUND_CEILING) * self.step_size
+
+    def floor_price(self, price: Decimal) -> Decimal:
+        return (price / self.tick_size).to_integral_value(rounding=ROUND_FLOOR) * self.tick_size
+
+    def ceil_price(self, price: Decimal) -> Decimal:
+        return (price / self.tick_size).to_integral_value(rounding=ROUND_CEILING) * self.tick_size
+
+    def stop_price(self, price: Decimal, position_sign: int) -> Decimal:
+        """Round a stop-loss trigger toward the mark so it fires no later than planned.
+
+        A long's stop sits below the mark: round it up. A short's sits above: round it down.
+        """
+        return self.ceil_price(price) if position_sign > 0 else self.floor_price(price)
+
+    def take_profit_price(self, price: Decimal, position_sign: int) -> Decimal:
+        """Round a take-profit trigger toward the mark (the conservative side for the target)."""
+        return self.floor_price(price) if position_sign > 0 else self.ceil_price(price)

@@ -1,0 +1,265 @@
+"""Margin mathematics for linear USDT-margined perpetuals with tiered leverage brackets.
+
+Follows Binance USDⓈ-M's published rules (one-way mode), which Bybit's linear contracts share in
+shape (maintenance margin = notional x rate - deduction):
+
+- maintenance margin of a position: ``MM = |notional| * MMR - cum``, with (MMR, cum) from the
+  bracket that contains ``|notional|``;
+- liquidation price (https://www.binance.com/en/support/faq/b3c689c1f50a44cabb3a84e663b81d93)::
+
+      LP = (WB - TMM1 + UPNL1 + cum - side * |q| * EP) / (|q| * MMR - side * |q|)
+
+  with WB the wallet balance (the position's isolated margin in isolated mode, where TMM1 = UPNL1
+  = 0), TMM1 / UPNL1 the maintenance margin and unrealised PnL of every other position (cross
+  mode), side +1 long / -1 short, EP the entry price. It is the price at which the margin balance
+  ``WB - TMM1 + UPNL1 + side * |q| * (P - EP)`` equals this position's maintenance margin.
+
+Units: prices and notionals in the quote currency (USDT), quantities in the base asset (contract
+size 1), rates and leverage as plain ``Decimal`` fractions/multipliers. The formula ignores fees,
+funding and the liquidation clearance fee, as Binance's published formula does.
+
+Nothing here does I/O; every function is pure.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal
+
+from bot.domain.instrument import Bracket, Instrument
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+LEVERAGE_STEP = Decimal("0.01")
+
+__all__ = [
+    "initial_margin",
+    "isolated_liquidation_distance",
+    "liquidation_price_cross",
+    "liquidation_price_isolated",
+    "maintenance_margin",
+    "margin_ratio",
+    "max_leverage_with_liquidation_beyond",
+]
+
+
+def initial_margin(notional: Decimal, leverage: Decimal) -> Decimal:
+    """Margin (quote currency) to open ``|notional|`` at ``leverage`` (x): |notional| / leverage."""
+    if leverage <= ZERO:
+        raise ValueError(f"initial_margin: leverage must be > 0, got {leverage}")
+    return abs(notional) / leverage
+
+
+def maintenance_margin(instrument: Instrument, notional: Decimal) -> Decimal:
+    """Maintenance margin (quote currency) of a position of ``notional``, sign ignored.
+
+    ``|notional| * MMR - cum`` of the bracket containing ``|notional|``. ``cum`` makes this
+    continuous across bracket floors, so a position that grows by one tick never jumps.
+    """
+    bracket = instrument.bracket_for(notional)
+    return abs(notional) * bracket.maint_margin_rate - bracket.maint_amount
+
+
+def margin_ratio(maintenance_total: Decimal, margin_balance: Decimal) -> Decimal:
+    """Account (cross) or position (isolated) margin ratio: maintenance / margin balance.
+
+    ``>= 1`` means the exchange liquidates. With no maintenance requirement the ratio is 0 whatever
+    the balance; with maintenance > 0 and a margin balance <= 0 it is ``Decimal('Infinity')``.
+    """
+    if maintenance_total < ZERO:
+        raise ValueError(f"margin_ratio: maintenance_total must be >= 0, got {maintenance_total}")
+    if maintenance_total == ZERO:
+        return ZERO
+    if margin_balance <= ZERO:
+        return Decimal("Infinity")
+    return maintenance_total / margin_balance
+
+
+def liquidation_price_isolated(
+    instrument: Instrument, qty: Decimal, entry_price: Decimal, isolated_margin: Decimal
+) -> Decimal | None:
+    """Liquidation (mark) price of an isolated one-way position, or ``None`` if it has none.
+
+    ``qty`` is signed (> 0 long, < 0 short, base asset); ``isolated_margin`` is the position's
+    isolated wallet (quote currency, Binance ``isolatedWallet``). Returns ``None`` for a flat
+    position and for a long whose margin covers the whole notional (the formula would give a price
+    <= 0). See :func:`_solve` for how the bracket is chosen.
+    """
+    if isolated_margin < ZERO:
+        raise ValueError(
+            f"liquidation_price_isolated({instrument.symbol}): isolated_margin must be >= 0, "
+            f"got {isolated_margin}"
+        )
+    _check_price("entry_price", entry_price, instrument)
+    if qty == ZERO:
+        return None
+    return _solve(instrument, 1 if qty > ZERO else -1, abs(qty), entry_price, isolated_margin)
+
+
+def liquidation_price_cross(
+    instrument: Instrument,
+    qty: Decimal,
+    entry_price: Decimal,
+    wallet_balance: Decimal,
+    other_maintenance: Decimal,
+    other_unrealized_pnl: Decimal,
+) -> Decimal | None:
+    """Liquidation (mark) price of a cross-margin one-way position, or ``None`` if it has none.
+
+    ``wallet_balance`` is the cross wallet balance (quote currency, excluding unrealised PnL);
+    ``other_maintenance`` (TMM1) and ``other_unrealized_pnl`` (UPNL1) cover every *other* cross
+    position and are held fixed, as in Binance's formula. Raises ``ValueError`` for a short when
+    the account is below maintenance at every positive price (no finite price to report).
+    """
+    if wallet_balance < ZERO:
+        raise ValueError(
+            f"liquidation_price_cross({instrument.symbol}): wallet_balance must be >= 0, "
+            f"got {wallet_balance}"
+        )
+    if other_maintenance < ZERO:
+        raise ValueError(
+            f"liquidation_price_cross({instrument.symbol}): other_maintenance must be >= 0, "
+            f"got {other_maintenance}"
+        )
+    _check_price("entry_price", entry_price, instrument)
+    if qty == ZERO:
+        return None
+    balance = wallet_balance - other_maintenance + other_unrealized_pnl
+    return _solve(instrument, 1 if qty > ZERO else -1, abs(qty), entry_price, balance)
+
+
+def max_leverage_with_liquidation_beyond(
+    instrument: Instrument,
+    side: int,
+    entry_price: Decimal,
+    notional: Decimal,
+    limit_price: Decimal,
+) -> Decimal:
+    """Largest isolated leverage whose liquidation price is at or beyond ``limit_price``.
+
+    "Beyond" means at or below the limit for a long (``side`` +1) and at or above it for a short
+    (``side`` -1). The position is fresh: ``|q| = notional / entry_price`` and isolated margin
+    ``notional / leverage``. The result is capped by the bracket's max leverage for ``notional``
+    and rounded *down* to 0.01, so the liquidation price at the result is beyond the limit and at
+    result + 0.01 it is not (unless the cap applies).
+
+    Closed form: the liquidation price is monotone in the margin (more margin moves it away from
+    entry), so the leverage is largest when the position liquidates exactly at the limit. There
+    the margin balance equals the maintenance margin of the notional at the limit::
+
+        margin_min = side * |q| * (EP - limit) + MM(|q| * limit)
+        leverage   = notional / margin_min
+
+    using the bracket of ``|q| * limit`` (exact, no search: MM is continuous). If ``margin_min <=
+    0`` any leverage qualifies and the bracket cap is returned. Returns 0 when even 1x is not
+    enough (``margin_min > notional``); that only happens to shorts whose limit is above about
+    twice the entry. A long at 1x has margin = notional and liquidation price <= 0, i.e. it cannot
+    be liquidated, so a long always gets at least 1x.
+    """
+    _check_side(side)
+    _check_price("entry_price", entry_price, instrument)
+    _check_price("limit_price", limit_price, instrument)
+    if notional <= ZERO:
+        raise ValueError(
+            f"max_leverage_with_liquidation_beyond({instrument.symbol}): notional must be > 0, "
+            f"got {notional}"
+        )
+    q = notional / entry_price
+    margin_min = side * q * (entry_price - limit_price) + maintenance_margin(
+        instrument, q * limit_price
+    )
+    cap = instrument.max_leverage_for(notional)
+    leverage = cap if margin_min <= ZERO else min(notional / margin_min, cap)
+    leverage = leverage.quantize(LEVERAGE_STEP, rounding=ROUND_FLOOR)
+    return leverage if leverage >= ONE else ZERO
+
+
+def isolated_liquidation_distance(
+    instrument: Instrument, leverage: Decimal, notional: Decimal, side: int | None = None
+) -> Decimal:
+    """Fractional distance from entry to liquidation of a fresh isolated position.
+
+    ``|LP - EP| / EP`` for a position of ``notional`` (quote currency) opened at ``leverage`` with
+    isolated margin ``notional / leverage``. The bracket is the one at the liquidation notional,
+    as in :func:`liquidation_price_isolated`. ``side`` +1 / -1 picks long or short; ``None`` (the
+    default) returns the smaller of the two, the short's, which is the conservative figure. A long
+    that cannot be liquidated (leverage about 1x or below) has distance 1 (price falls to zero).
+    """
+    if leverage <= ZERO:
+        raise ValueError(f"isolated_liquidation_distance: leverage must be > 0, got {leverage}")
+    if notional <= ZERO:
+        raise ValueError(f"isolated_liquidation_distance: notional must be > 0, got {notional}")
+    if side is None:
+        return min(
+            isolated_liquidation_distance(instrument, leverage, notional, 1),
+            isolated_liquidation_distance(instrument, leverage, notional, -1),
+        )
+    _check_side(side)
+    # Entry price 1 and |q| = notional: the liquidation price is then the ratio LP / EP and the
+    # liquidation notional |q| * LP selects the bracket exactly as for any real entry price.
+    lp = _solve(instrument, side, notional, ONE, notional / leverage)
+    if lp is None:
+        return ONE
+    return abs(lp - ONE)
+
+
+# ------------------------------------------------------------------------------------ internals
+
+
+def _solve(
+    instrument: Instrument, side: int, q: Decimal, entry: Decimal, balance: Decimal
+) -> Decimal | None:
+    """Solve Binance's liquidation formula, choosing the bracket of the liquidation notional.
+
+    ``balance`` is WB (isolated) or WB - TMM1 + UPNL1 (cross); ``q`` = |qty| > 0.
+
+    Method: the margin surplus ``s(P) = balance + side*q*(P - EP) - MM(q*P)`` is strictly monotone
+    in P (slope ``q*(1 - MMR) > 0`` for a long, ``-q*(1 + MMR) < 0`` for a short, since MMR < 1)
+    and MM is continuous, so there is at most one root. Each bracket's linear formula is tried;
+    the root is the candidate whose notional ``q*LP`` lies inside that bracket's own range (the
+    first bracket from 0, the last without an upper end). Two candidates agree when the root sits
+    exactly on a floor. If Decimal rounding pushes a boundary root just outside both neighbours,
+    the candidate with the smallest range violation is taken.
+    """
+    brackets = instrument.brackets
+    first = brackets[0]
+    surplus_at_zero = balance - side * q * entry + first.maint_amount
+    if side > 0 and surplus_at_zero >= ZERO:
+        return None  # the long stays above maintenance all the way down to a price of 0
+    if side < 0 and surplus_at_zero <= ZERO:
+        raise ValueError(
+            f"{instrument.symbol}: margin balance {balance} is below maintenance at every price "
+            f"for a short of {q} at {entry}: the account is already liquidatable"
+        )
+    best: tuple[Decimal, Decimal] | None = None  # (range violation, candidate price)
+    for index, bracket in enumerate(brackets):
+        denominator = q * bracket.maint_margin_rate - side * q
+        if denominator == ZERO:
+            continue
+        price = (balance + bracket.maint_amount - side * q * entry) / denominator
+        if price <= ZERO:
+            continue
+        violation = _range_violation(q * price, bracket, index == len(brackets) - 1)
+        if violation == ZERO:
+            return price
+        if best is None or violation < best[0]:
+            best = (violation, price)
+    return None if best is None else best[1]
+
+
+def _range_violation(notional: Decimal, bracket: Bracket, is_last: bool) -> Decimal:
+    """How far ``notional`` lies outside ``[floor, cap]`` (0 inside; the last cap is open)."""
+    if notional < bracket.notional_floor:
+        return bracket.notional_floor - notional
+    if not is_last and notional > bracket.notional_cap:
+        return notional - bracket.notional_cap
+    return ZERO
+
+
+def _check_side(side: int) -> None:
+    if side not in (1, -1):
+        raise ValueError(f"side must be +1 (long) or -1 (short), got {side!r}")
+
+
+def _check_price(name: str, price: Decimal, instrument: Instrument) -> None:
+    if price <= ZERO:
+        raise ValueError(f"{instrument.symbol}: {name} must be > 0, got {price}")

@@ -1,0 +1,41 @@
+"""What the policy sees of the market for one contract at one tick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FundingInfo:
+    """Funding as known at a tick. ``rate`` is a fraction per interval; > 0 means longs pay."""
+
+    rate: Decimal
+    interval_hours: Decimal  # hours between settlements (observed, not assumed 8)
+    next_settlement_ms: int | None  # None when unknown
+
+    @property
+    def annualized(self) -> Decimal:
+        """Rate per year (fraction): rate x settlements per 365-day year."""
+        return self.rate * Decimal(24 * 365) / self.interval_hours
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSnapshot:
+    """Closed-candle statistics for one contract at ``asof_ms`` (the close of the last used candle).
+
+    Volatility figures are annualised fractions; ``atr`` is in quote currency per unit.
+    """
+
+    symbol: str
+    asof_ms: int
+    last_price: Decimal
+    mark_price: Decimal
+    volatility: Decimal  # policy's estimator over the policy's window, annualised
+    atr: Decimal
+    funding: FundingInfo
+    bar_hours: Decimal  # decision timeframe, hours per candle
+
+    def volatility_over(self, hours: Decimal) -> Decimal:
+        """Volatility of the log price over ``hours`` (fraction), from the annualised figure."""
+        return self.volatility * (hours / Decimal(24 * 365)).sqrt()

@@ -1,0 +1,78 @@
+"""Orders as the bot asks for them, as the exchange reports them, and their fills."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What the bot sends. ``amount`` is in the base asset, ``None`` only with close_position."""
+
+    client_id: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    purpose: OrderPurpose
+    amount: Decimal | None
+    reduce_only: bool
+    trigger_price: Decimal | None = None
+    price: Decimal | None = None
+    close_position: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type.is_conditional and self.trigger_price is None:
+            raise ValueError(f"{self.client_id}: {self.type} needs a trigger price")
+        if self.amount is None and not self.close_position:
+            raise ValueError(f"{self.client_id}: amount is required unless close_position")
+        if self.amount is not None and self.amount <= 0:
+            raise ValueError(f"{self.client_id}: amount must be > 0 (got {self.amount})")
+        if self.purpose is not OrderPurpose.ENTRY and not (self.reduce_only or self.close_position):
+            raise ValueError(f"{self.client_id}: a {self.purpose.name} order must be reduce-only")
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order as the exchange knows it (resting, filled, cancelled...)."""
+
+    client_id: str
+    exchange_id: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    purpose: OrderPurpose | None  # None: not one of ours (foreign client id)
+    amount: Decimal | None
+    filled: Decimal
+    status: OrderStatus
+    reduce_only: bool
+    trigger_price: Decimal | None = None
+    price: Decimal | None = None
+    average_price: Decimal | None = None
+    close_position: bool = False
+    timestamp_ms: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is OrderStatus.OPEN
+
+    def with_status(self, status: OrderStatus) -> Order:
+        return replace(self, status=status)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. ``fee`` is positive when paid, in quote currency."""
+
+    client_id: str
+    symbol: str
+    side: OrderSide
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    timestamp_ms: int
+    purpose: OrderPurpose | None
+    realized_pnl: Decimal
+    liquidation: bool = False

@@ -1,0 +1,1 @@
+"""The engine: one tick, the same in simulation, paper and live trading."""

@@ -1,0 +1,32 @@
+"""Per-contract settings the engine needs: how the direction is chosen, and caps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+
+class DirectionSource(Protocol):
+    def direction_at(self, ms: int) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSpec:
+    symbol: str
+    direction: Literal["long", "short", "signal", "follow"]
+    max_leverage: Decimal
+    signal: DirectionSource | None = None
+
+    def resolve(self, now_ms: int, position_qty: Decimal) -> tuple[int, bool]:
+        """(direction for this tick, whether increases are allowed)."""
+        if self.direction == "long":
+            return 1, True
+        if self.direction == "short":
+            return -1, True
+        if self.direction == "follow":
+            # Manage a position the trader opened: de-lever and protect, never increase.
+            return (position_qty > 0) - (position_qty < 0), False
+        if self.signal is None:
+            raise ValueError(f"{self.symbol}: direction 'signal' without a signal series")
+        return self.signal.direction_at(now_ms), True

@@ -1,0 +1,193 @@
+"""Order planning: from the position and resting orders of one contract to the orders that bring
+it to the decision. Pure functions; the engine runs the plans in its fixed order of steps.
+
+* Protective orders: exactly one stop-loss and at most one take-profit per position, reduce-only,
+  triggered on the mark price, sized to the position. A protective order that must change is
+  replaced by placing the new one **before** cancelling the old, so there is never a gap. A change
+  of trigger price below ``protective_tolerance`` (fraction) does not churn orders. Protective
+  orders of a flat contract (orphans) and duplicates are cancelled.
+* Size: reduce-only market orders to de-lever or close, market orders to increase (only where
+  allowed). A change below ``rebalance_tolerance`` (fraction of the larger of the current and
+  target size) is not traded, except closing to flat. Reductions round up to the step (de-lever at
+  least as asked, capped at the position); increases round down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from bot.domain.decision import Decision
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.orders import Order, OrderRequest
+from bot.policy.leverage import leverage_setting
+
+ZERO = Decimal(0)
+IdFactory = Callable[[OrderPurpose], str]
+
+
+@dataclass(slots=True)
+class ProtectionPlan:
+    place: list[OrderRequest] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)  # client ids, cancelled after ``place``
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SizePlan:
+    leverage: int | None = None  # new leverage setting, None = keep
+    reduce: list[OrderRequest] = field(default_factory=list)
+    increase: list[OrderRequest] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def exchange_setting(target_leverage: Decimal, instrument: Instrument, notional: Decimal) -> int:
+    """The leverage setting for a target (:func:`leverage_setting`), within [1, bracket max]."""
+    setting = leverage_setting(target_leverage)
+    return max(1, min(setting, int(instrument.max_leverage_for(notional))))
+
+
+def plan_size(
+    decision: Decision,
+    current_qty: Decimal,
+    current_setting: Decimal,
+    instrument: Instrument,
+    price: Decimal,
+    tolerance: Decimal,
+    new_id: IdFactory,
+) -> SizePlan:
+    plan = SizePlan()
+    target = decision.target_qty
+    sym = decision.symbol
+    if current_qty != 0 and (target == 0 or (target > 0) != (current_qty > 0)):
+        side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
+        plan.reduce.append(
+            _market(
+                new_id(OrderPurpose.CLOSE),
+                sym,
+                side,
+                OrderPurpose.CLOSE,
+                abs(current_qty),
+                reduce_only=True,
+            )
+        )
+        current_qty = ZERO
+    if target == 0:
+        return plan
+    delta = target - current_qty
+    larger = max(abs(target), abs(current_qty))
+    if delta == 0 or (current_qty != 0 and abs(delta) < tolerance * larger):
+        if delta != 0:
+            plan.notes.append(f"size change {abs(delta)} below tolerance {tolerance}")
+        return plan
+    setting = exchange_setting(decision.target_leverage, instrument, abs(target) * price)
+    if Decimal(setting) != current_setting:
+        plan.leverage = setting
+    increasing = abs(target) > abs(current_qty)
+    if not increasing:
+        amount = min(instrument.ceil_qty(abs(delta)), abs(current_qty))
+        side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
+        plan.reduce.append(
+            _market(
+                new_id(OrderPurpose.REDUCE),
+                sym,
+                side,
+                OrderPurpose.REDUCE,
+                amount,
+                reduce_only=True,
+            )
+        )
+        return plan
+    if not decision.allow_increase:
+        plan.notes.append("increase not allowed by the policy")
+        return plan
+    amount = instrument.floor_qty(abs(delta))
+    if amount < instrument.min_qty or amount * price < instrument.min_notional:
+        plan.notes.append(f"increase {amount} below the exchange minimum")
+        return plan
+    side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+    plan.increase.append(
+        _market(
+            new_id(OrderPurpose.ENTRY), sym, side, OrderPurpose.ENTRY, amount, reduce_only=False
+        )
+    )
+    return plan
+
+
+def plan_protection(
+    symbol: str,
+    position_qty: Decimal,
+    stop_loss: Decimal | None,
+    take_profit: Decimal | None,
+    resting: Sequence[Order],
+    tolerance: Decimal,
+    new_id: IdFactory,
+) -> ProtectionPlan:
+    """Orders that leave exactly the wanted protective orders resting for ``position_qty``."""
+    plan = ProtectionPlan()
+    mine = [o for o in resting if o.purpose is not None and o.purpose.is_protective]
+    if position_qty == 0:
+        for o in mine:
+            plan.cancel.append(o.client_id)
+            plan.notes.append(f"cancel orphan {o.purpose} {o.client_id}: no position")
+        return plan
+    size = abs(position_qty)
+    side = OrderSide.SELL if position_qty > 0 else OrderSide.BUY
+    wants = (
+        (OrderPurpose.STOP_LOSS, OrderType.STOP_MARKET, stop_loss),
+        (OrderPurpose.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET, take_profit),
+    )
+    for purpose, otype, price in wants:
+        existing = [o for o in mine if o.purpose is purpose]
+        keep = None
+        for o in existing:
+            if keep is None and price is not None and _matches(o, side, size, price, tolerance):
+                keep = o
+            else:
+                plan.cancel.append(o.client_id)
+        if price is None:
+            continue
+        if keep is None:
+            plan.place.append(
+                OrderRequest(
+                    client_id=new_id(purpose),
+                    symbol=symbol,
+                    side=side,
+                    type=otype,
+                    purpose=purpose,
+                    amount=size,
+                    reduce_only=True,
+                    trigger_price=price,
+                )
+            )
+    return plan
+
+
+def _matches(order: Order, side: OrderSide, size: Decimal, price: Decimal, tol: Decimal) -> bool:
+    if order.side is not side or order.trigger_price is None:
+        return False
+    if not order.close_position and order.amount != size:
+        return False
+    return abs(order.trigger_price - price) <= tol * price
+
+
+def _market(
+    cid: str,
+    symbol: str,
+    side: OrderSide,
+    purpose: OrderPurpose,
+    amount: Decimal,
+    *,
+    reduce_only: bool,
+) -> OrderRequest:
+    return OrderRequest(
+        client_id=cid,
+        symbol=symbol,
+        side=side,
+        type=OrderType.MARKET,
+        purpose=purpose,
+        amount=amount,
+        reduce_only=reduce_only,
+    )

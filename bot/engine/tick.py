@@ -1,0 +1,419 @@
+"""One engine tick: the same in simulation, paper and live trading.
+
+Fixed order of steps (each a method below):
+
+1. **reconcile**   resolve orders whose outcome is unknown, then read positions, resting orders
+                   (conditional ones too) and the balance from the exchange, the source of truth;
+2. **market**      read closed candles and funding; compute volatility and ATR;
+3. **risk state**  update peak and daily equity and the trading state (active/reducing/halted);
+4. **decide**      the policy's pure decision per contract (all flat when halted);
+5. **protect**     place/replace stop-loss and take-profit for the positions held now (new before
+                   old), cancel orphans and duplicates;
+6. **size**        leverage setting, reduce-only trims and closes, then increases; every order
+                   passes the risk gate; then protect again for the positions that changed;
+7. **record**      decisions with reasons, equity, positions and events go to the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from bot.clock import Clock
+from bot.config.policy import Policy
+from bot.domain.decision import Decision
+from bot.domain.enums import OrderPurpose, OrderStatus, TradingState
+from bot.domain.market import MarketSnapshot
+from bot.domain.orders import Order, OrderRequest
+from bot.domain.position import Position
+from bot.engine.client_ids import base36, make_client_id
+from bot.engine.contracts import ContractSpec
+from bot.engine.market import (
+    CandleWindow,
+    MarketDataPort,
+    annual_covariance,
+    build_snapshot,
+    candles_needed,
+    policy_tf_ms,
+)
+from bot.engine.planner import plan_protection, plan_size
+from bot.errors import ExchangeError, OutcomeUnknown
+from bot.exchange.port import ExchangePort
+from bot.policy.decide import decide
+from bot.policy.inputs import ContractView
+from bot.risk.gate import Denied, OrderContext, RiskGate
+from bot.risk.limits import RiskLimits
+from bot.risk.state import initial_memory, update
+from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, StorePort
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class TickResult:
+    tick_id: str
+    ts_ms: int
+    state: TradingState
+    equity: Decimal
+    decisions: list[Decision] = field(default_factory=list)
+    orders_sent: int = 0
+    denials: int = 0
+
+
+@dataclass(slots=True)
+class _Account:
+    wallet: Decimal
+    positions: dict[str, Position]
+    resting: dict[str, list[Order]]
+    marks: dict[str, Decimal]
+
+    def qty(self, symbol: str) -> Decimal:
+        pos = self.positions.get(symbol)
+        return pos.qty if pos is not None else ZERO
+
+    def equity(self) -> Decimal:
+        upnl = sum(
+            (p.unrealized_pnl(self.marks[s]) for s, p in self.positions.items() if s in self.marks),
+            ZERO,
+        )
+        return self.wallet + upnl
+
+
+class Engine:
+    """Runs ticks against one exchange port, one market data port and one store port."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        exchange: ExchangePort,
+        market: MarketDataPort,
+        store: StorePort,
+        policy: Policy,
+        contracts: Sequence[ContractSpec],
+        limits: RiskLimits,
+        account: str,
+    ) -> None:
+        self.clock = clock
+        self.exchange = exchange
+        self.market = market
+        self.store = store
+        self.policy = policy
+        self.contracts = tuple(contracts)
+        self.symbols = tuple(c.symbol for c in contracts)
+        self.limits = limits
+        self.account = account
+        self.gate = RiskGate(limits)
+        self.tf_ms = policy_tf_ms(policy)
+        self.needed = candles_needed(policy)
+        self._tick_ms = 0
+        self._n = 0
+        self.instruments = {s: exchange.instrument(s) for s in self.symbols}
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def tick(self) -> TickResult:
+        now = self.clock.now_ms()
+        self._tick_ms = now
+        self._n = 0
+        tick_id = base36(now // 1000)
+        acct = self.reconcile(now)
+        snapshots, windows = self.read_market(now, acct)
+        memory = self.update_risk_state(now, acct)
+        decisions = self.decide(now, acct, snapshots, windows, memory.state)
+        result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
+        for d in decisions:
+            self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+        for d in decisions:
+            self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
+        self.record(tick_id, now, acct, snapshots, decisions, memory.state)
+        return result
+
+    # -- 1. reconcile --------------------------------------------------------------------------
+
+    def reconcile(self, now: int) -> _Account:
+        for record in self.store.unresolved_orders():
+            found = self.exchange.fetch_order(record.request.symbol, record.client_id)
+            if found is None:
+                self.store.update_order(
+                    record.client_id, OrderStatus.CANCELED, now, error="not found on the exchange"
+                )
+                self._event(
+                    now,
+                    "reconcile",
+                    record.request.symbol,
+                    TradingState.ACTIVE,
+                    f"order {record.client_id} ({record.status}) not on the exchange",
+                )
+            else:
+                self.store.update_order(record.client_id, found.status, now, order=found)
+        positions = self.exchange.fetch_positions(self.symbols)
+        resting = {s: self.exchange.fetch_open_orders(s) for s in self.symbols}
+        balance = self.exchange.fetch_balance()
+        marks = {s: self.exchange.fetch_mark_price(s) for s in self.symbols}
+        return _Account(balance.wallet, dict(positions), resting, marks)
+
+    # -- 2. market data ------------------------------------------------------------------------
+
+    def read_market(
+        self, now: int, acct: _Account
+    ) -> tuple[dict[str, MarketSnapshot], dict[str, CandleWindow]]:
+        snapshots: dict[str, MarketSnapshot] = {}
+        windows: dict[str, CandleWindow] = {}
+        for sym in self.symbols:
+            window = self.market.closed_candles(sym, self.tf_ms, self.needed, now)
+            last = self.market.last_price(sym, now)
+            if last is None:
+                continue
+            funding = self.market.funding(sym, now, self.policy.funding.lookback)
+            snap = build_snapshot(sym, window, funding, last[0], acct.marks[sym], self.policy)
+            if snap is not None:
+                snapshots[sym] = snap
+                windows[sym] = window
+        return snapshots, windows
+
+    # -- 3. risk state -------------------------------------------------------------------------
+
+    def update_risk_state(self, now: int, acct: _Account):  # type: ignore[no-untyped-def]
+        equity = acct.equity()
+        memory = self.store.load_risk_memory() or initial_memory(equity, now)
+        memory, transition = update(memory, equity, now, self.limits)
+        self.store.save_risk_memory(memory)
+        if transition is not None:
+            self._event(
+                now,
+                "state",
+                None,
+                transition.after,
+                f"{transition.before.value} -> {transition.after.value}: {transition.reason}",
+            )
+        return memory
+
+    # -- 4. decide -----------------------------------------------------------------------------
+
+    def decide(
+        self,
+        now: int,
+        acct: _Account,
+        snapshots: dict[str, MarketSnapshot],
+        windows: dict[str, CandleWindow],
+        state: TradingState,
+    ) -> list[Decision]:
+        equity = acct.equity()
+        sleeve = equity / Decimal(len(self.symbols)) if equity > 0 else ZERO
+        views: list[ContractView] = []
+        for spec in self.contracts:
+            snap = snapshots.get(spec.symbol)
+            if snap is None:
+                continue  # no data: hold, keep protection as it is (see protect/resize)
+            qty = acct.qty(spec.symbol)
+            direction, allow = spec.resolve(now, qty)
+            views.append(
+                ContractView(
+                    symbol=spec.symbol,
+                    direction=direction,
+                    allow_increase=allow,
+                    max_leverage=min(spec.max_leverage, self.limits.max_leverage_per_contract),
+                    instrument=self.instruments[spec.symbol],
+                    market=snap,
+                    position=acct.positions.get(spec.symbol),
+                    resting_stop=_resting_stop(acct.resting.get(spec.symbol, [])),
+                    sleeve_equity=sleeve,
+                )
+            )
+        cov = None
+        alloc = self.policy.allocation
+        if alloc is not None and alloc.method == "erc":
+            active = [windows[v.symbol] for v in views if v.direction != 0]
+            cov = annual_covariance(active, alloc.covariance_window)
+        decisions = decide(views, self.policy, cov)
+        if state is TradingState.HALTED:
+            decisions = [_flat(d, "halted: close every position") for d in decisions]
+        return decisions
+
+    # -- 5. protect ----------------------------------------------------------------------------
+
+    def protect(
+        self,
+        symbol: str,
+        acct: _Account,
+        stop: Decimal | None,
+        take: Decimal | None,
+        now: int,
+    ) -> None:
+        qty = acct.qty(symbol)
+        if qty != 0 and stop is None:
+            return  # the decision is to close: the resting stop stays until the close fills
+        plan = plan_protection(
+            symbol,
+            qty,
+            stop,
+            take,
+            acct.resting.get(symbol, []),
+            self.policy.orders.protective_tolerance,
+            self._id_factory(symbol),
+        )
+        for req in plan.place:
+            self._send(req, acct, now, None)
+        for cid in plan.cancel:
+            self._cancel(symbol, cid, now)
+        if plan.place or plan.cancel:
+            acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
+
+    # -- 6. size -------------------------------------------------------------------------------
+
+    def resize(
+        self,
+        d: Decision,
+        acct: _Account,
+        snap: MarketSnapshot | None,
+        state: TradingState,
+        now: int,
+        result: TickResult,
+    ) -> None:
+        if snap is None:
+            return
+        pos = acct.positions.get(d.symbol)
+        setting = pos.leverage if pos is not None else self.exchange.fetch_leverage(d.symbol)
+        plan = plan_size(
+            d,
+            acct.qty(d.symbol),
+            setting,
+            self.instruments[d.symbol],
+            snap.last_price,
+            self.policy.orders.rebalance_tolerance,
+            self._id_factory(d.symbol),
+        )
+        if not (plan.reduce or plan.increase):
+            return
+        for req in plan.reduce:
+            result.orders_sent += self._send(req, acct, now, snap)
+        if plan.leverage is not None and plan.increase:
+            try:
+                self.exchange.set_leverage(d.symbol, plan.leverage)
+            except ExchangeError as exc:
+                self._event(
+                    now, "rejected", d.symbol, state, f"set leverage {plan.leverage}: {exc}"
+                )
+                return
+        for req in plan.increase:
+            sent = self._send(req, acct, now, snap)
+            result.orders_sent += sent
+            result.denials += 1 - sent
+        acct.positions = dict(self.exchange.fetch_positions(self.symbols))
+        balance = self.exchange.fetch_balance()
+        acct.wallet = balance.wallet
+        self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+
+    # -- 7. record -----------------------------------------------------------------------------
+
+    def record(
+        self,
+        tick_id: str,
+        now: int,
+        acct: _Account,
+        snapshots: dict[str, MarketSnapshot],
+        decisions: list[Decision],
+        state: TradingState,
+    ) -> None:
+        records = []
+        for d in decisions:
+            snap = snapshots[d.symbol]
+            pos = acct.positions.get(d.symbol)
+            records.append(
+                DecisionRecord(
+                    tick_id=tick_id,
+                    ts_ms=now,
+                    decision=d,
+                    current_qty=pos.qty if pos is not None else ZERO,
+                    current_leverage=pos.leverage if pos is not None else ZERO,
+                    mark_price=snap.mark_price,
+                    volatility=snap.volatility,
+                )
+            )
+        self.store.record_decisions(records)
+        equity = acct.equity()
+        self.store.record_equity(
+            EquitySnapshot(now, acct.wallet, equity - acct.wallet, equity, state)
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _id_factory(self, symbol: str):  # type: ignore[no-untyped-def]
+        def new_id(purpose: OrderPurpose) -> str:
+            self._n += 1
+            while True:
+                cid = make_client_id(self.account, purpose, symbol, self._tick_ms, self._n)
+                if self.store.get_order(cid) is None:
+                    return cid
+                self._n += 1
+
+        return new_id
+
+    def _send(
+        self, req: OrderRequest, acct: _Account, now: int, snap: MarketSnapshot | None
+    ) -> int:
+        """Gate, persist the intent, send. Returns 1 if sent, 0 if denied or rejected."""
+        memory = self.store.load_risk_memory()
+        state = memory.state if memory is not None else TradingState.ACTIVE
+        price = snap.last_price if snap is not None else acct.marks[req.symbol]
+        equity = acct.equity()
+        other = sum(
+            (p.notional(acct.marks[s]) for s, p in acct.positions.items() if s != req.symbol),
+            ZERO,
+        )
+        spec = next(c for c in self.contracts if c.symbol == req.symbol)
+        ctx = OrderContext(
+            state=state,
+            now_ms=now,
+            data_age_ms=now - snap.asof_ms if snap is not None else 0,
+            price=price,
+            position_qty=acct.qty(req.symbol),
+            sleeve_equity=equity / Decimal(len(self.symbols)),
+            equity=equity,
+            gross_notional_other=other,
+            max_leverage_contract=spec.max_leverage,
+        )
+        verdict = self.gate.check(req, ctx)
+        if isinstance(verdict, Denied):
+            self._event(now, "denied", req.symbol, state, f"{req.client_id}: {verdict.reason}")
+            return 0
+        self.store.save_intent(req, now)
+        try:
+            order = self.exchange.place_order(req)
+        except OutcomeUnknown as exc:
+            self.store.update_order(req.client_id, OrderStatus.UNKNOWN, now, error=str(exc))
+            self._event(now, "unknown", req.symbol, state, f"{req.client_id}: {exc}")
+            return 0
+        except ExchangeError as exc:
+            self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
+            self._event(now, "rejected", req.symbol, state, f"{req.client_id}: {exc}")
+            return 0
+        self.store.update_order(req.client_id, order.status, now, order=order)
+        return 1
+
+    def _cancel(self, symbol: str, client_id: str, now: int) -> None:
+        try:
+            self.exchange.cancel_order(symbol, client_id)
+        except ExchangeError as exc:
+            self._event(now, "cancel_failed", symbol, TradingState.ACTIVE, f"{client_id}: {exc}")
+            return
+        if self.store.get_order(client_id) is not None:
+            self.store.update_order(client_id, OrderStatus.CANCELED, now)
+
+    def _event(
+        self, now: int, kind: str, symbol: str | None, state: TradingState, reason: str
+    ) -> None:
+        self.store.record_event(RiskEvent(now, kind, symbol, state, reason))
+
+
+def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
+    for o in orders:
+        if o.purpose is OrderPurpose.STOP_LOSS and o.trigger_price is not None:
+            return o.trigger_price
+    return None
+
+
+def _flat(d: Decision, why: str) -> Decision:
+    return Decision(d.symbol, 0, ZERO, ZERO, None, None, f"{d.reason}; {why}", False)

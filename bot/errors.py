@@ -1,0 +1,98 @@
+"""The project's exception tree.
+
+::
+
+    BotError
+    ├── ConfigError              bad configuration or policy file (names file and key)
+    ├── DataError                bad market data file (names file, row and what is wrong)
+    └── ExchangeError            anything the exchange said or failed to say
+        ├── TransientExchangeError   network, timeout, unavailable, rate limited: retry reads
+        │   └── RateLimited           carries ``retry_after`` seconds when the venue sent one
+        ├── OutcomeUnknown           an order was sent and the reply is lost: look it up by id
+        ├── ClockDrift               timestamp outside the receive window: resync, then retry
+        └── PermanentExchangeError   never retried
+            ├── AuthenticationFailed
+            ├── NotSupported          the venue lacks a capability the bot needs
+            └── OrderRejected         the venue refused an order (``code`` like Binance's)
+                ├── InsufficientMargin
+                ├── InvalidQuantity   below minimum, not on the step, below min notional
+                ├── ReduceOnlyRejected a reduce-only order that would increase the position
+                ├── DuplicateClientId
+                └── OrderNotFound
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base of every error the bot raises on purpose."""
+
+
+class ConfigError(BotError):
+    """Invalid configuration. The message names the file, the key path and the problem."""
+
+
+class DataError(BotError):
+    """Invalid market data. The message names the file, the row and the problem."""
+
+
+class ExchangeError(BotError):
+    """Base of exchange errors."""
+
+
+class TransientExchangeError(ExchangeError):
+    """May succeed if retried (network, timeout, exchange unavailable)."""
+
+
+class RateLimited(TransientExchangeError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OutcomeUnknown(ExchangeError):
+    """An order request was sent but whether the exchange accepted it is unknown."""
+
+
+class ClockDrift(ExchangeError):
+    """The request timestamp fell outside the exchange's receive window."""
+
+
+class PermanentExchangeError(ExchangeError):
+    """Retrying cannot help."""
+
+
+class AuthenticationFailed(PermanentExchangeError):
+    pass
+
+
+class NotSupported(PermanentExchangeError):
+    pass
+
+
+class OrderRejected(PermanentExchangeError):
+    """The exchange refused the order. ``code`` mirrors the venue's code where there is one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InsufficientMargin(OrderRejected):
+    pass
+
+
+class InvalidQuantity(OrderRejected):
+    pass
+
+
+class ReduceOnlyRejected(OrderRejected):
+    pass
+
+
+class DuplicateClientId(OrderRejected):
+    pass
+
+
+class OrderNotFound(OrderRejected):
+    pass

@@ -1,0 +1,1 @@
+"""Exchange port and its implementations (simulated, ccxt)."""

@@ -1,0 +1,60 @@
+"""The exchange port: what the engine needs from an exchange, in domain types only.
+
+Implementations: :class:`bot.sim.exchange.SimulatedExchange` (simulation and paper trading) and the
+ccxt adapter (live). Only the composition root chooses one. Methods raise the errors of
+:mod:`bot.errors`; an order rejection is an :class:`~bot.errors.OrderRejected` subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Protocol
+
+from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument
+from bot.domain.market import FundingInfo
+from bot.domain.orders import Order, OrderRequest
+from bot.domain.position import Balance, Position
+
+
+class ExchangePort(Protocol):
+    def instrument(self, symbol: str) -> Instrument:
+        """Contract filters, fees and leverage brackets."""
+        ...
+
+    def fetch_balance(self) -> Balance: ...
+
+    def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
+        """Open positions among ``symbols``; flat contracts are absent."""
+        ...
+
+    def fetch_open_orders(self, symbol: str) -> list[Order]:
+        """Resting orders, regular and conditional (stop-loss, take-profit) alike."""
+        ...
+
+    def fetch_order(self, symbol: str, client_id: str) -> Order | None:
+        """Look an order up by client id (open or recently closed); ``None`` if unknown."""
+        ...
+
+    def fetch_mark_price(self, symbol: str) -> Decimal: ...
+
+    def fetch_funding(self, symbol: str) -> FundingInfo: ...
+
+    def fetch_leverage(self, symbol: str) -> Decimal: ...
+
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        """Set the leverage setting; "not modified" is success."""
+        ...
+
+    def set_margin_mode(self, symbol: str, mode: MarginMode) -> None:
+        """Set the margin mode; "already set" is success."""
+        ...
+
+    def place_order(self, request: OrderRequest) -> Order:
+        """Send an order. Market orders come back filled (or raise)."""
+        ...
+
+    def cancel_order(self, symbol: str, client_id: str) -> None:
+        """Cancel a resting order; cancelling an order that is already gone is not an error."""
+        ...

@@ -1,0 +1,225 @@
+"""In-memory candle and funding series (numpy arrays, UTC epoch milliseconds).
+
+Candle timestamps are candle **open** times: a 1h candle stamped 10:00 covers
+10:00:00.000-10:59:59.999 and is only known once 11:00 has passed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.errors import DataError
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+_TF_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_TF_RE = re.compile(r"^([1-9][0-9]*)([smhdw])$")
+HOUR_MS = 3_600_000
+
+
+def parse_timeframe(tf: str) -> int:
+    """Return the length of a ccxt-style timeframe (``"5m"``, ``"1h"``, ``"8h"``) in ms.
+
+    Months are rejected: they have no fixed length.
+    """
+    m = _TF_RE.match(tf)
+    if m is None:
+        raise ValueError(f"unknown timeframe {tf!r}; expected e.g. '1m', '5m', '1h', '8h', '1d'")
+    return int(m.group(1)) * _TF_UNITS_MS[m.group(2)]
+
+
+def format_timeframe(tf_ms: int) -> str:
+    """Inverse of :func:`parse_timeframe`, using the largest unit that divides ``tf_ms``."""
+    if tf_ms <= 0:
+        raise ValueError(f"timeframe must be positive, got {tf_ms} ms")
+    for unit, size in sorted(_TF_UNITS_MS.items(), key=lambda kv: -kv[1]):
+        if tf_ms % size == 0:
+            return f"{tf_ms // size}{unit}"
+    raise ValueError(f"timeframe {tf_ms} ms is not a whole number of seconds")
+
+
+def _check_same_length(owner: str, **arrays: npt.NDArray[np.generic]) -> int:
+    lengths = {name: a.shape for name, a in arrays.items()}
+    if any(a.ndim != 1 for a in arrays.values()) or len(set(lengths.values())) != 1:
+        raise ValueError(f"{owner}: arrays must be 1-D and of equal length, got {lengths}")
+    return len(next(iter(arrays.values())))
+
+
+@dataclass(frozen=True, eq=False)
+class Candles:
+    """OHLCV candles of one contract and timeframe, sorted by open time, unique, on the grid.
+
+    ``ts``: open time, int64 UTC epoch ms. Prices in quote currency per base unit, ``volume`` in
+    base units (0 for mark-price candles). ``kind`` is ``"trade"`` or ``"mark"``. ``source`` is
+    where the data came from (a file path), used in messages.
+    """
+
+    ts: I64
+    open: F64
+    high: F64
+    low: F64
+    close: F64
+    volume: F64
+    tf_ms: int
+    symbol: str
+    kind: str
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_same_length(
+            f"Candles({self.source})",
+            ts=self.ts,
+            open=self.open,
+            high=self.high,
+            low=self.low,
+            close=self.close,
+            volume=self.volume,
+        )
+        if self.ts.dtype != np.int64:
+            raise ValueError(f"Candles({self.source}): ts must be int64 ms, got {self.ts.dtype}")
+        if self.kind not in ("trade", "mark"):
+            raise ValueError(f"Candles({self.source}): kind must be 'trade' or 'mark'")
+        if self.tf_ms <= 0:
+            raise ValueError(f"Candles({self.source}): tf_ms must be positive")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def _take(self, sl: slice) -> Candles:
+        return Candles(
+            ts=self.ts[sl],
+            open=self.open[sl],
+            high=self.high[sl],
+            low=self.low[sl],
+            close=self.close[sl],
+            volume=self.volume[sl],
+            tf_ms=self.tf_ms,
+            symbol=self.symbol,
+            kind=self.kind,
+            source=self.source,
+        )
+
+    def slice_time(self, start_ms: int, end_ms: int) -> Candles:
+        """Return the candles whose open time is in ``[start_ms, end_ms)`` (views, no copy)."""
+        lo = int(np.searchsorted(self.ts, start_ms, side="left"))
+        hi = int(np.searchsorted(self.ts, end_ms, side="left"))
+        return self._take(slice(lo, max(lo, hi)))
+
+    def index_at_or_before(self, ms: int) -> int | None:
+        """Return the index of the last candle **opened** at or before ``ms``, None if none.
+
+        That candle may still be open at ``ms``; for the last candle *closed* by ``ms`` ask
+        for ``ms - tf_ms``.
+        """
+        i = int(np.searchsorted(self.ts, ms, side="right")) - 1
+        return i if i >= 0 else None
+
+    def _run_bounds(self) -> tuple[I64, I64]:
+        """Indices of the first and last candle of each contiguous run."""
+        if len(self.ts) == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        breaks = np.flatnonzero(np.diff(self.ts) != self.tf_ms)
+        firsts = np.concatenate(([0], breaks + 1)).astype(np.int64)
+        lasts = np.concatenate((breaks, [len(self.ts) - 1])).astype(np.int64)
+        return firsts, lasts
+
+    def segments(self) -> list[tuple[int, int]]:
+        """Contiguous runs as ``(first_open_ms, last_open_ms)`` (both inclusive)."""
+        firsts, lasts = self._run_bounds()
+        return [(int(self.ts[a]), int(self.ts[b])) for a, b in zip(firsts, lasts, strict=True)]
+
+    def gaps(self) -> list[tuple[int, int]]:
+        """Missing ranges ``[from_ms, to_ms)`` of open times between contiguous runs."""
+        segs = self.segments()
+        return [(a[1] + self.tf_ms, b[0]) for a, b in itertools.pairwise(segs)]
+
+    def resample(self, tf_ms: int) -> Candles:
+        """Aggregate exactly to a coarser timeframe, buckets aligned to the UTC epoch.
+
+        open = first open, high = max, low = min, close = last close, volume = sum. A bucket
+        missing any sub-candle is dropped: prices are never invented.
+        """
+        if tf_ms % self.tf_ms != 0 or tf_ms < self.tf_ms:
+            raise ValueError(
+                f"cannot resample {format_timeframe(self.tf_ms)} candles to {tf_ms} ms: "
+                "the target must be a whole multiple of the source timeframe"
+            )
+        per_bucket = tf_ms // self.tf_ms
+        if len(self.ts) == 0 or per_bucket == 1:
+            return self._take(slice(None))
+        bucket = self.ts // tf_ms
+        starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+        counts = np.diff(np.concatenate((starts, [len(self.ts)])))
+        # Rows are unique and on the source grid, so a full count means no sub-candle is missing.
+        full = counts == per_bucket
+        ends = starts + counts - 1
+        return Candles(
+            ts=_readonly((bucket[starts] * tf_ms)[full]),
+            open=_readonly(self.open[starts][full]),
+            high=_readonly(np.maximum.reduceat(self.high, starts)[full]),
+            low=_readonly(np.minimum.reduceat(self.low, starts)[full]),
+            close=_readonly(self.close[ends][full]),
+            volume=_readonly(np.add.reduceat(self.volume, starts)[full]),
+            tf_ms=tf_ms,
+            symbol=self.symbol,
+            kind=self.kind,
+            source=f"{self.source} resampled to {format_timeframe(tf_ms)}",
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class FundingSeries:
+    """Funding settlements of one contract, sorted and unique.
+
+    ``ts``: settlement time, int64 UTC epoch ms. ``rate``: fraction of position notional per
+    interval (0.0001 = 0.01 %); positive means longs pay shorts.
+    """
+
+    ts: I64
+    rate: F64
+    symbol: str
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_same_length(f"FundingSeries({self.source})", ts=self.ts, rate=self.rate)
+        if self.ts.dtype != np.int64:
+            raise ValueError(f"FundingSeries({self.source}): ts must be int64 ms")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def interval_hours_at(self, i: int) -> float:
+        """Observed hours between settlement ``i`` and the previous one (the first uses the next).
+
+        Raises DataError when the series has a single settlement: no interval is observable.
+        """
+        n = len(self.ts)
+        if not -n <= i < n:
+            raise IndexError(f"settlement index {i} out of range for {n} settlements")
+        i %= n
+        if n < 2:
+            raise DataError(f"{self.source}: one funding settlement, the interval is unknown")
+        j = i if i > 0 else 1
+        return float(self.ts[j] - self.ts[j - 1]) / HOUR_MS
+
+    def between(self, after_ms: int, upto_ms: int) -> range:
+        """Indices of the settlements with ``after_ms < ts <= upto_ms``."""
+        lo = int(np.searchsorted(self.ts, after_ms, side="right"))
+        hi = int(np.searchsorted(self.ts, upto_ms, side="right"))
+        return range(lo, max(lo, hi))
+
+
+_A = TypeVar("_A", bound=npt.NDArray[Any])
+
+
+def _readonly(a: _A) -> _A:
+    a.setflags(write=False)
+    return a

@@ -1,0 +1,335 @@
+"""Find and load market data files: one (gzip) CSV per contract and series.
+
+Names (see ``data/sample/README.md``): ``<BASE>_USDT_USDT-<tf>.csv.gz`` last-trade OHLCV,
+``<BASE>_USDT_USDT-<tf>-mark.csv.gz`` mark-price OHLC (volume 0),
+``<BASE>_USDT_USDT-funding.csv.gz`` funding rates. Plain ``.csv`` is accepted too.
+Timestamps are UTC epoch milliseconds; candles are stamped with their open time.
+
+Loading is one ``np.loadtxt`` pass (numpy's C parser) over the decompressed bytes, then
+vectorised checks. Only when that pass fails is the file re-read line by line, to name the
+first bad line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.errors import DataError
+from bot.marketdata.candles import Candles, FundingSeries, format_timeframe, parse_timeframe
+
+CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+FUNDING_COLUMNS = ("timestamp", "funding_rate")
+MAX_ABS_FUNDING_RATE = 0.1  # fraction per interval; exchanges cap far lower (Binance: 0.03 at most)
+# 1973-03-03 in ms; a smaller stamp is almost surely in seconds, not milliseconds.
+_MIN_PLAUSIBLE_MS = 100_000_000_000
+_CANDLE_DTYPE = np.dtype(
+    [(c, np.int64 if c == "timestamp" else np.float64) for c in CANDLE_COLUMNS]
+)
+_FUNDING_DTYPE = np.dtype([("timestamp", np.int64), ("funding_rate", np.float64)])
+_NAME_RE = re.compile(
+    r"^(?P<stem>[A-Za-z0-9]+_[A-Za-z0-9]+_[A-Za-z0-9]+)-"
+    r"(?:(?P<tf>[1-9][0-9]*[smhdw])(?P<mark>-mark)?|funding)\.csv(?:\.gz)?$"
+)
+
+
+def symbol_to_stem(symbol: str) -> str:
+    """``"BTC/USDT:USDT"`` -> ``"BTC_USDT_USDT"`` (the freqtrade file-name spelling)."""
+    return symbol.replace("/", "_").replace(":", "_")
+
+
+def stem_to_symbol(stem: str) -> str:
+    """``"BTC_USDT_USDT"`` -> ``"BTC/USDT:USDT"``."""
+    parts = stem.split("_")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"file stem {stem!r} is not BASE_QUOTE_SETTLE")
+    return f"{parts[0]}/{parts[1]}:{parts[2]}"
+
+
+@dataclass
+class _SymbolFiles:
+    trade: dict[int, Path] = field(default_factory=dict)  # tf_ms -> file
+    mark: dict[int, Path] = field(default_factory=dict)
+    funding: Path | None = None
+
+
+@dataclass(frozen=True)
+class DataInventory:
+    """Which contracts and series a data directory holds. Timeframes are strings like ``"1h"``."""
+
+    data_dir: Path
+    _files: dict[str, _SymbolFiles]
+
+    def symbols(self) -> list[str]:
+        """ccxt symbols with at least one file, sorted."""
+        return sorted(self._files)
+
+    def _get(self, symbol: str) -> _SymbolFiles:
+        try:
+            return self._files[symbol]
+        except KeyError:
+            raise DataError(
+                f"{self.data_dir}: no data for {symbol!r}; available: {', '.join(self.symbols())}"
+            ) from None
+
+    def trade_timeframes(self, symbol: str) -> list[str]:
+        """Timeframes with last-trade candles, shortest first."""
+        return [format_timeframe(ms) for ms in sorted(self._get(symbol).trade)]
+
+    def mark_timeframes(self, symbol: str) -> list[str]:
+        """Timeframes with mark-price candles, shortest first."""
+        return [format_timeframe(ms) for ms in sorted(self._get(symbol).mark)]
+
+    def has_funding(self, symbol: str) -> bool:
+        return self._get(symbol).funding is not None
+
+    def candle_path(self, symbol: str, tf: str, kind: str = "trade") -> Path:
+        """Path of the ``kind`` ("trade" | "mark") candle file of ``symbol`` at ``tf``."""
+        if kind not in ("trade", "mark"):
+            raise ValueError(f"kind must be 'trade' or 'mark', got {kind!r}")
+        files = self._get(symbol)
+        by_tf = files.trade if kind == "trade" else files.mark
+        path = by_tf.get(parse_timeframe(tf))
+        if path is None:
+            raise DataError(f"{self.data_dir}: no {kind} {tf} candles for {symbol}")
+        return path
+
+    def funding_path(self, symbol: str) -> Path:
+        path = self._get(symbol).funding
+        if path is None:
+            raise DataError(f"{self.data_dir}: no funding file for {symbol}")
+        return path
+
+    def load_candles(self, symbol: str, tf: str, kind: str = "trade") -> Candles:
+        return load_candles(self.candle_path(symbol, tf, kind), symbol, parse_timeframe(tf), kind)
+
+    def load_funding(self, symbol: str) -> FundingSeries:
+        return load_funding(self.funding_path(symbol), symbol)
+
+
+def discover(data_dir: Path) -> DataInventory:
+    """List the recognisable data files directly inside ``data_dir`` (not in sub-folders)."""
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data directory does not exist")
+    found: dict[str, _SymbolFiles] = {}
+    seen: dict[str, Path] = {}
+    for path in sorted(data_dir.iterdir()):
+        m = _NAME_RE.match(path.name)
+        if m is None or not path.is_file():
+            continue
+        series = path.name.removesuffix(".gz").removesuffix(".csv")
+        if (other := seen.get(series)) is not None:
+            raise DataError(f"{data_dir}: both {other.name} and {path.name} hold {series}")
+        seen[series] = path
+        files = found.setdefault(stem_to_symbol(m["stem"]), _SymbolFiles())
+        if m["tf"] is None:
+            files.funding = path
+        else:
+            (files.mark if m["mark"] else files.trade)[parse_timeframe(m["tf"])] = path
+    if not found:
+        raise DataError(
+            f"{data_dir}: no market data files (expected names like BTC_USDT_USDT-1h.csv.gz, "
+            "BTC_USDT_USDT-1h-mark.csv.gz, BTC_USDT_USDT-funding.csv.gz)"
+        )
+    return DataInventory(data_dir, found)
+
+
+def load_candles(path: Path | str, symbol: str, tf_ms: int, kind: str = "trade") -> Candles:
+    """Load and validate one candle file; ``tf_ms`` is the candle length in ms."""
+    path = Path(path)
+    if kind not in ("trade", "mark"):
+        raise ValueError(f"kind must be 'trade' or 'mark', got {kind!r}")
+    rows = _read_table(path, CANDLE_COLUMNS, _CANDLE_DTYPE)
+    ts = _column(rows, "timestamp")
+    _check_timestamps(path, ts, tf_ms)
+    cols = {name: _column(rows, name) for name in CANDLE_COLUMNS[1:]}
+    _fail_first(
+        path, {n: ~np.isfinite(a) for n, a in cols.items()}, "{col} is not finite: {v}", cols
+    )
+    prices = {n: cols[n] for n in ("open", "high", "low", "close")}
+    _fail_first(path, {n: a <= 0 for n, a in prices.items()}, "{col} is not positive: {v}", cols)
+    o, h, lo, c, v = (cols[n] for n in CANDLE_COLUMNS[1:])
+    bad_high = h < np.maximum(o, c)
+    _fail_first(path, {"high": bad_high}, "high {v} is below max(open, close)", cols)
+    _fail_first(path, {"low": lo > np.minimum(o, c)}, "low {v} is above min(open, close)", cols)
+    _fail_first(path, {"volume": v < 0}, "volume is negative: {v}", cols)
+    return Candles(ts, o, h, lo, c, v, tf_ms=tf_ms, symbol=symbol, kind=kind, source=str(path))
+
+
+def load_funding(path: Path | str, symbol: str) -> FundingSeries:
+    """Load and validate one funding file (rates as fractions per interval)."""
+    path = Path(path)
+    rows = _read_table(path, FUNDING_COLUMNS, _FUNDING_DTYPE)
+    ts = _column(rows, "timestamp")
+    _check_timestamps(path, ts, tf_ms=None)
+    cols = {"funding_rate": _column(rows, "funding_rate")}
+    rate = cols["funding_rate"]
+    _fail_first(path, {"funding_rate": ~np.isfinite(rate)}, "{col} is not finite: {v}", cols)
+    absurd = {"funding_rate": np.abs(rate) > MAX_ABS_FUNDING_RATE}
+    problem = f"funding_rate {{v}} is absurd (|rate| > {MAX_ABS_FUNDING_RATE} per interval)"
+    _fail_first(path, absurd, problem, cols)
+    return FundingSeries(ts, rate, symbol=symbol, source=str(path))
+
+
+def _column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[Any]:
+    out: npt.NDArray[Any] = np.ascontiguousarray(rows[name])
+    out.setflags(write=False)
+    return out
+
+
+def _read_table(
+    path: Path, columns: tuple[str, ...], dtype: np.dtype[np.void]
+) -> npt.NDArray[np.void]:
+    """Decompress if gzip, check the header, parse every row; DataError names the bad line."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e}") from e
+    if data[:2] == b"\x1f\x8b":  # gzip magic: trust the content, not the suffix
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: corrupt gzip data: {e}") from e
+    header, _, body = data.partition(b"\n")
+    if not header.strip():
+        raise DataError(f"{path}: empty file (no header, no rows)")
+    _check_header(path, header.decode("utf-8-sig", errors="replace"), columns)
+    # Trailing whitespace and blank lines at the end are harmless. Scan instead of rstrip():
+    # copying a 30 MB body costs more than the check.
+    end = len(body)
+    while end and body[end - 1] in b" \t\r\n":
+        end -= 1
+    if end == 0:
+        raise DataError(f"{path}: empty file: a header but no data rows")
+    if end < len(body) - 1:
+        body = body[:end]
+    try:
+        rows = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=dtype, comments=None, ndmin=1)
+    except ValueError as e:
+        _raise_first_bad_line(path, body[:end], columns, str(e))
+    if len(rows) != body.count(b"\n", 0, end) + 1:  # loadtxt skips blank lines silently
+        _raise_first_bad_line(path, body[:end], columns, "blank line")
+    return rows
+
+
+def _check_header(path: Path, header: str, expected: tuple[str, ...]) -> None:
+    cols = [c.strip() for c in header.strip().split(",")]
+    if tuple(cols) == expected:
+        return
+    missing = [c for c in expected if c not in cols]
+    extra = [c for c in cols if c not in expected]
+    problems = []
+    if len(cols) == len(expected) and missing and len(missing) == len(extra):
+        renamed = [f"{g!r} instead of {w!r}" for g, w in zip(cols, expected, strict=True) if g != w]
+        problems.append("renamed column(s): " + ", ".join(renamed))
+    else:
+        if missing:
+            problems.append("missing column(s): " + ", ".join(missing))
+        if extra:
+            problems.append("unexpected column(s): " + ", ".join(extra))
+    dups = sorted({c for c in cols if cols.count(c) > 1})
+    if dups:
+        problems.append("duplicate column(s): " + ", ".join(dups))
+    if not problems:
+        problems.append("columns in the wrong order")
+    raise DataError(
+        f"{path}: line 1 (header): {'; '.join(problems)}; "
+        f"got {','.join(cols)!r}, expected {','.join(expected)!r}"
+    )
+
+
+def _raise_first_bad_line(path: Path, body: bytes, columns: tuple[str, ...], why: str) -> NoReturn:
+    for offset, raw in enumerate(body.split(b"\n")):
+        where = f"{path}: line {offset + 2}"
+        text = raw.decode("utf-8", errors="replace").strip()
+        if not text:
+            raise DataError(f"{where}: empty line")
+        fields = text.split(",")
+        if len(fields) != len(columns):
+            raise DataError(
+                f"{where}: expected {len(columns)} fields ({','.join(columns)}), "
+                f"found {len(fields)}: {text[:80]!r}"
+            )
+        for name, value in zip(columns, fields, strict=True):
+            if not _parses(value, integer=name == "timestamp"):
+                kind = "an integer (epoch ms)" if name == "timestamp" else "a number"
+                raise DataError(f"{where}: column {name!r}: cannot parse {value!r} as {kind}")
+    raise DataError(f"{path}: cannot parse: {why}")
+
+
+def _parses(value: str, integer: bool) -> bool:
+    if "_" in value:  # Python accepts 1_000, numpy does not
+        return False
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        return False
+    return not integer or -(2**63) <= number < 2**63
+
+
+def _fmt_ms(ms: int) -> str:
+    try:
+        when = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(" ", timespec="milliseconds")
+        return f"{ms} ({when.removesuffix('+00:00')} UTC)"
+    except (OverflowError, OSError, ValueError):
+        return str(ms)
+
+
+def _check_timestamps(path: Path, ts: npt.NDArray[np.int64], tf_ms: int | None) -> None:
+    small = np.flatnonzero(ts < _MIN_PLAUSIBLE_MS)
+    if small.size:
+        i = int(small[0])
+        raise DataError(
+            f"{path}: line {i + 2}: timestamp {ts[i]} is not UTC epoch milliseconds "
+            "(too small: seconds?)"
+        )
+    step = np.diff(ts)
+    bad = np.flatnonzero(step <= 0)
+    if bad.size:
+        i = int(bad[0])
+        a, b = int(ts[i]), int(ts[i + 1])
+        if a == b:
+            raise DataError(
+                f"{path}: line {i + 3}: duplicate timestamp {_fmt_ms(b)} (as line {i + 2})"
+            )
+        raise DataError(
+            f"{path}: line {i + 3}: timestamps not strictly increasing: {_fmt_ms(b)} "
+            f"follows {_fmt_ms(a)} on line {i + 2}"
+        )
+    if tf_ms is not None:
+        off = np.flatnonzero(ts % tf_ms != 0)
+        if off.size:
+            i = int(off[0])
+            raise DataError(
+                f"{path}: line {i + 2}: timestamp {_fmt_ms(int(ts[i]))} is off the "
+                f"{format_timeframe(tf_ms)} grid (remainder {int(ts[i] % tf_ms)} ms)"
+            )
+
+
+def _fail_first(
+    path: Path,
+    masks: dict[str, npt.NDArray[np.bool_]],
+    problem: str,
+    cols: dict[str, npt.NDArray[np.float64]],
+) -> None:
+    """Raise for the earliest row flagged in any mask; ``problem`` may use {col} and {v}."""
+    first: tuple[int, str] | None = None
+    for name, mask in masks.items():
+        hits = np.flatnonzero(mask)
+        if hits.size and (first is None or hits[0] < first[0]):
+            first = (int(hits[0]), name)
+    if first is not None:
+        row, name = first
+        msg = problem.format(col=name, v=float(cols[name][row]))
+        if len(cols) > 1:
+            msg += " (" + ", ".join(f"{n}={float(cols[n][row])!r}" for n in cols) + ")"
+        raise DataError(f"{path}: line {row + 2}: {msg}")

@@ -1,0 +1,1 @@
+"""Leverage policies: pure functions of (market snapshot, account state, policy parameters)."""

@@ -1,0 +1,190 @@
+"""The decision: target leverage, position and protective prices for every contract.
+
+Pure: the same inputs always give the same decisions. Steps for each contract, each recorded
+in the reason:
+
+1. base leverage: constant (``static``), ``target_vol / vol`` (``vol_target``), or the contract's
+   share of a risk-parity book scaled to the target volatility (``risk_parity``), clamped to
+   [min, max];
+2. hysteresis band and maximum step against the current leverage (no churn);
+3. safety caps, never rate-limited: funding cost, liquidation buffer (the stop must trigger at
+   least ``buffer_vol_units`` daily-volatility units before the liquidation price), the
+   contract's and the account's maximum leverage, the exchange bracket;
+4. target quantity = direction x leverage x sleeve equity / price, rounded down to the step;
+5. stop-loss (trailing: it only ever moves toward the price) and take-profit from the entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.config.policy import Policy
+from bot.domain.decision import Decision
+from bot.policy.allocation import erc_weights, inverse_vol_weights, scale_to_target
+from bot.policy.inputs import ContractView
+from bot.policy.leverage import funding_cap, liquidation_cap, q2, smooth, vol_target_leverage
+from bot.policy.protection import daily_vol_unit, describe, distance
+
+ZERO = Decimal(0)
+
+
+def base_leverages(
+    views: Sequence[ContractView], policy: Policy, cov_annual: npt.NDArray[np.float64] | None
+) -> dict[str, tuple[Decimal, str]]:
+    """Leverage per contract before smoothing and caps, with the first part of the reason."""
+    lev = policy.leverage
+    out: dict[str, tuple[Decimal, str]] = {}
+    if policy.kind == "static":
+        fixed = lev.fixed if lev.fixed is not None else lev.max
+        for v in views:
+            out[v.symbol] = (fixed, f"static {fixed}x")
+        return out
+    target = lev.target_volatility if lev.target_volatility is not None else Decimal("0.4")
+    if policy.kind == "vol_target":
+        for v in views:
+            vol = v.market.volatility
+            raw = vol_target_leverage(vol, target, lev.min, lev.max)
+            cmp = ">" if vol > target else "<="
+            out[v.symbol] = (raw, f"vol {vol:.2f} {cmp} target {target} -> leverage {q2(raw)}")
+        return out
+    return _risk_parity(views, policy, cov_annual, target)
+
+
+def _risk_parity(
+    views: Sequence[ContractView],
+    policy: Policy,
+    cov_annual: npt.NDArray[np.float64] | None,
+    target: Decimal,
+) -> dict[str, tuple[Decimal, str]]:
+    alloc = policy.allocation
+    if alloc is None:
+        raise ValueError("risk_parity policy without an [allocation] table")
+    active = [v for v in views if v.direction != 0]
+    out: dict[str, tuple[Decimal, str]] = {v.symbol: (ZERO, "flat") for v in views}
+    if not active:
+        return out
+    vols = np.array([float(v.market.volatility) for v in active])
+    if alloc.method == "erc" and cov_annual is not None and cov_annual.shape[0] == len(active):
+        weights = erc_weights(cov_annual)
+        cov = cov_annual
+        method = "ERC"
+    else:
+        weights = inverse_vol_weights(vols)
+        cov = np.diag(vols**2)
+        method = "inverse-vol"
+    scaled = scale_to_target(weights, cov, float(target), float(alloc.max_gross_leverage))
+    n = Decimal(len(views))
+    for v, w_raw in zip(active, scaled, strict=True):
+        w = Decimal(repr(float(w_raw)))
+        sleeve_lev = min(max(w * n, policy.leverage.min), policy.leverage.max)
+        out[v.symbol] = (
+            sleeve_lev,
+            f"{method} weight {w:.3f} of equity (gross cap {alloc.max_gross_leverage}) "
+            f"-> leverage {q2(sleeve_lev)}",
+        )
+    return out
+
+
+def decide(
+    views: Sequence[ContractView],
+    policy: Policy,
+    cov_annual: npt.NDArray[np.float64] | None = None,
+) -> list[Decision]:
+    """Decide every contract. ``cov_annual`` (annualised covariance of the active contracts'
+    returns, in ``views`` order) is used by risk-parity ERC only."""
+    bases = base_leverages(views, policy, cov_annual)
+    return [_decide_one(v, policy, *bases[v.symbol]) for v in views]
+
+
+def _decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Decision:
+    short = v.symbol.split("/")[0]
+    price = v.market.mark_price
+    if v.direction == 0:
+        return Decision(
+            v.symbol,
+            0,
+            ZERO,
+            ZERO,
+            None,
+            None,
+            f"{short}: direction flat -> close",
+            v.allow_increase,
+        )
+    parts = [f"{short}: {why}"]
+    current = v.current_leverage
+    lev, note = smooth(current, base, policy.leverage.hysteresis, policy.leverage.max_step)
+    if note:
+        parts.append(note if note.startswith("within") else f"-> {q2(lev)} {note}")
+    lev, note = funding_cap(
+        lev, v.direction, v.market.funding.annualized, policy.funding.max_annual_cost
+    )
+    if note:
+        parts.append(note)
+    sl_dist = distance(policy.stop_loss.kind, policy.stop_loss.distance, v.market, price)
+    buffer = policy.liquidation.buffer_vol_units * daily_vol_unit(v.market, price)
+    notional = lev * v.sleeve_equity
+    liq_cap = liquidation_cap(v.instrument, v.direction, price, notional, sl_dist, buffer)
+    if lev > liq_cap:
+        parts.append(
+            f"liquidation buffer {policy.liquidation.buffer_vol_units} vol beyond SL "
+            f"-> leverage {q2(liq_cap)}"
+        )
+        lev = liq_cap
+    hard = min(v.max_leverage, v.instrument.max_leverage_for(notional))
+    if lev > hard:
+        parts.append(f"cap {q2(hard)}")
+        lev = hard
+    lev = q2(max(lev, ZERO))
+    qty = v.instrument.floor_qty(lev * v.sleeve_equity / price) if price > 0 else ZERO
+    held = v.position.qty if v.position is not None else ZERO
+    if not v.allow_increase and (held * v.direction <= 0 or qty > abs(held)):
+        qty = min(qty, abs(held)) if held * v.direction > 0 else ZERO
+        parts.append("no increase allowed")
+    target_qty = qty * v.direction
+    stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
+    parts.append(f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}")
+    return Decision(
+        symbol=v.symbol,
+        direction=v.direction,
+        target_leverage=lev,
+        target_qty=target_qty,
+        stop_loss=stop,
+        take_profit=take,
+        reason="; ".join(parts),
+        allow_increase=v.allow_increase and policy.allow_increase,
+    )
+
+
+def _protective_prices(
+    v: ContractView, policy: Policy, price: Decimal, sl_dist: Decimal, target_qty: Decimal
+) -> tuple[Decimal | None, Decimal | None]:
+    if target_qty == 0:
+        return None, None
+    sign = 1 if target_qty > 0 else -1
+    inst = v.instrument
+    stop = inst.stop_price(price - sign * sl_dist, sign)
+    same_side = v.position is not None and v.position.sign == sign
+    if same_side and v.resting_stop is not None:
+        # Trailing: a stop only ever moves toward the price, never away from it.
+        stop = max(stop, v.resting_stop) if sign > 0 else min(stop, v.resting_stop)
+    if stop <= 0:
+        stop = inst.tick_size
+    take: Decimal | None = None
+    tp = policy.take_profit
+    if tp is not None:
+        entry = v.position.entry_price if same_side and v.position is not None else price
+        take = inst.take_profit_price(
+            entry + sign * distance(tp.kind, tp.distance, v.market, entry), sign
+        )
+        # A take-profit already behind the price would fire at once: push it beyond the price.
+        if (take - price) * sign <= 0:
+            take = inst.take_profit_price(
+                price + sign * distance(tp.kind, tp.distance, v.market, price), sign
+            )
+        if take <= 0:
+            take = None
+    return stop, take

@@ -1,0 +1,33 @@
+"""What the policy is given for one contract at one tick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.domain.instrument import Instrument
+from bot.domain.market import MarketSnapshot
+from bot.domain.position import Position
+
+
+@dataclass(frozen=True, slots=True)
+class ContractView:
+    """One contract as the policy sees it. ``direction`` is already resolved for this tick
+    (configured side, or the trader's signal, or the side of a followed position)."""
+
+    symbol: str
+    direction: int  # -1 short, 0 flat, +1 long
+    allow_increase: bool
+    max_leverage: Decimal  # the tighter of the contract's and the risk limits' caps
+    instrument: Instrument
+    market: MarketSnapshot
+    position: Position | None
+    resting_stop: Decimal | None  # trigger of the stop-loss resting now, for the ratchet
+    sleeve_equity: Decimal  # account equity allocated to this contract (quote)
+
+    @property
+    def current_leverage(self) -> Decimal:
+        """Notional at the mark over the contract's sleeve of equity."""
+        if self.position is None or self.sleeve_equity <= 0:
+            return Decimal(0)
+        return self.position.notional(self.market.mark_price) / self.sleeve_equity

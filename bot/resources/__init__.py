@@ -1,0 +1,1 @@
+"""Bundled data files (contract specifications); read with importlib.resources."""

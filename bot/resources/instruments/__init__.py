@@ -1,0 +1,1 @@
+"""Contract specifications, one JSON file per ccxt exchange id (read by bot/instruments.py)."""

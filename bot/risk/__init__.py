@@ -1,0 +1,1 @@
+"""Risk: the trading state machine and the gate every order passes."""

@@ -1,0 +1,19 @@
+"""The effective risk limits: the stricter of the configuration's and the policy's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    max_leverage_per_contract: Decimal
+    max_gross_leverage: Decimal
+    max_notional_per_contract: Decimal
+    daily_loss: Decimal  # fraction of the UTC day's starting equity
+    max_drawdown: Decimal  # fraction of the peak equity
+    stale_data_ms: int
+    max_orders_per_minute: int
+    on_daily_loss: Literal["reducing", "halted"] = "halted"

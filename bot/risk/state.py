@@ -1,0 +1,82 @@
+"""Trading state transitions from equity: daily loss (UTC day) and drawdown from the peak.
+
+* Daily loss: equity (wallet + unrealised PnL) below the UTC day's starting equity by
+  ``daily_loss`` -> ``reducing`` or ``halted`` (configurable) until the next UTC day.
+* Drawdown: equity below the highest equity seen by ``max_drawdown`` -> ``halted``, sticky: only
+  a person (``bot resume``) leaves it.
+The memory (peak, day start, state) is persisted by the store so it survives restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from bot.domain.enums import TradingState
+from bot.risk.limits import RiskLimits
+from bot.store.port import RiskMemory
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    before: TradingState
+    after: TradingState
+    reason: str
+
+
+def initial_memory(equity: Decimal, now_ms: int) -> RiskMemory:
+    return RiskMemory(
+        state=TradingState.ACTIVE,
+        state_reason="start",
+        peak_equity=equity,
+        day_start_ms=now_ms - now_ms % DAY_MS,
+        day_start_equity=equity,
+        sticky=False,
+    )
+
+
+def update(
+    memory: RiskMemory, equity: Decimal, now_ms: int, limits: RiskLimits
+) -> tuple[RiskMemory, Transition | None]:
+    """Roll the day, track the peak, and move the state if a limit is breached."""
+    day = now_ms - now_ms % DAY_MS
+    before = memory.state
+    mem = memory
+    if day != mem.day_start_ms:
+        mem = replace(mem, day_start_ms=day, day_start_equity=equity)
+        if not mem.sticky and mem.state is not TradingState.ACTIVE:
+            mem = replace(mem, state=TradingState.ACTIVE, state_reason="new UTC day")
+    if equity > mem.peak_equity:
+        mem = replace(mem, peak_equity=equity)
+    drawdown = (mem.peak_equity - equity) / mem.peak_equity if mem.peak_equity > 0 else Decimal(0)
+    day_loss = (
+        (mem.day_start_equity - equity) / mem.day_start_equity
+        if mem.day_start_equity > 0
+        else Decimal(0)
+    )
+    if drawdown >= limits.max_drawdown and mem.state is not TradingState.HALTED:
+        mem = replace(
+            mem,
+            state=TradingState.HALTED,
+            sticky=True,
+            state_reason=f"drawdown {drawdown:.2%} from peak {mem.peak_equity:.2f} "
+            f">= limit {limits.max_drawdown:.2%}",
+        )
+    elif day_loss >= limits.daily_loss and mem.state is TradingState.ACTIVE:
+        target = TradingState(limits.on_daily_loss)
+        mem = replace(
+            mem,
+            state=target,
+            state_reason=f"daily loss {day_loss:.2%} >= limit {limits.daily_loss:.2%} "
+            "(until the next UTC day)",
+        )
+    if mem.state is not before:
+        return mem, Transition(before, mem.state, mem.state_reason)
+    return mem, None
+
+
+def set_state(memory: RiskMemory, state: TradingState, reason: str, *, sticky: bool) -> RiskMemory:
+    """A person's (or the bot's own) explicit change of state, e.g. ``bot halt``/``bot resume``."""
+    return replace(memory, state=state, state_reason=reason, sticky=sticky)

@@ -1,0 +1,1 @@
+"""Simulation: replay, matching and reports."""

@@ -1,0 +1,186 @@
+"""Position and wallet accounting of the simulated exchange (one-way mode, linear USDT perps).
+
+Wallet balance moves only with realised PnL, fees, funding and liquidations. An isolated position
+holds ``isolated_margin`` of the wallet (initial margin at its leverage setting, minus funding it
+paid); a cross position is backed by the whole wallet. Equity = wallet + unrealised PnL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument
+from bot.domain.margin import (
+    initial_margin,
+    liquidation_price_cross,
+    liquidation_price_isolated,
+    maintenance_margin,
+)
+from bot.domain.position import Position
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class SimPosition:
+    qty: Decimal = ZERO
+    entry_price: Decimal = ZERO
+    isolated_margin: Decimal = ZERO
+
+    @property
+    def sign(self) -> int:
+        return (self.qty > 0) - (self.qty < 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeResult:
+    realized_pnl: Decimal
+    fee: Decimal
+
+
+class Book:
+    """Wallet, positions and leverage settings. No prices or orders: those are the exchange's."""
+
+    def __init__(
+        self,
+        instruments: dict[str, Instrument],
+        *,
+        starting_balance: Decimal,
+        margin_mode: MarginMode,
+    ) -> None:
+        self.instruments = instruments
+        self.wallet = starting_balance
+        self.margin_mode = margin_mode
+        self.positions: dict[str, SimPosition] = {s: SimPosition() for s in instruments}
+        self.leverage: dict[str, Decimal] = {s: Decimal(1) for s in instruments}
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def unrealized(self, marks: dict[str, Decimal]) -> Decimal:
+        total = ZERO
+        for sym, pos in self.positions.items():
+            if pos.qty != 0:
+                total += pos.qty * (marks[sym] - pos.entry_price)
+        return total
+
+    def equity(self, marks: dict[str, Decimal]) -> Decimal:
+        return self.wallet + self.unrealized(marks)
+
+    def used_margin(self, marks: dict[str, Decimal]) -> Decimal:
+        """Margin locked by open positions: isolated margin, or initial margin at the mark."""
+        total = ZERO
+        for sym, pos in self.positions.items():
+            if pos.qty == 0:
+                continue
+            if self.margin_mode is MarginMode.ISOLATED:
+                total += pos.isolated_margin
+            else:
+                total += initial_margin(abs(pos.qty) * marks[sym], self.leverage[sym])
+        return total
+
+    def available(self, marks: dict[str, Decimal]) -> Decimal:
+        """Balance free for new margin. Isolated: unrealised PnL of isolated positions is not
+        available; cross: it counts (Binance's availableBalance)."""
+        free = self.wallet - self.used_margin(marks)
+        if self.margin_mode is MarginMode.CROSS:
+            free += self.unrealized(marks)
+        return free
+
+    def liquidation_price(self, symbol: str, marks: dict[str, Decimal]) -> Decimal | None:
+        pos = self.positions[symbol]
+        if pos.qty == 0:
+            return None
+        inst = self.instruments[symbol]
+        if self.margin_mode is MarginMode.ISOLATED:
+            return liquidation_price_isolated(inst, pos.qty, pos.entry_price, pos.isolated_margin)
+        other_mm = ZERO
+        other_upnl = ZERO
+        for sym, other in self.positions.items():
+            if sym == symbol or other.qty == 0:
+                continue
+            mark = marks[sym]
+            other_mm += maintenance_margin(self.instruments[sym], abs(other.qty) * mark)
+            other_upnl += other.qty * (mark - other.entry_price)
+        return liquidation_price_cross(
+            inst, pos.qty, pos.entry_price, self.wallet, other_mm, other_upnl
+        )
+
+    def to_position(self, symbol: str) -> Position:
+        pos = self.positions[symbol]
+        return Position(
+            symbol=symbol,
+            qty=pos.qty,
+            entry_price=pos.entry_price,
+            leverage=self.leverage[symbol],
+            margin_mode=self.margin_mode,
+            isolated_margin=pos.isolated_margin,
+        )
+
+    # -- changes -------------------------------------------------------------------------------
+
+    def margin_for(self, symbol: str, qty_delta: Decimal, price: Decimal) -> Decimal:
+        """Initial margin an increase of ``|qty_delta|`` at ``price`` needs."""
+        return initial_margin(abs(qty_delta) * price, self.leverage[symbol])
+
+    def trade(self, symbol: str, qty_delta: Decimal, price: Decimal, fee: Decimal) -> TradeResult:
+        """Apply a fill of signed ``qty_delta`` at ``price``; ``fee`` is paid from the wallet."""
+        pos = self.positions[symbol]
+        realized = ZERO
+        new_qty = pos.qty + qty_delta
+        if pos.qty == 0 or (pos.qty > 0) == (qty_delta > 0):
+            # Increase (or open): weighted average entry, add initial margin.
+            notional_before = abs(pos.qty) * pos.entry_price
+            notional_added = abs(qty_delta) * price
+            pos.entry_price = (notional_before + notional_added) / abs(new_qty)
+            if self.margin_mode is MarginMode.ISOLATED:
+                pos.isolated_margin += initial_margin(notional_added, self.leverage[symbol])
+        else:
+            closed = min(abs(qty_delta), abs(pos.qty))
+            realized = closed * (price - pos.entry_price) * pos.sign
+            if self.margin_mode is MarginMode.ISOLATED:
+                released = pos.isolated_margin * closed / abs(pos.qty)
+                pos.isolated_margin -= released
+            if abs(qty_delta) > abs(pos.qty):
+                # Flip: the remainder opens a new position at the fill price.
+                remainder = abs(qty_delta) - abs(pos.qty)
+                pos.entry_price = price
+                pos.isolated_margin = (
+                    initial_margin(remainder * price, self.leverage[symbol])
+                    if self.margin_mode is MarginMode.ISOLATED
+                    else ZERO
+                )
+        pos.qty = new_qty
+        if pos.qty == 0:
+            pos.entry_price = ZERO
+            pos.isolated_margin = ZERO
+        self.wallet += realized - fee
+        return TradeResult(realized_pnl=realized, fee=fee)
+
+    def pay_funding(self, symbol: str, amount: Decimal) -> None:
+        """Debit ``amount`` (credit if negative) for funding; isolated margin absorbs it too."""
+        self.wallet -= amount
+        pos = self.positions[symbol]
+        if self.margin_mode is MarginMode.ISOLATED and pos.qty != 0:
+            pos.isolated_margin = max(ZERO, pos.isolated_margin - amount)
+
+    def liquidate(self, symbol: str, price: Decimal, fee_rate: Decimal) -> TradeResult:
+        """Close the whole position at ``price`` and charge the liquidation fee.
+
+        An isolated position never costs more than its margin; a cross liquidation never takes
+        the wallet below zero (the insurance fund absorbs the rest, as on Binance).
+        """
+        pos = self.positions[symbol]
+        qty = pos.qty
+        margin = pos.isolated_margin
+        wallet_before = self.wallet
+        fee = abs(qty) * price * fee_rate
+        result = self.trade(symbol, -qty, price, ZERO)
+        loss = -result.realized_pnl + fee
+        if self.margin_mode is MarginMode.ISOLATED:
+            loss = min(loss, margin)
+        else:
+            loss = min(loss, wallet_before)
+        self.wallet = wallet_before - loss
+        return TradeResult(realized_pnl=result.realized_pnl, fee=loss + result.realized_pnl)

@@ -1,0 +1,358 @@
+"""The simulated exchange: Binance USD-M rules behind the exchange port.
+
+Used by the dry-run simulation (history replayed through :meth:`SimulatedExchange.advance_to`)
+and by paper trading (live prices through :meth:`SimulatedExchange.set_mark`). It implements
+:class:`bot.exchange.port.ExchangePort`, so the engine cannot tell it from the live adapter.
+
+Fill rules (written down here because backtests live or die by them):
+
+* Market orders fill at once at the current last price, moved against the trader by
+  ``slippage_bps``, and pay the taker fee on the fill notional.
+* Conditional orders (stop-market, take-profit-market) trigger on the **mark** price series given
+  to the exchange (see :mod:`bot.sim.triggers`): a sell stop when the bar's low <= trigger, a buy
+  stop when its high >= trigger; take-profits the other way round.
+* Gap rule: if a bar **opens** beyond a trigger, the order fills at the open, not at the trigger.
+* Same-bar rule: levels crossed at the open fire first; otherwise stops and liquidation fire
+  before take-profits (pessimistic), and of two adverse levels the one nearer the open fires
+  first. After each fill the remaining orders of the bar are evaluated again.
+* Reduce-only orders never increase a position: a reduce-only market order on a flat or
+  same-side position is rejected (Binance -2022); its size is capped at the position. A resting
+  reduce-only order that triggers with nothing to reduce expires.
+* Liquidation: when the mark crosses the liquidation price computed from the tiered brackets, the
+  position is closed at that price (or at the open on a gap) and the liquidation fee is charged.
+* Funding is settled at the settlement times of the funding series, on the mark at that time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.clock import Clock
+from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.margin import maintenance_margin
+from bot.domain.market import FundingInfo
+from bot.domain.orders import Fill, Order, OrderRequest
+from bot.domain.position import Balance, Position
+from bot.errors import (
+    DuplicateClientId,
+    InsufficientMargin,
+    InvalidQuantity,
+    OrderNotFound,
+    OrderRejected,
+    ReduceOnlyRejected,
+)
+from bot.sim.book import Book
+
+ZERO = Decimal(0)
+BPS = Decimal("0.0001")
+
+
+@dataclass(frozen=True, slots=True)
+class SimEvent:
+    """Something the exchange did on its own: a trigger, a liquidation, a funding payment."""
+
+    ts_ms: int
+    kind: str  # "stop_loss" | "take_profit" | "liquidation" | "funding" | "expired"
+    symbol: str
+    detail: str
+    amount: Decimal = ZERO  # funding paid (+) or received (-), or realised PnL
+
+
+class SimulatedExchange:
+    """Implements :class:`bot.exchange.port.ExchangePort` over a :class:`Book`."""
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        clock: Clock,
+        *,
+        starting_balance: Decimal,
+        margin_mode: MarginMode,
+        slippage_bps: Decimal = ZERO,
+        quote: str = "USDT",
+    ) -> None:
+        self.clock = clock
+        self.quote = quote
+        self.slippage = slippage_bps * BPS
+        self.book = Book(
+            dict(instruments), starting_balance=starting_balance, margin_mode=margin_mode
+        )
+        self.marks: dict[str, Decimal] = {}
+        self.lasts: dict[str, Decimal] = {}
+        self.funding: dict[str, FundingInfo] = {}
+        self.orders: dict[str, Order] = {}  # every order by client id
+        self.resting: dict[str, dict[str, Order]] = {s: {} for s in instruments}
+        self.fills: list[Fill] = []
+        self.events: list[SimEvent] = []
+        self.fees_paid = ZERO
+        self.funding_paid = ZERO
+        self._next_id = 1
+
+    # -- ExchangePort: reads -------------------------------------------------------------------
+
+    def instrument(self, symbol: str) -> Instrument:
+        try:
+            return self.book.instruments[symbol]
+        except KeyError:
+            raise OrderRejected(f"unknown symbol {symbol}", code=-1121) from None
+
+    def fetch_balance(self) -> Balance:
+        self._require_marks()
+        return Balance(
+            asset=self.quote, wallet=self.book.wallet, available=self.book.available(self.marks)
+        )
+
+    def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
+        out: dict[str, Position] = {}
+        for sym in symbols:
+            pos = self.book.positions.get(sym)
+            if pos is None or pos.qty == 0:
+                continue
+            p = self.book.to_position(sym)
+            out[sym] = Position(
+                symbol=p.symbol,
+                qty=p.qty,
+                entry_price=p.entry_price,
+                leverage=p.leverage,
+                margin_mode=p.margin_mode,
+                isolated_margin=p.isolated_margin,
+                liquidation_price=self.book.liquidation_price(sym, self.marks),
+            )
+        return out
+
+    def fetch_open_orders(self, symbol: str) -> list[Order]:
+        return list(self.resting.get(symbol, {}).values())
+
+    def fetch_order(self, symbol: str, client_id: str) -> Order | None:
+        order = self.orders.get(client_id)
+        return order if order is not None and order.symbol == symbol else None
+
+    def fetch_mark_price(self, symbol: str) -> Decimal:
+        try:
+            return self.marks[symbol]
+        except KeyError:
+            raise OrderRejected(f"no mark price for {symbol} yet", code=-1121) from None
+
+    def fetch_funding(self, symbol: str) -> FundingInfo:
+        return self.funding.get(symbol, FundingInfo(ZERO, Decimal(8), None))
+
+    def fetch_leverage(self, symbol: str) -> Decimal:
+        return self.book.leverage[self.instrument(symbol).symbol]
+
+    # -- ExchangePort: writes ------------------------------------------------------------------
+
+    def set_margin_mode(self, symbol: str, mode: MarginMode) -> None:
+        self.instrument(symbol)
+        if mode is self.book.margin_mode:
+            return
+        if any(p.qty != 0 for p in self.book.positions.values()):
+            raise OrderRejected("cannot change margin mode with open positions", code=-4048)
+        self.book.margin_mode = mode
+
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        inst = self.instrument(symbol)
+        lev = Decimal(leverage)
+        if lev < 1 or lev > inst.max_leverage:
+            raise OrderRejected(f"leverage {leverage} not valid for {symbol}", code=-4028)
+        pos = self.book.positions[symbol]
+        if pos.qty != 0:
+            notional = abs(pos.qty) * self.marks.get(symbol, pos.entry_price)
+            if lev > inst.max_leverage_for(notional):
+                raise OrderRejected(
+                    f"leverage {leverage} exceeds the bracket maximum for notional {notional}",
+                    code=-2027,
+                )
+            if self.book.margin_mode is MarginMode.ISOLATED:
+                # Binance re-sizes isolated margin to the new setting; more margin must be free.
+                needed = abs(pos.qty) * pos.entry_price / lev
+                extra = needed - pos.isolated_margin
+                if extra > 0 and extra > self.book.available(self.marks):
+                    raise InsufficientMargin(
+                        "not enough balance to lower leverage of an isolated position",
+                        code=-4161,
+                    )
+                pos.isolated_margin = needed
+        self.book.leverage[symbol] = lev
+
+    def place_order(self, request: OrderRequest) -> Order:
+        inst = self.instrument(request.symbol)
+        if request.client_id in self.orders and self.orders[request.client_id].is_open:
+            raise DuplicateClientId(f"duplicate client order id {request.client_id}", code=-4116)
+        self._check_filters(inst, request)
+        order = Order(
+            client_id=request.client_id,
+            exchange_id=str(self._next_id),
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            purpose=request.purpose,
+            amount=request.amount,
+            filled=ZERO,
+            status=OrderStatus.OPEN,
+            reduce_only=request.reduce_only,
+            trigger_price=request.trigger_price,
+            price=request.price,
+            close_position=request.close_position,
+            timestamp_ms=self.clock.now_ms(),
+        )
+        self._next_id += 1
+        if request.type.is_conditional:
+            self.orders[order.client_id] = order
+            self.resting[order.symbol][order.client_id] = order
+            return order
+        if request.type is not OrderType.MARKET:
+            raise OrderRejected(f"order type {request.type} is not supported here", code=-1116)
+        filled = self._fill_market(order, self._last(order.symbol), self.clock.now_ms())
+        self.orders[order.client_id] = filled
+        return filled
+
+    def cancel_order(self, symbol: str, client_id: str) -> None:
+        order = self.resting.get(symbol, {}).pop(client_id, None)
+        if order is None:
+            known = self.orders.get(client_id)
+            if known is None or known.symbol != symbol:
+                raise OrderNotFound(f"order {client_id} does not exist", code=-2013)
+            return  # already filled, expired or cancelled: nothing to do
+        self.orders[client_id] = order.with_status(OrderStatus.CANCELED)
+
+    # -- prices --------------------------------------------------------------------------------
+
+    def set_funding(self, symbol: str, info: FundingInfo) -> None:
+        self.funding[symbol] = info
+
+    def set_mark(self, symbol: str, mark: Decimal, last: Decimal | None = None) -> None:
+        """Move the mark (and last) price to a new value and run triggers on that one price.
+
+        Paper trading calls this with live prices; a degenerate bar open=high=low=close=mark.
+        """
+        from bot.sim.triggers import process_bar  # local: triggers imports this module's types
+
+        self.instrument(symbol)
+        self.marks[symbol] = mark
+        self.lasts[symbol] = last if last is not None else mark
+        process_bar(self, symbol, self.clock.now_ms(), mark, mark, mark, mark)
+
+    def _require_marks(self) -> None:
+        for sym, pos in self.book.positions.items():
+            if pos.qty != 0 and sym not in self.marks:
+                raise OrderRejected(f"no mark price for {sym}", code=-1121)
+
+    def _last(self, symbol: str) -> Decimal:
+        try:
+            return self.lasts[symbol]
+        except KeyError:
+            raise OrderRejected(f"no price for {symbol} yet", code=-1121) from None
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _check_filters(self, inst: Instrument, request: OrderRequest) -> None:
+        if request.amount is not None:
+            amount = request.amount
+            if amount % inst.step_size != 0:
+                raise InvalidQuantity(
+                    f"quantity {amount} is not a multiple of the step {inst.step_size}", code=-1111
+                )
+            if amount < inst.min_qty:
+                raise InvalidQuantity(f"quantity {amount} below minimum {inst.min_qty}", code=-4003)
+            # Binance exempts reduce-only orders from the minimum notional.
+            if not request.reduce_only and request.type is OrderType.MARKET:
+                notional = amount * self._last(request.symbol)
+                if notional < inst.min_notional:
+                    raise InvalidQuantity(
+                        f"notional {notional:.2f} below minimum {inst.min_notional}", code=-4164
+                    )
+        for name in ("trigger_price", "price"):
+            value = getattr(request, name)
+            if value is not None and (value <= 0 or value % inst.tick_size != 0):
+                raise InvalidQuantity(
+                    f"{name} {value} is not a positive multiple of the tick {inst.tick_size}",
+                    code=-1111,
+                )
+
+    def _reduce_amount(self, order: Order) -> Decimal:
+        """How much a reduce-only/close-position order may trade now (0 = nothing to reduce)."""
+        pos = self.book.positions[order.symbol]
+        if pos.qty == 0 or pos.sign == order.side.sign:
+            return ZERO
+        if order.close_position or order.amount is None:
+            return abs(pos.qty)
+        return min(order.amount, abs(pos.qty))
+
+    def _fill_market(self, order: Order, reference: Decimal, ts_ms: int) -> Order:
+        """Fill ``order`` at ``reference`` plus slippage; raise like Binance on rejection."""
+        inst = self.book.instruments[order.symbol]
+        qty = order.amount if order.amount is not None else ZERO
+        if order.reduce_only or order.close_position:
+            qty = self._reduce_amount(order)
+            if qty == 0:
+                raise ReduceOnlyRejected(
+                    f"{order.client_id}: reduce-only order would increase the position", code=-2022
+                )
+        price = reference * (1 + self.slippage * order.side.sign)
+        delta = qty * order.side.sign
+        pos = self.book.positions[order.symbol]
+        increases = pos.qty == 0 or pos.sign == order.side.sign
+        if increases:
+            new_notional = abs(pos.qty + delta) * price
+            if self.book.leverage[order.symbol] > inst.max_leverage_for(new_notional):
+                raise OrderRejected(
+                    "exceeded the maximum allowable position at current leverage", code=-2027
+                )
+            fee = qty * price * inst.taker_fee
+            needed = self.book.margin_for(order.symbol, delta, price) + fee
+            if needed > self.book.available(self.marks):
+                raise InsufficientMargin(
+                    f"margin is insufficient: need {needed:.2f}, "
+                    f"available {self.book.available(self.marks):.2f}",
+                    code=-2019,
+                )
+        fee = qty * price * inst.taker_fee
+        result = self.book.trade(order.symbol, delta, price, fee)
+        self.fees_paid += fee
+        fill = Fill(
+            client_id=order.client_id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=qty,
+            price=price,
+            fee=fee,
+            timestamp_ms=ts_ms,
+            purpose=order.purpose,
+            realized_pnl=result.realized_pnl,
+        )
+        self.fills.append(fill)
+        return Order(
+            client_id=order.client_id,
+            exchange_id=order.exchange_id,
+            symbol=order.symbol,
+            side=order.side,
+            type=order.type,
+            purpose=order.purpose,
+            amount=order.amount,
+            filled=qty,
+            status=OrderStatus.FILLED,
+            reduce_only=order.reduce_only,
+            trigger_price=order.trigger_price,
+            price=order.price,
+            average_price=price,
+            close_position=order.close_position,
+            timestamp_ms=order.timestamp_ms,
+        )
+
+    def maintenance_total(self) -> Decimal:
+        total = ZERO
+        for sym, pos in self.book.positions.items():
+            if pos.qty != 0:
+                total += maintenance_margin(
+                    self.book.instruments[sym], abs(pos.qty) * self.marks[sym]
+                )
+        return total
+
+    def equity(self) -> Decimal:
+        return self.book.equity(self.marks)
+
+
+__all__ = ["OrderSide", "SimEvent", "SimulatedExchange"]

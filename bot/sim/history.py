@@ -1,0 +1,149 @@
+"""Historical market data for the simulation: the decision candles, the trigger (mark) bars, the
+last price and funding of every contract, behind the engine's market data port.
+
+Which series is used for what:
+
+* decision candles: the policy's timeframe, read from its file when the directory has one,
+  otherwise resampled exactly from the finest trade candles (incomplete buckets are dropped);
+* triggers (stops, take-profits, liquidation): the finest candles present; at equal timeframe
+  mark-price candles win over last-trade candles (``trigger_source`` may force either);
+* last price (market fills, staleness): the finest last-trade candles;
+* gaps are never bridged: a volatility window never spans a gap, and a missing stretch shows up as
+  stale data to the risk gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.domain.market import FundingInfo
+from bot.engine.market import CandleWindow
+from bot.errors import DataError
+from bot.marketdata.candles import Candles, FundingSeries
+from bot.marketdata.files import DataInventory
+from bot.sim.triggers import FundingTape, TriggerSeries, to_decimal
+from bot.stats.timeframes import parse_timeframe
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class ContractHistory:
+    symbol: str
+    decision: Candles
+    segment_start: npt.NDArray[np.int64]  # index of the first candle of each candle's segment
+    last: Candles  # finest last-trade candles
+    trigger: Candles  # finest candles used for triggers
+    funding: FundingSeries | None
+
+    def gaps(self) -> list[tuple[int, int]]:
+        return self.trigger.gaps()
+
+
+def _segment_starts(c: Candles) -> npt.NDArray[np.int64]:
+    if len(c) == 0:
+        return np.zeros(0, dtype=np.int64)
+    breaks = np.flatnonzero(np.diff(c.ts) != c.tf_ms) + 1
+    starts = np.zeros(len(c), dtype=np.int64)
+    starts[breaks] = breaks
+    return np.maximum.accumulate(starts)
+
+
+def load_history(
+    inventory: DataInventory,
+    symbol: str,
+    decision_tf: str,
+    trigger_source: Literal["auto", "mark", "last"] = "auto",
+) -> ContractHistory:
+    """Load every series one contract needs from a data directory."""
+    trade_tfs = inventory.trade_timeframes(symbol)
+    if not trade_tfs:
+        raise DataError(f"{inventory.data_dir}: no last-trade candles for {symbol}")
+    finest = trade_tfs[0]
+    last = inventory.load_candles(symbol, finest)
+    tf_ms = parse_timeframe(decision_tf)
+    if decision_tf in trade_tfs:
+        decision = last if decision_tf == finest else inventory.load_candles(symbol, decision_tf)
+    elif tf_ms % last.tf_ms == 0:
+        decision = last.resample(tf_ms)
+    else:
+        raise DataError(
+            f"{inventory.data_dir}: {symbol} has no {decision_tf} candles and its finest "
+            f"candles ({finest}) cannot be aggregated to {decision_tf}"
+        )
+    mark_tfs = inventory.mark_timeframes(symbol)
+    trigger = last
+    if trigger_source == "mark" and not mark_tfs:
+        raise DataError(
+            f"{inventory.data_dir}: trigger_source = 'mark' but {symbol} has no mark-price candles"
+        )
+    if mark_tfs and trigger_source != "last":
+        mark_ms = parse_timeframe(mark_tfs[0])
+        if trigger_source == "mark" or mark_ms <= last.tf_ms:
+            trigger = inventory.load_candles(symbol, mark_tfs[0], "mark")
+    funding = inventory.load_funding(symbol) if inventory.has_funding(symbol) else None
+    return ContractHistory(symbol, decision, _segment_starts(decision), last, trigger, funding)
+
+
+class HistoricalMarket:
+    """Implements :class:`bot.engine.market.MarketDataPort` over loaded history."""
+
+    def __init__(self, contracts: dict[str, ContractHistory]) -> None:
+        self.contracts = contracts
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        c = self.contracts[symbol].decision
+        if c.tf_ms != tf_ms:
+            raise ValueError(f"{symbol}: decision candles are {c.tf_ms} ms, asked {tf_ms}")
+        end = int(np.searchsorted(c.ts, now_ms - tf_ms, side="right"))
+        start = max(0, end - count)
+        if end > 0:
+            # Never let a window span a gap: returns across it would be invented.
+            start = max(start, int(self.contracts[symbol].segment_start[end - 1]))
+        return CandleWindow(
+            c.ts[start:end],
+            c.open[start:end],
+            c.high[start:end],
+            c.low[start:end],
+            c.close[start:end],
+            tf_ms,
+        )
+
+    def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
+        c = self.contracts[symbol].last
+        i = int(np.searchsorted(c.ts, now_ms - c.tf_ms, side="right")) - 1
+        if i < 0:
+            return None
+        return to_decimal(c.close[i]), int(c.ts[i]) + c.tf_ms
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        f = self.contracts[symbol].funding
+        if f is None or len(f) == 0:
+            return FundingInfo(ZERO, Decimal(8), None)
+        i = int(np.searchsorted(f.ts, now_ms, side="right"))
+        nxt = int(f.ts[i]) if i < len(f) else None
+        if i == 0:
+            return FundingInfo(ZERO, Decimal(8), nxt)
+        lo = max(0, i - lookback)
+        mean = float(np.mean(f.rate[lo:i]))
+        hours = Decimal(repr(f.interval_hours_at(i - 1))) if len(f) > 1 else Decimal(8)
+        return FundingInfo(Decimal(f"{mean:.10f}"), hours, nxt)
+
+    def trigger_series(self) -> dict[str, TriggerSeries]:
+        out = {}
+        for sym, h in self.contracts.items():
+            t = h.trigger
+            out[sym] = TriggerSeries(t.ts, t.open, t.high, t.low, t.close, t.tf_ms, t.kind)
+        return out
+
+    def funding_tapes(self) -> dict[str, FundingTape]:
+        return {
+            sym: FundingTape(h.funding.ts, h.funding.rate)
+            for sym, h in self.contracts.items()
+            if h.funding is not None
+        }

@@ -1,0 +1,194 @@
+"""PNG charts for simulation reports (matplotlib, Agg backend, no display needed).
+
+Times are integer UTC epoch milliseconds and are drawn as UTC dates. Equity is in quote currency
+(e.g. USDT); drawdowns are passed as fractions and drawn in percent; leverage is notional / equity.
+Figures are 1600x1000 px (16x10 in at 100 dpi). The same input gives the same bytes: nothing
+random is drawn and the matplotlib version is left out of the PNG metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+# Before anything pulls in pyplot: reports are written on servers and in CI, without a display.
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates
+import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bot.sim.metrics import drawdown_series
+
+__all__ = ["plot_comparison", "plot_report"]
+
+F64 = npt.NDArray[np.float64]
+
+_FIGSIZE_IN = (16.0, 10.0)
+_DPI = 100
+# No "Software: Matplotlib version ..." entry, so an upgrade alone does not change the bytes.
+_PNG_METADATA: dict[str, str | None] = {"Software": None}
+
+
+def _dates(ts_ms: npt.ArrayLike, what: str) -> npt.NDArray[np.datetime64]:
+    ts = np.asarray(ts_ms)
+    if ts.ndim != 1 or ts.size == 0:
+        raise ValueError(f"{what}: ts_ms must be a non-empty 1-D array, got shape {ts.shape}")
+    if not np.issubdtype(ts.dtype, np.integer):
+        raise ValueError(f"{what}: ts_ms must hold integer epoch milliseconds, got {ts.dtype}")
+    # numpy datetime64 carries no zone; matplotlib draws it as UTC, which is what epoch ms are.
+    return ts.astype("datetime64[ms]")
+
+
+def _values(values: npt.ArrayLike, n: int, what: str, name: str) -> F64:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (n,):
+        raise ValueError(
+            f"{what}: {name} must have the same length as ts_ms ({n}), got shape {arr.shape}"
+        )
+    return arr
+
+
+def _style_time_axis(ax: Axes) -> None:
+    # matplotlib's stubs leave these two constructors unannotated.
+    locator = mdates.AutoDateLocator(minticks=5, maxticks=12)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    formatter = mdates.ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(formatter)
+    ax.set_xlabel("date (UTC)")
+
+
+def _new_figure(title: str, height_ratios: list[float]) -> tuple[Figure, list[Axes]]:
+    # A bare Figure (not pyplot) is never registered in pyplot's global list, so nothing leaks
+    # across a long batch of runs even if a caller forgets to close; it is freed with the object.
+    fig = Figure(figsize=_FIGSIZE_IN, dpi=_DPI, layout="constrained")
+    axes = fig.subplots(
+        len(height_ratios), 1, sharex=True, gridspec_kw={"height_ratios": height_ratios}
+    )
+    fig.suptitle(title, fontsize=15)
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    return fig, list(axes)
+
+
+def _legend(ax: Axes, entries: int, rows: int = 8) -> None:
+    # Outside, right of the panel: a legend inside would hide data wherever the curves happen to
+    # be. Constrained layout narrows every panel of the column alike, so time axes stay aligned.
+    # (loc="best" is avoided: slow on long series, and matplotlib warns about it.)
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.005, 1.0),
+        borderaxespad=0.0,
+        fontsize="small",
+        ncols=1 + (entries - 1) // rows,
+    )
+
+
+def _save(fig: Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=_DPI, metadata=_PNG_METADATA)
+
+
+def plot_report(
+    path: Path,
+    *,
+    title: str,
+    ts_ms: npt.ArrayLike,
+    equity: npt.ArrayLike,
+    benchmark_equity: npt.ArrayLike,
+    leverage: Mapping[str, npt.ArrayLike],
+) -> None:
+    """Write a three-panel PNG report of one run to ``path`` (parent folders are created).
+
+    Panels, sharing the UTC time axis: equity (quote currency) against ``benchmark_equity``
+    (buy-and-hold at 1x); drawdown of both in percent; leverage per contract (step lines, one per
+    key of ``leverage``; NaN leaves a gap, e.g. no position). Every array must have the length of
+    ``ts_ms``; otherwise ``ValueError`` names the offending array.
+    """
+    what = "plot_report"
+    x = _dates(ts_ms, what)
+    n = x.size
+    eq = _values(equity, n, what, "equity")
+    bench = _values(benchmark_equity, n, what, "benchmark_equity")
+    lev = {name: _values(v, n, what, f"leverage[{name!r}]") for name, v in leverage.items()}
+
+    fig, (ax_eq, ax_dd, ax_lev) = _new_figure(title, [3.0, 1.6, 1.6])
+
+    ax_eq.plot(x, eq, color="tab:blue", linewidth=1.4, label="strategy")
+    ax_eq.plot(x, bench, color="0.45", linewidth=1.1, label="buy & hold, 1x")
+    ax_eq.set_ylabel("equity (quote)")
+    _legend(ax_eq, 2)
+
+    dd_pct = -100.0 * drawdown_series(eq)
+    ax_dd.fill_between(x, dd_pct, 0.0, color="tab:red", alpha=0.35, linewidth=0)
+    ax_dd.plot(x, dd_pct, color="tab:red", linewidth=0.8, label="strategy")
+    ax_dd.plot(
+        x, -100.0 * drawdown_series(bench), color="0.45", linewidth=0.8, label="buy & hold, 1x"
+    )
+    ax_dd.set_ylabel("drawdown (%)")
+    _legend(ax_dd, 2)
+
+    for name, values in lev.items():
+        ax_lev.step(x, values, where="post", linewidth=1.1, label=name)
+    ax_lev.axhline(0.0, color="0.2", linewidth=0.6)
+    ax_lev.set_ylabel("leverage (x)")
+    if lev:
+        _legend(ax_lev, len(lev))
+    else:
+        ax_lev.text(0.5, 0.5, "no leverage data", transform=ax_lev.transAxes, ha="center")
+
+    for ax in (ax_eq, ax_dd):
+        ax.tick_params(labelbottom=False)
+    _style_time_axis(ax_lev)
+    _save(fig, path)
+
+
+def plot_comparison(
+    path: Path,
+    *,
+    title: str,
+    runs: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]],
+    benchmark: tuple[npt.ArrayLike, npt.ArrayLike] | None,
+) -> None:
+    """Write a two-panel PNG comparing several runs to ``path`` (parent folders are created).
+
+    ``runs`` maps a policy name to ``(ts_ms, equity, drawdown)``: equity in quote currency,
+    drawdown as a fraction (as from :func:`bot.sim.metrics.drawdown_series`). Top: equity curves;
+    bottom: drawdowns in percent. ``benchmark`` is an optional ``(ts_ms, equity)`` drawn in black.
+    Runs may have different timestamps; within a run, lengths must match (``ValueError``).
+    """
+    if not runs:
+        raise ValueError("plot_comparison: runs is empty, nothing to plot")
+    series = []
+    for name, (ts, eq, dd) in runs.items():
+        what = f"plot_comparison run {name!r}"
+        x = _dates(ts, what)
+        series.append(
+            (name, x, _values(eq, x.size, what, "equity"), _values(dd, x.size, what, "drawdown"))
+        )
+    bench = None
+    if benchmark is not None:
+        bx = _dates(benchmark[0], "plot_comparison benchmark")
+        bench = (bx, _values(benchmark[1], bx.size, "plot_comparison benchmark", "equity"))
+
+    fig, (ax_eq, ax_dd) = _new_figure(title, [2.2, 1.0])
+    # tab10 repeats after 10 runs; a line style per block of 10 keeps every run distinguishable.
+    colors = matplotlib.colormaps["tab10"]
+    if bench is not None:
+        # Black, because tab10 has a grey of its own (run 8).
+        ax_eq.plot(bench[0], bench[1], color="black", linewidth=1.0, label="buy & hold, 1x")
+        ax_dd.plot(bench[0], -100.0 * drawdown_series(bench[1]), color="black", linewidth=0.7)
+    for i, (name, x, eq, dd) in enumerate(series):
+        color, style = colors(i % 10), ("-", "--", ":", "-.")[(i // 10) % 4]
+        ax_eq.plot(x, eq, color=color, linestyle=style, linewidth=1.3, label=name)
+        ax_dd.plot(x, -100.0 * dd, color=color, linestyle=style, linewidth=0.9)
+    ax_eq.set_ylabel("equity (quote)")
+    _legend(ax_eq, len(series) + (bench is not None), rows=24)
+    ax_dd.set_ylabel("drawdown (%)")
+    ax_eq.tick_params(labelbottom=False)
+    _style_time_axis(ax_dd)
+    _save(fig, path)

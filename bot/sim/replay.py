@@ -1,0 +1,257 @@
+"""The dry-run simulation: history through the simulated exchange, driven by the real engine.
+
+The loop advances a :class:`~bot.clock.SimClock` from one decision tick to the next. Between
+ticks the simulated exchange processes the finer trigger bars (vectorised, no policy calls);
+at each tick the :class:`~bot.engine.tick.Engine` runs exactly as it does live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.clock import SimClock, datetime_to_ms
+from bot.config.models import BotConfig
+from bot.config.policy import Policy
+from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument
+from bot.engine.contracts import ContractSpec
+from bot.engine.market import candles_needed
+from bot.engine.tick import Engine
+from bot.errors import ConfigError, DataError
+from bot.instruments import load_instruments
+from bot.marketdata.files import discover
+from bot.marketdata.signals import load_signals
+from bot.risk.limits import RiskLimits
+from bot.sim.exchange import SimulatedExchange
+from bot.sim.history import ContractHistory, HistoricalMarket, load_history
+from bot.sim.triggers import advance
+from bot.stats.timeframes import parse_timeframe
+from bot.store.memory import MemoryStore
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class SimulationResult:
+    policy: Policy
+    symbols: tuple[str, ...]
+    start_ms: int
+    end_ms: int
+    ts: npt.NDArray[np.int64]
+    equity: npt.NDArray[np.float64]
+    benchmark: npt.NDArray[np.float64]
+    leverage: dict[str, npt.NDArray[np.float64]]
+    store: MemoryStore
+    exchange: SimulatedExchange
+    bars: int
+    trigger_sources: dict[str, str]
+    gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    starting_balance: Decimal = Decimal(0)
+
+
+def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
+    """The stricter of the configuration's hard limits and the policy's own."""
+    r = config.risk
+    return RiskLimits(
+        max_leverage_per_contract=r.max_leverage_per_contract,
+        max_gross_leverage=r.max_gross_leverage,
+        max_notional_per_contract=r.max_notional_per_contract,
+        daily_loss=min(r.daily_loss_limit, policy.limits.daily_loss),
+        max_drawdown=min(r.max_drawdown, policy.limits.max_drawdown),
+        stale_data_ms=r.stale_data_seconds * 1000,
+        max_orders_per_minute=r.max_orders_per_minute,
+        on_daily_loss=r.on_daily_loss,
+    )
+
+
+def contract_specs(config: BotConfig, symbols: tuple[str, ...]) -> list[ContractSpec]:
+    by_symbol = {c.symbol: c for c in config.contracts}
+    specs = []
+    for sym in symbols:
+        c = by_symbol.get(sym)
+        direction = c.direction if c is not None else "long"
+        signal = None
+        if c is not None and c.direction == "signal" and c.signal_file is not None:
+            series = load_signals(c.signal_file)
+            if sym not in series:
+                raise DataError(f"{c.signal_file}: no signals for {sym}")
+            signal = series[sym]
+        cap = c.max_leverage if c is not None and c.max_leverage is not None else Decimal(125)
+        specs.append(ContractSpec(sym, direction, cap, signal))
+    return specs
+
+
+def _day_ms(d: date) -> int:
+    return datetime_to_ms(datetime.combine(d, time(0), tzinfo=UTC))
+
+
+def simulation_window(
+    histories: dict[str, ContractHistory], policy: Policy, config: BotConfig
+) -> tuple[int, int]:
+    """[start, end) in ms: the configured dates, or where every contract has warm-up data."""
+    tf = parse_timeframe(policy.timeframe)
+    warm = candles_needed(policy)
+    first = max(
+        max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
+        for h in histories.values()
+    )
+    last = min(int(h.trigger.ts[-1]) + h.trigger.tf_ms for h in histories.values())
+    sim = config.simulation
+    start = _day_ms(sim.start) if sim.start is not None else first
+    end = _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else last
+    start = max(start, first)
+    end = min(end, last)
+    start += (-start) % tf
+    if end - start < tf:
+        raise DataError(
+            f"no simulation window: data for {', '.join(histories)} with {warm} {policy.timeframe} "
+            f"candles of warm-up covers {_iso(first)} .. {_iso(last)}, asked "
+            f"{sim.start or 'start'} .. {sim.end or 'end'}"
+        )
+    return start, end
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def run_simulation(
+    config: BotConfig,
+    policy: Policy,
+    *,
+    symbols: tuple[str, ...] | None = None,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> SimulationResult:
+    symbols = symbols or tuple(c.symbol for c in config.contracts)
+    inventory = discover(data_dir or config.data.dir)
+    histories = {
+        s: load_history(inventory, s, policy.timeframe, config.simulation.trigger_source)
+        for s in symbols
+    }
+    instruments = _instruments(config, symbols)
+    start, end = simulation_window(histories, policy, config)
+    return replay(config, policy, histories, instruments, start, end, progress)
+
+
+def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
+    known = load_instruments(config.data.exchange)
+    missing = [s for s in symbols if s not in known]
+    if missing:
+        raise ConfigError(
+            f"{config.source}: contracts: no contract specification for {', '.join(missing)} on "
+            f"{config.data.exchange} (known: {', '.join(sorted(known))})"
+        )
+    fee = config.simulation.fee_override_taker
+    out = {}
+    for s in symbols:
+        inst = known[s]
+        if fee is not None:
+            from dataclasses import replace
+
+            inst = replace(inst, taker_fee=fee)
+        out[s] = inst
+    return out
+
+
+def replay(
+    config: BotConfig,
+    policy: Policy,
+    histories: dict[str, ContractHistory],
+    instruments: dict[str, Instrument],
+    start: int,
+    end: int,
+    progress: Progress | None = None,
+) -> SimulationResult:
+    symbols = tuple(histories)
+    tf = parse_timeframe(policy.timeframe)
+    clock = SimClock(start)
+    balance = config.account.starting_balance
+    exchange = SimulatedExchange(
+        instruments,
+        clock,
+        starting_balance=balance,
+        margin_mode=MarginMode(config.account.margin_mode),
+        slippage_bps=config.simulation.slippage_bps,
+        quote=config.account.quote,
+    )
+    market = HistoricalMarket(histories)
+    series = market.trigger_series()
+    tapes = market.funding_tapes()
+    for s in series.values():
+        s.cursor = max(0, int(np.searchsorted(s.ts, start, side="left")) - 1)
+    for tape in tapes.values():
+        tape.cursor = int(np.searchsorted(tape.ts, start, side="right"))
+    advance(exchange, series, {}, start)  # marks as of the start, no events before it
+    for sym in symbols:
+        _set_last(exchange, market, sym, start)
+    store = MemoryStore()
+    engine = Engine(
+        clock=clock,
+        exchange=exchange,
+        market=market,
+        store=store,
+        policy=policy,
+        contracts=contract_specs(config, symbols),
+        limits=risk_limits(config, policy),
+        account=config.account.name,
+    )
+    ticks = np.arange(start, end, tf, dtype=np.int64)
+    n = len(ticks)
+    equity = np.empty(n)
+    lev = {s: np.zeros(n) for s in symbols}
+    base_px = {s: float(exchange.marks.get(s, 0)) for s in symbols}
+    bench = np.empty(n)
+    for k, t in enumerate(ticks.tolist()):
+        advance(exchange, series, tapes, t)
+        clock.advance_to(t)
+        for sym in symbols:
+            _set_last(exchange, market, sym, t)
+        if all(sym in exchange.marks for sym in symbols):
+            engine.tick()
+        eq = exchange.equity()
+        equity[k] = float(eq)
+        sleeve = eq / len(symbols) if eq > 0 else Decimal(1)
+        ratio = 0.0
+        for sym in symbols:
+            pos = exchange.book.positions[sym]
+            mark = exchange.marks.get(sym, Decimal(0))
+            if pos.qty != 0:
+                lev[sym][k] = float(abs(pos.qty) * mark / sleeve)
+            ratio += float(mark) / base_px[sym] if base_px[sym] > 0 else 1.0
+        bench[k] = float(balance) * ratio / len(symbols)
+        if progress is not None and (k % 256 == 0 or k == n - 1):
+            progress(k + 1, n)
+    return SimulationResult(
+        policy=policy,
+        symbols=symbols,
+        start_ms=start,
+        end_ms=end,
+        ts=ticks,
+        equity=equity,
+        benchmark=bench,
+        leverage=lev,
+        store=store,
+        exchange=exchange,
+        bars=int(
+            sum(np.searchsorted(s.ts, end) - np.searchsorted(s.ts, start) for s in series.values())
+        ),
+        trigger_sources={s: series[s].source for s in symbols},
+        gaps={
+            s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
+        },
+        starting_balance=balance,
+    )
+
+
+def _set_last(exchange: SimulatedExchange, market: HistoricalMarket, sym: str, t: int) -> None:
+    last = market.last_price(sym, t)
+    if last is not None:
+        exchange.lasts[sym] = last[0]

@@ -1,0 +1,238 @@
+"""Simulation outputs: ``report.json``, ``equity.csv``, ``orders.csv``, ``decisions.csv``,
+``events.csv`` and ``report.png``. The same inputs give byte-identical files (apart from
+``elapsed_seconds`` in the JSON)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.sim.metrics import drawdown_series, summarize
+from bot.sim.plots import plot_report
+from bot.sim.replay import SimulationResult
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _r(x: float, places: int = 6) -> float:
+    return round(float(x), places) if np.isfinite(x) else float(x)
+
+
+def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
+    ex = result.exchange
+    stats = summarize(result.equity, result.ts) if len(result.ts) else {}
+    events = ex.events
+    fills = ex.fills
+    n_orders = sum(1 for r in result.store.orders.values())
+    lev_all = np.vstack(list(result.leverage.values())) if result.leverage else np.zeros((1, 1))
+    held = lev_all[lev_all > 0]
+    return {
+        "policy": result.policy.name,
+        "start": _iso(result.start_ms),
+        "end": _iso(result.end_ms),
+        "contracts": list(result.symbols),
+        "bars": result.bars,
+        "decision_ticks": len(result.ts),
+        "trigger_source": result.trigger_sources,
+        "starting_balance": str(result.starting_balance),
+        "final_equity": _r(float(ex.equity()), 2),
+        **{k: _r(v) for k, v in stats.items()},
+        "n_orders": n_orders,
+        "n_trades": len(fills),
+        "n_stop_losses": sum(1 for e in events if e.kind == "stop_loss"),
+        "n_take_profits": sum(1 for e in events if e.kind == "take_profit"),
+        "n_liquidations": sum(1 for e in events if e.kind == "liquidation"),
+        "n_denials": sum(1 for e in result.store.events if e.kind == "denied"),
+        "fees_paid": _r(float(ex.fees_paid), 2),
+        "funding_paid": _r(float(ex.funding_paid), 2),
+        "avg_leverage": _r(float(held.mean()) if held.size else 0.0, 4),
+        "max_leverage": _r(float(lev_all.max()) if lev_all.size else 0.0, 4),
+        "buy_and_hold_return": _r(float(result.benchmark[-1] / result.benchmark[0] - 1))
+        if len(result.benchmark)
+        else 0.0,
+        "data_gaps": {s: [[_iso(a), _iso(b)] for a, b in g] for s, g in result.gaps.items()},
+        "elapsed_seconds": round(elapsed, 3),
+    }
+
+
+def write_outputs(result: SimulationResult, out: Path, elapsed: float) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    report = build_report(result, elapsed)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _write_equity(result, out / "equity.csv")
+    _write_orders(result, out / "orders.csv")
+    _write_decisions(result, out / "decisions.csv")
+    _write_events(result, out / "events.csv")
+    plot_report(
+        out / "report.png",
+        title=f"{result.policy.name}: {report['start'][:10]} .. {report['end'][:10]}",
+        ts_ms=result.ts,
+        equity=result.equity,
+        benchmark_equity=result.benchmark,
+        leverage=result.leverage,
+    )
+    return report
+
+
+def _write_equity(result: SimulationResult, path: Path) -> None:
+    dd = drawdown_series(result.equity)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "timestamp",
+                "time",
+                "equity",
+                "buy_and_hold",
+                "drawdown",
+                *[f"leverage_{s.split('/')[0]}" for s in result.symbols],
+            ]
+        )
+        for i, t in enumerate(result.ts.tolist()):
+            w.writerow(
+                [
+                    t,
+                    _iso(t),
+                    f"{result.equity[i]:.2f}",
+                    f"{result.benchmark[i]:.2f}",
+                    f"{dd[i]:.6f}",
+                    *[f"{result.leverage[s][i]:.4f}" for s in result.symbols],
+                ]
+            )
+
+
+def _dec(x: Decimal | None) -> str:
+    return "" if x is None else format(x, "f")
+
+
+def _write_orders(result: SimulationResult, path: Path) -> None:
+    fills = {f.client_id: f for f in result.exchange.fills}
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "created",
+                "client_id",
+                "symbol",
+                "purpose",
+                "side",
+                "type",
+                "amount",
+                "trigger_price",
+                "reduce_only",
+                "status",
+                "filled",
+                "fill_price",
+                "fill_time",
+                "fee",
+                "realized_pnl",
+                "error",
+            ]
+        )
+        for r in result.store.orders.values():
+            q = r.request
+            f = fills.get(r.client_id)
+            w.writerow(
+                [
+                    _iso(r.created_ms),
+                    r.client_id,
+                    q.symbol,
+                    q.purpose.name.lower(),
+                    q.side.value,
+                    q.type.value,
+                    _dec(q.amount),
+                    _dec(q.trigger_price),
+                    q.reduce_only,
+                    _status(result, r.client_id, r.status.value),
+                    _dec(f.qty) if f else "",
+                    _dec(f.price) if f else "",
+                    _iso(f.timestamp_ms) if f else "",
+                    _dec(f.fee) if f else "",
+                    _dec(f.realized_pnl) if f else "",
+                    r.error or "",
+                ]
+            )
+        for f in result.exchange.fills:
+            if f.liquidation:
+                w.writerow(
+                    [
+                        _iso(f.timestamp_ms),
+                        f.client_id,
+                        f.symbol,
+                        "liquidation",
+                        f.side.value,
+                        "market",
+                        _dec(f.qty),
+                        "",
+                        True,
+                        "filled",
+                        _dec(f.qty),
+                        _dec(f.price),
+                        _iso(f.timestamp_ms),
+                        _dec(f.fee),
+                        _dec(f.realized_pnl),
+                        "",
+                    ]
+                )
+
+
+def _status(result: SimulationResult, client_id: str, recorded: str) -> str:
+    order = result.exchange.orders.get(client_id)
+    return order.status.value if order is not None else recorded
+
+
+def _write_decisions(result: SimulationResult, path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "time",
+                "symbol",
+                "mark",
+                "volatility",
+                "current_qty",
+                "target_leverage",
+                "target_qty",
+                "stop_loss",
+                "take_profit",
+                "reason",
+            ]
+        )
+        for r in result.store.decisions:
+            d = r.decision
+            w.writerow(
+                [
+                    _iso(r.ts_ms),
+                    d.symbol,
+                    _dec(r.mark_price),
+                    _dec(r.volatility),
+                    _dec(r.current_qty),
+                    _dec(d.target_leverage),
+                    _dec(d.target_qty),
+                    _dec(d.stop_loss),
+                    _dec(d.take_profit),
+                    d.reason,
+                ]
+            )
+
+
+def _write_events(result: SimulationResult, path: Path) -> None:
+    rows = [(e.ts_ms, e.kind, e.symbol, e.detail, _dec(e.amount)) for e in result.exchange.events]
+    rows += [
+        (e.ts_ms, e.kind, e.symbol or "", f"[{e.state.value}] {e.reason}", "")
+        for e in result.store.events
+    ]
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["time", "kind", "symbol", "detail", "amount"])
+        for ts, kind, sym, detail, amount in rows:
+            w.writerow([_iso(ts), kind, sym, detail, amount])

@@ -1,0 +1,1 @@
+"""Durable state: the store port, an in-memory implementation and the SQL implementation."""

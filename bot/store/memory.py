@@ -1,0 +1,94 @@
+"""In-memory store: used by the simulation (fast, nothing on disk) and as the test fake."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from bot.domain.enums import OrderStatus
+from bot.domain.orders import Fill, Order, OrderRequest
+from bot.domain.position import Position
+from bot.store.port import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
+
+
+class MemoryStore:
+    """Implements :class:`bot.store.port.StorePort` with lists and dicts."""
+
+    def __init__(self) -> None:
+        self.sequences: dict[str, int] = {}
+        self.orders: dict[str, OrderRecord] = {}
+        self.fills: list[Fill] = []
+        self.decisions: list[DecisionRecord] = []
+        self.events: list[RiskEvent] = []
+        self.equity: list[EquitySnapshot] = []
+        self.positions: list[tuple[int, tuple[Position, ...]]] = []
+        self.risk_memory: RiskMemory | None = None
+
+    def next_sequence(self, name: str) -> int:
+        value = self.sequences.get(name, 0) + 1
+        self.sequences[name] = value
+        return value
+
+    def save_intent(self, request: OrderRequest, ts_ms: int) -> OrderRecord:
+        if request.client_id in self.orders:
+            raise ValueError(f"client order id {request.client_id} already recorded")
+        record = OrderRecord(
+            client_id=request.client_id,
+            request=request,
+            status=OrderStatus.PENDING_SUBMIT,
+            created_ms=ts_ms,
+            updated_ms=ts_ms,
+        )
+        self.orders[request.client_id] = record
+        return record
+
+    def update_order(
+        self,
+        client_id: str,
+        status: OrderStatus,
+        ts_ms: int,
+        *,
+        order: Order | None = None,
+        error: str | None = None,
+    ) -> None:
+        record = self.orders[client_id]
+        self.orders[client_id] = replace(
+            record,
+            status=status,
+            updated_ms=ts_ms,
+            exchange_id=order.exchange_id if order is not None else record.exchange_id,
+            filled=order.filled if order is not None else record.filled,
+            average_price=order.average_price if order is not None else record.average_price,
+            error=error if error is not None else record.error,
+        )
+
+    def unresolved_orders(self) -> list[OrderRecord]:
+        return [
+            r
+            for r in self.orders.values()
+            if r.status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN)
+        ]
+
+    def get_order(self, client_id: str) -> OrderRecord | None:
+        return self.orders.get(client_id)
+
+    def record_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+
+    def record_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        self.decisions.extend(records)
+
+    def record_event(self, event: RiskEvent) -> None:
+        self.events.append(event)
+
+    def record_equity(self, snapshot: EquitySnapshot) -> None:
+        self.equity.append(snapshot)
+
+    def record_positions(self, ts_ms: int, positions: Sequence[Position]) -> None:
+        self.positions.append((ts_ms, tuple(positions)))
+
+    def load_risk_memory(self) -> RiskMemory | None:
+        return self.risk_memory
+
+    def save_risk_memory(self, memory: RiskMemory) -> None:
+        self.risk_memory = memory

@@ -1,0 +1,116 @@
+"""The store port: what the engine records and reads back.
+
+Implementations: :class:`bot.store.memory.MemoryStore` (simulation and tests) and the SQLModel
+store (paper and live, SQLite or PostgreSQL). Every ``save_*``/``record_*`` call is durable when it
+returns (the SQL store commits): an order intent is therefore persisted before it is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from bot.domain.decision import Decision
+from bot.domain.enums import OrderStatus, TradingState
+from bot.domain.orders import Fill, Order, OrderRequest
+from bot.domain.position import Position
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """An order intent and what became of it."""
+
+    client_id: str
+    request: OrderRequest
+    status: OrderStatus
+    created_ms: int
+    updated_ms: int
+    exchange_id: str | None = None
+    filled: Decimal = Decimal(0)
+    average_price: Decimal | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskEvent:
+    """A state change, a denial or a reconciliation discrepancy, with its reason."""
+
+    ts_ms: int
+    kind: str  # e.g. "state", "denied", "reconcile", "liquidation", "stale_data"
+    symbol: str | None
+    state: TradingState
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EquitySnapshot:
+    ts_ms: int
+    wallet: Decimal
+    unrealized_pnl: Decimal
+    equity: Decimal
+    state: TradingState
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    tick_id: str
+    ts_ms: int
+    decision: Decision
+    current_qty: Decimal
+    current_leverage: Decimal
+    mark_price: Decimal
+    volatility: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class RiskMemory:
+    """Risk state that must survive restarts (peak equity, day start equity, trading state)."""
+
+    state: TradingState
+    state_reason: str
+    peak_equity: Decimal
+    day_start_ms: int
+    day_start_equity: Decimal
+    sticky: bool  # True: only a person (``bot resume``) may leave this state
+
+
+class StorePort(Protocol):
+    def next_sequence(self, name: str) -> int:
+        """Return the next value of a durable counter (1, 2, ...); used for client order ids."""
+        ...
+
+    def save_intent(self, request: OrderRequest, ts_ms: int) -> OrderRecord:
+        """Persist an order intent as ``pending_submit`` before it is sent."""
+        ...
+
+    def update_order(
+        self,
+        client_id: str,
+        status: OrderStatus,
+        ts_ms: int,
+        *,
+        order: Order | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    def unresolved_orders(self) -> list[OrderRecord]:
+        """Intents whose outcome is not known (``pending_submit`` or ``unknown``)."""
+        ...
+
+    def get_order(self, client_id: str) -> OrderRecord | None: ...
+
+    def record_fill(self, fill: Fill) -> None: ...
+
+    def record_decisions(self, records: Sequence[DecisionRecord]) -> None: ...
+
+    def record_event(self, event: RiskEvent) -> None: ...
+
+    def record_equity(self, snapshot: EquitySnapshot) -> None: ...
+
+    def record_positions(self, ts_ms: int, positions: Sequence[Position]) -> None: ...
+
+    def load_risk_memory(self) -> RiskMemory | None: ...
+
+    def save_risk_memory(self, memory: RiskMemory) -> None: ...

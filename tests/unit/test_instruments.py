@@ -1,0 +1,259 @@
+"""Bundled contract specifications: loading, validation and the consistency of the bracket data."""
+
+from __future__ import annotations
+
+import copy
+import json
+from decimal import Decimal
+from importlib import resources
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from bot.domain.instrument import Instrument
+from bot.instruments import (
+    available_exchanges,
+    instrument_for,
+    load_instruments,
+    parse_instruments,
+)
+
+D = Decimal
+EXPECTED = {
+    "binanceusdm": {"BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "XRP/USDT:USDT"},
+    "bybit": {"BTC/USDT:USDT"},
+}
+
+
+def _raw(exchange: str) -> dict[str, Any]:
+    """The bundled file decoded by json alone, independent of the loader."""
+    text = (
+        resources.files("bot.resources.instruments")
+        .joinpath(f"{exchange}.json")
+        .read_text(encoding="utf-8")
+    )
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _minimal() -> dict[str, Any]:
+    return {
+        "exchange": "test",
+        "as_of": "2026-01-01",
+        "source": "hand-written for a test",
+        "instruments": {
+            "TOY/USDT:USDT": {
+                "base": "TOY",
+                "quote": "USDT",
+                "tick_size": "0.01",
+                "step_size": "1",
+                "min_qty": "1",
+                "min_notional": "5",
+                "maker_fee": "0.0002",
+                "taker_fee": "0.0005",
+                "liquidation_fee": "0.0125",
+                "source": "test",
+                "brackets": [
+                    {
+                        "notional_floor": "0",
+                        "notional_cap": "1000",
+                        "max_leverage": "50",
+                        "maint_margin_rate": "0.01",
+                        "maint_amount": "0",
+                    },
+                    {
+                        "notional_floor": "1000",
+                        "notional_cap": "5000",
+                        "max_leverage": "10",
+                        "maint_margin_rate": "0.05",
+                        "maint_amount": "40",
+                    },
+                ],
+            }
+        },
+    }
+
+
+# --------------------------------------------------------------------------------- loading
+
+
+def test_available_exchanges() -> None:
+    assert available_exchanges() == ("binanceusdm", "bybit")
+
+
+@pytest.mark.parametrize("exchange", sorted(EXPECTED))
+def test_load_instruments_returns_the_bundled_symbols(exchange: str) -> None:
+    instruments = load_instruments(exchange)
+    assert set(instruments) == EXPECTED[exchange]
+    for symbol, instrument in instruments.items():
+        assert isinstance(instrument, Instrument)
+        assert instrument.symbol == symbol
+        assert instrument.quote == "USDT"
+
+
+def test_load_instruments_returns_a_fresh_dict() -> None:
+    first = load_instruments("binanceusdm")
+    first.clear()
+    assert len(load_instruments("binanceusdm")) == 4
+
+
+def test_binance_btc_values() -> None:
+    btc = instrument_for("binanceusdm", "BTC/USDT:USDT")
+    assert (btc.tick_size, btc.step_size, btc.min_qty, btc.min_notional) == (
+        D("0.1"),
+        D("0.001"),
+        D("0.001"),
+        D(100),
+    )
+    assert (btc.maker_fee, btc.taker_fee, btc.liquidation_fee) == (
+        D("0.0002"),
+        D("0.0005"),
+        D("0.0125"),
+    )
+    assert btc.max_leverage == D(150)
+    assert btc.max_leverage_for(D(500000)) == D(100)
+    assert len(btc.brackets) == 12
+    assert btc.brackets[-1].maint_margin_rate == D("0.5")
+
+
+def test_bybit_btc_values() -> None:
+    btc = instrument_for("bybit", "BTC/USDT:USDT")
+    assert (btc.maker_fee, btc.taker_fee) == (D("0.0002"), D("0.00055"))
+    assert btc.max_leverage == D(100)
+    # Tier 2: risk limit 2 600 000, MMR 0.56 %, deduction 1 200 = 2 000 000 * (0.0056 - 0.005).
+    tier2 = btc.bracket_for(D(2500000))
+    assert (tier2.notional_floor, tier2.notional_cap) == (D(2000000), D(2600000))
+    assert (tier2.maint_margin_rate, tier2.maint_amount, tier2.max_leverage) == (
+        D("0.0056"),
+        D(1200),
+        D(90),
+    )
+
+
+def test_unknown_symbol_names_it_and_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"binanceusdm: unknown symbol 'DOGE/USDT:USDT'") as info:
+        instrument_for("binanceusdm", "DOGE/USDT:USDT")
+    assert "BTC/USDT:USDT, ETH/USDT:USDT, SOL/USDT:USDT, XRP/USDT:USDT" in str(info.value)
+
+
+def test_unknown_exchange_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown exchange 'okx'.*binanceusdm, bybit"):
+        load_instruments("okx")
+
+
+# ------------------------------------------------------------------- the bundled data itself
+
+
+@pytest.mark.parametrize("exchange", sorted(EXPECTED))
+def test_bundled_file_header(exchange: str) -> None:
+    raw = _raw(exchange)
+    assert raw["exchange"] == exchange
+    assert len(raw["as_of"]) == 10
+    assert raw["source"]
+    for spec in raw["instruments"].values():
+        assert spec["source"]
+
+
+@pytest.mark.parametrize("exchange", sorted(EXPECTED))
+def test_every_number_is_written_as_a_string(exchange: str) -> None:
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}[{index}]")
+        else:
+            assert isinstance(node, str), f"{exchange}{path} is {node!r}, not a string"
+
+    walk(_raw(exchange), "")
+
+
+@pytest.mark.parametrize("exchange", sorted(EXPECTED))
+def test_cum_is_consistent_in_the_bundled_tables(exchange: str) -> None:
+    # cum_i = cum_(i-1) + floor_i * (mmr_i - mmr_(i-1)), recomputed from the raw strings.
+    for symbol, spec in _raw(exchange)["instruments"].items():
+        rows = spec["brackets"]
+        assert D(rows[0]["notional_floor"]) == 0
+        assert D(rows[0]["maint_amount"]) == 0
+        for lower, upper in pairwise(rows):
+            assert upper["notional_floor"] == lower["notional_cap"], symbol
+            expected = D(lower["maint_amount"]) + D(upper["notional_floor"]) * (
+                D(upper["maint_margin_rate"]) - D(lower["maint_margin_rate"])
+            )
+            assert D(upper["maint_amount"]) == expected, (symbol, upper)
+
+
+@pytest.mark.parametrize("exchange", sorted(EXPECTED))
+def test_bundled_tables_tighten_as_notional_grows(exchange: str) -> None:
+    for symbol, instrument in load_instruments(exchange).items():
+        brackets = instrument.brackets
+        for lower, upper in pairwise(brackets):
+            assert upper.maint_margin_rate > lower.maint_margin_rate, symbol
+            assert upper.max_leverage < lower.max_leverage, symbol
+        for bracket in brackets:
+            # Opening at the bracket's max leverage leaves margin above maintenance.
+            assert 1 / bracket.max_leverage > bracket.maint_margin_rate, (symbol, bracket)
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def test_parse_minimal_file() -> None:
+    instruments = parse_instruments(_minimal(), "test.json")
+    toy = instruments["TOY/USDT:USDT"]
+    assert toy.brackets[1].maint_amount == D(40)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("as_of"), r"test\.json: top level: missing field 'as_of'"),
+        (lambda d: d.update(as_of="yesterday"), r"test\.json: 'as_of' must be an ISO date"),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"].pop("tick_size"),
+            r"test\.json: instrument 'TOY/USDT:USDT': missing field 'tick_size'",
+        ),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"]["brackets"][1].pop("maint_amount"),
+            r"test\.json: instrument 'TOY/USDT:USDT' bracket 2: missing field 'maint_amount'",
+        ),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"].update(taker_fee=0.0005),
+            r"'taker_fee' must be a number written as a string, got 0\.0005",
+        ),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"].update(min_qty="one"),
+            r"'min_qty' is not a number: 'one'",
+        ),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"]["brackets"][1].update(maint_amount="41"),
+            r"bracket 2: maint_amount 41 is inconsistent, expected 40",
+        ),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"]["brackets"][1].update(notional_floor="900"),
+            r"bracket 2: notional_floor 900 != notional_cap 1000 of bracket 1 \(not contiguous\)",
+        ),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"]["brackets"][0].update(
+                maint_margin_rate="1"
+            ),
+            r"bracket 1: maint_margin_rate must be in \[0, 1\)",
+        ),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"].update(quote="USDC"),
+            r"symbol does not match base 'TOY' and quote 'USDC'",
+        ),
+        (
+            lambda d: d["instruments"]["TOY/USDT:USDT"].update(brackets=[]),
+            r"'brackets' must be a non-empty list",
+        ),
+        (lambda d: d.update(instruments={}), r"test\.json: 'instruments' is empty"),
+    ],
+)
+def test_validation_errors_name_file_and_field(mutate: Any, message: str) -> None:
+    data = copy.deepcopy(_minimal())
+    mutate(data)
+    with pytest.raises(ValueError, match=message):
+        parse_instruments(data, "test.json")

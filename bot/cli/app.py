@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from bot.errors import BotError
 
@@ -19,6 +22,16 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Print a :class:`BotError` as one clear message and exit with status 2 (no traceback)."""
+    try:
+        yield
+    except BotError as exc:
+        err_console.print(Text("error: ", style="bold red") + Text(str(exc)))
+        raise typer.Exit(2) from None
 
 
 @app.callback()
@@ -58,23 +71,24 @@ def simulate(
     """Replay history through the simulated exchange and report what the policy would have done."""
     from bot.cli import simulate as sim
 
-    sim.run(
-        config,
-        policy or [],
-        data,
-        contracts,
-        _parse_day(start, "--start"),
-        _parse_day(end, "--end"),
-        out,
-        console,
-    )
+    with reported_errors():
+        sim.run(
+            config,
+            policy or [],
+            data,
+            contracts,
+            _parse_day(start, "--start"),
+            _parse_day(end, "--end"),
+            out,
+            console,
+        )
 
 
 def main() -> None:
     try:
         app()
     except BotError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(Text("error: ", style="bold red") + Text(str(exc)))
         sys.exit(2)
 
 

@@ -533,8 +533,8 @@ def test_decimals_stay_exact(project: Path, written: str) -> None:
 
 
 def test_python_floats_are_read_through_str() -> None:
-    assert DistanceParams(kind="atr", distance=0.1).distance == Decimal("0.1")  # type: ignore[arg-type]
-    lev = LeverageParams(min=0.1, max=0.3)  # type: ignore[arg-type]
+    assert DistanceParams(kind="atr", distance=0.1).distance == Decimal("0.1")
+    lev = LeverageParams(min=0.1, max=0.3)
     assert (lev.min, lev.max) == (Decimal("0.1"), Decimal("0.3"))
 
 

@@ -71,11 +71,11 @@ def test_vol_target_policy_file() -> None:
     assert (p.name, p.kind, p.timeframe) == ("vol_target", "vol_target", "1h")
     assert (p.volatility.estimator, p.volatility.window) == ("yang_zhang", 168)
     lev = p.leverage
-    assert (lev.target_volatility, lev.min, lev.max) == (Decimal("0.40"), 1, 5)
-    assert (lev.hysteresis, lev.max_step, lev.fixed) == (Decimal("0.15"), 1, None)
+    assert (lev.target_volatility, lev.min, lev.max) == (Decimal("0.40"), Decimal(1), Decimal(5))
+    assert (lev.hysteresis, lev.max_step, lev.fixed) == (Decimal("0.15"), Decimal(1), None)
     assert (p.stop_loss.kind, p.stop_loss.distance) == ("vol", Decimal("2.5"))
     assert p.take_profit is not None
-    assert (p.take_profit.kind, p.take_profit.distance) == ("vol", 6)
+    assert (p.take_profit.kind, p.take_profit.distance) == ("vol", Decimal(6))
     assert p.liquidation.buffer_vol_units == 2
     assert p.funding.max_annual_cost == Decimal("0.25")
     assert (p.limits.daily_loss, p.limits.max_drawdown) == (Decimal("0.05"), Decimal("0.25"))
@@ -86,27 +86,31 @@ def test_risk_parity_policy_file() -> None:
     p = load_policy(POLICIES / "risk_parity.toml")
     assert p.kind == "risk_parity"
     assert p.allocation is not None
-    assert (p.allocation.method, p.allocation.max_gross_leverage) == ("erc", 4)
+    assert (p.allocation.method, p.allocation.max_gross_leverage) == ("erc", Decimal(4))
     assert p.allocation.covariance_window == 720
     assert (p.volatility.estimator, p.volatility.window) == ("close_to_close", 720)
     lev = p.leverage
-    assert (lev.target_volatility, lev.min, lev.max) == (Decimal("0.5"), 0, 5)
+    assert (lev.target_volatility, lev.min, lev.max) == (Decimal("0.5"), Decimal(0), Decimal(5))
 
 
 def test_static_3x_policy_file() -> None:
     p = load_policy(POLICIES / "static_3x.toml")
     assert p.kind == "static"
-    assert (p.leverage.fixed, p.leverage.min, p.leverage.max) == (3, 3, 3)
+    assert (p.leverage.fixed, p.leverage.min, p.leverage.max) == (
+        Decimal(3),
+        Decimal(3),
+        Decimal(3),
+    )
     assert p.leverage.target_volatility is None
-    assert (p.stop_loss.kind, p.stop_loss.distance) == ("percent", 5)
+    assert (p.stop_loss.kind, p.stop_loss.distance) == ("percent", Decimal(5))
     assert p.take_profit is None
 
 
 def test_conservative_policy_file() -> None:
     p = load_policy(POLICIES / "conservative.toml")
     assert p.kind == "vol_target"
-    assert (p.leverage.target_volatility, p.leverage.max) == (Decimal("0.20"), 2)
-    assert (p.stop_loss.kind, p.stop_loss.distance) == ("vol", 2)
+    assert (p.leverage.target_volatility, p.leverage.max) == (Decimal("0.20"), Decimal(2))
+    assert (p.stop_loss.kind, p.stop_loss.distance) == ("vol", Decimal(2))
     assert p.liquidation.buffer_vol_units == 4
     assert (p.limits.daily_loss, p.limits.max_drawdown) == (Decimal("0.02"), Decimal("0.10"))
 
@@ -171,7 +175,9 @@ def _documented_keys(*paths: Path) -> set[str]:
     ],
 )
 def test_reference_files_document_every_key(root: type[BaseModel], paths: list[Path]) -> None:
-    hidden = getattr(root, "DERIVED_KEYS", frozenset())  # source, policies: not TOML keys
+    hidden: frozenset[str] = getattr(
+        root, "DERIVED_KEYS", frozenset()
+    )  # source, policies: not TOML keys
     tables = [f.annotation for name, f in root.model_fields.items() if name not in hidden]
     models = {model for annotation in tables for model in _models(annotation)}
     fields = {n for n in root.model_fields if n not in hidden}

@@ -1,0 +1,45 @@
+"""Shared fixtures: real instruments from the bundled specs, a simulated exchange."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.clock import SimClock
+from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument
+from bot.instruments import load_instruments
+from bot.sim.exchange import SimulatedExchange
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_750_000_000_000 - 1_750_000_000_000 % 3_600_000
+
+
+@pytest.fixture
+def instruments() -> dict[str, Instrument]:
+    return load_instruments("binanceusdm")
+
+
+@pytest.fixture
+def btc(instruments: dict[str, Instrument]) -> Instrument:
+    return instruments["BTC/USDT:USDT"]
+
+
+def make_exchange(
+    instruments: dict[str, Instrument],
+    *,
+    balance: str = "10000",
+    mode: MarginMode = MarginMode.ISOLATED,
+    slippage_bps: str = "0",
+) -> tuple[SimulatedExchange, SimClock]:
+    clock = SimClock(T0)
+    ex = SimulatedExchange(
+        instruments,
+        clock,
+        starting_balance=Decimal(balance),
+        margin_mode=mode,
+        slippage_bps=Decimal(slippage_bps),
+    )
+    return ex, clock

@@ -1,0 +1,130 @@
+"""End to end: ``bot simulate`` on the bundled data, determinism, several policies, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli.app import app
+from bot.config.loader import load_config
+from bot.errors import DataError
+from bot.sim.replay import run_simulation
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config.example.toml"
+REQUIRED = {
+    "start",
+    "end",
+    "contracts",
+    "bars",
+    "final_equity",
+    "total_return",
+    "cagr",
+    "max_drawdown",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "n_orders",
+    "n_trades",
+    "n_stop_losses",
+    "n_take_profits",
+    "n_liquidations",
+    "fees_paid",
+    "funding_paid",
+    "avg_leverage",
+    "max_leverage",
+    "elapsed_seconds",
+}
+runner = CliRunner()
+
+
+def simulate(*args: str) -> None:
+    result = runner.invoke(app, ["simulate", "--config", str(CONFIG), *args])
+    assert result.exit_code == 0, result.output
+
+
+def test_same_inputs_give_the_same_report(tmp_path: Path) -> None:
+    args = ("--start", "2025-08-01", "--end", "2025-09-15")
+    simulate(*args, "--out", str(tmp_path / "a"))
+    simulate(*args, "--out", str(tmp_path / "b"))
+    a = json.loads((tmp_path / "a" / "report.json").read_text())
+    b = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert set(a) >= REQUIRED
+    a.pop("elapsed_seconds")
+    b.pop("elapsed_seconds")
+    assert a == b
+    for name in ("equity.csv", "orders.csv", "decisions.csv", "events.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a" / "report.png").stat().st_size > 10_000
+    assert a["start"] == "2025-08-01T00:00:00Z"
+    assert a["end"] == "2025-09-16T00:00:00Z"
+    assert a["n_orders"] > 0
+    assert a["n_trades"] > 0
+
+
+def test_every_decision_has_a_reason_and_every_position_a_stop(tmp_path: Path) -> None:
+    config = load_config(CONFIG)
+    result = run_simulation(config, config.policies[0])
+    assert all(r.decision.reason for r in result.store.decisions)
+    ex = result.exchange
+    for sym, pos in ex.book.positions.items():
+        if pos.qty != 0:
+            stops = [
+                o for o in ex.resting[sym].values() if o.purpose and o.purpose.name == "STOP_LOSS"
+            ]
+            assert len(stops) == 1
+            assert stops[0].amount == abs(pos.qty)
+            assert stops[0].reduce_only
+
+
+def test_several_policies_side_by_side(tmp_path: Path) -> None:
+    simulate(
+        "--policy",
+        str(ROOT / "policies" / "vol_target.toml"),
+        "--policy",
+        str(ROOT / "policies" / "static_3x.toml"),
+        "--contracts",
+        "BTC/USDT:USDT,ETH/USDT:USDT",
+        "--start",
+        "2025-09-01",
+        "--out",
+        str(tmp_path),
+    )
+    for name in ("vol_target", "static_3x"):
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        assert report["contracts"] == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+
+
+def test_bad_data_gives_a_clear_error(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data" / "sample", data)
+    path = data / "BTC_USDT_USDT-1h.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        lines = fh.read().splitlines()
+    lines[10] = lines[10].replace(lines[10].split(",")[2], "nan", 1)
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    config = load_config(CONFIG)
+    with pytest.raises(DataError, match=r"BTC_USDT_USDT-1h\.csv\.gz.*line 11"):
+        run_simulation(config, config.policies[0], data_dir=data)
+    result = runner.invoke(
+        app,
+        ["simulate", "--config", str(CONFIG), "--data", str(data), "--out", str(tmp_path / "out")],
+    )
+    assert result.exit_code == 2
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_bad_config_stops_before_anything_runs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG.read_text().replace("max_drawdown = 0.25", "max_drawdown = 2"))
+    result = runner.invoke(app, ["simulate", "--config", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "risk.max_drawdown: must be < 1 (got 2)" in result.output
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,139 @@
+"""Order planning: protective orders first and without gaps, no churn, safe rounding."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from bot.domain.decision import Decision
+from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.orders import Order
+from bot.engine.client_ids import make_client_id, parse_purpose
+from bot.engine.planner import plan_protection, plan_size
+
+BTC = "BTC/USDT:USDT"
+
+
+class Ids:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, purpose: OrderPurpose) -> str:
+        self.n += 1
+        return make_client_id("t", purpose, BTC, 1_750_000_000_000, self.n)
+
+
+def resting(cid: str, purpose: OrderPurpose, trigger: str, amount: str) -> Order:
+    otype = (
+        OrderType.STOP_MARKET if purpose is OrderPurpose.STOP_LOSS else OrderType.TAKE_PROFIT_MARKET
+    )
+    return Order(
+        cid,
+        "1",
+        BTC,
+        OrderSide.SELL,
+        otype,
+        purpose,
+        D(amount),
+        D(0),
+        OrderStatus.OPEN,
+        True,
+        trigger_price=D(trigger),
+    )
+
+
+def decision(
+    qty: str, lev: str = "2", sl: str | None = "55000", tp: str | None = "70000"
+) -> Decision:
+    return Decision(
+        BTC,
+        1 if D(qty) > 0 else 0,
+        D(lev),
+        D(qty),
+        D(sl) if sl else None,
+        D(tp) if tp else None,
+        "test",
+    )
+
+
+def test_new_position_gets_stop_and_take_profit() -> None:
+    plan = plan_protection(BTC, D("0.1"), D(55000), D(70000), [], D("0.002"), Ids())
+    kinds = [(r.purpose, r.type, r.amount, r.reduce_only) for r in plan.place]
+    assert kinds == [
+        (OrderPurpose.STOP_LOSS, OrderType.STOP_MARKET, D("0.1"), True),
+        (OrderPurpose.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET, D("0.1"), True),
+    ]
+    assert all(r.side is OrderSide.SELL for r in plan.place)
+    assert plan.cancel == []
+
+
+def test_small_trigger_change_does_not_churn() -> None:
+    existing = [
+        resting("t-sl-x", OrderPurpose.STOP_LOSS, "55000", "0.1"),
+        resting("t-tp-x", OrderPurpose.TAKE_PROFIT, "70000", "0.1"),
+    ]
+    plan = plan_protection(BTC, D("0.1"), D(55050), D(70000), existing, D("0.002"), Ids())
+    assert plan.place == []
+    assert plan.cancel == []
+
+
+def test_replacement_places_new_before_cancelling_old() -> None:
+    existing = [resting("t-sl-old", OrderPurpose.STOP_LOSS, "55000", "0.1")]
+    plan = plan_protection(BTC, D("0.2"), D(56000), None, existing, D("0.002"), Ids())
+    assert [r.purpose for r in plan.place] == [OrderPurpose.STOP_LOSS]
+    assert plan.place[0].amount == D("0.2")
+    assert plan.cancel == ["t-sl-old"]  # the engine sends ``place`` first, then ``cancel``
+
+
+def test_duplicates_reduced_to_one_and_orphans_cancelled() -> None:
+    dup = [
+        resting("t-sl-a", OrderPurpose.STOP_LOSS, "55000", "0.1"),
+        resting("t-sl-b", OrderPurpose.STOP_LOSS, "55000", "0.1"),
+    ]
+    plan = plan_protection(BTC, D("0.1"), D(55000), None, dup, D("0.002"), Ids())
+    assert plan.place == []
+    assert plan.cancel == ["t-sl-b"]
+    orphan = plan_protection(BTC, D(0), None, None, dup, D("0.002"), Ids())
+    assert orphan.cancel == ["t-sl-a", "t-sl-b"]
+
+
+def test_size_reduction_is_reduce_only_and_rounded_up(btc: Instrument) -> None:
+    plan = plan_size(decision("0.1004"), D("0.2"), D(3), btc, D(60000), D("0.1"), Ids())
+    assert plan.increase == []
+    [r] = plan.reduce
+    assert r.reduce_only
+    assert r.side is OrderSide.SELL
+    assert r.amount == D("0.1")  # 0.0996 rounded UP to the 0.001 step
+
+
+def test_change_below_tolerance_is_not_traded(btc: Instrument) -> None:
+    plan = plan_size(decision("0.105"), D("0.1"), D(3), btc, D(60000), D("0.1"), Ids())
+    assert plan.reduce == []
+    assert plan.increase == []
+
+
+def test_flip_closes_then_opens(btc: Instrument) -> None:
+    d = Decision(BTC, -1, D(2), D("-0.1"), D(65000), None, "flip")
+    plan = plan_size(d, D("0.2"), D(1), btc, D(60000), D("0.1"), Ids())
+    assert [(r.purpose, r.side, r.amount) for r in plan.reduce] == [
+        (OrderPurpose.CLOSE, OrderSide.SELL, D("0.2"))
+    ]
+    assert [(r.purpose, r.side, r.amount) for r in plan.increase] == [
+        (OrderPurpose.ENTRY, OrderSide.SELL, D("0.1"))
+    ]
+    assert plan.leverage == 3  # ceil(2) + 1 of headroom
+
+
+def test_increase_only_where_allowed(btc: Instrument) -> None:
+    d = Decision(BTC, 1, D(2), D("0.3"), D(55000), None, "x", allow_increase=False)
+    plan = plan_size(d, D("0.1"), D(3), btc, D(60000), D("0.1"), Ids())
+    assert plan.increase == []
+
+
+def test_client_ids_are_deterministic_and_parseable() -> None:
+    a = make_client_id("main", OrderPurpose.STOP_LOSS, BTC, 1_750_000_000_000, 7)
+    assert a == make_client_id("main", OrderPurpose.STOP_LOSS, BTC, 1_750_000_000_000, 7)
+    assert len(a) <= 36
+    assert parse_purpose(a, "main") is OrderPurpose.STOP_LOSS
+    assert parse_purpose(a, "other") is None
+    assert parse_purpose("x-12345", "main") is None

@@ -1,0 +1,150 @@
+"""Hypothesis properties of the policy, the allocator and reduce-only orders."""
+
+from __future__ import annotations
+
+import contextlib
+from decimal import Decimal as D
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.config.loader import load_policy
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.margin import liquidation_price_isolated
+from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.domain.orders import OrderRequest
+from bot.errors import ReduceOnlyRejected
+from bot.instruments import load_instruments
+from bot.policy.allocation import (
+    erc_weights,
+    inverse_vol_weights,
+    risk_contributions,
+    scale_to_target,
+)
+from bot.policy.decide import decide
+from bot.policy.inputs import ContractView
+from bot.policy.leverage import leverage_setting, vol_target_leverage
+from tests.conftest import make_exchange
+
+ROOT = Path(__file__).resolve().parents[2]
+VOL_TARGET = load_policy(ROOT / "policies" / "vol_target.toml")
+INSTRUMENTS = load_instruments("binanceusdm")
+BTC: Instrument = INSTRUMENTS["BTC/USDT:USDT"]
+
+vols = st.decimals(min_value=D("0.05"), max_value=D("3"), places=3)
+prices = st.decimals(min_value=D(1000), max_value=D(200000), places=1)
+rates = st.decimals(min_value=D("-0.001"), max_value=D("0.002"), places=5)
+
+
+def view(vol: D, price: D, rate: D = D(0), direction: int = 1) -> ContractView:
+    snap = MarketSnapshot(
+        symbol=BTC.symbol,
+        asof_ms=0,
+        last_price=price,
+        mark_price=price,
+        volatility=vol,
+        atr=price * vol / D(94),
+        funding=FundingInfo(rate, D(8), None),
+        bar_hours=D(1),
+    )
+    return ContractView(BTC.symbol, direction, True, D(125), BTC, snap, None, None, D(10000))
+
+
+@given(
+    vol=vols,
+    lo=st.decimals(min_value=0, max_value=3, places=2),
+    span=st.decimals(min_value=0, max_value=10, places=2),
+)
+def test_vol_target_within_min_max(vol: D, lo: D, span: D) -> None:
+    lev = vol_target_leverage(vol, D("0.4"), lo, lo + span)
+    assert lo <= lev <= lo + span
+
+
+@given(v1=vols, v2=vols, price=prices, rate=rates)
+@settings(max_examples=150, deadline=None)
+def test_never_higher_leverage_when_volatility_is_higher(v1: D, v2: D, price: D, rate: D) -> None:
+    low, high = sorted((v1, v2))
+    [a] = decide([view(low, price, rate)], VOL_TARGET)
+    [b] = decide([view(high, price, rate)], VOL_TARGET)
+    assert b.target_leverage <= a.target_leverage
+    assert abs(b.target_qty) <= abs(a.target_qty)
+    assert D(0) <= a.target_leverage <= VOL_TARGET.leverage.max
+
+
+@given(vol=vols, price=prices, direction=st.sampled_from([1, -1]))
+@settings(max_examples=150, deadline=None)
+def test_stop_lies_between_mark_and_liquidation(vol: D, price: D, direction: int) -> None:
+    [d] = decide([view(vol, price, direction=direction)], VOL_TARGET)
+    if d.target_qty == 0:
+        return
+    assert d.stop_loss is not None
+    setting = D(leverage_setting(d.target_leverage))
+    notional = abs(d.target_qty) * price
+    liq = liquidation_price_isolated(BTC, d.target_qty, price, notional / setting)
+    if direction > 0:
+        assert d.stop_loss < price
+        assert liq is None or liq < d.stop_loss
+    else:
+        assert d.stop_loss > price
+        assert liq is not None
+        assert liq > d.stop_loss
+
+
+@given(
+    st.lists(st.floats(min_value=0.05, max_value=3.0), min_size=2, max_size=6),
+    st.floats(min_value=0.5, max_value=10.0),
+    st.floats(min_value=0.1, max_value=2.0),
+)
+def test_allocation_never_above_the_gross_cap(
+    vols_: list[float], cap: float, target: float
+) -> None:
+    v = np.array(vols_)
+    w = inverse_vol_weights(v)
+    scaled = scale_to_target(w, np.diag(v**2), target, cap)
+    assert np.abs(scaled).sum() <= cap * (1 + 1e-12)
+
+
+def test_erc_equalises_risk_contributions() -> None:
+    vol = np.array([0.5, 0.8, 1.2])
+    corr = np.array([[1.0, 0.8, 0.6], [0.8, 1.0, 0.7], [0.6, 0.7, 1.0]])
+    cov = corr * np.outer(vol, vol)
+    w = erc_weights(cov)
+    assert np.allclose(risk_contributions(w, cov), 1 / 3, atol=1e-8)
+    assert np.all(w > 0)
+    assert abs(w.sum() - 1) < 1e-12
+
+
+@given(
+    held=st.integers(min_value=-50, max_value=50),
+    amount=st.integers(min_value=1, max_value=80),
+    side=st.sampled_from([OrderSide.BUY, OrderSide.SELL]),
+)
+@settings(max_examples=100, deadline=None)
+def test_reduce_only_never_increases_exposure(held: int, amount: int, side: OrderSide) -> None:
+    ex, _ = make_exchange(INSTRUMENTS, balance="1000000")
+    sym = BTC.symbol
+    ex.set_mark(sym, D(50000))
+    ex.set_leverage(sym, 10)
+    if held:
+        open_side = OrderSide.BUY if held > 0 else OrderSide.SELL
+        ex.place_order(
+            OrderRequest(
+                "open",
+                sym,
+                open_side,
+                OrderType.MARKET,
+                OrderPurpose.ENTRY,
+                D(abs(held)) / 100,
+                False,
+            )
+        )
+    before = ex.book.positions[sym].qty
+    req = OrderRequest("r", sym, side, OrderType.MARKET, OrderPurpose.REDUCE, D(amount) / 100, True)
+    with contextlib.suppress(ReduceOnlyRejected):
+        ex.place_order(req)
+    after = ex.book.positions[sym].qty
+    assert abs(after) <= abs(before)
+    assert after == 0 or (after > 0) == (before > 0)

@@ -1,0 +1,99 @@
+"""The trading state machine and the risk gate."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType, TradingState
+from bot.domain.orders import OrderRequest
+from bot.risk.gate import Approved, Denied, OrderContext, RiskGate
+from bot.risk.limits import RiskLimits
+from bot.risk.state import DAY_MS, initial_memory, set_state, update
+
+LIMITS = RiskLimits(
+    max_leverage_per_contract=D(5),
+    max_gross_leverage=D(6),
+    max_notional_per_contract=D(50000),
+    daily_loss=D("0.05"),
+    max_drawdown=D("0.2"),
+    stale_data_ms=7_200_000,
+    max_orders_per_minute=3,
+)
+DAY = 20_000 * DAY_MS
+
+
+def test_daily_loss_halts_until_the_next_utc_day() -> None:
+    mem = initial_memory(D(10000), DAY + 1000)
+    mem, t = update(mem, D(9600), DAY + 2000, LIMITS)
+    assert t is None
+    assert mem.state is TradingState.ACTIVE
+    mem, t = update(mem, D(9500), DAY + 3000, LIMITS)  # -5.00 %: at the limit
+    assert t is not None
+    assert mem.state is TradingState.HALTED
+    assert not mem.sticky
+    mem, t = update(mem, D(9500), DAY + DAY_MS + 1, LIMITS)
+    assert mem.state is TradingState.ACTIVE
+    assert mem.day_start_equity == D(9500)
+
+
+def test_drawdown_is_measured_from_the_peak_and_sticky() -> None:
+    mem = initial_memory(D(10000), DAY)
+    mem, _ = update(mem, D(13000), DAY + 1, LIMITS)  # new peak (+30 %)
+    for day in range(1, 5):  # small daily losses, each below the daily limit
+        mem, _ = update(mem, D(13000) - D(700) * day, DAY + day * DAY_MS, LIMITS)
+    # 13000 -> 10200 is -21.5 % from the peak although still +2 % from the start
+    assert mem.state is TradingState.HALTED
+    assert mem.sticky
+    mem, _ = update(mem, D(10200), DAY + 9 * DAY_MS, LIMITS)
+    assert mem.state is TradingState.HALTED  # a new day does not release a drawdown halt
+    mem = set_state(mem, TradingState.ACTIVE, "resumed by a person", sticky=False)
+    assert mem.state is TradingState.ACTIVE
+
+
+def req(reduce: bool, amount: str = "0.1", side: OrderSide = OrderSide.BUY) -> OrderRequest:
+    purpose = OrderPurpose.REDUCE if reduce else OrderPurpose.ENTRY
+    return OrderRequest("c", "BTC/USDT:USDT", side, OrderType.MARKET, purpose, D(amount), reduce)
+
+
+def ctx(
+    state: TradingState = TradingState.ACTIVE, age: int = 0, qty: str = "0", now: int = 0
+) -> OrderContext:
+    return OrderContext(
+        state=state,
+        now_ms=now,
+        data_age_ms=age,
+        price=D(60000),
+        position_qty=D(qty),
+        sleeve_equity=D(5000),
+        equity=D(10000),
+        gross_notional_other=D(0),
+        max_leverage_contract=D(125),
+    )
+
+
+def test_reducing_and_halted_pass_only_reduce_only() -> None:
+    gate = RiskGate(LIMITS)
+    for state in (TradingState.REDUCING, TradingState.HALTED):
+        verdict = gate.check(req(False), ctx(state))
+        assert isinstance(verdict, Denied)
+        assert state.value in verdict.reason
+        assert isinstance(
+            gate.check(req(True, side=OrderSide.SELL), ctx(state, qty="0.2")), Approved
+        )
+
+
+def test_leverage_notional_stale_and_rate_limits() -> None:
+    gate = RiskGate(LIMITS)
+    assert isinstance(gate.check(req(False, "0.4"), ctx()), Approved)  # 24000 / 5000 = 4.8x
+    lev = gate.check(req(False, "0.5"), ctx())  # 6x > 5
+    assert isinstance(lev, Denied)
+    assert "leverage 6.00" in lev.reason
+    stale = gate.check(req(False), ctx(age=7_300_000))
+    assert isinstance(stale, Denied)
+    assert "old" in stale.reason
+    gate2 = RiskGate(LIMITS)
+    verdicts = [gate2.check(req(False, "0.01"), ctx(now=i)) for i in range(4)]
+    assert [type(v).__name__ for v in verdicts] == ["Approved"] * 3 + ["Denied"]
+    # reduce-only orders always pass the rate limit: a position is never left unprotected
+    assert isinstance(gate2.check(req(True, side=OrderSide.SELL), ctx(qty="0.1", now=5)), Approved)
+    assert isinstance(gate2.check(req(False, "0.01"), ctx(now=61_000)), Approved)

@@ -1,0 +1,161 @@
+"""The simulated exchange's fill rules, each against numbers worked out by hand."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.margin import liquidation_price_isolated
+from bot.domain.orders import OrderRequest
+from bot.errors import DuplicateClientId, InsufficientMargin, InvalidQuantity, ReduceOnlyRejected
+from bot.sim.triggers import process_bar, settle_funding
+from tests.conftest import make_exchange
+
+BTC = "BTC/USDT:USDT"
+
+
+def market(cid: str, side: OrderSide, amount: str, *, reduce: bool = False) -> OrderRequest:
+    purpose = OrderPurpose.REDUCE if reduce else OrderPurpose.ENTRY
+    return OrderRequest(cid, BTC, side, OrderType.MARKET, purpose, D(amount), reduce)
+
+
+def stop(cid: str, side: OrderSide, amount: str, trigger: str, *, tp: bool = False) -> OrderRequest:
+    otype = OrderType.TAKE_PROFIT_MARKET if tp else OrderType.STOP_MARKET
+    purpose = OrderPurpose.TAKE_PROFIT if tp else OrderPurpose.STOP_LOSS
+    return OrderRequest(cid, BTC, side, otype, purpose, D(amount), True, trigger_price=D(trigger))
+
+
+def bar(ex, o: str, h: str, low: str, c: str) -> None:  # type: ignore[no-untyped-def]
+    process_bar(ex, BTC, ex.clock.now_ms(), D(o), D(h), D(low), D(c))
+
+
+@pytest.fixture
+def long_btc(instruments: dict[str, Instrument]):  # type: ignore[no-untyped-def]
+    ex, _ = make_exchange(instruments, slippage_bps="10")
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 5)
+    ex.place_order(market("e1", OrderSide.BUY, "0.1"))
+    return ex
+
+
+def test_market_fill_pays_taker_fee_and_slippage(long_btc) -> None:  # type: ignore[no-untyped-def]
+    fill = long_btc.fills[0]
+    # 10 bps against a buyer: 60000 * 1.001 = 60060; fee 0.1 * 60060 * 0.0005 = 3.003
+    assert fill.price == D("60060.000")
+    assert fill.fee == D("3.0030000")
+    assert long_btc.book.wallet == D(10000) - D("3.003")
+    pos = long_btc.fetch_positions([BTC])[BTC]
+    assert pos.qty == D("0.1")
+    # isolated margin = notional / leverage = 6006 / 5
+    assert pos.isolated_margin == D("1201.2")
+
+
+def test_reduce_only_never_increases(long_btc) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ReduceOnlyRejected) as err:
+        long_btc.place_order(market("r1", OrderSide.BUY, "0.05", reduce=True))
+    assert err.value.code == -2022
+    # A reduce-only sell larger than the position is capped at the position: flat, not short.
+    long_btc.place_order(market("r2", OrderSide.SELL, "0.5", reduce=True))
+    assert long_btc.fetch_positions([BTC]) == {}
+
+
+def test_filters_reject_like_the_exchange(instruments) -> None:  # type: ignore[no-untyped-def]
+    ex, _ = make_exchange(instruments)
+    ex.set_mark(BTC, D(60000))
+    with pytest.raises(InvalidQuantity, match="step"):
+        ex.place_order(market("a", OrderSide.BUY, "0.0015"))
+    with pytest.raises(InvalidQuantity, match="minimum"):
+        ex.place_order(market("b", OrderSide.BUY, "0.001"))  # 60 USDT < 100 min notional
+    with pytest.raises(InsufficientMargin):
+        ex.place_order(market("c", OrderSide.BUY, "1"))  # 60000 at 1x > 10000
+
+
+def test_duplicate_client_id_among_open_orders(long_btc) -> None:  # type: ignore[no-untyped-def]
+    long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "55000"))
+    with pytest.raises(DuplicateClientId):
+        long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "54000"))
+
+
+def test_stop_fills_at_trigger_within_the_bar(long_btc) -> None:  # type: ignore[no-untyped-def]
+    long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "58000"))
+    bar(long_btc, "59000", "59500", "57000", "57500")
+    assert long_btc.orders["sl"].status is OrderStatus.FILLED
+    # trigger 58000, 10 bps slippage against a seller
+    assert long_btc.fills[-1].price == D("57942.000")
+
+
+def test_gap_fills_at_the_open_not_the_trigger(long_btc) -> None:  # type: ignore[no-untyped-def]
+    long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "58000"))
+    bar(long_btc, "56000", "56500", "55000", "56000")
+    assert long_btc.fills[-1].price == D("56000") * D("0.999")
+
+
+def test_same_bar_stop_before_take_profit(long_btc) -> None:  # type: ignore[no-untyped-def]
+    long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "58000"))
+    long_btc.place_order(stop("tp", OrderSide.SELL, "0.1", "62000", tp=True))
+    bar(long_btc, "60000", "63000", "57000", "61000")  # both inside the bar
+    assert long_btc.orders["sl"].status is OrderStatus.FILLED
+    # the take-profit then triggers with nothing to reduce and expires
+    assert long_btc.orders["tp"].status is OrderStatus.CANCELED
+    assert [e.kind for e in long_btc.events] == ["stop_loss", "expired"]
+
+
+def test_gap_through_take_profit_fills_take_profit_first(long_btc) -> None:  # type: ignore[no-untyped-def]
+    long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "58000"))
+    long_btc.place_order(stop("tp", OrderSide.SELL, "0.1", "62000", tp=True))
+    bar(long_btc, "63000", "63000", "57000", "61000")  # opens beyond the TP
+    assert long_btc.orders["tp"].status is OrderStatus.FILLED
+    assert long_btc.fills[-1].price == D("63000") * D("0.999")
+
+
+def test_liquidation_uses_brackets_and_charges_the_fee(instruments, btc) -> None:  # type: ignore[no-untyped-def]
+    ex, _ = make_exchange(instruments)
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(market("e", OrderSide.BUY, "0.1"))
+    pos = ex.book.positions[BTC]
+    liq = liquidation_price_isolated(btc, pos.qty, pos.entry_price, pos.isolated_margin)
+    assert liq is not None
+    margin = pos.isolated_margin  # 0.1 x 60000 / 20 = 300
+    assert margin == D(300)
+    wallet_before = ex.book.wallet
+    bar(ex, "60000", "60000", str(liq - 1), "58000")
+    assert ex.book.positions[BTC].qty == 0
+    kinds = [e.kind for e in ex.events]
+    assert kinds == ["liquidation"]
+    # isolated: the loss is the whole margin at most
+    assert wallet_before - ex.book.wallet == margin
+
+
+def test_stop_fires_before_liquidation_when_nearer(instruments) -> None:  # type: ignore[no-untyped-def]
+    ex, _ = make_exchange(instruments)
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(market("e", OrderSide.BUY, "0.1"))
+    ex.place_order(stop("sl", OrderSide.SELL, "0.1", "58500"))
+    bar(ex, "60000", "60000", "50000", "51000")  # crosses both
+    assert [e.kind for e in ex.events] == ["stop_loss"]
+
+
+def test_funding_settles_on_the_position(long_btc) -> None:  # type: ignore[no-untyped-def]
+    wallet = long_btc.book.wallet
+    settle_funding(long_btc, BTC, 0, D("0.0001"), D(61000))
+    # long 0.1 x 61000 x 0.0001 = 0.61 paid
+    assert long_btc.book.wallet == wallet - D("0.61")
+    assert long_btc.funding_paid == D("0.61")
+
+
+def test_cross_margin_liquidation_takes_the_account(instruments) -> None:  # type: ignore[no-untyped-def]
+    ex, _ = make_exchange(instruments, balance="1000", mode=MarginMode.CROSS)
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(market("e", OrderSide.BUY, "0.2"))  # 12000 notional on 1000
+    liq = ex.book.liquidation_price(BTC, ex.marks)
+    assert liq is not None
+    assert D(55000) < liq < D(60000)
+    bar(ex, "60000", "60000", "50000", "50000")
+    assert ex.book.positions[BTC].qty == 0
+    assert ex.book.wallet >= 0

@@ -17,6 +17,7 @@ class ContractSpec:
     direction: Literal["long", "short", "signal", "follow"]
     max_leverage: Decimal
     signal: DirectionSource | None = None
+    max_notional: Decimal | None = None  # per-contract cap; the gate also applies the global one
 
     def resolve(self, now_ms: int, position_qty: Decimal) -> tuple[int, bool]:
         """(direction for this tick, whether increases are allowed)."""

@@ -374,6 +374,7 @@ class Engine:
             equity=equity,
             gross_notional_other=other,
             max_leverage_contract=spec.max_leverage,
+            max_notional_contract=spec.max_notional,
         )
         verdict = self.gate.check(req, ctx)
         if isinstance(verdict, Denied):

@@ -46,6 +46,7 @@ class OrderContext:
     equity: Decimal
     gross_notional_other: Decimal  # notional of every other contract
     max_leverage_contract: Decimal  # per-contract cap from the configuration
+    max_notional_contract: Decimal | None = None  # per-contract cap from the configuration
 
 
 def _is_reducing(req: OrderRequest, ctx: OrderContext) -> bool:
@@ -92,8 +93,11 @@ def check_notional(req: OrderRequest, ctx: OrderContext, limits: RiskLimits) -> 
     if _is_reducing(req, ctx):
         return None
     notional = _after_notional(req, ctx)
-    if notional > limits.max_notional_per_contract:
-        return f"notional {notional:.2f} after the order > limit {limits.max_notional_per_contract}"
+    cap = limits.max_notional_per_contract
+    if ctx.max_notional_contract is not None:
+        cap = min(cap, ctx.max_notional_contract)
+    if notional > cap:
+        return f"notional {notional:.2f} after the order > limit {cap}"
     return None
 
 

@@ -95,6 +95,8 @@ class HistoricalMarket:
 
     def __init__(self, contracts: dict[str, ContractHistory]) -> None:
         self.contracts = contracts
+        # The funding view changes only when a settlement passes: cache it per settlement index.
+        self._funding_cache: dict[tuple[str, int, int], FundingInfo] = {}
 
     def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
         c = self.contracts[symbol].decision
@@ -126,6 +128,16 @@ class HistoricalMarket:
         if f is None or len(f) == 0:
             return FundingInfo(ZERO, Decimal(8), None)
         i = int(np.searchsorted(f.ts, now_ms, side="right"))
+        key = (symbol, i, lookback)
+        cached = self._funding_cache.get(key)
+        if cached is not None:
+            return cached
+        info = self._funding_at(f, i, lookback)
+        self._funding_cache[key] = info
+        return info
+
+    @staticmethod
+    def _funding_at(f: FundingSeries, i: int, lookback: int) -> FundingInfo:
         nxt = int(f.ts[i]) if i < len(f) else None
         if i == 0:
             return FundingInfo(ZERO, Decimal(8), nxt)

@@ -84,7 +84,8 @@ def contract_specs(config: BotConfig, symbols: tuple[str, ...]) -> list[Contract
                 raise DataError(f"{c.signal_file}: no signals for {sym}")
             signal = series[sym]
         cap = c.max_leverage if c is not None and c.max_leverage is not None else Decimal(125)
-        specs.append(ContractSpec(sym, direction, cap, signal))
+        notional = c.max_notional if c is not None else None
+        specs.append(ContractSpec(sym, direction, cap, signal, notional))
     return specs
 
 

@@ -1,5 +1,6 @@
 """Simulation outputs: ``report.json``, ``equity.csv``, ``orders.csv``, ``decisions.csv``,
-``events.csv`` and ``report.png``. The same inputs give byte-identical files (apart from
+``events.csv``, ``report.png``, and the end state ``positions.csv`` + ``account.json`` (the input
+of ``bot stress --from-sim``). The same inputs give byte-identical files (apart from
 ``elapsed_seconds`` in the JSON)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.domain.enums import OrderPurpose
 from bot.sim.metrics import drawdown_series, summarize
 from bot.sim.plots import plot_report
 from bot.sim.replay import SimulationResult
@@ -71,6 +73,8 @@ def write_outputs(result: SimulationResult, out: Path, elapsed: float) -> dict[s
     _write_orders(result, out / "orders.csv")
     _write_decisions(result, out / "decisions.csv")
     _write_events(result, out / "events.csv")
+    _write_positions(result, out / "positions.csv")
+    _write_account(result, out / "account.json")
     plot_report(
         out / "report.png",
         title=f"{result.policy.name}: {report['start'][:10]} .. {report['end'][:10]}",
@@ -80,6 +84,57 @@ def write_outputs(result: SimulationResult, out: Path, elapsed: float) -> dict[s
         leverage=result.leverage,
     )
     return report
+
+
+POSITION_COLUMNS = (
+    "symbol",
+    "qty",
+    "entry_price",
+    "leverage",
+    "isolated_margin",
+    "mark",
+    "stop_loss",
+)
+"""Columns of ``positions.csv``: signed qty (base asset), prices and margin in the quote currency,
+the exchange leverage setting, and the trigger of the resting stop-loss (empty if none)."""
+
+
+def _write_positions(result: SimulationResult, path: Path) -> None:
+    ex = result.exchange
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(POSITION_COLUMNS)
+        for sym in sorted(ex.book.positions):
+            pos = ex.book.positions[sym]
+            if pos.qty == 0:
+                continue
+            stops = [
+                o.trigger_price
+                for o in ex.resting.get(sym, {}).values()
+                if o.purpose is OrderPurpose.STOP_LOSS
+            ]
+            w.writerow(
+                [
+                    sym,
+                    _dec(pos.qty),
+                    _dec(pos.entry_price),
+                    _dec(ex.book.leverage[sym]),
+                    _dec(pos.isolated_margin),
+                    _dec(ex.marks.get(sym)),
+                    _dec(stops[0]) if stops else "",
+                ]
+            )
+
+
+def _write_account(result: SimulationResult, path: Path) -> None:
+    ex = result.exchange
+    account = {
+        "as_of": _iso(result.end_ms),
+        "quote": ex.quote,
+        "wallet": _dec(ex.book.wallet),
+        "margin_mode": ex.book.margin_mode.value,
+    }
+    path.write_text(json.dumps(account, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_equity(result: SimulationResult, path: Path) -> None:

@@ -23,6 +23,7 @@ class MemoryStore:
         self.equity: list[EquitySnapshot] = []
         self.positions: list[tuple[int, tuple[Position, ...]]] = []
         self.risk_memory: RiskMemory | None = None
+        self._unresolved: set[str] = set()  # kept incrementally: a scan per tick is O(orders)
 
     def next_sequence(self, name: str) -> int:
         value = self.sequences.get(name, 0) + 1
@@ -40,6 +41,7 @@ class MemoryStore:
             updated_ms=ts_ms,
         )
         self.orders[request.client_id] = record
+        self._unresolved.add(request.client_id)
         return record
 
     def update_order(
@@ -52,6 +54,10 @@ class MemoryStore:
         error: str | None = None,
     ) -> None:
         record = self.orders[client_id]
+        if status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN):
+            self._unresolved.add(client_id)
+        else:
+            self._unresolved.discard(client_id)
         self.orders[client_id] = replace(
             record,
             status=status,
@@ -63,11 +69,7 @@ class MemoryStore:
         )
 
     def unresolved_orders(self) -> list[OrderRecord]:
-        return [
-            r
-            for r in self.orders.values()
-            if r.status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN)
-        ]
+        return [self.orders[cid] for cid in sorted(self._unresolved)]
 
     def get_order(self, client_id: str) -> OrderRecord | None:
         return self.orders.get(client_id)

@@ -128,3 +128,44 @@ def test_bad_config_stops_before_anything_runs(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "risk.max_drawdown: must be < 1 (got 2)" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_signal_file_drives_the_direction(tmp_path: Path) -> None:
+    signals = tmp_path / "signals.csv"
+    signals.write_text(
+        "timestamp,contract,direction\n"
+        "2025-09-01T00:00:00Z,BTC/USDT:USDT,1\n"
+        "2025-09-05T00:00:00Z,BTC/USDT:USDT,-1\n"
+        "2025-09-10T00:00:00Z,BTC/USDT:USDT,0\n"
+    )
+    text = CONFIG.read_text()
+    text = text.replace('dir = "data/sample"', f'dir = "{ROOT / "data" / "sample"}"')
+    text = text.replace(
+        'file = "policies/vol_target.toml"', f'file = "{ROOT / "policies" / "vol_target.toml"}"'
+    )
+    head, _, _ = text.partition("\n[[contracts]]\n")
+    _, _, tail = text.partition("\n[data]\n")
+    contracts = (
+        '[[contracts]]\nsymbol = "BTC/USDT:USDT"\ndirection = "signal"\n'
+        f'signal_file = "{signals}"\n\n'
+    )
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(head + "\n" + contracts + "[data]\n" + tail)
+    config = load_config(cfg)
+    config = config.model_copy(
+        update={
+            "simulation": config.simulation.model_copy(
+                update={
+                    "start": __import__("datetime").date(2025, 9, 1),
+                    "end": __import__("datetime").date(2025, 9, 14),
+                }
+            )
+        }
+    )
+    result = run_simulation(config, config.policies[0])
+    by_day: dict[int, list[int]] = {}
+    for r in result.store.decisions:
+        by_day.setdefault(r.decision.direction, []).append(r.ts_ms)
+    assert set(by_day) == {1, -1, 0}
+    assert max(by_day[1]) < min(by_day[-1]) < min(by_day[0])
+    assert result.exchange.book.positions["BTC/USDT:USDT"].qty == 0  # flat after the 0 signal

@@ -97,3 +97,14 @@ def test_leverage_notional_stale_and_rate_limits() -> None:
     # reduce-only orders always pass the rate limit: a position is never left unprotected
     assert isinstance(gate2.check(req(True, side=OrderSide.SELL), ctx(qty="0.1", now=5)), Approved)
     assert isinstance(gate2.check(req(False, "0.01"), ctx(now=61_000)), Approved)
+
+
+def test_per_contract_notional_cap_is_the_tighter_one() -> None:
+    gate = RiskGate(LIMITS)
+    c = ctx()
+    tight = OrderContext(
+        **{**{f: getattr(c, f) for f in c.__slots__}, "max_notional_contract": D(5000)}
+    )
+    verdict = gate.check(req(False, "0.1"), tight)  # 6000 > 5000
+    assert isinstance(verdict, Denied)
+    assert "limit 5000" in verdict.reason

@@ -374,7 +374,7 @@ def test_scale_invariance_and_non_negative(
         assert math.isfinite(base)
         scaled = estimate(name, so, sh, slo, sc, window, 1.0)
         # Tiny variances lose digits to cancellation; 1e-8 of annualised vol is far below noise.
-            assert scaled == pytest.approx(base, rel=1e-6, abs=1e-8), name
+        assert scaled == pytest.approx(base, rel=1e-6, abs=1e-8), name
         roll = rolling(name, so, sh, slo, sc, window, 1.0)
         assert (roll[~np.isnan(roll)] >= 0.0).all()
     # ATR is in price units: it scales with the prices.

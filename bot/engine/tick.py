@@ -37,17 +37,21 @@ from bot.engine.market import (
     candles_needed,
     policy_tf_ms,
 )
-from bot.engine.planner import plan_protection, plan_size
+from bot.engine.planner import IdFactory, plan_protection, plan_size
 from bot.errors import ExchangeError, OutcomeUnknown
 from bot.exchange.port import ExchangePort
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
+from bot.policy.protection import distance
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.limits import RiskLimits
 from bot.risk.state import initial_memory, update
-from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, StorePort
+from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 
 ZERO = Decimal(0)
+# Stop distance (fraction of the mark) for a position found without a stop before the engine has
+# ever seen market statistics for its contract: protection first, precision later.
+FALLBACK_STOP = Decimal("0.05")
 
 
 @dataclass(slots=True)
@@ -109,6 +113,7 @@ class Engine:
         self.needed = candles_needed(policy)
         self._tick_ms = 0
         self._n = 0
+        self._last_snapshot: dict[str, MarketSnapshot] = {}
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
 
     # -- the tick ------------------------------------------------------------------------------
@@ -125,6 +130,10 @@ class Engine:
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         for d in decisions:
             self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+        decided = {d.symbol for d in decisions}
+        for sym in self.symbols:
+            if sym not in decided and acct.qty(sym) != 0:
+                self.protect_without_decision(sym, acct, now)
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
@@ -171,11 +180,12 @@ class Engine:
             if snap is not None:
                 snapshots[sym] = snap
                 windows[sym] = window
+                self._last_snapshot[sym] = snap
         return snapshots, windows
 
     # -- 3. risk state -------------------------------------------------------------------------
 
-    def update_risk_state(self, now: int, acct: _Account):  # type: ignore[no-untyped-def]
+    def update_risk_state(self, now: int, acct: _Account) -> RiskMemory:
         equity = acct.equity()
         memory = self.store.load_risk_memory() or initial_memory(equity, now)
         memory, transition = update(memory, equity, now, self.limits)
@@ -261,6 +271,32 @@ class Engine:
         if plan.place or plan.cancel:
             acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
 
+    def protect_without_decision(self, symbol: str, acct: _Account, now: int) -> None:
+        """A position held while its market data is missing still gets a resting stop.
+
+        The stop comes from the policy's distance on the last statistics seen for the contract,
+        around the current mark; the existing stop is kept if there is one.
+        """
+        if _resting_stop(acct.resting.get(symbol, [])) is not None:
+            return
+        snap = self._last_snapshot.get(symbol)
+        qty = acct.qty(symbol)
+        mark = acct.marks[symbol]
+        sign = 1 if qty > 0 else -1
+        if snap is not None:
+            dist = distance(self.policy.stop_loss.kind, self.policy.stop_loss.distance, snap, mark)
+        else:
+            dist = mark * FALLBACK_STOP
+        stop = self.instruments[symbol].stop_price(mark - sign * dist, sign)
+        self._event(
+            now,
+            "reconcile",
+            symbol,
+            TradingState.ACTIVE,
+            f"position {qty} without a stop and without fresh market data: stop at {stop}",
+        )
+        self.protect(symbol, acct, stop, None, now)
+
     # -- 6. size -------------------------------------------------------------------------------
 
     def resize(
@@ -333,6 +369,7 @@ class Engine:
                 )
             )
         self.store.record_decisions(records)
+        self.store.record_positions(now, [p for p in acct.positions.values() if p.is_open])
         equity = acct.equity()
         self.store.record_equity(
             EquitySnapshot(now, acct.wallet, equity - acct.wallet, equity, state)
@@ -340,7 +377,7 @@ class Engine:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _id_factory(self, symbol: str):  # type: ignore[no-untyped-def]
+    def _id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
             self._n += 1
             while True:

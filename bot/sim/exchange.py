@@ -200,6 +200,7 @@ class SimulatedExchange:
         )
         self._next_id += 1
         if request.type.is_conditional:
+            self._check_not_triggered(request)
             self.orders[order.client_id] = order
             self.resting[order.symbol][order.client_id] = order
             return order
@@ -271,6 +272,20 @@ class SimulatedExchange:
                     f"{name} {value} is not a positive multiple of the tick {inst.tick_size}",
                     code=-1111,
                 )
+
+    def _check_not_triggered(self, request: OrderRequest) -> None:
+        """Binance refuses a conditional order that would trigger at once (-2021)."""
+        mark = self.marks.get(request.symbol)
+        trig = request.trigger_price
+        if mark is None or trig is None:
+            return
+        falls = (request.type is OrderType.STOP_MARKET) == (request.side is OrderSide.SELL)
+        if (falls and trig >= mark) or (not falls and trig <= mark):
+            raise OrderRejected(
+                f"{request.client_id}: order would immediately trigger "
+                f"(trigger {trig}, mark {mark})",
+                code=-2021,
+            )
 
     def _reduce_amount(self, order: Order) -> Decimal:
         """How much a reduce-only/close-position order may trade now (0 = nothing to reduce)."""

@@ -159,3 +159,13 @@ def test_cross_margin_liquidation_takes_the_account(instruments) -> None:  # typ
     bar(ex, "60000", "60000", "50000", "50000")
     assert ex.book.positions[BTC].qty == 0
     assert ex.book.wallet >= 0
+
+
+def test_conditional_order_that_would_trigger_at_once_is_rejected(long_btc) -> None:  # type: ignore[no-untyped-def]
+    from bot.errors import OrderRejected
+
+    with pytest.raises(OrderRejected) as err:
+        long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "61000"))  # above the mark
+    assert err.value.code == -2021
+    with pytest.raises(OrderRejected):
+        long_btc.place_order(stop("tp", OrderSide.SELL, "0.1", "59000", tp=True))

@@ -1,0 +1,159 @@
+"""What the bot needs from a venue, and what each supported venue's ccxt class provides.
+
+Venue differences are data here (a :class:`VenueProfile` per venue), not ``if venue == ...``
+branches in the adapter. :func:`check_capabilities` compares the bot's needs with a ccxt
+instance's ``has`` table and ``features`` detail and raises :class:`bot.errors.NotSupported`
+naming the first missing capability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from bot.errors import NotSupported
+
+
+@dataclass(frozen=True, slots=True)
+class VenueProfile:
+    """Per-venue facts the adapter needs and ccxt does not unify.
+
+    ``liquidation_fee`` is a fraction of notional, used when the market does not state one.
+    ``benign_codes`` maps a settings call to the venue codes that mean "nothing to change".
+    """
+
+    name: str  # ccxt exchange id
+    liquidation_fee: Decimal
+    liquidation_fee_key: str | None  # key in the raw market ``info`` that overrides it
+    mark_trigger_params: Mapping[str, object]
+    lookup_client_id_param: str  # fetch_order/cancel_order param naming a client id
+    lookup_extra: Mapping[str, object]
+    close_position_stops: bool  # Binance ``closePosition=true`` conditional orders
+    demo_trading: bool  # ccxt ``enable_demo_trading`` reaches a demo venue
+    key_permissions: bool  # the venue reports API key permissions
+    multi_assets_mode: bool  # the venue has a multi-assets margin switch
+    benign_codes: Mapping[str, frozenset[int]] = field(default_factory=dict)
+
+    def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
+        """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
+        params: dict[str, object] = {self.lookup_client_id_param: client_id, **self.lookup_extra}
+        if conditional:
+            params["trigger"] = True
+        return params
+
+
+# Binance USD-M: the liquidation clearance fee is published per symbol in exchangeInfo
+# (`liquidationFee`, e.g. "0.012500" for BTCUSDT); 1.25 % is the documented default.
+# https://www.binance.com/en/support/faq/liquidation-protocols-360033525271
+# Conditional orders trigger on the last price unless `workingType=MARK_PRICE`
+# (https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/New-Algo-Order).
+BINANCE_USDM = VenueProfile(
+    name="binanceusdm",
+    liquidation_fee=Decimal("0.0125"),
+    liquidation_fee_key="liquidationFee",
+    mark_trigger_params={"workingType": "MARK_PRICE"},
+    lookup_client_id_param="clientOrderId",
+    lookup_extra={},
+    close_position_stops=True,
+    demo_trading=True,
+    key_permissions=True,
+    multi_assets_mode=True,
+    # -4046 "No need to change margin type", -4059 "No need to change position side".
+    benign_codes={"set_margin_mode": frozenset({-4046}), "set_position_mode": frozenset({-4059})},
+)
+
+# Bybit takes a liquidated position over at the bankruptcy price; the margin between liquidation
+# and bankruptcy price is lost. No separate fee is published: charge the taker fee (0.055 %) as
+# the closing cost (unverified on the live venue). Triggers: `triggerBy=MarkPrice`
+# (https://bybit-exchange.github.io/docs/v5/order/create-order). fetch_order only sees the last
+# 500 orders, which ccxt makes the caller acknowledge.
+BYBIT = VenueProfile(
+    name="bybit",
+    liquidation_fee=Decimal("0.00055"),
+    liquidation_fee_key=None,
+    mark_trigger_params={"triggerBy": "MarkPrice"},
+    lookup_client_id_param="orderLinkId",
+    lookup_extra={"acknowledged": True},
+    close_position_stops=False,
+    demo_trading=True,
+    key_permissions=False,
+    multi_assets_mode=False,
+    # 110043 leverage not modified, 110025 position mode not modified, 110026 margin mode not
+    # modified (https://bybit-exchange.github.io/docs/v5/error).
+    benign_codes={
+        "set_leverage": frozenset({110043}),
+        "set_position_mode": frozenset({110025}),
+        "set_margin_mode": frozenset({110026}),
+    },
+)
+
+VENUES: Mapping[str, VenueProfile] = {p.name: p for p in (BINANCE_USDM, BYBIT)}
+
+# Unified ccxt methods the adapter calls, by ``has`` key.
+REQUIRED_METHODS: tuple[str, ...] = (
+    "fetchBalance",
+    "fetchPositions",
+    "fetchOpenOrders",
+    "fetchOrder",
+    "createOrder",
+    "cancelOrder",
+    "fetchLeverageTiers",
+    "fetchLeverage",
+    "setLeverage",
+    "setMarginMode",
+    "setPositionMode",
+    "fetchFundingRate",
+    "fetchOHLCV",
+    "fetchMarkOHLCV",
+)
+
+# (path in features['swap']['linear']['createOrder'], what the bot uses it for)
+REQUIRED_ORDER_FEATURES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("stopLossPrice",), "resting stop-loss orders (createOrder stopLossPrice)"),
+    (("takeProfitPrice",), "resting take-profit orders (createOrder takeProfitPrice)"),
+    (("triggerPriceType", "mark"), "mark-price triggers (createOrder triggerPriceType.mark)"),
+)
+
+
+def venue_profile(name: str) -> VenueProfile:
+    """Return the profile of a supported venue, or raise ``NotSupported`` listing them."""
+    try:
+        return VENUES[name]
+    except KeyError:
+        supported = ", ".join(sorted(VENUES))
+        raise NotSupported(
+            f"exchange {name!r} is not supported by the live adapter; supported: {supported}"
+        ) from None
+
+
+def missing_capabilities(exchange: Any) -> list[str]:
+    """Names of the capabilities the bot needs that ``exchange`` (a ccxt instance) lacks."""
+    has: Mapping[str, Any] = getattr(exchange, "has", {}) or {}
+    missing = [f"{name} (ccxt has['{name}'])" for name in REQUIRED_METHODS if not has.get(name)]
+    features = getattr(exchange, "features", {}) or {}
+    create = _dig(features, ("swap", "linear", "createOrder"))
+    for path, what in REQUIRED_ORDER_FEATURES:
+        if not _dig(create, path):
+            missing.append(what)
+    return missing
+
+
+def check_capabilities(exchange: Any) -> None:
+    """Raise ``NotSupported`` naming every capability the bot needs that ``exchange`` lacks."""
+    missing = missing_capabilities(exchange)
+    if missing:
+        name = getattr(exchange, "id", type(exchange).__name__)
+        raise NotSupported(
+            f"exchange {name!r} lacks capabilities the bot needs: {'; '.join(missing)}"
+        )
+
+
+def _dig(tree: object, path: tuple[str, ...]) -> Any:
+    node: Any = tree
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node

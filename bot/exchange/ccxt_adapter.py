@@ -1,0 +1,501 @@
+"""The live exchange adapter: :class:`bot.exchange.port.ExchangePort` over a sync ccxt instance.
+
+One ccxt instance per account, shared by the process. Reads, cancels and idempotent settings go
+through :func:`~bot.exchange.retry.call_with_retry`; order placement through
+:func:`~bot.exchange.retry.submit_idempotent` (never a blind resend). Every ccxt exception leaves
+this module translated into :mod:`bot.errors`. Venue differences come from the
+:class:`~bot.exchange.capabilities.VenueProfile`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import ccxt
+from loguru import logger
+
+from bot import errors
+from bot.clock import Clock
+from bot.domain.enums import MarginMode, OrderStatus, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.market import FundingInfo
+from bot.domain.orders import Order, OrderRequest
+from bot.domain.position import Balance, Position
+from bot.exchange import mapping
+from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_profile
+from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
+from bot.exchange.mapping import Candle
+from bot.exchange.retry import RetryPolicy, call_with_retry, submit_idempotent
+
+T = TypeVar("T")
+_INTERVAL_TTL_MS = 3_600_000  # funding intervals change rarely; re-observe hourly
+
+
+class CcxtExchange:
+    """Live exchange port. ``exchange`` is a configured sync ccxt instance (see ``factory``).
+
+    ``symbols`` are loaded together on first use. ``recv_window_ms`` is the signed-request
+    receive window (ms). ``retry_attempts``/``retry_max_seconds`` bound every retried call
+    (seconds measured on ``clock``). ``account`` is the client-id prefix that marks our orders.
+    """
+
+    def __init__(
+        self,
+        exchange: Any,
+        *,
+        clock: Clock,
+        symbols: Sequence[str],
+        recv_window_ms: int = 10000,
+        retry_attempts: int = 5,
+        retry_max_seconds: float = 30,
+        account: str | None = None,
+    ) -> None:
+        self._ex = exchange
+        self._profile: VenueProfile = venue_profile(str(exchange.id))
+        check_capabilities(exchange)
+        self._clock = clock
+        self._symbols = tuple(symbols)
+        self._account = account
+        self._policy = RetryPolicy(attempts=retry_attempts, max_seconds=retry_max_seconds)
+        exchange.options["recvWindow"] = recv_window_ms
+        # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
+        exchange.options["maxRetriesOnFailure"] = 0
+        self._instruments: dict[str, Instrument] = {}
+        self._intervals: dict[str, tuple[Decimal, int]] = {}
+
+    @property
+    def exchange(self) -> Any:
+        """The underlying ccxt instance (for the preflight and diagnostics)."""
+        return self._ex
+
+    # -- instruments ---------------------------------------------------------------------------
+
+    def load_instruments(self, symbols: Sequence[str] = ()) -> dict[str, Instrument]:
+        """Load markets and leverage tiers for the configured symbols plus ``symbols``."""
+        wanted = list(dict.fromkeys((*self._symbols, *symbols)))
+        self._call(lambda: self._ex.load_markets(), "load_markets")
+        tiers: Mapping[str, Any] = self._call(
+            lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
+        )
+        digits = self._ex.precisionMode == ccxt.DECIMAL_PLACES
+        for symbol in wanted:
+            if symbol not in self._ex.markets:
+                raise errors.NotSupported(f"{self._ex.id} has no market {symbol!r}")
+            self._instruments[symbol] = mapping.instrument_from_market(
+                self._ex.markets[symbol],
+                tiers.get(symbol) or [],
+                liquidation_fee=self._profile.liquidation_fee,
+                liquidation_fee_key=self._profile.liquidation_fee_key,
+                precision_is_digits=digits,
+            )
+        return dict(self._instruments)
+
+    def instrument(self, symbol: str) -> Instrument:
+        """Contract filters, fees (fractions) and leverage brackets; cached after the first load."""
+        if symbol not in self._instruments:
+            self.load_instruments((symbol,))
+        return self._instruments[symbol]
+
+    # -- account reads -------------------------------------------------------------------------
+
+    def fetch_balance(self) -> Balance:
+        """Wallet and available balance in the settlement asset of the configured contracts."""
+        asset = self.instrument(self._symbols[0]).quote if self._symbols else "USDT"
+        raw = self._call(lambda: self._ex.fetch_balance(), "fetch_balance")
+        return mapping.balance_from_ccxt(raw, asset)
+
+    def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
+        """Open one-way positions among ``symbols`` (flat ones absent)."""
+        rows = self._call(lambda: self._ex.fetch_positions(list(symbols)), "fetch_positions")
+        out: dict[str, Position] = {}
+        for symbol in symbols:
+            row = mapping.select_position_row(symbol, rows)
+            if row is None:
+                continue
+            # Binance v3 positionRisk dropped leverage: read the symbol's setting instead.
+            leverage = None if row.get("leverage") is not None else self.fetch_leverage(symbol)
+            mode = None if row.get("marginMode") is not None else self.fetch_margin_mode(symbol)
+            out[symbol] = mapping.position_from_ccxt(row, leverage=leverage, margin_mode=mode)
+        return out
+
+    def fetch_open_orders(self, symbol: str) -> list[Order]:
+        """Resting regular AND conditional orders (Binance keeps stops in the Algo book)."""
+        regular = self._call(lambda: self._ex.fetch_open_orders(symbol), "fetch_open_orders")
+        algo = self._call(
+            lambda: self._ex.fetch_open_orders(symbol, None, None, {"trigger": True}),
+            "fetch_open_orders(trigger)",
+        )
+        # Binance order ids and algo ids are separate sequences: dedupe on (id, client id) only
+        # (Bybit may list a conditional order in both answers).
+        seen: dict[tuple[str, str], Order] = {}
+        for raw in [*regular, *algo]:
+            order = mapping.order_from_ccxt(raw, account=self._account)
+            seen.setdefault((order.exchange_id, order.client_id), order)
+        return list(seen.values())
+
+    def fetch_order(self, symbol: str, client_id: str) -> Order | None:
+        """Look an order up by client id, in the regular and/or the conditional book."""
+        for conditional in self._books_for(client_id):
+            found = self._lookup(symbol, client_id, conditional)
+            if found is not None:
+                return found
+        return None
+
+    def fetch_mark_price(self, symbol: str) -> Decimal:
+        """Mark price (quote currency) from the funding endpoint (Binance premiumIndex)."""
+        row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
+        return mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
+
+    def fetch_funding(self, symbol: str) -> FundingInfo:
+        """Current rate (fraction per interval), observed interval (hours), next settlement."""
+        row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
+        rate = mapping.to_decimal(row.get("fundingRate"), f"{symbol} fundingRate")
+        hours = mapping.funding_interval_hours(row) or self._observed_interval(symbol)
+        next_ms = row.get("fundingTimestamp")
+        return FundingInfo(rate, hours, int(next_ms) if next_ms else None)
+
+    def fetch_leverage(self, symbol: str) -> Decimal:
+        """The symbol's leverage setting (x)."""
+        row = self._call(lambda: self._ex.fetch_leverage(symbol), "fetch_leverage")
+        value = row.get("longLeverage") or row.get("shortLeverage")
+        return mapping.to_decimal(value, f"{symbol} leverage setting")
+
+    def fetch_margin_mode(self, symbol: str) -> MarginMode:
+        row = self._call(lambda: self._ex.fetch_margin_mode(symbol), "fetch_margin_mode")
+        mode = row.get("marginMode")
+        if mode not in ("cross", "isolated"):
+            raise mapping.UnexpectedResponse(
+                f"{symbol}: margin mode {mode!r} is not cross/isolated"
+            )
+        return MarginMode(mode)
+
+    def fetch_candles(
+        self, symbol: str, timeframe: str, limit: int, *, mark: bool = False
+    ) -> list[Candle]:
+        """Up to ``limit`` closed candles (oldest first), last or mark price.
+
+        Asks for ``limit + 1`` rows and drops the still-forming bar: a bar is closed when its open
+        time plus the timeframe is at or before the injected clock's time.
+        """
+        tf_ms = int(self._ex.parse_timeframe(timeframe)) * 1000
+        params = {"price": "mark"} if mark else {}
+        rows = self._call(
+            lambda: self._ex.fetch_ohlcv(symbol, timeframe, None, limit + 1, params), "fetch_ohlcv"
+        )
+        return mapping.closed_candles(rows, tf_ms, self._clock.now_ms())[-limit:]
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        """Set the leverage setting (x); "not modified" is success once a read-back agrees."""
+        what = f"set_leverage({symbol}, {leverage})"
+        if self._apply(lambda: self._ex.set_leverage(leverage, symbol), "set_leverage", what):
+            self._confirm(what, self.fetch_leverage(symbol), Decimal(leverage))
+
+    def set_margin_mode(self, symbol: str, mode: MarginMode) -> None:
+        """Set cross/isolated; "already set" is success once a read-back agrees."""
+        what = f"set_margin_mode({symbol}, {mode.value})"
+        if self._apply(
+            lambda: self._ex.set_margin_mode(mode.value, symbol), "set_margin_mode", what
+        ):
+            self._confirm(what, self.fetch_margin_mode(symbol), mode)
+
+    def fetch_position_mode(self) -> bool:
+        """True when the account is in hedge (dual-side) mode."""
+        if self._ex.has.get("fetchPositionMode"):
+            row = self._call(lambda: self._ex.fetch_position_mode(), "fetch_position_mode")
+            return bool(row.get("hedged"))
+        rows = self._call(lambda: self._ex.fetch_positions(list(self._symbols)), "fetch_positions")
+        modes = {r.get("hedged") for r in rows if r.get("hedged") is not None}
+        if len(modes) != 1:
+            raise errors.NotSupported(
+                f"{self._ex.id}: position mode is only reported on position rows; got {modes}"
+            )
+        return bool(modes.pop())
+
+    def set_position_mode(self, hedged: bool) -> None:
+        """Set hedge (True) or one-way (False) mode; "no change" is success once confirmed."""
+        what = f"set_position_mode(hedged={hedged})"
+        symbol = self._symbols[0] if self._symbols else None
+        if symbol is not None:
+            self.instrument(symbol)  # ccxt resolves the symbol against loaded markets
+        if self._apply(
+            lambda: self._ex.set_position_mode(hedged, symbol), "set_position_mode", what
+        ):
+            self._confirm(what, self.fetch_position_mode(), hedged)
+
+    def fetch_multi_assets_mode(self) -> bool | None:
+        """Binance multi-assets margin (``GET /fapi/v1/multiAssetsMargin``); None elsewhere."""
+        if not self._profile.multi_assets_mode:
+            return None
+        row = self._call(
+            lambda: self._ex.fapiPrivateGetMultiAssetsMargin(), "fetch_multi_assets_mode"
+        )
+        value = row.get("multiAssetsMargin")
+        return value is True or str(value).lower() == "true"
+
+    def fetch_key_permissions(self) -> dict[str, bool] | None:
+        """API key permissions (Binance ``GET /sapi/v1/account/apiRestrictions``), else None.
+
+        None too where the endpoint is absent (Binance demo trading has no ``/sapi`` host).
+        """
+        if not self._profile.key_permissions or "sapi" not in self._ex.urls.get("api", {}):
+            return None
+        row = self._call(lambda: self._ex.sapiGetAccountApiRestrictions(), "fetch_key_permissions")
+        return {str(k): v for k, v in row.items() if isinstance(v, bool)}
+
+    def resync_clock(self) -> None:
+        """Re-measure the offset between local and server time (call hourly and after -1021)."""
+        self._ex.load_time_difference()
+
+    # -- orders --------------------------------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> Order:
+        """Send ``request`` at most once (see :func:`~bot.exchange.retry.submit_idempotent`).
+
+        Raises :class:`~bot.errors.InvalidQuantity` before sending when ccxt would round a
+        number the domain already rounded, and :class:`~bot.errors.OutcomeUnknown` when the
+        venue's answer is lost and a lookup by client id cannot settle it.
+        """
+        args = self._order_args(request)
+        conditional = request.type.is_conditional
+
+        def send() -> Order:
+            raw = self._ex.create_order(*args[:5], dict(args.params))
+            return self._order_from_ack(raw, request)
+
+        def lookup() -> Order | None:
+            try:
+                return self._lookup(request.symbol, request.client_id, conditional)
+            except (errors.TransientExchangeError, errors.ClockDrift) as exc:
+                raise errors.OutcomeUnknown(
+                    f"{request.client_id}: sent; lookup by client id failed: {exc}"
+                ) from exc
+
+        try:
+            order = submit_idempotent(
+                send,
+                lookup,
+                clock=self._clock,
+                policy=self._policy,
+                retry_after_of=self._retry_after,
+                resync=self.resync_clock,
+                what=f"{request.client_id} ({request.symbol} {request.type} {request.side})",
+            )
+        except ccxt.BaseError as exc:
+            raise map_ccxt_error(
+                exc, placing_order=True, retry_after=self._retry_after(exc)
+            ) from exc
+        return self._settled(order, request)
+
+    def cancel_order(self, symbol: str, client_id: str) -> None:
+        """Cancel by client id; an order already gone (cancelled, filled) is not an error."""
+        for conditional in self._books_for(client_id):
+            if self._cancel_in_book(symbol, client_id, conditional):
+                return
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        try:
+            return call_with_retry(
+                fn,
+                clock=self._clock,
+                policy=self._policy,
+                retry_after_of=self._retry_after,
+                resync=self.resync_clock,
+                what=what,
+            )
+        except ccxt.BaseError as exc:
+            raise map_ccxt_error(exc, retry_after=self._retry_after(exc)) from exc
+
+    def _apply(self, fn: Callable[[], object], key: str, what: str) -> bool:
+        """Run an idempotent settings call; True when the venue said "nothing to change"."""
+        codes = self._profile.benign_codes.get(key, frozenset())
+        try:
+            answer = call_with_retry(
+                fn,
+                clock=self._clock,
+                policy=self._policy,
+                retry_after_of=self._retry_after,
+                resync=self.resync_clock,
+                what=what,
+            )
+        except ccxt.BaseError as exc:
+            if is_benign(exc, codes):
+                return True
+            raise map_ccxt_error(exc, retry_after=self._retry_after(exc)) from exc
+        # ccxt may swallow -4046 and answer {"code": -4046, ...} (throwMarginModeAlreadySet=False)
+        code = answer.get("code") if isinstance(answer, Mapping) else None
+        return code is not None and str(code).lstrip("-").isdigit() and int(str(code)) in codes
+
+    @staticmethod
+    def _confirm(what: str, actual: object, expected: object) -> None:
+        if actual != expected:
+            raise errors.PermanentExchangeError(
+                f"{what}: the venue answered 'nothing to change' but reads back {actual}"
+            )
+
+    def _retry_after(self, exc: BaseException) -> float | None:
+        if not is_rate_limit(exc):
+            return None
+        return retry_after_seconds(self._ex.last_response_headers)
+
+    def _books_for(self, client_id: str) -> tuple[bool, ...]:
+        """Which books (False regular, True conditional) may hold an order with this id."""
+        purpose = mapping.parse_purpose(client_id, self._account)
+        if purpose is None:
+            return (False, True)
+        return (True,) if purpose.is_protective else (False,)
+
+    def _lookup(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
+        params = self._profile.trigger_lookup_params(client_id, conditional)
+        try:
+            raw = self._call(
+                lambda: self._ex.fetch_order(None, symbol, dict(params)), f"lookup {client_id}"
+            )
+        except errors.OrderNotFound:
+            if not conditional:
+                return None
+            # Binance can briefly forget a fresh algo order on a lookup (freqtrade#12681):
+            # the open algo list decides.
+            return self._find_open(symbol, client_id)
+        return mapping.order_from_ccxt(raw, account=self._account)
+
+    def _find_open(self, symbol: str, client_id: str) -> Order | None:
+        raws = self._call(
+            lambda: self._ex.fetch_open_orders(symbol, None, None, {"trigger": True}),
+            "fetch_open_orders(trigger)",
+        )
+        for raw in raws:
+            order = mapping.order_from_ccxt(raw, account=self._account)
+            if order.client_id == client_id:
+                return order
+        return None
+
+    def _cancel_in_book(self, symbol: str, client_id: str, conditional: bool) -> bool:
+        """Cancel in one book; False when that book does not know the id."""
+        params = self._profile.trigger_lookup_params(client_id, conditional)
+        what = f"cancel_order({client_id})"
+        for _ in range(2):
+            try:
+                self._call(lambda: self._ex.cancel_order(None, symbol, dict(params)), what)
+                return True
+            except errors.OrderNotFound:
+                # a retried cancel that went through, a fill, or the wrong book: re-read it
+                order = self._lookup(symbol, client_id, conditional)
+            if order is None:
+                return False
+            if order.status.is_final:
+                return True
+        raise errors.TransientExchangeError(f"{what}: the venue says not found, yet lists it open")
+
+    def _order_args(self, request: OrderRequest) -> mapping.CreateOrderArgs:
+        self.instrument(request.symbol)  # markets loaded, contract checked
+        if request.close_position and not self._profile.close_position_stops:
+            raise errors.NotSupported(f"{self._ex.id}: closePosition conditional orders")
+        amount = self._exact(request, request.amount, self._ex.amount_to_precision, "amount")
+        price = self._exact(request, request.price, self._ex.price_to_precision, "price")
+        trigger = self._exact(
+            request, request.trigger_price, self._ex.price_to_precision, "trigger price"
+        )
+        return mapping.create_order_args(
+            request,
+            amount=amount,
+            price=price,
+            trigger=trigger,
+            mark_trigger_params=self._profile.mark_trigger_params,
+        )
+
+    def _exact(
+        self,
+        request: OrderRequest,
+        value: Decimal | None,
+        to_precision: Callable[[str, object], str],
+        what: str,
+    ) -> str | None:
+        """ccxt's string for ``value``, which must not change it (the domain rounded it safely)."""
+        if value is None:
+            return None
+        try:
+            text = str(to_precision(request.symbol, format(value, "f")))
+        except ccxt.BaseError as exc:
+            raise errors.InvalidQuantity(f"{request.client_id}: {what} {value}: {exc}") from exc
+        if Decimal(text) != value:
+            raise errors.InvalidQuantity(
+                f"{request.client_id}: {what} {value} of {request.symbol} is not on the exchange "
+                f"grid (ccxt would send {text}); refusing to let the adapter round it"
+            )
+        return text
+
+    def _order_from_ack(self, raw: Mapping[str, Any], request: OrderRequest) -> Order:
+        try:
+            return mapping.order_from_ccxt(raw, fallback=request, account=self._account)
+        except mapping.UnexpectedResponse as exc:
+            # accepted, but the answer is unreadable: report it unknown, reconcile by id
+            logger.warning("{}: unreadable order acknowledgement: {}", request.client_id, exc)
+            return _order_from_request(request, OrderStatus.UNKNOWN)
+
+    def _settled(self, order: Order, request: OrderRequest) -> Order:
+        """Re-read an acknowledgement that does not say how the order ended up (Bybit)."""
+        needs_read = order.status is OrderStatus.UNKNOWN or (
+            request.type is OrderType.MARKET and not order.status.is_final
+        )
+        if not needs_read:
+            return order
+        try:
+            found = self._lookup(request.symbol, request.client_id, request.type.is_conditional)
+        except errors.ExchangeError as exc:
+            logger.warning("{}: placed; confirmation read failed: {}", request.client_id, exc)
+            return order
+        return found if found is not None else order
+
+    def _observed_interval(self, symbol: str) -> Decimal:
+        """Funding interval (hours): venue's interval table, else the last two settlements.
+
+        Binance's ``/fapi/v1/fundingInfo`` lists only symbols whose interval was adjusted;
+        intervals differ per symbol and change over time (freqtrade/freqtrade#12583).
+        """
+        cached = self._intervals.get(symbol)
+        now = self._clock.now_ms()
+        if cached is not None and now - cached[1] < _INTERVAL_TTL_MS:
+            return cached[0]
+        hours = None
+        if self._ex.has.get("fetchFundingIntervals"):
+            table = self._call(
+                lambda: self._ex.fetch_funding_intervals([symbol]), "fetch_funding_intervals"
+            )
+            row = table.get(symbol)
+            hours = mapping.funding_interval_hours(row) if row else None
+        if hours is None:
+            rows = self._call(
+                lambda: self._ex.fetch_funding_rate_history(symbol, None, 3),
+                "fetch_funding_rate_history",
+            )
+            hours = mapping.interval_from_history(rows)
+        if hours is None:
+            # a brand-new contract has no two settlements yet; 8 h is the venues' default
+            logger.warning("{}: funding interval not observable yet; assuming 8 h", symbol)
+            hours = Decimal(8)
+        self._intervals[symbol] = (hours, now)
+        return hours
+
+
+def _order_from_request(request: OrderRequest, status: OrderStatus) -> Order:
+    return Order(
+        client_id=request.client_id,
+        exchange_id="",
+        symbol=request.symbol,
+        side=request.side,
+        type=request.type,
+        purpose=request.purpose,
+        amount=request.amount,
+        filled=Decimal(0),
+        status=status,
+        reduce_only=request.reduce_only,
+        trigger_price=request.trigger_price,
+        price=request.price,
+        close_position=request.close_position,
+    )

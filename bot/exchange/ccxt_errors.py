@@ -1,0 +1,160 @@
+"""Translate ccxt exceptions into the project's tree (:mod:`bot.errors`).
+
+ccxt's classes are sometimes too coarse (Binance ``-2022`` reduce-only rejection and ``-4164``
+min-notional are both ``InvalidOrder``; ``-4161`` is a plain ``ExchangeError``), so the venue code
+in the message body is read first and the class is the fallback. The exception text is
+``"<exchange id> <raw body>"`` (ccxt ``handle_errors``), e.g.
+``binanceusdm {"code":-2022,"msg":"ReduceOnly Order is rejected."}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import ccxt
+
+from bot import errors
+
+_CODE = re.compile(r'"(?:code|retCode)"\s*:\s*"?(-?\d+)')
+
+# Venue codes (Binance USD-M negative, Bybit positive) that ccxt's class does not pin down.
+# https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code
+# https://bybit-exchange.github.io/docs/v5/error
+REDUCE_ONLY_CODES = frozenset({-2022, -4118, 110017})
+INVALID_QUANTITY_CODES = frozenset({-4164, -1111, -1013, -4003, -4005, 110094})
+INSUFFICIENT_MARGIN_CODES = frozenset({-2019, -2028, 110007, 110012, 110045})
+DUPLICATE_ID_CODES = frozenset({-4116, 110072})
+ORDER_NOT_FOUND_CODES = frozenset({-2013, -2011, 110001})
+CLOCK_DRIFT_CODES = frozenset({-1021, 10002})
+
+# Rejected before the venue acted on it: resending the same request is safe.
+RATE_LIMIT_TYPES: tuple[type[BaseException], ...] = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
+# Never retried: retrying cannot change the answer.
+PERMANENT_TYPES: tuple[type[BaseException], ...] = (
+    ccxt.AuthenticationError,
+    ccxt.InsufficientFunds,
+    ccxt.InvalidOrder,
+    ccxt.BadRequest,
+    ccxt.NotSupported,
+)
+
+
+def venue_code(exc: BaseException) -> int | None:
+    """The venue's numeric error code embedded in a ccxt exception message, if any."""
+    match = _CODE.search(str(exc))
+    return int(match.group(1)) if match else None
+
+
+def retry_after_seconds(headers: Mapping[str, object] | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form), or ``None``.
+
+    Binance sends delta-seconds on 429/418. The HTTP-date form is ignored (``None``): the
+    caller then falls back to its own backoff.
+    """
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if str(key).lower() == "retry-after":
+            try:
+                seconds = float(str(value).strip())
+            except ValueError:
+                return None
+            return seconds if seconds >= 0 else None
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for ccxt errors that may succeed when the same request is repeated."""
+    if isinstance(exc, PERMANENT_TYPES):
+        return False
+    return isinstance(exc, ccxt.OperationFailed)
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    return isinstance(exc, RATE_LIMIT_TYPES)
+
+
+def is_clock_drift(exc: BaseException) -> bool:
+    return isinstance(exc, ccxt.InvalidNonce) or venue_code(exc) in CLOCK_DRIFT_CODES
+
+
+def is_order_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, ccxt.OrderNotFound) or venue_code(exc) in ORDER_NOT_FOUND_CODES
+
+
+def is_benign(exc: BaseException, codes: frozenset[int]) -> bool:
+    """True when ``exc`` means "nothing to change" (``codes`` from the venue profile)."""
+    return isinstance(exc, ccxt.MarginModeAlreadySet) or venue_code(exc) in codes
+
+
+def map_ccxt_error(
+    exc: BaseException,
+    *,
+    placing_order: bool = False,
+    retry_after: float | None = None,
+) -> errors.ExchangeError:
+    """Return the :mod:`bot.errors` exception for a ccxt exception (the caller raises it).
+
+    ``placing_order`` turns permanent refusals into :class:`~bot.errors.OrderRejected` (the port
+    promises that for order rejections). Transient errors on an order POST are NOT turned into
+    :class:`~bot.errors.OutcomeUnknown` here: that decision needs a lookup by client id.
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    code = venue_code(exc)
+    transient = _map_transient(exc, text, code, retry_after)
+    if transient is not None:
+        return transient
+    by_code = _map_order_code(text, code)
+    if by_code is not None:
+        return by_code
+    return _map_permanent(exc, text, code, placing_order)
+
+
+def _map_transient(
+    exc: BaseException, text: str, code: int | None, retry_after: float | None
+) -> errors.ExchangeError | None:
+    if is_clock_drift(exc):
+        return errors.ClockDrift(text)
+    if is_rate_limit(exc):
+        return errors.RateLimited(text, retry_after=retry_after)
+    if is_transient(exc):
+        return errors.TransientExchangeError(text)
+    return None
+
+
+def _map_order_code(text: str, code: int | None) -> errors.OrderRejected | None:
+    if code is None:
+        return None
+    if code in REDUCE_ONLY_CODES:
+        return errors.ReduceOnlyRejected(text, code)
+    if code in INVALID_QUANTITY_CODES:
+        return errors.InvalidQuantity(text, code)
+    if code in INSUFFICIENT_MARGIN_CODES:
+        return errors.InsufficientMargin(text, code)
+    if code in DUPLICATE_ID_CODES:
+        return errors.DuplicateClientId(text, code)
+    if code in ORDER_NOT_FOUND_CODES:
+        return errors.OrderNotFound(text, code)
+    return None
+
+
+def _map_permanent(
+    exc: BaseException, text: str, code: int | None, placing_order: bool
+) -> errors.ExchangeError:
+    if isinstance(exc, ccxt.AuthenticationError):
+        return errors.AuthenticationFailed(text)
+    if isinstance(exc, ccxt.NotSupported):
+        return errors.NotSupported(text)
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return errors.InsufficientMargin(text, code)
+    if isinstance(exc, ccxt.OrderNotFound):
+        return errors.OrderNotFound(text, code)
+    if isinstance(exc, ccxt.DuplicateOrderId):
+        return errors.DuplicateClientId(text, code)
+    if isinstance(exc, ccxt.InvalidOrder) and "minimum amount precision" in str(exc):
+        # raised by ccxt's amount_to_precision before anything is sent
+        return errors.InvalidQuantity(text, code)
+    if isinstance(exc, ccxt.InvalidOrder) or placing_order:
+        return errors.OrderRejected(text, code)
+    return errors.PermanentExchangeError(text)

@@ -1,0 +1,513 @@
+"""ccxt's unified dicts <-> domain types. Pure functions: no I/O, no ccxt instance.
+
+Numbers arrive from ccxt as floats or numeric strings; every one goes through ``Decimal(str(x))``
+(never ``Decimal(float)``). Malformed answers raise :class:`UnexpectedResponse`, naming the field,
+the symbol and the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
+
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.instrument import Bracket, Instrument
+from bot.domain.orders import Order, OrderRequest
+from bot.domain.position import Balance, Position
+from bot.engine import client_ids
+from bot.errors import NotSupported, PermanentExchangeError
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+_PURPOSES = {p.value: p for p in OrderPurpose}
+
+
+class UnexpectedResponse(PermanentExchangeError):
+    """The exchange (through ccxt) answered with a shape or value the adapter cannot use."""
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+
+def to_decimal(value: object, what: str) -> Decimal:
+    """``Decimal(str(value))`` for an int, float, numeric string or Decimal; else raise."""
+    if isinstance(value, bool) or value is None:
+        raise UnexpectedResponse(f"{what}: expected a number, got {value!r}")
+    if isinstance(value, Decimal):
+        return value
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise UnexpectedResponse(f"{what}: expected a number, got {value!r}") from None
+    if not result.is_finite():
+        raise UnexpectedResponse(f"{what}: expected a finite number, got {value!r}")
+    return result
+
+
+def opt_decimal(value: object, what: str) -> Decimal | None:
+    """Like :func:`to_decimal`, but ``None`` and ``""`` give ``None``."""
+    if value is None or value == "":
+        return None
+    return to_decimal(value, what)
+
+
+def positive_or_none(value: object, what: str) -> Decimal | None:
+    """A price that venues report as 0 (or omit) when unknown: ``None`` unless > 0."""
+    result = opt_decimal(value, what)
+    return result if result is not None and result > ZERO else None
+
+
+# -- client ids ------------------------------------------------------------------------------
+
+
+def parse_purpose(client_id: str | None, account: str | None = None) -> OrderPurpose | None:
+    """Purpose code of one of our client ids (``<account>-<purpose>-...``), else ``None``.
+
+    With ``account`` the id must carry that prefix (:func:`bot.engine.client_ids.parse_purpose`);
+    without it any ``<prefix>-<purpose>-<more>`` id with a known purpose code matches.
+    """
+    if not client_id:
+        return None
+    if account is not None:
+        return client_ids.parse_purpose(client_id, account)
+    parts = client_id.split("-")
+    if len(parts) < 3 or not parts[0]:
+        return None
+    return _PURPOSES.get(parts[1])
+
+
+# -- instruments -----------------------------------------------------------------------------
+
+
+def brackets_from_tiers(symbol: str, tiers: Sequence[Mapping[str, Any]]) -> tuple[Bracket, ...]:
+    """Leverage brackets from ccxt ``fetch_leverage_tiers`` rows for one market.
+
+    The maintenance amount comes from the raw row (Binance ``cum``, Bybit ``mmDeduction``); when
+    the venue omits it, it is derived so the maintenance margin is continuous at each floor:
+    ``cum_i = cum_{i-1} + floor_i * (mmr_i - mmr_{i-1})``. (ccxt's own position
+    ``maintenanceMargin`` ignores ``cum``; the domain computes it from these brackets.)
+    """
+    if not tiers:
+        raise UnexpectedResponse(f"{symbol}: the exchange returned no leverage tiers")
+    rows = sorted(
+        tiers, key=lambda t: to_decimal(t.get("minNotional"), f"{symbol} tier minNotional")
+    )
+    out: list[Bracket] = []
+    for i, tier in enumerate(rows):
+        where = f"{symbol} leverage tier {i + 1}"
+        floor = to_decimal(tier.get("minNotional"), f"{where} minNotional")
+        mmr = to_decimal(tier.get("maintenanceMarginRate"), f"{where} maintenanceMarginRate")
+        info = tier.get("info") or {}
+        amount = opt_decimal(info.get("cum", info.get("mmDeduction")), f"{where} cum")
+        if amount is None:
+            amount = (
+                ZERO
+                if not out
+                else out[-1].maint_amount + floor * (mmr - out[-1].maint_margin_rate)
+            )
+        out.append(
+            Bracket(
+                notional_floor=floor,
+                notional_cap=to_decimal(tier.get("maxNotional"), f"{where} maxNotional"),
+                max_leverage=to_decimal(tier.get("maxLeverage"), f"{where} maxLeverage"),
+                maint_margin_rate=mmr,
+                maint_amount=amount,
+            )
+        )
+    return tuple(out)
+
+
+def instrument_from_market(
+    market: Mapping[str, Any],
+    tiers: Sequence[Mapping[str, Any]],
+    *,
+    liquidation_fee: Decimal,
+    liquidation_fee_key: str | None = None,
+    precision_is_digits: bool = False,
+) -> Instrument:
+    """An :class:`Instrument` from a ccxt market and its leverage tiers.
+
+    ``liquidation_fee`` (fraction of notional) is used unless the raw market ``info`` carries
+    ``liquidation_fee_key`` (Binance exchangeInfo ``liquidationFee``). ``precision_is_digits``
+    is True for ccxt's DECIMAL_PLACES precision mode (Binance and Bybit use TICK_SIZE).
+    """
+    symbol = str(market.get("symbol"))
+    if not (market.get("swap") and market.get("linear")):
+        raise NotSupported(f"{symbol}: only linear perpetual swaps are supported")
+    contract_size = opt_decimal(market.get("contractSize"), f"{symbol} contractSize")
+    if contract_size is not None and contract_size != ONE:
+        raise NotSupported(
+            f"{symbol}: amounts are contracts of {contract_size} base units; the bot needs "
+            "contract size 1 (quantities in the base asset)"
+        )
+    precision = market.get("precision") or {}
+    limits = market.get("limits") or {}
+    step = _precision(precision.get("amount"), f"{symbol} precision.amount", precision_is_digits)
+    info = market.get("info") or {}
+    fee = liquidation_fee
+    if liquidation_fee_key is not None and info.get(liquidation_fee_key) not in (None, ""):
+        fee = to_decimal(info[liquidation_fee_key], f"{symbol} info.{liquidation_fee_key}")
+    return Instrument(
+        symbol=symbol,
+        base=str(market.get("base")),
+        quote=str(market.get("quote")),
+        tick_size=_precision(
+            precision.get("price"), f"{symbol} precision.price", precision_is_digits
+        ),
+        step_size=step,
+        min_qty=opt_decimal((limits.get("amount") or {}).get("min"), f"{symbol} min qty") or step,
+        min_notional=opt_decimal((limits.get("cost") or {}).get("min"), f"{symbol} min cost")
+        or ZERO,
+        brackets=brackets_from_tiers(symbol, tiers),
+        maker_fee=to_decimal(market.get("maker"), f"{symbol} maker fee"),
+        taker_fee=to_decimal(market.get("taker"), f"{symbol} taker fee"),
+        liquidation_fee=fee,
+    )
+
+
+def _precision(value: object, what: str, digits: bool) -> Decimal:
+    number = to_decimal(value, what)
+    if digits:
+        return ONE.scaleb(-int(number))
+    if number <= ZERO:
+        raise UnexpectedResponse(f"{what}: must be > 0, got {value!r}")
+    return number
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+_STATUSES = {
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.FILLED,  # for a conditional order: triggered
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.CANCELED,
+    "rejected": OrderStatus.REJECTED,
+}
+
+
+def order_from_ccxt(
+    raw: Mapping[str, Any],
+    *,
+    fallback: OrderRequest | None = None,
+    account: str | None = None,
+) -> Order:
+    """An :class:`Order` from a ccxt order dict.
+
+    Our client id comes back as ``clientOrderId`` for regular orders and as the raw
+    ``clientAlgoId`` for Binance algo (conditional) orders; both are read. ``fallback`` fills
+    what a terse acknowledgement omits (Bybit's create answer carries only the ids).
+    """
+    info: Mapping[str, Any] = raw.get("info") or {}
+    ids = ("clientOrderId", "clientAlgoId", "orderLinkId")
+    found = [raw.get("clientOrderId"), *(info.get(k) for k in ids)]
+    client_id: str = next((c for c in found if isinstance(c, str) and c), "")
+    if not client_id and fallback is not None:
+        client_id = fallback.client_id
+    symbol = raw.get("symbol") or (fallback.symbol if fallback else None)
+    where = f"order {client_id or raw.get('id')} ({symbol})"
+    purpose = parse_purpose(client_id, account)
+    trigger = positive_or_none(
+        raw.get("triggerPrice") or raw.get("stopLossPrice") or raw.get("takeProfitPrice"),
+        f"{where} triggerPrice",
+    )
+    if trigger is None and fallback is not None:
+        trigger = fallback.trigger_price
+    status = _STATUSES.get(str(raw.get("status")), OrderStatus.UNKNOWN)
+    close_position = _truthy(info.get("closePosition")) or _truthy(info.get("closeOnTrigger"))
+    amount = positive_or_none(raw.get("amount"), f"{where} amount")
+    if amount is None and fallback is not None:
+        amount = fallback.amount
+    return Order(
+        client_id=client_id,
+        exchange_id=str(raw.get("id") or ""),
+        symbol=str(symbol),
+        side=_side(raw.get("side"), fallback, where),
+        type=_order_type(raw, info, trigger, purpose, fallback),
+        purpose=purpose,
+        amount=amount,
+        filled=opt_decimal(raw.get("filled"), f"{where} filled") or ZERO,
+        status=status,
+        reduce_only=bool(raw.get("reduceOnly")) or (fallback.reduce_only if fallback else False),
+        trigger_price=trigger,
+        price=positive_or_none(raw.get("price"), f"{where} price"),
+        average_price=positive_or_none(raw.get("average"), f"{where} average"),
+        close_position=close_position or (fallback.close_position if fallback else False),
+        timestamp_ms=int(raw.get("timestamp") or raw.get("lastUpdateTimestamp") or 0),
+    )
+
+
+def _order_type(
+    raw: Mapping[str, Any],
+    info: Mapping[str, Any],
+    trigger: Decimal | None,
+    purpose: OrderPurpose | None,
+    fallback: OrderRequest | None,
+) -> OrderType:
+    if trigger is None:
+        if fallback is not None and raw.get("type") is None:
+            return fallback.type
+        return OrderType.LIMIT if raw.get("type") == "limit" else OrderType.MARKET
+    # Binance names the conditional type (algo `orderType`, regular `type`/`origType`). Bybit's
+    # `stopOrderType` is "Stop" for any plain conditional order, so our purpose code decides.
+    labels = {
+        str(info.get(k, "")).upper() for k in ("orderType", "origType", "type", "stopOrderType")
+    }
+    if any("TAKE_PROFIT" in label or "TAKEPROFIT" in label for label in labels):
+        return OrderType.TAKE_PROFIT_MARKET
+    if labels & {"STOP_MARKET", "STOPLOSS", "PARTIALSTOPLOSS"}:
+        return OrderType.STOP_MARKET
+    if purpose is OrderPurpose.TAKE_PROFIT:
+        return OrderType.TAKE_PROFIT_MARKET
+    if purpose is OrderPurpose.STOP_LOSS:
+        return OrderType.STOP_MARKET
+    if raw.get("takeProfitPrice"):
+        return OrderType.TAKE_PROFIT_MARKET
+    if fallback is not None and fallback.type.is_conditional:
+        return fallback.type
+    return OrderType.STOP_MARKET
+
+
+def _side(value: object, fallback: OrderRequest | None, where: str) -> OrderSide:
+    if value in ("buy", "sell"):
+        return OrderSide(str(value))
+    if fallback is not None:
+        return fallback.side
+    raise UnexpectedResponse(f"{where}: side must be 'buy' or 'sell', got {value!r}")
+
+
+def _truthy(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+# -- positions and balance -------------------------------------------------------------------
+
+
+def select_position_row(symbol: str, rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The open position row of ``symbol``, matched by side, never by list index.
+
+    Hedge-mode venues return one row per side and the first can be the empty one (Bybit,
+    bybit-exchange/pybit#367). Rows with zero contracts are flat sides and are skipped. Two open
+    rows mean a hedge-mode position on both sides, which the one-way bot cannot manage.
+    """
+    live = [r for r in rows if r.get("symbol") == symbol and _signed_contracts(r) != ZERO]
+    if not live:
+        return None
+    if len(live) > 1:
+        sides = sorted(str(r.get("side")) for r in live)
+        raise UnexpectedResponse(
+            f"{symbol}: {len(live)} open position rows (sides {sides}); the bot needs one-way "
+            "mode with a single position per contract"
+        )
+    return live[0]
+
+
+def position_from_ccxt(
+    row: Mapping[str, Any],
+    *,
+    leverage: Decimal | None = None,
+    margin_mode: MarginMode | None = None,
+) -> Position:
+    """A signed one-way :class:`Position` from a ccxt position row.
+
+    ``leverage``/``margin_mode`` are used when the row lacks them (Binance v3 positionRisk has no
+    leverage). A liquidation price of 0 or none means "unknown" (``None``), never a price.
+    """
+    symbol = str(row.get("symbol"))
+    info: Mapping[str, Any] = row.get("info") or {}
+    row_leverage = opt_decimal(row.get("leverage"), f"{symbol} position leverage")
+    lev = row_leverage if row_leverage is not None else leverage
+    if lev is None:
+        raise UnexpectedResponse(f"{symbol}: position has no leverage and none was fetched")
+    mode_raw = row.get("marginMode")
+    mode = MarginMode(mode_raw) if mode_raw in ("cross", "isolated") else margin_mode
+    if mode is None:
+        raise UnexpectedResponse(
+            f"{symbol}: position margin mode {mode_raw!r} is not cross/isolated"
+        )
+    isolated = ZERO
+    if mode is MarginMode.ISOLATED:
+        candidates = (
+            info.get("isolatedWallet"),
+            row.get("positionMargin"),
+            info.get("positionBalance"),
+        )
+        wallet = next((v for v in candidates if v not in (None, "")), None)
+        isolated = to_decimal(wallet, f"{symbol} isolated margin") if wallet is not None else ZERO
+    return Position(
+        symbol=symbol,
+        qty=_signed_contracts(row),
+        entry_price=to_decimal(row.get("entryPrice"), f"{symbol} position entryPrice"),
+        leverage=lev,
+        margin_mode=mode,
+        isolated_margin=isolated,
+        liquidation_price=positive_or_none(
+            row.get("liquidationPrice"), f"{symbol} liquidationPrice"
+        ),
+    )
+
+
+def _signed_contracts(row: Mapping[str, Any]) -> Decimal:
+    symbol = row.get("symbol")
+    contracts = opt_decimal(row.get("contracts"), f"{symbol} position contracts") or ZERO
+    size = opt_decimal(row.get("contractSize"), f"{symbol} contractSize") or ONE
+    qty = abs(contracts) * size
+    if qty == ZERO:
+        return ZERO
+    side = row.get("side")
+    if side == "long":
+        return qty
+    if side == "short":
+        return -qty
+    info: Mapping[str, Any] = row.get("info") or {}
+    signed = opt_decimal(info.get("positionAmt"), f"{symbol} info.positionAmt")
+    if signed is not None and signed != ZERO:
+        return qty if signed > ZERO else -qty
+    raise UnexpectedResponse(f"{symbol}: open position row without a side: {side!r}")
+
+
+def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
+    """Wallet balance (excluding unrealised PnL) and available margin of ``asset``.
+
+    ccxt's unified ``total`` includes unrealised PnL on Binance (``marginBalance``), so the
+    wallet comes from the raw answer: Binance ``assets[].walletBalance``, Bybit
+    ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
+    the unified ``total``. An asset the account never used is reported as zero.
+    """
+    unified: Mapping[str, Any] = balance.get(asset) or {}
+    wallet = _raw_wallet(balance.get("info"), asset)
+    if wallet is None:
+        wallet = unified.get("total")
+    return Balance(
+        asset=asset,
+        wallet=opt_decimal(wallet, f"{asset} wallet balance") or ZERO,
+        available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
+    )
+
+
+def _raw_wallet(info: object, asset: str) -> object:
+    if not isinstance(info, Mapping):
+        return None
+    rows: list[Any] = list(info.get("assets") or [])
+    result = info.get("result")
+    if isinstance(result, Mapping):
+        for account in result.get("list") or []:
+            rows.extend(account.get("coin") or [])
+    for row in rows:
+        if isinstance(row, Mapping) and asset in (row.get("asset"), row.get("coin")):
+            return row.get("walletBalance")
+    return None
+
+
+# -- funding and candles ---------------------------------------------------------------------
+
+_INTERVAL = re.compile(r"^(\d+)h$")
+
+
+def funding_interval_hours(row: Mapping[str, Any]) -> Decimal | None:
+    """Hours between settlements from a ccxt funding-rate row (``interval`` like ``"8h"``)."""
+    match = _INTERVAL.match(str(row.get("interval") or ""))
+    return Decimal(match.group(1)) if match else None
+
+
+def interval_from_history(rows: Sequence[Mapping[str, Any]]) -> Decimal | None:
+    """Hours between the last two settlements of a ccxt funding-rate history, if observable."""
+    stamps = sorted(int(r["timestamp"]) for r in rows if r.get("timestamp") is not None)
+    if len(stamps) < 2 or stamps[-1] <= stamps[-2]:
+        return None
+    # settlement times jitter by a few ms; round to the hour
+    hours = round((stamps[-1] - stamps[-2]) / 3_600_000)
+    return Decimal(hours) if hours > 0 else None
+
+
+class Candle(NamedTuple):
+    """One closed OHLCV bar: open time in epoch ms, prices in quote currency, volume in base.
+
+    Floats, not Decimal: candles feed statistics (volatility, ATR), where float64 is the rule.
+    """
+
+    open_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+def closed_candles(rows: Sequence[Sequence[Any]], timeframe_ms: int, now_ms: int) -> list[Candle]:
+    """ccxt OHLCV rows ``[ms, o, h, l, c, v]`` without the still-forming bar(s).
+
+    A bar is closed when ``open_ms + timeframe_ms <= now_ms``. Rows must be in ascending time.
+    """
+    out: list[Candle] = []
+    for i, row in enumerate(rows):
+        if len(row) < 6 or any(v is None for v in row[:5]):
+            raise UnexpectedResponse(f"OHLCV row {i}: expected [ms, o, h, l, c, v], got {row!r}")
+        open_ms = int(row[0])
+        if out and open_ms <= out[-1].open_ms:
+            raise UnexpectedResponse(f"OHLCV row {i}: time {open_ms} not after {out[-1].open_ms}")
+        if open_ms + timeframe_ms > now_ms:
+            break
+        volume = float(row[5]) if row[5] is not None else 0.0
+        out.append(
+            Candle(open_ms, float(row[1]), float(row[2]), float(row[3]), float(row[4]), volume)
+        )
+    return out
+
+
+# -- create_order arguments ------------------------------------------------------------------
+
+
+class CreateOrderArgs(NamedTuple):
+    """Positional arguments and params of ``ccxt.Exchange.create_order``."""
+
+    symbol: str
+    type: str
+    side: str
+    amount: float | None
+    price: float | None
+    params: dict[str, object]
+
+
+def create_order_args(
+    request: OrderRequest,
+    *,
+    amount: str | None,
+    price: str | None,
+    trigger: str | None,
+    mark_trigger_params: Mapping[str, object],
+) -> CreateOrderArgs:
+    """ccxt ``create_order`` arguments for a request whose numbers are already exchange strings.
+
+    Conditional orders go out as ccxt ``stopLossPrice``/``takeProfitPrice`` market orders (ccxt
+    routes them to Binance's Algo API, ``POST /fapi/v1/algoOrder``) with the venue's mark-price
+    trigger params. ``closePosition`` and ``reduceOnly`` are exclusive on Binance.
+    """
+    params: dict[str, object] = {"clientOrderId": request.client_id}
+    if request.close_position:
+        params["closePosition"] = True
+    elif request.reduce_only:
+        params["reduceOnly"] = True
+    ccxt_type = "market"
+    if request.type is OrderType.LIMIT:
+        ccxt_type = "limit"
+        params["timeInForce"] = "GTC"
+    elif request.type.is_conditional:
+        key = "stopLossPrice" if request.type is OrderType.STOP_MARKET else "takeProfitPrice"
+        params[key] = float(_required(trigger, request, "trigger price"))
+        params.update(mark_trigger_params)
+    return CreateOrderArgs(
+        symbol=request.symbol,
+        type=ccxt_type,
+        side=request.side.value,
+        amount=float(amount) if amount is not None else None,
+        price=float(_required(price, request, "price")) if ccxt_type == "limit" else None,
+        params=params,
+    )
+
+
+def _required(value: str | None, request: OrderRequest, what: str) -> str:
+    if value is None:
+        raise ValueError(f"{request.client_id}: a {request.type} order needs a {what}")
+    return value

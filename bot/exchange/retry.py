@@ -1,0 +1,266 @@
+"""Retry policies for the live adapter: tenacity for reads and cancels, a bespoke loop for orders.
+
+Reads and cancels are safe to repeat: :func:`call_with_retry` retries transient ccxt errors with
+full-jitter exponential backoff, honours ``Retry-After`` on 429/418, resynchronises the clock once
+after ``InvalidNonce`` and sleeps through the injected :class:`~bot.clock.Clock`.
+
+Order placement is never retried blindly (a resend after a lost answer can double an order):
+:func:`submit_idempotent` resends the *same client id* only when the venue certainly did not act
+on the request (rate limited, clock drift) or when a lookup by client id found nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import ccxt
+from loguru import logger
+from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_random_exponential
+from tenacity.retry import retry_base
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from bot import errors
+from bot.clock import Clock
+from bot.exchange.ccxt_errors import (
+    DUPLICATE_ID_CODES,
+    is_clock_drift,
+    is_rate_limit,
+    is_transient,
+    venue_code,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds of one retried call: attempts in total, seconds on the injected clock, backoff."""
+
+    attempts: int = 5
+    max_seconds: float = 30.0
+    backoff_multiplier: float = 0.2  # seconds; attempt n waits uniform(0, mult * 2**n)
+    backoff_max: float = 5.0  # seconds, cap of one backoff wait
+
+
+class _StopBeforeClockDelay(stop_base):
+    """Stop when the next attempt would start ``max_seconds`` or more after the first.
+
+    Measured on the injected clock (tenacity's own stops read the OS clock).
+    """
+
+    def __init__(self, clock: Clock, max_seconds: float) -> None:
+        self._clock = clock
+        self._deadline = clock.monotonic() + max_seconds
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._clock.monotonic() + retry_state.upcoming_sleep >= self._deadline
+
+
+class _WaitRetryAfter(wait_base):
+    """Wait what the venue asked for (``Retry-After``); otherwise full-jitter backoff."""
+
+    def __init__(
+        self, fallback: wait_base, retry_after_of: Callable[[BaseException], float | None]
+    ) -> None:
+        self._fallback = fallback
+        self._retry_after_of = retry_after_of
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = _exception(retry_state)
+        if exc is not None and is_clock_drift(exc):
+            return 0.0  # the resync in before_sleep is the remedy, not waiting
+        if exc is not None and is_rate_limit(exc):
+            retry_after = self._retry_after_of(exc)
+            if retry_after is not None:
+                return retry_after
+        return self._fallback(retry_state)
+
+
+class _RetryTransient(retry_base):
+    """Retry transient errors; a clock-drift error only once (after one resync)."""
+
+    def __init__(self) -> None:
+        self.resynced = False
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        exc = _exception(retry_state)
+        if exc is None:
+            return False
+        if is_clock_drift(exc):
+            return not self.resynced
+        return is_transient(exc)
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    *,
+    clock: Clock,
+    policy: RetryPolicy,
+    retry_after_of: Callable[[BaseException], float | None],
+    resync: Callable[[], None],
+    what: str,
+) -> T:
+    """Call ``fn`` (a read or a cancel), retrying transient ccxt errors.
+
+    The last ccxt exception is re-raised unchanged when the attempts or the time run out;
+    permanent errors (``InvalidOrder``, ``InsufficientFunds``, ``AuthenticationError``,
+    ``BadRequest``, ``NotSupported``) are raised at once.
+    """
+    predicate = _RetryTransient()
+
+    def before_sleep(retry_state: RetryCallState) -> None:
+        exc = _exception(retry_state)
+        sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        logger.warning(
+            "retry {} of {}: {} -> sleeping {:.2f}s",
+            retry_state.attempt_number,
+            what,
+            _short(exc),
+            sleep,
+        )
+        if exc is not None and is_clock_drift(exc):
+            _resync_quietly(resync)
+            predicate.resynced = True
+
+    retrying = Retrying(
+        sleep=clock.sleep,
+        stop=stop_after_attempt(policy.attempts) | _StopBeforeClockDelay(clock, policy.max_seconds),
+        wait=_WaitRetryAfter(
+            wait_random_exponential(multiplier=policy.backoff_multiplier, max=policy.backoff_max),
+            retry_after_of,
+        ),
+        retry=predicate,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(fn)
+
+
+def submit_idempotent(
+    send: Callable[[], T],
+    lookup: Callable[[], T | None],
+    *,
+    clock: Clock,
+    policy: RetryPolicy,
+    retry_after_of: Callable[[BaseException], float | None],
+    resync: Callable[[], None],
+    what: str,
+    rng: random.Random | None = None,
+) -> T:
+    """Send an order so that it reaches the venue at most once.
+
+    ``send`` posts the order with a fixed client id. ``lookup`` finds it by that id: it returns
+    the order, ``None`` when the venue certainly does not have it, or raises
+    :class:`~bot.errors.OutcomeUnknown` when it cannot tell.
+
+    - rate limited (429/418): rejected before processing, so wait ``Retry-After`` and resend;
+    - ``InvalidNonce``: rejected before processing, resync the clock and resend (once);
+    - any other transient error (timeout, lost answer, 5xx): the order may exist, so back off,
+      look it up, return it when found and resend the same id only when it is absent;
+    - duplicate client id: an open order has the id already: return it;
+    - anything else: the ccxt exception propagates (never retried).
+
+    Raises :class:`~bot.errors.OutcomeUnknown` when attempts or time run out after a send whose
+    outcome was unknown, and :class:`~bot.errors.RateLimited` when every send was refused.
+    """
+    state = _SubmitState(rng if rng is not None else random.Random())
+    deadline = clock.monotonic() + policy.max_seconds
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return send()
+        except ccxt.BaseError as exc:
+            state.last = exc
+            found = _after_failed_send(
+                exc, attempt, state, lookup, clock, policy, retry_after_of, resync
+            )
+            if found is not None:
+                return found
+            logger.warning("order {} attempt {}: {}", what, attempt, _short(exc))
+        if attempt == policy.attempts or clock.monotonic() + state.delay >= deadline:
+            break
+        clock.sleep(state.delay)
+    if state.uncertain:
+        raise errors.OutcomeUnknown(
+            f"{what}: sent, no confirmation after {policy.attempts} attempts; last error "
+            f"{_short(state.last)}. Leave it unknown and resolve by client id next tick."
+        ) from state.last
+    if state.last is None:  # unreachable: attempts >= 1 and every path above returns or sets it
+        raise errors.ExchangeError(f"{what}: no attempt was made (attempts={policy.attempts})")
+    raise state.last
+
+
+@dataclass(slots=True)
+class _SubmitState:
+    rng: random.Random
+    delay: float = 0.0
+    resynced: bool = False
+    uncertain: bool = False  # some send may have reached the venue unconfirmed
+    last: BaseException | None = None
+
+
+def _after_failed_send(
+    exc: ccxt.BaseError,
+    attempt: int,
+    state: _SubmitState,
+    lookup: Callable[[], T | None],
+    clock: Clock,
+    policy: RetryPolicy,
+    retry_after_of: Callable[[BaseException], float | None],
+    resync: Callable[[], None],
+) -> T | None:
+    """Decide what a failed send means; return the order if a lookup found it.
+
+    Re-raises ``exc`` when resending cannot help; otherwise sets ``state.delay`` before the next
+    send of the same client id.
+    """
+    duplicate = isinstance(exc, ccxt.DuplicateOrderId) or venue_code(exc) in DUPLICATE_ID_CODES
+    backoff = _backoff(policy, attempt, state.rng)
+    if is_rate_limit(exc):  # refused before processing
+        state.delay = retry_after_of(exc) or backoff
+        return None
+    if is_clock_drift(exc):  # refused before processing
+        if state.resynced:
+            raise exc
+        _resync_quietly(resync)
+        state.resynced, state.delay = True, 0.0
+        return None
+    if not (duplicate or is_transient(exc)):
+        raise exc
+    if not duplicate:
+        state.uncertain = True
+        clock.sleep(backoff)  # give the venue time to register a late order before looking
+    found = lookup()
+    if found is None and duplicate:
+        raise exc  # an open order holds the id, yet the lookup cannot see it
+    state.delay = 0.0
+    return found
+
+
+def _backoff(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
+    """Full jitter: uniform(0, min(cap, multiplier * 2**attempt)) seconds."""
+    return rng.uniform(0.0, min(policy.backoff_max, policy.backoff_multiplier * 2**attempt))
+
+
+def _resync_quietly(resync: Callable[[], None]) -> None:
+    try:
+        resync()
+    except ccxt.BaseError as exc:
+        # the retried request fails again with InvalidNonce and is then reported
+        logger.warning("clock resync failed: {}", _short(exc))
+
+
+def _exception(retry_state: RetryCallState) -> BaseException | None:
+    outcome = retry_state.outcome
+    if outcome is None or not outcome.failed:
+        return None
+    return outcome.exception()
+
+
+def _short(exc: BaseException | None) -> str:
+    if exc is None:
+        return "-"
+    return f"{type(exc).__name__}: {str(exc)[:160]}"

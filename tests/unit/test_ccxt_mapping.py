@@ -1,0 +1,605 @@
+"""ccxt dicts -> domain types (bot.exchange.mapping), from hand-written fixtures of ccxt's shapes.
+
+Fixtures follow what ccxt 4.5.90 returns for Binance USD-M and Bybit (see
+/work/shared/notes/exchange-facts.md §3.5-§4.5): unified keys plus the raw answer in ``info``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.margin import maintenance_margin
+from bot.domain.orders import OrderRequest
+from bot.errors import NotSupported
+from bot.exchange import mapping
+from bot.exchange.capabilities import BINANCE_USDM, BYBIT
+from bot.exchange.mapping import Candle, UnexpectedResponse
+
+SYM = "BTC/USDT:USDT"
+H = 3_600_000
+
+
+def binance_market(**over: Any) -> dict[str, Any]:
+    market: dict[str, Any] = {
+        "id": "BTCUSDT",
+        "symbol": SYM,
+        "base": "BTC",
+        "quote": "USDT",
+        "settle": "USDT",
+        "type": "swap",
+        "swap": True,
+        "linear": True,
+        "contract": True,
+        "contractSize": 1.0,
+        "taker": 0.0005,
+        "maker": 0.0002,
+        "precision": {"amount": 0.001, "price": 0.1},
+        "limits": {
+            "amount": {"min": 0.001, "max": 1000.0},
+            "price": {"min": 556.8, "max": 4529764.0},
+            "cost": {"min": 100.0, "max": None},
+        },
+        "info": {"symbol": "BTCUSDT", "liquidationFee": "0.012500"},
+    }
+    market.update(over)
+    return market
+
+
+def binance_tiers(with_cum: bool = True) -> list[dict[str, Any]]:
+    rows = [
+        (1, 0.0, 50000.0, 0.004, 125.0, 0.0),
+        (2, 50000.0, 500000.0, 0.005, 100.0, 50.0),
+        (3, 500000.0, 8000000.0, 0.01, 50.0, 2550.0),
+    ]
+    out = []
+    for tier, lo, hi, mmr, lev, cum in rows:
+        info: dict[str, Any] = {
+            "bracket": tier,
+            "initialLeverage": lev,
+            "notionalCap": hi,
+            "notionalFloor": lo,
+            "maintMarginRatio": mmr,
+        }
+        if with_cum:
+            info["cum"] = cum
+        out.append(
+            {
+                "tier": float(tier),
+                "symbol": SYM,
+                "currency": "USDT",
+                "minNotional": lo,
+                "maxNotional": hi,
+                "maintenanceMarginRate": mmr,
+                "maxLeverage": lev,
+                "info": info,
+            }
+        )
+    return out
+
+
+# -- numbers and client ids ------------------------------------------------------------------
+
+
+def test_to_decimal_goes_through_str_not_binary_float() -> None:
+    assert mapping.to_decimal(0.1, "x") == Decimal("0.1")
+    assert mapping.to_decimal("65000.10", "x") == Decimal("65000.10")
+
+
+@pytest.mark.parametrize("bad", [None, True, "abc", float("nan"), "inf"])
+def test_to_decimal_names_the_field_and_value(bad: object) -> None:
+    with pytest.raises(UnexpectedResponse, match=r"BTC/USDT:USDT markPrice: expected"):
+        mapping.to_decimal(bad, "BTC/USDT:USDT markPrice")
+
+
+def test_positive_or_none_treats_zero_as_unknown() -> None:
+    assert mapping.positive_or_none("0", "liq") is None
+    assert mapping.positive_or_none(None, "liq") is None
+    assert mapping.positive_or_none("30123.4", "liq") == Decimal("30123.4")
+
+
+@pytest.mark.parametrize(
+    ("cid", "purpose"),
+    [
+        ("acct1-sl-BTC-s8xk2-0", OrderPurpose.STOP_LOSS),
+        ("acct1-tp-BTC-s8xk2-1", OrderPurpose.TAKE_PROFIT),
+        ("acct1-en-BTC-s8xk2-0", OrderPurpose.ENTRY),
+        ("acct1-rd-ETH-s8xk2-0", OrderPurpose.REDUCE),
+        ("acct1-cl-ETH-s8xk2-0", OrderPurpose.CLOSE),
+        ("x-cvBPrNm9ad2a0e1f2b3c4d5e6f7a8b", None),  # ccxt's generated id
+        ("web_12345", None),
+        ("acct1-zz-BTC-1-0", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_purpose_generic(cid: str | None, purpose: OrderPurpose | None) -> None:
+    assert mapping.parse_purpose(cid) is purpose
+
+
+def test_parse_purpose_with_account_rejects_other_prefixes() -> None:
+    assert mapping.parse_purpose("acct1-sl-BTC-1-0", "acct1") is OrderPurpose.STOP_LOSS
+    assert mapping.parse_purpose("other-sl-BTC-1-0", "acct1") is None
+
+
+# -- instruments -----------------------------------------------------------------------------
+
+
+def test_instrument_from_binance_market_and_tiers() -> None:
+    inst = mapping.instrument_from_market(
+        binance_market(),
+        binance_tiers(),
+        liquidation_fee=BINANCE_USDM.liquidation_fee,
+        liquidation_fee_key=BINANCE_USDM.liquidation_fee_key,
+    )
+    assert (inst.symbol, inst.base, inst.quote) == (SYM, "BTC", "USDT")
+    assert inst.tick_size == Decimal("0.1")
+    assert inst.step_size == Decimal("0.001")
+    assert inst.min_qty == Decimal("0.001")
+    assert inst.min_notional == Decimal("100")
+    assert (inst.taker_fee, inst.maker_fee) == (Decimal("0.0005"), Decimal("0.0002"))
+    assert inst.liquidation_fee == Decimal("0.0125")
+    assert inst.max_leverage == Decimal("125")
+    assert [b.maint_amount for b in inst.brackets] == [Decimal(0), Decimal(50), Decimal(2550)]
+    assert inst.brackets[1].notional_floor == Decimal(50000)
+
+
+def test_maintenance_margin_uses_cum_unlike_ccxt_position() -> None:
+    # ccxt's position maintenanceMargin is rate x notional = 291.52; Binance says 241.52.
+    inst = mapping.instrument_from_market(
+        binance_market(), binance_tiers(), liquidation_fee=Decimal(0)
+    )
+    assert maintenance_margin(inst, Decimal("58304")) == Decimal("241.52")
+
+
+def test_missing_cum_is_derived_to_keep_maintenance_margin_continuous() -> None:
+    derived = mapping.brackets_from_tiers(SYM, binance_tiers(with_cum=False))
+    assert [b.maint_amount for b in derived] == [Decimal(0), Decimal(50), Decimal(2550)]
+
+
+def test_tiers_are_sorted_by_floor() -> None:
+    brackets = mapping.brackets_from_tiers(SYM, list(reversed(binance_tiers())))
+    assert [b.notional_floor for b in brackets] == [Decimal(0), Decimal(50000), Decimal(500000)]
+
+
+def test_default_liquidation_fee_when_market_has_none() -> None:
+    market = binance_market(info={"symbol": "BTCUSDT"})
+    inst = mapping.instrument_from_market(
+        market,
+        binance_tiers(),
+        liquidation_fee=Decimal("0.0125"),
+        liquidation_fee_key="liquidationFee",
+    )
+    assert inst.liquidation_fee == Decimal("0.0125")
+    bybit = mapping.instrument_from_market(
+        market, binance_tiers(), liquidation_fee=BYBIT.liquidation_fee, liquidation_fee_key=None
+    )
+    assert bybit.liquidation_fee == Decimal("0.00055")
+
+
+def test_decimal_places_precision_mode() -> None:
+    market = binance_market(precision={"amount": 3, "price": 1})
+    inst = mapping.instrument_from_market(
+        market, binance_tiers(), liquidation_fee=Decimal(0), precision_is_digits=True
+    )
+    assert (inst.step_size, inst.tick_size) == (Decimal("0.001"), Decimal("0.1"))
+
+
+def test_contract_size_other_than_one_is_not_supported() -> None:
+    with pytest.raises(NotSupported, match=r"BTC/USDT:USDT: amounts are contracts of 0.01"):
+        mapping.instrument_from_market(
+            binance_market(contractSize=0.01), binance_tiers(), liquidation_fee=Decimal(0)
+        )
+
+
+def test_inverse_or_spot_market_is_not_supported() -> None:
+    with pytest.raises(NotSupported, match="linear perpetual"):
+        mapping.instrument_from_market(
+            binance_market(linear=False, inverse=True), binance_tiers(), liquidation_fee=Decimal(0)
+        )
+
+
+def test_no_tiers_is_an_error_naming_the_symbol() -> None:
+    with pytest.raises(UnexpectedResponse, match="BTC/USDT:USDT: the exchange returned no"):
+        mapping.instrument_from_market(binance_market(), [], liquidation_fee=Decimal(0))
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+
+def binance_market_fill() -> dict[str, Any]:
+    return {
+        "id": "1002",
+        "clientOrderId": "acct1-en-BTC-s8xk2-0",
+        "timestamp": 1700000000000,
+        "symbol": SYM,
+        "type": "market",
+        "side": "buy",
+        "price": 0.0,
+        "triggerPrice": None,
+        "takeProfitPrice": None,
+        "stopLossPrice": None,
+        "amount": 0.01,
+        "filled": 0.01,
+        "average": 60012.3,
+        "status": "closed",
+        "reduceOnly": False,
+        "info": {
+            "orderId": 1002,
+            "clientOrderId": "acct1-en-BTC-s8xk2-0",
+            "status": "FILLED",
+            "type": "MARKET",
+            "origType": "MARKET",
+            "closePosition": False,
+        },
+    }
+
+
+def binance_algo_stop(
+    cid: str = "acct1-sl-BTC-s8xk2-1", order_type: str = "STOP_MARKET"
+) -> dict[str, Any]:
+    # ccxt parses an algo order: clientOrderId from clientAlgoId, type 'market', triggerPrice
+    return {
+        "id": "3358",
+        "clientOrderId": cid,
+        "timestamp": 1700000000500,
+        "symbol": SYM,
+        "type": "market",
+        "side": "sell",
+        "price": 0.0,
+        "triggerPrice": 55000.0,
+        "takeProfitPrice": 70000.0 if order_type.startswith("TAKE") else None,
+        "stopLossPrice": None,
+        "amount": 0.01,
+        "filled": 0.0,
+        "average": None,
+        "status": "open",
+        "reduceOnly": True,
+        "info": {
+            "algoId": 3358,
+            "clientAlgoId": cid,
+            "algoType": "CONDITIONAL",
+            "orderType": order_type,
+            "algoStatus": "NEW",
+            "triggerPrice": "55000",
+            "closePosition": False,
+            "workingType": "MARK_PRICE",
+        },
+    }
+
+
+def test_binance_market_fill() -> None:
+    order = mapping.order_from_ccxt(binance_market_fill())
+    assert order.client_id == "acct1-en-BTC-s8xk2-0"
+    assert order.exchange_id == "1002"
+    assert (order.type, order.side, order.status) == (
+        OrderType.MARKET,
+        OrderSide.BUY,
+        OrderStatus.FILLED,
+    )
+    assert order.purpose is OrderPurpose.ENTRY
+    assert (order.amount, order.filled) == (Decimal("0.01"), Decimal("0.01"))
+    assert order.average_price == Decimal("60012.3")
+    assert order.price is None  # Binance sends "0" for a market order
+    assert order.timestamp_ms == 1700000000000
+
+
+def test_binance_algo_stop_keeps_client_algo_id_and_type() -> None:
+    raw = binance_algo_stop()
+    raw["clientOrderId"] = None  # only the raw clientAlgoId carries it
+    order = mapping.order_from_ccxt(raw)
+    assert order.client_id == "acct1-sl-BTC-s8xk2-1"
+    assert order.type is OrderType.STOP_MARKET
+    assert order.purpose is OrderPurpose.STOP_LOSS
+    assert order.trigger_price == Decimal("55000")
+    assert order.status is OrderStatus.OPEN
+    assert order.reduce_only is True
+
+
+def test_binance_algo_take_profit_type_comes_from_raw_order_type() -> None:
+    order = mapping.order_from_ccxt(binance_algo_stop("foreign-1", "TAKE_PROFIT_MARKET"))
+    assert order.type is OrderType.TAKE_PROFIT_MARKET
+    assert order.purpose is None
+
+
+def test_close_position_flag_read_from_raw() -> None:
+    raw = binance_algo_stop()
+    raw["info"]["closePosition"] = True
+    raw["amount"] = None
+    order = mapping.order_from_ccxt(raw)
+    assert order.close_position is True
+    assert order.amount is None
+
+
+def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
+    raw = {
+        "id": "5c9f",
+        "clientOrderId": "acct1-tp-BTC-s8xk2-2",
+        "symbol": SYM,
+        "type": "market",
+        "side": "sell",
+        "triggerPrice": 70000.0,
+        "amount": 0.01,
+        "filled": 0.0,
+        "status": "open",
+        "reduceOnly": True,
+        "info": {
+            "orderLinkId": "acct1-tp-BTC-s8xk2-2",
+            "orderType": "Market",
+            "stopOrderType": "Stop",
+        },
+    }
+    assert mapping.order_from_ccxt(raw).type is OrderType.TAKE_PROFIT_MARKET
+    raw["clientOrderId"] = raw["info"]["orderLinkId"] = "acct1-sl-BTC-s8xk2-2"
+    assert mapping.order_from_ccxt(raw).type is OrderType.STOP_MARKET
+
+
+@pytest.mark.parametrize(
+    ("ccxt_status", "status"),
+    [
+        ("open", OrderStatus.OPEN),
+        ("closed", OrderStatus.FILLED),
+        ("canceled", OrderStatus.CANCELED),
+        ("expired", OrderStatus.CANCELED),
+        ("rejected", OrderStatus.REJECTED),
+        (None, OrderStatus.UNKNOWN),
+    ],
+)
+def test_order_status_mapping(ccxt_status: str | None, status: OrderStatus) -> None:
+    raw = binance_market_fill()
+    raw["status"] = ccxt_status
+    assert mapping.order_from_ccxt(raw).status is status
+
+
+def test_terse_acknowledgement_is_completed_from_the_request() -> None:
+    request = OrderRequest(
+        client_id="acct1-sl-BTC-s8xk2-3",
+        symbol=SYM,
+        side=OrderSide.SELL,
+        type=OrderType.STOP_MARKET,
+        purpose=OrderPurpose.STOP_LOSS,
+        amount=Decimal("0.01"),
+        reduce_only=True,
+        trigger_price=Decimal("55000"),
+    )
+    ack = {"id": "77", "clientOrderId": "acct1-sl-BTC-s8xk2-3", "info": {}}  # Bybit create answer
+    order = mapping.order_from_ccxt(ack, fallback=request)
+    assert (order.exchange_id, order.symbol, order.side) == ("77", SYM, OrderSide.SELL)
+    assert order.type is OrderType.STOP_MARKET
+    assert order.trigger_price == Decimal("55000")
+    assert order.amount == Decimal("0.01")
+    assert order.status is OrderStatus.UNKNOWN
+
+
+def test_order_without_side_names_the_order() -> None:
+    raw = binance_market_fill()
+    raw["side"] = None
+    with pytest.raises(UnexpectedResponse, match=r"order acct1-en-BTC-s8xk2-0 \(BTC/USDT:USDT\)"):
+        mapping.order_from_ccxt(raw)
+
+
+# -- positions -------------------------------------------------------------------------------
+
+
+def binance_position(**over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "symbol": SYM,
+        "side": "long",
+        "contracts": 0.01,
+        "contractSize": 1.0,
+        "entryPrice": 60000.0,
+        "markPrice": 61000.0,
+        "liquidationPrice": 30123.4,
+        "leverage": None,  # Binance v3 positionRisk
+        "marginMode": "cross",
+        "hedged": False,
+        "info": {"symbol": "BTCUSDT", "positionAmt": "0.010", "isolatedWallet": "0"},
+    }
+    row.update(over)
+    return row
+
+
+def test_binance_v3_position_takes_leverage_from_the_setting() -> None:
+    pos = mapping.position_from_ccxt(binance_position(), leverage=Decimal(5))
+    assert (pos.qty, pos.entry_price, pos.leverage) == (Decimal("0.01"), Decimal(60000), Decimal(5))
+    assert pos.margin_mode is MarginMode.CROSS
+    assert pos.liquidation_price == Decimal("30123.4")
+    assert pos.isolated_margin == 0
+
+
+def test_position_without_any_leverage_is_an_error() -> None:
+    with pytest.raises(UnexpectedResponse, match="BTC/USDT:USDT: position has no leverage"):
+        mapping.position_from_ccxt(binance_position())
+
+
+def test_zero_liquidation_price_is_unknown_not_a_price() -> None:
+    pos = mapping.position_from_ccxt(binance_position(liquidationPrice=0.0, leverage=3.0))
+    assert pos.liquidation_price is None
+    pos = mapping.position_from_ccxt(binance_position(liquidationPrice=None, leverage=3.0))
+    assert pos.liquidation_price is None
+
+
+def test_short_isolated_position() -> None:
+    row = binance_position(
+        side="short",
+        marginMode="isolated",
+        leverage=10.0,
+        info={"positionAmt": "-0.020", "isolatedWallet": "121.5"},
+        contracts=0.02,
+    )
+    pos = mapping.position_from_ccxt(row)
+    assert pos.qty == Decimal("-0.02")
+    assert pos.margin_mode is MarginMode.ISOLATED
+    assert pos.isolated_margin == Decimal("121.5")
+
+
+def test_rows_are_matched_by_side_not_by_index() -> None:
+    empty_long = binance_position(side="long", contracts=0.0, info={})
+    short = binance_position(side="short", contracts=0.5, leverage=2.0, info={})
+    other = binance_position(symbol="ETH/USDT:USDT", contracts=1.0)
+    row = mapping.select_position_row(SYM, [empty_long, other, short])
+    assert row is short
+    assert mapping.select_position_row(SYM, [empty_long]) is None
+
+
+def test_positions_on_both_sides_are_refused() -> None:
+    rows = [binance_position(), binance_position(side="short", contracts=0.5)]
+    with pytest.raises(UnexpectedResponse, match="one-way mode"):
+        mapping.select_position_row(SYM, rows)
+
+
+def test_side_from_signed_amount_when_ccxt_gives_none() -> None:
+    row = binance_position(side=None, leverage=2.0, info={"positionAmt": "-0.010"})
+    assert mapping.position_from_ccxt(row).qty == Decimal("-0.01")
+
+
+# -- balance ---------------------------------------------------------------------------------
+
+
+def test_binance_wallet_excludes_unrealised_pnl() -> None:
+    balance = {
+        "USDT": {"free": 9949.0, "used": 61.0, "total": 10010.0},  # total = marginBalance
+        "info": {
+            "assets": [{"asset": "USDT", "walletBalance": "10000.0", "marginBalance": "10010.0"}]
+        },
+    }
+    bal = mapping.balance_from_ccxt(balance, "USDT")
+    assert (bal.asset, bal.wallet, bal.available) == ("USDT", Decimal("10000.0"), Decimal("9949.0"))
+
+
+def test_bybit_wallet_from_coin_list() -> None:
+    balance = {
+        "USDT": {"free": 900.0, "used": 100.0, "total": 1005.0},
+        "info": {"result": {"list": [{"coin": [{"coin": "USDT", "walletBalance": "1000"}]}]}},
+    }
+    assert mapping.balance_from_ccxt(balance, "USDT").wallet == Decimal(1000)
+
+
+def test_balance_falls_back_to_unified_total_and_zero() -> None:
+    assert mapping.balance_from_ccxt({"USDT": {"free": 1.0, "total": 2.0}}, "USDT").wallet == 2
+    unused = mapping.balance_from_ccxt({"info": {"assets": []}}, "USDT")
+    assert (unused.wallet, unused.available) == (0, 0)
+
+
+# -- funding and candles ---------------------------------------------------------------------
+
+
+def test_funding_interval_from_row_or_history() -> None:
+    assert mapping.funding_interval_hours({"interval": "4h"}) == Decimal(4)
+    assert mapping.funding_interval_hours({"interval": None}) is None
+    history = [{"timestamp": 0}, {"timestamp": 8 * H + 3}, {"timestamp": 16 * H + 1}]
+    assert mapping.interval_from_history(history) == Decimal(8)
+    assert mapping.interval_from_history(history[:1]) is None
+
+
+def test_closed_candles_drop_the_forming_bar() -> None:
+    rows = [[0, 1, 2, 0.5, 1.5, 10], [H, 1.5, 2, 1, 1.8, 11], [2 * H, 1.8, 1.9, 1.7, 1.75, 3]]
+    now = 2 * H + 5 * 60_000  # five minutes into the third hour
+    candles = mapping.closed_candles(rows, H, now)
+    assert candles == [Candle(0, 1.0, 2.0, 0.5, 1.5, 10.0), Candle(H, 1.5, 2.0, 1.0, 1.8, 11.0)]
+    assert len(mapping.closed_candles(rows, H, 3 * H)) == 3  # closed exactly at its end
+
+
+def test_closed_candles_reject_bad_rows() -> None:
+    with pytest.raises(UnexpectedResponse, match="OHLCV row 1: time 0 not after 0"):
+        mapping.closed_candles([[0, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1]], H, 10 * H)
+    with pytest.raises(UnexpectedResponse, match="OHLCV row 0"):
+        mapping.closed_candles([[0, 1, None, 1, 1, 1]], H, 10 * H)
+
+
+# -- create_order arguments ------------------------------------------------------------------
+
+
+def request(type_: OrderType, purpose: OrderPurpose, **over: Any) -> OrderRequest:
+    fields: dict[str, Any] = {
+        "client_id": f"acct1-{purpose.value}-BTC-s8xk2-0",
+        "symbol": SYM,
+        "side": OrderSide.SELL,
+        "type": type_,
+        "purpose": purpose,
+        "amount": Decimal("0.01"),
+        "reduce_only": purpose is not OrderPurpose.ENTRY,
+    }
+    fields.update(over)
+    return OrderRequest(**fields)
+
+
+def test_reduce_only_market_order_args() -> None:
+    args = mapping.create_order_args(
+        request(OrderType.MARKET, OrderPurpose.REDUCE),
+        amount="0.01",
+        price=None,
+        trigger=None,
+        mark_trigger_params=BINANCE_USDM.mark_trigger_params,
+    )
+    assert args == mapping.CreateOrderArgs(
+        SYM,
+        "market",
+        "sell",
+        0.01,
+        None,
+        {"clientOrderId": "acct1-rd-BTC-s8xk2-0", "reduceOnly": True},
+    )
+
+
+def test_entry_limit_order_args() -> None:
+    req = request(OrderType.LIMIT, OrderPurpose.ENTRY, side=OrderSide.BUY, price=Decimal("65000.1"))
+    args = mapping.create_order_args(
+        req, amount="0.01", price="65000.1", trigger=None, mark_trigger_params={}
+    )
+    assert (args.type, args.side, args.price) == ("limit", "buy", 65000.1)
+    assert args.params == {"clientOrderId": "acct1-en-BTC-s8xk2-0", "timeInForce": "GTC"}
+
+
+def test_stop_loss_args_trigger_on_mark_price() -> None:
+    req = request(OrderType.STOP_MARKET, OrderPurpose.STOP_LOSS, trigger_price=Decimal("55000"))
+    args = mapping.create_order_args(
+        req,
+        amount="0.01",
+        price=None,
+        trigger="55000",
+        mark_trigger_params=BINANCE_USDM.mark_trigger_params,
+    )
+    assert args.type == "market"
+    assert args.params == {
+        "clientOrderId": "acct1-sl-BTC-s8xk2-0",
+        "reduceOnly": True,
+        "stopLossPrice": 55000.0,
+        "workingType": "MARK_PRICE",
+    }
+
+
+def test_take_profit_args_on_bybit_use_trigger_by() -> None:
+    req = request(
+        OrderType.TAKE_PROFIT_MARKET, OrderPurpose.TAKE_PROFIT, trigger_price=Decimal("70000")
+    )
+    args = mapping.create_order_args(
+        req,
+        amount="0.01",
+        price=None,
+        trigger="70000",
+        mark_trigger_params=BYBIT.mark_trigger_params,
+    )
+    assert args.params["takeProfitPrice"] == 70000.0
+    assert args.params["triggerBy"] == "MarkPrice"
+    assert "stopLossPrice" not in args.params
+
+
+def test_close_position_stop_has_no_amount_and_no_reduce_only() -> None:
+    req = request(
+        OrderType.STOP_MARKET,
+        OrderPurpose.STOP_LOSS,
+        amount=None,
+        close_position=True,
+        reduce_only=False,
+        trigger_price=Decimal("54000"),
+    )
+    args = mapping.create_order_args(
+        req, amount=None, price=None, trigger="54000", mark_trigger_params={}
+    )
+    assert args.amount is None
+    assert args.params["closePosition"] is True
+    assert "reduceOnly" not in args.params

@@ -1,0 +1,206 @@
+"""The engine's tick against the simulated exchange and a hand-written market data fake."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.config.loader import load_policy
+from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TradingState
+from bot.domain.instrument import Instrument
+from bot.domain.market import FundingInfo
+from bot.domain.orders import OrderRequest
+from bot.engine.contracts import ContractSpec
+from bot.engine.market import CandleWindow
+from bot.engine.tick import Engine
+from bot.risk.limits import RiskLimits
+from bot.risk.state import set_state
+from bot.sim.exchange import SimulatedExchange
+from bot.store.memory import MemoryStore
+from tests.conftest import T0, make_exchange
+
+ROOT = Path(__file__).resolve().parents[2]
+BTC = "BTC/USDT:USDT"
+HOUR = 3_600_000
+LIMITS = RiskLimits(
+    max_leverage_per_contract=D(5),
+    max_gross_leverage=D(6),
+    max_notional_per_contract=D(10**6),
+    daily_loss=D("0.05"),
+    max_drawdown=D("0.25"),
+    stale_data_ms=2 * HOUR,
+    max_orders_per_minute=60,
+)
+
+
+class FakeMarket:
+    """Hourly candles of a seeded random walk around 60000; ``available`` limits the history."""
+
+    def __init__(self, n: int = 400, available: int | None = None) -> None:
+        rng = np.random.default_rng(7)
+        close = 60000 * np.exp(np.cumsum(rng.normal(0, 0.006, n)))
+        self.ts = T0 - HOUR * np.arange(n, 0, -1, dtype=np.int64)
+        self.close = close
+        self.open = np.concatenate([[close[0]], close[:-1]])
+        self.high = np.maximum(self.open, close) * 1.002
+        self.low = np.minimum(self.open, close) * 0.998
+        self.available = available
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        end = int(np.searchsorted(self.ts, now_ms - tf_ms, side="right"))
+        start = max(0, end - count)
+        if self.available is not None:
+            start = max(start, end - self.available)
+        sl = slice(start, end)
+        return CandleWindow(
+            self.ts[sl], self.open[sl], self.high[sl], self.low[sl], self.close[sl], tf_ms
+        )
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        return FundingInfo(D("0.0001"), D(8), now_ms + HOUR)
+
+    def last_price(self, symbol: str, now_ms: int) -> tuple[D, int] | None:
+        return D(f"{self.close[-1]:.1f}"), int(self.ts[-1]) + HOUR
+
+
+def build(
+    instruments: dict[str, Instrument], market: FakeMarket | None = None
+) -> tuple[Engine, SimulatedExchange, MemoryStore]:
+    ex, clock = make_exchange(instruments)
+    market = market or FakeMarket()
+    px, _ = market.last_price(BTC, T0) or (D(0), 0)
+    ex.set_mark(BTC, px)
+    store = MemoryStore()
+    engine = Engine(
+        clock=clock,
+        exchange=ex,
+        market=market,
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+    )
+    return engine, ex, store
+
+
+def protective(ex: SimulatedExchange) -> dict[OrderPurpose, list]:  # type: ignore[type-arg]
+    out: dict[OrderPurpose, list] = {}  # type: ignore[type-arg]
+    for o in ex.fetch_open_orders(BTC):
+        assert o.purpose is not None
+        out.setdefault(o.purpose, []).append(o)
+    return out
+
+
+def test_first_tick_opens_and_protects(instruments: dict[str, Instrument]) -> None:
+    engine, ex, store = build(instruments)
+    result = engine.tick()
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert pos.qty > 0
+    rest = protective(ex)
+    [sl] = rest[OrderPurpose.STOP_LOSS]
+    [tp] = rest[OrderPurpose.TAKE_PROFIT]
+    for o in (sl, tp):
+        assert o.reduce_only
+        assert o.amount == pos.qty
+        assert o.side is OrderSide.SELL
+    assert sl.type is OrderType.STOP_MARKET
+    assert sl.trigger_price is not None
+    assert sl.trigger_price < ex.marks[BTC] < (tp.trigger_price or 0)
+    assert pos.liquidation_price is not None
+    assert pos.liquidation_price < sl.trigger_price
+    assert result.decisions[0].reason.startswith("BTC: vol")
+    assert all(
+        r.status is OrderStatus.FILLED or r.status is OrderStatus.OPEN
+        for r in store.orders.values()
+    )
+
+
+def test_a_second_tick_changes_nothing_that_is_right(instruments: dict[str, Instrument]) -> None:
+    engine, _ex, store = build(instruments)
+    engine.tick()
+    before = dict(store.orders)
+    engine.tick()
+    assert store.orders.keys() == before.keys()
+
+
+def test_halted_closes_everything_with_reduce_only(instruments: dict[str, Instrument]) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    store.save_risk_memory(set_state(memory, TradingState.HALTED, "test", sticky=True))
+    n = len(store.orders)
+    engine.tick()
+    assert ex.fetch_positions([BTC]) == {}
+    closes = [r for r in list(store.orders.values())[n:] if r.request.purpose is OrderPurpose.CLOSE]
+    assert len(closes) == 1
+    assert closes[0].request.reduce_only
+    assert ex.fetch_open_orders(BTC) == []  # orphaned protective orders cancelled
+    n = len(store.orders)
+    engine.tick()
+    assert len(store.orders) == n  # halted: nothing new
+
+
+def test_unknown_order_is_resolved_before_deciding(instruments: dict[str, Instrument]) -> None:
+    engine, ex, store = build(instruments)
+    req = OrderRequest(
+        "t-en-BTC-x-1", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.01"), False
+    )
+    store.save_intent(req, T0)
+    ex.place_order(req)  # reached the exchange, but the reply was lost
+    store.update_order(req.client_id, OrderStatus.UNKNOWN, T0)
+    lost = OrderRequest(
+        "t-en-BTC-x-2", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.01"), False
+    )
+    store.save_intent(lost, T0)  # persisted, never sent (crash before the send)
+    engine.tick()
+    assert store.orders[req.client_id].status is OrderStatus.FILLED
+    assert store.orders[lost.client_id].status is OrderStatus.CANCELED
+    assert store.unresolved_orders() == []
+
+
+def test_position_without_data_still_gets_a_stop(instruments: dict[str, Instrument]) -> None:
+    engine, ex, store = build(instruments, FakeMarket(available=5))  # too little history
+    ex.set_leverage(BTC, 3)
+    ex.place_order(
+        OrderRequest(
+            "manual", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.05"), False
+        )
+    )
+    engine.tick()
+    [sl] = protective(ex)[OrderPurpose.STOP_LOSS]
+    assert sl.amount == D("0.05")
+    assert sl.reduce_only
+    assert any(e.kind == "reconcile" for e in store.events)
+
+
+def test_orphaned_stop_is_cancelled(instruments: dict[str, Instrument]) -> None:
+    engine, ex, _store = build(instruments)
+    engine.tick()
+    qty = ex.fetch_positions([BTC])[BTC].qty
+    ex.place_order(
+        OrderRequest(
+            "manual-close", BTC, OrderSide.SELL, OrderType.MARKET, OrderPurpose.CLOSE, qty, True
+        )
+    )
+    engine.contracts = (ContractSpec(BTC, "follow", D(125)),)  # follow: flat stays flat
+    engine.tick()
+    assert ex.fetch_open_orders(BTC) == []
+
+
+@pytest.mark.parametrize("state", [TradingState.REDUCING])
+def test_reducing_denies_increases_and_records_why(
+    instruments: dict[str, Instrument], state: TradingState
+) -> None:
+    engine, ex, store = build(instruments)
+    memory = engine.update_risk_state(T0, engine.reconcile(T0))
+    store.save_risk_memory(set_state(memory, state, "test", sticky=True))
+    engine.tick()
+    assert ex.fetch_positions([BTC]) == {}
+    denied = [e for e in store.events if e.kind == "denied"]
+    assert denied
+    assert "only reduce-only" in denied[0].reason

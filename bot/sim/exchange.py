@@ -90,6 +90,7 @@ class SimulatedExchange:
         self.fees_paid = ZERO
         self.funding_paid = ZERO
         self._next_id = 1
+        self.processed_ms = 0  # prices processed up to here (triggers, funding): paper resumes here
 
     # -- ExchangePort: reads -------------------------------------------------------------------
 

@@ -264,6 +264,7 @@ def advance(
         if ends[sym] > s.cursor:
             ex.marks[sym] = to_decimal(s.close[ends[sym] - 1])
         s.cursor = max(s.cursor, ends[sym])
+    ex.processed_ms = max(ex.processed_ms, end_ms)
 
 
 def _catch_up(ex: SimulatedExchange, series: Mapping[str, TriggerSeries], ts: int) -> None:

@@ -1,0 +1,177 @@
+"""Alerts: what deserves the owner's attention, delivered through Apprise, deduplicated and
+rate-limited so an outage does not flood anyone.
+
+Conditions (:func:`conditions`): margin ratio above a threshold, a liquidation price closer than
+``k`` daily-volatility units, a position without a resting stop-loss, a change of trading state,
+a failed tick. Each alert has a ``key`` naming the condition and the contract: an alert whose key
+was delivered within the dedup window is recorded but not sent again, and no more than
+``max_per_hour`` alerts are sent in any hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from loguru import logger
+
+from bot.clock import Clock
+from bot.domain.enums import OrderPurpose
+from bot.domain.instrument import Instrument
+from bot.domain.margin import maintenance_margin
+from bot.domain.market import MarketSnapshot
+from bot.domain.orders import Order
+from bot.domain.position import Position
+
+DAYS = Decimal(365)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    key: str  # condition + contract, e.g. "no_stop:BTC/USDT:USDT"
+    severity: str  # "info" | "warning" | "critical"
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    margin_ratio: Decimal = Decimal("0.8")  # maintenance / margin balance
+    liquidation_vol_units: Decimal = Decimal(3)  # daily-volatility units to the liquidation
+    dedup_seconds: int = 3600
+    max_per_hour: int = 20
+
+
+def conditions(
+    *,
+    positions: dict[str, Position],
+    resting: dict[str, list[Order]],
+    marks: dict[str, Decimal],
+    snapshots: dict[str, MarketSnapshot],
+    instruments: dict[str, Instrument],
+    wallet: Decimal,
+    rules: AlertRules,
+) -> list[Alert]:
+    """Alerts that hold for this account state (pure)."""
+    out: list[Alert] = []
+    maint = Decimal(0)
+    upnl = Decimal(0)
+    for sym, pos in positions.items():
+        if not pos.is_open:
+            continue
+        mark = marks[sym]
+        maint += maintenance_margin(instruments[sym], pos.notional(mark))
+        upnl += pos.unrealized_pnl(mark)
+        stops = [o for o in resting.get(sym, []) if o.purpose is OrderPurpose.STOP_LOSS]
+        if not stops:
+            out.append(
+                Alert(
+                    f"no_stop:{sym}",
+                    "critical",
+                    f"{sym}: position {pos.qty} has no resting stop-loss",
+                )
+            )
+        snap = snapshots.get(sym)
+        liq = pos.liquidation_price
+        if snap is not None and liq is not None and snap.volatility > 0:
+            unit = mark * snap.volatility / DAYS.sqrt()
+            units = abs(mark - liq) / unit
+            if units < rules.liquidation_vol_units:
+                out.append(
+                    Alert(
+                        f"liq_distance:{sym}",
+                        "critical",
+                        f"{sym}: liquidation {liq} is {units:.2f} daily-vol units from "
+                        f"the mark {mark} (alert below {rules.liquidation_vol_units})",
+                    )
+                )
+    balance = wallet + upnl
+    if maint > 0:
+        ratio = maint / balance if balance > 0 else Decimal("Infinity")
+        if ratio >= rules.margin_ratio:
+            out.append(
+                Alert(
+                    "margin_ratio",
+                    "critical",
+                    f"margin ratio {ratio:.2%} >= {rules.margin_ratio:.0%} "
+                    f"(maintenance {maint:.2f}, margin balance {balance:.2f})",
+                )
+            )
+    return out
+
+
+class AlertStore(Protocol):
+    def record_alert(
+        self, ts_ms: int, key: str, severity: str, message: str, *, delivered: bool = False
+    ) -> int: ...
+
+    def mark_alert_delivered(self, alert_id: int) -> None: ...
+
+    def recent_alerts(self, key: str, since_ms: int) -> Sequence[object]: ...
+
+
+Sender = Callable[[str, str], bool]  # (title, body) -> delivered
+
+
+def apprise_sender(urls: Sequence[str]) -> Sender | None:
+    """A sender for Apprise URLs (Telegram, Discord, Slack, e-mail, json:// webhooks...)."""
+    if not urls:
+        return None
+    import apprise
+
+    app = apprise.Apprise()
+    for url in urls:
+        if not app.add(url):
+            raise ValueError(f"alert URL not understood by Apprise: {url.split('://')[0]}://...")
+
+    def send(title: str, body: str) -> bool:
+        return bool(app.notify(title=title, body=body))
+
+    return send
+
+
+class Notifier:
+    """Records every alert in the store; sends the ones that pass dedup and the rate limit."""
+
+    def __init__(
+        self,
+        store: AlertStore,
+        clock: Clock,
+        sender: Sender | None,
+        rules: AlertRules,
+        *,
+        account: str,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.sender = sender
+        self.rules = rules
+        self.account = account
+        self._sent: list[int] = []
+
+    def notify(self, alerts: Sequence[Alert]) -> int:
+        """Returns how many were delivered."""
+        delivered = 0
+        for alert in alerts:
+            now = self.clock.now_ms()
+            recent = self.store.recent_alerts(alert.key, now - self.rules.dedup_seconds * 1000)
+            duplicate = any(getattr(r, "delivered", False) for r in recent)
+            alert_id = self.store.record_alert(now, alert.key, alert.severity, alert.message)
+            self._sent = [t for t in self._sent if t > now - 3_600_000]
+            if duplicate or self.sender is None:
+                continue
+            if len(self._sent) >= self.rules.max_per_hour:
+                logger.warning("alert rate limit reached; not sent: {}", alert.message)
+                continue
+            title = f"[{self.account}] {alert.severity}: {alert.key}"
+            try:
+                ok = self.sender(title, alert.message)
+            except Exception as exc:
+                logger.error("alert delivery failed: {}: {}", type(exc).__name__, exc)
+                ok = False
+            if ok:
+                self.store.mark_alert_delivered(alert_id)
+                self._sent.append(now)
+                delivered += 1
+        return delivered

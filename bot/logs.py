@@ -1,0 +1,127 @@
+"""Logging with loguru: a readable console, a JSON file with rotation and retention, the tick id
+on every line of a tick, and secrets redacted in every sink.
+
+ccxt and APScheduler log through the standard ``logging`` module; :class:`InterceptHandler`
+routes them into loguru so the same redaction applies. ccxt logs each request at DEBUG with the
+``X-MBX-APIKEY`` header and the signed URL: the redaction runs as a global patcher, before any
+sink sees a record (``logger.patch`` would return a new logger that modules importing
+``loguru.logger`` never see).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+REDACTED = "***"
+_PATTERNS = [
+    re.compile(r"(signature=)[0-9a-fA-F]+"),
+    re.compile(r"""(['"]?X-MBX-APIKEY['"]?\s*[:=]\s*['"]?)[^'",}\s]+""", re.IGNORECASE),
+    re.compile(r"""(['"]?X-BAPI-(?:API-KEY|SIGN)['"]?\s*[:=]\s*['"]?)[^'",}\s]+""", re.IGNORECASE),
+    re.compile(r"""(['"]?OK-ACCESS-(?:KEY|SIGN|PASSPHRASE)['"]?\s*[:=]\s*['"]?)[^'",}\s]+"""),
+    re.compile(r"(listenKey=)[A-Za-z0-9]+"),
+    re.compile(r"""(['"]?listenKey['"]?\s*:\s*['"])[^'"]+"""),
+]
+_SECRET_FIELDS = ("api_key", "apikey", "secret", "api_secret", "password", "passphrase")
+
+
+class Redactor:
+    """Replaces known secret values and secret-looking patterns in log text."""
+
+    def __init__(self) -> None:
+        self._values: list[str] = []
+
+    def add(self, values: Iterable[str | None]) -> None:
+        for v in values:
+            if v and len(v) >= 4 and v not in self._values:
+                self._values.append(v)
+
+    def text(self, s: str) -> str:
+        for v in self._values:
+            if v in s:
+                s = s.replace(v, REDACTED)
+        for p in _PATTERNS:
+            s = p.sub(r"\1" + REDACTED, s)
+        return s
+
+    def __call__(self, record: Record) -> None:
+        record["message"] = self.text(record["message"])
+        extra: dict[str, Any] = record["extra"]
+        for key, value in list(extra.items()):
+            if key.lower() in _SECRET_FIELDS:
+                extra[key] = REDACTED
+            elif isinstance(value, str):
+                extra[key] = self.text(value)
+        if record["exception"] is not None:
+            exc = record["exception"]
+            if exc.value is not None:
+                exc.value.args = tuple(
+                    self.text(a) if isinstance(a, str) else a for a in exc.value.args
+                )
+
+
+REDACTOR = Redactor()
+
+
+class InterceptHandler(logging.Handler):
+    """Send standard-library log records (ccxt, APScheduler, urllib3) to loguru."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        frame, depth = inspect.currentframe(), 0
+        while frame is not None and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+            frame = frame.f_back
+            depth += 1
+        logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+
+
+CONSOLE_FORMAT = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <7}</level> | "
+    "{extra[tick]: <8} | {message}"
+)
+
+
+def setup_logging(
+    log_dir: Path | None,
+    *,
+    level: str = "INFO",
+    secrets: Iterable[str | None] = (),
+    console: bool = True,
+    rotation: str = "20 MB",
+    retention: int = 10,
+) -> Path | None:
+    """Configure every sink. Returns the JSON log file path (``None`` without a log dir)."""
+    REDACTOR.add(secrets)
+    logger.remove()
+    logger.configure(patcher=REDACTOR, extra={"tick": "-"})
+    if console:
+        logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, colorize=None)
+    path = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / "bot.jsonl"
+        logger.add(
+            path,
+            level="DEBUG",
+            serialize=True,
+            rotation=rotation,
+            retention=retention,
+            enqueue=True,
+        )
+    logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
+    for noisy in ("urllib3", "apscheduler.executors.default", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return path

@@ -1,0 +1,146 @@
+"""The simulated exchange's state as JSON, so a paper account survives restarts.
+
+Everything an exchange would remember is kept: wallet, positions, leverage settings, margin
+mode, resting orders, every order by client id (to answer look-ups after a crash), fills,
+funding and trigger events, fee and funding totals. Decimals are written as strings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from decimal import Decimal
+from typing import Any
+
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.market import FundingInfo
+from bot.domain.orders import Fill, Order
+from bot.errors import DataError
+from bot.sim.book import SimPosition
+from bot.sim.exchange import SimEvent, SimulatedExchange
+
+VERSION = 1
+
+
+def _enc(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, OrderSide | OrderType | OrderPurpose | OrderStatus | MarginMode):
+        return value.value
+    return value
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return {k: _enc(v) for k, v in asdict(obj).items()}
+
+
+def dump(ex: SimulatedExchange) -> str:
+    """Serialise ``ex`` (deterministic: sorted keys)."""
+    book = ex.book
+    state = {
+        "version": VERSION,
+        "quote": ex.quote,
+        "wallet": str(book.wallet),
+        "margin_mode": book.margin_mode.value,
+        "positions": {s: _row(p) for s, p in book.positions.items()},
+        "leverage": {s: str(v) for s, v in book.leverage.items()},
+        "marks": {s: str(v) for s, v in ex.marks.items()},
+        "lasts": {s: str(v) for s, v in ex.lasts.items()},
+        "funding": {s: _row(f) for s, f in ex.funding.items()},
+        "orders": [_row(o) for o in ex.orders.values()],
+        "resting": {s: list(book_orders) for s, book_orders in ex.resting.items()},
+        "fills": [_row(f) for f in ex.fills],
+        "events": [_row(e) for e in ex.events],
+        "fees_paid": str(ex.fees_paid),
+        "funding_paid": str(ex.funding_paid),
+        "next_id": ex._next_id,
+        "processed_ms": ex.processed_ms,
+    }
+    return json.dumps(state, sort_keys=True, separators=(",", ":"))
+
+
+def _dec(v: str | None) -> Decimal | None:
+    return None if v is None else Decimal(v)
+
+
+def _order(d: dict[str, Any]) -> Order:
+    return Order(
+        client_id=d["client_id"],
+        exchange_id=d["exchange_id"],
+        symbol=d["symbol"],
+        side=OrderSide(d["side"]),
+        type=OrderType(d["type"]),
+        purpose=OrderPurpose(d["purpose"]) if d["purpose"] is not None else None,
+        amount=_dec(d["amount"]),
+        filled=Decimal(d["filled"]),
+        status=OrderStatus(d["status"]),
+        reduce_only=d["reduce_only"],
+        trigger_price=_dec(d["trigger_price"]),
+        price=_dec(d["price"]),
+        average_price=_dec(d["average_price"]),
+        close_position=d["close_position"],
+        timestamp_ms=d["timestamp_ms"],
+    )
+
+
+def _fill(d: dict[str, Any]) -> Fill:
+    return Fill(
+        client_id=d["client_id"],
+        symbol=d["symbol"],
+        side=OrderSide(d["side"]),
+        qty=Decimal(d["qty"]),
+        price=Decimal(d["price"]),
+        fee=Decimal(d["fee"]),
+        timestamp_ms=d["timestamp_ms"],
+        purpose=OrderPurpose(d["purpose"]) if d["purpose"] is not None else None,
+        realized_pnl=Decimal(d["realized_pnl"]),
+        liquidation=d["liquidation"],
+    )
+
+
+def restore(ex: SimulatedExchange, payload: str) -> None:
+    """Load a state written by :func:`dump` into a new exchange with the same contracts."""
+    try:
+        state = json.loads(payload)
+        if state.get("version") != VERSION:
+            raise DataError(f"paper state version {state.get('version')!r} is not {VERSION}")
+        _restore(ex, state)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise DataError(f"paper account state is unreadable: {type(exc).__name__}: {exc}") from exc
+
+
+def _restore(ex: SimulatedExchange, state: dict[str, Any]) -> None:
+    book = ex.book
+    unknown = set(state["positions"]) - set(book.instruments)
+    if unknown:
+        raise DataError(
+            f"paper state holds contracts that are not configured: {', '.join(sorted(unknown))}"
+        )
+    book.wallet = Decimal(state["wallet"])
+    book.margin_mode = MarginMode(state["margin_mode"])
+    for sym, p in state["positions"].items():
+        book.positions[sym] = SimPosition(
+            **{f.name: Decimal(p[f.name]) for f in fields(SimPosition)}
+        )
+    for sym, lev in state["leverage"].items():
+        book.leverage[sym] = Decimal(lev)
+    ex.marks = {s: Decimal(v) for s, v in state["marks"].items()}
+    ex.lasts = {s: Decimal(v) for s, v in state["lasts"].items()}
+    ex.funding = {
+        s: FundingInfo(Decimal(f["rate"]), Decimal(f["interval_hours"]), f["next_settlement_ms"])
+        for s, f in state["funding"].items()
+    }
+    ex.orders = {o["client_id"]: _order(o) for o in state["orders"]}
+    ex.resting = {s: {} for s in book.instruments}
+    for sym, ids in state["resting"].items():
+        for cid in ids:
+            ex.resting.setdefault(sym, {})[cid] = ex.orders[cid]
+    ex.fills = [_fill(f) for f in state["fills"]]
+    ex.events = [
+        SimEvent(e["ts_ms"], e["kind"], e["symbol"], e["detail"], Decimal(e["amount"]))
+        for e in state["events"]
+    ]
+    ex.fees_paid = Decimal(state["fees_paid"])
+    ex.funding_paid = Decimal(state["funding_paid"])
+    ex._next_id = int(state["next_id"])
+    ex.processed_ms = int(state["processed_ms"])

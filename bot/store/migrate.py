@@ -1,0 +1,127 @@
+"""Schema migrations of the SQL store, driven programmatically (no ``alembic.ini``).
+
+The scripts live in the ``bot/store/migrations`` package so they ship with the bot. The bot never
+creates tables itself: ``bot db upgrade --config FILE`` calls :func:`upgrade`, and every process
+that opens the store calls :func:`ensure_current` first, which refuses an empty, older or newer
+database with :class:`SchemaOutOfDate`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, make_url, pool
+
+from bot.errors import BotError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+UPGRADE_COMMAND = "bot db upgrade --config FILE"
+
+
+class SchemaOutOfDate(BotError):
+    """The database schema is not the one this version of the bot was written for."""
+
+
+def safe_url(url: str) -> str:
+    """``url`` with the password masked, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic ``Config`` pointing at the packaged migrations (and at ``url`` if given)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # Config is a ConfigParser: a literal "%" (URL-encoded passwords) must be doubled.
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a file-backed SQLite URL, else None."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _engine(url: str) -> Engine:
+    # No foreign_keys pragma here: batch migrations recreate tables, which foreign key
+    # enforcement would obstruct (https://alembic.sqlalchemy.org/en/latest/batch.html).
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    connect_args = {"timeout": 30} if is_sqlite else {}
+    return create_engine(url, connect_args=connect_args, poolclass=pool.NullPool)
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` to ``revision`` (default: the newest), in one transaction.
+
+    A missing SQLite file (and its directory) is created.
+    """
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = _engine(url)
+    try:
+        with engine.begin() as connection:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database at ``url`` is at; None for a database never migrated."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this version of the bot."""
+    head = _scripts().get_current_head()
+    if head is None:  # only if the versions directory were empty
+        raise SchemaOutOfDate(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def ensure_current(url: str) -> None:
+    """Raise :class:`SchemaOutOfDate` unless the database at ``url`` is at the head revision.
+
+    The message names the database (password masked), both revisions and the command to run.
+    """
+    where = safe_url(url)
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        # Checked before connecting: connecting would silently create an empty file.
+        raise SchemaOutOfDate(
+            f"database {where}: file {path} does not exist; create it with: {UPGRADE_COMMAND}"
+        )
+    head = head_revision()
+    current = current_revision(url)
+    if current == head:
+        return
+    if current is None:
+        problem = f"has no schema (empty or never migrated); this bot needs revision {head}"
+    elif current in {script.revision for script in _scripts().walk_revisions()}:
+        problem = f"is at revision {current}, older than this bot's {head}"
+    else:
+        raise SchemaOutOfDate(
+            f"database {where} is at revision {current}, unknown to this bot (head {head}): "
+            "a newer version of the bot migrated it; upgrade the bot, not the database"
+        )
+    raise SchemaOutOfDate(f"database {where} {problem}; migrate it with: {UPGRADE_COMMAND}")

@@ -1,0 +1,382 @@
+"""The SQL store (SQLModel): SQLite by default, PostgreSQL by URL. Used by paper and live trading.
+
+Every write is one short transaction committed before the method returns, so an order intent is
+durable before it is sent; no transaction is held between calls (SQLite has a single writer).
+Each call uses a fresh ``Session``: one writer thread plus reader threads (``bot status``, the
+alerting thread) may share one :class:`SqlStore`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, create_engine, event, make_url, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlmodel import Session, SQLModel, col, select
+
+from bot.domain.enums import OrderStatus
+from bot.domain.orders import Fill, Order, OrderRequest
+from bot.domain.position import Position
+from bot.errors import BotError, ConfigError
+from bot.store import tables as t
+from bot.store.migrate import ensure_current, safe_url
+from bot.store.port import (
+    DecisionRecord,
+    EquitySnapshot,
+    OrderRecord,
+    RiskEvent,
+    RiskMemory,
+    StorePort,
+)
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+_UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
+
+
+class DuplicateIntent(BotError, ValueError):
+    """``save_intent`` for a client order id that is already recorded (``MemoryStore`` raises
+    ``ValueError`` for the same mistake, hence the second base)."""
+
+
+class UnknownOrder(BotError, KeyError):
+    """``update_order`` for a client order id that was never recorded."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    id: int
+    ts_ms: int
+    key: str
+    severity: str
+    message: str
+    delivered: bool
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    for pragma in (
+        "journal_mode=WAL",  # readers do not block the writer; persists in the file
+        "synchronous=NORMAL",  # durable at checkpoints, safe from corruption in WAL mode
+        "busy_timeout=5000",  # wait up to 5 s for the writer lock instead of "database is locked"
+        "foreign_keys=ON",  # SQLite ignores foreign keys unless enabled on each connection
+    ):
+        cur.execute(f"PRAGMA {pragma}")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``sqlite:///path.db`` or ``postgresql+psycopg://...`` (pragmas set per
+    connection on SQLite: https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html)."""
+    backend = make_url(url).get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(
+            f"database url {safe_url(url)}: backend {backend!r} is not supported "
+            f"(use one of {', '.join(SUPPORTED_BACKENDS)})"
+        )
+    is_sqlite = backend == "sqlite"
+    engine = create_engine(
+        url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite
+    )
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+def _id(row_id: int | None) -> int:
+    """The id the database assigned to a flushed row."""
+    if row_id is None:  # cannot happen after a flush; kept out of ``assert`` (stripped by -O)
+        raise RuntimeError("the database assigned no id to a flushed row")
+    return row_id
+
+
+class SqlStore:
+    """Implements :class:`bot.store.port.StorePort`, plus run, alert, paper-account and operator
+    command tables and the queries of the status and history views. Times are epoch ms."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str, *, check_schema: bool = True) -> SqlStore:
+        """Open the store at ``url``; raises ``SchemaOutOfDate`` unless it is fully migrated."""
+        if check_schema:
+            ensure_current(url)
+        return cls(make_engine(url))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Session]:
+        """A session whose work is committed on exit; bad values name ``what`` was written."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except DBAPIError:
+                raise
+            except StatementError as exc:  # a bind processor refused a value (inexact decimal...)
+                if isinstance(exc.orig, ValueError | TypeError):
+                    raise ValueError(f"cannot store {what}: {exc.orig}") from exc
+                raise
+
+    def _read(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def _insert(self, model: type[SQLModel]) -> tuple[Table, Any]:
+        """The table and a dialect ``INSERT`` (the one with ``ON CONFLICT``) into it."""
+        table = _table(model)
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        return table, insert(table)
+
+    def _upsert(self, model: type[SQLModel], key: str, values: dict[str, Any]) -> Any:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE``: one atomic statement on both backends."""
+        table, insert = self._insert(model)
+        stmt = insert.values(**values)
+        changed = {name: stmt.excluded[name] for name in values if name != key}
+        return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=changed)
+
+    # --- StorePort ------------------------------------------------------------------------------
+
+    def next_sequence(self, name: str) -> int:
+        table, insert = self._insert(t.SequenceRow)
+        stmt = (
+            insert.values(name=name, value=1)
+            .on_conflict_do_update(index_elements=[table.c.name], set_={"value": table.c.value + 1})
+            .returning(table.c.value)
+        )
+        with self._write(f"sequence {name!r}") as session:
+            return int(session.exec(stmt).scalar_one())
+
+    def save_intent(self, request: OrderRequest, ts_ms: int) -> OrderRecord:
+        row = t.order_row(request, ts_ms)
+        try:
+            with self._write(f"order intent {request.client_id!r}") as session:
+                session.add(row)
+        except IntegrityError as exc:
+            if self.get_order(request.client_id) is None:
+                raise
+            raise DuplicateIntent(
+                f"order intent {request.client_id!r} is already recorded; "
+                "client order ids must be unique (is the sequence counter shared?)"
+            ) from exc
+        return t.order_record(row)
+
+    def update_order(
+        self,
+        client_id: str,
+        status: OrderStatus,
+        ts_ms: int,
+        *,
+        order: Order | None = None,
+        error: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"status": status.value, "updated_ms": ts_ms}
+        if order is not None:
+            values.update(
+                exchange_id=order.exchange_id,
+                filled=order.filled,
+                average_price=order.average_price,
+                raw=t.order_json(order),
+            )
+        if error is not None:
+            values["error"] = error
+        stmt = update(t.OrderRow).where(col(t.OrderRow.client_id) == client_id).values(**values)
+        with self._write(f"order {client_id!r}") as session:
+            if session.exec(stmt).rowcount == 0:
+                raise UnknownOrder(f"order {client_id!r} was never recorded (update to {status})")
+
+    def unresolved_orders(self) -> list[OrderRecord]:
+        stmt = select(t.OrderRow).where(col(t.OrderRow.status).in_(_UNRESOLVED))
+        with self._read() as session:
+            return [t.order_record(r) for r in session.exec(stmt.order_by(col(t.OrderRow.id)))]
+
+    def get_order(self, client_id: str) -> OrderRecord | None:
+        stmt = select(t.OrderRow).where(col(t.OrderRow.client_id) == client_id)
+        with self._read() as session:
+            row = session.exec(stmt).first()
+        return t.order_record(row) if row is not None else None
+
+    def record_fill(self, fill: Fill) -> None:
+        with self._write(f"fill of {fill.client_id!r}") as session:
+            session.add(t.fill_row(fill))
+
+    def record_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        if records:
+            with self._write(f"decisions of tick {records[0].tick_id!r}") as session:
+                session.add_all([t.decision_row(r) for r in records])
+
+    def record_event(self, event: RiskEvent) -> None:
+        with self._write(f"risk event {event.kind!r}") as session:
+            session.add(t.event_row(event))
+
+    def record_equity(self, snapshot: EquitySnapshot) -> None:
+        with self._write(f"equity snapshot at {snapshot.ts_ms}") as session:
+            session.add(t.equity_row(snapshot))
+
+    def record_positions(self, ts_ms: int, positions: Sequence[Position]) -> None:
+        with self._write(f"positions at {ts_ms}") as session:
+            header = t.PositionSnapshotRow(ts_ms=ts_ms)
+            session.add(header)
+            session.flush()  # assigns header.id
+            session.add_all([t.position_row(_id(header.id), p) for p in positions])
+
+    def load_risk_memory(self) -> RiskMemory | None:
+        with self._read() as session:
+            row = session.get(t.RiskMemoryRow, 1)
+        return t.risk_memory_record(row) if row is not None else None
+
+    def save_risk_memory(self, memory: RiskMemory) -> None:
+        stmt = self._upsert(t.RiskMemoryRow, "id", {"id": 1, **t.risk_memory_values(memory)})
+        with self._write("risk memory") as session:
+            session.exec(stmt)
+
+    # --- runs, paper account, operator commands -------------------------------------------------
+
+    def open_run(self, mode: str, config_path: str, policy_name: str, ts_ms: int) -> int:
+        """Record the start of a run (``mode``: live, paper...) and return its id."""
+        try:
+            version = importlib.metadata.version("perp-risk-bot")
+        except importlib.metadata.PackageNotFoundError:  # running from a source tree
+            version = "unknown"
+        row = t.RunRow(
+            started_ms=ts_ms,
+            mode=mode,
+            config_path=config_path,
+            policy_name=policy_name,
+            version=version,
+        )
+        with self._write("run") as session:
+            session.add(row)
+            session.flush()
+            return _id(row.id)
+
+    def save_paper_state(self, name: str, payload: str, ts_ms: int) -> None:
+        """Replace the paper account ``name``'s JSON document."""
+        values = {"name": name, "payload": payload, "updated_ms": ts_ms}
+        with self._write(f"paper account {name!r}") as session:
+            session.exec(self._upsert(t.PaperStateRow, "name", values))
+
+    def load_paper_state(self, name: str) -> str | None:
+        with self._read() as session:
+            row = session.get(t.PaperStateRow, name)
+        return row.payload if row is not None else None
+
+    def post_command(self, kind: str, args: str, ts_ms: int) -> int:
+        """Queue an operator command (``halt``, ``resume``...) for the running bot; its id."""
+        row = t.CommandRow(ts_ms=ts_ms, kind=kind, args=args)
+        with self._write(f"command {kind!r}") as session:
+            session.add(row)
+            session.flush()
+            return _id(row.id)
+
+    def take_commands(self) -> list[tuple[int, str, str]]:
+        """Pending commands as ``(id, kind, args)`` in posting order, each returned once.
+
+        One ``UPDATE ... RETURNING`` marks and reads them, so two concurrent callers never
+        both receive a command.
+        """
+        cmd = _table(t.CommandRow)
+        stmt = (
+            update(cmd)
+            .where(cmd.c.consumed.is_(False))
+            .values(consumed=True)
+            .returning(cmd.c.id, cmd.c.kind, cmd.c.args)
+        )
+        with self._write("commands") as session:
+            rows = session.exec(stmt).all()
+        return sorted((int(r[0]), str(r[1]), str(r[2])) for r in rows)
+
+    # --- alerts ---------------------------------------------------------------------------------
+
+    def record_alert(
+        self, ts_ms: int, key: str, severity: str, message: str, *, delivered: bool = False
+    ) -> int:
+        """Record an alert; ``key`` groups repeats of the same condition. Returns its id."""
+        row = t.AlertRow(
+            ts_ms=ts_ms, key=key, severity=severity, message=message, delivered=delivered
+        )
+        with self._write(f"alert {key!r}") as session:
+            session.add(row)
+            session.flush()
+            return _id(row.id)
+
+    def mark_alert_delivered(self, alert_id: int) -> None:
+        stmt = update(t.AlertRow).where(col(t.AlertRow.id) == alert_id).values(delivered=True)
+        with self._write(f"alert {alert_id}") as session:
+            session.exec(stmt)
+
+    def recent_alerts(self, key: str, since_ms: int) -> list[AlertRecord]:
+        """Alerts with ``key`` at or after ``since_ms``, newest first."""
+        a = t.AlertRow
+        stmt = select(a).where(col(a.key) == key, col(a.ts_ms) >= since_ms)
+        with self._read() as session:
+            rows = session.exec(stmt.order_by(col(a.ts_ms).desc(), col(a.id).desc())).all()
+        return [
+            AlertRecord(_id(r.id), r.ts_ms, r.key, r.severity, r.message, r.delivered) for r in rows
+        ]
+
+    # --- history views (newest first) -----------------------------------------------------------
+
+    def recent_decisions(self, limit: int) -> list[DecisionRecord]:
+        d = t.DecisionRow
+        stmt = select(d).order_by(col(d.ts_ms).desc(), col(d.id).desc()).limit(limit)
+        with self._read() as session:
+            return [t.decision_record(r) for r in session.exec(stmt)]
+
+    def recent_orders(self, limit: int) -> list[OrderRecord]:
+        """Orders by last change (``updated_ms``), newest first."""
+        o = t.OrderRow
+        stmt = select(o).order_by(col(o.updated_ms).desc(), col(o.id).desc()).limit(limit)
+        with self._read() as session:
+            return [t.order_record(r) for r in session.exec(stmt)]
+
+    def recent_events(self, limit: int) -> list[RiskEvent]:
+        e = t.RiskEventRow
+        stmt = select(e).order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
+        with self._read() as session:
+            return [t.event_record(r) for r in session.exec(stmt)]
+
+    def recent_fills(self, limit: int) -> list[Fill]:
+        f = t.FillRow
+        stmt = select(f).order_by(col(f.ts_ms).desc(), col(f.id).desc()).limit(limit)
+        with self._read() as session:
+            return [t.fill_domain(r) for r in session.exec(stmt)]
+
+    def latest_equity(self) -> EquitySnapshot | None:
+        e = t.EquityRow
+        stmt = select(e).order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(1)
+        with self._read() as session:
+            row = session.exec(stmt).first()
+        return t.equity_record(row) if row is not None else None
+
+    def latest_positions(self) -> tuple[int, list[Position]] | None:
+        """The last ``record_positions`` call as ``(ts_ms, positions)``; None if there was none."""
+        h, p = t.PositionSnapshotRow, t.PositionRow
+        stmt = select(h).order_by(col(h.ts_ms).desc(), col(h.id).desc()).limit(1)
+        with self._read() as session:
+            header = session.exec(stmt).first()
+            if header is None:
+                return None
+            rows = session.exec(
+                select(p).where(col(p.snapshot_id) == header.id).order_by(col(p.id))
+            ).all()
+        return header.ts_ms, [t.position_domain(r) for r in rows]
+
+
+def _satisfies_port(store: SqlStore) -> StorePort:
+    """Never called: mypy checks here that ``SqlStore`` implements the whole store port."""
+    return store

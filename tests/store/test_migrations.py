@@ -1,0 +1,173 @@
+"""Alembic migrations: they build exactly the models' schema, and a stale database is refused."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
+from sqlmodel import SQLModel
+
+import bot
+import bot.store.tables
+from bot.store.migrate import (
+    MIGRATIONS_DIR,
+    UPGRADE_COMMAND,
+    SchemaOutOfDate,
+    alembic_config,
+    current_revision,
+    ensure_current,
+    head_revision,
+    safe_url,
+    upgrade,
+)
+from bot.store.sql import SqlStore
+
+MODELS = SQLModel.metadata
+_ = bot.store.tables  # registers the tables on SQLModel.metadata
+
+
+def schema_diff(url: str, metadata: MetaData) -> list[object]:
+    """What ``alembic check`` compares: the migrated database against ``metadata``."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_creates_every_table_and_reaches_head(store_url: str) -> None:
+    upgrade(store_url)
+    engine = create_engine(store_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert tables == set(MODELS.tables) | {"alembic_version"}
+    assert current_revision(store_url) == head_revision()
+    ensure_current(store_url)  # does not raise
+
+
+def test_models_and_migrations_agree(store_url: str) -> None:
+    """Fails when a table in bot/store/tables.py changes without a new migration."""
+    upgrade(store_url)
+    assert schema_diff(store_url, MODELS) == []
+
+
+def test_the_comparison_sees_a_divergence(store_url: str) -> None:
+    upgrade(store_url)
+    changed = MetaData()
+    for table in MODELS.tables.values():
+        table.to_metadata(changed)
+    changed.tables["orders"].append_column(Column("venue", String(16), nullable=True))
+    diff = schema_diff(store_url, changed)
+    # ("add_column", schema, table, Column)
+    assert [(d[0], d[2], d[3].name) for d in diff if isinstance(d, tuple)] == [
+        ("add_column", "orders", "venue")
+    ]
+    assert len(diff) == 1
+
+
+def test_upgrade_twice_is_harmless(store_url: str) -> None:
+    upgrade(store_url)
+    upgrade(store_url)
+    assert current_revision(store_url) == head_revision()
+
+
+def test_downgrade_to_base_then_refused_then_upgrade_again(store_url: str) -> None:
+    upgrade(store_url)
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(store_url)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDate, match="has no schema") as info:
+        ensure_current(store_url)
+    assert UPGRADE_COMMAND in str(info.value)
+    upgrade(store_url)
+    ensure_current(store_url)
+
+
+def test_empty_database_is_refused_with_the_command(store_url: str) -> None:
+    engine = create_engine(store_url)
+    try:
+        with engine.connect():  # creates the SQLite file; PostgreSQL's database is already empty
+            pass
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDate) as info:
+        ensure_current(store_url)
+    message = str(info.value)
+    assert "has no schema" in message
+    assert f"migrate it with: {UPGRADE_COMMAND}" in message
+    assert "bot db upgrade --config FILE" in message
+
+
+def test_store_refuses_to_open_an_unmigrated_database(store_url: str) -> None:
+    with pytest.raises(SchemaOutOfDate, match="bot db upgrade --config FILE"):
+        SqlStore.open(store_url)
+
+
+def test_missing_sqlite_file_is_refused_and_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "bot.db"
+    with pytest.raises(SchemaOutOfDate, match="does not exist") as info:
+        ensure_current(f"sqlite:///{path}")
+    assert str(path) in str(info.value)
+    assert UPGRADE_COMMAND in str(info.value)
+    assert not path.exists()
+    upgrade(f"sqlite:///{path}")  # creates the directory and the file
+    ensure_current(f"sqlite:///{path}")
+
+
+def test_database_migrated_by_a_newer_bot_is_refused(store_url: str) -> None:
+    upgrade(store_url)
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDate, match=r"unknown to this bot.*upgrade the bot"):
+        ensure_current(store_url)
+
+
+def test_messages_mask_the_password() -> None:
+    masked = safe_url("postgresql+psycopg://bot:s3cret@db.internal:5432/bot")
+    assert "s3cret" not in masked
+    assert "db.internal:5432/bot" in masked
+
+
+@pytest.mark.parametrize(
+    ("url", "decimal_ddl"),
+    [
+        ("postgresql+psycopg://bot@localhost/bot", "NUMERIC(38, 18)"),
+        ("sqlite:///unused.db", "VARCHAR(64)"),
+    ],
+    ids=["postgres", "sqlite"],
+)
+def test_offline_sql_uses_the_exact_decimal_column(url: str, decimal_ddl: str) -> None:
+    """``--sql`` mode renders the DDL without a server: decimals are never floats."""
+    cfg = alembic_config(url)
+    cfg.output_buffer = io.StringIO()
+    command.upgrade(cfg, "head", sql=True)
+    ddl = cfg.output_buffer.getvalue()
+    assert f"price {decimal_ddl}" in ddl
+    assert "CREATE TABLE orders" in ddl
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    package = Path(bot.__file__).resolve().parent
+    assert MIGRATIONS_DIR.is_relative_to(package)
+    for name in ("__init__.py", "env.py", "script.py.mako", "versions/__init__.py"):
+        assert (MIGRATIONS_DIR / name).is_file(), name
+    assert list((MIGRATIONS_DIR / "versions").glob(f"{head_revision()}_*.py"))

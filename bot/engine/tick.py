@@ -127,12 +127,18 @@ class Engine:
         snapshots, windows = self.read_market(now, acct)
         memory = self.update_risk_state(now, acct)
         decisions = self.decide(now, acct, snapshots, windows, memory.state)
+        if memory.state is TradingState.HALTED:
+            decisions = [
+                _flat(d, f"halted ({memory.state_reason}): close every position")
+                if memory.flatten
+                else _hold(d, acct, f"halted ({memory.state_reason}): hold, stops resting")
+                for d in decisions
+            ]
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         for d in decisions:
             self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
-        decided = {d.symbol for d in decisions}
         for sym in self.symbols:
-            if sym not in decided and acct.qty(sym) != 0:
+            if acct.qty(sym) != 0:  # no decision (no data) or none with a stop: still protected
                 self.protect_without_decision(sym, acct, now)
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
@@ -237,10 +243,7 @@ class Engine:
         if alloc is not None and alloc.method == "erc":
             active = [windows[v.symbol] for v in views if v.direction != 0]
             cov = annual_covariance(active, alloc.covariance_window)
-        decisions = decide(views, self.policy, cov)
-        if state is TradingState.HALTED:
-            decisions = [_flat(d, "halted: close every position") for d in decisions]
-        return decisions
+        return decide(views, self.policy, cov)
 
     # -- 5. protect ----------------------------------------------------------------------------
 
@@ -451,6 +454,27 @@ def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
         if o.purpose is OrderPurpose.STOP_LOSS and o.trigger_price is not None:
             return o.trigger_price
     return None
+
+
+def _hold(d: Decision, acct: _Account, why: str) -> Decision:
+    """Keep the position as it is; keep the resting stop (or place the policy's if none)."""
+    resting = acct.resting.get(d.symbol, [])
+    stop = _resting_stop(resting) or d.stop_loss
+    take = next((o.trigger_price for o in resting if o.purpose is OrderPurpose.TAKE_PROFIT), None)
+    qty = acct.qty(d.symbol)
+    if qty == 0:
+        return _flat(d, why)
+    direction = 1 if qty > 0 else -1
+    return Decision(
+        d.symbol,
+        direction,
+        d.target_leverage,
+        qty,
+        stop,
+        take or d.take_profit,
+        f"{d.reason}; {why}",
+        False,
+    )
 
 
 def _flat(d: Decision, why: str) -> Decision:

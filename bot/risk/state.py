@@ -61,6 +61,7 @@ def update(
             mem,
             state=TradingState.HALTED,
             sticky=True,
+            flatten=True,
             state_reason=f"drawdown {drawdown:.2%} from peak {mem.peak_equity:.2f} "
             f">= limit {limits.max_drawdown:.2%}",
         )
@@ -69,6 +70,7 @@ def update(
         mem = replace(
             mem,
             state=target,
+            flatten=True,
             state_reason=f"daily loss {day_loss:.2%} >= limit {limits.daily_loss:.2%} "
             "(until the next UTC day)",
         )
@@ -77,6 +79,12 @@ def update(
     return mem, None
 
 
-def set_state(memory: RiskMemory, state: TradingState, reason: str, *, sticky: bool) -> RiskMemory:
-    """A person's (or the bot's own) explicit change of state, e.g. ``bot halt``/``bot resume``."""
-    return replace(memory, state=state, state_reason=reason, sticky=sticky)
+def set_state(
+    memory: RiskMemory, state: TradingState, reason: str, *, sticky: bool, flatten: bool = True
+) -> RiskMemory:
+    """A person's (or the bot's own) explicit change of state, e.g. ``bot halt``/``bot resume``.
+
+    ``flatten`` applies to ``halted``: True closes every position, False holds them (their
+    stop-losses stay resting) and only stops trading.
+    """
+    return replace(memory, state=state, state_reason=reason, sticky=sticky, flatten=flatten)

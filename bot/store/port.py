@@ -74,6 +74,7 @@ class RiskMemory:
     day_start_ms: int
     day_start_equity: Decimal
     sticky: bool  # True: only a person (``bot resume``) may leave this state
+    flatten: bool = True  # halted: close every position (False: hold them, stops resting)
 
 
 class StorePort(Protocol):

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, String, Text
+from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
 from bot.domain.decision import Decision
@@ -187,6 +188,7 @@ class RiskMemoryRow(SQLModel, table=True):
     day_start_ms: int = _ms()
     day_start_equity: Decimal = Field(sa_type=ExactDecimal)
     sticky: bool
+    flatten: bool = Field(sa_column_kwargs={"server_default": sa_true()})
 
 
 class SequenceRow(SQLModel, table=True):
@@ -417,6 +419,7 @@ def risk_memory_values(memory: RiskMemory) -> dict[str, object]:
         "day_start_ms": memory.day_start_ms,
         "day_start_equity": memory.day_start_equity,
         "sticky": memory.sticky,
+        "flatten": memory.flatten,
     }
 
 
@@ -428,4 +431,5 @@ def risk_memory_record(row: RiskMemoryRow) -> RiskMemory:
         day_start_ms=row.day_start_ms,
         day_start_equity=row.day_start_equity,
         sticky=row.sticky,
+        flatten=row.flatten,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,33 @@ def test_migrations_ship_inside_the_package() -> None:
     for name in ("__init__.py", "env.py", "script.py.mako", "versions/__init__.py"):
         assert (MIGRATIONS_DIR / name).is_file(), name
     assert list((MIGRATIONS_DIR / "versions").glob(f"{head_revision()}_*.py"))
+
+
+def test_upgrade_from_0001_keeps_history(tmp_path: Path) -> None:
+    """A user's database at the first schema upgrades in place; nothing is lost."""
+    import sqlalchemy as sa
+
+    from bot.store.migrate import upgrade
+    from bot.store.sql import SqlStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0001")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO risk_memory (id, state, state_reason, peak_equity, day_start_ms, "
+                "day_start_equity, sticky) "
+                "VALUES (1, 'halted', 'drawdown', '12000.5', 0, '11000', 1)"
+            )
+        )
+        conn.execute(sa.text("INSERT INTO sequences (name, value) VALUES ('x', 41)"))
+    engine.dispose()
+    upgrade(url)
+    store = SqlStore.open(url)
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.peak_equity == Decimal("12000.5")
+    assert memory.flatten is True  # halts before 0002 came from limits, which flatten
+    assert store.next_sequence("x") == 42
+    store.close()

@@ -204,3 +204,22 @@ def test_reducing_denies_increases_and_records_why(
     denied = [e for e in store.events if e.kind == "denied"]
     assert denied
     assert "only reduce-only" in denied[0].reason
+
+
+def test_halt_without_flatten_holds_positions_with_stops(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    qty = ex.fetch_positions([BTC])[BTC].qty
+    memory = store.load_risk_memory()
+    assert memory is not None
+    store.save_risk_memory(
+        set_state(memory, TradingState.HALTED, "bot halt", sticky=True, flatten=False)
+    )
+    n = len(store.orders)
+    engine.tick()
+    assert ex.fetch_positions([BTC])[BTC].qty == qty
+    assert len(protective(ex)[OrderPurpose.STOP_LOSS]) == 1
+    assert len(store.orders) == n  # nothing new sent
+    assert "hold, stops resting" in store.decisions[-1].decision.reason

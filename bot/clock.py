@@ -81,3 +81,31 @@ class SimClock:
 
     def advance(self, delta: timedelta) -> None:
         self.advance_to(self._ms + int(delta.total_seconds() * 1000))
+
+
+class ReplayClock:
+    """Replayed time: starts at ``start_ms`` and runs ``speed`` times faster than the wall clock.
+
+    Paper trading on recorded data (``bot run --replay DIR --speed 3600``: an hour a second).
+    ``sleep`` waits ``seconds / speed`` of wall time.
+    """
+
+    def __init__(self, start_ms: int, speed: float, wall: LiveClock | None = None) -> None:
+        if speed <= 0:
+            raise ValueError(f"replay speed must be > 0 (got {speed})")
+        self._wall = wall or LiveClock()
+        self._start_ms = start_ms
+        self._mono0 = self._wall.monotonic()
+        self.speed = speed
+
+    def now_ms(self) -> int:
+        return self._start_ms + int((self._wall.monotonic() - self._mono0) * 1000 * self.speed)
+
+    def now(self) -> datetime:
+        return ms_to_datetime(self.now_ms())
+
+    def monotonic(self) -> float:
+        return self._wall.monotonic() * self.speed
+
+    def sleep(self, seconds: float) -> None:
+        self._wall.sleep(seconds / self.speed)

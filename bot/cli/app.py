@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from bot.cli.ops import register as _register_ops
 from bot.errors import BotError
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except BotError as exc:
-        err_console.print(Text("error: ", style="bold red") + Text(str(exc)))
+        err_console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -84,11 +85,129 @@ def simulate(
         )
 
 
+_JSON_HELP = "print one JSON object instead of tables"
+
+
+@app.command()
+def calc(
+    contract: Annotated[str, typer.Option("--contract", help="e.g. BTC/USDT:USDT")],
+    side: Annotated[str, typer.Option("--side", help="long or short")],
+    entry: Annotated[str, typer.Option("--entry", help="entry price (quote currency)")],
+    balance: Annotated[str, typer.Option("--balance", help="wallet balance (quote currency)")],
+    leverage: Annotated[
+        str | None, typer.Option("--leverage", help="leverage; notional = balance x leverage")
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", help="position size (base asset), instead of leverage")
+    ] = None,
+    margin_mode: Annotated[
+        str, typer.Option("--margin-mode", help="isolated or cross")
+    ] = "isolated",
+    exchange: Annotated[
+        str, typer.Option("--exchange", help="bundled specs: binanceusdm or bybit")
+    ] = "binanceusdm",
+    vol: Annotated[
+        str | None, typer.Option("--vol", help="annualised volatility, e.g. 0.6 for 60 %")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="data directory: volatility by yang_zhang over 7 days of 1h"),
+    ] = None,
+    stop_vol_units: Annotated[
+        str, typer.Option("--stop-vol-units", help="stop distance in daily vols (inverse question)")
+    ] = "2",
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+) -> None:
+    """Margin, liquidation price and PnL by price move of one position, before opening it."""
+    from bot.cli import tools
+
+    with reported_errors():
+        tools.run_calc(
+            contract=contract,
+            side=side,
+            entry=entry,
+            leverage=leverage,
+            size=size,
+            balance=balance,
+            margin_mode=margin_mode,
+            exchange=exchange,
+            vol=vol,
+            data=data,
+            stop_vol_units=stop_vol_units,
+            as_json=as_json,
+            console=console,
+        )
+
+
+@app.command()
+def vol(
+    config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
+    data: Annotated[Path | None, typer.Option("--data", help="market data directory")] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="policy file instead of the configured one")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG of volatility and target leverage")
+    ] = None,
+) -> None:
+    """Realised volatility against its history, funding, and the policy's leverage now."""
+    from bot.cli import tools
+
+    with reported_errors():
+        tools.run_vol(config, data, policy, as_json, plot, console)
+
+
+@app.command()
+def stress(
+    config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
+    positions: Annotated[
+        Path | None, typer.Option("--positions", help="positions CSV (see bot/tools/portfolio.py)")
+    ] = None,
+    from_sim: Annotated[
+        Path | None, typer.Option("--from-sim", help="output directory of `bot simulate`")
+    ] = None,
+    balance: Annotated[
+        str | None, typer.Option("--balance", help="wallet balance (quote currency)")
+    ] = None,
+    margin_mode: Annotated[
+        str | None, typer.Option("--margin-mode", help="isolated or cross")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="market data directory")] = None,
+    leverage_grid: Annotated[
+        bool, typer.Option("--leverage-grid", help="replay every scenario at 1x..20x")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG of the survival grid (implies the grid)")
+    ] = None,
+) -> None:
+    """Crashes, instant moves, volatility and funding spikes played on a book."""
+    from bot.cli import tools
+
+    with reported_errors():
+        tools.run_stress(
+            config,
+            positions,
+            from_sim,
+            balance,
+            margin_mode,
+            data,
+            leverage_grid,
+            as_json,
+            plot,
+            console,
+        )
+
+
+_register_ops(app, console, reported_errors)
+
+
 def main() -> None:
     try:
         app()
     except BotError as exc:
-        err_console.print(Text("error: ", style="bold red") + Text(str(exc)))
+        err_console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         sys.exit(2)
 
 

@@ -212,6 +212,15 @@ class RuntimeConfig(FrozenModel):
     database_url: DatabaseUrl = Field(default="sqlite:///bot-state.db", validate_default=True)
     log_dir: OutputPath = Field(default=Path("logs"), validate_default=True)
     alert_urls: tuple[Url, ...] = ()
+    alert_margin_ratio: Dec = Field(default=Decimal("0.8"), gt=0, le=1)
+    alert_liquidation_vol_units: Dec = Field(default=Decimal(3), ge=0)
+    alert_dedup_minutes: StrictInt = Field(default=60, ge=0)
+    alert_max_per_hour: StrictInt = Field(default=20, gt=0)
+    guard_seconds: StrictInt = Field(default=60, gt=0)
+    misfire_grace_seconds: StrictInt = Field(default=120, gt=0)
+    funding_lead_seconds: StrictInt = Field(default=120, gt=0)
+    max_failures: StrictInt = Field(default=3, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 class BotConfig(FrozenModel):

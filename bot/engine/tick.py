@@ -17,7 +17,7 @@ Fixed order of steps (each a method below):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from bot.clock import Clock
@@ -114,6 +114,7 @@ class Engine:
         self._tick_ms = 0
         self._n = 0
         self._last_snapshot: dict[str, MarketSnapshot] = {}
+        self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
 
     # -- the tick ------------------------------------------------------------------------------
@@ -144,6 +145,25 @@ class Engine:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
         return result
+
+    def guard(self) -> None:
+        """Between ticks: reconcile, make sure every position has its stop, cancel orphans.
+
+        No market statistics, no decision, no size change: the protection invariant only.
+        """
+        now = self.clock.now_ms()
+        self._tick_ms = now
+        self._n = 0
+        acct = self.reconcile(now)
+        for sym in self.symbols:
+            if acct.qty(sym) != 0:
+                self.protect_without_decision(sym, acct, now)
+            else:
+                self.protect(sym, acct, None, None, now)
+
+    def last_snapshots(self) -> dict[str, MarketSnapshot]:
+        """The latest market statistics seen per contract (for alerts and the status view)."""
+        return dict(self._last_snapshot)
 
     # -- 1. reconcile --------------------------------------------------------------------------
 
@@ -184,6 +204,11 @@ class Engine:
             funding = self.market.funding(sym, now, self.policy.funding.lookback)
             snap = build_snapshot(sym, window, funding, last[0], acct.marks[sym], self.policy)
             if snap is not None:
+                # Freshness is the last price's, unless the decision candles themselves lag
+                # (a candle more than one timeframe late means the feed has stopped).
+                candle_close = snap.asof_ms
+                fresh = now - candle_close <= self.tf_ms
+                snap = replace(snap, asof_ms=last[1] if fresh else min(candle_close, last[1]))
                 snapshots[sym] = snap
                 windows[sym] = window
                 self._last_snapshot[sym] = snap
@@ -225,6 +250,8 @@ class Engine:
                 continue  # no data: hold, keep protection as it is (see protect/resize)
             qty = acct.qty(spec.symbol)
             direction, allow = spec.resolve(now, qty)
+            if spec.symbol in self.no_increase:
+                allow = False  # e.g. right before an expensive funding settlement
             views.append(
                 ContractView(
                     symbol=spec.symbol,

@@ -148,6 +148,13 @@ class CcxtExchange:
         row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
         return mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
 
+    def fetch_last_price(self, symbol: str) -> tuple[Decimal, int]:
+        """Last traded price (quote currency) and its time (epoch ms) from the ticker."""
+        row = self._call(lambda: self._ex.fetch_ticker(symbol), "fetch_ticker")
+        price = mapping.to_decimal(row.get("last"), f"{symbol} last")
+        ts = row.get("timestamp")
+        return price, int(ts) if ts else self._clock.now_ms()
+
     def fetch_funding(self, symbol: str) -> FundingInfo:
         """Current rate (fraction per interval), observed interval (hours), next settlement."""
         row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")

@@ -8,7 +8,7 @@ paid); a cross position is backed by the whole wallet. Equity = wallet + unreali
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
@@ -21,6 +21,18 @@ from bot.domain.margin import (
 from bot.domain.position import Position
 
 ZERO = Decimal(0)
+# Exchanges report averages and margins with a bounded number of digits; so do we (a repeating
+# decimal from a division would otherwise carry 28 digits into the store).
+PRICE_PLACES = Decimal("1e-10")
+MARGIN_PLACES = Decimal("1e-10")
+
+
+def _avg(x: Decimal) -> Decimal:
+    return x.quantize(PRICE_PLACES, rounding=ROUND_HALF_EVEN)
+
+
+def _margin(x: Decimal) -> Decimal:
+    return x.quantize(MARGIN_PLACES, rounding=ROUND_CEILING)
 
 
 @dataclass(slots=True)
@@ -133,21 +145,23 @@ class Book:
             # Increase (or open): weighted average entry, add initial margin.
             notional_before = abs(pos.qty) * pos.entry_price
             notional_added = abs(qty_delta) * price
-            pos.entry_price = (notional_before + notional_added) / abs(new_qty)
+            pos.entry_price = _avg((notional_before + notional_added) / abs(new_qty))
             if self.margin_mode is MarginMode.ISOLATED:
-                pos.isolated_margin += initial_margin(notional_added, self.leverage[symbol])
+                pos.isolated_margin += _margin(
+                    initial_margin(notional_added, self.leverage[symbol])
+                )
         else:
             closed = min(abs(qty_delta), abs(pos.qty))
             realized = closed * (price - pos.entry_price) * pos.sign
             if self.margin_mode is MarginMode.ISOLATED:
                 released = pos.isolated_margin * closed / abs(pos.qty)
-                pos.isolated_margin -= released
+                pos.isolated_margin = _margin(pos.isolated_margin - released)
             if abs(qty_delta) > abs(pos.qty):
                 # Flip: the remainder opens a new position at the fill price.
                 remainder = abs(qty_delta) - abs(pos.qty)
                 pos.entry_price = price
                 pos.isolated_margin = (
-                    initial_margin(remainder * price, self.leverage[symbol])
+                    _margin(initial_margin(remainder * price, self.leverage[symbol]))
                     if self.margin_mode is MarginMode.ISOLATED
                     else ZERO
                 )

@@ -12,7 +12,9 @@ Fill rules (written down here because backtests live or die by them):
   to the exchange (see :mod:`bot.sim.triggers`): a sell stop when the bar's low <= trigger, a buy
   stop when its high >= trigger; take-profits the other way round.
 * Gap rule: if a bar **opens** beyond a trigger, the order fills at the open, not at the trigger.
-* Same-bar rule: levels crossed at the open fire first; otherwise stops and liquidation fire
+* Same-bar rule: a bar opening beyond the liquidation price liquidates; other levels crossed at
+  the open fire first (of several, the one nearest the previous price, which the gap crossed
+  first); otherwise stops and liquidation fire
   before take-profits (pessimistic), and of two adverse levels the one nearer the open fires
   first. After each fill the remaining orders of the bar are evaluated again.
 * Reduce-only orders never increase a position: a reduce-only market order on a flat or
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from bot.clock import Clock
 from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
@@ -120,9 +122,18 @@ class SimulatedExchange:
                 leverage=p.leverage,
                 margin_mode=p.margin_mode,
                 isolated_margin=p.isolated_margin,
-                liquidation_price=self.book.liquidation_price(sym, self.marks),
+                liquidation_price=self._reported_liquidation(sym, p.qty),
             )
         return out
+
+    def _reported_liquidation(self, symbol: str, qty: Decimal) -> Decimal | None:
+        """The liquidation price as an exchange reports it: on the tick, rounded toward the mark
+        (the conservative side)."""
+        liq = self.book.liquidation_price(symbol, self.marks)
+        if liq is None:
+            return None
+        inst = self.book.instruments[symbol]
+        return inst.ceil_price(liq) if qty > 0 else inst.floor_price(liq)
 
     def fetch_open_orders(self, symbol: str) -> list[Order]:
         return list(self.resting.get(symbol, {}).values())
@@ -168,7 +179,9 @@ class SimulatedExchange:
                 )
             if self.book.margin_mode is MarginMode.ISOLATED:
                 # Binance re-sizes isolated margin to the new setting; more margin must be free.
-                needed = abs(pos.qty) * pos.entry_price / lev
+                needed = (abs(pos.qty) * pos.entry_price / lev).quantize(
+                    Decimal("1e-10"), rounding=ROUND_CEILING
+                )
                 extra = needed - pos.isolated_margin
                 if extra > 0 and extra > self.book.available(self.marks):
                     raise InsufficientMargin(

@@ -72,6 +72,7 @@ def process_bar(
     """Run every trigger and the liquidation check of ``symbol`` on one bar, in rule order."""
     book = ex.book
     fired: set[str] = set()
+    prev = ex.marks.get(symbol, o)  # the price before the bar: a gap crosses levels from here
     ex.marks.setdefault(symbol, o)
     while True:
         best: tuple[tuple[int, int, Decimal], Order | None, bool] | None = None
@@ -85,7 +86,9 @@ def process_bar(
             key = (
                 0 if gapped else 1,
                 1 if order.type is OrderType.TAKE_PROFIT_MARKET else 0,
-                abs(o - trig),
+                # Within the bar the price starts at the open; across a gap it came from
+                # ``prev``: the level it crossed first is the one nearer to where it came from.
+                abs(prev - trig) if gapped else abs(o - trig),
             )
             if best is None or key < best[0]:
                 best = (key, order, gapped)
@@ -94,7 +97,9 @@ def process_bar(
             liq = book.liquidation_price(symbol, ex.marks)
             if liq is not None and ((pos.qty > 0 and low <= liq) or (pos.qty < 0 and h >= liq)):
                 gapped = (pos.qty > 0 and o <= liq) or (pos.qty < 0 and o >= liq)
-                key = (0 if gapped else 1, 0, abs(o - liq))
+                # A bar that opens beyond the liquidation price: the position cannot exist at
+                # that price, whatever stop rests beyond it; the liquidation engine takes it.
+                key = (0, -1, ZERO) if gapped else (1, 0, abs(o - liq))
                 if best is None or key <= best[0]:
                     _liquidate(ex, symbol, ts, o if gapped else liq)
                     continue

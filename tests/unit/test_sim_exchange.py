@@ -169,3 +169,21 @@ def test_conditional_order_that_would_trigger_at_once_is_rejected(long_btc) -> N
     assert err.value.code == -2021
     with pytest.raises(OrderRejected):
         long_btc.place_order(stop("tp", OrderSide.SELL, "0.1", "59000", tp=True))
+
+
+def test_gap_through_liquidation_and_a_stop_beyond_it_liquidates(instruments) -> None:  # type: ignore[no-untyped-def]
+    # The stop sits beyond the liquidation price: a gap from 60000 to 54000 crosses the
+    # liquidation first, so the position is liquidated and loses its margin, no more.
+    ex, _ = make_exchange(instruments)
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(market("e", OrderSide.BUY, "0.5"))
+    margin = ex.book.positions[BTC].isolated_margin
+    liq = ex.book.liquidation_price(BTC, ex.marks)
+    assert liq is not None
+    assert liq > D(57000)
+    ex.place_order(stop("sl", OrderSide.SELL, "0.5", "57000"))
+    wallet = ex.book.wallet
+    bar(ex, "54000", "54500", "53500", "54000")
+    assert [e.kind for e in ex.events][:1] == ["liquidation"]
+    assert wallet - ex.book.wallet == margin

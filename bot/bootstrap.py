@@ -1,0 +1,222 @@
+"""The composition root: the only module that picks implementations.
+
+``simulate`` wires history + simulated exchange + memory store (see :mod:`bot.sim.replay`);
+``paper`` wires the simulated exchange made durable (:class:`PaperExchange`) with live public
+prices or recorded data; ``live`` wires the ccxt adapter with keys from the environment. The
+engine is the same object in every mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from bot.alerts import AlertRules, Notifier, apprise_sender
+from bot.clock import Clock, LiveClock, ReplayClock
+from bot.config.models import BotConfig
+from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument
+from bot.engine.market import MarketDataPort
+from bot.engine.tick import Engine
+from bot.errors import ConfigError
+from bot.exchange.paper import PaperExchange
+from bot.exchange.port import ExchangePort
+from bot.instruments import load_instruments
+from bot.marketdata.files import discover
+from bot.runtime.feeds import PriceFeed
+from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
+from bot.sim.history import HistoricalMarket, load_history
+from bot.sim.paper_state import restore
+from bot.sim.replay import contract_specs, risk_limits, simulation_window
+from bot.store import migrate
+from bot.store.sql import SqlStore
+
+ENV_KEY, ENV_SECRET, ENV_PASSWORD = "BOT_API_KEY", "BOT_API_SECRET", "BOT_API_PASSWORD"
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    api_key: str
+    api_secret: str
+    password: str | None
+
+    @classmethod
+    def from_environment(cls) -> Secrets:
+        key, secret = os.environ.get(ENV_KEY, ""), os.environ.get(ENV_SECRET, "")
+        missing = [n for n, v in ((ENV_KEY, key), (ENV_SECRET, secret)) if not v]
+        if missing:
+            raise ConfigError(
+                f"live trading needs the API key in the environment: set "
+                f"{' and '.join(missing)} (keys are never read from the config)"
+            )
+        return cls(key, secret, os.environ.get(ENV_PASSWORD) or None)
+
+
+def open_store(config: BotConfig) -> SqlStore:
+    """Open the state database. A new SQLite file is created at the current schema; an existing
+    database must already be at it (``bot db upgrade`` migrates it, keeping its history)."""
+    url = config.runtime.database_url
+    path = migrate.sqlite_file(url)
+    if path is not None and not path.exists():
+        migrate.upgrade(url)
+    return SqlStore.open(url)
+
+
+def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
+    rt = config.runtime
+    rules = AlertRules(
+        rt.alert_margin_ratio,
+        rt.alert_liquidation_vol_units,
+        rt.alert_dedup_minutes * 60,
+        rt.alert_max_per_hour,
+    )
+    try:
+        sender = apprise_sender(rt.alert_urls)
+    except ValueError as exc:
+        raise ConfigError(f"{config.source}: runtime.alert_urls: {exc}") from None
+    return Notifier(store, clock, sender, rules, account=config.account.name), rules
+
+
+def _engine(
+    config: BotConfig, clock: Clock, exchange: ExchangePort, market: MarketDataPort, store: SqlStore
+) -> Engine:
+    policy = config.policies[0]
+    symbols = tuple(c.symbol for c in config.contracts)
+    return Engine(
+        clock=clock,
+        exchange=exchange,
+        market=market,
+        store=store,
+        policy=policy,
+        contracts=contract_specs(config, symbols),
+        limits=risk_limits(config, policy),
+        account=config.account.name,
+    )
+
+
+def build_paper(
+    config: BotConfig,
+    store: SqlStore,
+    *,
+    replay: Path | None = None,
+    speed: float = 1.0,
+    clock: Clock | None = None,
+) -> tuple[Runner, PaperExchange]:
+    """Paper trading: live public prices, or recorded data from ``replay`` at ``speed``."""
+    symbols = [c.symbol for c in config.contracts]
+    known = load_instruments(config.data.exchange)
+    missing = [s for s in symbols if s not in known]
+    if missing:
+        raise ConfigError(f"{config.source}: contracts: no specification for {', '.join(missing)}")
+    market: MarketDataPort
+    feed: PriceFeed
+    state = store.load_paper_state(config.account.name)
+    if replay is not None:
+        from bot.runtime.feeds import ReplayFeed
+
+        policy = config.policies[0]
+        inventory = discover(replay)
+        histories = {s: load_history(inventory, s, policy.timeframe) for s in symbols}
+        start, end = simulation_window(histories, policy, config)
+        if state is not None:  # a restarted replay goes on from where the account stopped
+            start = max(start, int(json.loads(state).get("processed_ms", 0)))
+        clock = clock or ReplayClock(start, speed)
+        sim = _paper_sim(config, known, symbols, clock, state)
+        sim.processed_ms = sim.processed_ms or start - 1
+        hist = HistoricalMarket(histories)
+        market, feed = hist, ReplayFeed(sim, hist)
+    else:
+        from bot.exchange.ccxt_market import CcxtMarketData
+        from bot.exchange.factory import make_ccxt_exchange
+        from bot.runtime.feeds import LiveFeed
+
+        clock = clock or LiveClock()
+        sim = _paper_sim(config, known, symbols, clock, state)
+        ex = config.exchange
+        public = make_ccxt_exchange(
+            ex.name,
+            demo=False,
+            api_url=ex.api_url,
+            options=ex.ccxt_options,
+            api_key=None,
+            api_secret=None,
+            password=None,
+            clock=clock,
+            symbols=symbols,
+        )
+        market, feed = CcxtMarketData(public), LiveFeed(sim, public, symbols)
+    paper = PaperExchange(
+        sim, lambda payload: store.save_paper_state(config.account.name, payload, clock.now_ms())
+    )
+    notifier, rules = _notifier(config, store, clock)
+    runner = Runner(
+        engine=_engine(config, clock, paper, market, store),
+        store=store,
+        clock=clock,
+        notifier=notifier,
+        rules=rules,
+        feed=feed,
+        save_paper=paper.save,
+        max_failures=config.runtime.max_failures,
+    )
+    if replay is not None:
+        runner.replay_end_ms = end
+    return runner, paper
+
+
+def _paper_sim(
+    config: BotConfig,
+    known: dict[str, Instrument],
+    symbols: list[str],
+    clock: Clock,
+    state: str | None,
+) -> SimulatedExchange:
+    sim = SimulatedExchange(
+        {s: known[s] for s in symbols},
+        clock,
+        starting_balance=Decimal(config.account.starting_balance),
+        margin_mode=MarginMode(config.account.margin_mode),
+        slippage_bps=config.simulation.slippage_bps,
+        quote=config.account.quote,
+    )
+    if state is not None:
+        restore(sim, state)
+    return sim
+
+
+def build_live(
+    config: BotConfig, store: SqlStore, secrets: Secrets, clock: Clock | None = None
+) -> Runner:
+    """Live trading through ccxt with the keys from the environment."""
+    from bot.exchange.ccxt_market import CcxtMarketData
+    from bot.exchange.factory import make_ccxt_exchange
+
+    clock = clock or LiveClock()
+    symbols = [c.symbol for c in config.contracts]
+    ex = config.exchange
+    exchange = make_ccxt_exchange(
+        ex.name,
+        demo=ex.demo,
+        api_url=ex.api_url,
+        options=ex.ccxt_options,
+        api_key=secrets.api_key,
+        api_secret=secrets.api_secret,
+        password=secrets.password,
+        clock=clock,
+        symbols=symbols,
+        account=config.account.name,
+    )
+    notifier, rules = _notifier(config, store, clock)
+    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store)
+    return Runner(
+        engine=engine,
+        store=store,
+        clock=clock,
+        notifier=notifier,
+        rules=rules,
+        max_failures=config.runtime.max_failures,
+    )

@@ -1,0 +1,160 @@
+"""Operating commands: ``bot run``, ``bot halt``, ``bot resume``, ``bot status``, ``bot history``
+and ``bot db upgrade``. ``halt``/``resume`` act on a running bot through the database: the bot
+applies them at its next job (within a guard interval), or at its next start."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from loguru import logger
+from rich.console import Console
+
+from bot.cli.reports import history_tables, status_data, status_tables
+from bot.clock import LiveClock
+from bot.config.loader import load_config
+from bot.errors import BotError, ConfigError
+
+
+def register(app: typer.Typer, console: Console, reported_errors: object) -> None:
+    """Add the operating commands to ``app``."""
+    guard = reported_errors  # a context-manager factory: print BotError, exit 2
+
+    @app.command()
+    def run(
+        config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
+        live: Annotated[bool, typer.Option("--live", help="trade the real account")] = False,
+        yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+        once: Annotated[bool, typer.Option("--once", help="run one tick and exit")] = False,
+        ticks: Annotated[int | None, typer.Option("--ticks", help="stop after N ticks")] = None,
+        replay: Annotated[
+            Path | None,
+            typer.Option("--replay", help="paper-trade on recorded data in this directory"),
+        ] = None,
+        speed: Annotated[
+            float, typer.Option("--speed", help="replay speed factor (3600: an hour a second)")
+        ] = 1.0,
+    ) -> None:
+        """Trade: paper by default (simulated fills, live or replayed prices), live with --live."""
+        from bot.runtime.main import run_bot
+
+        with guard():  # type: ignore[operator]
+            code = run_bot(
+                config,
+                live=live,
+                yes=yes,
+                once=once,
+                ticks=ticks,
+                replay=replay,
+                speed=speed,
+                console=console,
+            )
+        raise typer.Exit(code)
+
+    @app.command()
+    def halt(
+        config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
+        flatten: Annotated[
+            bool,
+            typer.Option("--flatten", help="also close every position (reduce-only market orders)"),
+        ] = False,
+        reason: Annotated[str, typer.Option("--reason", help="recorded with the halt")] = "",
+    ) -> None:
+        """Stop trading (positions and their stops stay, unless --flatten)."""
+        with guard():  # type: ignore[operator]
+            _post(config, "halt", {"flatten": flatten, "reason": reason or "bot halt"}, console)
+
+    @app.command()
+    def resume(
+        config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
+        reason: Annotated[str, typer.Option("--reason", help="recorded with the resume")] = "",
+    ) -> None:
+        """Leave a halt (or a drawdown halt, after a person has looked): back to active."""
+        with guard():  # type: ignore[operator]
+            _post(config, "resume", {"reason": reason or "bot resume"}, console)
+
+    @app.command()
+    def status(
+        config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
+        as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    ) -> None:
+        """Equity, trading state, and per contract position, leverage, liquidation, stops."""
+        from bot.bootstrap import open_store
+
+        with guard():  # type: ignore[operator]
+            cfg = load_config(config)
+            store = open_store(cfg)
+            try:
+                data = status_data(cfg, store)
+            finally:
+                store.close()
+            if as_json:
+                typer.echo(json.dumps(data, indent=2, sort_keys=True))
+            else:
+                for table in status_tables(data):
+                    console.print(table)
+
+    @app.command()
+    def history(
+        config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
+        limit: Annotated[int, typer.Option("--limit", help="rows per table")] = 20,
+    ) -> None:
+        """Recent decisions, orders and risk events."""
+        from bot.bootstrap import open_store
+
+        with guard():  # type: ignore[operator]
+            cfg = load_config(config)
+            store = open_store(cfg)
+            try:
+                for table in history_tables(store, limit):
+                    console.print(table)
+            finally:
+                store.close()
+
+    db = typer.Typer(help="the state database", no_args_is_help=True)
+
+    @db.command("upgrade")
+    def db_upgrade(
+        config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
+    ) -> None:
+        """Migrate the state database to the current schema, keeping its history."""
+        from bot.store import migrate
+
+        with guard():  # type: ignore[operator]
+            cfg = load_config(config)
+            url = cfg.runtime.database_url
+            before = migrate.current_revision(url) if _exists(url) else None
+            migrate.upgrade(url)
+            console.print(
+                f"database {migrate.safe_url(url)}: {before or 'new'} -> {migrate.head_revision()}"
+            )
+
+    app.add_typer(db, name="db")
+
+
+def _exists(url: str) -> bool:
+    from bot.store import migrate
+
+    path = migrate.sqlite_file(url)
+    return path is None or path.exists()
+
+
+def _post(config: Path, kind: str, args: dict[str, object], console: Console) -> None:
+    from bot.bootstrap import open_store
+
+    cfg = load_config(config)
+    try:
+        store = open_store(cfg)
+    except BotError as exc:
+        raise ConfigError(f"cannot reach the bot's state database: {exc}") from exc
+    try:
+        cmd = store.post_command(kind, json.dumps(args, sort_keys=True), LiveClock().now_ms())
+    finally:
+        store.close()
+    logger.info("posted command {} ({})", cmd, kind)
+    console.print(
+        f"{kind} posted (command {cmd}); the running bot applies it at its next job, "
+        "or at its next start"
+    )

@@ -1,0 +1,167 @@
+"""What ``bot status`` and ``bot history`` show, read from the state database only (the bot may
+be running; these never touch the exchange)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from rich.table import Table
+
+from bot.config.models import BotConfig
+from bot.domain.enums import OrderStatus
+from bot.store.sql import SqlStore
+
+DAYS = Decimal(365)
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _s(x: Decimal | None) -> str | None:
+    return None if x is None else format(x, "f")
+
+
+def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
+    """Everything the status view shows, as plain JSON-ready values (decimals as strings)."""
+    equity = store.latest_equity()
+    memory = store.load_risk_memory()
+    snap = store.latest_positions()
+    positions = {p.symbol: p for p in snap[1]} if snap else {}
+    last_decision = {}
+    for r in reversed(store.recent_decisions(50 * len(config.contracts))):
+        last_decision[r.decision.symbol] = r
+    resting: dict[str, dict[str, str]] = {}
+    for o in store.recent_orders(500):
+        if o.status is OrderStatus.OPEN and o.request.purpose.is_protective:
+            resting.setdefault(o.request.symbol, {})[o.request.purpose.name.lower()] = (
+                _s(o.request.trigger_price) or ""
+            )
+    funding = _paper_funding(config, store)
+    n = Decimal(len(config.contracts))
+    sleeve = equity.equity / n if equity is not None and equity.equity > 0 else None
+    contracts = []
+    for c in config.contracts:
+        sym = c.symbol
+        pos = positions.get(sym)
+        rec = last_decision.get(sym)
+        mark = rec.mark_price if rec else None
+        vol = rec.volatility if rec else None
+        row: dict[str, Any] = {"symbol": sym, "direction": c.direction}
+        row["position"] = _s(pos.qty) if pos else "0"
+        row["entry_price"] = _s(pos.entry_price) if pos else None
+        row["current_leverage"] = (
+            _s((pos.notional(mark) / sleeve).quantize(Decimal("0.01")))
+            if pos and mark and sleeve
+            else "0"
+        )
+        row["target_leverage"] = _s(rec.decision.target_leverage) if rec else None
+        liq = pos.liquidation_price if pos else None
+        row["liquidation_price"] = _s(liq)
+        if liq is not None and mark and vol and vol > 0:
+            units = abs(mark - liq) / (mark * vol / DAYS.sqrt())
+            row["liquidation_distance_vol_units"] = _s(units.quantize(Decimal("0.01")))
+        else:
+            row["liquidation_distance_vol_units"] = None
+        row["stop_loss"] = resting.get(sym, {}).get("stop_loss")
+        row["take_profit"] = resting.get(sym, {}).get("take_profit")
+        row["next_funding"] = funding.get(sym)
+        row["last_decision"] = _iso(rec.ts_ms) if rec else None
+        row["reason"] = rec.decision.reason if rec else None
+        contracts.append(row)
+    return {
+        "account": config.account.name,
+        "as_of": _iso(equity.ts_ms) if equity else None,
+        "equity": _s(equity.equity) if equity else None,
+        "wallet": _s(equity.wallet) if equity else None,
+        "unrealized_pnl": _s(equity.unrealized_pnl) if equity else None,
+        "state": memory.state.value if memory else "active",
+        "state_reason": memory.state_reason if memory else None,
+        "peak_equity": _s(memory.peak_equity) if memory else None,
+        "contracts": contracts,
+    }
+
+
+def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, str | None]]:
+    payload = store.load_paper_state(config.account.name)
+    if payload is None:
+        return {}
+    funding = json.loads(payload).get("funding", {})
+    return {
+        sym: {"rate": f.get("rate"), "time": _iso(f.get("next_settlement_ms"))}
+        for sym, f in funding.items()
+    }
+
+
+def status_tables(data: dict[str, Any]) -> list[Table]:
+    head = Table(
+        title=f"account {data['account']} at {data['as_of'] or 'no tick yet'}", show_header=False
+    )
+    for key in ("equity", "wallet", "unrealized_pnl", "state", "state_reason", "peak_equity"):
+        head.add_row(key.replace("_", " "), str(data[key]))
+    cols = (
+        "symbol",
+        "position",
+        "current_leverage",
+        "target_leverage",
+        "liquidation_price",
+        "liquidation_distance_vol_units",
+        "stop_loss",
+        "take_profit",
+    )
+    table = Table(title="contracts")
+    for col in (*cols, "next funding"):
+        table.add_column(
+            col.replace("_", " ").replace("liquidation distance vol units", "liq dist (vol)")
+        )
+    for row in data["contracts"]:
+        f = row.get("next_funding") or {}
+        table.add_row(
+            *[str(row[c]) if row[c] is not None else "-" for c in cols],
+            f"{f.get('rate', '-')} at {f.get('time', '-')}" if f else "-",
+        )
+    reasons = Table(title="last decisions", show_header=False)
+    for row in data["contracts"]:
+        reasons.add_row(row["symbol"], str(row["last_decision"]), str(row["reason"]))
+    return [head, table, reasons]
+
+
+def history_tables(store: SqlStore, limit: int) -> list[Table]:
+    decisions = Table(title=f"last {limit} decisions")
+    for col in ("time", "symbol", "target lev", "target qty", "reason"):
+        decisions.add_column(col)
+    for r in store.recent_decisions(limit):
+        d = r.decision
+        decisions.add_row(
+            _iso(r.ts_ms) or "",
+            d.symbol,
+            _s(d.target_leverage) or "",
+            _s(d.target_qty) or "",
+            d.reason,
+        )
+    orders = Table(title=f"last {limit} orders")
+    for col in ("updated", "client id", "purpose", "side", "amount", "trigger", "status", "error"):
+        orders.add_column(col)
+    for o in store.recent_orders(limit):
+        q = o.request
+        orders.add_row(
+            _iso(o.updated_ms) or "",
+            o.client_id,
+            q.purpose.name.lower(),
+            q.side.value,
+            _s(q.amount) or "",
+            _s(q.trigger_price) or "",
+            o.status.value,
+            o.error or "",
+        )
+    events = Table(title=f"last {limit} risk events")
+    for col in ("time", "kind", "symbol", "state", "reason"):
+        events.add_column(col)
+    for e in store.recent_events(limit):
+        events.add_row(_iso(e.ts_ms) or "", e.kind, e.symbol or "", e.state.value, e.reason)
+    return [decisions, orders, events]

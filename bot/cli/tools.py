@@ -1,0 +1,260 @@
+"""``bot calc``, ``bot vol`` and ``bot stress``: parse the flags, run the tools, print rich tables
+for people or one JSON object for scripts (``--json``: Decimals as strings, float statistics such
+as volatilities and percentiles as numbers)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from bot.config.loader import load_config
+from bot.config.models import BotConfig
+from bot.domain.enums import MarginMode
+from bot.errors import ConfigError
+from bot.marketdata.files import DataInventory, discover
+from bot.sim.history import load_history
+from bot.sim.replay import risk_limits
+from bot.tools import calc as calc_tool
+from bot.tools import render, stress, voltrack
+from bot.tools.calc import to_text
+from bot.tools.portfolio import open_on_exchange, read_portfolio
+from bot.tools.scenarios import extreme_json, market_inputs, standard_scenarios
+
+__all__ = ["parse_decimal", "run_calc", "run_stress", "run_vol"]
+
+
+def parse_decimal(flag: str, text: str | None) -> Decimal | None:
+    """``text`` as an exact Decimal; a ConfigError naming ``flag`` when it is not a number."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise ConfigError(f"{flag}: not a number: {text!r}") from None
+    if not value.is_finite():
+        raise ConfigError(f"{flag}: must be a finite number, got {text!r}")
+    return value
+
+
+def _mode(flag: str, text: str | None) -> MarginMode | None:
+    if text is None:
+        return None
+    try:
+        return MarginMode(text.strip().lower())
+    except ValueError:
+        raise ConfigError(f"{flag} must be isolated or cross, got {text!r}") from None
+
+
+def _side(text: str) -> int:
+    sides = {"long": 1, "buy": 1, "short": -1, "sell": -1}
+    if text.strip().lower() not in sides:
+        raise ConfigError(f"--side must be long or short, got {text!r}")
+    return sides[text.strip().lower()]
+
+
+def _inventory(data: Path | None, config: BotConfig | None = None) -> DataInventory:
+    if data is not None and not data.is_dir():
+        raise ConfigError(f"--data {data}: not a directory")
+    directory = data if data is not None else config.data.dir if config is not None else None
+    if directory is None:
+        raise ConfigError("a data directory is needed (--data DIR)")
+    return discover(directory)
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    typer.echo(json.dumps(payload, indent=2))
+
+
+# -- bot calc ----------------------------------------------------------------------------------
+
+
+def run_calc(
+    *,
+    contract: str,
+    side: str,
+    entry: str,
+    leverage: str | None,
+    size: str | None,
+    balance: str,
+    margin_mode: str,
+    exchange: str,
+    vol: str | None,
+    data: Path | None,
+    stop_vol_units: str,
+    as_json: bool,
+    console: Console,
+) -> dict[str, Any]:
+    volatility = parse_decimal("--vol", vol)
+    if volatility is not None and data is not None:
+        raise ConfigError("give at most one of --vol and --data")
+    if data is not None:
+        calc_tool.lookup_instrument(exchange, contract)  # unknown contract: say so first
+        candles = voltrack.hourly_candles(_inventory(data), contract)
+        volatility = voltrack.current_volatility(candles)
+    mode = _mode("--margin-mode", margin_mode)
+    assert mode is not None  # noqa: S101 - a str always parses or raises
+    request = calc_tool.CalcRequest(
+        symbol=contract,
+        side=_side(side),
+        entry=_required("--entry", entry),
+        balance=_required("--balance", balance),
+        margin_mode=mode,
+        leverage=parse_decimal("--leverage", leverage),
+        size=parse_decimal("--size", size),
+        volatility=volatility,
+        stop_vol_units=_required("--stop-vol-units", stop_vol_units),
+        exchange=exchange,
+    )
+    result = calc_tool.calculate(request)
+    payload = calc_tool.jsonable(result)
+    if as_json:
+        _emit(payload)
+    else:
+        console.print(render.calc_summary(result))
+        console.print(render.calc_moves(result))
+    return payload
+
+
+def _required(flag: str, text: str) -> Decimal:
+    value = parse_decimal(flag, text)
+    assert value is not None  # noqa: S101 - text is not None
+    return value
+
+
+# -- bot vol -----------------------------------------------------------------------------------
+
+
+def _config(path: Path, policy: Path | None = None) -> BotConfig:
+    return load_config(path, policy_overrides=[policy] if policy is not None else [])
+
+
+def run_vol(
+    config_path: Path,
+    data: Path | None,
+    policy_path: Path | None,
+    as_json: bool,
+    plot: Path | None,
+    console: Console,
+) -> dict[str, Any]:
+    config = _config(config_path, policy_path)
+    policy = config.policies[0]
+    inventory = _inventory(data, config)
+    report = voltrack.track(config, policy, inventory)
+    payload = voltrack.jsonable(report, policy)
+    if plot is not None:
+        _vol_plot(plot, config, inventory, report)
+        payload["plot"] = str(plot)
+    if as_json:
+        _emit(payload)
+        return payload
+    for entry in report:
+        console.print(render.vol_table(entry))
+    console.print(render.policy_table(report, policy.name))
+    if plot is not None:
+        console.print(f"plot written to [bold]{plot}[/bold]")
+    return payload
+
+
+def _vol_plot(
+    path: Path, config: BotConfig, inventory: DataInventory, report: list[voltrack.ContractVol]
+) -> None:
+    from bot.tools.plots import plot_volatility  # matplotlib: only when a plot is asked for
+
+    policy = config.policies[0]
+    series = {}
+    for entry in report:
+        candles = load_history(inventory, entry.symbol, policy.timeframe).decision
+        series[entry.symbol] = voltrack.leverage_history(candles, policy, entry.policy.max_leverage)
+    target = policy.leverage.target_volatility
+    plot_volatility(
+        path,
+        title=f"{policy.name}: {policy.volatility.estimator} {policy.volatility.window} x "
+        f"{policy.timeframe} volatility and the target leverage it gives",
+        series=series,
+        target_volatility=None if target is None or policy.kind == "static" else float(target),
+    )
+
+
+# -- bot stress --------------------------------------------------------------------------------
+
+
+def run_stress(
+    config_path: Path,
+    positions: Path | None,
+    from_sim: Path | None,
+    balance: str | None,
+    margin_mode: str | None,
+    data: Path | None,
+    grid: bool,
+    as_json: bool,
+    plot: Path | None,
+    console: Console,
+) -> dict[str, Any]:
+    config = _config(config_path)
+    policy = config.policies[0]
+    portfolio = read_portfolio(
+        positions,
+        from_sim,
+        parse_decimal("--balance", balance),
+        _mode("--margin-mode", margin_mode),
+        config.account.starting_balance,
+        MarginMode(config.account.margin_mode),
+    )
+    instruments = voltrack.config_instruments(config, portfolio.symbols())
+    slippage = config.simulation.slippage_bps
+    start = open_on_exchange(portfolio, instruments, slippage)  # validates the book up front
+    rl = risk_limits(config, policy)
+    limits = stress.Limits(rl.daily_loss, rl.max_drawdown)
+    market = market_inputs(_inventory(data, config), policy, portfolio.symbols())
+    scenarios = standard_scenarios(
+        portfolio, market.volatility, market.funding_rate, market.extremes
+    )
+    outcomes = [stress.run_scenario(portfolio, instruments, s, limits, slippage) for s in scenarios]
+    payload: dict[str, Any] = {
+        "portfolio": stress.portfolio_json(portfolio, start),
+        "limits": {
+            "daily_loss": to_text(limits.daily_loss),
+            "max_drawdown": to_text(limits.max_drawdown),
+        },
+        "data_notes": market.missing,
+        "historical_extremes": [extreme_json(e) for e in market.extremes],
+        "scenarios": [stress.outcome_json(o) for o in outcomes],
+    }
+    rows = None
+    if grid or plot is not None:
+        rows = stress.leverage_grid(portfolio, instruments, scenarios, limits, slippage)
+        payload["leverage_grid"] = stress.grid_json(rows, stress.GRID_LEVELS)
+    if plot is not None and rows is not None:
+        _grid_plot(plot, rows, portfolio.source)
+        payload["plot"] = str(plot)
+    if as_json:
+        _emit(payload)
+        return payload
+    console.print(render.stress_table(outcomes, payload))
+    for note in market.missing:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    if rows is not None:
+        console.print(render.grid_table(payload["leverage_grid"]))
+    if plot is not None:
+        console.print(f"plot written to [bold]{plot}[/bold]")
+    return payload
+
+
+def _grid_plot(path: Path, rows: list[stress.GridRow], source: str) -> None:
+    from bot.tools.plots import plot_survival_grid  # matplotlib: only when a plot is asked for
+
+    plot_survival_grid(
+        path,
+        title=f"stress survival by leverage: {source}",
+        scenarios=[r.scenario.name for r in rows],
+        levels=stress.GRID_LEVELS,
+        outcomes=[[stress.cell_status(c) for c in r.cells] for r in rows],
+        losses=[
+            [None if isinstance(c, str) else float(c.loss_fraction) for c in r.cells] for r in rows
+        ],
+    )

@@ -1,0 +1,74 @@
+"""Market data through ccxt (public endpoints): the market data port for paper and live trading."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+
+from bot.domain.market import FundingInfo
+from bot.engine.market import CandleWindow
+from bot.errors import DataError
+from bot.exchange.ccxt_adapter import CcxtExchange
+
+_TIMEFRAMES = {
+    60_000: "1m",
+    300_000: "5m",
+    900_000: "15m",
+    1_800_000: "30m",
+    3_600_000: "1h",
+    7_200_000: "2h",
+    14_400_000: "4h",
+    28_800_000: "8h",
+    86_400_000: "1d",
+}
+
+
+def timeframe_name(tf_ms: int) -> str:
+    try:
+        return _TIMEFRAMES[tf_ms]
+    except KeyError:
+        raise DataError(f"no exchange timeframe for {tf_ms} ms") from None
+
+
+class CcxtMarketData:
+    """Implements :class:`bot.engine.market.MarketDataPort` over a :class:`CcxtExchange`.
+
+    Candles come from the exchange with the forming candle dropped; they are checked (finite,
+    positive, low <= open/close <= high, strictly increasing) before statistics see them.
+    """
+
+    def __init__(self, exchange: CcxtExchange) -> None:
+        self.exchange = exchange
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        rows = self.exchange.fetch_candles(symbol, timeframe_name(tf_ms), count)
+        rows = [r for r in rows if r.open_ms + tf_ms <= now_ms]
+        arr = np.array([(r.open, r.high, r.low, r.close) for r in rows], dtype=np.float64)
+        ts = np.array([r.open_ms for r in rows], dtype=np.int64)
+        if len(rows):
+            o, h, lo, c = arr.T
+            bad = ~(
+                np.isfinite(arr).all(axis=1)
+                & (lo > 0)
+                & (lo <= np.minimum(o, c))
+                & (np.maximum(o, c) <= h)
+            )
+            if bad.any() or np.any(np.diff(ts) <= 0):
+                i = int(np.flatnonzero(bad)[0]) if bad.any() else -1
+                raise DataError(f"{symbol}: the exchange returned a bad candle at index {i}")
+            # A missing candle breaks the window: keep only the last contiguous run.
+            breaks = np.flatnonzero(np.diff(ts) != tf_ms)
+            start = int(breaks[-1]) + 1 if len(breaks) else 0
+            ts, arr = ts[start:], arr[start:]
+            o, h, lo, c = arr.T
+            return CandleWindow(ts, o.copy(), h.copy(), lo.copy(), c.copy(), tf_ms)
+        empty = np.zeros(0)
+        return CandleWindow(ts, empty, empty, empty, empty, tf_ms)
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        # The venue's current rate is the best estimate of the next settlement's.
+        return self.exchange.fetch_funding(symbol)
+
+    def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
+        return self.exchange.fetch_last_price(symbol)

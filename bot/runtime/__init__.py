@@ -1,0 +1,1 @@
+"""Unattended operation: price feeds for paper trading, the runner and the scheduler."""

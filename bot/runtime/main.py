@@ -1,0 +1,136 @@
+"""``bot run``: build the runner for paper or live trading and drive it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from loguru import logger
+from rich.console import Console
+from rich.table import Table
+
+from bot.bootstrap import ENV_KEY, Secrets, build_live, build_paper, open_store
+from bot.config.loader import load_config
+from bot.config.models import BotConfig
+from bot.errors import ConfigError
+from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.exchange.paper import PaperExchange
+from bot.logs import setup_logging
+from bot.runtime.preflight import Preflight, preflight
+from bot.runtime.runner import Runner
+from bot.runtime.scheduler import Stopper, run_scheduled
+from bot.stats.timeframes import parse_timeframe
+
+
+def run_bot(
+    config_path: Path,
+    *,
+    live: bool,
+    yes: bool,
+    once: bool,
+    ticks: int | None,
+    replay: Path | None,
+    speed: float,
+    console: Console,
+) -> int:
+    config = load_config(config_path)
+    if live and replay is not None:
+        raise ConfigError(
+            "--replay is paper trading on recorded data; it cannot be combined with --live"
+        )
+    secrets = Secrets.from_environment() if live else None
+    setup_logging(
+        config.runtime.log_dir,
+        level=config.runtime.log_level,
+        secrets=[secrets.api_key, secrets.api_secret, secrets.password]
+        if secrets
+        else [os.environ.get(ENV_KEY)],
+    )
+    if not live and os.environ.get(ENV_KEY):
+        logger.warning("paper mode: {} is set but not used (live trading needs --live)", ENV_KEY)
+    store = open_store(config)
+    paper: PaperExchange | None = None
+    try:
+        runner: Runner
+        if secrets is not None:
+            runner = build_live(config, store, secrets)
+            exchange = runner.engine.exchange
+            assert isinstance(exchange, CcxtExchange)  # noqa: S101 - build_live made it
+            report = preflight(exchange, config)
+            console.print(_live_summary(config, report))
+            if not report.ok:
+                raise ConfigError(
+                    "preflight failed; nothing was traded:\n  - " + "\n  - ".join(report.problems)
+                )
+            if not yes and not _confirmed(config):
+                console.print("not confirmed: nothing was traded")
+                return 1
+            mode = "live"
+        else:
+            runner, paper = build_paper(config, store, replay=replay, speed=speed)
+            mode = "paper-replay" if replay is not None else "paper"
+        policy = config.policies[0]
+        store.open_run(mode, str(config.source), policy.name, runner.clock.now_ms())
+        logger.info(
+            "{} trading {} with policy {}", mode, ", ".join(runner.engine.symbols), policy.name
+        )
+        if once:
+            return 0 if runner.tick() is not None else 1
+        stopper = Stopper()
+        stopper.install()
+        rt = config.runtime
+        run_scheduled(
+            runner,
+            clock=runner.clock,
+            tf_ms=parse_timeframe(policy.timeframe),
+            speed=speed,
+            guard_seconds=rt.guard_seconds,
+            grace_seconds=rt.misfire_grace_seconds,
+            funding_lead_seconds=rt.funding_lead_seconds,
+            max_ticks=ticks,
+            stopper=stopper,
+            live_time=replay is None,
+        )
+        return 0
+    finally:
+        if paper is not None:
+            paper.save()
+        store.close()
+        logger.complete()
+
+
+def _confirmed(config: BotConfig) -> bool:
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            "live trading asks for confirmation: run it in a terminal, or pass "
+            "--yes to confirm on the command line"
+        )
+    return typer.confirm(f"Trade LIVE on {config.exchange.name} as '{config.account.name}'?")
+
+
+def _live_summary(config: BotConfig, report: Preflight) -> Table:
+    ex = config.exchange
+    r = config.risk
+    table = Table(title="LIVE TRADING", show_header=False)
+    table.add_row("account", config.account.name)
+    table.add_row(
+        "exchange",
+        f"{ex.name}{' (demo)' if ex.demo else ''}{' via ' + ex.api_url if ex.api_url else ''}",
+    )
+    table.add_row("contracts", ", ".join(f"{c.symbol} ({c.direction})" for c in config.contracts))
+    table.add_row("policy", config.policies[0].name)
+    table.add_row(
+        "limits",
+        f"leverage {r.max_leverage_per_contract}x per contract, gross "
+        f"{r.max_gross_leverage}x, notional {r.max_notional_per_contract}, daily loss "
+        f"{r.daily_loss_limit:.0%}, drawdown {r.max_drawdown:.0%}",
+    )
+    for fact in report.facts:
+        table.add_row("ok", fact)
+    for warning in report.warnings:
+        table.add_row("[yellow]warning[/yellow]", warning)
+    for problem in report.problems:
+        table.add_row("[red]problem[/red]", problem)
+    return table

@@ -1,0 +1,105 @@
+"""Live account preflight, before the first order: the account must be set up the way the bot
+trades it, or the bot stops and says how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.config.models import BotConfig
+from bot.domain.enums import MarginMode
+from bot.exchange.ccxt_adapter import CcxtExchange
+
+
+@dataclass(slots=True)
+class Preflight:
+    facts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def preflight(exchange: CcxtExchange, config: BotConfig) -> Preflight:
+    report = Preflight()
+    venue = config.exchange.name
+    if exchange.fetch_position_mode():
+        report.problems.append(
+            "position mode is hedge (dual-side); the bot trades one-way positions. Switch it to "
+            "one-way with no open positions or orders (Binance: Futures > Preferences > Position "
+            "Mode > One-way; Bybit: Position mode > One-way)"
+        )
+    else:
+        report.facts.append("position mode: one-way")
+    wanted = MarginMode(config.exchange.margin_mode or config.account.margin_mode)
+    multi = exchange.fetch_multi_assets_mode()
+    if multi:
+        if wanted is MarginMode.ISOLATED:
+            report.problems.append(
+                "multi-assets margin mode is on, which allows cross margin only; turn it off "
+                "(Binance: Futures > Preferences > Asset Mode > Single-Asset) or set "
+                'account.margin_mode = "cross"'
+            )
+        else:
+            report.warnings.append("multi-assets margin mode is on: other assets back the margin")
+    elif multi is not None:
+        report.facts.append("asset mode: single-asset")
+    symbols = [c.symbol for c in config.contracts]
+    positions = exchange.fetch_positions(symbols)
+    for sym in symbols:
+        inst = exchange.instrument(sym)
+        mode = exchange.fetch_margin_mode(sym)
+        if mode is not wanted:
+            if sym in positions:
+                report.problems.append(
+                    f"{sym}: margin mode is {mode.value} with an open position; the bot is "
+                    f"configured for {wanted.value}. Close the position or change "
+                    "account.margin_mode"
+                )
+                continue
+            exchange.set_margin_mode(sym, wanted)
+            report.facts.append(f"{sym}: margin mode set to {wanted.value}")
+        else:
+            report.facts.append(f"{sym}: margin mode {mode.value}")
+        report.facts.append(
+            f"{sym}: {len(inst.brackets)} leverage brackets, max "
+            f"{inst.max_leverage}x, min notional {inst.min_notional}"
+        )
+        if sym in positions:
+            report.warnings.append(
+                f"{sym}: open position {positions[sym].qty} found; it will be "
+                "reconciled and managed by the policy"
+            )
+    _check_balance_and_key(exchange, venue, report)
+    return report
+
+
+def _check_balance_and_key(exchange: CcxtExchange, venue: str, report: Preflight) -> None:
+    balance = exchange.fetch_balance()
+    if balance.wallet <= 0:
+        report.problems.append(
+            f"wallet balance is {balance.wallet} {balance.asset}: fund the "
+            f"futures wallet on {venue} first"
+        )
+    report.facts.append(
+        f"balance: {balance.wallet} {balance.asset} (available {balance.available})"
+    )
+    perms = exchange.fetch_key_permissions()
+    if perms is None:
+        report.warnings.append(
+            f"{venue} does not report the API key's permissions: make sure it cannot withdraw"
+        )
+    else:
+        if perms.get("enableWithdrawals"):
+            report.warnings.append(
+                "!!! THIS API KEY CAN WITHDRAW FUNDS. A trading bot never "
+                "needs that: create a key without withdrawal permission and "
+                "restrict it to your IP address !!!"
+            )
+        if perms.get("enableFutures") is False:
+            report.problems.append(
+                "the API key is not allowed to trade futures: enable 'Enable Futures' on the key"
+            )
+        if perms.get("ipRestrict") is False:
+            report.warnings.append("the API key is not restricted to an IP address")

@@ -1,0 +1,183 @@
+"""The runner: what each scheduled job does, around the engine.
+
+* ``tick``: apply pending commands (``bot halt``/``bot resume``), bring the paper exchange's
+  prices up to now, run the engine's tick, persist, raise alerts. A failing tick is recorded and
+  alerted; after ``max_failures`` in a row the bot moves itself to ``reducing``.
+* ``guard``: between ticks, the protection invariant only (reconcile, stops, orphans).
+* ``before_funding``: a tick that may not add exposure to contracts about to pay funding.
+* ``rollover``: the UTC-day rollover of the daily-loss limit.
+Every log line of a job carries the job's tick id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TypeVar
+
+from loguru import logger
+
+from bot.alerts import Alert, AlertRules, Notifier, conditions
+from bot.clock import Clock
+from bot.domain.enums import TradingState
+from bot.engine.client_ids import base36
+from bot.engine.tick import Engine, TickResult
+from bot.risk.state import initial_memory, set_state
+from bot.runtime.feeds import PriceFeed
+from bot.store.port import RiskEvent
+from bot.store.sql import SqlStore
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Runner:
+    engine: Engine
+    store: SqlStore
+    clock: Clock
+    notifier: Notifier
+    rules: AlertRules
+    feed: PriceFeed | None = None
+    save_paper: Callable[[], None] | None = None
+    max_failures: int = 3
+    replay_end_ms: int | None = None  # replayed data ends here: the run stops
+    ticks_done: int = 0
+    failures: int = 0
+    on_tick: list[Callable[[TickResult], None]] = field(default_factory=list)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def tick(self) -> TickResult | None:
+        return self._job("tick", self._tick)
+
+    def guard(self) -> None:
+        self._job("guard", self._guard)
+
+    def before_funding(self, symbols: set[str]) -> TickResult | None:
+        def run() -> TickResult:
+            self.engine.no_increase = symbols
+            try:
+                return self._tick()
+            finally:
+                self.engine.no_increase = set()
+
+        return self._job("funding", run)
+
+    def rollover(self) -> None:
+        def run() -> None:
+            now = self.clock.now_ms()
+            self.engine.update_risk_state(now, self.engine.reconcile(now))
+
+        self._job("rollover", run)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _job(self, name: str, fn: Callable[[], T]) -> T | None:
+        tick_id = base36(self.clock.now_ms() // 1000)
+        with logger.contextualize(tick=tick_id):
+            started = self.clock.now_ms()
+            try:
+                self.apply_commands()
+                if self.feed is not None:
+                    self.feed.catch_up(self.clock.now_ms())
+                    if self.save_paper is not None:
+                        self.save_paper()
+                result = fn()
+            except Exception as exc:
+                self._failed(name, exc)
+                return None
+            self.failures = 0
+            if isinstance(result, TickResult):
+                self.ticks_done += 1
+                logger.info(
+                    "{} done: state {}, equity {:.2f}, {} orders, {} denied",
+                    name,
+                    result.state.value,
+                    result.equity,
+                    result.orders_sent,
+                    result.denials,
+                )
+                for d in result.decisions:
+                    logger.info("{}", d.reason)
+                for callback in self.on_tick:
+                    callback(result)
+            self._alert(started)
+            return result
+
+    def _guard(self) -> None:
+        self.engine.guard()
+
+    def _tick(self) -> TickResult:
+        return self.engine.tick()
+
+    def apply_commands(self) -> None:
+        """Apply ``bot halt [--flatten]`` and ``bot resume`` posted through the database."""
+        for cmd_id, kind, args in self.store.take_commands():
+            now = self.clock.now_ms()
+            memory = self.store.load_risk_memory() or initial_memory(Decimal(0), now)
+            opts = json.loads(args) if args else {}
+            reason = str(opts.get("reason") or f"bot {kind}")
+            if kind == "halt":
+                flatten = bool(opts.get("flatten"))
+                memory = set_state(
+                    memory, TradingState.HALTED, reason, sticky=True, flatten=flatten
+                )
+            elif kind == "resume":
+                memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
+            else:
+                logger.warning("command {} of unknown kind {!r} ignored", cmd_id, kind)
+                continue
+            self.store.save_risk_memory(memory)
+            self.store.record_event(
+                RiskEvent(
+                    now, "state", None, memory.state, f"command {cmd_id}: {kind} {args}".strip()
+                )
+            )
+            logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
+
+    def _failed(self, job: str, exc: Exception) -> None:
+        now = self.clock.now_ms()
+        self.failures += 1
+        logger.opt(exception=exc).error(
+            "{} failed ({} in a row): {}: {}", job, self.failures, type(exc).__name__, exc
+        )
+        memory = self.store.load_risk_memory()
+        state = memory.state if memory is not None else TradingState.ACTIVE
+        self.store.record_event(
+            RiskEvent(now, "tick_failed", None, state, f"{job}: {type(exc).__name__}: {exc}")
+        )
+        alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
+        if (
+            self.failures >= self.max_failures
+            and memory is not None
+            and state is TradingState.ACTIVE
+        ):
+            reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
+            self.store.save_risk_memory(
+                set_state(memory, TradingState.REDUCING, reason, sticky=False)
+            )
+            self.store.record_event(RiskEvent(now, "state", None, TradingState.REDUCING, reason))
+            alerts.append(Alert("state", "critical", f"active -> reducing: {reason}"))
+        self.notifier.notify(alerts)
+
+    def _alert(self, events_before: int) -> None:
+        events = self.store.recent_events(1000)
+        new = events[: max(0, len(events) - events_before)]
+        alerts = [
+            Alert(f"state:{e.state.value}", "critical", f"trading state: {e.reason}")
+            for e in new
+            if e.kind == "state"
+        ]
+        acct = self.engine.reconcile(self.clock.now_ms())
+        alerts += conditions(
+            positions=acct.positions,
+            resting=acct.resting,
+            marks=acct.marks,
+            snapshots=self.engine.last_snapshots(),
+            instruments=self.engine.instruments,
+            wallet=acct.wallet,
+            rules=self.rules,
+        )
+        self.notifier.notify(alerts)

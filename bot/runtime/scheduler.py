@@ -1,0 +1,136 @@
+"""APScheduler 3 drives the runner.
+
+Jobs: the decision ``tick`` at the policy's cadence (aligned to candle closes, a few seconds after
+so the candle is final), ``guard`` (protection invariant) between ticks, ``funding`` before each
+contract's next settlement, ``rollover`` at 00:00 UTC. One worker thread and ``max_instances=1``:
+two jobs never overlap; ``coalesce=True``: missed runs collapse into one; runs later than the
+grace period are skipped (APScheduler logs it, routed into loguru).
+
+SIGTERM or SIGINT sets a flag; the running job finishes, the scheduler shuts down waiting for it,
+the caller persists and exits 0. The main thread only waits.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, timedelta
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from loguru import logger
+
+from bot.clock import Clock, LiveClock, ms_to_datetime
+from bot.engine.tick import TickResult
+from bot.runtime.runner import Runner
+
+WALL = LiveClock()  # APScheduler runs on wall time, even when the bot's clock is replayed
+SETTLE_DELAY_S = 5  # seconds after a candle closes before deciding on it
+
+
+class Stopper:
+    """Set by SIGTERM/SIGINT (or ``--ticks N``); the main thread waits on it."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        logger.warning("signal {} received: finishing the running job, then stopping", signum)
+        self.event.set()
+
+
+def next_boundary(now_ms: int, tf_ms: int) -> int:
+    return now_ms - now_ms % tf_ms + tf_ms
+
+
+def run_scheduled(
+    runner: Runner,
+    *,
+    clock: Clock,
+    tf_ms: int,
+    speed: float = 1.0,
+    guard_seconds: int = 60,
+    grace_seconds: int = 120,
+    funding_lead_seconds: int = 120,
+    max_ticks: int | None = None,
+    stopper: Stopper | None = None,
+    live_time: bool = True,
+) -> None:
+    """Run until a signal (or ``max_ticks`` ticks). ``live_time`` False (replay): the wall-time
+    interval is ``tf / speed`` and the funding and rollover jobs are left to the ticks."""
+    stopper = stopper or Stopper()
+    if max_ticks is not None:
+
+        def count(_r: TickResult) -> None:
+            if runner.ticks_done >= max_ticks:
+                stopper.event.set()
+
+        runner.on_tick.append(count)
+    sched = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace_seconds},
+        timezone=UTC,
+    )
+    tick_s = tf_ms / 1000 / speed
+    if live_time:
+        first = ms_to_datetime(next_boundary(clock.now_ms(), tf_ms)) + timedelta(
+            seconds=SETTLE_DELAY_S
+        )
+        # A start is a recovery: one tick at once, then ticks aligned to candle closes.
+        sched.add_job(runner.tick, "date", run_date=WALL.now(), id="startup-tick")
+        sched.add_job(runner.tick, "interval", seconds=tick_s, start_date=first, id="tick")
+        sched.add_job(runner.guard, "interval", seconds=guard_seconds, id="guard")
+        sched.add_job(runner.rollover, "cron", hour=0, minute=0, second=10, id="rollover")
+        sched.add_job(
+            lambda: _schedule_funding(sched, runner, clock, funding_lead_seconds),
+            "interval",
+            minutes=30,
+            id="funding-planner",
+            next_run_time=WALL.now(),
+        )
+    else:
+        sched.add_job(runner.tick, "interval", seconds=tick_s, id="tick", next_run_time=WALL.now())
+    sched.start()
+    logger.info("scheduler started: tick every {:.3g} s", tick_s)
+    try:
+        while not stopper.event.wait(0.2):
+            if runner.replay_end_ms is not None and clock.now_ms() >= runner.replay_end_ms:
+                logger.info("the replayed data ends here: stopping")
+                break
+    finally:
+        sched.shutdown(wait=True)
+        logger.info("scheduler stopped after {} ticks", runner.ticks_done)
+
+
+def _schedule_funding(
+    sched: BackgroundScheduler, runner: Runner, clock: Clock, lead_s: int
+) -> None:
+    """(Re)plan one pre-funding job per settlement time in the next 30 minutes."""
+    engine = runner.engine
+    by_time: dict[int, set[str]] = {}
+    now = clock.now_ms()
+    for sym in engine.symbols:
+        info = engine.market.funding(sym, now, engine.policy.funding.lookback)
+        t = info.next_settlement_ms
+        if t is None or not now < t - lead_s * 1000 <= now + 30 * 60_000:
+            continue
+        # Only contracts whose current position would pay at this settlement are held back.
+        pos = engine.exchange.fetch_positions([sym]).get(sym)
+        if pos is not None and pos.qty * info.rate > 0:
+            by_time.setdefault(t, set()).add(sym)
+    for t, symbols in by_time.items():
+        run_at = ms_to_datetime(t - lead_s * 1000)
+        sched.add_job(
+            runner.before_funding,
+            "date",
+            run_date=run_at,
+            args=[symbols],
+            id=f"funding-{t}",
+            replace_existing=True,
+        )
+        logger.info("pre-funding tick at {} for {}", run_at.isoformat(), ", ".join(sorted(symbols)))

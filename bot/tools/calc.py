@@ -1,0 +1,323 @@
+"""``bot calc``: margin, liquidation and PnL of one position before it is opened.
+
+The position is funded by the wallet balance: with a leverage the notional is ``balance x
+leverage``; with a size the leverage is ``size x entry / balance``. Either way the collateral is
+the balance: in isolated mode it is the position's margin (``notional / leverage``), in cross
+mode the whole wallet backs the position. Margins and liquidation prices are the engine's
+(:mod:`bot.domain.margin`, Binance's tiered brackets), so the calculator and the bot agree.
+
+Units: prices and money in the quote currency, quantities in the base asset, moves, distances
+and returns as fractions (0.05 = 5 %), volatility annualised. Fees and funding are left out of
+the liquidation price, as in Binance's formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument
+from bot.domain.margin import (
+    initial_margin,
+    liquidation_price_cross,
+    liquidation_price_isolated,
+    maintenance_margin,
+    max_leverage_with_liquidation_beyond,
+)
+from bot.errors import ConfigError
+from bot.instruments import available_exchanges, instrument_for
+from bot.policy.protection import DAYS_PER_YEAR
+
+__all__ = [
+    "COMPARE_LEVERAGES",
+    "MOVES",
+    "CalcRequest",
+    "CalcResult",
+    "Column",
+    "calculate",
+    "jsonable",
+    "lookup_instrument",
+    "to_text",
+]
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+MOVES = tuple(Decimal("-0.2") + k * Decimal("0.025") for k in range(17))
+"""Price moves of the table, fractions: -20 % .. +20 % in steps of 2.5 %."""
+COMPARE_LEVERAGES = tuple(Decimal(x) for x in (1, 3, 5, 10, 20))
+DEFAULT_STOP_VOL_UNITS = Decimal(2)
+_JSON_PLACES = Decimal("1e-8")
+
+
+@dataclass(frozen=True, slots=True)
+class CalcRequest:
+    """Inputs; exactly one of ``leverage`` and ``size`` (base asset) is set."""
+
+    symbol: str
+    side: int  # +1 long, -1 short
+    entry: Decimal
+    balance: Decimal  # wallet, quote currency
+    margin_mode: MarginMode
+    leverage: Decimal | None = None
+    size: Decimal | None = None
+    volatility: Decimal | None = None  # annualised fraction
+    stop_vol_units: Decimal = DEFAULT_STOP_VOL_UNITS
+    exchange: str = "binanceusdm"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """The same collateral at one leverage: its position and liquidation price."""
+
+    leverage: Decimal
+    qty: Decimal  # base asset, unsigned
+    notional: Decimal
+    liquidation_price: Decimal | None  # None: cannot be liquidated
+    allowed: bool  # leverage within the bracket maximum for this notional
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    pnl: Decimal | None  # None when the leverage is not allowed
+    return_on_margin: Decimal | None
+    liquidated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CalcResult:
+    request: CalcRequest
+    instrument: Instrument
+    leverage: Decimal
+    qty: Decimal
+    notional: Decimal
+    initial_margin: Decimal
+    maintenance_margin: Decimal
+    maint_margin_rate: Decimal
+    bracket_max_leverage: Decimal
+    liquidation_price: Decimal | None
+    liquidation_distance: Decimal | None  # fraction of the entry price
+    daily_volatility: Decimal | None  # fraction, annualised / sqrt(365)
+    liquidation_distance_vol: Decimal | None  # in daily-volatility units
+    stop_price: Decimal | None  # k daily-vol units from the entry
+    max_leverage_for_stop: Decimal | None
+    round_trip_fee: Decimal  # taker fee in and out at the entry price
+    columns: tuple[Column, ...]
+    moves: tuple[tuple[Decimal, Decimal, tuple[Cell, ...]], ...]  # (move, price, cells)
+
+
+def lookup_instrument(exchange: str, symbol: str) -> Instrument:
+    """The bundled instrument, or a ConfigError listing the known exchanges or contracts."""
+    if exchange not in available_exchanges():
+        known = ", ".join(available_exchanges())
+        raise ConfigError(f"--exchange {exchange!r}: unknown; bundled specifications: {known}")
+    try:
+        return instrument_for(exchange, symbol)
+    except ValueError as exc:
+        raise ConfigError(f"--contract {symbol!r}: {exc}") from None
+
+
+def calculate(req: CalcRequest) -> CalcResult:
+    """Validate ``req`` and compute every figure (raises ConfigError naming the bad input)."""
+    inst = lookup_instrument(req.exchange, req.symbol)
+    _validate(req, inst)
+    if req.leverage is not None:
+        leverage = req.leverage
+        notional = req.balance * leverage
+    else:
+        assert req.size is not None  # noqa: S101 - _validate guarantees one of the two
+        notional = req.size * req.entry
+        leverage = notional / req.balance
+    _check_bracket(inst, leverage, notional, req)
+    main = _column(inst, req, leverage)
+    bracket = inst.bracket_for(notional)
+    daily = None if req.volatility is None else req.volatility / DAYS_PER_YEAR.sqrt()
+    distance = _distance(main.liquidation_price, req)
+    stop, max_lev = _stop_answer(inst, req, notional, daily)
+    levels = sorted({leverage, *COMPARE_LEVERAGES})
+    columns = tuple(_column(inst, req, lev) for lev in levels)
+    return CalcResult(
+        request=req,
+        instrument=inst,
+        leverage=leverage,
+        qty=main.qty,
+        notional=notional,
+        initial_margin=initial_margin(notional, leverage),
+        maintenance_margin=maintenance_margin(inst, notional),
+        maint_margin_rate=bracket.maint_margin_rate,
+        bracket_max_leverage=bracket.max_leverage,
+        liquidation_price=main.liquidation_price,
+        liquidation_distance=distance,
+        daily_volatility=daily,
+        liquidation_distance_vol=None if daily is None or distance is None else distance / daily,
+        stop_price=stop,
+        max_leverage_for_stop=max_lev,
+        round_trip_fee=2 * notional * inst.taker_fee,
+        columns=columns,
+        moves=tuple(_move_row(req, columns, m) for m in MOVES),
+    )
+
+
+def _column(inst: Instrument, req: CalcRequest, leverage: Decimal) -> Column:
+    """The position the request's collateral (the balance) buys at ``leverage``."""
+    notional = req.balance * leverage
+    qty = notional / req.entry
+    signed = qty * req.side
+    if req.margin_mode is MarginMode.ISOLATED:
+        liq = liquidation_price_isolated(
+            inst, signed, req.entry, initial_margin(notional, leverage)
+        )
+    else:
+        liq = liquidation_price_cross(inst, signed, req.entry, req.balance, ZERO, ZERO)
+    allowed = leverage <= inst.max_leverage_for(notional)
+    return Column(leverage, qty, notional, liq, allowed)
+
+
+def _move_row(
+    req: CalcRequest, columns: tuple[Column, ...], move: Decimal
+) -> tuple[Decimal, Decimal, tuple[Cell, ...]]:
+    price = req.entry * (1 + move)
+    cells = []
+    for col in columns:
+        if not col.allowed:
+            cells.append(Cell(None, None, False))
+            continue
+        liq = col.liquidation_price
+        hit = liq is not None and (price <= liq if req.side > 0 else price >= liq)
+        # A liquidated position loses its whole collateral: the exchange keeps what is left of
+        # the margin as the liquidation fee, and never takes more (insurance fund).
+        # qty x (price - entry) = notional x move, exact where qty = notional / entry is not.
+        pnl = -req.balance if hit else req.side * col.notional * move
+        cells.append(Cell(pnl, pnl / req.balance, hit))
+    return move, price, tuple(cells)
+
+
+def _distance(liq: Decimal | None, req: CalcRequest) -> Decimal | None:
+    return None if liq is None else abs(liq - req.entry) / req.entry
+
+
+def _stop_answer(
+    inst: Instrument, req: CalcRequest, notional: Decimal, daily: Decimal | None
+) -> tuple[Decimal | None, Decimal | None]:
+    """Stop ``k`` daily-vol units from the entry, and the largest leverage (same notional, less
+    margin) whose liquidation price still lies at or beyond that stop."""
+    if daily is None:
+        return None, None
+    stop = req.entry * (1 - req.side * req.stop_vol_units * daily)
+    if stop <= 0:
+        # A long's stop below zero never triggers; nothing to protect, the bracket cap applies.
+        return None, inst.max_leverage_for(notional)
+    best = max_leverage_with_liquidation_beyond(inst, req.side, req.entry, notional, stop)
+    return stop, best
+
+
+def _validate(req: CalcRequest, inst: Instrument) -> None:
+    if req.side not in (1, -1):
+        raise ConfigError(f"--side must be long or short, got {req.side!r}")
+    _positive("--entry", req.entry)
+    _positive("--balance", req.balance)
+    if (req.leverage is None) == (req.size is None):
+        given = "both" if req.leverage is not None else "neither"
+        raise ConfigError(f"give exactly one of --leverage and --size ({given} given)")
+    if req.leverage is not None and req.leverage < ONE:
+        raise ConfigError(f"--leverage must be >= 1, got {req.leverage}")
+    if req.size is not None:
+        _positive("--size", req.size)
+        if req.size < inst.min_qty:
+            raise ConfigError(
+                f"--size {req.size} is below {inst.symbol}'s minimum quantity {inst.min_qty}"
+            )
+    if req.volatility is not None:
+        _positive("--vol", req.volatility)
+    _positive("--stop-vol-units", req.stop_vol_units)
+
+
+def _check_bracket(
+    inst: Instrument, leverage: Decimal, notional: Decimal, req: CalcRequest
+) -> None:
+    cap = inst.max_leverage_for(notional)
+    if leverage > cap:
+        what = (
+            f"--leverage {_fmt(leverage)}"
+            if req.leverage is not None
+            else f"--size {req.size} (leverage {_fmt(leverage)} on balance {req.balance})"
+        )
+        raise ConfigError(
+            f"{what} is above {inst.symbol}'s maximum of {cap}x for a notional of "
+            f"{_fmt(notional)} {inst.quote}; the exchange would refuse it"
+        )
+
+
+def _positive(flag: str, value: Decimal) -> None:
+    if not value.is_finite() or value <= 0:
+        raise ConfigError(f"{flag} must be a number > 0, got {value}")
+
+
+def _fmt(x: Decimal) -> str:
+    return format(x.quantize(Decimal("0.01")).normalize(), "f")
+
+
+def to_text(x: Decimal | None) -> str | None:
+    """Decimal as a JSON string, 8 decimal places, trailing zeros dropped; None stays null;
+    infinity (a margin ratio with no margin left) is ``"Infinity"``."""
+    if x is None:
+        return None
+    if not x.is_finite():
+        return str(x)
+    return format(x.quantize(_JSON_PLACES).normalize(), "f")
+
+
+def jsonable(r: CalcResult) -> dict[str, Any]:
+    """The result as JSON-ready data: every Decimal a string, fractions as fractions."""
+    req = r.request
+    return {
+        "contract": req.symbol,
+        "exchange": req.exchange,
+        "side": "long" if req.side > 0 else "short",
+        "margin_mode": req.margin_mode.value,
+        "entry": to_text(req.entry),
+        "balance": to_text(req.balance),
+        "leverage": to_text(r.leverage),
+        "qty": to_text(r.qty),
+        "notional": to_text(r.notional),
+        "initial_margin": to_text(r.initial_margin),
+        "maintenance_margin": to_text(r.maintenance_margin),
+        "maint_margin_rate": to_text(r.maint_margin_rate),
+        "bracket_max_leverage": to_text(r.bracket_max_leverage),
+        "liquidation_price": to_text(r.liquidation_price),
+        "liquidation_distance": to_text(r.liquidation_distance),
+        "volatility": to_text(req.volatility),
+        "daily_volatility": to_text(r.daily_volatility),
+        "liquidation_distance_vol_units": to_text(r.liquidation_distance_vol),
+        "stop_vol_units": to_text(req.stop_vol_units),
+        "stop_price": to_text(r.stop_price),
+        "max_leverage_for_stop": to_text(r.max_leverage_for_stop),
+        "round_trip_fee": to_text(r.round_trip_fee),
+        "columns": [
+            {
+                "leverage": to_text(c.leverage),
+                "qty": to_text(c.qty),
+                "notional": to_text(c.notional),
+                "liquidation_price": to_text(c.liquidation_price),
+                "allowed": c.allowed,
+            }
+            for c in r.columns
+        ],
+        "moves": [
+            {
+                "move": to_text(move),
+                "price": to_text(price),
+                "cells": [
+                    {
+                        "leverage": to_text(col.leverage),
+                        "pnl": to_text(cell.pnl),
+                        "return_on_margin": to_text(cell.return_on_margin),
+                        "liquidated": cell.liquidated,
+                    }
+                    for col, cell in zip(r.columns, cells, strict=True)
+                ],
+            }
+            for move, price, cells in r.moves
+        ],
+    }

@@ -1,0 +1,302 @@
+"""Portfolios for the stress test: read them from files and stand them up on a simulated exchange.
+
+Inputs:
+
+* a positions CSV with the columns of :data:`bot.sim.report.POSITION_COLUMNS`: ``symbol``,
+  ``qty`` (signed, base asset), ``entry_price``, ``leverage`` (the whole-number exchange
+  setting) required; ``isolated_margin`` (empty or 0: ``|qty| x entry / leverage``), ``mark``
+  (default the entry) and ``stop_loss`` (trigger of a resting stop; empty for none) optional;
+* a simulation's output directory (``bot simulate --out``): its ``positions.csv`` and
+  ``account.json`` (wallet balance and margin mode) describe the simulation's end state.
+
+:func:`open_on_exchange` opens the portfolio on a fresh :class:`SimulatedExchange` with market
+orders at the entry prices (fee- and slippage-free, so the wallet is exactly the one given),
+restores the real fees and slippage, moves the marks to the current ones and rests the stops, so
+every scenario is then played by the simulated exchange's own rules.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from bot.clock import SimClock
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.orders import OrderRequest
+from bot.errors import ConfigError, DataError, OrderRejected
+from bot.sim.exchange import BPS, SimulatedExchange
+from bot.sim.report import POSITION_COLUMNS
+
+__all__ = ["REQUIRED_COLUMNS", "Holding", "Portfolio", "open_on_exchange", "read_portfolio"]
+
+ZERO = Decimal(0)
+REQUIRED_COLUMNS = POSITION_COLUMNS[:4]
+SCENARIO_TS_MS = 0  # the scenarios are instant: one timestamp for every simulated event
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One open position. ``qty`` signed (base asset); prices and margin in the quote currency."""
+
+    symbol: str
+    qty: Decimal
+    entry_price: Decimal
+    leverage: int
+    mark: Decimal
+    isolated_margin: Decimal | None = None
+    stop_loss: Decimal | None = None
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.qty > 0 else -1
+
+    @property
+    def margin(self) -> Decimal:
+        """Collateral at the leverage setting: the isolated margin, else ``|qty| x entry / lev``."""
+        if self.isolated_margin is not None:
+            return self.isolated_margin
+        return abs(self.qty) * self.entry_price / Decimal(self.leverage)
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    wallet: Decimal  # wallet balance, quote currency, without unrealised PnL
+    margin_mode: MarginMode
+    holdings: tuple[Holding, ...]
+    source: str  # where it came from, for messages
+
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(h.symbol for h in self.holdings)
+
+    def at_leverage(self, leverage: int, instruments: Mapping[str, Instrument]) -> Portfolio:
+        """Each holding re-sized to ``leverage`` on its own margin (notional = margin x leverage),
+        same entry, mark and stop; quantities rounded down to the step."""
+        out = []
+        for h in self.holdings:
+            qty = instruments[h.symbol].floor_qty(h.margin * leverage / h.entry_price)
+            out.append(replace(h, qty=qty * h.sign, leverage=leverage, isolated_margin=None))
+        return replace(self, holdings=tuple(out))
+
+
+def read_portfolio(
+    positions: Path | None,
+    from_sim: Path | None,
+    balance: Decimal | None,
+    margin_mode: MarginMode | None,
+    default_balance: Decimal,
+    default_mode: MarginMode,
+) -> Portfolio:
+    """Read ``--positions FILE`` or ``--from-sim DIR``; flags override the account file, which
+    overrides the config defaults."""
+    if (positions is None) == (from_sim is None):
+        given = "both" if positions is not None else "neither"
+        raise ConfigError(f"give exactly one of --positions and --from-sim ({given} given)")
+    wallet, mode = default_balance, default_mode
+    if from_sim is not None:
+        if not from_sim.is_dir():
+            raise ConfigError(f"--from-sim {from_sim}: not a directory")
+        positions = from_sim / "positions.csv"
+        wallet, mode = _read_account(from_sim / "account.json")
+    assert positions is not None  # noqa: S101 - one of the two is set
+    holdings = _read_positions(positions)
+    wallet = balance if balance is not None else wallet
+    if wallet <= 0:
+        raise ConfigError(f"{positions}: wallet balance must be > 0, got {wallet}")
+    return Portfolio(wallet, margin_mode or mode, holdings, str(positions))
+
+
+def _read_account(path: Path) -> tuple[Decimal, MarginMode]:
+    if not path.is_file():
+        raise DataError(f"{path}: not found (written by `bot simulate` next to positions.csv)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        wallet = Decimal(str(data["wallet"]))
+        mode = MarginMode(data["margin_mode"])
+    except (json.JSONDecodeError, KeyError, InvalidOperation, ValueError, TypeError) as exc:
+        raise DataError(
+            f"{path}: expected a JSON object with 'wallet' (a number) and 'margin_mode' "
+            f"(isolated or cross): {exc!r}"
+        ) from None
+    return wallet, mode
+
+
+def _read_positions(path: Path) -> tuple[Holding, ...]:
+    if not path.is_file():
+        raise DataError(f"{path}: positions file not found")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise DataError(
+                f"{path}: missing column(s) {', '.join(missing)}; the header must have "
+                f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(POSITION_COLUMNS[4:])}), "
+                f"got {', '.join(header) or 'nothing'}"
+            )
+        unknown = [c for c in header if c not in POSITION_COLUMNS]
+        if unknown:
+            raise DataError(f"{path}: unknown column(s) {', '.join(unknown)}")
+        rows = [
+            _holding(path, n, {k.strip(): (v or "").strip() for k, v in row.items() if k})
+            for n, row in enumerate(reader, start=2)
+        ]
+    if not rows:
+        raise DataError(f"{path}: no positions")
+    seen: set[str] = set()
+    for n, h in enumerate(rows, start=2):
+        if h.symbol in seen:
+            raise DataError(f"{path}: line {n}: {h.symbol} appears twice (one-way mode)")
+        seen.add(h.symbol)
+    return tuple(rows)
+
+
+def _holding(path: Path, line: int, row: dict[str, str]) -> Holding:
+    where = f"{path}: line {line}"
+
+    def number(key: str, *, required: bool = True) -> Decimal | None:
+        text = row.get(key, "")
+        if not text:
+            if required:
+                raise DataError(f"{where}: {key} is empty")
+            return None
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise DataError(f"{where}: {key} is not a number: {text!r}") from None
+        if not value.is_finite():
+            raise DataError(f"{where}: {key} must be finite, got {text!r}")
+        if key == "isolated_margin" and value == 0:
+            return None  # a cross position (bot simulate writes 0): no margin of its own
+        if key != "qty" and value <= 0:
+            raise DataError(f"{where}: {key} must be > 0, got {text}")
+        return value
+
+    symbol = row.get("symbol", "")
+    if not symbol:
+        raise DataError(f"{where}: symbol is empty")
+    qty, entry, lev = number("qty"), number("entry_price"), number("leverage")
+    assert qty is not None  # noqa: S101 - required numbers are never None
+    assert entry is not None  # noqa: S101
+    assert lev is not None  # noqa: S101
+    if qty == 0:
+        raise DataError(f"{where}: qty is 0 (leave flat contracts out)")
+    if lev != lev.to_integral_value():
+        raise DataError(
+            f"{where}: leverage must be a whole number (the exchange setting), got {lev}"
+        )
+    mark = number("mark", required=False) or entry
+    return Holding(
+        symbol,
+        qty,
+        entry,
+        int(lev),
+        mark,
+        number("isolated_margin", required=False),
+        number("stop_loss", required=False),
+    )
+
+
+def open_on_exchange(
+    portfolio: Portfolio, instruments: Mapping[str, Instrument], slippage_bps: Decimal
+) -> SimulatedExchange:
+    """A simulated exchange holding ``portfolio``: positions open, marks current, stops resting.
+
+    Raises ConfigError naming the holding when the exchange refuses it (unknown contract,
+    leverage above the bracket, quantity off the step, not enough margin, a stop on the wrong
+    side of the mark) or when a position is already beyond its liquidation price.
+    """
+    for h in portfolio.holdings:
+        if h.symbol not in instruments:
+            raise ConfigError(
+                f"{portfolio.source}: unknown contract {h.symbol!r}; known: "
+                f"{', '.join(sorted(instruments))}"
+            )
+    used = {h.symbol: instruments[h.symbol] for h in portfolio.holdings}
+    free = {s: replace(i, taker_fee=ZERO) for s, i in used.items()}
+    ex = SimulatedExchange(
+        free,
+        SimClock(SCENARIO_TS_MS),
+        starting_balance=portfolio.wallet,
+        margin_mode=portfolio.margin_mode,
+    )
+    for n, h in enumerate(portfolio.holdings):
+        if h.qty == 0:
+            raise ConfigError(
+                f"{portfolio.source}: {h.symbol}: {h.margin:.2f} of margin at {h.leverage}x buys "
+                f"less than one step ({instruments[h.symbol].step_size}) of quantity"
+            )
+        ex.marks[h.symbol] = ex.lasts[h.symbol] = h.entry_price
+        side = OrderSide.BUY if h.qty > 0 else OrderSide.SELL
+        entry = OrderRequest(
+            f"stress-open-{n}",
+            h.symbol,
+            side,
+            OrderType.MARKET,
+            OrderPurpose.ENTRY,
+            abs(h.qty),
+            False,
+        )
+        with _refused(portfolio, h):
+            ex.set_leverage(h.symbol, h.leverage)
+            ex.place_order(entry)
+        if h.isolated_margin is not None and portfolio.margin_mode is MarginMode.ISOLATED:
+            ex.book.positions[h.symbol].isolated_margin = h.isolated_margin
+    ex.book.instruments.update(used)
+    ex.slippage = slippage_bps * BPS
+    for h in portfolio.holdings:
+        ex.marks[h.symbol] = ex.lasts[h.symbol] = h.mark
+    for n, h in enumerate(portfolio.holdings):
+        _check_not_liquidatable(ex, portfolio, h)
+        if h.stop_loss is not None:
+            _rest_stop(ex, portfolio, h, n)
+    return ex
+
+
+@contextmanager
+def _refused(portfolio: Portfolio, h: Holding) -> Iterator[None]:
+    try:
+        yield
+    except OrderRejected as exc:
+        raise ConfigError(
+            f"{portfolio.source}: {h.symbol} ({h.qty} at {h.entry_price}, {h.leverage}x, wallet "
+            f"{portfolio.wallet} {portfolio.margin_mode.value}): the exchange refuses it: {exc}"
+        ) from None
+
+
+def _check_not_liquidatable(ex: SimulatedExchange, portfolio: Portfolio, h: Holding) -> None:
+    liq = ex.book.liquidation_price(h.symbol, ex.marks)
+    if liq is not None and (h.mark <= liq if h.qty > 0 else h.mark >= liq):
+        raise ConfigError(
+            f"{portfolio.source}: {h.symbol} at mark {h.mark} is already at or beyond its "
+            f"liquidation price {liq:.2f}: the exchange would have liquidated it"
+        )
+
+
+def _rest_stop(ex: SimulatedExchange, portfolio: Portfolio, h: Holding, n: int) -> None:
+    stop = h.stop_loss
+    assert stop is not None  # noqa: S101
+    if (stop >= h.mark) if h.qty > 0 else (stop <= h.mark):
+        side = "below" if h.qty > 0 else "above"
+        raise ConfigError(
+            f"{portfolio.source}: {h.symbol} stop_loss {stop} must be {side} the mark {h.mark} "
+            f"(a stop past the mark would already have fired)"
+        )
+    side = OrderSide.SELL if h.qty > 0 else OrderSide.BUY
+    req = OrderRequest(
+        f"stress-sl-{n}",
+        h.symbol,
+        side,
+        OrderType.STOP_MARKET,
+        OrderPurpose.STOP_LOSS,
+        abs(h.qty),
+        True,
+        trigger_price=stop,
+    )
+    with _refused(portfolio, h):
+        ex.place_order(req)

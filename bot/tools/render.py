@@ -1,0 +1,206 @@
+"""Rich tables of the trader's tools: what ``bot calc``, ``bot vol`` and ``bot stress`` print for
+people (scripts read ``--json``). Percentages are shown for fractions; money with two decimals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from rich.table import Table
+
+from bot.tools.calc import CalcResult
+from bot.tools.stress import Outcome
+from bot.tools.voltrack import WINDOWS, ContractVol
+
+__all__ = [
+    "calc_moves",
+    "calc_summary",
+    "grid_table",
+    "policy_table",
+    "stress_table",
+    "vol_table",
+]
+
+
+def calc_summary(r: CalcResult) -> Table:
+    req = r.request
+    quote = r.instrument.quote
+    side = "long" if req.side > 0 else "short"
+    table = Table(
+        title=f"{req.symbol} {side} at {req.entry} ({req.margin_mode.value}, {req.exchange})"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("leverage", f"{r.leverage:.2f}x (bracket max {r.bracket_max_leverage}x)"),
+        ("size", f"{r.qty:.6f} {r.instrument.base} = {r.notional:,.2f} {quote}"),
+        ("initial margin", f"{r.initial_margin:,.2f} {quote}"),
+        (
+            "maintenance margin",
+            f"{r.maintenance_margin:,.2f} {quote} (rate {_pct(r.maint_margin_rate)})",
+        ),
+        (
+            "liquidation price",
+            "none" if r.liquidation_price is None else f"{r.liquidation_price:,.2f}",
+        ),
+        ("distance to liquidation", _pct(r.liquidation_distance)),
+        ("daily volatility", _pct(r.daily_volatility)),
+        (
+            "distance in daily vols",
+            "-" if r.liquidation_distance_vol is None else f"{r.liquidation_distance_vol:.2f}",
+        ),
+        ("round-trip taker fee", f"{r.round_trip_fee:,.2f} {quote}"),
+    ]
+    if r.max_leverage_for_stop is not None:
+        stop = "none" if r.stop_price is None else f"{r.stop_price:,.2f}"
+        rows.append(
+            (
+                f"max leverage, stop {req.stop_vol_units} vols away ({stop})",
+                f"{r.max_leverage_for_stop}x"
+                if r.max_leverage_for_stop > 0
+                else "none: even 1x liquidates before the stop",
+            )
+        )
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+def calc_moves(r: CalcResult) -> Table:
+    table = Table(title="PnL and return on margin by price move (same margin; LIQ = liquidated)")
+    table.add_column("move", justify="right")
+    table.add_column("price", justify="right")
+    for col in r.columns:
+        mark = "*" if col.leverage == r.leverage else ""
+        table.add_column(f"{col.leverage.normalize():f}x{mark}", justify="right")
+    for move, price, cells in r.moves:
+        row = [f"{float(move) * 100:+.1f}%", f"{price:,.2f}"]
+        for cell in cells:
+            if cell.pnl is None or cell.return_on_margin is None:
+                row.append("[dim]n/a[/dim]")
+            elif cell.liquidated:
+                row.append(f"[bold red]LIQ {cell.pnl:,.0f}[/bold red]")
+            else:
+                colour = "green" if cell.pnl >= 0 else "red"
+                row.append(
+                    f"[{colour}]{cell.pnl:,.0f} ({_pct(cell.return_on_margin, 0)})[/{colour}]"
+                )
+        table.add_row(*row)
+    return table
+
+
+def vol_table(entry: ContractVol) -> Table:
+    table = Table(title=f"{entry.symbol}: realised volatility, % a year (percentile in history)")
+    table.add_column("estimator")
+    for label, _ in WINDOWS:
+        table.add_column(label, justify="right")
+    by_name: dict[str, list[str]] = {}
+    for r in entry.readings:
+        text = "-" if r.value is None else f"{r.value * 100:.1f}% (p{r.percentile:.0f})"
+        by_name.setdefault(r.estimator, []).append(text)
+    for name, cells in by_name.items():
+        table.add_row(name, *cells)
+    return table
+
+
+def policy_table(report: Sequence[ContractVol], policy_name: str) -> Table:
+    table = Table(title=f"funding and the target leverage of policy {policy_name} now (flat book)")
+    for column in (
+        "contract",
+        "funding (last)",
+        "annualised",
+        "policy vol",
+        "target lev",
+        "reason",
+    ):
+        table.add_column(column, justify="left" if column in ("contract", "reason") else "right")
+    for entry in report:
+        now = entry.policy
+        decision = now.decision
+        table.add_row(
+            entry.symbol,
+            _pct(entry.funding_rate, 4),
+            _pct(entry.funding_annualized),
+            _pct(now.snapshot.volatility if now.snapshot is not None else None, 1),
+            "-" if decision is None else f"{decision.target_leverage}x",
+            "no data" if decision is None else decision.reason,
+        )
+    return table
+
+
+def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
+    p = payload["portfolio"]
+    lim = payload["limits"]
+    table = Table(
+        title=f"stress test of {p['source']}: equity {float(p['equity']):,.2f} "
+        f"({p['margin_mode']}); limits: daily loss {_pct(Decimal(lim['daily_loss']), 0)}, "
+        f"drawdown {_pct(Decimal(lim['max_drawdown']), 0)}"
+    )
+    for column in (
+        "scenario",
+        "equity after",
+        "P&L",
+        "margin ratio",
+        "stopped (fill)",
+        "liquidated",
+        "next to liquidate",
+        "limits",
+    ):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for o in outcomes:
+        colour = (
+            "red"
+            if o.liquidated
+            else "yellow"
+            if o.drawdown_breached or o.daily_loss_breached
+            else "green"
+        )
+        nxt = o.next_liquidation
+        limits = ("DD " if o.drawdown_breached else "") + ("DAY" if o.daily_loss_breached else "")
+        table.add_row(
+            o.scenario.name + (f"\n[dim]{o.scenario.note}[/dim]" if o.scenario.note else ""),
+            f"{o.equity_after:,.2f}",
+            f"[{colour}]{_pct(-o.loss_fraction, 1)}[/{colour}]",
+            "inf" if not o.margin_ratio.is_finite() else f"{o.margin_ratio:.3f}",
+            ", ".join(f"{s.symbol.split('/')[0]} @{s.fill_price:,.2f}" for s in o.stopped) or "-",
+            "[bold red]" + ", ".join(x.split("/")[0] for x in o.liquidated) + "[/bold red]"
+            if o.liquidated
+            else "-",
+            "-" if nxt is None else f"{nxt[0].split('/')[0]} {_pct(nxt[2], 1)} away",
+            limits.strip() or "ok",
+        )
+    return table
+
+
+def grid_table(grid: dict[str, Any]) -> Table:
+    table = Table(title="survival by leverage (every position at that leverage, same margin)")
+    table.add_column("scenario")
+    for level in grid["levels"]:
+        table.add_column(f"{level}x", justify="right")
+    table.add_column("survives up to", justify="right")
+    styles = {
+        "ok": "green",
+        "stopped": "green",
+        "limit": "yellow",
+        "liquidated": "bold red",
+        "n/a": "dim",
+    }
+    for row in grid["rows"]:
+        cells = []
+        for cell in row["cells"]:
+            style = styles[cell["status"]]
+            loss = cell["loss_fraction"]
+            text = (
+                "n/a"
+                if loss is None
+                else ("LIQ " if cell["status"] == "liquidated" else "") + _pct(-Decimal(loss), 0)
+            )
+            cells.append(f"[{style}]{text}[/{style}]")
+        best = row["max_surviving_leverage"]
+        table.add_row(row["scenario"], *cells, "none" if best is None else f"{best}x")
+    return table
+
+
+def _pct(x: Decimal | float | None, places: int = 2) -> str:
+    return "-" if x is None else f"{float(x) * 100:.{places}f}%"

@@ -1,0 +1,184 @@
+"""The stress test's scenarios and the market data they are sized from.
+
+Default set (:func:`standard_scenarios`): instant moves of -50 % .. +50 % for each contract alone
+and for all together, correlated crash presets, a volatility spike against every position, a
+funding spike, and the worst historical move against each position over 5 m, 1 h and 1 d
+(:mod:`bot.tools.extremes`). Moves are fractions of the current mark, played as gaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from bot.clock import ms_to_datetime
+from bot.config.policy import Policy
+from bot.errors import DataError
+from bot.marketdata.files import DataInventory
+from bot.policy.protection import DAYS_PER_YEAR
+from bot.sim.history import load_history
+from bot.tools.extremes import Extreme, find_extremes
+from bot.tools.portfolio import Portfolio
+from bot.tools.voltrack import current_volatility
+
+__all__ = [
+    "FUNDING_SETTLEMENTS",
+    "MOVE_STEPS",
+    "PRESETS",
+    "MarketInputs",
+    "Scenario",
+    "extreme_json",
+    "market_inputs",
+    "standard_scenarios",
+]
+
+ZERO = Decimal(0)
+MOVE_STEPS = tuple(Decimal(x) / 100 for x in (-50, -40, -30, -20, -10, 10, 20, 30, 40, 50))
+PRESETS: tuple[tuple[str, Decimal, Decimal], ...] = (
+    # (name, BTC move, every other contract's move): alts fall further in a crypto sell-off.
+    ("crypto crash", Decimal("-0.30"), Decimal("-0.45")),
+    ("alt crash", Decimal("-0.15"), Decimal("-0.35")),
+    ("short squeeze", Decimal("0.25"), Decimal("0.40")),
+)
+VOL_SPIKE_FACTOR = Decimal(3)  # volatility triples...
+VOL_SPIKE_SIGMAS = Decimal(2)  # ...and a two-sigma day of the new regime arrives as one gap
+VOL_SPIKE_CAP = Decimal("0.9")
+FUNDING_MULTIPLE = Decimal(10)
+FUNDING_SETTLEMENTS = 3
+FUNDING_FLOOR = Decimal("0.0001")  # Binance's default 0.01 % per 8 h when the data has none
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """Gap ``moves`` (fractions, per contract), then ``settlements`` funding payments at
+    ``funding_rates`` (fraction per settlement, > 0: longs pay)."""
+
+    name: str
+    kind: str  # "move" | "crash" | "vol_spike" | "funding" | "history"
+    moves: Mapping[str, Decimal]
+    funding_rates: Mapping[str, Decimal] = field(default_factory=dict)
+    settlements: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketInputs:
+    """What the data directory says about each contract (absent where it has no data)."""
+
+    volatility: dict[str, Decimal]  # the policy's estimator on its decision candles, annualised
+    funding_rate: dict[str, Decimal]  # latest settled rate per interval
+    extremes: list[Extreme]
+    missing: list[str]  # one line per contract and series the data lacks
+
+
+def market_inputs(inventory: DataInventory, policy: Policy, symbols: Sequence[str]) -> MarketInputs:
+    """Volatility, funding and the worst historical moves of ``symbols`` from ``inventory``."""
+    out = MarketInputs({}, {}, [], [])
+    known = set(inventory.symbols())
+    vp = policy.volatility
+    for sym in symbols:
+        if sym not in known:
+            out.missing.append(f"{sym}: no data in {inventory.data_dir}")
+            continue
+        try:
+            decision = load_history(inventory, sym, policy.timeframe).decision
+            out.volatility[sym] = current_volatility(decision, vp.estimator, vp.window)
+        except DataError as exc:
+            out.missing.append(f"{sym}: no volatility ({exc})")
+        if inventory.has_funding(sym):
+            f = inventory.load_funding(sym)
+            if len(f):
+                out.funding_rate[sym] = Decimal(f"{float(f.rate[-1]):.10f}")
+        out.extremes.extend(find_extremes(inventory, sym))
+    return out
+
+
+def _short(symbol: str) -> str:
+    return symbol.split("/")[0]
+
+
+def _pct(x: Decimal | float) -> str:
+    return f"{float(x) * 100:+.1f}%"
+
+
+def standard_scenarios(
+    portfolio: Portfolio,
+    volatility: Mapping[str, Decimal],
+    funding_rate: Mapping[str, Decimal],
+    extremes: Sequence[Extreme],
+) -> list[Scenario]:
+    """The default set: instant moves of -50 %..+50 % (each contract alone and all together),
+    the crash presets, a volatility spike against every position (``volatility``: annualised, per
+    contract), a funding spike (``funding_rate``: latest rate per contract) and the worst
+    historical move against each position in ``extremes``."""
+    symbols = portfolio.symbols()
+    out: list[Scenario] = []
+    for step in MOVE_STEPS:
+        if len(symbols) > 1:
+            out.append(Scenario(f"all {_pct(step)}", "move", dict.fromkeys(symbols, step)))
+    for sym in symbols:
+        out += [Scenario(f"{_short(sym)} {_pct(s)}", "move", {sym: s}) for s in MOVE_STEPS]
+    for name, btc, alts in PRESETS:
+        moves = {s: btc if s.startswith("BTC/") else alts for s in symbols}
+        note = f"BTC {_pct(btc)}, others {_pct(alts)}"
+        out.append(Scenario(name, "crash", moves, note=note))
+    out.append(_vol_spike(portfolio, volatility))
+    out.append(_funding_spike(portfolio, funding_rate))
+    sides = {h.symbol: h.sign for h in portfolio.holdings}
+    for e in extremes:
+        if sides.get(e.symbol) == -e.direction:
+            move = Decimal(f"{e.move:.6f}")
+            name = f"worst {e.horizon} {'drop' if e.direction < 0 else 'rise'} {_short(e.symbol)}"
+            out.append(Scenario(name, "history", {e.symbol: move}, note=_when(e)))
+    return out
+
+
+def _when(e: Extreme) -> str:
+    at = ms_to_datetime(e.start_ms).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{_pct(e.move)} from {at} ({e.from_price:g} -> {e.to_price:g}, {e.timeframe} candles)"
+
+
+def _vol_spike(portfolio: Portfolio, volatility: Mapping[str, Decimal]) -> Scenario:
+    moves: dict[str, Decimal] = {}
+    parts = []
+    for h in portfolio.holdings:
+        vol = volatility.get(h.symbol)
+        if vol is None:
+            continue
+        size = min(VOL_SPIKE_FACTOR * VOL_SPIKE_SIGMAS * vol / DAYS_PER_YEAR.sqrt(), VOL_SPIKE_CAP)
+        moves[h.symbol] = (-h.sign * size).quantize(Decimal("0.0001"))
+        parts.append(f"{_short(h.symbol)} {_pct(moves[h.symbol])} (vol {float(vol):.0%})")
+    note = (
+        f"volatility x{VOL_SPIKE_FACTOR}, a {VOL_SPIKE_SIGMAS}-sigma day against every position "
+        f"as one gap: {', '.join(parts) or 'no volatility data'}"
+    )
+    return Scenario("volatility spike", "vol_spike", moves, note=note)
+
+
+def _funding_spike(portfolio: Portfolio, funding_rate: Mapping[str, Decimal]) -> Scenario:
+    rates = {}
+    for h in portfolio.holdings:
+        base = max(abs(funding_rate.get(h.symbol, ZERO)), FUNDING_FLOOR)
+        rates[h.symbol] = FUNDING_MULTIPLE * base * h.sign  # against the holder
+    note = (
+        f"{FUNDING_MULTIPLE}x the latest funding rate (at least {FUNDING_FLOOR}) against every "
+        f"position for {FUNDING_SETTLEMENTS} settlements"
+    )
+    return Scenario("funding spike", "funding", {}, rates, FUNDING_SETTLEMENTS, note)
+
+
+def extreme_json(e: Extreme) -> dict[str, Any]:
+    """A historical move as JSON-ready data (times ISO 8601 UTC, prices and move as numbers)."""
+    return {
+        "contract": e.symbol,
+        "horizon": e.horizon,
+        "direction": "drop" if e.direction < 0 else "rise",
+        "move": round(e.move, 6),
+        "start": ms_to_datetime(e.start_ms).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "extreme_at": ms_to_datetime(e.at_ms).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "from_price": e.from_price,
+        "to_price": e.to_price,
+        "candles": e.timeframe,
+    }

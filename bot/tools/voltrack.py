@@ -1,0 +1,329 @@
+"""``bot vol``: realised volatility now against its history, funding, and the policy's leverage.
+
+For each configured contract: every estimator of :mod:`bot.stats.volatility` over 24 h, 7 d and
+30 d of 1 h candles (read, or resampled exactly from finer candles), each value's percentile
+among the same estimator's rolling values over the whole history available (windows never span a
+data gap), the latest funding rate annualised, and the decision the policy would take now on a
+flat account holding the config's starting balance. That decision is built exactly as
+:meth:`bot.engine.tick.Engine.decide` builds it (same snapshot, same views, same ``decide``), so
+``bot vol`` shows the leverage the bot would set.
+
+Volatilities are annualised fractions (0.6 = 60 % a year); percentiles are 0..100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.clock import ms_to_datetime
+from bot.config.models import BotConfig
+from bot.config.policy import Policy
+from bot.domain.decision import Decision
+from bot.domain.instrument import Instrument
+from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.engine.market import CandleWindow, annual_covariance, build_snapshot, candles_needed
+from bot.errors import ConfigError, DataError
+from bot.instruments import load_instruments
+from bot.marketdata.candles import Candles
+from bot.marketdata.files import DataInventory
+from bot.policy.decide import decide
+from bot.policy.inputs import ContractView
+from bot.policy.leverage import vol_target_leverage
+from bot.sim.history import ContractHistory, HistoricalMarket, load_history
+from bot.sim.replay import contract_specs, risk_limits
+from bot.sim.triggers import to_decimal
+from bot.stats.timeframes import parse_timeframe, periods_per_year
+from bot.stats.volatility import ESTIMATORS, rolling
+from bot.tools.calc import to_text
+
+__all__ = [
+    "DEFAULT_ESTIMATOR",
+    "DEFAULT_WINDOW_HOURS",
+    "WINDOWS",
+    "ContractVol",
+    "PolicyNow",
+    "VolReading",
+    "config_instruments",
+    "current_volatility",
+    "hourly_candles",
+    "jsonable",
+    "leverage_history",
+    "policy_now",
+    "rolling_by_segment",
+    "track",
+    "vol_readings",
+]
+
+F64 = npt.NDArray[np.float64]
+HOUR_MS = 3_600_000
+WINDOWS: tuple[tuple[str, int], ...] = (("24h", 24), ("7d", 168), ("30d", 720))
+"""(label, number of 1 h candles) of the reported windows."""
+DEFAULT_ESTIMATOR = "yang_zhang"
+DEFAULT_WINDOW_HOURS = 168  # one week of 1 h candles, as in policies/vol_target.toml
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class VolReading:
+    estimator: str
+    window: str  # label, e.g. "7d"
+    value: float | None  # annualised; None without enough history
+    percentile: float | None  # share of rolling values <= value, 0..100
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyNow:
+    """The policy's decision at ``asof_ms`` for one contract (``decision`` None: no data)."""
+
+    snapshot: MarketSnapshot | None
+    decision: Decision | None
+    max_leverage: Decimal  # the hard cap the view carried
+
+
+@dataclass(frozen=True, slots=True)
+class ContractVol:
+    symbol: str
+    asof_ms: int  # close of the last 1 h candle
+    readings: tuple[VolReading, ...]
+    funding_rate: Decimal | None  # last settled rate, fraction per interval
+    funding_interval_hours: Decimal | None
+    funding_ms: int | None  # time of that settlement
+    policy: PolicyNow
+
+    @property
+    def funding_annualized(self) -> Decimal | None:
+        if self.funding_rate is None or self.funding_interval_hours is None:
+            return None
+        return FundingInfo(self.funding_rate, self.funding_interval_hours, None).annualized
+
+
+def hourly_candles(inventory: DataInventory, symbol: str) -> Candles:
+    """1 h last-trade candles of ``symbol``: the 1 h file, else the finest resampled exactly."""
+    tfs = inventory.trade_timeframes(symbol)
+    if not tfs:
+        raise DataError(f"{inventory.data_dir}: no last-trade candles for {symbol}")
+    if "1h" in tfs:
+        return inventory.load_candles(symbol, "1h")
+    finest = inventory.load_candles(symbol, tfs[0])
+    if finest.tf_ms > HOUR_MS or HOUR_MS % finest.tf_ms != 0:
+        raise DataError(
+            f"{inventory.data_dir}: {symbol} has no 1h candles and its finest ({tfs[0]}) cannot "
+            "be aggregated to 1h"
+        )
+    return finest.resample(HOUR_MS)
+
+
+def rolling_by_segment(name: str, c: Candles, window: int, lam: float = 0.94) -> F64:
+    """Estimator ``name`` at every candle of ``c``, computed per contiguous run (NaN at gaps)."""
+    out = np.full(len(c), np.nan)
+    ppy = periods_per_year(c.tf_ms)
+    for first_ms, last_ms in c.segments():
+        a = int(np.searchsorted(c.ts, first_ms))
+        b = int(np.searchsorted(c.ts, last_ms)) + 1
+        out[a:b] = rolling(
+            name, c.open[a:b], c.high[a:b], c.low[a:b], c.close[a:b], window, ppy, lam
+        )
+    return out
+
+
+def _percentile(series: F64, value: float) -> float | None:
+    seen = series[np.isfinite(series)]
+    return None if seen.size == 0 else float(100.0 * np.mean(seen <= value))
+
+
+def vol_readings(c: Candles, lam: float = 0.94) -> tuple[VolReading, ...]:
+    """Every estimator over every window of :data:`WINDOWS`, with its percentile in history."""
+    out = []
+    for name in ESTIMATORS:
+        for label, window in WINDOWS:
+            series = rolling_by_segment(name, c, window, lam)
+            last = float(series[-1]) if len(series) else float("nan")
+            if not np.isfinite(last):
+                out.append(VolReading(name, label, None, None))
+                continue
+            out.append(VolReading(name, label, last, _percentile(series, last)))
+    return tuple(out)
+
+
+def current_volatility(
+    c: Candles, estimator: str = DEFAULT_ESTIMATOR, window: int = DEFAULT_WINDOW_HOURS
+) -> Decimal:
+    """Latest annualised volatility of ``c`` (6 decimals, as the engine rounds it)."""
+    series = rolling_by_segment(estimator, c, window)
+    if not len(series) or not np.isfinite(series[-1]):
+        raise DataError(
+            f"{c.source}: {window} contiguous candles needed for {estimator} volatility, "
+            f"the last run of data is shorter"
+        )
+    return Decimal(f"{float(series[-1]):.6f}")
+
+
+def config_instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
+    """The bundled instruments of the configured exchange, or a ConfigError naming the unknown."""
+    known = load_instruments(config.data.exchange)
+    missing = [s for s in symbols if s not in known]
+    if missing:
+        raise ConfigError(
+            f"{config.source}: no contract specification for {', '.join(missing)} on "
+            f"{config.data.exchange} (known: {', '.join(sorted(known))})"
+        )
+    return {s: known[s] for s in symbols}
+
+
+def _mark_at(h: ContractHistory, now_ms: int) -> Decimal | None:
+    """Close of the last trigger bar closed at ``now_ms``: the simulated exchange's mark."""
+    t = h.trigger
+    i = int(np.searchsorted(t.ts, now_ms - t.tf_ms, side="right")) - 1
+    return None if i < 0 else to_decimal(t.close[i])
+
+
+def policy_now(
+    config: BotConfig, policy: Policy, inventory: DataInventory
+) -> tuple[int, dict[str, PolicyNow]]:
+    """(as-of ms, decision per contract) on a flat account with the starting balance.
+
+    ``now`` is the latest decision time at which every contract has a closed candle.
+    """
+    symbols = tuple(c.symbol for c in config.contracts)
+    tf = parse_timeframe(policy.timeframe)
+    trigger = config.simulation.trigger_source
+    histories = {s: load_history(inventory, s, policy.timeframe, trigger) for s in symbols}
+    market = HistoricalMarket(histories)
+    instruments = config_instruments(config, symbols)
+    limits = risk_limits(config, policy)
+    now = min(int(h.decision.ts[-1]) + tf for h in histories.values())
+    sleeve = config.account.starting_balance / Decimal(len(symbols))
+    views: list[ContractView] = []
+    windows: dict[str, CandleWindow] = {}
+    caps: dict[str, Decimal] = {}
+    snaps: dict[str, MarketSnapshot] = {}
+    for spec in contract_specs(config, symbols):
+        sym = spec.symbol
+        caps[sym] = min(spec.max_leverage, limits.max_leverage_per_contract)
+        window = market.closed_candles(sym, tf, candles_needed(policy), now)
+        last = market.last_price(sym, now)
+        mark = _mark_at(histories[sym], now)
+        if last is None or mark is None:
+            continue
+        funding = market.funding(sym, now, policy.funding.lookback)
+        snap = build_snapshot(sym, window, funding, last[0], mark, policy)
+        if snap is None:
+            continue
+        direction, allow = spec.resolve(now, ZERO)
+        snaps[sym], windows[sym] = snap, window
+        views.append(
+            ContractView(
+                sym, direction, allow, caps[sym], instruments[sym], snap, None, None, sleeve
+            )
+        )
+    cov = None
+    alloc = policy.allocation
+    if alloc is not None and alloc.method == "erc":
+        active = [windows[v.symbol] for v in views if v.direction != 0]
+        cov = annual_covariance(active, alloc.covariance_window)
+    decisions = {d.symbol: d for d in decide(views, policy, cov)}
+    return now, {s: PolicyNow(snaps.get(s), decisions.get(s), caps[s]) for s in symbols}
+
+
+def track(config: BotConfig, policy: Policy, inventory: DataInventory) -> list[ContractVol]:
+    """The whole ``bot vol`` report, one entry per configured contract."""
+    lam = float(policy.volatility.ewma_lambda)
+    _, decisions = policy_now(config, policy, inventory)
+    out = []
+    for contract in config.contracts:
+        sym = contract.symbol
+        c = hourly_candles(inventory, sym)
+        rate = hours = None
+        funding_ms = None
+        if inventory.has_funding(sym):
+            f = inventory.load_funding(sym)
+            if len(f):
+                rate = Decimal(f"{float(f.rate[-1]):.10f}")
+                hours = Decimal(repr(f.interval_hours_at(-1))) if len(f) > 1 else Decimal(8)
+                funding_ms = int(f.ts[-1])
+        out.append(
+            ContractVol(
+                symbol=sym,
+                asof_ms=int(c.ts[-1]) + c.tf_ms,
+                readings=vol_readings(c, lam),
+                funding_rate=rate,
+                funding_interval_hours=hours,
+                funding_ms=funding_ms,
+                policy=decisions[sym],
+            )
+        )
+    return out
+
+
+def leverage_history(
+    decision_candles: Candles, policy: Policy, cap: Decimal
+) -> tuple[npt.NDArray[np.int64], F64, F64]:
+    """(close times ms, policy volatility, target leverage) over the whole history.
+
+    The policy's estimator and window on its decision candles, turned into leverage with the
+    vol-target formula (``target / vol`` clamped to the policy's [min, max], then to ``cap``); a
+    static policy's leverage is its fixed value. Risk-parity books are drawn with the same
+    per-contract formula: the allocation across contracts is not reproduced here. Before a
+    policy's first full window the values are NaN. Floats: this is a picture, not an order.
+    """
+    p = policy.volatility
+    vol = rolling_by_segment(p.estimator, decision_candles, p.window, float(p.ewma_lambda))
+    lev = policy.leverage
+    lev_out = np.full(len(vol), np.nan)
+    for i in np.flatnonzero(np.isfinite(vol)).tolist():
+        if policy.kind == "static":
+            value = lev.fixed if lev.fixed is not None else lev.max
+        else:
+            target = lev.target_volatility if lev.target_volatility is not None else Decimal("0.4")
+            value = vol_target_leverage(Decimal(f"{vol[i]:.6f}"), target, lev.min, lev.max)
+        lev_out[i] = float(min(value, cap))
+    return decision_candles.ts + decision_candles.tf_ms, vol, lev_out
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def jsonable(report: list[ContractVol], policy: Policy) -> dict[str, Any]:
+    """The report as JSON-ready data: Decimals as strings, volatilities (annualised fractions)
+    and percentiles (0..100) as numbers rounded to 6 places."""
+    contracts = []
+    for c in report:
+        vols: dict[str, dict[str, dict[str, float | None]]] = {}
+        for r in c.readings:
+            vols.setdefault(r.estimator, {})[r.window] = {
+                "value": None if r.value is None else round(r.value, 6),
+                "percentile": None if r.percentile is None else round(r.percentile, 6),
+            }
+        d, snap = c.policy.decision, c.policy.snapshot
+        contracts.append(
+            {
+                "contract": c.symbol,
+                "asof": _iso(c.asof_ms),
+                "volatility": vols,
+                "funding": {
+                    "rate": to_text(c.funding_rate),
+                    "interval_hours": to_text(c.funding_interval_hours),
+                    "annualized": to_text(c.funding_annualized),
+                    "time": _iso(c.funding_ms),
+                },
+                "policy": {
+                    "asof": _iso(snap.asof_ms) if snap is not None else None,
+                    "volatility": to_text(snap.volatility) if snap is not None else None,
+                    "target_leverage": to_text(d.target_leverage) if d is not None else None,
+                    "max_leverage": to_text(c.policy.max_leverage),
+                    "reason": d.reason if d is not None else "not enough data",
+                },
+            }
+        )
+    return {
+        "policy": policy.name,
+        "estimator": policy.volatility.estimator,
+        "windows": [label for label, _ in WINDOWS],
+        "contracts": contracts,
+    }

@@ -1,0 +1,211 @@
+"""``bot calc`` against worked examples on the bundled Binance BTC/USDT:USDT brackets.
+
+    bracket  notional range          max lev  MMR     cum
+    1        [0, 300 000)            150x     0.004   0
+    2        [300 000, 800 000)      100x     0.005   300
+    3        [800 000, 3 000 000)    75x      0.0065  1 500
+
+A fresh isolated position funded by its margin M = notional / L, one bracket, liquidates where
+margin + PnL = maintenance, which gives the textbook forms (hand-derived from Binance's formula):
+
+    long:  LP = EP * (1 - 1/L) / (1 - MMR)
+    short: LP = EP * (1 + 1/L) / (1 + MMR)
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli.app import app
+from bot.domain.enums import MarginMode
+from bot.domain.margin import liquidation_price_isolated
+from bot.errors import ConfigError
+from bot.instruments import instrument_for
+from bot.tools.calc import MOVES, CalcRequest, calculate, jsonable
+
+D = Decimal
+BTC = instrument_for("binanceusdm", "BTC/USDT:USDT")
+runner = CliRunner()
+
+
+def request(**changes: object) -> CalcRequest:
+    base: dict[str, object] = {
+        "symbol": "BTC/USDT:USDT",
+        "side": 1,
+        "entry": D(60000),
+        "balance": D(1000),
+        "margin_mode": MarginMode.ISOLATED,
+        "leverage": D(10),
+    }
+    base.update(changes)
+    return CalcRequest(**base)  # type: ignore[arg-type]
+
+
+def close(a: Decimal | None, b: Decimal, tol: str = "1e-9") -> bool:
+    return a is not None and abs(a - b) <= D(tol)
+
+
+def test_long_10x_isolated_worked_example() -> None:
+    r = calculate(request())
+    # notional 1000 x 10 = 10 000; qty 1/6 BTC; IM 1000; MM 10 000 x 0.004 = 40.
+    assert r.notional == D(10000)
+    assert r.initial_margin == D(1000)
+    assert r.maintenance_margin == D(40)
+    # LP = 60 000 x 0.9 / 0.996 = 54 216.867469...; distance (60 000 - LP) / 60 000 = 9.6386 %.
+    assert close(r.liquidation_price, D(60000) * D("0.9") / D("0.996"))
+    assert str(r.liquidation_price)[:8] == "54216.86"
+    assert close(r.liquidation_distance, D("0.0963855421686747"), "1e-15")
+
+
+def test_short_10x_and_the_size_form() -> None:
+    short = calculate(request(side=-1))
+    # LP = 60 000 x 1.1 / 1.004 = 65 737.05...
+    assert close(short.liquidation_price, D(60000) * D("1.1") / D("1.004"))
+    # 0.5 BTC at 60 000 = 30 000 on a 5 000 balance: leverage 6, short LP = 60 000 x (7/6) / 1.004.
+    sized = calculate(request(side=-1, leverage=None, size=D("0.5"), balance=D(5000)))
+    assert sized.leverage == D(6)
+    assert sized.notional == D(30000)
+    assert close(sized.liquidation_price, D(70000) / D("1.004"))
+
+
+def test_cross_mode_backs_the_position_with_the_whole_balance() -> None:
+    cross = calculate(request(margin_mode=MarginMode.CROSS))
+    isolated = calculate(request())
+    # One position funded by the whole wallet: cross and isolated liquidate at the same price.
+    assert cross.liquidation_price == isolated.liquidation_price
+
+
+def test_second_bracket_worked_example() -> None:
+    # Balance 50 000 at 10x: notional 500 000, qty 25/3; the liquidation notional is ~452 000,
+    # bracket 2 (MMR 0.005, cum 300): LP = (50 000 + 300 - 500 000) / (q x (0.005 - 1)).
+    r = calculate(request(balance=D(50000)))
+    q = D(500000) / D(60000)
+    expected = (D(50000) + D(300) - D(500000)) / (q * (D("0.005") - 1))
+    assert close(r.liquidation_price, expected)
+    assert r.maintenance_margin == D(500000) * D("0.005") - D(300)  # 2 200
+    assert str(expected)[:8] == "54235.17"
+
+
+def test_move_table_marks_the_moves_that_liquidate() -> None:
+    r = calculate(request())
+    levels = [c.leverage for c in r.columns]
+    assert levels == [D(1), D(3), D(5), D(10), D(20)]
+    rows = {move: cells for move, _, cells in r.moves}
+    assert len(r.moves) == len(MOVES) == 17
+    at10, at20, at1 = levels.index(D(10)), levels.index(D(20)), levels.index(D(1))
+    # 10x: LP 54 216.87. -7.5 % (55 500) survives: PnL (1/6) x -4 500 = -750, -75 % of margin.
+    cell = rows[D("-0.075")][at10]
+    assert (cell.liquidated, cell.pnl, cell.return_on_margin) == (False, D(-750), D("-0.75"))
+    # -10 % (54 000) is beyond the LP: the whole margin is lost.
+    cell = rows[D("-0.100")][at10]
+    assert (cell.liquidated, cell.pnl) == (True, D(-1000))
+    # 20x: LP = 60 000 x 0.95 / 0.996 = 57 228.92; -5 % (57 000) liquidates, -2.5 % does not.
+    assert rows[D("-0.050")][at20].liquidated
+    assert rows[D("-0.025")][at20].pnl == D(-500)
+    # 1x long cannot be liquidated: -20 % costs 200.
+    assert not rows[D("-0.200")][at1].liquidated
+    assert rows[D("-0.200")][at1].pnl == D(-200)
+    # Gains are never marked.
+    assert not any(c.liquidated for c in rows[D("0.200")])
+
+
+def test_columns_use_the_same_margin_functions_as_the_engine() -> None:
+    r = calculate(request(side=-1))
+    for col in r.columns:
+        signed = -col.qty
+        margin = col.notional / col.leverage
+        assert col.liquidation_price == liquidation_price_isolated(BTC, signed, D(60000), margin)
+
+
+def test_inverse_question_max_leverage_for_a_stop_two_vols_away() -> None:
+    vol = D("0.6")
+    r = calculate(request(volatility=vol, stop_vol_units=D(2)))
+    daily = vol / D(365).sqrt()  # 3.1405 %
+    assert close(r.daily_volatility, daily)
+    stop = D(60000) * (1 - 2 * daily)  # 56 231.35
+    assert close(r.stop_price, stop)
+    # Bracket 1, liquidation exactly at the stop: margin/notional = 1 - (stop/EP)(1 - MMR), so
+    # L = 1 / (1 - 0.937189 x 0.996) = 15.024 -> 15.02 (rounded down to 0.01).
+    assert r.max_leverage_for_stop == D("15.02")
+    notional = r.notional
+    q = notional / D(60000)
+    at = liquidation_price_isolated(BTC, q, D(60000), notional / D("15.02"))
+    above = liquidation_price_isolated(BTC, q, D(60000), notional / D("15.03"))
+    assert at is not None
+    assert above is not None
+    assert at <= stop < above
+    # Distance in vol units: 9.6386 % / 3.1405 % = 3.07.
+    assert r.liquidation_distance_vol is not None
+    assert abs(r.liquidation_distance_vol - D("3.069")) < D("0.001")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"symbol": "DOGE/USDT:USDT"}, "bundled symbols: BTC/USDT:USDT, ETH/USDT:USDT"),
+        ({"exchange": "kraken"}, "--exchange 'kraken': unknown; bundled specifications"),
+        ({"entry": D(-5)}, "--entry must be a number > 0, got -5"),
+        ({"balance": D(0)}, "--balance must be a number > 0, got 0"),
+        ({"leverage": D(151)}, "--leverage 151 is above BTC/USDT:USDT's maximum of 150x"),
+        # 10 000 x 100 = 1 000 000 of notional falls in bracket 3, max 75x.
+        ({"balance": D(10000), "leverage": D(100)}, "maximum of 75x for a notional of 1000000"),
+        ({"size": D(1)}, "give exactly one of --leverage and --size (both given)"),
+        ({"leverage": None}, "give exactly one of --leverage and --size (neither given)"),
+        ({"leverage": None, "size": D("0.0001")}, "below BTC/USDT:USDT's minimum quantity 0.001"),
+        ({"leverage": None, "size": D(100)}, "--size 100 (leverage 6000 on balance 1000)"),
+        ({"volatility": D("-0.1")}, "--vol must be a number > 0"),
+        ({"leverage": D("0.5")}, "--leverage must be >= 1"),
+    ],
+)
+def test_invalid_input_is_named(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        calculate(request(**changes))
+    assert message in str(err.value)
+
+
+def test_json_output_shape_via_the_cli() -> None:
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", "long", "--entry", "60000"]
+    args += ["--leverage", "10", "--balance", "1000", "--margin-mode", "isolated", "--json"]
+    result = runner.invoke(app, [*args, "--vol", "0.6"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["liquidation_price"].startswith("54216.867469")
+    assert (data["initial_margin"], data["maintenance_margin"]) == ("1000", "40")
+    assert data["max_leverage_for_stop"] == "15.02"
+    assert len(data["moves"]) == 17
+    first = data["moves"][0]
+    assert first["move"] == "-0.2"
+    assert [c["leverage"] for c in first["cells"]] == ["1", "3", "5", "10", "20"]
+    assert first["cells"][3] == {
+        "leverage": "10",
+        "pnl": "-1000",
+        "return_on_margin": "-1",
+        "liquidated": True,
+    }
+    # Every number is a string (Decimal), never a float.
+    assert all(isinstance(v, str) for k, v in data.items() if k.endswith("price"))
+    assert jsonable(calculate(request(volatility=D("0.6")))) == data
+
+
+def test_volatility_from_a_data_directory() -> None:
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", "short", "--entry", "60000"]
+    args += ["--size", "0.5", "--balance", "5000", "--data", "data/sample", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert 0.05 < float(data["volatility"]) < 3
+    assert data["leverage"] == "6"
+
+
+def test_cli_errors_exit_2_with_the_message() -> None:
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", "long", "--entry", "-1"]
+    result = runner.invoke(app, [*args, "--leverage", "10", "--balance", "1000"])
+    assert result.exit_code == 2
+    assert "--entry must be a number > 0, got -1" in result.output
+    result = runner.invoke(app, [*args[:-1], "abc", "--leverage", "10", "--balance", "1000"])
+    assert result.exit_code == 2
+    assert "--entry: not a number: 'abc'" in result.output

@@ -1,0 +1,326 @@
+"""``bot stress``: portfolios, scenarios and outcomes against worked examples.
+
+Bundled Binance brackets used (bracket 1): BTC and ETH MMR 0.004, cum 0, taker fee 0.0005,
+liquidation fee 0.0125. A fresh isolated long of margin M = N / L liquidates at
+LP = EP * (1 - 1/L) / (1 - MMR); BTC 0.1 at 60 000, 10x: N = 6 000, M = 600, LP = 54 216.87.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli.app import app
+from bot.domain.enums import MarginMode
+from bot.errors import ConfigError, DataError
+from bot.instruments import load_instruments
+from bot.marketdata.candles import Candles
+from bot.tools.extremes import Extreme, worst_moves
+from bot.tools.portfolio import Holding, Portfolio, open_on_exchange, read_portfolio
+from bot.tools.scenarios import Scenario, standard_scenarios
+from bot.tools.stress import Limits, leverage_grid, run_scenario
+
+D = Decimal
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config.example.toml"
+INSTRUMENTS = load_instruments("binanceusdm")
+LIMITS = Limits(daily_loss=D("0.05"), max_drawdown=D("0.25"))
+BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
+runner = CliRunner()
+
+
+def book(*holdings: Holding, wallet: str = "1000", mode: str = "isolated") -> Portfolio:
+    return Portfolio(D(wallet), MarginMode(mode), holdings, "test book")
+
+
+def btc_long(stop: str | None = None, qty: str = "0.1", lev: int = 10) -> Holding:
+    return Holding(
+        BTC, D(qty), D(60000), lev, D(60000), stop_loss=None if stop is None else D(stop)
+    )
+
+
+def play(p: Portfolio, moves: dict[str, str], slippage: str = "0", **extra: object):  # type: ignore[no-untyped-def]
+    scenario = Scenario("test", "move", {s: D(m) for s, m in moves.items()}, **extra)  # type: ignore[arg-type]
+    return run_scenario(p, INSTRUMENTS, scenario, LIMITS, D(slippage))
+
+
+def test_a_move_short_of_liquidation() -> None:
+    o = play(book(btc_long()), {BTC: "-0.05"})
+    # 57 000: PnL 0.1 x -3 000 = -300; equity 700; no fees on an instant move.
+    assert o.equity_before == D(1000)
+    assert o.equity_after == D(700)
+    assert o.loss_fraction == D("0.3")
+    assert o.survived
+    assert o.daily_loss_breached
+    assert o.drawdown_breached
+    # Isolated margin ratio: MM / (margin + PnL) = 5 700 x 0.004 / (600 - 300) = 0.076.
+    assert o.margin_ratio == D("0.076")
+    assert o.next_liquidation is not None
+    sym, price, distance = o.next_liquidation
+    assert sym == BTC
+    assert abs(price - D(60000) * D("0.9") / D("0.996")) < D("1e-9")
+    assert abs(distance - (D(57000) - price) / D(57000)) < D("1e-12")
+
+
+def test_a_move_past_the_liquidation_price_loses_the_margin() -> None:
+    o = play(book(btc_long()), {BTC: "-0.10"})
+    # 54 000 < LP 54 216.87: liquidated at the gapped price; loss capped at the margin of 600.
+    assert o.liquidated == (BTC,)
+    assert o.equity_after == D(400)
+    assert not o.survived
+    assert o.next_liquidation is None
+
+
+def test_a_gap_through_the_stop_fills_at_the_moved_price_with_slippage() -> None:
+    o = play(book(btc_long(stop="57000")), {BTC: "-0.08"}, slippage="2")
+    # Gap to 55 200 (above LP): the stop fills at 55 200 x (1 - 0.0002) = 55 188.96, not 57 000.
+    assert [s.symbol for s in o.stopped] == [BTC]
+    stop = o.stopped[0]
+    assert stop.trigger == D(57000)
+    assert stop.fill_price == D("55188.96")
+    # PnL 0.1 x (55 188.96 - 60 000) = -481.104; fee 0.1 x 55 188.96 x 0.0005 = 2.759448.
+    assert stop.realized_pnl == D("-481.104")
+    assert o.equity_after == D("516.136552")
+    assert o.liquidated == ()
+    untouched = play(book(btc_long(stop="57000")), {BTC: "-0.03"})
+    assert untouched.stopped == ()
+
+
+def test_cross_book_liquidates_all_at_once_past_the_account_threshold() -> None:
+    # Wallet 1 000 backs BTC 0.1 @ 60 000 (N 6 000) and ETH 1 @ 3 000 (N 3 000), MMR 0.004 both.
+    # Both fall by m: equity 1 000 + 9 000 m = MM 9 000 (1 + m) 0.004 at
+    # m* = (36 - 1 000) / (9 000 x 0.996) = -0.10754.
+    eth = Holding(ETH, D(1), D(3000), 10, D(3000))
+    p = book(btc_long(), eth, mode="cross")
+    survives = play(p, {BTC: "-0.105", ETH: "-0.105"})
+    assert survives.liquidated == ()
+    equity = D(1000) - D(9000) * D("0.105")
+    assert survives.equity_after == equity
+    assert survives.margin_ratio == D(9000) * D("0.895") * D("0.004") / equity
+    gone = play(p, {BTC: "-0.11", ETH: "-0.11"})
+    assert set(gone.liquidated) == {BTC, ETH}
+    assert gone.equity_after >= 0
+
+
+def test_funding_spike_is_paid_from_the_margin() -> None:
+    rates = {BTC: D("0.001")}  # 10 x 0.01 %, longs pay
+    o = play(book(btc_long()), {}, funding_rates=rates, settlements=3)
+    # 3 x 0.1 x 60 000 x 0.001 = 18.
+    assert o.funding_paid == D(18)
+    assert o.equity_after == D(982)
+    assert o.survived
+
+
+def test_standard_scenarios() -> None:
+    eth_short = Holding(ETH, D(-1), D(3000), 5, D(3000))
+    p = book(btc_long(), eth_short, wallet="5000")
+    extremes = [
+        Extreme(BTC, "1h", -1, -0.089, 0, 0, 98967.9, 90200.0, "1h"),
+        Extreme(BTC, "1h", 1, 0.07, 0, 0, 90000.0, 96300.0, "1h"),
+        Extreme(ETH, "1d", 1, 0.2, 0, 0, 2000.0, 2400.0, "1h"),
+    ]
+    scenarios = {
+        s.name: s for s in standard_scenarios(p, {BTC: D("0.6")}, {ETH: D("-0.0003")}, extremes)
+    }
+    assert scenarios["all -50.0%"].moves == {BTC: D("-0.5"), ETH: D("-0.5")}
+    assert scenarios["ETH +10.0%"].moves == {ETH: D("0.1")}
+    assert scenarios["crypto crash"].moves == {BTC: D("-0.30"), ETH: D("-0.45")}
+    # Vol spike: 3 x 2 daily vols = 6 x 0.6 / sqrt(365) = 18.84 % against the long; no ETH vol.
+    assert scenarios["volatility spike"].moves == {BTC: D("-0.1884")}
+    funding = scenarios["funding spike"]
+    # 10 x the latest rate against the holder: BTC had none (floor 0.0001, longs pay); ETH's
+    # -0.0003 (shorts pay) becomes -0.003 for the short.
+    assert funding.funding_rates == {BTC: D("0.001"), ETH: D("-0.003")}
+    assert funding.settlements == 3
+    # History: only the move against each position (BTC long: the drop; ETH short: the rise).
+    assert scenarios["worst 1h drop BTC"].moves == {BTC: D("-0.089")}
+    assert "worst 1h rise BTC" not in scenarios
+    assert scenarios["worst 1d rise ETH"].moves == {ETH: D("0.2")}
+
+
+def five_minute(open_: list[float], high: list[float], low: list[float], ts: list[int]) -> Candles:
+    o, h, lo = (np.array(x, dtype=np.float64) for x in (open_, high, low))
+    return Candles(
+        np.array(ts, dtype=np.int64), o, h, lo, o, np.zeros_like(o), 300_000, BTC, "trade", "test"
+    )
+
+
+def test_worst_moves_over_a_horizon_and_never_across_a_gap() -> None:
+    opens = [100, 100, 120, 100, 100, 100, 100, 100]
+    highs = [101, 101, 121, 101, 101, 101, 130, 101]
+    lows = [99, 99, 119, 95, 80, 99, 99, 99]
+    step = 300_000
+    contiguous = five_minute(opens, highs, lows, [i * step for i in range(8)])
+    drop, rise = worst_moves(contiguous, 900_000)  # windows of 3 candles
+    assert drop is not None
+    assert rise is not None
+    # From the open of candle 2 (120) to the low of candle 4 (80): -33.3 %.
+    assert drop.move == pytest.approx(80 / 120 - 1)
+    assert (drop.start_ms, drop.at_ms, drop.to_price) == (2 * step, 4 * step, 80.0)
+    # From the open of candle 4 (100) to the high of candle 6 (130).
+    assert rise.move == pytest.approx(0.3)
+    assert (rise.start_ms, rise.at_ms) == (4 * step, 6 * step)
+    # A gap after candle 3: no window may join candle 2's open to candle 4's low.
+    gapped = five_minute(
+        opens, highs, lows, [i * step for i in range(4)] + [(10 + i) * step for i in range(4)]
+    )
+    drop, _ = worst_moves(gapped, 900_000)
+    assert drop is not None
+    assert drop.move == pytest.approx(-0.2)
+    assert drop.start_ms == 10 * step
+
+
+def test_leverage_grid_finds_the_highest_surviving_leverage() -> None:
+    p = book(btc_long())  # margin 600 at every level; notional 600 x L
+    scenario = Scenario("BTC -10%", "move", {BTC: D("-0.10")})
+    (row,) = leverage_grid(p, INSTRUMENTS, [scenario], LIMITS, D(0))
+    # LP(L) = 60 000 (1 - 1/L) / 0.996 >= 54 000 when L >= 9.65: 10x and 20x are liquidated.
+    survived = [not isinstance(c, str) and c.survived for c in row.cells]
+    assert survived == [True, True, True, True, False, False]
+    assert row.max_surviving((1, 2, 3, 5, 10, 20)) == 5
+    # A 50 USDT margin buys 0.00083 BTC at 1x, less than one step of 0.001, and 0.001 BTC at
+    # 2x, 60 USDT of notional, below the 100 USDT minimum: neither book can exist.
+    small = book(Holding(BTC, D("0.005"), D(60000), 6, D(60000)))
+    (row,) = leverage_grid(small, INSTRUMENTS, [scenario], LIMITS, D(0))
+    assert isinstance(row.cells[0], str)
+    assert "less than one step (0.001)" in row.cells[0]
+    assert isinstance(row.cells[1], str)
+    assert "notional 60.00 below minimum 100" in row.cells[1]
+    assert row.max_surviving((1, 2, 3, 5, 10, 20)) is None
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("symbol,qty,entry_price\nBTC/USDT:USDT,1,60000\n", "missing column(s) leverage"),
+        (
+            "symbol,qty,entry_price,leverage\nBTC/USDT:USDT,abc,60000,5\n",
+            "line 2: qty is not a number: 'abc'",
+        ),
+        (
+            "symbol,qty,entry_price,leverage\nBTC/USDT:USDT,1,-6,5\n",
+            "line 2: entry_price must be > 0, got -6",
+        ),
+        (
+            "symbol,qty,entry_price,leverage\nBTC/USDT:USDT,1,60000,2.5\n",
+            "leverage must be a whole number",
+        ),
+        ("symbol,qty,entry_price,leverage\nBTC/USDT:USDT,0,60000,5\n", "line 2: qty is 0"),
+        (
+            "symbol,qty,entry_price,leverage\nBTC/USDT:USDT,1,6,5\nBTC/USDT:USDT,1,6,5\n",
+            "line 3: BTC/USDT:USDT appears twice",
+        ),
+        (
+            "symbol,qty,entry_price,leverage,colour\nBTC/USDT:USDT,1,6,5,red\n",
+            "unknown column(s) colour",
+        ),
+        ("symbol,qty,entry_price,leverage\n", "no positions"),
+    ],
+)
+def test_positions_file_errors_name_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "positions.csv", text)
+    with pytest.raises(DataError) as err:
+        read_portfolio(path, None, None, None, D(1000), MarginMode.ISOLATED)
+    assert str(path) in str(err.value)
+    assert message in str(err.value)
+
+
+def test_portfolio_sources(tmp_path: Path) -> None:
+    text = "symbol,qty,entry_price,leverage,mark,stop_loss\nBTC/USDT:USDT,-0.1,60000,5,61000,\n"
+    path = write(tmp_path / "positions.csv", text)
+    p = read_portfolio(path, None, D(2000), None, D(1000), MarginMode.ISOLATED)
+    assert (p.wallet, p.margin_mode) == (D(2000), MarginMode.ISOLATED)
+    assert p.holdings == (Holding(BTC, D("-0.1"), D(60000), 5, D(61000)),)
+    write(tmp_path / "account.json", json.dumps({"wallet": "750.5", "margin_mode": "cross"}))
+    sim = read_portfolio(None, tmp_path, None, None, D(1000), MarginMode.ISOLATED)
+    assert (sim.wallet, sim.margin_mode) == (D("750.5"), MarginMode.CROSS)
+    with pytest.raises(ConfigError, match="exactly one of --positions and --from-sim"):
+        read_portfolio(path, tmp_path, None, None, D(1000), MarginMode.ISOLATED)
+    (tmp_path / "account.json").unlink()
+    with pytest.raises(DataError, match=r"account\.json: not found"):
+        read_portfolio(None, tmp_path, None, None, D(1000), MarginMode.ISOLATED)
+
+
+@pytest.mark.parametrize(
+    ("holding", "message"),
+    [
+        (
+            Holding("DOGE/USDT:USDT", D(1), D(1), 5, D(1)),
+            "unknown contract 'DOGE/USDT:USDT'; known: BTC",
+        ),
+        (btc_long(lev=200), "leverage 200 not valid"),
+        (btc_long(qty="0.0005"), "0.0005 is not a multiple of the step 0.001"),
+        (btc_long(qty="1"), "margin is insufficient"),
+        (btc_long(stop="61000"), "stop_loss 61000 must be below the mark 60000"),
+        (
+            Holding(BTC, D("0.1"), D(60000), 10, D(54000)),
+            "already at or beyond its liquidation price",
+        ),
+    ],
+)
+def test_the_exchange_refusing_a_holding_is_named(holding: Holding, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        open_on_exchange(book(holding), INSTRUMENTS, D(0))
+    assert message in str(err.value)
+
+
+def test_opening_keeps_the_wallet_margins_and_stops() -> None:
+    h = Holding(BTC, D("0.1"), D(60000), 10, D(61000), isolated_margin=D(650), stop_loss=D(58000))
+    ex = open_on_exchange(book(h), INSTRUMENTS, D(2))
+    assert ex.book.wallet == D(1000)  # opened without fees or slippage
+    assert ex.book.positions[BTC].isolated_margin == D(650)
+    assert ex.equity() == D(1100)  # 0.1 x (61 000 - 60 000) unrealised
+    (stop,) = ex.fetch_open_orders(BTC)
+    assert stop.trigger_price == D(58000)
+    assert ex.book.instruments[BTC].taker_fee == D("0.0005")  # real fee back for the scenario
+
+
+def test_cli_json_grid_and_plot(tmp_path: Path) -> None:
+    text = (
+        "symbol,qty,entry_price,leverage,stop_loss\n"
+        "BTC/USDT:USDT,0.1,60000,5,57000\n"
+        "ETH/USDT:USDT,-1,3000,3,3300\n"
+    )
+    path = write(tmp_path / "positions.csv", text)
+    png = tmp_path / "grid.png"
+    args = ["stress", "--config", str(CONFIG), "--positions", str(path), "--balance", "5000"]
+    result = runner.invoke(app, [*args, "--json", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) >= {"portfolio", "limits", "scenarios", "leverage_grid"}
+    assert data["limits"] == {"daily_loss": "0.05", "max_drawdown": "0.25"}
+    assert data["portfolio"]["wallet"] == "5000"
+    names = [s["name"] for s in data["scenarios"]]
+    assert {"all -50.0%", "crypto crash", "volatility spike", "funding spike"} <= set(names)
+    assert any(n.startswith("worst 1d drop BTC") for n in names)
+    assert any(n.startswith("worst 1h rise ETH") for n in names)
+    first = data["scenarios"][0]
+    for key in ("equity_after", "margin_ratio", "stopped", "liquidated", "loss_fraction"):
+        assert key in first
+    assert isinstance(first["equity_after"], str)
+    # Every horizon, both directions, with when it happened.
+    found = {(e["contract"], e["horizon"], e["direction"]) for e in data["historical_extremes"]}
+    assert ("BTC/USDT:USDT", "1d", "drop") in found
+    assert ("ETH/USDT:USDT", "5m", "rise") in found
+    assert all(e["start"].endswith("Z") for e in data["historical_extremes"])
+    grid = data["leverage_grid"]
+    assert grid["levels"] == [1, 2, 3, 5, 10, 20]
+    assert len(grid["rows"]) == len(names)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_missing_column_exits_2(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.csv", "symbol,qty,leverage\nBTC/USDT:USDT,1,5\n")
+    result = runner.invoke(app, ["stress", "--config", str(CONFIG), "--positions", str(path)])
+    assert result.exit_code == 2
+    assert "missing column(s) entry_price" in " ".join(result.output.split())

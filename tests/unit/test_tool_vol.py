@@ -1,0 +1,205 @@
+"""``bot vol``: estimators and percentiles over the history, and the policy's decision now, which
+must be the one the engine itself takes on the same data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli.app import app
+from bot.config.loader import load_config
+from bot.errors import DataError
+from bot.marketdata.candles import Candles
+from bot.marketdata.files import discover
+from bot.sim.history import load_history
+from bot.sim.replay import replay
+from bot.stats.timeframes import periods_per_year
+from bot.stats.volatility import ESTIMATORS, estimate
+from bot.tools.voltrack import (
+    WINDOWS,
+    current_volatility,
+    hourly_candles,
+    leverage_history,
+    policy_now,
+    rolling_by_segment,
+    track,
+    vol_readings,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config.example.toml"
+SAMPLE = ROOT / "data" / "sample"
+HOUR = 3_600_000
+runner = CliRunner()
+
+
+def candles(close: list[float], ts: list[int] | None = None) -> Candles:
+    c = np.array(close, dtype=np.float64)
+    stamps = np.array(ts if ts is not None else [i * HOUR for i in range(len(c))], dtype=np.int64)
+    return Candles(
+        stamps, c, c * 1.01, c * 0.99, c, np.zeros_like(c), HOUR, "X/USDT:USDT", "trade", "test"
+    )
+
+
+def test_rolling_never_spans_a_gap() -> None:
+    # Two runs of 5 hourly closes with a 10-hour hole between them; window 3 needs 4 closes.
+    ts = [i * HOUR for i in range(5)] + [(15 + i) * HOUR for i in range(5)]
+    c = candles([100, 101, 99, 102, 100, 200, 190, 210, 205, 200], ts)
+    series = rolling_by_segment("close_to_close", c, 3)
+    assert np.isnan(series[:3]).all()  # first run warming up
+    assert np.isnan(series[5:8]).all()  # second run starts afresh after the gap
+    ppy = periods_per_year(HOUR)
+    closes = np.array([190, 210, 205, 200], dtype=np.float64)
+    expected = np.std(np.diff(np.log(closes)), ddof=1) * np.sqrt(ppy)
+    assert series[-1] == pytest.approx(expected, rel=1e-12)
+
+
+def test_readings_match_the_estimators_and_percentiles_count_the_history() -> None:
+    c = hourly_candles(discover(SAMPLE), "BTC/USDT:USDT")
+    readings = vol_readings(c)
+    assert len(readings) == len(ESTIMATORS) * len(WINDOWS)
+    ppy = periods_per_year(c.tf_ms)
+    for r in readings:
+        window = dict(WINDOWS)[r.window]
+        k = window + 1
+        direct = estimate(
+            r.estimator, c.open[-k:], c.high[-k:], c.low[-k:], c.close[-k:], window, ppy
+        )
+        assert r.value == pytest.approx(direct, rel=1e-9)
+        series = rolling_by_segment(r.estimator, c, window)
+        seen = series[np.isfinite(series)]
+        assert r.percentile == pytest.approx(100 * np.count_nonzero(seen <= r.value) / seen.size)
+        assert r.percentile is not None
+        assert 0 < r.percentile <= 100
+
+
+def test_percentile_of_the_highest_value_is_100() -> None:
+    # Calm hours, then 24 hours swinging 5 % up and down: every earlier 24 h window holds fewer
+    # of the swings, so the latest 24 h volatility is the highest ever seen.
+    calm = np.tile([0.001, -0.001], 100)
+    steps = np.concatenate([calm, np.tile([0.05, -0.05], 12)])
+    c = candles((100 * np.exp(np.cumsum(steps))).tolist())
+    latest = {(r.estimator, r.window): r for r in vol_readings(c)}
+    assert latest[("close_to_close", "24h")].percentile == 100.0
+    assert latest[("close_to_close", "30d")].value is None  # 720 h of history are not there
+
+
+def test_current_volatility_is_the_engines_snapshot_volatility() -> None:
+    config = load_config(CONFIG)
+    policy = config.policies[0]
+    now, decisions = policy_now(config, policy, discover(SAMPLE))
+    decision_candles = load_history(discover(SAMPLE), "BTC/USDT:USDT", policy.timeframe).decision
+    vp = policy.volatility
+    vol = current_volatility(decision_candles, vp.estimator, vp.window)
+    snap = decisions["BTC/USDT:USDT"].snapshot
+    assert snap is not None
+    assert snap.volatility == vol
+    assert now == int(decision_candles.ts[-1]) + decision_candles.tf_ms
+
+
+def test_policy_now_is_what_the_engine_decides_on_a_flat_account() -> None:
+    config = load_config(CONFIG)
+    policy = config.policies[0]
+    inventory = discover(SAMPLE)
+    now, mine = policy_now(config, policy, inventory)
+    symbols = tuple(c.symbol for c in config.contracts)
+    histories = {s: load_history(inventory, s, policy.timeframe) for s in symbols}
+    from bot.tools.voltrack import config_instruments
+
+    # One engine tick at `now` through the real simulation loop, on a fresh (flat) account.
+    result = replay(
+        config, policy, histories, config_instruments(config, symbols), now, now + 3_600_000
+    )
+    engine = {r.decision.symbol: r.decision for r in result.store.decisions}
+    assert set(engine) == set(symbols)
+    for sym in symbols:
+        d = mine[sym].decision
+        assert d is not None
+        assert d.target_leverage == engine[sym].target_leverage
+        assert d.reason == engine[sym].reason
+        assert d.target_leverage > 0
+
+
+def test_risk_parity_policy_decides_through_the_covariance() -> None:
+    config = load_config(CONFIG, policy_overrides=[ROOT / "policies" / "risk_parity.toml"])
+    _, decisions = policy_now(config, config.policies[0], discover(SAMPLE))
+    reasons = [d.decision.reason for d in decisions.values() if d.decision is not None]
+    assert len(reasons) == 3
+    assert all("ERC weight" in r for r in reasons)
+
+
+def test_leverage_history_applies_the_vol_target_formula() -> None:
+    config = load_config(CONFIG)
+    policy = config.policies[0]  # yang_zhang 168 x 1h, target 0.40, leverage in [1, 5]
+    c = load_history(discover(SAMPLE), "ETH/USDT:USDT", policy.timeframe).decision
+    ts, vol, lev = leverage_history(c, policy, Decimal(3))
+    assert np.isnan(lev[:168]).all()
+    i = len(vol) - 1
+    assert lev[i] == pytest.approx(min(max(0.40 / round(vol[i], 6), 1.0), 3.0), abs=1e-12)
+    finite = lev[np.isfinite(lev)]
+    assert finite.min() >= 1.0
+    assert finite.max() <= 3.0  # the cap given wins over the policy's max of 5
+    assert ts[-1] == c.ts[-1] + c.tf_ms
+
+
+def test_track_reports_funding_annualised() -> None:
+    config = load_config(CONFIG)
+    report = track(config, config.policies[0], discover(SAMPLE))
+    btc = report[0]
+    assert btc.symbol == "BTC/USDT:USDT"
+    assert btc.funding_interval_hours == Decimal(8)
+    assert btc.funding_rate is not None
+    # 3 settlements a day x 365 days.
+    assert btc.funding_annualized == btc.funding_rate * 1095
+
+
+def test_json_shape_and_plot_via_the_cli(tmp_path: Path) -> None:
+    png = tmp_path / "vol.png"
+    result = runner.invoke(app, ["vol", "--config", str(CONFIG), "--json", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["policy"] == "vol_target"
+    assert [c["contract"] for c in data["contracts"]] == [
+        "BTC/USDT:USDT",
+        "ETH/USDT:USDT",
+        "SOL/USDT:USDT",
+    ]
+    for c in data["contracts"]:
+        assert set(c["volatility"]) == set(ESTIMATORS)
+        for by_window in c["volatility"].values():
+            assert set(by_window) == {"24h", "7d", "30d"}
+            assert all(isinstance(v["value"], float) for v in by_window.values())
+        assert isinstance(c["policy"]["target_leverage"], str)
+        assert c["policy"]["reason"].startswith(c["contract"].split("/")[0] + ": vol ")
+        assert isinstance(c["funding"]["annualized"], str)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 20_000
+
+
+def test_bad_inputs_are_named(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["vol", "--config", str(CONFIG), "--data", str(tmp_path / "no")])
+    assert result.exit_code == 2
+    assert "--data" in result.output
+    assert "not a directory" in " ".join(result.output.split())  # rich wraps at 80 columns
+    # A data directory without a configured contract: the error names it and what is there.
+    eth_only = tmp_path / "eth"
+    eth_only.mkdir()
+    for f in SAMPLE.glob("ETH_*"):
+        shutil.copy(f, eth_only / f.name)
+    config = load_config(CONFIG)
+    with pytest.raises(DataError) as err:
+        track(config, config.policies[0], discover(eth_only))
+    assert "no data for 'BTC/USDT:USDT'; available: ETH/USDT:USDT" in str(err.value)
+
+
+def test_unknown_policy_file_is_a_config_error(tmp_path: Path) -> None:
+    args = ["vol", "--config", str(CONFIG), "--policy", str(tmp_path / "nope.toml")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "nope.toml" in result.output

@@ -115,6 +115,8 @@ class Engine:
         self._n = 0
         self._last_snapshot: dict[str, MarketSnapshot] = {}
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
+        self.foreign: set[str] = set()  # contracts holding a position the bot did not open
+        self._reported: set[tuple[str, str]] = set()
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
 
     # -- the tick ------------------------------------------------------------------------------
@@ -139,7 +141,8 @@ class Engine:
         for d in decisions:
             self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
         for sym in self.symbols:
-            if acct.qty(sym) != 0:  # no decision (no data) or none with a stop: still protected
+            # No decision (no data) or none with a stop: still protected. Foreign: left alone.
+            if acct.qty(sym) != 0 and sym not in self.foreign:
                 self.protect_without_decision(sym, acct, now)
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
@@ -156,6 +159,8 @@ class Engine:
         self._n = 0
         acct = self.reconcile(now)
         for sym in self.symbols:
+            if sym in self.foreign:
+                continue
             if acct.qty(sym) != 0:
                 self.protect_without_decision(sym, acct, now)
             else:
@@ -187,7 +192,75 @@ class Engine:
         resting = {s: self.exchange.fetch_open_orders(s) for s in self.symbols}
         balance = self.exchange.fetch_balance()
         marks = {s: self.exchange.fetch_mark_price(s) for s in self.symbols}
+        self._sync_closed_orders(now, resting)
+        self._find_foreign(now, positions, resting)
         return _Account(balance.wallet, dict(positions), resting, marks)
+
+    def _sync_closed_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
+        """Orders the store believes rest, but the exchange no longer lists: filled (a stop or a
+        take-profit triggered), cancelled or expired there. The store learns what happened."""
+        listed = {o.client_id for orders in resting.values() for o in orders}
+        for record in self.store.open_orders():
+            sym = record.request.symbol
+            if record.client_id in listed or sym not in self.instruments:
+                continue
+            found = self.exchange.fetch_order(sym, record.client_id)
+            if found is not None and found.status is OrderStatus.OPEN:
+                continue  # listed between the two reads
+            status = found.status if found is not None else OrderStatus.CANCELED
+            self.store.update_order(
+                record.client_id,
+                status,
+                now,
+                order=found,
+                error=None if found is not None else "gone from the exchange",
+            )
+            if status is OrderStatus.FILLED and record.request.purpose.is_protective:
+                price = found.average_price if found is not None else None
+                self._event(
+                    now,
+                    "triggered",
+                    sym,
+                    TradingState.ACTIVE,
+                    f"{record.request.purpose.name.lower()} {record.client_id} filled "
+                    f"{found.filled if found else ''} at {price}",
+                )
+
+    def _find_foreign(
+        self, now: int, positions: dict[str, Position], resting: dict[str, list[Order]]
+    ) -> None:
+        """Positions and orders the bot did not make. A position is adopted when its contract's
+        direction is ``follow``; otherwise it is left alone (no decision, no order) and reported
+        once. Foreign orders are never touched."""
+        self.foreign = set()
+        for spec in self.contracts:
+            sym = spec.symbol
+            pos = positions.get(sym)
+            if pos is None or not pos.is_open or spec.direction == "follow":
+                continue
+            if not self.store.has_filled_entry(sym):
+                self.foreign.add(sym)
+                self._report_once(
+                    now,
+                    ("position", sym),
+                    sym,
+                    f"position {pos.qty} was not opened by this bot: left alone "
+                    "(set the contract's direction to 'follow' to manage it)",
+                )
+        for sym, orders in resting.items():
+            for o in orders:
+                if o.purpose is None:
+                    self._report_once(
+                        now,
+                        ("order", o.client_id),
+                        sym,
+                        f"order {o.client_id} ({o.side} {o.amount}) is not this bot's: left alone",
+                    )
+
+    def _report_once(self, now: int, key: tuple[str, str], symbol: str, reason: str) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            self._event(now, "reconcile", symbol, TradingState.ACTIVE, reason)
 
     # -- 2. market data ------------------------------------------------------------------------
 
@@ -246,7 +319,7 @@ class Engine:
         views: list[ContractView] = []
         for spec in self.contracts:
             snap = snapshots.get(spec.symbol)
-            if snap is None:
+            if snap is None or spec.symbol in self.foreign:
                 continue  # no data: hold, keep protection as it is (see protect/resize)
             qty = acct.qty(spec.symbol)
             direction, allow = spec.resolve(now, qty)

@@ -275,11 +275,19 @@ class CcxtExchange:
 
         def lookup() -> Order | None:
             try:
-                return self._lookup(request.symbol, request.client_id, conditional)
+                found = self._lookup(request.symbol, request.client_id, conditional)
             except (errors.TransientExchangeError, errors.ClockDrift) as exc:
                 raise errors.OutcomeUnknown(
                     f"{request.client_id}: sent; lookup by client id failed: {exc}"
                 ) from exc
+            if found is not None and not _same_order(found, request):
+                # The id is held by an order that is not this request: not our retry's echo.
+                raise errors.DuplicateClientId(
+                    f"{request.client_id}: the client id is held by a different order "
+                    f"({found.side} {found.amount} trigger {found.trigger_price})",
+                    code=-4116,
+                )
+            return found
 
         try:
             order = submit_idempotent(
@@ -506,3 +514,12 @@ def _order_from_request(request: OrderRequest, status: OrderStatus) -> Order:
         price=request.price,
         close_position=request.close_position,
     )
+
+
+def _same_order(found: Order, request: OrderRequest) -> bool:
+    """Whether an order found by client id is the one ``request`` describes (a retry's echo)."""
+    if found.side is not request.side:
+        return False
+    if request.amount is not None and found.amount is not None and found.amount != request.amount:
+        return False
+    return request.trigger_price is None or found.trigger_price == request.trigger_price

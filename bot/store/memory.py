@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bot.domain.enums import OrderStatus
+from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.store.port import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
@@ -24,6 +24,8 @@ class MemoryStore:
         self.positions: list[tuple[int, tuple[Position, ...]]] = []
         self.risk_memory: RiskMemory | None = None
         self._unresolved: set[str] = set()  # kept incrementally: a scan per tick is O(orders)
+        self._open: set[str] = set()
+        self._entered: set[str] = set()  # symbols with a filled entry
 
     def next_sequence(self, name: str) -> int:
         value = self.sequences.get(name, 0) + 1
@@ -58,6 +60,12 @@ class MemoryStore:
             self._unresolved.add(client_id)
         else:
             self._unresolved.discard(client_id)
+        if status is OrderStatus.OPEN:
+            self._open.add(client_id)
+        else:
+            self._open.discard(client_id)
+        if status is OrderStatus.FILLED and record.request.purpose is OrderPurpose.ENTRY:
+            self._entered.add(record.request.symbol)
         self.orders[client_id] = replace(
             record,
             status=status,
@@ -70,6 +78,12 @@ class MemoryStore:
 
     def unresolved_orders(self) -> list[OrderRecord]:
         return [self.orders[cid] for cid in sorted(self._unresolved)]
+
+    def open_orders(self) -> list[OrderRecord]:
+        return [self.orders[cid] for cid in sorted(self._open)]
+
+    def has_filled_entry(self, symbol: str) -> bool:
+        return symbol in self._entered
 
     def get_order(self, client_id: str) -> OrderRecord | None:
         return self.orders.get(client_id)

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlmodel import Session, SQLModel, col, select
 
-from bot.domain.enums import OrderStatus
+from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
@@ -203,6 +203,21 @@ class SqlStore:
         stmt = select(t.OrderRow).where(col(t.OrderRow.status).in_(_UNRESOLVED))
         with self._read() as session:
             return [t.order_record(r) for r in session.exec(stmt.order_by(col(t.OrderRow.id)))]
+
+    def open_orders(self) -> list[OrderRecord]:
+        stmt = select(t.OrderRow).where(col(t.OrderRow.status) == OrderStatus.OPEN.value)
+        with self._read() as session:
+            return [t.order_record(r) for r in session.exec(stmt.order_by(col(t.OrderRow.id)))]
+
+    def has_filled_entry(self, symbol: str) -> bool:
+        o = t.OrderRow
+        stmt = select(o.id).where(
+            col(o.symbol) == symbol,
+            col(o.purpose) == OrderPurpose.ENTRY.value,
+            col(o.status) == OrderStatus.FILLED.value,
+        )
+        with self._read() as session:
+            return session.exec(stmt.limit(1)).first() is not None
 
     def get_order(self, client_id: str) -> OrderRecord | None:
         stmt = select(t.OrderRow).where(col(t.OrderRow.client_id) == client_id)

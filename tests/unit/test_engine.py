@@ -165,6 +165,7 @@ def test_unknown_order_is_resolved_before_deciding(instruments: dict[str, Instru
 
 def test_position_without_data_still_gets_a_stop(instruments: dict[str, Instrument]) -> None:
     engine, ex, store = build(instruments, FakeMarket(available=5))  # too little history
+    engine.contracts = (ContractSpec(BTC, "follow", D(125)),)  # adopt the trader's position
     ex.set_leverage(BTC, 3)
     ex.place_order(
         OrderRequest(
@@ -223,3 +224,37 @@ def test_halt_without_flatten_holds_positions_with_stops(
     assert len(protective(ex)[OrderPurpose.STOP_LOSS]) == 1
     assert len(store.orders) == n  # nothing new sent
     assert "hold, stops resting" in store.decisions[-1].decision.reason
+
+
+def test_foreign_position_is_left_alone_unless_followed(instruments: dict[str, Instrument]) -> None:
+    engine, ex, store = build(instruments)
+    ex.set_leverage(BTC, 3)
+    ex.place_order(
+        OrderRequest(
+            "trader-1", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.05"), False
+        )
+    )
+    engine.tick()  # direction long, but the bot did not open this position
+    assert ex.fetch_open_orders(BTC) == []
+    assert ex.fetch_positions([BTC])[BTC].qty == D("0.05")
+    assert store.orders == {}
+    assert any("not opened by this bot" in e.reason for e in store.events)
+    engine.contracts = (ContractSpec(BTC, "follow", D(125)),)
+    engine.tick()  # follow: adopted, protected, never increased
+    [sl] = protective(ex)[OrderPurpose.STOP_LOSS]
+    assert sl.amount == D("0.05")
+    assert ex.fetch_positions([BTC])[BTC].qty <= D("0.05")
+
+
+def test_a_stop_that_fired_is_recorded(instruments: dict[str, Instrument]) -> None:
+    from bot.sim.triggers import process_bar
+
+    engine, ex, store = build(instruments)
+    engine.tick()
+    [sl] = protective(ex)[OrderPurpose.STOP_LOSS]
+    assert sl.trigger_price is not None
+    low = sl.trigger_price - 100
+    process_bar(ex, BTC, T0 + 1, ex.marks[BTC], ex.marks[BTC], low, low)
+    engine.tick()
+    assert store.orders[sl.client_id].status is OrderStatus.FILLED
+    assert any(e.kind == "triggered" for e in store.events)

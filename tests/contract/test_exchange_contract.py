@@ -1,0 +1,150 @@
+"""One contract suite, two implementations: the simulated exchange (simulation and paper) and
+the ccxt adapter on the loopback Binance USD-M server (live). The same behaviours must hold on
+both, so the simulation cannot drift away from what the live path does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal as D
+
+import pytest
+
+from bot import errors
+from bot.clock import LiveClock
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.market import FundingInfo
+from bot.domain.orders import OrderRequest
+from bot.exchange.factory import make_ccxt_exchange
+from bot.exchange.port import ExchangePort
+from bot.sim.exchange import SimulatedExchange
+from tests.contract.test_ccxt_loopback import KEY, SECRET, RecordingClock, btc_instrument
+from tests.fakes.binance_loopback import LoopbackBinance
+
+BTC = "BTC/USDT:USDT"
+ACCOUNT = "acct1"
+
+
+def _sim() -> SimulatedExchange:
+    ex = SimulatedExchange(
+        {BTC: btc_instrument()},
+        LiveClock(),
+        starting_balance=D(10000),
+        margin_mode=MarginMode.ISOLATED,
+    )
+    ex.set_mark(BTC, D(60000))
+    ex.set_funding(BTC, FundingInfo(D("0.0001"), D(8), 1_700_000_000_000))
+    return ex
+
+
+@pytest.fixture(params=["simulated", "ccxt-loopback"])
+def port(request: pytest.FixtureRequest) -> Iterator[ExchangePort]:
+    sim = _sim()
+    if request.param == "simulated":
+        yield sim
+        return
+    srv = LoopbackBinance(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    with srv:
+        adapter = make_ccxt_exchange(
+            "binanceusdm",
+            demo=False,
+            api_url=srv.base_url,
+            options={"enableRateLimit": False, "timeout": 3000},
+            api_key=KEY,
+            api_secret=SECRET,
+            password=None,
+            clock=RecordingClock(),
+            symbols=[BTC],
+            account=ACCOUNT,
+        )
+        adapter.load_instruments()
+        yield adapter
+        assert srv.errors == []
+
+
+def cid(purpose: OrderPurpose, n: int) -> str:
+    return f"{ACCOUNT}-{purpose.value}-BTC-c-{n}"
+
+
+def market(n: int, side: OrderSide, amount: str, *, reduce: bool = False) -> OrderRequest:
+    purpose = OrderPurpose.REDUCE if reduce else OrderPurpose.ENTRY
+    return OrderRequest(cid(purpose, n), BTC, side, OrderType.MARKET, purpose, D(amount), reduce)
+
+
+def conditional(n: int, purpose: OrderPurpose, trigger: str, amount: str = "0.1") -> OrderRequest:
+    otype = (
+        OrderType.STOP_MARKET
+        if purpose is OrderPurpose.STOP_LOSS
+        else (OrderType.TAKE_PROFIT_MARKET)
+    )
+    return OrderRequest(
+        cid(purpose, n),
+        BTC,
+        OrderSide.SELL,
+        otype,
+        purpose,
+        D(amount),
+        True,
+        trigger_price=D(trigger),
+    )
+
+
+def test_market_order_opens_a_position(port: ExchangePort) -> None:
+    port.set_leverage(BTC, 5)
+    order = port.place_order(market(1, OrderSide.BUY, "0.1"))
+    assert order.status is OrderStatus.FILLED
+    assert order.filled == D("0.1")
+    pos = port.fetch_positions([BTC])[BTC]
+    assert pos.qty == D("0.1")
+    assert pos.liquidation_price is not None and pos.liquidation_price < D(60000)
+    assert port.fetch_leverage(BTC) == 5
+
+
+def test_protective_orders_rest_and_cancel(port: ExchangePort) -> None:
+    port.set_leverage(BTC, 5)
+    port.place_order(market(1, OrderSide.BUY, "0.1"))
+    port.place_order(conditional(2, OrderPurpose.STOP_LOSS, "55000"))
+    port.place_order(conditional(3, OrderPurpose.TAKE_PROFIT, "70000"))
+    resting = {o.client_id: o for o in port.fetch_open_orders(BTC)}
+    assert set(resting) == {cid(OrderPurpose.STOP_LOSS, 2), cid(OrderPurpose.TAKE_PROFIT, 3)}
+    sl = resting[cid(OrderPurpose.STOP_LOSS, 2)]
+    assert sl.purpose is OrderPurpose.STOP_LOSS and sl.reduce_only
+    assert sl.trigger_price == D(55000) and sl.amount == D("0.1")
+    found = port.fetch_order(BTC, sl.client_id)
+    assert found is not None and found.status is OrderStatus.OPEN
+    port.cancel_order(BTC, sl.client_id)
+    port.cancel_order(BTC, sl.client_id)  # already gone: not an error
+    assert [o.client_id for o in port.fetch_open_orders(BTC)] == [cid(OrderPurpose.TAKE_PROFIT, 3)]
+
+
+def test_rejections_are_typed(port: ExchangePort) -> None:
+    with pytest.raises(errors.ReduceOnlyRejected):
+        port.place_order(market(1, OrderSide.SELL, "0.1", reduce=True))  # nothing to reduce
+    with pytest.raises(errors.InsufficientMargin):
+        port.place_order(market(2, OrderSide.BUY, "1"))  # 60000 notional at 1x on 10000
+    with pytest.raises(errors.InvalidQuantity):
+        port.place_order(market(3, OrderSide.BUY, "0.0015"))  # off the 0.001 step
+    port.set_leverage(BTC, 5)
+    port.place_order(market(4, OrderSide.BUY, "0.1"))
+    with pytest.raises(errors.OrderRejected):
+        port.place_order(conditional(5, OrderPurpose.STOP_LOSS, "61000"))  # would trigger now
+    port.place_order(conditional(6, OrderPurpose.STOP_LOSS, "55000"))
+    with pytest.raises(errors.DuplicateClientId):
+        port.place_order(conditional(6, OrderPurpose.STOP_LOSS, "54000"))
+
+
+def test_settings_are_idempotent(port: ExchangePort) -> None:
+    port.set_margin_mode(BTC, MarginMode.ISOLATED)
+    port.set_margin_mode(BTC, MarginMode.ISOLATED)
+    port.set_leverage(BTC, 3)
+    port.set_leverage(BTC, 3)
+    assert port.fetch_leverage(BTC) == 3
+    assert port.fetch_balance().wallet == D(10000)
+    assert port.fetch_mark_price(BTC) == D(60000)
+    assert port.fetch_funding(BTC).rate == D("0.0001")
+
+
+def test_reduce_only_is_capped_at_the_position(port: ExchangePort) -> None:
+    port.set_leverage(BTC, 5)
+    port.place_order(market(1, OrderSide.BUY, "0.1"))
+    port.place_order(market(2, OrderSide.SELL, "0.04", reduce=True))
+    assert port.fetch_positions([BTC])[BTC].qty == D("0.06")

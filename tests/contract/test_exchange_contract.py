@@ -95,7 +95,8 @@ def test_market_order_opens_a_position(port: ExchangePort) -> None:
     assert order.filled == D("0.1")
     pos = port.fetch_positions([BTC])[BTC]
     assert pos.qty == D("0.1")
-    assert pos.liquidation_price is not None and pos.liquidation_price < D(60000)
+    assert pos.liquidation_price is not None
+    assert pos.liquidation_price < D(60000)
     assert port.fetch_leverage(BTC) == 5
 
 
@@ -107,10 +108,13 @@ def test_protective_orders_rest_and_cancel(port: ExchangePort) -> None:
     resting = {o.client_id: o for o in port.fetch_open_orders(BTC)}
     assert set(resting) == {cid(OrderPurpose.STOP_LOSS, 2), cid(OrderPurpose.TAKE_PROFIT, 3)}
     sl = resting[cid(OrderPurpose.STOP_LOSS, 2)]
-    assert sl.purpose is OrderPurpose.STOP_LOSS and sl.reduce_only
-    assert sl.trigger_price == D(55000) and sl.amount == D("0.1")
+    assert sl.purpose is OrderPurpose.STOP_LOSS
+    assert sl.reduce_only
+    assert sl.trigger_price == D(55000)
+    assert sl.amount == D("0.1")
     found = port.fetch_order(BTC, sl.client_id)
-    assert found is not None and found.status is OrderStatus.OPEN
+    assert found is not None
+    assert found.status is OrderStatus.OPEN
     port.cancel_order(BTC, sl.client_id)
     port.cancel_order(BTC, sl.client_id)  # already gone: not an error
     assert [o.client_id for o in port.fetch_open_orders(BTC)] == [cid(OrderPurpose.TAKE_PROFIT, 3)]

@@ -69,8 +69,11 @@ def build_snapshot(
     last: Decimal,
     mark: Decimal,
     policy: Policy,
+    asof_ms: int | None = None,
 ) -> MarketSnapshot | None:
-    """Volatility and ATR by the policy's estimator; ``None`` if there is not enough history."""
+    """Volatility and ATR by the policy's estimator; ``None`` if there is not enough history.
+
+    ``asof_ms`` is when the data was last fresh (default: the close of the last candle)."""
     vol_p = policy.volatility
     n = vol_p.window
     if len(window) < max(n + 1, policy.atr_window + 1):
@@ -86,12 +89,13 @@ def build_snapshot(
         n,
         ppy,
         lam=float(vol_p.ewma_lambda),
+        checked=True,  # windows come validated from the data files or the exchange adapter
     )
     # Wilder's ATR uses all the history it is given (its seed fades): pass the whole window.
-    a = atr(window.high, window.low, window.close, policy.atr_window)
+    a = atr(window.high, window.low, window.close, policy.atr_window, checked=True)
     return MarketSnapshot(
         symbol=symbol,
-        asof_ms=int(window.ts[-1]) + window.tf_ms,
+        asof_ms=asof_ms if asof_ms is not None else int(window.ts[-1]) + window.tf_ms,
         last_price=last,
         mark_price=mark,
         volatility=to_decimal(vol),

@@ -17,7 +17,7 @@ Fixed order of steps (each a method below):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from bot.clock import Clock
@@ -71,17 +71,27 @@ class _Account:
     positions: dict[str, Position]
     resting: dict[str, list[Order]]
     marks: dict[str, Decimal]
+    _equity: Decimal | None = None  # memo; cleared by ``changed`` when positions or wallet move
+
+    def changed(self) -> None:
+        self._equity = None
 
     def qty(self, symbol: str) -> Decimal:
         pos = self.positions.get(symbol)
         return pos.qty if pos is not None else ZERO
 
     def equity(self) -> Decimal:
-        upnl = sum(
-            (p.unrealized_pnl(self.marks[s]) for s, p in self.positions.items() if s in self.marks),
-            ZERO,
-        )
-        return self.wallet + upnl
+        if self._equity is None:
+            upnl = sum(
+                (
+                    p.unrealized_pnl(self.marks[s])
+                    for s, p in self.positions.items()
+                    if s in self.marks
+                ),
+                ZERO,
+            )
+            self._equity = self.wallet + upnl
+        return self._equity
 
 
 class Engine:
@@ -275,13 +285,14 @@ class Engine:
             if last is None:
                 continue
             funding = self.market.funding(sym, now, self.policy.funding.lookback)
-            snap = build_snapshot(sym, window, funding, last[0], acct.marks[sym], self.policy)
+            # Freshness is the last price's, unless the decision candles themselves lag (a
+            # candle more than one timeframe late means the feed has stopped).
+            candle_close = int(window.ts[-1]) + self.tf_ms if len(window) else 0
+            asof = last[1] if now - candle_close <= self.tf_ms else min(candle_close, last[1])
+            snap = build_snapshot(
+                sym, window, funding, last[0], acct.marks[sym], self.policy, asof_ms=asof
+            )
             if snap is not None:
-                # Freshness is the last price's, unless the decision candles themselves lag
-                # (a candle more than one timeframe late means the feed has stopped).
-                candle_close = snap.asof_ms
-                fresh = now - candle_close <= self.tf_ms
-                snap = replace(snap, asof_ms=last[1] if fresh else min(candle_close, last[1]))
                 snapshots[sym] = snap
                 windows[sym] = window
                 self._last_snapshot[sym] = snap
@@ -443,6 +454,7 @@ class Engine:
         acct.positions = dict(self.exchange.fetch_positions(self.symbols))
         balance = self.exchange.fetch_balance()
         acct.wallet = balance.wallet
+        acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
 
     # -- 7. record -----------------------------------------------------------------------------

@@ -8,11 +8,12 @@ from typing import Literal
 from bot.domain.market import MarketSnapshot
 
 DAYS_PER_YEAR = Decimal(365)
+SQRT_DAYS = DAYS_PER_YEAR.sqrt()
 
 
 def daily_vol_unit(market: MarketSnapshot, price: Decimal) -> Decimal:
     """One volatility unit in price: the one-day standard deviation of the price."""
-    return price * market.volatility / DAYS_PER_YEAR.sqrt()
+    return price * market.volatility / SQRT_DAYS
 
 
 def distance(

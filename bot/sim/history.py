@@ -102,7 +102,7 @@ class HistoricalMarket:
         c = self.contracts[symbol].decision
         if c.tf_ms != tf_ms:
             raise ValueError(f"{symbol}: decision candles are {c.tf_ms} ms, asked {tf_ms}")
-        end = int(np.searchsorted(c.ts, now_ms - tf_ms, side="right"))
+        end = int(c.ts.searchsorted(now_ms - tf_ms, side="right"))
         start = max(0, end - count)
         if end > 0:
             # Never let a window span a gap: returns across it would be invented.
@@ -118,7 +118,7 @@ class HistoricalMarket:
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         c = self.contracts[symbol].last
-        i = int(np.searchsorted(c.ts, now_ms - c.tf_ms, side="right")) - 1
+        i = int(c.ts.searchsorted(now_ms - c.tf_ms, side="right")) - 1
         if i < 0:
             return None
         return to_decimal(c.close[i]), int(c.ts[i]) + c.tf_ms
@@ -127,7 +127,7 @@ class HistoricalMarket:
         f = self.contracts[symbol].funding
         if f is None or len(f) == 0:
             return FundingInfo(ZERO, Decimal(8), None)
-        i = int(np.searchsorted(f.ts, now_ms, side="right"))
+        i = int(f.ts.searchsorted(now_ms, side="right"))
         key = (symbol, i, lookback)
         cached = self._funding_cache.get(key)
         if cached is not None:

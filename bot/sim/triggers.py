@@ -224,7 +224,7 @@ def advance(
 ) -> None:
     """Process every bar that closes at or before ``end_ms`` and every settlement up to it."""
     ends = {
-        sym: int(np.searchsorted(s.ts, end_ms - s.tf_ms, side="right")) for sym, s in series.items()
+        sym: int(s.ts.searchsorted(end_ms - s.tf_ms, side="right")) for sym, s in series.items()
     }
     while True:
         best_ts: int | None = None
@@ -249,7 +249,7 @@ def advance(
             tape = funding[sym]
             tape.cursor += 1
             s = series[sym]
-            j = min(int(np.searchsorted(s.ts, best_ts, side="left")), len(s.ts) - 1)
+            j = min(int(s.ts.searchsorted(best_ts, side="left")), len(s.ts) - 1)
             mark = to_decimal(s.open[j]) if s.ts[j] == best_ts else ex.marks.get(sym, ZERO)
             if mark > 0:
                 settle_funding(ex, sym, best_ts, to_decimal(tape.rate[idx]), mark)
@@ -275,7 +275,7 @@ def advance(
 def _catch_up(ex: SimulatedExchange, series: Mapping[str, TriggerSeries], ts: int) -> None:
     """Move every contract's cursor and mark to just before ``ts`` (those bars had no event)."""
     for sym, s in series.items():
-        j = int(np.searchsorted(s.ts, ts, side="left"))
+        j = int(s.ts.searchsorted(ts, side="left"))
         if j > s.cursor:
             ex.marks[sym] = to_decimal(s.close[j - 1])
             s.cursor = j

@@ -19,6 +19,7 @@ satisfy ``low <= open, close <= high``; anything else raises ``ValueError`` nami
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import lru_cache
 
@@ -111,7 +112,14 @@ def _check_prices(fn: str, start: int, **named: FloatArray) -> None:
     raise ValueError(f"{fn}: candle {start + j} has {values}: need low <= open, close <= high")
 
 
-def _tail(fn: str, window: int, needed: int, **named: FloatArray) -> list[FloatArray]:
+def _tail(
+    fn: str, window: int, needed: int, checked: bool = False, **named: FloatArray
+) -> list[FloatArray]:
+    if checked:  # the caller vouches for 1-D float64 arrays of valid candles (validated at load)
+        arrays = list(named.values())
+        _need(fn, window, needed, len(arrays[0]))
+        n = len(arrays[0])
+        return [a[n - needed :] for a in arrays]
     arrays = _arrays(fn, **named)
     n = len(arrays[0])
     _need(fn, window, needed, n)
@@ -134,13 +142,15 @@ def _sample_var(x: FloatArray) -> float:
     return float(d @ d) / (n - 1)
 
 
-def close_to_close(close: FloatArray, window: int, periods_per_year: float) -> float:
+def close_to_close(
+    close: FloatArray, window: int, periods_per_year: float, *, checked: bool = False
+) -> float:
     """Return the annualised sample std (ddof=1) of the last ``window`` log close-to-close returns.
 
     Needs ``window + 1`` closes.
     """
     _check_params("close_to_close", window, periods_per_year)
-    (c,) = _tail("close_to_close", window, window + 1, close=close)
+    (c,) = _tail("close_to_close", window, window + 1, checked, close=close)
     return _annualise(_sample_var(np.log(c[1:] / c[:-1])), periods_per_year)
 
 
@@ -157,7 +167,14 @@ def _ewma_weights(window: int, lam: float) -> FloatArray:
     return weights
 
 
-def ewma(close: FloatArray, window: int, periods_per_year: float, lam: float = 0.94) -> float:
+def ewma(
+    close: FloatArray,
+    window: int,
+    periods_per_year: float,
+    lam: float = 0.94,
+    *,
+    checked: bool = False,
+) -> float:
     """Return the annualised RiskMetrics EWMA volatility of the last ``window`` log returns.
 
     Zero-mean variance recursion ``var_t = lam·var_{t-1} + (1-lam)·r_t²`` over the window, seeded
@@ -168,18 +185,25 @@ def ewma(close: FloatArray, window: int, periods_per_year: float, lam: float = 0
     """
     _check_params("ewma", window, periods_per_year)
     _check_lam("ewma", lam)
-    (c,) = _tail("ewma", window, window + 1, close=close)
+    (c,) = _tail("ewma", window, window + 1, checked, close=close)
     r = np.log(c[1:] / c[:-1])
     return _annualise(float((r * r) @ _ewma_weights(window, float(lam))), periods_per_year)
 
 
-def parkinson(high: FloatArray, low: FloatArray, window: int, periods_per_year: float) -> float:
+def parkinson(
+    high: FloatArray,
+    low: FloatArray,
+    window: int,
+    periods_per_year: float,
+    *,
+    checked: bool = False,
+) -> float:
     """Return the annualised Parkinson (1980) high-low volatility over the last ``window`` candles.
 
     ``var = mean(ln(H/L)²) / (4·ln 2)``. Needs ``window`` candles.
     """
     _check_params("parkinson", window, periods_per_year)
-    h, lo = _tail("parkinson", window, window, high=high, low=low)
+    h, lo = _tail("parkinson", window, window, checked, high=high, low=low)
     u = np.log(h / lo)
     return _annualise(float(u @ u) * _PARKINSON / window, periods_per_year)
 
@@ -191,13 +215,17 @@ def garman_klass(
     close: FloatArray,
     window: int,
     periods_per_year: float,
+    *,
+    checked: bool = False,
 ) -> float:
     """Return the annualised Garman-Klass (1980) volatility over the last ``window`` candles.
 
     ``var = mean(0.5·ln(H/L)² - (2·ln 2 - 1)·ln(C/O)²)``. Needs ``window`` candles.
     """
     _check_params("garman_klass", window, periods_per_year)
-    o, h, lo, c = _tail("garman_klass", window, window, open=open, high=high, low=low, close=close)
+    o, h, lo, c = _tail(
+        "garman_klass", window, window, checked, open=open, high=high, low=low, close=close
+    )
     u, oc = np.log(h / lo), np.log(c / o)
     return _annualise((0.5 * float(u @ u) - _GK_OC * float(oc @ oc)) / window, periods_per_year)
 
@@ -213,6 +241,8 @@ def yang_zhang(
     close: FloatArray,
     window: int,
     periods_per_year: float,
+    *,
+    checked: bool = False,
 ) -> float:
     """Return the annualised Yang-Zhang (2000) volatility over the last ``window`` candles.
 
@@ -223,7 +253,7 @@ def yang_zhang(
     """
     _check_params("yang_zhang", window, periods_per_year)
     o, h, lo, c = _tail(
-        "yang_zhang", window, window + 1, open=open, high=high, low=low, close=close
+        "yang_zhang", window, window + 1, checked, open=open, high=high, low=low, close=close
     )
     o1 = o[1:]
     oc = np.log(c[1:] / o1)
@@ -244,7 +274,17 @@ def _true_range(high: FloatArray, low: FloatArray, close: FloatArray) -> FloatAr
     return np.maximum(high[1:], prev) - np.minimum(low[1:], prev)
 
 
-def atr(high: FloatArray, low: FloatArray, close: FloatArray, window: int) -> float:
+@functools.lru_cache(maxsize=64)
+def _atr_weights(window: int, k: int) -> FloatArray:
+    decay = (window - 1) / window
+    weights = decay ** np.arange(k - 1, -1, -1, dtype=np.float64)
+    weights.flags.writeable = False
+    return weights
+
+
+def atr(
+    high: FloatArray, low: FloatArray, close: FloatArray, window: int, *, checked: bool = False
+) -> float:
     """Return Wilder's Average True Range (price units) at the last candle.
 
     Uses every candle given: candle 0 supplies only its close (true range needs the previous
@@ -254,9 +294,13 @@ def atr(high: FloatArray, low: FloatArray, close: FloatArray, window: int) -> fl
     ``((window-1)/window)^k`` (about 2 % after 4·window), so pass several windows of history.
     """
     _check_params("atr", window, None)
-    h, lo, c = _arrays("atr", high=high, low=low, close=close)
-    _need("atr", window, window + 1, len(c))
-    _check_prices("atr", 0, high=h, low=lo, close=c)
+    if checked:  # the caller vouches for valid float64 candles (validated at load)
+        h, lo, c = high, low, close
+        _need("atr", window, window + 1, len(c))
+    else:
+        h, lo, c = _arrays("atr", high=high, low=low, close=close)
+        _need("atr", window, window + 1, len(c))
+        _check_prices("atr", 0, high=h, low=lo, close=c)
     tr = _true_range(h, lo, c)
     decay = (window - 1) / window
     rest = tr[window:]
@@ -264,7 +308,7 @@ def atr(high: FloatArray, low: FloatArray, close: FloatArray, window: int) -> fl
     # The recursion unrolled: decay^m·seed + Σ decay^(m-1-k)·rest_k / window (one dot product).
     # Terms older than `_ATR_HORIZON` weigh < 1e-18 and are skipped (subnormal powers are slow).
     k = min(m, math.ceil(_ATR_HORIZON / -math.log(decay)))
-    weights = decay ** np.arange(k - 1, -1, -1, dtype=np.float64)
+    weights = _atr_weights(window, k)
     return float(decay**m * (tr[:window].sum() / window) + (rest[m - k :] @ weights) / window)
 
 
@@ -277,18 +321,24 @@ def estimate(
     window: int,
     periods_per_year: float,
     lam: float = 0.94,
+    *,
+    checked: bool = False,
 ) -> float:
-    """Return the annualised volatility from estimator ``name`` (one of :data:`ESTIMATORS`)."""
+    """Return the annualised volatility from estimator ``name`` (one of :data:`ESTIMATORS`).
+
+    ``checked=True`` skips the per-call validation of the prices: only for candles already
+    validated where they were read (data files, the exchange adapter), in the engine's hot path.
+    """
     if name == "close_to_close":
-        return close_to_close(close, window, periods_per_year)
+        return close_to_close(close, window, periods_per_year, checked=checked)
     if name == "ewma":
-        return ewma(close, window, periods_per_year, lam)
+        return ewma(close, window, periods_per_year, lam, checked=checked)
     if name == "parkinson":
-        return parkinson(high, low, window, periods_per_year)
+        return parkinson(high, low, window, periods_per_year, checked=checked)
     if name == "garman_klass":
-        return garman_klass(open, high, low, close, window, periods_per_year)
+        return garman_klass(open, high, low, close, window, periods_per_year, checked=checked)
     if name == "yang_zhang":
-        return yang_zhang(open, high, low, close, window, periods_per_year)
+        return yang_zhang(open, high, low, close, window, periods_per_year, checked=checked)
     raise ValueError(f"unknown volatility estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
 
 

@@ -381,3 +381,13 @@ def test_scale_invariance_and_non_negative(
     base_atr = atr(h, lo, c, window)
     assert base_atr >= 0.0
     assert atr(sh, slo, sc, window) == pytest.approx(base_atr * scale, rel=1e-9, abs=1e-12)
+
+
+def test_checked_fast_path_gives_the_same_numbers() -> None:
+    # The engine skips the per-call validation for candles validated at load; same results.
+    o, h, lo, c = OPEN, HIGH, LOW, CLOSE
+    for name in ESTIMATORS:
+        assert estimate(name, o, h, lo, c, 5, 8760.0, checked=True) == estimate(
+            name, o, h, lo, c, 5, 8760.0
+        )
+    assert atr(h, lo, c, 5, checked=True) == atr(h, lo, c, 5)

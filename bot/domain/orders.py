@@ -53,6 +53,7 @@ class Order:
     average_price: Decimal | None = None
     close_position: bool = False
     timestamp_ms: int = 0
+    fee: Decimal | None = None  # quote currency, when the exchange reports it with the order
 
     @property
     def is_open(self) -> bool:

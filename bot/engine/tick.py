@@ -25,7 +25,7 @@ from bot.config.policy import Policy
 from bot.domain.decision import Decision
 from bot.domain.enums import OrderPurpose, OrderStatus, TradingState
 from bot.domain.market import MarketSnapshot
-from bot.domain.orders import Order, OrderRequest
+from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.client_ids import base36, make_client_id
 from bot.engine.contracts import ContractSpec
@@ -126,6 +126,8 @@ class Engine:
         self._last_snapshot: dict[str, MarketSnapshot] = {}
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
         self.foreign: set[str] = set()  # contracts holding a position the bot did not open
+        self._last_price_ms: dict[str, int | None] = {}
+        self._prev_positions: dict[str, Position] | None = None
         self._reported: set[tuple[str, str]] = set()
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
 
@@ -138,7 +140,7 @@ class Engine:
         tick_id = base36(now // 1000)
         acct = self.reconcile(now)
         snapshots, windows = self.read_market(now, acct)
-        memory = self.update_risk_state(now, acct)
+        memory = self.update_risk_state(now, acct, self.stale_contracts(now))
         decisions = self.decide(now, acct, snapshots, windows, memory.state)
         if memory.state is TradingState.HALTED:
             decisions = [
@@ -198,11 +200,13 @@ class Engine:
                 )
             else:
                 self.store.update_order(record.client_id, found.status, now, order=found)
+                self._record_fill(found, self._previous_positions().get(found.symbol), now)
         positions = self.exchange.fetch_positions(self.symbols)
         resting = {s: self.exchange.fetch_open_orders(s) for s in self.symbols}
         balance = self.exchange.fetch_balance()
         marks = {s: self.exchange.fetch_mark_price(s) for s in self.symbols}
         self._sync_closed_orders(now, resting)
+        self._prev_positions = dict(positions)
         self._find_foreign(now, positions, resting)
         return _Account(balance.wallet, dict(positions), resting, marks)
 
@@ -225,6 +229,8 @@ class Engine:
                 order=found,
                 error=None if found is not None else "gone from the exchange",
             )
+            if found is not None:
+                self._record_fill(found, self._previous_positions().get(sym), now)
             if status is OrderStatus.FILLED and record.request.purpose.is_protective:
                 price = found.average_price if found is not None else None
                 self._event(
@@ -282,6 +288,7 @@ class Engine:
         for sym in self.symbols:
             window = self.market.closed_candles(sym, self.tf_ms, self.needed, now)
             last = self.market.last_price(sym, now)
+            self._last_price_ms[sym] = last[1] if last is not None else None
             if last is None:
                 continue
             funding = self.market.funding(sym, now, self.policy.funding.lookback)
@@ -298,12 +305,22 @@ class Engine:
                 self._last_snapshot[sym] = snap
         return snapshots, windows
 
+    def stale_contracts(self, now: int) -> list[str]:
+        """Contracts whose last price (read this tick) is older than the limit, or missing."""
+        return [
+            sym
+            for sym, ts in self._last_price_ms.items()
+            if ts is None or now - ts > self.limits.stale_data_ms
+        ]
+
     # -- 3. risk state -------------------------------------------------------------------------
 
-    def update_risk_state(self, now: int, acct: _Account) -> RiskMemory:
+    def update_risk_state(
+        self, now: int, acct: _Account, stale: list[str] | None = None
+    ) -> RiskMemory:
         equity = acct.equity()
         memory = self.store.load_risk_memory() or initial_memory(equity, now)
-        memory, transition = update(memory, equity, now, self.limits)
+        memory, transition = update(memory, equity, now, self.limits, stale)
         self.store.save_risk_memory(memory)
         if transition is not None:
             self._event(
@@ -544,7 +561,48 @@ class Engine:
             self._event(now, "rejected", req.symbol, state, f"{req.client_id}: {exc}")
             return 0
         self.store.update_order(req.client_id, order.status, now, order=order)
+        self._record_fill(order, acct.positions.get(req.symbol), now)
         return 1
+
+    def _previous_positions(self) -> dict[str, Position]:
+        """Positions as of the last reconcile (after a restart: as last recorded)."""
+        if self._prev_positions is None:
+            latest = self.store.latest_positions()
+            self._prev_positions = {p.symbol: p for p in latest[1]} if latest else {}
+        return self._prev_positions
+
+    def _record_fill(self, order: Order, before: Position | None, now: int) -> None:
+        """Record a fill of one of the bot's orders in the history.
+
+        Price and quantity are the exchange's; the fee is the exchange's when the order reports
+        it, otherwise the contract's taker rate; realised PnL is measured against the entry
+        price of the position before the fill. The wallet the bot trades on is always the
+        balance read from the exchange, never a sum of these records.
+        """
+        if order.status is not OrderStatus.FILLED or order.filled <= 0:
+            return
+        price = order.average_price
+        if price is None:
+            return
+        inst = self.instruments[order.symbol]
+        fee = order.fee if order.fee is not None else order.filled * price * inst.taker_fee
+        realized = ZERO
+        if before is not None and before.is_open and before.sign != order.side.sign:
+            closed = min(order.filled, abs(before.qty))
+            realized = closed * (price - before.entry_price) * before.sign
+        self.store.record_fill(
+            Fill(
+                order.client_id,
+                order.symbol,
+                order.side,
+                order.filled,
+                price,
+                fee,
+                now,
+                order.purpose,
+                realized,
+            )
+        )
 
     def _cancel(self, symbol: str, client_id: str, now: int) -> None:
         try:

@@ -9,6 +9,7 @@ The memory (peak, day start, state) is persisted by the store so it survives res
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -37,10 +38,21 @@ def initial_memory(equity: Decimal, now_ms: int) -> RiskMemory:
     )
 
 
+STALE = "stale market data"
+
+
 def update(
-    memory: RiskMemory, equity: Decimal, now_ms: int, limits: RiskLimits
+    memory: RiskMemory,
+    equity: Decimal,
+    now_ms: int,
+    limits: RiskLimits,
+    stale: Sequence[str] | None = None,
 ) -> tuple[RiskMemory, Transition | None]:
-    """Roll the day, track the peak, and move the state if a limit is breached."""
+    """Roll the day, track the peak, and move the state if a limit is breached.
+
+    ``stale`` lists the contracts whose market data is older than the limit (``None``: not
+    known in this call): any -> ``reducing`` until the data is fresh again.
+    """
     day = now_ms - now_ms % DAY_MS
     before = memory.state
     mem = memory
@@ -74,6 +86,20 @@ def update(
             state_reason=f"daily loss {day_loss:.2%} >= limit {limits.daily_loss:.2%} "
             "(until the next UTC day)",
         )
+    elif stale and mem.state is TradingState.ACTIVE:
+        mem = replace(
+            mem,
+            state=TradingState.REDUCING,
+            sticky=False,
+            state_reason=f"{STALE}: {', '.join(stale)}",
+        )
+    elif (
+        stale is not None
+        and not stale
+        and mem.state is TradingState.REDUCING
+        and mem.state_reason.startswith(STALE)
+    ):
+        mem = replace(mem, state=TradingState.ACTIVE, state_reason="market data fresh again")
     if mem.state is not before:
         return mem, Transition(before, mem.state, mem.state_reason)
     return mem, None

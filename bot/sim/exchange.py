@@ -369,6 +369,7 @@ class SimulatedExchange:
             average_price=price,
             close_position=order.close_position,
             timestamp_ms=order.timestamp_ms,
+            fee=fee,
         )
 
     def maintenance_total(self) -> Decimal:

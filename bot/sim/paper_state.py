@@ -80,6 +80,7 @@ def _order(d: dict[str, Any]) -> Order:
         average_price=_dec(d["average_price"]),
         close_position=d["close_position"],
         timestamp_ms=d["timestamp_ms"],
+        fee=_dec(d.get("fee")),
     )
 
 

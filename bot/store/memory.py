@@ -103,6 +103,12 @@ class MemoryStore:
     def record_positions(self, ts_ms: int, positions: Sequence[Position]) -> None:
         self.positions.append((ts_ms, tuple(positions)))
 
+    def latest_positions(self) -> tuple[int, list[Position]] | None:
+        if not self.positions:
+            return None
+        ts, positions = self.positions[-1]
+        return ts, list(positions)
+
     def load_risk_memory(self) -> RiskMemory | None:
         return self.risk_memory
 

@@ -108,3 +108,16 @@ def test_per_contract_notional_cap_is_the_tighter_one() -> None:
     verdict = gate.check(req(False, "0.1"), tight)  # 6000 > 5000
     assert isinstance(verdict, Denied)
     assert "limit 5000" in verdict.reason
+
+
+def test_stale_data_moves_to_reducing_and_back() -> None:
+    mem = initial_memory(D(10000), DAY)
+    mem, t = update(mem, D(10000), DAY + 1, LIMITS, stale=["BTC/USDT:USDT"])
+    assert t is not None
+    assert mem.state is TradingState.REDUCING
+    assert "stale market data: BTC/USDT:USDT" in mem.state_reason
+    mem, t = update(mem, D(10000), DAY + 2, LIMITS)  # not known in this call: unchanged
+    assert mem.state is TradingState.REDUCING
+    mem, t = update(mem, D(10000), DAY + 3, LIMITS, stale=[])
+    assert mem.state is TradingState.ACTIVE
+    assert t is not None

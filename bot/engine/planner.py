@@ -147,6 +147,10 @@ def plan_protection(
                 keep = o
             else:
                 plan.cancel.append(o.client_id)
+        if len(existing) > 1:
+            plan.notes.append(
+                f"{len(existing)} resting {purpose.name.lower()} orders: reduced to one"
+            )
         if price is None:
             continue
         if keep is None:

@@ -395,6 +395,8 @@ class Engine:
             self.policy.orders.protective_tolerance,
             self._id_factory(symbol),
         )
+        for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
+            self._event(now, "reconcile", symbol, TradingState.ACTIVE, note)
         for req in plan.place:
             self._send(req, acct, now, None)
         for cid in plan.cancel:

@@ -25,8 +25,8 @@ from bot.config.policy import Policy
 from bot.domain.decision import Decision
 from bot.domain.enums import OrderPurpose, OrderStatus, TradingState
 from bot.domain.market import MarketSnapshot
-from bot.domain.orders import Fill, Order, OrderRequest
-from bot.domain.position import Position
+from bot.domain.orders import Order, OrderRequest
+from bot.engine.account import AccountView
 from bot.engine.client_ids import base36, make_client_id
 from bot.engine.contracts import ContractSpec
 from bot.engine.market import (
@@ -38,6 +38,7 @@ from bot.engine.market import (
     policy_tf_ms,
 )
 from bot.engine.planner import IdFactory, plan_protection, plan_size
+from bot.engine.reconcile import Reconciler
 from bot.errors import ExchangeError, OutcomeUnknown
 from bot.exchange.port import ExchangePort
 from bot.policy.decide import decide
@@ -63,35 +64,6 @@ class TickResult:
     decisions: list[Decision] = field(default_factory=list)
     orders_sent: int = 0
     denials: int = 0
-
-
-@dataclass(slots=True)
-class _Account:
-    wallet: Decimal
-    positions: dict[str, Position]
-    resting: dict[str, list[Order]]
-    marks: dict[str, Decimal]
-    _equity: Decimal | None = None  # memo; cleared by ``changed`` when positions or wallet move
-
-    def changed(self) -> None:
-        self._equity = None
-
-    def qty(self, symbol: str) -> Decimal:
-        pos = self.positions.get(symbol)
-        return pos.qty if pos is not None else ZERO
-
-    def equity(self) -> Decimal:
-        if self._equity is None:
-            upnl = sum(
-                (
-                    p.unrealized_pnl(self.marks[s])
-                    for s, p in self.positions.items()
-                    if s in self.marks
-                ),
-                ZERO,
-            )
-            self._equity = self.wallet + upnl
-        return self._equity
 
 
 class Engine:
@@ -125,11 +97,15 @@ class Engine:
         self._n = 0
         self._last_snapshot: dict[str, MarketSnapshot] = {}
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
-        self.foreign: set[str] = set()  # contracts holding a position the bot did not open
         self._last_price_ms: dict[str, int | None] = {}
-        self._prev_positions: dict[str, Position] | None = None
-        self._reported: set[tuple[str, str]] = set()
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
+        self.reconciler = Reconciler(
+            exchange=exchange,
+            store=store,
+            contracts=self.contracts,
+            instruments=self.instruments,
+            event=self._event,
+        )
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -184,104 +160,32 @@ class Engine:
 
     # -- 1. reconcile --------------------------------------------------------------------------
 
-    def reconcile(self, now: int) -> _Account:
-        for record in self.store.unresolved_orders():
-            found = self.exchange.fetch_order(record.request.symbol, record.client_id)
-            if found is None:
-                self.store.update_order(
-                    record.client_id, OrderStatus.CANCELED, now, error="not found on the exchange"
-                )
-                self._event(
-                    now,
-                    "reconcile",
-                    record.request.symbol,
-                    TradingState.ACTIVE,
-                    f"order {record.client_id} ({record.status}) not on the exchange",
-                )
-            else:
-                self.store.update_order(record.client_id, found.status, now, order=found)
-                self._record_fill(found, self._previous_positions().get(found.symbol), now)
-        positions = self.exchange.fetch_positions(self.symbols)
-        resting = {s: self.exchange.fetch_open_orders(s) for s in self.symbols}
-        balance = self.exchange.fetch_balance()
-        marks = {s: self.exchange.fetch_mark_price(s) for s in self.symbols}
-        self._sync_closed_orders(now, resting)
-        self._prev_positions = dict(positions)
-        self._find_foreign(now, positions, resting)
-        return _Account(balance.wallet, dict(positions), resting, marks)
+    def reconcile(self, now: int) -> AccountView:
+        """Step 1 (see :mod:`bot.engine.reconcile`)."""
+        return self.reconciler.reconcile(now)
 
-    def _sync_closed_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
-        """Orders the store believes rest, but the exchange no longer lists: filled (a stop or a
-        take-profit triggered), cancelled or expired there. The store learns what happened."""
-        listed = {o.client_id for orders in resting.values() for o in orders}
-        for record in self.store.open_orders():
-            sym = record.request.symbol
-            if record.client_id in listed or sym not in self.instruments:
-                continue
-            found = self.exchange.fetch_order(sym, record.client_id)
-            if found is not None and found.status is OrderStatus.OPEN:
-                continue  # listed between the two reads
-            status = found.status if found is not None else OrderStatus.CANCELED
-            self.store.update_order(
-                record.client_id,
-                status,
-                now,
-                order=found,
-                error=None if found is not None else "gone from the exchange",
-            )
-            if found is not None:
-                self._record_fill(found, self._previous_positions().get(sym), now)
-            if status is OrderStatus.FILLED and record.request.purpose.is_protective:
-                price = found.average_price if found is not None else None
-                self._event(
-                    now,
-                    "triggered",
-                    sym,
-                    TradingState.ACTIVE,
-                    f"{record.request.purpose.name.lower()} {record.client_id} filled "
-                    f"{found.filled if found else ''} at {price}",
-                )
+    @property
+    def foreign(self) -> set[str]:
+        return self.reconciler.foreign
 
-    def _find_foreign(
-        self, now: int, positions: dict[str, Position], resting: dict[str, list[Order]]
-    ) -> None:
-        """Positions and orders the bot did not make. A position is adopted when its contract's
-        direction is ``follow``; otherwise it is left alone (no decision, no order) and reported
-        once. Foreign orders are never touched."""
-        self.foreign = set()
-        for spec in self.contracts:
-            sym = spec.symbol
-            pos = positions.get(sym)
-            if pos is None or not pos.is_open or spec.direction == "follow":
-                continue
-            if not self.store.has_filled_entry(sym):
-                self.foreign.add(sym)
-                self._report_once(
-                    now,
-                    ("position", sym),
-                    sym,
-                    f"position {pos.qty} was not opened by this bot: left alone "
-                    "(set the contract's direction to 'follow' to manage it)",
-                )
-        for sym, orders in resting.items():
-            for o in orders:
-                if o.purpose is None:
-                    self._report_once(
-                        now,
-                        ("order", o.client_id),
-                        sym,
-                        f"order {o.client_id} ({o.side} {o.amount}) is not this bot's: left alone",
-                    )
+    @property
+    def contracts(self) -> tuple[ContractSpec, ...]:
+        return self._contracts
 
-    def _report_once(self, now: int, key: tuple[str, str], symbol: str, reason: str) -> None:
-        if key not in self._reported:
-            self._reported.add(key)
-            self._event(now, "reconcile", symbol, TradingState.ACTIVE, reason)
+    @contracts.setter
+    def contracts(self, specs: Sequence[ContractSpec]) -> None:
+        """Replace the contract settings (same symbols), e.g. a contract switched to follow."""
+        specs = tuple(specs)
+        if hasattr(self, "_contracts") and [c.symbol for c in specs] != list(self.symbols):
+            raise ValueError("contracts can change their settings, not their symbols")
+        self._contracts = specs
+        if hasattr(self, "reconciler"):
+            self.reconciler.contracts = specs
 
     # -- 2. market data ------------------------------------------------------------------------
 
     def read_market(
-        self, now: int, acct: _Account
+        self, now: int, acct: AccountView
     ) -> tuple[dict[str, MarketSnapshot], dict[str, CandleWindow]]:
         snapshots: dict[str, MarketSnapshot] = {}
         windows: dict[str, CandleWindow] = {}
@@ -316,7 +220,7 @@ class Engine:
     # -- 3. risk state -------------------------------------------------------------------------
 
     def update_risk_state(
-        self, now: int, acct: _Account, stale: list[str] | None = None
+        self, now: int, acct: AccountView, stale: list[str] | None = None
     ) -> RiskMemory:
         equity = acct.equity()
         memory = self.store.load_risk_memory() or initial_memory(equity, now)
@@ -337,7 +241,7 @@ class Engine:
     def decide(
         self,
         now: int,
-        acct: _Account,
+        acct: AccountView,
         snapshots: dict[str, MarketSnapshot],
         windows: dict[str, CandleWindow],
         state: TradingState,
@@ -378,7 +282,7 @@ class Engine:
     def protect(
         self,
         symbol: str,
-        acct: _Account,
+        acct: AccountView,
         stop: Decimal | None,
         take: Decimal | None,
         now: int,
@@ -404,7 +308,7 @@ class Engine:
         if plan.place or plan.cancel:
             acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
 
-    def protect_without_decision(self, symbol: str, acct: _Account, now: int) -> None:
+    def protect_without_decision(self, symbol: str, acct: AccountView, now: int) -> None:
         """A position held while its market data is missing still gets a resting stop.
 
         The stop comes from the policy's distance on the last statistics seen for the contract,
@@ -435,7 +339,7 @@ class Engine:
     def resize(
         self,
         d: Decision,
-        acct: _Account,
+        acct: AccountView,
         snap: MarketSnapshot | None,
         state: TradingState,
         now: int,
@@ -482,7 +386,7 @@ class Engine:
         self,
         tick_id: str,
         now: int,
-        acct: _Account,
+        acct: AccountView,
         snapshots: dict[str, MarketSnapshot],
         decisions: list[Decision],
         state: TradingState,
@@ -523,7 +427,7 @@ class Engine:
         return new_id
 
     def _send(
-        self, req: OrderRequest, acct: _Account, now: int, snap: MarketSnapshot | None
+        self, req: OrderRequest, acct: AccountView, now: int, snap: MarketSnapshot | None
     ) -> int:
         """Gate, persist the intent, send. Returns 1 if sent, 0 if denied or rejected."""
         memory = self.store.load_risk_memory()
@@ -563,48 +467,8 @@ class Engine:
             self._event(now, "rejected", req.symbol, state, f"{req.client_id}: {exc}")
             return 0
         self.store.update_order(req.client_id, order.status, now, order=order)
-        self._record_fill(order, acct.positions.get(req.symbol), now)
+        self.reconciler.record_fill(order, acct.positions.get(req.symbol), now)
         return 1
-
-    def _previous_positions(self) -> dict[str, Position]:
-        """Positions as of the last reconcile (after a restart: as last recorded)."""
-        if self._prev_positions is None:
-            latest = self.store.latest_positions()
-            self._prev_positions = {p.symbol: p for p in latest[1]} if latest else {}
-        return self._prev_positions
-
-    def _record_fill(self, order: Order, before: Position | None, now: int) -> None:
-        """Record a fill of one of the bot's orders in the history.
-
-        Price and quantity are the exchange's; the fee is the exchange's when the order reports
-        it, otherwise the contract's taker rate; realised PnL is measured against the entry
-        price of the position before the fill. The wallet the bot trades on is always the
-        balance read from the exchange, never a sum of these records.
-        """
-        if order.status is not OrderStatus.FILLED or order.filled <= 0:
-            return
-        price = order.average_price
-        if price is None:
-            return
-        inst = self.instruments[order.symbol]
-        fee = order.fee if order.fee is not None else order.filled * price * inst.taker_fee
-        realized = ZERO
-        if before is not None and before.is_open and before.sign != order.side.sign:
-            closed = min(order.filled, abs(before.qty))
-            realized = closed * (price - before.entry_price) * before.sign
-        self.store.record_fill(
-            Fill(
-                order.client_id,
-                order.symbol,
-                order.side,
-                order.filled,
-                price,
-                fee,
-                now,
-                order.purpose,
-                realized,
-            )
-        )
 
     def _cancel(self, symbol: str, client_id: str, now: int) -> None:
         try:
@@ -628,7 +492,7 @@ def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
     return None
 
 
-def _hold(d: Decision, acct: _Account, why: str) -> Decision:
+def _hold(d: Decision, acct: AccountView, why: str) -> Decision:
     """Keep the position as it is; keep the resting stop (or place the policy's if none)."""
     resting = acct.resting.get(d.symbol, [])
     stop = _resting_stop(resting) or d.stop_loss

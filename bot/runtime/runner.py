@@ -162,13 +162,12 @@ class Runner:
             alerts.append(Alert("state", "critical", f"active -> reducing: {reason}"))
         self.notifier.notify(alerts)
 
-    def _alert(self, events_before: int) -> None:
-        events = self.store.recent_events(1000)
-        new = events[: max(0, len(events) - events_before)]
+    def _alert(self, since_ms: int) -> None:
+        """Alert the state changes recorded since the job started, and what the account shows."""
         alerts = [
             Alert(f"state:{e.state.value}", "critical", f"trading state: {e.reason}")
-            for e in new
-            if e.kind == "state"
+            for e in self.store.recent_events(50)
+            if e.kind == "state" and e.ts_ms >= since_ms
         ]
         acct = self.engine.reconcile(self.clock.now_ms())
         alerts += conditions(

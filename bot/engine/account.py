@@ -1,0 +1,40 @@
+"""The account as one tick sees it: read from the exchange at reconcile, updated after trades."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.domain.orders import Order
+from bot.domain.position import Position
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class AccountView:
+    wallet: Decimal
+    positions: dict[str, Position]
+    resting: dict[str, list[Order]]
+    marks: dict[str, Decimal]
+    _equity: Decimal | None = None  # memo; cleared by ``changed`` when positions or wallet move
+
+    def changed(self) -> None:
+        self._equity = None
+
+    def qty(self, symbol: str) -> Decimal:
+        pos = self.positions.get(symbol)
+        return pos.qty if pos is not None else ZERO
+
+    def equity(self) -> Decimal:
+        if self._equity is None:
+            upnl = sum(
+                (
+                    p.unrealized_pnl(self.marks[s])
+                    for s, p in self.positions.items()
+                    if s in self.marks
+                ),
+                ZERO,
+            )
+            self._equity = self.wallet + upnl
+        return self._equity

@@ -1,0 +1,180 @@
+"""Reconciliation: the exchange is the source of truth.
+
+At every start and every tick, before anything is decided: orders whose outcome is unknown are
+looked up by client id; positions, resting orders (conditional ones too), the balance and the
+marks are read; orders the store believes rest but the exchange no longer lists are settled
+(a stop that fired is recorded); fills go to the history; positions and orders the bot did not
+make are found (adopted when the contract follows them, else left alone and reported once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from bot.domain.enums import OrderStatus, TradingState
+from bot.domain.instrument import Instrument
+from bot.domain.orders import Fill, Order
+from bot.domain.position import Position
+from bot.engine.account import AccountView
+from bot.engine.contracts import ContractSpec
+from bot.exchange.port import ExchangePort
+from bot.store.port import StorePort
+
+ZERO = Decimal(0)
+EventSink = Callable[[int, str, "str | None", TradingState, str], None]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        exchange: ExchangePort,
+        store: StorePort,
+        contracts: Sequence[ContractSpec],
+        instruments: dict[str, Instrument],
+        event: EventSink,
+    ) -> None:
+        self.exchange = exchange
+        self.store = store
+        self.contracts = tuple(contracts)
+        self.symbols = tuple(c.symbol for c in contracts)
+        self.instruments = instruments
+        self.event = event
+        self.foreign: set[str] = set()  # contracts holding a position the bot did not open
+        self._prev_positions: dict[str, Position] | None = None
+        self._reported: set[tuple[str, str]] = set()
+
+    def reconcile(self, now: int) -> AccountView:
+        for record in self.store.unresolved_orders():
+            found = self.exchange.fetch_order(record.request.symbol, record.client_id)
+            if found is None:
+                self.store.update_order(
+                    record.client_id, OrderStatus.CANCELED, now, error="not found on the exchange"
+                )
+                self.event(
+                    now,
+                    "reconcile",
+                    record.request.symbol,
+                    TradingState.ACTIVE,
+                    f"order {record.client_id} ({record.status}) not on the exchange",
+                )
+            else:
+                self.store.update_order(record.client_id, found.status, now, order=found)
+                self.record_fill(found, self.previous_positions().get(found.symbol), now)
+        positions = self.exchange.fetch_positions(self.symbols)
+        resting = {s: self.exchange.fetch_open_orders(s) for s in self.symbols}
+        balance = self.exchange.fetch_balance()
+        marks = {s: self.exchange.fetch_mark_price(s) for s in self.symbols}
+        self._sync_closed_orders(now, resting)
+        self._prev_positions = dict(positions)
+        self._find_foreign(now, positions, resting)
+        return AccountView(balance.wallet, dict(positions), resting, marks)
+
+    def _sync_closed_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
+        """Orders the store believes rest, but the exchange no longer lists: filled (a stop or a
+        take-profit triggered), cancelled or expired there. The store learns what happened."""
+        listed = {o.client_id for orders in resting.values() for o in orders}
+        for record in self.store.open_orders():
+            sym = record.request.symbol
+            if record.client_id in listed or sym not in self.instruments:
+                continue
+            found = self.exchange.fetch_order(sym, record.client_id)
+            if found is not None and found.status is OrderStatus.OPEN:
+                continue  # listed between the two reads
+            status = found.status if found is not None else OrderStatus.CANCELED
+            self.store.update_order(
+                record.client_id,
+                status,
+                now,
+                order=found,
+                error=None if found is not None else "gone from the exchange",
+            )
+            if found is not None:
+                self.record_fill(found, self.previous_positions().get(sym), now)
+            if status is OrderStatus.FILLED and record.request.purpose.is_protective:
+                price = found.average_price if found is not None else None
+                self.event(
+                    now,
+                    "triggered",
+                    sym,
+                    TradingState.ACTIVE,
+                    f"{record.request.purpose.name.lower()} {record.client_id} filled "
+                    f"{found.filled if found else ''} at {price}",
+                )
+
+    def _find_foreign(
+        self, now: int, positions: dict[str, Position], resting: dict[str, list[Order]]
+    ) -> None:
+        """Positions and orders the bot did not make. A position is adopted when its contract's
+        direction is ``follow``; otherwise it is left alone (no decision, no order) and reported
+        once. Foreign orders are never touched."""
+        self.foreign = set()
+        for spec in self.contracts:
+            sym = spec.symbol
+            pos = positions.get(sym)
+            if pos is None or not pos.is_open or spec.direction == "follow":
+                continue
+            if not self.store.has_filled_entry(sym):
+                self.foreign.add(sym)
+                self._report_once(
+                    now,
+                    ("position", sym),
+                    sym,
+                    f"position {pos.qty} was not opened by this bot: left alone "
+                    "(set the contract's direction to 'follow' to manage it)",
+                )
+        for sym, orders in resting.items():
+            for o in orders:
+                if o.purpose is None:
+                    self._report_once(
+                        now,
+                        ("order", o.client_id),
+                        sym,
+                        f"order {o.client_id} ({o.side} {o.amount}) is not this bot's: left alone",
+                    )
+
+    def _report_once(self, now: int, key: tuple[str, str], symbol: str, reason: str) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            self.event(now, "reconcile", symbol, TradingState.ACTIVE, reason)
+
+    def previous_positions(self) -> dict[str, Position]:
+        """Positions as of the last reconcile (after a restart: as last recorded)."""
+        if self._prev_positions is None:
+            latest = self.store.latest_positions()
+            self._prev_positions = {p.symbol: p for p in latest[1]} if latest else {}
+        return self._prev_positions
+
+    def record_fill(self, order: Order, before: Position | None, now: int) -> None:
+        """Record a fill of one of the bot's orders in the history.
+
+        Price and quantity are the exchange's; the fee is the exchange's when the order reports
+        it, otherwise the contract's taker rate; realised PnL is measured against the entry
+        price of the position before the fill. The wallet the bot trades on is always the
+        balance read from the exchange, never a sum of these records.
+        """
+        if order.status is not OrderStatus.FILLED or order.filled <= 0:
+            return
+        price = order.average_price
+        if price is None:
+            return
+        inst = self.instruments[order.symbol]
+        fee = order.fee if order.fee is not None else order.filled * price * inst.taker_fee
+        realized = ZERO
+        if before is not None and before.is_open and before.sign != order.side.sign:
+            closed = min(order.filled, abs(before.qty))
+            realized = closed * (price - before.entry_price) * before.sign
+        self.store.record_fill(
+            Fill(
+                order.client_id,
+                order.symbol,
+                order.side,
+                order.filled,
+                price,
+                fee,
+                now,
+                order.purpose,
+                realized,
+            )
+        )

@@ -44,6 +44,7 @@ class Reconciler:
         self.foreign: set[str] = set()  # contracts holding a position the bot did not open
         self._prev_positions: dict[str, Position] | None = None
         self._reported: set[tuple[str, str]] = set()
+        self._owned: set[str] = set()
 
     def reconcile(self, now: int) -> AccountView:
         for record in self.store.unresolved_orders():
@@ -60,8 +61,8 @@ class Reconciler:
                     f"order {record.client_id} ({record.status}) not on the exchange",
                 )
             else:
-                self.store.update_order(record.client_id, found.status, now, order=found)
-                self.record_fill(found, self.previous_positions().get(found.symbol), now)
+                fill = self.fill_of(found, self.previous_positions().get(found.symbol), now)
+                self.store.update_order(record.client_id, found.status, now, order=found, fill=fill)
         positions = self.exchange.fetch_positions(self.symbols)
         resting = {s: self.exchange.fetch_open_orders(s) for s in self.symbols}
         balance = self.exchange.fetch_balance()
@@ -83,15 +84,15 @@ class Reconciler:
             if found is not None and found.status is OrderStatus.OPEN:
                 continue  # listed between the two reads
             status = found.status if found is not None else OrderStatus.CANCELED
+            before = self.previous_positions().get(sym)
             self.store.update_order(
                 record.client_id,
                 status,
                 now,
                 order=found,
                 error=None if found is not None else "gone from the exchange",
+                fill=self.fill_of(found, before, now) if found is not None else None,
             )
-            if found is not None:
-                self.record_fill(found, self.previous_positions().get(sym), now)
             if status is OrderStatus.FILLED and record.request.purpose.is_protective:
                 price = found.average_price if found is not None else None
                 self.event(
@@ -115,7 +116,9 @@ class Reconciler:
             pos = positions.get(sym)
             if pos is None or not pos.is_open or spec.direction == "follow":
                 continue
-            if not self.store.has_filled_entry(sym):
+            if sym not in self._owned and self.store.has_filled_entry(sym):
+                self._owned.add(sym)  # once the bot has entered a contract, it stays its own
+            if sym not in self._owned:
                 self.foreign.add(sym)
                 self._report_once(
                     now,
@@ -146,8 +149,8 @@ class Reconciler:
             self._prev_positions = {p.symbol: p for p in latest[1]} if latest else {}
         return self._prev_positions
 
-    def record_fill(self, order: Order, before: Position | None, now: int) -> None:
-        """Record a fill of one of the bot's orders in the history.
+    def fill_of(self, order: Order, before: Position | None, now: int) -> Fill | None:
+        """The fill of one of the bot's orders, for the history (None if it did not fill).
 
         Price and quantity are the exchange's; the fee is the exchange's when the order reports
         it, otherwise the contract's taker rate; realised PnL is measured against the entry
@@ -155,26 +158,24 @@ class Reconciler:
         balance read from the exchange, never a sum of these records.
         """
         if order.status is not OrderStatus.FILLED or order.filled <= 0:
-            return
+            return None
         price = order.average_price
         if price is None:
-            return
+            return None
         inst = self.instruments[order.symbol]
         fee = order.fee if order.fee is not None else order.filled * price * inst.taker_fee
         realized = ZERO
         if before is not None and before.is_open and before.sign != order.side.sign:
             closed = min(order.filled, abs(before.qty))
             realized = closed * (price - before.entry_price) * before.sign
-        self.store.record_fill(
-            Fill(
-                order.client_id,
-                order.symbol,
-                order.side,
-                order.filled,
-                price,
-                fee,
-                now,
-                order.purpose,
-                realized,
-            )
+        return Fill(
+            order.client_id,
+            order.symbol,
+            order.side,
+            order.filled,
+            price,
+            fee,
+            now,
+            order.purpose,
+            realized,
         )

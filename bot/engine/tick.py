@@ -98,6 +98,7 @@ class Engine:
         self._last_snapshot: dict[str, MarketSnapshot] = {}
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
         self._last_price_ms: dict[str, int | None] = {}
+        self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
         self.reconciler = Reconciler(
             exchange=exchange,
@@ -135,6 +136,7 @@ class Engine:
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
+        self.last_account = acct
         return result
 
     def guard(self) -> None:
@@ -466,8 +468,8 @@ class Engine:
             self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
             self._event(now, "rejected", req.symbol, state, f"{req.client_id}: {exc}")
             return 0
-        self.store.update_order(req.client_id, order.status, now, order=order)
-        self.reconciler.record_fill(order, acct.positions.get(req.symbol), now)
+        fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
+        self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
         return 1
 
     def _cancel(self, symbol: str, client_id: str, now: int) -> None:

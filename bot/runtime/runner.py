@@ -103,7 +103,7 @@ class Runner:
                     logger.info("{}", d.reason)
                 for callback in self.on_tick:
                     callback(result)
-            self._alert(started)
+            self._alert(started, tick=isinstance(result, TickResult))
             return result
 
     def _guard(self) -> None:
@@ -162,14 +162,17 @@ class Runner:
             alerts.append(Alert("state", "critical", f"active -> reducing: {reason}"))
         self.notifier.notify(alerts)
 
-    def _alert(self, since_ms: int) -> None:
+    def _alert(self, since_ms: int, *, tick: bool) -> None:
         """Alert the state changes recorded since the job started, and what the account shows."""
         alerts = [
             Alert(f"state:{e.state.value}", "critical", f"trading state: {e.reason}")
             for e in self.store.recent_events(50)
             if e.kind == "state" and e.ts_ms >= since_ms
         ]
-        acct = self.engine.reconcile(self.clock.now_ms())
+        # The tick's own view of the account; other jobs read it again.
+        acct = self.engine.last_account if tick else self.engine.reconcile(self.clock.now_ms())
+        if acct is None:
+            acct = self.engine.reconcile(self.clock.now_ms())
         alerts += conditions(
             positions=acct.positions,
             resting=acct.resting,

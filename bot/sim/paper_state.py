@@ -22,6 +22,19 @@ from bot.sim.exchange import SimEvent, SimulatedExchange
 VERSION = 1
 
 
+# How much closed history the paper exchange keeps, like an exchange's order-history window: the
+# state is saved after every change, so it must not grow without bound. Resting orders are
+# always kept; the bot's own history (orders, fills) is complete in the store.
+KEEP_HISTORY = 2000
+
+
+def _kept_orders(ex: SimulatedExchange) -> list[Order]:
+    resting = {cid for book in ex.resting.values() for cid in book}
+    orders = list(ex.orders.values())
+    recent = {o.client_id for o in orders[-KEEP_HISTORY:]}
+    return [o for o in orders if o.client_id in resting or o.client_id in recent]
+
+
 def _enc(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
@@ -47,10 +60,10 @@ def dump(ex: SimulatedExchange) -> str:
         "marks": {s: str(v) for s, v in ex.marks.items()},
         "lasts": {s: str(v) for s, v in ex.lasts.items()},
         "funding": {s: _row(f) for s, f in ex.funding.items()},
-        "orders": [_row(o) for o in ex.orders.values()],
+        "orders": [_row(o) for o in _kept_orders(ex)],
         "resting": {s: list(book_orders) for s, book_orders in ex.resting.items()},
-        "fills": [_row(f) for f in ex.fills],
-        "events": [_row(e) for e in ex.events],
+        "fills": [_row(f) for f in ex.fills[-KEEP_HISTORY:]],
+        "events": [_row(e) for e in ex.events[-KEEP_HISTORY:]],
         "fees_paid": str(ex.fees_paid),
         "funding_paid": str(ex.funding_paid),
         "next_id": ex._next_id,

@@ -54,8 +54,11 @@ class MemoryStore:
         *,
         order: Order | None = None,
         error: str | None = None,
+        fill: Fill | None = None,
     ) -> None:
         record = self.orders[client_id]
+        if fill is not None:
+            self.fills.append(fill)
         if status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN):
             self._unresolved.add(client_id)
         else:

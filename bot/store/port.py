@@ -94,7 +94,10 @@ class StorePort(Protocol):
         *,
         order: Order | None = None,
         error: str | None = None,
-    ) -> None: ...
+        fill: Fill | None = None,
+    ) -> None:
+        """Record what became of an order; ``fill`` is written in the same transaction."""
+        ...
 
     def unresolved_orders(self) -> list[OrderRecord]:
         """Intents whose outcome is not known (``pending_submit`` or ``unknown``)."""

@@ -183,6 +183,7 @@ class SqlStore:
         *,
         order: Order | None = None,
         error: str | None = None,
+        fill: Fill | None = None,
     ) -> None:
         values: dict[str, Any] = {"status": status.value, "updated_ms": ts_ms}
         if order is not None:
@@ -198,6 +199,8 @@ class SqlStore:
         with self._write(f"order {client_id!r}") as session:
             if session.exec(stmt).rowcount == 0:
                 raise UnknownOrder(f"order {client_id!r} was never recorded (update to {status})")
+            if fill is not None:  # the status and its fill commit together: a crash loses neither
+                session.add(t.fill_row(fill))
 
     def unresolved_orders(self) -> list[OrderRecord]:
         stmt = select(t.OrderRow).where(col(t.OrderRow.status).in_(_UNRESOLVED))

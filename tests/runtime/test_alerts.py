@@ -1,0 +1,366 @@
+"""Alerts: the conditions on hand-built account states, and delivery through Apprise to a webhook
+receiver on 127.0.0.1 (``json://`` URLs POST ``{"title", "message", "type", ...}`` as JSON)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal as D
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.alerts import Alert, AlertRules, Notifier, apprise_sender, conditions
+from bot.bootstrap import build_paper, open_store
+from bot.clock import SimClock
+from bot.config.loader import load_config
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.instrument import Bracket, Instrument
+from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.domain.orders import Order
+from bot.domain.position import Position
+from bot.store.migrate import upgrade
+from bot.store.sql import SqlStore
+from tests.runtime.conftest import write_config
+
+SYM = "TST/USDT:USDT"
+T0 = 1_748_822_400_000  # 2025-06-02T00:00Z
+HOUR = 3_600_000
+# One bracket, maintenance 1 % of notional, no deduction: maintenance = notional / 100.
+INSTRUMENT = Instrument(
+    symbol=SYM,
+    base="TST",
+    quote="USDT",
+    tick_size=D("0.01"),
+    step_size=D("0.001"),
+    min_qty=D("0.001"),
+    min_notional=D(5),
+    brackets=(Bracket(D(0), D(10**9), D(50), D("0.01"), D(0)),),
+    maker_fee=D("0.0002"),
+    taker_fee=D("0.0005"),
+    liquidation_fee=D("0.0125"),
+)
+# Apprise's PGP support imports the standard ``imghdr`` module, deprecated since Python 3.11 (a
+# third-party warning on first use, not ours; pytest turns warnings into errors).
+pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+RULES = AlertRules(
+    margin_ratio=D("0.8"), liquidation_vol_units=D(3), dedup_seconds=600, max_per_hour=20
+)
+
+
+# --- a webhook receiver ------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """Records every POSTed JSON body; answers ``status``."""
+
+    port: int = 0
+    status: int = 200
+    posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def titles(self) -> list[str]:
+        return [body["title"] for _, body in self.posts]
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    # A proxy from the environment must not intercept the loopback requests.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    rec = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            rec.posts.append((self.path, body))  # before answering: notify() returns after
+            self.send_response(rec.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    rec.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield rec
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    upgrade(url)
+    s = SqlStore.open(url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+# --- conditions --------------------------------------------------------------------------------
+
+
+def position(qty: str, entry: str, liq: str | None = None) -> Position:
+    return Position(
+        SYM, D(qty), D(entry), D(5), MarginMode.ISOLATED, D(0), None if liq is None else D(liq)
+    )
+
+
+def order(purpose: OrderPurpose, side: OrderSide = OrderSide.SELL) -> Order:
+    return Order(
+        client_id=f"t-{purpose.value}-TST-1-1",
+        exchange_id="1",
+        symbol=SYM,
+        side=side,
+        type=OrderType.STOP_MARKET
+        if purpose is OrderPurpose.STOP_LOSS
+        else OrderType.TAKE_PROFIT_MARKET,
+        purpose=purpose,
+        amount=D(1),
+        filled=D(0),
+        status=OrderStatus.OPEN,
+        reduce_only=True,
+        trigger_price=D(90),
+    )
+
+
+def snapshot(mark: str, vol: str) -> MarketSnapshot:
+    return MarketSnapshot(
+        symbol=SYM,
+        asof_ms=T0,
+        last_price=D(mark),
+        mark_price=D(mark),
+        volatility=D(vol),
+        atr=D(1),
+        funding=FundingInfo(D("0.0001"), D(8), T0 + HOUR),
+        bar_hours=D(1),
+    )
+
+
+def check(
+    pos: Position,
+    *,
+    mark: str = "100",
+    wallet: str = "100000",
+    resting: list[Order] | None = None,
+    snap: MarketSnapshot | None = None,
+) -> dict[str, Alert]:
+    alerts = conditions(
+        positions={SYM: pos},
+        resting={SYM: [order(OrderPurpose.STOP_LOSS)] if resting is None else resting},
+        marks={SYM: D(mark)},
+        snapshots={} if snap is None else {SYM: snap},
+        instruments={SYM: INSTRUMENT},
+        wallet=D(wallet),
+        rules=RULES,
+    )
+    keys = [a.key for a in alerts]
+    assert len(keys) == len(set(keys)), keys
+    return {a.key: a for a in alerts}
+
+
+def test_margin_ratio_alert_at_and_above_the_threshold() -> None:
+    # long 10 @ 100, mark 90: notional 900, maintenance 9; unrealised -100.
+    pos = position("10", "100")
+    # wallet 110: margin balance 10, ratio 9 / 10 = 90 % >= 80 %
+    alert = check(pos, mark="90", wallet="110")["margin_ratio"]
+    assert alert.severity == "critical"
+    assert "margin ratio 90.00%" in alert.message
+    assert "maintenance 9.00, margin balance 10.00" in alert.message
+    # wallet 111.25: balance 11.25, ratio exactly 80 %: alerts (>=)
+    assert "margin ratio 80.00%" in check(pos, mark="90", wallet="111.25")["margin_ratio"].message
+    # wallet 112: balance 12, ratio 75 %: nothing
+    assert check(pos, mark="90", wallet="112") == {}
+    # wallet 100: balance 0, no margin left at all
+    assert "margin ratio Infinity%" in check(pos, mark="90", wallet="100")["margin_ratio"].message
+
+
+def test_liquidation_distance_in_daily_volatility_units() -> None:
+    # a daily-vol unit at mark 100 and 40 % a year: 100 x 0.40 / sqrt(365) = 2.0937
+    snap = snapshot("100", "0.40")
+    # long, liquidation 95: 5 / 2.0937 = 2.39 units < 3
+    alert = check(position("1", "100", "95"), snap=snap)[f"liq_distance:{SYM}"]
+    assert alert.severity == "critical"
+    assert "liquidation 95 is 2.39 daily-vol units from the mark 100" in alert.message
+    # short, liquidation 104 above the mark: 4 / 2.0937 = 1.91 units
+    short = check(position("-1", "100", "104"), snap=snap, resting=[order(OrderPurpose.STOP_LOSS)])
+    assert "1.91 daily-vol units" in short[f"liq_distance:{SYM}"].message
+    # liquidation 93: 7 / 2.0937 = 3.34 units, not below 3
+    assert check(position("1", "100", "93"), snap=snap) == {}
+    # no statistics, no volatility or no liquidation price: nothing to measure against
+    assert check(position("1", "100", "95")) == {}
+    assert check(position("1", "100", "95"), snap=snapshot("100", "0")) == {}
+    assert check(position("1", "100"), snap=snap) == {}
+
+
+def test_position_without_a_resting_stop() -> None:
+    pos = position("1", "100")
+    alert = check(pos, resting=[])[f"no_stop:{SYM}"]
+    assert alert.severity == "critical"
+    assert alert.message == f"{SYM}: position 1 has no resting stop-loss"
+    # a take-profit is no stop
+    assert f"no_stop:{SYM}" in check(pos, resting=[order(OrderPurpose.TAKE_PROFIT)])
+    assert check(pos) == {}  # a stop rests
+    # a flat position needs nothing
+    assert check(position("0", "100", "95"), resting=[], snap=snapshot("100", "0.4")) == {}
+
+
+# --- delivery ----------------------------------------------------------------------------------
+
+
+def notifier(
+    store: SqlStore, receiver_url: str | None, rules: AlertRules = RULES
+) -> tuple[Notifier, SimClock]:
+    clock = SimClock(T0)
+    sender = apprise_sender([receiver_url]) if receiver_url else None
+    return Notifier(store, clock, sender, rules, account="acct"), clock
+
+
+def test_an_alert_reaches_the_webhook(store: SqlStore, receiver: Receiver) -> None:
+    n, _ = notifier(store, receiver.url)
+    assert n.notify([Alert(f"no_stop:{SYM}", "critical", "TST has no stop")]) == 1
+    [(path, body)] = receiver.posts
+    assert path == "/hook"
+    assert body["title"] == f"[acct] critical: no_stop:{SYM}"
+    assert body["message"] == "TST has no stop"
+    [record] = store.recent_alerts(f"no_stop:{SYM}", 0)
+    assert record.delivered
+    assert record.ts_ms == T0
+
+
+def test_the_same_alert_is_sent_once_per_window(store: SqlStore, receiver: Receiver) -> None:
+    n, clock = notifier(store, receiver.url)  # dedup window 600 s
+    a = Alert("margin_ratio", "critical", "ratio high")
+    assert n.notify([a]) == 1
+    clock.advance_to(T0 + 599_000)
+    assert n.notify([a]) == 0  # same key within the window: recorded, not sent
+    assert n.notify([Alert(f"no_stop:{SYM}", "critical", "other")]) == 1  # another key is sent
+    assert len(receiver.posts) == 2
+    records = store.recent_alerts("margin_ratio", 0)
+    assert [r.delivered for r in records] == [False, True]  # newest first
+    clock.advance_to(T0 + 601_000)  # the delivered one left the window
+    assert n.notify([a]) == 1
+    assert receiver.titles().count("[acct] critical: margin_ratio") == 2
+
+
+def test_no_more_than_max_per_hour(store: SqlStore, receiver: Receiver) -> None:
+    rules = AlertRules(D("0.8"), D(3), dedup_seconds=0, max_per_hour=2)
+    n, clock = notifier(store, receiver.url, rules)
+    assert n.notify([Alert(f"k{i}", "warning", f"alert {i}") for i in range(4)]) == 2
+    clock.advance_to(T0 + 30 * 60_000)
+    assert n.notify([Alert("k4", "warning", "alert 4")]) == 0  # still the same hour
+    assert [b["message"] for _, b in receiver.posts] == ["alert 0", "alert 1"]
+    for i in range(5):  # every alert is recorded, sent or not
+        [record] = store.recent_alerts(f"k{i}", 0)
+        assert record.delivered is (i < 2)
+    clock.advance_to(T0 + HOUR + 1)  # the first two sends are more than an hour old
+    assert n.notify([Alert("k5", "warning", "alert 5")]) == 1
+    assert len(receiver.posts) == 3
+
+
+def test_a_failing_destination_does_not_raise(store: SqlStore, receiver: Receiver) -> None:
+    receiver.status = 500
+    n, clock = notifier(store, receiver.url)
+    a = Alert("state:halted", "critical", "halted")
+    assert n.notify([a]) == 0
+    assert len(receiver.posts) == 1  # tried
+    [record] = store.recent_alerts("state:halted", 0)
+    assert not record.delivered
+    # an undelivered alert does not count for dedup: the retry goes out when the hook is back
+    receiver.status = 200
+    clock.advance_to(T0 + 60_000)
+    assert n.notify([a]) == 1
+    assert [r.delivered for r in store.recent_alerts("state:halted", 0)] == [True, False]
+
+
+def test_an_unreachable_destination_and_a_raising_sender_do_not_raise(store: SqlStore) -> None:
+    n, _ = notifier(store, f"json://127.0.0.1:{closed_port()}/hook")
+    assert n.notify([Alert("a", "warning", "nobody listens")]) == 0
+
+    def boom(title: str, body: str) -> bool:
+        raise ConnectionError("the network is down")
+
+    n = Notifier(store, SimClock(T0), boom, RULES, account="acct")
+    assert n.notify([Alert("b", "warning", "sender raises")]) == 0
+    assert [r.delivered for r in store.recent_alerts("b", 0)] == [False]
+
+
+def test_apprise_urls_are_checked() -> None:
+    assert apprise_sender([]) is None
+    with pytest.raises(ValueError, match="not understood by Apprise: nosuchscheme://"):
+        apprise_sender(["nosuchscheme://host/path"])
+
+
+# --- end to end: the paper bot ----------------------------------------------------------------
+
+
+def set_runtime(config_path: Path, **settings: str) -> None:
+    """Replace ``key = ...`` lines of the example config (every runtime key is listed there, and
+    a TOML key may not be given twice)."""
+    text = config_path.read_text()
+    for key, value in settings.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
+        assert n == 1, key
+    config_path.write_text(text)
+
+
+def paper_tick_with_alerts(
+    directory: Path, receiver: Receiver, command: str | None = None, **settings: str
+) -> None:
+    """A paper bot on the bundled data with alerts to ``receiver``: one tick, then ``command``
+    (posted through the database, like ``bot halt``), then one more tick."""
+    config_path = write_config(directory, contracts=1)
+    set_runtime(config_path, alert_urls=f'["{receiver.url}"]', **settings)
+    config = load_config(config_path)
+    store = open_store(config)
+    clock = SimClock(T0)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    try:
+        assert runner.tick() is not None
+        if command is not None:
+            store.post_command(command, json.dumps({"flatten": True}), clock.now_ms())
+            clock.advance_to(clock.now_ms() + HOUR)
+            assert runner.tick() is not None
+    finally:
+        paper.save()
+        store.close()
+
+
+def test_the_paper_bot_sends_its_alerts(tmp_path: Path, receiver: Receiver) -> None:
+    # Any open position crosses a margin-ratio threshold this low: the alert must arrive.
+    paper_tick_with_alerts(tmp_path, receiver, alert_margin_ratio="0.0001")
+    assert "[main] critical: margin_ratio" in receiver.titles()
+
+
+def test_a_halt_posted_through_the_database_is_alerted(tmp_path: Path, receiver: Receiver) -> None:
+    paper_tick_with_alerts(tmp_path, receiver, command="halt")
+    state = [b for _, b in receiver.posts if b["title"] == "[main] critical: state:halted"]
+    assert len(state) == 1, receiver.titles()
+    assert state[0]["message"].startswith("trading state: command ")
+    assert "halt" in state[0]["message"]

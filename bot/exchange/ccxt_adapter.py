@@ -23,7 +23,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Balance, Position
-from bot.exchange import mapping
+from bot.exchange import ccxt_orders, mapping
 from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_profile
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
@@ -131,7 +131,7 @@ class CcxtExchange:
         # (Bybit may list a conditional order in both answers).
         seen: dict[tuple[str, str], Order] = {}
         for raw in [*regular, *algo]:
-            order = mapping.order_from_ccxt(raw, account=self._account)
+            order = ccxt_orders.order_from_ccxt(raw, account=self._account)
             seen.setdefault((order.exchange_id, order.client_id), order)
         return list(seen.values())
 
@@ -280,7 +280,7 @@ class CcxtExchange:
                 raise errors.OutcomeUnknown(
                     f"{request.client_id}: sent; lookup by client id failed: {exc}"
                 ) from exc
-            if found is not None and not _same_order(found, request):
+            if found is not None and not ccxt_orders.same_order(found, request):
                 # The id is held by an order that is not this request: not our retry's echo.
                 raise errors.DuplicateClientId(
                     f"{request.client_id}: the client id is held by a different order "
@@ -377,7 +377,7 @@ class CcxtExchange:
             # Binance can briefly forget a fresh algo order on a lookup (freqtrade#12681):
             # the open algo list decides.
             return self._find_open(symbol, client_id)
-        return mapping.order_from_ccxt(raw, account=self._account)
+        return ccxt_orders.order_from_ccxt(raw, account=self._account)
 
     def _find_open(self, symbol: str, client_id: str) -> Order | None:
         raws = self._call(
@@ -385,7 +385,7 @@ class CcxtExchange:
             "fetch_open_orders(trigger)",
         )
         for raw in raws:
-            order = mapping.order_from_ccxt(raw, account=self._account)
+            order = ccxt_orders.order_from_ccxt(raw, account=self._account)
             if order.client_id == client_id:
                 return order
         return None
@@ -407,7 +407,7 @@ class CcxtExchange:
                 return True
         raise errors.TransientExchangeError(f"{what}: the venue says not found, yet lists it open")
 
-    def _order_args(self, request: OrderRequest) -> mapping.CreateOrderArgs:
+    def _order_args(self, request: OrderRequest) -> ccxt_orders.CreateOrderArgs:
         self.instrument(request.symbol)  # markets loaded, contract checked
         if request.close_position and not self._profile.close_position_stops:
             raise errors.NotSupported(f"{self._ex.id}: closePosition conditional orders")
@@ -416,7 +416,7 @@ class CcxtExchange:
         trigger = self._exact(
             request, request.trigger_price, self._ex.price_to_precision, "trigger price"
         )
-        return mapping.create_order_args(
+        return ccxt_orders.create_order_args(
             request,
             amount=amount,
             price=price,
@@ -447,11 +447,11 @@ class CcxtExchange:
 
     def _order_from_ack(self, raw: Mapping[str, Any], request: OrderRequest) -> Order:
         try:
-            return mapping.order_from_ccxt(raw, fallback=request, account=self._account)
+            return ccxt_orders.order_from_ccxt(raw, fallback=request, account=self._account)
         except mapping.UnexpectedResponse as exc:
             # accepted, but the answer is unreadable: report it unknown, reconcile by id
             logger.warning("{}: unreadable order acknowledgement: {}", request.client_id, exc)
-            return _order_from_request(request, OrderStatus.UNKNOWN)
+            return ccxt_orders.order_from_request(request, OrderStatus.UNKNOWN)
 
     def _settled(self, order: Order, request: OrderRequest) -> Order:
         """Re-read an acknowledgement that does not say how the order ended up (Bybit)."""
@@ -496,30 +496,3 @@ class CcxtExchange:
             hours = Decimal(8)
         self._intervals[symbol] = (hours, now)
         return hours
-
-
-def _order_from_request(request: OrderRequest, status: OrderStatus) -> Order:
-    return Order(
-        client_id=request.client_id,
-        exchange_id="",
-        symbol=request.symbol,
-        side=request.side,
-        type=request.type,
-        purpose=request.purpose,
-        amount=request.amount,
-        filled=Decimal(0),
-        status=status,
-        reduce_only=request.reduce_only,
-        trigger_price=request.trigger_price,
-        price=request.price,
-        close_position=request.close_position,
-    )
-
-
-def _same_order(found: Order, request: OrderRequest) -> bool:
-    """Whether an order found by client id is the one ``request`` describes (a retry's echo)."""
-    if found.side is not request.side:
-        return False
-    if request.amount is not None and found.amount is not None and found.amount != request.amount:
-        return False
-    return request.trigger_price is None or found.trigger_price == request.trigger_price

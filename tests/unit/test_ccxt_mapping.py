@@ -15,7 +15,7 @@ from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, O
 from bot.domain.margin import maintenance_margin
 from bot.domain.orders import OrderRequest
 from bot.errors import NotSupported
-from bot.exchange import mapping
+from bot.exchange import ccxt_orders, mapping
 from bot.exchange.capabilities import BINANCE_USDM, BYBIT
 from bot.exchange.mapping import Candle, UnexpectedResponse
 
@@ -272,7 +272,7 @@ def binance_algo_stop(
 
 
 def test_binance_market_fill() -> None:
-    order = mapping.order_from_ccxt(binance_market_fill())
+    order = ccxt_orders.order_from_ccxt(binance_market_fill())
     assert order.client_id == "acct1-en-BTC-s8xk2-0"
     assert order.exchange_id == "1002"
     assert (order.type, order.side, order.status) == (
@@ -290,7 +290,7 @@ def test_binance_market_fill() -> None:
 def test_binance_algo_stop_keeps_client_algo_id_and_type() -> None:
     raw = binance_algo_stop()
     raw["clientOrderId"] = None  # only the raw clientAlgoId carries it
-    order = mapping.order_from_ccxt(raw)
+    order = ccxt_orders.order_from_ccxt(raw)
     assert order.client_id == "acct1-sl-BTC-s8xk2-1"
     assert order.type is OrderType.STOP_MARKET
     assert order.purpose is OrderPurpose.STOP_LOSS
@@ -300,7 +300,7 @@ def test_binance_algo_stop_keeps_client_algo_id_and_type() -> None:
 
 
 def test_binance_algo_take_profit_type_comes_from_raw_order_type() -> None:
-    order = mapping.order_from_ccxt(binance_algo_stop("foreign-1", "TAKE_PROFIT_MARKET"))
+    order = ccxt_orders.order_from_ccxt(binance_algo_stop("foreign-1", "TAKE_PROFIT_MARKET"))
     assert order.type is OrderType.TAKE_PROFIT_MARKET
     assert order.purpose is None
 
@@ -309,7 +309,7 @@ def test_close_position_flag_read_from_raw() -> None:
     raw = binance_algo_stop()
     raw["info"]["closePosition"] = True
     raw["amount"] = None
-    order = mapping.order_from_ccxt(raw)
+    order = ccxt_orders.order_from_ccxt(raw)
     assert order.close_position is True
     assert order.amount is None
 
@@ -332,9 +332,9 @@ def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
             "stopOrderType": "Stop",
         },
     }
-    assert mapping.order_from_ccxt(raw).type is OrderType.TAKE_PROFIT_MARKET
+    assert ccxt_orders.order_from_ccxt(raw).type is OrderType.TAKE_PROFIT_MARKET
     raw["clientOrderId"] = raw["info"]["orderLinkId"] = "acct1-sl-BTC-s8xk2-2"
-    assert mapping.order_from_ccxt(raw).type is OrderType.STOP_MARKET
+    assert ccxt_orders.order_from_ccxt(raw).type is OrderType.STOP_MARKET
 
 
 @pytest.mark.parametrize(
@@ -351,7 +351,7 @@ def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
 def test_order_status_mapping(ccxt_status: str | None, status: OrderStatus) -> None:
     raw = binance_market_fill()
     raw["status"] = ccxt_status
-    assert mapping.order_from_ccxt(raw).status is status
+    assert ccxt_orders.order_from_ccxt(raw).status is status
 
 
 def test_terse_acknowledgement_is_completed_from_the_request() -> None:
@@ -366,7 +366,7 @@ def test_terse_acknowledgement_is_completed_from_the_request() -> None:
         trigger_price=Decimal("55000"),
     )
     ack = {"id": "77", "clientOrderId": "acct1-sl-BTC-s8xk2-3", "info": {}}  # Bybit create answer
-    order = mapping.order_from_ccxt(ack, fallback=request)
+    order = ccxt_orders.order_from_ccxt(ack, fallback=request)
     assert (order.exchange_id, order.symbol, order.side) == ("77", SYM, OrderSide.SELL)
     assert order.type is OrderType.STOP_MARKET
     assert order.trigger_price == Decimal("55000")
@@ -378,7 +378,7 @@ def test_order_without_side_names_the_order() -> None:
     raw = binance_market_fill()
     raw["side"] = None
     with pytest.raises(UnexpectedResponse, match=r"order acct1-en-BTC-s8xk2-0 \(BTC/USDT:USDT\)"):
-        mapping.order_from_ccxt(raw)
+        ccxt_orders.order_from_ccxt(raw)
 
 
 # -- positions -------------------------------------------------------------------------------
@@ -528,14 +528,14 @@ def request(type_: OrderType, purpose: OrderPurpose, **over: Any) -> OrderReques
 
 
 def test_reduce_only_market_order_args() -> None:
-    args = mapping.create_order_args(
+    args = ccxt_orders.create_order_args(
         request(OrderType.MARKET, OrderPurpose.REDUCE),
         amount="0.01",
         price=None,
         trigger=None,
         mark_trigger_params=BINANCE_USDM.mark_trigger_params,
     )
-    assert args == mapping.CreateOrderArgs(
+    assert args == ccxt_orders.CreateOrderArgs(
         SYM,
         "market",
         "sell",
@@ -547,7 +547,7 @@ def test_reduce_only_market_order_args() -> None:
 
 def test_entry_limit_order_args() -> None:
     req = request(OrderType.LIMIT, OrderPurpose.ENTRY, side=OrderSide.BUY, price=Decimal("65000.1"))
-    args = mapping.create_order_args(
+    args = ccxt_orders.create_order_args(
         req, amount="0.01", price="65000.1", trigger=None, mark_trigger_params={}
     )
     assert (args.type, args.side, args.price) == ("limit", "buy", 65000.1)
@@ -556,7 +556,7 @@ def test_entry_limit_order_args() -> None:
 
 def test_stop_loss_args_trigger_on_mark_price() -> None:
     req = request(OrderType.STOP_MARKET, OrderPurpose.STOP_LOSS, trigger_price=Decimal("55000"))
-    args = mapping.create_order_args(
+    args = ccxt_orders.create_order_args(
         req,
         amount="0.01",
         price=None,
@@ -576,7 +576,7 @@ def test_take_profit_args_on_bybit_use_trigger_by() -> None:
     req = request(
         OrderType.TAKE_PROFIT_MARKET, OrderPurpose.TAKE_PROFIT, trigger_price=Decimal("70000")
     )
-    args = mapping.create_order_args(
+    args = ccxt_orders.create_order_args(
         req,
         amount="0.01",
         price=None,
@@ -597,7 +597,7 @@ def test_close_position_stop_has_no_amount_and_no_reduce_only() -> None:
         reduce_only=False,
         trigger_price=Decimal("54000"),
     )
-    args = mapping.create_order_args(
+    args = ccxt_orders.create_order_args(
         req, amount=None, price=None, trigger="54000", mark_trigger_params={}
     )
     assert args.amount is None

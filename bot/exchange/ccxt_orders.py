@@ -1,0 +1,203 @@
+"""ccxt order dicts <-> domain orders, and the arguments of ``create_order``. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.orders import Order, OrderRequest
+from bot.exchange.mapping import (
+    ZERO,
+    UnexpectedResponse,
+    opt_decimal,
+    parse_purpose,
+    positive_or_none,
+)
+
+_STATUSES = {
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.FILLED,  # for a conditional order: triggered
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.CANCELED,
+    "rejected": OrderStatus.REJECTED,
+}
+
+
+def order_from_ccxt(
+    raw: Mapping[str, Any],
+    *,
+    fallback: OrderRequest | None = None,
+    account: str | None = None,
+) -> Order:
+    """An :class:`Order` from a ccxt order dict.
+
+    Our client id comes back as ``clientOrderId`` for regular orders and as the raw
+    ``clientAlgoId`` for Binance algo (conditional) orders; both are read. ``fallback`` fills
+    what a terse acknowledgement omits (Bybit's create answer carries only the ids).
+    """
+    info: Mapping[str, Any] = raw.get("info") or {}
+    ids = ("clientOrderId", "clientAlgoId", "orderLinkId")
+    found = [raw.get("clientOrderId"), *(info.get(k) for k in ids)]
+    client_id: str = next((c for c in found if isinstance(c, str) and c), "")
+    if not client_id and fallback is not None:
+        client_id = fallback.client_id
+    symbol = raw.get("symbol") or (fallback.symbol if fallback else None)
+    where = f"order {client_id or raw.get('id')} ({symbol})"
+    purpose = parse_purpose(client_id, account)
+    trigger = positive_or_none(
+        raw.get("triggerPrice") or raw.get("stopLossPrice") or raw.get("takeProfitPrice"),
+        f"{where} triggerPrice",
+    )
+    if trigger is None and fallback is not None:
+        trigger = fallback.trigger_price
+    status = _STATUSES.get(str(raw.get("status")), OrderStatus.UNKNOWN)
+    close_position = _truthy(info.get("closePosition")) or _truthy(info.get("closeOnTrigger"))
+    amount = positive_or_none(raw.get("amount"), f"{where} amount")
+    if amount is None and fallback is not None:
+        amount = fallback.amount
+    return Order(
+        client_id=client_id,
+        exchange_id=str(raw.get("id") or ""),
+        symbol=str(symbol),
+        side=_side(raw.get("side"), fallback, where),
+        type=_order_type(raw, info, trigger, purpose, fallback),
+        purpose=purpose,
+        amount=amount,
+        filled=opt_decimal(raw.get("filled"), f"{where} filled") or ZERO,
+        status=status,
+        reduce_only=bool(raw.get("reduceOnly")) or (fallback.reduce_only if fallback else False),
+        trigger_price=trigger,
+        price=positive_or_none(raw.get("price"), f"{where} price"),
+        average_price=positive_or_none(raw.get("average"), f"{where} average"),
+        close_position=close_position or (fallback.close_position if fallback else False),
+        timestamp_ms=int(raw.get("timestamp") or raw.get("lastUpdateTimestamp") or 0),
+    )
+
+
+def _order_type(
+    raw: Mapping[str, Any],
+    info: Mapping[str, Any],
+    trigger: Decimal | None,
+    purpose: OrderPurpose | None,
+    fallback: OrderRequest | None,
+) -> OrderType:
+    if trigger is None:
+        if fallback is not None and raw.get("type") is None:
+            return fallback.type
+        return OrderType.LIMIT if raw.get("type") == "limit" else OrderType.MARKET
+    # Binance names the conditional type (algo `orderType`, regular `type`/`origType`). Bybit's
+    # `stopOrderType` is "Stop" for any plain conditional order, so our purpose code decides.
+    labels = {
+        str(info.get(k, "")).upper() for k in ("orderType", "origType", "type", "stopOrderType")
+    }
+    if any("TAKE_PROFIT" in label or "TAKEPROFIT" in label for label in labels):
+        return OrderType.TAKE_PROFIT_MARKET
+    if labels & {"STOP_MARKET", "STOPLOSS", "PARTIALSTOPLOSS"}:
+        return OrderType.STOP_MARKET
+    if purpose is OrderPurpose.TAKE_PROFIT:
+        return OrderType.TAKE_PROFIT_MARKET
+    if purpose is OrderPurpose.STOP_LOSS:
+        return OrderType.STOP_MARKET
+    if raw.get("takeProfitPrice"):
+        return OrderType.TAKE_PROFIT_MARKET
+    if fallback is not None and fallback.type.is_conditional:
+        return fallback.type
+    return OrderType.STOP_MARKET
+
+
+def _side(value: object, fallback: OrderRequest | None, where: str) -> OrderSide:
+    if value in ("buy", "sell"):
+        return OrderSide(str(value))
+    if fallback is not None:
+        return fallback.side
+    raise UnexpectedResponse(f"{where}: side must be 'buy' or 'sell', got {value!r}")
+
+
+def _truthy(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+# -- positions and balance -------------------------------------------------------------------
+
+
+class CreateOrderArgs(NamedTuple):
+    """Positional arguments and params of ``ccxt.Exchange.create_order``."""
+
+    symbol: str
+    type: str
+    side: str
+    amount: float | None
+    price: float | None
+    params: dict[str, object]
+
+
+def create_order_args(
+    request: OrderRequest,
+    *,
+    amount: str | None,
+    price: str | None,
+    trigger: str | None,
+    mark_trigger_params: Mapping[str, object],
+) -> CreateOrderArgs:
+    """ccxt ``create_order`` arguments for a request whose numbers are already exchange strings.
+
+    Conditional orders go out as ccxt ``stopLossPrice``/``takeProfitPrice`` market orders (ccxt
+    routes them to Binance's Algo API, ``POST /fapi/v1/algoOrder``) with the venue's mark-price
+    trigger params. ``closePosition`` and ``reduceOnly`` are exclusive on Binance.
+    """
+    params: dict[str, object] = {"clientOrderId": request.client_id}
+    if request.close_position:
+        params["closePosition"] = True
+    elif request.reduce_only:
+        params["reduceOnly"] = True
+    ccxt_type = "market"
+    if request.type is OrderType.LIMIT:
+        ccxt_type = "limit"
+        params["timeInForce"] = "GTC"
+    elif request.type.is_conditional:
+        key = "stopLossPrice" if request.type is OrderType.STOP_MARKET else "takeProfitPrice"
+        params[key] = float(_required(trigger, request, "trigger price"))
+        params.update(mark_trigger_params)
+    return CreateOrderArgs(
+        symbol=request.symbol,
+        type=ccxt_type,
+        side=request.side.value,
+        amount=float(amount) if amount is not None else None,
+        price=float(_required(price, request, "price")) if ccxt_type == "limit" else None,
+        params=params,
+    )
+
+
+def _required(value: str | None, request: OrderRequest, what: str) -> str:
+    if value is None:
+        raise ValueError(f"{request.client_id}: a {request.type} order needs a {what}")
+    return value
+
+
+def order_from_request(request: OrderRequest, status: OrderStatus) -> Order:
+    return Order(
+        client_id=request.client_id,
+        exchange_id="",
+        symbol=request.symbol,
+        side=request.side,
+        type=request.type,
+        purpose=request.purpose,
+        amount=request.amount,
+        filled=Decimal(0),
+        status=status,
+        reduce_only=request.reduce_only,
+        trigger_price=request.trigger_price,
+        price=request.price,
+        close_position=request.close_position,
+    )
+
+
+def same_order(found: Order, request: OrderRequest) -> bool:
+    """Whether an order found by client id is the one ``request`` describes (a retry's echo)."""
+    if found.side is not request.side:
+        return False
+    if request.amount is not None and found.amount is not None and found.amount != request.amount:
+        return False
+    return request.trigger_price is None or found.trigger_price == request.trigger_price

@@ -1,0 +1,61 @@
+"""The operating commands through the CLI: run --once, status, history, halt, resume, db."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bot.cli.app import app
+from bot.store import migrate
+from tests.runtime.conftest import ROOT, write_config
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_status_history_halt_resume(tmp_path: Path) -> None:
+    cfg = str(write_config(tmp_path, contracts=2))
+    invoke("run", "--config", cfg, "--once", "--replay", str(ROOT / "data" / "sample"))
+    status = json.loads(invoke("status", "--config", cfg, "--json"))
+    assert status["state"] == "active"
+    assert [c["symbol"] for c in status["contracts"]] == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    btc = status["contracts"][0]
+    assert btc["position"] != "0"
+    assert btc["stop_loss"] is not None
+    assert btc["reason"].startswith("BTC: vol")
+    assert float(btc["liquidation_distance_vol_units"]) > 0
+    assert "decisions" in invoke("history", "--config", cfg, "--limit", "5")
+    assert "halt posted" in invoke("halt", "--config", cfg, "--reason", "maintenance")
+    invoke("run", "--config", cfg, "--once", "--replay", str(ROOT / "data" / "sample"))
+    status = json.loads(invoke("status", "--config", cfg, "--json"))
+    assert status["state"] == "halted"
+    assert status["state_reason"] == "maintenance"
+    assert status["contracts"][0]["position"] != "0"  # halt without --flatten holds positions
+    invoke("resume", "--config", cfg)
+    invoke("run", "--config", cfg, "--once", "--replay", str(ROOT / "data" / "sample"))
+    assert json.loads(invoke("status", "--config", cfg, "--json"))["state"] == "active"
+
+
+def test_an_old_database_is_refused_until_upgraded(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    migrate.upgrade(f"sqlite:///{tmp_path / 'state.db'}", "0001")
+    result = runner.invoke(app, ["status", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "bot db upgrade --config" in result.output
+    assert "0001 ->" in invoke("db", "upgrade", "--config", str(cfg))
+    invoke("status", "--config", str(cfg))
+
+
+def test_live_without_keys_says_which_variables(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("BOT_API_KEY", raising=False)
+    monkeypatch.delenv("BOT_API_SECRET", raising=False)
+    result = runner.invoke(app, ["run", "--config", str(write_config(tmp_path)), "--live"])
+    assert result.exit_code == 2
+    assert "BOT_API_KEY and BOT_API_SECRET" in result.output

@@ -181,11 +181,19 @@ def stress(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="PNG of the survival grid (implies the grid)")
     ] = None,
+    from_account: Annotated[
+        bool,
+        typer.Option("--from-account", help="the paper or live account in the state database"),
+    ] = False,
 ) -> None:
     """Crashes, instant moves, volatility and funding spikes played on a book."""
     from bot.cli import tools
 
     with reported_errors():
+        if from_account:
+            if positions is not None or from_sim is not None:
+                raise BotError("give one of --positions, --from-sim and --from-account")
+            from_sim = tools.account_snapshot_dir(config)
         tools.run_stress(
             config,
             positions,

@@ -15,7 +15,7 @@ from rich.console import Console
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
-from bot.errors import ConfigError
+from bot.errors import ConfigError, DataError
 from bot.marketdata.files import DataInventory, discover
 from bot.sim.history import load_history
 from bot.sim.replay import risk_limits
@@ -258,3 +258,52 @@ def _grid_plot(path: Path, rows: list[stress.GridRow], source: str) -> None:
             [None if isinstance(c, str) else float(c.loss_fraction) for c in r.cells] for r in rows
         ],
     )
+
+
+def account_snapshot_dir(config_path: Path) -> Path:
+    """The bot's account as last recorded in its state database (paper or live), written as
+    ``positions.csv`` + ``account.json`` in a temporary directory: the input of ``--from-sim``."""
+    import csv
+    import tempfile
+
+    from bot.bootstrap import open_store
+    from bot.domain.enums import OrderPurpose
+    from bot.sim.report import POSITION_COLUMNS
+
+    config = _config(config_path)
+    store = open_store(config)
+    try:
+        latest = store.latest_positions()
+        if latest is None or not [p for p in latest[1] if p.is_open]:
+            raise DataError(f"{config.runtime.database_url}: the bot holds no position to stress")
+        stops = {
+            o.request.symbol: o.request.trigger_price
+            for o in store.open_orders()
+            if o.request.purpose is OrderPurpose.STOP_LOSS
+        }
+        marks = {r.decision.symbol: r.mark_price for r in store.recent_decisions(200)[::-1]}
+        equity = store.latest_equity()
+    finally:
+        store.close()
+    out = Path(tempfile.mkdtemp(prefix="bot-stress-")) / "positions.csv"
+    with out.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(POSITION_COLUMNS))
+        w.writeheader()
+        for p in latest[1]:
+            if not p.is_open:
+                continue
+            row = {
+                "symbol": p.symbol,
+                "qty": p.qty,
+                "entry_price": p.entry_price,
+                "leverage": int(p.leverage),
+                "isolated_margin": p.isolated_margin,
+                "mark": marks.get(p.symbol, p.entry_price),
+                "stop_loss": stops.get(p.symbol, ""),
+            }
+            w.writerow({k: row.get(k, "") for k in POSITION_COLUMNS})
+    wallet = equity.wallet if equity is not None else config.account.starting_balance
+    (out.parent / "account.json").write_text(
+        json.dumps({"wallet": str(wallet), "margin_mode": config.account.margin_mode})
+    )
+    return out.parent

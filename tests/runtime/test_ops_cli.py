@@ -59,3 +59,12 @@ def test_live_without_keys_says_which_variables(tmp_path: Path, monkeypatch) -> 
     result = runner.invoke(app, ["run", "--config", str(write_config(tmp_path)), "--live"])
     assert result.exit_code == 2
     assert "BOT_API_KEY and BOT_API_SECRET" in result.output
+
+
+def test_stress_the_running_account(tmp_path: Path) -> None:
+    cfg = str(write_config(tmp_path, contracts=2))
+    invoke("run", "--config", cfg, "--once", "--replay", str(ROOT / "data" / "sample"))
+    report = json.loads(invoke("stress", "--config", cfg, "--from-account", "--json"))
+    held = [p["contract"] for p in report["portfolio"]["positions"]]
+    assert held == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    assert all(p["stop_loss"] for p in report["portfolio"]["positions"])

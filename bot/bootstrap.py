@@ -24,14 +24,13 @@ from bot.engine.tick import Engine
 from bot.errors import ConfigError
 from bot.exchange.paper import PaperExchange
 from bot.exchange.port import ExchangePort
-from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.runtime.feeds import PriceFeed
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import HistoricalMarket, load_history
 from bot.sim.paper_state import restore
-from bot.sim.replay import contract_specs, risk_limits, simulation_window
+from bot.sim.replay import config_instruments, engine_for, simulation_window
 from bot.store import migrate
 from bot.store.sql import SqlStore
 
@@ -84,17 +83,15 @@ def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifie
 def _engine(
     config: BotConfig, clock: Clock, exchange: ExchangePort, market: MarketDataPort, store: SqlStore
 ) -> Engine:
-    policy = config.policies[0]
-    symbols = tuple(c.symbol for c in config.contracts)
-    return Engine(
+    symbols = [c.symbol for c in config.contracts]
+    return engine_for(
+        config,
+        config.policies[0],
+        symbols,
         clock=clock,
         exchange=exchange,
         market=market,
         store=store,
-        policy=policy,
-        contracts=contract_specs(config, symbols),
-        limits=risk_limits(config, policy),
-        account=config.account.name,
     )
 
 
@@ -108,10 +105,7 @@ def build_paper(
 ) -> tuple[Runner, PaperExchange]:
     """Paper trading: live public prices, or recorded data from ``replay`` at ``speed``."""
     symbols = [c.symbol for c in config.contracts]
-    known = load_instruments(config.data.exchange)
-    missing = [s for s in symbols if s not in known]
-    if missing:
-        raise ConfigError(f"{config.source}: contracts: no specification for {', '.join(missing)}")
+    known = config_instruments(config, symbols)
     market: MarketDataPort
     feed: PriceFeed
     state = store.load_paper_state(config.account.name)

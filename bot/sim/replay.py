@@ -7,8 +7,8 @@ at each tick the :class:`~bot.engine.tick.Engine` runs exactly as it does live.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bot.clock import SimClock, datetime_to_ms
+from bot.clock import Clock, SimClock, datetime_to_ms
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
-from bot.engine.market import candles_needed
+from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
+from bot.exchange.port import ExchangePort
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
@@ -34,6 +35,7 @@ from bot.sim.history import ContractHistory, HistoricalMarket, load_history
 from bot.sim.triggers import advance
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
+from bot.store.port import StorePort
 
 Progress = Callable[[int, int], None]
 
@@ -142,7 +144,9 @@ def run_simulation(
     return replay(config, policy, histories, instruments, start, end, progress)
 
 
-def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
+def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
+    """The bundled specifications of ``symbols`` on the configured exchange; a ConfigError names
+    any contract without one."""
     known = load_instruments(config.data.exchange)
     missing = [s for s in symbols if s not in known]
     if missing:
@@ -150,16 +154,39 @@ def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instr
             f"{config.source}: contracts: no contract specification for {', '.join(missing)} on "
             f"{config.data.exchange} (known: {', '.join(sorted(known))})"
         )
-    fee = config.simulation.fee_override_taker
-    out = {}
-    for s in symbols:
-        inst = known[s]
-        if fee is not None:
-            from dataclasses import replace
+    return {s: known[s] for s in symbols}
 
-            inst = replace(inst, taker_fee=fee)
-        out[s] = inst
-    return out
+
+def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
+    """The simulation's instruments: the bundled ones, with the configured fee override."""
+    fee = config.simulation.fee_override_taker
+    out = config_instruments(config, symbols)
+    if fee is None:
+        return out
+    return {s: replace(inst, taker_fee=fee) for s, inst in out.items()}
+
+
+def engine_for(
+    config: BotConfig,
+    policy: Policy,
+    symbols: Sequence[str],
+    *,
+    clock: Clock,
+    exchange: ExchangePort,
+    market: MarketDataPort,
+    store: StorePort,
+) -> Engine:
+    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live."""
+    return Engine(
+        clock=clock,
+        exchange=exchange,
+        market=market,
+        store=store,
+        policy=policy,
+        contracts=contract_specs(config, tuple(symbols)),
+        limits=risk_limits(config, policy),
+        account=config.account.name,
+    )
 
 
 def replay(
@@ -194,15 +221,8 @@ def replay(
     for sym in symbols:
         _set_last(exchange, market, sym, start)
     store = MemoryStore()
-    engine = Engine(
-        clock=clock,
-        exchange=exchange,
-        market=market,
-        store=store,
-        policy=policy,
-        contracts=contract_specs(config, symbols),
-        limits=risk_limits(config, policy),
-        account=config.account.name,
+    engine = engine_for(
+        config, policy, symbols, clock=clock, exchange=exchange, market=market, store=store
     )
     ticks = np.arange(start, end, tf, dtype=np.int64)
     n = len(ticks)

@@ -24,18 +24,16 @@ from bot.clock import ms_to_datetime
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
-from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.engine.market import CandleWindow, annual_covariance, build_snapshot, candles_needed
-from bot.errors import ConfigError, DataError
-from bot.instruments import load_instruments
+from bot.errors import DataError
 from bot.marketdata.candles import Candles
 from bot.marketdata.files import DataInventory
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
 from bot.sim.history import ContractHistory, HistoricalMarket, load_history
-from bot.sim.replay import contract_specs, risk_limits
+from bot.sim.replay import config_instruments, contract_specs, risk_limits
 from bot.sim.triggers import to_decimal
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.volatility import ESTIMATORS, rolling
@@ -161,18 +159,6 @@ def current_volatility(
             f"the last run of data is shorter"
         )
     return Decimal(f"{float(series[-1]):.6f}")
-
-
-def config_instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
-    """The bundled instruments of the configured exchange, or a ConfigError naming the unknown."""
-    known = load_instruments(config.data.exchange)
-    missing = [s for s in symbols if s not in known]
-    if missing:
-        raise ConfigError(
-            f"{config.source}: no contract specification for {', '.join(missing)} on "
-            f"{config.data.exchange} (known: {', '.join(sorted(known))})"
-        )
-    return {s: known[s] for s in symbols}
 
 
 def _mark_at(h: ContractHistory, now_ms: int) -> Decimal | None:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from bot.config.loader import load_config  # noqa: E402
 from bot.instruments import load_instruments  # noqa: E402
 from bot.marketdata.files import discover  # noqa: E402
-from bot.sim.history import load_history  # noqa: E402
+from bot.sim.history import load_histories  # noqa: E402
 from bot.sim.replay import replay, simulation_window  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def run(label: str, data_dir: Path, symbols: list[str], spec_of: dict[str, str])
     instruments = {s: replace(base[spec_of[s]], symbol=s) for s in symbols}
     t0 = time.perf_counter()
     inventory = discover(data_dir)
-    histories = {s: load_history(inventory, s, policy.timeframe) for s in symbols}
+    histories = load_histories(inventory, symbols, policy.timeframe)
     t_load = time.perf_counter() - t0
     start, end = simulation_window(histories, policy, config)
     t1 = time.perf_counter()

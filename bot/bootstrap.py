@@ -28,7 +28,7 @@ from bot.marketdata.files import discover
 from bot.runtime.feeds import PriceFeed
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import HistoricalMarket, load_history
+from bot.sim.history import HistoricalMarket, load_histories
 from bot.sim.paper_state import restore
 from bot.sim.replay import config_instruments, engine_for, simulation_window
 from bot.store import migrate
@@ -114,7 +114,7 @@ def build_paper(
 
         policy = config.policies[0]
         inventory = discover(replay)
-        histories = {s: load_history(inventory, s, policy.timeframe) for s in symbols}
+        histories = load_histories(inventory, symbols, policy.timeframe)
         start, end = simulation_window(histories, policy, config)
         if state is not None:  # a restarted replay goes on from where the account stopped
             start = max(start, int(json.loads(state).get("processed_ms", 0)))

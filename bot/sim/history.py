@@ -14,6 +14,8 @@ Which series is used for what:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -88,6 +90,21 @@ def load_history(
             trigger = inventory.load_candles(symbol, mark_tfs[0], "mark")
     funding = inventory.load_funding(symbol) if inventory.has_funding(symbol) else None
     return ContractHistory(symbol, decision, _segment_starts(decision), last, trigger, funding)
+
+
+def load_histories(
+    inventory: DataInventory,
+    symbols: Sequence[str],
+    decision_tf: str,
+    trigger_source: Literal["auto", "mark", "last"] = "auto",
+) -> dict[str, ContractHistory]:
+    """:func:`load_history` for several contracts, two files at a time (decompression and
+    parsing release the GIL for part of the work). The result is in ``symbols`` order."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loaded = pool.map(
+            lambda s: load_history(inventory, s, decision_tf, trigger_source), symbols
+        )
+        return dict(zip(symbols, loaded, strict=True))
 
 
 class HistoricalMarket:

@@ -31,7 +31,7 @@ from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import ContractHistory, HistoricalMarket, load_history
+from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
 from bot.sim.triggers import advance
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
@@ -135,10 +135,9 @@ def run_simulation(
 ) -> SimulationResult:
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     inventory = discover(data_dir or config.data.dir)
-    histories = {
-        s: load_history(inventory, s, policy.timeframe, config.simulation.trigger_source)
-        for s in symbols
-    }
+    histories = load_histories(
+        inventory, symbols, policy.timeframe, config.simulation.trigger_source
+    )
     instruments = _instruments(config, symbols)
     start, end = simulation_window(histories, policy, config)
     return replay(config, policy, histories, instruments, start, end, progress)

@@ -32,7 +32,7 @@ from bot.marketdata.files import DataInventory
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
-from bot.sim.history import ContractHistory, HistoricalMarket, load_history
+from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
 from bot.sim.replay import config_instruments, contract_specs, risk_limits
 from bot.sim.triggers import to_decimal
 from bot.stats.timeframes import parse_timeframe, periods_per_year
@@ -178,7 +178,7 @@ def policy_now(
     symbols = tuple(c.symbol for c in config.contracts)
     tf = parse_timeframe(policy.timeframe)
     trigger = config.simulation.trigger_source
-    histories = {s: load_history(inventory, s, policy.timeframe, trigger) for s in symbols}
+    histories = load_histories(inventory, symbols, policy.timeframe, trigger)
     market = HistoricalMarket(histories)
     instruments = config_instruments(config, symbols)
     limits = risk_limits(config, policy)

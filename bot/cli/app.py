@@ -150,11 +150,19 @@ def vol(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="PNG of volatility and target leverage")
     ] = None,
+    from_exchange: Annotated[
+        bool,
+        typer.Option("--exchange", help="the exchange's recent public data instead of files"),
+    ] = False,
 ) -> None:
     """Realised volatility against its history, funding, and the policy's leverage now."""
     from bot.cli import tools
 
     with reported_errors():
+        if from_exchange:
+            if data is not None:
+                raise BotError("give --data or --exchange, not both")
+            data = tools.exchange_data_dir(config)
         tools.run_vol(config, data, policy, as_json, plot, console)
 
 

@@ -307,3 +307,29 @@ def account_snapshot_dir(config_path: Path) -> Path:
         json.dumps({"wallet": str(wallet), "margin_mode": config.account.margin_mode})
     )
     return out.parent
+
+
+def exchange_data_dir(config_path: Path) -> Path:
+    """Download the configured contracts' recent public data (no keys) into a temporary
+    data directory (see :mod:`bot.marketdata.download`)."""
+    import tempfile
+
+    from bot.clock import LiveClock
+    from bot.exchange.factory import make_ccxt_exchange
+    from bot.marketdata.download import download_recent
+
+    config = _config(config_path)
+    ex = config.exchange
+    symbols = [c.symbol for c in config.contracts]
+    public = make_ccxt_exchange(
+        ex.name,
+        demo=False,
+        api_url=ex.api_url,
+        options=ex.ccxt_options,
+        api_key=None,
+        api_secret=None,
+        password=None,
+        clock=LiveClock(),
+        symbols=symbols,
+    )
+    return download_recent(public, symbols, Path(tempfile.mkdtemp(prefix="bot-vol-")))

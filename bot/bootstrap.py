@@ -22,6 +22,7 @@ from bot.domain.instrument import Instrument
 from bot.engine.market import MarketDataPort
 from bot.engine.tick import Engine
 from bot.errors import ConfigError
+from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.exchange.paper import PaperExchange
 from bot.exchange.port import ExchangePort
 from bot.marketdata.files import discover
@@ -125,23 +126,11 @@ def build_paper(
         market, feed = hist, ReplayFeed(sim, hist)
     else:
         from bot.exchange.ccxt_market import CcxtMarketData
-        from bot.exchange.factory import make_ccxt_exchange
         from bot.runtime.feeds import LiveFeed
 
         clock = clock or LiveClock()
         sim = _paper_sim(config, known, symbols, clock, state)
-        ex = config.exchange
-        public = make_ccxt_exchange(
-            ex.name,
-            demo=False,
-            api_url=ex.api_url,
-            options=ex.ccxt_options,
-            api_key=None,
-            api_secret=None,
-            password=None,
-            clock=clock,
-            symbols=symbols,
-        )
+        public = public_exchange(config, clock)
         market, feed = CcxtMarketData(public), LiveFeed(sim, public, symbols)
     paper = PaperExchange(
         sim, lambda payload: store.save_paper_state(config.account.name, payload, clock.now_ms())
@@ -180,6 +169,24 @@ def _paper_sim(
     if state is not None:
         restore(sim, state)
     return sim
+
+
+def public_exchange(config: BotConfig, clock: Clock) -> CcxtExchange:
+    """The configured venue without keys: public market data only (paper prices, ``bot vol``)."""
+    from bot.exchange.factory import make_ccxt_exchange
+
+    ex = config.exchange
+    return make_ccxt_exchange(
+        ex.name,
+        demo=False,
+        api_url=ex.api_url,
+        options=ex.ccxt_options,
+        api_key=None,
+        api_secret=None,
+        password=None,
+        clock=clock,
+        symbols=[c.symbol for c in config.contracts],
+    )
 
 
 def build_live(

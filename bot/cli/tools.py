@@ -314,22 +314,11 @@ def exchange_data_dir(config_path: Path) -> Path:
     data directory (see :mod:`bot.marketdata.download`)."""
     import tempfile
 
+    from bot.bootstrap import public_exchange
     from bot.clock import LiveClock
-    from bot.exchange.factory import make_ccxt_exchange
     from bot.marketdata.download import download_recent
 
     config = _config(config_path)
-    ex = config.exchange
     symbols = [c.symbol for c in config.contracts]
-    public = make_ccxt_exchange(
-        ex.name,
-        demo=False,
-        api_url=ex.api_url,
-        options=ex.ccxt_options,
-        api_key=None,
-        api_secret=None,
-        password=None,
-        clock=LiveClock(),
-        symbols=symbols,
-    )
+    public = public_exchange(config, LiveClock())
     return download_recent(public, symbols, Path(tempfile.mkdtemp(prefix="bot-vol-")))

@@ -28,7 +28,7 @@ Fill rules (written down here because backtests live or die by them):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 
 from bot.clock import Clock
@@ -114,15 +114,9 @@ class SimulatedExchange:
             pos = self.book.positions.get(sym)
             if pos is None or pos.qty == 0:
                 continue
-            p = self.book.to_position(sym)
-            out[sym] = Position(
-                symbol=p.symbol,
-                qty=p.qty,
-                entry_price=p.entry_price,
-                leverage=p.leverage,
-                margin_mode=p.margin_mode,
-                isolated_margin=p.isolated_margin,
-                liquidation_price=self._reported_liquidation(sym, p.qty),
+            out[sym] = replace(
+                self.book.to_position(sym),
+                liquidation_price=self._reported_liquidation(sym, pos.qty),
             )
         return out
 
@@ -353,24 +347,7 @@ class SimulatedExchange:
             realized_pnl=result.realized_pnl,
         )
         self.fills.append(fill)
-        return Order(
-            client_id=order.client_id,
-            exchange_id=order.exchange_id,
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            purpose=order.purpose,
-            amount=order.amount,
-            filled=qty,
-            status=OrderStatus.FILLED,
-            reduce_only=order.reduce_only,
-            trigger_price=order.trigger_price,
-            price=order.price,
-            average_price=price,
-            close_position=order.close_position,
-            timestamp_ms=order.timestamp_ms,
-            fee=fee,
-        )
+        return replace(order, filled=qty, status=OrderStatus.FILLED, average_price=price, fee=fee)
 
     def maintenance_total(self) -> Decimal:
         total = ZERO

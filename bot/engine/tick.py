@@ -17,7 +17,7 @@ Fixed order of steps (each a method below):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from bot.clock import Clock
@@ -39,6 +39,7 @@ from bot.engine.market import (
 )
 from bot.engine.planner import IdFactory, plan_protection, plan_size
 from bot.engine.reconcile import Reconciler
+from bot.engine.reentry import Cooldowns, Held, exit_kind, held_of
 from bot.errors import ExchangeError, OutcomeUnknown
 from bot.exchange.port import ExchangePort
 from bot.policy.decide import decide
@@ -99,6 +100,8 @@ class Engine:
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
+        self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
+        self._held: dict[str, Held] = {}  # as the last tick or guard left them (exits)
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
         self.reconciler = Reconciler(
             exchange=exchange,
@@ -116,6 +119,7 @@ class Engine:
         self._n = 0
         tick_id = base36(now // 1000)
         acct = self.reconcile(now)
+        self.note_exits(acct, now)
         snapshots, windows = self.read_market(now, acct)
         memory = self.update_risk_state(now, acct, self.stale_contracts(now))
         decisions = self.decide(now, acct, snapshots, windows, memory.state)
@@ -137,17 +141,27 @@ class Engine:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
         self.last_account = acct
+        self._held = held_of(acct, self.symbols)
         return result
 
-    def guard(self) -> None:
-        """Between ticks: reconcile, make sure every position has its stop, cancel orphans.
+    def guard(self, observed_equity: Decimal | None = None) -> None:
+        """Between ticks: the loss limits on the marks of now, then the protection invariant.
 
-        No market statistics, no decision, no size change: the protection invariant only.
+        Reconcile; apply the daily-loss and drawdown limits to the equity of this moment (the
+        same :func:`bot.risk.state.update` as the tick; ``observed_equity``, when given, is a
+        lower equity the account had since the last check, e.g. at a candle's adverse extreme in
+        simulation); a move to ``halted`` with flatten closes every position at once. Then make
+        sure every position has its stop and cancel orphans. No market statistics, no decision,
+        no increase.
         """
         now = self.clock.now_ms()
         self._tick_ms = now
         self._n = 0
         acct = self.reconcile(now)
+        self.note_exits(acct, now)
+        memory = self.update_risk_state(now, acct, None, observed=observed_equity)
+        if memory.state is TradingState.HALTED and memory.flatten:
+            self.flatten(acct, now, memory)
         for sym in self.symbols:
             if sym in self.foreign:
                 continue
@@ -155,6 +169,41 @@ class Engine:
                 self.protect_without_decision(sym, acct, now)
             else:
                 self.protect(sym, acct, None, None, now)
+        self._held = held_of(acct, self.symbols)
+
+    def flatten(self, acct: AccountView, now: int, memory: RiskMemory) -> None:
+        """Close every position of the bot's contracts with reduce-only market orders."""
+        closed = False
+        for sym in self.symbols:
+            qty = acct.qty(sym)
+            if qty == 0 or sym in self.foreign:
+                continue
+            flat = Decision(
+                sym, 0, ZERO, ZERO, None, None, f"halted ({memory.state_reason}): flatten", False
+            )
+            pos = acct.positions[sym]
+            plan = plan_size(
+                flat,
+                qty,
+                pos.leverage,
+                self.instruments[sym],
+                acct.marks[sym],
+                self.policy.orders.rebalance_tolerance,
+                self._id_factory(sym),
+            )
+            for req in plan.reduce:
+                closed = bool(self._send(req, acct, now, None)) or closed
+        if closed:
+            acct.positions = dict(self.exchange.fetch_positions(self.symbols))
+            acct.wallet = self.exchange.fetch_balance().wallet
+            acct.changed()
+
+    def note_exits(self, acct: AccountView, now: int) -> None:
+        """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation)."""
+        for sym, before in self._held.items():
+            kind = exit_kind(before, acct, sym)
+            if kind is not None:
+                self.cooldowns.start(sym, now, kind)
 
     def last_snapshots(self) -> dict[str, MarketSnapshot]:
         """The latest market statistics seen per contract (for alerts and the status view)."""
@@ -222,9 +271,14 @@ class Engine:
     # -- 3. risk state -------------------------------------------------------------------------
 
     def update_risk_state(
-        self, now: int, acct: AccountView, stale: list[str] | None = None
+        self,
+        now: int,
+        acct: AccountView,
+        stale: list[str] | None = None,
+        *,
+        observed: Decimal | None = None,
     ) -> RiskMemory:
-        equity = acct.equity()
+        equity = acct.equity() if observed is None else min(acct.equity(), observed)
         memory = self.store.load_risk_memory() or initial_memory(equity, now)
         memory, transition = update(memory, equity, now, self.limits, stale)
         self.store.save_risk_memory(memory)
@@ -234,8 +288,12 @@ class Engine:
                 "state",
                 None,
                 transition.after,
-                f"{transition.before.value} -> {transition.after.value}: {transition.reason}",
+                f"{transition.before.value} -> {transition.after.value}: {transition.reason} "
+                f"(equity {equity:.2f})",
             )
+            if transition.after is not TradingState.ACTIVE:
+                for sym in self.symbols:
+                    self.cooldowns.start(sym, now, f"state {transition.after.value}")
         return memory
 
     # -- 4. decide -----------------------------------------------------------------------------
@@ -259,6 +317,8 @@ class Engine:
             direction, allow = spec.resolve(now, qty)
             if spec.symbol in self.no_increase:
                 allow = False  # e.g. right before an expensive funding settlement
+            if self.cooldowns.active(spec.symbol, now) is not None:
+                allow = False  # re-entry cooldown after a stop-out or a state change
             views.append(
                 ContractView(
                     symbol=spec.symbol,
@@ -277,7 +337,12 @@ class Engine:
         if alloc is not None and alloc.method == "erc":
             active = [windows[v.symbol] for v in views if v.direction != 0]
             cov = annual_covariance(active, alloc.covariance_window)
-        return decide(views, self.policy, cov)
+        decisions = decide(views, self.policy, cov)
+        return [self._with_cooldown(d, now) for d in decisions]
+
+    def _with_cooldown(self, d: Decision, now: int) -> Decision:
+        why = self.cooldowns.reason(d.symbol, now)
+        return d if why is None else replace(d, reason=f"{d.reason}; {why}")
 
     # -- 5. protect ----------------------------------------------------------------------------
 

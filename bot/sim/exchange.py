@@ -91,6 +91,7 @@ class SimulatedExchange:
         self.events: list[SimEvent] = []
         self.fees_paid = ZERO
         self.funding_paid = ZERO
+        self.insurance_shortfall = ZERO  # cross losses beyond the wallet (insurance fund)
         self._next_id = 1
         self.processed_ms = 0  # prices processed up to here (triggers, funding): paper resumes here
 

@@ -29,10 +29,11 @@ from bot.exchange.port import ExchangePort
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
+from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
-from bot.sim.triggers import advance
+from bot.sim.triggers import FundingTape, TriggerSeries, advance
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 from bot.store.port import StorePort
@@ -230,7 +231,7 @@ def replay(
     base_px = {s: float(exchange.marks.get(s, 0)) for s in symbols}
     bench = np.empty(n)
     for k, t in enumerate(ticks.tolist()):
-        advance(exchange, series, tapes, t)
+        _advance_guarded(exchange, series, tapes, t, engine, market, clock)
         clock.advance_to(t)
         for sym in symbols:
             _set_last(exchange, market, sym, t)
@@ -269,6 +270,29 @@ def replay(
         },
         starting_balance=balance,
     )
+
+
+def _advance_guarded(
+    exchange: SimulatedExchange,
+    series: dict[str, TriggerSeries],
+    tapes: dict[str, FundingTape],
+    end_ms: int,
+    engine: Engine,
+    market: HistoricalMarket,
+    clock: SimClock,
+) -> None:
+    """Bring the exchange to ``end_ms``, running the engine's guard (the same one paper and live
+    run every minute) at the close of every candle whose worst equity reaches the loss limits'
+    floor: the search for that candle is vectorised, so quiet candles cost no Python."""
+    while True:
+        floor = equity_floor(engine.store.load_risk_memory(), engine.limits)
+        hit = advance(exchange, series, tapes, end_ms, floor)
+        if hit is None:
+            return
+        clock.advance_to(hit.ts_ms)
+        for sym in engine.symbols:
+            _set_last(exchange, market, sym, hit.ts_ms)
+        engine.guard(observed_equity=hit.equity)
 
 
 def _set_last(exchange: SimulatedExchange, market: HistoricalMarket, sym: str, t: int) -> None:

@@ -165,6 +165,7 @@ class RiskConfig(FrozenModel):
     stale_data_seconds: StrictInt = Field(gt=0)
     max_orders_per_minute: StrictInt = Field(gt=0)
     on_daily_loss: Literal["reducing", "halted"] = "halted"
+    expected_stop_slippage_bps: Dec = Field(default=Decimal(10), ge=0, lt=10000)
 
     def effective_daily_loss_limit(self, policy: Policy) -> Decimal:
         """Fraction of equity: the tighter of this cap and the policy's ``limits.daily_loss``."""

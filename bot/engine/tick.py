@@ -46,7 +46,9 @@ from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.protection import distance
 from bot.risk.gate import Denied, OrderContext, RiskGate
+from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
+from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
 from bot.risk.state import initial_memory, update
 from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 
@@ -130,6 +132,7 @@ class Engine:
                 else _hold(d, acct, f"halted ({memory.state_reason}): hold, stops resting")
                 for d in decisions
             ]
+        decisions = self.within_loss_budget(decisions, acct, memory)
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         for d in decisions:
             self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
@@ -197,6 +200,30 @@ class Engine:
             acct.positions = dict(self.exchange.fetch_positions(self.symbols))
             acct.wallet = self.exchange.fetch_balance().wallet
             acct.changed()
+
+    def within_loss_budget(
+        self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
+    ) -> list[Decision]:
+        """Cut sizes so that if every stop fires the day stays within the loss limits (see
+        :mod:`bot.risk.loss_budget`); positions without a decision count with their resting stop."""
+        floor = equity_floor(memory, self.limits)
+        budget = acct.equity() - floor if floor is not None else None
+        decided = {d.symbol for d in decisions}
+        fixed = ZERO
+        for sym, pos in acct.positions.items():
+            stop = _resting_stop(acct.resting.get(sym, []))
+            if sym in decided or stop is None or sym not in self.instruments:
+                continue
+            fixed += loss_at_stop(
+                pos.qty,
+                acct.marks[sym],
+                stop,
+                self.limits.stop_slippage,
+                self.instruments[sym].taker_fee,
+            )
+        return cap_to_loss_budget(
+            decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
+        )
 
     def note_exits(self, acct: AccountView, now: int) -> None:
         """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation)."""

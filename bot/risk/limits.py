@@ -17,3 +17,5 @@ class RiskLimits:
     stale_data_ms: int
     max_orders_per_minute: int
     on_daily_loss: Literal["reducing", "halted"] = "halted"
+    # Expected slippage of a triggered stop (fraction of price), for the loss budget in stops.
+    stop_slippage: Decimal = Decimal("0.001")

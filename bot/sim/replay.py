@@ -71,6 +71,7 @@ def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
         stale_data_ms=r.stale_data_seconds * 1000,
         max_orders_per_minute=r.max_orders_per_minute,
         on_daily_loss=r.on_daily_loss,
+        stop_slippage=r.expected_stop_slippage_bps / 10000,
     )
 
 

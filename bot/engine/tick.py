@@ -104,6 +104,7 @@ class Engine:
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
         self._held: dict[str, Held] = {}  # as the last tick or guard left them (exits)
+        self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
         self.reconciler = Reconciler(
             exchange=exchange,
@@ -221,9 +222,14 @@ class Engine:
                 self.limits.stop_slippage,
                 self.instruments[sym].taker_fee,
             )
-        return cap_to_loss_budget(
+        capped = cap_to_loss_budget(
             decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
         )
+        # A cut for the loss budget is traded even when it is below the rebalance tolerance.
+        self._budget_cut = {
+            c.symbol for c, d in zip(capped, decisions, strict=True) if c.target_qty != d.target_qty
+        }
+        return capped
 
     def note_exits(self, acct: AccountView, now: int) -> None:
         """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation)."""
@@ -449,7 +455,10 @@ class Engine:
             setting,
             self.instruments[d.symbol],
             snap.last_price,
-            self.policy.orders.rebalance_tolerance,
+            # A position above what the loss budget allows is cut even below the tolerance.
+            ZERO
+            if d.symbol in self._budget_cut and abs(acct.qty(d.symbol)) > abs(d.target_qty)
+            else self.policy.orders.rebalance_tolerance,
             self._id_factory(d.symbol),
         )
         if not (plan.reduce or plan.increase):

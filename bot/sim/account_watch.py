@@ -123,6 +123,43 @@ def account_path(
     return AccountPath(grid, r.tf_ms, worst, at_open, mm_worst, mm_open)
 
 
+def cannot_reach(
+    ex: SimulatedExchange,
+    series: Mapping[str, SeriesLike],
+    ends: Mapping[str, int],
+    from_ms: int,
+    floor: float | None,
+    cross: bool,
+) -> bool:
+    """A cheap bound that lets most searches stop at once: True when, even with every contract
+    at its worst price of the whole window at the same moment, equity stays above ``floor`` and
+    (cross) above the maintenance margin at the largest notional of the window."""
+    book = ex.book
+    worst = float(book.wallet)
+    mm = 0.0
+    any_held = False
+    for sym, pos in book.positions.items():
+        if pos.qty == 0 or sym not in series:
+            continue
+        s = series[sym]
+        i0 = int(s.ts.searchsorted(from_ms, side="left"))
+        i1 = ends[sym]
+        if i0 >= i1:
+            continue
+        any_held = True
+        q = float(pos.qty)
+        lo = float(s.low[i0:i1].min())
+        hi = float(s.high[i0:i1].max())
+        worst += q * ((lo if q > 0 else hi) - float(pos.entry_price))
+        if cross:
+            mm += float(maintenance_vec(book.instruments[sym], np.array([abs(q) * hi]))[0])
+    if not any_held:
+        return True
+    if floor is not None and worst <= floor:
+        return False
+    return not (cross and worst <= mm)
+
+
 def first_cross_liquidation(path: AccountPath) -> int:
     """Index of the first candle where the cross account's worst equity is at or below its
     maintenance margin, or -1."""

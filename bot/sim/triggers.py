@@ -24,6 +24,7 @@ from bot.risk.guard import first_breach
 from bot.sim.account_watch import (
     AccountPath,
     account_path,
+    cannot_reach,
     first_cross_liquidation,
     joint_fraction,
 )
@@ -296,7 +297,12 @@ def advance(
     )
     while True:
         best_ts, best = _next_event(ex, series, funding, ends, end_ms)
-        path = account_path(ex, series, ends, scan_from) if (cross or floor_f is not None) else None
+        path = (
+            account_path(ex, series, ends, scan_from)
+            if (cross or floor_f is not None)
+            and not cannot_reach(ex, series, ends, scan_from, floor_f, cross)
+            else None
+        )
         joint = _joint_event(path, cross, floor_f, best_ts) if path is not None else None
         if joint is not None and path is not None:
             kind, k = joint

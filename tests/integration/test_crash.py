@@ -1,0 +1,97 @@
+"""A synthetic crash in simulation: the daily-loss limit holds inside a 25 % five-minute candle,
+the contract waits out its cooldown, and the guard acts within one candle of a breach."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.config.loader import load_config
+from bot.domain.enums import OrderPurpose
+from bot.sim.replay import SimulationResult, run_simulation
+from tests.crash.data import CRASH, CRASH_DAY, DAY, FIVE_MIN, write_config, write_data
+
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+
+
+def simulate(tmp_path: Path, crash: str, *, eth: bool = False) -> SimulationResult:
+    data = write_data(tmp_path / "data", crash, eth=eth)
+    config = load_config(write_config(tmp_path, data, eth=eth))
+    return run_simulation(config, config.policies[0])
+
+
+def crash_candle_slippage(result: SimulationResult) -> Decimal:
+    """What the stops that fired in the crash candle paid beyond their triggers."""
+    triggers = {o.client_id: o.trigger_price for o in result.exchange.orders.values()}
+    return sum(
+        (
+            abs((triggers[f.client_id] or f.price) - f.price) * f.qty
+            for f in result.exchange.fills
+            if f.purpose is OrderPurpose.STOP_LOSS and CRASH <= f.timestamp_ms < CRASH + FIVE_MIN
+        ),
+        Decimal(0),
+    )
+
+
+@pytest.fixture(scope="module")
+def inside(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
+    return simulate(tmp_path_factory.mktemp("inside"), "inside")
+
+
+def test_daily_loss_holds_inside_a_crash_candle(inside: SimulationResult) -> None:
+    stops = [e for e in inside.exchange.events if e.kind == "stop_loss"]
+    assert [e.ts_ms for e in stops] == [CRASH]  # the crash candle stopped the position out
+    day = (inside.ts >= CRASH_DAY) & (inside.ts < CRASH_DAY + DAY)
+    day_start = Decimal(repr(float(inside.equity[np.argmax(day)])))
+    worst = Decimal(repr(float(inside.equity[day].min())))
+    limit = Decimal("0.05")
+    # Hourly equity after the stop is the flat account's: the day's loss is what the crash took.
+    assert day_start - worst <= limit * day_start + crash_candle_slippage(inside) + Decimal("0.01")
+    assert day_start - worst > Decimal("0.02") * day_start  # the position was really hit
+
+
+def test_no_re_entry_inside_the_cooldown(inside: SimulationResult) -> None:
+    entries = [
+        f.timestamp_ms
+        for f in inside.exchange.fills
+        if f.symbol == BTC and f.purpose is OrderPurpose.ENTRY and f.timestamp_ms > CRASH
+    ]
+    assert entries, "the static policy re-enters once the cooldown is over"
+    assert min(entries) >= CRASH + DAY - FIVE_MIN  # cooldown counted from the tick that saw it
+    waiting = [
+        r.decision.reason
+        for r in inside.store.decisions
+        if CRASH < r.ts_ms < CRASH + DAY - FIVE_MIN and r.decision.symbol == BTC
+    ]
+    assert waiting
+    assert all("cooldown until 2025-01-11" in reason for reason in waiting)
+
+
+def test_stops_are_sized_to_the_daily_budget(inside: SimulationResult) -> None:
+    reasons = [r.decision.reason for r in inside.store.decisions if r.ts_ms < CRASH]
+    assert any("loss budget" in reason for reason in reasons)
+
+
+def test_guard_acts_within_one_candle_of_a_breach(tmp_path: Path) -> None:
+    # BTC gaps 25 % down at the open of the crash candle: its stop fills at the open, far
+    # beyond the budget. The guard sees the breach on that candle and halts at its close,
+    # flattening ETH at once (not at the next hourly decision).
+    result = simulate(tmp_path, "gap", eth=True)
+    halts = [
+        e
+        for e in result.store.events
+        if e.kind == "state" and "daily loss" in e.reason and e.ts_ms >= CRASH
+    ]
+    assert halts
+    assert halts[0].ts_ms == CRASH + FIVE_MIN
+    assert "equity" in halts[0].reason
+    eth_closes = [
+        f for f in result.exchange.fills if f.symbol == ETH and f.timestamp_ms >= CRASH
+    ]
+    assert eth_closes
+    assert eth_closes[0].timestamp_ms == CRASH + FIVE_MIN
+    assert eth_closes[0].purpose is OrderPurpose.CLOSE

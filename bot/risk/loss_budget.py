@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from bot.domain.decision import Decision
 from bot.domain.instrument import Instrument
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+LEV = Decimal("0.0001")  # leverage is stored with a bounded number of digits
 
 
 def loss_at_stop(
@@ -84,7 +85,7 @@ def cap_to_loss_budget(
             replace(
                 d,
                 target_qty=signed,
-                target_leverage=d.target_leverage * factor,
+                target_leverage=(d.target_leverage * factor).quantize(LEV, ROUND_FLOOR),
                 direction=d.direction if qty != 0 else 0,
                 stop_loss=d.stop_loss if qty != 0 else None,
                 take_profit=d.take_profit if qty != 0 else None,

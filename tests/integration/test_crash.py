@@ -89,9 +89,7 @@ def test_guard_acts_within_one_candle_of_a_breach(tmp_path: Path) -> None:
     assert halts
     assert halts[0].ts_ms == CRASH + FIVE_MIN
     assert "equity" in halts[0].reason
-    eth_closes = [
-        f for f in result.exchange.fills if f.symbol == ETH and f.timestamp_ms >= CRASH
-    ]
+    eth_closes = [f for f in result.exchange.fills if f.symbol == ETH and f.timestamp_ms >= CRASH]
     assert eth_closes
     assert eth_closes[0].timestamp_ms == CRASH + FIVE_MIN
     assert eth_closes[0].purpose is OrderPurpose.CLOSE

@@ -183,6 +183,12 @@ class SimulationConfig(FrozenModel):
     start: date | None = None
     end: date | None = None
     slippage_bps: Dec = Field(ge=0, lt=10000)
+    # "fixed": slippage_bps on every fill; "range_impact": slippage_bps as a floor, plus
+    # slippage_range_fraction of the candle's range for fills inside a moving candle, plus
+    # slippage_impact x range x sqrt(qty / candle volume) (see bot/sim/slippage.py).
+    slippage_model: Literal["fixed", "range_impact"] = "fixed"
+    slippage_range_fraction: Dec = Field(default=Decimal("0.1"), ge=0, le=1)
+    slippage_impact: Dec = Field(default=Decimal(1), ge=0, le=10)
     fee_override_taker: Dec | None = Field(default=None, ge=0, le=Decimal("0.01"))
     out_dir: OutputPath = Field(default=Path("out"), validate_default=True)
     trigger_source: Literal["auto", "mark", "last"] = "auto"

@@ -56,6 +56,9 @@ ZERO = Decimal(0)
 # Stop distance (fraction of the mark) for a position found without a stop before the engine has
 # ever seen market statistics for its contract: protection first, precision later.
 FALLBACK_STOP = Decimal("0.05")
+# How far over its loss budget (fraction of the budget) a book may drift before it is cut even
+# below the rebalance tolerance.
+BUDGET_SLACK = Decimal("0.02")
 
 
 @dataclass(slots=True)
@@ -225,10 +228,30 @@ class Engine:
         capped = cap_to_loss_budget(
             decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
         )
-        # A cut for the loss budget is traded even when it is below the rebalance tolerance.
-        self._budget_cut = {
-            c.symbol for c, d in zip(capped, decisions, strict=True) if c.target_qty != d.target_qty
-        }
+        # A book over its budget (by more than BUDGET_SLACK, so equity moving a little between
+        # ticks does not churn) is cut even below the rebalance tolerance.
+        self._budget_cut = set()
+        if budget is not None:
+            held = sum(
+                (
+                    loss_at_stop(
+                        acct.qty(d.symbol),
+                        acct.marks[d.symbol],
+                        d.stop_loss,
+                        self.limits.stop_slippage,
+                        self.instruments[d.symbol].taker_fee,
+                    )
+                    for d in decisions
+                    if d.stop_loss is not None
+                ),
+                ZERO,
+            )
+            if held > (budget - fixed) * (1 + BUDGET_SLACK):
+                self._budget_cut = {
+                    c.symbol
+                    for c, d in zip(capped, decisions, strict=True)
+                    if c.target_qty != d.target_qty
+                }
         return capped
 
     def note_exits(self, acct: AccountView, now: int) -> None:

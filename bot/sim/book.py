@@ -129,9 +129,14 @@ class Book:
             mark = marks[sym]
             other_mm += maintenance_margin(self.instruments[sym], abs(other.qty) * mark)
             other_upnl += other.qty * (mark - other.entry_price)
-        return liquidation_price_cross(
-            inst, pos.qty, pos.entry_price, self.wallet, other_mm, other_upnl
-        )
+        try:
+            return liquidation_price_cross(
+                inst, pos.qty, pos.entry_price, self.wallet, other_mm, other_upnl
+            )
+        except ValueError:
+            # The account is below maintenance whatever this contract's price: it is due for
+            # liquidation now, at the current mark.
+            return marks[symbol]
 
     def to_position(self, symbol: str) -> Position:
         pos = self.positions[symbol]

@@ -6,8 +6,10 @@ and by paper trading (live prices through :meth:`SimulatedExchange.set_mark`). I
 
 Fill rules (written down here because backtests live or die by them):
 
-* Market orders fill at once at the current last price, moved against the trader by
-  ``slippage_bps``, and pay the taker fee on the fill notional.
+* Market orders fill at once at the current last price, moved against the trader by the
+  slippage model (:mod:`bot.sim.slippage`: a fixed ``slippage_bps``, or a floor plus a term in
+  the candle's range for fills inside a moving candle plus square-root impact on its volume),
+  and pay the taker fee on the fill notional. Triggered stops and liquidations pay it too.
 * Conditional orders (stop-market, take-profit-market) trigger on the **mark** price series given
   to the exchange (see :mod:`bot.sim.triggers`): a sell stop when the bar's low <= trigger, a buy
   stop when its high >= trigger; take-profits the other way round.
@@ -47,6 +49,7 @@ from bot.errors import (
     ReduceOnlyRejected,
 )
 from bot.sim.book import Book
+from bot.sim.slippage import SlippageModel
 
 ZERO = Decimal(0)
 BPS = Decimal("0.0001")
@@ -75,10 +78,18 @@ class SimulatedExchange:
         margin_mode: MarginMode,
         slippage_bps: Decimal = ZERO,
         quote: str = "USDT",
+        slippage_model: SlippageModel | None = None,
     ) -> None:
         self.clock = clock
         self.quote = quote
-        self.slippage = slippage_bps * BPS
+        model = slippage_model or SlippageModel.fixed(slippage_bps)
+        self.slippage = model.floor  # the floor (the whole slippage of the fixed model)
+        self.slippage_model = model
+        # The candle each contract's fills belong to: (high - low) / open and its volume, set
+        # by the replay (decision-time candle) and by each trigger bar (the range only).
+        self.candle_range: dict[str, Decimal] = {}
+        self.candle_volume: dict[str, Decimal] = {}
+        self.slippage_paid = ZERO
         self.book = Book(
             dict(instruments), starting_balance=starting_balance, margin_mode=margin_mode
         )
@@ -305,7 +316,20 @@ class SimulatedExchange:
             return abs(pos.qty)
         return min(order.amount, abs(pos.qty))
 
-    def _fill_market(self, order: Order, reference: Decimal, ts_ms: int) -> Order:
+    def slippage_for(self, symbol: str, qty: Decimal, *, inside: bool) -> Decimal:
+        """The slippage fraction of a fill of ``qty`` on ``symbol`` now (see
+        :mod:`bot.sim.slippage`)."""
+        model = self.slippage_model
+        if not model.data_driven:
+            return self.slippage
+        model = SlippageModel(self.slippage, model.range_fraction, model.impact)
+        return model.fraction(
+            qty, self.candle_range.get(symbol), self.candle_volume.get(symbol), inside
+        )
+
+    def _fill_market(
+        self, order: Order, reference: Decimal, ts_ms: int, *, inside: bool = False
+    ) -> Order:
         """Fill ``order`` at ``reference`` plus slippage; raise like Binance on rejection."""
         inst = self.book.instruments[order.symbol]
         qty = order.amount if order.amount is not None else ZERO
@@ -315,7 +339,8 @@ class SimulatedExchange:
                 raise ReduceOnlyRejected(
                     f"{order.client_id}: reduce-only order would increase the position", code=-2022
                 )
-        price = reference * (1 + self.slippage * order.side.sign)
+        slip = self.slippage_for(order.symbol, qty, inside=inside)
+        price = reference * (1 + slip * order.side.sign)
         delta = qty * order.side.sign
         pos = self.book.positions[order.symbol]
         increases = pos.qty == 0 or pos.sign == order.side.sign
@@ -336,6 +361,7 @@ class SimulatedExchange:
         fee = qty * price * inst.taker_fee
         result = self.book.trade(order.symbol, delta, price, fee)
         self.fees_paid += fee
+        self.slippage_paid += qty * reference * slip
         fill = Fill(
             client_id=order.client_id,
             symbol=order.symbol,

@@ -33,7 +33,8 @@ from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
-from bot.sim.triggers import FundingTape, TriggerSeries, advance
+from bot.sim.slippage import BPS, SlippageModel
+from bot.sim.triggers import FundingTape, TriggerSeries, advance, to_decimal
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 from bot.store.port import StorePort
@@ -72,6 +73,18 @@ def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
         max_orders_per_minute=r.max_orders_per_minute,
         on_daily_loss=r.on_daily_loss,
         stop_slippage=r.expected_stop_slippage_bps / 10000,
+    )
+
+
+def slippage_model(config: BotConfig) -> SlippageModel:
+    """The configured slippage model (see :mod:`bot.sim.slippage`)."""
+    sim = config.simulation
+    if sim.slippage_model == "fixed":
+        return SlippageModel.fixed(sim.slippage_bps)
+    return SlippageModel(
+        floor=sim.slippage_bps * BPS,
+        range_fraction=sim.slippage_range_fraction,
+        impact=sim.slippage_impact,
     )
 
 
@@ -210,6 +223,7 @@ def replay(
         margin_mode=MarginMode(config.account.margin_mode),
         slippage_bps=config.simulation.slippage_bps,
         quote=config.account.quote,
+        slippage_model=slippage_model(config),
     )
     market = HistoricalMarket(histories)
     series = market.trigger_series()
@@ -300,3 +314,10 @@ def _set_last(exchange: SimulatedExchange, market: HistoricalMarket, sym: str, t
     last = market.last_price(sym, t)
     if last is not None:
         exchange.lasts[sym] = last[0]
+    if exchange.slippage_model.data_driven:
+        # Market orders now pay for the candle that just closed: its range and its volume.
+        c = market.contracts[sym].last
+        i = int(c.ts.searchsorted(t - c.tf_ms, side="right")) - 1
+        if i >= 0 and c.open[i] > 0:
+            exchange.candle_range[sym] = to_decimal((c.high[i] - c.low[i]) / c.open[i])
+            exchange.candle_volume[sym] = to_decimal(c.volume[i])

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
+from bot.domain.margin import maintenance_margin
 from bot.domain.orders import Fill, Order
 from bot.errors import OrderRejected
 from bot.risk.guard import first_breach
@@ -81,6 +82,8 @@ def process_bar(
     book = ex.book
     fired: set[str] = set()
     prev = ex.marks.get(symbol, o)  # the price before the bar: a gap crosses levels from here
+    if _bar_start(ex, symbol, ts, (o, h, low, c)):
+        return
     ex.marks.setdefault(symbol, o)
     while True:
         best: tuple[tuple[int, int, Decimal], Order | None, bool] | None = None
@@ -121,12 +124,52 @@ def process_bar(
     ex.marks[symbol] = c
 
 
+def _bar_start(
+    ex: SimulatedExchange, symbol: str, ts: int, bar: tuple[Decimal, Decimal, Decimal, Decimal]
+) -> bool:
+    """Note the bar's range for the slippage of fills inside it; True if the bar's open
+    liquidated the cross account (nothing else happens on it then)."""
+    o, h, low, c = bar
+    if ex.slippage_model.data_driven and o > 0:
+        ex.candle_range[symbol] = (h - low) / o
+    return _cross_gap(ex, symbol, ts, o, c)
+
+
+def _cross_gap(ex: SimulatedExchange, symbol: str, ts: int, o: Decimal, c: Decimal) -> bool:
+    """A bar opening at ``o`` that leaves the whole cross account below its maintenance margin:
+    the liquidation engine takes every position at the marks of this moment."""
+    if ex.book.margin_mode is not MarginMode.CROSS or not _account_under_maintenance(ex, symbol, o):
+        return False
+    liquidate_account(ex, ts, {**ex.marks, symbol: o})
+    ex.marks[symbol] = c
+    return True
+
+
+def _account_under_maintenance(ex: SimulatedExchange, symbol: str, price: Decimal) -> bool:
+    book = ex.book
+    if all(p.qty == 0 for p in book.positions.values()):
+        return False
+    marks = {**ex.marks, symbol: price}
+    if any(p.qty != 0 and s not in marks for s, p in book.positions.items()):
+        return False
+    equity = book.equity(marks)
+    mm = sum(
+        (
+            maintenance_margin(book.instruments[s], abs(p.qty) * marks[s])
+            for s, p in book.positions.items()
+            if p.qty != 0
+        ),
+        ZERO,
+    )
+    return equity <= mm
+
+
 def _trigger(ex: SimulatedExchange, order: Order, ts: int, price: Decimal) -> None:
     del ex.resting[order.symbol][order.client_id]
     kind = "stop_loss" if order.type is OrderType.STOP_MARKET else "take_profit"
     ex.marks[order.symbol] = price
     try:
-        filled = ex._fill_market(order, price, ts)
+        filled = ex._fill_market(order, price, ts, inside=True)
     except OrderRejected as exc:
         # Reduce-only with nothing to reduce, or no margin: the order expires, as on Binance.
         ex.orders[order.client_id] = replace(order, status=OrderStatus.CANCELED)
@@ -154,6 +197,7 @@ def _liquidate(ex: SimulatedExchange, symbol: str, ts: int, price: Decimal) -> N
         return
     pos = book.positions[symbol]
     qty = pos.qty
+    price = _liquidation_fill(ex, symbol, qty, price)
     result = book.liquidate(symbol, price, book.instruments[symbol].liquidation_fee)
     ex.fees_paid += result.fee
     _record_liquidation(ex, symbol, ts, qty, price, result.fee, result.realized_pnl)
@@ -166,7 +210,7 @@ def liquidate_account(ex: SimulatedExchange, ts: int, prices: Mapping[str, Decim
     held = {s: p.qty for s, p in book.positions.items() if p.qty != 0}
     if not held:
         return
-    fill_prices = {s: prices[s] for s in held}
+    fill_prices = {s: _liquidation_fill(ex, s, q, prices[s]) for s, q in held.items()}
     rates = {s: book.instruments[s].liquidation_fee for s in held}
     result = book.liquidate_account(fill_prices, rates)
     fee_total = sum(result.fees.values(), ZERO)
@@ -190,6 +234,16 @@ def liquidate_account(ex: SimulatedExchange, ts: int, prices: Mapping[str, Decim
                 result.shortfall,
             )
         )
+
+
+def _liquidation_fill(ex: SimulatedExchange, symbol: str, qty: Decimal, price: Decimal) -> Decimal:
+    """The liquidation engine's fill: ``price`` moved against the position by the slippage of
+    an order inside the candle."""
+    slip = ex.slippage_for(symbol, abs(qty), inside=True)
+    if slip == 0:
+        return price
+    ex.slippage_paid += abs(qty) * price * slip
+    return price * (1 - slip) if qty > 0 else price * (1 + slip)
 
 
 def _record_liquidation(

@@ -108,6 +108,8 @@ class Engine:
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
         self._held: dict[str, Held] = {}  # as the last tick or guard left them (exits)
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
+        self._stale: list[str] = []  # contracts whose data is stale this tick
+        self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
         self.reconciler = Reconciler(
             exchange=exchange,
@@ -127,7 +129,12 @@ class Engine:
         acct = self.reconcile(now)
         self.note_exits(acct, now)
         snapshots, windows = self.read_market(now, acct)
-        memory = self.update_risk_state(now, acct, self.stale_contracts(now))
+        # Data health is per contract: a stale contract takes no new exposure (below), the
+        # others trade on; an empty list also clears a whole-account state of older versions.
+        self._stale = self.stale_contracts(now)
+        for sym in self._stale:
+            self.stale_ticks[sym] = self.stale_ticks.get(sym, 0) + 1
+        memory = self.update_risk_state(now, acct, [])
         decisions = self.decide(now, acct, snapshots, windows, memory.state)
         if memory.state is TradingState.HALTED:
             decisions = [
@@ -375,6 +382,8 @@ class Engine:
                 allow = False  # e.g. right before an expensive funding settlement
             if self.cooldowns.active(spec.symbol, now) is not None:
                 allow = False  # re-entry cooldown after a stop-out or a state change
+            if spec.symbol in self._stale:
+                allow = False  # stale data: this contract alone takes no new exposure
             views.append(
                 ContractView(
                     symbol=spec.symbol,
@@ -398,6 +407,9 @@ class Engine:
 
     def _with_cooldown(self, d: Decision, now: int) -> Decision:
         why = self.cooldowns.reason(d.symbol, now)
+        if d.symbol in self._stale:
+            stale = "stale market data: no new exposure on this contract, protection kept"
+            why = stale if why is None else f"{why}; {stale}"
         return d if why is None else replace(d, reason=f"{d.reason}; {why}")
 
     # -- 5. protect ----------------------------------------------------------------------------

@@ -20,12 +20,13 @@ agree. Gaps fill at the open (the exchange's gap rule) and pay the slippage on t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 ZERO = Decimal(0)
 BPS = Decimal("0.0001")
 # No fill is modelled further than this from its reference (a price must stay positive).
 MAX_SLIPPAGE = Decimal("0.5")
+PLACES = Decimal("1e-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,4 +55,5 @@ class SlippageModel:
                 s += self.range_fraction * candle_range
             if self.impact > 0 and volume is not None and volume > 0 and qty > 0:
                 s += self.impact * candle_range * (abs(qty) / volume).sqrt()
-        return min(s, MAX_SLIPPAGE)
+        # Bounded digits (a square root has 28): prices built from it are stored exactly.
+        return min(s, MAX_SLIPPAGE).quantize(PLACES, rounding=ROUND_CEILING)

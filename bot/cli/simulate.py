@@ -16,7 +16,7 @@ from bot.config.models import BotConfig
 from bot.errors import ConfigError
 from bot.sim.metrics import drawdown_series
 from bot.sim.plots import plot_comparison
-from bot.sim.replay import SimulationResult, run_simulation
+from bot.sim.replay import SimulationResult, run_simulation, shared_start
 from bot.sim.report import write_outputs
 
 SUMMARY_KEYS = (
@@ -36,6 +36,12 @@ SUMMARY_KEYS = (
     ("n_take_profits", "take-profits", "{}"),
     ("n_liquidations", "liquidations", "{}"),
     ("fees_paid", "fees paid", "{:,.2f}"),
+    ("slippage_paid", "slippage paid", "{:,.2f}"),
+    ("time_in_market", "time in market", "{:.1%}"),
+    ("halted_at", "halted at", "{}"),
+    ("time_halted", "time halted", "{:.1%}"),
+    ("n_denials", "denials", "{}"),
+    ("top_denial", "most common denial", "{}"),
     ("funding_paid", "funding paid", "{:,.2f}"),
     ("elapsed_seconds", "elapsed s", "{:.2f}"),
 )
@@ -65,6 +71,7 @@ def run(
     end: date | None,
     out: Path | None,
     console: Console,
+    shared_window: bool = True,
 ) -> list[dict[str, Any]]:
     config = override(load_config(config_path, policy_overrides=policies), start, end)
     symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
@@ -75,6 +82,8 @@ def run(
     clock = LiveClock()
     reports: list[dict[str, Any]] = []
     results: dict[str, SimulationResult] = {}
+    # Policies compared in one run share one window: the latest warm-up decides.
+    common = shared_start(config, symbols, data_dir) if several and shared_window else None
     for policy in config.policies:
         t0 = clock.monotonic()
         with Progress(
@@ -91,8 +100,15 @@ def run(
                 _bar.update(_task, completed=done, total=total)
 
             result = run_simulation(
-                config, policy, symbols=symbols, data_dir=data_dir, progress=progress
+                config,
+                policy,
+                symbols=symbols,
+                data_dir=data_dir,
+                progress=progress,
+                not_before=common,
             )
+        if result.start_note:
+            console.print(f"[yellow]warning[/yellow] {policy.name}: {result.start_note}")
         elapsed = clock.monotonic() - t0
         target = out_dir / policy.name if several else out_dir
         reports.append(write_outputs(result, target, elapsed))
@@ -101,7 +117,9 @@ def run(
         first = next(iter(results.values()))
         plot_comparison(
             out_dir / "comparison.png",
-            title="policies compared on the same data",
+            title="policies compared on the same data and window"
+            if common is not None
+            else "policies compared on the same data, each from its own warm-up",
             runs={n: (r.ts, r.equity, drawdown_series(r.equity)) for n, r in results.items()},
             benchmark=(first.ts, first.benchmark),
         )

@@ -58,6 +58,9 @@ class SimulationResult:
     trigger_sources: dict[str, str]
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     starting_balance: Decimal = Decimal(0)
+    requested_start_ms: int | None = None  # the configured start, when one was asked
+    start_note: str = ""  # why the run starts later than asked ("" when it does not)
+    stale_hours: dict[str, float] = field(default_factory=dict)  # per contract
 
 
 def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
@@ -147,7 +150,9 @@ def run_simulation(
     symbols: tuple[str, ...] | None = None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
+    not_before: int | None = None,
 ) -> SimulationResult:
+    """Simulate ``policy``; ``not_before`` moves the start later (a shared window)."""
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     inventory = discover(data_dir or config.data.dir)
     histories = load_histories(
@@ -155,7 +160,41 @@ def run_simulation(
     )
     instruments = _instruments(config, symbols)
     start, end = simulation_window(histories, policy, config)
-    return replay(config, policy, histories, instruments, start, end, progress)
+    own_start = start
+    if not_before is not None and not_before > start:
+        start = not_before + (-not_before) % parse_timeframe(policy.timeframe)
+    result = replay(config, policy, histories, instruments, start, end, progress)
+    asked = config.simulation.start
+    result.requested_start_ms = _day_ms(asked) if asked is not None else None
+    if result.requested_start_ms is not None and start > result.requested_start_ms:
+        why = (
+            f"the policy's warm-up ({candles_needed(policy)} {policy.timeframe} candles) "
+            "and the data's first candles"
+        )
+        if start > own_start:
+            why = "the shared window of the policies compared (the latest warm-up decides)"
+        result.start_note = (
+            f"requested start {_iso(result.requested_start_ms)} moved to {_iso(start)}: {why}"
+        )
+    return result
+
+
+def shared_start(
+    config: BotConfig,
+    symbols: tuple[str, ...] | None = None,
+    data_dir: Path | None = None,
+) -> int:
+    """The latest start of the configured policies' windows: policies compared in one run
+    share one window."""
+    symbols = symbols or tuple(c.symbol for c in config.contracts)
+    inventory = discover(data_dir or config.data.dir)
+    starts = []
+    for policy in config.policies:
+        histories = load_histories(
+            inventory, symbols, policy.timeframe, config.simulation.trigger_source
+        )
+        starts.append(simulation_window(histories, policy, config)[0])
+    return max(starts)
 
 
 def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
@@ -284,6 +323,7 @@ def replay(
             s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
         },
         starting_balance=balance,
+        stale_hours={s: n * tf / 3_600_000 for s, n in engine.stale_ticks.items()},
     )
 
 

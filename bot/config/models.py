@@ -189,6 +189,11 @@ class SimulationConfig(FrozenModel):
     slippage_model: Literal["fixed", "range_impact"] = "fixed"
     slippage_range_fraction: Dec = Field(default=Decimal("0.1"), ge=0, le=1)
     slippage_impact: Dec = Field(default=Decimal(1), ge=0, le=10)
+    # A drawdown halt is final in a simulation unless this is set: a duration ("72h", "7d") after
+    # which a modelled operator resumes trading, the peak reset to the equity of that moment.
+    resume_after_halt: (
+        Annotated[str, matching(r"[1-9][0-9]*[mhdw]", "a duration like 72h or 7d")] | None
+    ) = None
     fee_override_taker: Dec | None = Field(default=None, ge=0, le=Decimal("0.01"))
     out_dir: OutputPath = Field(default=Path("out"), validate_default=True)
     trigger_source: Literal["auto", "mark", "last"] = "auto"

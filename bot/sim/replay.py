@@ -33,6 +33,7 @@ from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
+from bot.sim.operator import resume_if_due
 from bot.sim.slippage import BPS, SlippageModel
 from bot.sim.triggers import FundingTape, TriggerSeries, advance, to_decimal
 from bot.stats.timeframes import parse_timeframe
@@ -279,6 +280,8 @@ def replay(
         config, policy, symbols, clock=clock, exchange=exchange, market=market, store=store
     )
     ticks = np.arange(start, end, tf, dtype=np.int64)
+    resume = config.simulation.resume_after_halt
+    resume_ms = parse_timeframe(resume) if resume is not None else None
     n = len(ticks)
     equity = np.empty(n)
     lev = {s: np.zeros(n) for s in symbols}
@@ -290,6 +293,8 @@ def replay(
         for sym in symbols:
             _set_last(exchange, market, sym, t)
         if all(sym in exchange.marks for sym in symbols):
+            if resume_ms is not None:
+                resume_if_due(store, t, exchange.equity(), resume_ms)
             engine.tick()
         eq = exchange.equity()
         equity[k] = float(eq)

@@ -393,6 +393,11 @@ def advance(
                 to_decimal(s.close[idx]),
             )
             s.cursor = idx + 1
+            if floor is not None and _flat_below(ex, floor):
+                # The fill left the account flat under the guard's floor: no joint path is left
+                # to search, the guard runs at this bar's close.
+                _through(ex, series, best_ts)
+                return GuardHit(best_ts + s.tf_ms, ex.book.wallet)
     for sym, s in series.items():
         if ends[sym] > s.cursor:
             ex.marks[sym] = to_decimal(s.close[ends[sym] - 1])
@@ -443,6 +448,11 @@ def _joint_event(
         if joint is None or k < joint[1]:
             joint = (kind, k)
     return joint
+
+
+def _flat_below(ex: SimulatedExchange, floor: Decimal) -> bool:
+    book = ex.book
+    return book.wallet <= floor and all(p.qty == 0 for p in book.positions.values())
 
 
 def _through(ex: SimulatedExchange, series: Mapping[str, TriggerSeries], ts: int) -> None:

@@ -18,9 +18,17 @@ BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
 
 
-def simulate(tmp_path: Path, crash: str, *, eth: bool = False) -> SimulationResult:
+def simulate(
+    tmp_path: Path, crash: str, *, eth: bool = False, edits: tuple[tuple[str, str], ...] = ()
+) -> SimulationResult:
     data = write_data(tmp_path / "data", crash, eth=eth)
-    config = load_config(write_config(tmp_path, data, eth=eth))
+    path = write_config(tmp_path, data, eth=eth)
+    text = path.read_text()
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text)
+    config = load_config(path)
     return run_simulation(config, config.policies[0])
 
 
@@ -93,3 +101,39 @@ def test_guard_acts_within_one_candle_of_a_breach(tmp_path: Path) -> None:
     assert eth_closes
     assert eth_closes[0].timestamp_ms == CRASH + FIVE_MIN
     assert eth_closes[0].purpose is OrderPurpose.CLOSE
+
+
+DRAWDOWN_10 = ("max_drawdown = 0.25\n", "max_drawdown = 0.10\n")
+
+
+def test_a_drawdown_halt_is_final_by_default(tmp_path: Path) -> None:
+    result = simulate(tmp_path, "gap", edits=(DRAWDOWN_10,))
+    halts = [e for e in result.store.events if e.kind == "state" and "drawdown" in e.reason]
+    assert halts
+    assert halts[0].ts_ms == CRASH + FIVE_MIN
+    assert result.store.equity[-1].state.value == "halted"
+    assert not [f for f in result.exchange.fills if f.timestamp_ms > CRASH + FIVE_MIN]
+
+
+def test_resume_after_halt_models_an_operator(tmp_path: Path) -> None:
+    result = simulate(
+        tmp_path,
+        "gap",
+        edits=(
+            DRAWDOWN_10,
+            ('trigger_source = "auto"\n', 'trigger_source = "auto"\nresume_after_halt = "48h"\n'),
+        ),
+    )
+    resumed = [
+        e for e in result.store.events if e.kind == "state" and "operator resumed" in e.reason
+    ]
+    assert resumed
+    assert CRASH + 2 * DAY <= resumed[0].ts_ms < CRASH + 2 * DAY + 3_600_000
+    assert "peak reset" in resumed[0].reason
+    entries = [
+        f
+        for f in result.exchange.fills
+        if f.purpose is OrderPurpose.ENTRY and f.timestamp_ms > CRASH
+    ]
+    assert entries
+    assert entries[0].timestamp_ms >= resumed[0].ts_ms

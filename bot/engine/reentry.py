@@ -30,6 +30,8 @@ class Held:
 def held_of(acct: AccountView, symbols: Iterable[str]) -> dict[str, Held]:
     out: dict[str, Held] = {}
     for sym in symbols:
+        if acct.qty(sym) == 0:
+            continue  # only a held position can be stopped out
         resting = acct.resting.get(sym, [])
         out[sym] = Held(
             acct.qty(sym),

@@ -218,7 +218,10 @@ class Engine:
         """Cut sizes so that if every stop fires the day stays within the loss limits (see
         :mod:`bot.risk.loss_budget`); positions without a decision count with their resting stop."""
         floor = equity_floor(memory, self.limits)
-        budget = acct.equity() - floor if floor is not None else None
+        if floor is None:
+            self._budget_cut = set()
+            return decisions
+        budget = acct.equity() - floor
         decided = {d.symbol for d in decisions}
         fixed = ZERO
         for sym, pos in acct.positions.items():
@@ -238,7 +241,9 @@ class Engine:
         # A book over its budget (by more than BUDGET_SLACK, so equity moving a little between
         # ticks does not churn) is cut even below the rebalance tolerance.
         self._budget_cut = set()
-        if budget is not None:
+        if budget is not None and any(
+            c.target_qty != d.target_qty for c, d in zip(capped, decisions, strict=True)
+        ):
             held = sum(
                 (
                     loss_at_stop(

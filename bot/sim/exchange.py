@@ -29,7 +29,7 @@ Fill rules (written down here because backtests live or die by them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 
@@ -90,6 +90,8 @@ class SimulatedExchange:
         self.candle_range: dict[str, Decimal] = {}
         self.candle_volume: dict[str, Decimal] = {}
         self.slippage_paid = ZERO
+        # Where a market order's candle comes from (the replay sets it; None: the dicts above).
+        self.candle_lookup: Callable[[str], tuple[Decimal, Decimal] | None] | None = None
         self.book = Book(
             dict(instruments), starting_balance=starting_balance, margin_mode=margin_mode
         )
@@ -323,9 +325,15 @@ class SimulatedExchange:
         if not model.data_driven:
             return self.slippage
         model = SlippageModel(self.slippage, model.range_fraction, model.impact)
-        return model.fraction(
-            qty, self.candle_range.get(symbol), self.candle_volume.get(symbol), inside
-        )
+        rng, volume = self.candle_range.get(symbol), self.candle_volume.get(symbol)
+        if not inside and self.candle_lookup is not None:
+            found = self.candle_lookup(symbol)
+            if found is not None:
+                rng, volume = found
+        elif inside and volume is None and self.candle_lookup is not None:
+            found = self.candle_lookup(symbol)
+            volume = found[1] if found is not None else None
+        return model.fraction(qty, rng, volume, inside)
 
     def _fill_market(
         self, order: Order, reference: Decimal, ts_ms: int, *, inside: bool = False

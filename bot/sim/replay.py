@@ -360,9 +360,14 @@ def _set_last(exchange: SimulatedExchange, market: HistoricalMarket, sym: str, t
     if last is not None:
         exchange.lasts[sym] = last[0]
     if exchange.slippage_model.data_driven:
-        # Market orders now pay for the candle that just closed: its range and its volume.
-        c = market.contracts[sym].last
-        i = int(c.ts.searchsorted(t - c.tf_ms, side="right")) - 1
-        if i >= 0 and c.open[i] > 0:
-            exchange.candle_range[sym] = to_decimal((c.high[i] - c.low[i]) / c.open[i])
-            exchange.candle_volume[sym] = to_decimal(c.volume[i])
+        # Market orders pay for the candle that just closed (its range and volume), looked up
+        # only when an order fills.
+        exchange.candle_lookup = lambda symbol: _closed_candle(market, symbol, t)
+
+
+def _closed_candle(market: HistoricalMarket, symbol: str, t: int) -> tuple[Decimal, Decimal] | None:
+    c = market.contracts[symbol].last
+    i = int(c.ts.searchsorted(t - c.tf_ms, side="right")) - 1
+    if i < 0 or c.open[i] <= 0:
+        return None
+    return to_decimal((c.high[i] - c.low[i]) / c.open[i]), to_decimal(c.volume[i])

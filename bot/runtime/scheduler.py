@@ -97,8 +97,10 @@ def run_scheduled(
     else:
         sched.add_job(runner.tick, "interval", seconds=tick_s, id="tick", next_run_time=WALL.now())
         # Replayed paper trading keeps its guard job too (the loss limits between ticks), every
-        # guard_seconds of replayed time, but not more often than twice a wall-clock second.
-        sched.add_job(runner.guard, "interval", seconds=max(guard_seconds / speed, 0.5), id="guard")
+        # guard_seconds of replayed time, when that is at least half a wall-clock second (a
+        # faster replay leaves the limits to the ticks: a guard job could not keep up).
+        if guard_seconds / speed >= 0.5:
+            sched.add_job(runner.guard, "interval", seconds=guard_seconds / speed, id="guard")
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
     try:

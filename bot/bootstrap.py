@@ -25,6 +25,7 @@ from bot.errors import ConfigError
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.exchange.paper import PaperExchange
 from bot.exchange.port import ExchangePort
+from bot.logs import REDACTOR
 from bot.marketdata.files import discover
 from bot.runtime.feeds import PriceFeed
 from bot.runtime.runner import Runner
@@ -197,6 +198,8 @@ def build_live(
     from bot.exchange.factory import make_ccxt_exchange
 
     clock = clock or LiveClock()
+    # every text the bot writes (logs, events, alerts, error messages) hides these values
+    REDACTOR.add([secrets.api_key, secrets.api_secret, secrets.password])
     symbols = [c.symbol for c in config.contracts]
     ex = config.exchange
     exchange = make_ccxt_exchange(

@@ -120,6 +120,11 @@ class SimulatedExchange:
             )
         return out
 
+    def confirm_flat(self, symbol: str) -> bool:
+        """The simulated book is exact: a contract is flat when its book says so."""
+        pos = self.book.positions.get(symbol)
+        return pos is None or pos.qty == 0
+
     def _reported_liquidation(self, symbol: str, qty: Decimal) -> Decimal | None:
         """The liquidation price as an exchange reports it: on the tick, rounded toward the mark
         (the conservative side)."""

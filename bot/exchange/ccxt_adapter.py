@@ -325,13 +325,21 @@ class CcxtExchange:
         conditional = request.type.is_conditional
 
         def send() -> Order:
-            raw = self._ex.create_order(*args[:5], dict(args.params))
+            # A garbled answer (a bare JSON string, a list) breaks ccxt's parser after the venue
+            # may have accepted the order: outcome unknown, settled by a lookup by client id.
+            raw = readable(lambda: self._ex.create_order(*args[:5], dict(args.params)), "order")
+            if not isinstance(raw, Mapping):
+                raise ccxt.BadResponse(f"order: the answer is a {type(raw).__name__}, not an order")
             return self._order_from_ack(raw, request)
 
         def lookup() -> Order | None:
             try:
                 found = self._lookup(request.symbol, request.client_id, conditional)
-            except (errors.TransientExchangeError, errors.ClockDrift) as exc:
+            except (
+                errors.TransientExchangeError,
+                errors.ClockDrift,
+                mapping.UnexpectedResponse,  # a garbled lookup answer says nothing either way
+            ) as exc:
                 raise errors.OutcomeUnknown(
                     f"{request.client_id}: sent; lookup by client id failed: {exc}"
                 ) from exc
@@ -371,7 +379,7 @@ class CcxtExchange:
     def _call(self, fn: Callable[[], T], what: str) -> T:
         try:
             return call_with_retry(
-                fn,
+                lambda: readable(fn, what),
                 clock=self._clock,
                 policy=self._policy,
                 retry_after_of=self._retry_after,
@@ -446,17 +454,20 @@ class CcxtExchange:
 
     def _lookup(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
         params = self._profile.trigger_lookup_params(client_id, conditional)
+
+        def read() -> Order:
+            # parsed inside the retried call: a garbled answer is asked again, not believed
+            raw = self._ex.fetch_order(None, symbol, dict(params))
+            return ccxt_orders.order_from_ccxt(raw, account=self._account)
+
         try:
-            raw = self._call(
-                lambda: self._ex.fetch_order(None, symbol, dict(params)), f"lookup {client_id}"
-            )
+            return self._call(read, f"lookup {client_id}")
         except errors.OrderNotFound:
             if not conditional:
                 return None
             # Binance can briefly forget a fresh algo order on a lookup (freqtrade#12681):
             # the open algo list decides.
             return self._find_open(symbol, client_id)
-        return ccxt_orders.order_from_ccxt(raw, account=self._account)
 
     def _find_open(self, symbol: str, client_id: str) -> Order | None:
         raws = self._call(
@@ -575,6 +586,26 @@ class CcxtExchange:
             hours = Decimal(8)
         self._intervals[symbol] = (hours, now)
         return hours
+
+
+# What ccxt's parsers raise on an answer of the wrong shape (a string where a dict belongs...).
+_PARSE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError, ArithmeticError)
+
+
+def readable(fn: Callable[[], T], what: str) -> T:
+    """Call ``fn`` (one ccxt call); ccxt's parser failing on the answer is ``ccxt.BadResponse``.
+
+    ``BadResponse`` is transient in ccxt's tree: a read is retried (and reported unreadable if
+    it stays garbled), an order POST is settled by a lookup by client id, never resent blind.
+    """
+    try:
+        return fn()
+    except ccxt.BaseError:
+        raise
+    except (*_PARSE_ERRORS, mapping.UnexpectedResponse) as exc:
+        raise ccxt.BadResponse(
+            f"{what}: the answer could not be read ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def require_json_replies(exchange: Any) -> None:

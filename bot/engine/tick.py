@@ -519,7 +519,8 @@ class Engine:
                 "protected",
                 symbol,
                 TradingState.ACTIVE,
-                f"protected again (unprotected since {since}, {(now - since) // 1000} s)",
+                f"incident over: the position has a valid stop or is closed (unprotected "
+                f"since {since}, {(now - since) // 1000} s)",
             )
 
     def _count_protection(self, now: int, closed: list[str]) -> None:

@@ -491,6 +491,7 @@ class Engine:
         )
         self._send(req, acct, now, None)
         acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
+        self.reconciler.note_positions(acct.positions)
         acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)
         acct.changed()
         if acct.qty(pos.symbol) == 0:
@@ -619,6 +620,7 @@ class Engine:
         for req in plan.increase:
             result_count(result, self._send(req, acct, now, snap))
         acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
+        self.reconciler.note_positions(acct.positions)
         balance = self.exchange.fetch_balance()
         acct.wallet = balance.wallet
         acct.changed()

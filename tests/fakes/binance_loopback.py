@@ -534,6 +534,11 @@ class LoopbackBinance:
                 raise ValueError(f"set_candles {symbol} {kind}: row {i} open time not increasing")
         self._candles[(symbol, kind)] = list(rows)
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued."""
+        with self._meta_lock:
+            self._faults.clear()
+
     def calls(self, path: str, method: str | None = None) -> list[RecordedRequest]:
         """The recorded requests to ``path`` (and ``method``, when given), oldest first."""
         with self._meta_lock:

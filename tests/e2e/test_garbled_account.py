@@ -113,7 +113,6 @@ def _orders_after(server: LoopbackBinance, start: int) -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["garbled_json", "html_200", "empty_list", "null_fields"])
 def test_garbled_positions_leave_the_account_untouched(
     kind: FaultKind,
@@ -163,7 +162,6 @@ def test_garbled_positions_leave_the_account_untouched(
     assert len(stops) == 1
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "kind"),
     [

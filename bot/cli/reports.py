@@ -4,6 +4,7 @@ be running; these never touch the exchange)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from bot.config.models import BotConfig
 from bot.domain.enums import OrderStatus
+from bot.store.port import RiskEvent
 from bot.store.sql import SqlStore
 
 DAYS = Decimal(365)
@@ -43,6 +45,7 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
                 _s(o.request.trigger_price) or ""
             )
     funding = _paper_funding(config, store)
+    unprotected = unprotected_since(store.recent_events(1000))
     n = Decimal(len(config.contracts))
     sleeve = equity.equity / n if equity is not None and equity.equity > 0 else None
     contracts = []
@@ -71,6 +74,7 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         row["stop_loss"] = resting.get(sym, {}).get("stop_loss")
         row["take_profit"] = resting.get(sym, {}).get("take_profit")
         row["next_funding"] = funding.get(sym)
+        row["unprotected_since"] = _iso(unprotected.get(sym))
         row["last_decision"] = _iso(rec.ts_ms) if rec else None
         row["reason"] = rec.decision.reason if rec else None
         contracts.append(row)
@@ -85,6 +89,23 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         "peak_equity": _s(memory.peak_equity) if memory else None,
         "contracts": contracts,
     }
+
+
+def unprotected_since(events: Sequence[RiskEvent]) -> dict[str, int]:
+    """Per contract, since when it has been without a valid stop (open incidents only).
+
+    ``events`` in any order; an ``unprotected`` event opens an incident, ``protected`` or a
+    later flat position closes it.
+    """
+    since: dict[str, int] = {}
+    for e in sorted(events, key=lambda e: e.ts_ms):
+        if e.symbol is None:
+            continue
+        if e.kind == "unprotected":
+            since.setdefault(e.symbol, e.ts_ms)
+        elif e.kind == "protected":
+            since.pop(e.symbol, None)
+    return since
 
 
 def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, str | None]]:
@@ -113,6 +134,7 @@ def status_tables(data: dict[str, Any]) -> list[Table]:
         "liquidation_distance_vol_units",
         "stop_loss",
         "take_profit",
+        "unprotected_since",
     )
     table = Table(title="contracts")
     for col in (*cols, "next funding"):

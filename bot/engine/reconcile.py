@@ -191,6 +191,10 @@ class Reconciler:
             self._reported.add(key)
             self.event(now, "reconcile", symbol, TradingState.ACTIVE, reason)
 
+    def note_positions(self, positions: dict[str, Position]) -> None:
+        """Positions as the engine left them after trading (the next reconcile's "before")."""
+        self._prev_positions = dict(positions)
+
     def previous_positions(self) -> dict[str, Position]:
         """Positions as of the last reconcile (after a restart: as last recorded)."""
         if self._prev_positions is None:

@@ -491,6 +491,7 @@ class Engine:
         )
         self._send(req, acct, now, None)
         acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
+        self.reconciler.note_positions(acct.positions)
         acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)
         acct.changed()
         if acct.qty(pos.symbol) == 0:
@@ -519,7 +520,8 @@ class Engine:
                 "protected",
                 symbol,
                 TradingState.ACTIVE,
-                f"protected again (unprotected since {since}, {(now - since) // 1000} s)",
+                f"incident over: the position has a valid stop or is closed (unprotected "
+                f"since {since}, {(now - since) // 1000} s)",
             )
 
     def _count_protection(self, now: int, closed: list[str]) -> None:
@@ -618,6 +620,7 @@ class Engine:
         for req in plan.increase:
             result_count(result, self._send(req, acct, now, snap))
         acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
+        self.reconciler.note_positions(acct.positions)
         balance = self.exchange.fetch_balance()
         acct.wallet = balance.wallet
         acct.changed()

@@ -163,6 +163,10 @@ def instrument_from_market(
         maker_fee=to_decimal(market.get("maker"), f"{symbol} maker fee"),
         taker_fee=to_decimal(market.get("taker"), f"{symbol} taker fee"),
         liquidation_fee=fee,
+        # Binance PRICE_FILTER / Bybit priceFilter. (Binance's PERCENT_PRICE bounds the price of
+        # limit orders, not the trigger of a stop-market order, so it is not applied to stops.)
+        min_price=positive_or_none((limits.get("price") or {}).get("min"), f"{symbol} min price"),
+        max_price=positive_or_none((limits.get("price") or {}).get("max"), f"{symbol} max price"),
     )
 
 

@@ -74,6 +74,8 @@ def _long_range(
 ) -> StopRange:
     tick = inst.tick_size
     nearest = inst.ceil_price(mark) - tick  # highest grid price strictly below the mark
+    if inst.max_price is not None:
+        nearest = min(nearest, inst.floor_price(inst.max_price))
     bounds = [tick]
     if liquidation is not None:
         bounds.append(liquidation + buffer)
@@ -92,6 +94,8 @@ def _short_range(
 ) -> StopRange:
     tick = inst.tick_size
     nearest = inst.floor_price(mark) + tick  # lowest grid price strictly above the mark
+    if inst.min_price is not None:
+        nearest = max(nearest, inst.ceil_price(inst.min_price))
     caps: list[Decimal] = []
     if liquidation is not None:
         caps.append(liquidation - buffer)

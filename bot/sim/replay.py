@@ -199,12 +199,16 @@ def replay(
     start: int,
     end: int,
     progress: Progress | None = None,
+    *,
+    exchange_type: type[SimulatedExchange] = SimulatedExchange,
 ) -> SimulationResult:
+    """Replay ``histories`` from ``start`` to ``end`` through the engine and a simulated
+    exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests)."""
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
     clock = SimClock(start)
     balance = config.account.starting_balance
-    exchange = SimulatedExchange(
+    exchange = exchange_type(
         instruments,
         clock,
         starting_balance=balance,

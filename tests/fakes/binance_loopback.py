@@ -554,6 +554,11 @@ class LoopbackBinance:
                 raise ValueError(f"set_candles {symbol} {kind}: row {i} open time not increasing")
         self._candles[(symbol, kind)] = list(rows)
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued."""
+        with self._meta_lock:
+            self._faults.clear()
+
     def calls(self, path: str, method: str | None = None) -> list[RecordedRequest]:
         """The recorded requests to ``path`` (and ``method``, when given), oldest first."""
         with self._meta_lock:
@@ -809,8 +814,8 @@ class LoopbackBinance:
             "filters": [
                 {
                     "filterType": "PRICE_FILTER",
-                    "minPrice": tick,
-                    "maxPrice": "100000000",
+                    "minPrice": _s(inst.min_price) if inst.min_price is not None else tick,
+                    "maxPrice": _s(inst.max_price) if inst.max_price is not None else "100000000",
                     "tickSize": tick,
                 },
                 {"filterType": "LOT_SIZE", **lot},

@@ -100,9 +100,7 @@ class FaultyWire:
 
 
 def write_config(directory: Path, base_url: str) -> Path:
-    contracts = "".join(
-        f'[[contracts]]\nsymbol = "{s}"\ndirection = "long"\n\n' for s in START
-    )
+    contracts = "".join(f'[[contracts]]\nsymbol = "{s}"\ndirection = "long"\n\n' for s in START)
     text = f"""
 [account]
 name = "bench"

@@ -19,6 +19,7 @@ from bot.clock import Clock, LiveClock, ReplayClock
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
+from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
 from bot.engine.market import MarketDataPort
 from bot.engine.tick import Engine
 from bot.errors import ConfigError
@@ -83,7 +84,12 @@ def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifie
 
 
 def _engine(
-    config: BotConfig, clock: Clock, exchange: ExchangePort, market: MarketDataPort, store: SqlStore
+    config: BotConfig,
+    clock: Clock,
+    exchange: ExchangePort,
+    market: MarketDataPort,
+    store: SqlStore,
+    fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
     symbols = [c.symbol for c in config.contracts]
     return engine_for(
@@ -94,6 +100,7 @@ def _engine(
         exchange=exchange,
         market=market,
         store=store,
+        fanout=fanout,
     )
 
 
@@ -215,7 +222,9 @@ def build_live(
         account=config.account.name,
     )
     notifier, rules = _notifier(config, store, clock)
-    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store)
+    # a tick's independent requests wait for the venue together (one ccxt client per thread)
+    fanout = ThreadFanout(ex.max_parallel_requests)
+    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store, fanout)
     return Runner(
         engine=engine,
         store=store,

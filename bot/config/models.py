@@ -206,6 +206,9 @@ class ExchangeConfig(FrozenModel):
         default_factory=dict
     )
     margin_mode: MarginModeName | None = None
+    # Live trading: how many of one tick's independent requests (account and market reads, the
+    # protective orders of different contracts) may wait for the venue at once. 1 = one by one.
+    max_parallel_requests: StrictInt = Field(default=4, ge=1, le=16)
 
 
 class RuntimeConfig(FrozenModel):

@@ -14,8 +14,9 @@ engine collects such calls in a :class:`Batch` and runs it through its :class:`F
   and by the exchange adapter's rate limiter.
 
 Either way :meth:`Batch.run` returns when every job has finished, then raises the first error
-in the order the jobs were added: one contract's failure never abandons another contract's
-protective orders half way.
+in the order the jobs were added. After a failure no further job starts (sequentially: exactly
+the calls a plain loop would have made); the jobs already running finish, so no contract's
+protective steps are cut in the middle.
 """
 
 from __future__ import annotations
@@ -32,19 +33,26 @@ T = TypeVar("T")
 class Job(Generic[T]):
     """One call of a batch; :meth:`result` after the batch ran."""
 
-    __slots__ = ("_done", "_error", "_fn", "_value")
+    __slots__ = ("_batch", "_done", "_error", "_fn", "_value")
 
-    def __init__(self, fn: Callable[[], T]) -> None:
+    def __init__(self, fn: Callable[[], T], batch: Batch) -> None:
         self._fn = fn
+        self._batch = batch
         self._value: T | None = None
         self._error: Exception | None = None
         self._done = False
 
     def run(self) -> None:
+        if self._batch.failed.is_set():
+            # an earlier job failed: nothing new starts (as if run one after the other)
+            self._error = Skipped("not run: an earlier call of the batch failed")
+            self._done = True
+            return
         try:
             self._value = self._fn()
         except Exception as exc:  # kept for Batch.run to raise in order
             self._error = exc
+            self._batch.failed.set()
         finally:
             self._done = True
 
@@ -60,6 +68,10 @@ class Job(Generic[T]):
         return self._value  # type: ignore[return-value]  # None only when T admits it
 
 
+class Skipped(RuntimeError):
+    """A job that did not start because an earlier job of its batch had failed."""
+
+
 class Runner(Protocol):
     def run_all(self, jobs: list[Job[object]]) -> None: ...
 
@@ -70,18 +82,22 @@ class Batch:
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
         self._jobs: list[Job[object]] = []
+        self.failed = threading.Event()
 
     def add(self, fn: Callable[[], T]) -> Job[T]:
-        job = Job(fn)
+        job = Job(fn, self)
         self._jobs.append(job)  # type: ignore[arg-type]  # Job is read-only in T
         return job
 
     def run(self) -> None:
-        """Run every job; when all have finished, raise the first error (in order added)."""
+        """Run the jobs added since the last run; when all have finished or been skipped, raise
+        the first error (in the order added). After a failure no further job starts; the jobs
+        already running finish (a contract's steps are never cut in the middle)."""
         jobs, self._jobs = self._jobs, []
+        self.failed.clear()
         self._runner.run_all(jobs)
         for job in jobs:
-            if job.error is not None:
+            if job.error is not None and not isinstance(job.error, Skipped):
                 raise job.error
 
 

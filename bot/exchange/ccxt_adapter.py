@@ -27,6 +27,7 @@ from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.exchange import ccxt_orders, mapping
 from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_profile
+from bot.exchange.ccxt_clients import ClientPool, SharedPacer
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
 from bot.exchange.retry import RetryPolicy, call_with_retry, submit_idempotent
@@ -53,25 +54,37 @@ class CcxtExchange:
         retry_attempts: int = 5,
         retry_max_seconds: float = 30,
         account: str | None = None,
+        spawn: Callable[[], Any] | None = None,
     ) -> None:
-        self._ex = exchange
         self._profile: VenueProfile = venue_profile(str(exchange.id))
         check_capabilities(exchange)
-        require_json_replies(exchange)
         self._clock = clock
         self._symbols = tuple(symbols)
         self._account = account
         self._policy = RetryPolicy(attempts=retry_attempts, max_seconds=retry_max_seconds)
-        exchange.options["recvWindow"] = recv_window_ms
-        # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
-        exchange.options["maxRetriesOnFailure"] = 0
+        pacer = SharedPacer(clock)
+
+        def prepare(client: Any) -> None:
+            require_json_replies(client)
+            client.options["recvWindow"] = recv_window_ms
+            # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
+            client.options["maxRetriesOnFailure"] = 0
+            pacer.install(client)
+
+        # ``spawn`` builds another client like ``exchange``: one per thread (ccxt_clients)
+        self._clients = ClientPool(exchange, spawn=spawn, prepare=prepare)
         self._instruments: dict[str, Instrument] = {}
         self._intervals: dict[str, tuple[Decimal, int]] = {}
 
     @property
     def exchange(self) -> Any:
         """The underlying ccxt instance (for the preflight and diagnostics)."""
-        return self._ex
+        return self._clients.primary
+
+    @property
+    def _ex(self) -> Any:
+        """The calling thread's ccxt client (see :mod:`bot.exchange.ccxt_clients`)."""
+        return self._clients.current()
 
     # -- instruments ---------------------------------------------------------------------------
 
@@ -311,6 +324,7 @@ class CcxtExchange:
     def resync_clock(self) -> None:
         """Re-measure the offset between local and server time (call hourly and after -1021)."""
         self._ex.load_time_difference()
+        self._clients.share_time_difference(self._ex)
 
     # -- orders --------------------------------------------------------------------------------
 

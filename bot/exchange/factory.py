@@ -12,6 +12,7 @@ be overridden through ``options``, which is merged on top):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,16 +75,22 @@ def make_ccxt_exchange(
     cls: Any = getattr(ccxt, name)
     if api_url:
         cls = _keep_error_table(cls)
-    exchange = cls(config)
-    # Bybit/OKX load_markets also call private currency routes unless told otherwise.
-    exchange.has["fetchCurrencies"] = False
-    if demo:
-        exchange.enable_demo_trading(True)
-    if api_url:
-        rewrite_api_urls(exchange, api_url)
+
+    def build() -> Any:
+        exchange = cls(copy.deepcopy(config))
+        # Bybit/OKX load_markets also call private currency routes unless told otherwise.
+        exchange.has["fetchCurrencies"] = False
+        if demo:
+            exchange.enable_demo_trading(True)
+        if api_url:
+            rewrite_api_urls(exchange, api_url)
+        return exchange
+
+    exchange = build()
     check_capabilities(exchange)
     return CcxtExchange(
         exchange,
+        spawn=build,  # one client per worker thread of a live tick
         clock=clock,
         symbols=symbols,
         recv_window_ms=int(nested.get("recvWindow") or 10000),

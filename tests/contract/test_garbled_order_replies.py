@@ -73,18 +73,21 @@ def test_garbled_answers_to_the_post_and_the_lookup_are_unknown_then_resolved(
             adapter.place_order(request)
     assert len([r for r in server.calls(path, "POST") if r.params.get("side") == "SELL"]) == 1
     # the next look-up by client id (the next tick's) settles it: there is exactly one
-    server._faults.clear()
+    server.clear_faults()
     found = adapter.fetch_order(BTC, request.client_id)
     assert found is not None
     assert found.status is OrderStatus.OPEN
     assert len(loop.orders_with(sim, request.client_id)) == 1
 
 
-def test_a_garbled_answer_to_a_read_is_retried_not_a_crash(
+def test_a_garbled_answer_to_a_lookup_is_a_typed_error_not_a_crash(
     adapter: CcxtExchange, server: LoopbackBinance
 ) -> None:
     adapter.place_order(loop.entry())
     server.inject(Fault("/fapi/v1/order", "GET", kind="json_string"))
+    # not AttributeError: a transient exchange error the callers handle (asked again later)
+    with pytest.raises(errors.TransientExchangeError, match="could not be read"):
+        adapter.fetch_order(BTC, loop.entry().client_id)
     found = adapter.fetch_order(BTC, loop.entry().client_id)
     assert found is not None
     assert found.status is OrderStatus.FILLED

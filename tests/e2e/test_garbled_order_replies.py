@@ -48,6 +48,7 @@ def run(
     store.close()
     assert recorded[cid].status is OrderStatus.UNKNOWN  # not "rejected": nothing invites a resend
 
+    server.clear_faults()  # the venue answers properly again
     assert live.tick(config_path, console) == 0
     store = open_store(load_config(config_path))
     assert store.unresolved_orders() == []

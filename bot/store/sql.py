@@ -25,7 +25,7 @@ from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
 from bot.logs import redact
 from bot.store import tables as t
-from bot.store.migrate import ensure_current, safe_url
+from bot.store.migrate import engine_url, ensure_current, safe_url
 from bot.store.port import (
     DecisionRecord,
     EquitySnapshot,
@@ -84,7 +84,9 @@ def make_engine(url: str) -> Engine:
         )
     is_sqlite = backend == "sqlite"
     engine = create_engine(
-        url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite
+        engine_url(url),
+        connect_args={"timeout": 30} if is_sqlite else {},
+        pool_pre_ping=not is_sqlite,
     )
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)

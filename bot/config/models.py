@@ -97,11 +97,11 @@ def _usable_database_url(value: str) -> str:
         raise PydanticCustomError(
             "database_url", "not a database URL; use sqlite:///bot-state.db or postgresql://..."
         ) from None
-    backend, driver = url.get_backend_name(), url.get_driver_name()
+    backend, _, driver = url.drivername.partition("+")
     if backend not in ("sqlite", "postgresql"):
         raise PydanticCustomError(
             "database_url",
-            "backend {backend!r} is not supported; use sqlite:///file.db or "
+            "backend '{backend}' is not supported; use sqlite:///file.db or "
             "postgresql+psycopg://user@host/db",
             {"backend": backend},
         )
@@ -109,7 +109,7 @@ def _usable_database_url(value: str) -> str:
         # the bot installs psycopg 3 (and uses it for a plain postgresql://)
         raise PydanticCustomError(
             "database_url",
-            "PostgreSQL driver {driver!r} is not installed; write postgresql+psycopg://",
+            "driver '{driver}' is not installed; write postgresql+psycopg://",
             {"driver": driver},
         )
     if backend == "sqlite":
@@ -395,6 +395,8 @@ def _validate_venue_limits(cfg: BotConfig) -> Iterator[Issue]:
     """
     venue, known = _venue_instruments(cfg)
     cap = cfg.risk.max_leverage_per_contract
+    above: list[str] = []
+    reach: dict[str, tuple[Decimal, Instrument]] = {}  # per policy: the tightest contract
     for index, contract in enumerate(cfg.contracts):
         inst = known.get(contract.symbol)
         if inst is None:
@@ -408,31 +410,36 @@ def _validate_venue_limits(cfg: BotConfig) -> Iterator[Issue]:
                 str(own),
             )
         elif own is None and cap > most:
-            yield Issue(
-                ("risk", "max_leverage_per_contract"),
-                f"above the maximum {most}x of {contract.symbol} on {venue} (lower it, or set "
-                f"contracts[{index}].max_leverage)",
-                str(cap),
-            )
+            above.append(f"{contract.symbol} {most}x (or set contracts[{index}].max_leverage)")
         for policy in cfg.policies:
-            yield from _stop_before_liquidation(policy, inst, min(cap, own or cap, most))
-
-
-def _stop_before_liquidation(policy: Policy, inst: Instrument, cap: Decimal) -> Iterator[Issue]:
-    # An isolated position at leverage L is liquidated after a move of about 1/L - mmr; a
-    # percent stop at or beyond that distance can never fire first.
-    stop = policy.stop_loss
-    if stop.kind != "percent":
-        return  # volatility-scaled stops are placed by the risk layer, tick by tick
-    leverage = min(policy.leverage.max, cap)
-    room = (1 / leverage - inst.brackets[0].maint_margin_rate) * 100
-    if stop.distance >= room:
+            room = _liquidation_room(policy, inst, min(cap, own or cap, most))
+            if policy.name not in reach or room < reach[policy.name][0]:
+                reach[policy.name] = (room, inst)
+    if above:
         yield Issue(
-            ("policy", "file"),
-            f"policy {policy.name}: stop_loss.distance = {stop.distance} % lies at or beyond "
-            f"the liquidation price of {inst.symbol} at {leverage}x (about {room:.2f} % "
-            "away): lower the stop distance or leverage.max",
+            ("risk", "max_leverage_per_contract"),
+            f"above the venue's maximum on {venue}: {'; '.join(above)}",
+            str(cap),
         )
+    for policy in cfg.policies:
+        if policy.name in reach and policy.stop_loss.kind == "percent":
+            room, inst = reach[policy.name]
+            if policy.stop_loss.distance >= room:
+                # volatility-scaled stops are placed by the risk layer, tick by tick
+                yield Issue(
+                    ("policy", "file"),
+                    f"policy {policy.name}: stop_loss.distance = {policy.stop_loss.distance} % "
+                    f"lies at or beyond the liquidation price of {inst.symbol} at the highest "
+                    f"leverage the bot may use (about {room:.2f} % away): lower the stop "
+                    "distance or leverage.max",
+                )
+
+
+def _liquidation_room(policy: Policy, inst: Instrument, cap: Decimal) -> Decimal:
+    """Percent move that liquidates an isolated position at the highest usable leverage:
+    about 1/L - mmr (the first bracket's maintenance rate)."""
+    leverage = min(policy.leverage.max, cap)
+    return (1 / leverage - inst.brackets[0].maint_margin_rate) * 100
 
 
 def _validate_unique_policy_names(cfg: BotConfig) -> Iterator[Issue]:

@@ -264,6 +264,7 @@ def build_live(
         clock=clock,
         symbols=symbols,
         account=config.account.name,
+        hedge_reads_after=ex.hedge_reads_after_ms / 1000 if ex.hedge_reads_after_ms else None,
     )
     notifier, rules = _notifier(config, store, clock)
     # a tick's independent requests wait for the venue together (one ccxt client per thread)

@@ -279,6 +279,9 @@ class ExchangeConfig(FrozenModel):
     # Live trading: how many of one tick's independent requests (account and market reads, the
     # protective orders of different contracts) may wait for the venue at once. 1 = one by one.
     max_parallel_requests: StrictInt = Field(default=4, ge=1, le=16)
+    # A read (never an order or a cancel) unanswered after this many ms is sent once more and
+    # the first answer wins, so one lost request costs this, not ccxt's whole timeout. 0 = off.
+    hedge_reads_after_ms: StrictInt = Field(default=1000, ge=0, le=60_000)
 
 
 class RuntimeConfig(FrozenModel):

@@ -27,7 +27,7 @@ from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.exchange import ccxt_orders, mapping
 from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_profile
-from bot.exchange.ccxt_clients import ClientPool, SharedPacer
+from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
 from bot.exchange.retry import RetryPolicy, call_with_retry, submit_idempotent
@@ -55,6 +55,7 @@ class CcxtExchange:
         retry_max_seconds: float = 30,
         account: str | None = None,
         spawn: Callable[[], Any] | None = None,
+        hedge_after: float | None = None,
     ) -> None:
         self._profile: VenueProfile = venue_profile(str(exchange.id))
         check_capabilities(exchange)
@@ -73,6 +74,8 @@ class CcxtExchange:
 
         # ``spawn`` builds another client like ``exchange``: one per thread (ccxt_clients)
         self._clients = ClientPool(exchange, spawn=spawn, prepare=prepare)
+        # a read unanswered after ``hedge_after`` s is sent again on another client (needs spawn)
+        self._hedge = Hedge(hedge_after if spawn is not None else None)
         self._instruments: dict[str, Instrument] = {}
         self._intervals: dict[str, tuple[Decimal, int]] = {}
 
@@ -91,7 +94,8 @@ class CcxtExchange:
     def load_instruments(self, symbols: Sequence[str] = ()) -> dict[str, Instrument]:
         """Load markets and leverage tiers for the configured symbols plus ``symbols``."""
         wanted = list(dict.fromkeys((*self._symbols, *symbols)))
-        self._call(lambda: self._ex.load_markets(), "load_markets")
+        # not hedged: it fills this thread's client (the others copy its markets)
+        self._call(lambda: self._ex.load_markets(), "load_markets", hedge=False)
         tiers: Mapping[str, Any] = self._call(
             lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
         )
@@ -150,10 +154,12 @@ class CcxtExchange:
         self.instrument(symbol)
         market_id = str(self._ex.market(symbol)["id"])
         params = {**probe.params, "symbol": market_id}
-        method = getattr(self._ex, probe.method)
 
         def read() -> bool:
-            raw = self._call(lambda: method(params), f"confirm_flat({symbol})")
+            # the method of the client of the thread that runs the call (reads may be hedged)
+            raw = self._call(
+                lambda: getattr(self._ex, probe.method)(params), f"confirm_flat({symbol})"
+            )
             sizes = mapping.probe_sizes(raw, probe.rows_path, probe.size_key, market_id)
             return bool(sizes) and all(size == 0 for size in sizes)
 
@@ -390,10 +396,15 @@ class CcxtExchange:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T], what: str) -> T:
+    def _call(self, fn: Callable[[], T], what: str, *, hedge: bool = True) -> T:
+        """One ccxt call with retries; a read (``hedge``) is also hedged (ccxt_clients.Hedge)."""
+
+        def attempt() -> T:
+            return readable(fn, what)
+
         try:
             return call_with_retry(
-                lambda: readable(fn, what),
+                (lambda: self._hedge.call(attempt)) if hedge else attempt,
                 clock=self._clock,
                 policy=self._policy,
                 retry_after_of=self._retry_after,
@@ -500,7 +511,9 @@ class CcxtExchange:
         what = f"cancel_order({client_id})"
         for _ in range(2):
             try:
-                self._call(lambda: self._ex.cancel_order(None, symbol, dict(params)), what)
+                self._call(
+                    lambda: self._ex.cancel_order(None, symbol, dict(params)), what, hedge=False
+                )
                 return True
             except errors.OrderNotFound:
                 # a retried cancel that went through, a fill, or the wrong book: re-read it

@@ -16,12 +16,17 @@ Sleeps go through the injected clock.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import threading
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
 from bot.clock import Clock
+
+T = TypeVar("T")
 
 
 class SharedPacer:
@@ -103,3 +108,47 @@ class ClientPool:
             self._clients.append(client)
         self._prepare(client)
         return client
+
+
+class Hedge:
+    """Hedged reads: a read still unanswered after ``after`` seconds is sent once more, on
+    another client, and the first answer wins.
+
+    A venue that drops one request in ten makes every tick wait out ccxt's whole timeout on
+    some read; a second copy of a read changes nothing on the venue and usually answers in
+    milliseconds. Only for reads: an order or a cancel is never sent twice this way (orders
+    have :func:`~bot.exchange.retry.submit_idempotent`). The copy that lost runs on until its
+    own timeout on a pool thread and is ignored. ``after=None`` disables hedging.
+    """
+
+    def __init__(self, after: float | None, workers: int = 10) -> None:
+        if after is not None and after <= 0:
+            raise ValueError(f"Hedge: after must be > 0 seconds, got {after}")
+        self.after = after
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if self.after is None:
+            return fn()
+        pool = self._executor()
+        first = pool.submit(contextvars.copy_context().run, fn)
+        try:
+            return first.result(timeout=self.after)  # a quick failure is raised as it is
+        except FutureTimeout:
+            pass
+        second = pool.submit(contextvars.copy_context().run, fn)
+        pending = {first, second}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in (first, second):
+                if future in done and future.exception() is None:
+                    return future.result()
+        return first.result()  # both failed: the first one's error
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="read")
+            return self._pool

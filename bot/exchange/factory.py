@@ -48,6 +48,7 @@ def make_ccxt_exchange(
     account: str | None = None,
     retry_attempts: int = 5,
     retry_max_seconds: float = 30,
+    hedge_reads_after: float | None = None,
 ) -> CcxtExchange:
     """A :class:`CcxtExchange` for venue ``name`` (a ccxt id: ``binanceusdm``, ``bybit``).
 
@@ -55,6 +56,7 @@ def make_ccxt_exchange(
     mode no longer works for futures). ``api_url`` (``http(s)://host[:port]``) replaces the
     scheme and host of every REST endpoint, keeping paths (a local test server). ``options`` is
     ccxt constructor config merged over the defaults above (its ``options`` key deep-merged).
+    ``hedge_reads_after`` (seconds) sends a read still unanswered that long once more.
     """
     if name not in VENUES:
         raise ConfigError(
@@ -91,6 +93,7 @@ def make_ccxt_exchange(
     return CcxtExchange(
         exchange,
         spawn=build,  # one client per worker thread of a live tick
+        hedge_after=hedge_reads_after,
         clock=clock,
         symbols=symbols,
         recv_window_ms=int(nested.get("recvWindow") or 10000),

@@ -21,7 +21,6 @@ import copy
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from bot.clock import Clock
@@ -134,10 +133,9 @@ class Hedge:
             return fn()
         pool = self._executor()
         first = pool.submit(contextvars.copy_context().run, fn)
-        try:
-            return first.result(timeout=self.after)  # a quick failure is raised as it is
-        except FutureTimeout:
-            pass
+        wait([first], timeout=self.after)
+        if first.done():
+            return first.result()  # a quick failure is raised as it is
         second = pool.submit(contextvars.copy_context().run, fn)
         pending = {first, second}
         while pending:

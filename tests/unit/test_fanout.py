@@ -10,7 +10,7 @@ from loguru import logger
 
 from bot.clock import SimClock
 from bot.engine.fanout import SEQUENTIAL, ThreadFanout
-from bot.exchange.ccxt_clients import ClientPool, SharedPacer
+from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
 
 
 @pytest.fixture
@@ -195,3 +195,64 @@ def test_without_spawn_threads_share_the_primary() -> None:
     worker.start()
     worker.join()
     assert seen == [primary]
+
+
+# -- hedged reads ---------------------------------------------------------------------------------
+
+
+def test_a_slow_read_is_sent_again_and_the_first_answer_wins() -> None:
+    hedge = Hedge(0.05)
+    release = threading.Event()
+    calls: list[str] = []
+
+    def read() -> str:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            release.wait(5)  # the first copy hangs (a lost answer)
+            return "late"
+        return "copy"
+
+    assert hedge.call(read) == "copy"
+    release.set()
+    assert len(calls) == 2
+
+
+def test_a_quick_read_is_sent_once() -> None:
+    calls: list[int] = []
+    assert Hedge(5).call(lambda: calls.append(1) or 7) == 7
+    assert calls == [1]
+
+
+def test_a_quick_failure_is_raised_without_a_copy() -> None:
+    calls: list[int] = []
+
+    def read() -> int:
+        calls.append(1)
+        raise TimeoutError("refused")
+
+    with pytest.raises(TimeoutError, match="refused"):
+        Hedge(5).call(read)
+    assert calls == [1]
+
+
+def test_when_both_copies_fail_the_first_error_is_raised() -> None:
+    count = [0]
+    lock = threading.Lock()
+
+    def read() -> int:
+        with lock:
+            count[0] += 1
+            n = count[0]
+        threading.Event().wait(0.2 if n == 1 else 0.0)
+        raise ValueError(f"copy {n}")
+
+    with pytest.raises(ValueError, match="copy 1"):
+        Hedge(0.05).call(read)
+
+
+def test_hedging_off_calls_on_the_calling_thread() -> None:
+    assert Hedge(None).call(lambda: threading.current_thread().name) == (
+        threading.current_thread().name
+    )
+    with pytest.raises(ValueError, match="> 0"):
+        Hedge(0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from loguru import logger
@@ -36,11 +36,27 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         speed: Annotated[
             float, typer.Option("--speed", help="replay speed factor (3600: an hour a second)")
         ] = 1.0,
+        dashboard: Annotated[
+            bool, typer.Option("--dashboard", help="serve the web dashboard in this process")
+        ] = False,
+        host: Annotated[str, typer.Option("--host", help="web address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", help="dashboard TCP port")] = 8080,
+        metrics_port: Annotated[
+            int | None, typer.Option("--metrics-port", help="serve /metrics and /healthz here")
+        ] = None,
     ) -> None:
         """Trade: paper by default (simulated fills, live or replayed prices), live with --live."""
+        from bot.cli.web import run_extras
         from bot.runtime.main import run_bot
 
         with guard():  # type: ignore[operator]
+            extras = run_extras(
+                dashboard=dashboard,
+                host=host,
+                port=port,
+                metrics_port=metrics_port,
+                console=console,
+            )
             code = run_bot(
                 config,
                 live=live,
@@ -50,6 +66,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
                 replay=replay,
                 speed=speed,
                 console=console,
+                on_ready=extras,
             )
         raise typer.Exit(code)
 
@@ -64,7 +81,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
     ) -> None:
         """Stop trading (positions and their stops stay, unless --flatten)."""
         with guard():  # type: ignore[operator]
-            _post(config, "halt", {"flatten": flatten, "reason": reason or "bot halt"}, console)
+            _post(config, "halt", reason or "bot halt", flatten, console)
 
     @app.command()
     def resume(
@@ -73,7 +90,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
     ) -> None:
         """Leave a halt (or a drawdown halt, after a person has looked): back to active."""
         with guard():  # type: ignore[operator]
-            _post(config, "resume", {"reason": reason or "bot resume"}, console)
+            _post(config, "resume", reason or "bot resume", False, console)
 
     @app.command()
     def status(
@@ -141,8 +158,11 @@ def _exists(url: str) -> bool:
     return path is None or path.exists()
 
 
-def _post(config: Path, kind: str, args: dict[str, object], console: Console) -> None:
+def _post(
+    config: Path, kind: Literal["halt", "resume"], reason: str, flatten: bool, console: Console
+) -> None:
     from bot.bootstrap import open_store
+    from bot.runtime.commands import post_command
 
     cfg = load_config(config)
     try:
@@ -150,7 +170,7 @@ def _post(config: Path, kind: str, args: dict[str, object], console: Console) ->
     except BotError as exc:
         raise ConfigError(f"cannot reach the bot's state database: {exc}") from exc
     try:
-        cmd = store.post_command(kind, json.dumps(args, sort_keys=True), LiveClock().now_ms())
+        cmd = post_command(store, kind, reason=reason, flatten=flatten, now_ms=LiveClock().now_ms())
     finally:
         store.close()
     logger.info("posted command {} ({})", cmd, kind)

@@ -1,0 +1,115 @@
+"""``bot serve`` and the web options of ``bot run`` (``--dashboard``, ``--metrics-port``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from bot.errors import BotError
+
+if TYPE_CHECKING:
+    from bot.config.models import BotConfig
+    from bot.runtime.runner import Runner
+    from bot.store.sql import SqlStore
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def register(app: typer.Typer, console: Console, reported_errors: object) -> None:
+    guard = reported_errors
+
+    @app.command()
+    def serve(
+        config: Annotated[
+            Path | None, typer.Option("--config", help="configuration TOML file (the account)")
+        ] = None,
+        sim: Annotated[
+            Path | None, typer.Option("--sim", help="output directory of `bot simulate` instead")
+        ] = None,
+        host: Annotated[
+            str, typer.Option("--host", help="address to listen on (others: a warning)")
+        ] = DEFAULT_HOST,
+        port: Annotated[int, typer.Option("--port", help="TCP port")] = DEFAULT_PORT,
+    ) -> None:
+        """Web dashboard (and /metrics) of the paper or live account, or of a simulation."""
+        with guard():  # type: ignore[operator]
+            serve_command(config, sim, host, port, console)
+
+
+def serve_command(
+    config: Path | None, sim: Path | None, host: str, port: int, console: Console
+) -> None:
+    from bot.dashboard import require_extra
+
+    if (config is None) == (sim is None):
+        raise BotError("give --config (an account) or --sim (a simulation's output), one of them")
+    require_extra()
+    from bot.clock import LiveClock
+    from bot.dashboard import server
+
+    clock = LiveClock()
+    if sim is not None:
+        server.serve_forever(server.simulation_app(sim, clock), host, port, console)
+        return
+    assert config is not None  # noqa: S101 - checked above
+    from bot.bootstrap import open_store
+    from bot.config.loader import load_config
+
+    cfg = load_config(config)
+    store = open_store(cfg)
+    try:
+        server.serve_forever(server.account_app(cfg, store, clock), host, port, console)
+    finally:
+        store.close()
+
+
+def run_extras(
+    *,
+    dashboard: bool,
+    host: str,
+    port: int,
+    metrics_port: int | None,
+    console: Console,
+) -> Callable[[BotConfig, Runner, SqlStore], Callable[[], None]] | None:
+    """What ``bot run`` starts beside the bot once it is built; None when nothing is asked."""
+    if not dashboard and metrics_port is None:
+        return None
+    from bot.dashboard import require_extra
+
+    require_extra()
+    if dashboard and metrics_port == port:
+        raise BotError(f"--metrics-port {metrics_port} is the dashboard's port: /metrics is on it")
+
+    def start(config: BotConfig, runner: Runner, store: SqlStore) -> Callable[[], None]:
+        from prometheus_client import CollectorRegistry
+
+        from bot.dashboard import server
+        from bot.dashboard.metrics import RuntimeMetrics
+
+        registry = CollectorRegistry()
+        own = RuntimeMetrics.create(registry)
+        own.time_ticks(runner.engine)
+        sink = own.count_retries()
+        started: list[server.BackgroundServer] = []
+        if dashboard:
+            web = server.account_app(config, store, runner.clock, registry)
+            started.append(server.start_background(web, host, port, console))
+        if metrics_port is not None:
+            app = server.metrics_app(config, store, runner.clock, registry)
+            started.append(server.start_background(app, host, metrics_port, console))
+
+        def stop() -> None:
+            from loguru import logger
+
+            for s in started:
+                s.stop()
+            logger.remove(sink)
+
+        return stop
+
+    return start

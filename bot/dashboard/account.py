@@ -257,7 +257,7 @@ class AccountSource:
         return [
             JournalTable(
                 "decisions",
-                ["time", "contract", "leverage", "target", "target qty", "mark", "reason"],
+                ["time", "contract", "lev setting", "target lev", "target qty", "mark", "reason"],
                 decisions,
             ),
             JournalTable(

@@ -19,6 +19,7 @@ from bot.dashboard.account import AccountSource
 from bot.dashboard.app import create_app
 from bot.dashboard.security import CSRF_COOKIE, Guard
 from bot.dashboard.simulation import SimulationSource, discover_runs
+from bot.errors import DataError
 from bot.numbers import money
 from bot.store import views
 from bot.store.sql import SqlStore
@@ -87,8 +88,9 @@ def test_stale_tick_is_flagged(paper_account: Path, store: SqlStore) -> None:
 def test_contract_page_shows_the_resting_stop(paper_account: Path, store: SqlStore) -> None:
     client = client_for(paper_account, store, token=None, now_ms=last_tick(store))
     stops = [
-        o for o in views.open_orders(store) if o.request.symbol == "BTC/USDT:USDT"
-        and o.request.purpose.name == "STOP_LOSS"
+        o
+        for o in views.open_orders(store)
+        if o.request.symbol == "BTC/USDT:USDT" and o.request.purpose.name == "STOP_LOSS"
     ]
     assert len(stops) == 1
     trigger = stops[0].request.trigger_price
@@ -155,7 +157,8 @@ def test_halt_with_the_token_goes_through_bot_halts_path(
     assert "waiting for the bot" in client.get("/").text
     runner = CliRunner()
     cfg = str(paper_account)
-    ran = runner.invoke(cli, ["run", "--config", cfg, "--once", "--replay", str(ROOT / "data/sample")])
+    replay = str(ROOT / "data" / "sample")
+    ran = runner.invoke(cli, ["run", "--config", cfg, "--once", "--replay", replay])
     assert ran.exit_code == 0, ran.output
     status = json.loads(runner.invoke(cli, ["status", "--config", cfg, "--json"]).stdout)
     assert status["state"] == "halted"
@@ -207,5 +210,5 @@ def test_simulation_directory_in_the_same_views(tmp_path: Path) -> None:
     assert client.get("/healthz").status_code == 200
     refused = client.post("/actions/halt", data={"token": TOKEN}, headers=ORIGIN)
     assert refused.status_code == 403
-    with pytest.raises(Exception, match="no report.json"):
+    with pytest.raises(DataError, match=r"no report\.json"):
         discover_runs(tmp_path)

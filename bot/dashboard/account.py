@@ -4,6 +4,7 @@ the dashboard may run beside the bot, and must work when the exchange does not a
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -53,6 +54,10 @@ class AccountSource:
         policy = config.policies[0]
         self.limits = risk_limits(config, policy)
         self.interval_ms = parse_timeframe(policy.timeframe)
+        self._curve_lock = threading.Lock()  # pages are served from a thread pool
+        self._curve_last_id = 0
+        self._curve_ts: list[int] = []
+        self._curve_eq: list[float] = []
         self.instruments: dict[str, Instrument | None] = {}
         for c in config.contracts:
             try:
@@ -193,9 +198,13 @@ class AccountSource:
     # -- history --------------------------------------------------------------------------------
 
     def curve(self) -> Curve:
-        points = views.equity_series(self.store)
-        ts = [p.ts_ms for p in points]
-        eq = [float(p.equity) for p in points]
+        """The equity history; only snapshots recorded since the last call are read."""
+        with self._curve_lock:
+            for p in views.equity_series(self.store, self._curve_last_id):
+                self._curve_ts.append(p.ts_ms)
+                self._curve_eq.append(float(p.equity))
+                self._curve_last_id = p.id
+            ts, eq = list(self._curve_ts), list(self._curve_eq)
         return Curve(ts, eq, drawdowns(eq))
 
     def journal(self, window: TimeWindow, limit: int) -> list[JournalTable]:

@@ -18,6 +18,7 @@ from bot.store.sql import AlertRecord, SqlStore
 
 @dataclass(frozen=True, slots=True)
 class EquityPoint:
+    id: int  # row id: increases with every snapshot recorded
     ts_ms: int
     equity: Decimal
 
@@ -43,12 +44,16 @@ def _session(store: SqlStore) -> Session:
     return Session(store.engine, expire_on_commit=False)
 
 
-def equity_series(store: SqlStore) -> list[EquityPoint]:
-    """Every equity snapshot, oldest first (two columns only: a year of hours reads fast)."""
+def equity_series(store: SqlStore, after_id: int = 0) -> list[EquityPoint]:
+    """Equity snapshots recorded after row ``after_id`` (0: all), in recording order."""
     e = t.EquityRow
-    stmt = select(col(e.ts_ms), col(e.equity)).order_by(col(e.ts_ms), col(e.id))
+    stmt = (
+        select(col(e.id), col(e.ts_ms), col(e.equity))
+        .where(col(e.id) > after_id)
+        .order_by(col(e.id))
+    )
     with _session(store) as session:
-        return [EquityPoint(int(ts), Decimal(eq)) for ts, eq in session.exec(stmt)]
+        return [EquityPoint(int(i or 0), int(ts), Decimal(eq)) for i, ts, eq in session.exec(stmt)]
 
 
 def decisions(store: SqlStore, window: TimeWindow, limit: int) -> list[DecisionRecord]:

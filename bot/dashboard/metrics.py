@@ -168,7 +168,7 @@ class RuntimeMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RuntimeMetrics:
-        return cls(
+        metrics = cls(
             Histogram(
                 "bot_tick_duration_seconds",
                 "wall time of one decision tick",
@@ -182,6 +182,9 @@ class RuntimeMetrics:
                 labelnames=["call"],
             ),
         )
+        for call in ("read", "order"):  # exported at 0 from the start, so rate() works
+            metrics.retries.labels(call)
+        return metrics
 
     def time_ticks(self, engine: Any, wall: Clock | None = None) -> None:
         """Measure every ``engine.tick()`` in wall time (replays run on a simulated clock)."""

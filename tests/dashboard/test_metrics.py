@@ -158,3 +158,36 @@ def test_tick_durations_and_retries_are_counted() -> None:
         logger.remove(sink)
     assert answer == "ok"
     assert registry.get_sample_value("bot_exchange_retries_total", {"call": "read"}) == 2
+
+
+def test_monitoring_docs_use_only_exported_metrics(paper_account: Path) -> None:
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
+    rules = yaml.safe_load((root / "alerts.yml").read_text())
+    assert {r["alert"] for g in rules["groups"] for r in g["rules"]} >= {
+        "PositionWithoutStop",
+        "LiquidationClose",
+        "StaleTick",
+    }
+    config = load_config(paper_account)
+    store = open_store(config)
+    try:
+        runtime = CollectorRegistry()
+        RuntimeMetrics.create(runtime)
+        app = create_app(
+            {config.account.name: AccountSource(config, store)},
+            store=store,
+            guard=Guard(None),
+            clock=SimClock(0),
+            registry=runtime,
+        )
+        exported = {name for name, _ in scrape(TestClient(app))}
+    finally:
+        store.close()
+    for doc in ("alerts.yml", "grafana-dashboard.json"):
+        used = set(re.findall(r"\bbot_[a-z_]+", (root / doc).read_text()))
+        assert used, doc
+        assert used <= exported, (doc, sorted(used - exported))

@@ -5,8 +5,9 @@ applies them at its next job (within a guard interval), or at its next start."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from loguru import logger
@@ -15,6 +16,7 @@ from rich.console import Console
 from bot.cli.reports import history_tables, status_data, status_tables
 from bot.clock import LiveClock
 from bot.config.loader import load_config
+from bot.domain.instrument import Instrument
 from bot.errors import BotError, ConfigError
 
 
@@ -96,9 +98,11 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
     def status(
         config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+        as_csv: Annotated[bool, typer.Option("--csv", help="the contracts table as CSV")] = False,
     ) -> None:
         """Equity, trading state, and per contract position, leverage, liquidation, stops."""
         from bot.bootstrap import open_store
+        from bot.cli.reports import contract_specs
 
         with guard():  # type: ignore[operator]
             cfg = load_config(config)
@@ -107,28 +111,36 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
                 data = status_data(cfg, store)
             finally:
                 store.close()
-            if as_json:
-                typer.echo(json.dumps(data, indent=2, sort_keys=True))
-            else:
-                for table in status_tables(data):
-                    console.print(table)
+            _show_status(data, contract_specs(cfg), as_json, as_csv, console)
 
     @app.command()
     def history(
         config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
         limit: Annotated[int, typer.Option("--limit", help="rows per table")] = 20,
+        as_csv: Annotated[
+            str | None,
+            typer.Option("--csv", help="one table as CSV: decisions, orders or events"),
+        ] = None,
     ) -> None:
         """Recent decisions, orders and risk events."""
         from bot.bootstrap import open_store
+        from bot.cli.terminal import table_csv
 
+        kinds = ("decisions", "orders", "events")
         with guard():  # type: ignore[operator]
+            if as_csv is not None and as_csv not in kinds:
+                raise BotError(f"--csv {as_csv!r}: one of {', '.join(kinds)}")
             cfg = load_config(config)
             store = open_store(cfg)
             try:
-                for table in history_tables(store, limit):
-                    console.print(table)
+                tables = history_tables(store, limit)
             finally:
                 store.close()
+            if as_csv is not None:
+                typer.echo(table_csv(tables[kinds.index(as_csv)]), nl=False)
+            else:
+                for table in tables:
+                    console.print(table)
 
     db = typer.Typer(help="the state database", no_args_is_help=True)
 
@@ -149,6 +161,25 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
             )
 
     app.add_typer(db, name="db")
+
+
+def _show_status(
+    data: dict[str, Any],
+    specs: Mapping[str, Instrument],
+    as_json: bool,
+    as_csv: bool,
+    console: Console,
+) -> None:
+    from bot.cli.reports import contracts_table
+    from bot.cli.terminal import table_csv
+
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif as_csv:
+        typer.echo(table_csv(contracts_table(data, specs, plain=True)), nl=False)
+    else:
+        for table in status_tables(data, specs):
+            console.print(table)
 
 
 def _exists(url: str) -> bool:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from html import escape
 
 MAX_POINTS = 600
-WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 800, 220, 64, 12, 12, 24
+WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 800, 220, 90, 12, 12, 28
 COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
 
 

@@ -4,7 +4,7 @@ be running; these never touch the exchange)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,7 @@ from bot.config.models import BotConfig
 from bot.domain.enums import OrderStatus
 from bot.domain.instrument import Instrument
 from bot.instruments import instrument_for
+from bot.store.port import RiskEvent
 from bot.store.sql import SqlStore
 
 DAYS = Decimal(365)
@@ -48,6 +49,7 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
                 _s(o.request.trigger_price) or ""
             )
     funding = _paper_funding(config, store)
+    unprotected = unprotected_since(store.recent_events(1000))
     n = Decimal(len(config.contracts))
     sleeve = equity.equity / n if equity is not None and equity.equity > 0 else None
     contracts = []
@@ -76,6 +78,7 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         row["stop_loss"] = resting.get(sym, {}).get("stop_loss")
         row["take_profit"] = resting.get(sym, {}).get("take_profit")
         row["next_funding"] = funding.get(sym)
+        row["unprotected_since"] = _iso(unprotected.get(sym))
         row["last_decision"] = _iso(rec.ts_ms) if rec else None
         row["reason"] = rec.decision.reason if rec else None
         contracts.append(row)
@@ -90,6 +93,23 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         "peak_equity": _s(memory.peak_equity) if memory else None,
         "contracts": contracts,
     }
+
+
+def unprotected_since(events: Sequence[RiskEvent]) -> dict[str, int]:
+    """Per contract, since when it has been without a valid stop (open incidents only).
+
+    ``events`` in any order; an ``unprotected`` event opens an incident, ``protected`` or a
+    later flat position closes it.
+    """
+    since: dict[str, int] = {}
+    for e in sorted(events, key=lambda e: e.ts_ms):
+        if e.symbol is None:
+            continue
+        if e.kind == "unprotected":
+            since.setdefault(e.symbol, e.ts_ms)
+        elif e.kind == "protected":
+            since.pop(e.symbol, None)
+    return since
 
 
 def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, str | None]]:
@@ -152,6 +172,7 @@ STATUS_COLUMNS = (
     "liq dist (vol)",
     "stop-loss",
     "take-profit",
+    "unprotected since",
     "funding rate",
     "next funding",
 )
@@ -164,7 +185,7 @@ def contracts_table(
     group = not plain
     table = Table(title="contracts")
     for col in STATUS_COLUMNS:
-        text = col in ("contract", "next funding")
+        text = col in ("contract", "next funding", "unprotected since")
         table.add_column(col, justify="left" if text else "right", no_wrap=not text)
     for row in data["contracts"]:
         spec = specs.get(row["symbol"])
@@ -182,6 +203,7 @@ def contracts_table(
             numbers.fixed(_d(row["liquidation_distance_vol_units"]), 2),
             numbers.price(_d(row["stop_loss"]), tick, grouping=group),
             numbers.price(_d(row["take_profit"]), tick, grouping=group),
+            str(row.get("unprotected_since") or "-"),
             (str(rate) if rate is not None else "") if plain else numbers.percent(rate, 4),
             str(f.get("time") or "-"),
         )

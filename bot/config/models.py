@@ -165,6 +165,8 @@ class RiskConfig(FrozenModel):
     stale_data_seconds: StrictInt = Field(gt=0)
     max_orders_per_minute: StrictInt = Field(gt=0)
     on_daily_loss: Literal["reducing", "halted"] = "halted"
+    max_unreadable_reads: StrictInt = Field(default=3, ge=1, le=1000)
+    max_protection_failures: StrictInt = Field(default=2, ge=1, le=1000)
 
     def effective_daily_loss_limit(self, policy: Policy) -> Decimal:
         """Fraction of equity: the tighter of this cap and the policy's ``limits.daily_loss``."""

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from bot.cli.reports import unprotected_since
 from bot.config.models import BotConfig
 from bot.dashboard.model import AlertLine, ContractView, Curve, JournalTable, Overview
 from bot.domain.enums import OrderPurpose
@@ -171,6 +172,7 @@ class AccountSource:
                     increase_allowed=rec.decision.allow_increase if rec else None,
                     decided_ms=rec.ts_ms if rec else None,
                     reason=rec.decision.reason if rec else None,
+                    unprotected_since_ms=incidents.get(sym),
                 )
             )
         return out

@@ -39,6 +39,7 @@ class ContractView:
     increase_allowed: bool | None  # False: the last decision blocked increases (funding, state)
     decided_ms: int | None
     reason: str | None
+    unprotected_since_ms: int | None = None  # an open incident: no valid stop since then
 
     @property
     def slug(self) -> str:
@@ -50,8 +51,9 @@ class ContractView:
 
     @property
     def unprotected(self) -> bool:
-        """An open position without a resting stop-loss (the protection invariant is broken)."""
-        return self.qty != 0 and self.stop_loss is None
+        """An open position without a valid resting stop-loss (the protection invariant is
+        broken): none rests, or the bot recorded an open ``unprotected`` incident."""
+        return self.qty != 0 and (self.stop_loss is None or self.unprotected_since_ms is not None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,11 @@ this module translated into :mod:`bot.errors`. Venue differences come from the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ccxt
 from loguru import logger
@@ -55,6 +57,7 @@ class CcxtExchange:
         self._ex = exchange
         self._profile: VenueProfile = venue_profile(str(exchange.id))
         check_capabilities(exchange)
+        require_json_replies(exchange)
         self._clock = clock
         self._symbols = tuple(symbols)
         self._account = account
@@ -101,14 +104,51 @@ class CcxtExchange:
     # -- account reads -------------------------------------------------------------------------
 
     def fetch_balance(self) -> Balance:
-        """Wallet and available balance in the settlement asset of the configured contracts."""
+        """Wallet and available balance in the settlement asset of the configured contracts.
+
+        Raises :class:`~bot.errors.AccountUnreadable` for an answer that cannot be read: a
+        wallet that cannot be read is unknown, never zero.
+        """
         asset = self.instrument(self._symbols[0]).quote if self._symbols else "USDT"
-        raw = self._call(lambda: self._ex.fetch_balance(), "fetch_balance")
-        return mapping.balance_from_ccxt(raw, asset)
+
+        def read() -> Balance:
+            raw = self._call(lambda: self._ex.fetch_balance(), "fetch_balance")
+            return mapping.balance_from_ccxt(raw, asset)
+
+        return self._account_read(read, "balance")
 
     def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
-        """Open one-way positions among ``symbols`` (flat ones absent)."""
+        """Open one-way positions among ``symbols`` (flat ones absent).
+
+        Raises :class:`~bot.errors.AccountUnreadable` for an answer that does not parse or has
+        nulls where numbers belong. An absent contract is NOT proof that it is flat: the engine
+        asks :meth:`confirm_flat` before it acts on a disappearance.
+        """
+        return self._account_read(lambda: self._positions(symbols), "positions")
+
+    def confirm_flat(self, symbol: str) -> bool:
+        """Ask the venue for this one contract's position row and require an explicit size 0.
+
+        ccxt's unified ``fetch_positions`` drops flat rows (Binance: rows whose entry price is
+        0), so a flat contract and a garbled list look the same there. The raw per-symbol
+        endpoint of the venue (:attr:`VenueProfile.flat_probe`) answers with the row itself.
+        """
+        probe = self._profile.flat_probe
+        self.instrument(symbol)
+        market_id = str(self._ex.market(symbol)["id"])
+        params = {**probe.params, "symbol": market_id}
+        method = getattr(self._ex, probe.method)
+
+        def read() -> bool:
+            raw = self._call(lambda: method(params), f"confirm_flat({symbol})")
+            sizes = mapping.probe_sizes(raw, probe.rows_path, probe.size_key, market_id)
+            return bool(sizes) and all(size == 0 for size in sizes)
+
+        return self._account_read(read, f"position of {symbol}")
+
+    def _positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         rows = self._call(lambda: self._ex.fetch_positions(list(symbols)), "fetch_positions")
+        mapping.require_rows(rows, "positions")
         out: dict[str, Position] = {}
         for symbol in symbols:
             row = mapping.select_position_row(symbol, rows)
@@ -121,12 +161,20 @@ class CcxtExchange:
         return out
 
     def fetch_open_orders(self, symbol: str) -> list[Order]:
-        """Resting regular AND conditional orders (Binance keeps stops in the Algo book)."""
+        """Resting regular AND conditional orders (Binance keeps stops in the Algo book).
+
+        Raises :class:`~bot.errors.AccountUnreadable` for an answer that cannot be read.
+        """
+        return self._account_read(lambda: self._open_orders(symbol), f"open orders of {symbol}")
+
+    def _open_orders(self, symbol: str) -> list[Order]:
         regular = self._call(lambda: self._ex.fetch_open_orders(symbol), "fetch_open_orders")
         algo = self._call(
             lambda: self._ex.fetch_open_orders(symbol, None, None, {"trigger": True}),
             "fetch_open_orders(trigger)",
         )
+        mapping.require_rows(regular, f"open orders of {symbol}")
+        mapping.require_rows(algo, f"open conditional orders of {symbol}")
         # Binance order ids and algo ids are separate sequences: dedupe on (id, client id) only
         # (Bybit may list a conditional order in both answers).
         seen: dict[tuple[str, str], Order] = {}
@@ -145,8 +193,15 @@ class CcxtExchange:
 
     def fetch_mark_price(self, symbol: str) -> Decimal:
         """Mark price (quote currency) from the funding endpoint (Binance premiumIndex)."""
-        row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
-        return mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
+
+        def read() -> Decimal:
+            row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
+            mark = mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
+            if mark <= 0:
+                raise mapping.UnexpectedResponse(f"{symbol} markPrice: must be > 0, got {mark}")
+            return mark
+
+        return self._account_read(read, f"mark price of {symbol}")
 
     def fetch_last_price(self, symbol: str) -> tuple[Decimal, int]:
         """Last traded price (quote currency) and its time (epoch ms) from the ticker."""
@@ -326,6 +381,30 @@ class CcxtExchange:
         except ccxt.BaseError as exc:
             raise map_ccxt_error(exc, retry_after=self._retry_after(exc)) from exc
 
+    def _account_read(self, fn: Callable[[], T], what: str) -> T:
+        """Run a read the engine acts on; an answer that cannot be read is AccountUnreadable.
+
+        Unreadable: a garbled 2xx answer still garbled after the read's retries, a shape or value
+        the mapping refuses, or ccxt's own parser failing on it (any non-bot exception).
+        Network trouble stays :class:`~bot.errors.TransientExchangeError`.
+        """
+        try:
+            return fn()
+        except errors.AccountUnreadable:
+            raise
+        except mapping.UnexpectedResponse as exc:
+            raise errors.AccountUnreadable(f"{what}: {exc}") from exc
+        except errors.TransientExchangeError as exc:
+            if isinstance(exc.__cause__, ccxt.BadResponse):
+                raise errors.AccountUnreadable(f"{what}: {exc}") from exc
+            raise
+        except errors.BotError:
+            raise
+        except Exception as exc:
+            raise errors.AccountUnreadable(
+                f"{what}: the answer could not be read ({type(exc).__name__}: {exc})"
+            ) from exc
+
     def _apply(self, fn: Callable[[], object], key: str, what: str) -> bool:
         """Run an idempotent settings call; True when the venue said "nothing to change"."""
         codes = self._profile.benign_codes.get(key, frozenset())
@@ -496,3 +575,43 @@ class CcxtExchange:
             hours = Decimal(8)
         self._intervals[symbol] = (hours, now)
         return hours
+
+
+def require_json_replies(exchange: Any) -> None:
+    """Make a 2xx answer that is not JSON a :class:`ccxt.BadResponse` on ``exchange``.
+
+    Both venues answer every REST call with JSON. A proxy's HTML page or a truncated body with
+    status 200 otherwise reaches ccxt's parsers as a string, which they read as an empty list
+    (no positions) or fail on with an ``AttributeError``. ``BadResponse`` is transient in ccxt's
+    tree: a read is retried and then reported unreadable; an order POST is looked up by its
+    client id, never resent blind. The message names the path only: the query string carries
+    the signature.
+    """
+    original = exchange.on_rest_response
+
+    def checked(
+        code: Any,
+        reason: Any,
+        url: str,
+        method: str,
+        response_headers: Any,
+        response_body: Any,
+        request_headers: Any,
+        request_body: Any,
+    ) -> Any:
+        body = original(
+            code, reason, url, method, response_headers, response_body, request_headers,
+            request_body,
+        )  # fmt: skip
+        if 200 <= int(code) < 300:
+            try:
+                json.loads(body)
+            except (TypeError, ValueError):
+                snippet = str(body)[:60].replace("\n", " ")
+                raise ccxt.BadResponse(
+                    f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer is not "
+                    f"JSON ({snippet!r})"
+                ) from None
+        return body
+
+    exchange.on_rest_response = checked

@@ -81,7 +81,12 @@ class _WaitRetryAfter(wait_base):
 
 
 class _RetryTransient(retry_base):
-    """Retry transient errors; a clock-drift error only once (after one resync)."""
+    """Retry transient errors; a clock-drift error only once (after one resync).
+
+    A garbled answer (``ccxt.BadResponse``: not JSON, or empty where a body belongs) is not
+    retried here: the read reports the account unreadable at once and the next job reads again,
+    so a venue answering garbage does not hold the tick (and the protection) for the backoff.
+    """
 
     def __init__(self) -> None:
         self.resynced = False
@@ -92,6 +97,8 @@ class _RetryTransient(retry_base):
             return False
         if is_clock_drift(exc):
             return not self.resynced
+        if isinstance(exc, ccxt.BadResponse):
+            return False
         return is_transient(exc)
 
 

@@ -70,6 +70,8 @@ def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
         stale_data_ms=r.stale_data_seconds * 1000,
         max_orders_per_minute=r.max_orders_per_minute,
         on_daily_loss=r.on_daily_loss,
+        max_unreadable_reads=r.max_unreadable_reads,
+        max_protection_failures=r.max_protection_failures,
     )
 
 
@@ -185,6 +187,7 @@ def engine_for(
         contracts=contract_specs(config, tuple(symbols)),
         limits=risk_limits(config, policy),
         account=config.account.name,
+        margin_mode=MarginMode(config.account.margin_mode),
     )
 
 
@@ -196,12 +199,16 @@ def replay(
     start: int,
     end: int,
     progress: Progress | None = None,
+    *,
+    exchange_type: type[SimulatedExchange] = SimulatedExchange,
 ) -> SimulationResult:
+    """Replay ``histories`` from ``start`` to ``end`` through the engine and a simulated
+    exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests)."""
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
     clock = SimClock(start)
     balance = config.account.starting_balance
-    exchange = SimulatedExchange(
+    exchange = exchange_type(
         instruments,
         clock,
         starting_balance=balance,

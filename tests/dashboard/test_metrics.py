@@ -18,6 +18,7 @@ from bot.dashboard.metrics import RuntimeMetrics
 from bot.dashboard.security import Guard
 from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.store import views
+from bot.store.port import RiskEvent
 
 
 def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -112,6 +113,16 @@ def test_an_unprotected_position_is_flagged(paper_account: Path) -> None:
         )
         m = scrape(TestClient(app))
         assert m[("bot_position_without_stop", (("symbol", "ETH/USDT:USDT"),))] == 1
+        assert m[("bot_position_without_stop", (("symbol", "BTC/USDT:USDT"),))] == 0
+        # a stop rests, but the bot recorded it as invalid (an open incident): flagged too
+        memory = store.load_risk_memory()
+        assert memory is not None
+        btc_stop = RiskEvent(1, "unprotected", "BTC/USDT:USDT", memory.state, "stop refused")
+        store.record_event(btc_stop)
+        m = scrape(TestClient(app))
+        assert m[("bot_position_without_stop", (("symbol", "BTC/USDT:USDT"),))] == 1
+        store.record_event(RiskEvent(2, "protected", "BTC/USDT:USDT", memory.state, "placed"))
+        m = scrape(TestClient(app))
         assert m[("bot_position_without_stop", (("symbol", "BTC/USDT:USDT"),))] == 0
     finally:
         store.close()

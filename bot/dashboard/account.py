@@ -130,7 +130,9 @@ class AccountSource:
         for o in views.open_orders(self.store):
             if o.request.purpose.is_protective:
                 resting[(o.request.symbol, o.request.purpose)] = o.request.trigger_price
-        incidents = unprotected_since(self.store.recent_events(1000))
+        incidents = unprotected_since(
+            views.events_of_kinds(self.store, ("unprotected", "protected"), 1000)
+        )
         sleeve = (
             equity.equity / Decimal(len(symbols))
             if equity is not None and equity.equity > 0

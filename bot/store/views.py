@@ -126,6 +126,15 @@ def events(store: SqlStore, window: TimeWindow, limit: int) -> list[RiskEvent]:
         return [t.event_record(r) for r in session.exec(stmt)]
 
 
+def events_of_kinds(store: SqlStore, kinds: tuple[str, ...], limit: int) -> list[RiskEvent]:
+    """The newest ``limit`` events of the given kinds, newest first."""
+    e = t.RiskEventRow
+    stmt = select(e).where(col(e.kind).in_(kinds))
+    stmt = stmt.order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
+    with _session(store) as session:
+        return [t.event_record(r) for r in session.exec(stmt)]
+
+
 def last_state_change(store: SqlStore) -> RiskEvent | None:
     e = t.RiskEventRow
     stmt = select(e).where(col(e.kind) == "state").order_by(col(e.ts_ms).desc(), col(e.id).desc())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,22 @@ from bot.dashboard.model import ContractView, Curve, JournalTable, Overview
 from bot.errors import DataError
 from bot.store.views import TimeWindow
 
+SUMMARY = (  # report.json key, label, format
+    ("policy", "policy", "{}"),
+    ("final_equity", "final equity", "{:,.2f}"),
+    ("total_return", "total return", "{:.2%}"),
+    ("buy_and_hold_return", "buy & hold 1x", "{:.2%}"),
+    ("max_drawdown", "max drawdown", "{:.2%}"),
+    ("sharpe", "Sharpe", "{:.2f}"),
+    ("sortino", "Sortino", "{:.2f}"),
+    ("avg_leverage", "avg leverage", "{:.2f}"),
+    ("n_orders", "orders", "{}"),
+    ("n_stop_losses", "stop-losses", "{}"),
+    ("n_liquidations", "liquidations", "{}"),
+    ("fees_paid", "fees paid", "{:,.2f}"),
+    ("funding_paid", "funding paid", "{:,.2f}"),
+)
 FILES = ("report.json", "equity.csv", "decisions.csv", "orders.csv", "events.csv")
-DAYS = Decimal(365)
 
 
 def discover_runs(directory: Path) -> dict[str, Path]:
@@ -144,25 +158,7 @@ class SimulationSource:
         end_ms = curve.ts_ms[-1] if curve.ts_ms else None
         equity = Decimal(str(curve.equity[-1])) if curve.equity else None
         peak = Decimal(str(max(curve.equity))) if curve.equity else None
-        summary: dict[str, str] = {
-            k: str(report[k])
-            for k in (
-                "policy",
-                "start",
-                "end",
-                "final_equity",
-                "total_return",
-                "max_drawdown",
-                "sharpe",
-                "sortino",
-                "n_orders",
-                "n_stop_losses",
-                "n_liquidations",
-                "fees_paid",
-                "funding_paid",
-            )
-            if k in report
-        }
+        summary = {label: fmt.format(report[key]) for key, label, fmt in SUMMARY if key in report}
         return Overview(
             title=f"simulation {self.name}",
             kind=self.kind,
@@ -259,7 +255,3 @@ class SimulationSource:
             table("orders", data.orders, "created"),
             table("events", data.events, "time"),
         ]
-
-
-def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()

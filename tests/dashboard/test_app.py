@@ -201,7 +201,8 @@ def test_simulation_directory_in_the_same_views(tmp_path: Path) -> None:
     report = json.loads((out / "vol_target" / "report.json").read_text())
     page = client.get("/", params={"run": "vol_target"})
     assert page.status_code == 200
-    assert str(report["final_equity"]) in page.text
+    assert f"{report['final_equity']:,.2f}" in page.text
+    assert f"{report['max_drawdown']:.2%}" in page.text
     assert "/actions/halt" not in page.text  # a simulation cannot be halted
     compare = client.get("/compare").text
     assert compare.count("<polyline") == 4  # equity and drawdown of both runs

@@ -68,6 +68,23 @@ def _dec(text: str | None, where: str) -> Decimal | None:
         raise DataError(f"{where}: bad number {text!r}") from None
 
 
+def _increment(*texts: str | None) -> Decimal | None:
+    """The display increment of numbers as the simulation wrote them (``105133.5`` -> 0.1, the
+    finest of several): the output has no contract specs, and writes prices and sizes at the
+    exchange's precision."""
+    exponents = []
+    for text in texts:
+        if not text:
+            continue
+        try:
+            exponent = Decimal(text).as_tuple().exponent
+        except InvalidOperation:
+            continue
+        if isinstance(exponent, int):
+            exponents.append(min(exponent, 0))
+    return Decimal(1).scaleb(min(exponents)) if exponents else None
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -203,8 +220,8 @@ class SimulationSource:
                 ContractView(
                     symbol=sym,
                     direction="-",
-                    tick=None,
-                    step=None,
+                    tick=_increment(dec.get("mark"), dec.get("stop_loss"), dec.get("take_profit")),
+                    step=_increment(dec.get("target_qty"), dec.get("current_qty")),
                     qty=q,
                     entry=_dec(pos.get("entry_price"), "positions.csv"),
                     mark=mark,

@@ -15,6 +15,7 @@ import io
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -33,11 +34,20 @@ PIPE_WIDTH = 1000  # columns of a console that is not a terminal: wide enough ne
 Advance = Callable[[int, int | None], None]
 
 
+class CliConsole(Console):
+    """A console whose tables never cut a number: right-justified (numeric) columns do not
+    wrap, other columns fold rather than end in an ellipsis (see :func:`unclipped`)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        fixed = tuple(unclipped(o) if isinstance(o, Table) else o for o in objects)
+        super().print(*fixed, **kwargs)
+
+
 def cli_console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
-        return Console(stderr=stderr)
-    return Console(stderr=stderr, width=PIPE_WIDTH, no_color=True, highlight=False)
+        return CliConsole(stderr=stderr)
+    return CliConsole(stderr=stderr, width=PIPE_WIDTH, no_color=True, highlight=False)
 
 
 @contextmanager
@@ -89,7 +99,7 @@ def unclipped(table: Table, numeric: set[str] | None = None) -> Table:
         if is_number:
             column.no_wrap = True
             column.min_width = max(column.min_width or 0, _widest(column))
-        else:
+        elif column.overflow == "ellipsis":
             column.overflow = "fold"
     return table
 

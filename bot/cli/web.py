@@ -59,8 +59,15 @@ def serve_command(
     assert config is not None  # noqa: S101 - checked above
     from bot.bootstrap import open_store
     from bot.config.loader import load_config
+    from bot.store import migrate
 
     cfg = load_config(config)
+    path = migrate.sqlite_file(cfg.runtime.database_url)
+    if path is not None and not path.exists():
+        raise BotError(
+            f"no state database at {path}: the dashboard shows what `bot run --config "
+            f"{config}` records; start the bot first"
+        )
     store = open_store(cfg)
     try:
         server.serve_forever(server.account_app(cfg, store, clock), host, port, console)

@@ -97,7 +97,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
     if decided:
         yield from one(
             "bot_data_age_seconds",
-            "seconds since the newest market data decided on",
+            "seconds since the last decision on market data",
             max(0, now_ms - max(decided)) / 1000,
         )
     if ov.interval_ms:

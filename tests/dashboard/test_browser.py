@@ -94,6 +94,9 @@ def test_dashboard_in_chromium(served: str, paper_account: Path, tmp_path: Path)
     try:
         equity = store.latest_equity()
         assert equity is not None
+        snap = store.latest_positions()
+        assert snap is not None
+        btc = next(p for p in snap[1] if p.symbol == "BTC/USDT:USDT")
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
@@ -108,6 +111,7 @@ def test_dashboard_in_chromium(served: str, paper_account: Path, tmp_path: Path)
 
                 page.click("text=BTC/USDT:USDT")
                 page.wait_for_url("**/contracts/BTC-USDT-USDT")
+                assert page.inner_text("#position") == f"long {btc.qty:.3f}"  # step 0.001
                 assert page.inner_text("#stop-loss") != "-"
                 assert page.inner_text("#reason").startswith("BTC: vol")
                 page.screenshot(path=str(shots / "contract.png"), full_page=True)

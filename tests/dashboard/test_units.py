@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +15,7 @@ from bot.dashboard.security import Guard, Refused
 from bot.dashboard.server import warn_if_exposed
 from bot.errors import ConfigError
 from bot.numbers import money, percent, places_of, price, qty
+from tests.runtime.conftest import write_config
 
 
 def test_numbers_follow_the_contract_precision() -> None:
@@ -38,10 +40,15 @@ def test_a_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPat
     assert "perp-risk-bot[dashboard]" in result.output
 
 
-def test_serve_needs_one_source() -> None:
+def test_serve_needs_one_source(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["serve"])
     assert result.exit_code == 2
     assert "give --config" in result.output
+    cfg = write_config(tmp_path)
+    result = CliRunner().invoke(cli, ["serve", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "no state database" in result.output
+    assert not (tmp_path / "state.db").exists()  # the dashboard never creates one
 
 
 def test_the_token_must_be_long_enough(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,6 +103,7 @@ class _Loaded:
     events: list[dict[str, str]]
     positions: list[dict[str, str]]
     wallet: Decimal | None
+    quote: str
 
 
 class SimulationSource:
@@ -140,9 +141,11 @@ class SimulationSource:
             if k.startswith("leverage_") and v
         }
         account = d / "account.json"
-        wallet = None
+        wallet, quote = None, "USDT"
         if account.is_file():
-            wallet = _dec(json.loads(account.read_text()).get("wallet"), str(account))
+            acct = json.loads(account.read_text())
+            wallet = _dec(acct.get("wallet"), str(account))
+            quote = str(acct.get("quote") or quote)
         self._cache = _Loaded(
             stamp,
             report,
@@ -153,6 +156,7 @@ class SimulationSource:
             _rows(d / "events.csv"),
             _rows(d / "positions.csv"),
             wallet,
+            quote,
         )
         return self._cache
 
@@ -179,7 +183,7 @@ class SimulationSource:
         return Overview(
             title=f"simulation {self.name}",
             kind=self.kind,
-            quote="USDT",
+            quote=data.quote,
             as_of_ms=end_ms,
             equity=equity,
             wallet=data.wallet,

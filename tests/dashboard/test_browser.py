@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,12 +50,16 @@ def free_port() -> int:
 @pytest.fixture
 def served(paper_account: Path, tmp_path: Path) -> Iterator[str]:
     """``bot serve`` on the account, with the operator token set; yields its base URL."""
+    yield from serve(["--config", str(paper_account)], tmp_path)
+
+
+def serve(source: list[str], tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "BOT_DASHBOARD_TOKEN": TOKEN}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*BOT, "serve", "--config", str(paper_account), "--port", str(port)],
+            [*BOT, "serve", *source, "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -82,13 +87,19 @@ def bot(*args: str) -> str:
     return done.stdout
 
 
-def test_dashboard_in_chromium(served: str, paper_account: Path, tmp_path: Path) -> None:
+def browser_setup(tmp_path: Path) -> tuple[str, Any, Path]:
+    """Chromium's path, Playwright's sync API and the screenshot directory (or a skip)."""
     executable = chromium_path()
     if executable is None:
         pytest.skip("no Chromium found (apt-get install chromium, or set BOT_CHROMIUM)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     shots = Path(os.environ.get("BOT_TEST_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
+    return executable, sync_api, shots
+
+
+def test_dashboard_in_chromium(served: str, paper_account: Path, tmp_path: Path) -> None:
+    executable, sync_api, shots = browser_setup(tmp_path)
     config = load_config(paper_account)
     store = open_store(config)
     try:
@@ -157,3 +168,41 @@ def test_dashboard_in_chromium(served: str, paper_account: Path, tmp_path: Path)
         store.close()
     for name in ("overview", "contract", "journal", "refused", "confirm", "halted"):
         assert (shots / f"{name}.png").stat().st_size > 10_000
+
+
+def test_simulation_output_in_chromium(tmp_path: Path) -> None:
+    executable, sync_api, shots = browser_setup(tmp_path)
+    out = tmp_path / "compare"
+    bot(
+        *("simulate", "--config", str(ROOT / "config.example.toml")),
+        *("--policy", str(ROOT / "policies" / "vol_target.toml")),
+        *("--policy", str(ROOT / "policies" / "static_3x.toml")),
+        *("--contracts", "BTC/USDT:USDT", "--start", "2025-06-02", "--end", "2025-06-30"),
+        *("--out", str(out)),
+    )
+    reports = {n: json.loads((out / n / "report.json").read_text()) for n in ("vol_target",
+               "static_3x")}  # fmt: skip
+    base = serve(["--sim", str(out)], tmp_path)
+    url = next(base)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{url}/compare")
+                assert page.locator("svg polyline").count() == 4
+                table = page.inner_text("main table")
+                for report in reports.values():
+                    assert f"{report['final_equity']:,.2f}" in table
+                page.screenshot(path=str(shots / "compare.png"), full_page=True)
+                page.select_option("select[name=run]", "vol_target")
+                page.wait_for_url("**/?run=vol_target")
+                assert "simulation vol_target" in page.inner_text("h1")
+                assert "HALT" not in page.inner_text("main")  # a simulation has no actions
+                page.screenshot(path=str(shots / "simulation.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        base.close()  # stops the server

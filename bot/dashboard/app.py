@@ -253,7 +253,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
         return render(
             request,
             "confirm.html",
-            {"action": action, "label": label, "effect": effect, "ov": _ov()},
+            {"action": action, "label": label, "effect": effect, "ov": _ov(), "refresh": 0},
         )
 
     def _ov() -> Overview:
@@ -290,7 +290,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
             return render(
                 request,
                 "message.html",
-                {"title": f"{label}: refused", "message": str(exc), "ok": False},
+                {"title": f"{label}: refused", "message": str(exc), "ok": False, "refresh": 0},
                 status=403,
             )
         text = reason.strip()[:200] or f"dashboard {action}"
@@ -310,6 +310,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 "message": f"command {cmd} posted; the running bot applies it at its next job "
                 "(within its guard interval), or at its next start.",
                 "ok": True,
+                "refresh": 0,  # a refresh would GET the action's URL: its confirmation page
             },
         )
 

@@ -150,6 +150,7 @@ def test_halt_with_the_token_goes_through_bot_halts_path(
     form = {"token": TOKEN, "csrf": csrf, "confirm": "yes", "reason": "going to sleep"}
     answer = client.post("/actions/halt", data=form, headers=ORIGIN)
     assert answer.status_code == 200, answer.text
+    assert 'data-refresh="0"' in answer.text  # the answer stays on screen
     pending = views.pending_commands(store)
     assert [(p.kind, json.loads(p.args)) for p in pending] == [
         ("halt", {"flatten": False, "reason": "going to sleep"})

@@ -89,6 +89,10 @@ def run_extras(
     from bot.dashboard import require_extra
 
     require_extra()
+    if dashboard:
+        from bot.dashboard.server import check_token
+
+        check_token()  # a bad BOT_DASHBOARD_TOKEN stops here, before the bot starts
     if dashboard and metrics_port == port:
         raise BotError(f"--metrics-port {metrics_port} is the dashboard's port: /metrics is on it")
 

@@ -65,6 +65,11 @@ def simulation_app(directory: Path, clock: Clock) -> Any:
     return create_app(sources, store=None, guard=Guard(None), clock=clock)
 
 
+def check_token() -> None:
+    """Raise :class:`ConfigError` when ``BOT_DASHBOARD_TOKEN`` is set but unusable."""
+    _guard()
+
+
 def _guard() -> Guard:
     try:
         return Guard.from_environment()

@@ -85,3 +85,14 @@ def test_binding_beyond_loopback_warns(capsys: pytest.CaptureFixture[str]) -> No
     assert "WARNING" not in capsys.readouterr().out
     warn_if_exposed("0.0.0.0", console)  # noqa: S104 - the case under test
     assert "reachable from other machines" in capsys.readouterr().out
+
+
+def test_run_checks_the_token_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOT_DASHBOARD_TOKEN", "short")
+    cfg = write_config(tmp_path)
+    result = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--once", "--dashboard"])
+    assert result.exit_code == 2
+    assert "BOT_DASHBOARD_TOKEN is 5 characters long" in result.output
+    assert not (tmp_path / "state.db").exists()  # nothing started

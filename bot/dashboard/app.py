@@ -42,6 +42,16 @@ ACTIONS = {
     "resume": ("resume", False, "Resume trading", "Back to active: the policy trades again."),
 }
 REFRESH_SECONDS = 15
+# No framing (a halt button must not be clickjacked), scripts from this server only, no
+# inline script, forms post back here only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 JOURNAL_LIMIT = 200
 
 
@@ -109,6 +119,13 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
     templates = _templates()
     app = FastAPI(title="perp-risk-bot", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
     account_registry, _ = build_registry(sources[default], store, clock)
     registries = [account_registry] + ([registry] if registry is not None else [])
     can_act = store is not None and sources[default].kind == "account"

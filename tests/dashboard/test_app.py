@@ -73,6 +73,8 @@ def test_overview_shows_the_accounts_numbers(paper_account: Path, store: SqlStor
     for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
         assert symbol in page.text
     assert "/actions/halt" not in page.text  # read-only: no buttons
+    assert page.headers["x-frame-options"] == "DENY"  # no clickjacking of the halt button
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
 
 
 def test_stale_tick_is_flagged(paper_account: Path, store: SqlStore) -> None:

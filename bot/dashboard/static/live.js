@@ -2,6 +2,10 @@
 // its <main>. Skipped while the user types in a form or the tab is hidden.
 (function () {
   "use strict";
+  // <select data-autosubmit> submits its form on change (no inline handlers: see the CSP).
+  Array.prototype.forEach.call(document.querySelectorAll("select[data-autosubmit]"), function (s) {
+    s.addEventListener("change", function () { s.form.submit(); });
+  });
   var seconds = parseInt(document.body.getAttribute("data-refresh") || "0", 10);
   if (!seconds) { return; }
   function busy() {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Form, HTTPException, Request
@@ -142,7 +143,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
         context = {
             "runs": list(sources),
             "run": run,
-            "run_query": "" if run == default else f"?run={run}",
+            "run_query": "" if run == default else f"?run={quote(run)}",
             "read_only": guard.read_only or not can_act,
             "can_act": can_act,
             "csrf": csrf,

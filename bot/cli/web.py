@@ -35,14 +35,22 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
             str, typer.Option("--host", help="address to listen on (others: a warning)")
         ] = DEFAULT_HOST,
         port: Annotated[int, typer.Option("--port", help="TCP port")] = DEFAULT_PORT,
+        refresh: Annotated[
+            int, typer.Option("--refresh", help="seconds between page updates (0: never)", min=0)
+        ] = 15,
     ) -> None:
         """Web dashboard (and /metrics) of the paper or live account, or of a simulation."""
         with guard():  # type: ignore[operator]
-            serve_command(config, sim, host, port, console)
+            serve_command(config, sim, host, port, console, refresh)
 
 
 def serve_command(
-    config: Path | None, sim: Path | None, host: str, port: int, console: Console
+    config: Path | None,
+    sim: Path | None,
+    host: str,
+    port: int,
+    console: Console,
+    refresh: int = 15,
 ) -> None:
     from bot.dashboard import require_extra
 
@@ -70,7 +78,8 @@ def serve_command(
         )
     store = open_store(cfg)
     try:
-        server.serve_forever(server.account_app(cfg, store, clock), host, port, console)
+        app = server.account_app(cfg, store, clock, refresh_seconds=refresh)
+        server.serve_forever(app, host, port, console)
     finally:
         store.close()
 

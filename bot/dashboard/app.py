@@ -109,13 +109,17 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
     guard: Guard,
     clock: Clock,
     registry: CollectorRegistry | None = None,
+    refresh_seconds: int = REFRESH_SECONDS,
 ) -> FastAPI:
     """The dashboard of ``sources`` (one account, or simulation runs by name).
 
     ``store`` is the account's database (None for simulations: no actions). ``registry`` adds the
-    running bot's own metrics to ``/metrics`` (``bot run --dashboard``)."""
+    running bot's own metrics to ``/metrics`` (``bot run --dashboard``). Account pages reload
+    their content every ``refresh_seconds`` (0: never)."""
     if not sources:
         raise ValueError("the dashboard needs at least one account or simulation run")
+    if refresh_seconds < 0:
+        raise ValueError(f"refresh every {refresh_seconds} s: must be >= 0")
     default = next(iter(sources))
     templates = _templates()
     app = FastAPI(title="perp-risk-bot", docs_url=None, redoc_url=None, openapi_url=None)
@@ -147,7 +151,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
             "read_only": guard.read_only or not can_act,
             "can_act": can_act,
             "csrf": csrf,
-            "refresh": REFRESH_SECONDS if sources[default].kind == "account" else 0,
+            "refresh": refresh_seconds if sources[default].kind == "account" else 0,
             **context,
         }
         response = templates.TemplateResponse(request, name, context, status_code=status)

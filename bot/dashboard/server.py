@@ -40,18 +40,27 @@ def warn_if_exposed(host: str, console: Console | None) -> None:
         console.print(f"[bold red]WARNING[/bold red]: {text}")
 
 
-def account_app(config: BotConfig, store: SqlStore, clock: Clock, registry: Any = None) -> Any:
+def account_app(
+    config: BotConfig,
+    store: SqlStore,
+    clock: Clock,
+    registry: Any = None,
+    refresh_seconds: int | None = None,
+) -> Any:
     from bot.dashboard.account import AccountSource
     from bot.dashboard.app import create_app
 
     guard = _guard()
     source: Source = AccountSource(config, store)
+    from bot.dashboard.app import REFRESH_SECONDS
+
     return create_app(
         {config.account.name: source},
         store=store,
         guard=guard,
         clock=clock,
         registry=registry,
+        refresh_seconds=REFRESH_SECONDS if refresh_seconds is None else refresh_seconds,
     )
 
 

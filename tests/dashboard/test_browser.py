@@ -50,7 +50,7 @@ def free_port() -> int:
 @pytest.fixture
 def served(paper_account: Path, tmp_path: Path) -> Iterator[str]:
     """``bot serve`` on the account, with the operator token set; yields its base URL."""
-    yield from serve(["--config", str(paper_account)], tmp_path)
+    yield from serve(["--config", str(paper_account), "--refresh", "1"], tmp_path)
 
 
 def serve(source: list[str], tmp_path: Path) -> Iterator[str]:
@@ -79,6 +79,19 @@ def serve(source: list[str], tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def live_text(page: Any, selector: str, expected: str, seconds: float = 15) -> str:
+    """The element's text once it contains ``expected`` without reloading the page (or the
+    last text seen when ``seconds`` have passed)."""
+    clock = LiveClock()
+    text = ""
+    for _ in range(int(seconds * 10)):
+        text = str(page.inner_text(selector))
+        if expected in text:
+            break
+        clock.sleep(0.1)
+    return text
 
 
 def bot(*args: str) -> str:
@@ -155,6 +168,16 @@ def test_dashboard_in_chromium(served: str, paper_account: Path, tmp_path: Path)
                 assert status["state_reason"] == "browser test"
                 page.goto(f"{served}/")
                 assert page.inner_text("#state") == "halted"
+                # the open page follows the account by itself (live.js, every second here)
+                bot("resume", "--config", str(paper_account), "--reason", "browser test over")
+                assert "waiting for the bot" in live_text(page, "main", "waiting for the bot")
+                bot("run", "--config", str(paper_account), "--once", "--replay",
+                    str(ROOT / "data" / "sample"))  # fmt: skip
+                assert live_text(page, "#state", "active") == "active"
+                bot("halt", "--config", str(paper_account), "--reason", "browser test")
+                bot("run", "--config", str(paper_account), "--once", "--replay",
+                    str(ROOT / "data" / "sample"))  # fmt: skip
+                assert live_text(page, "#state", "halted") == "halted"
                 page.screenshot(path=str(shots / "halted.png"), full_page=True)
 
                 phone = browser.new_page(viewport={"width": 390, "height": 844})

@@ -14,7 +14,6 @@ from rich.console import Console
 
 from bot.clock import Clock, LiveClock
 from bot.config.models import BotConfig
-from bot.dashboard import require_extra
 from bot.dashboard.model import Source
 from bot.dashboard.security import TOKEN_ENV, Guard
 from bot.errors import ConfigError
@@ -152,7 +151,3 @@ def metrics_app(config: BotConfig, store: SqlStore, clock: Clock, registry: Any)
         return JSONResponse({"ok": ok, "detail": detail}, status_code=200 if ok else 503)
 
     return app
-
-
-def ensure_available() -> None:
-    require_extra()

@@ -53,7 +53,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-JOURNAL_LIMIT = 200
+JOURNAL_LIMIT = 100
 
 
 def _iso(ms: int | None) -> str:

@@ -62,15 +62,42 @@ class Redactor:
                 extra[key] = REDACTED
             elif isinstance(value, str):
                 extra[key] = self.text(value)
-        if record["exception"] is not None:
-            exc = record["exception"]
-            if exc.value is not None:
-                exc.value.args = tuple(
-                    self.text(a) if isinstance(a, str) else a for a in exc.value.args
-                )
+        if record["exception"] is not None and record["exception"].value is not None:
+            self.exception(record["exception"].value)
+
+    def exception(self, exc: BaseException) -> None:
+        """Redact the text of ``exc`` and of every exception chained to it, in place.
+
+        A traceback prints each link of the chain (``raise ... from``, implicit context): ccxt
+        raises from the HTTP library's error, whose text can hold the signed URL.
+        """
+        seen: set[int] = set()
+        pending: list[BaseException] = [exc]
+        while pending:
+            current = pending.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            current.args = tuple(self.text(a) if isinstance(a, str) else a for a in current.args)
+            notes = getattr(current, "__notes__", None)
+            if isinstance(notes, list):
+                current.__notes__ = [self.text(n) if isinstance(n, str) else n for n in notes]
+            pending.extend(a for a in current.args if isinstance(a, BaseException))
+            for linked in (current.__cause__, current.__context__):
+                if linked is not None:
+                    pending.append(linked)
 
 
 REDACTOR = Redactor()
+
+
+def redact(text: str) -> str:
+    """``text`` with the process's known secrets and secret-looking patterns replaced.
+
+    For text that leaves the process outside the log sinks: events and alerts in the database,
+    alert payloads, exchange error messages.
+    """
+    return REDACTOR.text(text)
 
 
 class InterceptHandler(logging.Handler):
@@ -119,8 +146,18 @@ def setup_logging(
     REDACTOR.add(secrets)
     logger.remove()
     logger.configure(patcher=REDACTOR, extra={"tick": "-", "replayed": ""})
+    # No variable values in tracebacks (diagnose): a frame of ccxt's signed request holds the
+    # request headers (the API key), the signed URL and, in ``sign``, the secret itself. The
+    # chain of exceptions is kept; its texts are redacted by the patcher.
     if console:
-        logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, colorize=None)
+        logger.add(
+            sys.stderr,
+            level=level,
+            format=CONSOLE_FORMAT,
+            colorize=None,
+            backtrace=False,
+            diagnose=False,
+        )
     path = None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +169,8 @@ def setup_logging(
             rotation=rotation,
             retention=retention,
             enqueue=True,
+            backtrace=False,
+            diagnose=False,
         )
     logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
     quiet = logging.DEBUG if VERBOSE else logging.WARNING

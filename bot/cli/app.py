@@ -28,12 +28,41 @@ err_console = cli_console(stderr=True)
 
 @contextmanager
 def reported_errors() -> Iterator[None]:
-    """Print a :class:`BotError` as one clear message and exit with status 2 (no traceback)."""
+    """Print a :class:`BotError` as one clear message and exit with status 2 (no traceback).
+
+    So is an exchange or database error that escaped the adapters (a connection that failed
+    where nothing expected it): one line naming it, never a traceback.
+    """
     try:
         yield
     except BotError as exc:
         err_console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        line = connection_error_line(exc)
+        if line is None:
+            raise  # a bug: its traceback is what a report needs
+        err_console.print(Text("error: ", style="bold red") + Text(line), soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def connection_error_line(exc: Exception) -> str | None:
+    """One line for an exchange or database failure; None for anything else."""
+    import ccxt
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.logs import redact
+
+    if isinstance(exc, ccxt.BaseError):
+        where = "exchange"
+    elif isinstance(exc, SQLAlchemyError):
+        where = "database"
+    elif isinstance(exc, ConnectionError | TimeoutError):
+        where = "connection"
+    else:
+        return None
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return redact(f"{where}: {type(exc).__name__}: {text[0] if text else ''}")
 
 
 @app.callback()
@@ -235,6 +264,12 @@ def main() -> None:
         app()
     except BotError as exc:
         err_console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:
+        line = connection_error_line(exc)
+        if line is None:
+            raise
+        err_console.print(Text("error: ", style="bold red") + Text(line), soft_wrap=True)
         sys.exit(2)
 
 

@@ -149,13 +149,15 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
     ) -> None:
         """Migrate the state database to the current schema, keeping its history."""
+        from bot.bootstrap import database_errors
         from bot.store import migrate
 
         with guard():  # type: ignore[operator]
             cfg = load_config(config)
             url = cfg.runtime.database_url
-            before = migrate.current_revision(url) if _exists(url) else None
-            migrate.upgrade(url)
+            with database_errors(cfg):
+                before = migrate.current_revision(url) if _exists(url) else None
+                migrate.upgrade(url)
             console.print(
                 f"database {migrate.safe_url(url)}: {before or 'new'} -> {migrate.head_revision()}"
             )

@@ -12,7 +12,14 @@ from loguru import logger
 from rich.console import Console
 from rich.table import Table
 
-from bot.bootstrap import ENV_KEY, Secrets, build_live, build_paper, open_store
+from bot.bootstrap import (
+    ENV_KEY,
+    Secrets,
+    build_live,
+    build_paper,
+    check_history_reach,
+    open_store,
+)
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
@@ -45,6 +52,8 @@ def run_bot(
         raise ConfigError(
             "--replay is paper trading on recorded data; it cannot be combined with --live"
         )
+    if replay is None:
+        check_history_reach(config)  # before anything is opened or logged
     secrets = Secrets.from_environment() if live else None
     setup_logging(
         config.runtime.log_dir,

@@ -22,6 +22,7 @@ from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
+from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
@@ -176,8 +177,12 @@ def engine_for(
     exchange: ExchangePort,
     market: MarketDataPort,
     store: StorePort,
+    fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
-    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live."""
+    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live.
+
+    ``fanout`` runs a tick's independent exchange calls: one after the other (simulation and
+    paper, deterministic) unless live trading passes a thread pool."""
     return Engine(
         clock=clock,
         exchange=exchange,
@@ -188,6 +193,7 @@ def engine_for(
         limits=risk_limits(config, policy),
         account=config.account.name,
         margin_mode=MarginMode(config.account.margin_mode),
+        fanout=fanout,
     )
 
 

@@ -117,8 +117,20 @@ class InterceptHandler(logging.Handler):
 
 CONSOLE_FORMAT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <7}</level> | "
-    "{extra[tick]: <8} | {message}"
+    "{extra[tick]: <8} | {extra[replayed]}{message}"
 )
+
+# Libraries whose INFO lines (migrations run, jobs added, requests) are noise to an operator:
+# shown only with ``bot --verbose``; their warnings and errors always show.
+THIRD_PARTY = ("alembic", "apscheduler", "ccxt", "urllib3", "matplotlib", "httpx", "uvicorn")
+VERBOSE = False  # set by ``bot --verbose``
+
+
+def replayed_prefix(ms: int) -> str:
+    """What a replayed job's log lines carry beside the wall time: the replayed time."""
+    from datetime import UTC, datetime
+
+    return "replay " + datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M") + " | "
 
 
 def setup_logging(
@@ -133,7 +145,7 @@ def setup_logging(
     """Configure every sink. Returns the JSON log file path (``None`` without a log dir)."""
     REDACTOR.add(secrets)
     logger.remove()
-    logger.configure(patcher=REDACTOR, extra={"tick": "-"})
+    logger.configure(patcher=REDACTOR, extra={"tick": "-", "replayed": ""})
     # No variable values in tracebacks (diagnose): a frame of ccxt's signed request holds the
     # request headers (the API key), the signed URL and, in ``sign``, the secret itself. The
     # chain of exceptions is kept; its texts are redacted by the patcher.
@@ -161,6 +173,8 @@ def setup_logging(
             diagnose=False,
         )
     logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
-    for noisy in ("urllib3", "apscheduler.executors.default", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet = logging.DEBUG if VERBOSE else logging.WARNING
+    for noisy in THIRD_PARTY:
+        logging.getLogger(noisy).setLevel(quiet)
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     return path

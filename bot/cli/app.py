@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from bot.cli.ops import register as _register_ops
+from bot.cli.terminal import cli_console
+from bot.cli.web import register as _register_web
 from bot.errors import BotError
 
 app = typer.Typer(
@@ -21,8 +22,8 @@ app = typer.Typer(
     add_completion=False,
     help="Order-management bot for crypto perpetual futures, with risk controls.",
 )
-console = Console()
-err_console = Console(stderr=True)
+console = cli_console()  # piped: wide enough that no table cell is cut (bot/cli/terminal.py)
+err_console = cli_console(stderr=True)
 
 
 @contextmanager
@@ -65,8 +66,15 @@ def connection_error_line(exc: Exception) -> str | None:
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="also show INFO logs of ccxt, Alembic...")
+    ] = False,
+) -> None:
     """Order-management bot for crypto perpetual futures, with risk controls."""
+    from bot import logs
+
+    logs.VERBOSE = verbose
 
 
 def _parse_day(value: str | None, flag: str) -> date | None:
@@ -97,6 +105,7 @@ def simulate(
     ] = None,
     end: Annotated[str | None, typer.Option("--end", help="last day (UTC), YYYY-MM-DD")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print the summary as CSV")] = False,
 ) -> None:
     """Replay history through the simulated exchange and report what the policy would have done."""
     from bot.cli import simulate as sim
@@ -111,6 +120,7 @@ def simulate(
             _parse_day(end, "--end"),
             out,
             console,
+            as_csv=as_csv,
         )
 
 
@@ -246,6 +256,7 @@ def stress(
 
 
 _register_ops(app, console, reported_errors)
+_register_web(app, console, reported_errors)
 
 
 def main() -> None:

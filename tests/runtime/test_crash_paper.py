@@ -3,6 +3,7 @@ five minutes, as the scheduler would run it) on recorded data through the paper 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from bot.bootstrap import build_paper, open_store
 from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import OrderPurpose
-from bot.store.port import RiskEvent
+from bot.domain.orders import Fill, Order
+from bot.store.port import DecisionRecord, RiskEvent
 from tests.crash.data import CRASH, CRASH_DAY, DAY, FIVE_MIN, HOUR, write_config, write_data
 
 BTC = "BTC/USDT:USDT"
@@ -20,7 +22,16 @@ ETH = "ETH/USDT:USDT"
 START = CRASH_DAY  # 2025-01-10T00:00Z: a week of warm-up before it
 
 
-def run_paper(tmp_path: Path, crash: str, *, eth: bool, hours: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class PaperRun:
+    equity: list[tuple[int, Decimal]]
+    events: list[RiskEvent]
+    fills: list[Fill]
+    orders: dict[str, Order]
+    decisions: list[DecisionRecord]
+
+
+def run_paper(tmp_path: Path, crash: str, *, eth: bool, hours: int) -> PaperRun:
     data = write_data(tmp_path / "data", crash, eth=eth)
     config = load_config(write_config(tmp_path, data, eth=eth))
     store = open_store(config)
@@ -36,20 +47,17 @@ def run_paper(tmp_path: Path, crash: str, *, eth: bool, hours: int) -> dict[str,
                 if clock.now_ms() % HOUR:
                     runner.guard()
                     equity.append((clock.now_ms(), paper.sim.equity()))
-        events: list[RiskEvent] = store.recent_events(10_000)
-        fills = list(paper.sim.fills)
-        orders = dict(paper.sim.orders)
-        decisions = store.recent_decisions(10_000)
+        out = PaperRun(
+            equity,
+            store.recent_events(10_000),
+            list(paper.sim.fills),
+            dict(paper.sim.orders),
+            store.recent_decisions(10_000),
+        )
     finally:
         paper.save()
         store.close()
-    return {
-        "equity": equity,
-        "events": events,
-        "fills": fills,
-        "orders": orders,
-        "decisions": decisions,
-    }
+    return out
 
 
 @pytest.mark.slow
@@ -57,12 +65,11 @@ def test_paper_crash_inside_a_candle_keeps_the_daily_limit_and_the_cooldown(
     tmp_path: Path,
 ) -> None:
     out = run_paper(tmp_path, "inside", eth=False, hours=30)
-    equity: list[tuple[int, Decimal]] = out["equity"]  # type: ignore[assignment]
-    fills = out["fills"]
-    orders = out["orders"]
-    day = [e for t, e in equity if CRASH_DAY <= t < CRASH_DAY + DAY]
+    fills = out.fills
+    orders = out.orders
+    day = [e for t, e in out.equity if CRASH_DAY <= t < CRASH_DAY + DAY]
     start = day[0]
-    stops = [f for f in fills if f.purpose is OrderPurpose.STOP_LOSS]  # type: ignore[attr-defined]
+    stops = [f for f in fills if f.purpose is OrderPurpose.STOP_LOSS]
     assert stops
     slippage = sum(
         (abs((orders[f.client_id].trigger_price or f.price) - f.price) * f.qty for f in stops),
@@ -73,11 +80,11 @@ def test_paper_crash_inside_a_candle_keeps_the_daily_limit_and_the_cooldown(
     assert CRASH <= stop_ts <= CRASH + FIVE_MIN
     entries = [
         f.timestamp_ms
-        for f in fills  # type: ignore[attr-defined]
+        for f in fills
         if f.purpose is OrderPurpose.ENTRY and f.timestamp_ms > stop_ts
     ]
     assert entries == []  # 30 hours from midnight: the 24 h cooldown has not ended
-    reasons = [r.decision.reason for r in out["decisions"] if r.ts_ms > stop_ts]  # type: ignore[attr-defined]
+    reasons = [r.decision.reason for r in out.decisions if r.ts_ms > stop_ts]
     assert reasons
     assert all("cooldown until 2025-01-11" in reason for reason in reasons)
 
@@ -85,17 +92,9 @@ def test_paper_crash_inside_a_candle_keeps_the_daily_limit_and_the_cooldown(
 @pytest.mark.slow
 def test_paper_guard_acts_within_one_candle(tmp_path: Path) -> None:
     out = run_paper(tmp_path, "gap", eth=True, hours=14)
-    halts = [
-        e
-        for e in out["events"]  # type: ignore[attr-defined]
-        if e.kind == "state" and "daily loss" in e.reason
-    ]
+    halts = [e for e in out.events if e.kind == "state" and "daily loss" in e.reason]
     assert halts
     assert CRASH < halts[0].ts_ms <= CRASH + FIVE_MIN
-    closes = [
-        f
-        for f in out["fills"]  # type: ignore[attr-defined]
-        if f.symbol == ETH and f.purpose is OrderPurpose.CLOSE
-    ]
+    closes = [f for f in out.fills if f.symbol == ETH and f.purpose is OrderPurpose.CLOSE]
     assert closes
     assert closes[0].timestamp_ms == halts[0].ts_ms

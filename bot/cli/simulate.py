@@ -118,6 +118,8 @@ def run(
         typer.echo(terminal.table_csv(summary_table(reports)), nl=False)
     else:
         console.print(terminal.unclipped(summary_table(reports)))
+    for name, hours in reports[0].get("stale_hours", {}).items():
+        console.print(f"[yellow]stale data[/yellow] {name}: {hours:g} h without new exposure")
     for name, gaps in reports[0].get("data_gaps", {}).items():
         for start, end in gaps:  # never bridged: no price, no trigger, stale data to the gate
             note = f"data gap {name}: {start} .. {end}"

@@ -3,6 +3,7 @@ the contract waits out its cooldown, and the guard acts within one candle of a b
 
 from __future__ import annotations
 
+import gzip
 from decimal import Decimal
 from pathlib import Path
 
@@ -137,3 +138,36 @@ def test_resume_after_halt_models_an_operator(tmp_path: Path) -> None:
     ]
     assert entries
     assert entries[0].timestamp_ms >= resumed[0].ts_ms
+
+
+def test_stale_data_on_one_contract_leaves_the_other_trading(tmp_path: Path) -> None:
+    data = write_data(tmp_path / "data", "inside", eth=True)
+    eth_file = data / "ETH_USDT_USDT-5m.csv.gz"
+    gap_from, gap_to = CRASH_DAY - DAY, CRASH_DAY - DAY // 2  # twelve hours without ETH data
+    with gzip.open(eth_file, "rt") as f:
+        lines = f.read().splitlines()
+    kept = [lines[0]] + [
+        line for line in lines[1:] if not gap_from <= int(line.split(",")[0]) < gap_to
+    ]
+    with gzip.open(eth_file, "wt") as f:
+        f.write("\n".join(kept) + "\n")
+    config = load_config(write_config(tmp_path, data, eth=True))
+    result = run_simulation(config, config.policies[0])
+    # The account never left "active" for ETH's gap; ETH alone was held back, and said so.
+    assert all(s.state.value == "active" for s in result.store.equity if s.ts_ms < CRASH)
+    assert result.stale_hours.get(ETH, 0) >= 6
+    assert BTC not in result.stale_hours
+    eth_reasons = [
+        r.decision.reason
+        for r in result.store.decisions
+        if r.decision.symbol == ETH and gap_from + 3_600_000 < r.ts_ms < gap_to
+    ]
+    assert eth_reasons
+    assert all("stale market data" in reason for reason in eth_reasons)
+    btc_decisions = [
+        r
+        for r in result.store.decisions
+        if r.decision.symbol == BTC and gap_from < r.ts_ms < gap_to
+    ]
+    assert btc_decisions
+    assert all("stale" not in r.decision.reason for r in btc_decisions)

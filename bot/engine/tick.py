@@ -276,7 +276,8 @@ class Engine:
                 self._id_factory(sym),
             )
             for req in plan.reduce:
-                closed = bool(self._send(req, acct, now, None)) or closed
+                sent = self._send(req, acct, now, None) is SendOutcome.SENT
+                closed = sent or closed
         if closed:
             acct.positions = dict(self.exchange.fetch_positions(self.symbols))
             acct.wallet = self.exchange.fetch_balance().wallet

@@ -366,6 +366,8 @@ class CcxtExchange:
         return (True,) if purpose.is_protective else (False,)
 
     def _lookup(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
+        if self._profile.lookup_by_order_list:
+            return self._lookup_in_list(symbol, client_id, conditional)
         params = self._profile.trigger_lookup_params(client_id, conditional)
         try:
             raw = self._call(
@@ -378,6 +380,21 @@ class CcxtExchange:
             # the open algo list decides.
             return self._find_open(symbol, client_id)
         return ccxt_orders.order_from_ccxt(raw, account=self._account)
+
+    def _lookup_in_list(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
+        """Bybit: ``GET /v5/order/realtime`` filtered by ``orderLinkId`` lists the order
+        whatever its status (recent orders); an empty list means not found."""
+        params: dict[str, object] = {self._profile.lookup_client_id_param: client_id}
+        if conditional:
+            params["trigger"] = True
+        raws = self._call(
+            lambda: self._ex.fetch_open_orders(symbol, None, None, params), f"lookup {client_id}"
+        )
+        for raw in raws:
+            order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            if order.client_id == client_id:
+                return order
+        return None
 
     def _find_open(self, symbol: str, client_id: str) -> Order | None:
         raws = self._call(

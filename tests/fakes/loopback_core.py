@@ -217,6 +217,7 @@ class LoopbackServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._candles: dict[tuple[str, CandleKind], list[CandleRow]] = {}
+        self._funding_history: dict[str, list[tuple[int, Decimal]]] = {}
         self._routes: dict[tuple[str, str], Route] = self._route_table()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -280,6 +281,17 @@ class LoopbackServer:
             if rows[i][0] <= rows[i - 1][0]:
                 raise ValueError(f"set_candles {symbol} {kind}: row {i} open time not increasing")
         self._candles[(symbol, kind)] = list(rows)
+
+    def set_funding_history(self, symbol: str, rows: Sequence[tuple[int, Decimal]]) -> None:
+        """Serve ``rows`` (settlement time ms, rate as a fraction) as funding-rate history."""
+        if symbol not in self._symbols:
+            raise ValueError(
+                f"set_funding_history: unknown symbol {symbol!r}; known: {self._symbols}"
+            )
+        for i in range(1, len(rows)):
+            if rows[i][0] <= rows[i - 1][0]:
+                raise ValueError(f"set_funding_history {symbol}: row {i} time not increasing")
+        self._funding_history[symbol] = list(rows)
 
     def calls(self, path: str, method: str | None = None) -> list[RecordedRequest]:
         """The recorded requests to ``path`` (and ``method``, when given), oldest first."""

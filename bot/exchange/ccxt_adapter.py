@@ -356,7 +356,7 @@ class CcxtExchange:
     def _retry_after(self, exc: BaseException) -> float | None:
         if not is_rate_limit(exc):
             return None
-        return retry_after_seconds(self._ex.last_response_headers)
+        return retry_after_seconds(self._ex.last_response_headers, self._clock.now_ms())
 
     def _books_for(self, client_id: str) -> tuple[bool, ...]:
         """Which books (False regular, True conditional) may hold an order with this id."""

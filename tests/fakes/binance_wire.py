@@ -252,7 +252,7 @@ class BinanceBase(LoopbackServer):
         return json_reply(200, payload)
 
     def _error(self, err: WireError) -> Reply:
-        return json_reply(err.status, {"code": err.code, "msg": err.msg})
+        return json_reply(err.status, {"code": err.code, "msg": err.msg}, code=err.code)
 
     def _from_backend(self, exc: ExchangeError, params: Mapping[str, Any]) -> WireError:
         return _from_backend(exc, self._maybe_instrument(params))
@@ -261,15 +261,16 @@ class BinanceBase(LoopbackServer):
         if fault.kind == "timestamp":
             return self._error(BinanceError(-1021))
         retry = () if fault.retry_after is None else (("Retry-After", str(fault.retry_after)),)
-        return json_reply(429, {"code": -1003, "msg": MSG[-1003]}, retry)
+        return json_reply(429, {"code": -1003, "msg": MSG[-1003]}, retry, code=-1003)
 
     def _not_found(self, method: str, path: str) -> Reply:
         # Loud on purpose: a code ccxt does not know becomes a plain ExchangeError.
         msg = f"loopback server: {method} {path} is not implemented"
-        return json_reply(404, {"code": -5000, "msg": msg})
+        return json_reply(404, {"code": -5000, "msg": msg}, code=-5000)
 
     def _internal_error(self, exc: Exception) -> Reply:
-        return json_reply(500, {"code": -5999, "msg": f"loopback internal error: {exc!r}"})
+        msg = f"loopback internal error: {exc!r}"
+        return json_reply(500, {"code": -5999, "msg": msg}, code=-5999)
 
     def _authenticate(
         self,

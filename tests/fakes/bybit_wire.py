@@ -253,7 +253,7 @@ class BybitBase(LoopbackServer):
             "retExtInfo": {},
             "time": self.server_time_ms(),
         }
-        return json_reply(err.status, body)
+        return json_reply(err.status, body, code=err.code)
 
     def _from_backend(self, exc: ExchangeError, params: Mapping[str, Any]) -> WireError:
         return from_backend(exc, self._maybe_instrument(params))
@@ -270,16 +270,18 @@ class BybitBase(LoopbackServer):
             ("X-Bapi-Limit-Reset-Timestamp", str(reset)),
         )
         body = {"retCode": 10006, "retMsg": MSG[10006], "result": {}, "retExtInfo": {}}
-        return json_reply(200, {**body, "time": now}, headers)
+        return json_reply(200, {**body, "time": now}, headers, code=10006)
 
     def _not_found(self, method: str, path: str) -> Reply:
         # Loud on purpose: ccxt raises a plain ExchangeError for an unknown retCode.
         msg = f"loopback server: {method} {path} is not implemented"
-        return json_reply(404, {"retCode": 10017, "retMsg": msg, "result": {}, "retExtInfo": {}})
+        body = {"retCode": 10017, "retMsg": msg, "result": {}, "retExtInfo": {}}
+        return json_reply(404, body, code=10017)
 
     def _internal_error(self, exc: Exception) -> Reply:
         msg = f"loopback internal error: {exc!r}"
-        return json_reply(200, {"retCode": 10016, "retMsg": msg, "result": {}, "retExtInfo": {}})
+        body = {"retCode": 10016, "retMsg": msg, "result": {}, "retExtInfo": {}}
+        return json_reply(200, body, code=10016)
 
     def _authenticate(
         self,

@@ -89,13 +89,15 @@ class Fault:
 class RecordedRequest:
     """One request as the server saw it. ``params`` merges query and body (JSON values that are
     not strings are kept as their JSON text: ``true``, ``2``); signatures are redacted.
-    ``status`` is the HTTP status sent, ``None`` when the connection was dropped."""
+    ``status`` is the HTTP status sent, ``None`` when the connection was dropped; ``code`` the
+    venue's error code when the answer was an error (Bybit answers errors with HTTP 200)."""
 
     method: str
     path: str
     params: dict[str, str]
     status: int | None = None
     fault: str | None = None
+    code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class Reply:
     body: bytes
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    code: int | None = None  # the venue's error code, for the request log
 
 
 @dataclass(slots=True)
@@ -115,8 +118,13 @@ class _Pending:
 Route = tuple[Callable[[Any], Json], bool]  # (handler taking the venue's request, signed?)
 
 
-def json_reply(status: int, payload: Json, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
-    return Reply(status, json.dumps(payload).encode(), headers=headers)
+def json_reply(
+    status: int,
+    payload: Json,
+    headers: tuple[tuple[str, str], ...] = (),
+    code: int | None = None,
+) -> Reply:
+    return Reply(status, json.dumps(payload).encode(), headers=headers, code=code)
 
 
 def html_reply(status: int, title: str) -> Reply:
@@ -313,7 +321,7 @@ class LoopbackServer:
         try:
             params = self._parse_params(method, query, body)
         except WireError as err:
-            self._record(method, path, {}, err.status, None)
+            self._record(method, path, {}, err.status, None, err.code)
             return self._error(err)
         fault = self._take_fault(method, path)
         kind = fault.kind if fault is not None else None
@@ -333,7 +341,7 @@ class LoopbackServer:
         if kind == "accept_then_drop":
             self._record(method, path, params, None, kind)
             return None
-        self._record(method, path, params, reply.status, kind)
+        self._record(method, path, params, reply.status, kind, reply.code)
         return reply
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
@@ -353,12 +361,13 @@ class LoopbackServer:
         params: Mapping[str, Any],
         status: int | None,
         fault: str | None,
+        code: int | None = None,
     ) -> None:
         shown = {
             k: ("<redacted>" if k in self.redacted_params else _text(v)) for k, v in params.items()
         }
         with self._meta_lock:
-            self.requests.append(RecordedRequest(method, path, shown, status, fault))
+            self.requests.append(RecordedRequest(method, path, shown, status, fault, code))
 
     def _process(
         self,

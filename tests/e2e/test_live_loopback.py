@@ -43,6 +43,8 @@ class Venue:
     server: type[LoopbackServer]
     conditional_post: str  # where a stop-loss / take-profit is POSTed
     positions_get: str  # the position read
+    klines_get: str  # trade candles
+    mark_klines_get: str  # mark-price candles
 
     def conditional_posts(self, server: LoopbackServer) -> list[RecordedRequest]:
         posts = server.calls(self.conditional_post, "POST")
@@ -56,9 +58,21 @@ class Venue:
 
 VENUES = {
     "binanceusdm": Venue(
-        "binanceusdm", LoopbackBinance, "/fapi/v1/algoOrder", "/fapi/v3/positionRisk"
+        "binanceusdm",
+        LoopbackBinance,
+        "/fapi/v1/algoOrder",
+        "/fapi/v3/positionRisk",
+        "/fapi/v1/klines",
+        "/fapi/v1/markPriceKlines",
     ),
-    "bybit": Venue("bybit", LoopbackBybit, "/v5/order/create", "/v5/position/list"),
+    "bybit": Venue(
+        "bybit",
+        LoopbackBybit,
+        "/v5/order/create",
+        "/v5/position/list",
+        "/v5/market/kline",
+        "/v5/market/mark-price-kline",
+    ),
 }
 
 

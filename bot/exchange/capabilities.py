@@ -39,6 +39,9 @@ class VenueProfile:
     # client-id param) instead of ``fetch_order``: ccxt's bybit ``fetch_order(None, ...)``
     # sends ``orderId=None`` literally, which outranks ``orderLinkId`` on Bybit.
     lookup_by_order_list: bool = False
+    # ccxt's bybit ``fetch_positions`` refuses a list of more than one symbol (ArgumentsRequired):
+    # read the account's open positions (``settleCoin``) in one call and pick the contracts.
+    positions_one_symbol_per_call: bool = False
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -92,6 +95,7 @@ BYBIT = VenueProfile(
         "set_margin_mode": frozenset({110026}),
     },
     lookup_by_order_list=True,
+    positions_one_symbol_per_call=True,
 )
 
 VENUES: Mapping[str, VenueProfile] = {p.name: p for p in (BINANCE_USDM, BYBIT)}

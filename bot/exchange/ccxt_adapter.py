@@ -108,7 +108,7 @@ class CcxtExchange:
 
     def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         """Open one-way positions among ``symbols`` (flat ones absent)."""
-        rows = self._call(lambda: self._ex.fetch_positions(list(symbols)), "fetch_positions")
+        rows = self._position_rows(symbols)
         out: dict[str, Position] = {}
         for symbol in symbols:
             row = mapping.select_position_row(symbol, rows)
@@ -214,7 +214,9 @@ class CcxtExchange:
         if self._ex.has.get("fetchPositionMode"):
             row = self._call(lambda: self._ex.fetch_position_mode(), "fetch_position_mode")
             return bool(row.get("hedged"))
-        rows = self._call(lambda: self._ex.fetch_positions(list(self._symbols)), "fetch_positions")
+        # one contract is enough: every row carries the account's mode (Bybit lists a flat
+        # contract's row when asked by symbol, not when asked by settle coin)
+        rows = self._position_rows(self._symbols[:1])
         modes = {r.get("hedged") for r in rows if r.get("hedged") is not None}
         if len(modes) != 1:
             raise errors.NotSupported(
@@ -352,6 +354,13 @@ class CcxtExchange:
             raise errors.PermanentExchangeError(
                 f"{what}: the venue answered 'nothing to change' but reads back {actual}"
             )
+
+    def _position_rows(self, symbols: Sequence[str]) -> list[Any]:
+        wanted = list(symbols)
+        if len(wanted) > 1 and self._profile.positions_one_symbol_per_call:
+            rows = self._call(lambda: self._ex.fetch_positions(None), "fetch_positions")
+            return [r for r in rows if r.get("symbol") in wanted]
+        return list(self._call(lambda: self._ex.fetch_positions(wanted), "fetch_positions"))
 
     def _retry_after(self, exc: BaseException) -> float | None:
         if not is_rate_limit(exc):

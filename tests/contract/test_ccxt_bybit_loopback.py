@@ -9,6 +9,7 @@ records its sleeps.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -36,6 +37,7 @@ from tests.fakes.bybit_loopback import Fault, LoopbackBybit
 
 D = Decimal
 H = 3_600_000
+ETH = "ETH/USDT:USDT"
 CREATE, REALTIME, CANCEL = "/v5/order/create", "/v5/order/realtime", "/v5/order/cancel"
 
 
@@ -316,3 +318,40 @@ def test_position_mode_not_modified_is_fine(adapter: CcxtExchange, server: Loopb
     assert [(r.params["mode"], r.code) for r in switches] == [("0", 110025)]
     assert adapter.fetch_multi_assets_mode() is None
     assert adapter.fetch_key_permissions() is None
+
+
+def test_several_contracts_are_read_in_one_position_call(clock: RecordingClock) -> None:
+    # ccxt's bybit.fetch_positions refuses a list of more than one symbol (ArgumentsRequired):
+    # the adapter reads the account's open positions by settle coin and picks its contracts.
+    eth = replace(btc_instrument(), symbol=ETH, base="ETH", tick_size=D("0.01"))
+    sim = SimulatedExchange(
+        {BTC: btc_instrument(), ETH: eth},
+        LiveClock(),
+        starting_balance=D(10000),
+        margin_mode=MarginMode.CROSS,
+    )
+    sim.set_mark(BTC, D(60000))
+    sim.set_mark(ETH, D(3000))
+    srv = LoopbackBybit(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC, ETH])
+    with srv:
+        adapter = make_ccxt_exchange(
+            "bybit",
+            demo=False,
+            api_url=srv.base_url,
+            options={"enableRateLimit": False, "timeout": 1500},
+            api_key=KEY,
+            api_secret=SECRET,
+            password=None,
+            clock=clock,
+            symbols=[BTC, ETH],
+            account=ACCOUNT,
+        )
+        adapter.load_instruments()
+        assert adapter.fetch_positions([BTC, ETH]) == {}
+        assert adapter.fetch_position_mode() is False
+        adapter.place_order(entry())
+        positions = adapter.fetch_positions([BTC, ETH])
+        assert {s: p.qty for s, p in positions.items()} == {BTC: D("0.01")}
+        reads = [r.params for r in srv.calls("/v5/position/list", "GET")]
+        assert {"settleCoin": "USDT"}.items() <= reads[0].items()
+        assert srv.errors == []

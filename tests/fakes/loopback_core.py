@@ -63,7 +63,7 @@ class Fault:
     ``timeout``: the request is never processed; the connection is held ``timeout_hold_s``
     seconds (longer than the client's timeout) and closed. ``http_500``/``http_503``: an HTML
     error page, not processed. ``rate_limit``: the venue's rate-limit answer (Binance HTTP 429
-    ``-1003``, Bybit HTTP 403 ``10006``), a ``Retry-After`` header when ``retry_after`` (seconds)
+    ``-1003``, Bybit HTTP 200 ``10006``), a ``Retry-After`` header when ``retry_after`` (seconds)
     is set, not processed. ``timestamp``: the venue's timestamp/recvWindow rejection (Binance
     ``-1021``, Bybit ``10002``), not processed. ``accept_then_drop``: processed by the backend,
     then the connection is closed unanswered.

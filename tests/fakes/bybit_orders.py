@@ -39,6 +39,8 @@ from .loopback_core import ZERO, Json, fires_at, infer_purpose, money, plain
 RouteMap = dict[tuple[str, str], tuple[Callable[[BybitReq], Json], bool]]
 _TRIGGER_BY = ("LastPrice", "MarkPrice", "IndexPrice")
 _FINAL = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+# "a single account can hold at most 10 conditional orders per symbol" (create-order docs)
+MAX_CONDITIONAL_PER_SYMBOL = 10
 
 
 class BybitOrderRoutes(BybitBase):
@@ -105,6 +107,7 @@ class BybitOrderRoutes(BybitBase):
             if trigger_by not in _TRIGGER_BY:
                 raise params_error(f"triggerBy invalid: {trigger_by}")
             self._check_direction(sym, direction, trigger)
+            self._check_conditional_room(sym)
             order_type = conditional_type(side, direction)
             check_order_numbers(
                 inst, None if close_all else qty, None, trigger, trigger, exempt=reduce_only
@@ -141,6 +144,11 @@ class BybitOrderRoutes(BybitBase):
         if self.hedge_mode or idx != 0:
             # The backend is one-way only; in hedge mode no order can match the setting.
             raise params_error("position idx not match position mode")
+
+    def _check_conditional_room(self, sym: str) -> None:
+        resting = [o for o in self.backend.fetch_open_orders(sym) if o.type.is_conditional]
+        if len(resting) >= MAX_CONDITIONAL_PER_SYMBOL:
+            raise BybitError(110009)
 
     def _check_direction(self, sym: str, direction: int, trigger: Decimal | None) -> None:
         current = self._mark(sym)  # the backend has one price: triggerBy is echoed, not used
@@ -397,6 +405,7 @@ class BybitOrderRoutes(BybitBase):
             if mode == "Partial" and size is None:
                 raise params_error(f"{size_key} is required with tpslMode=Partial")
             check_order_numbers(inst, size, None, price, price, exempt=True)
+            self._check_conditional_room(sym)
             link = _Link("", self._mint_link(), "", True)
             entry = self._place(
                 link,

@@ -64,6 +64,7 @@ MSG: dict[int, str] = {
     110001: "order not exists or too late to cancel",
     110007: "ab not enough for new order",
     110008: "The order has been filled or cancelled.",
+    110009: "The number of stop orders exceeds maximum limit allowed",
     110013: "Due to risk limit, cannot set leverage",
     110016: "Requested quantity of contracts exceeds risk limit, please adjust your risk limit "
     "level before trying again",

@@ -181,6 +181,14 @@ def test_trigger_direction_is_checked_against_the_mark(ex: Any) -> None:
                         {"clientOrderId": "t-1", "takeProfitPrice": 59000})  # fmt: skip
 
 
+def test_at_most_ten_conditional_orders_per_symbol(ex: Any) -> None:
+    ex.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "e-1"})
+    for n in range(10):
+        ex.create_order(BTC, "market", "sell", 0.001, None, stop_params(f"s-{n}"))
+    with pytest.raises(ccxt.InvalidOrder, match="110009"):
+        ex.create_order(BTC, "market", "sell", 0.001, None, stop_params("s-10"))
+
+
 def test_mark_triggered_stop_fills_and_books_closed_pnl(
     ex: Any, server: LoopbackBybit, sim: SimulatedExchange
 ) -> None:

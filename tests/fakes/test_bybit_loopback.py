@@ -6,6 +6,7 @@ Every test runs ccxt's own request building, ``X-BAPI-*`` signing, HTTP and pars
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -14,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import ccxt
+import ccxt.async_support as ccxt_async
 import pytest
 import requests
 
@@ -370,3 +372,26 @@ def test_order_status_after_fill_is_closed(ex: Any, sim: SimulatedExchange) -> N
     [found] = ex.fetch_open_orders(BTC, None, None, {"orderLinkId": "e-1"})
     assert (found["status"], found["filled"], found["average"]) == ("closed", 0.01, 60000)
     assert sim.fetch_order(BTC, "e-1").status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+def test_async_ccxt_works_against_the_same_server(server: LoopbackBybit) -> None:
+    async def scenario() -> tuple[float, str]:
+        client = ccxt_async.bybit(
+            {
+                "apiKey": KEY,
+                "secret": SECRET,
+                "enableRateLimit": False,
+                "options": {"fetchCurrencies": False},
+            }
+        )
+        client.has["fetchCurrencies"] = False
+        point_ccxt_at(client, server.base_url)
+        try:
+            balance = await client.fetch_balance()
+            await client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "a-1"})
+            [order] = await client.fetch_open_orders(BTC, None, None, {"orderLinkId": "a-1"})
+            return balance["USDT"]["total"], order["status"]
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == (10000, "closed")

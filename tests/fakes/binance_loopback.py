@@ -36,13 +36,22 @@ from .binance_account import BinanceAccountRoutes
 from .binance_market import BinanceMarketRoutes
 from .binance_orders import BinanceOrderRoutes
 from .binance_wire import MSG, BinanceError
-from .loopback_core import CandleKind, CandleRow, Fault, FaultKind, RecordedRequest, Route
+from .loopback_core import (
+    NULLED_FIELDS,
+    CandleKind,
+    CandleRow,
+    Fault,
+    FaultKind,
+    RecordedRequest,
+    Route,
+)
 
 if TYPE_CHECKING:
     import ccxt
 
 __all__ = [
     "MSG",
+    "NULLED_FIELDS",
     "BinanceError",
     "CandleKind",
     "CandleRow",

@@ -94,8 +94,8 @@ class BinanceMarketRoutes(BinanceBase):
             "filters": [
                 {
                     "filterType": "PRICE_FILTER",
-                    "minPrice": tick,
-                    "maxPrice": "100000000",
+                    "minPrice": _s(inst.min_price) if inst.min_price is not None else tick,
+                    "maxPrice": _s(inst.max_price) if inst.max_price is not None else "100000000",
                     "tickSize": tick,
                 },
                 {"filterType": "LOT_SIZE", **lot},

@@ -25,10 +25,19 @@ from .bybit_account import BybitAccountRoutes
 from .bybit_market import BybitMarketRoutes
 from .bybit_orders import BybitOrderRoutes
 from .bybit_wire import MSG, BybitError
-from .loopback_core import CandleKind, CandleRow, Fault, FaultKind, RecordedRequest, Route
+from .loopback_core import (
+    NULLED_FIELDS,
+    CandleKind,
+    CandleRow,
+    Fault,
+    FaultKind,
+    RecordedRequest,
+    Route,
+)
 
 __all__ = [
     "MSG",
+    "NULLED_FIELDS",
     "BybitError",
     "CandleKind",
     "CandleRow",

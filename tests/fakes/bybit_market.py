@@ -66,7 +66,11 @@ class BybitMarketRoutes(BybitBase):
                 "maxLeverage": plain(inst.max_leverage),
                 "leverageStep": "0.01",
             },
-            "priceFilter": {"minPrice": tick, "maxPrice": "1999999.80", "tickSize": tick},
+            "priceFilter": {
+                "minPrice": plain(inst.min_price) if inst.min_price is not None else tick,
+                "maxPrice": plain(inst.max_price) if inst.max_price is not None else "1999999.8",
+                "tickSize": tick,
+            },
             "lotSizeFilter": {
                 "maxOrderQty": "1190",
                 "minOrderQty": plain(inst.min_qty),

@@ -38,8 +38,53 @@ from bot.errors import ExchangeError
 from bot.exchange.port import ExchangePort
 
 FaultKind = Literal[
-    "timeout", "http_500", "http_503", "rate_limit", "timestamp", "accept_then_drop"
+    "timeout",
+    "http_500",
+    "http_503",
+    "rate_limit",
+    "timestamp",
+    "accept_then_drop",
+    # garbled replies: the request IS processed, the answer is damaged on the way back
+    "garbled_json",
+    "html_200",
+    "empty_list",
+    "null_fields",
+    "json_string",
+    "missing_fields",
 ]
+# Fields a ``null_fields`` fault sets to null in every object of a JSON reply (Binance and
+# Bybit names).
+NULLED_FIELDS = frozenset(
+    {
+        # Binance USD-M
+        "positionAmt",
+        "entryPrice",
+        "markPrice",
+        "unRealizedProfit",
+        "liquidationPrice",
+        "isolatedWallet",
+        "walletBalance",
+        "availableBalance",
+        "balance",
+        "origQty",
+        "quantity",
+        "stopPrice",
+        "triggerPrice",
+        "status",
+        "algoStatus",
+        "side",
+        # Bybit v5
+        "size",
+        "avgPrice",
+        "liqPrice",
+        "positionBalance",
+        "unrealisedPnl",
+        "qty",
+        "orderStatus",
+        "cumExecQty",
+        "totalPositionIM",
+    }
+)
 CandleKind = Literal["trade", "mark"]
 CandleRow = tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]
 Json = Any
@@ -67,6 +112,10 @@ class Fault:
     is set, not processed. ``timestamp``: the venue's timestamp/recvWindow rejection (Binance
     ``-1021``, Bybit ``10002``), not processed. ``accept_then_drop``: processed by the backend,
     then the connection is closed unanswered.
+    Garbled replies (processed by the backend, then damaged, status 200): ``garbled_json`` a
+    truncated JSON body, ``html_200`` an HTML page, ``empty_list`` ``[]``, ``null_fields`` the
+    real JSON with the fields of :data:`NULLED_FIELDS` set to null, ``json_string`` a bare JSON
+    string (``"OK"``), ``missing_fields`` every object of the real JSON cut to its ``symbol``.
     """
 
     path: str
@@ -130,6 +179,54 @@ def json_reply(
 def html_reply(status: int, title: str) -> Reply:
     page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
     return Reply(status, page.encode(), "text/html")
+
+
+def _garbled_json(reply: Reply) -> Reply:
+    return Reply(200, reply.body[: max(1, len(reply.body) // 2)])
+
+
+def _html_200(reply: Reply) -> Reply:
+    return html_reply(200, "Service notice")
+
+
+def _empty_list(reply: Reply) -> Reply:
+    return Reply(200, b"[]")
+
+
+def _null_fields(reply: Reply) -> Reply:
+    def scrub(value: Json) -> Json:
+        if isinstance(value, dict):
+            return {k: None if k in NULLED_FIELDS else scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return Reply(200, json.dumps(scrub(json.loads(reply.body))).encode())
+
+
+def _json_string(reply: Reply) -> Reply:
+    return Reply(200, b'"OK"')
+
+
+def _missing_fields(reply: Reply) -> Reply:
+    def cut(value: Json) -> Json:
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k == "symbol"}
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        return value
+
+    return Reply(200, json.dumps(cut(json.loads(reply.body))).encode())
+
+
+GARBLERS: dict[str, Callable[[Reply], Reply]] = {
+    "garbled_json": _garbled_json,
+    "html_200": _html_200,
+    "empty_list": _empty_list,
+    "null_fields": _null_fields,
+    "json_string": _json_string,
+    "missing_fields": _missing_fields,
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -278,6 +375,11 @@ class LoopbackServer:
         with self._meta_lock:
             self._faults.append(_Pending(fault, fault.times))
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued."""
+        with self._meta_lock:
+            self._faults.clear()
+
     def set_candles(self, symbol: str, kind: CandleKind, rows: Sequence[CandleRow]) -> None:
         """Serve ``rows`` (open ms, open, high, low, close, volume) as trade (``kind="trade"``)
         or mark-price (``kind="mark"``) candles."""
@@ -341,6 +443,8 @@ class LoopbackServer:
         if kind == "accept_then_drop":
             self._record(method, path, params, None, kind)
             return None
+        if kind in GARBLERS and reply.status == 200:
+            reply = GARBLERS[kind](reply)
         self._record(method, path, params, reply.status, kind, reply.code)
         return reply
 

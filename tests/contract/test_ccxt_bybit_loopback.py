@@ -355,3 +355,13 @@ def test_several_contracts_are_read_in_one_position_call(clock: RecordingClock) 
         reads = [r.params for r in srv.calls("/v5/position/list", "GET")]
         assert {"settleCoin": "USDT"}.items() <= reads[0].items()
         assert srv.errors == []
+
+
+def test_confirm_flat_reads_the_raw_position_row(
+    adapter: CcxtExchange, server: LoopbackBybit
+) -> None:
+    assert adapter.confirm_flat(BTC) is True  # the row of a flat contract: size "0"
+    adapter.place_order(entry())
+    assert adapter.confirm_flat(BTC) is False
+    probe = server.calls("/v5/position/list", "GET")[-1].params
+    assert (probe["category"], probe["symbol"]) == ("linear", "BTCUSDT")

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from bot.config.models import BotConfig
 from bot.domain.enums import OrderStatus
-from bot.store.sql import SqlStore
+
+if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
+    from bot.store.sql import SqlStore
 
 DAYS = Decimal(365)
 

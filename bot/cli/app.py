@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.cli.ops import register as _register_ops
+from bot.cli.sweep_command import register as _register_sweep
 from bot.errors import BotError
 
 app = typer.Typer(
@@ -217,6 +218,7 @@ def stress(
 
 
 _register_ops(app, console, reported_errors)
+_register_sweep(app, console, reported_errors, _parse_day)
 
 
 def main() -> None:

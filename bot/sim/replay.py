@@ -132,15 +132,24 @@ def run_simulation(
     symbols: tuple[str, ...] | None = None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
+    histories: dict[str, ContractHistory] | None = None,
 ) -> SimulationResult:
+    """``histories``: the loaded history of ``symbols`` at the policy's timeframe, when the caller
+    already holds it (a sweep worker reuses it for every point); loaded here otherwise."""
     symbols = symbols or tuple(c.symbol for c in config.contracts)
-    inventory = discover(data_dir or config.data.dir)
-    histories = load_histories(
-        inventory, symbols, policy.timeframe, config.simulation.trigger_source
-    )
+    if histories is None:
+        histories = load_data(config, policy, symbols, data_dir)
     instruments = _instruments(config, symbols)
     start, end = simulation_window(histories, policy, config)
     return replay(config, policy, histories, instruments, start, end, progress)
+
+
+def load_data(
+    config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None = None
+) -> dict[str, ContractHistory]:
+    """The history :func:`run_simulation` replays for ``policy`` on ``symbols``."""
+    inventory = discover(data_dir or config.data.dir)
+    return load_histories(inventory, symbols, policy.timeframe, config.simulation.trigger_source)
 
 
 def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:

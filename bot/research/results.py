@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,20 +76,20 @@ class ResultsFile:
     def add(self, row: dict[str, Any]) -> None:
         self._writer.writerow({k: _cell(row.get(k)) for k in self.cols})
         self._fh.flush()
-        os_fsync(self._fh)
+        os.fsync(self._fh.fileno())  # a finished point survives a power cut
         self.rows[row["key"]] = parse_row({k: _cell(row.get(k)) for k in self.cols})
 
     def close(self) -> None:
         self._fh.close()
 
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows.values())
-
-
-def os_fsync(fh: Any) -> None:
-    import os
-
-    os.fsync(fh.fileno())
 
 
 def _cell(value: Any) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -25,8 +24,9 @@ _TABLE_METRICS = (
 )
 
 
-def run_sweep(spec: SweepSpec, workers: int | None, cluster: str | None,
-              console: Console) -> SweepOutcome:
+def run_sweep(
+    spec: SweepSpec, workers: int | None, cluster: str | None, console: Console
+) -> SweepOutcome:
     executor = make_executor(workers, cluster)
     try:
         sweep = Sweep(spec, executor)
@@ -46,8 +46,10 @@ def run_sweep(spec: SweepSpec, workers: int | None, cluster: str | None,
 
             def listen(row: dict[str, Any], n: int) -> None:
                 value = score(row, spec.objective)
-                if value is not None and row.get("phase") != "test" and (
-                    best[0] is None or value > best[0]
+                if (
+                    value is not None
+                    and row.get("phase") != "test"
+                    and (best[0] is None or value > best[0])
                 ):
                     best[0] = value
                 shown = "" if best[0] is None else f"best {spec.objective} {best[0]:+.4g}"
@@ -115,27 +117,42 @@ def top_table(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, n: int = 10)
         ((s, r) for r in outcome.rows if (s := score(r, spec.objective)) is not None),
         key=lambda x: (-x[0], x[1]["key"]),
     )
-    table = Table(title=f"top {min(n, len(ranked))} of {len(outcome.rows)} points "
-                  f"by {spec.objective}")
+    table = Table(
+        title=f"top {min(n, len(ranked))} of {len(outcome.rows)} points by {spec.objective}"
+    )
     for k in sweep.keys:
         table.add_column(k)
     for m, _ in _TABLE_METRICS:
         table.add_column(m, justify="right")
     for _, r in ranked[:n]:
-        table.add_row(*[str(r[f"param.{k}"]) for k in sweep.keys],
-                      *[_fmt(r.get(m), f) for m, f in _TABLE_METRICS])
+        table.add_row(
+            *[str(r[f"param.{k}"]) for k in sweep.keys],
+            *[_fmt(r.get(m), f) for m, f in _TABLE_METRICS],
+        )
     return table
 
 
 def walk_forward_table(sweep: Sweep, outcome: SweepOutcome) -> Table:
     table = Table(title=f"walk-forward {sweep.spec.walk_forward}: chosen point per window")
-    for c in ("window", "train", "test", *sweep.keys, "IS return", "OOS return", "IS Sharpe",
-              "OOS Sharpe", "DSR"):
+    for c in (
+        "window",
+        "train",
+        "test",
+        *sweep.keys,
+        "IS return",
+        "OOS return",
+        "IS Sharpe",
+        "OOS Sharpe",
+        "DSR",
+    ):
         table.add_column(c, justify="right")
     for w in outcome.summary["windows"]:
         dsr = w.get("dsr")
         table.add_row(
-            str(w["window"]), w["train"], w["test"], *[w["params"][k] for k in sweep.keys],
+            str(w["window"]),
+            w["train"],
+            w["test"],
+            *[w["params"][k] for k in sweep.keys],
             _fmt(w["in_sample"]["total_return"], "{:.2%}"),
             _fmt(w["out_of_sample"]["total_return"], "{:.2%}"),
             _fmt(w["in_sample"]["sharpe"], "{:.2f}"),

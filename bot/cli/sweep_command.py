@@ -34,7 +34,9 @@ def register(
         ] = None,
         objective: Annotated[
             str,
-            typer.Option("--objective", help="metric to maximise; -name minimises, e.g. -max_drawdown"),
+            typer.Option(
+                "--objective", help="metric to maximise; -name minimises, e.g. -max_drawdown"
+            ),
         ] = "sharpe",
         walk_forward: Annotated[
             str | None,

@@ -10,8 +10,9 @@ parse does.
 Where: ``$BOT_DATA_CACHE`` when set (``off`` disables the cache), else
 ``$XDG_CACHE_HOME/perp-risk-bot/data`` (``~/.cache/...``), never inside the data directory (which
 may be read-only, shared, or a checked-in sample). Entry names carry a hash of the source's
-directory, so two data directories with the same file names never share an entry. A cache that cannot be written (read-only data directory) is skipped
-silently: the cache is an optimisation, never a condition for loading.
+directory, so two data directories with the same file names never share an entry. A cache that
+cannot be written (read-only, full) is skipped silently: the cache is an optimisation, never a
+condition for loading.
 """
 
 from __future__ import annotations

@@ -76,46 +76,48 @@ class LocalExecutor:
     def run(
         self, fn: Callable[[T], R], tasks: Iterable[T], failed: Callable[[T, str], R]
     ) -> Iterator[R]:
+        """A dead worker breaks the whole pool, so every point in flight is suspect: each is
+        sent again alone, where a death names its culprit exactly."""
         pending = iter(tasks)
-        retry: list[T] = []
-        attempts: dict[int, int] = {}
+        suspects: list[tuple[T, int]] = []  # (task, deaths so far), re-run one at a time
         pool = self._pool or self._new_pool()
-        running: dict[Future[R], T] = {}
-        limit = 2 * self.workers
-
-        def next_task() -> T | None:
-            if retry:
-                return retry.pop()
-            return next(pending, None)
-
+        running: dict[Future[R], tuple[T, int]] = {}
         while True:
-            while len(running) < limit:
-                task = next_task()
-                if task is None:
-                    break
-                running[pool.submit(fn, task)] = task
+            if suspects:
+                if not running:
+                    task, deaths = suspects.pop(0)
+                    running[pool.submit(fn, task)] = (task, deaths)
+            else:
+                while len(running) < 2 * self.workers:
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        break
+                    running[pool.submit(fn, nxt)] = (nxt, 0)
             if not running:
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = False
+            broken: list[tuple[T, int]] = []
             for fut in done:
-                task = running.pop(fut)
+                task, deaths = running.pop(fut)
                 try:
-                    yield fut.result()
+                    result = fut.result()
                 except BrokenProcessPool:
-                    broken = True
-                    n = attempts.get(id(task), 0) + 1
-                    attempts[id(task)] = n
-                    if n > self.retries:
-                        yield failed(task, f"worker process died {n} times running this point")
-                    else:
-                        retry.append(task)
-            if broken:
-                # every task still in the dead pool is lost too: send them again
-                for task in running.values():
-                    retry.append(task)
-                running.clear()
-                pool = self._new_pool()
+                    broken.append((task, deaths))
+                    continue
+                yield result
+            if not broken:
+                continue
+            alone = len(broken) + len(running) == 1
+            broken += list(running.values())
+            running.clear()
+            pool = self._new_pool()
+            for task, deaths in broken:
+                # only a point that ran alone is known to have killed its worker
+                n = deaths + 1 if alone else deaths
+                if n > self.retries:
+                    yield failed(task, f"worker process died {n} times running this point")
+                else:
+                    suspects.append((task, n))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -137,7 +139,7 @@ class DaskExecutor:
                 "--cluster needs Dask distributed: pip install 'perp-risk-bot[research]'"
             ) from None
         try:
-            self._client = Client(address, timeout="20s")
+            self._client = Client(address, timeout="20s")  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"--cluster {address}: cannot reach the scheduler ({exc})") from None
         self.workers = max(1, len(self._client.scheduler_info().get("workers", {})))
@@ -149,8 +151,8 @@ class DaskExecutor:
 
         pending = iter(tasks)
         limit = max(4, 2 * len(self._client.scheduler_info().get("workers", {})))
-        owner: dict[str, T] = {}
-        queue = as_completed()
+        owner: dict[Any, T] = {}
+        queue = as_completed()  # type: ignore[no-untyped-call]
 
         def submit() -> bool:
             task = next(pending, None)
@@ -158,7 +160,7 @@ class DaskExecutor:
                 return False
             fut = self._client.submit(fn, task, pure=False)
             owner[fut.key] = task
-            queue.add(fut)
+            queue.add(fut)  # type: ignore[no-untyped-call]
             return True
 
         for _ in range(limit):
@@ -168,20 +170,22 @@ class DaskExecutor:
             task = owner.pop(fut.key)
             try:
                 yield fut.result()
-            except Exception as exc:  # noqa: BLE001 - KilledWorker, lost data: a failed point
+            except Exception as exc:
                 yield failed(task, f"cluster could not run this point: {type(exc).__name__}: {exc}")
             finally:
                 fut.release()
             submit()
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 def make_executor(workers: int | None, cluster: str | None) -> Executor:
     if cluster is not None:
         if workers is not None:
-            raise ConfigError("--workers and --cluster exclude each other (the cluster has its own)")
+            raise ConfigError(
+                "--workers and --cluster exclude each other (the cluster has its own)"
+            )
         return DaskExecutor(cluster)
     n = workers if workers is not None else default_workers()
     if n == 1:

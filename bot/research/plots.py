@@ -24,8 +24,9 @@ def _order(values: list[str]) -> list[str]:
         return sorted(set(values))
 
 
-def plot_sweep(path: Path, keys: list[str], rows: list[tuple[dict[str, str], float]],
-               objective: str) -> None:
+def plot_sweep(
+    path: Path, keys: list[str], rows: list[tuple[dict[str, str], float]], objective: str
+) -> None:
     """``rows``: (parameter values as text, objective) of every finished point."""
     if not rows or not keys:
         return
@@ -56,7 +57,7 @@ def plot_sweep(path: Path, keys: list[str], rows: list[tuple[dict[str, str], flo
         ax.set_xlabel(kx)
         ax.set_ylabel(ky)
         fig.colorbar(image, ax=ax, label=objective)
-    for ax in list(axes.flat)[len(pairs):]:
+    for ax in list(axes.flat)[len(pairs) :]:
         ax.set_visible(False)
     fig.suptitle(f"{objective} by parameter (mean over the other parameters)")
     fig.savefig(path, format="png", metadata={"Software": None})

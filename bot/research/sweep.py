@@ -51,8 +51,9 @@ class SweepSpec:
         return {
             "config": str(self.config_path.resolve()),
             "base_policy": str(self.base_policy.resolve()),
-            "params": [[p.key, [str(v) for v in p.values], str(p.low), str(p.high)]
-                       for p in self.params],
+            "params": [
+                [p.key, [str(v) for v in p.values], str(p.low), str(p.high)] for p in self.params
+            ],
             "search": self.search,
             "trials": self.trials,
             "objective": self.objective,
@@ -110,8 +111,7 @@ class Sweep:
     def listed_points(self) -> list[Point]:
         if self.spec.search == "grid":
             return space.grid(self.spec.params)
-        assert self.spec.trials is not None
-        return space.random_points(self.spec.params, self.spec.trials, self.spec.seed)
+        return space.random_points(self.spec.params, self.spec.trials or 0, self.spec.seed)
 
     def windows(self) -> list[Window] | None:
         wf = self.spec.walk_forward
@@ -157,8 +157,7 @@ class Sweep:
     # --- running ---------------------------------------------------------------------------
 
     def total_tasks(self, n_windows: int) -> int:
-        n = self.spec.trials if self.spec.search != "grid" else len(self.listed_points())
-        assert n is not None
+        n = (self.spec.trials or 0) if self.spec.search != "grid" else len(self.listed_points())
         return n * n_windows + (n_windows if self.spec.walk_forward else 0)
 
     def _execute(self, results: ResultsFile, tasks: list[PointTask]) -> Iterator[dict[str, Any]]:
@@ -219,14 +218,14 @@ class Sweep:
         try:
             import optuna
         except ImportError:
-            raise ConfigError("--search tpe needs Optuna: pip install 'perp-risk-bot[research]'") \
-                from None
+            raise ConfigError(
+                "--search tpe needs Optuna: pip install 'perp-risk-bot[research]'"
+            ) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists: dict[str, Any] = {}
         decode: dict[str, dict[str, Scalar]] = {}
         for p in self.spec.params:
-            if p.is_range:
-                assert p.low is not None and p.high is not None
+            if p.low is not None and p.high is not None:
                 dists[p.key] = optuna.distributions.FloatDistribution(float(p.low), float(p.high))
             else:
                 decode[p.key] = {str(v): v for v in p.values}
@@ -241,14 +240,20 @@ class Sweep:
                 continue
             params = {k: _as_param(row[f"param.{k}"], dists[k]) for k in self.keys}
             value = score(row, self.spec.objective)
-            state = optuna.trial.TrialState.COMPLETE if value is not None else \
-                optuna.trial.TrialState.FAIL
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions=dists, value=value, state=state))
+            state = (
+                optuna.trial.TrialState.COMPLETE
+                if value is not None
+                else optuna.trial.TrialState.FAIL
+            )
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, value=value, state=state
+                )
+            )
             rows.append(row)
-        assert self.spec.trials is not None
-        while len(study.trials) < self.spec.trials:
-            batch = min(max(1, self.executor.workers), self.spec.trials - len(study.trials))
+        trials = self.spec.trials or 0
+        while len(study.trials) < trials:
+            batch = min(max(1, self.executor.workers), trials - len(study.trials))
             asked = [study.ask(dists) for _ in range(batch)]
             tasks: dict[str, tuple[Any, PointTask]] = {}
             for trial in asked:
@@ -308,23 +313,26 @@ class Sweep:
             best = self._best(train)
             if best is not None:
                 chosen.append((w, best, {"dsr": _dsr(train, best)}))
-        tests = [self.task(self.points[b["point"]], "test", w, keep_curve=True)
-                 for w, b, _ in chosen]
+        tests = [
+            self.task(self.points[b["point"]], "test", w, keep_curve=True) for w, b, _ in chosen
+        ]
         test_rows = {r["key"]: r for r in self._execute(results, tests)}
         all_rows += test_rows.values()
         per_window: list[dict[str, Any]] = []
         curves: list[tuple[int, list[int], list[float]]] = []
         for (w, b, extra), t in zip(chosen, tests, strict=True):
             test = test_rows[t.key]
-            per_window.append({
-                "window": w.index,
-                "train": "%s..%s" % w.train_dates(),
-                "test": "%s..%s" % w.test_dates(),
-                "params": {k: str(self.points[b["point"]][k]) for k in self.keys},
-                "in_sample": {m: b.get(m) for m in _SHOWN},
-                "out_of_sample": {m: test.get(m) for m in _SHOWN},
-                **extra,
-            })
+            per_window.append(
+                {
+                    "window": w.index,
+                    "train": "{}..{}".format(*w.train_dates()),
+                    "test": "{}..{}".format(*w.test_dates()),
+                    "params": {k: str(self.points[b["point"]][k]) for k in self.keys},
+                    "in_sample": {m: b.get(m) for m in _SHOWN},
+                    "out_of_sample": {m: test.get(m) for m in _SHOWN},
+                    **extra,
+                }
+            )
             if test.get("status") == "ok":
                 days, closes = self._load_curve(t.key)
                 curves.append((w.test_start, days, closes))
@@ -332,8 +340,9 @@ class Sweep:
         ts, eq = stitch(curves, balance) if curves else (None, None)
         oos = curve_metrics(ts, eq) if ts is not None and eq is not None else {}
         if ts is not None and eq is not None:
-            lines = ["timestamp,equity"] + [f"{t},{e:.2f}" for t, e in zip(ts.tolist(), eq.tolist(),
-                                                                           strict=True)]
+            lines = ["timestamp,equity"] + [
+                f"{t},{e:.2f}" for t, e in zip(ts.tolist(), eq.tolist(), strict=True)
+            ]
             (self.spec.out / "oos_equity.csv").write_text("\n".join(lines) + "\n")
         ins = {m: _mean([pw["in_sample"][m] for pw in per_window]) for m in _SHOWN}
         summary = {"windows": per_window, "out_of_sample": oos, "in_sample_mean": ins}
@@ -363,13 +372,21 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
         return None
     try:
         value, sr0 = deflated_sharpe(
-            float(best["daily_sharpe"]), trials, n,
-            float(best["daily_skew"]), float(best["daily_kurtosis"]),
+            float(best["daily_sharpe"]),
+            trials,
+            n,
+            float(best["daily_skew"]),
+            float(best["daily_kurtosis"]),
         )
     except ValueError:
         return None
-    return {"deflated_sharpe": value, "expected_max_daily_sharpe": sr0, "trials": len(trials),
-            "daily_sharpe": float(best["daily_sharpe"]), "n_days": n}
+    return {
+        "deflated_sharpe": value,
+        "expected_max_daily_sharpe": sr0,
+        "trials": len(trials),
+        "daily_sharpe": float(best["daily_sharpe"]),
+        "n_days": n,
+    }
 
 
 def _failed(task: PointTask, reason: str) -> dict[str, Any]:

@@ -56,7 +56,8 @@ def parse_walk_forward(text: str) -> WalkForward:
     m = _SPEC.fullmatch(text.strip())
     if m is None:
         raise ConfigError(
-            f"--walk-forward {text!r}: expected TRAIN:TEST[:STEP] in days, e.g. 90:30 or 90d:30d:15d"
+            f"--walk-forward {text!r}: expected TRAIN:TEST[:STEP] in days, e.g. 90:30 or "
+            "90d:30d:15d"
         )
     train, test = int(m[1]), int(m[2])
     step = int(m[3]) if m[3] else test

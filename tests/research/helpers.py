@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -71,3 +72,16 @@ def write_regimes(folder: Path, regimes: list[int], regime_days: int, warm_days:
     (folder / "BTC_USDT_USDT-1h.csv.gz").write_bytes(
         gzip.compress(("\n".join(lines) + "\n").encode())
     )
+
+
+def die_once(marker: str) -> str:
+    """A task whose first attempt kills its worker process (as an OOM kill would)."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("died")
+        os._exit(17)
+    return path.name
+
+
+def always_die(marker: str) -> str:
+    os._exit(17)

@@ -42,7 +42,10 @@ def _by_key(rows: list[dict[str, object]]) -> dict[object, dict[str, object]]:
 def test_local_cluster_gives_the_same_results_as_one_process(tmp_path: Path) -> None:
     reference = Sweep(_spec(tmp_path, "ref"), InlineExecutor()).run()
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
         dashboard_address=None,
     ) as cluster:
         executor = DaskExecutor(cluster.scheduler_address)
@@ -73,9 +76,21 @@ def real_cluster(tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [str(dask), "scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            [
+                str(dask),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
     ]
@@ -84,9 +99,20 @@ def real_cluster(tmp_path: Path) -> Iterator[str]:
         for _ in range(2):
             procs.append(
                 subprocess.Popen(
-                    [str(dask), "worker", "--scheduler-file", str(sched_file), "--host",
-                     "127.0.0.1", "--nthreads", "1", "--no-dashboard"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                    [
+                        str(dask),
+                        "worker",
+                        "--scheduler-file",
+                        str(sched_file),
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
                     start_new_session=True,
                 )
             )

@@ -50,13 +50,23 @@ def test_each_point_equals_bot_simulate_and_invalid_points_are_reported(tmp_path
     for row in ok:
         policy_file = tmp_path / f"{row['point']}.toml"
         raw = Sweep(spec, InlineExecutor()).policy_of(
-            {"leverage.target_volatility": row["param.leverage.target_volatility"],
-             "leverage.max": row["param.leverage.max"]}  # type: ignore[dict-item]
+            {
+                "leverage.target_volatility": row["param.leverage.target_volatility"],
+                "leverage.max": row["param.leverage.max"],
+            }  # type: ignore[dict-item]
         )[0]
         policy_file.write_text(to_toml(raw))
         out = tmp_path / f"sim-{row['point']}"
-        sim.run(spec.config_path, [policy_file], None, "BTC/USDT:USDT,ETH/USDT:USDT",
-                None, None, out, Console(file=io.StringIO()))
+        sim.run(
+            spec.config_path,
+            [policy_file],
+            None,
+            "BTC/USDT:USDT,ETH/USDT:USDT",
+            None,
+            None,
+            out,
+            Console(file=io.StringIO()),
+        )
         report = json.loads((out / "report.json").read_text())
         for key in REPORT_METRICS:
             assert row[key] == report[key], key

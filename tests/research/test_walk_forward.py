@@ -24,7 +24,7 @@ def test_windows_tile_the_span_and_train_ends_where_test_starts() -> None:
     for w in ws:
         assert w.test_start - w.train_start == 10 * DAY_MS
         assert w.test_end - w.test_start == 5 * DAY_MS
-        train_first, train_last = w.train_dates()
+        _, train_last = w.train_dates()
         test_first, _ = w.test_dates()
         assert (test_first - train_last).days == 1  # inclusive end, next day starts TEST
     assert ws[1].train_start - ws[0].train_start == 5 * DAY_MS
@@ -78,7 +78,9 @@ def test_test_data_never_reaches_train(tmp_path: Path) -> None:
     # every TRAIN simulation ended before its TEST began
     for r in outcome.rows:
         if r["phase"] == "train":
-            test = next(x for x in outcome.rows if x["phase"] == "test" and x["window"] == r["window"])
+            test = next(
+                x for x in outcome.rows if x["phase"] == "test" and x["window"] == r["window"]
+            )
             assert date.fromisoformat(r["window_end"]) < date.fromisoformat(test["window_start"])
             assert r["end"] <= test["start"]
     oos = outcome.summary["out_of_sample"]

@@ -14,9 +14,8 @@ from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
-from bot.sim.metrics import drawdown_series
 from bot.sim.plots import plot_comparison
-from bot.sim.replay import SimulationResult, run_simulation
+from bot.sim.replay import run_simulation
 from bot.sim.report import write_outputs
 
 SUMMARY_KEYS = (
@@ -71,46 +70,70 @@ def run(
     if data_dir is not None and not data_dir.is_dir():
         raise ConfigError(f"--data {data_dir}: not a directory")
     out_dir = out or config.simulation.out_dir
-    several = len(config.policies) > 1
+    if len(config.policies) > 1:
+        return _compare(config_path, config, policies, symbols, data_dir, out_dir, console)
+    policy = config.policies[0]
     clock = LiveClock()
-    reports: list[dict[str, Any]] = []
-    results: dict[str, SimulationResult] = {}
-    for policy in config.policies:
-        t0 = clock.monotonic()
-        with Progress(
-            TextColumn(f"[bold]{policy.name}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} ticks"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(policy.name, total=None)
+    t0 = clock.monotonic()
+    with Progress(
+        TextColumn(f"[bold]{policy.name}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} ticks"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(policy.name, total=None)
 
-            def progress(done: int, total: int, _task: Any = task, _bar: Progress = bar) -> None:
-                _bar.update(_task, completed=done, total=total)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            result = run_simulation(
-                config, policy, symbols=symbols, data_dir=data_dir, progress=progress
-            )
-        elapsed = clock.monotonic() - t0
-        target = out_dir / policy.name if several else out_dir
-        reports.append(write_outputs(result, target, elapsed))
-        results[policy.name] = result
-    if several:
-        first = next(iter(results.values()))
-        plot_comparison(
-            out_dir / "comparison.png",
-            title="policies compared on the same data",
-            runs={n: (r.ts, r.equity, drawdown_series(r.equity)) for n, r in results.items()},
-            benchmark=(first.ts, first.benchmark),
+        result = run_simulation(
+            config, policy, symbols=symbols, data_dir=data_dir, progress=progress
         )
+    reports = [write_outputs(result, out_dir, clock.monotonic() - t0)]
+    _print_summary(reports, out_dir, console)
+    return reports
+
+
+def _compare(
+    config_path: Path,
+    config: BotConfig,
+    policies: list[Path],
+    symbols: tuple[str, ...] | None,
+    data_dir: Path | None,
+    out_dir: Path,
+    console: Console,
+) -> list[dict[str, Any]]:
+    """Several policies: one common window, run in parallel (bot.research.compare)."""
+    from bot.research.compare import as_arrays, run_policies
+    from bot.research.executors import default_workers, make_executor
+
+    syms = symbols or tuple(c.symbol for c in config.contracts)
+    executor = make_executor(min(len(policies), default_workers()), None)
+    try:
+        with console.status(f"simulating {len(policies)} policies on one window ..."):
+            runs = run_policies(config_path, config, policies, syms, data_dir, out_dir, executor)
+    finally:
+        executor.close()
+    reports = [r["report"] for r in runs]
+    first = runs[0]
+    plot_comparison(
+        out_dir / "comparison.png",
+        title="policies compared on the same data",
+        runs={r["report"]["policy"]: as_arrays(r) for r in runs},
+        benchmark=(first["ts"], first["benchmark"]),
+    )
+    _print_summary(reports, out_dir, console)
+    return reports
+
+
+def _print_summary(reports: list[dict[str, Any]], out_dir: Path, console: Console) -> None:
     console.print(summary_table(reports))
     for name, gaps in reports[0].get("data_gaps", {}).items():
         for start, end in gaps:  # never bridged: no price, no trigger, stale data to the gate
             console.print(f"[yellow]data gap[/yellow] {name}: {start} .. {end}")
     console.print(f"outputs written to [bold]{out_dir}[/bold]")
-    return reports
 
 
 def summary_table(reports: list[dict[str, Any]]) -> Table:

@@ -133,14 +133,17 @@ def run_simulation(
     data_dir: Path | None = None,
     progress: Progress | None = None,
     histories: dict[str, ContractHistory] | None = None,
+    window: tuple[int, int] | None = None,
 ) -> SimulationResult:
     """``histories``: the loaded history of ``symbols`` at the policy's timeframe, when the caller
-    already holds it (a sweep worker reuses it for every point); loaded here otherwise."""
+    already holds it (a sweep worker reuses it for every point); loaded here otherwise.
+    ``window``: [start, end) in ms instead of :func:`simulation_window`'s (policies compared on
+    one footing share one window)."""
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     if histories is None:
         histories = load_data(config, policy, symbols, data_dir)
     instruments = _instruments(config, symbols)
-    start, end = simulation_window(histories, policy, config)
+    start, end = window or simulation_window(histories, policy, config)
     return replay(config, policy, histories, instruments, start, end, progress)
 
 

@@ -142,3 +142,34 @@ def test_tpe_search_runs_the_asked_number_of_trials(tmp_path: Path) -> None:
     outcome = Sweep(spec, InlineExecutor()).run()
     assert len([r for r in outcome.rows if r["status"] == "ok"]) == 3
     assert outcome.best_point is not None
+
+
+def test_several_policies_share_one_window_and_match_a_single_run(tmp_path: Path) -> None:
+    cfg = sample_config(tmp_path)
+    policies = [ROOT / "policies" / "risk_parity.toml", ROOT / "policies" / "static_3x.toml"]
+    console = Console(file=io.StringIO())
+    reports = sim.run(
+        cfg, policies, None, "BTC/USDT:USDT,ETH/USDT:USDT", None, None, tmp_path / "both", console
+    )
+    assert [r["policy"] for r in reports] == ["risk_parity", "static_3x"]
+    assert len({(r["start"], r["end"]) for r in reports}) == 1
+    assert (tmp_path / "both" / "comparison.png").stat().st_size > 10_000
+    # on that window each policy's files are what a run of it alone gives
+    alone = sim.run(
+        cfg,
+        [policies[1]],
+        None,
+        "BTC/USDT:USDT,ETH/USDT:USDT",
+        None,
+        None,
+        tmp_path / "alone",
+        console,
+    )[0]
+    # (the configured start, 2025-06-02, is past both warm-ups: the windows coincide)
+    assert alone["start"] == reports[1]["start"]
+    for key in REPORT_METRICS:
+        assert alone[key] == reports[1][key], key
+    for name in ("equity.csv", "orders.csv", "decisions.csv"):
+        assert (tmp_path / "alone" / name).read_bytes() == (
+            tmp_path / "both" / "static_3x" / name
+        ).read_bytes()

@@ -6,10 +6,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bot.cli import terminal
 from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
@@ -64,6 +65,8 @@ def run(
     end: date | None,
     out: Path | None,
     console: Console,
+    *,
+    as_csv: bool = False,
 ) -> list[dict[str, Any]]:
     config = override(load_config(config_path, policy_overrides=policies), start, end)
     symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
@@ -71,28 +74,18 @@ def run(
         raise ConfigError(f"--data {data_dir}: not a directory")
     out_dir = out or config.simulation.out_dir
     if len(config.policies) > 1:
-        return _compare(config_path, config, policies, symbols, data_dir, out_dir, console)
+        reports = _compare(config_path, config, policies, symbols, data_dir, out_dir, console)
+        _print_summary(reports, out_dir, console, as_csv)
+        return reports
     policy = config.policies[0]
     clock = LiveClock()
     t0 = clock.monotonic()
-    with Progress(
-        TextColumn(f"[bold]{policy.name}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} ticks"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(policy.name, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with terminal.progress(console, f"{policy.name} (ticks)") as advance:
         result = run_simulation(
-            config, policy, symbols=symbols, data_dir=data_dir, progress=progress
+            config, policy, symbols=symbols, data_dir=data_dir, progress=advance
         )
     reports = [write_outputs(result, out_dir, clock.monotonic() - t0)]
-    _print_summary(reports, out_dir, console)
+    _print_summary(reports, out_dir, console, as_csv)
     return reports
 
 
@@ -116,7 +109,6 @@ def _compare(
             runs = run_policies(config_path, config, policies, syms, data_dir, out_dir, executor)
     finally:
         executor.close()
-    reports = [r["report"] for r in runs]
     first = runs[0]
     plot_comparison(
         out_dir / "comparison.png",
@@ -124,16 +116,27 @@ def _compare(
         runs={r["report"]["policy"]: as_arrays(r) for r in runs},
         benchmark=(first["ts"], first["benchmark"]),
     )
-    _print_summary(reports, out_dir, console)
-    return reports
+    return [r["report"] for r in runs]
 
 
-def _print_summary(reports: list[dict[str, Any]], out_dir: Path, console: Console) -> None:
-    console.print(summary_table(reports))
+def _print_summary(
+    reports: list[dict[str, Any]], out_dir: Path, console: Console, as_csv: bool
+) -> None:
+    if as_csv:  # stdout is the CSV alone; the notes go to stderr
+        typer.echo(terminal.table_csv(summary_table(reports)), nl=False)
+    else:
+        console.print(terminal.unclipped(summary_table(reports)))
     for name, gaps in reports[0].get("data_gaps", {}).items():
         for start, end in gaps:  # never bridged: no price, no trigger, stale data to the gate
-            console.print(f"[yellow]data gap[/yellow] {name}: {start} .. {end}")
-    console.print(f"outputs written to [bold]{out_dir}[/bold]")
+            note = f"data gap {name}: {start} .. {end}"
+            if as_csv:
+                typer.echo(note, err=True)
+            else:
+                console.print(f"[yellow]{note}[/yellow]")
+    if as_csv:
+        typer.echo(f"outputs written to {out_dir}", err=True)
+    else:
+        console.print(f"outputs written to [bold]{out_dir}[/bold]")
 
 
 def summary_table(reports: list[dict[str, Any]]) -> Table:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +177,32 @@ def test_several_policies_share_one_window_and_match_a_single_run(tmp_path: Path
         assert (tmp_path / "alone" / name).read_bytes() == (
             tmp_path / "both" / "static_3x" / name
         ).read_bytes()
+
+
+@pytest.mark.slow
+def test_resume_after_a_real_kill(tmp_path: Path) -> None:
+    """``bot sweep`` killed (SIGKILL) after its first point: the rerun does only the rest."""
+    spec = _spec(tmp_path, params=[parse_param("leverage.target_volatility=0.3,0.45,0.6")])
+    cmd = [
+        sys.executable, "-m", "bot.cli.app", "sweep", "--config", str(spec.config_path),
+        "--policy", str(POLICY), "--param", "leverage.target_volatility=0.3,0.45,0.6",
+        "--objective", "total_return", "--contracts", "BTC/USDT:USDT,ETH/USDT:USDT",
+        "--workers", "1", "--out", str(spec.out),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = spec.out / "results.csv"
+    try:
+        deadline = time.monotonic() + 300  # noqa: TID251 - test harness
+        while not (results.exists() and results.read_text().count("\n") >= 2):
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline  # noqa: TID251
+            time.sleep(0.05)  # noqa: TID251
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    finished = results.read_text().count("\n") - 1
+    assert 1 <= finished < 3
+    counting = CountingExecutor()
+    outcome = Sweep(spec, counting).run()
+    assert len(counting.seen) == 3 - finished
+    assert len([r for r in outcome.rows if r["status"] == "ok"]) == 3

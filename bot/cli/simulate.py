@@ -106,6 +106,9 @@ def run(
             benchmark=(first.ts, first.benchmark),
         )
     console.print(summary_table(reports))
+    for notes in reports[0].get("data_selection", {}).values():
+        for note in notes:
+            console.print(f"[dim]data[/dim] {note}", soft_wrap=True)
     for name, gaps in reports[0].get("data_gaps", {}).items():
         for start, end in gaps:  # never bridged: no price, no trigger, stale data to the gate
             console.print(f"[yellow]data gap[/yellow] {name}: {start} .. {end}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from bot.catalogue import resolve_instruments
 from bot.clock import Clock, SimClock, datetime_to_ms
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
@@ -26,7 +27,6 @@ from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
 from bot.exchange.port import ExchangePort
-from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
 from bot.risk.limits import RiskLimits
@@ -55,6 +55,7 @@ class SimulationResult:
     bars: int
     trigger_sources: dict[str, str]
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    data_selection: dict[str, list[str]] = field(default_factory=dict)
     starting_balance: Decimal = Decimal(0)
 
 
@@ -135,8 +136,13 @@ def run_simulation(
 ) -> SimulationResult:
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     inventory = discover(data_dir or config.data.dir)
+    sim = config.simulation
+    window = (
+        _day_ms(sim.start) if sim.start is not None else None,
+        _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else None,
+    )
     histories = load_histories(
-        inventory, symbols, policy.timeframe, config.simulation.trigger_source
+        inventory, symbols, policy.timeframe, config.simulation.trigger_source, window
     )
     instruments = _instruments(config, symbols)
     start, end = simulation_window(histories, policy, config)
@@ -144,16 +150,13 @@ def run_simulation(
 
 
 def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
-    """The bundled specifications of ``symbols`` on the configured exchange; a ConfigError names
-    any contract without one."""
-    known = load_instruments(config.data.exchange)
-    missing = [s for s in symbols if s not in known]
-    if missing:
-        raise ConfigError(
-            f"{config.source}: contracts: no contract specification for {', '.join(missing)} on "
-            f"{config.data.exchange} (known: {', '.join(sorted(known))})"
-        )
-    return {s: known[s] for s in symbols}
+    """The specifications of ``symbols`` on the configured exchange: the user's catalogue under
+    the data directory first, then the bundled snapshot (see :mod:`bot.catalogue`); a ConfigError
+    names any contract in neither, both places and the command that fixes it."""
+    try:
+        return resolve_instruments(config.data.exchange, symbols, config.data.dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: contracts: {exc}") from None
 
 
 def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
@@ -264,6 +267,7 @@ def replay(
             sum(np.searchsorted(s.ts, end) - np.searchsorted(s.ts, start) for s in series.values())
         ),
         trigger_sources={s: series[s].source for s in symbols},
+        data_selection={s: list(h.selection) for s, h in histories.items()},
         gaps={
             s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
         },

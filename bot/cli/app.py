@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from bot.cli.catalogue import register as _register_catalogue
 from bot.cli.ops import register as _register_ops
 from bot.errors import BotError
 
@@ -217,6 +218,7 @@ def stress(
 
 
 _register_ops(app, console, reported_errors)
+_register_catalogue(app, console, reported_errors)
 
 
 def main() -> None:

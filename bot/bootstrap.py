@@ -195,6 +195,7 @@ def build_live(
     """Live trading through ccxt with the keys from the environment."""
     from bot.exchange.ccxt_market import CcxtMarketData
     from bot.exchange.factory import make_ccxt_exchange
+    from bot.runtime.catalogue_keeper import CatalogueKeeper
 
     clock = clock or LiveClock()
     symbols = [c.symbol for c in config.contracts]
@@ -213,6 +214,16 @@ def build_live(
     )
     notifier, rules = _notifier(config, store, clock)
     engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store)
+    keeper = CatalogueKeeper(
+        exchange,
+        exchange_name=ex.name,
+        data_dir=config.data.dir if ex.name == config.data.exchange else None,
+        symbols=symbols,
+        store=store,
+        clock=clock,
+        max_age_hours=config.data.catalogue_max_age_hours,
+    )
+    keeper.check()  # at start: read the venue's specs, or refuse to start
     return Runner(
         engine=engine,
         store=store,
@@ -220,4 +231,5 @@ def build_live(
         notifier=notifier,
         rules=rules,
         max_failures=config.runtime.max_failures,
+        before_tick=[keeper.check],
     )

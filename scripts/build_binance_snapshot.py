@@ -40,7 +40,25 @@ FILTERS = {
     "DOGE": ("0.00001", "1", "1", "5", "0.01"),
     "SXP": ("0.0001", "0.1", "0.1", "5", "0.01"),
     "KAVA": ("0.0001", "0.1", "0.1", "5", "0.01"),
+    "BAL": ("0.001", "0.1", "0.1", "5", "0.02"),
+    "CRV": ("0.001", "0.1", "0.1", "5", "0.02"),
+    "TRB": ("0.001", "0.1", "0.1", "5", "0.015"),
+    "RUNE": ("0.001", "1", "1", "5", "0.01"),
+    "SUSHI": ("0.0001", "1", "1", "5", "0.01"),
+    "EGLD": ("0.01", "0.1", "0.1", "5", "0.015"),
+    "ICX": ("0.0001", "1", "1", "5", "0.01"),
+    "STORJ": ("0.0001", "1", "1", "5", "0.015"),
+    "BLZ": ("0.00001", "1", "1", "5", "0.02"),
+    "UNI": ("0.001", "1", "1", "5", "0.02"),
+    "AVAX": ("0.001", "1", "1", "5", "0.015"),
+    "FTM": ("0.0001", "1", "1", "5", "0.01"),
+    "ENJ": ("0.0001", "1", "1", "5", "0.01"),
+    "FLM": ("0.0001", "1", "1", "5", "0.02"),
+    "REN": ("0.00001", "1", "1", "5", "0.01"),
+    "KSM": ("0.01", "0.1", "0.1", "5", "0.015"),
+    "NEAR": ("0.001", "1", "1", "5", "0.01"),
 }
+SIZE = 40  # contracts in the snapshot
 
 
 def num(text: str) -> str:
@@ -53,9 +71,19 @@ def main() -> None:
     tiers = json.loads(Path(sys.argv[1]).read_text())
     commit, day = sys.argv[2], sys.argv[3]
     snap = json.loads(OUT.read_text())
+    # No open-interest history is published with the brackets; rank by the size of the bracket
+    # ladder Binance gives each contract (its last notional cap, then its first), which Binance
+    # scales with a market's depth, and keep the SIZE largest among those with known filters.
+    def size(sym: str) -> tuple[float, float, str]:
+        caps = [float(t["info"]["notionalCap"]) for t in tiers[sym]]
+        return (-max(caps), -caps[0], sym)
+
+    candidates = [f"{b}/USDT:USDT" for b in FILTERS] + list(snap["instruments"])
+    ranked = sorted({s for s in candidates if s in tiers}, key=size)[:SIZE]
+    snap["instruments"] = {s: v for s, v in snap["instruments"].items() if s in ranked}
     for base, (tick, step, min_qty, notional, liq) in FILTERS.items():
         sym = f"{base}/USDT:USDT"
-        if sym in snap["instruments"] or sym not in tiers:
+        if sym in snap["instruments"] or sym not in ranked:
             continue
         brackets = [
             {

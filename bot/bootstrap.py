@@ -31,7 +31,7 @@ from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import HistoricalMarket, load_histories
 from bot.sim.paper_state import restore
-from bot.sim.replay import config_instruments, engine_for, simulation_window
+from bot.sim.replay import config_instruments, engine_for, requested_window, simulation_window
 from bot.store import migrate
 from bot.store.sql import SqlStore
 
@@ -115,7 +115,9 @@ def build_paper(
 
         policy = config.policies[0]
         inventory = discover(replay)
-        histories = load_histories(inventory, symbols, policy.timeframe)
+        histories = load_histories(
+            inventory, symbols, policy.timeframe, window=requested_window(config)
+        )
         start, end = simulation_window(histories, policy, config)
         if state is not None:  # a restarted replay goes on from where the account stopped
             start = max(start, int(json.loads(state).get("processed_ms", 0)))

@@ -11,6 +11,7 @@ Without keys a Binance contract keeps the brackets of the bundled snapshot when 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import ccxt
 
-from bot.catalogue import Catalogue, bundled_catalogue, catalogue_path, load_catalogue
+from bot.catalogue import bundled_catalogue, catalogue_path, load_catalogue
 from bot.catalogue import write_catalogue as _write
 from bot.clock import Clock
 from bot.domain.instrument import Instrument
@@ -85,8 +86,9 @@ def sync_catalogue(
     result = SyncResult(path, read_at_ms=now)
     entries: dict[str, tuple[Instrument, str]] = {}
     if previous is not None:
+        sources = _raw_sources(path)
         for sym, inst in previous.instruments.items():
-            entries[sym] = (inst, _source_of(previous, sym))
+            entries[sym] = (inst, sources.get(sym, f"kept from {previous.source}"))
     digits = exchange.precisionMode == ccxt.DECIMAL_PLACES
     read_at = f"read from {name} by `bot contracts sync`"
     for sym in wanted:
@@ -174,8 +176,10 @@ def _with_bundled_brackets(
     return replace(inst, brackets=bundled.brackets)  # exact decimals, not the float round trip
 
 
-def _source_of(catalogue: Catalogue, symbol: str) -> str:
-    return f"kept from {catalogue.source}"
+def _raw_sources(path: Path) -> dict[str, str]:
+    """Each contract's own ``source`` in an existing catalogue (kept across syncs)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {sym: str(spec.get("source", "")) for sym, spec in data["instruments"].items()}
 
 
 def _call(exchange: Any, clock: Clock, fn: Any, what: str) -> Any:

@@ -122,6 +122,16 @@ def simulation_window(
     return start, end
 
 
+def requested_window(config: BotConfig) -> tuple[int | None, int | None]:
+    """[start, end) in ms of the configured simulation dates (None where not set): the window
+    the data files are chosen to cover (:mod:`bot.marketdata.coverage`)."""
+    sim = config.simulation
+    return (
+        _day_ms(sim.start) if sim.start is not None else None,
+        _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else None,
+    )
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -136,13 +146,12 @@ def run_simulation(
 ) -> SimulationResult:
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     inventory = discover(data_dir or config.data.dir)
-    sim = config.simulation
-    window = (
-        _day_ms(sim.start) if sim.start is not None else None,
-        _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else None,
-    )
     histories = load_histories(
-        inventory, symbols, policy.timeframe, config.simulation.trigger_source, window
+        inventory,
+        symbols,
+        policy.timeframe,
+        config.simulation.trigger_source,
+        requested_window(config),
     )
     instruments = _instruments(config, symbols)
     start, end = simulation_window(histories, policy, config)

@@ -71,6 +71,7 @@ def main() -> None:
     tiers = json.loads(Path(sys.argv[1]).read_text())
     commit, day = sys.argv[2], sys.argv[3]
     snap = json.loads(OUT.read_text())
+
     # No open-interest history is published with the brackets; rank by the size of the bracket
     # ladder Binance gives each contract (its last notional cap, then its first), which Binance
     # scales with a market's depth, and keep the SIZE largest among those with known filters.

@@ -43,7 +43,7 @@ CANDLE_HEADER = "timestamp,open,high,low,close,volume"
 FUNDING_HEADER = "timestamp,funding_rate"
 PAGE_LIMITS = {"binanceusdm": 1500, "bybit": 1000}  # the venues' documented kline page maxima
 FUNDING_PAGE = {"binanceusdm": 1000, "bybit": 200}
-EIGHT_HOURS_MS = 8 * 3_600_000
+HOUR_MS = 3_600_000
 
 Progress = Callable[[str, int, int], None]  # (series label, done, total) in candles
 
@@ -197,7 +197,10 @@ class HistoryDownloader:
         try:
             for since, until in windows:
                 while since < until:
-                    page_end = min(until, since + self._funding_limit * EIGHT_HOURS_MS)
+                    # Sized for the shortest funding interval (1 h) so a page can never hold
+                    # more rows than the venue returns (Bybit returns the NEWEST rows of a
+                    # window when it holds more than the limit).
+                    page_end = min(until, since + self._funding_limit * HOUR_MS)
                     page = self._call(
                         _bind(
                             self._ex.fetch_funding_rate_history,

@@ -14,22 +14,23 @@ these routes replaced (the base serves one timeframe per contract and an empty f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from tests.fakes.binance_loopback import (
-    _INTERVAL,
-    _UNIT_MS,
-    BinanceError,
-    CandleKind,
-    CandleRow,
-    LoopbackBinance,
-    _Req,
-    _s,
-)
+# Only public names: the Binance fake is being split into endpoint-group modules.
+from tests.fakes.binance_loopback import BinanceError, CandleKind, CandleRow, LoopbackBinance
 
 Json = Any
+_Req = Any  # the server's parsed request: .need(name), .int_(name, default), .now_ms
+_INTERVAL = re.compile(r"^([1-9][0-9]?)([mhdwM])$")
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "M": 2_592_000_000}
+
+
+def _s(x: Decimal) -> str:
+    """A decimal as Binance writes it: plain notation, no exponent."""
+    return format(x, "f")
 
 
 class LoopbackBinanceHistory(LoopbackBinance):
@@ -94,7 +95,8 @@ class LoopbackBinanceHistory(LoopbackBinance):
             if ts <= req.now_ms and (start is None or ts >= start) and (end is None or ts <= end)
         ]
         rows = rows[:limit] if start is not None else rows[-limit:]
-        sid = self._sid(sym)
+        inst = self.backend.instrument(sym)
+        sid = inst.base + inst.quote
         return [
             {"symbol": sid, "fundingTime": ts, "fundingRate": _s(rate), "markPrice": "0"}
             for ts, rate in rows

@@ -153,25 +153,30 @@ def run_simulation(
         config.simulation.trigger_source,
         requested_window(config),
     )
-    instruments = _instruments(config, symbols)
+    instruments = _instruments(config, symbols, data_dir)
     start, end = simulation_window(histories, policy, config)
     return replay(config, policy, histories, instruments, start, end, progress)
 
 
-def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
+def config_instruments(
+    config: BotConfig, symbols: Sequence[str], data_dir: Path | None = None
+) -> dict[str, Instrument]:
     """The specifications of ``symbols`` on the configured exchange: the user's catalogue under
     the data directory first, then the bundled snapshot (see :mod:`bot.catalogue`); a ConfigError
-    names any contract in neither, both places and the command that fixes it."""
+    names any contract in neither, both places and the command that fixes it. ``data_dir`` (a
+    ``--data`` override) holds the catalogue instead of the configured data directory."""
     try:
-        return resolve_instruments(config.data.exchange, symbols, config.data.dir)
+        return resolve_instruments(config.data.exchange, symbols, data_dir or config.data.dir)
     except ConfigError as exc:
         raise ConfigError(f"{config.source}: contracts: {exc}") from None
 
 
-def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
+def _instruments(
+    config: BotConfig, symbols: tuple[str, ...], data_dir: Path | None = None
+) -> dict[str, Instrument]:
     """The simulation's instruments: the bundled ones, with the configured fee override."""
     fee = config.simulation.fee_override_taker
-    out = config_instruments(config, symbols)
+    out = config_instruments(config, symbols, data_dir)
     if fee is None:
         return out
     return {s: replace(inst, taker_fee=fee) for s, inst in out.items()}

@@ -153,3 +153,9 @@ def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
     report = _simulate(config, tmp_path / "out")
     assert report["contracts"] == symbols
     assert int(str(report["n_trades"])) > 0
+    # `--data DIR` reads DIR's catalogue, not the configured data directory's.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    elsewhere = _config(tmp_path, empty, "bybit", symbols)
+    report = _simulate(elsewhere, tmp_path / "out2", "--data", str(data))
+    assert report["contracts"] == symbols

@@ -23,6 +23,7 @@ from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
+from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
@@ -71,6 +72,8 @@ def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
         stale_data_ms=r.stale_data_seconds * 1000,
         max_orders_per_minute=r.max_orders_per_minute,
         on_daily_loss=r.on_daily_loss,
+        max_unreadable_reads=r.max_unreadable_reads,
+        max_protection_failures=r.max_protection_failures,
     )
 
 
@@ -191,8 +194,12 @@ def engine_for(
     exchange: ExchangePort,
     market: MarketDataPort,
     store: StorePort,
+    fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
-    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live."""
+    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live.
+
+    ``fanout`` runs a tick's independent exchange calls: one after the other (simulation and
+    paper, deterministic) unless live trading passes a thread pool."""
     return Engine(
         clock=clock,
         exchange=exchange,
@@ -202,6 +209,8 @@ def engine_for(
         contracts=contract_specs(config, tuple(symbols)),
         limits=risk_limits(config, policy),
         account=config.account.name,
+        margin_mode=MarginMode(config.account.margin_mode),
+        fanout=fanout,
     )
 
 
@@ -213,12 +222,16 @@ def replay(
     start: int,
     end: int,
     progress: Progress | None = None,
+    *,
+    exchange_type: type[SimulatedExchange] = SimulatedExchange,
 ) -> SimulationResult:
+    """Replay ``histories`` from ``start`` to ``end`` through the engine and a simulated
+    exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests)."""
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
     clock = SimClock(start)
     balance = config.account.starting_balance
-    exchange = SimulatedExchange(
+    exchange = exchange_type(
         instruments,
         clock,
         starting_balance=balance,

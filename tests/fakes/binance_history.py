@@ -57,12 +57,15 @@ class LoopbackBinanceHistory(LoopbackBinance):
 
     def _route_table(self) -> dict[tuple[str, str], Any]:
         table = super()._route_table()
-        table[("GET", "/fapi/v1/klines")] = (lambda req: self._history(req, "trade"), False)
-        table[("GET", "/fapi/v1/markPriceKlines")] = (lambda req: self._history(req, "mark"), False)
-        table[("GET", "/fapi/v1/fundingRate")] = (self._funding_history, False)
+        table[("GET", "/fapi/v1/klines")] = (lambda req: self._serve_klines(req, "trade"), False)
+        table[("GET", "/fapi/v1/markPriceKlines")] = (
+            lambda req: self._serve_klines(req, "mark"),
+            False,
+        )
+        table[("GET", "/fapi/v1/fundingRate")] = (self._serve_funding, False)
         return table
 
-    def _history(self, req: _Req, kind: CandleKind) -> Json:
+    def _serve_klines(self, req: _Req, kind: CandleKind) -> Json:
         sym = self._symbol(req)
         step = _step(req.need("interval"))
         rows = self._series.get((sym, kind, step), [])
@@ -85,7 +88,7 @@ class LoopbackBinanceHistory(LoopbackBinance):
             )
         return out
 
-    def _funding_history(self, req: _Req) -> Json:
+    def _serve_funding(self, req: _Req) -> Json:
         sym = self._symbol(req)
         limit = min(max(req.int_("limit", 100) or 100, 1), 1000)
         start, end = req.int_("startTime"), req.int_("endTime")

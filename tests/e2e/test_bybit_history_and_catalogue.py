@@ -63,7 +63,7 @@ def server() -> Iterator[LoopbackBybit]:
     srv = LoopbackBybit(
         backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC, ETH]
     )
-    start, now = _day_ms(4), LiveClock().now_ms()
+    start, now = _day_ms(12), LiveClock().now_ms()
     hole = (_day_ms(3) + 5 * HOUR, _day_ms(3) + 8 * HOUR)
     for n, sym in enumerate((BTC, ETH)):
         rows = _rows(n, start, now - now % HOUR + HOUR, hole)
@@ -213,3 +213,43 @@ def test_bybit_download_equals_the_server_and_resumes(
     assert json.loads(second.stdout)["added"] == 0
     after = len(server.calls("/v5/market/kline")) + len(server.calls("/v5/market/mark-price-kline"))
     assert after == before
+
+
+def test_bybit_sync_download_then_simulate(
+    config_path: Path, server: LoopbackBybit, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The whole path for a contract the bundled snapshot lacks: its specification from the
+    venue, its history from the venue, then a simulation on both."""
+    monkeypatch.delenv("BOT_API_KEY", raising=False)
+    monkeypatch.delenv("BOT_API_SECRET", raising=False)
+    runner = CliRunner()
+    cfg = str(config_path)
+    download = runner.invoke(
+        app,
+        [
+            "data",
+            "download",
+            "--config",
+            cfg,
+            "--contracts",
+            ETH,
+            "--timeframes",
+            "1h",
+            "--start",
+            _day(11),
+            "--end",
+            _day(1),
+        ],
+    )
+    assert download.exit_code == 0, download.output
+    before = runner.invoke(app, ["simulate", "--config", cfg, "--out", str(tmp_path / "x")])
+    assert before.exit_code == 2
+    assert "bot contracts sync" in " ".join(before.output.split())
+    sync = runner.invoke(app, ["contracts", "sync", "--config", cfg, "--contracts", ETH])
+    assert sync.exit_code == 0, sync.output
+    out = tmp_path / "sim"
+    result = runner.invoke(app, ["simulate", "--config", cfg, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["contracts"] == [ETH]
+    assert report["n_trades"] > 0

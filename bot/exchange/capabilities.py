@@ -54,6 +54,9 @@ class VenueProfile:
     # ccxt's bybit ``fetch_positions`` refuses a list of more than one symbol (ArgumentsRequired):
     # read the account's open positions (``settleCoin``) in one call and pick the contracts.
     positions_one_symbol_per_call: bool = False
+    # Every answer of the venue is an object with this key (Bybit ``retCode``): a 2xx answer
+    # without it is garbled, not a rejection.
+    reply_envelope_key: str | None = None
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -115,6 +118,7 @@ BYBIT = VenueProfile(
     },
     lookup_by_order_list=True,
     positions_one_symbol_per_call=True,
+    reply_envelope_key="retCode",
 )
 
 VENUES: Mapping[str, VenueProfile] = {p.name: p for p in (BINANCE_USDM, BYBIT)}

@@ -66,7 +66,7 @@ class CcxtExchange:
         pacer = SharedPacer(clock)
 
         def prepare(client: Any) -> None:
-            require_json_replies(client)
+            require_json_replies(client, self._profile.reply_envelope_key)
             client.options["recvWindow"] = recv_window_ms
             # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
             client.options["maxRetriesOnFailure"] = 0
@@ -668,8 +668,12 @@ def readable(fn: Callable[[], T], what: str) -> T:
         ) from exc
 
 
-def require_json_replies(exchange: Any) -> None:
+def require_json_replies(exchange: Any, envelope_key: str | None = None) -> None:
     """Make a 2xx answer that is not JSON a :class:`ccxt.BadResponse` on ``exchange``.
+
+    With ``envelope_key`` (Bybit: ``retCode``) a 2xx JSON answer must also be an object carrying
+    that key: ccxt's bybit raises a plain ``ExchangeError`` (a rejection) for ``{}`` or ``[]``,
+    which would turn an order the venue took into "rejected".
 
     Both venues answer every REST call with JSON. A proxy's HTML page or a truncated body with
     status 200 otherwise reaches ccxt's parsers as a string, which they read as an empty list
@@ -696,13 +700,20 @@ def require_json_replies(exchange: Any) -> None:
         )  # fmt: skip
         if 200 <= int(code) < 300:
             try:
-                json.loads(body)
+                decoded = json.loads(body)
             except (TypeError, ValueError):
                 snippet = str(body)[:60].replace("\n", " ")
                 raise ccxt.BadResponse(
                     f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer is not "
                     f"JSON ({snippet!r})"
                 ) from None
+            if envelope_key is not None and not (
+                isinstance(decoded, dict) and envelope_key in decoded
+            ):
+                raise ccxt.BadResponse(
+                    f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer has no "
+                    f"{envelope_key} ({str(body)[:60]!r})"
+                )
         return body
 
     exchange.on_rest_response = checked

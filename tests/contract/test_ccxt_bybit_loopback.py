@@ -365,3 +365,28 @@ def test_confirm_flat_reads_the_raw_position_row(
     assert adapter.confirm_flat(BTC) is False
     probe = server.calls("/v5/position/list", "GET")[-1].params
     assert (probe["category"], probe["symbol"]) == ("linear", "BTCUSDT")
+
+
+GARBLED = ["garbled_json", "html_200", "json_string", "missing_fields", "null_fields", "empty_list"]
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["market", "stop"])
+@pytest.mark.parametrize("kind", GARBLED)
+def test_a_garbled_answer_is_settled_by_order_link_id(
+    adapter: CcxtExchange,
+    server: LoopbackBybit,
+    sim: SimulatedExchange,
+    kind: str,
+    conditional: bool,
+) -> None:
+    # the venue took the order whatever its answer looks like: settled by a lookup, never resent
+    if conditional:
+        adapter.place_order(entry(99))  # a stop needs a position
+    request = stop() if conditional else entry()
+    server.inject(Fault(CREATE, "POST", kind=kind))  # type: ignore[arg-type]
+    order = adapter.place_order(request)
+    assert order.client_id == request.client_id
+    assert order.status is (OrderStatus.OPEN if conditional else OrderStatus.FILLED)
+    sent = [r for r in server.calls(CREATE, "POST") if r.params["orderLinkId"] == request.client_id]
+    assert [r.fault for r in sent] == [kind]
+    assert len(orders_with(sim, request.client_id)) == 1

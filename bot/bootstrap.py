@@ -19,12 +19,13 @@ from bot.clock import Clock, LiveClock, ReplayClock
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
+from bot.engine.hedging import with_hedge_symbols
 from bot.engine.market import MarketDataPort
 from bot.engine.tick import Engine
 from bot.errors import ConfigError
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.exchange.paper import PaperExchange
-from bot.exchange.port import ExchangePort
+from bot.exchange.port import ExchangePort, SpotWalletPort
 from bot.marketdata.files import discover
 from bot.runtime.feeds import PriceFeed
 from bot.runtime.runner import Runner
@@ -81,10 +82,20 @@ def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifie
     return Notifier(store, clock, sender, rules, account=config.account.name), rules
 
 
+def engine_symbols(config: BotConfig) -> list[str]:
+    """The engine's contracts: the configured ones and the policy's hedge instruments."""
+    return list(with_hedge_symbols([c.symbol for c in config.contracts], config.policies[0]))
+
+
 def _engine(
-    config: BotConfig, clock: Clock, exchange: ExchangePort, market: MarketDataPort, store: SqlStore
+    config: BotConfig,
+    clock: Clock,
+    exchange: ExchangePort,
+    market: MarketDataPort,
+    store: SqlStore,
+    spot: SpotWalletPort | None = None,
 ) -> Engine:
-    symbols = [c.symbol for c in config.contracts]
+    symbols = engine_symbols(config)
     return engine_for(
         config,
         config.policies[0],
@@ -93,6 +104,7 @@ def _engine(
         exchange=exchange,
         market=market,
         store=store,
+        spot=spot,
     )
 
 
@@ -105,7 +117,7 @@ def build_paper(
     clock: Clock | None = None,
 ) -> tuple[Runner, PaperExchange]:
     """Paper trading: live public prices, or recorded data from ``replay`` at ``speed``."""
-    symbols = [c.symbol for c in config.contracts]
+    symbols = engine_symbols(config)
     known = config_instruments(config, symbols)
     market: MarketDataPort
     feed: PriceFeed
@@ -185,7 +197,7 @@ def public_exchange(config: BotConfig, clock: Clock) -> CcxtExchange:
         api_secret=None,
         password=None,
         clock=clock,
-        symbols=[c.symbol for c in config.contracts],
+        symbols=engine_symbols(config),
     )
 
 
@@ -197,7 +209,7 @@ def build_live(
     from bot.exchange.factory import make_ccxt_exchange
 
     clock = clock or LiveClock()
-    symbols = [c.symbol for c in config.contracts]
+    symbols = engine_symbols(config)
     ex = config.exchange
     exchange = make_ccxt_exchange(
         ex.name,
@@ -212,7 +224,9 @@ def build_live(
         account=config.account.name,
     )
     notifier, rules = _notifier(config, store, clock)
-    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store)
+    # Spot holdings read from the venue's spot wallet, or declared in the configuration.
+    spot = exchange if config.spot is not None and config.spot.source == "exchange" else None
+    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store, spot)
     return Runner(
         engine=engine,
         store=store,

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.hedge import HedgeParams
+
 # --- shared building blocks ----------------------------------------------------------------
 
 
@@ -188,6 +190,7 @@ class Policy(FrozenModel):
     funding: FundingParams
     limits: PolicyLimits
     orders: OrderParams = OrderParams()
+    hedge: HedgeParams | None = None  # a beta hedge leg (see bot.config.hedge)
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:

@@ -29,6 +29,7 @@ from bot.domain.orders import Order, OrderRequest
 from bot.engine.account import AccountView
 from bot.engine.client_ids import base36, make_client_id
 from bot.engine.contracts import ContractSpec
+from bot.engine.hedging import HedgeDesk, order_hedge_decisions
 from bot.engine.market import (
     CandleWindow,
     MarketDataPort,
@@ -40,7 +41,7 @@ from bot.engine.market import (
 from bot.engine.planner import IdFactory, plan_protection, plan_size
 from bot.engine.reconcile import Reconciler
 from bot.errors import ExchangeError, OutcomeUnknown
-from bot.exchange.port import ExchangePort
+from bot.exchange.port import ExchangePort, SpotWalletPort
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.protection import distance
@@ -80,6 +81,9 @@ class Engine:
         contracts: Sequence[ContractSpec],
         limits: RiskLimits,
         account: str,
+        spot: SpotWalletPort | None = None,
+        spot_assets: Sequence[str] = (),
+        quote: str = "USDT",
     ) -> None:
         self.clock = clock
         self.exchange = exchange
@@ -100,6 +104,13 @@ class Engine:
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
+        self.hedge_symbols = frozenset(c.symbol for c in self.contracts if c.direction == "hedge")
+        self.traded = tuple(s for s in self.symbols if s not in self.hedge_symbols)
+        self.hedge = (
+            HedgeDesk(policy.hedge, policy, self.instruments, quote, spot, spot_assets)
+            if policy.hedge is not None
+            else None
+        )
         self.reconciler = Reconciler(
             exchange=exchange,
             store=store,
@@ -249,11 +260,11 @@ class Engine:
         state: TradingState,
     ) -> list[Decision]:
         equity = acct.equity()
-        sleeve = equity / Decimal(len(self.symbols)) if equity > 0 else ZERO
+        sleeve = self._sleeve(equity) if equity > 0 else ZERO
         views: list[ContractView] = []
         for spec in self.contracts:
             snap = snapshots.get(spec.symbol)
-            if snap is None or spec.symbol in self.foreign:
+            if snap is None or spec.symbol in self.foreign or spec.symbol in self.hedge_symbols:
                 continue  # no data: hold, keep protection as it is (see protect/resize)
             qty = acct.qty(spec.symbol)
             direction, allow = spec.resolve(now, qty)
@@ -277,7 +288,46 @@ class Engine:
         if alloc is not None and alloc.method == "erc":
             active = [windows[v.symbol] for v in views if v.direction != 0]
             cov = annual_covariance(active, alloc.covariance_window)
-        return decide(views, self.policy, cov)
+        decisions = decide(views, self.policy, cov)
+        if self.hedge is not None:
+            decisions += self.decide_hedge(now, acct, snapshots, windows, decisions, state)
+        return decisions
+
+    def decide_hedge(
+        self,
+        now: int,
+        acct: AccountView,
+        snapshots: dict[str, MarketSnapshot],
+        windows: dict[str, CandleWindow],
+        book: list[Decision],
+        state: TradingState,
+    ) -> list[Decision]:
+        """The hedge legs' decisions (see :mod:`bot.policy.hedge`); none when the hedge
+        instrument has no data or the spot holdings cannot be read (the hedge is held)."""
+        if self.hedge is None:
+            return []
+        self.hedge.estimate_betas(windows)
+        unknown = self.hedge.read_spot()
+        if unknown is not None:
+            self._event(now, "hedge", None, state, unknown)
+            return []
+        cap = min(
+            self.limits.max_leverage_per_contract,
+            *(c.max_leverage for c in self.contracts if c.symbol in self.hedge_symbols),
+        )
+        outcome = self.hedge.decide(
+            now,
+            acct,
+            {s: v for s, v in snapshots.items() if s not in self.foreign},
+            book,
+            state is TradingState.ACTIVE,
+            cap,
+            acct.resting,
+        )
+        if outcome is None:
+            self._event(now, "hedge", None, state, "no market data for the hedge instrument")
+            return []
+        return order_hedge_decisions(outcome.decisions, acct)
 
     # -- 5. protect ----------------------------------------------------------------------------
 
@@ -376,6 +426,8 @@ class Engine:
             sent = self._send(req, acct, now, snap)
             result.orders_sent += sent
             result.denials += 1 - sent
+        if self.hedge is not None and d.symbol in self.hedge_symbols:
+            self.hedge.last_change_ms = now  # the cooldown runs from the last attempt
         acct.positions = dict(self.exchange.fetch_positions(self.symbols))
         balance = self.exchange.fetch_balance()
         acct.wallet = balance.wallet
@@ -417,6 +469,10 @@ class Engine:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _sleeve(self, equity: Decimal) -> Decimal:
+        """Equity per traded contract (the hedge legs are sized on the whole equity)."""
+        return equity / Decimal(max(1, len(self.traded)))
+
     def _id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
             self._n += 1
@@ -441,17 +497,22 @@ class Engine:
             ZERO,
         )
         spec = next(c for c in self.contracts if c.symbol == req.symbol)
+        hedged = self.hedge is not None and req.symbol in self.hedge_symbols
         ctx = OrderContext(
             state=state,
             now_ms=now,
             data_age_ms=now - snap.asof_ms if snap is not None else 0,
             price=price,
             position_qty=acct.qty(req.symbol),
-            sleeve_equity=equity / Decimal(len(self.symbols)),
+            sleeve_equity=equity if hedged else self._sleeve(equity),
             equity=equity,
             gross_notional_other=other,
             max_leverage_contract=spec.max_leverage,
             max_notional_contract=spec.max_notional,
+            hedge_net_other=self.hedge.net_excluding(req.symbol, acct)
+            if self.hedge is not None and hedged
+            else None,
+            hedge_beta=self.hedge.beta(req.symbol) if self.hedge is not None else Decimal(1),
         )
         verdict = self.gate.check(req, ctx)
         if isinstance(verdict, Denied):

@@ -106,6 +106,15 @@ class CcxtExchange:
         raw = self._call(lambda: self._ex.fetch_balance(), "fetch_balance")
         return mapping.balance_from_ccxt(raw, asset)
 
+    def fetch_spot_balances(self, assets: Sequence[str]) -> dict[str, Decimal]:
+        """Spot wallet totals of ``assets`` (the spot inventory a hedge covers).
+
+        ccxt routes ``type = "spot"`` to the venue's spot account endpoint (Binance
+        ``GET /api/v3/account``). A reply without a readable total for an asset raises: an
+        unknown holding is never taken as zero."""
+        raw = self._call(lambda: self._ex.fetch_balance({"type": "spot"}), "fetch_balance(spot)")
+        return mapping.spot_totals_from_ccxt(raw, assets)
+
     def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         """Open one-way positions among ``symbols`` (flat ones absent)."""
         rows = self._call(lambda: self._ex.fetch_positions(list(symbols)), "fetch_positions")

@@ -17,15 +17,18 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.clock import Clock, SimClock, datetime_to_ms
+from bot.config.hedge import spot_symbol
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
+from bot.engine.hedging import ExposureRecord, hedge_symbols, with_hedge_symbols
 from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
-from bot.exchange.port import ExchangePort
+from bot.exchange.port import ExchangePort, SpotWalletPort
+from bot.exchange.spot import ConfiguredSpotWallet
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
@@ -56,6 +59,9 @@ class SimulationResult:
     trigger_sources: dict[str, str]
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     starting_balance: Decimal = Decimal(0)
+    hedge_symbols: tuple[str, ...] = ()
+    hedge_log: list[ExposureRecord] = field(default_factory=list)
+    spot_value: npt.NDArray[np.float64] | None = None  # spot holdings at the marks, per tick
 
 
 def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
@@ -133,7 +139,7 @@ def run_simulation(
     data_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> SimulationResult:
-    symbols = symbols or tuple(c.symbol for c in config.contracts)
+    symbols = with_hedge_symbols(symbols or tuple(c.symbol for c in config.contracts), policy)
     inventory = discover(data_dir or config.data.dir)
     histories = load_histories(
         inventory, symbols, policy.timeframe, config.simulation.trigger_source
@@ -174,17 +180,36 @@ def engine_for(
     exchange: ExchangePort,
     market: MarketDataPort,
     store: StorePort,
+    spot: SpotWalletPort | None = None,
 ) -> Engine:
-    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live."""
+    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live.
+
+    The policy's hedge instruments are contracts of the engine with direction ``hedge``. Spot
+    holdings come from ``spot`` (live: the venue's wallet) or else from the configuration."""
+    hedges = hedge_symbols(policy)
+    specs = [
+        replace(c, direction="hedge", signal=None) if c.symbol in hedges else c
+        for c in contract_specs(config, tuple(symbols))
+    ]
+    if spot is None and config.spot is not None:
+        if config.spot.source == "exchange":
+            raise ConfigError(
+                f'{config.source}: spot.source = "exchange" reads the live spot wallet; '
+                'simulation and paper trading need spot.source = "config" with quantities'
+            )
+        spot = ConfiguredSpotWallet(config.spot.configured())
     return Engine(
         clock=clock,
         exchange=exchange,
         market=market,
         store=store,
         policy=policy,
-        contracts=contract_specs(config, tuple(symbols)),
+        contracts=specs,
         limits=risk_limits(config, policy),
         account=config.account.name,
+        spot=spot,
+        spot_assets=config.spot.assets if config.spot is not None else (),
+        quote=config.account.quote,
     )
 
 
@@ -228,6 +253,12 @@ def replay(
     equity = np.empty(n)
     lev = {s: np.zeros(n) for s in symbols}
     base_px = {s: float(exchange.marks.get(s, 0)) for s in symbols}
+    book = [s for s in symbols if s not in engine.hedge_symbols]  # the benchmark holds the book
+    spot_qty = {
+        spot_symbol(a, config.account.quote): float(q)
+        for a, q in (config.spot.configured() if config.spot is not None else {}).items()
+    }
+    spot_value = np.zeros(n)
     bench = np.empty(n)
     for k, t in enumerate(ticks.tolist()):
         advance(exchange, series, tapes, t)
@@ -245,8 +276,10 @@ def replay(
             mark = exchange.marks.get(sym, Decimal(0))
             if pos.qty != 0:
                 lev[sym][k] = float(abs(pos.qty) * mark / sleeve)
-            ratio += float(mark) / base_px[sym] if base_px[sym] > 0 else 1.0
-        bench[k] = float(balance) * ratio / len(symbols)
+            if sym in book:
+                ratio += float(mark) / base_px[sym] if base_px[sym] > 0 else 1.0
+        bench[k] = float(balance) * ratio / max(1, len(book))
+        spot_value[k] = sum(q * float(exchange.marks.get(s, 0)) for s, q in spot_qty.items())
         if progress is not None and (k % 256 == 0 or k == n - 1):
             progress(k + 1, n)
     return SimulationResult(
@@ -268,6 +301,9 @@ def replay(
             s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
         },
         starting_balance=balance,
+        hedge_symbols=tuple(s for s in symbols if s in engine.hedge_symbols),
+        hedge_log=engine.hedge.log if engine.hedge is not None else [],
+        spot_value=spot_value if spot_qty else None,
     )
 
 

@@ -14,9 +14,10 @@ from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
+from bot.sim.hedged import HEDGE_SUMMARY_KEYS, add_hedge_outputs, run_with_and_without_hedge
 from bot.sim.metrics import drawdown_series
 from bot.sim.plots import plot_comparison
-from bot.sim.replay import SimulationResult, run_simulation
+from bot.sim.replay import SimulationResult
 from bot.sim.report import write_outputs
 
 SUMMARY_KEYS = (
@@ -90,12 +91,15 @@ def run(
             def progress(done: int, total: int, _task: Any = task, _bar: Progress = bar) -> None:
                 _bar.update(_task, completed=done, total=total)
 
-            result = run_simulation(
+            pair = run_with_and_without_hedge(
                 config, policy, symbols=symbols, data_dir=data_dir, progress=progress
             )
+        result = pair.hedged
         elapsed = clock.monotonic() - t0
         target = out_dir / policy.name if several else out_dir
-        reports.append(write_outputs(result, target, elapsed))
+        report = write_outputs(result, target, elapsed)
+        slip = config.simulation.slippage_bps
+        reports.append(add_hedge_outputs(pair, target, report, slip))
         results[policy.name] = result
     if several:
         first = next(iter(results.values()))
@@ -124,4 +128,16 @@ def summary_table(reports: list[dict[str, Any]]) -> Table:
         table.add_column(str(r["policy"]), justify="right")
     for key, label, fmt in SUMMARY_KEYS:
         table.add_row(label, *[fmt.format(r[key]) for r in reports])
+    for key, label, fmt in HEDGE_SUMMARY_KEYS:  # policies with a hedge leg (spot: carry)
+        if any(key in r for r in reports):
+            table.add_row(label, *[fmt.format(r[key]) if key in r else "-" for r in reports])
+    if any("unhedged" in r for r in reports):
+        for key, label, fmt in (
+            ("total_return", "unhedged return", "{:.2%}"),
+            ("max_drawdown", "unhedged max drawdown", "{:.2%}"),
+        ):
+            table.add_row(
+                label,
+                *[fmt.format(r["unhedged"][key]) if "unhedged" in r else "-" for r in reports],
+            )
     return table

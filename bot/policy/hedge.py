@@ -103,7 +103,8 @@ def desired_net(book_bd: Decimal, equity: Decimal, target: Decimal) -> Decimal:
 
 def funding_cost(leg: HedgeLeg, direction: int, hours: Decimal) -> Decimal:
     """Expected funding paid (+) or received (-) over ``hours``, fraction of the notional."""
-    return direction * leg.market.funding.annualized * hours / HOURS_PER_YEAR
+    cost = direction * leg.market.funding.annualized * hours / HOURS_PER_YEAR
+    return cost if cost != 0 else ZERO  # no "-0" in reasons
 
 
 def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
@@ -129,7 +130,7 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
     if inputs.last_change_ms is not None:
         wait_ms = params.cooldown_minutes * 60_000 - (inputs.now_ms - inputs.last_change_ms)
         if wait_ms > 0:
-            why = f"{head} -> outside the band, cooldown {wait_ms // 60_000 + 1} min left"
+            why = f"{head} -> outside the band, cooldown {-(-wait_ms // 60_000)} min left"
             return _hold(inputs, policy, book_bd, net, why)
     needed = want - book_bd  # beta-delta the hedge must carry
     direction = 1 if needed > 0 else -1
@@ -149,8 +150,7 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
         why = f"{head} -> change {change:.0f} < minimum hedge notional {params.min_notional}"
         return _hold(inputs, policy, book_bd, net, why)
     if not inputs.allow_increase and (qty * leg.qty <= 0 or abs(qty) > abs(leg.qty)):
-        qty = leg.qty if qty * leg.qty > 0 else ZERO
-        qty = min(abs(qty), abs(leg.qty)) * direction if qty else ZERO
+        qty = leg.qty if qty * leg.qty > 0 else ZERO  # keep a same-side hedge, else close
         notes.append("no increase allowed")
     targets = {leg.symbol: qty}
     after = book_bd + qty * price * leg.beta

@@ -76,7 +76,8 @@ def test_reason_shows_the_arithmetic() -> None:
     (d,) = out.decisions
     assert d.target_qty == D("-0.38")  # 19000 / 50000
     assert "book beta-delta 2.40x equity, band 0.5 -> hedge -1.90x BTC" in d.reason
-    assert d.stop_loss is not None and d.stop_loss > D(50000)  # a short's stop is above
+    assert d.stop_loss is not None
+    assert d.stop_loss > D(50000)  # a short's stop is above
     assert out.net_after == D(5000)
 
 

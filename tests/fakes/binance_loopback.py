@@ -376,6 +376,9 @@ class LoopbackBinance:
         self.lock = threading.RLock()
         self.timeout_hold_s = 2.5  # how long a "timeout" fault holds the connection
         self.dual_side_position = False
+        # The spot wallet (GET /api/v3/account): asset -> (free, locked). The futures backend
+        # does not trade spot; tests set the holdings a hedge covers.
+        self.spot_balances: dict[str, tuple[Decimal, Decimal]] = {}
         self.api_restrictions: dict[str, bool] = {
             "ipRestrict": True,
             "enableReading": True,
@@ -648,6 +651,7 @@ class LoopbackBinance:
             },
             ("POST", "/fapi/v1/positionSide/dual"): self._set_dual,
             ("GET", "/fapi/v1/multiAssetsMargin"): lambda req: {"multiAssetsMargin": False},
+            ("GET", "/api/v3/account"): self._spot_account,
             ("GET", "/sapi/v1/account/apiRestrictions"): lambda req: {
                 **self.api_restrictions,
                 "createTime": req.now_ms,
@@ -936,6 +940,23 @@ class LoopbackBinance:
             "initial": max(ZERO, margin_balance - bal.available),
             "available": bal.available,
             "cross_wallet": bal.wallet - isolated,
+        }
+
+    def _spot_account(self, req: _Req) -> Json:
+        """Binance spot ``GET /api/v3/account`` (only the fields ccxt's balance parser reads)."""
+        return {
+            "makerCommission": 10,
+            "takerCommission": 10,
+            "canTrade": True,
+            "canWithdraw": False,
+            "canDeposit": True,
+            "updateTime": req.now_ms,
+            "accountType": "SPOT",
+            "balances": [
+                {"asset": a, "free": _s(free), "locked": _s(locked)}
+                for a, (free, locked) in sorted(self.spot_balances.items())
+            ],
+            "permissions": ["SPOT"],
         }
 
     def _account(self, req: _Req) -> Json:

@@ -109,8 +109,9 @@ class CcxtExchange:
     def fetch_spot_balances(self, assets: Sequence[str]) -> dict[str, Decimal]:
         """Spot wallet totals of ``assets`` (the spot inventory a hedge covers).
 
-        Binance: ``GET /api/v3/account``, called directly because ccxt's USD-M class routes ``fetch_balance(type="spot")`` to the
-        futures account (its default sub-type is linear). Other venues: ccxt's spot balance.
+        Binance: ``GET /api/v3/account``, called directly because ccxt's USD-M class routes
+        ``fetch_balance(type="spot")`` to the futures account (its default sub-type is linear).
+        Other venues: ccxt's spot balance.
         A reply without a readable total for an asset raises: an unknown holding is never zero."""
         if self._ex.id.startswith("binance"):
             # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/account-endpoints

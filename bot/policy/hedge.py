@@ -223,11 +223,13 @@ def _leg_decision(
     notional = abs(qty) * price
     sl_dist = distance(policy.stop_loss.kind, policy.stop_loss.distance, leg.market, price)
     buffer = policy.liquidation.buffer_vol_units * daily_vol_unit(leg.market, price)
-    # The leverage setting only decides the isolated margin the hedge locks: the largest one whose
-    # liquidation stays beyond the stop plus the buffer locks the least margin safely.
+    # The leverage setting decides the isolated margin the hedge locks: the largest one whose
+    # liquidation stays beyond the stop plus the buffer, within the leverage cap (a hedge at a
+    # high setting is the first thing a squeeze gapping past its stop would liquidate).
     lev = min(
         liquidation_cap(leg.instrument, sign, price, notional, sl_dist, buffer),
         leg.instrument.max_leverage_for(notional),
+        max(inputs.max_leverage - 1, Decimal(1)),  # the planner's setting is one step above
     )
     parts = [f"{name} hedge: {why}"]
     if lev * inputs.equity < notional:

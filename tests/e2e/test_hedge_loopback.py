@@ -17,6 +17,7 @@ import pytest
 from rich.console import Console
 
 from bot.bootstrap import build_paper, open_store
+from bot.cli.reports import status_data
 from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import MarginMode, OrderPurpose
@@ -225,6 +226,10 @@ def test_paper_hedge_leg_survives_a_restart(tmp_path: Path) -> None:
     btc_orders = [o for o in store.recent_orders(1000) if o.request.symbol == BTC]
     entries = [o for o in btc_orders if o.request.purpose is OrderPurpose.ENTRY]
     assert entries  # the hedge was opened by the bot, so it is the bot's after the restart
+    row = next(r for r in status_data(config, store)["contracts"] if r["symbol"] == BTC)
+    assert row["direction"] == "hedge"  # `bot status` shows the hedge leg with its stop
+    assert row["stop_loss"]
+    assert D(row["position"]) == hedge_after
     assert not any(
         e.kind == "reconcile" and "not opened by this bot" in e.reason
         for e in store.recent_events(1000)

@@ -325,7 +325,14 @@ class Engine:
             acct.resting,
         )
         if outcome is None:
-            self._event(now, "hedge", None, state, "no market data for the hedge instrument")
+            self._event(
+                now,
+                "hedge",
+                None,
+                state,
+                "hedge held: no market data for the primary hedge instrument, or it holds a "
+                "position the bot did not open",
+            )
             return []
         return order_hedge_decisions(outcome.decisions, acct)
 

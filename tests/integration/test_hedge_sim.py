@@ -1,8 +1,8 @@
 """The hedge leg in the dry-run simulation, on synthetic markets written as data files.
 
-* A market where every contract falls together: the hedged book's drawdown is the unhedged
-  one's times (1 - hedge ratio), within 1 % of equity (fees, rounding to the step and the small
-  oscillation before the fall).
+* A market where every contract falls together (isolated and cross margin): the hedged book's
+  drawdown is the unhedged one's times (1 - hedge ratio), within 1 % of equity (fees, rounding
+  to the step and the small oscillation before the fall).
 * Cash and carry (spot BTC, short BTC perpetual): the account + spot earn exactly the funding in
   the data minus the fees.
 """
@@ -14,6 +14,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.config.loader import load_config
 from bot.sim.hedged import hedge_report, run_with_and_without_hedge
@@ -85,7 +86,7 @@ CONFIG = """
 [account]
 name = "t"
 starting_balance = 10000
-margin_mode = "isolated"
+margin_mode = "{mode}"
 {contracts}
 {spot}
 [data]
@@ -113,12 +114,13 @@ def setup(
     spot: str = "",
     rate: float = 0.0,
     lev: str = "1",
+    mode: str = "isolated",
     **policy: str,
 ) -> Path:
     write_market(tmp / "data", path, rate)
     (tmp / "policy.toml").write_text(POLICY.format(lev=lev, **policy))
     cfg = tmp / "config.toml"
-    cfg.write_text(CONFIG.format(contracts=textwrap.dedent(contracts), spot=spot))
+    cfg.write_text(CONFIG.format(contracts=textwrap.dedent(contracts), spot=spot, mode=mode))
     return cfg
 
 
@@ -138,12 +140,20 @@ direction = "long"
 """
 
 
-def test_hedged_drawdown_is_smaller_by_the_hedge_ratio(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+def test_hedged_drawdown_is_smaller_by_the_hedge_ratio(tmp_path: Path, mode: str) -> None:
     calm = oscillation(80)
     fall = calm[-1] * np.linspace(1.0, 0.85, 31)[1:]  # every contract falls 15 % together
     path = np.concatenate([calm, fall, np.full(10, fall[-1])])
     cfg = setup(
-        tmp_path, path, contracts=LONG_ETH_SOL, lev="1.5", stop="20", target="0.5", band="0.25"
+        tmp_path,
+        path,
+        contracts=LONG_ETH_SOL,
+        lev="1.5",
+        mode=mode,
+        stop="20",
+        target="0.5",
+        band="0.25",
     )
     config = load_config(cfg)
     run = run_with_and_without_hedge(config, config.policies[0])

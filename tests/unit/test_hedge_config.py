@@ -43,5 +43,5 @@ def test_the_live_spot_wallet_is_not_simulated(tmp_path: Path) -> None:
     spot = '[spot]\nsource = "exchange"\n[[spot.holdings]]\nasset = "BTC"\n'
     cfg = setup(tmp_path, oscillation(60), contracts=LONG_ETH_SOL, spot=spot, **POLICY_KW)
     config = load_config(cfg)
-    with pytest.raises(ConfigError, match='spot.source = "exchange" reads the live spot wallet'):
+    with pytest.raises(ConfigError, match=r'spot\.source = "exchange" reads the live spot wallet'):
         run_simulation(config, config.policies[0])

@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from decimal import Decimal as D
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from bot.cli.app import app
 from bot.config.loader import load_config
 from bot.sim.hedged import hedge_report, run_with_and_without_hedge
 from bot.sim.metrics import max_drawdown
@@ -237,3 +240,26 @@ def test_cash_and_carry_earns_the_funding_in_the_data_minus_fees(tmp_path: Path)
     report = hedge_report(run, config.simulation.slippage_bps)
     assert report["carry_earned"] == round(float(expected_funding - fees), 2)
     assert "perpetual's price series" in report["spot_priced_from"]
+
+
+def test_bot_simulate_reports_the_hedge_and_draws_hedged_vs_unhedged(tmp_path: Path) -> None:
+    config = Path(__file__).resolve().parents[2] / "config.hedged.example.toml"
+    out = tmp_path / "out"
+    args = ["simulate", "--config", str(config), "--start", "2025-07-01", "--end", "2025-07-20"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    for key in (
+        "net_exposure_mean",
+        "net_exposure_max",
+        "book_beta",
+        "hedge_fees",
+        "hedge_funding",
+        "hedge_slippage",
+        "unhedged",
+    ):
+        assert key in report
+    assert report["net_exposure_mean"] < report["book_exposure_mean"]
+    assert (out / "hedged.png").stat().st_size > 10_000
+    assert "net exposure mean" in result.output
+    assert "unhedged return" in result.output

@@ -10,22 +10,29 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.alerts import AlertRules, Notifier, apprise_sender
 from bot.clock import Clock, LiveClock, ReplayClock
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
+from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
 from bot.engine.hedging import with_hedge_symbols
-from bot.engine.market import MarketDataPort
+from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError
 from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.exchange.ccxt_market import closed_candles_per_request
 from bot.exchange.paper import PaperExchange
 from bot.exchange.port import ExchangePort, SpotWalletPort
+from bot.logs import REDACTOR
 from bot.marketdata.files import discover
 from bot.runtime.feeds import PriceFeed
 from bot.runtime.runner import Runner
@@ -61,10 +68,49 @@ def open_store(config: BotConfig) -> SqlStore:
     """Open the state database. A new SQLite file is created at the current schema; an existing
     database must already be at it (``bot db upgrade`` migrates it, keeping its history)."""
     url = config.runtime.database_url
-    path = migrate.sqlite_file(url)
-    if path is not None and not path.exists():
-        migrate.upgrade(url)
-    return SqlStore.open(url)
+    with database_errors(config):
+        path = migrate.sqlite_file(url)
+        if path is not None and not path.exists():
+            migrate.upgrade(url)
+        return SqlStore.open(url)
+
+
+@contextmanager
+def database_errors(config: BotConfig) -> Iterator[None]:
+    """A database that cannot be reached or opened is one ConfigError line, not a traceback."""
+    url = config.runtime.database_url
+    try:
+        yield
+    except (SQLAlchemyError, OSError, ImportError) as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason = first[0] if first else type(exc).__name__
+        raise ConfigError(
+            f"{config.source}: runtime.database_url: cannot open the database "
+            f"{migrate.safe_url(url)}: {type(exc).__name__}: {reason}"
+        ) from None
+
+
+def check_history_reach(config: BotConfig) -> None:
+    """Live prices come from the venue, one request per contract: a window longer than one
+    request can bring would leave the bot waiting for data forever. Say so before starting."""
+    reach = closed_candles_per_request(config.exchange.name)
+    for policy in config.policies:
+        windows = {
+            "volatility.window": policy.volatility.window,
+            "atr_window": policy.atr_window,
+        }
+        if policy.allocation is not None:
+            windows["allocation.covariance_window"] = policy.allocation.covariance_window
+        if policy.hedge is not None:
+            windows["hedge.beta_window"] = policy.hedge.beta_window
+        key, window = max(windows.items(), key=lambda kv: kv[1])
+        if candles_needed(policy) > reach:
+            raise ConfigError(
+                f"{config.source}: policy {policy.name}: {key} = {window} needs "
+                f"{candles_needed(policy)} closed {policy.timeframe} candles, but "
+                f"{config.exchange.name} serves at most {reach} in one request: the bot would "
+                f"never decide (use {key} <= {reach - 1}, or a longer timeframe)"
+            )
 
 
 def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
@@ -94,6 +140,7 @@ def _engine(
     market: MarketDataPort,
     store: SqlStore,
     spot: SpotWalletPort | None = None,
+    fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
     symbols = engine_symbols(config)
     return engine_for(
@@ -105,6 +152,7 @@ def _engine(
         market=market,
         store=store,
         spot=spot,
+        fanout=fanout,
     )
 
 
@@ -141,6 +189,7 @@ def build_paper(
         from bot.runtime.feeds import LiveFeed
 
         clock = clock or LiveClock()
+        check_history_reach(config)
         sim = _paper_sim(config, known, symbols, clock, state)
         public = public_exchange(config, clock)
         market, feed = CcxtMarketData(public), LiveFeed(sim, public, symbols)
@@ -209,6 +258,9 @@ def build_live(
     from bot.exchange.factory import make_ccxt_exchange
 
     clock = clock or LiveClock()
+    check_history_reach(config)
+    # every text the bot writes (logs, events, alerts, error messages) hides these values
+    REDACTOR.add([secrets.api_key, secrets.api_secret, secrets.password])
     symbols = engine_symbols(config)
     ex = config.exchange
     exchange = make_ccxt_exchange(
@@ -222,11 +274,16 @@ def build_live(
         clock=clock,
         symbols=symbols,
         account=config.account.name,
+        hedge_reads_after=ex.hedge_reads_after_ms / 1000 if ex.hedge_reads_after_ms else None,
     )
     notifier, rules = _notifier(config, store, clock)
     # Spot holdings read from the venue's spot wallet, or declared in the configuration.
     spot = exchange if config.spot is not None and config.spot.source == "exchange" else None
-    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store, spot)
+    # a tick's independent requests wait for the venue together (one ccxt client per thread)
+    fanout = ThreadFanout(ex.max_parallel_requests)
+    engine = _engine(
+        config, clock, exchange, CcxtMarketData(exchange), store, spot=spot, fanout=fanout
+    )
     return Runner(
         engine=engine,
         store=store,

@@ -9,6 +9,8 @@
         ├── TransientExchangeError   network, timeout, unavailable, rate limited: retry reads
         │   └── RateLimited           carries ``retry_after`` seconds when the venue sent one
         ├── OutcomeUnknown           an order was sent and the reply is lost: look it up by id
+        ├── AccountUnreadable        an account read (positions, orders, balance) cannot be
+        │                            trusted: unknown, never zero; the tick sends nothing
         ├── ClockDrift               timestamp outside the receive window: resync, then retry
         └── PermanentExchangeError   never retried
             ├── AuthenticationFailed
@@ -52,6 +54,16 @@ class RateLimited(TransientExchangeError):
 
 class OutcomeUnknown(ExchangeError):
     """An order request was sent but whether the exchange accepted it is unknown."""
+
+
+class AccountUnreadable(ExchangeError):
+    """An account read the engine would act on cannot be trusted.
+
+    Raised for a reply that does not parse, carries nulls where numbers belong, or omits a
+    position the bot holds without the venue confirming it flat. The account is *unknown*, never
+    empty: a tick that meets this sends nothing (no entry, no cancel) and keeps every resting
+    order.
+    """
 
 
 class ClockDrift(ExchangeError):

@@ -44,6 +44,12 @@ class Instrument:
     maker_fee: Decimal  # fraction of notional
     taker_fee: Decimal  # fraction of notional
     liquidation_fee: Decimal  # fraction of notional charged when liquidated
+    # Price filters (Binance PRICE_FILTER / PERCENT_PRICE, Bybit priceFilter). ``None``: the
+    # venue states none; a price must still be positive and on the tick grid.
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    percent_down: Decimal | None = None  # lowest price as a fraction of the mark (e.g. 0.95)
+    percent_up: Decimal | None = None  # highest price as a fraction of the mark (e.g. 1.05)
 
     def __post_init__(self) -> None:
         if not self.brackets:

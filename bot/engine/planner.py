@@ -64,7 +64,7 @@ def plan_size(
     if current_qty != 0 and (target == 0 or (target > 0) != (current_qty > 0)):
         side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
         plan.reduce.append(
-            _market(
+            market_order(
                 new_id(OrderPurpose.CLOSE),
                 sym,
                 side,
@@ -90,7 +90,7 @@ def plan_size(
         amount = min(instrument.ceil_qty(abs(delta)), abs(current_qty))
         side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
         plan.reduce.append(
-            _market(
+            market_order(
                 new_id(OrderPurpose.REDUCE),
                 sym,
                 side,
@@ -109,7 +109,7 @@ def plan_size(
         return plan
     side = OrderSide.BUY if delta > 0 else OrderSide.SELL
     plan.increase.append(
-        _market(
+        market_order(
             new_id(OrderPurpose.ENTRY), sym, side, OrderPurpose.ENTRY, amount, reduce_only=False
         )
     )
@@ -177,7 +177,7 @@ def _matches(order: Order, side: OrderSide, size: Decimal, price: Decimal, tol: 
     return abs(order.trigger_price - price) <= tol * price
 
 
-def _market(
+def market_order(
     cid: str,
     symbol: str,
     side: OrderSide,

@@ -5,12 +5,18 @@ looked up by client id; positions, resting orders (conditional ones too), the ba
 marks are read; orders the store believes rest but the exchange no longer lists are settled
 (a stop that fired is recorded); fills go to the history; positions and orders the bot did not
 make are found (adopted when the contract follows them, else left alone and reported once).
+
+Unknown is never zero: a position the bot held (or still guards with its own protective orders)
+that is missing from the positions answer is only believed gone when the venue confirms it
+flat (:meth:`~bot.exchange.port.ExchangePort.confirm_flat`); otherwise the whole read is
+:class:`~bot.errors.AccountUnreadable` and the engine acts on nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 
 from bot.domain.enums import OrderStatus, TradingState
 from bot.domain.instrument import Instrument
@@ -18,6 +24,8 @@ from bot.domain.orders import Fill, Order
 from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
+from bot.engine.fanout import SEQUENTIAL, Fanout
+from bot.errors import AccountUnreadable
 from bot.exchange.port import ExchangePort
 from bot.store.port import StorePort
 
@@ -34,6 +42,7 @@ class Reconciler:
         contracts: Sequence[ContractSpec],
         instruments: dict[str, Instrument],
         event: EventSink,
+        fanout: Fanout = SEQUENTIAL,
     ) -> None:
         self.exchange = exchange
         self.store = store
@@ -41,6 +50,7 @@ class Reconciler:
         self.symbols = tuple(c.symbol for c in contracts)
         self.instruments = instruments
         self.event = event
+        self.fanout = fanout
         self.foreign: set[str] = set()  # contracts holding a position the bot did not open
         self._prev_positions: dict[str, Position] | None = None
         self._reported: set[tuple[str, str]] = set()
@@ -63,14 +73,64 @@ class Reconciler:
             else:
                 fill = self.fill_of(found, self.previous_positions().get(found.symbol), now)
                 self.store.update_order(record.client_id, found.status, now, order=found, fill=fill)
-        positions = self.exchange.fetch_positions(self.symbols)
-        resting = {s: self.exchange.fetch_open_orders(s) for s in self.symbols}
-        balance = self.exchange.fetch_balance()
-        marks = {s: self.exchange.fetch_mark_price(s) for s in self.symbols}
+        # the reads are independent: read together (live) or in this order (simulation)
+        batch = self.fanout.batch()
+        orders = {s: batch.add(partial(self.exchange.fetch_open_orders, s)) for s in self.symbols}
+        answer = batch.add(partial(self.exchange.fetch_positions, self.symbols))
+        wallet = batch.add(self.exchange.fetch_balance)
+        prices = {s: batch.add(partial(self.exchange.fetch_mark_price, s)) for s in self.symbols}
+        batch.run()
+        resting = {s: job.result() for s, job in orders.items()}
+        positions = self.read_positions(now, resting, answer.result())
+        balance = wallet.result()
+        marks = {s: job.result() for s, job in prices.items()}
         self._sync_closed_orders(now, resting)
         self._prev_positions = dict(positions)
         self._find_foreign(now, positions, resting)
         return AccountView(balance.wallet, dict(positions), resting, marks)
+
+    def read_positions(
+        self,
+        now: int,
+        resting: dict[str, list[Order]],
+        answer: dict[str, Position] | None = None,
+    ) -> dict[str, Position]:
+        """Open positions, with every disappearance confirmed by the venue.
+
+        A contract absent from the answer that the bot last saw open, or that still carries
+        the bot's own protective orders, needs positive knowledge that it is flat before
+        anything acts on it (cancelling its stop, buying it again). Without that, the answer is
+        treated as unreadable.
+        """
+        positions = self.exchange.fetch_positions(self.symbols) if answer is None else answer
+        before = self.previous_positions()
+        for sym in self.symbols:
+            pos = positions.get(sym)
+            if pos is not None and pos.is_open:
+                continue
+            held = before.get(sym)
+            guarded = [
+                o for o in resting.get(sym, []) if o.purpose is not None and o.purpose.is_protective
+            ]
+            if (held is None or not held.is_open) and not guarded:
+                continue
+            if self.exchange.confirm_flat(sym):
+                if held is not None and held.is_open:
+                    self.event(
+                        now,
+                        "reconcile",
+                        sym,
+                        TradingState.ACTIVE,
+                        f"position {held.qty} is gone (the venue confirms it flat)",
+                    )
+                continue
+            last = f"last seen {held.qty}" if held is not None and held.is_open else "not seen"
+            raise AccountUnreadable(
+                f"{sym}: the positions answer omits a position the bot holds ({last}, "
+                f"{len(guarded)} protective order(s) resting) and the venue does not confirm "
+                "it flat"
+            )
+        return positions
 
     def _sync_closed_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
         """Orders the store believes rest, but the exchange no longer lists: filled (a stop or a
@@ -82,7 +142,12 @@ class Reconciler:
                 continue
             found = self.exchange.fetch_order(sym, record.client_id)
             if found is not None and found.status is OrderStatus.OPEN:
-                continue  # listed between the two reads
+                # Jobs never overlap, so the order rested before the list was read: the list
+                # answer is incomplete. Acting on it would place a second stop or miss one.
+                raise AccountUnreadable(
+                    f"{sym}: the open-orders answer omits {record.client_id}, which the venue "
+                    "reports open when asked by client id"
+                )
             status = found.status if found is not None else OrderStatus.CANCELED
             before = self.previous_positions().get(sym)
             self.store.update_order(
@@ -141,6 +206,10 @@ class Reconciler:
         if key not in self._reported:
             self._reported.add(key)
             self.event(now, "reconcile", symbol, TradingState.ACTIVE, reason)
+
+    def note_positions(self, positions: dict[str, Position]) -> None:
+        """Positions as the engine left them after trading (the next reconcile's "before")."""
+        self._prev_positions = dict(positions)
 
     def previous_positions(self) -> dict[str, Position]:
         """Positions as of the last reconcile (after a restart: as last recorded)."""

@@ -11,24 +11,40 @@ Fixed order of steps (each a method below):
                    old), cancel orphans and duplicates;
 6. **size**        leverage setting, reduce-only trims and closes, then increases; every order
                    passes the risk gate; then protect again for the positions that changed;
-7. **record**      decisions with reasons, equity, positions and events go to the store.
+7. **verify**      every position the bot manages must now have a valid resting stop; if not,
+                   retry once with a fresh mark, then close the position (reduce-only) and
+                   record the incident; repeated failures move the account to ``reducing``;
+8. **record**      decisions with reasons, equity, positions and events go to the store.
+
+Unknown is never zero: when the account cannot be read (:class:`~bot.errors.AccountUnreadable`)
+the tick sends nothing from that point on, keeps every resting order and records the event;
+after ``max_unreadable_reads`` in a row the account moves to ``reducing``.
+
+Every stop passes the risk layer's stop placement (:mod:`bot.risk.stop_placement`) first: a
+stop lies strictly between the mark and the liquidation price, on the venue's grid, or the
+size is cut until one does (see :mod:`bot.engine.protection`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
+from functools import partial
 
 from bot.clock import Clock
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
-from bot.domain.enums import OrderPurpose, OrderStatus, TradingState
-from bot.domain.market import MarketSnapshot
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, TradingState
+from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import Order, OrderRequest
+from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.client_ids import base36, make_client_id
 from bot.engine.contracts import ContractSpec
+from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.engine.hedging import HedgeDesk, order_hedge_decisions
 from bot.engine.market import (
     CandleWindow,
@@ -38,22 +54,34 @@ from bot.engine.market import (
     candles_needed,
     policy_tf_ms,
 )
-from bot.engine.planner import IdFactory, plan_protection, plan_size
+from bot.engine.planner import IdFactory, market_order, plan_protection, plan_size
+from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.reconcile import Reconciler
-from bot.errors import ExchangeError, OutcomeUnknown
+from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
 from bot.exchange.port import ExchangePort, SpotWalletPort
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
-from bot.policy.protection import distance
+from bot.policy.protection import daily_vol_unit, distance
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.limits import RiskLimits
-from bot.risk.state import initial_memory, update
+from bot.risk.state import initial_memory, set_state, update
 from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 
 ZERO = Decimal(0)
 # Stop distance (fraction of the mark) for a position found without a stop before the engine has
 # ever seen market statistics for its contract: protection first, precision later.
 FALLBACK_STOP = Decimal("0.05")
+UNREADABLE = "account unreadable"
+UNPROTECTED = "protection failed"
+
+
+class SendOutcome(StrEnum):
+    """What became of one order the engine tried to send."""
+
+    SENT = "sent"
+    DENIED = "denied"  # refused by the risk gate (recorded, never sent)
+    REJECTED = "rejected"  # refused by the venue
+    UNKNOWN = "unknown"  # sent, answer lost: resolved by client id at the next reconcile
 
 
 @dataclass(slots=True)
@@ -65,6 +93,10 @@ class TickResult:
     decisions: list[Decision] = field(default_factory=list)
     orders_sent: int = 0
     denials: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    unreadable: str | None = None  # why the account could not be read (nothing was sent)
+    unprotected: list[str] = field(default_factory=list)  # positions closed for lack of a stop
 
 
 class Engine:
@@ -81,6 +113,8 @@ class Engine:
         contracts: Sequence[ContractSpec],
         limits: RiskLimits,
         account: str,
+        margin_mode: MarginMode = MarginMode.ISOLATED,
+        fanout: Fanout = SEQUENTIAL,
         spot: SpotWalletPort | None = None,
         spot_assets: Sequence[str] = (),
         quote: str = "USDT",
@@ -103,7 +137,15 @@ class Engine:
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
+        self.margin_mode = margin_mode  # of new positions (held ones carry their own)
+        self.unreadable_streak = 0
+        self.protection_failures = 0  # checks in a row that had to close a naked position
+        self.unprotected_since: dict[str, int] = {}
+        self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
+        # Independent calls of a tick (reads; different contracts' protection) run through it.
+        self.fanout = fanout
+        self._lock = threading.RLock()  # client-id sequence and the gate's order count
         self.hedge_symbols = frozenset(c.symbol for c in self.contracts if c.direction == "hedge")
         self.traded = tuple(s for s in self.symbols if s not in self.hedge_symbols)
         self.hedge = (
@@ -117,6 +159,7 @@ class Engine:
             contracts=self.contracts,
             instruments=self.instruments,
             event=self._event,
+            fanout=fanout,
         )
 
     # -- the tick ------------------------------------------------------------------------------
@@ -126,7 +169,17 @@ class Engine:
         self._tick_ms = now
         self._n = 0
         tick_id = base36(now // 1000)
-        acct = self.reconcile(now)
+        try:
+            acct = self.reconcile(now)
+        except AccountUnreadable as exc:
+            return self._unreadable(now, tick_id, exc)
+        self._readable(now)
+        try:
+            return self._tick_on(now, tick_id, acct)
+        except AccountUnreadable as exc:
+            return self._unreadable(now, tick_id, exc)
+
+    def _tick_on(self, now: int, tick_id: str, acct: AccountView) -> TickResult:
         snapshots, windows = self.read_market(now, acct)
         memory = self.update_risk_state(now, acct, self.stale_contracts(now))
         decisions = self.decide(now, acct, snapshots, windows, memory.state)
@@ -137,15 +190,21 @@ class Engine:
                 else _hold(d, acct, f"halted ({memory.state_reason}): hold, stops resting")
                 for d in decisions
             ]
+        decisions = [self.secure(d, acct) for d in decisions]
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
+        # Contracts are protected together, each contract's steps in order (new stop first).
+        batch = self.fanout.batch()
         for d in decisions:
-            self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+            batch.add(partial(self.protect, d.symbol, acct, d.stop_loss, d.take_profit, now))
+        batch.run()
         for sym in self.symbols:
             # No decision (no data) or none with a stop: still protected. Foreign: left alone.
             if acct.qty(sym) != 0 and sym not in self.foreign:
-                self.protect_without_decision(sym, acct, now)
+                batch.add(partial(self.protect_without_decision, sym, acct, now))
+        batch.run()
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
+        result.unprotected = self.ensure_protected(acct, now)
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
         self.last_account = acct
         return result
@@ -158,14 +217,25 @@ class Engine:
         now = self.clock.now_ms()
         self._tick_ms = now
         self._n = 0
-        acct = self.reconcile(now)
-        for sym in self.symbols:
-            if sym in self.foreign:
-                continue
-            if acct.qty(sym) != 0:
-                self.protect_without_decision(sym, acct, now)
-            else:
-                self.protect(sym, acct, None, None, now)
+        try:
+            acct = self.reconcile(now)
+        except AccountUnreadable as exc:
+            self._unreadable(now, base36(now // 1000), exc)
+            return
+        self._readable(now)
+        try:
+            batch = self.fanout.batch()
+            for sym in self.symbols:
+                if sym in self.foreign:
+                    continue
+                if acct.qty(sym) != 0:
+                    batch.add(partial(self.protect_without_decision, sym, acct, now))
+                else:
+                    batch.add(partial(self.protect, sym, acct, None, None, now))
+            batch.run()
+            self.ensure_protected(acct, now)
+        except AccountUnreadable as exc:
+            self._unreadable(now, base36(now // 1000), exc)
 
     def last_snapshots(self) -> dict[str, MarketSnapshot]:
         """The latest market statistics seen per contract (for alerts and the status view)."""
@@ -202,13 +272,14 @@ class Engine:
     ) -> tuple[dict[str, MarketSnapshot], dict[str, CandleWindow]]:
         snapshots: dict[str, MarketSnapshot] = {}
         windows: dict[str, CandleWindow] = {}
+        batch = self.fanout.batch()
+        inputs = {sym: batch.add(partial(self._market_inputs, sym, now)) for sym in self.symbols}
+        batch.run()
         for sym in self.symbols:
-            window = self.market.closed_candles(sym, self.tf_ms, self.needed, now)
-            last = self.market.last_price(sym, now)
+            window, last, funding = inputs[sym].result()
             self._last_price_ms[sym] = last[1] if last is not None else None
-            if last is None:
+            if last is None or funding is None:
                 continue
-            funding = self.market.funding(sym, now, self.policy.funding.lookback)
             # Freshness is the last price's, unless the decision candles themselves lag (a
             # candle more than one timeframe late means the feed has stopped).
             candle_close = int(window.ts[-1]) + self.tf_ms if len(window) else 0
@@ -221,6 +292,16 @@ class Engine:
                 windows[sym] = window
                 self._last_snapshot[sym] = snap
         return snapshots, windows
+
+    def _market_inputs(
+        self, sym: str, now: int
+    ) -> tuple[CandleWindow, tuple[Decimal, int] | None, FundingInfo | None]:
+        """One contract's candles, last price and funding (read together with the others')."""
+        window = self.market.closed_candles(sym, self.tf_ms, self.needed, now)
+        last = self.market.last_price(sym, now)
+        if last is None:
+            return window, None, None
+        return window, last, self.market.funding(sym, now, self.policy.funding.lookback)
 
     def stale_contracts(self, now: int) -> list[str]:
         """Contracts whose last price (read this tick) is older than the limit, or missing."""
@@ -345,17 +426,29 @@ class Engine:
         stop: Decimal | None,
         take: Decimal | None,
         now: int,
+        *,
+        tolerance: Decimal | None = None,
     ) -> None:
+        if symbol in self.foreign:
+            return  # a position the bot does not manage keeps its orders exactly as they are
         qty = acct.qty(symbol)
         if qty != 0 and stop is None:
             return  # the decision is to close: the resting stop stays until the close fills
+        pos = acct.positions.get(symbol)
+        if pos is not None and pos.is_open and stop is not None:
+            secured = self._secure_stop(pos, acct, stop)
+            if secured is None:
+                # No valid stop for the position as held: keep what rests; the verification
+                # step (ensure_protected) escalates.
+                return
+            stop = secured
         plan = plan_protection(
             symbol,
             qty,
             stop,
             take,
             acct.resting.get(symbol, []),
-            self.policy.orders.protective_tolerance,
+            self.policy.orders.protective_tolerance if tolerance is None else tolerance,
             self._id_factory(symbol),
         )
         for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
@@ -375,15 +468,8 @@ class Engine:
         """
         if _resting_stop(acct.resting.get(symbol, [])) is not None:
             return
-        snap = self._last_snapshot.get(symbol)
         qty = acct.qty(symbol)
-        mark = acct.marks[symbol]
-        sign = 1 if qty > 0 else -1
-        if snap is not None:
-            dist = distance(self.policy.stop_loss.kind, self.policy.stop_loss.distance, snap, mark)
-        else:
-            dist = mark * FALLBACK_STOP
-        stop = self.instruments[symbol].stop_price(mark - sign * dist, sign)
+        stop = self._wanted_stop(symbol, acct)
         self._event(
             now,
             "reconcile",
@@ -392,6 +478,190 @@ class Engine:
             f"position {qty} without a stop and without fresh market data: stop at {stop}",
         )
         self.protect(symbol, acct, stop, None, now)
+
+    def _wanted_stop(self, symbol: str, acct: AccountView) -> Decimal:
+        """The policy's stop around the current mark, from the last statistics seen."""
+        snap = self._last_snapshot.get(symbol)
+        qty = acct.qty(symbol)
+        mark = acct.marks[symbol]
+        sign = 1 if qty > 0 else -1
+        if snap is not None:
+            dist = distance(self.policy.stop_loss.kind, self.policy.stop_loss.distance, snap, mark)
+        else:
+            dist = mark * FALLBACK_STOP
+        return self.instruments[symbol].stop_price(mark - sign * dist, sign)
+
+    # -- protection: stops through the risk layer, verification and escalation ------------------
+
+    def _buffer(self, symbol: str, mark: Decimal) -> Decimal:
+        """The liquidation buffer in price units (volatility units of the last statistics)."""
+        snap = self._last_snapshot.get(symbol)
+        if snap is None:
+            return ZERO
+        return self.policy.liquidation.buffer_vol_units * daily_vol_unit(snap, mark)
+
+    def secure(self, d: Decision, acct: AccountView) -> Decision:
+        """The decision with a stop the risk layer accepts (size cut until one exists)."""
+        if d.target_qty == 0 or d.symbol not in acct.marks:
+            return d
+        mark = acct.marks[d.symbol]
+        return secure_decision(
+            d,
+            acct,
+            self.instruments,
+            mark=mark,
+            buffer=self._buffer(d.symbol, mark),
+            margin_mode=self.margin_mode,
+        )
+
+    def _secure_stop(self, pos: Position, acct: AccountView, wanted: Decimal) -> Decimal | None:
+        mark = acct.marks.get(pos.symbol)
+        if mark is None:
+            return None
+        return secure_stop(
+            self.instruments[pos.symbol],
+            pos,
+            acct,
+            self.instruments,
+            wanted=wanted,
+            buffer=self._buffer(pos.symbol, mark),
+        )
+
+    def ensure_protected(self, acct: AccountView, now: int) -> list[str]:
+        """Step 7: every managed position has a valid resting stop, or it is closed.
+
+        A gap is retried once with a fresh mark (a replacement stop, no tolerance); a position
+        still naked after that is closed with a reduce-only market order and recorded as an
+        incident with the venue's last refusal. Returns the contracts that had to be closed.
+        """
+        closed: list[str] = []
+        for sym in self.symbols:
+            pos = acct.positions.get(sym)
+            if sym in self.foreign or pos is None or not pos.is_open:
+                self._protected(sym, now)
+                continue
+            if self._gap(pos, acct) is None:
+                self._protected(sym, now)
+                continue
+            acct.marks[sym] = self.exchange.fetch_mark_price(sym)
+            acct.changed()
+            take = _resting_take(acct.resting.get(sym, []))
+            self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
+            gap = self._gap(pos, acct)
+            if gap is None:
+                self._protected(sym, now)
+                continue
+            self._unprotected(sym, now, gap)
+            self._close_naked(pos, acct, now)
+            closed.append(sym)
+        self._count_protection(now, closed)
+        return closed
+
+    def _gap(self, pos: Position, acct: AccountView) -> str | None:
+        inst = self.instruments[pos.symbol]
+        return protection_gap(inst, pos, acct, self.instruments, acct.resting.get(pos.symbol, []))
+
+    def _close_naked(self, pos: Position, acct: AccountView, now: int) -> None:
+        side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
+        req = market_order(
+            self._id_factory(pos.symbol)(OrderPurpose.CLOSE),
+            pos.symbol,
+            side,
+            OrderPurpose.CLOSE,
+            abs(pos.qty),
+            reduce_only=True,
+        )
+        self._send(req, acct, now, None)
+        acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
+        self.reconciler.note_positions(acct.positions)
+        acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)
+        acct.changed()
+        if acct.qty(pos.symbol) == 0:
+            # the position is gone: its protective orders are orphans now
+            self.protect(pos.symbol, acct, None, None, now)
+
+    def _unprotected(self, symbol: str, now: int, gap: str) -> None:
+        since = self.unprotected_since.setdefault(symbol, now)
+        venue = self._venue_errors.get(symbol)
+        self._event(
+            now,
+            "unprotected",
+            symbol,
+            TradingState.ACTIVE,
+            f"{UNPROTECTED}: {gap}; unprotected since {since}"
+            + (f"; venue: {venue}" if venue else "")
+            + "; closing the position (reduce-only market)",
+        )
+
+    def _protected(self, symbol: str, now: int) -> None:
+        since = self.unprotected_since.pop(symbol, None)
+        self._venue_errors.pop(symbol, None)
+        if since is not None:
+            self._event(
+                now,
+                "protected",
+                symbol,
+                TradingState.ACTIVE,
+                f"incident over: the position has a valid stop or is closed (unprotected "
+                f"since {since}, {(now - since) // 1000} s)",
+            )
+
+    def _count_protection(self, now: int, closed: list[str]) -> None:
+        if not closed:
+            self.protection_failures = 0
+            return
+        self.protection_failures += 1
+        if self.protection_failures >= self.limits.max_protection_failures:
+            self._to_reducing(
+                now,
+                f"{UNPROTECTED}: {self.protection_failures} checks in a row found a position "
+                f"without a valid stop ({', '.join(closed)})",
+            )
+
+    # -- unreadable account ----------------------------------------------------------------------
+
+    def _unreadable(self, now: int, tick_id: str, exc: AccountUnreadable) -> TickResult:
+        """Nothing is sent: record, count, and move to reducing after too many in a row."""
+        self.unreadable_streak += 1
+        memory = self.store.load_risk_memory()
+        state = memory.state if memory is not None else TradingState.ACTIVE
+        self._event(
+            now,
+            "unreadable",
+            None,
+            state,
+            f"{UNREADABLE} ({self.unreadable_streak} in a row): {exc}; nothing sent, "
+            "resting orders kept",
+        )
+        if self.unreadable_streak >= self.limits.max_unreadable_reads:
+            state = self._to_reducing(
+                now, f"{UNREADABLE}: {self.unreadable_streak} reads in a row ({exc})"
+            )
+        equity = self.last_account.equity() if self.last_account is not None else ZERO
+        return TickResult(tick_id, now, state, equity, unreadable=str(exc))
+
+    def _readable(self, now: int) -> None:
+        if self.unreadable_streak == 0:
+            return
+        self.unreadable_streak = 0
+        memory = self.store.load_risk_memory()
+        if (
+            memory is not None
+            and memory.state is TradingState.REDUCING
+            and memory.state_reason.startswith(UNREADABLE)
+        ):
+            memory = set_state(memory, TradingState.ACTIVE, "account readable again", sticky=False)
+            self.store.save_risk_memory(memory)
+            self._event(now, "state", None, memory.state, "reducing -> active: account readable")
+
+    def _to_reducing(self, now: int, reason: str) -> TradingState:
+        memory = self.store.load_risk_memory()
+        if memory is None or memory.state is not TradingState.ACTIVE:
+            return memory.state if memory is not None else TradingState.ACTIVE
+        memory = set_state(memory, TradingState.REDUCING, reason, sticky=False)
+        self.store.save_risk_memory(memory)
+        self._event(now, "state", None, memory.state, f"active -> reducing: {reason}")
+        return memory.state
 
     # -- 6. size -------------------------------------------------------------------------------
 
@@ -420,7 +690,7 @@ class Engine:
         if not (plan.reduce or plan.increase):
             return
         for req in plan.reduce:
-            result.orders_sent += self._send(req, acct, now, snap)
+            result_count(result, self._send(req, acct, now, snap))
         if plan.leverage is not None and plan.increase:
             try:
                 self.exchange.set_leverage(d.symbol, plan.leverage)
@@ -430,12 +700,11 @@ class Engine:
                 )
                 return
         for req in plan.increase:
-            sent = self._send(req, acct, now, snap)
-            result.orders_sent += sent
-            result.denials += 1 - sent
+            result_count(result, self._send(req, acct, now, snap))
         if self.hedge is not None and d.symbol in self.hedge_symbols:
             self.hedge.last_change_ms = now  # the cooldown runs from the last attempt
-        acct.positions = dict(self.exchange.fetch_positions(self.symbols))
+        acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
+        self.reconciler.note_positions(acct.positions)
         balance = self.exchange.fetch_balance()
         acct.wallet = balance.wallet
         acct.changed()
@@ -482,19 +751,20 @@ class Engine:
 
     def _id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
-            self._n += 1
-            while True:
-                cid = make_client_id(self.account, purpose, symbol, self._tick_ms, self._n)
-                if self.store.get_order(cid) is None:
-                    return cid
+            with self._lock:  # contracts may be protected on several threads
                 self._n += 1
+                while True:
+                    cid = make_client_id(self.account, purpose, symbol, self._tick_ms, self._n)
+                    if self.store.get_order(cid) is None:
+                        return cid
+                    self._n += 1
 
         return new_id
 
     def _send(
         self, req: OrderRequest, acct: AccountView, now: int, snap: MarketSnapshot | None
-    ) -> int:
-        """Gate, persist the intent, send. Returns 1 if sent, 0 if denied or rejected."""
+    ) -> SendOutcome:
+        """Gate, persist the intent, send."""
         memory = self.store.load_risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         price = snap.last_price if snap is not None else acct.marks[req.symbol]
@@ -521,24 +791,27 @@ class Engine:
             else None,
             hedge_beta=self.hedge.beta(req.symbol) if self.hedge is not None else Decimal(1),
         )
-        verdict = self.gate.check(req, ctx)
+        with self._lock:
+            verdict = self.gate.check(req, ctx)
         if isinstance(verdict, Denied):
             self._event(now, "denied", req.symbol, state, f"{req.client_id}: {verdict.reason}")
-            return 0
+            return SendOutcome.DENIED
         self.store.save_intent(req, now)
         try:
             order = self.exchange.place_order(req)
         except OutcomeUnknown as exc:
             self.store.update_order(req.client_id, OrderStatus.UNKNOWN, now, error=str(exc))
             self._event(now, "unknown", req.symbol, state, f"{req.client_id}: {exc}")
-            return 0
+            return SendOutcome.UNKNOWN
         except ExchangeError as exc:
             self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
             self._event(now, "rejected", req.symbol, state, f"{req.client_id}: {exc}")
-            return 0
+            if req.purpose.is_protective:
+                self._venue_errors[req.symbol] = f"{req.client_id}: {exc}"
+            return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
-        return 1
+        return SendOutcome.SENT
 
     def _cancel(self, symbol: str, client_id: str, now: int) -> None:
         try:
@@ -553,6 +826,25 @@ class Engine:
         self, now: int, kind: str, symbol: str | None, state: TradingState, reason: str
     ) -> None:
         self.store.record_event(RiskEvent(now, kind, symbol, state, reason))
+
+
+def result_count(result: TickResult, outcome: SendOutcome) -> None:
+    """Count one sizing order's outcome in the tick's result, each kind on its own."""
+    if outcome is SendOutcome.SENT:
+        result.orders_sent += 1
+    elif outcome is SendOutcome.DENIED:
+        result.denials += 1
+    elif outcome is SendOutcome.REJECTED:
+        result.rejected += 1
+    else:
+        result.unknown += 1
+
+
+def _resting_take(orders: Sequence[Order]) -> Decimal | None:
+    for o in orders:
+        if o.purpose is OrderPurpose.TAKE_PROFIT and o.trigger_price is not None:
+            return o.trigger_price
+    return None
 
 
 def _resting_stop(orders: Sequence[Order]) -> Decimal | None:

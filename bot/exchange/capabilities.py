@@ -17,6 +17,17 @@ from bot.errors import NotSupported
 
 
 @dataclass(frozen=True, slots=True)
+class FlatProbe:
+    """The venue's raw per-symbol position endpoint, which answers a flat contract with a row
+    of size 0 (positive knowledge that a position is gone; ccxt's unified list drops it)."""
+
+    method: str  # ccxt implicit API method
+    params: Mapping[str, object]  # besides ``symbol`` (the market id)
+    rows_path: str  # dotted path of the row list in the answer; "" = the answer
+    size_key: str  # the row's size field
+
+
+@dataclass(frozen=True, slots=True)
 class VenueProfile:
     """Per-venue facts the adapter needs and ccxt does not unify.
 
@@ -34,6 +45,7 @@ class VenueProfile:
     demo_trading: bool  # ccxt ``enable_demo_trading`` reaches a demo venue
     key_permissions: bool  # the venue reports API key permissions
     multi_assets_mode: bool  # the venue has a multi-assets margin switch
+    flat_probe: FlatProbe
     benign_codes: Mapping[str, frozenset[int]] = field(default_factory=dict)
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
@@ -60,6 +72,10 @@ BINANCE_USDM = VenueProfile(
     demo_trading=True,
     key_permissions=True,
     multi_assets_mode=True,
+    # v2 positionRisk with a symbol lists its row even when flat (positionAmt "0"); v3 lists
+    # only symbols with a position or open orders.
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Position-Information-V2
+    flat_probe=FlatProbe("fapiPrivateV2GetPositionRisk", {}, "", "positionAmt"),
     # -4046 "No need to change margin type", -4059 "No need to change position side".
     benign_codes={"set_margin_mode": frozenset({-4046}), "set_position_mode": frozenset({-4059})},
 )
@@ -80,6 +96,9 @@ BYBIT = VenueProfile(
     demo_trading=True,
     key_permissions=False,
     multi_assets_mode=False,
+    # position/list with a symbol answers a flat contract with a row of size "0".
+    # https://bybit-exchange.github.io/docs/v5/position
+    flat_probe=FlatProbe("privateGetV5PositionList", {"category": "linear"}, "result.list", "size"),
     # 110043 leverage not modified, 110025 position mode not modified, 110026 margin mode not
     # modified (https://bybit-exchange.github.io/docs/v5/error).
     benign_codes={

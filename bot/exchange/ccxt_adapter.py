@@ -9,9 +9,11 @@ this module translated into :mod:`bot.errors`. Venue differences come from the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ccxt
 from loguru import logger
@@ -25,6 +27,7 @@ from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.exchange import ccxt_orders, mapping
 from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_profile
+from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
 from bot.exchange.retry import RetryPolicy, call_with_retry, submit_idempotent
@@ -51,31 +54,48 @@ class CcxtExchange:
         retry_attempts: int = 5,
         retry_max_seconds: float = 30,
         account: str | None = None,
+        spawn: Callable[[], Any] | None = None,
+        hedge_after: float | None = None,
     ) -> None:
-        self._ex = exchange
         self._profile: VenueProfile = venue_profile(str(exchange.id))
         check_capabilities(exchange)
         self._clock = clock
         self._symbols = tuple(symbols)
         self._account = account
         self._policy = RetryPolicy(attempts=retry_attempts, max_seconds=retry_max_seconds)
-        exchange.options["recvWindow"] = recv_window_ms
-        # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
-        exchange.options["maxRetriesOnFailure"] = 0
+        pacer = SharedPacer(clock)
+
+        def prepare(client: Any) -> None:
+            require_json_replies(client)
+            client.options["recvWindow"] = recv_window_ms
+            # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
+            client.options["maxRetriesOnFailure"] = 0
+            pacer.install(client)
+
+        # ``spawn`` builds another client like ``exchange``: one per thread (ccxt_clients)
+        self._clients = ClientPool(exchange, spawn=spawn, prepare=prepare)
+        # a read unanswered after ``hedge_after`` s is sent again on another client (needs spawn)
+        self._hedge = Hedge(hedge_after if spawn is not None else None)
         self._instruments: dict[str, Instrument] = {}
         self._intervals: dict[str, tuple[Decimal, int]] = {}
 
     @property
     def exchange(self) -> Any:
         """The underlying ccxt instance (for the preflight and diagnostics)."""
-        return self._ex
+        return self._clients.primary
+
+    @property
+    def _ex(self) -> Any:
+        """The calling thread's ccxt client (see :mod:`bot.exchange.ccxt_clients`)."""
+        return self._clients.current()
 
     # -- instruments ---------------------------------------------------------------------------
 
     def load_instruments(self, symbols: Sequence[str] = ()) -> dict[str, Instrument]:
         """Load markets and leverage tiers for the configured symbols plus ``symbols``."""
         wanted = list(dict.fromkeys((*self._symbols, *symbols)))
-        self._call(lambda: self._ex.load_markets(), "load_markets")
+        # not hedged: it fills this thread's client (the others copy its markets)
+        self._call(lambda: self._ex.load_markets(), "load_markets", hedge=False)
         tiers: Mapping[str, Any] = self._call(
             lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
         )
@@ -101,10 +121,18 @@ class CcxtExchange:
     # -- account reads -------------------------------------------------------------------------
 
     def fetch_balance(self) -> Balance:
-        """Wallet and available balance in the settlement asset of the configured contracts."""
+        """Wallet and available balance in the settlement asset of the configured contracts.
+
+        Raises :class:`~bot.errors.AccountUnreadable` for an answer that cannot be read: a
+        wallet that cannot be read is unknown, never zero.
+        """
         asset = self.instrument(self._symbols[0]).quote if self._symbols else "USDT"
-        raw = self._call(lambda: self._ex.fetch_balance(), "fetch_balance")
-        return mapping.balance_from_ccxt(raw, asset)
+
+        def read() -> Balance:
+            raw = self._call(lambda: self._ex.fetch_balance(), "fetch_balance")
+            return mapping.balance_from_ccxt(raw, asset)
+
+        return self._account_read(read, "balance")
 
     def fetch_spot_balances(self, assets: Sequence[str]) -> dict[str, Decimal]:
         """Spot wallet totals of ``assets`` (the spot inventory a hedge covers).
@@ -126,8 +154,39 @@ class CcxtExchange:
         return mapping.spot_totals_from_ccxt(balance, assets)
 
     def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
-        """Open one-way positions among ``symbols`` (flat ones absent)."""
+        """Open one-way positions among ``symbols`` (flat ones absent).
+
+        Raises :class:`~bot.errors.AccountUnreadable` for an answer that does not parse or has
+        nulls where numbers belong. An absent contract is NOT proof that it is flat: the engine
+        asks :meth:`confirm_flat` before it acts on a disappearance.
+        """
+        return self._account_read(lambda: self._positions(symbols), "positions")
+
+    def confirm_flat(self, symbol: str) -> bool:
+        """Ask the venue for this one contract's position row and require an explicit size 0.
+
+        ccxt's unified ``fetch_positions`` drops flat rows (Binance: rows whose entry price is
+        0), so a flat contract and a garbled list look the same there. The raw per-symbol
+        endpoint of the venue (:attr:`VenueProfile.flat_probe`) answers with the row itself.
+        """
+        probe = self._profile.flat_probe
+        self.instrument(symbol)
+        market_id = str(self._ex.market(symbol)["id"])
+        params = {**probe.params, "symbol": market_id}
+
+        def read() -> bool:
+            # the method of the client of the thread that runs the call (reads may be hedged)
+            raw = self._call(
+                lambda: getattr(self._ex, probe.method)(params), f"confirm_flat({symbol})"
+            )
+            sizes = mapping.probe_sizes(raw, probe.rows_path, probe.size_key, market_id)
+            return bool(sizes) and all(size == 0 for size in sizes)
+
+        return self._account_read(read, f"position of {symbol}")
+
+    def _positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         rows = self._call(lambda: self._ex.fetch_positions(list(symbols)), "fetch_positions")
+        mapping.require_rows(rows, "positions")
         out: dict[str, Position] = {}
         for symbol in symbols:
             row = mapping.select_position_row(symbol, rows)
@@ -140,12 +199,20 @@ class CcxtExchange:
         return out
 
     def fetch_open_orders(self, symbol: str) -> list[Order]:
-        """Resting regular AND conditional orders (Binance keeps stops in the Algo book)."""
+        """Resting regular AND conditional orders (Binance keeps stops in the Algo book).
+
+        Raises :class:`~bot.errors.AccountUnreadable` for an answer that cannot be read.
+        """
+        return self._account_read(lambda: self._open_orders(symbol), f"open orders of {symbol}")
+
+    def _open_orders(self, symbol: str) -> list[Order]:
         regular = self._call(lambda: self._ex.fetch_open_orders(symbol), "fetch_open_orders")
         algo = self._call(
             lambda: self._ex.fetch_open_orders(symbol, None, None, {"trigger": True}),
             "fetch_open_orders(trigger)",
         )
+        mapping.require_rows(regular, f"open orders of {symbol}")
+        mapping.require_rows(algo, f"open conditional orders of {symbol}")
         # Binance order ids and algo ids are separate sequences: dedupe on (id, client id) only
         # (Bybit may list a conditional order in both answers).
         seen: dict[tuple[str, str], Order] = {}
@@ -164,8 +231,15 @@ class CcxtExchange:
 
     def fetch_mark_price(self, symbol: str) -> Decimal:
         """Mark price (quote currency) from the funding endpoint (Binance premiumIndex)."""
-        row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
-        return mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
+
+        def read() -> Decimal:
+            row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
+            mark = mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
+            if mark <= 0:
+                raise mapping.UnexpectedResponse(f"{symbol} markPrice: must be > 0, got {mark}")
+            return mark
+
+        return self._account_read(read, f"mark price of {symbol}")
 
     def fetch_last_price(self, symbol: str) -> tuple[Decimal, int]:
         """Last traded price (quote currency) and its time (epoch ms) from the ticker."""
@@ -275,6 +349,7 @@ class CcxtExchange:
     def resync_clock(self) -> None:
         """Re-measure the offset between local and server time (call hourly and after -1021)."""
         self._ex.load_time_difference()
+        self._clients.share_time_difference(self._ex)
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -289,13 +364,21 @@ class CcxtExchange:
         conditional = request.type.is_conditional
 
         def send() -> Order:
-            raw = self._ex.create_order(*args[:5], dict(args.params))
+            # A garbled answer (a bare JSON string, a list) breaks ccxt's parser after the venue
+            # may have accepted the order: outcome unknown, settled by a lookup by client id.
+            raw = readable(lambda: self._ex.create_order(*args[:5], dict(args.params)), "order")
+            if not isinstance(raw, Mapping):
+                raise ccxt.BadResponse(f"order: the answer is a {type(raw).__name__}, not an order")
             return self._order_from_ack(raw, request)
 
         def lookup() -> Order | None:
             try:
                 found = self._lookup(request.symbol, request.client_id, conditional)
-            except (errors.TransientExchangeError, errors.ClockDrift) as exc:
+            except (
+                errors.TransientExchangeError,
+                errors.ClockDrift,
+                mapping.UnexpectedResponse,  # a garbled lookup answer says nothing either way
+            ) as exc:
                 raise errors.OutcomeUnknown(
                     f"{request.client_id}: sent; lookup by client id failed: {exc}"
                 ) from exc
@@ -332,10 +415,15 @@ class CcxtExchange:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T], what: str) -> T:
+    def _call(self, fn: Callable[[], T], what: str, *, hedge: bool = True) -> T:
+        """One ccxt call with retries; a read (``hedge``) is also hedged (ccxt_clients.Hedge)."""
+
+        def attempt() -> T:
+            return readable(fn, what)
+
         try:
             return call_with_retry(
-                fn,
+                (lambda: self._hedge.call(attempt)) if hedge else attempt,
                 clock=self._clock,
                 policy=self._policy,
                 retry_after_of=self._retry_after,
@@ -344,6 +432,30 @@ class CcxtExchange:
             )
         except ccxt.BaseError as exc:
             raise map_ccxt_error(exc, retry_after=self._retry_after(exc)) from exc
+
+    def _account_read(self, fn: Callable[[], T], what: str) -> T:
+        """Run a read the engine acts on; an answer that cannot be read is AccountUnreadable.
+
+        Unreadable: a garbled 2xx answer still garbled after the read's retries, a shape or value
+        the mapping refuses, or ccxt's own parser failing on it (any non-bot exception).
+        Network trouble stays :class:`~bot.errors.TransientExchangeError`.
+        """
+        try:
+            return fn()
+        except errors.AccountUnreadable:
+            raise
+        except mapping.UnexpectedResponse as exc:
+            raise errors.AccountUnreadable(f"{what}: {exc}") from exc
+        except errors.TransientExchangeError as exc:
+            if isinstance(exc.__cause__, ccxt.BadResponse):
+                raise errors.AccountUnreadable(f"{what}: {exc}") from exc
+            raise
+        except errors.BotError:
+            raise
+        except Exception as exc:
+            raise errors.AccountUnreadable(
+                f"{what}: the answer could not be read ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def _apply(self, fn: Callable[[], object], key: str, what: str) -> bool:
         """Run an idempotent settings call; True when the venue said "nothing to change"."""
@@ -386,17 +498,20 @@ class CcxtExchange:
 
     def _lookup(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
         params = self._profile.trigger_lookup_params(client_id, conditional)
+
+        def read() -> Order:
+            # parsed inside the retried call: a garbled answer is asked again, not believed
+            raw = self._ex.fetch_order(None, symbol, dict(params))
+            return ccxt_orders.order_from_ccxt(raw, account=self._account)
+
         try:
-            raw = self._call(
-                lambda: self._ex.fetch_order(None, symbol, dict(params)), f"lookup {client_id}"
-            )
+            return self._call(read, f"lookup {client_id}")
         except errors.OrderNotFound:
             if not conditional:
                 return None
             # Binance can briefly forget a fresh algo order on a lookup (freqtrade#12681):
             # the open algo list decides.
             return self._find_open(symbol, client_id)
-        return ccxt_orders.order_from_ccxt(raw, account=self._account)
 
     def _find_open(self, symbol: str, client_id: str) -> Order | None:
         raws = self._call(
@@ -415,7 +530,9 @@ class CcxtExchange:
         what = f"cancel_order({client_id})"
         for _ in range(2):
             try:
-                self._call(lambda: self._ex.cancel_order(None, symbol, dict(params)), what)
+                self._call(
+                    lambda: self._ex.cancel_order(None, symbol, dict(params)), what, hedge=False
+                )
                 return True
             except errors.OrderNotFound:
                 # a retried cancel that went through, a fill, or the wrong book: re-read it
@@ -515,3 +632,63 @@ class CcxtExchange:
             hours = Decimal(8)
         self._intervals[symbol] = (hours, now)
         return hours
+
+
+# What ccxt's parsers raise on an answer of the wrong shape (a string where a dict belongs...).
+_PARSE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError, ArithmeticError)
+
+
+def readable(fn: Callable[[], T], what: str) -> T:
+    """Call ``fn`` (one ccxt call); ccxt's parser failing on the answer is ``ccxt.BadResponse``.
+
+    ``BadResponse`` is transient in ccxt's tree: a read is retried (and reported unreadable if
+    it stays garbled), an order POST is settled by a lookup by client id, never resent blind.
+    """
+    try:
+        return fn()
+    except ccxt.BaseError:
+        raise
+    except (*_PARSE_ERRORS, mapping.UnexpectedResponse) as exc:
+        raise ccxt.BadResponse(
+            f"{what}: the answer could not be read ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def require_json_replies(exchange: Any) -> None:
+    """Make a 2xx answer that is not JSON a :class:`ccxt.BadResponse` on ``exchange``.
+
+    Both venues answer every REST call with JSON. A proxy's HTML page or a truncated body with
+    status 200 otherwise reaches ccxt's parsers as a string, which they read as an empty list
+    (no positions) or fail on with an ``AttributeError``. ``BadResponse`` is transient in ccxt's
+    tree: a read is retried and then reported unreadable; an order POST is looked up by its
+    client id, never resent blind. The message names the path only: the query string carries
+    the signature.
+    """
+    original = exchange.on_rest_response
+
+    def checked(
+        code: Any,
+        reason: Any,
+        url: str,
+        method: str,
+        response_headers: Any,
+        response_body: Any,
+        request_headers: Any,
+        request_body: Any,
+    ) -> Any:
+        body = original(
+            code, reason, url, method, response_headers, response_body, request_headers,
+            request_body,
+        )  # fmt: skip
+        if 200 <= int(code) < 300:
+            try:
+                json.loads(body)
+            except (TypeError, ValueError):
+                snippet = str(body)[:60].replace("\n", " ")
+                raise ccxt.BadResponse(
+                    f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer is not "
+                    f"JSON ({snippet!r})"
+                ) from None
+        return body
+
+    exchange.on_rest_response = checked

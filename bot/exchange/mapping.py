@@ -163,6 +163,10 @@ def instrument_from_market(
         maker_fee=to_decimal(market.get("maker"), f"{symbol} maker fee"),
         taker_fee=to_decimal(market.get("taker"), f"{symbol} taker fee"),
         liquidation_fee=fee,
+        # Binance PRICE_FILTER / Bybit priceFilter. (Binance's PERCENT_PRICE bounds the price of
+        # limit orders, not the trigger of a stop-market order, so it is not applied to stops.)
+        min_price=positive_or_none((limits.get("price") or {}).get("min"), f"{symbol} min price"),
+        max_price=positive_or_none((limits.get("price") or {}).get("max"), f"{symbol} max price"),
     )
 
 
@@ -244,7 +248,8 @@ def position_from_ccxt(
 
 def _signed_contracts(row: Mapping[str, Any]) -> Decimal:
     symbol = row.get("symbol")
-    contracts = opt_decimal(row.get("contracts"), f"{symbol} position contracts") or ZERO
+    # A null size is unknown, not zero (a garbled row must never read as a flat position).
+    contracts = to_decimal(row.get("contracts"), f"{symbol} position contracts")
     size = opt_decimal(row.get("contractSize"), f"{symbol} contractSize") or ONE
     qty = abs(contracts) * size
     if qty == ZERO:
@@ -261,6 +266,36 @@ def _signed_contracts(row: Mapping[str, Any]) -> Decimal:
     raise UnexpectedResponse(f"{symbol}: open position row without a side: {side!r}")
 
 
+def require_rows(rows: object, what: str) -> None:
+    """A ccxt list answer: a list of dicts, each carrying the venue's raw row in ``info``."""
+    if not isinstance(rows, list):
+        raise UnexpectedResponse(f"{what}: expected a list, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or not isinstance(row.get("info"), Mapping):
+            raise UnexpectedResponse(f"{what}: row {i} is not a venue row: {str(row)[:80]!r}")
+
+
+def probe_sizes(raw: object, rows_path: str, size_key: str, market_id: str) -> list[Decimal]:
+    """Position sizes of ``market_id`` in a venue's raw per-symbol position answer.
+
+    ``rows_path`` is the dotted path of the row list in the answer ("" = the answer itself).
+    Every matching row must carry a number under ``size_key``; a reply without the row gives an
+    empty list (nothing is confirmed).
+    """
+    node: object = raw
+    for key in filter(None, rows_path.split(".")):
+        if not isinstance(node, Mapping):
+            raise UnexpectedResponse(f"{market_id} position: no {rows_path!r} in the answer")
+        node = node.get(key)
+    if not isinstance(node, list):
+        raise UnexpectedResponse(f"{market_id} position: expected a list of rows")
+    sizes = []
+    for row in node:
+        if isinstance(row, Mapping) and row.get("symbol") == market_id:
+            sizes.append(to_decimal(row.get(size_key), f"{market_id} position {size_key}"))
+    return sizes
+
+
 def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     """Wallet balance (excluding unrealised PnL) and available margin of ``asset``.
 
@@ -269,10 +304,21 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
     the unified ``total``. An asset the account never used is reported as zero.
     """
+    if not isinstance(balance, Mapping):
+        raise UnexpectedResponse(f"balance: expected an object, got {type(balance).__name__}")
+    info = balance.get("info")
+    if not (isinstance(info, Mapping) or (isinstance(info, list) and info)):
+        raise UnexpectedResponse(f"balance: the venue's answer is missing or empty ({info!r})")
     unified: Mapping[str, Any] = balance.get(asset) or {}
-    wallet = _raw_wallet(balance.get("info"), asset)
-    if wallet is None:
-        wallet = unified.get("total")
+    found, wallet = _raw_wallet(info, asset)
+    if found:
+        # The asset's row is there: its wallet must be a number (null is unknown, not zero).
+        return Balance(
+            asset=asset,
+            wallet=to_decimal(wallet, f"{asset} walletBalance"),
+            available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
+        )
+    wallet = unified.get("total")
     return Balance(
         asset=asset,
         wallet=opt_decimal(wallet, f"{asset} wallet balance") or ZERO,
@@ -280,9 +326,10 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     )
 
 
-def _raw_wallet(info: object, asset: str) -> object:
+def _raw_wallet(info: object, asset: str) -> tuple[bool, object]:
+    """(whether the raw answer has the asset's row, its wallet balance)."""
     if not isinstance(info, Mapping):
-        return None
+        return False, None
     rows: list[Any] = list(info.get("assets") or [])
     result = info.get("result")
     if isinstance(result, Mapping):
@@ -290,8 +337,8 @@ def _raw_wallet(info: object, asset: str) -> object:
             rows.extend(account.get("coin") or [])
     for row in rows:
         if isinstance(row, Mapping) and asset in (row.get("asset"), row.get("coin")):
-            return row.get("walletBalance")
-    return None
+            return True, row.get("walletBalance")
+    return False, None
 
 
 # -- funding and candles ---------------------------------------------------------------------

@@ -40,6 +40,9 @@ class PaperExchange:
     def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         return self.sim.fetch_positions(symbols)
 
+    def confirm_flat(self, symbol: str) -> bool:
+        return self.sim.confirm_flat(symbol)
+
     def fetch_open_orders(self, symbol: str) -> list[Order]:
         return self.sim.fetch_open_orders(symbol)
 

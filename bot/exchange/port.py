@@ -29,6 +29,15 @@ class ExchangePort(Protocol):
         """Open positions among ``symbols``; flat contracts are absent."""
         ...
 
+    def confirm_flat(self, symbol: str) -> bool:
+        """Positive knowledge that ``symbol`` holds no position.
+
+        True only when a well-formed answer reports the contract with size zero. Used before the
+        engine believes a position it held is gone (and cancels its protective orders): a
+        position missing from a list is not proof that it is closed.
+        """
+        ...
+
     def fetch_open_orders(self, symbol: str) -> list[Order]:
         """Resting orders, regular and conditional (stop-loss, take-profit) alike."""
         ...

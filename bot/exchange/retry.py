@@ -32,6 +32,7 @@ from bot.exchange.ccxt_errors import (
     is_transient,
     venue_code,
 )
+from bot.logs import redact
 
 T = TypeVar("T")
 
@@ -81,7 +82,12 @@ class _WaitRetryAfter(wait_base):
 
 
 class _RetryTransient(retry_base):
-    """Retry transient errors; a clock-drift error only once (after one resync)."""
+    """Retry transient errors; a clock-drift error only once (after one resync).
+
+    A garbled answer (``ccxt.BadResponse``: not JSON, or empty where a body belongs) is not
+    retried here: the read reports the account unreadable at once and the next job reads again,
+    so a venue answering garbage does not hold the tick (and the protection) for the backoff.
+    """
 
     def __init__(self) -> None:
         self.resynced = False
@@ -92,6 +98,8 @@ class _RetryTransient(retry_base):
             return False
         if is_clock_drift(exc):
             return not self.resynced
+        if isinstance(exc, ccxt.BadResponse):
+            return False
         return is_transient(exc)
 
 
@@ -263,4 +271,5 @@ def _exception(retry_state: RetryCallState) -> BaseException | None:
 def _short(exc: BaseException | None) -> str:
     if exc is None:
         return "-"
-    return f"{type(exc).__name__}: {str(exc)[:160]}"
+    # ccxt's text holds the request URL (signed for GET/DELETE): it may reach the database
+    return f"{type(exc).__name__}: {redact(str(exc))[:160]}"

@@ -127,7 +127,11 @@ def _decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Dec
     sl_dist = distance(policy.stop_loss.kind, policy.stop_loss.distance, v.market, price)
     buffer = policy.liquidation.buffer_vol_units * daily_vol_unit(v.market, price)
     notional = lev * v.sleeve_equity
-    liq_cap = liquidation_cap(v.instrument, v.direction, price, notional, sl_dist, buffer)
+    liq_cap = (
+        liquidation_cap(v.instrument, v.direction, price, notional, sl_dist, buffer)
+        if notional > 0
+        else ZERO
+    )
     if lev > liq_cap:
         parts.append(
             f"liquidation buffer {policy.liquidation.buffer_vol_units} vol beyond SL "
@@ -171,8 +175,8 @@ def _protective_prices(
     if same_side and v.resting_stop is not None:
         # Trailing: a stop only ever moves toward the price, never away from it.
         stop = max(stop, v.resting_stop) if sign > 0 else min(stop, v.resting_stop)
-    if stop <= 0:
-        stop = inst.tick_size
+    # A stop at or below zero is not clamped here: the risk layer (bot.risk.stop_placement)
+    # moves every stop into the valid range or cuts the size.
     take: Decimal | None = None
     tp = policy.take_profit
     if tp is not None:

@@ -78,12 +78,16 @@ def liquidation_cap(
 ) -> Decimal:
     """Largest target leverage whose exchange setting (:func:`leverage_setting`) puts the
     liquidation price at least ``buffer`` beyond a stop ``stop_distance`` away from ``price``
-    (both in price units). 0 if none does."""
+    (both in price units). 0 if none does.
+
+    When the stop distance plus the buffer reaches the whole price (a long's stop would sit at
+    or below zero), no stop can rest before liquidation at any leverage: 0, never the venue's
+    maximum. That is the most volatile moment, when protection matters most.
+    """
+    if price <= 0:
+        return ZERO
     limit_price = price - direction * (stop_distance + buffer)
-    if direction > 0 and limit_price <= 0:
-        best = instrument.max_leverage_for(notional)
-    else:
-        best = max_leverage_with_liquidation_beyond(
-            instrument, direction, price, notional, limit_price
-        )
+    if limit_price <= 0:
+        return ZERO
+    best = max_leverage_with_liquidation_beyond(instrument, direction, price, notional, limit_price)
     return max(ZERO, best.to_integral_value(rounding=ROUND_FLOOR) - 1)

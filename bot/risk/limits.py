@@ -17,3 +17,7 @@ class RiskLimits:
     stale_data_ms: int
     max_orders_per_minute: int
     on_daily_loss: Literal["reducing", "halted"] = "halted"
+    # account reads that cannot be trusted, in a row, before the state moves to reducing
+    max_unreadable_reads: int = 3
+    # positions left without a valid stop after escalation, in a row, before reducing
+    max_protection_failures: int = 2

@@ -24,6 +24,8 @@ from bot.clock import Clock
 from bot.domain.enums import TradingState
 from bot.engine.client_ids import base36
 from bot.engine.tick import Engine, TickResult
+from bot.errors import AccountUnreadable
+from bot.logs import replayed_prefix
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.feeds import PriceFeed
 from bot.store.port import RiskEvent
@@ -76,7 +78,8 @@ class Runner:
 
     def _job(self, name: str, fn: Callable[[], T]) -> T | None:
         tick_id = base36(self.clock.now_ms() // 1000)
-        with logger.contextualize(tick=tick_id):
+        replayed = replayed_prefix(self.clock.now_ms()) if self.replay_end_ms is not None else ""
+        with logger.contextualize(tick=tick_id, replayed=replayed):
             started = self.clock.now_ms()
             try:
                 self.apply_commands()
@@ -89,7 +92,15 @@ class Runner:
                 self._failed(name, exc)
                 return None
             self.failures = 0
-            if isinstance(result, TickResult):
+            if isinstance(result, TickResult) and result.unreadable is not None:
+                self.ticks_done += 1
+                logger.warning(
+                    "{} sent nothing: account unreadable ({} in a row): {}",
+                    name,
+                    self.engine.unreadable_streak,
+                    result.unreadable,
+                )
+            elif isinstance(result, TickResult):
                 self.ticks_done += 1
                 logger.info(
                     "{} done: state {}, equity {:.2f}, {} orders, {} denied",
@@ -103,7 +114,8 @@ class Runner:
                     logger.info("{}", d.reason)
                 for callback in self.on_tick:
                     callback(result)
-            self._alert(started, tick=isinstance(result, TickResult))
+            readable = not (isinstance(result, TickResult) and result.unreadable is not None)
+            self._alert(started, tick=isinstance(result, TickResult), readable=readable)
             return result
 
     def _guard(self) -> None:
@@ -162,17 +174,33 @@ class Runner:
             alerts.append(Alert("state", "critical", f"active -> reducing: {reason}"))
         self.notifier.notify(alerts)
 
-    def _alert(self, since_ms: int, *, tick: bool) -> None:
-        """Alert the state changes recorded since the job started, and what the account shows."""
-        alerts = [
-            Alert(f"state:{e.state.value}", "critical", f"trading state: {e.reason}")
-            for e in self.store.recent_events(50)
-            if e.kind == "state" and e.ts_ms >= since_ms
-        ]
-        # The tick's own view of the account; other jobs read it again.
-        acct = self.engine.last_account if tick else self.engine.reconcile(self.clock.now_ms())
-        if acct is None:
-            acct = self.engine.reconcile(self.clock.now_ms())
+    def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
+        """Alert the state changes and incidents recorded since the job started (unreadable
+        account, a position closed for lack of a stop, with the venue's error), and what the
+        account shows."""
+        alerts = []
+        for e in self.store.recent_events(50):
+            if e.ts_ms < since_ms:
+                continue
+            if e.kind == "state":
+                alerts.append(
+                    Alert(f"state:{e.state.value}", "critical", f"trading state: {e.reason}")
+                )
+            elif e.kind in ("unreadable", "unprotected"):
+                key = f"{e.kind}:{e.symbol or 'account'}"
+                level = "critical" if e.kind == "unprotected" else "warning"
+                alerts.append(Alert(key, level, f"{e.symbol or 'account'}: {e.reason}"))
+        if not readable:
+            self.notifier.notify(alerts)  # no account view to check conditions on
+            return
+        try:
+            # The tick's own view of the account; other jobs read it again.
+            acct = self.engine.last_account if tick else None
+            if acct is None:
+                acct = self.engine.reconcile(self.clock.now_ms())
+        except AccountUnreadable:
+            self.notifier.notify(alerts)  # no account view to check conditions on
+            return
         alerts += conditions(
             positions=acct.positions,
             resting=acct.resting,

@@ -120,6 +120,11 @@ class SimulatedExchange:
             )
         return out
 
+    def confirm_flat(self, symbol: str) -> bool:
+        """The simulated book is exact: a contract is flat when its book says so."""
+        pos = self.book.positions.get(symbol)
+        return pos is None or pos.qty == 0
+
     def _reported_liquidation(self, symbol: str, qty: Decimal) -> Decimal | None:
         """The liquidation price as an exchange reports it: on the tick, rounded toward the mark
         (the conservative side)."""
@@ -275,10 +280,22 @@ class SimulatedExchange:
                     )
         for name in ("trigger_price", "price"):
             value = getattr(request, name)
-            if value is not None and (value <= 0 or value % inst.tick_size != 0):
+            if value is None:
+                continue
+            if value <= 0:
+                raise InvalidQuantity(f"{name} {value}: stop price less than zero", code=-4006)
+            if value % inst.tick_size != 0:
                 raise InvalidQuantity(
                     f"{name} {value} is not a positive multiple of the tick {inst.tick_size}",
                     code=-1111,
+                )
+            if inst.min_price is not None and value < inst.min_price:
+                raise InvalidQuantity(
+                    f"{name} {value}: price less than min price {inst.min_price}", code=-4013
+                )
+            if inst.max_price is not None and value > inst.max_price:
+                raise InvalidQuantity(
+                    f"{name} {value}: price greater than max price {inst.max_price}", code=-4016
                 )
 
     def _check_not_triggered(self, request: OrderRequest) -> None:

@@ -23,6 +23,7 @@ from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
+from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.engine.hedging import ExposureRecord, hedge_symbols, with_hedge_symbols
 from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
@@ -76,6 +77,8 @@ def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
         stale_data_ms=r.stale_data_seconds * 1000,
         max_orders_per_minute=r.max_orders_per_minute,
         on_daily_loss=r.on_daily_loss,
+        max_unreadable_reads=r.max_unreadable_reads,
+        max_protection_failures=r.max_protection_failures,
     )
 
 
@@ -181,11 +184,14 @@ def engine_for(
     market: MarketDataPort,
     store: StorePort,
     spot: SpotWalletPort | None = None,
+    fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
     """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live.
 
-    The policy's hedge instruments are contracts of the engine with direction ``hedge``. Spot
-    holdings come from ``spot`` (live: the venue's wallet) or else from the configuration."""
+    ``fanout`` runs a tick's independent exchange calls: one after the other (simulation and
+    paper, deterministic) unless live trading passes a thread pool. The policy's hedge
+    instruments are contracts of the engine with direction ``hedge``. Spot holdings come from
+    ``spot`` (live: the venue's wallet) or else from the configuration."""
     hedges = hedge_symbols(policy)
     specs = [
         replace(c, direction="hedge", signal=None) if c.symbol in hedges else c
@@ -207,6 +213,8 @@ def engine_for(
         contracts=specs,
         limits=risk_limits(config, policy),
         account=config.account.name,
+        margin_mode=MarginMode(config.account.margin_mode),
+        fanout=fanout,
         spot=spot,
         spot_assets=config.spot.assets if config.spot is not None else (),
         quote=config.account.quote,
@@ -221,12 +229,16 @@ def replay(
     start: int,
     end: int,
     progress: Progress | None = None,
+    *,
+    exchange_type: type[SimulatedExchange] = SimulatedExchange,
 ) -> SimulationResult:
+    """Replay ``histories`` from ``start`` to ``end`` through the engine and a simulated
+    exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests)."""
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
     clock = SimClock(start)
     balance = config.account.starting_balance
-    exchange = SimulatedExchange(
+    exchange = exchange_type(
         instruments,
         clock,
         starting_balance=balance,

@@ -53,6 +53,10 @@ def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
         "n_take_profits": sum(1 for e in events if e.kind == "take_profit"),
         "n_liquidations": sum(1 for e in events if e.kind == "liquidation"),
         "n_denials": sum(1 for e in result.store.events if e.kind == "denied"),
+        "n_stops_rejected": sum(
+            1 for e in result.store.events if e.kind == "rejected" and "-sl-" in e.reason
+        ),
+        "unprotected": _unprotected_spans(result),
         "fees_paid": _r(float(ex.fees_paid), 2),
         "funding_paid": _r(float(ex.funding_paid), 2),
         "avg_leverage": _r(float(held.mean()) if held.size else 0.0, 4),
@@ -63,6 +67,23 @@ def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
         "data_gaps": {s: [[_iso(a), _iso(b)] for a, b in g] for s, g in result.gaps.items()},
         "elapsed_seconds": round(elapsed, 3),
     }
+
+
+def _unprotected_spans(result: SimulationResult) -> dict[str, list[list[str | None]]]:
+    """Per contract, each span a position spent without a valid stop: [since, until]."""
+    spans: dict[str, list[list[str | None]]] = {}
+    open_since: dict[str, int] = {}
+    for e in sorted(result.store.events, key=lambda e: e.ts_ms):
+        if e.symbol is None:
+            continue
+        if e.kind == "unprotected":
+            open_since.setdefault(e.symbol, e.ts_ms)
+        elif e.kind == "protected" and e.symbol in open_since:
+            since = open_since.pop(e.symbol)
+            spans.setdefault(e.symbol, []).append([_iso(since), _iso(e.ts_ms)])
+    for sym, since in open_since.items():
+        spans.setdefault(sym, []).append([_iso(since), None])
+    return spans
 
 
 def write_outputs(result: SimulationResult, out: Path, elapsed: float) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, update
@@ -23,8 +23,9 @@ from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
+from bot.logs import redact
 from bot.store import tables as t
-from bot.store.migrate import ensure_current, safe_url
+from bot.store.migrate import engine_url, ensure_current, safe_url
 from bot.store.port import (
     DecisionRecord,
     EquitySnapshot,
@@ -83,7 +84,9 @@ def make_engine(url: str) -> Engine:
         )
     is_sqlite = backend == "sqlite"
     engine = create_engine(
-        url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite
+        engine_url(url),
+        connect_args={"timeout": 30} if is_sqlite else {},
+        pool_pre_ping=not is_sqlite,
     )
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -238,6 +241,8 @@ class SqlStore:
                 session.add_all([t.decision_row(r) for r in records])
 
     def record_event(self, event: RiskEvent) -> None:
+        # a reason may quote an exchange error: no secret is stored
+        event = replace(event, reason=redact(event.reason))
         with self._write(f"risk event {event.kind!r}") as session:
             session.add(t.event_row(event))
 

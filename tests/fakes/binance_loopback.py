@@ -59,8 +59,41 @@ if TYPE_CHECKING:
     import ccxt
 
 FaultKind = Literal[
-    "timeout", "http_500", "http_503", "rate_limit", "timestamp", "accept_then_drop"
+    "timeout",
+    "http_500",
+    "http_503",
+    "rate_limit",
+    "timestamp",
+    "accept_then_drop",
+    # garbled replies: the request IS processed, the answer is damaged on the way back
+    "garbled_json",
+    "html_200",
+    "empty_list",
+    "null_fields",
+    "json_string",
+    "missing_fields",
 ]
+# Fields a ``null_fields`` fault sets to null in every object of a JSON reply.
+NULLED_FIELDS = frozenset(
+    {
+        "positionAmt",
+        "entryPrice",
+        "markPrice",
+        "unRealizedProfit",
+        "liquidationPrice",
+        "isolatedWallet",
+        "walletBalance",
+        "availableBalance",
+        "balance",
+        "origQty",
+        "quantity",
+        "stopPrice",
+        "triggerPrice",
+        "status",
+        "algoStatus",
+        "side",
+    }
+)
 CandleKind = Literal["trade", "mark"]
 CandleRow = tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]
 Json = Any
@@ -152,6 +185,10 @@ class Fault:
     error page, not processed. ``rate_limit``: HTTP 429, code -1003, a ``Retry-After`` header
     when ``retry_after`` (seconds) is set, not processed. ``timestamp``: -1021, not processed.
     ``accept_then_drop``: processed by the backend, then the connection is closed unanswered.
+    Garbled replies (processed by the backend, then damaged, status 200): ``garbled_json`` a
+    truncated JSON body, ``html_200`` an HTML page, ``empty_list`` ``[]``, ``null_fields`` the
+    real JSON with the fields of :data:`NULLED_FIELDS` set to null, ``json_string`` a bare JSON
+    string (``"OK"``), ``missing_fields`` every object of the real JSON cut to its ``symbol``.
     """
 
     path: str
@@ -299,6 +336,54 @@ def _error_reply(err: BinanceError) -> _Reply:
 def _html(status: int, title: str) -> _Reply:
     page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
     return _Reply(status, page.encode(), "text/html")
+
+
+def _garbled_json(reply: _Reply) -> _Reply:
+    return _Reply(200, reply.body[: max(1, len(reply.body) // 2)])
+
+
+def _html_200(reply: _Reply) -> _Reply:
+    return _html(200, "Service notice")
+
+
+def _empty_list(reply: _Reply) -> _Reply:
+    return _Reply(200, b"[]")
+
+
+def _null_fields(reply: _Reply) -> _Reply:
+    def scrub(value: Json) -> Json:
+        if isinstance(value, dict):
+            return {k: None if k in NULLED_FIELDS else scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return _Reply(200, json.dumps(scrub(json.loads(reply.body))).encode())
+
+
+def _json_string(reply: _Reply) -> _Reply:
+    return _Reply(200, b'"OK"')
+
+
+def _missing_fields(reply: _Reply) -> _Reply:
+    def cut(value: Json) -> Json:
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k == "symbol"}
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        return value
+
+    return _Reply(200, json.dumps(cut(json.loads(reply.body))).encode())
+
+
+_GARBLERS: dict[str, Callable[[_Reply], _Reply]] = {
+    "garbled_json": _garbled_json,
+    "html_200": _html_200,
+    "empty_list": _empty_list,
+    "null_fields": _null_fields,
+    "json_string": _json_string,
+    "missing_fields": _missing_fields,
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -472,6 +557,11 @@ class LoopbackBinance:
                 raise ValueError(f"set_candles {symbol} {kind}: row {i} open time not increasing")
         self._candles[(symbol, kind)] = list(rows)
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued."""
+        with self._meta_lock:
+            self._faults.clear()
+
     def calls(self, path: str, method: str | None = None) -> list[RecordedRequest]:
         """The recorded requests to ``path`` (and ``method``, when given), oldest first."""
         with self._meta_lock:
@@ -510,6 +600,8 @@ class LoopbackBinance:
         if kind == "accept_then_drop":
             self._record(method, path, params, None, kind)
             return None
+        if kind in _GARBLERS and reply.status == 200:
+            reply = _GARBLERS[kind](reply)
         self._record(method, path, params, reply.status, kind)
         return reply
 
@@ -726,8 +818,8 @@ class LoopbackBinance:
             "filters": [
                 {
                     "filterType": "PRICE_FILTER",
-                    "minPrice": tick,
-                    "maxPrice": "100000000",
+                    "minPrice": _s(inst.min_price) if inst.min_price is not None else tick,
+                    "maxPrice": _s(inst.max_price) if inst.max_price is not None else "100000000",
                     "tickSize": tick,
                 },
                 {"filterType": "LOT_SIZE", **lot},

@@ -479,9 +479,48 @@ def test_bybit_wallet_from_coin_list() -> None:
 
 
 def test_balance_falls_back_to_unified_total_and_zero() -> None:
-    assert mapping.balance_from_ccxt({"USDT": {"free": 1.0, "total": 2.0}}, "USDT").wallet == 2
+    raw = {"info": {"other": 1}, "USDT": {"free": 1.0, "total": 2.0}}
+    assert mapping.balance_from_ccxt(raw, "USDT").wallet == 2
     unused = mapping.balance_from_ccxt({"info": {"assets": []}}, "USDT")
     assert (unused.wallet, unused.available) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"USDT": {"free": 1.0, "total": 2.0}},  # no venue answer behind the unified view
+        {"info": [], "USDT": {"total": 0}},  # an empty list where the account belongs
+        {"info": {"assets": [{"asset": "USDT", "walletBalance": None}]}},  # a null wallet
+        {"info": "<html>maintenance</html>"},
+    ],
+)
+def test_unreadable_balance_is_unknown_not_zero(raw: dict[str, object]) -> None:
+    with pytest.raises(mapping.UnexpectedResponse):
+        mapping.balance_from_ccxt(raw, "USDT")
+
+
+def test_null_position_size_is_unknown_not_flat() -> None:
+    row = {"symbol": "BTC/USDT:USDT", "contracts": None, "side": "long", "info": {}}
+    with pytest.raises(mapping.UnexpectedResponse):
+        mapping.select_position_row("BTC/USDT:USDT", [row])
+
+
+def test_require_rows_and_probe_sizes() -> None:
+    mapping.require_rows([{"info": {}}], "positions")
+    for bad in ("<html>", [{"info": "x"}], ["a"], None):
+        with pytest.raises(mapping.UnexpectedResponse):
+            mapping.require_rows(bad, "positions")
+    rows = [{"symbol": "BTCUSDT", "positionAmt": "0"}, {"symbol": "ETHUSDT", "positionAmt": "1"}]
+    assert mapping.probe_sizes(rows, "", "positionAmt", "BTCUSDT") == [Decimal(0)]
+    assert mapping.probe_sizes(rows, "", "positionAmt", "XRPUSDT") == []
+    bybit = {"result": {"list": [{"symbol": "BTCUSDT", "size": "0"}]}}
+    assert mapping.probe_sizes(bybit, "result.list", "size", "BTCUSDT") == [Decimal(0)]
+    with pytest.raises(mapping.UnexpectedResponse):
+        mapping.probe_sizes(
+            [{"symbol": "BTCUSDT", "positionAmt": None}], "", "positionAmt", "BTCUSDT"
+        )
+    with pytest.raises(mapping.UnexpectedResponse):
+        mapping.probe_sizes({"result": None}, "result.list", "size", "BTCUSDT")
 
 
 # -- funding and candles ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
 from bot.engine.contracts import ContractSpec
 from bot.engine.market import CandleWindow
-from bot.engine.tick import Engine
+from bot.engine.tick import Engine, SendOutcome
 from bot.errors import ExchangeError
 from bot.exchange.spot import ConfiguredSpotWallet
 from bot.risk.limits import RiskLimits
@@ -124,7 +124,7 @@ def test_a_hedge_order_that_raises_net_exposure_is_a_recorded_denial(
     more_short = OrderRequest(
         "t-test-1", BTC, OrderSide.SELL, OrderType.MARKET, OrderPurpose.ENTRY, D("0.05"), False
     )
-    assert engine._send(more_short, acct, now, None) == 0
+    assert engine._send(more_short, acct, now, None) is SendOutcome.DENIED
     (denied,) = [e for e in store.events if e.kind == "denied"]
     assert denied.symbol == BTC
     assert "hedge order would raise net exposure" in denied.reason
@@ -133,7 +133,7 @@ def test_a_hedge_order_that_raises_net_exposure_is_a_recorded_denial(
     trim = OrderRequest(
         "t-test-2", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.REDUCE, D("0.001"), True
     )
-    assert engine._send(trim, acct, now, None) == 1
+    assert engine._send(trim, acct, now, None) is SendOutcome.SENT
 
 
 def test_spot_holdings_are_hedged_too(instruments: dict[str, Instrument]) -> None:

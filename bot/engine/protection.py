@@ -1,0 +1,218 @@
+"""The engine's side of the protection invariant: liquidation prices of the positions it holds or
+plans, stops secured by the risk layer (:mod:`bot.risk.stop_placement`), and the check that a
+position really has a valid resting stop.
+
+Liquidation prices: the exchange's reported price for a position held as it is (or reduced: an
+isolated position's margin shrinks in proportion, so its liquidation price stays); for a
+position that grows or opens, Binance's formula (:mod:`bot.domain.margin`) on the blended entry,
+with the isolated margin the exchange setting locks (``notional / setting``) or, in cross mode,
+the wallet with every other position's maintenance margin and unrealised PnL at their marks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from decimal import Decimal
+
+from bot.domain.decision import Decision
+from bot.domain.enums import MarginMode, OrderPurpose
+from bot.domain.instrument import Instrument
+from bot.domain.margin import (
+    liquidation_price_cross,
+    liquidation_price_isolated,
+    maintenance_margin,
+)
+from bot.domain.orders import Order
+from bot.domain.position import Position
+from bot.engine.account import AccountView
+from bot.engine.planner import exchange_setting
+from bot.policy.leverage import q2
+from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
+
+ZERO = Decimal(0)
+
+
+def liquidation_of_held(
+    inst: Instrument, pos: Position, acct: AccountView, instruments: Mapping[str, Instrument]
+) -> Decimal | None:
+    """The liquidation price of a held position: the venue's, else computed from its margin."""
+    if pos.liquidation_price is not None:
+        return pos.liquidation_price
+    try:
+        if pos.margin_mode is MarginMode.ISOLATED:
+            return liquidation_price_isolated(inst, pos.qty, pos.entry_price, pos.isolated_margin)
+        mm, upnl = _others(acct, pos.symbol, instruments)
+        return liquidation_price_cross(
+            inst, pos.qty, pos.entry_price, max(acct.wallet, ZERO), mm, upnl
+        )
+    except ValueError:
+        return acct.marks.get(pos.symbol)  # already liquidatable: no stop can rest before it
+
+
+def liquidation_after(
+    inst: Instrument,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    *,
+    sign: int,
+    qty: Decimal,
+    mark: Decimal,
+    setting: Decimal,
+    margin_mode: MarginMode,
+) -> Decimal | None:
+    """Liquidation price of the position ``sign * qty`` (absolute ``qty``) once traded at
+    ``mark`` from what ``acct`` holds, with the exchange leverage ``setting`` for new margin.
+    On error (the account would already be liquidatable) the mark itself: no room for a stop."""
+    pos = acct.positions.get(inst.symbol)
+    held = abs(pos.qty) if pos is not None and pos.is_open and pos.sign == sign else ZERO
+    if pos is not None and held > 0 and qty <= held:
+        return liquidation_of_held(inst, pos, acct, instruments)
+    entry = mark
+    if held > 0 and pos is not None:
+        entry = (held * pos.entry_price + (qty - held) * mark) / qty
+    mode = pos.margin_mode if pos is not None and pos.is_open else margin_mode
+    try:
+        if mode is MarginMode.ISOLATED:
+            margin = qty * entry / max(setting, Decimal(1))
+            return liquidation_price_isolated(inst, sign * qty, entry, margin)
+        mm, upnl = _others(acct, inst.symbol, instruments)
+        return liquidation_price_cross(inst, sign * qty, entry, max(acct.wallet, ZERO), mm, upnl)
+    except ValueError:
+        return mark
+
+
+def secure_decision(
+    d: Decision,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    *,
+    mark: Decimal,
+    buffer: Decimal,
+    margin_mode: MarginMode,
+) -> Decision:
+    """The decision with a stop the risk layer accepts, its size cut until one exists.
+
+    ``buffer`` is the liquidation buffer in price units. The reason says what was changed.
+    """
+    if d.target_qty == 0 or mark <= 0:
+        return d
+    inst = instruments[d.symbol]
+    sign = 1 if d.target_qty > 0 else -1
+    target = abs(d.target_qty)
+    lev_per_qty = d.target_leverage / target
+
+    def liquidation_of(qty: Decimal) -> Decimal | None:
+        setting = Decimal(exchange_setting(lev_per_qty * qty, inst, qty * mark))
+        return liquidation_after(
+            inst,
+            acct,
+            instruments,
+            sign=sign,
+            qty=qty,
+            mark=mark,
+            setting=setting,
+            margin_mode=margin_mode,
+        )
+
+    fitted = fit_size(
+        inst,
+        qty=target,
+        sign=sign,
+        mark=mark,
+        wanted=d.stop_loss,
+        buffer=buffer,
+        liquidation_of=liquidation_of,
+    )
+    if fitted.qty == 0 or fitted.stop is None:
+        return replace(
+            d,
+            target_qty=ZERO,
+            target_leverage=ZERO,
+            stop_loss=None,
+            take_profit=None,
+            reason=f"{d.reason}; no stop can rest between mark {mark} and liquidation "
+            f"(buffer {buffer:.6g}) at any size -> close",
+        )
+    notes = []
+    lev = d.target_leverage
+    if fitted.qty != target:
+        lev = q2(lev_per_qty * fitted.qty)
+        notes.append(f"no placeable stop at size {target} -> size cut to {fitted.qty}")
+    if fitted.stop != d.stop_loss:
+        notes.append(f"stop {d.stop_loss} -> {fitted.stop} (valid range before liquidation)")
+    if not notes:
+        return d
+    return replace(
+        d,
+        target_qty=sign * fitted.qty,
+        target_leverage=lev,
+        stop_loss=fitted.stop,
+        reason=f"{d.reason}; {'; '.join(notes)}",
+    )
+
+
+def secure_stop(
+    inst: Instrument,
+    pos: Position,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    *,
+    wanted: Decimal | None,
+    buffer: Decimal,
+) -> Decimal | None:
+    """A placeable stop for the position as held, or ``None`` when none exists."""
+    mark = acct.marks.get(pos.symbol)
+    if mark is None or not pos.is_open:
+        return None
+    return placeable_stop(
+        inst,
+        sign=pos.sign,
+        mark=mark,
+        wanted=wanted,
+        liquidation=liquidation_of_held(inst, pos, acct, instruments),
+        buffer=buffer,
+    )
+
+
+def protection_gap(
+    inst: Instrument,
+    pos: Position,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    resting: Sequence[Order],
+) -> str | None:
+    """Why ``pos`` is not protected (``None``: a valid stop sized to it rests)."""
+    mark = acct.marks.get(pos.symbol)
+    stops = [o for o in resting if o.purpose is OrderPurpose.STOP_LOSS and o.is_open]
+    if not stops:
+        return "no resting stop-loss"
+    liq = liquidation_of_held(inst, pos, acct, instruments)
+    size = abs(pos.qty)
+    for o in stops:
+        if o.trigger_price is None or mark is None:
+            continue
+        sized = o.close_position or o.amount == size
+        if sized and is_valid_stop(
+            inst, sign=pos.sign, mark=mark, trigger=o.trigger_price, liquidation=liq
+        ):
+            return None
+    first = stops[0]
+    return (
+        f"stop {first.client_id} ({first.amount} at {first.trigger_price}) does not protect "
+        f"{pos.qty} at mark {mark} (liquidation {liq})"
+    )
+
+
+def _others(
+    acct: AccountView, symbol: str, instruments: Mapping[str, Instrument]
+) -> tuple[Decimal, Decimal]:
+    """Maintenance margin and unrealised PnL of every other open position at its mark."""
+    mm = upnl = ZERO
+    for sym, p in acct.positions.items():
+        if sym == symbol or not p.is_open or sym not in acct.marks or sym not in instruments:
+            continue
+        mark = acct.marks[sym]
+        mm += maintenance_margin(instruments[sym], p.qty * mark)
+        upnl += p.unrealized_pnl(mark)
+    return mm, upnl

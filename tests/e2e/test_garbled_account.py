@@ -1,0 +1,211 @@
+"""Unknown is not zero: garbled account answers through the real ccxt path (loopback Binance).
+
+A live engine holds a protected BTC position. Then the positions endpoint answers garbage
+(truncated JSON, an HTML page with status 200, an empty list, nulls where numbers belong) on
+every request. Each kind must leave the account exactly as it was: no order that adds exposure,
+no cancel, the stop and take-profit resting, an ``unreadable`` event per tick, and the account
+in ``reducing`` after ``max_unreadable_reads`` ticks in a row. When the venue answers properly
+again, trading resumes. Garbled balance and open-order answers are unreadable the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from bot.bootstrap import Secrets, build_live, open_store
+from bot.clock import LiveClock
+from bot.config.loader import load_config
+from bot.domain.enums import MarginMode, OrderPurpose, TradingState
+from bot.instruments import load_instruments
+from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
+from tests.e2e.test_live_loopback import hourly_rows
+from tests.fakes.binance_loopback import Fault, FaultKind, LoopbackBinance
+
+ROOT = Path(__file__).resolve().parents[2]
+BTC = "BTC/USDT:USDT"
+KEY, SECRET = "garble-key-51c0", "garble-secret-9d2e77"
+N_UNREADABLE = 3
+
+
+@pytest.fixture
+def backend() -> SimulatedExchange:
+    instruments = {BTC: load_instruments("binanceusdm")[BTC]}
+    return SimulatedExchange(
+        instruments, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
+    )
+
+
+@pytest.fixture
+def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
+    srv = LoopbackBinance(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    rows = hourly_rows(400)
+    srv.set_candles(BTC, "trade", rows)
+    srv.set_candles(BTC, "mark", rows)
+    backend.set_mark(BTC, rows[-1][4])
+    with srv:
+        yield srv
+    assert srv.errors == []
+
+
+@pytest.fixture
+def runner(tmp_path: Path, server: LoopbackBinance) -> Iterator[tuple[Runner, SqlStore]]:
+    text = f"""
+[account]
+name = "garble"
+starting_balance = 10000
+margin_mode = "isolated"
+
+[[contracts]]
+symbol = "{BTC}"
+direction = "long"
+
+[data]
+dir = "{ROOT / "data" / "sample"}"
+
+[policy]
+file = "{ROOT / "policies" / "vol_target.toml"}"
+
+[risk]
+max_leverage_per_contract = 5
+max_gross_leverage = 6
+max_notional_per_contract = 50000
+daily_loss_limit = 0.05
+max_drawdown = 0.25
+stale_data_seconds = 7200
+max_orders_per_minute = 60
+max_unreadable_reads = {N_UNREADABLE}
+
+[simulation]
+slippage_bps = 2
+
+[exchange]
+name = "binanceusdm"
+demo = false
+api_url = "{server.base_url}"
+ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
+
+[runtime]
+database_url = "sqlite:///{tmp_path / "state.db"}"
+log_dir = "{tmp_path / "logs"}"
+"""
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    config = load_config(path)
+    store = open_store(config)
+    built = build_live(config, store, Secrets(KEY, SECRET, None))
+    yield built, store
+    built.engine.exchange.exchange.close()  # type: ignore[attr-defined]
+    store.close()
+
+
+def _orders_after(server: LoopbackBinance, start: int) -> list[tuple[str, str]]:
+    """(method, path) of every order-changing request after the ``start``-th request."""
+    return [
+        (r.method, r.path)
+        for r in server.requests[start:]
+        if r.method in ("POST", "DELETE") and "order" in r.path.lower()
+    ]
+
+
+@pytest.mark.parametrize("kind", ["garbled_json", "html_200", "empty_list", "null_fields"])
+def test_garbled_positions_leave_the_account_untouched(
+    kind: FaultKind,
+    runner: tuple[Runner, SqlStore],
+    server: LoopbackBinance,
+    backend: SimulatedExchange,
+) -> None:
+    run, store = runner
+    first = run.tick()
+    assert first is not None
+    assert first.unreadable is None
+    position = backend.fetch_positions([BTC])[BTC]
+    assert position.qty > 0
+    resting = {o.client_id for o in backend.fetch_open_orders(BTC)}
+    purposes = {o.purpose for o in backend.fetch_open_orders(BTC)}
+    assert purposes == {OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT}
+
+    server.inject(Fault("/fapi/v3/positionRisk", "GET", kind=kind, times=1000))
+    start = len(server.requests)
+    for n in range(1, N_UNREADABLE + 1):
+        result = run.tick()
+        assert result is not None
+        assert result.unreadable is not None, f"tick {n} acted on a garbled {kind} answer"
+        assert result.orders_sent == 0
+        assert result.decisions == []
+        run.guard()  # the guard job between ticks must not act on it either
+    # nothing was sent or cancelled, the position and its protection are as they were
+    assert _orders_after(server, start) == []
+    assert backend.fetch_positions([BTC])[BTC].qty == position.qty
+    assert {o.client_id for o in backend.fetch_open_orders(BTC)} == resting
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.REDUCING
+    assert "account unreadable" in memory.state_reason
+    kinds = [e.kind for e in store.recent_events(100)]
+    assert kinds.count("unreadable") >= N_UNREADABLE
+
+    # the venue answers properly again: the account is read, reducing is lifted
+    server.clear_faults()
+    back = run.tick()
+    assert back is not None
+    assert back.unreadable is None
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE
+    stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert len(stops) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/fapi/v3/account", "empty_list"),
+        ("/fapi/v3/account", "html_200"),
+        ("/fapi/v3/account", "null_fields"),
+        ("/fapi/v1/openAlgoOrders", "garbled_json"),
+        ("/fapi/v1/openAlgoOrders", "null_fields"),
+        ("/fapi/v1/openOrders", "html_200"),
+    ],
+)
+def test_garbled_balance_and_orders_are_unreadable(
+    path: str,
+    kind: FaultKind,
+    runner: tuple[Runner, SqlStore],
+    server: LoopbackBinance,
+    backend: SimulatedExchange,
+) -> None:
+    run, _ = runner
+    assert run.tick() is not None
+    before = dict(backend.orders)
+    qty = backend.fetch_positions([BTC])[BTC].qty
+    server.inject(Fault(path, "GET", kind=kind, times=1000))
+    start = len(server.requests)
+    result = run.tick()
+    assert result is not None
+    assert result.unreadable is not None
+    assert _orders_after(server, start) == []
+    assert backend.orders.keys() == before.keys()
+    assert backend.fetch_positions([BTC])[BTC].qty == qty
+
+
+def test_position_closed_on_the_venue_is_confirmed_flat_then_its_stop_cancelled(
+    runner: tuple[Runner, SqlStore], server: LoopbackBinance, backend: SimulatedExchange
+) -> None:
+    """A real disappearance (closed outside the bot) is confirmed by the per-symbol answer
+    (size 0), after which the orphaned protective orders are cancelled."""
+    run, store = runner
+    assert run.tick() is not None
+    assert backend.fetch_positions([BTC])[BTC].qty > 0
+    backend.book.positions[BTC].qty = D(0)  # closed by hand on the venue's website
+    backend.book.positions[BTC].isolated_margin = D(0)
+    run.guard()
+    assert server.calls("/fapi/v2/positionRisk", "GET")  # the confirmation was asked
+    assert [o for o in backend.fetch_open_orders(BTC) if o.purpose is not None] == []
+    reasons = [e.reason for e in store.recent_events(50)]
+    assert any(r.startswith("position ") and "is gone" in r for r in reasons), reasons

@@ -1,0 +1,394 @@
+"""Fail safe: unknown is not zero, every stop is placeable and before liquidation, escalation,
+foreign positions untouched. Engine against the simulated exchange with hand-written faults;
+hypothesis properties of the stop placement over prices, volatilities, brackets and ticks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal as D
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.cli.reports import unprotected_since
+from bot.config.loader import load_policy
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
+from bot.domain.instrument import Bracket, Instrument
+from bot.domain.margin import liquidation_price_cross, liquidation_price_isolated
+from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.domain.orders import Order, OrderRequest
+from bot.domain.position import Position
+from bot.errors import OrderRejected
+from bot.instruments import load_instruments
+from bot.policy.decide import decide
+from bot.policy.inputs import ContractView
+from bot.policy.leverage import liquidation_cap
+from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop, stop_range
+from bot.sim.exchange import SimulatedExchange
+from bot.store.port import RiskEvent
+from tests.unit.test_engine import BTC, ROOT, build, protective
+
+VOL_TARGET_POLICY = load_policy(ROOT / "policies" / "vol_target.toml")
+BINANCE = load_instruments("binanceusdm")
+
+# -- hand-written faulty exchanges ---------------------------------------------------------------
+
+
+class OmittingExchange(SimulatedExchange):
+    """Answers the positions list without any position (a garbled "empty list" that parsed)."""
+
+    omit = False
+
+    def fetch_positions(self, symbols: list[str]) -> dict[str, Position]:  # type: ignore[override]
+        return {} if self.omit else super().fetch_positions(symbols)
+
+
+class StopRefusingExchange(SimulatedExchange):
+    """Refuses every stop-loss with the venue's error, as in a market the venue has frozen."""
+
+    def place_order(self, request: OrderRequest) -> Order:
+        if request.purpose is OrderPurpose.STOP_LOSS:
+            raise OrderRejected("Order would immediately trigger.", code=-2021)
+        return super().place_order(request)
+
+
+def _swap(ex: SimulatedExchange, cls: type[SimulatedExchange]) -> None:
+    ex.__class__ = cls
+
+
+def test_omitted_position_is_unreadable_not_flat(instruments: dict[str, Instrument]) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    qty = ex.fetch_positions([BTC])[BTC].qty
+    orders = dict(ex.orders)
+    resting = {o.client_id for o in ex.fetch_open_orders(BTC)}
+    _swap(ex, OmittingExchange)
+    ex.omit = True  # type: ignore[attr-defined]
+    for _ in range(3):
+        result = engine.tick()
+        assert result.unreadable is not None
+        assert "omits a position" in result.unreadable
+    assert ex.orders.keys() == orders.keys()  # nothing sent, nothing cancelled
+    assert {o.client_id for o in ex.fetch_open_orders(BTC)} == resting
+    ex.omit = False  # type: ignore[attr-defined]
+    assert ex.book.positions[BTC].qty == qty
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.REDUCING
+    assert [e.kind for e in store.events].count("unreadable") == 3
+
+
+def test_foreign_position_keeps_its_orders_through_a_garbled_answer(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    ex.set_leverage(BTC, 3)
+    mark = ex.marks[BTC]
+    for cid, purpose, otype, amount, trig in (
+        ("trader-1", OrderPurpose.ENTRY, OrderType.MARKET, D("0.05"), None),
+        ("trader-sl", OrderPurpose.STOP_LOSS, OrderType.STOP_MARKET, D("0.05"), mark * D("0.9")),
+        ("trader-tp", OrderPurpose.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET, D("0.05"), mark * 2),
+    ):
+        side = OrderSide.BUY if purpose is OrderPurpose.ENTRY else OrderSide.SELL
+        price = ex.instrument(BTC).stop_price(trig, 1) if trig is not None else None
+        ex.place_order(
+            OrderRequest(
+                cid,
+                BTC,
+                side,
+                otype,
+                purpose,
+                amount,
+                purpose is not OrderPurpose.ENTRY,
+                trigger_price=price,
+            )
+        )
+    engine.tick()  # a foreign position: left alone
+    _swap(ex, OmittingExchange)
+    ex.omit = True  # type: ignore[attr-defined]
+    engine.tick()
+    engine.guard()
+    ex.omit = False  # type: ignore[attr-defined]
+    engine.tick()
+    assert {o.client_id for o in ex.fetch_open_orders(BTC)} == {"trader-sl", "trader-tp"}
+    assert ex.fetch_positions([BTC])[BTC].qty == D("0.05")
+    assert store.orders == {}
+
+
+def test_a_stop_the_venue_refuses_escalates_to_closing_then_reducing(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    _swap(ex, StopRefusingExchange)
+    first = engine.tick()
+    # the entry filled, its stop was refused twice (once with a fresh mark): closed at once
+    assert first.unprotected == [BTC]
+    assert ex.fetch_positions([BTC]) == {}
+    incident = next(e for e in store.events if e.kind == "unprotected")
+    assert "-2021" in incident.reason or "immediately trigger" in incident.reason
+    assert "closing the position" in incident.reason
+    assert engine.protection_failures == 1
+    engine.tick()  # again: the second failure in a row moves the account to reducing
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.REDUCING
+    assert "protection failed" in memory.state_reason
+    engine.tick()  # reducing: no new exposure, nothing naked
+    assert ex.fetch_positions([BTC]) == {}
+
+
+def test_stop_beyond_liquidation_is_replaced(instruments: dict[str, Instrument]) -> None:
+    engine, ex, _ = build(instruments)
+    engine.tick()
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert pos.liquidation_price is not None
+    [sl] = protective(ex)[OrderPurpose.STOP_LOSS]
+    beyond = ex.instrument(BTC).stop_price(pos.liquidation_price * D("0.9"), 1)
+    ex.cancel_order(BTC, sl.client_id)
+    ex.place_order(
+        OrderRequest(
+            sl.client_id + "x",
+            BTC,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            pos.qty,
+            True,
+            trigger_price=beyond,
+        )
+    )
+    engine.guard()
+    [sl] = protective(ex)[OrderPurpose.STOP_LOSS]
+    assert sl.trigger_price is not None
+    assert sl.trigger_price > pos.liquidation_price
+
+
+def test_unprotected_since_from_events() -> None:
+    st_ = TradingState.ACTIVE
+    events = [
+        RiskEvent(10, "unprotected", BTC, st_, "x"),
+        RiskEvent(20, "unprotected", BTC, st_, "x"),
+        RiskEvent(30, "unprotected", "ETH/USDT:USDT", st_, "x"),
+        RiskEvent(40, "protected", "ETH/USDT:USDT", st_, "x"),
+    ]
+    assert unprotected_since(events) == {BTC: 10}
+
+
+# -- the leverage cap ------------------------------------------------------------------------
+
+
+def test_liquidation_cap_is_zero_when_stop_and_buffer_reach_the_price(
+    instruments: dict[str, Instrument],
+) -> None:
+    inst = instruments[BTC]
+    price = D(60000)
+    assert liquidation_cap(inst, 1, price, D(10000), D(40000), D(20000)) == 0
+    assert liquidation_cap(inst, 1, price, D(10000), D(70000), D(0)) == 0
+    assert liquidation_cap(inst, 1, price, D(10000), D(3000), D(2000)) > 0
+
+
+# -- properties ------------------------------------------------------------------------------
+
+ticks = st.sampled_from([D("0.0001"), D("0.001"), D("0.01"), D("0.1"), D(1)])
+marks = st.decimals(min_value=D("0.01"), max_value=D(100000), places=4)
+fractions = st.decimals(min_value=D("0.0001"), max_value=D(3), places=4)
+
+
+def instrument(tick: D, mmr: D = D("0.005"), min_ticks: int = 1) -> Instrument:
+    brackets = (
+        Bracket(D(0), D(50000), D(75), mmr, D(0)),
+        Bracket(D(50000), D(10) ** 12, D(20), mmr * 4, D(50000) * mmr * 3),
+    )
+    return Instrument(
+        "X/USDT:USDT", "X", "USDT", tick, D("0.001"), D("0.001"), D(0), brackets,
+        D("0.0002"), D("0.0005"), D("0.0125"), min_price=tick * min_ticks,
+    )  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tick=ticks,
+    mark=marks,
+    wanted_frac=st.decimals(min_value=D(-2), max_value=D(2), places=4),
+    liq_frac=st.one_of(st.none(), st.decimals(min_value=D(0), max_value=D(3), places=4)),
+    buffer_frac=st.decimals(min_value=D(0), max_value=D(1), places=4),
+    sign=st.sampled_from([1, -1]),
+    min_ticks=st.integers(min_value=1, max_value=500),
+)
+def test_placeable_stop_is_positive_on_grid_and_strictly_before_liquidation(
+    tick: D,
+    mark: D,
+    wanted_frac: D,
+    liq_frac: D | None,
+    buffer_frac: D,
+    sign: int,
+    min_ticks: int,
+) -> None:
+    inst = instrument(tick, min_ticks=min_ticks)
+    mark = inst.floor_price(mark) if inst.floor_price(mark) > 0 else tick
+    liq = None if liq_frac is None else mark * liq_frac
+    buffer = mark * buffer_frac
+    stop = placeable_stop(
+        inst, sign=sign, mark=mark, wanted=mark * (1 - sign * wanted_frac), liquidation=liq,
+        buffer=buffer,
+    )  # fmt: skip
+    rng = stop_range(inst, sign=sign, mark=mark, liquidation=liq, buffer=buffer)
+    if stop is None:
+        assert rng.empty
+        return
+    assert stop > 0
+    assert stop % tick == 0
+    assert stop >= inst.min_price if inst.min_price is not None else True
+    assert is_valid_stop(inst, sign=sign, mark=mark, trigger=stop, liquidation=liq)
+    if liq is not None:
+        assert (stop - (liq + sign * buffer)) * sign >= 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tick=ticks,
+    mark=st.decimals(min_value=D(1), max_value=D(100000), places=2),
+    qty_notional=st.decimals(min_value=D(10), max_value=D(2000000), places=0),
+    stop_frac=st.decimals(min_value=D("0.001"), max_value=D("1.5"), places=4),
+    buffer_frac=st.decimals(min_value=D(0), max_value=D("0.8"), places=4),
+    setting=st.integers(min_value=1, max_value=75),
+    sign=st.sampled_from([1, -1]),
+)
+def test_fit_size_never_leaves_a_position_without_a_placeable_stop(
+    tick: D, mark: D, qty_notional: D, stop_frac: D, buffer_frac: D, setting: int, sign: int
+) -> None:
+    inst = instrument(tick)
+    mark = inst.floor_price(mark)
+    if mark <= 0:
+        return
+
+    def liquidation_of(q: D) -> D | None:
+        return liquidation_price_isolated(inst, sign * q, mark, q * mark / setting)
+
+    fitted = fit_size(
+        inst,
+        qty=qty_notional / mark,
+        sign=sign,
+        mark=mark,
+        wanted=mark * (1 - sign * stop_frac),
+        buffer=mark * buffer_frac,
+        liquidation_of=liquidation_of,
+    )
+    if fitted.qty == 0:
+        assert fitted.stop is None
+        return
+    assert fitted.stop is not None
+    assert fitted.stop > 0
+    liq = liquidation_of(fitted.qty)
+    assert is_valid_stop(inst, sign=sign, mark=mark, trigger=fitted.stop, liquidation=liq)
+
+
+VOLS = st.decimals(min_value=D("0.05"), max_value=D(40), places=2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    vol=VOLS,
+    price=st.decimals(min_value=D("0.05"), max_value=D(100000), places=2),
+    direction=st.sampled_from([1, -1]),
+    equity=st.decimals(min_value=D(100), max_value=D(10**6), places=0),
+)
+def test_decide_then_secure_never_targets_a_position_without_a_stop_before_liquidation(
+    vol: D, price: D, direction: int, equity: D
+) -> None:
+    """The policy's decision, secured by the risk layer the engine applies, at any volatility:
+    a non-zero target always has a positive stop strictly between the mark and the
+    liquidation price of the position it would hold (isolated, fresh)."""
+    from bot.engine.account import AccountView
+    from bot.engine.planner import exchange_setting
+    from bot.engine.protection import secure_decision
+    from bot.policy.protection import daily_vol_unit
+
+    inst = replace(BINANCE[BTC], tick_size=D("0.01"), min_price=D("0.01"))
+    snap = MarketSnapshot(
+        symbol=BTC, asof_ms=0, last_price=price, mark_price=price, volatility=vol,
+        atr=price * vol / D(94), funding=FundingInfo(D(0), D(8), None), bar_hours=D(1),
+    )  # fmt: skip
+    v = ContractView(BTC, direction, True, D(125), inst, snap, None, None, equity)
+    [d] = decide([v], VOL_TARGET_POLICY)
+    acct = AccountView(equity, {}, {}, {BTC: price})
+    buffer = VOL_TARGET_POLICY.liquidation.buffer_vol_units * daily_vol_unit(snap, price)
+    s = secure_decision(
+        d, acct, {BTC: inst}, mark=price, buffer=buffer, margin_mode=MarginMode.ISOLATED
+    )
+    if s.target_qty == 0:
+        return
+    assert s.stop_loss is not None
+    assert s.stop_loss > 0
+    q = abs(s.target_qty)
+    setting = exchange_setting(s.target_leverage, inst, q * price)
+    liq = liquidation_price_isolated(inst, s.target_qty, price, q * price / setting)
+    assert is_valid_stop(inst, sign=direction, mark=price, trigger=s.stop_loss, liquidation=liq)
+
+
+def test_cross_liquidation_for_a_new_position_uses_the_whole_account(
+    instruments: dict[str, Instrument],
+) -> None:
+    from bot.engine.account import AccountView
+    from bot.engine.protection import liquidation_after
+
+    inst = instruments[BTC]
+    acct = AccountView(D(1000), {}, {}, {BTC: D(60000)})
+    liq = liquidation_after(
+        inst, acct, instruments, sign=1, qty=D("0.1"), mark=D(60000), setting=D(10),
+        margin_mode=MarginMode.CROSS,
+    )  # fmt: skip
+    assert liq == liquidation_price_cross(inst, D("0.1"), D(60000), D(1000), D(0), D(0))
+
+
+def test_engine_never_places_a_stop_outside_the_valid_range(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, _ = build(instruments)
+    engine.tick()
+    for o in ex.fetch_open_orders(BTC):
+        if o.purpose is OrderPurpose.STOP_LOSS:
+            pos = ex.fetch_positions([BTC])[BTC]
+            assert o.trigger_price is not None
+            assert is_valid_stop(
+                ex.instrument(BTC), sign=pos.sign, mark=ex.marks[BTC],
+                trigger=o.trigger_price, liquidation=pos.liquidation_price,
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_each_venue_has_its_flat_probe_endpoint(venue: str) -> None:
+    import ccxt
+
+    from bot.exchange.capabilities import venue_profile
+
+    probe = venue_profile(venue).flat_probe
+    assert callable(getattr(getattr(ccxt, venue)(), probe.method))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mmr=st.decimals(min_value=D("0.002"), max_value=D("0.2"), places=4),
+    setting=st.integers(min_value=1, max_value=100),
+    stop_frac=st.decimals(min_value=D("0.001"), max_value=D("0.99"), places=4),
+    sign=st.sampled_from([1, -1]),
+)
+def test_fit_size_over_bracket_tables(mmr: D, setting: int, stop_frac: D, sign: int) -> None:
+    inst = instrument(D("0.01"), mmr=mmr)
+    mark = D(100)
+
+    def liquidation_of(q: D) -> D | None:
+        try:
+            return liquidation_price_isolated(inst, sign * q, mark, q * mark / setting)
+        except ValueError:
+            return mark
+
+    fitted = fit_size(
+        inst, qty=D(5000), sign=sign, mark=mark, wanted=mark * (1 - sign * stop_frac),
+        buffer=D(0), liquidation_of=liquidation_of,
+    )  # fmt: skip
+    if fitted.qty > 0:
+        assert fitted.stop is not None
+        liq = liquidation_of(fitted.qty)
+        assert is_valid_stop(inst, sign=sign, mark=mark, trigger=fitted.stop, liquidation=liq)

@@ -176,7 +176,8 @@ def _choose(legs: Sequence[HedgeLeg], params: HedgeParams, direction: int) -> tu
                 f"{limit:.4%}, no alternative instrument"
             )
         return primary, ""
-    best = min(legs, key=lambda leg: (funding_cost(leg, direction, hours), legs.index(leg)))
+    usable = [leg for leg in legs if leg.beta > 0] or [primary]  # beta 0 cannot hedge
+    best = min(usable, key=lambda leg: (funding_cost(leg, direction, hours), legs.index(leg)))
     if best is primary:
         return primary, ""
     best_cost = funding_cost(best, direction, hours)

@@ -57,11 +57,13 @@ def aligned_log_returns(
     ts_a: IntArray, close_a: FloatArray, ts_b: IntArray, close_b: FloatArray, window: int
 ) -> tuple[FloatArray, FloatArray]:
     """Log returns of both series over their last ``window`` returns on common timestamps."""
-    common = np.intersect1d(ts_a, ts_b, assume_unique=True)[-(window + 1) :]
-    ia = np.searchsorted(ts_a, common)
-    ib = np.searchsorted(ts_b, common)
-    ca, cb = close_a[ia], close_b[ib]
-    if len(common) and (np.any(ca <= 0) or np.any(cb <= 0)):
+    k = window + 1
+    if np.array_equal(ts_a[-k:], ts_b[-k:]):
+        ca, cb = close_a[-k:], close_b[-k:]  # the usual case: the same candles, no gap
+    else:
+        common = np.intersect1d(ts_a, ts_b, assume_unique=True)[-k:]
+        ca, cb = close_a[np.searchsorted(ts_a, common)], close_b[np.searchsorted(ts_b, common)]
+    if len(ca) and (np.any(ca <= 0) or np.any(cb <= 0)):
         raise ValueError("close prices must be positive to take log returns")
     return np.diff(np.log(ca)), np.diff(np.log(cb))
 

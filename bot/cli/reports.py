@@ -128,11 +128,13 @@ def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, st
 
 
 def contract_specs(config: BotConfig) -> dict[str, Instrument]:
-    """The bundled specs of the configured contracts (display precision); unknown ones left out."""
+    """The bundled specs of the configured contracts and hedge legs (display precision); unknown
+    ones left out."""
     specs = {}
-    for c in config.contracts:
+    hedge = config.policies[0].hedge
+    for sym in [c.symbol for c in config.contracts] + list(hedge.instruments if hedge else ()):
         try:
-            specs[c.symbol] = instrument_for(config.data.exchange, c.symbol)
+            specs[sym] = instrument_for(config.data.exchange, sym)
         except ValueError:
             continue
     return specs

@@ -20,6 +20,7 @@ from bot.bootstrap import build_paper, open_store
 from bot.cli.reports import status_data
 from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
+from bot.dashboard.account import AccountSource
 from bot.domain.enums import MarginMode, OrderPurpose
 from bot.instruments import load_instruments
 from bot.runtime.main import run_bot
@@ -230,6 +231,11 @@ def test_paper_hedge_leg_survives_a_restart(tmp_path: Path) -> None:
     assert row["direction"] == "hedge"  # `bot status` shows the hedge leg with its stop
     assert row["stop_loss"]
     assert D(row["position"]) == hedge_after
+    # The dashboard shows it too, its leverage on the whole equity.
+    (leg,) = [c for c in AccountSource(config, store).overview(end).contracts if c.symbol == BTC]
+    assert leg.direction == "hedge"
+    assert leg.qty == hedge_after
+    assert leg.stop_loss is not None
     assert not any(
         e.kind == "reconcile" and "not opened by this bot" in e.reason
         for e in store.recent_events(1000)

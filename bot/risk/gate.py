@@ -1,9 +1,9 @@
 """The risk gate: the one road to the exchange. A denial is a value with a reason, not an error.
 
 Checks, in order (the first that fails denies the order):
-``trading state`` (reducing/halted: only reduce-only orders), ``stale data``, ``hedge`` (an
-order on a hedge leg may not raise the book's net exposure), (no new risk on a
-contract whose market data is older than the limit), ``max leverage`` per contract and
+``trading state`` (reducing/halted: only reduce-only orders), ``stale data`` (no new risk on a
+contract whose market data is older than the limit), ``hedge`` (an order on a hedge leg may not
+raise the book's beta-weighted net exposure), ``max leverage`` per contract and
 ``gross leverage`` after the order, ``max notional`` per contract, ``order rate`` (orders that add
 risk; reduce-only and protective orders always pass so a position is never left unprotected).
 """

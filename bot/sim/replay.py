@@ -281,13 +281,14 @@ def replay(
             engine.tick()
         eq = exchange.equity()
         equity[k] = float(eq)
-        sleeve = eq / len(symbols) if eq > 0 else Decimal(1)
+        sleeve = eq / max(1, len(book)) if eq > 0 else Decimal(1)
         ratio = 0.0
         for sym in symbols:
             pos = exchange.book.positions[sym]
             mark = exchange.marks.get(sym, Decimal(0))
-            if pos.qty != 0:
-                lev[sym][k] = float(abs(pos.qty) * mark / sleeve)
+            if pos.qty != 0:  # a hedge leg on the whole equity, a traded contract on its sleeve
+                base = sleeve if sym in book or eq <= 0 else eq
+                lev[sym][k] = float(abs(pos.qty) * mark / base)
             if sym in book:
                 ratio += float(mark) / base_px[sym] if base_px[sym] > 0 else 1.0
         bench[k] = float(balance) * ratio / max(1, len(book))

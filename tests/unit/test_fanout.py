@@ -134,9 +134,9 @@ def test_a_pool_needs_a_worker() -> None:
 # -- ccxt clients ---------------------------------------------------------------------------------
 
 
-def test_the_shared_pacer_spaces_request_starts_across_clients() -> None:
+def test_the_shared_pacer_keeps_one_clients_rate_across_clients() -> None:
     clock = SimClock(0)
-    pacer = SharedPacer(clock)
+    pacer = SharedPacer(clock, burst=0.1)
 
     class Client:
         rateLimit = 50  # ms per unit of cost, as ccxt's binance
@@ -144,10 +144,18 @@ def test_the_shared_pacer_spaces_request_starts_across_clients() -> None:
     a, b = Client(), Client()
     pacer.install(a)
     pacer.install(b)
-    a.throttle(1)  # type: ignore[attr-defined]
-    b.throttle(2)  # type: ignore[attr-defined]  # waits a's 50 ms
-    a.throttle(None)  # type: ignore[attr-defined]  # waits b's 100 ms
+    for client in (a, b, a, b, a, b):
+        client.throttle(1)  # type: ignore[attr-defined]
+    # 6 x 50 ms of budget, 100 ms of it as a burst: the last one starts at 150 ms
     assert clock.monotonic() == pytest.approx(0.150)
+    b.throttle(None)  # type: ignore[attr-defined]
+    assert clock.monotonic() == pytest.approx(0.200)
+    clock.sleep(10)  # idle: the burst is available again, not the whole idle time
+    for _ in range(3):
+        a.throttle(1)  # type: ignore[attr-defined]
+    assert clock.monotonic() == pytest.approx(10.2)
+    a.throttle(4)  # type: ignore[attr-defined]
+    assert clock.monotonic() == pytest.approx(10.25)
 
 
 class FakeClient:

@@ -28,7 +28,7 @@ from bot.sim.replay import (
     SimulationResult,
     _instruments,
     replay,
-    simulation_window,
+    run_simulation,
 )
 
 ZERO = Decimal(0)
@@ -48,24 +48,26 @@ def run_with_and_without_hedge(
     symbols: tuple[str, ...] | None = None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
+    not_before: int | None = None,
 ) -> HedgedRun:
-    """The policy's run and, if it hedges, the same run without the hedge leg (same window)."""
-    from bot.engine.hedging import with_hedge_symbols
-
-    traded = symbols or tuple(c.symbol for c in config.contracts)
-    all_symbols = with_hedge_symbols(traded, policy)
-    inventory = discover(data_dir or config.data.dir)
-    histories = load_histories(
-        inventory, all_symbols, policy.timeframe, config.simulation.trigger_source
+    """The policy's run and, if it hedges, the same window replayed without the hedge leg."""
+    hedged = run_simulation(
+        config,
+        policy,
+        symbols=symbols,
+        data_dir=data_dir,
+        progress=progress,
+        not_before=not_before,
     )
-    instruments = _instruments(config, all_symbols)
-    start, end = simulation_window(histories, policy, config)
-    hedged = replay(config, policy, histories, instruments, start, end, progress)
     if policy.hedge is None:
         return HedgedRun(hedged, None)
+    traded = symbols or tuple(c.symbol for c in config.contracts)
+    inventory = discover(data_dir or config.data.dir)
+    book = load_histories(inventory, traded, policy.timeframe, config.simulation.trigger_source)
     bare = policy.model_copy(update={"hedge": None})
-    book = {s: h for s, h in histories.items() if s in traded}
-    unhedged = replay(config, bare, book, {s: instruments[s] for s in book}, start, end)
+    unhedged = replay(
+        config, bare, book, _instruments(config, traded), hedged.start_ms, hedged.end_ms
+    )
     return HedgedRun(hedged, unhedged)
 
 

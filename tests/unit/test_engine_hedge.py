@@ -29,8 +29,9 @@ LIMITS = RiskLimits(
     max_leverage_per_contract=D(5),
     max_gross_leverage=D(8),
     max_notional_per_contract=D(10**6),
-    daily_loss=D("0.05"),
-    max_drawdown=D("0.25"),
+    # Wide loss limits: the loss budget (every stop firing) does not cut the sizes here.
+    daily_loss=D("0.5"),
+    max_drawdown=D("0.5"),
     stale_data_ms=2 * HOUR,
     max_orders_per_minute=60,
 )

@@ -199,16 +199,18 @@ class Engine:
         for sym in self._stale:
             self.stale_ticks[sym] = self.stale_ticks.get(sym, 0) + 1
         memory = self.update_risk_state(now, acct, [])
-        decisions = self.decide(now, acct, snapshots, windows, memory.state)
-        if memory.state is TradingState.HALTED:
-            decisions = [
-                _flat(d, f"halted ({memory.state_reason}): close every position")
-                if memory.flatten
-                else _hold(d, acct, f"halted ({memory.state_reason}): hold, stops resting")
-                for d in decisions
-            ]
+        decisions = self._on_halt(
+            self.decide(now, acct, snapshots, windows, memory.state), acct, memory
+        )
         decisions = [self.secure(d, acct) for d in decisions]
         decisions = self.within_loss_budget(decisions, acct, memory)
+        if self.hedge is not None:
+            # On the book as the loss budget left it: the hedge offsets what will be held. Its
+            # stop fires when the market rises, the book's when it falls: the hedge is outside
+            # the "every stop fires" budget.
+            hedges = self.decide_hedge(now, acct, snapshots, windows, decisions, memory.state)
+            hedges = [self._with_cooldown(d, now) for d in hedges]
+            decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
         batch = self.fanout.batch()
@@ -310,6 +312,8 @@ class Engine:
             stop = _resting_stop(acct.resting.get(sym, []))
             if sym in decided or stop is None or sym not in self.instruments:
                 continue
+            if sym in self.hedge_symbols:
+                continue  # opposite to the book's stops: see the hedge step in the tick
             fixed += loss_at_stop(
                 pos.qty,
                 acct.marks[sym],
@@ -501,9 +505,19 @@ class Engine:
             active = [windows[v.symbol] for v in views if v.direction != 0]
             cov = annual_covariance(active, alloc.covariance_window)
         decisions = decide(views, self.policy, cov)
-        if self.hedge is not None:
-            decisions += self.decide_hedge(now, acct, snapshots, windows, decisions, state)
         return [self._with_cooldown(d, now) for d in decisions]
+
+    def _on_halt(
+        self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
+    ) -> list[Decision]:
+        if memory.state is not TradingState.HALTED:
+            return decisions
+        return [
+            _flat(d, f"halted ({memory.state_reason}): close every position")
+            if memory.flatten
+            else _hold(d, acct, f"halted ({memory.state_reason}): hold, stops resting")
+            for d in decisions
+        ]
 
     def decide_hedge(
         self,

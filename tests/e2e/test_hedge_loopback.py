@@ -50,6 +50,9 @@ def hedged_policy(tmp: Path) -> Path:
     text = text.replace("target_net_exposure = 0.5", "target_net_exposure = 0")
     text = text.replace("band = 0.5", "band = 0.1")
     text = text.replace("cooldown_minutes = 240", "cooldown_minutes = 0")
+    # Wide loss limits: the loss budget in the stops does not resize the book between ticks.
+    text = text.replace("daily_loss = 0.05", "daily_loss = 0.5")
+    text = text.replace("max_drawdown = 0.25", "max_drawdown = 0.5")
     path = tmp / "hedged.toml"
     path.write_text(text)
     return path
@@ -81,8 +84,8 @@ file = "{policy}"
 max_leverage_per_contract = 5
 max_gross_leverage = 8
 max_notional_per_contract = 50000
-daily_loss_limit = 0.05
-max_drawdown = 0.25
+daily_loss_limit = 0.5
+max_drawdown = 0.5
 stale_data_seconds = 7200
 max_orders_per_minute = 30
 

@@ -24,13 +24,14 @@ from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
+from bot.engine.hedging import with_hedge_symbols
 from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.exchange.ccxt_market import closed_candles_per_request
 from bot.exchange.paper import PaperExchange
-from bot.exchange.port import ExchangePort
+from bot.exchange.port import ExchangePort, SpotWalletPort
 from bot.logs import REDACTOR
 from bot.marketdata.files import discover
 from bot.runtime.feeds import PriceFeed
@@ -106,6 +107,8 @@ def check_history_reach(config: BotConfig) -> None:
         }
         if policy.allocation is not None:
             windows["allocation.covariance_window"] = policy.allocation.covariance_window
+        if policy.hedge is not None:
+            windows["hedge.beta_window"] = policy.hedge.beta_window
         key, window = max(windows.items(), key=lambda kv: kv[1])
         if candles_needed(policy) > reach:
             raise ConfigError(
@@ -131,15 +134,21 @@ def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifie
     return Notifier(store, clock, sender, rules, account=config.account.name), rules
 
 
+def engine_symbols(config: BotConfig) -> list[str]:
+    """The engine's contracts: the configured ones and the policy's hedge instruments."""
+    return list(with_hedge_symbols([c.symbol for c in config.contracts], config.policies[0]))
+
+
 def _engine(
     config: BotConfig,
     clock: Clock,
     exchange: ExchangePort,
     market: MarketDataPort,
     store: SqlStore,
+    spot: SpotWalletPort | None = None,
     fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
-    symbols = [c.symbol for c in config.contracts]
+    symbols = engine_symbols(config)
     return engine_for(
         config,
         config.policies[0],
@@ -148,6 +157,7 @@ def _engine(
         exchange=exchange,
         market=market,
         store=store,
+        spot=spot,
         fanout=fanout,
     )
 
@@ -161,7 +171,7 @@ def build_paper(
     clock: Clock | None = None,
 ) -> tuple[Runner, PaperExchange]:
     """Paper trading: live public prices, or recorded data from ``replay`` at ``speed``."""
-    symbols = [c.symbol for c in config.contracts]
+    symbols = engine_symbols(config)
     known = config_instruments(config, symbols)
     market: MarketDataPort
     feed: PriceFeed
@@ -245,7 +255,7 @@ def public_exchange(config: BotConfig, clock: Clock) -> CcxtExchange:
         api_secret=None,
         password=None,
         clock=clock,
-        symbols=[c.symbol for c in config.contracts],
+        symbols=engine_symbols(config),
     )
 
 
@@ -261,7 +271,7 @@ def build_live(
     check_history_reach(config)
     # every text the bot writes (logs, events, alerts, error messages) hides these values
     REDACTOR.add([secrets.api_key, secrets.api_secret, secrets.password])
-    symbols = [c.symbol for c in config.contracts]
+    symbols = engine_symbols(config)
     ex = config.exchange
     exchange = make_ccxt_exchange(
         ex.name,
@@ -277,9 +287,13 @@ def build_live(
         hedge_reads_after=ex.hedge_reads_after_ms / 1000 if ex.hedge_reads_after_ms else None,
     )
     notifier, rules = _notifier(config, store, clock)
+    # Spot holdings read from the venue's spot wallet, or declared in the configuration.
+    spot = exchange if config.spot is not None and config.spot.source == "exchange" else None
     # a tick's independent requests wait for the venue together (one ccxt client per thread)
     fanout = ThreadFanout(ex.max_parallel_requests)
-    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store, fanout)
+    engine = _engine(
+        config, clock, exchange, CcxtMarketData(exchange), store, spot=spot, fanout=fanout
+    )
     keeper = CatalogueKeeper(
         exchange,
         exchange_name=ex.name,

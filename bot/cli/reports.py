@@ -42,7 +42,7 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
     snap = store.latest_positions()
     positions = {p.symbol: p for p in snap[1]} if snap else {}
     last_decision = {}
-    for r in reversed(store.recent_decisions(50 * len(config.contracts))):
+    for r in reversed(store.recent_decisions(50 * (len(config.contracts) + 2))):
         last_decision[r.decision.symbol] = r
     resting: dict[str, dict[str, str]] = {}
     for o in store.recent_orders(500):
@@ -55,18 +55,22 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
     n = Decimal(len(config.contracts))
     sleeve = equity.equity / n if equity is not None and equity.equity > 0 else None
     contracts = []
-    for c in config.contracts:
-        sym = c.symbol
+    hedge = config.policies[0].hedge
+    legs = [(c.symbol, str(c.direction)) for c in config.contracts]
+    legs += [(h, "hedge") for h in (hedge.instruments if hedge is not None else ())]
+    for sym, direction in legs:  # the hedge legs are shown like any contract
         pos = positions.get(sym)
         rec = last_decision.get(sym)
         mark = rec.mark_price if rec else None
         vol = rec.volatility if rec else None
-        row: dict[str, Any] = {"symbol": sym, "direction": c.direction}
+        row: dict[str, Any] = {"symbol": sym, "direction": direction}
         row["position"] = _s(pos.qty) if pos else "0"
         row["entry_price"] = _s(pos.entry_price) if pos else None
+        # A hedge leg is sized on the whole equity, a traded contract on its sleeve.
+        base = equity.equity if direction == "hedge" and equity is not None else sleeve
         row["current_leverage"] = (
-            _s((pos.notional(mark) / sleeve).quantize(Decimal("0.01")))
-            if pos and mark and sleeve
+            _s((pos.notional(mark) / base).quantize(Decimal("0.01")))
+            if pos and mark and base
             else "0"
         )
         row["target_leverage"] = _s(rec.decision.target_leverage) if rec else None
@@ -126,11 +130,13 @@ def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, st
 
 
 def contract_specs(config: BotConfig) -> dict[str, Instrument]:
-    """The bundled specs of the configured contracts (display precision); unknown ones left out."""
+    """The bundled specs of the configured contracts and hedge legs (display precision); unknown
+    ones left out."""
     specs = {}
-    for c in config.contracts:
+    hedge = config.policies[0].hedge
+    for sym in [c.symbol for c in config.contracts] + list(hedge.instruments if hedge else ()):
         try:
-            specs[c.symbol] = instrument_for(config.data.exchange, c.symbol)
+            specs[sym] = instrument_for(config.data.exchange, sym)
         except ValueError:
             continue
     return specs

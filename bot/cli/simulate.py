@@ -15,8 +15,8 @@ from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
+from bot.sim.hedged import HEDGE_SUMMARY_KEYS, add_hedge_outputs, run_with_and_without_hedge
 from bot.sim.plots import plot_comparison
-from bot.sim.replay import run_simulation
 from bot.sim.report import write_outputs
 
 SUMMARY_KEYS = (
@@ -87,10 +87,12 @@ def run(
     clock = LiveClock()
     t0 = clock.monotonic()
     with terminal.progress(console, f"{policy.name} (ticks)") as advance:
-        result = run_simulation(
+        pair = run_with_and_without_hedge(
             config, policy, symbols=symbols, data_dir=data_dir, progress=advance
         )
-    reports = [write_outputs(result, out_dir, clock.monotonic() - t0)]
+    report = write_outputs(pair.hedged, out_dir, clock.monotonic() - t0)
+    slip = config.simulation.slippage_bps
+    reports = [add_hedge_outputs(pair, out_dir, report, slip)]
     _print_summary(reports, out_dir, console, as_csv)
     return reports
 
@@ -176,4 +178,16 @@ def summary_table(reports: list[dict[str, Any]]) -> Table:
         table.add_column(str(r["policy"]), justify="right")
     for key, label, fmt in SUMMARY_KEYS:
         table.add_row(label, *[fmt.format(r[key]) for r in reports])
+    for key, label, fmt in HEDGE_SUMMARY_KEYS:  # policies with a hedge leg (spot: carry)
+        if any(key in r for r in reports):
+            table.add_row(label, *[fmt.format(r[key]) if key in r else "-" for r in reports])
+    if any("unhedged" in r for r in reports):
+        for key, label, fmt in (
+            ("total_return", "unhedged return", "{:.2%}"),
+            ("max_drawdown", "unhedged max drawdown", "{:.2%}"),
+        ):
+            table.add_row(
+                label,
+                *[fmt.format(r["unhedged"][key]) if "unhedged" in r else "-" for r in reports],
+            )
     return table

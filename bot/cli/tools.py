@@ -5,17 +5,21 @@ as volatilities and percentiles as numbers)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from bot.cli import terminal
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
+from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument
 from bot.errors import ConfigError, DataError
 from bot.marketdata.files import DataInventory, discover
 from bot.sim.history import load_history
@@ -23,8 +27,8 @@ from bot.sim.replay import risk_limits
 from bot.tools import calc as calc_tool
 from bot.tools import render, stress, voltrack
 from bot.tools.calc import to_text
-from bot.tools.portfolio import open_on_exchange, read_portfolio
-from bot.tools.scenarios import extreme_json, market_inputs, standard_scenarios
+from bot.tools.portfolio import Portfolio, open_on_exchange, read_portfolio
+from bot.tools.scenarios import Scenario, extreme_json, market_inputs, standard_scenarios
 
 __all__ = ["parse_decimal", "run_calc", "run_stress", "run_vol"]
 
@@ -226,6 +230,11 @@ def run_stress(
         "historical_extremes": [extreme_json(e) for e in market.extremes],
         "scenarios": [stress.outcome_json(o) for o in outcomes],
     }
+    hedged_view = _with_and_without_hedge(
+        portfolio, policy, instruments, scenarios, outcomes, limits, slippage
+    )
+    if hedged_view is not None:
+        payload["with_and_without_hedge"] = hedged_view[0]
     rows = None
     if grid or plot is not None:
         bar = terminal.cli_console(stderr=True)
@@ -241,6 +250,8 @@ def run_stress(
         _emit(payload)
         return payload
     console.print(render.stress_table(outcomes, payload))
+    if hedged_view is not None:
+        console.print(hedged_view[1])
     for note in market.missing:
         console.print(f"[yellow]note:[/yellow] {note}")
     if rows is not None:
@@ -248,6 +259,31 @@ def run_stress(
     if plot is not None:
         console.print(f"plot written to [bold]{plot}[/bold]")
     return payload
+
+
+def _with_and_without_hedge(
+    portfolio: Portfolio,
+    policy: Policy,
+    instruments: Mapping[str, Instrument],
+    scenarios: list[Scenario],
+    outcomes: list[stress.Outcome],
+    limits: stress.Limits,
+    slippage: Decimal,
+) -> tuple[list[dict[str, Any]], Table] | None:
+    """A hedged book (the policy's hedge instruments among the holdings) against itself
+    without the hedge leg, scenario by scenario."""
+    from bot.tools import hedge_stress
+
+    if policy.hedge is None:
+        return None
+    book = hedge_stress.without_hedge(portfolio, policy.hedge.instruments)
+    if book is None:
+        return None
+    bare = hedge_stress.unhedged_outcomes(book, instruments, scenarios, limits, slippage)
+    return (
+        hedge_stress.comparison_json(outcomes, bare),
+        hedge_stress.comparison_table(outcomes, bare),
+    )
 
 
 def _grid_plot(path: Path, rows: list[stress.GridRow], source: str) -> None:

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.hedge import SpotConfig, spot_symbol
 from bot.config.policy import (
     Dec,
     FrozenModel,
@@ -334,6 +335,7 @@ class BotConfig(FrozenModel):
     simulation: SimulationConfig
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    spot: SpotConfig | None = None  # spot inventory the policy's [hedge] covers
 
     @model_validator(mode="before")
     @classmethod
@@ -359,6 +361,7 @@ class BotConfig(FrozenModel):
             _validate_unique_contracts(self),
             _validate_settle_currency(self),
             _validate_unique_policy_names(self),
+            _validate_hedge(self),
             _validate_venue_limits(self),
         )
         return self
@@ -470,3 +473,29 @@ def _validate_unique_policy_names(cfg: BotConfig) -> Iterator[Issue]:
             problem = f"duplicate of policies[{first[policy.name]}].name"
             yield Issue(("policies", index, "name"), problem, f'"{policy.name}"')
         first.setdefault(policy.name, index)
+
+
+def _validate_hedge(cfg: BotConfig) -> Iterator[Issue]:
+    # A hedge leg is a contract of its own: sharing a symbol with a traded contract would make
+    # two decisions for one position. Spot is priced from a perpetual the engine reads.
+    traded = {c.symbol for c in cfg.contracts}
+    for index, policy in enumerate(cfg.policies):
+        hedge = policy.hedge
+        if hedge is None:
+            continue
+        for i, sym in enumerate(hedge.instruments):
+            loc = ("policies", index, "hedge", "instruments", i)
+            if sym in traded:
+                yield Issue(loc, "is also a traded contract; a hedge leg needs its own", f'"{sym}"')
+            if sym.rpartition(":")[2] != cfg.account.quote:
+                yield Issue(loc, f'settles outside account.quote "{cfg.account.quote}"', sym)
+        priced = traded | set(hedge.instruments)
+        for i, asset in enumerate(cfg.spot.assets if cfg.spot is not None else ()):
+            sym = spot_symbol(asset, cfg.account.quote)
+            if sym not in priced:
+                yield Issue(
+                    ("spot", "holdings", i, "asset"),
+                    f"is priced from {sym}, which is neither a contract nor a hedge instrument "
+                    f"of policy {policy.name}",
+                    f'"{asset}"',
+                )

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.hedge import HedgeParams
+
 # --- shared building blocks ----------------------------------------------------------------
 
 
@@ -206,6 +208,7 @@ class Policy(FrozenModel):
     limits: PolicyLimits
     orders: OrderParams = OrderParams()
     reentry: ReentryParams = ReentryParams()
+    hedge: HedgeParams | None = None  # a beta hedge leg (see bot.config.hedge)
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:

@@ -61,14 +61,21 @@ class AccountSource:
         self._curve_ts: list[int] = []
         self._curve_eq: list[float] = []
         self.instruments: dict[str, Instrument | None] = {}
-        for c in config.contracts:
+        for sym, _ in self.legs():
             try:
-                self.instruments[c.symbol] = instrument_for(config.data.exchange, c.symbol)
+                self.instruments[sym] = instrument_for(config.data.exchange, sym)
             except (BotError, ValueError):
-                self.instruments[c.symbol] = None  # unknown spec: no margin, raw precision
+                self.instruments[sym] = None  # unknown spec: no margin, raw precision
+
+    def legs(self) -> list[tuple[str, str]]:
+        """(symbol, direction) of every contract the bot trades: the configured ones, then the
+        policy's hedge legs (direction "hedge")."""
+        hedge = self.config.policies[0].hedge
+        out = [(c.symbol, str(c.direction)) for c in self.config.contracts]
+        return out + [(h, "hedge") for h in (hedge.instruments if hedge is not None else ())]
 
     def symbols(self) -> list[str]:
-        return [c.symbol for c in self.config.contracts]
+        return [sym for sym, _ in self.legs()]
 
     # -- overview -------------------------------------------------------------------------------
 
@@ -138,13 +145,14 @@ class AccountSource:
         cooling = Cooldowns(1)
         cooling.restore(views.events_of_kinds(self.store, (COOLDOWN_EVENT,), 500), now_ms)
         sleeve = (
-            equity.equity / Decimal(len(symbols))
+            equity.equity / Decimal(len(self.config.contracts))
             if equity is not None and equity.equity > 0
             else None
         )
         out = []
-        for c in self.config.contracts:
-            sym = c.symbol
+        for sym, direction in self.legs():
+            # A hedge leg is sized on the whole equity, a traded contract on its sleeve.
+            base = equity.equity if direction == "hedge" and equity is not None else sleeve
             inst = self.instruments.get(sym)
             pos = positions.get(sym)
             rec = last.get(sym)
@@ -159,14 +167,14 @@ class AccountSource:
             out.append(
                 ContractView(
                     symbol=sym,
-                    direction=c.direction,
+                    direction=direction,
                     tick=inst.tick_size if inst else None,
                     step=inst.step_size if inst else None,
                     qty=q,
                     entry=pos.entry_price if pos and pos.is_open else None,
                     mark=mark,
                     notional=notional,
-                    leverage=notional / sleeve if notional is not None and sleeve else None,
+                    leverage=notional / base if notional is not None and base else None,
                     target_leverage=rec.decision.target_leverage if rec else None,
                     liquidation=liq,
                     liq_distance=dist,

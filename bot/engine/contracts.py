@@ -14,7 +14,7 @@ class DirectionSource(Protocol):
 @dataclass(frozen=True, slots=True)
 class ContractSpec:
     symbol: str
-    direction: Literal["long", "short", "signal", "follow"]
+    direction: Literal["long", "short", "signal", "follow", "hedge"]
     max_leverage: Decimal
     signal: DirectionSource | None = None
     max_notional: Decimal | None = None  # per-contract cap; the gate also applies the global one
@@ -25,6 +25,8 @@ class ContractSpec:
             return 1, True
         if self.direction == "short":
             return -1, True
+        if self.direction == "hedge":
+            raise ValueError(f"{self.symbol}: a hedge leg's target comes from the hedge policy")
         if self.direction == "follow":
             # Manage a position the trader opened: de-lever and protect, never increase.
             return (position_qty > 0) - (position_qty < 0), False

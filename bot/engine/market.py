@@ -54,6 +54,8 @@ def candles_needed(policy: Policy) -> int:
     need = max(policy.volatility.window + 1, policy.atr_window + 1)
     if policy.allocation is not None:
         need = max(need, policy.allocation.covariance_window + 1)
+    if policy.hedge is not None:
+        need = max(need, policy.hedge.beta_window + 1)
     return need
 
 

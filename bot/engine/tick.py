@@ -45,6 +45,7 @@ from bot.engine.account import AccountView
 from bot.engine.client_ids import base36, make_client_id
 from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
+from bot.engine.hedging import HedgeDesk, order_hedge_decisions
 from bot.engine.market import (
     CandleWindow,
     MarketDataPort,
@@ -58,7 +59,7 @@ from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns, Held, exit_kind, held_of
 from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
-from bot.exchange.port import ExchangePort
+from bot.exchange.port import ExchangePort, SpotWalletPort
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.protection import daily_vol_unit, distance
@@ -120,6 +121,9 @@ class Engine:
         account: str,
         margin_mode: MarginMode = MarginMode.ISOLATED,
         fanout: Fanout = SEQUENTIAL,
+        spot: SpotWalletPort | None = None,
+        spot_assets: Sequence[str] = (),
+        quote: str = "USDT",
     ) -> None:
         self.clock = clock
         self.exchange = exchange
@@ -154,6 +158,13 @@ class Engine:
         # Independent calls of a tick (reads; different contracts' protection) run through it.
         self.fanout = fanout
         self._lock = threading.RLock()  # client-id sequence and the gate's order count
+        self.hedge_symbols = frozenset(c.symbol for c in self.contracts if c.direction == "hedge")
+        self.traded = tuple(s for s in self.symbols if s not in self.hedge_symbols)
+        self.hedge = (
+            HedgeDesk(policy.hedge, policy, self.instruments, quote, spot, spot_assets)
+            if policy.hedge is not None
+            else None
+        )
         self.reconciler = Reconciler(
             exchange=exchange,
             store=store,
@@ -189,16 +200,18 @@ class Engine:
         for sym in self._stale:
             self.stale_ticks[sym] = self.stale_ticks.get(sym, 0) + 1
         memory = self.update_risk_state(now, acct, [])
-        decisions = self.decide(now, acct, snapshots, windows, memory.state)
-        if memory.state is TradingState.HALTED:
-            decisions = [
-                _flat(d, f"halted ({memory.state_reason}): close every position")
-                if memory.flatten
-                else _hold(d, acct, f"halted ({memory.state_reason}): hold, stops resting")
-                for d in decisions
-            ]
+        decisions = self._on_halt(
+            self.decide(now, acct, snapshots, windows, memory.state), acct, memory
+        )
         decisions = [self.secure(d, acct) for d in decisions]
         decisions = self.within_loss_budget(decisions, acct, memory)
+        if self.hedge is not None:
+            # On the book as the loss budget left it: the hedge offsets what will be held. Its
+            # stop fires when the market rises, the book's when it falls: the hedge is outside
+            # the "every stop fires" budget.
+            hedges = self.decide_hedge(now, acct, snapshots, windows, decisions, memory.state)
+            hedges = [self._with_cooldown(d, now) for d in hedges]
+            decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
         batch = self.fanout.batch()
@@ -300,6 +313,8 @@ class Engine:
             stop = _resting_stop(acct.resting.get(sym, []))
             if sym in decided or stop is None or sym not in self.instruments:
                 continue
+            if sym in self.hedge_symbols:
+                continue  # opposite to the book's stops: see the hedge step in the tick
             fixed += loss_at_stop(
                 pos.qty,
                 acct.marks[sym],
@@ -470,11 +485,11 @@ class Engine:
         state: TradingState,
     ) -> list[Decision]:
         equity = acct.equity()
-        sleeve = equity / Decimal(len(self.symbols)) if equity > 0 else ZERO
+        sleeve = self._sleeve(equity) if equity > 0 else ZERO
         views: list[ContractView] = []
         for spec in self.contracts:
             snap = snapshots.get(spec.symbol)
-            if snap is None or spec.symbol in self.foreign:
+            if snap is None or spec.symbol in self.foreign or spec.symbol in self.hedge_symbols:
                 continue  # no data: hold, keep protection as it is (see protect/resize)
             qty = acct.qty(spec.symbol)
             direction, allow = spec.resolve(now, qty)
@@ -504,6 +519,70 @@ class Engine:
             cov = annual_covariance(active, alloc.covariance_window)
         decisions = decide(views, self.policy, cov)
         return [self._with_cooldown(d, now) for d in decisions]
+
+    def _on_halt(
+        self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
+    ) -> list[Decision]:
+        if memory.state is not TradingState.HALTED:
+            return decisions
+        return [
+            _flat(d, f"halted ({memory.state_reason}): close every position")
+            if memory.flatten
+            else _hold(d, acct, f"halted ({memory.state_reason}): hold, stops resting")
+            for d in decisions
+        ]
+
+    def decide_hedge(
+        self,
+        now: int,
+        acct: AccountView,
+        snapshots: dict[str, MarketSnapshot],
+        windows: dict[str, CandleWindow],
+        book: list[Decision],
+        state: TradingState,
+    ) -> list[Decision]:
+        """The hedge legs' decisions (see :mod:`bot.policy.hedge`); none when the hedge
+        instrument has no data or the spot holdings cannot be read (the hedge is held)."""
+        if self.hedge is None:
+            return []
+        self.hedge.estimate_betas(windows)
+        unknown = self.hedge.read_spot()
+        if unknown is not None:
+            self._event(now, "hedge", None, state, unknown)
+            return []
+        cap = min(
+            self.limits.max_leverage_per_contract,
+            *(c.max_leverage for c in self.contracts if c.symbol in self.hedge_symbols),
+        )
+        outcome = self.hedge.decide(
+            now,
+            acct,
+            {s: v for s, v in snapshots.items() if s not in self.foreign},
+            book,
+            self._hedge_may_grow(state, now),
+            cap,
+            acct.resting,
+        )
+        if outcome is None:
+            self._event(
+                now,
+                "hedge",
+                None,
+                state,
+                "hedge held: no market data for the primary hedge instrument, or it holds a "
+                "position the bot did not open",
+            )
+            return []
+        return order_hedge_decisions(outcome.decisions, acct)
+
+    def _hedge_may_grow(self, state: TradingState, now: int) -> bool:
+        """Like any contract: active state, fresh data, no re-entry cooldown on a hedge leg."""
+        legs = sorted(self.hedge_symbols)
+        return (
+            state is TradingState.ACTIVE
+            and not any(s in self._stale for s in legs)
+            and all(self.cooldowns.active(s, now) is None for s in legs)
+        )
 
     def _with_cooldown(self, d: Decision, now: int) -> Decision:
         why = self.cooldowns.reason(d.symbol, now)
@@ -799,6 +878,8 @@ class Engine:
                 return
         for req in plan.increase:
             result_count(result, self._send(req, acct, now, snap))
+        if self.hedge is not None and d.symbol in self.hedge_symbols:
+            self.hedge.last_change_ms = now  # the cooldown runs from the last attempt
         acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
         self.reconciler.note_positions(acct.positions)
         balance = self.exchange.fetch_balance()
@@ -841,6 +922,10 @@ class Engine:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _sleeve(self, equity: Decimal) -> Decimal:
+        """Equity per traded contract (the hedge legs are sized on the whole equity)."""
+        return equity / Decimal(max(1, len(self.traded)))
+
     def _id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
             with self._lock:  # contracts may be protected on several threads
@@ -866,17 +951,22 @@ class Engine:
             ZERO,
         )
         spec = next(c for c in self.contracts if c.symbol == req.symbol)
+        hedged = self.hedge is not None and req.symbol in self.hedge_symbols
         ctx = OrderContext(
             state=state,
             now_ms=now,
             data_age_ms=now - snap.asof_ms if snap is not None else 0,
             price=price,
             position_qty=acct.qty(req.symbol),
-            sleeve_equity=equity / Decimal(len(self.symbols)),
+            sleeve_equity=equity if hedged else self._sleeve(equity),
             equity=equity,
             gross_notional_other=other,
             max_leverage_contract=spec.max_leverage,
             max_notional_contract=spec.max_notional,
+            hedge_net_other=self.hedge.net_excluding(req.symbol, acct)
+            if self.hedge is not None and hedged
+            else None,
+            hedge_beta=self.hedge.beta(req.symbol) if self.hedge is not None else Decimal(1),
         )
         with self._lock:
             verdict = self.gate.check(req, ctx)

@@ -134,6 +134,25 @@ class CcxtExchange:
 
         return self._account_read(read, "balance")
 
+    def fetch_spot_balances(self, assets: Sequence[str]) -> dict[str, Decimal]:
+        """Spot wallet totals of ``assets`` (the spot inventory a hedge covers).
+
+        Binance: ``GET /api/v3/account``, called directly because ccxt's USD-M class routes
+        ``fetch_balance(type="spot")`` to the futures account (its default sub-type is linear).
+        Other venues: ccxt's spot balance.
+        A reply without a readable total for an asset raises: an unknown holding is never zero."""
+        if self._ex.id.startswith("binance"):
+            # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/account-endpoints
+            raw = self._call(lambda: self._ex.privateGetAccount(), "spot account")
+            balance = self._call(
+                lambda: self._ex.parse_balance_custom(raw, "spot"), "spot account (parse)"
+            )
+        else:
+            balance = self._call(
+                lambda: self._ex.fetch_balance({"type": "spot"}), "fetch_balance(spot)"
+            )
+        return mapping.spot_totals_from_ccxt(balance, assets)
+
     def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         """Open one-way positions among ``symbols`` (flat ones absent).
 

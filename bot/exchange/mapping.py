@@ -398,3 +398,22 @@ def closed_candles(rows: Sequence[Sequence[Any]], timeframe_ms: int, now_ms: int
 
 
 # -- create_order arguments ------------------------------------------------------------------
+
+
+def spot_totals_from_ccxt(balance: object, assets: Sequence[str]) -> dict[str, Decimal]:
+    """Total (free + locked) of each asset in a ccxt spot balance. An asset absent from a readable
+    reply is held at zero (Binance omits empty assets); a reply that is not a balance at all, or
+    an asset row without a total, is an error: an unknown holding is never zero."""
+    if not isinstance(balance, Mapping) or "info" not in balance:
+        raise PermanentExchangeError(f"spot balance reply is not a balance: {balance!r:.200}")
+    out: dict[str, Decimal] = {}
+    for asset in assets:
+        row = balance.get(asset)
+        if row is None:
+            out[asset] = ZERO
+            continue
+        total = opt_decimal(row.get("total") if isinstance(row, Mapping) else None, asset)
+        if total is None:
+            raise PermanentExchangeError(f"spot balance of {asset}: no total in {row!r:.200}")
+        out[asset] = total
+    return out

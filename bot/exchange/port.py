@@ -67,3 +67,12 @@ class ExchangePort(Protocol):
     def cancel_order(self, symbol: str, client_id: str) -> None:
         """Cancel a resting order; cancelling an order that is already gone is not an error."""
         ...
+
+
+class SpotWalletPort(Protocol):
+    def fetch_spot_balances(self, assets: Sequence[str]) -> dict[str, Decimal]:
+        """Total quantity held of each of ``assets`` in the spot wallet (0 if none held).
+
+        Raises an :class:`~bot.errors.ExchangeError` when the wallet cannot be read: an
+        unreadable balance is unknown, never zero."""
+        ...

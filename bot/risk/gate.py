@@ -2,7 +2,8 @@
 
 Checks, in order (the first that fails denies the order):
 ``trading state`` (reducing/halted: only reduce-only orders), ``stale data`` (no new risk on a
-contract whose market data is older than the limit), ``max leverage`` per contract and
+contract whose market data is older than the limit), ``hedge`` (an order on a hedge leg may not
+raise the book's beta-weighted net exposure), ``max leverage`` per contract and
 ``gross leverage`` after the order, ``max notional`` per contract, ``order rate`` (orders that add
 risk; reduce-only and protective orders always pass so a position is never left unprotected).
 """
@@ -47,6 +48,9 @@ class OrderContext:
     gross_notional_other: Decimal  # notional of every other contract
     max_leverage_contract: Decimal  # per-contract cap from the configuration
     max_notional_contract: Decimal | None = None  # per-contract cap from the configuration
+    # Hedge orders only: the beta-weighted net exposure of everything else, and this leg's beta.
+    hedge_net_other: Decimal | None = None
+    hedge_beta: Decimal = Decimal(1)
 
 
 def _is_reducing(req: OrderRequest, ctx: OrderContext) -> bool:
@@ -101,8 +105,29 @@ def check_notional(req: OrderRequest, ctx: OrderContext, limits: RiskLimits) -> 
     return None
 
 
+def check_hedge(req: OrderRequest, ctx: OrderContext, limits: RiskLimits) -> str | None:
+    """A hedge order must not raise the book's net (beta-weighted) exposure. Reduce-only orders
+    shrink the hedge leg itself and always pass (closing a hedge must never be blocked)."""
+    if ctx.hedge_net_other is None or _is_reducing(req, ctx):
+        return None
+    amount = req.amount or Decimal(0)
+    unit = ctx.price * ctx.hedge_beta
+    before = ctx.hedge_net_other + ctx.position_qty * unit
+    after = ctx.hedge_net_other + (ctx.position_qty + req.side.sign * amount) * unit
+    if abs(after) > abs(before):
+        return f"hedge order would raise net exposure from {before:.2f} to {after:.2f}"
+    return None
+
+
 Check = Callable[[OrderRequest, OrderContext, RiskLimits], "str | None"]
-CHECKS: tuple[Check, ...] = (check_state, check_stale, check_leverage, check_gross, check_notional)
+CHECKS: tuple[Check, ...] = (
+    check_state,
+    check_stale,
+    check_hedge,
+    check_leverage,
+    check_gross,
+    check_notional,
+)
 
 
 class RiskGate:

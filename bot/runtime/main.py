@@ -140,6 +140,16 @@ def _live_summary(config: BotConfig, report: Preflight) -> Table:
     )
     table.add_row("contracts", ", ".join(f"{c.symbol} ({c.direction})" for c in config.contracts))
     table.add_row("policy", config.policies[0].name)
+    hedge = config.policies[0].hedge
+    if hedge is not None:  # the confirmation shows every contract the bot will trade
+        spot = ""
+        if config.spot is not None:
+            spot = f", spot ({config.spot.source}): {', '.join(config.spot.assets)}"
+        table.add_row(
+            "hedge",
+            f"{', '.join(hedge.instruments)}: net exposure {hedge.target_net_exposure}x "
+            f"+- {hedge.band} of equity{spot}",
+        )
     table.add_row(
         "limits",
         f"leverage {r.max_leverage_per_contract}x per contract, gross "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
+from bot.engine.hedging import with_hedge_symbols
 from bot.exchange.ccxt_adapter import CcxtExchange
 
 
@@ -45,7 +46,8 @@ def preflight(exchange: CcxtExchange, config: BotConfig) -> Preflight:
             report.warnings.append("multi-assets margin mode is on: other assets back the margin")
     elif multi is not None:
         report.facts.append("asset mode: single-asset")
-    symbols = [c.symbol for c in config.contracts]
+    # The hedge legs are contracts like the others: same margin mode, same checks.
+    symbols = list(with_hedge_symbols([c.symbol for c in config.contracts], config.policies[0]))
     positions = exchange.fetch_positions(symbols)
     for sym in symbols:
         inst = exchange.instrument(sym)

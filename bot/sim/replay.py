@@ -18,16 +18,19 @@ import numpy.typing as npt
 
 from bot.catalogue import resolve_instruments
 from bot.clock import Clock, SimClock, datetime_to_ms
+from bot.config.hedge import spot_symbol
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
+from bot.engine.hedging import ExposureRecord, hedge_symbols, with_hedge_symbols
 from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
-from bot.exchange.port import ExchangePort
+from bot.exchange.port import ExchangePort, SpotWalletPort
+from bot.exchange.spot import ConfiguredSpotWallet
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
 from bot.risk.guard import equity_floor
@@ -64,6 +67,9 @@ class SimulationResult:
     requested_start_ms: int | None = None  # the configured start, when one was asked
     start_note: str = ""  # why the run starts later than asked ("" when it does not)
     stale_hours: dict[str, float] = field(default_factory=dict)  # per contract
+    hedge_symbols: tuple[str, ...] = ()
+    hedge_log: list[ExposureRecord] = field(default_factory=list)
+    spot_value: npt.NDArray[np.float64] | None = None  # spot holdings at the marks, per tick
 
 
 def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
@@ -173,9 +179,10 @@ def run_simulation(
 
     ``not_before`` moves the start later (a shared window). ``histories``: the loaded history of
     ``symbols`` at the policy's timeframe, when the caller already holds it (a sweep worker
-    reuses it for every point); loaded here otherwise. ``window``: [start, end) in ms instead
+    reuses it for every point); loaded here otherwise. The policy's hedge instruments are
+    simulated with the contracts. ``window``: [start, end) in ms instead
     of :func:`simulation_window`'s (policies compared on one footing share one window)."""
-    symbols = symbols or tuple(c.symbol for c in config.contracts)
+    symbols = with_hedge_symbols(symbols or tuple(c.symbol for c in config.contracts), policy)
     if histories is None:
         histories = load_data(config, policy, symbols, data_dir)
     instruments = _instruments(config, symbols, data_dir)
@@ -225,7 +232,7 @@ def load_data(
     inventory = discover(data_dir or config.data.dir)
     return load_histories(
         inventory,
-        symbols,
+        with_hedge_symbols(symbols, policy),
         policy.timeframe,
         config.simulation.trigger_source,
         requested_window(config),
@@ -265,23 +272,41 @@ def engine_for(
     exchange: ExchangePort,
     market: MarketDataPort,
     store: StorePort,
+    spot: SpotWalletPort | None = None,
     fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
     """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live.
 
     ``fanout`` runs a tick's independent exchange calls: one after the other (simulation and
-    paper, deterministic) unless live trading passes a thread pool."""
+    paper, deterministic) unless live trading passes a thread pool. The policy's hedge
+    instruments are contracts of the engine with direction ``hedge``. Spot holdings come from
+    ``spot`` (live: the venue's wallet) or else from the configuration."""
+    hedges = hedge_symbols(policy)
+    specs = [
+        replace(c, direction="hedge", signal=None) if c.symbol in hedges else c
+        for c in contract_specs(config, tuple(symbols))
+    ]
+    if spot is None and config.spot is not None:
+        if config.spot.source == "exchange":
+            raise ConfigError(
+                f'{config.source}: spot.source = "exchange" reads the live spot wallet; '
+                'simulation and paper trading need spot.source = "config" with quantities'
+            )
+        spot = ConfiguredSpotWallet(config.spot.configured())
     return Engine(
         clock=clock,
         exchange=exchange,
         market=market,
         store=store,
         policy=policy,
-        contracts=contract_specs(config, tuple(symbols)),
+        contracts=specs,
         limits=risk_limits(config, policy),
         account=config.account.name,
         margin_mode=MarginMode(config.account.margin_mode),
         fanout=fanout,
+        spot=spot,
+        spot_assets=config.spot.assets if config.spot is not None else (),
+        quote=config.account.quote,
     )
 
 
@@ -332,6 +357,12 @@ def replay(
     equity = np.empty(n)
     lev = {s: np.zeros(n) for s in symbols}
     base_px = {s: float(exchange.marks.get(s, 0)) for s in symbols}
+    book = [s for s in symbols if s not in engine.hedge_symbols]  # the benchmark holds the book
+    spot_qty = {
+        spot_symbol(a, config.account.quote): float(q)
+        for a, q in (config.spot.configured() if config.spot is not None else {}).items()
+    }
+    spot_value = np.zeros(n)
     bench = np.empty(n)
     for k, t in enumerate(ticks.tolist()):
         _advance_guarded(exchange, series, tapes, t, engine, market, clock)
@@ -344,15 +375,18 @@ def replay(
             engine.tick()
         eq = exchange.equity()
         equity[k] = float(eq)
-        sleeve = eq / len(symbols) if eq > 0 else Decimal(1)
+        sleeve = eq / max(1, len(book)) if eq > 0 else Decimal(1)
         ratio = 0.0
         for sym in symbols:
             pos = exchange.book.positions[sym]
             mark = exchange.marks.get(sym, Decimal(0))
-            if pos.qty != 0:
-                lev[sym][k] = float(abs(pos.qty) * mark / sleeve)
-            ratio += float(mark) / base_px[sym] if base_px[sym] > 0 else 1.0
-        bench[k] = float(balance) * ratio / len(symbols)
+            if pos.qty != 0:  # a hedge leg on the whole equity, a traded contract on its sleeve
+                base = sleeve if sym in book or eq <= 0 else eq
+                lev[sym][k] = float(abs(pos.qty) * mark / base)
+            if sym in book:
+                ratio += float(mark) / base_px[sym] if base_px[sym] > 0 else 1.0
+        bench[k] = float(balance) * ratio / max(1, len(book))
+        spot_value[k] = sum(q * float(exchange.marks.get(s, 0)) for s, q in spot_qty.items())
         if progress is not None and (k % 256 == 0 or k == n - 1):
             progress(k + 1, n)
     return SimulationResult(
@@ -376,6 +410,9 @@ def replay(
         },
         starting_balance=balance,
         stale_hours={s: n * tf / 3_600_000 for s, n in engine.stale_ticks.items()},
+        hedge_symbols=tuple(s for s in symbols if s in engine.hedge_symbols),
+        hedge_log=engine.hedge.log if engine.hedge is not None else [],
+        spot_value=spot_value if spot_qty else None,
     )
 
 

@@ -21,9 +21,10 @@ Binance references: https://developers.binance.com/docs/derivatives/usds-margine
 https://developers.binance.com/docs/derivatives/change-log (2025-12-09: conditional orders
 moved to the Algo Order API).
 
-The routes live in three modules by endpoint group (``binance_market``, ``binance_account``,
-``binance_orders``) over ``binance_wire`` (codes, signing, parameters); the HTTP plumbing, fault
-injection and request log are shared with the Bybit server in ``loopback_core``.
+The routes live in modules by endpoint group (``binance_market``, ``binance_account``,
+``binance_orders``, ``binance_spot``) over ``binance_wire`` (codes, signing, parameters); the
+HTTP plumbing, fault injection and request log are shared with the Bybit server in
+``loopback_core``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 from .binance_account import BinanceAccountRoutes
 from .binance_market import BinanceMarketRoutes
 from .binance_orders import BinanceOrderRoutes
+from .binance_spot import BinanceSpotRoutes
 from .binance_wire import MSG, BinanceError
 from .loopback_core import (
     NULLED_FIELDS,
@@ -63,7 +65,9 @@ __all__ = [
 ]
 
 
-class LoopbackBinance(BinanceMarketRoutes, BinanceAccountRoutes, BinanceOrderRoutes):
+class LoopbackBinance(
+    BinanceMarketRoutes, BinanceAccountRoutes, BinanceOrderRoutes, BinanceSpotRoutes
+):
     """Binance USD-M REST on ``127.0.0.1``, backed by an :class:`ExchangePort`.
 
     ``start()`` binds a free port (``base_url`` then is ``http://127.0.0.1:<port>``); point a ccxt
@@ -77,7 +81,12 @@ class LoopbackBinance(BinanceMarketRoutes, BinanceAccountRoutes, BinanceOrderRou
         return self
 
     def _route_table(self) -> dict[tuple[str, str], Route]:
-        return {**self._market_routes(), **self._account_routes(), **self._order_routes()}
+        return {
+            **self._market_routes(),
+            **self._account_routes(),
+            **self._order_routes(),
+            **self._spot_routes(),
+        }
 
 
 _LINEAR_PREFIXES = {"/fapi": "linear", "/dapi": "inverse", "/eapi": "option"}

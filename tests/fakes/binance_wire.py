@@ -210,6 +210,8 @@ class BinanceBase(LoopbackServer):
         server_time_offset_ms: int = 0,
     ) -> None:
         self.dual_side_position = False
+        # The spot wallet (binance_spot): asset -> (free, locked), set by tests.
+        self.spot_balances: dict[str, tuple[Decimal, Decimal]] = {}
         self.api_restrictions: dict[str, bool] = {
             "ipRestrict": True,
             "enableReading": True,

@@ -115,9 +115,25 @@ def test_conservative_policy_file() -> None:
     assert (p.limits.daily_loss, p.limits.max_drawdown) == (Decimal("0.02"), Decimal("0.10"))
 
 
+def test_hedged_policy_file() -> None:
+    p = load_policy(POLICIES / "vol_target_hedged.toml")
+    assert p.kind == "vol_target"
+    assert p.hedge is not None
+    assert p.hedge.instruments == ("BTC/USDT:USDT",)
+    assert (p.hedge.target_net_exposure, p.hedge.band) == (Decimal("0.5"), Decimal("0.5"))
+    assert (p.hedge.beta_window, p.hedge.beta_shrinkage) == (168, Decimal("0.3"))
+    assert p.hedge.cooldown_minutes == 240
+
+
 def test_every_shipped_policy_is_named_after_its_file() -> None:
     files = sorted(POLICIES.glob("*.toml"))
-    assert [f.stem for f in files] == ["conservative", "risk_parity", "static_3x", "vol_target"]
+    assert [f.stem for f in files] == [
+        "conservative",
+        "risk_parity",
+        "static_3x",
+        "vol_target",
+        "vol_target_hedged",
+    ]
     assert [load_policy(f).name for f in files] == [f.stem for f in files]
 
 
@@ -170,8 +186,15 @@ def _documented_keys(*paths: Path) -> set[str]:
     ("root", "paths"),
     [
         (BotConfig, [EXAMPLE]),
-        # [allocation] only exists in a risk-parity policy.
-        (Policy, [POLICIES / "vol_target.toml", POLICIES / "risk_parity.toml"]),
+        # [allocation] only exists in a risk-parity policy, [hedge] in the hedged one.
+        (
+            Policy,
+            [
+                POLICIES / "vol_target.toml",
+                POLICIES / "risk_parity.toml",
+                POLICIES / "vol_target_hedged.toml",
+            ],
+        ),
     ],
 )
 def test_reference_files_document_every_key(root: type[BaseModel], paths: list[Path]) -> None:

@@ -1,0 +1,203 @@
+"""The engine's hedge desk: builds the hedge policy's inputs each tick and remembers what the
+gate and the report need (betas, the net exposure, the last hedge change).
+
+The hedge legs are contracts of the engine like any other (``ContractSpec.direction ==
+"hedge"``): reconciled, protected by a resting stop, margined, funded and gated. This module
+only decides their target; the engine plans and sends the orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.config.hedge import HedgeParams, spot_symbol
+from bot.config.policy import Policy
+from bot.domain.decision import Decision
+from bot.domain.instrument import Instrument
+from bot.domain.market import MarketSnapshot
+from bot.domain.orders import Order
+from bot.engine.account import AccountView
+from bot.engine.market import CandleWindow, to_decimal
+from bot.errors import BotError
+from bot.exchange.port import SpotWalletPort
+from bot.policy.hedge import BookLeg, HedgeInputs, HedgeLeg, HedgeOutcome, decide_hedge
+from bot.stats.beta import rolling_beta
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+
+def hedge_symbols(policy: Policy) -> tuple[str, ...]:
+    return policy.hedge.instruments if policy.hedge is not None else ()
+
+
+def with_hedge_symbols(traded: Sequence[str], policy: Policy) -> tuple[str, ...]:
+    """The engine's contracts: the traded ones, then the policy's hedge instruments."""
+    return tuple(traded) + tuple(s for s in hedge_symbols(policy) if s not in traded)
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureRecord:
+    """The book at one decision tick (quote currency; the report's net exposure figures)."""
+
+    ts_ms: int
+    equity: Decimal
+    book_beta_delta: Decimal
+    book_gross: Decimal  # sum of |notional| of the book's legs (perps and spot)
+    net_before: Decimal
+    net_after: Decimal
+    spot_value: Decimal
+
+
+class HedgeDesk:
+    def __init__(
+        self,
+        params: HedgeParams,
+        policy: Policy,
+        instruments: Mapping[str, Instrument],
+        quote: str,
+        spot: SpotWalletPort | None,
+        spot_assets: Sequence[str] = (),
+    ) -> None:
+        self.params = params
+        self.policy = policy
+        self.instruments = instruments
+        self.quote = quote
+        self.spot = spot
+        self.spot_assets = tuple(spot_assets)
+        self.betas: dict[str, Decimal] = {}  # last estimate per symbol (primary: 1)
+        self.spot_qty: dict[str, Decimal] = {}
+        self.last_change_ms: int | None = None
+        self.log: list[ExposureRecord] = []
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.params.instruments
+
+    def estimate_betas(self, windows: Mapping[str, CandleWindow]) -> None:
+        """Betas of every contract with data to the primary instrument (kept if no data now)."""
+        primary = windows.get(self.params.primary)
+        if primary is None:
+            return
+        p = self.params
+        for sym, w in windows.items():
+            if sym == p.primary:
+                self.betas[sym] = ONE
+                continue
+            est = rolling_beta(
+                w.ts,
+                w.close,
+                primary.ts,
+                primary.close,
+                window=p.beta_window,
+                shrinkage=float(p.beta_shrinkage),
+                lo=float(p.beta_min),
+                hi=float(p.beta_max),
+            )
+            self.betas[sym] = to_decimal(est.beta, 4)
+
+    def beta(self, symbol: str) -> Decimal:
+        # No estimate yet (no history): 1, the market's own beta, as the shrinkage target.
+        return self.betas.get(symbol, ONE)
+
+    def read_spot(self) -> str | None:
+        """Refresh the spot holdings; the reason they could not be read, or None."""
+        if self.spot is None or not self.spot_assets:
+            return None
+        try:
+            self.spot_qty = dict(self.spot.fetch_spot_balances(self.spot_assets))
+        except BotError as exc:
+            return f"spot holdings unknown ({exc}): hedge held as it is"
+        return None
+
+    def spot_legs(self, marks: Mapping[str, Decimal]) -> list[BookLeg]:
+        legs = []
+        for asset, qty in self.spot_qty.items():
+            sym = spot_symbol(asset, self.quote)
+            mark = marks.get(sym)
+            if mark is None:
+                raise BotError(f"spot {asset}: no price for {sym} (the spot leg's price series)")
+            legs.append(BookLeg(f"spot {asset}", qty * mark, self.beta(sym)))
+        return legs
+
+    def decide(
+        self,
+        now: int,
+        acct: AccountView,
+        snapshots: Mapping[str, MarketSnapshot],
+        book: Sequence[Decision],
+        allow_increase: bool,
+        max_leverage: Decimal,
+        resting: Mapping[str, Sequence[Order]],
+    ) -> HedgeOutcome | None:
+        """The hedge legs' decisions, or None when the primary instrument has no data."""
+        legs = []
+        for sym in self.symbols:
+            snap = snapshots.get(sym)
+            if snap is None:
+                continue
+            stop = next(
+                (
+                    o.trigger_price
+                    for o in resting.get(sym, [])
+                    if o.purpose is not None and o.purpose.name == "STOP_LOSS"
+                ),
+                None,
+            )
+            legs.append(
+                HedgeLeg(
+                    sym, self.instruments[sym], snap, self.beta(sym), acct.positions.get(sym), stop
+                )
+            )
+        if not legs or legs[0].symbol != self.params.primary:
+            return None
+        decided = {d.symbol for d in book}
+        book_legs = [
+            BookLeg(d.symbol, d.target_qty * acct.marks[d.symbol], self.beta(d.symbol))
+            for d in book
+        ]
+        for sym, pos in acct.positions.items():  # held without a decision this tick: as held
+            if sym not in decided and sym not in self.symbols and pos.qty != 0:
+                book_legs.append(BookLeg(sym, pos.qty * acct.marks[sym], self.beta(sym)))
+        spot = self.spot_legs(acct.marks)
+        inputs = HedgeInputs(
+            equity=acct.equity(),
+            book=tuple(book_legs + spot),
+            legs=tuple(legs),
+            now_ms=now,
+            last_change_ms=self.last_change_ms,
+            allow_increase=allow_increase,
+            max_leverage=max_leverage,
+        )
+        outcome = decide_hedge(inputs, self.policy)
+        self.log.append(
+            ExposureRecord(
+                now,
+                inputs.equity,
+                outcome.book_beta_delta,
+                sum((abs(b.notional) for b in inputs.book), ZERO),
+                outcome.net_before,
+                outcome.net_after,
+                sum((b.notional for b in spot), ZERO),
+            )
+        )
+        return outcome
+
+    def net_excluding(self, symbol: str, acct: AccountView) -> Decimal:
+        """Beta-weighted net exposure of everything but ``symbol`` as held now (the gate's
+        view before a hedge order)."""
+        total = ZERO
+        for sym, pos in acct.positions.items():
+            if sym != symbol and pos.qty != 0:
+                total += pos.qty * acct.marks[sym] * self.beta(sym)
+        for b in self.spot_legs(acct.marks):
+            total += b.notional * b.beta
+        return total
+
+
+def order_hedge_decisions(decisions: Sequence[Decision], acct: AccountView) -> list[Decision]:
+    """Legs that shrink first: switching instruments closes the old leg before the new one
+    opens, so the book is never hedged twice over."""
+    return sorted(decisions, key=lambda d: abs(d.target_qty) >= abs(acct.qty(d.symbol)))

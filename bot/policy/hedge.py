@@ -1,0 +1,258 @@
+"""The hedge decision: a pure function of the book, the hedge instruments and ``[hedge]``.
+
+Exposure measure: beta-weighted delta, ``sum(notional_i x beta_i)`` over the book's perpetual
+targets for this tick and its spot holdings (quote currency, signed), with each beta measured
+against the primary hedge instrument. The net exposure adds the hedge legs
+(``qty x mark x beta``). Steps, each written into the reason:
+
+1. the book's beta-delta and the net exposure, as multiples of equity;
+2. inside the band around the target (``|net/equity - target| <= band``): keep the hedge;
+3. cooldown since the last hedge change: keep the hedge;
+4. the instrument: the primary, unless its expected funding cost over ``holding_hours``
+   exceeds ``max_funding_cost``; then the cheapest of the allowed instruments;
+5. the size that brings the net exposure to the target. The target net has the book's sign and is
+   never larger than the book: a hedge only ever offsets, it never adds market exposure;
+6. caps: the leverage limit (hedge notional <= max_leverage x equity), the liquidation buffer
+   (the hedge's own stop triggers before its liquidation), then rounding down to the step;
+7. stop-loss like any position (trailing: it only moves toward the price).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.config.hedge import HedgeParams
+from bot.config.policy import Policy
+from bot.domain.decision import Decision
+from bot.domain.instrument import Instrument
+from bot.domain.market import MarketSnapshot
+from bot.domain.position import Position
+from bot.policy.leverage import liquidation_cap, q2
+from bot.policy.protection import daily_vol_unit, describe, distance
+
+ZERO = Decimal(0)
+HOURS_PER_YEAR = Decimal(24 * 365)
+
+
+@dataclass(frozen=True, slots=True)
+class BookLeg:
+    """One exposure of the book: a perpetual's target position or a spot holding."""
+
+    name: str
+    notional: Decimal  # signed, quote currency, at the mark
+    beta: Decimal  # to the primary hedge instrument
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeLeg:
+    """One allowed hedge instrument as the policy sees it."""
+
+    symbol: str
+    instrument: Instrument
+    market: MarketSnapshot
+    beta: Decimal  # to the primary hedge instrument (1 for the primary itself)
+    position: Position | None
+    resting_stop: Decimal | None
+
+    @property
+    def qty(self) -> Decimal:
+        return self.position.qty if self.position is not None else ZERO
+
+    @property
+    def beta_delta(self) -> Decimal:
+        return self.qty * self.market.mark_price * self.beta
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeInputs:
+    equity: Decimal
+    book: tuple[BookLeg, ...]
+    legs: tuple[HedgeLeg, ...]  # policy order: the first is the primary instrument
+    now_ms: int
+    last_change_ms: int | None  # last time a hedge order was sent (cooldown)
+    allow_increase: bool
+    max_leverage: Decimal  # cap on the hedge notional as a multiple of equity
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeOutcome:
+    decisions: tuple[Decision, ...]  # one per hedge leg, policy order
+    book_beta_delta: Decimal  # quote
+    net_before: Decimal  # quote, with the hedge as held
+    net_after: Decimal  # quote, with the hedge at its targets
+    reason: str
+
+
+def short_name(symbol: str) -> str:
+    return symbol.split("/")[0]
+
+
+def book_beta_delta(book: Sequence[BookLeg]) -> Decimal:
+    return sum((leg.notional * leg.beta for leg in book), ZERO)
+
+
+def desired_net(book_bd: Decimal, equity: Decimal, target: Decimal) -> Decimal:
+    """The net exposure the hedge aims at: the book's sign, never more than the book itself."""
+    if book_bd == 0:
+        return ZERO
+    sign = 1 if book_bd > 0 else -1
+    return sign * min(target * equity, abs(book_bd))
+
+
+def funding_cost(leg: HedgeLeg, direction: int, hours: Decimal) -> Decimal:
+    """Expected funding paid (+) or received (-) over ``hours``, fraction of the notional."""
+    cost = direction * leg.market.funding.annualized * hours / HOURS_PER_YEAR
+    return cost if cost != 0 else ZERO  # no "-0" in reasons
+
+
+def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
+    params = policy.hedge
+    if params is None:
+        raise ValueError(f"policy {policy.name} has no [hedge] section")
+    if not inputs.legs:
+        raise ValueError("no hedge instruments with market data")
+    eq = inputs.equity
+    book_bd = book_beta_delta(inputs.book)
+    held_bd = sum((leg.beta_delta for leg in inputs.legs), ZERO)
+    net = book_bd + held_bd
+    if eq <= 0:
+        why = f"equity {eq} <= 0 -> close the hedge"
+        return _outcome(inputs, policy, {}, book_bd, net, why)
+    want = desired_net(book_bd, eq, params.target_net_exposure)
+    head = (
+        f"book beta-delta {q2(book_bd / eq)}x equity, net {q2(net / eq)}x, "
+        f"target {params.target_net_exposure}, band {params.band}"
+    )
+    if abs(net - want) <= params.band * eq:
+        return _hold(inputs, policy, book_bd, net, f"{head} -> inside the band, keep the hedge")
+    if inputs.last_change_ms is not None:
+        wait_ms = params.cooldown_minutes * 60_000 - (inputs.now_ms - inputs.last_change_ms)
+        if wait_ms > 0:
+            why = f"{head} -> outside the band, cooldown {-(-wait_ms // 60_000)} min left"
+            return _hold(inputs, policy, book_bd, net, why)
+    needed = want - book_bd  # beta-delta the hedge must carry
+    direction = 1 if needed > 0 else -1
+    leg, funding_note = _choose(inputs.legs, params, direction)
+    notional = needed / leg.beta if leg.beta > 0 else ZERO
+    notes = [funding_note] if funding_note else []
+    cap = inputs.max_leverage * eq
+    if abs(notional) > cap:
+        notes.append(f"leverage cap {inputs.max_leverage}x equity")
+        notional = direction * cap
+    price = leg.market.mark_price
+    qty = leg.instrument.floor_qty(abs(notional) / price) * direction if price > 0 else ZERO
+    change = abs(qty - leg.qty) * price
+    if change < params.min_notional and all(
+        other.qty == 0 for other in inputs.legs if other is not leg
+    ):
+        why = f"{head} -> change {change:.0f} < minimum hedge notional {params.min_notional}"
+        return _hold(inputs, policy, book_bd, net, why)
+    if not inputs.allow_increase and (qty * leg.qty <= 0 or abs(qty) > abs(leg.qty)):
+        qty = leg.qty if qty * leg.qty > 0 else ZERO  # keep a same-side hedge, else close
+        notes.append("no increase allowed")
+    targets = {leg.symbol: qty}
+    after = book_bd + qty * price * leg.beta
+    why = (
+        f"book beta-delta {q2(book_bd / eq)}x equity, band {params.band} -> hedge "
+        f"{q2(qty * price / eq)}x {short_name(leg.symbol)}"
+        f" (beta {leg.beta:.2f}, net {q2(net / eq)}x -> {q2(after / eq)}x)"
+    )
+    if notes:
+        why += "; " + "; ".join(notes)
+    return _outcome(inputs, policy, targets, book_bd, net, why)
+
+
+def _choose(legs: Sequence[HedgeLeg], params: HedgeParams, direction: int) -> tuple[HedgeLeg, str]:
+    primary = legs[0]
+    limit = params.max_funding_cost
+    hours = params.holding_hours
+    cost = funding_cost(primary, direction, hours)
+    if limit is None or cost <= limit or len(legs) == 1:
+        if limit is not None and cost > limit:
+            return primary, (
+                f"{short_name(primary.symbol)} funding {cost:.4%} over {hours}h > limit "
+                f"{limit:.4%}, no alternative instrument"
+            )
+        return primary, ""
+    usable = [leg for leg in legs if leg.beta > 0] or [primary]  # beta 0 cannot hedge
+    best = min(usable, key=lambda leg: (funding_cost(leg, direction, hours), legs.index(leg)))
+    if best is primary:
+        return primary, ""
+    best_cost = funding_cost(best, direction, hours)
+    return best, (
+        f"{short_name(primary.symbol)} funding {cost:.4%} over {hours}h > limit {limit:.4%} "
+        f"-> {short_name(best.symbol)} ({best_cost:.4%})"
+    )
+
+
+def _hold(
+    inputs: HedgeInputs, policy: Policy, book_bd: Decimal, net: Decimal, why: str
+) -> HedgeOutcome:
+    targets = {leg.symbol: leg.qty for leg in inputs.legs}
+    return _outcome(inputs, policy, targets, book_bd, net, why)
+
+
+def _outcome(
+    inputs: HedgeInputs,
+    policy: Policy,
+    targets: dict[str, Decimal],
+    book_bd: Decimal,
+    net: Decimal,
+    why: str,
+) -> HedgeOutcome:
+    """One decision per leg: the chosen target, every other leg closed."""
+    decisions = []
+    after = book_bd
+    for leg in inputs.legs:
+        qty = targets.get(leg.symbol, ZERO)
+        after += qty * leg.market.mark_price * leg.beta
+        decisions.append(_leg_decision(leg, qty, policy, inputs, why))
+    return HedgeOutcome(tuple(decisions), book_bd, net, after, why)
+
+
+def _leg_decision(
+    leg: HedgeLeg, qty: Decimal, policy: Policy, inputs: HedgeInputs, why: str
+) -> Decision:
+    name = short_name(leg.symbol)
+    if qty == 0:
+        closing = "close" if leg.qty != 0 else "flat"
+        return Decision(leg.symbol, 0, ZERO, ZERO, None, None, f"{name} hedge: {why} -> {closing}")
+    sign = 1 if qty > 0 else -1
+    price = leg.market.mark_price
+    notional = abs(qty) * price
+    sl_dist = distance(policy.stop_loss.kind, policy.stop_loss.distance, leg.market, price)
+    buffer = policy.liquidation.buffer_vol_units * daily_vol_unit(leg.market, price)
+    # The leverage setting decides the isolated margin the hedge locks: the largest one whose
+    # liquidation stays beyond the stop plus the buffer, within the leverage cap (a hedge at a
+    # high setting is the first thing a squeeze gapping past its stop would liquidate).
+    lev = min(
+        liquidation_cap(leg.instrument, sign, price, notional, sl_dist, buffer),
+        leg.instrument.max_leverage_for(notional),
+        max(inputs.max_leverage - 1, Decimal(1)),  # the planner's setting is one step above
+    )
+    parts = [f"{name} hedge: {why}"]
+    if lev * inputs.equity < notional:
+        # Not even the smallest setting keeps liquidation beyond the stop for this size.
+        capped = leg.instrument.floor_qty(max(lev, ZERO) * inputs.equity / price)
+        parts.append(f"liquidation buffer -> size {capped}")
+        qty = capped * sign
+        if qty == 0:
+            return Decision(leg.symbol, 0, ZERO, ZERO, None, None, "; ".join(parts))
+    stop = leg.instrument.stop_price(price - sign * sl_dist, sign)
+    if leg.position is not None and leg.position.sign == sign and leg.resting_stop is not None:
+        stop = max(stop, leg.resting_stop) if sign > 0 else min(stop, leg.resting_stop)
+    if stop <= 0:
+        stop = leg.instrument.tick_size
+    parts.append(f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}")
+    return Decision(
+        symbol=leg.symbol,
+        direction=sign,
+        target_leverage=q2(max(lev, Decimal(1))),
+        target_qty=qty,
+        stop_loss=stop,
+        take_profit=None,
+        reason="; ".join(parts),
+        allow_increase=inputs.allow_increase,
+    )

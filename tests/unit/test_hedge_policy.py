@@ -1,0 +1,240 @@
+"""The hedge decision (pure) and the gate's hedge check: arithmetic in the reason, the band, the
+cooldown, the funding-aware choice, and the property that a hedge never adds market exposure."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.config.loader import load_policy
+from bot.config.policy import Policy
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
+from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.domain.orders import OrderRequest
+from bot.domain.position import Position
+from bot.instruments import load_instruments
+from bot.policy.hedge import BookLeg, HedgeInputs, HedgeLeg, decide_hedge, desired_net
+from bot.risk.gate import OrderContext, check_hedge
+from bot.risk.limits import RiskLimits
+
+ROOT = Path(__file__).resolve().parents[2]
+HEDGED = load_policy(ROOT / "policies" / "vol_target_hedged.toml")
+INSTRUMENTS = load_instruments("binanceusdm")
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+
+
+def policy(**hedge: object) -> Policy:
+    assert HEDGED.hedge is not None
+    params = HEDGED.hedge.model_copy(update=hedge)
+    return HEDGED.model_copy(update={"hedge": params})
+
+
+def snap(symbol: str, price: D, rate: D = D(0)) -> MarketSnapshot:
+    return MarketSnapshot(
+        symbol,
+        0,
+        price,
+        price,
+        D("0.5"),
+        price * D("0.01"),
+        FundingInfo(rate, D(8), None),
+        D(1),
+    )
+
+
+def leg(symbol: str, price: D, qty: D = D(0), beta: D = D(1), rate: D = D(0)) -> HedgeLeg:
+    pos = Position(symbol, qty, price, D(10), MarginMode.ISOLATED) if qty else None
+    return HedgeLeg(symbol, INSTRUMENTS[symbol], snap(symbol, price, rate), beta, pos, None)
+
+
+def inputs(
+    book_notional: D, legs: tuple[HedgeLeg, ...], equity: D = D(10000), **kw: object
+) -> HedgeInputs:
+    args: dict[str, object] = {
+        "equity": equity,
+        "book": (BookLeg("SOL/USDT:USDT", book_notional, D(1)),),
+        "legs": legs,
+        "now_ms": 10 * 3_600_000,
+        "last_change_ms": None,
+        "allow_increase": True,
+        "max_leverage": D(5),
+    }
+    args.update(kw)
+    return HedgeInputs(**args)  # type: ignore[arg-type]
+
+
+def test_reason_shows_the_arithmetic() -> None:
+    # Book 2.4x equity, target 0.5x, band 0.5: hedge 1.9x equity short in BTC.
+    out = decide_hedge(
+        inputs(D(24000), (leg(BTC, D(50000)),)), policy(target_net_exposure=D("0.5"))
+    )
+    (d,) = out.decisions
+    assert d.target_qty == D("-0.38")  # 19000 / 50000
+    assert "book beta-delta 2.40x equity, band 0.5 -> hedge -1.90x BTC" in d.reason
+    assert d.stop_loss is not None
+    assert d.stop_loss > D(50000)  # a short's stop is above
+    assert out.net_after == D(5000)
+
+
+def test_inside_the_band_keeps_the_hedge() -> None:
+    held = leg(BTC, D(50000), D("-0.3"))  # net 24000 - 15000 = 0.9x, target 0.5, band 0.5
+    out = decide_hedge(inputs(D(24000), (held,)), policy(target_net_exposure=D("0.5")))
+    assert out.decisions[0].target_qty == D("-0.3")
+    assert "inside the band" in out.decisions[0].reason
+
+
+def test_cooldown_holds_the_hedge() -> None:
+    p = policy(target_net_exposure=D(0), band=D("0.1"), cooldown_minutes=240)
+    out = decide_hedge(inputs(D(24000), (leg(BTC, D(50000)),), last_change_ms=9 * 3_600_000), p)
+    assert out.decisions[0].target_qty == 0
+    assert "cooldown 180 min left" in out.decisions[0].reason
+
+
+def test_beta_scales_the_book_and_the_hedge() -> None:
+    book = (BookLeg("SOL/USDT:USDT", D(10000), D("1.5")),)
+    out = decide_hedge(
+        inputs(D(0), (leg(BTC, D(50000)),), book=book), policy(target_net_exposure=D(0))
+    )
+    assert out.book_beta_delta == D(15000)
+    assert out.decisions[0].target_qty == D("-0.3")
+
+
+def test_funding_aware_choice_says_why() -> None:
+    # Shorts pay when funding is negative: BTC costs 0.1 %/8h, ETH (beta 1.2) is free.
+    legs = (leg(BTC, D(50000), rate=D("-0.001")), leg(ETH, D(2500), beta=D("1.2")))
+    p = policy(instruments=(BTC, ETH), max_funding_cost=D("0.001"), target_net_exposure=D(0))
+    out = decide_hedge(inputs(D(12000), legs), p)
+    btc, eth = out.decisions
+    assert btc.target_qty == 0
+    assert eth.target_qty == D("-4.000")  # 12000 / 1.2 / 2500
+    assert "BTC funding 0.3000% over 24h > limit 0.1000% -> ETH (0.0000%)" in eth.reason
+
+
+def test_switching_instrument_closes_the_old_leg() -> None:
+    legs = (
+        leg(BTC, D(50000), D("-0.2"), rate=D("-0.001")),
+        leg(ETH, D(2500), beta=D(1)),
+    )
+    p = policy(instruments=(BTC, ETH), max_funding_cost=D("0.001"), target_net_exposure=D(0))
+    out = decide_hedge(inputs(D(24000), legs), p)
+    assert [d.target_qty for d in out.decisions] == [0, D("-9.600")]
+
+
+def test_reducing_state_never_grows_the_hedge() -> None:
+    held = leg(BTC, D(50000), D("-0.1"))
+    out = decide_hedge(
+        inputs(D(24000), (held,), allow_increase=False), policy(target_net_exposure=D(0))
+    )
+    assert out.decisions[0].target_qty == D("-0.1")
+    assert "no increase allowed" in out.decisions[0].reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    book=st.decimals(min_value=-60000, max_value=60000, places=0),
+    held=st.decimals(min_value=-1, max_value=1, places=3),
+    price=st.decimals(min_value=20000, max_value=120000, places=1),
+    beta=st.decimals(min_value=D("0.3"), max_value=3, places=2),
+    target=st.decimals(min_value=0, max_value=2, places=2),
+    band=st.decimals(min_value=D("0.05"), max_value=1, places=2),
+)
+def test_the_hedge_never_increases_net_exposure(
+    book: D, held: D, price: D, beta: D, target: D, band: D
+) -> None:
+    hedge_leg = leg(BTC, price, held)
+    book_legs = (BookLeg("ETH/USDT:USDT", book, beta),)
+    out = decide_hedge(
+        inputs(D(0), (hedge_leg,), book=book_legs, max_leverage=D(125)),
+        policy(target_net_exposure=target, band=band, min_notional=D(0)),
+    )
+    (d,) = out.decisions
+    changed = d.target_qty != held
+    want = desired_net(out.book_beta_delta, D(10000), target)
+    step = INSTRUMENTS[BTC].step_size * price
+    if changed:
+        # A change only ever offsets the book: the hedge is on the other side of it...
+        assert d.target_qty * out.book_beta_delta <= 0
+        # ...it never leaves more exposure than the book alone (rounding: one step)...
+        assert abs(out.net_after) <= abs(out.book_beta_delta) + step
+        # ...and never moves the net exposure away from the target, nor above its start
+        # unless toward the target.
+        assert abs(out.net_after - want) <= abs(out.net_before - want) + step
+        assert abs(out.net_after) <= max(abs(out.net_before), abs(want)) + step
+    else:
+        assert out.net_after == out.net_before
+
+
+LIMITS = RiskLimits(
+    max_leverage_per_contract=D(125),
+    max_gross_leverage=D(125),
+    max_notional_per_contract=D(10**9),
+    daily_loss=D("0.5"),
+    max_drawdown=D("0.5"),
+    stale_data_ms=600_000,
+    max_orders_per_minute=100,
+    on_daily_loss="halted",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    other=st.decimals(min_value=-50000, max_value=50000, places=0),
+    held=st.decimals(min_value=-1, max_value=1, places=3),
+    amount=st.decimals(min_value=D("0.001"), max_value=2, places=3),
+    buy=st.booleans(),
+    reduce_only=st.booleans(),
+)
+def test_the_gate_refuses_hedge_orders_that_raise_net_exposure(
+    other: D, held: D, amount: D, buy: bool, reduce_only: bool
+) -> None:
+    price = D(50000)
+    req = OrderRequest(
+        "cid",
+        BTC,
+        OrderSide.BUY if buy else OrderSide.SELL,
+        OrderType.MARKET,
+        OrderPurpose.ENTRY,
+        amount,
+        reduce_only=reduce_only,
+    )
+    ctx = OrderContext(
+        TradingState.ACTIVE,
+        0,
+        0,
+        price,
+        held,
+        D(10000),
+        D(10000),
+        D(0),
+        D(125),
+        hedge_net_other=other,
+    )
+    before = other + held * price
+    after = other + (held + req.side.sign * amount) * price
+    denied = check_hedge(req, ctx, LIMITS)
+    if reduce_only:
+        assert denied is None  # shrinking the hedge leg itself is never blocked
+    else:
+        assert (denied is not None) == (abs(after) > abs(before))
+
+
+def test_gate_check_ignores_non_hedge_orders() -> None:
+    req = OrderRequest("c", ETH, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D(1), False)
+    ctx = OrderContext(TradingState.ACTIVE, 0, 0, D(2500), D(0), D(1), D(1), D(0), D(5))
+    assert check_hedge(req, ctx, LIMITS) is None
+
+
+def test_hedge_config_errors_are_named() -> None:
+    with pytest.raises(ValueError, match="max_funding_cost"):
+        policy(instruments=(BTC, ETH)).model_validate(
+            {**HEDGED.model_dump(), "hedge": {"instruments": [BTC, ETH], "band": 0.5}}
+        )
+    with pytest.raises(ValueError, match="beta_min"):
+        HEDGED.model_validate(
+            {**HEDGED.model_dump(), "hedge": {"band": 0.5, "beta_min": 2, "beta_max": 1}}
+        )

@@ -40,6 +40,7 @@ from itertools import product
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -93,11 +94,12 @@ def link_hourly(src: Path, dst: Path) -> None:
             (dst / p.name).symlink_to(p.resolve())
 
 
-def daily_returns(ts: np.ndarray, equity: np.ndarray) -> np.ndarray:
+def daily_returns(ts: npt.NDArray[np.int64], equity: npt.NDArray[np.float64]) -> list[float]:
+    """Returns from one UTC day's last equity to the next (the first from the opening equity)."""
     day = ts // 86_400_000
     last = np.r_[np.nonzero(np.diff(day))[0], len(day) - 1]
-    closes = np.r_[equity[0], equity[last]]
-    return np.diff(closes) / closes[:-1]
+    closes = np.r_[equity[0], equity[last]].astype(np.float64)
+    return [float(x) for x in np.diff(closes) / closes[:-1]]
 
 
 def simulate_month(
@@ -129,7 +131,7 @@ def simulate_month(
         max_drawdown(np.r_[float(res.starting_balance), eq]),
         sharpe(eq, res.ts),
         turnover,
-        tuple(daily_returns(res.ts, eq).tolist()),
+        tuple(daily_returns(res.ts, eq)),
     )
     bench = None
     if label == "static_3x":
@@ -142,7 +144,7 @@ def simulate_month(
             max_drawdown(np.r_[float(res.starting_balance), b]),
             sharpe(b, res.ts),
             0.0,
-            tuple(daily_returns(res.ts, b).tolist()),
+            tuple(daily_returns(res.ts, b)),
         )
     return run, bench
 

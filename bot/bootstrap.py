@@ -38,7 +38,7 @@ from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import HistoricalMarket, load_histories
 from bot.sim.paper_state import restore
-from bot.sim.replay import config_instruments, engine_for, simulation_window
+from bot.sim.replay import config_instruments, engine_for, simulation_window, slippage_model
 from bot.store import migrate
 from bot.store.sql import SqlStore
 
@@ -216,6 +216,7 @@ def _paper_sim(
         margin_mode=MarginMode(config.account.margin_mode),
         slippage_bps=config.simulation.slippage_bps,
         quote=config.account.quote,
+        slippage_model=slippage_model(config),
     )
     if state is not None:
         restore(sim, state)

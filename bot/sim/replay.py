@@ -30,10 +30,13 @@ from bot.exchange.port import ExchangePort
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
+from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
-from bot.sim.triggers import advance
+from bot.sim.operator import resume_if_due
+from bot.sim.slippage import BPS, SlippageModel
+from bot.sim.triggers import FundingTape, TriggerSeries, advance, to_decimal
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 from bot.store.port import StorePort
@@ -57,6 +60,9 @@ class SimulationResult:
     trigger_sources: dict[str, str]
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     starting_balance: Decimal = Decimal(0)
+    requested_start_ms: int | None = None  # the configured start, when one was asked
+    start_note: str = ""  # why the run starts later than asked ("" when it does not)
+    stale_hours: dict[str, float] = field(default_factory=dict)  # per contract
 
 
 def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
@@ -71,8 +77,21 @@ def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
         stale_data_ms=r.stale_data_seconds * 1000,
         max_orders_per_minute=r.max_orders_per_minute,
         on_daily_loss=r.on_daily_loss,
+        stop_slippage=r.expected_stop_slippage_bps / 10000,
         max_unreadable_reads=r.max_unreadable_reads,
         max_protection_failures=r.max_protection_failures,
+    )
+
+
+def slippage_model(config: BotConfig) -> SlippageModel:
+    """The configured slippage model (see :mod:`bot.sim.slippage`)."""
+    sim = config.simulation
+    if sim.slippage_model == "fixed":
+        return SlippageModel.fixed(sim.slippage_bps)
+    return SlippageModel(
+        floor=sim.slippage_bps * BPS,
+        range_fraction=sim.slippage_range_fraction,
+        impact=sim.slippage_impact,
     )
 
 
@@ -135,7 +154,9 @@ def run_simulation(
     symbols: tuple[str, ...] | None = None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
+    not_before: int | None = None,
 ) -> SimulationResult:
+    """Simulate ``policy``; ``not_before`` moves the start later (a shared window)."""
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     inventory = discover(data_dir or config.data.dir)
     histories = load_histories(
@@ -143,7 +164,41 @@ def run_simulation(
     )
     instruments = _instruments(config, symbols)
     start, end = simulation_window(histories, policy, config)
-    return replay(config, policy, histories, instruments, start, end, progress)
+    own_start = start
+    if not_before is not None and not_before > start:
+        start = not_before + (-not_before) % parse_timeframe(policy.timeframe)
+    result = replay(config, policy, histories, instruments, start, end, progress)
+    asked = config.simulation.start
+    result.requested_start_ms = _day_ms(asked) if asked is not None else None
+    if result.requested_start_ms is not None and start > result.requested_start_ms:
+        why = (
+            f"the policy's warm-up ({candles_needed(policy)} {policy.timeframe} candles) "
+            "and the data's first candles"
+        )
+        if start > own_start:
+            why = "the shared window of the policies compared (the latest warm-up decides)"
+        result.start_note = (
+            f"requested start {_iso(result.requested_start_ms)} moved to {_iso(start)}: {why}"
+        )
+    return result
+
+
+def shared_start(
+    config: BotConfig,
+    symbols: tuple[str, ...] | None = None,
+    data_dir: Path | None = None,
+) -> int:
+    """The latest start of the configured policies' windows: policies compared in one run
+    share one window."""
+    symbols = symbols or tuple(c.symbol for c in config.contracts)
+    inventory = discover(data_dir or config.data.dir)
+    starts = []
+    for policy in config.policies:
+        histories = load_histories(
+            inventory, symbols, policy.timeframe, config.simulation.trigger_source
+        )
+        starts.append(simulation_window(histories, policy, config)[0])
+    return max(starts)
 
 
 def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
@@ -221,6 +276,7 @@ def replay(
         margin_mode=MarginMode(config.account.margin_mode),
         slippage_bps=config.simulation.slippage_bps,
         quote=config.account.quote,
+        slippage_model=slippage_model(config),
     )
     market = HistoricalMarket(histories)
     series = market.trigger_series()
@@ -237,17 +293,21 @@ def replay(
         config, policy, symbols, clock=clock, exchange=exchange, market=market, store=store
     )
     ticks = np.arange(start, end, tf, dtype=np.int64)
+    resume = config.simulation.resume_after_halt
+    resume_ms = parse_timeframe(resume) if resume is not None else None
     n = len(ticks)
     equity = np.empty(n)
     lev = {s: np.zeros(n) for s in symbols}
     base_px = {s: float(exchange.marks.get(s, 0)) for s in symbols}
     bench = np.empty(n)
     for k, t in enumerate(ticks.tolist()):
-        advance(exchange, series, tapes, t)
+        _advance_guarded(exchange, series, tapes, t, engine, market, clock)
         clock.advance_to(t)
         for sym in symbols:
             _set_last(exchange, market, sym, t)
         if all(sym in exchange.marks for sym in symbols):
+            if resume_ms is not None:
+                resume_if_due(store, t, exchange.equity(), resume_ms)
             engine.tick()
         eq = exchange.equity()
         equity[k] = float(eq)
@@ -281,10 +341,46 @@ def replay(
             s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
         },
         starting_balance=balance,
+        stale_hours={s: n * tf / 3_600_000 for s, n in engine.stale_ticks.items()},
     )
+
+
+def _advance_guarded(
+    exchange: SimulatedExchange,
+    series: dict[str, TriggerSeries],
+    tapes: dict[str, FundingTape],
+    end_ms: int,
+    engine: Engine,
+    market: HistoricalMarket,
+    clock: SimClock,
+) -> None:
+    """Bring the exchange to ``end_ms``, running the engine's guard (the same one paper and live
+    run every minute) at the close of every candle whose worst equity reaches the loss limits'
+    floor: the search for that candle is vectorised, so quiet candles cost no Python."""
+    while True:
+        floor = equity_floor(engine.store.load_risk_memory(), engine.limits)
+        hit = advance(exchange, series, tapes, end_ms, floor)
+        if hit is None:
+            return
+        clock.advance_to(hit.ts_ms)
+        for sym in engine.symbols:
+            _set_last(exchange, market, sym, hit.ts_ms)
+        engine.guard(observed_equity=hit.equity)
 
 
 def _set_last(exchange: SimulatedExchange, market: HistoricalMarket, sym: str, t: int) -> None:
     last = market.last_price(sym, t)
     if last is not None:
         exchange.lasts[sym] = last[0]
+    if exchange.slippage_model.data_driven:
+        # Market orders pay for the candle that just closed (its range and volume), looked up
+        # only when an order fills.
+        exchange.candle_lookup = lambda symbol: _closed_candle(market, symbol, t)
+
+
+def _closed_candle(market: HistoricalMarket, symbol: str, t: int) -> tuple[Decimal, Decimal] | None:
+    c = market.contracts[symbol].last
+    i = int(c.ts.searchsorted(t - c.tf_ms, side="right")) - 1
+    if i < 0 or c.open[i] <= 0:
+        return None
+    return to_decimal((c.high[i] - c.low[i]) / c.open[i]), to_decimal(c.volume[i])

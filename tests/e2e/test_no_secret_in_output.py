@@ -40,6 +40,12 @@ backend, server, config_path = live.backend, live.server, live.config_path
 
 
 @pytest.fixture
+def venue() -> live.Venue:
+    """This scenario speaks Binance's paths: the live fixtures on the Binance server only."""
+    return live.VENUES["binanceusdm"]
+
+
+@pytest.fixture
 def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """A ``json://`` alert destination on 127.0.0.1 recording every raw body it receives."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

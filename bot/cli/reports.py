@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -18,7 +18,9 @@ from bot.domain.enums import OrderStatus
 from bot.domain.instrument import Instrument
 from bot.instruments import instrument_for
 from bot.store.port import RiskEvent
-from bot.store.sql import SqlStore
+
+if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
+    from bot.store.sql import SqlStore
 
 DAYS = Decimal(365)
 

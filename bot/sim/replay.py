@@ -155,16 +155,21 @@ def run_simulation(
     data_dir: Path | None = None,
     progress: Progress | None = None,
     not_before: int | None = None,
+    histories: dict[str, ContractHistory] | None = None,
+    window: tuple[int, int] | None = None,
 ) -> SimulationResult:
-    """Simulate ``policy``; ``not_before`` moves the start later (a shared window)."""
+    """Simulate ``policy``.
+
+    ``not_before`` moves the start later (a shared window). ``histories``: the loaded history of
+    ``symbols`` at the policy's timeframe, when the caller already holds it (a sweep worker
+    reuses it for every point); loaded here otherwise. ``window``: [start, end) in ms instead
+    of :func:`simulation_window`'s (policies compared on one footing share one window)."""
     symbols = symbols or tuple(c.symbol for c in config.contracts)
-    inventory = discover(data_dir or config.data.dir)
-    histories = load_histories(
-        inventory, symbols, policy.timeframe, config.simulation.trigger_source
-    )
+    if histories is None:
+        histories = load_data(config, policy, symbols, data_dir)
     instruments = _instruments(config, symbols)
-    start, end = simulation_window(histories, policy, config)
-    own_start = start
+    own_start, own_end = simulation_window(histories, policy, config)
+    start, end = window if window is not None else (own_start, own_end)
     if not_before is not None and not_before > start:
         start = not_before + (-not_before) % parse_timeframe(policy.timeframe)
     result = replay(config, policy, histories, instruments, start, end, progress)
@@ -199,6 +204,14 @@ def shared_start(
         )
         starts.append(simulation_window(histories, policy, config)[0])
     return max(starts)
+
+
+def load_data(
+    config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None = None
+) -> dict[str, ContractHistory]:
+    """The history :func:`run_simulation` replays for ``policy`` on ``symbols``."""
+    inventory = discover(data_dir or config.data.dir)
+    return load_histories(inventory, symbols, policy.timeframe, config.simulation.trigger_source)
 
 
 def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:

@@ -38,7 +38,13 @@ from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import HistoricalMarket, load_histories
 from bot.sim.paper_state import restore
-from bot.sim.replay import config_instruments, engine_for, simulation_window, slippage_model
+from bot.sim.replay import (
+    config_instruments,
+    engine_for,
+    requested_window,
+    simulation_window,
+    slippage_model,
+)
 from bot.store import migrate
 from bot.store.sql import SqlStore
 
@@ -165,7 +171,9 @@ def build_paper(
 
         policy = config.policies[0]
         inventory = discover(replay)
-        histories = load_histories(inventory, symbols, policy.timeframe)
+        histories = load_histories(
+            inventory, symbols, policy.timeframe, window=requested_window(config)
+        )
         start, end = simulation_window(histories, policy, config)
         if state is not None:  # a restarted replay goes on from where the account stopped
             start = max(start, int(json.loads(state).get("processed_ms", 0)))
@@ -247,6 +255,7 @@ def build_live(
     """Live trading through ccxt with the keys from the environment."""
     from bot.exchange.ccxt_market import CcxtMarketData
     from bot.exchange.factory import make_ccxt_exchange
+    from bot.runtime.catalogue_keeper import CatalogueKeeper
 
     clock = clock or LiveClock()
     check_history_reach(config)
@@ -271,6 +280,16 @@ def build_live(
     # a tick's independent requests wait for the venue together (one ccxt client per thread)
     fanout = ThreadFanout(ex.max_parallel_requests)
     engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store, fanout)
+    keeper = CatalogueKeeper(
+        exchange,
+        exchange_name=ex.name,
+        data_dir=config.data.dir if ex.name == config.data.exchange else None,
+        symbols=symbols,
+        store=store,
+        clock=clock,
+        max_age_hours=config.data.catalogue_max_age_hours,
+    )
+    keeper.check()  # at start: read the venue's specs, or refuse to start
     return Runner(
         engine=engine,
         store=store,
@@ -278,4 +297,5 @@ def build_live(
         notifier=notifier,
         rules=rules,
         max_failures=config.runtime.max_failures,
+        before_tick=[keeper.check],
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from bot.catalogue import resolve_instruments
 from bot.clock import Clock, SimClock, datetime_to_ms
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
@@ -27,7 +28,6 @@ from bot.engine.market import MarketDataPort, candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
 from bot.exchange.port import ExchangePort
-from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
 from bot.risk.guard import equity_floor
@@ -59,6 +59,7 @@ class SimulationResult:
     bars: int
     trigger_sources: dict[str, str]
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    data_selection: dict[str, list[str]] = field(default_factory=dict)
     starting_balance: Decimal = Decimal(0)
     requested_start_ms: int | None = None  # the configured start, when one was asked
     start_note: str = ""  # why the run starts later than asked ("" when it does not)
@@ -143,6 +144,16 @@ def simulation_window(
     return start, end
 
 
+def requested_window(config: BotConfig) -> tuple[int | None, int | None]:
+    """[start, end) in ms of the configured simulation dates (None where not set): the window
+    the data files are chosen to cover (:mod:`bot.marketdata.coverage`)."""
+    sim = config.simulation
+    return (
+        _day_ms(sim.start) if sim.start is not None else None,
+        _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else None,
+    )
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -167,7 +178,7 @@ def run_simulation(
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     if histories is None:
         histories = load_data(config, policy, symbols, data_dir)
-    instruments = _instruments(config, symbols)
+    instruments = _instruments(config, symbols, data_dir)
     own_start, own_end = simulation_window(histories, policy, config)
     start, end = window if window is not None else (own_start, own_end)
     if not_before is not None and not_before > start:
@@ -209,28 +220,37 @@ def shared_start(
 def load_data(
     config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None = None
 ) -> dict[str, ContractHistory]:
-    """The history :func:`run_simulation` replays for ``policy`` on ``symbols``."""
+    """The history :func:`run_simulation` replays for ``policy`` on ``symbols`` (per series the
+    finest timeframe covering the configured window, see :mod:`bot.marketdata.coverage`)."""
     inventory = discover(data_dir or config.data.dir)
-    return load_histories(inventory, symbols, policy.timeframe, config.simulation.trigger_source)
+    return load_histories(
+        inventory,
+        symbols,
+        policy.timeframe,
+        config.simulation.trigger_source,
+        requested_window(config),
+    )
 
 
-def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
-    """The bundled specifications of ``symbols`` on the configured exchange; a ConfigError names
-    any contract without one."""
-    known = load_instruments(config.data.exchange)
-    missing = [s for s in symbols if s not in known]
-    if missing:
-        raise ConfigError(
-            f"{config.source}: contracts: no contract specification for {', '.join(missing)} on "
-            f"{config.data.exchange} (known: {', '.join(sorted(known))})"
-        )
-    return {s: known[s] for s in symbols}
+def config_instruments(
+    config: BotConfig, symbols: Sequence[str], data_dir: Path | None = None
+) -> dict[str, Instrument]:
+    """The specifications of ``symbols`` on the configured exchange: the user's catalogue under
+    the data directory first, then the bundled snapshot (see :mod:`bot.catalogue`); a ConfigError
+    names any contract in neither, both places and the command that fixes it. ``data_dir`` (a
+    ``--data`` override) holds the catalogue instead of the configured data directory."""
+    try:
+        return resolve_instruments(config.data.exchange, symbols, data_dir or config.data.dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: contracts: {exc}") from None
 
 
-def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
+def _instruments(
+    config: BotConfig, symbols: tuple[str, ...], data_dir: Path | None = None
+) -> dict[str, Instrument]:
     """The simulation's instruments: the bundled ones, with the configured fee override."""
     fee = config.simulation.fee_override_taker
-    out = config_instruments(config, symbols)
+    out = config_instruments(config, symbols, data_dir)
     if fee is None:
         return out
     return {s: replace(inst, taker_fee=fee) for s, inst in out.items()}
@@ -350,6 +370,7 @@ def replay(
             sum(np.searchsorted(s.ts, end) - np.searchsorted(s.ts, start) for s in series.values())
         ),
         trigger_sources={s: series[s].source for s in symbols},
+        data_selection={s: list(h.selection) for s, h in histories.items()},
         gaps={
             s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
         },

@@ -9,6 +9,7 @@ from bot.domain.margin import max_leverage_with_liquidation_beyond
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
+HALF = Decimal("0.5")
 
 
 def q2(x: Decimal) -> Decimal:
@@ -17,12 +18,19 @@ def q2(x: Decimal) -> Decimal:
 
 
 def leverage_setting(target: Decimal) -> int:
-    """The exchange's whole-number leverage setting for a target leverage: one above its ceiling.
+    """The exchange's whole-number leverage setting for a target leverage: one above its ceiling,
+    or 1 for a target of at most 0.5 (a policy whose ``leverage.min`` is below 1).
 
     The setting decides how much margin an isolated position locks (notional / setting). One step
     of headroom keeps the locked margin below the contract's share of equity, so fees, slippage
-    and the unrealised loss of other positions do not make the order fail for margin.
+    and the unrealised loss of other positions do not make the order fail for margin. A target
+    of at most 0.5 at setting 1 locks at most half its share, the same headroom as 1x at setting
+    2, and keeps its liquidation as far away as isolated margin allows (a long at setting 1
+    cannot be liquidated): setting 2 would put it near half the price, and the liquidation cap
+    would then cut a small position to zero in exactly the volatile markets it is sized for.
     """
+    if target <= HALF:
+        return 1
     return int(target.to_integral_value(rounding=ROUND_CEILING)) + 1
 
 
@@ -90,4 +98,8 @@ def liquidation_cap(
     if limit_price <= 0:
         return ZERO
     best = max_leverage_with_liquidation_beyond(instrument, direction, price, notional, limit_price)
-    return max(ZERO, best.to_integral_value(rounding=ROUND_FLOOR) - 1)
+    setting = best.to_integral_value(rounding=ROUND_FLOOR)
+    if setting >= 2:
+        return setting - 1  # targets up to setting - 1 get a setting of at most ``setting``
+    # Only setting 1 keeps the liquidation beyond the limit: the targets it serves (<= 0.5).
+    return HALF if setting == 1 else ZERO

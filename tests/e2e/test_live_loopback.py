@@ -119,6 +119,19 @@ def config_path(
 ) -> Path:
     monkeypatch.setenv("BOT_API_KEY", KEY)
     monkeypatch.setenv("BOT_API_SECRET", SECRET)
+    # The scenario was written for the leverage parameters vol_target shipped with before the
+    # walk-forward re-tune (target 0.40, min 1, hysteresis 0.15): the position reaches its
+    # target on the first tick, so "a restart with nothing changed touches nothing" holds. The
+    # re-tuned target (0.70) steps up by max_step over several ticks instead.
+    policy = (ROOT / "policies" / "vol_target.toml").read_text()
+    for key, value in (
+        ("\nmin = 0.5\n", "\nmin = 1\n"),
+        ("target_volatility = 0.70", "target_volatility = 0.40"),
+        ("hysteresis = 0.10", "hysteresis = 0.15"),
+    ):
+        assert key in policy, key
+        policy = policy.replace(key, value)
+    (tmp_path / "vol_target.toml").write_text(policy)
     text = f"""
 [account]
 name = "e2e"
@@ -133,7 +146,7 @@ direction = "long"
 dir = "{ROOT / "data" / "sample"}"
 
 [policy]
-file = "{ROOT / "policies" / "vol_target.toml"}"
+file = "{tmp_path / "vol_target.toml"}"
 
 [risk]
 max_leverage_per_contract = 5

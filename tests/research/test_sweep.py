@@ -32,7 +32,7 @@ def _spec(tmp: Path, out: str = "sweep", **kw: object) -> SweepSpec:
         "base_policy": POLICY,
         "params": [
             parse_param("leverage.target_volatility=0.3,0.6"),
-            parse_param("leverage.max=2,0.5"),  # 0.5 < leverage.min: invalid
+            parse_param("leverage.max=2,0.25"),  # 0.25 < leverage.min (0.5): invalid
         ],
         "out": tmp / out,
         "objective": "total_return",

@@ -231,7 +231,7 @@ def busy_config(directory: Path) -> Path:
     config = write_config(directory)
     policy = (ROOT / "policies" / "vol_target.toml").read_text()
     for key, value in (
-        ("hysteresis = 0.15", "hysteresis = 0"),
+        ("hysteresis = 0.10", "hysteresis = 0"),
         ("rebalance_tolerance = 0.1", "rebalance_tolerance = 0"),
         ("protective_tolerance = 0.002", "protective_tolerance = 0"),
     ):

@@ -71,8 +71,12 @@ def test_vol_target_policy_file() -> None:
     assert (p.name, p.kind, p.timeframe) == ("vol_target", "vol_target", "1h")
     assert (p.volatility.estimator, p.volatility.window) == ("yang_zhang", 168)
     lev = p.leverage
-    assert (lev.target_volatility, lev.min, lev.max) == (Decimal("0.40"), Decimal(1), Decimal(5))
-    assert (lev.hysteresis, lev.max_step, lev.fixed) == (Decimal("0.15"), Decimal(1), None)
+    assert (lev.target_volatility, lev.min, lev.max) == (
+        Decimal("0.70"),
+        Decimal("0.5"),
+        Decimal(5),
+    )
+    assert (lev.hysteresis, lev.max_step, lev.fixed) == (Decimal("0.10"), Decimal(1), None)
     assert (p.stop_loss.kind, p.stop_loss.distance) == ("vol", Decimal("2.5"))
     assert p.take_profit is not None
     assert (p.take_profit.kind, p.take_profit.distance) == ("vol", Decimal(6))
@@ -90,7 +94,12 @@ def test_risk_parity_policy_file() -> None:
     assert p.allocation.covariance_window == 720
     assert (p.volatility.estimator, p.volatility.window) == ("close_to_close", 720)
     lev = p.leverage
-    assert (lev.target_volatility, lev.min, lev.max) == (Decimal("0.5"), Decimal(0), Decimal(5))
+    assert (lev.target_volatility, lev.min, lev.max) == (
+        Decimal("0.7"),
+        Decimal("0.25"),
+        Decimal(5),
+    )
+    assert lev.hysteresis == Decimal("0.25")
 
 
 def test_static_3x_policy_file() -> None:
@@ -109,7 +118,8 @@ def test_static_3x_policy_file() -> None:
 def test_conservative_policy_file() -> None:
     p = load_policy(POLICIES / "conservative.toml")
     assert p.kind == "vol_target"
-    assert (p.leverage.target_volatility, p.leverage.max) == (Decimal("0.20"), Decimal(2))
+    assert (p.leverage.target_volatility, p.leverage.max) == (Decimal("0.35"), Decimal(2))
+    assert (p.leverage.min, p.leverage.hysteresis) == (Decimal("0.25"), Decimal("0.15"))
     assert (p.stop_loss.kind, p.stop_loss.distance) == ("vol", Decimal(2))
     assert p.liquidation.buffer_vol_units == 4
     assert (p.limits.daily_loss, p.limits.max_drawdown) == (Decimal("0.02"), Decimal("0.10"))

@@ -136,14 +136,14 @@ def test_risk_parity_policy_decides_through_the_covariance() -> None:
 
 def test_leverage_history_applies_the_vol_target_formula() -> None:
     config = load_config(CONFIG)
-    policy = config.policies[0]  # yang_zhang 168 x 1h, target 0.40, leverage in [1, 5]
+    policy = config.policies[0]  # yang_zhang 168 x 1h, target 0.70, leverage in [0.5, 5]
     c = load_history(discover(SAMPLE), "ETH/USDT:USDT", policy.timeframe).decision
     ts, vol, lev = leverage_history(c, policy, Decimal(3))
     assert np.isnan(lev[:168]).all()
     i = len(vol) - 1
-    assert lev[i] == pytest.approx(min(max(0.40 / round(vol[i], 6), 1.0), 3.0), abs=1e-12)
+    assert lev[i] == pytest.approx(min(max(0.70 / round(vol[i], 6), 0.5), 3.0), abs=1e-12)
     finite = lev[np.isfinite(lev)]
-    assert finite.min() >= 1.0
+    assert finite.min() >= 0.5
     assert finite.max() <= 3.0  # the cap given wins over the policy's max of 5
     assert ts[-1] == c.ts[-1] + c.tf_ms
 

@@ -19,6 +19,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.config.loader import load_config
 from bot.domain.enums import OrderPurpose, OrderType
@@ -169,6 +170,7 @@ slippage_bps = 2
 """
 
 
+@pytest.mark.slow
 def test_cascade_every_stop_placeable_and_before_liquidation(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

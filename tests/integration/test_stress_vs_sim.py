@@ -145,7 +145,7 @@ def books(draw: st.DrawFn) -> tuple[Portfolio, dict[str, Decimal]]:
         # Anywhere in -60 % .. +60 %, or within 0.5 % of the liquidation price or the stop, where
         # a wrong formula or a wrong rule would show.
         near = [x for x in (lp, h.stop_loss) if x is not None]
-        if near and draw(st.booleans()):
+        if bool(near) and draw(st.booleans()):
             level = draw(st.sampled_from(near))
             offset = D(draw(st.integers(-50, 50))) / 10000
             moves[sym] = (level / entry - 1 + offset).quantize(D("0.0001"))

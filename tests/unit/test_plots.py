@@ -86,8 +86,8 @@ def test_report_is_deterministic(tmp_path: Path) -> None:
         "benchmark_equity": 10_000.0 * price / price[0],
         "leverage": _leverage(ts.size),
     }
-    plot_report(tmp_path / "a.png", **kwargs)  # type: ignore[arg-type]
-    plot_report(tmp_path / "b.png", **kwargs)  # type: ignore[arg-type]
+    plot_report(tmp_path / "a.png", **kwargs)
+    plot_report(tmp_path / "b.png", **kwargs)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
@@ -131,7 +131,7 @@ def test_report_rejects_length_mismatch(tmp_path: Path, field: str, match: str) 
         args[field] = np.ones(99)
     out = tmp_path / "bad.png"
     with pytest.raises(ValueError, match=match):
-        plot_report(out, title="bad", **args)  # type: ignore[arg-type]
+        plot_report(out, title="bad", **args)
     assert not out.exists()
 
 

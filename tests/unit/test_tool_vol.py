@@ -74,6 +74,7 @@ def test_readings_match_the_estimators_and_percentiles_count_the_history() -> No
         assert r.value == pytest.approx(direct, rel=1e-9)
         series = rolling_by_segment(r.estimator, c, window)
         seen = series[np.isfinite(series)]
+        assert r.value is not None
         assert r.percentile == pytest.approx(100 * np.count_nonzero(seen <= r.value) / seen.size)
         assert r.percentile is not None
         assert 0 < r.percentile <= 100

@@ -1,6 +1,6 @@
 """The composition root: the only module that picks implementations.
 
-``simulate`` wires history + simulated exchange + memory store (see :mod:`bot.sim.replay`);
+``simulate`` wires history + simulated exchange + memory store (see :mod:`bot.backtest.replay`);
 ``paper`` wires the simulated exchange made durable (:class:`PaperExchange`) with live public
 prices or recorded data; ``live`` wires the ccxt adapter with keys from the environment. The
 engine is the same object in every mode.
@@ -10,32 +10,148 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from bot.alerts import AlertRules, Notifier, apprise_sender
-from bot.clock import Clock, LiveClock, ReplayClock
+from bot.clock import Clock, LiveClock, ReplayClock, SimClock
 from bot.config.models import BotConfig
+from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
-from bot.engine.market import MarketDataPort
+from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
-from bot.errors import ConfigError
+from bot.errors import ConfigError, DataError
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.paper import PaperExchange
-from bot.exchange.port import ExchangePort
+from bot.instruments import load_instruments
 from bot.marketdata.files import discover
+from bot.marketdata.signals import load_signals
+from bot.ports.exchange import ExchangePort
+from bot.ports.market import MarketDataPort
+from bot.ports.store import StorePort
+from bot.risk.limits import RiskLimits
 from bot.runtime.feeds import PriceFeed
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import HistoricalMarket, load_histories
+from bot.sim.history import ContractHistory, HistoricalMarket, load_histories, simulation_window
+from bot.sim.paper import PaperExchange
 from bot.sim.paper_state import restore
-from bot.sim.replay import config_instruments, engine_for, simulation_window
 from bot.store import migrate
+from bot.store.memory import MemoryStore
 from bot.store.sql import SqlStore
 
 ENV_KEY, ENV_SECRET, ENV_PASSWORD = "BOT_API_KEY", "BOT_API_SECRET", "BOT_API_PASSWORD"
+
+
+def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
+    """The stricter of the configuration's hard limits and the policy's own."""
+    r = config.risk
+    return RiskLimits(
+        max_leverage_per_contract=r.max_leverage_per_contract,
+        max_gross_leverage=r.max_gross_leverage,
+        max_notional_per_contract=r.max_notional_per_contract,
+        daily_loss=min(r.daily_loss_limit, policy.limits.daily_loss),
+        max_drawdown=min(r.max_drawdown, policy.limits.max_drawdown),
+        stale_data_ms=r.stale_data_seconds * 1000,
+        max_orders_per_minute=r.max_orders_per_minute,
+        on_daily_loss=r.on_daily_loss,
+        max_unreadable_reads=r.max_unreadable_reads,
+        max_protection_failures=r.max_protection_failures,
+    )
+
+
+def contract_specs(config: BotConfig, symbols: tuple[str, ...]) -> list[ContractSpec]:
+    by_symbol = {c.symbol: c for c in config.contracts}
+    specs = []
+    for sym in symbols:
+        c = by_symbol.get(sym)
+        direction = c.direction if c is not None else "long"
+        signal = None
+        if c is not None and c.direction == "signal" and c.signal_file is not None:
+            series = load_signals(c.signal_file)
+            if sym not in series:
+                raise DataError(f"{c.signal_file}: no signals for {sym}")
+            signal = series[sym]
+        cap = c.max_leverage if c is not None and c.max_leverage is not None else Decimal(125)
+        notional = c.max_notional if c is not None else None
+        specs.append(ContractSpec(sym, direction, cap, signal, notional))
+    return specs
+
+
+def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
+    """The bundled specifications of ``symbols`` on the configured exchange; a ConfigError names
+    any contract without one."""
+    known = load_instruments(config.data.exchange)
+    missing = [s for s in symbols if s not in known]
+    if missing:
+        raise ConfigError(
+            f"{config.source}: contracts: no contract specification for {', '.join(missing)} on "
+            f"{config.data.exchange} (known: {', '.join(sorted(known))})"
+        )
+    return {s: known[s] for s in symbols}
+
+
+def engine_for(
+    config: BotConfig,
+    policy: Policy,
+    symbols: Sequence[str],
+    *,
+    clock: Clock,
+    exchange: ExchangePort,
+    market: MarketDataPort,
+    store: StorePort,
+) -> Engine:
+    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live."""
+    return Engine(
+        clock=clock,
+        exchange=exchange,
+        market=market,
+        store=store,
+        policy=policy,
+        contracts=contract_specs(config, tuple(symbols)),
+        limits=risk_limits(config, policy),
+        account=config.account.name,
+        margin_mode=MarginMode(config.account.margin_mode),
+    )
+
+
+class SimulationParts(NamedTuple):
+    clock: SimClock
+    exchange: SimulatedExchange
+    market: HistoricalMarket
+    store: MemoryStore
+    engine: Engine
+
+
+def build_simulation(
+    config: BotConfig,
+    policy: Policy,
+    histories: dict[str, ContractHistory],
+    instruments: dict[str, Instrument],
+    start: int,
+    *,
+    exchange_type: type[SimulatedExchange] = SimulatedExchange,
+) -> SimulationParts:
+    """The dry run's parts at ``start``: the simulated exchange (``exchange_type``: a subclass
+    may observe or constrain it, e.g. in tests) over ``histories``, a memory store, the engine."""
+    clock = SimClock(start)
+    exchange = exchange_type(
+        instruments,
+        clock,
+        starting_balance=config.account.starting_balance,
+        margin_mode=MarginMode(config.account.margin_mode),
+        slippage_bps=config.simulation.slippage_bps,
+        quote=config.account.quote,
+    )
+    market = HistoricalMarket(histories)
+    store = MemoryStore()
+    engine = engine_for(
+        config, policy, tuple(histories), clock=clock, exchange=exchange, market=market, store=store
+    )
+    return SimulationParts(clock, exchange, market, store, engine)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         ] = 1.0,
     ) -> None:
         """Trade: paper by default (simulated fills, live or replayed prices), live with --live."""
-        from bot.runtime.main import run_bot
+        from bot.cli.run import run_bot
 
         with guard():  # type: ignore[operator]
             code = run_bot(

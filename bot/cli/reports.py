@@ -13,7 +13,7 @@ from rich.table import Table
 
 from bot.config.models import BotConfig
 from bot.domain.enums import OrderStatus
-from bot.store.port import RiskEvent
+from bot.ports.store import RiskEvent
 from bot.store.sql import SqlStore
 
 DAYS = Decimal(365)

@@ -10,14 +10,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bot.backtest.metrics import drawdown_series
+from bot.backtest.plots import plot_comparison
+from bot.backtest.replay import SimulationResult, run_simulation
+from bot.backtest.report import write_outputs
 from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
-from bot.sim.metrics import drawdown_series
-from bot.sim.plots import plot_comparison
-from bot.sim.replay import SimulationResult, run_simulation
-from bot.sim.report import write_outputs
 
 SUMMARY_KEYS = (
     ("final_equity", "final equity", "{:,.2f}"),

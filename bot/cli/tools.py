@@ -12,13 +12,13 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from bot.bootstrap import risk_limits
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
 from bot.errors import ConfigError, DataError
 from bot.marketdata.files import DataInventory, discover
 from bot.sim.history import load_history
-from bot.sim.replay import risk_limits
 from bot.tools import calc as calc_tool
 from bot.tools import render, stress, voltrack
 from bot.tools.calc import to_text
@@ -266,9 +266,9 @@ def account_snapshot_dir(config_path: Path) -> Path:
     import csv
     import tempfile
 
+    from bot.backtest.report import POSITION_COLUMNS
     from bot.bootstrap import open_store
     from bot.domain.enums import OrderPurpose
-    from bot.sim.report import POSITION_COLUMNS
 
     config = _config(config_path)
     store = open_store(config)
@@ -311,12 +311,12 @@ def account_snapshot_dir(config_path: Path) -> Path:
 
 def exchange_data_dir(config_path: Path) -> Path:
     """Download the configured contracts' recent public data (no keys) into a temporary
-    data directory (see :mod:`bot.marketdata.download`)."""
+    data directory (see :mod:`bot.exchange.download`)."""
     import tempfile
 
     from bot.bootstrap import public_exchange
     from bot.clock import LiveClock
-    from bot.marketdata.download import download_recent
+    from bot.exchange.download import download_recent
 
     config = _config(config_path)
     symbols = [c.symbol for c in config.contracts]

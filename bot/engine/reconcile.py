@@ -8,7 +8,7 @@ make are found (adopted when the contract follows them, else left alone and repo
 
 Unknown is never zero: a position the bot held (or still guards with its own protective orders)
 that is missing from the positions answer is only believed gone when the venue confirms it
-flat (:meth:`~bot.exchange.port.ExchangePort.confirm_flat`); otherwise the whole read is
+flat (:meth:`~bot.ports.exchange.ExchangePort.confirm_flat`); otherwise the whole read is
 :class:`~bot.errors.AccountUnreadable` and the engine acts on nothing.
 """
 
@@ -24,8 +24,8 @@ from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
 from bot.errors import AccountUnreadable
-from bot.exchange.port import ExchangePort
-from bot.store.port import StorePort
+from bot.ports.exchange import ExchangePort
+from bot.ports.store import StorePort
 
 ZERO = Decimal(0)
 EventSink = Callable[[int, str, "str | None", TradingState, str], None]

@@ -40,11 +40,8 @@ from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.account import AccountView
-from bot.engine.client_ids import base36, make_client_id
 from bot.engine.contracts import ContractSpec
 from bot.engine.market import (
-    CandleWindow,
-    MarketDataPort,
     annual_covariance,
     build_snapshot,
     candles_needed,
@@ -54,14 +51,16 @@ from bot.engine.planner import IdFactory, market_order, plan_protection, plan_si
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.reconcile import Reconciler
 from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
-from bot.exchange.port import ExchangePort
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.protection import daily_vol_unit, distance
+from bot.ports.client_ids import base36, make_client_id
+from bot.ports.exchange import ExchangePort
+from bot.ports.market import CandleWindow, MarketDataPort
+from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.limits import RiskLimits
 from bot.risk.state import initial_memory, set_state, update
-from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 
 ZERO = Decimal(0)
 # Stop distance (fraction of the mark) for a position found without a stop before the engine has

@@ -22,12 +22,12 @@ from loguru import logger
 from bot.alerts import Alert, AlertRules, Notifier, conditions
 from bot.clock import Clock
 from bot.domain.enums import TradingState
-from bot.engine.client_ids import base36
 from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable
+from bot.ports.client_ids import base36
+from bot.ports.store import RiskEvent
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.feeds import PriceFeed
-from bot.store.port import RiskEvent
 from bot.store.sql import SqlStore
 
 T = TypeVar("T")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +21,10 @@ import numpy.typing as npt
 from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
 from bot.domain.orders import Order
 from bot.errors import OrderRejected
-from bot.sim.exchange import SimEvent, SimulatedExchange
+from bot.sim.events import SimEvent
+
+if TYPE_CHECKING:  # annotations only: the exchange imports this module to process its bars
+    from bot.sim.exchange import SimulatedExchange
 
 ZERO = Decimal(0)
 FloatArray = npt.NDArray[np.float64]

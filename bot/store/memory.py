@@ -8,11 +8,11 @@ from dataclasses import replace
 from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
-from bot.store.port import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
+from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
 
 
 class MemoryStore:
-    """Implements :class:`bot.store.port.StorePort` with lists and dicts."""
+    """Implements :class:`bot.ports.store.StorePort` with lists and dicts."""
 
     def __init__(self) -> None:
         self.sequences: dict[str, int] = {}

@@ -23,9 +23,7 @@ from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
-from bot.store import tables as t
-from bot.store.migrate import ensure_current, safe_url
-from bot.store.port import (
+from bot.ports.store import (
     DecisionRecord,
     EquitySnapshot,
     OrderRecord,
@@ -33,6 +31,8 @@ from bot.store.port import (
     RiskMemory,
     StorePort,
 )
+from bot.store import tables as t
+from bot.store.migrate import ensure_current, safe_url
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 _UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
@@ -102,7 +102,7 @@ def _id(row_id: int | None) -> int:
 
 
 class SqlStore:
-    """Implements :class:`bot.store.port.StorePort`, plus run, alert, paper-account and operator
+    """Implements :class:`bot.ports.store.StorePort`, plus run, alert, paper-account and operator
     command tables and the queries of the status and history views. Times are epoch ms."""
 
     def __init__(self, engine: Engine) -> None:

@@ -29,7 +29,7 @@ from bot.domain.enums import (
 )
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
-from bot.store.port import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
+from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
 from bot.store.types import ExactDecimal
 
 # Short enum/identifier columns. Lengths are generous; PostgreSQL enforces them, SQLite does not.

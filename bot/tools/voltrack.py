@@ -20,20 +20,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bot.bootstrap import config_instruments, contract_specs, risk_limits
 from bot.clock import ms_to_datetime
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
 from bot.domain.market import FundingInfo, MarketSnapshot
-from bot.engine.market import CandleWindow, annual_covariance, build_snapshot, candles_needed
+from bot.engine.market import annual_covariance, build_snapshot, candles_needed
 from bot.errors import DataError
 from bot.marketdata.candles import Candles
 from bot.marketdata.files import DataInventory
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
+from bot.ports.market import CandleWindow
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
-from bot.sim.replay import config_instruments, contract_specs, risk_limits
 from bot.sim.triggers import to_decimal
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.volatility import ESTIMATORS, rolling

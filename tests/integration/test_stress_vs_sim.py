@@ -20,14 +20,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.backtest.replay import run_simulation
+from bot.backtest.report import write_outputs
 from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.orders import OrderRequest
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.replay import run_simulation
-from bot.sim.report import write_outputs
 from bot.sim.triggers import TriggerSeries, advance
 from bot.tools.portfolio import Holding, Portfolio, read_portfolio
 from bot.tools.scenarios import Scenario

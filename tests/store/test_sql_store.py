@@ -25,8 +25,8 @@ from bot.domain.enums import (
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import ConfigError
+from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory
 from bot.store.memory import MemoryStore
-from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory
 from bot.store.sql import DuplicateIntent, SqlStore, UnknownOrder, make_engine
 from bot.store.types import UTCDateTime
 

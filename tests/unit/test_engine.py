@@ -14,8 +14,8 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
 from bot.engine.contracts import ContractSpec
-from bot.engine.market import CandleWindow
 from bot.engine.tick import Engine
+from bot.ports.market import CandleWindow
 from bot.risk.limits import RiskLimits
 from bot.risk.state import set_state
 from bot.sim.exchange import SimulatedExchange

@@ -23,9 +23,9 @@ from bot.instruments import load_instruments
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import liquidation_cap
+from bot.ports.store import RiskEvent
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop, stop_range
 from bot.sim.exchange import SimulatedExchange
-from bot.store.port import RiskEvent
 from tests.unit.test_engine import BTC, ROOT, build, protective
 
 VOL_TARGET_POLICY = load_policy(ROOT / "policies" / "vol_target.toml")

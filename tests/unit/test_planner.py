@@ -8,8 +8,8 @@ from bot.domain.decision import Decision
 from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order
-from bot.engine.client_ids import make_client_id, parse_purpose
 from bot.engine.planner import plan_protection, plan_size
+from bot.ports.client_ids import make_client_id, parse_purpose
 
 BTC = "BTC/USDT:USDT"
 

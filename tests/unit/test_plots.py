@@ -1,4 +1,4 @@
-"""Tests for bot.sim.plots: valid, deterministic PNG files and clear errors on bad input."""
+"""Tests for bot.backtest.plots: valid, deterministic PNG files and clear errors on bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from bot.sim.metrics import drawdown_series
-from bot.sim.plots import plot_comparison, plot_report
+from bot.backtest.metrics import drawdown_series
+from bot.backtest.plots import plot_comparison, plot_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOUR_MS = 3_600_000

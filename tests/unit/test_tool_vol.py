@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bot.backtest.replay import replay
 from bot.cli.app import app
 from bot.config.loader import load_config
 from bot.errors import DataError
 from bot.marketdata.candles import Candles
 from bot.marketdata.files import discover
 from bot.sim.history import load_history
-from bot.sim.replay import replay
 from bot.stats.timeframes import periods_per_year
 from bot.stats.volatility import ESTIMATORS, estimate
 from bot.tools.voltrack import (

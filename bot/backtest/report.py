@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from bot.backtest.metrics import drawdown_series, summarize
+from bot.backtest.plots import plot_report
+from bot.backtest.replay import SimulationResult
 from bot.domain.enums import OrderPurpose
-from bot.sim.metrics import drawdown_series, summarize
-from bot.sim.plots import plot_report
-from bot.sim.replay import SimulationResult
 
 
 def _iso(ms: int) -> str:

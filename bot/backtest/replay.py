@@ -7,35 +7,29 @@ at each tick the :class:`~bot.engine.tick.Engine` runs exactly as it does live.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from bot.clock import Clock, SimClock, datetime_to_ms
+from bot.bootstrap import build_simulation, config_instruments
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
-from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
-from bot.engine.contracts import ContractSpec
-from bot.engine.market import MarketDataPort, candles_needed
-from bot.engine.tick import Engine
-from bot.errors import ConfigError, DataError
-from bot.exchange.port import ExchangePort
-from bot.instruments import load_instruments
 from bot.marketdata.files import discover
-from bot.marketdata.signals import load_signals
-from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
+from bot.sim.history import (
+    ContractHistory,
+    HistoricalMarket,
+    load_histories,
+    simulation_window,
+)
 from bot.sim.triggers import advance
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
-from bot.store.port import StorePort
 
 Progress = Callable[[int, int], None]
 
@@ -58,75 +52,6 @@ class SimulationResult:
     starting_balance: Decimal = Decimal(0)
 
 
-def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
-    """The stricter of the configuration's hard limits and the policy's own."""
-    r = config.risk
-    return RiskLimits(
-        max_leverage_per_contract=r.max_leverage_per_contract,
-        max_gross_leverage=r.max_gross_leverage,
-        max_notional_per_contract=r.max_notional_per_contract,
-        daily_loss=min(r.daily_loss_limit, policy.limits.daily_loss),
-        max_drawdown=min(r.max_drawdown, policy.limits.max_drawdown),
-        stale_data_ms=r.stale_data_seconds * 1000,
-        max_orders_per_minute=r.max_orders_per_minute,
-        on_daily_loss=r.on_daily_loss,
-        max_unreadable_reads=r.max_unreadable_reads,
-        max_protection_failures=r.max_protection_failures,
-    )
-
-
-def contract_specs(config: BotConfig, symbols: tuple[str, ...]) -> list[ContractSpec]:
-    by_symbol = {c.symbol: c for c in config.contracts}
-    specs = []
-    for sym in symbols:
-        c = by_symbol.get(sym)
-        direction = c.direction if c is not None else "long"
-        signal = None
-        if c is not None and c.direction == "signal" and c.signal_file is not None:
-            series = load_signals(c.signal_file)
-            if sym not in series:
-                raise DataError(f"{c.signal_file}: no signals for {sym}")
-            signal = series[sym]
-        cap = c.max_leverage if c is not None and c.max_leverage is not None else Decimal(125)
-        notional = c.max_notional if c is not None else None
-        specs.append(ContractSpec(sym, direction, cap, signal, notional))
-    return specs
-
-
-def _day_ms(d: date) -> int:
-    return datetime_to_ms(datetime.combine(d, time(0), tzinfo=UTC))
-
-
-def simulation_window(
-    histories: dict[str, ContractHistory], policy: Policy, config: BotConfig
-) -> tuple[int, int]:
-    """[start, end) in ms: the configured dates, or where every contract has warm-up data."""
-    tf = parse_timeframe(policy.timeframe)
-    warm = candles_needed(policy)
-    first = max(
-        max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
-        for h in histories.values()
-    )
-    last = min(int(h.trigger.ts[-1]) + h.trigger.tf_ms for h in histories.values())
-    sim = config.simulation
-    start = _day_ms(sim.start) if sim.start is not None else first
-    end = _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else last
-    start = max(start, first)
-    end = min(end, last)
-    start += (-start) % tf
-    if end - start < tf:
-        raise DataError(
-            f"no simulation window: data for {', '.join(histories)} with {warm} {policy.timeframe} "
-            f"candles of warm-up covers {_iso(first)} .. {_iso(last)}, asked "
-            f"{sim.start or 'start'} .. {sim.end or 'end'}"
-        )
-    return start, end
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def run_simulation(
     config: BotConfig,
     policy: Policy,
@@ -145,19 +70,6 @@ def run_simulation(
     return replay(config, policy, histories, instruments, start, end, progress)
 
 
-def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
-    """The bundled specifications of ``symbols`` on the configured exchange; a ConfigError names
-    any contract without one."""
-    known = load_instruments(config.data.exchange)
-    missing = [s for s in symbols if s not in known]
-    if missing:
-        raise ConfigError(
-            f"{config.source}: contracts: no contract specification for {', '.join(missing)} on "
-            f"{config.data.exchange} (known: {', '.join(sorted(known))})"
-        )
-    return {s: known[s] for s in symbols}
-
-
 def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
     """The simulation's instruments: the bundled ones, with the configured fee override."""
     fee = config.simulation.fee_override_taker
@@ -165,30 +77,6 @@ def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instr
     if fee is None:
         return out
     return {s: replace(inst, taker_fee=fee) for s, inst in out.items()}
-
-
-def engine_for(
-    config: BotConfig,
-    policy: Policy,
-    symbols: Sequence[str],
-    *,
-    clock: Clock,
-    exchange: ExchangePort,
-    market: MarketDataPort,
-    store: StorePort,
-) -> Engine:
-    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live."""
-    return Engine(
-        clock=clock,
-        exchange=exchange,
-        market=market,
-        store=store,
-        policy=policy,
-        contracts=contract_specs(config, tuple(symbols)),
-        limits=risk_limits(config, policy),
-        account=config.account.name,
-        margin_mode=MarginMode(config.account.margin_mode),
-    )
 
 
 def replay(
@@ -206,17 +94,10 @@ def replay(
     exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests)."""
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
-    clock = SimClock(start)
     balance = config.account.starting_balance
-    exchange = exchange_type(
-        instruments,
-        clock,
-        starting_balance=balance,
-        margin_mode=MarginMode(config.account.margin_mode),
-        slippage_bps=config.simulation.slippage_bps,
-        quote=config.account.quote,
+    clock, exchange, market, store, engine = build_simulation(
+        config, policy, histories, instruments, start, exchange_type=exchange_type
     )
-    market = HistoricalMarket(histories)
     series = market.trigger_series()
     tapes = market.funding_tapes()
     for s in series.values():
@@ -226,10 +107,6 @@ def replay(
     advance(exchange, series, {}, start)  # marks as of the start, no events before it
     for sym in symbols:
         _set_last(exchange, market, sym, start)
-    store = MemoryStore()
-    engine = engine_for(
-        config, policy, symbols, clock=clock, exchange=exchange, market=market, store=store
-    )
     ticks = np.arange(start, end, tf, dtype=np.int64)
     n = len(ticks)
     equity = np.empty(n)

@@ -301,7 +301,9 @@ def _write_decisions(result: SimulationResult, path: Path) -> None:
 
 
 def _write_events(result: SimulationResult, path: Path) -> None:
-    rows = [(e.ts_ms, e.kind, e.symbol, e.detail, _dec(e.amount)) for e in result.exchange.events]
+    rows: list[tuple[int, str, str, str, str]] = [
+        (e.ts_ms, e.kind, e.symbol, e.detail, _dec(e.amount)) for e in result.exchange.events
+    ]
     rows += [
         (e.ts_ms, e.kind, e.symbol or "", f"[{e.state.value}] {e.reason}", "")
         for e in result.store.events

@@ -5,6 +5,8 @@ applies them at its next job (within a guard interval), or at its next start."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
@@ -18,9 +20,14 @@ from bot.config.loader import load_config
 from bot.errors import BotError, ConfigError
 
 
-def register(app: typer.Typer, console: Console, reported_errors: object) -> None:
-    """Add the operating commands to ``app``."""
-    guard = reported_errors  # a context-manager factory: print BotError, exit 2
+def register(
+    app: typer.Typer,
+    console: Console,
+    reported_errors: Callable[[], AbstractContextManager[None]],
+) -> None:
+    """Add the operating commands to ``app``. ``reported_errors`` makes the context that prints a
+    :class:`BotError` as one message and exits with status 2."""
+    guard = reported_errors
 
     @app.command()
     def run(
@@ -40,7 +47,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         """Trade: paper by default (simulated fills, live or replayed prices), live with --live."""
         from bot.cli.run import run_bot
 
-        with guard():  # type: ignore[operator]
+        with guard():
             code = run_bot(
                 config,
                 live=live,
@@ -63,7 +70,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         reason: Annotated[str, typer.Option("--reason", help="recorded with the halt")] = "",
     ) -> None:
         """Stop trading (positions and their stops stay, unless --flatten)."""
-        with guard():  # type: ignore[operator]
+        with guard():
             _post(config, "halt", {"flatten": flatten, "reason": reason or "bot halt"}, console)
 
     @app.command()
@@ -72,7 +79,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         reason: Annotated[str, typer.Option("--reason", help="recorded with the resume")] = "",
     ) -> None:
         """Leave a halt (or a drawdown halt, after a person has looked): back to active."""
-        with guard():  # type: ignore[operator]
+        with guard():
             _post(config, "resume", {"reason": reason or "bot resume"}, console)
 
     @app.command()
@@ -83,7 +90,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         """Equity, trading state, and per contract position, leverage, liquidation, stops."""
         from bot.bootstrap import open_store
 
-        with guard():  # type: ignore[operator]
+        with guard():
             cfg = load_config(config)
             store = open_store(cfg)
             try:
@@ -104,7 +111,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         """Recent decisions, orders and risk events."""
         from bot.bootstrap import open_store
 
-        with guard():  # type: ignore[operator]
+        with guard():
             cfg = load_config(config)
             store = open_store(cfg)
             try:
@@ -122,7 +129,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         """Migrate the state database to the current schema, keeping its history."""
         from bot.store import migrate
 
-        with guard():  # type: ignore[operator]
+        with guard():
             cfg = load_config(config)
             url = cfg.runtime.database_url
             before = migrate.current_revision(url) if _exists(url) else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from bot.domain.enums import OrderStatus, TradingState
+from bot.domain.enums import EventKind, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Fill, Order
 from bot.domain.position import Position
@@ -28,7 +28,7 @@ from bot.ports.exchange import ExchangePort
 from bot.ports.store import StorePort
 
 ZERO = Decimal(0)
-EventSink = Callable[[int, str, "str | None", TradingState, str], None]
+EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
 
 
 class Reconciler:
@@ -61,7 +61,7 @@ class Reconciler:
                 )
                 self.event(
                     now,
-                    "reconcile",
+                    EventKind.RECONCILE,
                     record.request.symbol,
                     TradingState.ACTIVE,
                     f"order {record.client_id} ({record.status}) not on the exchange",
@@ -102,7 +102,7 @@ class Reconciler:
                 if held is not None and held.is_open:
                     self.event(
                         now,
-                        "reconcile",
+                        EventKind.RECONCILE,
                         sym,
                         TradingState.ACTIVE,
                         f"position {held.qty} is gone (the venue confirms it flat)",
@@ -146,7 +146,7 @@ class Reconciler:
                 price = found.average_price if found is not None else None
                 self.event(
                     now,
-                    "triggered",
+                    EventKind.TRIGGERED,
                     sym,
                     TradingState.ACTIVE,
                     f"{record.request.purpose.name.lower()} {record.client_id} filled "
@@ -189,7 +189,7 @@ class Reconciler:
     def _report_once(self, now: int, key: tuple[str, str], symbol: str, reason: str) -> None:
         if key not in self._reported:
             self._reported.add(key)
-            self.event(now, "reconcile", symbol, TradingState.ACTIVE, reason)
+            self.event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, reason)
 
     def note_positions(self, positions: dict[str, Position]) -> None:
         """Positions as the engine left them after trading (the next reconcile's "before")."""

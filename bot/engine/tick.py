@@ -35,7 +35,14 @@ from enum import StrEnum
 from bot.clock import Clock
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, TradingState
+from bot.domain.enums import (
+    EventKind,
+    MarginMode,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    TradingState,
+)
 from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Position
@@ -286,7 +293,7 @@ class Engine:
         if transition is not None:
             self._event(
                 now,
-                "state",
+                EventKind.STATE,
                 None,
                 transition.after,
                 f"{transition.before.value} -> {transition.after.value}: {transition.reason}",
@@ -369,7 +376,7 @@ class Engine:
             self._id_factory(symbol),
         )
         for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
-            self._event(now, "reconcile", symbol, TradingState.ACTIVE, note)
+            self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
         for req in plan.place:
             self._send(req, acct, now, None)
         for cid in plan.cancel:
@@ -389,7 +396,7 @@ class Engine:
         stop = self._wanted_stop(symbol, acct)
         self._event(
             now,
-            "reconcile",
+            EventKind.RECONCILE,
             symbol,
             TradingState.ACTIVE,
             f"position {qty} without a stop and without fresh market data: stop at {stop}",
@@ -502,7 +509,7 @@ class Engine:
         venue = self._venue_errors.get(symbol)
         self._event(
             now,
-            "unprotected",
+            EventKind.UNPROTECTED,
             symbol,
             TradingState.ACTIVE,
             f"{UNPROTECTED}: {gap}; unprotected since {since}"
@@ -516,7 +523,7 @@ class Engine:
         if since is not None:
             self._event(
                 now,
-                "protected",
+                EventKind.PROTECTED,
                 symbol,
                 TradingState.ACTIVE,
                 f"incident over: the position has a valid stop or is closed (unprotected "
@@ -544,7 +551,7 @@ class Engine:
         state = memory.state if memory is not None else TradingState.ACTIVE
         self._event(
             now,
-            "unreadable",
+            EventKind.UNREADABLE,
             None,
             state,
             f"{UNREADABLE} ({self.unreadable_streak} in a row): {exc}; nothing sent, "
@@ -569,7 +576,9 @@ class Engine:
         ):
             memory = set_state(memory, TradingState.ACTIVE, "account readable again", sticky=False)
             self.store.save_risk_memory(memory)
-            self._event(now, "state", None, memory.state, "reducing -> active: account readable")
+            self._event(
+                now, EventKind.STATE, None, memory.state, "reducing -> active: account readable"
+            )
 
     def _to_reducing(self, now: int, reason: str) -> TradingState:
         memory = self.store.load_risk_memory()
@@ -577,7 +586,7 @@ class Engine:
             return memory.state if memory is not None else TradingState.ACTIVE
         memory = set_state(memory, TradingState.REDUCING, reason, sticky=False)
         self.store.save_risk_memory(memory)
-        self._event(now, "state", None, memory.state, f"active -> reducing: {reason}")
+        self._event(now, EventKind.STATE, None, memory.state, f"active -> reducing: {reason}")
         return memory.state
 
     # -- 6. size -------------------------------------------------------------------------------
@@ -613,7 +622,7 @@ class Engine:
                 self.exchange.set_leverage(d.symbol, plan.leverage)
             except ExchangeError as exc:
                 self._event(
-                    now, "rejected", d.symbol, state, f"set leverage {plan.leverage}: {exc}"
+                    now, EventKind.REJECTED, d.symbol, state, f"set leverage {plan.leverage}: {exc}"
                 )
                 return
         for req in plan.increase:
@@ -655,7 +664,13 @@ class Engine:
         self.store.record_positions(now, [p for p in acct.positions.values() if p.is_open])
         equity = acct.equity()
         self.store.record_equity(
-            EquitySnapshot(now, acct.wallet, equity - acct.wallet, equity, state)
+            EquitySnapshot(
+                ts_ms=now,
+                wallet=acct.wallet,
+                unrealized_pnl=equity - acct.wallet,
+                equity=equity,
+                state=state,
+            )
         )
 
     # -- helpers -------------------------------------------------------------------------------
@@ -698,18 +713,20 @@ class Engine:
         )
         verdict = self.gate.check(req, ctx)
         if isinstance(verdict, Denied):
-            self._event(now, "denied", req.symbol, state, f"{req.client_id}: {verdict.reason}")
+            self._event(
+                now, EventKind.DENIED, req.symbol, state, f"{req.client_id}: {verdict.reason}"
+            )
             return SendOutcome.DENIED
         self.store.save_intent(req, now)
         try:
             order = self.exchange.place_order(req)
         except OutcomeUnknown as exc:
             self.store.update_order(req.client_id, OrderStatus.UNKNOWN, now, error=str(exc))
-            self._event(now, "unknown", req.symbol, state, f"{req.client_id}: {exc}")
+            self._event(now, EventKind.UNKNOWN, req.symbol, state, f"{req.client_id}: {exc}")
             return SendOutcome.UNKNOWN
         except ExchangeError as exc:
             self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
-            self._event(now, "rejected", req.symbol, state, f"{req.client_id}: {exc}")
+            self._event(now, EventKind.REJECTED, req.symbol, state, f"{req.client_id}: {exc}")
             if req.purpose.is_protective:
                 self._venue_errors[req.symbol] = f"{req.client_id}: {exc}"
             return SendOutcome.REJECTED
@@ -721,15 +738,19 @@ class Engine:
         try:
             self.exchange.cancel_order(symbol, client_id)
         except ExchangeError as exc:
-            self._event(now, "cancel_failed", symbol, TradingState.ACTIVE, f"{client_id}: {exc}")
+            self._event(
+                now, EventKind.CANCEL_FAILED, symbol, TradingState.ACTIVE, f"{client_id}: {exc}"
+            )
             return
         if self.store.get_order(client_id) is not None:
             self.store.update_order(client_id, OrderStatus.CANCELED, now)
 
     def _event(
-        self, now: int, kind: str, symbol: str | None, state: TradingState, reason: str
+        self, now: int, kind: EventKind, symbol: str | None, state: TradingState, reason: str
     ) -> None:
-        self.store.record_event(RiskEvent(now, kind, symbol, state, reason))
+        self.store.record_event(
+            RiskEvent(ts_ms=now, kind=kind, symbol=symbol, state=state, reason=reason)
+        )
 
 
 def result_count(result: TickResult, outcome: SendOutcome) -> None:
@@ -768,16 +789,25 @@ def _hold(d: Decision, acct: AccountView, why: str) -> Decision:
         return _flat(d, why)
     direction = 1 if qty > 0 else -1
     return Decision(
-        d.symbol,
-        direction,
-        d.target_leverage,
-        qty,
-        stop,
-        take or d.take_profit,
-        f"{d.reason}; {why}",
-        False,
+        symbol=d.symbol,
+        direction=direction,
+        target_leverage=d.target_leverage,
+        target_qty=qty,
+        stop_loss=stop,
+        take_profit=take or d.take_profit,
+        reason=f"{d.reason}; {why}",
+        allow_increase=False,
     )
 
 
 def _flat(d: Decision, why: str) -> Decision:
-    return Decision(d.symbol, 0, ZERO, ZERO, None, None, f"{d.reason}; {why}", False)
+    return Decision(
+        symbol=d.symbol,
+        direction=0,
+        target_leverage=ZERO,
+        target_qty=ZERO,
+        stop_loss=None,
+        take_profit=None,
+        reason=f"{d.reason}; {why}",
+        allow_increase=False,
+    )

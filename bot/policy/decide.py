@@ -105,14 +105,14 @@ def _decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Dec
     price = v.market.mark_price
     if v.direction == 0:
         return Decision(
-            v.symbol,
-            0,
-            ZERO,
-            ZERO,
-            None,
-            None,
-            f"{short}: direction flat -> close",
-            v.allow_increase,
+            symbol=v.symbol,
+            direction=0,
+            target_leverage=ZERO,
+            target_qty=ZERO,
+            stop_loss=None,
+            take_profit=None,
+            reason=f"{short}: direction flat -> close",
+            allow_increase=v.allow_increase,
         )
     parts = [f"{short}: {why}"]
     current = v.current_leverage

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from bot.domain.decision import Decision
-from bot.domain.enums import OrderStatus, TradingState
+from bot.domain.enums import EventKind, OrderStatus, TradingState
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 
@@ -33,18 +33,18 @@ class OrderRecord:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RiskEvent:
     """A state change, a denial or a reconciliation discrepancy, with its reason."""
 
     ts_ms: int
-    kind: str  # e.g. "state", "denied", "reconcile", "liquidation", "stale_data"
+    kind: EventKind
     symbol: str | None
     state: TradingState
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EquitySnapshot:
     ts_ms: int
     wallet: Decimal

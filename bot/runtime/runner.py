@@ -21,7 +21,7 @@ from loguru import logger
 
 from bot.alerts import Alert, AlertRules, Notifier, conditions
 from bot.clock import Clock
-from bot.domain.enums import TradingState
+from bot.domain.enums import EventKind, TradingState
 from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable
 from bot.ports.client_ids import base36
@@ -142,7 +142,11 @@ class Runner:
             self.store.save_risk_memory(memory)
             self.store.record_event(
                 RiskEvent(
-                    now, "state", None, memory.state, f"command {cmd_id}: {kind} {args}".strip()
+                    ts_ms=now,
+                    kind=EventKind.STATE,
+                    symbol=None,
+                    state=memory.state,
+                    reason=f"command {cmd_id}: {kind} {args}".strip(),
                 )
             )
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
@@ -156,7 +160,13 @@ class Runner:
         memory = self.store.load_risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         self.store.record_event(
-            RiskEvent(now, "tick_failed", None, state, f"{job}: {type(exc).__name__}: {exc}")
+            RiskEvent(
+                ts_ms=now,
+                kind=EventKind.TICK_FAILED,
+                symbol=None,
+                state=state,
+                reason=f"{job}: {type(exc).__name__}: {exc}",
+            )
         )
         alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
         if (
@@ -168,7 +178,15 @@ class Runner:
             self.store.save_risk_memory(
                 set_state(memory, TradingState.REDUCING, reason, sticky=False)
             )
-            self.store.record_event(RiskEvent(now, "state", None, TradingState.REDUCING, reason))
+            self.store.record_event(
+                RiskEvent(
+                    ts_ms=now,
+                    kind=EventKind.STATE,
+                    symbol=None,
+                    state=TradingState.REDUCING,
+                    reason=reason,
+                )
+            )
             alerts.append(Alert("state", "critical", f"active -> reducing: {reason}"))
         self.notifier.notify(alerts)
 

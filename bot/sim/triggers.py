@@ -21,7 +21,7 @@ import numpy.typing as npt
 from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
 from bot.domain.orders import Order
 from bot.errors import OrderRejected
-from bot.sim.events import SimEvent
+from bot.sim.events import SimEvent, SimEventKind
 
 if TYPE_CHECKING:  # annotations only: the exchange imports this module to process its bars
     from bot.sim.exchange import SimulatedExchange
@@ -119,24 +119,33 @@ def process_bar(
 
 def _trigger(ex: SimulatedExchange, order: Order, ts: int, price: Decimal) -> None:
     del ex.resting[order.symbol][order.client_id]
-    kind = "stop_loss" if order.type is OrderType.STOP_MARKET else "take_profit"
+    kind = (
+        SimEventKind.STOP_LOSS if order.type is OrderType.STOP_MARKET else SimEventKind.TAKE_PROFIT
+    )
     ex.marks[order.symbol] = price
     try:
         filled = ex._fill_market(order, price, ts)
     except OrderRejected as exc:
         # Reduce-only with nothing to reduce, or no margin: the order expires, as on Binance.
         ex.orders[order.client_id] = replace(order, status=OrderStatus.CANCELED)
-        ex.events.append(SimEvent(ts, "expired", order.symbol, f"{order.client_id}: {exc}"))
+        ex.events.append(
+            SimEvent(
+                ts_ms=ts,
+                kind=SimEventKind.EXPIRED,
+                symbol=order.symbol,
+                detail=f"{order.client_id}: {exc}",
+            )
+        )
         return
     ex.orders[order.client_id] = filled
     fill = ex.fills[-1]
     ex.events.append(
         SimEvent(
-            ts,
-            kind,
-            order.symbol,
-            f"{order.client_id} {fill.qty} @ {fill.price}",
-            fill.realized_pnl,
+            ts_ms=ts,
+            kind=kind,
+            symbol=order.symbol,
+            detail=f"{order.client_id} {fill.qty} @ {fill.price}",
+            amount=fill.realized_pnl,
         )
     )
 
@@ -156,7 +165,13 @@ def _liquidate(ex: SimulatedExchange, symbol: str, ts: int, price: Decimal) -> N
         result = book.liquidate(sym, fill_price, inst.liquidation_fee)
         ex.fees_paid += result.fee
         ex.events.append(
-            SimEvent(ts, "liquidation", sym, f"{qty} @ {fill_price}", result.realized_pnl)
+            SimEvent(
+                ts_ms=ts,
+                kind=SimEventKind.LIQUIDATION,
+                symbol=sym,
+                detail=f"{qty} @ {fill_price}",
+                amount=result.realized_pnl,
+            )
         )
         from bot.domain.orders import Fill  # local to keep the hot path import-free
 
@@ -186,7 +201,15 @@ def settle_funding(
     amount = pos.qty * mark * rate  # > 0: paid by the holder
     ex.book.pay_funding(symbol, amount)
     ex.funding_paid += amount
-    ex.events.append(SimEvent(ts, "funding", symbol, f"rate {rate} on {pos.qty} @ {mark}", amount))
+    ex.events.append(
+        SimEvent(
+            ts_ms=ts,
+            kind=SimEventKind.FUNDING,
+            symbol=symbol,
+            detail=f"rate {rate} on {pos.qty} @ {mark}",
+            amount=amount,
+        )
+    )
 
 
 def trigger_bounds(ex: SimulatedExchange, symbol: str) -> tuple[float, float]:

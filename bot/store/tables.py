@@ -20,6 +20,7 @@ from sqlmodel import Field, SQLModel
 
 from bot.domain.decision import Decision
 from bot.domain.enums import (
+    EventKind,
     MarginMode,
     OrderPurpose,
     OrderSide,
@@ -403,7 +404,7 @@ def event_row(event: RiskEvent) -> RiskEventRow:
 def event_record(row: RiskEventRow) -> RiskEvent:
     return RiskEvent(
         ts_ms=row.ts_ms,
-        kind=row.kind,
+        kind=EventKind(row.kind),
         symbol=row.symbol,
         state=TradingState(row.state),
         reason=row.reason,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bot.cli.reports import unprotected_since
 from bot.config.loader import load_policy
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.margin import liquidation_price_cross, liquidation_price_isolated
 from bot.domain.market import FundingInfo, MarketSnapshot
@@ -75,7 +75,7 @@ def test_omitted_position_is_unreadable_not_flat(instruments: dict[str, Instrume
     memory = store.load_risk_memory()
     assert memory is not None
     assert memory.state is TradingState.REDUCING
-    assert [e.kind for e in store.events].count("unreadable") == 3
+    assert [e.kind for e in store.events].count(EventKind.UNREADABLE) == 3
 
 
 def test_foreign_position_keeps_its_orders_through_a_garbled_answer(
@@ -166,10 +166,14 @@ def test_stop_beyond_liquidation_is_replaced(instruments: dict[str, Instrument])
 def test_unprotected_since_from_events() -> None:
     st_ = TradingState.ACTIVE
     events = [
-        RiskEvent(10, "unprotected", BTC, st_, "x"),
-        RiskEvent(20, "unprotected", BTC, st_, "x"),
-        RiskEvent(30, "unprotected", "ETH/USDT:USDT", st_, "x"),
-        RiskEvent(40, "protected", "ETH/USDT:USDT", st_, "x"),
+        RiskEvent(ts_ms=10, kind=EventKind.UNPROTECTED, symbol=BTC, state=st_, reason="x"),
+        RiskEvent(ts_ms=20, kind=EventKind.UNPROTECTED, symbol=BTC, state=st_, reason="x"),
+        RiskEvent(
+            ts_ms=30, kind=EventKind.UNPROTECTED, symbol="ETH/USDT:USDT", state=st_, reason="x"
+        ),
+        RiskEvent(
+            ts_ms=40, kind=EventKind.PROTECTED, symbol="ETH/USDT:USDT", state=st_, reason="x"
+        ),
     ]
     assert unprotected_since(events) == {BTC: 10}
 

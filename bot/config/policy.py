@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Literal, NamedTuple, Self
 
@@ -26,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from bot.errors import ConfigError
 
 # --- shared building blocks ----------------------------------------------------------------
 
@@ -193,6 +196,59 @@ class Policy(FrozenModel):
     def _cross_field(self) -> Self:
         raise_issues(*(rule(self) for rule in _POLICY_RULES))
         return self
+
+    @property
+    def sizing(self) -> Sizing:
+        """The kind with exactly the parameters it requires, none of them optional."""
+        return _sizing(self)
+
+
+# --- the kinds, as a tagged union (match on it; ``assert_never`` catches a kind left out) -----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaticSizing:
+    """Constant leverage."""
+
+    fixed: Decimal
+    kind: Literal["static"] = "static"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VolTargetSizing:
+    """Leverage = target volatility / realised volatility, per contract."""
+
+    target_volatility: Decimal
+    kind: Literal["vol_target"] = "vol_target"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskParitySizing:
+    """A risk-parity book scaled to the target volatility."""
+
+    target_volatility: Decimal
+    allocation: AllocationParams
+    kind: Literal["risk_parity"] = "risk_parity"
+
+
+Sizing = StaticSizing | VolTargetSizing | RiskParitySizing
+
+
+def _sizing(p: Policy) -> Sizing:
+    # The cross-field rules below make every branch's keys present; only a Policy built without
+    # validation (model_construct) can fall through.
+    target = p.leverage.target_volatility
+    match p.kind:
+        case "static" if p.leverage.fixed is not None:
+            return StaticSizing(fixed=p.leverage.fixed)
+        case "vol_target" if target is not None:
+            return VolTargetSizing(target_volatility=target)
+        case "risk_parity" if target is not None and p.allocation is not None:
+            return RiskParitySizing(target_volatility=target, allocation=p.allocation)
+    raise ConfigError(
+        f"policy {p.name!r}: kind = {p.kind!r} without its required keys (a Policy must be "
+        "built with Policy.model_validate)"
+    )
 
 
 # --- cross-field rules ---------------------------------------------------------------------

@@ -122,7 +122,8 @@ class Engine:
         self.market = market
         self.store = store
         self.policy = policy
-        self.contracts = tuple(contracts)
+        self._contracts = tuple(contracts)
+        self._spec = {c.symbol: c for c in self._contracts}  # the contract's settings by symbol
         self.symbols = tuple(c.symbol for c in contracts)
         self.limits = limits
         self.account = account
@@ -140,6 +141,10 @@ class Engine:
         self.protection_failures = 0  # checks in a row that had to close a naked position
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
+        # The risk memory as this job left it: read from the store once per job (reconcile, the
+        # first step of every job, forgets it), then kept in step with every save.
+        self._memory: RiskMemory | None = None
+        self._memory_read = False
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
         self.reconciler = Reconciler(
             exchange=exchange,
@@ -226,6 +231,7 @@ class Engine:
 
     def reconcile(self, now: int) -> AccountView:
         """Step 1 (see :mod:`bot.engine.reconcile`)."""
+        self._memory_read = False  # a new job: operator commands may have changed the memory
         return self.reconciler.reconcile(now)
 
     @property
@@ -240,11 +246,11 @@ class Engine:
     def contracts(self, specs: Sequence[ContractSpec]) -> None:
         """Replace the contract settings (same symbols), e.g. a contract switched to follow."""
         specs = tuple(specs)
-        if hasattr(self, "_contracts") and [c.symbol for c in specs] != list(self.symbols):
+        if [c.symbol for c in specs] != list(self.symbols):
             raise ValueError("contracts can change their settings, not their symbols")
         self._contracts = specs
-        if hasattr(self, "reconciler"):
-            self.reconciler.contracts = specs
+        self._spec = {c.symbol: c for c in specs}
+        self.reconciler.contracts = specs
 
     # -- 2. market data ------------------------------------------------------------------------
 
@@ -287,9 +293,9 @@ class Engine:
         self, now: int, acct: AccountView, stale: list[str] | None = None
     ) -> RiskMemory:
         equity = acct.equity()
-        memory = self.store.load_risk_memory() or initial_memory(equity, now)
+        memory = self._risk_memory() or initial_memory(equity, now)
         memory, transition = update(memory, equity, now, self.limits, stale)
-        self.store.save_risk_memory(memory)
+        self._save_memory(memory)
         if transition is not None:
             self._event(
                 now,
@@ -547,7 +553,7 @@ class Engine:
     def _unreadable(self, now: int, tick_id: str, exc: AccountUnreadable) -> TickResult:
         """Nothing is sent: record, count, and move to reducing after too many in a row."""
         self.unreadable_streak += 1
-        memory = self.store.load_risk_memory()
+        memory = self._risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         self._event(
             now,
@@ -568,24 +574,24 @@ class Engine:
         if self.unreadable_streak == 0:
             return
         self.unreadable_streak = 0
-        memory = self.store.load_risk_memory()
+        memory = self._risk_memory()
         if (
             memory is not None
             and memory.state is TradingState.REDUCING
             and memory.state_reason.startswith(UNREADABLE)
         ):
             memory = set_state(memory, TradingState.ACTIVE, "account readable again", sticky=False)
-            self.store.save_risk_memory(memory)
+            self._save_memory(memory)
             self._event(
                 now, EventKind.STATE, None, memory.state, "reducing -> active: account readable"
             )
 
     def _to_reducing(self, now: int, reason: str) -> TradingState:
-        memory = self.store.load_risk_memory()
+        memory = self._risk_memory()
         if memory is None or memory.state is not TradingState.ACTIVE:
             return memory.state if memory is not None else TradingState.ACTIVE
         memory = set_state(memory, TradingState.REDUCING, reason, sticky=False)
-        self.store.save_risk_memory(memory)
+        self._save_memory(memory)
         self._event(now, EventKind.STATE, None, memory.state, f"active -> reducing: {reason}")
         return memory.state
 
@@ -660,20 +666,30 @@ class Engine:
                     volatility=snap.volatility,
                 )
             )
-        self.store.record_decisions(records)
-        self.store.record_positions(now, [p for p in acct.positions.values() if p.is_open])
         equity = acct.equity()
-        self.store.record_equity(
+        self.store.record_tick(
+            records,
+            [p for p in acct.positions.values() if p.is_open],
             EquitySnapshot(
                 ts_ms=now,
                 wallet=acct.wallet,
                 unrealized_pnl=equity - acct.wallet,
                 equity=equity,
                 state=state,
-            )
+            ),
         )
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _risk_memory(self) -> RiskMemory | None:
+        if not self._memory_read:
+            self._memory = self.store.load_risk_memory()
+            self._memory_read = True
+        return self._memory
+
+    def _save_memory(self, memory: RiskMemory) -> None:
+        self.store.save_risk_memory(memory)
+        self._memory, self._memory_read = memory, True
 
     def _id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
@@ -690,7 +706,7 @@ class Engine:
         self, req: OrderRequest, acct: AccountView, now: int, snap: MarketSnapshot | None
     ) -> SendOutcome:
         """Gate, persist the intent, send."""
-        memory = self.store.load_risk_memory()
+        memory = self._risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         price = snap.last_price if snap is not None else acct.marks[req.symbol]
         equity = acct.equity()
@@ -698,7 +714,7 @@ class Engine:
             (p.notional(acct.marks[s]) for s, p in acct.positions.items() if s != req.symbol),
             ZERO,
         )
-        spec = next(c for c in self.contracts if c.symbol == req.symbol)
+        spec = self._spec[req.symbol]
         ctx = OrderContext(
             state=state,
             now_ms=now,

@@ -123,6 +123,15 @@ class StorePort(Protocol):
 
     def record_positions(self, ts_ms: int, positions: Sequence[Position]) -> None: ...
 
+    def record_tick(
+        self,
+        decisions: Sequence[DecisionRecord],
+        positions: Sequence[Position],
+        equity: EquitySnapshot,
+    ) -> None:
+        """A tick's decisions, open positions and equity (at ``equity.ts_ms``), all or none."""
+        ...
+
     def latest_positions(self) -> tuple[int, list[Position]] | None:
         """The last recorded positions ``(ts_ms, positions)``, None before the first."""
         ...

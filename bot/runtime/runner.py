@@ -101,12 +101,15 @@ class Runner:
             elif isinstance(result, TickResult):
                 self.ticks_done += 1
                 logger.info(
-                    "{} done: state {}, equity {:.2f}, {} orders, {} denied",
+                    "{} done: state {}, equity {:.2f}, {} orders sent, {} denied by the gate, "
+                    "{} rejected by the venue, {} outcome unknown",
                     name,
                     result.state.value,
                     result.equity,
                     result.orders_sent,
                     result.denials,
+                    result.rejected,
+                    result.unknown,
                 )
                 for d in result.decisions:
                     logger.info("{}", d.reason)

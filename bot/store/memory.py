@@ -106,6 +106,16 @@ class MemoryStore:
     def record_positions(self, ts_ms: int, positions: Sequence[Position]) -> None:
         self.positions.append((ts_ms, tuple(positions)))
 
+    def record_tick(
+        self,
+        decisions: Sequence[DecisionRecord],
+        positions: Sequence[Position],
+        equity: EquitySnapshot,
+    ) -> None:
+        self.record_decisions(decisions)
+        self.record_positions(equity.ts_ms, positions)
+        self.record_equity(equity)
+
     def latest_positions(self) -> tuple[int, list[Position]] | None:
         if not self.positions:
             return None

@@ -252,6 +252,20 @@ class SqlStore:
             session.flush()  # assigns header.id
             session.add_all([t.position_row(_id(header.id), p) for p in positions])
 
+    def record_tick(
+        self,
+        decisions: Sequence[DecisionRecord],
+        positions: Sequence[Position],
+        equity: EquitySnapshot,
+    ) -> None:
+        with self._write(f"tick at {equity.ts_ms}") as session:
+            session.add_all([t.decision_row(r) for r in decisions])
+            header = t.PositionSnapshotRow(ts_ms=equity.ts_ms)
+            session.add(header)
+            session.flush()  # assigns header.id
+            session.add_all([t.position_row(_id(header.id), p) for p in positions])
+            session.add(t.equity_row(equity))
+
     def load_risk_memory(self) -> RiskMemory | None:
         with self._read() as session:
             row = session.get(t.RiskMemoryRow, 1)

@@ -503,3 +503,45 @@ def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
 def test_unsupported_backend_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="'mysql' is not supported"):
         make_engine("mysql://user:secret@db/bot")
+
+
+def _tick_parts(ts: int) -> tuple[list[DecisionRecord], list[Position]]:
+    decision = Decision(
+        symbol=SYMBOL,
+        direction=1,
+        target_leverage=Decimal("2"),
+        target_qty=Decimal("0.1"),
+        stop_loss=Decimal("50000"),
+        take_profit=None,
+        reason="tick",
+    )
+    records = [
+        DecisionRecord(
+            f"t{ts}", ts, decision, Decimal("0.1"), Decimal(2), Decimal(55000), Decimal(0)
+        )
+    ]
+    position = Position(SYMBOL, Decimal("0.1"), Decimal(55000), Decimal(2), MarginMode.ISOLATED)
+    return records, [position]
+
+
+def test_a_tick_is_recorded_in_one_transaction(store: SqlStore) -> None:
+    records, positions = _tick_parts(10)
+    store.record_tick(records, positions, equity(10, Decimal("100")))
+    assert store.recent_decisions(5) == records
+    assert store.latest_positions() == (10, positions)
+    assert store.latest_equity() == equity(10, Decimal("100"))
+
+    # An equity row the store refuses (a float) takes the tick's decisions and positions with it.
+    later, _ = _tick_parts(20)
+    bad = EquitySnapshot(
+        ts_ms=20,
+        wallet=1.5,  # type: ignore[arg-type]
+        unrealized_pnl=Decimal(0),
+        equity=Decimal(0),
+        state=TradingState.ACTIVE,
+    )
+    with pytest.raises(ValueError, match="expected Decimal or int"):
+        store.record_tick(later, [], bad)
+    assert store.recent_decisions(5) == records
+    assert store.latest_positions() == (10, positions)
+    assert store.latest_equity() == equity(10, Decimal("100"))

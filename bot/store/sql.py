@@ -32,7 +32,7 @@ from bot.ports.store import (
     StorePort,
 )
 from bot.store import tables as t
-from bot.store.migrate import ensure_current, safe_url
+from bot.store.migrate import ensure_current, require_driver, safe_url
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 _UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
@@ -81,6 +81,7 @@ def make_engine(url: str) -> Engine:
             f"database url {safe_url(url)}: backend {backend!r} is not supported "
             f"(use one of {', '.join(SUPPORTED_BACKENDS)})"
         )
+    require_driver(url)
     is_sqlite = backend == "sqlite"
     engine = create_engine(
         url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite

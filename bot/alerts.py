@@ -25,6 +25,7 @@ from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.extras import require
+from bot.logs import redact
 
 DAYS = Decimal(365)
 
@@ -156,6 +157,8 @@ class Notifier:
         """Returns how many were delivered."""
         delivered = 0
         for alert in alerts:
+            # an alert may quote an exchange error: no secret leaves in a payload or the store
+            alert = Alert(alert.key, alert.severity, redact(alert.message))
             now = self.clock.now_ms()
             recent = self.store.recent_alerts(alert.key, now - self.rules.dedup_seconds * 1000)
             duplicate = any(getattr(r, "delivered", False) for r in recent)

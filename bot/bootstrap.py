@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.alerts import AlertRules, Notifier, apprise_sender
 from bot.clock import Clock, LiveClock, ReplayClock, SimClock
@@ -23,10 +26,14 @@ from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
+from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
+from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
 from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.exchange.ccxt_market import closed_candles_per_request
 from bot.instruments import load_instruments
+from bot.logs import REDACTOR
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
 from bot.ports.exchange import ExchangePort
@@ -103,8 +110,12 @@ def engine_for(
     exchange: ExchangePort,
     market: MarketDataPort,
     store: StorePort,
+    fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
-    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live."""
+    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live.
+
+    ``fanout`` runs a tick's independent exchange calls: one after the other (simulation and
+    paper, deterministic) unless live trading passes a thread pool."""
     return Engine(
         clock=clock,
         exchange=exchange,
@@ -115,6 +126,7 @@ def engine_for(
         limits=risk_limits(config, policy),
         account=config.account.name,
         margin_mode=MarginMode(config.account.margin_mode),
+        fanout=fanout,
     )
 
 
@@ -176,10 +188,47 @@ def open_store(config: BotConfig) -> SqlStore:
     """Open the state database. A new SQLite file is created at the current schema; an existing
     database must already be at it (``bot db upgrade`` migrates it, keeping its history)."""
     url = config.runtime.database_url
-    path = migrate.sqlite_file(url)
-    if path is not None and not path.exists():
-        migrate.upgrade(url)
-    return SqlStore.open(url)
+    with database_errors(config):
+        path = migrate.sqlite_file(url)
+        if path is not None and not path.exists():
+            migrate.upgrade(url)
+        return SqlStore.open(url)
+
+
+@contextmanager
+def database_errors(config: BotConfig) -> Iterator[None]:
+    """A database that cannot be reached or opened is one ConfigError line, not a traceback."""
+    url = config.runtime.database_url
+    try:
+        yield
+    except (SQLAlchemyError, OSError, ImportError) as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason = first[0] if first else type(exc).__name__
+        raise ConfigError(
+            f"{config.source}: runtime.database_url: cannot open the database "
+            f"{migrate.safe_url(url)}: {type(exc).__name__}: {reason}"
+        ) from None
+
+
+def check_history_reach(config: BotConfig) -> None:
+    """Live prices come from the venue, one request per contract: a window longer than one
+    request can bring would leave the bot waiting for data forever. Say so before starting."""
+    reach = closed_candles_per_request(config.exchange.name)
+    for policy in config.policies:
+        windows = {
+            "volatility.window": policy.volatility.window,
+            "atr_window": policy.atr_window,
+        }
+        if policy.allocation is not None:
+            windows["allocation.covariance_window"] = policy.allocation.covariance_window
+        key, window = max(windows.items(), key=lambda kv: kv[1])
+        if candles_needed(policy) > reach:
+            raise ConfigError(
+                f"{config.source}: policy {policy.name}: {key} = {window} needs "
+                f"{candles_needed(policy)} closed {policy.timeframe} candles, but "
+                f"{config.exchange.name} serves at most {reach} in one request: the bot would "
+                f"never decide (use {key} <= {reach - 1}, or a longer timeframe)"
+            )
 
 
 def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
@@ -198,7 +247,12 @@ def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifie
 
 
 def _engine(
-    config: BotConfig, clock: Clock, exchange: ExchangePort, market: MarketDataPort, store: SqlStore
+    config: BotConfig,
+    clock: Clock,
+    exchange: ExchangePort,
+    market: MarketDataPort,
+    store: SqlStore,
+    fanout: Fanout = SEQUENTIAL,
 ) -> Engine:
     symbols = [c.symbol for c in config.contracts]
     return engine_for(
@@ -209,6 +263,7 @@ def _engine(
         exchange=exchange,
         market=market,
         store=store,
+        fanout=fanout,
     )
 
 
@@ -245,6 +300,7 @@ def build_paper(
         from bot.runtime.feeds import LiveFeed
 
         clock = clock or LiveClock()
+        check_history_reach(config)
         sim = _paper_sim(config, known, symbols, clock, state)
         public = public_exchange(config, clock)
         market, feed = CcxtMarketData(public), LiveFeed(sim, public, symbols)
@@ -313,6 +369,9 @@ def build_live(
     from bot.exchange.factory import make_ccxt_exchange
 
     clock = clock or LiveClock()
+    check_history_reach(config)
+    # every text the bot writes (logs, events, alerts, error messages) hides these values
+    REDACTOR.add([secrets.api_key, secrets.api_secret, secrets.password])
     symbols = [c.symbol for c in config.contracts]
     ex = config.exchange
     exchange = make_ccxt_exchange(
@@ -326,9 +385,12 @@ def build_live(
         clock=clock,
         symbols=symbols,
         account=config.account.name,
+        hedge_reads_after=ex.hedge_reads_after_ms / 1000 if ex.hedge_reads_after_ms else None,
     )
     notifier, rules = _notifier(config, store, clock)
-    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store)
+    # a tick's independent requests wait for the venue together (one ccxt client per thread)
+    fanout = ThreadFanout(ex.max_parallel_requests)
+    engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store, fanout)
     return Runner(
         engine=engine,
         store=store,

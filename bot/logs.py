@@ -62,15 +62,42 @@ class Redactor:
                 extra[key] = REDACTED
             elif isinstance(value, str):
                 extra[key] = self.text(value)
-        if record["exception"] is not None:
-            exc = record["exception"]
-            if exc.value is not None:
-                exc.value.args = tuple(
-                    self.text(a) if isinstance(a, str) else a for a in exc.value.args
-                )
+        if record["exception"] is not None and record["exception"].value is not None:
+            self.exception(record["exception"].value)
+
+    def exception(self, exc: BaseException) -> None:
+        """Redact the text of ``exc`` and of every exception chained to it, in place.
+
+        A traceback prints each link of the chain (``raise ... from``, implicit context): ccxt
+        raises from the HTTP library's error, whose text can hold the signed URL.
+        """
+        seen: set[int] = set()
+        pending: list[BaseException] = [exc]
+        while pending:
+            current = pending.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            current.args = tuple(self.text(a) if isinstance(a, str) else a for a in current.args)
+            notes = getattr(current, "__notes__", None)
+            if isinstance(notes, list):
+                current.__notes__ = [self.text(n) if isinstance(n, str) else n for n in notes]
+            pending.extend(a for a in current.args if isinstance(a, BaseException))
+            for linked in (current.__cause__, current.__context__):
+                if linked is not None:
+                    pending.append(linked)
 
 
 REDACTOR = Redactor()
+
+
+def redact(text: str) -> str:
+    """``text`` with the process's known secrets and secret-looking patterns replaced.
+
+    For text that leaves the process outside the log sinks: events and alerts in the database,
+    alert payloads, exchange error messages.
+    """
+    return REDACTOR.text(text)
 
 
 class InterceptHandler(logging.Handler):
@@ -90,8 +117,20 @@ class InterceptHandler(logging.Handler):
 
 CONSOLE_FORMAT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <7}</level> | "
-    "{extra[tick]: <8} | {message}"
+    "{extra[tick]: <8} | {extra[replayed]}{message}"
 )
+
+# Libraries whose INFO lines (migrations run, jobs added, requests) are noise to an operator:
+# shown only with ``bot --verbose``; their warnings and errors always show.
+THIRD_PARTY = ("alembic", "apscheduler", "ccxt", "urllib3", "matplotlib", "httpx", "uvicorn")
+VERBOSE = False  # set by ``bot --verbose``
+
+
+def replayed_prefix(ms: int) -> str:
+    """What a replayed job's log lines carry beside the wall time: the replayed time."""
+    from datetime import UTC, datetime
+
+    return "replay " + datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M") + " | "
 
 
 def setup_logging(
@@ -106,9 +145,19 @@ def setup_logging(
     """Configure every sink. Returns the JSON log file path (``None`` without a log dir)."""
     REDACTOR.add(secrets)
     logger.remove()
-    logger.configure(patcher=REDACTOR, extra={"tick": "-"})
+    logger.configure(patcher=REDACTOR, extra={"tick": "-", "replayed": ""})
+    # No variable values in tracebacks (diagnose): a frame of ccxt's signed request holds the
+    # request headers (the API key), the signed URL and, in ``sign``, the secret itself. The
+    # chain of exceptions is kept; its texts are redacted by the patcher.
     if console:
-        logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, colorize=None)
+        logger.add(
+            sys.stderr,
+            level=level,
+            format=CONSOLE_FORMAT,
+            colorize=None,
+            backtrace=False,
+            diagnose=False,
+        )
     path = None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -120,8 +169,12 @@ def setup_logging(
             rotation=rotation,
             retention=retention,
             enqueue=True,
+            backtrace=False,
+            diagnose=False,
         )
     logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
-    for noisy in ("urllib3", "apscheduler.executors.default", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet = logging.DEBUG if VERBOSE else logging.WARNING
+    for noisy in THIRD_PARTY:
+        logging.getLogger(noisy).setLevel(quiet)
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     return path

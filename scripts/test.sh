@@ -29,5 +29,14 @@ if [ -f bot/store/migrate.py ] && [ -f scripts/ci_postgres.sh ] && [ -z "${BOT_T
         echo "PostgreSQL could not be started; the PostgreSQL store tests will be skipped" >&2
     fi
 fi
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    echo "== Chromium for the browser test (Debian package)"
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+            || echo "Chromium could not be installed; the browser test will be skipped" >&2
+    else
+        echo "no root apt-get here: the browser test will be skipped" >&2
+    fi
+fi
 echo "== pytest"
 pytest -n 2 -q -p no:cacheprovider "$@"

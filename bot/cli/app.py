@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from bot.cli.ops import register as _register_ops
+from bot.cli.terminal import cli_console
+from bot.cli.web import register as _register_web
 from bot.errors import BotError
 
 app = typer.Typer(
@@ -21,23 +22,59 @@ app = typer.Typer(
     add_completion=False,
     help="Order-management bot for crypto perpetual futures, with risk controls.",
 )
-console = Console()
-err_console = Console(stderr=True)
+console = cli_console()  # piped: wide enough that no table cell is cut (bot/cli/terminal.py)
+err_console = cli_console(stderr=True)
 
 
 @contextmanager
 def reported_errors() -> Iterator[None]:
-    """Print a :class:`BotError` as one clear message and exit with status 2 (no traceback)."""
+    """Print a :class:`BotError` as one clear message and exit with status 2 (no traceback).
+
+    So is an exchange or database error that escaped the adapters (a connection that failed
+    where nothing expected it): one line naming it, never a traceback.
+    """
     try:
         yield
     except BotError as exc:
         err_console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        line = connection_error_line(exc)
+        if line is None:
+            raise  # a bug: its traceback is what a report needs
+        err_console.print(Text("error: ", style="bold red") + Text(line), soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def connection_error_line(exc: Exception) -> str | None:
+    """One line for an exchange or database failure; None for anything else."""
+    import ccxt
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.logs import redact
+
+    if isinstance(exc, ccxt.BaseError):
+        where = "exchange"
+    elif isinstance(exc, SQLAlchemyError):
+        where = "database"
+    elif isinstance(exc, ConnectionError | TimeoutError):
+        where = "connection"
+    else:
+        return None
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return redact(f"{where}: {type(exc).__name__}: {text[0] if text else ''}")
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="also show INFO logs of ccxt, Alembic...")
+    ] = False,
+) -> None:
     """Order-management bot for crypto perpetual futures, with risk controls."""
+    from bot import logs
+
+    logs.VERBOSE = verbose
 
 
 def _parse_day(value: str | None, flag: str) -> date | None:
@@ -68,6 +105,7 @@ def simulate(
     ] = None,
     end: Annotated[str | None, typer.Option("--end", help="last day (UTC), YYYY-MM-DD")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print the summary as CSV")] = False,
 ) -> None:
     """Replay history through the simulated exchange and report what the policy would have done."""
     from bot.cli import simulate as sim
@@ -82,6 +120,7 @@ def simulate(
             _parse_day(end, "--end"),
             out,
             console,
+            as_csv=as_csv,
         )
 
 
@@ -217,6 +256,7 @@ def stress(
 
 
 _register_ops(app, console, reported_errors)
+_register_web(app, console, reported_errors)
 
 
 def main() -> None:
@@ -224,6 +264,12 @@ def main() -> None:
         app()
     except BotError as exc:
         err_console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:
+        line = connection_error_line(exc)
+        if line is None:
+            raise
+        err_console.print(Text("error: ", style="bold red") + Text(line), soft_wrap=True)
         sys.exit(2)
 
 

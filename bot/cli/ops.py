@@ -5,10 +5,10 @@ applies them at its next job (within a guard interval), or at its next start."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 from loguru import logger
@@ -17,6 +17,7 @@ from rich.console import Console
 from bot.cli.reports import history_tables, status_data, status_tables
 from bot.clock import LiveClock
 from bot.config.loader import load_config
+from bot.domain.instrument import Instrument
 from bot.errors import BotError, ConfigError
 
 
@@ -43,11 +44,27 @@ def register(
         speed: Annotated[
             float, typer.Option("--speed", help="replay speed factor (3600: an hour a second)")
         ] = 1.0,
+        dashboard: Annotated[
+            bool, typer.Option("--dashboard", help="serve the web dashboard in this process")
+        ] = False,
+        host: Annotated[str, typer.Option("--host", help="web address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", help="dashboard TCP port")] = 8080,
+        metrics_port: Annotated[
+            int | None, typer.Option("--metrics-port", help="serve /metrics and /healthz here")
+        ] = None,
     ) -> None:
         """Trade: paper by default (simulated fills, live or replayed prices), live with --live."""
         from bot.cli.run import run_bot
+        from bot.cli.web import run_extras
 
         with guard():
+            extras = run_extras(
+                dashboard=dashboard,
+                host=host,
+                port=port,
+                metrics_port=metrics_port,
+                console=console,
+            )
             code = run_bot(
                 config,
                 live=live,
@@ -57,6 +74,7 @@ def register(
                 replay=replay,
                 speed=speed,
                 console=console,
+                on_ready=extras,
             )
         raise typer.Exit(code)
 
@@ -71,7 +89,7 @@ def register(
     ) -> None:
         """Stop trading (positions and their stops stay, unless --flatten)."""
         with guard():
-            _post(config, "halt", {"flatten": flatten, "reason": reason or "bot halt"}, console)
+            _post(config, "halt", reason or "bot halt", flatten, console)
 
     @app.command()
     def resume(
@@ -80,15 +98,17 @@ def register(
     ) -> None:
         """Leave a halt (or a drawdown halt, after a person has looked): back to active."""
         with guard():
-            _post(config, "resume", {"reason": reason or "bot resume"}, console)
+            _post(config, "resume", reason or "bot resume", False, console)
 
     @app.command()
     def status(
         config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+        as_csv: Annotated[bool, typer.Option("--csv", help="the contracts table as CSV")] = False,
     ) -> None:
         """Equity, trading state, and per contract position, leverage, liquidation, stops."""
         from bot.bootstrap import open_store
+        from bot.cli.reports import contract_specs
 
         with guard():
             cfg = load_config(config)
@@ -97,28 +117,36 @@ def register(
                 data = status_data(cfg, store)
             finally:
                 store.close()
-            if as_json:
-                typer.echo(json.dumps(data, indent=2, sort_keys=True))
-            else:
-                for table in status_tables(data):
-                    console.print(table)
+            _show_status(data, contract_specs(cfg), as_json, as_csv, console)
 
     @app.command()
     def history(
         config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
         limit: Annotated[int, typer.Option("--limit", help="rows per table")] = 20,
+        as_csv: Annotated[
+            str | None,
+            typer.Option("--csv", help="one table as CSV: decisions, orders or events"),
+        ] = None,
     ) -> None:
         """Recent decisions, orders and risk events."""
         from bot.bootstrap import open_store
+        from bot.cli.terminal import table_csv
 
+        kinds = ("decisions", "orders", "events")
         with guard():
+            if as_csv is not None and as_csv not in kinds:
+                raise BotError(f"--csv {as_csv!r}: one of {', '.join(kinds)}")
             cfg = load_config(config)
             store = open_store(cfg)
             try:
-                for table in history_tables(store, limit):
-                    console.print(table)
+                tables = history_tables(store, limit)
             finally:
                 store.close()
+            if as_csv is not None:
+                typer.echo(table_csv(tables[kinds.index(as_csv)]), nl=False)
+            else:
+                for table in tables:
+                    console.print(table)
 
     db = typer.Typer(help="the state database", no_args_is_help=True)
 
@@ -127,18 +155,39 @@ def register(
         config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
     ) -> None:
         """Migrate the state database to the current schema, keeping its history."""
+        from bot.bootstrap import database_errors
         from bot.store import migrate
 
         with guard():
             cfg = load_config(config)
             url = cfg.runtime.database_url
-            before = migrate.current_revision(url) if _exists(url) else None
-            migrate.upgrade(url)
+            with database_errors(cfg):
+                before = migrate.current_revision(url) if _exists(url) else None
+                migrate.upgrade(url)
             console.print(
                 f"database {migrate.safe_url(url)}: {before or 'new'} -> {migrate.head_revision()}"
             )
 
     app.add_typer(db, name="db")
+
+
+def _show_status(
+    data: dict[str, Any],
+    specs: Mapping[str, Instrument],
+    as_json: bool,
+    as_csv: bool,
+    console: Console,
+) -> None:
+    from bot.cli.reports import contracts_table
+    from bot.cli.terminal import table_csv
+
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif as_csv:
+        typer.echo(table_csv(contracts_table(data, specs, plain=True)), nl=False)
+    else:
+        for table in status_tables(data, specs):
+            console.print(table)
 
 
 def _exists(url: str) -> bool:
@@ -148,8 +197,11 @@ def _exists(url: str) -> bool:
     return path is None or path.exists()
 
 
-def _post(config: Path, kind: str, args: dict[str, object], console: Console) -> None:
+def _post(
+    config: Path, kind: Literal["halt", "resume"], reason: str, flatten: bool, console: Console
+) -> None:
     from bot.bootstrap import open_store
+    from bot.runtime.commands import post_command
 
     cfg = load_config(config)
     try:
@@ -157,7 +209,7 @@ def _post(config: Path, kind: str, args: dict[str, object], console: Console) ->
     except BotError as exc:
         raise ConfigError(f"cannot reach the bot's state database: {exc}") from exc
     try:
-        cmd = store.post_command(kind, json.dumps(args, sort_keys=True), LiveClock().now_ms())
+        cmd = post_command(store, kind, reason=reason, flatten=flatten, now_ms=LiveClock().now_ms())
     finally:
         store.close()
     logger.info("posted command {} ({})", cmd, kind)

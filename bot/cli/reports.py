@@ -4,17 +4,21 @@ be running; these never touch the exchange)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from rich.table import Table
 
+from bot import numbers
+from bot.cli.terminal import unclipped
 from bot.config.models import BotConfig
 from bot.domain.enums import OrderStatus
-from bot.ports.store import RiskEvent
+from bot.domain.instrument import Instrument
+from bot.instruments import instrument_for
 from bot.store.sql import SqlStore
+from bot.store.views import unprotected_since
 
 DAYS = Decimal(365)
 
@@ -91,23 +95,6 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
     }
 
 
-def unprotected_since(events: Sequence[RiskEvent]) -> dict[str, int]:
-    """Per contract, since when it has been without a valid stop (open incidents only).
-
-    ``events`` in any order; an ``unprotected`` event opens an incident, ``protected`` or a
-    later flat position closes it.
-    """
-    since: dict[str, int] = {}
-    for e in sorted(events, key=lambda e: e.ts_ms):
-        if e.symbol is None:
-            continue
-        if e.kind == "unprotected":
-            since.setdefault(e.symbol, e.ts_ms)
-        elif e.kind == "protected":
-            since.pop(e.symbol, None)
-    return since
-
-
 def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, str | None]]:
     payload = store.load_paper_state(config.account.name)
     if payload is None:
@@ -119,38 +106,91 @@ def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, st
     }
 
 
-def status_tables(data: dict[str, Any]) -> list[Table]:
-    head = Table(
-        title=f"account {data['account']} at {data['as_of'] or 'no tick yet'}", show_header=False
-    )
-    for key in ("equity", "wallet", "unrealized_pnl", "state", "state_reason", "peak_equity"):
-        head.add_row(key.replace("_", " "), str(data[key]))
-    cols = (
-        "symbol",
-        "position",
-        "current_leverage",
-        "target_leverage",
-        "liquidation_price",
-        "liquidation_distance_vol_units",
-        "stop_loss",
-        "take_profit",
-        "unprotected_since",
-    )
-    table = Table(title="contracts")
-    for col in (*cols, "next funding"):
-        table.add_column(
-            col.replace("_", " ").replace("liquidation distance vol units", "liq dist (vol)")
-        )
-    for row in data["contracts"]:
-        f = row.get("next_funding") or {}
-        table.add_row(
-            *[str(row[c]) if row[c] is not None else "-" for c in cols],
-            f"{f.get('rate', '-')} at {f.get('time', '-')}" if f else "-",
-        )
+def contract_specs(config: BotConfig) -> dict[str, Instrument]:
+    """The bundled specs of the configured contracts (display precision); unknown ones left out."""
+    specs = {}
+    for c in config.contracts:
+        try:
+            specs[c.symbol] = instrument_for(config.data.exchange, c.symbol)
+        except ValueError:
+            continue
+    return specs
+
+
+def _d(text: Any) -> Decimal | None:
+    return None if text is None or text == "" else Decimal(str(text))
+
+
+def status_tables(
+    data: dict[str, Any], specs: Mapping[str, Instrument] | None = None
+) -> list[Table]:
+    """The status view. Money to cents, prices to the contract's tick, sizes to its step (the
+    JSON keeps the exact values)."""
+    specs = specs or {}
+    head = Table(title=f"account {data['account']}", show_header=False)
+    head.add_column("field")
+    head.add_column("value", justify="right", no_wrap=True)
+    head.add_row("as of", str(data["as_of"] or "no tick yet"))
+    for key in ("equity", "wallet", "unrealized_pnl", "peak_equity"):
+        head.add_row(key.replace("_", " "), numbers.money(_d(data[key]), grouping=True))
+    head.add_row("state", str(data["state"]))
+    head.add_row("state reason", str(data["state_reason"] or "-"))
+    table = unclipped(contracts_table(data, specs))
     reasons = Table(title="last decisions", show_header=False)
+    reasons.add_column("contract", no_wrap=True)
+    reasons.add_column("time", no_wrap=True)
+    reasons.add_column("reason", overflow="fold")
     for row in data["contracts"]:
         reasons.add_row(row["symbol"], str(row["last_decision"]), str(row["reason"]))
     return [head, table, reasons]
+
+
+STATUS_COLUMNS = (
+    "contract",
+    "position",
+    "entry",
+    "leverage",
+    "target",
+    "liquidation",
+    "liq dist (vol)",
+    "stop-loss",
+    "take-profit",
+    "unprotected since",
+    "funding rate",
+    "next funding",
+)
+
+
+def contracts_table(
+    data: dict[str, Any], specs: Mapping[str, Instrument], *, plain: bool = False
+) -> Table:
+    """One row per contract; ``plain`` (CSV): no thousands separators, funding as a fraction."""
+    group = not plain
+    table = Table(title="contracts")
+    for col in STATUS_COLUMNS:
+        text = col in ("contract", "next funding", "unprotected since")
+        table.add_column(col, justify="left" if text else "right", no_wrap=not text)
+    for row in data["contracts"]:
+        spec = specs.get(row["symbol"])
+        tick = spec.tick_size if spec else None
+        step = spec.step_size if spec else None
+        f = row.get("next_funding") or {}
+        rate = _d(f.get("rate"))
+        table.add_row(
+            row["symbol"],
+            numbers.qty(_d(row["position"]), step),
+            numbers.price(_d(row["entry_price"]), tick, grouping=group),
+            numbers.fixed(_d(row["current_leverage"]), 2),
+            numbers.fixed(_d(row["target_leverage"]), 2),
+            numbers.price(_d(row["liquidation_price"]), tick, grouping=group),
+            numbers.fixed(_d(row["liquidation_distance_vol_units"]), 2),
+            numbers.price(_d(row["stop_loss"]), tick, grouping=group),
+            numbers.price(_d(row["take_profit"]), tick, grouping=group),
+            str(row.get("unprotected_since") or "-"),
+            (str(rate) if rate is not None else "") if plain else numbers.percent(rate, 4),
+            str(f.get("time") or "-"),
+        )
+    return table
 
 
 def history_tables(store: SqlStore, limit: int) -> list[Table]:
@@ -186,4 +226,5 @@ def history_tables(store: SqlStore, limit: int) -> list[Table]:
         events.add_column(col)
     for e in store.recent_events(limit):
         events.add_row(_iso(e.ts_ms) or "", e.kind, e.symbol or "", e.state.value, e.reason)
-    return [decisions, orders, events]
+    keep_whole = {"time", "updated", "target lev", "target qty", "amount", "trigger", "client id"}
+    return [unclipped(t, keep_whole) for t in (decisions, orders, events)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -11,7 +12,14 @@ from loguru import logger
 from rich.console import Console
 from rich.table import Table
 
-from bot.bootstrap import ENV_KEY, Secrets, build_live, build_paper, open_store
+from bot.bootstrap import (
+    ENV_KEY,
+    Secrets,
+    build_live,
+    build_paper,
+    check_history_reach,
+    open_store,
+)
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
@@ -22,6 +30,7 @@ from bot.runtime.runner import Runner
 from bot.runtime.scheduler import Stopper, run_scheduled
 from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
+from bot.store.sql import SqlStore
 
 
 def run_bot(
@@ -34,12 +43,17 @@ def run_bot(
     replay: Path | None,
     speed: float,
     console: Console,
+    on_ready: Callable[[BotConfig, Runner, SqlStore], Callable[[], None]] | None = None,
 ) -> int:
+    """Run the bot. ``on_ready(config, runner, store)``, called once the runner is built, starts
+    the web servers of ``--dashboard``/``--metrics-port`` and returns what stops them."""
     config = load_config(config_path)
     if live and replay is not None:
         raise ConfigError(
             "--replay is paper trading on recorded data; it cannot be combined with --live"
         )
+    if replay is None:
+        check_history_reach(config)  # before anything is opened or logged
     secrets = Secrets.from_environment() if live else None
     setup_logging(
         config.runtime.log_dir,
@@ -52,6 +66,7 @@ def run_bot(
         logger.warning("paper mode: {} is set but not used (live trading needs --live)", ENV_KEY)
     store = open_store(config)
     paper: PaperExchange | None = None
+    stop_extras: Callable[[], None] | None = None
     try:
         runner: Runner
         if secrets is not None:
@@ -76,6 +91,8 @@ def run_bot(
         logger.info(
             "{} trading {} with policy {}", mode, ", ".join(runner.engine.symbols), policy.name
         )
+        if on_ready is not None:
+            stop_extras = on_ready(config, runner, store)
         if once:
             return 0 if runner.tick() is not None else 1
         stopper = Stopper()
@@ -95,6 +112,8 @@ def run_bot(
         )
         return 0
     finally:
+        if stop_extras is not None:
+            stop_extras()
         if paper is not None:
             paper.save()
         store.close()

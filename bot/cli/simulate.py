@@ -6,14 +6,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from bot.backtest.metrics import drawdown_series
 from bot.backtest.plots import plot_comparison
 from bot.backtest.replay import SimulationResult, run_simulation
 from bot.backtest.report import write_outputs
+from bot.cli import terminal
 from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
@@ -65,6 +66,8 @@ def run(
     end: date | None,
     out: Path | None,
     console: Console,
+    *,
+    as_csv: bool = False,
 ) -> list[dict[str, Any]]:
     config = override(load_config(config_path, policy_overrides=policies), start, end)
     symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
@@ -77,21 +80,9 @@ def run(
     results: dict[str, SimulationResult] = {}
     for policy in config.policies:
         t0 = clock.monotonic()
-        with Progress(
-            TextColumn(f"[bold]{policy.name}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} ticks"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(policy.name, total=None)
-
-            def progress(done: int, total: int, _task: Any = task, _bar: Progress = bar) -> None:
-                _bar.update(_task, completed=done, total=total)
-
+        with terminal.progress(console, f"{policy.name} (ticks)") as advance:
             result = run_simulation(
-                config, policy, symbols=symbols, data_dir=data_dir, progress=progress
+                config, policy, symbols=symbols, data_dir=data_dir, progress=advance
             )
         elapsed = clock.monotonic() - t0
         target = out_dir / policy.name if several else out_dir
@@ -105,11 +96,21 @@ def run(
             runs={n: (r.ts, r.equity, drawdown_series(r.equity)) for n, r in results.items()},
             benchmark=(first.ts, first.benchmark),
         )
-    console.print(summary_table(reports))
+    if as_csv:  # stdout is the CSV alone; the notes go to stderr
+        typer.echo(terminal.table_csv(summary_table(reports)), nl=False)
+    else:
+        console.print(terminal.unclipped(summary_table(reports)))
     for name, gaps in reports[0].get("data_gaps", {}).items():
         for start, end in gaps:  # never bridged: no price, no trigger, stale data to the gate
-            console.print(f"[yellow]data gap[/yellow] {name}: {start} .. {end}")
-    console.print(f"outputs written to [bold]{out_dir}[/bold]")
+            note = f"data gap {name}: {start} .. {end}"
+            if as_csv:
+                typer.echo(note, err=True)
+            else:
+                console.print(f"[yellow]{note}[/yellow]")
+    if as_csv:
+        typer.echo(f"outputs written to {out_dir}", err=True)
+    else:
+        console.print(f"outputs written to [bold]{out_dir}[/bold]")
     return reports
 
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from bot.bootstrap import risk_limits
+from bot.cli import terminal
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
@@ -227,7 +228,11 @@ def run_stress(
     }
     rows = None
     if grid or plot is not None:
-        rows = stress.leverage_grid(portfolio, instruments, scenarios, limits, slippage)
+        bar = terminal.cli_console(stderr=True)
+        with terminal.progress(bar, "leverage grid", len(stress.GRID_LEVELS)) as step:
+            rows = stress.leverage_grid(
+                portfolio, instruments, scenarios, limits, slippage, progress=step
+            )
         payload["leverage_grid"] = stress.grid_json(rows, stress.GRID_LEVELS)
     if plot is not None and rows is not None:
         _grid_plot(plot, rows, portfolio.source)
@@ -321,4 +326,6 @@ def exchange_data_dir(config_path: Path) -> Path:
     config = _config(config_path)
     symbols = [c.symbol for c in config.contracts]
     public = public_exchange(config, LiveClock())
-    return download_recent(public, symbols, Path(tempfile.mkdtemp(prefix="bot-vol-")))
+    target = Path(tempfile.mkdtemp(prefix="bot-vol-"))
+    with terminal.progress(terminal.cli_console(stderr=True), "download", len(symbols)) as step:
+        return download_recent(public, symbols, target, progress=step)

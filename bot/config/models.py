@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.config.policy import (
     Dec,
@@ -35,6 +37,8 @@ from bot.config.policy import (
     matching,
     raise_issues,
 )
+from bot.domain.instrument import Instrument
+from bot.instruments import load_instruments
 
 BASE_DIR = "base_dir"  # key of the validation context holding the config file's directory
 
@@ -85,6 +89,43 @@ def _sqlite_relative_to_config(value: str, info: ValidationInfo) -> str:
     return value
 
 
+def _usable_database_url(value: str) -> str:
+    # Checked here, not at the first query: a wrong URL otherwise ends in a driver traceback.
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise PydanticCustomError(
+            "database_url", "not a database URL; use sqlite:///bot-state.db or postgresql://..."
+        ) from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend not in ("sqlite", "postgresql"):
+        raise PydanticCustomError(
+            "database_url",
+            "backend '{backend}' is not supported; use sqlite:///file.db or "
+            "postgresql+psycopg://user@host/db",
+            {"backend": backend},
+        )
+    if backend == "postgresql" and url.drivername not in ("postgresql", "postgresql+psycopg"):
+        # the bot installs psycopg 3 (and uses it for a plain postgresql://)
+        raise PydanticCustomError(
+            "database_url",
+            "driver '{driver}' is not installed; write postgresql+psycopg://",
+            {"driver": driver},
+        )
+    if backend == "sqlite":
+        if url.host:
+            raise PydanticCustomError(
+                "database_url",
+                "a SQLite URL has three slashes before a file name: sqlite:///{host}",
+                {"host": url.host},
+            )
+        if not url.database:
+            raise PydanticCustomError(
+                "database_url", "needs a database file, like sqlite:///bot-state.db"
+            )
+    return value
+
+
 def _plain_numbers(value: object) -> object:
     # TOML floats arrive as Decimal (parse_float=Decimal); ccxt expects plain floats.
     if isinstance(value, Decimal):
@@ -103,11 +144,40 @@ DatabaseUrl = Annotated[
     str,
     matching(r"[a-z0-9+]+://.*", "a SQLAlchemy URL like sqlite:///bot-state.db"),
     AfterValidator(_sqlite_relative_to_config),
+    AfterValidator(_usable_database_url),
 ]
 Symbol = Annotated[
     str, matching(r"[A-Z0-9]+/[A-Z0-9]+:[A-Z0-9]+", "a ccxt perpetual symbol like BTC/USDT:USDT")
 ]
 Url = Annotated[str, matching(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+", "a URL like https://host/path")]
+
+
+# ccxt options with a meaning the bot depends on: (key path, lowest, highest, unit).
+# https://docs.ccxt.com/#/README?id=exchange-properties ; Binance caps recvWindow at 60000 ms.
+_CCXT_BOUNDS: tuple[tuple[tuple[str, ...], float, float, str], ...] = (
+    (("timeout",), 500, 120_000, "ms"),
+    (("rateLimit",), 1, 60_000, "ms"),
+    (("options", "recvWindow"), 1000, 60_000, "ms"),
+)
+
+
+def _sane_ccxt_options(options: dict[str, Any]) -> dict[str, Any]:
+    issues: list[Issue] = []
+    for path, low, high, unit in _CCXT_BOUNDS:
+        node: Any = options
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        if isinstance(node, bool) or not isinstance(node, int | float):
+            issues.append(Issue(path, f"must be a number of {unit}", repr(node)))
+        elif not low <= node <= high:
+            issues.append(Issue(path, f"must be within [{low}, {high}] {unit}", str(node)))
+    flag = options.get("enableRateLimit")
+    if flag is not None and not isinstance(flag, bool):
+        issues.append(Issue(("enableRateLimit",), "must be true or false", repr(flag)))
+    raise_issues(issues)
+    return options
 
 
 class AccountConfig(FrozenModel):
@@ -202,10 +272,16 @@ class ExchangeConfig(FrozenModel):
     )
     demo: StrictBool = True
     api_url: Url | None = None
-    ccxt_options: Annotated[dict[str, Any], BeforeValidator(_plain_numbers)] = Field(
-        default_factory=dict
-    )
+    ccxt_options: Annotated[
+        dict[str, Any], BeforeValidator(_plain_numbers), AfterValidator(_sane_ccxt_options)
+    ] = Field(default_factory=dict)
     margin_mode: MarginModeName | None = None
+    # Live trading: how many of one tick's independent requests (account and market reads, the
+    # protective orders of different contracts) may wait for the venue at once. 1 = one by one.
+    max_parallel_requests: StrictInt = Field(default=4, ge=1, le=16)
+    # A read (never an order or a cancel) unanswered after this many ms is sent once more and
+    # the first answer wins, so one lost request costs this, not ccxt's whole timeout. 0 = off.
+    hedge_reads_after_ms: StrictInt = Field(default=1000, ge=0, le=60_000)
 
 
 class RuntimeConfig(FrozenModel):
@@ -266,6 +342,7 @@ class BotConfig(FrozenModel):
             _validate_unique_contracts(self),
             _validate_settle_currency(self),
             _validate_unique_policy_names(self),
+            _validate_venue_limits(self),
         )
         return self
 
@@ -301,6 +378,71 @@ def _validate_settle_currency(cfg: BotConfig) -> Iterator[Issue]:
         if contract.settle != cfg.account.quote:
             problem = f'settles in {contract.settle}, not account.quote "{cfg.account.quote}"'
             yield Issue(("contracts", index, "symbol"), problem, f'"{contract.symbol}"')
+
+
+def _venue_instruments(cfg: BotConfig) -> tuple[str, dict[str, Instrument]]:
+    """The bundled specifications of the venue the config trades (else of ``data.exchange``)."""
+    for venue in (cfg.exchange.name, cfg.data.exchange):
+        try:
+            return venue, load_instruments(venue)
+        except ValueError:
+            continue
+    return cfg.data.exchange, {}
+
+
+def _validate_venue_limits(cfg: BotConfig) -> Iterator[Issue]:
+    """Leverage caps the venue accepts; percent stops that can fire before the liquidation.
+
+    With the bundled contract specifications (a contract without one is checked live, where
+    the venue's own brackets are loaded).
+    """
+    venue, known = _venue_instruments(cfg)
+    cap = cfg.risk.max_leverage_per_contract
+    above: list[str] = []
+    reach: dict[str, tuple[Decimal, Instrument]] = {}  # per policy: the tightest contract
+    for index, contract in enumerate(cfg.contracts):
+        inst = known.get(contract.symbol)
+        if inst is None:
+            continue
+        most = inst.max_leverage
+        own = contract.max_leverage
+        if own is not None and own > most:
+            yield Issue(
+                ("contracts", index, "max_leverage"),
+                f"above the maximum {most}x of {contract.symbol} on {venue}",
+                str(own),
+            )
+        elif own is None and cap > most:
+            above.append(f"{contract.symbol} {most}x (or set contracts[{index}].max_leverage)")
+        for policy in cfg.policies:
+            room = _liquidation_room(policy, inst, min(cap, own or cap, most))
+            if policy.name not in reach or room < reach[policy.name][0]:
+                reach[policy.name] = (room, inst)
+    if above:
+        yield Issue(
+            ("risk", "max_leverage_per_contract"),
+            f"above the venue's maximum on {venue}: {'; '.join(above)}",
+            str(cap),
+        )
+    for policy in cfg.policies:
+        if policy.name in reach and policy.stop_loss.kind == "percent":
+            room, inst = reach[policy.name]
+            if policy.stop_loss.distance >= room:
+                # volatility-scaled stops are placed by the risk layer, tick by tick
+                yield Issue(
+                    ("policy", "file"),
+                    f"policy {policy.name}: stop_loss.distance = {policy.stop_loss.distance} % "
+                    f"lies at or beyond the liquidation price of {inst.symbol} at the highest "
+                    f"leverage the bot may use (about {room:.2f} % away): lower the stop "
+                    "distance or leverage.max",
+                )
+
+
+def _liquidation_room(policy: Policy, inst: Instrument, cap: Decimal) -> Decimal:
+    """Percent move that liquidates an isolated position at the highest usable leverage:
+    about 1/L - mmr (the first bracket's maintenance rate)."""
+    leverage = min(policy.leverage.max, cap)
+    return (1 / leverage - inst.brackets[0].maint_margin_rate) * 100
 
 
 def _validate_unique_policy_names(cfg: BotConfig) -> Iterator[Issue]:

@@ -308,9 +308,47 @@ def _validate_stop_loss_percent(p: Policy) -> Iterator[Issue]:
         )
 
 
+# Closest stop a trader means: 0.05 % is a few ticks of the price on the coarsest-ticked
+# contracts (XRP: 0.0001 at 0.6) and one taker fee; a tenth of a daily volatility or ATR is
+# noise. Closer stops are refused by the venue or fire on the spread.
+MIN_STOP_PERCENT = Decimal("0.05")
+MIN_STOP_UNITS = Decimal("0.1")
+
+
+def _validate_stop_loss_reach(p: Policy) -> Iterator[Issue]:
+    stop = p.stop_loss
+    loc = ("stop_loss", "distance")
+    if stop.kind == "percent" and stop.distance < MIN_STOP_PERCENT:
+        yield Issue(
+            loc,
+            f'must be >= {MIN_STOP_PERCENT} with stop_loss.kind = "percent": a closer stop is '
+            "within a few ticks of the price (refused by the venue or stopped out by the spread)",
+            str(stop.distance),
+        )
+    elif stop.kind != "percent" and stop.distance < MIN_STOP_UNITS:
+        unit = "ATR multiples" if stop.kind == "atr" else "daily volatility units"
+        yield Issue(
+            loc,
+            f"must be >= {MIN_STOP_UNITS} {unit}: a closer stop fires on noise",
+            str(stop.distance),
+        )
+    # At leverage L a position is liquidated after a move of less than 1/L (maintenance margin
+    # takes the rest): a percent stop that far or farther can never fire first.
+    if stop.kind == "percent" and stop.distance < 100 and p.leverage.max > 1:
+        reach = 100 / p.leverage.max
+        if stop.distance >= reach:
+            yield Issue(
+                loc,
+                f"must be < 100 / leverage.max = {reach:.4g} %: at the policy's maximum "
+                "leverage the position is liquidated before this stop can fire",
+                str(stop.distance),
+            )
+
+
 _POLICY_RULES: tuple[Callable[[Policy], Iterator[Issue]], ...] = (
     _validate_target_volatility,
     _validate_fixed_leverage,
     _validate_allocation_section,
     _validate_stop_loss_percent,
+    _validate_stop_loss_reach,
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 
 from bot.domain.enums import EventKind, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
@@ -23,6 +24,7 @@ from bot.domain.orders import Fill, Order
 from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
+from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.errors import AccountUnreadable
 from bot.ports.exchange import ExchangePort
 from bot.ports.store import StorePort
@@ -40,6 +42,7 @@ class Reconciler:
         contracts: Sequence[ContractSpec],
         instruments: dict[str, Instrument],
         event: EventSink,
+        fanout: Fanout = SEQUENTIAL,
     ) -> None:
         self.exchange = exchange
         self.store = store
@@ -47,6 +50,7 @@ class Reconciler:
         self.symbols = tuple(c.symbol for c in contracts)
         self.instruments = instruments
         self.event = event
+        self.fanout = fanout
         self.foreign: set[str] = set()  # contracts holding a position the bot did not open
         self._prev_positions: dict[str, Position] | None = None
         self._reported: set[tuple[str, str]] = set()
@@ -69,16 +73,28 @@ class Reconciler:
             else:
                 fill = self.fill_of(found, self.previous_positions().get(found.symbol), now)
                 self.store.update_order(record.client_id, found.status, now, order=found, fill=fill)
-        resting = {s: self.exchange.fetch_open_orders(s) for s in self.symbols}
-        positions = self.read_positions(now, resting)
-        balance = self.exchange.fetch_balance()
-        marks = {s: self.exchange.fetch_mark_price(s) for s in self.symbols}
+        # the reads are independent: read together (live) or in this order (simulation)
+        batch = self.fanout.batch()
+        orders = {s: batch.add(partial(self.exchange.fetch_open_orders, s)) for s in self.symbols}
+        answer = batch.add(partial(self.exchange.fetch_positions, self.symbols))
+        wallet = batch.add(self.exchange.fetch_balance)
+        prices = {s: batch.add(partial(self.exchange.fetch_mark_price, s)) for s in self.symbols}
+        batch.run()
+        resting = {s: job.result() for s, job in orders.items()}
+        positions = self.read_positions(now, resting, answer.result())
+        balance = wallet.result()
+        marks = {s: job.result() for s, job in prices.items()}
         self._sync_closed_orders(now, resting)
         self._prev_positions = dict(positions)
         self._find_foreign(now, positions, resting)
         return AccountView(balance.wallet, dict(positions), resting, marks)
 
-    def read_positions(self, now: int, resting: dict[str, list[Order]]) -> dict[str, Position]:
+    def read_positions(
+        self,
+        now: int,
+        resting: dict[str, list[Order]],
+        answer: dict[str, Position] | None = None,
+    ) -> dict[str, Position]:
         """Open positions, with every disappearance confirmed by the venue.
 
         A contract absent from the answer that the bot last saw open, or that still carries
@@ -86,7 +102,7 @@ class Reconciler:
         anything acts on it (cancelling its stop, buying it again). Without that, the answer is
         treated as unreadable.
         """
-        positions = self.exchange.fetch_positions(self.symbols)
+        positions = self.exchange.fetch_positions(self.symbols) if answer is None else answer
         before = self.previous_positions()
         for sym in self.symbols:
             pos = positions.get(sym)

@@ -27,10 +27,12 @@ size is cut until one does (see :mod:`bot.engine.protection`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 
 from bot.clock import Clock
 from bot.config.policy import Policy
@@ -43,11 +45,12 @@ from bot.domain.enums import (
     OrderStatus,
     TradingState,
 )
-from bot.domain.market import MarketSnapshot
+from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
+from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.engine.market import (
     annual_covariance,
     build_snapshot,
@@ -116,6 +119,7 @@ class Engine:
         limits: RiskLimits,
         account: str,
         margin_mode: MarginMode = MarginMode.ISOLATED,
+        fanout: Fanout = SEQUENTIAL,
     ) -> None:
         self.clock = clock
         self.exchange = exchange
@@ -146,12 +150,16 @@ class Engine:
         self._memory: RiskMemory | None = None
         self._memory_read = False
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
+        # Independent calls of a tick (reads; different contracts' protection) run through it.
+        self.fanout = fanout
+        self._lock = threading.RLock()  # client-id sequence and the gate's order count
         self.reconciler = Reconciler(
             exchange=exchange,
             store=store,
             contracts=self.contracts,
             instruments=self.instruments,
             event=self._event,
+            fanout=fanout,
         )
 
     # -- the tick ------------------------------------------------------------------------------
@@ -184,12 +192,16 @@ class Engine:
             ]
         decisions = [self.secure(d, acct) for d in decisions]
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
+        # Contracts are protected together, each contract's steps in order (new stop first).
+        batch = self.fanout.batch()
         for d in decisions:
-            self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+            batch.add(partial(self.protect, d.symbol, acct, d.stop_loss, d.take_profit, now))
+        batch.run()
         for sym in self.symbols:
             # No decision (no data) or none with a stop: still protected. Foreign: left alone.
             if acct.qty(sym) != 0 and sym not in self.foreign:
-                self.protect_without_decision(sym, acct, now)
+                batch.add(partial(self.protect_without_decision, sym, acct, now))
+        batch.run()
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         result.unprotected = self.ensure_protected(acct, now)
@@ -212,13 +224,15 @@ class Engine:
             return
         self._readable(now)
         try:
+            batch = self.fanout.batch()
             for sym in self.symbols:
                 if sym in self.foreign:
                     continue
                 if acct.qty(sym) != 0:
-                    self.protect_without_decision(sym, acct, now)
+                    batch.add(partial(self.protect_without_decision, sym, acct, now))
                 else:
-                    self.protect(sym, acct, None, None, now)
+                    batch.add(partial(self.protect, sym, acct, None, None, now))
+            batch.run()
             self.ensure_protected(acct, now)
         except AccountUnreadable as exc:
             self._unreadable(now, base36(now // 1000), exc)
@@ -259,13 +273,14 @@ class Engine:
     ) -> tuple[dict[str, MarketSnapshot], dict[str, CandleWindow]]:
         snapshots: dict[str, MarketSnapshot] = {}
         windows: dict[str, CandleWindow] = {}
+        batch = self.fanout.batch()
+        inputs = {sym: batch.add(partial(self._market_inputs, sym, now)) for sym in self.symbols}
+        batch.run()
         for sym in self.symbols:
-            window = self.market.closed_candles(sym, self.tf_ms, self.needed, now)
-            last = self.market.last_price(sym, now)
+            window, last, funding = inputs[sym].result()
             self._last_price_ms[sym] = last[1] if last is not None else None
-            if last is None:
+            if last is None or funding is None:
                 continue
-            funding = self.market.funding(sym, now, self.policy.funding.lookback)
             # Freshness is the last price's, unless the decision candles themselves lag (a
             # candle more than one timeframe late means the feed has stopped).
             candle_close = int(window.ts[-1]) + self.tf_ms if len(window) else 0
@@ -278,6 +293,16 @@ class Engine:
                 windows[sym] = window
                 self._last_snapshot[sym] = snap
         return snapshots, windows
+
+    def _market_inputs(
+        self, sym: str, now: int
+    ) -> tuple[CandleWindow, tuple[Decimal, int] | None, FundingInfo | None]:
+        """One contract's candles, last price and funding (read together with the others')."""
+        window = self.market.closed_candles(sym, self.tf_ms, self.needed, now)
+        last = self.market.last_price(sym, now)
+        if last is None:
+            return window, None, None
+        return window, last, self.market.funding(sym, now, self.policy.funding.lookback)
 
     def stale_contracts(self, now: int) -> list[str]:
         """Contracts whose last price (read this tick) is older than the limit, or missing."""
@@ -693,12 +718,13 @@ class Engine:
 
     def _id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
-            self._n += 1
-            while True:
-                cid = make_client_id(self.account, purpose, symbol, self._tick_ms, self._n)
-                if self.store.get_order(cid) is None:
-                    return cid
+            with self._lock:  # contracts may be protected on several threads
                 self._n += 1
+                while True:
+                    cid = make_client_id(self.account, purpose, symbol, self._tick_ms, self._n)
+                    if self.store.get_order(cid) is None:
+                        return cid
+                    self._n += 1
 
         return new_id
 
@@ -727,7 +753,8 @@ class Engine:
             max_leverage_contract=spec.max_leverage,
             max_notional_contract=spec.max_notional,
         )
-        verdict = self.gate.check(req, ctx)
+        with self._lock:
+            verdict = self.gate.check(req, ctx)
         if isinstance(verdict, Denied):
             self._event(
                 now, EventKind.DENIED, req.symbol, state, f"{req.client_id}: {verdict.reason}"

@@ -27,6 +27,7 @@ from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.exchange import ccxt_orders, mapping
 from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_profile
+from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
 from bot.exchange.retry import RetryPolicy, call_with_retry, submit_idempotent
@@ -53,32 +54,48 @@ class CcxtExchange:
         retry_attempts: int = 5,
         retry_max_seconds: float = 30,
         account: str | None = None,
+        spawn: Callable[[], Any] | None = None,
+        hedge_after: float | None = None,
     ) -> None:
-        self._ex = exchange
         self._profile: VenueProfile = venue_profile(str(exchange.id))
         check_capabilities(exchange)
-        require_json_replies(exchange)
         self._clock = clock
         self._symbols = tuple(symbols)
         self._account = account
         self._policy = RetryPolicy(attempts=retry_attempts, max_seconds=retry_max_seconds)
-        exchange.options["recvWindow"] = recv_window_ms
-        # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
-        exchange.options["maxRetriesOnFailure"] = 0
+        pacer = SharedPacer(clock)
+
+        def prepare(client: Any) -> None:
+            require_json_replies(client)
+            client.options["recvWindow"] = recv_window_ms
+            # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
+            client.options["maxRetriesOnFailure"] = 0
+            pacer.install(client)
+
+        # ``spawn`` builds another client like ``exchange``: one per thread (ccxt_clients)
+        self._clients = ClientPool(exchange, spawn=spawn, prepare=prepare)
+        # a read unanswered after ``hedge_after`` s is sent again on another client (needs spawn)
+        self._hedge = Hedge(hedge_after if spawn is not None else None)
         self._instruments: dict[str, Instrument] = {}
         self._intervals: dict[str, tuple[Decimal, int]] = {}
 
     @property
     def exchange(self) -> Any:
         """The underlying ccxt instance (for the preflight and diagnostics)."""
-        return self._ex
+        return self._clients.primary
+
+    @property
+    def _ex(self) -> Any:
+        """The calling thread's ccxt client (see :mod:`bot.exchange.ccxt_clients`)."""
+        return self._clients.current()
 
     # -- instruments ---------------------------------------------------------------------------
 
     def load_instruments(self, symbols: Sequence[str] = ()) -> dict[str, Instrument]:
         """Load markets and leverage tiers for the configured symbols plus ``symbols``."""
         wanted = list(dict.fromkeys((*self._symbols, *symbols)))
-        self._call(lambda: self._ex.load_markets(), "load_markets")
+        # not hedged: it fills this thread's client (the others copy its markets)
+        self._call(lambda: self._ex.load_markets(), "load_markets", hedge=False)
         tiers: Mapping[str, Any] = self._call(
             lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
         )
@@ -137,10 +154,12 @@ class CcxtExchange:
         self.instrument(symbol)
         market_id = str(self._ex.market(symbol)["id"])
         params = {**probe.params, "symbol": market_id}
-        method = getattr(self._ex, probe.method)
 
         def read() -> bool:
-            raw = self._call(lambda: method(params), f"confirm_flat({symbol})")
+            # the method of the client of the thread that runs the call (reads may be hedged)
+            raw = self._call(
+                lambda: getattr(self._ex, probe.method)(params), f"confirm_flat({symbol})"
+            )
             sizes = mapping.probe_sizes(raw, probe.rows_path, probe.size_key, market_id)
             return bool(sizes) and all(size == 0 for size in sizes)
 
@@ -311,6 +330,7 @@ class CcxtExchange:
     def resync_clock(self) -> None:
         """Re-measure the offset between local and server time (call hourly and after -1021)."""
         self._ex.load_time_difference()
+        self._clients.share_time_difference(self._ex)
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -325,13 +345,21 @@ class CcxtExchange:
         conditional = request.type.is_conditional
 
         def send() -> Order:
-            raw = self._ex.create_order(*args[:5], dict(args.params))
+            # A garbled answer (a bare JSON string, a list) breaks ccxt's parser after the venue
+            # may have accepted the order: outcome unknown, settled by a lookup by client id.
+            raw = readable(lambda: self._ex.create_order(*args[:5], dict(args.params)), "order")
+            if not isinstance(raw, Mapping):
+                raise ccxt.BadResponse(f"order: the answer is a {type(raw).__name__}, not an order")
             return self._order_from_ack(raw, request)
 
         def lookup() -> Order | None:
             try:
                 found = self._lookup(request.symbol, request.client_id, conditional)
-            except (errors.TransientExchangeError, errors.ClockDrift) as exc:
+            except (
+                errors.TransientExchangeError,
+                errors.ClockDrift,
+                mapping.UnexpectedResponse,  # a garbled lookup answer says nothing either way
+            ) as exc:
                 raise errors.OutcomeUnknown(
                     f"{request.client_id}: sent; lookup by client id failed: {exc}"
                 ) from exc
@@ -368,10 +396,15 @@ class CcxtExchange:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T], what: str) -> T:
+    def _call(self, fn: Callable[[], T], what: str, *, hedge: bool = True) -> T:
+        """One ccxt call with retries; a read (``hedge``) is also hedged (ccxt_clients.Hedge)."""
+
+        def attempt() -> T:
+            return readable(fn, what)
+
         try:
             return call_with_retry(
-                fn,
+                (lambda: self._hedge.call(attempt)) if hedge else attempt,
                 clock=self._clock,
                 policy=self._policy,
                 retry_after_of=self._retry_after,
@@ -446,17 +479,20 @@ class CcxtExchange:
 
     def _lookup(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
         params = self._profile.trigger_lookup_params(client_id, conditional)
+
+        def read() -> Order:
+            # parsed inside the retried call: a garbled answer is asked again, not believed
+            raw = self._ex.fetch_order(None, symbol, dict(params))
+            return ccxt_orders.order_from_ccxt(raw, account=self._account)
+
         try:
-            raw = self._call(
-                lambda: self._ex.fetch_order(None, symbol, dict(params)), f"lookup {client_id}"
-            )
+            return self._call(read, f"lookup {client_id}")
         except errors.OrderNotFound:
             if not conditional:
                 return None
             # Binance can briefly forget a fresh algo order on a lookup (freqtrade#12681):
             # the open algo list decides.
             return self._find_open(symbol, client_id)
-        return ccxt_orders.order_from_ccxt(raw, account=self._account)
 
     def _find_open(self, symbol: str, client_id: str) -> Order | None:
         raws = self._call(
@@ -475,7 +511,9 @@ class CcxtExchange:
         what = f"cancel_order({client_id})"
         for _ in range(2):
             try:
-                self._call(lambda: self._ex.cancel_order(None, symbol, dict(params)), what)
+                self._call(
+                    lambda: self._ex.cancel_order(None, symbol, dict(params)), what, hedge=False
+                )
                 return True
             except errors.OrderNotFound:
                 # a retried cancel that went through, a fill, or the wrong book: re-read it
@@ -575,6 +613,26 @@ class CcxtExchange:
             hours = Decimal(8)
         self._intervals[symbol] = (hours, now)
         return hours
+
+
+# What ccxt's parsers raise on an answer of the wrong shape (a string where a dict belongs...).
+_PARSE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError, ArithmeticError)
+
+
+def readable(fn: Callable[[], T], what: str) -> T:
+    """Call ``fn`` (one ccxt call); ccxt's parser failing on the answer is ``ccxt.BadResponse``.
+
+    ``BadResponse`` is transient in ccxt's tree: a read is retried (and reported unreadable if
+    it stays garbled), an order POST is settled by a lookup by client id, never resent blind.
+    """
+    try:
+        return fn()
+    except ccxt.BaseError:
+        raise
+    except (*_PARSE_ERRORS, mapping.UnexpectedResponse) as exc:
+        raise ccxt.BadResponse(
+            f"{what}: the answer could not be read ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def require_json_replies(exchange: Any) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import ccxt
 
 from bot import errors
+from bot.logs import redact
 
 _CODE = re.compile(r'"(?:code|retCode)"\s*:\s*"?(-?\d+)')
 
@@ -100,7 +101,8 @@ def map_ccxt_error(
     promises that for order rejections). Transient errors on an order POST are NOT turned into
     :class:`~bot.errors.OutcomeUnknown` here: that decision needs a lookup by client id.
     """
-    text = f"{type(exc).__name__}: {exc}"
+    # ccxt's text holds the request URL; for GET/DELETE that is the signed query string.
+    text = redact(f"{type(exc).__name__}: {exc}")
     code = venue_code(exc)
     transient = _map_transient(exc, text, code, retry_after)
     if transient is not None:

@@ -24,6 +24,17 @@ _TIMEFRAMES = {
 }
 
 
+# Candles one ``fetch_ohlcv`` returns at most: ccxt caps Binance USD-M at 1000 (the venue
+# documents 1500, ccxt finds wider ranges unreliable: ccxt/binance.py fetch_ohlcv), Bybit's v5
+# kline endpoint at 1000 (https://bybit-exchange.github.io/docs/v5/market/kline).
+MAX_CANDLES_PER_REQUEST = {"binanceusdm": 1000, "bybit": 1000}
+
+
+def closed_candles_per_request(venue: str) -> int:
+    """Closed candles one read can bring (the forming one is asked for too, then dropped)."""
+    return MAX_CANDLES_PER_REQUEST.get(venue, 1000) - 1
+
+
 def timeframe_name(tf_ms: int) -> str:
     try:
         return _TIMEFRAMES[tf_ms]

@@ -37,7 +37,13 @@ def order_from_ccxt(
     ``clientAlgoId`` for Binance algo (conditional) orders; both are read. ``fallback`` fills
     what a terse acknowledgement omits (Bybit's create answer carries only the ids).
     """
-    info: Mapping[str, Any] = raw.get("info") or {}
+    info = raw.get("info") or {}
+    if not isinstance(info, Mapping):
+        # ccxt keeps the venue's answer in ``info``: a bare string there is a garbled reply
+        raise UnexpectedResponse(
+            f"order {raw.get('id') or (fallback.client_id if fallback else '?')}: the venue "
+            f"answered a {type(info).__name__}, not an order object"
+        )
     ids = ("clientOrderId", "clientAlgoId", "orderLinkId")
     found = [raw.get("clientOrderId"), *(info.get(k) for k in ids)]
     client_id: str = next((c for c in found if isinstance(c, str) and c), "")

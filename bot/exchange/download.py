@@ -9,7 +9,7 @@ and live data, and the same validation of what the exchange sent.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,13 @@ def download_recent(
     *,
     candles: int = 1000,
     timeframe: str = "1h",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write the last ``candles`` closed candles (trade and mark) and the recent funding
-    settlements of ``symbols`` into ``directory``; return it."""
+    settlements of ``symbols`` into ``directory``; return it. ``progress(symbols done,
+    symbols)`` is called after each symbol."""
     directory.mkdir(parents=True, exist_ok=True)
-    for sym in symbols:
+    for done, sym in enumerate(symbols, start=1):
         stem = symbol_to_stem(sym)
         for mark, suffix in ((False, ""), (True, "-mark")):
             rows = exchange.fetch_candles(sym, timeframe, candles, mark=mark)
@@ -48,6 +50,8 @@ def download_recent(
                 fh.write("timestamp,funding_rate\n")
                 for ts, rate in history:
                     fh.write(f"{ts},{rate}\n")
+        if progress is not None:
+            progress(done, len(symbols))
     return directory
 
 

@@ -12,6 +12,7 @@ be overridden through ``options``, which is merged on top):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +48,7 @@ def make_ccxt_exchange(
     account: str | None = None,
     retry_attempts: int = 5,
     retry_max_seconds: float = 30,
+    hedge_reads_after: float | None = None,
 ) -> CcxtExchange:
     """A :class:`CcxtExchange` for venue ``name`` (a ccxt id: ``binanceusdm``, ``bybit``).
 
@@ -54,6 +56,7 @@ def make_ccxt_exchange(
     mode no longer works for futures). ``api_url`` (``http(s)://host[:port]``) replaces the
     scheme and host of every REST endpoint, keeping paths (a local test server). ``options`` is
     ccxt constructor config merged over the defaults above (its ``options`` key deep-merged).
+    ``hedge_reads_after`` (seconds) sends a read still unanswered that long once more.
     """
     if name not in VENUES:
         raise ConfigError(
@@ -74,16 +77,23 @@ def make_ccxt_exchange(
     cls: Any = getattr(ccxt, name)
     if api_url:
         cls = _keep_error_table(cls)
-    exchange = cls(config)
-    # Bybit/OKX load_markets also call private currency routes unless told otherwise.
-    exchange.has["fetchCurrencies"] = False
-    if demo:
-        exchange.enable_demo_trading(True)
-    if api_url:
-        rewrite_api_urls(exchange, api_url)
+
+    def build() -> Any:
+        exchange = cls(copy.deepcopy(config))
+        # Bybit/OKX load_markets also call private currency routes unless told otherwise.
+        exchange.has["fetchCurrencies"] = False
+        if demo:
+            exchange.enable_demo_trading(True)
+        if api_url:
+            rewrite_api_urls(exchange, api_url)
+        return exchange
+
+    exchange = build()
     check_capabilities(exchange)
     return CcxtExchange(
         exchange,
+        spawn=build,  # one client per worker thread of a live tick
+        hedge_after=hedge_reads_after,
         clock=clock,
         symbols=symbols,
         recv_window_ms=int(nested.get("recvWindow") or 10000),

@@ -32,6 +32,7 @@ from bot.exchange.ccxt_errors import (
     is_transient,
     venue_code,
 )
+from bot.logs import redact
 
 T = TypeVar("T")
 
@@ -270,4 +271,5 @@ def _exception(retry_state: RetryCallState) -> BaseException | None:
 def _short(exc: BaseException | None) -> str:
     if exc is None:
         return "-"
-    return f"{type(exc).__name__}: {str(exc)[:160]}"
+    # ccxt's text holds the request URL (signed for GET/DELETE): it may reach the database
+    return f"{type(exc).__name__}: {redact(str(exc))[:160]}"

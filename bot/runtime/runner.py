@@ -24,6 +24,7 @@ from bot.clock import Clock
 from bot.domain.enums import EventKind, TradingState
 from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable
+from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
 from bot.ports.store import RiskEvent
 from bot.risk.state import initial_memory, set_state
@@ -77,7 +78,8 @@ class Runner:
 
     def _job(self, name: str, fn: Callable[[], T]) -> T | None:
         tick_id = base36(self.clock.now_ms() // 1000)
-        with logger.contextualize(tick=tick_id):
+        replayed = replayed_prefix(self.clock.now_ms()) if self.replay_end_ms is not None else ""
+        with logger.contextualize(tick=tick_id, replayed=replayed):
             started = self.clock.now_ms()
             try:
                 self.apply_commands()

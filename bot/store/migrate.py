@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, make_url, pool
+from sqlalchemy import URL, Engine, create_engine, make_url, pool
 
 from bot.errors import BotError
 from bot.extras import require
@@ -28,8 +28,8 @@ class SchemaOutOfDate(BotError):
 
 
 def require_driver(url: str) -> None:
-    """Name the ``postgres`` extra when a ``postgresql+psycopg://`` URL's driver is missing."""
-    parsed = make_url(url)
+    """Name the ``postgres`` extra when a PostgreSQL URL's driver (psycopg) is missing."""
+    parsed = engine_url(url)
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
         require("psycopg", "postgres", f"database url {safe_url(url)}")
 
@@ -59,13 +59,22 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def engine_url(url: str) -> URL:
+    """``url`` for ``create_engine``: a plain ``postgresql://`` uses psycopg 3 (the driver the
+    bot installs; SQLAlchemy's default would be psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def _engine(url: str) -> Engine:
     # No foreign_keys pragma here: batch migrations recreate tables, which foreign key
     # enforcement would obstruct (https://alembic.sqlalchemy.org/en/latest/batch.html).
     require_driver(url)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     connect_args = {"timeout": 30} if is_sqlite else {}
-    return create_engine(url, connect_args=connect_args, poolclass=pool.NullPool)
+    return create_engine(engine_url(url), connect_args=connect_args, poolclass=pool.NullPool)
 
 
 def upgrade(url: str, revision: str = "head") -> None:

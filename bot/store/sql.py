@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, update
@@ -23,6 +23,7 @@ from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
+from bot.logs import redact
 from bot.ports.store import (
     DecisionRecord,
     EquitySnapshot,
@@ -32,7 +33,7 @@ from bot.ports.store import (
     StorePort,
 )
 from bot.store import tables as t
-from bot.store.migrate import ensure_current, require_driver, safe_url
+from bot.store.migrate import engine_url, ensure_current, require_driver, safe_url
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 _UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
@@ -84,7 +85,9 @@ def make_engine(url: str) -> Engine:
     require_driver(url)
     is_sqlite = backend == "sqlite"
     engine = create_engine(
-        url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite
+        engine_url(url),
+        connect_args={"timeout": 30} if is_sqlite else {},
+        pool_pre_ping=not is_sqlite,
     )
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -239,6 +242,8 @@ class SqlStore:
                 session.add_all([t.decision_row(r) for r in records])
 
     def record_event(self, event: RiskEvent) -> None:
+        # a reason may quote an exchange error: no secret is stored
+        event = replace(event, reason=redact(event.reason))
         with self._write(f"risk event {event.kind!r}") as session:
             session.add(t.event_row(event))
 

@@ -15,7 +15,7 @@ Money in the quote currency; moves, losses and limits as fractions of equity bef
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -205,10 +205,14 @@ def leverage_grid(
     limits: Limits,
     slippage_bps: Decimal,
     levels: Sequence[int] = GRID_LEVELS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[GridRow]:
-    """Every scenario with every position re-sized to each leverage on its own margin."""
+    """Every scenario with every position re-sized to each leverage on its own margin.
+    ``progress(levels done, levels)`` is called after each leverage level."""
     columns: list[list[Outcome | str]] = []
-    for level in levels:
+    for done, level in enumerate(levels, start=1):
+        if progress is not None and done > 1:
+            progress(done - 1, len(levels))
         variant = portfolio.at_leverage(level, instruments)
         try:
             open_on_exchange(variant, instruments, slippage_bps)
@@ -218,6 +222,8 @@ def leverage_grid(
         columns.append(
             [run_scenario(variant, instruments, s, limits, slippage_bps) for s in scenarios]
         )
+    if progress is not None:
+        progress(len(levels), len(levels))
     return [GridRow(s, tuple(col[i] for col in columns)) for i, s in enumerate(scenarios)]
 
 

@@ -70,6 +70,8 @@ FaultKind = Literal[
     "html_200",
     "empty_list",
     "null_fields",
+    "json_string",
+    "missing_fields",
 ]
 # Fields a ``null_fields`` fault sets to null in every object of a JSON reply.
 NULLED_FIELDS = frozenset(
@@ -185,7 +187,8 @@ class Fault:
     ``accept_then_drop``: processed by the backend, then the connection is closed unanswered.
     Garbled replies (processed by the backend, then damaged, status 200): ``garbled_json`` a
     truncated JSON body, ``html_200`` an HTML page, ``empty_list`` ``[]``, ``null_fields`` the
-    real JSON with the fields of :data:`NULLED_FIELDS` set to null.
+    real JSON with the fields of :data:`NULLED_FIELDS` set to null, ``json_string`` a bare JSON
+    string (``"OK"``), ``missing_fields`` every object of the real JSON cut to its ``symbol``.
     """
 
     path: str
@@ -358,11 +361,28 @@ def _null_fields(reply: _Reply) -> _Reply:
     return _Reply(200, json.dumps(scrub(json.loads(reply.body))).encode())
 
 
+def _json_string(reply: _Reply) -> _Reply:
+    return _Reply(200, b'"OK"')
+
+
+def _missing_fields(reply: _Reply) -> _Reply:
+    def cut(value: Json) -> Json:
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k == "symbol"}
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        return value
+
+    return _Reply(200, json.dumps(cut(json.loads(reply.body))).encode())
+
+
 _GARBLERS: dict[str, Callable[[_Reply], _Reply]] = {
     "garbled_json": _garbled_json,
     "html_200": _html_200,
     "empty_list": _empty_list,
     "null_fields": _null_fields,
+    "json_string": _json_string,
+    "missing_fields": _missing_fields,
 }
 
 

@@ -570,3 +570,102 @@ def test_load_policy_is_exported_and_public_surface_is_stable() -> None:
         "load_policy",
     ]
     assert BotConfig.model_config.get("extra") == "forbid"
+
+
+# --- values no venue accepts or no trader means (issue 8) --------------------------------------
+
+
+def test_leverage_cap_above_the_venues_maximum_is_refused(project: Path) -> None:
+    text = edit(CONFIG, "max_leverage_per_contract = 5", "max_leverage_per_contract = 200")
+    line = the_line(errors_of(write(project, text)), "risk.max_leverage_per_contract")
+    assert line.startswith(
+        "config.toml: risk.max_leverage_per_contract: above the venue's maximum on binanceusdm: "
+        "BTC/USDT:USDT 150x (or set contracts[0].max_leverage); ETH/USDT:USDT"
+    )
+    assert line.endswith("(got 200)")
+
+
+def test_a_contract_cap_above_the_venues_maximum_is_refused(project: Path) -> None:
+    text = edit(
+        CONFIG, 'symbol = "ETH/USDT:USDT"\n', 'symbol = "ETH/USDT:USDT"\nmax_leverage = 500\n'
+    )
+    line = the_line(errors_of(write(project, text)), "contracts[1].max_leverage")
+    assert "above the maximum" in line
+    assert "ETH/USDT:USDT" in line
+
+
+def test_a_percent_stop_beyond_liquidation_at_the_usable_leverage_is_refused(
+    project: Path,
+) -> None:
+    # 19 % passes the policy's own check (< 100/5) but ETH's maintenance margin makes the
+    # liquidation at 5x about 19.5 % away; at 4.9 the stop must be closer still
+    policy = edit(POLICY, 'kind = "atr"\ndistance = 3', 'kind = "percent"\ndistance = 19.9')
+    (project / "policies" / "p.toml").write_text(policy)
+    line = the_line(errors_of(write(project, CONFIG)), "policy.file")
+    assert "stop_loss.distance = 19.9 % lies at or beyond the liquidation price" in line
+    (project / "policies" / "p.toml").write_text(policy.replace("19.9", "15"))
+    assert load_config(write(project, CONFIG)).policies[0].stop_loss.distance == 15
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "problem", "got"),
+    [
+        ("{ timeout = -5 }", "timeout", "must be within [500, 120000] ms", "-5"),
+        ("{ timeout = 0 }", "timeout", "must be within [500, 120000] ms", "0"),
+        ('{ timeout = "soon" }', "timeout", "must be a number of ms", "'soon'"),
+        ("{ rateLimit = 0 }", "rateLimit", "must be within [1, 60000] ms", "0"),
+        (
+            "{ options = { recvWindow = 90000 } }",
+            "options.recvWindow",
+            "must be within [1000, 60000] ms",
+            "90000",
+        ),
+        ('{ enableRateLimit = "no" }', "enableRateLimit", "must be true or false", "'no'"),
+    ],
+)
+def test_absurd_ccxt_options_are_refused(
+    project: Path, options: str, key: str, problem: str, got: str
+) -> None:
+    text = CONFIG + f"[exchange]\nccxt_options = {options}\n"
+    line = the_line(errors_of(write(project, text)), f"exchange.ccxt_options.{key}")
+    assert line == f"config.toml: exchange.ccxt_options.{key}: {problem} (got {got})"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("mysql://u@host/bot", "backend 'mysql' is not supported"),
+        ("postgresql+asyncpg://u@host/bot", "driver 'asyncpg' is not installed"),
+        ("sqlite://state.db", "a SQLite URL has three slashes before a file name"),
+        ("sqlite://", "needs a database file"),
+        ("nonsense://", "backend 'nonsense' is not supported"),
+    ],
+)
+def test_unusable_database_urls_are_refused(project: Path, url: str, problem: str) -> None:
+    text = CONFIG + f'[runtime]\ndatabase_url = "{url}"\n'
+    line = the_line(errors_of(write(project, text)), "runtime.database_url")
+    assert problem in line
+    assert line.endswith(f'(got "{url}")')
+
+
+def test_max_parallel_requests_is_bounded(project: Path) -> None:
+    text = CONFIG + "[exchange]\nmax_parallel_requests = 0\n"
+    assert "exchange.max_parallel_requests" in errors_of(write(project, text))
+    text = CONFIG + "[exchange]\nmax_parallel_requests = 8\n"
+    assert load_config(write(project, text)).exchange.max_parallel_requests == 8
+
+
+def test_a_window_beyond_one_venue_request_is_refused_for_live_prices(project: Path) -> None:
+    from bot.bootstrap import check_history_reach
+
+    policy = edit(POLICY, "window = 168", "window = 100000000")
+    (project / "policies" / "p.toml").write_text(policy)
+    config = load_config(write(project, CONFIG))  # a simulation may have that much history
+    with pytest.raises(ConfigError) as info:
+        check_history_reach(config)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "volatility.window = 100000000 needs 100000001 closed 1h candles" in message
+    assert "binanceusdm serves at most 999 in one request" in message
+    (project / "policies" / "p.toml").write_text(edit(POLICY, "window = 168", "window = 998"))
+    check_history_reach(load_config(write(project, CONFIG)))

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal as D
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cli.reports import unprotected_since
 from bot.config.loader import load_policy
 from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
 from bot.domain.instrument import Bracket, Instrument
@@ -26,6 +26,7 @@ from bot.policy.leverage import liquidation_cap
 from bot.ports.store import RiskEvent
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop, stop_range
 from bot.sim.exchange import SimulatedExchange
+from bot.store.views import unprotected_since
 from tests.unit.test_engine import BTC, ROOT, build, protective
 
 VOL_TARGET_POLICY = load_policy(ROOT / "policies" / "vol_target.toml")
@@ -358,3 +359,40 @@ def test_engine_never_places_a_stop_outside_the_valid_range(
                 ex.instrument(BTC), sign=pos.sign, mark=ex.marks[BTC],
                 trigger=o.trigger_price, liquidation=pos.liquidation_price,
             )  # fmt: skip
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_each_venue_has_its_flat_probe_endpoint(venue: str) -> None:
+    import ccxt
+
+    from bot.exchange.capabilities import venue_profile
+
+    probe = venue_profile(venue).flat_probe
+    assert callable(getattr(getattr(ccxt, venue)(), probe.method))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mmr=st.decimals(min_value=D("0.002"), max_value=D("0.2"), places=4),
+    setting=st.integers(min_value=1, max_value=100),
+    stop_frac=st.decimals(min_value=D("0.001"), max_value=D("0.99"), places=4),
+    sign=st.sampled_from([1, -1]),
+)
+def test_fit_size_over_bracket_tables(mmr: D, setting: int, stop_frac: D, sign: int) -> None:
+    inst = instrument(D("0.01"), mmr=mmr)
+    mark = D(100)
+
+    def liquidation_of(q: D) -> D | None:
+        try:
+            return liquidation_price_isolated(inst, sign * q, mark, q * mark / setting)
+        except ValueError:
+            return mark
+
+    fitted = fit_size(
+        inst, qty=D(5000), sign=sign, mark=mark, wanted=mark * (1 - sign * stop_frac),
+        buffer=D(0), liquidation_of=liquidation_of,
+    )  # fmt: skip
+    if fitted.qty > 0:
+        assert fitted.stop is not None
+        liq = liquidation_of(fitted.qty)
+        assert is_valid_stop(inst, sign=sign, mark=mark, trigger=fitted.stop, liquidation=liq)

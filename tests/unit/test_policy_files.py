@@ -353,19 +353,50 @@ def test_kind_specific_sections(
         assert f"p.toml: {expected}" in policy_errors(workdir, text)
 
 
-@pytest.mark.parametrize(("distance", "ok"), [("99.9", True), ("100", False), ("250", False)])
-def test_percent_stop_loss_must_be_below_100(workdir: Path, distance: str, ok: bool) -> None:
+BEYOND_LIQUIDATION = (
+    "must be < 100 / leverage.max = 20 %: at the policy's maximum leverage the position is "
+    "liquidated before this stop can fire"
+)
+TOO_CLOSE = (
+    'must be >= 0.05 with stop_loss.kind = "percent": a closer stop is within a few ticks of '
+    "the price (refused by the venue or stopped out by the spread)"
+)
+
+
+@pytest.mark.parametrize(
+    ("distance", "problem"),
+    [
+        ("0.05", None),
+        ("19.9", None),
+        ("0.0001", TOO_CLOSE),
+        ("20", BEYOND_LIQUIDATION),
+        ("99.9", BEYOND_LIQUIDATION),  # was accepted: a stop no position at 5x ever reaches
+        ("100", 'must be < 100 with stop_loss.kind = "percent"'),
+        ("250", 'must be < 100 with stop_loss.kind = "percent"'),
+    ],
+)
+def test_percent_stop_loss_is_placeable_and_before_liquidation(
+    workdir: Path, distance: str, problem: str | None
+) -> None:
     text = edit(POLICY, 'kind = "atr"\ndistance = 3', f'kind = "percent"\ndistance = {distance}')
-    if ok:
+    if problem is None:
         path = workdir / "p.toml"
         path.write_text(text)
         assert load_policy(path).stop_loss.distance == Decimal(distance)
     else:
         message = policy_errors(workdir, text)
-        assert message == (
-            f'p.toml: stop_loss.distance: must be < 100 with stop_loss.kind = "percent"'
-            f" (got {distance})"
-        )
+        assert message == f"p.toml: stop_loss.distance: {problem} (got {distance})"
+
+
+@pytest.mark.parametrize(
+    ("kind", "unit"), [("atr", "ATR multiples"), ("vol", "daily volatility units")]
+)
+def test_volatility_scaled_stop_is_not_noise(workdir: Path, kind: str, unit: str) -> None:
+    text = edit(POLICY, 'kind = "atr"\ndistance = 3', f'kind = "{kind}"\ndistance = 0.01')
+    assert policy_errors(workdir, text) == (
+        f"p.toml: stop_loss.distance: must be >= 0.1 {unit}: a closer stop fires on noise "
+        "(got 0.01)"
+    )
 
 
 def test_several_policy_problems_are_all_reported(workdir: Path) -> None:
@@ -400,7 +431,7 @@ def test_name_defaults_to_file_stem_and_can_be_set(workdir: Path) -> None:
     assert load_policy(path).name == "custom"
 
 
-@given(st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(1000), places=6))
+@given(st.decimals(min_value=Decimal("0.1"), max_value=Decimal(1000), places=6))
 def test_policy_numbers_are_read_exactly(value: Decimal) -> None:
     written = format(value, "f")
     if "." not in written:

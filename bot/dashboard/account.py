@@ -1,0 +1,312 @@
+"""The paper or live account as the bot recorded it in the state database (never the exchange:
+the dashboard may run beside the bot, and must work when the exchange does not answer)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from bot.bootstrap import risk_limits
+from bot.config.models import BotConfig
+from bot.dashboard.model import AlertLine, ContractView, Curve, JournalTable, Overview
+from bot.domain.enums import OrderPurpose
+from bot.domain.instrument import Instrument
+from bot.domain.margin import maintenance_margin
+from bot.domain.position import Position
+from bot.errors import BotError
+from bot.instruments import instrument_for
+from bot.numbers import fixed, money, price, qty
+from bot.ports.store import EquitySnapshot, RiskMemory
+from bot.stats.timeframes import parse_timeframe
+from bot.store import views
+from bot.store.sql import SqlStore
+from bot.store.views import TimeWindow, unprotected_since
+
+DAYS = Decimal(365)
+ZERO = Decimal(0)
+
+
+def iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperExtras:
+    marks: dict[str, Decimal]
+    funding: dict[str, tuple[Decimal, int | None]]
+
+
+class AccountSource:
+    """Reads one account (``config.account.name``) from the store at every call."""
+
+    kind = "account"
+
+    def __init__(self, config: BotConfig, store: SqlStore) -> None:
+        self.config = config
+        self.store = store
+        self.name = config.account.name
+        policy = config.policies[0]
+        self.limits = risk_limits(config, policy)
+        self.interval_ms = parse_timeframe(policy.timeframe)
+        self._curve_lock = threading.Lock()  # pages are served from a thread pool
+        self._curve_last_id = 0
+        self._curve_ts: list[int] = []
+        self._curve_eq: list[float] = []
+        self.instruments: dict[str, Instrument | None] = {}
+        for c in config.contracts:
+            try:
+                self.instruments[c.symbol] = instrument_for(config.data.exchange, c.symbol)
+            except (BotError, ValueError):
+                self.instruments[c.symbol] = None  # unknown spec: no margin, raw precision
+
+    def symbols(self) -> list[str]:
+        return [c.symbol for c in self.config.contracts]
+
+    # -- overview -------------------------------------------------------------------------------
+
+    def overview(self, now_ms: int) -> Overview:
+        store = self.store
+        equity = store.latest_equity()
+        memory = store.load_risk_memory()
+        snap = store.latest_positions()
+        positions = {p.symbol: p for p in snap[1]} if snap else {}
+        extras = self._paper_extras()
+        contracts = self._contracts(equity, positions, extras)
+        change = views.last_state_change(store)
+        alerts = [AlertLine(a.ts_ms, a.severity, a.message) for a in views.recent_alerts(store, 8)]
+        return Overview(
+            title=f"account {self.name}",
+            kind=self.kind,
+            quote=self.config.account.quote,
+            as_of_ms=equity.ts_ms if equity else None,
+            equity=equity.equity if equity else None,
+            wallet=equity.wallet if equity else None,
+            unrealized_pnl=equity.unrealized_pnl if equity else None,
+            peak_equity=memory.peak_equity if memory else None,
+            drawdown=_drawdown(equity, memory),
+            max_drawdown_limit=self.limits.max_drawdown,
+            state=memory.state.value if memory else "active",
+            state_reason=memory.state_reason if memory else None,
+            state_since_ms=change.ts_ms if change else None,
+            daily_loss=_daily_loss(equity, memory),
+            daily_loss_limit=self.limits.daily_loss,
+            margin_ratio=self._margin_ratio(equity, contracts),
+            last_tick_ms=equity.ts_ms if equity else None,
+            interval_ms=self.interval_ms,
+            contracts=contracts,
+            alerts=alerts,
+            pending=views.pending_commands(store),
+        )
+
+    def _paper_extras(self) -> _PaperExtras:
+        """Marks and funding the paper exchange last saw (a live account has neither stored)."""
+        payload = self.store.load_paper_state(self.name)
+        if payload is None:
+            return _PaperExtras({}, {})
+        state: dict[str, Any] = json.loads(payload)
+        marks = {s: Decimal(v) for s, v in state.get("marks", {}).items()}
+        funding = {
+            s: (Decimal(f["rate"]), f.get("next_settlement_ms"))
+            for s, f in state.get("funding", {}).items()
+        }
+        return _PaperExtras(marks, funding)
+
+    def _contracts(
+        self,
+        equity: EquitySnapshot | None,
+        positions: dict[str, Position],
+        extras: _PaperExtras,
+    ) -> list[ContractView]:
+        symbols = self.symbols()
+        last = views.latest_decisions(self.store, symbols)
+        resting: dict[tuple[str, OrderPurpose], Decimal | None] = {}
+        for o in views.open_orders(self.store):
+            if o.request.purpose.is_protective:
+                resting[(o.request.symbol, o.request.purpose)] = o.request.trigger_price
+        incidents = unprotected_since(
+            views.events_of_kinds(self.store, ("unprotected", "protected"), 1000)
+        )
+        sleeve = (
+            equity.equity / Decimal(len(symbols))
+            if equity is not None and equity.equity > 0
+            else None
+        )
+        out = []
+        for c in self.config.contracts:
+            sym = c.symbol
+            inst = self.instruments.get(sym)
+            pos = positions.get(sym)
+            rec = last.get(sym)
+            mark = extras.marks.get(sym) or (rec.mark_price if rec else None)
+            vol = rec.volatility if rec else None
+            q = pos.qty if pos else ZERO
+            notional = abs(q) * mark if mark is not None else None
+            liq = pos.liquidation_price if pos and pos.is_open else None
+            dist = abs(mark - liq) / mark if liq is not None and mark else None
+            dist_vol = dist / (vol / DAYS.sqrt()) if dist is not None and vol else None
+            rate, next_ms = extras.funding.get(sym, (None, None))
+            out.append(
+                ContractView(
+                    symbol=sym,
+                    direction=c.direction,
+                    tick=inst.tick_size if inst else None,
+                    step=inst.step_size if inst else None,
+                    qty=q,
+                    entry=pos.entry_price if pos and pos.is_open else None,
+                    mark=mark,
+                    notional=notional,
+                    leverage=notional / sleeve if notional is not None and sleeve else None,
+                    target_leverage=rec.decision.target_leverage if rec else None,
+                    liquidation=liq,
+                    liq_distance=dist,
+                    liq_distance_vol=dist_vol,
+                    volatility=vol,
+                    stop_loss=resting.get((sym, OrderPurpose.STOP_LOSS)),
+                    take_profit=resting.get((sym, OrderPurpose.TAKE_PROFIT)),
+                    funding_rate=rate,
+                    next_funding_ms=next_ms,
+                    increase_allowed=rec.decision.allow_increase if rec else None,
+                    decided_ms=rec.ts_ms if rec else None,
+                    reason=rec.decision.reason if rec else None,
+                    unprotected_since_ms=incidents.get(sym),
+                )
+            )
+        return out
+
+    def _margin_ratio(
+        self, equity: EquitySnapshot | None, contracts: list[ContractView]
+    ) -> Decimal | None:
+        """Maintenance margin of every position over the account's equity (>= 1: liquidation)."""
+        if equity is None:
+            return None
+        total = ZERO
+        for c in contracts:
+            if c.qty == 0:
+                continue
+            inst = self.instruments.get(c.symbol)
+            if inst is None or c.notional is None:
+                return None  # a position whose requirement is unknown: the ratio is unknown
+            total += maintenance_margin(inst, c.notional)
+        if total == 0:
+            return ZERO
+        if equity.equity <= 0:
+            return Decimal("Infinity")
+        return total / equity.equity
+
+    # -- history --------------------------------------------------------------------------------
+
+    def curve(self) -> Curve:
+        """The equity history; only snapshots recorded since the last call are read."""
+        with self._curve_lock:
+            for p in views.equity_series(self.store, self._curve_last_id):
+                self._curve_ts.append(p.ts_ms)
+                self._curve_eq.append(float(p.equity))
+                self._curve_last_id = p.id
+            ts, eq = list(self._curve_ts), list(self._curve_eq)
+        return Curve(ts, eq, drawdowns(eq))
+
+    def journal(self, window: TimeWindow, limit: int) -> list[JournalTable]:
+        store = self.store
+        spec = {s: self.instruments.get(s) for s in self.symbols()}
+
+        def px(sym: str, v: Decimal | None) -> str:
+            inst = spec.get(sym)
+            return price(v, inst.tick_size if inst else None)
+
+        def q(sym: str, v: Decimal | None) -> str:
+            inst = spec.get(sym)
+            return qty(v, inst.step_size if inst else None)
+
+        decisions = [
+            [
+                iso(r.ts_ms),
+                r.decision.symbol,
+                fixed(r.current_leverage, 2),
+                fixed(r.decision.target_leverage, 2),
+                q(r.decision.symbol, r.decision.target_qty),
+                px(r.decision.symbol, r.mark_price),
+                r.decision.reason,
+            ]
+            for r in views.decisions(store, window, limit)
+        ]
+        orders = [
+            [
+                iso(o.updated_ms),
+                o.request.symbol,
+                o.client_id,
+                o.request.purpose.name.lower(),
+                o.request.side.value,
+                q(o.request.symbol, o.request.amount),
+                px(o.request.symbol, o.request.trigger_price),
+                o.status.value,
+                o.error or "",
+            ]
+            for o in views.orders(store, window, limit)
+        ]
+        fills = [
+            [
+                iso(f.timestamp_ms),
+                f.symbol,
+                f.client_id,
+                f.side.value,
+                q(f.symbol, f.qty),
+                px(f.symbol, f.price),
+                money(f.fee),
+                money(f.realized_pnl),
+                "liquidation" if f.liquidation else "",
+            ]
+            for f in views.fills(store, window, limit)
+        ]
+        events = [
+            [iso(e.ts_ms), e.kind, e.symbol or "", e.state.value, e.reason]
+            for e in views.events(store, window, limit)
+        ]
+        return [
+            JournalTable(
+                "decisions",
+                ["time", "contract", "lev setting", "target lev", "target qty", "mark", "reason"],
+                decisions,
+            ),
+            JournalTable(
+                "orders",
+                [
+                    *("updated", "contract", "client id", "purpose", "side", "amount"),
+                    *("trigger", "status", "error"),
+                ],
+                orders,
+            ),
+            JournalTable(
+                "fills",
+                ["time", "contract", "client id", "side", "qty", "price", "fee", "realised", ""],
+                fills,
+            ),
+            JournalTable("events", ["time", "kind", "contract", "state", "reason"], events),
+        ]
+
+
+def drawdowns(equity: list[float]) -> list[float]:
+    """Drawdown from the running peak at each point (fraction)."""
+    out = []
+    peak = 0.0
+    for e in equity:
+        peak = max(peak, e)
+        out.append((peak - e) / peak if peak > 0 else 0.0)
+    return out
+
+
+def _drawdown(equity: EquitySnapshot | None, memory: RiskMemory | None) -> Decimal | None:
+    if equity is None or memory is None or memory.peak_equity <= 0:
+        return None
+    return max(ZERO, (memory.peak_equity - equity.equity) / memory.peak_equity)
+
+
+def _daily_loss(equity: EquitySnapshot | None, memory: RiskMemory | None) -> Decimal | None:
+    if equity is None or memory is None or memory.day_start_equity <= 0:
+        return None
+    return max(ZERO, (memory.day_start_equity - equity.equity) / memory.day_start_equity)

@@ -1,0 +1,354 @@
+"""The dashboard's web application (FastAPI, server-rendered Jinja2 pages, no build step).
+
+Pages: the overview (``/``), one page per contract (``/contracts/BTC-USDT-USDT``), the journal
+(``/journal``, filterable by contract and time), the comparison of simulation runs
+(``/compare``); actions (``/actions/halt``, ``/actions/flatten``, ``/actions/resume``: a GET asks
+for confirmation, the POST acts); ``/metrics`` (Prometheus) and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from loguru import logger
+from markupsafe import Markup
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from bot import numbers
+from bot.clock import Clock
+from bot.dashboard import charts
+from bot.dashboard.metrics import build_registry, health
+from bot.dashboard.model import Overview, Source
+from bot.dashboard.security import CSRF_COOKIE, Guard, Refused, new_csrf
+from bot.runtime.commands import post_command
+from bot.store.sql import SqlStore
+from bot.store.views import TimeWindow
+
+HERE = Path(__file__).parent
+ACTIONS = {
+    "halt": ("halt", False, "Halt trading", "No new orders; positions and their stops stay."),
+    "flatten": (
+        "halt",
+        True,
+        "Halt and flatten",
+        "No new orders, and every position is closed with reduce-only market orders.",
+    ),
+    "resume": ("resume", False, "Resume trading", "Back to active: the policy trades again."),
+}
+REFRESH_SECONDS = 15
+# No framing (a halt button must not be clickjacked), scripts from this server only, no
+# inline script, forms post back here only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+JOURNAL_LIMIT = 100
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    if s < 172_800:
+        return f"{s // 3600} h"
+    return f"{s // 86_400} d"
+
+
+def _parse_time(value: str | None, name: str) -> int | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(
+            400, f"{name}={value!r}: expected a time like 2025-06-01T12:00"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.filters["price"] = lambda v, tick=None: numbers.price(v, tick, grouping=True)
+    env.filters["qty"] = lambda v, step=None: numbers.qty(v, step)
+    env.filters["money"] = lambda v: numbers.money(v, grouping=True)
+    env.filters["pct"] = lambda v, places=2: numbers.percent(v, places)
+    env.filters["fixed"] = lambda v, places=2: numbers.fixed(v, places)
+    env.filters["iso"] = _iso
+    env.filters["age"] = _age
+    return templates
+
+
+def create_app(  # noqa: C901 - the routes are closures over the sources
+    sources: dict[str, Source],
+    *,
+    store: SqlStore | None,
+    guard: Guard,
+    clock: Clock,
+    registry: CollectorRegistry | None = None,
+    refresh_seconds: int = REFRESH_SECONDS,
+) -> FastAPI:
+    """The dashboard of ``sources`` (one account, or simulation runs by name).
+
+    ``store`` is the account's database (None for simulations: no actions). ``registry`` adds the
+    running bot's own metrics to ``/metrics`` (``bot run --dashboard``). Account pages reload
+    their content every ``refresh_seconds`` (0: never)."""
+    if not sources:
+        raise ValueError("the dashboard needs at least one account or simulation run")
+    if refresh_seconds < 0:
+        raise ValueError(f"refresh every {refresh_seconds} s: must be >= 0")
+    default = next(iter(sources))
+    templates = _templates()
+    app = FastAPI(title="perp-risk-bot", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    account_registry, _ = build_registry(sources[default], store, clock)
+    registries = [account_registry] + ([registry] if registry is not None else [])
+    can_act = store is not None and sources[default].kind == "account"
+
+    def pick(run: str | None) -> tuple[str, Source]:
+        name = run or default
+        if name not in sources:
+            raise HTTPException(404, f"no run named {name!r}; runs: {', '.join(sources)}")
+        return name, sources[name]
+
+    def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+        csrf = request.cookies.get(CSRF_COOKIE) or new_csrf()
+        run = context.get("run", default)
+        context = {
+            "runs": list(sources),
+            "run": run,
+            "run_query": "" if run == default else f"?run={quote(run)}",
+            "read_only": guard.read_only or not can_act,
+            "can_act": can_act,
+            "csrf": csrf,
+            "refresh": refresh_seconds if sources[default].kind == "account" else 0,
+            **context,
+        }
+        response = templates.TemplateResponse(request, name, context, status_code=status)
+        if request.cookies.get(CSRF_COOKIE) != csrf:
+            response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict")
+        return response
+
+    def stale(ov: Overview, now_ms: int) -> bool:
+        return ov.kind == "account" and not health(ov, now_ms)[0]
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview(request: Request, run: str | None = None) -> Response:
+        name, src = pick(run)
+        now = clock.now_ms()
+        ov = src.overview(now)
+        curve = src.curve()
+        eq = charts.reduce(curve.ts_ms, curve.equity, keep_max=False)
+        dd = charts.reduce(curve.ts_ms, [d * 100 for d in curve.drawdown], keep_max=True)
+        return render(
+            request,
+            "overview.html",
+            {
+                "run": name,
+                "ov": ov,
+                "now_ms": now,
+                "age_s": (now - ov.last_tick_ms) / 1000 if ov.last_tick_ms else None,
+                "stale": stale(ov, now),
+                "equity_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped
+                    charts.line_chart(
+                        [charts.Series("equity", eq.ts_ms, eq.values)], title="equity"
+                    )
+                ),
+                "drawdown_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped
+                    charts.line_chart(
+                        [charts.Series("drawdown %", dd.ts_ms, dd.values)],
+                        title="drawdown %",
+                        value_format="{:.1f} %",
+                        invert=True,
+                    )
+                ),
+            },
+        )
+
+    @app.get("/contracts/{contract}", response_class=HTMLResponse)
+    def contract(request: Request, contract: str, run: str | None = None) -> Response:
+        name, src = pick(run)
+        now = clock.now_ms()
+        ov = src.overview(now)
+        view = ov.contract(contract)
+        if view is None:
+            raise HTTPException(404, f"no contract {contract!r} in {ov.title}")
+        window = TimeWindow(symbol=view.symbol)
+        tables = src.journal(window, 20)
+        return render(
+            request,
+            "contract.html",
+            {"run": name, "ov": ov, "c": view, "tables": tables, "now_ms": now},
+        )
+
+    @app.get("/journal", response_class=HTMLResponse)
+    def journal(
+        request: Request,
+        run: str | None = None,
+        symbol: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = JOURNAL_LIMIT,
+    ) -> Response:
+        name, src = pick(run)
+        if symbol and symbol not in src.symbols():
+            raise HTTPException(404, f"no contract {symbol!r}; contracts: {src.symbols()}")
+        if not 1 <= limit <= 5000:
+            raise HTTPException(400, f"limit={limit}: between 1 and 5000")
+        window = TimeWindow(
+            symbol or None, _parse_time(since, "since"), _parse_time(until, "until")
+        )
+        return render(
+            request,
+            "journal.html",
+            {
+                "run": name,
+                "title": src.name,
+                "symbols": src.symbols(),
+                "symbol": symbol or "",
+                "since": since or "",
+                "until": until or "",
+                "limit": limit,
+                "tables": src.journal(window, limit),
+            },
+        )
+
+    @app.get("/compare", response_class=HTMLResponse)
+    def compare(request: Request) -> Response:
+        curves = {n: s.curve() for n, s in sources.items()}
+        eq, dd = [], []
+        for n, c in curves.items():
+            e = charts.reduce(c.ts_ms, c.equity, keep_max=False)
+            d = charts.reduce(c.ts_ms, [x * 100 for x in c.drawdown], keep_max=True)
+            eq.append(charts.Series(n, e.ts_ms, e.values))
+            dd.append(charts.Series(n, d.ts_ms, d.values))
+        rows = [(n, s.overview(clock.now_ms())) for n, s in sources.items()]
+        return render(
+            request,
+            "compare.html",
+            {
+                "rows": rows,
+                "equity_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped
+                    charts.line_chart(eq, title="equity")
+                ),
+                "drawdown_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped
+                    charts.line_chart(dd, title="drawdown %", value_format="{:.1f} %", invert=True)
+                ),
+            },
+        )
+
+    @app.get("/actions/{action}", response_class=HTMLResponse)
+    def confirm(request: Request, action: str) -> Response:
+        if action not in ACTIONS:
+            raise HTTPException(404, f"no action {action!r}: halt, flatten or resume")
+        _, _, label, effect = ACTIONS[action]
+        return render(
+            request,
+            "confirm.html",
+            {"action": action, "label": label, "effect": effect, "ov": _ov(), "refresh": 0},
+        )
+
+    def _ov() -> Overview:
+        return sources[default].overview(clock.now_ms())
+
+    @app.post("/actions/{action}", response_class=HTMLResponse)
+    def act(
+        request: Request,
+        action: str,
+        token: Annotated[str, Form()] = "",
+        csrf: Annotated[str, Form()] = "",
+        confirm: Annotated[str, Form()] = "",
+        reason: Annotated[str, Form()] = "",
+    ) -> Response:
+        if action not in ACTIONS:
+            raise HTTPException(404, f"no action {action!r}: halt, flatten or resume")
+        kind, flatten, label, _ = ACTIONS[action]
+        try:
+            if not can_act or store is None:
+                raise Refused("actions need a paper or live account (not a simulation)")
+            guard.check(
+                host=request.headers.get("host"),
+                origin=request.headers.get("origin"),
+                referer=request.headers.get("referer"),
+                csrf_cookie=request.cookies.get(CSRF_COOKIE),
+                csrf_form=csrf,
+                token_form=token,
+            )
+            if confirm != "yes":
+                raise Refused("not confirmed")
+        except Refused as exc:
+            client = request.client.host if request.client else "?"
+            logger.warning("dashboard: {} refused from {}: {}", action, client, exc)
+            return render(
+                request,
+                "message.html",
+                {"title": f"{label}: refused", "message": str(exc), "ok": False, "refresh": 0},
+                status=403,
+            )
+        text = reason.strip()[:200] or f"dashboard {action}"
+        cmd = post_command(
+            store,
+            "halt" if kind == "halt" else "resume",
+            reason=text,
+            flatten=flatten,
+            now_ms=clock.now_ms(),
+        )
+        logger.warning("dashboard: {} posted as command {} ({})", action, cmd, text)
+        return render(
+            request,
+            "message.html",
+            {
+                "title": f"{label}: posted",
+                "message": f"command {cmd} posted; the running bot applies it at its next job "
+                "(within its guard interval), or at its next start.",
+                "ok": True,
+                "refresh": 0,  # a refresh would GET the action's URL: its confirmation page
+            },
+        )
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body = b"".join(generate_latest(r) for r in registries)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        now = clock.now_ms()
+        ov = _ov()
+        ok, detail = health(ov, now)
+        return JSONResponse(
+            {"ok": ok, "detail": detail, "state": ov.state, "last_tick_ms": ov.last_tick_ms},
+            status_code=200 if ok else 503,
+        )
+
+    return app

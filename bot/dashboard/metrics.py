@@ -1,0 +1,242 @@
+"""Prometheus metrics of the account and of the running bot.
+
+:class:`AccountCollector` reads the store at each scrape (so ``bot serve`` in its own process
+exports the same figures as the bot); :class:`RuntimeMetrics` adds what only the bot's process
+knows (tick durations, exchange retries). Names follow Prometheus conventions: base units
+(``_seconds``, ``_ratio`` for fractions), ``_total`` counters, and labels of low cardinality
+(``symbol`` from the configuration, ``state``/``status``/``kind`` from fixed sets).
+
+Money is in the account's quote currency (USDT), named in the help texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bot.clock import Clock, LiveClock
+from bot.dashboard.model import Overview, Source
+from bot.domain.enums import OrderStatus, TradingState
+from bot.store import views
+from bot.store.sql import SqlStore
+
+TICK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+class AccountCollector(Collector):
+    """The account's state from the store, computed at every scrape."""
+
+    def __init__(self, source: Source, store: SqlStore | None, clock: Clock) -> None:
+        self.source = source
+        self.store = store
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        now_ms = self.clock.now_ms()
+        ov = self.source.overview(now_ms)
+        yield from _account_metrics(ov, now_ms)
+        yield from _contract_metrics(ov)
+        if self.store is not None:
+            yield from _store_counters(self.store)
+
+
+def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
+    def one(name: str, doc: str, value: Any) -> Iterator[Metric]:
+        if value is not None:
+            g = _gauge(name, doc)
+            g.add_metric([], float(value))
+            yield g
+
+    yield from one("bot_equity", f"account equity, {ov.quote} (wallet + unrealised PnL)", ov.equity)
+    yield from one("bot_wallet_balance", f"wallet balance, {ov.quote}", ov.wallet)
+    yield from one(
+        "bot_peak_equity", f"equity peak the drawdown is measured from, {ov.quote}", ov.peak_equity
+    )
+    yield from one("bot_drawdown_ratio", "drawdown from the equity peak (fraction)", ov.drawdown)
+    yield from one(
+        "bot_drawdown_limit_ratio",
+        "drawdown at which trading halts (fraction)",
+        ov.max_drawdown_limit or None,
+    )
+    yield from one(
+        "bot_daily_loss_ratio", "loss since the UTC day's start (fraction of it)", ov.daily_loss
+    )
+    yield from one(
+        "bot_daily_loss_limit_ratio", "daily loss limit (fraction)", ov.daily_loss_limit or None
+    )
+    if ov.margin_ratio is not None and ov.margin_ratio.is_finite():
+        yield from one(
+            "bot_margin_ratio", "maintenance margin / equity (1: liquidation)", ov.margin_ratio
+        )
+    state = _gauge("bot_trading_state", "1 for the current trading state", ["state"])
+    for s in TradingState:
+        state.add_metric([s.value], 1.0 if ov.state == s.value else 0.0)
+    yield state
+    if ov.last_tick_ms is not None:
+        yield from one(
+            "bot_last_tick_timestamp_seconds",
+            "time of the last tick (Unix seconds)",
+            ov.last_tick_ms / 1000,
+        )
+        yield from one(
+            "bot_last_tick_age_seconds",
+            "seconds since the last tick",
+            max(0, now_ms - ov.last_tick_ms) / 1000,
+        )
+    decided = [c.decided_ms for c in ov.contracts if c.decided_ms is not None]
+    if decided:
+        yield from one(
+            "bot_data_age_seconds",
+            "seconds since the last decision on market data",
+            max(0, now_ms - max(decided)) / 1000,
+        )
+    if ov.interval_ms:
+        yield from one(
+            "bot_tick_interval_seconds", "the policy's decision interval", ov.interval_ms / 1000
+        )
+    yield from one(
+        "bot_pending_commands", "operator commands not yet applied by the bot", len(ov.pending)
+    )
+
+
+CONTRACT_GAUGES = {
+    "notional": ("bot_position_notional", "position notional in the quote currency"),
+    "leverage": ("bot_position_leverage", "notional / the contract's share of equity"),
+    "target": ("bot_target_leverage", "the policy's target leverage"),
+    "liq": ("bot_liquidation_distance_ratio", "|mark - liquidation price| / mark"),
+    "liq_vol": ("bot_liquidation_distance_vol_units", "liquidation distance in daily vols"),
+    "funding": ("bot_funding_rate_ratio", "funding rate per interval (> 0: longs pay)"),
+    "nostop": ("bot_position_without_stop", "1: an open position has no resting stop-loss"),
+}
+
+
+def _contract_metrics(ov: Overview) -> Iterator[Metric]:
+    families = {k: _gauge(name, doc, ["symbol"]) for k, (name, doc) in CONTRACT_GAUGES.items()}
+    for c in ov.contracts:
+        lbl = [c.symbol]
+        values = {
+            "notional": c.notional,
+            "leverage": c.leverage,
+            "target": c.target_leverage,
+            "liq": c.liq_distance,
+            "liq_vol": c.liq_distance_vol,
+            "funding": c.funding_rate,
+            "nostop": 1 if c.unprotected else 0,
+        }
+        for key, value in values.items():
+            if value is not None:
+                families[key].add_metric(lbl, float(value))
+    yield from families.values()
+
+
+def _store_counters(store: SqlStore) -> Iterator[Metric]:
+    orders = CounterMetricFamily("bot_orders", "orders by outcome", labels=["status"])
+    counts = views.order_counts(store)
+    for status in OrderStatus:
+        orders.add_metric([status.value], float(counts.get(status.value, 0)))
+    yield orders
+    errors = CounterMetricFamily(
+        "bot_exchange_errors", "orders the exchange answered with an error"
+    )
+    errors.add_metric([], float(views.orders_with_errors(store)))
+    yield errors
+    kinds = views.event_counts(store)
+    failed = CounterMetricFamily("bot_tick_failures", "jobs (ticks, guards) that failed")
+    failed.add_metric([], float(kinds.get("tick_failed", 0)))
+    yield failed
+    denied = CounterMetricFamily("bot_risk_denials", "orders the risk gate refused")
+    denied.add_metric([], float(kinds.get("denied", 0)))
+    yield denied
+
+
+@dataclass
+class RuntimeMetrics:
+    """What the bot's own process measures; registered next to the account collector."""
+
+    tick_seconds: Histogram
+    retries: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> RuntimeMetrics:
+        metrics = cls(
+            Histogram(
+                "bot_tick_duration_seconds",
+                "wall time of one decision tick",
+                buckets=TICK_BUCKETS,
+                registry=registry,
+            ),
+            Counter(
+                "bot_exchange_retries",
+                "exchange calls retried after a transient error",
+                registry=registry,
+                labelnames=["call"],
+            ),
+        )
+        for call in ("read", "order"):  # exported at 0 from the start, so rate() works
+            metrics.retries.labels(call)
+        return metrics
+
+    def time_ticks(self, engine: Any, wall: Clock | None = None) -> None:
+        """Measure every ``engine.tick()`` in wall time (replays run on a simulated clock)."""
+        clock = wall or LiveClock()
+        original: Callable[[], Any] = engine.tick
+
+        def timed() -> Any:
+            started = clock.monotonic()
+            try:
+                return original()
+            finally:
+                self.tick_seconds.observe(clock.monotonic() - started)
+
+        # An instance attribute shadows the method: the runner calls engine.tick() unchanged.
+        engine.tick = timed
+
+    def count_retries(self) -> int:
+        """Count the retry module's retry lines (one per retried call); returns the sink id."""
+
+        def sink(message: Any) -> None:
+            text = message.record["message"]
+            self.retries.labels("order" if text.startswith("order ") else "read").inc()
+
+        def wanted(record: Any) -> bool:
+            msg: str = record["message"]
+            return record["name"] == "bot.exchange.retry" and (
+                msg.startswith("retry ") or (msg.startswith("order ") and " attempt " in msg)
+            )
+
+        return logger.add(sink, level="WARNING", filter=wanted, format="{message}")
+
+
+def build_registry(
+    source: Source, store: SqlStore | None, clock: Clock
+) -> tuple[CollectorRegistry, AccountCollector]:
+    registry = CollectorRegistry(auto_describe=False)
+    collector = AccountCollector(source, store, clock)
+    registry.register(collector)
+    return registry, collector
+
+
+def health(ov: Overview, now_ms: int) -> tuple[bool, str]:
+    """Healthy while the last tick is at most two decision intervals old."""
+    if ov.kind != "account":
+        return True, "simulation output (no running bot)"
+    if ov.last_tick_ms is None:
+        return False, "no tick recorded yet"
+    age = now_ms - ov.last_tick_ms
+    limit = 2 * ov.interval_ms
+    if age > limit:
+        return (
+            False,
+            f"last tick {age / 1000:.0f} s ago, more than two intervals ({limit / 1000:.0f} s)",
+        )
+    return True, f"last tick {age / 1000:.0f} s ago"

@@ -1,0 +1,123 @@
+"""What the dashboard shows, whatever it reads from (the state database of a paper or live
+account, or the output directory of ``bot simulate``). Values stay exact (Decimal); templates
+format them to the contract's precision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from bot.store.views import PendingCommand, TimeWindow
+
+
+def slug(symbol: str) -> str:
+    """URL-safe name of a contract: ``BTC/USDT:USDT`` -> ``BTC-USDT-USDT``."""
+    return symbol.replace("/", "-").replace(":", "-")
+
+
+@dataclass(frozen=True, slots=True)
+class ContractView:
+    symbol: str
+    direction: str
+    tick: Decimal | None  # price increment (formatting)
+    step: Decimal | None  # quantity increment (formatting)
+    qty: Decimal  # signed, 0 when flat
+    entry: Decimal | None
+    mark: Decimal | None
+    notional: Decimal | None
+    leverage: Decimal | None  # notional / the contract's share of equity
+    target_leverage: Decimal | None
+    liquidation: Decimal | None
+    liq_distance: Decimal | None  # |mark - liq| / mark
+    liq_distance_vol: Decimal | None  # in daily-volatility units
+    volatility: Decimal | None  # annualised
+    stop_loss: Decimal | None  # trigger price of the resting stop-loss
+    take_profit: Decimal | None
+    funding_rate: Decimal | None
+    next_funding_ms: int | None
+    increase_allowed: bool | None  # False: the last decision blocked increases (funding, state)
+    decided_ms: int | None
+    reason: str | None
+    unprotected_since_ms: int | None = None  # an open incident: no valid stop since then
+
+    @property
+    def slug(self) -> str:
+        return slug(self.symbol)
+
+    @property
+    def side(self) -> str:
+        return "long" if self.qty > 0 else "short" if self.qty < 0 else "flat"
+
+    @property
+    def unprotected(self) -> bool:
+        """An open position without a valid resting stop-loss (the protection invariant is
+        broken): none rests, or the bot recorded an open ``unprotected`` incident."""
+        return self.qty != 0 and (self.stop_loss is None or self.unprotected_since_ms is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertLine:
+    ts_ms: int
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    title: str
+    kind: str  # "account" or "simulation"
+    quote: str
+    as_of_ms: int | None
+    equity: Decimal | None
+    wallet: Decimal | None
+    unrealized_pnl: Decimal | None
+    peak_equity: Decimal | None
+    drawdown: Decimal | None  # fraction of the peak
+    max_drawdown_limit: Decimal
+    state: str
+    state_reason: str | None
+    state_since_ms: int | None
+    daily_loss: Decimal | None  # fraction of the day's starting equity (0 when up)
+    daily_loss_limit: Decimal
+    margin_ratio: Decimal | None  # maintenance margin / equity
+    last_tick_ms: int | None
+    interval_ms: int  # the policy's decision interval
+    contracts: list[ContractView]
+    alerts: list[AlertLine] = field(default_factory=list)
+    pending: list[PendingCommand] = field(default_factory=list)
+    summary: dict[str, str] = field(default_factory=dict)  # simulation report figures
+
+    def contract(self, contract_slug: str) -> ContractView | None:
+        return next((c for c in self.contracts if c.slug == contract_slug), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """Equity (quote currency) and drawdown (fraction) over time, oldest first."""
+
+    ts_ms: list[int]
+    equity: list[float]
+    drawdown: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalTable:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+class Source(Protocol):
+    """One account or one simulation run, as the dashboard and the metrics read it."""
+
+    name: str
+    kind: str  # "account" or "simulation"
+
+    def symbols(self) -> list[str]: ...
+
+    def overview(self, now_ms: int) -> Overview: ...
+
+    def curve(self) -> Curve: ...
+
+    def journal(self, window: TimeWindow, limit: int) -> list[JournalTable]: ...

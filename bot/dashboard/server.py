@@ -1,0 +1,153 @@
+"""Starting the dashboard: ``bot serve`` in the foreground, or a background thread of ``bot run``
+(``--dashboard``: every page; ``--metrics-port``: ``/metrics`` and ``/healthz`` only)."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from rich.console import Console
+
+from bot.clock import Clock, LiveClock
+from bot.config.models import BotConfig
+from bot.dashboard.model import Source
+from bot.dashboard.security import TOKEN_ENV, Guard
+from bot.errors import ConfigError
+from bot.store.sql import SqlStore
+
+LOCALHOST = "127.0.0.1"
+
+
+def warn_if_exposed(host: str, console: Console | None) -> None:
+    """Say loudly when the dashboard listens beyond this machine."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return
+    text = (
+        f"the dashboard listens on {host}, reachable from other machines: put it behind TLS "
+        f"and an authenticating proxy, and keep {TOKEN_ENV} secret"
+    )
+    logger.warning(text)
+    if console is not None:
+        console.print(f"[bold red]WARNING[/bold red]: {text}")
+
+
+def account_app(
+    config: BotConfig,
+    store: SqlStore,
+    clock: Clock,
+    registry: Any = None,
+    refresh_seconds: int | None = None,
+) -> Any:
+    from bot.dashboard.account import AccountSource
+    from bot.dashboard.app import create_app
+
+    guard = _guard()
+    source: Source = AccountSource(config, store)
+    from bot.dashboard.app import REFRESH_SECONDS
+
+    return create_app(
+        {config.account.name: source},
+        store=store,
+        guard=guard,
+        clock=clock,
+        registry=registry,
+        refresh_seconds=REFRESH_SECONDS if refresh_seconds is None else refresh_seconds,
+    )
+
+
+def simulation_app(directory: Path, clock: Clock) -> Any:
+    from bot.dashboard.app import create_app
+    from bot.dashboard.simulation import SimulationSource, discover_runs
+
+    sources: dict[str, Source] = {
+        name: SimulationSource(name, path) for name, path in discover_runs(directory).items()
+    }
+    return create_app(sources, store=None, guard=Guard(None), clock=clock)
+
+
+def check_token() -> None:
+    """Raise :class:`ConfigError` when ``BOT_DASHBOARD_TOKEN`` is set but unusable."""
+    _guard()
+
+
+def _guard() -> Guard:
+    try:
+        return Guard.from_environment()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def serve_forever(app: Any, host: str, port: int, console: Console | None) -> None:
+    import uvicorn
+
+    warn_if_exposed(host, console)
+    if console is not None:
+        console.print(f"dashboard on [bold]http://{host}:{port}/[/bold] (Ctrl-C stops it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@dataclass
+class BackgroundServer:
+    """A uvicorn server in a daemon thread (inside ``bot run``)."""
+
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+def start_background(app: Any, host: str, port: int, console: Console | None) -> BackgroundServer:
+    import uvicorn
+
+    warn_if_exposed(host, console)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"dashboard:{port}", daemon=True)
+    thread.start()
+    wait = LiveClock()
+    for _ in range(100):  # up to 5 s for the socket
+        if server.started or not thread.is_alive():
+            break
+        wait.sleep(0.05)
+    if not server.started:
+        raise ConfigError(f"the web server could not listen on {host}:{port} (port in use?)")
+    logger.info("web server on http://{}:{}/", host, port)
+    return BackgroundServer(server, thread)
+
+
+def metrics_app(config: BotConfig, store: SqlStore, clock: Clock, registry: Any) -> Any:
+    """``/metrics`` and ``/healthz`` only (``bot run --metrics-port``)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from bot.dashboard.account import AccountSource
+    from bot.dashboard.metrics import build_registry, health
+
+    source = AccountSource(config, store)
+    account_registry, _ = build_registry(source, store, clock)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body = generate_latest(account_registry) + generate_latest(registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        now = clock.now_ms()
+        ov = source.overview(now)
+        ok, detail = health(ov, now)
+        return JSONResponse({"ok": ok, "detail": detail}, status_code=200 if ok else 503)
+
+    return app

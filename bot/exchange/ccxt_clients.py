@@ -1,0 +1,160 @@
+"""One ccxt client per thread, one rate limit for all of them.
+
+A sync ccxt instance is not meant to be shared by threads: each request writes instance state
+(``last_response_headers``, the rate limiter's last request time, cached options such as Binance's
+leverage brackets) and all requests go through one ``requests.Session``. When the engine reads the
+account and protects several contracts at once (:mod:`bot.engine.fanout`), each worker thread
+therefore gets its own client, cloned from the one the adapter was built with: same class,
+configuration and keys, same loaded markets and options (the server-time offset included).
+
+ccxt's rate limiter is per instance (``throttle`` sleeps until ``rateLimit x cost`` ms after the
+instance's previous request). :class:`SharedPacer` replaces it on every client by one schedule:
+request *starts* keep one client's average rate (with a small burst allowance), while requests
+already sent may wait for their answers in parallel (that waiting, not the sending, is what a
+timeout costs). Sleeps go through the injected clock.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
+
+from bot.clock import Clock
+
+T = TypeVar("T")
+
+
+class SharedPacer:
+    """ccxt's rate limit (``rateLimit x cost`` ms per request) for all clients together.
+
+    A generic cell rate algorithm: on average requests start no faster than one client would
+    start them, with a burst allowance of ``burst`` seconds of that budget (20 weight units on
+    Binance, whose own limit is 2400 a minute) so that the few reads of a tick are not spaced
+    out one by one.
+    """
+
+    def __init__(self, clock: Clock, burst: float = 1.0) -> None:
+        self._clock = clock
+        self._burst = burst
+        self._lock = threading.Lock()
+        self._tat = 0.0  # theoretical arrival time (clock.monotonic() seconds)
+
+    def install(self, client: Any) -> None:
+        """Make ``client``'s rate limiter this schedule (ccxt calls ``throttle(cost)``)."""
+
+        def throttle(cost: float | None = None) -> None:
+            self.wait(float(client.rateLimit) * (1.0 if cost is None else float(cost)) / 1000)
+
+        client.throttle = throttle
+
+    def wait(self, seconds: float) -> None:
+        """Take ``seconds`` of budget; sleep until the schedule allows the request to start."""
+        with self._lock:
+            now = self._clock.monotonic()
+            tat = max(self._tat, now)
+            start = max(now, tat - self._burst)
+            self._tat = tat + seconds
+        if start > now:
+            self._clock.sleep(start - now)
+
+
+class ClientPool:
+    """The ccxt client of the calling thread.
+
+    The thread that built the adapter uses ``primary``. Another thread gets a client of its own
+    from ``spawn`` (without it, ``primary`` is shared), with the primary's markets and a copy of
+    its options; ``prepare`` then configures it as the primary was. Workers of the engine's pool
+    live as long as the process, so at most one client per worker is ever made.
+    """
+
+    def __init__(
+        self,
+        primary: Any,
+        *,
+        spawn: Callable[[], Any] | None,
+        prepare: Callable[[Any], None],
+    ) -> None:
+        self.primary = primary
+        self._spawn = spawn
+        self._prepare = prepare
+        self._local = threading.local()
+        self._local.client = primary
+        self._lock = threading.Lock()
+        self._clients: list[Any] = [primary]
+        prepare(primary)
+
+    def current(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._clone() if self._spawn is not None else self.primary
+            self._local.client = client
+        return client
+
+    def clients(self) -> list[Any]:
+        with self._lock:
+            return list(self._clients)
+
+    def share_time_difference(self, source: Any) -> None:
+        """After a clock resync on ``source``: every client signs with the new offset."""
+        offset = source.options.get("timeDifference")
+        for client in self.clients():
+            client.options["timeDifference"] = offset
+
+    def _clone(self) -> Any:
+        assert self._spawn is not None  # noqa: S101 - checked by the caller
+        client = self._spawn()
+        primary = self.primary
+        with self._lock:
+            client.options = copy.deepcopy(primary.options)
+            if primary.markets:
+                client.set_markets(primary.markets, primary.currencies)
+            self._clients.append(client)
+        self._prepare(client)
+        return client
+
+
+class Hedge:
+    """Hedged reads: a read still unanswered after ``after`` seconds is sent once more, on
+    another client, and the first answer wins.
+
+    A venue that drops one request in ten makes every tick wait out ccxt's whole timeout on
+    some read; a second copy of a read changes nothing on the venue and usually answers in
+    milliseconds. Only for reads: an order or a cancel is never sent twice this way (orders
+    have :func:`~bot.exchange.retry.submit_idempotent`). The copy that lost runs on until its
+    own timeout on a pool thread and is ignored. ``after=None`` disables hedging.
+    """
+
+    def __init__(self, after: float | None, workers: int = 10) -> None:
+        if after is not None and after <= 0:
+            raise ValueError(f"Hedge: after must be > 0 seconds, got {after}")
+        self.after = after
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if self.after is None:
+            return fn()
+        pool = self._executor()
+        first = pool.submit(contextvars.copy_context().run, fn)
+        wait([first], timeout=self.after)
+        if first.done():
+            return first.result()  # a quick failure is raised as it is
+        second = pool.submit(contextvars.copy_context().run, fn)
+        pending = {first, second}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in (first, second):
+                if future in done and future.exception() is None:
+                    return future.result()
+        return first.result()  # both failed: the first one's error
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="read")
+            return self._pool

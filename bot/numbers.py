@@ -1,0 +1,48 @@
+"""Display formatting of exact numbers: prices to the contract's tick, quantities to its step,
+money to cents, fractions as percentages. Display only: the domain never rounds through here."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+DASH = "-"
+
+
+def places_of(increment: Decimal) -> int:
+    """Decimal places of an exchange increment: 0.10 -> 1, 0.001 -> 3, 5 -> 0."""
+    exponent = increment.normalize().as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise ValueError(f"increment {increment} is not a finite number")
+    return max(0, -exponent)
+
+
+def fixed(value: Decimal | None, places: int, *, grouping: bool = False) -> str:
+    """``value`` with exactly ``places`` decimals (half-even), ``-`` for None."""
+    if value is None:
+        return DASH
+    if not value.is_finite():
+        return str(value)
+    q = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    return f"{q:,.{places}f}" if grouping else f"{q:.{places}f}"
+
+
+def price(value: Decimal | None, tick: Decimal | None, *, grouping: bool = False) -> str:
+    """A price to the contract's tick precision (8 places when the tick is unknown)."""
+    return fixed(value, places_of(tick) if tick is not None else 8, grouping=grouping)
+
+
+def qty(value: Decimal | None, step: Decimal | None) -> str:
+    """A quantity to the contract's step precision (8 places when the step is unknown)."""
+    return fixed(value, places_of(step) if step is not None else 8)
+
+
+def money(value: Decimal | None, *, grouping: bool = False) -> str:
+    return fixed(value, 2, grouping=grouping)
+
+
+def percent(fraction: Decimal | None, places: int = 2) -> str:
+    if fraction is None:
+        return DASH
+    if not fraction.is_finite():
+        return str(fraction)
+    return fixed(fraction * 100, places) + " %"

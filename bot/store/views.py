@@ -1,0 +1,217 @@
+"""Read-only queries of the SQL store for the dashboard and the metrics: filtered history,
+the equity series, pending operator commands, counts. They never write, so a dashboard process
+may run them beside the bot on the same database (SQLite WAL or PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bot.domain.orders import Fill
+from bot.ports.store import DecisionRecord, OrderRecord, RiskEvent
+from bot.store import tables as t
+from bot.store.sql import AlertRecord, SqlStore
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    id: int  # row id: increases with every snapshot recorded
+    ts_ms: int
+    equity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCommand:
+    id: int
+    ts_ms: int
+    kind: str
+    args: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """``symbol`` (None: all) and ``[since_ms, until_ms]`` (None: open-ended) of a journal view."""
+
+    symbol: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+def _session(store: SqlStore) -> Session:
+    return Session(store.engine, expire_on_commit=False)
+
+
+def equity_series(store: SqlStore, after_id: int = 0) -> list[EquityPoint]:
+    """Equity snapshots recorded after row ``after_id`` (0: all), in recording order."""
+    e = t.EquityRow
+    stmt = (
+        select(col(e.id), col(e.ts_ms), col(e.equity))
+        .where(col(e.id) > after_id)
+        .order_by(col(e.id))
+    )
+    with _session(store) as session:
+        return [EquityPoint(int(i or 0), int(ts), Decimal(eq)) for i, ts, eq in session.exec(stmt)]
+
+
+def decisions(store: SqlStore, window: TimeWindow, limit: int) -> list[DecisionRecord]:
+    """Decisions in ``window``, newest first."""
+    d = t.DecisionRow
+    stmt = select(d)
+    if window.symbol is not None:
+        stmt = stmt.where(col(d.symbol) == window.symbol)
+    if window.since_ms is not None:
+        stmt = stmt.where(col(d.ts_ms) >= window.since_ms)
+    if window.until_ms is not None:
+        stmt = stmt.where(col(d.ts_ms) <= window.until_ms)
+    stmt = stmt.order_by(col(d.ts_ms).desc(), col(d.id).desc()).limit(limit)
+    with _session(store) as session:
+        return [t.decision_record(r) for r in session.exec(stmt)]
+
+
+def latest_decisions(store: SqlStore, symbols: list[str]) -> dict[str, DecisionRecord]:
+    """The last decision of each symbol (one indexed query per symbol)."""
+    d = t.DecisionRow
+    out: dict[str, DecisionRecord] = {}
+    with _session(store) as session:
+        for sym in symbols:
+            stmt = (
+                select(d)
+                .where(col(d.symbol) == sym)
+                .order_by(col(d.ts_ms).desc(), col(d.id).desc())
+                .limit(1)
+            )
+            row = session.exec(stmt).first()
+            if row is not None:
+                out[sym] = t.decision_record(row)
+    return out
+
+
+def orders(store: SqlStore, window: TimeWindow, limit: int) -> list[OrderRecord]:
+    """Orders changed in ``window``, newest change first."""
+    o = t.OrderRow
+    stmt = select(o)
+    if window.symbol is not None:
+        stmt = stmt.where(col(o.symbol) == window.symbol)
+    if window.since_ms is not None:
+        stmt = stmt.where(col(o.updated_ms) >= window.since_ms)
+    if window.until_ms is not None:
+        stmt = stmt.where(col(o.updated_ms) <= window.until_ms)
+    stmt = stmt.order_by(col(o.updated_ms).desc(), col(o.id).desc()).limit(limit)
+    with _session(store) as session:
+        return [t.order_record(r) for r in session.exec(stmt)]
+
+
+def open_orders(store: SqlStore) -> list[OrderRecord]:
+    o = t.OrderRow
+    stmt = select(o).where(col(o.status) == "open").order_by(col(o.id))
+    with _session(store) as session:
+        return [t.order_record(r) for r in session.exec(stmt)]
+
+
+def events(store: SqlStore, window: TimeWindow, limit: int) -> list[RiskEvent]:
+    """Risk events in ``window``, newest first (an event without a symbol matches every one)."""
+    e = t.RiskEventRow
+    stmt = select(e)
+    if window.symbol is not None:
+        stmt = stmt.where((col(e.symbol) == window.symbol) | col(e.symbol).is_(None))
+    if window.since_ms is not None:
+        stmt = stmt.where(col(e.ts_ms) >= window.since_ms)
+    if window.until_ms is not None:
+        stmt = stmt.where(col(e.ts_ms) <= window.until_ms)
+    stmt = stmt.order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
+    with _session(store) as session:
+        return [t.event_record(r) for r in session.exec(stmt)]
+
+
+def events_of_kinds(store: SqlStore, kinds: tuple[str, ...], limit: int) -> list[RiskEvent]:
+    """The newest ``limit`` events of the given kinds, newest first."""
+    e = t.RiskEventRow
+    stmt = select(e).where(col(e.kind).in_(kinds))
+    stmt = stmt.order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
+    with _session(store) as session:
+        return [t.event_record(r) for r in session.exec(stmt)]
+
+
+def last_state_change(store: SqlStore) -> RiskEvent | None:
+    e = t.RiskEventRow
+    stmt = select(e).where(col(e.kind) == "state").order_by(col(e.ts_ms).desc(), col(e.id).desc())
+    with _session(store) as session:
+        row = session.exec(stmt.limit(1)).first()
+    return t.event_record(row) if row is not None else None
+
+
+def fills(store: SqlStore, window: TimeWindow, limit: int) -> list[Fill]:
+    f = t.FillRow
+    stmt = select(f)
+    if window.symbol is not None:
+        stmt = stmt.where(col(f.symbol) == window.symbol)
+    if window.since_ms is not None:
+        stmt = stmt.where(col(f.ts_ms) >= window.since_ms)
+    if window.until_ms is not None:
+        stmt = stmt.where(col(f.ts_ms) <= window.until_ms)
+    stmt = stmt.order_by(col(f.ts_ms).desc(), col(f.id).desc()).limit(limit)
+    with _session(store) as session:
+        return [t.fill_domain(r) for r in session.exec(stmt)]
+
+
+def pending_commands(store: SqlStore) -> list[PendingCommand]:
+    """Operator commands posted and not yet applied by the bot, oldest first."""
+    c = t.CommandRow
+    stmt = select(c).where(col(c.consumed).is_(False)).order_by(col(c.id))
+    with _session(store) as session:
+        return [PendingCommand(int(r.id or 0), r.ts_ms, r.kind, r.args) for r in session.exec(stmt)]
+
+
+def recent_alerts(store: SqlStore, limit: int) -> list[AlertRecord]:
+    a = t.AlertRow
+    stmt = select(a).order_by(col(a.ts_ms).desc(), col(a.id).desc()).limit(limit)
+    with _session(store) as session:
+        return [
+            AlertRecord(int(r.id or 0), r.ts_ms, r.key, r.severity, r.message, r.delivered)
+            for r in session.exec(stmt)
+        ]
+
+
+def order_counts(store: SqlStore) -> dict[str, int]:
+    """Number of orders by status (``open``, ``filled``, ``rejected``...)."""
+    o = t.OrderRow
+    stmt = select(o.status, func.count()).group_by(o.status)
+    with _session(store) as session:
+        return {str(status): int(n) for status, n in session.exec(stmt)}
+
+
+def event_counts(store: SqlStore) -> dict[str, int]:
+    """Number of risk events by kind (``state``, ``denied``, ``tick_failed``...)."""
+    e = t.RiskEventRow
+    stmt = select(e.kind, func.count()).group_by(e.kind)
+    with _session(store) as session:
+        return {str(kind): int(n) for kind, n in session.exec(stmt)}
+
+
+def orders_with_errors(store: SqlStore) -> int:
+    """Orders the exchange answered with an error (rejected, or an error recorded)."""
+    o = t.OrderRow
+    stmt = select(func.count()).where(col(o.error).is_not(None))
+    with _session(store) as session:
+        return int(session.exec(stmt).one())
+
+
+def unprotected_since(events: Sequence[RiskEvent]) -> dict[str, int]:
+    """Per contract, since when it has been without a valid stop (open incidents only).
+
+    ``events`` in any order; an ``unprotected`` event opens an incident, ``protected`` or a
+    later flat position closes it.
+    """
+    since: dict[str, int] = {}
+    for e in sorted(events, key=lambda e: e.ts_ms):
+        if e.symbol is None:
+            continue
+        if e.kind == "unprotected":
+            since.setdefault(e.symbol, e.ts_ms)
+        elif e.kind == "protected":
+            since.pop(e.symbol, None)
+    return since

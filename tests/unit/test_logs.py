@@ -1,0 +1,74 @@
+"""Log sinks never show a secret: no variable values in tracebacks, redacted exception chains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from bot.logs import REDACTED, Redactor, redact, setup_logging
+
+SECRET = "unit-secret-9c41e2"
+HEADER_KEY = "header-key-51d0"
+SIGNED = "GET http://127.0.0.1:1/fapi/v3/account?timestamp=1&signature=" + "ab" * 32
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Iterator[Path]:
+    setup_logging(tmp_path / "logs", level="DEBUG", secrets=[SECRET])
+    yield tmp_path / "logs"
+    logger.remove()
+
+
+def sign(secret: str, headers: dict[str, str]) -> None:
+    payload = f"{secret}|{headers}"  # a frame whose locals hold the secret and the key header
+    raise ValueError(f"signing failed for a payload of {len(payload)} characters")
+
+
+def test_a_traceback_shows_no_variable_values(
+    log_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        sign(SECRET, {"X-MBX-APIKEY": HEADER_KEY})
+    except ValueError:
+        logger.exception("request failed")
+    logger.complete()
+    out = capfd.readouterr().err + "".join(p.read_text() for p in log_dir.iterdir())
+    assert "Traceback" in out
+    assert "signing failed" in out
+    assert SECRET not in out
+    assert HEADER_KEY not in out
+
+
+def test_every_link_of_an_exception_chain_is_redacted(
+    log_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        try:
+            raise ConnectionError(f"Max retries exceeded with url: {SIGNED}")
+        except ConnectionError as inner:
+            raise RuntimeError(f"binanceusdm {SIGNED} key {SECRET}") from inner
+    except RuntimeError:
+        logger.exception("tick failed")
+    logger.complete()
+    out = capfd.readouterr().err + "".join(p.read_text() for p in log_dir.iterdir())
+    assert "Max retries exceeded" in out
+    assert "signature=" + REDACTED in out
+    assert "ab" * 32 not in out
+    assert SECRET not in out
+
+
+def test_redact_hides_known_values_and_signature_patterns() -> None:
+    r = Redactor()
+    r.add(["k3y-value", None, "abc"])  # values shorter than 4 characters are not secrets
+    text = r.text(f"{SIGNED} 'X-MBX-APIKEY': 'other' k3y-value abc")
+    assert "ab" * 32 not in text
+    assert "other" not in text
+    assert "k3y-value" not in text
+    assert text.endswith(" abc")
+
+
+def test_the_process_redactor_knows_the_configured_secrets(log_dir: Path) -> None:
+    assert SECRET not in redact(f"an error quoting {SECRET}")

@@ -1,9 +1,16 @@
 """The composition root: the only module that picks implementations.
 
-``simulate`` wires history + simulated exchange + memory store (see :mod:`bot.backtest.replay`);
-``paper`` wires the simulated exchange made durable (:class:`PaperExchange`) with live public
-prices or recorded data; ``live`` wires the ccxt adapter with keys from the environment. The
-engine is the same object in every mode.
+:func:`engine_for` builds the engine from the configuration, the same way in every mode; the
+modes differ only in the clock, the exchange, the market data and the store handed to it:
+
+* simulation (:func:`build_simulation`, driven by :mod:`bot.backtest.replay`): a
+  :class:`~bot.clock.SimClock`, the simulated exchange, recorded history, a memory store;
+* paper (:func:`build_paper`): the simulated exchange made durable (:class:`PaperExchange`) with
+  live public prices or recorded data, the SQL store;
+* live (:func:`build_live`): the ccxt adapter with keys from the environment, the SQL store.
+
+The live and SQL adapters (ccxt, SQLAlchemy, Alembic, the runner) are imported by the functions
+that build them, so a simulation does not load them: its speed and memory stay its own.
 """
 
 from __future__ import annotations
@@ -15,11 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from bot.alerts import AlertRules, Notifier, apprise_sender
 from bot.clock import Clock, LiveClock, ReplayClock, SimClock
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
@@ -30,8 +34,6 @@ from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
 from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
-from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.ccxt_market import closed_candles_per_request
 from bot.instruments import load_instruments
 from bot.logs import REDACTOR
 from bot.marketdata.files import discover
@@ -40,15 +42,18 @@ from bot.ports.exchange import ExchangePort
 from bot.ports.market import MarketDataPort
 from bot.ports.store import StorePort
 from bot.risk.limits import RiskLimits
-from bot.runtime.feeds import PriceFeed
-from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories, simulation_window
-from bot.sim.paper import PaperExchange
 from bot.sim.paper_state import restore
-from bot.store import migrate
 from bot.store.memory import MemoryStore
-from bot.store.sql import SqlStore
+
+if TYPE_CHECKING:  # the adapters below are imported where they are built (module docstring)
+    from bot.alerts import AlertRules, Notifier
+    from bot.exchange.ccxt_adapter import CcxtExchange
+    from bot.runtime.feeds import PriceFeed
+    from bot.runtime.runner import Runner
+    from bot.sim.paper import PaperExchange
+    from bot.store.sql import SqlStore
 
 ENV_KEY, ENV_SECRET, ENV_PASSWORD = "BOT_API_KEY", "BOT_API_SECRET", "BOT_API_PASSWORD"
 
@@ -187,6 +192,9 @@ class Secrets:
 def open_store(config: BotConfig) -> SqlStore:
     """Open the state database. A new SQLite file is created at the current schema; an existing
     database must already be at it (``bot db upgrade`` migrates it, keeping its history)."""
+    from bot.store import migrate
+    from bot.store.sql import SqlStore
+
     url = config.runtime.database_url
     with database_errors(config):
         path = migrate.sqlite_file(url)
@@ -198,6 +206,10 @@ def open_store(config: BotConfig) -> SqlStore:
 @contextmanager
 def database_errors(config: BotConfig) -> Iterator[None]:
     """A database that cannot be reached or opened is one ConfigError line, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.store import migrate
+
     url = config.runtime.database_url
     try:
         yield
@@ -213,6 +225,8 @@ def database_errors(config: BotConfig) -> Iterator[None]:
 def check_history_reach(config: BotConfig) -> None:
     """Live prices come from the venue, one request per contract: a window longer than one
     request can bring would leave the bot waiting for data forever. Say so before starting."""
+    from bot.exchange.ccxt_market import closed_candles_per_request
+
     reach = closed_candles_per_request(config.exchange.name)
     for policy in config.policies:
         windows = {
@@ -232,6 +246,8 @@ def check_history_reach(config: BotConfig) -> None:
 
 
 def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
+    from bot.alerts import AlertRules, Notifier, apprise_sender
+
     rt = config.runtime
     rules = AlertRules(
         rt.alert_margin_ratio,
@@ -276,6 +292,9 @@ def build_paper(
     clock: Clock | None = None,
 ) -> tuple[Runner, PaperExchange]:
     """Paper trading: live public prices, or recorded data from ``replay`` at ``speed``."""
+    from bot.runtime.runner import Runner
+    from bot.sim.paper import PaperExchange
+
     symbols = [c.symbol for c in config.contracts]
     known = config_instruments(config, symbols)
     market: MarketDataPort
@@ -367,6 +386,7 @@ def build_live(
     """Live trading through ccxt with the keys from the environment."""
     from bot.exchange.ccxt_market import CcxtMarketData
     from bot.exchange.factory import make_ccxt_exchange
+    from bot.runtime.runner import Runner
 
     clock = clock or LiveClock()
     check_history_reach(config)

@@ -47,6 +47,16 @@ class VenueProfile:
     multi_assets_mode: bool  # the venue has a multi-assets margin switch
     flat_probe: FlatProbe
     benign_codes: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    # Look an order up by client id through the order list (``fetch_open_orders`` with the
+    # client-id param) instead of ``fetch_order``: ccxt's bybit ``fetch_order(None, ...)``
+    # sends ``orderId=None`` literally, which outranks ``orderLinkId`` on Bybit.
+    lookup_by_order_list: bool = False
+    # ccxt's bybit ``fetch_positions`` refuses a list of more than one symbol (ArgumentsRequired):
+    # read the account's open positions (``settleCoin``) in one call and pick the contracts.
+    positions_one_symbol_per_call: bool = False
+    # Every answer of the venue is an object with this key (Bybit ``retCode``): a 2xx answer
+    # without it is garbled, not a rejection.
+    reply_envelope_key: str | None = None
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -106,6 +116,9 @@ BYBIT = VenueProfile(
         "set_position_mode": frozenset({110025}),
         "set_margin_mode": frozenset({110026}),
     },
+    lookup_by_order_list=True,
+    positions_one_symbol_per_call=True,
+    reply_envelope_key="retCode",
 )
 
 VENUES: Mapping[str, VenueProfile] = {p.name: p for p in (BINANCE_USDM, BYBIT)}

@@ -66,7 +66,7 @@ class CcxtExchange:
         pacer = SharedPacer(clock)
 
         def prepare(client: Any) -> None:
-            require_json_replies(client)
+            require_json_replies(client, self._profile.reply_envelope_key)
             client.options["recvWindow"] = recv_window_ms
             # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
             client.options["maxRetriesOnFailure"] = 0
@@ -166,7 +166,7 @@ class CcxtExchange:
         return self._account_read(read, f"position of {symbol}")
 
     def _positions(self, symbols: Sequence[str]) -> dict[str, Position]:
-        rows = self._call(lambda: self._ex.fetch_positions(list(symbols)), "fetch_positions")
+        rows = self._position_rows(symbols)
         mapping.require_rows(rows, "positions")
         out: dict[str, Position] = {}
         for symbol in symbols:
@@ -288,7 +288,9 @@ class CcxtExchange:
         if self._ex.has.get("fetchPositionMode"):
             row = self._call(lambda: self._ex.fetch_position_mode(), "fetch_position_mode")
             return bool(row.get("hedged"))
-        rows = self._call(lambda: self._ex.fetch_positions(list(self._symbols)), "fetch_positions")
+        # one contract is enough: every row carries the account's mode (Bybit lists a flat
+        # contract's row when asked by symbol, not when asked by settle coin)
+        rows = self._position_rows(self._symbols[:1])
         modes = {r.get("hedged") for r in rows if r.get("hedged") is not None}
         if len(modes) != 1:
             raise errors.NotSupported(
@@ -465,10 +467,20 @@ class CcxtExchange:
                 f"{what}: the venue answered 'nothing to change' but reads back {actual}"
             )
 
+    def _position_rows(self, symbols: Sequence[str]) -> Any:
+        """ccxt position rows of ``symbols`` (unchecked: the caller runs ``require_rows``)."""
+        wanted = list(symbols)
+        if len(wanted) > 1 and self._profile.positions_one_symbol_per_call:
+            rows = self._call(lambda: self._ex.fetch_positions(None), "fetch_positions")
+            if not isinstance(rows, list):
+                return rows
+            return [r for r in rows if not isinstance(r, Mapping) or r.get("symbol") in wanted]
+        return self._call(lambda: self._ex.fetch_positions(wanted), "fetch_positions")
+
     def _retry_after(self, exc: BaseException) -> float | None:
         if not is_rate_limit(exc):
             return None
-        return retry_after_seconds(self._ex.last_response_headers)
+        return retry_after_seconds(self._ex.last_response_headers, self._clock.now_ms())
 
     def _books_for(self, client_id: str) -> tuple[bool, ...]:
         """Which books (False regular, True conditional) may hold an order with this id."""
@@ -478,6 +490,8 @@ class CcxtExchange:
         return (True,) if purpose.is_protective else (False,)
 
     def _lookup(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
+        if self._profile.lookup_by_order_list:
+            return self._lookup_in_list(symbol, client_id, conditional)
         params = self._profile.trigger_lookup_params(client_id, conditional)
 
         def read() -> Order:
@@ -493,6 +507,25 @@ class CcxtExchange:
             # Binance can briefly forget a fresh algo order on a lookup (freqtrade#12681):
             # the open algo list decides.
             return self._find_open(symbol, client_id)
+
+    def _lookup_in_list(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
+        """Bybit: ``GET /v5/order/realtime`` filtered by ``orderLinkId`` lists the order
+        whatever its status (recent orders); an empty list means not found."""
+        params: dict[str, object] = {self._profile.lookup_client_id_param: client_id}
+        if conditional:
+            params["trigger"] = True
+
+        def read() -> Order | None:
+            # parsed inside the retried call: a garbled answer is asked again, not believed
+            raws = self._ex.fetch_open_orders(symbol, None, None, dict(params))
+            mapping.require_rows(raws, f"lookup {client_id}")
+            for raw in raws:
+                order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+                if order.client_id == client_id:
+                    return order
+            return None
+
+        return self._call(read, f"lookup {client_id}")
 
     def _find_open(self, symbol: str, client_id: str) -> Order | None:
         raws = self._call(
@@ -635,8 +668,12 @@ def readable(fn: Callable[[], T], what: str) -> T:
         ) from exc
 
 
-def require_json_replies(exchange: Any) -> None:
+def require_json_replies(exchange: Any, envelope_key: str | None = None) -> None:
     """Make a 2xx answer that is not JSON a :class:`ccxt.BadResponse` on ``exchange``.
+
+    With ``envelope_key`` (Bybit: ``retCode``) a 2xx JSON answer must also be an object carrying
+    that key: ccxt's bybit raises a plain ``ExchangeError`` (a rejection) for ``{}`` or ``[]``,
+    which would turn an order the venue took into "rejected".
 
     Both venues answer every REST call with JSON. A proxy's HTML page or a truncated body with
     status 200 otherwise reaches ccxt's parsers as a string, which they read as an empty list
@@ -663,13 +700,20 @@ def require_json_replies(exchange: Any) -> None:
         )  # fmt: skip
         if 200 <= int(code) < 300:
             try:
-                json.loads(body)
+                decoded = json.loads(body)
             except (TypeError, ValueError):
                 snippet = str(body)[:60].replace("\n", " ")
                 raise ccxt.BadResponse(
                     f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer is not "
                     f"JSON ({snippet!r})"
                 ) from None
+            if envelope_key is not None and not (
+                isinstance(decoded, dict) and envelope_key in decoded
+            ):
+                raise ccxt.BadResponse(
+                    f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer has no "
+                    f"{envelope_key} ({str(body)[:60]!r})"
+                )
         return body
 
     exchange.on_rest_response = checked

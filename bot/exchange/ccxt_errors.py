@@ -47,21 +47,28 @@ def venue_code(exc: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def retry_after_seconds(headers: Mapping[str, object] | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form), or ``None``.
+def retry_after_seconds(
+    headers: Mapping[str, object] | None, now_ms: int | None = None
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds form), or ``None``.
 
     Binance sends delta-seconds on 429/418. The HTTP-date form is ignored (``None``): the
-    caller then falls back to its own backoff.
+    caller then falls back to its own backoff. Bybit sends no ``Retry-After`` but the epoch ms
+    at which its limit resets, ``X-Bapi-Limit-Reset-Timestamp``
+    (https://bybit-exchange.github.io/docs/v5/rate-limit): with ``now_ms`` that is used too.
     """
     if not headers:
         return None
-    for key, value in headers.items():
-        if str(key).lower() == "retry-after":
-            try:
-                seconds = float(str(value).strip())
-            except ValueError:
-                return None
-            return seconds if seconds >= 0 else None
+    lowered = {str(k).lower(): str(v).strip() for k, v in headers.items()}
+    if "retry-after" in lowered:
+        try:
+            seconds = float(lowered["retry-after"])
+        except ValueError:
+            return None
+        return seconds if seconds >= 0 else None
+    reset = lowered.get("x-bapi-limit-reset-timestamp")
+    if reset is not None and now_ms is not None and reset.isdigit():
+        return max(0.0, (int(reset) - now_ms) / 1000)
     return None
 
 

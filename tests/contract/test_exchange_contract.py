@@ -1,6 +1,7 @@
-"""One contract suite, two implementations: the simulated exchange (simulation and paper) and
-the ccxt adapter on the loopback Binance USD-M server (live). The same behaviours must hold on
-both, so the simulation cannot drift away from what the live path does."""
+"""One contract suite, three implementations: the simulated exchange (simulation and paper) and
+the ccxt adapter on the loopback Binance USD-M and Bybit v5 servers (live). The same behaviours
+must hold on all of them, so the simulation cannot drift away from what the live path does and
+Bybit is held to exactly what Binance is."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from bot.ports.exchange import ExchangePort
 from bot.sim.exchange import SimulatedExchange
 from tests.contract.test_ccxt_loopback import KEY, SECRET, RecordingClock, btc_instrument
 from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.bybit_loopback import LoopbackBybit
 
 BTC = "BTC/USDT:USDT"
 ACCOUNT = "acct1"
@@ -36,16 +38,20 @@ def _sim() -> SimulatedExchange:
     return ex
 
 
-@pytest.fixture(params=["simulated", "ccxt-loopback"])
+SERVERS = {"binanceusdm": LoopbackBinance, "bybit": LoopbackBybit}
+
+
+@pytest.fixture(params=["simulated", "binanceusdm", "bybit"])
 def port(request: pytest.FixtureRequest) -> Iterator[ExchangePort]:
     sim = _sim()
     if request.param == "simulated":
         yield sim
         return
-    srv = LoopbackBinance(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    server_cls = SERVERS[request.param]
+    srv = server_cls(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
     with srv:
         adapter = make_ccxt_exchange(
-            "binanceusdm",
+            request.param,
             demo=False,
             api_url=srv.base_url,
             options={"enableRateLimit": False, "timeout": 3000},

@@ -26,6 +26,12 @@ BTC = live.BTC
 backend, server, config_path = live.backend, live.server, live.config_path
 
 
+@pytest.fixture
+def venue() -> live.Venue:
+    """This scenario speaks Binance's paths: the live fixtures on the Binance server only."""
+    return live.VENUES["binanceusdm"]
+
+
 def test_a_garbled_entry_answer_is_unknown_then_resolved_by_client_id(
     config_path: Path, server: LoopbackBinance, backend: SimulatedExchange, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ placed twice.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.e2e import test_live_loopback as live
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.loopback_core import Reply
 
 pytestmark = pytest.mark.slow
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
@@ -170,13 +171,15 @@ def record_arrivals(loopback: LoopbackBinance) -> list[dict[str, Any]]:
     handle = loopback.handle
     clock = LiveClock()
 
-    def timed(method: str, path: str, query: str, body: str, api_key: str | None) -> Any:
+    def timed(
+        method: str, path: str, query: str, body: str, headers: Mapping[str, str]
+    ) -> Reply | None:
         with lock:
             # the fault this request will meet, if any (faults are served in injection order)
             pending = [p.fault for p in loopback._faults if p.fault.path == path]
             entry = {"path": path, "start": clock.monotonic(), "held": bool(pending)}
             arrivals.append(entry)
-        return handle(method, path, query, body, api_key)
+        return handle(method, path, query, body, headers)
 
     loopback.handle = timed  # type: ignore[method-assign]
     return arrivals

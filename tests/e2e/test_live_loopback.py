@@ -1,5 +1,6 @@
-"""End to end: ``bot run --live`` against the loopback Binance USD-M server.
+"""End to end: ``bot run --live`` against the loopback Binance USD-M and Bybit v5 servers.
 
+The same scenario runs on both venues (only the wire paths and the trigger parameter differ).
 The real ccxt code path (signing, HTTP, parsing, errors) trades a simulated account on
 127.0.0.1. A few ticks must leave the position with its stop-loss and take-profit resting and the
 leverage the policy set; injected faults must not duplicate an order; a restart must reconcile
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -24,11 +26,54 @@ from bot.domain.enums import MarginMode, OrderPurpose, OrderStatus
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.loopback_core import LoopbackServer, RecordedRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 BTC = "BTC/USDT:USDT"
 KEY, SECRET = "e2e-key-7f3a9c1d5b", "e2e-secret-2b8e6f4a0c9d71"
 HOUR = 3_600_000
+
+
+@dataclass(frozen=True)
+class Venue:
+    """What differs between the venues on the wire; the scenario is the same."""
+
+    name: str  # ccxt id, [exchange] name
+    server: type[LoopbackServer]
+    conditional_post: str  # where a stop-loss / take-profit is POSTed
+    positions_get: str  # the position read
+    klines_get: str  # trade candles
+    mark_klines_get: str  # mark-price candles
+
+    def conditional_posts(self, server: LoopbackServer) -> list[RecordedRequest]:
+        posts = server.calls(self.conditional_post, "POST")
+        return [r for r in posts if "triggerPrice" in r.params]
+
+    def mark_triggered(self, request: RecordedRequest) -> bool:
+        if self.name == "bybit":  # https://bybit-exchange.github.io/docs/v5/order/create-order
+            return request.params.get("triggerBy") == "MarkPrice"
+        return request.params.get("workingType") == "MARK_PRICE"
+
+
+VENUES = {
+    "binanceusdm": Venue(
+        "binanceusdm",
+        LoopbackBinance,
+        "/fapi/v1/algoOrder",
+        "/fapi/v3/positionRisk",
+        "/fapi/v1/klines",
+        "/fapi/v1/markPriceKlines",
+    ),
+    "bybit": Venue(
+        "bybit",
+        LoopbackBybit,
+        "/v5/order/create",
+        "/v5/position/list",
+        "/v5/market/kline",
+        "/v5/market/mark-price-kline",
+    ),
+}
 
 
 def hourly_rows(n: int) -> list[tuple[int, D, D, D, D, D]]:
@@ -42,9 +87,14 @@ def hourly_rows(n: int) -> list[tuple[int, D, D, D, D, D]]:
     return [(int(r[0]) + shift, D(r[1]), D(r[2]), D(r[3]), D(r[4]), D(r[5])) for r in rows]
 
 
+@pytest.fixture(params=sorted(VENUES))
+def venue(request: pytest.FixtureRequest) -> Venue:
+    return VENUES[request.param]
+
+
 @pytest.fixture
-def backend() -> SimulatedExchange:
-    instruments = {BTC: load_instruments("binanceusdm")[BTC]}
+def backend(venue: Venue) -> SimulatedExchange:
+    instruments = {BTC: load_instruments(venue.name)[BTC]}
     ex = SimulatedExchange(
         instruments, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
     )
@@ -52,8 +102,8 @@ def backend() -> SimulatedExchange:
 
 
 @pytest.fixture
-def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
-    srv = LoopbackBinance(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+def server(backend: SimulatedExchange, venue: Venue) -> Iterator[LoopbackServer]:
+    srv = venue.server(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
     srv.timeout_hold_s = 4.0
     rows = hourly_rows(400)
     srv.set_candles(BTC, "trade", rows)
@@ -64,7 +114,9 @@ def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path, server: LoopbackBinance, monkeypatch: pytest.MonkeyPatch) -> Path:
+def config_path(
+    tmp_path: Path, server: LoopbackServer, venue: Venue, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     monkeypatch.setenv("BOT_API_KEY", KEY)
     monkeypatch.setenv("BOT_API_SECRET", SECRET)
     text = f"""
@@ -96,7 +148,7 @@ max_orders_per_minute = 30
 slippage_bps = 2
 
 [exchange]
-name = "binanceusdm"
+name = "{venue.name}"
 demo = false
 api_url = "{server.base_url}"
 ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
@@ -125,13 +177,14 @@ def tick(config_path: Path, console: Console) -> int:
 
 def test_live_ticks_protect_survive_faults_and_restart(
     config_path: Path,
-    server: LoopbackBinance,
+    server: LoopbackServer,
+    venue: Venue,
     backend: SimulatedExchange,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     with (tmp_path / "console.txt").open("w") as out_file:
-        run_ticks(config_path, server, backend, Console(file=out_file, width=200))
+        run_ticks(config_path, server, venue, backend, Console(file=out_file, width=200))
     # secrets never reach a log sink (console, stderr, the JSON file log)
     out, err = capfd.readouterr()
     logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("*"))
@@ -142,7 +195,11 @@ def test_live_ticks_protect_survive_faults_and_restart(
 
 
 def run_ticks(
-    config_path: Path, server: LoopbackBinance, backend: SimulatedExchange, console: Console
+    config_path: Path,
+    server: LoopbackServer,
+    venue: Venue,
+    backend: SimulatedExchange,
+    console: Console,
 ) -> None:
     assert tick(config_path, console) == 0
     pos = backend.fetch_positions([BTC])[BTC]
@@ -152,10 +209,10 @@ def run_ticks(
     for o in resting.values():
         assert o.reduce_only
         assert o.amount == pos.qty
-    # the conditional orders went to the Algo endpoint with the mark price as trigger
-    algo = server.calls("/fapi/v1/algoOrder", "POST")
+    # the conditional orders (Binance: the Algo endpoint) trigger on the mark price
+    algo = venue.conditional_posts(server)
     assert len(algo) == 2
-    assert all(r.params.get("workingType") == "MARK_PRICE" for r in algo)
+    assert all(venue.mark_triggered(r) for r in algo)
     config = load_config(config_path)
     store = open_store(config)
     decision = store.recent_decisions(1)[0].decision
@@ -166,13 +223,13 @@ def run_ticks(
     )
 
     # faults on the next tick: a lost reply to an order and a 503 on a read are survived
-    server.inject(Fault("/fapi/v3/positionRisk", "GET", kind="http_503"))
-    server.inject(Fault("/fapi/v1/algoOrder", "POST", kind="accept_then_drop"))
+    server.inject(Fault(venue.positions_get, "GET", kind="http_503"))
+    server.inject(Fault(venue.conditional_post, "POST", kind="accept_then_drop"))
     backend.set_mark(BTC, backend.marks[BTC] * D("1.03"))  # the stop trails up: a replacement
     assert tick(config_path, console) == 0
     faults = {(r.path, r.fault) for r in server.requests if r.fault}
-    assert ("/fapi/v1/algoOrder", "accept_then_drop") in faults
-    assert ("/fapi/v3/positionRisk", "http_503") in faults
+    assert (venue.conditional_post, "accept_then_drop") in faults
+    assert (venue.positions_get, "http_503") in faults
     ids = [o.client_id for o in backend.orders.values()]
     assert len(ids) == len(set(ids))
     stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]

@@ -13,7 +13,7 @@ import functools
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from bot.config.loader import load_config
 from bot.sim.exchange import SimulatedExchange
 from tests.e2e import test_live_loopback as live
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.loopback_core import Reply
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,6 +38,12 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 KEY, SECRET, tick = live.KEY, live.SECRET, live.tick
 # the live loopback test's fixtures: a simulated account behind the loopback venue, a config
 backend, server, config_path = live.backend, live.server, live.config_path
+
+
+@pytest.fixture
+def venue() -> live.Venue:
+    """This scenario speaks Binance's paths: the live fixtures on the Binance server only."""
+    return live.VENUES["binanceusdm"]
 
 
 @pytest.fixture
@@ -133,11 +140,13 @@ def record_signatures(loopback: LoopbackBinance) -> set[str]:
     seen: set[str] = set()
     handle = loopback.handle
 
-    def recording(method: str, path: str, query: str, body: str, api_key: str | None) -> Any:
+    def recording(
+        method: str, path: str, query: str, body: str, headers: Mapping[str, str]
+    ) -> Reply | None:
         for part in f"{query}&{body}".split("&"):
             if part.startswith("signature="):
                 seen.add(part.removeprefix("signature="))
-        return handle(method, path, query, body, api_key)
+        return handle(method, path, query, body, headers)
 
     loopback.handle = recording  # type: ignore[method-assign]
     return seen

@@ -190,6 +190,13 @@ def test_retry_after_header(headers: dict[str, str] | None, seconds: float | Non
     assert retry_after_seconds(headers) == seconds
 
 
+def test_bybit_limit_reset_timestamp_gives_the_wait() -> None:
+    headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": "1700000002500"}
+    assert retry_after_seconds(headers, now_ms=1_700_000_000_000) == 2.5
+    assert retry_after_seconds(headers, now_ms=1_700_000_003_000) == 0.0  # already reset
+    assert retry_after_seconds(headers) is None  # without the time it cannot be read
+
+
 def test_benign_no_change_answers() -> None:
     binance_codes = VENUES["binanceusdm"].benign_codes
     assert ccxt_errors.is_benign(

@@ -45,6 +45,7 @@ from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories, simulation_window
 from bot.sim.paper_state import restore
+from bot.sim.slippage import BPS, SlippageModel
 from bot.store.memory import MemoryStore
 
 if TYPE_CHECKING:  # the adapters below are imported where they are built (module docstring)
@@ -70,8 +71,21 @@ def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
         stale_data_ms=r.stale_data_seconds * 1000,
         max_orders_per_minute=r.max_orders_per_minute,
         on_daily_loss=r.on_daily_loss,
+        stop_slippage=r.expected_stop_slippage_bps / 10000,
         max_unreadable_reads=r.max_unreadable_reads,
         max_protection_failures=r.max_protection_failures,
+    )
+
+
+def slippage_model(config: BotConfig) -> SlippageModel:
+    """The configured slippage model (see :mod:`bot.sim.slippage`)."""
+    sim = config.simulation
+    if sim.slippage_model == "fixed":
+        return SlippageModel.fixed(sim.slippage_bps)
+    return SlippageModel(
+        floor=sim.slippage_bps * BPS,
+        range_fraction=sim.slippage_range_fraction,
+        impact=sim.slippage_impact,
     )
 
 
@@ -162,6 +176,7 @@ def build_simulation(
         margin_mode=MarginMode(config.account.margin_mode),
         slippage_bps=config.simulation.slippage_bps,
         quote=config.account.quote,
+        slippage_model=slippage_model(config),
     )
     market = HistoricalMarket(histories)
     store = MemoryStore()
@@ -356,6 +371,7 @@ def _paper_sim(
         margin_mode=MarginMode(config.account.margin_mode),
         slippage_bps=config.simulation.slippage_bps,
         quote=config.account.quote,
+        slippage_model=slippage_model(config),
     )
     if state is not None:
         restore(sim, state)

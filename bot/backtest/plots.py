@@ -8,7 +8,7 @@ random is drawn and the matplotlib version is left out of the PNG metadata.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -101,6 +101,7 @@ def plot_report(
     equity: npt.ArrayLike,
     benchmark_equity: npt.ArrayLike,
     leverage: Mapping[str, npt.ArrayLike],
+    markers: Mapping[str, Sequence[int]] | None = None,
 ) -> None:
     """Write a three-panel PNG report of one run to ``path`` (parent folders are created).
 
@@ -121,7 +122,8 @@ def plot_report(
     ax_eq.plot(x, eq, color="tab:blue", linewidth=1.4, label="strategy")
     ax_eq.plot(x, bench, color="0.45", linewidth=1.1, label="buy & hold, 1x")
     ax_eq.set_ylabel("equity (quote)")
-    _legend(ax_eq, 2)
+    _mark_events(ax_eq, markers or {}, np.asarray(ts_ms, dtype=np.int64), eq, x)
+    _legend(ax_eq, 2 + len([k for k, v in (markers or {}).items() if v]))
 
     dd_pct = -100.0 * drawdown_series(eq)
     ax_dd.fill_between(x, dd_pct, 0.0, color="tab:red", alpha=0.35, linewidth=0)
@@ -145,6 +147,29 @@ def plot_report(
         ax.tick_params(labelbottom=False)
     _style_time_axis(ax_lev)
     _save(fig, path)
+
+
+MARKER_STYLE = {
+    "stop-out": ("v", "tab:orange"),
+    "liquidation": ("X", "tab:red"),
+    "halt": ("s", "black"),
+}
+
+
+def _mark_events(
+    ax: Axes,
+    markers: Mapping[str, Sequence[int]],
+    ts: npt.NDArray[np.int64],
+    eq: npt.NDArray[np.float64],
+    x: npt.NDArray[np.datetime64],
+) -> None:
+    """Stop-outs, liquidations and halts on the equity curve, at the tick that followed them."""
+    for name, times in markers.items():
+        if not times or len(ts) == 0:
+            continue
+        idx = np.clip(np.searchsorted(ts, np.asarray(times, dtype=np.int64)), 0, len(ts) - 1)
+        shape, colour = MARKER_STYLE.get(name, ("o", "tab:purple"))
+        ax.scatter(x[idx], eq[idx], marker=shape, color=colour, s=28, zorder=3, label=name)
 
 
 def plot_comparison(

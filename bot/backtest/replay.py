@@ -9,17 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from bot.backtest.operator import resume_if_due
 from bot.bootstrap import build_simulation, config_instruments
+from bot.clock import SimClock, datetime_to_ms
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.instrument import Instrument
+from bot.engine.market import candles_needed
+from bot.engine.tick import Engine
 from bot.marketdata.files import discover
+from bot.risk.guard import equity_floor
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import (
     ContractHistory,
@@ -27,7 +33,7 @@ from bot.sim.history import (
     load_histories,
     simulation_window,
 )
-from bot.sim.triggers import advance
+from bot.sim.triggers import FundingTape, TriggerSeries, advance, to_decimal
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 
@@ -50,6 +56,17 @@ class SimulationResult:
     trigger_sources: dict[str, str]
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     starting_balance: Decimal = Decimal(0)
+    requested_start_ms: int | None = None  # the configured start, when one was asked
+    start_note: str = ""  # why the run starts later than asked ("" when it does not)
+    stale_hours: dict[str, float] = field(default_factory=dict)  # per contract
+
+
+def _day_ms(d: date) -> int:
+    return datetime_to_ms(datetime.combine(d, time(0), tzinfo=UTC))
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def run_simulation(
@@ -59,7 +76,9 @@ def run_simulation(
     symbols: tuple[str, ...] | None = None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
+    not_before: int | None = None,
 ) -> SimulationResult:
+    """Simulate ``policy``; ``not_before`` moves the start later (a shared window)."""
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     inventory = discover(data_dir or config.data.dir)
     histories = load_histories(
@@ -67,7 +86,41 @@ def run_simulation(
     )
     instruments = _instruments(config, symbols)
     start, end = simulation_window(histories, policy, config)
-    return replay(config, policy, histories, instruments, start, end, progress)
+    own_start = start
+    if not_before is not None and not_before > start:
+        start = not_before + (-not_before) % parse_timeframe(policy.timeframe)
+    result = replay(config, policy, histories, instruments, start, end, progress)
+    asked = config.simulation.start
+    result.requested_start_ms = _day_ms(asked) if asked is not None else None
+    if result.requested_start_ms is not None and start > result.requested_start_ms:
+        why = (
+            f"the policy's warm-up ({candles_needed(policy)} {policy.timeframe} candles) "
+            "and the data's first candles"
+        )
+        if start > own_start:
+            why = "the shared window of the policies compared (the latest warm-up decides)"
+        result.start_note = (
+            f"requested start {_iso(result.requested_start_ms)} moved to {_iso(start)}: {why}"
+        )
+    return result
+
+
+def shared_start(
+    config: BotConfig,
+    symbols: tuple[str, ...] | None = None,
+    data_dir: Path | None = None,
+) -> int:
+    """The latest start of the configured policies' windows: policies compared in one run
+    share one window."""
+    symbols = symbols or tuple(c.symbol for c in config.contracts)
+    inventory = discover(data_dir or config.data.dir)
+    starts = []
+    for policy in config.policies:
+        histories = load_histories(
+            inventory, symbols, policy.timeframe, config.simulation.trigger_source
+        )
+        starts.append(simulation_window(histories, policy, config)[0])
+    return max(starts)
 
 
 def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
@@ -108,17 +161,21 @@ def replay(
     for sym in symbols:
         _set_last(exchange, market, sym, start)
     ticks = np.arange(start, end, tf, dtype=np.int64)
+    resume = config.simulation.resume_after_halt
+    resume_ms = parse_timeframe(resume) if resume is not None else None
     n = len(ticks)
     equity = np.empty(n)
     lev = {s: np.zeros(n) for s in symbols}
     base_px = {s: float(exchange.marks.get(s, 0)) for s in symbols}
     bench = np.empty(n)
     for k, t in enumerate(ticks.tolist()):
-        advance(exchange, series, tapes, t)
+        _advance_guarded(exchange, series, tapes, t, engine, market, clock)
         clock.advance_to(t)
         for sym in symbols:
             _set_last(exchange, market, sym, t)
         if all(sym in exchange.marks for sym in symbols):
+            if resume_ms is not None:
+                resume_if_due(store, t, exchange.equity(), resume_ms)
             engine.tick()
         eq = exchange.equity()
         equity[k] = float(eq)
@@ -152,10 +209,46 @@ def replay(
             s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
         },
         starting_balance=balance,
+        stale_hours={s: n * tf / 3_600_000 for s, n in engine.stale_ticks.items()},
     )
+
+
+def _advance_guarded(
+    exchange: SimulatedExchange,
+    series: dict[str, TriggerSeries],
+    tapes: dict[str, FundingTape],
+    end_ms: int,
+    engine: Engine,
+    market: HistoricalMarket,
+    clock: SimClock,
+) -> None:
+    """Bring the exchange to ``end_ms``, running the engine's guard (the same one paper and live
+    run every minute) at the close of every candle whose worst equity reaches the loss limits'
+    floor: the search for that candle is vectorised, so quiet candles cost no Python."""
+    while True:
+        floor = equity_floor(engine.store.load_risk_memory(), engine.limits)
+        hit = advance(exchange, series, tapes, end_ms, floor)
+        if hit is None:
+            return
+        clock.advance_to(hit.ts_ms)
+        for sym in engine.symbols:
+            _set_last(exchange, market, sym, hit.ts_ms)
+        engine.guard(observed_equity=hit.equity)
 
 
 def _set_last(exchange: SimulatedExchange, market: HistoricalMarket, sym: str, t: int) -> None:
     last = market.last_price(sym, t)
     if last is not None:
         exchange.lasts[sym] = last[0]
+    if exchange.slippage_model.data_driven:
+        # Market orders pay for the candle that just closed (its range and volume), looked up
+        # only when an order fills.
+        exchange.candle_lookup = lambda symbol: _closed_candle(market, symbol, t)
+
+
+def _closed_candle(market: HistoricalMarket, symbol: str, t: int) -> tuple[Decimal, Decimal] | None:
+    c = market.contracts[symbol].last
+    i = int(c.ts.searchsorted(t - c.tf_ms, side="right")) - 1
+    if i < 0 or c.open[i] <= 0:
+        return None
+    return to_decimal((c.high[i] - c.low[i]) / c.open[i]), to_decimal(c.volume[i])

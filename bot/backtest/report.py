@@ -17,6 +17,7 @@ import numpy as np
 from bot.backtest.metrics import drawdown_series, summarize
 from bot.backtest.plots import plot_report
 from bot.backtest.replay import SimulationResult
+from bot.backtest.report_figures import honest_figures
 from bot.domain.enums import OrderPurpose
 
 
@@ -65,6 +66,7 @@ def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
         if len(result.benchmark)
         else 0.0,
         "data_gaps": {s: [[_iso(a), _iso(b)] for a, b in g] for s, g in result.gaps.items()},
+        **honest_figures(result),
         "elapsed_seconds": round(elapsed, 3),
     }
 
@@ -103,6 +105,15 @@ def write_outputs(result: SimulationResult, out: Path, elapsed: float) -> dict[s
         equity=result.equity,
         benchmark_equity=result.benchmark,
         leverage=result.leverage,
+        markers={
+            "stop-out": [e.ts_ms for e in result.exchange.events if e.kind == "stop_loss"],
+            "liquidation": [e.ts_ms for e in result.exchange.events if e.kind == "liquidation"],
+            "halt": [
+                e.ts_ms
+                for e in result.store.events
+                if e.kind == "state" and "-> halted" in e.reason
+            ],
+        },
     )
     return report
 

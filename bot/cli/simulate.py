@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bot.backtest.metrics import drawdown_series
 from bot.backtest.plots import plot_comparison
-from bot.backtest.replay import SimulationResult, run_simulation
+from bot.backtest.replay import SimulationResult, run_simulation, shared_start
 from bot.backtest.report import write_outputs
 from bot.cli import terminal
 from bot.clock import LiveClock
@@ -37,6 +37,12 @@ SUMMARY_KEYS = (
     ("n_take_profits", "take-profits", "{}"),
     ("n_liquidations", "liquidations", "{}"),
     ("fees_paid", "fees paid", "{:,.2f}"),
+    ("slippage_paid", "slippage paid", "{:,.2f}"),
+    ("time_in_market", "time in market", "{:.1%}"),
+    ("halted_at", "halted at", "{}"),
+    ("time_halted", "time halted", "{:.1%}"),
+    ("n_denials", "denials", "{}"),
+    ("top_denial", "most common denial", "{}"),
     ("funding_paid", "funding paid", "{:,.2f}"),
     ("elapsed_seconds", "elapsed s", "{:.2f}"),
 )
@@ -68,6 +74,7 @@ def run(
     console: Console,
     *,
     as_csv: bool = False,
+    shared_window: bool = True,
 ) -> list[dict[str, Any]]:
     config = override(load_config(config_path, policy_overrides=policies), start, end)
     symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
@@ -78,12 +85,21 @@ def run(
     clock = LiveClock()
     reports: list[dict[str, Any]] = []
     results: dict[str, SimulationResult] = {}
+    # Policies compared in one run share one window: the latest warm-up decides.
+    common = shared_start(config, symbols, data_dir) if several and shared_window else None
     for policy in config.policies:
         t0 = clock.monotonic()
         with terminal.progress(console, f"{policy.name} (ticks)") as advance:
             result = run_simulation(
-                config, policy, symbols=symbols, data_dir=data_dir, progress=advance
+                config,
+                policy,
+                symbols=symbols,
+                data_dir=data_dir,
+                progress=advance,
+                not_before=common,
             )
+        if result.start_note:
+            console.print(f"[yellow]warning[/yellow] {policy.name}: {result.start_note}")
         elapsed = clock.monotonic() - t0
         target = out_dir / policy.name if several else out_dir
         reports.append(write_outputs(result, target, elapsed))
@@ -92,7 +108,9 @@ def run(
         first = next(iter(results.values()))
         plot_comparison(
             out_dir / "comparison.png",
-            title="policies compared on the same data",
+            title="policies compared on the same data and window"
+            if common is not None
+            else "policies compared on the same data, each from its own warm-up",
             runs={n: (r.ts, r.equity, drawdown_series(r.equity)) for n, r in results.items()},
             benchmark=(first.ts, first.benchmark),
         )
@@ -100,6 +118,8 @@ def run(
         typer.echo(terminal.table_csv(summary_table(reports)), nl=False)
     else:
         console.print(terminal.unclipped(summary_table(reports)))
+    for name, hours in reports[0].get("stale_hours", {}).items():
+        console.print(f"[yellow]stale data[/yellow] {name}: {hours:g} h without new exposure")
     for name, gaps in reports[0].get("data_gaps", {}).items():
         for start, end in gaps:  # never bridged: no price, no trigger, stale data to the gate
             note = f"data gap {name}: {start} .. {end}"

@@ -235,6 +235,7 @@ class RiskConfig(FrozenModel):
     stale_data_seconds: StrictInt = Field(gt=0)
     max_orders_per_minute: StrictInt = Field(gt=0)
     on_daily_loss: Literal["reducing", "halted"] = "halted"
+    expected_stop_slippage_bps: Dec = Field(default=Decimal(10), ge=0, lt=10000)
     max_unreadable_reads: StrictInt = Field(default=3, ge=1, le=1000)
     max_protection_failures: StrictInt = Field(default=2, ge=1, le=1000)
 
@@ -254,6 +255,17 @@ class SimulationConfig(FrozenModel):
     start: date | None = None
     end: date | None = None
     slippage_bps: Dec = Field(ge=0, lt=10000)
+    # "fixed": slippage_bps on every fill; "range_impact": slippage_bps as a floor, plus
+    # slippage_range_fraction of the candle's range for fills inside a moving candle, plus
+    # slippage_impact x range x sqrt(qty / candle volume) (see bot/sim/slippage.py).
+    slippage_model: Literal["fixed", "range_impact"] = "fixed"
+    slippage_range_fraction: Dec = Field(default=Decimal("0.1"), ge=0, le=1)
+    slippage_impact: Dec = Field(default=Decimal(1), ge=0, le=10)
+    # A drawdown halt is final in a simulation unless this is set: a duration ("72h", "7d") after
+    # which a modelled operator resumes trading, the peak reset to the equity of that moment.
+    resume_after_halt: (
+        Annotated[str, matching(r"[1-9][0-9]*[mhdw]", "a duration like 72h or 7d")] | None
+    ) = None
     fee_override_taker: Dec | None = Field(default=None, ge=0, le=Decimal("0.01"))
     out_dir: OutputPath = Field(default=Path("out"), validate_default=True)
     trigger_source: Literal["auto", "mark", "last"] = "auto"

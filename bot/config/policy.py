@@ -172,6 +172,23 @@ class OrderParams(FrozenModel):
     protective_tolerance: Dec = Field(default=Decimal("0.002"), ge=0, lt=1)
 
 
+class ReentryParams(FrozenModel):
+    """After a stop-loss, a liquidation or a risk-state change, a contract may not add exposure
+    for ``cooldown`` (a duration like ``24h``; ``0`` disables it)."""
+
+    cooldown: Annotated[
+        str, matching(r"0|[1-9][0-9]*[mhdw]", "0 or a number then m, h, d or w, like 24h")
+    ] = "0"
+
+    @property
+    def cooldown_ms(self) -> int:
+        if self.cooldown == "0":
+            return 0
+        from bot.stats.timeframes import parse_timeframe  # config stays import-light
+
+        return parse_timeframe(self.cooldown)
+
+
 class Policy(FrozenModel):
     """One policy file. ``name`` defaults to the file stem; ``timeframe`` is like ``1h``."""
 
@@ -191,6 +208,7 @@ class Policy(FrozenModel):
     funding: FundingParams
     limits: PolicyLimits
     orders: OrderParams = OrderParams()
+    reentry: ReentryParams = ReentryParams()
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from functools import partial
@@ -60,6 +60,7 @@ from bot.engine.market import (
 from bot.engine.planner import IdFactory, market_order, plan_protection, plan_size
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.reconcile import Reconciler
+from bot.engine.reentry import Cooldowns, Held, exit_kind, held_of
 from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
@@ -69,13 +70,18 @@ from bot.ports.exchange import ExchangePort
 from bot.ports.market import CandleWindow, MarketDataPort
 from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 from bot.risk.gate import Denied, OrderContext, RiskGate
+from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
+from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
 from bot.risk.state import initial_memory, set_state, update
 
 ZERO = Decimal(0)
 # Stop distance (fraction of the mark) for a position found without a stop before the engine has
 # ever seen market statistics for its contract: protection first, precision later.
 FALLBACK_STOP = Decimal("0.05")
+# How far over its loss budget (fraction of the budget) a book may drift before it is cut even
+# below the rebalance tolerance.
+BUDGET_SLACK = Decimal("0.02")
 UNREADABLE = "account unreadable"
 UNPROTECTED = "protection failed"
 
@@ -140,6 +146,11 @@ class Engine:
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
+        self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
+        self._held: dict[str, Held] = {}  # as the last tick or guard left them (exits)
+        self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
+        self._stale: list[str] = []  # contracts whose data is stale this tick
+        self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
         self.margin_mode = margin_mode  # of new positions (held ones carry their own)
         self.unreadable_streak = 0
         self.protection_failures = 0  # checks in a row that had to close a naked position
@@ -180,8 +191,14 @@ class Engine:
             return self._unreadable(now, tick_id, exc)
 
     def _tick_on(self, now: int, tick_id: str, acct: AccountView) -> TickResult:
+        self.note_exits(acct, now)
         snapshots, windows = self.read_market(now, acct)
-        memory = self.update_risk_state(now, acct, self.stale_contracts(now))
+        # Data health is per contract: a stale contract takes no new exposure (below), the
+        # others trade on; an empty list also clears a whole-account state of older versions.
+        self._stale = self.stale_contracts(now)
+        for sym in self._stale:
+            self.stale_ticks[sym] = self.stale_ticks.get(sym, 0) + 1
+        memory = self.update_risk_state(now, acct, [])
         decisions = self.decide(now, acct, snapshots, windows, memory.state)
         if memory.state is TradingState.HALTED:
             decisions = [
@@ -191,6 +208,7 @@ class Engine:
                 for d in decisions
             ]
         decisions = [self.secure(d, acct) for d in decisions]
+        decisions = self.within_loss_budget(decisions, acct, memory)
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
         batch = self.fanout.batch()
@@ -207,12 +225,18 @@ class Engine:
         result.unprotected = self.ensure_protected(acct, now)
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
         self.last_account = acct
+        self._held = held_of(acct, self.symbols)
         return result
 
-    def guard(self) -> None:
-        """Between ticks: reconcile, make sure every position has its stop, cancel orphans.
+    def guard(self, observed_equity: Decimal | None = None) -> None:
+        """Between ticks: the loss limits on the marks of now, then the protection invariant.
 
-        No market statistics, no decision, no size change: the protection invariant only.
+        Reconcile; apply the daily-loss and drawdown limits to the equity of this moment (the
+        same :func:`bot.risk.state.update` as the tick; ``observed_equity``, when given, is a
+        lower equity the account had since the last check, e.g. at a candle's adverse extreme in
+        simulation); a move to ``halted`` with flatten closes every position at once. Then make
+        sure every position has its stop and cancel orphans. No market statistics, no decision,
+        no increase.
         """
         now = self.clock.now_ms()
         self._tick_ms = now
@@ -224,6 +248,10 @@ class Engine:
             return
         self._readable(now)
         try:
+            self.note_exits(acct, now)
+            memory = self.update_risk_state(now, acct, None, observed=observed_equity)
+            if memory.state is TradingState.HALTED and memory.flatten:
+                self.flatten(acct, now, memory)
             batch = self.fanout.batch()
             for sym in self.symbols:
                 if sym in self.foreign:
@@ -234,8 +262,105 @@ class Engine:
                     batch.add(partial(self.protect, sym, acct, None, None, now))
             batch.run()
             self.ensure_protected(acct, now)
+            self._held = held_of(acct, self.symbols)
         except AccountUnreadable as exc:
             self._unreadable(now, base36(now // 1000), exc)
+
+    def flatten(self, acct: AccountView, now: int, memory: RiskMemory) -> None:
+        """Close every position of the bot's contracts with reduce-only market orders."""
+        closed = False
+        for sym in self.symbols:
+            qty = acct.qty(sym)
+            if qty == 0 or sym in self.foreign:
+                continue
+            flat = Decision(
+                symbol=sym,
+                direction=0,
+                target_leverage=ZERO,
+                target_qty=ZERO,
+                stop_loss=None,
+                take_profit=None,
+                reason=f"halted ({memory.state_reason}): flatten",
+                allow_increase=False,
+            )
+            pos = acct.positions[sym]
+            plan = plan_size(
+                flat,
+                qty,
+                pos.leverage,
+                self.instruments[sym],
+                acct.marks[sym],
+                self.policy.orders.rebalance_tolerance,
+                self._id_factory(sym),
+            )
+            for req in plan.reduce:
+                sent = self._send(req, acct, now, None) is SendOutcome.SENT
+                closed = sent or closed
+        if closed:
+            acct.positions = dict(self.exchange.fetch_positions(self.symbols))
+            acct.wallet = self.exchange.fetch_balance().wallet
+            acct.changed()
+
+    def within_loss_budget(
+        self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
+    ) -> list[Decision]:
+        """Cut sizes so that if every stop fires the day stays within the loss limits (see
+        :mod:`bot.risk.loss_budget`); positions without a decision count with their resting stop."""
+        floor = equity_floor(memory, self.limits)
+        if floor is None:
+            self._budget_cut = set()
+            return decisions
+        budget = acct.equity() - floor
+        decided = {d.symbol for d in decisions}
+        fixed = ZERO
+        for sym, pos in acct.positions.items():
+            stop = _resting_stop(acct.resting.get(sym, []))
+            if sym in decided or stop is None or sym not in self.instruments:
+                continue
+            fixed += loss_at_stop(
+                pos.qty,
+                acct.marks[sym],
+                stop,
+                self.limits.stop_slippage,
+                self.instruments[sym].taker_fee,
+            )
+        capped = cap_to_loss_budget(
+            decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
+        )
+        # A book over its budget (by more than BUDGET_SLACK, so equity moving a little between
+        # ticks does not churn) is cut even below the rebalance tolerance.
+        self._budget_cut = set()
+        if budget is not None and any(
+            c.target_qty != d.target_qty for c, d in zip(capped, decisions, strict=True)
+        ):
+            held = sum(
+                (
+                    loss_at_stop(
+                        acct.qty(d.symbol),
+                        acct.marks[d.symbol],
+                        d.stop_loss,
+                        self.limits.stop_slippage,
+                        self.instruments[d.symbol].taker_fee,
+                    )
+                    for d in decisions
+                    if d.stop_loss is not None
+                ),
+                ZERO,
+            )
+            if held > (budget - fixed) * (1 + BUDGET_SLACK):
+                self._budget_cut = {
+                    c.symbol
+                    for c, d in zip(capped, decisions, strict=True)
+                    if c.target_qty != d.target_qty
+                }
+        return capped
+
+    def note_exits(self, acct: AccountView, now: int) -> None:
+        """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation)."""
+        for sym, before in self._held.items():
+            kind = exit_kind(before, acct, sym)
+            if kind is not None:
+                self.cooldowns.start(sym, now, kind)
 
     def last_snapshots(self) -> dict[str, MarketSnapshot]:
         """The latest market statistics seen per contract (for alerts and the status view)."""
@@ -315,9 +440,14 @@ class Engine:
     # -- 3. risk state -------------------------------------------------------------------------
 
     def update_risk_state(
-        self, now: int, acct: AccountView, stale: list[str] | None = None
+        self,
+        now: int,
+        acct: AccountView,
+        stale: list[str] | None = None,
+        *,
+        observed: Decimal | None = None,
     ) -> RiskMemory:
-        equity = acct.equity()
+        equity = acct.equity() if observed is None else min(acct.equity(), observed)
         memory = self._risk_memory() or initial_memory(equity, now)
         memory, transition = update(memory, equity, now, self.limits, stale)
         self._save_memory(memory)
@@ -327,8 +457,12 @@ class Engine:
                 EventKind.STATE,
                 None,
                 transition.after,
-                f"{transition.before.value} -> {transition.after.value}: {transition.reason}",
+                f"{transition.before.value} -> {transition.after.value}: {transition.reason} "
+                f"(equity {equity:.2f})",
             )
+            if transition.after is not TradingState.ACTIVE:
+                for sym in self.symbols:
+                    self.cooldowns.start(sym, now, f"state {transition.after.value}")
         return memory
 
     # -- 4. decide -----------------------------------------------------------------------------
@@ -352,6 +486,10 @@ class Engine:
             direction, allow = spec.resolve(now, qty)
             if spec.symbol in self.no_increase:
                 allow = False  # e.g. right before an expensive funding settlement
+            if self.cooldowns.active(spec.symbol, now) is not None:
+                allow = False  # re-entry cooldown after a stop-out or a state change
+            if spec.symbol in self._stale:
+                allow = False  # stale data: this contract alone takes no new exposure
             views.append(
                 ContractView(
                     symbol=spec.symbol,
@@ -370,7 +508,15 @@ class Engine:
         if alloc is not None and alloc.method == "erc":
             active = [windows[v.symbol] for v in views if v.direction != 0]
             cov = annual_covariance(active, alloc.covariance_window)
-        return decide(views, self.policy, cov)
+        decisions = decide(views, self.policy, cov)
+        return [self._with_cooldown(d, now) for d in decisions]
+
+    def _with_cooldown(self, d: Decision, now: int) -> Decision:
+        why = self.cooldowns.reason(d.symbol, now)
+        if d.symbol in self._stale:
+            stale = "stale market data: no new exposure on this contract, protection kept"
+            why = stale if why is None else f"{why}; {stale}"
+        return d if why is None else replace(d, reason=f"{d.reason}; {why}")
 
     # -- 5. protect ----------------------------------------------------------------------------
 
@@ -641,7 +787,10 @@ class Engine:
             setting,
             self.instruments[d.symbol],
             snap.last_price,
-            self.policy.orders.rebalance_tolerance,
+            # A position above what the loss budget allows is cut even below the tolerance.
+            ZERO
+            if d.symbol in self._budget_cut and abs(acct.qty(d.symbol)) > abs(d.target_qty)
+            else self.policy.orders.rebalance_tolerance,
             self._id_factory(d.symbol),
         )
         if not (plan.reduce or plan.increase):

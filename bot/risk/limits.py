@@ -17,6 +17,8 @@ class RiskLimits:
     stale_data_ms: int
     max_orders_per_minute: int
     on_daily_loss: Literal["reducing", "halted"] = "halted"
+    # Expected slippage of a triggered stop (fraction of price), for the loss budget in stops.
+    stop_slippage: Decimal = Decimal("0.001")
     # account reads that cannot be trusted, in a row, before the state moves to reducing
     max_unreadable_reads: int = 3
     # positions left without a valid stop after escalation, in a row, before reducing

@@ -3,7 +3,8 @@
 * ``tick``: apply pending commands (``bot halt``/``bot resume``), bring the paper exchange's
   prices up to now, run the engine's tick, persist, raise alerts. A failing tick is recorded and
   alerted; after ``max_failures`` in a row the bot moves itself to ``reducing``.
-* ``guard``: between ticks, the protection invariant only (reconcile, stops, orphans).
+* ``guard``: between ticks, the daily-loss and drawdown limits on the marks of the moment (a
+  breach acts at once: reducing, or halted with flatten) and the protection invariant.
 * ``before_funding``: a tick that may not add exposure to contracts about to pay funding.
 * ``rollover``: the UTC-day rollover of the daily-loss limit.
 Every log line of a job carries the job's tick id.

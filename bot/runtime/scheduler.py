@@ -1,7 +1,8 @@
 """APScheduler 3 drives the runner.
 
 Jobs: the decision ``tick`` at the policy's cadence (aligned to candle closes, a few seconds after
-so the candle is final), ``guard`` (protection invariant) between ticks, ``funding`` before each
+so the candle is final), ``guard`` (loss limits on the marks of the moment, then the protection
+invariant) between ticks, also when replaying recorded data, ``funding`` before each
 contract's next settlement, ``rollover`` at 00:00 UTC. One worker thread and ``max_instances=1``:
 two jobs never overlap; ``coalesce=True``: missed runs collapse into one; runs later than the
 grace period are skipped (APScheduler logs it, routed into loguru).
@@ -95,6 +96,11 @@ def run_scheduled(
         )
     else:
         sched.add_job(runner.tick, "interval", seconds=tick_s, id="tick", next_run_time=WALL.now())
+        # Replayed paper trading keeps its guard job too (the loss limits between ticks), every
+        # guard_seconds of replayed time, when that is at least half a wall-clock second (a
+        # faster replay leaves the limits to the ticks: a guard job could not keep up).
+        if guard_seconds / speed >= 0.5:
+            sched.add_job(runner.guard, "interval", seconds=guard_seconds / speed, id="guard")
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
     try:

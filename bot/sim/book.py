@@ -52,6 +52,20 @@ class TradeResult:
     fee: Decimal
 
 
+@dataclass(frozen=True, slots=True)
+class AccountLiquidation:
+    """A cross account closed as one: per-contract PnL and fee, and what the wallet could not pay.
+
+    ``shortfall`` is the loss beyond the wallet, taken by the insurance fund (>= 0).
+    """
+
+    realized: dict[str, Decimal]
+    fees: dict[str, Decimal]
+    wallet_before: Decimal
+    wallet_after: Decimal
+    shortfall: Decimal
+
+
 class Book:
     """Wallet, positions and leverage settings. No prices or orders: those are the exchange's."""
 
@@ -115,9 +129,14 @@ class Book:
             mark = marks[sym]
             other_mm += maintenance_margin(self.instruments[sym], abs(other.qty) * mark)
             other_upnl += other.qty * (mark - other.entry_price)
-        return liquidation_price_cross(
-            inst, pos.qty, pos.entry_price, self.wallet, other_mm, other_upnl
-        )
+        try:
+            return liquidation_price_cross(
+                inst, pos.qty, pos.entry_price, self.wallet, other_mm, other_upnl
+            )
+        except ValueError:
+            # The account is below maintenance whatever this contract's price: it is due for
+            # liquidation now, at the current mark.
+            return marks[symbol]
 
     def to_position(self, symbol: str) -> Position:
         pos = self.positions[symbol]
@@ -198,3 +217,31 @@ class Book:
             loss = min(loss, wallet_before)
         self.wallet = wallet_before - loss
         return TradeResult(realized_pnl=result.realized_pnl, fee=loss + result.realized_pnl)
+
+    def liquidate_account(
+        self, prices: dict[str, Decimal], fee_rates: dict[str, Decimal]
+    ) -> AccountLiquidation:
+        """Cross margin: close every open position together at ``prices`` (the marks of the
+        moment the account fell below its maintenance margin).
+
+        The account is one pot: the legs' PnL and liquidation fees are netted first, and only the
+        net is applied to the wallet, which never goes below zero (the insurance fund takes the
+        rest, reported as ``shortfall``). A profitable leg can therefore never be paid out after a
+        losing leg has emptied the wallet.
+        """
+        if self.margin_mode is not MarginMode.CROSS:
+            raise ValueError("liquidate_account: only a cross-margin account is liquidated whole")
+        wallet_before = self.wallet
+        realized: dict[str, Decimal] = {}
+        fees: dict[str, Decimal] = {}
+        for sym, pos in self.positions.items():
+            if pos.qty == 0:
+                continue
+            price = prices[sym]
+            fees[sym] = abs(pos.qty) * price * fee_rates[sym]
+            realized[sym] = self.trade(sym, -pos.qty, price, ZERO).realized_pnl
+        net = sum(realized.values(), ZERO) - sum(fees.values(), ZERO)
+        after = wallet_before + net
+        shortfall = -after if after < 0 else ZERO
+        self.wallet = max(after, ZERO)
+        return AccountLiquidation(realized, fees, wallet_before, self.wallet, shortfall)

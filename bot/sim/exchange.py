@@ -6,8 +6,10 @@ and by paper trading (live prices through :meth:`SimulatedExchange.set_mark`). I
 
 Fill rules (written down here because backtests live or die by them):
 
-* Market orders fill at once at the current last price, moved against the trader by
-  ``slippage_bps``, and pay the taker fee on the fill notional.
+* Market orders fill at once at the current last price, moved against the trader by the
+  slippage model (:mod:`bot.sim.slippage`: a fixed ``slippage_bps``, or a floor plus a term in
+  the candle's range for fills inside a moving candle plus square-root impact on its volume),
+  and pay the taker fee on the fill notional. Triggered stops and liquidations pay it too.
 * Conditional orders (stop-market, take-profit-market) trigger on the **mark** price series given
   to the exchange (see :mod:`bot.sim.triggers`): a sell stop when the bar's low <= trigger, a buy
   stop when its high >= trigger; take-profits the other way round.
@@ -27,7 +29,7 @@ Fill rules (written down here because backtests live or die by them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 
@@ -48,6 +50,7 @@ from bot.errors import (
 )
 from bot.sim.book import Book
 from bot.sim.events import SimEvent
+from bot.sim.slippage import SlippageModel
 from bot.sim.triggers import process_bar
 
 ZERO = Decimal(0)
@@ -66,10 +69,20 @@ class SimulatedExchange:
         margin_mode: MarginMode,
         slippage_bps: Decimal = ZERO,
         quote: str = "USDT",
+        slippage_model: SlippageModel | None = None,
     ) -> None:
         self.clock = clock
         self.quote = quote
-        self.slippage = slippage_bps * BPS
+        model = slippage_model or SlippageModel.fixed(slippage_bps)
+        self.slippage = model.floor  # the floor (the whole slippage of the fixed model)
+        self.slippage_model = model
+        # The candle each contract's fills belong to: (high - low) / open and its volume, set
+        # by the replay (decision-time candle) and by each trigger bar (the range only).
+        self.candle_range: dict[str, Decimal] = {}
+        self.candle_volume: dict[str, Decimal] = {}
+        self.slippage_paid = ZERO
+        # Where a market order's candle comes from (the replay sets it; None: the dicts above).
+        self.candle_lookup: Callable[[str], tuple[Decimal, Decimal] | None] | None = None
         self.book = Book(
             dict(instruments), starting_balance=starting_balance, margin_mode=margin_mode
         )
@@ -82,6 +95,7 @@ class SimulatedExchange:
         self.events: list[SimEvent] = []
         self.fees_paid = ZERO
         self.funding_paid = ZERO
+        self.insurance_shortfall = ZERO  # cross losses beyond the wallet (insurance fund)
         self._next_id = 1
         self.processed_ms = 0  # prices processed up to here (triggers, funding): paper resumes here
 
@@ -310,7 +324,26 @@ class SimulatedExchange:
             return abs(pos.qty)
         return min(order.amount, abs(pos.qty))
 
-    def _fill_market(self, order: Order, reference: Decimal, ts_ms: int) -> Order:
+    def slippage_for(self, symbol: str, qty: Decimal, *, inside: bool) -> Decimal:
+        """The slippage fraction of a fill of ``qty`` on ``symbol`` now (see
+        :mod:`bot.sim.slippage`)."""
+        model = self.slippage_model
+        if not model.data_driven:
+            return self.slippage
+        model = SlippageModel(self.slippage, model.range_fraction, model.impact)
+        rng, volume = self.candle_range.get(symbol), self.candle_volume.get(symbol)
+        if not inside and self.candle_lookup is not None:
+            found = self.candle_lookup(symbol)
+            if found is not None:
+                rng, volume = found
+        elif inside and volume is None and self.candle_lookup is not None:
+            found = self.candle_lookup(symbol)
+            volume = found[1] if found is not None else None
+        return model.fraction(qty, rng, volume, inside)
+
+    def _fill_market(
+        self, order: Order, reference: Decimal, ts_ms: int, *, inside: bool = False
+    ) -> Order:
         """Fill ``order`` at ``reference`` plus slippage; raise like Binance on rejection."""
         inst = self.book.instruments[order.symbol]
         qty = order.amount if order.amount is not None else ZERO
@@ -320,7 +353,8 @@ class SimulatedExchange:
                 raise ReduceOnlyRejected(
                     f"{order.client_id}: reduce-only order would increase the position", code=-2022
                 )
-        price = reference * (1 + self.slippage * order.side.sign)
+        slip = self.slippage_for(order.symbol, qty, inside=inside)
+        price = reference * (1 + slip * order.side.sign)
         delta = qty * order.side.sign
         pos = self.book.positions[order.symbol]
         increases = pos.qty == 0 or pos.sign == order.side.sign
@@ -341,6 +375,7 @@ class SimulatedExchange:
         fee = qty * price * inst.taker_fee
         result = self.book.trade(order.symbol, delta, price, fee)
         self.fees_paid += fee
+        self.slippage_paid += qty * reference * slip
         fill = Fill(
             client_id=order.client_id,
             symbol=order.symbol,

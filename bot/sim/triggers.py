@@ -19,8 +19,17 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
-from bot.domain.orders import Order
+from bot.domain.margin import maintenance_margin
+from bot.domain.orders import Fill, Order
 from bot.errors import OrderRejected
+from bot.risk.guard import first_breach
+from bot.sim.account_watch import (
+    AccountPath,
+    account_path,
+    cannot_reach,
+    first_cross_liquidation,
+    joint_fraction,
+)
 from bot.sim.events import SimEvent, SimEventKind
 
 if TYPE_CHECKING:  # annotations only: the exchange imports this module to process its bars
@@ -77,6 +86,8 @@ def process_bar(
     book = ex.book
     fired: set[str] = set()
     prev = ex.marks.get(symbol, o)  # the price before the bar: a gap crosses levels from here
+    if _bar_start(ex, symbol, ts, (o, h, low, c)):
+        return
     ex.marks.setdefault(symbol, o)
     while True:
         best: tuple[tuple[int, int, Decimal], Order | None, bool] | None = None
@@ -117,6 +128,46 @@ def process_bar(
     ex.marks[symbol] = c
 
 
+def _bar_start(
+    ex: SimulatedExchange, symbol: str, ts: int, bar: tuple[Decimal, Decimal, Decimal, Decimal]
+) -> bool:
+    """Note the bar's range for the slippage of fills inside it; True if the bar's open
+    liquidated the cross account (nothing else happens on it then)."""
+    o, h, low, c = bar
+    if ex.slippage_model.data_driven and o > 0:
+        ex.candle_range[symbol] = (h - low) / o
+    return _cross_gap(ex, symbol, ts, o, c)
+
+
+def _cross_gap(ex: SimulatedExchange, symbol: str, ts: int, o: Decimal, c: Decimal) -> bool:
+    """A bar opening at ``o`` that leaves the whole cross account below its maintenance margin:
+    the liquidation engine takes every position at the marks of this moment."""
+    if ex.book.margin_mode is not MarginMode.CROSS or not _account_under_maintenance(ex, symbol, o):
+        return False
+    liquidate_account(ex, ts, {**ex.marks, symbol: o})
+    ex.marks[symbol] = c
+    return True
+
+
+def _account_under_maintenance(ex: SimulatedExchange, symbol: str, price: Decimal) -> bool:
+    book = ex.book
+    if all(p.qty == 0 for p in book.positions.values()):
+        return False
+    marks = {**ex.marks, symbol: price}
+    if any(p.qty != 0 and s not in marks for s, p in book.positions.items()):
+        return False
+    equity = book.equity(marks)
+    mm = sum(
+        (
+            maintenance_margin(book.instruments[s], abs(p.qty) * marks[s])
+            for s, p in book.positions.items()
+            if p.qty != 0
+        ),
+        ZERO,
+    )
+    return equity <= mm
+
+
 def _trigger(ex: SimulatedExchange, order: Order, ts: int, price: Decimal) -> None:
     del ex.resting[order.symbol][order.client_id]
     kind = (
@@ -124,7 +175,7 @@ def _trigger(ex: SimulatedExchange, order: Order, ts: int, price: Decimal) -> No
     )
     ex.marks[order.symbol] = price
     try:
-        filled = ex._fill_market(order, price, ts)
+        filled = ex._fill_market(order, price, ts, inside=True)
     except OrderRejected as exc:
         # Reduce-only with nothing to reduce, or no margin: the order expires, as on Binance.
         ex.orders[order.client_id] = replace(order, status=OrderStatus.CANCELED)
@@ -153,42 +204,93 @@ def _trigger(ex: SimulatedExchange, order: Order, ts: int, price: Decimal) -> No
 def _liquidate(ex: SimulatedExchange, symbol: str, ts: int, price: Decimal) -> None:
     book = ex.book
     ex.marks[symbol] = price
-    symbols = [symbol]
     if book.margin_mode is MarginMode.CROSS:
-        # A cross liquidation takes the whole account: every cross position goes.
-        symbols += [s for s, p in book.positions.items() if p.qty != 0 and s != symbol]
-    for sym in symbols:
-        pos = book.positions[sym]
-        qty = pos.qty
-        fill_price = price if sym == symbol else ex.marks[sym]
-        inst = book.instruments[sym]
-        result = book.liquidate(sym, fill_price, inst.liquidation_fee)
-        ex.fees_paid += result.fee
+        # A cross liquidation takes the whole account, at the marks of that moment.
+        liquidate_account(ex, ts, dict(ex.marks))
+        return
+    pos = book.positions[symbol]
+    qty = pos.qty
+    price = _liquidation_fill(ex, symbol, qty, price)
+    result = book.liquidate(symbol, price, book.instruments[symbol].liquidation_fee)
+    ex.fees_paid += result.fee
+    _record_liquidation(ex, symbol, ts, qty, price, result.fee, result.realized_pnl)
+
+
+def liquidate_account(ex: SimulatedExchange, ts: int, prices: Mapping[str, Decimal]) -> None:
+    """Close every position of a cross account together at ``prices`` (see
+    :meth:`bot.sim.book.Book.liquidate_account`); the loss beyond the wallet is recorded."""
+    book = ex.book
+    held = {s: p.qty for s, p in book.positions.items() if p.qty != 0}
+    if not held:
+        return
+    fill_prices = {s: _liquidation_fill(ex, s, q, prices[s]) for s, q in held.items()}
+    rates = {s: book.instruments[s].liquidation_fee for s in held}
+    result = book.liquidate_account(fill_prices, rates)
+    fee_total = sum(result.fees.values(), ZERO)
+    # What the wallet could not pay is not paid, fees first (the insurance fund's).
+    paid_fees = fee_total - min(result.shortfall, fee_total)
+    ex.fees_paid += paid_fees
+    ex.insurance_shortfall += result.shortfall
+    for sym, qty in held.items():
+        ex.marks[sym] = fill_prices[sym]
+        _record_liquidation(
+            ex, sym, ts, qty, fill_prices[sym], result.fees[sym], result.realized[sym]
+        )
+    if result.shortfall > 0:
         ex.events.append(
             SimEvent(
                 ts_ms=ts,
-                kind=SimEventKind.LIQUIDATION,
-                symbol=sym,
-                detail=f"{qty} @ {fill_price}",
-                amount=result.realized_pnl,
+                kind=SimEventKind.INSURANCE,
+                symbol=next(iter(held)),
+                detail=f"cross account liquidated: loss beyond the wallet {result.shortfall:.2f} "
+                "taken by the insurance fund",
+                amount=result.shortfall,
             )
         )
-        from bot.domain.orders import Fill  # local to keep the hot path import-free
 
-        ex.fills.append(
-            Fill(
-                client_id=f"liquidation-{sym}-{ts}",
-                symbol=sym,
-                side=OrderSide.SELL if qty > 0 else OrderSide.BUY,
-                qty=abs(qty),
-                price=fill_price,
-                fee=result.fee,
-                timestamp_ms=ts,
-                purpose=None,
-                realized_pnl=result.realized_pnl,
-                liquidation=True,
-            )
+
+def _liquidation_fill(ex: SimulatedExchange, symbol: str, qty: Decimal, price: Decimal) -> Decimal:
+    """The liquidation engine's fill: ``price`` moved against the position by the slippage of
+    an order inside the candle."""
+    slip = ex.slippage_for(symbol, abs(qty), inside=True)
+    if slip == 0:
+        return price
+    ex.slippage_paid += abs(qty) * price * slip
+    return price * (1 - slip) if qty > 0 else price * (1 + slip)
+
+
+def _record_liquidation(
+    ex: SimulatedExchange,
+    sym: str,
+    ts: int,
+    qty: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    realized: Decimal,
+) -> None:
+    ex.events.append(
+        SimEvent(
+            ts_ms=ts,
+            kind=SimEventKind.LIQUIDATION,
+            symbol=sym,
+            detail=f"{qty} @ {price}",
+            amount=realized,
         )
+    )
+    ex.fills.append(
+        Fill(
+            client_id=f"liquidation-{sym}-{ts}",
+            symbol=sym,
+            side=OrderSide.SELL if qty > 0 else OrderSide.BUY,
+            qty=abs(qty),
+            price=price,
+            fee=fee,
+            timestamp_ms=ts,
+            purpose=None,
+            realized_pnl=realized,
+            liquidation=True,
+        )
+    )
 
 
 def settle_funding(
@@ -243,34 +345,62 @@ def _first_hit(s: TriggerSeries, i0: int, i1: int, down: float, up: float) -> in
     return i0 + k if hit[k] else -1
 
 
+@dataclass(frozen=True, slots=True)
+class GuardHit:
+    """The first candle whose worst equity reached the guard's floor: its close time and the
+    worst equity the account had on it (with the positions held after its triggers ran)."""
+
+    ts_ms: int
+    equity: Decimal
+
+
 def advance(
     ex: SimulatedExchange,
     series: Mapping[str, TriggerSeries],
     funding: Mapping[str, FundingTape],
     end_ms: int,
-) -> None:
-    """Process every bar that closes at or before ``end_ms`` and every settlement up to it."""
+    floor: Decimal | None = None,
+) -> GuardHit | None:
+    """Process every bar that closes at or before ``end_ms`` and every settlement up to it.
+
+    ``floor``: the guard's equity floor (:func:`bot.risk.guard.equity_floor`). If a bar's worst
+    equity reaches it, processing stops after that bar and the hit is returned, so the caller can
+    run the engine's guard at the bar's close; call again to continue. In cross margin the
+    account-level liquidation is searched on the same joint worst path (see
+    :mod:`bot.sim.account_watch`).
+    """
     ends = {
         sym: int(s.ts.searchsorted(end_ms - s.tf_ms, side="right")) for sym, s in series.items()
     }
+    cross = ex.book.margin_mode is MarginMode.CROSS
+    floor_f = float(floor) if floor is not None else None
+    # Bars before this time have been searched with the positions now held.
+    scan_from = min(
+        (int(s.ts[s.cursor]) for s in series.values() if s.cursor < len(s.ts)), default=end_ms
+    )
     while True:
-        best_ts: int | None = None
-        best: tuple[str, str, int] | None = None  # (kind, symbol, index)
-        for sym, s in series.items():
-            tape = funding.get(sym)
-            if tape is not None and tape.cursor < len(tape.ts) and tape.ts[tape.cursor] <= end_ms:
-                t = int(tape.ts[tape.cursor])
-                if best_ts is None or t < best_ts or (t == best_ts and best and best[0] == "bar"):
-                    best_ts, best = t, ("funding", sym, tape.cursor)
-            down, up = trigger_bounds(ex, sym)
-            idx = _first_hit(s, s.cursor, ends[sym], down, up)
-            if idx >= 0:
-                t = int(s.ts[idx])
-                if best_ts is None or t < best_ts:
-                    best_ts, best = t, ("bar", sym, idx)
+        best_ts, best = _next_event(ex, series, funding, ends, end_ms)
+        path = (
+            account_path(ex, series, ends, scan_from)
+            if (cross or floor_f is not None)
+            and not cannot_reach(ex, series, ends, scan_from, floor_f, cross)
+            else None
+        )
+        joint = _joint_event(path, cross, floor_f, best_ts) if path is not None else None
+        if joint is not None and path is not None:
+            kind, k = joint
+            t = int(path.ts[k])
+            _catch_up(ex, series, t)
+            if kind == "account":
+                _liquidate_joint(ex, series, path, k)
+                scan_from = t + 1
+                continue
+            _through(ex, series, t)
+            return GuardHit(t + path.tf_ms, to_decimal(float(path.worst_equity[k])))
         if best is None or best_ts is None:
             break
         _catch_up(ex, series, best_ts)
+        scan_from = best_ts
         kind, sym, idx = best
         if kind == "funding":
             tape = funding[sym]
@@ -292,11 +422,110 @@ def advance(
                 to_decimal(s.close[idx]),
             )
             s.cursor = idx + 1
+            if floor is not None and _flat_below(ex, floor):
+                # The fill left the account flat under the guard's floor: no joint path is left
+                # to search, the guard runs at this bar's close.
+                _through(ex, series, best_ts)
+                return GuardHit(best_ts + s.tf_ms, ex.book.wallet)
     for sym, s in series.items():
         if ends[sym] > s.cursor:
             ex.marks[sym] = to_decimal(s.close[ends[sym] - 1])
         s.cursor = max(s.cursor, ends[sym])
     ex.processed_ms = max(ex.processed_ms, end_ms)
+    return None
+
+
+def _next_event(
+    ex: SimulatedExchange,
+    series: Mapping[str, TriggerSeries],
+    funding: Mapping[str, FundingTape],
+    ends: Mapping[str, int],
+    end_ms: int,
+) -> tuple[int | None, tuple[str, str, int] | None]:
+    """The earliest funding settlement or contract bar with a possible trigger:
+    (time, (kind, symbol, index)), or (None, None)."""
+    best_ts: int | None = None
+    best: tuple[str, str, int] | None = None
+    for sym, s in series.items():
+        tape = funding.get(sym)
+        if tape is not None and tape.cursor < len(tape.ts) and tape.ts[tape.cursor] <= end_ms:
+            t = int(tape.ts[tape.cursor])
+            if best_ts is None or t < best_ts or (t == best_ts and best and best[0] == "bar"):
+                best_ts, best = t, ("funding", sym, tape.cursor)
+        down, up = trigger_bounds(ex, sym)
+        idx = _first_hit(s, s.cursor, ends[sym], down, up)
+        if idx >= 0:
+            t = int(s.ts[idx])
+            if best_ts is None or t < best_ts:
+                best_ts, best = t, ("bar", sym, idx)
+    return best_ts, best
+
+
+def _joint_event(
+    path: AccountPath, cross: bool, floor: float | None, best_ts: int | None
+) -> tuple[str, int] | None:
+    """("account", k) for a cross liquidation or ("guard", k) for a guard breach on candle ``k``
+    of ``path``, if it comes strictly before the contracts' own next event ``best_ts``. Ties go
+    to the contract's bar first (its stops and liquidation rules); the joint search then looks
+    at that bar again with the positions it left."""
+    k_liq = first_cross_liquidation(path) if cross else -1
+    k_guard = first_breach(path.worst_equity, floor) if floor is not None else -1
+    joint: tuple[str, int] | None = None
+    for kind, k in (("account", k_liq), ("guard", k_guard)):
+        if k < 0 or (best_ts is not None and int(path.ts[k]) >= best_ts):
+            continue
+        if joint is None or k < joint[1]:
+            joint = (kind, k)
+    return joint
+
+
+def _flat_below(ex: SimulatedExchange, floor: Decimal) -> bool:
+    book = ex.book
+    return book.wallet <= floor and all(p.qty == 0 for p in book.positions.values())
+
+
+def _through(ex: SimulatedExchange, series: Mapping[str, TriggerSeries], ts: int) -> None:
+    """Move every contract past the bar that opens at ``ts`` (it had no event of its own)."""
+    for sym, s in series.items():
+        j = int(s.ts.searchsorted(ts, side="right"))
+        if j > s.cursor:
+            ex.marks[sym] = to_decimal(s.close[j - 1])
+            s.cursor = j
+    ex.processed_ms = max(ex.processed_ms, ts)
+
+
+def _liquidate_joint(
+    ex: SimulatedExchange, series: Mapping[str, TriggerSeries], path: AccountPath, k: int
+) -> None:
+    """Liquidate the cross account on candle ``k`` of ``path`` at the joint-path prices."""
+    t = int(path.ts[k])
+    frac = joint_fraction(
+        float(path.open_equity[k]),
+        float(path.worst_equity[k]),
+        float(path.open_maintenance[k]),
+        float(path.worst_maintenance[k]),
+    )
+    prices: dict[str, Decimal] = {}
+    for sym, pos in ex.book.positions.items():
+        if pos.qty == 0:
+            continue
+        s = series.get(sym)
+        if s is None:
+            prices[sym] = ex.marks[sym]
+            continue
+        j = int(s.ts.searchsorted(t, side="right")) - 1
+        if j < 0:
+            prices[sym] = ex.marks[sym]
+            continue
+        o = float(s.open[j])
+        a = float(s.low[j]) if pos.qty > 0 else float(s.high[j])
+        prices[sym] = to_decimal(o + frac * (a - o))
+    liquidate_account(ex, t, prices)
+    for sym, s in series.items():
+        j = int(s.ts.searchsorted(t, side="right"))
+        if j > s.cursor and sym in prices:
+            ex.marks[sym] = to_decimal(s.close[j - 1])
+            s.cursor = j
 
 
 def _catch_up(ex: SimulatedExchange, series: Mapping[str, TriggerSeries], ts: int) -> None:

@@ -164,7 +164,10 @@ def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
             f"[{colour}]{_pct(-o.loss_fraction, 1)}[/{colour}]",
             "inf" if not o.margin_ratio.is_finite() else f"{o.margin_ratio:.3f}",
             ", ".join(f"{s.symbol.split('/')[0]} @{s.fill_price:,.2f}" for s in o.stopped) or "-",
-            "[bold red]" + ", ".join(x.split("/")[0] for x in o.liquidated) + "[/bold red]"
+            "[bold red]"
+            + ", ".join(x.split("/")[0] for x in o.liquidated)
+            + "[/bold red]"
+            + (f"\n[dim]{o.beyond_wallet:,.2f} beyond the wallet[/dim]" if o.beyond_wallet else "")
             if o.liquidated
             else "-",
             "-" if nxt is None else f"{nxt[0].split('/')[0]} {_pct(nxt[2], 1)} away",

@@ -76,6 +76,8 @@ class Outcome:
     next_liquidation: tuple[str, Decimal, Decimal] | None  # (symbol, price, distance fraction)
     funding_paid: Decimal
     limits: Limits
+    # Cross: the loss beyond the wallet of an account liquidated together (the insurance fund's).
+    beyond_wallet: Decimal = ZERO
 
     @property
     def pnl(self) -> Decimal:
@@ -148,6 +150,7 @@ def run_scenario(
         next_liquidation=_nearest(ex),
         funding_paid=ex.funding_paid,
         limits=limits,
+        beyond_wallet=ex.insurance_shortfall,
     )
 
 
@@ -259,6 +262,7 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
         if nxt is None
         else {"contract": nxt[0], "price": to_text(nxt[1]), "distance": to_text(nxt[2])},
         "funding_paid": to_text(o.funding_paid),
+        "loss_beyond_wallet": to_text(o.beyond_wallet),
         "daily_loss_breached": o.daily_loss_breached,
         "drawdown_breached": o.drawdown_breached,
         "survived": o.survived,

@@ -34,6 +34,9 @@ from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
 from bot.ports.market import CandleWindow
+from bot.risk.guard import equity_floor
+from bot.risk.loss_budget import cap_to_loss_budget
+from bot.risk.state import initial_memory
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
 from bot.sim.triggers import to_decimal
 from bot.stats.timeframes import parse_timeframe, periods_per_year
@@ -213,7 +216,15 @@ def policy_now(
     if alloc is not None and alloc.method == "erc":
         active = [windows[v.symbol] for v in views if v.direction != 0]
         cov = annual_covariance(active, alloc.covariance_window)
-    decisions = {d.symbol: d for d in decide(views, policy, cov)}
+    # A fresh account: the whole daily-loss (or drawdown) budget is left, as the engine sees it.
+    balance = config.account.starting_balance
+    floor = equity_floor(initial_memory(balance, now), limits)
+    budget = balance - floor if floor is not None else None
+    marks = {v.symbol: v.market.mark_price for v in views}
+    capped = cap_to_loss_budget(
+        decide(views, policy, cov), marks, instruments, budget, limits.stop_slippage
+    )
+    decisions = {d.symbol: d for d in capped}
     return now, {s: PolicyNow(snaps.get(s), decisions.get(s), caps[s]) for s in symbols}
 
 

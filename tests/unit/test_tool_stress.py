@@ -327,3 +327,45 @@ def test_cli_missing_column_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["stress", "--config", str(CONFIG), "--positions", str(path)])
     assert result.exit_code == 2
     assert "missing column(s) entry_price" in " ".join(result.output.split())
+
+
+def test_cli_cross_hedged_book_is_monotone_and_never_pays_out(tmp_path: Path) -> None:
+    # The book: long 0.5 BTC, short 5 ETH on a 5,000 USDT cross wallet. Before the
+    # account-level liquidation, "all -50%" ended at +7,406 and "all -40%" at +5,887.
+    positions = tmp_path / "book.csv"
+    positions.write_text(
+        "symbol,qty,entry_price,leverage\nBTC/USDT:USDT,0.5,60000,20\nETH/USDT:USDT,-5,3000,20\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "stress",
+            "--config",
+            str(CONFIG),
+            "--positions",
+            str(positions),
+            "--balance",
+            "5000",
+            "--margin-mode",
+            "cross",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    scenarios = json.loads(result.output)["scenarios"]
+    falls = sorted(
+        (s for s in scenarios if s["kind"] == "move" and s["name"].startswith("all -")),
+        key=lambda s: D(s["name"].split()[1].rstrip("%")),
+        reverse=True,
+    )
+    assert len(falls) >= 3
+    after = [D(s["equity_after"]) for s in falls]  # from the smallest fall to the largest
+    assert after == sorted(after, reverse=True)
+    assert all(D(s["equity_after"]) <= D(s["equity_before"]) for s in falls)
+    worst = falls[-1]
+    assert worst["liquidated"] == [BTC, ETH]
+    assert D(worst["equity_after"]) == 0
+    # 2,781.25 by hand without slippage (tests/unit/test_cross_liquidation.py); the config's
+    # 2 bps on the liquidation fills: BTC 0.5 x 30,000 x 0.0002 = 3.00 (its fee 0.0375 less),
+    # ETH 5 x 1,500 x 0.0002 = 1.50 (its fee 0.01875 more): 2,785.73125.
+    assert D(worst["loss_beyond_wallet"]) == D("2785.73125")

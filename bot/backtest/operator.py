@@ -1,0 +1,57 @@
+"""A modelled operator for simulations: ``simulation.resume_after_halt``.
+
+In a simulation a drawdown halt is final by default (live, only a person leaves it with
+``bot resume``). With ``resume_after_halt`` set, the operator resumes trading that long after the
+halt, as ``bot resume`` would: state ``active``, the equity peak reset to the equity of that
+moment (otherwise the next tick would halt again), recorded as a ``state`` event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+from bot.domain.enums import EventKind, TradingState
+from bot.ports.store import RiskEvent
+from bot.store.memory import MemoryStore
+
+
+def resume_if_due(store: MemoryStore, now_ms: int, equity: Decimal, after_ms: int) -> bool:
+    """Resume a sticky halt that began at least ``after_ms`` ago; True if it did."""
+    memory = store.load_risk_memory()
+    if memory is None or memory.state is not TradingState.HALTED or not memory.sticky:
+        return False
+    since = halted_since(store)
+    if since is None or now_ms - since < after_ms:
+        return False
+    reason = (
+        f"operator resumed {((now_ms - since) / 3_600_000):.0f} h after the halt "
+        f"(simulation.resume_after_halt); peak reset from {memory.peak_equity:.2f} to {equity:.2f}"
+    )
+    store.save_risk_memory(
+        replace(
+            memory,
+            state=TradingState.ACTIVE,
+            state_reason=reason,
+            sticky=False,
+            peak_equity=equity,
+        )
+    )
+    store.record_event(
+        RiskEvent(
+            ts_ms=now_ms,
+            kind=EventKind.STATE,
+            symbol=None,
+            state=TradingState.ACTIVE,
+            reason=f"halted -> active: {reason}",
+        )
+    )
+    return True
+
+
+def halted_since(store: MemoryStore) -> int | None:
+    """When the current halt began: the last ``-> halted`` state event."""
+    for e in reversed(store.events):
+        if e.kind == "state" and "-> halted" in e.reason:
+            return int(e.ts_ms)
+    return None

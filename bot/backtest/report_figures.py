@@ -1,0 +1,63 @@
+"""The report's figures about what happened (issue: "the report hides what happened").
+
+* ``requested_start`` / ``start_note``: a start moved for warm-up or a shared window, and why;
+* ``total_return``: final equity / starting balance - 1 (not from the first recorded tick);
+* ``time_in_market``: share of decision ticks with any position open;
+* ``halted_at`` / ``time_halted``: the first move to ``halted`` and the share of ticks spent
+  halted; ``resumed``: how the run went on after it (a drawdown halt stays final);
+* ``slippage_paid``: what fills paid beyond their reference prices (market orders, triggered
+  stops, liquidations); ``loss_beyond_wallet``: cross losses the insurance fund took;
+* ``denials_by_reason``: the risk gate's denials grouped by reason, most common first;
+* ``stale_hours``: hours each contract spent with stale data (no new exposure there).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from bot.backtest.replay import SimulationResult
+from bot.domain.enums import TradingState
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def denial_reason(text: str) -> str:
+    """The reason of a denial event without its client id (``"<cid>: <reason>"``)."""
+    _, sep, reason = text.partition(": ")
+    return reason if sep else text
+
+
+def honest_figures(result: SimulationResult) -> dict[str, Any]:
+    ex = result.exchange
+    store = result.store
+    balance = float(result.starting_balance)
+    final = float(ex.equity())
+    lev = np.vstack(list(result.leverage.values())) if result.leverage else np.zeros((1, 0))
+    in_market = float((lev > 0).any(axis=0).mean()) if lev.size else 0.0
+    halts = [e for e in store.events if e.kind == "state" and "-> halted" in e.reason]
+    states = [snap.state for snap in store.equity]
+    halted = sum(1 for s in states if s is TradingState.HALTED)
+    denials = Counter(denial_reason(e.reason) for e in store.events if e.kind == "denied")
+    top = denials.most_common(1)
+    return {
+        "requested_start": _iso(result.requested_start_ms)
+        if result.requested_start_ms is not None
+        else None,
+        "start_note": result.start_note,
+        "total_return": round(final / balance - 1, 6) if balance > 0 else 0.0,
+        "time_in_market": round(in_market, 6),
+        "halted_at": _iso(halts[0].ts_ms) if halts else "-",
+        "halt_reason": halts[0].reason if halts else "",
+        "time_halted": round(halted / len(states), 6) if states else 0.0,
+        "slippage_paid": round(float(ex.slippage_paid), 2),
+        "loss_beyond_wallet": round(float(ex.insurance_shortfall), 2),
+        "denials_by_reason": dict(denials.most_common()),
+        "top_denial": f"{top[0][0]} ({top[0][1]})" if top else "-",
+        "stale_hours": {s: round(h, 2) for s, h in sorted(result.stale_hours.items())},
+    }

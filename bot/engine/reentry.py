@@ -1,0 +1,92 @@
+"""Re-entry cooldown: after a stop-loss, a liquidation or a risk-state change, a contract waits
+before it may add exposure again.
+
+The engine notes what it left behind at the end of each tick or guard run (position size and the
+ids of its resting stop-loss and take-profit orders). At the next reconcile, a position that
+shrank without the engine trading is an exit on the exchange's side: if a take-profit disappeared
+and the stop-loss did not, it was a take-profit (no cooldown); otherwise a stop-loss or a
+liquidation, and the contract cools down from the moment the engine saw it. A move of the trading
+state away from ``active`` cools every contract down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from bot.domain.enums import OrderPurpose
+from bot.engine.account import AccountView
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    qty: Decimal
+    stops: frozenset[str]
+    takes: frozenset[str]
+
+
+def held_of(acct: AccountView, symbols: Iterable[str]) -> dict[str, Held]:
+    out: dict[str, Held] = {}
+    for sym in symbols:
+        if acct.qty(sym) == 0:
+            continue  # only a held position can be stopped out
+        resting = acct.resting.get(sym, [])
+        out[sym] = Held(
+            acct.qty(sym),
+            frozenset(o.client_id for o in resting if o.purpose is OrderPurpose.STOP_LOSS),
+            frozenset(o.client_id for o in resting if o.purpose is OrderPurpose.TAKE_PROFIT),
+        )
+    return out
+
+
+def exit_kind(before: Held, acct: AccountView, symbol: str) -> str | None:
+    """``"stop-loss"``, ``"liquidation"`` (or another exit the bot did not make), or ``None``
+    when the position did not shrink on the exchange's side or a take-profit closed it."""
+    now_qty = acct.qty(symbol)
+    if before.qty == 0:
+        return None
+    shrank = now_qty == 0 or (now_qty > 0) != (before.qty > 0) or abs(now_qty) < abs(before.qty)
+    if not shrank:
+        return None
+    ids = {o.client_id for o in acct.resting.get(symbol, [])}
+    stop_gone = bool(before.stops - ids)
+    take_gone = bool(before.takes - ids)
+    if take_gone and not stop_gone:
+        return None
+    return "stop-loss" if stop_gone else "liquidation"
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Cooldowns:
+    """Per contract: until when it may not add exposure, and why."""
+
+    def __init__(self, cooldown_ms: int) -> None:
+        if cooldown_ms < 0:
+            raise ValueError(f"cooldown must be >= 0 ms, got {cooldown_ms}")
+        self.cooldown_ms = cooldown_ms
+        self.until: dict[str, tuple[int, str]] = {}
+
+    def start(self, symbol: str, now_ms: int, why: str) -> None:
+        if self.cooldown_ms == 0:
+            return
+        end = now_ms + self.cooldown_ms
+        current = self.until.get(symbol)
+        if current is None or current[0] < end:
+            self.until[symbol] = (end, why)
+
+    def active(self, symbol: str, now_ms: int) -> tuple[int, str] | None:
+        entry = self.until.get(symbol)
+        if entry is None or now_ms >= entry[0]:
+            return None
+        return entry
+
+    def reason(self, symbol: str, now_ms: int) -> str | None:
+        entry = self.active(symbol, now_ms)
+        if entry is None:
+            return None
+        return f"cooldown until {iso(entry[0])} after {entry[1]}"

@@ -1,0 +1,45 @@
+"""The guard between decisions: the daily-loss and drawdown limits on every mark the bot sees.
+
+One rule, in every mode: :func:`bot.risk.state.update` applied to the equity of the moment. This
+module adds what lets the simulation apply it to every candle of the finest data without a Python
+loop per candle: :func:`equity_floor`, the equity at or below which ``update`` would move the
+trading state, and :func:`first_breach`, the vectorised search for the first candle whose worst
+equity reaches it. The simulation then runs the engine's guard on that candle only; paper and
+live run the same guard on the scheduler's guard job (every minute by default).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.domain.enums import TradingState
+from bot.ports.store import RiskMemory
+from bot.risk.limits import RiskLimits
+
+ONE = Decimal(1)
+
+
+def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | None:
+    """The equity at or below which :func:`bot.risk.state.update` changes the state this UTC day.
+
+    Active: the higher of the daily-loss floor and the drawdown floor; reducing: the drawdown
+    floor (only a drawdown halt is left); halted, or no memory yet: ``None`` (nothing to watch).
+    """
+    if memory is None or memory.state is TradingState.HALTED:
+        return None
+    drawdown = memory.peak_equity * (ONE - limits.max_drawdown)
+    if memory.state is TradingState.REDUCING:
+        return drawdown
+    return max(drawdown, memory.day_start_equity * (ONE - limits.daily_loss))
+
+
+def first_breach(worst_equity: npt.NDArray[np.float64], floor: float) -> int:
+    """Index of the first candle whose worst equity is at or below ``floor``, or -1."""
+    if len(worst_equity) == 0:
+        return -1
+    hit = worst_equity <= floor
+    k = int(hit.argmax())
+    return k if bool(hit[k]) else -1

@@ -1,0 +1,95 @@
+"""Loss budget in the stops: size positions so that if every resting stop fires, the day's loss
+stays within what the daily-loss and drawdown limits have left.
+
+If every stop fires at its trigger, a position of ``q`` loses ``|q| * |mark - stop|`` from now,
+plus the expected stop slippage and the taker fee on the stop's notional. The remaining budget is
+the equity above the guard's floor (:func:`bot.risk.guard.equity_floor`: the higher of the daily
+loss floor and the drawdown floor). When the sum over the contracts exceeds the budget, every
+target is scaled by the same factor (rounded down to the step) and the decision says so. Losses
+the bot cannot cut here (positions held without a decision this tick) are taken off the budget
+first.
+
+A stop that fills beyond its trigger by more than the expected slippage (a gap, a crash candle)
+can still take the day past the limit, by that excess only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from decimal import ROUND_FLOOR, Decimal
+
+from bot.domain.decision import Decision
+from bot.domain.instrument import Instrument
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+LEV = Decimal("0.0001")  # leverage is stored with a bounded number of digits
+
+
+def loss_at_stop(
+    qty: Decimal, mark: Decimal, stop: Decimal, slippage: Decimal, fee_rate: Decimal
+) -> Decimal:
+    """What a position of ``qty`` loses from ``mark`` if its stop at ``stop`` fires: the move to
+    the trigger plus ``slippage`` and ``fee_rate`` (fractions) on the stop's notional."""
+    if qty == 0:
+        return ZERO
+    move = (mark - stop) if qty > 0 else (stop - mark)
+    return abs(qty) * (max(move, ZERO) + stop * (slippage + fee_rate))
+
+
+def cap_to_loss_budget(
+    decisions: Sequence[Decision],
+    marks: Mapping[str, Decimal],
+    instruments: Mapping[str, Instrument],
+    budget: Decimal | None,
+    slippage: Decimal,
+    fixed_loss: Decimal = ZERO,
+) -> list[Decision]:
+    """The decisions with their sizes cut so the loss at their stops fits ``budget`` (quote
+    currency; ``None``: no limit). ``fixed_loss`` is the loss at stops that cannot be cut."""
+    if budget is None:
+        return list(decisions)
+    if slippage < 0:
+        raise ValueError(f"cap_to_loss_budget: slippage must be >= 0, got {slippage}")
+    losses = {
+        d.symbol: loss_at_stop(
+            d.target_qty,
+            marks[d.symbol],
+            d.stop_loss,
+            slippage,
+            instruments[d.symbol].taker_fee,
+        )
+        for d in decisions
+        if d.target_qty != 0 and d.stop_loss is not None
+    }
+    total = sum(losses.values(), ZERO)
+    room = max(budget - fixed_loss, ZERO)
+    if total <= room or total == 0:
+        return list(decisions)
+    factor = room / total
+    out = []
+    for d in decisions:
+        if d.symbol not in losses:
+            out.append(d)
+            continue
+        inst = instruments[d.symbol]
+        qty = inst.floor_qty(abs(d.target_qty) * factor)
+        signed = qty if d.target_qty > 0 else -qty
+        why = (
+            f"loss budget: if every stop fires the account loses {total:.2f} "
+            f"(slippage {slippage * 10000:.0f} bps and fees included) > {room:.2f} left "
+            f"before the daily-loss/drawdown limit: size cut to {signed}"
+        )
+        out.append(
+            replace(
+                d,
+                target_qty=signed,
+                target_leverage=(d.target_leverage * factor).quantize(LEV, ROUND_FLOOR),
+                direction=d.direction if qty != 0 else 0,
+                stop_loss=d.stop_loss if qty != 0 else None,
+                take_profit=d.take_profit if qty != 0 else None,
+                reason=f"{d.reason}; {why}",
+            )
+        )
+    return out

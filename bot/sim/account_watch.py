@@ -1,0 +1,183 @@
+"""The account's worst equity candle by candle, vectorised, for the guard and cross liquidation.
+
+Within one candle the joint path of several contracts is unknown. The rule used here is never
+more optimistic than reality: **every contract is at its adverse extreme together** (a long at
+the candle's low, a short at its high). The account's worst equity on a candle is the wallet plus
+every position's PnL at those extremes; the cross maintenance margin is taken at the same
+prices. When a cross account is liquidated inside a candle, the fill prices are the points of
+the straight joint path from every contract's open to its adverse extreme where equity first
+equals the maintenance margin (the open itself if the account is already under it there).
+
+Positions do not change between the events :func:`bot.sim.triggers.advance` processes, so one
+search covers every candle up to the next event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument
+
+if TYPE_CHECKING:  # annotations only: the exchange runs the triggers that use this module
+    from bot.sim.exchange import SimulatedExchange
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class SeriesLike(Protocol):
+    """What the search reads of a :class:`bot.sim.triggers.TriggerSeries`."""
+
+    @property
+    def ts(self) -> IntArray: ...
+    @property
+    def open(self) -> FloatArray: ...
+    @property
+    def high(self) -> FloatArray: ...
+    @property
+    def low(self) -> FloatArray: ...
+    @property
+    def tf_ms(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPath:
+    """Per candle of the reference grid (open times ``ts``, length ``tf_ms``)."""
+
+    ts: IntArray
+    tf_ms: int
+    worst_equity: FloatArray
+    open_equity: FloatArray
+    worst_maintenance: FloatArray  # zeros unless the account is cross
+    open_maintenance: FloatArray
+
+
+@lru_cache(maxsize=256)
+def _bracket_arrays(inst: Instrument) -> tuple[FloatArray, FloatArray, FloatArray]:
+    floors = np.array([float(b.notional_floor) for b in inst.brackets])
+    rates = np.array([float(b.maint_margin_rate) for b in inst.brackets])
+    cums = np.array([float(b.maint_amount) for b in inst.brackets])
+    return floors, rates, cums
+
+
+def maintenance_vec(inst: Instrument, notional: FloatArray) -> FloatArray:
+    """Tiered maintenance margin of ``|notional|``, element-wise (floats, for the search only)."""
+    floors, rates, cums = _bracket_arrays(inst)
+    n = np.abs(notional)
+    k = np.clip(np.searchsorted(floors, n, side="right") - 1, 0, len(floors) - 1)
+    out: FloatArray = n * rates[k] - cums[k]
+    return out
+
+
+def account_path(
+    ex: SimulatedExchange,
+    series: Mapping[str, SeriesLike],
+    ends: Mapping[str, int],
+    from_ms: int,
+) -> AccountPath | None:
+    """The worst equity per candle from ``from_ms`` up to each contract's ``ends`` index, or
+    ``None`` when no position is open (equity is then the wallet and cannot fall)."""
+    book = ex.book
+    held = [s for s, p in book.positions.items() if p.qty != 0 and s in series]
+    if not held:
+        return None
+    starts = {s: int(series[s].ts.searchsorted(from_ms, side="left")) for s in held}
+    ref = max(held, key=lambda s: ends[s] - starts[s])
+    r = series[ref]
+    i0, i1 = starts[ref], ends[ref]
+    if i0 >= i1:
+        return None
+    grid = r.ts[i0:i1]
+    wallet = float(book.wallet)
+    worst = np.full(len(grid), wallet)
+    at_open = np.full(len(grid), wallet)
+    cross = book.margin_mode is MarginMode.CROSS
+    mm_worst = np.zeros(len(grid))
+    mm_open = np.zeros(len(grid))
+    for sym in held:
+        pos = book.positions[sym]
+        q = float(pos.qty)
+        e = float(pos.entry_price)
+        s = series[sym]
+        idx = np.arange(i0, i1) if sym == ref else s.ts.searchsorted(grid, side="right") - 1
+        before = idx < 0
+        idx = np.maximum(idx, 0)
+        extreme = s.low[idx] if q > 0 else s.high[idx]
+        opens = s.open[idx]
+        if before.any():
+            mark = float(ex.marks.get(sym, Decimal(repr(e))))
+            extreme = np.where(before, mark, extreme)
+            opens = np.where(before, mark, opens)
+        worst += q * (extreme - e)
+        at_open += q * (opens - e)
+        if cross:
+            inst = book.instruments[sym]
+            mm_worst += maintenance_vec(inst, q * extreme)
+            mm_open += maintenance_vec(inst, q * opens)
+    return AccountPath(grid, r.tf_ms, worst, at_open, mm_worst, mm_open)
+
+
+def cannot_reach(
+    ex: SimulatedExchange,
+    series: Mapping[str, SeriesLike],
+    ends: Mapping[str, int],
+    from_ms: int,
+    floor: float | None,
+    cross: bool,
+) -> bool:
+    """A cheap bound that lets most searches stop at once: True when, even with every contract
+    at its worst price of the whole window at the same moment, equity stays above ``floor`` and
+    (cross) above the maintenance margin at the largest notional of the window."""
+    book = ex.book
+    worst = float(book.wallet)
+    mm = 0.0
+    any_held = False
+    for sym, pos in book.positions.items():
+        if pos.qty == 0 or sym not in series:
+            continue
+        s = series[sym]
+        i0 = int(s.ts.searchsorted(from_ms, side="left"))
+        i1 = ends[sym]
+        if i0 >= i1:
+            continue
+        any_held = True
+        q = float(pos.qty)
+        lo = float(s.low[i0:i1].min())
+        hi = float(s.high[i0:i1].max())
+        worst += q * ((lo if q > 0 else hi) - float(pos.entry_price))
+        if cross:
+            mm += float(maintenance_vec(book.instruments[sym], np.array([abs(q) * hi]))[0])
+    if not any_held:
+        return True
+    if floor is not None and worst <= floor:
+        return False
+    return not (cross and worst <= mm)
+
+
+def first_cross_liquidation(path: AccountPath) -> int:
+    """Index of the first candle where the cross account's worst equity is at or below its
+    maintenance margin, or -1."""
+    hit = path.worst_equity <= path.worst_maintenance
+    if len(hit) == 0:
+        return -1
+    k = int(hit.argmax())
+    return k if bool(hit[k]) else -1
+
+
+def joint_fraction(open_eq: float, worst_eq: float, open_mm: float, worst_mm: float) -> float:
+    """How far along the straight joint path (0 = the opens, 1 = the adverse extremes) equity
+    first meets the maintenance margin. Both are linear in the fraction within a bracket."""
+    if open_eq <= open_mm:
+        return 0.0
+    slope = (worst_eq - open_eq) - (worst_mm - open_mm)
+    if slope >= 0:
+        return 1.0
+    return float(min(1.0, max(0.0, (open_mm - open_eq) / slope)))

@@ -1,0 +1,59 @@
+"""What a fill costs beyond its reference price, in the simulated exchange.
+
+Two models (``[simulation] slippage_model``):
+
+* ``fixed``: every market order, triggered stop and liquidation pays ``slippage_bps``.
+* ``range_impact``: a floor (``slippage_bps``, about half the typical spread) plus, for an order
+  that fills inside a moving candle (a triggered stop, a liquidation), ``range_fraction`` of that
+  candle's high-low range, plus a square-root impact term
+  ``impact x sigma x sqrt(Q / V)`` with ``sigma`` the candle's range as a fraction of its open,
+  ``Q`` the order's quantity and ``V`` the candle's traded volume.
+
+The impact term is the square-root law of market impact, impact ~ Y sigma_T sqrt(Q / V_T) with Y
+of order 1 (Toth et al. 2011, "Anomalous price impact and the critical nature of liquidity in
+financial markets"; Bouchaud, Bonart, Donier & Gould 2018, "Trades, Quotes and Prices", ch. 12).
+It is written here at the scale of one candle: sigma_T grows as sqrt(T) and V_T as T, so
+sigma_T / sqrt(V_T) does not depend on the candle length and the daily form and the candle form
+agree. Gaps fill at the open (the exchange's gap rule) and pay the slippage on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+
+ZERO = Decimal(0)
+BPS = Decimal("0.0001")
+# No fill is modelled further than this from its reference (a price must stay positive).
+MAX_SLIPPAGE = Decimal("0.5")
+PLACES = Decimal("1e-8")
+
+
+@dataclass(frozen=True, slots=True)
+class SlippageModel:
+    floor: Decimal = ZERO  # fraction of price
+    range_fraction: Decimal = ZERO  # of the candle's range, for fills inside a moving candle
+    impact: Decimal = ZERO  # Y of the square-root law
+
+    @classmethod
+    def fixed(cls, bps: Decimal) -> SlippageModel:
+        return cls(floor=bps * BPS)
+
+    @property
+    def data_driven(self) -> bool:
+        return self.range_fraction > 0 or self.impact > 0
+
+    def fraction(
+        self, qty: Decimal, candle_range: Decimal | None, volume: Decimal | None, inside: bool
+    ) -> Decimal:
+        """Slippage as a fraction of the reference price. ``candle_range``: (high - low) / open
+        of the candle the fill belongs to (``None``: unknown, floor only); ``inside``: the order
+        fills inside that candle's move (a triggered stop or a liquidation)."""
+        s = self.floor
+        if candle_range is not None and candle_range > 0:
+            if inside:
+                s += self.range_fraction * candle_range
+            if self.impact > 0 and volume is not None and volume > 0 and qty > 0:
+                s += self.impact * candle_range * (abs(qty) / volume).sqrt()
+        # Bounded digits (a square root has 28): prices built from it are stored exactly.
+        return min(s, MAX_SLIPPAGE).quantize(PLACES, rounding=ROUND_CEILING)

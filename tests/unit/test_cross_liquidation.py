@@ -1,0 +1,224 @@
+"""Cross margin is a property of the account: it is liquidated whole, at the marks of that moment,
+and never pays out after its losses exceeded the wallet. Isolated keeps per-position liquidation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import numpy as np
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from bot.clock import SimClock
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.orders import OrderRequest
+from bot.instruments import load_instruments
+from bot.sim.exchange import SimulatedExchange
+from bot.sim.triggers import TriggerSeries, advance
+from bot.tools.scenarios import Scenario
+from bot.tools.stress import apply_scenario
+
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+SOL = "SOL/USDT:USDT"
+T0 = 1_750_000_000_000 - 1_750_000_000_000 % 3_600_000
+# Fee-free instruments so the hand computations below only carry the liquidation fee.
+KNOWN = {
+    s: replace(i, taker_fee=Decimal(0))
+    for s, i in load_instruments("binanceusdm").items()
+    if s in (BTC, ETH, SOL)
+}
+
+
+def open_book(
+    book: dict[str, tuple[Decimal, Decimal]], wallet: str, mode: MarginMode, leverage: int = 20
+) -> SimulatedExchange:
+    """A fresh exchange holding ``book`` (symbol -> (signed qty, entry price)), marks at entry."""
+    ex = SimulatedExchange(
+        dict(KNOWN), SimClock(T0), starting_balance=Decimal(wallet), margin_mode=mode
+    )
+    for n, (sym, (qty, price)) in enumerate(book.items()):
+        ex.marks[sym] = ex.lasts[sym] = price
+        ex.set_leverage(sym, leverage)
+        side = OrderSide.BUY if qty > 0 else OrderSide.SELL
+        ex.place_order(
+            OrderRequest(
+                f"open-{n}", sym, side, OrderType.MARKET, OrderPurpose.ENTRY, abs(qty), False
+            )
+        )
+    return ex
+
+
+def test_worked_example_the_issue_book_both_down_50_percent() -> None:
+    """Long 0.5 BTC @ 60,000 and short 5 ETH @ 3,000 on a 5,000 USDT cross wallet; both fall 50 %.
+
+    By hand: BTC -> 30,000: the long loses 0.5 x 30,000 = 15,000; ETH -> 1,500: the short gains
+    5 x 1,500 = 7,500. Equity = 5,000 - 15,000 + 7,500 = -2,500 < maintenance
+    (0.4 % x 15,000 + 0.4 % x 7,500 = 90): the account is liquidated at those marks.
+    Liquidation fees 1.25 %: 0.5 x 30,000 x 1.25 % = 187.50 and 5 x 1,500 x 1.25 % = 93.75.
+    Net = -15,000 + 7,500 - 187.50 - 93.75 = -7,781.25; the wallet pays 5,000 and ends at 0;
+    the insurance fund takes 2,781.25. (Before: +7,406 from the per-leg liquidation.)
+    """
+    ex = open_book(
+        {BTC: (Decimal("0.5"), Decimal(60000)), ETH: (Decimal(-5), Decimal(3000))},
+        "5000",
+        MarginMode.CROSS,
+    )
+    apply_scenario(ex, Scenario("both -50%", "move", {BTC: Decimal("-0.5"), ETH: Decimal("-0.5")}))
+    assert ex.equity() == 0
+    assert ex.book.wallet == 0
+    assert ex.insurance_shortfall == Decimal("2781.25")
+    assert all(p.qty == 0 for p in ex.book.positions.values())
+    liq = {f.symbol: f for f in ex.fills if f.liquidation}
+    assert liq[BTC].price == Decimal(30000)
+    assert liq[ETH].price == Decimal(1500)
+    assert liq[BTC].realized_pnl == Decimal(-15000)
+    assert liq[ETH].realized_pnl == Decimal(7500)
+
+
+def test_worked_example_inside_one_candle_on_the_joint_adverse_path() -> None:
+    """The same book, one 1-minute candle: BTC open 60,000, low 52,000; ETH open 3,000, high 3,300.
+
+    Alone, neither move liquidates (BTC at 52,000 with ETH at 3,000: equity 1,000 > maintenance
+    164; ETH at 3,300 with BTC at 60,000: equity 3,500). Together at their adverse extremes:
+    5,000 - 4,000 - 1,500 = -500 < maintenance 0.4 % x (26,000 + 16,500) = 170.
+    On the straight joint path (fraction t from the opens to the extremes) equity is
+    5,000 - 5,500 t and maintenance 180 - 10 t; they meet at t = 4,820 / 5,490 = 0.877960,
+    where BTC = 60,000 - 8,000 t = 52,976.32 and ETH = 3,000 + 300 t = 3,263.39. Equity there is
+    171.22, less than the liquidation fees (1.25 % of 26,488.16 + 16,316.94 = 535.06): the wallet
+    ends at 0 and the insurance fund takes 535.06 - 171.22 = 363.84.
+    """
+    ex = open_book(
+        {BTC: (Decimal("0.5"), Decimal(60000)), ETH: (Decimal(-5), Decimal(3000))},
+        "5000",
+        MarginMode.CROSS,
+    )
+    ts = np.array([T0], dtype=np.int64)
+
+    def bar(o: float, h: float, low: float, c: float) -> TriggerSeries:
+        return TriggerSeries(
+            ts, np.array([o]), np.array([h]), np.array([low]), np.array([c]), 60_000, "mark"
+        )
+
+    series = {BTC: bar(60000, 60000, 52000, 59000), ETH: bar(3000, 3300, 3000, 3010)}
+    advance(ex, series, {}, T0 + 60_000)
+    liq = {f.symbol: f for f in ex.fills if f.liquidation}
+    assert set(liq) == {BTC, ETH}
+    assert abs(liq[BTC].price - Decimal("52976.32")) < Decimal("0.01")
+    assert abs(liq[ETH].price - Decimal("3263.39")) < Decimal("0.01")
+    assert ex.book.wallet == 0
+    assert abs(ex.insurance_shortfall - Decimal("363.84")) < Decimal("0.01")
+
+
+def test_each_move_alone_does_not_liquidate_the_same_book() -> None:
+    for moved in (BTC, ETH):
+        ex = open_book(
+            {BTC: (Decimal("0.5"), Decimal(60000)), ETH: (Decimal(-5), Decimal(3000))},
+            "5000",
+            MarginMode.CROSS,
+        )
+        ts = np.array([T0], dtype=np.int64)
+        flat = {BTC: 60000.0, ETH: 3000.0}
+        bars = {
+            s: TriggerSeries(
+                ts,
+                np.array([p]),
+                np.array([3300.0 if (s == moved == ETH) else p]),
+                np.array([52000.0 if (s == moved == BTC) else p]),
+                np.array([p]),
+                60_000,
+                "mark",
+            )
+            for s, p in flat.items()
+        }
+        advance(ex, bars, {}, T0 + 60_000)
+        assert not [f for f in ex.fills if f.liquidation]
+
+
+SYMS = (BTC, ETH, SOL)
+PRICES = {BTC: Decimal(60000), ETH: Decimal(3000), SOL: Decimal(150)}
+
+
+@st.composite
+def books(draw: st.DrawFn) -> tuple[dict[str, tuple[Decimal, Decimal]], dict[str, Decimal]]:
+    """1-3 positions of up to 60,000 notional each (first bracket), and a joint move."""
+    n = draw(st.integers(1, 3))
+    book: dict[str, tuple[Decimal, Decimal]] = {}
+    moves: dict[str, Decimal] = {}
+    for sym in SYMS[:n]:
+        inst: Instrument = KNOWN[sym]
+        notional = draw(st.integers(200, 60_000))
+        qty = inst.floor_qty(Decimal(notional) / PRICES[sym])
+        assume(qty >= inst.min_qty and qty * PRICES[sym] >= inst.min_notional)
+        sign = draw(st.sampled_from((1, -1)))
+        book[sym] = (qty * sign, PRICES[sym])
+        moves[sym] = Decimal(draw(st.integers(-60, 60))) / 100
+    return book, moves
+
+
+def equity_after(
+    book: dict[str, tuple[Decimal, Decimal]],
+    moves: dict[str, Decimal],
+    scale: Decimal,
+    mode: MarginMode,
+    wallet: str,
+) -> tuple[Decimal, Decimal, SimulatedExchange]:
+    ex = open_book(book, wallet, mode)
+    before = ex.equity()
+    apply_scenario(ex, Scenario("m", "move", {s: m * scale for s, m in moves.items()}))
+    return before, ex.equity(), ex
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    case=books(),
+    s1=st.integers(0, 100),
+    s2=st.integers(0, 100),
+    wallet=st.sampled_from(("2000", "5000", "12000")),
+)
+def test_cross_equity_is_monotone_in_an_adverse_move_and_never_pays_out(
+    case: tuple[dict[str, tuple[Decimal, Decimal]], dict[str, Decimal]],
+    s1: int,
+    s2: int,
+    wallet: str,
+) -> None:
+    book, moves = case
+    pnl_direction = sum((q * p * moves[s] for s, (q, p) in book.items()), Decimal(0))
+    assume(pnl_direction < 0)  # a move that loses money
+    small, big = sorted((Decimal(s1) / 100, Decimal(s2) / 100))
+    total_notional = sum((abs(q) * p for q, p in book.values()), Decimal(0))
+    assume(total_notional / 20 <= Decimal(wallet))  # the book can be opened at 20x
+    before, eq_small, _ = equity_after(book, moves, small, MarginMode.CROSS, wallet)
+    _, eq_big, ex = equity_after(book, moves, big, MarginMode.CROSS, wallet)
+    assert eq_big <= eq_small
+    assert eq_big <= before
+    assert eq_big >= 0
+    if any(f.liquidation for f in ex.fills):
+        # Liquidated together: nothing left open, nothing paid out beyond the wallet.
+        assert all(p.qty == 0 for p in ex.book.positions.values())
+        assert ex.book.wallet <= before
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=books(), scale=st.integers(0, 100))
+def test_isolated_keeps_per_position_liquidation(
+    case: tuple[dict[str, tuple[Decimal, Decimal]], dict[str, Decimal]], scale: int
+) -> None:
+    book, moves = case
+    total_notional = sum((abs(q) * p for q, p in book.values()), Decimal(0))
+    wallet = str(int(total_notional / 20) + 1000)
+    ex = open_book(book, wallet, MarginMode.ISOLATED)
+    margins = {s: p.isolated_margin for s, p in ex.book.positions.items() if p.qty != 0}
+    apply_scenario(ex, Scenario("m", "move", {s: m * scale / 100 for s, m in moves.items()}))
+    liquidated = {f.symbol: f for f in ex.fills if f.liquidation}
+    for sym, (qty, _price) in book.items():
+        if sym in liquidated:
+            assert ex.book.positions[sym].qty == 0
+        else:
+            assert ex.book.positions[sym].qty == qty  # the other positions are left alone
+    # An isolated liquidation costs that position its margin, no more.
+    loss = Decimal(wallet) - ex.book.wallet
+    assert loss <= sum((margins[s] for s in liquidated), Decimal(0)) + Decimal("1e-6")

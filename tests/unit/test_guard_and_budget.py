@@ -1,0 +1,115 @@
+"""The guard's floor and first-breach search, and the loss budget in the stops, by hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from bot.domain.decision import Decision
+from bot.domain.enums import TradingState
+from bot.instruments import load_instruments
+from bot.risk.guard import equity_floor, first_breach
+from bot.risk.limits import RiskLimits
+from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
+from bot.risk.state import initial_memory, update
+
+D = Decimal
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+LIMITS = RiskLimits(
+    max_leverage_per_contract=D(5),
+    max_gross_leverage=D(6),
+    max_notional_per_contract=D(100000),
+    daily_loss=D("0.05"),
+    max_drawdown=D("0.25"),
+    stale_data_ms=7_200_000,
+    max_orders_per_minute=60,
+)
+INSTRUMENTS = load_instruments("binanceusdm")
+
+
+def test_floor_is_where_update_moves_the_state() -> None:
+    mem = initial_memory(D(10000), 0)
+    # Day start 10,000: the daily floor 9,500 is above the drawdown floor 7,500.
+    assert equity_floor(mem, LIMITS) == D(9500)
+    _, above = update(mem, D("9500.01"), 1, LIMITS, [])
+    _, at = update(mem, D(9500), 1, LIMITS, [])
+    assert above is None
+    assert at is not None
+    assert at.after is TradingState.HALTED
+    mem_r = replace(mem, state=TradingState.REDUCING, peak_equity=D(12000))
+    assert equity_floor(mem_r, LIMITS) == D(9000)  # only the drawdown halt is left
+    assert equity_floor(replace(mem, state=TradingState.HALTED), LIMITS) is None
+    assert equity_floor(None, LIMITS) is None
+
+
+def test_first_breach_is_the_first_candle_at_or_under_the_floor() -> None:
+    worst = np.array([9800.0, 9600.0, 9500.0, 9400.0])
+    assert first_breach(worst, 9500.0) == 2
+    assert first_breach(worst, 9000.0) == -1
+    assert first_breach(np.zeros(0), 1.0) == -1
+
+
+def test_loss_at_stop_by_hand() -> None:
+    # Long 0.1 BTC, mark 60,000, stop 57,000: 0.1 x (3,000 + 57,000 x (0.001 + 0.0005)) = 308.55
+    assert loss_at_stop(D("0.1"), D(60000), D(57000), D("0.001"), D("0.0005")) == D("308.55")
+    # Short 2 ETH, mark 3,000, stop 3,150: 2 x (150 + 3,150 x 0.0015) = 309.45
+    assert loss_at_stop(D(-2), D(3000), D(3150), D("0.001"), D("0.0005")) == D("309.45")
+
+
+def decision(sym: str, qty: str, stop: str) -> Decision:
+    return Decision(
+        symbol=sym,
+        direction=1 if D(qty) > 0 else -1,
+        target_leverage=D(3),
+        target_qty=D(qty),
+        stop_loss=D(stop),
+        take_profit=None,
+        reason="policy",
+        allow_increase=True,
+    )
+
+
+def test_budget_cuts_every_target_by_one_factor_and_says_so() -> None:
+    marks = {BTC: D(60000), ETH: D(3000)}
+    ds = [decision(BTC, "0.1", "57000"), decision(ETH, "-2", "3150")]
+    # If both stops fire: 308.55 + 309.45 = 618.00; 309.00 left: factor 0.5.
+    out = cap_to_loss_budget(ds, marks, INSTRUMENTS, D(309), D("0.001"))
+    by = {d.symbol: d for d in out}
+    assert by[BTC].target_qty == D("0.050")
+    assert by[ETH].target_qty == D("-1.000")
+    assert "loss budget" in by[BTC].reason
+    assert "size cut to 0.05" in by[BTC].reason
+    total = sum(
+        (
+            loss_at_stop(
+                d.target_qty, marks[d.symbol], d.stop_loss or D(0), D("0.001"), D("0.0005")
+            )
+            for d in out
+        ),
+        D(0),
+    )
+    assert total <= D(309)
+    # Enough budget: nothing changes.
+    assert cap_to_loss_budget(ds, marks, INSTRUMENTS, D(700), D("0.001")) == ds
+    # No budget left: flat, no stop.
+    flat = cap_to_loss_budget(ds, marks, INSTRUMENTS, D(0), D("0.001"))
+    assert all(d.target_qty == 0 and d.stop_loss is None for d in flat)
+
+
+def test_fixed_losses_come_off_the_budget_first() -> None:
+    marks = {BTC: D(60000)}
+    ds = [decision(BTC, "0.1", "57000")]
+    out = cap_to_loss_budget(ds, marks, INSTRUMENTS, D(400), D("0.001"), fixed_loss=D("245.725"))
+    # 154.275 left of 308.55: factor 0.5 -> 0.050 (a hair less would round down to 0.049).
+    assert out[0].target_qty == D("0.050")
+
+
+def test_negative_slippage_is_an_error() -> None:
+    with pytest.raises(ValueError, match="slippage"):
+        cap_to_loss_budget(
+            [decision(BTC, "0.1", "57000")], {BTC: D(60000)}, INSTRUMENTS, D(1), D(-1)
+        )

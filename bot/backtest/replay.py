@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ from bot.config.policy import Policy
 from bot.domain.instrument import Instrument
 from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
+from bot.errors import ConfigError
 from bot.marketdata.files import discover
 from bot.risk.guard import equity_floor
 from bot.sim.exchange import SimulatedExchange
@@ -77,16 +79,21 @@ def run_simulation(
     data_dir: Path | None = None,
     progress: Progress | None = None,
     not_before: int | None = None,
+    histories: dict[str, ContractHistory] | None = None,
+    window: tuple[int, int] | None = None,
 ) -> SimulationResult:
-    """Simulate ``policy``; ``not_before`` moves the start later (a shared window)."""
+    """Simulate ``policy``.
+
+    ``not_before`` moves the start later (a shared window). ``histories``: the loaded history of
+    ``symbols`` at the policy's timeframe, when the caller already holds it (a sweep worker
+    reuses it for every point); loaded here otherwise. ``window``: [start, end) in ms instead
+    of :func:`simulation_window`'s (policies compared on one footing share one window)."""
     symbols = symbols or tuple(c.symbol for c in config.contracts)
-    inventory = discover(data_dir or config.data.dir)
-    histories = load_histories(
-        inventory, symbols, policy.timeframe, config.simulation.trigger_source
-    )
+    if histories is None:
+        histories = load_data(config, policy, symbols, data_dir)
     instruments = _instruments(config, symbols)
-    start, end = simulation_window(histories, policy, config)
-    own_start = start
+    own_start, own_end = simulation_window(histories, policy, config)
+    start, end = window if window is not None else (own_start, own_end)
     if not_before is not None and not_before > start:
         start = not_before + (-not_before) % parse_timeframe(policy.timeframe)
     result = replay(config, policy, histories, instruments, start, end, progress)
@@ -121,6 +128,14 @@ def shared_start(
         )
         starts.append(simulation_window(histories, policy, config)[0])
     return max(starts)
+
+
+def load_data(
+    config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None = None
+) -> dict[str, ContractHistory]:
+    """The history :func:`run_simulation` replays for ``policy`` on ``symbols``."""
+    inventory = discover(data_dir or config.data.dir)
+    return load_histories(inventory, symbols, policy.timeframe, config.simulation.trigger_source)
 
 
 def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
@@ -252,3 +267,20 @@ def _closed_candle(market: HistoricalMarket, symbol: str, t: int) -> tuple[Decim
     if i < 0 or c.open[i] <= 0:
         return None
     return to_decimal((c.high[i] - c.low[i]) / c.open[i]), to_decimal(c.volume[i])
+
+
+def override(config: BotConfig, start: date | None, end: date | None) -> BotConfig:
+    """``config`` with the simulation window moved to ``start`` / ``end`` (``--start``,
+    ``--end``); a ConfigError when the window is empty."""
+    sim = config.simulation
+    changes: dict[str, Any] = {}
+    if start is not None:
+        changes["start"] = start
+    if end is not None:
+        changes["end"] = end
+    if not changes:
+        return config
+    new_sim = sim.model_copy(update=changes)
+    if new_sim.start is not None and new_sim.end is not None and new_sim.start >= new_sim.end:
+        raise ConfigError(f"--start {new_sim.start} must be before --end {new_sim.end}")
+    return config.model_copy(update={"simulation": new_sim})

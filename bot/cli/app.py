@@ -13,6 +13,7 @@ import typer
 from rich.text import Text
 
 from bot.cli.ops import register as _register_ops
+from bot.cli.sweep_command import register as _register_sweep
 from bot.cli.terminal import cli_console
 from bot.cli.web import register as _register_web
 from bot.errors import BotError
@@ -256,6 +257,7 @@ def stress(
 
 
 _register_ops(app, console, reported_errors)
+_register_sweep(app, console, reported_errors, _parse_day)
 _register_web(app, console, reported_errors)
 
 

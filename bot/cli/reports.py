@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -17,8 +17,10 @@ from bot.config.models import BotConfig
 from bot.domain.enums import OrderStatus
 from bot.domain.instrument import Instrument
 from bot.instruments import instrument_for
-from bot.store.sql import SqlStore
-from bot.store.views import unprotected_since
+from bot.store.incidents import unprotected_since
+
+if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
+    from bot.store.sql import SqlStore
 
 DAYS = Decimal(365)
 

@@ -10,9 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.backtest.metrics import drawdown_series
 from bot.backtest.plots import plot_comparison
-from bot.backtest.replay import SimulationResult, run_simulation, shared_start
+from bot.backtest.replay import override, run_simulation
 from bot.backtest.report import write_outputs
 from bot.cli import terminal
 from bot.clock import LiveClock
@@ -48,21 +47,6 @@ SUMMARY_KEYS = (
 )
 
 
-def override(config: BotConfig, start: date | None, end: date | None) -> BotConfig:
-    sim = config.simulation
-    changes: dict[str, Any] = {}
-    if start is not None:
-        changes["start"] = start
-    if end is not None:
-        changes["end"] = end
-    if not changes:
-        return config
-    new_sim = sim.model_copy(update=changes)
-    if new_sim.start is not None and new_sim.end is not None and new_sim.start >= new_sim.end:
-        raise ConfigError(f"--start {new_sim.start} must be before --end {new_sim.end}")
-    return config.model_copy(update={"simulation": new_sim})
-
-
 def run(
     config_path: Path,
     policies: list[Path],
@@ -74,50 +58,72 @@ def run(
     console: Console,
     *,
     as_csv: bool = False,
-    shared_window: bool = True,
 ) -> list[dict[str, Any]]:
     config = override(load_config(config_path, policy_overrides=policies), start, end)
     symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
     if data_dir is not None and not data_dir.is_dir():
         raise ConfigError(f"--data {data_dir}: not a directory")
     out_dir = out or config.simulation.out_dir
-    several = len(config.policies) > 1
+    if len(config.policies) > 1:
+        reports = _compare(config_path, config, policies, symbols, data_dir, out_dir, console)
+        _print_summary(reports, out_dir, console, as_csv)
+        return reports
+    policy = config.policies[0]
     clock = LiveClock()
-    reports: list[dict[str, Any]] = []
-    results: dict[str, SimulationResult] = {}
-    # Policies compared in one run share one window: the latest warm-up decides.
-    common = shared_start(config, symbols, data_dir) if several and shared_window else None
-    for policy in config.policies:
-        t0 = clock.monotonic()
-        with terminal.progress(console, f"{policy.name} (ticks)") as advance:
-            result = run_simulation(
-                config,
-                policy,
-                symbols=symbols,
-                data_dir=data_dir,
-                progress=advance,
-                not_before=common,
-            )
-        if result.start_note:
-            console.print(f"[yellow]warning[/yellow] {policy.name}: {result.start_note}")
-        elapsed = clock.monotonic() - t0
-        target = out_dir / policy.name if several else out_dir
-        reports.append(write_outputs(result, target, elapsed))
-        results[policy.name] = result
-    if several:
-        first = next(iter(results.values()))
-        plot_comparison(
-            out_dir / "comparison.png",
-            title="policies compared on the same data and window"
-            if common is not None
-            else "policies compared on the same data, each from its own warm-up",
-            runs={n: (r.ts, r.equity, drawdown_series(r.equity)) for n, r in results.items()},
-            benchmark=(first.ts, first.benchmark),
+    t0 = clock.monotonic()
+    with terminal.progress(console, f"{policy.name} (ticks)") as advance:
+        result = run_simulation(
+            config, policy, symbols=symbols, data_dir=data_dir, progress=advance
         )
+    reports = [write_outputs(result, out_dir, clock.monotonic() - t0)]
+    _print_summary(reports, out_dir, console, as_csv)
+    return reports
+
+
+def _compare(
+    config_path: Path,
+    config: BotConfig,
+    policies: list[Path],
+    symbols: tuple[str, ...] | None,
+    data_dir: Path | None,
+    out_dir: Path,
+    console: Console,
+) -> list[dict[str, Any]]:
+    """Several policies: one common window, run in parallel (bot.research.compare)."""
+    from bot.research.compare import as_arrays, run_policies
+    from bot.research.executors import default_workers, make_executor
+
+    syms = symbols or tuple(c.symbol for c in config.contracts)
+    executor = make_executor(min(len(policies), default_workers()), None)
+    try:
+        with console.status(f"simulating {len(policies)} policies on one window ..."):
+            runs = run_policies(config_path, config, policies, syms, data_dir, out_dir, executor)
+    finally:
+        executor.close()
+    first = runs[0]
+    plot_comparison(
+        out_dir / "comparison.png",
+        title="policies compared on the same data",
+        runs={r["report"]["policy"]: as_arrays(r) for r in runs},
+        benchmark=(first["ts"], first["benchmark"]),
+    )
+    return [r["report"] for r in runs]
+
+
+def _print_summary(
+    reports: list[dict[str, Any]], out_dir: Path, console: Console, as_csv: bool
+) -> None:
     if as_csv:  # stdout is the CSV alone; the notes go to stderr
         typer.echo(terminal.table_csv(summary_table(reports)), nl=False)
     else:
         console.print(terminal.unclipped(summary_table(reports)))
+    for r in reports:  # a start moved for warm-up or for the shared window is said, not hidden
+        if r.get("start_note"):
+            note = f"warning {r['policy']}: {r['start_note']}"
+            if as_csv:
+                typer.echo(note, err=True)
+            else:
+                console.print(f"[yellow]{note}[/yellow]")
     for name, hours in reports[0].get("stale_hours", {}).items():
         console.print(f"[yellow]stale data[/yellow] {name}: {hours:g} h without new exposure")
     for name, gaps in reports[0].get("data_gaps", {}).items():
@@ -131,7 +137,6 @@ def run(
         typer.echo(f"outputs written to {out_dir}", err=True)
     else:
         console.print(f"outputs written to [bold]{out_dir}[/bold]")
-    return reports
 
 
 def summary_table(reports: list[dict[str, Any]]) -> Table:

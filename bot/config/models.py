@@ -24,8 +24,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from bot.config.policy import (
     Dec,
@@ -91,6 +89,10 @@ def _sqlite_relative_to_config(value: str, info: ValidationInfo) -> str:
 
 def _usable_database_url(value: str) -> str:
     # Checked here, not at the first query: a wrong URL otherwise ends in a driver traceback.
+    # Imported here: `bot simulate` loads configs and must not pay for the SQL stack.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(value)
     except ArgumentError:

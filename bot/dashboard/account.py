@@ -17,14 +17,16 @@ from bot.domain.enums import OrderPurpose
 from bot.domain.instrument import Instrument
 from bot.domain.margin import maintenance_margin
 from bot.domain.position import Position
+from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
 from bot.errors import BotError
 from bot.instruments import instrument_for
 from bot.numbers import fixed, money, price, qty
 from bot.ports.store import EquitySnapshot, RiskMemory
 from bot.stats.timeframes import parse_timeframe
 from bot.store import views
+from bot.store.incidents import unprotected_since
 from bot.store.sql import SqlStore
-from bot.store.views import TimeWindow, unprotected_since
+from bot.store.views import TimeWindow
 
 DAYS = Decimal(365)
 ZERO = Decimal(0)
@@ -77,7 +79,7 @@ class AccountSource:
         snap = store.latest_positions()
         positions = {p.symbol: p for p in snap[1]} if snap else {}
         extras = self._paper_extras()
-        contracts = self._contracts(equity, positions, extras)
+        contracts = self._contracts(equity, positions, extras, now_ms)
         change = views.last_state_change(store)
         alerts = [AlertLine(a.ts_ms, a.severity, a.message) for a in views.recent_alerts(store, 8)]
         return Overview(
@@ -122,6 +124,7 @@ class AccountSource:
         equity: EquitySnapshot | None,
         positions: dict[str, Position],
         extras: _PaperExtras,
+        now_ms: int,
     ) -> list[ContractView]:
         symbols = self.symbols()
         last = views.latest_decisions(self.store, symbols)
@@ -132,6 +135,8 @@ class AccountSource:
         incidents = unprotected_since(
             views.events_of_kinds(self.store, ("unprotected", "protected"), 1000)
         )
+        cooling = Cooldowns(1)
+        cooling.restore(views.events_of_kinds(self.store, (COOLDOWN_EVENT,), 500), now_ms)
         sleeve = (
             equity.equity / Decimal(len(symbols))
             if equity is not None and equity.equity > 0
@@ -175,6 +180,7 @@ class AccountSource:
                     decided_ms=rec.ts_ms if rec else None,
                     reason=rec.decision.reason if rec else None,
                     unprotected_since_ms=incidents.get(sym),
+                    cooldown=cooling.reason(sym, now_ms),
                 )
             )
         return out

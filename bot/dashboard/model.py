@@ -40,6 +40,7 @@ class ContractView:
     decided_ms: int | None
     reason: str | None
     unprotected_since_ms: int | None = None  # an open incident: no valid stop since then
+    cooldown: str | None = None  # "cooldown until ... after stop-loss" while one runs
 
     @property
     def slug(self) -> str:

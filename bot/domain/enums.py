@@ -86,3 +86,4 @@ class EventKind(StrEnum):
     UNPROTECTED = "unprotected"  # a position without a valid stop was closed
     PROTECTED = "protected"  # a position that was unprotected has its stop again
     TRIGGERED = "triggered"  # a resting order filled on the exchange between reads
+    COOLDOWN = "cooldown"  # a contract's re-entry cooldown started (restored after a restart)

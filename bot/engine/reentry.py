@@ -11,13 +11,18 @@ state away from ``active`` cools every contract down.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from bot.domain.enums import OrderPurpose
+from bot.domain.enums import EventKind, OrderPurpose
 from bot.engine.account import AccountView
+from bot.ports.store import RiskEvent
+
+COOLDOWN_EVENT = EventKind.COOLDOWN
+_UNTIL = re.compile(r"\[until_ms=(\d+)\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +76,36 @@ class Cooldowns:
         self.cooldown_ms = cooldown_ms
         self.until: dict[str, tuple[int, str]] = {}
 
-    def start(self, symbol: str, now_ms: int, why: str) -> None:
+    def start(self, symbol: str, now_ms: int, why: str) -> int | None:
+        """Start (or extend) a cooldown; the new end (epoch ms) when it moved, else ``None``."""
         if self.cooldown_ms == 0:
-            return
+            return None
         end = now_ms + self.cooldown_ms
         current = self.until.get(symbol)
         if current is None or current[0] < end:
             self.until[symbol] = (end, why)
+            return end
+        return None
+
+    @staticmethod
+    def describe(symbol: str, end_ms: int, why: str) -> str:
+        """The text of the ``cooldown`` event that makes a cooldown survive a restart."""
+        return f"cooldown until {iso(end_ms)} after {why} [until_ms={end_ms}]"
+
+    def restore(self, events: Iterable[RiskEvent], now_ms: int) -> None:
+        """Cooldowns still running at ``now_ms``, from the recorded ``cooldown`` events (a
+        restarted paper or live bot keeps the cooldowns its previous run started)."""
+        for e in events:
+            if e.kind != COOLDOWN_EVENT or e.symbol is None:
+                continue
+            match = _UNTIL.search(e.reason)
+            if match is None:
+                continue
+            end = int(match.group(1))
+            why = e.reason.split(" after ", 1)[-1].split(" [until_ms=", 1)[0]
+            current = self.until.get(e.symbol)
+            if end > now_ms and (current is None or current[0] < end):
+                self.until[e.symbol] = (end, why)
 
     def active(self, symbol: str, now_ms: int) -> tuple[int, str] | None:
         entry = self.until.get(symbol)

@@ -60,7 +60,7 @@ from bot.engine.market import (
 from bot.engine.planner import IdFactory, market_order, plan_protection, plan_size
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.reconcile import Reconciler
-from bot.engine.reentry import Cooldowns, Held, exit_kind, held_of
+from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns, Held, exit_kind, held_of
 from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
@@ -147,6 +147,7 @@ class Engine:
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
+        self.cooldowns.restore(store.recent_events(500), clock.now_ms())
         self._held: dict[str, Held] = {}  # as the last tick or guard left them (exits)
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
@@ -360,7 +361,19 @@ class Engine:
         for sym, before in self._held.items():
             kind = exit_kind(before, acct, sym)
             if kind is not None:
-                self.cooldowns.start(sym, now, kind)
+                self._cool(sym, now, kind)
+
+    def _cool(self, symbol: str, now: int, why: str) -> None:
+        """Start a contract's re-entry cooldown and record it (restored after a restart)."""
+        end = self.cooldowns.start(symbol, now, why)
+        if end is not None:
+            self._event(
+                now,
+                COOLDOWN_EVENT,
+                symbol,
+                TradingState.ACTIVE,
+                Cooldowns.describe(symbol, end, why),
+            )
 
     def last_snapshots(self) -> dict[str, MarketSnapshot]:
         """The latest market statistics seen per contract (for alerts and the status view)."""
@@ -462,7 +475,7 @@ class Engine:
             )
             if transition.after is not TradingState.ACTIVE:
                 for sym in self.symbols:
-                    self.cooldowns.start(sym, now, f"state {transition.after.value}")
+                    self._cool(sym, now, f"state {transition.after.value}")
         return memory
 
     # -- 4. decide -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.errors import DataError
+from bot.marketdata.cache import load_table
 from bot.marketdata.candles import Candles, FundingSeries, format_timeframe, parse_timeframe
 
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -189,11 +190,14 @@ def _column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[Any]:
 def _read_table(
     path: Path, columns: tuple[str, ...], dtype: np.dtype[np.void]
 ) -> npt.NDArray[np.void]:
-    """Decompress if gzip, check the header, parse every row; DataError names the bad line."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e}") from e
+    """Decompress if gzip, check the header, parse every row; DataError names the bad line.
+    The parsed rows are kept in the binary cache (:mod:`bot.marketdata.cache`)."""
+    return load_table(path, dtype, lambda data: _parse_table(path, data, columns, dtype))
+
+
+def _parse_table(
+    path: Path, data: bytes, columns: tuple[str, ...], dtype: np.dtype[np.void]
+) -> npt.NDArray[np.void]:
     if data[:2] == b"\x1f\x8b":  # gzip magic: trust the content, not the suffix
         try:
             data = gzip.decompress(data)

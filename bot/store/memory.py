@@ -100,6 +100,9 @@ class MemoryStore:
     def record_event(self, event: RiskEvent) -> None:
         self.events.append(event)
 
+    def recent_events(self, limit: int) -> list[RiskEvent]:
+        return sorted(self.events[-limit:], key=lambda e: e.ts_ms, reverse=True)
+
     def record_equity(self, snapshot: EquitySnapshot) -> None:
         self.equity.append(snapshot)
 

@@ -4,7 +4,6 @@ may run them beside the bot on the same database (SQLite WAL or PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -198,20 +197,3 @@ def orders_with_errors(store: SqlStore) -> int:
     stmt = select(func.count()).where(col(o.error).is_not(None))
     with _session(store) as session:
         return int(session.exec(stmt).one())
-
-
-def unprotected_since(events: Sequence[RiskEvent]) -> dict[str, int]:
-    """Per contract, since when it has been without a valid stop (open incidents only).
-
-    ``events`` in any order; an ``unprotected`` event opens an incident, ``protected`` or a
-    later flat position closes it.
-    """
-    since: dict[str, int] = {}
-    for e in sorted(events, key=lambda e: e.ts_ms):
-        if e.symbol is None:
-            continue
-        if e.kind == "unprotected":
-            since.setdefault(e.symbol, e.ts_ms)
-        elif e.kind == "protected":
-            since.pop(e.symbol, None)
-    return since

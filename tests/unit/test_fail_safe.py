@@ -26,7 +26,7 @@ from bot.policy.leverage import liquidation_cap
 from bot.ports.store import RiskEvent
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop, stop_range
 from bot.sim.exchange import SimulatedExchange
-from bot.store.views import unprotected_since
+from bot.store.incidents import unprotected_since
 from tests.unit.test_engine import BTC, ROOT, build, protective
 
 VOL_TARGET_POLICY = load_policy(ROOT / "policies" / "vol_target.toml")
@@ -396,3 +396,32 @@ def test_fit_size_over_bracket_tables(mmr: D, setting: int, stop_frac: D, sign: 
         assert fitted.stop is not None
         liq = liquidation_of(fitted.qty)
         assert is_valid_stop(inst, sign=sign, mark=mark, trigger=fitted.stop, liquidation=liq)
+
+
+def test_a_cooldown_survives_a_restart_through_its_event() -> None:
+    from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
+    from bot.store.memory import MemoryStore
+
+    day = 86_400_000
+    running = Cooldowns(day)
+    end = running.start(BTC, 1_000, "stop-loss")
+    assert end == 1_000 + day
+    assert running.start(BTC, 500, "stop-loss") is None  # never shortened
+    store = MemoryStore()
+    store.record_event(
+        RiskEvent(
+            ts_ms=1_000,
+            kind=COOLDOWN_EVENT,
+            symbol=BTC,
+            state=TradingState.ACTIVE,
+            reason=Cooldowns.describe(BTC, end, "stop-loss"),
+        )
+    )
+    restarted = Cooldowns(day)
+    restarted.restore(store.recent_events(100), now_ms=2_000)
+    assert restarted.active(BTC, 2_000) == (end, "stop-loss")
+    assert restarted.reason(BTC, 2_000) is not None
+    assert "after stop-loss" in (restarted.reason(BTC, 2_000) or "")
+    expired = Cooldowns(day)
+    expired.restore(store.recent_events(100), now_ms=end + 1)
+    assert expired.active(BTC, end + 1) is None

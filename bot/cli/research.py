@@ -1,0 +1,176 @@
+"""``bot sweep``: search a policy's parameters, optionally walk-forward, locally or on Dask."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bot.research import space
+from bot.research.executors import make_executor
+from bot.research.plots import plot_sweep
+from bot.research.results import score, write_parquet
+from bot.research.sweep import Sweep, SweepOutcome, SweepSpec
+
+_TABLE_METRICS = (
+    ("total_return", "{:.2%}"),
+    ("sharpe", "{:.2f}"),
+    ("max_drawdown", "{:.2%}"),
+    ("calmar", "{:.2f}"),
+    ("n_liquidations", "{}"),
+)
+
+
+def run_sweep(
+    spec: SweepSpec, workers: int | None, cluster: str | None, console: Console
+) -> SweepOutcome:
+    executor = make_executor(workers, cluster)
+    try:
+        sweep = Sweep(spec, executor)
+        wins = sweep.windows()
+        total = sweep.total_tasks(len(wins) if wins else 1)
+        best: list[float | None] = [None]
+        with Progress(
+            TextColumn("[bold]sweep"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} points"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[best]}"),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("sweep", total=total, best="")
+
+            def listen(row: dict[str, Any], n: int) -> None:
+                value = score(row, spec.objective)
+                if (
+                    value is not None
+                    and row.get("phase") != "test"
+                    and (best[0] is None or value > best[0])
+                ):
+                    best[0] = value
+                shown = "" if best[0] is None else f"best {spec.objective} {best[0]:+.4g}"
+                bar.update(task, advance=n, best=shown)
+
+            sweep.listener = listen
+            outcome = sweep.run()
+    finally:
+        executor.close()
+    write_outputs(spec, sweep, outcome)
+    report(spec, sweep, outcome, console)
+    return outcome
+
+
+def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
+    out = spec.out
+    write_parquet(out / "results.csv")
+    if outcome.best_point is not None:
+        raw, _ = sweep.policy_of(outcome.best_point)
+        header = "# chosen by bot sweep: " + space.point_label(outcome.best_point)
+        (out / "best.toml").write_text(header + "\n" + space.to_toml(raw), encoding="utf-8")
+    phase = "train" if spec.walk_forward else "all"
+    scored = [
+        ({k: str(r[f"param.{k}"]) for k in sweep.keys}, s)
+        for r in outcome.rows
+        if r.get("phase") == phase and (s := score(r, spec.objective)) is not None
+    ]
+    plot_sweep(out / "sweep.png", sweep.keys, scored, spec.objective)
+    summary = {
+        "objective": spec.objective,
+        "best": outcome.best,
+        "best_params": {k: str(v) for k, v in (outcome.best_point or {}).items()},
+        "invalid_points": [
+            {"params": {k: str(v) for k, v in p.items()}, "error": e} for p, e in outcome.invalid
+        ],
+        **outcome.summary,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Console) -> None:
+    for point, error in outcome.invalid:
+        console.print(f"[yellow]invalid point[/yellow] {space.point_label(point)}: {error}")
+    errors = [r for r in outcome.rows if r.get("status") == "error"]
+    for r in errors[:10]:
+        console.print(f"[red]failed[/red] {r['key']}: {r.get('error')}")
+    if spec.walk_forward:
+        console.print(walk_forward_table(sweep, outcome))
+    else:
+        console.print(top_table(spec, sweep, outcome))
+        dsr = outcome.summary.get("dsr")
+        if dsr:
+            console.print(
+                f"deflated Sharpe ratio of the best point among {dsr['trials']} trials: "
+                f"{dsr['deflated_sharpe']:.3f} (Bailey & López de Prado 2014; < 0.95 means the "
+                "best point's Sharpe is not distinguishable from luck of the search)"
+            )
+    if outcome.best_point is not None:
+        console.print(f"best: {space.point_label(outcome.best_point)} -> {spec.out / 'best.toml'}")
+    console.print(f"outputs written to [bold]{spec.out}[/bold]")
+
+
+def top_table(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, n: int = 10) -> Table:
+    ranked = sorted(
+        ((s, r) for r in outcome.rows if (s := score(r, spec.objective)) is not None),
+        key=lambda x: (-x[0], x[1]["key"]),
+    )
+    table = Table(
+        title=f"top {min(n, len(ranked))} of {len(outcome.rows)} points by {spec.objective}"
+    )
+    for k in sweep.keys:
+        table.add_column(k)
+    for m, _ in _TABLE_METRICS:
+        table.add_column(m, justify="right")
+    for _, r in ranked[:n]:
+        table.add_row(
+            *[str(r[f"param.{k}"]) for k in sweep.keys],
+            *[_fmt(r.get(m), f) for m, f in _TABLE_METRICS],
+        )
+    return table
+
+
+def walk_forward_table(sweep: Sweep, outcome: SweepOutcome) -> Table:
+    table = Table(title=f"walk-forward {sweep.spec.walk_forward}: chosen point per window")
+    for c in (
+        "window",
+        "train",
+        "test",
+        *sweep.keys,
+        "IS return",
+        "OOS return",
+        "IS Sharpe",
+        "OOS Sharpe",
+        "DSR",
+    ):
+        table.add_column(c, justify="right")
+    for w in outcome.summary["windows"]:
+        dsr = w.get("dsr")
+        table.add_row(
+            str(w["window"]),
+            w["train"],
+            w["test"],
+            *[w["params"][k] for k in sweep.keys],
+            _fmt(w["in_sample"]["total_return"], "{:.2%}"),
+            _fmt(w["out_of_sample"]["total_return"], "{:.2%}"),
+            _fmt(w["in_sample"]["sharpe"], "{:.2f}"),
+            _fmt(w["out_of_sample"]["sharpe"], "{:.2f}"),
+            _fmt(dsr["deflated_sharpe"] if dsr else None, "{:.3f}"),
+        )
+    oos = outcome.summary["out_of_sample"]
+    ins = outcome.summary["in_sample_mean"]
+    table.caption = (
+        f"out of sample, stitched: return {_fmt(oos.get('total_return'), '{:.2%}')}, Sharpe "
+        f"{_fmt(oos.get('sharpe'), '{:.2f}')}, max drawdown "
+        f"{_fmt(oos.get('max_drawdown'), '{:.2%}')} | in sample, mean per window: return "
+        f"{_fmt(ins.get('total_return'), '{:.2%}')}, Sharpe {_fmt(ins.get('sharpe'), '{:.2f}')}"
+    )
+    return table
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return fmt.format(value)

@@ -1,0 +1,145 @@
+"""One point of a sweep, evaluated where it runs (a local process or a Dask worker).
+
+A task names its inputs (config file, policy table, data directory, window) and never carries
+market data: each worker loads a contract's history once and keeps it for every later point with
+the same data, contracts, timeframe and trigger source. The point is simulated by the same entry
+point as ``bot simulate`` (:func:`bot.backtest.replay.run_simulation`) and its metrics come from the
+same report builder, so a point's figures equal ``bot simulate``'s to the last digit. Only the
+metrics (and, when asked, the daily equity closes) travel back: memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.backtest.metrics import _daily_returns, daily_closes
+from bot.backtest.replay import load_data, override, run_simulation
+from bot.backtest.report import build_report
+from bot.config.loader import load_config
+from bot.config.models import BotConfig
+from bot.config.policy import Policy
+from bot.errors import BotError
+from bot.sim.history import ContractHistory
+
+REPORT_METRICS = (
+    "start",
+    "end",
+    "bars",
+    "decision_ticks",
+    "final_equity",
+    "total_return",
+    "cagr",
+    "max_drawdown",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "n_orders",
+    "n_trades",
+    "n_stop_losses",
+    "n_take_profits",
+    "n_liquidations",
+    "n_denials",
+    "fees_paid",
+    "funding_paid",
+    "avg_leverage",
+    "max_leverage",
+    "buy_and_hold_return",
+)
+"""The scalar metrics of report.json, in its order (elapsed time left out: not a result)."""
+
+DAILY_STATS = ("daily_sharpe", "daily_skew", "daily_kurtosis", "n_days")
+"""Per-day (not annualised) Sharpe, skewness and kurtosis of the daily returns: the inputs of
+the deflated Sharpe ratio."""
+
+
+@dataclass(frozen=True, slots=True)
+class PointTask:
+    key: str
+    config_path: str
+    policy: dict[str, Any]
+    data_dir: str | None = None
+    contracts: tuple[str, ...] | None = None
+    start: date | None = None
+    end: date | None = None
+    keep_curve: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+_CONFIGS: dict[str, BotConfig] = {}
+_HISTORIES: dict[tuple[Any, ...], dict[str, ContractHistory]] = {}
+_MAX_HISTORIES = 4  # bound the worker's memory whatever the number of distinct data sets
+
+
+def _config(path: str) -> BotConfig:
+    cfg = _CONFIGS.get(path)
+    if cfg is None:
+        cfg = load_config(Path(path))
+        _CONFIGS[path] = cfg
+    return cfg
+
+
+def _histories(
+    config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None
+) -> dict[str, ContractHistory]:
+    key = (
+        str(data_dir or config.data.dir),
+        symbols,
+        policy.timeframe,
+        config.simulation.trigger_source,
+    )
+    got = _HISTORIES.get(key)
+    if got is None:
+        if len(_HISTORIES) >= _MAX_HISTORIES:
+            _HISTORIES.pop(next(iter(_HISTORIES)))
+        got = load_data(config, policy, symbols, data_dir)
+        _HISTORIES[key] = got
+    return got
+
+
+def evaluate(task: PointTask) -> dict[str, Any]:
+    """The metrics of one point; ``status`` is ``ok`` or ``error`` (with ``error`` set).
+
+    A bad point (invalid policy, no data in its window) is a result, not a crash of the sweep."""
+    row: dict[str, Any] = {"key": task.key, **task.meta}
+    try:
+        policy = Policy.model_validate(task.policy)
+        base = _config(task.config_path)
+        config = override(base.model_copy(update={"policies": (policy,)}), task.start, task.end)
+        symbols = task.contracts or tuple(c.symbol for c in config.contracts)
+        data_dir = Path(task.data_dir) if task.data_dir else None
+        histories = _histories(config, policy, symbols, data_dir)
+        result = run_simulation(
+            config, policy, symbols=symbols, data_dir=data_dir, histories=histories
+        )
+    except (BotError, ValueError) as exc:
+        row.update(status="error", error=str(exc).replace("\n", "; "))
+        return row
+    report = build_report(result, 0.0)
+    row.update(status="ok", error="")
+    row.update({k: report[k] for k in REPORT_METRICS})
+    row.update(daily_stats(_daily_returns(result.equity, result.ts)))
+    if task.keep_curve:
+        days, closes = daily_closes(result.equity, result.ts)
+        row["curve"] = (days.tolist(), closes.tolist())
+    return row
+
+
+def daily_stats(returns: Any) -> dict[str, float]:
+    """The daily returns' statistics, over the same returns as the report's Sharpe ratio."""
+    r = np.asarray(returns, dtype=np.float64)
+    n = int(r.size)
+    if n < 2 or float(np.std(r)) < 1e-12:
+        return {"daily_sharpe": 0.0, "daily_skew": 0.0, "daily_kurtosis": 3.0, "n_days": n}
+    mu, sd = float(np.mean(r)), float(np.std(r, ddof=1))
+    z = (r - mu) / float(np.std(r))
+    return {
+        "daily_sharpe": mu / sd,
+        "daily_skew": float(np.mean(z**3)),
+        "daily_kurtosis": float(np.mean(z**4)),
+        "n_days": n,
+    }

@@ -1,0 +1,193 @@
+"""Where points run: in this process, in N local processes, or on a Dask cluster.
+
+The sweep only sees :class:`Executor`: ``run(fn, tasks, failed)`` yields one result per task as
+they complete, in any order. The local and the cluster executor are interchangeable, so the
+sweep's code does not change between a laptop and a cluster. A task whose worker dies is sent
+again (up to ``retries`` times, Dask: the scheduler's ``allowed-failures``); a task that still
+cannot finish yields ``failed(task, reason)`` instead of stopping the sweep. At most a few tasks
+per worker are in flight, so neither side holds the whole sweep in memory.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol, TypeVar
+
+from bot.errors import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    workers: int
+
+    def run(
+        self, fn: Callable[[T], R], tasks: Iterable[T], failed: Callable[[T, str], R]
+    ) -> Iterator[R]: ...
+
+    def close(self) -> None: ...
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+class InlineExecutor:
+    """Runs each task in this process, one after the other (``--workers 1``)."""
+
+    workers = 1
+
+    def run(
+        self, fn: Callable[[T], R], tasks: Iterable[T], failed: Callable[[T, str], R]
+    ) -> Iterator[R]:
+        for task in tasks:
+            yield fn(task)
+
+    def close(self) -> None:
+        return None
+
+
+class LocalExecutor:
+    """``workers`` processes on this machine; a dead process is replaced and its task re-sent."""
+
+    def __init__(self, workers: int, retries: int = 3, preload: tuple[str, ...] = ()) -> None:
+        if workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.retries = retries
+        # forkserver: no fork of a process that runs threads (the progress bar); the server
+        # imports the simulation once and forks each worker from it.
+        self._ctx = multiprocessing.get_context("forkserver")
+        if preload:
+            self._ctx.set_forkserver_preload(list(preload))
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
+        return self._pool
+
+    def run(
+        self, fn: Callable[[T], R], tasks: Iterable[T], failed: Callable[[T, str], R]
+    ) -> Iterator[R]:
+        """A dead worker breaks the whole pool, so every point in flight is suspect: each is
+        sent again alone, where a death names its culprit exactly."""
+        pending = iter(tasks)
+        suspects: list[tuple[T, int]] = []  # (task, deaths so far), re-run one at a time
+        pool = self._pool or self._new_pool()
+        running: dict[Future[R], tuple[T, int]] = {}
+        while True:
+            if suspects:
+                if not running:
+                    task, deaths = suspects.pop(0)
+                    running[pool.submit(fn, task)] = (task, deaths)
+            else:
+                while len(running) < 2 * self.workers:
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        break
+                    running[pool.submit(fn, nxt)] = (nxt, 0)
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken: list[tuple[T, int]] = []
+            for fut in done:
+                task, deaths = running.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    broken.append((task, deaths))
+                    continue
+                yield result
+            if not broken:
+                continue
+            alone = len(broken) + len(running) == 1
+            broken += list(running.values())
+            running.clear()
+            pool = self._new_pool()
+            for task, deaths in broken:
+                # only a point that ran alone is known to have killed its worker
+                n = deaths + 1 if alone else deaths
+                if n > self.retries:
+                    yield failed(task, f"worker process died {n} times running this point")
+                else:
+                    suspects.append((task, n))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor:
+    """Tasks sent to a Dask distributed scheduler (``tcp://HOST:PORT``) or a client's cluster.
+
+    Workers must be able to import this project and read the data directory at the same path.
+    """
+
+    def __init__(self, address: str | Any) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ConfigError(
+                "--cluster needs Dask distributed: pip install 'perp-risk-bot[research]'"
+            ) from None
+        try:
+            self._client = Client(address, timeout="20s")  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"--cluster {address}: cannot reach the scheduler ({exc})") from None
+        self.workers = max(1, len(self._client.scheduler_info().get("workers", {})))
+
+    def run(
+        self, fn: Callable[[T], R], tasks: Iterable[T], failed: Callable[[T, str], R]
+    ) -> Iterator[R]:
+        from distributed import as_completed
+
+        pending = iter(tasks)
+        limit = max(4, 2 * len(self._client.scheduler_info().get("workers", {})))
+        owner: dict[Any, T] = {}
+        queue = as_completed()  # type: ignore[no-untyped-call]
+
+        def submit() -> bool:
+            task = next(pending, None)
+            if task is None:
+                return False
+            fut = self._client.submit(fn, task, pure=False)
+            owner[fut.key] = task
+            queue.add(fut)  # type: ignore[no-untyped-call]
+            return True
+
+        for _ in range(limit):
+            if not submit():
+                break
+        for fut in queue:
+            task = owner.pop(fut.key)
+            try:
+                yield fut.result()
+            except Exception as exc:
+                yield failed(task, f"cluster could not run this point: {type(exc).__name__}: {exc}")
+            finally:
+                fut.release()
+            submit()
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+
+
+def make_executor(workers: int | None, cluster: str | None) -> Executor:
+    if cluster is not None:
+        if workers is not None:
+            raise ConfigError(
+                "--workers and --cluster exclude each other (the cluster has its own)"
+            )
+        return DaskExecutor(cluster)
+    n = workers if workers is not None else default_workers()
+    if n == 1:
+        return InlineExecutor()
+    return LocalExecutor(n, preload=("bot.research.evaluate",))

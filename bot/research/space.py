@@ -1,0 +1,199 @@
+"""The searched space: ``--param KEY=V1,V2,...`` over dotted keys of a policy file.
+
+Each point is the base policy's TOML table with the swept keys replaced, validated exactly like a
+policy file; an invalid point carries its error instead of a policy (reported, not fatal).
+Values are read as TOML values (``0.4`` is an exact Decimal, ``"ewma"`` or ``ewma`` a string,
+``true`` a boolean). ``KEY=LO..HI`` is a continuous range (random and TPE search only).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.config.loader import format_errors, load_policy
+from bot.config.policy import Policy
+from bot.errors import ConfigError
+
+Scalar = Decimal | int | str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    key: str
+    values: tuple[Scalar, ...] = ()
+    low: Decimal | None = None
+    high: Decimal | None = None
+
+    @property
+    def is_range(self) -> bool:
+        return self.low is not None
+
+
+def _value(text: str, where: str) -> Scalar:
+    text = text.strip()
+    if not text:
+        raise ConfigError(f"{where}: empty value")
+    try:
+        parsed = tomllib.loads(f"v = {text}", parse_float=Decimal)["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word such as ewma is a string
+    if isinstance(parsed, Decimal | int | str | bool):
+        return parsed
+    raise ConfigError(f"{where}: {text!r} is not a number, string or boolean")
+
+
+def parse_param(spec: str) -> Param:
+    """``leverage.max=2,3,4`` or ``leverage.target_volatility=0.2..0.6``."""
+    where = f"--param {spec!r}"
+    key, sep, rest = spec.partition("=")
+    key = key.strip()
+    if not sep or not key or not rest.strip():
+        raise ConfigError(f"{where}: expected KEY=V1,V2,... or KEY=LO..HI")
+    if any(not part.isidentifier() for part in key.split(".")):
+        raise ConfigError(f"{where}: {key!r} is not a dotted key like leverage.max")
+    if ".." in rest and "," not in rest:
+        lo_text, _, hi_text = rest.partition("..")
+        lo, hi = _value(lo_text, where), _value(hi_text, where)
+        if not isinstance(lo, Decimal | int) or not isinstance(hi, Decimal | int):
+            raise ConfigError(f"{where}: a range needs two numbers, got {rest!r}")
+        if isinstance(lo, bool) or isinstance(hi, bool) or lo >= hi:
+            raise ConfigError(f"{where}: the range must go from low to high, got {rest!r}")
+        return Param(key, low=Decimal(lo), high=Decimal(hi))
+    values = tuple(_value(v, where) for v in rest.split(","))
+    if len(set(map(str, values))) != len(values):
+        raise ConfigError(f"{where}: a value is listed twice")
+    return Param(key, values)
+
+
+def check_keys(params: list[Param], shown: str) -> None:
+    """Every swept key must name a value of a policy file (a typo is an error at once)."""
+    keys = [p.key for p in params]
+    dups = sorted({k for k in keys if keys.count(k) > 1})
+    if dups:
+        raise ConfigError(f"--param: {', '.join(dups)} swept twice")
+    for p in params:
+        parts = p.key.split(".")
+        model: Any = Policy
+        for i, part in enumerate(parts):
+            known = getattr(model, "model_fields", {}) if model is not None else {}
+            if part not in known:
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(
+                    f"{shown}: --param {p.key}: {where} is not a policy key"
+                    + (f" (known here: {', '.join(sorted(known))})" if known else "")
+                )
+            model = _model_of(known[part].annotation)
+        if model is not None:
+            raise ConfigError(f"{shown}: --param {p.key}: is a table, name one of its keys")
+
+
+def _model_of(annotation: Any) -> Any:
+    for arg in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(arg, type) and hasattr(arg, "model_fields"):
+            return arg
+    return None
+
+
+def apply(base: dict[str, Any], point: dict[str, Scalar]) -> dict[str, Any]:
+    """A copy of the policy table ``base`` with each dotted key of ``point`` set."""
+    raw = copy.deepcopy(base)
+    for key, value in point.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[leaf] = value
+    return raw
+
+
+def validate(raw: dict[str, Any], shown: str) -> tuple[Policy | None, str | None]:
+    """The policy, or None and the loader's error lines (one per problem) joined by ``; ``."""
+    try:
+        return Policy.model_validate(raw), None
+    except ValidationError as exc:
+        return None, "; ".join(format_errors(exc, shown, Policy))
+
+
+def read_base(path: Path) -> dict[str, Any]:
+    """The base policy's table, as its file says (validated first: a bad base is fatal)."""
+    load_policy(path)
+    raw = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+    raw.setdefault("name", path.stem)
+    return raw
+
+
+def grid(params: list[Param]) -> list[dict[str, Scalar]]:
+    ranged = [p.key for p in params if p.is_range]
+    if ranged:
+        raise ConfigError(f"--search grid needs listed values; {', '.join(ranged)} is a range")
+    return [
+        dict(zip([p.key for p in params], combo, strict=True))
+        for combo in itertools.product(*(p.values for p in params))
+    ]
+
+
+def random_points(params: list[Param], trials: int, seed: int) -> list[dict[str, Scalar]]:
+    """``trials`` distinct points drawn with a seeded generator (all of a smaller grid)."""
+    rng = random.Random(seed)
+    if not any(p.is_range for p in params):
+        full = grid(params)
+        return full if trials >= len(full) else rng.sample(full, trials)
+    out: list[dict[str, Scalar]] = []
+    for _ in range(trials):
+        out.append({p.key: _draw(p, rng) for p in params})
+    return out
+
+
+def _draw(p: Param, rng: random.Random) -> Scalar:
+    if p.low is None or p.high is None:
+        return rng.choice(p.values)
+    x = Decimal(str(rng.uniform(float(p.low), float(p.high))))
+    return x.quantize(Decimal("0.0001"))
+
+
+def to_toml(raw: dict[str, Any]) -> str:
+    """A policy table as TOML (scalars first, then one [table] per section)."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{name}]")
+        for key, value in table.items():
+            if isinstance(value, dict):
+                raise ConfigError(f"policy table {name}.{key}: nested tables are not supported")
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        text = format(value, "f") if isinstance(value, Decimal) else str(value)
+        return text
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    raise ConfigError(f"cannot write {value!r} to a policy file")
+
+
+def point_label(point: dict[str, Scalar]) -> str:
+    return " ".join(f"{k}={v}" for k, v in point.items())

@@ -1,0 +1,405 @@
+"""``bot sweep``: a policy's parameters searched on history, optionally walk-forward.
+
+Every point is one :func:`bot.research.evaluate.evaluate` call sent through an
+:class:`~bot.research.executors.Executor`; rows stream into ``results.csv`` as points finish
+(resumable), and only the small per-point metrics stay in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bot.backtest.replay import load_data, override
+from bot.config.loader import load_config
+from bot.config.policy import Policy
+from bot.errors import ConfigError
+from bot.research import space
+from bot.research.evaluate import PointTask, evaluate
+from bot.research.executors import Executor
+from bot.research.overfitting import deflated_sharpe
+from bot.research.results import ResultsFile, check_objective, check_spec, columns, score
+from bot.research.space import Param, Scalar
+from bot.research.walkforward import WalkForward, Window, curve_metrics, stitch, windows
+from bot.sim.history import simulation_window
+
+Point = dict[str, Scalar]
+
+
+@dataclass
+class SweepSpec:
+    config_path: Path
+    base_policy: Path
+    params: list[Param]
+    out: Path
+    search: str = "grid"
+    trials: int | None = None
+    objective: str = "sharpe"
+    walk_forward: WalkForward | None = None
+    data_dir: Path | None = None
+    contracts: tuple[str, ...] | None = None
+    start: date | None = None
+    end: date | None = None
+    seed: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "config": str(self.config_path.resolve()),
+            "base_policy": str(self.base_policy.resolve()),
+            "params": [
+                [p.key, [str(v) for v in p.values], str(p.low), str(p.high)] for p in self.params
+            ],
+            "search": self.search,
+            "trials": self.trials,
+            "objective": self.objective,
+            "walk_forward": str(self.walk_forward) if self.walk_forward else None,
+            "data_dir": str(self.data_dir.resolve()) if self.data_dir else None,
+            "contracts": list(self.contracts) if self.contracts else None,
+            "start": str(self.start) if self.start else None,
+            "end": str(self.end) if self.end else None,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class SweepOutcome:
+    rows: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    best_point: Point | None
+    summary: dict[str, Any]
+    invalid: list[tuple[Point, str]] = field(default_factory=list)
+
+
+Listener = Callable[[dict[str, Any], int], None]
+"""Called with each finished row and the number of new tasks it completed (for a progress bar)."""
+
+
+def point_id(point: Point) -> str:
+    text = json.dumps({k: str(v) for k, v in sorted(point.items())})
+    return hashlib.blake2b(text.encode(), digest_size=5).hexdigest()
+
+
+class Sweep:
+    def __init__(self, spec: SweepSpec, executor: Executor) -> None:
+        self.spec = spec
+        self.executor = executor
+        self.base = space.read_base(spec.base_policy)
+        space.check_keys(spec.params, str(spec.base_policy))
+        check_objective(spec.objective)
+        if spec.search not in ("grid", "random", "tpe"):
+            raise ConfigError(f"--search {spec.search!r}: choose grid, random or tpe")
+        if spec.search != "grid" and not spec.trials:
+            raise ConfigError(f"--search {spec.search} needs --trials N")
+        self.config = override(load_config(spec.config_path), spec.start, spec.end)
+        self.keys = [p.key for p in spec.params]
+        self.points: dict[str, Point] = {}
+        self.invalid: list[tuple[Point, str]] = []
+        self.listener: Listener | None = None
+
+    # --- the points ------------------------------------------------------------------------
+
+    def policy_of(self, point: Point) -> tuple[dict[str, Any], str | None]:
+        raw = space.apply(self.base, point)
+        _, error = space.validate(raw, f"{self.spec.base_policy} with {space.point_label(point)}")
+        return raw, error
+
+    def listed_points(self) -> list[Point]:
+        if self.spec.search == "grid":
+            return space.grid(self.spec.params)
+        return space.random_points(self.spec.params, self.spec.trials or 0, self.spec.seed)
+
+    def windows(self) -> list[Window] | None:
+        wf = self.spec.walk_forward
+        if wf is None:
+            return None
+        policy = Policy.model_validate(self.base)
+        symbols = self.spec.contracts or tuple(c.symbol for c in self.config.contracts)
+        histories = load_data(self.config, policy, symbols, self.spec.data_dir)
+        start, end = simulation_window(histories, policy, self.config)
+        return windows(wf, start, end)
+
+    def task(
+        self, point: Point, phase: str, window: Window | None, *, keep_curve: bool = False
+    ) -> PointTask:
+        pid = point_id(point)
+        self.points[pid] = point
+        raw, _ = self.policy_of(point)
+        if window is None:
+            start, end, widx = self.spec.start, self.spec.end, 0
+        else:
+            start, end = window.train_dates() if phase == "train" else window.test_dates()
+            widx = window.index
+        meta: dict[str, Any] = {
+            "point": pid,
+            "window": widx,
+            "phase": phase,
+            "window_start": str(start or ""),
+            "window_end": str(end or ""),
+            **{f"param.{k}": str(v) for k, v in point.items()},
+        }
+        return PointTask(
+            key=f"{phase}:{widx}:{pid}",
+            config_path=str(self.spec.config_path.resolve()),
+            policy=raw,
+            data_dir=str(self.spec.data_dir.resolve()) if self.spec.data_dir else None,
+            contracts=self.spec.contracts,
+            start=start,
+            end=end,
+            keep_curve=keep_curve,
+            meta=meta,
+        )
+
+    # --- running ---------------------------------------------------------------------------
+
+    def total_tasks(self, n_windows: int) -> int:
+        n = (self.spec.trials or 0) if self.spec.search != "grid" else len(self.listed_points())
+        return n * n_windows + (n_windows if self.spec.walk_forward else 0)
+
+    def _execute(self, results: ResultsFile, tasks: list[PointTask]) -> Iterator[dict[str, Any]]:
+        todo = [t for t in tasks if not results.done(t.key)]
+        for t in tasks:
+            if results.done(t.key):
+                yield results.rows[t.key]
+        for row in self.executor.run(evaluate, todo, _failed):
+            curve = row.pop("curve", None)
+            if curve is not None:
+                self._save_curve(row["key"], curve)
+            results.add(row)
+            if self.listener is not None:
+                self.listener(results.rows[row["key"]], 1)
+            yield results.rows[row["key"]]
+
+    def _save_curve(self, key: str, curve: tuple[list[int], list[float]]) -> None:
+        folder = self.spec.out / "curves"
+        folder.mkdir(parents=True, exist_ok=True)
+        days, closes = curve
+        lines = ["day_start_ms,equity"] + [f"{d},{c!r}" for d, c in zip(days, closes, strict=True)]
+        path = folder / (key.replace(":", "-") + ".csv")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def _load_curve(self, key: str) -> tuple[list[int], list[float]]:
+        path = self.spec.out / "curves" / (key.replace(":", "-") + ".csv")
+        days: list[int] = []
+        closes: list[float] = []
+        for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+            d, c = line.split(",")
+            days.append(int(d))
+            closes.append(float(c))
+        return days, closes
+
+    def _search(
+        self, results: ResultsFile, phase: str, window: Window | None
+    ) -> list[dict[str, Any]]:
+        if self.spec.search == "tpe":
+            return self._tpe(results, phase, window)
+        tasks: list[PointTask] = []
+        for point in self.listed_points():
+            _, error = self.policy_of(point)
+            if error is not None:
+                self._invalid(point, error)
+                continue
+            tasks.append(self.task(point, phase, window))
+        return list(self._execute(results, tasks))
+
+    def _invalid(self, point: Point, error: str) -> None:
+        if all(p != point for p, _ in self.invalid):
+            self.invalid.append((point, error))
+            if self.listener is not None:
+                self.listener({"status": "invalid", "error": error}, 0)
+
+    def _tpe(self, results: ResultsFile, phase: str, window: Window | None) -> list[dict[str, Any]]:
+        try:
+            import optuna
+        except ImportError:
+            raise ConfigError(
+                "--search tpe needs Optuna: pip install 'perp-risk-bot[research]'"
+            ) from None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        dists: dict[str, Any] = {}
+        decode: dict[str, dict[str, Scalar]] = {}
+        for p in self.spec.params:
+            if p.low is not None and p.high is not None:
+                dists[p.key] = optuna.distributions.FloatDistribution(float(p.low), float(p.high))
+            else:
+                decode[p.key] = {str(v): v for v in p.values}
+                dists[p.key] = optuna.distributions.CategoricalDistribution(list(decode[p.key]))
+        sampler = optuna.samplers.TPESampler(seed=self.spec.seed)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        widx = window.index if window is not None else 0
+        rows: list[dict[str, Any]] = []
+        # Resume: the finished trials of this phase and window teach the sampler first.
+        for row in list(results):
+            if row.get("phase") != phase or row.get("window") != widx:
+                continue
+            params = {k: _as_param(row[f"param.{k}"], dists[k]) for k in self.keys}
+            value = score(row, self.spec.objective)
+            state = (
+                optuna.trial.TrialState.COMPLETE
+                if value is not None
+                else optuna.trial.TrialState.FAIL
+            )
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, value=value, state=state
+                )
+            )
+            rows.append(row)
+        trials = self.spec.trials or 0
+        while len(study.trials) < trials:
+            batch = min(max(1, self.executor.workers), trials - len(study.trials))
+            asked = [study.ask(dists) for _ in range(batch)]
+            tasks: dict[str, tuple[Any, PointTask]] = {}
+            for trial in asked:
+                point = {k: _decode(trial.params[k], decode.get(k)) for k in self.keys}
+                _, error = self.policy_of(point)
+                if error is not None:
+                    self._invalid(point, error)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    continue
+                t = self.task(point, phase, window)
+                tasks.setdefault(t.key, (trial, t))
+                if tasks[t.key][0] is not trial:  # the same point asked twice in a batch
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            by_key = {k: v[0] for k, v in tasks.items()}
+            for row in self._execute(results, [t for _, t in tasks.values()]):
+                value = score(row, self.spec.objective)
+                trial = by_key[row["key"]]
+                if value is None:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(trial, value)
+                rows.append(row)
+        return _unique(rows)
+
+    def _best(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        scored = [(s, r) for r in rows if (s := score(r, self.spec.objective)) is not None]
+        if not scored:
+            return None
+        # ties: the first in key order, so the choice does not depend on finishing order
+        return max(sorted(scored, key=lambda x: x[1]["key"]), key=lambda x: x[0])[1]
+
+    def run(self) -> SweepOutcome:
+        out = self.spec.out
+        wins = self.windows()
+        check_spec(out, self.spec.as_json())
+        results = ResultsFile(out / "results.csv", columns(self.keys))
+        try:
+            if wins is None:
+                rows = self._search(results, "all", None)
+                best = self._best(rows)
+                summary = {"dsr": _dsr(rows, best)}
+            else:
+                rows, best, summary = self._walk_forward(results, wins)
+        finally:
+            results.close()
+        best_point = self.points.get(best["point"]) if best is not None else None
+        return SweepOutcome(rows, best, best_point, summary, self.invalid)
+
+    def _walk_forward(
+        self, results: ResultsFile, wins: list[Window]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
+        all_rows: list[dict[str, Any]] = []
+        chosen: list[tuple[Window, dict[str, Any], dict[str, Any]]] = []
+        for w in wins:
+            train = self._search(results, "train", w)
+            all_rows += train
+            best = self._best(train)
+            if best is not None:
+                chosen.append((w, best, {"dsr": _dsr(train, best)}))
+        tests = [
+            self.task(self.points[b["point"]], "test", w, keep_curve=True) for w, b, _ in chosen
+        ]
+        test_rows = {r["key"]: r for r in self._execute(results, tests)}
+        all_rows += test_rows.values()
+        per_window: list[dict[str, Any]] = []
+        curves: list[tuple[int, list[int], list[float]]] = []
+        for (w, b, extra), t in zip(chosen, tests, strict=True):
+            test = test_rows[t.key]
+            per_window.append(
+                {
+                    "window": w.index,
+                    "train": "{}..{}".format(*w.train_dates()),
+                    "test": "{}..{}".format(*w.test_dates()),
+                    "params": {k: str(self.points[b["point"]][k]) for k in self.keys},
+                    "in_sample": {m: b.get(m) for m in _SHOWN},
+                    "out_of_sample": {m: test.get(m) for m in _SHOWN},
+                    **extra,
+                }
+            )
+            if test.get("status") == "ok":
+                days, closes = self._load_curve(t.key)
+                curves.append((w.test_start, days, closes))
+        balance = float(self.config.account.starting_balance)
+        ts, eq = stitch(curves, balance) if curves else (None, None)
+        oos = curve_metrics(ts, eq) if ts is not None and eq is not None else {}
+        if ts is not None and eq is not None:
+            lines = ["timestamp,equity"] + [
+                f"{t},{e:.2f}" for t, e in zip(ts.tolist(), eq.tolist(), strict=True)
+            ]
+            (self.spec.out / "oos_equity.csv").write_text("\n".join(lines) + "\n")
+        ins = {m: _mean([pw["in_sample"][m] for pw in per_window]) for m in _SHOWN}
+        summary = {"windows": per_window, "out_of_sample": oos, "in_sample_mean": ins}
+        last = chosen[-1][1] if chosen else None
+        return all_rows, last, summary
+
+
+_SHOWN = ("total_return", "sharpe", "max_drawdown", "calmar")
+
+
+def _mean(values: list[Any]) -> float | None:
+    xs = [float(v) for v in values if isinstance(v, int | float)]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list({r["key"]: r for r in rows}.values())
+
+
+def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The deflated Sharpe ratio of the chosen point among every point tried in its window."""
+    if best is None:
+        return None
+    trials = [float(r["daily_sharpe"]) for r in rows if r.get("status") == "ok"]
+    n = int(best.get("n_days") or 0)
+    if len(trials) < 2 or n < 2:
+        return None
+    try:
+        value, sr0 = deflated_sharpe(
+            float(best["daily_sharpe"]),
+            trials,
+            n,
+            float(best["daily_skew"]),
+            float(best["daily_kurtosis"]),
+        )
+    except ValueError:
+        return None
+    return {
+        "deflated_sharpe": value,
+        "expected_max_daily_sharpe": sr0,
+        "trials": len(trials),
+        "daily_sharpe": float(best["daily_sharpe"]),
+        "n_days": n,
+    }
+
+
+def _failed(task: PointTask, reason: str) -> dict[str, Any]:
+    return {"key": task.key, **task.meta, "status": "error", "error": reason}
+
+
+def _as_param(text: str, dist: Any) -> Any:
+    return float(text) if type(dist).__name__ == "FloatDistribution" else text
+
+
+def _decode(value: Any, table: dict[str, Scalar] | None) -> Scalar:
+    if table is not None:
+        return table[str(value)]
+    from decimal import Decimal
+
+    return Decimal(str(value)).quantize(Decimal("0.0001"))

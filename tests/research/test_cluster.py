@@ -1,0 +1,147 @@
+"""The same sweep on a Dask cluster: a LocalCluster of 2 workers, and real ``dask scheduler`` +
+``dask worker`` processes on 127.0.0.1. Results equal the in-process run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.research.executors import DaskExecutor, InlineExecutor
+from bot.research.space import parse_param
+from bot.research.sweep import Sweep, SweepSpec
+from tests.research.helpers import ROOT, sample_config
+
+distributed = pytest.importorskip("distributed")
+
+
+def _spec(tmp: Path, out: str) -> SweepSpec:
+    return SweepSpec(
+        config_path=sample_config(tmp),
+        base_policy=ROOT / "policies" / "vol_target.toml",
+        params=[parse_param("leverage.target_volatility=0.3,0.6"), parse_param("leverage.max=2,3")],
+        out=tmp / out,
+        objective="sharpe",
+        contracts=("BTC/USDT:USDT",),
+        start=None,
+        end=None,
+    )
+
+
+def _by_key(rows: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    return {r["key"]: r for r in rows}
+
+
+@pytest.mark.slow
+def test_local_cluster_gives_the_same_results_as_one_process(tmp_path: Path) -> None:
+    reference = Sweep(_spec(tmp_path, "ref"), InlineExecutor()).run()
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        executor = DaskExecutor(cluster.scheduler_address)
+        try:
+            assert executor.workers == 2
+            got = Sweep(_spec(tmp_path, "dask"), executor).run()
+        finally:
+            executor.close()
+    assert _by_key(got.rows) == _by_key(reference.rows)
+
+
+def _wait_for(path: Path, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout  # noqa: TID251 - test harness, not bot code
+    while not path.exists():
+        if time.monotonic() > deadline:  # noqa: TID251
+            raise TimeoutError(f"{what} did not start within {timeout} s")
+        time.sleep(0.2)  # noqa: TID251
+
+
+@pytest.fixture
+def real_cluster(tmp_path: Path) -> Iterator[str]:
+    """``dask scheduler`` and two ``dask worker`` processes bound to 127.0.0.1."""
+    bindir = Path(sys.executable).parent
+    dask = bindir / "dask"
+    if not dask.exists():
+        pytest.skip("the dask command is not installed next to this Python")
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [
+                str(dask),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    ]
+    try:
+        _wait_for(sched_file, "dask scheduler")
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(dask),
+                        "worker",
+                        "--scheduler-file",
+                        str(sched_file),
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+        import json
+
+        address = json.loads(sched_file.read_text())["address"]
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+@pytest.mark.slow
+def test_real_scheduler_and_workers_give_the_same_results(
+    tmp_path: Path, real_cluster: str
+) -> None:
+    reference = Sweep(_spec(tmp_path, "ref"), InlineExecutor()).run()
+    executor = DaskExecutor(real_cluster)
+    try:
+        got = Sweep(_spec(tmp_path, "dask"), executor).run()
+    finally:
+        executor.close()
+    assert _by_key(got.rows) == _by_key(reference.rows)

@@ -1,0 +1,88 @@
+"""Walk-forward: windows, the stitched out-of-sample curve, and no look-ahead."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.errors import ConfigError
+from bot.research.executors import InlineExecutor
+from bot.research.space import parse_param
+from bot.research.sweep import Sweep, SweepSpec
+from bot.research.walkforward import parse_walk_forward, stitch, windows
+from tests.research.helpers import DAY_MS, ROOT, T0, sample_config, write_regimes
+
+
+def test_windows_tile_the_span_and_train_ends_where_test_starts() -> None:
+    spec = parse_walk_forward("10d:5d")
+    ws = windows(spec, T0 + 3_600_000, T0 + 40 * DAY_MS)
+    assert [w.index for w in ws] == list(range(len(ws)))
+    assert ws[0].train_start == T0 + DAY_MS  # first whole day
+    for w in ws:
+        assert w.test_start - w.train_start == 10 * DAY_MS
+        assert w.test_end - w.test_start == 5 * DAY_MS
+        _, train_last = w.train_dates()
+        test_first, _ = w.test_dates()
+        assert (test_first - train_last).days == 1  # inclusive end, next day starts TEST
+    assert ws[1].train_start - ws[0].train_start == 5 * DAY_MS
+    assert ws[-1].test_end <= T0 + 40 * DAY_MS
+
+
+@pytest.mark.parametrize("text", ["10", "a:b", "0:5", "10:5:0"])
+def test_bad_walk_forward_specs(text: str) -> None:
+    with pytest.raises(ConfigError, match="--walk-forward"):
+        parse_walk_forward(text)
+
+
+def test_stitch_chains_each_period_from_the_previous_end() -> None:
+    ts, eq = stitch(
+        [
+            (0, [0, DAY_MS], [110.0, 121.0]),
+            (2 * DAY_MS, [2 * DAY_MS], [50.0]),
+        ],
+        100.0,
+    )
+    assert ts.tolist() == [0, DAY_MS, 2 * DAY_MS, 3 * DAY_MS]
+    np.testing.assert_allclose(eq, [100.0, 110.0, 121.0, 60.5])
+
+
+def test_test_data_never_reaches_train(tmp_path: Path) -> None:
+    """Rising and falling 10-day regimes alternate; each TRAIN window holds one regime and its
+    TEST window the opposite one. A long static policy profits from more leverage in a rise and
+    from less in a fall: with no look-ahead the choice follows the TRAIN regime every time, so
+    it is always wrong for TEST (and an optimiser that saw TEST would choose the other one)."""
+    regimes = [1, -1, 1, -1, 1]
+    data = tmp_path / "data"
+    write_regimes(data, regimes, regime_days=10, warm_days=8)
+    cfg = sample_config(tmp_path, data_dir=data, window=False)
+    spec = SweepSpec(
+        config_path=cfg,
+        base_policy=ROOT / "policies" / "static_3x.toml",
+        params=[parse_param("leverage.fixed=1,3"), parse_param("leverage.min=1")],
+        out=tmp_path / "wf",
+        objective="total_return",
+        walk_forward=parse_walk_forward("10:10"),
+        contracts=("BTC/USDT:USDT",),
+    )
+    outcome = Sweep(spec, InlineExecutor()).run()
+    per_window = outcome.summary["windows"]
+    assert len(per_window) == len(regimes) - 1
+    for w, train_regime in zip(per_window, regimes, strict=False):
+        expected = "3" if train_regime > 0 else "1"
+        assert w["params"]["leverage.fixed"] == expected, w
+        test_rows = [r for r in outcome.rows if r["phase"] == "test" and r["window"] == w["window"]]
+        assert len(test_rows) == 1
+    # every TRAIN simulation ended before its TEST began
+    for r in outcome.rows:
+        if r["phase"] == "train":
+            test = next(
+                x for x in outcome.rows if x["phase"] == "test" and x["window"] == r["window"]
+            )
+            assert date.fromisoformat(r["window_end"]) < date.fromisoformat(test["window_start"])
+            assert r["end"] <= test["start"]
+    oos = outcome.summary["out_of_sample"]
+    assert oos["total_return"] < 0  # always levered for the regime that just ended
+    assert (spec.out / "oos_equity.csv").read_text().count("\n") > 30

@@ -1,0 +1,115 @@
+"""The binary cache of parsed data files: same rows as a parse, invalidated on any change."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.errors import DataError
+from bot.marketdata import cache
+from bot.marketdata.files import load_candles
+
+TF = 60_000
+T0 = 1_704_067_200_000
+
+
+def _write(path: Path, closes: list[float]) -> None:
+    lines = ["timestamp,open,high,low,close,volume"]
+    for i, c in enumerate(closes):
+        lines.append(f"{T0 + i * TF},{c},{c + 1},{c - 1},{c},1.5")
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
+@pytest.fixture
+def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv(cache.ENV_VAR, str(root))
+    return root
+
+
+def test_second_load_comes_from_the_cache_with_identical_arrays(
+    tmp_path: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0, 101.0, 102.5])
+    first = load_candles(src, "BTC/USDT:USDT", TF)
+    entries = list(cache_root.glob("*.npy"))
+    assert len(entries) == 1
+    # A cache hit never calls the parser: make parsing impossible and load again.
+    monkeypatch.setattr(np, "loadtxt", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    second = load_candles(src, "BTC/USDT:USDT", TF)
+    for name in ("ts", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+        assert getattr(first, name).dtype == getattr(second, name).dtype
+
+
+def test_a_changed_source_is_parsed_again_and_the_old_entry_removed(
+    tmp_path: Path, cache_root: Path
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0, 101.0])
+    load_candles(src, "BTC/USDT:USDT", TF)
+    old = {p.name for p in cache_root.glob("*.npy")}
+    _write(src, [200.0, 201.0, 202.0])
+    stat = src.stat()
+    os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    again = load_candles(src, "BTC/USDT:USDT", TF)
+    assert again.close.tolist() == [200.0, 201.0, 202.0]
+    new = {p.name for p in cache_root.glob("*.npy")}
+    assert len(new) == 1
+    assert new.isdisjoint(old)
+
+
+def test_same_size_and_mtime_but_new_content_is_not_served_stale(
+    tmp_path: Path, cache_root: Path
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv"
+    src.write_text(f"timestamp,open,high,low,close,volume\n{T0},100,101,99,100,1\n")
+    stat = src.stat()
+    load_candles(src, "BTC/USDT:USDT", TF)
+    src.write_text(f"timestamp,open,high,low,close,volume\n{T0},200,201,199,200,1\n")
+    os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+    assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [200.0]
+
+
+def test_a_damaged_entry_is_reparsed(tmp_path: Path, cache_root: Path) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0, 101.0])
+    load_candles(src, "BTC/USDT:USDT", TF)
+    (entry,) = cache_root.glob("*.npy")
+    entry.write_bytes(b"not numpy")
+    assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [100.0, 101.0]
+
+
+def test_bad_files_are_still_rejected_and_nothing_is_cached(
+    tmp_path: Path, cache_root: Path
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv"
+    src.write_text(f"timestamp,open,high,low,close,volume\n{T0},100,99,99,100,1\n")
+    with pytest.raises(DataError, match=r"high 99\.0 is below max"):
+        load_candles(src, "BTC/USDT:USDT", TF)
+    # the rows parse, so they are cached, but validation runs on cached rows too
+    with pytest.raises(DataError, match=r"high 99\.0 is below max"):
+        load_candles(src, "BTC/USDT:USDT", TF)
+    src.write_text("timestamp,open,high,low,close,volume\nabc,1,1,1,1,1\n")
+    before = set(cache_root.glob("*.npy"))
+    with pytest.raises(DataError, match="line 2"):
+        load_candles(src, "BTC/USDT:USDT", TF)
+    assert set(cache_root.glob("*.npy")) <= before
+
+
+def test_cache_off_and_unwritable_cache_still_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0])
+    monkeypatch.setenv(cache.ENV_VAR, "off")
+    assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [100.0]
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv(cache.ENV_VAR, str(blocker / "sub"))
+    assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [100.0]

@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from bot.catalogue import resolve_instruments
 from bot.clock import Clock, LiveClock, ReplayClock, SimClock
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
@@ -34,7 +35,6 @@ from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
 from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
-from bot.instruments import load_instruments
 from bot.logs import REDACTOR
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
@@ -43,7 +43,13 @@ from bot.ports.market import MarketDataPort
 from bot.ports.store import StorePort
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import ContractHistory, HistoricalMarket, load_histories, simulation_window
+from bot.sim.history import (
+    ContractHistory,
+    HistoricalMarket,
+    load_histories,
+    requested_window,
+    simulation_window,
+)
 from bot.sim.paper_state import restore
 from bot.sim.slippage import BPS, SlippageModel
 from bot.store.memory import MemoryStore
@@ -107,17 +113,17 @@ def contract_specs(config: BotConfig, symbols: tuple[str, ...]) -> list[Contract
     return specs
 
 
-def config_instruments(config: BotConfig, symbols: Sequence[str]) -> dict[str, Instrument]:
-    """The bundled specifications of ``symbols`` on the configured exchange; a ConfigError names
-    any contract without one."""
-    known = load_instruments(config.data.exchange)
-    missing = [s for s in symbols if s not in known]
-    if missing:
-        raise ConfigError(
-            f"{config.source}: contracts: no contract specification for {', '.join(missing)} on "
-            f"{config.data.exchange} (known: {', '.join(sorted(known))})"
-        )
-    return {s: known[s] for s in symbols}
+def config_instruments(
+    config: BotConfig, symbols: Sequence[str], data_dir: Path | None = None
+) -> dict[str, Instrument]:
+    """The specifications of ``symbols`` on the configured exchange: the user's catalogue under
+    the data directory first, then the bundled snapshot (see :mod:`bot.catalogue`); a ConfigError
+    names any contract in neither, both places and the command that fixes it. ``data_dir`` (a
+    ``--data`` override) holds the catalogue instead of the configured data directory."""
+    try:
+        return resolve_instruments(config.data.exchange, symbols, data_dir or config.data.dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: contracts: {exc}") from None
 
 
 def engine_for(
@@ -320,7 +326,9 @@ def build_paper(
 
         policy = config.policies[0]
         inventory = discover(replay)
-        histories = load_histories(inventory, symbols, policy.timeframe)
+        histories = load_histories(
+            inventory, symbols, policy.timeframe, window=requested_window(config)
+        )
         start, end = simulation_window(histories, policy, config)
         if state is not None:  # a restarted replay goes on from where the account stopped
             start = max(start, int(json.loads(state).get("processed_ms", 0)))
@@ -402,6 +410,7 @@ def build_live(
     """Live trading through ccxt with the keys from the environment."""
     from bot.exchange.ccxt_market import CcxtMarketData
     from bot.exchange.factory import make_ccxt_exchange
+    from bot.runtime.catalogue_keeper import CatalogueKeeper
     from bot.runtime.runner import Runner
 
     clock = clock or LiveClock()
@@ -427,6 +436,16 @@ def build_live(
     # a tick's independent requests wait for the venue together (one ccxt client per thread)
     fanout = ThreadFanout(ex.max_parallel_requests)
     engine = _engine(config, clock, exchange, CcxtMarketData(exchange), store, fanout)
+    keeper = CatalogueKeeper(
+        exchange,
+        exchange_name=ex.name,
+        data_dir=config.data.dir if ex.name == config.data.exchange else None,
+        symbols=symbols,
+        store=store,
+        clock=clock,
+        max_age_hours=config.data.catalogue_max_age_hours,
+    )
+    keeper.check()  # at start: read the venue's specs, or refuse to start
     return Runner(
         engine=engine,
         store=store,
@@ -434,4 +453,5 @@ def build_live(
         notifier=notifier,
         rules=rules,
         max_failures=config.runtime.max_failures,
+        before_tick=[keeper.check],
     )

@@ -33,6 +33,7 @@ from bot.sim.history import (
     ContractHistory,
     HistoricalMarket,
     load_histories,
+    requested_window,
     simulation_window,
 )
 from bot.sim.triggers import FundingTape, TriggerSeries, advance, to_decimal
@@ -57,6 +58,7 @@ class SimulationResult:
     bars: int
     trigger_sources: dict[str, str]
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    data_selection: dict[str, list[str]] = field(default_factory=dict)
     starting_balance: Decimal = Decimal(0)
     requested_start_ms: int | None = None  # the configured start, when one was asked
     start_note: str = ""  # why the run starts later than asked ("" when it does not)
@@ -91,7 +93,7 @@ def run_simulation(
     symbols = symbols or tuple(c.symbol for c in config.contracts)
     if histories is None:
         histories = load_data(config, policy, symbols, data_dir)
-    instruments = _instruments(config, symbols)
+    instruments = _instruments(config, symbols, data_dir)
     own_start, own_end = simulation_window(histories, policy, config)
     start, end = window if window is not None else (own_start, own_end)
     if not_before is not None and not_before > start:
@@ -133,15 +135,24 @@ def shared_start(
 def load_data(
     config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None = None
 ) -> dict[str, ContractHistory]:
-    """The history :func:`run_simulation` replays for ``policy`` on ``symbols``."""
+    """The history :func:`run_simulation` replays for ``policy`` on ``symbols`` (per series the
+    finest timeframe covering the configured window, see :mod:`bot.marketdata.coverage`)."""
     inventory = discover(data_dir or config.data.dir)
-    return load_histories(inventory, symbols, policy.timeframe, config.simulation.trigger_source)
+    return load_histories(
+        inventory,
+        symbols,
+        policy.timeframe,
+        config.simulation.trigger_source,
+        requested_window(config),
+    )
 
 
-def _instruments(config: BotConfig, symbols: tuple[str, ...]) -> dict[str, Instrument]:
+def _instruments(
+    config: BotConfig, symbols: tuple[str, ...], data_dir: Path | None = None
+) -> dict[str, Instrument]:
     """The simulation's instruments: the bundled ones, with the configured fee override."""
     fee = config.simulation.fee_override_taker
-    out = config_instruments(config, symbols)
+    out = config_instruments(config, symbols, data_dir)
     if fee is None:
         return out
     return {s: replace(inst, taker_fee=fee) for s, inst in out.items()}
@@ -220,6 +231,7 @@ def replay(
             sum(np.searchsorted(s.ts, end) - np.searchsorted(s.ts, start) for s in series.values())
         ),
         trigger_sources={s: series[s].source for s in symbols},
+        data_selection={s: list(h.selection) for s, h in histories.items()},
         gaps={
             s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
         },

@@ -45,6 +45,7 @@ def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
         "bars": result.bars,
         "decision_ticks": len(result.ts),
         "trigger_source": result.trigger_sources,
+        "data_selection": result.data_selection,
         "starting_balance": str(result.starting_balance),
         "final_equity": _r(float(ex.equity()), 2),
         **{k: _r(v) for k, v in stats.items()},

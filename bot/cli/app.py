@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from bot.cli.catalogue import register as _register_catalogue
 from bot.cli.ops import register as _register_ops
 from bot.cli.sweep_command import register as _register_sweep
 from bot.cli.terminal import cli_console
@@ -258,6 +259,7 @@ def stress(
 
 _register_ops(app, console, reported_errors)
 _register_sweep(app, console, reported_errors, _parse_day)
+_register_catalogue(app, console, reported_errors)
 _register_web(app, console, reported_errors)
 
 

@@ -124,6 +124,7 @@ def _print_summary(
                 typer.echo(note, err=True)
             else:
                 console.print(f"[yellow]{note}[/yellow]")
+    _print_data_selection(reports[0], console, as_csv)
     for name, hours in reports[0].get("stale_hours", {}).items():
         console.print(f"[yellow]stale data[/yellow] {name}: {hours:g} h without new exposure")
     for name, gaps in reports[0].get("data_gaps", {}).items():
@@ -137,6 +138,16 @@ def _print_summary(
         typer.echo(f"outputs written to {out_dir}", err=True)
     else:
         console.print(f"outputs written to [bold]{out_dir}[/bold]")
+
+
+def _print_data_selection(report: dict[str, Any], console: Console, as_csv: bool) -> None:
+    """Which timeframe each contract's series came from (stderr when stdout is the CSV)."""
+    for notes in report.get("data_selection", {}).values():
+        for note in notes:
+            if as_csv:
+                typer.echo(f"data {note}", err=True)
+            else:
+                console.print(f"[dim]data[/dim] {note}", soft_wrap=True)
 
 
 def summary_table(reports: list[dict[str, Any]]) -> Table:

@@ -218,6 +218,9 @@ class DataConfig(FrozenModel):
 
     dir: InputDir
     exchange: Literal["binanceusdm", "bybit"] = "binanceusdm"
+    # Live trading refreshes <dir>/contracts/<exchange>.json at start and daily and refuses to
+    # open or increase anything on a catalogue older than this (hours).
+    catalogue_max_age_hours: Annotated[int, Field(gt=0)] = 48
 
 
 class PolicyRef(FrozenModel):

@@ -87,3 +87,4 @@ class EventKind(StrEnum):
     PROTECTED = "protected"  # a position that was unprotected has its stop again
     TRIGGERED = "triggered"  # a resting order filled on the exchange between reads
     COOLDOWN = "cooldown"  # a contract's re-entry cooldown started (restored after a restart)
+    CATALOGUE = "catalogue"  # a contract's specification changed on the venue (catalogue sync)

@@ -49,6 +49,8 @@ class Runner:
     ticks_done: int = 0
     failures: int = 0
     on_tick: list[Callable[[TickResult], None]] = field(default_factory=list)
+    # Run before every tick; one that raises stops the tick (e.g. a stale contract catalogue).
+    before_tick: list[Callable[[], None]] = field(default_factory=list)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -126,6 +128,8 @@ class Runner:
         self.engine.guard()
 
     def _tick(self) -> TickResult:
+        for check in self.before_tick:
+            check()
         return self.engine.tick()
 
     def apply_commands(self) -> None:

@@ -31,6 +31,7 @@ from bot.domain.market import FundingInfo
 from bot.engine.market import candles_needed
 from bot.errors import DataError
 from bot.marketdata.candles import Candles, FundingSeries
+from bot.marketdata.coverage import choose, covered_ms
 from bot.marketdata.files import DataInventory
 from bot.ports.market import CandleWindow
 from bot.sim.triggers import FundingTape, TriggerSeries, to_decimal
@@ -47,6 +48,7 @@ class ContractHistory:
     last: Candles  # finest last-trade candles
     trigger: Candles  # finest candles used for triggers
     funding: FundingSeries | None
+    selection: tuple[str, ...] = ()  # which timeframe was chosen per series, and why
 
     def gaps(self) -> list[tuple[int, int]]:
         return self.trigger.gaps()
@@ -66,22 +68,33 @@ def load_history(
     symbol: str,
     decision_tf: str,
     trigger_source: Literal["auto", "mark", "last"] = "auto",
+    window: tuple[int | None, int | None] = (None, None),
 ) -> ContractHistory:
-    """Load every series one contract needs from a data directory."""
+    """Load every series one contract needs from a data directory.
+
+    Per series the finest timeframe whose file covers ``window`` ([start, end) ms, None = as far
+    as the files go) is used (:mod:`bot.marketdata.coverage`); the choices are in ``selection``.
+    """
     trade_tfs = inventory.trade_timeframes(symbol)
     if not trade_tfs:
         raise DataError(f"{inventory.data_dir}: no last-trade candles for {symbol}")
-    finest = trade_tfs[0]
-    last = inventory.load_candles(symbol, finest)
+    start, end = window
+    picked = choose(inventory, symbol, "trade", trade_tfs, start, end)
+    last = picked.candles
+    notes = [picked.note]
     tf_ms = parse_timeframe(decision_tf)
-    if decision_tf in trade_tfs:
-        decision = last if decision_tf == finest else inventory.load_candles(symbol, decision_tf)
+    if decision_tf == picked.timeframe:
+        decision = last
+    elif decision_tf in trade_tfs and _covers_as_much(
+        own := inventory.load_candles(symbol, decision_tf), last, start, end
+    ):
+        decision = own
     elif tf_ms % last.tf_ms == 0:
         decision = last.resample(tf_ms)
     else:
         raise DataError(
-            f"{inventory.data_dir}: {symbol} has no {decision_tf} candles and its finest "
-            f"candles ({finest}) cannot be aggregated to {decision_tf}"
+            f"{inventory.data_dir}: {symbol} has no {decision_tf} candles and the chosen "
+            f"candles ({picked.timeframe}) cannot be aggregated to {decision_tf}"
         )
     mark_tfs = inventory.mark_timeframes(symbol)
     trigger = last
@@ -90,11 +103,23 @@ def load_history(
             f"{inventory.data_dir}: trigger_source = 'mark' but {symbol} has no mark-price candles"
         )
     if mark_tfs and trigger_source != "last":
-        mark_ms = parse_timeframe(mark_tfs[0])
-        if trigger_source == "mark" or mark_ms <= last.tf_ms:
-            trigger = inventory.load_candles(symbol, mark_tfs[0], "mark")
+        usable = [
+            t for t in mark_tfs if trigger_source == "mark" or parse_timeframe(t) <= last.tf_ms
+        ]
+        if usable:
+            mark = choose(inventory, symbol, "mark", usable, start, end)
+            trigger = mark.candles
+            notes.append(mark.note)
     funding = inventory.load_funding(symbol) if inventory.has_funding(symbol) else None
-    return ContractHistory(symbol, decision, _segment_starts(decision), last, trigger, funding)
+    return ContractHistory(
+        symbol, decision, _segment_starts(decision), last, trigger, funding, tuple(notes)
+    )
+
+
+def _covers_as_much(c: Candles, ref: Candles, start: int | None, end: int | None) -> bool:
+    lo = start if start is not None else int(ref.ts[0])
+    hi = end if end is not None else int(ref.ts[-1]) + ref.tf_ms
+    return covered_ms(c, lo, hi) >= covered_ms(ref, lo, hi)
 
 
 def load_histories(
@@ -102,12 +127,13 @@ def load_histories(
     symbols: Sequence[str],
     decision_tf: str,
     trigger_source: Literal["auto", "mark", "last"] = "auto",
+    window: tuple[int | None, int | None] = (None, None),
 ) -> dict[str, ContractHistory]:
     """:func:`load_history` for several contracts, two files at a time (decompression and
     parsing release the GIL for part of the work). The result is in ``symbols`` order."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         loaded = pool.map(
-            lambda s: load_history(inventory, s, decision_tf, trigger_source), symbols
+            lambda s: load_history(inventory, s, decision_tf, trigger_source, window), symbols
         )
         return dict(zip(symbols, loaded, strict=True))
 
@@ -215,3 +241,13 @@ def simulation_window(
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def requested_window(config: BotConfig) -> tuple[int | None, int | None]:
+    """[start, end) in ms of the configured simulation dates (None where not set): the window
+    the data files are chosen to cover (:mod:`bot.marketdata.coverage`)."""
+    sim = config.simulation
+    return (
+        _day_ms(sim.start) if sim.start is not None else None,
+        _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else None,
+    )

@@ -21,7 +21,48 @@ from bot.instruments import (
 
 D = Decimal
 EXPECTED = {
-    "binanceusdm": {"BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "XRP/USDT:USDT"},
+    "binanceusdm": {
+        "ADA/USDT:USDT",
+        "ATOM/USDT:USDT",
+        "AVAX/USDT:USDT",
+        "BAL/USDT:USDT",
+        "BAT/USDT:USDT",
+        "BCH/USDT:USDT",
+        "BLZ/USDT:USDT",
+        "BNB/USDT:USDT",
+        "BTC/USDT:USDT",
+        "COMP/USDT:USDT",
+        "CRV/USDT:USDT",
+        "DASH/USDT:USDT",
+        "DOGE/USDT:USDT",
+        "EGLD/USDT:USDT",
+        "ENJ/USDT:USDT",
+        "EOS/USDT:USDT",
+        "ETC/USDT:USDT",
+        "ETH/USDT:USDT",
+        "FLM/USDT:USDT",
+        "FTM/USDT:USDT",
+        "ICX/USDT:USDT",
+        "LINK/USDT:USDT",
+        "LTC/USDT:USDT",
+        "NEAR/USDT:USDT",
+        "OMG/USDT:USDT",
+        "ONT/USDT:USDT",
+        "REN/USDT:USDT",
+        "RUNE/USDT:USDT",
+        "SOL/USDT:USDT",
+        "STORJ/USDT:USDT",
+        "SUSHI/USDT:USDT",
+        "SXP/USDT:USDT",
+        "TRB/USDT:USDT",
+        "TRX/USDT:USDT",
+        "UNI/USDT:USDT",
+        "XLM/USDT:USDT",
+        "XMR/USDT:USDT",
+        "XRP/USDT:USDT",
+        "XTZ/USDT:USDT",
+        "ZEC/USDT:USDT",
+    },
     "bybit": {"BTC/USDT:USDT"},
 }
 
@@ -95,7 +136,7 @@ def test_load_instruments_returns_the_bundled_symbols(exchange: str) -> None:
 def test_load_instruments_returns_a_fresh_dict() -> None:
     first = load_instruments("binanceusdm")
     first.clear()
-    assert len(load_instruments("binanceusdm")) == 4
+    assert len(load_instruments("binanceusdm")) == len(EXPECTED["binanceusdm"])
 
 
 def test_binance_btc_values() -> None:
@@ -132,9 +173,9 @@ def test_bybit_btc_values() -> None:
 
 
 def test_unknown_symbol_names_it_and_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"binanceusdm: unknown symbol 'DOGE/USDT:USDT'") as info:
-        instrument_for("binanceusdm", "DOGE/USDT:USDT")
-    assert "BTC/USDT:USDT, ETH/USDT:USDT, SOL/USDT:USDT, XRP/USDT:USDT" in str(info.value)
+    with pytest.raises(ValueError, match=r"binanceusdm: unknown symbol 'NOPE/USDT:USDT'") as info:
+        instrument_for("binanceusdm", "NOPE/USDT:USDT")
+    assert "ADA/USDT:USDT, ATOM/USDT:USDT, AVAX/USDT:USDT" in str(info.value)
 
 
 def test_unknown_exchange_names_the_known_ones() -> None:

@@ -146,7 +146,7 @@ def test_inverse_question_max_leverage_for_a_stop_two_vols_away() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"symbol": "DOGE/USDT:USDT"}, "bundled symbols: BTC/USDT:USDT, ETH/USDT:USDT"),
+        ({"symbol": "NOPE/USDT:USDT"}, "bundled symbols: ADA/USDT:USDT, ATOM/USDT:USDT"),
         ({"exchange": "kraken"}, "--exchange 'kraken': unknown; bundled specifications"),
         ({"entry": D(-5)}, "--entry must be a number > 0, got -5"),
         ({"balance": D(0)}, "--balance must be a number > 0, got 0"),

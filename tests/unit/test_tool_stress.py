@@ -258,8 +258,8 @@ def test_portfolio_sources(tmp_path: Path) -> None:
     ("holding", "message"),
     [
         (
-            Holding("DOGE/USDT:USDT", D(1), D(1), 5, D(1)),
-            "unknown contract 'DOGE/USDT:USDT'; known: BTC",
+            Holding("NOPE/USDT:USDT", D(1), D(1), 5, D(1)),
+            "unknown contract 'NOPE/USDT:USDT'; known: ADA/USDT:USDT",
         ),
         (btc_long(lev=200), "leverage 200 not valid"),
         (btc_long(qty="0.0005"), "0.0005 is not a multiple of the step 0.001"),

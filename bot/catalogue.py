@@ -1,0 +1,238 @@
+"""The contract catalogue: every contract's filters, fees and brackets, from the venue or the
+bundled snapshot.
+
+Where a contract specification comes from, everywhere one is needed (simulation, paper, live,
+``bot vol``, ``bot contracts show``):
+
+1. the user's catalogue ``<data dir>/contracts/<exchange>.json``, written by
+   ``bot contracts sync`` (or by hand, same format);
+2. the bundled snapshot ``bot/resources/instruments/<exchange>.json``.
+
+A contract in neither gets one :class:`~bot.errors.ConfigError` naming both files and the command
+that fixes it.
+
+Catalogue format (the bundled format, see :mod:`bot.instruments`, plus ``read_at``)::
+
+    {"exchange": "binanceusdm", "as_of": "2026-12-04", "read_at": "2026-12-04T12:00:00Z",
+     "source": "...", "instruments": {"ADA/USDT:USDT": {...}}}
+
+``read_at`` (ISO 8601, UTC) is when the venue was read; a hand-written file may leave it out and
+then counts as read at 00:00 UTC of ``as_of``. Every number is a JSON string (exact decimals).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bot.domain.instrument import Instrument
+from bot.errors import ConfigError, DataError
+from bot.instruments import PACKAGE, available_exchanges, load_instruments, parse_instruments
+
+CATALOGUE_DIR = "contracts"
+SYNC_HINT = "bot contracts sync --config CONFIG --contracts {symbols}"
+
+__all__ = [
+    "Catalogue",
+    "catalogue_path",
+    "instrument_to_json",
+    "load_catalogue",
+    "resolve_instruments",
+    "write_catalogue",
+]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """A venue's contracts from one source (the user's file or the bundled snapshot)."""
+
+    exchange: str
+    instruments: Mapping[str, Instrument]
+    read_at_ms: int
+    source: str  # human-readable origin (file path or "bundled snapshot ...")
+    path: Path | None  # the user's file, None for the bundled snapshot
+
+
+def catalogue_path(data_dir: Path, exchange: str) -> Path:
+    """Where the user's catalogue of ``exchange`` lives under ``data_dir``."""
+    return data_dir / CATALOGUE_DIR / f"{exchange}.json"
+
+
+def bundled_path(exchange: str) -> str:
+    return f"{PACKAGE.replace('.', '/')}/{exchange}.json"
+
+
+def load_catalogue(path: Path, exchange: str) -> Catalogue | None:
+    """The user's catalogue at ``path`` (None when absent); DataError names any problem."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    try:
+        instruments = parse_instruments(data, str(path))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if data["exchange"] != exchange:
+        raise DataError(f"{path}: 'exchange' is {data['exchange']!r}, expected {exchange!r}")
+    return Catalogue(exchange, instruments, _read_at_ms(data, path), str(path), path)
+
+
+def bundled_catalogue(exchange: str) -> Catalogue:
+    """The snapshot shipped with the bot (``as_of`` midnight UTC is its read time)."""
+    if exchange not in available_exchanges():
+        raise ConfigError(
+            f"unknown exchange {exchange!r}; known: {', '.join(available_exchanges())}"
+        )
+    from importlib import resources
+
+    data = json.loads(
+        resources.files(PACKAGE).joinpath(f"{exchange}.json").read_text(encoding="utf-8")
+    )
+    return Catalogue(
+        exchange,
+        load_instruments(exchange),
+        _read_at_ms(data, Path(bundled_path(exchange))),
+        f"bundled snapshot {bundled_path(exchange)} (as of {data['as_of']})",
+        None,
+    )
+
+
+def resolve_instruments(
+    exchange: str, symbols: Sequence[str], data_dir: Path | None
+) -> dict[str, Instrument]:
+    """Specifications of ``symbols``: the user's catalogue first, then the bundled snapshot."""
+    found, missing = resolve_with_sources(exchange, symbols, data_dir)
+    if missing:
+        user = catalogue_path(data_dir, exchange) if data_dir is not None else None
+        where = f"the catalogue {user} " if user is not None else "no user catalogue "
+        raise ConfigError(
+            f"{exchange}: no contract specification for {', '.join(missing)}: not in "
+            f"{where}nor in the bundled snapshot {bundled_path(exchange)}; read it from the "
+            f"exchange with `{SYNC_HINT.format(symbols=','.join(missing))}`"
+        )
+    return {s: inst for s, (inst, _) in found.items()}
+
+
+def resolve_with_sources(
+    exchange: str, symbols: Sequence[str], data_dir: Path | None
+) -> tuple[dict[str, tuple[Instrument, Catalogue]], list[str]]:
+    """(symbol -> (instrument, the catalogue it came from), symbols found nowhere)."""
+    layers: list[Catalogue] = []
+    if data_dir is not None:
+        user = load_catalogue(catalogue_path(data_dir, exchange), exchange)
+        if user is not None:
+            layers.append(user)
+    layers.append(bundled_catalogue(exchange))
+    found: dict[str, tuple[Instrument, Catalogue]] = {}
+    missing: list[str] = []
+    for sym in symbols:
+        for layer in layers:
+            if sym in layer.instruments:
+                found[sym] = (layer.instruments[sym], layer)
+                break
+        else:
+            missing.append(sym)
+    return found, missing
+
+
+def all_contracts(exchange: str, data_dir: Path | None) -> dict[str, tuple[Instrument, Catalogue]]:
+    """Every contract known for ``exchange`` (user's catalogue wins over the snapshot)."""
+    layers: list[Catalogue] = [bundled_catalogue(exchange)]
+    if data_dir is not None:
+        user = load_catalogue(catalogue_path(data_dir, exchange), exchange)
+        if user is not None:
+            layers.append(user)
+    out: dict[str, tuple[Instrument, Catalogue]] = {}
+    for layer in layers:
+        for sym, inst in layer.instruments.items():
+            out[sym] = (inst, layer)
+    return dict(sorted(out.items()))
+
+
+def instrument_to_json(inst: Instrument, source: str) -> dict[str, Any]:
+    """One instrument in the file format (numbers as strings, exact)."""
+    return {
+        "base": inst.base,
+        "quote": inst.quote,
+        "tick_size": _s(inst.tick_size),
+        "step_size": _s(inst.step_size),
+        "min_qty": _s(inst.min_qty),
+        "min_notional": _s(inst.min_notional),
+        "maker_fee": _s(inst.maker_fee),
+        "taker_fee": _s(inst.taker_fee),
+        "liquidation_fee": _s(inst.liquidation_fee),
+        "source": source,
+        "brackets": [
+            {
+                "notional_floor": _s(b.notional_floor),
+                "notional_cap": _s(b.notional_cap),
+                "max_leverage": _s(b.max_leverage),
+                "maint_margin_rate": _s(b.maint_margin_rate),
+                "maint_amount": _s(b.maint_amount),
+            }
+            for b in inst.brackets
+        ],
+    }
+
+
+def write_catalogue(
+    path: Path,
+    exchange: str,
+    entries: Mapping[str, tuple[Instrument, str]],
+    read_at_ms: int,
+    source: str,
+) -> None:
+    """Write (atomically) a catalogue: ``entries`` maps symbol -> (instrument, its source)."""
+    when = datetime.fromtimestamp(read_at_ms / 1000, tz=UTC)
+    payload = {
+        "exchange": exchange,
+        "as_of": when.date().isoformat(),
+        "read_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "source": source,
+        "instruments": {
+            sym: instrument_to_json(inst, src) for sym, (inst, src) in sorted(entries.items())
+        },
+    }
+    parse_instruments(json.loads(json.dumps(payload)), str(path))  # never write what we reject
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _s(x: Decimal) -> str:
+    text = format(x.normalize(), "f") if x == x.to_integral_value() else format(x, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _read_at_ms(data: Mapping[str, Any], path: Path) -> int:
+    raw = data.get("read_at")
+    if raw is None:
+        day = date.fromisoformat(str(data["as_of"]))
+        return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+    if not isinstance(raw, str):
+        raise DataError(f"{path}: 'read_at' must be an ISO 8601 UTC time string, got {raw!r}")
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise DataError(f"{path}: 'read_at' is not an ISO 8601 time: {raw!r}") from None
+    if when.tzinfo is None:
+        raise DataError(f"{path}: 'read_at' {raw!r} has no time zone (write it in UTC, ...Z)")
+    return int(when.timestamp() * 1000)

@@ -1,0 +1,120 @@
+"""Live trading keeps its contract specifications fresh.
+
+Brackets and filters change (Binance and Bybit move risk limits and tick sizes without notice).
+The live bot re-reads them from the venue (markets and leverage tiers, through the adapter) at
+start and then once a day; a difference from what it used before, or from the user's catalogue /
+bundled snapshot at start, is recorded as a ``catalogue`` event. When the last successful read is
+older than ``[data] catalogue_max_age_hours`` the tick refuses to run (the guard job, which keeps
+stops resting, is not affected) until a refresh succeeds.
+
+The live bot never rewrites the user's catalogue file: ``bot contracts sync`` does that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from loguru import logger
+
+from bot.catalogue import resolve_with_sources
+from bot.catalogue_sync import describe_change
+from bot.clock import Clock
+from bot.domain.enums import EventKind, TradingState
+from bot.domain.instrument import Instrument
+from bot.errors import BotError, ConfigError
+from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.ports.store import RiskEvent, StorePort
+
+DAY_MS = 86_400_000
+
+
+class StaleCatalogue(ConfigError):
+    """The contract specifications are older than the configured maximum age."""
+
+
+class CatalogueKeeper:
+    def __init__(
+        self,
+        exchange: CcxtExchange,
+        *,
+        exchange_name: str,
+        data_dir: Path | None,
+        symbols: Sequence[str],
+        store: StorePort,
+        clock: Clock,
+        max_age_hours: int,
+        refresh_every_ms: int = DAY_MS,
+    ) -> None:
+        self._ex = exchange
+        self._name = exchange_name
+        self._data_dir = data_dir
+        self._symbols = list(symbols)
+        self._store = store
+        self._clock = clock
+        self._max_age_ms = max_age_hours * 3_600_000
+        self._every = refresh_every_ms
+        self._last_attempt_ms: int | None = None
+        self.read_at_ms: int | None = None  # last successful read from the venue
+        self._known: dict[str, Instrument] = {}
+
+    def check(self) -> None:
+        """Refresh when due; raise :class:`StaleCatalogue` when the specs are too old."""
+        now = self._clock.now_ms()
+        if self._last_attempt_ms is None or now - self._last_attempt_ms >= self._every:
+            self._last_attempt_ms = now
+            try:
+                self.refresh(now)
+            except BotError as exc:
+                logger.warning("contract catalogue refresh failed: {}", str(exc))
+                self._event(now, None, f"refresh from {self._name} failed: {exc}")
+        if self.read_at_ms is None or now - self.read_at_ms > self._max_age_ms:
+            when = (
+                "never"
+                if self.read_at_ms is None
+                else f"{(now - self.read_at_ms) // 60000} min ago"
+            )
+            raise StaleCatalogue(
+                f"contract specifications last read from {self._name} {when}, more than "
+                f"[data] catalogue_max_age_hours = {self._max_age_ms // 3_600_000} h: not trading "
+                "until a refresh succeeds"
+            )
+
+    def refresh(self, now: int) -> dict[str, str]:
+        """Re-read the venue's specs; record and return what changed (symbol -> difference)."""
+        if not self._known:  # at start: compare with the catalogue the simulation would use
+            found, _ = resolve_with_sources(self._name, self._symbols, self._data_dir)
+            self._known = {s: inst for s, (inst, _) in found.items()}
+        fresh = self._ex.load_instruments(self._symbols)
+        changes: dict[str, str] = {}
+        for sym in self._symbols:
+            new = fresh.get(sym)
+            old = self._known.get(sym)
+            if new is not None and old is not None and _differs(old, new):
+                changes[sym] = describe_change(old, new)
+                self._event(now, sym, f"{sym}: the venue changed the contract: {changes[sym]}")
+            if new is not None:
+                self._known[sym] = new
+        self.read_at_ms = now
+        logger.info(
+            "contract specifications refreshed from {} ({} changed)", self._name, len(changes)
+        )
+        return changes
+
+    def _event(self, now: int, symbol: str | None, reason: str) -> None:
+        memory = self._store.load_risk_memory()
+        state = memory.state if memory is not None else TradingState.ACTIVE
+        self._store.record_event(
+            RiskEvent(
+                ts_ms=now,
+                kind=EventKind.CATALOGUE,
+                symbol=symbol,
+                state=state,
+                reason=reason,
+            )
+        )
+
+
+def _differs(old: Instrument, new: Instrument) -> bool:
+    fields = ("tick_size", "step_size", "min_qty", "min_notional", "brackets")
+    return any(getattr(old, f) != getattr(new, f) for f in fields)

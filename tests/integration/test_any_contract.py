@@ -1,0 +1,161 @@
+"""``bot simulate`` on contracts beyond the original four: specs from the catalogue layers, data
+generated here, and data selection by coverage (a short 5m file beside a long 1h file)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bot.catalogue import instrument_to_json
+from bot.cli.app import app
+from bot.instruments import load_instruments
+
+ROOT = Path(__file__).resolve().parents[2]
+HOUR = 3_600_000
+T0 = 1_735_689_600_000  # 2025-01-01 00:00 UTC
+DAYS = 40
+runner = CliRunner()
+
+
+def _write(path: Path, header: str, lines: list[str]) -> None:
+    with gzip.open(path, "wt") as fh:
+        fh.write(header + "\n" + "\n".join(lines) + "\n")
+
+
+def _market(data: Path, symbol: str, price: float, seed: int, hours: int, *, tf_ms: int) -> None:
+    """A seeded random walk: trade and mark candles at ``tf_ms`` and 8-hourly funding."""
+    rng = random.Random(seed)
+    stem = symbol.replace("/", "_").replace(":", "_")
+    tf = "1h" if tf_ms == HOUR else f"{tf_ms // 60_000}m"
+    trade, mark = [], []
+    n = hours * HOUR // tf_ms
+    step_vol = 0.012 * math.sqrt(tf_ms / HOUR)
+    for i in range(n):
+        ts = T0 + i * tf_ms
+        o = price
+        price = o * math.exp(rng.gauss(0.0003 * tf_ms / HOUR, step_vol))
+        hi = max(o, price) * (1 + abs(rng.gauss(0, step_vol / 3)))
+        lo = min(o, price) * (1 - abs(rng.gauss(0, step_vol / 3)))
+        trade.append(f"{ts},{o!r},{hi!r},{lo!r},{price!r},{rng.uniform(1e3, 1e5)!r}")
+        mark.append(f"{ts},{o!r},{hi!r},{lo!r},{price!r},0.0")
+    _write(data / f"{stem}-{tf}.csv.gz", "timestamp,open,high,low,close,volume", trade)
+    _write(data / f"{stem}-{tf}-mark.csv.gz", "timestamp,open,high,low,close,volume", mark)
+    if tf_ms == HOUR:
+        funding = [f"{T0 + k * 8 * HOUR},{rng.uniform(-1e-4, 3e-4)!r}" for k in range(hours // 8)]
+        _write(data / f"{stem}-funding.csv.gz", "timestamp,funding_rate", funding)
+
+
+def _config(tmp: Path, data: Path, exchange: str, symbols: list[str]) -> Path:
+    contracts = "".join(f'\n[[contracts]]\nsymbol = "{s}"\ndirection = "long"\n' for s in symbols)
+    path = tmp / f"{exchange}.toml"
+    path.write_text(
+        f"""
+[account]
+name = "alts"
+starting_balance = 10000
+margin_mode = "isolated"
+{contracts}
+[data]
+dir = "{data}"
+exchange = "{exchange}"
+
+[policy]
+file = "{ROOT / "policies" / "vol_target.toml"}"
+
+[risk]
+max_leverage_per_contract = 5
+max_gross_leverage = 6
+max_notional_per_contract = 50000
+daily_loss_limit = 0.05
+max_drawdown = 0.5
+stale_data_seconds = 7200
+max_orders_per_minute = 30
+
+[simulation]
+start = 2025-01-12
+end = 2025-02-08
+slippage_bps = 2
+"""
+    )
+    return path
+
+
+def _simulate(config: Path, out: Path, *extra: str) -> dict[str, object]:
+    result = runner.invoke(app, ["simulate", "--config", str(config), "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    report: dict[str, object] = json.loads((out / "report.json").read_text())
+    return report
+
+
+def test_binance_alts_from_the_bundled_snapshot(tmp_path: Path) -> None:
+    data = tmp_path / "binance"
+    data.mkdir()
+    symbols = ["ADA/USDT:USDT", "DOGE/USDT:USDT", "BNB/USDT:USDT", "LINK/USDT:USDT"]
+    for n, (sym, px) in enumerate(zip(symbols, (0.5, 0.1, 600.0, 15.0), strict=True)):
+        _market(data, sym, px, seed=n, hours=DAYS * 24, tf_ms=HOUR)
+    # A 5m ADA file that ends before the window: the 1h file, which covers it, must be used.
+    _market(data, "ADA/USDT:USDT", 0.5, seed=99, hours=5 * 24, tf_ms=300_000)
+    report = _simulate(_config(tmp_path, data, "binanceusdm", symbols), tmp_path / "out")
+    assert report["contracts"] == symbols
+    assert int(str(report["n_trades"])) > 0
+    assert str(report["start"]).startswith("2025-01-12")
+    ada_notes = " ".join(report["data_selection"]["ADA/USDT:USDT"])  # type: ignore[index]
+    assert "ADA/USDT:USDT trade: 1h" in ada_notes
+    assert "finer files passed over because they cover less: 5m" in ada_notes
+
+
+def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
+    data = tmp_path / "bybit"
+    data.mkdir()
+    symbols = ["ETH/USDT:USDT", "SOL/USDT:USDT", "BNB/USDT:USDT"]
+    for n, (sym, px) in enumerate(zip(symbols, (3000.0, 150.0, 600.0), strict=True)):
+        _market(data, sym, px, seed=10 + n, hours=DAYS * 24, tf_ms=HOUR)
+    config = _config(tmp_path, data, "bybit", symbols)
+
+    missing = runner.invoke(
+        app, ["simulate", "--config", str(config), "--out", str(tmp_path / "x")]
+    )
+    assert missing.exit_code == 2
+    text = " ".join(missing.output.split())
+    assert "no contract specification for ETH/USDT:USDT, SOL/USDT:USDT, BNB/USDT:USDT" in text
+    assert (
+        str(data / "contracts" / "bybit.json") in text.replace(" ", "")
+        or "contracts/bybit.json" in text
+    )
+    assert "bot/resources/instruments/bybit.json" in text
+    assert "bot contracts sync --config CONFIG --contracts" in text
+
+    # The user's catalogue (the format `bot contracts sync` writes; here written by hand with
+    # Bybit's BTC tier table standing in for the real ones) makes them usable.
+    btc = load_instruments("bybit")["BTC/USDT:USDT"]
+    entries = {}
+    for sym in symbols:
+        base = sym.split("/")[0]
+        spec = instrument_to_json(btc, "test fixture: BTC's tiers and filters")
+        entries[sym] = {**spec, "base": base}
+    (data / "contracts").mkdir()
+    (data / "contracts" / "bybit.json").write_text(
+        json.dumps(
+            {
+                "exchange": "bybit",
+                "as_of": "2025-01-01",
+                "read_at": "2025-01-01T00:00:00Z",
+                "source": "written by the test",
+                "instruments": entries,
+            }
+        )
+    )
+    report = _simulate(config, tmp_path / "out")
+    assert report["contracts"] == symbols
+    assert int(str(report["n_trades"])) > 0
+    # `--data DIR` reads DIR's catalogue, not the configured data directory's.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    elsewhere = _config(tmp_path, empty, "bybit", symbols)
+    report = _simulate(elsewhere, tmp_path / "out2", "--data", str(data))
+    assert report["contracts"] == symbols

@@ -1,0 +1,161 @@
+"""The contract catalogue: resolution order, file format, the live keeper, coverage choice."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import replace
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from bot.catalogue import (
+    catalogue_path,
+    load_catalogue,
+    resolve_instruments,
+    resolve_with_sources,
+    write_catalogue,
+)
+from bot.clock import SimClock
+from bot.domain.instrument import Instrument
+from bot.errors import ConfigError, DataError
+from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.instruments import load_instruments
+from bot.marketdata.coverage import choose
+from bot.marketdata.files import discover
+from bot.runtime.catalogue_keeper import CatalogueKeeper, StaleCatalogue
+from bot.store.memory import MemoryStore
+
+BINANCE = load_instruments("binanceusdm")
+ADA, BTC = "ADA/USDT:USDT", "BTC/USDT:USDT"
+HOUR = 3_600_000
+
+
+def test_the_users_catalogue_wins_over_the_snapshot(tmp_path: Path) -> None:
+    mine = replace(BINANCE[ADA], tick_size=D("0.00001"))
+    write_catalogue(
+        catalogue_path(tmp_path, "binanceusdm"),
+        "binanceusdm",
+        {ADA: (mine, "by hand")},
+        1_767_225_600_000,
+        "test",
+    )
+    got = resolve_instruments("binanceusdm", [ADA, BTC], tmp_path)
+    assert got[ADA].tick_size == D("0.00001")  # the user's file
+    assert got[BTC] == BINANCE[BTC]  # not in the file: the bundled snapshot
+    found, missing = resolve_with_sources("binanceusdm", [ADA, BTC, "NOPE/USDT:USDT"], tmp_path)
+    assert found[ADA][1].path == catalogue_path(tmp_path, "binanceusdm")
+    assert found[BTC][1].path is None
+    assert missing == ["NOPE/USDT:USDT"]
+    cat = load_catalogue(catalogue_path(tmp_path, "binanceusdm"), "binanceusdm")
+    assert cat is not None
+    assert cat.read_at_ms == 1_767_225_600_000
+
+
+def test_an_unknown_contract_names_both_places_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_instruments("bybit", ["PEPE/USDT:USDT"], tmp_path)
+    text = str(info.value)
+    assert str(catalogue_path(tmp_path, "bybit")) in text
+    assert "bot/resources/instruments/bybit.json" in text
+    assert "bot contracts sync --config CONFIG --contracts PEPE/USDT:USDT" in text
+
+
+def test_a_broken_catalogue_is_named(tmp_path: Path) -> None:
+    path = catalogue_path(tmp_path, "binanceusdm")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"exchange": "binanceusdm", "as_of": "2026-01-01", "source": "x"}))
+    with pytest.raises(
+        DataError, match=r"binanceusdm\.json: top level: missing field 'instruments'"
+    ):
+        resolve_instruments("binanceusdm", [ADA], tmp_path)
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        resolve_instruments("binanceusdm", [ADA], tmp_path)
+
+
+class _Venue:
+    """Stands in for the live adapter: what the venue says now."""
+
+    def __init__(self, specs: dict[str, Instrument]) -> None:
+        self.specs = dict(specs)
+        self.fail = False
+        self.reads = 0
+
+    def load_instruments(self, symbols: Any = ()) -> dict[str, Instrument]:
+        if self.fail:
+            from bot.errors import TransientExchangeError
+
+            raise TransientExchangeError("venue down")
+        self.reads += 1
+        return dict(self.specs)
+
+
+def test_live_keeper_refreshes_daily_records_changes_and_refuses_when_stale() -> None:
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA]})
+    keeper = CatalogueKeeper(
+        cast(CcxtExchange, venue),
+        exchange_name="binanceusdm",
+        data_dir=None,
+        symbols=[ADA],
+        store=store,
+        clock=clock,
+        max_age_hours=48,
+    )
+    keeper.check()  # start: read
+    assert venue.reads == 1
+    assert not store.events
+    clock.advance_to(clock.now_ms() + HOUR)
+    keeper.check()  # not due
+    assert venue.reads == 1
+    venue.specs[ADA] = replace(BINANCE[ADA], min_notional=D(10))
+    clock.advance_to(clock.now_ms() + 24 * HOUR)
+    keeper.check()  # daily refresh sees the change
+    assert venue.reads == 2
+    [event] = store.events
+    assert event.kind == "catalogue"
+    assert event.symbol == ADA
+    assert "min_notional 5 -> 10" in event.reason
+    venue.fail = True
+    clock.advance_to(clock.now_ms() + 24 * HOUR)
+    keeper.check()  # refresh failed, but the specs are 24 h old: still trading
+    assert store.events[-1].reason.startswith("refresh from binanceusdm failed")
+    clock.advance_to(clock.now_ms() + 25 * HOUR)
+    with pytest.raises(StaleCatalogue, match="catalogue_max_age_hours = 48 h"):
+        keeper.check()
+    venue.fail = False
+    clock.advance_to(clock.now_ms() + 24 * HOUR)
+    keeper.check()  # a refresh succeeded: trading again
+
+
+def _candles(path: Path, start: int, n: int, tf_ms: int) -> None:
+    lines = [f"{start + i * tf_ms},1.0,1.1,0.9,1.0,5.0" for i in range(n)]
+    with gzip.open(path, "wt") as fh:
+        fh.write("timestamp,open,high,low,close,volume\n" + "\n".join(lines) + "\n")
+
+
+def test_the_finest_file_that_covers_the_window_is_chosen(tmp_path: Path) -> None:
+    t0 = 1_735_689_600_000
+    _candles(tmp_path / "ADA_USDT_USDT-1m.csv.gz", t0, 600, 60_000)  # 10 hours
+    _candles(tmp_path / "ADA_USDT_USDT-5m.csv.gz", t0 + 24 * HOUR, 12 * 24 * 3, 300_000)
+    _candles(tmp_path / "ADA_USDT_USDT-1h.csv.gz", t0, 24 * 10, HOUR)  # 10 days
+    inv = discover(tmp_path)
+    tfs = inv.trade_timeframes(ADA)
+    # Inside the 1m file: 1m.
+    assert choose(inv, ADA, "trade", tfs, t0, t0 + 5 * HOUR).timeframe == "1m"
+    # Day 2-3: only 5m and 1h cover it; 5m is finer.
+    pick = choose(inv, ADA, "trade", tfs, t0 + 30 * HOUR, t0 + 60 * HOUR)
+    assert pick.timeframe == "5m"
+    assert "passed over because they cover less: 1m" in pick.note
+    # Day 5-9: only 1h.
+    assert choose(inv, ADA, "trade", tfs, t0 + 5 * 24 * HOUR, t0 + 9 * 24 * HOUR).timeframe == "1h"
+    # No window: the widest span on offer (1h).
+    assert choose(inv, ADA, "trade", tfs, None, None).timeframe == "1h"
+    # Nothing covers it all: the one that covers most, said so.
+    partial = choose(inv, ADA, "trade", tfs, t0 + 9 * 24 * HOUR, t0 + 12 * 24 * HOUR)
+    assert partial.timeframe == "1h"
+    assert "no file covers all of it" in partial.note

@@ -97,8 +97,9 @@ def config_for(tmp: Path, data: Path) -> Path:
 
 
 def simulate_in_process(cfg: Path, symbols: tuple[str, ...]) -> tuple[float, float, int]:
+    from bot.backtest.replay import _instruments, load_data, replay
     from bot.config.loader import load_config
-    from bot.sim.replay import _instruments, load_data, replay, simulation_window
+    from bot.sim.history import simulation_window
 
     config = load_config(cfg)
     policy = config.policies[0]
@@ -172,11 +173,11 @@ def main() -> None:
         if args.contract_years:
             from dataclasses import replace
 
+            from bot.backtest.replay import replay
             from bot.config.loader import load_config
             from bot.instruments import load_instruments
             from bot.marketdata.files import discover
-            from bot.sim.history import load_histories
-            from bot.sim.replay import replay, simulation_window
+            from bot.sim.history import load_histories, simulation_window
 
             config = load_config(cfg)
             policy = config.policies[0]

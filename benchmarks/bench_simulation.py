@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
+from bot.backtest.replay import replay  # noqa: E402
 from bot.config.loader import load_config  # noqa: E402
 from bot.instruments import load_instruments  # noqa: E402
 from bot.marketdata.files import discover  # noqa: E402
-from bot.sim.history import load_histories  # noqa: E402
-from bot.sim.replay import replay, simulation_window  # noqa: E402
+from bot.sim.history import load_histories, simulation_window  # noqa: E402
 
 
 def peak_rss_mb() -> float:

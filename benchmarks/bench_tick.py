@@ -34,14 +34,15 @@ from bot.config.loader import load_policy  # noqa: E402
 from bot.domain.enums import MarginMode  # noqa: E402
 from bot.domain.market import FundingInfo  # noqa: E402
 from bot.engine.contracts import ContractSpec  # noqa: E402
-from bot.engine.market import CandleWindow, candles_needed  # noqa: E402
+from bot.engine.market import candles_needed  # noqa: E402
 from bot.engine.tick import Engine  # noqa: E402
 from bot.instruments import load_instruments  # noqa: E402
+from bot.ports.market import CandleWindow  # noqa: E402
+from bot.ports.store import StorePort  # noqa: E402
 from bot.risk.limits import RiskLimits  # noqa: E402
 from bot.sim.exchange import SimulatedExchange  # noqa: E402
 from bot.store.memory import MemoryStore  # noqa: E402
 from bot.store.migrate import upgrade  # noqa: E402
-from bot.store.port import StorePort  # noqa: E402
 from bot.store.sql import SqlStore  # noqa: E402
 
 HOUR = 3_600_000

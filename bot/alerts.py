@@ -24,6 +24,7 @@ from bot.domain.margin import maintenance_margin
 from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.domain.position import Position
+from bot.extras import require
 from bot.logs import redact
 
 DAYS = Decimal(365)
@@ -119,6 +120,7 @@ def apprise_sender(urls: Sequence[str]) -> Sender | None:
     """A sender for Apprise URLs (Telegram, Discord, Slack, e-mail, json:// webhooks...)."""
     if not urls:
         return None
+    require("apprise", "alerts", "runtime.alert_urls (notifications through Apprise)")
     import apprise
 
     app = apprise.Apprise()

@@ -1,55 +1,216 @@
 """The composition root: the only module that picks implementations.
 
-``simulate`` wires history + simulated exchange + memory store (see :mod:`bot.sim.replay`);
-``paper`` wires the simulated exchange made durable (:class:`PaperExchange`) with live public
-prices or recorded data; ``live`` wires the ccxt adapter with keys from the environment. The
-engine is the same object in every mode.
+:func:`engine_for` builds the engine from the configuration, the same way in every mode; the
+modes differ only in the clock, the exchange, the market data and the store handed to it:
+
+* simulation (:func:`build_simulation`, driven by :mod:`bot.backtest.replay`): a
+  :class:`~bot.clock.SimClock`, the simulated exchange, recorded history, a memory store;
+* paper (:func:`build_paper`): the simulated exchange made durable (:class:`PaperExchange`) with
+  live public prices or recorded data, the SQL store;
+* live (:func:`build_live`): the ccxt adapter with keys from the environment, the SQL store.
+
+The live and SQL adapters (ccxt, SQLAlchemy, Alembic, the runner) are imported by the functions
+that build them, so a simulation does not load them: its speed and memory stay its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from bot.alerts import AlertRules, Notifier, apprise_sender
-from bot.clock import Clock, LiveClock, ReplayClock
+from bot.catalogue import resolve_instruments
+from bot.clock import Clock, LiveClock, ReplayClock, SimClock
 from bot.config.models import BotConfig
+from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
+from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
-from bot.engine.hedging import with_hedge_symbols
-from bot.engine.market import MarketDataPort, candles_needed
+from bot.engine.hedging import hedge_symbols, with_hedge_symbols
+from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
-from bot.errors import ConfigError
-from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.ccxt_market import closed_candles_per_request
-from bot.exchange.paper import PaperExchange
-from bot.exchange.port import ExchangePort, SpotWalletPort
+from bot.errors import ConfigError, DataError
 from bot.logs import REDACTOR
 from bot.marketdata.files import discover
-from bot.runtime.feeds import PriceFeed
-from bot.runtime.runner import Runner
+from bot.marketdata.signals import load_signals
+from bot.ports.exchange import ExchangePort, SpotWalletPort
+from bot.ports.market import MarketDataPort
+from bot.ports.store import StorePort
+from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import HistoricalMarket, load_histories
-from bot.sim.paper_state import restore
-from bot.sim.replay import (
-    config_instruments,
-    engine_for,
+from bot.sim.history import (
+    ContractHistory,
+    HistoricalMarket,
+    load_histories,
     requested_window,
     simulation_window,
-    slippage_model,
 )
-from bot.store import migrate
-from bot.store.sql import SqlStore
+from bot.sim.paper_state import restore
+from bot.sim.slippage import BPS, SlippageModel
+from bot.store.memory import MemoryStore
+
+if TYPE_CHECKING:  # the adapters below are imported where they are built (module docstring)
+    from bot.alerts import AlertRules, Notifier
+    from bot.exchange.ccxt_adapter import CcxtExchange
+    from bot.runtime.feeds import PriceFeed
+    from bot.runtime.runner import Runner
+    from bot.sim.paper import PaperExchange
+    from bot.store.sql import SqlStore
 
 ENV_KEY, ENV_SECRET, ENV_PASSWORD = "BOT_API_KEY", "BOT_API_SECRET", "BOT_API_PASSWORD"
+
+
+def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
+    """The stricter of the configuration's hard limits and the policy's own."""
+    r = config.risk
+    return RiskLimits(
+        max_leverage_per_contract=r.max_leverage_per_contract,
+        max_gross_leverage=r.max_gross_leverage,
+        max_notional_per_contract=r.max_notional_per_contract,
+        daily_loss=min(r.daily_loss_limit, policy.limits.daily_loss),
+        max_drawdown=min(r.max_drawdown, policy.limits.max_drawdown),
+        stale_data_ms=r.stale_data_seconds * 1000,
+        max_orders_per_minute=r.max_orders_per_minute,
+        on_daily_loss=r.on_daily_loss,
+        stop_slippage=r.expected_stop_slippage_bps / 10000,
+        max_unreadable_reads=r.max_unreadable_reads,
+        max_protection_failures=r.max_protection_failures,
+    )
+
+
+def slippage_model(config: BotConfig) -> SlippageModel:
+    """The configured slippage model (see :mod:`bot.sim.slippage`)."""
+    sim = config.simulation
+    if sim.slippage_model == "fixed":
+        return SlippageModel.fixed(sim.slippage_bps)
+    return SlippageModel(
+        floor=sim.slippage_bps * BPS,
+        range_fraction=sim.slippage_range_fraction,
+        impact=sim.slippage_impact,
+    )
+
+
+def contract_specs(config: BotConfig, symbols: tuple[str, ...]) -> list[ContractSpec]:
+    by_symbol = {c.symbol: c for c in config.contracts}
+    specs = []
+    for sym in symbols:
+        c = by_symbol.get(sym)
+        direction = c.direction if c is not None else "long"
+        signal = None
+        if c is not None and c.direction == "signal" and c.signal_file is not None:
+            series = load_signals(c.signal_file)
+            if sym not in series:
+                raise DataError(f"{c.signal_file}: no signals for {sym}")
+            signal = series[sym]
+        cap = c.max_leverage if c is not None and c.max_leverage is not None else Decimal(125)
+        notional = c.max_notional if c is not None else None
+        specs.append(ContractSpec(sym, direction, cap, signal, notional))
+    return specs
+
+
+def config_instruments(
+    config: BotConfig, symbols: Sequence[str], data_dir: Path | None = None
+) -> dict[str, Instrument]:
+    """The specifications of ``symbols`` on the configured exchange: the user's catalogue under
+    the data directory first, then the bundled snapshot (see :mod:`bot.catalogue`); a ConfigError
+    names any contract in neither, both places and the command that fixes it. ``data_dir`` (a
+    ``--data`` override) holds the catalogue instead of the configured data directory."""
+    try:
+        return resolve_instruments(config.data.exchange, symbols, data_dir or config.data.dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: contracts: {exc}") from None
+
+
+def engine_for(
+    config: BotConfig,
+    policy: Policy,
+    symbols: Sequence[str],
+    *,
+    clock: Clock,
+    exchange: ExchangePort,
+    market: MarketDataPort,
+    store: StorePort,
+    spot: SpotWalletPort | None = None,
+    fanout: Fanout = SEQUENTIAL,
+) -> Engine:
+    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live.
+
+    ``fanout`` runs a tick's independent exchange calls: one after the other (simulation and
+    paper, deterministic) unless live trading passes a thread pool. The policy's hedge
+    instruments are contracts of the engine with direction ``hedge``. Spot holdings come from
+    ``spot`` (live: the venue's wallet) or else from the configuration."""
+    from bot.exchange.spot import ConfiguredSpotWallet
+
+    hedges = hedge_symbols(policy)
+    specs = [
+        replace(c, direction="hedge", signal=None) if c.symbol in hedges else c
+        for c in contract_specs(config, tuple(symbols))
+    ]
+    if spot is None and config.spot is not None:
+        if config.spot.source == "exchange":
+            raise ConfigError(
+                f'{config.source}: spot.source = "exchange" reads the live spot wallet; '
+                'simulation and paper trading need spot.source = "config" with quantities'
+            )
+        spot = ConfiguredSpotWallet(config.spot.configured())
+    return Engine(
+        clock=clock,
+        exchange=exchange,
+        market=market,
+        store=store,
+        policy=policy,
+        contracts=specs,
+        limits=risk_limits(config, policy),
+        account=config.account.name,
+        margin_mode=MarginMode(config.account.margin_mode),
+        fanout=fanout,
+        spot=spot,
+        spot_assets=config.spot.assets if config.spot is not None else (),
+        quote=config.account.quote,
+    )
+
+
+class SimulationParts(NamedTuple):
+    clock: SimClock
+    exchange: SimulatedExchange
+    market: HistoricalMarket
+    store: MemoryStore
+    engine: Engine
+
+
+def build_simulation(
+    config: BotConfig,
+    policy: Policy,
+    histories: dict[str, ContractHistory],
+    instruments: dict[str, Instrument],
+    start: int,
+    *,
+    exchange_type: type[SimulatedExchange] = SimulatedExchange,
+) -> SimulationParts:
+    """The dry run's parts at ``start``: the simulated exchange (``exchange_type``: a subclass
+    may observe or constrain it, e.g. in tests) over ``histories``, a memory store, the engine."""
+    clock = SimClock(start)
+    exchange = exchange_type(
+        instruments,
+        clock,
+        starting_balance=config.account.starting_balance,
+        margin_mode=MarginMode(config.account.margin_mode),
+        slippage_bps=config.simulation.slippage_bps,
+        quote=config.account.quote,
+        slippage_model=slippage_model(config),
+    )
+    market = HistoricalMarket(histories)
+    store = MemoryStore()
+    engine = engine_for(
+        config, policy, tuple(histories), clock=clock, exchange=exchange, market=market, store=store
+    )
+    return SimulationParts(clock, exchange, market, store, engine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +234,9 @@ class Secrets:
 def open_store(config: BotConfig) -> SqlStore:
     """Open the state database. A new SQLite file is created at the current schema; an existing
     database must already be at it (``bot db upgrade`` migrates it, keeping its history)."""
+    from bot.store import migrate
+    from bot.store.sql import SqlStore
+
     url = config.runtime.database_url
     with database_errors(config):
         path = migrate.sqlite_file(url)
@@ -84,6 +248,10 @@ def open_store(config: BotConfig) -> SqlStore:
 @contextmanager
 def database_errors(config: BotConfig) -> Iterator[None]:
     """A database that cannot be reached or opened is one ConfigError line, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.store import migrate
+
     url = config.runtime.database_url
     try:
         yield
@@ -99,6 +267,8 @@ def database_errors(config: BotConfig) -> Iterator[None]:
 def check_history_reach(config: BotConfig) -> None:
     """Live prices come from the venue, one request per contract: a window longer than one
     request can bring would leave the bot waiting for data forever. Say so before starting."""
+    from bot.exchange.ccxt_market import closed_candles_per_request
+
     reach = closed_candles_per_request(config.exchange.name)
     for policy in config.policies:
         windows = {
@@ -120,6 +290,8 @@ def check_history_reach(config: BotConfig) -> None:
 
 
 def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
+    from bot.alerts import AlertRules, Notifier, apprise_sender
+
     rt = config.runtime
     rules = AlertRules(
         rt.alert_margin_ratio,
@@ -171,6 +343,9 @@ def build_paper(
     clock: Clock | None = None,
 ) -> tuple[Runner, PaperExchange]:
     """Paper trading: live public prices, or recorded data from ``replay`` at ``speed``."""
+    from bot.runtime.runner import Runner
+    from bot.sim.paper import PaperExchange
+
     symbols = engine_symbols(config)
     known = config_instruments(config, symbols)
     market: MarketDataPort
@@ -266,6 +441,7 @@ def build_live(
     from bot.exchange.ccxt_market import CcxtMarketData
     from bot.exchange.factory import make_ccxt_exchange
     from bot.runtime.catalogue_keeper import CatalogueKeeper
+    from bot.runtime.runner import Runner
 
     clock = clock or LiveClock()
     check_history_reach(config)

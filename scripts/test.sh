@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the project with its development tools into .venv and run every check:
-# ruff (lint + format), mypy (strict), then the whole pytest suite. The store tests also run on a
-# real PostgreSQL server when scripts/ci_postgres.sh can install and start one.
+# ruff (lint + format), mypy (strict), the import-layer contracts, then the whole pytest suite
+# (arguments go to pytest: `bash scripts/test.sh -m "not slow"` is the fast loop). The store
+# tests also run on a real PostgreSQL server when scripts/ci_postgres.sh can install and start one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,8 +17,10 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"
 ruff check .
 ruff format --check .
-echo "== mypy (strict)"
+echo "== mypy (strict, bot and tests)"
 mypy
+echo "== import layers and cycles (import-linter, rules in pyproject.toml)"
+lint-imports
 if [ -f bot/store/migrate.py ] && [ -f scripts/ci_postgres.sh ] && [ -z "${BOT_TEST_POSTGRES_URL:-}" ]; then
     echo "== PostgreSQL for the store tests"
     if pg_env=$(bash scripts/ci_postgres.sh); then

@@ -2,8 +2,8 @@
 
 For each policy (vol_target, risk_parity, conservative) a small grid of
 ``target_volatility x leverage.min x hysteresis`` is simulated month by month on the shared
-history, through the project's own simulation (:func:`bot.sim.replay.simulation_window` and
-:func:`bot.sim.replay.replay`, the path ``bot simulate`` takes; never a second simulator). Each
+history, through the project's own simulation (:func:`bot.backtest.replay.simulation_window` and
+:func:`bot.backtest.replay.replay`, the path ``bot simulate`` takes; never a second simulator). Each
 calendar month is one independent run from the configured starting balance, with warm-up taken
 from the data before the month.
 
@@ -45,13 +45,13 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.backtest.metrics import max_drawdown, sharpe  # noqa: E402
+from bot.backtest.replay import _instruments, replay, simulation_window  # noqa: E402
 from bot.config.loader import load_config, load_policy  # noqa: E402
 from bot.config.models import BotConfig  # noqa: E402
 from bot.config.policy import Policy  # noqa: E402
 from bot.marketdata.files import discover  # noqa: E402
 from bot.sim.history import ContractHistory, load_histories  # noqa: E402
-from bot.sim.metrics import max_drawdown, sharpe  # noqa: E402
-from bot.sim.replay import _instruments, replay, simulation_window  # noqa: E402
 
 # The grid per policy: target_volatility, leverage.min, hysteresis (12 points each).
 GRIDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {

@@ -226,8 +226,8 @@ def register(  # noqa: C901 - one nested function per command, each simple
 
         from bot.clock import LiveClock
         from bot.config.loader import load_config
+        from bot.exchange.history_download import HistoryDownloader
         from bot.marketdata.candles import parse_timeframe
-        from bot.marketdata.history_download import HistoryDownloader
 
         with reported_errors():
             cfg = load_config(config)

@@ -5,7 +5,8 @@ applies them at its next job (within a guard interval), or at its next start."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,9 +21,14 @@ from bot.domain.instrument import Instrument
 from bot.errors import BotError, ConfigError
 
 
-def register(app: typer.Typer, console: Console, reported_errors: object) -> None:
-    """Add the operating commands to ``app``."""
-    guard = reported_errors  # a context-manager factory: print BotError, exit 2
+def register(
+    app: typer.Typer,
+    console: Console,
+    reported_errors: Callable[[], AbstractContextManager[None]],
+) -> None:
+    """Add the operating commands to ``app``. ``reported_errors`` makes the context that prints a
+    :class:`BotError` as one message and exits with status 2."""
+    guard = reported_errors
 
     @app.command()
     def run(
@@ -48,10 +54,10 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         ] = None,
     ) -> None:
         """Trade: paper by default (simulated fills, live or replayed prices), live with --live."""
+        from bot.cli.run import run_bot
         from bot.cli.web import run_extras
-        from bot.runtime.main import run_bot
 
-        with guard():  # type: ignore[operator]
+        with guard():
             extras = run_extras(
                 dashboard=dashboard,
                 host=host,
@@ -82,7 +88,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         reason: Annotated[str, typer.Option("--reason", help="recorded with the halt")] = "",
     ) -> None:
         """Stop trading (positions and their stops stay, unless --flatten)."""
-        with guard():  # type: ignore[operator]
+        with guard():
             _post(config, "halt", reason or "bot halt", flatten, console)
 
     @app.command()
@@ -91,7 +97,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         reason: Annotated[str, typer.Option("--reason", help="recorded with the resume")] = "",
     ) -> None:
         """Leave a halt (or a drawdown halt, after a person has looked): back to active."""
-        with guard():  # type: ignore[operator]
+        with guard():
             _post(config, "resume", reason or "bot resume", False, console)
 
     @app.command()
@@ -104,7 +110,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         from bot.bootstrap import open_store
         from bot.cli.reports import contract_specs
 
-        with guard():  # type: ignore[operator]
+        with guard():
             cfg = load_config(config)
             store = open_store(cfg)
             try:
@@ -127,7 +133,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         from bot.cli.terminal import table_csv
 
         kinds = ("decisions", "orders", "events")
-        with guard():  # type: ignore[operator]
+        with guard():
             if as_csv is not None and as_csv not in kinds:
                 raise BotError(f"--csv {as_csv!r}: one of {', '.join(kinds)}")
             cfg = load_config(config)
@@ -152,7 +158,7 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         from bot.bootstrap import database_errors
         from bot.store import migrate
 
-        with guard():  # type: ignore[operator]
+        with guard():
             cfg = load_config(config)
             url = cfg.runtime.database_url
             with database_errors(cfg):

@@ -4,7 +4,7 @@ be running; these never touch the exchange)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from bot.config.models import BotConfig
 from bot.domain.enums import OrderStatus
 from bot.domain.instrument import Instrument
 from bot.instruments import instrument_for
-from bot.store.port import RiskEvent
+from bot.store.incidents import unprotected_since
 
 if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
     from bot.store.sql import SqlStore
@@ -99,23 +99,6 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         "peak_equity": _s(memory.peak_equity) if memory else None,
         "contracts": contracts,
     }
-
-
-def unprotected_since(events: Sequence[RiskEvent]) -> dict[str, int]:
-    """Per contract, since when it has been without a valid stop (open incidents only).
-
-    ``events`` in any order; an ``unprotected`` event opens an incident, ``protected`` or a
-    later flat position closes it.
-    """
-    since: dict[str, int] = {}
-    for e in sorted(events, key=lambda e: e.ts_ms):
-        if e.symbol is None:
-            continue
-        if e.kind == "unprotected":
-            since.setdefault(e.symbol, e.ts_ms)
-        elif e.kind == "protected":
-            since.pop(e.symbol, None)
-    return since
 
 
 def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, str | None]]:

@@ -10,14 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot.backtest.hedged import HEDGE_SUMMARY_KEYS, add_hedge_outputs, run_with_and_without_hedge
+from bot.backtest.plots import plot_comparison
+from bot.backtest.replay import override
+from bot.backtest.report import write_outputs
 from bot.cli import terminal
 from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
-from bot.sim.hedged import HEDGE_SUMMARY_KEYS, add_hedge_outputs, run_with_and_without_hedge
-from bot.sim.plots import plot_comparison
-from bot.sim.report import write_outputs
 
 SUMMARY_KEYS = (
     ("final_equity", "final equity", "{:,.2f}"),
@@ -45,21 +46,6 @@ SUMMARY_KEYS = (
     ("funding_paid", "funding paid", "{:,.2f}"),
     ("elapsed_seconds", "elapsed s", "{:.2f}"),
 )
-
-
-def override(config: BotConfig, start: date | None, end: date | None) -> BotConfig:
-    sim = config.simulation
-    changes: dict[str, Any] = {}
-    if start is not None:
-        changes["start"] = start
-    if end is not None:
-        changes["end"] = end
-    if not changes:
-        return config
-    new_sim = sim.model_copy(update=changes)
-    if new_sim.start is not None and new_sim.end is not None and new_sim.start >= new_sim.end:
-        raise ConfigError(f"--start {new_sim.start} must be before --end {new_sim.end}")
-    return config.model_copy(update={"simulation": new_sim})
 
 
 def run(

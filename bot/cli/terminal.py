@@ -13,9 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -31,7 +31,11 @@ from rich.text import Text
 
 PIPE_WIDTH = 1000  # columns of a console that is not a terminal: wide enough never to cut
 
-Advance = Callable[[int, int | None], None]
+
+class Advance(Protocol):
+    """``advance(done)``, or ``advance(done, new_total)`` when the total becomes known."""
+
+    def __call__(self, done: int, new_total: int | None = None, /) -> None: ...
 
 
 class CliConsole(Console):

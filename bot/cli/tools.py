@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot.bootstrap import risk_limits
 from bot.cli import terminal
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
@@ -23,7 +24,6 @@ from bot.domain.instrument import Instrument
 from bot.errors import ConfigError, DataError
 from bot.marketdata.files import DataInventory, discover
 from bot.sim.history import load_history
-from bot.sim.replay import risk_limits
 from bot.tools import calc as calc_tool
 from bot.tools import render, stress, voltrack
 from bot.tools.calc import to_text
@@ -307,9 +307,9 @@ def account_snapshot_dir(config_path: Path) -> Path:
     import csv
     import tempfile
 
+    from bot.backtest.report import POSITION_COLUMNS
     from bot.bootstrap import open_store
     from bot.domain.enums import OrderPurpose
-    from bot.sim.report import POSITION_COLUMNS
 
     config = _config(config_path)
     store = open_store(config)
@@ -352,12 +352,12 @@ def account_snapshot_dir(config_path: Path) -> Path:
 
 def exchange_data_dir(config_path: Path) -> Path:
     """Download the configured contracts' recent public data (no keys) into a temporary
-    data directory (see :mod:`bot.marketdata.download`)."""
+    data directory (see :mod:`bot.exchange.download`)."""
     import tempfile
 
     from bot.bootstrap import public_exchange
     from bot.clock import LiveClock
-    from bot.marketdata.download import download_recent
+    from bot.exchange.download import download_recent
 
     config = _config(config_path)
     symbols = [c.symbol for c in config.contracts]

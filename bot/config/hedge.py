@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -23,8 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-if TYPE_CHECKING:  # bot.config.policy imports this module: the rules import it when they run
-    from bot.config.policy import Issue
+from bot.config.issue import Issue, raise_issues
 
 SYMBOL = re.compile(r"[A-Z0-9]+/[A-Z0-9]+:[A-Z0-9]+")
 ASSET = re.compile(r"[A-Z0-9]{2,12}")
@@ -88,7 +87,6 @@ class HedgeParams(_Frozen):
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
-        from bot.config.policy import raise_issues
 
         raise_issues(_hedge_rules(self))
         return self
@@ -99,8 +97,6 @@ class HedgeParams(_Frozen):
 
 
 def _hedge_rules(p: HedgeParams) -> Iterator[Issue]:
-    from bot.config.policy import Issue
-
     if p.beta_min > p.beta_max:
         yield Issue(("beta_min",), "must be <= hedge.beta_max", f"{p.beta_min} > {p.beta_max}")
     seen: set[str] = set()
@@ -131,7 +127,6 @@ class SpotConfig(_Frozen):
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
-        from bot.config.policy import Issue, raise_issues
 
         def rules() -> Iterator[Issue]:
             seen: set[str] = set()

@@ -11,9 +11,10 @@ never percent, except ``DistanceParams.distance`` with ``kind = "percent"`` (2.5
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Literal, NamedTuple, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +29,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bot.config.hedge import HedgeParams
+from bot.config.issue import RULES_ERROR as RULES_ERROR
+from bot.config.issue import Issue as Issue
+from bot.config.issue import Loc as Loc
+from bot.config.issue import dotted as dotted
+from bot.config.issue import raise_issues as raise_issues
+from bot.errors import ConfigError
 
 # --- shared building blocks ----------------------------------------------------------------
 
@@ -63,36 +70,6 @@ def matching(pattern: str, what: str) -> AfterValidator:
         return value
 
     return AfterValidator(check)
-
-
-Loc = tuple[str | int, ...]
-
-
-class Issue(NamedTuple):
-    """A broken cross-field rule. ``loc`` is relative to the model whose rule found it."""
-
-    loc: Loc
-    problem: str
-    got: str | None = None
-
-
-RULES_ERROR = "config_rules"
-
-
-def dotted(loc: Loc) -> str:
-    """``("contracts", 1, "symbol")`` → ``"contracts[1].symbol"``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def raise_issues(*groups: Iterable[Issue]) -> None:
-    """Raise one pydantic error carrying every issue (the loader prints one line each)."""
-    issues = tuple(issue for group in groups for issue in group)
-    if issues:
-        summary = "; ".join(f"{dotted(i.loc)}: {i.problem}" for i in issues)
-        raise PydanticCustomError(RULES_ERROR, "{summary}", {"summary": summary, "issues": issues})
 
 
 # --- policy parameters ---------------------------------------------------------------------
@@ -214,6 +191,59 @@ class Policy(FrozenModel):
     def _cross_field(self) -> Self:
         raise_issues(*(rule(self) for rule in _POLICY_RULES))
         return self
+
+    @property
+    def sizing(self) -> Sizing:
+        """The kind with exactly the parameters it requires, none of them optional."""
+        return _sizing(self)
+
+
+# --- the kinds, as a tagged union (match on it; ``assert_never`` catches a kind left out) -----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaticSizing:
+    """Constant leverage."""
+
+    fixed: Decimal
+    kind: Literal["static"] = "static"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VolTargetSizing:
+    """Leverage = target volatility / realised volatility, per contract."""
+
+    target_volatility: Decimal
+    kind: Literal["vol_target"] = "vol_target"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskParitySizing:
+    """A risk-parity book scaled to the target volatility."""
+
+    target_volatility: Decimal
+    allocation: AllocationParams
+    kind: Literal["risk_parity"] = "risk_parity"
+
+
+Sizing = StaticSizing | VolTargetSizing | RiskParitySizing
+
+
+def _sizing(p: Policy) -> Sizing:
+    # The cross-field rules below make every branch's keys present; only a Policy built without
+    # validation (model_construct) can fall through.
+    target = p.leverage.target_volatility
+    match p.kind:
+        case "static" if p.leverage.fixed is not None:
+            return StaticSizing(fixed=p.leverage.fixed)
+        case "vol_target" if target is not None:
+            return VolTargetSizing(target_volatility=target)
+        case "risk_parity" if target is not None and p.allocation is not None:
+            return RiskParitySizing(target_volatility=target, allocation=p.allocation)
+    raise ConfigError(
+        f"policy {p.name!r}: kind = {p.kind!r} without its required keys (a Policy must be "
+        "built with Policy.model_validate)"
+    )
 
 
 # --- cross-field rules ---------------------------------------------------------------------

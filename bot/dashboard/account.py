@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.cli.reports import unprotected_since
+from bot.bootstrap import risk_limits
 from bot.config.models import BotConfig
 from bot.dashboard.model import AlertLine, ContractView, Curve, JournalTable, Overview
 from bot.domain.enums import OrderPurpose
@@ -21,10 +21,10 @@ from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
 from bot.errors import BotError
 from bot.instruments import instrument_for
 from bot.numbers import fixed, money, price, qty
-from bot.sim.replay import risk_limits
+from bot.ports.store import EquitySnapshot, RiskMemory
 from bot.stats.timeframes import parse_timeframe
 from bot.store import views
-from bot.store.port import EquitySnapshot, RiskMemory
+from bot.store.incidents import unprotected_since
 from bot.store.sql import SqlStore
 from bot.store.views import TimeWindow
 

@@ -70,3 +70,22 @@ class TradingState(StrEnum):
 class MarginMode(StrEnum):
     ISOLATED = "isolated"
     CROSS = "cross"
+
+
+class EventKind(StrEnum):
+    """What a recorded risk event is about (the store's ``events`` table, ``bot history``)."""
+
+    STATE = "state"  # the trading state changed
+    DENIED = "denied"  # the risk gate refused an order (it was never sent)
+    REJECTED = "rejected"  # the venue refused an order or a leverage setting
+    UNKNOWN = "unknown"  # an order was sent and its answer lost: looked up by client id later
+    RECONCILE = "reconcile"  # the exchange disagreed with what the bot believed
+    CANCEL_FAILED = "cancel_failed"  # a cancel the venue refused
+    TICK_FAILED = "tick_failed"  # a job raised: nothing more was done in it
+    UNREADABLE = "unreadable"  # the account could not be read: nothing was sent
+    UNPROTECTED = "unprotected"  # a position without a valid stop was closed
+    PROTECTED = "protected"  # a position that was unprotected has its stop again
+    TRIGGERED = "triggered"  # a resting order filled on the exchange between reads
+    COOLDOWN = "cooldown"  # a contract's re-entry cooldown started (restored after a restart)
+    CATALOGUE = "catalogue"  # a contract's specification changed on the venue (catalogue sync)
+    HEDGE = "hedge"  # the hedge leg was held (spot wallet unreadable, no market data)

@@ -20,7 +20,7 @@ class FundingInfo:
         return self.rate * Decimal(24 * 365) / self.interval_hours
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MarketSnapshot:
     """Closed-candle statistics for one contract at ``asof_ms`` (the close of the last used candle).
 

@@ -19,10 +19,11 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.engine.account import AccountView
-from bot.engine.market import CandleWindow, to_decimal
+from bot.engine.market import to_decimal
 from bot.errors import BotError
-from bot.exchange.port import SpotWalletPort
 from bot.policy.hedge import BookLeg, HedgeInputs, HedgeLeg, HedgeOutcome, decide_hedge
+from bot.ports.exchange import SpotWalletPort
+from bot.ports.market import CandleWindow
 from bot.stats.beta import rolling_beta
 
 ZERO = Decimal(0)

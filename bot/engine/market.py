@@ -1,52 +1,16 @@
-"""The market data port and the statistics the engine derives from it each tick."""
+"""The statistics the engine derives each tick from the market-data port (bot.ports.market)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from bot.config.policy import Policy
 from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.ports.market import CandleWindow, FloatArray
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.volatility import atr, estimate
-
-FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class CandleWindow:
-    """The last closed candles of one contract (oldest first), float64 arrays."""
-
-    ts: npt.NDArray[np.int64]
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    tf_ms: int
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-
-class MarketDataPort(Protocol):
-    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
-        """At most ``count`` candles of ``tf_ms`` that are closed at ``now_ms`` (never the forming
-        one), ending with the latest."""
-        ...
-
-    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
-        """The mean of the last ``lookback`` settled rates, the observed interval and the next
-        settlement time."""
-        ...
-
-    def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
-        """The last traded price known at ``now_ms`` and the time it was current (close of the
-        latest closed candle), or ``None`` when there is no data at all."""
-        ...
 
 
 def candles_needed(policy: Policy) -> int:

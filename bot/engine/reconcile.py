@@ -8,7 +8,7 @@ make are found (adopted when the contract follows them, else left alone and repo
 
 Unknown is never zero: a position the bot held (or still guards with its own protective orders)
 that is missing from the positions answer is only believed gone when the venue confirms it
-flat (:meth:`~bot.exchange.port.ExchangePort.confirm_flat`); otherwise the whole read is
+flat (:meth:`~bot.ports.exchange.ExchangePort.confirm_flat`); otherwise the whole read is
 :class:`~bot.errors.AccountUnreadable` and the engine acts on nothing.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import partial
 
-from bot.domain.enums import OrderStatus, TradingState
+from bot.domain.enums import EventKind, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Fill, Order
 from bot.domain.position import Position
@@ -26,11 +26,11 @@ from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.errors import AccountUnreadable
-from bot.exchange.port import ExchangePort
-from bot.store.port import StorePort
+from bot.ports.exchange import ExchangePort
+from bot.ports.store import StorePort
 
 ZERO = Decimal(0)
-EventSink = Callable[[int, str, "str | None", TradingState, str], None]
+EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
 
 
 class Reconciler:
@@ -65,7 +65,7 @@ class Reconciler:
                 )
                 self.event(
                     now,
-                    "reconcile",
+                    EventKind.RECONCILE,
                     record.request.symbol,
                     TradingState.ACTIVE,
                     f"order {record.client_id} ({record.status}) not on the exchange",
@@ -118,7 +118,7 @@ class Reconciler:
                 if held is not None and held.is_open:
                     self.event(
                         now,
-                        "reconcile",
+                        EventKind.RECONCILE,
                         sym,
                         TradingState.ACTIVE,
                         f"position {held.qty} is gone (the venue confirms it flat)",
@@ -162,7 +162,7 @@ class Reconciler:
                 price = found.average_price if found is not None else None
                 self.event(
                     now,
-                    "triggered",
+                    EventKind.TRIGGERED,
                     sym,
                     TradingState.ACTIVE,
                     f"{record.request.purpose.name.lower()} {record.client_id} filled "
@@ -205,7 +205,7 @@ class Reconciler:
     def _report_once(self, now: int, key: tuple[str, str], symbol: str, reason: str) -> None:
         if key not in self._reported:
             self._reported.add(key)
-            self.event(now, "reconcile", symbol, TradingState.ACTIVE, reason)
+            self.event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, reason)
 
     def note_positions(self, positions: dict[str, Position]) -> None:
         """Positions as the engine left them after trading (the next reconcile's "before")."""

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from bot.domain.enums import OrderPurpose
+from bot.domain.enums import EventKind, OrderPurpose
 from bot.engine.account import AccountView
-from bot.store.port import RiskEvent
+from bot.ports.store import RiskEvent
 
-COOLDOWN_EVENT = "cooldown"
+COOLDOWN_EVENT = EventKind.COOLDOWN
 _UNTIL = re.compile(r"\[until_ms=(\d+)\]")
 
 

@@ -37,18 +37,22 @@ from functools import partial
 from bot.clock import Clock
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, TradingState
+from bot.domain.enums import (
+    EventKind,
+    MarginMode,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    TradingState,
+)
 from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.account import AccountView
-from bot.engine.client_ids import base36, make_client_id
 from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.engine.hedging import HedgeDesk, order_hedge_decisions
 from bot.engine.market import (
-    CandleWindow,
-    MarketDataPort,
     annual_covariance,
     build_snapshot,
     candles_needed,
@@ -59,16 +63,18 @@ from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns, Held, exit_kind, held_of
 from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
-from bot.exchange.port import ExchangePort, SpotWalletPort
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.protection import daily_vol_unit, distance
+from bot.ports.client_ids import base36, make_client_id
+from bot.ports.exchange import ExchangePort, SpotWalletPort
+from bot.ports.market import CandleWindow, MarketDataPort
+from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
 from bot.risk.state import initial_memory, set_state, update
-from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 
 ZERO = Decimal(0)
 # Stop distance (fraction of the mark) for a position found without a stop before the engine has
@@ -130,7 +136,8 @@ class Engine:
         self.market = market
         self.store = store
         self.policy = policy
-        self.contracts = tuple(contracts)
+        self._contracts = tuple(contracts)
+        self._spec = {c.symbol: c for c in self._contracts}  # the contract's settings by symbol
         self.symbols = tuple(c.symbol for c in contracts)
         self.limits = limits
         self.account = account
@@ -154,6 +161,10 @@ class Engine:
         self.protection_failures = 0  # checks in a row that had to close a naked position
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
+        # The risk memory as this job left it: read from the store once per job (reconcile, the
+        # first step of every job, forgets it), then kept in step with every save.
+        self._memory: RiskMemory | None = None
+        self._memory_read = False
         self.instruments = {s: exchange.instrument(s) for s in self.symbols}
         # Independent calls of a tick (reads; different contracts' protection) run through it.
         self.fanout = fanout
@@ -277,7 +288,14 @@ class Engine:
             if qty == 0 or sym in self.foreign:
                 continue
             flat = Decision(
-                sym, 0, ZERO, ZERO, None, None, f"halted ({memory.state_reason}): flatten", False
+                symbol=sym,
+                direction=0,
+                target_leverage=ZERO,
+                target_qty=ZERO,
+                stop_loss=None,
+                take_profit=None,
+                reason=f"halted ({memory.state_reason}): flatten",
+                allow_increase=False,
             )
             pos = acct.positions[sym]
             plan = plan_size(
@@ -380,6 +398,7 @@ class Engine:
 
     def reconcile(self, now: int) -> AccountView:
         """Step 1 (see :mod:`bot.engine.reconcile`)."""
+        self._memory_read = False  # a new job: operator commands may have changed the memory
         return self.reconciler.reconcile(now)
 
     @property
@@ -394,11 +413,11 @@ class Engine:
     def contracts(self, specs: Sequence[ContractSpec]) -> None:
         """Replace the contract settings (same symbols), e.g. a contract switched to follow."""
         specs = tuple(specs)
-        if hasattr(self, "_contracts") and [c.symbol for c in specs] != list(self.symbols):
+        if [c.symbol for c in specs] != list(self.symbols):
             raise ValueError("contracts can change their settings, not their symbols")
         self._contracts = specs
-        if hasattr(self, "reconciler"):
-            self.reconciler.contracts = specs
+        self._spec = {c.symbol: c for c in specs}
+        self.reconciler.contracts = specs
 
     # -- 2. market data ------------------------------------------------------------------------
 
@@ -457,13 +476,13 @@ class Engine:
         observed: Decimal | None = None,
     ) -> RiskMemory:
         equity = acct.equity() if observed is None else min(acct.equity(), observed)
-        memory = self.store.load_risk_memory() or initial_memory(equity, now)
+        memory = self._risk_memory() or initial_memory(equity, now)
         memory, transition = update(memory, equity, now, self.limits, stale)
-        self.store.save_risk_memory(memory)
+        self._save_memory(memory)
         if transition is not None:
             self._event(
                 now,
-                "state",
+                EventKind.STATE,
                 None,
                 transition.after,
                 f"{transition.before.value} -> {transition.after.value}: {transition.reason} "
@@ -548,7 +567,7 @@ class Engine:
         self.hedge.estimate_betas(windows)
         unknown = self.hedge.read_spot()
         if unknown is not None:
-            self._event(now, "hedge", None, state, unknown)
+            self._event(now, EventKind.HEDGE, None, state, unknown)
             return []
         cap = min(
             self.limits.max_leverage_per_contract,
@@ -566,7 +585,7 @@ class Engine:
         if outcome is None:
             self._event(
                 now,
-                "hedge",
+                EventKind.HEDGE,
                 None,
                 state,
                 "hedge held: no market data for the primary hedge instrument, or it holds a "
@@ -626,7 +645,7 @@ class Engine:
             self._id_factory(symbol),
         )
         for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
-            self._event(now, "reconcile", symbol, TradingState.ACTIVE, note)
+            self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
         for req in plan.place:
             self._send(req, acct, now, None)
         for cid in plan.cancel:
@@ -646,7 +665,7 @@ class Engine:
         stop = self._wanted_stop(symbol, acct)
         self._event(
             now,
-            "reconcile",
+            EventKind.RECONCILE,
             symbol,
             TradingState.ACTIVE,
             f"position {qty} without a stop and without fresh market data: stop at {stop}",
@@ -759,7 +778,7 @@ class Engine:
         venue = self._venue_errors.get(symbol)
         self._event(
             now,
-            "unprotected",
+            EventKind.UNPROTECTED,
             symbol,
             TradingState.ACTIVE,
             f"{UNPROTECTED}: {gap}; unprotected since {since}"
@@ -773,7 +792,7 @@ class Engine:
         if since is not None:
             self._event(
                 now,
-                "protected",
+                EventKind.PROTECTED,
                 symbol,
                 TradingState.ACTIVE,
                 f"incident over: the position has a valid stop or is closed (unprotected "
@@ -797,11 +816,11 @@ class Engine:
     def _unreadable(self, now: int, tick_id: str, exc: AccountUnreadable) -> TickResult:
         """Nothing is sent: record, count, and move to reducing after too many in a row."""
         self.unreadable_streak += 1
-        memory = self.store.load_risk_memory()
+        memory = self._risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         self._event(
             now,
-            "unreadable",
+            EventKind.UNREADABLE,
             None,
             state,
             f"{UNREADABLE} ({self.unreadable_streak} in a row): {exc}; nothing sent, "
@@ -818,23 +837,25 @@ class Engine:
         if self.unreadable_streak == 0:
             return
         self.unreadable_streak = 0
-        memory = self.store.load_risk_memory()
+        memory = self._risk_memory()
         if (
             memory is not None
             and memory.state is TradingState.REDUCING
             and memory.state_reason.startswith(UNREADABLE)
         ):
             memory = set_state(memory, TradingState.ACTIVE, "account readable again", sticky=False)
-            self.store.save_risk_memory(memory)
-            self._event(now, "state", None, memory.state, "reducing -> active: account readable")
+            self._save_memory(memory)
+            self._event(
+                now, EventKind.STATE, None, memory.state, "reducing -> active: account readable"
+            )
 
     def _to_reducing(self, now: int, reason: str) -> TradingState:
-        memory = self.store.load_risk_memory()
+        memory = self._risk_memory()
         if memory is None or memory.state is not TradingState.ACTIVE:
             return memory.state if memory is not None else TradingState.ACTIVE
         memory = set_state(memory, TradingState.REDUCING, reason, sticky=False)
-        self.store.save_risk_memory(memory)
-        self._event(now, "state", None, memory.state, f"active -> reducing: {reason}")
+        self._save_memory(memory)
+        self._event(now, EventKind.STATE, None, memory.state, f"active -> reducing: {reason}")
         return memory.state
 
     # -- 6. size -------------------------------------------------------------------------------
@@ -873,7 +894,7 @@ class Engine:
                 self.exchange.set_leverage(d.symbol, plan.leverage)
             except ExchangeError as exc:
                 self._event(
-                    now, "rejected", d.symbol, state, f"set leverage {plan.leverage}: {exc}"
+                    now, EventKind.REJECTED, d.symbol, state, f"set leverage {plan.leverage}: {exc}"
                 )
                 return
         for req in plan.increase:
@@ -913,11 +934,17 @@ class Engine:
                     volatility=snap.volatility,
                 )
             )
-        self.store.record_decisions(records)
-        self.store.record_positions(now, [p for p in acct.positions.values() if p.is_open])
         equity = acct.equity()
-        self.store.record_equity(
-            EquitySnapshot(now, acct.wallet, equity - acct.wallet, equity, state)
+        self.store.record_tick(
+            records,
+            [p for p in acct.positions.values() if p.is_open],
+            EquitySnapshot(
+                ts_ms=now,
+                wallet=acct.wallet,
+                unrealized_pnl=equity - acct.wallet,
+                equity=equity,
+                state=state,
+            ),
         )
 
     # -- helpers -------------------------------------------------------------------------------
@@ -925,6 +952,16 @@ class Engine:
     def _sleeve(self, equity: Decimal) -> Decimal:
         """Equity per traded contract (the hedge legs are sized on the whole equity)."""
         return equity / Decimal(max(1, len(self.traded)))
+
+    def _risk_memory(self) -> RiskMemory | None:
+        if not self._memory_read:
+            self._memory = self.store.load_risk_memory()
+            self._memory_read = True
+        return self._memory
+
+    def _save_memory(self, memory: RiskMemory) -> None:
+        self.store.save_risk_memory(memory)
+        self._memory, self._memory_read = memory, True
 
     def _id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
@@ -942,7 +979,7 @@ class Engine:
         self, req: OrderRequest, acct: AccountView, now: int, snap: MarketSnapshot | None
     ) -> SendOutcome:
         """Gate, persist the intent, send."""
-        memory = self.store.load_risk_memory()
+        memory = self._risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         price = snap.last_price if snap is not None else acct.marks[req.symbol]
         equity = acct.equity()
@@ -950,7 +987,7 @@ class Engine:
             (p.notional(acct.marks[s]) for s, p in acct.positions.items() if s != req.symbol),
             ZERO,
         )
-        spec = next(c for c in self.contracts if c.symbol == req.symbol)
+        spec = self._spec[req.symbol]
         hedged = self.hedge is not None and req.symbol in self.hedge_symbols
         ctx = OrderContext(
             state=state,
@@ -971,18 +1008,20 @@ class Engine:
         with self._lock:
             verdict = self.gate.check(req, ctx)
         if isinstance(verdict, Denied):
-            self._event(now, "denied", req.symbol, state, f"{req.client_id}: {verdict.reason}")
+            self._event(
+                now, EventKind.DENIED, req.symbol, state, f"{req.client_id}: {verdict.reason}"
+            )
             return SendOutcome.DENIED
         self.store.save_intent(req, now)
         try:
             order = self.exchange.place_order(req)
         except OutcomeUnknown as exc:
             self.store.update_order(req.client_id, OrderStatus.UNKNOWN, now, error=str(exc))
-            self._event(now, "unknown", req.symbol, state, f"{req.client_id}: {exc}")
+            self._event(now, EventKind.UNKNOWN, req.symbol, state, f"{req.client_id}: {exc}")
             return SendOutcome.UNKNOWN
         except ExchangeError as exc:
             self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
-            self._event(now, "rejected", req.symbol, state, f"{req.client_id}: {exc}")
+            self._event(now, EventKind.REJECTED, req.symbol, state, f"{req.client_id}: {exc}")
             if req.purpose.is_protective:
                 self._venue_errors[req.symbol] = f"{req.client_id}: {exc}"
             return SendOutcome.REJECTED
@@ -994,15 +1033,19 @@ class Engine:
         try:
             self.exchange.cancel_order(symbol, client_id)
         except ExchangeError as exc:
-            self._event(now, "cancel_failed", symbol, TradingState.ACTIVE, f"{client_id}: {exc}")
+            self._event(
+                now, EventKind.CANCEL_FAILED, symbol, TradingState.ACTIVE, f"{client_id}: {exc}"
+            )
             return
         if self.store.get_order(client_id) is not None:
             self.store.update_order(client_id, OrderStatus.CANCELED, now)
 
     def _event(
-        self, now: int, kind: str, symbol: str | None, state: TradingState, reason: str
+        self, now: int, kind: EventKind, symbol: str | None, state: TradingState, reason: str
     ) -> None:
-        self.store.record_event(RiskEvent(now, kind, symbol, state, reason))
+        self.store.record_event(
+            RiskEvent(ts_ms=now, kind=kind, symbol=symbol, state=state, reason=reason)
+        )
 
 
 def result_count(result: TickResult, outcome: SendOutcome) -> None:
@@ -1041,16 +1084,25 @@ def _hold(d: Decision, acct: AccountView, why: str) -> Decision:
         return _flat(d, why)
     direction = 1 if qty > 0 else -1
     return Decision(
-        d.symbol,
-        direction,
-        d.target_leverage,
-        qty,
-        stop,
-        take or d.take_profit,
-        f"{d.reason}; {why}",
-        False,
+        symbol=d.symbol,
+        direction=direction,
+        target_leverage=d.target_leverage,
+        target_qty=qty,
+        stop_loss=stop,
+        take_profit=take or d.take_profit,
+        reason=f"{d.reason}; {why}",
+        allow_increase=False,
     )
 
 
 def _flat(d: Decision, why: str) -> Decision:
-    return Decision(d.symbol, 0, ZERO, ZERO, None, None, f"{d.reason}; {why}", False)
+    return Decision(
+        symbol=d.symbol,
+        direction=0,
+        target_leverage=ZERO,
+        target_qty=ZERO,
+        stop_loss=None,
+        take_profit=None,
+        reason=f"{d.reason}; {why}",
+        allow_increase=False,
+    )

@@ -1,4 +1,4 @@
-"""The live exchange adapter: :class:`bot.exchange.port.ExchangePort` over a sync ccxt instance.
+"""The live exchange adapter: :class:`bot.ports.exchange.ExchangePort` over a sync ccxt instance.
 
 One ccxt instance per account, shared by the process. Reads, cancels and idempotent settings go
 through :func:`~bot.exchange.retry.call_with_retry`; order placement through

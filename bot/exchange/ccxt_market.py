@@ -7,9 +7,9 @@ from decimal import Decimal
 import numpy as np
 
 from bot.domain.market import FundingInfo
-from bot.engine.market import CandleWindow
 from bot.errors import DataError
 from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.ports.market import CandleWindow
 
 _TIMEFRAMES = {
     60_000: "1m",
@@ -43,7 +43,7 @@ def timeframe_name(tf_ms: int) -> str:
 
 
 class CcxtMarketData:
-    """Implements :class:`bot.engine.market.MarketDataPort` over a :class:`CcxtExchange`.
+    """Implements :class:`bot.ports.market.MarketDataPort` over a :class:`CcxtExchange`.
 
     Candles come from the exchange with the forming candle dropped; they are checked (finite,
     positive, low <= open/close <= high, strictly increasing) before statistics see them.

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 from bot.domain.enums import MarginMode, OrderPurpose
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.position import Balance, Position
-from bot.engine import client_ids
 from bot.errors import NotSupported, PermanentExchangeError
+from bot.ports import client_ids
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -64,7 +64,7 @@ def positive_or_none(value: object, what: str) -> Decimal | None:
 def parse_purpose(client_id: str | None, account: str | None = None) -> OrderPurpose | None:
     """Purpose code of one of our client ids (``<account>-<purpose>-...``), else ``None``.
 
-    With ``account`` the id must carry that prefix (:func:`bot.engine.client_ids.parse_purpose`);
+    With ``account`` the id must carry that prefix (:func:`bot.ports.client_ids.parse_purpose`);
     without it any ``<prefix>-<purpose>-<more>`` id with a known purpose code matches.
     """
     if not client_id:

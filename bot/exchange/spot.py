@@ -15,7 +15,7 @@ ZERO = Decimal(0)
 
 
 class ConfiguredSpotWallet:
-    """Implements :class:`bot.exchange.port.SpotWalletPort` from fixed quantities."""
+    """Implements :class:`bot.ports.exchange.SpotWalletPort` from fixed quantities."""
 
     def __init__(self, holdings: Mapping[str, Decimal]) -> None:
         for asset, qty in holdings.items():

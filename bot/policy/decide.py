@@ -18,11 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import assert_never
 
 import numpy as np
 import numpy.typing as npt
 
-from bot.config.policy import Policy
+from bot.config.policy import (
+    AllocationParams,
+    Policy,
+    RiskParitySizing,
+    StaticSizing,
+    VolTargetSizing,
+)
 from bot.domain.decision import Decision
 from bot.policy.allocation import erc_weights, inverse_vol_weights, scale_to_target
 from bot.policy.inputs import ContractView
@@ -38,20 +45,23 @@ def base_leverages(
     """Leverage per contract before smoothing and caps, with the first part of the reason."""
     lev = policy.leverage
     out: dict[str, tuple[Decimal, str]] = {}
-    if policy.kind == "static":
-        fixed = lev.fixed if lev.fixed is not None else lev.max
-        for v in views:
-            out[v.symbol] = (fixed, f"static {fixed}x")
-        return out
-    target = lev.target_volatility if lev.target_volatility is not None else Decimal("0.4")
-    if policy.kind == "vol_target":
-        for v in views:
-            vol = v.market.volatility
-            raw = vol_target_leverage(vol, target, lev.min, lev.max)
-            cmp = ">" if vol > target else "<="
-            out[v.symbol] = (raw, f"vol {vol:.2f} {cmp} target {target} -> leverage {q2(raw)}")
-        return out
-    return _risk_parity(views, policy, cov_annual, target)
+    sizing = policy.sizing
+    match sizing:
+        case StaticSizing(fixed=fixed):
+            for v in views:
+                out[v.symbol] = (fixed, f"static {fixed}x")
+            return out
+        case VolTargetSizing(target_volatility=target):
+            for v in views:
+                vol = v.market.volatility
+                raw = vol_target_leverage(vol, target, lev.min, lev.max)
+                cmp = ">" if vol > target else "<="
+                out[v.symbol] = (raw, f"vol {vol:.2f} {cmp} target {target} -> leverage {q2(raw)}")
+            return out
+        case RiskParitySizing(target_volatility=target, allocation=alloc):
+            return _risk_parity(views, policy, cov_annual, target, alloc)
+        case _:
+            assert_never(sizing)
 
 
 def _risk_parity(
@@ -59,10 +69,8 @@ def _risk_parity(
     policy: Policy,
     cov_annual: npt.NDArray[np.float64] | None,
     target: Decimal,
+    alloc: AllocationParams,
 ) -> dict[str, tuple[Decimal, str]]:
-    alloc = policy.allocation
-    if alloc is None:
-        raise ValueError("risk_parity policy without an [allocation] table")
     active = [v for v in views if v.direction != 0]
     out: dict[str, tuple[Decimal, str]] = {v.symbol: (ZERO, "flat") for v in views}
     if not active:
@@ -105,14 +113,14 @@ def _decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Dec
     price = v.market.mark_price
     if v.direction == 0:
         return Decision(
-            v.symbol,
-            0,
-            ZERO,
-            ZERO,
-            None,
-            None,
-            f"{short}: direction flat -> close",
-            v.allow_increase,
+            symbol=v.symbol,
+            direction=0,
+            target_leverage=ZERO,
+            target_qty=ZERO,
+            stop_loss=None,
+            take_profit=None,
+            reason=f"{short}: direction flat -> close",
+            allow_increase=v.allow_increase,
         )
     parts = [f"{short}: {why}"]
     current = v.current_leverage

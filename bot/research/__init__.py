@@ -1,3 +1,3 @@
 """Policy research: parameter sweeps, walk-forward validation and overfitting statistics, run
-through the one simulation entry point (:func:`bot.sim.replay.run_simulation`) on local processes
-or a Dask cluster."""
+through the one simulation entry point (:func:`bot.backtest.replay.run_simulation`) on local
+processes or a Dask cluster."""

@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from bot.backtest.metrics import drawdown_series
+from bot.backtest.replay import load_data, run_simulation
+from bot.backtest.report import write_outputs
 from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import BotError, DataError
 from bot.research.executors import Executor
-from bot.sim.metrics import drawdown_series
-from bot.sim.replay import load_data, run_simulation, simulation_window
-from bot.sim.report import write_outputs
+from bot.sim.history import simulation_window
 from bot.stats.timeframes import parse_timeframe
 
 
@@ -64,7 +65,7 @@ def common_window(
 def run_policy(task: PolicyRun) -> dict[str, Any]:
     """Simulate one policy on the common window, write its outputs, return what the chart and
     table need (report, time, equity, drawdown, buy-and-hold)."""
-    from bot.cli.simulate import override
+    from bot.backtest.replay import override
 
     clock = LiveClock()
     t0 = clock.monotonic()

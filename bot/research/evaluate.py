@@ -3,7 +3,7 @@
 A task names its inputs (config file, policy table, data directory, window) and never carries
 market data: each worker loads a contract's history once and keeps it for every later point with
 the same data, contracts, timeframe and trigger source. The point is simulated by the same entry
-point as ``bot simulate`` (:func:`bot.sim.replay.run_simulation`) and its metrics come from the
+point as ``bot simulate`` (:func:`bot.backtest.replay.run_simulation`) and its metrics come from the
 same report builder, so a point's figures equal ``bot simulate``'s to the last digit. Only the
 metrics (and, when asked, the daily equity closes) travel back: memory stays bounded.
 """
@@ -17,15 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from bot.cli.simulate import override
+from bot.backtest.metrics import _daily_returns, daily_closes
+from bot.backtest.replay import load_data, override, run_simulation
+from bot.backtest.report import build_report
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.errors import BotError
 from bot.sim.history import ContractHistory
-from bot.sim.metrics import _daily_returns, daily_closes
-from bot.sim.replay import load_data, run_simulation
-from bot.sim.report import build_report
 
 REPORT_METRICS = (
     "start",

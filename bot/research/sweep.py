@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bot.cli.simulate import override
+from bot.backtest.replay import load_data, override
 from bot.config.loader import load_config
 from bot.config.policy import Policy
 from bot.errors import ConfigError
@@ -26,7 +26,7 @@ from bot.research.overfitting import deflated_sharpe
 from bot.research.results import ResultsFile, check_objective, check_spec, columns, score
 from bot.research.space import Param, Scalar
 from bot.research.walkforward import WalkForward, Window, curve_metrics, stitch, windows
-from bot.sim.replay import load_data, simulation_window
+from bot.sim.history import simulation_window
 
 Point = dict[str, Scalar]
 

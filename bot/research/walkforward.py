@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from bot.backtest.metrics import DAY_MS, summarize
 from bot.errors import ConfigError
-from bot.sim.metrics import DAY_MS, summarize
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.domain.enums import TradingState
+from bot.ports.store import RiskMemory
 from bot.risk.limits import RiskLimits
-from bot.store.port import RiskMemory
 
 ONE = Decimal(1)
 

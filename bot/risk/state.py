@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from bot.domain.enums import TradingState
+from bot.ports.store import RiskMemory
 from bot.risk.limits import RiskLimits
-from bot.store.port import RiskMemory
 
 DAY_MS = 86_400_000
 

@@ -20,11 +20,11 @@ from loguru import logger
 from bot.catalogue import resolve_with_sources
 from bot.catalogue_sync import describe_change
 from bot.clock import Clock
-from bot.domain.enums import TradingState
+from bot.domain.enums import EventKind, TradingState
 from bot.domain.instrument import Instrument
 from bot.errors import BotError, ConfigError
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.store.port import RiskEvent, StorePort
+from bot.ports.store import RiskEvent, StorePort
 
 DAY_MS = 86_400_000
 
@@ -104,7 +104,15 @@ class CatalogueKeeper:
     def _event(self, now: int, symbol: str | None, reason: str) -> None:
         memory = self._store.load_risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
-        self._store.record_event(RiskEvent(now, "catalogue", symbol, state, reason))
+        self._store.record_event(
+            RiskEvent(
+                ts_ms=now,
+                kind=EventKind.CATALOGUE,
+                symbol=symbol,
+                state=state,
+                reason=reason,
+            )
+        )
 
 
 def _differs(old: Instrument, new: Instrument) -> bool:

@@ -22,14 +22,14 @@ from loguru import logger
 
 from bot.alerts import Alert, AlertRules, Notifier, conditions
 from bot.clock import Clock
-from bot.domain.enums import TradingState
-from bot.engine.client_ids import base36
+from bot.domain.enums import EventKind, TradingState
 from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable
 from bot.logs import replayed_prefix
+from bot.ports.client_ids import base36
+from bot.ports.store import RiskEvent
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.feeds import PriceFeed
-from bot.store.port import RiskEvent
 from bot.store.sql import SqlStore
 
 T = TypeVar("T")
@@ -106,12 +106,15 @@ class Runner:
             elif isinstance(result, TickResult):
                 self.ticks_done += 1
                 logger.info(
-                    "{} done: state {}, equity {:.2f}, {} orders, {} denied",
+                    "{} done: state {}, equity {:.2f}, {} orders sent, {} denied by the gate, "
+                    "{} rejected by the venue, {} outcome unknown",
                     name,
                     result.state.value,
                     result.equity,
                     result.orders_sent,
                     result.denials,
+                    result.rejected,
+                    result.unknown,
                 )
                 for d in result.decisions:
                     logger.info("{}", d.reason)
@@ -149,7 +152,11 @@ class Runner:
             self.store.save_risk_memory(memory)
             self.store.record_event(
                 RiskEvent(
-                    now, "state", None, memory.state, f"command {cmd_id}: {kind} {args}".strip()
+                    ts_ms=now,
+                    kind=EventKind.STATE,
+                    symbol=None,
+                    state=memory.state,
+                    reason=f"command {cmd_id}: {kind} {args}".strip(),
                 )
             )
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
@@ -163,7 +170,13 @@ class Runner:
         memory = self.store.load_risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         self.store.record_event(
-            RiskEvent(now, "tick_failed", None, state, f"{job}: {type(exc).__name__}: {exc}")
+            RiskEvent(
+                ts_ms=now,
+                kind=EventKind.TICK_FAILED,
+                symbol=None,
+                state=state,
+                reason=f"{job}: {type(exc).__name__}: {exc}",
+            )
         )
         alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
         if (
@@ -175,7 +188,15 @@ class Runner:
             self.store.save_risk_memory(
                 set_state(memory, TradingState.REDUCING, reason, sticky=False)
             )
-            self.store.record_event(RiskEvent(now, "state", None, TradingState.REDUCING, reason))
+            self.store.record_event(
+                RiskEvent(
+                    ts_ms=now,
+                    kind=EventKind.STATE,
+                    symbol=None,
+                    state=TradingState.REDUCING,
+                    reason=reason,
+                )
+            )
             alerts.append(Alert("state", "critical", f"active -> reducing: {reason}"))
         self.notifier.notify(alerts)
 

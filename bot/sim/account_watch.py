@@ -18,14 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
-from bot.sim.exchange import SimulatedExchange
+
+if TYPE_CHECKING:  # annotations only: the exchange runs the triggers that use this module
+    from bot.sim.exchange import SimulatedExchange
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -2,7 +2,7 @@
 
 Used by the dry-run simulation (history replayed through :meth:`SimulatedExchange.advance_to`)
 and by paper trading (live prices through :meth:`SimulatedExchange.set_mark`). It implements
-:class:`bot.exchange.port.ExchangePort`, so the engine cannot tell it from the live adapter.
+:class:`bot.ports.exchange.ExchangePort`, so the engine cannot tell it from the live adapter.
 
 Fill rules (written down here because backtests live or die by them):
 
@@ -30,7 +30,7 @@ Fill rules (written down here because backtests live or die by them):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 
 from bot.clock import Clock
@@ -49,25 +49,16 @@ from bot.errors import (
     ReduceOnlyRejected,
 )
 from bot.sim.book import Book
+from bot.sim.events import SimEvent
 from bot.sim.slippage import SlippageModel
+from bot.sim.triggers import process_bar
 
 ZERO = Decimal(0)
 BPS = Decimal("0.0001")
 
 
-@dataclass(frozen=True, slots=True)
-class SimEvent:
-    """Something the exchange did on its own: a trigger, a liquidation, a funding payment."""
-
-    ts_ms: int
-    kind: str  # "stop_loss" | "take_profit" | "liquidation" | "funding" | "expired"
-    symbol: str
-    detail: str
-    amount: Decimal = ZERO  # funding paid (+) or received (-), or realised PnL
-
-
 class SimulatedExchange:
-    """Implements :class:`bot.exchange.port.ExchangePort` over a :class:`Book`."""
+    """Implements :class:`bot.ports.exchange.ExchangePort` over a :class:`Book`."""
 
     def __init__(
         self,
@@ -256,8 +247,6 @@ class SimulatedExchange:
 
         Paper trading calls this with live prices; a degenerate bar open=high=low=close=mark.
         """
-        from bot.sim.triggers import process_bar  # local: triggers imports this module's types
-
         self.instrument(symbol)
         self.marks[symbol] = mark
         self.lasts[symbol] = last if last is not None else mark

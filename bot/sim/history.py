@@ -17,18 +17,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from bot.clock import datetime_to_ms
+from bot.config.models import BotConfig
+from bot.config.policy import Policy
 from bot.domain.market import FundingInfo
-from bot.engine.market import CandleWindow
+from bot.engine.market import candles_needed
 from bot.errors import DataError
 from bot.marketdata.candles import Candles, FundingSeries
 from bot.marketdata.coverage import choose, covered_ms
 from bot.marketdata.files import DataInventory
+from bot.ports.market import CandleWindow
 from bot.sim.triggers import FundingTape, TriggerSeries, to_decimal
 from bot.stats.timeframes import parse_timeframe
 
@@ -134,7 +139,7 @@ def load_histories(
 
 
 class HistoricalMarket:
-    """Implements :class:`bot.engine.market.MarketDataPort` over loaded history."""
+    """Implements :class:`bot.ports.market.MarketDataPort` over loaded history."""
 
     def __init__(self, contracts: dict[str, ContractHistory]) -> None:
         self.contracts = contracts
@@ -202,3 +207,47 @@ class HistoricalMarket:
             for sym, h in self.contracts.items()
             if h.funding is not None
         }
+
+
+def _day_ms(d: date) -> int:
+    return datetime_to_ms(datetime.combine(d, time(0), tzinfo=UTC))
+
+
+def simulation_window(
+    histories: dict[str, ContractHistory], policy: Policy, config: BotConfig
+) -> tuple[int, int]:
+    """[start, end) in ms: the configured dates, or where every contract has warm-up data."""
+    tf = parse_timeframe(policy.timeframe)
+    warm = candles_needed(policy)
+    first = max(
+        max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
+        for h in histories.values()
+    )
+    last = min(int(h.trigger.ts[-1]) + h.trigger.tf_ms for h in histories.values())
+    sim = config.simulation
+    start = _day_ms(sim.start) if sim.start is not None else first
+    end = _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else last
+    start = max(start, first)
+    end = min(end, last)
+    start += (-start) % tf
+    if end - start < tf:
+        raise DataError(
+            f"no simulation window: data for {', '.join(histories)} with {warm} {policy.timeframe} "
+            f"candles of warm-up covers {_iso(first)} .. {_iso(last)}, asked "
+            f"{sim.start or 'start'} .. {sim.end or 'end'}"
+        )
+    return start, end
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def requested_window(config: BotConfig) -> tuple[int | None, int | None]:
+    """[start, end) in ms of the configured simulation dates (None where not set): the window
+    the data files are chosen to cover (:mod:`bot.marketdata.coverage`)."""
+    sim = config.simulation
+    return (
+        _day_ms(sim.start) if sim.start is not None else None,
+        _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else None,
+    )

@@ -17,7 +17,8 @@ from bot.domain.market import FundingInfo
 from bot.domain.orders import Fill, Order
 from bot.errors import DataError
 from bot.sim.book import SimPosition
-from bot.sim.exchange import SimEvent, SimulatedExchange
+from bot.sim.events import SimEvent, SimEventKind
+from bot.sim.exchange import SimulatedExchange
 
 VERSION = 1
 
@@ -151,7 +152,13 @@ def _restore(ex: SimulatedExchange, state: dict[str, Any]) -> None:
             ex.resting.setdefault(sym, {})[cid] = ex.orders[cid]
     ex.fills = [_fill(f) for f in state["fills"]]
     ex.events = [
-        SimEvent(e["ts_ms"], e["kind"], e["symbol"], e["detail"], Decimal(e["amount"]))
+        SimEvent(
+            ts_ms=e["ts_ms"],
+            kind=SimEventKind(e["kind"]),
+            symbol=e["symbol"],
+            detail=e["detail"],
+            amount=Decimal(e["amount"]),
+        )
         for e in state["events"]
     ]
     ex.fees_paid = Decimal(state["fees_paid"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,10 @@ from bot.sim.account_watch import (
     first_cross_liquidation,
     joint_fraction,
 )
-from bot.sim.exchange import SimEvent, SimulatedExchange
+from bot.sim.events import SimEvent, SimEventKind
+
+if TYPE_CHECKING:  # annotations only: the exchange imports this module to process its bars
+    from bot.sim.exchange import SimulatedExchange
 
 ZERO = Decimal(0)
 FloatArray = npt.NDArray[np.float64]
@@ -166,24 +170,33 @@ def _account_under_maintenance(ex: SimulatedExchange, symbol: str, price: Decima
 
 def _trigger(ex: SimulatedExchange, order: Order, ts: int, price: Decimal) -> None:
     del ex.resting[order.symbol][order.client_id]
-    kind = "stop_loss" if order.type is OrderType.STOP_MARKET else "take_profit"
+    kind = (
+        SimEventKind.STOP_LOSS if order.type is OrderType.STOP_MARKET else SimEventKind.TAKE_PROFIT
+    )
     ex.marks[order.symbol] = price
     try:
         filled = ex._fill_market(order, price, ts, inside=True)
     except OrderRejected as exc:
         # Reduce-only with nothing to reduce, or no margin: the order expires, as on Binance.
         ex.orders[order.client_id] = replace(order, status=OrderStatus.CANCELED)
-        ex.events.append(SimEvent(ts, "expired", order.symbol, f"{order.client_id}: {exc}"))
+        ex.events.append(
+            SimEvent(
+                ts_ms=ts,
+                kind=SimEventKind.EXPIRED,
+                symbol=order.symbol,
+                detail=f"{order.client_id}: {exc}",
+            )
+        )
         return
     ex.orders[order.client_id] = filled
     fill = ex.fills[-1]
     ex.events.append(
         SimEvent(
-            ts,
-            kind,
-            order.symbol,
-            f"{order.client_id} {fill.qty} @ {fill.price}",
-            fill.realized_pnl,
+            ts_ms=ts,
+            kind=kind,
+            symbol=order.symbol,
+            detail=f"{order.client_id} {fill.qty} @ {fill.price}",
+            amount=fill.realized_pnl,
         )
     )
 
@@ -226,12 +239,12 @@ def liquidate_account(ex: SimulatedExchange, ts: int, prices: Mapping[str, Decim
     if result.shortfall > 0:
         ex.events.append(
             SimEvent(
-                ts,
-                "insurance",
-                next(iter(held)),
-                f"cross account liquidated: loss beyond the wallet {result.shortfall:.2f} "
+                ts_ms=ts,
+                kind=SimEventKind.INSURANCE,
+                symbol=next(iter(held)),
+                detail=f"cross account liquidated: loss beyond the wallet {result.shortfall:.2f} "
                 "taken by the insurance fund",
-                result.shortfall,
+                amount=result.shortfall,
             )
         )
 
@@ -255,7 +268,15 @@ def _record_liquidation(
     fee: Decimal,
     realized: Decimal,
 ) -> None:
-    ex.events.append(SimEvent(ts, "liquidation", sym, f"{qty} @ {price}", realized))
+    ex.events.append(
+        SimEvent(
+            ts_ms=ts,
+            kind=SimEventKind.LIQUIDATION,
+            symbol=sym,
+            detail=f"{qty} @ {price}",
+            amount=realized,
+        )
+    )
     ex.fills.append(
         Fill(
             client_id=f"liquidation-{sym}-{ts}",
@@ -282,7 +303,15 @@ def settle_funding(
     amount = pos.qty * mark * rate  # > 0: paid by the holder
     ex.book.pay_funding(symbol, amount)
     ex.funding_paid += amount
-    ex.events.append(SimEvent(ts, "funding", symbol, f"rate {rate} on {pos.qty} @ {mark}", amount))
+    ex.events.append(
+        SimEvent(
+            ts_ms=ts,
+            kind=SimEventKind.FUNDING,
+            symbol=symbol,
+            detail=f"rate {rate} on {pos.qty} @ {mark}",
+            amount=amount,
+        )
+    )
 
 
 def trigger_bounds(ex: SimulatedExchange, symbol: str) -> tuple[float, float]:

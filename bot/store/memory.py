@@ -8,11 +8,11 @@ from dataclasses import replace
 from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
-from bot.store.port import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
+from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
 
 
 class MemoryStore:
-    """Implements :class:`bot.store.port.StorePort` with lists and dicts."""
+    """Implements :class:`bot.ports.store.StorePort` with lists and dicts."""
 
     def __init__(self) -> None:
         self.sequences: dict[str, int] = {}
@@ -108,6 +108,16 @@ class MemoryStore:
 
     def record_positions(self, ts_ms: int, positions: Sequence[Position]) -> None:
         self.positions.append((ts_ms, tuple(positions)))
+
+    def record_tick(
+        self,
+        decisions: Sequence[DecisionRecord],
+        positions: Sequence[Position],
+        equity: EquitySnapshot,
+    ) -> None:
+        self.record_decisions(decisions)
+        self.record_positions(equity.ts_ms, positions)
+        self.record_equity(equity)
 
     def latest_positions(self) -> tuple[int, list[Position]] | None:
         if not self.positions:

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, create_engine, make_url, pool
 
 from bot.errors import BotError
+from bot.extras import require
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 UPGRADE_COMMAND = "bot db upgrade --config FILE"
@@ -24,6 +25,13 @@ UPGRADE_COMMAND = "bot db upgrade --config FILE"
 
 class SchemaOutOfDate(BotError):
     """The database schema is not the one this version of the bot was written for."""
+
+
+def require_driver(url: str) -> None:
+    """Name the ``postgres`` extra when a PostgreSQL URL's driver (psycopg) is missing."""
+    parsed = engine_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+        require("psycopg", "postgres", f"database url {safe_url(url)}")
 
 
 def safe_url(url: str) -> str:
@@ -63,6 +71,7 @@ def engine_url(url: str) -> URL:
 def _engine(url: str) -> Engine:
     # No foreign_keys pragma here: batch migrations recreate tables, which foreign key
     # enforcement would obstruct (https://alembic.sqlalchemy.org/en/latest/batch.html).
+    require_driver(url)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     connect_args = {"timeout": 30} if is_sqlite else {}
     return create_engine(engine_url(url), connect_args=connect_args, poolclass=pool.NullPool)

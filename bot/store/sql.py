@@ -24,9 +24,7 @@ from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
 from bot.logs import redact
-from bot.store import tables as t
-from bot.store.migrate import engine_url, ensure_current, safe_url
-from bot.store.port import (
+from bot.ports.store import (
     DecisionRecord,
     EquitySnapshot,
     OrderRecord,
@@ -34,6 +32,8 @@ from bot.store.port import (
     RiskMemory,
     StorePort,
 )
+from bot.store import tables as t
+from bot.store.migrate import engine_url, ensure_current, require_driver, safe_url
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 _UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
@@ -82,6 +82,7 @@ def make_engine(url: str) -> Engine:
             f"database url {safe_url(url)}: backend {backend!r} is not supported "
             f"(use one of {', '.join(SUPPORTED_BACKENDS)})"
         )
+    require_driver(url)
     is_sqlite = backend == "sqlite"
     engine = create_engine(
         engine_url(url),
@@ -105,7 +106,7 @@ def _id(row_id: int | None) -> int:
 
 
 class SqlStore:
-    """Implements :class:`bot.store.port.StorePort`, plus run, alert, paper-account and operator
+    """Implements :class:`bot.ports.store.StorePort`, plus run, alert, paper-account and operator
     command tables and the queries of the status and history views. Times are epoch ms."""
 
     def __init__(self, engine: Engine) -> None:
@@ -256,6 +257,20 @@ class SqlStore:
             session.add(header)
             session.flush()  # assigns header.id
             session.add_all([t.position_row(_id(header.id), p) for p in positions])
+
+    def record_tick(
+        self,
+        decisions: Sequence[DecisionRecord],
+        positions: Sequence[Position],
+        equity: EquitySnapshot,
+    ) -> None:
+        with self._write(f"tick at {equity.ts_ms}") as session:
+            session.add_all([t.decision_row(r) for r in decisions])
+            header = t.PositionSnapshotRow(ts_ms=equity.ts_ms)
+            session.add(header)
+            session.flush()  # assigns header.id
+            session.add_all([t.position_row(_id(header.id), p) for p in positions])
+            session.add(t.equity_row(equity))
 
     def load_risk_memory(self) -> RiskMemory | None:
         with self._read() as session:

@@ -20,6 +20,7 @@ from sqlmodel import Field, SQLModel
 
 from bot.domain.decision import Decision
 from bot.domain.enums import (
+    EventKind,
     MarginMode,
     OrderPurpose,
     OrderSide,
@@ -29,7 +30,7 @@ from bot.domain.enums import (
 )
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
-from bot.store.port import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
+from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
 from bot.store.types import ExactDecimal
 
 # Short enum/identifier columns. Lengths are generous; PostgreSQL enforces them, SQLite does not.
@@ -403,7 +404,7 @@ def event_row(event: RiskEvent) -> RiskEventRow:
 def event_record(row: RiskEventRow) -> RiskEvent:
     return RiskEvent(
         ts_ms=row.ts_ms,
-        kind=row.kind,
+        kind=EventKind(row.kind),
         symbol=row.symbol,
         state=TradingState(row.state),
         reason=row.reason,

@@ -11,8 +11,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bot.domain.orders import Fill
+from bot.ports.store import DecisionRecord, OrderRecord, RiskEvent
 from bot.store import tables as t
-from bot.store.port import DecisionRecord, OrderRecord, RiskEvent
 from bot.store.sql import AlertRecord, SqlStore
 
 

@@ -2,7 +2,7 @@
 
 Inputs:
 
-* a positions CSV with the columns of :data:`bot.sim.report.POSITION_COLUMNS`: ``symbol``,
+* a positions CSV with the columns of :data:`bot.backtest.report.POSITION_COLUMNS`: ``symbol``,
   ``qty`` (signed, base asset), ``entry_price``, ``leverage`` (the whole-number exchange
   setting) required; ``isolated_margin`` (empty or 0: ``|qty| x entry / leverage``), ``mark``
   (default the entry) and ``stop_loss`` (trigger of a resting stop; empty for none) optional;
@@ -25,13 +25,13 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from bot.backtest.report import POSITION_COLUMNS
 from bot.clock import SimClock
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.errors import ConfigError, DataError, OrderRejected
 from bot.sim.exchange import BPS, SimulatedExchange
-from bot.sim.report import POSITION_COLUMNS
 
 __all__ = ["REQUIRED_COLUMNS", "Holding", "Portfolio", "open_on_exchange", "read_portfolio"]
 

@@ -15,28 +15,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, assert_never
 
 import numpy as np
 import numpy.typing as npt
 
+from bot.bootstrap import config_instruments, contract_specs, risk_limits
 from bot.clock import ms_to_datetime
 from bot.config.models import BotConfig
-from bot.config.policy import Policy
+from bot.config.policy import Policy, RiskParitySizing, StaticSizing, VolTargetSizing
 from bot.domain.decision import Decision
 from bot.domain.market import FundingInfo, MarketSnapshot
-from bot.engine.market import CandleWindow, annual_covariance, build_snapshot, candles_needed
+from bot.engine.market import annual_covariance, build_snapshot, candles_needed
 from bot.errors import DataError
 from bot.marketdata.candles import Candles
 from bot.marketdata.files import DataInventory
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
+from bot.ports.market import CandleWindow
 from bot.risk.guard import equity_floor
 from bot.risk.loss_budget import cap_to_loss_budget
 from bot.risk.state import initial_memory
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
-from bot.sim.replay import config_instruments, contract_specs, risk_limits
 from bot.sim.triggers import to_decimal
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.volatility import ESTIMATORS, rolling
@@ -272,12 +273,18 @@ def leverage_history(
     vol = rolling_by_segment(p.estimator, decision_candles, p.window, float(p.ewma_lambda))
     lev = policy.leverage
     lev_out = np.full(len(vol), np.nan)
+    sizing = policy.sizing
     for i in np.flatnonzero(np.isfinite(vol)).tolist():
-        if policy.kind == "static":
-            value = lev.fixed if lev.fixed is not None else lev.max
-        else:
-            target = lev.target_volatility if lev.target_volatility is not None else Decimal("0.4")
-            value = vol_target_leverage(Decimal(f"{vol[i]:.6f}"), target, lev.min, lev.max)
+        match sizing:
+            case StaticSizing(fixed=fixed):
+                value = fixed
+            case (
+                VolTargetSizing(target_volatility=target)
+                | RiskParitySizing(target_volatility=target)
+            ):
+                value = vol_target_leverage(Decimal(f"{vol[i]:.6f}"), target, lev.min, lev.max)
+            case _:
+                assert_never(sizing)
         lev_out[i] = float(min(value, cap))
     return decision_candles.ts + decision_candles.tf_ms, vol, lev_out
 

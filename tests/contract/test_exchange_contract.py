@@ -16,7 +16,7 @@ from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, O
 from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
 from bot.exchange.factory import make_ccxt_exchange
-from bot.exchange.port import ExchangePort
+from bot.ports.exchange import ExchangePort
 from bot.sim.exchange import SimulatedExchange
 from tests.contract.test_ccxt_loopback import KEY, SECRET, RecordingClock, btc_instrument
 from tests.fakes.binance_loopback import LoopbackBinance

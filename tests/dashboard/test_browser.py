@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ def served(paper_account: Path, tmp_path: Path) -> Iterator[str]:
     yield from serve(["--config", str(paper_account), "--refresh", "1"], tmp_path)
 
 
-def serve(source: list[str], tmp_path: Path) -> Iterator[str]:
+def serve(source: list[str], tmp_path: Path) -> Generator[str]:
     port = free_port()
     env = {**os.environ, "BOT_DASHBOARD_TOKEN": TOKEN}
     log = tmp_path / "serve.log"

@@ -16,9 +16,9 @@ from bot.dashboard.account import AccountSource
 from bot.dashboard.app import create_app
 from bot.dashboard.metrics import RuntimeMetrics
 from bot.dashboard.security import Guard
-from bot.domain.enums import OrderPurpose, OrderStatus
+from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
+from bot.ports.store import RiskEvent
 from bot.store import views
-from bot.store.port import RiskEvent
 
 
 def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -117,11 +117,25 @@ def test_an_unprotected_position_is_flagged(paper_account: Path) -> None:
         # a stop rests, but the bot recorded it as invalid (an open incident): flagged too
         memory = store.load_risk_memory()
         assert memory is not None
-        btc_stop = RiskEvent(1, "unprotected", "BTC/USDT:USDT", memory.state, "stop refused")
+        btc_stop = RiskEvent(
+            ts_ms=1,
+            kind=EventKind.UNPROTECTED,
+            symbol="BTC/USDT:USDT",
+            state=memory.state,
+            reason="stop refused",
+        )
         store.record_event(btc_stop)
         m = scrape(TestClient(app))
         assert m[("bot_position_without_stop", (("symbol", "BTC/USDT:USDT"),))] == 1
-        store.record_event(RiskEvent(2, "protected", "BTC/USDT:USDT", memory.state, "placed"))
+        store.record_event(
+            RiskEvent(
+                ts_ms=2,
+                kind=EventKind.PROTECTED,
+                symbol="BTC/USDT:USDT",
+                state=memory.state,
+                reason="placed",
+            )
+        )
         m = scrape(TestClient(app))
         assert m[("bot_position_without_stop", (("symbol", "BTC/USDT:USDT"),))] == 0
     finally:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from typer.testing import CliRunner
@@ -26,6 +27,8 @@ from tests.fakes.bybit_loopback import CandleRow, LoopbackBybit
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 KEY, SECRET = "bybit-hist-key", "bybit-hist-secret-9f"
 HOUR, DAY = 3_600_000, 86_400_000
+
+KIND_SUFFIXES: tuple[tuple[Literal["trade", "mark"], str], ...] = (("trade", ""), ("mark", "-mark"))
 
 
 def _day_ms(days_ago: int) -> int:
@@ -194,7 +197,7 @@ def test_bybit_download_equals_the_server_and_resumes(
     lo, hi = _day_ms(3), _day_ms(1)
     for sym in (BTC, ETH):
         stem = sym.replace("/", "_").replace(":", "_")
-        for kind, suffix in (("trade", ""), ("mark", "-mark")):
+        for kind, suffix in KIND_SUFFIXES:
             want = [r for r in server._candles[(sym, kind)] if lo <= r[0] < hi]
             got = _file_rows(data / f"{stem}-1h{suffix}.csv.gz")
             assert [int(g[0]) for g in got] == [w[0] for w in want]

@@ -19,7 +19,7 @@ import pytest
 from bot.bootstrap import Secrets, build_live, open_store
 from bot.clock import LiveClock
 from bot.config.loader import load_config
-from bot.domain.enums import MarginMode, OrderPurpose, TradingState
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose, TradingState
 from bot.instruments import load_instruments
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
@@ -148,7 +148,7 @@ def test_garbled_positions_leave_the_account_untouched(
     assert memory.state is TradingState.REDUCING
     assert "account unreadable" in memory.state_reason
     kinds = [e.kind for e in store.recent_events(100)]
-    assert kinds.count("unreadable") >= N_UNREADABLE
+    assert kinds.count(EventKind.UNREADABLE) >= N_UNREADABLE
 
     # the venue answers properly again: the account is read, reducing is lifted
     server.clear_faults()

@@ -18,12 +18,12 @@ from rich.console import Console
 
 from bot.bootstrap import build_paper, open_store
 from bot.cli.reports import status_data
+from bot.cli.run import run_bot
 from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
 from bot.dashboard.account import AccountSource
 from bot.domain.enums import MarginMode, OrderPurpose
 from bot.instruments import load_instruments
-from bot.runtime.main import run_bot
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_loopback import LoopbackBinance
 
@@ -173,8 +173,14 @@ def test_live_hedge_leg_is_protected_reconciled_and_survives_a_restart(
     cfg = write_config(tmp_path, name="e2eh", source="exchange", quantity="", exchange=exchange)
     with (tmp_path / "console.txt").open("w") as out:
         console = Console(file=out, width=200)
-        args = {"live": True, "yes": True, "once": True, "ticks": None, "replay": None}
-        assert run_bot(cfg, speed=1.0, console=console, **args) == 0
+
+        def run_once() -> int:
+            return run_bot(
+                cfg, live=True, yes=True, once=True, ticks=None, replay=None, speed=1.0,
+                console=console,
+            )  # fmt: skip
+
+        assert run_once() == 0
         eth = backend.fetch_positions([ETH])[ETH]
         assert eth.qty > 0
         hedge = assert_hedge_protected(backend)
@@ -191,7 +197,7 @@ def test_live_hedge_leg_is_protected_reconciled_and_survives_a_restart(
         assert abs(hedge) > D("0.04")  # more than the spot alone: the ETH long too
         # A restart with nothing changed reconciles and touches nothing.
         before = dict(backend.orders)
-        assert run_bot(cfg, speed=1.0, console=console, **args) == 0
+        assert run_once() == 0
         assert backend.orders.keys() == before.keys()
         assert assert_hedge_protected(backend) == hedge
         store = open_store(config)

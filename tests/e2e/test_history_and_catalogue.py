@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from typer.testing import CliRunner
@@ -22,9 +23,9 @@ from typer.testing import CliRunner
 from bot.cli.app import app
 from bot.clock import LiveClock
 from bot.domain.enums import MarginMode
+from bot.exchange.history_download import HistoryDownloader
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
-from bot.marketdata.history_download import HistoryDownloader
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_history import LoopbackBinanceHistory
 from tests.fakes.binance_loopback import CandleRow, Fault
@@ -33,6 +34,8 @@ ADA, DOGE = "ADA/USDT:USDT", "DOGE/USDT:USDT"
 KEY, SECRET = "hist-key-1c9e", "hist-secret-77ab0f"
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 TFS = {"1m": MINUTE, "5m": 5 * MINUTE, "1h": HOUR}
+
+KIND_SUFFIXES: tuple[tuple[Literal["trade", "mark"], str], ...] = (("trade", ""), ("mark", "-mark"))
 
 
 def _day_ms(days_ago: int) -> int:
@@ -187,7 +190,7 @@ def test_download_equals_the_server_and_a_second_run_fetches_nothing(
     for sym in (ADA, DOGE):
         stem = sym.replace("/", "_").replace(":", "_")
         for tf, step in TFS.items():
-            for kind, suffix in (("trade", ""), ("mark", "-mark")):
+            for kind, suffix in KIND_SUFFIXES:
                 want = [r for r in server._series[(sym, kind, step)] if lo <= r[0] < hi]
                 got = _file_rows(data / f"{stem}-{tf}{suffix}.csv.gz")
                 assert [int(g[0]) for g in got] == [w[0] for w in want], (sym, tf, kind)

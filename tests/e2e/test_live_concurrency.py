@@ -10,7 +10,7 @@ placed twice.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.e2e import test_live_loopback as live
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.loopback_core import Reply
 
 pytestmark = pytest.mark.slow
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
@@ -49,7 +50,11 @@ def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
     srv.timeout_hold_s = 3.0  # beyond the client's 2.5 s
     btc = live.hourly_rows(400)
     eth_inst = backend.instrument(ETH)
-    eth = [(r[0], *(eth_inst.floor_price(x * ETH_PER_BTC) for x in r[1:5]), r[5]) for r in btc]
+
+    def eth_px(x: D) -> D:
+        return eth_inst.floor_price(x * ETH_PER_BTC)
+
+    eth = [(r[0], eth_px(r[1]), eth_px(r[2]), eth_px(r[3]), eth_px(r[4]), r[5]) for r in btc]
     for sym, rows in ((BTC, btc), (ETH, eth)):
         srv.set_candles(sym, "trade", rows)
         srv.set_candles(sym, "mark", rows)
@@ -166,13 +171,15 @@ def record_arrivals(loopback: LoopbackBinance) -> list[dict[str, Any]]:
     handle = loopback.handle
     clock = LiveClock()
 
-    def timed(method: str, path: str, query: str, body: str, api_key: str | None) -> Any:
+    def timed(
+        method: str, path: str, query: str, body: str, headers: Mapping[str, str]
+    ) -> Reply | None:
         with lock:
             # the fault this request will meet, if any (faults are served in injection order)
             pending = [p.fault for p in loopback._faults if p.fault.path == path]
             entry = {"path": path, "start": clock.monotonic(), "held": bool(pending)}
             arrivals.append(entry)
-        return handle(method, path, query, body, api_key)
+        return handle(method, path, query, body, headers)
 
     loopback.handle = timed  # type: ignore[method-assign]
     return arrivals

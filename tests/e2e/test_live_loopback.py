@@ -19,11 +19,11 @@ import pytest
 from rich.console import Console
 
 from bot.bootstrap import open_store
+from bot.cli.run import run_bot
 from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.domain.enums import MarginMode, OrderPurpose, OrderStatus
 from bot.instruments import load_instruments
-from bot.runtime.main import run_bot
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit

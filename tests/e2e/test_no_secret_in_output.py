@@ -13,7 +13,7 @@ import functools
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,12 @@ from rich.console import Console
 
 from bot import logs
 from bot.bootstrap import open_store
+from bot.cli import run as runtime_main
 from bot.config.loader import load_config
-from bot.runtime import main as runtime_main
 from bot.sim.exchange import SimulatedExchange
 from tests.e2e import test_live_loopback as live
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.loopback_core import Reply
 
 pytestmark = [
     pytest.mark.slow,
@@ -139,11 +140,13 @@ def record_signatures(loopback: LoopbackBinance) -> set[str]:
     seen: set[str] = set()
     handle = loopback.handle
 
-    def recording(method: str, path: str, query: str, body: str, api_key: str | None) -> Any:
+    def recording(
+        method: str, path: str, query: str, body: str, headers: Mapping[str, str]
+    ) -> Reply | None:
         for part in f"{query}&{body}".split("&"):
             if part.startswith("signature="):
                 seen.add(part.removeprefix("signature="))
-        return handle(method, path, query, body, api_key)
+        return handle(method, path, query, body, headers)
 
     loopback.handle = recording  # type: ignore[method-assign]
     return seen

@@ -2,7 +2,7 @@
 
 The server speaks the wire protocol (routes, HMAC signing, ``recvWindow``, JSON shapes, error
 codes and HTTP statuses) and holds no trading logic: orders, positions, balances and trigger
-evaluation belong to the backend, any :class:`bot.exchange.port.ExchangePort` (normally
+evaluation belong to the backend, any :class:`bot.ports.exchange.ExchangePort` (normally
 :class:`bot.sim.exchange.SimulatedExchange`). What the server adds is what Binance checks before an
 order reaches its matching engine: symbol filters, ``-4120`` for a conditional type on
 ``/fapi/v1/order``, ``-2021`` for a stop that would trigger at once, position-side checks.

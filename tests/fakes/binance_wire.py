@@ -31,7 +31,7 @@ from bot.errors import (
     OrderRejected,
     ReduceOnlyRejected,
 )
-from bot.exchange.port import ExchangePort
+from bot.ports.exchange import ExchangePort
 
 from .loopback_core import (
     Fault,

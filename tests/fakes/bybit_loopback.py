@@ -4,7 +4,7 @@ HTTP to it.
 Same design as :mod:`tests.fakes.binance_loopback`: the server speaks the wire protocol (routes,
 ``X-BAPI-*`` HMAC signing, ``recv_window``, the ``retCode`` envelope, Bybit's error codes and
 JSON shapes) and holds no trading logic; orders, positions, balances and trigger evaluation
-belong to the backend, any :class:`bot.exchange.port.ExchangePort` (normally
+belong to the backend, any :class:`bot.ports.exchange.ExchangePort` (normally
 :class:`bot.sim.exchange.SimulatedExchange`). What the server adds is what Bybit checks before
 an order reaches its matching engine: instrument filters, trigger direction (110092/110093),
 ``orderLinkId`` uniqueness (110072), "not modified" settings (110043, 110025, 110026), and the

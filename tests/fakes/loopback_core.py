@@ -14,7 +14,7 @@ the rest, written once:
   "would this trigger now").
 
 The trading core (orders, positions, balance, triggers, liquidation) is not here either: it is the
-backend, any :class:`bot.exchange.port.ExchangePort` (normally the project's
+backend, any :class:`bot.ports.exchange.ExchangePort` (normally the project's
 :class:`bot.sim.exchange.SimulatedExchange`), so both venues trade the same simulated account.
 """
 
@@ -35,7 +35,7 @@ from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.errors import ExchangeError
-from bot.exchange.port import ExchangePort
+from bot.ports.exchange import ExchangePort
 
 FaultKind = Literal[
     "timeout",

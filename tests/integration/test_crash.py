@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.backtest.replay import SimulationResult, run_simulation
 from bot.config.loader import load_config
 from bot.domain.enums import OrderPurpose
-from bot.sim.replay import SimulationResult, run_simulation
 from tests.crash.data import CRASH, CRASH_DAY, DAY, FIVE_MIN, write_config, write_data
 
 BTC = "BTC/USDT:USDT"

@@ -19,7 +19,9 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from bot.backtest.replay import replay
 from bot.config.loader import load_config
 from bot.domain.enums import OrderPurpose, OrderType
 from bot.domain.orders import Order, OrderRequest
@@ -27,8 +29,7 @@ from bot.errors import OrderRejected
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import load_histories
-from bot.sim.replay import replay, simulation_window
+from bot.sim.history import load_histories, simulation_window
 
 ROOT = Path(__file__).resolve().parents[2]
 SOL, XRP = "SOL/USDT:USDT", "XRP/USDT:USDT"
@@ -169,6 +170,7 @@ slippage_bps = 2
 """
 
 
+@pytest.mark.slow
 def test_cascade_every_stop_placeable_and_before_liquidation(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bot.backtest.hedged import hedge_report, run_with_and_without_hedge
+from bot.backtest.metrics import max_drawdown
 from bot.cli.app import app
 from bot.config.loader import load_config
-from bot.sim.hedged import hedge_report, run_with_and_without_hedge
-from bot.sim.metrics import max_drawdown
 
 HOUR = 3_600_000
 T0 = 1_748_736_000_000  # 2025-06-01 00:00 UTC
@@ -130,7 +130,7 @@ def setup(
 def oscillation(n: int) -> np.ndarray:
     # Small identical moves for every contract: the beta regression sees variance, and the
     # raw beta of each contract to BTC is exactly 1.
-    return 1.0 + 0.004 * np.sin(np.arange(n) * 0.7)
+    return np.asarray(1.0 + 0.004 * np.sin(np.arange(n) * 0.7), dtype=np.float64)
 
 
 LONG_ETH_SOL = """

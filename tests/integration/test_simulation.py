@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bot.backtest.replay import run_simulation
 from bot.cli.app import app
 from bot.config.loader import load_config
 from bot.errors import DataError
-from bot.sim.replay import run_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config.example.toml"

@@ -20,14 +20,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.backtest.replay import run_simulation
+from bot.backtest.report import write_outputs
 from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.orders import OrderRequest
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.replay import run_simulation
-from bot.sim.report import write_outputs
 from bot.sim.triggers import TriggerSeries, advance
 from bot.tools.portfolio import Holding, Portfolio, read_portfolio
 from bot.tools.scenarios import Scenario
@@ -145,7 +145,7 @@ def books(draw: st.DrawFn) -> tuple[Portfolio, dict[str, Decimal]]:
         # Anywhere in -60 % .. +60 %, or within 0.5 % of the liquidation price or the stop, where
         # a wrong formula or a wrong rule would show.
         near = [x for x in (lp, h.stop_loss) if x is not None]
-        if near and draw(st.booleans()):
+        if bool(near) and draw(st.booleans()):
             level = draw(st.sampled_from(near))
             offset = D(draw(st.integers(-50, 50))) / 10000
             moves[sym] = (level / entry - 1 + offset).quantize(D("0.0001"))

@@ -57,7 +57,7 @@ def test_each_point_equals_bot_simulate_and_invalid_points_are_reported(tmp_path
             {
                 "leverage.target_volatility": row["param.leverage.target_volatility"],
                 "leverage.max": row["param.leverage.max"],
-            }  # type: ignore[dict-item]
+            }
         )[0]
         policy_file.write_text(to_toml(raw))
         out = tmp_path / f"sim-{row['point']}"

@@ -116,7 +116,7 @@ def test_one_clear_line_and_no_traceback(
     if edit is not None:
         config = config_with(tmp_path, *edit)
     if policy is not None:
-        path = policy_with(tmp_path, *policy)  # type: ignore[arg-type]
+        path = policy_with(tmp_path, *policy)
         text = config.read_text()
         config.write_text(text.replace(str(ROOT / "policies" / "vol_target.toml"), str(path)))
     args = [command, "--config", "config.toml"] + (["--once"] if command == "run" else [])

@@ -15,7 +15,7 @@ import random
 import signal
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,7 +163,7 @@ def check_crash_consistent(disk: Disk) -> None:
     known = {o["client_id"] for o in disk.paper["orders"]}
     assert set(resting) <= known, "a resting order the paper exchange has no record of"
     # Never filled beyond its size: an order is not executed twice.
-    filled: Counter[str] = Counter()
+    filled: dict[str, Decimal] = defaultdict(Decimal)
     for f in disk.paper["fills"]:
         filled[f["client_id"]] += Decimal(f["qty"])
     for o in disk.paper_orders:
@@ -173,8 +173,8 @@ def check_crash_consistent(disk: Disk) -> None:
     happened = {
         (f["client_id"], Decimal(f["qty"]), Decimal(f["price"])) for f in disk.paper["fills"]
     }
-    dupes = [f for f, n in Counter(disk.fills).items() if n > 1]
-    assert dupes == [], f"fills recorded twice: {dupes}"
+    twice = [f for f, n in Counter(disk.fills).items() if n > 1]
+    assert twice == [], f"fills recorded twice: {twice}"
     phantom = [f for f in disk.fills if f not in happened]
     assert phantom == [], f"fills in the store that the exchange never made: {phantom}"
 

@@ -14,7 +14,7 @@ from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import OrderPurpose
 from bot.domain.orders import Fill, Order
-from bot.store.port import DecisionRecord, RiskEvent
+from bot.ports.store import DecisionRecord, RiskEvent
 from tests.crash.data import CRASH, CRASH_DAY, DAY, FIVE_MIN, HOUR, write_config, write_data
 
 BTC = "BTC/USDT:USDT"

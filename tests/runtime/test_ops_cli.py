@@ -53,7 +53,7 @@ def test_an_old_database_is_refused_until_upgraded(tmp_path: Path) -> None:
     invoke("status", "--config", str(cfg))
 
 
-def test_live_without_keys_says_which_variables(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_live_without_keys_says_which_variables(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("BOT_API_KEY", raising=False)
     monkeypatch.delenv("BOT_API_SECRET", raising=False)
     result = runner.invoke(app, ["run", "--config", str(write_config(tmp_path)), "--live"])

@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.bootstrap import build_paper, open_store
 from bot.clock import SimClock
 from bot.config.loader import load_config
-from bot.domain.enums import OrderPurpose, OrderStatus, TradingState
+from bot.domain.enums import EventKind, OrderPurpose, OrderStatus, TradingState
 from bot.sim.paper_state import dump
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,5 +91,5 @@ def test_halt_and_resume_through_the_database(config_path: Path) -> None:
     assert memory is not None
     assert memory.state is TradingState.ACTIVE
     kinds = [e.kind for e in store.recent_events(100)]
-    assert kinds.count("state") >= 2
+    assert kinds.count(EventKind.STATE) >= 2
     store.close()

@@ -15,6 +15,7 @@ from sqlalchemy.exc import StatementError
 
 from bot.domain.decision import Decision
 from bot.domain.enums import (
+    EventKind,
     MarginMode,
     OrderPurpose,
     OrderSide,
@@ -25,8 +26,8 @@ from bot.domain.enums import (
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import ConfigError
+from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory
 from bot.store.memory import MemoryStore
-from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory
 from bot.store.sql import DuplicateIntent, SqlStore, UnknownOrder, make_engine
 from bot.store.types import UTCDateTime
 
@@ -76,7 +77,11 @@ def exchange_order(client_id: str, status: OrderStatus, filled: str, avg: str | 
 
 def equity(ts_ms: int, value: Decimal) -> EquitySnapshot:
     return EquitySnapshot(
-        ts_ms, value, Decimal("-1.5"), value - Decimal("1.5"), TradingState.ACTIVE
+        ts_ms=ts_ms,
+        wallet=value,
+        unrealized_pnl=Decimal("-1.5"),
+        equity=value - Decimal("1.5"),
+        state=TradingState.ACTIVE,
     )
 
 
@@ -87,7 +92,11 @@ def equity(ts_ms: int, value: Decimal) -> EquitySnapshot:
 def test_decimals_come_back_exactly(store: SqlStore, text_in: str, text_out: str) -> None:
     value = Decimal(text_in)
     negated = value.copy_negate()  # exact; unary minus would round to the 28-digit context
-    store.record_equity(EquitySnapshot(1, value, negated, value, TradingState.ACTIVE))
+    store.record_equity(
+        EquitySnapshot(
+            ts_ms=1, wallet=value, unrealized_pnl=negated, equity=value, state=TradingState.ACTIVE
+        )
+    )
     snap = store.latest_equity()
     assert snap is not None
     assert snap.wallet == value
@@ -124,13 +133,27 @@ def test_values_a_backend_cannot_hold_exactly_are_refused(
     store: SqlStore, value: Decimal, problem: str
 ) -> None:
     with pytest.raises(ValueError, match="cannot store equity snapshot") as info:
-        store.record_equity(EquitySnapshot(7, value, Decimal(0), Decimal(0), TradingState.ACTIVE))
+        store.record_equity(
+            EquitySnapshot(
+                ts_ms=7,
+                wallet=value,
+                unrealized_pnl=Decimal(0),
+                equity=Decimal(0),
+                state=TradingState.ACTIVE,
+            )
+        )
     assert problem in str(info.value)
     assert store.latest_equity() is None
 
 
 def test_float_is_refused(store: SqlStore) -> None:
-    snap = EquitySnapshot(7, 1.5, Decimal(0), Decimal(0), TradingState.ACTIVE)  # type: ignore[arg-type]
+    snap = EquitySnapshot(
+        ts_ms=7,
+        wallet=1.5,  # type: ignore[arg-type]
+        unrealized_pnl=Decimal(0),
+        equity=Decimal(0),
+        state=TradingState.ACTIVE,
+    )
     with pytest.raises(ValueError, match="expected Decimal or int"):
         store.record_equity(snap)
 
@@ -258,19 +281,41 @@ def test_raw_payload_of_last_exchange_view_is_kept(store: SqlStore) -> None:
 
 def test_writes_are_durable_across_store_instances(store: SqlStore, store_url: str) -> None:
     store.save_intent(request("c1"), 1)
-    store.record_event(RiskEvent(5, "state", None, TradingState.REDUCING, "margin ratio 0.8"))
+    store.record_event(
+        RiskEvent(
+            ts_ms=5,
+            kind=EventKind.STATE,
+            symbol=None,
+            state=TradingState.REDUCING,
+            reason="margin ratio 0.8",
+        )
+    )
     other = SqlStore.open(store_url)
     try:
         assert other.get_order("c1") is not None
         assert other.recent_events(10) == [
-            RiskEvent(5, "state", None, TradingState.REDUCING, "margin ratio 0.8")
+            RiskEvent(
+                ts_ms=5,
+                kind=EventKind.STATE,
+                symbol=None,
+                state=TradingState.REDUCING,
+                reason="margin ratio 0.8",
+            )
         ]
     finally:
         other.close()
 
 
 def test_history_views_are_newest_first(store: SqlStore) -> None:
-    decision = Decision(SYMBOL, 1, Decimal("2.5"), Decimal("0.12"), Decimal("50000"), None, "trend")
+    decision = Decision(
+        symbol=SYMBOL,
+        direction=1,
+        target_leverage=Decimal("2.5"),
+        target_qty=Decimal("0.12"),
+        stop_loss=Decimal("50000"),
+        take_profit=None,
+        reason="trend",
+    )
     records = [
         DecisionRecord(
             f"t{i}", i, decision, Decimal(i), Decimal("1.1"), Decimal("55000.1"), Decimal("0.45")
@@ -282,7 +327,15 @@ def test_history_views_are_newest_first(store: SqlStore) -> None:
     assert store.recent_decisions(2) == [records[2], records[1]]
 
     for i in range(1, 4):
-        store.record_event(RiskEvent(i, "denied", SYMBOL, TradingState.ACTIVE, f"reason {i}"))
+        store.record_event(
+            RiskEvent(
+                ts_ms=i,
+                kind=EventKind.DENIED,
+                symbol=SYMBOL,
+                state=TradingState.ACTIVE,
+                reason=f"reason {i}",
+            )
+        )
     assert [e.reason for e in store.recent_events(5)] == ["reason 3", "reason 2", "reason 1"]
 
     store.save_intent(request("a"), 1)
@@ -395,7 +448,15 @@ def test_two_writers_and_a_reader(store: SqlStore) -> None:
             start.wait()
             for i in range(50):  # 2 writes each: 100 commits per thread
                 values[slot].append(store.next_sequence("cid"))
-                store.record_event(RiskEvent(i, "state", None, TradingState.ACTIVE, f"w{slot}-{i}"))
+                store.record_event(
+                    RiskEvent(
+                        ts_ms=i,
+                        kind=EventKind.STATE,
+                        symbol=None,
+                        state=TradingState.ACTIVE,
+                        reason=f"w{slot}-{i}",
+                    )
+                )
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -442,3 +503,45 @@ def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
 def test_unsupported_backend_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="'mysql' is not supported"):
         make_engine("mysql://user:secret@db/bot")
+
+
+def _tick_parts(ts: int) -> tuple[list[DecisionRecord], list[Position]]:
+    decision = Decision(
+        symbol=SYMBOL,
+        direction=1,
+        target_leverage=Decimal("2"),
+        target_qty=Decimal("0.1"),
+        stop_loss=Decimal("50000"),
+        take_profit=None,
+        reason="tick",
+    )
+    records = [
+        DecisionRecord(
+            f"t{ts}", ts, decision, Decimal("0.1"), Decimal(2), Decimal(55000), Decimal(0)
+        )
+    ]
+    position = Position(SYMBOL, Decimal("0.1"), Decimal(55000), Decimal(2), MarginMode.ISOLATED)
+    return records, [position]
+
+
+def test_a_tick_is_recorded_in_one_transaction(store: SqlStore) -> None:
+    records, positions = _tick_parts(10)
+    store.record_tick(records, positions, equity(10, Decimal("100")))
+    assert store.recent_decisions(5) == records
+    assert store.latest_positions() == (10, positions)
+    assert store.latest_equity() == equity(10, Decimal("100"))
+
+    # An equity row the store refuses (a float) takes the tick's decisions and positions with it.
+    later, _ = _tick_parts(20)
+    bad = EquitySnapshot(
+        ts_ms=20,
+        wallet=1.5,  # type: ignore[arg-type]
+        unrealized_pnl=Decimal(0),
+        equity=Decimal(0),
+        state=TradingState.ACTIVE,
+    )
+    with pytest.raises(ValueError, match="expected Decimal or int"):
+        store.record_tick(later, [], bad)
+    assert store.recent_decisions(5) == records
+    assert store.latest_positions() == (10, positions)
+    assert store.latest_equity() == equity(10, Decimal("100"))

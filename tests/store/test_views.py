@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.domain.decision import Decision
-from bot.domain.enums import OrderStatus, TradingState
+from bot.domain.enums import EventKind, OrderStatus, TradingState
+from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent
 from bot.store import views
-from bot.store.port import DecisionRecord, EquitySnapshot, RiskEvent
 from bot.store.sql import SqlStore
 from bot.store.views import TimeWindow
 from tests.store.test_sql_store import request
@@ -16,19 +16,43 @@ ACTIVE = TradingState.ACTIVE
 
 
 def decision(sym: str, ts: int) -> DecisionRecord:
-    d = Decision(sym, 1, Decimal("1.5"), Decimal("0.01"), None, None, f"{sym} at {ts}")
+    d = Decision(
+        symbol=sym,
+        direction=1,
+        target_leverage=Decimal("1.5"),
+        target_qty=Decimal("0.01"),
+        stop_loss=None,
+        take_profit=None,
+        reason=f"{sym} at {ts}",
+    )
     return DecisionRecord(f"t{ts}", ts, d, Decimal(0), Decimal(1), Decimal(100), Decimal("0.5"))
 
 
 def test_equity_series_reads_only_what_is_new(store: SqlStore) -> None:
     for ts, value in ((1000, "100.5"), (2000, "101.25")):
-        store.record_equity(EquitySnapshot(ts, Decimal(value), Decimal(0), Decimal(value), ACTIVE))
+        store.record_equity(
+            EquitySnapshot(
+                ts_ms=ts,
+                wallet=Decimal(value),
+                unrealized_pnl=Decimal(0),
+                equity=Decimal(value),
+                state=ACTIVE,
+            )
+        )
     first = views.equity_series(store)
     assert [(p.ts_ms, p.equity) for p in first] == [
         (1000, Decimal("100.5")),
         (2000, Decimal("101.25")),
     ]
-    store.record_equity(EquitySnapshot(3000, Decimal(99), Decimal(0), Decimal(99), ACTIVE))
+    store.record_equity(
+        EquitySnapshot(
+            ts_ms=3000,
+            wallet=Decimal(99),
+            unrealized_pnl=Decimal(0),
+            equity=Decimal(99),
+            state=ACTIVE,
+        )
+    )
     new = views.equity_series(store, first[-1].id)
     assert [(p.ts_ms, p.equity) for p in new] == [(3000, Decimal(99))]
 
@@ -43,9 +67,25 @@ def test_journal_filters(store: SqlStore) -> None:
     last = views.latest_decisions(store, ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"])
     assert {s: r.ts_ms for s, r in last.items()} == {"BTC/USDT:USDT": 3000, "ETH/USDT:USDT": 2000}
 
-    store.record_event(RiskEvent(1000, "state", None, TradingState.HALTED, "halt"))
-    store.record_event(RiskEvent(2000, "denied", "ETH/USDT:USDT", ACTIVE, "cap"))
-    store.record_event(RiskEvent(3000, "unprotected", "BTC/USDT:USDT", ACTIVE, "refused"))
+    store.record_event(
+        RiskEvent(
+            ts_ms=1000, kind=EventKind.STATE, symbol=None, state=TradingState.HALTED, reason="halt"
+        )
+    )
+    store.record_event(
+        RiskEvent(
+            ts_ms=2000, kind=EventKind.DENIED, symbol="ETH/USDT:USDT", state=ACTIVE, reason="cap"
+        )
+    )
+    store.record_event(
+        RiskEvent(
+            ts_ms=3000,
+            kind=EventKind.UNPROTECTED,
+            symbol="BTC/USDT:USDT",
+            state=ACTIVE,
+            reason="refused",
+        )
+    )
     btc_events = views.events(store, TimeWindow("BTC/USDT:USDT"), 10)
     assert [e.kind for e in btc_events] == ["unprotected", "state"]  # account-wide ones too
     assert [e.kind for e in views.events_of_kinds(store, ("unprotected", "protected"), 10)] == [

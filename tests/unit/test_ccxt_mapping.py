@@ -315,7 +315,7 @@ def test_close_position_flag_read_from_raw() -> None:
 
 
 def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
-    raw = {
+    raw: dict[str, Any] = {
         "id": "5c9f",
         "clientOrderId": "acct1-tp-BTC-s8xk2-2",
         "symbol": SYM,
@@ -482,7 +482,7 @@ def test_balance_falls_back_to_unified_total_and_zero() -> None:
     raw = {"info": {"other": 1}, "USDT": {"free": 1.0, "total": 2.0}}
     assert mapping.balance_from_ccxt(raw, "USDT").wallet == 2
     unused = mapping.balance_from_ccxt({"info": {"assets": []}}, "USDT")
-    assert (unused.wallet, unused.available) == (0, 0)
+    assert (unused.wallet, unused.available) == (Decimal(0), Decimal(0))
 
 
 @pytest.mark.parametrize(
@@ -500,7 +500,7 @@ def test_unreadable_balance_is_unknown_not_zero(raw: dict[str, object]) -> None:
 
 
 def test_null_position_size_is_unknown_not_flat() -> None:
-    row = {"symbol": "BTC/USDT:USDT", "contracts": None, "side": "long", "info": {}}
+    row: dict[str, Any] = {"symbol": "BTC/USDT:USDT", "contracts": None, "side": "long", "info": {}}
     with pytest.raises(mapping.UnexpectedResponse):
         mapping.select_position_row("BTC/USDT:USDT", [row])
 

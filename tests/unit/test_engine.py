@@ -14,8 +14,9 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
 from bot.engine.contracts import ContractSpec
-from bot.engine.market import CandleWindow
 from bot.engine.tick import Engine
+from bot.ports.market import CandleWindow
+from bot.ports.store import RiskMemory
 from bot.risk.limits import RiskLimits
 from bot.risk.state import set_state
 from bot.sim.exchange import SimulatedExchange
@@ -258,3 +259,34 @@ def test_a_stop_that_fired_is_recorded(instruments: dict[str, Instrument]) -> No
     engine.tick()
     assert store.orders[sl.client_id].status is OrderStatus.FILLED
     assert any(e.kind == "triggered" for e in store.events)
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting how often the risk memory is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory_reads = 0
+
+    def load_risk_memory(self) -> RiskMemory | None:
+        self.memory_reads += 1
+        return super().load_risk_memory()
+
+
+def test_a_tick_reads_the_risk_memory_once_and_records_in_one_call(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, _ = build(instruments)
+    store = CountingStore()
+    engine.store = engine.reconciler.store = store
+    engine.tick()
+    assert len(store.orders) >= 3  # the entry, its stop-loss and its take-profit: each gated
+    assert store.memory_reads == 1
+    assert len(store.equity) == len(store.positions) == 1
+    assert [r.decision.symbol for r in store.decisions] == [BTC]
+    # A halt written between jobs (an operator command) is seen by the next job.
+    memory = store.load_risk_memory()
+    assert memory is not None
+    store.save_risk_memory(set_state(memory, TradingState.HALTED, "operator", sticky=True))
+    assert engine.tick().state is TradingState.HALTED
+    assert ex.fetch_positions([BTC]) == {}

@@ -13,10 +13,10 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
 from bot.engine.contracts import ContractSpec
-from bot.engine.market import CandleWindow
 from bot.engine.tick import Engine, SendOutcome
 from bot.errors import ExchangeError
 from bot.exchange.spot import ConfiguredSpotWallet
+from bot.ports.market import CandleWindow
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore

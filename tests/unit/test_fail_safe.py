@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cli.reports import unprotected_since
 from bot.config.loader import load_policy
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.margin import liquidation_price_cross, liquidation_price_isolated
 from bot.domain.market import FundingInfo, MarketSnapshot
@@ -24,9 +23,10 @@ from bot.instruments import load_instruments
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import liquidation_cap
+from bot.ports.store import RiskEvent
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop, stop_range
 from bot.sim.exchange import SimulatedExchange
-from bot.store.port import RiskEvent
+from bot.store.incidents import unprotected_since
 from tests.unit.test_engine import BTC, ROOT, build, protective
 
 VOL_TARGET_POLICY = load_policy(ROOT / "policies" / "vol_target.toml")
@@ -76,7 +76,7 @@ def test_omitted_position_is_unreadable_not_flat(instruments: dict[str, Instrume
     memory = store.load_risk_memory()
     assert memory is not None
     assert memory.state is TradingState.REDUCING
-    assert [e.kind for e in store.events].count("unreadable") == 3
+    assert [e.kind for e in store.events].count(EventKind.UNREADABLE) == 3
 
 
 def test_foreign_position_keeps_its_orders_through_a_garbled_answer(
@@ -167,10 +167,14 @@ def test_stop_beyond_liquidation_is_replaced(instruments: dict[str, Instrument])
 def test_unprotected_since_from_events() -> None:
     st_ = TradingState.ACTIVE
     events = [
-        RiskEvent(10, "unprotected", BTC, st_, "x"),
-        RiskEvent(20, "unprotected", BTC, st_, "x"),
-        RiskEvent(30, "unprotected", "ETH/USDT:USDT", st_, "x"),
-        RiskEvent(40, "protected", "ETH/USDT:USDT", st_, "x"),
+        RiskEvent(ts_ms=10, kind=EventKind.UNPROTECTED, symbol=BTC, state=st_, reason="x"),
+        RiskEvent(ts_ms=20, kind=EventKind.UNPROTECTED, symbol=BTC, state=st_, reason="x"),
+        RiskEvent(
+            ts_ms=30, kind=EventKind.UNPROTECTED, symbol="ETH/USDT:USDT", state=st_, reason="x"
+        ),
+        RiskEvent(
+            ts_ms=40, kind=EventKind.PROTECTED, symbol="ETH/USDT:USDT", state=st_, reason="x"
+        ),
     ]
     assert unprotected_since(events) == {BTC: 10}
 
@@ -406,11 +410,11 @@ def test_a_cooldown_survives_a_restart_through_its_event() -> None:
     store = MemoryStore()
     store.record_event(
         RiskEvent(
-            1_000,
-            COOLDOWN_EVENT,
-            BTC,
-            TradingState.ACTIVE,
-            Cooldowns.describe(BTC, end, "stop-loss"),
+            ts_ms=1_000,
+            kind=COOLDOWN_EVENT,
+            symbol=BTC,
+            state=TradingState.ACTIVE,
+            reason=Cooldowns.describe(BTC, end, "stop-loss"),
         )
     )
     restarted = Cooldowns(day)

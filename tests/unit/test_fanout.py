@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 
@@ -24,10 +25,12 @@ def test_sequential_runs_in_order_on_the_calling_thread() -> None:
     seen: list[tuple[int, str]] = []
     name = threading.current_thread().name
     batch = SEQUENTIAL.batch()
-    jobs = [
-        batch.add(lambda i=i: seen.append((i, threading.current_thread().name)) or i)
-        for i in range(4)
-    ]
+
+    def job(i: int) -> int:
+        seen.append((i, threading.current_thread().name))
+        return i
+
+    jobs = [batch.add(functools.partial(job, i)) for i in range(4)]
     batch.run()
     assert [j.result() for j in jobs] == [0, 1, 2, 3]
     assert seen == [(i, name) for i in range(4)]
@@ -37,7 +40,12 @@ def test_threads_run_jobs_at_the_same_time(pool: ThreadFanout) -> None:
     # three jobs that can only finish together: run one after the other they would time out
     barrier = threading.Barrier(3, timeout=10)
     batch = pool.batch()
-    jobs = [batch.add(lambda i=i: (barrier.wait(), i)[1]) for i in range(3)]
+
+    def job(i: int) -> int:
+        barrier.wait()
+        return i
+
+    jobs = [batch.add(functools.partial(job, i)) for i in range(3)]
     batch.run()
     assert [j.result() for j in jobs] == [0, 1, 2]
 
@@ -116,7 +124,7 @@ def test_jobs_keep_the_callers_log_context(pool: ThreadFanout) -> None:
 def test_a_batch_inside_a_job_runs_sequentially(pool: ThreadFanout) -> None:
     def outer() -> list[int]:
         inner = pool.batch()
-        jobs = [inner.add(lambda i=i: i) for i in range(5)]
+        jobs = [inner.add(functools.partial(_identity, i)) for i in range(5)]
         inner.run()  # would wait on the busy pool if it were submitted there
         return [j.result() for j in jobs]
 
@@ -227,7 +235,12 @@ def test_a_slow_read_is_sent_again_and_the_first_answer_wins() -> None:
 
 def test_a_quick_read_is_sent_once() -> None:
     calls: list[int] = []
-    assert Hedge(5).call(lambda: calls.append(1) or 7) == 7
+
+    def read() -> int:
+        calls.append(1)
+        return 7
+
+    assert Hedge(5).call(read) == 7
     assert calls == [1]
 
 
@@ -264,3 +277,7 @@ def test_hedging_off_calls_on_the_calling_thread() -> None:
     )
     with pytest.raises(ValueError, match="> 0"):
         Hedge(0)
+
+
+def _identity(i: int) -> int:
+    return i

@@ -15,13 +15,13 @@ from bot.domain.enums import MarginMode, OrderPurpose, OrderSide
 from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.position import Position
-from bot.engine.client_ids import make_client_id
 from bot.engine.planner import exchange_setting, plan_size
 from bot.errors import ConfigError
 from bot.instruments import load_instruments
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import leverage_setting, liquidation_cap
+from bot.ports.client_ids import make_client_id
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -134,7 +134,15 @@ def test_fractional_target_gets_a_setting_with_headroom_and_a_plain_entry_order(
     assert leverage_setting(D(1)) == 2
     assert exchange_setting(D("0.25"), BTC, D(2500)) == 1
     qty = BTC.floor_qty(D("0.25") * SLEEVE / PRICE)
-    d = Decision(BTC.symbol, 1, D("0.25"), qty, D(55000), None, "quarter")
+    d = Decision(
+        symbol=BTC.symbol,
+        direction=1,
+        target_leverage=D("0.25"),
+        target_qty=qty,
+        stop_loss=D(55000),
+        take_profit=None,
+        reason="quarter",
+    )
     counter = iter(range(100))
 
     def new_id(purpose: OrderPurpose) -> str:
@@ -149,5 +157,6 @@ def test_fractional_target_gets_a_setting_with_headroom_and_a_plain_entry_order(
     cut = plan_size(d, held, D(2), BTC, PRICE, D("0.1"), new_id)
     [r] = cut.reduce
     assert r.reduce_only
+    assert r.amount is not None
     assert r.side is OrderSide.SELL
     assert held - r.amount <= qty

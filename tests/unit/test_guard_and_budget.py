@@ -61,7 +61,16 @@ def test_loss_at_stop_by_hand() -> None:
 
 
 def decision(sym: str, qty: str, stop: str) -> Decision:
-    return Decision(sym, 1 if D(qty) > 0 else -1, D(3), D(qty), D(stop), None, "policy", True)
+    return Decision(
+        symbol=sym,
+        direction=1 if D(qty) > 0 else -1,
+        target_leverage=D(3),
+        target_qty=D(qty),
+        stop_loss=D(stop),
+        take_profit=None,
+        reason="policy",
+        allow_increase=True,
+    )
 
 
 def test_budget_cuts_every_target_by_one_factor_and_says_so() -> None:

@@ -36,14 +36,14 @@ def policy(**hedge: object) -> Policy:
 
 def snap(symbol: str, price: D, rate: D = D(0)) -> MarketSnapshot:
     return MarketSnapshot(
-        symbol,
-        0,
-        price,
-        price,
-        D("0.5"),
-        price * D("0.01"),
-        FundingInfo(rate, D(8), None),
-        D(1),
+        symbol=symbol,
+        asof_ms=0,
+        last_price=price,
+        mark_price=price,
+        volatility=D("0.5"),
+        atr=price * D("0.01"),
+        funding=FundingInfo(rate, D(8), None),
+        bar_hours=D(1),
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from bot.clock import SimClock
 from bot.errors import DataError
-from bot.marketdata.history_download import HistoryDownloader
+from bot.exchange.history_download import HistoryDownloader
 
 MIN = 60_000
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -27,7 +27,7 @@ class _Venue:
 
     def __init__(self, opens: list[int], cap: int) -> None:
         self.last_response_headers: dict[str, str] = {}
-        self.markets = {SYM: {}}
+        self.markets: dict[str, dict[str, object]] = {SYM: {}}
         self.opens = opens
         self.cap = cap
         self.calls: list[tuple[int, int]] = []

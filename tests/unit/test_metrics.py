@@ -1,4 +1,4 @@
-"""Tests for bot.sim.metrics against hand computations and a second, loop-based implementation."""
+"""Tests for bot.backtest.metrics against hand computations and a loop-based implementation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.sim import metrics
-from bot.sim.metrics import (
+from bot.backtest import metrics
+from bot.backtest.metrics import (
     DAY_MS,
     YEAR_MS,
     cagr,

@@ -8,8 +8,8 @@ from bot.domain.decision import Decision
 from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order
-from bot.engine.client_ids import make_client_id, parse_purpose
 from bot.engine.planner import plan_protection, plan_size
+from bot.ports.client_ids import make_client_id, parse_purpose
 
 BTC = "BTC/USDT:USDT"
 
@@ -46,13 +46,13 @@ def decision(
     qty: str, lev: str = "2", sl: str | None = "55000", tp: str | None = "70000"
 ) -> Decision:
     return Decision(
-        BTC,
-        1 if D(qty) > 0 else 0,
-        D(lev),
-        D(qty),
-        D(sl) if sl else None,
-        D(tp) if tp else None,
-        "test",
+        symbol=BTC,
+        direction=1 if D(qty) > 0 else 0,
+        target_leverage=D(lev),
+        target_qty=D(qty),
+        stop_loss=D(sl) if sl else None,
+        take_profit=D(tp) if tp else None,
+        reason="test",
     )
 
 
@@ -113,7 +113,15 @@ def test_change_below_tolerance_is_not_traded(btc: Instrument) -> None:
 
 
 def test_flip_closes_then_opens(btc: Instrument) -> None:
-    d = Decision(BTC, -1, D(2), D("-0.1"), D(65000), None, "flip")
+    d = Decision(
+        symbol=BTC,
+        direction=-1,
+        target_leverage=D(2),
+        target_qty=D("-0.1"),
+        stop_loss=D(65000),
+        take_profit=None,
+        reason="flip",
+    )
     plan = plan_size(d, D("0.2"), D(1), btc, D(60000), D("0.1"), Ids())
     assert [(r.purpose, r.side, r.amount) for r in plan.reduce] == [
         (OrderPurpose.CLOSE, OrderSide.SELL, D("0.2"))
@@ -125,7 +133,16 @@ def test_flip_closes_then_opens(btc: Instrument) -> None:
 
 
 def test_increase_only_where_allowed(btc: Instrument) -> None:
-    d = Decision(BTC, 1, D(2), D("0.3"), D(55000), None, "x", allow_increase=False)
+    d = Decision(
+        symbol=BTC,
+        direction=1,
+        target_leverage=D(2),
+        target_qty=D("0.3"),
+        stop_loss=D(55000),
+        take_profit=None,
+        reason="x",
+        allow_increase=False,
+    )
     plan = plan_size(d, D("0.1"), D(3), btc, D(60000), D("0.1"), Ids())
     assert plan.increase == []
 

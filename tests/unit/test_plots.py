@@ -1,4 +1,4 @@
-"""Tests for bot.sim.plots: valid, deterministic PNG files and clear errors on bad input."""
+"""Tests for bot.backtest.plots: valid, deterministic PNG files and clear errors on bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from bot.sim.metrics import drawdown_series
-from bot.sim.plots import plot_comparison, plot_report
+from bot.backtest.metrics import drawdown_series
+from bot.backtest.plots import plot_comparison, plot_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOUR_MS = 3_600_000
@@ -86,8 +86,8 @@ def test_report_is_deterministic(tmp_path: Path) -> None:
         "benchmark_equity": 10_000.0 * price / price[0],
         "leverage": _leverage(ts.size),
     }
-    plot_report(tmp_path / "a.png", **kwargs)  # type: ignore[arg-type]
-    plot_report(tmp_path / "b.png", **kwargs)  # type: ignore[arg-type]
+    plot_report(tmp_path / "a.png", **kwargs)
+    plot_report(tmp_path / "b.png", **kwargs)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
@@ -131,7 +131,7 @@ def test_report_rejects_length_mismatch(tmp_path: Path, field: str, match: str) 
         args[field] = np.ones(99)
     out = tmp_path / "bad.png"
     with pytest.raises(ValueError, match=match):
-        plot_report(out, title="bad", **args)  # type: ignore[arg-type]
+        plot_report(out, title="bad", **args)
     assert not out.exists()
 
 

@@ -28,12 +28,12 @@ def stop(cid: str, side: OrderSide, amount: str, trigger: str, *, tp: bool = Fal
     return OrderRequest(cid, BTC, side, otype, purpose, D(amount), True, trigger_price=D(trigger))
 
 
-def bar(ex, o: str, h: str, low: str, c: str) -> None:  # type: ignore[no-untyped-def]
+def bar(ex, o: str, h: str, low: str, c: str) -> None:
     process_bar(ex, BTC, ex.clock.now_ms(), D(o), D(h), D(low), D(c))
 
 
 @pytest.fixture
-def long_btc(instruments: dict[str, Instrument]):  # type: ignore[no-untyped-def]
+def long_btc(instruments: dict[str, Instrument]):
     ex, _ = make_exchange(instruments, slippage_bps="10")
     ex.set_mark(BTC, D(60000))
     ex.set_leverage(BTC, 5)
@@ -41,7 +41,7 @@ def long_btc(instruments: dict[str, Instrument]):  # type: ignore[no-untyped-def
     return ex
 
 
-def test_market_fill_pays_taker_fee_and_slippage(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_market_fill_pays_taker_fee_and_slippage(long_btc) -> None:
     fill = long_btc.fills[0]
     # 10 bps against a buyer: 60000 * 1.001 = 60060; fee 0.1 * 60060 * 0.0005 = 3.003
     assert fill.price == D("60060.000")
@@ -53,7 +53,7 @@ def test_market_fill_pays_taker_fee_and_slippage(long_btc) -> None:  # type: ign
     assert pos.isolated_margin == D("1201.2")
 
 
-def test_reduce_only_never_increases(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_reduce_only_never_increases(long_btc) -> None:
     with pytest.raises(ReduceOnlyRejected) as err:
         long_btc.place_order(market("r1", OrderSide.BUY, "0.05", reduce=True))
     assert err.value.code == -2022
@@ -62,7 +62,7 @@ def test_reduce_only_never_increases(long_btc) -> None:  # type: ignore[no-untyp
     assert long_btc.fetch_positions([BTC]) == {}
 
 
-def test_filters_reject_like_the_exchange(instruments) -> None:  # type: ignore[no-untyped-def]
+def test_filters_reject_like_the_exchange(instruments) -> None:
     ex, _ = make_exchange(instruments)
     ex.set_mark(BTC, D(60000))
     with pytest.raises(InvalidQuantity, match="step"):
@@ -73,13 +73,13 @@ def test_filters_reject_like_the_exchange(instruments) -> None:  # type: ignore[
         ex.place_order(market("c", OrderSide.BUY, "1"))  # 60000 at 1x > 10000
 
 
-def test_duplicate_client_id_among_open_orders(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_client_id_among_open_orders(long_btc) -> None:
     long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "55000"))
     with pytest.raises(DuplicateClientId):
         long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "54000"))
 
 
-def test_stop_fills_at_trigger_within_the_bar(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_stop_fills_at_trigger_within_the_bar(long_btc) -> None:
     long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "58000"))
     bar(long_btc, "59000", "59500", "57000", "57500")
     assert long_btc.orders["sl"].status is OrderStatus.FILLED
@@ -87,13 +87,13 @@ def test_stop_fills_at_trigger_within_the_bar(long_btc) -> None:  # type: ignore
     assert long_btc.fills[-1].price == D("57942.000")
 
 
-def test_gap_fills_at_the_open_not_the_trigger(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_gap_fills_at_the_open_not_the_trigger(long_btc) -> None:
     long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "58000"))
     bar(long_btc, "56000", "56500", "55000", "56000")
     assert long_btc.fills[-1].price == D("56000") * D("0.999")
 
 
-def test_same_bar_stop_before_take_profit(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_same_bar_stop_before_take_profit(long_btc) -> None:
     long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "58000"))
     long_btc.place_order(stop("tp", OrderSide.SELL, "0.1", "62000", tp=True))
     bar(long_btc, "60000", "63000", "57000", "61000")  # both inside the bar
@@ -103,7 +103,7 @@ def test_same_bar_stop_before_take_profit(long_btc) -> None:  # type: ignore[no-
     assert [e.kind for e in long_btc.events] == ["stop_loss", "expired"]
 
 
-def test_gap_through_take_profit_fills_take_profit_first(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_gap_through_take_profit_fills_take_profit_first(long_btc) -> None:
     long_btc.place_order(stop("sl", OrderSide.SELL, "0.1", "58000"))
     long_btc.place_order(stop("tp", OrderSide.SELL, "0.1", "62000", tp=True))
     bar(long_btc, "63000", "63000", "57000", "61000")  # opens beyond the TP
@@ -111,7 +111,7 @@ def test_gap_through_take_profit_fills_take_profit_first(long_btc) -> None:  # t
     assert long_btc.fills[-1].price == D("63000") * D("0.999")
 
 
-def test_liquidation_uses_brackets_and_charges_the_fee(instruments, btc) -> None:  # type: ignore[no-untyped-def]
+def test_liquidation_uses_brackets_and_charges_the_fee(instruments, btc) -> None:
     ex, _ = make_exchange(instruments)
     ex.set_mark(BTC, D(60000))
     ex.set_leverage(BTC, 20)
@@ -130,7 +130,7 @@ def test_liquidation_uses_brackets_and_charges_the_fee(instruments, btc) -> None
     assert wallet_before - ex.book.wallet == margin
 
 
-def test_stop_fires_before_liquidation_when_nearer(instruments) -> None:  # type: ignore[no-untyped-def]
+def test_stop_fires_before_liquidation_when_nearer(instruments) -> None:
     ex, _ = make_exchange(instruments)
     ex.set_mark(BTC, D(60000))
     ex.set_leverage(BTC, 20)
@@ -140,7 +140,7 @@ def test_stop_fires_before_liquidation_when_nearer(instruments) -> None:  # type
     assert [e.kind for e in ex.events] == ["stop_loss"]
 
 
-def test_funding_settles_on_the_position(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_funding_settles_on_the_position(long_btc) -> None:
     wallet = long_btc.book.wallet
     settle_funding(long_btc, BTC, 0, D("0.0001"), D(61000))
     # long 0.1 x 61000 x 0.0001 = 0.61 paid
@@ -148,7 +148,7 @@ def test_funding_settles_on_the_position(long_btc) -> None:  # type: ignore[no-u
     assert long_btc.funding_paid == D("0.61")
 
 
-def test_cross_margin_liquidation_takes_the_account(instruments) -> None:  # type: ignore[no-untyped-def]
+def test_cross_margin_liquidation_takes_the_account(instruments) -> None:
     ex, _ = make_exchange(instruments, balance="1000", mode=MarginMode.CROSS)
     ex.set_mark(BTC, D(60000))
     ex.set_leverage(BTC, 20)
@@ -161,7 +161,7 @@ def test_cross_margin_liquidation_takes_the_account(instruments) -> None:  # typ
     assert ex.book.wallet >= 0
 
 
-def test_conditional_order_that_would_trigger_at_once_is_rejected(long_btc) -> None:  # type: ignore[no-untyped-def]
+def test_conditional_order_that_would_trigger_at_once_is_rejected(long_btc) -> None:
     from bot.errors import OrderRejected
 
     with pytest.raises(OrderRejected) as err:
@@ -171,7 +171,7 @@ def test_conditional_order_that_would_trigger_at_once_is_rejected(long_btc) -> N
         long_btc.place_order(stop("tp", OrderSide.SELL, "0.1", "59000", tp=True))
 
 
-def test_gap_through_liquidation_and_a_stop_beyond_it_liquidates(instruments) -> None:  # type: ignore[no-untyped-def]
+def test_gap_through_liquidation_and_a_stop_beyond_it_liquidates(instruments) -> None:
     # The stop sits beyond the liquidation price: a gap from 60000 to 54000 crosses the
     # liquidation first, so the position is liquidated and loses its margin, no more.
     ex, _ = make_exchange(instruments)

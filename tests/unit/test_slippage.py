@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.bootstrap import slippage_model
 from bot.config.loader import load_config
 from bot.errors import ConfigError
-from bot.sim.replay import slippage_model
 from bot.sim.slippage import MAX_SLIPPAGE, SlippageModel
 from tests.conftest import ROOT
 

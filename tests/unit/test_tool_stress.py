@@ -8,6 +8,7 @@ LP = EP * (1 - 1/L) / (1 - MMR); BTC 0.1 at 60 000, 10x: N = 6 000, M = 600, LP 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def btc_long(stop: str | None = None, qty: str = "0.1", lev: int = 10) -> Holdin
     )
 
 
-def play(p: Portfolio, moves: dict[str, str], slippage: str = "0", **extra: object):  # type: ignore[no-untyped-def]
+def play(p: Portfolio, moves: dict[str, str], slippage: str = "0", **extra: object):
     scenario = Scenario("test", "move", {s: D(m) for s, m in moves.items()}, **extra)  # type: ignore[arg-type]
     return run_scenario(p, INSTRUMENTS, scenario, LIMITS, D(slippage))
 
@@ -143,7 +144,9 @@ def test_standard_scenarios() -> None:
     assert scenarios["worst 1d rise ETH"].moves == {ETH: D("0.2")}
 
 
-def five_minute(open_: list[float], high: list[float], low: list[float], ts: list[int]) -> Candles:
+def five_minute(
+    open_: Sequence[float], high: Sequence[float], low: Sequence[float], ts: Sequence[int]
+) -> Candles:
     o, h, lo = (np.array(x, dtype=np.float64) for x in (open_, high, low))
     return Candles(
         np.array(ts, dtype=np.int64), o, h, lo, o, np.zeros_like(o), 300_000, BTC, "trade", "test"

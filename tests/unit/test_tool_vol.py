@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bot.backtest.replay import replay
 from bot.cli.app import app
 from bot.config.loader import load_config
 from bot.errors import DataError
 from bot.marketdata.candles import Candles
 from bot.marketdata.files import discover
 from bot.sim.history import load_history
-from bot.sim.replay import replay
 from bot.stats.timeframes import periods_per_year
 from bot.stats.volatility import ESTIMATORS, estimate
 from bot.tools.voltrack import (
@@ -74,6 +74,7 @@ def test_readings_match_the_estimators_and_percentiles_count_the_history() -> No
         assert r.value == pytest.approx(direct, rel=1e-9)
         series = rolling_by_segment(r.estimator, c, window)
         seen = series[np.isfinite(series)]
+        assert r.value is not None
         assert r.percentile == pytest.approx(100 * np.count_nonzero(seen <= r.value) / seen.size)
         assert r.percentile is not None
         assert 0 < r.percentile <= 100

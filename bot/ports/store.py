@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from bot.domain.decision import Decision
-from bot.domain.enums import OrderStatus, TradingState
+from bot.domain.enums import EventKind, OrderStatus, TradingState
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 
@@ -33,18 +33,18 @@ class OrderRecord:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RiskEvent:
     """A state change, a denial or a reconciliation discrepancy, with its reason."""
 
     ts_ms: int
-    kind: str  # e.g. "state", "denied", "reconcile", "liquidation", "stale_data"
+    kind: EventKind
     symbol: str | None
     state: TradingState
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EquitySnapshot:
     ts_ms: int
     wallet: Decimal
@@ -126,6 +126,15 @@ class StorePort(Protocol):
     def record_equity(self, snapshot: EquitySnapshot) -> None: ...
 
     def record_positions(self, ts_ms: int, positions: Sequence[Position]) -> None: ...
+
+    def record_tick(
+        self,
+        decisions: Sequence[DecisionRecord],
+        positions: Sequence[Position],
+        equity: EquitySnapshot,
+    ) -> None:
+        """A tick's decisions, open positions and equity (at ``equity.ts_ms``), all or none."""
+        ...
 
     def latest_positions(self) -> tuple[int, list[Position]] | None:
         """The last recorded positions ``(ts_ms, positions)``, None before the first."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from bot.domain.enums import TradingState
+from bot.domain.enums import EventKind, TradingState
+from bot.ports.store import RiskEvent
 from bot.store.memory import MemoryStore
-from bot.store.port import RiskEvent
 
 
 def resume_if_due(store: MemoryStore, now_ms: int, equity: Decimal, after_ms: int) -> bool:
@@ -38,7 +38,13 @@ def resume_if_due(store: MemoryStore, now_ms: int, equity: Decimal, after_ms: in
         )
     )
     store.record_event(
-        RiskEvent(now_ms, "state", None, TradingState.ACTIVE, f"halted -> active: {reason}")
+        RiskEvent(
+            ts_ms=now_ms,
+            kind=EventKind.STATE,
+            symbol=None,
+            state=TradingState.ACTIVE,
+            reason=f"halted -> active: {reason}",
+        )
     )
     return True
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from bot.backtest.metrics import drawdown_series, summarize
+from bot.backtest.plots import plot_report
+from bot.backtest.replay import SimulationResult
+from bot.backtest.report_figures import honest_figures
 from bot.domain.enums import OrderPurpose
-from bot.sim.metrics import drawdown_series, summarize
-from bot.sim.plots import plot_report
-from bot.sim.replay import SimulationResult
-from bot.sim.report_figures import honest_figures
 
 
 def _iso(ms: int) -> str:
@@ -313,7 +313,9 @@ def _write_decisions(result: SimulationResult, path: Path) -> None:
 
 
 def _write_events(result: SimulationResult, path: Path) -> None:
-    rows = [(e.ts_ms, e.kind, e.symbol, e.detail, _dec(e.amount)) for e in result.exchange.events]
+    rows: list[tuple[int, str, str, str, str]] = [
+        (e.ts_ms, e.kind, e.symbol, e.detail, _dec(e.amount)) for e in result.exchange.events
+    ]
     rows += [
         (e.ts_ms, e.kind, e.symbol or "", f"[{e.state.value}] {e.reason}", "")
         for e in result.store.events

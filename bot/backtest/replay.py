@@ -7,42 +7,40 @@ at each tick the :class:`~bot.engine.tick.Engine` runs exactly as it does live.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from bot.catalogue import resolve_instruments
-from bot.clock import Clock, SimClock, datetime_to_ms
+from bot.backtest.operator import resume_if_due
+from bot.bootstrap import build_simulation, config_instruments
+from bot.clock import SimClock, datetime_to_ms
 from bot.config.hedge import spot_symbol
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
-from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
-from bot.engine.contracts import ContractSpec
-from bot.engine.fanout import SEQUENTIAL, Fanout
-from bot.engine.hedging import ExposureRecord, hedge_symbols, with_hedge_symbols
-from bot.engine.market import MarketDataPort, candles_needed
+from bot.engine.hedging import ExposureRecord, with_hedge_symbols
+from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
-from bot.errors import ConfigError, DataError
-from bot.exchange.port import ExchangePort, SpotWalletPort
-from bot.exchange.spot import ConfiguredSpotWallet
+from bot.errors import ConfigError
 from bot.marketdata.files import discover
-from bot.marketdata.signals import load_signals
 from bot.risk.guard import equity_floor
-from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
-from bot.sim.operator import resume_if_due
-from bot.sim.slippage import BPS, SlippageModel
+from bot.sim.history import (
+    ContractHistory,
+    HistoricalMarket,
+    load_histories,
+    requested_window,
+    simulation_window,
+)
 from bot.sim.triggers import FundingTape, TriggerSeries, advance, to_decimal
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
-from bot.store.port import StorePort
 
 Progress = Callable[[int, int], None]
 
@@ -72,92 +70,8 @@ class SimulationResult:
     spot_value: npt.NDArray[np.float64] | None = None  # spot holdings at the marks, per tick
 
 
-def risk_limits(config: BotConfig, policy: Policy) -> RiskLimits:
-    """The stricter of the configuration's hard limits and the policy's own."""
-    r = config.risk
-    return RiskLimits(
-        max_leverage_per_contract=r.max_leverage_per_contract,
-        max_gross_leverage=r.max_gross_leverage,
-        max_notional_per_contract=r.max_notional_per_contract,
-        daily_loss=min(r.daily_loss_limit, policy.limits.daily_loss),
-        max_drawdown=min(r.max_drawdown, policy.limits.max_drawdown),
-        stale_data_ms=r.stale_data_seconds * 1000,
-        max_orders_per_minute=r.max_orders_per_minute,
-        on_daily_loss=r.on_daily_loss,
-        stop_slippage=r.expected_stop_slippage_bps / 10000,
-        max_unreadable_reads=r.max_unreadable_reads,
-        max_protection_failures=r.max_protection_failures,
-    )
-
-
-def slippage_model(config: BotConfig) -> SlippageModel:
-    """The configured slippage model (see :mod:`bot.sim.slippage`)."""
-    sim = config.simulation
-    if sim.slippage_model == "fixed":
-        return SlippageModel.fixed(sim.slippage_bps)
-    return SlippageModel(
-        floor=sim.slippage_bps * BPS,
-        range_fraction=sim.slippage_range_fraction,
-        impact=sim.slippage_impact,
-    )
-
-
-def contract_specs(config: BotConfig, symbols: tuple[str, ...]) -> list[ContractSpec]:
-    by_symbol = {c.symbol: c for c in config.contracts}
-    specs = []
-    for sym in symbols:
-        c = by_symbol.get(sym)
-        direction = c.direction if c is not None else "long"
-        signal = None
-        if c is not None and c.direction == "signal" and c.signal_file is not None:
-            series = load_signals(c.signal_file)
-            if sym not in series:
-                raise DataError(f"{c.signal_file}: no signals for {sym}")
-            signal = series[sym]
-        cap = c.max_leverage if c is not None and c.max_leverage is not None else Decimal(125)
-        notional = c.max_notional if c is not None else None
-        specs.append(ContractSpec(sym, direction, cap, signal, notional))
-    return specs
-
-
 def _day_ms(d: date) -> int:
     return datetime_to_ms(datetime.combine(d, time(0), tzinfo=UTC))
-
-
-def simulation_window(
-    histories: dict[str, ContractHistory], policy: Policy, config: BotConfig
-) -> tuple[int, int]:
-    """[start, end) in ms: the configured dates, or where every contract has warm-up data."""
-    tf = parse_timeframe(policy.timeframe)
-    warm = candles_needed(policy)
-    first = max(
-        max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
-        for h in histories.values()
-    )
-    last = min(int(h.trigger.ts[-1]) + h.trigger.tf_ms for h in histories.values())
-    sim = config.simulation
-    start = _day_ms(sim.start) if sim.start is not None else first
-    end = _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else last
-    start = max(start, first)
-    end = min(end, last)
-    start += (-start) % tf
-    if end - start < tf:
-        raise DataError(
-            f"no simulation window: data for {', '.join(histories)} with {warm} {policy.timeframe} "
-            f"candles of warm-up covers {_iso(first)} .. {_iso(last)}, asked "
-            f"{sim.start or 'start'} .. {sim.end or 'end'}"
-        )
-    return start, end
-
-
-def requested_window(config: BotConfig) -> tuple[int | None, int | None]:
-    """[start, end) in ms of the configured simulation dates (None where not set): the window
-    the data files are chosen to cover (:mod:`bot.marketdata.coverage`)."""
-    sim = config.simulation
-    return (
-        _day_ms(sim.start) if sim.start is not None else None,
-        _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else None,
-    )
 
 
 def _iso(ms: int) -> str:
@@ -239,19 +153,6 @@ def load_data(
     )
 
 
-def config_instruments(
-    config: BotConfig, symbols: Sequence[str], data_dir: Path | None = None
-) -> dict[str, Instrument]:
-    """The specifications of ``symbols`` on the configured exchange: the user's catalogue under
-    the data directory first, then the bundled snapshot (see :mod:`bot.catalogue`); a ConfigError
-    names any contract in neither, both places and the command that fixes it. ``data_dir`` (a
-    ``--data`` override) holds the catalogue instead of the configured data directory."""
-    try:
-        return resolve_instruments(config.data.exchange, symbols, data_dir or config.data.dir)
-    except ConfigError as exc:
-        raise ConfigError(f"{config.source}: contracts: {exc}") from None
-
-
 def _instruments(
     config: BotConfig, symbols: tuple[str, ...], data_dir: Path | None = None
 ) -> dict[str, Instrument]:
@@ -261,53 +162,6 @@ def _instruments(
     if fee is None:
         return out
     return {s: replace(inst, taker_fee=fee) for s, inst in out.items()}
-
-
-def engine_for(
-    config: BotConfig,
-    policy: Policy,
-    symbols: Sequence[str],
-    *,
-    clock: Clock,
-    exchange: ExchangePort,
-    market: MarketDataPort,
-    store: StorePort,
-    spot: SpotWalletPort | None = None,
-    fanout: Fanout = SEQUENTIAL,
-) -> Engine:
-    """The engine for ``config`` and ``policy``: the same wiring in simulation, paper and live.
-
-    ``fanout`` runs a tick's independent exchange calls: one after the other (simulation and
-    paper, deterministic) unless live trading passes a thread pool. The policy's hedge
-    instruments are contracts of the engine with direction ``hedge``. Spot holdings come from
-    ``spot`` (live: the venue's wallet) or else from the configuration."""
-    hedges = hedge_symbols(policy)
-    specs = [
-        replace(c, direction="hedge", signal=None) if c.symbol in hedges else c
-        for c in contract_specs(config, tuple(symbols))
-    ]
-    if spot is None and config.spot is not None:
-        if config.spot.source == "exchange":
-            raise ConfigError(
-                f'{config.source}: spot.source = "exchange" reads the live spot wallet; '
-                'simulation and paper trading need spot.source = "config" with quantities'
-            )
-        spot = ConfiguredSpotWallet(config.spot.configured())
-    return Engine(
-        clock=clock,
-        exchange=exchange,
-        market=market,
-        store=store,
-        policy=policy,
-        contracts=specs,
-        limits=risk_limits(config, policy),
-        account=config.account.name,
-        margin_mode=MarginMode(config.account.margin_mode),
-        fanout=fanout,
-        spot=spot,
-        spot_assets=config.spot.assets if config.spot is not None else (),
-        quote=config.account.quote,
-    )
 
 
 def replay(
@@ -325,18 +179,10 @@ def replay(
     exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests)."""
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
-    clock = SimClock(start)
     balance = config.account.starting_balance
-    exchange = exchange_type(
-        instruments,
-        clock,
-        starting_balance=balance,
-        margin_mode=MarginMode(config.account.margin_mode),
-        slippage_bps=config.simulation.slippage_bps,
-        quote=config.account.quote,
-        slippage_model=slippage_model(config),
+    clock, exchange, market, store, engine = build_simulation(
+        config, policy, histories, instruments, start, exchange_type=exchange_type
     )
-    market = HistoricalMarket(histories)
     series = market.trigger_series()
     tapes = market.funding_tapes()
     for s in series.values():
@@ -346,10 +192,6 @@ def replay(
     advance(exchange, series, {}, start)  # marks as of the start, no events before it
     for sym in symbols:
         _set_last(exchange, market, sym, start)
-    store = MemoryStore()
-    engine = engine_for(
-        config, policy, symbols, clock=clock, exchange=exchange, market=market, store=store
-    )
     ticks = np.arange(start, end, tf, dtype=np.int64)
     resume = config.simulation.resume_after_halt
     resume_ms = parse_timeframe(resume) if resume is not None else None
@@ -455,3 +297,20 @@ def _closed_candle(market: HistoricalMarket, symbol: str, t: int) -> tuple[Decim
     if i < 0 or c.open[i] <= 0:
         return None
     return to_decimal((c.high[i] - c.low[i]) / c.open[i]), to_decimal(c.volume[i])
+
+
+def override(config: BotConfig, start: date | None, end: date | None) -> BotConfig:
+    """``config`` with the simulation window moved to ``start`` / ``end`` (``--start``,
+    ``--end``); a ConfigError when the window is empty."""
+    sim = config.simulation
+    changes: dict[str, Any] = {}
+    if start is not None:
+        changes["start"] = start
+    if end is not None:
+        changes["end"] = end
+    if not changes:
+        return config
+    new_sim = sim.model_copy(update=changes)
+    if new_sim.start is not None and new_sim.end is not None and new_sim.start >= new_sim.end:
+        raise ConfigError(f"--start {new_sim.start} must be before --end {new_sim.end}")
+    return config.model_copy(update={"simulation": new_sim})

@@ -24,11 +24,11 @@ from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.paper import PaperExchange
 from bot.logs import setup_logging
 from bot.runtime.preflight import Preflight, preflight
 from bot.runtime.runner import Runner
 from bot.runtime.scheduler import Stopper, run_scheduled
+from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
 from bot.store.sql import SqlStore
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from bot.backtest.replay import SimulationResult
 from bot.domain.enums import TradingState
-from bot.sim.replay import SimulationResult
 
 
 def _iso(ms: int) -> str:

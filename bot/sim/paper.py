@@ -21,7 +21,7 @@ from bot.sim.paper_state import dump
 
 
 class PaperExchange:
-    """Implements :class:`bot.exchange.port.ExchangePort` over a :class:`SimulatedExchange`."""
+    """Implements :class:`bot.ports.exchange.ExchangePort` over a :class:`SimulatedExchange`."""
 
     def __init__(self, sim: SimulatedExchange, persist: Callable[[str], None]) -> None:
         self.sim = sim

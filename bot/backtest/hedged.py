@@ -17,19 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from bot.config.models import BotConfig
-from bot.config.policy import Policy
-from bot.marketdata.files import discover
-from bot.sim.history import load_histories
-from bot.sim.metrics import drawdown_series, summarize
-from bot.sim.plots import plot_comparison
-from bot.sim.replay import (
+from bot.backtest.metrics import drawdown_series, summarize
+from bot.backtest.plots import plot_comparison
+from bot.backtest.replay import (
     Progress,
     SimulationResult,
     _instruments,
     replay,
     run_simulation,
 )
+from bot.config.models import BotConfig
+from bot.config.policy import Policy
+from bot.marketdata.files import discover
+from bot.sim.history import load_histories
 
 ZERO = Decimal(0)
 BPS = Decimal("0.0001")

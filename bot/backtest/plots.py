@@ -22,7 +22,7 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bot.sim.metrics import drawdown_series
+from bot.backtest.metrics import drawdown_series
 
 __all__ = ["plot_comparison", "plot_report"]
 
@@ -182,8 +182,9 @@ def plot_comparison(
     """Write a two-panel PNG comparing several runs to ``path`` (parent folders are created).
 
     ``runs`` maps a policy name to ``(ts_ms, equity, drawdown)``: equity in quote currency,
-    drawdown as a fraction (as from :func:`bot.sim.metrics.drawdown_series`). Top: equity curves;
-    bottom: drawdowns in percent. ``benchmark`` is an optional ``(ts_ms, equity)`` drawn in black.
+    drawdown as a fraction (as from :func:`bot.backtest.metrics.drawdown_series`). Top: equity
+    curves; bottom: drawdowns in percent. ``benchmark`` is an optional ``(ts_ms, equity)`` drawn
+    in black.
     Runs may have different timestamps; within a run, lengths must match (``ValueError``).
     """
     if not runs:

@@ -1,0 +1,51 @@
+"""The market-data port: closed candles, funding and the last price, as the engine reads them.
+
+Implementations: :class:`bot.sim.history.HistoricalMarket` (simulation, paper replay) and
+:class:`bot.exchange.ccxt_market.CcxtMarketData` (the venue's public data). Only the composition
+root chooses one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.domain.market import FundingInfo
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class CandleWindow:
+    """The last closed candles of one contract (oldest first), float64 arrays."""
+
+    ts: npt.NDArray[np.int64]
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    tf_ms: int
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class MarketDataPort(Protocol):
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        """At most ``count`` candles of ``tf_ms`` that are closed at ``now_ms`` (never the forming
+        one), ending with the latest."""
+        ...
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        """The mean of the last ``lookback`` settled rates, the observed interval and the next
+        settlement time."""
+        ...
+
+    def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
+        """The last traded price known at ``now_ms`` and the time it was current (close of the
+        latest closed candle), or ``None`` when there is no data at all."""
+        ...

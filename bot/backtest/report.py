@@ -19,6 +19,7 @@ from bot.backtest.plots import plot_report
 from bot.backtest.replay import SimulationResult
 from bot.backtest.report_figures import honest_figures
 from bot.domain.enums import OrderPurpose
+from bot.store.incidents import unprotected_spans
 
 
 def _iso(ms: int) -> str:
@@ -74,19 +75,10 @@ def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
 
 def _unprotected_spans(result: SimulationResult) -> dict[str, list[list[str | None]]]:
     """Per contract, each span a position spent without a valid stop: [since, until]."""
-    spans: dict[str, list[list[str | None]]] = {}
-    open_since: dict[str, int] = {}
-    for e in sorted(result.store.events, key=lambda e: e.ts_ms):
-        if e.symbol is None:
-            continue
-        if e.kind == "unprotected":
-            open_since.setdefault(e.symbol, e.ts_ms)
-        elif e.kind == "protected" and e.symbol in open_since:
-            since = open_since.pop(e.symbol)
-            spans.setdefault(e.symbol, []).append([_iso(since), _iso(e.ts_ms)])
-    for sym, since in open_since.items():
-        spans.setdefault(sym, []).append([_iso(since), None])
-    return spans
+    return {
+        sym: [[_iso(since), _iso(until) if until is not None else None] for since, until in spans]
+        for sym, spans in unprotected_spans(result.store.events).items()
+    }
 
 
 def write_outputs(result: SimulationResult, out: Path, elapsed: float) -> dict[str, Any]:

@@ -738,7 +738,7 @@ class Engine:
                 continue
             acct.marks[sym] = self.exchange.fetch_mark_price(sym)
             acct.changed()
-            take = _resting_take(acct.resting.get(sym, []))
+            take = _resting_trigger(acct.resting.get(sym, []), OrderPurpose.TAKE_PROFIT)
             self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
             gap = self._gap(pos, acct)
             if gap is None:
@@ -1060,25 +1060,23 @@ def result_count(result: TickResult, outcome: SendOutcome) -> None:
         result.unknown += 1
 
 
-def _resting_take(orders: Sequence[Order]) -> Decimal | None:
+def _resting_trigger(orders: Sequence[Order], purpose: OrderPurpose) -> Decimal | None:
+    """The trigger price of the first resting order of ``purpose`` (stop-loss, take-profit)."""
     for o in orders:
-        if o.purpose is OrderPurpose.TAKE_PROFIT and o.trigger_price is not None:
+        if o.purpose is purpose and o.trigger_price is not None:
             return o.trigger_price
     return None
 
 
 def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
-    for o in orders:
-        if o.purpose is OrderPurpose.STOP_LOSS and o.trigger_price is not None:
-            return o.trigger_price
-    return None
+    return _resting_trigger(orders, OrderPurpose.STOP_LOSS)
 
 
 def _hold(d: Decision, acct: AccountView, why: str) -> Decision:
     """Keep the position as it is; keep the resting stop (or place the policy's if none)."""
     resting = acct.resting.get(d.symbol, [])
     stop = _resting_stop(resting) or d.stop_loss
-    take = next((o.trigger_price for o in resting if o.purpose is OrderPurpose.TAKE_PROFIT), None)
+    take = _resting_trigger(resting, OrderPurpose.TAKE_PROFIT)
     qty = acct.qty(d.symbol)
     if qty == 0:
         return _flat(d, why)

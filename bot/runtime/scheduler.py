@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, timedelta
 from types import FrameType
 
@@ -72,6 +73,11 @@ def run_scheduled(
                 stopper.event.set()
 
         runner.on_tick.append(count)
+
+    def unless_stopped(job: Callable[..., object]) -> Callable[..., None]:
+        return _unless_stopped(stopper.event, job)
+
+    tick = unless_stopped(runner.tick)
     sched = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace_seconds},
@@ -83,24 +89,28 @@ def run_scheduled(
             seconds=SETTLE_DELAY_S
         )
         # A start is a recovery: one tick at once, then ticks aligned to candle closes.
-        sched.add_job(runner.tick, "date", run_date=WALL.now(), id="startup-tick")
-        sched.add_job(runner.tick, "interval", seconds=tick_s, start_date=first, id="tick")
-        sched.add_job(runner.guard, "interval", seconds=guard_seconds, id="guard")
-        sched.add_job(runner.rollover, "cron", hour=0, minute=0, second=10, id="rollover")
+        sched.add_job(tick, "date", run_date=WALL.now(), id="startup-tick")
+        sched.add_job(tick, "interval", seconds=tick_s, start_date=first, id="tick")
+        sched.add_job(unless_stopped(runner.guard), "interval", seconds=guard_seconds, id="guard")
         sched.add_job(
-            lambda: _schedule_funding(sched, runner, clock, funding_lead_seconds),
+            unless_stopped(runner.rollover), "cron", hour=0, minute=0, second=10, id="rollover"
+        )
+        sched.add_job(
+            lambda: _schedule_funding(sched, runner, clock, funding_lead_seconds, stopper.event),
             "interval",
             minutes=30,
             id="funding-planner",
             next_run_time=WALL.now(),
         )
     else:
-        sched.add_job(runner.tick, "interval", seconds=tick_s, id="tick", next_run_time=WALL.now())
+        sched.add_job(tick, "interval", seconds=tick_s, id="tick", next_run_time=WALL.now())
         # Replayed paper trading keeps its guard job too (the loss limits between ticks), every
         # guard_seconds of replayed time, when that is at least half a wall-clock second (a
         # faster replay leaves the limits to the ticks: a guard job could not keep up).
         if guard_seconds / speed >= 0.5:
-            sched.add_job(runner.guard, "interval", seconds=guard_seconds / speed, id="guard")
+            sched.add_job(
+                unless_stopped(runner.guard), "interval", seconds=guard_seconds / speed, id="guard"
+            )
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
     try:
@@ -113,8 +123,23 @@ def run_scheduled(
         logger.info("scheduler stopped after {} ticks", runner.ticks_done)
 
 
+def _unless_stopped(stop: threading.Event, job: Callable[..., object]) -> Callable[..., None]:
+    """A job that does nothing once a stop was asked for: a run already queued in the
+    scheduler's worker when ``max_ticks`` is reached (or a signal came) must not trade."""
+
+    def run(*args: object) -> None:
+        if not stop.is_set():
+            job(*args)
+
+    return run
+
+
 def _schedule_funding(
-    sched: BackgroundScheduler, runner: Runner, clock: Clock, lead_s: int
+    sched: BackgroundScheduler,
+    runner: Runner,
+    clock: Clock,
+    lead_s: int,
+    stop: threading.Event,
 ) -> None:
     """(Re)plan one pre-funding job per settlement time in the next 30 minutes."""
     engine = runner.engine
@@ -132,7 +157,7 @@ def _schedule_funding(
     for t, symbols in by_time.items():
         run_at = ms_to_datetime(t - lead_s * 1000)
         sched.add_job(
-            runner.before_funding,
+            _unless_stopped(stop, runner.before_funding),
             "date",
             run_date=run_at,
             args=[symbols],

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from bot.backtest.charts import Charts, LocalCharts
 from bot.backtest.metrics import drawdown_series, summarize
-from bot.backtest.plots import plot_comparison
 from bot.backtest.replay import (
     Progress,
     SimulationResult,
@@ -143,7 +143,7 @@ def hedge_report(run: HedgedRun, slippage_bps: Decimal) -> dict[str, Any]:
     return out
 
 
-def plot_hedged(run: HedgedRun, path: Path) -> None:
+def plot_hedged(run: HedgedRun, path: Path, charts: Charts) -> None:
     """Equity and drawdown, hedged against unhedged (account + spot when spot is held)."""
     r, u = run.hedged, run.unhedged
     if u is None:
@@ -152,7 +152,8 @@ def plot_hedged(run: HedgedRun, path: Path) -> None:
     hedged_total = r.equity + spot
     unhedged_total = u.equity + (spot if len(spot) == len(u.equity) else 0.0)
     label = " (+ spot)" if r.spot_value is not None else ""
-    plot_comparison(
+    charts.draw(
+        "plot_comparison",
         path,
         title=f"{r.policy.name}: hedged vs unhedged{label}",
         runs={
@@ -175,16 +176,24 @@ HEDGE_SUMMARY_KEYS = (
 
 
 def add_hedge_outputs(
-    run: HedgedRun, out: Path, report: dict[str, Any], slippage_bps: Decimal
+    run: HedgedRun,
+    out: Path,
+    report: dict[str, Any],
+    slippage_bps: Decimal,
+    charts: Charts | None = None,
 ) -> dict[str, Any]:
     """Add the hedge figures to ``report`` (and rewrite ``report.json``) and draw
-    ``hedged.png``; the report unchanged for a policy without a hedge."""
+    ``hedged.png`` (``charts``: where, see :func:`bot.backtest.report.write_outputs`); the
+    report unchanged for a policy without a hedge."""
     import json
 
     extra = hedge_report(run, slippage_bps)
     if not extra:
         return report
     report = {**report, **extra}
+    painter = charts if charts is not None else LocalCharts()
+    plot_hedged(run, out / "hedged.png", painter)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    plot_hedged(run, out / "hedged.png")
+    if charts is None:
+        painter.finish()
     return report

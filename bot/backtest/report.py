@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bot.backtest.charts import Charts, LocalCharts
 from bot.backtest.metrics import drawdown_series, summarize
-from bot.backtest.plots import plot_report
 from bot.backtest.replay import SimulationResult
 from bot.backtest.report_figures import honest_figures
 from bot.domain.enums import OrderPurpose
@@ -81,17 +81,17 @@ def _unprotected_spans(result: SimulationResult) -> dict[str, list[list[str | No
     }
 
 
-def write_outputs(result: SimulationResult, out: Path, elapsed: float) -> dict[str, Any]:
+def write_outputs(
+    result: SimulationResult, out: Path, elapsed: float, charts: Charts | None = None
+) -> dict[str, Any]:
+    """Write every output of ``result`` into ``out``. ``charts``: where ``report.png`` is drawn
+    (the caller then calls its ``finish()``); by default here, after the data files."""
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(result, elapsed)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    _write_equity(result, out / "equity.csv")
-    _write_orders(result, out / "orders.csv")
-    _write_decisions(result, out / "decisions.csv")
-    _write_events(result, out / "events.csv")
-    _write_positions(result, out / "positions.csv")
-    _write_account(result, out / "account.json")
-    plot_report(
+    painter = charts if charts is not None else LocalCharts()
+    # Asked for first: a helper process draws it while the data files are written.
+    painter.draw(
+        "plot_report",
         out / "report.png",
         title=f"{result.policy.name}: {report['start'][:10]} .. {report['end'][:10]}",
         ts_ms=result.ts,
@@ -108,6 +108,15 @@ def write_outputs(result: SimulationResult, out: Path, elapsed: float) -> dict[s
             ],
         },
     )
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _write_equity(result, out / "equity.csv")
+    _write_orders(result, out / "orders.csv")
+    _write_decisions(result, out / "decisions.csv")
+    _write_events(result, out / "events.csv")
+    _write_positions(result, out / "positions.csv")
+    _write_account(result, out / "account.json")
+    if charts is None:
+        painter.finish()
     return report
 
 

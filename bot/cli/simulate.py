@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot.backtest.charts import Charts, start_charts
 from bot.backtest.hedged import HEDGE_SUMMARY_KEYS, add_hedge_outputs, run_with_and_without_hedge
-from bot.backtest.plots import plot_comparison
 from bot.backtest.replay import override
 from bot.backtest.report import write_outputs
 from bot.cli import terminal
@@ -60,15 +60,32 @@ def run(
     *,
     as_csv: bool = False,
 ) -> list[dict[str, Any]]:
-    config = override(load_config(config_path, policy_overrides=policies), start, end)
-    symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
-    if data_dir is not None and not data_dir.is_dir():
-        raise ConfigError(f"--data {data_dir}: not a directory")
-    out_dir = out or config.simulation.out_dir
-    if len(config.policies) > 1:
-        reports = _compare(config_path, config, policies, symbols, data_dir, out_dir, console)
-        _print_summary(reports, out_dir, console, as_csv)
-        return reports
+    # The charts' helper process starts first: it imports matplotlib while this one simulates.
+    with start_charts() as charts:
+        config = override(load_config(config_path, policy_overrides=policies), start, end)
+        symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
+        if data_dir is not None and not data_dir.is_dir():
+            raise ConfigError(f"--data {data_dir}: not a directory")
+        out_dir = out or config.simulation.out_dir
+        if len(config.policies) > 1:
+            reports = _compare(
+                config_path, config, policies, symbols, data_dir, out_dir, console, charts
+            )
+        else:
+            reports = [_simulate(config, symbols, data_dir, out_dir, console, charts)]
+        charts.finish()
+    _print_summary(reports, out_dir, console, as_csv)
+    return reports
+
+
+def _simulate(
+    config: BotConfig,
+    symbols: tuple[str, ...] | None,
+    data_dir: Path | None,
+    out_dir: Path,
+    console: Console,
+    charts: Charts,
+) -> dict[str, Any]:
     policy = config.policies[0]
     clock = LiveClock()
     t0 = clock.monotonic()
@@ -76,11 +93,8 @@ def run(
         pair = run_with_and_without_hedge(
             config, policy, symbols=symbols, data_dir=data_dir, progress=advance
         )
-    report = write_outputs(pair.hedged, out_dir, clock.monotonic() - t0)
-    slip = config.simulation.slippage_bps
-    reports = [add_hedge_outputs(pair, out_dir, report, slip)]
-    _print_summary(reports, out_dir, console, as_csv)
-    return reports
+    report = write_outputs(pair.hedged, out_dir, clock.monotonic() - t0, charts)
+    return add_hedge_outputs(pair, out_dir, report, config.simulation.slippage_bps, charts)
 
 
 def _compare(
@@ -91,6 +105,7 @@ def _compare(
     data_dir: Path | None,
     out_dir: Path,
     console: Console,
+    charts: Charts,
 ) -> list[dict[str, Any]]:
     """Several policies: one common window, run in parallel (bot.research.compare)."""
     from bot.research.compare import as_arrays, run_policies
@@ -104,7 +119,8 @@ def _compare(
     finally:
         executor.close()
     first = runs[0]
-    plot_comparison(
+    charts.draw(
+        "plot_comparison",
         out_dir / "comparison.png",
         title="policies compared on the same data",
         runs={r["report"]["policy"]: as_arrays(r) for r in runs},

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.database_url import NotADatabaseUrl, parse_database_url
 from bot.config.hedge import SpotConfig, spot_symbol
 from bot.config.policy import (
     Dec,
@@ -90,16 +91,12 @@ def _sqlite_relative_to_config(value: str, info: ValidationInfo) -> str:
 
 def _usable_database_url(value: str) -> str:
     # Checked here, not at the first query: a wrong URL otherwise ends in a driver traceback.
-    # Imported here: `bot simulate` loads configs and must not pay for the SQL stack.
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
+    # Read without SQLAlchemy (bot.config.database_url): `bot simulate` loads configs and must
+    # not pay for the SQL stack.
     try:
-        url = make_url(value)
-    except ArgumentError:
-        raise PydanticCustomError(
-            "database_url", "not a database URL; use sqlite:///bot-state.db or postgresql://..."
-        ) from None
+        url = parse_database_url(value)
+    except NotADatabaseUrl as exc:
+        raise PydanticCustomError("database_url", "{why}", {"why": str(exc)}) from None
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("sqlite", "postgresql"):
         raise PydanticCustomError(

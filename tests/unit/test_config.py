@@ -639,6 +639,7 @@ def test_absurd_ccxt_options_are_refused(
         ("sqlite://state.db", "a SQLite URL has three slashes before a file name"),
         ("sqlite://", "needs a database file"),
         ("nonsense://", "backend 'nonsense' is not supported"),
+        ("postgresql+psycopg://u@host:54x/bot", "port '54x' is not a number"),
     ],
 )
 def test_unusable_database_urls_are_refused(project: Path, url: str, problem: str) -> None:

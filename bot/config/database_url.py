@@ -1,0 +1,66 @@
+"""The parts of a database URL the configuration checks, read without the SQL stack.
+
+``runtime.database_url`` is checked when the configuration is loaded, so a wrong URL is one clear
+error before anything starts. Every command loads the configuration, and most (``bot simulate``,
+``bot calc``, ``bot sweep``) never open the database: importing SQLAlchemy to read five fields of
+a string would cost them a few hundred milliseconds. This reader follows the URL grammar
+SQLAlchemy documents (``dialect+driver://username:password@host:port/database?query``,
+https://docs.sqlalchemy.org/en/20/core/engines.html#database-urls) field for field, so the store
+later opens exactly what was checked here; ``tests/unit/test_database_url.py`` compares the two
+on a list of URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+# name://[user[:password]@][host or [ipv6]][:port][/database][?query]; every part but the name
+# optional. A user part ends at the first "@" that follows it; the host never holds "/", ":" or
+# "?"; the database runs to the query.
+_URL = re.compile(
+    r"""
+    (?P<name>[\w+]+)://
+    (?:(?P<user>[^:/]*)(?::(?P<password>[^@]*))?@)?
+    (?:(?:\[(?P<ipv6>[^/?]+)\]|(?P<ipv4>[^/:?]+))?(?::(?P<port>[^/?]*))?)?
+    (?:/(?P<database>[^?]*))?
+    (?:\?(?P<query>.*))?
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseUrl:
+    drivername: str  # "sqlite", "postgresql+psycopg", ...
+    host: str | None
+    port: int | None
+    database: str | None  # percent-decoded
+
+
+class NotADatabaseUrl(ValueError):
+    """The text is not a database URL at all (no ``name://``), or its port is not a number;
+    the message says which, for the trader."""
+
+
+def parse_database_url(text: str) -> DatabaseUrl:
+    """The driver, host, port and database of ``text``; :class:`NotADatabaseUrl` otherwise."""
+    m = _URL.match(text)
+    if m is None:
+        raise NotADatabaseUrl("not a database URL; use sqlite:///bot-state.db or postgresql://...")
+    port: int | None = None
+    if m["port"] is not None:  # "host:" too: an empty port is refused, as SQLAlchemy does
+        try:
+            port = int(m["port"])
+        except ValueError:
+            raise NotADatabaseUrl(
+                f"port {m['port']!r} is not a number; write host:5432 or leave the port out"
+            ) from None
+    database = m["database"]
+    return DatabaseUrl(
+        drivername=m["name"],
+        host=m["ipv4"] or m["ipv6"],
+        port=port,
+        database=unquote(database) if database is not None else None,
+    )

@@ -15,6 +15,7 @@ the data files, as a plain sequential program would.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import signal
 import subprocess
@@ -108,11 +109,9 @@ class HelperCharts:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        try:
-            if proc.stdin is not None:
+        if proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):  # it died: its exit status says why
                 proc.stdin.close()
-        except BrokenPipeError:
-            pass
         code = proc.wait()
         self._log.seek(0)
         said = self._log.read().decode("utf-8", errors="replace").strip()
@@ -129,10 +128,8 @@ class HelperCharts:
             proc.kill()
             proc.wait()
             if proc.stdin is not None:
-                try:
+                with contextlib.suppress(BrokenPipeError):  # a job half sent to it
                     proc.stdin.close()
-                except BrokenPipeError:
-                    pass  # a job half sent to the helper just killed
         self._log.close()
 
     def __enter__(self) -> Self:

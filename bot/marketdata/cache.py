@@ -7,6 +7,16 @@ is parsed again and its old entry removed. The cached rows are the parser's raw 
 validation of the loader still runs on them, so a cached load accepts and rejects exactly what a
 parse does.
 
+Reading and hashing a year of 1-minute candles (10 MB gzip) costs more than loading its entry, so
+the hash is not recomputed on every load: a stamp beside the entries records, per source, its
+size, modification and status-change times (ns), inode and device, and the entry its hash named.
+While all five are unchanged the entry is used without reading the source. Any write to the file
+changes its status-change time (which no tool can set back, unlike the modification time), so a
+same-size edit with the modification time restored is still read and hashed. A stamp taken less
+than two seconds after the file's last modification is not trusted (a file system with coarse
+timestamps could hide a second write within the same tick): such a file is hashed again until
+its stamp is older, as git does for its index ("racy git").
+
 Where: ``$BOT_DATA_CACHE`` when set (``off`` disables the cache), else
 ``$XDG_CACHE_HOME/perp-risk-bot/data`` (``~/.cache/...``), never inside the data directory (which
 may be read-only, shared, or a checked-in sample). Entry names carry a hash of the source's
@@ -63,20 +73,73 @@ def load_table(
     (then stored). ``parse`` raises DataError for bad content; nothing is cached then."""
     try:
         stat = source.stat()
-        data = source.read_bytes()
     except OSError as e:
         raise DataError(f"{source}: cannot read: {e}") from e
     where = cache_dir(source)
+    key = source_key(source) if where is not None else ""
+    if where is not None:
+        known = _stamped_entry(where, key, stat)
+        if known is not None and (rows := _read_entry(where / known, dtype)) is not None:
+            return rows
+    try:
+        data = source.read_bytes()
+    except OSError as e:
+        raise DataError(f"{source}: cannot read: {e}") from e
     if where is None:
         return parse(data)
     name = entry_name(source, data, stat.st_size, stat.st_mtime_ns)
     entry = where / name
     rows = _read_entry(entry, dtype)
-    if rows is not None:
-        return rows
-    rows = parse(data)
-    _write_entry(where, entry, rows, source_key(source))
+    if rows is None:
+        rows = parse(data)
+        _write_entry(where, entry, rows, key)
+    _write_stamp(where, key, stat, name)
     return rows
+
+
+_RACY_NS = 2_000_000_000  # a stamp this close to the file's modification is not trusted
+
+
+def _stamp_of(stat: os.stat_result) -> str:
+    return f"{stat.st_size} {stat.st_mtime_ns} {stat.st_ctime_ns} {stat.st_ino} {stat.st_dev}"
+
+
+def _stamped_entry(where: Path, key: str, stat: os.stat_result) -> str | None:
+    """The entry named by ``key``'s stamp if the source is unchanged since it was taken."""
+    path = where / f"{key}.{FORMAT}.stamp"
+    try:
+        text = path.read_text(encoding="utf-8")
+        taken_ns = path.stat().st_mtime_ns
+    except (OSError, UnicodeDecodeError):
+        return None
+    stamp, _, name = text.rstrip("\n").partition("\n")
+    if stamp != _stamp_of(stat) or taken_ns < stat.st_mtime_ns + _RACY_NS:
+        return None
+    if not name.startswith(f"{key}.{FORMAT}.") or "/" in name or "\\" in name:
+        return None  # not an entry of this source: hash it again
+    return name
+
+
+def _write_stamp(where: Path, key: str, stat: os.stat_result, name: str) -> None:
+    path = where / f"{key}.{FORMAT}.stamp"
+    text = f"{_stamp_of(stat)}\n{name}\n"
+    try:
+        if path.read_text(encoding="utf-8") == text and _stamped_entry(where, key, stat):
+            return  # already there and trusted: no write on a warm load
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=where, prefix=".tmp-", suffix=".stamp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return  # the next load hashes the source again
 
 
 def _read_entry(entry: Path, dtype: np.dtype[np.void]) -> npt.NDArray[np.void] | None:

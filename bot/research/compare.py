@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from bot.backtest.metrics import drawdown_series
-from bot.backtest.replay import load_data, run_simulation
+from bot.backtest.replay import run_simulation
 from bot.backtest.report import write_outputs
 from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import BotError, DataError
 from bot.research.executors import Executor
+from bot.research.histories import shared_histories
 from bot.sim.history import simulation_window
 from bot.stats.timeframes import parse_timeframe
 
@@ -45,8 +46,9 @@ def common_window(
 ) -> tuple[int, int]:
     """The window every policy of ``config`` can be simulated on, aligned to all timeframes."""
     starts, ends, steps = [], [], []
-    for policy in config.policies:
-        start, end = simulation_window(load_data(config, policy, symbols, data_dir), policy, config)
+    for policy in config.policies:  # policies on the same data share one load
+        histories = shared_histories(config, policy, symbols, data_dir)
+        start, end = simulation_window(histories, policy, config)
         starts.append(start)
         ends.append(end)
         steps.append(parse_timeframe(policy.timeframe))
@@ -75,12 +77,15 @@ def run_policy(task: PolicyRun) -> dict[str, Any]:
         task.end,
     )
     policy = config.policies[0]
+    data_dir = Path(task.data_dir) if task.data_dir else None
     result = run_simulation(
         config,
         policy,
         symbols=task.symbols,
-        data_dir=Path(task.data_dir) if task.data_dir else None,
+        data_dir=data_dir,
         window=task.window,
+        # a worker that runs several policies loads their data once
+        histories=shared_histories(config, policy, task.symbols, data_dir),
     )
     report = write_outputs(result, Path(task.out), clock.monotonic() - t0)
     return {

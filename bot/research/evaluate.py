@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from bot.backtest.metrics import _daily_returns, daily_closes
-from bot.backtest.replay import load_data, override, run_simulation
+from bot.backtest.replay import override, run_simulation
 from bot.backtest.report import build_report
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.errors import BotError
-from bot.sim.history import ContractHistory
+from bot.research.histories import shared_histories
 
 REPORT_METRICS = (
     "start",
@@ -71,8 +71,6 @@ class PointTask:
 
 
 _CONFIGS: dict[str, BotConfig] = {}
-_HISTORIES: dict[tuple[Any, ...], dict[str, ContractHistory]] = {}
-_MAX_HISTORIES = 4  # bound the worker's memory whatever the number of distinct data sets
 
 
 def _config(path: str) -> BotConfig:
@@ -81,24 +79,6 @@ def _config(path: str) -> BotConfig:
         cfg = load_config(Path(path))
         _CONFIGS[path] = cfg
     return cfg
-
-
-def _histories(
-    config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None
-) -> dict[str, ContractHistory]:
-    key = (
-        str(data_dir or config.data.dir),
-        symbols,
-        policy.timeframe,
-        config.simulation.trigger_source,
-    )
-    got = _HISTORIES.get(key)
-    if got is None:
-        if len(_HISTORIES) >= _MAX_HISTORIES:
-            _HISTORIES.pop(next(iter(_HISTORIES)))
-        got = load_data(config, policy, symbols, data_dir)
-        _HISTORIES[key] = got
-    return got
 
 
 def evaluate(task: PointTask) -> dict[str, Any]:
@@ -112,7 +92,7 @@ def evaluate(task: PointTask) -> dict[str, Any]:
         config = override(base.model_copy(update={"policies": (policy,)}), task.start, task.end)
         symbols = task.contracts or tuple(c.symbol for c in config.contracts)
         data_dir = Path(task.data_dir) if task.data_dir else None
-        histories = _histories(config, policy, symbols, data_dir)
+        histories = shared_histories(config, policy, symbols, data_dir)
         result = run_simulation(
             config, policy, symbols=symbols, data_dir=data_dir, histories=histories
         )

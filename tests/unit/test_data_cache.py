@@ -113,3 +113,73 @@ def test_cache_off_and_unwritable_cache_still_load(
     blocker.write_text("x")
     monkeypatch.setenv(cache.ENV_VAR, str(blocker / "sub"))
     assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [100.0]
+
+
+def _age(path: Path, seconds: int) -> None:
+    """Move ``path``'s modification time ``seconds`` into the past (a file written earlier)."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - seconds * 1_000_000_000))
+
+
+def test_an_unchanged_old_source_is_not_read_again(
+    tmp_path: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0, 101.0])
+    _age(src, 60)
+    first = load_candles(src, "BTC/USDT:USDT", TF)
+    assert len(list(cache_root.glob("*.stamp"))) == 1
+    # The stamp matches: the source's bytes are neither read nor hashed.
+    read = Path.read_bytes
+    monkeypatch.setattr(
+        Path,
+        "read_bytes",
+        lambda self: (_ for _ in ()).throw(AssertionError("read")) if self == src else read(self),
+    )
+    second = load_candles(src, "BTC/USDT:USDT", TF)
+    assert second.close.tolist() == first.close.tolist() == [100.0, 101.0]
+
+
+def test_a_fresh_source_is_hashed_until_its_stamp_can_be_trusted(
+    tmp_path: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv"
+    src.write_text(f"timestamp,open,high,low,close,volume\n{T0},100,101,99,100,1\n")
+    load_candles(src, "BTC/USDT:USDT", TF)  # stamp taken within 2 s of the write: racy
+    hashed: list[Path] = []
+    name = cache.entry_name
+
+    def entry_name(source: Path, data: bytes, size: int, mtime_ns: int) -> str:
+        hashed.append(source)
+        return name(source, data, size, mtime_ns)
+
+    monkeypatch.setattr(cache, "entry_name", entry_name)
+    load_candles(src, "BTC/USDT:USDT", TF)
+    assert hashed == [src]
+
+
+def test_an_edit_that_restores_size_and_mtime_is_caught_by_the_stamp(
+    tmp_path: Path, cache_root: Path
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv"
+    src.write_text(f"timestamp,open,high,low,close,volume\n{T0},100,101,99,100,1\n")
+    _age(src, 60)
+    stat = src.stat()
+    assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [100.0]
+    assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [100.0]  # from the stamp
+    src.write_text(f"timestamp,open,high,low,close,volume\n{T0},200,201,199,200,1\n")
+    os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same (old) mtime
+    assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [200.0]
+
+
+def test_a_stamp_naming_a_missing_entry_falls_back_to_the_hash(
+    tmp_path: Path, cache_root: Path
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0, 101.0])
+    _age(src, 60)
+    load_candles(src, "BTC/USDT:USDT", TF)
+    for entry in cache_root.glob("*.npy"):
+        entry.unlink()
+    assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [100.0, 101.0]
+    assert len(list(cache_root.glob("*.npy"))) == 1

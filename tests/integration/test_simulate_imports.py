@@ -1,0 +1,90 @@
+"""``bot simulate`` loads only what a simulation uses: no SQL stack, no exchange client, no
+scheduler, and no matplotlib in the command's own process (its charts are drawn by a helper)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Packages a simulation never needs: the database (SQLModel, SQLAlchemy, Alembic), the venue
+# client (ccxt), the live scheduler and alerts, the dashboard, the research extras, pandas.
+NOT_NEEDED = (
+    "sqlalchemy",
+    "sqlmodel",
+    "alembic",
+    "ccxt",
+    "apscheduler",
+    "apprise",
+    "pandas",
+    "uvicorn",
+    "starlette",
+    "distributed",
+    "optuna",
+)
+
+_PROGRAM = """
+import json, sys
+from bot.cli.app import app
+try:
+    app(args=sys.argv[1:], prog_name="bot")
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _simulate(tmp_path: Path, *extra: str) -> tuple[int, set[str]]:
+    args = [
+        "simulate",
+        "--config",
+        str(ROOT / "config.example.toml"),
+        "--start",
+        "2025-08-01",
+        "--end",
+        "2025-08-15",
+        "--out",
+        str(tmp_path / "out"),
+        *extra,
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRAM, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    return int(last["code"] or 0), {m.split(".")[0] for m in last["modules"]}
+
+
+def test_one_policy_imports_no_database_exchange_or_chart_library(tmp_path: Path) -> None:
+    code, top = _simulate(tmp_path, "--contracts", "BTC/USDT:USDT")
+    assert code == 0
+    assert (tmp_path / "out" / "report.json").is_file()
+    assert (tmp_path / "out" / "report.png").stat().st_size > 10_000  # drawn, by the helper
+    assert sorted(top.intersection(NOT_NEEDED)) == []
+    assert "matplotlib" not in top
+
+
+@pytest.mark.slow
+def test_policies_compared_import_no_database_or_exchange_library(tmp_path: Path) -> None:
+    code, top = _simulate(
+        tmp_path,
+        "--contracts",
+        "BTC/USDT:USDT",
+        "--policy",
+        str(ROOT / "policies" / "vol_target.toml"),
+        "--policy",
+        str(ROOT / "policies" / "static_3x.toml"),
+    )
+    assert code == 0
+    assert (tmp_path / "out" / "comparison.png").stat().st_size > 10_000
+    assert sorted(top.intersection(NOT_NEEDED)) == []
+    assert "matplotlib" not in top

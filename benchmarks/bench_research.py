@@ -9,7 +9,10 @@ files are linked as BTC/ETH/SOL so ``bot simulate`` can run on them with the bun
 Figures:
   * parse of one contract-year: cold (CSV, fills the binary cache) and warm (.npy cache);
   * simulation of one contract-year with policies/vol_target.toml (warm cache);
-  * the whole ``bot simulate`` process on that contract-year (interpreter start included);
+  * the whole ``bot simulate`` process on that contract-year (interpreter start included), and
+    where its time goes: interpreter start, imports, config, data load, simulation loop, report
+    files, charts (``simulate_phases.py``; the wall time of each phase and the CPU time of the
+    command's own process, the chart helper's excluded);
   * ``--contracts-years N``: N contract-years in one simulation;
   * ``--grid P``: a P-point grid over 3 contract-years with ``--workers`` processes.
 Usage: python benchmarks/bench_research.py [--grid 100] [--workers 2] [--contract-years 10]
@@ -18,6 +21,7 @@ Usage: python benchmarks/bench_research.py [--grid 100] [--workers 2] [--contrac
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -112,6 +116,47 @@ def simulate_in_process(cfg: Path, symbols: tuple[str, ...]) -> tuple[float, flo
     return t_load, time.perf_counter() - t1, result.bars
 
 
+PHASES = ("start", "imports", "config", "load", "simulation", "report", "charts", "other")
+
+
+def whole_process(cfg: Path, tmp: Path, env: dict[str, str], repeat: int) -> None:
+    """``bot simulate`` on one contract-year as a user runs it (the median of ``repeat`` runs),
+    then the same command through ``simulate_phases.py``: where the time goes."""
+    args = ["--config", str(cfg), "--contracts", "BTC/USDT:USDT", "--out", str(tmp / "out")]
+    plain = [sys.executable, "-m", "bot.cli.app", "simulate", *args]
+    took = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(plain, check=True, env=env, capture_output=True)
+        took.append(time.perf_counter() - t0)
+    print(
+        f"whole `bot simulate` process, 1 contract-year, warm cache: "
+        f"{float(np.median(took)):.2f} s (median of {repeat}: "
+        f"{', '.join(f'{t:.2f}' for t in took)})"
+    )
+    runs = []
+    for k in range(repeat):
+        out = tmp / f"phases-{k}.json"
+        timed = [sys.executable, str(ROOT / "benchmarks" / "simulate_phases.py"), *args]
+        t0 = time.perf_counter()
+        subprocess.run(
+            timed, check=True, env={**env, "BOT_PHASES_OUT": str(out)}, capture_output=True
+        )
+        wall = time.perf_counter() - t0
+        got = json.loads(out.read_text(encoding="utf-8"))
+        got["wall"]["start"] = wall - got["wall"]["total"]  # interpreter start, exit
+        got["wall"]["total"] = wall
+        runs.append(got)
+    median = sorted(runs, key=lambda r: r["wall"]["total"])[len(runs) // 2]
+    wall, cpu = median["wall"], median["cpu"]
+    split = ", ".join(f"{p} {wall.get(p, 0.0):.2f}" for p in PHASES)
+    print(f"  where it goes (wall s, median run): {split} = {wall['total']:.2f}")
+    outside = wall["total"] - wall.get("simulation", 0.0)
+    print(f"  everything but the simulation loop: {outside:.2f} s wall")
+    split = ", ".join(f"{p} {cpu.get(p, 0.0):.2f}" for p in PHASES if p != "start")
+    print(f"  CPU of the command's own process (s): {split} = {cpu['total']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--data-cache", type=Path, default=ROOT / "bench-data")
@@ -119,6 +164,7 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=0, help="points of the sweep benchmark (0: skip)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--contract-years", type=int, default=0, help="N-contract simulation (0: skip)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the whole-process figure")
     args = ap.parse_args()
     n_files = max(3, args.contract_years)
     data = ensure_data(args.data_cache, n_files, generator(args.generator))
@@ -151,24 +197,7 @@ def main() -> None:
         )
 
         env = {**os.environ, "BOT_DATA_CACHE": str(tmp / "cache")}
-        cmd = [
-            sys.executable,
-            "-m",
-            "bot.cli.app",
-            "simulate",
-            "--config",
-            str(cfg),
-            "--contracts",
-            "BTC/USDT:USDT",
-            "--out",
-            str(tmp / "out"),
-        ]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, env=env, capture_output=True)
-        print(
-            f"whole `bot simulate` process, 1 contract-year, warm cache: "
-            f"{time.perf_counter() - t0:.2f} s"
-        )
+        whole_process(cfg, tmp, env, args.repeat)
 
         if args.contract_years:
             from dataclasses import replace

@@ -5,7 +5,8 @@ rows from a ``.npy`` takes about a hundredth of that. An entry is keyed by the s
 modification time and content hash (BLAKE2b of its bytes), so an edited, replaced or touched file
 is parsed again and its old entry removed. The cached rows are the parser's raw output: every
 validation of the loader still runs on them, so a cached load accepts and rejects exactly what a
-parse does.
+parse does. An entry holds the table column by column (one record whose fields are whole
+columns), so a load hands out each column as a contiguous view of the file's bytes, with no copy.
 
 Reading and hashing a year of 1-minute candles (10 MB gzip) costs more than loading its entry, so
 the hash is not recomputed on every load: a stamp beside the entries records, per source, its
@@ -32,6 +33,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +41,10 @@ import numpy.typing as npt
 from bot.errors import DataError
 
 ENV_VAR = "BOT_DATA_CACHE"
-FORMAT = "v1"  # bump when the cached layout changes
+FORMAT = "v2"  # bump when the cached layout changes (v2: column by column)
+
+Columns = dict[str, npt.NDArray[Any]]
+"""A parsed table, one contiguous 1-D array per column."""
 
 
 def cache_dir(source: Path) -> Path | None:
@@ -68,9 +73,10 @@ def load_table(
     source: Path,
     dtype: np.dtype[np.void],
     parse: Callable[[bytes], npt.NDArray[np.void]],
-) -> npt.NDArray[np.void]:
-    """The rows of ``source``: from the cache when an entry matches, else ``parse(bytes)``
-    (then stored). ``parse`` raises DataError for bad content; nothing is cached then."""
+) -> Columns:
+    """The columns of ``source``: from the cache when an entry matches, else ``parse(bytes)``
+    (rows of ``dtype``, then stored). ``parse`` raises DataError for bad content; nothing is
+    cached then."""
     try:
         stat = source.stat()
     except OSError as e:
@@ -86,15 +92,19 @@ def load_table(
     except OSError as e:
         raise DataError(f"{source}: cannot read: {e}") from e
     if where is None:
-        return parse(data)
+        return _columns_of(parse(data))
     name = entry_name(source, data, stat.st_size, stat.st_mtime_ns)
     entry = where / name
     rows = _read_entry(entry, dtype)
     if rows is None:
-        rows = parse(data)
+        rows = _columns_of(parse(data))
         _write_entry(where, entry, rows, key)
     _write_stamp(where, key, stat, name)
     return rows
+
+
+def _columns_of(rows: npt.NDArray[np.void]) -> Columns:
+    return {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names or ()}
 
 
 _RACY_NS = 2_000_000_000  # a stamp this close to the file's modification is not trusted
@@ -142,30 +152,41 @@ def _write_stamp(where: Path, key: str, stat: os.stat_result, name: str) -> None
         return  # the next load hashes the source again
 
 
-def _read_entry(entry: Path, dtype: np.dtype[np.void]) -> npt.NDArray[np.void] | None:
+def _read_entry(entry: Path, dtype: np.dtype[np.void]) -> Columns | None:
     try:
-        rows = np.load(entry, allow_pickle=False)
+        table = np.load(entry, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None  # absent or damaged: parse again and overwrite
-    if rows.ndim != 1 or rows.dtype != dtype:
+    fields = table.dtype.fields
+    names = dtype.names or ()
+    if table.shape != (1,) or fields is None or tuple(fields) != names:
         return None
-    out: npt.NDArray[np.void] = rows
-    return out
+    n = table.dtype[names[0]].shape if names else ()
+    for name in names:
+        column = table.dtype[name]
+        if column.base != dtype[name] or column.shape != n or len(n) != 1:
+            return None
+    return {name: table[name][0] for name in names}
 
 
-def _write_entry(where: Path, entry: Path, rows: npt.NDArray[np.void], key: str) -> None:
+def _write_entry(where: Path, entry: Path, columns: Columns, key: str) -> None:
+    n = len(next(iter(columns.values()))) if columns else 0
+    table = np.empty(1, dtype=[(name, col.dtype, (n,)) for name, col in columns.items()])
+    for name, col in columns.items():
+        table[name][0] = col
     try:
         where.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=where, prefix=".tmp-", suffix=".npy")
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.save(fh, rows, allow_pickle=False)
+                np.save(fh, table, allow_pickle=False)
             os.replace(tmp, entry)  # atomic: a reader never sees half an entry
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        for old in where.glob(f"{key}.{FORMAT}.*.npy"):
-            if old.name != entry.name:
+        for old in [*where.glob(f"{key}.*.npy"), *where.glob(f"{key}.*.stamp")]:
+            # this source's older entries, of any cache format
+            if old.name not in (entry.name, f"{key}.{FORMAT}.stamp"):
                 old.unlink(missing_ok=True)
     except OSError:
         return  # read-only or full disk: loading works without the cache

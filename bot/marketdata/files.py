@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.errors import DataError
-from bot.marketdata.cache import load_table
+from bot.marketdata.cache import Columns, load_table
 from bot.marketdata.candles import Candles, FundingSeries, format_timeframe, parse_timeframe
 
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -181,15 +181,13 @@ def load_funding(path: Path | str, symbol: str) -> FundingSeries:
     return FundingSeries(ts, rate, symbol=symbol, source=str(path))
 
 
-def _column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[Any]:
-    out: npt.NDArray[Any] = np.ascontiguousarray(rows[name])
+def _column(table: Columns, name: str) -> npt.NDArray[Any]:
+    out = table[name]
     out.setflags(write=False)
     return out
 
 
-def _read_table(
-    path: Path, columns: tuple[str, ...], dtype: np.dtype[np.void]
-) -> npt.NDArray[np.void]:
+def _read_table(path: Path, columns: tuple[str, ...], dtype: np.dtype[np.void]) -> Columns:
     """Decompress if gzip, check the header, parse every row; DataError names the bad line.
     The parsed rows are kept in the binary cache (:mod:`bot.marketdata.cache`)."""
     return load_table(path, dtype, lambda data: _parse_table(path, data, columns, dtype))

@@ -183,3 +183,20 @@ def test_a_stamp_naming_a_missing_entry_falls_back_to_the_hash(
         entry.unlink()
     assert load_candles(src, "BTC/USDT:USDT", TF).close.tolist() == [100.0, 101.0]
     assert len(list(cache_root.glob("*.npy"))) == 1
+
+
+def test_an_entry_of_an_older_layout_is_replaced_and_columns_load_read_only(
+    tmp_path: Path, cache_root: Path
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0, 101.0])
+    _age(src, 60)
+    stale = cache_root / f"{cache.source_key(src)}.v1.1.2.abc.npy"
+    cache_root.mkdir()
+    np.save(stale, np.zeros(2))  # a row-by-row entry of the previous format
+    load_candles(src, "BTC/USDT:USDT", TF)
+    assert not stale.exists()
+    cached = load_candles(src, "BTC/USDT:USDT", TF)  # from the stamp and the new entry
+    assert cached.close.tolist() == [100.0, 101.0]
+    assert cached.close.flags["C_CONTIGUOUS"]
+    assert not cached.close.flags["WRITEABLE"]

@@ -88,6 +88,37 @@ def _legend(ax: Axes, entries: int, rows: int = 8) -> None:
     )
 
 
+_BUCKETS = 2000  # columns of the envelope: more than the plot area's width in pixels
+_THIN_ABOVE = 20_000  # points per series drawn as they are up to this many
+
+
+def envelope(n: int, series: Sequence[F64]) -> npt.NDArray[np.intp] | None:
+    """Indices of the points that draw the same picture as all ``n`` of them at a chart's
+    resolution, or None when there are few enough to draw them all.
+
+    The points are cut into ``_BUCKETS`` runs of consecutive points (narrower than a pixel of
+    the plot); of each run the first, the last, and every series' lowest and highest point are
+    kept, and both sides of every NaN gap. Extremes (the worst drawdown, the highest leverage)
+    are drawn exactly; a minute-by-minute year costs as much to draw as a few days.
+    """
+    if n <= _THIN_ABOVE:
+        return None
+    size = -(-n // _BUCKETS)
+    pad = size * _BUCKETS - n
+    starts = np.arange(_BUCKETS, dtype=np.intp) * size
+    keep = [starts, starts + size - 1, np.array([n - 1], dtype=np.intp)]
+    for y in series:
+        missing = np.isnan(y)
+        low = np.pad(np.where(missing, np.inf, y), (0, pad), constant_values=np.inf)
+        high = np.pad(np.where(missing, -np.inf, y), (0, pad), constant_values=-np.inf)
+        keep.append(starts + low.reshape(_BUCKETS, size).argmin(axis=1))
+        keep.append(starts + high.reshape(_BUCKETS, size).argmax(axis=1))
+        edges = np.flatnonzero(missing[1:] != missing[:-1])
+        keep += [edges, edges + 1]
+    idx = np.unique(np.concatenate(keep))
+    return idx[idx < n]
+
+
 def _save(fig: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=_DPI, metadata=_PNG_METADATA)
@@ -119,18 +150,23 @@ def plot_report(
 
     fig, (ax_eq, ax_dd, ax_lev) = _new_figure(title, [3.0, 1.6, 1.6])
 
-    ax_eq.plot(x, eq, color="tab:blue", linewidth=1.4, label="strategy")
-    ax_eq.plot(x, bench, color="0.45", linewidth=1.1, label="buy & hold, 1x")
+    # Markers and drawdowns from every point; the curves drawn through their envelope.
     ax_eq.set_ylabel("equity (quote)")
     _mark_events(ax_eq, markers or {}, np.asarray(ts_ms, dtype=np.int64), eq, x)
+    dd_pct = -100.0 * drawdown_series(eq)
+    bench_dd_pct = -100.0 * drawdown_series(bench)
+    keep = envelope(n, [eq, bench, dd_pct, bench_dd_pct, *lev.values()])
+    if keep is not None:
+        x = x[keep]
+        eq, bench, dd_pct, bench_dd_pct = (a[keep] for a in (eq, bench, dd_pct, bench_dd_pct))
+        lev = {name: v[keep] for name, v in lev.items()}
+    ax_eq.plot(x, eq, color="tab:blue", linewidth=1.4, label="strategy")
+    ax_eq.plot(x, bench, color="0.45", linewidth=1.1, label="buy & hold, 1x")
     _legend(ax_eq, 2 + len([k for k, v in (markers or {}).items() if v]))
 
-    dd_pct = -100.0 * drawdown_series(eq)
     ax_dd.fill_between(x, dd_pct, 0.0, color="tab:red", alpha=0.35, linewidth=0)
     ax_dd.plot(x, dd_pct, color="tab:red", linewidth=0.8, label="strategy")
-    ax_dd.plot(
-        x, -100.0 * drawdown_series(bench), color="0.45", linewidth=0.8, label="buy & hold, 1x"
-    )
+    ax_dd.plot(x, bench_dd_pct, color="0.45", linewidth=0.8, label="buy & hold, 1x")
     ax_dd.set_ylabel("drawdown (%)")
     _legend(ax_dd, 2)
 
@@ -193,13 +229,18 @@ def plot_comparison(
     for name, (ts, eq, dd) in runs.items():
         what = f"plot_comparison run {name!r}"
         x = _dates(ts, what)
-        series.append(
-            (name, x, _values(eq, x.size, what, "equity"), _values(dd, x.size, what, "drawdown"))
-        )
+        curve = (x, _values(eq, x.size, what, "equity"), _values(dd, x.size, what, "drawdown"))
+        keep = envelope(x.size, curve[1:])
+        if keep is not None:
+            curve = (curve[0][keep], curve[1][keep], curve[2][keep])
+        series.append((name, *curve))
     bench = None
     if benchmark is not None:
         bx = _dates(benchmark[0], "plot_comparison benchmark")
-        bench = (bx, _values(benchmark[1], bx.size, "plot_comparison benchmark", "equity"))
+        b_eq = _values(benchmark[1], bx.size, "plot_comparison benchmark", "equity")
+        b_dd = -100.0 * drawdown_series(b_eq)
+        keep = envelope(bx.size, [b_eq, b_dd])
+        bench = (bx, b_eq, b_dd) if keep is None else (bx[keep], b_eq[keep], b_dd[keep])
 
     fig, (ax_eq, ax_dd) = _new_figure(title, [2.2, 1.0])
     # tab10 repeats after 10 runs; a line style per block of 10 keeps every run distinguishable.
@@ -207,7 +248,7 @@ def plot_comparison(
     if bench is not None:
         # Black, because tab10 has a grey of its own (run 8).
         ax_eq.plot(bench[0], bench[1], color="black", linewidth=1.0, label="buy & hold, 1x")
-        ax_dd.plot(bench[0], -100.0 * drawdown_series(bench[1]), color="black", linewidth=0.7)
+        ax_dd.plot(bench[0], bench[2], color="black", linewidth=0.7)
     for i, (name, x, eq, dd) in enumerate(series):
         color, style = colors(i % 10), ("-", "--", ":", "-.")[(i // 10) % 4]
         ax_eq.plot(x, eq, color=color, linestyle=style, linewidth=1.3, label=name)

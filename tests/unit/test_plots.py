@@ -179,3 +179,50 @@ def test_comparison_rejects_length_mismatch(tmp_path: Path) -> None:
 def test_comparison_rejects_no_runs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="runs is empty"):
         plot_comparison(tmp_path / "x.png", title="none", runs={}, benchmark=None)
+
+
+def test_envelope_keeps_ends_extremes_and_gap_edges_of_every_series() -> None:
+    from bot.backtest.plots import envelope
+
+    n = 600_000  # a year of minutes and more
+    rng = np.random.default_rng(3)
+    a = np.cumsum(rng.normal(0.0, 1.0, n))
+    b = rng.normal(0.0, 1.0, n)
+    b[100_000:100_250] = np.nan  # a gap in the middle of a bucket
+    keep = envelope(n, [a, b])
+    assert keep is not None
+    assert len(keep) < 20_000
+    assert np.all(np.diff(keep) > 0)
+    assert keep[0] == 0 and keep[-1] == n - 1
+    for y in (a, b):
+        assert np.nanmax(y[keep]) == np.nanmax(y)
+        assert np.nanmin(y[keep]) == np.nanmin(y)
+    assert {99_999, 100_000, 100_249, 100_250} <= set(keep.tolist())
+    assert envelope(5_000, [a[:5_000]]) is None  # short series are drawn point by point
+
+
+def test_a_minute_by_minute_year_is_drawn(tmp_path: Path) -> None:
+    n = 525_600
+    rng = np.random.default_rng(5)
+    ts = T0 + 60_000 * np.arange(n, dtype=np.int64)
+    equity = 10_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.001, n)))
+    price = 10_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.001, n)))
+    out = tmp_path / "minutes.png"
+    plot_report(
+        out,
+        title="a year of minutes",
+        ts_ms=ts,
+        equity=equity,
+        benchmark_equity=price,
+        leverage=_leverage(n),
+        markers={"stop-out": [int(ts[1000]), int(ts[-1])]},
+    )
+    _assert_png(out)
+    dd = drawdown_series(equity)
+    plot_comparison(
+        tmp_path / "compare.png",
+        title="minutes compared",
+        runs={"a": (ts, equity, dd), "b": (ts, price, drawdown_series(price))},
+        benchmark=(ts, price),
+    )
+    _assert_png(tmp_path / "compare.png")

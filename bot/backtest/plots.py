@@ -150,9 +150,8 @@ def plot_report(
 
     fig, (ax_eq, ax_dd, ax_lev) = _new_figure(title, [3.0, 1.6, 1.6])
 
-    # Markers and drawdowns from every point; the curves drawn through their envelope.
-    ax_eq.set_ylabel("equity (quote)")
-    _mark_events(ax_eq, markers or {}, np.asarray(ts_ms, dtype=np.int64), eq, x)
+    # Drawdowns and markers from every point; the curves drawn through their envelope.
+    full_x, full_eq = x, eq
     dd_pct = -100.0 * drawdown_series(eq)
     bench_dd_pct = -100.0 * drawdown_series(bench)
     keep = envelope(n, [eq, bench, dd_pct, bench_dd_pct, *lev.values()])
@@ -162,6 +161,8 @@ def plot_report(
         lev = {name: v[keep] for name, v in lev.items()}
     ax_eq.plot(x, eq, color="tab:blue", linewidth=1.4, label="strategy")
     ax_eq.plot(x, bench, color="0.45", linewidth=1.1, label="buy & hold, 1x")
+    ax_eq.set_ylabel("equity (quote)")
+    _mark_events(ax_eq, markers or {}, np.asarray(ts_ms, dtype=np.int64), full_eq, full_x)
     _legend(ax_eq, 2 + len([k for k, v in (markers or {}).items() if v]))
 
     ax_dd.fill_between(x, dd_pct, 0.0, color="tab:red", alpha=0.35, linewidth=0)

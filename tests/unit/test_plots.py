@@ -193,7 +193,8 @@ def test_envelope_keeps_ends_extremes_and_gap_edges_of_every_series() -> None:
     assert keep is not None
     assert len(keep) < 20_000
     assert np.all(np.diff(keep) > 0)
-    assert keep[0] == 0 and keep[-1] == n - 1
+    assert keep[0] == 0
+    assert keep[-1] == n - 1
     for y in (a, b):
         assert np.nanmax(y[keep]) == np.nanmax(y)
         assert np.nanmin(y[keep]) == np.nanmin(y)

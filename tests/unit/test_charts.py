@@ -1,0 +1,67 @@
+"""bot.backtest.charts: a chart drawn by the helper process is the one drawn here, byte for byte;
+a helper that fails says why; a stopped helper leaves no process behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.backtest.charts import HelperCharts, LocalCharts
+
+T0 = 1_704_067_200_000
+
+
+def _job() -> dict[str, object]:
+    rng = np.random.default_rng(11)
+    n = 24 * 60
+    ts = T0 + 3_600_000 * np.arange(n, dtype=np.int64)
+    equity = 10_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    return {
+        "title": "helper or here",
+        "ts_ms": ts,
+        "equity": equity,
+        "benchmark_equity": equity[::-1].copy(),
+        "leverage": {"BTC/USDT:USDT": np.full(n, 2.0)},
+        "markers": {"stop-out": [int(ts[100])], "liquidation": [], "halt": []},
+    }
+
+
+def test_the_helper_draws_the_same_bytes_as_this_process(tmp_path: Path) -> None:
+    here = LocalCharts()
+    here.draw("plot_report", tmp_path / "here.png", **_job())
+    assert not (tmp_path / "here.png").exists()  # drawn at finish(), after the data files
+    here.finish()
+    with HelperCharts() as helper:
+        helper.draw("plot_report", tmp_path / "helper" / "report.png", **_job())
+        helper.finish()
+    drawn = (tmp_path / "helper" / "report.png").read_bytes()
+    assert len(drawn) > 10_000
+    assert drawn == (tmp_path / "here.png").read_bytes()
+
+
+def test_a_chart_the_helper_cannot_draw_is_an_error_naming_why(tmp_path: Path) -> None:
+    job = _job()
+    job["equity"] = np.ones(3)  # not the length of ts_ms
+    with HelperCharts() as helper:
+        helper.draw("plot_report", tmp_path / "bad.png", **job)
+        with pytest.raises(RuntimeError, match="equity must have the same length as ts_ms"):
+            helper.finish()
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_a_stopped_helper_is_gone_and_takes_no_more_charts(tmp_path: Path) -> None:
+    helper = HelperCharts()
+    proc = helper._proc
+    assert proc is not None
+    helper.draw("plot_report", tmp_path / "never.png", **_job())
+    helper.stop()  # the command failed: no chart, no process left
+    assert proc.poll() is not None
+    with pytest.raises(RuntimeError, match="after finish"):
+        helper.draw("plot_report", tmp_path / "late.png", **_job())
+
+
+def test_only_the_report_functions_can_be_asked_for(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown chart function 'savefig'"):
+        LocalCharts().draw("savefig", tmp_path / "x.png")

@@ -110,9 +110,13 @@ def simulate(
     as_csv: Annotated[bool, typer.Option("--csv", help="print the summary as CSV")] = False,
 ) -> None:
     """Replay history through the simulated exchange and report what the policy would have done."""
-    from bot.cli import simulate as sim
+    from bot.backtest.charts import start_charts
 
-    with reported_errors():
+    # The chart helper starts before anything else is imported: it has the whole simulation to
+    # get matplotlib ready (bot.backtest.charts).
+    with reported_errors(), start_charts() as charts:
+        from bot.cli import simulate as sim
+
         sim.run(
             config,
             policy or [],
@@ -123,6 +127,7 @@ def simulate(
             out,
             console,
             as_csv=as_csv,
+            charts=charts,
         )
 
 

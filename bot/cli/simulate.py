@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.backtest.charts import Charts, start_charts
+from bot.backtest.charts import Charts, HelperCharts, LocalCharts, start_charts
 from bot.backtest.hedged import HEDGE_SUMMARY_KEYS, add_hedge_outputs, run_with_and_without_hedge
 from bot.backtest.replay import override
 from bot.backtest.report import write_outputs
@@ -59,9 +60,13 @@ def run(
     console: Console,
     *,
     as_csv: bool = False,
+    charts: HelperCharts | LocalCharts | None = None,
 ) -> list[dict[str, Any]]:
+    """``bot simulate``. ``charts``: where the charts are drawn (the command passes a helper it
+    started first thing); by default a helper started here."""
     # The charts' helper process starts first: it imports matplotlib while this one simulates.
-    with start_charts() as charts:
+    owned = start_charts() if charts is None else nullcontext(charts)  # the caller's: it stops it
+    with owned as charts:
         config = override(load_config(config_path, policy_overrides=policies), start, end)
         symbols = tuple(s.strip() for s in contracts.split(",") if s.strip()) if contracts else None
         if data_dir is not None and not data_dir.is_dir():

@@ -127,6 +127,31 @@ def test_bybit_eth_sol_bnb_from_the_bundled_snapshot(tmp_path: Path) -> None:
         assert f"{sym} trade: 1h" in notes
 
 
+def test_contracts_show_and_list_flag_the_stand_in_figures(tmp_path: Path) -> None:
+    data = tmp_path / "bybit"
+    data.mkdir()
+    config = str(_config(tmp_path, data, "bybit", ["SOL/USDT:USDT"]))
+    shown = runner.invoke(app, ["contracts", "show", "SOL/USDT:USDT", "--config", config, "--json"])
+    assert shown.exit_code == 0, shown.output
+    sol = json.loads(shown.stdout)
+    assert sol["stand_in"] is True
+    assert sol["spec_source"].startswith("STAND-IN risk limits")
+    text = runner.invoke(app, ["contracts", "show", "SOL/USDT:USDT", "--config", config])
+    assert text.exit_code == 0, text.output
+    assert "STAND-IN, not the venue's own" in " ".join(text.output.split())
+    eth = runner.invoke(app, ["contracts", "show", "ETH/USDT:USDT", "--config", config, "--json"])
+    assert json.loads(eth.stdout)["stand_in"] is False
+    listed = runner.invoke(app, ["contracts", "list", "--config", config, "--json"])
+    assert listed.exit_code == 0, listed.output
+    flags = {row["symbol"]: row["stand_in"] for row in json.loads(listed.stdout)["contracts"]}
+    assert flags == {
+        "BNB/USDT:USDT": True,
+        "BTC/USDT:USDT": False,
+        "ETH/USDT:USDT": False,
+        "SOL/USDT:USDT": True,
+    }
+
+
 def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
     data = tmp_path / "bybit"
     data.mkdir()

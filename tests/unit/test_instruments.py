@@ -221,7 +221,8 @@ def _bybit_builder() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "build_bybit_snapshot", ROOT / "scripts" / "build_bybit_snapshot.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from decimal import Decimal
 
 import numpy as np
@@ -40,6 +41,16 @@ def to_decimal(x: float, places: int = 6) -> Decimal:
     return Decimal(f"{x:.{places}f}")
 
 
+def price_statistic(x: float, places: int = 8, digits: int = 8) -> Decimal:
+    """A statistic in price units (ATR) as an exact decimal: ``places`` decimals, or ``digits``
+    significant digits when that is finer. A contract priced 0.00001 has an hourly ATR near
+    1e-7, which 8 decimals would keep to one or two digits (and a stop distance of a multiple of
+    it off by tens of percent); contracts priced above 1 keep exactly 8 decimals."""
+    if x != 0.0 and math.isfinite(x):
+        places = max(places, digits - 1 - math.floor(math.log10(abs(x))))
+    return Decimal(f"{x:.{places}f}")
+
+
 def build_snapshot(
     symbol: str,
     window: CandleWindow,
@@ -70,7 +81,7 @@ def build_snapshot(
         last_price=last,
         mark_price=mark,
         volatility=to_decimal(vol),
-        atr=to_decimal(a, 8),
+        atr=price_statistic(a),
         funding=funding,
         bar_hours=_bar_hours(window.tf_ms),
     )

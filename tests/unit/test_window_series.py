@@ -122,3 +122,21 @@ def test_a_window_from_another_policy_is_estimated_not_looked_up() -> None:
     vol, _ = window_statistics(window, policy)
     assert snap is not None
     assert snap.volatility == Decimal(f"{vol:.6f}")
+
+
+def test_atr_of_a_contract_priced_in_millionths_keeps_its_digits() -> None:
+    """Eight decimals would leave an ATR of 1.234567e-7 as 0.00000012 (a 3 % error that a stop
+    distance of k x ATR inherits); the snapshot keeps eight significant digits instead."""
+    o, h, lo, c = (x * 1e-7 for x in _ohlc(200, seed=3))  # prices near 1e-5
+    window = CandleWindow(np.arange(200, dtype=np.int64) * HOUR, o, h, lo, c, HOUR)
+    policy = _policy()
+    _, a = window_statistics(window, policy)
+    funding = FundingInfo(Decimal(0), Decimal(8), None)
+    snap = build_snapshot("X/USDT:USDT", window, funding, Decimal(1), Decimal(1), policy)
+    assert snap is not None
+    assert a < 1e-6
+    assert abs(float(snap.atr) / a - 1) < 1e-7
+    big = CandleWindow(window.ts, o * 1e9, h * 1e9, lo * 1e9, c * 1e9, HOUR)
+    snap_big = build_snapshot("X/USDT:USDT", big, funding, Decimal(1), Decimal(1), policy)
+    assert snap_big is not None
+    assert snap_big.atr == snap_big.atr.quantize(Decimal("1e-8"))  # prices above 1: 8 decimals

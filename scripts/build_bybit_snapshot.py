@@ -104,9 +104,9 @@ ETH_TIERS = (
 # bybitannouncements.com/?p=1542 and ?p=1828): Max. Position Value, Maintenance Margin Rate, Max.
 # Leverage, rows 1-16 (up to 150,000; later rows are cut off in the stored copy). Bybit published
 # it for small contracts (NEIROETHUSDT, TUTUSDT, VOXELUSDT ...), NOT for SOL or BNB: it stands in
-# for their own tables, which could not be found in any published copy. It is stricter than theirs
-# (Bybit lists SOLUSDT and BNBUSDT at 50x or more), so a simulation with it liquidates earlier and
-# allows less leverage than the venue would.
+# for their own tables, which could not be found in any published copy. For ordinary position
+# sizes it is stricter than theirs (20x here; Bybit's 2022 symbol list gives both 50x), so a
+# simulation with it liquidates earlier and allows less leverage than the venue would.
 STAND_IN_TIERS = (
     Tier("5000", "0.025", "20"),
     Tier("9000", "0.0263", "19"),
@@ -129,9 +129,10 @@ STAND_IN_NOTE = (
     "STAND-IN risk limits: no published copy of this contract's own Bybit risk-limit table was "
     "found, so its brackets are Bybit's published 'After Adjustment' ladder from the announcements "
     "'Risk Limit Adjustment for Perpetual Contracts' of Jun 20 and Jul 1, 2025 (rows 1-16, up to "
-    "150,000 USDT; published for small contracts, stricter than this contract's real table: "
-    "earlier liquidation, lower leverage). Deductions computed with Bybit's published rule. Run "
-    "`bot contracts sync` (GET /v5/market/risk-limit is public) before relying on these figures."
+    "150,000 USDT; published for small contracts, stricter than this contract's real table for "
+    "ordinary sizes: earlier liquidation, lower leverage). Deductions computed with Bybit's "
+    "published rule. Run `bot contracts sync` (GET /v5/market/risk-limit is public) before "
+    "relying on these figures."
 )
 V2_SYMBOLS = (
     "a GET /v2/public/symbols response (Bybit's v2 linear symbol list) posted in ccxt/ccxt issue "

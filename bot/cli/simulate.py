@@ -80,6 +80,7 @@ def run(
             reports = [_simulate(config, symbols, data_dir, out_dir, console, charts)]
         charts.finish()
     _print_summary(reports, out_dir, console, as_csv)
+    _warn_stand_in_specs(config, symbols, data_dir, console, as_csv)
     return reports
 
 
@@ -100,6 +101,34 @@ def _simulate(
         )
     report = write_outputs(pair.hedged, out_dir, clock.monotonic() - t0, charts)
     return add_hedge_outputs(pair, out_dir, report, config.simulation.slippage_bps, charts)
+
+
+def _warn_stand_in_specs(
+    config: BotConfig,
+    symbols: tuple[str, ...] | None,
+    data_dir: Path | None,
+    console: Console,
+    as_csv: bool,
+) -> None:
+    """Say which contracts ran on labelled stand-in figures (bundled Bybit SOL/BNB today): the
+    result is only as good as the brackets, and those are not the venue's own."""
+    from bot.catalogue import SYNC_HINT, resolve_with_sources
+
+    syms = symbols or tuple(c.symbol for c in config.contracts)
+    found, _ = resolve_with_sources(config.data.exchange, syms, data_dir or config.data.dir)
+    stand_ins = [s for s, (_, cat) in found.items() if cat.is_stand_in(s)]
+    if not stand_ins:
+        return
+    note = (
+        f"warning: {', '.join(stand_ins)} ran on STAND-IN leverage brackets from "
+        f"{found[stand_ins[0]][1].source}, not {config.data.exchange}'s own (stricter: earlier "
+        f"liquidation, lower leverage); `{SYNC_HINT.format(symbols=','.join(stand_ins))}` "
+        "reads the venue's"
+    )
+    if as_csv:
+        typer.echo(note, err=True)
+    else:
+        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True)
 
 
 def _compare(

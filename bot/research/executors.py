@@ -79,20 +79,19 @@ class LocalExecutor:
         """A dead worker breaks the whole pool, so every point in flight is suspect: each is
         sent again alone, where a death names its culprit exactly."""
         pending = iter(tasks)
+        held: list[T] = []  # taken from ``pending`` but refused by a pool that just broke
         suspects: list[tuple[T, int]] = []  # (task, deaths so far), re-run one at a time
         pool = self._pool or self._new_pool()
         running: dict[Future[R], tuple[T, int]] = {}
         while True:
-            if suspects:
+            try:
+                self._submit_more(pool, fn, running, suspects, held, pending)
+            except BrokenProcessPool:
+                # A worker died since the last wait: the futures in flight say which (below);
+                # with none in flight there is nothing to learn, so start afresh.
                 if not running:
-                    task, deaths = suspects.pop(0)
-                    running[pool.submit(fn, task)] = (task, deaths)
-            else:
-                while len(running) < 2 * self.workers:
-                    nxt = next(pending, None)
-                    if nxt is None:
-                        break
-                    running[pool.submit(fn, nxt)] = (nxt, 0)
+                    pool = self._new_pool()
+                    continue
             if not running:
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -118,6 +117,33 @@ class LocalExecutor:
                     yield failed(task, f"worker process died {n} times running this point")
                 else:
                     suspects.append((task, n))
+
+    def _submit_more(
+        self,
+        pool: ProcessPoolExecutor,
+        fn: Callable[[T], R],
+        running: dict[Future[R], tuple[T, int]],
+        suspects: list[tuple[T, int]],
+        held: list[T],
+        pending: Iterator[T],
+    ) -> None:
+        """Fill ``running``: a suspect alone, else up to two tasks per worker. Raises
+        BrokenProcessPool if the pool broke since the last wait; the refused task is kept."""
+        if suspects:
+            if not running:
+                task, deaths = suspects[0]
+                running[pool.submit(fn, task)] = (task, deaths)
+                suspects.pop(0)
+            return
+        while len(running) < 2 * self.workers:
+            nxt = held.pop(0) if held else next(pending, None)
+            if nxt is None:
+                return
+            try:
+                running[pool.submit(fn, nxt)] = (nxt, 0)
+            except BrokenProcessPool:
+                held.insert(0, nxt)
+                raise
 
     def close(self) -> None:
         if self._pool is not None:

@@ -87,12 +87,16 @@ class HelperCharts:
     def __init__(self) -> None:
         # Its stderr, read back when it ends: a traceback to report, or warnings to pass on.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish() or stop()
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603 - our code
-            [sys.executable, "-c", _HELPER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-        )
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603 - ours
+                [sys.executable, "-c", _HELPER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=self._log,
+            )
+        except BaseException:
+            self._log.close()
+            raise
 
     def draw(self, name: str, path: Path, **kwargs: Any) -> None:
         _check(name)
@@ -146,6 +150,8 @@ class HelperCharts:
 
 def start_charts() -> HelperCharts | LocalCharts:
     """A helper process when one can be started, else drawing in this process."""
+    if not sys.executable or getattr(sys, "frozen", False):
+        return LocalCharts()  # no interpreter to run the helper with (embedded or bundled)
     try:
         return HelperCharts()
     except OSError:  # no process can be started here (a sandbox, a process limit)

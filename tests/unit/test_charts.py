@@ -3,6 +3,7 @@ a helper that fails says why; a stopped helper leaves no process behind."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,19 @@ def test_a_stopped_helper_is_gone_and_takes_no_more_charts(tmp_path: Path) -> No
 def test_only_the_report_functions_can_be_asked_for(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown chart function 'savefig'"):
         LocalCharts().draw("savefig", tmp_path / "x.png")
+
+
+def test_without_an_interpreter_to_start_the_charts_are_drawn_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.backtest import charts
+
+    monkeypatch.setattr(sys, "executable", "")
+    with charts.start_charts() as painter:
+        assert isinstance(painter, LocalCharts)
+        painter.draw("plot_report", tmp_path / "here.png", **_job())
+        painter.finish()
+    assert (tmp_path / "here.png").stat().st_size > 10_000
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    with charts.start_charts() as painter:  # the helper cannot start: drawn here too
+        assert isinstance(painter, LocalCharts)

@@ -10,8 +10,9 @@ TIERS          freqtrade's cache of Binance ``GET /fapi/v1/leverageBracket``,
                56179f3e671505cec998678f7e3cdce6d65a01eb (2026-05-01). Get it with
                ``git show 56179f3e:freqtrade/exchange/binance_leverage_tiers.json``.
 EXCHANGE_INFO  a complete ``GET /fapi/v1/exchangeInfo`` response, ``serverTime`` 1766562549558
-               (2025-12-24 07:49:09 UTC), committed as ``gateways/binance/futures_exchange_info.json``
-               in github.com/AlphaDogsResearch/Coinbase-Python, commit
+               (2025-12-24 07:49:09 UTC), committed as
+               ``gateways/binance/futures_exchange_info.json`` in
+               github.com/AlphaDogsResearch/Coinbase-Python, commit
                96360e4b37c327b329d6c5c8f85bb1d430895181 (2026-01-03).
 LISTING        a dated digest of the USD-M listing (``{"date": "2026-08-06", "coins": {SYMBOL:
                {"status": ...}}}``, 697 symbols), ``data/exchange_info.json`` in
@@ -105,10 +106,46 @@ ORIGINAL = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "XRP/USDT:USDT")
 # eligible are rebuilt from the sources above; those delisted since but still in TIERS keep
 # their old entries (so a configuration naming them keeps working); those gone from TIERS too
 # are dropped.
-PREVIOUS = (
-    "BCH EOS LTC TRX ETC LINK XLM ADA XMR DASH ZEC XTZ BNB ATOM ONT BAT COMP OMG DOGE SXP BAL "
-    "CRV TRB RUNE SUSHI EGLD ICX STORJ BLZ UNI AVAX FTM ENJ FLM REN NEAR"
-).split()
+PREVIOUS = tuple(
+    [
+        "BCH",
+        "EOS",
+        "LTC",
+        "TRX",
+        "ETC",
+        "LINK",
+        "XLM",
+        "ADA",
+        "XMR",
+        "DASH",
+        "ZEC",
+        "XTZ",
+        "BNB",
+        "ATOM",
+        "ONT",
+        "BAT",
+        "COMP",
+        "OMG",
+        "DOGE",
+        "SXP",
+        "BAL",
+        "CRV",
+        "TRB",
+        "RUNE",
+        "SUSHI",
+        "EGLD",
+        "ICX",
+        "STORJ",
+        "BLZ",
+        "UNI",
+        "AVAX",
+        "FTM",
+        "ENJ",
+        "FLM",
+        "REN",
+        "NEAR",
+    ]
+)
 MAKER_FEE, TAKER_FEE = "0.0002", "0.0005"  # Binance USD-M regular (VIP 0) tier, no BNB discount
 BASE = re.compile(r"[A-Z0-9]+")
 DELISTED_NOTE = "Delisted from Binance USD-M since"
@@ -133,7 +170,7 @@ def load(path: Path, src: Source) -> Any:
             f"{path}: SHA-256 {digest} is not that of {src.cite()} ({src.sha256}); "
             f"get the cited file with `git show {src.commit}:{src.path}`"
         )
-    return json.loads(raw)
+    return json.loads(raw, parse_float=Decimal)  # exact: the tiers file writes rates as numbers
 
 
 def filters_of(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -196,7 +233,7 @@ def instrument(symbol: str, tiers: dict[str, Any], row: dict[str, Any], why: str
     f = filters_of(row)
     lot, market_lot = f["LOT_SIZE"], f["MARKET_LOT_SIZE"]
     if num(lot["stepSize"]) != num(market_lot["stepSize"]):
-        raise SourceError(f"exchangeInfo {row['symbol']}: LOT_SIZE and MARKET_LOT_SIZE steps differ")
+        raise SourceError(f"exchangeInfo {row['symbol']}: LOT_SIZE, MARKET_LOT_SIZE steps differ")
     return {
         "base": base,
         "quote": "USDT",
@@ -234,7 +271,8 @@ def build(tiers: dict[str, Any], exinfo: dict[str, Any], listing_doc: dict[str, 
     listing: dict[str, Any] = listing_doc["coins"]
     previous = json.loads(OUT.read_text(encoding="utf-8"))["instruments"]
 
-    pool = sorted(s for s in tiers if s.endswith("/USDT:USDT") and eligible(s, tiers, info, listing))
+    usdt = (s for s in tiers if s.endswith("/USDT:USDT"))
+    pool = sorted(s for s in usdt if eligible(s, tiers, info, listing))
     ranked = sorted(pool, key=lambda s: (-ladder(s, tiers)[0], -ladder(s, tiers)[1], s))
     cut = ladder(ranked[LARGEST - 1], tiers)
     largest = [s for s in ranked if ladder(s, tiers) >= cut]  # the 40, and any tied with the 40th
@@ -247,7 +285,8 @@ def build(tiers: dict[str, Any], exinfo: dict[str, Any], listing_doc: dict[str, 
             continue
         last, first = ladder(sym, tiers)
         group = (
-            f"largest by bracket ladder, rank {rank} of {len(ranked)} (caps {num(last)}, {num(first)})"
+            f"largest by bracket ladder, rank {rank} of {len(ranked)} "
+            f"(caps {num(last)}, {num(first)})"
             if sym in largest
             else f"beyond the largest (ladder rank {rank} of {len(ranked)}), for offline coverage"
         )
@@ -319,9 +358,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fail if the committed file differs")
     args = parser.parse_args()
     try:
-        text = build(
-            load(args.tiers, TIERS), load(args.exchange_info, EXCHANGE_INFO), load(args.listing, LISTING)
-        )
+        tiers = load(args.tiers, TIERS)
+        text = build(tiers, load(args.exchange_info, EXCHANGE_INFO), load(args.listing, LISTING))
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -330,7 +368,7 @@ def main() -> int:
     parse_instruments(json.loads(text), OUT.name)
     if args.check:
         if OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT} differs from what the sources give; rerun without --check", file=sys.stderr)
+            print(f"{OUT} differs from its sources; rerun without --check", file=sys.stderr)
             return 1
         print(f"{OUT} is what the sources give")
         return 0

@@ -26,7 +26,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +38,9 @@ from bot.instruments import PACKAGE, available_exchanges, load_instruments, pars
 
 CATALOGUE_DIR = "contracts"
 SYNC_HINT = "bot contracts sync --config CONFIG --contracts {symbols}"
+# An instrument whose ``source`` starts with this carries figures that are not the venue's own for
+# that contract (see bot/resources/instruments/README.md); the CLI shows it on every listing.
+STAND_IN_MARK = "STAND-IN"
 
 __all__ = [
     "Catalogue",
@@ -58,6 +61,12 @@ class Catalogue:
     read_at_ms: int
     source: str  # human-readable origin (file path or "bundled snapshot ...")
     path: Path | None  # the user's file, None for the bundled snapshot
+    # symbol -> that instrument's own ``source`` text from the file (where its figures came from)
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    def is_stand_in(self, symbol: str) -> bool:
+        """True when ``symbol``'s figures are a labelled stand-in, not the venue's own."""
+        return self.notes.get(symbol, "").startswith(STAND_IN_MARK)
 
 
 def catalogue_path(data_dir: Path, exchange: str) -> Path:
@@ -85,7 +94,7 @@ def load_catalogue(path: Path, exchange: str) -> Catalogue | None:
         raise DataError(str(exc)) from None
     if data["exchange"] != exchange:
         raise DataError(f"{path}: 'exchange' is {data['exchange']!r}, expected {exchange!r}")
-    return Catalogue(exchange, instruments, _read_at_ms(data, path), str(path), path)
+    return Catalogue(exchange, instruments, _read_at_ms(data, path), str(path), path, _notes(data))
 
 
 def bundled_catalogue(exchange: str) -> Catalogue:
@@ -105,7 +114,13 @@ def bundled_catalogue(exchange: str) -> Catalogue:
         _read_at_ms(data, Path(bundled_path(exchange))),
         f"bundled snapshot {bundled_path(exchange)} (as of {data['as_of']})",
         None,
+        _notes(data),
     )
+
+
+def _notes(data: Mapping[str, Any]) -> dict[str, str]:
+    """Each instrument's ``source`` text (already validated by ``parse_instruments``)."""
+    return {sym: str(spec["source"]) for sym, spec in data["instruments"].items()}
 
 
 def resolve_instruments(

@@ -123,6 +123,7 @@ def register(  # noqa: C901 - one nested function per command, each simple
                     "taker_fee": str(inst.taker_fee),
                     "source": cat.source,
                     "read_at": _iso(cat.read_at_ms),
+                    "stand_in": cat.is_stand_in(sym),
                 }
                 for sym, (inst, cat) in known.items()
             ]
@@ -140,7 +141,12 @@ def register(  # noqa: C901 - one nested function per command, each simple
                     r["min_notional"],
                     r["max_leverage"],
                     str(r["brackets"]),
-                    f"{r['source']} @ {r['read_at']}",
+                    f"{r['source']} @ {r['read_at']}"
+                    + (
+                        " [bold red]STAND-IN figures, see `contracts show`[/]"
+                        if r["stand_in"]
+                        else ""
+                    ),
                 )
             console.print(table)
 
@@ -169,6 +175,8 @@ def register(  # noqa: C901 - one nested function per command, each simple
                 "from": cat.source,
                 "read_at": _iso(cat.read_at_ms),
                 **instrument_to_json(inst, cat.source),
+                "spec_source": cat.notes.get(symbol, ""),
+                "stand_in": cat.is_stand_in(symbol),
             }
             if as_json:
                 console.print_json(json.dumps(payload))
@@ -184,9 +192,16 @@ def register(  # noqa: C901 - one nested function per command, each simple
                 "liquidation_fee",
                 "from",
                 "read_at",
+                "spec_source",
             ):
                 head.add_row(key, str(payload[key]))
             console.print(head)
+            if payload["stand_in"]:
+                console.print(
+                    f"[bold red]{symbol}: these figures are a STAND-IN, not the venue's own "
+                    f"table (see spec_source); run `bot contracts sync --config {config} "
+                    f"--contracts {symbol}` before relying on them.[/]"
+                )
             tiers = Table(title="leverage brackets")
             for col in ("tier", "notional from", "notional to", "max lev", "maint rate", "cum"):
                 tiers.add_column(col, justify="right")

@@ -68,6 +68,7 @@ def run(
     if len(config.policies) > 1:
         reports = _compare(config_path, config, policies, symbols, data_dir, out_dir, console)
         _print_summary(reports, out_dir, console, as_csv)
+        _warn_stand_in_specs(config, symbols, data_dir, console, as_csv)
         return reports
     policy = config.policies[0]
     clock = LiveClock()
@@ -80,7 +81,36 @@ def run(
     slip = config.simulation.slippage_bps
     reports = [add_hedge_outputs(pair, out_dir, report, slip)]
     _print_summary(reports, out_dir, console, as_csv)
+    _warn_stand_in_specs(config, symbols, data_dir, console, as_csv)
     return reports
+
+
+def _warn_stand_in_specs(
+    config: BotConfig,
+    symbols: tuple[str, ...] | None,
+    data_dir: Path | None,
+    console: Console,
+    as_csv: bool,
+) -> None:
+    """Say which contracts ran on labelled stand-in figures (bundled Bybit SOL/BNB today): the
+    result is only as good as the brackets, and those are not the venue's own."""
+    from bot.catalogue import SYNC_HINT, resolve_with_sources
+
+    syms = symbols or tuple(c.symbol for c in config.contracts)
+    found, _ = resolve_with_sources(config.data.exchange, syms, data_dir or config.data.dir)
+    stand_ins = [s for s, (_, cat) in found.items() if cat.is_stand_in(s)]
+    if not stand_ins:
+        return
+    note = (
+        f"warning: {', '.join(stand_ins)} ran on STAND-IN leverage brackets from "
+        f"{found[stand_ins[0]][1].source}, not {config.data.exchange}'s own (stricter: earlier "
+        f"liquidation, lower leverage); `{SYNC_HINT.format(symbols=','.join(stand_ins))}` "
+        "reads the venue's"
+    )
+    if as_csv:
+        typer.echo(note, err=True)
+    else:
+        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True)
 
 
 def _compare(

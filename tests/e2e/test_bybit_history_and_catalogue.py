@@ -24,7 +24,7 @@ from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.bybit_loopback import CandleRow, LoopbackBybit
 
-BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
+BTC, ALT = "BTC/USDT:USDT", "AVAX/USDT:USDT"
 KEY, SECRET = "bybit-hist-key", "bybit-hist-secret-9f"
 HOUR, DAY = 3_600_000, 86_400_000
 
@@ -53,22 +53,22 @@ def _rows(seed: int, start: int, end: int, hole: tuple[int, int]) -> list[Candle
 @pytest.fixture
 def server() -> Iterator[LoopbackBybit]:
     btc = load_instruments("bybit")[BTC]
-    # ETH is not in the bundled Bybit snapshot: the venue's answer is the only source.
-    eth = replace(
-        btc, symbol=ETH, base="ETH", tick_size=D("0.01"), step_size=D("0.01"), min_qty=D("0.01")
+    # AVAX is not in the bundled Bybit snapshot: the venue's answer is the only source.
+    alt = replace(
+        btc, symbol=ALT, base="AVAX", tick_size=D("0.01"), step_size=D("0.01"), min_qty=D("0.01")
     )
     backend = SimulatedExchange(
-        {BTC: btc, ETH: eth},
+        {BTC: btc, ALT: alt},
         LiveClock(),
         starting_balance=D(1000),
         margin_mode=MarginMode.ISOLATED,
     )
     srv = LoopbackBybit(
-        backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC, ETH]
+        backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC, ALT]
     )
     start, now = _day_ms(12), LiveClock().now_ms()
     hole = (_day_ms(3) + 5 * HOUR, _day_ms(3) + 8 * HOUR)
-    for n, sym in enumerate((BTC, ETH)):
+    for n, sym in enumerate((BTC, ALT)):
         rows = _rows(n, start, now - now % HOUR + HOUR, hole)
         srv.set_candles(sym, "trade", rows)
         srv.set_candles(sym, "mark", rows)
@@ -96,7 +96,7 @@ name = "bybit-hist"
 starting_balance = 1000
 
 [[contracts]]
-symbol = "{ETH}"
+symbol = "{ALT}"
 direction = "long"
 
 [data]
@@ -150,25 +150,25 @@ def test_bybit_sync_reads_instruments_and_risk_limits(
             "--config",
             str(config_path),
             "--contracts",
-            f"{BTC},{ETH}",
+            f"{BTC},{ALT}",
             "--json",
         ],
     )
     assert sync.exit_code == 0, sync.output
-    assert set(json.loads(sync.stdout)["written"]) == {BTC, ETH}
+    assert set(json.loads(sync.stdout)["written"]) == {BTC, ALT}
     assert server.calls("/v5/market/risk-limit")
-    shown = runner.invoke(app, ["contracts", "show", ETH, "--config", str(config_path), "--json"])
+    shown = runner.invoke(app, ["contracts", "show", ALT, "--config", str(config_path), "--json"])
     assert shown.exit_code == 0, shown.output
-    eth = json.loads(shown.stdout)
-    want = server.backend.instrument(ETH)
-    assert D(eth["tick_size"]) == want.tick_size
-    assert [D(b["notional_cap"]) for b in eth["brackets"]] == [
+    alt = json.loads(shown.stdout)
+    want = server.backend.instrument(ALT)
+    assert D(alt["tick_size"]) == want.tick_size
+    assert [D(b["notional_cap"]) for b in alt["brackets"]] == [
         b.notional_cap for b in want.brackets
     ]
-    assert [D(b["maint_margin_rate"]) for b in eth["brackets"]] == [
+    assert [D(b["maint_margin_rate"]) for b in alt["brackets"]] == [
         b.maint_margin_rate for b in want.brackets
     ]
-    assert [D(b["maint_amount"]) for b in eth["brackets"]] == [
+    assert [D(b["maint_amount"]) for b in alt["brackets"]] == [
         b.maint_amount for b in want.brackets
     ]
 
@@ -182,7 +182,7 @@ def test_bybit_download_equals_the_server_and_resumes(
         "--config",
         str(config_path),
         "--contracts",
-        f"{BTC},{ETH}",
+        f"{BTC},{ALT}",
         "--timeframes",
         "1h",
         "--start",
@@ -195,7 +195,7 @@ def test_bybit_download_equals_the_server_and_resumes(
     assert first.exit_code == 0, first.output
     data = config_path.parent / "data"
     lo, hi = _day_ms(3), _day_ms(1)
-    for sym in (BTC, ETH):
+    for sym in (BTC, ALT):
         stem = sym.replace("/", "_").replace(":", "_")
         for kind, suffix in KIND_SUFFIXES:
             want = [r for r in server._candles[(sym, kind)] if lo <= r[0] < hi]
@@ -235,7 +235,7 @@ def test_bybit_sync_download_then_simulate(
             "--config",
             cfg,
             "--contracts",
-            ETH,
+            ALT,
             "--timeframes",
             "1h",
             "--start",
@@ -248,11 +248,11 @@ def test_bybit_sync_download_then_simulate(
     before = runner.invoke(app, ["simulate", "--config", cfg, "--out", str(tmp_path / "x")])
     assert before.exit_code == 2
     assert "bot contracts sync" in " ".join(before.output.split())
-    sync = runner.invoke(app, ["contracts", "sync", "--config", cfg, "--contracts", ETH])
+    sync = runner.invoke(app, ["contracts", "sync", "--config", cfg, "--contracts", ALT])
     assert sync.exit_code == 0, sync.output
     out = tmp_path / "sim"
     result = runner.invoke(app, ["simulate", "--config", cfg, "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert report["contracts"] == [ETH]
+    assert report["contracts"] == [ALT]
     assert report["n_trades"] > 0

@@ -111,10 +111,64 @@ def test_binance_alts_from_the_bundled_snapshot(tmp_path: Path) -> None:
     assert "finer files passed over because they cover less: 5m" in ada_notes
 
 
-def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
+def test_bybit_eth_sol_bnb_from_the_bundled_snapshot(tmp_path: Path) -> None:
     data = tmp_path / "bybit"
     data.mkdir()
     symbols = ["ETH/USDT:USDT", "SOL/USDT:USDT", "BNB/USDT:USDT"]
+    for n, (sym, px) in enumerate(zip(symbols, (3000.0, 150.0, 600.0), strict=True)):
+        _market(data, sym, px, seed=10 + n, hours=DAYS * 24, tf_ms=HOUR)
+    bundled = load_instruments("bybit")
+    assert set(symbols) <= set(bundled)
+    assert not (data / "contracts").exists()  # no user catalogue: the snapshot is the source
+    config = _config(tmp_path, data, "bybit", symbols)
+    result = runner.invoke(
+        app, ["simulate", "--config", str(config), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["contracts"] == symbols
+    assert int(str(report["n_trades"])) > 0
+    assert str(report["start"]).startswith("2025-01-12")
+    for sym in symbols:
+        notes = " ".join(report["data_selection"][sym])
+        assert f"{sym} trade: 1h" in notes
+    # The stand-in brackets (SOL, BNB) are said on the console, ETH's published table is not.
+    text = " ".join(result.output.split())
+    assert "warning: SOL/USDT:USDT, BNB/USDT:USDT ran on STAND-IN leverage brackets" in text
+    assert "ETH/USDT:USDT ran on" not in text
+
+
+def test_contracts_show_and_list_flag_the_stand_in_figures(tmp_path: Path) -> None:
+    data = tmp_path / "bybit"
+    data.mkdir()
+    config = str(_config(tmp_path, data, "bybit", ["SOL/USDT:USDT"]))
+    shown = runner.invoke(app, ["contracts", "show", "SOL/USDT:USDT", "--config", config, "--json"])
+    assert shown.exit_code == 0, shown.output
+    sol = json.loads(shown.stdout)
+    assert sol["stand_in"] is True
+    assert sol["spec_source"].startswith("STAND-IN risk limits")
+    text = runner.invoke(app, ["contracts", "show", "SOL/USDT:USDT", "--config", config])
+    assert text.exit_code == 0, text.output
+    assert "STAND-IN, not the venue's own" in " ".join(text.output.split())
+    eth = runner.invoke(app, ["contracts", "show", "ETH/USDT:USDT", "--config", config, "--json"])
+    assert json.loads(eth.stdout)["stand_in"] is False
+    listed = runner.invoke(app, ["contracts", "list", "--config", config, "--json"])
+    assert listed.exit_code == 0, listed.output
+    flags = {row["symbol"]: row["stand_in"] for row in json.loads(listed.stdout)["contracts"]}
+    assert flags == {
+        "BNB/USDT:USDT": True,
+        "BTC/USDT:USDT": False,
+        "ETH/USDT:USDT": False,
+        "SOL/USDT:USDT": True,
+    }
+
+
+def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
+    data = tmp_path / "bybit"
+    data.mkdir()
+    # Contracts the bundled Bybit snapshot does not carry.
+    # (Their prices fit the BTC filters the catalogue below gives them.)
+    symbols = ["ADA/USDT:USDT", "DOGE/USDT:USDT", "LINK/USDT:USDT"]
     for n, (sym, px) in enumerate(zip(symbols, (3000.0, 150.0, 600.0), strict=True)):
         _market(data, sym, px, seed=10 + n, hours=DAYS * 24, tf_ms=HOUR)
     config = _config(tmp_path, data, "bybit", symbols)
@@ -124,7 +178,7 @@ def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
     )
     assert missing.exit_code == 2
     text = " ".join(missing.output.split())
-    assert "no contract specification for ETH/USDT:USDT, SOL/USDT:USDT, BNB/USDT:USDT" in text
+    assert "no contract specification for ADA/USDT:USDT, DOGE/USDT:USDT, LINK/USDT:USDT" in text
     assert (
         str(data / "contracts" / "bybit.json") in text.replace(" ", "")
         or "contracts/bybit.json" in text

@@ -54,6 +54,27 @@ def test_the_users_catalogue_wins_over_the_snapshot(tmp_path: Path) -> None:
     assert cat.read_at_ms == 1_767_225_600_000
 
 
+def test_stand_in_figures_are_flagged_per_contract(tmp_path: Path) -> None:
+    sol, eth = "SOL/USDT:USDT", "ETH/USDT:USDT"
+    found, missing = resolve_with_sources("bybit", [sol, eth], tmp_path)
+    assert missing == []
+    assert found[sol][1].is_stand_in(sol)
+    assert found[sol][1].notes[sol].startswith("STAND-IN risk limits")
+    assert not found[eth][1].is_stand_in(eth)
+    # The user's own figures for the same contract are not a stand-in.
+    write_catalogue(
+        catalogue_path(tmp_path, "bybit"),
+        "bybit",
+        {sol: (found[sol][0], "read from the venue")},
+        1_767_225_600_000,
+        "test",
+    )
+    mine, _ = resolve_with_sources("bybit", [sol], tmp_path)
+    assert mine[sol][1].path == catalogue_path(tmp_path, "bybit")
+    assert not mine[sol][1].is_stand_in(sol)
+    assert mine[sol][1].notes[sol] == "read from the venue"
+
+
 def test_an_unknown_contract_names_both_places_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         resolve_instruments("bybit", ["PEPE/USDT:USDT"], tmp_path)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from importlib import resources
 from itertools import pairwise
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -63,8 +68,9 @@ EXPECTED = {
         "XTZ/USDT:USDT",
         "ZEC/USDT:USDT",
     },
-    "bybit": {"BTC/USDT:USDT"},
+    "bybit": {"BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "BNB/USDT:USDT"},
 }
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _raw(exchange: str) -> dict[str, Any]:
@@ -284,6 +290,83 @@ def test_bybit_btc_values() -> None:
         D(1200),
         D(90),
     )
+
+
+def test_bybit_eth_values() -> None:
+    eth = instrument_for("bybit", "ETH/USDT:USDT")
+    assert (eth.tick_size, eth.step_size, eth.min_qty, eth.min_notional) == (
+        D("0.01"),
+        D("0.01"),
+        D("0.01"),
+        D(5),
+    )
+    assert eth.max_leverage == D(100)
+    assert len(eth.brackets) == 13
+    # Tier 3 of the published table: risk limit 3 000 000, MMR 1.5 %, 36.37x; its deduction
+    # by Bybit's rule: 900 000 x 0.005 + 1 500 000 x 0.005 = 12 000.
+    tier3 = eth.bracket_for(D(2000000))
+    assert (tier3.notional_floor, tier3.notional_cap) == (D(1500000), D(3000000))
+    assert (tier3.maint_margin_rate, tier3.maint_amount, tier3.max_leverage) == (
+        D("0.015"),
+        D(12000),
+        D("36.37"),
+    )
+    # Beyond the last transcribed tier the last one applies.
+    assert eth.bracket_for(D(30000000)).maint_margin_rate == D("0.065")
+
+
+@pytest.mark.parametrize("symbol", ["SOL/USDT:USDT", "BNB/USDT:USDT"])
+def test_bybit_stand_in_ladders_are_labelled_and_stricter(symbol: str) -> None:
+    spec = _raw("bybit")["instruments"][symbol]
+    assert spec["source"].startswith("STAND-IN risk limits")
+    instrument = instrument_for("bybit", symbol)
+    assert instrument.max_leverage == D(20)
+    assert instrument.brackets[0].maint_margin_rate == D("0.025")
+    # Tier 2: 5 000 x (0.0263 - 0.025) = 6.5.
+    assert instrument.bracket_for(D(6000)).maint_amount == D("6.5")
+
+
+def test_bybit_published_tables_are_not_labelled_stand_in() -> None:
+    for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
+        assert "STAND-IN" not in _raw("bybit")["instruments"][symbol]["source"]
+
+
+def _bybit_builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "build_bybit_snapshot", ROOT / "scripts" / "build_bybit_snapshot.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundled_bybit_file_is_what_the_generator_writes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_bybit_snapshot.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_generator_refuses_a_published_deduction_that_breaks_bybits_rule() -> None:
+    builder = _bybit_builder()
+    tiers = (builder.Tier("100", "0.01", "50", "0"), builder.Tier("200", "0.02", "25", "2"))
+    with pytest.raises(ValueError, match=r"X tier 2: published deduction 2 != 1.00"):
+        builder.brackets_from_tiers(tiers, "X")
+    good = (builder.Tier("100", "0.01", "50", "0"), builder.Tier("200", "0.02", "25", "1"))
+    rows = builder.brackets_from_tiers(good, "X")
+    assert rows[1] == {
+        "notional_floor": "100",
+        "notional_cap": "200",
+        "max_leverage": "25",
+        "maint_margin_rate": "0.02",
+        "maint_amount": "1",
+    }
 
 
 def test_unknown_symbol_names_it_and_the_closest_known_ones() -> None:

@@ -151,7 +151,8 @@ class Engine:
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
-        self.cooldowns.restore(store.recent_events(500), clock.now_ms())
+        recent = store.recent_events(500)
+        self.cooldowns.restore(recent, clock.now_ms())
         self._held: dict[str, Held] = {}  # as the last tick or guard left them (exits)
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
@@ -176,6 +177,8 @@ class Engine:
             if policy.hedge is not None
             else None
         )
+        if self.hedge is not None:
+            self.hedge.restore(recent, clock.now_ms())
         self.reconciler = Reconciler(
             exchange=exchange,
             store=store,
@@ -900,7 +903,9 @@ class Engine:
         for req in plan.increase:
             result_count(result, self._send(req, acct, now, snap))
         if self.hedge is not None and d.symbol in self.hedge_symbols:
-            self.hedge.last_change_ms = now  # the cooldown runs from the last attempt
+            paused = self.hedge.note_change(now)  # the cooldown runs from the last attempt
+            if paused is not None:
+                self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
         acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
         self.reconciler.note_positions(acct.positions)
         balance = self.exchange.fetch_balance()

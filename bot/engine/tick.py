@@ -60,6 +60,7 @@ from bot.engine.market import (
 )
 from bot.engine.planner import IdFactory, market_order, plan_protection, plan_size
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
+from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns, Held, exit_kind, held_of
 from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
@@ -83,7 +84,6 @@ FALLBACK_STOP = Decimal("0.05")
 # How far over its loss budget (fraction of the budget) a book may drift before it is cut even
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
-UNREADABLE = "account unreadable"
 UNPROTECTED = "protection failed"
 
 
@@ -158,7 +158,7 @@ class Engine:
         self._stale: list[str] = []  # contracts whose data is stale this tick
         self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
         self.margin_mode = margin_mode  # of new positions (held ones carry their own)
-        self.unreadable_streak = 0
+        self.unreadable_streak = restored_streak(recent)  # a restart does not reset it
         self.protection_failures = 0  # checks in a row that had to close a naked position
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
@@ -826,8 +826,7 @@ class Engine:
             EventKind.UNREADABLE,
             None,
             state,
-            f"{UNREADABLE} ({self.unreadable_streak} in a row): {exc}; nothing sent, "
-            "resting orders kept",
+            unreadable_reason(self.unreadable_streak, exc),
         )
         if self.unreadable_streak >= self.limits.max_unreadable_reads:
             state = self._to_reducing(
@@ -839,8 +838,10 @@ class Engine:
     def _readable(self, now: int) -> None:
         if self.unreadable_streak == 0:
             return
-        self.unreadable_streak = 0
+        streak, self.unreadable_streak = self.unreadable_streak, 0
         memory = self._risk_memory()
+        state = memory.state if memory is not None else TradingState.ACTIVE
+        self._event(now, EventKind.READABLE, None, state, readable_reason(streak))
         if (
             memory is not None
             and memory.state is TradingState.REDUCING

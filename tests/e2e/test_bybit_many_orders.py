@@ -22,7 +22,7 @@ from bot.domain.enums import MarginMode, OrderPurpose
 from bot.instruments import load_instruments
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
-from tests.contract.test_bybit_order_pages import foreign_orders
+from tests.contract.test_open_order_pages import foreign_orders
 from tests.e2e.test_live_loopback import hourly_rows
 from tests.fakes.bybit_loopback import LoopbackBybit
 

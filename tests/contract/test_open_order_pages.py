@@ -1,4 +1,6 @@
-"""Bybit's open-order lists come in pages: the adapter reads every page, or refuses the list.
+"""Open-order lists beyond one page: Bybit pages them, Binance does not.
+
+Bybit: the adapter reads every page, or refuses the list.
 
 ``GET /v5/order/realtime`` answers at most ``limit`` rows (default 20, at most 50), newest first,
 with a ``nextPageCursor`` (https://bybit-exchange.github.io/docs/v5/order/open-order). The real
@@ -8,6 +10,11 @@ The many resting orders are placed straight on the simulated account behind the 
 user's orders placed elsewhere: through the wire the server keeps Bybit's cap of 10 conditional
 orders per symbol, and the simulated account rests conditional orders only (a user's limit
 orders would do the same to the unfiltered list).
+
+Binance: ``GET /fapi/v1/openOrders`` and ``GET /fapi/v1/openAlgoOrders`` take neither a limit
+nor a cursor and list every open order of the symbol
+(https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Current-All-Algo-Open-Orders):
+one call per book, whatever the number.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from tests.contract.test_ccxt_loopback import (
     entry,
     stop,
 )
+from tests.fakes.binance_loopback import LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit, point_ccxt_at
 
 REALTIME = "/v5/order/realtime"
@@ -174,3 +182,31 @@ def test_a_list_that_never_ends_is_unreadable(
     else:
         assert "20 pages of 50" in message
         assert pages == 20
+
+
+def test_binance_lists_every_open_order_in_one_answer(sim: SimulatedExchange) -> None:
+    ladder = foreign_orders(sim, 60)
+    with LoopbackBinance(
+        sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC]
+    ) as server:
+        adapter = make_ccxt_exchange(
+            "binanceusdm",
+            demo=False,
+            api_url=server.base_url,
+            options={"enableRateLimit": False, "timeout": 1500},
+            api_key=KEY,
+            api_secret=SECRET,
+            password=None,
+            clock=RecordingClock(),
+            symbols=[BTC],
+            account=ACCOUNT,
+        )
+        try:
+            adapter.load_instruments()
+            assert {o.client_id for o in adapter.fetch_open_orders(BTC)} == ladder
+        finally:
+            adapter.exchange.close()
+        lists = [*server.calls("/fapi/v1/openOrders"), *server.calls("/fapi/v1/openAlgoOrders")]
+        assert len(lists) == 2
+        assert all("limit" not in r.params and "cursor" not in r.params for r in lists)
+        assert server.errors == []

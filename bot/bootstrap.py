@@ -33,7 +33,7 @@ from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
 from bot.engine.hedging import hedge_symbols, with_hedge_symbols
-from bot.engine.market import candles_needed
+from bot.engine.market import candles_needed, statistics_spec
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
 from bot.logs import REDACTOR
@@ -206,6 +206,7 @@ def build_simulation(
         slippage_model=slippage_model(config),
     )
     market = HistoricalMarket(histories)
+    market.precompute(statistics_spec(policy))
     store = MemoryStore()
     engine = engine_for(
         config, policy, tuple(histories), clock=clock, exchange=exchange, market=market, store=store
@@ -366,6 +367,7 @@ def build_paper(
         sim = _paper_sim(config, known, symbols, clock, state)
         sim.processed_ms = sim.processed_ms or start - 1
         hist = HistoricalMarket(histories)
+        hist.precompute(statistics_spec(policy))
         market, feed = hist, ReplayFeed(sim, hist)
     else:
         from bot.exchange.ccxt_market import CcxtMarketData

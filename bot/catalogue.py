@@ -114,12 +114,14 @@ def resolve_instruments(
     """Specifications of ``symbols``: the user's catalogue first, then the bundled snapshot."""
     found, missing = resolve_with_sources(exchange, symbols, data_dir)
     if missing:
-        user = catalogue_path(data_dir, exchange) if data_dir is not None else None
-        where = f"the catalogue {user} " if user is not None else "no user catalogue "
+        bundled = f"the bundled snapshot {bundled_path(exchange)}"
+        if data_dir is not None:
+            where = f"not in the catalogue {catalogue_path(data_dir, exchange)} nor in {bundled}"
+        else:
+            where = f"not in {bundled} (no data directory, so no user catalogue, was given)"
         raise ConfigError(
-            f"{exchange}: no contract specification for {', '.join(missing)}: not in "
-            f"{where}nor in the bundled snapshot {bundled_path(exchange)}; read it from the "
-            f"exchange with `{SYNC_HINT.format(symbols=','.join(missing))}`"
+            f"{exchange}: no contract specification for {', '.join(missing)}: {where}; read it "
+            f"from the exchange with `{SYNC_HINT.format(symbols=','.join(missing))}`"
         )
     return {s: inst for s, (inst, _) in found.items()}
 

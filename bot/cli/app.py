@@ -145,8 +145,16 @@ def calc(
         str, typer.Option("--margin-mode", help="isolated or cross")
     ] = "isolated",
     exchange: Annotated[
-        str, typer.Option("--exchange", help="bundled specs: binanceusdm or bybit")
+        str, typer.Option("--exchange", help="binanceusdm or bybit")
     ] = "binanceusdm",
+    catalogue: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalogue",
+            help="data directory whose contracts/<exchange>.json (bot contracts sync) is read "
+            "before the bundled snapshot (default: the --data directory)",
+        ),
+    ] = None,
     vol: Annotated[
         str | None, typer.Option("--vol", help="annualised volatility, e.g. 0.6 for 60 %")
     ] = None,
@@ -177,6 +185,7 @@ def calc(
             stop_vol_units=stop_vol_units,
             as_json=as_json,
             console=console,
+            catalogue=catalogue,
         )
 
 

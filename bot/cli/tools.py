@@ -93,12 +93,15 @@ def run_calc(
     stop_vol_units: str,
     as_json: bool,
     console: Console,
+    catalogue: Path | None = None,
 ) -> dict[str, Any]:
     volatility = parse_decimal("--vol", vol)
     if volatility is not None and data is not None:
         raise ConfigError("give at most one of --vol and --data")
+    catalogue_dir = catalogue if catalogue is not None else data
     if data is not None:
-        calc_tool.lookup_instrument(exchange, contract)  # unknown contract: say so first
+        # unknown contract: say so before reading candles
+        calc_tool.lookup_instrument(exchange, contract, catalogue_dir)
         candles = voltrack.hourly_candles(_inventory(data), contract)
         volatility = voltrack.current_volatility(candles)
     mode = _mode("--margin-mode", margin_mode)
@@ -114,6 +117,7 @@ def run_calc(
         volatility=volatility,
         stop_vol_units=_required("--stop-vol-units", stop_vol_units),
         exchange=exchange,
+        catalogue_dir=catalogue_dir,
     )
     result = calc_tool.calculate(request)
     payload = calc_tool.jsonable(result)

@@ -43,7 +43,7 @@ class Job(Generic[T]):
         self._done = False
 
     def run(self) -> None:
-        if self._batch.failed.is_set():
+        if self._batch.failed:
             # an earlier job failed: nothing new starts (as if run one after the other)
             self._error = Skipped("not run: an earlier call of the batch failed")
             self._done = True
@@ -52,7 +52,7 @@ class Job(Generic[T]):
             self._value = self._fn()
         except Exception as exc:  # kept for Batch.run to raise in order
             self._error = exc
-            self._batch.failed.set()
+            self._batch.failed = True
         finally:
             self._done = True
 
@@ -82,7 +82,10 @@ class Batch:
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
         self._jobs: list[Job[object]] = []
-        self.failed = threading.Event()
+        # Set by the first job that fails; read by jobs about to start. A plain attribute (one
+        # store and one load, atomic under the GIL) rather than an Event: batches are built
+        # several times per tick, and in simulation millions of times.
+        self.failed = False
 
     def add(self, fn: Callable[[], T]) -> Job[T]:
         job = Job(fn, self)
@@ -94,7 +97,7 @@ class Batch:
         the first error (in the order added). After a failure no further job starts; the jobs
         already running finish (a contract's steps are never cut in the middle)."""
         jobs, self._jobs = self._jobs, []
-        self.failed.clear()
+        self.failed = False
         self._runner.run_all(jobs)
         for job in jobs:
             if job.error is not None and not isinstance(job.error, Skipped):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from decimal import Decimal
 
 import numpy as np
 
 from bot.config.policy import Policy
 from bot.domain.market import FundingInfo, MarketSnapshot
-from bot.ports.market import CandleWindow, FloatArray
+from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.volatility import atr, estimate
 
@@ -23,8 +25,29 @@ def candles_needed(policy: Policy) -> int:
     return need
 
 
+def statistics_spec(policy: Policy) -> StatisticsSpec:
+    """What :func:`build_snapshot` estimates on each window of ``policy``'s candles."""
+    return StatisticsSpec(
+        estimator=policy.volatility.estimator,
+        window=policy.volatility.window,
+        lam=float(policy.volatility.ewma_lambda),
+        atr_window=policy.atr_window,
+        span=candles_needed(policy),
+    )
+
+
 def to_decimal(x: float, places: int = 6) -> Decimal:
     """A statistic as an exact decimal with ``places`` digits (floats stay in statistics)."""
+    return Decimal(f"{x:.{places}f}")
+
+
+def price_statistic(x: float, places: int = 8, digits: int = 8) -> Decimal:
+    """A statistic in price units (ATR) as an exact decimal: ``places`` decimals, or ``digits``
+    significant digits when that is finer. A contract priced 0.00001 has an hourly ATR near
+    1e-7, which 8 decimals would keep to one or two digits (and a stop distance of a multiple of
+    it off by tens of percent); contracts priced above 1 keep exactly 8 decimals."""
+    if x != 0.0 and math.isfinite(x):
+        places = max(places, digits - 1 - math.floor(math.log10(abs(x))))
     return Decimal(f"{x:.{places}f}")
 
 
@@ -36,15 +59,43 @@ def build_snapshot(
     mark: Decimal,
     policy: Policy,
     asof_ms: int | None = None,
+    spec: StatisticsSpec | None = None,
 ) -> MarketSnapshot | None:
     """Volatility and ATR by the policy's estimator; ``None`` if there is not enough history.
 
-    ``asof_ms`` is when the data was last fresh (default: the close of the last candle)."""
+    ``asof_ms`` is when the data was last fresh (default: the close of the last candle);
+    ``spec`` is ``statistics_spec(policy)`` when the caller keeps it (computed otherwise)."""
     vol_p = policy.volatility
     n = vol_p.window
     if len(window) < max(n + 1, policy.atr_window + 1):
         return None
-    ppy = periods_per_year(window.tf_ms)
+    pre = window.statistics
+    if pre is not None and pre.spec == (spec or statistics_spec(policy)):
+        # Computed ahead for every window of the history (simulation): the same estimates.
+        vol, a = pre.volatility, pre.atr
+    else:
+        vol, a = window_statistics(window, policy)
+    return MarketSnapshot(
+        symbol=symbol,
+        asof_ms=asof_ms if asof_ms is not None else int(window.ts[-1]) + window.tf_ms,
+        last_price=last,
+        mark_price=mark,
+        volatility=to_decimal(vol),
+        atr=price_statistic(a),
+        funding=funding,
+        bar_hours=_bar_hours(window.tf_ms),
+    )
+
+
+@functools.cache
+def _bar_hours(tf_ms: int) -> Decimal:
+    return Decimal(tf_ms) / Decimal(3_600_000)
+
+
+def window_statistics(window: CandleWindow, policy: Policy) -> tuple[float, float]:
+    """The policy's volatility estimate and ATR on ``window`` (long enough: see build_snapshot)."""
+    vol_p = policy.volatility
+    n = vol_p.window
     k = n + 1
     vol = estimate(
         vol_p.estimator,
@@ -53,22 +104,13 @@ def build_snapshot(
         window.low[-k:],
         window.close[-k:],
         n,
-        ppy,
+        periods_per_year(window.tf_ms),
         lam=float(vol_p.ewma_lambda),
         checked=True,  # windows come validated from the data files or the exchange adapter
     )
     # Wilder's ATR uses all the history it is given (its seed fades): pass the whole window.
     a = atr(window.high, window.low, window.close, policy.atr_window, checked=True)
-    return MarketSnapshot(
-        symbol=symbol,
-        asof_ms=asof_ms if asof_ms is not None else int(window.ts[-1]) + window.tf_ms,
-        last_price=last,
-        mark_price=mark,
-        volatility=to_decimal(vol),
-        atr=to_decimal(a, 8),
-        funding=funding,
-        bar_hours=Decimal(window.tf_ms) / Decimal(3_600_000),
-    )
+    return vol, a
 
 
 def annual_covariance(windows: list[CandleWindow], count: int) -> FloatArray | None:

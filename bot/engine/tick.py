@@ -57,6 +57,7 @@ from bot.engine.market import (
     build_snapshot,
     candles_needed,
     policy_tf_ms,
+    statistics_spec,
 )
 from bot.engine.planner import IdFactory, market_order, plan_protection, plan_size
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
@@ -144,6 +145,7 @@ class Engine:
         self.gate = RiskGate(limits)
         self.tf_ms = policy_tf_ms(policy)
         self.needed = candles_needed(policy)
+        self.statistics_spec = statistics_spec(policy)
         self._tick_ms = 0
         self._n = 0
         self._last_snapshot: dict[str, MarketSnapshot] = {}
@@ -442,7 +444,14 @@ class Engine:
             candle_close = int(window.ts[-1]) + self.tf_ms if len(window) else 0
             asof = last[1] if now - candle_close <= self.tf_ms else min(candle_close, last[1])
             snap = build_snapshot(
-                sym, window, funding, last[0], acct.marks[sym], self.policy, asof_ms=asof
+                sym,
+                window,
+                funding,
+                last[0],
+                acct.marks[sym],
+                self.policy,
+                asof_ms=asof,
+                spec=self.statistics_spec,
             )
             if snap is not None:
                 snapshots[sym] = snap

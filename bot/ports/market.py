@@ -20,6 +20,30 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
+class StatisticsSpec:
+    """What the engine estimates on each window: the volatility estimator and its window, the
+    EWMA decay, the ATR window, and how many candles the window holds (``span``: ATR uses them
+    all)."""
+
+    estimator: str
+    window: int
+    lam: float
+    atr_window: int
+    span: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStatistics:
+    """Volatility (annualised) and ATR (price units) of a window, computed ahead of time by a
+    market-data implementation that holds the whole history (simulation): the engine uses them
+    instead of estimating on the window, when ``spec`` is the one it would have used."""
+
+    spec: StatisticsSpec
+    volatility: float
+    atr: float
+
+
+@dataclass(frozen=True, slots=True)
 class CandleWindow:
     """The last closed candles of one contract (oldest first), float64 arrays."""
 
@@ -29,6 +53,7 @@ class CandleWindow:
     low: FloatArray
     close: FloatArray
     tf_ms: int
+    statistics: WindowStatistics | None = None
 
     def __len__(self) -> int:
         return len(self.ts)

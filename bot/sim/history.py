@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -33,9 +33,10 @@ from bot.errors import DataError
 from bot.marketdata.candles import Candles, FundingSeries
 from bot.marketdata.coverage import choose, covered_ms
 from bot.marketdata.files import DataInventory
-from bot.ports.market import CandleWindow
+from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowStatistics
 from bot.sim.triggers import FundingTape, TriggerSeries, to_decimal
-from bot.stats.timeframes import parse_timeframe
+from bot.stats.timeframes import parse_timeframe, periods_per_year
+from bot.stats.window_series import trailing_atr, trailing_estimates
 
 ZERO = Decimal(0)
 
@@ -49,6 +50,9 @@ class ContractHistory:
     trigger: Candles  # finest candles used for triggers
     funding: FundingSeries | None
     selection: tuple[str, ...] = ()  # which timeframe was chosen per series, and why
+    # Volatility and ATR of every full decision window, per spec (see HistoricalMarket.
+    # precompute): kept with the history so every policy run on it in a process shares them.
+    statistics: dict[StatisticsSpec, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
 
     def gaps(self) -> list[tuple[int, int]]:
         return self.trigger.gaps()
@@ -145,6 +149,30 @@ class HistoricalMarket:
         self.contracts = contracts
         # The funding view changes only when a settlement passes: cache it per settlement index.
         self._funding_cache: dict[tuple[str, int, int], FundingInfo] = {}
+        self._spec: StatisticsSpec | None = None
+
+    def precompute(self, spec: StatisticsSpec) -> None:
+        """Estimate ``spec``'s volatility and ATR for every full window of every contract's
+        decision candles at once (vectorised); :meth:`closed_candles` then hands each window its
+        values (:class:`WindowStatistics`) and the engine looks them up instead of estimating.
+        Windows cut short by a gap or the start of the history are estimated by the engine."""
+        self._spec = spec
+        for h in self.contracts.values():
+            if spec in h.statistics:
+                continue
+            c = h.decision
+            vol = trailing_estimates(
+                spec.estimator,
+                c.open,
+                c.high,
+                c.low,
+                c.close,
+                spec.window,
+                periods_per_year(c.tf_ms),
+                spec.lam,
+            )
+            atr = trailing_atr(c.high, c.low, c.close, spec.atr_window, spec.span)
+            h.statistics[spec] = (vol, atr)
 
     def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
         c = self.contracts[symbol].decision
@@ -162,7 +190,18 @@ class HistoricalMarket:
             c.low[start:end],
             c.close[start:end],
             tf_ms,
+            self._statistics(symbol, count, start, end),
         )
+
+    def _statistics(self, symbol: str, count: int, start: int, end: int) -> WindowStatistics | None:
+        spec = self._spec
+        if spec is None or count != spec.span or end - start != count:
+            return None
+        vol, atr = self.contracts[symbol].statistics[spec]
+        v, a = float(vol[end]), float(atr[end])
+        if v != v or a != a:  # NaN: not enough candles before this window
+            return None
+        return WindowStatistics(spec, v, a)
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         c = self.contracts[symbol].last

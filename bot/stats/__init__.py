@@ -9,10 +9,9 @@ from bot.stats.volatility import (
     ewma,
     garman_klass,
     parkinson,
-    rolling,
-    rolling_atr,
     yang_zhang,
 )
+from bot.stats.window_series import rolling, rolling_atr
 
 __all__ = [
     "ESTIMATORS",

@@ -6,8 +6,8 @@ candle with :func:`bot.stats.timeframes.closed_count`). Volatilities are annuali
 candles on a 24/7 market) before the square root. ATR is in price units.
 
 Point estimates read and validate only the tail their window needs, so they cost tens of
-microseconds and can run every tick. The rolling forms return one value per input candle (NaN
-until there is enough history); value ``i`` equals the point estimate over candles ``[..i]``.
+microseconds and can run every tick. The same statistics for every window of a history at once
+are in :mod:`bot.stats.window_series`.
 
 Candles needed: ``close_to_close``, ``ewma`` and ``yang_zhang`` need ``window + 1`` (``window``
 returns, or one previous close for the first overnight return); ``parkinson`` and
@@ -34,8 +34,6 @@ __all__ = [
     "ewma",
     "garman_klass",
     "parkinson",
-    "rolling",
-    "rolling_atr",
     "yang_zhang",
 ]
 
@@ -340,108 +338,3 @@ def estimate(
     if name == "yang_zhang":
         return yang_zhang(open, high, low, close, window, periods_per_year, checked=checked)
     raise ValueError(f"unknown volatility estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
-
-
-# ---------------------------------------------------------------- rolling (history views)
-
-
-def _window_sums(x: FloatArray, window: int) -> FloatArray:
-    """Sums of x[i-window+1 .. i] for i = window-1 .. n-1, via one cumulative sum (O(n))."""
-    csum = np.cumsum(x)
-    sums = csum[window - 1 :].copy()
-    sums[1:] -= csum[:-window]
-    return sums
-
-
-def _rolling_var(x: FloatArray, window: int) -> FloatArray:
-    """Sample variances (ddof=1) of each window of ``window`` consecutive values."""
-    # Variance ignores a shift; centring first keeps the Σx² - (Σx)²/n cancellation small.
-    x = x - x.mean()
-    s1 = _window_sums(x, window)
-    return (_window_sums(x * x, window) - s1 * s1 / window) / (window - 1)
-
-
-def _rolling_variance(
-    name: str, o: FloatArray, h: FloatArray, lo: FloatArray, c: FloatArray, window: int, lam: float
-) -> FloatArray:
-    """Per-candle variances for windows ending at candle ``needed-1`` .. ``n-1``."""
-    if name in ("close_to_close", "ewma"):
-        r = np.log(c[1:] / c[:-1])
-        if name == "close_to_close":
-            return _rolling_var(r, window)
-        # 'valid' convolution with reversed weights = the point estimate's dot product per window.
-        return np.convolve(r * r, _ewma_weights(window, lam)[::-1], mode="valid")
-    u = np.log(h / lo)
-    if name == "parkinson":
-        return _window_sums(u * u, window) * (_PARKINSON / window)
-    if name == "garman_klass":
-        oc = np.log(c / o)
-        return _window_sums(0.5 * u * u - _GK_OC * oc * oc, window) / window
-    o1 = o[1:]
-    oc = np.log(c[1:] / o1)
-    ho, lo_o = np.log(h[1:] / o1), np.log(lo[1:] / o1)
-    rs = _window_sums(ho * (ho - oc) + lo_o * (lo_o - oc), window) / window
-    k = _yz_k(window)
-    return _rolling_var(np.log(o1 / c[:-1]), window) + k * _rolling_var(oc, window) + (1 - k) * rs
-
-
-def rolling(
-    name: str,
-    open: FloatArray,
-    high: FloatArray,
-    low: FloatArray,
-    close: FloatArray,
-    window: int,
-    periods_per_year: float,
-    lam: float = 0.94,
-) -> FloatArray:
-    """Return estimator ``name``'s annualised volatility at every candle, NaN until enough history.
-
-    ``out[i] == estimate(name, open[:i+1], ..., window, periods_per_year, lam)`` up to rounding
-    (about 1e-12 relative). Vectorised: O(n) except ``ewma``, O(n·window) in one convolution.
-    All candles are validated, since every one falls in some window.
-    """
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown volatility estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
-    fn = f"rolling({name!r})"
-    _check_params(fn, window, periods_per_year)
-    _check_lam(fn, lam)
-    o, h, lo, c = _arrays(fn, open=open, high=high, low=low, close=close)
-    if name in ("close_to_close", "ewma"):
-        _check_prices(fn, 0, close=c)
-    elif name == "parkinson":
-        _check_prices(fn, 0, high=h, low=lo)
-    else:
-        _check_prices(fn, 0, open=o, high=h, low=lo, close=c)
-    n = len(c)
-    needed = window + 1 if name in _NEEDS_PREVIOUS else window
-    out = np.full(n, np.nan)
-    if n >= needed:
-        var = _rolling_variance(name, o, h, lo, c, window, float(lam))
-        out[needed - 1 :] = np.sqrt(np.maximum(var, 0.0) * periods_per_year)
-    return out
-
-
-def rolling_atr(high: FloatArray, low: FloatArray, close: FloatArray, window: int) -> FloatArray:
-    """Return Wilder's ATR (price units) at every candle; NaN for candles 0..window-1.
-
-    ``out[i] == atr(high[:i+1], low[:i+1], close[:i+1], window)`` up to rounding.
-    """
-    _check_params("rolling_atr", window, None)
-    h, lo, c = _arrays("rolling_atr", high=high, low=low, close=close)
-    _check_prices("rolling_atr", 0, high=h, low=lo, close=c)
-    n = len(c)
-    out = np.full(n, np.nan)
-    if n < window + 1:
-        return out
-    tr = _true_range(h, lo, c)
-    value = float(tr[:window].sum()) / window
-    out[window] = value
-    decay = (window - 1) / window
-    # Wilder's recursion is inherently sequential; a loop over Python floats is ~5 ms per 50k.
-    smoothed = [0.0] * (n - 1 - window)
-    for k, x in enumerate(tr[window:].tolist()):
-        value = decay * value + x / window
-        smoothed[k] = value
-    out[window + 1 :] = smoothed
-    return out

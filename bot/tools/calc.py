@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from bot.catalogue import resolve_instruments
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.margin import (
@@ -27,7 +29,7 @@ from bot.domain.margin import (
     max_leverage_with_liquidation_beyond,
 )
 from bot.errors import ConfigError
-from bot.instruments import available_exchanges, instrument_for
+from bot.instruments import available_exchanges
 from bot.policy.protection import DAYS_PER_YEAR
 
 __all__ = [
@@ -65,6 +67,9 @@ class CalcRequest:
     volatility: Decimal | None = None  # annualised fraction
     stop_vol_units: Decimal = DEFAULT_STOP_VOL_UNITS
     exchange: str = "binanceusdm"
+    # A data directory whose catalogue (contracts/<exchange>.json, `bot contracts sync`) is read
+    # before the bundled snapshot, as everywhere else a specification is needed.
+    catalogue_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,20 +112,18 @@ class CalcResult:
     moves: tuple[tuple[Decimal, Decimal, tuple[Cell, ...]], ...]  # (move, price, cells)
 
 
-def lookup_instrument(exchange: str, symbol: str) -> Instrument:
-    """The bundled instrument, or a ConfigError listing the known exchanges or contracts."""
+def lookup_instrument(exchange: str, symbol: str, catalogue_dir: Path | None = None) -> Instrument:
+    """The contract's specification: the user's catalogue under ``catalogue_dir`` first, then
+    the bundled snapshot; a ConfigError naming both (and the command that fixes it) otherwise."""
     if exchange not in available_exchanges():
         known = ", ".join(available_exchanges())
         raise ConfigError(f"--exchange {exchange!r}: unknown; bundled specifications: {known}")
-    try:
-        return instrument_for(exchange, symbol)
-    except ValueError as exc:
-        raise ConfigError(f"--contract {symbol!r}: {exc}") from None
+    return resolve_instruments(exchange, [symbol], catalogue_dir)[symbol]
 
 
 def calculate(req: CalcRequest) -> CalcResult:
     """Validate ``req`` and compute every figure (raises ConfigError naming the bad input)."""
-    inst = lookup_instrument(req.exchange, req.symbol)
+    inst = lookup_instrument(req.exchange, req.symbol, req.catalogue_dir)
     _validate(req, inst)
     if req.leverage is not None:
         leverage = req.leverage

@@ -40,7 +40,8 @@ from bot.risk.state import initial_memory
 from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
 from bot.sim.triggers import to_decimal
 from bot.stats.timeframes import parse_timeframe, periods_per_year
-from bot.stats.volatility import ESTIMATORS, rolling
+from bot.stats.volatility import ESTIMATORS
+from bot.stats.window_series import rolling
 from bot.tools.calc import to_text
 
 __all__ = [

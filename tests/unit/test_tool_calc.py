@@ -15,11 +15,14 @@ margin + PnL = maintenance, which gives the textbook forms (hand-derived from Bi
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from bot.catalogue import catalogue_path, write_catalogue
 from bot.cli.app import app
 from bot.domain.enums import MarginMode
 from bot.domain.margin import liquidation_price_isolated
@@ -146,7 +149,10 @@ def test_inverse_question_max_leverage_for_a_stop_two_vols_away() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"symbol": "NOPE/USDT:USDT"}, "bundled symbols: ADA/USDT:USDT, ATOM/USDT:USDT"),
+        (
+            {"symbol": "NOPE/USDT:USDT"},
+            "no contract specification for NOPE/USDT:USDT: not in the bundled snapshot",
+        ),
         ({"exchange": "kraken"}, "--exchange 'kraken': unknown; bundled specifications"),
         ({"entry": D(-5)}, "--entry must be a number > 0, got -5"),
         ({"balance": D(0)}, "--balance must be a number > 0, got 0"),
@@ -209,3 +215,47 @@ def test_cli_errors_exit_2_with_the_message() -> None:
     result = runner.invoke(app, [*args[:-1], "abc", "--leverage", "10", "--balance", "1000"])
     assert result.exit_code == 2
     assert "--entry: not a number: 'abc'" in result.output
+
+
+def test_calc_reads_the_users_catalogue_before_the_snapshot(tmp_path: Path) -> None:
+    """A contract only in the user's catalogue is calculated; a catalogue entry wins over the
+    bundled one (here BTC with a 20x maximum: 50x is refused)."""
+    pepe = replace(BTC, symbol="1000PEPE/USDT:USDT", base="1000PEPE")
+    capped = replace(
+        BTC,
+        brackets=tuple(replace(b, max_leverage=min(b.max_leverage, D(20))) for b in BTC.brackets),
+    )
+    write_catalogue(
+        catalogue_path(tmp_path, "binanceusdm"),
+        "binanceusdm",
+        {pepe.symbol: (pepe, "by hand"), BTC.symbol: (capped, "by hand")},
+        1_767_225_600_000,
+        "test",
+    )
+    with pytest.raises(ConfigError, match="1000PEPE/USDT:USDT: not in the bundled snapshot"):
+        calculate(request(symbol=pepe.symbol))
+    got = calculate(request(symbol=pepe.symbol, catalogue_dir=tmp_path))
+    assert got.instrument.symbol == pepe.symbol
+    with pytest.raises(ConfigError, match="maximum of 20x"):
+        calculate(request(leverage=D(50), catalogue_dir=tmp_path))
+    out = runner.invoke(
+        app,
+        [
+            "calc",
+            "--contract",
+            pepe.symbol,
+            "--side",
+            "long",
+            "--entry",
+            "0.01",
+            "--balance",
+            "1000",
+            "--leverage",
+            "5",
+            "--catalogue",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["contract"] == pepe.symbol

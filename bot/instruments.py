@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from difflib import get_close_matches
 from functools import cache
 from importlib import resources
 from itertools import pairwise
@@ -63,12 +64,16 @@ def load_instruments(exchange: str) -> dict[str, Instrument]:
 def instrument_for(exchange: str, symbol: str) -> Instrument:
     """The bundled instrument ``symbol`` (e.g. ``"BTC/USDT:USDT"``) of ``exchange``.
 
-    Raises ``ValueError`` naming the unknown exchange or symbol and the known ones.
+    Raises ``ValueError`` naming the unknown exchange or symbol, how many symbols are bundled and
+    the closest of them (the snapshot holds hundreds: listing them all would bury the message).
     """
     instruments = _load(exchange)
     if symbol not in instruments:
-        known = ", ".join(sorted(instruments))
-        raise ValueError(f"{exchange}: unknown symbol {symbol!r}; bundled symbols: {known}")
+        close = get_close_matches(symbol, sorted(instruments), n=5, cutoff=0.6)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise ValueError(
+            f"{exchange}: unknown symbol {symbol!r}; {len(instruments)} bundled symbols{hint}"
+        )
     return instruments[symbol]
 
 

@@ -83,6 +83,7 @@ class EventKind(StrEnum):
     CANCEL_FAILED = "cancel_failed"  # a cancel the venue refused
     TICK_FAILED = "tick_failed"  # a job raised: nothing more was done in it
     UNREADABLE = "unreadable"  # the account could not be read: nothing was sent
+    READABLE = "readable"  # the account was read again after unreadable reads (ends their run)
     UNPROTECTED = "unprotected"  # a position without a valid stop was closed
     PROTECTED = "protected"  # a position that was unprotected has its stop again
     TRIGGERED = "triggered"  # a resting order filled on the exchange between reads

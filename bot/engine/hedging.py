@@ -8,7 +8,8 @@ only decides their target; the engine plans and sends the orders.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -20,14 +21,19 @@ from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.engine.account import AccountView
 from bot.engine.market import to_decimal
+from bot.engine.reentry import COOLDOWN_EVENT, iso
 from bot.errors import BotError
 from bot.policy.hedge import BookLeg, HedgeInputs, HedgeLeg, HedgeOutcome, decide_hedge
 from bot.ports.exchange import SpotWalletPort
 from bot.ports.market import CandleWindow
+from bot.ports.store import RiskEvent
 from bot.stats.beta import rolling_beta
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+# The tag of the ``cooldown`` event a hedge change records: the time of the change, from which
+# ``[hedge] cooldown_minutes`` runs (the re-entry cooldowns' ``[until_ms=...]`` is another tag).
+_CHANGE = re.compile(r"\[hedge_change_ms=(\d+)\]")
 
 
 def hedge_symbols(policy: Policy) -> tuple[str, ...]:
@@ -76,6 +82,31 @@ class HedgeDesk:
     @property
     def symbols(self) -> tuple[str, ...]:
         return self.params.instruments
+
+    def note_change(self, now_ms: int) -> str | None:
+        """A hedge order was sent: ``[hedge] cooldown_minutes`` runs from now. The text of the
+        ``cooldown`` event that makes it survive a restart (``None``: no cooldown set)."""
+        self.last_change_ms = now_ms
+        minutes = self.params.cooldown_minutes
+        if minutes == 0:
+            return None
+        end = now_ms + minutes * 60_000
+        return (
+            f"hedge changes paused until {iso(end)} ({minutes} min cooldown after a hedge "
+            f"change) [hedge_change_ms={now_ms}]"
+        )
+
+    def restore(self, events: Iterable[RiskEvent], now_ms: int) -> None:
+        """The last hedge change from the recorded ``cooldown`` events: a restarted bot keeps
+        the hedge cooldown its previous run started (a restart right after a hedge stop-out
+        does not re-open the hedge before the cooldown ends)."""
+        for e in events:
+            match = _CHANGE.search(e.reason) if e.kind == COOLDOWN_EVENT else None
+            if match is None or e.symbol not in self.symbols:
+                continue
+            changed = int(match.group(1))
+            if changed <= now_ms and (self.last_change_ms is None or changed > self.last_change_ms):
+                self.last_change_ms = changed
 
     def estimate_betas(self, windows: Mapping[str, CandleWindow]) -> None:
         """Betas of every contract with data to the primary instrument (kept if no data now)."""

@@ -61,6 +61,7 @@ from bot.engine.market import (
 )
 from bot.engine.planner import IdFactory, market_order, plan_protection, plan_size
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
+from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns, Held, exit_kind, held_of
 from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
@@ -84,7 +85,6 @@ FALLBACK_STOP = Decimal("0.05")
 # How far over its loss budget (fraction of the budget) a book may drift before it is cut even
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
-UNREADABLE = "account unreadable"
 UNPROTECTED = "protection failed"
 
 
@@ -153,13 +153,14 @@ class Engine:
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
-        self.cooldowns.restore(store.recent_events(500), clock.now_ms())
+        recent = store.recent_events(500)
+        self.cooldowns.restore(recent, clock.now_ms())
         self._held: dict[str, Held] = {}  # as the last tick or guard left them (exits)
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
         self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
         self.margin_mode = margin_mode  # of new positions (held ones carry their own)
-        self.unreadable_streak = 0
+        self.unreadable_streak = restored_streak(recent)  # a restart does not reset it
         self.protection_failures = 0  # checks in a row that had to close a naked position
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
@@ -178,6 +179,8 @@ class Engine:
             if policy.hedge is not None
             else None
         )
+        if self.hedge is not None:
+            self.hedge.restore(recent, clock.now_ms())
         self.reconciler = Reconciler(
             exchange=exchange,
             store=store,
@@ -832,8 +835,7 @@ class Engine:
             EventKind.UNREADABLE,
             None,
             state,
-            f"{UNREADABLE} ({self.unreadable_streak} in a row): {exc}; nothing sent, "
-            "resting orders kept",
+            unreadable_reason(self.unreadable_streak, exc),
         )
         if self.unreadable_streak >= self.limits.max_unreadable_reads:
             state = self._to_reducing(
@@ -845,8 +847,10 @@ class Engine:
     def _readable(self, now: int) -> None:
         if self.unreadable_streak == 0:
             return
-        self.unreadable_streak = 0
+        streak, self.unreadable_streak = self.unreadable_streak, 0
         memory = self._risk_memory()
+        state = memory.state if memory is not None else TradingState.ACTIVE
+        self._event(now, EventKind.READABLE, None, state, readable_reason(streak))
         if (
             memory is not None
             and memory.state is TradingState.REDUCING
@@ -909,7 +913,9 @@ class Engine:
         for req in plan.increase:
             result_count(result, self._send(req, acct, now, snap))
         if self.hedge is not None and d.symbol in self.hedge_symbols:
-            self.hedge.last_change_ms = now  # the cooldown runs from the last attempt
+            paused = self.hedge.note_change(now)  # the cooldown runs from the last attempt
+            if paused is not None:
+                self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
         acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
         self.reconciler.note_positions(acct.positions)
         balance = self.exchange.fetch_balance()

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.errors import NotSupported
+from bot.exchange.paging import Paging
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ class VenueProfile:
     # Every answer of the venue is an object with this key (Bybit ``retCode``): a 2xx answer
     # without it is garbled, not a rejection.
     reply_envelope_key: str | None = None
+    # How the open-order lists (regular and conditional) are paged; None: one answer lists
+    # every open order of the symbol.
+    open_order_pages: Paging | None = None
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -88,6 +92,11 @@ BINANCE_USDM = VenueProfile(
     flat_probe=FlatProbe("fapiPrivateV2GetPositionRisk", {}, "", "positionAmt"),
     # -4046 "No need to change margin type", -4059 "No need to change position side".
     benign_codes={"set_margin_mode": frozenset({-4046}), "set_position_mode": frozenset({-4059})},
+    # No paging: GET /fapi/v1/openOrders and GET /fapi/v1/openAlgoOrders take no limit or cursor
+    # and answer every open (algo) order of the symbol in one array.
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Current-All-Open-Orders
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Current-All-Algo-Open-Orders
+    open_order_pages=None,
 )
 
 # Bybit takes a liquidated position over at the bankruptcy price; the margin between liquidation
@@ -119,6 +128,13 @@ BYBIT = VenueProfile(
     lookup_by_order_list=True,
     positions_one_symbol_per_call=True,
     reply_envelope_key="retCode",
+    # GET /v5/order/realtime (and orderFilter=StopOrder) pages: `limit` 1..50 (default 20) rows,
+    # newest first, and `nextPageCursor` to send back as `cursor`
+    # (https://bybit-exchange.github.io/docs/v5/order/open-order). A linear symbol holds at
+    # most 500 active and 10 conditional orders, 11 pages of 50: 20 pages leave room.
+    open_order_pages=Paging(
+        size=50, cursor_param="cursor", cursor_key="nextPageCursor", max_pages=20
+    ),
 )
 
 VENUES: Mapping[str, VenueProfile] = {p.name: p for p in (BINANCE_USDM, BYBIT)}

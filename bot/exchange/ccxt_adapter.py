@@ -30,6 +30,7 @@ from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_pr
 from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
+from bot.exchange.paging import read_all_pages
 from bot.exchange.retry import RetryPolicy, call_with_retry, submit_idempotent
 
 T = TypeVar("T")
@@ -206,13 +207,8 @@ class CcxtExchange:
         return self._account_read(lambda: self._open_orders(symbol), f"open orders of {symbol}")
 
     def _open_orders(self, symbol: str) -> list[Order]:
-        regular = self._call(lambda: self._ex.fetch_open_orders(symbol), "fetch_open_orders")
-        algo = self._call(
-            lambda: self._ex.fetch_open_orders(symbol, None, None, {"trigger": True}),
-            "fetch_open_orders(trigger)",
-        )
-        mapping.require_rows(regular, f"open orders of {symbol}")
-        mapping.require_rows(algo, f"open conditional orders of {symbol}")
+        regular = self._order_list(symbol, {}, f"open orders of {symbol}")
+        algo = self._order_list(symbol, {"trigger": True}, f"open conditional orders of {symbol}")
         # Binance order ids and algo ids are separate sequences: dedupe on (id, client id) only
         # (Bybit may list a conditional order in both answers).
         seen: dict[tuple[str, str], Order] = {}
@@ -220,6 +216,28 @@ class CcxtExchange:
             order = ccxt_orders.order_from_ccxt(raw, account=self._account)
             seen.setdefault((order.exchange_id, order.client_id), order)
         return list(seen.values())
+
+    def _order_list(
+        self, symbol: str, params: Mapping[str, object], what: str
+    ) -> list[Mapping[str, Any]]:
+        """One open-order list of ``symbol``, every page of it (see :mod:`bot.exchange.paging`)."""
+        call = "fetch_open_orders(trigger)" if params else "fetch_open_orders"
+        pages = self._profile.open_order_pages
+        if pages is None:
+            rows = self._call(
+                lambda: self._ex.fetch_open_orders(symbol, None, None, dict(params)), call
+            )
+            mapping.require_rows(rows, what)
+            return list(rows)
+
+        def page(cursor: str | None) -> object:
+            extra = {pages.cursor_param: cursor} if cursor is not None else {}
+            return self._call(
+                lambda: self._ex.fetch_open_orders(symbol, None, pages.size, {**params, **extra}),
+                call,
+            )
+
+        return read_all_pages(page, pages, what)
 
     def fetch_order(self, symbol: str, client_id: str) -> Order | None:
         """Look an order up by client id, in the regular and/or the conditional book."""

@@ -18,16 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
-
-if TYPE_CHECKING:  # annotations only: the exchange runs the triggers that use this module
-    from bot.sim.exchange import SimulatedExchange
+from bot.sim.account_state import BookAndMarks
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -78,7 +76,7 @@ def maintenance_vec(inst: Instrument, notional: FloatArray) -> FloatArray:
 
 
 def account_path(
-    ex: SimulatedExchange,
+    ex: BookAndMarks,
     series: Mapping[str, SeriesLike],
     ends: Mapping[str, int],
     from_ms: int,
@@ -126,7 +124,7 @@ def account_path(
 
 
 def cannot_reach(
-    ex: SimulatedExchange,
+    ex: BookAndMarks,
     series: Mapping[str, SeriesLike],
     ends: Mapping[str, int],
     from_ms: int,

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +22,7 @@ from bot.domain.margin import maintenance_margin
 from bot.domain.orders import Fill, Order
 from bot.errors import OrderRejected
 from bot.risk.guard import first_breach
+from bot.sim.account_state import SimAccount
 from bot.sim.account_watch import (
     AccountPath,
     account_path,
@@ -31,9 +31,6 @@ from bot.sim.account_watch import (
     joint_fraction,
 )
 from bot.sim.events import SimEvent, SimEventKind
-
-if TYPE_CHECKING:  # annotations only: the exchange imports this module to process its bars
-    from bot.sim.exchange import SimulatedExchange
 
 ZERO = Decimal(0)
 FloatArray = npt.NDArray[np.float64]
@@ -80,7 +77,7 @@ def _fires(order: Order, o: Decimal, h: Decimal, low: Decimal) -> tuple[bool, bo
 
 
 def process_bar(
-    ex: SimulatedExchange, symbol: str, ts: int, o: Decimal, h: Decimal, low: Decimal, c: Decimal
+    ex: SimAccount, symbol: str, ts: int, o: Decimal, h: Decimal, low: Decimal, c: Decimal
 ) -> None:
     """Run every trigger and the liquidation check of ``symbol`` on one bar, in rule order."""
     book = ex.book
@@ -129,7 +126,7 @@ def process_bar(
 
 
 def _bar_start(
-    ex: SimulatedExchange, symbol: str, ts: int, bar: tuple[Decimal, Decimal, Decimal, Decimal]
+    ex: SimAccount, symbol: str, ts: int, bar: tuple[Decimal, Decimal, Decimal, Decimal]
 ) -> bool:
     """Note the bar's range for the slippage of fills inside it; True if the bar's open
     liquidated the cross account (nothing else happens on it then)."""
@@ -139,7 +136,7 @@ def _bar_start(
     return _cross_gap(ex, symbol, ts, o, c)
 
 
-def _cross_gap(ex: SimulatedExchange, symbol: str, ts: int, o: Decimal, c: Decimal) -> bool:
+def _cross_gap(ex: SimAccount, symbol: str, ts: int, o: Decimal, c: Decimal) -> bool:
     """A bar opening at ``o`` that leaves the whole cross account below its maintenance margin:
     the liquidation engine takes every position at the marks of this moment."""
     if ex.book.margin_mode is not MarginMode.CROSS or not _account_under_maintenance(ex, symbol, o):
@@ -149,7 +146,7 @@ def _cross_gap(ex: SimulatedExchange, symbol: str, ts: int, o: Decimal, c: Decim
     return True
 
 
-def _account_under_maintenance(ex: SimulatedExchange, symbol: str, price: Decimal) -> bool:
+def _account_under_maintenance(ex: SimAccount, symbol: str, price: Decimal) -> bool:
     book = ex.book
     if all(p.qty == 0 for p in book.positions.values()):
         return False
@@ -168,7 +165,7 @@ def _account_under_maintenance(ex: SimulatedExchange, symbol: str, price: Decima
     return equity <= mm
 
 
-def _trigger(ex: SimulatedExchange, order: Order, ts: int, price: Decimal) -> None:
+def _trigger(ex: SimAccount, order: Order, ts: int, price: Decimal) -> None:
     del ex.resting[order.symbol][order.client_id]
     kind = (
         SimEventKind.STOP_LOSS if order.type is OrderType.STOP_MARKET else SimEventKind.TAKE_PROFIT
@@ -201,7 +198,7 @@ def _trigger(ex: SimulatedExchange, order: Order, ts: int, price: Decimal) -> No
     )
 
 
-def _liquidate(ex: SimulatedExchange, symbol: str, ts: int, price: Decimal) -> None:
+def _liquidate(ex: SimAccount, symbol: str, ts: int, price: Decimal) -> None:
     book = ex.book
     ex.marks[symbol] = price
     if book.margin_mode is MarginMode.CROSS:
@@ -216,7 +213,7 @@ def _liquidate(ex: SimulatedExchange, symbol: str, ts: int, price: Decimal) -> N
     _record_liquidation(ex, symbol, ts, qty, price, result.fee, result.realized_pnl)
 
 
-def liquidate_account(ex: SimulatedExchange, ts: int, prices: Mapping[str, Decimal]) -> None:
+def liquidate_account(ex: SimAccount, ts: int, prices: Mapping[str, Decimal]) -> None:
     """Close every position of a cross account together at ``prices`` (see
     :meth:`bot.sim.book.Book.liquidate_account`); the loss beyond the wallet is recorded."""
     book = ex.book
@@ -249,7 +246,7 @@ def liquidate_account(ex: SimulatedExchange, ts: int, prices: Mapping[str, Decim
         )
 
 
-def _liquidation_fill(ex: SimulatedExchange, symbol: str, qty: Decimal, price: Decimal) -> Decimal:
+def _liquidation_fill(ex: SimAccount, symbol: str, qty: Decimal, price: Decimal) -> Decimal:
     """The liquidation engine's fill: ``price`` moved against the position by the slippage of
     an order inside the candle."""
     slip = ex.slippage_for(symbol, abs(qty), inside=True)
@@ -260,7 +257,7 @@ def _liquidation_fill(ex: SimulatedExchange, symbol: str, qty: Decimal, price: D
 
 
 def _record_liquidation(
-    ex: SimulatedExchange,
+    ex: SimAccount,
     sym: str,
     ts: int,
     qty: Decimal,
@@ -293,9 +290,7 @@ def _record_liquidation(
     )
 
 
-def settle_funding(
-    ex: SimulatedExchange, symbol: str, ts: int, rate: Decimal, mark: Decimal
-) -> None:
+def settle_funding(ex: SimAccount, symbol: str, ts: int, rate: Decimal, mark: Decimal) -> None:
     """Charge (or pay) one funding settlement on the position held at ``ts``."""
     pos = ex.book.positions[symbol]
     if pos.qty == 0:
@@ -314,7 +309,7 @@ def settle_funding(
     )
 
 
-def trigger_bounds(ex: SimulatedExchange, symbol: str) -> tuple[float, float]:
+def trigger_bounds(ex: SimAccount, symbol: str) -> tuple[float, float]:
     """(down, up): a bar with low <= down or high >= up may fire something; +-inf if nothing."""
     down = -np.inf
     up = np.inf
@@ -355,7 +350,7 @@ class GuardHit:
 
 
 def advance(
-    ex: SimulatedExchange,
+    ex: SimAccount,
     series: Mapping[str, TriggerSeries],
     funding: Mapping[str, FundingTape],
     end_ms: int,
@@ -436,7 +431,7 @@ def advance(
 
 
 def _next_event(
-    ex: SimulatedExchange,
+    ex: SimAccount,
     series: Mapping[str, TriggerSeries],
     funding: Mapping[str, FundingTape],
     ends: Mapping[str, int],
@@ -479,12 +474,12 @@ def _joint_event(
     return joint
 
 
-def _flat_below(ex: SimulatedExchange, floor: Decimal) -> bool:
+def _flat_below(ex: SimAccount, floor: Decimal) -> bool:
     book = ex.book
     return book.wallet <= floor and all(p.qty == 0 for p in book.positions.values())
 
 
-def _through(ex: SimulatedExchange, series: Mapping[str, TriggerSeries], ts: int) -> None:
+def _through(ex: SimAccount, series: Mapping[str, TriggerSeries], ts: int) -> None:
     """Move every contract past the bar that opens at ``ts`` (it had no event of its own)."""
     for sym, s in series.items():
         j = int(s.ts.searchsorted(ts, side="right"))
@@ -495,7 +490,7 @@ def _through(ex: SimulatedExchange, series: Mapping[str, TriggerSeries], ts: int
 
 
 def _liquidate_joint(
-    ex: SimulatedExchange, series: Mapping[str, TriggerSeries], path: AccountPath, k: int
+    ex: SimAccount, series: Mapping[str, TriggerSeries], path: AccountPath, k: int
 ) -> None:
     """Liquidate the cross account on candle ``k`` of ``path`` at the joint-path prices."""
     t = int(path.ts[k])
@@ -528,7 +523,7 @@ def _liquidate_joint(
             s.cursor = j
 
 
-def _catch_up(ex: SimulatedExchange, series: Mapping[str, TriggerSeries], ts: int) -> None:
+def _catch_up(ex: SimAccount, series: Mapping[str, TriggerSeries], ts: int) -> None:
     """Move every contract's cursor and mark to just before ``ts`` (those bars had no event)."""
     for sym, s in series.items():
         j = int(s.ts.searchsorted(ts, side="left"))

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
+from difflib import get_close_matches
 from pathlib import Path
 
 from bot.backtest.report import POSITION_COLUMNS
@@ -213,9 +214,11 @@ def open_on_exchange(
     """
     for h in portfolio.holdings:
         if h.symbol not in instruments:
+            # hundreds are known (the bundled snapshot): name the closest, not all of them
+            close = get_close_matches(h.symbol, sorted(instruments), n=5, cutoff=0.6)
             raise ConfigError(
-                f"{portfolio.source}: unknown contract {h.symbol!r}; known: "
-                f"{', '.join(sorted(instruments))}"
+                f"{portfolio.source}: unknown contract {h.symbol!r}; {len(instruments)} known"
+                + (f", closest: {', '.join(close)}" if close else "")
             )
     used = {h.symbol: instruments[h.symbol] for h in portfolio.holdings}
     free = {s: replace(i, taker_fee=ZERO) for s, i in used.items()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
+from typing import Literal
 
 from bot.domain.enums import OrderSide, OrderStatus, OrderType
 from bot.domain.orders import Order, OrderRequest
@@ -41,11 +42,23 @@ _TRIGGER_BY = ("LastPrice", "MarkPrice", "IndexPrice")
 _FINAL = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
 # "a single account can hold at most 10 conditional orders per symbol" (create-order docs)
 MAX_CONDITIONAL_PER_SYMBOL = 10
+# GET /v5/order/realtime and /v5/order/history: `limit` rows per page, [1, 50], default 20
+# (out of range: clamped here, *unverified* on the venue); `nextPageCursor` to send back as
+# `cursor`, "" on the last page. https://bybit-exchange.github.io/docs/v5/order/open-order
+PAGE_DEFAULT, PAGE_MAX = 20, 50
+CursorFault = Literal["repeat", "endless"]
 
 
 class BybitOrderRoutes(BybitBase):
     """Orders go to the backend; the server adds Bybit's pre-trade checks, UUID order ids and
-    the ``orderLinkId`` rules (36 characters, unique per account whatever the order's status)."""
+    the ``orderLinkId`` rules (36 characters, unique per account whatever the order's status).
+
+    ``cursor_fault`` makes the order lists misbehave: ``"repeat"`` answers every page with the
+    same cursor (a loop), ``"endless"`` answers the first page again and again with a new
+    cursor each time (a list that never ends)."""
+
+    cursor_fault: CursorFault | None = None
+    _cursor_faults = 0
 
     def _order_routes(self) -> RouteMap:
         signed: dict[tuple[str, str], Callable[[BybitReq], Json]] = {
@@ -302,30 +315,69 @@ class BybitOrderRoutes(BybitBase):
             return {"category": category, "list": [], "nextPageCursor": ""}
         if all(req.get(k) is None for k in ("symbol", "settleCoin", "baseCoin")):
             raise params_error("symbol, settleCoin or baseCoin is required")
-        limit = min(max(req.int_("limit", 20) or 20, 1), 50)
         by_id = req.get("orderId") is not None or req.get("orderLinkId") is not None
         closed = req.int_("openOnly", 0) == 1
-        rows = [
-            self._order_json(order, entry)
+        selected = [
+            (order, entry)
             for order, entry in self._orders(req)
             if by_id or (order.status in _FINAL) == closed
         ]
-        return {"category": category, "list": rows[:limit], "nextPageCursor": ""}
+        page, cursor = self._page(req, selected)
+        rows = [self._order_json(order, entry) for order, entry in page]
+        return {"category": category, "list": rows, "nextPageCursor": cursor}
 
     def _history(self, req: BybitReq) -> Json:
         category = req.need("category")
         if not self._linear(req):
             return {"category": category, "list": [], "nextPageCursor": ""}
-        limit = min(max(req.int_("limit", 20) or 20, 1), 50)
         start, end = req.int_("startTime"), req.int_("endTime")
-        rows = [
-            self._order_json(order, entry)
+        selected = [
+            (order, entry)
             for order, entry in self._orders(req)
             if order.status in _FINAL
             and (start is None or order.timestamp_ms >= start)
             and (end is None or order.timestamp_ms <= end)
         ]
-        return {"category": category, "list": rows[:limit], "nextPageCursor": ""}
+        page, cursor = self._page(req, selected)
+        rows = [self._order_json(order, entry) for order, entry in page]
+        return {"category": category, "list": rows, "nextPageCursor": cursor}
+
+    def _page(
+        self, req: BybitReq, selected: list[tuple[Order, _Link]]
+    ) -> tuple[list[tuple[Order, _Link]], str]:
+        """One page of ``selected`` (newest first) and the cursor of the next ("" at the end).
+
+        The cursor names the first and last order of the page (``orderId:createdTime``, joined
+        by a comma, as Bybit's look); the next page starts after the last one, so an order
+        placed or cancelled between two pages neither repeats nor hides another."""
+        limit = min(max(req.int_("limit", PAGE_DEFAULT) or PAGE_DEFAULT, 1), PAGE_MAX)
+        cursor = req.get("cursor")
+        if cursor is not None and self.cursor_fault is None:
+            last = self._cursor_key(cursor)
+            selected = [p for p in selected if self._sort_key(p) < last]
+        page = selected[:limit]
+        if self.cursor_fault == "repeat":
+            return page, "loopback-stuck-cursor"
+        if self.cursor_fault == "endless":
+            self._cursor_faults += 1
+            return page, f"loopback-endless-{self._cursor_faults}"
+        if len(selected) <= limit:
+            return page, ""
+        first, last_row = page[0], page[-1]
+        return page, ",".join(
+            f"{entry.order_id}:{order.timestamp_ms}" for order, entry in (first, last_row)
+        )
+
+    def _sort_key(self, pair: tuple[Order, _Link]) -> tuple[int, int]:
+        """Newest first: by createdTime, ties by arrival."""
+        return (pair[0].timestamp_ms, self._oid_seq[pair[1].order_id])
+
+    def _cursor_key(self, cursor: str) -> tuple[int, int]:
+        last = cursor.rsplit(",", 1)[-1]
+        oid, _, created = last.partition(":")
+        if oid not in self._oid_seq or not created.isdigit():
+            raise params_error(f"cursor invalid: {cursor!r}")
+        return (int(created), self._oid_seq[oid])
 
     def _orders(self, req: BybitReq) -> list[tuple[Order, _Link]]:
         """The wire orders the request selects, newest first, with their current backend
@@ -365,7 +417,7 @@ class BybitOrderRoutes(BybitBase):
             if wanted == "tpslOrder" and not tpsl:
                 continue
             out.append((order, entry))
-        out.sort(key=lambda pair: pair[0].timestamp_ms, reverse=True)
+        out.sort(key=self._sort_key, reverse=True)
         return out
 
     # -- trading-stop ------------------------------------------------------------------------

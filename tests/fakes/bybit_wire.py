@@ -204,6 +204,7 @@ class BybitBase(LoopbackServer):
         self._links: dict[tuple[str, str], _Link] = {}  # (symbol, orderLinkId) -> link
         self._link_of: dict[tuple[str, str], str] = {}  # (symbol, backend cid) -> orderLinkId
         self._by_oid: dict[str, tuple[str, str]] = {}  # orderId -> (symbol, orderLinkId)
+        self._oid_seq: dict[str, int] = {}  # orderId -> arrival number (ties of createdTime)
         self._extras: dict[tuple[str, str], dict[str, Json]] = {}  # (symbol, link) -> wire fields
         self._tpsl: dict[tuple[str, str], str] = {}  # (symbol, "sl"|"tp") -> trading-stop link
         self._next_link = 0
@@ -348,6 +349,7 @@ class BybitBase(LoopbackServer):
         self._links[(symbol, link)] = entry
         self._link_of[(symbol, backend_cid)] = link
         self._by_oid[oid] = (symbol, link)
+        self._oid_seq[oid] = len(self._oid_seq)
         return entry
 
     def _link_for(self, order: Order) -> _Link:

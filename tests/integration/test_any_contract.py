@@ -3,10 +3,12 @@ generated here, and data selection by coverage (a short 5m file beside a long 1h
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import math
 import random
+from decimal import Decimal
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -213,3 +215,32 @@ def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
     elsewhere = _config(tmp_path, empty, "bybit", symbols)
     report = _simulate(elsewhere, tmp_path / "out2", "--data", str(data))
     assert report["contracts"] == symbols
+
+
+def test_todays_main_binance_contracts_from_the_bundled_snapshot(tmp_path: Path) -> None:
+    # 1000PEPE trades near 0.01 on a 0.0000001 tick with whole-unit lots: quantities run to the
+    # millions and every price has 7 decimals.
+    data = tmp_path / "binance"
+    data.mkdir()
+    symbols = ["1000PEPE/USDT:USDT", "SUI/USDT:USDT", "WIF/USDT:USDT"]
+    for n, (sym, px) in enumerate(zip(symbols, (0.0112, 3.4, 1.9), strict=True)):
+        _market(data, sym, px, seed=20 + n, hours=DAYS * 24, tf_ms=HOUR)
+    out = tmp_path / "out"
+    report = _simulate(_config(tmp_path, data, "binanceusdm", symbols), out)
+    assert report["contracts"] == symbols
+    assert int(str(report["n_trades"])) > 0
+    # Every order is on the bundled contract's grid: the simulation used these specs.
+    specs = load_instruments("binanceusdm")
+    with (out / "orders.csv").open() as fh:
+        orders = list(csv.DictReader(fh))
+    for sym in symbols:
+        mine = [o for o in orders if o["symbol"] == sym]
+        assert any(o["purpose"] == "entry" and o["status"] == "filled" for o in mine), sym
+        spec = specs[sym]
+        for o in mine:
+            assert Decimal(o["amount"]) % spec.step_size == 0, o
+            if o["trigger_price"]:
+                assert Decimal(o["trigger_price"]) % spec.tick_size == 0, o
+    pepe_stops = [o for o in orders if o["symbol"] == symbols[0] and o["trigger_price"]]
+    assert pepe_stops
+    assert all(Decimal(o["trigger_price"]) < 1 for o in pepe_stops)

@@ -25,6 +25,7 @@ from bot.instruments import (
 )
 
 D = Decimal
+# Contracts each bundled file must hold (the Binance file holds many more, see below).
 EXPECTED = {
     "binanceusdm": {
         "ADA/USDT:USDT",
@@ -42,7 +43,6 @@ EXPECTED = {
         "DOGE/USDT:USDT",
         "EGLD/USDT:USDT",
         "ENJ/USDT:USDT",
-        "EOS/USDT:USDT",
         "ETC/USDT:USDT",
         "ETH/USDT:USDT",
         "FLM/USDT:USDT",
@@ -132,7 +132,8 @@ def test_available_exchanges() -> None:
 @pytest.mark.parametrize("exchange", sorted(EXPECTED))
 def test_load_instruments_returns_the_bundled_symbols(exchange: str) -> None:
     instruments = load_instruments(exchange)
-    assert set(instruments) == EXPECTED[exchange]
+    assert set(instruments) == set(_raw(exchange)["instruments"])
+    assert EXPECTED[exchange] <= set(instruments)
     for symbol, instrument in instruments.items():
         assert isinstance(instrument, Instrument)
         assert instrument.symbol == symbol
@@ -142,7 +143,7 @@ def test_load_instruments_returns_the_bundled_symbols(exchange: str) -> None:
 def test_load_instruments_returns_a_fresh_dict() -> None:
     first = load_instruments("binanceusdm")
     first.clear()
-    assert len(load_instruments("binanceusdm")) == len(EXPECTED["binanceusdm"])
+    assert len(load_instruments("binanceusdm")) == len(_raw("binanceusdm")["instruments"])
 
 
 def test_binance_btc_values() -> None:
@@ -162,6 +163,119 @@ def test_binance_btc_values() -> None:
     assert btc.max_leverage_for(D(500000)) == D(100)
     assert len(btc.brackets) == 12
     assert btc.brackets[-1].maint_margin_rate == D("0.5")
+
+
+# Contracts traders hold today (2026); each must simulate offline from the snapshot.
+TODAYS_MAIN = tuple(
+    [
+        "1000PEPE",
+        "SUI",
+        "WIF",
+        "APT",
+        "ARB",
+        "OP",
+        "1000SHIB",
+        "DOT",
+        "FIL",
+        "INJ",
+        "TIA",
+        "SEI",
+        "WLD",
+        "ENA",
+        "AAVE",
+        "ONDO",
+        "HYPE",
+        "BNB",
+        "DOGE",
+        "ADA",
+        "LINK",
+        "AVAX",
+        "LTC",
+        "BCH",
+        "TRX",
+        "NEAR",
+    ]
+)
+
+
+def _ladder(spec: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    rows = spec["brackets"]
+    return D(rows[-1]["notional_cap"]), D(rows[0]["notional_cap"])
+
+
+def test_binance_snapshot_holds_todays_main_contracts() -> None:
+    instruments = load_instruments("binanceusdm")
+    missing = [b for b in TODAYS_MAIN if f"{b}/USDT:USDT" not in instruments]
+    assert not missing
+    assert "EOS/USDT:USDT" not in instruments  # gone from Binance and from the bracket source
+
+
+def test_binance_largest_are_ranked_by_their_bracket_ladder() -> None:
+    raw = _raw("binanceusdm")
+    specs = raw["instruments"]
+    largest = raw["largest"]["symbols"]
+    assert len(largest) >= 40
+    assert len(set(largest)) == len(largest)
+    assert set(largest) <= set(specs)
+    assert {"BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "XRP/USDT:USDT"} <= set(largest)
+    # BTC, ETH, SOL and XRP keep their tables of 2026-03-26; the rest are ranked on the bundled
+    # tables themselves: non-increasing ladders, and nothing outside beats the smallest inside.
+    ranked = [s for s in largest if "largest by bracket ladder" in specs[s]["source"]]
+    assert len(ranked) >= 36
+    ladders = [_ladder(specs[s]) for s in ranked]
+    assert ladders == sorted(ladders, reverse=True)
+    for sym, spec in specs.items():
+        if sym not in largest and "beyond the largest" in spec["source"]:
+            assert _ladder(spec) <= ladders[-1], sym
+    beyond = [s for s, spec in specs.items() if "beyond the largest" in spec["source"]]
+    assert len(beyond) > 300  # every other listed contract is bundled for offline coverage
+
+
+def test_binance_every_instrument_names_its_sources() -> None:
+    for sym, spec in _raw("binanceusdm")["instruments"].items():
+        text = spec["source"]
+        if sym in {"BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "XRP/USDT:USDT"}:
+            assert "exchangeInfo" in text
+            continue
+        if "Delisted" in text:  # an entry of the 2024 snapshot, kept unchanged
+            assert "binance_leverage_tiers.json" in text, sym
+            assert "exchangeInfo" in text, sym
+            continue
+        assert "binance_leverage_tiers.json of 2026-05-01" in text, sym
+        assert "exchangeInfo of 2025-12-24" in text, sym
+        assert "trading on 2026-08-06" in text, sym
+
+
+def test_binance_1000pepe_matches_the_sources() -> None:
+    # exchangeInfo of 2025-12-24 (serverTime 1766562549558): PRICE_FILTER tickSize 0.0000001,
+    # LOT_SIZE stepSize 1 / minQty 1, MIN_NOTIONAL 5, liquidationFee 0.015000; freqtrade's
+    # tiers of 2026-05-01: 10 brackets from 0-20 000 at 75x (0.65 %) to 30M-35M at 1x.
+    pepe = instrument_for("binanceusdm", "1000PEPE/USDT:USDT")
+    assert (pepe.tick_size, pepe.step_size, pepe.min_qty, pepe.min_notional) == (
+        D("0.0000001"),
+        D(1),
+        D(1),
+        D(5),
+    )
+    assert pepe.liquidation_fee == D("0.015")
+    assert len(pepe.brackets) == 10
+    first, second, last = pepe.brackets[0], pepe.brackets[1], pepe.brackets[-1]
+    assert (first.notional_cap, first.max_leverage, first.maint_margin_rate) == (
+        D(20000),
+        D(75),
+        D("0.0065"),
+    )
+    assert (second.notional_cap, second.maint_margin_rate, second.maint_amount) == (
+        D(200000),
+        D("0.01"),
+        D(70),  # 20 000 * (0.01 - 0.0065)
+    )
+    assert (last.notional_floor, last.notional_cap, last.max_leverage) == (
+        D(30000000),
+        D(35000000),
+        D(1),
+    )
+    assert last.maint_amount == D(11960070)
 
 
 def test_bybit_btc_values() -> None:
@@ -255,10 +369,12 @@ def test_generator_refuses_a_published_deduction_that_breaks_bybits_rule() -> No
     }
 
 
-def test_unknown_symbol_names_it_and_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"binanceusdm: unknown symbol 'NOPE/USDT:USDT'") as info:
-        instrument_for("binanceusdm", "NOPE/USDT:USDT")
-    assert "ADA/USDT:USDT, ATOM/USDT:USDT, AVAX/USDT:USDT" in str(info.value)
+def test_unknown_symbol_names_it_and_the_closest_known_ones() -> None:
+    count = len(_raw("binanceusdm")["instruments"])
+    with pytest.raises(ValueError, match=r"binanceusdm: unknown symbol 'PEPE/USDT:USDT'") as info:
+        instrument_for("binanceusdm", "PEPE/USDT:USDT")
+    assert f"{count} bundled symbols; closest: " in str(info.value)
+    assert "1000PEPE/USDT:USDT" in str(info.value)  # Binance lists PEPE per 1000
 
 
 def test_unknown_exchange_names_the_known_ones() -> None:

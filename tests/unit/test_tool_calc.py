@@ -220,7 +220,7 @@ def test_cli_errors_exit_2_with_the_message() -> None:
 def test_calc_reads_the_users_catalogue_before_the_snapshot(tmp_path: Path) -> None:
     """A contract only in the user's catalogue is calculated; a catalogue entry wins over the
     bundled one (here BTC with a 20x maximum: 50x is refused)."""
-    pepe = replace(BTC, symbol="1000PEPE/USDT:USDT", base="1000PEPE")
+    pepe = replace(BTC, symbol="1000TOY/USDT:USDT", base="1000TOY")  # in no bundled snapshot
     capped = replace(
         BTC,
         brackets=tuple(replace(b, max_leverage=min(b.max_leverage, D(20))) for b in BTC.brackets),
@@ -232,7 +232,7 @@ def test_calc_reads_the_users_catalogue_before_the_snapshot(tmp_path: Path) -> N
         1_767_225_600_000,
         "test",
     )
-    with pytest.raises(ConfigError, match="1000PEPE/USDT:USDT: not in the bundled snapshot"):
+    with pytest.raises(ConfigError, match="1000TOY/USDT:USDT: not in the bundled snapshot"):
         calculate(request(symbol=pepe.symbol))
     got = calculate(request(symbol=pepe.symbol, catalogue_dir=tmp_path))
     assert got.instrument.symbol == pepe.symbol

@@ -258,8 +258,8 @@ def test_portfolio_sources(tmp_path: Path) -> None:
     ("holding", "message"),
     [
         (
-            Holding("NOPE/USDT:USDT", D(1), D(1), 5, D(1)),
-            "unknown contract 'NOPE/USDT:USDT'; known: ADA/USDT:USDT",
+            Holding("ADAX/USDT:USDT", D(1), D(1), 5, D(1)),
+            "unknown contract 'ADAX/USDT:USDT'; ",
         ),
         (btc_long(lev=200), "leverage 200 not valid"),
         (btc_long(qty="0.0005"), "0.0005 is not a multiple of the step 0.001"),
@@ -275,6 +275,12 @@ def test_the_exchange_refusing_a_holding_is_named(holding: Holding, message: str
     with pytest.raises(ConfigError) as err:
         open_on_exchange(book(holding), INSTRUMENTS, D(0))
     assert message in str(err.value)
+
+
+def test_an_unknown_holding_names_the_closest_known_contracts() -> None:
+    with pytest.raises(ConfigError) as err:
+        open_on_exchange(book(Holding("ADAX/USDT:USDT", D(1), D(1), 5, D(1))), INSTRUMENTS, D(0))
+    assert f"{len(INSTRUMENTS)} known, closest: ADA/USDT:USDT" in str(err.value)
 
 
 def test_opening_keeps_the_wallet_margins_and_stops() -> None:

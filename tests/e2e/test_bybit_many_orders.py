@@ -1,0 +1,152 @@
+"""A live engine on Bybit with more resting orders on its contract than one page holds.
+
+Bybit lists open orders 20 to a page by default, newest first
+(https://bybit-exchange.github.io/docs/v5/order/open-order). The bot's stop, placed first,
+ends up behind a user's later orders. Through the real ccxt path (loopback Bybit v5 server) the
+engine must still see it: no second stop, no "unreadable" tick, and a restart on an empty store
+(which knows nothing of the stop) must find it rather than protect the position again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from bot.bootstrap import Secrets, build_live, open_store
+from bot.clock import LiveClock
+from bot.config.loader import load_config
+from bot.domain.enums import MarginMode, OrderPurpose
+from bot.instruments import load_instruments
+from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
+from tests.contract.test_open_order_pages import foreign_orders
+from tests.e2e.test_live_loopback import hourly_rows
+from tests.fakes.bybit_loopback import LoopbackBybit
+
+ROOT = Path(__file__).resolve().parents[2]
+BTC = "BTC/USDT:USDT"
+KEY, SECRET = "pages-key-3c81", "pages-secret-77a0e1"
+CREATE = "/v5/order/create"
+
+
+@pytest.fixture
+def backend() -> SimulatedExchange:
+    instruments = {BTC: load_instruments("bybit")[BTC]}
+    return SimulatedExchange(
+        instruments, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
+    )
+
+
+@pytest.fixture
+def server(backend: SimulatedExchange) -> Iterator[LoopbackBybit]:
+    srv = LoopbackBybit(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    rows = hourly_rows(400)
+    srv.set_candles(BTC, "trade", rows)
+    srv.set_candles(BTC, "mark", rows)
+    backend.set_mark(BTC, rows[-1][4])
+    with srv:
+        yield srv
+    assert srv.errors == []
+
+
+RunnerFactory = Callable[[str, str], Runner]
+
+
+@pytest.fixture
+def make_runner(tmp_path: Path, server: LoopbackBybit) -> Iterator[RunnerFactory]:
+    built: list[tuple[Runner, object]] = []
+
+    def make(db: str, direction: str) -> Runner:
+        text = f"""
+[account]
+name = "pages"
+starting_balance = 10000
+margin_mode = "isolated"
+
+[[contracts]]
+symbol = "{BTC}"
+direction = "{direction}"
+
+[data]
+dir = "{ROOT / "data" / "sample"}"
+
+[policy]
+file = "{ROOT / "policies" / "vol_target.toml"}"
+
+[risk]
+max_leverage_per_contract = 5
+max_gross_leverage = 6
+max_notional_per_contract = 50000
+daily_loss_limit = 0.05
+max_drawdown = 0.25
+stale_data_seconds = 7200
+max_orders_per_minute = 60
+
+[simulation]
+slippage_bps = 2
+
+[exchange]
+name = "bybit"
+demo = false
+api_url = "{server.base_url}"
+ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
+
+[runtime]
+database_url = "sqlite:///{tmp_path / db}"
+log_dir = "{tmp_path / "logs"}"
+"""
+        path = tmp_path / f"{db}.toml"
+        path.write_text(text)
+        config = load_config(path)
+        store = open_store(config)
+        runner = build_live(config, store, Secrets(KEY, SECRET, None))
+        built.append((runner, store))
+        return runner
+
+    yield make
+    for runner, store in built:
+        runner.engine.exchange.exchange.close()  # type: ignore[attr-defined]
+        store.close()  # type: ignore[attr-defined]
+
+
+def bot_stops(backend: SimulatedExchange) -> list[str]:
+    return [
+        o.client_id
+        for o in backend.fetch_open_orders(BTC)
+        if o.client_id.startswith("pages") and o.purpose is OrderPurpose.STOP_LOSS
+    ]
+
+
+def stop_posts(server: LoopbackBybit, start: int) -> list[dict[str, str]]:
+    return [r.params for r in server.calls(CREATE, "POST")[start:] if "triggerPrice" in r.params]
+
+
+def test_stop_behind_sixty_later_orders_is_seen_not_duplicated(
+    make_runner: RunnerFactory, server: LoopbackBybit, backend: SimulatedExchange
+) -> None:
+    first = make_runner("state.db", "long")
+    assert first.tick() is not None
+    assert backend.fetch_positions([BTC])[BTC].qty > 0
+    stops = bot_stops(backend)
+    assert len(stops) == 1
+    ladder = foreign_orders(backend, 60)  # the user's orders, newer than the stop
+    start = len(server.calls(CREATE, "POST"))
+
+    # the same engine: every resting order is listed, its stop among them
+    result = first.tick()
+    assert result is not None
+    assert result.unreadable is None
+    assert stop_posts(server, start) == []
+    listed = {o.client_id for o in first.engine.exchange.fetch_open_orders(BTC)}
+    assert listed >= ladder | set(stops)
+
+    # a restart on an empty store, adopting the position: the stop is found, not placed again
+    fresh = make_runner("fresh.db", "follow")
+    again = fresh.tick()
+    assert again is not None
+    assert again.unreadable is None
+    assert stop_posts(server, start) == []
+    assert bot_stops(backend) == stops

@@ -17,9 +17,7 @@ import pytest
 from bot import errors
 from bot.clock import LiveClock
 from bot.domain.enums import MarginMode, OrderPurpose, OrderStatus, OrderType
-from bot.domain.market import FundingInfo
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.factory import make_ccxt_exchange
 from bot.sim.exchange import SimulatedExchange
 from tests.contract.test_ccxt_loopback import (
     ACCOUNT,
@@ -27,6 +25,7 @@ from tests.contract.test_ccxt_loopback import (
     KEY,
     SECRET,
     RecordingClock,
+    btc_account,
     btc_instrument,
     entry,
     orders_with,
@@ -34,6 +33,7 @@ from tests.contract.test_ccxt_loopback import (
     take_profit,
 )
 from tests.fakes.bybit_loopback import Fault, LoopbackBybit
+from tests.fakes.live_setup import loopback_adapter
 
 D = Decimal
 H = 3_600_000
@@ -43,15 +43,7 @@ CREATE, REALTIME, CANCEL = "/v5/order/create", "/v5/order/realtime", "/v5/order/
 
 @pytest.fixture
 def sim() -> SimulatedExchange:
-    ex = SimulatedExchange(
-        {BTC: btc_instrument()},
-        LiveClock(),
-        starting_balance=D(10000),
-        margin_mode=MarginMode.CROSS,
-    )
-    ex.set_mark(BTC, D(60000))
-    ex.set_funding(BTC, FundingInfo(D("0.0001"), D(4), 1_700_000_000_000))
-    return ex
+    return btc_account()
 
 
 @pytest.fixture
@@ -70,19 +62,15 @@ def clock() -> RecordingClock:
 
 @pytest.fixture
 def adapter(server: LoopbackBybit, clock: RecordingClock) -> Iterator[CcxtExchange]:
-    exchange = make_ccxt_exchange(
+    exchange = loopback_adapter(
         "bybit",
-        demo=False,
-        api_url=server.base_url,
-        options={"enableRateLimit": False, "timeout": 1500},
-        api_key=KEY,
-        api_secret=SECRET,
-        password=None,
-        clock=clock,
-        symbols=[BTC],
+        server.base_url,
+        clock,
+        key=KEY,
+        secret=SECRET,
         account=ACCOUNT,
+        symbols=[BTC],
     )
-    exchange.load_instruments()
     yield exchange
     exchange.exchange.close()
 
@@ -334,19 +322,15 @@ def test_several_contracts_are_read_in_one_position_call(clock: RecordingClock) 
     sim.set_mark(ETH, D(3000))
     srv = LoopbackBybit(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC, ETH])
     with srv:
-        adapter = make_ccxt_exchange(
+        adapter = loopback_adapter(
             "bybit",
-            demo=False,
-            api_url=srv.base_url,
-            options={"enableRateLimit": False, "timeout": 1500},
-            api_key=KEY,
-            api_secret=SECRET,
-            password=None,
-            clock=clock,
-            symbols=[BTC, ETH],
+            srv.base_url,
+            clock,
+            key=KEY,
+            secret=SECRET,
             account=ACCOUNT,
+            symbols=[BTC, ETH],
         )
-        adapter.load_instruments()
         assert adapter.fetch_positions([BTC, ETH]) == {}
         assert adapter.fetch_position_mode() is False
         adapter.place_order(entry())

@@ -23,9 +23,9 @@ from bot.domain.instrument import Bracket, Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.factory import make_ccxt_exchange
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.live_setup import loopback_adapter
 
 KEY, SECRET = "contract-key-5b1e", "contract-secret-0c9d44"
 BTC = "BTC/USDT:USDT"
@@ -66,8 +66,8 @@ def btc_instrument() -> Instrument:
     )  # fmt: skip
 
 
-@pytest.fixture
-def sim() -> SimulatedExchange:
+def btc_account() -> SimulatedExchange:
+    """The simulated account behind the loopback servers: BTC at 60,000, funding 0.01 % / 4 h."""
     ex = SimulatedExchange(
         {BTC: btc_instrument()},
         LiveClock(),
@@ -77,6 +77,11 @@ def sim() -> SimulatedExchange:
     ex.set_mark(BTC, D(60000))
     ex.set_funding(BTC, FundingInfo(D("0.0001"), D(4), 1_700_000_000_000))
     return ex
+
+
+@pytest.fixture
+def sim() -> SimulatedExchange:
+    return btc_account()
 
 
 @pytest.fixture
@@ -95,19 +100,15 @@ def clock() -> RecordingClock:
 
 @pytest.fixture
 def adapter(server: LoopbackBinance, clock: RecordingClock) -> Iterator[CcxtExchange]:
-    exchange = make_ccxt_exchange(
+    exchange = loopback_adapter(
         "binanceusdm",
-        demo=False,
-        api_url=server.base_url,
-        options={"enableRateLimit": False, "timeout": 1500},
-        api_key=KEY,
-        api_secret=SECRET,
-        password=None,
-        clock=clock,
-        symbols=[BTC],
+        server.base_url,
+        clock,
+        key=KEY,
+        secret=SECRET,
         account=ACCOUNT,
+        symbols=[BTC],
     )
-    exchange.load_instruments()
     yield exchange
     exchange.exchange.close()
 

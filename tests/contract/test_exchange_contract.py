@@ -15,12 +15,12 @@ from bot.clock import LiveClock
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
 from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
-from bot.exchange.factory import make_ccxt_exchange
 from bot.ports.exchange import ExchangePort
 from bot.sim.exchange import SimulatedExchange
 from tests.contract.test_ccxt_loopback import KEY, SECRET, RecordingClock, btc_instrument
 from tests.fakes.binance_loopback import LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import loopback_adapter
 
 BTC = "BTC/USDT:USDT"
 ACCOUNT = "acct1"
@@ -50,19 +50,16 @@ def port(request: pytest.FixtureRequest) -> Iterator[ExchangePort]:
     server_cls = SERVERS[request.param]
     srv = server_cls(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
     with srv:
-        adapter = make_ccxt_exchange(
+        adapter = loopback_adapter(
             request.param,
-            demo=False,
-            api_url=srv.base_url,
-            options={"enableRateLimit": False, "timeout": 3000},
-            api_key=KEY,
-            api_secret=SECRET,
-            password=None,
-            clock=RecordingClock(),
-            symbols=[BTC],
+            srv.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
             account=ACCOUNT,
+            symbols=[BTC],
+            timeout_ms=3000,
         )
-        adapter.load_instruments()
         yield adapter
         assert srv.errors == []
 

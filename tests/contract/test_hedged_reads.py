@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.factory import make_ccxt_exchange
 from bot.sim.exchange import SimulatedExchange
 from tests.contract import test_ccxt_loopback as loop
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.live_setup import loopback_adapter
 
 pytestmark = pytest.mark.slow
 # the loopback contract test's fixtures: a simulated account behind the venue, a clock
@@ -20,20 +20,16 @@ sim, server, clock = loop.sim, loop.server, loop.clock
 
 @pytest.fixture
 def hedged(server: LoopbackBinance, clock: loop.RecordingClock) -> Iterator[CcxtExchange]:
-    exchange = make_ccxt_exchange(
+    exchange = loopback_adapter(
         "binanceusdm",
-        demo=False,
-        api_url=server.base_url,
-        options={"enableRateLimit": False, "timeout": 1500},
-        api_key=loop.KEY,
-        api_secret=loop.SECRET,
-        password=None,
-        clock=clock,
-        symbols=[loop.BTC],
+        server.base_url,
+        clock,
+        key=loop.KEY,
+        secret=loop.SECRET,
         account=loop.ACCOUNT,
+        symbols=[loop.BTC],
         hedge_reads_after=0.2,
     )
-    exchange.load_instruments()
     yield exchange
     exchange.exchange.close()
 

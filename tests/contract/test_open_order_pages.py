@@ -30,7 +30,6 @@ from bot.clock import LiveClock
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.orders import OrderRequest
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.factory import make_ccxt_exchange
 from bot.sim.exchange import SimulatedExchange
 from tests.contract.test_ccxt_loopback import (
     ACCOUNT,
@@ -44,6 +43,7 @@ from tests.contract.test_ccxt_loopback import (
 )
 from tests.fakes.binance_loopback import LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit, point_ccxt_at
+from tests.fakes.live_setup import loopback_adapter
 
 REALTIME = "/v5/order/realtime"
 
@@ -93,19 +93,15 @@ def server(sim: SimulatedExchange) -> Iterator[LoopbackBybit]:
 
 @pytest.fixture
 def adapter(server: LoopbackBybit) -> Iterator[CcxtExchange]:
-    exchange = make_ccxt_exchange(
+    exchange = loopback_adapter(
         "bybit",
-        demo=False,
-        api_url=server.base_url,
-        options={"enableRateLimit": False, "timeout": 1500},
-        api_key=KEY,
-        api_secret=SECRET,
-        password=None,
-        clock=RecordingClock(),
-        symbols=[BTC],
+        server.base_url,
+        RecordingClock(),
+        key=KEY,
+        secret=SECRET,
         account=ACCOUNT,
+        symbols=[BTC],
     )
-    exchange.load_instruments()
     yield exchange
     exchange.exchange.close()
 
@@ -189,20 +185,16 @@ def test_binance_lists_every_open_order_in_one_answer(sim: SimulatedExchange) ->
     with LoopbackBinance(
         sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC]
     ) as server:
-        adapter = make_ccxt_exchange(
+        adapter = loopback_adapter(
             "binanceusdm",
-            demo=False,
-            api_url=server.base_url,
-            options={"enableRateLimit": False, "timeout": 1500},
-            api_key=KEY,
-            api_secret=SECRET,
-            password=None,
-            clock=RecordingClock(),
-            symbols=[BTC],
+            server.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
             account=ACCOUNT,
+            symbols=[BTC],
         )
         try:
-            adapter.load_instruments()
             assert {o.client_id for o in adapter.fetch_open_orders(BTC)} == ladder
         finally:
             adapter.exchange.close()

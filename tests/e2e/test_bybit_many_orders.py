@@ -15,18 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import Secrets, build_live, open_store
 from bot.clock import LiveClock
-from bot.config.loader import load_config
 from bot.domain.enums import MarginMode, OrderPurpose
 from bot.instruments import load_instruments
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
 from tests.contract.test_open_order_pages import foreign_orders
 from tests.e2e.test_live_loopback import hourly_rows
 from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import live_config_text, start_live, stop_live
 
-ROOT = Path(__file__).resolve().parents[2]
 BTC = "BTC/USDT:USDT"
 KEY, SECRET = "pages-key-3c81", "pages-secret-77a0e1"
 CREATE = "/v5/order/create"
@@ -57,59 +56,27 @@ RunnerFactory = Callable[[str, str], Runner]
 
 @pytest.fixture
 def make_runner(tmp_path: Path, server: LoopbackBybit) -> Iterator[RunnerFactory]:
-    built: list[tuple[Runner, object]] = []
+    built: list[tuple[Runner, SqlStore]] = []
 
     def make(db: str, direction: str) -> Runner:
-        text = f"""
-[account]
-name = "pages"
-starting_balance = 10000
-margin_mode = "isolated"
-
-[[contracts]]
-symbol = "{BTC}"
-direction = "{direction}"
-
-[data]
-dir = "{ROOT / "data" / "sample"}"
-
-[policy]
-file = "{ROOT / "policies" / "vol_target.toml"}"
-
-[risk]
-max_leverage_per_contract = 5
-max_gross_leverage = 6
-max_notional_per_contract = 50000
-daily_loss_limit = 0.05
-max_drawdown = 0.25
-stale_data_seconds = 7200
-max_orders_per_minute = 60
-
-[simulation]
-slippage_bps = 2
-
-[exchange]
-name = "bybit"
-demo = false
-api_url = "{server.base_url}"
-ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
-
-[runtime]
-database_url = "sqlite:///{tmp_path / db}"
-log_dir = "{tmp_path / "logs"}"
-"""
         path = tmp_path / f"{db}.toml"
-        path.write_text(text)
-        config = load_config(path)
-        store = open_store(config)
-        runner = build_live(config, store, Secrets(KEY, SECRET, None))
+        path.write_text(
+            live_config_text(
+                name="pages",
+                venue="bybit",
+                base_url=server.base_url,
+                database=tmp_path / db,
+                log_dir=tmp_path / "logs",
+                direction=direction,
+            )
+        )
+        runner, store = start_live(path, KEY, SECRET)
         built.append((runner, store))
         return runner
 
     yield make
     for runner, store in built:
-        runner.engine.exchange.exchange.close()  # type: ignore[attr-defined]
-        store.close()  # type: ignore[attr-defined]
+        stop_live(runner, store)
 
 
 def bot_stops(backend: SimulatedExchange) -> list[str]:

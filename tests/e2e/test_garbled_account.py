@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import Secrets, build_live, open_store
 from bot.clock import LiveClock
-from bot.config.loader import load_config
 from bot.domain.enums import EventKind, MarginMode, OrderPurpose, TradingState
 from bot.instruments import load_instruments
 from bot.runtime.runner import Runner
@@ -26,8 +24,8 @@ from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
 from tests.e2e.test_live_loopback import hourly_rows
 from tests.fakes.binance_loopback import Fault, FaultKind, LoopbackBinance
+from tests.fakes.live_setup import live_config_text, start_live, stop_live
 
-ROOT = Path(__file__).resolve().parents[2]
 BTC = "BTC/USDT:USDT"
 KEY, SECRET = "garble-key-51c0", "garble-secret-9d2e77"
 N_UNREADABLE = 3
@@ -55,53 +53,20 @@ def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
 
 @pytest.fixture
 def runner(tmp_path: Path, server: LoopbackBinance) -> Iterator[tuple[Runner, SqlStore]]:
-    text = f"""
-[account]
-name = "garble"
-starting_balance = 10000
-margin_mode = "isolated"
-
-[[contracts]]
-symbol = "{BTC}"
-direction = "long"
-
-[data]
-dir = "{ROOT / "data" / "sample"}"
-
-[policy]
-file = "{ROOT / "policies" / "vol_target.toml"}"
-
-[risk]
-max_leverage_per_contract = 5
-max_gross_leverage = 6
-max_notional_per_contract = 50000
-daily_loss_limit = 0.05
-max_drawdown = 0.25
-stale_data_seconds = 7200
-max_orders_per_minute = 60
-max_unreadable_reads = {N_UNREADABLE}
-
-[simulation]
-slippage_bps = 2
-
-[exchange]
-name = "binanceusdm"
-demo = false
-api_url = "{server.base_url}"
-ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
-
-[runtime]
-database_url = "sqlite:///{tmp_path / "state.db"}"
-log_dir = "{tmp_path / "logs"}"
-"""
     path = tmp_path / "config.toml"
-    path.write_text(text)
-    config = load_config(path)
-    store = open_store(config)
-    built = build_live(config, store, Secrets(KEY, SECRET, None))
+    path.write_text(
+        live_config_text(
+            name="garble",
+            venue="binanceusdm",
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+            max_unreadable_reads=N_UNREADABLE,
+        )
+    )
+    built, store = start_live(path, KEY, SECRET)
     yield built, store
-    built.engine.exchange.exchange.close()  # type: ignore[attr-defined]
-    store.close()
+    stop_live(built, store)
 
 
 def _orders_after(server: LoopbackBinance, start: int) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import live_config_text
 from tests.fakes.loopback_core import LoopbackServer, RecordedRequest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,46 +133,18 @@ def config_path(
         assert key in policy, key
         policy = policy.replace(key, value)
     (tmp_path / "vol_target.toml").write_text(policy)
-    text = f"""
-[account]
-name = "e2e"
-starting_balance = 10000
-margin_mode = "isolated"
-
-[[contracts]]
-symbol = "{BTC}"
-direction = "long"
-
-[data]
-dir = "{ROOT / "data" / "sample"}"
-
-[policy]
-file = "{tmp_path / "vol_target.toml"}"
-
-[risk]
-max_leverage_per_contract = 5
-max_gross_leverage = 6
-max_notional_per_contract = 50000
-daily_loss_limit = 0.05
-max_drawdown = 0.25
-stale_data_seconds = 7200
-max_orders_per_minute = 30
-
-[simulation]
-slippage_bps = 2
-
-[exchange]
-name = "{venue.name}"
-demo = false
-api_url = "{server.base_url}"
-ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
-
-[runtime]
-database_url = "sqlite:///{tmp_path / "state.db"}"
-log_dir = "{tmp_path / "logs"}"
-"""
     path = tmp_path / "config.toml"
-    path.write_text(text)
+    path.write_text(
+        live_config_text(
+            name="e2e",
+            venue=venue.name,
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+            policy_file=tmp_path / "vol_target.toml",
+            max_orders_per_minute=30,
+        )
+    )
     return path
 
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import Secrets, build_live, open_store
-from bot.config.loader import load_config
 from bot.domain.enums import EventKind, TradingState
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
@@ -22,12 +20,12 @@ from bot.store.sql import SqlStore
 from tests.e2e.test_garbled_account import (  # noqa: F401 (fixtures)
     BTC,
     KEY,
-    ROOT,
     SECRET,
     backend,
     server,
 )
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.live_setup import live_config_text, start_live, stop_live
 
 LIMIT = 3
 Run = Callable[[], tuple[Runner, SqlStore]]
@@ -36,64 +34,28 @@ Run = Callable[[], tuple[Runner, SqlStore]]
 @pytest.fixture
 def start_bot(tmp_path: Path, server: LoopbackBinance) -> Iterator[Run]:  # noqa: F811
     """Build the live bot over the same store, as each start of the process does."""
-    text = f"""
-[account]
-name = "loop"
-starting_balance = 10000
-margin_mode = "isolated"
-
-[[contracts]]
-symbol = "{BTC}"
-direction = "long"
-
-[data]
-dir = "{ROOT / "data" / "sample"}"
-
-[policy]
-file = "{ROOT / "policies" / "vol_target.toml"}"
-
-[risk]
-max_leverage_per_contract = 5
-max_gross_leverage = 6
-max_notional_per_contract = 50000
-daily_loss_limit = 0.05
-max_drawdown = 0.25
-stale_data_seconds = 7200
-max_orders_per_minute = 60
-max_unreadable_reads = {LIMIT}
-
-[simulation]
-slippage_bps = 2
-
-[exchange]
-name = "binanceusdm"
-demo = false
-api_url = "{server.base_url}"
-ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
-
-[runtime]
-database_url = "sqlite:///{tmp_path / "state.db"}"
-log_dir = "{tmp_path / "logs"}"
-"""
     path = tmp_path / "config.toml"
-    path.write_text(text)
+    path.write_text(
+        live_config_text(
+            name="loop",
+            venue="binanceusdm",
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+            max_unreadable_reads=LIMIT,
+        )
+    )
     started: list[tuple[Runner, SqlStore]] = []
 
     def start() -> tuple[Runner, SqlStore]:
         if started:  # the previous process is gone
-            old, old_store = started[-1]
-            old.engine.exchange.exchange.close()  # type: ignore[attr-defined]
-            old_store.close()
-        config = load_config(path)
-        store = open_store(config)
-        started.append((build_live(config, store, Secrets(KEY, SECRET, None)), store))
+            stop_live(*started[-1])
+        started.append(start_live(path, KEY, SECRET))
         return started[-1]
 
     yield start
     if started:
-        run, store = started[-1]
-        run.engine.exchange.exchange.close()  # type: ignore[attr-defined]
-        store.close()
+        stop_live(*started[-1])
 
 
 def test_each_restart_meets_garbage_and_the_limit_is_still_reached(

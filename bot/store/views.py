@@ -4,16 +4,21 @@ may run them beside the bot on the same database (SQLite WAL or PostgreSQL)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.domain.orders import Fill
 from bot.ports.store import DecisionRecord, OrderRecord, RiskEvent
 from bot.store import tables as t
 from bot.store.sql import AlertRecord, SqlStore
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,30 @@ def _session(store: SqlStore) -> Session:
     return Session(store.engine, expire_on_commit=False)
 
 
+def _newest_first(stmt: SelectOfScalar[R], ts: Any, row_id: Any) -> SelectOfScalar[R]:
+    """Newest first by ``ts``; rows of one millisecond in reverse order of recording."""
+    return stmt.order_by(col(ts).desc(), col(row_id).desc())
+
+
+def _journal(
+    stmt: SelectOfScalar[R],
+    window: TimeWindow,
+    ts: Any,
+    row_id: Any,
+    limit: int,
+    of_symbol: Callable[[str], Any],
+) -> SelectOfScalar[R]:
+    """``stmt`` restricted to ``window`` (``of_symbol`` builds the symbol condition, ``ts`` is
+    the time column), newest first, at most ``limit`` rows: the shape of every journal view."""
+    if window.symbol is not None:
+        stmt = stmt.where(of_symbol(window.symbol))
+    if window.since_ms is not None:
+        stmt = stmt.where(col(ts) >= window.since_ms)
+    if window.until_ms is not None:
+        stmt = stmt.where(col(ts) <= window.until_ms)
+    return _newest_first(stmt, ts, row_id).limit(limit)
+
+
 def equity_series(store: SqlStore, after_id: int = 0) -> list[EquityPoint]:
     """Equity snapshots recorded after row ``after_id`` (0: all), in recording order."""
     e = t.EquityRow
@@ -59,14 +88,7 @@ def equity_series(store: SqlStore, after_id: int = 0) -> list[EquityPoint]:
 def decisions(store: SqlStore, window: TimeWindow, limit: int) -> list[DecisionRecord]:
     """Decisions in ``window``, newest first."""
     d = t.DecisionRow
-    stmt = select(d)
-    if window.symbol is not None:
-        stmt = stmt.where(col(d.symbol) == window.symbol)
-    if window.since_ms is not None:
-        stmt = stmt.where(col(d.ts_ms) >= window.since_ms)
-    if window.until_ms is not None:
-        stmt = stmt.where(col(d.ts_ms) <= window.until_ms)
-    stmt = stmt.order_by(col(d.ts_ms).desc(), col(d.id).desc()).limit(limit)
+    stmt = _journal(select(d), window, d.ts_ms, d.id, limit, lambda s: col(d.symbol) == s)
     with _session(store) as session:
         return [t.decision_record(r) for r in session.exec(stmt)]
 
@@ -77,12 +99,7 @@ def latest_decisions(store: SqlStore, symbols: list[str]) -> dict[str, DecisionR
     out: dict[str, DecisionRecord] = {}
     with _session(store) as session:
         for sym in symbols:
-            stmt = (
-                select(d)
-                .where(col(d.symbol) == sym)
-                .order_by(col(d.ts_ms).desc(), col(d.id).desc())
-                .limit(1)
-            )
+            stmt = _newest_first(select(d).where(col(d.symbol) == sym), d.ts_ms, d.id).limit(1)
             row = session.exec(stmt).first()
             if row is not None:
                 out[sym] = t.decision_record(row)
@@ -92,14 +109,7 @@ def latest_decisions(store: SqlStore, symbols: list[str]) -> dict[str, DecisionR
 def orders(store: SqlStore, window: TimeWindow, limit: int) -> list[OrderRecord]:
     """Orders changed in ``window``, newest change first."""
     o = t.OrderRow
-    stmt = select(o)
-    if window.symbol is not None:
-        stmt = stmt.where(col(o.symbol) == window.symbol)
-    if window.since_ms is not None:
-        stmt = stmt.where(col(o.updated_ms) >= window.since_ms)
-    if window.until_ms is not None:
-        stmt = stmt.where(col(o.updated_ms) <= window.until_ms)
-    stmt = stmt.order_by(col(o.updated_ms).desc(), col(o.id).desc()).limit(limit)
+    stmt = _journal(select(o), window, o.updated_ms, o.id, limit, lambda s: col(o.symbol) == s)
     with _session(store) as session:
         return [t.order_record(r) for r in session.exec(stmt)]
 
@@ -114,14 +124,14 @@ def open_orders(store: SqlStore) -> list[OrderRecord]:
 def events(store: SqlStore, window: TimeWindow, limit: int) -> list[RiskEvent]:
     """Risk events in ``window``, newest first (an event without a symbol matches every one)."""
     e = t.RiskEventRow
-    stmt = select(e)
-    if window.symbol is not None:
-        stmt = stmt.where((col(e.symbol) == window.symbol) | col(e.symbol).is_(None))
-    if window.since_ms is not None:
-        stmt = stmt.where(col(e.ts_ms) >= window.since_ms)
-    if window.until_ms is not None:
-        stmt = stmt.where(col(e.ts_ms) <= window.until_ms)
-    stmt = stmt.order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
+    stmt = _journal(
+        select(e),
+        window,
+        e.ts_ms,
+        e.id,
+        limit,
+        lambda s: (col(e.symbol) == s) | col(e.symbol).is_(None),
+    )
     with _session(store) as session:
         return [t.event_record(r) for r in session.exec(stmt)]
 
@@ -129,15 +139,14 @@ def events(store: SqlStore, window: TimeWindow, limit: int) -> list[RiskEvent]:
 def events_of_kinds(store: SqlStore, kinds: tuple[str, ...], limit: int) -> list[RiskEvent]:
     """The newest ``limit`` events of the given kinds, newest first."""
     e = t.RiskEventRow
-    stmt = select(e).where(col(e.kind).in_(kinds))
-    stmt = stmt.order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
+    stmt = _newest_first(select(e).where(col(e.kind).in_(kinds)), e.ts_ms, e.id).limit(limit)
     with _session(store) as session:
         return [t.event_record(r) for r in session.exec(stmt)]
 
 
 def last_state_change(store: SqlStore) -> RiskEvent | None:
     e = t.RiskEventRow
-    stmt = select(e).where(col(e.kind) == "state").order_by(col(e.ts_ms).desc(), col(e.id).desc())
+    stmt = _newest_first(select(e).where(col(e.kind) == "state"), e.ts_ms, e.id)
     with _session(store) as session:
         row = session.exec(stmt.limit(1)).first()
     return t.event_record(row) if row is not None else None
@@ -145,14 +154,7 @@ def last_state_change(store: SqlStore) -> RiskEvent | None:
 
 def fills(store: SqlStore, window: TimeWindow, limit: int) -> list[Fill]:
     f = t.FillRow
-    stmt = select(f)
-    if window.symbol is not None:
-        stmt = stmt.where(col(f.symbol) == window.symbol)
-    if window.since_ms is not None:
-        stmt = stmt.where(col(f.ts_ms) >= window.since_ms)
-    if window.until_ms is not None:
-        stmt = stmt.where(col(f.ts_ms) <= window.until_ms)
-    stmt = stmt.order_by(col(f.ts_ms).desc(), col(f.id).desc()).limit(limit)
+    stmt = _journal(select(f), window, f.ts_ms, f.id, limit, lambda s: col(f.symbol) == s)
     with _session(store) as session:
         return [t.fill_domain(r) for r in session.exec(stmt)]
 
@@ -167,7 +169,7 @@ def pending_commands(store: SqlStore) -> list[PendingCommand]:
 
 def recent_alerts(store: SqlStore, limit: int) -> list[AlertRecord]:
     a = t.AlertRow
-    stmt = select(a).order_by(col(a.ts_ms).desc(), col(a.id).desc()).limit(limit)
+    stmt = _newest_first(select(a), a.ts_ms, a.id).limit(limit)
     with _session(store) as session:
         return [
             AlertRecord(int(r.id or 0), r.ts_ms, r.key, r.severity, r.message, r.delivered)

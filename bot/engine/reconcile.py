@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import partial
 
-from bot.domain.enums import EventKind, OrderStatus, TradingState
+from bot.domain.enums import EventKind, OrderPurpose, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Fill, Order
 from bot.domain.position import Position
@@ -55,8 +55,13 @@ class Reconciler:
         self._prev_positions: dict[str, Position] | None = None
         self._reported: set[tuple[str, str]] = set()
         self._owned: set[str] = set()
+        # Contracts whose stop-loss (one of the bot's own orders) this reconcile found filled:
+        # the venue closed them. It is known from the order records, so it also holds for a
+        # stop that fired while the bot was down (the engine starts the re-entry cooldown).
+        self.stopped_out: set[str] = set()
 
     def reconcile(self, now: int) -> AccountView:
+        self.stopped_out = set()
         for record in self.store.unresolved_orders():
             found = self.exchange.fetch_order(record.request.symbol, record.client_id)
             if found is None:
@@ -159,6 +164,8 @@ class Reconciler:
                 fill=self.fill_of(found, before, now) if found is not None else None,
             )
             if status is OrderStatus.FILLED and record.request.purpose.is_protective:
+                if record.request.purpose is OrderPurpose.STOP_LOSS:
+                    self.stopped_out.add(sym)
                 price = found.average_price if found is not None else None
                 self.event(
                     now,

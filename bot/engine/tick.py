@@ -377,11 +377,17 @@ class Engine:
         return capped
 
     def note_exits(self, acct: AccountView, now: int) -> None:
-        """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation)."""
+        """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation):
+        against the positions the last tick left, and, from the order records, any of the
+        bot's stop-losses the reconcile found filled (also one that fired while the bot was
+        down, when there is no last tick to compare with)."""
         for sym, before in self._held.items():
             kind = exit_kind(before, acct, sym)
             if kind is not None:
                 self._cool(sym, now, kind)
+        for sym in sorted(self.reconciler.stopped_out):
+            if sym not in self._held:  # already judged above, against the positions held
+                self._cool(sym, now, "stop-loss")
 
     def _cool(self, symbol: str, now: int, why: str) -> None:
         """Start a contract's re-entry cooldown and record it (restored after a restart)."""

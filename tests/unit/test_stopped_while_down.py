@@ -1,0 +1,88 @@
+"""A stop-loss that fires while the bot is down still starts the re-entry cooldown.
+
+The running engine notices a stop-out by comparing the account with what the last tick left; a
+freshly started one has no last tick. It learns it from the order records instead: its own
+stop-loss, open in the store, is found filled on the exchange. The store is SQLite on a
+temporary file, so the rebuilt engine reads what the first one wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from bot.clock import SimClock
+from bot.config.loader import load_policy
+from bot.domain.enums import EventKind, OrderPurpose
+from bot.domain.instrument import Instrument
+from bot.engine.contracts import ContractSpec
+from bot.engine.tick import Engine
+from bot.sim.exchange import SimulatedExchange
+from bot.store.migrate import upgrade
+from bot.store.sql import SqlStore
+from tests.conftest import T0, make_exchange
+from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(url)
+    s = SqlStore.open(url)
+    yield s
+    s.close()
+
+
+def engine_on(store: SqlStore, ex: SimulatedExchange, clock: SimClock) -> Engine:
+    policy = load_policy(ROOT / "policies" / "vol_target.toml")
+    assert policy.reentry.cooldown_ms == 24 * 3_600_000
+    return Engine(
+        clock=clock,
+        exchange=ex,
+        market=FakeMarket(),
+        store=store,
+        policy=policy,
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+    )
+
+
+def stop_out(ex: SimulatedExchange) -> None:
+    (stop,) = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    ex.set_mark(BTC, stop.trigger_price - 100)  # the long position's stop fires
+    assert BTC not in ex.fetch_positions([BTC])
+
+
+def test_a_stop_out_while_down_starts_the_cooldown_at_restart(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()  # opens and protects BTC
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    assert not [e for e in store.recent_events(50) if e.kind is EventKind.COOLDOWN]
+
+    stop_out(ex)  # ... while no process runs
+    clock.advance(timedelta(hours=1))
+    restarted = engine_on(store, ex, clock)
+    result = restarted.tick()
+
+    (cooled,) = [e for e in store.recent_events(50) if e.kind is EventKind.COOLDOWN]
+    assert cooled.symbol == BTC
+    assert "stop-loss" in cooled.reason
+    assert BTC not in ex.fetch_positions([BTC])  # not bought straight back
+    (decision,) = result.decisions
+    assert decision.target_qty == 0 or not decision.allow_increase
+    # The cooldown is the one a running bot would have started: it survives another restart.
+    clock.advance(timedelta(hours=1))
+    engine_on(store, ex, clock).tick()
+    assert BTC not in ex.fetch_positions([BTC])
+    held = engine_on(store, ex, clock)
+    assert held.cooldowns.active(BTC, clock.now_ms()) is not None
+    assert held.cooldowns.active(BTC, T0 + 25 * 3_600_000) is None  # 24 h after the stop-out

@@ -3,6 +3,7 @@ people (scripts read ``--json``). Percentages are shown for fractions; money wit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -23,9 +24,22 @@ __all__ = [
 ]
 
 
+def _price(x: Decimal, tick: Decimal | None = None) -> str:
+    """A price as a trader reads it: to the contract's tick (at least 2 decimals), or without a
+    tick to 5 significant digits: a contract priced 0.012 must not read as 0.01."""
+    if tick is not None and tick > 0:
+        places = max(2, -int(tick.normalize().as_tuple().exponent))
+    elif x == 0 or not x.is_finite():
+        places = 2
+    else:
+        places = max(2, 5 - 1 - math.floor(math.log10(abs(x))))
+    return f"{x:,.{places}f}"
+
+
 def calc_summary(r: CalcResult) -> Table:
     req = r.request
     quote = r.instrument.quote
+    tick = r.instrument.tick_size
     side = "long" if req.side > 0 else "short"
     table = Table(
         title=f"{req.symbol} {side} at {req.entry} ({req.margin_mode.value}, {req.exchange})"
@@ -42,7 +56,7 @@ def calc_summary(r: CalcResult) -> Table:
         ),
         (
             "liquidation price",
-            "none" if r.liquidation_price is None else f"{r.liquidation_price:,.2f}",
+            "none" if r.liquidation_price is None else _price(r.liquidation_price, tick),
         ),
         ("distance to liquidation", _pct(r.liquidation_distance)),
         ("daily volatility", _pct(r.daily_volatility)),
@@ -53,7 +67,7 @@ def calc_summary(r: CalcResult) -> Table:
         ("round-trip taker fee", f"{r.round_trip_fee:,.2f} {quote}"),
     ]
     if r.max_leverage_for_stop is not None:
-        stop = "none" if r.stop_price is None else f"{r.stop_price:,.2f}"
+        stop = "none" if r.stop_price is None else _price(r.stop_price, tick)
         rows.append(
             (
                 f"max leverage, stop {req.stop_vol_units} vols away ({stop})",
@@ -75,7 +89,7 @@ def calc_moves(r: CalcResult) -> Table:
         mark = "*" if col.leverage == r.leverage else ""
         table.add_column(f"{col.leverage.normalize():f}x{mark}", justify="right")
     for move, price, cells in r.moves:
-        row = [f"{float(move) * 100:+.1f}%", f"{price:,.2f}"]
+        row = [f"{float(move) * 100:+.1f}%", _price(price, r.instrument.tick_size)]
         for cell in cells:
             if cell.pnl is None or cell.return_on_margin is None:
                 row.append("[dim]n/a[/dim]")
@@ -163,7 +177,8 @@ def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
             f"{o.equity_after:,.2f}",
             f"[{colour}]{_pct(-o.loss_fraction, 1)}[/{colour}]",
             "inf" if not o.margin_ratio.is_finite() else f"{o.margin_ratio:.3f}",
-            ", ".join(f"{s.symbol.split('/')[0]} @{s.fill_price:,.2f}" for s in o.stopped) or "-",
+            ", ".join(f"{s.symbol.split('/')[0]} @{_price(s.fill_price)}" for s in o.stopped)
+            or "-",
             "[bold red]"
             + ", ".join(x.split("/")[0] for x in o.liquidated)
             + "[/bold red]"

@@ -259,3 +259,27 @@ def test_calc_reads_the_users_catalogue_before_the_snapshot(tmp_path: Path) -> N
     )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["contract"] == pepe.symbol
+
+
+def test_prices_of_a_contract_priced_in_cents_print_to_its_tick() -> None:
+    """1000PEPE at 0.012 (tick 0.0000001): the liquidation price 0.0096628 must not print as
+    0.01 (two decimals made it look above the entry's 20 % move)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_moves, calc_summary
+
+    pepe = request(symbol="1000PEPE/USDT:USDT", entry=D("0.012"), leverage=D(5))
+    result = calculate(pepe)
+    assert result.liquidation_price is not None
+    out = StringIO()
+    console = Console(file=out, width=200)
+    console.print(calc_summary(result))
+    console.print(calc_moves(result))
+    text = out.getvalue()
+    assert f"{result.liquidation_price:.7f}" in text
+    assert "0.0096000" in text  # the -20 % row of the move table
+    btc = StringIO()
+    Console(file=btc, width=200).print(calc_summary(calculate(request())))
+    assert f"{calculate(request()).liquidation_price:,.2f}" in btc.getvalue()  # at least 2

@@ -277,7 +277,7 @@ def _check_not_liquidatable(ex: SimulatedExchange, portfolio: Portfolio, h: Hold
     if liq is not None and (h.mark <= liq if h.qty > 0 else h.mark >= liq):
         raise ConfigError(
             f"{portfolio.source}: {h.symbol} at mark {h.mark} is already at or beyond its "
-            f"liquidation price {liq:.2f}: the exchange would have liquidated it"
+            f"liquidation price {liq:.8g}: the exchange would have liquidated it"
         )
 
 

@@ -25,7 +25,9 @@ from decimal import Decimal
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "bot/resources/instruments/bybit.json"
-AS_OF = "2026-12-04"  # the day this file was compiled from the sources below
+# The oldest dated source below (ETH's risk-limit print of 2023-03-05; BTC's page is undated): the
+# snapshot is at least this old, as Binance's `as_of` is its brackets' date.
+AS_OF = "2023-03-05"
 
 # Bybit non-VIP derivatives fees (maker 0.02 %, taker 0.055 %). Bybit has no separate liquidation
 # clearance fee: the liquidating close pays the taker fee, so liquidation_fee = taker fee.

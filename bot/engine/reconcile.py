@@ -59,9 +59,15 @@ class Reconciler:
         # the venue closed them. It is known from the order records, so it also holds for a
         # stop that fired while the bot was down (the engine starts the re-entry cooldown).
         self.stopped_out: set[str] = set()
+        # Contracts where this reconcile learnt that one of the bot's own orders that is not
+        # protective (an entry, a reduction, a close) filled: a position change it explains is
+        # the bot's doing, not an exit by the venue (an outcome unknown when it was sent, e.g.
+        # the process died before recording it).
+        self.own_fills: set[str] = set()
 
     def reconcile(self, now: int) -> AccountView:
         self.stopped_out = set()
+        self.own_fills = set()
         for record in self.store.unresolved_orders():
             found = self.exchange.fetch_order(record.request.symbol, record.client_id)
             if found is None:
@@ -78,6 +84,8 @@ class Reconciler:
             else:
                 fill = self.fill_of(found, self.previous_positions().get(found.symbol), now)
                 self.store.update_order(record.client_id, found.status, now, order=found, fill=fill)
+                if fill is not None and not record.request.purpose.is_protective:
+                    self.own_fills.add(record.request.symbol)
         # the reads are independent: read together (live) or in this order (simulation)
         batch = self.fanout.batch()
         orders = {s: batch.add(partial(self.exchange.fetch_open_orders, s)) for s in self.symbols}

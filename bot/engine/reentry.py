@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from bot.domain.enums import EventKind, OrderPurpose
 from bot.engine.account import AccountView
-from bot.ports.store import RiskEvent
+from bot.ports.store import RiskEvent, StorePort
 
 COOLDOWN_EVENT = EventKind.COOLDOWN
 _UNTIL = re.compile(r"\[until_ms=(\d+)\]")
@@ -42,6 +42,28 @@ def held_of(acct: AccountView, symbols: Iterable[str]) -> dict[str, Held]:
             acct.qty(sym),
             frozenset(o.client_id for o in resting if o.purpose is OrderPurpose.STOP_LOSS),
             frozenset(o.client_id for o in resting if o.purpose is OrderPurpose.TAKE_PROFIT),
+        )
+    return out
+
+
+def held_at_start(store: StorePort, symbols: Iterable[str]) -> dict[str, Held]:
+    """What the last run left held: its last recorded positions with the bot's protective
+    orders the store believes rest. A stop-out or liquidation while the bot was down is then
+    judged at the first reconcile exactly like one between two ticks."""
+    latest = store.latest_positions()
+    if latest is None:
+        return {}
+    wanted = set(symbols)
+    resting = store.open_orders()
+    out: dict[str, Held] = {}
+    for pos in latest[1]:
+        if pos.symbol not in wanted or not pos.is_open:
+            continue
+        mine = [r for r in resting if r.request.symbol == pos.symbol]
+        out[pos.symbol] = Held(
+            pos.qty,
+            frozenset(r.client_id for r in mine if r.request.purpose is OrderPurpose.STOP_LOSS),
+            frozenset(r.client_id for r in mine if r.request.purpose is OrderPurpose.TAKE_PROFIT),
         )
     return out
 

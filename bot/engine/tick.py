@@ -63,7 +63,14 @@ from bot.engine.planner import IdFactory, market_order, plan_protection, plan_si
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
 from bot.engine.reconcile import Reconciler
-from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns, Held, exit_kind, held_of
+from bot.engine.reentry import (
+    COOLDOWN_EVENT,
+    Cooldowns,
+    Held,
+    exit_kind,
+    held_at_start,
+    held_of,
+)
 from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
@@ -155,7 +162,8 @@ class Engine:
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
         recent = store.recent_events(500)
         self.cooldowns.restore(recent, clock.now_ms())
-        self._held: dict[str, Held] = {}  # as the last tick or guard left them (exits)
+        # As the last tick or guard left them (exits); at start, as the last run recorded them.
+        self._held: dict[str, Held] = {}
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
         self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
@@ -189,6 +197,7 @@ class Engine:
             event=self._event,
             fanout=fanout,
         )
+        self._held = held_at_start(store, self.symbols)
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -382,6 +391,8 @@ class Engine:
         bot's stop-losses the reconcile found filled (also one that fired while the bot was
         down, when there is no last tick to compare with)."""
         for sym, before in self._held.items():
+            if sym in self.reconciler.own_fills:
+                continue  # the bot's own order changed it (its outcome was learnt only now)
             kind = exit_kind(before, acct, sym)
             if kind is not None:
                 self._cool(sym, now, kind)

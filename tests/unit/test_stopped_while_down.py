@@ -1,8 +1,9 @@
-"""A stop-loss that fires while the bot is down still starts the re-entry cooldown.
+"""An exit that happens while the bot is down still starts the re-entry cooldown.
 
-The running engine notices a stop-out by comparing the account with what the last tick left; a
-freshly started one has no last tick. It learns it from the order records instead: its own
-stop-loss, open in the store, is found filled on the exchange. The store is SQLite on a
+The running engine notices a stop-out by comparing the account with what the last tick left. A
+freshly started one compares it with what the last run recorded (positions and its protective
+orders) and reads its order records: its own stop-loss found filled is a stop-out; its own
+close whose outcome it learns only now is not an exit by the venue. The store is SQLite on a
 temporary file, so the rebuilt engine reads what the first one wrote.
 """
 
@@ -17,10 +18,12 @@ import pytest
 
 from bot.clock import SimClock
 from bot.config.loader import load_policy
-from bot.domain.enums import EventKind, OrderPurpose
+from bot.domain.enums import EventKind, OrderPurpose, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
+from bot.domain.orders import OrderRequest
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
+from bot.ports.client_ids import make_client_id
 from bot.sim.exchange import SimulatedExchange
 from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore
@@ -86,3 +89,55 @@ def test_a_stop_out_while_down_starts_the_cooldown_at_restart(
     held = engine_on(store, ex, clock)
     assert held.cooldowns.active(BTC, clock.now_ms()) is not None
     assert held.cooldowns.active(BTC, T0 + 25 * 3_600_000) is None  # 24 h after the stop-out
+
+
+def _close_on_the_venue(ex: SimulatedExchange, client_id: str) -> OrderRequest:
+    qty = ex.fetch_positions([BTC])[BTC].qty
+    request = OrderRequest(
+        client_id=client_id,
+        symbol=BTC,
+        side=OrderSide.SELL,
+        type=OrderType.MARKET,
+        purpose=OrderPurpose.CLOSE,
+        amount=qty,
+        reduce_only=True,
+    )
+    ex.place_order(request)
+    assert BTC not in ex.fetch_positions([BTC])
+    return request
+
+
+def test_an_exit_the_bot_did_not_make_while_down_starts_the_cooldown(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    """The position is closed on the venue by someone else (by hand, or the venue itself) while
+    the bot is down, at no loss: the bot's stop still rests. Judged against the positions the
+    last run recorded, like an exit between two ticks."""
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()
+    _close_on_the_venue(ex, "by-hand-1")
+    clock.advance(timedelta(hours=1))
+    engine_on(store, ex, clock).tick()
+    (cooled,) = [e for e in store.recent_events(50) if e.kind is EventKind.COOLDOWN]
+    assert cooled.symbol == BTC
+    assert BTC not in ex.fetch_positions([BTC])
+
+
+def test_the_bots_own_close_learnt_at_restart_starts_no_cooldown(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    """The bot persisted a close, sent it, and died before recording the outcome: at restart
+    the reconcile finds its own order filled. That exit is the bot's doing: no cooldown."""
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()
+    cid = make_client_id("t", OrderPurpose.CLOSE, BTC, clock.now_ms(), 99)
+    request = _close_on_the_venue(ex, cid)
+    store.save_intent(request, clock.now_ms())  # the intent, as persisted before sending
+    clock.advance(timedelta(hours=1))
+    engine_on(store, ex, clock).tick()
+    record = store.get_order(cid)
+    assert record is not None
+    assert record.status is OrderStatus.FILLED
+    assert not [e for e in store.recent_events(50) if e.kind is EventKind.COOLDOWN]

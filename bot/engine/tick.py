@@ -162,8 +162,6 @@ class Engine:
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
         recent = store.recent_events(500)
         self.cooldowns.restore(recent, clock.now_ms())
-        # As the last tick or guard left them (exits); at start, as the last run recorded them.
-        self._held: dict[str, Held] = {}
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
         self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
@@ -197,7 +195,9 @@ class Engine:
             event=self._event,
             fanout=fanout,
         )
-        self._held = held_at_start(store, self.symbols)
+        # What is held as the last tick or guard left it (exits); at start, as the last run
+        # recorded it.
+        self._held: dict[str, Held] = held_at_start(store, self.symbols)
 
     # -- the tick ------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ only decides their target; the engine plans and sends the orders.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,7 +20,7 @@ from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.engine.account import AccountView
 from bot.engine.market import to_decimal
-from bot.engine.reentry import COOLDOWN_EVENT, iso
+from bot.engine.reentry import COOLDOWN_EVENT, iso, ms_tag, read_ms_tag
 from bot.errors import BotError
 from bot.policy.hedge import BookLeg, HedgeInputs, HedgeLeg, HedgeOutcome, decide_hedge
 from bot.ports.exchange import SpotWalletPort
@@ -32,8 +31,8 @@ from bot.stats.beta import rolling_beta
 ZERO = Decimal(0)
 ONE = Decimal(1)
 # The tag of the ``cooldown`` event a hedge change records: the time of the change, from which
-# ``[hedge] cooldown_minutes`` runs (the re-entry cooldowns' ``[until_ms=...]`` is another tag).
-_CHANGE = re.compile(r"\[hedge_change_ms=(\d+)\]")
+# ``[hedge] cooldown_minutes`` runs (the re-entry cooldowns' ``until_ms`` is another tag).
+_CHANGE = "hedge_change_ms"
 
 
 def hedge_symbols(policy: Policy) -> tuple[str, ...]:
@@ -93,7 +92,7 @@ class HedgeDesk:
         end = now_ms + minutes * 60_000
         return (
             f"hedge changes paused until {iso(end)} ({minutes} min cooldown after a hedge "
-            f"change) [hedge_change_ms={now_ms}]"
+            f"change) {ms_tag(_CHANGE, now_ms)}"
         )
 
     def restore(self, events: Iterable[RiskEvent], now_ms: int) -> None:
@@ -101,10 +100,9 @@ class HedgeDesk:
         the hedge cooldown its previous run started (a restart right after a hedge stop-out
         does not re-open the hedge before the cooldown ends)."""
         for e in events:
-            match = _CHANGE.search(e.reason) if e.kind == COOLDOWN_EVENT else None
-            if match is None or e.symbol not in self.symbols:
+            changed = read_ms_tag(e.reason, _CHANGE) if e.kind == COOLDOWN_EVENT else None
+            if changed is None or e.symbol not in self.symbols:
                 continue
-            changed = int(match.group(1))
             if changed <= now_ms and (self.last_change_ms is None or changed > self.last_change_ms):
                 self.last_change_ms = changed
 

@@ -22,7 +22,18 @@ from bot.engine.account import AccountView
 from bot.ports.store import RiskEvent, StorePort
 
 COOLDOWN_EVENT = EventKind.COOLDOWN
-_UNTIL = re.compile(r"\[until_ms=(\d+)\]")
+
+
+def ms_tag(name: str, ms: int) -> str:
+    """A time carried in an event's text, ``[name=ms]``, read back at a restart by
+    :func:`read_ms_tag` (cooldown events carry their end, hedge changes their time)."""
+    return f"[{name}={ms}]"
+
+
+def read_ms_tag(text: str, name: str) -> int | None:
+    """The time :func:`ms_tag` wrote into ``text`` under ``name``, or ``None``."""
+    match = re.search(r"\[" + re.escape(name) + r"=(\d+)\]", text)
+    return int(match.group(1)) if match is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +123,7 @@ class Cooldowns:
     @staticmethod
     def describe(symbol: str, end_ms: int, why: str) -> str:
         """The text of the ``cooldown`` event that makes a cooldown survive a restart."""
-        return f"cooldown until {iso(end_ms)} after {why} [until_ms={end_ms}]"
+        return f"cooldown until {iso(end_ms)} after {why} {ms_tag('until_ms', end_ms)}"
 
     def restore(self, events: Iterable[RiskEvent], now_ms: int) -> None:
         """Cooldowns still running at ``now_ms``, from the recorded ``cooldown`` events (a
@@ -120,10 +131,9 @@ class Cooldowns:
         for e in events:
             if e.kind != COOLDOWN_EVENT or e.symbol is None:
                 continue
-            match = _UNTIL.search(e.reason)
-            if match is None:
+            end = read_ms_tag(e.reason, "until_ms")
+            if end is None:
                 continue
-            end = int(match.group(1))
             why = e.reason.split(" after ", 1)[-1].split(" [until_ms=", 1)[0]
             current = self.until.get(e.symbol)
             if end > now_ms and (current is None or current[0] < end):

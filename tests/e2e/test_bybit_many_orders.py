@@ -10,21 +10,24 @@ engine must still see it: no second stop, no "unreadable" tick, and a restart on
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
 from bot.clock import LiveClock
-from bot.domain.enums import MarginMode, OrderPurpose
-from bot.instruments import load_instruments
+from bot.domain.enums import OrderPurpose
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
 from tests.contract.test_open_order_pages import foreign_orders
-from tests.e2e.test_live_loopback import hourly_rows
 from tests.fakes.bybit_loopback import LoopbackBybit
-from tests.fakes.live_setup import live_config_text, start_live, stop_live
+from tests.fakes.live_setup import (
+    live_config_text,
+    serve_btc_history,
+    start_live,
+    stop_live,
+    venue_account,
+)
 
 BTC = "BTC/USDT:USDT"
 KEY, SECRET = "pages-key-3c81", "pages-secret-77a0e1"
@@ -33,19 +36,13 @@ CREATE = "/v5/order/create"
 
 @pytest.fixture
 def backend() -> SimulatedExchange:
-    instruments = {BTC: load_instruments("bybit")[BTC]}
-    return SimulatedExchange(
-        instruments, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
-    )
+    return venue_account("bybit")
 
 
 @pytest.fixture
 def server(backend: SimulatedExchange) -> Iterator[LoopbackBybit]:
     srv = LoopbackBybit(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
-    rows = hourly_rows(400)
-    srv.set_candles(BTC, "trade", rows)
-    srv.set_candles(BTC, "mark", rows)
-    backend.set_mark(BTC, rows[-1][4])
+    serve_btc_history(srv, backend)
     with srv:
         yield srv
     assert srv.errors == []

@@ -17,14 +17,18 @@ from pathlib import Path
 import pytest
 
 from bot.clock import LiveClock
-from bot.domain.enums import EventKind, MarginMode, OrderPurpose, TradingState
-from bot.instruments import load_instruments
+from bot.domain.enums import EventKind, OrderPurpose, TradingState
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
-from tests.e2e.test_live_loopback import hourly_rows
 from tests.fakes.binance_loopback import Fault, FaultKind, LoopbackBinance
-from tests.fakes.live_setup import live_config_text, start_live, stop_live
+from tests.fakes.live_setup import (
+    live_config_text,
+    serve_btc_history,
+    start_live,
+    stop_live,
+    venue_account,
+)
 
 BTC = "BTC/USDT:USDT"
 KEY, SECRET = "garble-key-51c0", "garble-secret-9d2e77"
@@ -33,19 +37,13 @@ N_UNREADABLE = 3
 
 @pytest.fixture
 def backend() -> SimulatedExchange:
-    instruments = {BTC: load_instruments("binanceusdm")[BTC]}
-    return SimulatedExchange(
-        instruments, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
-    )
+    return venue_account("binanceusdm")
 
 
 @pytest.fixture
 def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
     srv = LoopbackBinance(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
-    rows = hourly_rows(400)
-    srv.set_candles(BTC, "trade", rows)
-    srv.set_candles(BTC, "mark", rows)
-    backend.set_mark(BTC, rows[-1][4])
+    serve_btc_history(srv, backend)
     with srv:
         yield srv
     assert srv.errors == []

@@ -8,7 +8,6 @@ restart. Paper (recorded data): the same policy; the hedge leg survives a restar
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
@@ -26,22 +25,12 @@ from bot.domain.enums import MarginMode, OrderPurpose
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.live_setup import hourly_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 KEY, SECRET = "e2e-key-hedge-41c7", "e2e-secret-hedge-9a03d2"
 HOUR = 3_600_000
-
-
-def hourly_rows(symbol: str, n: int) -> list[tuple[int, D, D, D, D, D]]:
-    """The last ``n`` bundled hours of ``symbol``, moved so the last one closed this hour."""
-    stem = symbol.replace("/", "_").replace(":", "_")
-    with gzip.open(ROOT / "data" / "sample" / f"{stem}-1h.csv.gz", "rt") as fh:
-        lines = fh.read().splitlines()[1:]
-    rows = [line.split(",") for line in lines[-n:]]
-    now = LiveClock().now_ms()
-    shift = now - now % HOUR - HOUR - int(rows[-1][0])
-    return [(int(r[0]) + shift, D(r[1]), D(r[2]), D(r[3]), D(r[4]), D(r[5])) for r in rows]
 
 
 def hedged_policy(tmp: Path) -> Path:
@@ -136,7 +125,7 @@ def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
         backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[ETH, BTC]
     )
     for sym in (ETH, BTC):
-        rows = hourly_rows(sym, 400)
+        rows = hourly_rows(400, sym)
         srv.set_candles(sym, "trade", rows)
         srv.set_candles(sym, "mark", rows)
         backend.set_mark(sym, rows[-1][4])

@@ -24,6 +24,7 @@ from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.e2e import test_live_loopback as live
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.live_setup import hourly_rows
 from tests.fakes.loopback_core import Reply
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
         backend, api_key=live.KEY, api_secret=live.SECRET, clock=LiveClock(), symbols=[BTC, ETH]
     )
     srv.timeout_hold_s = 3.0  # beyond the client's 2.5 s
-    btc = live.hourly_rows(400)
+    btc = hourly_rows(400)
     eth_inst = backend.instrument(ETH)
 
     def eth_px(x: D) -> D:

@@ -9,7 +9,6 @@ without touching what is already right; and no log line may contain the key or t
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal as D
@@ -22,12 +21,11 @@ from bot.bootstrap import open_store
 from bot.cli.run import run_bot
 from bot.clock import LiveClock
 from bot.config.loader import load_config
-from bot.domain.enums import MarginMode, OrderPurpose, OrderStatus
-from bot.instruments import load_instruments
+from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit
-from tests.fakes.live_setup import live_config_text
+from tests.fakes.live_setup import live_config_text, serve_btc_history, venue_account
 from tests.fakes.loopback_core import LoopbackServer, RecordedRequest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,17 +75,6 @@ VENUES = {
 }
 
 
-def hourly_rows(n: int) -> list[tuple[int, D, D, D, D, D]]:
-    """The last ``n`` bundled BTC hours, moved in time so the last one closed this hour."""
-    with gzip.open(ROOT / "data" / "sample" / "BTC_USDT_USDT-1h.csv.gz", "rt") as fh:
-        lines = fh.read().splitlines()[1:]
-    rows = [line.split(",") for line in lines[-n:]]
-    now = LiveClock().now_ms()
-    last_open = now - now % HOUR - HOUR
-    shift = last_open - int(rows[-1][0])
-    return [(int(r[0]) + shift, D(r[1]), D(r[2]), D(r[3]), D(r[4]), D(r[5])) for r in rows]
-
-
 @pytest.fixture(params=sorted(VENUES))
 def venue(request: pytest.FixtureRequest) -> Venue:
     return VENUES[request.param]
@@ -95,21 +82,14 @@ def venue(request: pytest.FixtureRequest) -> Venue:
 
 @pytest.fixture
 def backend(venue: Venue) -> SimulatedExchange:
-    instruments = {BTC: load_instruments(venue.name)[BTC]}
-    ex = SimulatedExchange(
-        instruments, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
-    )
-    return ex
+    return venue_account(venue.name)
 
 
 @pytest.fixture
 def server(backend: SimulatedExchange, venue: Venue) -> Iterator[LoopbackServer]:
     srv = venue.server(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
     srv.timeout_hold_s = 4.0
-    rows = hourly_rows(400)
-    srv.set_candles(BTC, "trade", rows)
-    srv.set_candles(BTC, "mark", rows)
-    backend.set_mark(BTC, rows[-1][4])
+    serve_btc_history(srv, backend)
     with srv:
         yield srv
 

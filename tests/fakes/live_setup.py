@@ -7,20 +7,59 @@ everything here takes those as arguments, so a scenario reads the same on both.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Sequence
+from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
 from bot.bootstrap import Secrets, build_live, open_store
-from bot.clock import Clock
+from bot.clock import Clock, LiveClock
 from bot.config.loader import load_config
+from bot.domain.enums import MarginMode
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.exchange.factory import make_ccxt_exchange
+from bot.instruments import load_instruments
 from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
+
+from .loopback_core import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[2]
 BTC = "BTC/USDT:USDT"
+HOUR = 3_600_000
+
+
+def hourly_rows(n: int, symbol: str = BTC) -> list[tuple[int, D, D, D, D, D]]:
+    """The last ``n`` bundled hours of ``symbol``, moved in time so the last one closed this
+    hour."""
+    stem = symbol.replace("/", "_").replace(":", "_")
+    with gzip.open(ROOT / "data" / "sample" / f"{stem}-1h.csv.gz", "rt") as fh:
+        lines = fh.read().splitlines()[1:]
+    rows = [line.split(",") for line in lines[-n:]]
+    now = LiveClock().now_ms()
+    last_open = now - now % HOUR - HOUR
+    shift = last_open - int(rows[-1][0])
+    return [(int(r[0]) + shift, D(r[1]), D(r[2]), D(r[3]), D(r[4]), D(r[5])) for r in rows]
+
+
+def venue_account(venue: str) -> SimulatedExchange:
+    """The account behind a loopback server: BTC with the venue's bundled specification,
+    10,000 USDT, isolated margin."""
+    instruments = {BTC: load_instruments(venue)[BTC]}
+    return SimulatedExchange(
+        instruments, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
+    )
+
+
+def serve_btc_history(server: LoopbackServer, account: SimulatedExchange) -> None:
+    """The server answers with the last 400 bundled BTC hours (trade and mark candles), and the
+    account's mark is the last close: a live bot has the history its policy needs."""
+    rows = hourly_rows(400)
+    server.set_candles(BTC, "trade", rows)
+    server.set_candles(BTC, "mark", rows)
+    account.set_mark(BTC, rows[-1][4])
 
 
 def live_config_text(

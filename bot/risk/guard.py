@@ -33,7 +33,8 @@ def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | Non
     drawdown = memory.peak_equity * (ONE - limits.max_drawdown)
     if memory.state is TradingState.REDUCING:
         return drawdown
-    return max(drawdown, memory.day_start_equity * (ONE - limits.daily_loss))
+    daily = memory.day_start_equity * (ONE - limits.daily_loss)
+    return daily if daily > drawdown else drawdown  # max(drawdown, daily): first of equals
 
 
 def first_breach(worst_equity: npt.NDArray[np.float64], floor: float) -> int:

@@ -577,3 +577,15 @@ def test_stop_range_ties_on_round_prices() -> None:
                                 assert repr(now) == repr(before), (inst, sign, mark, w, liq)
                                 checked += 1
     assert checked == 5 * 4 * 4 * 8 * 4 * 2 * 7
+
+
+def test_loss_at_stop_ties_on_a_stop_at_the_mark() -> None:
+    """A stop exactly at the mark (no move) in other exponents, with zero costs: the same
+    zero as max(move, 0) kept."""
+    values = [D("100"), D("1E+2"), D("100.00"), D("0"), D("0.0"), D("0E+1")]
+    for qty in (D(1), D(-1), D("0.50")):
+        for mark in values:
+            for stop in values:
+                for cost in (D(0), D("0.000"), D("0E+3")):
+                    args = (qty, mark, stop, cost, cost)
+                    assert repr(loss_at_stop(*args)) == repr(ref.loss_at_stop(*args))

@@ -31,6 +31,7 @@ from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+_ISOLATED = MarginMode.ISOLATED  # bound once: a member looked up on its enum class is slow
 
 
 def liquidation_of_held(
@@ -40,7 +41,7 @@ def liquidation_of_held(
     if pos.liquidation_price is not None:
         return pos.liquidation_price
     try:
-        if pos.margin_mode is MarginMode.ISOLATED:
+        if pos.margin_mode is _ISOLATED:
             return liquidation_price_isolated(inst, pos.qty, pos.entry_price, pos.isolated_margin)
         mm, upnl = _others(acct, pos.symbol, instruments)
         return liquidation_price_cross(
@@ -73,7 +74,7 @@ def liquidation_after(
         entry = (held * pos.entry_price + (qty - held) * mark) / qty
     mode = pos.margin_mode if pos is not None and pos.is_open else margin_mode
     try:
-        if mode is MarginMode.ISOLATED:
+        if mode is _ISOLATED:
             margin = qty * entry / (ONE if setting < ONE else setting)  # max(setting, 1)
             return liquidation_price_isolated(inst, sign * qty, entry, margin)
         mm, upnl = _others(acct, inst.symbol, instruments)

@@ -14,6 +14,7 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -419,7 +420,8 @@ def book(draw: st.DrawFn) -> tuple[list[Decision], dict[str, D], dict[str, Instr
     fixed=decimals("-10", "5000"),
     data=st.data(),
 )
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
+@pytest.mark.slow
 def test_cap_to_loss_budget(
     b: tuple[list[Decision], dict[str, D], dict[str, Instrument]],
     budget: D | None,
@@ -524,7 +526,8 @@ def policies(draw: st.DrawFn) -> Policy:
 
 
 @given(vs=st.lists(views(), min_size=1, max_size=3), policy=policies())
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
+@pytest.mark.slow
 def test_decide(vs: list[ContractView], policy: Policy) -> None:
     vs = [replace(v, symbol=f"C{k}/USDT:USDT") for k, v in enumerate(vs)]
 

@@ -302,7 +302,9 @@ def _secure_before(
                 if margin < 0:
                     raise ValueError("negative margin")
                 return ref.solve(inst, sign, abs(sign * qty), mark, margin)
-            return ref.solve(inst, sign, abs(sign * qty), mark, max(acct.wallet, D(0)))
+            # liquidation_price_cross's balance: wallet - other maintenance + other PnL (none)
+            balance = max(acct.wallet, D(0)) - D(0) + D(0)
+            return ref.solve(inst, sign, abs(sign * qty), mark, balance)
         except ValueError:
             return mark
 

@@ -20,6 +20,8 @@ import matplotlib.dates as mdates
 import numpy as np
 import numpy.typing as npt
 from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bot.backtest.metrics import drawdown_series
@@ -65,7 +67,10 @@ def _style_time_axis(ax: Axes) -> None:
 def _new_figure(title: str, height_ratios: list[float]) -> tuple[Figure, list[Axes]]:
     # A bare Figure (not pyplot) is never registered in pyplot's global list, so nothing leaks
     # across a long batch of runs even if a caller forgets to close; it is freed with the object.
-    fig = Figure(figsize=_FIGSIZE_IN, dpi=_DPI, layout="constrained")
+    # No layout engine: :func:`_fit` places the panels once, before the one draw (constrained
+    # layout drew every axis once more to measure it, half the cost of a chart).
+    fig = Figure(figsize=_FIGSIZE_IN, dpi=_DPI)
+    FigureCanvasAgg(fig)  # the canvas that measures the text in _fit and writes the PNG
     axes = fig.subplots(
         len(height_ratios), 1, sharex=True, gridspec_kw={"height_ratios": height_ratios}
     )
@@ -77,15 +82,56 @@ def _new_figure(title: str, height_ratios: list[float]) -> tuple[Figure, list[Ax
 
 def _legend(ax: Axes, entries: int, rows: int = 8) -> None:
     # Outside, right of the panel: a legend inside would hide data wherever the curves happen to
-    # be. Constrained layout narrows every panel of the column alike, so time axes stay aligned.
+    # be. _fit narrows every panel of the column alike, so time axes stay aligned.
     # (loc="best" is avoided: slow on long series, and matplotlib warns about it.)
     ax.legend(
         loc="upper left",
-        bbox_to_anchor=(1.005, 1.0),
+        bbox_to_anchor=(_LEGEND_GAP, 1.0),
         borderaxespad=0.0,
         fontsize="small",
         ncols=1 + (entries - 1) // rows,
     )
+
+
+_LEGEND_GAP = 1.005  # where a legend starts, in its panel's widths from the panel's left edge
+# The fixed part of the layout, in pixels: the title (15 pt) with room for an axis's offset
+# text ("1e6") above the top panel; the date tick labels, ConciseDateFormatter's offset line and
+# the x label below the bottom one; the gap between panels (their x tick labels are hidden: one
+# time axis, shared); the margin left of the y labels and right of the legends.
+_TOP_PX = 58.0
+_BOTTOM_PX = 62.0
+_GAP_PX = 16.0
+_EDGE_PX = 10.0
+_MIN_PLOT_WIDTH = 0.3  # of the figure: what the panels keep beside absurdly long legends
+
+
+def _fit(fig: Figure, axes: Sequence[Axes]) -> None:
+    """Place the panels: top, bottom and the gaps fixed; left and right measured, so that the
+    widest y-axis labels and the widest legend fit (each panel's width is the same, so the time
+    axes stay aligned). Only the y axes' labels and the legends are measured, not the date axis
+    (the costly one), and nothing is drawn twice."""
+    width, height = fig.bbox.width, fig.bbox.height
+    n = len(axes)
+    panel = (height - _TOP_PX - _BOTTOM_PX - (n - 1) * _GAP_PX) / n
+    fig.subplots_adjust(top=1.0 - _TOP_PX / height, bottom=_BOTTOM_PX / height)
+    if n > 1:
+        fig.subplots_adjust(hspace=_GAP_PX / panel)
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    # The y tick values depend on the panels' heights (set above), not on their widths.
+    left = _EDGE_PX + max(_labels_left_of(ax, renderer) for ax in axes)
+    legends = [legend for ax in axes if (legend := ax.get_legend()) is not None]
+    beside = max((leg.get_window_extent(renderer).width for leg in legends), default=0.0)
+    # The legend starts (_LEGEND_GAP - 1) plot widths right of the panel.
+    gap = _LEGEND_GAP - 1.0
+    right = (gap * (width - left) + beside + _EDGE_PX) / (1.0 + gap) if legends else _EDGE_PX
+    right = min(right, width * (1.0 - _MIN_PLOT_WIDTH) - left)
+    fig.subplots_adjust(left=left / width, right=1.0 - right / width)
+
+
+def _labels_left_of(ax: Axes, renderer: RendererBase) -> float:
+    """How far, in pixels, the y axis's tick labels and label reach left of the panel."""
+    drawn = ax.yaxis.get_tightbbox(renderer)
+    return 0.0 if drawn is None else max(0.0, ax.get_window_extent(renderer).x0 - drawn.x0)
 
 
 _BUCKETS = 2000  # columns of the envelope: more than the plot area's width in pixels
@@ -120,6 +166,7 @@ def envelope(n: int, series: Sequence[F64]) -> npt.NDArray[np.intp] | None:
 
 
 def _save(fig: Figure, path: Path) -> None:
+    _fit(fig, fig.axes)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=_DPI, metadata=_PNG_METADATA)
 

@@ -227,3 +227,62 @@ def test_a_minute_by_minute_year_is_drawn(tmp_path: Path) -> None:
         benchmark=(ts, price),
     )
     _assert_png(tmp_path / "compare.png")
+
+
+def test_the_layout_fits_long_legends_and_labels_and_aligns_the_time_axes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The panels are placed by measuring the y labels and the legends (no layout engine):
+    nothing is cut at the figure's edges however long the names, and the panels share one
+    time axis, left and right edges alike."""
+    from matplotlib.figure import Figure
+
+    from bot.backtest import plots
+
+    drawn: list[Figure] = []
+    save = plots._save
+
+    def keep(fig: Figure, path: Path) -> None:
+        save(fig, path)
+        drawn.append(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    runs = {}
+    for i in range(12):  # two legend columns
+        ts, _, equity = _series(n=24 * 30, seed=i)
+        name = f"policy {i} with a rather long descriptive name"
+        runs[name] = (ts, 1_000.0 * equity, drawdown_series(equity))  # equity near 1e7
+    plot_comparison(tmp_path / "cmp.png", title="long names", runs=runs, benchmark=None)
+    ts, price, equity = _series(n=24 * 30)
+    plot_report(
+        tmp_path / "report.png",
+        title="one contract",
+        ts_ms=ts,
+        equity=123.456 * equity,  # labels like 1250000
+        benchmark_equity=price,
+        leverage={"1000SHIB/USDT:USDT": np.full(ts.size, 2.0)},
+        markers={"stop-out": [int(ts[10])], "liquidation": [int(ts[20])], "halt": [int(ts[30])]},
+    )
+    assert len(drawn) == 2
+    for fig in drawn:
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        width, height = fig.bbox.width, fig.bbox.height
+        boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
+        assert len({round(b.x0, 3) for b in boxes}) == 1
+        assert len({round(b.x1, 3) for b in boxes}) == 1
+        assert boxes[0].width > 0.5 * width
+        for ax in fig.axes:
+            labels = ax.yaxis.get_tightbbox(renderer)
+            assert labels is not None
+            assert labels.x0 >= 0
+            assert labels.y1 <= height
+            dates = ax.xaxis.get_tightbbox(renderer)  # None where hidden (upper panels)
+            assert dates is None or dates.y0 >= 0
+            legend = ax.get_legend()
+            if legend is not None:
+                box = legend.get_window_extent(renderer)
+                assert box.x1 <= width
+                assert box.x0 > boxes[0].x1
+        assert fig._suptitle is not None
+        assert fig._suptitle.get_window_extent(renderer).y1 <= height
+        assert fig._suptitle.get_window_extent(renderer).y0 > boxes[0].y1

@@ -283,6 +283,6 @@ def test_the_layout_fits_long_legends_and_labels_and_aligns_the_time_axes(
                 box = legend.get_window_extent(renderer)
                 assert box.x1 <= width
                 assert box.x0 > boxes[0].x1
-        assert fig._suptitle is not None
-        assert fig._suptitle.get_window_extent(renderer).y1 <= height
-        assert fig._suptitle.get_window_extent(renderer).y0 > boxes[0].y1
+        (title,) = (t for t in fig.texts if t.get_text() in ("long names", "one contract"))
+        assert title.get_window_extent(renderer).y1 <= height
+        assert title.get_window_extent(renderer).y0 > boxes[0].y1

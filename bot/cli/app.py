@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,6 +132,17 @@ def simulate(
             as_csv=as_csv,
             charts=charts,
         )
+    _no_final_collection()
+
+
+@functools.cache  # registered once, however many times a test runs the command in-process
+def _no_final_collection() -> None:
+    """At exit, leave the simulation's objects to the operating system instead of a last pass
+    of the cyclic garbage collector over them (about 0.1 s of CPU after a contract-year, a
+    tenth of the whole command). The handler runs at interpreter exit, after every output file
+    was written and closed and the chart helper ended; other exit handlers still run, and
+    objects not in reference cycles are still freed one by one as before."""
+    atexit.register(gc.freeze)
 
 
 _JSON_HELP = "print one JSON object instead of tables"

@@ -78,9 +78,20 @@ def run(
             )
         else:
             reports = [_simulate(config, symbols, data_dir, out_dir, console, charts)]
+        # The table is printed while the helper draws the last chart; that the outputs are
+        # written is said once they are.
+        _print_summary(reports, console, as_csv)
+        stand_ins = _stand_in_note(config, symbols, data_dir)
         charts.finish()
-    _print_summary(reports, out_dir, console, as_csv)
-    _warn_stand_in_specs(config, symbols, data_dir, console, as_csv)
+    if as_csv:
+        typer.echo(f"outputs written to {out_dir}", err=True)
+    else:
+        console.print(f"outputs written to [bold]{out_dir}[/bold]")
+    if stand_ins is not None:
+        if as_csv:
+            typer.echo(stand_ins, err=True)
+        else:
+            console.print(f"[yellow]{stand_ins}[/yellow]", soft_wrap=True)
     return reports
 
 
@@ -103,32 +114,25 @@ def _simulate(
     return add_hedge_outputs(pair, out_dir, report, config.simulation.slippage_bps, charts)
 
 
-def _warn_stand_in_specs(
-    config: BotConfig,
-    symbols: tuple[str, ...] | None,
-    data_dir: Path | None,
-    console: Console,
-    as_csv: bool,
-) -> None:
-    """Say which contracts ran on labelled stand-in figures (bundled Bybit SOL/BNB today): the
-    result is only as good as the brackets, and those are not the venue's own."""
+def _stand_in_note(
+    config: BotConfig, symbols: tuple[str, ...] | None, data_dir: Path | None
+) -> str | None:
+    """The warning naming the contracts that ran on labelled stand-in figures (bundled Bybit
+    SOL/BNB today), None if none did: the result is only as good as the brackets, and those
+    are not the venue's own."""
     from bot.catalogue import SYNC_HINT, resolve_with_sources
 
     syms = symbols or tuple(c.symbol for c in config.contracts)
     found, _ = resolve_with_sources(config.data.exchange, syms, data_dir or config.data.dir)
     stand_ins = [s for s, (_, cat) in found.items() if cat.is_stand_in(s)]
     if not stand_ins:
-        return
-    note = (
+        return None
+    return (
         f"warning: {', '.join(stand_ins)} ran on STAND-IN leverage brackets from "
         f"{found[stand_ins[0]][1].source}, not {config.data.exchange}'s own (stricter: earlier "
         f"liquidation, lower leverage); `{SYNC_HINT.format(symbols=','.join(stand_ins))}` "
         "reads the venue's"
     )
-    if as_csv:
-        typer.echo(note, err=True)
-    else:
-        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True)
 
 
 def _compare(
@@ -163,9 +167,7 @@ def _compare(
     return [r["report"] for r in runs]
 
 
-def _print_summary(
-    reports: list[dict[str, Any]], out_dir: Path, console: Console, as_csv: bool
-) -> None:
+def _print_summary(reports: list[dict[str, Any]], console: Console, as_csv: bool) -> None:
     if as_csv:  # stdout is the CSV alone; the notes go to stderr
         typer.echo(terminal.table_csv(summary_table(reports)), nl=False)
     else:
@@ -187,10 +189,6 @@ def _print_summary(
                 typer.echo(note, err=True)
             else:
                 console.print(f"[yellow]{note}[/yellow]")
-    if as_csv:
-        typer.echo(f"outputs written to {out_dir}", err=True)
-    else:
-        console.print(f"outputs written to [bold]{out_dir}[/bold]")
 
 
 def _print_data_selection(report: dict[str, Any], console: Console, as_csv: bool) -> None:

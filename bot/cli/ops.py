@@ -8,17 +8,19 @@ import json
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from loguru import logger
 from rich.console import Console
 
-from bot.cli.reports import history_tables, status_data, status_tables
-from bot.clock import LiveClock
-from bot.config.loader import load_config
-from bot.domain.instrument import Instrument
 from bot.errors import BotError, ConfigError
+
+if TYPE_CHECKING:
+    from bot.domain.instrument import Instrument
+
+# What these commands need (the configuration, the database, loguru) is imported by each command
+# when it runs: ``bot.cli.app`` registers them for every command, and ``bot simulate`` starts
+# its chart helper as soon as that registration is done (tests/integration/test_simulate_imports).
 
 
 def register(
@@ -108,7 +110,8 @@ def register(
     ) -> None:
         """Equity, trading state, and per contract position, leverage, liquidation, stops."""
         from bot.bootstrap import open_store
-        from bot.cli.reports import contract_specs
+        from bot.cli.reports import contract_specs, status_data
+        from bot.config.loader import load_config
 
         with guard():
             cfg = load_config(config)
@@ -130,7 +133,9 @@ def register(
     ) -> None:
         """Recent decisions, orders and risk events."""
         from bot.bootstrap import open_store
+        from bot.cli.reports import history_tables
         from bot.cli.terminal import table_csv
+        from bot.config.loader import load_config
 
         kinds = ("decisions", "orders", "events")
         with guard():
@@ -156,6 +161,7 @@ def register(
     ) -> None:
         """Migrate the state database to the current schema, keeping its history."""
         from bot.bootstrap import database_errors
+        from bot.config.loader import load_config
         from bot.store import migrate
 
         with guard():
@@ -178,7 +184,7 @@ def _show_status(
     as_csv: bool,
     console: Console,
 ) -> None:
-    from bot.cli.reports import contracts_table
+    from bot.cli.reports import contracts_table, status_tables
     from bot.cli.terminal import table_csv
 
     if as_json:
@@ -200,7 +206,11 @@ def _exists(url: str) -> bool:
 def _post(
     config: Path, kind: Literal["halt", "resume"], reason: str, flatten: bool, console: Console
 ) -> None:
+    from loguru import logger
+
     from bot.bootstrap import open_store
+    from bot.clock import LiveClock
+    from bot.config.loader import load_config
     from bot.runtime.commands import post_command
 
     cfg = load_config(config)

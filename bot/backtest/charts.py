@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, BinaryIO, Protocol, Self
 
 DRAWING = ("plot_report", "plot_comparison")
 """The functions of :mod:`bot.backtest.plots` a painter may be asked for."""
@@ -103,8 +105,11 @@ class HelperCharts:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise RuntimeError("charts asked for after finish()")
+        job = pickle.dumps((name, str(path), kwargs), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            pickle.dump((name, str(path), kwargs), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            # Framed by its length: the helper takes in whole jobs while it imports matplotlib
+            # (a job is larger than a pipe's buffer; unread, this write would wait for it).
+            proc.stdin.write(len(job).to_bytes(_LENGTH, "big") + job)
             proc.stdin.flush()
         except BrokenPipeError:
             pass  # the helper died: finish() reports why
@@ -158,18 +163,33 @@ def start_charts() -> HelperCharts | LocalCharts:
         return LocalCharts()
 
 
+_LENGTH = 8  # bytes of the big-endian length before each job on the helper's stdin
+
+
+def _read_jobs(stream: BinaryIO, jobs: queue.SimpleQueue[bytes | None]) -> None:
+    """Put every framed job of ``stream`` on ``jobs`` as it arrives, then None at its end."""
+    try:
+        while len(head := stream.read(_LENGTH)) == _LENGTH:
+            size = int.from_bytes(head, "big")
+            job = stream.read(size)
+            if len(job) != size:
+                break  # cut short: the parent died mid-job
+            jobs.put(job)
+    finally:
+        jobs.put(None)
+
+
 def serve() -> None:
     """The helper process: draw every job read from stdin, in order, until its end."""
     # Ctrl-C reaches the whole process group: the parent decides, and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Jobs are taken in from the start, so the parent never waits on a full pipe.
+    jobs: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    threading.Thread(target=_read_jobs, args=(sys.stdin.buffer, jobs), daemon=True).start()
     from bot.backtest import plots  # the slow part, done while the parent simulates
 
-    stream = sys.stdin.buffer
-    while True:
-        try:
-            # The parent process is the only writer of this pipe.
-            name, path, kwargs = pickle.load(stream)  # noqa: S301
-        except EOFError:
-            return
+    while (job := jobs.get()) is not None:
+        # The parent process is the only writer of this pipe.
+        name, path, kwargs = pickle.loads(job)  # noqa: S301
         _check(name)
         getattr(plots, name)(Path(path), **kwargs)

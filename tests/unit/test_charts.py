@@ -82,3 +82,33 @@ def test_without_an_interpreter_to_start_the_charts_are_drawn_here(
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     with charts.start_charts() as painter:  # the helper cannot start: drawn here too
         assert isinstance(painter, LocalCharts)
+
+
+def test_the_helper_takes_in_whole_framed_jobs_and_stops_at_a_cut_one() -> None:
+    """Jobs reach the helper framed by their length (read by a thread while matplotlib is
+    imported); a job cut short (the parent died mid-write) is dropped, and the end is said."""
+    import io
+    import queue
+
+    from bot.backtest.charts import _LENGTH, _read_jobs
+
+    def framed(payload: bytes) -> bytes:
+        return len(payload).to_bytes(_LENGTH, "big") + payload
+
+    big = bytes(range(256)) * 1024  # larger than a pipe's buffer
+    stream = io.BytesIO(framed(b"first") + framed(big) + framed(b"cut short")[:-3])
+    jobs: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    _read_jobs(stream, jobs)
+    assert [jobs.get_nowait() for _ in range(3)] == [b"first", big, None]
+    assert jobs.empty()
+
+
+def test_the_helper_draws_every_job_sent_before_it_was_ready(tmp_path: Path) -> None:
+    """Several charts sent at once, the helper still importing matplotlib: each is drawn."""
+    with HelperCharts() as helper:
+        for k in range(3):
+            helper.draw("plot_report", tmp_path / f"r{k}.png", **_job())
+        helper.finish()
+    first = (tmp_path / "r0.png").read_bytes()
+    assert len(first) > 10_000
+    assert all((tmp_path / f"r{k}.png").read_bytes() == first for k in (1, 2))

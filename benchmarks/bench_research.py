@@ -138,12 +138,16 @@ def whole_process(cfg: Path, tmp: Path, env: dict[str, str], repeat: int) -> Non
     for k in range(repeat):
         out = tmp / f"phases-{k}.json"
         timed = [sys.executable, str(ROOT / "benchmarks" / "simulate_phases.py"), *args]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(
             timed, check=True, env={**env, "BOT_PHASES_OUT": str(out)}, capture_output=True
         )
         wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         got = json.loads(out.read_text(encoding="utf-8"))
+        # The command and its helper together, interpreter start and exit included.
+        got["all_cpu"] = sum(after[:2]) - sum(before[:2])
         got["wall"]["start"] = wall - got["wall"]["total"]  # interpreter start and exit
         got["wall"]["total"] = wall
         runs.append(got)
@@ -154,9 +158,11 @@ def whole_process(cfg: Path, tmp: Path, env: dict[str, str], repeat: int) -> Non
     outside = wall["total"] - wall.get("simulation", 0.0)
     print(f"  everything but the simulation loop: {outside:.2f} s wall")
     split = ", ".join(f"{p} {cpu.get(p, 0.0):.2f}" for p in PHASES if p != "start")
+    helper = best.get("children_cpu", 0.0)
     print(
         f"  CPU s of the command's process: {split} = {cpu['total']:.2f}; "
-        f"of its chart helper: {best.get('children_cpu', 0.0):.2f}"
+        f"of its chart helper: {helper:.2f}; interpreter start and exit: "
+        f"{best['all_cpu'] - cpu['total'] - helper:.2f}"
     )
 
 

@@ -138,10 +138,11 @@ def simulate(
 @functools.cache  # registered once, however many times a test runs the command in-process
 def _no_final_collection() -> None:
     """At exit, leave the simulation's objects to the operating system instead of a last pass
-    of the cyclic garbage collector over them (about 0.1 s of CPU after a contract-year, a
-    tenth of the whole command). The handler runs at interpreter exit, after every output file
-    was written and closed and the chart helper ended; other exit handlers still run, and
-    objects not in reference cycles are still freed one by one as before."""
+    of the cyclic garbage collector over them (0.1-0.15 s of CPU after a contract-year, about
+    a tenth of the command's time outside the simulation loop). The handler runs at
+    interpreter exit, after every output file was written and closed and the chart helper
+    ended; other exit handlers still run, and objects not in reference cycles are still freed
+    one by one as before."""
     atexit.register(gc.freeze)
 
 

@@ -34,6 +34,9 @@ _FIGSIZE_IN = (16.0, 10.0)
 _DPI = 100
 # No "Software: Matplotlib version ..." entry, so an upgrade alone does not change the bytes.
 _PNG_METADATA: dict[str, str | None] = {"Software": None}
+# zlib level 3 instead of Pillow's 6: the chart is written in 0.02 s less (a tenth of drawing
+# it, which bot simulate waits for at its end) for a file about 12 % larger (~180 KB).
+_PNG_OPTIONS = {"compress_level": 3}
 
 
 def _dates(ts_ms: npt.ArrayLike, what: str) -> npt.NDArray[np.datetime64]:
@@ -168,7 +171,7 @@ def envelope(n: int, series: Sequence[F64]) -> npt.NDArray[np.intp] | None:
 def _save(fig: Figure, path: Path) -> None:
     _fit(fig, fig.axes)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=_DPI, metadata=_PNG_METADATA)
+    fig.savefig(path, format="png", dpi=_DPI, metadata=_PNG_METADATA, pil_kwargs=_PNG_OPTIONS)
 
 
 def plot_report(

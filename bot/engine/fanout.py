@@ -13,6 +13,10 @@ engine collects such calls in a :class:`Batch` and runs it through its :class:`F
   the old one is cancelled). How many requests actually go out at once is bounded by the pool
   and by the exchange adapter's rate limiter.
 
+:meth:`Fanout.run_each` runs a list of calls as one batch and returns their results in order: the
+same semantics as :meth:`Batch.add` then :meth:`Batch.run`, without a :class:`Job` per call where
+the calls run one after the other (the engine's hot path in simulation runs a few per tick).
+
 Either way :meth:`Batch.run` returns when every job has finished, then raises the first error
 in the order the jobs were added. After a failure no further job starts (sequentially: exactly
 the calls a plain loop would have made); the jobs already running finish, so no contract's
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Generic, Protocol, TypeVar
 
@@ -107,6 +111,11 @@ class Batch:
 class Fanout(Protocol):
     def batch(self) -> Batch: ...
 
+    def run_each(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """Run ``calls`` as one batch; their results in order, or the first error (in the
+        order given) once every started call has finished; after a failure no call starts."""
+        ...
+
 
 class Sequential:
     """Jobs run one after the other on the calling thread, in the order they were added."""
@@ -117,6 +126,11 @@ class Sequential:
     def run_all(self, jobs: list[Job[object]]) -> None:
         for job in jobs:
             job.run()
+
+    def run_each(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        # A plain loop is exactly a sequential batch: the first error propagates and no later
+        # call starts.
+        return [call() for call in calls]
 
 
 SEQUENTIAL = Sequential()
@@ -140,6 +154,12 @@ class ThreadFanout:
 
     def batch(self) -> Batch:
         return Batch(self)
+
+    def run_each(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        batch = Batch(self)
+        jobs = [batch.add(call) for call in calls]
+        batch.run()  # raises the first error: past it, every job has its result
+        return [job.result() for job in jobs]
 
     def run_all(self, jobs: list[Job[object]]) -> None:
         if len(jobs) <= 1 or self.workers == 1 or getattr(self._inside, "job", False):

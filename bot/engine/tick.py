@@ -239,15 +239,20 @@ class Engine:
             decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
-        batch = self.fanout.batch()
-        for d in decisions:
-            batch.add(partial(self.protect, d.symbol, acct, d.stop_loss, d.take_profit, now))
-        batch.run()
-        for sym in self.symbols:
-            # No decision (no data) or none with a stop: still protected. Foreign: left alone.
-            if acct.qty(sym) != 0 and sym not in self.foreign:
-                batch.add(partial(self.protect_without_decision, sym, acct, now))
-        batch.run()
+        self.fanout.run_each(
+            [
+                partial(self.protect, d.symbol, acct, d.stop_loss, d.take_profit, now)
+                for d in decisions
+            ]
+        )
+        # No decision (no data) or none with a stop: still protected. Foreign: left alone.
+        self.fanout.run_each(
+            [
+                partial(self.protect_without_decision, sym, acct, now)
+                for sym in self.symbols
+                if acct.qty(sym) != 0 and sym not in self.foreign
+            ]
+        )
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         result.unprotected = self.ensure_protected(acct, now)
@@ -280,15 +285,15 @@ class Engine:
             memory = self.update_risk_state(now, acct, None, observed=observed_equity)
             if memory.state is TradingState.HALTED and memory.flatten:
                 self.flatten(acct, now, memory)
-            batch = self.fanout.batch()
-            for sym in self.symbols:
-                if sym in self.foreign:
-                    continue
-                if acct.qty(sym) != 0:
-                    batch.add(partial(self.protect_without_decision, sym, acct, now))
-                else:
-                    batch.add(partial(self.protect, sym, acct, None, None, now))
-            batch.run()
+            self.fanout.run_each(
+                [
+                    partial(self.protect_without_decision, sym, acct, now)
+                    if acct.qty(sym) != 0
+                    else partial(self.protect, sym, acct, None, None, now)
+                    for sym in self.symbols
+                    if sym not in self.foreign
+                ]
+            )
             self.ensure_protected(acct, now)
             self._held = held_of(acct, self.symbols)
         except AccountUnreadable as exc:
@@ -448,11 +453,10 @@ class Engine:
     ) -> tuple[dict[str, MarketSnapshot], dict[str, CandleWindow]]:
         snapshots: dict[str, MarketSnapshot] = {}
         windows: dict[str, CandleWindow] = {}
-        batch = self.fanout.batch()
-        inputs = {sym: batch.add(partial(self._market_inputs, sym, now)) for sym in self.symbols}
-        batch.run()
-        for sym in self.symbols:
-            window, last, funding = inputs[sym].result()
+        inputs = self.fanout.run_each(
+            [partial(self._market_inputs, sym, now) for sym in self.symbols]
+        )
+        for sym, (window, last, funding) in zip(self.symbols, inputs, strict=True):
             self._last_price_ms[sym] = last[1] if last is not None else None
             if last is None or funding is None:
                 continue

@@ -45,15 +45,19 @@ class Held:
 
 def held_of(acct: AccountView, symbols: Iterable[str]) -> dict[str, Held]:
     out: dict[str, Held] = {}
+    positions = acct.positions
     for sym in symbols:
-        if acct.qty(sym) == 0:
+        pos = positions.get(sym)
+        if pos is None or pos.qty == 0:
             continue  # only a held position can be stopped out
-        resting = acct.resting.get(sym, [])
-        out[sym] = Held(
-            acct.qty(sym),
-            frozenset(o.client_id for o in resting if o.purpose is OrderPurpose.STOP_LOSS),
-            frozenset(o.client_id for o in resting if o.purpose is OrderPurpose.TAKE_PROFIT),
-        )
+        stops: list[str] = []
+        takes: list[str] = []
+        for o in acct.resting.get(sym, ()):
+            if o.purpose is OrderPurpose.STOP_LOSS:
+                stops.append(o.client_id)
+            elif o.purpose is OrderPurpose.TAKE_PROFIT:
+                takes.append(o.client_id)
+        out[sym] = Held(pos.qty, frozenset(stops), frozenset(takes))
     return out
 
 

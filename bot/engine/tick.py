@@ -178,6 +178,7 @@ class Engine:
         # Independent calls of a tick (reads; different contracts' protection) run through it.
         self.fanout = fanout
         self._lock = threading.RLock()  # client-id sequence and the gate's order count
+        self._id_factories: dict[str, IdFactory] = {}
         self.hedge_symbols = frozenset(c.symbol for c in self.contracts if c.direction == "hedge")
         self.traded = tuple(s for s in self.symbols if s not in self.hedge_symbols)
         self.hedge = (
@@ -250,7 +251,7 @@ class Engine:
             [
                 partial(self.protect_without_decision, sym, acct, now)
                 for sym in self.symbols
-                if acct.qty(sym) != 0 and sym not in self.foreign
+                if acct.qty(sym) != 0 and sym not in self.reconciler.foreign
             ]
         )
         for d in decisions:
@@ -347,8 +348,10 @@ class Engine:
         decided = {d.symbol for d in decisions}
         fixed = ZERO
         for sym, pos in acct.positions.items():
-            stop = _resting_stop(acct.resting.get(sym, []))
-            if sym in decided or stop is None or sym not in self.instruments:
+            if sym in decided:
+                continue
+            stop = _resting_stop(acct.resting.get(sym, ()))
+            if stop is None or sym not in self.instruments:
                 continue
             if sym in self.hedge_symbols:
                 continue  # opposite to the book's stops: see the hedge step in the tick
@@ -401,7 +404,8 @@ class Engine:
             kind = exit_kind(before, acct, sym)
             if kind is not None:
                 self._cool(sym, now, kind)
-        for sym in sorted(self.reconciler.stopped_out):
+        stopped = self.reconciler.stopped_out
+        for sym in sorted(stopped) if stopped else ():
             if sym not in self._held:  # already judged above, against the positions held
                 self._cool(sym, now, "stop-loss")
 
@@ -539,28 +543,30 @@ class Engine:
         equity = acct.equity()
         sleeve = self._sleeve(equity) if equity > 0 else ZERO
         views: list[ContractView] = []
-        for spec in self.contracts:
-            snap = snapshots.get(spec.symbol)
-            if snap is None or spec.symbol in self.foreign or spec.symbol in self.hedge_symbols:
+        foreign, cooldowns = self.reconciler.foreign, self.cooldowns
+        for spec in self._contracts:
+            sym = spec.symbol
+            snap = snapshots.get(sym)
+            if snap is None or sym in foreign or sym in self.hedge_symbols:
                 continue  # no data: hold, keep protection as it is (see protect/resize)
-            qty = acct.qty(spec.symbol)
-            direction, allow = spec.resolve(now, qty)
-            if spec.symbol in self.no_increase:
+            pos = acct.positions.get(sym)
+            direction, allow = spec.resolve(now, pos.qty if pos is not None else ZERO)
+            if sym in self.no_increase:
                 allow = False  # e.g. right before an expensive funding settlement
-            if self.cooldowns.active(spec.symbol, now) is not None:
+            if sym in cooldowns.until and cooldowns.active(sym, now) is not None:
                 allow = False  # re-entry cooldown after a stop-out or a state change
-            if spec.symbol in self._stale:
+            if sym in self._stale:
                 allow = False  # stale data: this contract alone takes no new exposure
             views.append(
                 ContractView(
-                    symbol=spec.symbol,
+                    symbol=sym,
                     direction=direction,
                     allow_increase=allow,
                     max_leverage=min(spec.max_leverage, self.limits.max_leverage_per_contract),
-                    instrument=self.instruments[spec.symbol],
+                    instrument=self.instruments[sym],
                     market=snap,
-                    position=acct.positions.get(spec.symbol),
-                    resting_stop=_resting_stop(acct.resting.get(spec.symbol, [])),
+                    position=pos,
+                    resting_stop=_resting_stop(acct.resting.get(sym, ())),
                     sleeve_equity=sleeve,
                 )
             )
@@ -637,7 +643,8 @@ class Engine:
         )
 
     def _with_cooldown(self, d: Decision, now: int) -> Decision:
-        why = self.cooldowns.reason(d.symbol, now)
+        cooldowns = self.cooldowns
+        why = cooldowns.reason(d.symbol, now) if d.symbol in cooldowns.until else None
         if d.symbol in self._stale:
             stale = "stale market data: no new exposure on this contract, protection kept"
             why = stale if why is None else f"{why}; {stale}"
@@ -655,12 +662,12 @@ class Engine:
         *,
         tolerance: Decimal | None = None,
     ) -> None:
-        if symbol in self.foreign:
+        if symbol in self.reconciler.foreign:
             return  # a position the bot does not manage keeps its orders exactly as they are
-        qty = acct.qty(symbol)
+        pos = acct.positions.get(symbol)
+        qty = pos.qty if pos is not None else ZERO
         if qty != 0 and stop is None:
             return  # the decision is to close: the resting stop stays until the close fills
-        pos = acct.positions.get(symbol)
         if pos is not None and pos.is_open and stop is not None:
             secured = self._secure_stop(pos, acct, stop)
             if secured is None:
@@ -761,13 +768,12 @@ class Engine:
         incident with the venue's last refusal. Returns the contracts that had to be closed.
         """
         closed: list[str] = []
+        foreign = self.reconciler.foreign
         for sym in self.symbols:
             pos = acct.positions.get(sym)
-            if sym in self.foreign or pos is None or not pos.is_open:
-                self._protected(sym, now)
-                continue
-            if self._gap(pos, acct) is None:
-                self._protected(sym, now)
+            if sym in foreign or pos is None or not pos.is_open or self._gap(pos, acct) is None:
+                if sym in self.unprotected_since or sym in self._venue_errors:
+                    self._protected(sym, now)  # (a no-op for any other contract)
                 continue
             acct.marks[sym] = self.exchange.fetch_mark_price(sym)
             acct.changed()
@@ -1000,6 +1006,14 @@ class Engine:
         self._memory, self._memory_read = memory, True
 
     def _id_factory(self, symbol: str) -> IdFactory:
+        """The contract's client-id factory (built once: it reads the tick's time and sequence
+        from the engine at each call)."""
+        factory = self._id_factories.get(symbol)
+        if factory is None:
+            factory = self._id_factories[symbol] = self._new_id_factory(symbol)
+        return factory
+
+    def _new_id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
             with self._lock:  # contracts may be protected on several threads
                 self._n += 1
@@ -1105,7 +1119,12 @@ def _resting_trigger(orders: Sequence[Order], purpose: OrderPurpose) -> Decimal 
 
 
 def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
-    return _resting_trigger(orders, OrderPurpose.STOP_LOSS)
+    """The trigger price of the first resting stop-loss (``_resting_trigger``, inlined: every
+    contract, every tick)."""
+    for o in orders:
+        if o.purpose is OrderPurpose.STOP_LOSS and o.trigger_price is not None:
+            return o.trigger_price
+    return None
 
 
 def _hold(d: Decision, acct: AccountView, why: str) -> Decision:

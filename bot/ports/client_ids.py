@@ -22,9 +22,9 @@ def base36(n: int) -> str:
     if n < 0:
         raise ValueError("negative")
     out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = _DIGITS[r] + out
+    while True:  # operators, not divmod(): a call fewer per digit (every tick, every order)
+        out = _DIGITS[n % 36] + out
+        n //= 36
         if n == 0:
             return out
 

@@ -80,9 +80,13 @@ class MemoryStore:
         )
 
     def unresolved_orders(self) -> list[OrderRecord]:
+        if not self._unresolved:
+            return []  # the usual answer, read every tick
         return [self.orders[cid] for cid in sorted(self._unresolved)]
 
     def open_orders(self) -> list[OrderRecord]:
+        if not self._open:
+            return []
         return [self.orders[cid] for cid in sorted(self._open)]
 
     def has_filled_entry(self, symbol: str) -> bool:
@@ -115,9 +119,11 @@ class MemoryStore:
         positions: Sequence[Position],
         equity: EquitySnapshot,
     ) -> None:
-        self.record_decisions(decisions)
-        self.record_positions(equity.ts_ms, positions)
-        self.record_equity(equity)
+        # What record_decisions, record_positions and record_equity do, without three calls
+        # (every tick).
+        self.decisions.extend(decisions)
+        self.positions.append((equity.ts_ms, tuple(positions)))
+        self.equity.append(equity)
 
     def latest_positions(self) -> tuple[int, list[Position]] | None:
         if not self.positions:

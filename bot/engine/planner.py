@@ -127,20 +127,20 @@ def plan_protection(
 ) -> ProtectionPlan:
     """Orders that leave exactly the wanted protective orders resting for ``position_qty``."""
     plan = ProtectionPlan()
-    mine = [o for o in resting if o.purpose is not None and o.purpose.is_protective]
     if position_qty == 0:
-        for o in mine:
-            plan.cancel.append(o.client_id)
-            plan.notes.append(f"cancel orphan {o.purpose} {o.client_id}: no position")
+        for o in resting:
+            if o.purpose is not None and o.purpose.is_protective:
+                plan.cancel.append(o.client_id)
+                plan.notes.append(f"cancel orphan {o.purpose} {o.client_id}: no position")
         return plan
+    stops, takes = _protective_by_purpose(resting)
     size = abs(position_qty)
     side = OrderSide.SELL if position_qty > 0 else OrderSide.BUY
     wants = (
-        (OrderPurpose.STOP_LOSS, OrderType.STOP_MARKET, stop_loss),
-        (OrderPurpose.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET, take_profit),
+        (OrderPurpose.STOP_LOSS, OrderType.STOP_MARKET, stop_loss, stops),
+        (OrderPurpose.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET, take_profit, takes),
     )
-    for purpose, otype, price in wants:
-        existing = [o for o in mine if o.purpose is purpose]
+    for purpose, otype, price, existing in wants:
         keep = None
         for o in existing:
             if keep is None and price is not None and _matches(o, side, size, price, tolerance):
@@ -167,6 +167,18 @@ def plan_protection(
                 )
             )
     return plan
+
+
+def _protective_by_purpose(resting: Sequence[Order]) -> tuple[list[Order], list[Order]]:
+    """The resting stop-losses and take-profits, each in the order listed (one pass)."""
+    stops: list[Order] = []
+    takes: list[Order] = []
+    for o in resting:
+        if o.purpose is OrderPurpose.STOP_LOSS:
+            stops.append(o)
+        elif o.purpose is OrderPurpose.TAKE_PROFIT:
+            takes.append(o)
+    return stops, takes
 
 
 def _matches(order: Order, side: OrderSide, size: Decimal, price: Decimal, tol: Decimal) -> bool:

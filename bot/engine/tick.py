@@ -181,6 +181,7 @@ class Engine:
         self._id_factories: dict[str, IdFactory] = {}
         self.hedge_symbols = frozenset(c.symbol for c in self.contracts if c.direction == "hedge")
         self.traded = tuple(s for s in self.symbols if s not in self.hedge_symbols)
+        self._sleeves = Decimal(max(1, len(self.traded)))  # the book's equity splits this way
         self.hedge = (
             HedgeDesk(policy.hedge, policy, self.instruments, quote, spot, spot_assets)
             if policy.hedge is not None
@@ -211,7 +212,8 @@ class Engine:
             acct = self.reconcile(now)
         except AccountUnreadable as exc:
             return self._unreadable(now, tick_id, exc)
-        self._readable(now)
+        if self.unreadable_streak:
+            self._readable(now)
         try:
             return self._tick_on(now, tick_id, acct)
         except AccountUnreadable as exc:
@@ -371,20 +373,17 @@ class Engine:
         if budget is not None and any(
             c.target_qty != d.target_qty for c, d in zip(capped, decisions, strict=True)
         ):
-            held = sum(
-                (
-                    loss_at_stop(
-                        acct.qty(d.symbol),
+            held = ZERO  # (summed left to right from zero, as sum() would)
+            for d in decisions:
+                if d.stop_loss is not None:
+                    now_held = acct.positions.get(d.symbol)
+                    held += loss_at_stop(
+                        now_held.qty if now_held is not None else ZERO,
                         acct.marks[d.symbol],
                         d.stop_loss,
                         self.limits.stop_slippage,
                         self.instruments[d.symbol].taker_fee,
                     )
-                    for d in decisions
-                    if d.stop_loss is not None
-                ),
-                ZERO,
-            )
             if held > (budget - fixed) * (1 + BUDGET_SLACK):
                 self._budget_cut = {
                     c.symbol
@@ -466,7 +465,7 @@ class Engine:
                 continue
             # Freshness is the last price's, unless the decision candles themselves lag (a
             # candle more than one timeframe late means the feed has stopped).
-            candle_close = int(window.ts[-1]) + self.tf_ms if len(window) else 0
+            candle_close = int(window.ts[-1]) + self.tf_ms if len(window.ts) else 0
             asof = last[1] if now - candle_close <= self.tf_ms else min(candle_close, last[1])
             snap = build_snapshot(
                 sym,
@@ -993,7 +992,7 @@ class Engine:
 
     def _sleeve(self, equity: Decimal) -> Decimal:
         """Equity per traded contract (the hedge legs are sized on the whole equity)."""
-        return equity / Decimal(max(1, len(self.traded)))
+        return equity / self._sleeves
 
     def _risk_memory(self) -> RiskMemory | None:
         if not self._memory_read:

@@ -347,6 +347,16 @@ class Engine:
             self._budget_cut = set()
             return decisions
         budget = acct.equity() - floor
+        fixed = self._undecided_loss(decisions, acct)
+        capped = cap_to_loss_budget(
+            decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
+        )
+        self._budget_cut = set()
+        self._budget_cut = self._over_budget(capped, decisions, acct, budget, fixed)
+        return capped
+
+    def _undecided_loss(self, decisions: list[Decision], acct: AccountView) -> Decimal:
+        """What the positions without a decision lose if their resting stops fire."""
         decided = {d.symbol for d in decisions}
         fixed = ZERO
         for sym, pos in acct.positions.items():
@@ -364,33 +374,44 @@ class Engine:
                 self.limits.stop_slippage,
                 self.instruments[sym].taker_fee,
             )
-        capped = cap_to_loss_budget(
-            decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
-        )
-        # A book over its budget (by more than BUDGET_SLACK, so equity moving a little between
-        # ticks does not churn) is cut even below the rebalance tolerance.
-        self._budget_cut = set()
-        if budget is not None and any(
-            c.target_qty != d.target_qty for c, d in zip(capped, decisions, strict=True)
-        ):
-            held = ZERO  # (summed left to right from zero, as sum() would)
-            for d in decisions:
-                if d.stop_loss is not None:
-                    now_held = acct.positions.get(d.symbol)
-                    held += loss_at_stop(
-                        now_held.qty if now_held is not None else ZERO,
-                        acct.marks[d.symbol],
-                        d.stop_loss,
-                        self.limits.stop_slippage,
-                        self.instruments[d.symbol].taker_fee,
-                    )
-            if held > (budget - fixed) * (1 + BUDGET_SLACK):
-                self._budget_cut = {
-                    c.symbol
-                    for c, d in zip(capped, decisions, strict=True)
-                    if c.target_qty != d.target_qty
-                }
-        return capped
+        return fixed
+
+    def _over_budget(
+        self,
+        capped: list[Decision],
+        decisions: list[Decision],
+        acct: AccountView,
+        budget: Decimal,
+        fixed: Decimal,
+    ) -> set[str]:
+        """The contracts the budget cut, when the book as held is over its budget: a book over
+        it (by more than BUDGET_SLACK, so equity moving a little between ticks does not churn)
+        is cut even below the rebalance tolerance."""
+        cut = False  # whether the budget changed any size (a loop, not any(): every tick)
+        for c, d in zip(capped, decisions, strict=True):
+            if c.target_qty != d.target_qty:
+                cut = True
+                break
+        if not cut:
+            return set()
+        held = ZERO  # (summed left to right from zero, as sum() would)
+        for d in decisions:
+            if d.stop_loss is not None:
+                now_held = acct.positions.get(d.symbol)
+                held += loss_at_stop(
+                    now_held.qty if now_held is not None else ZERO,
+                    acct.marks[d.symbol],
+                    d.stop_loss,
+                    self.limits.stop_slippage,
+                    self.instruments[d.symbol].taker_fee,
+                )
+        if held > (budget - fixed) * (1 + BUDGET_SLACK):
+            return {
+                c.symbol
+                for c, d in zip(capped, decisions, strict=True)
+                if c.target_qty != d.target_qty
+            }
+        return set()
 
     def note_exits(self, acct: AccountView, now: int) -> None:
         """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation):
@@ -912,15 +933,16 @@ class Engine:
             return
         pos = acct.positions.get(d.symbol)
         setting = pos.leverage if pos is not None else self.exchange.fetch_leverage(d.symbol)
+        qty = pos.qty if pos is not None else ZERO
         plan = plan_size(
             d,
-            acct.qty(d.symbol),
+            qty,
             setting,
             self.instruments[d.symbol],
             snap.last_price,
             # A position above what the loss budget allows is cut even below the tolerance.
             ZERO
-            if d.symbol in self._budget_cut and abs(acct.qty(d.symbol)) > abs(d.target_qty)
+            if d.symbol in self._budget_cut and abs(qty) > abs(d.target_qty)
             else self.policy.orders.rebalance_tolerance,
             self._id_factory(d.symbol),
         )

@@ -9,6 +9,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.config.loader import load_policy
 from bot.domain.enums import (
@@ -27,6 +28,7 @@ from bot.engine.account import AccountView
 from bot.engine.market import build_snapshot, statistics_spec, window_statistics
 from bot.engine.planner import plan_protection
 from bot.engine.reentry import Held, held_of
+from bot.ports.client_ids import base36
 from bot.ports.market import CandleWindow, WindowStatistics
 from bot.ports.store import EquitySnapshot
 from bot.store.memory import MemoryStore
@@ -202,3 +204,21 @@ def test_held_of_notes_quantity_and_protective_ids() -> None:
     )
     held = held_of(acct, [BTC, ETH, "SOL/USDT:USDT"])
     assert held == {BTC: Held(D("-2"), frozenset({"s"}), frozenset({"t"}))}
+
+
+def _base36_by_division(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = digits[n % 36]
+    while n >= 36:
+        n //= 36
+        out = digits[n % 36] + out
+    return out
+
+
+def test_base36_two_digits_at_a_time_equals_one_at_a_time() -> None:
+    edges = [36**k + d for k in range(1, 14) for d in (-1, 0, 1)]
+    for n in [*range(5000), *edges, 1_733_330_000, 2**63 - 1]:
+        assert base36(n) == _base36_by_division(n), n
+    assert int(base36(1_733_330_000), 36) == 1_733_330_000
+    with pytest.raises(ValueError, match="negative"):
+        base36(-1)

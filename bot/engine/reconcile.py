@@ -125,9 +125,10 @@ class Reconciler:
             if pos is not None and pos.is_open:
                 continue
             held = before.get(sym)
-            guarded = [
-                o for o in resting.get(sym, []) if o.purpose is not None and o.purpose.is_protective
-            ]
+            orders = resting.get(sym)
+            if not orders and (held is None or not held.is_open):
+                continue  # (the usual flat contract: nothing held, nothing guarded)
+            guarded = [o for o in orders or () if o.purpose is not None and o.purpose.is_protective]
             if (held is None or not held.is_open) and not guarded:
                 continue
             if self.exchange.confirm_flat(sym):
@@ -151,8 +152,11 @@ class Reconciler:
     def _sync_closed_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
         """Orders the store believes rest, but the exchange no longer lists: filled (a stop or a
         take-profit triggered), cancelled or expired there. The store learns what happened."""
+        believed = self.store.open_orders()
+        if not believed:
+            return
         listed = {o.client_id for orders in resting.values() for o in orders}
-        for record in self.store.open_orders():
+        for record in believed:
             sym = record.request.symbol
             if record.client_id in listed or sym not in self.instruments:
                 continue

@@ -4,7 +4,8 @@ A tick reads the account (positions, open and conditional orders, balance, marks
 for every contract, then sends each contract's protective orders. Those calls do not depend on
 one another, and against a live venue each one may wait seconds (a timeout, a retry): run one
 after the other, the protection of the last contract waits for every delay of the others. The
-engine collects such calls in a :class:`Batch` and runs it through its :class:`Fanout`:
+engine hands such calls to its :class:`Fanout` as one batch (:meth:`Fanout.run_each`, or a
+:class:`Batch` built call by call):
 
 * :data:`SEQUENTIAL` runs them in the order they were added, on the calling thread: simulation
   and paper trading stay deterministic (the composition root picks it by default);
@@ -14,8 +15,8 @@ engine collects such calls in a :class:`Batch` and runs it through its :class:`F
   and by the exchange adapter's rate limiter.
 
 :meth:`Fanout.run_each` runs a list of calls as one batch and returns their results in order: the
-same semantics as :meth:`Batch.add` then :meth:`Batch.run`, without a :class:`Job` per call where
-the calls run one after the other (the engine's hot path in simulation runs a few per tick).
+same semantics as :meth:`Batch.add` then :meth:`Batch.run`; sequentially it is a plain loop, with
+no :class:`Job` per call (the engine runs four batches per tick, millions in a simulation).
 
 Either way :meth:`Batch.run` returns when every job has finished, then raises the first error
 in the order the jobs were added. After a failure no further job starts (sequentially: exactly

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
@@ -69,9 +68,13 @@ class MemoryStore:
             self._open.discard(client_id)
         if status is OrderStatus.FILLED and record.request.purpose is OrderPurpose.ENTRY:
             self._entered.add(record.request.symbol)
-        self.orders[client_id] = replace(
-            record,
+        # Every field named (what dataclasses.replace would do, without its per-field
+        # introspection: a few orders per tick).
+        self.orders[client_id] = OrderRecord(
+            client_id=record.client_id,
+            request=record.request,
             status=status,
+            created_ms=record.created_ms,
             updated_ms=ts_ms,
             exchange_id=order.exchange_id if order is not None else record.exchange_id,
             filled=order.filled if order is not None else record.filled,

@@ -4,7 +4,7 @@ single pass over resting orders, and what the engine notes as held."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from bot.engine.planner import plan_protection
 from bot.engine.reentry import Held, held_of
 from bot.ports.client_ids import base36
 from bot.ports.market import CandleWindow, WindowStatistics
-from bot.ports.store import EquitySnapshot
+from bot.ports.store import EquitySnapshot, OrderRecord
 from bot.store.memory import MemoryStore
 from tests.unit.test_engine import BTC, build
 
@@ -222,3 +222,42 @@ def test_base36_two_digits_at_a_time_equals_one_at_a_time() -> None:
     assert int(base36(1_733_330_000), 36) == 1_733_330_000
     with pytest.raises(ValueError, match="negative"):
         base36(-1)
+
+
+def test_memory_store_update_keeps_every_field_of_the_record() -> None:
+    # update_order builds the record field by field: a field added to OrderRecord and not
+    # carried over would fail here (the expectation is dataclasses.replace of the old record).
+    store = MemoryStore()
+    store.save_intent(_request("a"), 1)
+    store.update_order("a", OrderStatus.UNKNOWN, 2, error="timeout")
+    before = store.orders["a"]
+    filled = replace(
+        _order("a", OrderPurpose.STOP_LOSS),
+        exchange_id="x-1",
+        filled=D(1),
+        average_price=D("89.5"),
+        status=OrderStatus.FILLED,
+    )
+    store.update_order("a", OrderStatus.FILLED, 3, order=filled)
+    assert store.orders["a"] == replace(
+        before,
+        status=OrderStatus.FILLED,
+        updated_ms=3,
+        exchange_id="x-1",
+        filled=D(1),
+        average_price=D("89.5"),
+    )
+    assert {f.name for f in fields(OrderRecord)} == {
+        "client_id",
+        "request",
+        "status",
+        "created_ms",
+        "updated_ms",
+        "exchange_id",
+        "filled",
+        "average_price",
+        "error",
+    }
+    store.update_order("a", OrderStatus.FILLED, 4)  # no order, no error: the rest is kept
+    assert store.orders["a"] == replace(store.orders["a"], updated_ms=4)
+    assert store.orders["a"].error == "timeout"

@@ -26,6 +26,10 @@ from bot.policy.leverage import leverage_setting
 
 ZERO = Decimal(0)
 IdFactory = Callable[[OrderPurpose], str]
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_STOP_LOSS, _TAKE_PROFIT = OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT
+_STOP_MARKET, _TAKE_PROFIT_MARKET = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 
 
 @dataclass(slots=True)
@@ -135,10 +139,10 @@ def plan_protection(
         return plan
     stops, takes = _protective_by_purpose(resting)
     size = abs(position_qty)
-    side = OrderSide.SELL if position_qty > 0 else OrderSide.BUY
+    side = _SELL if position_qty > 0 else _BUY
     wants = (
-        (OrderPurpose.STOP_LOSS, OrderType.STOP_MARKET, stop_loss, stops),
-        (OrderPurpose.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET, take_profit, takes),
+        (_STOP_LOSS, _STOP_MARKET, stop_loss, stops),
+        (_TAKE_PROFIT, _TAKE_PROFIT_MARKET, take_profit, takes),
     )
     for purpose, otype, price, existing in wants:
         keep = None
@@ -174,9 +178,9 @@ def _protective_by_purpose(resting: Sequence[Order]) -> tuple[list[Order], list[
     stops: list[Order] = []
     takes: list[Order] = []
     for o in resting:
-        if o.purpose is OrderPurpose.STOP_LOSS:
+        if o.purpose is _STOP_LOSS:
             stops.append(o)
-        elif o.purpose is OrderPurpose.TAKE_PROFIT:
+        elif o.purpose is _TAKE_PROFIT:
             takes.append(o)
     return stops, takes
 

@@ -93,6 +93,8 @@ FALLBACK_STOP = Decimal("0.05")
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
 UNPROTECTED = "protection failed"
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_STOP_LOSS, _HALTED = OrderPurpose.STOP_LOSS, TradingState.HALTED
 
 
 class SendOutcome(StrEnum):
@@ -601,7 +603,7 @@ class Engine:
     def _on_halt(
         self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
     ) -> list[Decision]:
-        if memory.state is not TradingState.HALTED:
+        if memory.state is not _HALTED:
             return decisions
         return [
             _flat(d, f"halted ({memory.state_reason}): close every position")
@@ -1143,7 +1145,7 @@ def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
     """The trigger price of the first resting stop-loss (``_resting_trigger``, inlined: every
     contract, every tick)."""
     for o in orders:
-        if o.purpose is OrderPurpose.STOP_LOSS and o.trigger_price is not None:
+        if o.purpose is _STOP_LOSS and o.trigger_price is not None:
             return o.trigger_price
     return None
 

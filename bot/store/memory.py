@@ -9,6 +9,10 @@ from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
 
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_UNRESOLVED = (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN)
+_OPEN, _FILLED, _ENTRY = OrderStatus.OPEN, OrderStatus.FILLED, OrderPurpose.ENTRY
+
 
 class MemoryStore:
     """Implements :class:`bot.ports.store.StorePort` with lists and dicts."""
@@ -58,15 +62,15 @@ class MemoryStore:
         record = self.orders[client_id]
         if fill is not None:
             self.fills.append(fill)
-        if status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN):
+        if status in _UNRESOLVED:
             self._unresolved.add(client_id)
         else:
             self._unresolved.discard(client_id)
-        if status is OrderStatus.OPEN:
+        if status is _OPEN:
             self._open.add(client_id)
         else:
             self._open.discard(client_id)
-        if status is OrderStatus.FILLED and record.request.purpose is OrderPurpose.ENTRY:
+        if status is _FILLED and record.request.purpose is _ENTRY:
             self._entered.add(record.request.symbol)
         # Every field named (what dataclasses.replace would do, without its per-field
         # introspection: a few orders per tick).

@@ -45,6 +45,14 @@ class SeriesLike(Protocol):
     @property
     def tf_ms(self) -> int: ...
 
+    def opened_before(self, ms: int) -> int:
+        """``searchsorted(ts, ms, side="left")``."""
+        ...
+
+    def extremes(self, i0: int, i1: int) -> tuple[float, float]:
+        """The lowest low and the highest high of bars ``[i0, i1)``."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class AccountPath:
@@ -142,14 +150,13 @@ def cannot_reach(
         if pos.qty == 0 or sym not in series:
             continue
         s = series[sym]
-        i0 = int(s.ts.searchsorted(from_ms, side="left"))
+        i0 = s.opened_before(from_ms)
         i1 = ends[sym]
         if i0 >= i1:
             continue
         any_held = True
         q = float(pos.qty)
-        lo = float(s.low[i0:i1].min())
-        hi = float(s.high[i0:i1].max())
+        lo, hi = s.extremes(i0, i1)
         worst += q * ((lo if q > 0 else hi) - float(pos.entry_price))
         if cross:
             mm += float(maintenance_vec(book.instruments[sym], np.array([abs(q) * hi]))[0])

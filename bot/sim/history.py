@@ -34,11 +34,14 @@ from bot.marketdata.candles import Candles, FundingSeries
 from bot.marketdata.coverage import choose, covered_ms
 from bot.marketdata.files import DataInventory
 from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowStatistics
+from bot.sim.cursor import IntArray, TimeCursor
 from bot.sim.triggers import FundingTape, TriggerSeries, to_decimal
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.window_series import trailing_atr, trailing_estimates
 
 ZERO = Decimal(0)
+# The usual time between funding settlements (8 h): only a guess for the index lookups.
+_FUNDING_STEP = 8 * 3_600_000
 
 
 @dataclass(slots=True)
@@ -150,6 +153,17 @@ class HistoricalMarket:
         # The funding view changes only when a settlement passes: cache it per settlement index.
         self._funding_cache: dict[tuple[str, int, int], FundingInfo] = {}
         self._spec: StatisticsSpec | None = None
+        # Index lookups per (contract, series): each tick asks a little later than the last.
+        self._cursors: dict[tuple[str, str], TimeCursor] = {}
+        # The last price answered per contract, by index into its last-trade candles: the replay
+        # and the engine both read it at every tick.
+        self._last_answer: dict[str, tuple[Candles, int, tuple[Decimal, int]]] = {}
+
+    def _cursor(self, symbol: str, series: str, ts: IntArray, step: int) -> TimeCursor:
+        cursor = self._cursors.get((symbol, series))
+        if cursor is None or cursor.ts is not ts:  # first use, or the history was replaced
+            cursor = self._cursors[(symbol, series)] = TimeCursor(ts, step)
+        return cursor
 
     def precompute(self, spec: StatisticsSpec) -> None:
         """Estimate ``spec``'s volatility and ATR for every full window of every contract's
@@ -178,7 +192,7 @@ class HistoricalMarket:
         c = self.contracts[symbol].decision
         if c.tf_ms != tf_ms:
             raise ValueError(f"{symbol}: decision candles are {c.tf_ms} ms, asked {tf_ms}")
-        end = int(c.ts.searchsorted(now_ms - tf_ms, side="right"))
+        end = self._cursor(symbol, "decision", c.ts, tf_ms).right(now_ms - tf_ms)
         start = max(0, end - count)
         if end > 0:
             # Never let a window span a gap: returns across it would be invented.
@@ -205,16 +219,21 @@ class HistoricalMarket:
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         c = self.contracts[symbol].last
-        i = int(c.ts.searchsorted(now_ms - c.tf_ms, side="right")) - 1
+        i = self._cursor(symbol, "last", c.ts, c.tf_ms).right(now_ms - c.tf_ms) - 1
         if i < 0:
             return None
-        return to_decimal(c.close[i]), int(c.ts[i]) + c.tf_ms
+        known = self._last_answer.get(symbol)
+        if known is not None and known[1] == i and known[0] is c:
+            return known[2]
+        answer = to_decimal(c.close[i]), int(c.ts[i]) + c.tf_ms
+        self._last_answer[symbol] = (c, i, answer)
+        return answer
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         f = self.contracts[symbol].funding
         if f is None or len(f) == 0:
             return FundingInfo(ZERO, Decimal(8), None)
-        i = int(f.ts.searchsorted(now_ms, side="right"))
+        i = self._cursor(symbol, "funding", f.ts, _FUNDING_STEP).right(now_ms)
         key = (symbol, i, lookback)
         cached = self._funding_cache.get(key)
         if cached is not None:

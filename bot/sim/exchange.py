@@ -119,10 +119,7 @@ class SimulatedExchange:
             pos = self.book.positions.get(sym)
             if pos is None or pos.qty == 0:
                 continue
-            out[sym] = replace(
-                self.book.to_position(sym),
-                liquidation_price=self._reported_liquidation(sym, pos.qty),
-            )
+            out[sym] = self.book.to_position(sym, self._reported_liquidation(sym, pos.qty))
         return out
 
     def confirm_flat(self, symbol: str) -> bool:

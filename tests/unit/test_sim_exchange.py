@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal as D
 
 import pytest
@@ -187,3 +188,35 @@ def test_gap_through_liquidation_and_a_stop_beyond_it_liquidates(instruments) ->
     bar(ex, "54000", "54500", "53500", "54000")
     assert [e.kind for e in ex.events][:1] == ["liquidation"]
     assert wallet - ex.book.wallet == margin
+
+
+def test_reported_liquidation_follows_every_change_of_an_isolated_position(long_btc) -> None:
+    """The book remembers an isolated position's liquidation price; every change that moves it
+    (an add, a partial close, funding paid from the isolated margin, a new leverage setting)
+    gives the price solved afresh from the new position."""
+
+    def fresh() -> D | None:
+        p = long_btc.book.positions[BTC]
+        inst = long_btc.book.instruments[BTC]
+        return liquidation_price_isolated(inst, p.qty, p.entry_price, p.isolated_margin)
+
+    seen = [long_btc.book.liquidation_price(BTC, long_btc.marks)]
+    assert seen[-1] == fresh()
+    assert long_btc.book.liquidation_price(BTC, long_btc.marks) is seen[-1]  # nothing changed
+    # (change, whether it moves the price: closing part of an isolated position releases its
+    # margin in proportion and leaves the price where it was)
+    changes: list[tuple[Callable[[], object], bool]] = [
+        (lambda: long_btc.set_mark(BTC, D(61000)), False),
+        (lambda: long_btc.place_order(market("e2", OrderSide.BUY, "0.1")), True),
+        (lambda: long_btc.place_order(market("r1", OrderSide.SELL, "0.05", reduce=True)), False),
+        (lambda: settle_funding(long_btc, BTC, 0, D("0.01"), D(60000)), True),
+        (lambda: long_btc.set_leverage(BTC, 3), True),
+    ]
+    for change, moves in changes:
+        change()
+        liq = long_btc.book.liquidation_price(BTC, long_btc.marks)
+        assert liq == fresh()
+        assert (liq != seen[-1]) is moves
+        seen.append(liq)
+    reported = long_btc.fetch_positions([BTC])[BTC].liquidation_price
+    assert reported == long_btc.book.instruments[BTC].ceil_price(seen[-1])

@@ -35,7 +35,7 @@ from bot.marketdata.coverage import choose, covered_ms
 from bot.marketdata.files import DataInventory
 from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowStatistics
 from bot.sim.cursor import IntArray, TimeCursor
-from bot.sim.triggers import FundingTape, TriggerSeries, to_decimal
+from bot.sim.triggers import DecimalColumn, FundingTape, TriggerSeries
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.window_series import trailing_atr, trailing_estimates
 
@@ -158,6 +158,15 @@ class HistoricalMarket:
         # The last price answered per contract, by index into its last-trade candles: the replay
         # and the engine both read it at every tick.
         self._last_answer: dict[str, tuple[Candles, int, tuple[Decimal, int]]] = {}
+        # The last-trade closes as decimals per contract (shared with the trigger series when
+        # the trigger bars are the last-trade candles).
+        self._last_closes: dict[str, DecimalColumn] = {}
+
+    def _closes(self, symbol: str, c: Candles) -> DecimalColumn:
+        closes = self._last_closes.get(symbol)
+        if closes is None or closes.values is not c.close:
+            closes = self._last_closes[symbol] = DecimalColumn(c.close)
+        return closes
 
     def _cursor(self, symbol: str, series: str, ts: IntArray, step: int) -> TimeCursor:
         cursor = self._cursors.get((symbol, series))
@@ -225,7 +234,7 @@ class HistoricalMarket:
         known = self._last_answer.get(symbol)
         if known is not None and known[1] == i and known[0] is c:
             return known[2]
-        answer = to_decimal(c.close[i]), int(c.ts[i]) + c.tf_ms
+        answer = self._closes(symbol, c)[i], int(c.ts[i]) + c.tf_ms
         self._last_answer[symbol] = (c, i, answer)
         return answer
 
@@ -256,7 +265,10 @@ class HistoricalMarket:
         out = {}
         for sym, h in self.contracts.items():
             t = h.trigger
-            out[sym] = TriggerSeries(t.ts, t.open, t.high, t.low, t.close, t.tf_ms, t.kind)
+            closes = self._closes(sym, h.last) if t.close is h.last.close else None
+            out[sym] = TriggerSeries(
+                t.ts, t.open, t.high, t.low, t.close, t.tf_ms, t.kind, closes=closes
+            )
         return out
 
     def funding_tapes(self) -> dict[str, FundingTape]:

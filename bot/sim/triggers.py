@@ -10,6 +10,7 @@ loops. The fill rules are in :mod:`bot.sim.exchange`'s docstring.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -34,6 +35,8 @@ from bot.sim.cursor import TimeCursor
 from bot.sim.events import SimEvent, SimEventKind
 
 ZERO = Decimal(0)
+_NO_DOWN = -math.inf  # no level below the price (trigger_bounds)
+_NO_UP = math.inf
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -41,6 +44,24 @@ IntArray = npt.NDArray[np.int64]
 def to_decimal(x: float) -> Decimal:
     """Exact decimal of a price read from a CSV (shortest repr round-trips the text)."""
     return Decimal(repr(float(x)))
+
+
+class DecimalColumn:
+    """The exact decimals (:func:`to_decimal`) of one float column, remembering the last one
+    converted: the replay reads the same closing price as a mark and as the last price."""
+
+    __slots__ = ("_at", "_value", "values")
+
+    def __init__(self, values: FloatArray) -> None:
+        self.values = values
+        self._at: int | None = None
+        self._value = ZERO
+
+    def __getitem__(self, i: int) -> Decimal:
+        if i != self._at:
+            self._value = to_decimal(self.values[i])
+            self._at = i
+        return self._value
 
 
 @dataclass(slots=True)
@@ -58,6 +79,9 @@ class TriggerSeries:
     tf_ms: int
     source: str  # "mark" or "last", for the report
     cursor: int = 0
+    # The closes as exact decimals, shared with the market's last price when the trigger bars
+    # are the last-trade candles (None: converted here).
+    closes: DecimalColumn | None = field(default=None, repr=False, compare=False)
     # Lookups (see the methods): remembered answers, not part of the series.
     _closed: TimeCursor | None = field(default=None, init=False, repr=False, compare=False)
     _opened: TimeCursor | None = field(default=None, init=False, repr=False, compare=False)
@@ -72,6 +96,13 @@ class TriggerSeries:
     _last_window: tuple[FloatArray, FloatArray, int, int, float, float] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    def close_at(self, i: int) -> Decimal:
+        """The close of bar ``i`` (``i >= 0``) as an exact decimal."""
+        closes = self.closes
+        if closes is None or closes.values is not self.close:
+            closes = self.closes = DecimalColumn(self.close)
+        return closes[i]
 
     def closed_by(self, end_ms: int) -> int:
         """How many bars have closed at or before ``end_ms`` (the index of the first that has
@@ -396,15 +427,17 @@ def settle_funding(ex: SimAccount, symbol: str, ts: int, rate: Decimal, mark: De
 
 def trigger_bounds(ex: SimAccount, symbol: str) -> tuple[float, float]:
     """(down, up): a bar with low <= down or high >= up may fire something; +-inf if nothing."""
-    down = -np.inf
-    up = np.inf
-    for order in ex.resting[symbol].values():
-        trig = float(order.trigger_price or 0)
-        falls = (order.type is OrderType.STOP_MARKET) == (order.side is OrderSide.SELL)
-        if falls:
-            down = max(down, trig)
-        else:
-            up = min(up, trig)
+    down = _NO_DOWN
+    up = _NO_UP
+    resting = ex.resting[symbol]
+    if resting:
+        for order in resting.values():
+            trig = float(order.trigger_price or 0)
+            falls = (order.type is OrderType.STOP_MARKET) == (order.side is OrderSide.SELL)
+            if falls:
+                down = max(down, trig)
+            else:
+                up = min(up, trig)
     pos = ex.book.positions[symbol]
     if pos.qty != 0:
         liq = ex.book.liquidation_price(symbol, ex.marks)
@@ -418,7 +451,7 @@ def trigger_bounds(ex: SimAccount, symbol: str) -> tuple[float, float]:
 
 def _first_hit(s: TriggerSeries, i0: int, i1: int, down: float, up: float) -> int:
     """Index of the first bar in [i0, i1) that crosses down/up, or -1."""
-    if i0 >= i1 or (down == -np.inf and up == np.inf):
+    if i0 >= i1 or (down == _NO_DOWN and up == _NO_UP):
         return -1
     lo, hi = s.extremes(i0, i1)
     if lo > down and hi < up:  # nothing in the window reaches a level (NaN: searched below)
@@ -506,7 +539,7 @@ def advance(
                 return GuardHit(best_ts + s.tf_ms, ex.book.wallet)
     for sym, s in series.items():
         if ends[sym] > s.cursor:
-            ex.marks[sym] = to_decimal(s.close[ends[sym] - 1])
+            ex.marks[sym] = s.close_at(ends[sym] - 1)
         s.cursor = max(s.cursor, ends[sym])
     ex.processed_ms = max(ex.processed_ms, end_ms)
     return None

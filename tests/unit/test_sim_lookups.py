@@ -12,10 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.instruments import load_instruments
 from bot.marketdata.candles import Candles, FundingSeries
+from bot.sim.account_watch import maintenance_one, maintenance_vec
 from bot.sim.cursor import TimeCursor
 from bot.sim.history import ContractHistory, HistoricalMarket, _segment_starts
-from bot.sim.triggers import TriggerSeries
+from bot.sim.triggers import TriggerSeries, to_decimal
 
 STEP = 60_000
 
@@ -162,3 +164,40 @@ def _history(n: int, seed: int) -> ContractHistory:
     f_ts = np.arange(int(ts[0]), int(ts[-1]), 8 * 3_600_000, dtype=np.int64)
     funding = FundingSeries(f_ts, rng.normal(0, 1e-4, len(f_ts)), "X", "t")
     return ContractHistory("X", decision, _segment_starts(decision), last, last, funding)
+
+
+_SPECS = load_instruments("binanceusdm")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(_SPECS)),
+    st.floats(min_value=-1e10, max_value=1e10, allow_nan=False),
+)
+def test_one_maintenance_margin_equals_the_vectorised_one_to_the_bit(
+    symbol: str, notional: float
+) -> None:
+    inst = _SPECS[symbol]
+    floors = [float(b.notional_floor) for b in inst.brackets]  # exactly on a bracket's edge
+    for x in (notional, float(round(notional)), 0.0, *floors, *(-f for f in floors)):
+        one = maintenance_one(inst, x)
+        vec = float(maintenance_vec(inst, np.array([x]))[0])
+        assert one == vec or (one != one and vec != vec)
+
+
+def test_decimal_closes_are_the_exact_decimals_and_shared_with_the_trigger_series() -> None:
+    hist = _history(1_000, seed=7)
+    market = HistoricalMarket({"X": hist})
+    series = market.trigger_series()["X"]
+    for i in [0, 5, 5, 899, 3, 0]:
+        assert series.close_at(i) == to_decimal(hist.last.close[i])
+        assert str(series.close_at(i)) == repr(float(hist.last.close[i]))
+    now = int(hist.last.ts[42]) + STEP
+    last = market.last_price("X", now)
+    assert last is not None
+    assert series.close_at(42) is last[0]  # one conversion for both
+    c = hist.last.close
+    fresh = TriggerSeries(hist.last.ts, c, c, c, c, STEP, "last")
+    assert fresh.close_at(7) == to_decimal(hist.last.close[7])
+    fresh.close = hist.last.close[::-1].copy()
+    assert fresh.close_at(7) == to_decimal(fresh.close[7])

@@ -153,8 +153,13 @@ class HistoricalMarket:
         # The funding view changes only when a settlement passes: cache it per settlement index.
         self._funding_cache: dict[tuple[str, int, int], FundingInfo] = {}
         self._spec: StatisticsSpec | None = None
-        # Index lookups per (contract, series): each tick asks a little later than the last.
-        self._cursors: dict[tuple[str, str], TimeCursor] = {}
+        # Index lookups per contract and series: each tick asks a little later than the last.
+        self._decision_at: dict[str, TimeCursor] = {}
+        self._last_at: dict[str, TimeCursor] = {}
+        self._funding_at_ms: dict[str, TimeCursor] = {}
+        # Per contract the history and spec of the last statistics read, and their arrays.
+        self._stats_of: dict[str, tuple[ContractHistory, StatisticsSpec, FloatArray, FloatArray]]
+        self._stats_of = {}
         # The last price answered per contract, by index into its last-trade candles: the replay
         # and the engine both read it at every tick.
         self._last_answer: dict[str, tuple[Candles, int, tuple[Decimal, int]]] = {}
@@ -168,10 +173,12 @@ class HistoricalMarket:
             closes = self._last_closes[symbol] = DecimalColumn(c.close)
         return closes
 
-    def _cursor(self, symbol: str, series: str, ts: IntArray, step: int) -> TimeCursor:
-        cursor = self._cursors.get((symbol, series))
-        if cursor is None or cursor.ts is not ts:  # first use, or the history was replaced
-            cursor = self._cursors[(symbol, series)] = TimeCursor(ts, step)
+    @staticmethod
+    def _new_cursor(
+        cursors: dict[str, TimeCursor], symbol: str, ts: IntArray, step: int
+    ) -> TimeCursor:
+        """A cursor on ``ts`` for ``symbol`` (first use, or the history was replaced)."""
+        cursor = cursors[symbol] = TimeCursor(ts, step)
         return cursor
 
     def precompute(self, spec: StatisticsSpec) -> None:
@@ -201,7 +208,10 @@ class HistoricalMarket:
         c = self.contracts[symbol].decision
         if c.tf_ms != tf_ms:
             raise ValueError(f"{symbol}: decision candles are {c.tf_ms} ms, asked {tf_ms}")
-        end = self._cursor(symbol, "decision", c.ts, tf_ms).right(now_ms - tf_ms)
+        cursor = self._decision_at.get(symbol)
+        if cursor is None or cursor.ts is not c.ts:
+            cursor = self._new_cursor(self._decision_at, symbol, c.ts, tf_ms)
+        end = cursor.right(now_ms - tf_ms)
         start = max(0, end - count)
         if end > 0:
             # Never let a window span a gap: returns across it would be invented.
@@ -220,7 +230,13 @@ class HistoricalMarket:
         spec = self._spec
         if spec is None or count != spec.span or end - start != count:
             return None
-        vol, atr = self.contracts[symbol].statistics[spec]
+        h = self.contracts[symbol]
+        known = self._stats_of.get(symbol)
+        if known is not None and known[0] is h and known[1] is spec:
+            vol, atr = known[2], known[3]
+        else:
+            vol, atr = h.statistics[spec]
+            self._stats_of[symbol] = (h, spec, vol, atr)
         v, a = float(vol[end]), float(atr[end])
         if v != v or a != a:  # NaN: not enough candles before this window
             return None
@@ -228,7 +244,10 @@ class HistoricalMarket:
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         c = self.contracts[symbol].last
-        i = self._cursor(symbol, "last", c.ts, c.tf_ms).right(now_ms - c.tf_ms) - 1
+        cursor = self._last_at.get(symbol)
+        if cursor is None or cursor.ts is not c.ts:
+            cursor = self._new_cursor(self._last_at, symbol, c.ts, c.tf_ms)
+        i = cursor.right(now_ms - c.tf_ms) - 1
         if i < 0:
             return None
         known = self._last_answer.get(symbol)
@@ -240,9 +259,12 @@ class HistoricalMarket:
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         f = self.contracts[symbol].funding
-        if f is None or len(f) == 0:
+        if f is None or len(f.ts) == 0:
             return FundingInfo(ZERO, Decimal(8), None)
-        i = self._cursor(symbol, "funding", f.ts, _FUNDING_STEP).right(now_ms)
+        cursor = self._funding_at_ms.get(symbol)
+        if cursor is None or cursor.ts is not f.ts:
+            cursor = self._new_cursor(self._funding_at_ms, symbol, f.ts, _FUNDING_STEP)
+        i = cursor.right(now_ms)
         key = (symbol, i, lookback)
         cached = self._funding_cache.get(key)
         if cached is not None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from bot.instruments import load_instruments
 from bot.marketdata.candles import Candles, FundingSeries
+from bot.ports.market import StatisticsSpec, WindowStatistics
 from bot.sim.account_watch import maintenance_one, maintenance_vec
 from bot.sim.cursor import TimeCursor
 from bot.sim.history import ContractHistory, HistoricalMarket, _segment_starts
@@ -152,6 +153,26 @@ def test_historical_market_reads_match_a_fresh_search_in_any_order() -> None:
     after = market.last_price("X", now)
     assert after == HistoricalMarket({"X": other}).last_price("X", now)
     assert after != before
+
+
+def test_window_statistics_follow_a_replaced_history() -> None:
+    """Precomputed statistics are read from the contract's current history: the market
+    remembers the arrays of the last one read, never across a replaced history."""
+    spec = StatisticsSpec("close_to_close", 20, 0.94, 14, 30)
+    market = HistoricalMarket({"X": _history(3_000, seed=8)})
+    market.precompute(spec)
+    now = int(market.contracts["X"].decision.ts[40]) + 3_600_000
+    first = market.closed_candles("X", 3_600_000, 30, now).statistics
+    assert first is not None
+    assert market.closed_candles("X", 3_600_000, 30, now).statistics == first
+    other = _history(3_000, seed=9)
+    market.contracts["X"] = other
+    market.precompute(spec)
+    second = market.closed_candles("X", 3_600_000, 30, now).statistics
+    vol, atr = other.statistics[spec]
+    end = int(np.searchsorted(other.decision.ts, now - 3_600_000, side="right"))
+    assert second == WindowStatistics(spec, float(vol[end]), float(atr[end]))
+    assert second != first
 
 
 def _history(n: int, seed: int) -> ContractHistory:

@@ -11,6 +11,7 @@ from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, O
 from bot.domain.instrument import Instrument
 from bot.domain.margin import liquidation_price_isolated
 from bot.domain.orders import OrderRequest
+from bot.domain.position import Position
 from bot.errors import DuplicateClientId, InsufficientMargin, InvalidQuantity, ReduceOnlyRejected
 from bot.sim.triggers import process_bar, settle_funding
 from tests.conftest import make_exchange
@@ -220,3 +221,65 @@ def test_reported_liquidation_follows_every_change_of_an_isolated_position(long_
         seen.append(liq)
     reported = long_btc.fetch_positions([BTC])[BTC].liquidation_price
     assert reported == long_btc.book.instruments[BTC].ceil_price(seen[-1])
+
+
+def test_a_reported_position_is_rebuilt_whenever_anything_in_it_changes(long_btc) -> None:
+    """fetch_positions reports an unchanged position as the same object, and any change (size,
+    entry, margin, leverage setting, liquidation price) as a new one with the new values."""
+
+    def expected() -> Position:
+        book = long_btc.book
+        p = book.positions[BTC]
+        inst = book.instruments[BTC]
+        liq = liquidation_price_isolated(inst, p.qty, p.entry_price, p.isolated_margin)
+        assert liq is not None
+        return Position(
+            BTC,
+            p.qty,
+            p.entry_price,
+            book.leverage[BTC],
+            book.margin_mode,
+            p.isolated_margin,
+            inst.ceil_price(liq),
+        )
+
+    first = long_btc.fetch_positions([BTC])[BTC]
+    assert first == expected()
+    assert long_btc.fetch_positions([BTC])[BTC] is first
+    changes: list[Callable[[], object]] = [
+        lambda: long_btc.set_leverage(BTC, 3),
+        lambda: long_btc.book.leverage.__setitem__(BTC, D(2)),  # the setting alone
+        lambda: settle_funding(long_btc, BTC, 0, D("0.001"), D(60000)),
+        lambda: long_btc.place_order(market("e2", OrderSide.BUY, "0.1")),
+        lambda: long_btc.place_order(market("r1", OrderSide.SELL, "0.05", reduce=True)),
+    ]
+    before = first
+    for change in changes:
+        change()
+        now = long_btc.fetch_positions([BTC])[BTC]
+        assert now == expected()
+        assert now != before
+        before = now
+
+
+def test_a_cross_position_reports_a_new_leverage_setting_and_a_new_liquidation_price(
+    instruments: dict[str, Instrument],
+) -> None:
+    """In cross margin a new leverage setting changes nothing else in the position, and the
+    liquidation price moves with the wallet: each is reported."""
+    ex, _ = make_exchange(instruments, mode=MarginMode.CROSS, balance="2000")
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 5)
+    ex.place_order(market("e1", OrderSide.BUY, "0.1"))
+    first = ex.fetch_positions([BTC])[BTC]
+    assert first.liquidation_price is not None
+    assert ex.fetch_positions([BTC])[BTC] == first
+    ex.set_leverage(BTC, 4)
+    second = ex.fetch_positions([BTC])[BTC]
+    assert second.leverage == D(4)
+    assert (second.qty, second.liquidation_price) == (first.qty, first.liquidation_price)
+    settle_funding(ex, BTC, 0, D("0.01"), D(60000))
+    third = ex.fetch_positions([BTC])[BTC]
+    assert third.liquidation_price is not None
+    assert third.liquidation_price > first.liquidation_price  # less wallet: liquidated sooner
+    assert (third.qty, third.leverage) == (second.qty, second.leverage)

@@ -145,6 +145,10 @@ def load_histories(
         return dict(zip(symbols, loaded, strict=True))
 
 
+# (history, spec, volatility, ATR): the precomputed statistics a market last read.
+_StatsOf = tuple[ContractHistory, StatisticsSpec, FloatArray, FloatArray]
+
+
 class HistoricalMarket:
     """Implements :class:`bot.ports.market.MarketDataPort` over loaded history."""
 
@@ -158,8 +162,7 @@ class HistoricalMarket:
         self._last_at: dict[str, TimeCursor] = {}
         self._funding_at_ms: dict[str, TimeCursor] = {}
         # Per contract the history and spec of the last statistics read, and their arrays.
-        self._stats_of: dict[str, tuple[ContractHistory, StatisticsSpec, FloatArray, FloatArray]]
-        self._stats_of = {}
+        self._stats_of: dict[str, _StatsOf] = {}
         # The last price answered per contract, by index into its last-trade candles: the replay
         # and the engine both read it at every tick.
         self._last_answer: dict[str, tuple[Candles, int, tuple[Decimal, int]]] = {}

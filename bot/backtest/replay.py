@@ -322,29 +322,38 @@ class _Guard:
         self.market = market
         self.clock = clock
         self.candle = candle
-        # The floor of the last (risk memory, limits) read: both are frozen, and the store
-        # hands out a new memory when the risk state changes.
-        self._floor_of: tuple[RiskMemory | None, RiskLimits] | None = None
-        self._floor: Decimal | None = None
-
-    def floor(self) -> Decimal | None:
-        memory, limits = self.engine.store.load_risk_memory(), self.engine.limits
-        known = self._floor_of
-        if known is None or known[0] is not memory or known[1] is not limits:
-            self._floor = equity_floor(memory, limits)
-            self._floor_of = (memory, limits)
-        return self._floor
+        self.floor = _EquityFloor()
 
     def advance(self, end_ms: int) -> None:
         """Bring the exchange to ``end_ms``."""
         engine, exchange = self.engine, self.exchange
         while True:
-            hit = advance(exchange, self.series, self.tapes, end_ms, self.floor())
+            floor = self.floor(engine.store.load_risk_memory(), engine.limits)
+            hit = advance(exchange, self.series, self.tapes, end_ms, floor)
             if hit is None:
                 return
             self.clock.advance_to(hit.ts_ms)
             _set_lasts(exchange, self.market, engine.symbols, hit.ts_ms, self.candle)
             engine.guard(observed_equity=hit.equity)
+
+
+class _EquityFloor:
+    """:func:`~bot.risk.guard.equity_floor`, computed again only when the risk memory or the
+    limits are other objects than last time: both are frozen, and the store holds a new memory
+    whenever the risk state changes."""
+
+    __slots__ = ("_floor", "_of")
+
+    def __init__(self) -> None:
+        self._of: tuple[RiskMemory | None, RiskLimits] | None = None
+        self._floor: Decimal | None = None
+
+    def __call__(self, memory: RiskMemory | None, limits: RiskLimits) -> Decimal | None:
+        known = self._of
+        if known is None or known[0] is not memory or known[1] is not limits:
+            self._floor = equity_floor(memory, limits)
+            self._of = (memory, limits)
+        return self._floor
 
 
 def _set_lasts(

@@ -7,14 +7,22 @@ it, and they follow new arrays or a replaced history."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from decimal import Decimal
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.backtest.replay import _EquityFloor
+from bot.domain.enums import TradingState
 from bot.instruments import load_instruments
 from bot.marketdata.candles import Candles, FundingSeries
 from bot.ports.market import StatisticsSpec, WindowStatistics
+from bot.risk.guard import equity_floor
+from bot.risk.limits import RiskLimits
+from bot.risk.state import initial_memory
 from bot.sim.account_watch import maintenance_one, maintenance_vec
 from bot.sim.cursor import TimeCursor
 from bot.sim.history import ContractHistory, HistoricalMarket, _segment_starts
@@ -222,3 +230,32 @@ def test_decimal_closes_are_the_exact_decimals_and_shared_with_the_trigger_serie
     assert fresh.close_at(7) == to_decimal(hist.last.close[7])
     fresh.close = hist.last.close[::-1].copy()
     assert fresh.close_at(7) == to_decimal(fresh.close[7])
+
+
+_LIMITS = RiskLimits(
+    max_leverage_per_contract=Decimal(5),
+    max_gross_leverage=Decimal(6),
+    max_notional_per_contract=Decimal(100000),
+    daily_loss=Decimal("0.05"),
+    max_drawdown=Decimal("0.25"),
+    stale_data_ms=7_200_000,
+    max_orders_per_minute=60,
+)
+
+
+def test_the_replays_guard_floor_follows_every_new_risk_memory_and_limits() -> None:
+    """The replay computes the guard's floor again whenever the store holds another memory or
+    the limits are other ones, and only then."""
+    floor = _EquityFloor()
+    mem = initial_memory(Decimal(10000), 0)
+    assert floor(None, _LIMITS) is None
+    first = floor(mem, _LIMITS)
+    assert first == equity_floor(mem, _LIMITS) == Decimal(9500)
+    assert floor(mem, _LIMITS) is first
+    richer = replace(mem, peak_equity=Decimal(20000), day_start_equity=Decimal(20000))
+    assert floor(richer, _LIMITS) == equity_floor(richer, _LIMITS) == Decimal(19000)
+    reducing = replace(richer, state=TradingState.REDUCING)
+    assert floor(reducing, _LIMITS) == Decimal(15000)  # only the drawdown floor is left
+    tighter = replace(_LIMITS, max_drawdown=Decimal("0.1"))
+    assert floor(reducing, tighter) == equity_floor(reducing, tighter) == Decimal(18000)
+    assert floor(replace(reducing, state=TradingState.HALTED), tighter) is None

@@ -151,7 +151,7 @@ class TriggerSeries:
             return
         if np.any(np.diff(b) < 0) or b[0] < 0 or b[-1] > len(self.ts):
             raise ValueError(
-                f"TriggerSeries.plan_windows: bounds must be increasing indices within the "
+                f"TriggerSeries.plan_windows: bounds must be non-decreasing indices within the "
                 f"{len(self.ts)} bars, got {b[0]} .. {b[-1]}"
             )
         first, end = b[:-1], b[1:]

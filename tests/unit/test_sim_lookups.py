@@ -131,7 +131,7 @@ def test_extremes_follow_new_arrays() -> None:
 
 def test_bad_window_bounds_are_refused() -> None:
     s = _series(50, 4)
-    with pytest.raises(ValueError, match="bounds must be increasing"):
+    with pytest.raises(ValueError, match="bounds must be non-decreasing"):
         s.plan_windows(np.array([0, 30, 20], dtype=np.int64))
     with pytest.raises(ValueError, match="within the 50 bars"):
         s.plan_windows(np.array([0, 51], dtype=np.int64))

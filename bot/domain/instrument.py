@@ -69,14 +69,19 @@ class Instrument:
     def bracket_for(self, notional: Decimal) -> Bracket:
         """Return the bracket whose notional range contains ``abs(notional)``."""
         n = abs(notional)
+        # Bracket.contains inlined: this runs several times per contract and tick.
         for bracket in self.brackets:
-            if bracket.contains(n):
+            if bracket.notional_floor <= n < bracket.notional_cap:
                 return bracket
         return self.brackets[-1]
 
     def max_leverage_for(self, notional: Decimal) -> Decimal:
         """Highest leverage allowed for a position of this notional."""
-        return self.bracket_for(notional).max_leverage
+        n = abs(notional)
+        for bracket in self.brackets:  # bracket_for inlined (hot path)
+            if bracket.notional_floor <= n < bracket.notional_cap:
+                return bracket.max_leverage
+        return self.brackets[-1].max_leverage
 
     def floor_qty(self, qty: Decimal) -> Decimal:
         """Round a non-negative quantity down to the step (never trade more than intended)."""
@@ -96,8 +101,13 @@ class Instrument:
 
         A long's stop sits below the mark: round it up. A short's sits above: round it down.
         """
-        return self.ceil_price(price) if position_sign > 0 else self.floor_price(price)
+        # ceil_price / floor_price inlined (the same expressions): a stop is rounded every tick.
+        tick = self.tick_size
+        rounding = ROUND_CEILING if position_sign > 0 else ROUND_FLOOR
+        return (price / tick).to_integral_value(rounding=rounding) * tick
 
     def take_profit_price(self, price: Decimal, position_sign: int) -> Decimal:
         """Round a take-profit trigger toward the mark (the conservative side for the target)."""
-        return self.floor_price(price) if position_sign > 0 else self.ceil_price(price)
+        tick = self.tick_size
+        rounding = ROUND_FLOOR if position_sign > 0 else ROUND_CEILING
+        return (price / tick).to_integral_value(rounding=rounding) * tick

@@ -89,7 +89,8 @@ def liquidation_price_isolated(
             f"liquidation_price_isolated({instrument.symbol}): isolated_margin must be >= 0, "
             f"got {isolated_margin}"
         )
-    _check_price("entry_price", entry_price, instrument)
+    if entry_price <= ZERO:
+        _check_price("entry_price", entry_price, instrument)
     if qty == ZERO:
         return None
     return _solve(instrument, 1 if qty > ZERO else -1, abs(qty), entry_price, isolated_margin)
@@ -155,20 +156,31 @@ def max_leverage_with_liquidation_beyond(
     twice the entry. A long at 1x has margin = notional and liquidation price <= 0, i.e. it cannot
     be liquidated, so a long always gets at least 1x.
     """
-    _check_side(side)
-    _check_price("entry_price", entry_price, instrument)
-    _check_price("limit_price", limit_price, instrument)
+    # The checks are inlined (their helpers only raise): the policy calls this every tick.
+    if side != 1 and side != -1:
+        _check_side(side)
+    if entry_price <= ZERO:
+        _check_price("entry_price", entry_price, instrument)
+    if limit_price <= ZERO:
+        _check_price("limit_price", limit_price, instrument)
     if notional <= ZERO:
         raise ValueError(
             f"max_leverage_with_liquidation_beyond({instrument.symbol}): notional must be > 0, "
             f"got {notional}"
         )
     q = notional / entry_price
-    margin_min = side * q * (entry_price - limit_price) + maintenance_margin(
-        instrument, q * limit_price
+    at_limit = q * limit_price
+    bracket = instrument.bracket_for(at_limit)  # maintenance_margin, inlined
+    margin_min = side * q * (entry_price - limit_price) + (
+        abs(at_limit) * bracket.maint_margin_rate - bracket.maint_amount
     )
     cap = instrument.max_leverage_for(notional)
-    leverage = cap if margin_min <= ZERO else min(notional / margin_min, cap)
+    if margin_min <= ZERO:
+        leverage = cap
+    else:
+        leverage = notional / margin_min
+        if cap < leverage:  # min(leverage, cap): the first of equals, as min() keeps
+            leverage = cap
     leverage = leverage.quantize(LEVERAGE_STEP, rounding=ROUND_FLOOR)
     return leverage if leverage >= ONE else ZERO
 
@@ -222,7 +234,8 @@ def _solve(
     """
     brackets = instrument.brackets
     first = brackets[0]
-    surplus_at_zero = balance - side * q * entry + first.maint_amount
+    side_q = side * q
+    surplus_at_zero = balance - side_q * entry + first.maint_amount
     if side > 0 and surplus_at_zero >= ZERO:
         return None  # the long stays above maintenance all the way down to a price of 0
     if side < 0 and surplus_at_zero <= ZERO:
@@ -231,14 +244,21 @@ def _solve(
             f"for a short of {q} at {entry}: the account is already liquidatable"
         )
     best: tuple[Decimal, Decimal] | None = None  # (range violation, candidate price)
+    last = len(brackets) - 1
     for index, bracket in enumerate(brackets):
-        denominator = q * bracket.maint_margin_rate - side * q
+        denominator = q * bracket.maint_margin_rate - side_q
         if denominator == ZERO:
             continue
-        price = (balance + bracket.maint_amount - side * q * entry) / denominator
+        price = (balance + bracket.maint_amount - side_q * entry) / denominator
         if price <= ZERO:
             continue
-        violation = _range_violation(q * price, bracket, index == len(brackets) - 1)
+        notional = q * price
+        # The common case, the root inside this bracket, without the call below.
+        if bracket.notional_floor <= notional and (
+            index == last or notional <= bracket.notional_cap
+        ):
+            return price
+        violation = _range_violation(notional, bracket, index == last)
         if violation == ZERO:
             return price
         if best is None or violation < best[0]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+HOURS_PER_YEAR = Decimal(24 * 365)  # built once: funding and volatility scale by it each tick
+
 
 @dataclass(frozen=True, slots=True)
 class FundingInfo:
@@ -17,7 +19,7 @@ class FundingInfo:
     @property
     def annualized(self) -> Decimal:
         """Rate per year (fraction): rate x settlements per 365-day year."""
-        return self.rate * Decimal(24 * 365) / self.interval_hours
+        return self.rate * HOURS_PER_YEAR / self.interval_hours
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,4 +40,4 @@ class MarketSnapshot:
 
     def volatility_over(self, hours: Decimal) -> Decimal:
         """Volatility of the log price over ``hours`` (fraction), from the annualised figure."""
-        return self.volatility * (hours / Decimal(24 * 365)).sqrt()
+        return self.volatility * (hours / HOURS_PER_YEAR).sqrt()

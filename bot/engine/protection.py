@@ -12,7 +12,6 @@ the wallet with every other position's maintenance margin and unrealised PnL at 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from decimal import Decimal
 
 from bot.domain.decision import Decision
@@ -31,6 +30,8 @@ from bot.policy.leverage import q2
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
+_ISOLATED = MarginMode.ISOLATED  # bound once: a member looked up on its enum class is slow
 
 
 def liquidation_of_held(
@@ -40,7 +41,7 @@ def liquidation_of_held(
     if pos.liquidation_price is not None:
         return pos.liquidation_price
     try:
-        if pos.margin_mode is MarginMode.ISOLATED:
+        if pos.margin_mode is _ISOLATED:
             return liquidation_price_isolated(inst, pos.qty, pos.entry_price, pos.isolated_margin)
         mm, upnl = _others(acct, pos.symbol, instruments)
         return liquidation_price_cross(
@@ -73,8 +74,8 @@ def liquidation_after(
         entry = (held * pos.entry_price + (qty - held) * mark) / qty
     mode = pos.margin_mode if pos is not None and pos.is_open else margin_mode
     try:
-        if mode is MarginMode.ISOLATED:
-            margin = qty * entry / max(setting, Decimal(1))
+        if mode is _ISOLATED:
+            margin = qty * entry / (ONE if setting < ONE else setting)  # max(setting, 1)
             return liquidation_price_isolated(inst, sign * qty, entry, margin)
         mm, upnl = _others(acct, inst.symbol, instruments)
         return liquidation_price_cross(inst, sign * qty, entry, max(acct.wallet, ZERO), mm, upnl)
@@ -124,15 +125,18 @@ def secure_decision(
         buffer=buffer,
         liquidation_of=liquidation_of,
     )
+    # Decision(...) with every field, not dataclasses.replace: the same object, built cheaper.
     if fitted.qty == 0 or fitted.stop is None:
-        return replace(
-            d,
-            target_qty=ZERO,
+        return Decision(
+            symbol=d.symbol,
+            direction=d.direction,
             target_leverage=ZERO,
+            target_qty=ZERO,
             stop_loss=None,
             take_profit=None,
             reason=f"{d.reason}; no stop can rest between mark {mark} and liquidation "
             f"(buffer {buffer:.6g}) at any size -> close",
+            allow_increase=d.allow_increase,
         )
     notes = []
     lev = d.target_leverage
@@ -143,12 +147,15 @@ def secure_decision(
         notes.append(f"stop {d.stop_loss} -> {fitted.stop} (valid range before liquidation)")
     if not notes:
         return d
-    return replace(
-        d,
-        target_qty=sign * fitted.qty,
+    return Decision(
+        symbol=d.symbol,
+        direction=d.direction,
         target_leverage=lev,
+        target_qty=sign * fitted.qty,
         stop_loss=fitted.stop,
+        take_profit=d.take_profit,
         reason=f"{d.reason}; {'; '.join(notes)}",
+        allow_increase=d.allow_increase,
     )
 
 

@@ -105,13 +105,19 @@ def decide(
     """Decide every contract. ``cov_annual`` (annualised covariance of the active contracts'
     returns, in ``views`` order) is used by risk-parity ERC only."""
     bases = base_leverages(views, policy, cov_annual)
-    return [_decide_one(v, policy, *bases[v.symbol]) for v in views]
+    # The stop-loss part of the reason is the same for every contract: formatted once.
+    stop_note = f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}"
+    return [_decide_one(v, policy, *bases[v.symbol], stop_note) for v in views]
 
 
-def _decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Decision:
+def _decide_one(
+    v: ContractView, policy: Policy, base: Decimal, why: str, stop_note: str
+) -> Decision:
     short = v.symbol.split("/")[0]
-    price = v.market.mark_price
-    if v.direction == 0:
+    market = v.market
+    price = market.mark_price
+    direction = v.direction
+    if direction == 0:
         return Decision(
             symbol=v.symbol,
             direction=0,
@@ -124,44 +130,55 @@ def _decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Dec
         )
     parts = [f"{short}: {why}"]
     current = v.current_leverage
-    lev, note = smooth(current, base, policy.leverage.hysteresis, policy.leverage.max_step)
+    lev_params = policy.leverage
+    lev, note = smooth(current, base, lev_params.hysteresis, lev_params.max_step)
     if note:
         parts.append(note if note.startswith("within") else f"-> {q2(lev)} {note}")
     lev, note = funding_cap(
-        lev, v.direction, v.market.funding.annualized, policy.funding.max_annual_cost
+        lev, direction, market.funding.annualized, policy.funding.max_annual_cost
     )
     if note:
         parts.append(note)
-    sl_dist = distance(policy.stop_loss.kind, policy.stop_loss.distance, v.market, price)
-    buffer = policy.liquidation.buffer_vol_units * daily_vol_unit(v.market, price)
-    notional = lev * v.sleeve_equity
+    # One daily-volatility unit, computed once for the stop distance and the buffer.
+    vol_unit = daily_vol_unit(market, price)
+    stop_loss = policy.stop_loss
+    sl_dist = (
+        stop_loss.distance * vol_unit  # distance() of a "vol" stop, on the unit above
+        if stop_loss.kind == "vol"
+        else distance(stop_loss.kind, stop_loss.distance, market, price)
+    )
+    buffer_units = policy.liquidation.buffer_vol_units
+    buffer = buffer_units * vol_unit
+    sleeve = v.sleeve_equity
+    notional = lev * sleeve
+    inst = v.instrument
     liq_cap = (
-        liquidation_cap(v.instrument, v.direction, price, notional, sl_dist, buffer)
-        if notional > 0
-        else ZERO
+        liquidation_cap(inst, direction, price, notional, sl_dist, buffer) if notional > 0 else ZERO
     )
     if lev > liq_cap:
-        parts.append(
-            f"liquidation buffer {policy.liquidation.buffer_vol_units} vol beyond SL "
-            f"-> leverage {q2(liq_cap)}"
-        )
+        parts.append(f"liquidation buffer {buffer_units} vol beyond SL -> leverage {q2(liq_cap)}")
         lev = liq_cap
-    hard = min(v.max_leverage, v.instrument.max_leverage_for(notional))
+    # min(v.max_leverage, bracket cap) as a comparison (the same element min() returns).
+    hard = v.max_leverage
+    bracket_cap = inst.max_leverage_for(notional)
+    if bracket_cap < hard:
+        hard = bracket_cap
     if lev > hard:
         parts.append(f"cap {q2(hard)}")
         lev = hard
-    lev = q2(max(lev, ZERO))
-    qty = v.instrument.floor_qty(lev * v.sleeve_equity / price) if price > 0 else ZERO
-    held = v.position.qty if v.position is not None else ZERO
-    if not v.allow_increase and (held * v.direction <= 0 or qty > abs(held)):
-        qty = min(qty, abs(held)) if held * v.direction > 0 else ZERO
+    lev = q2(ZERO if lev < ZERO else lev)  # q2(max(lev, 0))
+    qty = inst.floor_qty(lev * sleeve / price) if price > 0 else ZERO
+    position = v.position
+    held = position.qty if position is not None else ZERO
+    if not v.allow_increase and (held * direction <= 0 or qty > abs(held)):
+        qty = min(qty, abs(held)) if held * direction > 0 else ZERO
         parts.append("no increase allowed")
-    target_qty = qty * v.direction
+    target_qty = qty * direction
     stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
-    parts.append(f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}")
+    parts.append(stop_note)
     return Decision(
         symbol=v.symbol,
-        direction=v.direction,
+        direction=direction,
         target_leverage=lev,
         target_qty=target_qty,
         stop_loss=stop,

@@ -37,7 +37,10 @@ def leverage_setting(target: Decimal) -> int:
 def vol_target_leverage(volatility: Decimal, target: Decimal, lo: Decimal, hi: Decimal) -> Decimal:
     """``target / volatility`` clamped to [lo, hi]; ``hi`` when volatility is 0."""
     raw = hi if volatility <= 0 else target / volatility
-    return min(max(raw, lo), hi)
+    # min(max(raw, lo), hi) as comparisons: the same element as the builtins (first of equals).
+    if lo > raw:
+        raw = lo
+    return hi if hi < raw else raw
 
 
 def smooth(

@@ -9,6 +9,7 @@ from bot.domain.market import MarketSnapshot
 
 DAYS_PER_YEAR = Decimal(365)
 SQRT_DAYS = DAYS_PER_YEAR.sqrt()
+HUNDRED = Decimal(100)
 
 
 def daily_vol_unit(market: MarketSnapshot, price: Decimal) -> Decimal:
@@ -24,7 +25,7 @@ def distance(
         return amount * market.atr
     if kind == "vol":
         return amount * daily_vol_unit(market, price)
-    return price * amount / Decimal(100)
+    return price * amount / HUNDRED
 
 
 def describe(kind: str, amount: Decimal) -> str:

@@ -20,6 +20,9 @@ from bot.ports.store import RiskMemory
 from bot.risk.limits import RiskLimits
 
 ONE = Decimal(1)
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_HALTED = TradingState.HALTED
+_REDUCING = TradingState.REDUCING
 
 
 def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | None:
@@ -28,12 +31,13 @@ def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | Non
     Active: the higher of the daily-loss floor and the drawdown floor; reducing: the drawdown
     floor (only a drawdown halt is left); halted, or no memory yet: ``None`` (nothing to watch).
     """
-    if memory is None or memory.state is TradingState.HALTED:
+    if memory is None or memory.state is _HALTED:
         return None
     drawdown = memory.peak_equity * (ONE - limits.max_drawdown)
-    if memory.state is TradingState.REDUCING:
+    if memory.state is _REDUCING:
         return drawdown
-    return max(drawdown, memory.day_start_equity * (ONE - limits.daily_loss))
+    daily = memory.day_start_equity * (ONE - limits.daily_loss)
+    return daily if daily > drawdown else drawdown  # max(drawdown, daily): first of equals
 
 
 def first_breach(worst_equity: npt.NDArray[np.float64], floor: float) -> int:

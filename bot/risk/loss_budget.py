@@ -16,7 +16,6 @@ can still take the day past the limit, by that excess only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from decimal import ROUND_FLOOR, Decimal
 
 from bot.domain.decision import Decision
@@ -35,7 +34,9 @@ def loss_at_stop(
     if qty == 0:
         return ZERO
     move = (mark - stop) if qty > 0 else (stop - mark)
-    return abs(qty) * (max(move, ZERO) + stop * (slippage + fee_rate))
+    if move < ZERO:  # max(move, 0), as a comparison
+        move = ZERO
+    return abs(qty) * (move + stop * (slippage + fee_rate))
 
 
 def cap_to_loss_budget(
@@ -52,22 +53,30 @@ def cap_to_loss_budget(
         return list(decisions)
     if slippage < 0:
         raise ValueError(f"cap_to_loss_budget: slippage must be >= 0, got {slippage}")
-    losses = {
-        d.symbol: loss_at_stop(
-            d.target_qty,
-            marks[d.symbol],
-            d.stop_loss,
-            slippage,
-            instruments[d.symbol].taker_fee,
-        )
-        for d in decisions
-        if d.target_qty != 0 and d.stop_loss is not None
-    }
-    total = sum(losses.values(), ZERO)
-    room = max(budget - fixed_loss, ZERO)
+    losses: dict[str, Decimal] = {}
+    total = ZERO
+    for d in decisions:
+        stop = d.stop_loss
+        if d.target_qty != 0 and stop is not None:
+            loss = loss_at_stop(
+                d.target_qty, marks[d.symbol], stop, slippage, instruments[d.symbol].taker_fee
+            )
+            losses[d.symbol] = loss
+    # sum() over the dict's values from ZERO: a symbol decided twice counts once, as before.
+    for loss in losses.values():
+        total += loss
+    room = budget - fixed_loss
+    if room < ZERO:  # max(budget - fixed_loss, 0), as a comparison
+        room = ZERO
     if total <= room or total == 0:
         return list(decisions)
     factor = room / total
+    # The part of the reason that is the same for every contract, formatted once.
+    prefix = (
+        f"loss budget: if every stop fires the account loses {total:.2f} "
+        f"(slippage {slippage * 10000:.0f} bps and fees included) > {room:.2f} left "
+        f"before the daily-loss/drawdown limit: size cut to "
+    )
     out = []
     for d in decisions:
         if d.symbol not in losses:
@@ -76,20 +85,18 @@ def cap_to_loss_budget(
         inst = instruments[d.symbol]
         qty = inst.floor_qty(abs(d.target_qty) * factor)
         signed = qty if d.target_qty > 0 else -qty
-        why = (
-            f"loss budget: if every stop fires the account loses {total:.2f} "
-            f"(slippage {slippage * 10000:.0f} bps and fees included) > {room:.2f} left "
-            f"before the daily-loss/drawdown limit: size cut to {signed}"
-        )
+        kept = qty != 0
+        # Decision(...) with every field, not dataclasses.replace: the same object, cheaper.
         out.append(
-            replace(
-                d,
-                target_qty=signed,
+            Decision(
+                symbol=d.symbol,
+                direction=d.direction if kept else 0,
                 target_leverage=(d.target_leverage * factor).quantize(LEV, ROUND_FLOOR),
-                direction=d.direction if qty != 0 else 0,
-                stop_loss=d.stop_loss if qty != 0 else None,
-                take_profit=d.take_profit if qty != 0 else None,
-                reason=f"{d.reason}; {why}",
+                target_qty=signed,
+                stop_loss=d.stop_loss if kept else None,
+                take_profit=d.take_profit if kept else None,
+                reason=f"{d.reason}; {prefix}{signed}",
+                allow_increase=d.allow_increase,
             )
         )
     return out

@@ -18,6 +18,10 @@ from bot.ports.store import RiskMemory
 from bot.risk.limits import RiskLimits
 
 DAY_MS = 86_400_000
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_ACTIVE = TradingState.ACTIVE
+_REDUCING = TradingState.REDUCING
+_HALTED = TradingState.HALTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +62,8 @@ def update(
     mem = memory
     if day != mem.day_start_ms:
         mem = replace(mem, day_start_ms=day, day_start_equity=equity)
-        if not mem.sticky and mem.state is not TradingState.ACTIVE:
-            mem = replace(mem, state=TradingState.ACTIVE, state_reason="new UTC day")
+        if not mem.sticky and mem.state is not _ACTIVE:
+            mem = replace(mem, state=_ACTIVE, state_reason="new UTC day")
     if equity > mem.peak_equity:
         mem = replace(mem, peak_equity=equity)
     drawdown = (mem.peak_equity - equity) / mem.peak_equity if mem.peak_equity > 0 else Decimal(0)
@@ -68,16 +72,16 @@ def update(
         if mem.day_start_equity > 0
         else Decimal(0)
     )
-    if drawdown >= limits.max_drawdown and mem.state is not TradingState.HALTED:
+    if drawdown >= limits.max_drawdown and mem.state is not _HALTED:
         mem = replace(
             mem,
-            state=TradingState.HALTED,
+            state=_HALTED,
             sticky=True,
             flatten=True,
             state_reason=f"drawdown {drawdown:.2%} from peak {mem.peak_equity:.2f} "
             f">= limit {limits.max_drawdown:.2%}",
         )
-    elif day_loss >= limits.daily_loss and mem.state is TradingState.ACTIVE:
+    elif day_loss >= limits.daily_loss and mem.state is _ACTIVE:
         target = TradingState(limits.on_daily_loss)
         mem = replace(
             mem,
@@ -86,20 +90,20 @@ def update(
             state_reason=f"daily loss {day_loss:.2%} >= limit {limits.daily_loss:.2%} "
             "(until the next UTC day)",
         )
-    elif stale and mem.state is TradingState.ACTIVE:
+    elif stale and mem.state is _ACTIVE:
         mem = replace(
             mem,
-            state=TradingState.REDUCING,
+            state=_REDUCING,
             sticky=False,
             state_reason=f"{STALE}: {', '.join(stale)}",
         )
     elif (
         stale is not None
         and not stale
-        and mem.state is TradingState.REDUCING
+        and mem.state is _REDUCING
         and mem.state_reason.startswith(STALE)
     ):
-        mem = replace(mem, state=TradingState.ACTIVE, state_reason="market data fresh again")
+        mem = replace(mem, state=_ACTIVE, state_reason="market data fresh again")
     if mem.state is not before:
         return mem, Transition(before, mem.state, mem.state_reason)
     return mem, None

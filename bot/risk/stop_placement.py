@@ -26,6 +26,7 @@ from decimal import Decimal
 from bot.domain.instrument import Instrument
 
 ZERO = Decimal(0)
+INFINITY = Decimal("Infinity")
 # Each cut keeps this fraction of the size; a few dozen steps reach any exchange minimum.
 CUT = Decimal("0.8")
 MAX_CUTS = 60
@@ -59,11 +60,20 @@ def stop_range(
 ) -> StopRange:
     """Valid stop triggers for a position of side ``sign`` at ``mark`` liquidating at
     ``liquidation`` (``None``: the position cannot be liquidated)."""
-    if sign not in (1, -1):
+    nearest, farthest = _range_ends(inst, sign, mark, liquidation, buffer)
+    return StopRange(sign=sign, nearest=nearest, farthest=farthest)
+
+
+def _range_ends(
+    inst: Instrument, sign: int, mark: Decimal, liquidation: Decimal | None, buffer: Decimal
+) -> tuple[Decimal, Decimal]:
+    """``(nearest, farthest)`` of :func:`stop_range`, without building the range object."""
+    if sign != 1 and sign != -1:
         raise ValueError(f"sign must be +1 or -1, got {sign!r}")
     if mark <= ZERO:
-        return StopRange(sign=sign, nearest=ZERO, farthest=inst.tick_size * sign)  # empty
-    buffer = max(buffer, ZERO)
+        return ZERO, inst.tick_size * sign  # empty
+    if buffer < ZERO:  # max(buffer, 0), as a comparison
+        buffer = ZERO
     if sign > 0:
         return _long_range(inst, mark, liquidation, buffer)
     return _short_range(inst, mark, liquidation, buffer)
@@ -71,27 +81,33 @@ def stop_range(
 
 def _long_range(
     inst: Instrument, mark: Decimal, liquidation: Decimal | None, buffer: Decimal
-) -> StopRange:
+) -> tuple[Decimal, Decimal]:
     tick = inst.tick_size
     nearest = inst.ceil_price(mark) - tick  # highest grid price strictly below the mark
     if inst.max_price is not None:
         nearest = min(nearest, inst.floor_price(inst.max_price))
-    bounds = [tick]
+    # The highest of the lower bounds: tick, liquidation + buffer, the venue's minimum price and
+    # its percent band, in this order; the first of equal values wins, as with max().
+    low = tick
     if liquidation is not None:
-        bounds.append(liquidation + buffer)
-    if inst.min_price is not None:
-        bounds.append(inst.min_price)
+        bound = liquidation + buffer
+        if bound > low:
+            low = bound
+    if inst.min_price is not None and inst.min_price > low:
+        low = inst.min_price
     if inst.percent_down is not None:
-        bounds.append(mark * inst.percent_down)
-    farthest = inst.ceil_price(max(bounds))
+        bound = mark * inst.percent_down
+        if bound > low:
+            low = bound
+    farthest = inst.ceil_price(low)
     if liquidation is not None and farthest <= liquidation:
         farthest = inst.floor_price(liquidation) + tick  # strictly above liquidation
-    return StopRange(sign=1, nearest=nearest, farthest=farthest)
+    return nearest, farthest
 
 
 def _short_range(
     inst: Instrument, mark: Decimal, liquidation: Decimal | None, buffer: Decimal
-) -> StopRange:
+) -> tuple[Decimal, Decimal]:
     tick = inst.tick_size
     nearest = inst.floor_price(mark) + tick  # lowest grid price strictly above the mark
     if inst.min_price is not None:
@@ -104,11 +120,11 @@ def _short_range(
     if inst.percent_up is not None:
         caps.append(mark * inst.percent_up)
     if not caps:  # a short without a liquidation price or a venue cap: no upper bound
-        return StopRange(sign=-1, nearest=nearest, farthest=Decimal("Infinity"))
+        return nearest, INFINITY
     farthest = inst.floor_price(min(caps))
     if liquidation is not None and farthest >= liquidation:
         farthest = inst.ceil_price(liquidation) - tick  # strictly below liquidation
-    return StopRange(sign=-1, nearest=nearest, farthest=farthest)
+    return nearest, farthest
 
 
 def placeable_stop(
@@ -123,15 +139,23 @@ def placeable_stop(
     """The stop to place: ``wanted`` moved into the valid range (toward the mark when it lies
     beyond the liquidation bound, one tick off the mark when it lies through it), or ``None``
     when the range is empty. ``wanted`` ``None`` means "as far as allowed"."""
-    rng = stop_range(inst, sign=sign, mark=mark, liquidation=liquidation, buffer=buffer)
-    if rng.empty:
+    nearest, farthest = _range_ends(inst, sign, mark, liquidation, buffer)
+    # StopRange.empty, and the clamps below, as comparisons (the same values as min()/max()).
+    if sign > 0:
+        if nearest < farthest:
+            return None
+    elif nearest > farthest:
         return None
     if wanted is None:
-        return rng.farthest if rng.farthest.is_finite() else None
+        return farthest if farthest.is_finite() else None
     stop = inst.stop_price(wanted, sign)
     if sign > 0:
-        return min(max(stop, rng.farthest), rng.nearest)
-    return max(min(stop, rng.farthest), rng.nearest)
+        if farthest > stop:  # max(stop, farthest)
+            stop = farthest
+        return nearest if nearest < stop else stop  # min(.., nearest)
+    if farthest < stop:  # min(stop, farthest)
+        stop = farthest
+    return nearest if nearest > stop else stop  # max(.., nearest)
 
 
 def is_valid_stop(

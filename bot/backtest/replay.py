@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bot.backtest.collector import fewer_collections
 from bot.backtest.operator import resume_if_due
 from bot.bootstrap import build_simulation, config_instruments
 from bot.clock import SimClock, datetime_to_ms
@@ -210,17 +211,18 @@ def replay(
     figures = _Figures(n, symbols, engine.hedge_symbols, exchange.marks, balance, spot_qty)
     need = set(symbols)
     guard = _Guard(engine, exchange, series, tapes, market, clock, candle)
-    for k, t in enumerate(ticks.tolist()):
-        guard.advance(t)
-        clock.advance_to(t)
-        _set_lasts(exchange, market, symbols, t, candle)
-        if exchange.marks.keys() >= need:
-            if resume_ms is not None:
-                resume_if_due(store, t, exchange.equity(), resume_ms)
-            engine.tick()
-        figures.record(k, exchange)
-        if progress is not None and (k % 256 == 0 or k == n - 1):
-            progress(k + 1, n)
+    with fewer_collections():  # the loop's objects die young (see bot.backtest.collector)
+        for k, t in enumerate(ticks.tolist()):
+            guard.advance(t)
+            clock.advance_to(t)
+            _set_lasts(exchange, market, symbols, t, candle)
+            if exchange.marks.keys() >= need:
+                if resume_ms is not None:
+                    resume_if_due(store, t, exchange.equity(), resume_ms)
+                engine.tick()
+            figures.record(k, exchange)
+            if progress is not None and (k % 256 == 0 or k == n - 1):
+                progress(k + 1, n)
     return SimulationResult(
         policy=policy,
         symbols=symbols,

@@ -28,13 +28,10 @@ class AccountView:
 
     def equity(self) -> Decimal:
         if self._equity is None:
-            upnl = sum(
-                (
-                    p.unrealized_pnl(self.marks[s])
-                    for s, p in self.positions.items()
-                    if s in self.marks
-                ),
-                ZERO,
-            )
+            upnl = ZERO  # summed left to right from zero, as sum() would (a loop: no generator)
+            marks = self.marks
+            for s, p in self.positions.items():
+                if s in marks:
+                    upnl += p.unrealized_pnl(marks[s])
             self._equity = self.wallet + upnl
         return self._equity

@@ -25,15 +25,21 @@ def candles_needed(policy: Policy) -> int:
     return need
 
 
+# Equal specs share one instance (specs are frozen, so this is only an identity): the engine's and
+# the one a market-data implementation computed ahead with then compare by identity first.
+_SPECS: dict[StatisticsSpec, StatisticsSpec] = {}
+
+
 def statistics_spec(policy: Policy) -> StatisticsSpec:
     """What :func:`build_snapshot` estimates on each window of ``policy``'s candles."""
-    return StatisticsSpec(
+    spec = StatisticsSpec(
         estimator=policy.volatility.estimator,
         window=policy.volatility.window,
         lam=float(policy.volatility.ewma_lambda),
         atr_window=policy.atr_window,
         span=candles_needed(policy),
     )
+    return _SPECS.setdefault(spec, spec)
 
 
 def to_decimal(x: float, places: int = 6) -> Decimal:
@@ -67,10 +73,10 @@ def build_snapshot(
     ``spec`` is ``statistics_spec(policy)`` when the caller keeps it (computed otherwise)."""
     vol_p = policy.volatility
     n = vol_p.window
-    if len(window) < max(n + 1, policy.atr_window + 1):
+    if len(window.ts) < max(n + 1, policy.atr_window + 1):
         return None
     pre = window.statistics
-    if pre is not None and pre.spec == (spec or statistics_spec(policy)):
+    if pre is not None and (pre.spec is spec or pre.spec == (spec or statistics_spec(policy))):
         # Computed ahead for every window of the history (simulation): the same estimates.
         vol, a = pre.volatility, pre.atr
     else:

@@ -26,6 +26,10 @@ from bot.policy.leverage import leverage_setting
 
 ZERO = Decimal(0)
 IdFactory = Callable[[OrderPurpose], str]
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_STOP_LOSS, _TAKE_PROFIT = OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT
+_STOP_MARKET, _TAKE_PROFIT_MARKET = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 
 
 @dataclass(slots=True)
@@ -127,20 +131,20 @@ def plan_protection(
 ) -> ProtectionPlan:
     """Orders that leave exactly the wanted protective orders resting for ``position_qty``."""
     plan = ProtectionPlan()
-    mine = [o for o in resting if o.purpose is not None and o.purpose.is_protective]
     if position_qty == 0:
-        for o in mine:
-            plan.cancel.append(o.client_id)
-            plan.notes.append(f"cancel orphan {o.purpose} {o.client_id}: no position")
+        for o in resting:
+            if o.purpose is not None and o.purpose.is_protective:
+                plan.cancel.append(o.client_id)
+                plan.notes.append(f"cancel orphan {o.purpose} {o.client_id}: no position")
         return plan
+    stops, takes = _protective_by_purpose(resting)
     size = abs(position_qty)
-    side = OrderSide.SELL if position_qty > 0 else OrderSide.BUY
+    side = _SELL if position_qty > 0 else _BUY
     wants = (
-        (OrderPurpose.STOP_LOSS, OrderType.STOP_MARKET, stop_loss),
-        (OrderPurpose.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET, take_profit),
+        (_STOP_LOSS, _STOP_MARKET, stop_loss, stops),
+        (_TAKE_PROFIT, _TAKE_PROFIT_MARKET, take_profit, takes),
     )
-    for purpose, otype, price in wants:
-        existing = [o for o in mine if o.purpose is purpose]
+    for purpose, otype, price, existing in wants:
         keep = None
         for o in existing:
             if keep is None and price is not None and _matches(o, side, size, price, tolerance):
@@ -167,6 +171,18 @@ def plan_protection(
                 )
             )
     return plan
+
+
+def _protective_by_purpose(resting: Sequence[Order]) -> tuple[list[Order], list[Order]]:
+    """The resting stop-losses and take-profits, each in the order listed (one pass)."""
+    stops: list[Order] = []
+    takes: list[Order] = []
+    for o in resting:
+        if o.purpose is _STOP_LOSS:
+            stops.append(o)
+        elif o.purpose is _TAKE_PROFIT:
+            takes.append(o)
+    return stops, takes
 
 
 def _matches(order: Order, side: OrderSide, size: Decimal, price: Decimal, tol: Decimal) -> bool:

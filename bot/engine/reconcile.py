@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Fill, Order
-from bot.domain.position import Position
+from bot.domain.position import Balance, Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
@@ -87,16 +88,18 @@ class Reconciler:
                 if fill is not None and not record.request.purpose.is_protective:
                     self.own_fills.add(record.request.symbol)
         # the reads are independent: read together (live) or in this order (simulation)
-        batch = self.fanout.batch()
-        orders = {s: batch.add(partial(self.exchange.fetch_open_orders, s)) for s in self.symbols}
-        answer = batch.add(partial(self.exchange.fetch_positions, self.symbols))
-        wallet = batch.add(self.exchange.fetch_balance)
-        prices = {s: batch.add(partial(self.exchange.fetch_mark_price, s)) for s in self.symbols}
-        batch.run()
-        resting = {s: job.result() for s, job in orders.items()}
-        positions = self.read_positions(now, resting, answer.result())
-        balance = wallet.result()
-        marks = {s: job.result() for s, job in prices.items()}
+        ex, symbols = self.exchange, self.symbols
+        reads: list[Callable[[], object]] = [partial(ex.fetch_open_orders, s) for s in symbols]
+        reads.append(partial(ex.fetch_positions, symbols))
+        reads.append(ex.fetch_balance)
+        reads.extend([partial(ex.fetch_mark_price, s) for s in symbols])
+        # One answer per read, in the order above (each of the type its port method returns).
+        got: list[Any] = self.fanout.run_each(reads)
+        n = len(symbols)
+        resting: dict[str, list[Order]] = dict(zip(symbols, got[:n], strict=True))
+        positions = self.read_positions(now, resting, got[n])
+        balance: Balance = got[n + 1]
+        marks: dict[str, Decimal] = dict(zip(symbols, got[n + 2 :], strict=True))
         self._sync_closed_orders(now, resting)
         self._prev_positions = dict(positions)
         self._find_foreign(now, positions, resting)
@@ -122,9 +125,10 @@ class Reconciler:
             if pos is not None and pos.is_open:
                 continue
             held = before.get(sym)
-            guarded = [
-                o for o in resting.get(sym, []) if o.purpose is not None and o.purpose.is_protective
-            ]
+            orders = resting.get(sym)
+            if not orders and (held is None or not held.is_open):
+                continue  # (the usual flat contract: nothing held, nothing guarded)
+            guarded = [o for o in orders or () if o.purpose is not None and o.purpose.is_protective]
             if (held is None or not held.is_open) and not guarded:
                 continue
             if self.exchange.confirm_flat(sym):
@@ -148,8 +152,11 @@ class Reconciler:
     def _sync_closed_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
         """Orders the store believes rest, but the exchange no longer lists: filled (a stop or a
         take-profit triggered), cancelled or expired there. The store learns what happened."""
+        believed = self.store.open_orders()
+        if not believed:
+            return
         listed = {o.client_id for orders in resting.values() for o in orders}
-        for record in self.store.open_orders():
+        for record in believed:
             sym = record.request.symbol
             if record.client_id in listed or sym not in self.instruments:
                 continue

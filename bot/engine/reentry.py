@@ -22,6 +22,8 @@ from bot.engine.account import AccountView
 from bot.ports.store import RiskEvent, StorePort
 
 COOLDOWN_EVENT = EventKind.COOLDOWN
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_STOP_LOSS, _TAKE_PROFIT = OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT
 
 
 def ms_tag(name: str, ms: int) -> str:
@@ -45,15 +47,19 @@ class Held:
 
 def held_of(acct: AccountView, symbols: Iterable[str]) -> dict[str, Held]:
     out: dict[str, Held] = {}
+    positions = acct.positions
     for sym in symbols:
-        if acct.qty(sym) == 0:
+        pos = positions.get(sym)
+        if pos is None or pos.qty == 0:
             continue  # only a held position can be stopped out
-        resting = acct.resting.get(sym, [])
-        out[sym] = Held(
-            acct.qty(sym),
-            frozenset(o.client_id for o in resting if o.purpose is OrderPurpose.STOP_LOSS),
-            frozenset(o.client_id for o in resting if o.purpose is OrderPurpose.TAKE_PROFIT),
-        )
+        stops: list[str] = []
+        takes: list[str] = []
+        for o in acct.resting.get(sym, ()):
+            if o.purpose is _STOP_LOSS:
+                stops.append(o.client_id)
+            elif o.purpose is _TAKE_PROFIT:
+                takes.append(o.client_id)
+        out[sym] = Held(pos.qty, frozenset(stops), frozenset(takes))
     return out
 
 

@@ -93,6 +93,8 @@ FALLBACK_STOP = Decimal("0.05")
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
 UNPROTECTED = "protection failed"
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_STOP_LOSS, _HALTED = OrderPurpose.STOP_LOSS, TradingState.HALTED
 
 
 class SendOutcome(StrEnum):
@@ -178,8 +180,10 @@ class Engine:
         # Independent calls of a tick (reads; different contracts' protection) run through it.
         self.fanout = fanout
         self._lock = threading.RLock()  # client-id sequence and the gate's order count
+        self._id_factories: dict[str, IdFactory] = {}
         self.hedge_symbols = frozenset(c.symbol for c in self.contracts if c.direction == "hedge")
         self.traded = tuple(s for s in self.symbols if s not in self.hedge_symbols)
+        self._sleeves = Decimal(max(1, len(self.traded)))  # the book's equity splits this way
         self.hedge = (
             HedgeDesk(policy.hedge, policy, self.instruments, quote, spot, spot_assets)
             if policy.hedge is not None
@@ -210,7 +214,8 @@ class Engine:
             acct = self.reconcile(now)
         except AccountUnreadable as exc:
             return self._unreadable(now, tick_id, exc)
-        self._readable(now)
+        if self.unreadable_streak:
+            self._readable(now)
         try:
             return self._tick_on(now, tick_id, acct)
         except AccountUnreadable as exc:
@@ -239,15 +244,20 @@ class Engine:
             decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
-        batch = self.fanout.batch()
-        for d in decisions:
-            batch.add(partial(self.protect, d.symbol, acct, d.stop_loss, d.take_profit, now))
-        batch.run()
-        for sym in self.symbols:
-            # No decision (no data) or none with a stop: still protected. Foreign: left alone.
-            if acct.qty(sym) != 0 and sym not in self.foreign:
-                batch.add(partial(self.protect_without_decision, sym, acct, now))
-        batch.run()
+        self.fanout.run_each(
+            [
+                partial(self.protect, d.symbol, acct, d.stop_loss, d.take_profit, now)
+                for d in decisions
+            ]
+        )
+        # No decision (no data) or none with a stop: still protected. Foreign: left alone.
+        self.fanout.run_each(
+            [
+                partial(self.protect_without_decision, sym, acct, now)
+                for sym in self.symbols
+                if acct.qty(sym) != 0 and sym not in self.reconciler.foreign
+            ]
+        )
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         result.unprotected = self.ensure_protected(acct, now)
@@ -280,15 +290,15 @@ class Engine:
             memory = self.update_risk_state(now, acct, None, observed=observed_equity)
             if memory.state is TradingState.HALTED and memory.flatten:
                 self.flatten(acct, now, memory)
-            batch = self.fanout.batch()
-            for sym in self.symbols:
-                if sym in self.foreign:
-                    continue
-                if acct.qty(sym) != 0:
-                    batch.add(partial(self.protect_without_decision, sym, acct, now))
-                else:
-                    batch.add(partial(self.protect, sym, acct, None, None, now))
-            batch.run()
+            self.fanout.run_each(
+                [
+                    partial(self.protect_without_decision, sym, acct, now)
+                    if acct.qty(sym) != 0
+                    else partial(self.protect, sym, acct, None, None, now)
+                    for sym in self.symbols
+                    if sym not in self.foreign
+                ]
+            )
             self.ensure_protected(acct, now)
             self._held = held_of(acct, self.symbols)
         except AccountUnreadable as exc:
@@ -339,11 +349,23 @@ class Engine:
             self._budget_cut = set()
             return decisions
         budget = acct.equity() - floor
+        fixed = self._undecided_loss(decisions, acct)
+        capped = cap_to_loss_budget(
+            decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
+        )
+        self._budget_cut = set()
+        self._budget_cut = self._over_budget(capped, decisions, acct, budget, fixed)
+        return capped
+
+    def _undecided_loss(self, decisions: list[Decision], acct: AccountView) -> Decimal:
+        """What the positions without a decision lose if their resting stops fire."""
         decided = {d.symbol for d in decisions}
         fixed = ZERO
         for sym, pos in acct.positions.items():
-            stop = _resting_stop(acct.resting.get(sym, []))
-            if sym in decided or stop is None or sym not in self.instruments:
+            if sym in decided:
+                continue
+            stop = _resting_stop(acct.resting.get(sym, ()))
+            if stop is None or sym not in self.instruments:
                 continue
             if sym in self.hedge_symbols:
                 continue  # opposite to the book's stops: see the hedge step in the tick
@@ -354,36 +376,44 @@ class Engine:
                 self.limits.stop_slippage,
                 self.instruments[sym].taker_fee,
             )
-        capped = cap_to_loss_budget(
-            decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
-        )
-        # A book over its budget (by more than BUDGET_SLACK, so equity moving a little between
-        # ticks does not churn) is cut even below the rebalance tolerance.
-        self._budget_cut = set()
-        if budget is not None and any(
-            c.target_qty != d.target_qty for c, d in zip(capped, decisions, strict=True)
-        ):
-            held = sum(
-                (
-                    loss_at_stop(
-                        acct.qty(d.symbol),
-                        acct.marks[d.symbol],
-                        d.stop_loss,
-                        self.limits.stop_slippage,
-                        self.instruments[d.symbol].taker_fee,
-                    )
-                    for d in decisions
-                    if d.stop_loss is not None
-                ),
-                ZERO,
-            )
-            if held > (budget - fixed) * (1 + BUDGET_SLACK):
-                self._budget_cut = {
-                    c.symbol
-                    for c, d in zip(capped, decisions, strict=True)
-                    if c.target_qty != d.target_qty
-                }
-        return capped
+        return fixed
+
+    def _over_budget(
+        self,
+        capped: list[Decision],
+        decisions: list[Decision],
+        acct: AccountView,
+        budget: Decimal,
+        fixed: Decimal,
+    ) -> set[str]:
+        """The contracts the budget cut, when the book as held is over its budget: a book over
+        it (by more than BUDGET_SLACK, so equity moving a little between ticks does not churn)
+        is cut even below the rebalance tolerance."""
+        cut = False  # whether the budget changed any size (a loop, not any(): every tick)
+        for c, d in zip(capped, decisions, strict=True):
+            if c.target_qty != d.target_qty:
+                cut = True
+                break
+        if not cut:
+            return set()
+        held = ZERO  # (summed left to right from zero, as sum() would)
+        for d in decisions:
+            if d.stop_loss is not None:
+                now_held = acct.positions.get(d.symbol)
+                held += loss_at_stop(
+                    now_held.qty if now_held is not None else ZERO,
+                    acct.marks[d.symbol],
+                    d.stop_loss,
+                    self.limits.stop_slippage,
+                    self.instruments[d.symbol].taker_fee,
+                )
+        if held > (budget - fixed) * (1 + BUDGET_SLACK):
+            return {
+                c.symbol
+                for c, d in zip(capped, decisions, strict=True)
+                if c.target_qty != d.target_qty
+            }
+        return set()
 
     def note_exits(self, acct: AccountView, now: int) -> None:
         """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation):
@@ -396,7 +426,8 @@ class Engine:
             kind = exit_kind(before, acct, sym)
             if kind is not None:
                 self._cool(sym, now, kind)
-        for sym in sorted(self.reconciler.stopped_out):
+        stopped = self.reconciler.stopped_out
+        for sym in sorted(stopped) if stopped else ():
             if sym not in self._held:  # already judged above, against the positions held
                 self._cool(sym, now, "stop-loss")
 
@@ -448,17 +479,16 @@ class Engine:
     ) -> tuple[dict[str, MarketSnapshot], dict[str, CandleWindow]]:
         snapshots: dict[str, MarketSnapshot] = {}
         windows: dict[str, CandleWindow] = {}
-        batch = self.fanout.batch()
-        inputs = {sym: batch.add(partial(self._market_inputs, sym, now)) for sym in self.symbols}
-        batch.run()
-        for sym in self.symbols:
-            window, last, funding = inputs[sym].result()
+        inputs = self.fanout.run_each(
+            [partial(self._market_inputs, sym, now) for sym in self.symbols]
+        )
+        for sym, (window, last, funding) in zip(self.symbols, inputs, strict=True):
             self._last_price_ms[sym] = last[1] if last is not None else None
             if last is None or funding is None:
                 continue
             # Freshness is the last price's, unless the decision candles themselves lag (a
             # candle more than one timeframe late means the feed has stopped).
-            candle_close = int(window.ts[-1]) + self.tf_ms if len(window) else 0
+            candle_close = int(window.ts[-1]) + self.tf_ms if len(window.ts) else 0
             asof = last[1] if now - candle_close <= self.tf_ms else min(candle_close, last[1])
             snap = build_snapshot(
                 sym,
@@ -535,28 +565,30 @@ class Engine:
         equity = acct.equity()
         sleeve = self._sleeve(equity) if equity > 0 else ZERO
         views: list[ContractView] = []
-        for spec in self.contracts:
-            snap = snapshots.get(spec.symbol)
-            if snap is None or spec.symbol in self.foreign or spec.symbol in self.hedge_symbols:
+        foreign, cooldowns = self.reconciler.foreign, self.cooldowns
+        for spec in self._contracts:
+            sym = spec.symbol
+            snap = snapshots.get(sym)
+            if snap is None or sym in foreign or sym in self.hedge_symbols:
                 continue  # no data: hold, keep protection as it is (see protect/resize)
-            qty = acct.qty(spec.symbol)
-            direction, allow = spec.resolve(now, qty)
-            if spec.symbol in self.no_increase:
+            pos = acct.positions.get(sym)
+            direction, allow = spec.resolve(now, pos.qty if pos is not None else ZERO)
+            if sym in self.no_increase:
                 allow = False  # e.g. right before an expensive funding settlement
-            if self.cooldowns.active(spec.symbol, now) is not None:
+            if sym in cooldowns.until and cooldowns.active(sym, now) is not None:
                 allow = False  # re-entry cooldown after a stop-out or a state change
-            if spec.symbol in self._stale:
+            if sym in self._stale:
                 allow = False  # stale data: this contract alone takes no new exposure
             views.append(
                 ContractView(
-                    symbol=spec.symbol,
+                    symbol=sym,
                     direction=direction,
                     allow_increase=allow,
                     max_leverage=min(spec.max_leverage, self.limits.max_leverage_per_contract),
-                    instrument=self.instruments[spec.symbol],
+                    instrument=self.instruments[sym],
                     market=snap,
-                    position=acct.positions.get(spec.symbol),
-                    resting_stop=_resting_stop(acct.resting.get(spec.symbol, [])),
+                    position=pos,
+                    resting_stop=_resting_stop(acct.resting.get(sym, ())),
                     sleeve_equity=sleeve,
                 )
             )
@@ -571,7 +603,7 @@ class Engine:
     def _on_halt(
         self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
     ) -> list[Decision]:
-        if memory.state is not TradingState.HALTED:
+        if memory.state is not _HALTED:
             return decisions
         return [
             _flat(d, f"halted ({memory.state_reason}): close every position")
@@ -633,7 +665,8 @@ class Engine:
         )
 
     def _with_cooldown(self, d: Decision, now: int) -> Decision:
-        why = self.cooldowns.reason(d.symbol, now)
+        cooldowns = self.cooldowns
+        why = cooldowns.reason(d.symbol, now) if d.symbol in cooldowns.until else None
         if d.symbol in self._stale:
             stale = "stale market data: no new exposure on this contract, protection kept"
             why = stale if why is None else f"{why}; {stale}"
@@ -651,12 +684,12 @@ class Engine:
         *,
         tolerance: Decimal | None = None,
     ) -> None:
-        if symbol in self.foreign:
+        if symbol in self.reconciler.foreign:
             return  # a position the bot does not manage keeps its orders exactly as they are
-        qty = acct.qty(symbol)
+        pos = acct.positions.get(symbol)
+        qty = pos.qty if pos is not None else ZERO
         if qty != 0 and stop is None:
             return  # the decision is to close: the resting stop stays until the close fills
-        pos = acct.positions.get(symbol)
         if pos is not None and pos.is_open and stop is not None:
             secured = self._secure_stop(pos, acct, stop)
             if secured is None:
@@ -757,13 +790,12 @@ class Engine:
         incident with the venue's last refusal. Returns the contracts that had to be closed.
         """
         closed: list[str] = []
+        foreign = self.reconciler.foreign
         for sym in self.symbols:
             pos = acct.positions.get(sym)
-            if sym in self.foreign or pos is None or not pos.is_open:
-                self._protected(sym, now)
-                continue
-            if self._gap(pos, acct) is None:
-                self._protected(sym, now)
+            if sym in foreign or pos is None or not pos.is_open or self._gap(pos, acct) is None:
+                if sym in self.unprotected_since or sym in self._venue_errors:
+                    self._protected(sym, now)  # (a no-op for any other contract)
                 continue
             acct.marks[sym] = self.exchange.fetch_mark_price(sym)
             acct.changed()
@@ -903,15 +935,16 @@ class Engine:
             return
         pos = acct.positions.get(d.symbol)
         setting = pos.leverage if pos is not None else self.exchange.fetch_leverage(d.symbol)
+        qty = pos.qty if pos is not None else ZERO
         plan = plan_size(
             d,
-            acct.qty(d.symbol),
+            qty,
             setting,
             self.instruments[d.symbol],
             snap.last_price,
             # A position above what the loss budget allows is cut even below the tolerance.
             ZERO
-            if d.symbol in self._budget_cut and abs(acct.qty(d.symbol)) > abs(d.target_qty)
+            if d.symbol in self._budget_cut and abs(qty) > abs(d.target_qty)
             else self.policy.orders.rebalance_tolerance,
             self._id_factory(d.symbol),
         )
@@ -983,7 +1016,7 @@ class Engine:
 
     def _sleeve(self, equity: Decimal) -> Decimal:
         """Equity per traded contract (the hedge legs are sized on the whole equity)."""
-        return equity / Decimal(max(1, len(self.traded)))
+        return equity / self._sleeves
 
     def _risk_memory(self) -> RiskMemory | None:
         if not self._memory_read:
@@ -996,6 +1029,14 @@ class Engine:
         self._memory, self._memory_read = memory, True
 
     def _id_factory(self, symbol: str) -> IdFactory:
+        """The contract's client-id factory (built once: it reads the tick's time and sequence
+        from the engine at each call)."""
+        factory = self._id_factories.get(symbol)
+        if factory is None:
+            factory = self._id_factories[symbol] = self._new_id_factory(symbol)
+        return factory
+
+    def _new_id_factory(self, symbol: str) -> IdFactory:
         def new_id(purpose: OrderPurpose) -> str:
             with self._lock:  # contracts may be protected on several threads
                 self._n += 1
@@ -1101,7 +1142,12 @@ def _resting_trigger(orders: Sequence[Order], purpose: OrderPurpose) -> Decimal 
 
 
 def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
-    return _resting_trigger(orders, OrderPurpose.STOP_LOSS)
+    """The trigger price of the first resting stop-loss (``_resting_trigger``, inlined: every
+    contract, every tick)."""
+    for o in orders:
+        if o.purpose is _STOP_LOSS and o.trigger_price is not None:
+            return o.trigger_price
+    return None
 
 
 def _hold(d: Decision, acct: AccountView, why: str) -> Decision:

@@ -14,6 +14,7 @@ import re
 from bot.domain.enums import OrderPurpose
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+_PAIRS = tuple(a + b for a in _DIGITS for b in _DIGITS)  # _PAIRS[k]: k in two base-36 digits
 _VALID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _PURPOSES = {p.value: p for p in OrderPurpose}
 
@@ -21,12 +22,12 @@ _PURPOSES = {p.value: p for p in OrderPurpose}
 def base36(n: int) -> str:
     if n < 0:
         raise ValueError("negative")
+    # Two digits per step (every tick, every order): at most 1295 is one entry of _PAIRS.
     out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = _DIGITS[r] + out
-        if n == 0:
-            return out
+    while n >= 1296:
+        out = _PAIRS[n % 1296] + out
+        n //= 1296
+    return (_PAIRS[n] if n >= 36 else _DIGITS[n]) + out
 
 
 def make_client_id(account: str, purpose: OrderPurpose, symbol: str, tick_ms: int, n: int) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from bot.domain.enums import OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
+
+# Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
+_UNRESOLVED = (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN)
+_OPEN, _FILLED, _ENTRY = OrderStatus.OPEN, OrderStatus.FILLED, OrderPurpose.ENTRY
 
 
 class MemoryStore:
@@ -59,19 +62,23 @@ class MemoryStore:
         record = self.orders[client_id]
         if fill is not None:
             self.fills.append(fill)
-        if status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN):
+        if status in _UNRESOLVED:
             self._unresolved.add(client_id)
         else:
             self._unresolved.discard(client_id)
-        if status is OrderStatus.OPEN:
+        if status is _OPEN:
             self._open.add(client_id)
         else:
             self._open.discard(client_id)
-        if status is OrderStatus.FILLED and record.request.purpose is OrderPurpose.ENTRY:
+        if status is _FILLED and record.request.purpose is _ENTRY:
             self._entered.add(record.request.symbol)
-        self.orders[client_id] = replace(
-            record,
+        # Every field named (what dataclasses.replace would do, without its per-field
+        # introspection: a few orders per tick).
+        self.orders[client_id] = OrderRecord(
+            client_id=record.client_id,
+            request=record.request,
             status=status,
+            created_ms=record.created_ms,
             updated_ms=ts_ms,
             exchange_id=order.exchange_id if order is not None else record.exchange_id,
             filled=order.filled if order is not None else record.filled,
@@ -80,9 +87,13 @@ class MemoryStore:
         )
 
     def unresolved_orders(self) -> list[OrderRecord]:
+        if not self._unresolved:
+            return []  # the usual answer, read every tick
         return [self.orders[cid] for cid in sorted(self._unresolved)]
 
     def open_orders(self) -> list[OrderRecord]:
+        if not self._open:
+            return []
         return [self.orders[cid] for cid in sorted(self._open)]
 
     def has_filled_entry(self, symbol: str) -> bool:
@@ -115,9 +126,11 @@ class MemoryStore:
         positions: Sequence[Position],
         equity: EquitySnapshot,
     ) -> None:
-        self.record_decisions(decisions)
-        self.record_positions(equity.ts_ms, positions)
-        self.record_equity(equity)
+        # What record_decisions, record_positions and record_equity do, without three calls
+        # (every tick).
+        self.decisions.extend(decisions)
+        self.positions.append((equity.ts_ms, tuple(positions)))
+        self.equity.append(equity)
 
     def latest_positions(self) -> tuple[int, list[Position]] | None:
         if not self.positions:

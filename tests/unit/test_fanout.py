@@ -281,3 +281,57 @@ def test_hedging_off_calls_on_the_calling_thread() -> None:
 
 def _identity(i: int) -> int:
     return i
+
+
+def test_run_each_returns_the_results_in_order_sequentially() -> None:
+    seen: list[int] = []
+
+    def job(i: int) -> int:
+        seen.append(i)
+        return i * 10
+
+    assert SEQUENTIAL.run_each([functools.partial(job, i) for i in range(4)]) == [0, 10, 20, 30]
+    assert seen == [0, 1, 2, 3]
+    assert SEQUENTIAL.run_each([]) == []
+
+
+def test_run_each_stops_at_the_first_error_sequentially() -> None:
+    calls: list[int] = []
+
+    def fail() -> None:
+        calls.append(1)
+        raise KeyError("first")
+
+    with pytest.raises(KeyError, match="first"):
+        SEQUENTIAL.run_each([lambda: calls.append(0), fail, lambda: calls.append(2)])
+    assert calls == [0, 1]
+
+
+def test_run_each_on_threads_returns_results_in_order(pool: ThreadFanout) -> None:
+    # three calls that can only finish together: run one after the other they would time out
+    barrier = threading.Barrier(3, timeout=5)
+
+    def job(i: int) -> int:
+        barrier.wait()
+        return i
+
+    assert pool.run_each([functools.partial(job, i) for i in range(3)]) == [0, 1, 2]
+
+
+def test_run_each_on_threads_raises_the_first_error_in_order(pool: ThreadFanout) -> None:
+    release = threading.Event()
+    finished: list[str] = []
+
+    def slow_fail() -> None:
+        release.wait(5)
+        finished.append("slow")
+        raise KeyError("first")
+
+    def fast_fail() -> None:
+        finished.append("fast")
+        release.set()
+        raise ValueError("second")
+
+    with pytest.raises(KeyError, match="first"):
+        pool.run_each([slow_fail, fast_fail])
+    assert sorted(finished) == ["fast", "slow"]

@@ -7,7 +7,7 @@ at each tick the :class:`~bot.engine.tick.Engine` runs exactly as it does live.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bot.backtest.collector import fewer_collections
 from bot.backtest.operator import resume_if_due
 from bot.bootstrap import build_simulation, config_instruments
 from bot.clock import SimClock, datetime_to_ms
@@ -29,7 +30,9 @@ from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError
 from bot.marketdata.files import discover
+from bot.ports.store import RiskMemory
 from bot.risk.guard import equity_floor
+from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import (
     ContractHistory,
@@ -43,6 +46,8 @@ from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 
 Progress = Callable[[int, int], None]
+ZERO = Decimal(0)
+ONE = Decimal(1)
 
 
 @dataclass(slots=True)
@@ -190,56 +195,43 @@ def replay(
     for tape in tapes.values():
         tape.cursor = int(np.searchsorted(tape.ts, start, side="right"))
     advance(exchange, series, {}, start)  # marks as of the start, no events before it
-    for sym in symbols:
-        _set_last(exchange, market, sym, start)
+    candle = _ClosedCandle(market, start)
+    _set_lasts(exchange, market, symbols, start, candle)
     ticks = np.arange(start, end, tf, dtype=np.int64)
+    for s in series.values():
+        # The bars between two ticks are searched for triggers every tick: their extremes at once.
+        s.plan_windows(np.searchsorted(s.ts, ticks - s.tf_ms, side="right"))
     resume = config.simulation.resume_after_halt
     resume_ms = parse_timeframe(resume) if resume is not None else None
     n = len(ticks)
-    equity = np.empty(n)
-    lev = {s: np.zeros(n) for s in symbols}
-    base_px = {s: float(exchange.marks.get(s, 0)) for s in symbols}
-    book = [s for s in symbols if s not in engine.hedge_symbols]  # the benchmark holds the book
     spot_qty = {
         spot_symbol(a, config.account.quote): float(q)
         for a, q in (config.spot.configured() if config.spot is not None else {}).items()
     }
-    spot_value = np.zeros(n)
-    bench = np.empty(n)
-    for k, t in enumerate(ticks.tolist()):
-        _advance_guarded(exchange, series, tapes, t, engine, market, clock)
-        clock.advance_to(t)
-        for sym in symbols:
-            _set_last(exchange, market, sym, t)
-        if all(sym in exchange.marks for sym in symbols):
-            if resume_ms is not None:
-                resume_if_due(store, t, exchange.equity(), resume_ms)
-            engine.tick()
-        eq = exchange.equity()
-        equity[k] = float(eq)
-        sleeve = eq / max(1, len(book)) if eq > 0 else Decimal(1)
-        ratio = 0.0
-        for sym in symbols:
-            pos = exchange.book.positions[sym]
-            mark = exchange.marks.get(sym, Decimal(0))
-            if pos.qty != 0:  # a hedge leg on the whole equity, a traded contract on its sleeve
-                base = sleeve if sym in book or eq <= 0 else eq
-                lev[sym][k] = float(abs(pos.qty) * mark / base)
-            if sym in book:
-                ratio += float(mark) / base_px[sym] if base_px[sym] > 0 else 1.0
-        bench[k] = float(balance) * ratio / max(1, len(book))
-        spot_value[k] = sum(q * float(exchange.marks.get(s, 0)) for s, q in spot_qty.items())
-        if progress is not None and (k % 256 == 0 or k == n - 1):
-            progress(k + 1, n)
+    figures = _Figures(n, symbols, engine.hedge_symbols, exchange.marks, balance, spot_qty)
+    need = set(symbols)
+    guard = _Guard(engine, exchange, series, tapes, market, clock, candle)
+    with fewer_collections():  # the loop's objects die young (see bot.backtest.collector)
+        for k, t in enumerate(ticks.tolist()):
+            guard.advance(t)
+            clock.advance_to(t)
+            _set_lasts(exchange, market, symbols, t, candle)
+            if exchange.marks.keys() >= need:
+                if resume_ms is not None:
+                    resume_if_due(store, t, exchange.equity(), resume_ms)
+                engine.tick()
+            figures.record(k, exchange)
+            if progress is not None and (k % 256 == 0 or k == n - 1):
+                progress(k + 1, n)
     return SimulationResult(
         policy=policy,
         symbols=symbols,
         start_ms=start,
         end_ms=end,
         ts=ticks,
-        equity=equity,
-        benchmark=bench,
-        leverage=lev,
+        equity=figures.equity,
+        benchmark=figures.bench,
+        leverage=figures.lev,
         store=store,
         exchange=exchange,
         bars=int(
@@ -254,41 +246,150 @@ def replay(
         stale_hours={s: n * tf / 3_600_000 for s, n in engine.stale_ticks.items()},
         hedge_symbols=tuple(s for s in symbols if s in engine.hedge_symbols),
         hedge_log=engine.hedge.log if engine.hedge is not None else [],
-        spot_value=spot_value if spot_qty else None,
+        spot_value=figures.spot_value if spot_qty else None,
     )
 
 
-def _advance_guarded(
-    exchange: SimulatedExchange,
-    series: dict[str, TriggerSeries],
-    tapes: dict[str, FundingTape],
-    end_ms: int,
-    engine: Engine,
-    market: HistoricalMarket,
-    clock: SimClock,
-) -> None:
-    """Bring the exchange to ``end_ms``, running the engine's guard (the same one paper and live
+class _Figures:
+    """The per-tick series of a run: equity, each contract's leverage (a traded contract on its
+    sleeve of the equity, a hedge leg on the whole), the buy-and-hold benchmark of the book, the
+    spot holdings' value."""
+
+    def __init__(
+        self,
+        n: int,
+        symbols: tuple[str, ...],
+        hedge_symbols: Collection[str],
+        start_marks: dict[str, Decimal],
+        balance: Decimal,
+        spot_qty: dict[str, float],
+    ) -> None:
+        self.equity = np.empty(n)
+        self.lev = {s: np.zeros(n) for s in symbols}
+        self.bench = np.empty(n)
+        self.spot_value = np.zeros(n)
+        book = [s for s in symbols if s not in hedge_symbols]  # the benchmark holds the book
+        self.n_book = max(1, len(book))
+        self.balance = float(balance)
+        self.spot_qty = spot_qty
+        # Per contract: its leverage column, whether it is in the book, its start price.
+        self.columns = [(s, self.lev[s], s in book, float(start_marks.get(s, 0))) for s in symbols]
+
+    def record(self, k: int, exchange: SimulatedExchange) -> None:
+        eq = exchange.equity()
+        self.equity[k] = float(eq)
+        marks = exchange.marks
+        positions = exchange.book.positions
+        sleeve: Decimal | None = None  # a traded contract's share of the equity
+        ratio = 0.0
+        for sym, column, in_book, px0 in self.columns:
+            mark = marks.get(sym, ZERO)
+            qty = positions[sym].qty
+            if qty != 0:
+                if eq <= 0:
+                    base = ONE
+                elif in_book:
+                    if sleeve is None:
+                        sleeve = eq / self.n_book
+                    base = sleeve
+                else:
+                    base = eq
+                column[k] = float(abs(qty) * mark / base)
+            if in_book:
+                ratio += float(mark) / px0 if px0 > 0 else 1.0
+        self.bench[k] = self.balance * ratio / self.n_book
+        if self.spot_qty:
+            self.spot_value[k] = sum(q * float(marks.get(s, 0)) for s, q in self.spot_qty.items())
+
+
+class _Guard:
+    """Brings the exchange to each tick, running the engine's guard (the same one paper and live
     run every minute) at the close of every candle whose worst equity reaches the loss limits'
     floor: the search for that candle is vectorised, so quiet candles cost no Python."""
-    while True:
-        floor = equity_floor(engine.store.load_risk_memory(), engine.limits)
-        hit = advance(exchange, series, tapes, end_ms, floor)
-        if hit is None:
-            return
-        clock.advance_to(hit.ts_ms)
-        for sym in engine.symbols:
-            _set_last(exchange, market, sym, hit.ts_ms)
-        engine.guard(observed_equity=hit.equity)
+
+    def __init__(
+        self,
+        engine: Engine,
+        exchange: SimulatedExchange,
+        series: dict[str, TriggerSeries],
+        tapes: dict[str, FundingTape],
+        market: HistoricalMarket,
+        clock: SimClock,
+        candle: _ClosedCandle,
+    ) -> None:
+        self.engine = engine
+        self.exchange = exchange
+        self.series = series
+        self.tapes = tapes
+        self.market = market
+        self.clock = clock
+        self.candle = candle
+        self.floor = _EquityFloor()
+
+    def advance(self, end_ms: int) -> None:
+        """Bring the exchange to ``end_ms``."""
+        engine, exchange = self.engine, self.exchange
+        while True:
+            floor = self.floor(engine.store.load_risk_memory(), engine.limits)
+            hit = advance(exchange, self.series, self.tapes, end_ms, floor)
+            if hit is None:
+                return
+            self.clock.advance_to(hit.ts_ms)
+            _set_lasts(exchange, self.market, engine.symbols, hit.ts_ms, self.candle)
+            engine.guard(observed_equity=hit.equity)
 
 
-def _set_last(exchange: SimulatedExchange, market: HistoricalMarket, sym: str, t: int) -> None:
-    last = market.last_price(sym, t)
-    if last is not None:
-        exchange.lasts[sym] = last[0]
+class _EquityFloor:
+    """:func:`~bot.risk.guard.equity_floor`, computed again only when the risk memory or the
+    limits are other objects than last time: both are frozen, and the store holds a new memory
+    whenever the risk state changes."""
+
+    __slots__ = ("_floor", "_of")
+
+    def __init__(self) -> None:
+        self._of: tuple[RiskMemory | None, RiskLimits] | None = None
+        self._floor: Decimal | None = None
+
+    def __call__(self, memory: RiskMemory | None, limits: RiskLimits) -> Decimal | None:
+        known = self._of
+        if known is None or known[0] is not memory or known[1] is not limits:
+            self._floor = equity_floor(memory, limits)
+            self._of = (memory, limits)
+        return self._floor
+
+
+def _set_lasts(
+    exchange: SimulatedExchange,
+    market: HistoricalMarket,
+    symbols: Sequence[str],
+    t: int,
+    candle: _ClosedCandle,
+) -> None:
+    """The last prices at ``t``, and (data-driven slippage) the candle market orders pay for."""
+    lasts = exchange.lasts
+    for sym in symbols:
+        last = market.last_price(sym, t)
+        if last is not None:
+            lasts[sym] = last[0]
     if exchange.slippage_model.data_driven:
         # Market orders pay for the candle that just closed (its range and volume), looked up
         # only when an order fills.
-        exchange.candle_lookup = lambda symbol: _closed_candle(market, symbol, t)
+        candle.t = t
+        exchange.candle_lookup = candle
+
+
+class _ClosedCandle:
+    """The exchange's ``candle_lookup``: the range and volume of the last-trade candle closed
+    at ``t`` (the replay's time, moved by :func:`_set_lasts`)."""
+
+    __slots__ = ("market", "t")
+
+    def __init__(self, market: HistoricalMarket, t: int) -> None:
+        self.market = market
+        self.t = t
+
+    def __call__(self, symbol: str) -> tuple[Decimal, Decimal] | None:
+        return _closed_candle(self.market, symbol, self.t)
 
 
 def _closed_candle(market: HistoricalMarket, symbol: str, t: int) -> tuple[Decimal, Decimal] | None:

@@ -14,6 +14,7 @@ search covers every candle up to the next event.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,6 +46,14 @@ class SeriesLike(Protocol):
     @property
     def tf_ms(self) -> int: ...
 
+    def opened_before(self, ms: int) -> int:
+        """``searchsorted(ts, ms, side="left")``."""
+        ...
+
+    def extremes(self, i0: int, i1: int) -> tuple[float, float]:
+        """The lowest low and the highest high of bars ``[i0, i1)``."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class AccountPath:
@@ -73,6 +82,21 @@ def maintenance_vec(inst: Instrument, notional: FloatArray) -> FloatArray:
     k = np.clip(np.searchsorted(floors, n, side="right") - 1, 0, len(floors) - 1)
     out: FloatArray = n * rates[k] - cums[k]
     return out
+
+
+@lru_cache(maxsize=256)
+def _bracket_lists(inst: Instrument) -> tuple[list[float], list[float], list[float]]:
+    floors, rates, cums = _bracket_arrays(inst)
+    return floors.tolist(), rates.tolist(), cums.tolist()
+
+
+def maintenance_one(inst: Instrument, notional: float) -> float:
+    """:func:`maintenance_vec` of one notional, in plain floats (the same operations, so the
+    same result to the last bit, without numpy's cost for a single value)."""
+    floors, rates, cums = _bracket_lists(inst)
+    n = abs(notional)
+    k = min(max(bisect_right(floors, n) - 1, 0), len(floors) - 1)
+    return n * rates[k] - cums[k]
 
 
 def account_path(
@@ -135,25 +159,24 @@ def cannot_reach(
     at its worst price of the whole window at the same moment, equity stays above ``floor`` and
     (cross) above the maintenance margin at the largest notional of the window."""
     book = ex.book
-    worst = float(book.wallet)
+    worst: float | None = None  # the wallet, then each position's worst PnL added
     mm = 0.0
-    any_held = False
     for sym, pos in book.positions.items():
         if pos.qty == 0 or sym not in series:
             continue
         s = series[sym]
-        i0 = int(s.ts.searchsorted(from_ms, side="left"))
+        i0 = s.opened_before(from_ms)
         i1 = ends[sym]
         if i0 >= i1:
             continue
-        any_held = True
+        if worst is None:
+            worst = float(book.wallet)
         q = float(pos.qty)
-        lo = float(s.low[i0:i1].min())
-        hi = float(s.high[i0:i1].max())
+        lo, hi = s.extremes(i0, i1)
         worst += q * ((lo if q > 0 else hi) - float(pos.entry_price))
         if cross:
-            mm += float(maintenance_vec(book.instruments[sym], np.array([abs(q) * hi]))[0])
-    if not any_held:
+            mm += maintenance_one(book.instruments[sym], abs(q) * hi)
+    if worst is None:  # nothing held over the window
         return True
     if floor is not None and worst <= floor:
         return False

@@ -81,6 +81,12 @@ class Book:
         self.margin_mode = margin_mode
         self.positions: dict[str, SimPosition] = {s: SimPosition() for s in instruments}
         self.leverage: dict[str, Decimal] = {s: Decimal(1) for s in instruments}
+        # The last isolated liquidation price per contract and the very objects it was computed
+        # from (instrument, qty, entry, isolated margin): a position that did not change since
+        # is not solved again (trades and funding replace these values, never mutate them).
+        self._isolated_liq: dict[
+            str, tuple[Instrument, Decimal, Decimal, Decimal, Decimal | None]
+        ] = {}
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -120,7 +126,18 @@ class Book:
             return None
         inst = self.instruments[symbol]
         if self.margin_mode is MarginMode.ISOLATED:
-            return liquidation_price_isolated(inst, pos.qty, pos.entry_price, pos.isolated_margin)
+            known = self._isolated_liq.get(symbol)
+            if (
+                known is not None
+                and known[0] is inst
+                and known[1] is pos.qty
+                and known[2] is pos.entry_price
+                and known[3] is pos.isolated_margin
+            ):
+                return known[4]
+            liq = liquidation_price_isolated(inst, pos.qty, pos.entry_price, pos.isolated_margin)
+            self._isolated_liq[symbol] = (inst, pos.qty, pos.entry_price, pos.isolated_margin, liq)
+            return liq
         other_mm = ZERO
         other_upnl = ZERO
         for sym, other in self.positions.items():
@@ -138,7 +155,7 @@ class Book:
             # liquidation now, at the current mark.
             return marks[symbol]
 
-    def to_position(self, symbol: str) -> Position:
+    def to_position(self, symbol: str, liquidation_price: Decimal | None = None) -> Position:
         pos = self.positions[symbol]
         return Position(
             symbol=symbol,
@@ -147,6 +164,7 @@ class Book:
             leverage=self.leverage[symbol],
             margin_mode=self.margin_mode,
             isolated_margin=pos.isolated_margin,
+            liquidation_price=liquidation_price,
         )
 
     # -- changes -------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from bot.errors import (
     OrderRejected,
     ReduceOnlyRejected,
 )
-from bot.sim.book import Book
+from bot.sim.book import Book, SimPosition
 from bot.sim.events import SimEvent
 from bot.sim.slippage import SlippageModel
 from bot.sim.triggers import process_bar
@@ -98,6 +98,11 @@ class SimulatedExchange:
         self.insurance_shortfall = ZERO  # cross losses beyond the wallet (insurance fund)
         self._next_id = 1
         self.processed_ms = 0  # prices processed up to here (triggers, funding): paper resumes here
+        # The last position reported per contract, and the last rounding of its liquidation
+        # price: a position whose values are the very same objects is reported again as the
+        # same (immutable) Position, a liquidation price that did not move is not rounded again.
+        self._reported: dict[str, Position] = {}
+        self._rounded_liq: dict[str, tuple[Decimal, Instrument, bool, Decimal]] = {}
 
     # -- ExchangePort: reads -------------------------------------------------------------------
 
@@ -119,11 +124,26 @@ class SimulatedExchange:
             pos = self.book.positions.get(sym)
             if pos is None or pos.qty == 0:
                 continue
-            out[sym] = replace(
-                self.book.to_position(sym),
-                liquidation_price=self._reported_liquidation(sym, pos.qty),
-            )
+            out[sym] = self._position(sym, pos)
         return out
+
+    def _position(self, symbol: str, pos: SimPosition) -> Position:
+        book = self.book
+        liq = self._reported_liquidation(symbol, pos.qty)
+        leverage = book.leverage[symbol]
+        known = self._reported.get(symbol)
+        if (
+            known is not None
+            and known.qty is pos.qty
+            and known.entry_price is pos.entry_price
+            and known.isolated_margin is pos.isolated_margin
+            and known.leverage is leverage
+            and known.margin_mode is book.margin_mode
+            and known.liquidation_price is liq
+        ):
+            return known
+        position = self._reported[symbol] = book.to_position(symbol, liq)
+        return position
 
     def confirm_flat(self, symbol: str) -> bool:
         """The simulated book is exact: a contract is flat when its book says so."""
@@ -137,7 +157,13 @@ class SimulatedExchange:
         if liq is None:
             return None
         inst = self.book.instruments[symbol]
-        return inst.ceil_price(liq) if qty > 0 else inst.floor_price(liq)
+        long = qty > 0
+        known = self._rounded_liq.get(symbol)
+        if known is not None and known[0] is liq and known[1] is inst and known[2] is long:
+            return known[3]
+        reported = inst.ceil_price(liq) if long else inst.floor_price(liq)
+        self._rounded_liq[symbol] = (liq, inst, long, reported)
+        return reported
 
     def fetch_open_orders(self, symbol: str) -> list[Order]:
         return list(self.resting.get(symbol, {}).values())

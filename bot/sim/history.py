@@ -34,11 +34,14 @@ from bot.marketdata.candles import Candles, FundingSeries
 from bot.marketdata.coverage import choose, covered_ms
 from bot.marketdata.files import DataInventory
 from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowStatistics
-from bot.sim.triggers import FundingTape, TriggerSeries, to_decimal
+from bot.sim.cursor import IntArray, TimeCursor
+from bot.sim.triggers import DecimalColumn, FundingTape, TriggerSeries
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.window_series import trailing_atr, trailing_estimates
 
 ZERO = Decimal(0)
+# The usual time between funding settlements (8 h): only a guess for the index lookups.
+_FUNDING_STEP = 8 * 3_600_000
 
 
 @dataclass(slots=True)
@@ -142,6 +145,10 @@ def load_histories(
         return dict(zip(symbols, loaded, strict=True))
 
 
+# (history, spec, volatility, ATR): the precomputed statistics a market last read.
+_StatsOf = tuple[ContractHistory, StatisticsSpec, FloatArray, FloatArray]
+
+
 class HistoricalMarket:
     """Implements :class:`bot.ports.market.MarketDataPort` over loaded history."""
 
@@ -150,6 +157,32 @@ class HistoricalMarket:
         # The funding view changes only when a settlement passes: cache it per settlement index.
         self._funding_cache: dict[tuple[str, int, int], FundingInfo] = {}
         self._spec: StatisticsSpec | None = None
+        # Index lookups per contract and series: each tick asks a little later than the last.
+        self._decision_at: dict[str, TimeCursor] = {}
+        self._last_at: dict[str, TimeCursor] = {}
+        self._funding_at_ms: dict[str, TimeCursor] = {}
+        # Per contract the history and spec of the last statistics read, and their arrays.
+        self._stats_of: dict[str, _StatsOf] = {}
+        # The last price answered per contract, by index into its last-trade candles: the replay
+        # and the engine both read it at every tick.
+        self._last_answer: dict[str, tuple[Candles, int, tuple[Decimal, int]]] = {}
+        # The last-trade closes as decimals per contract (shared with the trigger series when
+        # the trigger bars are the last-trade candles).
+        self._last_closes: dict[str, DecimalColumn] = {}
+
+    def _closes(self, symbol: str, c: Candles) -> DecimalColumn:
+        closes = self._last_closes.get(symbol)
+        if closes is None or closes.values is not c.close:
+            closes = self._last_closes[symbol] = DecimalColumn(c.close)
+        return closes
+
+    @staticmethod
+    def _new_cursor(
+        cursors: dict[str, TimeCursor], symbol: str, ts: IntArray, step: int
+    ) -> TimeCursor:
+        """A cursor on ``ts`` for ``symbol`` (first use, or the history was replaced)."""
+        cursor = cursors[symbol] = TimeCursor(ts, step)
+        return cursor
 
     def precompute(self, spec: StatisticsSpec) -> None:
         """Estimate ``spec``'s volatility and ATR for every full window of every contract's
@@ -178,7 +211,10 @@ class HistoricalMarket:
         c = self.contracts[symbol].decision
         if c.tf_ms != tf_ms:
             raise ValueError(f"{symbol}: decision candles are {c.tf_ms} ms, asked {tf_ms}")
-        end = int(c.ts.searchsorted(now_ms - tf_ms, side="right"))
+        cursor = self._decision_at.get(symbol)
+        if cursor is None or cursor.ts is not c.ts:
+            cursor = self._new_cursor(self._decision_at, symbol, c.ts, tf_ms)
+        end = cursor.right(now_ms - tf_ms)
         start = max(0, end - count)
         if end > 0:
             # Never let a window span a gap: returns across it would be invented.
@@ -197,7 +233,13 @@ class HistoricalMarket:
         spec = self._spec
         if spec is None or count != spec.span or end - start != count:
             return None
-        vol, atr = self.contracts[symbol].statistics[spec]
+        h = self.contracts[symbol]
+        known = self._stats_of.get(symbol)
+        if known is not None and known[0] is h and known[1] is spec:
+            vol, atr = known[2], known[3]
+        else:
+            vol, atr = h.statistics[spec]
+            self._stats_of[symbol] = (h, spec, vol, atr)
         v, a = float(vol[end]), float(atr[end])
         if v != v or a != a:  # NaN: not enough candles before this window
             return None
@@ -205,16 +247,27 @@ class HistoricalMarket:
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         c = self.contracts[symbol].last
-        i = int(c.ts.searchsorted(now_ms - c.tf_ms, side="right")) - 1
+        cursor = self._last_at.get(symbol)
+        if cursor is None or cursor.ts is not c.ts:
+            cursor = self._new_cursor(self._last_at, symbol, c.ts, c.tf_ms)
+        i = cursor.right(now_ms - c.tf_ms) - 1
         if i < 0:
             return None
-        return to_decimal(c.close[i]), int(c.ts[i]) + c.tf_ms
+        known = self._last_answer.get(symbol)
+        if known is not None and known[1] == i and known[0] is c:
+            return known[2]
+        answer = self._closes(symbol, c)[i], int(c.ts[i]) + c.tf_ms
+        self._last_answer[symbol] = (c, i, answer)
+        return answer
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         f = self.contracts[symbol].funding
-        if f is None or len(f) == 0:
+        if f is None or len(f.ts) == 0:
             return FundingInfo(ZERO, Decimal(8), None)
-        i = int(f.ts.searchsorted(now_ms, side="right"))
+        cursor = self._funding_at_ms.get(symbol)
+        if cursor is None or cursor.ts is not f.ts:
+            cursor = self._new_cursor(self._funding_at_ms, symbol, f.ts, _FUNDING_STEP)
+        i = cursor.right(now_ms)
         key = (symbol, i, lookback)
         cached = self._funding_cache.get(key)
         if cached is not None:
@@ -237,7 +290,10 @@ class HistoricalMarket:
         out = {}
         for sym, h in self.contracts.items():
             t = h.trigger
-            out[sym] = TriggerSeries(t.ts, t.open, t.high, t.low, t.close, t.tf_ms, t.kind)
+            closes = self._closes(sym, h.last) if t.close is h.last.close else None
+            out[sym] = TriggerSeries(
+                t.ts, t.open, t.high, t.low, t.close, t.tf_ms, t.kind, closes=closes
+            )
         return out
 
     def funding_tapes(self) -> dict[str, FundingTape]:

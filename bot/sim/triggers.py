@@ -10,6 +10,7 @@ loops. The fill rules are in :mod:`bot.sim.exchange`'s docstring.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -30,9 +31,12 @@ from bot.sim.account_watch import (
     first_cross_liquidation,
     joint_fraction,
 )
+from bot.sim.cursor import TimeCursor
 from bot.sim.events import SimEvent, SimEventKind
 
 ZERO = Decimal(0)
+_NO_DOWN = -math.inf  # no level below the price (trigger_bounds)
+_NO_UP = math.inf
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -42,9 +46,30 @@ def to_decimal(x: float) -> Decimal:
     return Decimal(repr(float(x)))
 
 
+class DecimalColumn:
+    """The exact decimals (:func:`to_decimal`) of one float column, remembering the last one
+    converted: the replay reads the same closing price as a mark and as the last price."""
+
+    __slots__ = ("_at", "_value", "values")
+
+    def __init__(self, values: FloatArray) -> None:
+        self.values = values
+        self._at: int | None = None
+        self._value = ZERO
+
+    def __getitem__(self, i: int) -> Decimal:
+        if i != self._at:
+            self._value = to_decimal(self.values[i])
+            self._at = i
+        return self._value
+
+
 @dataclass(slots=True)
 class TriggerSeries:
-    """The bars triggers are evaluated on for one contract (mark price where the data has it)."""
+    """The bars triggers are evaluated on for one contract (mark price where the data has it).
+
+    The arrays must not change once the series is in use (the loaders' are read-only): the
+    lookups below remember answers about them."""
 
     ts: IntArray
     open: FloatArray
@@ -54,6 +79,97 @@ class TriggerSeries:
     tf_ms: int
     source: str  # "mark" or "last", for the report
     cursor: int = 0
+    # The closes as exact decimals, shared with the market's last price when the trigger bars
+    # are the last-trade candles (None: converted here).
+    closes: DecimalColumn | None = field(default=None, repr=False, compare=False)
+    # Lookups (see the methods): remembered answers, not part of the series.
+    _closed: TimeCursor | None = field(default=None, init=False, repr=False, compare=False)
+    _opened: TimeCursor | None = field(default=None, init=False, repr=False, compare=False)
+    # Lowest low and highest high of planned windows: {first bar: (end bar, low, high)}, and
+    # the (low, high) arrays they were computed on.
+    _windows: dict[int, tuple[int, float, float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _windows_of: tuple[FloatArray, FloatArray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _last_window: tuple[FloatArray, FloatArray, int, int, float, float] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def close_at(self, i: int) -> Decimal:
+        """The close of bar ``i`` (``i >= 0``) as an exact decimal."""
+        closes = self.closes
+        if closes is None or closes.values is not self.close:
+            closes = self.closes = DecimalColumn(self.close)
+        return closes[i]
+
+    def closed_by(self, end_ms: int) -> int:
+        """How many bars have closed at or before ``end_ms`` (the index of the first that has
+        not)."""
+        cursor = self._closed
+        if cursor is None or cursor.ts is not self.ts:
+            cursor = self._closed = TimeCursor(self.ts, self.tf_ms)
+        return cursor.right(end_ms - self.tf_ms)
+
+    def opened_before(self, ms: int) -> int:
+        """How many bars open before ``ms`` (``searchsorted(ts, ms, side="left")``)."""
+        cursor = self._opened
+        if cursor is None or cursor.ts is not self.ts:
+            cursor = self._opened = TimeCursor(self.ts, self.tf_ms)
+        return cursor.right(ms - 1)  # times are whole ms: < ms is <= ms - 1
+
+    def extremes(self, i0: int, i1: int) -> tuple[float, float]:
+        """The lowest low and the highest high of bars ``[i0, i1)`` (``i0 < i1``): a planned
+        window (:meth:`plan_windows`), the last window asked, or computed now."""
+        low, high = self.low, self.high
+        planned = self._windows.get(i0)
+        if planned is not None and planned[0] == i1:
+            of = self._windows_of
+            if of is not None and of[0] is low and of[1] is high:
+                return planned[1], planned[2]
+        last = self._last_window
+        if (
+            last is not None
+            and last[2] == i0
+            and last[3] == i1
+            and last[0] is low
+            and last[1] is high
+        ):
+            return last[4], last[5]
+        lo, hi = float(low[i0:i1].min()), float(high[i0:i1].max())
+        self._last_window = (low, high, i0, i1, lo, hi)
+        return lo, hi
+
+    def plan_windows(self, bounds: IntArray) -> None:
+        """Compute at once (vectorised) the extremes of the consecutive windows
+        ``[bounds[k], bounds[k + 1])`` the replay will search, one per decision tick."""
+        b = np.asarray(bounds, dtype=np.int64)
+        self._windows = {}
+        self._windows_of = (self.low, self.high)
+        if len(b) < 2:
+            return
+        if np.any(np.diff(b) < 0) or b[0] < 0 or b[-1] > len(self.ts):
+            raise ValueError(
+                f"TriggerSeries.plan_windows: bounds must be non-decreasing indices within the "
+                f"{len(self.ts)} bars, got {b[0]} .. {b[-1]}"
+            )
+        first, end = b[:-1], b[1:]
+        keep = end > first
+        first, end = first[keep], end[keep]
+        if len(first) == 0:
+            return
+        # The kept windows are consecutive: each ends where the next begins, the last at b[-1].
+        stop = int(b[-1])
+        lows = np.minimum.reduceat(self.low[:stop], first)
+        highs = np.maximum.reduceat(self.high[:stop], first)
+        self._windows = dict(
+            zip(
+                first.tolist(),
+                zip(end.tolist(), lows.tolist(), highs.tolist(), strict=True),
+                strict=True,
+            )
+        )
 
 
 @dataclass(slots=True)
@@ -311,15 +427,17 @@ def settle_funding(ex: SimAccount, symbol: str, ts: int, rate: Decimal, mark: De
 
 def trigger_bounds(ex: SimAccount, symbol: str) -> tuple[float, float]:
     """(down, up): a bar with low <= down or high >= up may fire something; +-inf if nothing."""
-    down = -np.inf
-    up = np.inf
-    for order in ex.resting[symbol].values():
-        trig = float(order.trigger_price or 0)
-        falls = (order.type is OrderType.STOP_MARKET) == (order.side is OrderSide.SELL)
-        if falls:
-            down = max(down, trig)
-        else:
-            up = min(up, trig)
+    down = _NO_DOWN
+    up = _NO_UP
+    resting = ex.resting[symbol]
+    if resting:
+        for order in resting.values():
+            trig = float(order.trigger_price or 0)
+            falls = (order.type is OrderType.STOP_MARKET) == (order.side is OrderSide.SELL)
+            if falls:
+                down = max(down, trig)
+            else:
+                up = min(up, trig)
     pos = ex.book.positions[symbol]
     if pos.qty != 0:
         liq = ex.book.liquidation_price(symbol, ex.marks)
@@ -333,7 +451,10 @@ def trigger_bounds(ex: SimAccount, symbol: str) -> tuple[float, float]:
 
 def _first_hit(s: TriggerSeries, i0: int, i1: int, down: float, up: float) -> int:
     """Index of the first bar in [i0, i1) that crosses down/up, or -1."""
-    if i0 >= i1 or (down == -np.inf and up == np.inf):
+    if i0 >= i1 or (down == _NO_DOWN and up == _NO_UP):
+        return -1
+    lo, hi = s.extremes(i0, i1)
+    if lo > down and hi < up:  # nothing in the window reaches a level (NaN: searched below)
         return -1
     hit = (s.low[i0:i1] <= down) | (s.high[i0:i1] >= up)
     k = int(hit.argmax())
@@ -364,15 +485,9 @@ def advance(
     account-level liquidation is searched on the same joint worst path (see
     :mod:`bot.sim.account_watch`).
     """
-    ends = {
-        sym: int(s.ts.searchsorted(end_ms - s.tf_ms, side="right")) for sym, s in series.items()
-    }
+    ends, scan_from = _ends(series, end_ms)
     cross = ex.book.margin_mode is MarginMode.CROSS
     floor_f = float(floor) if floor is not None else None
-    # Bars before this time have been searched with the positions now held.
-    scan_from = min(
-        (int(s.ts[s.cursor]) for s in series.values() if s.cursor < len(s.ts)), default=end_ms
-    )
     while True:
         best_ts, best = _next_event(ex, series, funding, ends, end_ms)
         path = (
@@ -424,10 +539,24 @@ def advance(
                 return GuardHit(best_ts + s.tf_ms, ex.book.wallet)
     for sym, s in series.items():
         if ends[sym] > s.cursor:
-            ex.marks[sym] = to_decimal(s.close[ends[sym] - 1])
+            ex.marks[sym] = s.close_at(ends[sym] - 1)
         s.cursor = max(s.cursor, ends[sym])
     ex.processed_ms = max(ex.processed_ms, end_ms)
     return None
+
+
+def _ends(series: Mapping[str, TriggerSeries], end_ms: int) -> tuple[dict[str, int], int]:
+    """Per contract the index of its first bar not closed by ``end_ms``, and the time from which
+    bars are still to be searched (the earliest unprocessed bar; ``end_ms`` if none)."""
+    ends: dict[str, int] = {}
+    first_open: int | None = None
+    for sym, s in series.items():
+        ends[sym] = s.closed_by(end_ms)
+        if s.cursor < len(s.ts):
+            t = int(s.ts[s.cursor])
+            if first_open is None or t < first_open:
+                first_open = t
+    return ends, end_ms if first_open is None else first_open
 
 
 def _next_event(

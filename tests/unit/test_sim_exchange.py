@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal as D
 
 import pytest
@@ -10,6 +11,7 @@ from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, O
 from bot.domain.instrument import Instrument
 from bot.domain.margin import liquidation_price_isolated
 from bot.domain.orders import OrderRequest
+from bot.domain.position import Position
 from bot.errors import DuplicateClientId, InsufficientMargin, InvalidQuantity, ReduceOnlyRejected
 from bot.sim.triggers import process_bar, settle_funding
 from tests.conftest import make_exchange
@@ -187,3 +189,97 @@ def test_gap_through_liquidation_and_a_stop_beyond_it_liquidates(instruments) ->
     bar(ex, "54000", "54500", "53500", "54000")
     assert [e.kind for e in ex.events][:1] == ["liquidation"]
     assert wallet - ex.book.wallet == margin
+
+
+def test_reported_liquidation_follows_every_change_of_an_isolated_position(long_btc) -> None:
+    """The book remembers an isolated position's liquidation price; every change that moves it
+    (an add, a partial close, funding paid from the isolated margin, a new leverage setting)
+    gives the price solved afresh from the new position."""
+
+    def fresh() -> D | None:
+        p = long_btc.book.positions[BTC]
+        inst = long_btc.book.instruments[BTC]
+        return liquidation_price_isolated(inst, p.qty, p.entry_price, p.isolated_margin)
+
+    seen = [long_btc.book.liquidation_price(BTC, long_btc.marks)]
+    assert seen[-1] == fresh()
+    assert long_btc.book.liquidation_price(BTC, long_btc.marks) is seen[-1]  # nothing changed
+    # (change, whether it moves the price: closing part of an isolated position releases its
+    # margin in proportion and leaves the price where it was)
+    changes: list[tuple[Callable[[], object], bool]] = [
+        (lambda: long_btc.set_mark(BTC, D(61000)), False),
+        (lambda: long_btc.place_order(market("e2", OrderSide.BUY, "0.1")), True),
+        (lambda: long_btc.place_order(market("r1", OrderSide.SELL, "0.05", reduce=True)), False),
+        (lambda: settle_funding(long_btc, BTC, 0, D("0.01"), D(60000)), True),
+        (lambda: long_btc.set_leverage(BTC, 3), True),
+    ]
+    for change, moves in changes:
+        change()
+        liq = long_btc.book.liquidation_price(BTC, long_btc.marks)
+        assert liq == fresh()
+        assert (liq != seen[-1]) is moves
+        seen.append(liq)
+    reported = long_btc.fetch_positions([BTC])[BTC].liquidation_price
+    assert reported == long_btc.book.instruments[BTC].ceil_price(seen[-1])
+
+
+def test_a_reported_position_is_rebuilt_whenever_anything_in_it_changes(long_btc) -> None:
+    """fetch_positions reports an unchanged position as the same object, and any change (size,
+    entry, margin, leverage setting, liquidation price) as a new one with the new values."""
+
+    def expected() -> Position:
+        book = long_btc.book
+        p = book.positions[BTC]
+        inst = book.instruments[BTC]
+        liq = liquidation_price_isolated(inst, p.qty, p.entry_price, p.isolated_margin)
+        assert liq is not None
+        return Position(
+            BTC,
+            p.qty,
+            p.entry_price,
+            book.leverage[BTC],
+            book.margin_mode,
+            p.isolated_margin,
+            inst.ceil_price(liq),
+        )
+
+    first = long_btc.fetch_positions([BTC])[BTC]
+    assert first == expected()
+    assert long_btc.fetch_positions([BTC])[BTC] is first
+    changes: list[Callable[[], object]] = [
+        lambda: long_btc.set_leverage(BTC, 3),
+        lambda: long_btc.book.leverage.__setitem__(BTC, D(2)),  # the setting alone
+        lambda: settle_funding(long_btc, BTC, 0, D("0.001"), D(60000)),
+        lambda: long_btc.place_order(market("e2", OrderSide.BUY, "0.1")),
+        lambda: long_btc.place_order(market("r1", OrderSide.SELL, "0.05", reduce=True)),
+    ]
+    before = first
+    for change in changes:
+        change()
+        now = long_btc.fetch_positions([BTC])[BTC]
+        assert now == expected()
+        assert now != before
+        before = now
+
+
+def test_a_cross_position_reports_a_new_leverage_setting_and_a_new_liquidation_price(
+    instruments: dict[str, Instrument],
+) -> None:
+    """In cross margin a new leverage setting changes nothing else in the position, and the
+    liquidation price moves with the wallet: each is reported."""
+    ex, _ = make_exchange(instruments, mode=MarginMode.CROSS, balance="2000")
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 5)
+    ex.place_order(market("e1", OrderSide.BUY, "0.1"))
+    first = ex.fetch_positions([BTC])[BTC]
+    assert first.liquidation_price is not None
+    assert ex.fetch_positions([BTC])[BTC] == first
+    ex.set_leverage(BTC, 4)
+    second = ex.fetch_positions([BTC])[BTC]
+    assert second.leverage == D(4)
+    assert (second.qty, second.liquidation_price) == (first.qty, first.liquidation_price)
+    settle_funding(ex, BTC, 0, D("0.01"), D(60000))
+    third = ex.fetch_positions([BTC])[BTC]
+    assert third.liquidation_price is not None
+    assert third.liquidation_price > first.liquidation_price  # less wallet: liquidated sooner
+    assert (third.qty, third.leverage) == (second.qty, second.leverage)

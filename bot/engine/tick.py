@@ -353,7 +353,7 @@ class Engine:
         capped = cap_to_loss_budget(
             decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
         )
-        self._budget_cut = set()
+        self._budget_cut = set()  # cleared first: a failure below leaves no stale cut behind
         self._budget_cut = self._over_budget(capped, decisions, acct, budget, fixed)
         return capped
 

@@ -23,8 +23,6 @@ then counts as read at 00:00 UTC of ``as_of``. Every number is a JSON string (ex
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -32,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bot.atomic_file import replaced_text
 from bot.domain.instrument import Instrument
 from bot.errors import ConfigError, DataError
 from bot.instruments import PACKAGE, available_exchanges, load_instruments, parse_instruments
@@ -223,15 +222,9 @@ def write_catalogue(
     }
     parse_instruments(json.loads(json.dumps(payload)), str(path))  # never write what we reject
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_text(path) as fh:
+        json.dump(payload, fh, indent=1)
+        fh.write("\n")
 
 
 def _s(x: Decimal) -> str:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 
 import ccxt
 
+from bot.atomic_file import replaced_binary, replaced_text
 from bot.clock import Clock
 from bot.errors import DataError
 from bot.exchange.ccxt_errors import is_rate_limit, map_ccxt_error, retry_after_seconds
@@ -244,7 +243,8 @@ class HistoryDownloader:
             _write_rows(path, header, rows)
         merged = _merge(known + new)
         if merged:
-            _atomic_write_text(gaps_path, json.dumps([list(g) for g in merged]) + "\n")
+            with replaced_text(gaps_path) as fh:
+                fh.write(json.dumps([list(g) for g in merged]) + "\n")
 
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
         try:
@@ -349,22 +349,5 @@ def _read_gaps(path: Path) -> list[tuple[int, int]]:
 def _write_rows(path: Path, header: str, rows: dict[int, str]) -> None:
     body = "\n".join(rows[ts] for ts in sorted(rows))
     data = gzip.compress(f"{header}\n{body}\n".encode(), mtime=0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_binary(path) as fh:
+        fh.write(data)

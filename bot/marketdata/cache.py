@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bot.atomic_file import replaced_binary, replaced_text
 from bot.errors import DataError
 
 ENV_VAR = "BOT_DATA_CACHE"
@@ -140,14 +140,8 @@ def _write_stamp(where: Path, key: str, stat: os.stat_result, name: str) -> None
         pass
     try:
         where.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=where, prefix=".tmp-", suffix=".stamp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replaced_text(path) as fh:
+            fh.write(text)
     except OSError:
         return  # the next load hashes the source again
 
@@ -176,14 +170,8 @@ def _write_entry(where: Path, entry: Path, columns: Columns, key: str) -> None:
         table[name][0] = col
     try:
         where.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=where, prefix=".tmp-", suffix=".npy")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, table, allow_pickle=False)
-            os.replace(tmp, entry)  # atomic: a reader never sees half an entry
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replaced_binary(entry) as fh:  # a reader never sees half an entry
+            np.save(fh, table, allow_pickle=False)
         for old in [*where.glob(f"{key}.*.npy"), *where.glob(f"{key}.*.stamp")]:
             # this source's older entries, of any cache format
             if old.name not in (entry.name, f"{key}.{FORMAT}.stamp"):

@@ -1,7 +1,9 @@
-"""Shared fixtures: real instruments from the bundled specs, a simulated exchange."""
+"""Shared fixtures: real instruments from the bundled specs, a simulated exchange, a migrated
+SQLite state database."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
+from bot.store.migrate import upgrade
+from bot.store.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_750_000_000_000 - 1_750_000_000_000 % 3_600_000
@@ -20,6 +24,19 @@ T0 = 1_750_000_000_000 - 1_750_000_000_000 % 3_600_000
 @pytest.fixture
 def instruments() -> dict[str, Instrument]:
     return load_instruments("binanceusdm")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    """A SQLite state database in the test's folder, migrated to the latest schema (a test
+    directory with its own ``store`` fixture, e.g. tests/store, overrides this one)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(url)
+    s = SqlStore.open(url)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from bot.domain.instrument import Bracket, Instrument
 from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import Order
 from bot.domain.position import Position
-from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
 
@@ -102,17 +101,6 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    url = f"sqlite:///{tmp_path / 'alerts.db'}"
-    upgrade(url)
-    s = SqlStore.open(url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def closed_port() -> int:

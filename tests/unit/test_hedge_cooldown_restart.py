@@ -6,12 +6,8 @@ The store is SQLite on a temporary file, so the rebuilt engine reads what the fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal as D
-from pathlib import Path
-
-import pytest
 
 from bot.clock import SimClock
 from bot.config.loader import load_policy
@@ -20,21 +16,11 @@ from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
 from bot.sim.exchange import SimulatedExchange
-from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore
 from tests.conftest import T0, make_exchange
 from tests.unit.test_engine_hedge import BTC, ETH, LIMITS, ROOT, TwoContracts
 
 COOLDOWN_MIN = 60
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    upgrade(url)
-    s = SqlStore.open(url)
-    yield s
-    s.close()
 
 
 def engine_on(store: SqlStore, ex: SimulatedExchange, clock: SimClock) -> Engine:

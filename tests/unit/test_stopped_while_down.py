@@ -9,12 +9,8 @@ temporary file, so the rebuilt engine reads what the first one wrote.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal as D
-from pathlib import Path
-
-import pytest
 
 from bot.clock import SimClock
 from bot.config.loader import load_policy
@@ -25,19 +21,9 @@ from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
 from bot.ports.client_ids import make_client_id
 from bot.sim.exchange import SimulatedExchange
-from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore
 from tests.conftest import T0, make_exchange
 from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    upgrade(url)
-    s = SqlStore.open(url)
-    yield s
-    s.close()
 
 
 def engine_on(store: SqlStore, ex: SimulatedExchange, clock: SimClock) -> Engine:

@@ -8,10 +8,8 @@ exchange with a hand-written fault (a positions answer without the held position
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
 
@@ -24,22 +22,12 @@ from bot.engine.read_streak import restored_streak
 from bot.engine.tick import Engine
 from bot.ports.store import RiskEvent
 from bot.sim.exchange import SimulatedExchange
-from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore
 from tests.conftest import T0, make_exchange
 from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket
 from tests.unit.test_fail_safe import OmittingExchange
 
 LIMIT = 3
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    upgrade(url)
-    s = SqlStore.open(url)
-    yield s
-    s.close()
 
 
 def engine_on(store: SqlStore, ex: SimulatedExchange, clock: SimClock) -> Engine:

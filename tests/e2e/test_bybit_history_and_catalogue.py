@@ -23,6 +23,7 @@ from bot.domain.enums import MarginMode
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.bybit_loopback import CandleRow, LoopbackBybit
+from tests.fakes.live_setup import live_config_text
 
 BTC, ALT = "BTC/USDT:USDT", "AVAX/USDT:USDT"
 KEY, SECRET = "bybit-hist-key", "bybit-hist-secret-9f"
@@ -88,42 +89,21 @@ def server() -> Iterator[LoopbackBybit]:
 def config_path(tmp_path: Path, server: LoopbackBybit) -> Path:
     data = tmp_path / "data"
     data.mkdir()
-    root = Path(__file__).resolve().parents[2]
     path = tmp_path / "config.toml"
-    path.write_text(f"""
-[account]
-name = "bybit-hist"
-starting_balance = 1000
-
-[[contracts]]
-symbol = "{ALT}"
-direction = "long"
-
-[data]
-dir = "{data}"
-exchange = "bybit"
-
-[policy]
-file = "{root / "policies" / "vol_target.toml"}"
-
-[risk]
-max_leverage_per_contract = 5
-max_gross_leverage = 6
-max_notional_per_contract = 50000
-daily_loss_limit = 0.05
-max_drawdown = 0.25
-stale_data_seconds = 7200
-max_orders_per_minute = 30
-
-[simulation]
-slippage_bps = 2
-
-[exchange]
-name = "bybit"
-demo = false
-api_url = "{server.base_url}"
-ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
-""")
+    path.write_text(
+        live_config_text(
+            name="bybit-hist",
+            venue="bybit",
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+            symbol=ALT,
+            starting_balance=1000,
+            max_orders_per_minute=30,
+            data_dir=data,
+            data_exchange="bybit",
+        )
+    )
     return path
 
 

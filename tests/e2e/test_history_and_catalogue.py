@@ -29,6 +29,7 @@ from bot.marketdata.files import discover
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_history import LoopbackBinanceHistory
 from tests.fakes.binance_loopback import CandleRow, Fault
+from tests.fakes.live_setup import live_config_text
 
 ADA, DOGE = "ADA/USDT:USDT", "DOGE/USDT:USDT"
 KEY, SECRET = "hist-key-1c9e", "hist-secret-77ab0f"
@@ -105,42 +106,19 @@ def server() -> Iterator[LoopbackBinanceHistory]:
 def config_path(tmp_path: Path, server: LoopbackBinanceHistory) -> Path:
     data = tmp_path / "data"
     data.mkdir()
-    root = Path(__file__).resolve().parents[2]
     path = tmp_path / "config.toml"
     path.write_text(
-        f"""
-[account]
-name = "hist"
-starting_balance = 1000
-
-[[contracts]]
-symbol = "{ADA}"
-direction = "long"
-
-[data]
-dir = "{data}"
-
-[policy]
-file = "{root / "policies" / "vol_target.toml"}"
-
-[risk]
-max_leverage_per_contract = 5
-max_gross_leverage = 6
-max_notional_per_contract = 50000
-daily_loss_limit = 0.05
-max_drawdown = 0.25
-stale_data_seconds = 7200
-max_orders_per_minute = 30
-
-[simulation]
-slippage_bps = 2
-
-[exchange]
-name = "binanceusdm"
-demo = false
-api_url = "{server.base_url}"
-ccxt_options = {{ enableRateLimit = false, timeout = 2500 }}
-"""
+        live_config_text(
+            name="hist",
+            venue="binanceusdm",
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+            symbol=ADA,
+            starting_balance=1000,
+            max_orders_per_minute=30,
+            data_dir=data,
+        )
     )
     return path
 

@@ -74,15 +74,22 @@ def live_config_text(
     max_orders_per_minute: int = 60,
     max_unreadable_reads: int | None = None,
     symbol: str = BTC,
+    starting_balance: int = 10000,
+    data_dir: Path | None = None,
+    data_exchange: str | None = None,
 ) -> str:
     """One BTC contract on the bundled sample data, vol_target, isolated margin, the venue at
-    ``base_url`` with ccxt's rate limiter off (the loopback server needs none)."""
+    ``base_url`` with ccxt's rate limiter off (the loopback server needs none). ``data_dir`` and
+    ``data_exchange`` move the market data (e.g. to a folder ``bot data download`` fills)."""
+    data_lines = f'dir = "{data_dir or ROOT / "data" / "sample"}"\n'
+    if data_exchange is not None:
+        data_lines += f'exchange = "{data_exchange}"\n'
     unreadable = f"max_unreadable_reads = {max_unreadable_reads}\n" if max_unreadable_reads else ""
     policy = policy_file or ROOT / "policies" / "vol_target.toml"
     return f"""
 [account]
 name = "{name}"
-starting_balance = 10000
+starting_balance = {starting_balance}
 margin_mode = "isolated"
 
 [[contracts]]
@@ -90,8 +97,7 @@ symbol = "{symbol}"
 direction = "{direction}"
 
 [data]
-dir = "{ROOT / "data" / "sample"}"
-
+{data_lines}
 [policy]
 file = "{policy}"
 

@@ -77,11 +77,7 @@ class Instrument:
 
     def max_leverage_for(self, notional: Decimal) -> Decimal:
         """Highest leverage allowed for a position of this notional."""
-        n = abs(notional)
-        for bracket in self.brackets:  # bracket_for inlined (hot path)
-            if bracket.notional_floor <= n < bracket.notional_cap:
-                return bracket.max_leverage
-        return self.brackets[-1].max_leverage
+        return self.bracket_for(notional).max_leverage
 
     def floor_qty(self, qty: Decimal) -> Decimal:
         """Round a non-negative quantity down to the step (never trade more than intended)."""

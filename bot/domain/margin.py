@@ -89,8 +89,7 @@ def liquidation_price_isolated(
             f"liquidation_price_isolated({instrument.symbol}): isolated_margin must be >= 0, "
             f"got {isolated_margin}"
         )
-    if entry_price <= ZERO:
-        _check_price("entry_price", entry_price, instrument)
+    _check_price("entry_price", entry_price, instrument)
     if qty == ZERO:
         return None
     return _solve(instrument, 1 if qty > ZERO else -1, abs(qty), entry_price, isolated_margin)
@@ -156,31 +155,20 @@ def max_leverage_with_liquidation_beyond(
     twice the entry. A long at 1x has margin = notional and liquidation price <= 0, i.e. it cannot
     be liquidated, so a long always gets at least 1x.
     """
-    # The checks are inlined (their helpers only raise): the policy calls this every tick.
-    if side != 1 and side != -1:
-        _check_side(side)
-    if entry_price <= ZERO:
-        _check_price("entry_price", entry_price, instrument)
-    if limit_price <= ZERO:
-        _check_price("limit_price", limit_price, instrument)
+    _check_side(side)
+    _check_price("entry_price", entry_price, instrument)
+    _check_price("limit_price", limit_price, instrument)
     if notional <= ZERO:
         raise ValueError(
             f"max_leverage_with_liquidation_beyond({instrument.symbol}): notional must be > 0, "
             f"got {notional}"
         )
     q = notional / entry_price
-    at_limit = q * limit_price
-    bracket = instrument.bracket_for(at_limit)  # maintenance_margin, inlined
-    margin_min = side * q * (entry_price - limit_price) + (
-        abs(at_limit) * bracket.maint_margin_rate - bracket.maint_amount
+    margin_min = side * q * (entry_price - limit_price) + maintenance_margin(
+        instrument, q * limit_price
     )
     cap = instrument.max_leverage_for(notional)
-    if margin_min <= ZERO:
-        leverage = cap
-    else:
-        leverage = notional / margin_min
-        if cap < leverage:  # min(leverage, cap): the first of equals, as min() keeps
-            leverage = cap
+    leverage = cap if margin_min <= ZERO else min(notional / margin_min, cap)
     leverage = leverage.quantize(LEVERAGE_STEP, rounding=ROUND_FLOOR)
     return leverage if leverage >= ONE else ZERO
 
@@ -252,13 +240,7 @@ def _solve(
         price = (balance + bracket.maint_amount - side_q * entry) / denominator
         if price <= ZERO:
             continue
-        notional = q * price
-        # The common case, the root inside this bracket, without the call below.
-        if bracket.notional_floor <= notional and (
-            index == last or notional <= bracket.notional_cap
-        ):
-            return price
-        violation = _range_violation(notional, bracket, index == last)
+        violation = _range_violation(q * price, bracket, index == last)
         if violation == ZERO:
             return price
         if best is None or violation < best[0]:

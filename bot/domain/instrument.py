@@ -87,23 +87,23 @@ class Instrument:
         return (qty / self.step_size).to_integral_value(rounding=ROUND_CEILING) * self.step_size
 
     def floor_price(self, price: Decimal) -> Decimal:
-        return (price / self.tick_size).to_integral_value(rounding=ROUND_FLOOR) * self.tick_size
+        return self._on_grid(price, ROUND_FLOOR)
 
     def ceil_price(self, price: Decimal) -> Decimal:
-        return (price / self.tick_size).to_integral_value(rounding=ROUND_CEILING) * self.tick_size
+        return self._on_grid(price, ROUND_CEILING)
+
+    def _on_grid(self, price: Decimal, rounding: str) -> Decimal:
+        """``price`` rounded to a multiple of the tick, in the direction ``rounding``."""
+        tick = self.tick_size
+        return (price / tick).to_integral_value(rounding=rounding) * tick
 
     def stop_price(self, price: Decimal, position_sign: int) -> Decimal:
         """Round a stop-loss trigger toward the mark so it fires no later than planned.
 
         A long's stop sits below the mark: round it up. A short's sits above: round it down.
         """
-        # ceil_price / floor_price inlined (the same expressions): a stop is rounded every tick.
-        tick = self.tick_size
-        rounding = ROUND_CEILING if position_sign > 0 else ROUND_FLOOR
-        return (price / tick).to_integral_value(rounding=rounding) * tick
+        return self._on_grid(price, ROUND_CEILING if position_sign > 0 else ROUND_FLOOR)
 
     def take_profit_price(self, price: Decimal, position_sign: int) -> Decimal:
         """Round a take-profit trigger toward the mark (the conservative side for the target)."""
-        tick = self.tick_size
-        rounding = ROUND_FLOOR if position_sign > 0 else ROUND_CEILING
-        return (price / tick).to_integral_value(rounding=rounding) * tick
+        return self._on_grid(price, ROUND_FLOOR if position_sign > 0 else ROUND_CEILING)

@@ -1142,12 +1142,7 @@ def _resting_trigger(orders: Sequence[Order], purpose: OrderPurpose) -> Decimal 
 
 
 def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
-    """The trigger price of the first resting stop-loss (``_resting_trigger``, inlined: every
-    contract, every tick)."""
-    for o in orders:
-        if o.purpose is _STOP_LOSS and o.trigger_price is not None:
-            return o.trigger_price
-    return None
+    return _resting_trigger(orders, _STOP_LOSS)
 
 
 def _hold(d: Decision, acct: AccountView, why: str) -> Decision:

@@ -46,6 +46,7 @@ from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 
 Progress = Callable[[int, int], None]
+AfterTick = Callable[[int, Engine, SimulatedExchange], None]
 ZERO = Decimal(0)
 ONE = Decimal(1)
 
@@ -179,9 +180,12 @@ def replay(
     progress: Progress | None = None,
     *,
     exchange_type: type[SimulatedExchange] = SimulatedExchange,
+    after_tick: AfterTick | None = None,
 ) -> SimulationResult:
     """Replay ``histories`` from ``start`` to ``end`` through the engine and a simulated
-    exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests)."""
+    exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests;
+    ``after_tick(t, engine, exchange)``: called after every decision tick, e.g. to check the
+    invariants the tick must leave behind)."""
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
     balance = config.account.starting_balance
@@ -220,6 +224,8 @@ def replay(
                 if resume_ms is not None:
                     resume_if_due(store, t, exchange.equity(), resume_ms)
                 engine.tick()
+                if after_tick is not None:
+                    after_tick(t, engine, exchange)
             figures.record(k, exchange)
             if progress is not None and (k % 256 == 0 or k == n - 1):
                 progress(k + 1, n)

@@ -767,6 +767,7 @@ class Engine:
             mark=mark,
             buffer=self._buffer(d.symbol, mark),
             margin_mode=self.margin_mode,
+            entry_slippage=self.limits.stop_slippage,
         )
 
     def _secure_stop(self, pos: Position, acct: AccountView, wanted: Decimal) -> Decimal | None:

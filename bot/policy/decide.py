@@ -173,7 +173,7 @@ def _decide_one(
     if not v.allow_increase and (held * direction <= 0 or qty > abs(held)):
         qty = min(qty, abs(held)) if held * direction > 0 else ZERO
         parts.append("no increase allowed")
-    target_qty = qty * direction
+    target_qty = qty * direction if qty != 0 else ZERO  # never -0 (a short's zero)
     stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
     parts.append(stop_note)
     return Decision(

@@ -214,6 +214,12 @@ def _protective_prices(
             take = inst.take_profit_price(
                 price + sign * distance(tp.kind, tp.distance, v.market, price), sign
             )
+        if (take - price) * sign <= 0:
+            # Still at or behind the price: a distance under one tick (zero volatility, a tick
+            # that is a large fraction of the price). The nearest price the venue accepts is
+            # one tick beyond the price (a trigger at it would fire at once: Binance -2021).
+            tick = inst.tick_size
+            take = inst.floor_price(price) + tick if sign > 0 else inst.ceil_price(price) - tick
         if take <= 0:
             take = None
     return stop, take

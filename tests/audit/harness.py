@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RISK = """
 [risk]
-max_leverage_per_contract = 5
-max_gross_leverage = 6
+max_leverage_per_contract = {max_lev}
+max_gross_leverage = {max_gross}
 max_notional_per_contract = {max_notional}
 daily_loss_limit = {daily_loss}
 max_drawdown = {max_drawdown}
@@ -70,6 +70,8 @@ def write_config(
     on_daily_loss: str = "halted",
     start: str | None = None,
     slippage_model: str = "range_impact",
+    max_lev: float = 5,
+    max_gross: float = 6,
 ) -> Path:
     if policy_text is not None:
         (tmp / "policy.toml").write_text(policy_text)
@@ -98,6 +100,8 @@ file = "{policy_file}"
             max_drawdown=max_drawdown,
             stale=stale,
             on_daily_loss=on_daily_loss,
+            max_lev=max_lev,
+            max_gross=max_gross,
         )
     }
 [simulation]

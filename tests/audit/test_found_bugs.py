@@ -1,0 +1,128 @@
+"""Regression tests for what the adversarial audit of the simulation found (each failed before
+its fix)."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.config.loader import load_policy
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType
+from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.domain.orders import OrderRequest
+from bot.engine.account import AccountView
+from bot.engine.protection import liquidation_after
+from bot.instruments import load_instruments
+from bot.policy.decide import decide
+from bot.policy.inputs import ContractView
+from tests.audit.harness import run, write_config
+from tests.audit.scenarios import PEPE, SCENARIOS
+from tests.conftest import make_exchange
+
+ROOT = Path(__file__).resolve().parents[2]
+BINANCE = load_instruments("binanceusdm")
+
+
+def test_a_new_position_on_a_coarse_tick_keeps_its_stop(tmp_path: Path) -> None:
+    # 1000PEPE near 1e-6 on its 1e-7 tick: the venue reports the liquidation price on the tick,
+    # toward the mark, and the entry fills beyond the mark. Planned on the exact price at the
+    # mark, the stop was valid for the plan and not for the position once held: every entry
+    # was closed again at once (two fees and slippage), and the account went to "reducing".
+    symbols = SCENARIOS["pepe_at_1e-6"](tmp_path / "data")
+    config = write_config(
+        tmp_path, tmp_path / "data", symbols, policy="static_3x", direction="short", stale=7200
+    )
+    outcome = run(config)
+    events = outcome.result.store.events
+    assert [e.reason for e in events if e.kind is EventKind.UNPROTECTED] == []
+    assert not [e for e in events if e.kind is EventKind.STATE and "protection" in e.reason]
+    assert outcome.checker.positions_seen > 0
+    assert outcome.problems == []
+
+
+@given(
+    price=st.decimals(min_value=D("5e-7"), max_value=D("2e-5"), places=10),
+    setting=st.integers(min_value=2, max_value=20),
+    side=st.sampled_from([OrderSide.BUY, OrderSide.SELL]),
+    slippage_bps=st.integers(min_value=0, max_value=9),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_planned_liquidation_is_never_nearer_than_the_held_one(
+    price: D, setting: int, side: OrderSide, slippage_bps: int
+) -> None:
+    # What the engine plans for a new position (liquidation_after) against what the venue
+    # reports once it holds it, after a fill within the expected slippage (10 bps; the
+    # simulated book keeps entry prices to 1e-10, up to 1 bp of these prices: 9 bps here).
+    inst = BINANCE[PEPE]
+    ex, _ = make_exchange(BINANCE, balance="100000", slippage_bps=str(slippage_bps))
+    ex.set_mark(PEPE, price)
+    ex.set_leverage(PEPE, setting)
+    qty = (D(1000) * setting / price).quantize(D(1))
+    sign = 1 if side is OrderSide.BUY else -1
+    acct = AccountView(wallet=D(100000), positions={}, resting={}, marks={PEPE: price})
+    planned = liquidation_after(
+        inst,
+        acct,
+        BINANCE,
+        sign=sign,
+        qty=qty,
+        mark=price,
+        setting=D(setting),
+        margin_mode=MarginMode.ISOLATED,
+        entry_slippage=D("0.001"),
+    )
+    ex.place_order(OrderRequest("e", PEPE, side, OrderType.MARKET, OrderPurpose.ENTRY, qty, False))
+    held = ex.fetch_positions([PEPE])[PEPE].liquidation_price
+    if planned is None:
+        assert held is None
+        return
+    assert held is not None
+    assert (planned - held) * sign >= 0, (planned, held)
+
+
+def _view(vol: D, price: D, direction: int) -> ContractView:
+    btc = BINANCE["BTC/USDT:USDT"]
+    snap = MarketSnapshot(
+        symbol=btc.symbol,
+        asof_ms=0,
+        last_price=price,
+        mark_price=price,
+        volatility=vol,
+        atr=price * vol / D(94),
+        funding=FundingInfo(D(0), D(8), None),
+        bar_hours=D(1),
+    )
+    return ContractView(btc.symbol, direction, True, D(5), btc, snap, None, None, D(10000))
+
+
+def test_a_take_profit_is_beyond_the_mark_when_volatility_is_zero() -> None:
+    # A flat market: the take-profit distance (6 volatility units) is zero and the trigger,
+    # rounded toward the mark, was at or behind it: refused by the venue (-2021) every tick.
+    policy = load_policy(ROOT / "policies" / "vol_target.toml")
+    mark = D("59921.83601934648")
+    for direction in (1, -1):
+        [d] = decide([_view(D(0), mark, direction)], policy)
+        assert d.take_profit is not None
+        assert (d.take_profit - mark) * direction > 0
+        assert d.take_profit % BINANCE["BTC/USDT:USDT"].tick_size == 0
+
+
+def test_a_flat_market_sends_no_order_the_venue_refuses(tmp_path: Path) -> None:
+    symbols = SCENARIOS["flat_always"](tmp_path / "data")
+    outcome = run(write_config(tmp_path, tmp_path / "data", symbols, stale=7200))
+    assert outcome.checker.positions_seen > 0
+    assert [e.reason for e in outcome.result.store.events if e.kind is EventKind.REJECTED] == []
+
+
+def test_a_short_that_goes_flat_writes_zero_not_minus_zero(tmp_path: Path) -> None:
+    symbols = SCENARIOS["crash_40"](tmp_path / "data")
+    outcome = run(
+        write_config(tmp_path, tmp_path / "data", symbols, policy="static_3x", direction="short")
+    )
+    flat = [r for r in outcome.result.store.decisions if r.decision.target_qty == 0]
+    assert flat, "the scenario must take the short to zero (its stop, then the cooldown)"
+    assert all(not r.decision.target_qty.is_signed() for r in flat)
+    assert outcome.report_problems == []

@@ -262,7 +262,7 @@ def cap_to_loss_budget(
             continue
         inst = instruments[d.symbol]
         qty = inst.floor_qty(abs(d.target_qty) * factor)
-        signed = qty if d.target_qty > 0 else -qty
+        signed = qty if d.target_qty > 0 or qty == 0 else -qty  # never -0 (simulation audit)
         why = (
             f"loss budget: if every stop fires the account loses {total:.2f} "
             f"(slippage {slippage * 10000:.0f} bps and fees included) > {room:.2f} left "
@@ -367,7 +367,7 @@ def decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Deci
     if not v.allow_increase and (held * v.direction <= 0 or qty > abs(held)):
         qty = min(qty, abs(held)) if held * v.direction > 0 else ZERO
         parts.append("no increase allowed")
-    target_qty = qty * v.direction
+    target_qty = qty * v.direction if qty != 0 else ZERO  # never -0 (simulation audit)
     stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
     parts.append(f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}")
     return Decision(
@@ -403,6 +403,11 @@ def _protective_prices(
         if (take - price) * sign <= 0:
             take = take_profit_price(
                 inst, price + sign * distance(tp.kind, tp.distance, v.market, price), sign
+            )
+        if (take - price) * sign <= 0:  # one tick beyond the price (simulation audit)
+            tick = inst.tick_size
+            take = (
+                floor_price(inst, price) + tick if sign > 0 else ceil_price(inst, price) - tick
             )
         if take <= 0:
             take = None

@@ -70,6 +70,7 @@ class SimulationResult:
     starting_balance: Decimal = Decimal(0)
     requested_start_ms: int | None = None  # the configured start, when one was asked
     start_note: str = ""  # why the run starts later than asked ("" when it does not)
+    end_note: str = ""  # why the run ends earlier than asked or than some data ("" if not)
     stale_hours: dict[str, float] = field(default_factory=dict)  # per contract
     hedge_symbols: tuple[str, ...] = ()
     hedge_log: list[ExposureRecord] = field(default_factory=list)
@@ -123,7 +124,31 @@ def run_simulation(
         result.start_note = (
             f"requested start {_iso(result.requested_start_ms)} moved to {_iso(start)}: {why}"
         )
+    result.end_note = _end_note(config, histories, end)
     return result
+
+
+def _end_note(config: BotConfig, histories: dict[str, ContractHistory], end: int) -> str:
+    """Why the run ends before the configured end, or before some contract's data does: the
+    contract whose data ends first ends every contract's run (a delisting, a download that
+    stopped), which is said, not hidden ("" when nothing was cut)."""
+    data_end = {s: int(h.trigger.ts[-1]) + h.trigger.tf_ms for s, h in histories.items()}
+    first = min(data_end.values())
+    cut_by = ", ".join(s for s, e in data_end.items() if e == first)
+    asked = config.simulation.end
+    if asked is not None:
+        wanted = _day_ms(asked) + 86_400_000
+        if end < wanted:
+            why = f"the data of {cut_by} ends there" if end == first else "the shared window"
+            return f"requested end {_iso(wanted)} moved to {_iso(end)}: {why}"
+        return ""
+    latest = max(data_end.values())
+    if end < latest:
+        return (
+            f"the run ends at {_iso(end)}, where the data of {cut_by} ends "
+            f"(other contracts' data runs to {_iso(latest)})"
+        )
+    return ""
 
 
 def shared_start(

@@ -126,3 +126,45 @@ def test_a_short_that_goes_flat_writes_zero_not_minus_zero(tmp_path: Path) -> No
     assert flat, "the scenario must take the short to zero (its stop, then the cooldown)"
     assert all(not r.decision.target_qty.is_signed() for r in flat)
     assert outcome.report_problems == []
+
+
+def test_a_run_cut_short_by_one_contracts_data_says_so(tmp_path: Path) -> None:
+    # ETH's data stops on day 9 (a delisting, a download that stopped): the whole run ends
+    # there, earlier than the configured end and than BTC's data. It used to end silently.
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli.app import app
+    from tests.audit.market import walk, write_market
+    from tests.audit.scenarios import BTC, ETH, N
+
+    data = tmp_path / "data"
+    write_market(data, BTC, walk(N, 60_000.0, seed=1), None, None)
+    eth = walk(N, 3_000.0, seed=2)
+    eth.keep[9 * 288 :] = False
+    write_market(data, ETH, eth, None, None)
+    config = write_config(tmp_path, data, [BTC, ETH], stale=7200)
+    text = config.read_text().replace("[simulation]\n", "[simulation]\nend = 2025-01-12\n")
+    config.write_text(text)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["simulate", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["end"] == "2025-01-10T00:00:00Z"
+    assert report["end_note"] == (
+        "requested end 2025-01-13 00:00 moved to 2025-01-10 00:00: "
+        "the data of ETH/USDT:USDT ends there"
+    )
+    assert "warning vol_target: requested end 2025-01-13 00:00 moved" in " ".join(
+        result.output.split()
+    )
+    # Without a configured end: the contract whose data ends first is named all the same.
+    config.write_text(text.replace("end = 2025-01-12\n", ""))
+    result = CliRunner().invoke(app, ["simulate", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["end_note"] == (
+        "the run ends at 2025-01-10 00:00, where the data of ETH/USDT:USDT ends "
+        "(other contracts' data runs to 2025-01-13 00:00)"
+    )

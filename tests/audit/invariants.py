@@ -233,6 +233,16 @@ def check_report(result: SimulationResult, out: Path) -> list[str]:
         col = "equity" if "equity" in last else next(iter(last))
         if abs(float(last[col]) - float(result.equity[-1])) > 0.01:
             problems.append(f"equity.csv ends at {last[col]}, the run at {result.equity[-1]}")
+    ex = result.exchange
+    fees = sum((f.fee for f in ex.fills), ZERO)
+    if abs(fees - ex.fees_paid) > Decimal("1e-9"):
+        problems.append(f"fees of the fills {fees} != fees paid {ex.fees_paid}")
+    funding = sum((e.amount for e in ex.events if e.kind == "funding"), ZERO)
+    if abs(funding - ex.funding_paid) > Decimal("1e-9"):
+        problems.append(f"funding events sum to {funding}, funding paid {ex.funding_paid}")
+    for key, value in (("fees_paid", ex.fees_paid), ("funding_paid", ex.funding_paid)):
+        if abs(float(report[key]) - float(value)) > 0.01:
+            problems.append(f"report {key} {report[key]} != the account's {value}")
     fe = report.get("final_equity")
     if fe is not None and abs(float(fe) - final) > 0.01:
         problems.append(f"report final_equity {fe} != the account's equity {final}")

@@ -7,17 +7,16 @@ odd contract specifications. After every tick the invariants of
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
-from decimal import Decimal as D
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from bot.domain.enums import EventKind
-from bot.domain.instrument import Bracket
-from bot.instruments import load_instruments
 from tests.audit.harness import Outcome, run, write_config
-from tests.audit.scenarios import BTC, PEPE, SCENARIOS
+from tests.audit.market import T0, eight_hourly, walk, write_market
+from tests.audit.scenarios import BTC, N, SCENARIOS
 
 POLICIES = ("vol_target", "static_3x", "conservative")
 MODES = ("isolated", "cross")
@@ -60,3 +59,85 @@ def test_invariants_hold_in_every_combination(
     tmp_path: Path, scenario: str, policy: str, mode: str, side: str
 ) -> None:
     assert_clean(simulate(tmp_path, scenario, policy, mode, side, stale=7200))
+
+
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["crash", "spike", "gap", "flat"]),
+        st.integers(min_value=8 * 288, max_value=11 * 288),  # after the week of warm-up
+        st.floats(min_value=0.05, max_value=0.6),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def _generated(
+    data: Path, events: list[tuple[str, int, float]], seed: int, price0: float, mark_gap: float
+) -> list[str]:
+    trade = walk(N, price0, seed=seed, vol_per_bar=0.003)
+    for kind, at, size in sorted(events, key=lambda e: e[1]):
+        if kind == "crash":
+            trade.crash_inside(at, size, recover=size / 3)
+        elif kind == "spike":
+            trade.spike_inside(at, size, give_back=size / 3)
+        elif kind == "gap":
+            trade.gap(at, int(size * 100), 1 - size if seed % 2 else 1 + size)
+        else:
+            trade.flat(at, at + int(size * 1000))
+    mark = trade.copy()
+    mark.low *= 1 - mark_gap  # the mark's wicks reach further than the last price's
+    mark.high *= 1 + mark_gap
+    write_market(data, BTC, trade, mark, eight_hourly(T0, int(trade.ts[-1]) + 300_000, 0.0002))
+    return [BTC]
+
+
+def _check_generated(
+    events: list[tuple[str, int, float]],
+    seed: int,
+    price0: float,
+    mark_gap: float,
+    combo: tuple[str, str, str],
+) -> None:
+    policy, mode, side = combo
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        symbols = _generated(root / "data", events, seed, price0, mark_gap)
+        config = write_config(
+            root, root / "data", symbols, policy=policy, margin_mode=mode, direction=side
+        )
+        assert_clean(run(config))
+
+
+GENERATED = {
+    "events": EVENTS,
+    "seed": st.integers(min_value=0, max_value=10**6),
+    "price0": st.sampled_from([0.0005, 0.2, 60_000.0, 2_000_000.0]),
+    "mark_gap": st.sampled_from([0.0, 0.002, 0.05]),
+    "combo": st.sampled_from(list(itertools.product(POLICIES, MODES, SIDES))),
+}
+
+
+@given(**GENERATED)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_generated_paths_with_crashes_and_gaps(
+    events: list[tuple[str, int, float]],
+    seed: int,
+    price0: float,
+    mark_gap: float,
+    combo: tuple[str, str, str],
+) -> None:
+    _check_generated(events, seed, price0, mark_gap, combo)
+
+
+@pytest.mark.slow
+@given(**GENERATED)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_many_generated_paths_with_crashes_and_gaps(
+    events: list[tuple[str, int, float]],
+    seed: int,
+    price0: float,
+    mark_gap: float,
+    combo: tuple[str, str, str],
+) -> None:
+    _check_generated(events, seed, price0, mark_gap, combo)

@@ -220,6 +220,12 @@ def _protective_prices(
             # one tick beyond the price (a trigger at it would fire at once: Binance -2021).
             tick = inst.tick_size
             take = inst.floor_price(price) + tick if sign > 0 else inst.ceil_price(price) - tick
-        if take <= 0:
+        # Within the venue's price filter (Binance PRICE_FILTER, Bybit priceFilter): a trigger
+        # beyond it is refused every tick; the bound is used while it is still beyond the price.
+        if sign > 0 and inst.max_price is not None and take > inst.max_price:
+            take = inst.floor_price(inst.max_price)
+        elif sign < 0 and inst.min_price is not None and take < inst.min_price:
+            take = inst.ceil_price(inst.min_price)
+        if take <= 0 or (take - price) * sign <= 0:
             take = None
     return stop, take

@@ -168,3 +168,22 @@ def test_a_run_cut_short_by_one_contracts_data_says_so(tmp_path: Path) -> None:
         "the run ends at 2025-01-10 00:00, where the data of ETH/USDT:USDT ends "
         "(other contracts' data runs to 2025-01-13 00:00)"
     )
+
+
+def test_a_take_profit_stays_within_the_venues_price_filter() -> None:
+    # A contract whose price filter (minPrice/maxPrice) is near the price: the take-profit six
+    # volatility units away lay beyond it and was refused by the venue at every tick.
+    from dataclasses import replace
+
+    policy = load_policy(ROOT / "policies" / "vol_target.toml")
+    btc = BINANCE["BTC/USDT:USDT"]
+    mark = D("60000")
+    banded = replace(btc, min_price=D("59000"), max_price=D("61000"))
+    for direction, bound in ((1, D("61000")), (-1, D("59000"))):
+        view = _view(D("0.6"), mark, direction)
+        [d] = decide([replace(view, instrument=banded)], policy)
+        assert d.take_profit == bound
+    tight = replace(btc, min_price=D("60000"), max_price=D("60000"))
+    for direction in (1, -1):
+        [d] = decide([replace(_view(D("0.6"), mark, direction), instrument=tight)], policy)
+        assert d.take_profit is None  # no price the venue accepts lies beyond the mark

@@ -409,6 +409,10 @@ def _protective_prices(
             take = (
                 floor_price(inst, price) + tick if sign > 0 else ceil_price(inst, price) - tick
             )
-        if take <= 0:
+        if sign > 0 and inst.max_price is not None and take > inst.max_price:
+            take = floor_price(inst, inst.max_price)  # within the price filter (audit)
+        elif sign < 0 and inst.min_price is not None and take < inst.min_price:
+            take = ceil_price(inst, inst.min_price)
+        if take <= 0 or (take - price) * sign <= 0:
             take = None
     return stop, take

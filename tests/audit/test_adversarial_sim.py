@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+from dataclasses import replace
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.domain.enums import EventKind
+from bot.domain.instrument import Bracket
+from bot.instruments import load_instruments
 from tests.audit.harness import Outcome, run, write_config
 from tests.audit.market import T0, eight_hourly, walk, write_market
 from tests.audit.scenarios import BTC, N, SCENARIOS
@@ -141,3 +146,52 @@ def test_many_generated_paths_with_crashes_and_gaps(
     combo: tuple[str, str, str],
 ) -> None:
     _check_generated(events, seed, price0, mark_gap, combo)
+
+
+def _brackets(max_leverage: str, rate: str = "0.004") -> tuple[Bracket, ...]:
+    return (Bracket(D(0), D(10**12), D(max_leverage), D(rate), D(0)),)
+
+
+_BTC_SPEC = load_instruments("binanceusdm")[BTC]
+ODD_CONTRACTS = {
+    "step_above_the_target": replace(_BTC_SPEC, step_size=D(1), min_qty=D(1)),
+    "min_notional_above_the_budget": replace(_BTC_SPEC, min_notional=D(10**6)),
+    "brackets_below_the_policy": replace(_BTC_SPEC, brackets=_brackets("2")),
+    "brackets_at_1x_with_20pct_maintenance": replace(_BTC_SPEC, brackets=_brackets("1", "0.2")),
+    "tick_of_1000": replace(_BTC_SPEC, tick_size=D(1000)),
+    "tick_of_7": replace(_BTC_SPEC, tick_size=D(7)),
+    "price_filter_near_the_price": replace(_BTC_SPEC, min_price=D(55000), max_price=D(65000)),
+    "fees_of_half_a_percent": replace(_BTC_SPEC, taker_fee=D("0.005"), liquidation_fee=D("0.02")),
+    "steps_and_ticks_of_1e-8": replace(
+        _BTC_SPEC, step_size=D("1e-8"), min_qty=D("1e-8"), tick_size=D("1e-8")
+    ),
+}
+
+
+@pytest.mark.parametrize("contract", ODD_CONTRACTS)
+@pytest.mark.parametrize(("policy", "mode", "side"), [("static_3x", "isolated", "short")])
+def test_odd_contract_specifications(
+    tmp_path: Path, contract: str, policy: str, mode: str, side: str
+) -> None:
+    symbols = SCENARIOS["crash_40"](tmp_path / "data")
+    config = write_config(
+        tmp_path, tmp_path / "data", symbols, policy=policy, margin_mode=mode, direction=side
+    )
+    outcome = run(config, instruments={BTC: ODD_CONTRACTS[contract]})
+    assert_clean(outcome)
+    refused = [e.reason for e in outcome.result.store.events if e.kind is EventKind.REJECTED]
+    assert refused == []
+
+
+@pytest.mark.parametrize("symbol", sorted(load_instruments("bybit")))
+def test_bybit_catalogue_contracts(tmp_path: Path, symbol: str) -> None:
+    price = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "BNB": 600.0}[symbol.split("/")[0]]
+    trade = walk(N, price, seed=8)
+    trade.crash_inside(10 * 288, 0.3, 0.1)
+    write_market(tmp_path / "data", symbol, trade, trade.copy(), None)
+    config = write_config(
+        tmp_path, tmp_path / "data", [symbol], exchange="bybit", margin_mode="cross"
+    )
+    outcome = run(config)
+    assert outcome.checker.positions_seen > 0
+    assert_clean(outcome)

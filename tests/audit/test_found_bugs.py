@@ -187,3 +187,36 @@ def test_a_take_profit_stays_within_the_venues_price_filter() -> None:
     for direction in (1, -1):
         [d] = decide([replace(_view(D("0.6"), mark, direction), instrument=tight)], policy)
         assert d.take_profit is None  # no price the venue accepts lies beyond the mark
+
+
+def test_a_flip_sends_no_protective_order_for_the_side_it_leaves(tmp_path: Path) -> None:
+    # A signal contract flipping between long and short: the protection step placed the new
+    # side's take-profit (and stop) on the position still held, before the sizing step closed
+    # it; the venue refused the take-profit (-2021: it would trigger at once), the stop was
+    # clamped to one tick from the mark.
+    import random
+
+    from tests.audit.market import HOUR, T0
+    from tests.audit.scenarios import BTC
+
+    symbols = SCENARIOS["crash_40"](tmp_path / "data")
+    rng = random.Random(3)
+    lines = ["timestamp,contract,direction"] + [
+        f"{T0 + h * HOUR + rng.choice([0, 60_000, 1_800_000])},{BTC},{rng.choice([-1, 0, 1])}"
+        for h in range(0, 12 * 24, 3)
+    ]
+    (tmp_path / "signals.csv").write_text("\n".join(lines) + "\n")
+    config = write_config(tmp_path, tmp_path / "data", symbols, direction="signal", stale=7200)
+    config.write_text(
+        config.read_text().replace(
+            'direction = "signal"\n',
+            f'direction = "signal"\nsignal_file = "{tmp_path / "signals.csv"}"\n',
+        )
+    )
+    outcome = run(config)
+    fills = outcome.result.exchange.fills
+    sides = {f.side for f in fills if f.purpose is OrderPurpose.ENTRY}
+    assert sides == {OrderSide.BUY, OrderSide.SELL}, "the signal must open both sides"
+    refused = [e.reason for e in outcome.result.store.events if e.kind is EventKind.REJECTED]
+    assert refused == []
+    assert outcome.problems == []

@@ -85,9 +85,7 @@ def liquidation_after(
             liq = liquidation_price_isolated(inst, sign * qty, entry, margin)
         else:
             mm, upnl = _others(acct, inst.symbol, instruments)
-            liq = liquidation_price_cross(
-                inst, sign * qty, entry, max(acct.wallet, ZERO), mm, upnl
-            )
+            liq = liquidation_price_cross(inst, sign * qty, entry, max(acct.wallet, ZERO), mm, upnl)
     except ValueError:
         return mark
     if liq is None:

@@ -314,6 +314,14 @@ def simulation_window(
     """[start, end) in ms: the configured dates, or where every contract has warm-up data."""
     tf = parse_timeframe(policy.timeframe)
     warm = candles_needed(policy)
+    short = [f"{s} ({len(h.decision)})" for s, h in histories.items() if len(h.decision) <= warm]
+    if short:
+        # Not one decision with a full warm-up: refused, never a run of one tick on less.
+        raise DataError(
+            f"no simulation window: the policy {policy.name!r} needs {warm} {policy.timeframe} "
+            f"candles of warm-up before its first decision and the data holds only "
+            f"{', '.join(short)}"
+        )
     first = max(
         max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
         for h in histories.values()

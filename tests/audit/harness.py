@@ -143,6 +143,6 @@ def run(
     out = out or config_path.parent / "out"
     try:
         write_outputs(result, out, 0.0, charts=_NoCharts())
-    except Exception as exc:  # noqa: BLE001 - reported as a problem of the run, with its kind
+    except Exception as exc:
         return Outcome(result, checker, [f"report: {type(exc).__name__}: {exc}"])
     return Outcome(result, checker, check_report(result, out))

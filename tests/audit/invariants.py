@@ -27,7 +27,9 @@ from pathlib import Path
 from bot.backtest.replay import SimulationResult
 from bot.domain.enums import EventKind, OrderPurpose, OrderType, TradingState
 from bot.engine.tick import Engine
+from bot.ports.store import RiskEvent, RiskMemory
 from bot.sim.exchange import SimulatedExchange
+from bot.store.memory import MemoryStore
 
 ZERO = Decimal(0)
 # Positions drift between the order and the end of the tick (fills move the mark a little):
@@ -51,17 +53,17 @@ class TickChecker:
         self.ticks += 1
         memory = engine.store.load_risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
-        since_last = engine.store.events[self._events_seen :]
-        self._events_seen = len(engine.store.events)
+        since_last = _events(engine)[self._events_seen :]
+        self._events_seen = len(_events(engine))
         events = [e for e in since_last if e.ts_ms == t]
         unprotected = {e.symbol for e in events if e.kind is EventKind.UNPROTECTED}
         for sym in engine.symbols:
             if sym in engine.foreign:
                 continue
             self._check_position(t, sym, ex, unprotected)
-        if self._breach is not None and state is TradingState.ACTIVE:
-            if not any(e.kind is EventKind.STATE for e in since_last):
-                self.fail(t, f"still active after {self._breach}")
+        moved = any(e.kind is EventKind.STATE for e in since_last)
+        if self._breach is not None and state is TradingState.ACTIVE and not moved:
+            self.fail(t, f"still active after {self._breach}")
         self._breach = None
         self._check_state(t, engine, ex, memory)
         self._check_new_fills(t, ex, engine, state)
@@ -71,7 +73,9 @@ class TickChecker:
     def fail(self, t: int, what: str) -> None:
         self.problems.append(f"t={t}: {what}")
 
-    def _check_position(self, t: int, sym: str, ex: SimulatedExchange, unprot: set[str]) -> None:
+    def _check_position(
+        self, t: int, sym: str, ex: SimulatedExchange, unprot: set[str | None]
+    ) -> None:
         pos = ex.book.positions[sym]
         if pos.qty == 0:
             return
@@ -107,28 +111,28 @@ class TickChecker:
             f"resting stops: {[(o.amount, o.trigger_price, o.reduce_only) for o in stops]}",
         )
 
-    def _check_state(self, t: int, engine: Engine, ex: SimulatedExchange, memory: object) -> None:
-        from bot.ports.store import RiskMemory
-
-        if not isinstance(memory, RiskMemory):
+    def _check_state(
+        self, t: int, engine: Engine, ex: SimulatedExchange, memory: RiskMemory | None
+    ) -> None:
+        """A breach at the end of a tick (its own fills, a stop's slippage) must move the state
+        by the next tick: the guard acts on the next candle."""
+        if memory is None:
             return
         equity = ex.equity()
         limits = engine.limits
-        if equity < memory.peak_equity * (1 - limits.max_drawdown):
-            if memory.state is not TradingState.HALTED:
-                self._breach = (
-                    f"t={t}: equity {equity:.2f} beyond the drawdown limit from the peak "
-                    f"{memory.peak_equity:.2f} (state {memory.state.value})"
-                )
-        day = t - t % 86_400_000
-        if memory.day_start_ms == day and equity < memory.day_start_equity * (
-            1 - limits.daily_loss
-        ):
-            if memory.state is TradingState.ACTIVE:
-                self._breach = (
-                    f"t={t}: equity {equity:.2f} beyond the daily-loss limit from "
-                    f"{memory.day_start_equity:.2f} (state active)"
-                )
+        drawdown_floor = memory.peak_equity * (1 - limits.max_drawdown)
+        if equity < drawdown_floor and memory.state is not TradingState.HALTED:
+            self._breach = (
+                f"t={t}: equity {equity:.2f} beyond the drawdown limit from the peak "
+                f"{memory.peak_equity:.2f} (state {memory.state.value})"
+            )
+        today = memory.day_start_ms == t - t % 86_400_000
+        daily_floor = memory.day_start_equity * (1 - limits.daily_loss)
+        if today and equity < daily_floor and memory.state is TradingState.ACTIVE:
+            self._breach = (
+                f"t={t}: equity {equity:.2f} beyond the daily-loss limit from "
+                f"{memory.day_start_equity:.2f} (state active)"
+            )
         if memory.peak_equity < equity:
             self.fail(t, f"peak {memory.peak_equity} below the equity {equity}")
 
@@ -139,8 +143,12 @@ class TickChecker:
         self._fills_seen = len(ex.fills)
         if state is TradingState.ACTIVE:
             return
+        recent = _events(engine)[-50:]
+        changes = [e for e in recent if e.ts_ms == t and e.kind is EventKind.STATE]
+        if changes and "protection failed" in changes[-1].reason:
+            return  # the tick's last step moved the state, after its sizing step
         for f in new:
-            if f.purpose in (OrderPurpose.ENTRY,) and f.timestamp_ms == t:
+            if f.purpose is OrderPurpose.ENTRY and f.timestamp_ms == t:
                 self.fail(t, f"{f.symbol}: {f.purpose} filled while {state.value}: {f}")
 
     def _check_numbers(self, t: int, ex: SimulatedExchange) -> None:
@@ -174,7 +182,7 @@ class TickChecker:
                 continue
             notional = abs(pos.qty) * ex.marks[sym]
             gross += notional
-            spec = engine._spec[sym]  # noqa: SLF001 - the contract's own caps
+            spec = engine._spec[sym]
             cap = min(engine.limits.max_notional_per_contract, spec.max_notional or Decimal("Inf"))
             if notional > cap * CAP_ROOM:
                 self.fail(t, f"{sym}: notional {notional:.2f} above its cap {cap}")
@@ -184,6 +192,13 @@ class TickChecker:
                 f"gross notional {gross:.2f} above {engine.limits.max_gross_leverage} x equity "
                 f"{equity:.2f}",
             )
+
+
+def _events(engine: Engine) -> list[RiskEvent]:
+    """The events the simulation's store recorded (a memory store: all of them, in order)."""
+    store = engine.store
+    assert isinstance(store, MemoryStore)
+    return store.events
 
 
 def _finite_text(value: str) -> bool:

@@ -21,7 +21,7 @@ from bot.domain.instrument import Bracket
 from bot.instruments import load_instruments
 from tests.audit.harness import Outcome, run, write_config
 from tests.audit.market import T0, eight_hourly, walk, write_market
-from tests.audit.scenarios import BTC, N, SCENARIOS
+from tests.audit.scenarios import BTC, SCENARIOS, N
 
 POLICIES = ("vol_target", "static_3x", "conservative")
 MODES = ("isolated", "cross")
@@ -35,10 +35,11 @@ ROTATION = [
 ]
 
 
-def simulate(tmp: Path, scenario: str, policy: str, mode: str, side: str, **kw: object) -> Outcome:
+def simulate(tmp: Path, scenario: str, policy: str, mode: str, side: str) -> Outcome:
+    """``scenario`` under ``policy``; stale data allowed for two hours (the gaps are longer)."""
     symbols = SCENARIOS[scenario](tmp / "data")
     config = write_config(
-        tmp, tmp / "data", symbols, policy=policy, margin_mode=mode, direction=side, **kw
+        tmp, tmp / "data", symbols, policy=policy, margin_mode=mode, direction=side, stale=7200
     )
     return run(config)
 
@@ -52,7 +53,7 @@ def assert_clean(outcome: Outcome) -> None:
 def test_invariants_hold_in_every_scenario(
     tmp_path: Path, scenario: str, policy: str, mode: str, side: str
 ) -> None:
-    assert_clean(simulate(tmp_path, scenario, policy, mode, side, stale=7200))
+    assert_clean(simulate(tmp_path, scenario, policy, mode, side))
 
 
 @pytest.mark.slow
@@ -63,7 +64,7 @@ def test_invariants_hold_in_every_scenario(
 def test_invariants_hold_in_every_combination(
     tmp_path: Path, scenario: str, policy: str, mode: str, side: str
 ) -> None:
-    assert_clean(simulate(tmp_path, scenario, policy, mode, side, stale=7200))
+    assert_clean(simulate(tmp_path, scenario, policy, mode, side))
 
 
 EVENTS = st.lists(
@@ -103,7 +104,7 @@ def _check_generated(
     price0: float,
     mark_gap: float,
     combo: tuple[str, str, str],
-) -> None:
+) -> Outcome:
     policy, mode, side = combo
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -111,7 +112,9 @@ def _check_generated(
         config = write_config(
             root, root / "data", symbols, policy=policy, margin_mode=mode, direction=side
         )
-        assert_clean(run(config))
+        outcome = run(config)
+        assert_clean(outcome)
+        return outcome
 
 
 GENERATED = {

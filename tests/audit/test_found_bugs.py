@@ -220,3 +220,50 @@ def test_a_flip_sends_no_protective_order_for_the_side_it_leaves(tmp_path: Path)
     refused = [e.reason for e in outcome.result.store.events if e.kind is EventKind.REJECTED]
     assert refused == []
     assert outcome.problems == []
+
+
+def test_data_shorter_than_the_warm_up_is_refused_not_run_for_one_tick(tmp_path: Path) -> None:
+    # A daily policy (window 5 + ATR 14 candles) on 12 days of data: the window was moved to
+    # the last candle and the run reported one decision tick, no trade, a 0 % return.
+    import pytest
+
+    from bot.errors import DataError
+
+    symbols = SCENARIOS["crash_40"](tmp_path / "data")
+    text = (ROOT / "policies" / "vol_target.toml").read_text()
+    text = text.replace('timeframe = "1h"', 'timeframe = "1d"').replace(
+        "window = 168", "window = 5"
+    )
+    config = write_config(tmp_path, tmp_path / "data", symbols, policy_text=text)
+    with pytest.raises(DataError) as err:
+        run(config)
+    assert str(err.value) == (
+        "no simulation window: the policy 'vol_target' needs 15 1d candles of warm-up before "
+        "its first decision and the data holds only BTC/USDT:USDT (12)"
+    )
+
+
+def test_a_fully_margined_long_a_few_ticks_above_zero_has_no_liquidation_price() -> None:
+    # BTC's contract (tick 0.1) trading at 0.17: a 1x long's liquidation price is ~1e-10 (the
+    # book keeps entry prices to 1e-10); reported rounded up to the tick it read 0.1, above
+    # every stop the engine could place (0.1 is the lowest price there is), and the position
+    # was closed as unprotected right after its entry.
+    btc = "BTC/USDT:USDT"
+    ex, _ = make_exchange(BINANCE, balance="10000", slippage_bps="2")
+    ex.set_mark(btc, D("0.1692955991744587"))
+    ex.set_leverage(btc, 1)
+    ex.place_order(
+        OrderRequest("e", btc, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D(7113), False)
+    )
+    assert ex.fetch_positions([btc])[btc].liquidation_price is None
+
+
+def test_a_contract_a_few_ticks_above_zero_keeps_its_long_protected() -> None:
+    from tests.audit.test_adversarial_sim import _check_generated
+
+    outcome = _check_generated(
+        [("crash", 2304, 0.5)], 0, 0.2, 0.0, ("vol_target", "isolated", "long")
+    )
+    assert outcome.checker.positions_seen > 0
+    events = outcome.result.store.events
+    assert [e.reason for e in events if e.kind is EventKind.UNPROTECTED] == []

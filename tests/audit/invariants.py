@@ -133,8 +133,6 @@ class TickChecker:
                 f"t={t}: equity {equity:.2f} beyond the daily-loss limit from "
                 f"{memory.day_start_equity:.2f} (state active)"
             )
-        if memory.peak_equity < equity:
-            self.fail(t, f"peak {memory.peak_equity} below the equity {equity}")
 
     def _check_new_fills(
         self, t: int, ex: SimulatedExchange, engine: Engine, state: TradingState

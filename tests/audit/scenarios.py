@@ -131,6 +131,17 @@ def all_crash(data: Path) -> list[str]:
     return out
 
 
+def all_spike(data: Path) -> list[str]:
+    """Four contracts squeeze 40 % up in the same candle (BTC 25 %)."""
+    out = []
+    for n, (sym, px) in enumerate(((BTC, 60_000.0), (ETH, 3_000.0), (SOL, 150.0), (DOGE, 0.1))):
+        trade = walk(N, px, seed=10 + n)
+        trade.spike_inside(EVENT, 0.25 if sym == BTC else 0.40, 0.05)
+        write_market(data, sym, trade, trade.copy(), _funding(trade))
+        out.append(sym)
+    return out
+
+
 SCENARIOS: dict[str, Scenario] = {
     "crash_40": crash_inside(),
     "crash_40_mark_20": crash_inside(0.40, mark_fall=0.20),
@@ -149,4 +160,5 @@ SCENARIOS: dict[str, Scenario] = {
     "funding_8h_4h_1h": funding(0.005, shrinking_interval=True),
     "zero_volume": zero_volume,
     "all_crash_35": all_crash,
+    "all_spike_40": all_spike,
 }

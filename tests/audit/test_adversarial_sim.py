@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from bot.domain.enums import EventKind
 from bot.domain.instrument import Bracket
 from bot.instruments import load_instruments
-from tests.audit.harness import Outcome, run, write_config
+from tests.audit.harness import ROOT, Outcome, run, write_config
 from tests.audit.market import T0, eight_hourly, walk, write_market
 from tests.audit.scenarios import BTC, SCENARIOS, N
 
@@ -197,4 +197,35 @@ def test_bybit_catalogue_contracts(tmp_path: Path, symbol: str) -> None:
     )
     outcome = run(config)
     assert outcome.checker.positions_seen > 0
+    assert_clean(outcome)
+
+
+@pytest.mark.parametrize("scenario", ["all_crash_35", "all_spike_40"])
+@pytest.mark.parametrize(("mode", "side"), [("isolated", "long"), ("cross", "short")])
+def test_the_hedged_policy_through_a_crash_and_a_squeeze(
+    tmp_path: Path, scenario: str, mode: str, side: str
+) -> None:
+    # ETH, SOL and DOGE under vol_target_hedged, BTC the hedge leg (its own stop, margin and
+    # liquidation price: the checker holds it to the same invariant as every position).
+    symbols = [s for s in SCENARIOS[scenario](tmp_path / "data") if s != BTC]
+    text = (ROOT / "policies" / "vol_target_hedged.toml").read_text()
+    for old, new in (
+        ("target_net_exposure = 0.5", "target_net_exposure = 0"),
+        ("band = 0.5", "band = 0.1"),
+        ("cooldown_minutes = 240", "cooldown_minutes = 60"),
+    ):
+        assert old in text
+        text = text.replace(old, new)  # a hedge that trades: flat book exposure, tight band
+    config = write_config(
+        tmp_path,
+        tmp_path / "data",
+        symbols,
+        policy_text=text,
+        margin_mode=mode,
+        direction=side,
+        stale=7200,
+    )
+    outcome = run(config)
+    assert BTC in outcome.result.hedge_symbols
+    assert any(f.symbol == BTC for f in outcome.result.exchange.fills), "the hedge never traded"
     assert_clean(outcome)

@@ -118,8 +118,31 @@ def load_history(
             trigger = mark.candles
             notes.append(mark.note)
     funding = inventory.load_funding(symbol) if inventory.has_funding(symbol) else None
+    gap = _funding_gap(symbol, funding, start, end, last)
+    if gap:
+        notes.append(gap)
     return ContractHistory(
         symbol, decision, _segment_starts(decision), last, trigger, funding, tuple(notes)
+    )
+
+
+def _funding_gap(
+    symbol: str, funding: FundingSeries | None, start: int | None, end: int | None, last: Candles
+) -> str:
+    """A note when the funding data does not cover the window (requested, else the candles'):
+    a perpetual simulated without its funding is paid or charged nothing, which is said, not
+    hidden ("" when the settlements cover it)."""
+    lo = start if start is not None else int(last.ts[0])
+    hi = end if end is not None else int(last.ts[-1]) + last.tf_ms
+    if funding is None or len(funding.ts) == 0:
+        return f"{symbol} funding: no funding file: no funding is paid or received"
+    first, final = int(funding.ts[0]), int(funding.ts[-1])
+    # Settlements are at most 8 h apart on the venues the bot trades (some 4 h, 1 h).
+    if first <= lo + _FUNDING_STEP and final >= hi - _FUNDING_STEP:
+        return ""
+    return (
+        f"{symbol} funding: settlements {_iso(first)} .. {_iso(final)} do not cover "
+        f"{_iso(lo)} .. {_iso(hi)}: no funding is paid or received outside them"
     )
 
 

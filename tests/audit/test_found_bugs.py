@@ -267,3 +267,24 @@ def test_a_contract_a_few_ticks_above_zero_keeps_its_long_protected() -> None:
     assert outcome.checker.positions_seen > 0
     events = outcome.result.store.events
     assert [e.reason for e in events if e.kind is EventKind.UNPROTECTED] == []
+
+
+def test_funding_missing_or_ending_early_is_said(tmp_path: Path) -> None:
+    # A perpetual simulated without its funding is paid or charged nothing: a missing funding
+    # file, or one that stops (a download that stopped), used to go unmentioned.
+    from tests.audit.market import T0, eight_hourly, walk, write_market
+    from tests.audit.scenarios import BTC, ETH, N
+
+    data = tmp_path / "data"
+    btc = walk(N, 60_000.0, seed=1)
+    write_market(data, BTC, btc, btc.copy(), None)
+    eth = walk(N, 3_000.0, seed=2)
+    write_market(data, ETH, eth, eth.copy(), eight_hourly(T0, T0 + 6 * 86_400_000, 0.001))
+    outcome = run(write_config(tmp_path, data, [BTC, ETH], stale=7200))
+    notes = outcome.result.data_selection
+    assert f"{BTC} funding: no funding file: no funding is paid or received" in notes[BTC]
+    assert (
+        f"{ETH} funding: settlements 2025-01-01 00:00 .. 2025-01-06 16:00 do not cover "
+        "2025-01-01 00:00 .. 2025-01-13 00:00: no funding is paid or received outside them"
+    ) in notes[ETH]
+    assert outcome.problems == []

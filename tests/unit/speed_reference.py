@@ -406,9 +406,7 @@ def _protective_prices(
             )
         if (take - price) * sign <= 0:  # one tick beyond the price (simulation audit)
             tick = inst.tick_size
-            take = (
-                floor_price(inst, price) + tick if sign > 0 else ceil_price(inst, price) - tick
-            )
+            take = floor_price(inst, price) + tick if sign > 0 else ceil_price(inst, price) - tick
         if sign > 0 and inst.max_price is not None and take > inst.max_price:
             take = floor_price(inst, inst.max_price)  # within the price filter (audit)
         elif sign < 0 and inst.min_price is not None and take < inst.min_price:

@@ -288,3 +288,33 @@ def test_funding_missing_or_ending_early_is_said(tmp_path: Path) -> None:
         "2025-01-01 00:00 .. 2025-01-13 00:00: no funding is paid or received outside them"
     ) in notes[ETH]
     assert outcome.problems == []
+
+
+def test_an_account_wiped_out_by_its_first_tick_still_gets_its_report(tmp_path: Path) -> None:
+    # Orders far larger than the candles' volume pay the square-root law's impact (capped at
+    # 50 %): a first tick that takes the account to zero or below made the report fail
+    # ("equity must start positive") after the whole simulation had run, and the chart too.
+    import json
+    import math
+
+    import numpy as np
+
+    from bot.backtest.metrics import drawdown_series
+    from bot.backtest.report import write_outputs
+    from tests.audit.harness import _NoCharts
+
+    symbols = SCENARIOS["crash_40"](tmp_path / "data")
+    outcome = run(write_config(tmp_path, tmp_path / "data", symbols))
+    result = outcome.result
+    curve = result.equity.copy()
+    curve[0] = -1500.0  # the first tick's fills cost more than the account held
+    curve[1:] = np.minimum(curve[1:], 0.0)
+    result.equity = curve
+    report = write_outputs(result, tmp_path / "wiped", 0.0, charts=_NoCharts())
+    assert report["max_drawdown"] >= 1.0
+    assert report["cagr"] == -1.0
+    assert all(math.isfinite(report[k]) for k in ("sharpe", "sortino", "calmar"))
+    written = json.loads((tmp_path / "wiped" / "report.json").read_text())
+    assert written["max_drawdown"] == report["max_drawdown"]
+    assert drawdown_series(curve)[0] == 1.0
+    assert (tmp_path / "wiped" / "equity.csv").read_text().count("\n") == len(curve) + 1

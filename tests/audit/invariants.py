@@ -161,13 +161,19 @@ class TickChecker:
                 self.fail(t, f"{name} is {v}")
         if ex.book.wallet < 0:
             self.fail(t, f"wallet negative: {ex.book.wallet}")
+        # Money in = money out: the fills' PnL and fees (a cross liquidation's fees included,
+        # whether the wallet or the insurance fund paid them), funding, and what the insurance
+        # fund took beyond the wallet.
         realized = sum((f.realized_pnl for f in ex.fills), ZERO)
-        expected = self.starting_balance + realized - ex.fees_paid - ex.funding_paid
-        if abs(ex.book.wallet - expected + ex.insurance_shortfall) > Decimal("1e-6"):
+        fees = sum((f.fee for f in ex.fills), ZERO)
+        expected = (
+            self.starting_balance + realized - fees - ex.funding_paid + ex.insurance_shortfall
+        )
+        if abs(ex.book.wallet - expected) > Decimal("1e-6"):
             self.fail(
                 t,
-                f"wallet {ex.book.wallet} != start + realised - fees - funding = {expected} "
-                f"(insurance {ex.insurance_shortfall})",
+                f"wallet {ex.book.wallet} != start + realised - fees - funding + insurance "
+                f"= {expected}",
             )
 
     def _check_caps(self, t: int, engine: Engine, ex: SimulatedExchange) -> None:
@@ -248,8 +254,12 @@ def check_report(result: SimulationResult, out: Path) -> list[str]:
             problems.append(f"equity.csv ends at {last[col]}, the run at {result.equity[-1]}")
     ex = result.exchange
     fees = sum((f.fee for f in ex.fills), ZERO)
-    if abs(fees - ex.fees_paid) > Decimal("1e-9"):
-        problems.append(f"fees of the fills {fees} != fees paid {ex.fees_paid}")
+    unpaid = fees - ex.fees_paid  # liquidation fees the insurance fund took (cross)
+    if unpaid < Decimal("-1e-9") or unpaid > ex.insurance_shortfall + Decimal("1e-9"):
+        problems.append(
+            f"fees of the fills {fees}, fees paid {ex.fees_paid}, "
+            f"insurance {ex.insurance_shortfall}"
+        )
     funding = sum((e.amount for e in ex.events if e.kind == "funding"), ZERO)
     if abs(funding - ex.funding_paid) > Decimal("1e-9"):
         problems.append(f"funding events sum to {funding}, funding paid {ex.funding_paid}")

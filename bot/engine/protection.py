@@ -66,9 +66,10 @@ def liquidation_after(
     """Liquidation price of the position ``sign * qty`` (absolute ``qty``) once traded at
     ``mark`` from what ``acct`` holds, with the exchange leverage ``setting`` for new margin.
     The new part fills ``entry_slippage`` (fraction) beyond the mark, against the position (a
-    long buys higher, a short sells lower: the liquidation price comes nearer), and the result
-    is on the tick grid toward the mark, as the venue reports a held position's: the stop
-    planned now is still placeable once the position is held.
+    long buys higher, a short sells lower: the liquidation price comes nearer) and, in cross
+    mode, its taker fee leaves the wallet; the result is on the tick grid toward the mark, as
+    the venue reports a held position's: the stop planned now is still placeable once the
+    position is held.
     On error (the account would already be liquidatable) the mark itself: no room for a stop."""
     pos = acct.positions.get(inst.symbol)
     held = abs(pos.qty) if pos is not None and pos.is_open and pos.sign == sign else ZERO
@@ -85,7 +86,9 @@ def liquidation_after(
             liq = liquidation_price_isolated(inst, sign * qty, entry, margin)
         else:
             mm, upnl = _others(acct, inst.symbol, instruments)
-            liq = liquidation_price_cross(inst, sign * qty, entry, max(acct.wallet, ZERO), mm, upnl)
+            # The cross wallet pays the new part's taker fee: the liquidation comes nearer.
+            wallet = acct.wallet - (qty - held) * fill * inst.taker_fee
+            liq = liquidation_price_cross(inst, sign * qty, entry, max(wallet, ZERO), mm, upnl)
     except ValueError:
         return mark
     if liq is None:

@@ -48,16 +48,18 @@ def test_a_new_position_on_a_coarse_tick_keeps_its_stop(tmp_path: Path) -> None:
     setting=st.integers(min_value=2, max_value=20),
     side=st.sampled_from([OrderSide.BUY, OrderSide.SELL]),
     slippage_bps=st.integers(min_value=0, max_value=9),
+    mode=st.sampled_from([MarginMode.ISOLATED, MarginMode.CROSS]),
 )
 @settings(max_examples=200, deadline=None)
 def test_the_planned_liquidation_is_never_nearer_than_the_held_one(
-    price: D, setting: int, side: OrderSide, slippage_bps: int
+    price: D, setting: int, side: OrderSide, slippage_bps: int, mode: MarginMode
 ) -> None:
     # What the engine plans for a new position (liquidation_after) against what the venue
     # reports once it holds it, after a fill within the expected slippage (10 bps; the
-    # simulated book keeps entry prices to 1e-10, up to 1 bp of these prices: 9 bps here).
+    # simulated book keeps entry prices to 1e-10, up to 1 bp of these prices: 9 bps here); in
+    # cross mode the entry's fee leaves the wallet too.
     inst = BINANCE[PEPE]
-    ex, _ = make_exchange(BINANCE, balance="100000", slippage_bps=str(slippage_bps))
+    ex, _ = make_exchange(BINANCE, balance="100000", mode=mode, slippage_bps=str(slippage_bps))
     ex.set_mark(PEPE, price)
     ex.set_leverage(PEPE, setting)
     qty = (D(1000) * setting / price).quantize(D(1))
@@ -71,7 +73,7 @@ def test_the_planned_liquidation_is_never_nearer_than_the_held_one(
         qty=qty,
         mark=price,
         setting=D(setting),
-        margin_mode=MarginMode.ISOLATED,
+        margin_mode=mode,
         entry_slippage=D("0.001"),
     )
     ex.place_order(OrderRequest("e", PEPE, side, OrderType.MARKET, OrderPurpose.ENTRY, qty, False))

@@ -303,8 +303,9 @@ def _secure_before(
                     raise ValueError("negative margin")
                 liq = ref.solve(inst, sign, abs(sign * qty), mark, margin)
             else:
-                # liquidation_price_cross's balance: wallet - other maintenance + other PnL
-                balance = max(acct.wallet, D(0)) - D(0) + D(0)
+                # liquidation_price_cross's balance: wallet (less the entry's taker fee, since
+                # the simulation audit) - other maintenance + other PnL
+                balance = max(acct.wallet - qty * mark * inst.taker_fee, D(0)) - D(0) + D(0)
                 liq = ref.solve(inst, sign, abs(sign * qty), mark, balance)
         except ValueError:
             return mark

@@ -7,12 +7,17 @@ inspects the simulated exchange (the source of truth) after every tick:
   to it, on the tick grid, strictly between the mark and the liquidation price; or the tick
   recorded an ``unprotected`` event for it (the escalation closes it);
 * the trading state follows the loss limits: a drawdown beyond the limit from the peak the
-  engine keeps is ``halted``; a day's loss beyond the daily limit is not ``active``;
+  engine keeps is ``halted``, a day's loss beyond the daily limit is not ``active``, by the
+  next tick at the latest (a breach made by the tick's own fills is the guard's, on the next
+  candle);
 * no entry or increase filled while the account was not ``active``;
-* every amount is finite (no NaN or infinity) and no exposure beyond the hard caps;
-* the account's books balance: wallet = starting balance + realised PnL - fees - funding.
+* every amount is finite (no NaN or infinity) and no exposure beyond the hard caps (with
+  :data:`CAP_ROOM`);
+* the account's books balance: wallet = starting balance + realised PnL - fees - funding +
+  what the insurance fund took beyond the wallet.
 
-:func:`check_report` checks the written report against the run.
+:func:`check_report` checks the written report against the run: the equity curve's end and
+the final equity, fee and funding sums, no NaN, infinity or negative zero in any file.
 """
 
 from __future__ import annotations

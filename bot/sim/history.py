@@ -315,7 +315,15 @@ class HistoricalMarket:
             t = h.trigger
             closes = self._closes(sym, h.last) if t.close is h.last.close else None
             out[sym] = TriggerSeries(
-                t.ts, t.open, t.high, t.low, t.close, t.tf_ms, t.kind, closes=closes
+                t.ts,
+                t.open,
+                t.high,
+                t.low,
+                t.close,
+                t.tf_ms,
+                t.kind,
+                closes=closes,
+                last_bars=_last_beside(t, h.last),
             )
         return out
 
@@ -325,6 +333,21 @@ class HistoricalMarket:
             for sym, h in self.contracts.items()
             if h.funding is not None
         }
+
+
+def _last_beside(trigger: Candles, last: Candles) -> FloatArray | None:
+    """Mark bars: the last-trade candle of the same open time and length beside each one
+    (open, high, low; NaN where there is none), what a triggered stop fills against. None
+    when the triggers are the last-trade candles, or the two differ in length."""
+    if trigger is last or trigger.tf_ms != last.tf_ms or len(last) == 0:
+        return None
+    out = np.full((len(trigger), 3), np.nan)
+    i = np.minimum(np.searchsorted(last.ts, trigger.ts), len(last) - 1)
+    same = last.ts[i] == trigger.ts
+    out[same, 0] = last.open[i[same]]
+    out[same, 1] = last.high[i[same]]
+    out[same, 2] = last.low[i[same]]
+    return out
 
 
 def _day_ms(d: date) -> int:

@@ -10,9 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config.loader import load_policy
-from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType
+from bot.domain.enums import (
+    EventKind,
+    MarginMode,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+)
 from bot.domain.market import FundingInfo, MarketSnapshot
-from bot.domain.orders import OrderRequest
+from bot.domain.orders import Order, OrderRequest
 from bot.engine.account import AccountView
 from bot.engine.protection import liquidation_after
 from bot.instruments import load_instruments
@@ -320,3 +327,42 @@ def test_an_account_wiped_out_by_its_first_tick_still_gets_its_report(tmp_path: 
     assert written["max_drawdown"] == report["max_drawdown"]
     assert drawdown_series(curve)[0] == 1.0
     assert (tmp_path / "wiped" / "equity.csv").read_text().count("\n") == len(curve) + 1
+
+
+def test_a_stop_triggered_on_the_mark_fills_against_the_last_price() -> None:
+    # A stop-market order triggers on the mark and fills in the book: the last price. In a
+    # crash candle where the last price fell 40 % and the mark 20 %, the stop filled at its
+    # trigger as if the book had followed the mark (5 % of optimism at the trigger below).
+    from bot.sim.triggers import fill_reference
+
+    def stop(side: OrderSide) -> Order:
+        return Order("s", "x", "X", side, OrderType.STOP_MARKET, OrderPurpose.STOP_LOSS,
+                     D(1), D(0), OrderStatus.OPEN, True, trigger_price=D(95))  # fmt: skip
+
+    sell, buy = stop(OrderSide.SELL), stop(OrderSide.BUY)
+    mark = (D(100), D(101), D(80))
+    # a quarter of the mark's way down: a quarter of the last price's way down
+    assert fill_reference(sell, D(95), False, mark, (D(100), D(101), D(60))) == D(90)
+    # the last price fell less than the mark: never better than the trigger
+    assert fill_reference(sell, D(95), False, mark, (D(100), D(101), D(96))) == D(95)
+    # a gap through the trigger: the last price's open, if worse than the mark's
+    assert fill_reference(sell, D(90), True, (D(90), D(91), D(80)), (D(85), D(86), D(60))) == 85
+    # a buy stop in a squeeze, the same way up
+    up = (D(100), D(120), D(99))
+    assert fill_reference(buy, D(105), False, up, (D(100), D(140), D(99))) == D(110)
+    # no last-trade candle beside the mark bar: the trigger
+    assert fill_reference(sell, D(95), False, mark, None) == D(95)
+
+
+def test_a_crash_of_the_last_price_beyond_the_marks_costs_the_stop(tmp_path: Path) -> None:
+    symbols = SCENARIOS["crash_40_mark_20"](tmp_path / "data")
+    outcome = run(write_config(tmp_path, tmp_path / "data", symbols))
+    ex = outcome.result.exchange
+    triggers = {o.client_id: o.trigger_price for o in ex.orders.values()}
+    [fill] = [f for f in ex.fills if f.purpose is OrderPurpose.STOP_LOSS]
+    trigger = triggers[fill.client_id]
+    assert trigger is not None
+    # The mark's range alone (20 %) costs 2 % with the range slippage; the last price fell
+    # twice as far as the mark at the trigger's point of the candle.
+    assert fill.price < trigger * D("0.93")
+    assert outcome.problems == []

@@ -14,6 +14,8 @@ Fill rules (written down here because backtests live or die by them):
   to the exchange (see :mod:`bot.sim.triggers`): a sell stop when the bar's low <= trigger, a buy
   stop when its high >= trigger; take-profits the other way round.
 * Gap rule: if a bar **opens** beyond a trigger, the order fills at the open, not at the trigger.
+* A stop triggered on a mark bar fills against the last-trade candle of the same time when the
+  data has one (:func:`bot.sim.triggers.fill_reference`): the book, not the mark, fills it.
 * Same-bar rule: a bar opening beyond the liquidation price liquidates; other levels crossed at
   the open fire first (of several, the one nearest the previous price, which the gap crossed
   first); otherwise stops and liquidation fire

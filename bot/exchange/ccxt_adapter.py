@@ -212,8 +212,13 @@ class CcxtExchange:
         # Binance order ids and algo ids are separate sequences: dedupe on (id, client id) only
         # (Bybit may list a conditional order in both answers).
         seen: dict[tuple[str, str], Order] = {}
-        for raw in [*regular, *algo]:
+        books = [(raw, False) for raw in regular] + [(raw, True) for raw in algo]
+        for raw, conditional in books:
             order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            where = f"open {'conditional ' if conditional else ''}orders of {symbol}"
+            ccxt_orders.require_resting(
+                order, raw, where, conditional=conditional, client_id=self._profile.client_ids
+            )
             seen.setdefault((order.exchange_id, order.client_id), order)
         return list(seen.values())
 

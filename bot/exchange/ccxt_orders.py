@@ -82,6 +82,43 @@ def order_from_ccxt(
     )
 
 
+def require_resting(
+    order: Order, raw: Mapping[str, Any], where: str, *, conditional: bool, client_id: bool
+) -> None:
+    """Refuse a row of an open-order list that cannot be a resting order.
+
+    Unknown is never read as something else: a stop whose trigger is unreadable would count
+    as "not protecting" (the bot would close the position), one whose client id is lost as a
+    foreign order (a second stop), one without a size as a close-position order. ``where``
+    names the list; ``conditional`` is True for the venue's conditional-order list (every row
+    has a trigger); ``client_id`` is True where the venue gives every order a client id
+    (Binance assigns one when none is sent; Bybit leaves ``orderLinkId`` empty).
+    """
+    info = raw.get("info") or {}
+    name = f"{where}: order {order.exchange_id or '?'} ({order.client_id or 'no client id'})"
+    if order.status is OrderStatus.UNKNOWN:
+        status = next((info.get(k) for k in _STATUS_KEYS if k in info), raw.get("status"))
+        raise UnexpectedResponse(f"{name}: status {status!r} is not a known order status")
+    if not order.exchange_id:
+        raise UnexpectedResponse(f"{name}: no order id")
+    if client_id and not order.client_id:
+        raise UnexpectedResponse(f"{name}: no client order id")
+    if conditional and order.trigger_price is None:
+        raw_trigger = next((info.get(k) for k in _TRIGGER_KEYS if k in info), None)
+        raise UnexpectedResponse(f"{name}: trigger price {raw_trigger!r} is not a price")
+    if order.amount is None and not order.close_position:
+        raw_amount = next((info.get(k) for k in _AMOUNT_KEYS if k in info), raw.get("amount"))
+        raise UnexpectedResponse(
+            f"{name}: quantity {raw_amount!r} is not a size (and not a close-position order)"
+        )
+
+
+# The venues' raw names of the fields above (Binance regular, Binance algo, Bybit), for messages.
+_STATUS_KEYS = ("algoStatus", "status", "orderStatus")
+_TRIGGER_KEYS = ("triggerPrice", "stopPrice")
+_AMOUNT_KEYS = ("quantity", "origQty", "qty")
+
+
 def _order_type(
     raw: Mapping[str, Any],
     info: Mapping[str, Any],

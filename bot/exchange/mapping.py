@@ -20,6 +20,7 @@ from bot.ports import client_ids
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+_LARGEST = Decimal("1e300")  # below the largest double (1.8e308): anything above is garbage
 _PURPOSES = {p.value: p for p in OrderPurpose}
 
 
@@ -42,6 +43,18 @@ def to_decimal(value: object, what: str) -> Decimal:
         raise UnexpectedResponse(f"{what}: expected a number, got {value!r}") from None
     if not result.is_finite():
         raise UnexpectedResponse(f"{what}: expected a finite number, got {value!r}")
+    if abs(result) > _LARGEST:
+        # "1e400" parses as a Decimal, but no venue sends it: both answer in JSON, whose numbers
+        # are doubles (ccxt itself reads it as inf). A wallet of 1e400 would size every order.
+        raise UnexpectedResponse(f"{what}: expected a number a venue can send, got {value!r}")
+    return result
+
+
+def _positive(value: object, what: str) -> Decimal:
+    """A price that must be known and > 0 (an open position's entry price)."""
+    result = to_decimal(value, what)
+    if result <= ZERO:
+        raise UnexpectedResponse(f"{what}: must be > 0, got {value!r}")
     return result
 
 
@@ -218,6 +231,8 @@ def position_from_ccxt(
     lev = row_leverage if row_leverage is not None else leverage
     if lev is None:
         raise UnexpectedResponse(f"{symbol}: position has no leverage and none was fetched")
+    if lev <= ZERO:
+        raise UnexpectedResponse(f"{symbol}: position leverage must be > 0, got {lev}")
     mode_raw = row.get("marginMode")
     mode = MarginMode(mode_raw) if mode_raw in ("cross", "isolated") else margin_mode
     if mode is None:
@@ -233,10 +248,18 @@ def position_from_ccxt(
         )
         wallet = next((v for v in candidates if v not in (None, "")), None)
         isolated = to_decimal(wallet, f"{symbol} isolated margin") if wallet is not None else ZERO
+        if isolated <= ZERO and wallet is not None:
+            # an open isolated position always holds margin; <= 0 is a garbled row (Binance
+            # v3 derives the margin mode itself from ``isolatedMargin`` being non-zero)
+            raise UnexpectedResponse(
+                f"{symbol}: isolated position with margin {wallet!r}: must be > 0"
+            )
+    qty = _signed_contracts(row)
+    _check_raw_size(symbol, info, qty)
     return Position(
         symbol=symbol,
-        qty=_signed_contracts(row),
-        entry_price=to_decimal(row.get("entryPrice"), f"{symbol} position entryPrice"),
+        qty=qty,
+        entry_price=_positive(row.get("entryPrice"), f"{symbol} position entryPrice"),
         leverage=lev,
         margin_mode=mode,
         isolated_margin=isolated,
@@ -254,16 +277,37 @@ def _signed_contracts(row: Mapping[str, Any]) -> Decimal:
     qty = abs(contracts) * size
     if qty == ZERO:
         return ZERO
-    side = row.get("side")
-    if side == "long":
-        return qty
-    if side == "short":
-        return -qty
     info: Mapping[str, Any] = row.get("info") or {}
     signed = opt_decimal(info.get("positionAmt"), f"{symbol} info.positionAmt")
+    side = row.get("side")
+    if side in ("long", "short"):
+        return qty if side == "long" else -qty
     if signed is not None and signed != ZERO:
         return qty if signed > ZERO else -qty
     raise UnexpectedResponse(f"{symbol}: open position row without a side: {side!r}")
+
+
+def _check_raw_size(symbol: object, info: Mapping[str, Any], result: Decimal) -> None:
+    """The venue's own size fields must say what ccxt made of them: a row where they disagree
+    is garbled, not a position (a long read as a short gets a stop on the wrong side).
+
+    Binance: ccxt takes the side from the sign of ``notional`` and the size from
+    ``positionAmt`` (signed). Bybit: ccxt's side also looks at ``positionIdx``; the raw row
+    has ``side`` ``Buy``/``Sell`` and an unsigned ``size``.
+    """
+    signed = opt_decimal(info.get("positionAmt"), f"{symbol} info.positionAmt")
+    if signed is not None and signed != result:
+        raise UnexpectedResponse(
+            f"{symbol}: position row read as {result} but its positionAmt is {signed}"
+        )
+    raw_side = info.get("side")
+    if raw_side in ("Buy", "Sell") and (raw_side == "Buy") != (result > ZERO):
+        raise UnexpectedResponse(
+            f"{symbol}: position row read as {result} but its side is {raw_side!r}"
+        )
+    size = opt_decimal(info.get("size"), f"{symbol} info.size") if "size" in info else None
+    if size is not None and size != abs(result):
+        raise UnexpectedResponse(f"{symbol}: position row read as {result} but its size is {size}")
 
 
 def require_rows(rows: object, what: str) -> None:
@@ -335,8 +379,13 @@ def _raw_wallet(info: object, asset: str) -> tuple[bool, object]:
     if isinstance(result, Mapping):
         for account in result.get("list") or []:
             rows.extend(account.get("coin") or [])
-    for row in rows:
-        if isinstance(row, Mapping) and asset in (row.get("asset"), row.get("coin")):
+    for i, row in enumerate(rows):
+        name = row.get("asset", row.get("coin")) if isinstance(row, Mapping) else None
+        if not (isinstance(name, str) and name):
+            # a row without its asset name could be the settlement asset's: reading the
+            # wallet as absent (zero) would halt and flatten a funded account
+            raise UnexpectedResponse(f"balance: asset row {i} has no asset name: {row!r:.80}")
+        if name == asset:
             return True, row.get("walletBalance")
     return False, None
 

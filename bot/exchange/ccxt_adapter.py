@@ -710,6 +710,10 @@ def readable(fn: Callable[[], T], what: str) -> T:
         ) from exc
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def require_json_replies(exchange: Any, envelope_key: str | None = None) -> None:
     """Make a 2xx answer that is not JSON a :class:`ccxt.BadResponse` on ``exchange``.
 
@@ -742,7 +746,10 @@ def require_json_replies(exchange: Any, envelope_key: str | None = None) -> None
         )  # fmt: skip
         if 200 <= int(code) < 300:
             try:
-                decoded = json.loads(body)
+                # strict JSON: ccxt parses with orjson where it is installed, which refuses the
+                # NaN/Infinity literals Python's json takes; ccxt then hands the body on as
+                # text, and a list read from text is empty (no orders, no positions)
+                decoded = json.loads(body, parse_constant=_no_constant)
             except (TypeError, ValueError):
                 snippet = str(body)[:60].replace("\n", " ")
                 raise ccxt.BadResponse(

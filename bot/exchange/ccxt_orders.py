@@ -101,6 +101,10 @@ def require_resting(
         raise UnexpectedResponse(f"{name}: status {status!r} is not a known order status")
     if not order.exchange_id:
         raise UnexpectedResponse(f"{name}: no order id")
+    ids = {k: info[k] for k in _CLIENT_ID_KEYS if k in info}
+    if not ids or not all(isinstance(v, str) for v in ids.values()):
+        # Bybit sends "" for an order placed without one, never null or nothing
+        raise UnexpectedResponse(f"{name}: client order id {ids or None!r} is not a string")
     if client_id and not order.client_id:
         raise UnexpectedResponse(f"{name}: no client order id")
     if conditional and order.trigger_price is None:
@@ -117,6 +121,7 @@ def require_resting(
 _STATUS_KEYS = ("algoStatus", "status", "orderStatus")
 _TRIGGER_KEYS = ("triggerPrice", "stopPrice")
 _AMOUNT_KEYS = ("quantity", "origQty", "qty")
+_CLIENT_ID_KEYS = ("clientOrderId", "clientAlgoId", "orderLinkId")
 
 
 def _order_type(

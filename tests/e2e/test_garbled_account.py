@@ -10,9 +10,10 @@ again, trading resumes. Garbled balance and open-order answers are unreadable th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,3 +173,61 @@ def test_position_closed_on_the_venue_is_confirmed_flat_then_its_stop_cancelled(
     assert [o for o in backend.fetch_open_orders(BTC) if o.purpose is not None] == []
     reasons = [e.reason for e in store.recent_events(50)]
     assert any(r.startswith("position ") and "is gone" in r for r in reasons), reasons
+
+
+def _set(path: tuple[str | int, ...], value: object) -> Callable[[Any], Any]:
+    """An ``edit`` fault: the real reply with the field at ``path`` replaced by ``value``."""
+
+    def edit(reply: Any) -> Any:
+        node = reply
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return reply
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value", "named"),
+    [
+        # a stop whose trigger is unreadable was "not protecting": the bot closed the position
+        ("/fapi/v1/openAlgoOrders", (0, "triggerPrice"), None, "trigger price None"),
+        ("/fapi/v1/openAlgoOrders", (0, "algoStatus"), "abc", "status 'abc'"),
+        ("/fapi/v1/openAlgoOrders", (0, "quantity"), "", "quantity ''"),
+        # a stop that lost its client id was foreign: a second stop was placed beside it
+        ("/fapi/v1/openAlgoOrders", (0, "clientAlgoId"), None, "no client order id"),
+        # a balance row without its asset name read as a zero wallet: halted and flattened
+        ("/fapi/v3/account", ("assets", 0, "asset"), None, "no asset name"),
+        # a wallet no venue can send (ccxt reads it as inf) sized orders on it
+        ("/fapi/v3/account", ("assets", 0, "walletBalance"), "1e400", "USDT walletBalance"),
+        # a long whose notional says short: ccxt reads the side from the notional's sign
+        ("/fapi/v3/positionRisk", (0, "notional"), "-1", "positionAmt is"),
+    ],
+)
+def test_garbled_fields_are_unreadable_not_acted_on(
+    path: str,
+    field: tuple[str | int, ...],
+    value: object,
+    named: str,
+    runner: tuple[Runner, SqlStore],
+    server: LoopbackBinance,
+    backend: SimulatedExchange,
+) -> None:
+    run, store = runner
+    assert run.tick() is not None
+    qty = backend.fetch_positions([BTC])[BTC].qty
+    resting = {o.client_id for o in backend.fetch_open_orders(BTC)}
+    server.inject(Fault(path, "GET", kind="edit", edit=_set(field, value), times=1000))
+    start = len(server.requests)
+    for _ in range(2):
+        result = run.tick()
+        assert result is not None
+        assert result.unreadable is not None, f"acted on {field}={value!r} from {path}"
+        run.guard()
+    assert _orders_after(server, start) == []
+    assert backend.fetch_positions([BTC])[BTC].qty == qty
+    assert {o.client_id for o in backend.fetch_open_orders(BTC)} == resting
+    # the event says what is wrong
+    reasons = [e.reason for e in store.recent_events(20) if e.kind is EventKind.UNREADABLE]
+    assert any(named in r for r in reasons), reasons

@@ -454,8 +454,8 @@ class LoopbackServer:
             reply = GARBLERS[kind](reply)
         elif fault is not None and fault.edit is not None and reply.status == 200:
             edited = fault.edit(json.loads(reply.body))
-            body = edited if isinstance(edited, bytes) else json.dumps(edited).encode()
-            reply = Reply(200, body, headers=reply.headers)
+            sent = edited if isinstance(edited, bytes) else json.dumps(edited).encode()
+            reply = Reply(200, sent, headers=reply.headers)
         self._record(method, path, params, reply.status, kind, reply.code)
         return reply
 

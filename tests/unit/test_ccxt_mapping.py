@@ -642,3 +642,30 @@ def test_close_position_stop_has_no_amount_and_no_reduce_only() -> None:
     assert args.amount is None
     assert args.params["closePosition"] is True
     assert "reduceOnly" not in args.params
+
+
+@pytest.mark.parametrize("value", ["1e400", "-1e309", Decimal("1e301")])
+def test_a_number_beyond_a_double_is_not_a_number_a_venue_sends(value: object) -> None:
+    # Decimal takes "1e400"; ccxt reads it as inf; a wallet of 1e400 would size every order
+    with pytest.raises(UnexpectedResponse, match="a number a venue can send"):
+        mapping.to_decimal(str(value), "USDT walletBalance")
+
+
+def test_position_fields_that_contradict_each_other_are_refused() -> None:
+    # ccxt: size from |positionAmt|, side from the sign of notional
+    short_by_notional = binance_position(side="short", leverage=2.0)
+    with pytest.raises(UnexpectedResponse, match="positionAmt is 0.010"):
+        mapping.position_from_ccxt(short_by_notional)
+    bybit_row = binance_position(leverage=2.0, info={"side": "Sell", "size": "0.01"})
+    with pytest.raises(UnexpectedResponse, match="side is 'Sell'"):
+        mapping.position_from_ccxt(bybit_row)
+    with pytest.raises(UnexpectedResponse, match="entryPrice: must be > 0"):
+        mapping.position_from_ccxt(binance_position(leverage=2.0, entryPrice=-1.0))
+    with pytest.raises(UnexpectedResponse, match="leverage must be > 0"):
+        mapping.position_from_ccxt(binance_position(), leverage=Decimal(0))
+
+
+def test_balance_row_without_an_asset_name_is_unreadable_not_a_zero_wallet() -> None:
+    raw = {"info": {"assets": [{"asset": None, "walletBalance": "1000"}]}}
+    with pytest.raises(UnexpectedResponse, match="asset row 0 has no asset name"):
+        mapping.balance_from_ccxt(raw, "USDT")

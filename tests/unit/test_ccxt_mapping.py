@@ -654,7 +654,7 @@ def test_a_number_beyond_a_double_is_not_a_number_a_venue_sends(value: object) -
 def test_position_fields_that_contradict_each_other_are_refused() -> None:
     # ccxt: size from |positionAmt|, side from the sign of notional
     short_by_notional = binance_position(side="short", leverage=2.0)
-    with pytest.raises(UnexpectedResponse, match="positionAmt is 0.010"):
+    with pytest.raises(UnexpectedResponse, match=r"positionAmt is 0\.010"):
         mapping.position_from_ccxt(short_by_notional)
     bybit_row = binance_position(leverage=2.0, info={"side": "Sell", "size": "0.01"})
     with pytest.raises(UnexpectedResponse, match="side is 'Sell'"):

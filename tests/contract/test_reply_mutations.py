@@ -271,3 +271,50 @@ def test_an_impossible_row_is_unreadable(
     finally:
         acct.close()
     assert acct.server.errors == []
+
+
+BRACKETS = {"binanceusdm": "/fapi/v1/leverageBracket", "bybit": "/v5/market/risk-limit"}
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_a_garbled_bracket_table_is_refused_never_a_different_contract(venue: str) -> None:
+    """The leverage brackets decide the liquidation model, hence every stop and leverage cap.
+
+    Numbers are mutated too (0, -1): a maintenance rate of 0, a maximum leverage of 0, a cap
+    below its floor or a ``cum`` that breaks the maintenance margin's continuity is no
+    venue's table. Not covered: Bybit answers the tiers of every contract in one list, so a
+    row whose ``symbol`` is garbled leaves its contract one tier short (left open).
+    """
+    acct = Account(venue)
+    path = BRACKETS[venue]
+    try:
+        truth = acct.adapter.load_instruments()[BTC].brackets
+        reply = acct.real_reply(path, acct.adapter.load_instruments)
+        fields = [f for f in leaves(reply) if f[-1] != "symbol" or venue != "bybit"]
+
+        @settings(max_examples=150, deadline=None, derandomize=True)
+        @given(
+            field=st.sampled_from(sorted(fields, key=repr)),
+            value=st.sampled_from([*GARBAGE, 0, -1, "0", "-1"]),
+        )
+        def check(field: Path, value: object) -> None:
+            acct.server.clear_faults()
+            acct.server.inject(
+                Fault(path, "GET", kind="edit", edit=lambda r: replaced(r, field, value), times=20)
+            )
+            failure: errors.BotError | None = None
+            try:
+                got = acct.adapter.load_instruments()[BTC].brackets
+            except errors.BotError as exc:
+                failure = exc
+            finally:
+                acct.server.clear_faults()
+            if failure is not None:
+                assert str(failure)
+                return
+            assert got == truth, f"{path} {field}={value!r}: brackets {got}"
+
+        check()
+    finally:
+        acct.close()
+    assert acct.server.errors == []

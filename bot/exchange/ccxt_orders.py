@@ -59,6 +59,14 @@ def order_from_ccxt(
     if trigger is None and fallback is not None:
         trigger = fallback.trigger_price
     status = _STATUSES.get(str(raw.get("status")), OrderStatus.UNKNOWN)
+    filled = opt_decimal(raw.get("filled"), f"{where} filled") or ZERO
+    if status is OrderStatus.CANCELED and filled > ZERO:
+        # Ended after trading part of its amount (a Binance MARKET order EXPIRED on its price
+        # limit, a Bybit market order Cancelled with cumExecQty > 0): for the bot it is an
+        # order that is done and traded ``filled``. Read as "canceled", its fill was never
+        # recorded and the bot's own entry made the position "not opened by this bot": left
+        # unmanaged, never re-protected.
+        status = OrderStatus.FILLED
     close_position = _truthy(info.get("closePosition")) or _truthy(info.get("closeOnTrigger"))
     amount = positive_or_none(raw.get("amount"), f"{where} amount")
     if amount is None and fallback is not None:
@@ -71,7 +79,7 @@ def order_from_ccxt(
         type=_order_type(raw, info, trigger, purpose, fallback),
         purpose=purpose,
         amount=amount,
-        filled=opt_decimal(raw.get("filled"), f"{where} filled") or ZERO,
+        filled=filled,
         status=status,
         reduce_only=bool(raw.get("reduceOnly")) or (fallback.reduce_only if fallback else False),
         trigger_price=trigger,

@@ -351,7 +351,20 @@ def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
 def test_order_status_mapping(ccxt_status: str | None, status: OrderStatus) -> None:
     raw = binance_market_fill()
     raw["status"] = ccxt_status
+    raw["filled"] = 0.0  # nothing traded (an order that traded is below)
     assert ccxt_orders.order_from_ccxt(raw).status is status
+
+
+@pytest.mark.parametrize("ccxt_status", ["canceled", "expired"])
+def test_an_order_that_ended_partly_executed_is_filled(ccxt_status: str) -> None:
+    raw = binance_market_fill()  # executed 0.01 of 0.01 ...
+    raw.update(status=ccxt_status, amount=0.02)  # ... of 0.02, then expired on its price limit
+    order = ccxt_orders.order_from_ccxt(raw)
+    assert (order.status, order.filled, order.amount) == (
+        OrderStatus.FILLED,
+        Decimal("0.01"),
+        Decimal("0.02"),
+    )
 
 
 def test_terse_acknowledgement_is_completed_from_the_request() -> None:

@@ -196,7 +196,7 @@ def _set(path: tuple[str | int, ...], value: object) -> Callable[[Any], Any]:
         ("/fapi/v1/openAlgoOrders", (0, "algoStatus"), "abc", "status 'abc'"),
         ("/fapi/v1/openAlgoOrders", (0, "quantity"), "", "quantity ''"),
         # a stop that lost its client id was foreign: a second stop was placed beside it
-        ("/fapi/v1/openAlgoOrders", (0, "clientAlgoId"), None, "no client order id"),
+        ("/fapi/v1/openAlgoOrders", (0, "clientAlgoId"), None, "client order id"),
         # a balance row without its asset name read as a zero wallet: halted and flattened
         ("/fapi/v3/account", ("assets", 0, "asset"), None, "no asset name"),
         # a wallet no venue can send (ccxt reads it as inf) sized orders on it

@@ -329,7 +329,7 @@ class CcxtExchange:
         """True when the account is in hedge (dual-side) mode."""
         if self._ex.has.get("fetchPositionMode"):
             row = self._call(lambda: self._ex.fetch_position_mode(), "fetch_position_mode")
-            return bool(row.get("hedged"))
+            return mapping.flag(row.get("hedged"), "position mode (dualSidePosition)")
         # one contract is enough: every row carries the account's mode (Bybit lists a flat
         # contract's row when asked by symbol, not when asked by settle coin)
         rows = self._position_rows(self._symbols[:1])
@@ -358,8 +358,7 @@ class CcxtExchange:
         row = self._call(
             lambda: self._ex.fapiPrivateGetMultiAssetsMargin(), "fetch_multi_assets_mode"
         )
-        value = row.get("multiAssetsMargin")
-        return value is True or str(value).lower() == "true"
+        return mapping.flag(row.get("multiAssetsMargin"), "multiAssetsMargin")
 
     def fetch_key_permissions(self) -> dict[str, bool] | None:
         """API key permissions (Binance ``GET /sapi/v1/account/apiRestrictions``), else None.
@@ -369,7 +368,12 @@ class CcxtExchange:
         if not self._profile.key_permissions or "sapi" not in self._ex.urls.get("api", {}):
             return None
         row = self._call(lambda: self._ex.sapiGetAccountApiRestrictions(), "fetch_key_permissions")
-        return {str(k): v for k, v in row.items() if isinstance(v, bool)}
+        perms = {str(k): v for k, v in row.items() if isinstance(v, bool)}
+        # "can it withdraw?" unanswered is not "no": the preflight warns on True only
+        perms["enableWithdrawals"] = mapping.flag(
+            row.get("enableWithdrawals"), "API key enableWithdrawals"
+        )
+        return perms
 
     def resync_clock(self) -> None:
         """Re-measure the offset between local and server time (call hourly and after -1021)."""

@@ -58,6 +58,16 @@ def _positive(value: object, what: str) -> Decimal:
     return result
 
 
+def flag(value: object, what: str) -> bool:
+    """A venue's true/false (a JSON boolean or the strings "true"/"false"); else raise: an
+    unreadable setting (hedge mode, multi-assets mode, withdrawal permission) is not "off"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise UnexpectedResponse(f"{what}: expected true or false, got {value!r}")
+
+
 def opt_decimal(value: object, what: str) -> Decimal | None:
     """Like :func:`to_decimal`, but ``None`` and ``""`` give ``None``."""
     if value is None or value == "":

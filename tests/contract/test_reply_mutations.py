@@ -318,3 +318,31 @@ def test_a_garbled_bracket_table_is_refused_never_a_different_contract(venue: st
     finally:
         acct.close()
     assert acct.server.errors == []
+
+
+# The start-up checks read account settings: an answer that does not say true or false is not
+# "off" (a garbled hedge-mode or multi-assets flag passed the preflight; a garbled withdrawal
+# permission skipped the warning about a key that can withdraw).
+SETTINGS = [
+    ("/fapi/v1/positionSide/dual", "dualSidePosition", CcxtExchange.fetch_position_mode),
+    ("/fapi/v1/multiAssetsMargin", "multiAssetsMargin", CcxtExchange.fetch_multi_assets_mode),
+    ("/sapi/v1/account/apiRestrictions", "enableWithdrawals", CcxtExchange.fetch_key_permissions),
+]
+
+
+@pytest.mark.parametrize(("path", "key", "read"), SETTINGS)
+@pytest.mark.parametrize("value", [None, "", "abc", 1, [], {}])
+def test_an_unreadable_account_setting_is_an_error_not_off(
+    path: str, key: str, read: Callable[[CcxtExchange], object], value: object
+) -> None:
+    acct = Account("binanceusdm")
+    try:
+        read(acct.adapter)  # readable as served
+        acct.server.inject(
+            Fault(path, "GET", kind="edit", edit=lambda r: replaced(r, (key,), value), times=20)
+        )
+        with pytest.raises(errors.BotError, match="expected true or false"):
+            read(acct.adapter)
+    finally:
+        acct.close()
+    assert acct.server.errors == []

@@ -10,12 +10,15 @@ again, trading resumes. Garbled balance and open-order answers are unreadable th
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.clock import LiveClock
 from bot.domain.enums import EventKind, OrderPurpose, TradingState
@@ -231,3 +234,76 @@ def test_garbled_fields_are_unreadable_not_acted_on(
     # the event says what is wrong
     reasons = [e.reason for e in store.recent_events(20) if e.kind is EventKind.UNREADABLE]
     assert any(named in r for r in reasons), reasons
+
+
+# The reads of every tick and guard, and one real answer of each (captured below).
+ENGINE_READS = (
+    "/fapi/v3/positionRisk",
+    "/fapi/v2/positionRisk",
+    "/fapi/v3/account",
+    "/fapi/v1/openAlgoOrders",
+    "/fapi/v1/premiumIndex",
+    "/fapi/v1/symbolConfig",
+)
+GARBAGE: list[object] = [None, "", "NaN", "1e400", "abc", [], {}, True, float("nan")]
+
+
+def _leaves(node: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _leaves(value, (*path, i))
+    else:
+        yield path
+
+
+@pytest.mark.slow
+def test_the_engine_keeps_one_stop_sized_to_the_position_through_garbled_reads(
+    runner: tuple[Runner, SqlStore],
+    server: LoopbackBinance,
+    backend: SimulatedExchange,
+) -> None:
+    """Ticks and guards on answers with one field garbled, each followed by a clean tick: the
+    position keeps its side and exactly one stop-loss of the bot, sized to it, never a second
+    order with the same client id, never "not opened by this bot"."""
+    run, _ = runner
+    assert run.tick() is not None
+    replies: dict[str, Any] = {}
+
+    def keeper(path: str) -> Callable[[Any], Any]:
+        def keep(reply: Any) -> Any:
+            replies.setdefault(path, copy.deepcopy(reply))
+            return reply
+
+        return keep
+
+    for path in ENGINE_READS:
+        server.inject(Fault(path, "GET", kind="edit", edit=keeper(path), times=5))
+    run.guard()
+    server.clear_faults()
+    run.tick()
+    assert set(replies) >= {"/fapi/v3/positionRisk", "/fapi/v3/account"}, sorted(replies)
+    cases = [(p, f) for p, reply in sorted(replies.items()) for f in _leaves(reply) if f]
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(case=st.sampled_from(cases), value=st.sampled_from(GARBAGE))
+    def check(case: tuple[str, tuple[str | int, ...]], value: object) -> None:
+        path, field = case
+        server.inject(Fault(path, "GET", kind="edit", edit=_set(field, value), times=1000))
+        run.tick()
+        run.guard()
+        server.clear_faults()
+        run.tick()
+        qty = backend.fetch_positions([BTC])[BTC].qty
+        assert qty > 0, f"{path} {field}={value!r}: the long is gone ({qty})"
+        ids = [o.client_id for o in backend.orders.values()]
+        assert len(ids) == len(set(ids)), f"{path} {field}={value!r}: a client id sent twice"
+        stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+        assert [(o.side.value, o.amount or qty) for o in stops] == [("sell", qty)], (
+            f"{path} {field}={value!r}: stops {stops}"
+        )
+        assert BTC not in run.engine.reconciler.foreign
+
+    check()

@@ -643,7 +643,13 @@ class CcxtExchange:
 
     def _order_from_ack(self, raw: Mapping[str, Any], request: OrderRequest) -> Order:
         try:
-            return ccxt_orders.order_from_ccxt(raw, fallback=request, account=self._account)
+            order = ccxt_orders.order_from_ccxt(raw, fallback=request, account=self._account)
+            if order.client_id != request.client_id:
+                # the answer names another order: it says nothing about this one
+                raise mapping.UnexpectedResponse(
+                    f"the answer is about client id {order.client_id!r}"
+                )
+            return order
         except mapping.UnexpectedResponse as exc:
             # accepted, but the answer is unreadable: report it unknown, reconcile by id
             logger.warning("{}: unreadable order acknowledgement: {}", request.client_id, exc)
@@ -766,6 +772,15 @@ def require_json_replies(exchange: Any, envelope_key: str | None = None) -> None
                 raise ccxt.BadResponse(
                     f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer has no "
                     f"{envelope_key} ({str(body)[:60]!r})"
+                )
+            status = decoded.get(envelope_key) if envelope_key is not None else 0
+            if isinstance(status, bool) or not isinstance(status, int):
+                # ccxt reads any retCode other than 0 as the venue's refusal: an order the
+                # venue took would be "rejected" (its fill never recorded, its position
+                # foreign). Bybit's retCode is always a JSON integer.
+                raise ccxt.BadResponse(
+                    f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer's "
+                    f"{envelope_key} is not a number ({status!r})"
                 )
         return body
 

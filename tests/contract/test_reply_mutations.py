@@ -28,6 +28,8 @@ from hypothesis import strategies as st
 
 from bot import errors
 from bot.clock import LiveClock
+from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.orders import Order
 from bot.exchange.ccxt_adapter import CcxtExchange
 from tests.contract.test_ccxt_loopback import (
     ACCOUNT,
@@ -40,6 +42,7 @@ from tests.contract.test_ccxt_loopback import (
     stop,
     take_profit,
 )
+from tests.contract.test_ccxt_loopback import req as close_req
 from tests.fakes.binance_loopback import LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit
 from tests.fakes.live_setup import loopback_adapter
@@ -104,7 +107,7 @@ class Account:
         self.adapter.exchange.close()
         self.server.stop()
 
-    def real_reply(self, path: str, read: Callable[[], object]) -> Any:
+    def real_reply(self, path: str, read: Callable[[], object], method: str = "GET") -> Any:
         """The JSON the venue answers ``read`` with on ``path`` (captured, unchanged)."""
         seen: list[Any] = []
 
@@ -112,7 +115,7 @@ class Account:
             seen.append(reply)
             return reply
 
-        self.server.inject(Fault(path, "GET", kind="edit", edit=keep))
+        self.server.inject(Fault(path, method, kind="edit", edit=keep))
         read()
         self.server.clear_faults()
         assert seen, f"{path} was not asked"
@@ -343,6 +346,72 @@ def test_an_unreadable_account_setting_is_an_error_not_off(
         )
         with pytest.raises(errors.BotError, match="expected true or false"):
             read(acct.adapter)
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
+# Where each venue answers an order POST: (entry path, stop path).
+ORDER_POSTS = {
+    "binanceusdm": ("/fapi/v1/order", "/fapi/v1/algoOrder"),
+    "bybit": ("/v5/order/create", "/v5/order/create"),
+}
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_a_garbled_order_answer_never_duplicates_nor_rejects_an_order_the_venue_took(
+    venue: str,
+) -> None:
+    """The venue takes the order, its answer comes back with one field garbled: the order is
+    on the venue exactly once, and the bot reads it as placed (or as unknown, settled by client
+    id later), never as rejected: a "rejected" entry that filled is a position the bot thinks
+    it never opened."""
+    acct = Account(venue)
+    sent = iter(range(100, 10_000))
+    try:
+        entry_path, stop_path = ORDER_POSTS[venue]
+        replies = {
+            "entry": acct.real_reply(
+                entry_path, lambda: acct.adapter.place_order(entry(next(sent), "0.002")), "POST"
+            ),
+            "stop": acct.real_reply(
+                stop_path, lambda: acct.adapter.place_order(stop("50000", next(sent))), "POST"
+            ),
+        }
+        cases = [(kind, f) for kind, reply in replies.items() for f in leaves(reply) if f]
+
+        @settings(max_examples=80, deadline=None, derandomize=True)
+        @given(case=st.sampled_from(cases), value=st.sampled_from(GARBAGE))
+        def check(case: tuple[str, Path], value: object) -> None:
+            kind, field = case
+            n = next(sent)
+            req = entry(n, "0.002") if kind == "entry" else stop("50000", n)
+            path = entry_path if kind == "entry" else stop_path
+            acct.server.clear_faults()
+            acct.server.inject(
+                Fault(path, "POST", kind="edit", edit=lambda r: replaced(r, field, value))
+            )
+            outcome: object
+            try:
+                outcome = acct.adapter.place_order(req)
+            except errors.OutcomeUnknown as exc:
+                outcome = exc
+            finally:
+                acct.server.clear_faults()
+            on_venue = [o for o in acct.sim.orders.values() if o.client_id == req.client_id]
+            assert len(on_venue) == 1, f"{kind} {field}={value!r}: {len(on_venue)} orders"
+            if not isinstance(outcome, errors.OutcomeUnknown):
+                assert isinstance(outcome, Order)
+                assert outcome.client_id == req.client_id
+                assert outcome.status is not OrderStatus.REJECTED
+            if kind == "stop":
+                acct.adapter.cancel_order(BTC, req.client_id)  # Bybit rests 10 at most
+            else:  # back to the position of the start (the margin lasts the whole test)
+                acct.adapter.place_order(
+                    close_req(OrderPurpose.REDUCE, OrderType.MARKET, OrderSide.SELL, n, "0.002")
+                )
+
+        check()
     finally:
         acct.close()
     assert acct.server.errors == []

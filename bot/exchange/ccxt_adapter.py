@@ -543,7 +543,7 @@ class CcxtExchange:
         def read() -> Order:
             # parsed inside the retried call: a garbled answer is asked again, not believed
             raw = self._ex.fetch_order(None, symbol, dict(params))
-            return ccxt_orders.order_from_ccxt(raw, account=self._account)
+            return _asked(ccxt_orders.order_from_ccxt(raw, account=self._account), client_id)
 
         try:
             return self._call(read, f"lookup {client_id}")
@@ -565,11 +565,11 @@ class CcxtExchange:
             # parsed inside the retried call: a garbled answer is asked again, not believed
             raws = self._ex.fetch_open_orders(symbol, None, None, dict(params))
             mapping.require_rows(raws, f"lookup {client_id}")
-            for raw in raws:
-                order = ccxt_orders.order_from_ccxt(raw, account=self._account)
-                if order.client_id == client_id:
-                    return order
-            return None
+            # asked by client id, the venue lists that order or nothing: a row that is not it
+            # is garbled (read as "not found", a filled entry was resent and "rejected")
+            if not raws:
+                return None
+            return _asked(ccxt_orders.order_from_ccxt(raws[0], account=self._account), client_id)
 
         return self._call(read, f"lookup {client_id}")
 
@@ -698,6 +698,16 @@ class CcxtExchange:
             hours = Decimal(8)
         self._intervals[symbol] = (hours, now)
         return hours
+
+
+def _asked(order: Order, client_id: str) -> Order:
+    """The order a lookup by ``client_id`` answered, which must be that order."""
+    if order.client_id != client_id:
+        raise mapping.UnexpectedResponse(
+            f"lookup {client_id}: the venue answered order {order.exchange_id or '?'} with "
+            f"client id {order.client_id or None!r}"
+        )
+    return order
 
 
 # What ccxt's parsers raise on an answer of the wrong shape (a string where a dict belongs...).

@@ -415,3 +415,43 @@ def test_a_garbled_order_answer_never_duplicates_nor_rejects_an_order_the_venue_
     finally:
         acct.close()
     assert acct.server.errors == []
+
+
+LOOKUPS = {
+    # (order POST, lookup by client id, the answer's rows, the client id key)
+    "binanceusdm": ("/fapi/v1/order", "/fapi/v1/order", None, "clientOrderId"),
+    "bybit": ("/v5/order/create", "/v5/order/realtime", ("result", "list"), "orderLinkId"),
+}
+
+
+@pytest.mark.parametrize("venue", sorted(LOOKUPS))
+def test_a_lookup_answered_with_another_order_is_unknown_not_absent(venue: str) -> None:
+    """The answer to an entry is lost; the lookup by client id answers a row whose client id
+    is garbled. Read as "not found", the bot resent the entry (Bybit refuses the id again,
+    110072) and recorded the filled entry as rejected: its position became foreign."""
+    post, lookup, rows_at, key = LOOKUPS[venue]
+
+    def null_ids(reply: Any) -> Any:
+        rows = reply
+        for part in rows_at or ():
+            rows = rows[part]
+        for row in rows if isinstance(rows, list) else [rows]:
+            row[key] = None
+        return reply
+
+    acct = Account(venue)
+    try:
+        request = entry(900, "0.002")
+        acct.server.inject(Fault(post, "POST", kind="accept_then_drop"))
+        acct.server.inject(Fault(lookup, "GET", kind="edit", edit=null_ids, times=100))
+        with pytest.raises(errors.OutcomeUnknown, match="client id None"):
+            acct.adapter.place_order(request)
+        on_venue = [o for o in acct.sim.orders.values() if o.client_id == request.client_id]
+        assert [o.status for o in on_venue] == [OrderStatus.FILLED]
+        acct.server.clear_faults()  # the next tick settles it by client id
+        found = acct.adapter.fetch_order(BTC, request.client_id)
+        assert found is not None
+        assert found.status is OrderStatus.FILLED
+    finally:
+        acct.close()
+    assert acct.server.errors == []

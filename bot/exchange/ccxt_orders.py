@@ -18,6 +18,9 @@ from bot.exchange.mapping import (
 
 _STATUSES = {
     "open": OrderStatus.OPEN,
+    # Binance PENDING_CANCEL ("currently unused"): still resting until the venue cancels it;
+    # an open-order list must not become unreadable for it (require_resting)
+    "canceling": OrderStatus.OPEN,
     "closed": OrderStatus.FILLED,  # for a conditional order: triggered
     "canceled": OrderStatus.CANCELED,
     "expired": OrderStatus.CANCELED,

@@ -341,6 +341,7 @@ def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
     ("ccxt_status", "status"),
     [
         ("open", OrderStatus.OPEN),
+        ("canceling", OrderStatus.OPEN),  # Binance PENDING_CANCEL: resting until cancelled
         ("closed", OrderStatus.FILLED),
         ("canceled", OrderStatus.CANCELED),
         ("expired", OrderStatus.CANCELED),

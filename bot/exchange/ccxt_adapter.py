@@ -260,6 +260,7 @@ class CcxtExchange:
             mark = mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
             if mark <= 0:
                 raise mapping.UnexpectedResponse(f"{symbol} markPrice: must be > 0, got {mark}")
+            mapping.check_mark_against_index(symbol, mark, row.get("indexPrice"))
             return mark
 
         return self._account_read(read, f"mark price of {symbol}")

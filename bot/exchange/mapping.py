@@ -441,6 +441,25 @@ def _raw_wallet(info: object, asset: str) -> tuple[bool, object]:
 
 # -- funding and candles ---------------------------------------------------------------------
 
+# How far the mark may sit from the index in one answer. Both venues derive the mark from the
+# index plus a bounded basis (a fraction of a percent, a few percent on thin contracts), so a
+# mark 15 % away from the index it was answered with is garbled, not a market: acted on, one
+# wrong number put the account in a drawdown halt that sold every position.
+# https://www.binance.com/en/support/faq/360033525071 (mark price), https://www.bybit.com/en/help-center/article/Mark-Price
+MARK_INDEX_TOLERANCE = Decimal("0.15")
+
+
+def check_mark_against_index(symbol: str, mark: Decimal, index: object) -> None:
+    """Raise when ``mark`` is further than :data:`MARK_INDEX_TOLERANCE` from the ``index`` of
+    the same answer (an index the answer lacks or reports as 0 is not checked)."""
+    reference = positive_or_none(index, f"{symbol} indexPrice")
+    if reference is not None and abs(mark / reference - ONE) > MARK_INDEX_TOLERANCE:
+        raise UnexpectedResponse(
+            f"{symbol} markPrice {mark} is more than {MARK_INDEX_TOLERANCE:%} from the index "
+            f"{reference} in the same answer"
+        )
+
+
 _INTERVAL = re.compile(r"^(\d+)h$")
 
 

@@ -252,6 +252,9 @@ ROW = ("result", "list", 0)
         ("bybit", BYBIT_POSITIONS, (*ROW, "positionIdx"), 2, positions, "side"),
         ("bybit", BYBIT_POSITIONS, (*ROW, "size"), "-1", positions, "size"),
         ("bybit", BYBIT_POSITIONS, (*ROW, "avgPrice"), "-1", positions, "entryPrice"),
+        # one wrong mark halted the account on a 100 % drawdown and sold the position
+        ("binanceusdm", "/fapi/v1/premiumIndex", ("markPrice",), "1000", mark, "from the index"),
+        ("bybit", "/v5/market/tickers", (*ROW, "markPrice"), "1000", mark, "from the index"),
         # a bare NaN literal: ccxt's orjson refuses the body and reads it as text (no rows)
         ("bybit", BYBIT_ORDERS, (*ROW, "price"), float("nan"), open_orders, "not JSON"),
     ],

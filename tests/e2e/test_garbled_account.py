@@ -204,6 +204,8 @@ def _set(path: tuple[str | int, ...], value: object) -> Callable[[Any], Any]:
         ("/fapi/v3/account", ("assets", 0, "asset"), None, "no asset name"),
         # a wallet no venue can send (ccxt reads it as inf) sized orders on it
         ("/fapi/v3/account", ("assets", 0, "walletBalance"), "1e400", "USDT walletBalance"),
+        # a mark 99 % below the index of the same answer: a drawdown halt sold the position
+        ("/fapi/v1/premiumIndex", ("markPrice",), "1000", "from the index"),
         # a long whose notional says short: ccxt reads the side from the notional's sign
         ("/fapi/v3/positionRisk", (0, "notional"), "-1", "positionAmt is"),
     ],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from bot.domain.enums import MarginMode, OrderPurpose
 from bot.domain.instrument import Bracket, Instrument
@@ -403,26 +403,45 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     if not (isinstance(info, Mapping) or (isinstance(info, list) and info)):
         raise UnexpectedResponse(f"balance: the venue's answer is missing or empty ({info!r})")
     unified: Mapping[str, Any] = balance.get(asset) or {}
-    found, wallet = _raw_wallet(info, asset)
-    if found:
+    row = _raw_wallet(info, asset)
+    if row is not None:
         # The asset's row is there: its wallet must be a number (null is unknown, not zero).
+        wallet = to_decimal(row.get("walletBalance"), f"{asset} walletBalance")
+        _check_margin_balance(asset, wallet, row)
         return Balance(
             asset=asset,
-            wallet=to_decimal(wallet, f"{asset} walletBalance"),
+            wallet=wallet,
             available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
         )
-    wallet = unified.get("total")
     return Balance(
         asset=asset,
-        wallet=opt_decimal(wallet, f"{asset} wallet balance") or ZERO,
+        wallet=opt_decimal(unified.get("total"), f"{asset} wallet balance") or ZERO,
         available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
     )
 
 
-def _raw_wallet(info: object, asset: str) -> tuple[bool, object]:
-    """(whether the raw answer has the asset's row, its wallet balance)."""
+def _check_margin_balance(asset: str, wallet: Decimal, row: Mapping[str, Any]) -> None:
+    """Binance's asset row states ``marginBalance = walletBalance + unrealizedProfit``: a
+    wallet that breaks it is garbled (a wrong wallet put the account in a drawdown halt that
+    sold every position). Rows without the three fields (Bybit) are not checked."""
+    if "marginBalance" not in row or "unrealizedProfit" not in row:
+        return
+    upnl = to_decimal(row["unrealizedProfit"], f"{asset} unrealizedProfit")
+    margin = to_decimal(row["marginBalance"], f"{asset} marginBalance")
+    if abs(wallet + upnl - margin) > max(_BALANCE_SLACK, abs(margin) * _CUM_REL):
+        raise UnexpectedResponse(
+            f"balance: {asset} walletBalance {wallet} + unrealizedProfit {upnl} is not its "
+            f"marginBalance {margin}"
+        )
+
+
+_BALANCE_SLACK = Decimal("0.02")  # the venue rounds each of the three on its own
+
+
+def _raw_wallet(info: object, asset: str) -> Mapping[str, Any] | None:
+    """The raw answer's row of the asset (``None``: the answer has none)."""
     if not isinstance(info, Mapping):
-        return False, None
+        return None
     rows: list[Any] = list(info.get("assets") or [])
     result = info.get("result")
     if isinstance(result, Mapping):
@@ -435,8 +454,8 @@ def _raw_wallet(info: object, asset: str) -> tuple[bool, object]:
             # wallet as absent (zero) would halt and flatten a funded account
             raise UnexpectedResponse(f"balance: asset row {i} has no asset name: {row!r:.80}")
         if name == asset:
-            return True, row.get("walletBalance")
-    return False, None
+            return cast(Mapping[str, Any], row)
+    return None
 
 
 # -- funding and candles ---------------------------------------------------------------------

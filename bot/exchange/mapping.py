@@ -305,6 +305,8 @@ def position_from_ccxt(
             )
     qty = _signed_contracts(row)
     _check_raw_size(symbol, info, qty)
+    liquidation = positive_or_none(row.get("liquidationPrice"), f"{symbol} liquidationPrice")
+    _check_liquidation_side(symbol, qty, liquidation, row.get("markPrice"))
     return Position(
         symbol=symbol,
         qty=qty,
@@ -312,10 +314,25 @@ def position_from_ccxt(
         leverage=lev,
         margin_mode=mode,
         isolated_margin=isolated,
-        liquidation_price=positive_or_none(
-            row.get("liquidationPrice"), f"{symbol} liquidationPrice"
-        ),
+        liquidation_price=liquidation,
     )
+
+
+def _check_liquidation_side(
+    symbol: str, qty: Decimal, liquidation: Decimal | None, mark_value: object
+) -> None:
+    """An open long is liquidated below the mark, a short above it: a liquidation price on the
+    other side of the row's own mark is garbled. (Trusted as the venue's, it left no room for
+    a stop: the bot closed the position and bought it back every tick.)"""
+    mark = positive_or_none(mark_value, f"{symbol} position markPrice")
+    if liquidation is None or mark is None:
+        return
+    if (qty > ZERO and liquidation >= mark) or (qty < ZERO and liquidation <= mark):
+        side = "long" if qty > ZERO else "short"
+        raise UnexpectedResponse(
+            f"{symbol}: {side} position with liquidationPrice {liquidation} on the wrong side "
+            f"of its markPrice {mark}"
+        )
 
 
 def _signed_contracts(row: Mapping[str, Any]) -> Decimal:

@@ -252,6 +252,7 @@ ROW = ("result", "list", 0)
         ("bybit", BYBIT_POSITIONS, (*ROW, "positionIdx"), 2, positions, "side"),
         ("bybit", BYBIT_POSITIONS, (*ROW, "size"), "-1", positions, "size"),
         ("bybit", BYBIT_POSITIONS, (*ROW, "avgPrice"), "-1", positions, "entryPrice"),
+        ("bybit", BYBIT_POSITIONS, (*ROW, "liqPrice"), "90000", positions, "wrong side"),
         # one wrong mark halted the account on a 100 % drawdown and sold the position
         ("binanceusdm", "/fapi/v1/premiumIndex", ("markPrice",), "1000", mark, "from the index"),
         ("bybit", "/v5/market/tickers", (*ROW, "markPrice"), "1000", mark, "from the index"),

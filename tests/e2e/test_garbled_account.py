@@ -208,6 +208,8 @@ def _set(path: tuple[str | int, ...], value: object) -> Callable[[Any], Any]:
         ("/fapi/v3/account", ("assets", 0, "walletBalance"), "1e400", "USDT walletBalance"),
         # a mark 99 % below the index of the same answer: a drawdown halt sold the position
         ("/fapi/v1/premiumIndex", ("markPrice",), "1000", "from the index"),
+        # a long "liquidated" above its mark: no stop fits, the bot closed and re-bought it
+        ("/fapi/v3/positionRisk", (0, "liquidationPrice"), "200000", "wrong side"),
         # a long whose notional says short: ccxt reads the side from the notional's sign
         ("/fapi/v3/positionRisk", (0, "notional"), "-1", "positionAmt is"),
     ],

@@ -439,6 +439,7 @@ def test_zero_liquidation_price_is_unknown_not_a_price() -> None:
 def test_short_isolated_position() -> None:
     row = binance_position(
         side="short",
+        liquidationPrice=91000.0,  # a short is liquidated above its mark
         marginMode="isolated",
         leverage=10.0,
         info={"positionAmt": "-0.020", "isolatedWallet": "121.5"},
@@ -466,7 +467,9 @@ def test_positions_on_both_sides_are_refused() -> None:
 
 
 def test_side_from_signed_amount_when_ccxt_gives_none() -> None:
-    row = binance_position(side=None, leverage=2.0, info={"positionAmt": "-0.010"})
+    row = binance_position(
+        side=None, leverage=2.0, liquidationPrice=91000.0, info={"positionAmt": "-0.010"}
+    )
     assert mapping.position_from_ccxt(row).qty == Decimal("-0.01")
 
 
@@ -683,3 +686,13 @@ def test_balance_row_without_an_asset_name_is_unreadable_not_a_zero_wallet() -> 
     raw = {"info": {"assets": [{"asset": None, "walletBalance": "1000"}]}}
     with pytest.raises(UnexpectedResponse, match="asset row 0 has no asset name"):
         mapping.balance_from_ccxt(raw, "USDT")
+
+
+def test_a_liquidation_price_on_the_wrong_side_of_the_mark_is_refused() -> None:
+    with pytest.raises(UnexpectedResponse, match="long position with liquidationPrice 61000"):
+        mapping.position_from_ccxt(binance_position(leverage=2.0, liquidationPrice=61000.0))
+    short = binance_position(
+        side="short", leverage=2.0, liquidationPrice=60000.0, info={"positionAmt": "-0.010"}
+    )
+    with pytest.raises(UnexpectedResponse, match="wrong side of its markPrice 61000"):
+        mapping.position_from_ccxt(short)

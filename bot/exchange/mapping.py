@@ -412,7 +412,8 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     ccxt's unified ``total`` includes unrealised PnL on Binance (``marginBalance``), so the
     wallet comes from the raw answer: Binance ``assets[].walletBalance``, Bybit
     ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
-    the unified ``total``. An asset the account never used is reported as zero.
+    the unified ``total``. An answer that lists asset rows without ``asset``'s is unreadable
+    (a zero wallet halts the account and sells every position).
     """
     if not isinstance(balance, Mapping):
         raise UnexpectedResponse(f"balance: expected an object, got {type(balance).__name__}")
@@ -420,7 +421,12 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     if not (isinstance(info, Mapping) or (isinstance(info, list) and info)):
         raise UnexpectedResponse(f"balance: the venue's answer is missing or empty ({info!r})")
     unified: Mapping[str, Any] = balance.get(asset) or {}
-    row = _raw_wallet(info, asset)
+    listed, row = _raw_wallet(info, asset)
+    if listed and row is None:
+        # A futures account that lists its assets lists the one it settles in: read as zero,
+        # a garbled or renamed row put the account in a 100 % drawdown halt that sold every
+        # position. (An account without it cannot trade these contracts anyway.)
+        raise UnexpectedResponse(f"balance: the answer lists no {asset} row")
     if row is not None:
         # The asset's row is there: its wallet must be a number (null is unknown, not zero).
         wallet = to_decimal(row.get("walletBalance"), f"{asset} walletBalance")
@@ -455,14 +461,16 @@ def _check_margin_balance(asset: str, wallet: Decimal, row: Mapping[str, Any]) -
 _BALANCE_SLACK = Decimal("0.02")  # the venue rounds each of the three on its own
 
 
-def _raw_wallet(info: object, asset: str) -> Mapping[str, Any] | None:
-    """The raw answer's row of the asset (``None``: the answer has none)."""
+def _raw_wallet(info: object, asset: str) -> tuple[bool, Mapping[str, Any] | None]:
+    """(whether the raw answer lists asset rows, the asset's row or ``None``)."""
     if not isinstance(info, Mapping):
-        return None
+        return False, None
     rows: list[Any] = list(info.get("assets") or [])
+    listed = "assets" in info
     result = info.get("result")
     if isinstance(result, Mapping):
         for account in result.get("list") or []:
+            listed = listed or "coin" in account
             rows.extend(account.get("coin") or [])
     for i, row in enumerate(rows):
         name = row.get("asset", row.get("coin")) if isinstance(row, Mapping) else None
@@ -471,8 +479,8 @@ def _raw_wallet(info: object, asset: str) -> Mapping[str, Any] | None:
             # wallet as absent (zero) would halt and flatten a funded account
             raise UnexpectedResponse(f"balance: asset row {i} has no asset name: {row!r:.80}")
         if name == asset:
-            return cast(Mapping[str, Any], row)
-    return None
+            return True, cast(Mapping[str, Any], row)
+    return listed, None
 
 
 # -- funding and candles ---------------------------------------------------------------------

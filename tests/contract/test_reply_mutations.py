@@ -8,9 +8,8 @@ or answer what the account really holds: never a different size, side, price, wa
 trigger. A contract missing from the positions answer is allowed (the engine asks
 ``confirm_flat`` before it believes it flat); ``confirm_flat`` itself must never say flat.
 
-Names (client ids, asset names) are not mutated to other strings: a renamed order or asset is
-indistinguishable from another order or asset (the engine treats an unknown order as foreign
-and leaves it alone).
+Client ids are not mutated to other strings: a renamed order is indistinguishable from another
+order (the engine treats an unknown order as foreign and leaves it alone).
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ QTY = "0.1"
 GARBAGE: list[object] = [
     None, "", "NaN", "1e400", "Infinity", "abc", [], {}, True, float("nan"), float("inf"),
 ]  # fmt: skip
-NAMES = frozenset({"clientAlgoId", "clientOrderId", "orderLinkId", "asset", "coin"})
+NAMES = frozenset({"clientAlgoId", "clientOrderId", "orderLinkId"})
 Path = tuple[str | int, ...]
 
 

@@ -204,6 +204,8 @@ def _set(path: tuple[str | int, ...], value: object) -> Callable[[Any], Any]:
         ("/fapi/v3/account", ("assets", 0, "asset"), None, "no asset name"),
         # a wallet that is not marginBalance - unrealizedProfit: a drawdown halt sold it all
         ("/fapi/v3/account", ("assets", 0, "walletBalance"), "1.0", "is not its marginBalance"),
+        # a renamed asset row read as a zero wallet: a 100 % drawdown halt sold the position
+        ("/fapi/v3/account", ("assets", 0, "asset"), "USDC", "lists no USDT row"),
         # a wallet no venue can send (ccxt reads it as inf) sized orders on it
         ("/fapi/v3/account", ("assets", 0, "walletBalance"), "1e400", "USDT walletBalance"),
         # a mark 99 % below the index of the same answer: a drawdown halt sold the position

@@ -498,8 +498,19 @@ def test_bybit_wallet_from_coin_list() -> None:
 def test_balance_falls_back_to_unified_total_and_zero() -> None:
     raw = {"info": {"other": 1}, "USDT": {"free": 1.0, "total": 2.0}}
     assert mapping.balance_from_ccxt(raw, "USDT").wallet == 2
-    unused = mapping.balance_from_ccxt({"info": {"assets": []}}, "USDT")
-    assert (unused.wallet, unused.available) == (Decimal(0), Decimal(0))
+    # An answer that lists its asset rows without the settlement asset's is unreadable, no
+    # longer a zero wallet: a garbled or renamed row halted the account on a 100 % drawdown
+    # and sold every position.
+    listed: list[dict[str, Any]] = [
+        {"assets": []},
+        {"assets": [{"asset": "BNB", "walletBalance": "1"}]},
+    ]
+    for info in listed:
+        with pytest.raises(UnexpectedResponse, match="lists no USDT row"):
+            mapping.balance_from_ccxt({"info": info}, "USDT")
+    bybit = {"info": {"result": {"list": [{"coin": [{"coin": "USDC", "walletBalance": "5"}]}]}}}
+    with pytest.raises(UnexpectedResponse, match="lists no USDT row"):
+        mapping.balance_from_ccxt(bybit, "USDT")
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ if TYPE_CHECKING:  # the adapters below are imported where they are built (modul
     from bot.runtime.feeds import PriceFeed
     from bot.runtime.runner import Runner
     from bot.sim.paper import PaperExchange
+    from bot.store.instance_lock import InstanceLock
     from bot.store.sql import SqlStore
 
 ENV_KEY, ENV_SECRET, ENV_PASSWORD = "BOT_API_KEY", "BOT_API_SECRET", "BOT_API_PASSWORD"
@@ -244,6 +245,16 @@ def open_store(config: BotConfig) -> SqlStore:
         if path is not None and not path.exists():
             migrate.upgrade(url)
         return SqlStore.open(url)
+
+
+def lock_state_database(config: BotConfig) -> InstanceLock:
+    """Take the state database for this process: one running bot per database. Another bot on
+    it is :class:`~bot.store.instance_lock.AlreadyRunning`; a database that cannot be reached
+    is a ConfigError line, as in :func:`open_store`."""
+    from bot.store.instance_lock import InstanceLock
+
+    with database_errors(config):
+        return InstanceLock.acquire(config.runtime.database_url)
 
 
 @contextmanager

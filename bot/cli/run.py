@@ -18,6 +18,7 @@ from bot.bootstrap import (
     build_live,
     build_paper,
     check_history_reach,
+    lock_state_database,
     open_store,
 )
 from bot.config.loader import load_config
@@ -64,7 +65,13 @@ def run_bot(
     )
     if not live and os.environ.get(ENV_KEY):
         logger.warning("paper mode: {} is set but not used (live trading needs --live)", ENV_KEY)
-    store = open_store(config)
+    # Before the database is opened (or created and migrated): one bot per state database.
+    lock = lock_state_database(config)
+    try:
+        store = open_store(config)
+    except BaseException:
+        lock.release()
+        raise
     paper: PaperExchange | None = None
     stop_extras: Callable[[], None] | None = None
     try:
@@ -86,6 +93,7 @@ def run_bot(
         else:
             runner, paper = build_paper(config, store, replay=replay, speed=speed)
             mode = "paper-replay" if replay is not None else "paper"
+        runner.before_job.append(lock.check)  # a lock lost with its connection stops trading
         policy = config.policies[0]
         store.open_run(mode, str(config.source), policy.name, runner.clock.now_ms())
         logger.info(
@@ -114,10 +122,13 @@ def run_bot(
     finally:
         if stop_extras is not None:
             stop_extras()
-        if paper is not None:
-            paper.save()
-        store.close()
-        logger.complete()
+        try:
+            if paper is not None:
+                paper.save()
+        finally:
+            store.close()
+            lock.release()
+            logger.complete()
 
 
 def _confirmed(config: BotConfig) -> bool:

@@ -51,6 +51,9 @@ class Runner:
     on_tick: list[Callable[[TickResult], None]] = field(default_factory=list)
     # Run before every tick; one that raises stops the tick (e.g. a stale contract catalogue).
     before_tick: list[Callable[[], None]] = field(default_factory=list)
+    # Run before every job (tick, guard...); one that raises stops the job: e.g. the state
+    # database's instance lock, lost with its connection and taken by another bot.
+    before_job: list[Callable[[], None]] = field(default_factory=list)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -85,6 +88,8 @@ class Runner:
         with logger.contextualize(tick=tick_id, replayed=replayed):
             started = self.clock.now_ms()
             try:
+                for check in self.before_job:
+                    check()
                 self.apply_commands()
                 if self.feed is not None:
                     self.feed.catch_up(self.clock.now_ms())

@@ -1,0 +1,207 @@
+"""One running bot per state database.
+
+Two ``bot run`` processes on one state database would both trade the same account from the same
+records: both read the same risk memory, both advance the same paper account, both number their
+client order ids from the same sequence. The second one is refused at start with a message that
+names the database and the process that holds it.
+
+* SQLite: an exclusive ``flock`` on ``<database file>.lock`` (beside the database). The operating
+  system drops it when the process ends in any way, ``kill -9`` included, so a crash never
+  leaves a stale lock behind. The file itself is never deleted (deleting a lock file races with
+  a process that is opening it); it holds the holder's pid for the message.
+* PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``,
+  https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS) held by one
+  connection of its own for the whole run, keyed by the database and schema. The server drops
+  it when that connection ends, a killed bot included. A connection dropped mid-run loses the
+  lock: :meth:`InstanceLock.check`, called before every job, takes it again on a new connection
+  or stops the job (and trading) if another bot took it meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bot.errors import BotError
+
+LOCK_SUFFIX = ".lock"
+
+
+class AlreadyRunning(BotError):
+    """Another bot holds the state database (or took it while this one's connection was down)."""
+
+
+class LockLost(BotError):
+    """The lock on the state database could not be confirmed: the job must not trade."""
+
+
+@dataclass(slots=True)
+class _FileLock:
+    path: Path
+    handle: IO[str]
+
+    def check(self) -> None:
+        """A ``flock`` cannot be lost while its file descriptor is open."""
+
+    def release(self) -> None:
+        import fcntl
+
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            self.handle.close()
+
+
+class _AdvisoryLock:
+    def __init__(self, url: str, where: str) -> None:
+        from sqlalchemy import create_engine, pool
+
+        from bot.store.migrate import engine_url
+
+        self._where = where
+        # A connection of its own, outside the store's pool: the lock lives as long as it does.
+        self._engine = create_engine(
+            engine_url(url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT"
+        )
+        self._conn: Any = None
+        self._key: int | None = None
+        if not self._take():
+            holder = self._holder()
+            self.release()
+            raise AlreadyRunning(
+                f"another bot is running on the state database {where}"
+                f"{holder}: stop it first (one bot per state database)"
+            )
+
+    def _take(self) -> bool:
+        from sqlalchemy import text
+
+        self._conn = self._engine.connect()
+        if self._key is None:
+            db, schema = self._conn.execute(
+                text("SELECT current_database(), current_schema()")
+            ).one()
+            self._key = advisory_key(str(db), str(schema))
+        got = self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key})
+        return bool(got.scalar_one())
+
+    def _holder(self) -> str:
+        from sqlalchemy import text
+
+        try:
+            row = self._conn.execute(
+                text(
+                    "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                    "AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = :k"
+                ),
+                {"k": self._key},
+            ).first()
+        except Exception:  # only decorates the message
+            return ""
+        if row is None:
+            return ""
+        return f" (server process {row[0]} from {row[1] or 'a local socket'} since {row[2]})"
+
+    def check(self) -> None:
+        from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            self._conn.execute(text("SELECT 1"))
+            return
+        except DBAPIError:
+            pass  # the connection is gone, and the lock with it: take it again below
+        with contextlib.suppress(DBAPIError):
+            self._conn.close()
+        try:
+            got = self._take()
+        except DBAPIError as exc:
+            raise LockLost(
+                f"the state database {self._where} cannot be reached to confirm this bot's "
+                f"lock: {type(exc).__name__}: {str(exc.orig or exc).strip().splitlines()[0]}"
+            ) from None
+        if not got:
+            raise AlreadyRunning(
+                f"another bot took the state database {self._where} while this bot's "
+                "connection was down: this bot stops trading; stop one of them"
+            )
+
+    def release(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.close()  # ends the session: the server releases the lock
+        finally:
+            self._engine.dispose()
+
+
+def advisory_key(database: str, schema: str) -> int:
+    """A stable advisory-lock key for the bot on ``database``.``schema``: 63 bits, so that it
+    reads back the same from ``pg_locks`` (two unsigned 32-bit halves)."""
+    digest = hashlib.sha256(f"perp-risk-bot:{database}:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class InstanceLock:
+    """Held by a running bot for the lifetime of the process (see the module docstring)."""
+
+    def __init__(self, impl: _FileLock | _AdvisoryLock | None) -> None:
+        self._impl = impl
+
+    @classmethod
+    def acquire(cls, url: str) -> InstanceLock:
+        """Take the lock of the state database at ``url``; :class:`AlreadyRunning` if held."""
+        from bot.store.migrate import safe_url, sqlite_file
+
+        where = safe_url(url)
+        if url.startswith("sqlite"):
+            path = sqlite_file(url)
+            if path is None:  # an in-memory database cannot be shared by two processes
+                return cls(None)
+            return cls(_lock_file(path, where))
+        return cls(_AdvisoryLock(url, where))
+
+    def check(self) -> None:
+        """Raise unless this process still holds the lock (before every job)."""
+        if self._impl is not None:
+            self._impl.check()
+
+    def release(self) -> None:
+        impl, self._impl = self._impl, None
+        if impl is not None:
+            impl.release()
+
+
+def lock_path(database: Path) -> Path:
+    return database.with_name(database.name + LOCK_SUFFIX)
+
+
+def _lock_file(database: Path, where: str) -> _FileLock:
+    import fcntl
+
+    path = lock_path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise AlreadyRunning(
+            f"another bot is running on the state database {where}"
+            f"{f' (process {holder})' if holder else ''}: stop it first "
+            f"(one bot per state database; lock file {path})"
+        ) from None
+    except BaseException:
+        handle.close()
+        raise
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return _FileLock(path, handle)

@@ -135,7 +135,12 @@ def apprise_sender(urls: Sequence[str]) -> Sender | None:
 
 
 class Notifier:
-    """Records every alert in the store; sends the ones that pass dedup and the rate limit."""
+    """Records every alert in the store; sends the ones that pass dedup and the rate limit.
+
+    The store is not needed to send: when it cannot be read or written (a full disk, a lost
+    database connection, the very failures worth an alert), the alert is sent anyway, with the
+    dedup window kept in memory. ``notify`` never raises.
+    """
 
     def __init__(
         self,
@@ -152,6 +157,7 @@ class Notifier:
         self.rules = rules
         self.account = account
         self._sent: list[int] = []
+        self._delivered: dict[str, int] = {}  # key -> last delivery (ms), for a failing store
 
     def notify(self, alerts: Sequence[Alert]) -> int:
         """Returns how many were delivered."""
@@ -160,9 +166,8 @@ class Notifier:
             # an alert may quote an exchange error: no secret leaves in a payload or the store
             alert = Alert(alert.key, alert.severity, redact(alert.message))
             now = self.clock.now_ms()
-            recent = self.store.recent_alerts(alert.key, now - self.rules.dedup_seconds * 1000)
-            duplicate = any(getattr(r, "delivered", False) for r in recent)
-            alert_id = self.store.record_alert(now, alert.key, alert.severity, alert.message)
+            since = now - self.rules.dedup_seconds * 1000
+            alert_id, duplicate = self._record(alert, now, since)
             self._sent = [t for t in self._sent if t > now - 3_600_000]
             if duplicate or self.sender is None:
                 continue
@@ -176,7 +181,38 @@ class Notifier:
                 logger.error("alert delivery failed: {}: {}", type(exc).__name__, exc)
                 ok = False
             if ok:
-                self.store.mark_alert_delivered(alert_id)
+                self._delivered[alert.key] = now
                 self._sent.append(now)
                 delivered += 1
+                if alert_id is not None:
+                    self._mark_delivered(alert_id)
         return delivered
+
+    def _record(self, alert: Alert, now: int, since: int) -> tuple[int | None, bool]:
+        """Record ``alert``; returns its id (None if the store failed) and whether the same key
+        was delivered within the dedup window."""
+        seen = self._delivered.get(alert.key)
+        duplicate = seen is not None and seen >= since
+        try:
+            recent = self.store.recent_alerts(alert.key, since)
+            duplicate = duplicate or any(getattr(r, "delivered", False) for r in recent)
+            return self.store.record_alert(now, alert.key, alert.severity, alert.message), duplicate
+        except Exception as exc:
+            logger.error(
+                "alert {} cannot be recorded ({}: {}); sending it anyway",
+                alert.key,
+                type(exc).__name__,
+                exc,
+            )
+            return None, duplicate
+
+    def _mark_delivered(self, alert_id: int) -> None:
+        try:
+            self.store.mark_alert_delivered(alert_id)
+        except Exception as exc:
+            logger.error(
+                "alert {} was sent but cannot be marked so: {}: {}",
+                alert_id,
+                type(exc).__name__,
+                exc,
+            )

@@ -30,7 +30,7 @@ from bot.ports.client_ids import base36
 from bot.ports.store import RiskEvent
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.feeds import PriceFeed
-from bot.store.sql import SqlStore
+from bot.store.sql import SqlStore, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -126,7 +126,15 @@ class Runner:
                 for callback in self.on_tick:
                     callback(result)
             readable = not (isinstance(result, TickResult) and result.unreadable is not None)
-            self._alert(started, tick=isinstance(result, TickResult), readable=readable)
+            try:
+                self._alert(started, tick=isinstance(result, TickResult), readable=readable)
+            except Exception as exc:  # the job's work is done; its alerts must not undo it
+                logger.opt(exception=exc).error(
+                    "{}: checking the alert conditions failed: {}: {}",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                )
             return result
 
     def _guard(self) -> None:
@@ -167,11 +175,30 @@ class Runner:
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
 
     def _failed(self, job: str, exc: Exception) -> None:
+        """Record, count and alert a failed job. Never raises: when the state database itself
+        is what fails, the alert still goes out (the notifier does not need the store)."""
         now = self.clock.now_ms()
         self.failures += 1
         logger.opt(exception=exc).error(
             "{} failed ({} in a row): {}: {}", job, self.failures, type(exc).__name__, exc
         )
+        alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
+        try:
+            alerts += self._record_failure(job, exc, now)
+        except Exception as store_exc:
+            logger.error(
+                "the failure of {} cannot be recorded: {}: {}",
+                job,
+                type(store_exc).__name__,
+                store_exc,
+            )
+            if not isinstance(exc, StoreUnavailable):
+                alerts.append(_store_alert(store_exc))
+        if isinstance(exc, StoreUnavailable):
+            alerts.append(_store_alert(exc))
+        self.notifier.notify(alerts)
+
+    def _record_failure(self, job: str, exc: Exception, now: int) -> list[Alert]:
         memory = self.store.load_risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         self.store.record_event(
@@ -183,27 +210,20 @@ class Runner:
                 reason=f"{job}: {type(exc).__name__}: {exc}",
             )
         )
-        alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
-        if (
-            self.failures >= self.max_failures
-            and memory is not None
-            and state is TradingState.ACTIVE
-        ):
-            reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
-            self.store.save_risk_memory(
-                set_state(memory, TradingState.REDUCING, reason, sticky=False)
+        if self.failures < self.max_failures or memory is None or state is not TradingState.ACTIVE:
+            return []
+        reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
+        self.store.save_risk_memory(set_state(memory, TradingState.REDUCING, reason, sticky=False))
+        self.store.record_event(
+            RiskEvent(
+                ts_ms=now,
+                kind=EventKind.STATE,
+                symbol=None,
+                state=TradingState.REDUCING,
+                reason=reason,
             )
-            self.store.record_event(
-                RiskEvent(
-                    ts_ms=now,
-                    kind=EventKind.STATE,
-                    symbol=None,
-                    state=TradingState.REDUCING,
-                    reason=reason,
-                )
-            )
-            alerts.append(Alert("state", "critical", f"active -> reducing: {reason}"))
-        self.notifier.notify(alerts)
+        )
+        return [Alert("state", "critical", f"active -> reducing: {reason}")]
 
     def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
         """Alert the state changes and incidents recorded since the job started (unreadable
@@ -242,3 +262,18 @@ class Runner:
             rules=self.rules,
         )
         self.notifier.notify(alerts)
+
+
+def _store_alert(exc: Exception) -> Alert:
+    what = (
+        str(exc)
+        if isinstance(exc, StoreUnavailable)
+        else f"state database: {type(exc).__name__}: {exc}"
+    )
+    return Alert(
+        "store_unavailable",
+        "critical",
+        f"{what}. Nothing is sent while the state database cannot record it, protective "
+        "orders included: free the disk, fix the file's permissions or the database "
+        "connection; resting orders stay on the exchange",
+    )

@@ -16,7 +16,16 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import (
+    DatabaseError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    StatementError,
+)
 from sqlmodel import Session, SQLModel, col, select
 
 from bot.domain.enums import OrderPurpose, OrderStatus
@@ -42,6 +51,23 @@ _UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
 class DuplicateIntent(BotError, ValueError):
     """``save_intent`` for a client order id that is already recorded (``MemoryStore`` raises
     ``ValueError`` for the same mistake, hence the second base)."""
+
+
+class StoreUnavailable(BotError):
+    """The state database cannot be written or read (disk full, read-only file, database
+    locked, connection lost). Nothing that needs a record is done without it: an order whose
+    intent cannot be persisted is never sent."""
+
+
+# Failures of the database itself, not of what was written: a constraint (IntegrityError), a
+# value (DataError) or a statement (ProgrammingError) keep their own exception.
+_UNAVAILABLE = (OperationalError, InterfaceError, InternalError, NotSupportedError)
+
+
+def _unavailable(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
+    first = str(exc.orig or exc).strip().splitlines()
+    reason = first[0] if first else type(exc.orig or exc).__name__
+    return StoreUnavailable(f"state database {safe_url(url)}: cannot {what}: {reason}")
 
 
 class UnknownOrder(BotError, KeyError):
@@ -112,6 +138,7 @@ class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        self._url = engine.url.render_as_string(hide_password=True)
 
     @classmethod
     def open(cls, url: str, *, check_schema: bool = True) -> SqlStore:
@@ -125,20 +152,35 @@ class SqlStore:
 
     @contextmanager
     def _write(self, what: str) -> Iterator[Session]:
-        """A session whose work is committed on exit; bad values name ``what`` was written."""
+        """A session whose work is committed on exit; bad values name ``what`` was written; a
+        database that cannot take the write is :class:`StoreUnavailable`."""
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
-            except DBAPIError:
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc, f"write {what}", self._url) from exc
+            except DBAPIError as exc:
+                if type(exc) is DatabaseError:  # e.g. "file is not a database"
+                    raise _unavailable(exc, f"write {what}", self._url) from exc
                 raise
             except StatementError as exc:  # a bind processor refused a value (inexact decimal...)
                 if isinstance(exc.orig, ValueError | TypeError):
                     raise ValueError(f"cannot store {what}: {exc.orig}") from exc
                 raise
 
-    def _read(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        """A session for queries; a database that cannot answer is :class:`StoreUnavailable`."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc, "read", self._url) from exc
+            except DBAPIError as exc:
+                if type(exc) is DatabaseError:
+                    raise _unavailable(exc, "read", self._url) from exc
+                raise
 
     def _insert(self, model: type[SQLModel]) -> tuple[Table, Any]:
         """The table and a dialect ``INSERT`` (the one with ``ON CONFLICT``) into it."""

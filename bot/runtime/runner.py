@@ -230,9 +230,9 @@ class Runner:
         account, a position closed for lack of a stop, with the venue's error), and what the
         account shows."""
         alerts = []
-        for e in self.store.recent_events(50):
-            if e.ts_ms < since_ms:
-                continue
+        alerted = (EventKind.STATE, EventKind.UNREADABLE, EventKind.UNPROTECTED)
+        # (by kind and time: however many other events the job recorded, none of these is missed)
+        for e in self.store.recent_events(1000, kinds=alerted, since_ms=since_ms):
             if e.kind == "state":
                 alerts.append(
                     Alert(f"state:{e.state.value}", "critical", f"trading state: {e.reason}")
@@ -249,8 +249,12 @@ class Runner:
             acct = self.engine.last_account if tick else None
             if acct is None:
                 acct = self.engine.reconcile(self.clock.now_ms())
-        except AccountUnreadable:
-            self.notifier.notify(alerts)  # no account view to check conditions on
+        except Exception as exc:  # unreadable, or the venue not answering at all
+            if not isinstance(exc, AccountUnreadable):
+                logger.warning(
+                    "no account view for the alert conditions: {}: {}", type(exc).__name__, exc
+                )
+            self.notifier.notify(alerts)  # what the job recorded is alerted all the same
             return
         alerts += conditions(
             positions=acct.positions,

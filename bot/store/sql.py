@@ -9,7 +9,7 @@ alerting thread) may share one :class:`SqlStore`.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -28,7 +28,7 @@ from sqlalchemy.exc import (
 )
 from sqlmodel import Session, SQLModel, col, select
 
-from bot.domain.enums import OrderPurpose, OrderStatus
+from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
@@ -424,9 +424,20 @@ class SqlStore:
         with self._read() as session:
             return [t.order_record(r) for r in session.exec(stmt)]
 
-    def recent_events(self, limit: int) -> list[RiskEvent]:
+    def recent_events(
+        self,
+        limit: int,
+        *,
+        kinds: Collection[EventKind] | None = None,
+        since_ms: int | None = None,
+    ) -> list[RiskEvent]:
         e = t.RiskEventRow
-        stmt = select(e).order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
+        stmt = select(e)
+        if kinds is not None:
+            stmt = stmt.where(col(e.kind).in_([str(k) for k in kinds]))
+        if since_ms is not None:
+            stmt = stmt.where(col(e.ts_ms) >= since_ms)
+        stmt = stmt.order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
         with self._read() as session:
             return [t.event_record(r) for r in session.exec(stmt)]
 

@@ -128,7 +128,8 @@ def test_a_clock_stepping_back_over_midnight_keeps_the_days_loss_and_halt() -> N
     # not start "a new day": the loss of the real day would be forgotten and its halt lifted.
     mem = initial_memory(D(10000), DAY + 60_000)  # 00:01 UTC
     mem, t = update(mem, D(9500), DAY + 120_000, LIMITS)  # -5 %: halted for the day
-    assert t is not None and mem.state is TradingState.HALTED
+    assert t is not None
+    assert mem.state is TradingState.HALTED
     mem, t = update(mem, D(9500), DAY - 60_000, LIMITS)  # the clock reads 23:59 yesterday
     assert t is None
     assert mem.state is TradingState.HALTED

@@ -96,7 +96,7 @@ def test_a_settlement_while_the_bot_was_stopped_is_paid_at_the_restart(
     saved = dump(ex)
     clock.advance_to(T0 + 8 * HOUR + 30 * MINUTE)  # stopped over the settlement, restarted
     again, _ = make_exchange({BTC: instruments[BTC]})
-    again.clock = clock  # type: ignore[attr-defined]
+    again.clock = clock
     restore(again, saved)
     paid_before = again.funding_paid
     feed(again, venue).catch_up(clock.now_ms())

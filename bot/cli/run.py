@@ -101,24 +101,27 @@ def run_bot(
         )
         if on_ready is not None:
             stop_extras = on_ready(config, runner, store)
-        if once:
-            return 0 if runner.tick() is not None else 1
         stopper = Stopper()
-        stopper.install()
-        rt = config.runtime
-        run_scheduled(
-            runner,
-            clock=runner.clock,
-            tf_ms=parse_timeframe(policy.timeframe),
-            speed=speed,
-            guard_seconds=rt.guard_seconds,
-            grace_seconds=rt.misfire_grace_seconds,
-            funding_lead_seconds=rt.funding_lead_seconds,
-            max_ticks=ticks,
-            stopper=stopper,
-            live_time=replay is None,
-        )
-        return 0
+        stopper.install()  # from here a signal finishes the running tick, then stops
+        try:
+            if once:
+                return 0 if runner.tick() is not None else 1
+            rt = config.runtime
+            run_scheduled(
+                runner,
+                clock=runner.clock,
+                tf_ms=parse_timeframe(policy.timeframe),
+                speed=speed,
+                guard_seconds=rt.guard_seconds,
+                grace_seconds=rt.misfire_grace_seconds,
+                funding_lead_seconds=rt.funding_lead_seconds,
+                max_ticks=ticks,
+                stopper=stopper,
+                live_time=replay is None,
+            )
+            return 0
+        finally:
+            stopper.uninstall()
     finally:
         if stop_extras is not None:
             stop_extras()

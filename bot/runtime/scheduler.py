@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, timedelta
 from types import FrameType
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,14 +33,26 @@ SETTLE_DELAY_S = 5  # seconds after a candle closes before deciding on it
 
 
 class Stopper:
-    """Set by SIGTERM/SIGINT (or ``--ticks N``); the main thread waits on it."""
+    """Set by SIGTERM/SIGINT (or ``--ticks N``); the main thread waits on it.
+
+    Installed for ``bot run --once`` too: a signal during that one tick (which runs on the main
+    thread) must not raise ``KeyboardInterrupt`` in the middle of it, between two changes of the
+    paper account that the exit then saves half-made; the tick finishes, then the bot exits.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         logger.warning("signal {} received: finishing the running job, then stopping", signum)

@@ -20,16 +20,22 @@ from datetime import UTC, timedelta
 from types import FrameType
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
 from bot.clock import Clock, LiveClock, ms_to_datetime
 from bot.engine.tick import TickResult
+from bot.errors import BotError
 from bot.runtime.runner import Runner
 
 WALL = LiveClock()  # APScheduler runs on wall time, even when the bot's clock is replayed
 SETTLE_DELAY_S = 5  # seconds after a candle closes before deciding on it
+
+
+class SchedulerFailed(BotError):
+    """The scheduler could not run a job (not a job that failed: those are recorded)."""
 
 
 class Stopper:
@@ -124,6 +130,17 @@ def run_scheduled(
             sched.add_job(
                 unless_stopped(runner.guard), "interval", seconds=guard_seconds / speed, id="guard"
             )
+    failed: list[str] = []
+
+    def on_error(event: JobExecutionEvent) -> None:
+        # The runner's jobs record and alert their own failures and never raise: an error here
+        # is the scheduler failing to run a job at all. Every job would fail alike, and a bot
+        # that cannot run its jobs must stop and say so, not idle as if it traded.
+        failed.append(f"{event.job_id}: {type(event.exception).__name__}: {event.exception}")
+        logger.critical("the scheduler could not run job {}: stopping", failed[-1])
+        stopper.event.set()
+
+    sched.add_listener(on_error, EVENT_JOB_ERROR)
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
     try:
@@ -134,6 +151,8 @@ def run_scheduled(
     finally:
         sched.shutdown(wait=True)
         logger.info("scheduler stopped after {} ticks", runner.ticks_done)
+    if failed:
+        raise SchedulerFailed(f"the scheduler could not run job {failed[0]}; the bot stopped")
 
 
 def _unless_stopped(stop: threading.Event, job: Callable[..., object]) -> Callable[..., None]:
@@ -154,7 +173,22 @@ def _schedule_funding(
     lead_s: int,
     stop: threading.Event,
 ) -> None:
-    """(Re)plan one pre-funding job per settlement time in the next 30 minutes."""
+    """(Re)plan one pre-funding job per settlement time in the next 30 minutes. A read that
+    fails (the venue down) skips this round's planning: it is tried again in 30 minutes, and
+    the guard and the ticks run on."""
+    try:
+        _plan_funding(sched, runner, clock, lead_s, stop)
+    except Exception as exc:
+        logger.warning("pre-funding ticks not planned this round: {}: {}", type(exc).__name__, exc)
+
+
+def _plan_funding(
+    sched: BackgroundScheduler,
+    runner: Runner,
+    clock: Clock,
+    lead_s: int,
+    stop: threading.Event,
+) -> None:
     engine = runner.engine
     by_time: dict[int, set[str]] = {}
     now = clock.now_ms()

@@ -16,13 +16,15 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
 from bot.clock import Clock, LiveClock, ms_to_datetime
@@ -143,16 +145,66 @@ def run_scheduled(
     sched.add_listener(on_error, EVENT_JOB_ERROR)
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
+    watch = ClockWatch(WALL)
     try:
         while not stopper.event.wait(0.2):
             if runner.replay_end_ms is not None and clock.now_ms() >= runner.replay_end_ms:
                 logger.info("the replayed data ends here: stopping")
                 break
+            back = watch.stepped_back()
+            if back is not None:
+                realign(sched, WALL.now(), back)
     finally:
         sched.shutdown(wait=True)
         logger.info("scheduler stopped after {} ticks", runner.ticks_done)
     if failed:
         raise SchedulerFailed(f"the scheduler could not run job {failed[0]}; the bot stopped")
+
+
+# A wall clock stepped back by more than this (NTP after a long drift, a wrong clock after a
+# suspend, a person) re-plans the jobs; smaller steps only delay a job by as much.
+STEP_BACK_TOLERANCE_S = 5.0
+
+
+class ClockWatch:
+    """Notices the wall clock stepping back: APScheduler plans runs on wall time, so after a
+    step back of an hour every job (guard included) would wait an hour longer, silently."""
+
+    def __init__(self, wall: LiveClock) -> None:
+        self.wall = wall
+        self._wall_ms = wall.now_ms()
+        self._mono = wall.monotonic()
+
+    def stepped_back(self) -> float | None:
+        """Seconds the wall clock went back since the last call (None if it did not)."""
+        wall_ms, mono = self.wall.now_ms(), self.wall.monotonic()
+        expected_ms = self._wall_ms + (mono - self._mono) * 1000
+        self._wall_ms, self._mono = wall_ms, mono
+        back_s = (expected_ms - wall_ms) / 1000
+        return back_s if back_s > STEP_BACK_TOLERANCE_S else None
+
+
+def realign(sched: BackgroundScheduler, now: datetime, back_s: float) -> None:
+    """Bring every job planned beyond its own next time as of ``now`` back to it (interval jobs
+    on their grid, so the ticks stay on candle closes; the daily rollover at the next 00:00)."""
+    logger.warning(
+        "the system clock went back {:.0f} s: re-planning the jobs on the new time", back_s
+    )
+    for job in sched.get_jobs():
+        planned = job.next_run_time
+        if planned is None or planned <= now:
+            continue
+        if isinstance(job.trigger, IntervalTrigger):
+            # the earliest run on the job's own grid that is still ahead (its start date may
+            # lie ahead of the new time: the grid, not the start, is what counts)
+            due = planned - job.trigger.interval * ((planned - now) // job.trigger.interval)
+        elif isinstance(job.trigger, DateTrigger):
+            continue  # one run at a time of its own (a settlement): unchanged
+        else:
+            due = job.trigger.get_next_fire_time(None, now)
+        if due is not None and due < planned:
+            job.modify(next_run_time=due)
+    sched.wakeup()
 
 
 def _unless_stopped(stop: threading.Event, job: Callable[..., object]) -> Callable[..., None]:

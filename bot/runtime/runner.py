@@ -30,6 +30,7 @@ from bot.ports.client_ids import base36
 from bot.ports.store import RiskEvent
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.feeds import PriceFeed
+from bot.store.instance_lock import AlreadyRunning
 from bot.store.sql import SqlStore, StoreUnavailable
 
 T = TypeVar("T")
@@ -96,6 +97,13 @@ class Runner:
                     if self.save_paper is not None:
                         self.save_paper()
                 result = fn()
+            except AlreadyRunning as exc:
+                # Another bot holds the state database now: this one must neither trade nor
+                # write there (not even its failure). Say so and stop (the scheduler ends the
+                # run on a job that raises).
+                logger.critical("{} stopped: {}", name, exc)
+                self.notifier.notify([Alert("lock_lost", "critical", f"bot stopped: {exc}")])
+                raise
             except Exception as exc:
                 self._failed(name, exc)
                 return None

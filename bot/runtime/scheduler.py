@@ -37,7 +37,8 @@ SETTLE_DELAY_S = 5  # seconds after a candle closes before deciding on it
 
 
 class SchedulerFailed(BotError):
-    """The scheduler could not run a job (not a job that failed: those are recorded)."""
+    """A job raised out of the runner: the scheduler could not run it, or the runner must not
+    go on (another bot took the state database). Failed jobs are recorded, not raised."""
 
 
 class Stopper:
@@ -139,7 +140,7 @@ def run_scheduled(
         # is the scheduler failing to run a job at all. Every job would fail alike, and a bot
         # that cannot run its jobs must stop and say so, not idle as if it traded.
         failed.append(f"{event.job_id}: {type(event.exception).__name__}: {event.exception}")
-        logger.critical("the scheduler could not run job {}: stopping", failed[-1])
+        logger.critical("job {}: the bot stops", failed[-1])
         stopper.event.set()
 
     sched.add_listener(on_error, EVENT_JOB_ERROR)
@@ -158,7 +159,7 @@ def run_scheduled(
         sched.shutdown(wait=True)
         logger.info("scheduler stopped after {} ticks", runner.ticks_done)
     if failed:
-        raise SchedulerFailed(f"the scheduler could not run job {failed[0]}; the bot stopped")
+        raise SchedulerFailed(f"job {failed[0]}; the bot stopped")
 
 
 # A wall clock stepped back by more than this (NTP after a long drift, a wrong clock after a

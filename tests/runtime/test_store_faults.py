@@ -22,6 +22,7 @@ from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.orders import OrderRequest
 from bot.ports.store import OrderRecord
+from bot.store.instance_lock import AlreadyRunning
 from bot.store.sql import SqlStore, StoreUnavailable, make_engine
 from tests.runtime.conftest import write_config
 from tests.runtime.test_alerts import Receiver, receiver, set_runtime
@@ -143,3 +144,24 @@ def test_an_intent_that_cannot_be_persisted_is_not_sent(
     store.switch.on = False
     store.engine.dispose()
     assert store.get_order(cid) is None
+
+
+def test_a_lock_taken_by_another_bot_stops_this_one_without_touching_the_store(
+    paper_bot: tuple[Any, Any, SimClock, Any], receiver: Receiver
+) -> None:
+    runner, paper, clock, store = paper_bot
+    assert runner.tick() is not None
+    events, orders = len(store.recent_events(10_000)), dict(paper.sim.orders)
+
+    def lost() -> None:
+        raise AlreadyRunning("another bot took the state database while this bot's connection")
+
+    runner.before_job.append(lost)
+    clock.advance_to(clock.now_ms() + HOUR)
+    with pytest.raises(AlreadyRunning):
+        runner.tick()  # raises: the scheduler stops the run (test_scheduler_faults)
+    with pytest.raises(AlreadyRunning):
+        runner.guard()
+    assert paper.sim.orders == orders  # nothing traded
+    assert len(store.recent_events(10_000)) == events  # nothing written in the other's store
+    assert "[main] critical: lock_lost" in receiver.titles()

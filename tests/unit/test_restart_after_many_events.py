@@ -23,6 +23,7 @@ from bot.engine.tick import Engine
 from bot.errors import TransientExchangeError
 from bot.ports.store import RiskEvent
 from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
 from tests.conftest import T0, make_exchange
 from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket
@@ -37,9 +38,16 @@ def event(ts_ms: int, kind: EventKind, reason: str, symbol: str | None = None) -
     )
 
 
-def engine_on(store: SqlStore, clock: SimClock, instruments: dict[str, object]) -> Engine:
-    ex, _ = make_exchange(instruments)  # type: ignore[arg-type]
-    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+def engine_on(
+    store: SqlStore,
+    clock: SimClock,
+    instruments: dict[str, object],
+    ex: SimulatedExchange | None = None,
+) -> Engine:
+    """An engine over ``store``; on ``ex`` (the exchange outlives the bot), else a new one."""
+    if ex is None:
+        ex, _ = make_exchange(instruments)  # type: ignore[arg-type]
+        ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
     policy = load_policy(ROOT / "policies" / "vol_target.toml")
     assert policy.reentry.cooldown_ms == 24 * HOUR
     return Engine(
@@ -136,3 +144,40 @@ def test_a_guards_state_change_is_alerted_when_the_venue_stops_answering(
 
     runner._job("guard", halting_guard)  # the alert step reads the account again: it fails
     assert "[t] critical: state:halted" in sent
+
+
+def test_the_loss_limits_and_a_halt_survive_a_kill(
+    store: SqlStore, instruments: dict[str, object]
+) -> None:
+    clock = SimClock(T0)
+    first = engine_on(store, clock, instruments)
+    first.tick()  # opens BTC with its stop
+    ex = first.exchange
+    assert isinstance(ex, SimulatedExchange)
+    assert ex.fetch_positions([BTC]), "nothing opened; the test would prove nothing"
+    before = store.load_risk_memory()
+    assert before is not None
+    # The account loses 6 % of the day's equity (above the stop: the position stays).
+    equity = ex.equity()
+    pos = ex.fetch_positions([BTC])[BTC]
+    ex.book.wallet -= equity * D("0.06")
+    clock.advance_to(T0 + 60_000)
+    first.guard()  # daily loss: halted with flatten
+    halted = store.load_risk_memory()
+    assert halted is not None
+    assert halted.state is TradingState.HALTED
+    assert "daily loss" in halted.state_reason
+    # kill -9: nothing of `first` is used again. The restart reads the memory back.
+    clock.advance_to(T0 + 120_000)
+    second = engine_on(store, clock, instruments, ex)
+    result = second.tick()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert result.state is TradingState.HALTED
+    assert memory.state is TradingState.HALTED
+    assert memory.day_start_ms == before.day_start_ms
+    assert memory.day_start_equity == before.day_start_equity
+    assert memory.peak_equity == before.peak_equity
+    assert BTC not in ex.fetch_positions([BTC]) or abs(ex.fetch_positions([BTC])[BTC].qty) <= abs(
+        pos.qty
+    )  # halted: nothing added

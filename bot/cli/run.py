@@ -80,7 +80,7 @@ def run_bot(
             runner = build_live(config, store, secrets)
             exchange = runner.engine.exchange
             assert isinstance(exchange, CcxtExchange)  # noqa: S101 - build_live made it
-            report = preflight(exchange, config)
+            report = preflight(exchange, config, store)
             console.print(_live_summary(config, report))
             if not report.ok:
                 raise ConfigError(

@@ -56,13 +56,7 @@ def run_bot(
     if replay is None:
         check_history_reach(config)  # before anything is opened or logged
     secrets = Secrets.from_environment() if live else None
-    setup_logging(
-        config.runtime.log_dir,
-        level=config.runtime.log_level,
-        secrets=[secrets.api_key, secrets.api_secret, secrets.password]
-        if secrets
-        else [os.environ.get(ENV_KEY)],
-    )
+    _start_logging(config, secrets)
     if not live and os.environ.get(ENV_KEY):
         logger.warning("paper mode: {} is set but not used (live trading needs --live)", ENV_KEY)
     # Before the database is opened (or created and migrated): one bot per state database.
@@ -132,6 +126,23 @@ def run_bot(
             store.close()
             lock.release()
             logger.complete()
+
+
+def _start_logging(config: BotConfig, secrets: Secrets | None) -> None:
+    try:
+        setup_logging(
+            config.runtime.log_dir,
+            level=config.runtime.log_level,
+            secrets=[secrets.api_key, secrets.api_secret, secrets.password]
+            if secrets
+            else [os.environ.get(ENV_KEY)],
+        )
+    except OSError as exc:  # before anything is opened: one line, not a traceback
+        raise ConfigError(
+            f"{config.source}: runtime.log_dir: cannot write the log files in "
+            f"{config.runtime.log_dir}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+        ) from None
 
 
 def _confirmed(config: BotConfig) -> bool:

@@ -93,6 +93,8 @@ FALLBACK_STOP = Decimal("0.05")
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
 UNPROTECTED = "protection failed"
+# How far back a start looks for the cooldowns to restore (each event carries its own end).
+RESTORE_HORIZON_MS = 90 * 86_400_000
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _STOP_LOSS, _HALTED = OrderPurpose.STOP_LOSS, TradingState.HALTED
 
@@ -164,12 +166,14 @@ class Engine:
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
         # What a restart restores from the recorded events, queried by kind and age, so that no
         # number of other events since (an outage's unreadable reads, every denial) hides them.
+        # (A cooldown recorded under a longer cooldown setting than today's still counts: the
+        # horizon is at least RESTORE_HORIZON_MS.)
         now = clock.now_ms()
         hedge_ms = policy.hedge.cooldown_minutes * 60_000 if policy.hedge is not None else 0
         recent = store.recent_events(
             100_000,
             kinds=(COOLDOWN_EVENT,),
-            since_ms=now - max(policy.reentry.cooldown_ms, hedge_ms),
+            since_ms=now - max(policy.reentry.cooldown_ms, hedge_ms, RESTORE_HORIZON_MS),
         )
         self.cooldowns.restore(recent, now)
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick

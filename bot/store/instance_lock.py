@@ -69,6 +69,7 @@ class _AdvisoryLock:
         )
         self._conn: Any = None
         self._key: int | None = None
+        self._lost: str | None = None  # why the lock is gone for good
         if not self._take():
             holder = self._holder()
             self.release()
@@ -109,27 +110,33 @@ class _AdvisoryLock:
 
     def check(self) -> None:
         from sqlalchemy import text
-        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import SQLAlchemyError
 
+        if self._lost is not None:
+            raise AlreadyRunning(self._lost)  # never again on a connection without the lock
         try:
             self._conn.execute(text("SELECT 1"))
             return
-        except DBAPIError:
+        except SQLAlchemyError:
             pass  # the connection is gone, and the lock with it: take it again below
-        with contextlib.suppress(DBAPIError):
+        with contextlib.suppress(SQLAlchemyError):
             self._conn.close()
         try:
             got = self._take()
-        except DBAPIError as exc:
+        except SQLAlchemyError as exc:
+            with contextlib.suppress(SQLAlchemyError):
+                self._conn.close()
+            lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise LockLost(
                 f"the state database {self._where} cannot be reached to confirm this bot's "
-                f"lock: {type(exc).__name__}: {str(exc.orig or exc).strip().splitlines()[0]}"
+                f"lock: {type(exc).__name__}: {lines[0] if lines else ''}"
             ) from None
         if not got:
-            raise AlreadyRunning(
+            self._lost = (
                 f"another bot took the state database {self._where} while this bot's "
                 "connection was down: this bot stops trading; stop one of them"
             )
+            raise AlreadyRunning(self._lost)
 
     def release(self) -> None:
         try:

@@ -154,11 +154,23 @@ class Runner:
         return self.engine.tick()
 
     def apply_commands(self) -> None:
-        """Apply ``bot halt [--flatten]`` and ``bot resume`` posted through the database."""
-        for cmd_id, kind, args in self.store.take_commands():
+        """Apply ``bot halt [--flatten]`` and ``bot resume`` posted through the database.
+
+        A command is marked done only once applied: one whose application fails is applied at
+        the next job (applying halt or resume twice changes nothing), never lost."""
+        for cmd_id, kind, args in self.store.posted_commands():
             now = self.clock.now_ms()
+            try:
+                opts = json.loads(args) if args else {}
+                if not isinstance(opts, dict):
+                    raise ValueError(f"arguments are a JSON {type(opts).__name__}")
+            except ValueError as exc:
+                logger.warning(
+                    "command {} ({}) ignored: unreadable arguments: {}", cmd_id, kind, exc
+                )
+                self.store.command_done(cmd_id)
+                continue
             memory = self.store.load_risk_memory() or initial_memory(Decimal(0), now)
-            opts = json.loads(args) if args else {}
             reason = str(opts.get("reason") or f"bot {kind}")
             if kind == "halt":
                 flatten = bool(opts.get("flatten"))
@@ -169,6 +181,7 @@ class Runner:
                 memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
             else:
                 logger.warning("command {} of unknown kind {!r} ignored", cmd_id, kind)
+                self.store.command_done(cmd_id)
                 continue
             self.store.save_risk_memory(memory)
             self.store.record_event(
@@ -180,6 +193,7 @@ class Runner:
                     reason=f"command {cmd_id}: {kind} {args}".strip(),
                 )
             )
+            self.store.command_done(cmd_id)
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
 
     def _failed(self, job: str, exc: Exception) -> None:

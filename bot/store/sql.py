@@ -380,6 +380,20 @@ class SqlStore:
             rows = session.exec(stmt).all()
         return sorted((int(r[0]), str(r[1]), str(r[2])) for r in rows)
 
+    def posted_commands(self) -> list[tuple[int, str, str]]:
+        """Commands not yet applied as ``(id, kind, args)``, oldest first, left in place until
+        :meth:`command_done`: a command whose application fails (the database full, the process
+        killed) is applied at the next job, not lost (halt and resume may be applied twice)."""
+        cmd = t.CommandRow
+        stmt = select(cmd).where(col(cmd.consumed).is_(False)).order_by(col(cmd.id))
+        with self._read() as session:
+            return [(_id(r.id), r.kind, r.args) for r in session.exec(stmt)]
+
+    def command_done(self, cmd_id: int) -> None:
+        stmt = update(t.CommandRow).where(col(t.CommandRow.id) == cmd_id).values(consumed=True)
+        with self._write(f"command {cmd_id}") as session:
+            session.exec(stmt)
+
     # --- alerts ---------------------------------------------------------------------------------
 
     def record_alert(

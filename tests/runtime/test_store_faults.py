@@ -10,6 +10,7 @@ run as root, for whom a ``chmod`` would not).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from sqlalchemy import event
 from bot.bootstrap import build_paper, open_store
 from bot.clock import SimClock
 from bot.config.loader import load_config
+from bot.domain.enums import TradingState
 from bot.domain.orders import OrderRequest
-from bot.ports.store import OrderRecord
+from bot.ports.store import OrderRecord, RiskMemory
 from bot.store.instance_lock import AlreadyRunning
 from bot.store.sql import SqlStore, StoreUnavailable, make_engine
 from tests.runtime.conftest import write_config
@@ -55,6 +57,20 @@ class FailsAtTheIntent(SqlStore):
     switch: ReadOnlySwitch
     fail_at_intent = False
     refused: list[str]
+
+    fail_next_memory_save = False
+
+    def save_risk_memory(self, memory: RiskMemory) -> None:
+        if not self.fail_next_memory_save:
+            return super().save_risk_memory(memory)
+        self.fail_next_memory_save = False  # the disk is full for this one write
+        self.switch.on = True
+        self.engine.dispose()
+        try:
+            return super().save_risk_memory(memory)
+        finally:
+            self.switch.on = False
+            self.engine.dispose()
 
     def save_intent(self, request: OrderRequest, ts_ms: int) -> OrderRecord:
         if self.fail_at_intent:
@@ -165,3 +181,24 @@ def test_a_lock_taken_by_another_bot_stops_this_one_without_touching_the_store(
     assert paper.sim.orders == orders  # nothing traded
     assert len(store.recent_events(10_000)) == events  # nothing written in the other's store
     assert "[main] critical: lock_lost" in receiver.titles()
+
+
+def test_a_halt_whose_application_fails_is_applied_at_the_next_job(
+    paper_bot: tuple[Any, Any, SimClock, Any],
+) -> None:
+    runner, _paper, clock, store = paper_bot
+    assert runner.tick() is not None
+    store.post_command("halt", json.dumps({"reason": "going on holiday"}), clock.now_ms())
+    store.fail_next_memory_save = True  # the halt cannot be saved: the job fails
+    clock.advance_to(clock.now_ms() + 60_000)
+    runner.guard()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE  # not applied yet...
+    clock.advance_to(clock.now_ms() + 60_000)
+    runner.guard()  # ...and not lost: the next job applies it
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.HALTED
+    assert memory.state_reason == "going on holiday"
+    assert store.posted_commands() == []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TypeVar
 
@@ -27,7 +27,7 @@ from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable
 from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
-from bot.ports.store import RiskEvent
+from bot.ports.store import RiskEvent, RiskMemory
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.feeds import PriceFeed
 from bot.store.instance_lock import AlreadyRunning
@@ -179,6 +179,7 @@ class Runner:
                 )
             elif kind == "resume":
                 memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
+                memory = self._fresh_baselines(memory)
             else:
                 logger.warning("command {} of unknown kind {!r} ignored", cmd_id, kind)
                 self.store.command_done(cmd_id)
@@ -195,6 +196,31 @@ class Runner:
             )
             self.store.command_done(cmd_id)
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
+
+    def _fresh_baselines(self, memory: RiskMemory) -> RiskMemory:
+        """A person resumes after a drawdown or daily-loss halt: the limit that halted it is
+        measured from the equity of now, or the next job would halt (and flatten) again at once.
+        Only a limit still breached is reset; the state event says so."""
+        acct = self.engine.last_account
+        snapshot = self.store.latest_equity() if acct is None else None
+        equity = acct.equity() if acct is not None else snapshot.equity if snapshot else None
+        if equity is None or equity <= 0:
+            return memory
+        limits = self.engine.limits
+        notes = []
+        if memory.peak_equity > 0 and (memory.peak_equity - equity) / memory.peak_equity >= (
+            limits.max_drawdown
+        ):
+            notes.append(f"drawdown peak {memory.peak_equity:.2f}")
+            memory = replace(memory, peak_equity=equity)
+        start = memory.day_start_equity
+        if start > 0 and (start - equity) / start >= limits.daily_loss:
+            notes.append(f"the day's start {start:.2f}")
+            memory = replace(memory, day_start_equity=equity)
+        if notes:
+            reason = f"{memory.state_reason}; {' and '.join(notes)} reset to equity {equity:.2f}"
+            memory = replace(memory, state_reason=reason)
+        return memory
 
     def _failed(self, job: str, exc: Exception) -> None:
         """Record, count and alert a failed job. Never raises: when the state database itself

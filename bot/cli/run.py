@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -48,6 +49,7 @@ def run_bot(
 ) -> int:
     """Run the bot. ``on_ready(config, runner, store)``, called once the runner is built, starts
     the web servers of ``--dashboard``/``--metrics-port`` and returns what stops them."""
+    _check_options(ticks=ticks, speed=speed, replay=replay)
     config = load_config(config_path)
     if live and replay is not None:
         raise ConfigError(
@@ -126,6 +128,20 @@ def run_bot(
             store.close()
             lock.release()
             logger.complete()
+
+
+def _check_options(*, ticks: int | None, speed: float, replay: Path | None) -> None:
+    """Options that would end in a traceback or a run other than the one asked for, refused
+    before anything is opened."""
+    if ticks is not None and ticks < 1:
+        raise ConfigError(f"--ticks {ticks}: the number of ticks to run must be at least 1")
+    if not math.isfinite(speed) or speed <= 0:
+        raise ConfigError(f"--speed {speed}: the replay speed must be a finite number > 0")
+    if replay is None and speed != 1:
+        raise ConfigError(
+            f"--speed {speed} replays recorded data faster: it needs --replay DIR "
+            "(live prices run at the speed of time)"
+        )
 
 
 def _start_logging(config: BotConfig, secrets: Secrets | None) -> None:

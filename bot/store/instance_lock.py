@@ -70,6 +70,8 @@ class _AdvisoryLock:
         self._conn: Any = None
         self._key: int | None = None
         self._lost: str | None = None  # why the lock is gone for good
+        self._pid: int | None = None  # the server process of the connection holding the lock
+        self._held = False  # whether self._conn is the connection that holds it
         if not self._take():
             holder = self._holder()
             self.release()
@@ -88,7 +90,23 @@ class _AdvisoryLock:
             ).one()
             self._key = advisory_key(str(db), str(schema))
         got = self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key})
-        return bool(got.scalar_one())
+        if not bool(got.scalar_one()):
+            return False
+        self._pid = int(self._conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        self._held = True
+        return True
+
+    def _holder_pid(self) -> int | None:
+        from sqlalchemy import text
+
+        row = self._conn.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND ((classid::bigint << 32) | objid::bigint) = :k"
+            ),
+            {"k": self._key},
+        ).first()
+        return int(row[0]) if row is not None else None
 
     def _holder(self) -> str:
         from sqlalchemy import text
@@ -114,11 +132,12 @@ class _AdvisoryLock:
 
         if self._lost is not None:
             raise AlreadyRunning(self._lost)  # never again on a connection without the lock
-        try:
-            self._conn.execute(text("SELECT 1"))
-            return
-        except SQLAlchemyError:
-            pass  # the connection is gone, and the lock with it: take it again below
+        if self._held:
+            try:
+                self._conn.execute(text("SELECT 1"))
+                return
+            except SQLAlchemyError:
+                self._held = False  # the connection is gone, and the lock with it
         with contextlib.suppress(SQLAlchemyError):
             self._conn.close()
         try:
@@ -132,11 +151,30 @@ class _AdvisoryLock:
                 f"lock: {type(exc).__name__}: {lines[0] if lines else ''}"
             ) from None
         if not got:
+            old_pid, holder = self._pid, self._holder_or_none()
+            if holder is not None and holder == old_pid:
+                # Our own old session, which the server has not noticed is gone (a network cut
+                # lasts until its TCP keepalive): end it; the next job takes the lock.
+                with contextlib.suppress(SQLAlchemyError):
+                    self._conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": old_pid})
+                raise LockLost(
+                    f"the state database {self._where} still holds this bot's lock on its old "
+                    f"connection (server process {old_pid}); it was ended, the lock is taken "
+                    "again at the next job"
+                )
             self._lost = (
                 f"another bot took the state database {self._where} while this bot's "
                 "connection was down: this bot stops trading; stop one of them"
             )
             raise AlreadyRunning(self._lost)
+
+    def _holder_or_none(self) -> int | None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return self._holder_pid()
+        except SQLAlchemyError:
+            return None
 
     def release(self) -> None:
         try:

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from bot.clock import LiveClock
 from bot.domain.enums import EventKind, TradingState
 from bot.ports.store import RiskEvent, RiskMemory
 from bot.store.sql import SqlStore, StoreUnavailable, make_engine
 from tests.store.conftest import POSTGRES_URL
+
+WALL = LiveClock()
 
 T0 = 1_750_000_000_000
 
@@ -83,6 +86,14 @@ def test_a_dropped_postgres_connection_is_replaced(store: SqlStore) -> None:
     try:
         with admin.connect() as conn:  # as a server restart or a network cut would
             assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+            deadline = WALL.monotonic() + 10  # it only signals: wait until the session is gone
+            while (
+                WALL.monotonic() < deadline
+                and conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+                ).scalar_one()
+            ):
+                WALL.sleep(0.05)
     finally:
         admin.dispose()
     store.record_event(event(T0 + 1))  # pre-ping finds it dead and connects again

@@ -4,6 +4,7 @@ is taken again, or stops the bot if another one took it meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,9 +14,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from bot.store.instance_lock import AlreadyRunning, InstanceLock, advisory_key, lock_path
+from bot.clock import LiveClock
+from bot.store.instance_lock import (
+    AlreadyRunning,
+    InstanceLock,
+    LockLost,
+    _AdvisoryLock,
+    advisory_key,
+    lock_path,
+)
 from bot.store.migrate import engine_url
 from tests.store.conftest import POSTGRES_URL
+
+WALL = LiveClock()
 
 
 def test_a_second_lock_on_one_database_is_refused(store_url: str) -> None:
@@ -53,6 +64,7 @@ def test_two_databases_do_not_share_a_lock(tmp_path: Path) -> None:
 
 HOLDER = """
 import sys, time
+from bot.clock import LiveClock
 from bot.store.instance_lock import InstanceLock
 lock = InstanceLock.acquire(sys.argv[1])
 print("held", flush=True)
@@ -117,11 +129,20 @@ def _terminate_lock_sessions(url: str) -> int:
                 ),
                 {"k": key},
             ).scalars()
-            killed = 0
-            for pid in list(pids):
+            killed = list(pids)
+            for pid in killed:
                 conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-                killed += 1
-            return killed
+            # pg_terminate_backend only signals: wait until the sessions (and locks) are gone
+            deadline = WALL.monotonic() + 10
+            while killed and WALL.monotonic() < deadline:
+                alive = conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"),
+                    {"p": killed},
+                ).scalar_one()
+                if alive == 0:
+                    break
+                WALL.sleep(0.05)
+            return len(killed)
     finally:
         admin.dispose()
 
@@ -156,3 +177,35 @@ def test_postgres_lock_taken_by_another_bot_meanwhile_stops_this_one(store_url: 
         lock.release()
         if other is not None:
             other.release()
+
+
+@postgres
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_postgres_lock_held_by_our_own_lingering_session_is_taken_back(store_url: str) -> None:
+    # After a network cut the server keeps the old session (and the lock) until its TCP
+    # keepalive notices; the bot must not take its own old session for another bot.
+    lock = InstanceLock.acquire(store_url)
+    impl = lock._impl
+    assert isinstance(impl, _AdvisoryLock)
+    lingering = impl._conn  # the server still sees this session, holding the lock
+    impl._conn = impl._engine.connect()  # the bot's side lost it: a new connection
+    impl._held = False
+    try:
+        with pytest.raises(LockLost, match="still holds this bot's lock on its old connection"):
+            lock.check()  # the old session is ended...
+        deadline = WALL.monotonic() + 10
+        while True:  # ...and the next job takes the lock again
+            try:
+                lock.check()
+                break
+            except LockLost:
+                if WALL.monotonic() > deadline:
+                    raise
+                WALL.sleep(0.1)
+        with pytest.raises(AlreadyRunning):
+            InstanceLock.acquire(store_url)
+    finally:
+        with contextlib.suppress(Exception):
+            lingering.close()
+        lock.release()

@@ -66,6 +66,13 @@ class Stopper:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.event.is_set():
+            logger.warning(
+                "signal {} received again: still finishing the running job (kill -9 is safe "
+                "too: the next start recovers)",
+                signum,
+            )
+            return
         logger.warning("signal {} received: finishing the running job, then stopping", signum)
         self.event.set()
 

@@ -93,6 +93,8 @@ FALLBACK_STOP = Decimal("0.05")
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
 UNPROTECTED = "protection failed"
+# How far back a start looks for the cooldowns to restore (each event carries its own end).
+RESTORE_HORIZON_MS = 90 * 86_400_000
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _STOP_LOSS, _HALTED = OrderPurpose.STOP_LOSS, TradingState.HALTED
 
@@ -162,13 +164,26 @@ class Engine:
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
-        recent = store.recent_events(500)
-        self.cooldowns.restore(recent, clock.now_ms())
+        # What a restart restores from the recorded events, queried by kind and age, so that no
+        # number of other events since (an outage's unreadable reads, every denial) hides them.
+        # (A cooldown recorded under a longer cooldown setting than today's still counts: the
+        # horizon is at least RESTORE_HORIZON_MS.)
+        now = clock.now_ms()
+        hedge_ms = policy.hedge.cooldown_minutes * 60_000 if policy.hedge is not None else 0
+        recent = store.recent_events(
+            100_000,
+            kinds=(COOLDOWN_EVENT,),
+            since_ms=now - max(policy.reentry.cooldown_ms, hedge_ms, RESTORE_HORIZON_MS),
+        )
+        self.cooldowns.restore(recent, now)
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
         self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
         self.margin_mode = margin_mode  # of new positions (held ones carry their own)
-        self.unreadable_streak = restored_streak(recent)  # a restart does not reset it
+        # a restart does not reset it
+        self.unreadable_streak = restored_streak(
+            store.recent_events(1, kinds=(EventKind.READABLE, EventKind.UNREADABLE))
+        )
         self.protection_failures = 0  # checks in a row that had to close a naked position
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order

@@ -134,8 +134,24 @@ def apprise_sender(urls: Sequence[str]) -> Sender | None:
     return send
 
 
+# After a failed delivery the destination rests this long (doubling on each failure in a row, up
+# to the maximum) before it is tried again: a webhook that hangs costs each attempt its whole
+# timeout (Apprise: 4 s) on the job's thread, and a job with ten alerts would hold the next tick
+# and guard for 40 s, every job. Alerts meanwhile are recorded and held (the newest per key).
+FIRST_REST_S = 30.0
+MAX_REST_S = 900.0
+MAX_HELD = 100
+
+
 class Notifier:
-    """Records every alert in the store; sends the ones that pass dedup and the rate limit."""
+    """Records every alert in the store; sends the ones that pass dedup and the rate limit.
+
+    The store is not needed to send: when it cannot be read or written (a full disk, a lost
+    database connection, the very failures worth an alert), the alert is sent anyway, with the
+    dedup window kept in memory. A destination that fails rests before it is tried again (see
+    ``FIRST_REST_S``); what could not be sent is held and sent first when it answers again.
+    ``notify`` never raises.
+    """
 
     def __init__(
         self,
@@ -152,31 +168,103 @@ class Notifier:
         self.rules = rules
         self.account = account
         self._sent: list[int] = []
+        self._delivered: dict[str, int] = {}  # key -> last delivery (ms), for a failing store
+        self._held: dict[str, tuple[Alert, int | None]] = {}  # key -> newest unsent, oldest first
+        self._rest_s = 0.0  # the current rest after failures in a row (0: none)
+        self._retry_at: float | None = None  # on the clock's monotonic seconds
 
     def notify(self, alerts: Sequence[Alert]) -> int:
         """Returns how many were delivered."""
-        delivered = 0
+        fresh: list[tuple[Alert, int | None]] = []
         for alert in alerts:
             # an alert may quote an exchange error: no secret leaves in a payload or the store
             alert = Alert(alert.key, alert.severity, redact(alert.message))
             now = self.clock.now_ms()
-            recent = self.store.recent_alerts(alert.key, now - self.rules.dedup_seconds * 1000)
-            duplicate = any(getattr(r, "delivered", False) for r in recent)
-            alert_id = self.store.record_alert(now, alert.key, alert.severity, alert.message)
-            self._sent = [t for t in self._sent if t > now - 3_600_000]
+            since = now - self.rules.dedup_seconds * 1000
+            alert_id, duplicate = self._record(alert, now, since)
             if duplicate or self.sender is None:
+                continue
+            fresh.append((alert, alert_id))
+        # Held alerts go first, unless a newer one of the same key replaces them.
+        keys = {a.key for a, _ in fresh}
+        batch = [held for key, held in self._held.items() if key not in keys] + fresh
+        self._held = {}
+        delivered = 0
+        for alert, alert_id in batch:
+            now = self.clock.now_ms()
+            self._sent = [t for t in self._sent if t > now - 3_600_000]
+            if self._resting():
+                self._hold(alert, alert_id)
                 continue
             if len(self._sent) >= self.rules.max_per_hour:
                 logger.warning("alert rate limit reached; not sent: {}", alert.message)
                 continue
-            title = f"[{self.account}] {alert.severity}: {alert.key}"
-            try:
-                ok = self.sender(title, alert.message)
-            except Exception as exc:
-                logger.error("alert delivery failed: {}: {}", type(exc).__name__, exc)
-                ok = False
-            if ok:
-                self.store.mark_alert_delivered(alert_id)
+            if self._send(alert):
+                self._delivered[alert.key] = now
                 self._sent.append(now)
                 delivered += 1
+                if alert_id is not None:
+                    self._mark_delivered(alert_id)
+            else:
+                self._hold(alert, alert_id)
         return delivered
+
+    def _send(self, alert: Alert) -> bool:
+        assert self.sender is not None  # noqa: S101 - notify() sends nothing without one
+        title = f"[{self.account}] {alert.severity}: {alert.key}"
+        try:
+            ok = self.sender(title, alert.message)
+        except Exception as exc:
+            logger.error("alert delivery failed: {}: {}", type(exc).__name__, exc)
+            ok = False
+        if ok:
+            self._rest_s, self._retry_at = 0.0, None
+            return True
+        self._rest_s = min(MAX_REST_S, self._rest_s * 2 or FIRST_REST_S)
+        self._retry_at = self.clock.monotonic() + self._rest_s
+        logger.error(
+            "alert delivery failed; the alert destination rests {:.0f} s before the next "
+            "attempt (alerts meanwhile are recorded and held; trading goes on)",
+            self._rest_s,
+        )
+        return False
+
+    def _resting(self) -> bool:
+        return self._retry_at is not None and self.clock.monotonic() < self._retry_at
+
+    def _hold(self, alert: Alert, alert_id: int | None) -> None:
+        self._held.pop(alert.key, None)
+        self._held[alert.key] = (alert, alert_id)
+        while len(self._held) > MAX_HELD:
+            dropped = next(iter(self._held))
+            del self._held[dropped]
+            logger.warning("alert {} dropped: too many held while the destination fails", dropped)
+
+    def _record(self, alert: Alert, now: int, since: int) -> tuple[int | None, bool]:
+        """Record ``alert``; returns its id (None if the store failed) and whether the same key
+        was delivered within the dedup window."""
+        seen = self._delivered.get(alert.key)
+        duplicate = seen is not None and seen >= since
+        try:
+            recent = self.store.recent_alerts(alert.key, since)
+            duplicate = duplicate or any(getattr(r, "delivered", False) for r in recent)
+            return self.store.record_alert(now, alert.key, alert.severity, alert.message), duplicate
+        except Exception as exc:
+            logger.error(
+                "alert {} cannot be recorded ({}: {}); sending it anyway",
+                alert.key,
+                type(exc).__name__,
+                exc,
+            )
+            return None, duplicate
+
+    def _mark_delivered(self, alert_id: int) -> None:
+        try:
+            self.store.mark_alert_delivered(alert_id)
+        except Exception as exc:
+            logger.error(
+                "alert {} was sent but cannot be marked so: {}: {}",
+                alert_id,
+                type(exc).__name__,
+                exc,
+            )

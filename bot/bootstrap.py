@@ -15,7 +15,6 @@ that build them, so a simulation does not load them: its speed and memory stay i
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,7 +50,7 @@ from bot.sim.history import (
     requested_window,
     simulation_window,
 )
-from bot.sim.paper_state import restore
+from bot.sim.paper_state import processed_ms, restore
 from bot.sim.slippage import BPS, SlippageModel
 from bot.store.memory import MemoryStore
 
@@ -61,6 +60,7 @@ if TYPE_CHECKING:  # the adapters below are imported where they are built (modul
     from bot.runtime.feeds import PriceFeed
     from bot.runtime.runner import Runner
     from bot.sim.paper import PaperExchange
+    from bot.store.instance_lock import InstanceLock
     from bot.store.sql import SqlStore
 
 ENV_KEY, ENV_SECRET, ENV_PASSWORD = "BOT_API_KEY", "BOT_API_SECRET", "BOT_API_PASSWORD"
@@ -246,6 +246,16 @@ def open_store(config: BotConfig) -> SqlStore:
         return SqlStore.open(url)
 
 
+def lock_state_database(config: BotConfig) -> InstanceLock:
+    """Take the state database for this process: one running bot per database. Another bot on
+    it is :class:`~bot.store.instance_lock.AlreadyRunning`; a database that cannot be reached
+    is a ConfigError line, as in :func:`open_store`."""
+    from bot.store.instance_lock import InstanceLock
+
+    with database_errors(config):
+        return InstanceLock.acquire(config.runtime.database_url)
+
+
 @contextmanager
 def database_errors(config: BotConfig) -> Iterator[None]:
     """A database that cannot be reached or opened is one ConfigError line, not a traceback."""
@@ -362,7 +372,8 @@ def build_paper(
         )
         start, end = simulation_window(histories, policy, config)
         if state is not None:  # a restarted replay goes on from where the account stopped
-            start = max(start, int(json.loads(state).get("processed_ms", 0)))
+            with _paper_state_errors(config):
+                start = max(start, processed_ms(state))
         clock = clock or ReplayClock(start, speed)
         sim = _paper_sim(config, known, symbols, clock, state)
         sim.processed_ms = sim.processed_ms or start - 1
@@ -414,8 +425,26 @@ def _paper_sim(
         slippage_model=slippage_model(config),
     )
     if state is not None:
-        restore(sim, state)
+        with _paper_state_errors(config):
+            restore(sim, state)
     return sim
+
+
+@contextmanager
+def _paper_state_errors(config: BotConfig) -> Iterator[None]:
+    """A saved paper account that cannot be read names the account, the database and the way
+    out; nothing runs on a half-read account."""
+    try:
+        yield
+    except DataError as exc:
+        from bot.store.migrate import safe_url
+
+        raise DataError(
+            f"paper account {config.account.name!r} in the state database "
+            f"{safe_url(config.runtime.database_url)}: {exc}. Nothing was traded. Restore the "
+            "database from a backup, or start a new paper account (another account.name or "
+            "another runtime.database_url)"
+        ) from None
 
 
 def public_exchange(config: BotConfig, clock: Clock) -> CcxtExchange:

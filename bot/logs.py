@@ -115,8 +115,10 @@ class InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
+# UTC like every time the bot keeps (events, alerts, the trading day): a local time would
+# repeat an hour at the end of daylight saving time and disagree with the records.
 CONSOLE_FORMAT = (
-    "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <7}</level> | "
+    "<green>{time:YYYY-MM-DD HH:mm:ss!UTC}Z</green> | <level>{level: <7}</level> | "
     "{extra[tick]: <8} | {extra[replayed]}{message}"
 )
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from bot.clock import SimClock
 from bot.domain.enums import MarginMode
@@ -16,6 +17,12 @@ from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore
+
+# No per-example deadline: the suite runs on two shared cores beside other test processes, where
+# a 200 ms deadline fails examples for the machine's load, not for the code (speed is measured by
+# benchmarks/, never by tests). A test may still set its own settings.
+settings.register_profile("bot", deadline=None)
+settings.load_profile("bot")
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_750_000_000_000 - 1_750_000_000_000 % 3_600_000

@@ -160,16 +160,20 @@ def register(
         config: Annotated[Path, typer.Option("--config", help="configuration TOML file")],
     ) -> None:
         """Migrate the state database to the current schema, keeping its history."""
-        from bot.bootstrap import database_errors
+        from bot.bootstrap import database_errors, lock_state_database
         from bot.config.loader import load_config
         from bot.store import migrate
 
         with guard():
             cfg = load_config(config)
             url = cfg.runtime.database_url
-            with database_errors(cfg):
-                before = migrate.current_revision(url) if _exists(url) else None
-                migrate.upgrade(url)
+            lock = lock_state_database(cfg)  # never migrate under a running bot
+            try:
+                with database_errors(cfg):
+                    before = migrate.current_revision(url) if _exists(url) else None
+                    migrate.upgrade(url)
+            finally:
+                lock.release()
             console.print(
                 f"database {migrate.safe_url(url)}: {before or 'new'} -> {migrate.head_revision()}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from bot.bootstrap import (
     build_live,
     build_paper,
     check_history_reach,
+    lock_state_database,
     open_store,
 )
 from bot.config.loader import load_config
@@ -47,6 +49,7 @@ def run_bot(
 ) -> int:
     """Run the bot. ``on_ready(config, runner, store)``, called once the runner is built, starts
     the web servers of ``--dashboard``/``--metrics-port`` and returns what stops them."""
+    _check_options(ticks=ticks, speed=speed, replay=replay)
     config = load_config(config_path)
     if live and replay is not None:
         raise ConfigError(
@@ -55,16 +58,16 @@ def run_bot(
     if replay is None:
         check_history_reach(config)  # before anything is opened or logged
     secrets = Secrets.from_environment() if live else None
-    setup_logging(
-        config.runtime.log_dir,
-        level=config.runtime.log_level,
-        secrets=[secrets.api_key, secrets.api_secret, secrets.password]
-        if secrets
-        else [os.environ.get(ENV_KEY)],
-    )
+    _start_logging(config, secrets)
     if not live and os.environ.get(ENV_KEY):
         logger.warning("paper mode: {} is set but not used (live trading needs --live)", ENV_KEY)
-    store = open_store(config)
+    # Before the database is opened (or created and migrated): one bot per state database.
+    lock = lock_state_database(config)
+    try:
+        store = open_store(config)
+    except BaseException:
+        lock.release()
+        raise
     paper: PaperExchange | None = None
     stop_extras: Callable[[], None] | None = None
     try:
@@ -73,7 +76,7 @@ def run_bot(
             runner = build_live(config, store, secrets)
             exchange = runner.engine.exchange
             assert isinstance(exchange, CcxtExchange)  # noqa: S101 - build_live made it
-            report = preflight(exchange, config)
+            report = preflight(exchange, config, store)
             console.print(_live_summary(config, report))
             if not report.ok:
                 raise ConfigError(
@@ -86,6 +89,7 @@ def run_bot(
         else:
             runner, paper = build_paper(config, store, replay=replay, speed=speed)
             mode = "paper-replay" if replay is not None else "paper"
+        runner.before_job.append(lock.check)  # a lock lost with its connection stops trading
         policy = config.policies[0]
         store.open_run(mode, str(config.source), policy.name, runner.clock.now_ms())
         logger.info(
@@ -93,31 +97,68 @@ def run_bot(
         )
         if on_ready is not None:
             stop_extras = on_ready(config, runner, store)
-        if once:
-            return 0 if runner.tick() is not None else 1
         stopper = Stopper()
-        stopper.install()
-        rt = config.runtime
-        run_scheduled(
-            runner,
-            clock=runner.clock,
-            tf_ms=parse_timeframe(policy.timeframe),
-            speed=speed,
-            guard_seconds=rt.guard_seconds,
-            grace_seconds=rt.misfire_grace_seconds,
-            funding_lead_seconds=rt.funding_lead_seconds,
-            max_ticks=ticks,
-            stopper=stopper,
-            live_time=replay is None,
-        )
-        return 0
+        stopper.install()  # from here a signal finishes the running tick, then stops
+        try:
+            if once:
+                return 0 if runner.tick() is not None else 1
+            rt = config.runtime
+            run_scheduled(
+                runner,
+                clock=runner.clock,
+                tf_ms=parse_timeframe(policy.timeframe),
+                speed=speed,
+                guard_seconds=rt.guard_seconds,
+                grace_seconds=rt.misfire_grace_seconds,
+                funding_lead_seconds=rt.funding_lead_seconds,
+                max_ticks=ticks,
+                stopper=stopper,
+                live_time=replay is None,
+            )
+            return 0
+        finally:
+            stopper.uninstall()
     finally:
         if stop_extras is not None:
             stop_extras()
-        if paper is not None:
-            paper.save()
-        store.close()
-        logger.complete()
+        try:
+            if paper is not None:
+                paper.save()
+        finally:
+            store.close()
+            lock.release()
+            logger.complete()
+
+
+def _check_options(*, ticks: int | None, speed: float, replay: Path | None) -> None:
+    """Options that would end in a traceback or a run other than the one asked for, refused
+    before anything is opened."""
+    if ticks is not None and ticks < 1:
+        raise ConfigError(f"--ticks {ticks}: the number of ticks to run must be at least 1")
+    if not math.isfinite(speed) or speed <= 0:
+        raise ConfigError(f"--speed {speed}: the replay speed must be a finite number > 0")
+    if replay is None and speed != 1:
+        raise ConfigError(
+            f"--speed {speed} replays recorded data faster: it needs --replay DIR "
+            "(live prices run at the speed of time)"
+        )
+
+
+def _start_logging(config: BotConfig, secrets: Secrets | None) -> None:
+    try:
+        setup_logging(
+            config.runtime.log_dir,
+            level=config.runtime.log_level,
+            secrets=[secrets.api_key, secrets.api_secret, secrets.password]
+            if secrets
+            else [os.environ.get(ENV_KEY)],
+        )
+    except OSError as exc:  # before anything is opened: one line, not a traceback
+        raise ConfigError(
+            f"{config.source}: runtime.log_dir: cannot write the log files in "
+            f"{config.runtime.log_dir}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+        ) from None
 
 
 def _confirmed(config: BotConfig) -> bool:

@@ -218,7 +218,7 @@ class DataConfig(FrozenModel):
     exchange: Literal["binanceusdm", "bybit"] = "binanceusdm"
     # Live trading refreshes <dir>/contracts/<exchange>.json at start and daily and refuses to
     # open or increase anything on a catalogue older than this (hours).
-    catalogue_max_age_hours: Annotated[int, Field(gt=0)] = 48
+    catalogue_max_age_hours: StrictInt = Field(default=48, gt=0, le=24 * 365)
 
 
 class PolicyRef(FrozenModel):
@@ -235,8 +235,8 @@ class RiskConfig(FrozenModel):
     max_notional_per_contract: PositiveDec
     daily_loss_limit: OpenFraction
     max_drawdown: OpenFraction
-    stale_data_seconds: StrictInt = Field(gt=0)
-    max_orders_per_minute: StrictInt = Field(gt=0)
+    stale_data_seconds: StrictInt = Field(gt=0, le=7 * 86_400)
+    max_orders_per_minute: StrictInt = Field(gt=0, le=100_000)
     on_daily_loss: Literal["reducing", "halted"] = "halted"
     expected_stop_slippage_bps: Dec = Field(default=Decimal(10), ge=0, lt=10000)
     max_unreadable_reads: StrictInt = Field(default=3, ge=1, le=1000)
@@ -307,12 +307,14 @@ class RuntimeConfig(FrozenModel):
     alert_urls: tuple[Url, ...] = ()
     alert_margin_ratio: Dec = Field(default=Decimal("0.8"), gt=0, le=1)
     alert_liquidation_vol_units: Dec = Field(default=Decimal(3), ge=0)
-    alert_dedup_minutes: StrictInt = Field(default=60, ge=0)
-    alert_max_per_hour: StrictInt = Field(default=20, gt=0)
-    guard_seconds: StrictInt = Field(default=60, gt=0)
-    misfire_grace_seconds: StrictInt = Field(default=120, gt=0)
-    funding_lead_seconds: StrictInt = Field(default=120, gt=0)
-    max_failures: StrictInt = Field(default=3, gt=0)
+    # Upper bounds: past them a value means nothing a trader wants (a guard once a day) or
+    # overflows the scheduler's timedelta at the first job, which then never runs a tick.
+    alert_dedup_minutes: StrictInt = Field(default=60, ge=0, le=7 * 1440)
+    alert_max_per_hour: StrictInt = Field(default=20, gt=0, le=3600)
+    guard_seconds: StrictInt = Field(default=60, gt=0, le=3600)
+    misfire_grace_seconds: StrictInt = Field(default=120, gt=0, le=86_400)
+    funding_lead_seconds: StrictInt = Field(default=120, gt=0, le=8 * 3600)
+    max_failures: StrictInt = Field(default=3, gt=0, le=1000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

@@ -83,7 +83,7 @@ from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
-from bot.risk.state import initial_memory, set_state, update
+from bot.risk.state import Transition, initial_memory, set_state, update
 
 ZERO = Decimal(0)
 # Stop distance (fraction of the mark) for a position found without a stop before the engine has
@@ -93,8 +93,12 @@ FALLBACK_STOP = Decimal("0.05")
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
 UNPROTECTED = "protection failed"
+# How far back a start looks for the cooldowns to restore (each event carries its own end).
+RESTORE_HORIZON_MS = 90 * 86_400_000
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _STOP_LOSS, _HALTED = OrderPurpose.STOP_LOSS, TradingState.HALTED
+# Trading states from the least to the most restrictive.
+_RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
 class SendOutcome(StrEnum):
@@ -161,14 +165,28 @@ class Engine:
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
+        self._last_equity: Decimal | None = None  # the equity the loss limits last acted on
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
-        recent = store.recent_events(500)
-        self.cooldowns.restore(recent, clock.now_ms())
+        # What a restart restores from the recorded events, queried by kind and age, so that no
+        # number of other events since (an outage's unreadable reads, every denial) hides them.
+        # (A cooldown recorded under a longer cooldown setting than today's still counts: the
+        # horizon is at least RESTORE_HORIZON_MS.)
+        now = clock.now_ms()
+        hedge_ms = policy.hedge.cooldown_minutes * 60_000 if policy.hedge is not None else 0
+        recent = store.recent_events(
+            100_000,
+            kinds=(COOLDOWN_EVENT,),
+            since_ms=now - max(policy.reentry.cooldown_ms, hedge_ms, RESTORE_HORIZON_MS),
+        )
+        self.cooldowns.restore(recent, now)
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
         self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
         self.margin_mode = margin_mode  # of new positions (held ones carry their own)
-        self.unreadable_streak = restored_streak(recent)  # a restart does not reset it
+        # a restart does not reset it
+        self.unreadable_streak = restored_streak(
+            store.recent_events(1, kinds=(EventKind.READABLE, EventKind.UNREADABLE))
+        )
         self.protection_failures = 0  # checks in a row that had to close a naked position
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
@@ -539,8 +557,14 @@ class Engine:
         observed: Decimal | None = None,
     ) -> RiskMemory:
         equity = acct.equity() if observed is None else min(acct.equity(), observed)
-        memory = self._risk_memory() or initial_memory(equity, now)
-        memory, transition = update(memory, equity, now, self.limits, stale)
+        base = self._risk_memory() or initial_memory(equity, now)
+        memory, transition = update(base, equity, now, self.limits, stale)
+        if self._needs_second_reading(base, transition, equity):
+            self._read_again(now, acct)
+            equity = acct.equity() if observed is None else min(acct.equity(), observed)
+            base = self._risk_memory() or initial_memory(equity, now)
+            memory, transition = update(base, equity, now, self.limits, stale)
+        self._last_equity = equity
         self._save_memory(memory)
         if transition is not None:
             self._event(
@@ -555,6 +579,44 @@ class Engine:
                 for sym in self.symbols:
                     self._cool(sym, now, f"state {transition.after.value}")
         return memory
+
+    def _needs_second_reading(
+        self, base: RiskMemory, transition: Transition | None, equity: Decimal
+    ) -> bool:
+        """Whether this equity must be read twice before the loss limits act on it.
+
+        One garbled number in an answer (a wallet, a mark, a position) that passed every check
+        of the adapter must not flatten the book: a reading that moves the trading state to a
+        worse one is read again, and so is an equity above the last reading by more than the
+        smallest loss limit (kept, it would become the peak or the day's start, and the true
+        equity read next would breach a limit; the first reading after a start is compared with
+        the recorded peak). A real move reads the same twice; the cost is one more account
+        read, only on such a reading.
+        """
+        if transition is not None and _RANK[transition.after] > _RANK[transition.before]:
+            return True
+        last = self._last_equity if self._last_equity is not None else base.peak_equity
+        if last <= 0:
+            return False
+        limits = self.limits
+        smallest = min(limits.daily_loss, limits.max_drawdown)
+        return equity > last * (1 + smallest)
+
+    def _read_again(self, now: int, acct: AccountView) -> None:
+        """Read the account again into ``acct`` (the tick goes on with the second reading).
+
+        What the first reconcile learnt about the bot's own fills and stop-outs is kept, and a
+        position gone between the two readings is judged as an exit like any other.
+        """
+        rec = self.reconciler
+        own, stopped = rec.own_fills, rec.stopped_out
+        fresh = self.reconcile(now)
+        rec.own_fills = own | rec.own_fills
+        rec.stopped_out = stopped | rec.stopped_out
+        acct.wallet, acct.positions = fresh.wallet, fresh.positions
+        acct.resting, acct.marks = fresh.resting, fresh.marks
+        acct.changed()
+        self.note_exits(acct, now)
 
     # -- 4. decide -----------------------------------------------------------------------------
 

@@ -61,6 +61,9 @@ class VenueProfile:
     # How the open-order lists (regular and conditional) are paged; None: one answer lists
     # every open order of the symbol.
     open_order_pages: Paging | None = None
+    # The venue gives every order a client id (Binance mints one when none is sent, web and app
+    # orders included), so an open order listed without one is a garbled row.
+    client_ids: bool = False
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -97,6 +100,7 @@ BINANCE_USDM = VenueProfile(
     # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Current-All-Open-Orders
     # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Current-All-Algo-Open-Orders
     open_order_pages=None,
+    client_ids=True,
 )
 
 # Bybit takes a liquidated position over at the bankruptcy price; the margin between liquidation

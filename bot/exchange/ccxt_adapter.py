@@ -212,8 +212,13 @@ class CcxtExchange:
         # Binance order ids and algo ids are separate sequences: dedupe on (id, client id) only
         # (Bybit may list a conditional order in both answers).
         seen: dict[tuple[str, str], Order] = {}
-        for raw in [*regular, *algo]:
+        books = [(raw, False) for raw in regular] + [(raw, True) for raw in algo]
+        for raw, conditional in books:
             order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            where = f"open {'conditional ' if conditional else ''}orders of {symbol}"
+            ccxt_orders.require_resting(
+                order, raw, where, conditional=conditional, client_id=self._profile.client_ids
+            )
             seen.setdefault((order.exchange_id, order.client_id), order)
         return list(seen.values())
 
@@ -255,6 +260,7 @@ class CcxtExchange:
             mark = mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
             if mark <= 0:
                 raise mapping.UnexpectedResponse(f"{symbol} markPrice: must be > 0, got {mark}")
+            mapping.check_mark_against_index(symbol, mark, row.get("indexPrice"))
             return mark
 
         return self._account_read(read, f"mark price of {symbol}")
@@ -324,7 +330,7 @@ class CcxtExchange:
         """True when the account is in hedge (dual-side) mode."""
         if self._ex.has.get("fetchPositionMode"):
             row = self._call(lambda: self._ex.fetch_position_mode(), "fetch_position_mode")
-            return bool(row.get("hedged"))
+            return mapping.flag(row.get("hedged"), "position mode (dualSidePosition)")
         # one contract is enough: every row carries the account's mode (Bybit lists a flat
         # contract's row when asked by symbol, not when asked by settle coin)
         rows = self._position_rows(self._symbols[:1])
@@ -353,8 +359,7 @@ class CcxtExchange:
         row = self._call(
             lambda: self._ex.fapiPrivateGetMultiAssetsMargin(), "fetch_multi_assets_mode"
         )
-        value = row.get("multiAssetsMargin")
-        return value is True or str(value).lower() == "true"
+        return mapping.flag(row.get("multiAssetsMargin"), "multiAssetsMargin")
 
     def fetch_key_permissions(self) -> dict[str, bool] | None:
         """API key permissions (Binance ``GET /sapi/v1/account/apiRestrictions``), else None.
@@ -364,7 +369,12 @@ class CcxtExchange:
         if not self._profile.key_permissions or "sapi" not in self._ex.urls.get("api", {}):
             return None
         row = self._call(lambda: self._ex.sapiGetAccountApiRestrictions(), "fetch_key_permissions")
-        return {str(k): v for k, v in row.items() if isinstance(v, bool)}
+        perms = {str(k): v for k, v in row.items() if isinstance(v, bool)}
+        # "can it withdraw?" unanswered is not "no": the preflight warns on True only
+        perms["enableWithdrawals"] = mapping.flag(
+            row.get("enableWithdrawals"), "API key enableWithdrawals"
+        )
+        return perms
 
     def resync_clock(self) -> None:
         """Re-measure the offset between local and server time (call hourly and after -1021)."""
@@ -534,7 +544,7 @@ class CcxtExchange:
         def read() -> Order:
             # parsed inside the retried call: a garbled answer is asked again, not believed
             raw = self._ex.fetch_order(None, symbol, dict(params))
-            return ccxt_orders.order_from_ccxt(raw, account=self._account)
+            return _asked(ccxt_orders.order_from_ccxt(raw, account=self._account), client_id)
 
         try:
             return self._call(read, f"lookup {client_id}")
@@ -556,11 +566,11 @@ class CcxtExchange:
             # parsed inside the retried call: a garbled answer is asked again, not believed
             raws = self._ex.fetch_open_orders(symbol, None, None, dict(params))
             mapping.require_rows(raws, f"lookup {client_id}")
-            for raw in raws:
-                order = ccxt_orders.order_from_ccxt(raw, account=self._account)
-                if order.client_id == client_id:
-                    return order
-            return None
+            # asked by client id, the venue lists that order or nothing: a row that is not it
+            # is garbled (read as "not found", a filled entry was resent and "rejected")
+            if not raws:
+                return None
+            return _asked(ccxt_orders.order_from_ccxt(raws[0], account=self._account), client_id)
 
         return self._call(read, f"lookup {client_id}")
 
@@ -634,7 +644,13 @@ class CcxtExchange:
 
     def _order_from_ack(self, raw: Mapping[str, Any], request: OrderRequest) -> Order:
         try:
-            return ccxt_orders.order_from_ccxt(raw, fallback=request, account=self._account)
+            order = ccxt_orders.order_from_ccxt(raw, fallback=request, account=self._account)
+            if order.client_id != request.client_id:
+                # the answer names another order: it says nothing about this one
+                raise mapping.UnexpectedResponse(
+                    f"the answer is about client id {order.client_id!r}"
+                )
+            return order
         except mapping.UnexpectedResponse as exc:
             # accepted, but the answer is unreadable: report it unknown, reconcile by id
             logger.warning("{}: unreadable order acknowledgement: {}", request.client_id, exc)
@@ -685,6 +701,16 @@ class CcxtExchange:
         return hours
 
 
+def _asked(order: Order, client_id: str) -> Order:
+    """The order a lookup by ``client_id`` answered, which must be that order."""
+    if order.client_id != client_id:
+        raise mapping.UnexpectedResponse(
+            f"lookup {client_id}: the venue answered order {order.exchange_id or '?'} with "
+            f"client id {order.client_id or None!r}"
+        )
+    return order
+
+
 # What ccxt's parsers raise on an answer of the wrong shape (a string where a dict belongs...).
 _PARSE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError, ArithmeticError)
 
@@ -703,6 +729,10 @@ def readable(fn: Callable[[], T], what: str) -> T:
         raise ccxt.BadResponse(
             f"{what}: the answer could not be read ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def require_json_replies(exchange: Any, envelope_key: str | None = None) -> None:
@@ -737,7 +767,10 @@ def require_json_replies(exchange: Any, envelope_key: str | None = None) -> None
         )  # fmt: skip
         if 200 <= int(code) < 300:
             try:
-                decoded = json.loads(body)
+                # strict JSON: ccxt parses with orjson where it is installed, which refuses the
+                # NaN/Infinity literals Python's json takes; ccxt then hands the body on as
+                # text, and a list read from text is empty (no orders, no positions)
+                decoded = json.loads(body, parse_constant=_no_constant)
             except (TypeError, ValueError):
                 snippet = str(body)[:60].replace("\n", " ")
                 raise ccxt.BadResponse(
@@ -750,6 +783,15 @@ def require_json_replies(exchange: Any, envelope_key: str | None = None) -> None
                 raise ccxt.BadResponse(
                     f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer has no "
                     f"{envelope_key} ({str(body)[:60]!r})"
+                )
+            status = decoded.get(envelope_key) if envelope_key is not None else 0
+            if isinstance(status, bool) or not isinstance(status, int):
+                # ccxt reads any retCode other than 0 as the venue's refusal: an order the
+                # venue took would be "rejected" (its fill never recorded, its position
+                # foreign). Bybit's retCode is always a JSON integer.
+                raise ccxt.BadResponse(
+                    f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} answer's "
+                    f"{envelope_key} is not a number ({status!r})"
                 )
         return body
 

@@ -18,6 +18,9 @@ from bot.exchange.mapping import (
 
 _STATUSES = {
     "open": OrderStatus.OPEN,
+    # Binance PENDING_CANCEL ("currently unused"): still resting until the venue cancels it;
+    # an open-order list must not become unreadable for it (require_resting)
+    "canceling": OrderStatus.OPEN,
     "closed": OrderStatus.FILLED,  # for a conditional order: triggered
     "canceled": OrderStatus.CANCELED,
     "expired": OrderStatus.CANCELED,
@@ -59,6 +62,14 @@ def order_from_ccxt(
     if trigger is None and fallback is not None:
         trigger = fallback.trigger_price
     status = _STATUSES.get(str(raw.get("status")), OrderStatus.UNKNOWN)
+    filled = opt_decimal(raw.get("filled"), f"{where} filled") or ZERO
+    if status is OrderStatus.CANCELED and filled > ZERO:
+        # Ended after trading part of its amount (a Binance MARKET order EXPIRED on its price
+        # limit, a Bybit market order Cancelled with cumExecQty > 0): for the bot it is an
+        # order that is done and traded ``filled``. Read as "canceled", its fill was never
+        # recorded and the bot's own entry made the position "not opened by this bot": left
+        # unmanaged, never re-protected.
+        status = OrderStatus.FILLED
     close_position = _truthy(info.get("closePosition")) or _truthy(info.get("closeOnTrigger"))
     amount = positive_or_none(raw.get("amount"), f"{where} amount")
     if amount is None and fallback is not None:
@@ -71,7 +82,7 @@ def order_from_ccxt(
         type=_order_type(raw, info, trigger, purpose, fallback),
         purpose=purpose,
         amount=amount,
-        filled=opt_decimal(raw.get("filled"), f"{where} filled") or ZERO,
+        filled=filled,
         status=status,
         reduce_only=bool(raw.get("reduceOnly")) or (fallback.reduce_only if fallback else False),
         trigger_price=trigger,
@@ -80,6 +91,48 @@ def order_from_ccxt(
         close_position=close_position or (fallback.close_position if fallback else False),
         timestamp_ms=int(raw.get("timestamp") or raw.get("lastUpdateTimestamp") or 0),
     )
+
+
+def require_resting(
+    order: Order, raw: Mapping[str, Any], where: str, *, conditional: bool, client_id: bool
+) -> None:
+    """Refuse a row of an open-order list that cannot be a resting order.
+
+    Unknown is never read as something else: a stop whose trigger is unreadable would count
+    as "not protecting" (the bot would close the position), one whose client id is lost as a
+    foreign order (a second stop), one without a size as a close-position order. ``where``
+    names the list; ``conditional`` is True for the venue's conditional-order list (every row
+    has a trigger); ``client_id`` is True where the venue gives every order a client id
+    (Binance assigns one when none is sent; Bybit leaves ``orderLinkId`` empty).
+    """
+    info = raw.get("info") or {}
+    name = f"{where}: order {order.exchange_id or '?'} ({order.client_id or 'no client id'})"
+    if order.status is OrderStatus.UNKNOWN:
+        status = next((info.get(k) for k in _STATUS_KEYS if k in info), raw.get("status"))
+        raise UnexpectedResponse(f"{name}: status {status!r} is not a known order status")
+    if not order.exchange_id:
+        raise UnexpectedResponse(f"{name}: no order id")
+    ids = {k: info[k] for k in _CLIENT_ID_KEYS if k in info}
+    if not ids or not all(isinstance(v, str) for v in ids.values()):
+        # Bybit sends "" for an order placed without one, never null or nothing
+        raise UnexpectedResponse(f"{name}: client order id {ids or None!r} is not a string")
+    if client_id and not order.client_id:
+        raise UnexpectedResponse(f"{name}: no client order id")
+    if conditional and order.trigger_price is None:
+        raw_trigger = next((info.get(k) for k in _TRIGGER_KEYS if k in info), None)
+        raise UnexpectedResponse(f"{name}: trigger price {raw_trigger!r} is not a price")
+    if order.amount is None and not order.close_position:
+        raw_amount = next((info.get(k) for k in _AMOUNT_KEYS if k in info), raw.get("amount"))
+        raise UnexpectedResponse(
+            f"{name}: quantity {raw_amount!r} is not a size (and not a close-position order)"
+        )
+
+
+# The venues' raw names of the fields above (Binance regular, Binance algo, Bybit), for messages.
+_STATUS_KEYS = ("algoStatus", "status", "orderStatus")
+_TRIGGER_KEYS = ("triggerPrice", "stopPrice")
+_AMOUNT_KEYS = ("quantity", "origQty", "qty")
+_CLIENT_ID_KEYS = ("clientOrderId", "clientAlgoId", "orderLinkId")
 
 
 def _order_type(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from bot.domain.enums import MarginMode, OrderPurpose
 from bot.domain.instrument import Bracket, Instrument
@@ -20,6 +20,7 @@ from bot.ports import client_ids
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+_LARGEST = Decimal("1e300")  # below the largest double (1.8e308): anything above is garbage
 _PURPOSES = {p.value: p for p in OrderPurpose}
 
 
@@ -42,7 +43,29 @@ def to_decimal(value: object, what: str) -> Decimal:
         raise UnexpectedResponse(f"{what}: expected a number, got {value!r}") from None
     if not result.is_finite():
         raise UnexpectedResponse(f"{what}: expected a finite number, got {value!r}")
+    if abs(result) > _LARGEST:
+        # "1e400" parses as a Decimal, but no venue sends it: both answer in JSON, whose numbers
+        # are doubles (ccxt itself reads it as inf). A wallet of 1e400 would size every order.
+        raise UnexpectedResponse(f"{what}: expected a number a venue can send, got {value!r}")
     return result
+
+
+def _positive(value: object, what: str) -> Decimal:
+    """A price that must be known and > 0 (an open position's entry price)."""
+    result = to_decimal(value, what)
+    if result <= ZERO:
+        raise UnexpectedResponse(f"{what}: must be > 0, got {value!r}")
+    return result
+
+
+def flag(value: object, what: str) -> bool:
+    """A venue's true/false (a JSON boolean or the strings "true"/"false"); else raise: an
+    unreadable setting (hedge mode, multi-assets mode, withdrawal permission) is not "off"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise UnexpectedResponse(f"{what}: expected true or false, got {value!r}")
 
 
 def opt_decimal(value: object, what: str) -> Decimal | None:
@@ -106,16 +129,55 @@ def brackets_from_tiers(symbol: str, tiers: Sequence[Mapping[str, Any]]) -> tupl
                 if not out
                 else out[-1].maint_amount + floor * (mmr - out[-1].maint_margin_rate)
             )
-        out.append(
-            Bracket(
-                notional_floor=floor,
-                notional_cap=to_decimal(tier.get("maxNotional"), f"{where} maxNotional"),
-                max_leverage=to_decimal(tier.get("maxLeverage"), f"{where} maxLeverage"),
-                maint_margin_rate=mmr,
-                maint_amount=amount,
-            )
+        bracket = Bracket(
+            notional_floor=floor,
+            notional_cap=to_decimal(tier.get("maxNotional"), f"{where} maxNotional"),
+            max_leverage=to_decimal(tier.get("maxLeverage"), f"{where} maxLeverage"),
+            maint_margin_rate=mmr,
+            maint_amount=amount,
         )
+        _check_bracket(bracket, out[-1] if out else None, where)
+        out.append(bracket)
     return tuple(out)
+
+
+_CENT = Decimal("0.01")
+_CUM_REL = Decimal("1e-6")
+
+
+def _check_bracket(bracket: Bracket, below: Bracket | None, where: str) -> None:
+    """A tier no venue publishes is a garbled answer, not a contract: a maintenance rate of 0
+    puts the modelled liquidation out of reach (stops and leverage caps would trust it), a
+    maximum leverage of 0 or a negative maintenance amount are nonsense.
+
+    Tiers are contiguous from a notional of 0 (Binance ``notionalFloor``; ccxt derives Bybit's
+    floors from the previous tier's cap).
+    """
+    floor, cap = bracket.notional_floor, bracket.notional_cap
+    expected = below.notional_cap if below is not None else ZERO
+    if floor != expected:
+        raise UnexpectedResponse(f"{where}: minNotional {floor} must be {expected} (contiguous)")
+    if cap <= floor:
+        raise UnexpectedResponse(f"{where}: maxNotional {cap} must be above minNotional {floor}")
+    if bracket.max_leverage < ONE:
+        raise UnexpectedResponse(f"{where}: maxLeverage {bracket.max_leverage} must be >= 1")
+    if not ZERO < bracket.maint_margin_rate < ONE:
+        raise UnexpectedResponse(
+            f"{where}: maintenanceMarginRate {bracket.maint_margin_rate} must be in (0, 1)"
+        )
+    # The maintenance amount makes the maintenance margin continuous (0 at a notional of 0):
+    # cum_i = cum_{i-1} + floor_i * (mmr_i - mmr_{i-1}). Every boundary of the bundled Binance
+    # (3,432) and Bybit tables holds it to the cent; a cum that breaks it is garbled.
+    expected_cum = (
+        ZERO
+        if below is None
+        else below.maint_amount + floor * (bracket.maint_margin_rate - below.maint_margin_rate)
+    )
+    if abs(bracket.maint_amount - expected_cum) > max(_CENT, abs(expected_cum) * _CUM_REL):
+        raise UnexpectedResponse(
+            f"{where}: cum {bracket.maint_amount} breaks the maintenance margin's continuity "
+            f"(expected {expected_cum})"
+        )
 
 
 def instrument_from_market(
@@ -218,6 +280,8 @@ def position_from_ccxt(
     lev = row_leverage if row_leverage is not None else leverage
     if lev is None:
         raise UnexpectedResponse(f"{symbol}: position has no leverage and none was fetched")
+    if lev <= ZERO:
+        raise UnexpectedResponse(f"{symbol}: position leverage must be > 0, got {lev}")
     mode_raw = row.get("marginMode")
     mode = MarginMode(mode_raw) if mode_raw in ("cross", "isolated") else margin_mode
     if mode is None:
@@ -233,17 +297,42 @@ def position_from_ccxt(
         )
         wallet = next((v for v in candidates if v not in (None, "")), None)
         isolated = to_decimal(wallet, f"{symbol} isolated margin") if wallet is not None else ZERO
+        if isolated <= ZERO and wallet is not None:
+            # an open isolated position always holds margin; <= 0 is a garbled row (Binance
+            # v3 derives the margin mode itself from ``isolatedMargin`` being non-zero)
+            raise UnexpectedResponse(
+                f"{symbol}: isolated position with margin {wallet!r}: must be > 0"
+            )
+    qty = _signed_contracts(row)
+    _check_raw_size(symbol, info, qty)
+    liquidation = positive_or_none(row.get("liquidationPrice"), f"{symbol} liquidationPrice")
+    _check_liquidation_side(symbol, qty, liquidation, row.get("markPrice"))
     return Position(
         symbol=symbol,
-        qty=_signed_contracts(row),
-        entry_price=to_decimal(row.get("entryPrice"), f"{symbol} position entryPrice"),
+        qty=qty,
+        entry_price=_positive(row.get("entryPrice"), f"{symbol} position entryPrice"),
         leverage=lev,
         margin_mode=mode,
         isolated_margin=isolated,
-        liquidation_price=positive_or_none(
-            row.get("liquidationPrice"), f"{symbol} liquidationPrice"
-        ),
+        liquidation_price=liquidation,
     )
+
+
+def _check_liquidation_side(
+    symbol: str, qty: Decimal, liquidation: Decimal | None, mark_value: object
+) -> None:
+    """An open long is liquidated below the mark, a short above it: a liquidation price on the
+    other side of the row's own mark is garbled. (Trusted as the venue's, it left no room for
+    a stop: the bot closed the position and bought it back every tick.)"""
+    mark = positive_or_none(mark_value, f"{symbol} position markPrice")
+    if liquidation is None or mark is None:
+        return
+    if (qty > ZERO and liquidation >= mark) or (qty < ZERO and liquidation <= mark):
+        side = "long" if qty > ZERO else "short"
+        raise UnexpectedResponse(
+            f"{symbol}: {side} position with liquidationPrice {liquidation} on the wrong side "
+            f"of its markPrice {mark}"
+        )
 
 
 def _signed_contracts(row: Mapping[str, Any]) -> Decimal:
@@ -254,16 +343,37 @@ def _signed_contracts(row: Mapping[str, Any]) -> Decimal:
     qty = abs(contracts) * size
     if qty == ZERO:
         return ZERO
-    side = row.get("side")
-    if side == "long":
-        return qty
-    if side == "short":
-        return -qty
     info: Mapping[str, Any] = row.get("info") or {}
     signed = opt_decimal(info.get("positionAmt"), f"{symbol} info.positionAmt")
+    side = row.get("side")
+    if side in ("long", "short"):
+        return qty if side == "long" else -qty
     if signed is not None and signed != ZERO:
         return qty if signed > ZERO else -qty
     raise UnexpectedResponse(f"{symbol}: open position row without a side: {side!r}")
+
+
+def _check_raw_size(symbol: object, info: Mapping[str, Any], result: Decimal) -> None:
+    """The venue's own size fields must say what ccxt made of them: a row where they disagree
+    is garbled, not a position (a long read as a short gets a stop on the wrong side).
+
+    Binance: ccxt takes the side from the sign of ``notional`` and the size from
+    ``positionAmt`` (signed). Bybit: ccxt's side also looks at ``positionIdx``; the raw row
+    has ``side`` ``Buy``/``Sell`` and an unsigned ``size``.
+    """
+    signed = opt_decimal(info.get("positionAmt"), f"{symbol} info.positionAmt")
+    if signed is not None and signed != result:
+        raise UnexpectedResponse(
+            f"{symbol}: position row read as {result} but its positionAmt is {signed}"
+        )
+    raw_side = info.get("side")
+    if raw_side in ("Buy", "Sell") and (raw_side == "Buy") != (result > ZERO):
+        raise UnexpectedResponse(
+            f"{symbol}: position row read as {result} but its side is {raw_side!r}"
+        )
+    size = opt_decimal(info.get("size"), f"{symbol} info.size") if "size" in info else None
+    if size is not None and size != abs(result):
+        raise UnexpectedResponse(f"{symbol}: position row read as {result} but its size is {size}")
 
 
 def require_rows(rows: object, what: str) -> None:
@@ -302,7 +412,8 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     ccxt's unified ``total`` includes unrealised PnL on Binance (``marginBalance``), so the
     wallet comes from the raw answer: Binance ``assets[].walletBalance``, Bybit
     ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
-    the unified ``total``. An asset the account never used is reported as zero.
+    the unified ``total``. An answer that lists asset rows without ``asset``'s is unreadable
+    (a zero wallet halts the account and sells every position).
     """
     if not isinstance(balance, Mapping):
         raise UnexpectedResponse(f"balance: expected an object, got {type(balance).__name__}")
@@ -310,38 +421,88 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     if not (isinstance(info, Mapping) or (isinstance(info, list) and info)):
         raise UnexpectedResponse(f"balance: the venue's answer is missing or empty ({info!r})")
     unified: Mapping[str, Any] = balance.get(asset) or {}
-    found, wallet = _raw_wallet(info, asset)
-    if found:
+    listed, row = _raw_wallet(info, asset)
+    if listed and row is None:
+        # A futures account that lists its assets lists the one it settles in: read as zero,
+        # a garbled or renamed row put the account in a 100 % drawdown halt that sold every
+        # position. (An account without it cannot trade these contracts anyway.)
+        raise UnexpectedResponse(f"balance: the answer lists no {asset} row")
+    if row is not None:
         # The asset's row is there: its wallet must be a number (null is unknown, not zero).
+        wallet = to_decimal(row.get("walletBalance"), f"{asset} walletBalance")
+        _check_margin_balance(asset, wallet, row)
         return Balance(
             asset=asset,
-            wallet=to_decimal(wallet, f"{asset} walletBalance"),
+            wallet=wallet,
             available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
         )
-    wallet = unified.get("total")
     return Balance(
         asset=asset,
-        wallet=opt_decimal(wallet, f"{asset} wallet balance") or ZERO,
+        wallet=opt_decimal(unified.get("total"), f"{asset} wallet balance") or ZERO,
         available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
     )
 
 
-def _raw_wallet(info: object, asset: str) -> tuple[bool, object]:
-    """(whether the raw answer has the asset's row, its wallet balance)."""
+def _check_margin_balance(asset: str, wallet: Decimal, row: Mapping[str, Any]) -> None:
+    """Binance's asset row states ``marginBalance = walletBalance + unrealizedProfit``: a
+    wallet that breaks it is garbled (a wrong wallet put the account in a drawdown halt that
+    sold every position). Rows without the three fields (Bybit) are not checked."""
+    if "marginBalance" not in row or "unrealizedProfit" not in row:
+        return
+    upnl = to_decimal(row["unrealizedProfit"], f"{asset} unrealizedProfit")
+    margin = to_decimal(row["marginBalance"], f"{asset} marginBalance")
+    if abs(wallet + upnl - margin) > max(_BALANCE_SLACK, abs(margin) * _CUM_REL):
+        raise UnexpectedResponse(
+            f"balance: {asset} walletBalance {wallet} + unrealizedProfit {upnl} is not its "
+            f"marginBalance {margin}"
+        )
+
+
+_BALANCE_SLACK = Decimal("0.02")  # the venue rounds each of the three on its own
+
+
+def _raw_wallet(info: object, asset: str) -> tuple[bool, Mapping[str, Any] | None]:
+    """(whether the raw answer lists asset rows, the asset's row or ``None``)."""
     if not isinstance(info, Mapping):
         return False, None
     rows: list[Any] = list(info.get("assets") or [])
+    listed = "assets" in info
     result = info.get("result")
     if isinstance(result, Mapping):
         for account in result.get("list") or []:
+            listed = listed or "coin" in account
             rows.extend(account.get("coin") or [])
-    for row in rows:
-        if isinstance(row, Mapping) and asset in (row.get("asset"), row.get("coin")):
-            return True, row.get("walletBalance")
-    return False, None
+    for i, row in enumerate(rows):
+        name = row.get("asset", row.get("coin")) if isinstance(row, Mapping) else None
+        if not (isinstance(name, str) and name):
+            # a row without its asset name could be the settlement asset's: reading the
+            # wallet as absent (zero) would halt and flatten a funded account
+            raise UnexpectedResponse(f"balance: asset row {i} has no asset name: {row!r:.80}")
+        if name == asset:
+            return True, cast(Mapping[str, Any], row)
+    return listed, None
 
 
 # -- funding and candles ---------------------------------------------------------------------
+
+# How far the mark may sit from the index in one answer. Both venues derive the mark from the
+# index plus a bounded basis (a fraction of a percent, a few percent on thin contracts), so a
+# mark 15 % away from the index it was answered with is garbled, not a market: acted on, one
+# wrong number put the account in a drawdown halt that sold every position.
+# https://www.binance.com/en/support/faq/360033525071 (mark price), https://www.bybit.com/en/help-center/article/Mark-Price
+MARK_INDEX_TOLERANCE = Decimal("0.15")
+
+
+def check_mark_against_index(symbol: str, mark: Decimal, index: object) -> None:
+    """Raise when ``mark`` is further than :data:`MARK_INDEX_TOLERANCE` from the ``index`` of
+    the same answer (an index the answer lacks or reports as 0 is not checked)."""
+    reference = positive_or_none(index, f"{symbol} indexPrice")
+    if reference is not None and abs(mark / reference - ONE) > MARK_INDEX_TOLERANCE:
+        raise UnexpectedResponse(
+            f"{symbol} markPrice {mark} is more than {MARK_INDEX_TOLERANCE:%} from the index "
+            f"{reference} in the same answer"
+        )
+
 
 _INTERVAL = re.compile(r"^(\d+)h$")
 

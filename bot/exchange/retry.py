@@ -169,7 +169,8 @@ def submit_idempotent(
     - ``InvalidNonce``: rejected before processing, resync the clock and resend (once);
     - any other transient error (timeout, lost answer, 5xx): the order may exist, so back off,
       look it up, return it when found and resend the same id only when it is absent;
-    - duplicate client id: an open order has the id already: return it;
+    - duplicate client id: an order has the id already: return it (unknown when the lookup
+      cannot see it);
     - anything else: the ccxt exception propagates (never retried).
 
     Raises :class:`~bot.errors.OutcomeUnknown` when attempts or time run out after a send whose
@@ -243,7 +244,14 @@ def _after_failed_send(
         clock.sleep(backoff)  # give the venue time to register a late order before looking
     found = lookup()
     if found is None and duplicate:
-        raise exc  # an open order holds the id, yet the lookup cannot see it
+        # The venue says an order holds the id, yet the lookup cannot see it (Binance briefly
+        # forgets fresh algo orders, freqtrade#12681; a resent Bybit order whose first answer
+        # was lost): it exists, so it is unknown, settled by client id next tick. Read as
+        # "rejected", a filled entry left its position "not opened by this bot".
+        raise errors.OutcomeUnknown(
+            f"the venue refuses the client id as taken ({_short(exc)}), yet a lookup by it "
+            "finds nothing: outcome unknown, resolved by client id next tick"
+        ) from exc
     state.delay = 0.0
     return found
 

@@ -7,7 +7,7 @@ returns (the SQL store commits): an order intent is therefore persisted before i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -119,8 +119,16 @@ class StorePort(Protocol):
 
     def record_event(self, event: RiskEvent) -> None: ...
 
-    def recent_events(self, limit: int) -> list[RiskEvent]:
-        """The ``limit`` most recent events, newest first."""
+    def recent_events(
+        self,
+        limit: int,
+        *,
+        kinds: Collection[EventKind] | None = None,
+        since_ms: int | None = None,
+    ) -> list[RiskEvent]:
+        """The ``limit`` most recent events, newest first; only those of ``kinds`` and at or
+        after ``since_ms`` when given (so that a restart finds its cooldowns however many other
+        events came after them)."""
         ...
 
     def record_equity(self, snapshot: EquitySnapshot) -> None: ...

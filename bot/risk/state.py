@@ -60,7 +60,9 @@ def update(
     day = now_ms - now_ms % DAY_MS
     before = memory.state
     mem = memory
-    if day != mem.day_start_ms:
+    # Days only move forward: a wall clock stepped back across 00:00 UTC (NTP, a bad clock
+    # after a suspend) must not start a new day that forgets today's loss and lifts its halt.
+    if day > mem.day_start_ms:
         mem = replace(mem, day_start_ms=day, day_start_equity=equity)
         if not mem.sticky and mem.state is not _ACTIVE:
             mem = replace(mem, state=_ACTIVE, state_reason="new UTC day")

@@ -16,12 +16,16 @@ from typing import Protocol
 import numpy as np
 from loguru import logger
 
+from bot.clock import ms_to_datetime
+from bot.domain.market import FundingInfo
 from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.exchange.mapping import Candle
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import HistoricalMarket
 from bot.sim.triggers import FundingTape, TriggerSeries, advance
 
 MINUTE = 60_000
+HOUR = 60 * MINUTE
 
 
 class PriceFeed(Protocol):
@@ -52,7 +56,15 @@ class ReplayFeed:
 
 
 class LiveFeed:
-    """Live public prices: 1-minute mark candles since the last call, then the current mark."""
+    """Live public prices: 1-minute mark candles since the last call, then the current mark.
+
+    A gap longer than one request of minute candles (the machine slept, the bot was stopped for
+    a day) is checked on hourly mark candles up to where the minute candles begin, so a stop
+    the market crossed meanwhile still fires (at hourly precision, and the log says so). Every
+    funding settlement in the gap is paid, at the last rate the venue announced (the paper
+    account does not download the rate history), the first one after a restart included: the
+    saved account carries the settlement it was waiting for.
+    """
 
     def __init__(
         self,
@@ -66,45 +78,105 @@ class LiveFeed:
         self.public = public
         self.symbols = symbols
         self.max_candles = max_candles
-        self._pending: dict[str, tuple[int, Decimal]] = {}
+        # The next settlement each contract waits for, as last announced (saved with the account).
+        self._pending: dict[str, FundingInfo] = {
+            sym: info
+            for sym, info in sim.funding.items()
+            if sym in symbols and info.next_settlement_ms is not None
+        }
 
     def catch_up(self, now_ms: int) -> None:
         since = self.sim.processed_ms
-        series: dict[str, TriggerSeries] = {}
-        tapes: dict[str, FundingTape] = {}
+        minutes = (now_ms - since) // MINUTE + 1 if since else 2
+        limit = int(min(max(minutes, 2), self.max_candles))
+        # Past one request of minute candles, the older part is checked on hourly ones, up to
+        # an hour boundary inside the minutes' reach: the two series leave no hole.
+        cut = None
+        if since and minutes > self.max_candles:
+            reach = now_ms - (self.max_candles - 1) * MINUTE
+            cut = reach - reach % HOUR + HOUR
+        fine: dict[str, TriggerSeries] = {}
+        coarse: dict[str, TriggerSeries] = {}
         for sym in self.symbols:
-            minutes = (now_ms - since) // MINUTE + 1 if since else 2
-            limit = int(min(max(minutes, 2), self.max_candles))
-            if since and minutes > self.max_candles:
-                logger.warning(
-                    "{}: {} minutes since the last price check; triggers are checked "
-                    "on the last {} only",
-                    sym,
-                    minutes,
-                    self.max_candles,
-                )
+            start = since if cut is None else cut
             rows = [
                 r
                 for r in self.public.fetch_candles(sym, "1m", limit, mark=True)
-                if r.open_ms >= since
+                if r.open_ms >= start
             ]
-            ts = np.array([r.open_ms for r in rows], dtype=np.int64)
-            o, h, lo, c = (
-                np.array([getattr(r, k) for r in rows], dtype=np.float64)
-                for k in ("open", "high", "low", "close")
-            )
-            series[sym] = TriggerSeries(ts, o, h, lo, c, MINUTE, "mark")
-            pending = self._pending.get(sym)
-            if pending is not None and since < pending[0] <= now_ms:
-                tapes[sym] = FundingTape(
-                    np.array([pending[0]], dtype=np.int64), np.array([float(pending[1])])
-                )
-        advance(self.sim, series, tapes, now_ms)
+            fine[sym] = _series(rows, MINUTE)
+            if cut is not None:
+                coarse[sym] = _series(self._hourly(sym, since, cut, now_ms), HOUR)
+        tapes = self._settlements(since, now_ms)
+        if cut is not None:
+            advance(self.sim, coarse, tapes, cut)  # with the settlements inside the hours
+        advance(self.sim, fine, tapes, now_ms)
         for sym in self.symbols:
             info = self.public.fetch_funding(sym)
             self.sim.set_funding(sym, info)
             if info.next_settlement_ms is not None:
-                self._pending[sym] = (info.next_settlement_ms, info.rate)
+                self._pending[sym] = info
             mark = self.public.fetch_mark_price(sym)
             last = self.public.fetch_candles(sym, "1m", 1)
             self.sim.set_mark(sym, mark, Decimal(repr(last[-1].close)) if last else mark)
+
+    def _hourly(self, sym: str, since: int, cut: int, now_ms: int) -> list[Candle]:
+        """Hourly mark candles that open at or after ``since`` and close by ``cut``."""
+        hours = (now_ms - since) // HOUR + 2
+        if hours > self.max_candles:
+            logger.warning(
+                "{}: {} hours since the last price check; triggers before the last {} hours "
+                "are not checked",
+                sym,
+                hours,
+                self.max_candles,
+            )
+        rows = self.public.fetch_candles(sym, "1h", int(min(hours, self.max_candles)), mark=True)
+        kept = [r for r in rows if r.open_ms >= since and r.open_ms + HOUR <= cut]
+        logger.warning(
+            "{}: {} minutes since the last price check, more than one request of minute "
+            "candles: triggers until {} are checked on {} hourly candles",
+            sym,
+            (now_ms - since) // MINUTE,
+            ms_to_datetime(cut).isoformat(),
+            len(kept),
+        )
+        return kept
+
+    def _settlements(self, since: int, now_ms: int) -> dict[str, FundingTape]:
+        """Every settlement in (since, now] of each contract, from the one it waited for on,
+        every interval, at the rate last announced."""
+        tapes: dict[str, FundingTape] = {}
+        for sym, info in self._pending.items():
+            t = info.next_settlement_ms
+            step = int(info.interval_hours * HOUR)
+            if t is None or step <= 0:
+                continue
+            times: list[int] = []
+            while t <= now_ms:
+                if t > since:
+                    times.append(t)
+                t += step
+            if times:
+                if len(times) > 1:
+                    logger.warning(
+                        "{}: {} funding settlements since the last price check, each paid at the "
+                        "last announced rate {}",
+                        sym,
+                        len(times),
+                        info.rate,
+                    )
+                tapes[sym] = FundingTape(
+                    np.array(times, dtype=np.int64),
+                    np.full(len(times), float(info.rate)),
+                )
+        return tapes
+
+
+def _series(rows: list[Candle], tf_ms: int) -> TriggerSeries:
+    ts = np.array([r.open_ms for r in rows], dtype=np.int64)
+    o, h, lo, c = (
+        np.array([getattr(r, k) for r in rows], dtype=np.float64)
+        for k in ("open", "high", "low", "close")
+    )
+    return TriggerSeries(ts, o, h, lo, c, tf_ms, "mark")

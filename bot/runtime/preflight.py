@@ -3,12 +3,16 @@ trades it, or the bot stops and says how to fix it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode
 from bot.engine.hedging import with_hedge_symbols
+from bot.errors import ExchangeError
 from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.ports.exchange import ExchangePort
+from bot.ports.store import StorePort
 
 
 @dataclass(slots=True)
@@ -22,7 +26,9 @@ class Preflight:
         return not self.problems
 
 
-def preflight(exchange: CcxtExchange, config: BotConfig) -> Preflight:
+def preflight(
+    exchange: CcxtExchange, config: BotConfig, store: StorePort | None = None
+) -> Preflight:
     report = Preflight()
     venue = config.exchange.name
     if exchange.fetch_position_mode():
@@ -74,7 +80,38 @@ def preflight(exchange: CcxtExchange, config: BotConfig) -> Preflight:
                 "reconciled and managed by the policy"
             )
     _check_balance_and_key(exchange, venue, report)
+    if store is not None:
+        report.warnings += unknown_own_orders(exchange, store, symbols, config.account.name)
     return report
+
+
+def unknown_own_orders(
+    exchange: ExchangePort, store: StorePort, symbols: Sequence[str], account: str
+) -> list[str]:
+    """Warnings for resting orders that carry this bot's client ids (``<account>-...``) but
+    that its state database never recorded. Every intent is recorded before it is sent, so
+    such an order was sent by another bot with the same ``account.name`` on this exchange
+    account (the two would fight over each other's orders: each cancels the other's stops as
+    duplicates), or the database was restored from an older copy (then adopting them is right).
+    """
+    try:
+        unknown = [
+            o.client_id
+            for sym in symbols
+            for o in exchange.fetch_open_orders(sym)
+            if o.purpose is not None and store.get_order(o.client_id) is None
+        ]
+    except ExchangeError as exc:  # the first tick reads them again, and treats a failure
+        return [f"open orders not checked for another bot's: {type(exc).__name__}: {exc}"]
+    if not unknown:
+        return []
+    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    return [
+        f"{len(unknown)} open order(s) carry this bot's client ids ({shown}) but its state "
+        f"database never recorded them: another bot with account.name '{account}' is trading "
+        "this exchange account (stop it, or give each bot its own account.name and exchange "
+        "account), or the database was restored from an older copy (then the bot adopts them)"
+    ]
 
 
 def _check_balance_and_key(exchange: CcxtExchange, venue: str, report: Preflight) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TypeVar
 
@@ -27,10 +27,11 @@ from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable
 from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
-from bot.ports.store import RiskEvent
+from bot.ports.store import RiskEvent, RiskMemory
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.feeds import PriceFeed
-from bot.store.sql import SqlStore
+from bot.store.instance_lock import AlreadyRunning
+from bot.store.sql import SqlStore, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -51,6 +52,9 @@ class Runner:
     on_tick: list[Callable[[TickResult], None]] = field(default_factory=list)
     # Run before every tick; one that raises stops the tick (e.g. a stale contract catalogue).
     before_tick: list[Callable[[], None]] = field(default_factory=list)
+    # Run before every job (tick, guard...); one that raises stops the job: e.g. the state
+    # database's instance lock, lost with its connection and taken by another bot.
+    before_job: list[Callable[[], None]] = field(default_factory=list)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -85,12 +89,21 @@ class Runner:
         with logger.contextualize(tick=tick_id, replayed=replayed):
             started = self.clock.now_ms()
             try:
+                for check in self.before_job:
+                    check()
                 self.apply_commands()
                 if self.feed is not None:
                     self.feed.catch_up(self.clock.now_ms())
                     if self.save_paper is not None:
                         self.save_paper()
                 result = fn()
+            except AlreadyRunning as exc:
+                # Another bot holds the state database now: this one must neither trade nor
+                # write there (not even its failure). Say so and stop (the scheduler ends the
+                # run on a job that raises).
+                logger.critical("{} stopped: {}", name, exc)
+                self.notifier.notify([Alert("lock_lost", "critical", f"bot stopped: {exc}")])
+                raise
             except Exception as exc:
                 self._failed(name, exc)
                 return None
@@ -121,7 +134,15 @@ class Runner:
                 for callback in self.on_tick:
                     callback(result)
             readable = not (isinstance(result, TickResult) and result.unreadable is not None)
-            self._alert(started, tick=isinstance(result, TickResult), readable=readable)
+            try:
+                self._alert(started, tick=isinstance(result, TickResult), readable=readable)
+            except Exception as exc:  # the job's work is done; its alerts must not undo it
+                logger.opt(exception=exc).error(
+                    "{}: checking the alert conditions failed: {}: {}",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                )
             return result
 
     def _guard(self) -> None:
@@ -133,11 +154,23 @@ class Runner:
         return self.engine.tick()
 
     def apply_commands(self) -> None:
-        """Apply ``bot halt [--flatten]`` and ``bot resume`` posted through the database."""
-        for cmd_id, kind, args in self.store.take_commands():
+        """Apply ``bot halt [--flatten]`` and ``bot resume`` posted through the database.
+
+        A command is marked done only once applied: one whose application fails is applied at
+        the next job (applying halt or resume twice changes nothing), never lost."""
+        for cmd_id, kind, args in self.store.posted_commands():
             now = self.clock.now_ms()
+            try:
+                opts = json.loads(args) if args else {}
+                if not isinstance(opts, dict):
+                    raise ValueError(f"arguments are a JSON {type(opts).__name__}")
+            except ValueError as exc:
+                logger.warning(
+                    "command {} ({}) ignored: unreadable arguments: {}", cmd_id, kind, exc
+                )
+                self.store.command_done(cmd_id)
+                continue
             memory = self.store.load_risk_memory() or initial_memory(Decimal(0), now)
-            opts = json.loads(args) if args else {}
             reason = str(opts.get("reason") or f"bot {kind}")
             if kind == "halt":
                 flatten = bool(opts.get("flatten"))
@@ -146,8 +179,10 @@ class Runner:
                 )
             elif kind == "resume":
                 memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
+                memory = self._fresh_baselines(memory)
             else:
                 logger.warning("command {} of unknown kind {!r} ignored", cmd_id, kind)
+                self.store.command_done(cmd_id)
                 continue
             self.store.save_risk_memory(memory)
             self.store.record_event(
@@ -159,14 +194,59 @@ class Runner:
                     reason=f"command {cmd_id}: {kind} {args}".strip(),
                 )
             )
+            self.store.command_done(cmd_id)
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
 
+    def _fresh_baselines(self, memory: RiskMemory) -> RiskMemory:
+        """A person resumes after a drawdown or daily-loss halt: the limit that halted it is
+        measured from the equity of now, or the next job would halt (and flatten) again at once.
+        Only a limit still breached is reset; the state event says so."""
+        acct = self.engine.last_account
+        snapshot = self.store.latest_equity() if acct is None else None
+        equity = acct.equity() if acct is not None else snapshot.equity if snapshot else None
+        if equity is None or equity <= 0:
+            return memory
+        limits = self.engine.limits
+        notes = []
+        if memory.peak_equity > 0 and (memory.peak_equity - equity) / memory.peak_equity >= (
+            limits.max_drawdown
+        ):
+            notes.append(f"drawdown peak {memory.peak_equity:.2f}")
+            memory = replace(memory, peak_equity=equity)
+        start = memory.day_start_equity
+        if start > 0 and (start - equity) / start >= limits.daily_loss:
+            notes.append(f"the day's start {start:.2f}")
+            memory = replace(memory, day_start_equity=equity)
+        if notes:
+            reason = f"{memory.state_reason}; {' and '.join(notes)} reset to equity {equity:.2f}"
+            memory = replace(memory, state_reason=reason)
+        return memory
+
     def _failed(self, job: str, exc: Exception) -> None:
+        """Record, count and alert a failed job. Never raises: when the state database itself
+        is what fails, the alert still goes out (the notifier does not need the store)."""
         now = self.clock.now_ms()
         self.failures += 1
         logger.opt(exception=exc).error(
             "{} failed ({} in a row): {}: {}", job, self.failures, type(exc).__name__, exc
         )
+        alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
+        try:
+            alerts += self._record_failure(job, exc, now)
+        except Exception as store_exc:
+            logger.error(
+                "the failure of {} cannot be recorded: {}: {}",
+                job,
+                type(store_exc).__name__,
+                store_exc,
+            )
+            if not isinstance(exc, StoreUnavailable):
+                alerts.append(_store_alert(store_exc))
+        if isinstance(exc, StoreUnavailable):
+            alerts.append(_store_alert(exc))
+        self.notifier.notify(alerts)
+
+    def _record_failure(self, job: str, exc: Exception, now: int) -> list[Alert]:
         memory = self.store.load_risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         self.store.record_event(
@@ -178,36 +258,29 @@ class Runner:
                 reason=f"{job}: {type(exc).__name__}: {exc}",
             )
         )
-        alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
-        if (
-            self.failures >= self.max_failures
-            and memory is not None
-            and state is TradingState.ACTIVE
-        ):
-            reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
-            self.store.save_risk_memory(
-                set_state(memory, TradingState.REDUCING, reason, sticky=False)
+        if self.failures < self.max_failures or memory is None or state is not TradingState.ACTIVE:
+            return []
+        reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
+        self.store.save_risk_memory(set_state(memory, TradingState.REDUCING, reason, sticky=False))
+        self.store.record_event(
+            RiskEvent(
+                ts_ms=now,
+                kind=EventKind.STATE,
+                symbol=None,
+                state=TradingState.REDUCING,
+                reason=reason,
             )
-            self.store.record_event(
-                RiskEvent(
-                    ts_ms=now,
-                    kind=EventKind.STATE,
-                    symbol=None,
-                    state=TradingState.REDUCING,
-                    reason=reason,
-                )
-            )
-            alerts.append(Alert("state", "critical", f"active -> reducing: {reason}"))
-        self.notifier.notify(alerts)
+        )
+        return [Alert("state", "critical", f"active -> reducing: {reason}")]
 
     def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
         """Alert the state changes and incidents recorded since the job started (unreadable
         account, a position closed for lack of a stop, with the venue's error), and what the
         account shows."""
         alerts = []
-        for e in self.store.recent_events(50):
-            if e.ts_ms < since_ms:
-                continue
+        alerted = (EventKind.STATE, EventKind.UNREADABLE, EventKind.UNPROTECTED)
+        # (by kind and time: however many other events the job recorded, none of these is missed)
+        for e in self.store.recent_events(1000, kinds=alerted, since_ms=since_ms):
             if e.kind == "state":
                 alerts.append(
                     Alert(f"state:{e.state.value}", "critical", f"trading state: {e.reason}")
@@ -224,8 +297,12 @@ class Runner:
             acct = self.engine.last_account if tick else None
             if acct is None:
                 acct = self.engine.reconcile(self.clock.now_ms())
-        except AccountUnreadable:
-            self.notifier.notify(alerts)  # no account view to check conditions on
+        except Exception as exc:  # unreadable, or the venue not answering at all
+            if not isinstance(exc, AccountUnreadable):
+                logger.warning(
+                    "no account view for the alert conditions: {}: {}", type(exc).__name__, exc
+                )
+            self.notifier.notify(alerts)  # what the job recorded is alerted all the same
             return
         alerts += conditions(
             positions=acct.positions,
@@ -237,3 +314,18 @@ class Runner:
             rules=self.rules,
         )
         self.notifier.notify(alerts)
+
+
+def _store_alert(exc: Exception) -> Alert:
+    what = (
+        str(exc)
+        if isinstance(exc, StoreUnavailable)
+        else f"state database: {type(exc).__name__}: {exc}"
+    )
+    return Alert(
+        "store_unavailable",
+        "critical",
+        f"{what}. Nothing is sent while the state database cannot record it, protective "
+        "orders included: free the disk, fix the file's permissions or the database "
+        "connection; resting orders stay on the exchange",
+    )

@@ -16,32 +16,63 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
 from bot.clock import Clock, LiveClock, ms_to_datetime
 from bot.engine.tick import TickResult
+from bot.errors import BotError
 from bot.runtime.runner import Runner
 
 WALL = LiveClock()  # APScheduler runs on wall time, even when the bot's clock is replayed
 SETTLE_DELAY_S = 5  # seconds after a candle closes before deciding on it
 
 
+class SchedulerFailed(BotError):
+    """A job raised out of the runner: the scheduler could not run it, or the runner must not
+    go on (another bot took the state database). Failed jobs are recorded, not raised."""
+
+
 class Stopper:
-    """Set by SIGTERM/SIGINT (or ``--ticks N``); the main thread waits on it."""
+    """Set by SIGTERM/SIGINT (or ``--ticks N``); the main thread waits on it.
+
+    Installed for ``bot run --once`` too: a signal during that one tick (which runs on the main
+    thread) must not raise ``KeyboardInterrupt`` in the middle of it, between two changes of the
+    paper account that the exit then saves half-made; the tick finishes, then the bot exits.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only (an embedding program handles them)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.event.is_set():
+            logger.warning(
+                "signal {} received again: still finishing the running job (kill -9 is safe "
+                "too: the next start recovers)",
+                signum,
+            )
+            return
         logger.warning("signal {} received: finishing the running job, then stopping", signum)
         self.event.set()
 
@@ -111,16 +142,79 @@ def run_scheduled(
             sched.add_job(
                 unless_stopped(runner.guard), "interval", seconds=guard_seconds / speed, id="guard"
             )
+    failed: list[str] = []
+
+    def on_error(event: JobExecutionEvent) -> None:
+        # The runner's jobs record and alert their own failures and never raise: an error here
+        # is the scheduler failing to run a job at all. Every job would fail alike, and a bot
+        # that cannot run its jobs must stop and say so, not idle as if it traded.
+        failed.append(f"{event.job_id}: {type(event.exception).__name__}: {event.exception}")
+        logger.critical("job {}: the bot stops", failed[-1])
+        stopper.event.set()
+
+    sched.add_listener(on_error, EVENT_JOB_ERROR)
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
+    watch = ClockWatch(WALL)
     try:
         while not stopper.event.wait(0.2):
             if runner.replay_end_ms is not None and clock.now_ms() >= runner.replay_end_ms:
                 logger.info("the replayed data ends here: stopping")
                 break
+            back = watch.stepped_back()
+            if back is not None:
+                realign(sched, WALL.now(), back)
     finally:
         sched.shutdown(wait=True)
         logger.info("scheduler stopped after {} ticks", runner.ticks_done)
+    if failed:
+        raise SchedulerFailed(f"job {failed[0]}; the bot stopped")
+
+
+# A wall clock stepped back by more than this (NTP after a long drift, a wrong clock after a
+# suspend, a person) re-plans the jobs; smaller steps only delay a job by as much.
+STEP_BACK_TOLERANCE_S = 5.0
+
+
+class ClockWatch:
+    """Notices the wall clock stepping back: APScheduler plans runs on wall time, so after a
+    step back of an hour every job (guard included) would wait an hour longer, silently."""
+
+    def __init__(self, wall: LiveClock) -> None:
+        self.wall = wall
+        self._wall_ms = wall.now_ms()
+        self._mono = wall.monotonic()
+
+    def stepped_back(self) -> float | None:
+        """Seconds the wall clock went back since the last call (None if it did not)."""
+        wall_ms, mono = self.wall.now_ms(), self.wall.monotonic()
+        expected_ms = self._wall_ms + (mono - self._mono) * 1000
+        self._wall_ms, self._mono = wall_ms, mono
+        back_s = (expected_ms - wall_ms) / 1000
+        return back_s if back_s > STEP_BACK_TOLERANCE_S else None
+
+
+def realign(sched: BackgroundScheduler, now: datetime, back_s: float) -> None:
+    """Bring every job planned beyond its own next time as of ``now`` back to it (interval jobs
+    on their grid, so the ticks stay on candle closes; the daily rollover at the next 00:00)."""
+    logger.warning(
+        "the system clock went back {:.0f} s: re-planning the jobs on the new time", back_s
+    )
+    for job in sched.get_jobs():
+        planned = job.next_run_time
+        if planned is None or planned <= now:
+            continue
+        if isinstance(job.trigger, IntervalTrigger):
+            # the earliest run on the job's own grid that is still ahead (its start date may
+            # lie ahead of the new time: the grid, not the start, is what counts)
+            due = planned - job.trigger.interval * ((planned - now) // job.trigger.interval)
+        elif isinstance(job.trigger, DateTrigger):
+            continue  # one run at a time of its own (a settlement): unchanged
+        else:
+            due = job.trigger.get_next_fire_time(None, now)
+        if due is not None and due < planned:
+            job.modify(next_run_time=due)
+    sched.wakeup()
 
 
 def _unless_stopped(stop: threading.Event, job: Callable[..., object]) -> Callable[..., None]:
@@ -141,7 +235,22 @@ def _schedule_funding(
     lead_s: int,
     stop: threading.Event,
 ) -> None:
-    """(Re)plan one pre-funding job per settlement time in the next 30 minutes."""
+    """(Re)plan one pre-funding job per settlement time in the next 30 minutes. A read that
+    fails (the venue down) skips this round's planning: it is tried again in 30 minutes, and
+    the guard and the ticks run on."""
+    try:
+        _plan_funding(sched, runner, clock, lead_s, stop)
+    except Exception as exc:
+        logger.warning("pre-funding ticks not planned this round: {}: {}", type(exc).__name__, exc)
+
+
+def _plan_funding(
+    sched: BackgroundScheduler,
+    runner: Runner,
+    clock: Clock,
+    lead_s: int,
+    stop: threading.Event,
+) -> None:
     engine = runner.engine
     by_time: dict[int, set[str]] = {}
     now = clock.now_ms()

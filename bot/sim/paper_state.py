@@ -113,12 +113,39 @@ def _fill(d: dict[str, Any]) -> Fill:
     )
 
 
-def restore(ex: SimulatedExchange, payload: str) -> None:
-    """Load a state written by :func:`dump` into a new exchange with the same contracts."""
+def _load(payload: str) -> dict[str, Any]:
+    """The JSON document, checked to be one of this version (a clear DataError otherwise)."""
     try:
         state = json.loads(payload)
-        if state.get("version") != VERSION:
-            raise DataError(f"paper state version {state.get('version')!r} is not {VERSION}")
+    except ValueError as exc:  # truncated or garbled: never a traceback
+        raise DataError(f"paper account state is unreadable: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise DataError(f"paper account state is unreadable: a JSON {type(state).__name__}")
+    version = state.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise DataError(
+            f"paper account state is in format {version}, written by a newer version of the "
+            f"bot (this one reads format {VERSION}): upgrade the bot"
+        )
+    if version != VERSION:
+        raise DataError(f"paper state version {version!r} is not {VERSION}")
+    return state
+
+
+def processed_ms(payload: str) -> int:
+    """Up to when the saved paper account has processed prices (a restarted replay goes on
+    from there); a DataError if the state cannot be read."""
+    state = _load(payload)
+    try:
+        return int(state.get("processed_ms") or 0)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"paper account state is unreadable: processed_ms: {exc}") from exc
+
+
+def restore(ex: SimulatedExchange, payload: str) -> None:
+    """Load a state written by :func:`dump` into a new exchange with the same contracts."""
+    state = _load(payload)
+    try:
         _restore(ex, state)
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise DataError(f"paper account state is unreadable: {type(exc).__name__}: {exc}") from exc

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from bot.domain.enums import OrderPurpose, OrderStatus
+from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
@@ -111,8 +111,21 @@ class MemoryStore:
     def record_event(self, event: RiskEvent) -> None:
         self.events.append(event)
 
-    def recent_events(self, limit: int) -> list[RiskEvent]:
-        return sorted(self.events[-limit:], key=lambda e: e.ts_ms, reverse=True)
+    def recent_events(
+        self,
+        limit: int,
+        *,
+        kinds: Collection[EventKind] | None = None,
+        since_ms: int | None = None,
+    ) -> list[RiskEvent]:
+        if kinds is None and since_ms is None:
+            return sorted(self.events[-limit:], key=lambda e: e.ts_ms, reverse=True)
+        wanted = [
+            e
+            for e in self.events
+            if (kinds is None or e.kind in kinds) and (since_ms is None or e.ts_ms >= since_ms)
+        ]
+        return sorted(wanted[-limit:], key=lambda e: e.ts_ms, reverse=True)
 
     def record_equity(self, snapshot: EquitySnapshot) -> None:
         self.equity.append(snapshot)

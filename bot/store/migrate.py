@@ -88,11 +88,27 @@ def upgrade(url: str, revision: str = "head") -> None:
     engine = _engine(url)
     try:
         with engine.begin() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current is not None and current not in _known_revisions():
+                # Alembic would only say "Can't locate revision": a newer bot migrated it.
+                raise SchemaOutOfDate(_newer_schema(url, current))
             cfg = alembic_config(url)
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, revision)
     finally:
         engine.dispose()
+
+
+def _known_revisions() -> set[str]:
+    return {script.revision for script in _scripts().walk_revisions()}
+
+
+def _newer_schema(url: str, current: str) -> str:
+    return (
+        f"database {safe_url(url)} is at revision {current}, unknown to this bot (head "
+        f"{head_revision()}): a newer version of the bot migrated it; upgrade the bot, not the "
+        "database"
+    )
 
 
 def current_revision(url: str) -> str | None:
@@ -135,11 +151,8 @@ def ensure_current(url: str) -> None:
         return
     if current is None:
         problem = f"has no schema (empty or never migrated); this bot needs revision {head}"
-    elif current in {script.revision for script in _scripts().walk_revisions()}:
+    elif current in _known_revisions():
         problem = f"is at revision {current}, older than this bot's {head}"
     else:
-        raise SchemaOutOfDate(
-            f"database {where} is at revision {current}, unknown to this bot (head {head}): "
-            "a newer version of the bot migrated it; upgrade the bot, not the database"
-        )
+        raise SchemaOutOfDate(_newer_schema(url, current))
     raise SchemaOutOfDate(f"database {where} {problem}; migrate it with: {UPGRADE_COMMAND}")

@@ -9,17 +9,26 @@ alerting thread) may share one :class:`SqlStore`.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import (
+    DatabaseError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    StatementError,
+)
 from sqlmodel import Session, SQLModel, col, select
 
-from bot.domain.enums import OrderPurpose, OrderStatus
+from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
@@ -42,6 +51,23 @@ _UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
 class DuplicateIntent(BotError, ValueError):
     """``save_intent`` for a client order id that is already recorded (``MemoryStore`` raises
     ``ValueError`` for the same mistake, hence the second base)."""
+
+
+class StoreUnavailable(BotError):
+    """The state database cannot be written or read (disk full, read-only file, database
+    locked, connection lost). Nothing that needs a record is done without it: an order whose
+    intent cannot be persisted is never sent."""
+
+
+# Failures of the database itself, not of what was written: a constraint (IntegrityError), a
+# value (DataError) or a statement (ProgrammingError) keep their own exception.
+_UNAVAILABLE = (OperationalError, InterfaceError, InternalError, NotSupportedError)
+
+
+def _unavailable(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
+    first = str(exc.orig or exc).strip().splitlines()
+    reason = first[0] if first else type(exc.orig or exc).__name__
+    return StoreUnavailable(f"state database {safe_url(url)}: cannot {what}: {reason}")
 
 
 class UnknownOrder(BotError, KeyError):
@@ -112,6 +138,7 @@ class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        self._url = engine.url.render_as_string(hide_password=True)
 
     @classmethod
     def open(cls, url: str, *, check_schema: bool = True) -> SqlStore:
@@ -125,20 +152,35 @@ class SqlStore:
 
     @contextmanager
     def _write(self, what: str) -> Iterator[Session]:
-        """A session whose work is committed on exit; bad values name ``what`` was written."""
+        """A session whose work is committed on exit; bad values name ``what`` was written; a
+        database that cannot take the write is :class:`StoreUnavailable`."""
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
-            except DBAPIError:
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc, f"write {what}", self._url) from exc
+            except DBAPIError as exc:
+                if type(exc) is DatabaseError:  # e.g. "file is not a database"
+                    raise _unavailable(exc, f"write {what}", self._url) from exc
                 raise
             except StatementError as exc:  # a bind processor refused a value (inexact decimal...)
                 if isinstance(exc.orig, ValueError | TypeError):
                     raise ValueError(f"cannot store {what}: {exc.orig}") from exc
                 raise
 
-    def _read(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        """A session for queries; a database that cannot answer is :class:`StoreUnavailable`."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc, "read", self._url) from exc
+            except DBAPIError as exc:
+                if type(exc) is DatabaseError:
+                    raise _unavailable(exc, "read", self._url) from exc
+                raise
 
     def _insert(self, model: type[SQLModel]) -> tuple[Table, Any]:
         """The table and a dialect ``INSERT`` (the one with ``ON CONFLICT``) into it."""
@@ -338,6 +380,20 @@ class SqlStore:
             rows = session.exec(stmt).all()
         return sorted((int(r[0]), str(r[1]), str(r[2])) for r in rows)
 
+    def posted_commands(self) -> list[tuple[int, str, str]]:
+        """Commands not yet applied as ``(id, kind, args)``, oldest first, left in place until
+        :meth:`command_done`: a command whose application fails (the database full, the process
+        killed) is applied at the next job, not lost (halt and resume may be applied twice)."""
+        cmd = t.CommandRow
+        stmt = select(cmd).where(col(cmd.consumed).is_(False)).order_by(col(cmd.id))
+        with self._read() as session:
+            return [(_id(r.id), r.kind, r.args) for r in session.exec(stmt)]
+
+    def command_done(self, cmd_id: int) -> None:
+        stmt = update(t.CommandRow).where(col(t.CommandRow.id) == cmd_id).values(consumed=True)
+        with self._write(f"command {cmd_id}") as session:
+            session.exec(stmt)
+
     # --- alerts ---------------------------------------------------------------------------------
 
     def record_alert(
@@ -382,9 +438,20 @@ class SqlStore:
         with self._read() as session:
             return [t.order_record(r) for r in session.exec(stmt)]
 
-    def recent_events(self, limit: int) -> list[RiskEvent]:
+    def recent_events(
+        self,
+        limit: int,
+        *,
+        kinds: Collection[EventKind] | None = None,
+        since_ms: int | None = None,
+    ) -> list[RiskEvent]:
         e = t.RiskEventRow
-        stmt = select(e).order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
+        stmt = select(e)
+        if kinds is not None:
+            stmt = stmt.where(col(e.kind).in_([str(k) for k in kinds]))
+        if since_ms is not None:
+            stmt = stmt.where(col(e.ts_ms) >= since_ms)
+        stmt = stmt.order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(limit)
         with self._read() as session:
             return [t.event_record(r) for r in session.exec(stmt)]
 

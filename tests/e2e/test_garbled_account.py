@@ -10,11 +10,15 @@ again, trading resumes. Garbled balance and open-order answers are unreadable th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.clock import LiveClock
 from bot.domain.enums import EventKind, OrderPurpose, TradingState
@@ -172,3 +176,142 @@ def test_position_closed_on_the_venue_is_confirmed_flat_then_its_stop_cancelled(
     assert [o for o in backend.fetch_open_orders(BTC) if o.purpose is not None] == []
     reasons = [e.reason for e in store.recent_events(50)]
     assert any(r.startswith("position ") and "is gone" in r for r in reasons), reasons
+
+
+def _set(path: tuple[str | int, ...], value: object) -> Callable[[Any], Any]:
+    """An ``edit`` fault: the real reply with the field at ``path`` replaced by ``value``."""
+
+    def edit(reply: Any) -> Any:
+        node = reply
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return reply
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value", "named"),
+    [
+        # a stop whose trigger is unreadable was "not protecting": the bot closed the position
+        ("/fapi/v1/openAlgoOrders", (0, "triggerPrice"), None, "trigger price None"),
+        ("/fapi/v1/openAlgoOrders", (0, "algoStatus"), "abc", "status 'abc'"),
+        ("/fapi/v1/openAlgoOrders", (0, "quantity"), "", "quantity ''"),
+        # a stop that lost its client id was foreign: a second stop was placed beside it
+        ("/fapi/v1/openAlgoOrders", (0, "clientAlgoId"), None, "client order id"),
+        # a balance row without its asset name read as a zero wallet: halted and flattened
+        ("/fapi/v3/account", ("assets", 0, "asset"), None, "no asset name"),
+        # a wallet that is not marginBalance - unrealizedProfit: a drawdown halt sold it all
+        ("/fapi/v3/account", ("assets", 0, "walletBalance"), "1.0", "is not its marginBalance"),
+        # a renamed asset row read as a zero wallet: a 100 % drawdown halt sold the position
+        ("/fapi/v3/account", ("assets", 0, "asset"), "USDC", "lists no USDT row"),
+        # a wallet no venue can send (ccxt reads it as inf) sized orders on it
+        ("/fapi/v3/account", ("assets", 0, "walletBalance"), "1e400", "USDT walletBalance"),
+        # a mark 99 % below the index of the same answer: a drawdown halt sold the position
+        ("/fapi/v1/premiumIndex", ("markPrice",), "1000", "from the index"),
+        # a long "liquidated" above its mark: no stop fits, the bot closed and re-bought it
+        ("/fapi/v3/positionRisk", (0, "liquidationPrice"), "200000", "wrong side"),
+        # a long whose notional says short: ccxt reads the side from the notional's sign
+        ("/fapi/v3/positionRisk", (0, "notional"), "-1", "positionAmt is"),
+    ],
+)
+def test_garbled_fields_are_unreadable_not_acted_on(
+    path: str,
+    field: tuple[str | int, ...],
+    value: object,
+    named: str,
+    runner: tuple[Runner, SqlStore],
+    server: LoopbackBinance,
+    backend: SimulatedExchange,
+) -> None:
+    run, store = runner
+    assert run.tick() is not None
+    qty = backend.fetch_positions([BTC])[BTC].qty
+    resting = {o.client_id for o in backend.fetch_open_orders(BTC)}
+    server.inject(Fault(path, "GET", kind="edit", edit=_set(field, value), times=1000))
+    start = len(server.requests)
+    for _ in range(2):
+        result = run.tick()
+        assert result is not None
+        assert result.unreadable is not None, f"acted on {field}={value!r} from {path}"
+        run.guard()
+    assert _orders_after(server, start) == []
+    assert backend.fetch_positions([BTC])[BTC].qty == qty
+    assert {o.client_id for o in backend.fetch_open_orders(BTC)} == resting
+    # the event says what is wrong
+    reasons = [e.reason for e in store.recent_events(20) if e.kind is EventKind.UNREADABLE]
+    assert any(named in r for r in reasons), reasons
+
+
+# The reads of every tick and guard, and one real answer of each (captured below).
+ENGINE_READS = (
+    "/fapi/v3/positionRisk",
+    "/fapi/v2/positionRisk",
+    "/fapi/v3/account",
+    "/fapi/v1/openAlgoOrders",
+    "/fapi/v1/premiumIndex",
+    "/fapi/v1/symbolConfig",
+)
+GARBAGE: list[object] = [None, "", "NaN", "1e400", "abc", [], {}, True, float("nan")]
+
+
+def _leaves(node: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _leaves(value, (*path, i))
+    else:
+        yield path
+
+
+@pytest.mark.slow
+def test_the_engine_keeps_one_stop_sized_to_the_position_through_garbled_reads(
+    runner: tuple[Runner, SqlStore],
+    server: LoopbackBinance,
+    backend: SimulatedExchange,
+) -> None:
+    """Ticks and guards on answers with one field garbled, each followed by a clean tick: the
+    position keeps its side and exactly one stop-loss of the bot, sized to it, never a second
+    order with the same client id, never "not opened by this bot"."""
+    run, _ = runner
+    assert run.tick() is not None
+    replies: dict[str, Any] = {}
+
+    def keeper(path: str) -> Callable[[Any], Any]:
+        def keep(reply: Any) -> Any:
+            replies.setdefault(path, copy.deepcopy(reply))
+            return reply
+
+        return keep
+
+    for path in ENGINE_READS:
+        server.inject(Fault(path, "GET", kind="edit", edit=keeper(path), times=5))
+    run.guard()
+    server.clear_faults()
+    run.tick()
+    assert set(replies) >= {"/fapi/v3/positionRisk", "/fapi/v3/account"}, sorted(replies)
+    cases = [(p, f) for p, reply in sorted(replies.items()) for f in _leaves(reply) if f]
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(case=st.sampled_from(cases), value=st.sampled_from(GARBAGE))
+    def check(case: tuple[str, tuple[str | int, ...]], value: object) -> None:
+        path, field = case
+        server.inject(Fault(path, "GET", kind="edit", edit=_set(field, value), times=1000))
+        run.tick()
+        run.guard()
+        server.clear_faults()
+        run.tick()
+        qty = backend.fetch_positions([BTC])[BTC].qty
+        assert qty > 0, f"{path} {field}={value!r}: the long is gone ({qty})"
+        ids = [o.client_id for o in backend.orders.values()]
+        assert len(ids) == len(set(ids)), f"{path} {field}={value!r}: a client id sent twice"
+        stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+        assert [(o.side.value, o.amount or qty) for o in stops] == [("sell", qty)], (
+            f"{path} {field}={value!r}: stops {stops}"
+        )
+        assert BTC not in run.engine.reconciler.foreign
+
+    check()

@@ -51,6 +51,8 @@ FaultKind = Literal[
     "null_fields",
     "json_string",
     "missing_fields",
+    # the real JSON reply passed through ``Fault.edit`` (a test's mutator), status 200
+    "edit",
 ]
 # Fields a ``null_fields`` fault sets to null in every object of a JSON reply (Binance and
 # Bybit names).
@@ -115,7 +117,9 @@ class Fault:
     Garbled replies (processed by the backend, then damaged, status 200): ``garbled_json`` a
     truncated JSON body, ``html_200`` an HTML page, ``empty_list`` ``[]``, ``null_fields`` the
     real JSON with the fields of :data:`NULLED_FIELDS` set to null, ``json_string`` a bare JSON
-    string (``"OK"``), ``missing_fields`` every object of the real JSON cut to its ``symbol``.
+    string (``"OK"``), ``missing_fields`` every object of the real JSON cut to its ``symbol``,
+    ``edit`` the real JSON passed through ``edit`` (a function returning the JSON to send, or
+    ``bytes`` to send as they are: a mutator of real replies).
     """
 
     path: str
@@ -124,10 +128,13 @@ class Fault:
     kind: FaultKind
     retry_after: int | None = None
     times: int = 1
+    edit: Callable[[Json], Json] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(FaultKind):
             raise ValueError(f"Fault.kind {self.kind!r} is not one of {get_args(FaultKind)}")
+        if (self.kind == "edit") != (self.edit is not None):
+            raise ValueError("Fault.edit is required by kind 'edit' and only allowed with it")
         if self.times < 1:
             raise ValueError(f"Fault.times must be >= 1, got {self.times}")
         if not self.path.startswith("/"):
@@ -445,6 +452,10 @@ class LoopbackServer:
             return None
         if kind in GARBLERS and reply.status == 200:
             reply = GARBLERS[kind](reply)
+        elif fault is not None and fault.edit is not None and reply.status == 200:
+            edited = fault.edit(json.loads(reply.body))
+            sent = edited if isinstance(edited, bytes) else json.dumps(edited).encode()
+            reply = Reply(200, sent, headers=reply.headers)
         self._record(method, path, params, reply.status, kind, reply.code)
         return reply
 

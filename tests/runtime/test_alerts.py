@@ -18,7 +18,7 @@ import pytest
 
 from bot.alerts import Alert, AlertRules, Notifier, apprise_sender, conditions
 from bot.bootstrap import build_paper, open_store
-from bot.clock import SimClock
+from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Bracket, Instrument
@@ -31,6 +31,7 @@ from tests.runtime.conftest import write_config
 SYM = "TST/USDT:USDT"
 T0 = 1_748_822_400_000  # 2025-06-02T00:00Z
 HOUR = 3_600_000
+WALL = LiveClock()
 # One bracket, maintenance 1 % of notional, no deduction: maintenance = notional / 100.
 INSTRUMENT = Instrument(
     symbol=SYM,
@@ -352,3 +353,66 @@ def test_a_halt_posted_through_the_database_is_alerted(tmp_path: Path, receiver:
     assert len(state) == 1, receiver.titles()
     assert state[0]["message"].startswith("trading state: command ")
     assert "halt" in state[0]["message"]
+
+
+@pytest.fixture
+def hanging() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A webhook that accepts connections and never answers (read timeout 1 s in the URL)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"json://127.0.0.1:{server.getsockname()[1]}/hook?rto=1&cto=1", held
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_a_hanging_destination_costs_one_timeout_not_one_per_alert(
+    store: SqlStore, hanging: tuple[str, list[socket.socket]], receiver: Receiver
+) -> None:
+    url, _ = hanging
+    n, clock = notifier(store, url)
+    alerts = [Alert(f"no_stop:{i}", "critical", f"contract {i} has no stop") for i in range(6)]
+    started = WALL.monotonic()
+    assert n.notify(alerts) == 0
+    took = WALL.monotonic() - started
+    # One attempt waits out the timeout; the five others are held, not each waited for (the
+    # job's thread is the one that runs the next tick and guard).
+    assert took < 3.5, f"{took:.1f} s: every alert waited for the hanging destination"
+    for i in range(6):  # all recorded, none delivered
+        assert [r.delivered for r in store.recent_alerts(f"no_stop:{i}", 0)] == [False]
+    # Still resting a little later: nothing is tried, the job does not wait at all.
+    clock.advance_to(T0 + 10_000)
+    started = WALL.monotonic()
+    assert n.notify([Alert("state:halted", "critical", "halted")]) == 0
+    assert WALL.monotonic() - started < 0.5
+    # The destination answers again (here: another one) after the rest: what was held goes
+    # out first, then the new alert.
+    n.sender = apprise_sender([receiver.url])
+    clock.advance_to(T0 + 60_000)
+    assert n.notify([Alert("margin_ratio", "critical", "ratio high")]) == 8
+    assert receiver.titles()[-1] == "[acct] critical: margin_ratio"
+    assert sorted(receiver.titles()[:-1]) == sorted(
+        ["[acct] critical: state:halted"] + [f"[acct] critical: no_stop:{i}" for i in range(6)]
+    )
+    assert store.recent_alerts("no_stop:0", 0)[0].delivered

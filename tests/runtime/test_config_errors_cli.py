@@ -98,6 +98,13 @@ CASES = [
         "run",
         "volatility.window = 100000000 needs 100000001 closed 1h candles",
     ),
+    (
+        "a log directory that cannot be made",
+        ('log_dir = "', 'log_dir = "/dev/null/'),
+        None,
+        "run",
+        "config.toml: runtime.log_dir: cannot write the log files in /dev/null/",
+    ),
 ]
 
 

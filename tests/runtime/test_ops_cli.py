@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bot.cli.app import app
@@ -68,3 +69,25 @@ def test_stress_the_running_account(tmp_path: Path) -> None:
     held = [p["contract"] for p in report["portfolio"]["positions"]]
     assert held == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
     assert all(p["stop_loss"] for p in report["portfolio"]["positions"])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--replay", "DATA", "--speed", "0"], "--speed 0.0: the replay speed must be"),
+        (["--replay", "DATA", "--speed", "nan"], "--speed nan: the replay speed must be"),
+        (["--replay", "DATA", "--speed", "inf"], "--speed inf: the replay speed must be"),
+        (["--replay", "DATA", "--ticks", "0"], "--ticks 0: the number of ticks to run"),
+        (["--speed", "10", "--once"], "--speed 10.0 replays recorded data faster"),
+    ],
+    ids=["speed-0", "speed-nan", "speed-inf", "ticks-0", "speed-without-replay"],
+)
+def test_run_options_that_cannot_work_are_one_clear_line(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    cfg = str(write_config(tmp_path, contracts=1))
+    args = [str(ROOT / "data" / "sample") if a == "DATA" else a for a in args]
+    result = runner.invoke(app, ["run", "--config", cfg, *args])
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split())
+    assert not (tmp_path / "state.db").exists()  # refused before anything was opened

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -93,3 +94,60 @@ def test_halt_and_resume_through_the_database(config_path: Path) -> None:
     kinds = [e.kind for e in store.recent_events(100)]
     assert kinds.count(EventKind.STATE) >= 2
     store.close()
+
+
+def test_resume_after_a_drawdown_halt_trades_again(config_path: Path) -> None:
+    # ``bot resume`` after a drawdown halt: the peak it was measured from must be reset to the
+    # equity of now, or the next job halts (and flattens) again at once and resume is useless.
+    end, _ = run_ticks(config_path, START, 3)
+    config = load_config(config_path)
+    store = open_store(config)
+    memory = store.load_risk_memory()
+    assert memory is not None
+    # the account fell 40 % from its peak (drawdown limit 25 %)
+    store.save_risk_memory(replace(memory, peak_equity=memory.peak_equity * 2))
+    store.close()
+    end, _ = run_ticks(config_path, end, 1)
+    store = open_store(config)
+    halted = store.load_risk_memory()
+    assert halted is not None
+    assert halted.state is TradingState.HALTED
+    assert "drawdown" in halted.state_reason
+    store.post_command("resume", json.dumps({"reason": "looked at it"}), end)
+    store.close()
+    end, _ = run_ticks(config_path, end, 2)
+    store = open_store(config)
+    try:
+        memory = store.load_risk_memory()
+        assert memory is not None
+        assert memory.state is TradingState.ACTIVE, memory.state_reason
+        assert memory.peak_equity < halted.peak_equity  # measured from the resume on
+    finally:
+        store.close()
+
+
+def test_resume_after_a_daily_loss_halt_trades_again_the_same_day(config_path: Path) -> None:
+    end, _ = run_ticks(config_path, START, 3)
+    config = load_config(config_path)
+    store = open_store(config)
+    memory = store.load_risk_memory()
+    assert memory is not None
+    store.save_risk_memory(replace(memory, day_start_equity=memory.day_start_equity * 2))
+    store.close()
+    end, _ = run_ticks(config_path, end, 1)
+    store = open_store(config)
+    halted = store.load_risk_memory()
+    assert halted is not None
+    assert halted.state is TradingState.HALTED
+    assert "daily loss" in halted.state_reason
+    store.post_command("resume", "{}", end)
+    store.close()
+    end, _ = run_ticks(config_path, end, 1)  # the same UTC day
+    store = open_store(config)
+    try:
+        memory = store.load_risk_memory()
+        assert memory is not None
+        assert memory.state is TradingState.ACTIVE, memory.state_reason
+        assert memory.day_start_ms == halted.day_start_ms
+    finally:
+        store.close()

@@ -140,6 +140,11 @@ def test_database_migrated_by_a_newer_bot_is_refused(store_url: str) -> None:
         engine.dispose()
     with pytest.raises(SchemaOutOfDate, match=r"unknown to this bot.*upgrade the bot"):
         ensure_current(store_url)
+    # ``bot db upgrade`` says the same, not Alembic's "Can't locate revision" traceback, and
+    # leaves the database as it was.
+    with pytest.raises(SchemaOutOfDate, match=r"9999_future, unknown to this bot.*upgrade the bot"):
+        upgrade(store_url)
+    assert current_revision(store_url) == "9999_future"
 
 
 def test_messages_mask_the_password() -> None:

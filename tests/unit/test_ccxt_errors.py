@@ -453,6 +453,23 @@ def test_duplicate_client_id_returns_the_open_order() -> None:
     assert venue.sends == 1
 
 
+@pytest.mark.parametrize(
+    "exc",
+    [
+        binance(ccxt.InvalidOrder, -4116, "ClientOrderId is duplicated."),
+        bybit(ccxt.InvalidOrder, 110072, "OrderLinkedID is duplicate"),
+    ],
+)
+def test_a_taken_client_id_the_lookup_cannot_see_is_unknown_not_rejected(
+    exc: ccxt.BaseError,
+) -> None:
+    # the venue says an order holds the id: it exists, whatever the lookup sees right now
+    venue = Venue([("reject", exc)])
+    with pytest.raises(errors.OutcomeUnknown, match="refuses the client id as taken"):
+        submit(venue, SimClock(T0))
+    assert (venue.sends, venue.lookups) == (1, 1)
+
+
 # -- capabilities and factory ----------------------------------------------------------------
 
 

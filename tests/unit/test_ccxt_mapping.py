@@ -341,6 +341,7 @@ def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
     ("ccxt_status", "status"),
     [
         ("open", OrderStatus.OPEN),
+        ("canceling", OrderStatus.OPEN),  # Binance PENDING_CANCEL: resting until cancelled
         ("closed", OrderStatus.FILLED),
         ("canceled", OrderStatus.CANCELED),
         ("expired", OrderStatus.CANCELED),
@@ -351,7 +352,20 @@ def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
 def test_order_status_mapping(ccxt_status: str | None, status: OrderStatus) -> None:
     raw = binance_market_fill()
     raw["status"] = ccxt_status
+    raw["filled"] = 0.0  # nothing traded (an order that traded is below)
     assert ccxt_orders.order_from_ccxt(raw).status is status
+
+
+@pytest.mark.parametrize("ccxt_status", ["canceled", "expired"])
+def test_an_order_that_ended_partly_executed_is_filled(ccxt_status: str) -> None:
+    raw = binance_market_fill()  # executed 0.01 of 0.01 ...
+    raw.update(status=ccxt_status, amount=0.02)  # ... of 0.02, then expired on its price limit
+    order = ccxt_orders.order_from_ccxt(raw)
+    assert (order.status, order.filled, order.amount) == (
+        OrderStatus.FILLED,
+        Decimal("0.01"),
+        Decimal("0.02"),
+    )
 
 
 def test_terse_acknowledgement_is_completed_from_the_request() -> None:
@@ -425,6 +439,7 @@ def test_zero_liquidation_price_is_unknown_not_a_price() -> None:
 def test_short_isolated_position() -> None:
     row = binance_position(
         side="short",
+        liquidationPrice=91000.0,  # a short is liquidated above its mark
         marginMode="isolated",
         leverage=10.0,
         info={"positionAmt": "-0.020", "isolatedWallet": "121.5"},
@@ -452,7 +467,9 @@ def test_positions_on_both_sides_are_refused() -> None:
 
 
 def test_side_from_signed_amount_when_ccxt_gives_none() -> None:
-    row = binance_position(side=None, leverage=2.0, info={"positionAmt": "-0.010"})
+    row = binance_position(
+        side=None, leverage=2.0, liquidationPrice=91000.0, info={"positionAmt": "-0.010"}
+    )
     assert mapping.position_from_ccxt(row).qty == Decimal("-0.01")
 
 
@@ -481,8 +498,19 @@ def test_bybit_wallet_from_coin_list() -> None:
 def test_balance_falls_back_to_unified_total_and_zero() -> None:
     raw = {"info": {"other": 1}, "USDT": {"free": 1.0, "total": 2.0}}
     assert mapping.balance_from_ccxt(raw, "USDT").wallet == 2
-    unused = mapping.balance_from_ccxt({"info": {"assets": []}}, "USDT")
-    assert (unused.wallet, unused.available) == (Decimal(0), Decimal(0))
+    # An answer that lists its asset rows without the settlement asset's is unreadable, no
+    # longer a zero wallet: a garbled or renamed row halted the account on a 100 % drawdown
+    # and sold every position.
+    listed: list[dict[str, Any]] = [
+        {"assets": []},
+        {"assets": [{"asset": "BNB", "walletBalance": "1"}]},
+    ]
+    for info in listed:
+        with pytest.raises(UnexpectedResponse, match="lists no USDT row"):
+            mapping.balance_from_ccxt({"info": info}, "USDT")
+    bybit = {"info": {"result": {"list": [{"coin": [{"coin": "USDC", "walletBalance": "5"}]}]}}}
+    with pytest.raises(UnexpectedResponse, match="lists no USDT row"):
+        mapping.balance_from_ccxt(bybit, "USDT")
 
 
 @pytest.mark.parametrize(
@@ -642,3 +670,40 @@ def test_close_position_stop_has_no_amount_and_no_reduce_only() -> None:
     assert args.amount is None
     assert args.params["closePosition"] is True
     assert "reduceOnly" not in args.params
+
+
+@pytest.mark.parametrize("value", ["1e400", "-1e309", Decimal("1e301")])
+def test_a_number_beyond_a_double_is_not_a_number_a_venue_sends(value: object) -> None:
+    # Decimal takes "1e400"; ccxt reads it as inf; a wallet of 1e400 would size every order
+    with pytest.raises(UnexpectedResponse, match="a number a venue can send"):
+        mapping.to_decimal(str(value), "USDT walletBalance")
+
+
+def test_position_fields_that_contradict_each_other_are_refused() -> None:
+    # ccxt: size from |positionAmt|, side from the sign of notional
+    short_by_notional = binance_position(side="short", leverage=2.0)
+    with pytest.raises(UnexpectedResponse, match=r"positionAmt is 0\.010"):
+        mapping.position_from_ccxt(short_by_notional)
+    bybit_row = binance_position(leverage=2.0, info={"side": "Sell", "size": "0.01"})
+    with pytest.raises(UnexpectedResponse, match="side is 'Sell'"):
+        mapping.position_from_ccxt(bybit_row)
+    with pytest.raises(UnexpectedResponse, match="entryPrice: must be > 0"):
+        mapping.position_from_ccxt(binance_position(leverage=2.0, entryPrice=-1.0))
+    with pytest.raises(UnexpectedResponse, match="leverage must be > 0"):
+        mapping.position_from_ccxt(binance_position(), leverage=Decimal(0))
+
+
+def test_balance_row_without_an_asset_name_is_unreadable_not_a_zero_wallet() -> None:
+    raw = {"info": {"assets": [{"asset": None, "walletBalance": "1000"}]}}
+    with pytest.raises(UnexpectedResponse, match="asset row 0 has no asset name"):
+        mapping.balance_from_ccxt(raw, "USDT")
+
+
+def test_a_liquidation_price_on_the_wrong_side_of_the_mark_is_refused() -> None:
+    with pytest.raises(UnexpectedResponse, match="long position with liquidationPrice 61000"):
+        mapping.position_from_ccxt(binance_position(leverage=2.0, liquidationPrice=61000.0))
+    short = binance_position(
+        side="short", leverage=2.0, liquidationPrice=60000.0, info={"positionAmt": "-0.010"}
+    )
+    with pytest.raises(UnexpectedResponse, match="wrong side of its markPrice 61000"):
+        mapping.position_from_ccxt(short)

@@ -308,6 +308,27 @@ WRONG_VALUES = [
         "runtime.alert_urls: must be an array",
     ),
     ("[risk]", '[runtime]\nalert_urls = ["hooks"]\n[risk]', "runtime.alert_urls[0]: must be a URL"),
+    # Durations past any meaning overflowed the scheduler at its first job (no tick ever ran).
+    (
+        "[risk]",
+        "[runtime]\nmisfire_grace_seconds = 99999999999999999999\n[risk]",
+        "runtime.misfire_grace_seconds: must be <= 86400 (got 99999999999999999999)",
+    ),
+    (
+        "[risk]",
+        "[runtime]\nguard_seconds = 99999999999999999999\n[risk]",
+        "runtime.guard_seconds: must be <= 3600 (got 99999999999999999999)",
+    ),
+    (
+        STALE,
+        "stale_data_seconds = 99999999999999999999",
+        "risk.stale_data_seconds: must be <= 604800",
+    ),
+    (
+        "[data]\n",
+        "[data]\ncatalogue_max_age_hours = true\n",
+        "data.catalogue_max_age_hours: must be an integer (got true)",
+    ),
 ]
 
 

@@ -72,3 +72,29 @@ def test_redact_hides_known_values_and_signature_patterns() -> None:
 
 def test_the_process_redactor_knows_the_configured_secrets(log_dir: Path) -> None:
     assert SECRET not in redact(f"an error quoting {SECRET}")
+
+
+def test_console_times_are_utc_whatever_the_local_zone(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from bot.clock import LiveClock
+
+    wall = LiveClock()
+
+    monkeypatch.setenv("TZ", "America/New_York")  # a zone with daylight saving time
+    time.tzset()
+    try:
+        setup_logging(None, level="INFO")
+        before = wall.now().replace(microsecond=0)
+        logger.info("which time is it")
+        after = wall.now()
+        logger.remove()
+    finally:
+        monkeypatch.undo()  # the zone as it was, for the tests that follow
+        time.tzset()
+    line = next(s for s in capfd.readouterr().err.splitlines() if "which time is it" in s)
+    stamp = datetime.strptime(line.split(" | ")[0], "%Y-%m-%d %H:%M:%SZ").replace(tzinfo=UTC)
+    assert before <= stamp <= after

@@ -10,7 +10,7 @@ from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.errors import DataError
-from bot.sim.paper_state import dump, restore
+from bot.sim.paper_state import dump, processed_ms, restore
 from bot.sim.triggers import process_bar, settle_funding
 from tests.conftest import make_exchange
 
@@ -58,3 +58,17 @@ def test_unreadable_state_is_a_clear_error(instruments: dict[str, Instrument]) -
         restore(ex, '{"version": 1}')
     with pytest.raises(DataError, match="version"):
         restore(ex, '{"version": 99}')
+
+
+def test_a_truncated_or_newer_state_is_a_clear_error(instruments: dict[str, Instrument]) -> None:
+    ex, _ = make_exchange(instruments)
+    payload = dump(ex)
+    with pytest.raises(DataError, match="unreadable: JSONDecodeError"):
+        processed_ms(payload[: len(payload) // 2])  # a write cut short
+    with pytest.raises(DataError, match="unreadable: a JSON list"):
+        restore(ex, "[]")
+    newer = payload.replace('"version":1', '"version":2')
+    assert newer != payload
+    with pytest.raises(DataError, match="written by a newer version of the bot"):
+        restore(ex, newer)
+    assert processed_ms(payload) == ex.processed_ms

@@ -121,3 +121,24 @@ def test_stale_data_moves_to_reducing_and_back() -> None:
     mem, t = update(mem, D(10000), DAY + 3, LIMITS, stale=[])
     assert mem.state is TradingState.ACTIVE
     assert t is not None
+
+
+def test_a_clock_stepping_back_over_midnight_keeps_the_days_loss_and_halt() -> None:
+    # A wall clock corrected backwards (NTP, a bad RTC after a suspend) across 00:00 UTC must
+    # not start "a new day": the loss of the real day would be forgotten and its halt lifted.
+    mem = initial_memory(D(10000), DAY + 60_000)  # 00:01 UTC
+    mem, t = update(mem, D(9500), DAY + 120_000, LIMITS)  # -5 %: halted for the day
+    assert t is not None
+    assert mem.state is TradingState.HALTED
+    mem, t = update(mem, D(9500), DAY - 60_000, LIMITS)  # the clock reads 23:59 yesterday
+    assert t is None
+    assert mem.state is TradingState.HALTED
+    assert mem.day_start_ms == DAY
+    assert mem.day_start_equity == D(10000)
+    mem, t = update(mem, D(9500), DAY + 180_000, LIMITS)  # back on time: still the same day
+    assert t is None
+    assert mem.state is TradingState.HALTED
+    assert mem.day_start_equity == D(10000)
+    mem, _ = update(mem, D(9500), DAY + DAY_MS, LIMITS)  # the real next day
+    assert mem.state is TradingState.ACTIVE
+    assert mem.day_start_equity == D(9500)

@@ -1,0 +1,204 @@
+"""The state database fails under a running paper bot (a read-only file, a full disk, a lost
+connection): nothing is sent that cannot be recorded, no job raises into the scheduler, the
+owner is alerted through the webhook even though the store cannot record the alert, and the
+bot carries on once the database is back.
+
+The fault is real SQLite behaviour, switched on per connection: ``PRAGMA query_only`` makes
+every write fail with "attempt to write a readonly database", as a read-only file does (tests
+run as root, for whom a ``chmod`` would not).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from bot.bootstrap import build_paper, open_store
+from bot.clock import SimClock
+from bot.config.loader import load_config
+from bot.domain.enums import TradingState
+from bot.domain.orders import OrderRequest
+from bot.ports.store import OrderRecord, RiskMemory
+from bot.store.instance_lock import AlreadyRunning
+from bot.store.sql import SqlStore, StoreUnavailable, make_engine
+from tests.runtime.conftest import write_config
+from tests.runtime.test_alerts import Receiver, receiver, set_runtime
+
+__all__ = ["receiver"]  # the webhook receiver fixture
+
+pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+
+START = 1_748_822_400_000  # 2025-06-02T00:00Z
+HOUR = 3_600_000
+
+
+class ReadOnlySwitch:
+    """Makes every connection of ``store`` read-only (or writable again) at its next use."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.on = False
+        event.listen(store.engine, "checkout", self._checkout)
+
+    def _checkout(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA query_only = {1 if self.on else 0}")
+        cur.close()
+
+
+class FailsAtTheIntent(SqlStore):
+    """With ``fail_at_intent`` set, the disk fills up at the moment an order intent is written
+    (every connection read-only from then on)."""
+
+    switch: ReadOnlySwitch
+    fail_at_intent = False
+    refused: list[str]
+
+    fail_next_memory_save = False
+
+    def save_risk_memory(self, memory: RiskMemory) -> None:
+        if not self.fail_next_memory_save:
+            return super().save_risk_memory(memory)
+        self.fail_next_memory_save = False  # the disk is full for this one write
+        self.switch.on = True
+        self.engine.dispose()
+        try:
+            return super().save_risk_memory(memory)
+        finally:
+            self.switch.on = False
+            self.engine.dispose()
+
+    def save_intent(self, request: OrderRequest, ts_ms: int) -> OrderRecord:
+        if self.fail_at_intent:
+            self.switch.on = True
+            self.engine.dispose()  # no connection made before the fault escapes it
+            self.refused.append(request.client_id)
+        return super().save_intent(request, ts_ms)
+
+
+@pytest.fixture
+def paper_bot(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Any, Any, SimClock, Any]]:
+    config_path = write_config(tmp_path, contracts=1)
+    set_runtime(config_path, alert_urls=f'["{receiver.url}"]')
+    config = load_config(config_path)
+    open_store(config).close()  # creates the database at the current schema
+    store = FailsAtTheIntent(make_engine(config.runtime.database_url))
+    store.switch = ReadOnlySwitch(store)
+    store.refused = []
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    try:
+        yield runner, paper, clock, store
+    finally:
+        store.switch.on = False
+        store.close()
+
+
+def test_a_write_to_a_read_only_database_names_the_database_and_the_write(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write_config(tmp_path, contracts=1))
+    store = open_store(config)
+    switch = ReadOnlySwitch(store)
+    switch.on = True
+    store.engine.dispose()  # new connections: the switch applies to every one
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            store.post_command("halt", "{}", START)
+    finally:
+        store.close()
+    message = str(info.value)
+    assert str(tmp_path / "state.db") in message
+    assert "cannot write command 'halt'" in message
+    assert "readonly database" in message
+
+
+def test_a_read_only_database_sends_nothing_and_still_alerts(
+    paper_bot: tuple[Any, Any, SimClock, Any], receiver: Receiver
+) -> None:
+    runner, paper, clock, store = paper_bot
+    assert runner.tick() is not None  # a normal first tick: the paper account opens a position
+    orders_before = dict(paper.sim.orders)
+    assert orders_before, "nothing traded before the fault; the test would prove nothing"
+    store.switch.on = True
+    for _ in range(3):  # ticks and guards while the database is read-only (20 minutes apart)
+        clock.advance_to(clock.now_ms() + HOUR // 3)
+        assert runner.tick() is None  # failed, and said so: no exception into the scheduler
+        runner.guard()
+    # Nothing reached the (paper) exchange while no intent could be recorded.
+    assert paper.sim.orders == orders_before
+    # The owner was told, once per dedup window, through the webhook, though no alert could
+    # be recorded in the store.
+    titles = receiver.titles()
+    assert titles.count("[main] critical: store_unavailable") == 1, titles
+    [body] = [b for _, b in receiver.posts if b["title"].endswith("store_unavailable")]
+    assert "readonly database" in body["message"]
+    assert "Nothing is sent while the state database cannot record it" in body["message"]
+    assert "[main] warning: tick_failed" in titles
+    # The database is back: the bot carries on where it stopped.
+    store.switch.on = False
+    clock.advance_to(clock.now_ms() + HOUR)
+    assert runner.tick() is not None
+    assert store.unresolved_orders() == []
+
+
+def test_an_intent_that_cannot_be_persisted_is_not_sent(
+    paper_bot: tuple[Any, Any, SimClock, Any], receiver: Receiver
+) -> None:
+    runner, paper, _clock, store = paper_bot
+    store.fail_at_intent = True
+    assert runner.tick() is None  # the tick failed at its first intent
+    assert store.refused, "no order was attempted; the test would prove nothing"
+    [cid] = store.refused  # the first refusal ended the tick
+    assert cid not in paper.sim.orders  # never sent
+    assert paper.sim.orders == {}
+    assert "[main] critical: store_unavailable" in receiver.titles()
+    store.switch.on = False
+    store.engine.dispose()
+    assert store.get_order(cid) is None
+
+
+def test_a_lock_taken_by_another_bot_stops_this_one_without_touching_the_store(
+    paper_bot: tuple[Any, Any, SimClock, Any], receiver: Receiver
+) -> None:
+    runner, paper, clock, store = paper_bot
+    assert runner.tick() is not None
+    events, orders = len(store.recent_events(10_000)), dict(paper.sim.orders)
+
+    def lost() -> None:
+        raise AlreadyRunning("another bot took the state database while this bot's connection")
+
+    runner.before_job.append(lost)
+    clock.advance_to(clock.now_ms() + HOUR)
+    with pytest.raises(AlreadyRunning):
+        runner.tick()  # raises: the scheduler stops the run (test_scheduler_faults)
+    with pytest.raises(AlreadyRunning):
+        runner.guard()
+    assert paper.sim.orders == orders  # nothing traded
+    assert len(store.recent_events(10_000)) == events  # nothing written in the other's store
+    assert "[main] critical: lock_lost" in receiver.titles()
+
+
+def test_a_halt_whose_application_fails_is_applied_at_the_next_job(
+    paper_bot: tuple[Any, Any, SimClock, Any],
+) -> None:
+    runner, _paper, clock, store = paper_bot
+    assert runner.tick() is not None
+    store.post_command("halt", json.dumps({"reason": "going on holiday"}), clock.now_ms())
+    store.fail_next_memory_save = True  # the halt cannot be saved: the job fails
+    clock.advance_to(clock.now_ms() + 60_000)
+    runner.guard()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE  # not applied yet...
+    clock.advance_to(clock.now_ms() + 60_000)
+    runner.guard()  # ...and not lost: the next job applies it
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.HALTED
+    assert memory.state_reason == "going on holiday"
+    assert store.posted_commands() == []

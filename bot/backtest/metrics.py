@@ -46,7 +46,7 @@ YEAR_MS = 365 * DAY_MS
 _ZERO_DEVIATION = 1e-12
 
 
-def _as_equity(equity: npt.ArrayLike) -> F64:
+def _as_finite(equity: npt.ArrayLike) -> F64:
     eq = np.asarray(equity, dtype=np.float64)
     if eq.ndim != 1 or eq.size == 0:
         raise ValueError(f"equity must be a non-empty 1-D array, got shape {eq.shape}")
@@ -54,6 +54,11 @@ def _as_equity(equity: npt.ArrayLike) -> F64:
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"equity must be finite, got {eq[i]} at index {i}")
+    return eq
+
+
+def _as_equity(equity: npt.ArrayLike) -> F64:
+    eq = _as_finite(equity)
     if eq[0] <= 0.0:
         raise ValueError(f"equity must start positive, got {eq[0]} at index 0")
     return eq
@@ -83,12 +88,18 @@ def drawdown_series(equity: npt.ArrayLike) -> F64:
     """Return the drawdown at each sample: ``1 - equity / running peak`` (fraction, >= 0).
 
     0 at a new high; 0.25 means 25 % below the highest equity seen so far. Exceeds 1 only if
-    equity goes negative.
+    equity goes negative. While no positive equity has been seen yet (an account wiped out at
+    its first tick) the drawdown is 1: everything is lost.
     """
-    eq = _as_equity(equity)
+    eq = _as_finite(equity)
     peak = np.maximum.accumulate(eq)
-    dd: F64 = 1.0 - eq / peak
-    return dd
+    if peak[0] > 0.0:
+        dd: F64 = 1.0 - eq / peak
+        return dd
+    out: F64 = np.ones_like(eq)
+    seen = peak > 0.0
+    out[seen] = 1.0 - eq[seen] / peak[seen]
+    return out
 
 
 def max_drawdown(equity: npt.ArrayLike) -> float:

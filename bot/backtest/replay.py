@@ -46,6 +46,7 @@ from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 
 Progress = Callable[[int, int], None]
+AfterTick = Callable[[int, Engine, SimulatedExchange], None]
 ZERO = Decimal(0)
 ONE = Decimal(1)
 
@@ -69,6 +70,7 @@ class SimulationResult:
     starting_balance: Decimal = Decimal(0)
     requested_start_ms: int | None = None  # the configured start, when one was asked
     start_note: str = ""  # why the run starts later than asked ("" when it does not)
+    end_note: str = ""  # why the run ends earlier than asked or than some data ("" if not)
     stale_hours: dict[str, float] = field(default_factory=dict)  # per contract
     hedge_symbols: tuple[str, ...] = ()
     hedge_log: list[ExposureRecord] = field(default_factory=list)
@@ -122,7 +124,31 @@ def run_simulation(
         result.start_note = (
             f"requested start {_iso(result.requested_start_ms)} moved to {_iso(start)}: {why}"
         )
+    result.end_note = _end_note(config, histories, end)
     return result
+
+
+def _end_note(config: BotConfig, histories: dict[str, ContractHistory], end: int) -> str:
+    """Why the run ends before the configured end, or before some contract's data does: the
+    contract whose data ends first ends every contract's run (a delisting, a download that
+    stopped), which is said, not hidden ("" when nothing was cut)."""
+    data_end = {s: int(h.trigger.ts[-1]) + h.trigger.tf_ms for s, h in histories.items()}
+    first = min(data_end.values())
+    cut_by = ", ".join(s for s, e in data_end.items() if e == first)
+    asked = config.simulation.end
+    if asked is not None:
+        wanted = _day_ms(asked) + 86_400_000
+        if end < wanted:
+            why = f"the data of {cut_by} ends there" if end == first else "the shared window"
+            return f"requested end {_iso(wanted)} moved to {_iso(end)}: {why}"
+        return ""
+    latest = max(data_end.values())
+    if end < latest:
+        return (
+            f"the run ends at {_iso(end)}, where the data of {cut_by} ends "
+            f"(other contracts' data runs to {_iso(latest)})"
+        )
+    return ""
 
 
 def shared_start(
@@ -179,9 +205,12 @@ def replay(
     progress: Progress | None = None,
     *,
     exchange_type: type[SimulatedExchange] = SimulatedExchange,
+    after_tick: AfterTick | None = None,
 ) -> SimulationResult:
     """Replay ``histories`` from ``start`` to ``end`` through the engine and a simulated
-    exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests)."""
+    exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests;
+    ``after_tick(t, engine, exchange)``: called after every decision tick, e.g. to check the
+    invariants the tick must leave behind)."""
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
     balance = config.account.starting_balance
@@ -220,6 +249,8 @@ def replay(
                 if resume_ms is not None:
                     resume_if_due(store, t, exchange.equity(), resume_ms)
                 engine.tick()
+                if after_tick is not None:
+                    after_tick(t, engine, exchange)
             figures.record(k, exchange)
             if progress is not None and (k % 256 == 0 or k == n - 1):
                 progress(k + 1, n)

@@ -41,7 +41,7 @@ def _r(x: float, places: int = 6) -> float:
 
 def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
     ex = result.exchange
-    stats = summarize(result.equity, result.ts) if len(result.ts) else {}
+    stats = summarize(*_metrics_curve(result)) if len(result.ts) else {}
     events = ex.events
     fills = ex.fills
     n_orders = sum(1 for r in result.store.orders.values())
@@ -80,6 +80,19 @@ def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
         **honest_figures(result),
         "elapsed_seconds": round(elapsed, 3),
     }
+
+
+def _metrics_curve(result: SimulationResult) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
+    """The equity curve the summary figures read: the recorded one; when the first tick already
+    took the account to zero or below (orders far larger than the candles' volume, paying the
+    impact of the square-root law), the starting balance at the start comes first, so the
+    figures say "everything lost" instead of failing on a curve that starts at or below zero."""
+    if result.equity[0] > 0:
+        return result.equity, result.ts
+    return (
+        np.r_[float(result.starting_balance), result.equity],
+        np.r_[np.int64(result.start_ms), result.ts],
+    )
 
 
 def _unprotected_spans(result: SimulationResult) -> dict[str, list[list[str | None]]]:

@@ -1,6 +1,8 @@
 """The report's figures about what happened (issue: "the report hides what happened").
 
 * ``requested_start`` / ``start_note``: a start moved for warm-up or a shared window, and why;
+* ``end_note``: an end earlier than asked, or than some contract's data, and why (the contract
+  whose data ends first ends the run);
 * ``total_return``: final equity / starting balance - 1 (not from the first recorded tick);
 * ``time_in_market``: share of decision ticks with any position open;
 * ``halted_at`` / ``time_halted``: the first move to ``halted`` and the share of ticks spent
@@ -50,6 +52,7 @@ def honest_figures(result: SimulationResult) -> dict[str, Any]:
         if result.requested_start_ms is not None
         else None,
         "start_note": result.start_note,
+        "end_note": result.end_note,
         "total_return": round(final / balance - 1, 6) if balance > 0 else 0.0,
         "time_in_market": round(in_market, 6),
         "halted_at": _iso(halts[0].ts_ms) if halts else "-",

@@ -173,12 +173,13 @@ def _print_summary(reports: list[dict[str, Any]], console: Console, as_csv: bool
     else:
         console.print(terminal.unclipped(summary_table(reports)))
     for r in reports:  # a start moved for warm-up or for the shared window is said, not hidden
-        if r.get("start_note"):
-            note = f"warning {r['policy']}: {r['start_note']}"
-            if as_csv:
-                typer.echo(note, err=True)
-            else:
-                console.print(f"[yellow]{note}[/yellow]")
+        for key in ("start_note", "end_note"):  # and so is an end cut short by the data
+            if r.get(key):
+                note = f"warning {r['policy']}: {r[key]}"
+                if as_csv:
+                    typer.echo(note, err=True)
+                else:
+                    console.print(f"[yellow]{note}[/yellow]")
     _print_data_selection(reports[0], console, as_csv)
     for name, hours in reports[0].get("stale_hours", {}).items():
         console.print(f"[yellow]stale data[/yellow] {name}: {hours:g} h without new exposure")

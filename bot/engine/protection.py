@@ -61,26 +61,41 @@ def liquidation_after(
     mark: Decimal,
     setting: Decimal,
     margin_mode: MarginMode,
+    entry_slippage: Decimal = ZERO,
 ) -> Decimal | None:
     """Liquidation price of the position ``sign * qty`` (absolute ``qty``) once traded at
     ``mark`` from what ``acct`` holds, with the exchange leverage ``setting`` for new margin.
+    The new part fills ``entry_slippage`` (fraction) beyond the mark, against the position (a
+    long buys higher, a short sells lower: the liquidation price comes nearer) and, in cross
+    mode, its taker fee leaves the wallet; the result is on the tick grid toward the mark, as
+    the venue reports a held position's: the stop planned now is still placeable once the
+    position is held.
     On error (the account would already be liquidatable) the mark itself: no room for a stop."""
     pos = acct.positions.get(inst.symbol)
     held = abs(pos.qty) if pos is not None and pos.is_open and pos.sign == sign else ZERO
     if pos is not None and held > 0 and qty <= held:
         return liquidation_of_held(inst, pos, acct, instruments)
-    entry = mark
+    fill = mark * (ONE + sign * entry_slippage) if entry_slippage else mark
+    entry = fill
     if held > 0 and pos is not None:
-        entry = (held * pos.entry_price + (qty - held) * mark) / qty
+        entry = (held * pos.entry_price + (qty - held) * fill) / qty
     mode = pos.margin_mode if pos is not None and pos.is_open else margin_mode
     try:
         if mode is _ISOLATED:
             margin = qty * entry / (ONE if setting < ONE else setting)  # max(setting, 1)
-            return liquidation_price_isolated(inst, sign * qty, entry, margin)
-        mm, upnl = _others(acct, inst.symbol, instruments)
-        return liquidation_price_cross(inst, sign * qty, entry, max(acct.wallet, ZERO), mm, upnl)
+            liq = liquidation_price_isolated(inst, sign * qty, entry, margin)
+        else:
+            mm, upnl = _others(acct, inst.symbol, instruments)
+            # The cross wallet pays the new part's taker fee: the liquidation comes nearer.
+            wallet = acct.wallet - (qty - held) * fill * inst.taker_fee
+            liq = liquidation_price_cross(inst, sign * qty, entry, max(wallet, ZERO), mm, upnl)
     except ValueError:
         return mark
+    if liq is None:
+        return None
+    # Where the tick is a large fraction of the price (1000PEPE near 1e-6: 10 %), the exact
+    # price would promise up to a tick more room than the held position will have.
+    return inst.ceil_price(liq) if sign > 0 else inst.floor_price(liq)
 
 
 def secure_decision(
@@ -91,10 +106,13 @@ def secure_decision(
     mark: Decimal,
     buffer: Decimal,
     margin_mode: MarginMode,
+    entry_slippage: Decimal = ZERO,
 ) -> Decision:
     """The decision with a stop the risk layer accepts, its size cut until one exists.
 
-    ``buffer`` is the liquidation buffer in price units. The reason says what was changed.
+    ``buffer`` is the liquidation buffer in price units; ``entry_slippage`` the fraction beyond
+    the mark an increase is expected to fill at (see :func:`liquidation_after`). The reason
+    says what was changed.
     """
     if d.target_qty == 0 or mark <= 0:
         return d
@@ -114,6 +132,7 @@ def secure_decision(
             mark=mark,
             setting=setting,
             margin_mode=margin_mode,
+            entry_slippage=entry_slippage,
         )
 
     fitted = fit_size(

@@ -262,9 +262,13 @@ class Engine:
             decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
+        # A decision on the other side of the position held (a flip) protects the position it
+        # will open, not this one: the resting orders stay until the sizing step closes it.
         self.fanout.run_each(
             [
                 partial(self.protect, d.symbol, acct, d.stop_loss, d.take_profit, now)
+                if d.target_qty * acct.qty(d.symbol) >= 0
+                else partial(self.protect, d.symbol, acct, None, None, now)
                 for d in decisions
             ]
         )
@@ -829,6 +833,7 @@ class Engine:
             mark=mark,
             buffer=self._buffer(d.symbol, mark),
             margin_mode=self.margin_mode,
+            entry_slippage=self.limits.stop_slippage,
         )
 
     def _secure_stop(self, pos: Position, acct: AccountView, wanted: Decimal) -> Decimal | None:

@@ -173,7 +173,7 @@ def _decide_one(
     if not v.allow_increase and (held * direction <= 0 or qty > abs(held)):
         qty = min(qty, abs(held)) if held * direction > 0 else ZERO
         parts.append("no increase allowed")
-    target_qty = qty * direction
+    target_qty = qty * direction if qty != 0 else ZERO  # never -0 (a short's zero)
     stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
     parts.append(stop_note)
     return Decision(
@@ -214,6 +214,18 @@ def _protective_prices(
             take = inst.take_profit_price(
                 price + sign * distance(tp.kind, tp.distance, v.market, price), sign
             )
-        if take <= 0:
+        if (take - price) * sign <= 0:
+            # Still at or behind the price: a distance under one tick (zero volatility, a tick
+            # that is a large fraction of the price). The nearest price the venue accepts is
+            # one tick beyond the price (a trigger at it would fire at once: Binance -2021).
+            tick = inst.tick_size
+            take = inst.floor_price(price) + tick if sign > 0 else inst.ceil_price(price) - tick
+        # Within the venue's price filter (Binance PRICE_FILTER, Bybit priceFilter): a trigger
+        # beyond it is refused every tick; the bound is used while it is still beyond the price.
+        if sign > 0 and inst.max_price is not None and take > inst.max_price:
+            take = inst.floor_price(inst.max_price)
+        elif sign < 0 and inst.min_price is not None and take < inst.min_price:
+            take = inst.ceil_price(inst.min_price)
+        if take <= 0 or (take - price) * sign <= 0:
             take = None
     return stop, take

@@ -84,7 +84,7 @@ def cap_to_loss_budget(
             continue
         inst = instruments[d.symbol]
         qty = inst.floor_qty(abs(d.target_qty) * factor)
-        signed = qty if d.target_qty > 0 else -qty
+        signed = qty if d.target_qty > 0 or qty == 0 else -qty  # never -0
         kept = qty != 0
         # Decision(...) with every field, not dataclasses.replace: the same object, cheaper.
         out.append(

@@ -14,6 +14,8 @@ Fill rules (written down here because backtests live or die by them):
   to the exchange (see :mod:`bot.sim.triggers`): a sell stop when the bar's low <= trigger, a buy
   stop when its high >= trigger; take-profits the other way round.
 * Gap rule: if a bar **opens** beyond a trigger, the order fills at the open, not at the trigger.
+* A stop triggered on a mark bar fills against the last-trade candle of the same time when the
+  data has one (:func:`bot.sim.triggers.fill_reference`): the book, not the mark, fills it.
 * Same-bar rule: a bar opening beyond the liquidation price liquidates; other levels crossed at
   the open fire first (of several, the one nearest the previous price, which the gap crossed
   first); otherwise stops and liquidation fire
@@ -102,7 +104,7 @@ class SimulatedExchange:
         # price: a position whose values are the very same objects is reported again as the
         # same (immutable) Position, a liquidation price that did not move is not rounded again.
         self._reported: dict[str, Position] = {}
-        self._rounded_liq: dict[str, tuple[Decimal, Instrument, bool, Decimal]] = {}
+        self._rounded_liq: dict[str, tuple[Decimal, Instrument, bool, Decimal | None]] = {}
 
     # -- ExchangePort: reads -------------------------------------------------------------------
 
@@ -161,7 +163,12 @@ class SimulatedExchange:
         known = self._rounded_liq.get(symbol)
         if known is not None and known[0] is liq and known[1] is inst and known[2] is long:
             return known[3]
-        reported = inst.ceil_price(liq) if long else inst.floor_price(liq)
+        reported: Decimal | None = inst.ceil_price(liq) if long else inst.floor_price(liq)
+        if long and liq < inst.tick_size:
+            # Below the smallest price there is: the position cannot be liquidated (Binance
+            # reports 0). Rounded up it would read as one tick and leave no room for a stop
+            # on a contract trading a few ticks above zero.
+            reported = None
         self._rounded_liq[symbol] = (liq, inst, long, reported)
         return reported
 

@@ -118,8 +118,31 @@ def load_history(
             trigger = mark.candles
             notes.append(mark.note)
     funding = inventory.load_funding(symbol) if inventory.has_funding(symbol) else None
+    gap = _funding_gap(symbol, funding, start, end, last)
+    if gap:
+        notes.append(gap)
     return ContractHistory(
         symbol, decision, _segment_starts(decision), last, trigger, funding, tuple(notes)
+    )
+
+
+def _funding_gap(
+    symbol: str, funding: FundingSeries | None, start: int | None, end: int | None, last: Candles
+) -> str:
+    """A note when the funding data does not cover the window (requested, else the candles'):
+    a perpetual simulated without its funding is paid or charged nothing, which is said, not
+    hidden ("" when the settlements cover it)."""
+    lo = start if start is not None else int(last.ts[0])
+    hi = end if end is not None else int(last.ts[-1]) + last.tf_ms
+    if funding is None or len(funding.ts) == 0:
+        return f"{symbol} funding: no funding file: no funding is paid or received"
+    first, final = int(funding.ts[0]), int(funding.ts[-1])
+    # Settlements are at most 8 h apart on the venues the bot trades (some 4 h, 1 h).
+    if first <= lo + _FUNDING_STEP and final >= hi - _FUNDING_STEP:
+        return ""
+    return (
+        f"{symbol} funding: settlements {_iso(first)} .. {_iso(final)} do not cover "
+        f"{_iso(lo)} .. {_iso(hi)}: no funding is paid or received outside them"
     )
 
 
@@ -292,7 +315,15 @@ class HistoricalMarket:
             t = h.trigger
             closes = self._closes(sym, h.last) if t.close is h.last.close else None
             out[sym] = TriggerSeries(
-                t.ts, t.open, t.high, t.low, t.close, t.tf_ms, t.kind, closes=closes
+                t.ts,
+                t.open,
+                t.high,
+                t.low,
+                t.close,
+                t.tf_ms,
+                t.kind,
+                closes=closes,
+                last_bars=_last_beside(t, h.last),
             )
         return out
 
@@ -302,6 +333,21 @@ class HistoricalMarket:
             for sym, h in self.contracts.items()
             if h.funding is not None
         }
+
+
+def _last_beside(trigger: Candles, last: Candles) -> FloatArray | None:
+    """Mark bars: the last-trade candle of the same open time and length beside each one
+    (open, high, low; NaN where there is none), what a triggered stop fills against. None
+    when the triggers are the last-trade candles, or the two differ in length."""
+    if trigger is last or trigger.tf_ms != last.tf_ms or len(last) == 0:
+        return None
+    out = np.full((len(trigger), 3), np.nan)
+    i = np.minimum(np.searchsorted(last.ts, trigger.ts), len(last) - 1)
+    same = last.ts[i] == trigger.ts
+    out[same, 0] = last.open[i[same]]
+    out[same, 1] = last.high[i[same]]
+    out[same, 2] = last.low[i[same]]
+    return out
 
 
 def _day_ms(d: date) -> int:
@@ -314,6 +360,14 @@ def simulation_window(
     """[start, end) in ms: the configured dates, or where every contract has warm-up data."""
     tf = parse_timeframe(policy.timeframe)
     warm = candles_needed(policy)
+    short = [f"{s} ({len(h.decision)})" for s, h in histories.items() if len(h.decision) <= warm]
+    if short:
+        # Not one decision with a full warm-up: refused, never a run of one tick on less.
+        raise DataError(
+            f"no simulation window: the policy {policy.name!r} needs {warm} {policy.timeframe} "
+            f"candles of warm-up before its first decision and the data holds only "
+            f"{', '.join(short)}"
+        )
     first = max(
         max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
         for h in histories.values()

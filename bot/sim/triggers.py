@@ -82,6 +82,9 @@ class TriggerSeries:
     # The closes as exact decimals, shared with the market's last price when the trigger bars
     # are the last-trade candles (None: converted here).
     closes: DecimalColumn | None = field(default=None, repr=False, compare=False)
+    # Mark bars only: the last-trade candle of the same time (open, high, low; NaN where there
+    # is none), what a triggered stop-market order fills against (see process_bar).
+    last_bars: FloatArray | None = field(default=None, repr=False, compare=False)
     # Lookups (see the methods): remembered answers, not part of the series.
     _closed: TimeCursor | None = field(default=None, init=False, repr=False, compare=False)
     _opened: TimeCursor | None = field(default=None, init=False, repr=False, compare=False)
@@ -192,10 +195,63 @@ def _fires(order: Order, o: Decimal, h: Decimal, low: Decimal) -> tuple[bool, bo
     return h >= trig, o >= trig
 
 
+def _last_bar(s: TriggerSeries, idx: int) -> tuple[Decimal, Decimal, Decimal] | None:
+    """The last-trade candle (open, high, low) beside mark bar ``idx``, if the data has one."""
+    bars = s.last_bars
+    if bars is None:
+        return None
+    o, h, low = bars[idx]
+    if o != o:  # NaN: no last-trade candle at this time
+        return None
+    return to_decimal(o), to_decimal(h), to_decimal(low)
+
+
+def fill_reference(
+    order: Order,
+    price: Decimal,
+    gapped: bool,
+    mark_bar: tuple[Decimal, Decimal, Decimal],
+    last: tuple[Decimal, Decimal, Decimal] | None,
+) -> Decimal:
+    """What a stop-market order triggered on the mark at ``price`` fills against: the order
+    book, i.e. the last price. Within the bar the two are taken on straight paths from their
+    opens to their extremes, the last price as far along its path as the mark along its own
+    when it crossed the trigger (across a gap: the last price's open); the worse of that and
+    the trigger for the trader: a crash candle whose last price fell further than its mark
+    fills the stop further down, never better than its trigger. Without a last-trade candle
+    (or on last-price bars), and for a take-profit, the trigger."""
+    if last is None or order.type is not OrderType.STOP_MARKET:
+        return price
+    o, h, low = mark_bar
+    lo_, lh, ll = last
+    sells = order.side is OrderSide.SELL
+    if gapped:
+        ref = lo_
+    elif sells:
+        span = o - low
+        ref = lo_ - (o - price) / span * (lo_ - ll) if span > 0 else ll
+    else:
+        span = h - o
+        ref = lo_ + (price - o) / span * (lh - lo_) if span > 0 else lh
+    if sells:
+        return ref if ref < price else price
+    return ref if ref > price else price
+
+
 def process_bar(
-    ex: SimAccount, symbol: str, ts: int, o: Decimal, h: Decimal, low: Decimal, c: Decimal
+    ex: SimAccount,
+    symbol: str,
+    ts: int,
+    o: Decimal,
+    h: Decimal,
+    low: Decimal,
+    c: Decimal,
+    *,
+    last: tuple[Decimal, Decimal, Decimal] | None = None,
 ) -> None:
-    """Run every trigger and the liquidation check of ``symbol`` on one bar, in rule order."""
+    """Run every trigger and the liquidation check of ``symbol`` on one bar, in rule order.
+    ``last``: the last-trade candle (open, high, low) of the same time when the bar is a mark
+    bar (stop-market orders fill against it, see :func:`fill_reference`)."""
     book = ex.book
     fired: set[str] = set()
     prev = ex.marks.get(symbol, o)  # the price before the bar: a gap crosses levels from here
@@ -237,7 +293,8 @@ def process_bar(
         if first is None:
             break
         fired.add(first.client_id)
-        _trigger(ex, first, ts, o if gapped else (first.trigger_price or o))
+        price = o if gapped else (first.trigger_price or o)
+        _trigger(ex, first, ts, fill_reference(first, price, gapped, (o, h, low), last))
     ex.marks[symbol] = c
 
 
@@ -530,6 +587,7 @@ def advance(
                 to_decimal(s.high[idx]),
                 to_decimal(s.low[idx]),
                 to_decimal(s.close[idx]),
+                last=_last_bar(s, idx),
             )
             s.cursor = idx + 1
             if floor is not None and _flat_below(ex, floor):

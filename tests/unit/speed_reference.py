@@ -262,7 +262,7 @@ def cap_to_loss_budget(
             continue
         inst = instruments[d.symbol]
         qty = inst.floor_qty(abs(d.target_qty) * factor)
-        signed = qty if d.target_qty > 0 else -qty
+        signed = qty if d.target_qty > 0 or qty == 0 else -qty  # never -0 (simulation audit)
         why = (
             f"loss budget: if every stop fires the account loses {total:.2f} "
             f"(slippage {slippage * 10000:.0f} bps and fees included) > {room:.2f} left "
@@ -367,7 +367,7 @@ def decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Deci
     if not v.allow_increase and (held * v.direction <= 0 or qty > abs(held)):
         qty = min(qty, abs(held)) if held * v.direction > 0 else ZERO
         parts.append("no increase allowed")
-    target_qty = qty * v.direction
+    target_qty = qty * v.direction if qty != 0 else ZERO  # never -0 (simulation audit)
     stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
     parts.append(f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}")
     return Decision(
@@ -404,6 +404,13 @@ def _protective_prices(
             take = take_profit_price(
                 inst, price + sign * distance(tp.kind, tp.distance, v.market, price), sign
             )
-        if take <= 0:
+        if (take - price) * sign <= 0:  # one tick beyond the price (simulation audit)
+            tick = inst.tick_size
+            take = floor_price(inst, price) + tick if sign > 0 else ceil_price(inst, price) - tick
+        if sign > 0 and inst.max_price is not None and take > inst.max_price:
+            take = floor_price(inst, inst.max_price)  # within the price filter (audit)
+        elif sign < 0 and inst.min_price is not None and take < inst.min_price:
+            take = ceil_price(inst, inst.min_price)
+        if take <= 0 or (take - price) * sign <= 0:
             take = None
     return stop, take

@@ -271,8 +271,11 @@ def test_non_finite_equity_names_the_index() -> None:
 
 
 def test_non_positive_start_is_rejected() -> None:
+    # Returns are undefined from a start at or below zero; the drawdown is not (since the
+    # simulation audit): everything is lost until a positive equity is seen.
     with pytest.raises(ValueError, match=r"start positive, got 0\.0"):
-        drawdown_series(np.array([0.0, 1.0]))
+        total_return(np.array([0.0, 1.0]))
+    assert drawdown_series(np.array([0.0, -5.0, 2.0, 1.0])).tolist() == [1.0, 1.0, 0.0, 0.5]
 
 
 def test_decreasing_timestamps_name_the_index() -> None:

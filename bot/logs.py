@@ -128,6 +128,25 @@ THIRD_PARTY = ("alembic", "apscheduler", "ccxt", "urllib3", "matplotlib", "httpx
 VERBOSE = False  # set by ``bot --verbose``
 
 
+class _CurrentStderr:
+    """The console sink: whatever ``sys.stderr`` is when a line is written, not the stream it
+    was when logging was set up. A caller that swaps the stream for a while (a test runner, an
+    embedding program, click's CliRunner) and closes it afterwards would otherwise leave a sink
+    on a closed file, and every later line would print a logging error into the next output."""
+
+    def write(self, message: str) -> None:
+        sys.stderr.write(message)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:  # loguru colours a terminal only
+        return sys.stderr.isatty()
+
+
+CURRENT_STDERR = _CurrentStderr()
+
+
 def replayed_prefix(ms: int) -> str:
     """What a replayed job's log lines carry beside the wall time: the replayed time."""
     from datetime import UTC, datetime
@@ -153,7 +172,7 @@ def setup_logging(
     # chain of exceptions is kept; its texts are redacted by the patcher.
     if console:
         logger.add(
-            sys.stderr,
+            CURRENT_STDERR,
             level=level,
             format=CONSOLE_FORMAT,
             colorize=None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +100,20 @@ def test_console_times_are_utc_whatever_the_local_zone(
     line = next(s for s in capfd.readouterr().err.splitlines() if "which time is it" in s)
     stamp = datetime.strptime(line.split(" | ")[0], "%Y-%m-%d %H:%M:%SZ").replace(tzinfo=UTC)
     assert before <= stamp <= after
+
+
+def test_the_console_sink_writes_to_the_stderr_of_now(
+    log_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that swaps ``sys.stderr`` for a while and closes its stream (click's CliRunner)
+    must not leave the console sink on a closed file: later lines go to the stderr of then."""
+    swapped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", swapped)
+    logger.warning("while swapped")
+    assert "while swapped" in swapped.getvalue()
+    swapped.close()
+    later = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", later)
+    logger.warning("after the swapped stream closed")
+    assert "after the swapped stream closed" in later.getvalue()
+    assert "Logging error" not in later.getvalue()

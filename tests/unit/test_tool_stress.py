@@ -357,8 +357,8 @@ def test_cli_cross_hedged_book_is_monotone_and_never_pays_out(tmp_path: Path) ->
             "--json",
         ],
     )
-    assert result.exit_code == 0, result.output
-    scenarios = json.loads(result.output)["scenarios"]
+    assert result.exit_code == 0, result.output  # the JSON is standard output; logs go to stderr
+    scenarios = json.loads(result.stdout)["scenarios"]
     falls = sorted(
         (s for s in scenarios if s["kind"] == "move" and s["name"].startswith("all -")),
         key=lambda s: D(s["name"].split()[1].rstrip("%")),

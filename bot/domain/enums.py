@@ -90,3 +90,4 @@ class EventKind(StrEnum):
     COOLDOWN = "cooldown"  # a contract's re-entry cooldown started (restored after a restart)
     CATALOGUE = "catalogue"  # a contract's specification changed on the venue (catalogue sync)
     HEDGE = "hedge"  # the hedge leg was held (spot wallet unreadable, no market data)
+    MARKET_DATA = "market_data"  # a contract's market data could not be read: no decision for it

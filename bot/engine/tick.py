@@ -71,7 +71,7 @@ from bot.engine.reentry import (
     held_at_start,
     held_of,
 )
-from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown
+from bot.errors import AccountUnreadable, AuthenticationFailed, ExchangeError, OutcomeUnknown
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.protection import daily_vol_unit, distance
@@ -504,7 +504,20 @@ class Engine:
         inputs = self.fanout.run_each(
             [partial(self._market_inputs, sym, now) for sym in self.symbols]
         )
-        for sym, (window, last, funding) in zip(self.symbols, inputs, strict=True):
+        for sym, got in zip(self.symbols, inputs, strict=True):
+            if isinstance(got, ExchangeError):
+                # One contract's unreadable candles, price or funding cost that contract its
+                # decision, not the whole tick: it holds, and keeps (or gets) its stop below.
+                self._last_price_ms[sym] = None
+                self._event(
+                    now,
+                    EventKind.MARKET_DATA,
+                    sym,
+                    TradingState.ACTIVE,
+                    f"market data unreadable, no decision this tick (held, protected): {got}",
+                )
+                continue
+            window, last, funding = got
             self._last_price_ms[sym] = last[1] if last is not None else None
             if last is None or funding is None:
                 continue
@@ -530,13 +543,19 @@ class Engine:
 
     def _market_inputs(
         self, sym: str, now: int
-    ) -> tuple[CandleWindow, tuple[Decimal, int] | None, FundingInfo | None]:
-        """One contract's candles, last price and funding (read together with the others')."""
-        window = self.market.closed_candles(sym, self.tf_ms, self.needed, now)
-        last = self.market.last_price(sym, now)
-        if last is None:
-            return window, None, None
-        return window, last, self.market.funding(sym, now, self.policy.funding.lookback)
+    ) -> tuple[CandleWindow, tuple[Decimal, int] | None, FundingInfo | None] | ExchangeError:
+        """One contract's candles, last price and funding (read together with the others'), or
+        the venue's error that made them unreadable (rejected credentials still stop the job)."""
+        try:
+            window = self.market.closed_candles(sym, self.tf_ms, self.needed, now)
+            last = self.market.last_price(sym, now)
+            if last is None:
+                return window, None, None
+            return window, last, self.market.funding(sym, now, self.policy.funding.lookback)
+        except AuthenticationFailed:
+            raise
+        except ExchangeError as exc:
+            return exc
 
     def stale_contracts(self, now: int) -> list[str]:
         """Contracts whose last price (read this tick) is older than the limit, or missing."""

@@ -1,0 +1,67 @@
+"""One contract's market data that cannot be read costs that contract its decision for the tick,
+not the whole tick: it holds its position with its stop, the event says why, and rejected
+credentials still stop the job."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from bot.domain.enums import EventKind, OrderPurpose, TradingState
+from bot.domain.instrument import Instrument
+from bot.errors import AuthenticationFailed, ExchangeError, TransientExchangeError
+from bot.ports.market import CandleWindow
+from tests.unit.test_engine import BTC, FakeMarket, build
+
+
+class BrokenMarket(FakeMarket):
+    """The candles read raises ``error`` while it is set."""
+
+    error: ExchangeError | None = None
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        if self.error is not None:
+            raise self.error
+        return super().closed_candles(symbol, tf_ms, count, now_ms)
+
+
+def test_unreadable_candles_hold_the_contract_with_its_stop(
+    instruments: dict[str, Instrument],
+) -> None:
+    market = BrokenMarket()
+    engine, ex, store = build(instruments, market)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    assert held > 0
+    market.error = TransientExchangeError("klines of BTCUSDT: HTTP 502 after 4 attempts")
+    result = engine.tick()  # no exception: the tick goes on without this contract's decision
+    assert result.decisions == []
+    assert result.state is TradingState.ACTIVE
+    assert ex.fetch_positions([BTC])[BTC].qty == held
+    stops = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert len(stops) == 1
+    assert stops[0].amount == held
+    [event] = [e for e in store.events if e.kind is EventKind.MARKET_DATA]
+    assert event.symbol == BTC
+    assert "HTTP 502" in event.reason
+    market.error = None
+    assert engine.tick().decisions  # readable again: decided as before
+
+
+def test_rejected_credentials_still_stop_the_job(instruments: dict[str, Instrument]) -> None:
+    market = BrokenMarket()
+    engine, _ex, _store = build(instruments, market)
+    engine.tick()
+    market.error = AuthenticationFailed("API key rejected")
+    with pytest.raises(AuthenticationFailed):
+        engine.tick()
+
+
+def test_a_contract_never_read_gets_no_position(instruments: dict[str, Instrument]) -> None:
+    market = BrokenMarket()
+    market.error = TransientExchangeError("klines: timeout")
+    engine, ex, _store = build(instruments, market)
+    engine.tick()
+    assert ex.fetch_positions([BTC]).get(BTC) is None
+    assert ex.book.wallet == D(10000)

@@ -87,7 +87,9 @@ def held_at_start(store: StorePort, symbols: Iterable[str]) -> dict[str, Held]:
 
 def exit_kind(before: Held, acct: AccountView, symbol: str) -> str | None:
     """``"stop-loss"``, ``"liquidation"`` (or another exit the bot did not make), or ``None``
-    when the position did not shrink on the exchange's side or a take-profit closed it."""
+    when the position did not shrink on the exchange's side or a take-profit closed it. A
+    position now on the other side with its stop still resting was not liquidated (a
+    liquidation closes, it never reverses): ``"a reversal the bot did not make"``."""
     now_qty = acct.qty(symbol)
     if before.qty == 0:
         return None
@@ -99,7 +101,11 @@ def exit_kind(before: Held, acct: AccountView, symbol: str) -> str | None:
     take_gone = bool(before.takes - ids)
     if take_gone and not stop_gone:
         return None
-    return "stop-loss" if stop_gone else "liquidation"
+    if stop_gone:
+        return "stop-loss"
+    if now_qty != 0 and (now_qty > 0) != (before.qty > 0):
+        return "a reversal the bot did not make"
+    return "liquidation"
 
 
 def iso(ms: int) -> str:

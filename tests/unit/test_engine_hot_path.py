@@ -27,7 +27,7 @@ from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.market import build_snapshot, statistics_spec, window_statistics
 from bot.engine.planner import plan_protection
-from bot.engine.reentry import Held, held_of
+from bot.engine.reentry import Held, exit_kind, held_of
 from bot.ports.client_ids import base36
 from bot.ports.market import CandleWindow, WindowStatistics
 from bot.ports.store import EquitySnapshot, OrderRecord
@@ -261,3 +261,25 @@ def test_memory_store_update_keeps_every_field_of_the_record() -> None:
     store.update_order("a", OrderStatus.FILLED, 4)  # no order, no error: the rest is kept
     assert store.orders["a"] == replace(store.orders["a"], updated_ms=4)
     assert store.orders["a"].error == "timeout"
+
+
+def test_exit_kinds_name_what_the_venue_did() -> None:
+    """A stop gone: stop-loss; a take-profit gone alone: no exit; a position closed with its stop
+    still resting: liquidation; a position reversed with its stop resting: not a liquidation."""
+
+    def acct(qty: str, resting: list[str]) -> AccountView:
+        purposes = {"s": OrderPurpose.STOP_LOSS, "t": OrderPurpose.TAKE_PROFIT}
+        positions = {BTC: Position(BTC, D(qty), D(100), D(3), MarginMode.ISOLATED)}
+        return AccountView(
+            wallet=D(1000),
+            positions=positions if D(qty) != 0 else {},
+            resting={BTC: [_order(cid, purposes[cid]) for cid in resting]},
+            marks={BTC: D(100)},
+        )
+
+    before = Held(D("-2"), frozenset({"s"}), frozenset({"t"}))
+    assert exit_kind(before, acct("0", ["t"]), BTC) == "stop-loss"
+    assert exit_kind(before, acct("0", ["s"]), BTC) is None
+    assert exit_kind(before, acct("0", ["s", "t"]), BTC) == "liquidation"
+    assert exit_kind(before, acct("1", ["s", "t"]), BTC) == "a reversal the bot did not make"
+    assert exit_kind(before, acct("-2", ["s", "t"]), BTC) is None

@@ -9,22 +9,17 @@ position is never taken for one the bot did not open.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from bot.clock import LiveClock
-from bot.domain.enums import OrderPurpose
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
-from tests.e2e.test_garbled_account import GARBAGE, _leaves, _set
-from tests.fakes.bybit_loopback import Fault, LoopbackBybit
+from tests.e2e.test_garbled_account import keeps_one_stop_through_garbled_reads
+from tests.fakes.bybit_loopback import LoopbackBybit
 from tests.fakes.live_setup import (
     live_config_text,
     serve_btc_history,
@@ -85,48 +80,12 @@ def _store(run: Runner) -> SqlStore:
 def test_the_engine_keeps_one_stop_sized_to_the_position_through_garbled_reads(
     runner: Runner, server: LoopbackBybit, backend: SimulatedExchange
 ) -> None:
-    run = runner
-    assert run.tick() is not None
-    replies: dict[str, Any] = {}
-
-    def keeper(path: str) -> Callable[[Any], Any]:
-        def keep(reply: Any) -> Any:
-            replies.setdefault(path, copy.deepcopy(reply))
-            return reply
-
-        return keep
-
-    for path in READS:
-        server.inject(Fault(path, "GET", kind="edit", edit=keeper(path), times=5))
-    run.guard()
-    server.clear_faults()
-    run.tick()
-    assert set(replies) >= {"/v5/position/list", "/v5/account/wallet-balance"}, sorted(replies)
     # the envelope's retCode is left alone: ccxt reads a non-zero one as the venue's refusal
-    cases = [
-        (p, f)
-        for p, reply in sorted(replies.items())
-        for f in _leaves(reply)
-        if f and f != ("retCode",)
-    ]
-
-    @settings(max_examples=40, deadline=None, derandomize=True)
-    @given(case=st.sampled_from(cases), value=st.sampled_from(GARBAGE))
-    def check(case: tuple[str, tuple[str | int, ...]], value: object) -> None:
-        path, field = case
-        server.inject(Fault(path, "GET", kind="edit", edit=_set(field, value), times=1000))
-        run.tick()
-        run.guard()
-        server.clear_faults()
-        run.tick()
-        qty = backend.fetch_positions([BTC])[BTC].qty
-        assert qty > 0, f"{path} {field}={value!r}: the long is gone ({qty})"
-        ids = [o.client_id for o in backend.orders.values()]
-        assert len(ids) == len(set(ids)), f"{path} {field}={value!r}: a client id sent twice"
-        stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
-        assert [(o.side.value, o.amount or qty) for o in stops] == [("sell", qty)], (
-            f"{path} {field}={value!r}: stops {stops}"
-        )
-        assert BTC not in run.engine.reconciler.foreign
-
-    check()
+    keeps_one_stop_through_garbled_reads(
+        runner,
+        server,
+        backend,
+        READS,
+        {"/v5/position/list", "/v5/account/wallet-balance"},
+        untouched=(("retCode",),),
+    )

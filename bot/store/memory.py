@@ -118,8 +118,6 @@ class MemoryStore:
         kinds: Collection[EventKind] | None = None,
         since_ms: int | None = None,
     ) -> list[RiskEvent]:
-        if kinds is None and since_ms is None:
-            return sorted(self.events[-limit:], key=lambda e: e.ts_ms, reverse=True)
         wanted = [
             e
             for e in self.events

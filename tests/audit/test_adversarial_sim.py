@@ -127,7 +127,7 @@ GENERATED = {
 
 
 @given(**GENERATED)
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, suppress_health_check=[HealthCheck.too_slow])
 def test_generated_paths_with_crashes_and_gaps(
     events: list[tuple[str, int, float]],
     seed: int,
@@ -140,7 +140,7 @@ def test_generated_paths_with_crashes_and_gaps(
 
 @pytest.mark.slow
 @given(**GENERATED)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 def test_many_generated_paths_with_crashes_and_gaps(
     events: list[tuple[str, int, float]],
     seed: int,

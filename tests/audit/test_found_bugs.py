@@ -57,7 +57,7 @@ def test_a_new_position_on_a_coarse_tick_keeps_its_stop(tmp_path: Path) -> None:
     slippage_bps=st.integers(min_value=0, max_value=9),
     mode=st.sampled_from([MarginMode.ISOLATED, MarginMode.CROSS]),
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_the_planned_liquidation_is_never_nearer_than_the_held_one(
     price: D, setting: int, side: OrderSide, slippage_bps: int, mode: MarginMode
 ) -> None:

@@ -186,7 +186,6 @@ def test_a_garbled_field_is_unreadable_never_a_different_account(venue: str) -> 
 
         @settings(
             max_examples=150,
-            deadline=None,
             derandomize=True,
             suppress_health_check=[HealthCheck.too_slow],
         )
@@ -298,7 +297,7 @@ def test_a_garbled_bracket_table_is_refused_never_a_different_contract(venue: st
         reply = acct.real_reply(path, acct.adapter.load_instruments)
         fields = [f for f in leaves(reply) if f[-1] != "symbol" or venue != "bybit"]
 
-        @settings(max_examples=150, deadline=None, derandomize=True)
+        @settings(max_examples=150, derandomize=True)
         @given(
             field=st.sampled_from(sorted(fields, key=repr)),
             value=st.sampled_from([*GARBAGE, 0, -1, "0", "-1"]),
@@ -383,7 +382,7 @@ def test_a_garbled_order_answer_never_duplicates_nor_rejects_an_order_the_venue_
         }
         cases = [(kind, f) for kind, reply in replies.items() for f in leaves(reply) if f]
 
-        @settings(max_examples=80, deadline=None, derandomize=True)
+        @settings(max_examples=80, derandomize=True)
         @given(case=st.sampled_from(cases), value=st.sampled_from(GARBAGE))
         def check(case: tuple[str, Path], value: object) -> None:
             kind, field = case

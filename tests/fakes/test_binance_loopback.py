@@ -361,7 +361,7 @@ def test_symbol_filters_and_parameter_checks(
     assert _code(info.value) == code
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20)
 @given(steps=st.integers(min_value=2, max_value=500), extra=st.integers(1, 9))
 def test_quantities_on_the_step_pass_and_finer_ones_fail(steps: int, extra: int) -> None:
     sim = SimulatedExchange(

@@ -154,7 +154,7 @@ def books(draw: st.DrawFn) -> tuple[Portfolio, dict[str, Decimal]]:
     return Portfolio(D(10000), MarginMode.ISOLATED, tuple(holdings), "hypothesis"), moves
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(books())
 def test_stress_replay_and_hand_computation_agree(
     case: tuple[Portfolio, dict[str, Decimal]],

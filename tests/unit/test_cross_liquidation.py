@@ -172,7 +172,7 @@ def equity_after(
     return before, ex.equity(), ex
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     case=books(),
     s1=st.integers(0, 100),
@@ -202,7 +202,7 @@ def test_cross_equity_is_monotone_in_an_adverse_move_and_never_pays_out(
         assert ex.book.wallet <= before
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(case=books(), scale=st.integers(0, 100))
 def test_isolated_keeps_per_position_liquidation(
     case: tuple[dict[str, tuple[Decimal, Decimal]], dict[str, Decimal]], scale: int

@@ -66,7 +66,7 @@ def test_a_port_that_is_not_a_number_is_named(port: str) -> None:
 _PART = st.text(alphabet="abz09_+-.:@/?[]%=& ", max_size=12)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     scheme=st.sampled_from(["sqlite", "postgresql", "postgresql+psycopg", "my_db", "x-y", ""]),
     rest=_PART,

@@ -210,7 +210,7 @@ def instrument(tick: D, mmr: D = D("0.005"), min_ticks: int = 1) -> Instrument:
     )  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(
     tick=ticks,
     mark=marks,
@@ -249,7 +249,7 @@ def test_placeable_stop_is_positive_on_grid_and_strictly_before_liquidation(
         assert (stop - (liq + sign * buffer)) * sign >= 0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     tick=ticks,
     mark=st.decimals(min_value=D(1), max_value=D(100000), places=2),
@@ -291,7 +291,7 @@ def test_fit_size_never_leaves_a_position_without_a_placeable_stop(
 VOLS = st.decimals(min_value=D("0.05"), max_value=D(40), places=2)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     vol=VOLS,
     price=st.decimals(min_value=D("0.05"), max_value=D(100000), places=2),
@@ -376,7 +376,7 @@ def test_each_venue_has_its_flat_probe_endpoint(venue: str) -> None:
     assert callable(getattr(getattr(ccxt, venue)(), probe.method))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     mmr=st.decimals(min_value=D("0.002"), max_value=D("0.2"), places=4),
     setting=st.integers(min_value=1, max_value=100),

@@ -134,7 +134,7 @@ def test_reducing_state_never_grows_the_hedge() -> None:
     assert "no increase allowed" in out.decisions[0].reason
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     book=st.decimals(min_value=-60000, max_value=60000, places=0),
     held=st.decimals(min_value=-1, max_value=1, places=3),
@@ -181,7 +181,7 @@ LIMITS = RiskLimits(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     other=st.decimals(min_value=-50000, max_value=50000, places=0),
     held=st.decimals(min_value=-1, max_value=1, places=3),

@@ -302,7 +302,7 @@ def test_max_leverage_rejects_bad_input() -> None:
         max_leverage_with_liquidation_beyond(BTC, 1, D(60000), D(0), D(50000))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     side=st.sampled_from([1, -1]),
     entry=st.decimals(min_value=D(100), max_value=D(200000), places=1),
@@ -347,7 +347,7 @@ PRICE = st.decimals(min_value=D(1000), max_value=D(150000), places=1)
 FRACTION = st.decimals(min_value=D(0), max_value=D(2), places=4)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(qty=QTY, entry=PRICE, extra_a=FRACTION, extra_b=FRACTION)
 def test_more_margin_never_raises_a_long_liquidation_price(
     qty: Decimal, entry: Decimal, extra_a: Decimal, extra_b: Decimal
@@ -362,7 +362,7 @@ def test_more_margin_never_raises_a_long_liquidation_price(
         assert lp_high <= lp_low
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(qty=QTY, entry=PRICE, side=st.sampled_from([1, -1]), extra=FRACTION)
 def test_liquidation_price_is_on_the_losing_side_of_entry(
     qty: Decimal, entry: Decimal, side: int, extra: Decimal

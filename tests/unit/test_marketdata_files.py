@@ -350,7 +350,7 @@ def test_resample_rejects_non_multiples_and_handles_trivial_cases() -> None:
     assert len(c.slice_time(0, 1).resample(H)) == 0
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(present=st.lists(st.booleans(), min_size=1, max_size=40), seed=st.integers(0, 1000))
 def test_resample_matches_bucket_by_bucket_definition(present: list[bool], seed: int) -> None:
     ts = [T0 + i * M15 for i, keep in enumerate(present) if keep]

@@ -219,7 +219,7 @@ def test_ruin_counts_as_minus_100_percent_and_stops() -> None:
     )
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(
     st.lists(st.floats(min_value=-0.05, max_value=0.05), min_size=2, max_size=400),
     st.integers(min_value=0, max_value=23),

@@ -64,7 +64,7 @@ def test_vol_target_within_min_max(vol: D, lo: D, span: D) -> None:
 
 
 @given(v1=vols, v2=vols, price=prices, rate=rates)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 def test_never_higher_leverage_when_volatility_is_higher(v1: D, v2: D, price: D, rate: D) -> None:
     low, high = sorted((v1, v2))
     [a] = decide([view(low, price, rate)], VOL_TARGET)
@@ -75,7 +75,7 @@ def test_never_higher_leverage_when_volatility_is_higher(v1: D, v2: D, price: D,
 
 
 @given(vol=vols, price=prices, direction=st.sampled_from([1, -1]))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 def test_stop_lies_between_mark_and_liquidation(vol: D, price: D, direction: int) -> None:
     [d] = decide([view(vol, price, direction=direction)], VOL_TARGET)
     if d.target_qty == 0:
@@ -122,7 +122,7 @@ def test_erc_equalises_risk_contributions() -> None:
     amount=st.integers(min_value=1, max_value=80),
     side=st.sampled_from([OrderSide.BUY, OrderSide.SELL]),
 )
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 def test_reduce_only_never_increases_exposure(held: int, amount: int, side: OrderSide) -> None:
     ex, _ = make_exchange(INSTRUMENTS, balance="1000000")
     sym = BTC.symbol

@@ -45,7 +45,7 @@ def _grid_with_gaps(starts: list[int], lengths: list[int]) -> np.ndarray:
     return a
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     st.lists(st.integers(0, 5), min_size=0, max_size=6),
     st.lists(st.integers(0, 30), min_size=0, max_size=6),
@@ -198,7 +198,7 @@ def _history(n: int, seed: int) -> ContractHistory:
 _SPECS = load_instruments("binanceusdm")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     st.sampled_from(sorted(_SPECS)),
     st.floats(min_value=-1e10, max_value=1e10, allow_nan=False),

@@ -122,7 +122,7 @@ def test_decision_fields_are_the_ones_the_hot_paths_build() -> None:
 
 
 @given(inst=instruments(filters=False), data=st.data())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_bracket_lookup(inst: Instrument, data: st.DataObject) -> None:
     n = data.draw(st.sampled_from(boundaries(inst)) | decimals("-1E+9", "1E+9"))
     assert inst.bracket_for(n) is ref.bracket_for(inst, n)
@@ -130,7 +130,7 @@ def test_bracket_lookup(inst: Instrument, data: st.DataObject) -> None:
 
 
 @given(inst=instruments(filters=False), price=decimals("-10", "200000"), sign=sides)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_stop_and_take_profit_rounding(inst: Instrument, price: D, sign: int) -> None:
     assert out(inst.stop_price, price, sign) == out(ref.stop_price, inst, price, sign)
     assert out(inst.take_profit_price, price, sign) == out(ref.take_profit_price, inst, price, sign)
@@ -143,7 +143,7 @@ def test_stop_and_take_profit_rounding(inst: Instrument, price: D, sign: int) ->
     notional=st.sampled_from([D(0), D(-5)]) | decimals("1", "5E+7"),
     limit_frac=decimals("0", "2.5"),
 )
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 def test_max_leverage_with_liquidation_beyond(
     inst: Instrument, side: int, entry: D, notional: D, limit_frac: D
 ) -> None:
@@ -160,7 +160,7 @@ def test_max_leverage_with_liquidation_beyond(
     entry=decimals("0.001", "150000"),
     margin_frac=decimals("0", "1.2"),
 )
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 def test_liquidation_price_solve(
     inst: Instrument, data: st.DataObject, side: int, entry: D, margin_frac: D
 ) -> None:
@@ -188,7 +188,7 @@ def test_liquidation_price_solve(
     wanted_frac=st.none() | decimals("0", "2.2"),
     data=st.data(),
 )
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=800)
 def test_stop_range_and_placeable_stop(
     inst: Instrument,
     sign: int,
@@ -240,7 +240,7 @@ def test_stop_range_and_placeable_stop(
     buffer_frac=decimals("0", "0.2"),
     wanted_frac=st.none() | decimals("0.5", "1.5"),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_fit_size(
     inst: Instrument,
     sign: int,
@@ -357,7 +357,7 @@ def _secure_before(
     take=st.none() | prices,
     allow=st.booleans(),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_secure_decision(
     inst: Instrument,
     sign: int,
@@ -429,7 +429,7 @@ def book(draw: st.DrawFn) -> tuple[list[Decision], dict[str, D], dict[str, Instr
     fixed=decimals("-10", "5000"),
     data=st.data(),
 )
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=250)
 @pytest.mark.slow
 def test_cap_to_loss_budget(
     b: tuple[list[Decision], dict[str, D], dict[str, Instrument]],
@@ -457,7 +457,7 @@ def test_cap_to_loss_budget(
     dd=decimals("0", "1"),
     daily=decimals("0", "1"),
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_equity_floor(state: TradingState | None, peak: D, day: D, dd: D, daily: D) -> None:
     limits = RiskLimits(D(10), D(10), D(10**6), daily, dd, 60_000, 60)
     memory = None if state is None else RiskMemory(state, "why", peak, 0, day, False)
@@ -470,7 +470,7 @@ def test_equity_floor(state: TradingState | None, peak: D, day: D, dd: D, daily:
     lo=decimals("0", "3"),
     span=decimals("0", "10"),
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_vol_target_leverage(vol: D, target: D, lo: D, span: D) -> None:
     hi = lo + span
     assert out(vol_target_leverage, vol, target, lo, hi) == out(
@@ -535,7 +535,7 @@ def policies(draw: st.DrawFn) -> Policy:
 
 
 @given(vs=st.lists(views(), min_size=1, max_size=3), policy=policies())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @pytest.mark.slow
 def test_decide(vs: list[ContractView], policy: Policy) -> None:
     vs = [replace(v, symbol=f"C{k}/USDT:USDT") for k, v in enumerate(vs)]

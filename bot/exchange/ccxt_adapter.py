@@ -257,9 +257,7 @@ class CcxtExchange:
 
         def read() -> Decimal:
             row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
-            mark = mapping.to_decimal(row.get("markPrice"), f"{symbol} markPrice")
-            if mark <= 0:
-                raise mapping.UnexpectedResponse(f"{symbol} markPrice: must be > 0, got {mark}")
+            mark = mapping.positive(row.get("markPrice"), f"{symbol} markPrice")
             mapping.check_mark_against_index(symbol, mark, row.get("indexPrice"))
             return mark
 

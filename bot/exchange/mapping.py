@@ -50,8 +50,8 @@ def to_decimal(value: object, what: str) -> Decimal:
     return result
 
 
-def _positive(value: object, what: str) -> Decimal:
-    """A price that must be known and > 0 (an open position's entry price)."""
+def positive(value: object, what: str) -> Decimal:
+    """A number that must be known and > 0 (a mark, an entry price, a tick size)."""
     result = to_decimal(value, what)
     if result <= ZERO:
         raise UnexpectedResponse(f"{what}: must be > 0, got {value!r}")
@@ -124,11 +124,7 @@ def brackets_from_tiers(symbol: str, tiers: Sequence[Mapping[str, Any]]) -> tupl
         info = tier.get("info") or {}
         amount = opt_decimal(info.get("cum", info.get("mmDeduction")), f"{where} cum")
         if amount is None:
-            amount = (
-                ZERO
-                if not out
-                else out[-1].maint_amount + floor * (mmr - out[-1].maint_margin_rate)
-            )
+            amount = _continuous_cum(out[-1] if out else None, floor, mmr)
         bracket = Bracket(
             notional_floor=floor,
             notional_cap=to_decimal(tier.get("maxNotional"), f"{where} maxNotional"),
@@ -139,6 +135,14 @@ def brackets_from_tiers(symbol: str, tiers: Sequence[Mapping[str, Any]]) -> tupl
         _check_bracket(bracket, out[-1] if out else None, where)
         out.append(bracket)
     return tuple(out)
+
+
+def _continuous_cum(below: Bracket | None, floor: Decimal, mmr: Decimal) -> Decimal:
+    """The maintenance amount that keeps the maintenance margin continuous at ``floor``:
+    ``cum_i = cum_{i-1} + floor_i * (mmr_i - mmr_{i-1})``, 0 for the first tier."""
+    if below is None:
+        return ZERO
+    return below.maint_amount + floor * (mmr - below.maint_margin_rate)
 
 
 _CENT = Decimal("0.01")
@@ -168,11 +172,7 @@ def _check_bracket(bracket: Bracket, below: Bracket | None, where: str) -> None:
     # The maintenance amount makes the maintenance margin continuous (0 at a notional of 0):
     # cum_i = cum_{i-1} + floor_i * (mmr_i - mmr_{i-1}). Every boundary of the bundled Binance
     # (3,432) and Bybit tables holds it to the cent; a cum that breaks it is garbled.
-    expected_cum = (
-        ZERO
-        if below is None
-        else below.maint_amount + floor * (bracket.maint_margin_rate - below.maint_margin_rate)
-    )
+    expected_cum = _continuous_cum(below, floor, bracket.maint_margin_rate)
     if abs(bracket.maint_amount - expected_cum) > max(_CENT, abs(expected_cum) * _CUM_REL):
         raise UnexpectedResponse(
             f"{where}: cum {bracket.maint_amount} breaks the maintenance margin's continuity "
@@ -233,12 +233,9 @@ def instrument_from_market(
 
 
 def _precision(value: object, what: str, digits: bool) -> Decimal:
-    number = to_decimal(value, what)
     if digits:
-        return ONE.scaleb(-int(number))
-    if number <= ZERO:
-        raise UnexpectedResponse(f"{what}: must be > 0, got {value!r}")
-    return number
+        return ONE.scaleb(-int(to_decimal(value, what)))
+    return positive(value, what)
 
 
 # -- orders ----------------------------------------------------------------------------------
@@ -310,7 +307,7 @@ def position_from_ccxt(
     return Position(
         symbol=symbol,
         qty=qty,
-        entry_price=_positive(row.get("entryPrice"), f"{symbol} position entryPrice"),
+        entry_price=positive(row.get("entryPrice"), f"{symbol} position entryPrice"),
         leverage=lev,
         margin_mode=mode,
         isolated_margin=isolated,

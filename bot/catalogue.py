@@ -178,6 +178,7 @@ def all_contracts(exchange: str, data_dir: Path | None) -> dict[str, tuple[Instr
 
 def instrument_to_json(inst: Instrument, source: str) -> dict[str, Any]:
     """One instrument in the file format (numbers as strings, exact)."""
+    most = {} if inst.max_order_qty is None else {"max_order_qty": _s(inst.max_order_qty)}
     return {
         "base": inst.base,
         "quote": inst.quote,
@@ -188,6 +189,7 @@ def instrument_to_json(inst: Instrument, source: str) -> dict[str, Any]:
         "maker_fee": _s(inst.maker_fee),
         "taker_fee": _s(inst.taker_fee),
         "liquidation_fee": _s(inst.liquidation_fee),
+        **most,
         "source": source,
         "brackets": [
             {

@@ -144,8 +144,16 @@ def _instrument(symbol: str, spec: Any, source_name: str) -> Instrument:
         for index, raw in enumerate(raw_brackets)
     )
     _check_bracket_table(brackets, source_name, where)
+    # Optional: the largest quantity of one market order (absent: the source states none).
+    most = (
+        _decimal(entry, "max_order_qty", source_name, where) if "max_order_qty" in entry else None
+    )
+    if most is not None and most <= ZERO:
+        raise ValueError(f"{source_name}: {where}: max_order_qty must be > 0, got {most}")
     try:
-        return Instrument(symbol=symbol, base=base, quote=quote, brackets=brackets, **numbers)
+        return Instrument(
+            symbol=symbol, base=base, quote=quote, brackets=brackets, max_order_qty=most, **numbers
+        )
     except ValueError as exc:
         raise ValueError(f"{source_name}: {where}: {exc}") from None
 

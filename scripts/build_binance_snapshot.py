@@ -244,6 +244,7 @@ def instrument(symbol: str, tiers: dict[str, Any], row: dict[str, Any], why: str
         "maker_fee": MAKER_FEE,
         "taker_fee": TAKER_FEE,
         "liquidation_fee": num(row["liquidationFee"]),
+        "max_order_qty": num(market_lot["maxQty"]),
         # Read from the same exchangeInfo row and recorded for reference; the bot does not
         # apply them (see the README: PERCENT_PRICE bounds limit prices, not stop triggers, and
         # PRICE_FILTER's bounds move with the market).
@@ -260,6 +261,27 @@ def instrument(symbol: str, tiers: dict[str, Any], row: dict[str, Any], why: str
         ),
         "brackets": brackets_of(symbol, tiers),
     }
+
+
+MAX_QTY_NOTE = "max_order_qty: MARKET_LOT_SIZE.maxQty of the exchangeInfo of 2025-12-24."
+
+
+def with_max_order_qty(kept: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """A kept entry (filters of 2024) with the largest market order of the 2025-12-24 row.
+
+    The 2024 exchangeInfo did not record it; Binance refuses a larger market order (-4005),
+    reduce-only or not, so the simulation must know it. Idempotent: a rebuild gives the same.
+    """
+    out: dict[str, Any] = {}
+    for key, value in kept.items():
+        if key == "max_order_qty":
+            continue
+        out[key] = value
+        if key == "liquidation_fee":
+            out["max_order_qty"] = num(filters_of(row)["MARKET_LOT_SIZE"]["maxQty"])
+    if MAX_QTY_NOTE not in out["source"]:
+        out["source"] = f"{out['source']} {MAX_QTY_NOTE}"
+    return out
 
 
 def build(tiers: dict[str, Any], exinfo: dict[str, Any], listing_doc: dict[str, Any]) -> str:
@@ -279,7 +301,7 @@ def build(tiers: dict[str, Any], exinfo: dict[str, Any], listing_doc: dict[str, 
 
     out: dict[str, Any] = {}
     for sym in ORIGINAL:
-        out[sym] = previous[sym]
+        out[sym] = with_max_order_qty(previous[sym], info[f"{sym.split('/')[0]}USDT"])
     for rank, sym in enumerate(ranked, start=1):
         if sym in out:
             continue

@@ -190,11 +190,12 @@ def register(  # noqa: C901 - one nested function per command, each simple
                 "maker_fee",
                 "taker_fee",
                 "liquidation_fee",
+                "max_order_qty",
                 "from",
                 "read_at",
                 "spec_source",
             ):
-                head.add_row(key, str(payload[key]))
+                head.add_row(key, str(payload.get(key, "none stated")))
             console.print(head)
             if payload["stand_in"]:
                 console.print(

@@ -50,6 +50,10 @@ class Instrument:
     max_price: Decimal | None = None
     percent_down: Decimal | None = None  # lowest price as a fraction of the mark (e.g. 0.95)
     percent_up: Decimal | None = None  # highest price as a fraction of the mark (e.g. 1.05)
+    # The largest quantity one market or stop-market order may carry (Binance MARKET_LOT_SIZE
+    # maxQty, refused with -4005; Bybit lotSizeFilter.maxMktOrderQty). ``None``: no limit known.
+    # Reduce-only orders are bound by it too, so a larger position cannot be closed in one order.
+    max_order_qty: Decimal | None = None
 
     def __post_init__(self) -> None:
         if not self.brackets:
@@ -60,6 +64,12 @@ class Instrument:
         for name in ("tick_size", "step_size"):
             if getattr(self, name) <= ZERO:
                 raise ValueError(f"{self.symbol}: {name} must be > 0")
+        most = self.max_order_qty
+        if most is not None and (most < self.min_qty or most < self.step_size):
+            raise ValueError(
+                f"{self.symbol}: max_order_qty {most} is below the minimum order "
+                f"({self.min_qty}, step {self.step_size})"
+            )
 
     @property
     def max_leverage(self) -> Decimal:
@@ -85,6 +95,27 @@ class Instrument:
 
     def ceil_qty(self, qty: Decimal) -> Decimal:
         return (qty / self.step_size).to_integral_value(rounding=ROUND_CEILING) * self.step_size
+
+    @property
+    def largest_order(self) -> Decimal | None:
+        """``max_order_qty`` on the step grid (rounded down): the most one order can trade."""
+        most = self.max_order_qty
+        return None if most is None else self.floor_qty(most)
+
+    def order_sizes(self, qty: Decimal) -> list[Decimal]:
+        """``qty`` (on the step grid, > 0) as the fewest orders the venue accepts, near equal.
+
+        One order when it fits ``max_order_qty``. Otherwise ``n`` orders of ``qty / n`` on the
+        step grid (they differ by one step at most and sum to ``qty``): an even split never
+        leaves a remainder below the minimum quantity, as "full orders plus the rest" could.
+        """
+        most = self.largest_order
+        if most is None or qty <= most:
+            return [qty]
+        steps = int(qty / self.step_size)
+        count = -(-steps // int(most / self.step_size))  # ceiling division, on ints
+        base, extra = divmod(steps, count)
+        return [(base + (1 if k < extra else 0)) * self.step_size for k in range(count)]
 
     def floor_price(self, price: Decimal) -> Decimal:
         return self._on_grid(price, ROUND_FLOOR)

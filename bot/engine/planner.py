@@ -8,8 +8,11 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
   orders of a flat contract (orphans) and duplicates are cancelled.
 * Size: reduce-only market orders to de-lever or close, market orders to increase (only where
   allowed). A change below ``rebalance_tolerance`` (fraction of the larger of the current and
-  target size) is not traded, except closing to flat. Reductions round up to the step (de-lever at
-  least as asked, capped at the position); increases round down.
+  target size) is not traded, except closing to flat, or cutting a position above the venue's
+  largest market order. An amount above that order is split into near-equal orders within it
+  (a position the bot did not build can exceed it; the venue refuses a larger order).
+  Reductions round up to the step (de-lever at least as asked, capped at the position);
+  increases round down.
 """
 
 from __future__ import annotations
@@ -67,21 +70,17 @@ def plan_size(
     sym = decision.symbol
     if current_qty != 0 and (target == 0 or (target > 0) != (current_qty > 0)):
         side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
-        plan.reduce.append(
-            market_order(
-                new_id(OrderPurpose.CLOSE),
-                sym,
-                side,
-                OrderPurpose.CLOSE,
-                abs(current_qty),
-                reduce_only=True,
-            )
+        plan.reduce.extend(
+            market_orders(new_id, sym, side, OrderPurpose.CLOSE, abs(current_qty), instrument)
         )
         current_qty = ZERO
     if target == 0:
         return plan
     delta = target - current_qty
     larger = max(abs(target), abs(current_qty))
+    largest = instrument.largest_order
+    if largest is not None and abs(current_qty) > largest >= abs(target):
+        tolerance = ZERO  # above what one order can close or one stop protect: always cut
     if delta == 0 or (current_qty != 0 and abs(delta) < tolerance * larger):
         if delta != 0:
             plan.notes.append(f"size change {abs(delta)} below tolerance {tolerance}")
@@ -93,15 +92,8 @@ def plan_size(
     if not increasing:
         amount = min(instrument.ceil_qty(abs(delta)), abs(current_qty))
         side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
-        plan.reduce.append(
-            market_order(
-                new_id(OrderPurpose.REDUCE),
-                sym,
-                side,
-                OrderPurpose.REDUCE,
-                amount,
-                reduce_only=True,
-            )
+        plan.reduce.extend(
+            market_orders(new_id, sym, side, OrderPurpose.REDUCE, amount, instrument)
         )
         return plan
     if not decision.allow_increase:
@@ -112,11 +104,7 @@ def plan_size(
         plan.notes.append(f"increase {amount} below the exchange minimum")
         return plan
     side = OrderSide.BUY if delta > 0 else OrderSide.SELL
-    plan.increase.append(
-        market_order(
-            new_id(OrderPurpose.ENTRY), sym, side, OrderPurpose.ENTRY, amount, reduce_only=False
-        )
-    )
+    plan.increase.extend(market_orders(new_id, sym, side, OrderPurpose.ENTRY, amount, instrument))
     return plan
 
 
@@ -191,6 +179,24 @@ def _matches(order: Order, side: OrderSide, size: Decimal, price: Decimal, tol: 
     if not order.close_position and order.amount != size:
         return False
     return abs(order.trigger_price - price) <= tol * price
+
+
+def market_orders(
+    new_id: IdFactory,
+    symbol: str,
+    side: OrderSide,
+    purpose: OrderPurpose,
+    amount: Decimal,
+    instrument: Instrument,
+) -> list[OrderRequest]:
+    """Market orders for ``amount`` in all, each within the venue's largest market order
+    (:meth:`Instrument.order_sizes`): one order unless the amount is above it. Every order but
+    an entry is reduce-only."""
+    reduce_only = purpose is not OrderPurpose.ENTRY
+    return [
+        market_order(new_id(purpose), symbol, side, purpose, size, reduce_only=reduce_only)
+        for size in instrument.order_sizes(amount)
+    ]
 
 
 def market_order(

@@ -118,8 +118,17 @@ def secure_decision(
         return d
     inst = instruments[d.symbol]
     sign = 1 if d.target_qty > 0 else -1
-    target = abs(d.target_qty)
+    wanted = target = abs(d.target_qty)
     lev_per_qty = d.target_leverage / target
+    notes = []
+    largest = inst.largest_order
+    if largest is not None and target > largest:
+        # One stop-market order must be able to protect the position and one market order to
+        # close it; the venue refuses either above its largest market order (Binance -4005).
+        target = largest
+        notes.append(
+            f"size {wanted} above the exchange's largest market order -> size cut to {largest}"
+        )
 
     def liquidation_of(qty: Decimal) -> Decimal | None:
         setting = Decimal(exchange_setting(lev_per_qty * qty, inst, qty * mark))
@@ -157,10 +166,10 @@ def secure_decision(
             f"(buffer {buffer:.6g}) at any size -> close",
             allow_increase=d.allow_increase,
         )
-    notes = []
     lev = d.target_leverage
-    if fitted.qty != target:
+    if fitted.qty != wanted:
         lev = q2(lev_per_qty * fitted.qty)
+    if fitted.qty != target:
         notes.append(f"no placeable stop at size {target} -> size cut to {fitted.qty}")
     if fitted.stop != d.stop_loss:
         notes.append(f"stop {d.stop_loss} -> {fitted.stop} (valid range before liquidation)")

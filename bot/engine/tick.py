@@ -59,7 +59,7 @@ from bot.engine.market import (
     policy_tf_ms,
     statistics_spec,
 )
-from bot.engine.planner import IdFactory, market_order, plan_protection, plan_size
+from bot.engine.planner import IdFactory, market_orders, plan_protection, plan_size
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
 from bot.engine.reconcile import Reconciler
@@ -903,15 +903,10 @@ class Engine:
 
     def _close_naked(self, pos: Position, acct: AccountView, now: int) -> None:
         side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
-        req = market_order(
-            self._id_factory(pos.symbol)(OrderPurpose.CLOSE),
-            pos.symbol,
-            side,
-            OrderPurpose.CLOSE,
-            abs(pos.qty),
-            reduce_only=True,
-        )
-        self._send(req, acct, now, None)
+        inst = self.instruments[pos.symbol]
+        new_id = self._id_factory(pos.symbol)
+        for req in market_orders(new_id, pos.symbol, side, OrderPurpose.CLOSE, abs(pos.qty), inst):
+            self._send(req, acct, now, None)
         acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
         self.reconciler.note_positions(acct.positions)
         acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)

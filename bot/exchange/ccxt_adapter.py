@@ -603,7 +603,19 @@ class CcxtExchange:
         raise errors.TransientExchangeError(f"{what}: the venue says not found, yet lists it open")
 
     def _order_args(self, request: OrderRequest) -> ccxt_orders.CreateOrderArgs:
-        self.instrument(request.symbol)  # markets loaded, contract checked
+        inst = self.instrument(request.symbol)  # markets loaded, contract checked
+        most = inst.max_order_qty
+        if (
+            most is not None
+            and request.amount is not None
+            and request.amount > most
+            and request.type is not OrderType.LIMIT
+        ):
+            # The venue would refuse it (Binance -4005); the planner splits larger amounts.
+            raise errors.InvalidQuantity(
+                f"{request.client_id}: amount {request.amount} of {request.symbol} is above the "
+                f"exchange's largest market order {most}"
+            )
         if request.close_position and not self._profile.close_position_stops:
             raise errors.NotSupported(f"{self._ex.id}: closePosition conditional orders")
         amount = self._exact(request, request.amount, self._ex.amount_to_precision, "amount")

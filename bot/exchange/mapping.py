@@ -210,6 +210,12 @@ def instrument_from_market(
     fee = liquidation_fee
     if liquidation_fee_key is not None and info.get(liquidation_fee_key) not in (None, ""):
         fee = to_decimal(info[liquidation_fee_key], f"{symbol} info.{liquidation_fee_key}")
+    min_qty = opt_decimal((limits.get("amount") or {}).get("min"), f"{symbol} min qty") or step
+    most = _largest_market_order(symbol, limits, info)
+    if most is not None and most < max(min_qty, step):
+        raise UnexpectedResponse(
+            f"{symbol}: largest market order {most} is below the minimum order {min_qty}"
+        )
     return Instrument(
         symbol=symbol,
         base=str(market.get("base")),
@@ -218,7 +224,7 @@ def instrument_from_market(
             precision.get("price"), f"{symbol} precision.price", precision_is_digits
         ),
         step_size=step,
-        min_qty=opt_decimal((limits.get("amount") or {}).get("min"), f"{symbol} min qty") or step,
+        min_qty=min_qty,
         min_notional=opt_decimal((limits.get("cost") or {}).get("min"), f"{symbol} min cost")
         or ZERO,
         brackets=brackets_from_tiers(symbol, tiers),
@@ -229,7 +235,24 @@ def instrument_from_market(
         # limit orders, not the trigger of a stop-market order, so it is not applied to stops.)
         min_price=positive_or_none((limits.get("price") or {}).get("min"), f"{symbol} min price"),
         max_price=positive_or_none((limits.get("price") or {}).get("max"), f"{symbol} max price"),
+        max_order_qty=most,
     )
+
+
+def _largest_market_order(
+    symbol: str, limits: Mapping[str, Any], info: Mapping[str, Any]
+) -> Decimal | None:
+    """The most one market (or stop-market) order may carry, ``None`` if the venue states none.
+
+    ccxt maps Binance's ``MARKET_LOT_SIZE.maxQty`` to ``limits.market.max``; Bybit v5's
+    ``lotSizeFilter.maxMktOrderQty`` (market orders; ``maxOrderQty`` is for limit orders) is only
+    in the raw market (https://bybit-exchange.github.io/docs/v5/market/instrument).
+    """
+    raw = (limits.get("market") or {}).get("max")
+    if raw is None:
+        lot = info.get("lotSizeFilter")
+        raw = lot.get("maxMktOrderQty") if isinstance(lot, Mapping) else None
+    return positive_or_none(raw, f"{symbol} largest market order")
 
 
 def _precision(value: object, what: str, digits: bool) -> Decimal:

@@ -300,20 +300,31 @@ class SimulatedExchange:
 
     def _check_filters(self, inst: Instrument, request: OrderRequest) -> None:
         if request.amount is not None:
-            amount = request.amount
-            if amount % inst.step_size != 0:
+            self._check_quantity(inst, request, request.amount)
+        self._check_prices(inst, request)
+
+    def _check_quantity(self, inst: Instrument, request: OrderRequest, amount: Decimal) -> None:
+        """Binance LOT_SIZE / MARKET_LOT_SIZE / MIN_NOTIONAL, as the venue applies them."""
+        if amount % inst.step_size != 0:
+            raise InvalidQuantity(
+                f"quantity {amount} is not a multiple of the step {inst.step_size}", code=-1111
+            )
+        if amount < inst.min_qty:
+            raise InvalidQuantity(f"quantity {amount} below minimum {inst.min_qty}", code=-4003)
+        # MARKET_LOT_SIZE binds market and stop-market orders, reduce-only ones too.
+        most = inst.max_order_qty
+        if most is not None and amount > most and request.type is not OrderType.LIMIT:
+            raise InvalidQuantity(f"quantity {amount} greater than max quantity {most}", code=-4005)
+        # Binance exempts reduce-only orders from the minimum notional.
+        if not request.reduce_only and request.type is OrderType.MARKET:
+            notional = amount * self._last(request.symbol)
+            if notional < inst.min_notional:
                 raise InvalidQuantity(
-                    f"quantity {amount} is not a multiple of the step {inst.step_size}", code=-1111
+                    f"notional {notional:.2f} below minimum {inst.min_notional}", code=-4164
                 )
-            if amount < inst.min_qty:
-                raise InvalidQuantity(f"quantity {amount} below minimum {inst.min_qty}", code=-4003)
-            # Binance exempts reduce-only orders from the minimum notional.
-            if not request.reduce_only and request.type is OrderType.MARKET:
-                notional = amount * self._last(request.symbol)
-                if notional < inst.min_notional:
-                    raise InvalidQuantity(
-                        f"notional {notional:.2f} below minimum {inst.min_notional}", code=-4164
-                    )
+
+    def _check_prices(self, inst: Instrument, request: OrderRequest) -> None:
+        """Binance PRICE_FILTER: positive, on the tick, within the venue's min/max price."""
         for name in ("trigger_price", "price"):
             value = getattr(request, name)
             if value is None:

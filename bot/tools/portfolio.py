@@ -236,18 +236,23 @@ def open_on_exchange(
             )
         ex.marks[h.symbol] = ex.lasts[h.symbol] = h.entry_price
         side = OrderSide.BUY if h.qty > 0 else OrderSide.SELL
-        entry = OrderRequest(
-            f"stress-open-{n}",
-            h.symbol,
-            side,
-            OrderType.MARKET,
-            OrderPurpose.ENTRY,
-            abs(h.qty),
-            False,
-        )
+        # A holding above the venue's largest market order was built from several orders.
+        sizes = instruments[h.symbol].order_sizes(abs(h.qty))
         with _refused(portfolio, h):
             ex.set_leverage(h.symbol, h.leverage)
-            ex.place_order(entry)
+            for k, size in enumerate(sizes):
+                suffix = "" if len(sizes) == 1 else f"-{k}"
+                ex.place_order(
+                    OrderRequest(
+                        f"stress-open-{n}{suffix}",
+                        h.symbol,
+                        side,
+                        OrderType.MARKET,
+                        OrderPurpose.ENTRY,
+                        size,
+                        False,
+                    )
+                )
         if h.isolated_margin is not None and portfolio.margin_mode is MarginMode.ISOLATED:
             ex.book.positions[h.symbol].isolated_margin = h.isolated_margin
     ex.book.instruments.update(used)
@@ -291,15 +296,19 @@ def _rest_stop(ex: SimulatedExchange, portfolio: Portfolio, h: Holding, n: int) 
             f"(a stop past the mark would already have fired)"
         )
     side = OrderSide.SELL if h.qty > 0 else OrderSide.BUY
+    largest = ex.book.instruments[h.symbol].largest_order
+    # Above the largest market order, one stop can only cover the holding as close-position.
+    whole = largest is not None and abs(h.qty) > largest
     req = OrderRequest(
         f"stress-sl-{n}",
         h.symbol,
         side,
         OrderType.STOP_MARKET,
         OrderPurpose.STOP_LOSS,
-        abs(h.qty),
-        True,
+        None if whole else abs(h.qty),
+        not whole,
         trigger_price=stop,
+        close_position=whole,
     )
     with _refused(portfolio, h):
         ex.place_order(req)

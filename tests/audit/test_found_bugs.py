@@ -3,6 +3,7 @@ its fix)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -31,6 +32,9 @@ from tests.conftest import make_exchange
 
 ROOT = Path(__file__).resolve().parents[2]
 BINANCE = load_instruments("binanceusdm")
+# The same contracts without the venue's largest market order: the tests below place one entry
+# far above it (7,113 BTC at 0.17) to probe the margin arithmetic, not the order filters.
+UNLIMITED = {sym: replace(inst, max_order_qty=None) for sym, inst in BINANCE.items()}
 
 
 def test_a_new_position_on_a_coarse_tick_keeps_its_stop(tmp_path: Path) -> None:
@@ -66,7 +70,7 @@ def test_the_planned_liquidation_is_never_nearer_than_the_held_one(
     # simulated book keeps entry prices to 1e-10, up to 1 bp of these prices: 9 bps here); in
     # cross mode the entry's fee leaves the wallet too.
     inst = BINANCE[PEPE]
-    ex, _ = make_exchange(BINANCE, balance="100000", mode=mode, slippage_bps=str(slippage_bps))
+    ex, _ = make_exchange(UNLIMITED, balance="100000", mode=mode, slippage_bps=str(slippage_bps))
     ex.set_mark(PEPE, price)
     ex.set_leverage(PEPE, setting)
     qty = (D(1000) * setting / price).quantize(D(1))
@@ -258,7 +262,7 @@ def test_a_fully_margined_long_a_few_ticks_above_zero_has_no_liquidation_price()
     # every stop the engine could place (0.1 is the lowest price there is), and the position
     # was closed as unprotected right after its entry.
     btc = "BTC/USDT:USDT"
-    ex, _ = make_exchange(BINANCE, balance="10000", slippage_bps="2")
+    ex, _ = make_exchange(UNLIMITED, balance="10000", slippage_bps="2")
     ex.set_mark(btc, D("0.1692955991744587"))
     ex.set_leverage(btc, 1)
     ex.place_order(

@@ -9,6 +9,7 @@ request timestamps) but only records its sleeps, so backoff and ``Retry-After`` 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -171,6 +172,40 @@ def test_instrument_comes_from_exchange_info_and_leverage_brackets(adapter: Ccxt
     assert inst.min_notional == D(100)
     assert inst.brackets == expected.brackets  # including Binance's cum
     assert inst.liquidation_fee == D("0.0125")
+    assert inst.max_order_qty == D(10_000_000)  # MARKET_LOT_SIZE.maxQty (ccxt limits.market)
+
+
+def test_an_order_above_the_largest_market_order_is_refused_before_sending(
+    server: LoopbackBinance, sim: SimulatedExchange, clock: RecordingClock
+) -> None:
+    sim.book.instruments[BTC] = replace(btc_instrument(), max_order_qty=D("0.02"))
+    adapter = loopback_adapter(
+        "binanceusdm", server.base_url, clock, key=KEY, secret=SECRET, account=ACCOUNT,
+        symbols=[BTC],
+    )  # fmt: skip
+    try:
+        assert adapter.instrument(BTC).max_order_qty == D("0.02")
+        with pytest.raises(errors.InvalidQuantity, match="above the exchange's largest market"):
+            adapter.place_order(entry(amount="0.021"))
+        assert posts(server, "/fapi/v1/order") == []
+        adapter.place_order(entry(amount="0.02"))
+        assert adapter.fetch_positions([BTC])[BTC].qty == D("0.02")
+    finally:
+        adapter.exchange.close()
+
+
+def test_the_loopback_venue_refuses_a_market_order_above_its_limit_with_4005(
+    server: LoopbackBinance, sim: SimulatedExchange, adapter: CcxtExchange
+) -> None:
+    """The independent venue enforces MARKET_LOT_SIZE itself, reduce-only orders included,
+    whatever the adapter believed when it loaded the markets."""
+    adapter.place_order(entry(amount="0.03"))
+    sim.book.instruments[BTC] = replace(btc_instrument(), max_order_qty=D("0.02"))
+    close = req(OrderPurpose.CLOSE, OrderType.MARKET, OrderSide.SELL, 1, "0.03")
+    with pytest.raises(errors.OrderRejected):
+        adapter.place_order(close)
+    assert [r.code for r in server.calls("/fapi/v1/order", "POST")] == [None, -4005]
+    assert adapter.fetch_positions([BTC])[BTC].qty == D("0.03")
 
 
 def test_balance_mark_funding(adapter: CcxtExchange) -> None:

@@ -99,7 +99,11 @@ class BinanceMarketRoutes(BinanceBase):
                     "tickSize": tick,
                 },
                 {"filterType": "LOT_SIZE", **lot},
-                {"filterType": "MARKET_LOT_SIZE", **lot},
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    **lot,
+                    "maxQty": _s(inst.max_order_qty) if inst.max_order_qty else lot["maxQty"],
+                },
                 {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                 {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                 {"filterType": "MIN_NOTIONAL", "notional": _s(inst.min_notional)},

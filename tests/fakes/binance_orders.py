@@ -72,7 +72,15 @@ class BinanceOrderRoutes(BinanceBase):
         reduce_only = req.flag("reduceOnly")
         inst = self.backend.instrument(sym)
         reference = price if price is not None else self._mark(sym)
-        _check_filters(inst, qty, price, None, reference, exempt=reduce_only)
+        _check_filters(
+            inst,
+            qty,
+            price,
+            None,
+            reference,
+            exempt=reduce_only,
+            market=order_type is OrderType.MARKET,
+        )
         cid = self._client_id(req, "newClientOrderId")
         order = self._place(cid, sym, side, order_type, qty, reduce_only=reduce_only, price=price)
         self._extras[(sym, cid, order.exchange_id)] = {
@@ -112,7 +120,9 @@ class BinanceOrderRoutes(BinanceBase):
         if working not in ("MARK_PRICE", "CONTRACT_PRICE"):
             raise BinanceError(-1102, "Invalid workingType.")
         inst = self.backend.instrument(sym)
-        _check_filters(inst, qty, None, trigger, trigger, exempt=reduce_only or close_position)
+        _check_filters(
+            inst, qty, None, trigger, trigger, exempt=reduce_only or close_position, market=True
+        )
         mark = self._mark(sym)
         assert trigger is not None
         if mark is not None and fires_at(order_type, side, trigger, mark):

@@ -65,6 +65,7 @@ MSG: dict[int, str] = {
     -2022: "ReduceOnly Order is rejected.",
     -4003: "Quantity less than or equal to zero.",
     -4004: "Quantity less than minimum quantity.",
+    -4005: "Quantity greater than max quantity.",
     -4014: "Price not increased by tick size.",
     -4015: "Client order id is not valid.",
     -4023: "Quantity not increased by step size.",
@@ -343,11 +344,13 @@ def _check_filters(
     notional_price: Decimal | None,
     *,
     exempt: bool,
+    market: bool = False,
 ) -> None:
     """Binance's symbol filters, checked before the order reaches the backend.
 
     Too many decimals: -1111; off the tick: -4014; off the step: -4023; zero quantity: -4003;
-    below ``minQty``: -4004; below ``MIN_NOTIONAL`` (reduce-only and closePosition exempt): -4164.
+    below ``minQty``: -4004; a market or stop-market order above ``MARKET_LOT_SIZE.maxQty``
+    (reduce-only too): -4005; below ``MIN_NOTIONAL`` (reduce-only and closePosition exempt): -4164.
     """
     for value in (price, trigger):
         if value is None:
@@ -368,6 +371,8 @@ def _check_filters(
         raise BinanceError(-4023)
     if qty < inst.min_qty:
         raise BinanceError(-4004)
+    if market and inst.max_order_qty is not None and qty > inst.max_order_qty:
+        raise BinanceError(-4005)
     if not exempt and notional_price is not None and qty * notional_price < inst.min_notional:
         raise BinanceError(-4164, _min_notional_msg(inst))
 

@@ -76,7 +76,7 @@ class BybitMarketRoutes(BybitBase):
                 "minOrderQty": plain(inst.min_qty),
                 "qtyStep": step,
                 "postOnlyMaxOrderQty": "1190",
-                "maxMktOrderQty": "500",
+                "maxMktOrderQty": plain(inst.max_order_qty) if inst.max_order_qty else "500",
                 "minNotionalValue": plain(inst.min_notional),
             },
             "unifiedMarginTrade": True,

@@ -106,7 +106,13 @@ class BybitOrderRoutes(BybitBase):
                     raise BybitError(110017)
                 qty = abs(pos.qty)
             check_order_numbers(
-                inst, qty, price, None, price or self._mark(sym), exempt=reduce_only
+                inst,
+                qty,
+                price,
+                None,
+                price or self._mark(sym),
+                exempt=reduce_only,
+                market=order_type is OrderType.MARKET,
             )
             extras: dict[str, Json] = {"triggerBy": "", "triggerDirection": 0}
             link = self._place(link, sym, side, order_type, qty, reduce_only, price=price)
@@ -123,7 +129,13 @@ class BybitOrderRoutes(BybitBase):
             self._check_conditional_room(sym)
             order_type = conditional_type(side, direction)
             check_order_numbers(
-                inst, None if close_all else qty, None, trigger, trigger, exempt=reduce_only
+                inst,
+                None if close_all else qty,
+                None,
+                trigger,
+                trigger,
+                exempt=reduce_only,
+                market=True,
             )
             extras = {"triggerBy": trigger_by, "triggerDirection": direction}
             link = self._place(
@@ -260,7 +272,9 @@ class BybitOrderRoutes(BybitBase):
             direction = direction_of(order.type, order.side)
             self._check_direction(sym, direction, trigger)
         inst = self.backend.instrument(sym)
-        check_order_numbers(inst, qty, None, trigger, trigger, exempt=True)
+        check_order_numbers(
+            inst, qty, None, trigger, trigger, exempt=True, market=order.type is not OrderType.LIMIT
+        )
         self.backend.cancel_order(sym, order.client_id)
         self._pnl_seen.add((sym, order.client_id))
         amended = f"{entry.link[:30]}~{self._next_link}"

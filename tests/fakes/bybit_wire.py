@@ -453,9 +453,11 @@ def check_order_numbers(
     notional_price: Decimal | None,
     *,
     exempt: bool,
+    market: bool = False,
 ) -> None:
     """Bybit's instrument filters: price/trigger on ``tickSize``, qty on ``qtyStep`` and above
-    ``minOrderQty`` (10001), notional at least ``minNotionalValue`` unless reduce-only (110094)."""
+    ``minOrderQty`` (10001), a market or conditional-market order at most ``maxMktOrderQty``
+    (10001, reduce-only too), notional at least ``minNotionalValue`` unless reduce-only (110094)."""
     for name, value in (("price", price), ("triggerPrice", trigger)):
         if value is None:
             continue
@@ -467,6 +469,8 @@ def check_order_numbers(
         raise params_error(f"Qty invalid: {plain(qty)} is not a multiple of the qty step")
     if qty < inst.min_qty:
         raise BybitError(10001, "The number of contracts exceeds minimum limit allowed")
+    if market and inst.max_order_qty is not None and qty > inst.max_order_qty:
+        raise BybitError(10001, "The number of contracts exceeds maximum limit allowed: too large")
     if not exempt and notional_price is not None and qty * notional_price < inst.min_notional:
         raise BybitError(110094, MSG[110094].format(limit=plain(inst.min_notional)))
 

@@ -53,6 +53,7 @@ class Contract:
     min_notional: str
     tiers: tuple[Tier, ...]
     source: str
+    max_order_qty: str | None = None  # lotSizeFilter.maxMktOrderQty; None: not in the source
 
 
 # BTCUSDT, Bybit "Margin Parameters" page (bybit.com/en/announcement-info/margin-parameters, as
@@ -159,11 +160,12 @@ CONTRACTS = (
         BTC_TIERS,
         "Filters from GET /v5/market/instruments-info as recorded in ccxt's test fixture "
         "ts/src/test/static/markets/bybit.json (priceFilter.tickSize 0.10, lotSizeFilter qtyStep "
-        "0.001, minOrderQty 0.001, minNotionalValue 5). Risk-limit tiers 1-20 (up to 80,000,000 "
+        "0.001, minOrderQty 0.001, minNotionalValue 5, maxMktOrderQty 119.000). Risk-limit tiers 1-20 (up to 80,000,000 "
         "USDT) from Bybit's margin-parameters page for BTCUSDT; larger positions are treated as "
         "tier 20. Bybit has no separate liquidation clearance fee: the liquidating close pays the "
         "taker fee and any margin left between the liquidation and bankruptcy prices goes to the "
         "insurance fund, so liquidation_fee is set to the taker fee.",
+        "119",
     ),
     Contract(
         "ETH",
@@ -173,11 +175,13 @@ CONTRACTS = (
         "5",
         ETH_TIERS,
         "Filters from " + CCXT_MARKETS + " (ETHUSDT: priceFilter.tickSize 0.01, lotSizeFilter "
-        "qtyStep 0.01, minOrderQty 0.01, minNotionalValue 5, leverageFilter.maxLeverage 100.00). "
+        "qtyStep 0.01, minOrderQty 0.01, minNotionalValue 5, maxMktOrderQty 724.00, "
+        "leverageFilter.maxLeverage 100.00). "
         "Risk-limit tiers 1-13 (up to 24,000,000 USDT) from Bybit's GET /v5/market/risk-limit as "
         "printed in ccxt/ccxt pull request #17061 (2023-03-05); larger positions are treated as "
         "tier 13. The 2023 table publishes no deduction: maint_amount is computed with Bybit's "
         "published deduction rule. liquidation_fee = taker fee (Bybit has no separate one).",
+        "724",
     ),
     Contract(
         "SOL",
@@ -275,6 +279,7 @@ def snapshot() -> dict[str, object]:
             "maker_fee": MAKER,
             "taker_fee": TAKER,
             "liquidation_fee": TAKER,
+            **({} if c.max_order_qty is None else {"max_order_qty": c.max_order_qty}),
             "source": c.source,
             "brackets": brackets_from_tiers(c.tiers, symbol),
         }

@@ -160,7 +160,8 @@ CONTRACTS = (
         BTC_TIERS,
         "Filters from GET /v5/market/instruments-info as recorded in ccxt's test fixture "
         "ts/src/test/static/markets/bybit.json (priceFilter.tickSize 0.10, lotSizeFilter qtyStep "
-        "0.001, minOrderQty 0.001, minNotionalValue 5, maxMktOrderQty 119.000). Risk-limit tiers 1-20 (up to 80,000,000 "
+        "0.001, minOrderQty 0.001, minNotionalValue 5, maxMktOrderQty 119.000). Risk-limit "
+        "tiers 1-20 (up to 80,000,000 "
         "USDT) from Bybit's margin-parameters page for BTCUSDT; larger positions are treated as "
         "tier 20. Bybit has no separate liquidation clearance fee: the liquidating close pays the "
         "taker fee and any margin left between the liquidation and bankruptcy prices goes to the "

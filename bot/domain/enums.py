@@ -82,6 +82,7 @@ class EventKind(StrEnum):
     RECONCILE = "reconcile"  # the exchange disagreed with what the bot believed
     CANCEL_FAILED = "cancel_failed"  # a cancel the venue refused
     TICK_FAILED = "tick_failed"  # a job raised: nothing more was done in it
+    JOBS_OK = "jobs_ok"  # a job succeeded after failed ones (ends their run)
     UNREADABLE = "unreadable"  # the account could not be read: nothing was sent
     READABLE = "readable"  # the account was read again after unreadable reads (ends their run)
     UNPROTECTED = "unprotected"  # a position without a valid stop was closed

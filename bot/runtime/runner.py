@@ -2,7 +2,10 @@
 
 * ``tick``: apply pending commands (``bot halt``/``bot resume``), bring the paper exchange's
   prices up to now, run the engine's tick, persist, raise alerts. A failing tick is recorded and
-  alerted; after ``max_failures`` in a row the bot moves itself to ``reducing``.
+  alerted; after ``max_failures`` in a row the bot moves itself to ``reducing``. The count
+  survives a restart (a bot a supervisor restarts after each crash must still get there): each
+  ``tick_failed`` event says how many failed in a row, and the first job that succeeds after
+  them records a ``jobs_ok`` event that ends the run.
 * ``guard``: between ticks, the daily-loss and drawdown limits on the marks of the moment (a
   breach acts at once: reducing, or halted with flatten) and the protection invariant.
 * ``before_funding``: a tick that may not add exposure to contracts about to pay funding.
@@ -13,7 +16,8 @@ Every log line of a job carries the job's tick id.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TypeVar
@@ -34,6 +38,19 @@ from bot.store.instance_lock import AlreadyRunning
 from bot.store.sql import SqlStore, StoreUnavailable
 
 T = TypeVar("T")
+_IN_A_ROW = re.compile(r"\((\d+) failed jobs? in a row\)$")
+
+
+def failed_in_a_row(events_newest_first: Iterable[RiskEvent]) -> int:
+    """Failed jobs in a row at the end of the recorded events (0 after a ``jobs_ok`` one)."""
+    for e in events_newest_first:
+        if e.kind is EventKind.JOBS_OK:
+            return 0
+        if e.kind is EventKind.TICK_FAILED:
+            match = _IN_A_ROW.search(e.reason)
+            if match is not None:
+                return int(match.group(1))
+    return 0
 
 
 @dataclass(slots=True)
@@ -55,6 +72,12 @@ class Runner:
     # Run before every job (tick, guard...); one that raises stops the job: e.g. the state
     # database's instance lock, lost with its connection and taken by another bot.
     before_job: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # a restart does not reset the count
+        self.failures = failed_in_a_row(
+            self.store.recent_events(1, kinds=(EventKind.TICK_FAILED, EventKind.JOBS_OK))
+        )
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -107,7 +130,8 @@ class Runner:
             except Exception as exc:
                 self._failed(name, exc)
                 return None
-            self.failures = 0
+            if self.failures:
+                self._recovered(name)
             if isinstance(result, TickResult) and result.unreadable is not None:
                 self.ticks_done += 1
                 logger.warning(
@@ -246,6 +270,25 @@ class Runner:
             alerts.append(_store_alert(exc))
         self.notifier.notify(alerts)
 
+    def _recovered(self, job: str) -> None:
+        """End a run of failed jobs, in the recorded events too (restored at the next start)."""
+        failed, self.failures = self.failures, 0
+        try:
+            memory = self.store.load_risk_memory()
+            self.store.record_event(
+                RiskEvent(
+                    ts_ms=self.clock.now_ms(),
+                    kind=EventKind.JOBS_OK,
+                    symbol=None,
+                    state=memory.state if memory is not None else TradingState.ACTIVE,
+                    reason=f"{job} done after {failed} failed job(s) in a row",
+                )
+            )
+        except Exception as exc:  # the job itself succeeded: say so, and carry on
+            # (a restart before the next recorded success counts the old run again: the
+            # conservative side)
+            logger.error("the end of {} failed jobs cannot be recorded: {}", failed, exc)
+
     def _record_failure(self, job: str, exc: Exception, now: int) -> list[Alert]:
         memory = self.store.load_risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
@@ -255,7 +298,8 @@ class Runner:
                 kind=EventKind.TICK_FAILED,
                 symbol=None,
                 state=state,
-                reason=f"{job}: {type(exc).__name__}: {exc}",
+                reason=f"{job}: {type(exc).__name__}: {exc} ({self.failures} failed "
+                f"job{'s' if self.failures > 1 else ''} in a row)",
             )
         )
         if self.failures < self.max_failures or memory is None or state is not TradingState.ACTIVE:

@@ -19,6 +19,10 @@ class ContractSpec:
     signal: DirectionSource | None = None
     max_notional: Decimal | None = None  # per-contract cap; the gate also applies the global one
 
+    def notional_cap(self, global_cap: Decimal) -> Decimal:
+        """The notional cap the risk gate applies: the tighter of this and the global one."""
+        return global_cap if self.max_notional is None else min(global_cap, self.max_notional)
+
     def resolve(self, now_ms: int, position_qty: Decimal) -> tuple[int, bool]:
         """(direction for this tick, whether increases are allowed)."""
         if self.direction == "long":

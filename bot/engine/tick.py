@@ -154,6 +154,7 @@ class Engine:
         self._spec = {c.symbol: c for c in self._contracts}  # the contract's settings by symbol
         self.symbols = tuple(c.symbol for c in contracts)
         self.limits = limits
+        self._max_notional = self._notional_caps(self._contracts)
         self.account = account
         self.gate = RiskGate(limits)
         self.tf_ms = policy_tf_ms(policy)
@@ -492,9 +493,14 @@ class Engine:
             raise ValueError("contracts can change their settings, not their symbols")
         self._contracts = specs
         self._spec = {c.symbol: c for c in specs}
+        self._max_notional = self._notional_caps(specs)
         self.reconciler.contracts = specs
 
     # -- 2. market data ------------------------------------------------------------------------
+
+    def _notional_caps(self, specs: Sequence[ContractSpec]) -> dict[str, Decimal]:
+        """Each contract's notional cap as the risk gate applies it."""
+        return {c.symbol: c.notional_cap(self.limits.max_notional_per_contract) for c in specs}
 
     def read_market(
         self, now: int, acct: AccountView
@@ -675,6 +681,7 @@ class Engine:
                     position=pos,
                     resting_stop=_resting_stop(acct.resting.get(sym, ())),
                     sleeve_equity=sleeve,
+                    max_notional=self._max_notional[sym],
                 )
             )
         cov = None

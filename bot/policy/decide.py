@@ -10,7 +10,8 @@ in the reason:
 3. safety caps, never rate-limited: funding cost, liquidation buffer (the stop must trigger at
    least ``buffer_vol_units`` daily-volatility units before the liquidation price), the
    contract's and the account's maximum leverage, the exchange bracket;
-4. target quantity = direction x leverage x sleeve equity / price, rounded down to the step;
+4. target quantity = direction x leverage x sleeve equity / price, rounded down to the step,
+   then within the hard caps as the risk gate measures them (:func:`within_hard_caps`);
 5. stop-loss (trailing: it only ever moves toward the price) and take-profit from the entry.
 """
 
@@ -168,6 +169,12 @@ def _decide_one(
         lev = hard
     lev = q2(ZERO if lev < ZERO else lev)  # q2(max(lev, 0))
     qty = inst.floor_qty(lev * sleeve / price) if price > 0 else ZERO
+    if qty > 0:
+        capped = within_hard_caps(v, qty, hard)
+        if capped < qty:
+            qty = capped
+            lev = q2(qty * price / sleeve)
+            parts.append(f"hard caps at last price {market.last_price} -> qty {qty}")
     position = v.position
     held = position.qty if position is not None else ZERO
     if not v.allow_increase and (held * direction <= 0 or qty > abs(held)):
@@ -186,6 +193,30 @@ def _decide_one(
         reason="; ".join(parts),
         allow_increase=v.allow_increase and policy.allow_increase,
     )
+
+
+# A target cut to a hard cap is sized this fraction inside it: the gate measures at the moment of
+# the order, on the equity left after the tick's earlier orders paid their fees and slippage.
+HARD_CAP_ROOM = Decimal("0.999")
+
+
+def within_hard_caps(v: ContractView, qty: Decimal, max_leverage: Decimal) -> Decimal:
+    """The largest quantity up to ``qty`` that the risk gate's per-contract caps accept.
+
+    The gate measures leverage and notional at the last price, which may be above the mark the
+    leverage was sized on: a target at the leverage cap would be refused whenever it is. A
+    notional cap sizes the position instead of vetoing every order: without it, an account
+    whose target notional exceeds the cap would never trade at all.
+    """
+    price = v.market.mark_price
+    last = v.market.last_price
+    ref = last if last > price else price
+    most = max_leverage * v.sleeve_equity
+    if v.max_notional is not None and v.max_notional < most:
+        most = v.max_notional
+    if qty * ref <= most:
+        return qty
+    return v.instrument.floor_qty(most * HARD_CAP_ROOM / ref)
 
 
 def _protective_prices(

@@ -24,6 +24,8 @@ class ContractView:
     position: Position | None
     resting_stop: Decimal | None  # trigger of the stop-loss resting now, for the ratchet
     sleeve_equity: Decimal  # account equity allocated to this contract (quote)
+    # The tighter of the contract's and the risk limits' notional caps (quote); None: no cap.
+    max_notional: Decimal | None = None
 
     @property
     def current_leverage(self) -> Decimal:

@@ -209,7 +209,16 @@ def policy_now(
         snaps[sym], windows[sym] = snap, window
         views.append(
             ContractView(
-                sym, direction, allow, caps[sym], instruments[sym], snap, None, None, sleeve
+                sym,
+                direction,
+                allow,
+                caps[sym],
+                instruments[sym],
+                snap,
+                None,
+                None,
+                sleeve,
+                spec.notional_cap(limits.max_notional_per_contract),
             )
         )
     cov = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import numpy as np
 import pytest
 
 from bot.config.loader import load_policy
-from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TradingState
+from bot.domain.enums import (
+    EventKind,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TradingState,
+)
 from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
@@ -68,7 +76,9 @@ class FakeMarket:
 
 
 def build(
-    instruments: dict[str, Instrument], market: FakeMarket | None = None
+    instruments: dict[str, Instrument],
+    market: FakeMarket | None = None,
+    limits: RiskLimits = LIMITS,
 ) -> tuple[Engine, SimulatedExchange, MemoryStore]:
     ex, clock = make_exchange(instruments)
     market = market or FakeMarket()
@@ -82,7 +92,7 @@ def build(
         store=store,
         policy=load_policy(ROOT / "policies" / "vol_target.toml"),
         contracts=[ContractSpec(BTC, "long", D(125))],
-        limits=LIMITS,
+        limits=limits,
         account="t",
     )
     return engine, ex, store
@@ -290,3 +300,21 @@ def test_a_tick_reads_the_risk_memory_once_and_records_in_one_call(
     store.save_risk_memory(set_state(memory, TradingState.HALTED, "operator", sticky=True))
     assert engine.tick().state is TradingState.HALTED
     assert ex.fetch_positions([BTC]) == {}
+
+
+def test_a_notional_cap_below_the_target_sizes_the_position_instead_of_vetoing_it(
+    instruments: dict[str, Instrument],
+) -> None:
+    """An account whose target notional is above the notional cap used to have every entry
+    denied by the gate, tick after tick: it never traded."""
+    engine, ex, store = build(instruments)
+    engine.tick()
+    uncapped = ex.fetch_positions([BTC])[BTC].qty * ex.marks[BTC]
+    cap = (uncapped / 4).quantize(D(1))
+    engine, ex, store = build(instruments, limits=replace(LIMITS, max_notional_per_contract=cap))
+    result = engine.tick()
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert 0 < pos.qty * ex.marks[BTC] <= cap
+    assert pos.qty * ex.marks[BTC] > cap * D("0.99")
+    assert "hard caps at last price" in result.decisions[0].reason
+    assert not [e for e in store.events if e.kind is EventKind.DENIED]

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config.loader import load_policy
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.config.policy import Policy
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.margin import liquidation_price_isolated
 from bot.domain.market import FundingInfo, MarketSnapshot
@@ -27,6 +28,8 @@ from bot.policy.allocation import (
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import leverage_setting, vol_target_leverage
+from bot.risk.gate import OrderContext, check_leverage, check_notional
+from bot.risk.limits import RiskLimits
 from tests.conftest import make_exchange
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +151,81 @@ def test_reduce_only_never_increases_exposure(held: int, amount: int, side: Orde
     after = ex.book.positions[sym].qty
     assert abs(after) <= abs(before)
     assert after == 0 or (after > 0) == (before > 0)
+
+
+# -- the decision within the hard caps the risk gate applies ---------------------------------
+
+STATIC_3X = load_policy(ROOT / "policies" / "static_3x.toml")
+
+
+@given(
+    vol=vols,
+    mark=prices,
+    basis_bps=st.integers(min_value=-50, max_value=50),
+    cap_lev=st.decimals(min_value=D(1), max_value=D(10), places=1),
+    max_notional=st.one_of(st.none(), st.decimals(min_value=D(100), max_value=D(10**6), places=0)),
+    sleeve=st.decimals(min_value=D(1000), max_value=D(10**7), places=0),
+    policy=st.sampled_from([VOL_TARGET, STATIC_3X]),
+    direction=st.sampled_from([1, -1]),
+)
+@settings(max_examples=300)
+def test_an_entry_from_flat_passes_the_gates_per_contract_caps(
+    vol: D,
+    mark: D,
+    basis_bps: int,
+    cap_lev: D,
+    max_notional: D | None,
+    sleeve: D,
+    policy: Policy,
+    direction: int,
+) -> None:
+    """The gate measures leverage and notional at the last price; the decision must fit under
+    both caps there (else every tick at a cap is a denial), and a notional cap must size the
+    position rather than veto it (else a large account never trades)."""
+    last = BTC.floor_price(mark * (1 + D(basis_bps) / 10_000))
+    snap = MarketSnapshot(
+        symbol=BTC.symbol,
+        asof_ms=0,
+        last_price=last,
+        mark_price=mark,
+        volatility=vol,
+        atr=mark * vol / D(94),
+        funding=FundingInfo(D(0), D(8), None),
+        bar_hours=D(1),
+    )
+    v = ContractView(
+        BTC.symbol, direction, True, cap_lev, BTC, snap, None, None, sleeve, max_notional
+    )
+    [d] = decide([v], policy)
+    if d.target_qty == 0:
+        return
+    side = OrderSide.BUY if direction > 0 else OrderSide.SELL
+    req = OrderRequest(
+        "t", BTC.symbol, side, OrderType.MARKET, OrderPurpose.ENTRY, abs(d.target_qty), False
+    )
+    limits = RiskLimits(
+        max_leverage_per_contract=cap_lev,
+        max_gross_leverage=D(1000),
+        max_notional_per_contract=max_notional if max_notional is not None else D(10**12),
+        daily_loss=D("0.5"),
+        max_drawdown=D("0.5"),
+        stale_data_ms=60_000,
+        max_orders_per_minute=100,
+    )
+    ctx = OrderContext(
+        state=TradingState.ACTIVE,
+        now_ms=0,
+        data_age_ms=0,
+        price=last,
+        position_qty=D(0),
+        sleeve_equity=sleeve,
+        equity=sleeve,
+        gross_notional_other=D(0),
+        max_leverage_contract=cap_lev,
+    )
+    assert check_leverage(req, ctx, limits) is None
+    assert check_notional(req, ctx, limits) is None
+    if "hard caps" in d.reason:  # cut to a cap: sized right up to it, not vetoed
+        ref = max(mark, last)
+        most = cap_lev * sleeve if max_notional is None else min(cap_lev * sleeve, max_notional)
+        assert (abs(d.target_qty) + BTC.step_size) * ref > most * D("0.999")

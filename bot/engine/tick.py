@@ -879,8 +879,10 @@ class Engine:
         """Step 7: every managed position has a valid resting stop, or it is closed.
 
         A gap is retried once with a fresh mark (a replacement stop, no tolerance); a position
-        still naked after that is closed with a reduce-only market order and recorded as an
-        incident with the venue's last refusal. Returns the contracts that had to be closed.
+        above the venue's largest market order is then cut to it (no one stop can cover more);
+        a position still naked after that is closed with reduce-only market orders and recorded
+        as an incident with the venue's last refusal. Returns the contracts that had to be
+        closed.
         """
         closed: list[str] = []
         foreign = self.reconciler.foreign
@@ -895,6 +897,11 @@ class Engine:
             take = _resting_trigger(acct.resting.get(sym, []), OrderPurpose.TAKE_PROFIT)
             self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
             gap = self._gap(pos, acct)
+            cut = self._cut_to_largest(pos, acct, now) if gap is not None else None
+            if cut is not None:
+                pos = cut
+                self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
+                gap = self._gap(pos, acct)
             if gap is None:
                 self._protected(sym, now)
                 continue
@@ -903,6 +910,34 @@ class Engine:
             closed.append(sym)
         self._count_protection(now, closed)
         return closed
+
+    def _cut_to_largest(self, pos: Position, acct: AccountView, now: int) -> Position | None:
+        """A position above the venue's largest market order cannot have one stop sized to it
+        (the venue refuses the stop): cut it to that size with reduce-only orders within it,
+        rather than close it all. The position as held after the cut; ``None`` when it was not
+        above the largest order, or is gone."""
+        inst = self.instruments[pos.symbol]
+        largest = inst.largest_order
+        if largest is None or abs(pos.qty) <= largest:
+            return None
+        sym = pos.symbol
+        self._event(
+            now,
+            EventKind.RECONCILE,
+            sym,
+            TradingState.ACTIVE,
+            f"position {pos.qty} above the exchange's largest market order {largest}: no one "
+            f"stop can cover it; cut to {largest} (reduce-only)",
+        )
+        side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
+        cut = abs(pos.qty) - largest
+        for req in market_orders(self._id_factory(sym), sym, side, OrderPurpose.REDUCE, cut, inst):
+            self._send(req, acct, now, None)
+        acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
+        self.reconciler.note_positions(acct.positions)
+        acct.changed()
+        held = acct.positions.get(sym)
+        return held if held is not None and held.is_open else None
 
     def _gap(self, pos: Position, acct: AccountView) -> str | None:
         inst = self.instruments[pos.symbol]

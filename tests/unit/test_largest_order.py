@@ -16,13 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.domain.decision import Decision
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.domain.enums import EventKind, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.engine.planner import plan_size
-from bot.errors import InvalidQuantity
+from bot.errors import InvalidQuantity, TransientExchangeError
 from bot.instruments import load_instruments, parse_instruments
 from tests.unit.test_engine import BTC, build
+from tests.unit.test_market_data_unreadable import BrokenMarket
 from tests.unit.test_planner import Ids
 
 
@@ -255,3 +256,36 @@ def test_a_position_added_above_the_limit_by_hand_is_cut_back_and_protected(
     assert 0 < pos.qty <= most
     stops = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
     assert [s.amount for s in stops] == [pos.qty]
+
+
+def test_without_a_decision_a_position_above_the_limit_is_cut_to_it_not_closed(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The market data is unreadable (no decision this tick) when the trader's addition takes
+    the position above the largest order: the stop sized to it is refused, and the position is
+    cut to the largest order and protected, instead of sold whole as unprotected."""
+    wanted = _uncapped_entry(instruments)
+    most = instruments[BTC].floor_qty(wanted / 3)
+    instruments = {**instruments, BTC: capped(instruments[BTC], str(most))}
+    market = BrokenMarket()
+    engine, ex, store = build(instruments, market)
+    engine.tick()
+    for n in range(2):
+        ex.place_order(
+            OrderRequest(
+                f"hand-{n}", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, most, False
+            )
+        )
+    market.error = TransientExchangeError("klines: HTTP 502")
+    result = engine.tick()
+    assert result.decisions == []
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert pos.qty == most
+    stops = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert [s.amount for s in stops] == [most]
+    assert result.unprotected == []
+    assert any(
+        "above the exchange's largest market order" in e.reason
+        for e in store.events
+        if e.kind is EventKind.RECONCILE
+    )

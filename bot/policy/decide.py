@@ -170,11 +170,11 @@ def _decide_one(
     lev = q2(ZERO if lev < ZERO else lev)  # q2(max(lev, 0))
     qty = inst.floor_qty(lev * sleeve / price) if price > 0 else ZERO
     if qty > 0:
-        capped = within_hard_caps(v, qty, hard)
-        if capped < qty:
+        capped, which = within_hard_caps(v, qty, hard)
+        if which is not None:
             qty = capped
             lev = q2(qty * price / sleeve)
-            parts.append(f"hard caps at last price {market.last_price} -> qty {qty}")
+            parts.append(f"{which} at last price {market.last_price} -> qty {qty}")
     position = v.position
     held = position.qty if position is not None else ZERO
     if not v.allow_increase and (held * direction <= 0 or qty > abs(held)):
@@ -200,8 +200,11 @@ def _decide_one(
 HARD_CAP_ROOM = Decimal("0.999")
 
 
-def within_hard_caps(v: ContractView, qty: Decimal, max_leverage: Decimal) -> Decimal:
-    """The largest quantity up to ``qty`` that the risk gate's per-contract caps accept.
+def within_hard_caps(
+    v: ContractView, qty: Decimal, max_leverage: Decimal
+) -> tuple[Decimal, str | None]:
+    """The largest quantity up to ``qty`` that the risk gate's per-contract caps accept, and
+    which cap cut it (``None``: none did).
 
     The gate measures leverage and notional at the last price, which may be above the mark the
     leverage was sized on: a target at the leverage cap would be refused whenever it is. A
@@ -212,11 +215,13 @@ def within_hard_caps(v: ContractView, qty: Decimal, max_leverage: Decimal) -> De
     last = v.market.last_price
     ref = last if last > price else price
     most = max_leverage * v.sleeve_equity
+    which = f"leverage cap {max_leverage}"
     if v.max_notional is not None and v.max_notional < most:
         most = v.max_notional
+        which = f"notional cap {v.max_notional}"
     if qty * ref <= most:
-        return qty
-    return v.instrument.floor_qty(most * HARD_CAP_ROOM / ref)
+        return qty, None
+    return v.instrument.floor_qty(most * HARD_CAP_ROOM / ref), which
 
 
 def _protective_prices(

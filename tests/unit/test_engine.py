@@ -316,5 +316,5 @@ def test_a_notional_cap_below_the_target_sizes_the_position_instead_of_vetoing_i
     pos = ex.fetch_positions([BTC])[BTC]
     assert 0 < pos.qty * ex.marks[BTC] <= cap
     assert pos.qty * ex.marks[BTC] > cap * D("0.99")
-    assert "hard caps at last price" in result.decisions[0].reason
+    assert f"notional cap {cap} at last price" in result.decisions[0].reason
     assert not [e for e in store.events if e.kind is EventKind.DENIED]

@@ -225,7 +225,7 @@ def test_an_entry_from_flat_passes_the_gates_per_contract_caps(
     )
     assert check_leverage(req, ctx, limits) is None
     assert check_notional(req, ctx, limits) is None
-    if "hard caps" in d.reason:  # cut to a cap: sized right up to it, not vetoed
+    if " cap " in d.reason and "at last price" in d.reason:  # cut to a cap: up to it, not vetoed
         ref = max(mark, last)
         most = cap_lev * sleeve if max_notional is None else min(cap_lev * sleeve, max_notional)
         assert (abs(d.target_qty) + BTC.step_size) * ref > most * D("0.999")

@@ -18,7 +18,9 @@ from typing import Any
 from bot.backtest.replay import load_data, override
 from bot.config.loader import load_config
 from bot.config.policy import Policy
+from bot.engine.hedging import with_hedge_symbols
 from bot.errors import ConfigError
+from bot.marketdata.files import discover
 from bot.research import space
 from bot.research.evaluate import PointTask, evaluate
 from bot.research.executors import Executor
@@ -93,8 +95,10 @@ class Sweep:
         check_objective(spec.objective)
         if spec.search not in ("grid", "random", "tpe"):
             raise ConfigError(f"--search {spec.search!r}: choose grid, random or tpe")
-        if spec.search != "grid" and not spec.trials:
+        if spec.search != "grid" and spec.trials is None:
             raise ConfigError(f"--search {spec.search} needs --trials N")
+        if spec.trials is not None and spec.trials < 1:
+            raise ConfigError(f"--trials must be >= 1, got {spec.trials}")
         self.config = override(load_config(spec.config_path), spec.start, spec.end)
         self.keys = [p.key for p in spec.params]
         self.points: dict[str, Point] = {}
@@ -122,6 +126,27 @@ class Sweep:
         histories = load_data(self.config, policy, symbols, self.spec.data_dir)
         start, end = simulation_window(histories, policy, self.config)
         return windows(wf, start, end)
+
+    def inputs(self) -> dict[str, str]:
+        """The content hash of every file a point's result depends on (the configuration, the
+        base policy, the contracts' data files): a resumed sweep whose inputs changed would mix
+        rows of two experiments in one results file, so it is refused instead."""
+        policy = Policy.model_validate(self.base)
+        symbols = self.spec.contracts or tuple(c.symbol for c in self.config.contracts)
+        data_dir = self.spec.data_dir or self.config.data.dir
+        inventory = discover(data_dir)
+        files = {"config": self.spec.config_path, "base policy": self.spec.base_policy}
+        for sym in with_hedge_symbols(symbols, policy):
+            for tf in inventory.trade_timeframes(sym):
+                files[f"data {sym} {tf}"] = inventory.candle_path(sym, tf)
+            for tf in inventory.mark_timeframes(sym):
+                files[f"data {sym} {tf} mark"] = inventory.candle_path(sym, tf, "mark")
+            if inventory.has_funding(sym):
+                files[f"data {sym} funding"] = inventory.funding_path(sym)
+        catalogue = data_dir / "contracts" / f"{self.config.data.exchange}.json"
+        if catalogue.is_file():
+            files["contract catalogue"] = catalogue
+        return {name: f"{path.resolve()} {_file_hash(path)}" for name, path in files.items()}
 
     def task(
         self, point: Point, phase: str, window: Window | None, *, keep_curve: bool = False
@@ -157,7 +182,8 @@ class Sweep:
     # --- running ---------------------------------------------------------------------------
 
     def total_tasks(self, n_windows: int) -> int:
-        n = (self.spec.trials or 0) if self.spec.search != "grid" else len(self.listed_points())
+        # random search draws at most the whole grid when no parameter is a range
+        n = (self.spec.trials or 0) if self.spec.search == "tpe" else len(self.listed_points())
         return n * n_windows + (n_windows if self.spec.walk_forward else 0)
 
     def _execute(self, results: ResultsFile, tasks: list[PointTask]) -> Iterator[dict[str, Any]]:
@@ -288,7 +314,7 @@ class Sweep:
     def run(self) -> SweepOutcome:
         out = self.spec.out
         wins = self.windows()
-        check_spec(out, self.spec.as_json())
+        check_spec(out, {**self.spec.as_json(), "inputs": self.inputs()})
         results = ResultsFile(out / "results.csv", columns(self.keys))
         try:
             if wins is None:
@@ -387,6 +413,17 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
         "daily_sharpe": float(best["daily_sharpe"]),
         "n_days": n,
     }
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return digest.hexdigest()
 
 
 def _failed(task: PointTask, reason: str) -> dict[str, Any]:

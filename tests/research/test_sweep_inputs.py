@@ -1,0 +1,119 @@
+"""A sweep's inputs and its results file under damage: bad --trials, damaged rows after a crash,
+a resume whose configuration, base policy or data changed."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.research.executors import InlineExecutor
+from bot.research.results import ResultsFile, columns
+from bot.research.space import parse_param
+from bot.research.sweep import Sweep, SweepSpec
+from tests.research.helpers import ROOT, CountingExecutor, sample_config
+
+POLICY = ROOT / "policies" / "vol_target.toml"
+
+
+def _spec(tmp: Path, **kw: object) -> SweepSpec:
+    base: dict[str, object] = {
+        "config_path": sample_config(tmp),
+        "base_policy": POLICY,
+        "params": [parse_param("leverage.target_volatility=0.3,0.6")],
+        "out": tmp / "sweep",
+        "contracts": ("BTC/USDT:USDT",),
+        "start": date(2025, 7, 1),
+        "end": date(2025, 7, 20),
+    }
+    base.update(kw)
+    return SweepSpec(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("search", "trials"), [("random", -1), ("random", 0), ("grid", -3)])
+def test_trials_below_one_are_a_clear_error(tmp_path: Path, search: str, trials: int) -> None:
+    with pytest.raises(ConfigError, match=f"--trials must be >= 1, got {trials}"):
+        Sweep(_spec(tmp_path, search=search, trials=trials), InlineExecutor())
+
+
+def test_random_search_counts_at_most_the_grid(tmp_path: Path) -> None:
+    sweep = Sweep(_spec(tmp_path, search="random", trials=50), InlineExecutor())
+    assert sweep.total_tasks(1) == 2  # the progress bar's total: every point of the grid, once
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_bytes().decode().splitlines(keepends=True)
+
+
+def test_a_damaged_last_row_is_dropped_and_its_point_runs_again(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    first = Sweep(spec, InlineExecutor()).run()
+    results = spec.out / "results.csv"
+    lines = _lines(results)
+    assert len(lines) == 3
+    # A crash that left half a row followed by a newline, then zeros.
+    results.write_bytes(("".join(lines[:2]) + lines[2][:40] + "\x00" * 16 + "\r\n").encode())
+    counting = CountingExecutor()
+    second = Sweep(spec, counting).run()
+    assert [t.key for t in counting.seen] == [lines[2].split(",")[0]]
+    assert {r["key"]: r for r in second.rows} == {r["key"]: r for r in first.rows}
+    assert _lines(results)[:2] == lines[:2]
+    assert len(_lines(results)) == 3
+
+
+def test_a_damaged_row_before_others_is_named_not_guessed(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    Sweep(spec, InlineExecutor()).run()
+    results = spec.out / "results.csv"
+    lines = _lines(results)
+    results.write_bytes((lines[0] + "garbage,1,2\r\n" + lines[2]).encode())
+    with pytest.raises(ConfigError, match=r"results.csv: line 2 \(garbage\) is damaged: 3 fields"):
+        Sweep(spec, InlineExecutor()).run()
+    assert _lines(results)[1] == "garbage,1,2\r\n"  # left for the user to look at
+
+
+def test_a_header_cut_short_starts_afresh(tmp_path: Path) -> None:
+    results = tmp_path / "results.csv"
+    cols = columns(["leverage.max"])
+    results.write_text(",".join(cols)[:20])
+    with ResultsFile(results, cols) as f:
+        assert list(f) == []
+    assert results.read_text().splitlines() == [",".join(cols)]
+
+
+def test_a_resume_on_changed_configuration_is_refused(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    Sweep(spec, InlineExecutor()).run()
+    cfg = spec.config_path
+    cfg.write_text(cfg.read_text().replace("starting_balance = 10000", "starting_balance = 50000"))
+    with pytest.raises(ConfigError, match="changed input files: config"):
+        Sweep(spec, InlineExecutor()).run()
+
+
+def test_a_resume_on_changed_base_policy_is_refused(tmp_path: Path) -> None:
+    policy = tmp_path / "base.toml"
+    policy.write_text(POLICY.read_text())
+    spec = _spec(tmp_path, base_policy=policy)
+    Sweep(spec, InlineExecutor()).run()
+    policy.write_text(POLICY.read_text().replace("distance = 2.5", "distance = 3"))
+    with pytest.raises(ConfigError, match="changed input files: base policy"):
+        Sweep(spec, InlineExecutor()).run()
+
+
+def test_a_resume_on_changed_data_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data" / "sample", data)
+    spec = _spec(tmp_path, data_dir=data)
+    Sweep(spec, InlineExecutor()).run()
+    funding = data / "BTC_USDT_USDT-funding.csv.gz"
+    rows = gzip.decompress(funding.read_bytes()).decode().splitlines()
+    rows[-1] = rows[-1].rsplit(",", 1)[0] + ",0.0003"  # one settlement revised
+    funding.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    with pytest.raises(ConfigError, match="changed input files: data BTC/USDT:USDT funding"):
+        Sweep(spec, InlineExecutor()).run()
+    # the finished rows are still there, untouched
+    assert len(_lines(spec.out / "results.csv")) == 3

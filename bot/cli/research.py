@@ -98,8 +98,18 @@ def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Consol
         console.print(f"[red]failed[/red] {r['key']}: {r.get('error')}")
     if spec.walk_forward:
         console.print(walk_forward_table(sweep, outcome))
+        for w in outcome.summary["windows"]:
+            for note in w.get("notes", ()):
+                console.print(f"[yellow]window {w['window']}[/yellow]: {note}")
+        if outcome.best_point is not None:
+            console.print(
+                f"best.toml is window {outcome.summary['best_from_window']}'s choice"
+                + "".join(f"; {n}" for n in outcome.summary.get("best_notes", ()))
+            )
     else:
         console.print(top_table(spec, sweep, outcome))
+        for note in outcome.summary.get("best_notes", ()):
+            console.print(f"[yellow]best point[/yellow]: {note}")
         dsr = outcome.summary.get("dsr")
         if dsr:
             console.print(
@@ -152,7 +162,7 @@ def walk_forward_table(sweep: Sweep, outcome: SweepOutcome) -> Table:
             str(w["window"]),
             w["train"],
             w["test"],
-            *[w["params"][k] for k in sweep.keys],
+            *[w["params"][k] if w["params"] else "-" for k in sweep.keys],
             _fmt(w["in_sample"]["total_return"], "{:.2%}"),
             _fmt(w["out_of_sample"]["total_return"], "{:.2%}"),
             _fmt(w["in_sample"]["sharpe"], "{:.2f}"),

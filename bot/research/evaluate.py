@@ -52,6 +52,11 @@ REPORT_METRICS = (
 )
 """The scalar metrics of report.json, in its order (elapsed time left out: not a result)."""
 
+DATA_FIGURES = ("stale_hours",)
+"""How much of the run sat on stale data: the most hours any contract spent without fresh
+market data (report.json's ``stale_hours``, its worst contract); a window inside a data gap
+trades nothing and says so here."""
+
 DAILY_STATS = ("daily_sharpe", "daily_skew", "daily_kurtosis", "n_days")
 """Per-day (not annualised) Sharpe, skewness and kurtosis of the daily returns: the inputs of
 the deflated Sharpe ratio."""
@@ -102,6 +107,7 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     report = build_report(result, 0.0)
     row.update(status="ok", error="")
     row.update({k: report[k] for k in REPORT_METRICS})
+    row["stale_hours"] = max(report["stale_hours"].values(), default=0.0)
     row.update(daily_stats(_daily_returns(result.equity, result.ts)))
     if task.keep_curve:
         days, closes = daily_closes(result.equity, result.ts)
@@ -114,7 +120,10 @@ def daily_stats(returns: Any) -> dict[str, float]:
     r = np.asarray(returns, dtype=np.float64)
     n = int(r.size)
     if n < 2 or float(np.std(r)) < 1e-12:
-        return {"daily_sharpe": 0.0, "daily_skew": 0.0, "daily_kurtosis": 3.0, "n_days": n}
+        # Flat (no trades, no data) or too short: the Sharpe ratio is 0 as in the report, the
+        # higher moments are undefined (NaN), so no deflated Sharpe ratio is made up from them.
+        nan = float("nan")
+        return {"daily_sharpe": 0.0, "daily_skew": nan, "daily_kurtosis": nan, "n_days": n}
     mu, sd = float(np.mean(r)), float(np.std(r, ddof=1))
     z = (r - mu) / float(np.std(r))
     return {

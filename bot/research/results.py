@@ -20,11 +20,13 @@ from loguru import logger
 
 from bot.atomic_file import replaced_binary
 from bot.errors import ConfigError
-from bot.research.evaluate import DAILY_STATS, REPORT_METRICS
+from bot.research.evaluate import DAILY_STATS, DATA_FIGURES, REPORT_METRICS
 
 LEAD_COLUMNS = ("key", "point", "window", "phase", "window_start", "window_end")
-TAIL_COLUMNS = ("status", "error", *REPORT_METRICS, *DAILY_STATS)
-NUMERIC = frozenset(c for c in (*REPORT_METRICS, *DAILY_STATS) if c not in ("start", "end"))
+TAIL_COLUMNS = ("status", "error", *REPORT_METRICS, *DATA_FIGURES, *DAILY_STATS)
+NUMERIC = frozenset(
+    c for c in (*REPORT_METRICS, *DATA_FIGURES, *DAILY_STATS) if c not in ("start", "end")
+)
 
 
 def columns(param_keys: list[str]) -> list[str]:

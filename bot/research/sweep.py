@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.atomic_file import replaced_text
+from bot.backtest.metrics import DAY_MS
 from bot.backtest.replay import load_data, override
 from bot.config.loader import load_config
 from bot.config.policy import Policy
@@ -265,6 +268,10 @@ class Sweep:
             if row.get("phase") != phase or row.get("window") != widx:
                 continue
             params = {k: _as_param(row[f"param.{k}"], dists[k]) for k in self.keys}
+            # the point itself, as a fresh run would have asked it (best.toml, the TEST run)
+            self.points[str(row["point"])] = {
+                k: _decode_text(str(row[f"param.{k}"]), decode.get(k)) for k in self.keys
+            }
             value = score(row, self.spec.objective)
             state = (
                 optuna.trial.TrialState.COMPLETE
@@ -316,11 +323,14 @@ class Sweep:
         wins = self.windows()
         check_spec(out, {**self.spec.as_json(), "inputs": self.inputs()})
         results = ResultsFile(out / "results.csv", columns(self.keys))
+        summary: dict[str, Any]
         try:
             if wins is None:
                 rows = self._search(results, "all", None)
                 best = self._best(rows)
-                summary = {"dsr": _dsr(rows, best)}
+                summary = {"dsr": _dsr(rows, best), "best_notes": []}
+                if best is not None:
+                    summary["best_notes"] = self._choice_notes(rows, best, _span_ms(best))
             else:
                 rows, best, summary = self._walk_forward(results, wins)
         finally:
@@ -332,48 +342,124 @@ class Sweep:
         self, results: ResultsFile, wins: list[Window]
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
         all_rows: list[dict[str, Any]] = []
-        chosen: list[tuple[Window, dict[str, Any], dict[str, Any]]] = []
+        # per window: its best TRAIN row (None when no point could be chosen) and what to say
+        picks: list[tuple[Window, dict[str, Any] | None, dict[str, Any]]] = []
         for w in wins:
             train = self._search(results, "train", w)
             all_rows += train
             best = self._best(train)
-            if best is not None:
-                chosen.append((w, best, {"dsr": _dsr(train, best)}))
-        tests = [
-            self.task(self.points[b["point"]], "test", w, keep_curve=True) for w, b, _ in chosen
-        ]
-        test_rows = {r["key"]: r for r in self._execute(results, tests)}
+            extra: dict[str, Any] = {"dsr": _dsr(train, best), "notes": []}
+            if best is None:
+                extra["notes"].append(_no_choice(train, self.spec.objective))
+            else:
+                extra["notes"] += self._choice_notes(train, best, w.test_start - w.train_start)
+            picks.append((w, best, extra))
+        tests = {
+            w.index: self.task(self.points[b["point"]], "test", w, keep_curve=True)
+            for w, b, _ in picks
+            if b is not None
+        }
+        test_rows = {r["key"]: r for r in self._execute(results, list(tests.values()))}
         all_rows += test_rows.values()
         per_window: list[dict[str, Any]] = []
         curves: list[tuple[int, list[int], list[float]]] = []
-        for (w, b, extra), t in zip(chosen, tests, strict=True):
-            test = test_rows[t.key]
+        balance = float(self.config.account.starting_balance)
+        for w, b, extra in picks:
+            t = tests.get(w.index)
+            test = test_rows[t.key] if t is not None else {}
+            if b is not None and test.get("status") != "ok":
+                extra["notes"].append(f"TEST run failed: {test.get('error') or 'no result'}")
+            stale = test.get("stale_hours")
+            span_h = (w.test_end - w.test_start) / 3_600_000
+            if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:
+                extra["notes"].append(f"TEST data stale for {stale:g} h of {span_h:g} h")
             per_window.append(
                 {
                     "window": w.index,
                     "train": "{}..{}".format(*w.train_dates()),
                     "test": "{}..{}".format(*w.test_dates()),
-                    "params": {k: str(self.points[b["point"]][k]) for k in self.keys},
-                    "in_sample": {m: b.get(m) for m in _SHOWN},
+                    "params": {k: str(self.points[b["point"]][k]) for k in self.keys}
+                    if b is not None
+                    else None,
+                    "in_sample": {m: (b or {}).get(m) for m in _SHOWN},
                     "out_of_sample": {m: test.get(m) for m in _SHOWN},
                     **extra,
                 }
             )
-            if test.get("status") == "ok":
+            if t is not None and test.get("status") == "ok":
                 days, closes = self._load_curve(t.key)
-                curves.append((w.test_start, days, closes))
-        balance = float(self.config.account.starting_balance)
-        ts, eq = stitch(curves, balance) if curves else (None, None)
-        oos = curve_metrics(ts, eq) if ts is not None and eq is not None else {}
-        if ts is not None and eq is not None:
-            lines = ["timestamp,equity"] + [
-                f"{t},{e:.2f}" for t, e in zip(ts.tolist(), eq.tolist(), strict=True)
-            ]
-            (self.spec.out / "oos_equity.csv").write_text("\n".join(lines) + "\n")
+            else:
+                # Nothing was chosen (or its TEST run failed): a trader would not trade that
+                # period, so the out-of-sample curve stays flat there instead of leaving a hole
+                # that the stitched figures would silently skip.
+                extra["notes"].append("flat (not traded) in the out-of-sample curve")
+                days = list(range(w.test_start, w.test_end, DAY_MS))
+                closes = [balance] * len(days)
+            curves.append((w.test_start, days, closes))
+        ts, eq = stitch(curves, balance)
+        oos = curve_metrics(ts, eq)
+        lines = ["timestamp,equity"] + [
+            f"{t},{e:.2f}" for t, e in zip(ts.tolist(), eq.tolist(), strict=True)
+        ]
+        with replaced_text(self.spec.out / "oos_equity.csv") as fh:
+            fh.write("\n".join(lines) + "\n")
         ins = {m: _mean([pw["in_sample"][m] for pw in per_window]) for m in _SHOWN}
-        summary = {"windows": per_window, "out_of_sample": oos, "in_sample_mean": ins}
+        summary: dict[str, Any] = {
+            "windows": per_window,
+            "out_of_sample": oos,
+            "in_sample_mean": ins,
+        }
+        chosen = [(w, b, extra) for w, b, extra in picks if b is not None]
         last = chosen[-1][1] if chosen else None
+        if chosen:
+            w_last, _, extra_last = chosen[-1]
+            summary["best_from_window"] = w_last.index
+            summary["best_notes"] = list(extra_last["notes"])
+            if w_last.index != wins[-1].index:
+                summary["best_notes"].insert(
+                    0,
+                    f"the last window ({wins[-1].index}) chose no point: best.toml is "
+                    f"window {w_last.index}'s choice",
+                )
         return all_rows, last, summary
+
+    def _choice_notes(
+        self, rows: list[dict[str, Any]], best: dict[str, Any], span_ms: int
+    ) -> list[str]:
+        """What a trader must know about a window's choice: a tie, a TRAIN on stale data."""
+        notes = []
+        top = score(best, self.spec.objective)
+        ties = sum(1 for r in rows if score(r, self.spec.objective) == top)
+        if ties > 1:
+            notes.append(
+                f"{ties} points tie at the best {self.spec.objective} ({top:g}): "
+                "chosen by key order, not by merit"
+            )
+        stale = best.get("stale_hours")
+        span_h = span_ms / 3_600_000
+        if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:
+            notes.append(f"TRAIN data stale for {stale:g} h of {span_h:g} h")
+        return notes
+
+
+def _span_ms(row: dict[str, Any]) -> int:
+    """The simulated span of a finished row (its report's start and end)."""
+    start, end = (
+        datetime.fromisoformat(str(row[k]).replace("Z", "+00:00")) for k in ("start", "end")
+    )
+    return int((end - start).total_seconds() * 1000)
+
+
+_STALE_SHARE = 0.01  # a window whose data is stale for more than this share of it is said
+
+
+def _no_choice(rows: list[dict[str, Any]], objective: str) -> str:
+    if not rows:
+        return "no valid point to run in TRAIN"
+    failed = sum(1 for r in rows if r.get("status") != "ok")
+    if failed == len(rows):
+        return f"every TRAIN run failed ({len(rows)}), e.g. {rows[0].get('error')}"
+    return f"no TRAIN run has a finite {objective} ({len(rows) - failed} ran, {failed} failed)"
 
 
 _SHOWN = ("total_return", "sharpe", "max_drawdown", "calmar")
@@ -394,8 +480,9 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
         return None
     trials = [float(r["daily_sharpe"]) for r in rows if r.get("status") == "ok"]
     n = int(best.get("n_days") or 0)
-    if len(trials) < 2 or n < 2:
-        return None
+    moments = (float(best["daily_skew"]), float(best["daily_kurtosis"]))
+    if len(trials) < 2 or n < 2 or not all(math.isfinite(x) for x in moments):
+        return None  # one trial, too short, or flat daily returns: nothing to deflate
     try:
         value, sr0 = deflated_sharpe(
             float(best["daily_sharpe"]),
@@ -432,6 +519,15 @@ def _failed(task: PointTask, reason: str) -> dict[str, Any]:
 
 def _as_param(text: str, dist: Any) -> Any:
     return float(text) if type(dist).__name__ == "FloatDistribution" else text
+
+
+def _decode_text(text: str, table: dict[str, Scalar] | None) -> Scalar:
+    """A point's value from its results.csv cell (a range's value is the Decimal it printed)."""
+    if table is not None:
+        return table[text]
+    from decimal import Decimal
+
+    return Decimal(text)
 
 
 def _decode(value: Any, table: dict[str, Scalar] | None) -> Scalar:

@@ -435,6 +435,16 @@ class Sweep:
                 f"{ties} points tie at the best {self.spec.objective} ({top:g}): "
                 "chosen by key order, not by merit"
             )
+        spans = sorted({(str(r["start"]), str(r["end"])) for r in rows if r.get("status") == "ok"})
+        if len(spans) > 1:
+            starts = sorted({a for a, _ in spans})
+            ends = sorted({b for _, b in spans})
+            notes.append(
+                f"points ran on different spans (start {starts[0]} .. {starts[-1]}, end "
+                f"{ends[0]} .. {ends[-1]}: some points' warm-up or data moved them), so their "
+                f"{self.spec.objective} is not measured on one footing; the chosen point ran "
+                f"{best['start']} .. {best['end']}"
+            )
         stale = best.get("stale_hours")
         span_h = span_ms / 3_600_000
         if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:

@@ -117,3 +117,24 @@ def test_a_resume_on_changed_data_is_refused(tmp_path: Path) -> None:
         Sweep(spec, InlineExecutor()).run()
     # the finished rows are still there, untouched
     assert len(_lines(spec.out / "results.csv")) == 3
+
+
+def test_points_on_different_spans_are_said(tmp_path: Path) -> None:
+    # The bundled 5m file starts in June 2025: 4h decisions resampled from it need 28 days of
+    # warm-up, so that point starts weeks after the 1h one. Said, not compared silently.
+    spec = _spec(
+        tmp_path,
+        params=[parse_param("timeframe=1h,4h")],
+        start=date(2025, 6, 10),
+        end=date(2025, 7, 15),
+    )
+    outcome = Sweep(spec, InlineExecutor()).run()
+    starts = {r["param.timeframe"]: r["start"] for r in outcome.rows}
+    assert starts["1h"] < starts["4h"]
+    notes = outcome.summary["best_notes"]
+    assert any("points ran on different spans" in n for n in notes), notes
+
+
+def test_points_on_one_span_say_nothing_about_spans(tmp_path: Path) -> None:
+    outcome = Sweep(_spec(tmp_path), InlineExecutor()).run()
+    assert not any("different spans" in n for n in outcome.summary["best_notes"])

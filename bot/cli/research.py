@@ -93,7 +93,7 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
 def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Console) -> None:
     for point, error in outcome.invalid:
         console.print(f"[yellow]invalid point[/yellow] {space.point_label(point)}: {error}")
-    errors = [r for r in outcome.rows if r.get("status") == "error"]
+    errors = [r for r in outcome.rows if r.get("status") in ("error", "failed")]
     for r in errors[:10]:
         console.print(f"[red]failed[/red] {r['key']}: {r.get('error')}")
     if spec.walk_forward:

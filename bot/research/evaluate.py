@@ -104,6 +104,13 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     except (BotError, ValueError) as exc:
         row.update(status="error", error=str(exc).replace("\n", "; "))
         return row
+    except Exception as exc:
+        # A bug met by this point (not a property of the point): said on its row as "failed",
+        # so one point cannot end a long sweep and a resumed sweep runs it again. The cluster
+        # executor reports a point that raised the same way.
+        text = f"{type(exc).__name__}: {exc}".replace("\n", "; ")
+        row.update(status="failed", error=f"the point raised {text}")
+        return row
     report = build_report(result, 0.0)
     row.update(status="ok", error="")
     row.update({k: report[k] for k in REPORT_METRICS})

@@ -121,7 +121,9 @@ class ResultsFile:
             self.rows[row["key"]] = row
 
     def done(self, key: str) -> bool:
-        return key in self.rows
+        """A finished point: ``ok`` or its own ``error``; a ``failed`` one runs again."""
+        row = self.rows.get(key)
+        return row is not None and row.get("status") != "failed"
 
     def add(self, row: dict[str, Any]) -> None:
         self._writer.writerow({k: _cell(row.get(k)) for k in self.cols})
@@ -166,8 +168,8 @@ def _checked_row(raw: dict[str | None, Any], cols: list[str]) -> dict[str, Any]:
     text = {str(k): str(v) for k, v in raw.items()}
     if "\x00" in "".join(text.values()):
         raise ValueError("NUL bytes in it")
-    if not text["key"] or text.get("status") not in ("ok", "error"):
-        raise ValueError(f"status {text.get('status')!r} is neither ok nor error")
+    if not text["key"] or text.get("status") not in ("ok", "error", "failed"):
+        raise ValueError(f"status {text.get('status')!r} is not ok, error or failed")
     try:
         return parse_row(text)
     except ValueError as exc:

@@ -524,7 +524,9 @@ def _file_hash(path: Path) -> str:
 
 
 def _failed(task: PointTask, reason: str) -> dict[str, Any]:
-    return {"key": task.key, **task.meta, "status": "error", "error": reason}
+    # "failed", not "error": the point itself never finished (its worker died, the cluster
+    # lost it, it raised), so a resumed sweep runs it again instead of keeping the failure
+    return {"key": task.key, **task.meta, "status": "failed", "error": reason}
 
 
 def _as_param(text: str, dist: Any) -> Any:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +140,56 @@ def test_points_on_different_spans_are_said(tmp_path: Path) -> None:
 def test_points_on_one_span_say_nothing_about_spans(tmp_path: Path) -> None:
     outcome = Sweep(_spec(tmp_path), InlineExecutor()).run()
     assert not any("different spans" in n for n in outcome.summary["best_notes"])
+
+
+class _LosesFirst(InlineExecutor):
+    """Loses its first point, as a cluster that lost the worker too often reports it."""
+
+    def run(self, fn: Any, tasks: Iterable[Any], failed: Any) -> Iterator[Any]:
+        for i, task in enumerate(tasks):
+            yield (
+                failed(task, "cluster could not run this point: KilledWorker")
+                if i == 0
+                else fn(task)
+            )
+
+
+def test_a_point_lost_by_its_worker_runs_again_on_resume(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    first = Sweep(spec, _LosesFirst()).run()
+    lost = [r for r in first.rows if r["status"] == "failed"]
+    assert len(lost) == 1
+    assert "KilledWorker" in lost[0]["error"]
+    counting = CountingExecutor()
+    second = Sweep(spec, counting).run()
+    assert [t.key for t in counting.seen] == [lost[0]["key"]]
+    assert all(r["status"] == "ok" for r in second.rows)
+    assert second.best is not None
+    with ResultsFile(spec.out / "results.csv", columns(["leverage.target_volatility"])) as f:
+        assert all(f.done(r["key"]) for r in second.rows)
+
+
+def test_a_point_that_raises_is_a_failed_row_not_the_end_of_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.research import evaluate as ev
+
+    real = ev.run_simulation  # type: ignore[attr-defined]
+    calls = []
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ZeroDivisionError("division by zero")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ev, "run_simulation", flaky)
+    spec = _spec(tmp_path)
+    outcome = Sweep(spec, InlineExecutor()).run()
+    status = sorted(r["status"] for r in outcome.rows)
+    assert status == ["failed", "ok"]
+    failed = next(r for r in outcome.rows if r["status"] == "failed")
+    assert failed["error"] == "the point raised ZeroDivisionError: division by zero"
+    again = CountingExecutor()
+    Sweep(spec, again).run()
+    assert [t.key for t in again.seen] == [failed["key"]]

@@ -78,6 +78,8 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
         if r.get("phase") == phase and (s := score(r, spec.objective)) is not None
     ]
     plot_sweep(out / "sweep.png", sweep.keys, scored, spec.objective)
+    if outcome.best_point is None:
+        (out / "best.toml").unlink(missing_ok=True)  # never a file the outcome does not back
     summary = {
         "objective": spec.objective,
         "best": outcome.best,
@@ -119,7 +121,21 @@ def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Consol
             )
     if outcome.best_point is not None:
         console.print(f"best: {space.point_label(outcome.best_point)} -> {spec.out / 'best.toml'}")
+    else:
+        console.print(f"[red]no point chosen[/red]: {no_choice_line(spec, outcome)}")
     console.print(f"outputs written to [bold]{spec.out}[/bold]")
+
+
+def no_choice_line(spec: SweepSpec, outcome: SweepOutcome) -> str:
+    """Why a sweep chose nothing (no best.toml is written)."""
+    failed = sum(1 for r in outcome.rows if r.get("status") != "ok")
+    unscored = sum(
+        1 for r in outcome.rows if r.get("status") == "ok" and score(r, spec.objective) is None
+    )
+    return (
+        f"{len(outcome.invalid)} invalid, {failed} failed, {unscored} without a finite "
+        f"{spec.objective}; no best.toml written"
+    )
 
 
 def top_table(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, n: int = 10) -> Table:

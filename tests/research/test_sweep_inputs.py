@@ -193,3 +193,18 @@ def test_a_point_that_raises_is_a_failed_row_not_the_end_of_the_sweep(
     again = CountingExecutor()
     Sweep(spec, again).run()
     assert [t.key for t in again.seen] == [failed["key"]]
+
+
+def test_a_sweep_that_chooses_nothing_says_why_and_leaves_no_best_toml(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from bot.cli.research import run_sweep
+
+    spec = _spec(tmp_path, params=[parse_param("leverage.max=0.1,0.2")])  # below leverage.min
+    spec.out.mkdir()
+    (spec.out / "best.toml").write_text("# left by someone\n")
+    console = Console(width=200, record=True)
+    outcome = run_sweep(spec, 1, None, console)
+    assert outcome.best_point is None
+    assert "no point chosen: 2 invalid, 0 failed" in console.export_text()
+    assert not (spec.out / "best.toml").exists()

@@ -488,7 +488,13 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
     """The deflated Sharpe ratio of the chosen point among every point tried in its window."""
     if best is None:
         return None
-    trials = [float(r["daily_sharpe"]) for r in rows if r.get("status") == "ok"]
+    ok = [r for r in rows if r.get("status") == "ok"]
+    # Points whose runs came out identical (a parameter that never binds) are one trial, not
+    # several: counting them again would inflate N and shrink the trials' variance.
+    distinct = {
+        (r["daily_sharpe"], r.get("final_equity"), r.get("n_orders"), r.get("n_days")) for r in ok
+    }
+    trials = [float(d[0]) for d in distinct]
     n = int(best.get("n_days") or 0)
     moments = (float(best["daily_skew"]), float(best["daily_kurtosis"]))
     if len(trials) < 2 or n < 2 or not all(math.isfinite(x) for x in moments):
@@ -507,6 +513,7 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
         "deflated_sharpe": value,
         "expected_max_daily_sharpe": sr0,
         "trials": len(trials),
+        "points": len(ok),
         "daily_sharpe": float(best["daily_sharpe"]),
         "n_days": n,
     }

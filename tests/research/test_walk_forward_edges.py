@@ -7,6 +7,7 @@ import gzip
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -146,3 +147,25 @@ def test_a_finished_tpe_search_resumes_to_the_same_best_point(tmp_path: Path) ->
     second = run_sweep(spec, 1, None, Console(width=200, record=True))
     assert second.best_point == first.best_point is not None
     assert (spec.out / "best.toml").is_file()
+
+
+def test_identical_runs_count_as_one_trial_of_the_deflated_sharpe() -> None:
+    from bot.research.overfitting import deflated_sharpe
+
+    a: dict[str, Any] = {"status": "ok", "final_equity": 11000.0, "n_orders": 40}
+    a.update(daily_stats([0.01, -0.005, 0.002, 0.004] * 10))
+    b: dict[str, Any] = {"status": "ok", "final_equity": 10500.0, "n_orders": 30}
+    b.update(daily_stats([0.004, -0.006, 0.001, 0.003] * 10))
+    twin = {**a, "key": "twin"}  # a parameter that never bound: the very same run
+    got = _dsr([a, b, twin], a)
+    assert got is not None
+    assert got["trials"] == 2
+    assert got["points"] == 3
+    expected, _ = deflated_sharpe(
+        a["daily_sharpe"],
+        [a["daily_sharpe"], b["daily_sharpe"]],
+        a["n_days"],
+        a["daily_skew"],
+        a["daily_kurtosis"],
+    )
+    assert got["deflated_sharpe"] == expected

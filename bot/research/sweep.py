@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ class Sweep:
         self.executor = executor
         self.base = space.read_base(spec.base_policy)
         space.check_keys(spec.params, str(spec.base_policy))
+        spec.params = space.integer_ranges(spec.params)
         check_objective(spec.objective)
         if spec.search not in ("grid", "random", "tpe"):
             raise ConfigError(f"--search {spec.search!r}: choose grid, random or tpe")
@@ -243,6 +245,20 @@ class Sweep:
             if self.listener is not None:
                 self.listener({"status": "invalid", "error": error}, 0)
 
+    def _distributions(self, optuna: Any) -> tuple[dict[str, Any], dict[str, dict[str, Scalar]]]:
+        """Optuna's distribution per swept key, and the listed values by text (categorical)."""
+        dists: dict[str, Any] = {}
+        decode: dict[str, dict[str, Scalar]] = {}
+        for p in self.spec.params:
+            if p.low is not None and p.high is not None and p.integer:
+                dists[p.key] = optuna.distributions.IntDistribution(int(p.low), int(p.high))
+            elif p.low is not None and p.high is not None:
+                dists[p.key] = optuna.distributions.FloatDistribution(float(p.low), float(p.high))
+            else:
+                decode[p.key] = {str(v): v for v in p.values}
+                dists[p.key] = optuna.distributions.CategoricalDistribution(list(decode[p.key]))
+        return dists, decode
+
     def _tpe(self, results: ResultsFile, phase: str, window: Window | None) -> list[dict[str, Any]]:
         try:
             import optuna
@@ -251,14 +267,8 @@ class Sweep:
                 "--search tpe needs Optuna: pip install 'perp-risk-bot[research]'"
             ) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        dists: dict[str, Any] = {}
-        decode: dict[str, dict[str, Scalar]] = {}
-        for p in self.spec.params:
-            if p.low is not None and p.high is not None:
-                dists[p.key] = optuna.distributions.FloatDistribution(float(p.low), float(p.high))
-            else:
-                decode[p.key] = {str(v): v for v in p.values}
-                dists[p.key] = optuna.distributions.CategoricalDistribution(list(decode[p.key]))
+        dists, decode = self._distributions(optuna)
+        ints = {p.key for p in self.spec.params if p.integer}
         sampler = optuna.samplers.TPESampler(seed=self.spec.seed)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         widx = window.index if window is not None else 0
@@ -270,7 +280,7 @@ class Sweep:
             params = {k: _as_param(row[f"param.{k}"], dists[k]) for k in self.keys}
             # the point itself, as a fresh run would have asked it (best.toml, the TEST run)
             self.points[str(row["point"])] = {
-                k: _decode_text(str(row[f"param.{k}"]), decode.get(k)) for k in self.keys
+                k: _decode_text(str(row[f"param.{k}"]), decode.get(k), k in ints) for k in self.keys
             }
             value = score(row, self.spec.objective)
             state = (
@@ -290,7 +300,7 @@ class Sweep:
             asked = [study.ask(dists) for _ in range(batch)]
             tasks: dict[str, tuple[Any, PointTask]] = {}
             for trial in asked:
-                point = {k: _decode(trial.params[k], decode.get(k)) for k in self.keys}
+                point = {k: _decode(trial.params[k], decode.get(k), k in ints) for k in self.keys}
                 _, error = self.policy_of(point)
                 if error is not None:
                     self._invalid(point, error)
@@ -537,21 +547,22 @@ def _failed(task: PointTask, reason: str) -> dict[str, Any]:
 
 
 def _as_param(text: str, dist: Any) -> Any:
-    return float(text) if type(dist).__name__ == "FloatDistribution" else text
+    kind = type(dist).__name__
+    if kind == "IntDistribution":
+        return int(text)
+    return float(text) if kind == "FloatDistribution" else text
 
 
-def _decode_text(text: str, table: dict[str, Scalar] | None) -> Scalar:
-    """A point's value from its results.csv cell (a range's value is the Decimal it printed)."""
+def _decode_text(text: str, table: dict[str, Scalar] | None, integer: bool) -> Scalar:
+    """A point's value from its results.csv cell (a range's value is the number it printed)."""
     if table is not None:
         return table[text]
-    from decimal import Decimal
-
-    return Decimal(text)
+    return int(text) if integer else Decimal(text)
 
 
-def _decode(value: Any, table: dict[str, Scalar] | None) -> Scalar:
+def _decode(value: Any, table: dict[str, Scalar] | None, integer: bool) -> Scalar:
     if table is not None:
         return table[str(value)]
-    from decimal import Decimal
-
+    if integer:
+        return int(value)
     return Decimal(str(value)).quantize(Decimal("0.0001"))

@@ -208,3 +208,40 @@ def test_a_sweep_that_chooses_nothing_says_why_and_leaves_no_best_toml(tmp_path:
     assert outcome.best_point is None
     assert "no point chosen: 2 invalid, 0 failed" in console.export_text()
     assert not (spec.out / "best.toml").exists()
+
+
+def test_a_range_over_an_integer_key_draws_whole_numbers(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, params=[parse_param("volatility.window=24..200")], search="random")
+    spec.trials = 5
+    sweep = Sweep(spec, InlineExecutor())
+    points = sweep.listed_points()
+    assert len(points) == 5
+    for point in points:
+        value = point["volatility.window"]
+        assert isinstance(value, int)
+        assert 24 <= value <= 200
+        assert sweep.policy_of(point)[1] is None  # a valid policy, not an invalid point
+    # a float key keeps drawing fractions
+    spec = _spec(tmp_path, params=[parse_param("leverage.max=2..4")], search="random", trials=3)
+    values = [p["leverage.max"] for p in Sweep(spec, InlineExecutor()).listed_points()]
+    assert any(v != int(v) for v in values)
+
+
+def test_an_integer_key_with_fractional_bounds_is_a_clear_error(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, params=[parse_param("volatility.window=24.5..200")], search="random")
+    spec.trials = 2
+    with pytest.raises(ConfigError, match=r"volatility\.window: an integer key needs whole-number"):
+        Sweep(spec, InlineExecutor())
+
+
+def test_tpe_draws_whole_numbers_for_an_integer_key(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    spec = _spec(tmp_path, params=[parse_param("volatility.window=24..200")], search="tpe")
+    spec.trials = 2
+    outcome = Sweep(spec, InlineExecutor()).run()
+    assert outcome.invalid == []
+    assert all(r["status"] == "ok" for r in outcome.rows)
+    assert all(str(r["param.volatility.window"]).isdigit() for r in outcome.rows)
+    again = CountingExecutor()
+    assert Sweep(spec, again).run().best_point == outcome.best_point
+    assert again.seen == []

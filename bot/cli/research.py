@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bot.atomic_file import replaced_text
 from bot.research import space
 from bot.research.executors import make_executor
 from bot.research.plots import plot_sweep
@@ -70,7 +71,9 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
     if outcome.best_point is not None:
         raw, _ = sweep.policy_of(outcome.best_point)
         header = "# chosen by bot sweep: " + space.point_label(outcome.best_point)
-        (out / "best.toml").write_text(header + "\n" + space.to_toml(raw), encoding="utf-8")
+        # replaced in one step: a kill never leaves half a policy file to be simulated
+        with replaced_text(out / "best.toml") as fh:
+            fh.write(header + "\n" + space.to_toml(raw))
     phase = "train" if spec.walk_forward else "all"
     scored = [
         ({k: str(r[f"param.{k}"]) for k in sweep.keys}, s)
@@ -89,7 +92,8 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
         ],
         **outcome.summary,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    with replaced_text(out / "summary.json") as fh:
+        fh.write(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Console) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from loguru import logger
 
-from bot.atomic_file import replaced_binary
+from bot.atomic_file import replaced_binary, replaced_text
 from bot.errors import ConfigError
 from bot.research.evaluate import DAILY_STATS, DATA_FIGURES, REPORT_METRICS
 
@@ -46,7 +46,8 @@ def check_spec(out: Path, spec: dict[str, Any]) -> None:
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    with replaced_text(path) as fh:  # a kill now leaves no half-written sweep.json
+        fh.write(text)
 
 
 def _differences(old_text: str, spec: dict[str, Any]) -> str:

@@ -245,3 +245,24 @@ def test_tpe_draws_whole_numbers_for_an_integer_key(tmp_path: Path) -> None:
     again = CountingExecutor()
     assert Sweep(spec, again).run().best_point == outcome.best_point
     assert again.seen == []
+
+
+def test_best_toml_is_never_left_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from bot.cli import research
+    from bot.research import space
+
+    spec = _spec(tmp_path)
+    outcome = research.run_sweep(spec, 1, None, Console(width=200, record=True))
+    before = (spec.out / "best.toml").read_bytes()
+    assert b"target_volatility" in before
+    # A write that fails half-way (here: text the encoder refuses, as a full disk would fail)
+    monkeypatch.setattr(space, "to_toml", lambda raw: 'name = "x\ud800"\n')
+    sweep = Sweep(spec, InlineExecutor())
+    with pytest.raises(UnicodeEncodeError):
+        research.write_outputs(spec, sweep, outcome)
+    assert (spec.out / "best.toml").read_bytes() == before
+    assert not list(spec.out.glob(".best.toml.*"))  # no temporary file left behind

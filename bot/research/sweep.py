@@ -383,6 +383,13 @@ class Sweep:
             span_h = (w.test_end - w.test_start) / 3_600_000
             if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:
                 extra["notes"].append(f"TEST data stale for {stale:g} h of {span_h:g} h")
+            if test.get("status") == "ok":
+                ran = _span_of(test)
+                if ran[0] > w.test_start or ran[1] < w.test_end:
+                    extra["notes"].append(
+                        f"TEST ran {test['start']} .. {test['end']} only (warm-up or data), "
+                        "the rest of the window is missing from the out-of-sample curve"
+                    )
             per_window.append(
                 {
                     "window": w.index,
@@ -462,12 +469,18 @@ class Sweep:
         return notes
 
 
-def _span_ms(row: dict[str, Any]) -> int:
-    """The simulated span of a finished row (its report's start and end)."""
+def _span_of(row: dict[str, Any]) -> tuple[int, int]:
+    """[start, end) in ms that a finished row simulated (its report's start and end)."""
     start, end = (
-        datetime.fromisoformat(str(row[k]).replace("Z", "+00:00")) for k in ("start", "end")
+        int(datetime.fromisoformat(str(row[k]).replace("Z", "+00:00")).timestamp() * 1000)
+        for k in ("start", "end")
     )
-    return int((end - start).total_seconds() * 1000)
+    return start, end
+
+
+def _span_ms(row: dict[str, Any]) -> int:
+    start, end = _span_of(row)
+    return end - start
 
 
 _STALE_SHARE = 0.01  # a window whose data is stale for more than this share of it is said

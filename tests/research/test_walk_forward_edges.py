@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,27 @@ def test_identical_runs_count_as_one_trial_of_the_deflated_sharpe() -> None:
         a["daily_kurtosis"],
     )
     assert got["deflated_sharpe"] == expected
+
+
+class _LateTest(InlineExecutor):
+    """Runs TRAIN points for real; each TEST run is the real one with its start moved two days
+    later (as a chosen point whose warm-up or data starts late reports it)."""
+
+    def run(self, fn: Any, tasks: Any, failed: Any) -> Any:
+        for task in tasks:
+            row = fn(task)
+            if task.meta["phase"] == "test" and row["status"] == "ok":
+                start = date.fromisoformat(row["start"][:10]) + timedelta(days=2)
+                row["start"] = f"{start}T00:00:00Z"
+            yield row
+
+
+def test_a_test_run_that_starts_late_is_said(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_regimes(data, [1, -1, 1], regime_days=10, warm_days=8)
+    outcome = Sweep(_spec(tmp_path, data), _LateTest()).run()
+    for w in outcome.summary["windows"]:
+        assert any(n.startswith("TEST ran ") and "only (warm-up or data)" in n for n in w["notes"])
+    untouched = Sweep(_spec(tmp_path, data, out=tmp_path / "again"), InlineExecutor()).run()
+    for w in untouched.summary["windows"]:
+        assert not any(n.startswith("TEST ran ") for n in w["notes"])

@@ -73,16 +73,21 @@ class PointTask:
     end: date | None = None
     keep_curve: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    inputs: str = ""  # hash of the config, policy and data files' contents (cache key)
 
 
-_CONFIGS: dict[str, BotConfig] = {}
+_CONFIGS: dict[tuple[str, str], BotConfig] = {}
 
 
-def _config(path: str) -> BotConfig:
-    cfg = _CONFIGS.get(path)
+def _config(path: str, inputs: str) -> BotConfig:
+    """The configuration at ``path`` as of the sweep whose inputs hash to ``inputs`` (a later
+    sweep after the file was edited gets the new content, even in a long-lived worker)."""
+    cfg = _CONFIGS.get((path, inputs))
     if cfg is None:
         cfg = load_config(Path(path))
-        _CONFIGS[path] = cfg
+        if len(_CONFIGS) >= 8:
+            _CONFIGS.pop(next(iter(_CONFIGS)))
+        _CONFIGS[(path, inputs)] = cfg
     return cfg
 
 
@@ -93,11 +98,11 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     row: dict[str, Any] = {"key": task.key, **task.meta}
     try:
         policy = Policy.model_validate(task.policy)
-        base = _config(task.config_path)
+        base = _config(task.config_path, task.inputs)
         config = override(base.model_copy(update={"policies": (policy,)}), task.start, task.end)
         symbols = task.contracts or tuple(c.symbol for c in config.contracts)
         data_dir = Path(task.data_dir) if task.data_dir else None
-        histories = shared_histories(config, policy, symbols, data_dir)
+        histories = shared_histories(config, policy, symbols, data_dir, task.inputs)
         result = run_simulation(
             config, policy, symbols=symbols, data_dir=data_dir, histories=histories
         )

@@ -109,6 +109,7 @@ class Sweep:
         self.points: dict[str, Point] = {}
         self.invalid: list[tuple[Point, str]] = []
         self.listener: Listener | None = None
+        self.stamp = ""  # the hash of the inputs' contents, set by run()
 
     # --- the points ------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class Sweep:
             end=end,
             keep_curve=keep_curve,
             meta=meta,
+            inputs=self.stamp,
         )
 
     # --- running ---------------------------------------------------------------------------
@@ -331,7 +333,13 @@ class Sweep:
     def run(self) -> SweepOutcome:
         out = self.spec.out
         wins = self.windows()
-        check_spec(out, {**self.spec.as_json(), "inputs": self.inputs()})
+        inputs = self.inputs()
+        check_spec(out, {**self.spec.as_json(), "inputs": inputs})
+        # Workers keep configs and loaded data between sweeps (a Dask worker lives on): the
+        # inputs' hash in every task keeps them from serving an edited file's old content.
+        self.stamp = hashlib.blake2b(
+            json.dumps(inputs, sort_keys=True).encode(), digest_size=12
+        ).hexdigest()
         results = ResultsFile(out / "results.csv", columns(self.keys))
         summary: dict[str, Any]
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import shutil
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -266,3 +267,32 @@ def test_best_toml_is_never_left_half_written(
         research.write_outputs(spec, sweep, outcome)
     assert (spec.out / "best.toml").read_bytes() == before
     assert not list(spec.out.glob(".best.toml.*"))  # no temporary file left behind
+
+
+@pytest.mark.slow
+def test_a_long_lived_worker_never_serves_an_edited_file_s_old_content(tmp_path: Path) -> None:
+    """A Dask worker (here: this process, with the in-process executor) keeps configurations
+    and loaded data between sweeps; a new sweep after the files were edited must see them."""
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data" / "sample", data)
+    spec = _spec(tmp_path, data_dir=data, out=tmp_path / "a")
+    first = Sweep(spec, InlineExecutor()).run()
+    cfg = spec.config_path
+    cfg.write_text(cfg.read_text().replace("starting_balance = 10000", "starting_balance = 20000"))
+    second = Sweep(replace(spec, out=tmp_path / "b"), InlineExecutor()).run()
+    by_point = {r["point"]: r for r in first.rows}
+    for r in second.rows:
+        assert r["final_equity"] != by_point[r["point"]]["final_equity"]
+        assert r["final_equity"] > 15_000  # ran on the new balance
+    # the data edited in place: every price 10 % higher, in the same file
+    for name in ("BTC_USDT_USDT-1h.csv.gz", "BTC_USDT_USDT-5m.csv.gz"):
+        path = data / name
+        lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+        scaled = [lines[0]] + [
+            ",".join([f[0], *(f"{float(x) * 1.1:.2f}" for x in f[1:5]), f[5]])
+            for f in (line.split(",") for line in lines[1:])
+        ]
+        path.write_bytes(gzip.compress(("\n".join(scaled) + "\n").encode()))
+    third = Sweep(replace(spec, out=tmp_path / "c"), InlineExecutor()).run()
+    before = {r["point"]: r["final_equity"] for r in second.rows}
+    assert all(r["final_equity"] != before[r["point"]] for r in third.rows)

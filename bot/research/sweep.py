@@ -197,6 +197,7 @@ class Sweep:
         todo = [t for t in tasks if not results.done(t.key)]
         for t in tasks:
             if results.done(t.key):
+                self._resumed(results.rows[t.key])
                 yield results.rows[t.key]
         for row in self.executor.run(evaluate, todo, _failed):
             curve = row.pop("curve", None)
@@ -206,6 +207,11 @@ class Sweep:
             if self.listener is not None:
                 self.listener(results.rows[row["key"]], 1)
             yield results.rows[row["key"]]
+
+    def _resumed(self, row: dict[str, Any]) -> None:
+        """A row finished by an earlier run counts as done on the progress bar."""
+        if self.listener is not None:
+            self.listener(row, 1)
 
     def _save_curve(self, key: str, curve: tuple[list[int], list[float]]) -> None:
         folder = self.spec.out / "curves"
@@ -279,6 +285,8 @@ class Sweep:
         for row in list(results):
             if row.get("phase") != phase or row.get("window") != widx:
                 continue
+            if not results.done(row["key"]):
+                continue  # lost by its worker: not a trial; the search asks another point
             params = {k: _as_param(row[f"param.{k}"], dists[k]) for k in self.keys}
             # the point itself, as a fresh run would have asked it (best.toml, the TEST run)
             self.points[str(row["point"])] = {
@@ -295,6 +303,7 @@ class Sweep:
                     params=params, distributions=dists, value=value, state=state
                 )
             )
+            self._resumed(row)
             rows.append(row)
         trials = self.spec.trials or 0
         while len(study.trials) < trials:

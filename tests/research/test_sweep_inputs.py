@@ -146,13 +146,15 @@ def test_points_on_one_span_say_nothing_about_spans(tmp_path: Path) -> None:
 class _LosesFirst(InlineExecutor):
     """Loses its first point, as a cluster that lost the worker too often reports it."""
 
+    lost = False
+
     def run(self, fn: Any, tasks: Iterable[Any], failed: Any) -> Iterator[Any]:
-        for i, task in enumerate(tasks):
-            yield (
-                failed(task, "cluster could not run this point: KilledWorker")
-                if i == 0
-                else fn(task)
-            )
+        for task in tasks:
+            if not self.lost:
+                self.lost = True
+                yield failed(task, "cluster could not run this point: KilledWorker")
+            else:
+                yield fn(task)
 
 
 def test_a_point_lost_by_its_worker_runs_again_on_resume(tmp_path: Path) -> None:
@@ -296,3 +298,25 @@ def test_a_long_lived_worker_never_serves_an_edited_file_s_old_content(tmp_path:
     third = Sweep(replace(spec, out=tmp_path / "c"), InlineExecutor()).run()
     before = {r["point"]: r["final_equity"] for r in second.rows}
     assert all(r["final_equity"] != before[r["point"]] for r in third.rows)
+
+
+def test_a_resumed_sweep_s_progress_reaches_its_total(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    Sweep(spec, InlineExecutor()).run()
+    sweep = Sweep(spec, CountingExecutor())
+    advanced: list[int] = []
+    sweep.listener = lambda row, n: advanced.append(n)
+    sweep.run()
+    assert sum(advanced) == sweep.total_tasks(1) == 2
+
+
+def test_a_tpe_trial_lost_by_its_worker_is_replaced_on_resume(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    spec = _spec(tmp_path, params=[parse_param("leverage.target_volatility=0.3..0.9")])
+    spec.search, spec.trials = "tpe", 2
+    first = Sweep(spec, _LosesFirst()).run()
+    assert sorted(r["status"] for r in first.rows) == ["failed", "ok"]
+    again = CountingExecutor()
+    second = Sweep(spec, again).run()
+    assert len(again.seen) == 1
+    assert [r["status"] for r in second.rows] == ["ok", "ok"]

@@ -9,6 +9,7 @@ the same directory is refused instead of mixing two experiments in one file.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -77,6 +78,7 @@ class ResultsFile:
         self.path = path
         self.cols = cols
         self.rows: dict[str, dict[str, Any]] = {}
+        self._superseded = False
         if path.exists() and path.stat().st_size > 0:
             self._read()
         else:
@@ -127,13 +129,25 @@ class ResultsFile:
         return row is not None and row.get("status") != "failed"
 
     def add(self, row: dict[str, Any]) -> None:
-        self._writer.writerow({k: _cell(row.get(k)) for k in self.cols})
+        cells = {k: _cell(row.get(k)) for k in self.cols}
+        self._writer.writerow(cells)
         self._fh.flush()
         os.fsync(self._fh.fileno())  # a finished point survives a power cut
-        self.rows[row["key"]] = parse_row({k: _cell(row.get(k)) for k in self.cols})
+        if row["key"] in self.rows:
+            self._superseded = True  # a failed point run again: its old line goes at close
+        self.rows[row["key"]] = parse_row(cells)
 
     def close(self) -> None:
         self._fh.close()
+        if self._superseded:
+            # One line per point and window, the latest: a reader never counts a point twice.
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=self.cols)
+            writer.writeheader()
+            for r in self.rows.values():
+                writer.writerow({k: _cell(r.get(k)) for k in self.cols})
+            _rewrite(self.path, text.getvalue())
+            self._superseded = False
 
     def __enter__(self) -> ResultsFile:
         return self

@@ -170,6 +170,9 @@ def test_a_point_lost_by_its_worker_runs_again_on_resume(tmp_path: Path) -> None
     assert second.best is not None
     with ResultsFile(spec.out / "results.csv", columns(["leverage.target_volatility"])) as f:
         assert all(f.done(r["key"]) for r in second.rows)
+    # one line per point: the lost point's old line is gone, never counted twice by a reader
+    keys = [line.split(",")[0] for line in _lines(spec.out / "results.csv")[1:]]
+    assert sorted(keys) == sorted(r["key"] for r in second.rows)
 
 
 def test_a_point_that_raises_is_a_failed_row_not_the_end_of_the_sweep(

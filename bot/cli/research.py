@@ -107,6 +107,8 @@ def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Consol
         for w in outcome.summary["windows"]:
             for note in w.get("notes", ()):
                 console.print(f"[yellow]window {w['window']}[/yellow]: {note}")
+        if "untested_tail" in outcome.summary:
+            console.print(f"[yellow]untested[/yellow]: {outcome.summary['untested_tail']}")
         if outcome.best_point is not None:
             console.print(
                 f"best.toml is window {outcome.summary['best_from_window']}'s choice"

@@ -31,7 +31,14 @@ from bot.research.executors import Executor
 from bot.research.overfitting import deflated_sharpe
 from bot.research.results import ResultsFile, check_objective, check_spec, columns, score
 from bot.research.space import Param, Scalar
-from bot.research.walkforward import WalkForward, Window, curve_metrics, stitch, windows
+from bot.research.walkforward import (
+    WalkForward,
+    Window,
+    curve_metrics,
+    day_iso,
+    stitch,
+    windows,
+)
 from bot.sim.history import simulation_window
 
 Point = dict[str, Scalar]
@@ -110,6 +117,7 @@ class Sweep:
         self.invalid: list[tuple[Point, str]] = []
         self.listener: Listener | None = None
         self.stamp = ""  # the hash of the inputs' contents, set by run()
+        self.data_span: tuple[int, int] | None = None  # walk-forward: the windows' span
 
     # --- the points ------------------------------------------------------------------------
 
@@ -131,6 +139,7 @@ class Sweep:
         symbols = self.spec.contracts or tuple(c.symbol for c in self.config.contracts)
         histories = load_data(self.config, policy, symbols, self.spec.data_dir)
         start, end = simulation_window(histories, policy, self.config)
+        self.data_span = (start, end)
         return windows(wf, start, end)
 
     def inputs(self) -> dict[str, str]:
@@ -443,6 +452,13 @@ class Sweep:
             "out_of_sample": oos,
             "in_sample_mean": ins,
         }
+        if self.data_span is not None and self.data_span[1] - wins[-1].test_end >= DAY_MS:
+            # the data's last days fit no whole window: never tested, which is said
+            summary["untested_tail"] = (
+                f"{day_iso(wins[-1].test_end)} .. {day_iso(self.data_span[1])}: the last "
+                f"{(self.data_span[1] - wins[-1].test_end) / DAY_MS:.1f} days of the data fit no "
+                "whole TRAIN + TEST window and are in no test"
+            )
         chosen = [(w, b, extra) for w, b, extra in picks if b is not None]
         last = chosen[-1][1] if chosen else None
         if chosen:

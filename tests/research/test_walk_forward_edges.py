@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,26 @@ def test_a_test_run_that_starts_late_is_said(tmp_path: Path) -> None:
     untouched = Sweep(_spec(tmp_path, data, out=tmp_path / "again"), InlineExecutor()).run()
     for w in untouched.summary["windows"]:
         assert not any(n.startswith("TEST ran ") for n in w["notes"])
+
+
+def test_the_data_s_last_days_in_no_window_are_said(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_regimes(data, [1, -1], regime_days=10, warm_days=8)
+    spec = _spec(tmp_path, data, walk_forward=parse_walk_forward("5:4"))
+    sweep = Sweep(spec, InlineExecutor())
+    wins = sweep.windows()
+    assert wins is not None
+    assert sweep.data_span is not None
+    tail = (sweep.data_span[1] - wins[-1].test_end) / DAY_MS
+    assert tail >= 1  # 5:4 leaves days at the end of this data
+    outcome = sweep.run()
+    assert (
+        f"the last {tail:.1f} days of the data fit no whole TRAIN + TEST window"
+        in (outcome.summary["untested_tail"])
+    )
+    # windows of one day tile the data to its last whole day: nothing to say
+    tiled = Sweep(
+        replace(spec, out=tmp_path / "tiled", walk_forward=parse_walk_forward("1:1")),
+        InlineExecutor(),
+    ).run()
+    assert "untested_tail" not in tiled.summary

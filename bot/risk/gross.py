@@ -16,14 +16,13 @@ their marks. The gate stays the backstop for what moves between the decision and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from bot.domain.decision import Decision
 from bot.domain.instrument import Instrument
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
-LEV = Decimal("0.0001")  # leverage is stored with a bounded number of digits
 # Sized this fraction inside the cap: the gate measures at the moment of each order, on the
 # equity left after the tick's earlier orders paid their fees and slippage.
 GROSS_ROOM = Decimal("0.999")
@@ -67,21 +66,7 @@ def cap_to_gross(
             continue
         base = abs(have) if have * d.target_qty > 0 else ZERO  # a flip opens from flat
         qty = base + instruments[d.symbol].floor_qty(more * factor)
-        signed = qty if d.target_qty > 0 or qty == 0 else -qty  # never -0
-        kept = qty != 0
-        ratio = qty / abs(d.target_qty)
-        out.append(
-            Decision(
-                symbol=d.symbol,
-                direction=d.direction if kept else 0,
-                target_leverage=(d.target_leverage * ratio).quantize(LEV, ROUND_FLOOR),
-                target_qty=signed,
-                stop_loss=d.stop_loss if kept else None,
-                take_profit=d.take_profit if kept else None,
-                reason=f"{d.reason}; {prefix}{signed}",
-                allow_increase=d.allow_increase,
-            )
-        )
+        out.append(d.resized(qty, qty / abs(d.target_qty), prefix))
     return out
 
 

@@ -21,7 +21,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.engine.planner import plan_size
 from bot.engine.tick import Engine
-from bot.errors import InvalidQuantity, TransientExchangeError
+from bot.errors import InvalidQuantity, OrderRejected, TransientExchangeError
 from bot.instruments import load_instruments, parse_instruments
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
@@ -303,3 +303,43 @@ def test_without_a_decision_a_position_above_the_limit_is_cut_to_it_not_closed(
         for e in c.store.events
         if e.kind is EventKind.RECONCILE
     )
+
+
+# -- the venue's largest position (the last leverage bracket's cap, Binance -2027) -------------
+
+
+def test_bundled_binance_contracts_carry_their_largest_position() -> None:
+    bundled = load_instruments("binanceusdm")
+    for inst in bundled.values():
+        if inst.max_position_notional is not None:
+            assert inst.max_position_notional == inst.brackets[-1].notional_cap
+    assert bundled[BTC].max_position_notional == D(1_800_000_000)
+    assert parse_instruments(_spec(max_position_notional="650000"), "f.json")[
+        "ABC/USDT:USDT"
+    ].max_position_notional == D(650_000)
+    with pytest.raises(ValueError, match="max_position_notional must be > 0"):
+        parse_instruments(_spec(max_position_notional="-1"), "f.json")
+
+
+def test_a_target_above_the_largest_position_is_sized_to_it_and_the_venue_refuses_more(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, _store = build(instruments)
+    engine.tick()
+    uncapped = ex.fetch_positions([BTC])[BTC].qty * ex.marks[BTC]
+    cap = (uncapped / 3).quantize(D(1))
+    limited = {**instruments, BTC: replace(instruments[BTC], max_position_notional=cap)}
+    engine, ex, store = build(limited)
+    result = engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    assert 0 < held * ex.marks[BTC] <= cap
+    assert f"the exchange's largest position {cap} at last price" in result.decisions[0].reason
+    assert not [e for e in store.events if e.kind in (EventKind.DENIED, EventKind.REJECTED)]
+    more = instruments[BTC].ceil_qty(cap / ex.marks[BTC])  # a whole cap more
+    with pytest.raises(OrderRejected, match="exceeded the maximum allowable position") as err:
+        ex.place_order(
+            OrderRequest(
+                "t-more", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, more, False
+            )
+        )
+    assert err.value.code == -2027

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bot.atomic_file import replaced_text
 from bot.research import space
 from bot.research.executors import make_executor
 from bot.research.plots import plot_sweep
@@ -70,7 +71,9 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
     if outcome.best_point is not None:
         raw, _ = sweep.policy_of(outcome.best_point)
         header = "# chosen by bot sweep: " + space.point_label(outcome.best_point)
-        (out / "best.toml").write_text(header + "\n" + space.to_toml(raw), encoding="utf-8")
+        # replaced in one step: a kill never leaves half a policy file to be simulated
+        with replaced_text(out / "best.toml") as fh:
+            fh.write(header + "\n" + space.to_toml(raw))
     phase = "train" if spec.walk_forward else "all"
     scored = [
         ({k: str(r[f"param.{k}"]) for k in sweep.keys}, s)
@@ -78,6 +81,8 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
         if r.get("phase") == phase and (s := score(r, spec.objective)) is not None
     ]
     plot_sweep(out / "sweep.png", sweep.keys, scored, spec.objective)
+    if outcome.best_point is None:
+        (out / "best.toml").unlink(missing_ok=True)  # never a file the outcome does not back
     summary = {
         "objective": spec.objective,
         "best": outcome.best,
@@ -87,19 +92,32 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
         ],
         **outcome.summary,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    with replaced_text(out / "summary.json") as fh:
+        fh.write(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Console) -> None:
     for point, error in outcome.invalid:
         console.print(f"[yellow]invalid point[/yellow] {space.point_label(point)}: {error}")
-    errors = [r for r in outcome.rows if r.get("status") == "error"]
+    errors = [r for r in outcome.rows if r.get("status") in ("error", "failed")]
     for r in errors[:10]:
         console.print(f"[red]failed[/red] {r['key']}: {r.get('error')}")
     if spec.walk_forward:
         console.print(walk_forward_table(sweep, outcome))
+        for w in outcome.summary["windows"]:
+            for note in w.get("notes", ()):
+                console.print(f"[yellow]window {w['window']}[/yellow]: {note}")
+        if "untested_tail" in outcome.summary:
+            console.print(f"[yellow]untested[/yellow]: {outcome.summary['untested_tail']}")
+        if outcome.best_point is not None:
+            console.print(
+                f"best.toml is window {outcome.summary['best_from_window']}'s choice"
+                + "".join(f"; {n}" for n in outcome.summary.get("best_notes", ()))
+            )
     else:
         console.print(top_table(spec, sweep, outcome))
+        for note in outcome.summary.get("best_notes", ()):
+            console.print(f"[yellow]best point[/yellow]: {note}")
         dsr = outcome.summary.get("dsr")
         if dsr:
             console.print(
@@ -109,7 +127,21 @@ def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Consol
             )
     if outcome.best_point is not None:
         console.print(f"best: {space.point_label(outcome.best_point)} -> {spec.out / 'best.toml'}")
+    else:
+        console.print(f"[red]no point chosen[/red]: {no_choice_line(spec, outcome)}")
     console.print(f"outputs written to [bold]{spec.out}[/bold]")
+
+
+def no_choice_line(spec: SweepSpec, outcome: SweepOutcome) -> str:
+    """Why a sweep chose nothing (no best.toml is written)."""
+    failed = sum(1 for r in outcome.rows if r.get("status") != "ok")
+    unscored = sum(
+        1 for r in outcome.rows if r.get("status") == "ok" and score(r, spec.objective) is None
+    )
+    return (
+        f"{len(outcome.invalid)} invalid, {failed} failed, {unscored} without a finite "
+        f"{spec.objective}; no best.toml written"
+    )
 
 
 def top_table(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, n: int = 10) -> Table:
@@ -152,7 +184,7 @@ def walk_forward_table(sweep: Sweep, outcome: SweepOutcome) -> Table:
             str(w["window"]),
             w["train"],
             w["test"],
-            *[w["params"][k] for k in sweep.keys],
+            *[w["params"][k] if w["params"] else "-" for k in sweep.keys],
             _fmt(w["in_sample"]["total_return"], "{:.2%}"),
             _fmt(w["out_of_sample"]["total_return"], "{:.2%}"),
             _fmt(w["in_sample"]["sharpe"], "{:.2f}"),

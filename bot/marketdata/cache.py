@@ -103,6 +103,23 @@ def load_table(
     return rows
 
 
+def forget(source: Path) -> bool:
+    """Remove ``source``'s entries and stamp (rows that failed validation: a damaged entry must
+    not be blamed on the source, nor be read again). True when there was one to remove."""
+    where = cache_dir(source)
+    if where is None:
+        return False
+    key = source_key(source)
+    removed = False
+    for old in [*where.glob(f"{key}.*.npy"), *where.glob(f"{key}.*.stamp")]:
+        try:
+            old.unlink()
+            removed = True
+        except OSError:
+            continue
+    return removed
+
+
 def _columns_of(rows: npt.NDArray[np.void]) -> Columns:
     return {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names or ()}
 

@@ -16,17 +16,20 @@ import gzip
 import io
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from bot.errors import DataError
-from bot.marketdata.cache import Columns, load_table
+from bot.marketdata.cache import Columns, forget, load_table
 from bot.marketdata.candles import Candles, FundingSeries, format_timeframe, parse_timeframe
+
+T = TypeVar("T")
 
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 FUNDING_COLUMNS = ("timestamp", "funding_rate")
@@ -149,7 +152,29 @@ def load_candles(path: Path | str, symbol: str, tf_ms: int, kind: str = "trade")
     path = Path(path)
     if kind not in ("trade", "mark"):
         raise ValueError(f"kind must be 'trade' or 'mark', got {kind!r}")
-    rows = _read_table(path, CANDLE_COLUMNS, _CANDLE_DTYPE)
+    return _checked(
+        path, CANDLE_COLUMNS, _CANDLE_DTYPE, lambda rows: _candles(path, rows, symbol, tf_ms, kind)
+    )
+
+
+def _checked(
+    path: Path,
+    columns: tuple[str, ...],
+    dtype: np.dtype[np.void],
+    check: Callable[[Columns], T],
+) -> T:
+    """``check`` of the table of ``path``. Rows from the binary cache that fail it are dropped
+    from the cache and parsed again from the source, so a damaged cache entry never makes a
+    sound data file look broken; a source that really fails says so, by its own line."""
+    try:
+        return check(_read_table(path, columns, dtype))
+    except DataError:
+        if not forget(path):
+            raise
+    return check(_read_table(path, columns, dtype))
+
+
+def _candles(path: Path, rows: Columns, symbol: str, tf_ms: int, kind: str) -> Candles:
     ts = _column(rows, "timestamp")
     _check_timestamps(path, ts, tf_ms)
     cols = {name: _column(rows, name) for name in CANDLE_COLUMNS[1:]}
@@ -169,7 +194,12 @@ def load_candles(path: Path | str, symbol: str, tf_ms: int, kind: str = "trade")
 def load_funding(path: Path | str, symbol: str) -> FundingSeries:
     """Load and validate one funding file (rates as fractions per interval)."""
     path = Path(path)
-    rows = _read_table(path, FUNDING_COLUMNS, _FUNDING_DTYPE)
+    return _checked(
+        path, FUNDING_COLUMNS, _FUNDING_DTYPE, lambda rows: _funding(path, rows, symbol)
+    )
+
+
+def _funding(path: Path, rows: Columns, symbol: str) -> FundingSeries:
     ts = _column(rows, "timestamp")
     _check_timestamps(path, ts, tf_ms=None)
     cols = {"funding_rate": _column(rows, "funding_rate")}

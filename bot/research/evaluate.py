@@ -52,6 +52,11 @@ REPORT_METRICS = (
 )
 """The scalar metrics of report.json, in its order (elapsed time left out: not a result)."""
 
+DATA_FIGURES = ("stale_hours",)
+"""How much of the run sat on stale data: the most hours any contract spent without fresh
+market data (report.json's ``stale_hours``, its worst contract); a window inside a data gap
+trades nothing and says so here."""
+
 DAILY_STATS = ("daily_sharpe", "daily_skew", "daily_kurtosis", "n_days")
 """Per-day (not annualised) Sharpe, skewness and kurtosis of the daily returns: the inputs of
 the deflated Sharpe ratio."""
@@ -68,16 +73,21 @@ class PointTask:
     end: date | None = None
     keep_curve: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    inputs: str = ""  # hash of the config, policy and data files' contents (cache key)
 
 
-_CONFIGS: dict[str, BotConfig] = {}
+_CONFIGS: dict[tuple[str, str], BotConfig] = {}
 
 
-def _config(path: str) -> BotConfig:
-    cfg = _CONFIGS.get(path)
+def _config(path: str, inputs: str) -> BotConfig:
+    """The configuration at ``path`` as of the sweep whose inputs hash to ``inputs`` (a later
+    sweep after the file was edited gets the new content, even in a long-lived worker)."""
+    cfg = _CONFIGS.get((path, inputs))
     if cfg is None:
         cfg = load_config(Path(path))
-        _CONFIGS[path] = cfg
+        if len(_CONFIGS) >= 8:
+            _CONFIGS.pop(next(iter(_CONFIGS)))
+        _CONFIGS[(path, inputs)] = cfg
     return cfg
 
 
@@ -88,20 +98,28 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     row: dict[str, Any] = {"key": task.key, **task.meta}
     try:
         policy = Policy.model_validate(task.policy)
-        base = _config(task.config_path)
+        base = _config(task.config_path, task.inputs)
         config = override(base.model_copy(update={"policies": (policy,)}), task.start, task.end)
         symbols = task.contracts or tuple(c.symbol for c in config.contracts)
         data_dir = Path(task.data_dir) if task.data_dir else None
-        histories = shared_histories(config, policy, symbols, data_dir)
+        histories = shared_histories(config, policy, symbols, data_dir, task.inputs)
         result = run_simulation(
             config, policy, symbols=symbols, data_dir=data_dir, histories=histories
         )
     except (BotError, ValueError) as exc:
         row.update(status="error", error=str(exc).replace("\n", "; "))
         return row
+    except Exception as exc:
+        # A bug met by this point (not a property of the point): said on its row as "failed",
+        # so one point cannot end a long sweep and a resumed sweep runs it again. The cluster
+        # executor reports a point that raised the same way.
+        text = f"{type(exc).__name__}: {exc}".replace("\n", "; ")
+        row.update(status="failed", error=f"the point raised {text}")
+        return row
     report = build_report(result, 0.0)
     row.update(status="ok", error="")
     row.update({k: report[k] for k in REPORT_METRICS})
+    row["stale_hours"] = max(report["stale_hours"].values(), default=0.0)
     row.update(daily_stats(_daily_returns(result.equity, result.ts)))
     if task.keep_curve:
         days, closes = daily_closes(result.equity, result.ts)
@@ -114,7 +132,10 @@ def daily_stats(returns: Any) -> dict[str, float]:
     r = np.asarray(returns, dtype=np.float64)
     n = int(r.size)
     if n < 2 or float(np.std(r)) < 1e-12:
-        return {"daily_sharpe": 0.0, "daily_skew": 0.0, "daily_kurtosis": 3.0, "n_days": n}
+        # Flat (no trades, no data) or too short: the Sharpe ratio is 0 as in the report, the
+        # higher moments are undefined (NaN), so no deflated Sharpe ratio is made up from them.
+        nan = float("nan")
+        return {"daily_sharpe": 0.0, "daily_skew": nan, "daily_kurtosis": nan, "n_days": n}
     mu, sd = float(np.mean(r)), float(np.std(r, ddof=1))
     z = (r - mu) / float(np.std(r))
     return {

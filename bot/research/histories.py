@@ -26,10 +26,17 @@ _KEPT: dict[tuple[Any, ...], dict[str, ContractHistory]] = {}
 
 
 def shared_histories(
-    config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None
+    config: BotConfig,
+    policy: Policy,
+    symbols: tuple[str, ...],
+    data_dir: Path | None,
+    inputs: str = "",
 ) -> dict[str, ContractHistory]:
-    """:func:`bot.backtest.replay.load_data`, loaded once per process for each data set."""
+    """:func:`bot.backtest.replay.load_data`, loaded once per process for each data set.
+    ``inputs``: the hash of the data files' contents when the caller knows it (a sweep), so a
+    long-lived worker never serves the old content of a file edited between two sweeps."""
     key = (
+        inputs,
         str(data_dir or config.data.dir),
         with_hedge_symbols(symbols, policy),
         policy.timeframe,

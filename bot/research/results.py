@@ -9,6 +9,7 @@ the same directory is refused instead of mixing two experiments in one file.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -16,12 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
+from bot.atomic_file import replaced_binary, replaced_text
 from bot.errors import ConfigError
-from bot.research.evaluate import DAILY_STATS, REPORT_METRICS
+from bot.research.evaluate import DAILY_STATS, DATA_FIGURES, REPORT_METRICS
 
 LEAD_COLUMNS = ("key", "point", "window", "phase", "window_start", "window_end")
-TAIL_COLUMNS = ("status", "error", *REPORT_METRICS, *DAILY_STATS)
-NUMERIC = frozenset(c for c in (*REPORT_METRICS, *DAILY_STATS) if c not in ("start", "end"))
+TAIL_COLUMNS = ("status", "error", *REPORT_METRICS, *DATA_FIGURES, *DAILY_STATS)
+NUMERIC = frozenset(
+    c for c in (*REPORT_METRICS, *DATA_FIGURES, *DAILY_STATS) if c not in ("start", "end")
+)
 
 
 def columns(param_keys: list[str]) -> list[str]:
@@ -36,12 +42,35 @@ def check_spec(out: Path, spec: dict[str, Any]) -> None:
         old = path.read_text(encoding="utf-8")
         if old != text:
             raise ConfigError(
-                f"{out}: holds a different sweep ({path.name} differs); resume it with the same "
-                "options or choose another --out"
+                f"{out}: holds a different sweep ({path.name} differs: {_differences(old, spec)}); "
+                "resume it with the same options and inputs or choose another --out"
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    with replaced_text(path) as fh:  # a kill now leaves no half-written sweep.json
+        fh.write(text)
+
+
+def _differences(old_text: str, spec: dict[str, Any]) -> str:
+    """What differs between the stored sweep and this one, by entry (inputs: by file)."""
+    try:
+        old = json.loads(old_text)
+    except ValueError:
+        return "unreadable"
+    if not isinstance(old, dict):
+        return "unreadable"
+    new = json.loads(json.dumps(spec, default=str))
+    names = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "inputs" and isinstance(a, dict) and isinstance(b, dict):
+            changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            names.append("changed input files: " + ", ".join(changed))
+        else:
+            names.append(key)
+    return "; ".join(names) or "formatting"
 
 
 class ResultsFile:
@@ -49,6 +78,7 @@ class ResultsFile:
         self.path = path
         self.cols = cols
         self.rows: dict[str, dict[str, Any]] = {}
+        self._superseded = False
         if path.exists() and path.stat().st_size > 0:
             self._read()
         else:
@@ -63,24 +93,61 @@ class ResultsFile:
         # A kill can cut the last line short: keep whole lines only.
         if not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]
-            self.path.write_text(text, encoding="utf-8")
-        reader = csv.DictReader(text.splitlines())
+            _rewrite(self.path, text)
+        if not text:  # cut inside the header: nothing finished yet
+            _rewrite(self.path, ",".join(self.cols) + "\r\n")
+            return
+        lines = text.splitlines(keepends=True)
+        reader = csv.DictReader(lines)
         if reader.fieldnames != self.cols:
             raise ConfigError(f"{self.path}: columns differ from this sweep's; use another --out")
-        for raw in reader:
-            self.rows[raw["key"]] = parse_row(raw)
+        rows = list(reader)
+        for i, raw in enumerate(rows):
+            try:
+                row = _checked_row(raw, self.cols)
+            except ValueError as exc:
+                if i < len(rows) - 1:
+                    raise ConfigError(
+                        f"{self.path}: line {i + 2} ({raw.get('key') or 'no key'}) is damaged: "
+                        f"{exc}; remove that line to run its point again"
+                    ) from None
+                # The last line, whole but unreadable (a crash that left zeros or half a row
+                # followed by a newline): dropped like a cut line, its point runs again.
+                logger.warning(
+                    "{}: last row ({}) is damaged ({}): dropped, its point runs again",
+                    self.path,
+                    raw.get("key") or "no key",
+                    exc,
+                )
+                _rewrite(self.path, "".join(lines[: i + 1]))
+                break
+            self.rows[row["key"]] = row
 
     def done(self, key: str) -> bool:
-        return key in self.rows
+        """A finished point: ``ok`` or its own ``error``; a ``failed`` one runs again."""
+        row = self.rows.get(key)
+        return row is not None and row.get("status") != "failed"
 
     def add(self, row: dict[str, Any]) -> None:
-        self._writer.writerow({k: _cell(row.get(k)) for k in self.cols})
+        cells = {k: _cell(row.get(k)) for k in self.cols}
+        self._writer.writerow(cells)
         self._fh.flush()
         os.fsync(self._fh.fileno())  # a finished point survives a power cut
-        self.rows[row["key"]] = parse_row({k: _cell(row.get(k)) for k in self.cols})
+        if row["key"] in self.rows:
+            self._superseded = True  # a failed point run again: its old line goes at close
+        self.rows[row["key"]] = parse_row(cells)
 
     def close(self) -> None:
         self._fh.close()
+        if self._superseded:
+            # One line per point and window, the latest: a reader never counts a point twice.
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=self.cols)
+            writer.writeheader()
+            for r in self.rows.values():
+                writer.writerow({k: _cell(r.get(k)) for k in self.cols})
+            _rewrite(self.path, text.getvalue())
+            self._superseded = False
 
     def __enter__(self) -> ResultsFile:
         return self
@@ -92,12 +159,36 @@ class ResultsFile:
         return iter(self.rows.values())
 
 
+def _rewrite(path: Path, text: str) -> None:
+    """``path`` replaced by ``text`` in one step: a kill now never loses the finished rows."""
+    with replaced_binary(path) as fh:
+        fh.write(text.encode("utf-8"))
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def _checked_row(raw: dict[str | None, Any], cols: list[str]) -> dict[str, Any]:
+    """A row read back from the file, or ValueError naming what is wrong with it."""
+    if None in raw:
+        raise ValueError(f"{len(cols) + len(raw[None])} fields, expected {len(cols)}")
+    missing = [c for c in cols if raw.get(c) is None]
+    if missing:
+        raise ValueError(f"{len(cols) - len(missing)} fields, expected {len(cols)}")
+    text = {str(k): str(v) for k, v in raw.items()}
+    if "\x00" in "".join(text.values()):
+        raise ValueError("NUL bytes in it")
+    if not text["key"] or text.get("status") not in ("ok", "error", "failed"):
+        raise ValueError(f"status {text.get('status')!r} is not ok, error or failed")
+    try:
+        return parse_row(text)
+    except ValueError as exc:
+        raise ValueError(f"a number does not parse ({exc})") from None
 
 
 def parse_row(raw: dict[str, str]) -> dict[str, Any]:

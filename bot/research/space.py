@@ -12,7 +12,7 @@ import copy
 import itertools
 import random
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ class Param:
     values: tuple[Scalar, ...] = ()
     low: Decimal | None = None
     high: Decimal | None = None
+    integer: bool = False  # a range over an integer key (volatility.window): whole numbers
 
     @property
     def is_range(self) -> bool:
@@ -91,9 +92,34 @@ def check_keys(params: list[Param], shown: str) -> None:
                     f"{shown}: --param {p.key}: {where} is not a policy key"
                     + (f" (known here: {', '.join(sorted(known))})" if known else "")
                 )
-            model = _model_of(known[part].annotation)
+            leaf = known[part].annotation
+            model = _model_of(leaf)
         if model is not None:
             raise ConfigError(f"{shown}: --param {p.key}: is a table, name one of its keys")
+        lo, hi = p.low, p.high
+        if lo is not None and hi is not None and _is_int(leaf):  # noqa: SIM102
+            if lo != lo.to_integral_value() or hi != hi.to_integral_value():
+                raise ConfigError(
+                    f"{shown}: --param {p.key}: an integer key needs whole-number bounds, "
+                    f"got {p.low}..{p.high}"
+                )
+
+
+def integer_ranges(params: list[Param]) -> list[Param]:
+    """``params`` with each range over an integer key marked, so it draws whole numbers (a
+    fractional draw would make every point of it invalid)."""
+    out = []
+    for p in params:
+        leaf: Any = Policy
+        for part in p.key.split("."):
+            leaf = getattr(_model_of(leaf) or leaf, "model_fields", {})[part].annotation
+        out.append(replace(p, integer=True) if p.is_range and _is_int(leaf) else p)
+    return out
+
+
+def _is_int(annotation: Any) -> bool:
+    args = (annotation, *getattr(annotation, "__args__", ()))
+    return any(a is int for a in args) and not any(a is bool for a in args)
 
 
 def _model_of(annotation: Any) -> Any:
@@ -160,6 +186,8 @@ def random_points(params: list[Param], trials: int, seed: int) -> list[dict[str,
 def _draw(p: Param, rng: random.Random) -> Scalar:
     if p.low is None or p.high is None:
         return rng.choice(p.values)
+    if p.integer:
+        return rng.randint(int(p.low), int(p.high))
     x = Decimal(str(rng.uniform(float(p.low), float(p.high))))
     return x.quantize(Decimal("0.0001"))
 

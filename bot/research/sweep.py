@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bot.atomic_file import replaced_text
+from bot.backtest.metrics import DAY_MS
 from bot.backtest.replay import load_data, override
 from bot.config.loader import load_config
 from bot.config.policy import Policy
+from bot.engine.hedging import with_hedge_symbols
 from bot.errors import ConfigError
+from bot.marketdata.files import discover
 from bot.research import space
 from bot.research.evaluate import PointTask, evaluate
 from bot.research.executors import Executor
 from bot.research.overfitting import deflated_sharpe
 from bot.research.results import ResultsFile, check_objective, check_spec, columns, score
 from bot.research.space import Param, Scalar
-from bot.research.walkforward import WalkForward, Window, curve_metrics, stitch, windows
+from bot.research.walkforward import (
+    WalkForward,
+    Window,
+    curve_metrics,
+    day_iso,
+    stitch,
+    windows,
+)
 from bot.sim.history import simulation_window
 
 Point = dict[str, Scalar]
@@ -90,16 +103,21 @@ class Sweep:
         self.executor = executor
         self.base = space.read_base(spec.base_policy)
         space.check_keys(spec.params, str(spec.base_policy))
+        spec.params = space.integer_ranges(spec.params)
         check_objective(spec.objective)
         if spec.search not in ("grid", "random", "tpe"):
             raise ConfigError(f"--search {spec.search!r}: choose grid, random or tpe")
-        if spec.search != "grid" and not spec.trials:
+        if spec.search != "grid" and spec.trials is None:
             raise ConfigError(f"--search {spec.search} needs --trials N")
+        if spec.trials is not None and spec.trials < 1:
+            raise ConfigError(f"--trials must be >= 1, got {spec.trials}")
         self.config = override(load_config(spec.config_path), spec.start, spec.end)
         self.keys = [p.key for p in spec.params]
         self.points: dict[str, Point] = {}
         self.invalid: list[tuple[Point, str]] = []
         self.listener: Listener | None = None
+        self.stamp = ""  # the hash of the inputs' contents, set by run()
+        self.data_span: tuple[int, int] | None = None  # walk-forward: the windows' span
 
     # --- the points ------------------------------------------------------------------------
 
@@ -121,7 +139,29 @@ class Sweep:
         symbols = self.spec.contracts or tuple(c.symbol for c in self.config.contracts)
         histories = load_data(self.config, policy, symbols, self.spec.data_dir)
         start, end = simulation_window(histories, policy, self.config)
+        self.data_span = (start, end)
         return windows(wf, start, end)
+
+    def inputs(self) -> dict[str, str]:
+        """The content hash of every file a point's result depends on (the configuration, the
+        base policy, the contracts' data files): a resumed sweep whose inputs changed would mix
+        rows of two experiments in one results file, so it is refused instead."""
+        policy = Policy.model_validate(self.base)
+        symbols = self.spec.contracts or tuple(c.symbol for c in self.config.contracts)
+        data_dir = self.spec.data_dir or self.config.data.dir
+        inventory = discover(data_dir)
+        files = {"config": self.spec.config_path, "base policy": self.spec.base_policy}
+        for sym in with_hedge_symbols(symbols, policy):
+            for tf in inventory.trade_timeframes(sym):
+                files[f"data {sym} {tf}"] = inventory.candle_path(sym, tf)
+            for tf in inventory.mark_timeframes(sym):
+                files[f"data {sym} {tf} mark"] = inventory.candle_path(sym, tf, "mark")
+            if inventory.has_funding(sym):
+                files[f"data {sym} funding"] = inventory.funding_path(sym)
+        catalogue = data_dir / "contracts" / f"{self.config.data.exchange}.json"
+        if catalogue.is_file():
+            files["contract catalogue"] = catalogue
+        return {name: f"{path.resolve()} {_file_hash(path)}" for name, path in files.items()}
 
     def task(
         self, point: Point, phase: str, window: Window | None, *, keep_curve: bool = False
@@ -152,18 +192,21 @@ class Sweep:
             end=end,
             keep_curve=keep_curve,
             meta=meta,
+            inputs=self.stamp,
         )
 
     # --- running ---------------------------------------------------------------------------
 
     def total_tasks(self, n_windows: int) -> int:
-        n = (self.spec.trials or 0) if self.spec.search != "grid" else len(self.listed_points())
+        # random search draws at most the whole grid when no parameter is a range
+        n = (self.spec.trials or 0) if self.spec.search == "tpe" else len(self.listed_points())
         return n * n_windows + (n_windows if self.spec.walk_forward else 0)
 
     def _execute(self, results: ResultsFile, tasks: list[PointTask]) -> Iterator[dict[str, Any]]:
         todo = [t for t in tasks if not results.done(t.key)]
         for t in tasks:
             if results.done(t.key):
+                self._resumed(results.rows[t.key])
                 yield results.rows[t.key]
         for row in self.executor.run(evaluate, todo, _failed):
             curve = row.pop("curve", None)
@@ -173,6 +216,11 @@ class Sweep:
             if self.listener is not None:
                 self.listener(results.rows[row["key"]], 1)
             yield results.rows[row["key"]]
+
+    def _resumed(self, row: dict[str, Any]) -> None:
+        """A row finished by an earlier run counts as done on the progress bar."""
+        if self.listener is not None:
+            self.listener(row, 1)
 
     def _save_curve(self, key: str, curve: tuple[list[int], list[float]]) -> None:
         folder = self.spec.out / "curves"
@@ -214,6 +262,20 @@ class Sweep:
             if self.listener is not None:
                 self.listener({"status": "invalid", "error": error}, 0)
 
+    def _distributions(self, optuna: Any) -> tuple[dict[str, Any], dict[str, dict[str, Scalar]]]:
+        """Optuna's distribution per swept key, and the listed values by text (categorical)."""
+        dists: dict[str, Any] = {}
+        decode: dict[str, dict[str, Scalar]] = {}
+        for p in self.spec.params:
+            if p.low is not None and p.high is not None and p.integer:
+                dists[p.key] = optuna.distributions.IntDistribution(int(p.low), int(p.high))
+            elif p.low is not None and p.high is not None:
+                dists[p.key] = optuna.distributions.FloatDistribution(float(p.low), float(p.high))
+            else:
+                decode[p.key] = {str(v): v for v in p.values}
+                dists[p.key] = optuna.distributions.CategoricalDistribution(list(decode[p.key]))
+        return dists, decode
+
     def _tpe(self, results: ResultsFile, phase: str, window: Window | None) -> list[dict[str, Any]]:
         try:
             import optuna
@@ -222,14 +284,8 @@ class Sweep:
                 "--search tpe needs Optuna: pip install 'perp-risk-bot[research]'"
             ) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        dists: dict[str, Any] = {}
-        decode: dict[str, dict[str, Scalar]] = {}
-        for p in self.spec.params:
-            if p.low is not None and p.high is not None:
-                dists[p.key] = optuna.distributions.FloatDistribution(float(p.low), float(p.high))
-            else:
-                decode[p.key] = {str(v): v for v in p.values}
-                dists[p.key] = optuna.distributions.CategoricalDistribution(list(decode[p.key]))
+        dists, decode = self._distributions(optuna)
+        ints = {p.key for p in self.spec.params if p.integer}
         sampler = optuna.samplers.TPESampler(seed=self.spec.seed)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         widx = window.index if window is not None else 0
@@ -238,7 +294,13 @@ class Sweep:
         for row in list(results):
             if row.get("phase") != phase or row.get("window") != widx:
                 continue
+            if not results.done(row["key"]):
+                continue  # lost by its worker: not a trial; the search asks another point
             params = {k: _as_param(row[f"param.{k}"], dists[k]) for k in self.keys}
+            # the point itself, as a fresh run would have asked it (best.toml, the TEST run)
+            self.points[str(row["point"])] = {
+                k: _decode_text(str(row[f"param.{k}"]), decode.get(k), k in ints) for k in self.keys
+            }
             value = score(row, self.spec.objective)
             state = (
                 optuna.trial.TrialState.COMPLETE
@@ -250,6 +312,7 @@ class Sweep:
                     params=params, distributions=dists, value=value, state=state
                 )
             )
+            self._resumed(row)
             rows.append(row)
         trials = self.spec.trials or 0
         while len(study.trials) < trials:
@@ -257,7 +320,7 @@ class Sweep:
             asked = [study.ask(dists) for _ in range(batch)]
             tasks: dict[str, tuple[Any, PointTask]] = {}
             for trial in asked:
-                point = {k: _decode(trial.params[k], decode.get(k)) for k in self.keys}
+                point = {k: _decode(trial.params[k], decode.get(k), k in ints) for k in self.keys}
                 _, error = self.policy_of(point)
                 if error is not None:
                     self._invalid(point, error)
@@ -288,13 +351,22 @@ class Sweep:
     def run(self) -> SweepOutcome:
         out = self.spec.out
         wins = self.windows()
-        check_spec(out, self.spec.as_json())
+        inputs = self.inputs()
+        check_spec(out, {**self.spec.as_json(), "inputs": inputs})
+        # Workers keep configs and loaded data between sweeps (a Dask worker lives on): the
+        # inputs' hash in every task keeps them from serving an edited file's old content.
+        self.stamp = hashlib.blake2b(
+            json.dumps(inputs, sort_keys=True).encode(), digest_size=12
+        ).hexdigest()
         results = ResultsFile(out / "results.csv", columns(self.keys))
+        summary: dict[str, Any]
         try:
             if wins is None:
                 rows = self._search(results, "all", None)
                 best = self._best(rows)
-                summary = {"dsr": _dsr(rows, best)}
+                summary = {"dsr": _dsr(rows, best), "best_notes": []}
+                if best is not None:
+                    summary["best_notes"] = self._choice_notes(rows, best, _span_ms(best))
             else:
                 rows, best, summary = self._walk_forward(results, wins)
         finally:
@@ -306,48 +378,154 @@ class Sweep:
         self, results: ResultsFile, wins: list[Window]
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
         all_rows: list[dict[str, Any]] = []
-        chosen: list[tuple[Window, dict[str, Any], dict[str, Any]]] = []
+        # per window: its best TRAIN row (None when no point could be chosen) and what to say
+        picks: list[tuple[Window, dict[str, Any] | None, dict[str, Any]]] = []
         for w in wins:
             train = self._search(results, "train", w)
             all_rows += train
             best = self._best(train)
-            if best is not None:
-                chosen.append((w, best, {"dsr": _dsr(train, best)}))
-        tests = [
-            self.task(self.points[b["point"]], "test", w, keep_curve=True) for w, b, _ in chosen
-        ]
-        test_rows = {r["key"]: r for r in self._execute(results, tests)}
+            extra: dict[str, Any] = {"dsr": _dsr(train, best), "notes": []}
+            if best is None:
+                extra["notes"].append(_no_choice(train, self.spec.objective))
+            else:
+                extra["notes"] += self._choice_notes(train, best, w.test_start - w.train_start)
+            picks.append((w, best, extra))
+        tests = {
+            w.index: self.task(self.points[b["point"]], "test", w, keep_curve=True)
+            for w, b, _ in picks
+            if b is not None
+        }
+        test_rows = {r["key"]: r for r in self._execute(results, list(tests.values()))}
         all_rows += test_rows.values()
         per_window: list[dict[str, Any]] = []
         curves: list[tuple[int, list[int], list[float]]] = []
-        for (w, b, extra), t in zip(chosen, tests, strict=True):
-            test = test_rows[t.key]
+        balance = float(self.config.account.starting_balance)
+        for w, b, extra in picks:
+            t = tests.get(w.index)
+            test = test_rows[t.key] if t is not None else {}
+            if b is not None and test.get("status") != "ok":
+                extra["notes"].append(f"TEST run failed: {test.get('error') or 'no result'}")
+            stale = test.get("stale_hours")
+            span_h = (w.test_end - w.test_start) / 3_600_000
+            if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:
+                extra["notes"].append(f"TEST data stale for {stale:g} h of {span_h:g} h")
+            if test.get("status") == "ok":
+                ran = _span_of(test)
+                if ran[0] > w.test_start or ran[1] < w.test_end:
+                    extra["notes"].append(
+                        f"TEST ran {test['start']} .. {test['end']} only (warm-up or data), "
+                        "the rest of the window is missing from the out-of-sample curve"
+                    )
             per_window.append(
                 {
                     "window": w.index,
                     "train": "{}..{}".format(*w.train_dates()),
                     "test": "{}..{}".format(*w.test_dates()),
-                    "params": {k: str(self.points[b["point"]][k]) for k in self.keys},
-                    "in_sample": {m: b.get(m) for m in _SHOWN},
+                    "params": {k: str(self.points[b["point"]][k]) for k in self.keys}
+                    if b is not None
+                    else None,
+                    "in_sample": {m: (b or {}).get(m) for m in _SHOWN},
                     "out_of_sample": {m: test.get(m) for m in _SHOWN},
                     **extra,
                 }
             )
-            if test.get("status") == "ok":
+            if t is not None and test.get("status") == "ok":
                 days, closes = self._load_curve(t.key)
-                curves.append((w.test_start, days, closes))
-        balance = float(self.config.account.starting_balance)
-        ts, eq = stitch(curves, balance) if curves else (None, None)
-        oos = curve_metrics(ts, eq) if ts is not None and eq is not None else {}
-        if ts is not None and eq is not None:
-            lines = ["timestamp,equity"] + [
-                f"{t},{e:.2f}" for t, e in zip(ts.tolist(), eq.tolist(), strict=True)
-            ]
-            (self.spec.out / "oos_equity.csv").write_text("\n".join(lines) + "\n")
+            else:
+                # Nothing was chosen (or its TEST run failed): a trader would not trade that
+                # period, so the out-of-sample curve stays flat there instead of leaving a hole
+                # that the stitched figures would silently skip.
+                extra["notes"].append("flat (not traded) in the out-of-sample curve")
+                days = list(range(w.test_start, w.test_end, DAY_MS))
+                closes = [balance] * len(days)
+            curves.append((w.test_start, days, closes))
+        ts, eq = stitch(curves, balance)
+        oos = curve_metrics(ts, eq)
+        lines = ["timestamp,equity"] + [
+            f"{t},{e:.2f}" for t, e in zip(ts.tolist(), eq.tolist(), strict=True)
+        ]
+        with replaced_text(self.spec.out / "oos_equity.csv") as fh:
+            fh.write("\n".join(lines) + "\n")
         ins = {m: _mean([pw["in_sample"][m] for pw in per_window]) for m in _SHOWN}
-        summary = {"windows": per_window, "out_of_sample": oos, "in_sample_mean": ins}
+        summary: dict[str, Any] = {
+            "windows": per_window,
+            "out_of_sample": oos,
+            "in_sample_mean": ins,
+        }
+        if self.data_span is not None and self.data_span[1] - wins[-1].test_end >= DAY_MS:
+            # the data's last days fit no whole window: never tested, which is said
+            summary["untested_tail"] = (
+                f"{day_iso(wins[-1].test_end)} .. {day_iso(self.data_span[1])}: the last "
+                f"{(self.data_span[1] - wins[-1].test_end) / DAY_MS:.1f} days of the data fit no "
+                "whole TRAIN + TEST window and are in no test"
+            )
+        chosen = [(w, b, extra) for w, b, extra in picks if b is not None]
         last = chosen[-1][1] if chosen else None
+        if chosen:
+            w_last, _, extra_last = chosen[-1]
+            summary["best_from_window"] = w_last.index
+            summary["best_notes"] = list(extra_last["notes"])
+            if w_last.index != wins[-1].index:
+                summary["best_notes"].insert(
+                    0,
+                    f"the last window ({wins[-1].index}) chose no point: best.toml is "
+                    f"window {w_last.index}'s choice",
+                )
         return all_rows, last, summary
+
+    def _choice_notes(
+        self, rows: list[dict[str, Any]], best: dict[str, Any], span_ms: int
+    ) -> list[str]:
+        """What a trader must know about a window's choice: a tie, a TRAIN on stale data."""
+        notes = []
+        top = score(best, self.spec.objective)
+        ties = sum(1 for r in rows if score(r, self.spec.objective) == top)
+        if ties > 1:
+            notes.append(
+                f"{ties} points tie at the best {self.spec.objective} ({top:g}): "
+                "chosen by key order, not by merit"
+            )
+        spans = sorted({(str(r["start"]), str(r["end"])) for r in rows if r.get("status") == "ok"})
+        if len(spans) > 1:
+            starts = sorted({a for a, _ in spans})
+            ends = sorted({b for _, b in spans})
+            notes.append(
+                f"points ran on different spans (start {starts[0]} .. {starts[-1]}, end "
+                f"{ends[0]} .. {ends[-1]}: some points' warm-up or data moved them), so their "
+                f"{self.spec.objective} is not measured on one footing; the chosen point ran "
+                f"{best['start']} .. {best['end']}"
+            )
+        stale = best.get("stale_hours")
+        span_h = span_ms / 3_600_000
+        if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:
+            notes.append(f"TRAIN data stale for {stale:g} h of {span_h:g} h")
+        return notes
+
+
+def _span_of(row: dict[str, Any]) -> tuple[int, int]:
+    """[start, end) in ms that a finished row simulated (its report's start and end)."""
+    start, end = (
+        int(datetime.fromisoformat(str(row[k]).replace("Z", "+00:00")).timestamp() * 1000)
+        for k in ("start", "end")
+    )
+    return start, end
+
+
+def _span_ms(row: dict[str, Any]) -> int:
+    start, end = _span_of(row)
+    return end - start
+
+
+_STALE_SHARE = 0.01  # a window whose data is stale for more than this share of it is said
+
+
+def _no_choice(rows: list[dict[str, Any]], objective: str) -> str:
+    if not rows:
+        return "no valid point to run in TRAIN"
+    failed = sum(1 for r in rows if r.get("status") != "ok")
+    if failed == len(rows):
+        return f"every TRAIN run failed ({len(rows)}), e.g. {rows[0].get('error')}"
+    return f"no TRAIN run has a finite {objective} ({len(rows) - failed} ran, {failed} failed)"
 
 
 _SHOWN = ("total_return", "sharpe", "max_drawdown", "calmar")
@@ -366,10 +544,17 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
     """The deflated Sharpe ratio of the chosen point among every point tried in its window."""
     if best is None:
         return None
-    trials = [float(r["daily_sharpe"]) for r in rows if r.get("status") == "ok"]
+    ok = [r for r in rows if r.get("status") == "ok"]
+    # Points whose runs came out identical (a parameter that never binds) are one trial, not
+    # several: counting them again would inflate N and shrink the trials' variance.
+    distinct = {
+        (r["daily_sharpe"], r.get("final_equity"), r.get("n_orders"), r.get("n_days")) for r in ok
+    }
+    trials = [float(d[0]) for d in distinct]
     n = int(best.get("n_days") or 0)
-    if len(trials) < 2 or n < 2:
-        return None
+    moments = (float(best["daily_skew"]), float(best["daily_kurtosis"]))
+    if len(trials) < 2 or n < 2 or not all(math.isfinite(x) for x in moments):
+        return None  # one trial, too short, or flat daily returns: nothing to deflate
     try:
         value, sr0 = deflated_sharpe(
             float(best["daily_sharpe"]),
@@ -384,22 +569,46 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
         "deflated_sharpe": value,
         "expected_max_daily_sharpe": sr0,
         "trials": len(trials),
+        "points": len(ok),
         "daily_sharpe": float(best["daily_sharpe"]),
         "n_days": n,
     }
 
 
+def _file_hash(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return digest.hexdigest()
+
+
 def _failed(task: PointTask, reason: str) -> dict[str, Any]:
-    return {"key": task.key, **task.meta, "status": "error", "error": reason}
+    # "failed", not "error": the point itself never finished (its worker died, the cluster
+    # lost it, it raised), so a resumed sweep runs it again instead of keeping the failure
+    return {"key": task.key, **task.meta, "status": "failed", "error": reason}
 
 
 def _as_param(text: str, dist: Any) -> Any:
-    return float(text) if type(dist).__name__ == "FloatDistribution" else text
+    kind = type(dist).__name__
+    if kind == "IntDistribution":
+        return int(text)
+    return float(text) if kind == "FloatDistribution" else text
 
 
-def _decode(value: Any, table: dict[str, Scalar] | None) -> Scalar:
+def _decode_text(text: str, table: dict[str, Scalar] | None, integer: bool) -> Scalar:
+    """A point's value from its results.csv cell (a range's value is the number it printed)."""
+    if table is not None:
+        return table[text]
+    return int(text) if integer else Decimal(text)
+
+
+def _decode(value: Any, table: dict[str, Scalar] | None, integer: bool) -> Scalar:
     if table is not None:
         return table[str(value)]
-    from decimal import Decimal
-
+    if integer:
+        return int(value)
     return Decimal(str(value)).quantize(Decimal("0.0001"))

@@ -63,6 +63,13 @@ def parse_walk_forward(text: str) -> WalkForward:
     step = int(m[3]) if m[3] else test
     if min(train, test, step) < 1:
         raise ConfigError(f"--walk-forward {text!r}: every length must be at least 1 day")
+    if step > test:
+        # the days between one TEST period and the next would be tested by no window: the
+        # stitched out-of-sample curve would jump over them as if they were not there
+        raise ConfigError(
+            f"--walk-forward {text!r}: STEP ({step} days) longer than TEST ({test} days) leaves "
+            f"{step - test} days of every step out of the out-of-sample test; use STEP <= TEST"
+        )
     return WalkForward(train, test, step)
 
 

@@ -200,3 +200,24 @@ def test_an_entry_of_an_older_layout_is_replaced_and_columns_load_read_only(
     assert cached.close.tolist() == [100.0, 101.0]
     assert cached.close.flags["C_CONTIGUOUS"]
     assert not cached.close.flags["WRITEABLE"]
+
+
+def test_an_entry_damaged_in_place_is_never_blamed_on_the_source(
+    tmp_path: Path, cache_root: Path
+) -> None:
+    """An entry that still loads as numpy but holds damaged numbers (a bad sector, a stray
+    write): validation fails on it, so the entry is dropped and the sound source parsed again,
+    instead of an error telling the user their data file is broken at some line."""
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0, 101.0, 102.0, 103.0])
+    load_candles(src, "BTC/USDT:USDT", TF)
+    (entry,) = cache_root.glob("*.npy")
+    table = np.load(entry)
+    table["high"][0][1] = 1e-200  # below its open and close: fails validation
+    with entry.open("wb") as fh:
+        np.save(fh, table)
+    again = load_candles(src, "BTC/USDT:USDT", TF)
+    assert again.high.tolist() == [101.0, 102.0, 103.0, 104.0]
+    # and the next load is served from a fresh, sound entry
+    (fresh,) = cache_root.glob("*.npy")
+    assert np.load(fresh)["high"][0].tolist() == [101.0, 102.0, 103.0, 104.0]

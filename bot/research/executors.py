@@ -155,7 +155,12 @@ class DaskExecutor:
     """Tasks sent to a Dask distributed scheduler (``tcp://HOST:PORT``) or a client's cluster.
 
     Workers must be able to import this project and read the data directory at the same path.
+    A cluster left without any worker for ``no_workers_s`` (all died, or none started) ends the
+    run with a clear error instead of waiting for ever; the finished points are on disk.
     """
+
+    poll_s = 10.0  # how long one wait for a finished point lasts before the workers are counted
+    no_workers_s = 120.0
 
     def __init__(self, address: str | Any) -> None:
         try:
@@ -166,6 +171,7 @@ class DaskExecutor:
             ) from None
         try:
             self._client = Client(address, timeout="20s")  # type: ignore[no-untyped-call]
+            self._address = address
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"--cluster {address}: cannot reach the scheduler ({exc})") from None
         self.workers = max(1, len(self._client.scheduler_info().get("workers", {})))
@@ -173,12 +179,12 @@ class DaskExecutor:
     def run(
         self, fn: Callable[[T], R], tasks: Iterable[T], failed: Callable[[T, str], R]
     ) -> Iterator[R]:
-        from distributed import as_completed
+        from distributed import wait as wait_for
 
         pending = iter(tasks)
-        limit = max(4, 2 * len(self._client.scheduler_info().get("workers", {})))
+        limit = max(4, 2 * self._worker_count())
         owner: dict[Any, T] = {}
-        queue = as_completed()  # type: ignore[no-untyped-call]
+        running: set[Any] = set()
 
         def submit() -> bool:
             task = next(pending, None)
@@ -186,21 +192,44 @@ class DaskExecutor:
                 return False
             fut = self._client.submit(fn, task, pure=False)
             owner[fut.key] = task
-            queue.add(fut)  # type: ignore[no-untyped-call]
+            running.add(fut)
             return True
 
         for _ in range(limit):
             if not submit():
                 break
-        for fut in queue:
-            task = owner.pop(fut.key)
+        idle_s = 0.0
+        while running:
             try:
-                yield fut.result()
-            except Exception as exc:
-                yield failed(task, f"cluster could not run this point: {type(exc).__name__}: {exc}")
-            finally:
-                fut.release()
-            submit()
+                done = wait_for(  # type: ignore[no-untyped-call]
+                    list(running), timeout=self.poll_s, return_when="FIRST_COMPLETED"
+                )
+            except TimeoutError:
+                # Points can take long; a cluster without a single worker never finishes one.
+                idle_s = idle_s + self.poll_s if self._worker_count() == 0 else 0.0
+                if idle_s >= self.no_workers_s:
+                    raise ConfigError(
+                        f"--cluster {self._address}: no worker for {idle_s:.0f} s, "
+                        f"{len(running)} point(s) waiting; start `dask worker` processes and "
+                        "run the same command again (finished points are kept)"
+                    ) from None
+                continue
+            idle_s = 0.0
+            for fut in done.done:
+                running.discard(fut)
+                task = owner.pop(fut.key)
+                try:
+                    yield fut.result()
+                except Exception as exc:
+                    yield failed(
+                        task, f"cluster could not run this point: {type(exc).__name__}: {exc}"
+                    )
+                finally:
+                    fut.release()
+                submit()
+
+    def _worker_count(self) -> int:
+        return len(self._client.scheduler_info().get("workers", {}))
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import ConfigError
 from bot.research.executors import DaskExecutor, InlineExecutor
 from bot.research.space import parse_param
 from bot.research.sweep import Sweep, SweepSpec
@@ -145,3 +146,18 @@ def test_real_scheduler_and_workers_give_the_same_results(
     finally:
         executor.close()
     assert _by_key(got.rows) == _by_key(reference.rows)
+
+
+def test_a_cluster_without_workers_ends_with_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    """Every worker gone (killed, out of memory) or none started: the sweep used to wait for
+    ever with no message (a CI run hung 12 minutes on dead workers)."""
+    with distributed.LocalCluster(
+        n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        executor = DaskExecutor(cluster.scheduler_address)
+        executor.poll_s, executor.no_workers_s = 0.2, 1.0
+        try:
+            with pytest.raises(ConfigError, match=r"no worker for \d+ s, 4 point\(s\) waiting"):
+                Sweep(_spec(tmp_path, "none"), executor).run()
+        finally:
+            executor.close()

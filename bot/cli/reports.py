@@ -36,45 +36,59 @@ def _s(x: Decimal | None) -> str | None:
 
 
 def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
-    """Everything the status view shows, as plain JSON-ready values (decimals as strings)."""
+    """Everything the status view shows, as plain JSON-ready values (decimals as strings).
+
+    What the store does not know is ``null``, never a zero: no positions recorded yet (the bot
+    has not ticked, or its account could not be read) leaves every position and leverage unknown;
+    a position whose mark or equity is unknown has an unknown leverage. Resting orders, open
+    incidents and each contract's last decision are read by kind, however many other orders,
+    events or decisions were recorded since.
+    """
+    from bot.domain.enums import EventKind
+    from bot.store import views
+
     equity = store.latest_equity()
     memory = store.load_risk_memory()
     snap = store.latest_positions()
-    positions = {p.symbol: p for p in snap[1]} if snap else {}
-    last_decision = {}
-    for r in reversed(store.recent_decisions(50 * (len(config.contracts) + 2))):
-        last_decision[r.decision.symbol] = r
+    positions = {p.symbol: p for p in snap[1]} if snap else None
+    hedge = config.policies[0].hedge
+    legs = [(c.symbol, str(c.direction)) for c in config.contracts]
+    legs += [(h, "hedge") for h in (hedge.instruments if hedge is not None else ())]
+    last_decision = views.latest_decisions(store, [sym for sym, _ in legs])
     resting: dict[str, dict[str, str]] = {}
-    for o in store.recent_orders(500):
-        if o.status is OrderStatus.OPEN and o.request.purpose.is_protective:
+    for o in store.open_orders():
+        if o.request.purpose.is_protective:
             resting.setdefault(o.request.symbol, {})[o.request.purpose.name.lower()] = (
                 _s(o.request.trigger_price) or ""
             )
     funding = _paper_funding(config, store)
-    unprotected = unprotected_since(store.recent_events(1000))
+    incidents = (EventKind.UNPROTECTED, EventKind.PROTECTED)
+    unprotected = unprotected_since(store.recent_events(100_000, kinds=incidents))
     n = Decimal(len(config.contracts))
     sleeve = equity.equity / n if equity is not None and equity.equity > 0 else None
     contracts = []
-    hedge = config.policies[0].hedge
-    legs = [(c.symbol, str(c.direction)) for c in config.contracts]
-    legs += [(h, "hedge") for h in (hedge.instruments if hedge is not None else ())]
     for sym, direction in legs:  # the hedge legs are shown like any contract
-        pos = positions.get(sym)
+        pos = positions.get(sym) if positions is not None else None
+        held = pos is not None and pos.is_open
         rec = last_decision.get(sym)
         mark = rec.mark_price if rec else None
         vol = rec.volatility if rec else None
         row: dict[str, Any] = {"symbol": sym, "direction": direction}
-        row["position"] = _s(pos.qty) if pos else "0"
-        row["entry_price"] = _s(pos.entry_price) if pos else None
+        # No positions recorded at all: unknown, not flat.
+        row["position"] = None if positions is None else _s(pos.qty) if pos else "0"
+        row["entry_price"] = _s(pos.entry_price) if pos and held else None
         # A hedge leg is sized on the whole equity, a traded contract on its sleeve.
         base = equity.equity if direction == "hedge" and equity is not None else sleeve
-        row["current_leverage"] = (
-            _s((pos.notional(mark) / base).quantize(Decimal("0.01")))
-            if pos and mark and base
-            else "0"
-        )
+        if positions is None:
+            row["current_leverage"] = None
+        elif not held:
+            row["current_leverage"] = "0"
+        elif pos is not None and mark and base:
+            row["current_leverage"] = _s((pos.notional(mark) / base).quantize(Decimal("0.01")))
+        else:
+            row["current_leverage"] = None  # held, but its mark or the equity is unknown
         row["target_leverage"] = _s(rec.decision.target_leverage) if rec else None
-        liq = pos.liquidation_price if pos else None
+        liq = pos.liquidation_price if pos and held else None
         row["liquidation_price"] = _s(liq)
         if liq is not None and mark and vol and vol > 0:
             units = abs(mark - liq) / (mark * vol / DAYS.sqrt())
@@ -91,10 +105,12 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
     return {
         "account": config.account.name,
         "as_of": _iso(equity.ts_ms) if equity else None,
+        "positions_as_of": _iso(snap[0]) if snap else None,
         "equity": _s(equity.equity) if equity else None,
         "wallet": _s(equity.wallet) if equity else None,
         "unrealized_pnl": _s(equity.unrealized_pnl) if equity else None,
-        "state": memory.state.value if memory else "active",
+        # No risk state recorded: the bot has not run on this database; unknown, not "active".
+        "state": memory.state.value if memory else None,
         "state_reason": memory.state_reason if memory else None,
         "peak_equity": _s(memory.peak_equity) if memory else None,
         "contracts": contracts,
@@ -141,7 +157,7 @@ def status_tables(
     head.add_row("as of", str(data["as_of"] or "no tick yet"))
     for key in ("equity", "wallet", "unrealized_pnl", "peak_equity"):
         head.add_row(key.replace("_", " "), numbers.money(_d(data[key]), grouping=True))
-    head.add_row("state", str(data["state"]))
+    head.add_row("state", str(data["state"] or "unknown (no risk state recorded)"))
     head.add_row("state reason", str(data["state_reason"] or "-"))
     table = unclipped(contracts_table(data, specs))
     reasons = Table(title="last decisions", show_header=False)
@@ -149,7 +165,7 @@ def status_tables(
     reasons.add_column("time", no_wrap=True)
     reasons.add_column("reason", overflow="fold")
     for row in data["contracts"]:
-        reasons.add_row(row["symbol"], str(row["last_decision"]), str(row["reason"]))
+        reasons.add_row(row["symbol"], row["last_decision"] or "-", row["reason"] or "-")
     return [head, table, reasons]
 
 

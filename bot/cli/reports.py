@@ -14,9 +14,7 @@ from rich.table import Table
 from bot import numbers
 from bot.cli.terminal import unclipped
 from bot.config.models import BotConfig
-from bot.domain.enums import OrderStatus
 from bot.domain.instrument import Instrument
-from bot.instruments import instrument_for
 from bot.store.incidents import unprotected_since
 
 if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
@@ -129,16 +127,13 @@ def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, st
 
 
 def contract_specs(config: BotConfig) -> dict[str, Instrument]:
-    """The bundled specs of the configured contracts and hedge legs (display precision); unknown
-    ones left out."""
-    specs = {}
+    """The specs of the configured contracts and hedge legs (display precision) as the bot
+    resolves them: the user's catalogue first, then the bundled snapshot; unknown ones left out."""
+    from bot.dashboard.account import known_instruments
+
     hedge = config.policies[0].hedge
-    for sym in [c.symbol for c in config.contracts] + list(hedge.instruments if hedge else ()):
-        try:
-            specs[sym] = instrument_for(config.data.exchange, sym)
-        except ValueError:
-            continue
-    return specs
+    symbols = [c.symbol for c in config.contracts] + list(hedge.instruments if hedge else ())
+    return {s: i for s, i in known_instruments(config, symbols).items() if i is not None}
 
 
 def _d(text: Any) -> Decimal | None:

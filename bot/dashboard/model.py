@@ -22,7 +22,7 @@ class ContractView:
     direction: str
     tick: Decimal | None  # price increment (formatting)
     step: Decimal | None  # quantity increment (formatting)
-    qty: Decimal  # signed, 0 when flat
+    qty: Decimal | None  # signed, 0 when flat; None: unknown (no positions recorded yet)
     entry: Decimal | None
     mark: Decimal | None
     notional: Decimal | None
@@ -48,13 +48,18 @@ class ContractView:
 
     @property
     def side(self) -> str:
+        if self.qty is None:
+            return "unknown"
         return "long" if self.qty > 0 else "short" if self.qty < 0 else "flat"
 
     @property
     def unprotected(self) -> bool:
         """An open position without a valid resting stop-loss (the protection invariant is
-        broken): none rests, or the bot recorded an open ``unprotected`` incident."""
-        return self.qty != 0 and (self.stop_loss is None or self.unprotected_since_ms is not None)
+        broken): none rests, or the bot recorded an open ``unprotected`` incident. An open
+        incident counts even while the position itself is unknown."""
+        if self.unprotected_since_ms is not None and self.qty != 0:
+            return True
+        return self.qty is not None and self.qty != 0 and self.stop_loss is None
 
 
 @dataclass(frozen=True, slots=True)

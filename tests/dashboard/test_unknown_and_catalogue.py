@@ -1,0 +1,140 @@
+"""The dashboard (and ``bot status``) on what they do not know and on contracts the bundled
+snapshot does not describe as the bot does: an account with nothing recorded shows unknown, never
+flat; margin figures and precision use the user's catalogue first, as the bot does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
+
+from bot.bootstrap import open_store
+from bot.catalogue import catalogue_path, write_catalogue
+from bot.cli.reports import contract_specs
+from bot.clock import SimClock
+from bot.config.loader import load_config
+from bot.config.models import BotConfig
+from bot.dashboard.account import AccountSource
+from bot.dashboard.app import create_app
+from bot.dashboard.metrics import build_registry
+from bot.dashboard.security import Guard
+from bot.domain.decision import Decision
+from bot.domain.enums import MarginMode, TradingState
+from bot.domain.instrument import Bracket
+from bot.domain.margin import maintenance_margin
+from bot.domain.position import Position
+from bot.instruments import load_instruments
+from bot.ports.store import DecisionRecord, EquitySnapshot
+from bot.store.sql import SqlStore
+from tests.runtime.conftest import write_config
+
+BTC = "BTC/USDT:USDT"
+T0 = 1_748_822_400_000
+
+
+def _config(tmp_path: Path, data_dir: Path) -> BotConfig:
+    path = write_config(tmp_path, contracts=2)
+    text = path.read_text()
+    start = text.index('dir = "', text.index("[data]"))
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f'dir = "{data_dir}"' + text[end:])
+    return load_config(path)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def config(tmp_path: Path, data_dir: Path) -> BotConfig:
+    return _config(tmp_path, data_dir)
+
+
+@pytest.fixture
+def store(config: BotConfig) -> Iterator[SqlStore]:
+    s = open_store(config)
+    yield s
+    s.close()
+
+
+def test_nothing_recorded_shows_unknown_not_flat(config: BotConfig, store: SqlStore) -> None:
+    source = AccountSource(config, store)
+    ov = source.overview(T0)
+    assert ov.state == "unknown"
+    assert ov.margin_ratio is None
+    for c in ov.contracts:
+        assert c.qty is None
+        assert c.side == "unknown"
+        assert c.leverage is None
+        assert not c.unprotected
+    clock = SimClock(T0)
+    app = create_app({config.account.name: source}, store=store, guard=Guard(None), clock=clock)
+    client = TestClient(app)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert ">flat<" not in page.text
+    assert ">unknown<" in page.text
+    assert client.get("/contracts/BTC-USDT-USDT").status_code == 200
+    registry, _ = build_registry(source, store, clock)
+    text = generate_latest(registry).decode()
+    assert "bot_position_without_stop{" not in text  # unknown is not "protected" (0)
+
+
+def test_margin_ratio_and_precision_follow_the_users_catalogue(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    bundled = load_instruments("binanceusdm")[BTC]
+    # The venue raised BTC's maintenance rate and refined its tick since the snapshot.
+    mine = replace(
+        bundled,
+        tick_size=Decimal("0.01"),
+        brackets=(Bracket(Decimal(0), Decimal("1e12"), Decimal(20), Decimal("0.05"), Decimal(0)),),
+    )
+    write_catalogue(
+        catalogue_path(data_dir, "binanceusdm"), "binanceusdm", {BTC: (mine, "test")}, T0, "test"
+    )
+    config = _config(tmp_path, data_dir)
+    assert contract_specs(config)[BTC].tick_size == Decimal("0.01")
+    store = open_store(config)
+    try:
+        store.record_equity(
+            EquitySnapshot(
+                ts_ms=T0,
+                wallet=Decimal(10000),
+                unrealized_pnl=Decimal(0),
+                equity=Decimal(10000),
+                state=TradingState.ACTIVE,
+            )
+        )
+        held = Position(BTC, Decimal("0.5"), Decimal(60000), Decimal(3), MarginMode.ISOLATED)
+        store.record_positions(T0, [held])
+        d = Decision(
+            symbol=BTC,
+            direction=1,
+            target_leverage=Decimal(3),
+            target_qty=Decimal("0.5"),
+            stop_loss=Decimal(55000),
+            take_profit=None,
+            reason="why",
+            allow_increase=True,
+        )
+        store.record_decisions(
+            [DecisionRecord("t", T0, d, Decimal("0.5"), Decimal(3), Decimal(60000), Decimal("0.5"))]
+        )
+        ov = AccountSource(config, store).overview(T0)
+    finally:
+        store.close()
+    expected = maintenance_margin(mine, Decimal(30000)) / Decimal(10000)  # 1500 / 10000
+    assert ov.margin_ratio == expected
+    assert ov.margin_ratio != maintenance_margin(bundled, Decimal(30000)) / Decimal(10000)
+    assert ov.contract("BTC-USDT-USDT") is not None
+    btc = ov.contract("BTC-USDT-USDT")
+    assert btc is not None and btc.tick == Decimal("0.01")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.bootstrap import risk_limits
+from bot.catalogue import resolve_instruments
 from bot.cli import terminal
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
@@ -27,7 +28,7 @@ from bot.sim.history import load_history
 from bot.tools import calc as calc_tool
 from bot.tools import render, stress, voltrack
 from bot.tools.calc import to_text
-from bot.tools.portfolio import Portfolio, open_on_exchange, read_portfolio
+from bot.tools.portfolio import MAX_INPUT, Portfolio, open_on_exchange, read_portfolio
 from bot.tools.scenarios import Scenario, extreme_json, market_inputs, standard_scenarios
 
 __all__ = ["parse_decimal", "run_calc", "run_stress", "run_vol"]
@@ -43,6 +44,8 @@ def parse_decimal(flag: str, text: str | None) -> Decimal | None:
         raise ConfigError(f"{flag}: not a number: {text!r}") from None
     if not value.is_finite():
         raise ConfigError(f"{flag}: must be a finite number, got {text!r}")
+    if abs(value) >= MAX_INPUT:
+        raise ConfigError(f"{flag}: {text!r} is out of range (at most {MAX_INPUT:.0e} in size)")
     return value
 
 
@@ -214,7 +217,13 @@ def run_stress(
         config.account.starting_balance,
         MarginMode(config.account.margin_mode),
     )
-    instruments = voltrack.config_instruments(config, portfolio.symbols())
+    try:
+        # The book's contracts come from the positions file, not the configuration.
+        instruments = resolve_instruments(
+            config.data.exchange, portfolio.symbols(), data or config.data.dir
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{portfolio.source}: {exc}") from None
     slippage = config.simulation.slippage_bps
     start = open_on_exchange(portfolio, instruments, slippage)  # validates the book up front
     rl = risk_limits(config, policy)

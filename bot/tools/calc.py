@@ -14,7 +14,7 @@ the liquidation price, as in Binance's formula.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -257,8 +257,15 @@ def _positive(flag: str, value: Decimal) -> None:
         raise ConfigError(f"{flag} must be a number > 0, got {value}")
 
 
+def _quantized(x: Decimal, places: Decimal) -> Decimal:
+    """``x`` rounded (half-even) to ``places``, in a context wide enough for any magnitude: the
+    default 28 digits cannot hold a large number with 8 decimals (InvalidOperation)."""
+    digits = max(28, x.adjusted() - places.as_tuple().exponent + 2)  # type: ignore[operator]
+    return x.quantize(places, context=Context(prec=digits))
+
+
 def _fmt(x: Decimal) -> str:
-    return format(x.quantize(Decimal("0.01")).normalize(), "f")
+    return format(_quantized(x, Decimal("0.01")).normalize(), "f")
 
 
 def to_text(x: Decimal | None) -> str | None:
@@ -268,7 +275,8 @@ def to_text(x: Decimal | None) -> str | None:
         return None
     if not x.is_finite():
         return str(x)
-    return format(x.quantize(_JSON_PLACES).normalize(), "f")
+    q = _quantized(x, _JSON_PLACES)
+    return "0" if q == 0 else format(q.normalize(), "f")  # never "-0"
 
 
 def jsonable(r: CalcResult) -> dict[str, Any]:

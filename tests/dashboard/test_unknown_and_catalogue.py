@@ -135,6 +135,6 @@ def test_margin_ratio_and_precision_follow_the_users_catalogue(
     expected = maintenance_margin(mine, Decimal(30000)) / Decimal(10000)  # 1500 / 10000
     assert ov.margin_ratio == expected
     assert ov.margin_ratio != maintenance_margin(bundled, Decimal(30000)) / Decimal(10000)
-    assert ov.contract("BTC-USDT-USDT") is not None
     btc = ov.contract("BTC-USDT-USDT")
-    assert btc is not None and btc.tick == Decimal("0.01")
+    assert btc is not None
+    assert btc.tick == Decimal("0.01")

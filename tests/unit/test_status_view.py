@@ -115,7 +115,8 @@ def test_an_empty_database_shows_positions_and_state_unknown(
     assert btc["current_leverage"] is None
     assert data["state"] is None  # the bot never ran here: not "active"
     text = _text(config, data)
-    assert "0.000" not in text and "0.00 " not in text
+    assert "0.000" not in text
+    assert "0.00 " not in text
     assert "unknown" in text
     assert "None" not in text
 

@@ -28,7 +28,7 @@ from bot.domain.enums import MarginMode
 from bot.domain.margin import liquidation_price_isolated
 from bot.errors import ConfigError
 from bot.instruments import instrument_for
-from bot.tools.calc import MOVES, CalcRequest, calculate, jsonable
+from bot.tools.calc import MOVES, CalcRequest, calculate, jsonable, to_text
 
 D = Decimal
 BTC = instrument_for("binanceusdm", "BTC/USDT:USDT")
@@ -283,3 +283,21 @@ def test_prices_of_a_contract_priced_in_cents_print_to_its_tick() -> None:
     btc = StringIO()
     Console(file=btc, width=200).print(calc_summary(calculate(request())))
     assert f"{calculate(request()).liquidation_price:,.2f}" in btc.getvalue()  # at least 2
+
+
+@pytest.mark.parametrize("flag", ["--entry", "--leverage", "--balance", "--vol"])
+def test_cli_huge_numbers_are_named_not_a_traceback(flag: str) -> None:
+    values = {"--entry": "60000", "--leverage": "2", "--balance": "1000", "--vol": "0.5"}
+    values[flag] = "1e30"
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", "long", "--json"]
+    for k, v in values.items():
+        args += [k, v]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{flag}: '1e30' is out of range" in result.output
+
+
+def test_json_text_of_large_and_tiny_numbers() -> None:
+    assert to_text(D("1e25")) == "10000000000000000000000000"  # 28 digits cannot hold 1e25.00000000
+    assert to_text(D("-0.000000001")) == "0"  # never "-0"
+    assert to_text(D("-1.5")) == "-1.5"

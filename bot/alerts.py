@@ -10,6 +10,7 @@ was delivered within the dedup window is recorded but not sent again, and no mor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,7 +26,7 @@ from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.extras import require
-from bot.logs import redact
+from bot.logs import REDACTOR, redact
 
 DAYS = Decimal(365)
 
@@ -115,6 +116,25 @@ class AlertStore(Protocol):
 
 Sender = Callable[[str, str], bool]  # (title, body) -> delivered
 
+_URL_PARTS = re.compile(r"[/?&=@#]+")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of an alert URL that may be credentials: the whole URL, and every part of it
+    (between ``/ ? & = @ #``) of 8 characters or more mixing letters and digits, such as tokens,
+    keys and ``user:password`` (a host name, an address or a plain word is left alone)."""
+    rest = url.split("://", 1)[-1]
+    parts = [
+        p
+        for p in _URL_PARTS.split(rest)
+        if len(p) >= 8 and any(c.isdigit() for c in p) and any(c.isalpha() for c in p)
+    ]
+    if "@" in rest:  # user:password@host: the password whatever it looks like
+        userinfo = rest.split("@", 1)[0].split("/", 1)[0]
+        if ":" in userinfo:
+            parts.append(userinfo.split(":", 1)[1])
+    return [url, *parts]
+
 
 def apprise_sender(urls: Sequence[str]) -> Sender | None:
     """A sender for Apprise URLs (Telegram, Discord, Slack, e-mail, json:// webhooks...)."""
@@ -127,6 +147,10 @@ def apprise_sender(urls: Sequence[str]) -> Sender | None:
     for url in urls:
         if not app.add(url):
             raise ValueError(f"alert URL not understood by Apprise: {url.split('://')[0]}://...")
+        # The URL carries the destination's credentials (a Telegram bot token, a Slack or
+        # Discord webhook token, a password): Apprise and urllib3 log the request path at DEBUG
+        # and connection errors quote it; no sink and no stored text may show them.
+        REDACTOR.add(url_secrets(url))
 
     def send(title: str, body: str) -> bool:
         return bool(app.notify(title=title, body=body))

@@ -300,6 +300,29 @@ def test_an_unreachable_destination_and_a_raising_sender_do_not_raise(store: Sql
     assert [r.delivered for r in store.recent_alerts("b", 0)] == [False]
 
 
+def test_the_credentials_in_an_alert_url_never_reach_a_log_or_a_stored_text(
+    store: SqlStore,
+) -> None:
+    """Apprise logs the request path at DEBUG and a failed connection quotes it (urllib3:
+    "Max retries exceeded with url: /hook/<token>"): the URL's token and password are redacted
+    wherever the bot's text goes (log sinks, events, alerts)."""
+    from bot.logs import redact
+
+    token, password = "T0KEN9af83Kq02Zx", "pw4Alerts9x"
+    port = closed_port()
+    url = f"json://ops:{password}@127.0.0.1:{port}/hook/{token}?rto=1&cto=1"
+    apprise_sender([url])
+    quoted = f"HTTPConnectionPool(host='127.0.0.1', port={port}): Max retries exceeded with url: "
+    for text in (f"{quoted}/hook/{token}", f"JSON URL: {url}", f"login ops:{password} refused"):
+        assert token not in redact(text)
+        assert password not in redact(text)
+    assert "127.0.0.1" in redact(quoted)  # an address is not a secret
+    n = Notifier(store, SimClock(T0), None, RULES, account="acct")
+    n.notify([Alert("x", "warning", f"delivery to {url} failed")])
+    [record] = store.recent_alerts("x", 0)
+    assert token not in record.message
+
+
 def test_apprise_urls_are_checked() -> None:
     assert apprise_sender([]) is None
     with pytest.raises(ValueError, match="not understood by Apprise: nosuchscheme://"):

@@ -111,6 +111,19 @@ class CalcResult:
     columns: tuple[Column, ...]
     moves: tuple[tuple[Decimal, Decimal, tuple[Cell, ...]], ...]  # (move, price, cells)
 
+    @property
+    def largest_order(self) -> Decimal | None:
+        """The venue's largest market order (None: not known)."""
+        return self.instrument.largest_order
+
+    @property
+    def above_largest_order(self) -> bool:
+        """The size is above the venue's largest market order: no one market order can open or
+        close it, no one stop-market order protect it (Binance -4005), and the bot never holds
+        more than that order (it cuts its decision to it)."""
+        most = self.largest_order
+        return most is not None and self.qty > most
+
 
 def lookup_instrument(exchange: str, symbol: str, catalogue_dir: Path | None = None) -> Instrument:
     """The contract's specification: the user's catalogue under ``catalogue_dir`` first, then
@@ -305,6 +318,8 @@ def jsonable(r: CalcResult) -> dict[str, Any]:
         "stop_price": to_text(r.stop_price),
         "max_leverage_for_stop": to_text(r.max_leverage_for_stop),
         "round_trip_fee": to_text(r.round_trip_fee),
+        "largest_market_order": to_text(r.largest_order),
+        "above_largest_market_order": r.above_largest_order,
         "columns": [
             {
                 "leverage": to_text(c.leverage),

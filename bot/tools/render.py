@@ -66,6 +66,14 @@ def calc_summary(r: CalcResult) -> Table:
         ),
         ("round-trip taker fee", f"{r.round_trip_fee:,.2f} {quote}"),
     ]
+    if r.above_largest_order:
+        rows.append(
+            (
+                "[bold red]above the largest market order[/bold red]",
+                f"[bold red]{r.largest_order} {r.instrument.base}: one order cannot close it, "
+                "one stop cannot protect it; the bot caps a position there[/bold red]",
+            )
+        )
     if r.max_leverage_for_stop is not None:
         stop = "none" if r.stop_price is None else _price(r.stop_price, tick)
         rows.append(

@@ -301,3 +301,20 @@ def test_json_text_of_large_and_tiny_numbers() -> None:
     assert to_text(D("1e25")) == "10000000000000000000000000"  # 28 digits cannot hold 1e25.00000000
     assert to_text(D("-0.000000001")) == "0"  # never "-0"
     assert to_text(D("-1.5")) == "-1.5"
+
+
+def test_a_size_above_the_largest_market_order_is_flagged() -> None:
+    """1000PEPE's largest market order is 10 000 000: 2 000 000 USDT at 0.0123 is 162 million.
+    The venue refuses one market or stop order that large and the bot caps its positions there:
+    the calculator says so instead of showing a position the bot would never hold as normal."""
+    args = ["calc", "--contract", "1000PEPE/USDT:USDT", "--side", "short", "--entry", "0.0123"]
+    args += ["--leverage", "20", "--balance", "100000", "--margin-mode", "cross", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["largest_market_order"] == "10000000"
+    assert data["above_largest_market_order"] is True
+    text = runner.invoke(app, args[:-1])
+    assert "above the largest market order" in text.stdout
+    small = jsonable(calculate(request()))
+    assert small["above_largest_market_order"] is False

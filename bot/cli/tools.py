@@ -323,6 +323,7 @@ def account_snapshot_dir(config_path: Path) -> Path:
     from bot.backtest.report import POSITION_COLUMNS
     from bot.bootstrap import open_store
     from bot.domain.enums import OrderPurpose
+    from bot.store import views
 
     config = _config(config_path)
     store = open_store(config)
@@ -330,33 +331,50 @@ def account_snapshot_dir(config_path: Path) -> Path:
         latest = store.latest_positions()
         if latest is None or not [p for p in latest[1] if p.is_open]:
             raise DataError(f"{config.runtime.database_url}: the bot holds no position to stress")
+        held = [p for p in latest[1] if p.is_open]
         stops = {
             o.request.symbol: o.request.trigger_price
             for o in store.open_orders()
             if o.request.purpose is OrderPurpose.STOP_LOSS
         }
-        marks = {r.decision.symbol: r.mark_price for r in store.recent_decisions(200)[::-1]}
+        # Each position's last known mark: the paper exchange's own, else the contract's last
+        # decision (however long ago it was recorded). None known: the book cannot be valued.
+        decided = views.latest_decisions(store, [p.symbol for p in held])
+        marks = {s: r.mark_price for s, r in decided.items()}
+        paper = store.load_paper_state(config.account.name)
+        if paper is not None:
+            marks.update({s: Decimal(v) for s, v in json.loads(paper).get("marks", {}).items()})
         equity = store.latest_equity()
     finally:
         store.close()
+    unknown = [p.symbol for p in held if p.symbol not in marks]
+    if unknown:
+        raise DataError(
+            f"{config.runtime.database_url}: no mark recorded for {', '.join(unknown)} (a "
+            "position the bot never decided on): describe the book with --positions FILE and "
+            "its marks instead"
+        )
+    if equity is None:
+        raise DataError(
+            f"{config.runtime.database_url}: no wallet balance recorded with the positions: "
+            "describe the book with --positions FILE and --balance"
+        )
     out = Path(tempfile.mkdtemp(prefix="bot-stress-")) / "positions.csv"
     with out.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(POSITION_COLUMNS))
         w.writeheader()
-        for p in latest[1]:
-            if not p.is_open:
-                continue
+        for p in held:
             row = {
                 "symbol": p.symbol,
                 "qty": p.qty,
                 "entry_price": p.entry_price,
                 "leverage": int(p.leverage),
                 "isolated_margin": p.isolated_margin,
-                "mark": marks.get(p.symbol, p.entry_price),
+                "mark": marks[p.symbol],
                 "stop_loss": stops.get(p.symbol, ""),
             }
             w.writerow({k: row.get(k, "") for k in POSITION_COLUMNS})
-    wallet = equity.wallet if equity is not None else config.account.starting_balance
+    wallet = equity.wallet
     (out.parent / "account.json").write_text(
         json.dumps({"wallet": str(wallet), "margin_mode": config.account.margin_mode})
     )

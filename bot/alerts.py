@@ -165,6 +165,7 @@ def apprise_sender(urls: Sequence[str]) -> Sender | None:
 FIRST_REST_S = 30.0
 MAX_REST_S = 900.0
 MAX_HELD = 100
+_URGENCY = {"critical": 0, "warning": 1, "info": 2}
 
 
 class Notifier:
@@ -212,6 +213,9 @@ class Notifier:
         # Held alerts go first, unless a newer one of the same key replaces them.
         keys = {a.key for a, _ in fresh}
         batch = [held for key, held in self._held.items() if key not in keys] + fresh
+        # Critical first (a stable sort: oldest first within a severity): when the hourly limit
+        # leaves room for only some, a position without a stop is not the one left unsent.
+        batch.sort(key=lambda held: _URGENCY.get(held[0].severity, len(_URGENCY)))
         self._held = {}
         delivered = 0
         for alert, alert_id in batch:

@@ -273,6 +273,21 @@ def test_no_more_than_max_per_hour(store: SqlStore, receiver: Receiver) -> None:
     assert len(receiver.posts) == 3
 
 
+def test_the_hourly_limit_spends_itself_on_critical_alerts_first(
+    store: SqlStore, receiver: Receiver
+) -> None:
+    rules = AlertRules(D("0.8"), D(3), dedup_seconds=0, max_per_hour=1)
+    n, _ = notifier(store, receiver.url, rules)
+    batch = [
+        Alert("unreadable:account", "warning", "account unreadable"),
+        Alert(f"no_stop:{SYM}", "critical", "TST has no stop"),
+    ]
+    assert n.notify(batch) == 1
+    assert [b["message"] for _, b in receiver.posts] == ["TST has no stop"]
+    [warning] = store.recent_alerts("unreadable:account", 0)
+    assert not warning.delivered  # recorded all the same
+
+
 def test_a_failing_destination_does_not_raise(store: SqlStore, receiver: Receiver) -> None:
     receiver.status = 500
     n, clock = notifier(store, receiver.url)

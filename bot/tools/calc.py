@@ -80,7 +80,7 @@ class Column:
     qty: Decimal  # base asset, unsigned
     notional: Decimal
     liquidation_price: Decimal | None  # None: cannot be liquidated
-    allowed: bool  # leverage within the bracket maximum for this notional
+    allowed: bool  # within the bracket maximum for this notional, and an order the venue takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +146,7 @@ def calculate(req: CalcRequest) -> CalcResult:
         notional = req.size * req.entry
         leverage = notional / req.balance
     _check_bracket(inst, leverage, notional, req)
+    _check_order_minimums(inst, notional, req)
     main = _column(inst, req, leverage)
     bracket = inst.bracket_for(notional)
     daily = None if req.volatility is None else req.volatility / DAYS_PER_YEAR.sqrt()
@@ -186,7 +187,12 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal) -> Column:
         )
     else:
         liq = liquidation_price_cross(inst, signed, req.entry, req.balance, ZERO, ZERO)
-    allowed = leverage <= inst.max_leverage_for(notional)
+    on_grid = inst.floor_qty(qty)
+    allowed = (
+        leverage <= inst.max_leverage_for(notional)
+        and on_grid >= inst.min_qty
+        and on_grid * req.entry >= inst.min_notional
+    )
     return Column(leverage, qty, notional, liq, allowed)
 
 
@@ -263,6 +269,37 @@ def _check_bracket(
             f"{what} is above {inst.symbol}'s maximum of {cap}x for a notional of "
             f"{_fmt(notional)} {inst.quote}; the exchange would refuse it"
         )
+
+
+def _check_order_minimums(inst: Instrument, notional: Decimal, req: CalcRequest) -> None:
+    """The exchange refuses an order off its quantity step, below its minimum quantity or below
+    its minimum notional (Binance LOT_SIZE / MIN_NOTIONAL, -4003 / -4164)."""
+    what = (
+        f"--size {req.size}"
+        if req.size is not None
+        else f"--balance {req.balance} at --leverage {req.leverage}"
+    )
+    if req.size is not None and inst.floor_qty(req.size) != req.size:
+        raise ConfigError(
+            f"{what} is not a multiple of {inst.symbol}'s quantity step {inst.step_size}; the "
+            "exchange would refuse it"
+        )
+    qty = inst.floor_qty(notional / req.entry)  # what an order for this notional would carry
+    if qty < inst.min_qty:
+        raise ConfigError(
+            f"{what} buys {_fmt_qty(notional / req.entry)} {inst.base}, below {inst.symbol}'s "
+            f"minimum quantity {inst.min_qty}; the exchange would refuse it"
+        )
+    if qty * req.entry < inst.min_notional:
+        raise ConfigError(
+            f"{what}: a notional of {_fmt(qty * req.entry)} {inst.quote} is below "
+            f"{inst.symbol}'s minimum order of {inst.min_notional} {inst.quote}; the exchange "
+            "would refuse it"
+        )
+
+
+def _fmt_qty(x: Decimal) -> str:
+    return format(_quantized(x, _JSON_PLACES).normalize(), "f")
 
 
 def _positive(flag: str, value: Decimal) -> None:

@@ -318,3 +318,36 @@ def test_a_size_above_the_largest_market_order_is_flagged() -> None:
     assert "above the largest market order" in text.stdout
     small = jsonable(calculate(request()))
     assert small["above_largest_market_order"] is False
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # 10 x 2 = 20 USDT buys 0.00033 BTC: below the minimum quantity 0.001
+        ({"balance": D(10), "leverage": D(2)}, "buys 0.00033333 BTC, below BTC/USDT:USDT's min"),
+        (
+            {"leverage": None, "size": D("0.0015")},
+            "not a multiple of BTC/USDT:USDT's quantity step",
+        ),
+        # 0.001 BTC at 60 000 is 60 USDT: below Binance's 100 USDT minimum order
+        (
+            {"leverage": None, "size": D("0.001")},
+            "notional of 60 USDT is below BTC/USDT:USDT's min",
+        ),
+    ],
+)
+def test_an_order_the_exchange_would_refuse_is_named(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        calculate(request(**changes))
+    assert message in str(err.value)
+    assert "the exchange would refuse it" in str(err.value)
+
+
+def test_columns_below_the_minimum_order_are_not_allowed() -> None:
+    # 60 of balance: 1x is 60 USDT (below the 100 minimum), 3x is 180
+    got = calculate(request(balance=D(60), leverage=D(3)))
+    allowed = {c.leverage: c.allowed for c in got.columns}
+    assert allowed[D(1)] is False
+    assert allowed[D(3)] is True

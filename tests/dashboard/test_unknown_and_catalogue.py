@@ -83,6 +83,9 @@ def test_nothing_recorded_shows_unknown_not_flat(config: BotConfig, store: SqlSt
     assert ">flat<" not in page.text
     assert ">unknown<" in page.text
     assert client.get("/contracts/BTC-USDT-USDT").status_code == 200
+    confirm = client.get("/actions/flatten").text
+    assert "positions unknown" in confirm
+    assert "0 open position" not in confirm
     registry, _ = build_registry(source, store, clock)
     text = generate_latest(registry).decode()
     assert "bot_position_without_stop{" not in text  # unknown is not "protected" (0)

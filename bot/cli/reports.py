@@ -201,7 +201,7 @@ def contracts_table(
             numbers.price(_d(row["entry_price"]), tick, grouping=group),
             numbers.fixed(_d(row["current_leverage"]), 2),
             numbers.fixed(_d(row["target_leverage"]), 2),
-            numbers.price(_d(row["liquidation_price"]), tick, grouping=group),
+            numbers.price(_toward_mark(row, spec), tick, grouping=group),
             numbers.fixed(_d(row["liquidation_distance_vol_units"]), 2),
             numbers.price(_d(row["stop_loss"]), tick, grouping=group),
             numbers.price(_d(row["take_profit"]), tick, grouping=group),
@@ -210,6 +210,16 @@ def contracts_table(
             str(f.get("time") or "-"),
         )
     return table
+
+
+def _toward_mark(row: dict[str, Any], spec: Instrument | None) -> Decimal | None:
+    """The row's liquidation price on the tick grid, rounded toward the mark (up for a long,
+    down for a short): a coarse tick never shows more room than the position has."""
+    liq = _d(row["liquidation_price"])
+    qty = _d(row["position"])
+    if liq is None or spec is None or not qty:
+        return liq
+    return spec.ceil_price(liq) if qty > 0 else spec.floor_price(liq)
 
 
 def history_tables(store: SqlStore, limit: int) -> list[Table]:

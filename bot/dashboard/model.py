@@ -5,7 +5,7 @@ format them to the contract's precision."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Protocol
 
 from bot.store.views import PendingCommand, TimeWindow
@@ -51,6 +51,18 @@ class ContractView:
         if self.qty is None:
             return "unknown"
         return "long" if self.qty > 0 else "short" if self.qty < 0 else "flat"
+
+    @property
+    def liquidation_shown(self) -> Decimal | None:
+        """The liquidation price on the tick grid, rounded toward the mark (up for a long, down
+        for a short), as the engine plans with it: where a tick is a large fraction of the price
+        (1000PEPE near 1e-6: 10 %), rounding to the nearest tick could show up to half a tick
+        more room than the position has."""
+        liq, tick = self.liquidation, self.tick
+        if liq is None or tick is None or tick <= 0 or not self.qty:
+            return liq
+        rounding = ROUND_CEILING if self.qty > 0 else ROUND_FLOOR
+        return (liq / tick).to_integral_value(rounding=rounding) * tick
 
     @property
     def unprotected(self) -> bool:

@@ -56,7 +56,7 @@ def calc_summary(r: CalcResult) -> Table:
         ),
         (
             "liquidation price",
-            "none" if r.liquidation_price is None else _price(r.liquidation_price, tick),
+            "none" if r.liquidation_price is None else _price(_toward_entry(r), tick),
         ),
         ("distance to liquidation", _pct(r.liquidation_distance)),
         ("daily volatility", _pct(r.daily_volatility)),
@@ -87,6 +87,15 @@ def calc_summary(r: CalcResult) -> Table:
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+def _toward_entry(r: CalcResult) -> Decimal:
+    """The liquidation price on the tick grid, rounded toward the entry (up for a long, down for
+    a short), as the engine plans with it: never more room than the position has."""
+    liq = r.liquidation_price
+    assert liq is not None  # noqa: S101 - the caller shows "none" otherwise
+    inst = r.instrument
+    return inst.ceil_price(liq) if r.request.side > 0 else inst.floor_price(liq)
 
 
 def calc_moves(r: CalcResult) -> Table:

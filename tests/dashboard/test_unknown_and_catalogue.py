@@ -141,3 +141,58 @@ def test_margin_ratio_and_precision_follow_the_users_catalogue(
     btc = ov.contract("BTC-USDT-USDT")
     assert btc is not None
     assert btc.tick == Decimal("0.01")
+
+
+def test_a_coarse_tick_liquidation_is_shown_rounded_toward_the_mark() -> None:
+    from bot.dashboard.model import ContractView
+
+    def view(qty: str, liq: str) -> ContractView:
+        return ContractView(
+            symbol="1000PEPE/USDT:USDT",
+            direction="long",
+            tick=Decimal("1e-7"),
+            step=Decimal(1),
+            qty=Decimal(qty),
+            entry=Decimal("1.2e-6"),
+            mark=Decimal("1.2e-6"),
+            notional=None,
+            leverage=None,
+            target_leverage=None,
+            liquidation=Decimal(liq),
+            liq_distance=None,
+            liq_distance_vol=None,
+            volatility=None,
+            stop_loss=None,
+            take_profit=None,
+            funding_rate=None,
+            next_funding_ms=None,
+            increase_allowed=None,
+            decided_ms=None,
+            reason=None,
+        )
+
+    assert view("1000", "0.00000091").liquidation_shown == Decimal("0.0000010")  # long: up
+    assert view("-1000", "0.00000159").liquidation_shown == Decimal("0.0000015")  # short: down
+    assert view("1000", "0.0000010").liquidation_shown == Decimal("0.0000010")  # on the grid
+
+
+def test_status_shows_a_coarse_tick_liquidation_toward_the_mark(tmp_path: Path) -> None:
+    from bot.cli.reports import contracts_table
+    from bot.cli.terminal import table_csv
+
+    pepe = load_instruments("binanceusdm")["1000PEPE/USDT:USDT"]
+    row = {
+        "symbol": pepe.symbol,
+        "position": "1000",
+        "entry_price": "0.0000012",
+        "current_leverage": "4",
+        "target_leverage": "4",
+        "liquidation_price": "0.00000091",
+        "liquidation_distance_vol_units": None,
+        "stop_loss": None,
+        "take_profit": None,
+        "unprotected_since": None,
+        "next_funding": None,
+    }
+    text = table_csv(contracts_table({"contracts": [row]}, {pepe.symbol: pepe}, plain=True))
+    assert ",0.0000010," in text

@@ -262,7 +262,7 @@ def test_calc_reads_the_users_catalogue_before_the_snapshot(tmp_path: Path) -> N
 
 
 def test_prices_of_a_contract_priced_in_cents_print_to_its_tick() -> None:
-    """1000PEPE at 0.012 (tick 0.0000001): the liquidation price 0.0096628 must not print as
+    """1000PEPE at 0.012 (tick 0.0000001): the liquidation price 0.0096629 must not print as
     0.01 (two decimals made it look above the entry's 20 % move)."""
     from io import StringIO
 
@@ -278,7 +278,8 @@ def test_prices_of_a_contract_priced_in_cents_print_to_its_tick() -> None:
     console.print(calc_summary(result))
     console.print(calc_moves(result))
     text = out.getvalue()
-    assert f"{result.liquidation_price:.7f}" in text
+    # to the tick, rounded toward the entry (0.00966281 -> 0.0096629: never more room)
+    assert f"{result.instrument.ceil_price(result.liquidation_price):.7f}" in text
     assert "0.0096000" in text  # the -20 % row of the move table
     btc = StringIO()
     Console(file=btc, width=200).print(calc_summary(calculate(request())))
@@ -351,3 +352,17 @@ def test_columns_below_the_minimum_order_are_not_allowed() -> None:
     allowed = {c.leverage: c.allowed for c in got.columns}
     assert allowed[D(1)] is False
     assert allowed[D(3)] is True
+
+
+def test_a_coarse_tick_liquidation_is_shown_rounded_toward_the_entry() -> None:
+    """1000PEPE at 1.2e-6 with a 1e-7 tick: a long at 4x liquidates at 0.00000091 (9.1 ticks).
+    The nearest tick (0.0000009) would show a tenth of a tick more room than there is: the text
+    shows 0.0000010, as the engine plans with it."""
+    args = ["calc", "--contract", "1000PEPE/USDT:USDT", "--side", "long", "--entry", "0.0000012"]
+    args += ["--leverage", "4", "--balance", "1000", "--margin-mode", "isolated"]
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert data["liquidation_price"].startswith("0.00000091")
+    text = runner.invoke(app, args).stdout
+    line = next(x for x in text.splitlines() if "liquidation price" in x)
+    assert "0.0000010" in line
+    assert "0.0000009" not in line

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from rich.table import Table
@@ -90,12 +90,14 @@ def calc_summary(r: CalcResult) -> Table:
 
 
 def _toward_entry(r: CalcResult) -> Decimal:
-    """The liquidation price on the tick grid, rounded toward the entry (up for a long, down for
-    a short), as the engine plans with it: never more room than the position has."""
+    """The liquidation price at the precision it is shown with (the tick's, at least 2
+    decimals), rounded toward the entry (up for a long, down for a short), as the engine plans
+    with it: on a coarse tick the nearest digit could show more room than the position has."""
     liq = r.liquidation_price
     assert liq is not None  # noqa: S101 - the caller shows "none" otherwise
-    inst = r.instrument
-    return inst.ceil_price(liq) if r.request.side > 0 else inst.floor_price(liq)
+    tick = r.instrument.tick_size
+    quantum = Decimal(1).scaleb(-max(2, -int(tick.normalize().as_tuple().exponent)))
+    return liq.quantize(quantum, rounding=ROUND_CEILING if r.request.side > 0 else ROUND_FLOOR)
 
 
 def calc_moves(r: CalcResult) -> Table:

@@ -4,6 +4,7 @@ flat; margin figures and precision use the user's catalogue first, as the bot do
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -196,3 +197,44 @@ def test_status_shows_a_coarse_tick_liquidation_toward_the_mark(tmp_path: Path) 
     }
     text = table_csv(contracts_table({"contracts": [row]}, {pepe.symbol: pepe}, plain=True))
     assert ",0.0000010," in text
+
+
+def _sim_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "run"
+    d.mkdir(parents=True)
+    (d / "report.json").write_text(
+        json.dumps({"policy": "p", "contracts": [BTC], "final_equity": 10100.5, "sharpe": None})
+    )
+    (d / "equity.csv").write_text(
+        "timestamp,time,equity,leverage_BTC\n"
+        "1748822400000,2025-06-02T00:00:00Z,10000,1.0\n"
+        "1748826000000,2025-06-02T01:00:00Z,10100.5,1.1\n"
+    )
+    (d / "account.json").write_text('{"wallet": "10000", "quote": "USDT"}')
+    return d
+
+
+def test_a_damaged_simulation_output_is_a_named_error_not_a_500(tmp_path: Path) -> None:
+    from bot.dashboard.simulation import SimulationSource
+    from bot.errors import DataError
+
+    d = _sim_dir(tmp_path)
+    source = SimulationSource("run", d)
+    client = TestClient(
+        create_app({"run": source}, store=None, guard=Guard(None), clock=SimClock(0)),
+        raise_server_exceptions=False,
+    )
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "10,100.50" in page.text
+    # the simulation is rewriting its outputs: a half-written equity.csv
+    (d / "equity.csv").write_text("timestamp,time,equity\n1748822400000,2025-06-02T00:00:00Z,")
+    page = client.get("/")
+    assert page.status_code == 503
+    assert "equity.csv" in page.text
+    assert client.get("/healthz").status_code == 503
+    _sim_dir(tmp_path / "again")
+    d = tmp_path / "again" / "run"
+    (d / "account.json").write_text('{"wallet": ')
+    with pytest.raises(DataError, match=r"account\.json: cannot be read"):
+        SimulationSource("run", d)

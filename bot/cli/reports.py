@@ -97,6 +97,9 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         row["take_profit"] = resting.get(sym, {}).get("take_profit")
         row["next_funding"] = funding.get(sym)
         row["unprotected_since"] = _iso(unprotected.get(sym))
+        # A position the bot did not open (as the engine's reconcile decides): left alone; its
+        # stop, if any, is not the bot's order and not known here.
+        row["foreign"] = bool(held and direction != "follow" and not store.has_filled_entry(sym))
         row["last_decision"] = _iso(rec.ts_ms) if rec else None
         row["reason"] = rec.decision.reason if rec else None
         contracts.append(row)
@@ -160,7 +163,10 @@ def status_tables(
     reasons.add_column("time", no_wrap=True)
     reasons.add_column("reason", overflow="fold")
     for row in data["contracts"]:
-        reasons.add_row(row["symbol"], row["last_decision"] or "-", row["reason"] or "-")
+        reason = row["reason"] or "-"
+        if row.get("foreign"):
+            reason = "position not opened by this bot: left alone (its stop is not known here)"
+        reasons.add_row(row["symbol"], row["last_decision"] or "-", reason)
     return [head, table, reasons]
 
 

@@ -205,9 +205,17 @@ class AccountSource:
                     reason=rec.decision.reason if rec else None,
                     unprotected_since_ms=incidents.get(sym),
                     cooldown=cooling.reason(sym, now_ms),
+                    foreign=self._foreign(pos, direction),
                 )
             )
         return out
+
+    def _foreign(self, pos: Position | None, direction: str) -> bool:
+        """A position the bot did not open, as the engine's reconcile decides it: open, on a
+        contract not set to ``follow``, where the bot never filled an entry."""
+        if pos is None or not pos.is_open or direction == "follow":
+            return False
+        return not self.store.has_filled_entry(pos.symbol)
 
     def _margin_ratio(
         self, equity: EquitySnapshot | None, contracts: list[ContractView]

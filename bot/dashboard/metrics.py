@@ -131,8 +131,9 @@ def _contract_metrics(ov: Overview) -> Iterator[Metric]:
             "liq": c.liq_distance,
             "liq_vol": c.liq_distance_vol,
             "funding": c.funding_rate,
-            # a position not known (none recorded yet) is not reported as protected
-            "nostop": 1 if c.unprotected else None if c.qty is None else 0,
+            # a position not known (none recorded yet), or one the bot does not manage (its stop
+            # is not the bot's order), is not reported as protected
+            "nostop": 1 if c.unprotected else None if c.qty is None or c.foreign else 0,
         }
         for key, value in values.items():
             if value is not None:

@@ -41,6 +41,9 @@ class ContractView:
     reason: str | None
     unprotected_since_ms: int | None = None  # an open incident: no valid stop since then
     cooldown: str | None = None  # "cooldown until ... after stop-loss" while one runs
+    # A position the bot did not open (direction not "follow"): left alone, its orders are not
+    # the bot's, so whether a stop rests for it is not known here.
+    foreign: bool = False
 
     @property
     def slug(self) -> str:
@@ -50,7 +53,8 @@ class ContractView:
     def side(self) -> str:
         if self.qty is None:
             return "unknown"
-        return "long" if self.qty > 0 else "short" if self.qty < 0 else "flat"
+        side = "long" if self.qty > 0 else "short" if self.qty < 0 else "flat"
+        return f"{side} (not the bot's)" if self.foreign else side
 
     @property
     def liquidation_shown(self) -> Decimal | None:
@@ -71,6 +75,8 @@ class ContractView:
         incident counts even while the position itself is unknown."""
         if self.unprotected_since_ms is not None and self.qty != 0:
             return True
+        if self.foreign:
+            return False  # its stop, if any, is not the bot's order: not known here
         return self.qty is not None and self.qty != 0 and self.stop_loss is None
 
 

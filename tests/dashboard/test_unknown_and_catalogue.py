@@ -238,3 +238,42 @@ def test_a_damaged_simulation_output_is_a_named_error_not_a_500(tmp_path: Path) 
     (d / "account.json").write_text('{"wallet": ')
     with pytest.raises(DataError, match=r"account\.json: cannot be read"):
         SimulationSource("run", d)
+
+
+def test_a_position_the_bot_did_not_open_is_not_shown_naked(
+    config: BotConfig, store: SqlStore
+) -> None:
+    """A position opened by hand on a configured contract (not 'follow'): the engine leaves it
+    and its orders alone, so the store has no stop for it; the dashboard must not claim it has
+    none (a red NONE, bot_position_without_stop 1), nor that it has one."""
+    store.record_equity(
+        EquitySnapshot(
+            ts_ms=T0,
+            wallet=Decimal(10000),
+            unrealized_pnl=Decimal(0),
+            equity=Decimal(10000),
+            state=TradingState.ACTIVE,
+        )
+    )
+    by_hand = Position(BTC, Decimal("0.2"), Decimal(60000), Decimal(5), MarginMode.ISOLATED)
+    store.record_positions(T0, [by_hand])
+    source = AccountSource(config, store)
+    btc = source.overview(T0).contract("BTC-USDT-USDT")
+    assert btc is not None
+    assert btc.foreign
+    assert not btc.unprotected
+    assert btc.side == "long (not the bot's)"
+    clock = SimClock(T0)
+    client = TestClient(
+        create_app({config.account.name: source}, store=store, guard=Guard(None), clock=clock)
+    )
+    page = client.get("/").text
+    assert "<strong>NONE</strong>" not in page
+    assert "not the bot&#39;s" in page
+    registry, _ = build_registry(source, store, clock)
+    text = generate_latest(registry).decode()
+    assert 'bot_position_without_stop{symbol="BTC/USDT:USDT"}' not in text
+    from bot.cli.reports import status_data
+
+    row = next(r for r in status_data(config, store)["contracts"] if r["symbol"] == BTC)
+    assert row["foreign"] is True

@@ -277,3 +277,28 @@ def test_a_position_the_bot_did_not_open_is_not_shown_naked(
 
     row = next(r for r in status_data(config, store)["contracts"] if r["symbol"] == BTC)
     assert row["foreign"] is True
+
+
+def test_a_database_that_cannot_answer_is_a_named_503(config: BotConfig, store: SqlStore) -> None:
+    """The dashboard's own queries (pending commands, alerts, the journal) fail like every read
+    of the store: StoreUnavailable naming the database, shown as a 503 page, not a 500."""
+    from sqlalchemy import text
+
+    from bot.store.sql import StoreUnavailable
+    from bot.store.views import pending_commands
+
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE commands"))
+    with pytest.raises(StoreUnavailable, match="state database"):
+        pending_commands(store)
+    source = AccountSource(config, store)
+    client = TestClient(
+        create_app(
+            {config.account.name: source}, store=store, guard=Guard(None), clock=SimClock(T0)
+        ),
+        raise_server_exceptions=False,
+    )
+    page = client.get("/")
+    assert page.status_code == 503
+    assert "state database" in page.text
+    assert client.get("/healthz").status_code == 503

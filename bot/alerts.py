@@ -19,7 +19,7 @@ from typing import Protocol
 from loguru import logger
 
 from bot.clock import Clock
-from bot.domain.enums import OrderPurpose
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.margin import maintenance_margin
 from bot.domain.market import MarketSnapshot
@@ -66,7 +66,15 @@ def conditions(
         mark = marks[sym]
         maint += maintenance_margin(instruments[sym], pos.notional(mark))
         upnl += pos.unrealized_pnl(mark)
-        stops = [o for o in resting.get(sym, []) if o.purpose is OrderPurpose.STOP_LOSS]
+        # The bot's stop, or a stop order placed by hand (not the bot's client id) on the side
+        # that closes the position: a position opened by hand and protected by hand is not naked.
+        closing = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
+        stops = [
+            o
+            for o in resting.get(sym, [])
+            if o.purpose is OrderPurpose.STOP_LOSS
+            or (o.purpose is None and o.type is OrderType.STOP_MARKET and o.side is closing)
+        ]
         if not stops:
             out.append(
                 Alert(

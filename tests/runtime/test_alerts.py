@@ -208,6 +208,18 @@ def test_liquidation_distance_in_daily_volatility_units() -> None:
     assert check(position("1", "100"), snap=snap) == {}
 
 
+def test_a_stop_placed_by_hand_counts_on_the_closing_side_only() -> None:
+    """A position opened and protected by hand (a stop without the bot's client id) is not
+    alerted as naked every dedup window; a by-hand stop on the wrong side is no protection."""
+    from dataclasses import replace
+
+    by_hand = replace(order(OrderPurpose.STOP_LOSS), client_id="web_123", purpose=None)
+    assert check(position("1", "100"), resting=[by_hand]) == {}
+    buy_stop = replace(by_hand, side=OrderSide.BUY)  # adds to a long: no protection
+    assert f"no_stop:{SYM}" in check(position("1", "100"), resting=[buy_stop])
+    assert check(position("-1", "100"), resting=[buy_stop]) == {}
+
+
 def test_position_without_a_resting_stop() -> None:
     pos = position("1", "100")
     alert = check(pos, resting=[])[f"no_stop:{SYM}"]

@@ -163,3 +163,15 @@ def test_a_contract_whose_last_decision_is_old_still_shows_it(
     btc = _row(status_data(config, store), BTC)
     assert btc["reason"] == "why"
     assert btc["target_leverage"] == "2"
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_history_limit_must_be_positive(tmp_path: Path, limit: str) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli.app import app
+
+    cfg = write_config(tmp_path, contracts=1)
+    result = CliRunner().invoke(app, ["history", "--config", str(cfg), "--limit", limit])
+    assert result.exit_code == 2
+    assert f"--limit {limit}: the number of rows per table must be >= 1" in result.output

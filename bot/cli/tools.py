@@ -375,8 +375,12 @@ def account_snapshot_dir(config_path: Path) -> Path:
             }
             w.writerow({k: row.get(k, "") for k in POSITION_COLUMNS})
     wallet = equity.wallet
+    # The mode the positions are held in (the configured one applies to new positions only);
+    # a book held in both is played in the configured mode (--margin-mode overrides).
+    modes = {p.margin_mode.value for p in held}
+    mode = modes.pop() if len(modes) == 1 else config.account.margin_mode
     (out.parent / "account.json").write_text(
-        json.dumps({"wallet": str(wallet), "margin_mode": config.account.margin_mode})
+        json.dumps({"wallet": str(wallet), "margin_mode": mode})
     )
     return out.parent
 

@@ -77,3 +77,28 @@ def test_a_position_without_a_recorded_mark_is_named(tmp_path: Path) -> None:
     result = runner.invoke(app, ["stress", "--config", str(cfg), "--from-account", "--json"])
     assert result.exit_code == 2
     assert f"no mark recorded for {BTC}" in result.output
+
+
+def test_the_book_is_played_in_the_mode_its_positions_are_held_in(tmp_path: Path) -> None:
+    """The configured margin mode applies to new positions; positions still held in cross after
+    the configuration moved to isolated are stressed in cross."""
+    cfg = write_config(tmp_path, contracts=2)
+    store = open_store(load_config(cfg))
+    try:
+        store.record_equity(
+            EquitySnapshot(
+                ts_ms=T0,
+                wallet=Decimal(10000),
+                unrealized_pnl=Decimal(0),
+                equity=Decimal(10000),
+                state=TradingState.ACTIVE,
+            )
+        )
+        held = Position(BTC, Decimal("0.1"), Decimal(60000), Decimal(5), MarginMode.CROSS)
+        store.record_positions(T0, [held])
+        store.record_decisions([_record(BTC, T0, "61000")])
+    finally:
+        store.close()
+    result = runner.invoke(app, ["stress", "--config", str(cfg), "--from-account", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["portfolio"]["margin_mode"] == "cross"

@@ -15,6 +15,7 @@ from bot import numbers
 from bot.cli.terminal import unclipped
 from bot.config.models import BotConfig
 from bot.domain.instrument import Instrument
+from bot.logs import redact
 from bot.store.incidents import unprotected_since
 
 if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
@@ -254,7 +255,7 @@ def history_tables(store: SqlStore, limit: int) -> list[Table]:
             _s(q.amount) or "",
             _s(q.trigger_price) or "",
             o.status.value,
-            o.error or "",
+            redact(o.error or ""),  # rows recorded before errors were redacted on write
         )
     events = Table(title=f"last {limit} risk events")
     for col in ("time", "kind", "symbol", "state", "reason"):

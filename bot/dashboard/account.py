@@ -21,6 +21,7 @@ from bot.domain.position import Position
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
 from bot.errors import BotError
 from bot.instruments import instrument_for
+from bot.logs import redact
 from bot.numbers import fixed, money, price, qty
 from bot.ports.store import EquitySnapshot, RiskMemory
 from bot.stats.timeframes import parse_timeframe
@@ -285,7 +286,7 @@ class AccountSource:
                 q(o.request.symbol, o.request.amount),
                 px(o.request.symbol, o.request.trigger_price),
                 o.status.value,
-                o.error or "",
+                redact(o.error or ""),  # rows recorded before errors were redacted on write
             ]
             for o in views.orders(store, window, limit)
         ]

@@ -175,3 +175,28 @@ def test_history_limit_must_be_positive(tmp_path: Path, limit: str) -> None:
     result = CliRunner().invoke(app, ["history", "--config", str(cfg), "--limit", limit])
     assert result.exit_code == 2
     assert f"--limit {limit}: the number of rows per table must be >= 1" in result.output
+
+
+def test_an_order_error_quoting_a_signed_request_is_stored_and_shown_redacted(
+    config: BotConfig, store: SqlStore
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from bot.cli.reports import history_tables
+
+    _open(store, "e-1", OrderPurpose.ENTRY, T0, None)
+    error = (
+        "binanceusdm POST https://fapi.binance.com/fapi/v1/order?symbol=BTCUSDT&timestamp=1"
+        "&signature=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 -2019"
+    )
+    store.update_order("e-1", OrderStatus.REJECTED, T0 + 1, error=error)
+    record = store.get_order("e-1")
+    assert record is not None
+    assert record.error is not None
+    assert "9f86d081884c7d659a2f" not in record.error
+    console = Console(width=400, record=True, file=io.StringIO())
+    for table in history_tables(store, 5):
+        console.print(table)
+    assert "9f86d081884c7d659a2f" not in console.export_text()

@@ -178,7 +178,11 @@ def all_contracts(exchange: str, data_dir: Path | None) -> dict[str, tuple[Instr
 
 def instrument_to_json(inst: Instrument, source: str) -> dict[str, Any]:
     """One instrument in the file format (numbers as strings, exact)."""
-    most = {} if inst.max_order_qty is None else {"max_order_qty": _s(inst.max_order_qty)}
+    most: dict[str, str] = {}
+    if inst.max_order_qty is not None:
+        most["max_order_qty"] = _s(inst.max_order_qty)
+    if inst.max_position_notional is not None:
+        most["max_position_notional"] = _s(inst.max_position_notional)
     return {
         "base": inst.base,
         "quote": inst.quote,

@@ -144,15 +144,16 @@ def _instrument(symbol: str, spec: Any, source_name: str) -> Instrument:
         for index, raw in enumerate(raw_brackets)
     )
     _check_bracket_table(brackets, source_name, where)
-    # Optional: the largest quantity of one market order (absent: the source states none).
-    most = (
-        _decimal(entry, "max_order_qty", source_name, where) if "max_order_qty" in entry else None
-    )
-    if most is not None and most <= ZERO:
-        raise ValueError(f"{source_name}: {where}: max_order_qty must be > 0, got {most}")
+    # Optional venue limits (absent: the source states none).
+    limits: dict[str, Decimal] = {}
+    for key in ("max_order_qty", "max_position_notional"):
+        if key in entry:
+            limits[key] = _decimal(entry, key, source_name, where)
+            if limits[key] <= ZERO:
+                raise ValueError(f"{source_name}: {where}: {key} must be > 0, got {limits[key]}")
     try:
         return Instrument(
-            symbol=symbol, base=base, quote=quote, brackets=brackets, max_order_qty=most, **numbers
+            symbol=symbol, base=base, quote=quote, brackets=brackets, **limits, **numbers
         )
     except ValueError as exc:
         raise ValueError(f"{source_name}: {where}: {exc}") from None

@@ -245,6 +245,7 @@ def instrument(symbol: str, tiers: dict[str, Any], row: dict[str, Any], why: str
         "taker_fee": TAKER_FEE,
         "liquidation_fee": num(row["liquidationFee"]),
         "max_order_qty": num(market_lot["maxQty"]),
+        "max_position_notional": brackets_of(symbol, tiers)[-1]["notional_cap"],
         # Read from the same exchangeInfo row and recorded for reference; the bot does not
         # apply them (see the README: PERCENT_PRICE bounds limit prices, not stop triggers, and
         # PRICE_FILTER's bounds move with the market).
@@ -267,18 +268,22 @@ MAX_QTY_NOTE = "max_order_qty: MARKET_LOT_SIZE.maxQty of the exchangeInfo of 202
 
 
 def with_max_order_qty(kept: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """A kept entry (filters of 2024) with the largest market order of the 2025-12-24 row.
+    """A kept entry (filters of 2024) with the largest market order of the 2025-12-24 row and
+    the largest position of its own bracket table (the last bracket's cap).
 
-    The 2024 exchangeInfo did not record it; Binance refuses a larger market order (-4005),
-    reduce-only or not, so the simulation must know it. Idempotent: a rebuild gives the same.
+    The 2024 exchangeInfo did not record the first; Binance refuses a larger market order
+    (-4005), reduce-only or not, and any order beyond the second (-2027), so the simulation must
+    know them. Idempotent: a rebuild gives the same.
     """
     out: dict[str, Any] = {}
     for key, value in kept.items():
-        if key == "max_order_qty":
+        if key in ("max_order_qty", "max_position_notional"):
             continue
         out[key] = value
         if key == "liquidation_fee":
             out["max_order_qty"] = num(filters_of(row)["MARKET_LOT_SIZE"]["maxQty"])
+            # its bracket table is Binance's whole table: the last cap is the largest position
+            out["max_position_notional"] = kept["brackets"][-1]["notional_cap"]
     if MAX_QTY_NOTE not in out["source"]:
         out["source"] = f"{out['source']} {MAX_QTY_NOTE}"
     return out

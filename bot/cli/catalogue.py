@@ -191,6 +191,7 @@ def register(  # noqa: C901 - one nested function per command, each simple
                 "taker_fee",
                 "liquidation_fee",
                 "max_order_qty",
+                "max_position_notional",
                 "from",
                 "read_at",
                 "spec_source",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
+
+ZERO = Decimal(0)
+_LEV = Decimal("0.0001")  # leverage is stored with a bounded number of digits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,3 +26,21 @@ class Decision:
     take_profit: Decimal | None
     reason: str
     allow_increase: bool = True
+
+    def resized(self, qty: Decimal, leverage_factor: Decimal, note: str) -> Decision:
+        """This decision cut to ``qty`` (>= 0, on the step grid; its sign follows the target),
+        the leverage scaled by ``leverage_factor`` (rounded down), ``note`` added to the reason.
+        Cut to zero, it closes: no direction and no protective prices."""
+        signed = qty if self.target_qty > 0 or qty == 0 else -qty  # never -0
+        kept = qty != 0
+        # Decision(...) with every field, not dataclasses.replace: the same object, cheaper.
+        return Decision(
+            symbol=self.symbol,
+            direction=self.direction if kept else 0,
+            target_leverage=(self.target_leverage * leverage_factor).quantize(_LEV, ROUND_FLOOR),
+            target_qty=signed,
+            stop_loss=self.stop_loss if kept else None,
+            take_profit=self.take_profit if kept else None,
+            reason=f"{self.reason}; {note}{signed}",
+            allow_increase=self.allow_increase,
+        )

@@ -54,6 +54,10 @@ class Instrument:
     # maxQty, refused with -4005; Bybit lotSizeFilter.maxMktOrderQty). ``None``: no limit known.
     # Reduce-only orders are bound by it too, so a larger position cannot be closed in one order.
     max_order_qty: Decimal | None = None
+    # The largest position the venue allows, in quote (Binance: the last leverage bracket's
+    # notionalCap; an order beyond it is refused with -2027 at any leverage). ``None``: unknown,
+    # e.g. a bracket table known only up to some tier.
+    max_position_notional: Decimal | None = None
 
     def __post_init__(self) -> None:
         if not self.brackets:
@@ -64,6 +68,9 @@ class Instrument:
         for name in ("tick_size", "step_size"):
             if getattr(self, name) <= ZERO:
                 raise ValueError(f"{self.symbol}: {name} must be > 0")
+        cap = self.max_position_notional
+        if cap is not None and cap <= ZERO:
+            raise ValueError(f"{self.symbol}: max_position_notional must be > 0, got {cap}")
         most = self.max_order_qty
         if most is not None and (most < self.min_qty or most < self.step_size):
             raise ValueError(

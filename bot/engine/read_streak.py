@@ -32,11 +32,23 @@ def readable_reason(streak: int) -> str:
 
 def restored_streak(events_newest_first: Iterable[RiskEvent]) -> int:
     """Unreadable reads in a row at the end of the recorded events (0 after a readable one)."""
+    return run_in_a_row(events_newest_first, EventKind.UNREADABLE, EventKind.READABLE, _IN_A_ROW)
+
+
+def run_in_a_row(
+    events_newest_first: Iterable[RiskEvent],
+    counted: EventKind,
+    ended_by: EventKind,
+    in_a_row: re.Pattern[str],
+) -> int:
+    """How long the run of ``counted`` events is at the end of the recorded events: the count
+    the newest of them says (its reason matched by ``in_a_row``, group 1), 0 when an
+    ``ended_by`` event is newer. Used to carry a count across restarts."""
     for e in events_newest_first:
-        if e.kind is EventKind.READABLE:
+        if e.kind is ended_by:
             return 0
-        if e.kind is EventKind.UNREADABLE:
-            match = _IN_A_ROW.match(e.reason)
+        if e.kind is counted:
+            match = in_a_row.search(e.reason)
             if match is not None:
                 return int(match.group(1))
     return 0

@@ -28,7 +28,7 @@ size is cut until one does (see :mod:`bot.engine.protection`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -80,6 +80,7 @@ from bot.ports.exchange import ExchangePort, SpotWalletPort
 from bot.ports.market import CandleWindow, MarketDataPort
 from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
 from bot.risk.gate import Denied, OrderContext, RiskGate
+from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
@@ -253,6 +254,7 @@ class Engine:
             self.decide(now, acct, snapshots, windows, memory.state), acct, memory
         )
         decisions = [self.secure(d, acct) for d in decisions]
+        decisions = self.within_gross_cap(decisions, acct, snapshots)
         decisions = self.within_loss_budget(decisions, acct, memory)
         if self.hedge is not None:
             # On the book as the loss budget left it: the hedge offsets what will be held. Its
@@ -361,6 +363,40 @@ class Engine:
             acct.positions = dict(self.exchange.fetch_positions(self.symbols))
             acct.wallet = self.exchange.fetch_balance().wallet
             acct.changed()
+
+    def within_gross_cap(
+        self,
+        decisions: list[Decision],
+        acct: AccountView,
+        snapshots: Mapping[str, MarketSnapshot],
+    ) -> list[Decision]:
+        """Scale the increases into ``max_gross_leverage`` x equity as the gate measures it
+        (see :mod:`bot.risk.gross`); positions held without a decision count at their marks."""
+        equity = acct.equity()
+        if equity <= 0 or not decisions:
+            return decisions
+        decided = {d.symbol for d in decisions}
+        fixed = ZERO
+        for sym, pos in acct.positions.items():
+            if sym not in decided and pos.is_open and sym in acct.marks:
+                fixed += pos.notional(acct.marks[sym])
+        prices: dict[str, Decimal] = {}
+        for d in decisions:
+            snap = snapshots.get(d.symbol)
+            mark = acct.marks.get(d.symbol)
+            last = snap.last_price if snap is not None else mark
+            if last is None or mark is None:
+                return decisions  # no price to measure by: the gate judges each order
+            prices[d.symbol] = last if last > mark else mark
+        held = {sym: pos.qty for sym, pos in acct.positions.items() if pos.is_open}
+        return cap_to_gross(
+            decisions,
+            held,
+            prices,
+            self.instruments,
+            self.limits.max_gross_leverage * equity,
+            fixed,
+        )
 
     def within_loss_budget(
         self, decisions: list[Decision], acct: AccountView, memory: RiskMemory

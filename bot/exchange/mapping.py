@@ -211,6 +211,8 @@ def instrument_from_market(
     if liquidation_fee_key is not None and info.get(liquidation_fee_key) not in (None, ""):
         fee = to_decimal(info[liquidation_fee_key], f"{symbol} info.{liquidation_fee_key}")
     min_qty = opt_decimal((limits.get("amount") or {}).get("min"), f"{symbol} min qty") or step
+    # The venue's whole table: its last tier's cap is the largest position it allows.
+    brackets = brackets_from_tiers(symbol, tiers)
     most = _largest_market_order(symbol, limits, info)
     if most is not None and most < max(min_qty, step):
         raise UnexpectedResponse(
@@ -227,7 +229,7 @@ def instrument_from_market(
         min_qty=min_qty,
         min_notional=opt_decimal((limits.get("cost") or {}).get("min"), f"{symbol} min cost")
         or ZERO,
-        brackets=brackets_from_tiers(symbol, tiers),
+        brackets=brackets,
         maker_fee=to_decimal(market.get("maker"), f"{symbol} maker fee"),
         taker_fee=to_decimal(market.get("taker"), f"{symbol} taker fee"),
         liquidation_fee=fee,
@@ -236,6 +238,7 @@ def instrument_from_market(
         min_price=positive_or_none((limits.get("price") or {}).get("min"), f"{symbol} min price"),
         max_price=positive_or_none((limits.get("price") or {}).get("max"), f"{symbol} max price"),
         max_order_qty=most,
+        max_position_notional=brackets[-1].notional_cap,
     )
 
 

@@ -209,7 +209,8 @@ def within_hard_caps(
     The gate measures leverage and notional at the last price, which may be above the mark the
     leverage was sized on: a target at the leverage cap would be refused whenever it is. A
     notional cap sizes the position instead of vetoing every order: without it, an account
-    whose target notional exceeds the cap would never trade at all.
+    whose target notional exceeds the cap would never trade at all. The venue's largest
+    position (the last leverage bracket's cap, Binance -2027) is a cap of the same kind.
     """
     price = v.market.mark_price
     last = v.market.last_price
@@ -219,6 +220,10 @@ def within_hard_caps(
     if v.max_notional is not None and v.max_notional < most:
         most = v.max_notional
         which = f"notional cap {v.max_notional}"
+    venue = v.instrument.max_position_notional
+    if venue is not None and venue < most:
+        most = venue
+        which = f"the exchange's largest position {venue}"
     if qty * ref <= most:
         return qty, None
     return v.instrument.floor_qty(most * HARD_CAP_ROOM / ref), which

@@ -16,14 +16,13 @@ can still take the day past the limit, by that excess only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from bot.domain.decision import Decision
 from bot.domain.instrument import Instrument
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
-LEV = Decimal("0.0001")  # leverage is stored with a bounded number of digits
 
 
 def loss_at_stop(
@@ -82,21 +81,6 @@ def cap_to_loss_budget(
         if d.symbol not in losses:
             out.append(d)
             continue
-        inst = instruments[d.symbol]
-        qty = inst.floor_qty(abs(d.target_qty) * factor)
-        signed = qty if d.target_qty > 0 or qty == 0 else -qty  # never -0
-        kept = qty != 0
-        # Decision(...) with every field, not dataclasses.replace: the same object, cheaper.
-        out.append(
-            Decision(
-                symbol=d.symbol,
-                direction=d.direction if kept else 0,
-                target_leverage=(d.target_leverage * factor).quantize(LEV, ROUND_FLOOR),
-                target_qty=signed,
-                stop_loss=d.stop_loss if kept else None,
-                take_profit=d.take_profit if kept else None,
-                reason=f"{d.reason}; {prefix}{signed}",
-                allow_increase=d.allow_increase,
-            )
-        )
+        qty = instruments[d.symbol].floor_qty(abs(d.target_qty) * factor)
+        out.append(d.resized(qty, factor, prefix))
     return out

@@ -27,6 +27,7 @@ from loguru import logger
 from bot.alerts import Alert, AlertRules, Notifier, conditions
 from bot.clock import Clock
 from bot.domain.enums import EventKind, TradingState
+from bot.engine.read_streak import run_in_a_row
 from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable
 from bot.logs import replayed_prefix
@@ -43,14 +44,7 @@ _IN_A_ROW = re.compile(r"\((\d+) failed jobs? in a row\)$")
 
 def failed_in_a_row(events_newest_first: Iterable[RiskEvent]) -> int:
     """Failed jobs in a row at the end of the recorded events (0 after a ``jobs_ok`` one)."""
-    for e in events_newest_first:
-        if e.kind is EventKind.JOBS_OK:
-            return 0
-        if e.kind is EventKind.TICK_FAILED:
-            match = _IN_A_ROW.search(e.reason)
-            if match is not None:
-                return int(match.group(1))
-    return 0
+    return run_in_a_row(events_newest_first, EventKind.TICK_FAILED, EventKind.JOBS_OK, _IN_A_ROW)
 
 
 @dataclass(slots=True)

@@ -404,6 +404,12 @@ class SimulatedExchange:
         increases = pos.qty == 0 or pos.sign == order.side.sign
         if increases:
             new_notional = abs(pos.qty + delta) * price
+            cap = inst.max_position_notional
+            if cap is not None and new_notional > cap:
+                raise OrderRejected(
+                    f"exceeded the maximum allowable position: notional {new_notional:.2f} > {cap}",
+                    code=-2027,
+                )
             if self.book.leverage[order.symbol] > inst.max_leverage_for(new_notional):
                 raise OrderRejected(
                     "exceeded the maximum allowable position at current leverage", code=-2027

@@ -90,6 +90,7 @@ def test_instrument_comes_from_instruments_info_and_risk_limits(adapter: CcxtExc
     assert inst.brackets == expected.brackets  # including Bybit's mmDeduction
     assert inst.liquidation_fee == D("0.00055")  # the Bybit profile's closing cost
     assert inst.max_order_qty == D(500)  # lotSizeFilter.maxMktOrderQty (not in ccxt's limits)
+    assert inst.max_position_notional == expected.brackets[-1].notional_cap  # the last tier's
 
 
 def test_balance_mark_funding(adapter: CcxtExchange) -> None:

@@ -173,6 +173,7 @@ def test_instrument_comes_from_exchange_info_and_leverage_brackets(adapter: Ccxt
     assert inst.brackets == expected.brackets  # including Binance's cum
     assert inst.liquidation_fee == D("0.0125")
     assert inst.max_order_qty == D(10_000_000)  # MARKET_LOT_SIZE.maxQty (ccxt limits.market)
+    assert inst.max_position_notional == expected.brackets[-1].notional_cap  # the last tier's
 
 
 def test_an_order_above_the_largest_market_order_is_refused_before_sending(

@@ -8,7 +8,7 @@ position (added by hand, or a limit the venue lowered) is cut and closed in orde
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal as D
 
 import pytest
@@ -20,9 +20,12 @@ from bot.domain.enums import EventKind, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.engine.planner import plan_size
-from bot.errors import InvalidQuantity, TransientExchangeError
+from bot.engine.tick import Engine
+from bot.errors import InvalidQuantity, OrderRejected, TransientExchangeError
 from bot.instruments import load_instruments, parse_instruments
-from tests.unit.test_engine import BTC, build
+from bot.sim.exchange import SimulatedExchange
+from bot.store.memory import MemoryStore
+from tests.unit.test_engine import BTC, FakeMarket, build
 from tests.unit.test_market_data_unreadable import BrokenMarket
 from tests.unit.test_planner import Ids
 
@@ -212,50 +215,71 @@ def test_simulated_venue_refuses_a_market_order_above_the_limit(
 # -- the engine, end to end on the simulated venue -------------------------------------------
 
 
-def _uncapped_entry(instruments: dict[str, Instrument]) -> D:
+@dataclass
+class Capped:
+    """An engine whose BTC limit is a third of what the policy wants for the account."""
+
+    engine: Engine
+    ex: SimulatedExchange
+    store: MemoryStore
+    most: D
+
+    def add_by_hand(self, times: int) -> None:
+        """The trader adds ``times`` the limit, in orders the venue accepts."""
+        for n in range(times):
+            self.ex.place_order(
+                OrderRequest(
+                    f"hand-{n}",
+                    BTC,
+                    OrderSide.BUY,
+                    OrderType.MARKET,
+                    OrderPurpose.ENTRY,
+                    self.most,
+                    False,
+                )
+            )
+
+    def stops(self) -> list[D | None]:
+        return [
+            o.amount for o in self.ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS
+        ]
+
+
+def capped_engine(instruments: dict[str, Instrument], market: FakeMarket | None = None) -> Capped:
     engine, ex, _store = build(instruments)
     engine.tick()
-    return ex.fetch_positions([BTC])[BTC].qty
+    wanted = ex.fetch_positions([BTC])[BTC].qty
+    most = instruments[BTC].floor_qty(wanted / 3)
+    limited = {**instruments, BTC: capped(instruments[BTC], str(most))}
+    return Capped(*build(limited, market), most)
 
 
 def test_the_bot_never_builds_a_position_one_order_cannot_close(
     instruments: dict[str, Instrument],
 ) -> None:
-    wanted = _uncapped_entry(instruments)
-    most = instruments[BTC].floor_qty(wanted / 3)
-    instruments = {**instruments, BTC: capped(instruments[BTC], str(most))}
-    engine, ex, _store = build(instruments)
-    result = engine.tick()
-    pos = ex.fetch_positions([BTC])[BTC]
-    assert pos.qty == most
+    c = capped_engine(instruments)
+    result = c.engine.tick()
+    pos = c.ex.fetch_positions([BTC])[BTC]
+    assert pos.qty == c.most
     [d] = result.decisions
     assert "above the exchange's largest market order -> size cut to" in d.reason
-    [stop] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    [stop] = [o for o in c.ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
     assert stop.amount == pos.qty
     assert stop.reduce_only
-    assert not engine.unprotected_since
+    assert not c.engine.unprotected_since
 
 
 def test_a_position_added_above_the_limit_by_hand_is_cut_back_and_protected(
     instruments: dict[str, Instrument],
 ) -> None:
-    wanted = _uncapped_entry(instruments)
-    most = instruments[BTC].floor_qty(wanted / 3)
-    instruments = {**instruments, BTC: capped(instruments[BTC], str(most))}
-    engine, ex, _store = build(instruments)
-    engine.tick()
-    for n in range(2):  # the trader adds twice the limit by hand, in orders the venue accepts
-        ex.place_order(
-            OrderRequest(
-                f"hand-{n}", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, most, False
-            )
-        )
-    assert ex.fetch_positions([BTC])[BTC].qty == 3 * most
-    engine.tick()
-    pos = ex.fetch_positions([BTC])[BTC]
-    assert 0 < pos.qty <= most
-    stops = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
-    assert [s.amount for s in stops] == [pos.qty]
+    c = capped_engine(instruments)
+    c.engine.tick()
+    c.add_by_hand(2)
+    assert c.ex.fetch_positions([BTC])[BTC].qty == 3 * c.most
+    c.engine.tick()
+    pos = c.ex.fetch_positions([BTC])[BTC]
+    assert 0 < pos.qty <= c.most
+    assert c.stops() == [pos.qty]
 
 
 def test_without_a_decision_a_position_above_the_limit_is_cut_to_it_not_closed(
@@ -264,28 +288,58 @@ def test_without_a_decision_a_position_above_the_limit_is_cut_to_it_not_closed(
     """The market data is unreadable (no decision this tick) when the trader's addition takes
     the position above the largest order: the stop sized to it is refused, and the position is
     cut to the largest order and protected, instead of sold whole as unprotected."""
-    wanted = _uncapped_entry(instruments)
-    most = instruments[BTC].floor_qty(wanted / 3)
-    instruments = {**instruments, BTC: capped(instruments[BTC], str(most))}
     market = BrokenMarket()
-    engine, ex, store = build(instruments, market)
-    engine.tick()
-    for n in range(2):
-        ex.place_order(
-            OrderRequest(
-                f"hand-{n}", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, most, False
-            )
-        )
+    c = capped_engine(instruments, market)
+    c.engine.tick()
+    c.add_by_hand(2)
     market.error = TransientExchangeError("klines: HTTP 502")
-    result = engine.tick()
+    result = c.engine.tick()
     assert result.decisions == []
-    pos = ex.fetch_positions([BTC])[BTC]
-    assert pos.qty == most
-    stops = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
-    assert [s.amount for s in stops] == [most]
+    assert c.ex.fetch_positions([BTC])[BTC].qty == c.most
+    assert c.stops() == [c.most]
     assert result.unprotected == []
     assert any(
         "above the exchange's largest market order" in e.reason
-        for e in store.events
+        for e in c.store.events
         if e.kind is EventKind.RECONCILE
     )
+
+
+# -- the venue's largest position (the last leverage bracket's cap, Binance -2027) -------------
+
+
+def test_bundled_binance_contracts_carry_their_largest_position() -> None:
+    bundled = load_instruments("binanceusdm")
+    for inst in bundled.values():
+        if inst.max_position_notional is not None:
+            assert inst.max_position_notional == inst.brackets[-1].notional_cap
+    assert bundled[BTC].max_position_notional == D(1_800_000_000)
+    assert parse_instruments(_spec(max_position_notional="650000"), "f.json")[
+        "ABC/USDT:USDT"
+    ].max_position_notional == D(650_000)
+    with pytest.raises(ValueError, match="max_position_notional must be > 0"):
+        parse_instruments(_spec(max_position_notional="-1"), "f.json")
+
+
+def test_a_target_above_the_largest_position_is_sized_to_it_and_the_venue_refuses_more(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, _store = build(instruments)
+    engine.tick()
+    uncapped = ex.fetch_positions([BTC])[BTC].qty * ex.marks[BTC]
+    cap = (uncapped / 3).quantize(D(1))
+    limited = {**instruments, BTC: replace(instruments[BTC], max_position_notional=cap)}
+    engine, ex, store = build(limited)
+    result = engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    assert 0 < held * ex.marks[BTC] <= cap
+    assert f"the exchange's largest position {cap} at last price" in result.decisions[0].reason
+    assert not [e for e in store.events if e.kind in (EventKind.DENIED, EventKind.REJECTED)]
+    more = instruments[BTC].ceil_qty(cap / ex.marks[BTC])  # a whole cap more
+    with pytest.raises(OrderRejected, match="exceeded the maximum allowable position") as err:
+        ex.place_order(
+            OrderRequest(
+                "t-more", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, more, False
+            )
+        )
+    assert err.value.code == -2027

@@ -190,6 +190,7 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal) -> Column:
     on_grid = inst.floor_qty(qty)
     allowed = (
         leverage <= inst.max_leverage_for(notional)
+        and (inst.max_position_notional is None or notional <= inst.max_position_notional)
         and on_grid >= inst.min_qty
         and on_grid * req.entry >= inst.min_notional
     )
@@ -283,6 +284,13 @@ def _check_order_minimums(inst: Instrument, notional: Decimal, req: CalcRequest)
         raise ConfigError(
             f"{what} is not a multiple of {inst.symbol}'s quantity step {inst.step_size}; the "
             "exchange would refuse it"
+        )
+    most = inst.max_position_notional
+    if most is not None and notional > most:
+        raise ConfigError(
+            f"{what}: a notional of {_fmt(notional)} {inst.quote} is above {inst.symbol}'s "
+            f"largest position of {_fmt(most)} {inst.quote} (the last leverage bracket's cap); "
+            "the exchange would refuse it at any leverage"
         )
     qty = inst.floor_qty(notional / req.entry)  # what an order for this notional would carry
     if qty < inst.min_qty:

@@ -6,8 +6,8 @@ among the same estimator's rolling values over the whole history available (wind
 data gap), the latest funding rate annualised, and the decision the policy would take now on a
 flat account holding the config's starting balance. That decision is built exactly as the
 engine's tick builds it (same snapshot, same views, same ``decide``, then the same securing step:
-the size within the venue's largest market order and with a placeable stop, then the loss
-budget), so ``bot vol`` shows the leverage the bot would set.
+the size within the venue's largest market order and with a placeable stop, then the gross
+cap, then the loss budget), so ``bot vol`` shows the leverage the bot would set.
 
 Volatilities are annualised fractions (0.6 = 60 % a year); percentiles are 0..100.
 """
@@ -39,6 +39,7 @@ from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
 from bot.policy.protection import daily_vol_unit
 from bot.ports.market import CandleWindow
+from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
 from bot.risk.loss_budget import cap_to_loss_budget
 from bot.risk.state import initial_memory
@@ -253,7 +254,19 @@ def policy_now(
         )
         for d in decide(views, policy, cov)
     ]
-    capped = cap_to_loss_budget(secured, marks, instruments, budget, limits.stop_slippage)
+    # The gross cap as the engine's tick applies it (Engine.within_gross_cap): each contract
+    # measured at the higher of its last price and mark, nothing held.
+    prices = {
+        v.symbol: max(v.market.last_price, v.market.mark_price)
+        for v in views
+        if v.symbol in {d.symbol for d in secured}
+    }
+    grossed = (
+        cap_to_gross(secured, {}, prices, instruments, limits.max_gross_leverage * balance)
+        if balance > 0 and secured
+        else secured
+    )
+    capped = cap_to_loss_budget(grossed, marks, instruments, budget, limits.stop_slippage)
     decisions = {d.symbol: d for d in capped}
     return now, {s: PolicyNow(snaps.get(s), decisions.get(s), caps[s]) for s in symbols}
 

@@ -366,3 +366,13 @@ def test_a_coarse_tick_liquidation_is_shown_rounded_toward_the_entry() -> None:
     line = next(x for x in text.splitlines() if "liquidation price" in x)
     assert "0.0000010" in line
     assert "0.0000009" not in line
+
+
+def test_a_position_above_the_venues_largest_is_refused() -> None:
+    """1000PEPE's last bracket ends at 35 000 000 USDT: Binance refuses a larger position at any
+    leverage (-2027), so 40 000 000 at 1x is not a position the calculator can show."""
+    pepe = request(symbol="1000PEPE/USDT:USDT", entry=D("0.01"), leverage=D(1))
+    with pytest.raises(ConfigError) as err:
+        calculate(replace(pepe, balance=D(40_000_000)))
+    assert "above 1000PEPE/USDT:USDT's largest position of 35000000 USDT" in str(err.value)
+    assert calculate(replace(pepe, balance=D(30_000_000))).notional == D(30_000_000)

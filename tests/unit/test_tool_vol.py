@@ -245,3 +245,31 @@ def test_policy_now_keeps_within_the_largest_market_order_as_the_engine_does(
     assert "largest market order" in d.reason
     assert d.target_leverage == engine[btc].target_leverage
     assert d.reason == engine[btc].reason
+
+
+def test_policy_now_keeps_within_the_gross_cap_as_the_engine_does(tmp_path: Path) -> None:
+    """With max_gross_leverage below the sum of the targets the engine scales the increases
+    into it (the gross cap); ``bot vol`` shows the same scaled decisions."""
+    from bot.tools.voltrack import config_instruments
+
+    text = CONFIG.read_text().replace('dir = "data/sample"', f'dir = "{SAMPLE}"')
+    text = text.replace('file = "policies/', f'file = "{ROOT / "policies"}/')
+    text = text.replace("max_gross_leverage = 6", "max_gross_leverage = 0.3")
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    config = load_config(path)
+    policy = config.policies[0]
+    inventory = discover(SAMPLE)
+    now, mine = policy_now(config, policy, inventory)
+    symbols = tuple(c.symbol for c in config.contracts)
+    histories = {s: load_history(inventory, s, policy.timeframe) for s in symbols}
+    result = replay(
+        config, policy, histories, config_instruments(config, symbols), now, now + 3_600_000
+    )
+    engine = {r.decision.symbol: r.decision for r in result.store.decisions}
+    for sym in symbols:
+        d = mine[sym].decision
+        assert d is not None
+        assert "gross cap" in d.reason
+        assert d.target_qty == engine[sym].target_qty
+        assert d.reason == engine[sym].reason

@@ -115,6 +115,12 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         "state": memory.state.value if memory else None,
         "state_reason": memory.state_reason if memory else None,
         "peak_equity": _s(memory.peak_equity) if memory else None,
+        # `bot halt` / `bot resume` posted and not yet applied: the state above is the bot's
+        # until its next job applies them.
+        "pending_commands": [
+            {"id": c.id, "time": _iso(c.ts_ms), "kind": c.kind, "args": c.args}
+            for c in views.pending_commands(store)
+        ],
         "contracts": contracts,
     }
 
@@ -158,6 +164,10 @@ def status_tables(
         head.add_row(key.replace("_", " "), numbers.money(_d(data[key]), grouping=True))
     head.add_row("state", str(data["state"] or "unknown (no risk state recorded)"))
     head.add_row("state reason", str(data["state_reason"] or "-"))
+    for c in data.get("pending_commands", []):
+        head.add_row(
+            "waiting for the bot", f"{c['kind']} {c['args']} (command {c['id']}, {c['time']})"
+        )
     table = unclipped(contracts_table(data, specs))
     reasons = Table(title="last decisions", show_header=False)
     reasons.add_column("contract", no_wrap=True)

@@ -200,3 +200,15 @@ def test_an_order_error_quoting_a_signed_request_is_stored_and_shown_redacted(
     for table in history_tables(store, 5):
         console.print(table)
     assert "9f86d081884c7d659a2f" not in console.export_text()
+
+
+def test_a_halt_posted_and_not_yet_applied_is_shown(config: BotConfig, store: SqlStore) -> None:
+    """`bot halt` then `bot status`: the state stays the bot's until its next job applies the
+    command; status says a halt is waiting, not only "active"."""
+    from bot.runtime.commands import post_command
+
+    post_command(store, "halt", reason="maintenance", flatten=True, now_ms=T0)
+    data = status_data(config, store)
+    [pending] = data["pending_commands"]
+    assert pending["kind"] == "halt"
+    assert "waiting for the bot" in _text(config, data)

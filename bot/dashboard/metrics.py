@@ -74,10 +74,11 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
     yield from one(
         "bot_daily_loss_limit_ratio", "daily loss limit (fraction)", ov.daily_loss_limit or None
     )
-    if ov.margin_ratio is not None and ov.margin_ratio.is_finite():
-        yield from one(
-            "bot_margin_ratio", "maintenance margin / equity (1: liquidation)", ov.margin_ratio
-        )
+    # Infinity (positions with no equity left) is exported as +Inf: the worst case must still
+    # trip `bot_margin_ratio > 0.8`, not vanish from the series.
+    yield from one(
+        "bot_margin_ratio", "maintenance margin / equity (1: liquidation)", ov.margin_ratio
+    )
     state = _gauge("bot_trading_state", "1 for the current trading state", ["state"])
     for s in TradingState:
         state.add_metric([s.value], 1.0 if ov.state == s.value else 0.0)

@@ -302,3 +302,43 @@ def test_a_database_that_cannot_answer_is_a_named_503(config: BotConfig, store: 
     assert page.status_code == 503
     assert "state database" in page.text
     assert client.get("/healthz").status_code == 503
+
+
+def test_a_margin_ratio_with_no_equity_left_is_exported_as_infinity() -> None:
+    """Positions and no equity left: the margin ratio is Infinity. Leaving the series out hid
+    the worst case from the MarginRatioHigh rule (bot_margin_ratio > 0.8)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+
+    from bot.dashboard.metrics import _account_metrics
+    from bot.dashboard.model import Overview
+
+    ov = Overview(
+        title="account a",
+        kind="account",
+        quote="USDT",
+        as_of_ms=T0,
+        equity=Decimal(-5),
+        wallet=Decimal(100),
+        unrealized_pnl=Decimal(-105),
+        peak_equity=Decimal(1000),
+        drawdown=Decimal(1),
+        max_drawdown_limit=Decimal("0.25"),
+        state="active",
+        state_reason=None,
+        state_since_ms=None,
+        daily_loss=Decimal(1),
+        daily_loss_limit=Decimal("0.05"),
+        margin_ratio=Decimal("Infinity"),
+        last_tick_ms=T0,
+        interval_ms=3_600_000,
+        contracts=[],
+    )
+
+    class One:
+        def collect(self) -> Iterator[Metric]:
+            return _account_metrics(ov, T0)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(One())
+    assert "bot_margin_ratio +Inf" in generate_latest(registry).decode()

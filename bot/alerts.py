@@ -10,6 +10,7 @@ was delivered within the dedup window is recorded but not sent again, and no mor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,14 +19,14 @@ from typing import Protocol
 from loguru import logger
 
 from bot.clock import Clock
-from bot.domain.enums import OrderPurpose
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.margin import maintenance_margin
 from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.extras import require
-from bot.logs import redact
+from bot.logs import REDACTOR, redact
 
 DAYS = Decimal(365)
 
@@ -65,7 +66,15 @@ def conditions(
         mark = marks[sym]
         maint += maintenance_margin(instruments[sym], pos.notional(mark))
         upnl += pos.unrealized_pnl(mark)
-        stops = [o for o in resting.get(sym, []) if o.purpose is OrderPurpose.STOP_LOSS]
+        # The bot's stop, or a stop order placed by hand (not the bot's client id) on the side
+        # that closes the position: a position opened by hand and protected by hand is not naked.
+        closing = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
+        stops = [
+            o
+            for o in resting.get(sym, [])
+            if o.purpose is OrderPurpose.STOP_LOSS
+            or (o.purpose is None and o.type is OrderType.STOP_MARKET and o.side is closing)
+        ]
         if not stops:
             out.append(
                 Alert(
@@ -115,6 +124,25 @@ class AlertStore(Protocol):
 
 Sender = Callable[[str, str], bool]  # (title, body) -> delivered
 
+_URL_PARTS = re.compile(r"[/?&=@#]+")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of an alert URL that may be credentials: the whole URL, and every part of it
+    (between ``/ ? & = @ #``) of 8 characters or more mixing letters and digits, such as tokens,
+    keys and ``user:password`` (a host name, an address or a plain word is left alone)."""
+    rest = url.split("://", 1)[-1]
+    parts = [
+        p
+        for p in _URL_PARTS.split(rest)
+        if len(p) >= 8 and any(c.isdigit() for c in p) and any(c.isalpha() for c in p)
+    ]
+    if "@" in rest:  # user:password@host: the password whatever it looks like
+        userinfo = rest.split("@", 1)[0].split("/", 1)[0]
+        if ":" in userinfo:
+            parts.append(userinfo.split(":", 1)[1])
+    return [url, *parts]
+
 
 def apprise_sender(urls: Sequence[str]) -> Sender | None:
     """A sender for Apprise URLs (Telegram, Discord, Slack, e-mail, json:// webhooks...)."""
@@ -127,6 +155,10 @@ def apprise_sender(urls: Sequence[str]) -> Sender | None:
     for url in urls:
         if not app.add(url):
             raise ValueError(f"alert URL not understood by Apprise: {url.split('://')[0]}://...")
+        # The URL carries the destination's credentials (a Telegram bot token, a Slack or
+        # Discord webhook token, a password): Apprise and urllib3 log the request path at DEBUG
+        # and connection errors quote it; no sink and no stored text may show them.
+        REDACTOR.add(url_secrets(url))
 
     def send(title: str, body: str) -> bool:
         return bool(app.notify(title=title, body=body))
@@ -141,6 +173,7 @@ def apprise_sender(urls: Sequence[str]) -> Sender | None:
 FIRST_REST_S = 30.0
 MAX_REST_S = 900.0
 MAX_HELD = 100
+_URGENCY = {"critical": 0, "warning": 1, "info": 2}
 
 
 class Notifier:
@@ -188,6 +221,9 @@ class Notifier:
         # Held alerts go first, unless a newer one of the same key replaces them.
         keys = {a.key for a, _ in fresh}
         batch = [held for key, held in self._held.items() if key not in keys] + fresh
+        # Critical first (a stable sort: oldest first within a severity): when the hourly limit
+        # leaves room for only some, a position without a stop is not the one left unsent.
+        batch.sort(key=lambda held: _URGENCY.get(held[0].severity, len(_URGENCY)))
         self._held = {}
         delivered = 0
         for alert, alert_id in batch:

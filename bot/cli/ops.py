@@ -141,6 +141,8 @@ def register(
         with guard():
             if as_csv is not None and as_csv not in kinds:
                 raise BotError(f"--csv {as_csv!r}: one of {', '.join(kinds)}")
+            if limit < 1:  # (SQLite reads LIMIT -1 as no limit at all)
+                raise BotError(f"--limit {limit}: the number of rows per table must be >= 1")
             cfg = load_config(config)
             store = open_store(cfg)
             try:

@@ -14,9 +14,8 @@ from rich.table import Table
 from bot import numbers
 from bot.cli.terminal import unclipped
 from bot.config.models import BotConfig
-from bot.domain.enums import OrderStatus
 from bot.domain.instrument import Instrument
-from bot.instruments import instrument_for
+from bot.logs import redact
 from bot.store.incidents import unprotected_since
 
 if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
@@ -36,45 +35,59 @@ def _s(x: Decimal | None) -> str | None:
 
 
 def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
-    """Everything the status view shows, as plain JSON-ready values (decimals as strings)."""
+    """Everything the status view shows, as plain JSON-ready values (decimals as strings).
+
+    What the store does not know is ``null``, never a zero: no positions recorded yet (the bot
+    has not ticked, or its account could not be read) leaves every position and leverage unknown;
+    a position whose mark or equity is unknown has an unknown leverage. Resting orders, open
+    incidents and each contract's last decision are read by kind, however many other orders,
+    events or decisions were recorded since.
+    """
+    from bot.domain.enums import EventKind
+    from bot.store import views
+
     equity = store.latest_equity()
     memory = store.load_risk_memory()
     snap = store.latest_positions()
-    positions = {p.symbol: p for p in snap[1]} if snap else {}
-    last_decision = {}
-    for r in reversed(store.recent_decisions(50 * (len(config.contracts) + 2))):
-        last_decision[r.decision.symbol] = r
+    positions = {p.symbol: p for p in snap[1]} if snap else None
+    hedge = config.policies[0].hedge
+    legs = [(c.symbol, str(c.direction)) for c in config.contracts]
+    legs += [(h, "hedge") for h in (hedge.instruments if hedge is not None else ())]
+    last_decision = views.latest_decisions(store, [sym for sym, _ in legs])
     resting: dict[str, dict[str, str]] = {}
-    for o in store.recent_orders(500):
-        if o.status is OrderStatus.OPEN and o.request.purpose.is_protective:
+    for o in store.open_orders():
+        if o.request.purpose.is_protective:
             resting.setdefault(o.request.symbol, {})[o.request.purpose.name.lower()] = (
                 _s(o.request.trigger_price) or ""
             )
     funding = _paper_funding(config, store)
-    unprotected = unprotected_since(store.recent_events(1000))
+    incidents = (EventKind.UNPROTECTED, EventKind.PROTECTED)
+    unprotected = unprotected_since(store.recent_events(100_000, kinds=incidents))
     n = Decimal(len(config.contracts))
     sleeve = equity.equity / n if equity is not None and equity.equity > 0 else None
     contracts = []
-    hedge = config.policies[0].hedge
-    legs = [(c.symbol, str(c.direction)) for c in config.contracts]
-    legs += [(h, "hedge") for h in (hedge.instruments if hedge is not None else ())]
     for sym, direction in legs:  # the hedge legs are shown like any contract
-        pos = positions.get(sym)
+        pos = positions.get(sym) if positions is not None else None
+        held = pos is not None and pos.is_open
         rec = last_decision.get(sym)
         mark = rec.mark_price if rec else None
         vol = rec.volatility if rec else None
         row: dict[str, Any] = {"symbol": sym, "direction": direction}
-        row["position"] = _s(pos.qty) if pos else "0"
-        row["entry_price"] = _s(pos.entry_price) if pos else None
+        # No positions recorded at all: unknown, not flat.
+        row["position"] = None if positions is None else _s(pos.qty) if pos else "0"
+        row["entry_price"] = _s(pos.entry_price) if pos and held else None
         # A hedge leg is sized on the whole equity, a traded contract on its sleeve.
         base = equity.equity if direction == "hedge" and equity is not None else sleeve
-        row["current_leverage"] = (
-            _s((pos.notional(mark) / base).quantize(Decimal("0.01")))
-            if pos and mark and base
-            else "0"
-        )
+        if positions is None:
+            row["current_leverage"] = None
+        elif not held:
+            row["current_leverage"] = "0"
+        elif pos is not None and mark and base:
+            row["current_leverage"] = _s((pos.notional(mark) / base).quantize(Decimal("0.01")))
+        else:
+            row["current_leverage"] = None  # held, but its mark or the equity is unknown
         row["target_leverage"] = _s(rec.decision.target_leverage) if rec else None
-        liq = pos.liquidation_price if pos else None
+        liq = pos.liquidation_price if pos and held else None
         row["liquidation_price"] = _s(liq)
         if liq is not None and mark and vol and vol > 0:
             units = abs(mark - liq) / (mark * vol / DAYS.sqrt())
@@ -85,18 +98,29 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         row["take_profit"] = resting.get(sym, {}).get("take_profit")
         row["next_funding"] = funding.get(sym)
         row["unprotected_since"] = _iso(unprotected.get(sym))
+        # A position the bot did not open (as the engine's reconcile decides): left alone; its
+        # stop, if any, is not the bot's order and not known here.
+        row["foreign"] = bool(held and direction != "follow" and not store.has_filled_entry(sym))
         row["last_decision"] = _iso(rec.ts_ms) if rec else None
         row["reason"] = rec.decision.reason if rec else None
         contracts.append(row)
     return {
         "account": config.account.name,
         "as_of": _iso(equity.ts_ms) if equity else None,
+        "positions_as_of": _iso(snap[0]) if snap else None,
         "equity": _s(equity.equity) if equity else None,
         "wallet": _s(equity.wallet) if equity else None,
         "unrealized_pnl": _s(equity.unrealized_pnl) if equity else None,
-        "state": memory.state.value if memory else "active",
+        # No risk state recorded: the bot has not run on this database; unknown, not "active".
+        "state": memory.state.value if memory else None,
         "state_reason": memory.state_reason if memory else None,
         "peak_equity": _s(memory.peak_equity) if memory else None,
+        # `bot halt` / `bot resume` posted and not yet applied: the state above is the bot's
+        # until its next job applies them.
+        "pending_commands": [
+            {"id": c.id, "time": _iso(c.ts_ms), "kind": c.kind, "args": c.args}
+            for c in views.pending_commands(store)
+        ],
         "contracts": contracts,
     }
 
@@ -113,16 +137,13 @@ def _paper_funding(config: BotConfig, store: SqlStore) -> dict[str, dict[str, st
 
 
 def contract_specs(config: BotConfig) -> dict[str, Instrument]:
-    """The bundled specs of the configured contracts and hedge legs (display precision); unknown
-    ones left out."""
-    specs = {}
+    """The specs of the configured contracts and hedge legs (display precision) as the bot
+    resolves them: the user's catalogue first, then the bundled snapshot; unknown ones left out."""
+    from bot.dashboard.account import known_instruments
+
     hedge = config.policies[0].hedge
-    for sym in [c.symbol for c in config.contracts] + list(hedge.instruments if hedge else ()):
-        try:
-            specs[sym] = instrument_for(config.data.exchange, sym)
-        except ValueError:
-            continue
-    return specs
+    symbols = [c.symbol for c in config.contracts] + list(hedge.instruments if hedge else ())
+    return {s: i for s, i in known_instruments(config, symbols).items() if i is not None}
 
 
 def _d(text: Any) -> Decimal | None:
@@ -141,15 +162,22 @@ def status_tables(
     head.add_row("as of", str(data["as_of"] or "no tick yet"))
     for key in ("equity", "wallet", "unrealized_pnl", "peak_equity"):
         head.add_row(key.replace("_", " "), numbers.money(_d(data[key]), grouping=True))
-    head.add_row("state", str(data["state"]))
+    head.add_row("state", str(data["state"] or "unknown (no risk state recorded)"))
     head.add_row("state reason", str(data["state_reason"] or "-"))
+    for c in data.get("pending_commands", []):
+        head.add_row(
+            "waiting for the bot", f"{c['kind']} {c['args']} (command {c['id']}, {c['time']})"
+        )
     table = unclipped(contracts_table(data, specs))
     reasons = Table(title="last decisions", show_header=False)
     reasons.add_column("contract", no_wrap=True)
     reasons.add_column("time", no_wrap=True)
     reasons.add_column("reason", overflow="fold")
     for row in data["contracts"]:
-        reasons.add_row(row["symbol"], str(row["last_decision"]), str(row["reason"]))
+        reason = row["reason"] or "-"
+        if row.get("foreign"):
+            reason = "position not opened by this bot: left alone (its stop is not known here)"
+        reasons.add_row(row["symbol"], row["last_decision"] or "-", reason)
     return [head, table, reasons]
 
 
@@ -190,7 +218,7 @@ def contracts_table(
             numbers.price(_d(row["entry_price"]), tick, grouping=group),
             numbers.fixed(_d(row["current_leverage"]), 2),
             numbers.fixed(_d(row["target_leverage"]), 2),
-            numbers.price(_d(row["liquidation_price"]), tick, grouping=group),
+            numbers.price(_toward_mark(row, spec), tick, grouping=group),
             numbers.fixed(_d(row["liquidation_distance_vol_units"]), 2),
             numbers.price(_d(row["stop_loss"]), tick, grouping=group),
             numbers.price(_d(row["take_profit"]), tick, grouping=group),
@@ -199,6 +227,16 @@ def contracts_table(
             str(f.get("time") or "-"),
         )
     return table
+
+
+def _toward_mark(row: dict[str, Any], spec: Instrument | None) -> Decimal | None:
+    """The row's liquidation price on the tick grid, rounded toward the mark (up for a long,
+    down for a short): a coarse tick never shows more room than the position has."""
+    liq = _d(row["liquidation_price"])
+    qty = _d(row["position"])
+    if liq is None or spec is None or not qty:
+        return liq
+    return spec.ceil_price(liq) if qty > 0 else spec.floor_price(liq)
 
 
 def history_tables(store: SqlStore, limit: int) -> list[Table]:
@@ -227,7 +265,7 @@ def history_tables(store: SqlStore, limit: int) -> list[Table]:
             _s(q.amount) or "",
             _s(q.trigger_price) or "",
             o.status.value,
-            o.error or "",
+            redact(o.error or ""),  # rows recorded before errors were redacted on write
         )
     events = Table(title=f"last {limit} risk events")
     for col in ("time", "kind", "symbol", "state", "reason"):

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.bootstrap import risk_limits
+from bot.catalogue import resolve_instruments
 from bot.cli import terminal
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
@@ -27,7 +28,7 @@ from bot.sim.history import load_history
 from bot.tools import calc as calc_tool
 from bot.tools import render, stress, voltrack
 from bot.tools.calc import to_text
-from bot.tools.portfolio import Portfolio, open_on_exchange, read_portfolio
+from bot.tools.portfolio import MAX_INPUT, Portfolio, open_on_exchange, read_portfolio
 from bot.tools.scenarios import Scenario, extreme_json, market_inputs, standard_scenarios
 
 __all__ = ["parse_decimal", "run_calc", "run_stress", "run_vol"]
@@ -43,6 +44,8 @@ def parse_decimal(flag: str, text: str | None) -> Decimal | None:
         raise ConfigError(f"{flag}: not a number: {text!r}") from None
     if not value.is_finite():
         raise ConfigError(f"{flag}: must be a finite number, got {text!r}")
+    if abs(value) >= MAX_INPUT:
+        raise ConfigError(f"{flag}: {text!r} is out of range (at most {MAX_INPUT:.0e} in size)")
     return value
 
 
@@ -214,7 +217,13 @@ def run_stress(
         config.account.starting_balance,
         MarginMode(config.account.margin_mode),
     )
-    instruments = voltrack.config_instruments(config, portfolio.symbols())
+    try:
+        # The book's contracts come from the positions file, not the configuration.
+        instruments = resolve_instruments(
+            config.data.exchange, portfolio.symbols(), data or config.data.dir
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{portfolio.source}: {exc}") from None
     slippage = config.simulation.slippage_bps
     start = open_on_exchange(portfolio, instruments, slippage)  # validates the book up front
     rl = risk_limits(config, policy)
@@ -314,6 +323,7 @@ def account_snapshot_dir(config_path: Path) -> Path:
     from bot.backtest.report import POSITION_COLUMNS
     from bot.bootstrap import open_store
     from bot.domain.enums import OrderPurpose
+    from bot.store import views
 
     config = _config(config_path)
     store = open_store(config)
@@ -321,35 +331,56 @@ def account_snapshot_dir(config_path: Path) -> Path:
         latest = store.latest_positions()
         if latest is None or not [p for p in latest[1] if p.is_open]:
             raise DataError(f"{config.runtime.database_url}: the bot holds no position to stress")
+        held = [p for p in latest[1] if p.is_open]
         stops = {
             o.request.symbol: o.request.trigger_price
             for o in store.open_orders()
             if o.request.purpose is OrderPurpose.STOP_LOSS
         }
-        marks = {r.decision.symbol: r.mark_price for r in store.recent_decisions(200)[::-1]}
+        # Each position's last known mark: the paper exchange's own, else the contract's last
+        # decision (however long ago it was recorded). None known: the book cannot be valued.
+        decided = views.latest_decisions(store, [p.symbol for p in held])
+        marks = {s: r.mark_price for s, r in decided.items()}
+        paper = store.load_paper_state(config.account.name)
+        if paper is not None:
+            marks.update({s: Decimal(v) for s, v in json.loads(paper).get("marks", {}).items()})
         equity = store.latest_equity()
     finally:
         store.close()
+    unknown = [p.symbol for p in held if p.symbol not in marks]
+    if unknown:
+        raise DataError(
+            f"{config.runtime.database_url}: no mark recorded for {', '.join(unknown)} (a "
+            "position the bot never decided on): describe the book with --positions FILE and "
+            "its marks instead"
+        )
+    if equity is None:
+        raise DataError(
+            f"{config.runtime.database_url}: no wallet balance recorded with the positions: "
+            "describe the book with --positions FILE and --balance"
+        )
     out = Path(tempfile.mkdtemp(prefix="bot-stress-")) / "positions.csv"
     with out.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(POSITION_COLUMNS))
         w.writeheader()
-        for p in latest[1]:
-            if not p.is_open:
-                continue
+        for p in held:
             row = {
                 "symbol": p.symbol,
                 "qty": p.qty,
                 "entry_price": p.entry_price,
                 "leverage": int(p.leverage),
                 "isolated_margin": p.isolated_margin,
-                "mark": marks.get(p.symbol, p.entry_price),
+                "mark": marks[p.symbol],
                 "stop_loss": stops.get(p.symbol, ""),
             }
             w.writerow({k: row.get(k, "") for k in POSITION_COLUMNS})
-    wallet = equity.wallet if equity is not None else config.account.starting_balance
+    wallet = equity.wallet
+    # The mode the positions are held in (the configured one applies to new positions only);
+    # a book held in both is played in the configured mode (--margin-mode overrides).
+    modes = {p.margin_mode.value for p in held}
+    mode = modes.pop() if len(modes) == 1 else config.account.margin_mode
     (out.parent / "account.json").write_text(
-        json.dumps({"wallet": str(wallet), "margin_mode": config.account.margin_mode})
+        json.dumps({"wallet": str(wallet), "margin_mode": mode})
     )
     return out.parent
 

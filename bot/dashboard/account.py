@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.bootstrap import risk_limits
+from bot.catalogue import resolve_with_sources
 from bot.config.models import BotConfig
 from bot.dashboard.model import AlertLine, ContractView, Curve, JournalTable, Overview
 from bot.domain.enums import OrderPurpose
@@ -20,6 +21,7 @@ from bot.domain.position import Position
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
 from bot.errors import BotError
 from bot.instruments import instrument_for
+from bot.logs import redact
 from bot.numbers import fixed, money, price, qty
 from bot.ports.store import EquitySnapshot, RiskMemory
 from bot.stats.timeframes import parse_timeframe
@@ -30,6 +32,24 @@ from bot.store.views import TimeWindow
 
 DAYS = Decimal(365)
 ZERO = Decimal(0)
+
+
+def known_instruments(config: BotConfig, symbols: list[str]) -> dict[str, Instrument | None]:
+    """Each contract's specification as the bot resolves it: the user's catalogue under the
+    data directory first (``bot contracts sync``), then the bundled snapshot; ``None`` for a
+    contract in neither (no margin figures, raw precision). A catalogue that cannot be read
+    falls back to the snapshot: the dashboard still shows the account."""
+    try:
+        found, _ = resolve_with_sources(config.data.exchange, symbols, config.data.dir)
+        return {s: found[s][0] if s in found else None for s in symbols}
+    except BotError:
+        out: dict[str, Instrument | None] = {}
+        for sym in symbols:
+            try:
+                out[sym] = instrument_for(config.data.exchange, sym)
+            except ValueError:
+                out[sym] = None
+        return out
 
 
 def iso(ms: int | None) -> str:
@@ -60,12 +80,7 @@ class AccountSource:
         self._curve_last_id = 0
         self._curve_ts: list[int] = []
         self._curve_eq: list[float] = []
-        self.instruments: dict[str, Instrument | None] = {}
-        for sym, _ in self.legs():
-            try:
-                self.instruments[sym] = instrument_for(config.data.exchange, sym)
-            except (BotError, ValueError):
-                self.instruments[sym] = None  # unknown spec: no margin, raw precision
+        self.instruments = known_instruments(config, self.symbols())
 
     def legs(self) -> list[tuple[str, str]]:
         """(symbol, direction) of every contract the bot trades: the configured ones, then the
@@ -84,7 +99,9 @@ class AccountSource:
         equity = store.latest_equity()
         memory = store.load_risk_memory()
         snap = store.latest_positions()
-        positions = {p.symbol: p for p in snap[1]} if snap else {}
+        # No positions recorded yet (the bot has not ticked, or never read the account): every
+        # position is unknown, not flat.
+        positions = {p.symbol: p for p in snap[1]} if snap else None
         extras = self._paper_extras()
         contracts = self._contracts(equity, positions, extras, now_ms)
         change = views.last_state_change(store)
@@ -100,7 +117,7 @@ class AccountSource:
             peak_equity=memory.peak_equity if memory else None,
             drawdown=_drawdown(equity, memory),
             max_drawdown_limit=self.limits.max_drawdown,
-            state=memory.state.value if memory else "active",
+            state=memory.state.value if memory else "unknown",
             state_reason=memory.state_reason if memory else None,
             state_since_ms=change.ts_ms if change else None,
             daily_loss=_daily_loss(equity, memory),
@@ -129,7 +146,7 @@ class AccountSource:
     def _contracts(
         self,
         equity: EquitySnapshot | None,
-        positions: dict[str, Position],
+        positions: dict[str, Position] | None,
         extras: _PaperExtras,
         now_ms: int,
     ) -> list[ContractView]:
@@ -154,12 +171,12 @@ class AccountSource:
             # A hedge leg is sized on the whole equity, a traded contract on its sleeve.
             base = equity.equity if direction == "hedge" and equity is not None else sleeve
             inst = self.instruments.get(sym)
-            pos = positions.get(sym)
+            pos = positions.get(sym) if positions is not None else None
             rec = last.get(sym)
             mark = extras.marks.get(sym) or (rec.mark_price if rec else None)
             vol = rec.volatility if rec else None
-            q = pos.qty if pos else ZERO
-            notional = abs(q) * mark if mark is not None else None
+            q = None if positions is None else pos.qty if pos else ZERO
+            notional = abs(q) * mark if q is not None and mark is not None else None
             liq = pos.liquidation_price if pos and pos.is_open else None
             dist = abs(mark - liq) / mark if liq is not None and mark else None
             dist_vol = dist / (vol / DAYS.sqrt()) if dist is not None and vol else None
@@ -189,9 +206,17 @@ class AccountSource:
                     reason=rec.decision.reason if rec else None,
                     unprotected_since_ms=incidents.get(sym),
                     cooldown=cooling.reason(sym, now_ms),
+                    foreign=self._foreign(pos, direction),
                 )
             )
         return out
+
+    def _foreign(self, pos: Position | None, direction: str) -> bool:
+        """A position the bot did not open, as the engine's reconcile decides it: open, on a
+        contract not set to ``follow``, where the bot never filled an entry."""
+        if pos is None or not pos.is_open or direction == "follow":
+            return False
+        return not self.store.has_filled_entry(pos.symbol)
 
     def _margin_ratio(
         self, equity: EquitySnapshot | None, contracts: list[ContractView]
@@ -201,6 +226,8 @@ class AccountSource:
             return None
         total = ZERO
         for c in contracts:
+            if c.qty is None:
+                return None  # positions unknown: so is their requirement
             if c.qty == 0:
                 continue
             inst = self.instruments.get(c.symbol)
@@ -259,7 +286,7 @@ class AccountSource:
                 q(o.request.symbol, o.request.amount),
                 px(o.request.symbol, o.request.trigger_price),
                 o.status.value,
-                o.error or "",
+                redact(o.error or ""),  # rows recorded before errors were redacted on write
             ]
             for o in views.orders(store, window, limit)
         ]

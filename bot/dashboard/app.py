@@ -27,6 +27,7 @@ from bot.dashboard import charts
 from bot.dashboard.metrics import build_registry, health
 from bot.dashboard.model import Overview, Source
 from bot.dashboard.security import CSRF_COOKIE, Guard, Refused, new_csrf
+from bot.errors import BotError
 from bot.runtime.commands import post_command
 from bot.store.sql import SqlStore
 from bot.store.views import TimeWindow
@@ -130,6 +131,20 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
         response: Response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response
+
+    @app.exception_handler(BotError)
+    async def unreadable(request: Request, exc: BotError) -> Response:
+        # What the page reads cannot be read (a simulation's files half written or damaged, the
+        # state database unavailable): say so, 503, rather than a bare 500.
+        logger.warning("dashboard: {} cannot be served: {}", request.url.path, exc)
+        if request.url.path in ("/healthz", "/metrics"):
+            return JSONResponse({"ok": False, "detail": str(exc)}, status_code=503)
+        return render(
+            request,
+            "message.html",
+            {"title": "cannot be read", "message": str(exc), "ok": False, "refresh": 0},
+            status=503,
+        )
 
     account_registry, _ = build_registry(sources[default], store, clock)
     registries = [account_registry] + ([registry] if registry is not None else [])

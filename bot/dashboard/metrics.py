@@ -74,10 +74,11 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
     yield from one(
         "bot_daily_loss_limit_ratio", "daily loss limit (fraction)", ov.daily_loss_limit or None
     )
-    if ov.margin_ratio is not None and ov.margin_ratio.is_finite():
-        yield from one(
-            "bot_margin_ratio", "maintenance margin / equity (1: liquidation)", ov.margin_ratio
-        )
+    # Infinity (positions with no equity left) is exported as +Inf: the worst case must still
+    # trip `bot_margin_ratio > 0.8`, not vanish from the series.
+    yield from one(
+        "bot_margin_ratio", "maintenance margin / equity (1: liquidation)", ov.margin_ratio
+    )
     state = _gauge("bot_trading_state", "1 for the current trading state", ["state"])
     for s in TradingState:
         state.add_metric([s.value], 1.0 if ov.state == s.value else 0.0)
@@ -131,7 +132,9 @@ def _contract_metrics(ov: Overview) -> Iterator[Metric]:
             "liq": c.liq_distance,
             "liq_vol": c.liq_distance_vol,
             "funding": c.funding_rate,
-            "nostop": 1 if c.unprotected else 0,
+            # a position not known (none recorded yet), or one the bot does not manage (its stop
+            # is not the bot's order), is not reported as protected
+            "nostop": 1 if c.unprotected else None if c.qty is None or c.foreign else 0,
         }
         for key, value in values.items():
             if value is not None:

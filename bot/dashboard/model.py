@@ -5,7 +5,7 @@ format them to the contract's precision."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Protocol
 
 from bot.store.views import PendingCommand, TimeWindow
@@ -22,7 +22,7 @@ class ContractView:
     direction: str
     tick: Decimal | None  # price increment (formatting)
     step: Decimal | None  # quantity increment (formatting)
-    qty: Decimal  # signed, 0 when flat
+    qty: Decimal | None  # signed, 0 when flat; None: unknown (no positions recorded yet)
     entry: Decimal | None
     mark: Decimal | None
     notional: Decimal | None
@@ -41,6 +41,9 @@ class ContractView:
     reason: str | None
     unprotected_since_ms: int | None = None  # an open incident: no valid stop since then
     cooldown: str | None = None  # "cooldown until ... after stop-loss" while one runs
+    # A position the bot did not open (direction not "follow"): left alone, its orders are not
+    # the bot's, so whether a stop rests for it is not known here.
+    foreign: bool = False
 
     @property
     def slug(self) -> str:
@@ -48,13 +51,33 @@ class ContractView:
 
     @property
     def side(self) -> str:
-        return "long" if self.qty > 0 else "short" if self.qty < 0 else "flat"
+        if self.qty is None:
+            return "unknown"
+        side = "long" if self.qty > 0 else "short" if self.qty < 0 else "flat"
+        return f"{side} (not the bot's)" if self.foreign else side
+
+    @property
+    def liquidation_shown(self) -> Decimal | None:
+        """The liquidation price on the tick grid, rounded toward the mark (up for a long, down
+        for a short), as the engine plans with it: where a tick is a large fraction of the price
+        (1000PEPE near 1e-6: 10 %), rounding to the nearest tick could show up to half a tick
+        more room than the position has."""
+        liq, tick = self.liquidation, self.tick
+        if liq is None or tick is None or tick <= 0 or not self.qty:
+            return liq
+        rounding = ROUND_CEILING if self.qty > 0 else ROUND_FLOOR
+        return (liq / tick).to_integral_value(rounding=rounding) * tick
 
     @property
     def unprotected(self) -> bool:
         """An open position without a valid resting stop-loss (the protection invariant is
-        broken): none rests, or the bot recorded an open ``unprotected`` incident."""
-        return self.qty != 0 and (self.stop_loss is None or self.unprotected_since_ms is not None)
+        broken): none rests, or the bot recorded an open ``unprotected`` incident. An open
+        incident counts even while the position itself is unknown."""
+        if self.unprotected_since_ms is not None and self.qty != 0:
+            return True
+        if self.foreign:
+            return False  # its stop, if any, is not the bot's order: not known here
+        return self.qty is not None and self.qty != 0 and self.stop_loss is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,11 +85,23 @@ def _increment(*texts: str | None) -> Decimal | None:
     return Decimal(1).scaleb(min(exponents)) if exponents else None
 
 
+def _shown(fmt: str, value: Any) -> str:
+    """A report figure as the summary shows it; as written when it is not the expected kind
+    (a null, a string): never an error page for one odd figure."""
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return "-" if value is None else str(value)
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+    try:
+        with path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot be read: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,22 +142,33 @@ class SimulationSource:
         d = self.directory
         try:
             report = json.loads((d / "report.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DataError(f"{d / 'report.json'}: cannot be read: {exc}") from exc
+        if not isinstance(report, dict):
+            raise DataError(f"{d / 'report.json'}: not a JSON object")
         eq_rows = _rows(d / "equity.csv")
-        ts = [int(r["timestamp"]) for r in eq_rows]
-        eq = [float(r["equity"]) for r in eq_rows]
-        leverage = {
-            k.removeprefix("leverage_"): float(v)
-            for k, v in (eq_rows[-1].items() if eq_rows else [])
-            if k.startswith("leverage_") and v
-        }
+        try:
+            ts = [int(r["timestamp"]) for r in eq_rows]
+            eq = [float(r["equity"]) for r in eq_rows]
+            leverage = {
+                k.removeprefix("leverage_"): float(v)
+                for k, v in (eq_rows[-1].items() if eq_rows else [])
+                if k.startswith("leverage_") and v
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"{d / 'equity.csv'}: expected the columns timestamp, equity and leverage_* with "
+                f"numbers (is the simulation still writing it?): {exc!r}"
+            ) from None
         account = d / "account.json"
         wallet, quote = None, "USDT"
         if account.is_file():
-            acct = json.loads(account.read_text())
-            wallet = _dec(acct.get("wallet"), str(account))
-            quote = str(acct.get("quote") or quote)
+            try:
+                acct = json.loads(account.read_text())
+                wallet = _dec(acct.get("wallet"), str(account))
+                quote = str(acct.get("quote") or quote)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+                raise DataError(f"{account}: cannot be read: {exc!r}") from None
         self._cache = _Loaded(
             stamp,
             report,
@@ -179,7 +202,7 @@ class SimulationSource:
         end_ms = curve.ts_ms[-1] if curve.ts_ms else None
         equity = Decimal(str(curve.equity[-1])) if curve.equity else None
         peak = Decimal(str(max(curve.equity))) if curve.equity else None
-        summary = {label: fmt.format(report[key]) for key, label, fmt in SUMMARY if key in report}
+        summary = {label: _shown(fmt, report[key]) for key, label, fmt in SUMMARY if key in report}
         return Overview(
             title=f"simulation {self.name}",
             kind=self.kind,

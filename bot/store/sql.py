@@ -240,7 +240,7 @@ class SqlStore:
                 raw=t.order_json(order),
             )
         if error is not None:
-            values["error"] = error
+            values["error"] = redact(error)  # an exchange error may quote a signed request
         stmt = update(t.OrderRow).where(col(t.OrderRow.client_id) == client_id).values(**values)
         with self._write(f"order {client_id!r}") as session:
             if session.exec(stmt).rowcount == 0:

@@ -5,6 +5,7 @@ may run them beside the bot on the same database (SQLite WAL or PostgreSQL)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -45,8 +46,10 @@ class TimeWindow:
     until_ms: int | None = None
 
 
-def _session(store: SqlStore) -> Session:
-    return Session(store.engine, expire_on_commit=False)
+def _session(store: SqlStore) -> AbstractContextManager[Session]:
+    """A read session; a database that cannot answer (locked, gone, unreachable) raises
+    :class:`bot.store.sql.StoreUnavailable` naming it, as every read of the store does."""
+    return store._read()  # the store's own read path (same package)
 
 
 def _newest_first(stmt: SelectOfScalar[R], ts: Any, row_id: Any) -> SelectOfScalar[R]:

@@ -14,7 +14,7 @@ the liquidation price, as in Binance's formula.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class Column:
     qty: Decimal  # base asset, unsigned
     notional: Decimal
     liquidation_price: Decimal | None  # None: cannot be liquidated
-    allowed: bool  # leverage within the bracket maximum for this notional
+    allowed: bool  # within the bracket maximum for this notional, and an order the venue takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +111,19 @@ class CalcResult:
     columns: tuple[Column, ...]
     moves: tuple[tuple[Decimal, Decimal, tuple[Cell, ...]], ...]  # (move, price, cells)
 
+    @property
+    def largest_order(self) -> Decimal | None:
+        """The venue's largest market order (None: not known)."""
+        return self.instrument.largest_order
+
+    @property
+    def above_largest_order(self) -> bool:
+        """The size is above the venue's largest market order: no one market order can open or
+        close it, no one stop-market order protect it (Binance -4005), and the bot never holds
+        more than that order (it cuts its decision to it)."""
+        most = self.largest_order
+        return most is not None and self.qty > most
+
 
 def lookup_instrument(exchange: str, symbol: str, catalogue_dir: Path | None = None) -> Instrument:
     """The contract's specification: the user's catalogue under ``catalogue_dir`` first, then
@@ -133,6 +146,7 @@ def calculate(req: CalcRequest) -> CalcResult:
         notional = req.size * req.entry
         leverage = notional / req.balance
     _check_bracket(inst, leverage, notional, req)
+    _check_order_minimums(inst, notional, req)
     main = _column(inst, req, leverage)
     bracket = inst.bracket_for(notional)
     daily = None if req.volatility is None else req.volatility / DAYS_PER_YEAR.sqrt()
@@ -173,7 +187,13 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal) -> Column:
         )
     else:
         liq = liquidation_price_cross(inst, signed, req.entry, req.balance, ZERO, ZERO)
-    allowed = leverage <= inst.max_leverage_for(notional)
+    on_grid = inst.floor_qty(qty)
+    allowed = (
+        leverage <= inst.max_leverage_for(notional)
+        and (inst.max_position_notional is None or notional <= inst.max_position_notional)
+        and on_grid >= inst.min_qty
+        and on_grid * req.entry >= inst.min_notional
+    )
     return Column(leverage, qty, notional, liq, allowed)
 
 
@@ -252,13 +272,58 @@ def _check_bracket(
         )
 
 
+def _check_order_minimums(inst: Instrument, notional: Decimal, req: CalcRequest) -> None:
+    """The exchange refuses an order off its quantity step, below its minimum quantity or below
+    its minimum notional (Binance LOT_SIZE / MIN_NOTIONAL, -4003 / -4164)."""
+    what = (
+        f"--size {req.size}"
+        if req.size is not None
+        else f"--balance {req.balance} at --leverage {req.leverage}"
+    )
+    if req.size is not None and inst.floor_qty(req.size) != req.size:
+        raise ConfigError(
+            f"{what} is not a multiple of {inst.symbol}'s quantity step {inst.step_size}; the "
+            "exchange would refuse it"
+        )
+    most = inst.max_position_notional
+    if most is not None and notional > most:
+        raise ConfigError(
+            f"{what}: a notional of {_fmt(notional)} {inst.quote} is above {inst.symbol}'s "
+            f"largest position of {_fmt(most)} {inst.quote} (the last leverage bracket's cap); "
+            "the exchange would refuse it at any leverage"
+        )
+    qty = inst.floor_qty(notional / req.entry)  # what an order for this notional would carry
+    if qty < inst.min_qty:
+        raise ConfigError(
+            f"{what} buys {_fmt_qty(notional / req.entry)} {inst.base}, below {inst.symbol}'s "
+            f"minimum quantity {inst.min_qty}; the exchange would refuse it"
+        )
+    if qty * req.entry < inst.min_notional:
+        raise ConfigError(
+            f"{what}: a notional of {_fmt(qty * req.entry)} {inst.quote} is below "
+            f"{inst.symbol}'s minimum order of {inst.min_notional} {inst.quote}; the exchange "
+            "would refuse it"
+        )
+
+
+def _fmt_qty(x: Decimal) -> str:
+    return format(_quantized(x, _JSON_PLACES).normalize(), "f")
+
+
 def _positive(flag: str, value: Decimal) -> None:
     if not value.is_finite() or value <= 0:
         raise ConfigError(f"{flag} must be a number > 0, got {value}")
 
 
+def _quantized(x: Decimal, places: Decimal) -> Decimal:
+    """``x`` rounded (half-even) to ``places``, in a context wide enough for any magnitude: the
+    default 28 digits cannot hold a large number with 8 decimals (InvalidOperation)."""
+    digits = max(28, x.adjusted() - places.as_tuple().exponent + 2)  # type: ignore[operator]
+    return x.quantize(places, context=Context(prec=digits))
+
+
 def _fmt(x: Decimal) -> str:
-    return format(x.quantize(Decimal("0.01")).normalize(), "f")
+    return format(_quantized(x, Decimal("0.01")).normalize(), "f")
 
 
 def to_text(x: Decimal | None) -> str | None:
@@ -268,7 +333,8 @@ def to_text(x: Decimal | None) -> str | None:
         return None
     if not x.is_finite():
         return str(x)
-    return format(x.quantize(_JSON_PLACES).normalize(), "f")
+    q = _quantized(x, _JSON_PLACES)
+    return "0" if q == 0 else format(q.normalize(), "f")  # never "-0"
 
 
 def jsonable(r: CalcResult) -> dict[str, Any]:
@@ -297,6 +363,8 @@ def jsonable(r: CalcResult) -> dict[str, Any]:
         "stop_price": to_text(r.stop_price),
         "max_leverage_for_stop": to_text(r.max_leverage_for_stop),
         "round_trip_fee": to_text(r.round_trip_fee),
+        "largest_market_order": to_text(r.largest_order),
+        "above_largest_market_order": r.above_largest_order,
         "columns": [
             {
                 "leverage": to_text(c.leverage),

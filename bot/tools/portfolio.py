@@ -34,9 +34,22 @@ from bot.domain.orders import OrderRequest
 from bot.errors import ConfigError, DataError, OrderRejected
 from bot.sim.exchange import BPS, SimulatedExchange
 
-__all__ = ["REQUIRED_COLUMNS", "Holding", "Portfolio", "open_on_exchange", "read_portfolio"]
+__all__ = [
+    "MAX_INPUT",
+    "REQUIRED_COLUMNS",
+    "Holding",
+    "Portfolio",
+    "open_on_exchange",
+    "read_portfolio",
+]
 
 ZERO = Decimal(0)
+MAX_INPUT = Decimal("1e18")
+"""Largest size of a number the tools accept (a price, a quantity, a balance): far above any
+real book, and small enough for exact arithmetic and output to 8 decimals in 28 digits."""
+MAX_OPENING_ORDERS = 10_000
+"""A holding that needs more orders than this to stand up (its size over the venue's largest
+market order) is refused rather than opened order by order."""
 REQUIRED_COLUMNS = POSITION_COLUMNS[:4]
 SCENARIO_TS_MS = 0  # the scenarios are instant: one timestamp for every simulated event
 
@@ -119,17 +132,38 @@ def _read_account(path: Path) -> tuple[Decimal, MarginMode]:
         data = json.loads(path.read_text(encoding="utf-8"))
         wallet = Decimal(str(data["wallet"]))
         mode = MarginMode(data["margin_mode"])
-    except (json.JSONDecodeError, KeyError, InvalidOperation, ValueError, TypeError) as exc:
+    except (
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        KeyError,
+        InvalidOperation,
+        ValueError,
+        TypeError,
+    ) as exc:
         raise DataError(
             f"{path}: expected a JSON object with 'wallet' (a number) and 'margin_mode' "
             f"(isolated or cross): {exc!r}"
         ) from None
+    if not wallet.is_finite() or wallet <= 0 or wallet >= MAX_INPUT:
+        raise DataError(
+            f"{path}: 'wallet' must be a finite number > 0 and below {MAX_INPUT:.0e}, "
+            f"got {data['wallet']!r}"
+        )
     return wallet, mode
 
 
 def _read_positions(path: Path) -> tuple[Holding, ...]:
     if not path.is_file():
         raise DataError(f"{path}: positions file not found")
+    try:
+        return _parse_positions(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 text (CSV) file: {exc}") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file: {exc}") from None
+
+
+def _parse_positions(path: Path) -> tuple[Holding, ...]:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = [c.strip() for c in reader.fieldnames or []]
@@ -172,6 +206,8 @@ def _holding(path: Path, line: int, row: dict[str, str]) -> Holding:
             raise DataError(f"{where}: {key} is not a number: {text!r}") from None
         if not value.is_finite():
             raise DataError(f"{where}: {key} must be finite, got {text!r}")
+        if abs(value) >= MAX_INPUT:
+            raise DataError(f"{where}: {key} {text} is out of range (at most {MAX_INPUT:.0e})")
         if key == "isolated_margin" and value == 0:
             return None  # a cross position (bot simulate writes 0): no margin of its own
         if key != "qty" and value <= 0:
@@ -236,6 +272,7 @@ def open_on_exchange(
             )
         ex.marks[h.symbol] = ex.lasts[h.symbol] = h.entry_price
         side = OrderSide.BUY if h.qty > 0 else OrderSide.SELL
+        _check_fundable(ex, portfolio, h, instruments[h.symbol])
         # A holding above the venue's largest market order was built from several orders.
         sizes = instruments[h.symbol].order_sizes(abs(h.qty))
         with _refused(portfolio, h):
@@ -255,6 +292,11 @@ def open_on_exchange(
                 )
         if h.isolated_margin is not None and portfolio.margin_mode is MarginMode.ISOLATED:
             ex.book.positions[h.symbol].isolated_margin = h.isolated_margin
+            if ex.book.available(ex.marks) < 0:
+                raise ConfigError(
+                    f"{portfolio.source}: {h.symbol}: isolated_margin {h.isolated_margin}: the "
+                    f"isolated margins add up to more than the wallet {portfolio.wallet}"
+                )
     ex.book.instruments.update(used)
     ex.slippage = slippage_bps * BPS
     for h in portfolio.holdings:
@@ -264,6 +306,28 @@ def open_on_exchange(
         if h.stop_loss is not None:
             _rest_stop(ex, portfolio, h, n)
     return ex
+
+
+def _check_fundable(
+    ex: SimulatedExchange, portfolio: Portfolio, h: Holding, inst: Instrument
+) -> None:
+    """Refuse, before any order, a holding the wallet cannot fund or that would take more
+    opening orders than :data:`MAX_OPENING_ORDERS` (the exchange would refuse the first order
+    short of margin; a huge quantity would otherwise be split into millions of orders)."""
+    needed = abs(h.qty) * h.entry_price / Decimal(h.leverage)
+    available = ex.book.available(ex.marks)
+    if needed > available:
+        raise ConfigError(
+            f"{portfolio.source}: {h.symbol} ({h.qty} at {h.entry_price}, {h.leverage}x, wallet "
+            f"{portfolio.wallet} {portfolio.margin_mode.value}): the exchange refuses it: margin "
+            f"is insufficient: need {needed:.2f}, available {available:.2f}"
+        )
+    largest = inst.largest_order
+    if largest is not None and abs(h.qty) > largest * MAX_OPENING_ORDERS:
+        raise ConfigError(
+            f"{portfolio.source}: {h.symbol}: qty {h.qty} is more than {MAX_OPENING_ORDERS} "
+            f"times the exchange's largest market order {largest}"
+        )
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from rich.table import Table
@@ -56,7 +56,7 @@ def calc_summary(r: CalcResult) -> Table:
         ),
         (
             "liquidation price",
-            "none" if r.liquidation_price is None else _price(r.liquidation_price, tick),
+            "none" if r.liquidation_price is None else _price(_toward_entry(r), tick),
         ),
         ("distance to liquidation", _pct(r.liquidation_distance)),
         ("daily volatility", _pct(r.daily_volatility)),
@@ -66,6 +66,14 @@ def calc_summary(r: CalcResult) -> Table:
         ),
         ("round-trip taker fee", f"{r.round_trip_fee:,.2f} {quote}"),
     ]
+    if r.above_largest_order:
+        rows.append(
+            (
+                "[bold red]above the largest market order[/bold red]",
+                f"[bold red]{r.largest_order} {r.instrument.base}: one order cannot close it, "
+                "one stop cannot protect it; the bot caps a position there[/bold red]",
+            )
+        )
     if r.max_leverage_for_stop is not None:
         stop = "none" if r.stop_price is None else _price(r.stop_price, tick)
         rows.append(
@@ -79,6 +87,17 @@ def calc_summary(r: CalcResult) -> Table:
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+def _toward_entry(r: CalcResult) -> Decimal:
+    """The liquidation price at the precision it is shown with (the tick's, at least 2
+    decimals), rounded toward the entry (up for a long, down for a short), as the engine plans
+    with it: on a coarse tick the nearest digit could show more room than the position has."""
+    liq = r.liquidation_price
+    assert liq is not None  # noqa: S101 - the caller shows "none" otherwise
+    tick = r.instrument.tick_size
+    quantum = Decimal(1).scaleb(-max(2, -int(tick.normalize().as_tuple().exponent)))
+    return liq.quantize(quantum, rounding=ROUND_CEILING if r.request.side > 0 else ROUND_FLOOR)
 
 
 def calc_moves(r: CalcResult) -> Table:

@@ -4,9 +4,10 @@ For each configured contract: every estimator of :mod:`bot.stats.volatility` ove
 30 d of 1 h candles (read, or resampled exactly from finer candles), each value's percentile
 among the same estimator's rolling values over the whole history available (windows never span a
 data gap), the latest funding rate annualised, and the decision the policy would take now on a
-flat account holding the config's starting balance. That decision is built exactly as
-:meth:`bot.engine.tick.Engine.decide` builds it (same snapshot, same views, same ``decide``), so
-``bot vol`` shows the leverage the bot would set.
+flat account holding the config's starting balance. That decision is built exactly as the
+engine's tick builds it (same snapshot, same views, same ``decide``, then the same securing step:
+the size within the venue's largest market order and with a placeable stop, then the gross
+cap, then the loss budget), so ``bot vol`` shows the leverage the bot would set.
 
 Volatilities are annualised fractions (0.6 = 60 % a year); percentiles are 0..100.
 """
@@ -25,15 +26,20 @@ from bot.clock import ms_to_datetime
 from bot.config.models import BotConfig
 from bot.config.policy import Policy, RiskParitySizing, StaticSizing, VolTargetSizing
 from bot.domain.decision import Decision
+from bot.domain.enums import MarginMode
 from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.engine.account import AccountView
 from bot.engine.market import annual_covariance, build_snapshot, candles_needed
+from bot.engine.protection import secure_decision
 from bot.errors import DataError
 from bot.marketdata.candles import Candles
 from bot.marketdata.files import DataInventory
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
+from bot.policy.protection import daily_vol_unit
 from bot.ports.market import CandleWindow
+from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
 from bot.risk.loss_budget import cap_to_loss_budget
 from bot.risk.state import initial_memory
@@ -231,9 +237,36 @@ def policy_now(
     floor = equity_floor(initial_memory(balance, now), limits)
     budget = balance - floor if floor is not None else None
     marks = {v.symbol: v.market.mark_price for v in views}
-    capped = cap_to_loss_budget(
-        decide(views, policy, cov), marks, instruments, budget, limits.stop_slippage
+    # Then, as the engine's tick does (Engine.secure), the size within the venue's largest
+    # market order and with a stop the risk layer accepts, before the loss budget.
+    flat = AccountView(wallet=balance, positions={}, resting={}, marks=dict(marks))
+    mode = MarginMode(config.account.margin_mode)
+    buffer_units = policy.liquidation.buffer_vol_units
+    secured = [
+        secure_decision(
+            d,
+            flat,
+            instruments,
+            mark=marks[d.symbol],
+            buffer=buffer_units * daily_vol_unit(snaps[d.symbol], marks[d.symbol]),
+            margin_mode=mode,
+            entry_slippage=limits.stop_slippage,
+        )
+        for d in decide(views, policy, cov)
+    ]
+    # The gross cap as the engine's tick applies it (Engine.within_gross_cap): each contract
+    # measured at the higher of its last price and mark, nothing held.
+    prices = {
+        v.symbol: max(v.market.last_price, v.market.mark_price)
+        for v in views
+        if v.symbol in {d.symbol for d in secured}
+    }
+    grossed = (
+        cap_to_gross(secured, {}, prices, instruments, limits.max_gross_leverage * balance)
+        if balance > 0 and secured
+        else secured
     )
+    capped = cap_to_loss_budget(grossed, marks, instruments, budget, limits.stop_slippage)
     decisions = {d.symbol: d for d in capped}
     return now, {s: PolicyNow(snaps.get(s), decisions.get(s), caps[s]) for s in symbols}
 
@@ -330,6 +363,7 @@ def jsonable(report: list[ContractVol], policy: Policy) -> dict[str, Any]:
                     "asof": _iso(snap.asof_ms) if snap is not None else None,
                     "volatility": to_text(snap.volatility) if snap is not None else None,
                     "target_leverage": to_text(d.target_leverage) if d is not None else None,
+                    "target_qty": to_text(d.target_qty) if d is not None else None,
                     "max_leverage": to_text(c.policy.max_leverage),
                     "reason": d.reason if d is not None else "not enough data",
                 },

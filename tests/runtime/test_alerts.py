@@ -208,6 +208,18 @@ def test_liquidation_distance_in_daily_volatility_units() -> None:
     assert check(position("1", "100"), snap=snap) == {}
 
 
+def test_a_stop_placed_by_hand_counts_on_the_closing_side_only() -> None:
+    """A position opened and protected by hand (a stop without the bot's client id) is not
+    alerted as naked every dedup window; a by-hand stop on the wrong side is no protection."""
+    from dataclasses import replace
+
+    by_hand = replace(order(OrderPurpose.STOP_LOSS), client_id="web_123", purpose=None)
+    assert check(position("1", "100"), resting=[by_hand]) == {}
+    buy_stop = replace(by_hand, side=OrderSide.BUY)  # adds to a long: no protection
+    assert f"no_stop:{SYM}" in check(position("1", "100"), resting=[buy_stop])
+    assert check(position("-1", "100"), resting=[buy_stop]) == {}
+
+
 def test_position_without_a_resting_stop() -> None:
     pos = position("1", "100")
     alert = check(pos, resting=[])[f"no_stop:{SYM}"]
@@ -273,6 +285,21 @@ def test_no_more_than_max_per_hour(store: SqlStore, receiver: Receiver) -> None:
     assert len(receiver.posts) == 3
 
 
+def test_the_hourly_limit_spends_itself_on_critical_alerts_first(
+    store: SqlStore, receiver: Receiver
+) -> None:
+    rules = AlertRules(D("0.8"), D(3), dedup_seconds=0, max_per_hour=1)
+    n, _ = notifier(store, receiver.url, rules)
+    batch = [
+        Alert("unreadable:account", "warning", "account unreadable"),
+        Alert(f"no_stop:{SYM}", "critical", "TST has no stop"),
+    ]
+    assert n.notify(batch) == 1
+    assert [b["message"] for _, b in receiver.posts] == ["TST has no stop"]
+    [warning] = store.recent_alerts("unreadable:account", 0)
+    assert not warning.delivered  # recorded all the same
+
+
 def test_a_failing_destination_does_not_raise(store: SqlStore, receiver: Receiver) -> None:
     receiver.status = 500
     n, clock = notifier(store, receiver.url)
@@ -298,6 +325,29 @@ def test_an_unreachable_destination_and_a_raising_sender_do_not_raise(store: Sql
     n = Notifier(store, SimClock(T0), boom, RULES, account="acct")
     assert n.notify([Alert("b", "warning", "sender raises")]) == 0
     assert [r.delivered for r in store.recent_alerts("b", 0)] == [False]
+
+
+def test_the_credentials_in_an_alert_url_never_reach_a_log_or_a_stored_text(
+    store: SqlStore,
+) -> None:
+    """Apprise logs the request path at DEBUG and a failed connection quotes it (urllib3:
+    "Max retries exceeded with url: /hook/<token>"): the URL's token and password are redacted
+    wherever the bot's text goes (log sinks, events, alerts)."""
+    from bot.logs import redact
+
+    token, password = "T0KEN9af83Kq02Zx", "pw4Alerts9x"
+    port = closed_port()
+    url = f"json://ops:{password}@127.0.0.1:{port}/hook/{token}?rto=1&cto=1"
+    apprise_sender([url])
+    quoted = f"HTTPConnectionPool(host='127.0.0.1', port={port}): Max retries exceeded with url: "
+    for text in (f"{quoted}/hook/{token}", f"JSON URL: {url}", f"login ops:{password} refused"):
+        assert token not in redact(text)
+        assert password not in redact(text)
+    assert "127.0.0.1" in redact(quoted)  # an address is not a secret
+    n = Notifier(store, SimClock(T0), None, RULES, account="acct")
+    n.notify([Alert("x", "warning", f"delivery to {url} failed")])
+    [record] = store.recent_alerts("x", 0)
+    assert token not in record.message
 
 
 def test_apprise_urls_are_checked() -> None:

@@ -28,7 +28,7 @@ from bot.domain.enums import MarginMode
 from bot.domain.margin import liquidation_price_isolated
 from bot.errors import ConfigError
 from bot.instruments import instrument_for
-from bot.tools.calc import MOVES, CalcRequest, calculate, jsonable
+from bot.tools.calc import MOVES, CalcRequest, calculate, jsonable, to_text
 
 D = Decimal
 BTC = instrument_for("binanceusdm", "BTC/USDT:USDT")
@@ -262,7 +262,7 @@ def test_calc_reads_the_users_catalogue_before_the_snapshot(tmp_path: Path) -> N
 
 
 def test_prices_of_a_contract_priced_in_cents_print_to_its_tick() -> None:
-    """1000PEPE at 0.012 (tick 0.0000001): the liquidation price 0.0096628 must not print as
+    """1000PEPE at 0.012 (tick 0.0000001): the liquidation price 0.0096629 must not print as
     0.01 (two decimals made it look above the entry's 20 % move)."""
     from io import StringIO
 
@@ -278,8 +278,101 @@ def test_prices_of_a_contract_priced_in_cents_print_to_its_tick() -> None:
     console.print(calc_summary(result))
     console.print(calc_moves(result))
     text = out.getvalue()
-    assert f"{result.liquidation_price:.7f}" in text
+    # to the tick, rounded toward the entry (0.00966281 -> 0.0096629: never more room)
+    assert f"{result.instrument.ceil_price(result.liquidation_price):.7f}" in text
     assert "0.0096000" in text  # the -20 % row of the move table
     btc = StringIO()
     Console(file=btc, width=200).print(calc_summary(calculate(request())))
     assert f"{calculate(request()).liquidation_price:,.2f}" in btc.getvalue()  # at least 2
+
+
+@pytest.mark.parametrize("flag", ["--entry", "--leverage", "--balance", "--vol"])
+def test_cli_huge_numbers_are_named_not_a_traceback(flag: str) -> None:
+    values = {"--entry": "60000", "--leverage": "2", "--balance": "1000", "--vol": "0.5"}
+    values[flag] = "1e30"
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", "long", "--json"]
+    for k, v in values.items():
+        args += [k, v]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{flag}: '1e30' is out of range" in result.output
+
+
+def test_json_text_of_large_and_tiny_numbers() -> None:
+    assert to_text(D("1e25")) == "10000000000000000000000000"  # 28 digits cannot hold 1e25.00000000
+    assert to_text(D("-0.000000001")) == "0"  # never "-0"
+    assert to_text(D("-1.5")) == "-1.5"
+
+
+def test_a_size_above_the_largest_market_order_is_flagged() -> None:
+    """1000PEPE's largest market order is 10 000 000: 2 000 000 USDT at 0.0123 is 162 million.
+    The venue refuses one market or stop order that large and the bot caps its positions there:
+    the calculator says so instead of showing a position the bot would never hold as normal."""
+    args = ["calc", "--contract", "1000PEPE/USDT:USDT", "--side", "short", "--entry", "0.0123"]
+    args += ["--leverage", "20", "--balance", "100000", "--margin-mode", "cross", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["largest_market_order"] == "10000000"
+    assert data["above_largest_market_order"] is True
+    text = runner.invoke(app, args[:-1])
+    assert "above the largest market order" in text.stdout
+    small = jsonable(calculate(request()))
+    assert small["above_largest_market_order"] is False
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # 10 x 2 = 20 USDT buys 0.00033 BTC: below the minimum quantity 0.001
+        ({"balance": D(10), "leverage": D(2)}, "buys 0.00033333 BTC, below BTC/USDT:USDT's min"),
+        (
+            {"leverage": None, "size": D("0.0015")},
+            "not a multiple of BTC/USDT:USDT's quantity step",
+        ),
+        # 0.001 BTC at 60 000 is 60 USDT: below Binance's 100 USDT minimum order
+        (
+            {"leverage": None, "size": D("0.001")},
+            "notional of 60 USDT is below BTC/USDT:USDT's min",
+        ),
+    ],
+)
+def test_an_order_the_exchange_would_refuse_is_named(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        calculate(request(**changes))
+    assert message in str(err.value)
+    assert "the exchange would refuse it" in str(err.value)
+
+
+def test_columns_below_the_minimum_order_are_not_allowed() -> None:
+    # 60 of balance: 1x is 60 USDT (below the 100 minimum), 3x is 180
+    got = calculate(request(balance=D(60), leverage=D(3)))
+    allowed = {c.leverage: c.allowed for c in got.columns}
+    assert allowed[D(1)] is False
+    assert allowed[D(3)] is True
+
+
+def test_a_coarse_tick_liquidation_is_shown_rounded_toward_the_entry() -> None:
+    """1000PEPE at 1.2e-6 with a 1e-7 tick: a long at 4x liquidates at 0.00000091 (9.1 ticks).
+    The nearest tick (0.0000009) would show a tenth of a tick more room than there is: the text
+    shows 0.0000010, as the engine plans with it."""
+    args = ["calc", "--contract", "1000PEPE/USDT:USDT", "--side", "long", "--entry", "0.0000012"]
+    args += ["--leverage", "4", "--balance", "1000", "--margin-mode", "isolated"]
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert data["liquidation_price"].startswith("0.00000091")
+    text = runner.invoke(app, args).stdout
+    line = next(x for x in text.splitlines() if "liquidation price" in x)
+    assert "0.0000010" in line
+    assert "0.0000009" not in line
+
+
+def test_a_position_above_the_venues_largest_is_refused() -> None:
+    """1000PEPE's last bracket ends at 35 000 000 USDT: Binance refuses a larger position at any
+    leverage (-2027), so 40 000 000 at 1x is not a position the calculator can show."""
+    pepe = request(symbol="1000PEPE/USDT:USDT", entry=D("0.01"), leverage=D(1))
+    with pytest.raises(ConfigError) as err:
+        calculate(replace(pepe, balance=D(40_000_000)))
+    assert "above 1000PEPE/USDT:USDT's largest position of 35000000 USDT" in str(err.value)
+    assert calculate(replace(pepe, balance=D(30_000_000))).notional == D(30_000_000)

@@ -375,3 +375,71 @@ def test_cli_cross_hedged_book_is_monotone_and_never_pays_out(tmp_path: Path) ->
     # 2 bps on the liquidation fills: BTC 0.5 x 30,000 x 0.0002 = 3.00 (its fee 0.0375 less),
     # ETH 5 x 1,500 x 0.0002 = 1.50 (its fee 0.01875 more): 2,785.73125.
     assert D(worst["loss_beyond_wallet"]) == D("2785.73125")
+
+
+@pytest.mark.parametrize(
+    ("wallet", "shown"),
+    [("NaN", "nan"), ('"Infinity"', "'Infinity'"), ('"-5"', "'-5'"), ("1e400", "inf")],
+)
+def test_an_account_file_with_a_wallet_not_a_positive_number_is_named(
+    tmp_path: Path, wallet: str, shown: str
+) -> None:
+    write(tmp_path / "positions.csv", "symbol,qty,entry_price,leverage\nBTC/USDT:USDT,1,6,5\n")
+    write(tmp_path / "account.json", f'{{"wallet": {wallet}, "margin_mode": "cross"}}')
+    with pytest.raises(DataError) as err:
+        read_portfolio(None, tmp_path, None, None, D(1000), MarginMode.ISOLATED)
+    assert f"account.json: 'wallet' must be a finite number > 0 and below 1e+18, got {shown}" in (
+        str(err.value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("BTC/USDT:USDT,1e30,60000,5", "line 2: qty 1e30 is out of range"),
+        ("BTC/USDT:USDT,0.1,60000,5,1e400", "line 2: mark 1e400 is out of range"),
+    ],
+)
+def test_huge_numbers_in_a_positions_file_are_named(tmp_path: Path, row: str, message: str) -> None:
+    path = write(tmp_path / "positions.csv", f"symbol,qty,entry_price,leverage,mark\n{row}\n")
+    with pytest.raises(DataError) as err:
+        read_portfolio(path, None, None, None, D(1000), MarginMode.ISOLATED)
+    assert message in str(err.value)
+
+
+def test_a_positions_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "positions.csv"
+    path.write_bytes(b"\xff\xfe\x00symbol")
+    with pytest.raises(DataError, match="not a UTF-8 text"):
+        read_portfolio(path, None, None, None, D(1000), MarginMode.ISOLATED)
+
+
+def test_a_holding_the_wallet_cannot_fund_is_refused_before_any_order() -> None:
+    """1e15 BTC would be split into 1e12 orders of the largest market order (it hung): the
+    margin it needs is checked first, as the exchange's first order would be refused."""
+    huge = Holding(BTC, D("1e15"), D(60000), 5, D(60000))
+    with pytest.raises(ConfigError, match="margin is insufficient: need 12000000000000000000"):
+        open_on_exchange(book(huge), INSTRUMENTS, D(0))
+
+
+def test_isolated_margins_above_the_wallet_are_refused() -> None:
+    h = Holding(BTC, D("0.1"), D(60000), 10, D(60000), isolated_margin=D(5000))
+    with pytest.raises(ConfigError, match="isolated margins add up to more than the wallet 1000"):
+        open_on_exchange(book(h), INSTRUMENTS, D(0))
+
+
+def test_cli_an_unknown_contract_in_the_book_names_the_positions_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.csv", "symbol,qty,entry_price,leverage\nFOO/USDT:USDT,1,1,1\n")
+    result = runner.invoke(app, ["stress", "--config", str(CONFIG), "--positions", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}: binanceusdm: no contract specification for FOO/USDT:USDT" in result.output
+    assert "config.example.toml: contracts" not in result.output
+
+
+def test_cli_a_huge_mark_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "p.csv", "symbol,qty,entry_price,leverage,mark\nBTC/USDT:USDT,0.1,60000,5,1e25\n"
+    )
+    result = runner.invoke(app, ["stress", "--config", str(CONFIG), "--positions", str(path)])
+    assert result.exit_code == 2
+    assert "mark 1e25 is out of range" in result.output

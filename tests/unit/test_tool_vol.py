@@ -204,3 +204,72 @@ def test_unknown_policy_file_is_a_config_error(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "nope.toml" in result.output
+
+
+def test_policy_now_keeps_within_the_largest_market_order_as_the_engine_does(
+    tmp_path: Path,
+) -> None:
+    """A venue whose largest market order is below the policy's size: the engine cuts the size
+    to it (one order must close the position, one stop protect it); ``bot vol`` shows that same
+    cut decision, not a leverage the bot would never take."""
+    from dataclasses import replace
+
+    from bot.catalogue import catalogue_path, write_catalogue
+    from bot.instruments import load_instruments
+    from bot.tools.voltrack import config_instruments
+
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    btc = "BTC/USDT:USDT"
+    small = replace(load_instruments("binanceusdm")[btc], max_order_qty=Decimal("0.005"))
+    write_catalogue(
+        catalogue_path(data, "binanceusdm"), "binanceusdm", {btc: (small, "test")}, 0, "test"
+    )
+    text = CONFIG.read_text().replace('dir = "data/sample"', f'dir = "{data}"')
+    text = text.replace('file = "policies/', f'file = "{ROOT / "policies"}/')
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    config = load_config(path)
+    policy = config.policies[0]
+    inventory = discover(data)
+    now, mine = policy_now(config, policy, inventory)
+    symbols = tuple(c.symbol for c in config.contracts)
+    histories = {s: load_history(inventory, s, policy.timeframe) for s in symbols}
+    result = replay(
+        config, policy, histories, config_instruments(config, symbols), now, now + 3_600_000
+    )
+    engine = {r.decision.symbol: r.decision for r in result.store.decisions}
+    d = mine[btc].decision
+    assert d is not None
+    assert Decimal(0) < d.target_qty <= Decimal("0.005")  # within the largest market order
+    assert "largest market order" in d.reason
+    assert d.target_leverage == engine[btc].target_leverage
+    assert d.reason == engine[btc].reason
+
+
+def test_policy_now_keeps_within_the_gross_cap_as_the_engine_does(tmp_path: Path) -> None:
+    """With max_gross_leverage below the sum of the targets the engine scales the increases
+    into it (the gross cap); ``bot vol`` shows the same scaled decisions."""
+    from bot.tools.voltrack import config_instruments
+
+    text = CONFIG.read_text().replace('dir = "data/sample"', f'dir = "{SAMPLE}"')
+    text = text.replace('file = "policies/', f'file = "{ROOT / "policies"}/')
+    text = text.replace("max_gross_leverage = 6", "max_gross_leverage = 0.3")
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    config = load_config(path)
+    policy = config.policies[0]
+    inventory = discover(SAMPLE)
+    now, mine = policy_now(config, policy, inventory)
+    symbols = tuple(c.symbol for c in config.contracts)
+    histories = {s: load_history(inventory, s, policy.timeframe) for s in symbols}
+    result = replay(
+        config, policy, histories, config_instruments(config, symbols), now, now + 3_600_000
+    )
+    engine = {r.decision.symbol: r.decision for r in result.store.decisions}
+    for sym in symbols:
+        d = mine[sym].decision
+        assert d is not None
+        assert "gross cap" in d.reason
+        assert d.target_qty == engine[sym].target_qty
+        assert d.reason == engine[sym].reason

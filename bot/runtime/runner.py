@@ -25,7 +25,7 @@ from typing import TypeVar
 from loguru import logger
 
 from bot.alerts import Alert, AlertRules, Notifier, conditions
-from bot.clock import Clock
+from bot.clock import Clock, ms_to_datetime
 from bot.domain.enums import EventKind, TradingState
 from bot.engine.read_streak import run_in_a_row
 from bot.engine.tick import Engine, TickResult
@@ -320,8 +320,11 @@ class Runner:
         # (by kind and time: however many other events the job recorded, none of these is missed)
         for e in self.store.recent_events(1000, kinds=alerted, since_ms=since_ms):
             if e.kind == "state":
+                # Keyed by the change's time: every change is news (a halt, a resume and a second
+                # halt within the dedup window used to send the first halt only).
+                when = ms_to_datetime(e.ts_ms).strftime("%Y-%m-%dT%H:%M:%SZ")
                 alerts.append(
-                    Alert(f"state:{e.state.value}", "critical", f"trading state: {e.reason}")
+                    Alert(f"state:{e.state.value}@{when}", "critical", f"trading state: {e.reason}")
                 )
             elif e.kind in ("unreadable", "unprotected"):
                 key = f"{e.kind}:{e.symbol or 'account'}"

@@ -399,10 +399,36 @@ def test_the_paper_bot_sends_its_alerts(tmp_path: Path, receiver: Receiver) -> N
 
 def test_a_halt_posted_through_the_database_is_alerted(tmp_path: Path, receiver: Receiver) -> None:
     paper_tick_with_alerts(tmp_path, receiver, command="halt")
-    state = [b for _, b in receiver.posts if b["title"] == "[main] critical: state:halted"]
+    state = [
+        b for _, b in receiver.posts if b["title"].startswith("[main] critical: state:halted@")
+    ]
     assert len(state) == 1, receiver.titles()
     assert state[0]["message"].startswith("trading state: command ")
     assert "halt" in state[0]["message"]
+
+
+def test_every_change_of_state_is_alerted_even_within_the_dedup_window(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Halt, resume and halt again within the hour: both halts reach the owner (state alerts
+    were keyed by the state alone, so the dedup window swallowed the second halt)."""
+    config_path = write_config(tmp_path, contracts=1)
+    set_runtime(config_path, alert_urls=f'["{receiver.url}"]')
+    config = load_config(config_path)
+    store = open_store(config)
+    clock = SimClock(T0)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    try:
+        assert runner.tick() is not None
+        for command in ("halt", "resume", "halt"):
+            store.post_command(command, json.dumps({"flatten": True}), clock.now_ms())
+            clock.advance_to(clock.now_ms() + 10 * 60_000)  # ten minutes apart
+            runner.guard()
+    finally:
+        paper.save()
+        store.close()
+    halts = [t for t in receiver.titles() if t.startswith("[main] critical: state:halted@")]
+    assert len(halts) == 2, receiver.titles()
 
 
 @pytest.fixture

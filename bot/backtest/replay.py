@@ -181,6 +181,7 @@ def load_data(
         policy.timeframe,
         config.simulation.trigger_source,
         requested_window(config),
+        candles_needed(policy),
     )
 
 

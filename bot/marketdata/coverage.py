@@ -100,7 +100,7 @@ def _slack(need: int) -> int:
     return max(SLACK_MS, int(need * SLACK_FRACTION))
 
 
-def _covers(c: Candles, start: int, end: int) -> bool:
+def covers(c: Candles, start: int, end: int) -> bool:
     """The file spans the window and its gaps inside it total at most the slack."""
     need = end - start
     span = span_ms(c, start, end)
@@ -124,7 +124,7 @@ def choose(
         loaded.append((tf, inventory.load_candles(symbol, tf, kind)))
         if start_ms is not None and end_ms is not None:
             c = loaded[-1][1]
-            if _covers(c, start_ms, end_ms):
+            if covers(c, start_ms, end_ms):
                 why = "covers the window" if len(loaded) > 1 or len(timeframes) > 1 else "only file"
                 return _said(symbol, kind, tf, c, loaded[:-1], why, start_ms, end_ms)
     start = start_ms if start_ms is not None else min(int(c.ts[0]) for _, c in loaded)
@@ -133,7 +133,7 @@ def choose(
     covered = [covered_ms(c, start, end) for _, c in loaded]
     best = max(covered)
     for i, (tf, c) in enumerate(loaded):  # finest first
-        if _covers(c, start, end):
+        if covers(c, start, end):
             return _said(symbol, kind, tf, c, loaded[:i], "covers the window", start, end)
     best_i = next(i for i in range(len(loaded)) if covered[i] >= best - _slack(need))
     tf, chosen = loaded[best_i]

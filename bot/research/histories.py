@@ -18,6 +18,7 @@ from bot.backtest.replay import load_data
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.engine.hedging import with_hedge_symbols
+from bot.engine.market import candles_needed
 from bot.sim.history import ContractHistory, requested_window
 
 MAX_KEPT = 4  # data sets kept at once: a worker's memory stays bounded whatever the sweep
@@ -40,6 +41,7 @@ def shared_histories(
         str(data_dir or config.data.dir),
         with_hedge_symbols(symbols, policy),
         policy.timeframe,
+        candles_needed(policy),  # the decision candles' source depends on the warm-up
         config.simulation.trigger_source,
         requested_window(config),
     )

@@ -30,8 +30,8 @@ from bot.config.policy import Policy
 from bot.domain.market import FundingInfo
 from bot.engine.market import candles_needed
 from bot.errors import DataError
-from bot.marketdata.candles import Candles, FundingSeries
-from bot.marketdata.coverage import choose, covered_ms
+from bot.marketdata.candles import Candles, FundingSeries, format_timeframe
+from bot.marketdata.coverage import choose, covered_ms, covers
 from bot.marketdata.files import DataInventory
 from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowStatistics
 from bot.sim.cursor import IntArray, TimeCursor
@@ -76,11 +76,15 @@ def load_history(
     decision_tf: str,
     trigger_source: Literal["auto", "mark", "last"] = "auto",
     window: tuple[int | None, int | None] = (None, None),
+    warmup: int = 0,
 ) -> ContractHistory:
     """Load every series one contract needs from a data directory.
 
     Per series the finest timeframe whose file covers ``window`` ([start, end) ms, None = as far
     as the files go) is used (:mod:`bot.marketdata.coverage`); the choices are in ``selection``.
+    Decision candles aggregated from another file come from the finest one that also holds
+    ``warmup`` decision candles before the window (the chosen last-trade file may start at the
+    window: a 1d policy's warm-up is months of a 1h file).
     """
     trade_tfs = inventory.trade_timeframes(symbol)
     if not trade_tfs:
@@ -97,7 +101,14 @@ def load_history(
     ):
         decision = own
     elif tf_ms % last.tf_ms == 0:
-        decision = last.resample(tf_ms)
+        source = _decision_source(inventory, symbol, trade_tfs, last, tf_ms, start, end, warmup)
+        if source is not last:
+            notes.append(
+                f"{symbol} decisions: {decision_tf} resampled from "
+                f"{format_timeframe(source.tf_ms)}, the finest file that also holds the "
+                f"{warmup} candles of warm-up before the window"
+            )
+        decision = source.resample(tf_ms)
     else:
         raise DataError(
             f"{inventory.data_dir}: {symbol} has no {decision_tf} candles and the chosen "
@@ -146,6 +157,34 @@ def _funding_gap(
     )
 
 
+def _decision_source(
+    inventory: DataInventory,
+    symbol: str,
+    trade_tfs: Sequence[str],
+    last: Candles,
+    tf_ms: int,
+    start: int | None,
+    end: int | None,
+    warmup: int,
+) -> Candles:
+    """The candles to aggregate into decision candles: ``last`` when it holds the warm-up
+    before ``start``, else the finest trade file that divides ``tf_ms`` and covers the warm-up
+    and the window; ``last`` when none does (the window then starts later, as before)."""
+    if start is None or end is None or warmup <= 0:
+        return last
+    since = start - warmup * tf_ms
+    if covers(last, since, end):
+        return last
+    for tf in trade_tfs:  # finest first
+        step = parse_timeframe(tf)
+        if step <= last.tf_ms or tf_ms % step != 0:
+            continue
+        c = inventory.load_candles(symbol, tf)
+        if covers(c, since, end):
+            return c
+    return last
+
+
 def _covers_as_much(c: Candles, ref: Candles, start: int | None, end: int | None) -> bool:
     lo = start if start is not None else int(ref.ts[0])
     hi = end if end is not None else int(ref.ts[-1]) + ref.tf_ms
@@ -158,12 +197,14 @@ def load_histories(
     decision_tf: str,
     trigger_source: Literal["auto", "mark", "last"] = "auto",
     window: tuple[int | None, int | None] = (None, None),
+    warmup: int = 0,
 ) -> dict[str, ContractHistory]:
     """:func:`load_history` for several contracts, two files at a time (decompression and
     parsing release the GIL for part of the work). The result is in ``symbols`` order."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         loaded = pool.map(
-            lambda s: load_history(inventory, s, decision_tf, trigger_source, window), symbols
+            lambda s: load_history(inventory, s, decision_tf, trigger_source, window, warmup),
+            symbols,
         )
         return dict(zip(symbols, loaded, strict=True))
 

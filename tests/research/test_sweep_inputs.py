@@ -123,10 +123,17 @@ def test_a_resume_on_changed_data_is_refused(tmp_path: Path) -> None:
 
 
 def test_points_on_different_spans_are_said(tmp_path: Path) -> None:
-    # The bundled 5m file starts in June 2025: 4h decisions resampled from it need 28 days of
-    # warm-up, so that point starts weeks after the 1h one. Said, not compared silently.
+    # Only the 5m files (from June 2025): 4h decisions resampled from them need 28 days of
+    # warm-up and no file holds it, so that point starts weeks after the 1h one. Said, not
+    # compared silently.
+    only = tmp_path / "only-5m"
+    data = only / "data"
+    data.mkdir(parents=True)
+    for name in ("BTC_USDT_USDT-5m.csv.gz", "BTC_USDT_USDT-funding.csv.gz"):
+        shutil.copy(ROOT / "data" / "sample" / name, data / name)
     spec = _spec(
         tmp_path,
+        config_path=sample_config(only, data_dir=data),
         params=[parse_param("timeframe=1h,4h")],
         start=date(2025, 6, 10),
         end=date(2025, 7, 15),

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 from loguru import logger
 
 from bot.marketdata.candles import Candles
@@ -49,37 +50,42 @@ SLACK_MS = 3_600_000
 SLACK_FRACTION = 0.001
 
 
+def _inside(c: Candles, start: int, end: int) -> npt.NDArray[np.int64]:
+    """Open times of the candles that overlap [start, end) (a view, found by binary search)."""
+    lo = int(np.searchsorted(c.ts, start - c.tf_ms, side="right"))  # first ending after start
+    hi = int(np.searchsorted(c.ts, end, side="left"))  # candles opening before end
+    return c.ts[lo:hi]
+
+
 def covered_ms(c: Candles, start: int, end: int) -> int:
     """Milliseconds of [start, end) that the file's candles cover (its gaps are not covered)."""
     if len(c) == 0 or end <= start:
         return 0
     tf = c.tf_ms
-    ts = c.ts
-    lo = int(np.searchsorted(ts, start - tf, side="right"))  # first candle ending after start
-    hi = int(np.searchsorted(ts, end, side="left"))  # candles opening before end
-    if hi <= lo:
+    inside = _inside(c, start, end)
+    if len(inside) == 0:
         return 0
-    inside = ts[lo:hi]
     # Candles are on their grid and strictly increasing (checked when loaded): they never overlap.
-    whole = (hi - lo) * tf
+    whole = len(inside) * tf
     head = max(0, start - int(inside[0]))  # the part of the first candle before the window
     tail = max(0, int(inside[-1]) + tf - end)  # the part of the last candle after it
     return whole - head - tail
+
+
+def missing_ms(c: Candles, start: int, end: int) -> int:
+    """Milliseconds of [start, end) that no candle of the file covers."""
+    return max(end - start, 0) - covered_ms(c, start, end)
 
 
 def longest_gap(c: Candles, start: int, end: int) -> tuple[int, int] | None:
     """The longest stretch of [start, end) no candle covers, as (from, to); ``None`` if none."""
     if len(c) == 0:
         return (start, end) if end > start else None
-    tf = c.tf_ms
-    ts = c.ts
-    lo = int(np.searchsorted(ts, start - tf, side="right"))
-    hi = int(np.searchsorted(ts, end, side="left"))
-    inside = ts[lo:hi]
+    inside = _inside(c, start, end)
     if len(inside) == 0:
         return (start, end)
     # Uncovered stretches: before the first candle, between candles, after the last one.
-    starts = np.concatenate(([start], inside + tf))
+    starts = np.concatenate(([start], inside + c.tf_ms))
     ends = np.concatenate((inside, [end]))
     lengths = ends - starts
     k = int(np.argmax(lengths))
@@ -161,9 +167,10 @@ def _said(
 ) -> Choice:
     span = f"{_iso(int(chosen.ts[0]))} .. {_iso(int(chosen.ts[-1]) + chosen.tf_ms)}"
     note = f"{symbol} {kind}: {tf} ({span}) {why}"
-    missing = max(end - start, 0) - covered_ms(chosen, start, end)
-    gap = longest_gap(chosen, start, end)
-    if missing > chosen.tf_ms and gap is not None:
+    missing = missing_ms(chosen, start, end)
+    # (the gap scan reads the whole window: only for a file that misses more than a candle)
+    gap = longest_gap(chosen, start, end) if missing > chosen.tf_ms else None
+    if gap is not None:
         note += (
             f"; {missing / 3_600_000:.1f} h of the window missing, the longest gap "
             f"{_iso(gap[0])} .. {_iso(gap[1])}"
@@ -180,4 +187,4 @@ def _said(
 
 
 def _missing_h(c: Candles, start: int, end: int) -> str:
-    return f"{(max(end - start, 0) - covered_ms(c, start, end)) / 3_600_000:.1f}"
+    return f"{missing_ms(c, start, end) / 3_600_000:.1f}"

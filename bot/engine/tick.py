@@ -969,11 +969,16 @@ class Engine:
         cut = abs(pos.qty) - largest
         for req in market_orders(self._id_factory(sym), sym, side, OrderPurpose.REDUCE, cut, inst):
             self._send(req, acct, now, None)
-        acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
-        self.reconciler.note_positions(acct.positions)
+        self._read_positions_again(acct, now)
         acct.changed()
         held = acct.positions.get(sym)
         return held if held is not None and held.is_open else None
+
+    def _read_positions_again(self, acct: AccountView, now: int) -> None:
+        """After orders were sent: the positions as the exchange holds them now, noted by the
+        reconciler (its view of what the bot holds moves with them)."""
+        acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
+        self.reconciler.note_positions(acct.positions)
 
     def _gap(self, pos: Position, acct: AccountView) -> str | None:
         inst = self.instruments[pos.symbol]
@@ -985,8 +990,7 @@ class Engine:
         new_id = self._id_factory(pos.symbol)
         for req in market_orders(new_id, pos.symbol, side, OrderPurpose.CLOSE, abs(pos.qty), inst):
             self._send(req, acct, now, None)
-        acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
-        self.reconciler.note_positions(acct.positions)
+        self._read_positions_again(acct, now)
         acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)
         acct.changed()
         if acct.qty(pos.symbol) == 0:
@@ -1125,8 +1129,7 @@ class Engine:
             paused = self.hedge.note_change(now)  # the cooldown runs from the last attempt
             if paused is not None:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
-        acct.positions = dict(self.reconciler.read_positions(now, acct.resting))
-        self.reconciler.note_positions(acct.positions)
+        self._read_positions_again(acct, now)
         balance = self.exchange.fetch_balance()
         acct.wallet = balance.wallet
         acct.changed()

@@ -11,9 +11,11 @@ import pytest
 from hypothesis import settings
 
 from bot.clock import SimClock
-from bot.domain.enums import MarginMode
+from bot.domain.enums import MarginMode, TradingState
 from bot.domain.instrument import Instrument
+from bot.domain.position import Position
 from bot.instruments import load_instruments
+from bot.ports.store import EquitySnapshot, StorePort
 from bot.sim.exchange import SimulatedExchange
 from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore
@@ -67,3 +69,20 @@ def make_exchange(
         slippage_bps=Decimal(slippage_bps),
     )
     return ex, clock
+
+
+def record_book(
+    store: StorePort, ts_ms: int, positions: list[Position], wallet: Decimal = Decimal(10000)
+) -> None:
+    """What a tick would have recorded of an active account: its wallet (no unrealised PnL)
+    and the positions it held."""
+    store.record_equity(
+        EquitySnapshot(
+            ts_ms=ts_ms,
+            wallet=wallet,
+            unrealized_pnl=Decimal(0),
+            equity=wallet,
+            state=TradingState.ACTIVE,
+        )
+    )
+    store.record_positions(ts_ms, positions)

@@ -25,13 +25,14 @@ from bot.dashboard.app import create_app
 from bot.dashboard.metrics import build_registry
 from bot.dashboard.security import Guard
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode, TradingState
+from bot.domain.enums import MarginMode
 from bot.domain.instrument import Bracket
 from bot.domain.margin import maintenance_margin
 from bot.domain.position import Position
 from bot.instruments import load_instruments
-from bot.ports.store import DecisionRecord, EquitySnapshot
+from bot.ports.store import DecisionRecord
 from bot.store.sql import SqlStore
+from tests.conftest import record_book
 from tests.runtime.conftest import write_config
 
 BTC = "BTC/USDT:USDT"
@@ -109,17 +110,8 @@ def test_margin_ratio_and_precision_follow_the_users_catalogue(
     assert contract_specs(config)[BTC].tick_size == Decimal("0.01")
     store = open_store(config)
     try:
-        store.record_equity(
-            EquitySnapshot(
-                ts_ms=T0,
-                wallet=Decimal(10000),
-                unrealized_pnl=Decimal(0),
-                equity=Decimal(10000),
-                state=TradingState.ACTIVE,
-            )
-        )
         held = Position(BTC, Decimal("0.5"), Decimal(60000), Decimal(3), MarginMode.ISOLATED)
-        store.record_positions(T0, [held])
+        record_book(store, T0, [held])
         d = Decision(
             symbol=BTC,
             direction=1,
@@ -246,17 +238,8 @@ def test_a_position_the_bot_did_not_open_is_not_shown_naked(
     """A position opened by hand on a configured contract (not 'follow'): the engine leaves it
     and its orders alone, so the store has no stop for it; the dashboard must not claim it has
     none (a red NONE, bot_position_without_stop 1), nor that it has one."""
-    store.record_equity(
-        EquitySnapshot(
-            ts_ms=T0,
-            wallet=Decimal(10000),
-            unrealized_pnl=Decimal(0),
-            equity=Decimal(10000),
-            state=TradingState.ACTIVE,
-        )
-    )
     by_hand = Position(BTC, Decimal("0.2"), Decimal(60000), Decimal(5), MarginMode.ISOLATED)
-    store.record_positions(T0, [by_hand])
+    record_book(store, T0, [by_hand])
     source = AccountSource(config, store)
     btc = source.overview(T0).contract("BTC-USDT-USDT")
     assert btc is not None

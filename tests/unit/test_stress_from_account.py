@@ -14,9 +14,10 @@ from bot.bootstrap import open_store
 from bot.cli.app import app
 from bot.config.loader import load_config
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode, TradingState
+from bot.domain.enums import MarginMode
 from bot.domain.position import Position
-from bot.ports.store import DecisionRecord, EquitySnapshot
+from bot.ports.store import DecisionRecord
+from tests.conftest import record_book
 from tests.runtime.conftest import write_config
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
@@ -42,19 +43,10 @@ def _account(tmp_path: Path, *, decided: bool) -> Path:
     cfg = write_config(tmp_path, contracts=2)
     store = open_store(load_config(cfg))
     try:
-        store.record_equity(
-            EquitySnapshot(
-                ts_ms=T0,
-                wallet=Decimal(10000),
-                unrealized_pnl=Decimal(0),
-                equity=Decimal(10000),
-                state=TradingState.ACTIVE,
-            )
-        )
         pos = Position(
             BTC, Decimal("0.1"), Decimal(60000), Decimal(5), MarginMode.ISOLATED, Decimal(1200)
         )
-        store.record_positions(T0, [pos])
+        record_book(store, T0, [pos])
         if decided:
             store.record_decisions([_record(BTC, T0, "65000")])
             # many newer decisions of the other contract: BTC's is still its last known mark
@@ -85,17 +77,8 @@ def test_the_book_is_played_in_the_mode_its_positions_are_held_in(tmp_path: Path
     cfg = write_config(tmp_path, contracts=2)
     store = open_store(load_config(cfg))
     try:
-        store.record_equity(
-            EquitySnapshot(
-                ts_ms=T0,
-                wallet=Decimal(10000),
-                unrealized_pnl=Decimal(0),
-                equity=Decimal(10000),
-                state=TradingState.ACTIVE,
-            )
-        )
         held = Position(BTC, Decimal("0.1"), Decimal(60000), Decimal(5), MarginMode.CROSS)
-        store.record_positions(T0, [held])
+        record_book(store, T0, [held])
         store.record_decisions([_record(BTC, T0, "61000")])
     finally:
         store.close()

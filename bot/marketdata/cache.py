@@ -64,9 +64,31 @@ def source_key(source: Path) -> str:
     return f"{hashlib.blake2b(parent, digest_size=6).hexdigest()}-{source.name}"
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
 def entry_name(source: Path, data: bytes, size: int, mtime_ns: int) -> str:
-    digest = hashlib.blake2b(data, digest_size=12).hexdigest()
-    return f"{source_key(source)}.{FORMAT}.{size}.{mtime_ns}.{digest}.npy"
+    return f"{source_key(source)}.{FORMAT}.{size}.{mtime_ns}.{_digest(data)}.npy"
+
+
+def content_hash(source: Path) -> str:
+    """The hash of ``source``'s bytes that names its cache entries: read from the source's
+    stamp when the file is unchanged since the stamp was taken (no read of the file), else
+    computed from its bytes (a sweep pins its data files by it at every start)."""
+    try:
+        stat = source.stat()
+    except OSError as e:
+        raise DataError(f"{source}: cannot read: {e}") from e
+    where = cache_dir(source)
+    if where is not None:
+        known = _stamped_entry(where, source_key(source), stat)
+        if known is not None:
+            return known.rsplit(".", 2)[1]  # <key>.<format>.<size>.<mtime>.<digest>.npy
+    try:
+        return _digest(source.read_bytes())
+    except OSError as e:
+        raise DataError(f"{source}: cannot read: {e}") from e
 
 
 def load_table(

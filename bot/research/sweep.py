@@ -24,6 +24,7 @@ from bot.config.loader import load_config
 from bot.config.policy import Policy
 from bot.engine.hedging import with_hedge_symbols
 from bot.errors import ConfigError
+from bot.marketdata.cache import content_hash
 from bot.marketdata.files import discover
 from bot.research import space
 from bot.research.evaluate import PointTask, evaluate
@@ -161,7 +162,7 @@ class Sweep:
         catalogue = data_dir / "contracts" / f"{self.config.data.exchange}.json"
         if catalogue.is_file():
             files["contract catalogue"] = catalogue
-        return {name: f"{path.resolve()} {_file_hash(path)}" for name, path in files.items()}
+        return {name: f"{path.resolve()} {content_hash(path)}" for name, path in files.items()}
 
     def task(
         self, point: Point, phase: str, window: Window | None, *, keep_curve: bool = False
@@ -573,17 +574,6 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
         "daily_sharpe": float(best["daily_sharpe"]),
         "n_days": n,
     }
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    return digest.hexdigest()
 
 
 def _failed(task: PointTask, reason: str) -> dict[str, Any]:

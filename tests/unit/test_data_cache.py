@@ -221,3 +221,24 @@ def test_an_entry_damaged_in_place_is_never_blamed_on_the_source(
     # and the next load is served from a fresh, sound entry
     (fresh,) = cache_root.glob("*.npy")
     assert np.load(fresh)["high"][0].tolist() == [101.0, 102.0, 103.0, 104.0]
+
+
+def test_the_content_hash_comes_from_the_stamp_when_the_source_is_unchanged(
+    tmp_path: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "BTC_USDT_USDT-1m.csv.gz"
+    _write(src, [100.0, 101.0])
+    _age(src, 60)
+    computed = cache.content_hash(src)  # no stamp yet: hashed from the bytes
+    load_candles(src, "BTC/USDT:USDT", TF)  # the load writes the stamp
+    read = Path.read_bytes
+    monkeypatch.setattr(
+        Path,
+        "read_bytes",
+        lambda self: (_ for _ in ()).throw(AssertionError("read")) if self == src else read(self),
+    )
+    assert cache.content_hash(src) == computed  # from the stamp, the file not read
+    monkeypatch.setattr(Path, "read_bytes", read)
+    _write(src, [100.0, 102.0])
+    _age(src, 60)
+    assert cache.content_hash(src) != computed  # an edit is seen

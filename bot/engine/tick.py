@@ -59,7 +59,13 @@ from bot.engine.market import (
     policy_tf_ms,
     statistics_spec,
 )
-from bot.engine.planner import IdFactory, market_orders, plan_protection, plan_size
+from bot.engine.planner import (
+    IdFactory,
+    exchange_setting,
+    market_orders,
+    plan_protection,
+    plan_size,
+)
 from bot.engine.protection import protection_gap, secure_decision, secure_stop
 from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
 from bot.engine.reconcile import Reconciler
@@ -84,6 +90,7 @@ from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
+from bot.risk.margin_cap import cap_to_margin
 from bot.risk.state import Transition, initial_memory, set_state, update
 
 ZERO = Decimal(0)
@@ -263,6 +270,9 @@ class Engine:
             hedges = self.decide_hedge(now, acct, snapshots, windows, decisions, memory.state)
             hedges = [self._with_cooldown(d, now) for d in hedges]
             decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
+        # Last, on every leg in the order they go out (the hedge needs margin too): the
+        # increases together within the balance the account has available.
+        decisions = self.within_margin(decisions, acct, snapshots)
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
         # A decision on the other side of the position held (a flip) protects the position it
@@ -361,7 +371,8 @@ class Engine:
                 closed = sent or closed
         if closed:
             acct.positions = dict(self.exchange.fetch_positions(self.symbols))
-            acct.wallet = self.exchange.fetch_balance().wallet
+            balance = self.exchange.fetch_balance()
+            acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
 
     def within_gross_cap(
@@ -396,6 +407,40 @@ class Engine:
             self.instruments,
             self.limits.max_gross_leverage * equity,
             fixed,
+        )
+
+    def within_margin(
+        self,
+        decisions: list[Decision],
+        acct: AccountView,
+        snapshots: Mapping[str, MarketSnapshot],
+    ) -> list[Decision]:
+        """Scale the increases into the available balance read this tick, in the order the
+        sizing step sends them (see :mod:`bot.risk.margin_cap`); fills priced with the
+        expected stop slippage as the allowance, as the stops' liquidation check does."""
+        if not decisions:
+            return decisions
+        lasts: dict[str, Decimal] = {}
+        for d in decisions:
+            snap = snapshots.get(d.symbol)
+            if snap is not None:
+                lasts[d.symbol] = snap.last_price
+        return cap_to_margin(
+            decisions,
+            acct.positions,
+            lasts,
+            acct.marks,
+            self.instruments,
+            acct.available,
+            setting_of=self._setting_of,
+            slippage=self.limits.stop_slippage,
+            tolerance=self.policy.orders.rebalance_tolerance,
+        )
+
+    def _setting_of(self, d: Decision, price: Decimal) -> int:
+        """The leverage setting the sizing step uses for ``d`` (see :func:`plan_size`)."""
+        return exchange_setting(
+            d.target_leverage, self.instruments[d.symbol], abs(d.target_qty) * price
         )
 
     def within_loss_budget(
@@ -675,6 +720,7 @@ class Engine:
         rec.own_fills = own | rec.own_fills
         rec.stopped_out = stopped | rec.stopped_out
         acct.wallet, acct.positions = fresh.wallet, fresh.positions
+        acct.available = fresh.available
         acct.resting, acct.marks = fresh.resting, fresh.marks
         acct.changed()
         self.note_exits(acct, now)
@@ -1131,7 +1177,7 @@ class Engine:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
         self._read_positions_again(acct, now)
         balance = self.exchange.fetch_balance()
-        acct.wallet = balance.wallet
+        acct.wallet, acct.available = balance.wallet, balance.available
         acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
 

@@ -432,6 +432,10 @@ def probe_sizes(raw: object, rows_path: str, size_key: str, market_id: str) -> l
 def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     """Wallet balance (excluding unrealised PnL) and available margin of ``asset``.
 
+    The available margin is ccxt's unified ``free`` (Binance ``availableBalance``, Bybit the
+    account's available balance); ``None`` when the answer does not give it: unknown is not
+    zero, and no increase is sized on it.
+
     ccxt's unified ``total`` includes unrealised PnL on Binance (``marginBalance``), so the
     wallet comes from the raw answer: Binance ``assets[].walletBalance``, Bybit
     ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
@@ -457,12 +461,12 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
         return Balance(
             asset=asset,
             wallet=wallet,
-            available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
+            available=opt_decimal(unified.get("free"), f"{asset} available balance"),
         )
     return Balance(
         asset=asset,
         wallet=opt_decimal(unified.get("total"), f"{asset} wallet balance") or ZERO,
-        available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
+        available=opt_decimal(unified.get("free"), f"{asset} available balance"),
     )
 
 

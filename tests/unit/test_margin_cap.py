@@ -9,21 +9,31 @@ contracts were processed in. The increases are now scaled together into the avai
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal as D
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.clock import SimClock
+from bot.config.loader import load_policy
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide
 from bot.domain.instrument import Instrument
+from bot.domain.market import FundingInfo
+from bot.domain.position import Balance
+from bot.engine.contracts import ContractSpec
 from bot.engine.planner import exchange_setting, market_order, plan_size
+from bot.engine.tick import Engine, TickResult
 from bot.errors import ExchangeError, InsufficientMargin
 from bot.instruments import load_instruments
+from bot.ports.market import CandleWindow
 from bot.risk.margin_cap import cap_to_margin
 from bot.sim.exchange import SimulatedExchange
+from bot.store.memory import MemoryStore
 from tests.conftest import T0
+from tests.unit.test_engine import BTC, HOUR, LIMITS, ROOT, FakeMarket
 
 INSTRUMENTS = load_instruments("binanceusdm")
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
@@ -283,3 +293,141 @@ def test_no_entry_it_sizes_is_refused_for_margin(
         if o.target_qty != 0:
             assert o.target_qty * d.target_qty > 0
     assert send_as_the_engine(ex, out) == []
+
+
+# -- through the engine's real tick ---------------------------------------------------------------
+
+
+class MovingMarket(FakeMarket):
+    """The seeded hourly walk, every price multiplied by ``scale`` (the same volatility), and
+    no funding (its cost would cut the static policy's leverage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = D(1)
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        w = super().closed_candles(symbol, tf_ms, count, now_ms)
+        k = float(self.scale)
+        return CandleWindow(w.ts, w.open * k, w.high * k, w.low * k, w.close * k, w.tf_ms)
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        return FundingInfo(D(0), D(8), now_ms + HOUR)
+
+    def last_price(self, symbol: str, now_ms: int) -> tuple[D, int] | None:
+        got = super().last_price(symbol, now_ms)
+        assert got is not None
+        return BTC_INST.floor_price(got[0] * self.scale), got[1]
+
+
+BTC_INST = INSTRUMENTS[BTC]
+# The loss limits out of the way: the margin is what binds.
+WIDE = replace(LIMITS, daily_loss=D("0.9"), max_drawdown=D("0.9"))
+
+
+def engine_on(
+    market: MovingMarket, mode: MarginMode = MarginMode.ISOLATED
+) -> tuple[Engine, SimulatedExchange, MemoryStore, SimClock]:
+    clock = SimClock(T0)
+    ex = SimulatedExchange(
+        INSTRUMENTS, clock, starting_balance=D(10_000), margin_mode=mode, slippage_bps=D(2)
+    )
+    px = market.last_price(BTC, T0)
+    assert px is not None
+    ex.set_mark(BTC, px[0])
+    store = MemoryStore()
+    engine = Engine(
+        clock=clock,
+        exchange=ex,
+        market=market,
+        store=store,
+        policy=load_policy(ROOT / "policies" / "static_3x.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=WIDE,
+        account="t",
+        margin_mode=mode,
+    )
+    return engine, ex, store, clock
+
+
+def rise_and_tick(
+    engine: Engine, ex: SimulatedExchange, market: MovingMarket, clock: SimClock
+) -> TickResult:
+    """BTC 20 % higher an hour later: the 3x position's profit raises the equity, and with it
+    the target, beyond what the isolated wallet has free (its profit is not available)."""
+    market.scale = D("1.2")
+    clock.advance_to(T0 + HOUR)
+    px = market.last_price(BTC, T0 + HOUR)
+    assert px is not None
+    ex.set_mark(BTC, px[0])
+    return engine.tick()
+
+
+def margin_refusals(store: MemoryStore) -> list[str]:
+    return [
+        e.reason
+        for e in store.events
+        if e.kind is EventKind.REJECTED and "margin is insufficient" in e.reason
+    ]
+
+
+def test_the_tick_sizes_the_increase_to_the_available_balance() -> None:
+    market = MovingMarket()
+    engine, ex, store, clock = engine_on(market)
+    engine.tick()
+    first = ex.fetch_positions([BTC])[BTC]
+    assert first.qty > 0
+    available = ex.fetch_balance().available
+    assert available is not None
+    result = rise_and_tick(engine, ex, market, clock)
+    [d] = result.decisions
+    # the policy wanted 3x of the new equity; the margin the wallet has left carries less
+    assert "margin: available" in d.reason
+    assert "increase scaled by" in d.reason
+    assert margin_refusals(store) == []
+    assert result.rejected == 0
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert first.qty < pos.qty == d.target_qty
+    # the increase used nearly all of what was available, and nothing more
+    free = ex.fetch_balance().available
+    assert free is not None
+    assert D(0) <= free < available * D("0.05")
+    # and the new position is protected like any other
+    stops = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert [o.amount for o in stops] == [pos.qty]
+
+
+def test_the_old_tick_sent_the_increase_the_venue_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the margin step (the code before it), the same tick sends the whole increase:
+    the venue refuses it and the position stays at its old size."""
+    monkeypatch.setattr(Engine, "within_margin", lambda self, decisions, acct, snaps: decisions)
+    market = MovingMarket()
+    engine, ex, store, clock = engine_on(market)
+    engine.tick()
+    first = ex.fetch_positions([BTC])[BTC]
+    result = rise_and_tick(engine, ex, market, clock)
+    assert result.rejected == 1
+    [refusal] = margin_refusals(store)
+    assert "-2019" in refusal or "margin is insufficient" in refusal
+    assert ex.fetch_positions([BTC])[BTC].qty == first.qty
+
+
+def test_an_unknown_available_balance_sends_no_increase(monkeypatch: pytest.MonkeyPatch) -> None:
+    market = MovingMarket()
+    engine, ex, store, clock = engine_on(market)
+    engine.tick()
+    first = ex.fetch_positions([BTC])[BTC]
+    real = ex.fetch_balance
+
+    def unknown() -> Balance:
+        return replace(real(), available=None)
+
+    monkeypatch.setattr(ex, "fetch_balance", unknown)
+    result = rise_and_tick(engine, ex, market, clock)
+    [d] = result.decisions
+    assert "margin: available balance unknown" in d.reason
+    assert d.target_qty == first.qty
+    assert ex.fetch_positions([BTC])[BTC].qty == first.qty
+    assert result.orders_sent == result.rejected == 0
+    [rec] = [r for r in store.decisions if r.ts_ms == T0 + HOUR]
+    assert "no increase" in rec.decision.reason

@@ -90,7 +90,7 @@ from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
-from bot.risk.margin_cap import cap_to_margin
+from bot.risk.margin_cap import cap_to_margin, sends_increase
 from bot.risk.state import Transition, initial_memory, set_state, update
 
 ZERO = Decimal(0)
@@ -418,8 +418,9 @@ class Engine:
         """Scale the increases into the available balance read this tick, in the order the
         sizing step sends them (see :mod:`bot.risk.margin_cap`); fills priced with the
         expected stop slippage as the allowance, as the stops' liquidation check does."""
-        if not decisions:
-            return decisions
+        tolerance = self.policy.orders.rebalance_tolerance
+        if not sends_increase(decisions, acct.positions, tolerance):
+            return decisions  # (most ticks: nothing to size)
         lasts: dict[str, Decimal] = {}
         for d in decisions:
             snap = snapshots.get(d.symbol)
@@ -434,7 +435,7 @@ class Engine:
             acct.available,
             setting_of=self._setting_of,
             slippage=self.limits.stop_slippage,
-            tolerance=self.policy.orders.rebalance_tolerance,
+            tolerance=tolerance,
         )
 
     def _setting_of(self, d: Decision, price: Decimal) -> int:

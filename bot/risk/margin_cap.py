@@ -96,7 +96,7 @@ def cap_to_margin(
     for a decision; ``slippage``: the fraction a fill may move against the trader;
     ``tolerance``: the planner's rebalance tolerance (smaller changes are not sent).
     """
-    if not _any_increase(decisions, positions, tolerance):
+    if not sends_increase(decisions, positions, tolerance):
         return list(decisions)
     legs: list[_Leg] = []
     for d in decisions:
@@ -128,10 +128,11 @@ def cap_to_margin(
     return _scaled(decisions, legs, factor, prefix)
 
 
-def _any_increase(
+def sends_increase(
     decisions: Sequence[Decision], positions: Mapping[str, Position], tolerance: Decimal
 ) -> bool:
-    """Whether any decision may send an increase (a cheap first look: most ticks send none)."""
+    """Whether any decision may send an increase (a cheap first look: most ticks send none;
+    ``False`` means :func:`cap_to_margin` leaves every decision as it is)."""
     for d in decisions:
         target = d.target_qty
         if target == 0 or not d.allow_increase:

@@ -431,3 +431,24 @@ def test_an_unknown_available_balance_sends_no_increase(monkeypatch: pytest.Monk
     assert result.orders_sent == result.rejected == 0
     [rec] = [r for r in store.decisions if r.ts_ms == T0 + HOUR]
     assert "no increase" in rec.decision.reason
+
+
+def test_increases_are_scaled_alike_whatever_the_order_of_the_contracts() -> None:
+    """Before, the first contracts got their size and the last the venue's refusal; now the
+    same factor scales every increase, in either order."""
+    ex = exchange(D(3_000), MarginMode.CROSS)
+    wanted = [
+        decision(SYMBOLS[0], D("0.1"), D(3)),  # 6,000 at setting 4: 1,500
+        decision(SYMBOLS[2], D(40), D(3)),  # 6,000 at setting 4: 1,500
+        decision(SYMBOLS[1], D(2), D(3)),  # 6,000 at setting 4: 1,500
+    ]
+    forward = size(wanted, ex, ex.fetch_balance().available)
+    backward = size(wanted[::-1], ex, ex.fetch_balance().available)
+    assert {d.symbol: d.target_qty for d in forward} == {d.symbol: d.target_qty for d in backward}
+    for d, w in zip(forward, wanted, strict=True):
+        share = d.target_qty / w.target_qty
+        # 3,000 of the 4,500 wanted would be 2/3, at setting 4; but 2/3 of 3x is 2x, whose
+        # setting is 3: at setting 3 the 3,000 carry a little under half
+        assert D("0.47") < share < D("0.5")
+        assert setting_of(d, ex.lasts[d.symbol]) == 3
+    assert not send_as_the_engine(ex, backward)

@@ -461,13 +461,32 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
         return Balance(
             asset=asset,
             wallet=wallet,
-            available=opt_decimal(unified.get("free"), f"{asset} available balance"),
+            available=_available(unified, info, asset),
         )
     return Balance(
         asset=asset,
         wallet=opt_decimal(unified.get("total"), f"{asset} wallet balance") or ZERO,
         available=opt_decimal(unified.get("free"), f"{asset} available balance"),
     )
+
+
+def _available(unified: Mapping[str, Any], info: object, asset: str) -> Decimal | None:
+    """ccxt's ``free``; on a Bybit unified account, no more than the account's
+    ``totalAvailableBalance`` (margin balance less initial margin, unrealised PnL included,
+    which is what its margin check uses, 110007): ccxt derives a coin's ``free`` from its
+    wallet less initial margin (``availableToWithdraw`` is empty since 2025), which overstates
+    what is available while positions are at a loss."""
+    free = opt_decimal(unified.get("free"), f"{asset} available balance")
+    result = info.get("result") if isinstance(info, Mapping) else None
+    if free is None or not isinstance(result, Mapping):
+        return free
+    for account in result.get("list") or []:
+        if not isinstance(account, Mapping) or account.get("totalAvailableBalance") in (None, ""):
+            continue
+        total = to_decimal(account["totalAvailableBalance"], "totalAvailableBalance")
+        if total < free:
+            free = total
+    return free
 
 
 def _check_margin_balance(asset: str, wallet: Decimal, row: Mapping[str, Any]) -> None:

@@ -514,6 +514,22 @@ def test_bybit_wallet_from_coin_list() -> None:
     assert mapping.balance_from_ccxt(balance, "USDT").wallet == Decimal(1000)
 
 
+def test_bybit_available_is_the_accounts_when_positions_are_at_a_loss() -> None:
+    """ccxt's Bybit ``free`` is the wallet less initial margin; the unified account's margin
+    check (110007) uses its available balance, which counts the unrealised loss."""
+    coin = {"coin": "USDT", "walletBalance": "1000", "totalPositionIM": "100", "locked": "0"}
+    info = {"result": {"list": [{"totalAvailableBalance": "700", "coin": [coin]}]}}
+    balance = {"USDT": {"free": 900.0, "used": 100.0, "total": 1000.0}, "info": info}
+    bal = mapping.balance_from_ccxt(balance, "USDT")
+    assert (bal.wallet, bal.available) == (Decimal(1000), Decimal(700))
+    # in profit ccxt's figure is the smaller one: kept
+    info["result"]["list"][0]["totalAvailableBalance"] = "1100"
+    assert mapping.balance_from_ccxt(balance, "USDT").available == Decimal(900)
+    # an account row without the figure: ccxt's
+    del info["result"]["list"][0]["totalAvailableBalance"]
+    assert mapping.balance_from_ccxt(balance, "USDT").available == Decimal(900)
+
+
 def test_balance_falls_back_to_unified_total_and_zero() -> None:
     raw = {"info": {"other": 1}, "USDT": {"free": 1.0, "total": 2.0}}
     assert mapping.balance_from_ccxt(raw, "USDT").wallet == 2

@@ -6,7 +6,10 @@ Fixed order of steps (each a method below):
                    (conditional ones too) and the balance from the exchange, the source of truth;
 2. **market**      read closed candles and funding; compute volatility and ATR;
 3. **risk state**  update peak and daily equity and the trading state (active/reducing/halted);
-4. **decide**      the policy's pure decision per contract (all flat when halted);
+4. **decide**      the policy's pure decision per contract (all flat when halted), then sized:
+                   a stop the risk layer accepts, the gross cap, the loss budget, the hedge
+                   legs, and last every increase within the available balance read at
+                   reconcile (unknown: no increase);
 5. **protect**     place/replace stop-loss and take-profit for the positions held now (new before
                    old), cancel orphans and duplicates;
 6. **size**        leverage setting, reduce-only trims and closes, then increases; every order

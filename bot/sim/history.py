@@ -254,8 +254,9 @@ class HistoricalMarket:
     def precompute(self, spec: StatisticsSpec) -> None:
         """Estimate ``spec``'s volatility, ATR and mean volume for every full window of every
         contract's decision candles at once (vectorised); :meth:`closed_candles` then hands each
-        window its values (:class:`WindowStatistics`) and the engine looks them up instead of estimating.
-        Windows cut short by a gap or the start of the history are estimated by the engine."""
+        window its values (:class:`WindowStatistics`) and the engine looks them up instead of
+        estimating. Windows cut short by a gap or the start of the history are estimated by the
+        engine."""
         self._spec = spec
         for h in self.contracts.values():
             if spec in h.statistics:

@@ -84,9 +84,8 @@ def ids(purpose: OrderPurpose) -> str:
 def traded(d: Decision, held: D, tolerance: D, price: D) -> D:
     """The position after the planner's orders for ``d`` fill exactly."""
     plan = plan_size(d, held, D(3), BTC, price, tolerance, ids)
-    for req in plan.reduce:
-        held += req.amount if held < 0 else -req.amount
-    for req in plan.increase:
+    for req in (*plan.reduce, *plan.increase):
+        assert req.amount is not None
         held += req.amount if req.side.value == "buy" else -req.amount
     return held
 

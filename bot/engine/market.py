@@ -115,9 +115,11 @@ def volume_statistic(x: float) -> Decimal | None:
     it is unknown: NaN (no volume data) or not above zero. A whole window without one traded
     unit is a feed or venue that reports none far more often than a listed perpetual without a
     trade: it must not read as "no market" nor as "no limit" (see bot.policy.participation)."""
-    if not x > 0.0 or not math.isfinite(x):
+    if not x > 0.0 or x == math.inf:  # (NaN fails the first test)
         return None
-    return price_statistic(x)
+    # price_statistic's rule, inlined: it runs for every contract at every tick.
+    places = 8 if x >= 1.0 else 7 - math.floor(math.log10(x))
+    return Decimal(f"{x:.{places}f}")
 
 
 def window_statistics(window: CandleWindow, policy: Policy) -> tuple[float, float]:

@@ -29,9 +29,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from bot.domain.instrument import Instrument
 from bot.policy.inputs import ContractView
 
 ZERO = Decimal(0)
+
+
+def participation_room(inst: Instrument, fraction: Decimal, avg_volume: Decimal) -> Decimal:
+    """The most one tick may add to a position (base units, rounded down to the step)."""
+    return inst.floor_qty(fraction * avg_volume)
 
 
 def within_participation(
@@ -51,7 +57,7 @@ def within_participation(
     inst = v.instrument
     if avg is None:
         return start, f"max participation {fraction}: volume unknown -> no increase, qty ", False
-    room = inst.floor_qty(fraction * avg)
+    room = participation_room(inst, fraction, avg)
     if same_side:
         allowed = inst.floor_qty(start + room)
     else:

@@ -10,13 +10,14 @@ instead of staying stuck under the rebalance tolerance.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal as D
 from pathlib import Path
 
 import numpy as np
 
-from bot.backtest.replay import SimulationResult, run_simulation
+from bot.backtest.replay import SimulationResult, load_data, run_simulation
 from bot.backtest.report import build_report
 from bot.config.loader import load_config
 from bot.config.policy import Policy
@@ -81,3 +82,36 @@ def test_the_cap_bounds_every_entry_cuts_the_impact_and_still_builds_the_book() 
     assert b["slippage_paid"] < a["slippage_paid"]
     # Worked over the ticks, the book reaches the leverage the free run took at once.
     assert b["max_leverage"] >= D("0.85") * D(str(a["max_leverage"]))
+
+
+def test_a_contract_without_volume_takes_no_entry_and_the_others_trade() -> None:
+    """BTC's decision candles carry no volume (a feed that reports none): with the cap on it
+    is not read as "no limit": BTC is never entered, its decisions say why; ETH and SOL trade."""
+    config = load_config(ROOT / "config.example.toml")
+    config = config.model_copy(
+        update={
+            "risk": config.risk.model_copy(update={"max_notional_per_contract": D(10**9)}),
+            "simulation": config.simulation.model_copy(
+                update={"start": date(2025, 8, 1), "end": date(2025, 8, 4)}
+            ),
+        }
+    )
+    data = config.policies[0].model_dump()
+    data["orders"] = {**data["orders"], "max_participation": D("0.05")}
+    policy = Policy.model_validate(data)
+    symbols = tuple(c.symbol for c in config.contracts)
+    histories = load_data(config, policy, symbols)
+    btc = histories["BTC/USDT:USDT"]
+    btc.decision = replace(btc.decision, volume=np.zeros(len(btc.decision)))
+    result = run_simulation(config, policy, symbols=symbols, histories=histories)
+    entered = {
+        r.request.symbol
+        for r in result.store.orders.values()
+        if r.request.purpose is OrderPurpose.ENTRY
+    }
+    assert entered == {"ETH/USDT:USDT", "SOL/USDT:USDT"}
+    btc_reasons = [
+        r.decision.reason for r in result.store.decisions if r.decision.symbol == btc.symbol
+    ]
+    assert btc_reasons
+    assert all("volume unknown -> no increase" in reason for reason in btc_reasons)

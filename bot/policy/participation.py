@@ -59,7 +59,7 @@ def within_participation(
         return start, f"max participation {fraction}: volume unknown -> no increase, qty ", False
     room = participation_room(inst, fraction, avg)
     if same_side:
-        allowed = inst.floor_qty(start + room)
+        allowed = start + room  # (not floored again: a position off the step grid would shrink)
     else:
         # A flip's close is traded in the same tick: the opening gets what the close leaves.
         left = room - abs(held)

@@ -373,3 +373,14 @@ def test_a_valid_participation_loads_exactly(tmp_path: Path) -> None:
     path = tmp_path / "thin.toml"
     path.write_text(f"{text}\n[orders]\nmax_participation = 0.05\n")
     assert load_policy(path).orders.max_participation == D("0.05")
+
+
+def test_a_position_off_the_step_grid_is_never_cut_by_the_cap() -> None:
+    """A position opened by hand off the venue's step (1.0005 BTC): the cap adds its room to
+    it and never rounds it down into a reduction; a room under one step adds nothing."""
+    policy = with_orders(STATIC, max_participation=D("0.01"))
+    d = one(view(D(50000), D(1_000_000), D("1.0005"), D(1000)), policy)
+    assert d.target_qty == D("11.0005")
+    thin = one(view(D(50000), D(1_000_000), D("1.0005"), D("0.05")), policy)
+    assert thin.target_qty == D("1.0005")
+    assert not thin.participation_capped

@@ -29,7 +29,7 @@ class MarketSnapshot:
     Volatility figures are annualised fractions; ``atr`` is in quote currency per unit.
     ``avg_volume`` is the mean traded volume per decision candle (base units) over the
     volatility estimator's window; ``None`` when unknown (no volume in the data or from the
-    venue, or none traded over the whole window): see :func:`bot.policy.participation`.
+    venue, or none traded over the whole window): see :mod:`bot.policy.participation`.
     """
 
     symbol: str

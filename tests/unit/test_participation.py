@@ -33,6 +33,8 @@ from bot.instruments import load_instruments
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.ports.market import CandleWindow
+from bot.risk.gross import cap_to_gross
+from bot.risk.loss_budget import cap_to_loss_budget
 from bot.stats.window_series import trailing_mean
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -384,3 +386,68 @@ def test_a_position_off_the_step_grid_is_never_cut_by_the_cap() -> None:
     thin = one(view(D(50000), D(1_000_000), D("1.0005"), D("0.05")), policy)
     assert thin.target_qty == D("1.0005")
     assert not thin.participation_capped
+
+
+ETH: Instrument = load_instruments("binanceusdm")["ETH/USDT:USDT"]
+
+
+def eth_view(price: D, sleeve: D, held: D, avg_volume: D) -> ContractView:
+    snap = MarketSnapshot(
+        symbol=ETH.symbol,
+        asof_ms=0,
+        last_price=price,
+        mark_price=price,
+        volatility=D("0.5"),
+        atr=price / D(100),
+        funding=FUNDING,
+        bar_hours=D(1),
+        avg_volume=avg_volume,
+    )
+    pos = Position(ETH.symbol, held, price, D(3), MarginMode.ISOLATED) if held != 0 else None
+    return ContractView(ETH.symbol, 1, True, D(125), ETH, snap, pos, None, sleeve)
+
+
+@given(
+    btc_share=st.decimals(min_value=D(0), max_value=D("1.5"), places=2),
+    eth_share=st.decimals(min_value=D(0), max_value=D("1.5"), places=2),
+    btc_ratio=ratios,
+    eth_ratio=ratios,
+    gross=st.decimals(min_value=D("0.5"), max_value=D(8), places=2),
+    budget=st.decimals(min_value=D(1000), max_value=D(500_000), places=0),
+)
+@settings(max_examples=100, deadline=None)
+def test_the_cap_composes_with_the_gross_cap_and_the_loss_budget(
+    btc_share: D, eth_share: D, btc_ratio: D, eth_ratio: D, gross: D, budget: D
+) -> None:
+    """decide (hard caps, then participation), then the gross cap, then the loss budget, as the
+    tick runs them: each later cut only lowers a capped step, so no contract adds more than its
+    room, and the gross cap and the budget still hold with the room one contract leaves used
+    by the other."""
+    fraction = D("0.01")
+    sleeve, btc_price, eth_price = D(1_000_000), D(50000), D(2500)
+    free = decide(
+        [view(btc_price, sleeve, D(0), None), eth_view(eth_price, sleeve, D(0), D(1))], STATIC
+    )
+    btc_held = BTC.floor_qty(abs(free[0].target_qty) * btc_share)
+    eth_held = ETH.floor_qty(abs(free[1].target_qty) * eth_share)
+    btc_avg = (abs(free[0].target_qty) * btc_ratio / fraction).quantize(D("0.001"))
+    eth_avg = (abs(free[1].target_qty) * eth_ratio / fraction).quantize(D("0.001"))
+    views = [
+        view(btc_price, sleeve, btc_held, btc_avg),
+        eth_view(eth_price, sleeve, eth_held, eth_avg),
+    ]
+    instruments = {BTC.symbol: BTC, ETH.symbol: ETH}
+    held = {BTC.symbol: btc_held, ETH.symbol: eth_held}
+    prices = {BTC.symbol: btc_price, ETH.symbol: eth_price}
+    equity = 2 * sleeve
+    decided = decide(views, with_orders(STATIC, max_participation=fraction))
+    grossed = cap_to_gross(decided, held, prices, instruments, gross * equity)
+    final = cap_to_loss_budget(grossed, prices, instruments, budget, D("0.001"))
+    for d, v in zip(final, views, strict=True):
+        have = held[d.symbol]
+        room = instruments[d.symbol].floor_qty(fraction * (v.market.avg_volume or D(0)))
+        assert abs(d.target_qty) - have <= room
+    increases = any(abs(d.target_qty) > held[d.symbol] for d in final)
+    worst = sum((max(abs(d.target_qty), held[d.symbol]) * prices[d.symbol] for d in final), D(0))
+    if increases:
+        assert worst <= gross * equity

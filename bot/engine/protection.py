@@ -25,8 +25,9 @@ from bot.domain.margin import (
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.engine.account import AccountView
-from bot.engine.planner import exchange_setting
+from bot.engine.planner import exchange_setting, stop_sizing
 from bot.policy.leverage import q2
+from bot.risk.coverage import Coverage, StopLeg, coverage
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
@@ -210,33 +211,89 @@ def secure_stop(
     )
 
 
+def valid_stops(
+    inst: Instrument,
+    pos: Position,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    resting: Sequence[Order],
+) -> list[Order]:
+    """The bot's resting stop-losses whose trigger protects ``pos`` now: strictly between the
+    mark and the liquidation price, on the grid (:func:`is_valid_stop`)."""
+    mark = acct.marks.get(pos.symbol)
+    if mark is None:
+        return []
+    stops = [o for o in resting if o.purpose is OrderPurpose.STOP_LOSS and o.is_open]
+    if not stops:
+        return []
+    liq = liquidation_of_held(inst, pos, acct, instruments)
+    return [
+        o
+        for o in stops
+        if o.trigger_price is not None
+        and is_valid_stop(inst, sign=pos.sign, mark=mark, trigger=o.trigger_price, liquidation=liq)
+    ]
+
+
+def stop_cover(
+    inst: Instrument,
+    pos: Position,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    resting: Sequence[Order],
+) -> Coverage:
+    """How much of ``pos`` its valid resting stops protect (:mod:`bot.risk.coverage`)."""
+    valid = valid_stops(inst, pos, acct, instruments, resting)
+    return coverage(pos.qty, (StopLeg(o.side, o.amount, o.close_position) for o in valid))
+
+
 def protection_gap(
     inst: Instrument,
     pos: Position,
     acct: AccountView,
     instruments: Mapping[str, Instrument],
     resting: Sequence[Order],
+    *,
+    close_position_stops: bool = False,
 ) -> str | None:
-    """Why ``pos`` is not protected (``None``: a valid stop sized to it rests)."""
+    """Why ``pos`` is not protected as well as the venue allows (``None``: valid stops on the
+    closing side cover it).
+
+    Covered means: a valid close-position stop, or valid sized stops that add up to the
+    position. A position no order can carry on a venue without close-position stops is
+    covered when its stops cover the part on the step: the remainder is no gap the bot can
+    close (no order can trade it either); :func:`unprotected_remainder` names it.
+    """
     mark = acct.marks.get(pos.symbol)
     stops = [o for o in resting if o.purpose is OrderPurpose.STOP_LOSS and o.is_open]
     if not stops:
-        return "no resting stop-loss"
+        if stop_sizing(abs(pos.qty), inst, close_position_stops).placeable:
+            return "no resting stop-loss"
+        return None  # nothing an order can protect: the whole position is the remainder
+    cover = stop_cover(inst, pos, acct, instruments, resting)
+    if cover.complete:
+        return None
+    remainder = stop_sizing(cover.size, inst, close_position_stops).remainder
+    if remainder and cover.covered >= cover.size - remainder:
+        return None
     liq = liquidation_of_held(inst, pos, acct, instruments)
-    size = abs(pos.qty)
-    for o in stops:
-        if o.trigger_price is None or mark is None:
-            continue
-        sized = o.close_position or o.amount == size
-        if sized and is_valid_stop(
-            inst, sign=pos.sign, mark=mark, trigger=o.trigger_price, liquidation=liq
-        ):
-            return None
     first = stops[0]
     return (
         f"stop {first.client_id} ({first.amount} at {first.trigger_price}) does not protect "
-        f"{pos.qty} at mark {mark} (liquidation {liq})"
+        f"{pos.qty} at mark {mark} (liquidation {liq}): {cover.describe()}"
     )
+
+
+def unprotected_remainder(
+    inst: Instrument,
+    pos: Position,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    resting: Sequence[Order],
+) -> Coverage:
+    """The coverage of a position :func:`protection_gap` passed: its ``uncovered`` part is what
+    no order can protect on this venue (0 for a fully protected position)."""
+    return stop_cover(inst, pos, acct, instruments, resting)
 
 
 def _others(

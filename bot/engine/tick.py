@@ -60,7 +60,12 @@ from bot.engine.market import (
     statistics_spec,
 )
 from bot.engine.planner import IdFactory, market_orders, plan_protection, plan_size
-from bot.engine.protection import protection_gap, secure_decision, secure_stop
+from bot.engine.protection import (
+    protection_gap,
+    secure_decision,
+    secure_stop,
+    unprotected_remainder,
+)
 from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import (
@@ -79,6 +84,7 @@ from bot.ports.client_ids import base36, make_client_id
 from bot.ports.exchange import ExchangePort, SpotWalletPort
 from bot.ports.market import CandleWindow, MarketDataPort
 from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
+from bot.risk.coverage import plain
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
@@ -192,6 +198,10 @@ class Engine:
         self.protection_failures = 0  # checks in a row that had to close a naked position
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
+        # The part of each position no order can protect, as last recorded (see
+        # _protected_or_remainder).
+        self._remainders: dict[str, Decimal] = {}
+        self._size_remainders: dict[str, Decimal] = {}  # what sizing could not trade, noted
         # The risk memory as this job left it: read from the store once per job (reconcile, the
         # first step of every job, forgets it), then kept in step with every save.
         self._memory: RiskMemory | None = None
@@ -833,6 +843,8 @@ class Engine:
             acct.resting.get(symbol, []),
             self.policy.orders.protective_tolerance if tolerance is None else tolerance,
             self._id_factory(symbol),
+            instrument=self.instruments[symbol],
+            close_position=self.exchange.close_position_stops,
         )
         for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
             self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
@@ -840,7 +852,15 @@ class Engine:
             self._send(req, acct, now, None)
         for cid in plan.cancel:
             self._cancel(symbol, cid, now)
-        if plan.place or plan.cancel:
+        # A close-position order replaced: the new one once the old is gone; the stop that
+        # bridged the swap goes only once the new one rests (else it stays, and protects).
+        placed = all(
+            [self._send(req, acct, now, None) is SendOutcome.SENT for req in plan.then_place]
+        )
+        if placed:
+            for cid in plan.then_cancel:
+                self._cancel(symbol, cid, now)
+        if plan.place or plan.cancel or plan.then_place:
             acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
 
     def protect_without_decision(self, symbol: str, acct: AccountView, now: int) -> None:
@@ -924,9 +944,13 @@ class Engine:
         foreign = self.reconciler.foreign
         for sym in self.symbols:
             pos = acct.positions.get(sym)
-            if sym in foreign or pos is None or not pos.is_open or self._gap(pos, acct) is None:
+            if sym in foreign or pos is None or not pos.is_open:
+                self._remainders.pop(sym, None)
                 if sym in self.unprotected_since or sym in self._venue_errors:
                     self._protected(sym, now)  # (a no-op for any other contract)
+                continue
+            if self._gap(pos, acct) is None:
+                self._protected_or_remainder(pos, acct, now)
                 continue
             acct.marks[sym] = self.exchange.fetch_mark_price(sym)
             acct.changed()
@@ -939,7 +963,7 @@ class Engine:
                 self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
                 gap = self._gap(pos, acct)
             if gap is None:
-                self._protected(sym, now)
+                self._protected_or_remainder(pos, acct, now)
                 continue
             self._unprotected(sym, now, gap)
             self._close_naked(pos, acct, now)
@@ -966,7 +990,9 @@ class Engine:
             f"stop can cover it; cut to {largest} (reduce-only)",
         )
         side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
-        cut = abs(pos.qty) - largest
+        held = abs(pos.qty)
+        # On the step, and at most what orders can trade of a position off the step.
+        cut = min(inst.ceil_qty(held - largest), inst.orderable_part(held))
         for req in market_orders(self._id_factory(sym), sym, side, OrderPurpose.REDUCE, cut, inst):
             self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
@@ -982,13 +1008,60 @@ class Engine:
 
     def _gap(self, pos: Position, acct: AccountView) -> str | None:
         inst = self.instruments[pos.symbol]
-        return protection_gap(inst, pos, acct, self.instruments, acct.resting.get(pos.symbol, []))
+        return protection_gap(
+            inst,
+            pos,
+            acct,
+            self.instruments,
+            acct.resting.get(pos.symbol, []),
+            close_position_stops=self.exchange.close_position_stops,
+        )
+
+    def _protected_or_remainder(self, pos: Position, acct: AccountView, now: int) -> None:
+        """``pos`` is protected as well as the venue allows: the incident (if any) is over,
+        unless part of it stays unprotected because no order can carry that part (off the
+        venue's quantity step, on a venue without close-position stops). That part is an open
+        incident, recorded when it appears or changes, never silent."""
+        sym = pos.symbol
+        inst = self.instruments[sym]
+        cover = unprotected_remainder(inst, pos, acct, self.instruments, acct.resting.get(sym, []))
+        if cover.complete:
+            self._remainders.pop(sym, None)
+            if sym in self.unprotected_since or sym in self._venue_errors:
+                self._protected(sym, now)
+            return
+        if self._remainders.get(sym) == cover.uncovered:
+            return  # recorded already, unchanged
+        self._remainders[sym] = cover.uncovered
+        since = self.unprotected_since.setdefault(sym, now)
+        self._event(
+            now,
+            EventKind.UNPROTECTED,
+            sym,
+            TradingState.ACTIVE,
+            f"partly unprotected: position {plain(pos.qty)}, {cover.describe()}; the "
+            f"unprotected {plain(cover.uncovered)} is off the exchange's quantity step {inst.step_size} (minimum "
+            f"{inst.min_qty}) and the exchange takes no close-position stop: no order can "
+            f"protect or close it; close it on the exchange by hand; unprotected since {since}",
+        )
 
     def _close_naked(self, pos: Position, acct: AccountView, now: int) -> None:
         side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
         inst = self.instruments[pos.symbol]
         new_id = self._id_factory(pos.symbol)
-        for req in market_orders(new_id, pos.symbol, side, OrderPurpose.CLOSE, abs(pos.qty), inst):
+        held = abs(pos.qty)
+        part = held if inst.orderable(held) else inst.orderable_part(held)
+        if part != held:
+            self._event(
+                now,
+                EventKind.RECONCILE,
+                pos.symbol,
+                TradingState.ACTIVE,
+                f"closing {part} of {pos.qty}: {held - part} is off the exchange's quantity "
+                f"step {inst.step_size} (minimum {inst.min_qty}); no order can close it",
+            )
+        sizes = market_orders(new_id, pos.symbol, side, OrderPurpose.CLOSE, part, inst)
+        for req in sizes if part > 0 else ():
             self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
         acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)
@@ -1111,6 +1184,10 @@ class Engine:
             else self.policy.orders.rebalance_tolerance,
             self._id_factory(d.symbol),
         )
+        if plan.remainder and self._size_remainders.get(d.symbol) != plan.remainder:
+            self._size_remainders[d.symbol] = plan.remainder  # recorded once per remainder
+            for note in plan.notes:
+                self._event(now, EventKind.RECONCILE, d.symbol, state, note)
         if not (plan.reduce or plan.increase):
             return
         for req in plan.reduce:

@@ -113,6 +113,12 @@ class CcxtExchange:
             )
         return dict(self._instruments)
 
+    @property
+    def close_position_stops(self) -> bool:
+        """Binance takes ``closePosition=true`` stops; Bybit is not wired for a close-whole
+        stop (see :mod:`bot.exchange.capabilities`)."""
+        return self._profile.close_position_stops
+
     def instrument(self, symbol: str) -> Instrument:
         """Contract filters, fees (fractions) and leverage brackets; cached after the first load."""
         if symbol not in self._instruments:

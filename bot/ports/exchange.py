@@ -19,6 +19,13 @@ from bot.domain.position import Balance, Position
 
 
 class ExchangePort(Protocol):
+    @property
+    def close_position_stops(self) -> bool:
+        """Whether the venue takes a stop that closes the whole position whatever its size
+        (Binance ``closePosition=true`` STOP_MARKET): the only stop that can protect a position
+        whose size no order can carry (off the quantity step, below the minimum)."""
+        ...
+
     def instrument(self, symbol: str) -> Instrument:
         """Contract filters, fees and leverage brackets."""
         ...

@@ -30,6 +30,10 @@ class PaperExchange:
     def save(self) -> None:
         self._persist(dump(self.sim))
 
+    @property
+    def close_position_stops(self) -> bool:
+        return self.sim.close_position_stops
+
     # reads: straight through
     def instrument(self, symbol: str) -> Instrument:
         return self.sim.instrument(symbol)

@@ -113,18 +113,8 @@ def plan_size(
     target = decision.target_qty
     sym = decision.symbol
     if current_qty != 0 and (target == 0 or (target > 0) != (current_qty > 0)):
-        side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
-        held = abs(current_qty)
-        part = held if instrument.orderable(held) else instrument.orderable_part(held)
-        if part != held:
-            plan.remainder = abs(current_qty) - part
-            plan.notes.append(_remainder_note(abs(current_qty), part, instrument))
-        if part > 0:
-            plan.reduce.extend(
-                market_orders(new_id, sym, side, OrderPurpose.CLOSE, part, instrument)
-            )
-        if plan.remainder:
-            return plan  # the remainder is still held: no flip through it
+        if not _close(plan, new_id, sym, current_qty, instrument):
+            return plan  # a remainder no order can carry is still held: no flip through it
         current_qty = ZERO
     if target == 0:
         return plan
@@ -142,18 +132,7 @@ def plan_size(
         plan.leverage = setting
     increasing = abs(target) > abs(current_qty)
     if not increasing:
-        held = abs(current_qty)
-        most = held if instrument.orderable(held) else instrument.orderable_part(held)
-        amount = min(instrument.ceil_qty(abs(delta)), most)
-        if most != held and amount == most:
-            plan.remainder = held - most
-            plan.notes.append(_remainder_note(held, most, instrument))
-        if amount <= 0:
-            return plan
-        side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
-        plan.reduce.extend(
-            market_orders(new_id, sym, side, OrderPurpose.REDUCE, amount, instrument)
-        )
+        _reduce(plan, new_id, sym, current_qty, abs(delta), instrument)
         return plan
     if not decision.allow_increase:
         plan.notes.append("increase not allowed by the policy")
@@ -165,6 +144,52 @@ def plan_size(
     side = OrderSide.BUY if delta > 0 else OrderSide.SELL
     plan.increase.extend(market_orders(new_id, sym, side, OrderPurpose.ENTRY, amount, instrument))
     return plan
+
+
+def _tradable(held: Decimal, instrument: Instrument) -> Decimal:
+    """What orders can trade of a position of absolute ``held``: all of it when an order of
+    that size is accepted, else the part on the step (0 below the minimum)."""
+    return held if instrument.orderable(held) else instrument.orderable_part(held)
+
+
+def _close(
+    plan: SizePlan, new_id: IdFactory, sym: str, current_qty: Decimal, instrument: Instrument
+) -> bool:
+    """Reduce-only orders that close the position; False when a remainder no order can carry
+    stays held (named in the plan)."""
+    held = abs(current_qty)
+    part = _tradable(held, instrument)
+    side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
+    if part > 0:
+        plan.reduce.extend(market_orders(new_id, sym, side, OrderPurpose.CLOSE, part, instrument))
+    if part == held:
+        return True
+    plan.remainder = held - part
+    plan.notes.append(_remainder_note(held, part, instrument))
+    return False
+
+
+def _reduce(
+    plan: SizePlan,
+    new_id: IdFactory,
+    sym: str,
+    current_qty: Decimal,
+    cut: Decimal,
+    instrument: Instrument,
+) -> None:
+    """Reduce-only orders that cut ``cut`` (rounded up to the step) off the position, at most
+    what orders can trade of it."""
+    held = abs(current_qty)
+    most = _tradable(held, instrument)
+    amount = min(instrument.ceil_qty(cut), most)
+    if most != held and amount == most:
+        plan.remainder = held - most
+        plan.notes.append(_remainder_note(held, most, instrument))
+    if amount > 0:
+        side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
+        plan.reduce.extend(
+            market_orders(new_id, sym, side, OrderPurpose.REDUCE, amount, instrument)
+        )
 
 
 def _remainder_note(size: Decimal, part: Decimal, instrument: Instrument) -> str:
@@ -222,35 +247,8 @@ def plan_protection(
         if price is None or keep is not None or not sizing.placeable:
             plan.cancel.extend(o.client_id for o in cancel)
             continue
-
-        def order(amount: Decimal | None, whole: bool, cid: str) -> OrderRequest:
-            return OrderRequest(
-                client_id=cid,
-                symbol=symbol,
-                side=side,
-                type=otype,
-                purpose=purpose,
-                amount=amount,
-                reduce_only=not whole,
-                trigger_price=price,
-                close_position=whole,
-            )
-
-        blocking = [o for o in cancel if o.close_position and o.side is side]
-        if sizing.close_position and blocking:
-            # The venue refuses a second close-position order on this side (-4130): the old
-            # one goes first; a stop on the part on the step bridges the swap.
-            others = [o.client_id for o in cancel if o not in blocking]
-            part = instrument.orderable_part(size) if instrument is not None else ZERO
-            if purpose is _STOP_LOSS and part > 0:
-                bridge = order(part, False, new_id(purpose))
-                plan.place.append(bridge)
-                plan.then_cancel.append(bridge.client_id)
-            plan.cancel.extend([o.client_id for o in blocking] + others)
-            plan.then_place.append(order(None, True, new_id(purpose)))
-            continue
-        plan.cancel.extend(o.client_id for o in cancel)
-        plan.place.append(order(sizing.amount, sizing.close_position, new_id(purpose)))
+        wanted = _Wanted(symbol, side, otype, purpose, price)
+        _replace(plan, wanted, cancel, sizing, size, instrument, new_id)
     if sizing.remainder and instrument is not None and plan.place:
         plan.notes.append(
             f"position {size} is off the exchange's quantity step {instrument.step_size} "
@@ -258,6 +256,59 @@ def plan_protection(
             f"protective orders cover {sizing.amount or ZERO}, {sizing.remainder} unprotected"
         )
     return plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """One protective order wanted for a position, whatever its size."""
+
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    purpose: OrderPurpose
+    trigger: Decimal
+
+    def order(self, cid: str, amount: Decimal | None, whole: bool) -> OrderRequest:
+        return OrderRequest(
+            client_id=cid,
+            symbol=self.symbol,
+            side=self.side,
+            type=self.type,
+            purpose=self.purpose,
+            amount=amount,
+            reduce_only=not whole,
+            trigger_price=self.trigger,
+            close_position=whole,
+        )
+
+
+def _replace(
+    plan: ProtectionPlan,
+    wanted: _Wanted,
+    cancel: list[Order],
+    sizing: StopSizing,
+    size: Decimal,
+    instrument: Instrument | None,
+    new_id: IdFactory,
+) -> None:
+    """Place ``wanted`` (sized as ``sizing`` says) and cancel the resting ``cancel``: new
+    before old, except where the venue holds one close-position order per side and type."""
+    purpose = wanted.purpose
+    blocking = [o for o in cancel if o.close_position and o.side is wanted.side]
+    if not (sizing.close_position and blocking):
+        plan.cancel.extend(o.client_id for o in cancel)
+        plan.place.append(wanted.order(new_id(purpose), sizing.amount, sizing.close_position))
+        return
+    # The venue refuses a second close-position order on this side (Binance -4130): the old
+    # one goes first; a stop on the part on the step bridges the swap.
+    part = instrument.orderable_part(size) if instrument is not None else ZERO
+    if purpose is _STOP_LOSS and part > 0:
+        bridge = wanted.order(new_id(purpose), part, False)
+        plan.place.append(bridge)
+        plan.then_cancel.append(bridge.client_id)
+    plan.cancel.extend([o.client_id for o in blocking])
+    plan.cancel.extend([o.client_id for o in cancel if o not in blocking])
+    plan.then_place.append(wanted.order(new_id(purpose), None, True))
 
 
 def _protective_by_purpose(resting: Sequence[Order]) -> tuple[list[Order], list[Order]]:

@@ -990,9 +990,9 @@ class Engine:
             f"stop can cover it; cut to {largest} (reduce-only)",
         )
         side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
-        held = abs(pos.qty)
+        size = abs(pos.qty)
         # On the step, and at most what orders can trade of a position off the step.
-        cut = min(inst.ceil_qty(held - largest), inst.orderable_part(held))
+        cut = min(inst.ceil_qty(size - largest), inst.orderable_part(size))
         for req in market_orders(self._id_factory(sym), sym, side, OrderPurpose.REDUCE, cut, inst):
             self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
@@ -1040,9 +1040,10 @@ class Engine:
             sym,
             TradingState.ACTIVE,
             f"partly unprotected: position {plain(pos.qty)}, {cover.describe()}; the "
-            f"unprotected {plain(cover.uncovered)} is off the exchange's quantity step {inst.step_size} (minimum "
-            f"{inst.min_qty}) and the exchange takes no close-position stop: no order can "
-            f"protect or close it; close it on the exchange by hand; unprotected since {since}",
+            f"unprotected {plain(cover.uncovered)} is off the exchange's quantity step "
+            f"{inst.step_size} (minimum {inst.min_qty}) and the exchange takes no "
+            "close-position stop: no order can protect or close it; close it on the exchange "
+            f"by hand; unprotected since {since}",
         )
 
     def _close_naked(self, pos: Position, acct: AccountView, now: int) -> None:

@@ -14,7 +14,7 @@ from bot.clock import SimClock
 from bot.config.loader import load_policy
 from bot.domain.enums import EventKind, OrderPurpose, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
-from bot.domain.orders import OrderRequest
+from bot.domain.orders import Order, OrderRequest
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
 from bot.errors import OrderRejected
@@ -46,7 +46,7 @@ def off_step_account(
         OrderRequest("hand-1", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, qty, False)
     )
     ex.book.instruments[BTC] = coarse(instruments[BTC])
-    ex.close_position_stops = close_position_stops  # type: ignore[misc]
+    ex.close_position_stops = close_position_stops
     store = MemoryStore()
     engine = Engine(
         clock=clock,
@@ -120,7 +120,7 @@ def test_moving_a_close_position_stop_keeps_the_step_part_covered_through_the_sw
     cancelled: list[str] = []
     real_place, real_cancel = ex.place_order, ex.cancel_order
 
-    def place(request: OrderRequest):  # type: ignore[no-untyped-def]
+    def place(request: OrderRequest) -> Order:
         # what rests when each order arrives: never a moment without a stop
         assert any(o.purpose is OrderPurpose.STOP_LOSS for o in ex.fetch_open_orders(BTC))
         placed.append(request)

@@ -57,6 +57,13 @@ class OrderStatus(StrEnum):
         return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
 
 
+class ForcedKind(StrEnum):
+    """Why the venue itself closed part of a position (its own order, not the account's)."""
+
+    LIQUIDATION = "liquidation"
+    ADL = "auto-deleveraging"
+
+
 class TradingState(StrEnum):
     ACTIVE = "active"
     REDUCING = "reducing"  # only reduce-only orders pass

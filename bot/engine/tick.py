@@ -46,7 +46,7 @@ from bot.domain.enums import (
     TradingState,
 )
 from bot.domain.market import FundingInfo, MarketSnapshot
-from bot.domain.orders import Order, OrderRequest
+from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
@@ -70,6 +70,7 @@ from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak,
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import (
     COOLDOWN_EVENT,
+    OUTSIDE,
     Cooldowns,
     Held,
     exit_kind,
@@ -232,6 +233,12 @@ class Engine:
         # What is held as the last tick or guard left it (exits); at start, as the last run
         # recorded it.
         self._held: dict[str, Held] = held_at_start(store, self.symbols)
+        # Since when an exit is looked for in the venue's forced closes (the last tick or
+        # guard; at start, the last recorded positions).
+        latest = store.latest_positions()
+        self._held_ms = latest[0] if latest is not None else now
+        self._exits_noted: set[str] = set()  # contracts whose exit this job recorded
+        self._exits_noted_ms = -1
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -299,6 +306,7 @@ class Engine:
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
         self.last_account = acct
         self._held = held_of(acct, self.symbols)
+        self._held_ms = now
         return result
 
     def guard(self, observed_equity: Decimal | None = None) -> None:
@@ -336,6 +344,7 @@ class Engine:
             )
             self.ensure_protected(acct, now)
             self._held = held_of(acct, self.symbols)
+            self._held_ms = now
         except AccountUnreadable as exc:
             self._unreadable(now, base36(now // 1000), exc)
 
@@ -485,20 +494,50 @@ class Engine:
         return set()
 
     def note_exits(self, acct: AccountView, now: int) -> None:
-        """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation):
-        against the positions the last tick left, and, from the order records, any of the
-        bot's stop-losses the reconcile found filled (also one that fired while the bot was
-        down, when there is no last tick to compare with)."""
+        """Start the re-entry cooldown of contracts that shrank on the exchange's side, named
+        from what the exchange says (:func:`bot.engine.reentry.exit_kind`: the bot's stop-loss,
+        a liquidation or ADL the venue records, or reduced outside the bot): against the
+        positions the last tick left, and, from the order records, any of the bot's stop-losses
+        the reconcile found filled (also one that fired while the bot was down, when there is
+        no last tick to compare with). A shrink nothing explains is also a recorded event."""
+        rec = self.reconciler
+        if self._exits_noted_ms != now:  # (a second reading in the same job notes nothing new)
+            self._exits_noted_ms, self._exits_noted = now, set()
         for sym, before in self._held.items():
-            if sym in self.reconciler.own_fills:
+            if sym in rec.own_fills:
                 continue  # the bot's own order changed it (its outcome was learnt only now)
-            kind = exit_kind(before, acct, sym)
-            if kind is not None:
-                self._cool(sym, now, kind)
+            kind = exit_kind(
+                before,
+                acct,
+                sym,
+                stop_filled=sym in rec.stopped_out,
+                take_filled=sym in rec.took_profit,
+                forced=partial(self._forced_closes, sym),
+            )
+            if kind is None:
+                continue
+            if OUTSIDE in kind and sym not in self._exits_noted:
+                self._exits_noted.add(sym)
+                self._event(
+                    now,
+                    EventKind.RECONCILE,
+                    sym,
+                    TradingState.ACTIVE,
+                    f"position {before.qty} -> {acct.qty(sym)}: {kind}",
+                )
+            self._cool(sym, now, kind)
         stopped = self.reconciler.stopped_out
         for sym in sorted(stopped) if stopped else ():
             if sym not in self._held:  # already judged above, against the positions held
                 self._cool(sym, now, "stop-loss")
+
+    def _forced_closes(self, symbol: str) -> list[ForcedClose] | None:
+        """The venue's liquidations and ADL closes of ``symbol`` since the last tick (``None``:
+        its record cannot be read)."""
+        try:
+            return self.exchange.fetch_forced_closes(symbol, self._held_ms)
+        except (ExchangeError, AccountUnreadable):
+            return None
 
     def _cool(self, symbol: str, now: int, why: str) -> None:
         """Start a contract's re-entry cooldown and record it (restored after a restart)."""
@@ -680,10 +719,11 @@ class Engine:
         position gone between the two readings is judged as an exit like any other.
         """
         rec = self.reconciler
-        own, stopped = rec.own_fills, rec.stopped_out
+        own, stopped, took = rec.own_fills, rec.stopped_out, rec.took_profit
         fresh = self.reconcile(now)
         rec.own_fills = own | rec.own_fills
         rec.stopped_out = stopped | rec.stopped_out
+        rec.took_profit = took | rec.took_profit
         acct.wallet, acct.positions = fresh.wallet, fresh.positions
         acct.resting, acct.marks = fresh.resting, fresh.marks
         acct.changed()

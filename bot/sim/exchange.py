@@ -44,11 +44,11 @@ from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 
 from bot.clock import Clock
-from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import ForcedKind, MarginMode, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.margin import maintenance_margin
 from bot.domain.market import FundingInfo
-from bot.domain.orders import Fill, Order, OrderRequest
+from bot.domain.orders import Fill, ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.errors import (
     DuplicateClientId,
@@ -189,6 +189,14 @@ class SimulatedExchange:
     def fetch_order(self, symbol: str, client_id: str) -> Order | None:
         order = self.orders.get(client_id)
         return order if order is not None and order.symbol == symbol else None
+
+    def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
+        """The liquidations of ``symbol`` since ``since_ms`` (the simulator has no ADL)."""
+        return [
+            ForcedClose(f.symbol, ForcedKind.LIQUIDATION, f.qty, f.timestamp_ms)
+            for f in self.fills
+            if f.liquidation and f.symbol == symbol and f.timestamp_ms >= since_ms
+        ]
 
     def fetch_mark_price(self, symbol: str) -> Decimal:
         try:

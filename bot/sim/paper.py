@@ -14,7 +14,7 @@ from decimal import Decimal
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
-from bot.domain.orders import Order, OrderRequest
+from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.paper_state import dump
@@ -52,6 +52,9 @@ class PaperExchange:
 
     def fetch_order(self, symbol: str, client_id: str) -> Order | None:
         return self.sim.fetch_order(symbol, client_id)
+
+    def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
+        return self.sim.fetch_forced_closes(symbol, since_ms)
 
     def fetch_mark_price(self, symbol: str) -> Decimal:
         return self.sim.fetch_mark_price(symbol)

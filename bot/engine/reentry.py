@@ -91,6 +91,7 @@ def held_at_start(store: StorePort, symbols: Iterable[str]) -> dict[str, Held]:
 
 
 OUTSIDE = "outside the bot"  # the tail of the names of exits nothing on the venue explains
+STOPPED = "stop-loss"  # the bot's own stop-loss filled
 ForcedLookup = Callable[[], "Sequence[ForcedClose] | None"]
 
 
@@ -118,7 +119,7 @@ def exit_kind(
     if not (now_qty == 0 or reversed_ or abs(now_qty) < abs(before.qty)):
         return None
     if stop_filled:
-        return "stop-loss"
+        return STOPPED
     if take_filled:
         return None
     if reversed_:

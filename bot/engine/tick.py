@@ -70,7 +70,7 @@ from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak,
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import (
     COOLDOWN_EVENT,
-    OUTSIDE,
+    STOPPED,
     Cooldowns,
     Held,
     exit_kind,
@@ -516,11 +516,11 @@ class Engine:
             )
             if kind is None:
                 continue
-            if OUTSIDE in kind and sym not in self._exits_noted:
-                self._exits_noted.add(sym)
+            if kind != STOPPED and sym not in self._exits_noted:
+                self._exits_noted.add(sym)  # (whether or not a cooldown is configured)
                 self._event(
                     now,
-                    EventKind.RECONCILE,
+                    EventKind.EXIT,
                     sym,
                     TradingState.ACTIVE,
                     f"position {before.qty} -> {acct.qty(sym)}: {kind}",

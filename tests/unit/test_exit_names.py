@@ -10,10 +10,14 @@ from decimal import Decimal as D
 import pytest
 
 from bot.clock import LiveClock
+from bot.config.loader import load_policy
 from bot.domain.enums import EventKind, ForcedKind, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import ForcedClose, OrderRequest
+from bot.engine.contracts import ContractSpec
+from bot.engine.tick import Engine
 from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
 from tests.contract.test_ccxt_loopback import (
     ACCOUNT,
     BTC,
@@ -25,7 +29,7 @@ from tests.contract.test_ccxt_loopback import (
 from tests.fakes.binance_loopback import LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit
 from tests.fakes.live_setup import loopback_adapter
-from tests.unit.test_engine import build
+from tests.unit.test_engine import LIMITS, ROOT, FakeMarket, build
 
 
 def _cooldowns(store: object) -> list[str]:
@@ -53,9 +57,7 @@ def test_a_manual_partial_reduction_is_reduced_outside_the_bot(
     assert "after reduced outside the bot" in cooldown
     assert "liquidation" not in cooldown.split("(")[0]
     assert "the venue records no liquidation or ADL" in cooldown
-    [noted] = [
-        e.reason for e in store.events if "outside the bot" in e.reason and e.kind == "reconcile"
-    ]
+    [noted] = [e.reason for e in store.events if e.kind == EventKind.EXIT]
     assert noted.startswith(f"position {held} -> {held - part}")
     # the safe behaviour stays: no new exposure while the cooldown runs
     assert engine.cooldowns.active(BTC, engine.clock.now_ms()) is not None
@@ -141,3 +143,44 @@ def test_forced_closes_read_from_the_venue(venue: str, forced_account: ForcedAcc
         ("auto-deleveraging", D("0.002")),
         ("liquidation", D("0.004")),
     ]
+
+
+def test_the_owner_is_alerted_with_the_right_name(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    from bot.alerts import AlertRules, Notifier
+    from bot.runtime.runner import Runner
+
+    _, ex, _ = build(instruments)  # the simulated account; the engine below records in SQL
+    engine = Engine(
+        clock=ex.clock,
+        exchange=ex,
+        market=FakeMarket(),
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+    )
+    sent: list[tuple[str, str]] = []
+
+    def sender(title: str, body: str) -> bool:
+        sent.append((title, body))
+        return True
+
+    rules = AlertRules()
+    notifier = Notifier(store, ex.clock, sender, rules, account="t")
+    runner = Runner(engine=engine, store=store, clock=ex.clock, notifier=notifier, rules=rules)
+    runner.tick()
+    held = ex.book.positions[BTC].qty
+    part = ex.instrument(BTC).floor_qty(held / 3)
+    ex.place_order(
+        OrderRequest(
+            "web_1", BTC, OrderSide.SELL, OrderType.MARKET, OrderPurpose.REDUCE, part, True
+        )
+    )
+    runner.tick()
+    [(title, body)] = [(t, b) for t, b in sent if "exit:" in t]
+    assert title == f"[t] warning: exit:{BTC}"
+    assert "reduced outside the bot" in body
+    assert "liquidation" not in body.split("(")[0]

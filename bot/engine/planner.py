@@ -228,15 +228,19 @@ def plan_protection(
     side = _SELL if position_qty > 0 else _BUY
     sizing = stop_sizing(size, instrument, close_position)
     plan.remainder = sizing.remainder
+    # The take-profit is no protection: where the stop closes the whole position, it is sized
+    # to the part on the step, so it never competes with the stop for the venue's one
+    # close-position order per side (Binance -4130, whose scope by type is not documented).
+    take_sizing = stop_sizing(size, instrument, False) if sizing.close_position else sizing
     wants = (
-        (_STOP_LOSS, _STOP_MARKET, stop_loss, stops),
-        (_TAKE_PROFIT, _TAKE_PROFIT_MARKET, take_profit, takes),
+        (_STOP_LOSS, _STOP_MARKET, stop_loss, stops, sizing),
+        (_TAKE_PROFIT, _TAKE_PROFIT_MARKET, take_profit, takes, take_sizing),
     )
-    for purpose, otype, price, existing in wants:
+    for purpose, otype, price, existing, how in wants:
         keep = None
         cancel: list[Order] = []
         for o in existing:
-            if keep is None and price is not None and _matches(o, side, sizing, price, tolerance):
+            if keep is None and price is not None and _matches(o, side, how, price, tolerance):
                 keep = o
             else:
                 cancel.append(o)
@@ -244,16 +248,16 @@ def plan_protection(
             plan.notes.append(
                 f"{len(existing)} resting {purpose.name.lower()} orders: reduced to one"
             )
-        if price is None or keep is not None or not sizing.placeable:
+        if price is None or keep is not None or not how.placeable:
             plan.cancel.extend(o.client_id for o in cancel)
             continue
         wanted = _Wanted(symbol, side, otype, purpose, price)
-        _replace(plan, wanted, cancel, sizing, size, instrument, new_id)
-    if sizing.remainder and instrument is not None and plan.place:
+        _replace(plan, wanted, cancel, how, size, instrument, new_id)
+    if plan.remainder and instrument is not None and plan.place:
         plan.notes.append(
             f"position {size} is off the exchange's quantity step {instrument.step_size} "
             f"(minimum {instrument.min_qty}) and the exchange has no close-position stop: "
-            f"protective orders cover {sizing.amount or ZERO}, {sizing.remainder} unprotected"
+            f"protective orders cover {size - plan.remainder}, {plan.remainder} unprotected"
         )
     return plan
 

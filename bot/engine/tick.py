@@ -1079,7 +1079,8 @@ class Engine:
             EventKind.UNPROTECTED,
             sym,
             TradingState.ACTIVE,
-            f"partly unprotected: position {plain(pos.qty)}, {cover.describe()}; the "
+            f"{'partly ' if cover.covered else ''}unprotected: position {plain(pos.qty)}, "
+            f"{cover.describe()}; the "
             f"unprotected {plain(cover.uncovered)} is off the exchange's quantity step "
             f"{inst.step_size} (minimum {inst.min_qty}) and the exchange takes no "
             "close-position stop: no order can protect or close it; close it on the exchange "

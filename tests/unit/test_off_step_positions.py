@@ -86,8 +86,10 @@ def test_off_step_position_gets_a_close_position_stop(
         clock.advance_to(clock.now_ms() + 60_000)
     assert ex.book.positions[BTC].qty == HELD  # kept, not closed
     assert stops(ex) == [(None, True, False)]  # closePosition, no quantity, not reduce-only
+    # the take-profit (no protection) is sized to the part on the step: it never competes
+    # with the stop for the one close-position order per side
     [take] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.TAKE_PROFIT]
-    assert take.close_position
+    assert (take.amount, take.close_position, take.reduce_only) == (D("0.12"), False, True)
     assert rejected(store) == []
     assert [e for e in store.events if e.kind == EventKind.UNPROTECTED] == []
     memory = store.load_risk_memory()
@@ -106,7 +108,6 @@ def test_close_position_stop_fires_and_closes_the_whole_off_step_position(
     ex.set_mark(BTC, stop.trigger_price - 1)
     assert ex.book.positions[BTC].qty == 0  # all 0.123, not 0.12
     assert ex.orders[stop.client_id].status is OrderStatus.FILLED
-    assert ex.fetch_open_orders(BTC) == []  # the close-position take-profit went with it
 
 
 def test_moving_a_close_position_stop_keeps_the_step_part_covered_through_the_swap(

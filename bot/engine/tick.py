@@ -101,6 +101,9 @@ FALLBACK_STOP = Decimal("0.05")
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
 UNPROTECTED = "protection failed"
+# How far before the last tick the venue's record of forced closes is read (its clock is not
+# ours: a liquidation stamped a little before the tick read may only show after it).
+CLOCK_MARGIN_MS = 60_000
 # How far back a start looks for the cooldowns to restore (each event carries its own end).
 RESTORE_HORIZON_MS = 90 * 86_400_000
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
@@ -532,10 +535,10 @@ class Engine:
                 self._cool(sym, now, "stop-loss")
 
     def _forced_closes(self, symbol: str) -> list[ForcedClose] | None:
-        """The venue's liquidations and ADL closes of ``symbol`` since the last tick (``None``:
-        its record cannot be read)."""
+        """The venue's liquidations and ADL closes of ``symbol`` since the last tick, with a
+        minute's margin for the venue's clock (``None``: its record cannot be read)."""
         try:
-            return self.exchange.fetch_forced_closes(symbol, self._held_ms)
+            return self.exchange.fetch_forced_closes(symbol, self._held_ms - CLOCK_MARGIN_MS)
         except (ExchangeError, AccountUnreadable):
             return None
 

@@ -251,6 +251,15 @@ def plan_protection(
         if price is None or keep is not None or not how.placeable:
             plan.cancel.extend(o.client_id for o in cancel)
             continue
+        if how.close_position and _by_hand_whole(resting, side, otype):
+            # The venue holds one close-position order per side (Binance -4130): one placed by
+            # hand already closes the whole position; the verification counts it.
+            plan.notes.append(
+                f"a close-position {purpose.name.lower()} placed by hand rests on this side: "
+                "the exchange takes one per side; it covers the position"
+            )
+            plan.cancel.extend(o.client_id for o in cancel)
+            continue
         wanted = _Wanted(symbol, side, otype, purpose, price)
         _replace(plan, wanted, cancel, how, size, instrument, new_id)
     if plan.remainder and instrument is not None and plan.place:
@@ -313,6 +322,14 @@ def _replace(
     plan.cancel.extend([o.client_id for o in blocking])
     plan.cancel.extend([o.client_id for o in cancel if o not in blocking])
     plan.then_place.append(wanted.order(new_id(purpose), None, True))
+
+
+def _by_hand_whole(resting: Sequence[Order], side: OrderSide, otype: OrderType) -> bool:
+    """A close-position order placed by hand (not the bot's) rests on ``side``."""
+    return any(
+        o.purpose is None and o.close_position and o.side is side and o.type is otype
+        for o in resting
+    )
 
 
 def _protective_by_purpose(resting: Sequence[Order]) -> tuple[list[Order], list[Order]]:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode, OrderPurpose
+from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.margin import (
     liquidation_price_cross,
@@ -27,7 +27,7 @@ from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.planner import exchange_setting, stop_sizing
 from bot.policy.leverage import q2
-from bot.risk.coverage import Coverage, StopLeg, coverage
+from bot.risk.coverage import Coverage, StopLeg, coverage, is_stop
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
@@ -218,12 +218,13 @@ def valid_stops(
     instruments: Mapping[str, Instrument],
     resting: Sequence[Order],
 ) -> list[Order]:
-    """The bot's resting stop-losses whose trigger protects ``pos`` now: strictly between the
-    mark and the liquidation price, on the grid (:func:`is_valid_stop`)."""
+    """The resting stops (the bot's, or placed by hand: :func:`bot.risk.coverage.is_stop`)
+    whose trigger protects ``pos`` now: strictly between the mark and the liquidation price, on
+    the grid (:func:`is_valid_stop`)."""
     mark = acct.marks.get(pos.symbol)
     if mark is None:
         return []
-    stops = [o for o in resting if o.purpose is OrderPurpose.STOP_LOSS and o.is_open]
+    stops = [o for o in resting if is_stop(o) and o.is_open]
     if not stops:
         return []
     liq = liquidation_of_held(inst, pos, acct, instruments)
@@ -260,12 +261,13 @@ def protection_gap(
     closing side cover it).
 
     Covered means: a valid close-position stop, or valid sized stops that add up to the
-    position. A position no order can carry on a venue without close-position stops is
-    covered when its stops cover the part on the step: the remainder is no gap the bot can
-    close (no order can trade it either); :func:`unprotected_remainder` names it.
+    position, the bot's or placed by hand on the closing side (as the alerts count them). A
+    position no order can carry on a venue without close-position stops is covered when its
+    stops cover the part on the step: the remainder is no gap the bot can close (no order can
+    trade it either); :func:`unprotected_remainder` names it.
     """
     mark = acct.marks.get(pos.symbol)
-    stops = [o for o in resting if o.purpose is OrderPurpose.STOP_LOSS and o.is_open]
+    stops = [o for o in resting if is_stop(o) and o.is_open]
     if not stops:
         if stop_sizing(abs(pos.qty), inst, close_position_stops).placeable:
             return "no resting stop-loss"

@@ -91,17 +91,18 @@ def coverage(position_qty: Decimal, stops: Iterable[StopLeg]) -> Coverage:
     return Coverage(size=size, covered=min(covered, size), whole=whole, stops=counted)
 
 
-def resting_stops(orders: Iterable[Order], *, by_hand: bool = True) -> list[StopLeg]:
-    """The stops among orders the exchange lists: the bot's stop-losses and (``by_hand``) a
-    stop-market order placed by hand (not the bot's client id); the side is judged by
+def is_stop(order: Order) -> bool:
+    """A stop as protection counts it: the bot's stop-loss, or a stop-market order placed by
+    hand (not the bot's client id: a position protected by hand is not naked)."""
+    return order.purpose is OrderPurpose.STOP_LOSS or (
+        order.purpose is None and order.type is OrderType.STOP_MARKET
+    )
+
+
+def resting_stops(orders: Iterable[Order]) -> list[StopLeg]:
+    """The stops (:func:`is_stop`) among orders the exchange lists; the side is judged by
     :func:`coverage`."""
-    legs = []
-    for o in orders:
-        if o.purpose is OrderPurpose.STOP_LOSS or (
-            by_hand and o.purpose is None and o.type is OrderType.STOP_MARKET
-        ):
-            legs.append(StopLeg(o.side, o.amount, o.close_position))
-    return legs
+    return [StopLeg(o.side, o.amount, o.close_position) for o in orders if is_stop(o)]
 
 
 class _Recorded(Protocol):

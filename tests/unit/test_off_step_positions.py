@@ -255,3 +255,38 @@ def test_sim_close_position_rules(instruments: dict[str, Instrument]) -> None:
     )
     assert ex.fetch_open_orders(BTC) == []
     assert ex.orders["one"].status is OrderStatus.CANCELED
+
+
+def test_a_close_position_stop_placed_by_hand_is_counted_not_fought(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The trader protected the whole position by hand with a closePosition stop: Binance takes
+    one per side (-4130), so the bot does not try to place its own, and counts the trader's."""
+    from dataclasses import replace as with_
+
+    engine, ex, store, _clock = off_step_account(instruments)
+    mark = ex.marks[BTC]
+    trigger = ex.instrument(BTC).stop_price(mark * D("0.9"), 1)
+    ex.place_order(
+        OrderRequest(
+            "web_1",
+            BTC,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            None,
+            False,
+            trigger_price=trigger,
+            close_position=True,
+        )
+    )
+    # as a venue lists an order without the bot's client id: no purpose
+    ex.resting[BTC]["web_1"] = ex.orders["web_1"] = with_(ex.orders["web_1"], purpose=None)
+    for _ in range(2):
+        assert engine.tick().unprotected == []
+    assert rejected(store) == []  # no -4130: the bot did not try
+    assert [o.client_id for o in ex.fetch_open_orders(BTC) if o.type is OrderType.STOP_MARKET] == [
+        "web_1"
+    ]
+    assert [e for e in store.events if e.kind == EventKind.UNPROTECTED] == []
+    assert engine.protection_failures == 0

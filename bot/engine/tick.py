@@ -1067,8 +1067,15 @@ class Engine:
         incident, recorded when it appears or changes, never silent."""
         sym = pos.symbol
         inst = self.instruments[sym]
-        cover = unprotected_remainder(inst, pos, acct, self.instruments, acct.resting.get(sym, []))
-        if cover.complete:
+        if inst.orderable(abs(pos.qty)) or self.exchange.close_position_stops:
+            # (the usual case, one comparison: an order can cover it all, so the verification
+            # passed only because its stops do)
+            cover = None
+        else:
+            cover = unprotected_remainder(
+                inst, pos, acct, self.instruments, acct.resting.get(sym, [])
+            )
+        if cover is None or cover.complete:
             self._remainders.pop(sym, None)
             if sym in self.unprotected_since or sym in self._venue_errors:
                 self._protected(sym, now)

@@ -84,13 +84,19 @@ def _as_series(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> tuple[F64, I64]:
     return eq, ts
 
 
-def drawdown_series(equity: npt.ArrayLike) -> F64:
+def drawdown_series(equity: npt.ArrayLike, start: float | None = None) -> F64:
     """Return the drawdown at each sample: ``1 - equity / running peak`` (fraction, >= 0).
 
     0 at a new high; 0.25 means 25 % below the highest equity seen so far. Exceeds 1 only if
     equity goes negative. While no positive equity has been seen yet (an account wiped out at
     its first tick) the drawdown is 1: everything is lost.
+
+    ``start``: the account's value before the first sample (a simulation's starting balance).
+    The running peak starts there, so what the first sample already lost (the entry's fees and
+    slippage) is a drawdown too; one value per sample either way.
     """
+    if start is not None:
+        return drawdown_series(np.r_[float(start), _as_finite(equity)])[1:]
     eq = _as_finite(equity)
     peak = np.maximum.accumulate(eq)
     if peak[0] > 0.0:

@@ -183,13 +183,16 @@ def plot_report(
     benchmark_equity: npt.ArrayLike,
     leverage: Mapping[str, npt.ArrayLike],
     markers: Mapping[str, Sequence[int]] | None = None,
+    starting_balance: float | None = None,
 ) -> None:
     """Write a three-panel PNG report of one run to ``path`` (parent folders are created).
 
     Panels, sharing the UTC time axis: equity (quote currency) against ``benchmark_equity``
     (buy-and-hold at 1x); drawdown of both in percent; leverage per contract (step lines, one per
     key of ``leverage``; NaN leaves a gap, e.g. no position). Every array must have the length of
-    ``ts_ms``; otherwise ``ValueError`` names the offending array.
+    ``ts_ms``; otherwise ``ValueError`` names the offending array. ``starting_balance``: the
+    account before the first sample; the strategy's drawdown is measured from there too (as the
+    report's ``max_drawdown`` is).
     """
     what = "plot_report"
     x = _dates(ts_ms, what)
@@ -202,7 +205,7 @@ def plot_report(
 
     # Drawdowns and markers from every point; the curves drawn through their envelope.
     full_x, full_eq = x, eq
-    dd_pct = -100.0 * drawdown_series(eq)
+    dd_pct = -100.0 * drawdown_series(eq, start=starting_balance)
     bench_dd_pct = -100.0 * drawdown_series(bench)
     keep = envelope(n, [eq, bench, dd_pct, bench_dd_pct, *lev.values()])
     if keep is not None:

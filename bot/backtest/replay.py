@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.backtest.collector import fewer_collections
+from bot.backtest.metrics import drawdown_series
 from bot.backtest.operator import resume_if_due
 from bot.bootstrap import build_simulation, config_instruments
 from bot.clock import SimClock, datetime_to_ms
@@ -75,6 +76,21 @@ class SimulationResult:
     hedge_symbols: tuple[str, ...] = ()
     hedge_log: list[ExposureRecord] = field(default_factory=list)
     spot_value: npt.NDArray[np.float64] | None = None  # spot holdings at the marks, per tick
+
+    def curve_from_start(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """``(equity, ts)`` from the starting balance at the start of the run, then each tick's.
+
+        What the summary figures read (drawdown, CAGR, Calmar, Sharpe), so that they start where
+        ``total_return`` starts: the first tick's equity is already net of its entry's fees and
+        slippage, which are a loss like any other. This also keeps the figures defined when the
+        first tick took the account to zero or below (a very large entry paying the square-root
+        impact of the candles' volume): "everything lost"."""
+        balance = float(self.starting_balance)
+        return np.r_[balance, self.equity], np.r_[np.int64(self.start_ms), self.ts]
+
+    def drawdown(self) -> npt.NDArray[np.float64]:
+        """Each tick's drawdown from the highest equity so far, the starting balance included."""
+        return drawdown_series(self.equity, start=float(self.starting_balance))
 
 
 def _day_ms(d: date) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.backtest.charts import Charts, LocalCharts
-from bot.backtest.metrics import drawdown_series, summarize
+from bot.backtest.metrics import summarize
 from bot.backtest.replay import SimulationResult
 from bot.backtest.report_figures import honest_figures
 from bot.domain.enums import OrderPurpose
@@ -41,7 +41,7 @@ def _r(x: float, places: int = 6) -> float:
 
 def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
     ex = result.exchange
-    stats = summarize(*_metrics_curve(result)) if len(result.ts) else {}
+    stats = summarize(*result.curve_from_start()) if len(result.ts) else {}
     events = ex.events
     fills = ex.fills
     n_orders = sum(1 for r in result.store.orders.values())
@@ -82,19 +82,6 @@ def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
     }
 
 
-def _metrics_curve(result: SimulationResult) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
-    """The equity curve the summary figures read: the recorded one; when the first tick already
-    took the account to zero or below (orders far larger than the candles' volume, paying the
-    impact of the square-root law), the starting balance at the start comes first, so the
-    figures say "everything lost" instead of failing on a curve that starts at or below zero."""
-    if result.equity[0] > 0:
-        return result.equity, result.ts
-    return (
-        np.r_[float(result.starting_balance), result.equity],
-        np.r_[np.int64(result.start_ms), result.ts],
-    )
-
-
 def _unprotected_spans(result: SimulationResult) -> dict[str, list[list[str | None]]]:
     """Per contract, each span a position spent without a valid stop: [since, until]."""
     return {
@@ -119,6 +106,7 @@ def write_outputs(
         ts_ms=result.ts,
         equity=result.equity,
         benchmark_equity=result.benchmark,
+        starting_balance=float(result.starting_balance),
         leverage=result.leverage,
         markers={
             "stop-out": [e.ts_ms for e in result.exchange.events if e.kind == "stop_loss"],
@@ -194,7 +182,7 @@ def _write_account(result: SimulationResult, path: Path) -> None:
 
 
 def _write_equity(result: SimulationResult, path: Path) -> None:
-    dd = drawdown_series(result.equity)
+    dd = result.drawdown()
     # Column by column, then joined: numbers and times never need CSV quoting, and the lines end
     # in "\r\n" as the csv module's do.
     columns = [

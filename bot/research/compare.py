@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from bot.backtest.metrics import drawdown_series
 from bot.backtest.replay import run_simulation
 from bot.backtest.report import write_outputs
 from bot.clock import LiveClock
@@ -93,7 +92,7 @@ def run_policy(task: PolicyRun) -> dict[str, Any]:
         "report": report,
         "ts": result.ts,
         "equity": result.equity,
-        "drawdown": drawdown_series(result.equity),
+        "drawdown": result.drawdown(),
         "benchmark": result.benchmark,
     }
 

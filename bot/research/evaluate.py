@@ -10,6 +10,7 @@ metrics (and, when asked, the daily equity closes) travel back: memory stays bou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -23,7 +24,8 @@ from bot.backtest.report import build_report
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
-from bot.errors import BotError
+from bot.errors import BotError, DataError
+from bot.marketdata.cache import content_hash
 from bot.research.histories import shared_histories
 
 REPORT_METRICS = (
@@ -74,17 +76,49 @@ class PointTask:
     keep_curve: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     inputs: str = ""  # hash of the config, policy and data files' contents (cache key)
+    pinned: tuple[tuple[str, str], ...] = ()  # (file, content hash) the sweep started with
+
+
+INPUTS_CHANGED = "an input changed during the sweep"
+"""How a point's error starts when a file it reads is not the one the sweep started with: the
+sweep stops (its finished rows stay valid for the inputs it pinned)."""
+
+
+class InputsChanged(DataError):
+    """A file a point read (the configuration, a data file) changed since the sweep started."""
+
+
+def check_pinned(pinned: tuple[tuple[str, str], ...]) -> None:
+    """Raise :class:`InputsChanged` unless every pinned file still has its pinned content.
+
+    Run after a worker reads the files afresh (a data set or a configuration it did not hold
+    yet): a data file rewritten by a download job while a long sweep runs would otherwise feed
+    the later points other data than the earlier ones, in one results file. Cheap: the data
+    cache's stamp answers for an unchanged file without reading it."""
+    for path, digest in pinned:
+        try:
+            now = content_hash(Path(path))
+        except DataError as e:
+            raise InputsChanged(f"{INPUTS_CHANGED}: {e}") from e
+        if now != digest:
+            raise InputsChanged(
+                f"{INPUTS_CHANGED}: {path} is not the file the sweep started with (content "
+                f"{digest}, now {now}); the rows finished before stay in results.csv for the "
+                "old content: start a new --out to sweep the new one"
+            )
 
 
 _CONFIGS: dict[tuple[str, str], BotConfig] = {}
 
 
-def _config(path: str, inputs: str) -> BotConfig:
+def _config(path: str, inputs: str, verify: Callable[[], None] = lambda: None) -> BotConfig:
     """The configuration at ``path`` as of the sweep whose inputs hash to ``inputs`` (a later
-    sweep after the file was edited gets the new content, even in a long-lived worker)."""
+    sweep after the file was edited gets the new content, even in a long-lived worker).
+    ``verify`` runs after a read of the file (not when the configuration is held already)."""
     cfg = _CONFIGS.get((path, inputs))
     if cfg is None:
         cfg = load_config(Path(path))
+        verify()
         if len(_CONFIGS) >= 8:
             _CONFIGS.pop(next(iter(_CONFIGS)))
         _CONFIGS[(path, inputs)] = cfg
@@ -98,14 +132,21 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     row: dict[str, Any] = {"key": task.key, **task.meta}
     try:
         policy = Policy.model_validate(task.policy)
-        base = _config(task.config_path, task.inputs)
+
+        def verify() -> None:
+            check_pinned(task.pinned)
+
+        base = _config(task.config_path, task.inputs, verify)
         config = override(base.model_copy(update={"policies": (policy,)}), task.start, task.end)
         symbols = task.contracts or tuple(c.symbol for c in config.contracts)
         data_dir = Path(task.data_dir) if task.data_dir else None
-        histories = shared_histories(config, policy, symbols, data_dir, task.inputs)
+        histories = shared_histories(config, policy, symbols, data_dir, task.inputs, verify)
         result = run_simulation(
             config, policy, symbols=symbols, data_dir=data_dir, histories=histories
         )
+    except InputsChanged as exc:
+        row.update(status="failed", error=str(exc).replace("\n", "; "))
+        return row
     except (BotError, ValueError) as exc:
         row.update(status="error", error=str(exc).replace("\n", "; "))
         return row

@@ -11,6 +11,7 @@ its own objects), so sharing them cannot change a result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,13 @@ def shared_histories(
     symbols: tuple[str, ...],
     data_dir: Path | None,
     inputs: str = "",
+    verify: Callable[[], None] | None = None,
 ) -> dict[str, ContractHistory]:
     """:func:`bot.backtest.replay.load_data`, loaded once per process for each data set.
     ``inputs``: the hash of the data files' contents when the caller knows it (a sweep), so a
-    long-lived worker never serves the old content of a file edited between two sweeps."""
+    long-lived worker never serves the old content of a file edited between two sweeps.
+    ``verify``: run after a fresh load, before the data set is kept (it raises when the files
+    read are not the ones the caller pinned; nothing is kept then)."""
     key = (
         inputs,
         str(data_dir or config.data.dir),
@@ -50,5 +54,7 @@ def shared_histories(
         if len(_KEPT) >= MAX_KEPT:
             _KEPT.pop(next(iter(_KEPT)))  # the oldest
         got = load_data(config, policy, symbols, data_dir)
+        if verify is not None:
+            verify()
         _KEPT[key] = got
     return got

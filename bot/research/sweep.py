@@ -23,11 +23,11 @@ from bot.backtest.replay import load_data, override
 from bot.config.loader import load_config
 from bot.config.policy import Policy
 from bot.engine.hedging import with_hedge_symbols
-from bot.errors import ConfigError
+from bot.errors import ConfigError, DataError
 from bot.marketdata.cache import content_hash
 from bot.marketdata.files import discover
 from bot.research import space
-from bot.research.evaluate import PointTask, evaluate
+from bot.research.evaluate import INPUTS_CHANGED, PointTask, evaluate
 from bot.research.executors import Executor
 from bot.research.overfitting import deflated_sharpe
 from bot.research.results import ResultsFile, check_objective, check_spec, columns, score
@@ -118,6 +118,7 @@ class Sweep:
         self.invalid: list[tuple[Point, str]] = []
         self.listener: Listener | None = None
         self.stamp = ""  # the hash of the inputs' contents, set by run()
+        self.pinned: tuple[tuple[str, str], ...] = ()  # (file, hash) the workers read, by run()
         self.data_span: tuple[int, int] | None = None  # walk-forward: the windows' span
 
     # --- the points ------------------------------------------------------------------------
@@ -194,6 +195,7 @@ class Sweep:
             keep_curve=keep_curve,
             meta=meta,
             inputs=self.stamp,
+            pinned=self.pinned,
         )
 
     # --- running ---------------------------------------------------------------------------
@@ -216,6 +218,10 @@ class Sweep:
             results.add(row)
             if self.listener is not None:
                 self.listener(results.rows[row["key"]], 1)
+            if row.get("status") == "failed" and str(row.get("error", "")).startswith(
+                INPUTS_CHANGED
+            ):
+                raise DataError(f"sweep stopped: {row['error']}")
             yield results.rows[row["key"]]
 
     def _resumed(self, row: dict[str, Any]) -> None:
@@ -359,6 +365,13 @@ class Sweep:
         self.stamp = hashlib.blake2b(
             json.dumps(inputs, sort_keys=True).encode(), digest_size=12
         ).hexdigest()
+        # What the workers read themselves (the base policy travels inside each task): a file
+        # rewritten while the sweep runs stops it at the first point that reads it afresh.
+        self.pinned = tuple(
+            (path, digest)
+            for name, (path, _, digest) in ((n, v.rpartition(" ")) for n, v in inputs.items())
+            if name != "base policy"
+        )
         results = ResultsFile(out / "results.csv", columns(self.keys))
         summary: dict[str, Any]
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bot.cli.app import app
@@ -71,3 +73,30 @@ def test_moved_start_shared_window_and_the_new_figures(tmp_path: Path) -> None:
         assert sum(r["denials_by_reason"].values()) == r["n_denials"]
     for label in ("slippage paid", "time in market", "halted at", "denials"):
         assert label in result.output
+
+
+def test_drawdown_and_growth_start_from_the_starting_balance(tmp_path: Path) -> None:
+    """The first tick's equity is already net of its entry's fees and slippage: the drawdown,
+    CAGR and Calmar count that loss, as the total return does (they used to start at the
+    first tick, after it)."""
+    out = tmp_path / "out"
+    args = ["simulate", "--config", str(CONFIG), "--start", "2024-10-02", "--end", "2024-10-20"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    rows = (out / "equity.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = dict(zip(header, rows[1].split(","), strict=True))
+    balance = float(report["starting_balance"])
+    entry_loss = 1 - float(first["equity"]) / balance
+    assert entry_loss > 0  # the example enters at its first tick and pays for it
+    assert float(first["drawdown"]) == round(entry_loss, 6)
+    assert report["max_drawdown"] >= round(entry_loss, 6)
+    # CAGR compounds the same growth as total_return, over the run from its start.
+    start = datetime.fromisoformat(report["start"])
+    last = datetime.fromisoformat(rows[-1].split(",")[1])
+    years = (last - start).total_seconds() / (365 * 86_400)
+    growth = (1 + report["cagr"]) ** years
+    final = float(rows[-1].split(",")[header.index("equity")])
+    assert growth == pytest.approx(final / balance, rel=1e-4)
+    assert report["calmar"] == pytest.approx(report["cagr"] / report["max_drawdown"], rel=1e-4)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, DataError
+from bot.research import evaluate, histories
 from bot.research.executors import InlineExecutor
 from bot.research.results import ResultsFile, columns
 from bot.research.space import parse_param
@@ -330,3 +331,36 @@ def test_a_tpe_trial_lost_by_its_worker_is_replaced_on_resume(tmp_path: Path) ->
     second = Sweep(spec, again).run()
     assert len(again.seen) == 1
     assert [r["status"] for r in second.rows] == ["ok", "ok"]
+
+
+def test_data_rewritten_while_the_sweep_runs_stops_it(tmp_path: Path) -> None:
+    """A download job rewrites a data file between two points: the next worker that reads the
+    data afresh must not run its point on other data than the sweep started with."""
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data" / "sample", data)
+    spec = _spec(tmp_path, data_dir=data)
+    sweep = Sweep(spec, InlineExecutor())
+    funding = data / "BTC_USDT_USDT-funding.csv.gz"
+
+    def rewrite(row: dict[str, Any], n: int) -> None:
+        if row["status"] != "ok":
+            return
+        rows = gzip.decompress(funding.read_bytes()).decode().splitlines()
+        rows[-1] = rows[-1].rsplit(",", 1)[0] + ",0.0003"  # one settlement revised
+        funding.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+        # the next point lands on a worker that holds nothing yet (a new process)
+        histories._KEPT.clear()
+        evaluate._CONFIGS.clear()
+
+    sweep.listener = rewrite
+    said = r"sweep stopped: an input changed during the sweep: .*-funding.csv.gz is not the file"
+    with pytest.raises(DataError, match=said):
+        sweep.run()
+    lines = _lines(spec.out / "results.csv")
+    assert len(lines) == 3  # the header, the point done on the old data, the stopped one
+    assert ",ok," in lines[1]
+    assert ",failed," in lines[2]
+    assert "new --out" in lines[2]
+    # a resume is refused: the sweep's inputs are no longer the ones it pinned
+    with pytest.raises(ConfigError, match="changed input files: data BTC/USDT:USDT funding"):
+        Sweep(spec, InlineExecutor()).run()

@@ -307,3 +307,13 @@ def test_public_api() -> None:
         "summarize",
         "total_return",
     }
+
+
+def test_drawdown_series_from_a_starting_value() -> None:
+    # The first sample already lost 2 % of the 100 the account started with.
+    dd = drawdown_series(np.array([98.0, 105.0, 94.5]), start=100.0)
+    np.testing.assert_allclose(dd, [0.02, 0.0, 0.1])
+    # A start below the first sample changes nothing.
+    np.testing.assert_allclose(
+        drawdown_series(np.array([98.0, 90.0]), start=50.0), [0.0, 1 - 90 / 98]
+    )

@@ -27,7 +27,7 @@ from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.planner import exchange_setting, stop_sizing
 from bot.policy.leverage import q2
-from bot.risk.coverage import Coverage, StopLeg, coverage, is_stop
+from bot.risk.coverage import Coverage, StopLeg, closing_side, coverage, is_stop
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
@@ -272,6 +272,20 @@ def protection_gap(
         if stop_sizing(abs(pos.qty), inst, close_position_stops).placeable:
             return "no resting stop-loss"
         return None  # nothing an order can protect: the whole position is the remainder
+    size = abs(pos.qty)
+    if mark is not None:
+        # The usual case first: one valid stop that covers it all on its own.
+        liq = liquidation_of_held(inst, pos, acct, instruments)
+        for o in stops:
+            if (
+                (o.close_position or o.amount == size)
+                and o.side is closing_side(pos.qty)
+                and o.trigger_price is not None
+                and is_valid_stop(
+                    inst, sign=pos.sign, mark=mark, trigger=o.trigger_price, liquidation=liq
+                )
+            ):
+                return None
     cover = stop_cover(inst, pos, acct, instruments, resting)
     if cover.complete:
         return None

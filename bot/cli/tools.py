@@ -166,7 +166,7 @@ def run_vol(
         return payload
     for entry in report:
         console.print(render.vol_table(entry))
-    console.print(render.policy_table(report, policy.name))
+    console.print(render.policy_table(report, policy.name, policy.orders.max_participation))
     if plot is not None:
         console.print(f"plot written to [bold]{plot}[/bold]")
     return payload

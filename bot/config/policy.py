@@ -142,10 +142,15 @@ class PolicyLimits(FrozenModel):
 
 
 class OrderParams(FrozenModel):
-    """Fractional changes below which the bot does not trade or replace protective orders."""
+    """Fractional changes below which the bot does not trade or replace protective orders, and
+    the volume participation cap: no tick adds more to a position than ``max_participation`` x
+    the mean traded volume per decision candle over the volatility window (``None``: off). The
+    rest of the increase follows over the next ticks; reductions are never capped (see
+    :mod:`bot.policy.participation`)."""
 
     rebalance_tolerance: Dec = Field(default=Decimal("0.1"), ge=0, lt=1)
     protective_tolerance: Dec = Field(default=Decimal("0.002"), ge=0, lt=1)
+    max_participation: Dec | None = Field(default=None, gt=0, le=1)
 
 
 class ReentryParams(FrozenModel):

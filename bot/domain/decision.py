@@ -16,6 +16,9 @@ class Decision:
     ``target_qty`` is signed (base asset). ``stop_loss``/``take_profit`` are trigger prices for
     the target position (``None`` when the target is flat or the policy sets no take-profit).
     ``allow_increase`` is False when the policy only permits de-levering (e.g. ``follow``).
+    ``participation_capped`` is True when the volume participation cap cut an increase: the
+    target is this tick's step and the rest follows over the next ticks, so the step is traded
+    even below the rebalance tolerance (bot.policy.participation).
     """
 
     symbol: str
@@ -26,6 +29,7 @@ class Decision:
     take_profit: Decimal | None
     reason: str
     allow_increase: bool = True
+    participation_capped: bool = False
 
     def resized(self, qty: Decimal, leverage_factor: Decimal, note: str) -> Decision:
         """This decision cut to ``qty`` (>= 0, on the step grid; its sign follows the target),
@@ -43,4 +47,5 @@ class Decision:
             take_profit=self.take_profit if kept else None,
             reason=f"{self.reason}; {note}{signed}",
             allow_increase=self.allow_increase,
+            participation_capped=self.participation_capped,
         )

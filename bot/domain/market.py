@@ -27,6 +27,9 @@ class MarketSnapshot:
     """Closed-candle statistics for one contract at ``asof_ms`` (the close of the last used candle).
 
     Volatility figures are annualised fractions; ``atr`` is in quote currency per unit.
+    ``avg_volume`` is the mean traded volume per decision candle (base units) over the
+    volatility estimator's window; ``None`` when unknown (no volume in the data or from the
+    venue, or none traded over the whole window): see :mod:`bot.policy.participation`.
     """
 
     symbol: str
@@ -37,6 +40,7 @@ class MarketSnapshot:
     atr: Decimal
     funding: FundingInfo
     bar_hours: Decimal  # decision timeframe, hours per candle
+    avg_volume: Decimal | None = None
 
     def volatility_over(self, hours: Decimal) -> Decimal:
         """Volatility of the log price over ``hours`` (fraction), from the annualised figure."""

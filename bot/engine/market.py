@@ -78,9 +78,10 @@ def build_snapshot(
     pre = window.statistics
     if pre is not None and (pre.spec is spec or pre.spec == (spec or statistics_spec(policy))):
         # Computed ahead for every window of the history (simulation): the same estimates.
-        vol, a = pre.volatility, pre.atr
+        vol, a, traded = pre.volatility, pre.atr, pre.volume
     else:
         vol, a = window_statistics(window, policy)
+        traded = window_volume(window, n)
     return MarketSnapshot(
         symbol=symbol,
         asof_ms=asof_ms if asof_ms is not None else int(window.ts[-1]) + window.tf_ms,
@@ -90,12 +91,35 @@ def build_snapshot(
         atr=price_statistic(a),
         funding=funding,
         bar_hours=_bar_hours(window.tf_ms),
+        avg_volume=volume_statistic(traded),
     )
 
 
 @functools.cache
 def _bar_hours(tf_ms: int) -> Decimal:
     return Decimal(tf_ms) / Decimal(3_600_000)
+
+
+def window_volume(window: CandleWindow, n: int) -> float:
+    """Mean traded volume per candle (base units) over the last ``n`` candles of ``window`` (the
+    volatility estimator's window: the span the policy already calls "recent"); NaN when the
+    source gives no volume."""
+    v = window.volume
+    if v is None or len(v) < n:
+        return math.nan
+    return float(np.sum(v[-n:])) / n
+
+
+def volume_statistic(x: float) -> Decimal | None:
+    """A mean volume as an exact decimal (8 decimals or 8 significant digits), or ``None`` when
+    it is unknown: NaN (no volume data) or not above zero. A whole window without one traded
+    unit is a feed or venue that reports none far more often than a listed perpetual without a
+    trade: it must not read as "no market" nor as "no limit" (see bot.policy.participation)."""
+    if not x > 0.0 or x == math.inf:  # (NaN fails the first test)
+        return None
+    # price_statistic's rule, inlined: it runs for every contract at every tick.
+    places = 8 if x >= 1.0 else 7 - math.floor(math.log10(x))
+    return Decimal(f"{x:.{places}f}")
 
 
 def window_statistics(window: CandleWindow, policy: Policy) -> tuple[float, float]:

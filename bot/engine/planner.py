@@ -12,9 +12,11 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
   names the remainder no order can protect (:func:`stop_sizing`).
 * Size: reduce-only market orders to de-lever or close, market orders to increase (only where
   allowed). A change below ``rebalance_tolerance`` (fraction of the larger of the current and
-  target size) is not traded, except closing to flat, or cutting a position above the venue's
-  largest market order. An amount above that order is split into near-equal orders within it
-  (a position the bot did not build can exceed it; the venue refuses a larger order).
+  target size) is not traded, except closing to flat, cutting a position above the venue's
+  largest market order, or a step of an increase the volume participation cap cut (the rest
+  follows over the next ticks: a step below the tolerance would otherwise never be taken). An
+  amount above the largest market order is split into near-equal orders within it (a position
+  the bot did not build can exceed it; the venue refuses a larger order).
   Reductions round up to the step (de-lever at least as asked, capped at the part of the
   position on the step); increases round down. A close of a position off the step closes the
   part on the step and names the remainder (a reduce-only order larger than the position is
@@ -123,6 +125,8 @@ def plan_size(
     largest = instrument.largest_order
     if largest is not None and abs(current_qty) > largest >= abs(target):
         tolerance = ZERO  # above what one order can close or one stop protect: always cut
+    elif decision.participation_capped and abs(target) > abs(current_qty):
+        tolerance = ZERO  # one step of a larger increase, worked over the ticks
     if delta == 0 or (current_qty != 0 and abs(delta) < tolerance * larger):
         if delta != 0:
             plan.notes.append(f"size change {abs(delta)} below tolerance {tolerance}")

@@ -185,6 +185,7 @@ def secure_decision(
         take_profit=d.take_profit,
         reason=f"{d.reason}; {'; '.join(notes)}",
         allow_increase=d.allow_increase,
+        participation_capped=d.participation_capped,
     )
 
 

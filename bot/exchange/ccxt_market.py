@@ -73,9 +73,13 @@ class CcxtMarketData:
             start = int(breaks[-1]) + 1 if len(breaks) else 0
             ts, arr = ts[start:], arr[start:]
             o, h, lo, c = arr.T
-            return CandleWindow(ts, o.copy(), h.copy(), lo.copy(), c.copy(), tf_ms)
+            # Base units; a venue that reports none gives 0 (bot.exchange.mapping.closed_candles),
+            # which the snapshot reads as unknown, never as "no limit".
+            volume = np.array([r.volume for r in rows[start:]], dtype=np.float64)
+            volume[~np.isfinite(volume) | (volume < 0)] = 0.0
+            return CandleWindow(ts, o.copy(), h.copy(), lo.copy(), c.copy(), tf_ms, volume=volume)
         empty = np.zeros(0)
-        return CandleWindow(ts, empty, empty, empty, empty, tf_ms)
+        return CandleWindow(ts, empty, empty, empty, empty, tf_ms, volume=empty)
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         # The venue's current rate is the best estimate of the next settlement's.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,17 @@ def _write_stamp(where: Path, key: str, stat: os.stat_result, name: str) -> None
         return  # the next load hashes the source again
 
 
+# ``np.load`` parses the .npy header with ``ast.literal_eval``, and CPython 3.11 before 3.11.8
+# can raise a spurious "SystemError: AST constructor recursion depth mismatch" when two threads
+# build ASTs at once (https://github.com/python/cpython/issues/106905): ``load_histories`` reads
+# two files at a time. The header is a few hundred bytes: one load at a time costs nothing.
+_NPY_LOAD = threading.Lock()
+
+
 def _read_entry(entry: Path, dtype: np.dtype[np.void]) -> Columns | None:
     try:
-        table = np.load(entry, allow_pickle=False)
+        with _NPY_LOAD:
+            table = np.load(entry, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None  # absent or damaged: parse again and overwrite
     fields = table.dtype.fields

@@ -11,7 +11,8 @@ in the reason:
    least ``buffer_vol_units`` daily-volatility units before the liquidation price), the
    contract's and the account's maximum leverage, the exchange bracket;
 4. target quantity = direction x leverage x sleeve equity / price, rounded down to the step,
-   then within the hard caps as the risk gate measures them (:func:`within_hard_caps`);
+   then within the hard caps as the risk gate measures them (:func:`within_hard_caps`), then
+   an increase within the volume participation cap (:mod:`bot.policy.participation`);
 5. stop-loss (trailing: it only ever moves toward the price) and take-profit from the entry.
 """
 
@@ -35,6 +36,7 @@ from bot.domain.decision import Decision
 from bot.policy.allocation import erc_weights, inverse_vol_weights, scale_to_target
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import funding_cap, liquidation_cap, q2, smooth, vol_target_leverage
+from bot.policy.participation import within_participation
 from bot.policy.protection import daily_vol_unit, describe, distance
 
 ZERO = Decimal(0)
@@ -175,6 +177,13 @@ def _decide_one(
             qty = capped
             lev = q2(qty * price / sleeve)
             parts.append(f"{which} at last price {market.last_price} -> qty {qty}")
+    working = False
+    participation = policy.orders.max_participation
+    if participation is not None and qty > 0:
+        qty, cut, working = within_participation(v, qty, participation)
+        if cut is not None:
+            lev = q2(qty * price / sleeve)
+            parts.append(f"{cut}{qty}")
     position = v.position
     held = position.qty if position is not None else ZERO
     if not v.allow_increase and (held * direction <= 0 or qty > abs(held)):
@@ -192,6 +201,7 @@ def _decide_one(
         take_profit=take,
         reason="; ".join(parts),
         allow_increase=v.allow_increase and policy.allow_increase,
+        participation_capped=working,
     )
 
 

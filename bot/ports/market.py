@@ -7,6 +7,7 @@ root chooses one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -41,11 +42,14 @@ class WindowStatistics:
     spec: StatisticsSpec
     volatility: float
     atr: float
+    # Mean traded volume per candle (base units) over the estimator's window; NaN: unknown.
+    volume: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
 class CandleWindow:
-    """The last closed candles of one contract (oldest first), float64 arrays."""
+    """The last closed candles of one contract (oldest first), float64 arrays. ``volume`` is
+    each candle's traded volume in base units, ``None`` when the source gives none."""
 
     ts: npt.NDArray[np.int64]
     open: FloatArray
@@ -54,6 +58,7 @@ class CandleWindow:
     close: FloatArray
     tf_ms: int
     statistics: WindowStatistics | None = None
+    volume: FloatArray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)

@@ -37,7 +37,7 @@ from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowSta
 from bot.sim.cursor import IntArray, TimeCursor
 from bot.sim.triggers import DecimalColumn, FundingTape, TriggerSeries
 from bot.stats.timeframes import parse_timeframe, periods_per_year
-from bot.stats.window_series import trailing_atr, trailing_estimates
+from bot.stats.window_series import trailing_atr, trailing_estimates, trailing_mean
 
 ZERO = Decimal(0)
 # The usual time between funding settlements (8 h): only a guess for the index lookups.
@@ -55,7 +55,10 @@ class ContractHistory:
     selection: tuple[str, ...] = ()  # which timeframe was chosen per series, and why
     # Volatility and ATR of every full decision window, per spec (see HistoricalMarket.
     # precompute): kept with the history so every policy run on it in a process shares them.
-    statistics: dict[StatisticsSpec, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
+    # (volatility, ATR, mean volume per candle over the estimator's window)
+    statistics: dict[StatisticsSpec, tuple[FloatArray, FloatArray, FloatArray]] = field(
+        default_factory=dict
+    )
 
     def gaps(self) -> list[tuple[int, int]]:
         return self.trigger.gaps()
@@ -209,8 +212,8 @@ def load_histories(
         return dict(zip(symbols, loaded, strict=True))
 
 
-# (history, spec, volatility, ATR): the precomputed statistics a market last read.
-_StatsOf = tuple[ContractHistory, StatisticsSpec, FloatArray, FloatArray]
+# (history, spec, volatility, ATR, mean volume): the precomputed statistics a market last read.
+_StatsOf = tuple[ContractHistory, StatisticsSpec, FloatArray, FloatArray, FloatArray]
 
 
 class HistoricalMarket:
@@ -249,10 +252,11 @@ class HistoricalMarket:
         return cursor
 
     def precompute(self, spec: StatisticsSpec) -> None:
-        """Estimate ``spec``'s volatility and ATR for every full window of every contract's
-        decision candles at once (vectorised); :meth:`closed_candles` then hands each window its
-        values (:class:`WindowStatistics`) and the engine looks them up instead of estimating.
-        Windows cut short by a gap or the start of the history are estimated by the engine."""
+        """Estimate ``spec``'s volatility, ATR and mean volume for every full window of every
+        contract's decision candles at once (vectorised); :meth:`closed_candles` then hands each
+        window its values (:class:`WindowStatistics`) and the engine looks them up instead of
+        estimating. Windows cut short by a gap or the start of the history are estimated by the
+        engine."""
         self._spec = spec
         for h in self.contracts.values():
             if spec in h.statistics:
@@ -269,7 +273,7 @@ class HistoricalMarket:
                 spec.lam,
             )
             atr = trailing_atr(c.high, c.low, c.close, spec.atr_window, spec.span)
-            h.statistics[spec] = (vol, atr)
+            h.statistics[spec] = (vol, atr, trailing_mean(c.volume, spec.window))
 
     def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
         c = self.contracts[symbol].decision
@@ -291,6 +295,7 @@ class HistoricalMarket:
             c.close[start:end],
             tf_ms,
             self._statistics(symbol, count, start, end),
+            c.volume[start:end],
         )
 
     def _statistics(self, symbol: str, count: int, start: int, end: int) -> WindowStatistics | None:
@@ -300,14 +305,14 @@ class HistoricalMarket:
         h = self.contracts[symbol]
         known = self._stats_of.get(symbol)
         if known is not None and known[0] is h and known[1] is spec:
-            vol, atr = known[2], known[3]
+            vol, atr, traded = known[2], known[3], known[4]
         else:
-            vol, atr = h.statistics[spec]
-            self._stats_of[symbol] = (h, spec, vol, atr)
+            vol, atr, traded = h.statistics[spec]
+            self._stats_of[symbol] = (h, spec, vol, atr, traded)
         v, a = float(vol[end]), float(atr[end])
         if v != v or a != a:  # NaN: not enough candles before this window
             return None
-        return WindowStatistics(spec, v, a)
+        return WindowStatistics(spec, v, a, float(traded[end]))
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         c = self.contracts[symbol].last

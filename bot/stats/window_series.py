@@ -43,7 +43,7 @@ from bot.stats.volatility import (
     _yz_k,
 )
 
-__all__ = ["rolling", "rolling_atr", "trailing_atr", "trailing_estimates"]
+__all__ = ["rolling", "rolling_atr", "trailing_atr", "trailing_estimates", "trailing_mean"]
 
 _ROWS = 2048  # windows per block: bounds the temporary (rows x window) arrays
 
@@ -130,6 +130,21 @@ def trailing_estimates(
             + (1.0 - k) * rs
         )
     out[needed:] = np.sqrt(np.maximum(var, 0.0) * periods_per_year)
+    return out
+
+
+def trailing_mean(x: FloatArray, window: int) -> FloatArray:
+    """``out[e]`` = mean of the ``window`` values before ``e`` (a candle's traded volume: see
+    :func:`bot.engine.market.window_volume`); NaN while fewer exist."""
+    if window < 1:
+        raise ValueError(f"trailing_mean needs window >= 1, got {window}")
+    n = len(x)
+    out = np.full(n + 1, np.nan)
+    if n < window:
+        return out
+    views = sliding_window_view(x, window)
+    for b in _blocks(len(views)):
+        out[window + b.start : window + b.stop] = views[b].sum(axis=1) / window
     return out
 
 

@@ -137,29 +137,44 @@ def vol_table(entry: ContractVol) -> Table:
     return table
 
 
-def policy_table(report: Sequence[ContractVol], policy_name: str) -> Table:
+def policy_table(
+    report: Sequence[ContractVol], policy_name: str, participation: Decimal | None = None
+) -> Table:
+    """The policy's decision now per contract, with the mean traded volume per decision candle;
+    with ``participation`` (the policy's ``[orders] max_participation``) the most one tick may
+    add too."""
     table = Table(title=f"funding and the target leverage of policy {policy_name} now (flat book)")
-    for column in (
-        "contract",
-        "funding (last)",
-        "annualised",
-        "policy vol",
-        "target lev",
-        "reason",
-    ):
+    columns = ["contract", "funding (last)", "annualised", "policy vol", "avg vol/candle"]
+    if participation is not None:
+        columns.append(f"max/tick ({participation} of avg)")
+    columns += ["target lev", "reason"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("contract", "reason") else "right")
     for entry in report:
         now = entry.policy
         decision = now.decision
-        table.add_row(
+        row = [
             entry.symbol,
             _pct(entry.funding_rate, 4),
             _pct(entry.funding_annualized),
             _pct(now.snapshot.volatility if now.snapshot is not None else None, 1),
+            _volume(now.snapshot.avg_volume if now.snapshot is not None else None),
+        ]
+        if participation is not None:
+            row.append(_volume(now.participation_room))
+        row += [
             "-" if decision is None else f"{decision.target_leverage}x",
             "no data" if decision is None else decision.reason,
-        )
+        ]
+        table.add_row(*row)
     return table
+
+
+def _volume(x: Decimal | None) -> str:
+    """A quantity in base units, 4 significant digits at least ("-": unknown or off)."""
+    if x is None:
+        return "-"
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.4g}"
 
 
 def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:

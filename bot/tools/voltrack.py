@@ -7,7 +7,10 @@ data gap), the latest funding rate annualised, and the decision the policy would
 flat account holding the config's starting balance. That decision is built exactly as the
 engine's tick builds it (same snapshot, same views, same ``decide``, then the same securing step:
 the size within the venue's largest market order and with a placeable stop, then the gross
-cap, then the loss budget), so ``bot vol`` shows the leverage the bot would set.
+cap, then the loss budget), so ``bot vol`` shows the leverage the bot would set. With it, the
+mean traded volume per decision candle over the volatility window and, when the policy sets
+``[orders] max_participation``, the most one tick may add (the first tick's size is cut to it,
+as the engine's is: the rest follows over the next ticks).
 
 Volatilities are annualised fractions (0.6 = 60 % a year); percentiles are 0..100.
 """
@@ -37,6 +40,7 @@ from bot.marketdata.files import DataInventory
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
+from bot.policy.participation import participation_room
 from bot.policy.protection import daily_vol_unit
 from bot.ports.market import CandleWindow
 from bot.risk.gross import cap_to_gross
@@ -92,6 +96,9 @@ class PolicyNow:
     snapshot: MarketSnapshot | None
     decision: Decision | None
     max_leverage: Decimal  # the hard cap the view carried
+    # The most one tick may add ([orders] max_participation x the snapshot's mean volume per
+    # candle, base units); None: the cap is off or the volume unknown.
+    participation_room: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +275,14 @@ def policy_now(
     )
     capped = cap_to_loss_budget(grossed, marks, instruments, budget, limits.stop_slippage)
     decisions = {d.symbol: d for d in capped}
-    return now, {s: PolicyNow(snaps.get(s), decisions.get(s), caps[s]) for s in symbols}
+    fraction = policy.orders.max_participation
+    rooms: dict[str, Decimal] = {}
+    for sym, snap in snaps.items():
+        if fraction is not None and snap.avg_volume is not None:
+            rooms[sym] = participation_room(instruments[sym], fraction, snap.avg_volume)
+    return now, {
+        s: PolicyNow(snaps.get(s), decisions.get(s), caps[s], rooms.get(s)) for s in symbols
+    }
 
 
 def track(config: BotConfig, policy: Policy, inventory: DataInventory) -> list[ContractVol]:
@@ -365,6 +379,12 @@ def jsonable(report: list[ContractVol], policy: Policy) -> dict[str, Any]:
                     "target_leverage": to_text(d.target_leverage) if d is not None else None,
                     "target_qty": to_text(d.target_qty) if d is not None else None,
                     "max_leverage": to_text(c.policy.max_leverage),
+                    # Mean traded volume per decision candle over the volatility window (base
+                    # units; null: unknown), and the most one tick may add when the cap is on.
+                    "avg_volume": to_text(snap.avg_volume) if snap is not None else None,
+                    "volume_window": policy.volatility.window,
+                    "max_participation": to_text(policy.orders.max_participation),
+                    "max_qty_per_tick": to_text(c.policy.participation_room),
                     "reason": d.reason if d is not None else "not enough data",
                 },
             }

@@ -177,9 +177,9 @@ def test_window_statistics_follow_a_replaced_history() -> None:
     market.contracts["X"] = other
     market.precompute(spec)
     second = market.closed_candles("X", 3_600_000, 30, now).statistics
-    vol, atr = other.statistics[spec]
+    vol, atr, traded = other.statistics[spec]
     end = int(np.searchsorted(other.decision.ts, now - 3_600_000, side="right"))
-    assert second == WindowStatistics(spec, float(vol[end]), float(atr[end]))
+    assert second == WindowStatistics(spec, float(vol[end]), float(atr[end]), float(traded[end]))
     assert second != first
 
 

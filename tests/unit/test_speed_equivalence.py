@@ -118,6 +118,7 @@ def test_decision_fields_are_the_ones_the_hot_paths_build() -> None:
         "take_profit",
         "reason",
         "allow_increase",
+        "participation_capped",
     ]
 
 

@@ -273,3 +273,56 @@ def test_policy_now_keeps_within_the_gross_cap_as_the_engine_does(tmp_path: Path
         assert "gross cap" in d.reason
         assert d.target_qty == engine[sym].target_qty
         assert d.reason == engine[sym].reason
+
+
+def test_policy_now_shows_the_volume_and_cuts_to_the_participation_as_the_engine_does(
+    tmp_path: Path,
+) -> None:
+    """A 50,000,000 USDT book with ``max_participation``: ``bot vol`` shows the mean volume per
+    candle and the most one tick may add, and its decision is the engine's first tick, cut to
+    it."""
+    from bot.tools.voltrack import config_instruments
+
+    policy_text = (ROOT / "policies" / "vol_target.toml").read_text()
+    policy_text = policy_text.replace(
+        "rebalance_tolerance = 0.1", "rebalance_tolerance = 0.1\nmax_participation = 0.002"
+    )
+    (tmp_path / "thin.toml").write_text(policy_text)
+    text = CONFIG.read_text().replace('dir = "data/sample"', f'dir = "{SAMPLE}"')
+    text = text.replace('file = "policies/vol_target.toml"', f'file = "{tmp_path / "thin.toml"}"')
+    text = text.replace("starting_balance = 10000", "starting_balance = 50000000")
+    text = text.replace("max_notional_per_contract = 50000", "max_notional_per_contract = 5e9")
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    config = load_config(path)
+    policy = config.policies[0]
+    inventory = discover(SAMPLE)
+    now, mine = policy_now(config, policy, inventory)
+    symbols = tuple(c.symbol for c in config.contracts)
+    histories = {s: load_history(inventory, s, policy.timeframe) for s in symbols}
+    result = replay(
+        config, policy, histories, config_instruments(config, symbols), now, now + 3_600_000
+    )
+    engine = {r.decision.symbol: r.decision for r in result.store.decisions}
+    for sym in symbols:
+        got = mine[sym]
+        d = got.decision
+        assert d is not None
+        assert got.snapshot is not None
+        assert got.snapshot.avg_volume is not None
+        assert got.participation_room is not None
+        assert "max participation 0.002" in d.reason
+        assert abs(d.target_qty) == got.participation_room
+        assert d.target_qty == engine[sym].target_qty
+        assert d.reason == engine[sym].reason
+    result_cli = runner.invoke(app, ["vol", "--config", str(path), "--json"])
+    assert result_cli.exit_code == 0, result_cli.output
+    data = json.loads(result_cli.stdout)
+    for c in data["contracts"]:
+        p = c["policy"]
+        assert p["max_participation"] == "0.002"
+        assert p["volume_window"] == 168
+        assert Decimal(p["max_qty_per_tick"]) <= Decimal("0.002") * Decimal(p["avg_volume"])
+    table = runner.invoke(app, ["vol", "--config", str(path)])
+    assert table.exit_code == 0, table.output
+    assert "max/tick" in table.output

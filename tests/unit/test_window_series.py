@@ -100,7 +100,8 @@ def test_market_hands_out_the_engines_own_numbers_and_estimates_cut_windows() ->
             continue
         assert window.statistics is not None
         handed += 1
-        plain = CandleWindow(window.ts, window.open, window.high, window.low, window.close, HOUR)
+        w = window
+        plain = CandleWindow(w.ts, w.open, w.high, w.low, w.close, HOUR, volume=w.volume)
         vol, a = window_statistics(plain, policy)
         assert window.statistics.volatility == pytest.approx(vol, rel=1e-13)
         assert window.statistics.atr == pytest.approx(a, rel=1e-13)

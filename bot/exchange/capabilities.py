@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.domain.enums import ForcedKind
 from bot.errors import NotSupported
+from bot.exchange.forced_probe import ForcedProbe
 from bot.exchange.paging import Paging
 
 
@@ -27,21 +28,6 @@ class FlatProbe:
     params: Mapping[str, object]  # besides ``symbol`` (the market id)
     rows_path: str  # dotted path of the row list in the answer; "" = the answer
     size_key: str  # the row's size field
-
-
-@dataclass(frozen=True, slots=True)
-class ForcedProbe:
-    """The venue's raw record of the closes it made on its own (liquidation, auto-deleveraging):
-    one page of rows, newest included, read with ``since_param`` = the time to look back to."""
-
-    method: str  # ccxt implicit API method
-    params: Mapping[str, object]  # besides ``symbol`` (the market id) and the time
-    since_param: str
-    rows_path: str  # dotted path of the row list in the answer; "" = the answer
-    kind_key: str  # the row field that says what made the close
-    kinds: Mapping[str, ForcedKind]  # a value of ``kind_key`` (or its prefix) -> the kind
-    qty_key: str
-    time_key: str
 
 
 @dataclass(frozen=True, slots=True)

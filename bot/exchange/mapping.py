@@ -10,17 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from bot.domain.enums import MarginMode, OrderPurpose
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.orders import ForcedClose
 from bot.domain.position import Balance, Position
 from bot.errors import NotSupported, PermanentExchangeError
+from bot.exchange.forced_probe import ForcedProbe
 from bot.ports import client_ids
-
-if TYPE_CHECKING:  # (capabilities imports this module through paging)
-    from bot.exchange.capabilities import ForcedProbe
 
 ZERO = Decimal(0)
 ONE = Decimal(1)

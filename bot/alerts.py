@@ -2,9 +2,10 @@
 rate-limited so an outage does not flood anyone.
 
 Conditions (:func:`conditions`): margin ratio above a threshold, a liquidation price closer than
-``k`` daily-volatility units, a position without a resting stop-loss, a change of trading state,
-a failed tick. Each alert has a ``key`` naming the condition and the contract: an alert whose key
-was delivered within the dedup window is recorded but not sent again, and no more than
+``k`` daily-volatility units, a position without a resting stop-loss or with part of it not
+covered by its stops (how much, in the message), a change of trading state, a failed tick.
+Each alert has a ``key`` naming the condition and the contract: an alert whose key was
+delivered within the dedup window is recorded but not sent again, and no more than
 ``max_per_hour`` alerts are sent in any hour.
 """
 
@@ -19,7 +20,6 @@ from typing import Protocol
 from loguru import logger
 
 from bot.clock import Clock
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.margin import maintenance_margin
 from bot.domain.market import MarketSnapshot
@@ -27,6 +27,7 @@ from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.extras import require
 from bot.logs import REDACTOR, redact
+from bot.risk.coverage import coverage, resting_stops
 
 DAYS = Decimal(365)
 
@@ -66,21 +67,26 @@ def conditions(
         mark = marks[sym]
         maint += maintenance_margin(instruments[sym], pos.notional(mark))
         upnl += pos.unrealized_pnl(mark)
-        # The bot's stop, or a stop order placed by hand (not the bot's client id) on the side
-        # that closes the position: a position opened by hand and protected by hand is not naked.
-        closing = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
-        stops = [
-            o
-            for o in resting.get(sym, [])
-            if o.purpose is OrderPurpose.STOP_LOSS
-            or (o.purpose is None and o.type is OrderType.STOP_MARKET and o.side is closing)
-        ]
-        if not stops:
+        # The bot's stops, and stop orders placed by hand (not the bot's client id), on the
+        # side that closes the position: a position opened and protected by hand is not naked.
+        # A close-position stop covers it all; sized stops add up (see bot.risk.coverage).
+        legs = resting_stops(resting.get(sym, []))
+        cover = coverage(pos.qty, legs)
+        if cover.stops == 0:
+            wrong = " (a stop rests on the side that would add to it: no protection)"
             out.append(
                 Alert(
                     f"no_stop:{sym}",
                     "critical",
-                    f"{sym}: position {pos.qty} has no resting stop-loss",
+                    f"{sym}: position {pos.qty} has no resting stop-loss" + (wrong if legs else ""),
+                )
+            )
+        elif not cover.complete:
+            out.append(
+                Alert(
+                    f"part_unprotected:{sym}",
+                    "critical",
+                    f"{sym}: position {pos.qty}: {cover.describe()}",
                 )
             )
         snap = snapshots.get(sym)

@@ -36,6 +36,15 @@ def qty(value: Decimal | None, step: Decimal | None) -> str:
     return fixed(value, places_of(step) if step is not None else 8)
 
 
+def held_qty(value: Decimal | None, step: Decimal | None) -> str:
+    """A position's size as :func:`qty`, except that a size finer than the step (opened at a
+    finer step, or the part of it no order can carry) is shown to its own last digit, never
+    rounded onto the step: 0.123 at the step 0.01 is not "0.12"."""
+    if step is not None and value is not None and value.is_finite() and value % step != 0:
+        return fixed(value, max(places_of(step), places_of(value)))
+    return qty(value, step)
+
+
 def money(value: Decimal | None, *, grouping: bool = False) -> str:
     return fixed(value, 2, grouping=grouping)
 

@@ -16,6 +16,7 @@ from bot.cli.terminal import unclipped
 from bot.config.models import BotConfig
 from bot.domain.instrument import Instrument
 from bot.logs import redact
+from bot.risk.coverage import coverage, plain, recorded_stops
 from bot.store.incidents import unprotected_since
 
 if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
@@ -55,7 +56,8 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
     legs += [(h, "hedge") for h in (hedge.instruments if hedge is not None else ())]
     last_decision = views.latest_decisions(store, [sym for sym, _ in legs])
     resting: dict[str, dict[str, str]] = {}
-    for o in store.open_orders():
+    open_orders = store.open_orders()
+    for o in open_orders:
         if o.request.purpose.is_protective:
             resting.setdefault(o.request.symbol, {})[o.request.purpose.name.lower()] = (
                 _s(o.request.trigger_price) or ""
@@ -101,6 +103,13 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         # A position the bot did not open (as the engine's reconcile decides): left alone; its
         # stop, if any, is not the bot's order and not known here.
         row["foreign"] = bool(held and direction != "follow" and not store.has_filled_entry(sym))
+        # How much of the position the bot's resting stops do not cover (bot.risk.coverage, as
+        # the alerts count it); unknown for a position not held or not the bot's.
+        row["unprotected_qty"] = (
+            plain(coverage(pos.qty, recorded_stops(open_orders, sym)).uncovered)
+            if pos is not None and held and not row["foreign"]
+            else None
+        )
         row["last_decision"] = _iso(rec.ts_ms) if rec else None
         row["reason"] = rec.decision.reason if rec else None
         contracts.append(row)
@@ -214,7 +223,7 @@ def contracts_table(
         rate = _d(f.get("rate"))
         table.add_row(
             row["symbol"],
-            numbers.qty(_d(row["position"]), step),
+            numbers.held_qty(_d(row["position"]), step),
             numbers.price(_d(row["entry_price"]), tick, grouping=group),
             numbers.fixed(_d(row["current_leverage"]), 2),
             numbers.fixed(_d(row["target_leverage"]), 2),
@@ -222,11 +231,21 @@ def contracts_table(
             numbers.fixed(_d(row["liquidation_distance_vol_units"]), 2),
             numbers.price(_d(row["stop_loss"]), tick, grouping=group),
             numbers.price(_d(row["take_profit"]), tick, grouping=group),
-            str(row.get("unprotected_since") or "-"),
+            _unprotected_cell(row),
             (str(rate) if rate is not None else "") if plain else numbers.percent(rate, 4),
             str(f.get("time") or "-"),
         )
     return table
+
+
+def _unprotected_cell(row: dict[str, Any]) -> str:
+    """Since when the position has been unprotected, and how much of it no stop covers."""
+    since = row.get("unprotected_since")
+    naked = row.get("unprotected_qty")
+    part = f"{naked} not covered by a stop" if naked not in (None, "0") else None
+    if since and part:
+        return f"{since}; {part}"
+    return str(since or part or "-")
 
 
 def _toward_mark(row: dict[str, Any], spec: Instrument | None) -> Decimal | None:

@@ -24,6 +24,7 @@ from bot.instruments import instrument_for
 from bot.logs import redact
 from bot.numbers import fixed, money, price, qty
 from bot.ports.store import EquitySnapshot, RiskMemory
+from bot.risk.coverage import coverage, recorded_stops
 from bot.stats.timeframes import parse_timeframe
 from bot.store import views
 from bot.store.incidents import unprotected_since
@@ -153,7 +154,8 @@ class AccountSource:
         symbols = self.symbols()
         last = views.latest_decisions(self.store, symbols)
         resting: dict[tuple[str, OrderPurpose], Decimal | None] = {}
-        for o in views.open_orders(self.store):
+        open_orders = views.open_orders(self.store)
+        for o in open_orders:
             if o.request.purpose.is_protective:
                 resting[(o.request.symbol, o.request.purpose)] = o.request.trigger_price
         incidents = unprotected_since(
@@ -207,6 +209,10 @@ class AccountSource:
                     unprotected_since_ms=incidents.get(sym),
                     cooldown=cooling.reason(sym, now_ms),
                     foreign=self._foreign(pos, direction),
+                    # as the alerts count it (bot.risk.coverage): how much no stop covers
+                    unprotected_qty=coverage(pos.qty, recorded_stops(open_orders, sym)).uncovered
+                    if pos is not None and pos.is_open
+                    else None,
                 )
             )
         return out

@@ -95,6 +95,7 @@ def _templates() -> Jinja2Templates:
     env = templates.env
     env.filters["price"] = lambda v, tick=None: numbers.price(v, tick, grouping=True)
     env.filters["qty"] = lambda v, step=None: numbers.qty(v, step)
+    env.filters["held_qty"] = lambda v, step=None: numbers.held_qty(v, step)
     env.filters["money"] = lambda v: numbers.money(v, grouping=True)
     env.filters["pct"] = lambda v, places=2: numbers.percent(v, places)
     env.filters["fixed"] = lambda v, places=2: numbers.fixed(v, places)

@@ -117,7 +117,10 @@ CONTRACT_GAUGES = {
     "liq": ("bot_liquidation_distance_ratio", "|mark - liquidation price| / mark"),
     "liq_vol": ("bot_liquidation_distance_vol_units", "liquidation distance in daily vols"),
     "funding": ("bot_funding_rate_ratio", "funding rate per interval (> 0: longs pay)"),
-    "nostop": ("bot_position_without_stop", "1: an open position has no resting stop-loss"),
+    "nostop": (
+        "bot_position_without_stop",
+        "1: an open position has no resting stop-loss, or part of it none covers",
+    ),
 }
 
 

@@ -44,6 +44,9 @@ class ContractView:
     # A position the bot did not open (direction not "follow"): left alone, its orders are not
     # the bot's, so whether a stop rests for it is not known here.
     foreign: bool = False
+    # How much of the position the bot's resting stops do not cover (bot.risk.coverage, as the
+    # alerts count it): 0 when covered; None when not held (or not known).
+    unprotected_qty: Decimal | None = None
 
     @property
     def slug(self) -> str:
@@ -77,7 +80,20 @@ class ContractView:
             return True
         if self.foreign:
             return False  # its stop, if any, is not the bot's order: not known here
-        return self.qty is not None and self.qty != 0 and self.stop_loss is None
+        if self.qty is None or self.qty == 0:
+            return False
+        return self.stop_loss is None or (self.unprotected_qty or 0) > 0
+
+    @property
+    def partly_covered(self) -> bool:
+        """A stop rests but covers only part of the position (``unprotected_qty`` says how
+        much is not)."""
+        return (
+            not self.foreign
+            and self.stop_loss is not None
+            and self.unprotected_qty is not None
+            and self.unprotected_qty > 0
+        )
 
 
 @dataclass(frozen=True, slots=True)

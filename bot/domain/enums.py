@@ -57,6 +57,13 @@ class OrderStatus(StrEnum):
         return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
 
 
+class ForcedKind(StrEnum):
+    """Why the venue itself closed part of a position (its own order, not the account's)."""
+
+    LIQUIDATION = "liquidation"
+    ADL = "auto-deleveraging"
+
+
 class TradingState(StrEnum):
     ACTIVE = "active"
     REDUCING = "reducing"  # only reduce-only orders pass
@@ -89,6 +96,9 @@ class EventKind(StrEnum):
     PROTECTED = "protected"  # a position that was unprotected has its stop again
     TRIGGERED = "triggered"  # a resting order filled on the exchange between reads
     COOLDOWN = "cooldown"  # a contract's re-entry cooldown started (restored after a restart)
+    # a position shrank on the exchange's side other than by the bot's stop-loss: a liquidation,
+    # an ADL, a reversal, or reduced outside the bot (named from what the exchange says)
+    EXIT = "exit"
     CATALOGUE = "catalogue"  # a contract's specification changed on the venue (catalogue sync)
     HEDGE = "hedge"  # the hedge leg was held (spot wallet unreadable, no market data)
     MARKET_DATA = "market_data"  # a contract's market data could not be read: no decision for it

@@ -103,6 +103,19 @@ class Instrument:
     def ceil_qty(self, qty: Decimal) -> Decimal:
         return (qty / self.step_size).to_integral_value(rounding=ROUND_CEILING) * self.step_size
 
+    def orderable(self, qty: Decimal) -> bool:
+        """Whether one order of ``qty`` (absolute) passes the quantity filters: on the step grid
+        and at least the minimum. A position opened at a finer step (by hand, or before the
+        venue made its step coarser) or below a raised minimum is not: no order sized to it
+        is accepted (Binance -1111/-4003, Bybit 10001)."""
+        return qty >= self.min_qty and qty % self.step_size == 0
+
+    def orderable_part(self, qty: Decimal) -> Decimal:
+        """The largest part of ``qty`` (absolute) one order can trade: ``qty`` rounded down to
+        the step, or 0 when that is below the minimum quantity."""
+        part = self.floor_qty(qty)
+        return part if part >= self.min_qty else Decimal(0)
+
     @property
     def largest_order(self) -> Decimal | None:
         """``max_order_qty`` on the step grid (rounded down): the most one order can trade."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import ForcedKind, OrderPurpose, OrderSide, OrderStatus, OrderType
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,18 @@ class Order:
 
     def with_status(self, status: OrderStatus) -> Order:
         return replace(self, status=status)
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedClose:
+    """A close the venue made on its own: a liquidation or an auto-deleveraging (ADL) order,
+    as the venue records it (Binance ``/fapi/v1/forceOrders``, Bybit executions ``BustTrade``
+    / ``AdlTrade``)."""
+
+    symbol: str
+    kind: ForcedKind
+    qty: Decimal  # base asset, > 0
+    timestamp_ms: int
 
 
 @dataclass(frozen=True, slots=True)

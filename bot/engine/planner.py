@@ -5,7 +5,11 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
   triggered on the mark price, sized to the position. A protective order that must change is
   replaced by placing the new one **before** cancelling the old, so there is never a gap. A change
   of trigger price below ``protective_tolerance`` (fraction) does not churn orders. Protective
-  orders of a flat contract (orphans) and duplicates are cancelled.
+  orders of a flat contract (orphans) and duplicates are cancelled. A position no order can
+  carry (off the venue's quantity step, or below its minimum: opened by hand at a finer step,
+  or before the venue made its step coarser) gets a close-position stop where the venue has
+  one (Binance ``closePosition``), else a stop sized to the part on the step, and the plan
+  names the remainder no order can protect (:func:`stop_sizing`).
 * Size: reduce-only market orders to de-lever or close, market orders to increase (only where
   allowed). A change below ``rebalance_tolerance`` (fraction of the larger of the current and
   target size) is not traded, except closing to flat, cutting a position above the venue's
@@ -13,8 +17,10 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
   follows over the next ticks: a step below the tolerance would otherwise never be taken). An
   amount above the largest market order is split into near-equal orders within it (a position
   the bot did not build can exceed it; the venue refuses a larger order).
-  Reductions round up to the step (de-lever at least as asked, capped at the position);
-  increases round down.
+  Reductions round up to the step (de-lever at least as asked, capped at the part of the
+  position on the step); increases round down. A close of a position off the step closes the
+  part on the step and names the remainder (a reduce-only order larger than the position is
+  refused by the venue: Binance -2022 on the loopback; not assumed to pass).
 """
 
 from __future__ import annotations
@@ -42,6 +48,15 @@ class ProtectionPlan:
     place: list[OrderRequest] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)  # client ids, cancelled after ``place``
     notes: list[str] = field(default_factory=list)
+    # A close-position order cannot be placed before the old one is cancelled (one per side
+    # and type: Binance -4130): ``place`` holds a stop sized to the part on the step that
+    # bridges the swap, ``cancel`` the old order, then ``then_place`` the new one and, once it
+    # rests, ``then_cancel`` the bridge.
+    then_place: list[OrderRequest] = field(default_factory=list)
+    then_cancel: list[str] = field(default_factory=list)
+    # The part of the position no resting order can protect (a venue without close-position
+    # stops, a position off its step): 0 when the plan covers the whole position.
+    remainder: Decimal = ZERO
 
 
 @dataclass(slots=True)
@@ -50,6 +65,35 @@ class SizePlan:
     reduce: list[OrderRequest] = field(default_factory=list)
     increase: list[OrderRequest] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The part of the position a close or cut leaves because no order can carry it (off the
+    # venue's step or below its minimum): 0 when the orders trade what was asked.
+    remainder: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class StopSizing:
+    """How a protective order covers a position of ``size`` (absolute) on one venue."""
+
+    amount: Decimal | None  # the order's size; None: close-position, or no order possible
+    close_position: bool
+    remainder: Decimal  # what the order leaves unprotected (0: the whole position)
+
+    @property
+    def placeable(self) -> bool:
+        return self.close_position or self.amount is not None
+
+
+def stop_sizing(size: Decimal, instrument: Instrument | None, close_position: bool) -> StopSizing:
+    """The order that protects a position of absolute ``size``: sized to it when an order of
+    that size is accepted; else a close-position order where the venue takes one (it closes
+    the whole position whatever its size); else sized to the part on the step (the remainder
+    below the step, or the whole position below the minimum, stays unprotected and named)."""
+    if instrument is None or instrument.orderable(size):
+        return StopSizing(size, False, ZERO)
+    if close_position:
+        return StopSizing(None, True, ZERO)
+    part = instrument.orderable_part(size)
+    return StopSizing(part if part > 0 else None, False, size - part)
 
 
 def exchange_setting(target_leverage: Decimal, instrument: Instrument, notional: Decimal) -> int:
@@ -71,10 +115,8 @@ def plan_size(
     target = decision.target_qty
     sym = decision.symbol
     if current_qty != 0 and (target == 0 or (target > 0) != (current_qty > 0)):
-        side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
-        plan.reduce.extend(
-            market_orders(new_id, sym, side, OrderPurpose.CLOSE, abs(current_qty), instrument)
-        )
+        if not _close(plan, new_id, sym, current_qty, instrument):
+            return plan  # a remainder no order can carry is still held: no flip through it
         current_qty = ZERO
     if target == 0:
         return plan
@@ -94,11 +136,7 @@ def plan_size(
         plan.leverage = setting
     increasing = abs(target) > abs(current_qty)
     if not increasing:
-        amount = min(instrument.ceil_qty(abs(delta)), abs(current_qty))
-        side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
-        plan.reduce.extend(
-            market_orders(new_id, sym, side, OrderPurpose.REDUCE, amount, instrument)
-        )
+        _reduce(plan, new_id, sym, current_qty, abs(delta), instrument)
         return plan
     if not decision.allow_increase:
         plan.notes.append("increase not allowed by the policy")
@@ -112,6 +150,60 @@ def plan_size(
     return plan
 
 
+def _tradable(held: Decimal, instrument: Instrument) -> Decimal:
+    """What orders can trade of a position of absolute ``held``: all of it when an order of
+    that size is accepted, else the part on the step (0 below the minimum)."""
+    return held if instrument.orderable(held) else instrument.orderable_part(held)
+
+
+def _close(
+    plan: SizePlan, new_id: IdFactory, sym: str, current_qty: Decimal, instrument: Instrument
+) -> bool:
+    """Reduce-only orders that close the position; False when a remainder no order can carry
+    stays held (named in the plan)."""
+    held = abs(current_qty)
+    part = _tradable(held, instrument)
+    side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
+    if part > 0:
+        plan.reduce.extend(market_orders(new_id, sym, side, OrderPurpose.CLOSE, part, instrument))
+    if part == held:
+        return True
+    plan.remainder = held - part
+    plan.notes.append(_remainder_note(held, part, instrument))
+    return False
+
+
+def _reduce(
+    plan: SizePlan,
+    new_id: IdFactory,
+    sym: str,
+    current_qty: Decimal,
+    cut: Decimal,
+    instrument: Instrument,
+) -> None:
+    """Reduce-only orders that cut ``cut`` (rounded up to the step) off the position, at most
+    what orders can trade of it."""
+    held = abs(current_qty)
+    most = _tradable(held, instrument)
+    amount = min(instrument.ceil_qty(cut), most)
+    if most != held and amount == most:
+        plan.remainder = held - most
+        plan.notes.append(_remainder_note(held, most, instrument))
+    if amount > 0:
+        side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
+        plan.reduce.extend(
+            market_orders(new_id, sym, side, OrderPurpose.REDUCE, amount, instrument)
+        )
+
+
+def _remainder_note(size: Decimal, part: Decimal, instrument: Instrument) -> str:
+    return (
+        f"position {size} is off the exchange's quantity step {instrument.step_size} "
+        f"(minimum {instrument.min_qty}): orders trade {part}; {size - part} stays, no order "
+        "can carry it"
+    )
+
+
 def plan_protection(
     symbol: str,
     position_qty: Decimal,
@@ -120,8 +212,14 @@ def plan_protection(
     resting: Sequence[Order],
     tolerance: Decimal,
     new_id: IdFactory,
+    *,
+    instrument: Instrument | None = None,
+    close_position: bool = False,
 ) -> ProtectionPlan:
-    """Orders that leave exactly the wanted protective orders resting for ``position_qty``."""
+    """Orders that leave exactly the wanted protective orders resting for ``position_qty``.
+
+    With ``instrument``, a position no order can carry is covered as :func:`stop_sizing` says
+    (``close_position``: the venue takes close-position stops)."""
     plan = ProtectionPlan()
     if position_qty == 0:
         for o in resting:
@@ -132,37 +230,110 @@ def plan_protection(
     stops, takes = _protective_by_purpose(resting)
     size = abs(position_qty)
     side = _SELL if position_qty > 0 else _BUY
+    sizing = stop_sizing(size, instrument, close_position)
+    plan.remainder = sizing.remainder
+    # The take-profit is no protection: where the stop closes the whole position, it is sized
+    # to the part on the step, so it never competes with the stop for the venue's one
+    # close-position order per side (Binance -4130, whose scope by type is not documented).
+    take_sizing = stop_sizing(size, instrument, False) if sizing.close_position else sizing
     wants = (
-        (_STOP_LOSS, _STOP_MARKET, stop_loss, stops),
-        (_TAKE_PROFIT, _TAKE_PROFIT_MARKET, take_profit, takes),
+        (_STOP_LOSS, _STOP_MARKET, stop_loss, stops, sizing),
+        (_TAKE_PROFIT, _TAKE_PROFIT_MARKET, take_profit, takes, take_sizing),
     )
-    for purpose, otype, price, existing in wants:
+    for purpose, otype, price, existing, how in wants:
         keep = None
+        cancel: list[Order] = []
         for o in existing:
-            if keep is None and price is not None and _matches(o, side, size, price, tolerance):
+            if keep is None and price is not None and _matches(o, side, how, price, tolerance):
                 keep = o
             else:
-                plan.cancel.append(o.client_id)
+                cancel.append(o)
         if len(existing) > 1:
             plan.notes.append(
                 f"{len(existing)} resting {purpose.name.lower()} orders: reduced to one"
             )
-        if price is None:
+        if price is None or keep is not None or not how.placeable:
+            plan.cancel.extend(o.client_id for o in cancel)
             continue
-        if keep is None:
-            plan.place.append(
-                OrderRequest(
-                    client_id=new_id(purpose),
-                    symbol=symbol,
-                    side=side,
-                    type=otype,
-                    purpose=purpose,
-                    amount=size,
-                    reduce_only=True,
-                    trigger_price=price,
-                )
+        if how.close_position and _by_hand_whole(resting, side, otype):
+            # The venue holds one close-position order per side (Binance -4130): one placed by
+            # hand already closes the whole position; the verification counts it.
+            plan.notes.append(
+                f"a close-position {purpose.name.lower()} placed by hand rests on this side: "
+                "the exchange takes one per side; it covers the position"
             )
+            plan.cancel.extend(o.client_id for o in cancel)
+            continue
+        wanted = _Wanted(symbol, side, otype, purpose, price)
+        _replace(plan, wanted, cancel, how, size, instrument, new_id)
+    if plan.remainder and instrument is not None and plan.place:
+        plan.notes.append(
+            f"position {size} is off the exchange's quantity step {instrument.step_size} "
+            f"(minimum {instrument.min_qty}) and the exchange has no close-position stop: "
+            f"protective orders cover {size - plan.remainder}, {plan.remainder} unprotected"
+        )
     return plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """One protective order wanted for a position, whatever its size."""
+
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    purpose: OrderPurpose
+    trigger: Decimal
+
+    def order(self, cid: str, amount: Decimal | None, whole: bool) -> OrderRequest:
+        return OrderRequest(
+            client_id=cid,
+            symbol=self.symbol,
+            side=self.side,
+            type=self.type,
+            purpose=self.purpose,
+            amount=amount,
+            reduce_only=not whole,
+            trigger_price=self.trigger,
+            close_position=whole,
+        )
+
+
+def _replace(
+    plan: ProtectionPlan,
+    wanted: _Wanted,
+    cancel: list[Order],
+    sizing: StopSizing,
+    size: Decimal,
+    instrument: Instrument | None,
+    new_id: IdFactory,
+) -> None:
+    """Place ``wanted`` (sized as ``sizing`` says) and cancel the resting ``cancel``: new
+    before old, except where the venue holds one close-position order per side and type."""
+    purpose = wanted.purpose
+    blocking = [o for o in cancel if o.close_position and o.side is wanted.side]
+    if not (sizing.close_position and blocking):
+        plan.cancel.extend(o.client_id for o in cancel)
+        plan.place.append(wanted.order(new_id(purpose), sizing.amount, sizing.close_position))
+        return
+    # The venue refuses a second close-position order on this side (Binance -4130): the old
+    # one goes first; a stop on the part on the step bridges the swap.
+    part = instrument.orderable_part(size) if instrument is not None else ZERO
+    if purpose is _STOP_LOSS and part > 0:
+        bridge = wanted.order(new_id(purpose), part, False)
+        plan.place.append(bridge)
+        plan.then_cancel.append(bridge.client_id)
+    plan.cancel.extend([o.client_id for o in blocking])
+    plan.cancel.extend([o.client_id for o in cancel if o not in blocking])
+    plan.then_place.append(wanted.order(new_id(purpose), None, True))
+
+
+def _by_hand_whole(resting: Sequence[Order], side: OrderSide, otype: OrderType) -> bool:
+    """A close-position order placed by hand (not the bot's) rests on ``side``."""
+    return any(
+        o.purpose is None and o.close_position and o.side is side and o.type is otype
+        for o in resting
+    )
 
 
 def _protective_by_purpose(resting: Sequence[Order]) -> tuple[list[Order], list[Order]]:
@@ -177,10 +348,12 @@ def _protective_by_purpose(resting: Sequence[Order]) -> tuple[list[Order], list[
     return stops, takes
 
 
-def _matches(order: Order, side: OrderSide, size: Decimal, price: Decimal, tol: Decimal) -> bool:
+def _matches(
+    order: Order, side: OrderSide, sizing: StopSizing, price: Decimal, tol: Decimal
+) -> bool:
     if order.side is not side or order.trigger_price is None:
         return False
-    if not order.close_position and order.amount != size:
+    if not order.close_position and (sizing.close_position or order.amount != sizing.amount):
         return False
     return abs(order.trigger_price - price) <= tol * price
 

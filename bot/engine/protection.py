@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode, OrderPurpose
+from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.margin import (
     liquidation_price_cross,
@@ -25,8 +25,9 @@ from bot.domain.margin import (
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.engine.account import AccountView
-from bot.engine.planner import exchange_setting
+from bot.engine.planner import exchange_setting, stop_sizing
 from bot.policy.leverage import q2
+from bot.risk.coverage import Coverage, StopLeg, closing_side, coverage, is_stop
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
@@ -211,33 +212,105 @@ def secure_stop(
     )
 
 
+def valid_stops(
+    inst: Instrument,
+    pos: Position,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    resting: Sequence[Order],
+) -> list[Order]:
+    """The resting stops (the bot's, or placed by hand: :func:`bot.risk.coverage.is_stop`)
+    whose trigger protects ``pos`` now: strictly between the mark and the liquidation price, on
+    the grid (:func:`is_valid_stop`)."""
+    mark = acct.marks.get(pos.symbol)
+    if mark is None:
+        return []
+    stops = [o for o in resting if is_stop(o) and o.is_open]
+    if not stops:
+        return []
+    liq = liquidation_of_held(inst, pos, acct, instruments)
+    return [
+        o
+        for o in stops
+        if o.trigger_price is not None
+        and is_valid_stop(inst, sign=pos.sign, mark=mark, trigger=o.trigger_price, liquidation=liq)
+    ]
+
+
+def stop_cover(
+    inst: Instrument,
+    pos: Position,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    resting: Sequence[Order],
+) -> Coverage:
+    """How much of ``pos`` its valid resting stops protect (:mod:`bot.risk.coverage`)."""
+    valid = valid_stops(inst, pos, acct, instruments, resting)
+    return coverage(pos.qty, (StopLeg(o.side, o.amount, o.close_position) for o in valid))
+
+
 def protection_gap(
     inst: Instrument,
     pos: Position,
     acct: AccountView,
     instruments: Mapping[str, Instrument],
     resting: Sequence[Order],
+    *,
+    close_position_stops: bool = False,
 ) -> str | None:
-    """Why ``pos`` is not protected (``None``: a valid stop sized to it rests)."""
+    """Why ``pos`` is not protected as well as the venue allows (``None``: valid stops on the
+    closing side cover it).
+
+    Covered means: a valid close-position stop, or valid sized stops that add up to the
+    position, the bot's or placed by hand on the closing side (as the alerts count them). A
+    position no order can carry on a venue without close-position stops is covered when its
+    stops cover the part on the step: the remainder is no gap the bot can close (no order can
+    trade it either); :func:`unprotected_remainder` names it.
+    """
     mark = acct.marks.get(pos.symbol)
-    stops = [o for o in resting if o.purpose is OrderPurpose.STOP_LOSS and o.is_open]
+    stops = [o for o in resting if is_stop(o) and o.is_open]
     if not stops:
-        return "no resting stop-loss"
-    liq = liquidation_of_held(inst, pos, acct, instruments)
+        if stop_sizing(abs(pos.qty), inst, close_position_stops).placeable:
+            return "no resting stop-loss"
+        return None  # nothing an order can protect: the whole position is the remainder
     size = abs(pos.qty)
-    for o in stops:
-        if o.trigger_price is None or mark is None:
-            continue
-        sized = o.close_position or o.amount == size
-        if sized and is_valid_stop(
-            inst, sign=pos.sign, mark=mark, trigger=o.trigger_price, liquidation=liq
-        ):
-            return None
+    if mark is not None:
+        # The usual case first: one valid stop that covers it all on its own.
+        liq = liquidation_of_held(inst, pos, acct, instruments)
+        for o in stops:
+            if (
+                (o.close_position or o.amount == size)
+                and o.side is closing_side(pos.qty)
+                and o.trigger_price is not None
+                and is_valid_stop(
+                    inst, sign=pos.sign, mark=mark, trigger=o.trigger_price, liquidation=liq
+                )
+            ):
+                return None
+    cover = stop_cover(inst, pos, acct, instruments, resting)
+    if cover.complete:
+        return None
+    remainder = stop_sizing(cover.size, inst, close_position_stops).remainder
+    if remainder and cover.covered >= cover.size - remainder:
+        return None
+    liq = liquidation_of_held(inst, pos, acct, instruments)
     first = stops[0]
     return (
         f"stop {first.client_id} ({first.amount} at {first.trigger_price}) does not protect "
-        f"{pos.qty} at mark {mark} (liquidation {liq})"
+        f"{pos.qty} at mark {mark} (liquidation {liq}): {cover.describe()}"
     )
+
+
+def unprotected_remainder(
+    inst: Instrument,
+    pos: Position,
+    acct: AccountView,
+    instruments: Mapping[str, Instrument],
+    resting: Sequence[Order],
+) -> Coverage:
+    """The coverage of a position :func:`protection_gap` passed: its ``uncovered`` part is what
+    no order can protect on this venue (0 for a fully protected position)."""
+    return stop_cover(inst, pos, acct, instruments, resting)
 
 
 def _others(

@@ -60,6 +60,8 @@ class Reconciler:
         # the venue closed them. It is known from the order records, so it also holds for a
         # stop that fired while the bot was down (the engine starts the re-entry cooldown).
         self.stopped_out: set[str] = set()
+        # Contracts whose take-profit (one of the bot's own orders) this reconcile found filled.
+        self.took_profit: set[str] = set()
         # Contracts where this reconcile learnt that one of the bot's own orders that is not
         # protective (an entry, a reduction, a close) filled: a position change it explains is
         # the bot's doing, not an exit by the venue (an outcome unknown when it was sent, e.g.
@@ -68,6 +70,7 @@ class Reconciler:
 
     def reconcile(self, now: int) -> AccountView:
         self.stopped_out = set()
+        self.took_profit = set()
         self.own_fills = set()
         for record in self.store.unresolved_orders():
             found = self.exchange.fetch_order(record.request.symbol, record.client_id)
@@ -183,6 +186,8 @@ class Reconciler:
             if status is OrderStatus.FILLED and record.request.purpose.is_protective:
                 if record.request.purpose is OrderPurpose.STOP_LOSS:
                     self.stopped_out.add(sym)
+                elif record.request.purpose is OrderPurpose.TAKE_PROFIT:
+                    self.took_profit.add(sym)
                 price = found.average_price if found is not None else None
                 self.event(
                     now,

@@ -3,21 +3,26 @@ before it may add exposure again.
 
 The engine notes what it left behind at the end of each tick or guard run (position size and the
 ids of its resting stop-loss and take-profit orders). At the next reconcile, a position that
-shrank without the engine trading is an exit on the exchange's side: if a take-profit disappeared
-and the stop-loss did not, it was a take-profit (no cooldown); otherwise a stop-loss or a
-liquidation, and the contract cools down from the moment the engine saw it. A move of the trading
-state away from ``active`` cools every contract down.
+shrank without the engine trading is named from what the exchange says, never guessed
+(:func:`exit_kind`): the bot's own stop-loss filled (the order, looked up by client id, is
+filled); its take-profit filled (no cooldown); a liquidation or an auto-deleveraging the venue
+records (Binance force orders, Bybit executions); a reversal the bot did not make; otherwise
+"reduced outside the bot" (or "closed outside the bot"): an order not placed by the bot, or a
+forced close the venue's record does not show. Every exit but a take-profit cools the contract
+down from the moment the engine saw it (the safe side when the cause is unknown). A move of the
+trading state away from ``active`` cools every contract down.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from bot.domain.enums import EventKind, OrderPurpose
+from bot.domain.enums import EventKind, ForcedKind, OrderPurpose
+from bot.domain.orders import ForcedClose
 from bot.engine.account import AccountView
 from bot.ports.store import RiskEvent, StorePort
 
@@ -85,27 +90,54 @@ def held_at_start(store: StorePort, symbols: Iterable[str]) -> dict[str, Held]:
     return out
 
 
-def exit_kind(before: Held, acct: AccountView, symbol: str) -> str | None:
-    """``"stop-loss"``, ``"liquidation"`` (or another exit the bot did not make), or ``None``
-    when the position did not shrink on the exchange's side or a take-profit closed it. A
-    position now on the other side with its stop still resting was not liquidated (a
-    liquidation closes, it never reverses): ``"a reversal the bot did not make"``."""
+OUTSIDE = "outside the bot"  # the tail of the names of exits nothing on the venue explains
+STOPPED = "stop-loss"  # the bot's own stop-loss filled
+ForcedLookup = Callable[[], "Sequence[ForcedClose] | None"]
+
+
+def exit_kind(
+    before: Held,
+    acct: AccountView,
+    symbol: str,
+    *,
+    stop_filled: bool,
+    take_filled: bool,
+    forced: ForcedLookup,
+) -> str | None:
+    """What made the position shrink, as far as the exchange tells; ``None`` when it did not
+    shrink on the exchange's side or the bot's take-profit closed it.
+
+    ``stop_filled``/``take_filled``: the reconcile found the bot's own stop-loss/take-profit
+    filled (looked up by client id: gone from the list is not filled, it may have been
+    cancelled). ``forced`` reads the venue's liquidations and ADL closes (asked only when the
+    bot's own orders do not explain the shrink; ``None``: the venue's record cannot be read).
+    """
     now_qty = acct.qty(symbol)
     if before.qty == 0:
         return None
-    shrank = now_qty == 0 or (now_qty > 0) != (before.qty > 0) or abs(now_qty) < abs(before.qty)
-    if not shrank:
+    reversed_ = now_qty != 0 and (now_qty > 0) != (before.qty > 0)
+    if not (now_qty == 0 or reversed_ or abs(now_qty) < abs(before.qty)):
         return None
-    ids = {o.client_id for o in acct.resting.get(symbol, [])}
-    stop_gone = bool(before.stops - ids)
-    take_gone = bool(before.takes - ids)
-    if take_gone and not stop_gone:
+    if stop_filled:
+        return STOPPED
+    if take_filled:
         return None
-    if stop_gone:
-        return "stop-loss"
-    if now_qty != 0 and (now_qty > 0) != (before.qty > 0):
-        return "a reversal the bot did not make"
-    return "liquidation"
+    if reversed_:
+        return "a reversal the bot did not make"  # a forced close never reverses a position
+    closes = forced()
+    if closes:
+        kinds = {c.kind for c in closes}
+        if kinds == {ForcedKind.ADL}:
+            return "auto-deleveraging"
+        return "liquidation" if ForcedKind.ADL not in kinds else "liquidation and auto-deleveraging"
+    what = "closed" if now_qty == 0 else "reduced"
+    why = (
+        "not by its stop-loss or take-profit; the venue records no liquidation or ADL"
+        if closes is not None
+        else "not by its stop-loss or take-profit; the venue's record of liquidations could "
+        "not be read"
+    )
+    return f"{what} {OUTSIDE} ({why})"
 
 
 def iso(ms: int) -> str:

@@ -49,7 +49,7 @@ from bot.domain.enums import (
     TradingState,
 )
 from bot.domain.market import FundingInfo, MarketSnapshot
-from bot.domain.orders import Order, OrderRequest
+from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
@@ -69,11 +69,17 @@ from bot.engine.planner import (
     plan_protection,
     plan_size,
 )
-from bot.engine.protection import protection_gap, secure_decision, secure_stop
+from bot.engine.protection import (
+    protection_gap,
+    secure_decision,
+    secure_stop,
+    unprotected_remainder,
+)
 from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import (
     COOLDOWN_EVENT,
+    STOPPED,
     Cooldowns,
     Held,
     exit_kind,
@@ -88,6 +94,7 @@ from bot.ports.client_ids import base36, make_client_id
 from bot.ports.exchange import ExchangePort, SpotWalletPort
 from bot.ports.market import CandleWindow, MarketDataPort
 from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
+from bot.risk.coverage import plain
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
@@ -104,6 +111,9 @@ FALLBACK_STOP = Decimal("0.05")
 # below the rebalance tolerance.
 BUDGET_SLACK = Decimal("0.02")
 UNPROTECTED = "protection failed"
+# How far before the last tick the venue's record of forced closes is read (its clock is not
+# ours: a liquidation stamped a little before the tick read may only show after it).
+CLOCK_MARGIN_MS = 60_000
 # How far back a start looks for the cooldowns to restore (each event carries its own end).
 RESTORE_HORIZON_MS = 90 * 86_400_000
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
@@ -202,6 +212,10 @@ class Engine:
         self.protection_failures = 0  # checks in a row that had to close a naked position
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
+        # The part of each position no order can protect, as last recorded (see
+        # _protected_or_remainder).
+        self._remainders: dict[str, Decimal] = {}
+        self._size_remainders: dict[str, Decimal] = {}  # what sizing could not trade, noted
         # The risk memory as this job left it: read from the store once per job (reconcile, the
         # first step of every job, forgets it), then kept in step with every save.
         self._memory: RiskMemory | None = None
@@ -232,6 +246,12 @@ class Engine:
         # What is held as the last tick or guard left it (exits); at start, as the last run
         # recorded it.
         self._held: dict[str, Held] = held_at_start(store, self.symbols)
+        # Since when an exit is looked for in the venue's forced closes (the last tick or
+        # guard; at start, the last recorded positions).
+        latest = store.latest_positions()
+        self._held_ms = latest[0] if latest is not None else now
+        self._exits_noted: set[str] = set()  # contracts whose exit this job recorded
+        self._exits_noted_ms = -1
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -302,6 +322,7 @@ class Engine:
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
         self.last_account = acct
         self._held = held_of(acct, self.symbols)
+        self._held_ms = now
         return result
 
     def guard(self, observed_equity: Decimal | None = None) -> None:
@@ -339,6 +360,7 @@ class Engine:
             )
             self.ensure_protected(acct, now)
             self._held = held_of(acct, self.symbols)
+            self._held_ms = now
         except AccountUnreadable as exc:
             self._unreadable(now, base36(now // 1000), exc)
 
@@ -524,20 +546,50 @@ class Engine:
         return set()
 
     def note_exits(self, acct: AccountView, now: int) -> None:
-        """Start the re-entry cooldown of contracts the exchange closed (stop or liquidation):
-        against the positions the last tick left, and, from the order records, any of the
-        bot's stop-losses the reconcile found filled (also one that fired while the bot was
-        down, when there is no last tick to compare with)."""
+        """Start the re-entry cooldown of contracts that shrank on the exchange's side, named
+        from what the exchange says (:func:`bot.engine.reentry.exit_kind`: the bot's stop-loss,
+        a liquidation or ADL the venue records, or reduced outside the bot): against the
+        positions the last tick left, and, from the order records, any of the bot's stop-losses
+        the reconcile found filled (also one that fired while the bot was down, when there is
+        no last tick to compare with). A shrink nothing explains is also a recorded event."""
+        rec = self.reconciler
+        if self._exits_noted_ms != now:  # (a second reading in the same job notes nothing new)
+            self._exits_noted_ms, self._exits_noted = now, set()
         for sym, before in self._held.items():
-            if sym in self.reconciler.own_fills:
+            if sym in rec.own_fills:
                 continue  # the bot's own order changed it (its outcome was learnt only now)
-            kind = exit_kind(before, acct, sym)
-            if kind is not None:
-                self._cool(sym, now, kind)
+            kind = exit_kind(
+                before,
+                acct,
+                sym,
+                stop_filled=sym in rec.stopped_out,
+                take_filled=sym in rec.took_profit,
+                forced=partial(self._forced_closes, sym),
+            )
+            if kind is None:
+                continue
+            if kind != STOPPED and sym not in self._exits_noted:
+                self._exits_noted.add(sym)  # (whether or not a cooldown is configured)
+                self._event(
+                    now,
+                    EventKind.EXIT,
+                    sym,
+                    TradingState.ACTIVE,
+                    f"position {before.qty} -> {acct.qty(sym)}: {kind}",
+                )
+            self._cool(sym, now, kind)
         stopped = self.reconciler.stopped_out
         for sym in sorted(stopped) if stopped else ():
             if sym not in self._held:  # already judged above, against the positions held
                 self._cool(sym, now, "stop-loss")
+
+    def _forced_closes(self, symbol: str) -> list[ForcedClose] | None:
+        """The venue's liquidations and ADL closes of ``symbol`` since the last tick, with a
+        minute's margin for the venue's clock (``None``: its record cannot be read)."""
+        try:
+            return self.exchange.fetch_forced_closes(symbol, self._held_ms - CLOCK_MARGIN_MS)
+        except (ExchangeError, AccountUnreadable):
+            return None
 
     def _cool(self, symbol: str, now: int, why: str) -> None:
         """Start a contract's re-entry cooldown and record it (restored after a restart)."""
@@ -719,10 +771,11 @@ class Engine:
         position gone between the two readings is judged as an exit like any other.
         """
         rec = self.reconciler
-        own, stopped = rec.own_fills, rec.stopped_out
+        own, stopped, took = rec.own_fills, rec.stopped_out, rec.took_profit
         fresh = self.reconcile(now)
         rec.own_fills = own | rec.own_fills
         rec.stopped_out = stopped | rec.stopped_out
+        rec.took_profit = took | rec.took_profit
         acct.wallet, acct.positions = fresh.wallet, fresh.positions
         acct.available = fresh.available
         acct.resting, acct.marks = fresh.resting, fresh.marks
@@ -883,6 +936,8 @@ class Engine:
             acct.resting.get(symbol, []),
             self.policy.orders.protective_tolerance if tolerance is None else tolerance,
             self._id_factory(symbol),
+            instrument=self.instruments[symbol],
+            close_position=self.exchange.close_position_stops,
         )
         for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
             self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
@@ -890,7 +945,15 @@ class Engine:
             self._send(req, acct, now, None)
         for cid in plan.cancel:
             self._cancel(symbol, cid, now)
-        if plan.place or plan.cancel:
+        # A close-position order replaced: the new one once the old is gone; the stop that
+        # bridged the swap goes only once the new one rests (else it stays, and protects).
+        placed = all(
+            [self._send(req, acct, now, None) is SendOutcome.SENT for req in plan.then_place]
+        )
+        if placed:
+            for cid in plan.then_cancel:
+                self._cancel(symbol, cid, now)
+        if plan.place or plan.cancel or plan.then_place:
             acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
 
     def protect_without_decision(self, symbol: str, acct: AccountView, now: int) -> None:
@@ -974,9 +1037,13 @@ class Engine:
         foreign = self.reconciler.foreign
         for sym in self.symbols:
             pos = acct.positions.get(sym)
-            if sym in foreign or pos is None or not pos.is_open or self._gap(pos, acct) is None:
+            if sym in foreign or pos is None or not pos.is_open:
+                self._remainders.pop(sym, None)
                 if sym in self.unprotected_since or sym in self._venue_errors:
                     self._protected(sym, now)  # (a no-op for any other contract)
+                continue
+            if self._gap(pos, acct) is None:
+                self._protected_or_remainder(pos, acct, now)
                 continue
             acct.marks[sym] = self.exchange.fetch_mark_price(sym)
             acct.changed()
@@ -989,7 +1056,7 @@ class Engine:
                 self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
                 gap = self._gap(pos, acct)
             if gap is None:
-                self._protected(sym, now)
+                self._protected_or_remainder(pos, acct, now)
                 continue
             self._unprotected(sym, now, gap)
             self._close_naked(pos, acct, now)
@@ -1016,7 +1083,9 @@ class Engine:
             f"stop can cover it; cut to {largest} (reduce-only)",
         )
         side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
-        cut = abs(pos.qty) - largest
+        size = abs(pos.qty)
+        # On the step, and at most what orders can trade of a position off the step.
+        cut = min(inst.ceil_qty(size - largest), inst.orderable_part(size))
         for req in market_orders(self._id_factory(sym), sym, side, OrderPurpose.REDUCE, cut, inst):
             self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
@@ -1032,13 +1101,69 @@ class Engine:
 
     def _gap(self, pos: Position, acct: AccountView) -> str | None:
         inst = self.instruments[pos.symbol]
-        return protection_gap(inst, pos, acct, self.instruments, acct.resting.get(pos.symbol, []))
+        return protection_gap(
+            inst,
+            pos,
+            acct,
+            self.instruments,
+            acct.resting.get(pos.symbol, []),
+            close_position_stops=self.exchange.close_position_stops,
+        )
+
+    def _protected_or_remainder(self, pos: Position, acct: AccountView, now: int) -> None:
+        """``pos`` is protected as well as the venue allows: the incident (if any) is over,
+        unless part of it stays unprotected because no order can carry that part (off the
+        venue's quantity step, on a venue without close-position stops). That part is an open
+        incident, recorded when it appears or changes, never silent."""
+        sym = pos.symbol
+        inst = self.instruments[sym]
+        if inst.orderable(abs(pos.qty)) or self.exchange.close_position_stops:
+            # (the usual case, one comparison: an order can cover it all, so the verification
+            # passed only because its stops do)
+            cover = None
+        else:
+            cover = unprotected_remainder(
+                inst, pos, acct, self.instruments, acct.resting.get(sym, [])
+            )
+        if cover is None or cover.complete:
+            self._remainders.pop(sym, None)
+            if sym in self.unprotected_since or sym in self._venue_errors:
+                self._protected(sym, now)
+            return
+        if self._remainders.get(sym) == cover.uncovered:
+            return  # recorded already, unchanged
+        self._remainders[sym] = cover.uncovered
+        since = self.unprotected_since.setdefault(sym, now)
+        self._event(
+            now,
+            EventKind.UNPROTECTED,
+            sym,
+            TradingState.ACTIVE,
+            f"{'partly ' if cover.covered else ''}unprotected: position {plain(pos.qty)}, "
+            f"{cover.describe()}; the "
+            f"unprotected {plain(cover.uncovered)} is off the exchange's quantity step "
+            f"{inst.step_size} (minimum {inst.min_qty}) and the exchange takes no "
+            "close-position stop: no order can protect or close it; close it on the exchange "
+            f"by hand; unprotected since {since}",
+        )
 
     def _close_naked(self, pos: Position, acct: AccountView, now: int) -> None:
         side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
         inst = self.instruments[pos.symbol]
         new_id = self._id_factory(pos.symbol)
-        for req in market_orders(new_id, pos.symbol, side, OrderPurpose.CLOSE, abs(pos.qty), inst):
+        held = abs(pos.qty)
+        part = held if inst.orderable(held) else inst.orderable_part(held)
+        if part != held:
+            self._event(
+                now,
+                EventKind.RECONCILE,
+                pos.symbol,
+                TradingState.ACTIVE,
+                f"closing {part} of {pos.qty}: {held - part} is off the exchange's quantity "
+                f"step {inst.step_size} (minimum {inst.min_qty}); no order can close it",
+            )
+        sizes = market_orders(new_id, pos.symbol, side, OrderPurpose.CLOSE, part, inst)
+        for req in sizes if part > 0 else ():
             self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
         acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)
@@ -1161,6 +1286,10 @@ class Engine:
             else self.policy.orders.rebalance_tolerance,
             self._id_factory(d.symbol),
         )
+        if plan.remainder and self._size_remainders.get(d.symbol) != plan.remainder:
+            self._size_remainders[d.symbol] = plan.remainder  # recorded once per remainder
+            for note in plan.notes:
+                self._event(now, EventKind.RECONCILE, d.symbol, state, note)
         if not (plan.reduce or plan.increase):
             return
         for req in plan.reduce:

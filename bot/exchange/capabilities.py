@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from bot.domain.enums import ForcedKind
 from bot.errors import NotSupported
+from bot.exchange.forced_probe import ForcedProbe
 from bot.exchange.paging import Paging
 
 
@@ -47,6 +49,7 @@ class VenueProfile:
     key_permissions: bool  # the venue reports API key permissions
     multi_assets_mode: bool  # the venue has a multi-assets margin switch
     flat_probe: FlatProbe
+    forced_probe: ForcedProbe
     benign_codes: Mapping[str, frozenset[int]] = field(default_factory=dict)
     # Look an order up by client id through the order list (``fetch_open_orders`` with the
     # client-id param) instead of ``fetch_order``: ccxt's bybit ``fetch_order(None, ...)``
@@ -93,6 +96,19 @@ BINANCE_USDM = VenueProfile(
     # only symbols with a position or open orders.
     # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Position-Information-V2
     flat_probe=FlatProbe("fapiPrivateV2GetPositionRisk", {}, "", "positionAmt"),
+    # User's Force Orders: liquidation orders carry a client id starting "autoclose-", ADL
+    # orders "adl_autoclose"; at most 100 rows (default 50).
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Users-Force-Orders
+    forced_probe=ForcedProbe(
+        method="fapiPrivateGetForceOrders",
+        params={"limit": 100},
+        since_param="startTime",
+        rows_path="",
+        kind_key="clientOrderId",
+        kinds={"autoclose-": ForcedKind.LIQUIDATION, "adl_autoclose": ForcedKind.ADL},
+        qty_key="executedQty",
+        time_key="updateTime",
+    ),
     # -4046 "No need to change margin type", -4059 "No need to change position side".
     benign_codes={"set_margin_mode": frozenset({-4046}), "set_position_mode": frozenset({-4059})},
     # No paging: GET /fapi/v1/openOrders and GET /fapi/v1/openAlgoOrders take no limit or cursor
@@ -122,6 +138,19 @@ BYBIT = VenueProfile(
     # position/list with a symbol answers a flat contract with a row of size "0".
     # https://bybit-exchange.github.io/docs/v5/position
     flat_probe=FlatProbe("privateGetV5PositionList", {"category": "linear"}, "result.list", "size"),
+    # Trade history: execType BustTrade is a liquidation takeover, AdlTrade an
+    # auto-deleveraging (https://bybit-exchange.github.io/docs/v5/order/execution,
+    # https://bybit-exchange.github.io/docs/v5/enum#exectype); at most 100 rows a page.
+    forced_probe=ForcedProbe(
+        method="privateGetV5ExecutionList",
+        params={"category": "linear", "limit": 100},
+        since_param="startTime",
+        rows_path="result.list",
+        kind_key="execType",
+        kinds={"BustTrade": ForcedKind.LIQUIDATION, "AdlTrade": ForcedKind.ADL},
+        qty_key="execQty",
+        time_key="execTime",
+    ),
     # 110043 leverage not modified, 110025 position mode not modified, 110026 margin mode not
     # modified (https://bybit-exchange.github.io/docs/v5/error).
     benign_codes={

@@ -23,7 +23,7 @@ from bot.clock import Clock
 from bot.domain.enums import MarginMode, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
-from bot.domain.orders import Order, OrderRequest
+from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.exchange import ccxt_orders, mapping
 from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_profile
@@ -113,6 +113,12 @@ class CcxtExchange:
             )
         return dict(self._instruments)
 
+    @property
+    def close_position_stops(self) -> bool:
+        """Binance takes ``closePosition=true`` stops; Bybit is not wired for a close-whole
+        stop (see :mod:`bot.exchange.capabilities`)."""
+        return self._profile.close_position_stops
+
     def instrument(self, symbol: str) -> Instrument:
         """Contract filters, fees (fractions) and leverage brackets; cached after the first load."""
         if symbol not in self._instruments:
@@ -184,6 +190,22 @@ class CcxtExchange:
             return bool(sizes) and all(size == 0 for size in sizes)
 
         return self._account_read(read, f"position of {symbol}")
+
+    def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
+        """The venue's liquidation and ADL closes of ``symbol`` since ``since_ms``, from its raw
+        record (:attr:`VenueProfile.forced_probe`: Binance force orders, Bybit executions)."""
+        probe = self._profile.forced_probe
+        self.instrument(symbol)
+        market_id = str(self._ex.market(symbol)["id"])
+        params = {**probe.params, "symbol": market_id, probe.since_param: since_ms}
+
+        def read() -> list[ForcedClose]:
+            raw = self._call(
+                lambda: getattr(self._ex, probe.method)(params), f"forced closes of {symbol}"
+            )
+            return mapping.forced_closes(raw, probe, symbol, market_id, since_ms)
+
+        return self._account_read(read, f"forced closes of {symbol}")
 
     def _positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         rows = self._position_rows(symbols)

@@ -70,8 +70,15 @@ def order_from_ccxt(
         # recorded and the bot's own entry made the position "not opened by this bot": left
         # unmanaged, never re-protected.
         status = OrderStatus.FILLED
-    close_position = _truthy(info.get("closePosition")) or _truthy(info.get("closeOnTrigger"))
     amount = positive_or_none(raw.get("amount"), f"{where} amount")
+    # Binance closePosition closes the whole position. Bybit's closeOnTrigger is a flag on a
+    # sized order (the venue trims the quantity to the position at trigger time): only such an
+    # order without a quantity (a whole-position TP/SL, qty "0") closes the whole position; one
+    # of 0.1 on a position of 0.3 protects 0.1.
+    # https://www.bybit.com/en/help-center/article/What-is-a-Close-On-Trigger-Order
+    close_position = _truthy(info.get("closePosition")) or (
+        amount is None and _truthy(info.get("closeOnTrigger"))
+    )
     if amount is None and fallback is not None:
         amount = fallback.amount
     return Order(

@@ -14,8 +14,10 @@ from typing import Any, NamedTuple, cast
 
 from bot.domain.enums import MarginMode, OrderPurpose
 from bot.domain.instrument import Bracket, Instrument
+from bot.domain.orders import ForcedClose
 from bot.domain.position import Balance, Position
 from bot.errors import NotSupported, PermanentExchangeError
+from bot.exchange.forced_probe import ForcedProbe
 from bot.ports import client_ids
 
 ZERO = Decimal(0)
@@ -427,6 +429,35 @@ def probe_sizes(raw: object, rows_path: str, size_key: str, market_id: str) -> l
         if isinstance(row, Mapping) and row.get("symbol") == market_id:
             sizes.append(to_decimal(row.get(size_key), f"{market_id} position {size_key}"))
     return sizes
+
+
+def forced_closes(
+    raw: object, probe: ForcedProbe, symbol: str, market_id: str, since_ms: int
+) -> list[ForcedClose]:
+    """The venue's own closes of ``market_id`` in its raw answer (see :class:`ForcedProbe`):
+    rows whose ``kind_key`` names a liquidation or an ADL; other rows (the account's own
+    trades) are not forced closes. A row of one of those kinds without a readable size or
+    time makes the answer unreadable."""
+    node: object = raw
+    for key in filter(None, probe.rows_path.split(".")):
+        if not isinstance(node, Mapping):
+            raise UnexpectedResponse(f"{market_id} forced closes: no {probe.rows_path!r}")
+        node = node.get(key)
+    if not isinstance(node, list):
+        raise UnexpectedResponse(f"{market_id} forced closes: expected a list of rows")
+    out = []
+    for row in node:
+        if not isinstance(row, Mapping) or row.get("symbol") != market_id:
+            continue
+        tag = str(row.get(probe.kind_key) or "")
+        kind = next((k for prefix, k in probe.kinds.items() if tag.startswith(prefix)), None)
+        if kind is None:
+            continue
+        qty = to_decimal(row.get(probe.qty_key), f"{market_id} forced close {probe.qty_key}")
+        ts = to_decimal(row.get(probe.time_key), f"{market_id} forced close {probe.time_key}")
+        if int(ts) >= since_ms and qty > 0:
+            out.append(ForcedClose(symbol, kind, qty, int(ts)))
+    return out
 
 
 def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:

@@ -14,11 +14,18 @@ from typing import Protocol
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
-from bot.domain.orders import Order, OrderRequest
+from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
 
 
 class ExchangePort(Protocol):
+    @property
+    def close_position_stops(self) -> bool:
+        """Whether the venue takes a stop that closes the whole position whatever its size
+        (Binance ``closePosition=true`` STOP_MARKET): the only stop that can protect a position
+        whose size no order can carry (off the quantity step, below the minimum)."""
+        ...
+
     def instrument(self, symbol: str) -> Instrument:
         """Contract filters, fees and leverage brackets."""
         ...
@@ -44,6 +51,12 @@ class ExchangePort(Protocol):
 
     def fetch_order(self, symbol: str, client_id: str) -> Order | None:
         """Look an order up by client id (open or recently closed); ``None`` if unknown."""
+        ...
+
+    def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
+        """The venue's own closes of ``symbol`` (liquidations, auto-deleveraging) since
+        ``since_ms``; ``None`` when the venue keeps no such record the adapter can read
+        (unknown, never "none")."""
         ...
 
     def fetch_mark_price(self, symbol: str) -> Decimal: ...

@@ -313,10 +313,10 @@ class Runner:
 
     def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
         """Alert the state changes and incidents recorded since the job started (unreadable
-        account, a position closed for lack of a stop, with the venue's error), and what the
-        account shows."""
+        account, a position closed for lack of a stop, with the venue's error, a position
+        reduced by a liquidation, an ADL or outside the bot), and what the account shows."""
         alerts = []
-        alerted = (EventKind.STATE, EventKind.UNREADABLE, EventKind.UNPROTECTED)
+        alerted = (EventKind.STATE, EventKind.UNREADABLE, EventKind.UNPROTECTED, EventKind.EXIT)
         # (by kind and time: however many other events the job recorded, none of these is missed)
         for e in self.store.recent_events(1000, kinds=alerted, since_ms=since_ms):
             if e.kind == "state":
@@ -326,6 +326,10 @@ class Runner:
                 alerts.append(
                     Alert(f"state:{e.state.value}@{when}", "critical", f"trading state: {e.reason}")
                 )
+            elif e.kind == "exit":
+                # A position the venue or someone else reduced: what the exchange says it was.
+                level = "warning" if "outside the bot" in e.reason else "critical"
+                alerts.append(Alert(f"exit:{e.symbol}", level, f"{e.symbol}: {e.reason}"))
             elif e.kind in ("unreadable", "unprotected"):
                 key = f"{e.kind}:{e.symbol or 'account'}"
                 level = "critical" if e.kind == "unprotected" else "warning"

@@ -21,6 +21,14 @@ Fill rules (written down here because backtests live or die by them):
   first); otherwise stops and liquidation fire
   before take-profits (pessimistic), and of two adverse levels the one nearer the open fires
   first. After each fill the remaining orders of the bar are evaluated again.
+* Close-position orders (Binance ``closePosition=true``): STOP_MARKET or TAKE_PROFIT_MARKET
+  only, without a quantity and without ``reduceOnly`` (refused -1106 otherwise); the fill is
+  the whole position at trigger time, whatever its size (no step or minimum applies to it);
+  one per side and type rests at a time (a second is refused -4130); resting ones are
+  cancelled once the position is flat. Sources: Binance New Algo Order ``closePosition``
+  (https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/New-Algo-Order),
+  error -4130 (https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code),
+  /work notes ``exchange-facts.md`` §5.3.
 * Reduce-only orders never increase a position: a reduce-only market order on a flat or
   same-side position is rejected (Binance -2022); its size is capped at the position. A resting
   reduce-only order that triggers with nothing to reduce expires.
@@ -36,11 +44,11 @@ from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 
 from bot.clock import Clock
-from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import ForcedKind, MarginMode, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.margin import maintenance_margin
 from bot.domain.market import FundingInfo
-from bot.domain.orders import Fill, Order, OrderRequest
+from bot.domain.orders import Fill, ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.errors import (
     DuplicateClientId,
@@ -61,6 +69,9 @@ BPS = Decimal("0.0001")
 
 class SimulatedExchange:
     """Implements :class:`bot.ports.exchange.ExchangePort` over a :class:`Book`."""
+
+    # Binance rules: a close-position stop protects a position of any size.
+    close_position_stops = True
 
     def __init__(
         self,
@@ -179,6 +190,14 @@ class SimulatedExchange:
         order = self.orders.get(client_id)
         return order if order is not None and order.symbol == symbol else None
 
+    def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
+        """The liquidations of ``symbol`` since ``since_ms`` (the simulator has no ADL)."""
+        return [
+            ForcedClose(f.symbol, ForcedKind.LIQUIDATION, f.qty, f.timestamp_ms)
+            for f in self.fills
+            if f.liquidation and f.symbol == symbol and f.timestamp_ms >= since_ms
+        ]
+
     def fetch_mark_price(self, symbol: str) -> Decimal:
         try:
             return self.marks[symbol]
@@ -232,6 +251,7 @@ class SimulatedExchange:
         inst = self.instrument(request.symbol)
         if request.client_id in self.orders and self.orders[request.client_id].is_open:
             raise DuplicateClientId(f"duplicate client order id {request.client_id}", code=-4116)
+        self._check_close_position(request)
         self._check_filters(inst, request)
         order = Order(
             client_id=request.client_id,
@@ -297,6 +317,45 @@ class SimulatedExchange:
             raise OrderRejected(f"no price for {symbol} yet", code=-1121) from None
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _check_close_position(self, request: OrderRequest) -> None:
+        """Binance's closePosition rules (see the module docstring)."""
+        if not request.close_position:
+            return
+        if not request.type.is_conditional:
+            raise OrderRejected(
+                f"{request.client_id}: closePosition is for STOP_MARKET/TAKE_PROFIT_MARKET only",
+                code=-1106,
+            )
+        if request.reduce_only:
+            raise OrderRejected(
+                f"{request.client_id}: parameter 'reduceOnly' sent when not required "
+                "(closePosition closes only)",
+                code=-1106,
+            )
+        if request.amount is not None:
+            raise OrderRejected(
+                f"{request.client_id}: parameter 'quantity' sent when not required (closePosition)",
+                code=-1106,
+            )
+        for o in self.resting.get(request.symbol, {}).values():
+            if o.close_position and o.side is request.side and o.type is request.type:
+                raise OrderRejected(
+                    f"{request.client_id}: an open stop or take profit order with closePosition "
+                    f"in the direction is existing ({o.client_id})",
+                    code=-4130,
+                )
+
+    def cancel_close_position_orders(self, symbol: str) -> None:
+        """A flat position takes its resting close-position orders with it (Binance)."""
+        resting = self.resting.get(symbol)
+        if not resting:
+            return
+        pos = self.book.positions.get(symbol)
+        if pos is not None and pos.qty != 0:
+            return
+        for cid in [c for c, o in resting.items() if o.close_position]:
+            self.orders[cid] = resting.pop(cid).with_status(OrderStatus.CANCELED)
 
     def _check_filters(self, inst: Instrument, request: OrderRequest) -> None:
         if request.amount is not None:
@@ -438,6 +497,7 @@ class SimulatedExchange:
             realized_pnl=result.realized_pnl,
         )
         self.fills.append(fill)
+        self.cancel_close_position_orders(order.symbol)
         return replace(order, filled=qty, status=OrderStatus.FILLED, average_price=price, fee=fee)
 
     def maintenance_total(self) -> Decimal:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
-from bot.domain.orders import Order, OrderRequest
+from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.paper_state import dump
@@ -29,6 +29,10 @@ class PaperExchange:
 
     def save(self) -> None:
         self._persist(dump(self.sim))
+
+    @property
+    def close_position_stops(self) -> bool:
+        return self.sim.close_position_stops
 
     # reads: straight through
     def instrument(self, symbol: str) -> Instrument:
@@ -48,6 +52,9 @@ class PaperExchange:
 
     def fetch_order(self, symbol: str, client_id: str) -> Order | None:
         return self.sim.fetch_order(symbol, client_id)
+
+    def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
+        return self.sim.fetch_forced_closes(symbol, since_ms)
 
     def fetch_mark_price(self, symbol: str) -> Decimal:
         return self.sim.fetch_mark_price(symbol)

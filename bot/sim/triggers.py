@@ -438,6 +438,7 @@ def _record_liquidation(
     fee: Decimal,
     realized: Decimal,
 ) -> None:
+    ex.cancel_close_position_orders(sym)
     ex.events.append(
         SimEvent(
             ts_ms=ts,

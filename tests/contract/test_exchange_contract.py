@@ -155,3 +155,52 @@ def test_reduce_only_is_capped_at_the_position(port: ExchangePort) -> None:
     port.place_order(market(1, OrderSide.BUY, "0.1"))
     port.place_order(market(2, OrderSide.SELL, "0.04", reduce=True))
     assert port.fetch_positions([BTC])[BTC].qty == D("0.06")
+
+
+@pytest.fixture(params=["simulated", "binanceusdm", "bybit"])
+def port_and_account(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[ExchangePort, SimulatedExchange]]:
+    """The port and the simulated account behind it (a test drives the market on it)."""
+    sim = _sim()
+    if request.param == "simulated":
+        yield sim, sim
+        return
+    srv = SERVERS[request.param](
+        sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC]
+    )
+    with srv:
+        adapter = loopback_adapter(
+            request.param,
+            srv.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC],
+            timeout_ms=3000,
+        )
+        yield adapter, sim
+        adapter.exchange.close()
+        assert srv.errors == []
+
+
+def test_a_liquidation_is_in_the_venues_record_of_forced_closes(
+    port_and_account: tuple[ExchangePort, SimulatedExchange],
+) -> None:
+    """What the engine names an exit by: a liquidation the venue made is read back as one,
+    on every implementation; the account's own trades are not forced closes."""
+    port, sim = port_and_account
+    since = LiveClock().now_ms() - 1000
+    port.set_leverage(BTC, 20)
+    port.place_order(market(1, OrderSide.BUY, "0.1"))
+    port.place_order(market(2, OrderSide.SELL, "0.02", reduce=True))
+    assert port.fetch_forced_closes(BTC, since) == []
+    liq = port.fetch_positions([BTC])[BTC].liquidation_price
+    assert liq is not None
+    sim.set_mark(BTC, liq * D("0.99"))
+    assert port.fetch_positions([BTC]) == {}
+    got = port.fetch_forced_closes(BTC, since)
+    assert got is not None
+    assert [(c.kind.value, c.qty) for c in got] == [("liquidation", D("0.08"))]
+    assert port.fetch_forced_closes(BTC, LiveClock().now_ms() + 60_000) == []

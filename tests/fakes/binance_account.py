@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from bot.domain.enums import MarginMode
+from bot.domain.enums import ForcedKind, MarginMode
 from bot.domain.position import Position
 
 from .binance_wire import BinanceBase, BinanceError, _max_notional, _money, _num, _Req, _s
@@ -30,6 +30,7 @@ class BinanceAccountRoutes(BinanceBase):
             ("GET", "/fapi/v2/positionRisk"): lambda req: self._position_risk(req, v2=True),
             ("GET", "/fapi/v3/positionRisk"): lambda req: self._position_risk(req, v2=False),
             ("GET", "/fapi/v1/symbolConfig"): self._symbol_config,
+            ("GET", "/fapi/v1/forceOrders"): self._force_orders,
             ("POST", "/fapi/v1/leverage"): self._set_leverage,
             ("POST", "/fapi/v1/marginType"): self._set_margin_type,
             ("GET", "/fapi/v1/positionSide/dual"): lambda req: {
@@ -125,6 +126,49 @@ class BinanceAccountRoutes(BinanceBase):
                 pos = Position(sym, ZERO, ZERO, lev, self._margin_mode(sym))
             rows.append(self._position_row(sym, pos, req.now_ms, v2=v2))
         return rows
+
+    def _force_orders(self, req: _Req) -> Json:
+        """User's Force Orders: the backend's liquidations and ADL closes as Binance lists them
+        (client id ``autoclose-<time>`` for a liquidation, ``adl_autoclose`` for an ADL),
+        ``startTime`` to ``endTime``, at most ``limit`` (default 50, max 100), oldest first.
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Users-Force-Orders
+        """
+        start = req.int_("startTime") or req.now_ms - 7 * 86_400_000
+        end = req.int_("endTime") or req.now_ms
+        limit = min(max(req.int_("limit", 50) or 50, 1), 100)
+        rows: list[Json] = []
+        for sym in self._symbols_of(req):
+            closes = self.backend.fetch_forced_closes(sym, start) or []
+            sid = self._sid(sym)
+            for n, c in enumerate(closes):
+                if c.timestamp_ms > end:
+                    continue
+                adl = c.kind is ForcedKind.ADL
+                rows.append(
+                    {
+                        "orderId": 9_000_000 + n,
+                        "symbol": sid,
+                        "status": "FILLED",
+                        "clientOrderId": "adl_autoclose" if adl else f"autoclose-{c.timestamp_ms}",
+                        "price": "0",
+                        "avgPrice": "0",
+                        "origQty": str(c.qty),
+                        "executedQty": str(c.qty),
+                        "cumQuote": "0",
+                        "timeInForce": "GTC" if adl else "IOC",
+                        "type": "LIMIT",
+                        "reduceOnly": False,
+                        "closePosition": False,
+                        "side": "SELL",
+                        "positionSide": "BOTH",
+                        "stopPrice": "0",
+                        "workingType": "CONTRACT_PRICE",
+                        "origType": "LIMIT",
+                        "time": c.timestamp_ms,
+                        "updateTime": c.timestamp_ms,
+                    }
+                )
+        return rows[:limit]
 
     def _wallet(self) -> dict[str, Decimal]:
         bal = self.backend.fetch_balance()

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from bot.domain.enums import MarginMode
+from bot.domain.enums import ForcedKind, MarginMode
+from bot.domain.orders import ForcedClose
 from bot.domain.position import Position
 from bot.errors import OrderRejected
 
@@ -41,6 +42,7 @@ class BybitAccountRoutes(BybitBase):
             ("POST", "/v5/position/switch-isolated"): self._switch_isolated,
             ("POST", "/v5/position/switch-mode"): self._switch_mode,
             ("GET", "/v5/position/closed-pnl"): self._closed_pnl_list,
+            ("GET", "/v5/execution/list"): self._execution_list,
         }
         return {key: (fn, True) for key, fn in signed.items()}
 
@@ -346,6 +348,22 @@ class BybitAccountRoutes(BybitBase):
         self.hedge_mode = hedge
         return {}
 
+    # -- executions --------------------------------------------------------------------------
+
+    def _execution_list(self, req: BybitReq) -> Json:
+        """Trade history, the backend's liquidation (``BustTrade``) and ADL (``AdlTrade``)
+        executions only: the account's own trades are not listed by this loopback.
+        https://bybit-exchange.github.io/docs/v5/order/execution"""
+        category = req.need("category")
+        start, end = req.int_("startTime"), req.int_("endTime")
+        limit = min(max(req.int_("limit", 50) or 50, 1), 100)
+        rows: list[Json] = []
+        for sym in self._symbols_of(req):
+            closes = self.backend.fetch_forced_closes(sym, start or 0) or []
+            rows += _execution_rows(self._sid(sym), closes, start, end)
+        rows.sort(key=lambda r: -int(str(r["execTime"])))  # newest first
+        return {"category": category, "list": rows[:limit], "nextPageCursor": ""}
+
     # -- closed PnL --------------------------------------------------------------------------
 
     def _closed_pnl_list(self, req: BybitReq) -> Json:
@@ -361,6 +379,31 @@ class BybitAccountRoutes(BybitBase):
             and (end is None or int(r["updatedTime"]) <= end)
         ][:limit]
         return {"category": category, "list": rows, "nextPageCursor": ""}
+
+
+def _execution_rows(
+    sid: str, closes: list[ForcedClose], start: int | None, end: int | None
+) -> list[Json]:
+    rows: list[Json] = []
+    for n, c in enumerate(closes):
+        if (start is not None and c.timestamp_ms < start) or (
+            end is not None and c.timestamp_ms > end
+        ):
+            continue
+        rows.append(
+            {
+                "symbol": sid,
+                "orderId": f"forced-{c.timestamp_ms}-{n}",
+                "orderLinkId": "",
+                "side": "Sell",
+                "execType": "AdlTrade" if c.kind is ForcedKind.ADL else "BustTrade",
+                "execQty": str(c.qty),
+                "execPrice": "0",
+                "execTime": str(c.timestamp_ms),
+                "isMaker": False,
+            }
+        )
+    return rows
 
 
 def _margin_failed(reason: dict[str, str]) -> BybitError:

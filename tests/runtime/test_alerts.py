@@ -8,7 +8,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal as D
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -177,17 +177,21 @@ def check(
 def test_margin_ratio_alert_at_and_above_the_threshold() -> None:
     # long 10 @ 100, mark 90: notional 900, maintenance 9; unrealised -100.
     pos = position("10", "100")
+    # its stop covers all 10 (a stop of 1 would leave 9 unprotected: an alert of its own)
+    stop = [replace(order(OrderPurpose.STOP_LOSS), amount=D(10))]
     # wallet 110: margin balance 10, ratio 9 / 10 = 90 % >= 80 %
-    alert = check(pos, mark="90", wallet="110")["margin_ratio"]
+    alert = check(pos, mark="90", wallet="110", resting=stop)["margin_ratio"]
     assert alert.severity == "critical"
     assert "margin ratio 90.00%" in alert.message
     assert "maintenance 9.00, margin balance 10.00" in alert.message
     # wallet 111.25: balance 11.25, ratio exactly 80 %: alerts (>=)
-    assert "margin ratio 80.00%" in check(pos, mark="90", wallet="111.25")["margin_ratio"].message
+    ratio = check(pos, mark="90", wallet="111.25", resting=stop)["margin_ratio"]
+    assert "margin ratio 80.00%" in ratio.message
     # wallet 112: balance 12, ratio 75 %: nothing
-    assert check(pos, mark="90", wallet="112") == {}
+    assert check(pos, mark="90", wallet="112", resting=stop) == {}
     # wallet 100: balance 0, no margin left at all
-    assert "margin ratio Infinity%" in check(pos, mark="90", wallet="100")["margin_ratio"].message
+    empty = check(pos, mark="90", wallet="100", resting=stop)["margin_ratio"]
+    assert "margin ratio Infinity%" in empty.message
 
 
 def test_liquidation_distance_in_daily_volatility_units() -> None:
@@ -211,8 +215,6 @@ def test_liquidation_distance_in_daily_volatility_units() -> None:
 def test_a_stop_placed_by_hand_counts_on_the_closing_side_only() -> None:
     """A position opened and protected by hand (a stop without the bot's client id) is not
     alerted as naked every dedup window; a by-hand stop on the wrong side is no protection."""
-    from dataclasses import replace
-
     by_hand = replace(order(OrderPurpose.STOP_LOSS), client_id="web_123", purpose=None)
     assert check(position("1", "100"), resting=[by_hand]) == {}
     buy_stop = replace(by_hand, side=OrderSide.BUY)  # adds to a long: no protection
@@ -492,3 +494,23 @@ def test_a_hanging_destination_costs_one_timeout_not_one_per_alert(
         ["[acct] critical: state:halted"] + [f"[acct] critical: no_stop:{i}" for i in range(6)]
     )
     assert store.recent_alerts("no_stop:0", 0)[0].delivered
+
+
+def test_a_stop_smaller_than_the_position_alerts_the_unprotected_part() -> None:
+    """The position grew by hand (or a stop filled in part): the alert says how much is naked.
+    Stops on the closing side add up; a close-position stop covers everything; a stop on the
+    wrong side counts for nothing."""
+    stop = order(OrderPurpose.STOP_LOSS)  # a sell stop of 1
+    alert = check(position("1.5", "100"), resting=[stop])[f"part_unprotected:{SYM}"]
+    assert alert.severity == "critical"
+    assert alert.message == f"{SYM}: position 1.5: stops cover 1 of 1.5: 0.5 unprotected"
+    second = replace(stop, client_id="web_9", purpose=None, amount=D("0.5"))  # by hand
+    assert check(position("1.5", "100"), resting=[stop, second]) == {}
+    whole = replace(stop, amount=None, close_position=True, reduce_only=False)
+    assert check(position("7.25", "100"), resting=[whole]) == {}
+    wrong = replace(stop, side=OrderSide.BUY, amount=D(5))  # would add to the long
+    partial = check(position("1.5", "100"), resting=[stop, wrong])
+    assert "0.5 unprotected" in partial[f"part_unprotected:{SYM}"].message
+    naked = check(position("1", "100"), resting=[wrong])[f"no_stop:{SYM}"]
+    assert "wrong side" not in naked.message
+    assert "would add to it" in naked.message

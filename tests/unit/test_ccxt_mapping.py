@@ -337,6 +337,30 @@ def test_bybit_plain_conditional_order_type_comes_from_our_purpose() -> None:
     assert ccxt_orders.order_from_ccxt(raw).type is OrderType.STOP_MARKET
 
 
+def test_bybit_close_on_trigger_with_a_quantity_is_a_sized_stop() -> None:
+    """closeOnTrigger trims a sized order to the position at trigger time; it does not make a
+    stop of 0.1 protect a position of 0.3. Only without a quantity (a whole-position TP/SL,
+    qty "0") does it close the whole position."""
+    raw: dict[str, Any] = {
+        "id": "7a1e",
+        "clientOrderId": "",
+        "symbol": SYM,
+        "type": "market",
+        "side": "sell",
+        "triggerPrice": 55000.0,
+        "amount": 0.1,
+        "filled": 0.0,
+        "status": "open",
+        "reduceOnly": True,
+        "info": {"orderLinkId": "", "orderType": "Market", "closeOnTrigger": True},
+    }
+    sized = ccxt_orders.order_from_ccxt(raw)
+    assert (sized.close_position, sized.amount) == (False, Decimal("0.1"))
+    raw["amount"] = 0.0
+    whole = ccxt_orders.order_from_ccxt(raw)
+    assert (whole.close_position, whole.amount) == (True, None)
+
+
 @pytest.mark.parametrize(
     ("ccxt_status", "status"),
     [

@@ -4,6 +4,7 @@ single pass over resting orders, and what the engine notes as held."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields, replace
 from decimal import Decimal as D
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from bot.config.loader import load_policy
 from bot.domain.enums import (
+    ForcedKind,
     MarginMode,
     OrderPurpose,
     OrderSide,
@@ -22,7 +24,7 @@ from bot.domain.enums import (
 )
 from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
-from bot.domain.orders import Order, OrderRequest
+from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.market import build_snapshot, statistics_spec, window_statistics
@@ -264,8 +266,10 @@ def test_memory_store_update_keeps_every_field_of_the_record() -> None:
 
 
 def test_exit_kinds_name_what_the_venue_did() -> None:
-    """A stop gone: stop-loss; a take-profit gone alone: no exit; a position closed with its stop
-    still resting: liquidation; a position reversed with its stop resting: not a liquidation."""
+    """The bot's stop filled: stop-loss; its take-profit filled: no exit; a close the venue
+    records as a liquidation or an ADL: named so; a position reversed: not a liquidation;
+    anything else: reduced (or closed) outside the bot, never "liquidation" by default. The
+    venue's record is read only when the bot's own orders do not explain the shrink."""
 
     def acct(qty: str, resting: list[str]) -> AccountView:
         purposes = {"s": OrderPurpose.STOP_LOSS, "t": OrderPurpose.TAKE_PROFIT}
@@ -277,9 +281,50 @@ def test_exit_kinds_name_what_the_venue_did() -> None:
             marks={BTC: D(100)},
         )
 
+    asked: list[str] = []
+
+    def venue(*closes: ForcedKind) -> Callable[[], list[ForcedClose] | None]:
+        def read() -> list[ForcedClose] | None:
+            asked.append("read")
+            return [ForcedClose(BTC, k, D(2), 1) for k in closes]
+
+        return read
+
+    def unreadable() -> list[ForcedClose] | None:
+        return None
+
     before = Held(D("-2"), frozenset({"s"}), frozenset({"t"}))
-    assert exit_kind(before, acct("0", ["t"]), BTC) == "stop-loss"
-    assert exit_kind(before, acct("0", ["s"]), BTC) is None
-    assert exit_kind(before, acct("0", ["s", "t"]), BTC) == "liquidation"
-    assert exit_kind(before, acct("1", ["s", "t"]), BTC) == "a reversal the bot did not make"
-    assert exit_kind(before, acct("-2", ["s", "t"]), BTC) is None
+
+    def kind(
+        qty: str,
+        resting: list[str],
+        *,
+        stop: bool = False,
+        take: bool = False,
+        forced: Callable[[], list[ForcedClose] | None] | None = None,
+    ) -> str | None:
+        return exit_kind(
+            before,
+            acct(qty, resting),
+            BTC,
+            stop_filled=stop,
+            take_filled=take,
+            forced=forced or venue(),
+        )
+
+    assert kind("0", ["t"], stop=True) == "stop-loss"
+    assert kind("0", ["s"], take=True) is None
+    assert asked == []  # the bot's own orders explained both: the venue was not asked
+    assert kind("0", ["s", "t"], forced=venue(ForcedKind.LIQUIDATION)) == "liquidation"
+    assert kind("0", ["s", "t"], forced=venue(ForcedKind.ADL)) == "auto-deleveraging"
+    closed = kind("0", ["s", "t"]) or ""
+    assert closed.startswith("closed outside the bot")
+    assert "records no liquidation or ADL" in closed
+    # a manual partial reduction: the stop and take-profit still rest, the venue forced nothing
+    reduced = kind("-1", ["s", "t"]) or ""
+    assert reduced.startswith("reduced outside the bot")
+    assert "could not be read" in (kind("-1", ["s", "t"], forced=unreadable) or "")
+    # a stop gone from the list but not filled (cancelled by hand) is no stop-loss
+    assert (kind("0", ["t"]) or "").startswith("closed outside the bot")
+    assert kind("1", ["s", "t"]) == "a reversal the bot did not make"
+    assert kind("-2", ["s", "t"]) is None

@@ -1,0 +1,174 @@
+"""A position off the venue's quantity step, through the real ccxt classes and the live adapter
+against the loopback Binance and Bybit servers: the engine protects it as the venue allows.
+
+Binance takes ``closePosition=true`` STOP_MARKET orders (no quantity, no ``reduceOnly``): one
+protects the whole position whatever its size. Bybit is not wired for a close-whole stop here
+(its documented one, ``/v5/position/trading-stop`` ``tpslMode=Full``, carries no
+``orderLinkId``): the part on the step gets a reduce-only stop and the remainder is an open,
+named incident, never an endless escalation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from bot.clock import LiveClock
+from bot.config.loader import load_policy
+from bot.domain.enums import EventKind, OrderPurpose, OrderSide, OrderType
+from bot.domain.orders import OrderRequest
+from bot.engine.contracts import ContractSpec
+from bot.engine.tick import Engine
+from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.sim.exchange import SimulatedExchange
+from bot.store.memory import MemoryStore
+from tests.contract.test_ccxt_loopback import (
+    ACCOUNT,
+    BTC,
+    KEY,
+    SECRET,
+    RecordingClock,
+    btc_account,
+)
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import loopback_adapter
+from tests.fakes.loopback_core import LoopbackServer
+from tests.unit.test_engine import LIMITS, ROOT, FakeMarket
+
+D = Decimal
+HELD = D("0.123")
+
+
+@pytest.fixture
+def sim() -> SimulatedExchange:
+    """0.123 BTC long opened at the step 0.001; then the venue's step became 0.01."""
+    ex = btc_account()
+    ex.set_leverage(BTC, 3)
+    ex.place_order(
+        OrderRequest(
+            "hand-1", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, HELD, False
+        )
+    )
+    inst = ex.book.instruments[BTC]
+    ex.book.instruments[BTC] = replace(inst, step_size=D("0.01"), min_qty=D("0.01"))
+    return ex
+
+
+def _serve(venue: str, sim: SimulatedExchange) -> LoopbackServer:
+    cls = LoopbackBinance if venue == "binanceusdm" else LoopbackBybit
+    return cls(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+
+
+@pytest.fixture(params=["binanceusdm", "bybit"])
+def venue(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def running(venue: str, sim: SimulatedExchange) -> Iterator[tuple[LoopbackServer, CcxtExchange]]:
+    with _serve(venue, sim) as server:
+        adapter = loopback_adapter(
+            venue,
+            server.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC],
+        )
+        try:
+            yield server, adapter
+        finally:
+            adapter.exchange.close()
+        assert server.errors == []
+
+
+def _engine(adapter: CcxtExchange, store: MemoryStore) -> Engine:
+    return Engine(
+        clock=LiveClock(),
+        exchange=adapter,
+        market=FakeMarket(),
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "follow", D(125))],
+        limits=LIMITS,
+        account=ACCOUNT,
+    )
+
+
+def test_off_step_position_is_protected_as_the_venue_allows(
+    venue: str,
+    sim: SimulatedExchange,
+    running: tuple[LoopbackServer, CcxtExchange],
+) -> None:
+    server, adapter = running
+    assert adapter.instrument(BTC).step_size == D("0.01")  # the venue's filters, over the wire
+    store = MemoryStore()
+    engine = _engine(adapter, store)
+    for _ in range(2):
+        assert engine.tick().unprotected == []
+    assert sim.book.positions[BTC].qty == HELD  # not closed
+    [stop] = [o for o in sim.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert [e.reason for e in store.events if e.kind == EventKind.REJECTED] == []
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state.value == "active"
+    incidents = [e.reason for e in store.events if e.kind == EventKind.UNPROTECTED]
+    if venue == "binanceusdm":
+        assert (stop.close_position, stop.amount, stop.reduce_only) == (True, None, False)
+        [sent] = [
+            c.params
+            for c in server.calls("/fapi/v1/algoOrder", "POST")
+            if c.params.get("type") == "STOP_MARKET"
+        ]
+        assert sent["closePosition"] == "true"
+        assert "quantity" not in sent
+        assert "reduceOnly" not in sent
+        assert sent["workingType"] == "MARK_PRICE"
+        assert incidents == []
+    else:
+        assert (stop.close_position, stop.amount, stop.reduce_only) == (False, D("0.12"), True)
+        [incident] = incidents
+        assert "0.003 unprotected" in incident
+
+
+def test_binance_refuses_a_second_close_position_stop_with_4130(
+    sim: SimulatedExchange,
+) -> None:
+    with _serve("binanceusdm", sim) as server:
+        adapter = loopback_adapter(
+            "binanceusdm",
+            server.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC],
+        )
+        try:
+            first, second = (
+                OrderRequest(
+                    f"{ACCOUNT}-sl-BTC-s8xk2-{n}",
+                    BTC,
+                    OrderSide.SELL,
+                    OrderType.STOP_MARKET,
+                    OrderPurpose.STOP_LOSS,
+                    None,
+                    False,
+                    trigger_price=D(trigger),
+                    close_position=True,
+                )
+                for n, trigger in ((1, 55000), (2, 54000))
+            )
+            adapter.place_order(first)
+            from bot import errors
+
+            with pytest.raises(errors.OrderRejected) as refused:
+                adapter.place_order(second)
+            assert refused.value.code == -4130
+        finally:
+            adapter.exchange.close()

@@ -1,0 +1,186 @@
+"""A position that shrank without the bot's order is named from what the exchange says: a manual
+partial reduction is "reduced outside the bot", not "liquidation"; a liquidation the venue
+records is a liquidation; the re-entry cooldown still starts (the safe side). Engine against the
+simulated exchange; the venue's records through the real ccxt classes and both loopback venues."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from bot.clock import LiveClock
+from bot.config.loader import load_policy
+from bot.domain.enums import EventKind, ForcedKind, OrderPurpose, OrderSide, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.orders import ForcedClose, OrderRequest
+from bot.engine.contracts import ContractSpec
+from bot.engine.tick import Engine
+from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
+from tests.contract.test_ccxt_loopback import (
+    ACCOUNT,
+    BTC,
+    KEY,
+    SECRET,
+    RecordingClock,
+    btc_account,
+)
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import loopback_adapter
+from tests.unit.test_engine import LIMITS, ROOT, FakeMarket, build
+
+
+def _cooldowns(store: object) -> list[str]:
+    return [e.reason for e in store.events if e.kind == EventKind.COOLDOWN]  # type: ignore[attr-defined]
+
+
+def test_a_manual_partial_reduction_is_reduced_outside_the_bot(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    held = ex.book.positions[BTC].qty
+    assert held > 0
+    resting = {o.client_id for o in ex.fetch_open_orders(BTC)}
+    # the trader sells a third by hand on the venue (not the bot's client id)
+    part = ex.instrument(BTC).floor_qty(held / 3)
+    ex.place_order(
+        OrderRequest(
+            "web_1", BTC, OrderSide.SELL, OrderType.MARKET, OrderPurpose.REDUCE, part, True
+        )
+    )
+    assert {o.client_id for o in ex.fetch_open_orders(BTC)} == resting  # stop and TP rest on
+    engine.tick()
+    [cooldown] = _cooldowns(store)
+    assert "after reduced outside the bot" in cooldown
+    assert "liquidation" not in cooldown.split("(")[0]
+    assert "the venue records no liquidation or ADL" in cooldown
+    [noted] = [e.reason for e in store.events if e.kind == EventKind.EXIT]
+    assert noted.startswith(f"position {held} -> {held - part}")
+    # the safe behaviour stays: no new exposure while the cooldown runs
+    assert engine.cooldowns.active(BTC, engine.clock.now_ms()) is not None
+
+
+def test_a_liquidation_the_venue_records_is_named_liquidation(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    liq = ex.fetch_positions([BTC])[BTC].liquidation_price
+    assert liq is not None
+    ex.set_mark(BTC, liq * D("0.9"))  # a gap through the stop and the liquidation price
+    assert ex.book.positions[BTC].qty == 0
+    engine.tick()
+    [cooldown] = _cooldowns(store)
+    assert "after liquidation [" in cooldown
+
+
+def test_the_bots_stop_filling_is_a_stop_loss(instruments: dict[str, Instrument]) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    [stop] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    ex.set_mark(BTC, stop.trigger_price - 1)
+    engine.tick()
+    [cooldown] = _cooldowns(store)
+    assert "after stop-loss [" in cooldown
+
+
+# -- the venue's record of forced closes, over the wire ------------------------------------------
+
+
+class ForcedAccount(SimulatedExchange):
+    """The simulated account with the forced closes a test sets (the simulator has no ADL)."""
+
+    closes: list[ForcedClose]
+
+    def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
+        return [c for c in self.closes if c.symbol == symbol and c.timestamp_ms >= since_ms]
+
+
+@pytest.fixture
+def forced_account() -> ForcedAccount:
+    ex = btc_account()
+    ex.__class__ = ForcedAccount
+    assert isinstance(ex, ForcedAccount)
+    now = LiveClock().now_ms()
+    ex.closes = [
+        ForcedClose(BTC, ForcedKind.LIQUIDATION, D("0.004"), now - 60_000),
+        ForcedClose(BTC, ForcedKind.ADL, D("0.002"), now - 30_000),
+        ForcedClose(BTC, ForcedKind.LIQUIDATION, D("0.5"), now - 86_400_000),  # long ago
+    ]
+    return ex
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_forced_closes_read_from_the_venue(venue: str, forced_account: ForcedAccount) -> None:
+    cls = LoopbackBinance if venue == "binanceusdm" else LoopbackBybit
+    with cls(
+        forced_account, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC]
+    ) as server:
+        adapter = loopback_adapter(
+            venue,
+            server.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC],
+        )
+        try:
+            since = LiveClock().now_ms() - 3_600_000
+            got = adapter.fetch_forced_closes(BTC, since)
+        finally:
+            adapter.exchange.close()
+        path = "/fapi/v1/forceOrders" if venue == "binanceusdm" else "/v5/execution/list"
+        [call] = server.calls(path, "GET")
+        assert int(call.params["startTime"]) == since
+        assert server.errors == []
+    assert got is not None
+    assert sorted((c.kind.value, c.qty) for c in got) == [
+        ("auto-deleveraging", D("0.002")),
+        ("liquidation", D("0.004")),
+    ]
+
+
+def test_the_owner_is_alerted_with_the_right_name(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    from bot.alerts import AlertRules, Notifier
+    from bot.runtime.runner import Runner
+
+    _, ex, _ = build(instruments)  # the simulated account; the engine below records in SQL
+    engine = Engine(
+        clock=ex.clock,
+        exchange=ex,
+        market=FakeMarket(),
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+    )
+    sent: list[tuple[str, str]] = []
+
+    def sender(title: str, body: str) -> bool:
+        sent.append((title, body))
+        return True
+
+    rules = AlertRules()
+    notifier = Notifier(store, ex.clock, sender, rules, account="t")
+    runner = Runner(engine=engine, store=store, clock=ex.clock, notifier=notifier, rules=rules)
+    runner.tick()
+    held = ex.book.positions[BTC].qty
+    part = ex.instrument(BTC).floor_qty(held / 3)
+    ex.place_order(
+        OrderRequest(
+            "web_1", BTC, OrderSide.SELL, OrderType.MARKET, OrderPurpose.REDUCE, part, True
+        )
+    )
+    runner.tick()
+    [(title, body)] = [(t, b) for t, b in sent if "exit:" in t]
+    assert title == f"[t] warning: exit:{BTC}"
+    assert "reduced outside the bot" in body
+    assert "liquidation" not in body.split("(")[0]

@@ -142,8 +142,8 @@ def sends_increase(
         if have * target <= 0:
             return True  # opens from flat, or flips
         more = abs(target) - abs(have)
-        if more > 0 and more >= tolerance * abs(target):
-            return True
+        if more > 0 and (d.participation_capped or more >= tolerance * abs(target)):
+            return True  # (a participation step is sent whatever its size)
     return False
 
 
@@ -212,8 +212,8 @@ def _sent(
     """Whether the planner sends this increase (as :func:`bot.engine.planner.plan_size`)."""
     if not d.allow_increase:
         return False
-    if base > 0 and more < tol * (base + more):
-        return False
+    if base > 0 and more < tol * (base + more) and not d.participation_capped:
+        return False  # below the rebalance tolerance (a participation step is always sent)
     amount = inst.floor_qty(more)
     return not (amount < inst.min_qty or amount * last < inst.min_notional)
 

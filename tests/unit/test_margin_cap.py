@@ -452,3 +452,24 @@ def test_increases_are_scaled_alike_whatever_the_order_of_the_contracts() -> Non
         assert D("0.47") < share < D("0.5")
         assert setting_of(d, ex.lasts[d.symbol]) == 3
     assert not send_as_the_engine(ex, backward)
+
+
+def test_a_participation_step_below_the_tolerance_is_sized_too() -> None:
+    """The volume participation cap's steps are sent whatever their size (the planner drops
+    the rebalance tolerance for them): one below it must fit the balance as well."""
+    ex = exchange(D(10_000), MarginMode.ISOLATED)
+    ex.set_leverage(SYMBOLS[1], 2)
+    buy(ex, SYMBOLS[1], D("6.5"))  # 19,500 at setting 2: 9,750 of the 10,000
+    available = ex.fetch_balance().available
+    assert available is not None
+    assert available < D(250)
+    # one step of 0.3 ETH (4.4 % of the target, below the 5 % tolerance) at 1x, setting 2:
+    # 450 of margin
+    step = replace(decision(SYMBOLS[1], D("6.8"), D(1)), participation_capped=True)
+    [out] = size([step], ex, available)
+    assert D("6.5") < out.target_qty < D("6.8")
+    assert "margin: available" in out.reason
+    assert not send_as_the_engine(ex, [out])
+    # without the participation flag the planner sends nothing: nothing to size
+    plain = decision(SYMBOLS[1], D("6.8"), D(1))
+    assert size([plain], ex, available) == [plain]

@@ -169,9 +169,11 @@ def _leg(
     open_loss = abs(last - mark) + high * slip
     reduced = ZERO
     if have != 0 and (target == 0 or (target > 0) != (have > 0)):
-        reduced = abs(have)  # closed before the other side opens
+        # closed before the other side opens: the part on the venue's step (a remainder off
+        # the step stays, with its margin)
+        reduced = inst.orderable_part(abs(have))
     elif abs(target) < abs(have) and abs(have) - abs(target) >= tolerance * abs(have):
-        reduced = abs(have) - abs(target)
+        reduced = min(abs(have) - abs(target), inst.orderable_part(abs(have)))
     freed = ZERO
     if reduced > 0 and pos is not None:
         freed = _freed(pos, inst, reduced, mark, low, fill, open_loss, slip)

@@ -473,3 +473,20 @@ def test_a_participation_step_below_the_tolerance_is_sized_too() -> None:
     # without the participation flag the planner sends nothing: nothing to size
     plain = decision(SYMBOLS[1], D("6.8"), D(1))
     assert size([plain], ex, available) == [plain]
+
+
+def test_a_close_frees_only_what_an_order_can_trade() -> None:
+    """A position below the venue's minimum (opened at a finer step, or before the venue
+    raised it) cannot be closed by an order: its margin stays locked, and the opening after
+    its close gets none of it."""
+    ex = exchange(D(1_000), MarginMode.ISOLATED)
+    ex.set_leverage(SYMBOLS[1], 1)
+    dust = D("0.0009")  # below ETH's 0.001: no order can trade it
+    pos = ex.book.positions[SYMBOLS[1]]
+    pos.qty, pos.entry_price, pos.isolated_margin = dust, PRICES[SYMBOLS[1]], D(900)
+    available = ex.fetch_balance().available
+    assert available == D(100)
+    wanted = [decision(SYMBOLS[1], D(0), D(0)), decision(SYMBOLS[2], D(4), D("0.6"))]
+    out = size(wanted, ex, available)
+    assert D(0) < out[1].target_qty < D(4)  # 600 at setting 1 wanted, about 100 there
+    assert "margin: available 100.00" in out[1].reason

@@ -444,13 +444,13 @@ class Engine:
         sizing step sends them (see :mod:`bot.risk.margin_cap`); fills priced with the
         expected stop slippage as the allowance, as the stops' liquidation check does."""
         tolerance = self.policy.orders.rebalance_tolerance
-        if not sends_increase(decisions, acct.positions, tolerance):
-            return decisions  # (most ticks: nothing to size)
         lasts: dict[str, Decimal] = {}
         for d in decisions:
             snap = snapshots.get(d.symbol)
             if snap is not None:
                 lasts[d.symbol] = snap.last_price
+        if not sends_increase(decisions, acct.positions, lasts, self.instruments, tolerance):
+            return decisions  # (most ticks: nothing to size)
         return cap_to_margin(
             decisions,
             acct.positions,

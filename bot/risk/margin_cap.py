@@ -96,7 +96,7 @@ def cap_to_margin(
     for a decision; ``slippage``: the fraction a fill may move against the trader;
     ``tolerance``: the planner's rebalance tolerance (smaller changes are not sent).
     """
-    if not sends_increase(decisions, positions, tolerance):
+    if not sends_increase(decisions, positions, lasts, instruments, tolerance):
         return list(decisions)
     legs: list[_Leg] = []
     for d in decisions:
@@ -129,21 +129,27 @@ def cap_to_margin(
 
 
 def sends_increase(
-    decisions: Sequence[Decision], positions: Mapping[str, Position], tolerance: Decimal
+    decisions: Sequence[Decision],
+    positions: Mapping[str, Position],
+    lasts: Mapping[str, Decimal],
+    instruments: Mapping[str, Instrument],
+    tolerance: Decimal,
 ) -> bool:
-    """Whether any decision may send an increase (a cheap first look: most ticks send none;
+    """Whether any decision sends an increase (a cheap first look: most ticks send none;
     ``False`` means :func:`cap_to_margin` leaves every decision as it is)."""
     for d in decisions:
         target = d.target_qty
         if target == 0 or not d.allow_increase:
             continue
+        last = lasts.get(d.symbol)
+        if last is None:
+            continue
         pos = positions.get(d.symbol)
         have = pos.qty if pos is not None else ZERO
-        if have * target <= 0:
-            return True  # opens from flat, or flips
-        more = abs(target) - abs(have)
-        if more > 0 and (d.participation_capped or more >= tolerance * abs(target)):
-            return True  # (a participation step is sent whatever its size)
+        base = abs(have) if have * target > 0 else ZERO
+        more = abs(target) - base
+        if more > 0 and _sent(d, instruments[d.symbol], base, more, last, tolerance):
+            return True
     return False
 
 

@@ -41,11 +41,14 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Balance:
-    """Wallet in the quote (settlement) asset. Wallet balance excludes unrealised PnL."""
+    """Wallet in the quote (settlement) asset. Wallet balance excludes unrealised PnL.
+
+    ``available``: what the venue says is free for new margin (Binance ``availableBalance``);
+    ``None`` when its answer does not say (unknown, never zero)."""
 
     asset: str
     wallet: Decimal
-    available: Decimal
+    available: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,9 @@ class AccountView:
     resting: dict[str, list[Order]]
     marks: dict[str, Decimal]
     _equity: Decimal | None = None  # memo; cleared by ``changed`` when positions or wallet move
+    # The venue's available balance (free for new margin) as read; None: not known, and
+    # unknown is never zero (no increase is sized on it).
+    available: Decimal | None = None
 
     def changed(self) -> None:
         self._equity = None

@@ -106,7 +106,9 @@ class Reconciler:
         self._sync_closed_orders(now, resting)
         self._prev_positions = dict(positions)
         self._find_foreign(now, positions, resting)
-        return AccountView(balance.wallet, dict(positions), resting, marks)
+        return AccountView(
+            balance.wallet, dict(positions), resting, marks, available=balance.available
+        )
 
     def read_positions(
         self,

@@ -6,7 +6,10 @@ Fixed order of steps (each a method below):
                    (conditional ones too) and the balance from the exchange, the source of truth;
 2. **market**      read closed candles and funding; compute volatility and ATR;
 3. **risk state**  update peak and daily equity and the trading state (active/reducing/halted);
-4. **decide**      the policy's pure decision per contract (all flat when halted);
+4. **decide**      the policy's pure decision per contract (all flat when halted), then sized:
+                   a stop the risk layer accepts, the gross cap, the loss budget, the hedge
+                   legs, and last every increase within the available balance read at
+                   reconcile (unknown: no increase);
 5. **protect**     place/replace stop-loss and take-profit for the positions held now (new before
                    old), cancel orphans and duplicates;
 6. **size**        leverage setting, reduce-only trims and closes, then increases; every order
@@ -59,7 +62,13 @@ from bot.engine.market import (
     policy_tf_ms,
     statistics_spec,
 )
-from bot.engine.planner import IdFactory, market_orders, plan_protection, plan_size
+from bot.engine.planner import (
+    IdFactory,
+    exchange_setting,
+    market_orders,
+    plan_protection,
+    plan_size,
+)
 from bot.engine.protection import (
     protection_gap,
     secure_decision,
@@ -91,6 +100,7 @@ from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
+from bot.risk.margin_cap import cap_to_margin, sends_increase
 from bot.risk.state import Transition, initial_memory, set_state, update
 
 ZERO = Decimal(0)
@@ -283,6 +293,9 @@ class Engine:
             hedges = self.decide_hedge(now, acct, snapshots, windows, decisions, memory.state)
             hedges = [self._with_cooldown(d, now) for d in hedges]
             decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
+        # Last, on every leg in the order they go out (the hedge needs margin too): the
+        # increases together within the balance the account has available.
+        decisions = self.within_margin(decisions, acct, snapshots)
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
         # A decision on the other side of the position held (a flip) protects the position it
@@ -383,7 +396,8 @@ class Engine:
                 closed = sent or closed
         if closed:
             acct.positions = dict(self.exchange.fetch_positions(self.symbols))
-            acct.wallet = self.exchange.fetch_balance().wallet
+            balance = self.exchange.fetch_balance()
+            acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
 
     def within_gross_cap(
@@ -418,6 +432,41 @@ class Engine:
             self.instruments,
             self.limits.max_gross_leverage * equity,
             fixed,
+        )
+
+    def within_margin(
+        self,
+        decisions: list[Decision],
+        acct: AccountView,
+        snapshots: Mapping[str, MarketSnapshot],
+    ) -> list[Decision]:
+        """Scale the increases into the available balance read this tick, in the order the
+        sizing step sends them (see :mod:`bot.risk.margin_cap`); fills priced with the
+        expected stop slippage as the allowance, as the stops' liquidation check does."""
+        tolerance = self.policy.orders.rebalance_tolerance
+        lasts: dict[str, Decimal] = {}
+        for d in decisions:
+            snap = snapshots.get(d.symbol)
+            if snap is not None:
+                lasts[d.symbol] = snap.last_price
+        if not sends_increase(decisions, acct.positions, lasts, self.instruments, tolerance):
+            return decisions  # (most ticks: nothing to size)
+        return cap_to_margin(
+            decisions,
+            acct.positions,
+            lasts,
+            acct.marks,
+            self.instruments,
+            acct.available,
+            setting_of=self._setting_of,
+            slippage=self.limits.stop_slippage,
+            tolerance=tolerance,
+        )
+
+    def _setting_of(self, d: Decision, price: Decimal) -> int:
+        """The leverage setting the sizing step uses for ``d`` (see :func:`plan_size`)."""
+        return exchange_setting(
+            d.target_leverage, self.instruments[d.symbol], abs(d.target_qty) * price
         )
 
     def within_loss_budget(
@@ -728,6 +777,7 @@ class Engine:
         rec.stopped_out = stopped | rec.stopped_out
         rec.took_profit = took | rec.took_profit
         acct.wallet, acct.positions = fresh.wallet, fresh.positions
+        acct.available = fresh.available
         acct.resting, acct.marks = fresh.resting, fresh.marks
         acct.changed()
         self.note_exits(acct, now)
@@ -1260,7 +1310,7 @@ class Engine:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
         self._read_positions_again(acct, now)
         balance = self.exchange.fetch_balance()
-        acct.wallet = balance.wallet
+        acct.wallet, acct.available = balance.wallet, balance.available
         acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
 

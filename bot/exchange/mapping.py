@@ -463,6 +463,10 @@ def forced_closes(
 def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     """Wallet balance (excluding unrealised PnL) and available margin of ``asset``.
 
+    The available margin is ccxt's unified ``free`` (Binance ``availableBalance``, Bybit the
+    account's available balance); ``None`` when the answer does not give it: unknown is not
+    zero, and no increase is sized on it.
+
     ccxt's unified ``total`` includes unrealised PnL on Binance (``marginBalance``), so the
     wallet comes from the raw answer: Binance ``assets[].walletBalance``, Bybit
     ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
@@ -488,13 +492,32 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
         return Balance(
             asset=asset,
             wallet=wallet,
-            available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
+            available=_available(unified, info, asset),
         )
     return Balance(
         asset=asset,
         wallet=opt_decimal(unified.get("total"), f"{asset} wallet balance") or ZERO,
-        available=opt_decimal(unified.get("free"), f"{asset} available balance") or ZERO,
+        available=opt_decimal(unified.get("free"), f"{asset} available balance"),
     )
+
+
+def _available(unified: Mapping[str, Any], info: object, asset: str) -> Decimal | None:
+    """ccxt's ``free``; on a Bybit unified account, no more than the account's
+    ``totalAvailableBalance`` (margin balance less initial margin, unrealised PnL included,
+    which is what its margin check uses, 110007): ccxt derives a coin's ``free`` from its
+    wallet less initial margin (``availableToWithdraw`` is empty since 2025), which overstates
+    what is available while positions are at a loss."""
+    free = opt_decimal(unified.get("free"), f"{asset} available balance")
+    result = info.get("result") if isinstance(info, Mapping) else None
+    if free is None or not isinstance(result, Mapping):
+        return free
+    for account in result.get("list") or []:
+        if not isinstance(account, Mapping) or account.get("totalAvailableBalance") in (None, ""):
+            continue
+        total = to_decimal(account["totalAvailableBalance"], "totalAvailableBalance")
+        if total < free:
+            free = total
+    return free
 
 
 def _check_margin_balance(asset: str, wallet: Decimal, row: Mapping[str, Any]) -> None:

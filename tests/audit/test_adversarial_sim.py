@@ -47,6 +47,13 @@ def simulate(tmp: Path, scenario: str, policy: str, mode: str, side: str) -> Out
 def assert_clean(outcome: Outcome) -> None:
     assert outcome.checker.ticks > 100
     assert outcome.problems == [], "\n".join(outcome.problems[:10])
+    # Every increase is sized to the available balance: the venue refuses none for margin.
+    refused = [
+        e.reason
+        for e in outcome.result.store.events
+        if e.kind is EventKind.REJECTED and "margin is insufficient" in e.reason
+    ]
+    assert refused == [], refused[:5]
 
 
 @pytest.mark.parametrize(("scenario", "policy", "mode", "side"), ROTATION)

@@ -179,14 +179,16 @@ class BinanceAccountRoutes(BinanceBase):
             maint += Decimal(row["maintMargin"])
             isolated += Decimal(row["isolatedWallet"])
         margin_balance = bal.wallet + upnl
+        available = bal.available
+        assert available is not None, "the simulated backend always knows what is available"
         return {
             "wallet": bal.wallet,
             "upnl": upnl,
             "margin": margin_balance,
             "maint": maint,
             # Binance: available = margin balance - initial margin; the backend knows available.
-            "initial": max(ZERO, margin_balance - bal.available),
-            "available": bal.available,
+            "initial": max(ZERO, margin_balance - available),
+            "available": available,
             "cross_wallet": bal.wallet - isolated,
         }
 

@@ -109,7 +109,9 @@ class BybitAccountRoutes(BybitBase):
             mm += row["mm"]
         # ccxt derives free = walletBalance - (locked + totalPositionIM + totalOrderIM) when
         # availableToWithdraw is empty (Bybit deprecated it in 2025): keep the backend's number.
-        used = max(ZERO, bal.wallet - bal.available)
+        available = bal.available
+        assert available is not None, "the simulated backend always knows what is available"
+        used = max(ZERO, bal.wallet - available)
         equity = bal.wallet + upnl
         coin = {
             "coin": bal.asset,
@@ -137,7 +139,7 @@ class BybitAccountRoutes(BybitBase):
             "totalEquity": money(equity),
             "totalWalletBalance": money(bal.wallet),
             "totalMarginBalance": money(equity),
-            "totalAvailableBalance": money(bal.available),
+            "totalAvailableBalance": money(available),
             "totalPerpUPL": money(upnl),
             "totalInitialMargin": money(im),
             "totalMaintenanceMargin": money(mm),

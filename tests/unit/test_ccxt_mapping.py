@@ -511,12 +511,47 @@ def test_binance_wallet_excludes_unrealised_pnl() -> None:
     assert (bal.asset, bal.wallet, bal.available) == ("USDT", Decimal("10000.0"), Decimal("9949.0"))
 
 
+def test_an_available_balance_the_answer_does_not_give_is_unknown_not_zero() -> None:
+    """Sizing increases on a zero would send none; on a guess, orders the venue refuses. The
+    engine sends no increase on an unknown available balance and says why."""
+    row = {"asset": "USDT", "walletBalance": "10000.0", "marginBalance": "10010.0"}
+    for unified in ({"used": 61.0, "total": 10010.0}, {"free": None, "total": 10010.0}):
+        balance = {"USDT": unified, "info": {"assets": [row]}}
+        bal = mapping.balance_from_ccxt(balance, "USDT")
+        assert (bal.wallet, bal.available) == (Decimal("10000.0"), None)
+    assert (
+        mapping.balance_from_ccxt({"info": {"other": 1}, "USDT": {"total": 2.0}}, "USDT").available
+        is None
+    )
+    zero = {
+        "USDT": {"free": 0.0, "total": 10.0},
+        "info": {"assets": [row | {"marginBalance": "10000.0"}]},
+    }
+    assert mapping.balance_from_ccxt(zero, "USDT").available == 0
+
+
 def test_bybit_wallet_from_coin_list() -> None:
     balance = {
         "USDT": {"free": 900.0, "used": 100.0, "total": 1005.0},
         "info": {"result": {"list": [{"coin": [{"coin": "USDT", "walletBalance": "1000"}]}]}},
     }
     assert mapping.balance_from_ccxt(balance, "USDT").wallet == Decimal(1000)
+
+
+def test_bybit_available_is_the_accounts_when_positions_are_at_a_loss() -> None:
+    """ccxt's Bybit ``free`` is the wallet less initial margin; the unified account's margin
+    check (110007) uses its available balance, which counts the unrealised loss."""
+    coin = {"coin": "USDT", "walletBalance": "1000", "totalPositionIM": "100", "locked": "0"}
+    info = {"result": {"list": [{"totalAvailableBalance": "700", "coin": [coin]}]}}
+    balance = {"USDT": {"free": 900.0, "used": 100.0, "total": 1000.0}, "info": info}
+    bal = mapping.balance_from_ccxt(balance, "USDT")
+    assert (bal.wallet, bal.available) == (Decimal(1000), Decimal(700))
+    # in profit ccxt's figure is the smaller one: kept
+    info["result"]["list"][0]["totalAvailableBalance"] = "1100"
+    assert mapping.balance_from_ccxt(balance, "USDT").available == Decimal(900)
+    # an account row without the figure: ccxt's
+    del info["result"]["list"][0]["totalAvailableBalance"]
+    assert mapping.balance_from_ccxt(balance, "USDT").available == Decimal(900)
 
 
 def test_balance_falls_back_to_unified_total_and_zero() -> None:

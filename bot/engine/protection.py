@@ -27,7 +27,7 @@ from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.planner import exchange_setting, stop_sizing
 from bot.policy.leverage import q2
-from bot.risk.coverage import Coverage, StopLeg, closing_side, coverage, is_stop
+from bot.risk.coverage import Coverage, closing_side, coverage, is_stop, resting_stops
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
@@ -245,8 +245,7 @@ def stop_cover(
     resting: Sequence[Order],
 ) -> Coverage:
     """How much of ``pos`` its valid resting stops protect (:mod:`bot.risk.coverage`)."""
-    valid = valid_stops(inst, pos, acct, instruments, resting)
-    return coverage(pos.qty, (StopLeg(o.side, o.amount, o.close_position) for o in valid))
+    return coverage(pos.qty, resting_stops(valid_stops(inst, pos, acct, instruments, resting)))
 
 
 def protection_gap(
@@ -265,7 +264,7 @@ def protection_gap(
     position, the bot's or placed by hand on the closing side (as the alerts count them). A
     position no order can carry on a venue without close-position stops is covered when its
     stops cover the part on the step: the remainder is no gap the bot can close (no order can
-    trade it either); :func:`unprotected_remainder` names it.
+    trade it either); :func:`stop_cover` names it.
     """
     mark = acct.marks.get(pos.symbol)
     stops = [o for o in resting if is_stop(o) and o.is_open]
@@ -299,18 +298,6 @@ def protection_gap(
         f"stop {first.client_id} ({first.amount} at {first.trigger_price}) does not protect "
         f"{pos.qty} at mark {mark} (liquidation {liq}): {cover.describe()}"
     )
-
-
-def unprotected_remainder(
-    inst: Instrument,
-    pos: Position,
-    acct: AccountView,
-    instruments: Mapping[str, Instrument],
-    resting: Sequence[Order],
-) -> Coverage:
-    """The coverage of a position :func:`protection_gap` passed: its ``uncovered`` part is what
-    no order can protect on this venue (0 for a fully protected position)."""
-    return stop_cover(inst, pos, acct, instruments, resting)
 
 
 def _others(

@@ -73,7 +73,7 @@ from bot.engine.protection import (
     protection_gap,
     secure_decision,
     secure_stop,
-    unprotected_remainder,
+    stop_cover,
 )
 from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
 from bot.engine.reconcile import Reconciler
@@ -1122,9 +1122,7 @@ class Engine:
             # passed only because its stops do)
             cover = None
         else:
-            cover = unprotected_remainder(
-                inst, pos, acct, self.instruments, acct.resting.get(sym, [])
-            )
+            cover = stop_cover(inst, pos, acct, self.instruments, acct.resting.get(sym, []))
         if cover is None or cover.complete:
             self._remainders.pop(sym, None)
             if sym in self.unprotected_since or sym in self._venue_errors:

@@ -144,10 +144,11 @@ class Sweep:
         self.data_span = (start, end)
         return windows(wf, start, end)
 
-    def inputs(self) -> dict[str, str]:
-        """The content hash of every file a point's result depends on (the configuration, the
-        base policy, the contracts' data files): a resumed sweep whose inputs changed would mix
-        rows of two experiments in one results file, so it is refused instead."""
+    def inputs(self) -> dict[str, tuple[str, str]]:
+        """Every file a point's result depends on (the configuration, the base policy, the
+        contracts' data files), by name: its resolved path and content hash. A resumed sweep
+        whose inputs changed would mix rows of two experiments in one results file, so it is
+        refused instead."""
         policy = Policy.model_validate(self.base)
         symbols = self.spec.contracts or tuple(c.symbol for c in self.config.contracts)
         data_dir = self.spec.data_dir or self.config.data.dir
@@ -163,7 +164,7 @@ class Sweep:
         catalogue = data_dir / "contracts" / f"{self.config.data.exchange}.json"
         if catalogue.is_file():
             files["contract catalogue"] = catalogue
-        return {name: f"{path.resolve()} {content_hash(path)}" for name, path in files.items()}
+        return {name: (str(path.resolve()), content_hash(path)) for name, path in files.items()}
 
     def task(
         self, point: Point, phase: str, window: Window | None, *, keep_curve: bool = False
@@ -358,7 +359,8 @@ class Sweep:
     def run(self) -> SweepOutcome:
         out = self.spec.out
         wins = self.windows()
-        inputs = self.inputs()
+        files = self.inputs()
+        inputs = {name: f"{path} {digest}" for name, (path, digest) in files.items()}
         check_spec(out, {**self.spec.as_json(), "inputs": inputs})
         # Workers keep configs and loaded data between sweeps (a Dask worker lives on): the
         # inputs' hash in every task keeps them from serving an edited file's old content.
@@ -367,11 +369,7 @@ class Sweep:
         ).hexdigest()
         # What the workers read themselves (the base policy travels inside each task): a file
         # rewritten while the sweep runs stops it at the first point that reads it afresh.
-        self.pinned = tuple(
-            (path, digest)
-            for name, (path, _, digest) in ((n, v.rpartition(" ")) for n, v in inputs.items())
-            if name != "base policy"
-        )
+        self.pinned = tuple(pair for name, pair in files.items() if name != "base policy")
         results = ResultsFile(out / "results.csv", columns(self.keys))
         summary: dict[str, Any]
         try:

@@ -1307,7 +1307,14 @@ class Engine:
             if paused is not None:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
         self._read_positions_again(acct, now)
-        balance = self.exchange.fetch_balance()
+        try:
+            balance = self.exchange.fetch_balance()
+        except ExchangeError:  # AccountUnreadable too
+            # The balance only sizes later increases; the position just changed needs its
+            # stop now, on the wallet read at reconcile (the job then fails as it would).
+            acct.changed()
+            self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+            raise
         acct.wallet, acct.available = balance.wallet, balance.available
         acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)

@@ -1,0 +1,150 @@
+"""Cells of the fault matrix (exchange read or write x fault) that no other test held, through
+the real ccxt path: ``bot run --live`` against the loopback Binance USD-M and Bybit v5 servers.
+
+Each test is a cell where the bot once did the wrong thing (the defects named in each test):
+what every test asserts is the principle it broke: a position keeps (or gets) its resting stop,
+an answer that cannot be read is unknown and costs only what it must, and the recorded event
+names the field and where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.clock import LiveClock
+from bot.domain.enums import EventKind, OrderPurpose
+from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import (
+    live_config_text,
+    serve_btc_history,
+    start_live,
+    stop_live,
+    venue_account,
+)
+from tests.fakes.loopback_core import Fault, FaultKind, LoopbackServer
+
+BTC = "BTC/USDT:USDT"
+KEY, SECRET = "matrix-key-3b91", "matrix-secret-7e02c4"
+
+
+@dataclass(frozen=True)
+class Venue:
+    name: str
+    server: type[LoopbackServer]
+    balance: str  # the account read (wallet, available)
+    klines: str  # trade candles
+    ticker: str  # the last price
+    leverage: str  # the leverage setting read (a flat contract)
+    rows: tuple[str, ...]  # where the rows of a market answer are
+
+    def rows_of(self, reply: Any) -> Any:
+        for key in self.rows:
+            reply = reply[key]
+        return reply
+
+
+VENUES = {
+    "binanceusdm": Venue(
+        "binanceusdm",
+        LoopbackBinance,
+        "/fapi/v3/account",
+        "/fapi/v1/klines",
+        "/fapi/v1/ticker/24hr",
+        "/fapi/v1/symbolConfig",
+        (),
+    ),
+    "bybit": Venue(
+        "bybit",
+        LoopbackBybit,
+        "/v5/account/wallet-balance",
+        "/v5/market/kline",
+        "/v5/market/tickers",
+        "/v5/position/list",
+        ("result", "list"),
+    ),
+}
+
+
+@pytest.fixture(params=sorted(VENUES))
+def venue(request: pytest.FixtureRequest) -> Venue:
+    return VENUES[request.param]
+
+
+@pytest.fixture
+def backend(venue: Venue) -> SimulatedExchange:
+    return venue_account(venue.name)
+
+
+@pytest.fixture
+def server(venue: Venue, backend: SimulatedExchange) -> Iterator[LoopbackServer]:
+    srv = venue.server(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    serve_btc_history(srv, backend)
+    with srv:
+        yield srv
+    assert srv.errors == []
+
+
+@pytest.fixture
+def bot(tmp_path: Path, venue: Venue, server: LoopbackServer) -> Iterator[tuple[Runner, SqlStore]]:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        live_config_text(
+            name="matrix",
+            venue=venue.name,
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+            max_unreadable_reads=3,
+        )
+    )
+    run, store = start_live(path, KEY, SECRET)
+    yield run, store
+    stop_live(run, store)
+
+
+def _unchanged(reply: Any) -> Any:
+    return reply
+
+
+def _stops(backend: SimulatedExchange) -> list[tuple[str, D | None]]:
+    return [
+        (o.side.value, o.amount)
+        for o in backend.fetch_open_orders(BTC)
+        if o.purpose is OrderPurpose.STOP_LOSS
+    ]
+
+
+@pytest.mark.parametrize("kind", ["html_200", "http_503"])
+def test_an_entry_gets_its_stop_when_the_balance_read_after_it_fails(
+    kind: FaultKind,
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the entry filled, the balance read right after it failed (a 503 burst, an HTML
+    page) and the tick stopped there: the new position had no stop until the next guard job,
+    which needs the same account reads to succeed. The balance only sizes later increases: the
+    position is protected first, then the tick reports the failure."""
+    run, store = bot
+    # the reconcile's balance read is answered; every later one fails
+    server.inject(Fault(venue.balance, "GET", kind="edit", edit=_unchanged))
+    server.inject(Fault(venue.balance, "GET", kind=kind, times=1000))
+    run.tick()
+    position = backend.fetch_positions([BTC]).get(BTC)
+    assert position is not None, "the entry was not sent"
+    assert position.qty > 0
+    assert _stops(backend) == [("sell", position.qty)], "the new position has no stop"
+    # the failure is still reported (a failed job, or an unreadable account)
+    kinds = {e.kind for e in store.recent_events(20)}
+    assert kinds & {EventKind.TICK_FAILED, EventKind.UNREADABLE}, kinds

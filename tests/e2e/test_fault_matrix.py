@@ -148,3 +148,43 @@ def test_an_entry_gets_its_stop_when_the_balance_read_after_it_fails(
     # the failure is still reported (a failed job, or an unreadable account)
     kinds = {e.kind for e in store.recent_events(20)}
     assert kinds & {EventKind.TICK_FAILED, EventKind.UNREADABLE}, kinds
+
+
+def _low_above_high(venue: Venue) -> Any:
+    """A trade-candle answer whose sixth newest bar has its low above its high."""
+
+    def edit(reply: Any) -> Any:
+        rows = venue.rows_of(reply)
+        row = rows[5] if venue.name == "bybit" else rows[-6]  # Bybit answers newest first
+        row[3] = str(D(str(row[2])) * 2)  # [open time, open, high, low, close, ...]
+        return reply
+
+    return edit
+
+
+def test_a_bad_candle_costs_its_contract_the_decision_not_the_tick(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: a candle the venue answered with its low above its high (or a price <= 0)
+    raised ``DataError``, which the engine's market step does not take for an unreadable
+    exchange answer: the whole tick failed (every contract's decision, the protection and the
+    verification steps), tick after tick while the venue kept answering it. One contract's
+    unreadable market data costs that contract its decision, and the event says why."""
+    run, store = bot
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    server.inject(Fault(venue.klines, "GET", kind="edit", edit=_low_above_high(venue), times=1000))
+    result = run.tick()
+    assert result is not None, "the tick failed"
+    assert result.decisions == []
+    assert result.unreadable is None
+    assert backend.fetch_positions([BTC])[BTC].qty == position.qty
+    assert _stops(backend) == [("sell", position.qty)]
+    [event] = [e for e in store.recent_events(20) if e.kind is EventKind.MARKET_DATA]
+    assert event.symbol == BTC
+    assert "low" in event.reason
+    assert "high" in event.reason
+    assert EventKind.TICK_FAILED not in {e.kind for e in store.recent_events(20)}

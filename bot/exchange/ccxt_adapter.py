@@ -303,12 +303,21 @@ class CcxtExchange:
     def fetch_leverage(self, symbol: str) -> Decimal:
         """The symbol's leverage setting (x)."""
         row = self._call(lambda: self._ex.fetch_leverage(symbol), "fetch_leverage")
-        value = row.get("longLeverage") or row.get("shortLeverage")
-        return mapping.to_decimal(value, f"{symbol} leverage setting")
+        if not isinstance(row, Mapping):
+            # ccxt answers None when the venue's answer has no row of this contract (Binance
+            # symbolConfig: an empty list, another contract's row)
+            raise mapping.UnexpectedResponse(
+                f"{symbol} leverage setting: the answer has no row of this contract ({row!r:.80})"
+            )
+        value = row.get("longLeverage")
+        if value is None:
+            value = row.get("shortLeverage")
+        # a setting of 0 or below is no venue's: the engine sizes a flat contract's orders on it
+        return mapping.positive(value, f"{symbol} leverage setting")
 
     def fetch_margin_mode(self, symbol: str) -> MarginMode:
         row = self._call(lambda: self._ex.fetch_margin_mode(symbol), "fetch_margin_mode")
-        mode = row.get("marginMode")
+        mode = row.get("marginMode") if isinstance(row, Mapping) else None
         if mode not in ("cross", "isolated"):
             raise mapping.UnexpectedResponse(
                 f"{symbol}: margin mode {mode!r} is not cross/isolated"

@@ -1,0 +1,91 @@
+"""Cells of the fault matrix at the adapter (real ccxt, loopback venues) that no other test held:
+reads whose answer is garbled or impossible must raise a bot error that names the field and the
+contract, never answer a guessed value or leak a raw ``AttributeError``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from bot import errors
+from bot.exchange.ccxt_adapter import CcxtExchange
+from tests.contract.test_ccxt_loopback import BTC
+from tests.contract.test_reply_mutations import Account, replaced
+from tests.fakes.loopback_core import Fault
+
+Edit = Callable[[Any], Any]
+
+
+@pytest.fixture(params=["binanceusdm", "bybit"])
+def acct(request: pytest.FixtureRequest) -> Iterator[Account]:
+    account = Account(request.param)
+    yield account
+    account.close()
+    assert account.server.errors == []
+
+
+def _venue(acct: Account) -> str:
+    return str(acct.adapter.exchange.id)
+
+
+def _garbled(acct: Account, path: str, edit: Edit) -> None:
+    acct.server.inject(Fault(path, "GET", kind="edit", edit=edit, times=100))
+
+
+LEVERAGE = {"binanceusdm": "/fapi/v1/symbolConfig", "bybit": "/v5/position/list"}
+LEVERAGE_FIELD: dict[str, tuple[str | int, ...]] = {
+    "binanceusdm": (0, "leverage"),
+    "bybit": ("result", "list", 0, "leverage"),
+}
+
+
+def _no_rows(reply: Any) -> Any:
+    if isinstance(reply, list):
+        return []
+    reply["result"]["list"] = []
+    return reply
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _no_rows,
+        lambda r: {"a": 1} if isinstance(r, list) else r | {"result": {"list": {"a": 1}}},
+    ],
+    ids=["no row", "not a list"],
+)
+def test_a_leverage_setting_without_its_row_is_an_error_naming_it(
+    acct: Account, edit: Edit
+) -> None:
+    """Defect: Binance's symbolConfig answered without the contract's row (``[]``, another
+    contract's row) made ccxt return ``None`` and the adapter raised a bare ``AttributeError``
+    ("'NoneType' object has no attribute 'get'"), which named neither the read nor the
+    contract."""
+    assert acct.adapter.fetch_leverage(BTC) > 0  # readable as served
+    _garbled(acct, LEVERAGE[_venue(acct)], edit)
+    with pytest.raises(errors.ExchangeError, match="leverage setting"):
+        acct.adapter.fetch_leverage(BTC)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", 0, -3])
+def test_a_leverage_setting_of_zero_or_below_is_an_error(acct: Account, value: object) -> None:
+    """Defect: a leverage setting of 0 or below was answered as read (ccxt keeps the sign);
+    the engine sizes a flat contract's first order and its leverage change on it."""
+    venue = _venue(acct)
+    _garbled(acct, LEVERAGE[venue], lambda r: replaced_json(r, LEVERAGE_FIELD[venue], value))
+    with pytest.raises(errors.ExchangeError, match="leverage setting"):
+        acct.adapter.fetch_leverage(BTC)
+
+
+def replaced_json(reply: Any, field: tuple[str | int, ...], value: object) -> Any:
+    """``replaced`` (bytes) as the JSON object an ``edit`` fault may also return."""
+    import json
+
+    return json.loads(replaced(reply, field, value))
+
+
+def test_fetch_leverage_reads_as_served(acct: Account) -> None:
+    adapter: CcxtExchange = acct.adapter
+    assert adapter.fetch_leverage(BTC) == acct.sim.fetch_positions([BTC])[BTC].leverage

@@ -1270,7 +1270,9 @@ class Engine:
         if snap is None:
             return
         pos = acct.positions.get(d.symbol)
-        setting = pos.leverage if pos is not None else self.exchange.fetch_leverage(d.symbol)
+        setting = pos.leverage if pos is not None else self._flat_setting(d.symbol, state, now)
+        if setting is None:
+            return
         qty = pos.qty if pos is not None else ZERO
         plan = plan_size(
             d,
@@ -1306,6 +1308,10 @@ class Engine:
             paused = self.hedge.note_change(now)  # the cooldown runs from the last attempt
             if paused is not None:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
+        self._protect_after_orders(d, acct, now)
+
+    def _protect_after_orders(self, d: Decision, acct: AccountView, now: int) -> None:
+        """The account as the orders of ``d`` left it, then its protection."""
         self._read_positions_again(acct, now)
         try:
             balance = self.exchange.fetch_balance()
@@ -1318,6 +1324,22 @@ class Engine:
         acct.wallet, acct.available = balance.wallet, balance.available
         acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+
+    def _flat_setting(self, symbol: str, state: TradingState, now: int) -> Decimal | None:
+        """A flat contract's leverage setting as the venue holds it; ``None`` (recorded) when
+        it cannot be read: that contract takes no order this tick, while the other contracts,
+        the verification and the record go on (raised, it failed the whole tick)."""
+        try:
+            return self.exchange.fetch_leverage(symbol)
+        except ExchangeError as exc:
+            self._event(
+                now,
+                EventKind.REJECTED,
+                symbol,
+                state,
+                f"leverage setting unreadable, no order this tick: {exc}",
+            )
+            return None
 
     # -- 7. record -----------------------------------------------------------------------------
 

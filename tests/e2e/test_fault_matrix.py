@@ -188,3 +188,34 @@ def test_a_bad_candle_costs_its_contract_the_decision_not_the_tick(
     assert "low" in event.reason
     assert "high" in event.reason
     assert EventKind.TICK_FAILED not in {e.kind for e in store.recent_events(20)}
+
+
+# Bybit reads the setting from the position list, which the reconcile reads first.
+@pytest.mark.parametrize("venue", [VENUES["binanceusdm"]], ids=["binanceusdm"])
+def test_an_unreadable_leverage_setting_costs_its_contract_the_entry_not_the_tick(
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    venue: Venue,
+) -> None:
+    """Defect: the sizing step reads a flat contract's leverage setting; an answer without
+    the contract's row (Binance symbolConfig ``[]``) raised out of the tick: every later
+    contract lost its sizing, the verification step and the tick's record with it, and the
+    job failed with a bare ``AttributeError``. Now the contract takes no order this tick and
+    the event names the read."""
+    run, store = bot
+    server.inject(Fault(venue.leverage, "GET", kind="edit", edit=lambda r: [], times=1000))
+    result = run.tick()
+    assert result is not None, "the tick failed"
+    assert result.orders_sent == 0
+    assert result.decisions, "the decision is still recorded"
+    assert backend.fetch_positions([BTC]).get(BTC) is None
+    events = store.recent_events(20)
+    assert EventKind.TICK_FAILED not in {e.kind for e in events}
+    assert any(e.symbol == BTC and "leverage setting" in e.reason for e in events), [
+        e.reason for e in events
+    ]
+    server.clear_faults()  # readable again: it enters, protected
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    assert _stops(backend) == [("sell", position.qty)]

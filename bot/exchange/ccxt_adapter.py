@@ -288,7 +288,7 @@ class CcxtExchange:
     def fetch_last_price(self, symbol: str) -> tuple[Decimal, int]:
         """Last traded price (quote currency) and its time (epoch ms) from the ticker."""
         row = self._call(lambda: self._ex.fetch_ticker(symbol), "fetch_ticker")
-        price = mapping.to_decimal(row.get("last"), f"{symbol} last")
+        price = mapping.last_price(symbol, row.get("last"), row.get("low"), row.get("high"))
         ts = row.get("timestamp")
         return price, int(ts) if ts else self._clock.now_ms()
 

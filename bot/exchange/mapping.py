@@ -581,6 +581,32 @@ def check_mark_against_index(symbol: str, mark: Decimal, index: object) -> None:
         )
 
 
+# How far outside the day's range of the same ticker answer its last price may be. The venue
+# computes both from the same trades (Binance /fapi/v1/ticker/24hr, Bybit v5 tickers
+# highPrice24h/lowPrice24h), so the last price is inside the range; the slack only allows for a
+# range refreshed a moment later than the last trade. A last price outside it is garbled: the
+# engine sizes orders and the risk gate measures notional at it.
+LAST_RANGE_TOLERANCE = Decimal("0.05")
+
+
+def last_price(symbol: str, last: object, low: object, high: object) -> Decimal:
+    """A ticker's last price: > 0, and inside the day's ``low``..``high`` of the same answer
+    (widened by :data:`LAST_RANGE_TOLERANCE`; a range the answer lacks is not checked)."""
+    price = positive(last, f"{symbol} last price")
+    lo = positive_or_none(low, f"{symbol} 24h low")
+    hi = positive_or_none(high, f"{symbol} 24h high")
+    if (
+        lo is not None
+        and hi is not None
+        and not (lo * (ONE - LAST_RANGE_TOLERANCE) <= price <= hi * (ONE + LAST_RANGE_TOLERANCE))
+    ):
+        raise UnexpectedResponse(
+            f"{symbol} last price {price} is outside the day's range {lo}..{hi} of the same "
+            "ticker answer"
+        )
+    return price
+
+
 _INTERVAL = re.compile(r"^(\d+)h$")
 
 

@@ -89,3 +89,22 @@ def replaced_json(reply: Any, field: tuple[str | int, ...], value: object) -> An
 def test_fetch_leverage_reads_as_served(acct: Account) -> None:
     adapter: CcxtExchange = acct.adapter
     assert adapter.fetch_leverage(BTC) == acct.sim.fetch_positions([BTC])[BTC].leverage
+
+
+TICKER: dict[str, tuple[str, tuple[str | int, ...]]] = {
+    "binanceusdm": ("/fapi/v1/ticker/24hr", ("lastPrice",)),
+    "bybit": ("/v5/market/tickers", ("result", "list", 0, "lastPrice")),
+}
+
+
+@pytest.mark.parametrize("value", ["-1", "600", "600000"])
+def test_an_impossible_last_price_is_an_error_naming_it(acct: Account, value: str) -> None:
+    """Defect: the ticker's last price was taken as it came: a negative price, or one 99 %
+    away from the day's range in the same answer. The engine sizes orders and the risk gate
+    measures leverage and notional at the last price (a price of 600 for a contract at 60,000
+    passes any notional cap), and decided on it without a word in the events."""
+    path, field = TICKER[_venue(acct)]
+    assert acct.adapter.fetch_last_price(BTC)[0] > 0  # readable as served
+    _garbled(acct, path, lambda r: replaced_json(r, field, value))
+    with pytest.raises(errors.ExchangeError, match="last"):
+        acct.adapter.fetch_last_price(BTC)

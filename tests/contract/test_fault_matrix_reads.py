@@ -11,7 +11,7 @@ import pytest
 
 from bot import errors
 from bot.exchange.ccxt_adapter import CcxtExchange
-from tests.contract.test_ccxt_loopback import BTC
+from tests.contract.test_ccxt_loopback import BTC, entry
 from tests.contract.test_reply_mutations import Account, replaced
 from tests.fakes.loopback_core import Fault
 
@@ -108,3 +108,59 @@ def test_an_impossible_last_price_is_an_error_naming_it(acct: Account, value: st
     _garbled(acct, path, lambda r: replaced_json(r, field, value))
     with pytest.raises(errors.ExchangeError, match="last"):
         acct.adapter.fetch_last_price(BTC)
+
+
+# Errors a venue answers when its own server failed: the request may have been carried out
+# ("execution status unknown"). https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code
+# https://bybit-exchange.github.io/docs/v5/error
+SERVER_FAILED = {
+    "binanceusdm": [
+        (-1000, "An unknown error occured while processing the request."),
+        (-1001, "Internal error; unable to process your request. Please try again."),
+        (-1006, "An unexpected response was received from the message bus. Execution status"),
+        (-1007, "Timeout waiting for response from backend server. Send status unknown"),
+        (-1008, "Server is currently overloaded with other requests."),
+    ],
+    "bybit": [(10000, "Server Timeout"), (10016, "Server error.")],
+}  # fmt: skip
+ORDER_POST = {"binanceusdm": "/fapi/v1/order", "bybit": "/v5/order/create"}
+
+
+def _answer(body: object) -> Edit:
+    """An ``edit`` fault that answers ``body`` (after the venue processed the request)."""
+    return lambda _reply: body
+
+
+def _error_body(venue: str, code: int, msg: str) -> dict[str, object]:
+    if venue == "bybit":
+        return {"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {}, "time": 1}
+    return {"code": code, "msg": msg}
+
+
+def test_a_server_failure_after_the_venue_took_the_order_is_never_a_rejection(
+    acct: Account,
+) -> None:
+    """Defect (Bybit): the venue took the entry and answered retCode 10000 "Server Timeout"
+    or 10016 "Server error"; ccxt raises a plain ExchangeError for them, which the adapter read
+    as a refusal: the filled entry was recorded "rejected", its position taken for one the bot
+    did not open (left alone, never protected). Both mean the outcome is unknown: the order
+    is looked up by client id."""
+    venue = _venue(acct)
+    for n, (code, msg) in enumerate(SERVER_FAILED[venue], start=700):
+        request = entry(n, "0.002")
+        acct.server.inject(
+            Fault(
+                ORDER_POST[venue], "POST", kind="edit", edit=_answer(_error_body(venue, code, msg))
+            )
+        )
+        try:
+            order = acct.adapter.place_order(request)
+        except errors.OutcomeUnknown:
+            order = None
+        finally:
+            acct.server.clear_faults()
+        on_venue = [o.status for o in acct.sim.orders.values() if o.client_id == request.client_id]
+        assert len(on_venue) == 1, f"{code}: {len(on_venue)} orders on the venue"
+        assert order is not None, f"{code}: the lookup by client id should have settled it"
+        assert order.client_id == request.client_id
+        assert order.status.value == "filled", f"{code}: read as {order.status}"

@@ -219,3 +219,27 @@ def test_an_unreadable_leverage_setting_costs_its_contract_the_entry_not_the_tic
     assert run.tick() is not None
     position = backend.fetch_positions([BTC])[BTC]
     assert _stops(backend) == [("sell", position.qty)]
+
+
+@pytest.mark.parametrize("venue", [VENUES["bybit"]], ids=["bybit"])
+def test_an_entry_answered_server_error_is_the_bots_own_and_protected(
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    venue: Venue,
+) -> None:
+    """Defect: Bybit took the entry and answered retCode 10016 "Server error" (10000
+    "Server Timeout" alike). ccxt raises a plain ExchangeError, the bot recorded the entry
+    "rejected", and the next tick found a position it did not open: left alone, with no stop,
+    for good. The outcome is unknown, settled by client id: the position is the bot's, and it
+    is protected."""
+    run, store = bot
+    error = {"retCode": 10016, "retMsg": "Server error.", "result": {}, "retExtInfo": {}, "time": 1}
+    server.inject(Fault("/v5/order/create", "POST", kind="edit", edit=lambda r: error))
+    run.tick()
+    run.tick()
+    position = backend.fetch_positions([BTC])[BTC]
+    assert position.qty > 0
+    assert BTC not in run.engine.reconciler.foreign, "the bot's own entry is taken for foreign"
+    assert _stops(backend) == [("sell", position.qty)]
+    assert store.has_filled_entry(BTC)

@@ -114,9 +114,13 @@ def require_resting(
     """
     info = raw.get("info") or {}
     name = f"{where}: order {order.exchange_id or '?'} ({order.client_id or 'no client id'})"
-    if order.status is OrderStatus.UNKNOWN:
+    if order.status is not OrderStatus.OPEN:
         status = next((info.get(k) for k in _STATUS_KEYS if k in info), raw.get("status"))
-        raise UnexpectedResponse(f"{name}: status {status!r} is not a known order status")
+        if order.status is OrderStatus.UNKNOWN:
+            raise UnexpectedResponse(f"{name}: status {status!r} is not a known order status")
+        # A list of open orders that lists a finished one contradicts itself. Taken as it
+        # came, a stop listed "cancelled" did not protect: the position was closed at market.
+        raise UnexpectedResponse(f"{name}: status {status!r} in a list of open orders")
     if not order.exchange_id:
         raise UnexpectedResponse(f"{name}: no order id")
     ids = {k: info[k] for k in _CLIENT_ID_KEYS if k in info}

@@ -243,3 +243,71 @@ def test_an_entry_answered_server_error_is_the_bots_own_and_protected(
     assert BTC not in run.engine.reconciler.foreign, "the bot's own entry is taken for foreign"
     assert _stops(backend) == [("sell", position.qty)]
     assert store.has_filled_entry(BTC)
+
+
+OPEN_CONDITIONAL = {
+    # (path, where the rows are, client id key, status key, quantity key)
+    "binanceusdm": ("/fapi/v1/openAlgoOrders", (), "clientAlgoId", "algoStatus", "quantity"),
+    "bybit": ("/v5/order/realtime", ("result", "list"), "orderLinkId", "orderStatus", "qty"),
+}
+NOT_OPEN = {
+    "binanceusdm": ["CANCELED", "FINISHED", "EXPIRED", "REJECTED"],
+    "bybit": ["Cancelled", "Filled", "Deactivated", "Rejected"],
+}
+
+
+def _stop_rows(venue: str, reply: Any) -> list[Any]:
+    _path, at, cid, _status, _qty = OPEN_CONDITIONAL[venue]
+    rows = reply
+    for key in at:
+        rows = rows[key]
+    return [r for r in rows if "-sl-" in str(r.get(cid))]
+
+
+def _open_orders_untouched(
+    run: Runner, store: SqlStore, server: LoopbackServer, backend: SimulatedExchange, edit: Any
+) -> list[str]:
+    """Two ticks and guards on open-order answers passed through ``edit``: nothing may be
+    sent or cancelled; returns the reasons of the unreadable events."""
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    resting = {o.client_id for o in backend.fetch_open_orders(BTC)}
+    venue = str(run.engine.exchange.exchange.id)  # type: ignore[attr-defined]
+    server.inject(Fault(OPEN_CONDITIONAL[venue][0], "GET", kind="edit", edit=edit, times=1000))
+    start = len(server.requests)
+    for _ in range(2):
+        result = run.tick()
+        assert result is not None
+        assert result.unreadable is not None, "acted on the answer"
+        run.guard()
+    sent = [(r.method, r.path) for r in server.requests[start:] if r.method in ("POST", "DELETE")]
+    assert sent == [], sent
+    assert backend.fetch_positions([BTC])[BTC].qty == position.qty
+    assert {o.client_id for o in backend.fetch_open_orders(BTC)} == resting
+    return [e.reason for e in store.recent_events(20) if e.kind is EventKind.UNREADABLE]
+
+
+@pytest.mark.parametrize("which", range(4))
+def test_a_stop_listed_open_with_a_finished_status_is_unreadable_not_closed(
+    which: int,
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the open conditional orders answered the bot's stop with a status an open
+    order cannot have (cancelled, filled, expired, rejected). The adapter took the row as it
+    came, the engine counted the stop as not protecting, and the verification step closed the
+    position at market. A list of open orders that lists a finished one contradicts itself:
+    the account is unreadable, nothing is sent, and the event names the status."""
+    run, store = bot
+    status = NOT_OPEN[venue.name][which]
+    key = OPEN_CONDITIONAL[venue.name][3]
+
+    def finished(reply: Any) -> Any:
+        for row in _stop_rows(venue.name, reply):
+            row[key] = status
+        return reply
+
+    reasons = _open_orders_untouched(run, store, server, backend, finished)
+    assert any(status in r for r in reasons), reasons

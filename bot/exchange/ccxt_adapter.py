@@ -241,7 +241,8 @@ class CcxtExchange:
             ccxt_orders.require_resting(
                 order, raw, where, conditional=conditional, client_id=self._profile.client_ids
             )
-            seen.setdefault((order.exchange_id, order.client_id), order)
+            first = seen.setdefault((order.exchange_id, order.client_id), order)
+            ccxt_orders.require_same_listing(first, order, f"open orders of {symbol}")
         return list(seen.values())
 
     def _order_list(

@@ -139,6 +139,22 @@ def require_resting(
         )
 
 
+def require_same_listing(first: Order, again: Order, where: str) -> None:
+    """An order an answer lists twice (Bybit may list a conditional order in both of its
+    lists) must say the same both times: one order with two sizes, triggers or sides is a
+    garbled answer (keeping either copy, the engine replaced a stop that was right)."""
+    if again is first:
+        return
+    fields = ("side", "amount", "trigger_price", "price", "close_position")
+    differ = [f for f in fields if getattr(first, f) != getattr(again, f)]
+    if differ:
+        shown = ", ".join(f"{f} {getattr(first, f)} / {getattr(again, f)}" for f in differ)
+        raise UnexpectedResponse(
+            f"{where}: order {first.exchange_id} ({first.client_id or 'no client id'}) is "
+            f"listed twice with different contents: {shown}"
+        )
+
+
 # The venues' raw names of the fields above (Binance regular, Binance algo, Bybit), for messages.
 _STATUS_KEYS = ("algoStatus", "status", "orderStatus")
 _TRIGGER_KEYS = ("triggerPrice", "stopPrice")

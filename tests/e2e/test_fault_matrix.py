@@ -311,3 +311,39 @@ def test_a_stop_listed_open_with_a_finished_status_is_unreadable_not_closed(
 
     reasons = _open_orders_untouched(run, store, server, backend, finished)
     assert any(status in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("field", ["quantity", "trigger", "side"])
+def test_a_stop_listed_twice_with_different_contents_is_unreadable(
+    field: str,
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the open conditional orders listed the bot's stop twice, the first copy with
+    another size, trigger or side. The adapter kept the first copy and dropped the second
+    without a word: the engine replaced a stop that was right on the strength of a
+    contradictory answer (a new stop, the old one cancelled). One order with two contents is
+    unreadable: nothing is sent."""
+    run, store = bot
+    _path, at, _cid, _status, qty_key = OPEN_CONDITIONAL[venue.name]
+    trigger_key = "triggerPrice"
+    side_key = "side"
+    values = {
+        "quantity": (qty_key, "0.05"),
+        "trigger": (trigger_key, "90000.0"),
+        "side": (side_key, "BUY" if venue.name == "binanceusdm" else "Buy"),
+    }
+    key, value = values[field]
+
+    def twice(reply: Any) -> Any:
+        rows = reply
+        for part in at:
+            rows = rows[part]
+        for row in list(_stop_rows(venue.name, reply)):
+            rows.insert(0, {**row, key: value})
+        return reply
+
+    reasons = _open_orders_untouched(run, store, server, backend, twice)
+    assert any("twice" in r for r in reasons), reasons

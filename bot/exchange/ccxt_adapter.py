@@ -95,8 +95,12 @@ class CcxtExchange:
     def load_instruments(self, symbols: Sequence[str] = ()) -> dict[str, Instrument]:
         """Load markets and leverage tiers for the configured symbols plus ``symbols``."""
         wanted = list(dict.fromkeys((*self._symbols, *symbols)))
-        # not hedged: it fills this thread's client (the others copy its markets)
-        self._call(lambda: self._ex.load_markets(), "load_markets", hedge=False)
+        # Asked again every time (the daily refresh): ccxt's load_markets() answers the markets
+        # it loaded first, so a tick size or minimum the venue changed was never seen.
+        reload = bool(self._ex.markets)
+        # not hedged: it fills this thread's client, then every other client takes its markets
+        self._call(lambda: self._ex.load_markets(reload), "load_markets", hedge=False)
+        self._clients.share_markets(self._ex)
         tiers: Mapping[str, Any] = self._call(
             lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
         )

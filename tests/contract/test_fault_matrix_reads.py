@@ -5,6 +5,7 @@ contract, never answer a guessed value or leak a raw ``AttributeError``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -164,3 +165,36 @@ def test_a_server_failure_after_the_venue_took_the_order_is_never_a_rejection(
         assert order is not None, f"{code}: the lookup by client id should have settled it"
         assert order.client_id == request.client_id
         assert order.status.value == "filled", f"{code}: read as {order.status}"
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["same thread", "job thread"])
+def test_a_refresh_of_the_specifications_reads_the_venues_markets_again(
+    acct: Account, thread: bool
+) -> None:
+    """Defect: the live bot's daily refresh of the contract specifications (and its start)
+    called ccxt's ``load_markets()``, which answers the markets it loaded first without asking
+    the venue again: only the leverage tiers were read afresh. A tick size, step or minimum
+    the venue changed was never seen (the refresh said "refreshed, 0 changed"), and ccxt kept
+    rounding on the old grid. The refresh runs on the scheduler's job thread: every client
+    of the adapter must round on the new grid."""
+    import dataclasses
+    import threading
+
+    adapter = acct.adapter
+    before = adapter.load_instruments()[BTC]
+    coarser = before.tick_size * 10
+    book = acct.sim.book
+    book.instruments[BTC] = dataclasses.replace(book.instruments[BTC], tick_size=coarser)
+    got: list[Any] = []
+    if thread:
+        worker = threading.Thread(target=lambda: got.append(adapter.load_instruments()))
+        worker.start()
+        worker.join()
+    else:
+        got.append(adapter.load_instruments())
+    assert got[0][BTC].tick_size == coarser, "the venue's new tick size was not read"
+    assert adapter.instrument(BTC).tick_size == coarser
+    # ccxt rounds on the new grid on this thread's client too (the adapter checks prices
+    # against it before sending)
+    price = adapter.exchange.price_to_precision(BTC, "60000.37")
+    assert Decimal(price) % coarser == 0, price

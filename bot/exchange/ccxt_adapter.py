@@ -342,7 +342,8 @@ class CcxtExchange:
         rows = self._call(
             lambda: self._ex.fetch_ohlcv(symbol, timeframe, None, limit + 1, params), "fetch_ohlcv"
         )
-        return mapping.closed_candles(rows, tf_ms, self._clock.now_ms())[-limit:]
+        what = f"{symbol} {timeframe} {'mark-price' if mark else 'trade'} candles"
+        return mapping.closed_candles(rows, tf_ms, self._clock.now_ms(), what)[-limit:]
 
     # -- settings ------------------------------------------------------------------------------
 

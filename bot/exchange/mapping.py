@@ -7,6 +7,7 @@ the symbol and the value.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -640,10 +641,13 @@ class Candle(NamedTuple):
     volume: float
 
 
-def closed_candles(rows: Sequence[Sequence[Any]], timeframe_ms: int, now_ms: int) -> list[Candle]:
+def closed_candles(
+    rows: Sequence[Sequence[Any]], timeframe_ms: int, now_ms: int, what: str = "OHLCV"
+) -> list[Candle]:
     """ccxt OHLCV rows ``[ms, o, h, l, c, v]`` without the still-forming bar(s).
 
     A bar is closed when ``open_ms + timeframe_ms <= now_ms``. Rows must be in ascending time.
+    ``what`` names the answer in errors (contract, timeframe, series).
     """
     out: list[Candle] = []
     for i, row in enumerate(rows):
@@ -655,10 +659,22 @@ def closed_candles(rows: Sequence[Sequence[Any]], timeframe_ms: int, now_ms: int
         if open_ms + timeframe_ms > now_ms:
             break
         volume = float(row[5]) if row[5] is not None else 0.0
-        out.append(
-            Candle(open_ms, float(row[1]), float(row[2]), float(row[3]), float(row[4]), volume)
-        )
+        bar = Candle(open_ms, float(row[1]), float(row[2]), float(row[3]), float(row[4]), volume)
+        _check_bar(bar, f"{what} row {i}")
+        out.append(bar)
     return out
+
+
+def _check_bar(bar: Candle, where: str) -> None:
+    """A price bar: finite prices > 0, low <= open, close <= high. Anything else is a garbled
+    answer: a low of 1 fired a paper stop (and would liquidate) on a move the market never
+    made, and statistics on it size every order."""
+    o, h, lo, c = bar.open, bar.high, bar.low, bar.close
+    if not (0 < lo <= min(o, c) and max(o, c) <= h < math.inf):  # NaN fails every comparison
+        raise UnexpectedResponse(
+            f"{where} (open time {bar.open_ms}) is not a price bar: open {o}, high {h}, "
+            f"low {lo}, close {c} (prices must be finite, > 0, low <= open, close <= high)"
+        )
 
 
 # -- create_order arguments ------------------------------------------------------------------

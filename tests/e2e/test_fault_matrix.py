@@ -347,3 +347,71 @@ def test_a_stop_listed_twice_with_different_contents_is_unreadable(
 
     reasons = _open_orders_untouched(run, store, server, backend, twice)
     assert any("twice" in r for r in reasons), reasons
+
+
+MARK_KLINES = {"binanceusdm": "/fapi/v1/markPriceKlines", "bybit": "/v5/market/mark-price-kline"}
+
+
+@pytest.mark.parametrize("low", ["0", "-5"])
+def test_a_garbled_mark_candle_never_fires_a_paper_stop(
+    low: str, venue: Venue, server: LoopbackServer, backend: SimulatedExchange
+) -> None:
+    """Defect: paper trading on the venue's live prices moves the paper account over the
+    venue's mark-price candles (stops, liquidation). A candle answered with a low of 0 or
+    below reached the trigger scan as it came: the paper stop fired, and the paper account
+    recorded a loss the market never made. A candle that is not a price bar is
+    an unreadable answer: the job fails naming it, and the paper account does not move."""
+    from bot.domain.enums import MarginMode, OrderSide, OrderType
+    from bot.domain.orders import OrderRequest
+    from bot.errors import ExchangeError
+    from bot.runtime.feeds import LiveFeed
+    from tests.fakes.live_setup import loopback_adapter
+
+    public = loopback_adapter(
+        venue.name, server.base_url, LiveClock(), key=KEY, secret=SECRET, account="p", symbols=[BTC]
+    )
+    inst = backend.instrument(BTC)
+    paper = SimulatedExchange(
+        {BTC: inst}, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
+    )
+    mark = backend.fetch_mark_price(BTC)
+    paper.set_mark(BTC, mark)
+    paper.set_leverage(BTC, 3)
+    paper.place_order(
+        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.1"), False)
+    )
+    stop = inst.stop_price(mark * D("0.9"), 1)
+    paper.place_order(
+        OrderRequest(
+            "sl",
+            BTC,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            D("0.1"),
+            True,
+            trigger_price=stop,
+        )
+    )
+    now = LiveClock().now_ms()
+    last_open = now - now % 60_000 - 60_000
+    minutes = [(last_open - i * 60_000, mark, mark, mark, mark, D(1)) for i in range(9, -1, -1)]
+    server.set_candles(BTC, "mark", minutes)  # minute candles at the mark, the last one closed
+    server.set_candles(BTC, "trade", minutes)
+    feed = LiveFeed(paper, public, [BTC])
+    try:
+        feed.catch_up(now - 300_000)  # the real candles: nothing fires
+        assert paper.fetch_positions([BTC])[BTC].qty == D("0.1")
+
+        def crash(reply: Any) -> Any:
+            for row in venue.rows_of(reply):
+                row[3] = low  # [open time, open, high, low, close, ...]
+            return reply
+
+        server.inject(Fault(MARK_KLINES[venue.name], "GET", kind="edit", edit=crash, times=100))
+        with pytest.raises(ExchangeError, match="low"):
+            feed.catch_up(now)
+        assert paper.fetch_positions([BTC])[BTC].qty == D("0.1"), "a garbled candle fired it"
+        assert [o.client_id for o in paper.fetch_open_orders(BTC)] == ["sl"]
+    finally:
+        public.exchange.close()

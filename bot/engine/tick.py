@@ -941,10 +941,7 @@ class Engine:
         )
         for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
             self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
-        for req in plan.place:
-            self._send(req, acct, now, None)
-        for cid in plan.cancel:
-            self._cancel(symbol, cid, now)
+        self._place_then_cancel(symbol, acct, plan.place, plan.cancel, now)
         # A close-position order replaced: the new one once the old is gone; the stop that
         # bridged the swap goes only once the new one rests (else it stays, and protects).
         placed = all(
@@ -955,6 +952,24 @@ class Engine:
                 self._cancel(symbol, cid, now)
         if plan.place or plan.cancel or plan.then_place:
             acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
+
+    def _place_then_cancel(
+        self,
+        symbol: str,
+        acct: AccountView,
+        place: Sequence[OrderRequest],
+        cancel: Sequence[str],
+        now: int,
+    ) -> None:
+        """New before old: an order whose replacement does not rest stays (a stop cancelled
+        after its replacement was refused left the position naked, then closed)."""
+        failed: set[OrderPurpose] | None = None
+        for req in place:
+            if self._send(req, acct, now, None) is not SendOutcome.SENT:
+                failed = {req.purpose} if failed is None else failed | {req.purpose}
+        for cid in cancel:
+            if failed is None or _purpose_of(acct.resting.get(symbol, ()), cid) not in failed:
+                self._cancel(symbol, cid, now)
 
     def protect_without_decision(self, symbol: str, acct: AccountView, now: int) -> None:
         """A position held while its market data is missing still gets a resting stop.
@@ -1507,6 +1522,10 @@ def _resting_trigger(orders: Sequence[Order], purpose: OrderPurpose) -> Decimal 
         if o.purpose is purpose and o.trigger_price is not None:
             return o.trigger_price
     return None
+
+
+def _purpose_of(orders: Sequence[Order], client_id: str) -> OrderPurpose | None:
+    return next((o.purpose for o in orders if o.client_id == client_id), None)
 
 
 def _resting_stop(orders: Sequence[Order]) -> Decimal | None:

@@ -415,3 +415,36 @@ def test_a_garbled_mark_candle_never_fires_a_paper_stop(
         assert [o.client_id for o in paper.fetch_open_orders(BTC)] == ["sl"]
     finally:
         public.exchange.close()
+
+
+ORDER_POSTS = {
+    "binanceusdm": ("/fapi/v1/algoOrder", "/fapi/v1/order"),
+    "bybit": ("/v5/order/create",),
+}
+
+
+def test_a_stop_that_cannot_be_replaced_stays(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the stop is to move (the market rose: it trails); the venue refuses every
+    order (rate limited for two minutes, 429/10006). The old stop was cancelled all the same
+    ("new before old" sent the cancel whatever became of the new one): the position was left
+    with no stop (the close the verification step then tried was refused too). A resting
+    stop stays until its replacement rests."""
+    run, _store = bot
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    [old] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    with server.lock:
+        backend.set_mark(BTC, backend.fetch_mark_price(BTC) * D("1.04"))
+    for path in ORDER_POSTS[venue.name]:
+        server.inject(Fault(path, "POST", kind="rate_limit", retry_after=120, times=1000))
+    run.tick()
+    stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    held = backend.fetch_positions([BTC]).get(BTC)
+    assert held is not None, "the position was closed"
+    assert held.qty == position.qty
+    assert [o.client_id for o in stops] == [old.client_id], "the working stop was cancelled"

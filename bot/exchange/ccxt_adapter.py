@@ -605,7 +605,20 @@ class CcxtExchange:
             # is garbled (read as "not found", a filled entry was resent and "rejected")
             if not raws:
                 return None
-            return _asked(ccxt_orders.order_from_ccxt(raws[0], account=self._account), client_id)
+            found = [
+                _asked(ccxt_orders.order_from_ccxt(raw, account=self._account), client_id)
+                for raw in raws
+            ]
+            states = {(o.status, o.filled, o.amount, o.side) for o in found}
+            if len(states) > 1:
+                # one client id is one order: listed in two states, the first row decided (a
+                # filled entry read "rejected" left its position unmanaged)
+                shown = sorted(f"{o.status.value} filled {o.filled}" for o in found)
+                raise mapping.UnexpectedResponse(
+                    f"lookup {client_id}: the venue lists the order {len(found)} times in "
+                    f"different states ({', '.join(shown)})"
+                )
+            return found[0]
 
         return self._call(read, f"lookup {client_id}")
 

@@ -97,25 +97,39 @@ class CcxtExchange:
         wanted = list(dict.fromkeys((*self._symbols, *symbols)))
         # Asked again every time (the daily refresh): ccxt's load_markets() answers the markets
         # it loaded first, so a tick size or minimum the venue changed was never seen.
-        reload = bool(self._ex.markets)
-        # not hedged: it fills this thread's client, then every other client takes its markets
-        self._call(lambda: self._ex.load_markets(reload), "load_markets", hedge=False)
-        self._clients.share_markets(self._ex)
+        client = self._ex
+        before = (client.markets, client.currencies) if client.markets else None
+        # not hedged: it fills this thread's client; the others take its markets once read
+        self._call(lambda: client.load_markets(before is not None), "load_markets", hedge=False)
+        try:
+            fresh = self._instruments_from(client, wanted)
+        except BaseException:
+            if before is not None:
+                # a refresh that cannot be read changes nothing: ccxt would round on a garbled
+                # grid that the domain's instruments do not share (every order refused)
+                client.set_markets(*before)
+            raise
+        self._instruments.update(fresh)
+        self._clients.share_markets(client)
+        return dict(self._instruments)
+
+    def _instruments_from(self, client: Any, wanted: Sequence[str]) -> dict[str, Instrument]:
         tiers: Mapping[str, Any] = self._call(
             lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
         )
-        digits = self._ex.precisionMode == ccxt.DECIMAL_PLACES
+        digits = client.precisionMode == ccxt.DECIMAL_PLACES
+        out: dict[str, Instrument] = {}
         for symbol in wanted:
-            if symbol not in self._ex.markets:
-                raise errors.NotSupported(f"{self._ex.id} has no market {symbol!r}")
-            self._instruments[symbol] = mapping.instrument_from_market(
-                self._ex.markets[symbol],
+            if symbol not in client.markets:
+                raise errors.NotSupported(f"{client.id} has no market {symbol!r}")
+            out[symbol] = mapping.instrument_from_market(
+                client.markets[symbol],
                 tiers.get(symbol) or [],
                 liquidation_fee=self._profile.liquidation_fee,
                 liquidation_fee_key=self._profile.liquidation_fee_key,
                 precision_is_digits=digits,
             )
-        return dict(self._instruments)
+        return out
 
     @property
     def close_position_stops(self) -> bool:

@@ -231,3 +231,41 @@ def test_a_lookup_listing_the_order_twice_in_two_states_is_unknown(status: str) 
     finally:
         acct.close()
     assert acct.server.errors == []
+
+
+MARKETS = {
+    "binanceusdm": ("/fapi/v1/exchangeInfo", ("symbols", 0, "filters", 0, "tickSize")),
+    "bybit": ("/v5/market/instruments-info", ("result", "list", 0, "priceFilter", "tickSize")),
+}
+
+
+def test_a_garbled_refresh_of_the_markets_changes_nothing(acct: Account) -> None:
+    """The refresh reads the venue's markets again (above). An answer whose tick size is
+    garbled is refused (the catalogue keeper records it and keeps the specifications it has);
+    ccxt must not keep it either: rounding on a grid the domain does not share, the adapter
+    would refuse every order, protective ones included, as off the grid."""
+    venue = _venue(acct)
+    path, field = MARKETS[venue]
+    adapter = acct.adapter
+    tick = adapter.instrument(BTC).tick_size
+    price = adapter.exchange.price_to_precision(BTC, "60000.37")
+    garbled: list[object] = []
+
+    def zero_tick(reply: Any) -> Any:
+        node = reply
+        try:
+            for key in field[:-1]:
+                node = node[key]
+        except (IndexError, KeyError):
+            return reply  # (Bybit answers its other categories empty)
+        garbled.append(node[field[-1]])
+        node[field[-1]] = "0"
+        return reply
+
+    _garbled(acct, path, zero_tick)
+    with pytest.raises(errors.BotError):
+        adapter.load_instruments()
+    acct.server.clear_faults()
+    assert garbled, "the tick size was not garbled"
+    assert adapter.instrument(BTC).tick_size == tick
+    assert adapter.exchange.price_to_precision(BTC, "60000.37") == price

@@ -448,3 +448,38 @@ def test_a_stop_that_cannot_be_replaced_stays(
     assert held is not None, "the position was closed"
     assert held.qty == position.qty
     assert [o.client_id for o in stops] == [old.client_id], "the working stop was cancelled"
+
+
+def test_the_engine_trades_on_the_specifications_the_daily_refresh_read(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the daily refresh of the contract specifications recorded what the venue
+    changed, but the engine kept trading on the specifications of its start (and ccxt on the
+    markets it loaded first): after the venue made the tick size coarser, every new stop was
+    on the old grid, refused. The engine takes what the refresh read."""
+    import dataclasses
+
+    from bot.runtime.catalogue_keeper import CatalogueKeeper
+
+    run, store = bot
+    assert run.tick() is not None
+    [keeper] = [c.__self__ for c in run.before_tick if isinstance(c.__self__, CatalogueKeeper)]  # type: ignore[attr-defined]
+    coarser = backend.instrument(BTC).tick_size * 100
+    with server.lock:
+        book = backend.book
+        book.instruments[BTC] = dataclasses.replace(book.instruments[BTC], tick_size=coarser)
+    changes = keeper.refresh(LiveClock().now_ms())
+    assert BTC in changes
+    assert run.engine.instruments[BTC].tick_size == coarser
+    with server.lock:
+        backend.set_mark(BTC, backend.fetch_mark_price(BTC) * D("1.04"))  # the stop trails
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert [(o.amount, o.trigger_price is not None) for o in stops] == [(position.qty, True)]
+    assert all(o.trigger_price is not None and o.trigger_price % coarser == 0 for o in stops)
+    refused = [e.reason for e in store.recent_events(30) if e.kind is EventKind.REJECTED]
+    assert refused == [], refused

@@ -114,7 +114,9 @@ def require_resting(
     """
     info = raw.get("info") or {}
     name = f"{where}: order {order.exchange_id or '?'} ({order.client_id or 'no client id'})"
-    if order.status is not OrderStatus.OPEN:
+    # (Binance TRIGGERED, ccxt "closed": an algo order whose own order still works, e.g. a
+    # stop-limit placed by hand; it may rest in the open list while that order does)
+    if order.status is not OrderStatus.OPEN and info.get("algoStatus") != "TRIGGERED":
         status = next((info.get(k) for k in _STATUS_KEYS if k in info), raw.get("status"))
         if order.status is OrderStatus.UNKNOWN:
             raise UnexpectedResponse(f"{name}: status {status!r} is not a known order status")

@@ -269,3 +269,31 @@ def test_a_garbled_refresh_of_the_markets_changes_nothing(acct: Account) -> None
     assert garbled, "the tick size was not garbled"
     assert adapter.instrument(BTC).tick_size == tick
     assert adapter.exchange.price_to_precision(BTC, "60000.37") == price
+
+
+def test_a_triggered_algo_order_still_working_keeps_the_list_readable() -> None:
+    """Binance lists an algo order whose own order still works (a stop-limit placed by hand)
+    as TRIGGERED, which ccxt reads "closed": the check that an open-order list lists only open
+    orders must not make the whole list unreadable for it."""
+    acct = Account("binanceusdm")
+    try:
+
+        def triggered(reply: Any) -> Any:
+            for row in reply:
+                if "-tp-" in str(row.get("clientAlgoId")):
+                    row["algoStatus"] = "TRIGGERED"
+            return reply
+
+        _garbled(acct, "/fapi/v1/openAlgoOrders", triggered)
+        listed = acct.adapter.fetch_open_orders(BTC)
+        assert len(listed) == 2
+        acct.server.clear_faults()
+        _garbled(acct, "/fapi/v1/openAlgoOrders", replaced_edit((0, "algoStatus"), "EXPIRED"))
+        with pytest.raises(errors.AccountUnreadable, match="EXPIRED"):
+            acct.adapter.fetch_open_orders(BTC)
+    finally:
+        acct.close()
+
+
+def replaced_edit(field: tuple[str | int, ...], value: object) -> Edit:
+    return lambda reply: replaced_json(reply, field, value)

@@ -282,9 +282,9 @@ class SimulationConfig(FrozenModel):
 class ExchangeConfig(FrozenModel):
     """Live/paper venue connection. ``ccxt_options`` is passed to ccxt unchanged."""
 
-    name: Annotated[str, matching(r"[a-z0-9]+", "a ccxt exchange id like binanceusdm")] = (
-        "binanceusdm"
-    )
+    # The venues bot.exchange.capabilities.VENUES has a profile for (a test keeps them equal):
+    # any other ccxt id would load here and fail only when `bot run` builds the adapter.
+    name: Literal["binanceusdm", "bybit"] = "binanceusdm"
     demo: StrictBool = True
     api_url: Url | None = None
     ccxt_options: Annotated[

@@ -329,6 +329,13 @@ WRONG_VALUES = [
         "[data]\ncatalogue_max_age_hours = true\n",
         "data.catalogue_max_age_hours: must be an integer (got true)",
     ),
+    # config.example.toml documents "binanceusdm" or "bybit"; any other id used to load and
+    # fail only at `bot run`, in a line that did not name the file.
+    (
+        "[risk]",
+        '[exchange]\nname = "kraken"\n[risk]',
+        'exchange.name: must be one of "binanceusdm" or "bybit" (got "kraken")',
+    ),
 ]
 
 
@@ -691,3 +698,13 @@ def test_a_window_beyond_one_venue_request_is_refused_for_live_prices(project: P
     assert "binanceusdm serves at most 999 in one request" in message
     (project / "policies" / "p.toml").write_text(edit(POLICY, "window = 168", "window = 998"))
     check_history_reach(load_config(write(project, CONFIG)))
+
+
+def test_exchange_names_are_the_venues_the_adapter_supports() -> None:
+    from typing import get_args
+
+    from bot.config.models import ExchangeConfig
+    from bot.exchange.capabilities import VENUES
+
+    annotation = ExchangeConfig.model_fields["name"].annotation
+    assert set(get_args(annotation)) == set(VENUES)

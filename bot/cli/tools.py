@@ -45,7 +45,9 @@ def parse_decimal(flag: str, text: str | None) -> Decimal | None:
     if not value.is_finite():
         raise ConfigError(f"{flag}: must be a finite number, got {text!r}")
     if abs(value) >= MAX_INPUT:
-        raise ConfigError(f"{flag}: {text!r} is out of range (at most {MAX_INPUT:.0e} in size)")
+        raise ConfigError(
+            f"{flag}: {text!r} is out of range (must be below {MAX_INPUT:.0e} in size)"
+        )
     return value
 
 

@@ -29,7 +29,7 @@ from bot.clock import Clock, ms_to_datetime
 from bot.domain.enums import EventKind, TradingState
 from bot.engine.read_streak import run_in_a_row
 from bot.engine.tick import Engine, TickResult
-from bot.errors import AccountUnreadable
+from bot.errors import AccountUnreadable, BotError
 from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
 from bot.ports.store import RiskEvent, RiskMemory
@@ -245,7 +245,9 @@ class Runner:
         is what fails, the alert still goes out (the notifier does not need the store)."""
         now = self.clock.now_ms()
         self.failures += 1
-        logger.opt(exception=exc).error(
+        # A failure the bot names (the venue unreachable, the database down, an answer it
+        # cannot read) is one line, every job of an outage; a traceback is for a bug.
+        logger.opt(exception=None if isinstance(exc, BotError) else exc).error(
             "{} failed ({} in a row): {}: {}", job, self.failures, type(exc).__name__, exc
         )
         alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]

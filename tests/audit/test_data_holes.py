@@ -1,0 +1,76 @@
+"""Holes in one series of a contract while the others go on: the last-trade candles stop or
+skip days while the mark-price candles continue (merged downloads, a download job that
+stopped). Found by the audit of the simulation on real history; each failed before its fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+
+from bot.backtest.replay import replay
+from bot.config.loader import load_config
+from bot.engine.tick import Engine
+from bot.instruments import load_instruments
+from bot.marketdata.files import discover
+from bot.sim.exchange import SimulatedExchange
+from bot.sim.history import load_histories, simulation_window
+from tests.audit.harness import write_config
+from tests.audit.invariants import TickChecker
+from tests.audit.market import T0, eight_hourly, stem, walk, write_candles, write_funding
+from tests.audit.scenarios import ETH, EVENT, N
+
+
+def _write(data: Path, trade_keep: slice, mark_ramp: float) -> np.ndarray:
+    """ETH on 5-minute candles; the trade candles of ``trade_keep`` are missing while the mark
+    moves by ``mark_ramp`` over them (a straight line), then both go on from there."""
+    trade = walk(N, 3_000.0, seed=21)
+    mark = trade.copy()
+    lo, hi = trade_keep.start, trade_keep.stop
+    ramp = np.linspace(1.0, 1.0 + mark_ramp, hi - lo + 1)
+    for s in (trade, mark):
+        s.scale_from(hi, 1.0 + mark_ramp)
+    for a in (mark.open, mark.high, mark.low, mark.close):
+        a[lo:hi] *= ramp[1:] if a is mark.close else ramp[:-1]
+    mark.high[lo:hi] = np.maximum.reduce([mark.high[lo:hi], mark.open[lo:hi], mark.close[lo:hi]])
+    mark.low[lo:hi] = np.minimum.reduce([mark.low[lo:hi], mark.open[lo:hi], mark.close[lo:hi]])
+    trade.keep[lo:hi] = False
+    data.mkdir(parents=True, exist_ok=True)
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    mark.volume[:] = 0.0
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    write_funding(data / f"{stem(ETH)}-funding.csv.gz", *eight_hourly(T0, int(trade.ts[-1]), 1e-4))
+    return mark.ts
+
+
+def test_a_market_order_in_a_hole_of_the_trade_candles_fills_near_the_mark(
+    tmp_path: Path,
+) -> None:
+    # Twelve hours without trade candles while the mark rises 4 %: a market order sent in the
+    # hole (a de-lever, a halt's flatten) filled at the last trade price before the hole,
+    # hours old and 4 % away from the market: a buy back at a price that no longer existed.
+    hole = slice(EVENT, EVENT + 12 * 12)
+    ts = _write(tmp_path / "data", hole, 0.04)
+    config_path = write_config(
+        tmp_path, tmp_path / "data", [ETH], policy="static_3x", direction="short", stale=900
+    )
+    config = load_config(config_path)
+    policy = config.policies[0]
+    histories = load_histories(discover(config.data.dir), (ETH,), policy.timeframe, "auto")
+    start, end = simulation_window(histories, policy, config)
+    lo, hi = int(ts[hole.start]), int(ts[hole.stop])
+    checker = TickChecker(config.account.starting_balance)
+    prices: list[tuple[int, Decimal, Decimal]] = []
+
+    def after_tick(t: int, engine: Engine, ex: SimulatedExchange) -> None:
+        checker(t, engine, ex)
+        if lo < t <= hi:
+            prices.append((t, ex.lasts[ETH], ex.marks[ETH]))
+
+    specs = {ETH: load_instruments("binanceusdm")[ETH]}
+    replay(config, policy, histories, specs, start, end, after_tick=after_tick)
+    assert len(prices) >= 10
+    moved = [(t, last, mark) for t, last, mark in prices if abs(last / mark - 1) > Decimal("0.005")]
+    assert moved == []
+    assert checker.problems == []

@@ -400,6 +400,13 @@ def _day_ms(d: date) -> int:
     return datetime_to_ms(datetime.combine(d, time(0), tzinfo=UTC))
 
 
+def data_end(h: ContractHistory) -> int:
+    """Where the contract's data ends (ms): the earlier end of its trigger candles and of its
+    last-trade candles. Past the last trade candle the contract cannot be decided on nor
+    traded at a price of its own, even where its mark candles go on."""
+    return min(int(h.trigger.ts[-1]) + h.trigger.tf_ms, int(h.last.ts[-1]) + h.last.tf_ms)
+
+
 def simulation_window(
     histories: dict[str, ContractHistory], policy: Policy, config: BotConfig
 ) -> tuple[int, int]:
@@ -418,7 +425,7 @@ def simulation_window(
         max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
         for h in histories.values()
     )
-    last = min(int(h.trigger.ts[-1]) + h.trigger.tf_ms for h in histories.values())
+    last = min(data_end(h) for h in histories.values())
     sim = config.simulation
     start = _day_ms(sim.start) if sim.start is not None else first
     end = _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else last

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.backtest.replay import replay
+from bot.backtest.replay import replay, run_simulation
 from bot.config.loader import load_config
 from bot.engine.tick import Engine
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import load_histories, simulation_window
-from tests.audit.harness import write_config
+from tests.audit.harness import run, write_config
 from tests.audit.invariants import TickChecker
 from tests.audit.market import T0, eight_hourly, stem, walk, write_candles, write_funding
-from tests.audit.scenarios import ETH, EVENT, N
+from tests.audit.scenarios import BTC, ETH, EVENT, N
 
 
 def _write(data: Path, trade_keep: slice, mark_ramp: float) -> np.ndarray:
@@ -74,3 +74,31 @@ def test_a_market_order_in_a_hole_of_the_trade_candles_fills_near_the_mark(
     moved = [(t, last, mark) for t, last, mark in prices if abs(last / mark - 1) > Decimal("0.005")]
     assert moved == []
     assert checker.problems == []
+
+
+def test_the_run_ends_where_the_trade_candles_end(tmp_path: Path) -> None:
+    # ETH's trade candles stop on day 11 and its mark candles go on (BTC's data too): the run
+    # went on to the mark's end with a contract that could neither be decided on nor traded at
+    # a price of its own (a month of "stale data" on real history), and no note said why.
+    trade = walk(N, 3_000.0, seed=22)
+    mark = trade.copy()
+    cut = 11 * 288
+    trade.keep[cut:] = False
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    mark.volume[:] = 0.0
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    btc = walk(N, 60_000.0, seed=23)
+    write_candles(data / f"{stem(BTC)}-5m.csv.gz", btc)
+    write_candles(data / f"{stem(BTC)}-5m-mark.csv.gz", btc)
+    config = write_config(tmp_path, data, [BTC, ETH], policy="vol_target")
+    outcome = run(config)
+    trade_end = int(trade.ts[cut - 1]) + 300_000
+    assert outcome.result.end_ms <= trade_end
+    assert outcome.result.stale_hours.get(ETH, 0.0) == 0.0
+    loaded = load_config(config)
+    result = run_simulation(loaded, loaded.policies[0])
+    assert result.end_ms == outcome.result.end_ms
+    assert f"where the data of {ETH} ends" in result.end_note
+    assert outcome.problems == []

@@ -92,18 +92,27 @@ def load_history(
     trade_tfs = inventory.trade_timeframes(symbol)
     if not trade_tfs:
         raise DataError(f"{inventory.data_dir}: no last-trade candles for {symbol}")
+    tf_ms = parse_timeframe(decision_tf)
+    # Only files whose candles make the decision candles are candidates: a 1h file that covers
+    # more than a 5m one is no choice for a 5m policy.
+    makes = [t for t in trade_tfs if tf_ms % parse_timeframe(t) == 0]
+    if not makes:
+        raise DataError(
+            f"{inventory.data_dir}: {symbol} has no last-trade candles that make "
+            f"{decision_tf} candles (files: {', '.join(trade_tfs)}; a file's timeframe must "
+            f"divide {decision_tf})"
+        )
     start, end = window
-    picked = choose(inventory, symbol, "trade", trade_tfs, start, end)
+    picked = choose(inventory, symbol, "trade", makes, start, end)
     last = picked.candles
     notes = [picked.note]
-    tf_ms = parse_timeframe(decision_tf)
     if decision_tf == picked.timeframe:
         decision = last
     elif decision_tf in trade_tfs and _covers_as_much(
         own := inventory.load_candles(symbol, decision_tf), last, start, end
     ):
         decision = own
-    elif tf_ms % last.tf_ms == 0:
+    else:  # the chosen file's timeframe divides the decision timeframe
         source = _decision_source(inventory, symbol, trade_tfs, last, tf_ms, start, end, warmup)
         if source is not last:
             notes.append(
@@ -112,11 +121,6 @@ def load_history(
                 f"{warmup} candles of warm-up before the window"
             )
         decision = source.resample(tf_ms)
-    else:
-        raise DataError(
-            f"{inventory.data_dir}: {symbol} has no {decision_tf} candles and the chosen "
-            f"candles ({picked.timeframe}) cannot be aggregated to {decision_tf}"
-        )
     mark_tfs = inventory.mark_timeframes(symbol)
     trigger = last
     if trigger_source == "mark" and not mark_tfs:

@@ -16,7 +16,7 @@ from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import load_histories, simulation_window
-from tests.audit.harness import run, write_config
+from tests.audit.harness import ROOT, run, write_config
 from tests.audit.invariants import TickChecker
 from tests.audit.market import T0, eight_hourly, stem, walk, write_candles, write_funding
 from tests.audit.scenarios import BTC, ETH, EVENT, N
@@ -101,4 +101,25 @@ def test_the_run_ends_where_the_trade_candles_end(tmp_path: Path) -> None:
     result = run_simulation(loaded, loaded.policies[0])
     assert result.end_ms == outcome.result.end_ms
     assert f"where the data of {ETH} ends" in result.end_note
+    assert outcome.problems == []
+
+
+def test_a_5m_policy_runs_on_the_5m_file_beside_a_longer_1h_one(tmp_path: Path) -> None:
+    # A 1h file covering more time than the 5m one beside it (the shared history: 1h since 2019,
+    # 5m since 2023) was chosen for a 5m policy, which then stopped with "BTC has no 5m
+    # candles": only files whose candles make the decision candles are candidates.
+    data = tmp_path / "data"
+    data.mkdir()
+    five = walk(N, 60_000.0, seed=24)
+    write_candles(data / f"{stem(BTC)}-5m.csv.gz", five)
+    hourly = walk(40 * 24, 60_000.0, tf_ms=3_600_000, seed=25, start_ms=T0 - 20 * 86_400_000)
+    write_candles(data / f"{stem(BTC)}-1h.csv.gz", hourly)
+    text = (ROOT / "policies" / "vol_target.toml").read_text()
+    text = text.replace('timeframe = "1h"', 'timeframe = "5m"').replace(
+        "window = 168", "window = 288"
+    )
+    config = write_config(tmp_path, data, [BTC], policy_text=text)
+    outcome = run(config)
+    assert outcome.result.trigger_sources == {BTC: "trade"}
+    assert outcome.result.exchange.fills
     assert outcome.problems == []

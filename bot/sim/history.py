@@ -440,9 +440,35 @@ def simulation_window(
         raise DataError(
             f"no simulation window: data for {', '.join(histories)} with {warm} {policy.timeframe} "
             f"candles of warm-up covers {_iso(first)} .. {_iso(last)}, asked "
-            f"{sim.start or 'start'} .. {sim.end or 'end'}"
+            f"{sim.start or 'start'} .. {sim.end or 'end'}" + _mark_limits(histories, warm)
         )
     return start, end
+
+
+def _mark_limits(histories: dict[str, ContractHistory], warm: int) -> str:
+    """What to say when mark candles, not the trade candles, keep the window out: the stops
+    trigger on the mark where the data has mark candles ("auto"), so a mark file that starts
+    later or ends earlier than the trade candles limits the run ("" when none does)."""
+    said = []
+    for s, h in histories.items():
+        if h.trigger is h.last or h.trigger.kind != "mark":
+            continue
+        ready = int(h.decision.ts[min(warm, len(h.decision) - 1)])
+        trade_end = int(h.last.ts[-1]) + h.last.tf_ms
+        mark_start, mark_end = int(h.trigger.ts[0]), int(h.trigger.ts[-1]) + h.trigger.tf_ms
+        if mark_start > ready or mark_end < trade_end:
+            said.append(
+                f"{s}'s mark candles ({format_timeframe(h.trigger.tf_ms)}, {_iso(mark_start)} .. "
+                f"{_iso(mark_end)}) are shorter than its last-trade candles "
+                f"({format_timeframe(h.last.tf_ms)}, {_iso(int(h.last.ts[0]))} .. "
+                f"{_iso(trade_end)})"
+            )
+    if not said:
+        return ""
+    return (
+        "; " + "; ".join(said) + '; [simulation] trigger_source = "last" triggers the stops on '
+        "the last-trade candles instead"
+    )
 
 
 def _iso(ms: int) -> str:

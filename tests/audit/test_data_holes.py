@@ -8,10 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.backtest.replay import replay, run_simulation
 from bot.config.loader import load_config
 from bot.engine.tick import Engine
+from bot.errors import DataError
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
 from bot.sim.exchange import SimulatedExchange
@@ -123,3 +125,37 @@ def test_a_5m_policy_runs_on_the_5m_file_beside_a_longer_1h_one(tmp_path: Path) 
     assert outcome.result.trigger_sources == {BTC: "trade"}
     assert outcome.result.exchange.fills
     assert outcome.problems == []
+
+
+def test_mark_candles_shorter_than_the_trade_candles_are_named_when_no_window_is_left(
+    tmp_path: Path,
+) -> None:
+    # SOL on the shared history: 1h trade candles since 2022-12, 1h mark candles since 2024.
+    # Asked for 2023, the run was refused with "data covers 2024-01-01 .. 2025-10-01", the
+    # trade candles' own span unsaid: which file limits it, and the setting that runs it.
+    data = tmp_path / "data"
+    data.mkdir()
+    trade = walk(N, 3_000.0, seed=26)
+    mark = trade.copy()
+    mark.keep[: 11 * 288] = False
+    mark.volume[:] = 0.0
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    config_path = write_config(tmp_path, data, [ETH], policy="vol_target", start="2025-01-09")
+    config_path.write_text(
+        config_path.read_text().replace(
+            "start = 2025-01-09", "start = 2025-01-09\nend = 2025-01-10"
+        )
+    )
+    config = load_config(config_path)
+    with pytest.raises(DataError) as err:
+        run_simulation(config, config.policies[0])
+    said = str(err.value)
+    assert f"{ETH}'s mark candles (5m, 2025-01-12 00:00 .. 2025-01-13 00:00)" in said
+    assert "last-trade candles (5m, 2025-01-01 00:00 .. 2025-01-13 00:00)" in said
+    assert 'trigger_source = "last"' in said
+    # ... and that setting runs it
+    last = config.model_copy(
+        update={"simulation": config.simulation.model_copy(update={"trigger_source": "last"})}
+    )
+    assert run_simulation(last, last.policies[0]).trigger_sources == {ETH: "trade"}

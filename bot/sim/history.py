@@ -157,10 +157,28 @@ def _funding_gap(
     first, final = int(funding.ts[0]), int(funding.ts[-1])
     # Settlements are at most 8 h apart on the venues the bot trades (some 4 h, 1 h).
     if first <= lo + _FUNDING_STEP and final >= hi - _FUNDING_STEP:
-        return ""
+        return _funding_holes(symbol, funding, lo, hi)
     return (
         f"{symbol} funding: settlements {_iso(first)} .. {_iso(final)} do not cover "
         f"{_iso(lo)} .. {_iso(hi)}: no funding is paid or received outside them"
+    )
+
+
+def _funding_holes(symbol: str, funding: FundingSeries, lo: int, hi: int) -> str:
+    """A note for settlements missing inside the window (two settlements more than 8 h and a
+    minute apart: the file's stamps are rounded to the minute), where nothing is paid or
+    received ("" when there is none)."""
+    ts = funding.ts[(funding.ts >= lo - _FUNDING_STEP) & (funding.ts <= hi + _FUNDING_STEP)]
+    steps = np.diff(ts)
+    holes = np.flatnonzero(steps > _FUNDING_STEP + 60_000)
+    if holes.size == 0:
+        return ""
+    k = int(holes[np.argmax(steps[holes])])
+    missing = int(np.sum(steps[holes] - _FUNDING_STEP))
+    return (
+        f"{symbol} funding: {holes.size} hole(s) in the settlements, {missing / 3_600_000:.0f} h "
+        f"without funding, the longest {_iso(int(ts[k]))} .. {_iso(int(ts[k + 1]))}: no "
+        "funding is paid or received there"
     )
 
 

@@ -159,3 +159,21 @@ def test_mark_candles_shorter_than_the_trade_candles_are_named_when_no_window_is
         update={"simulation": config.simulation.model_copy(update={"trigger_source": "last"})}
     )
     assert run_simulation(last, last.policies[0]).trigger_sources == {ETH: "trade"}
+
+
+def test_a_hole_in_the_funding_settlements_is_said(tmp_path: Path) -> None:
+    # Ten days of settlements missing inside the window: nothing was paid or received there,
+    # and nothing said so (only a file that starts late or stops early got a note).
+    data = tmp_path / "data"
+    data.mkdir()
+    trade = walk(N, 3_000.0, seed=27)
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    ts, rates = eight_hourly(T0, int(trade.ts[-1]) + 300_000, 1e-4)
+    keep = (ts < T0 + 8 * 86_400_000) | (ts >= T0 + 10 * 86_400_000)
+    write_funding(data / f"{stem(ETH)}-funding.csv.gz", ts[keep], rates[keep])
+    outcome = run(write_config(tmp_path, data, [ETH], policy="vol_target"))
+    assert (
+        f"{ETH} funding: 1 hole(s) in the settlements, 48 h without funding, the longest "
+        "2025-01-08 16:00 .. 2025-01-11 00:00: no funding is paid or received there"
+    ) in outcome.result.data_selection[ETH]
+    assert outcome.problems == []

@@ -414,18 +414,12 @@ def _set_lasts(
     t: int,
     candle: _ClosedCandle,
 ) -> None:
-    """The last prices at ``t``, and (data-driven slippage) the candle market orders pay for.
-
-    Where the last-trade candle that should have closed by ``t`` is missing (a hole in the
-    trade data while the mark candles go on), the last price is the mark of ``t``: a market
-    order sent then fills at the market of that moment, not at a close hours or days old."""
+    """The last prices at ``t`` (:meth:`HistoricalMarket.trade_price`: the mark across a hole
+    in the trade candles), and (data-driven slippage) the candle market orders pay for."""
     lasts, marks = exchange.lasts, exchange.marks
     for sym in symbols:
-        last = market.last_price(sym, t)
-        if last is not None:
-            price, closed_at = last
-            if closed_at <= t - market.contracts[sym].last.tf_ms and sym in marks:
-                price = marks[sym]
+        price = market.trade_price(sym, t, marks.get(sym))
+        if price is not None:
             lasts[sym] = price
     if exchange.slippage_model.data_driven:
         # Market orders pay for the candle that just closed (its range and volume), looked up

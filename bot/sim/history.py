@@ -351,6 +351,19 @@ class HistoricalMarket:
         self._last_answer[symbol] = (c, i, answer)
         return answer
 
+    def trade_price(self, symbol: str, now_ms: int, mark: Decimal | None) -> Decimal | None:
+        """The last price a market order sent at ``now_ms`` fills from: the close of the
+        last-trade candle closed then. Where that candle is missing (a hole in the trade data
+        while the mark candles go on), ``mark``, the mark of that moment, not a close hours or
+        days old. None before the first candle."""
+        last = self.last_price(symbol, now_ms)
+        if last is None:
+            return None
+        price, closed_at = last
+        if mark is not None and closed_at <= now_ms - self.contracts[symbol].last.tf_ms:
+            return mark
+        return price
+
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         f = self.contracts[symbol].funding
         if f is None or len(f.ts) == 0:

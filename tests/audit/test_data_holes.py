@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 
 from bot.backtest.replay import replay, run_simulation
+from bot.clock import SimClock
 from bot.config.loader import load_config
+from bot.domain.enums import MarginMode
 from bot.engine.tick import Engine
 from bot.errors import DataError
 from bot.instruments import load_instruments
 from bot.marketdata.files import discover
+from bot.runtime.feeds import ReplayFeed
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import load_histories, simulation_window
+from bot.sim.history import HistoricalMarket, load_histories, simulation_window
 from tests.audit.harness import ROOT, run, write_config
 from tests.audit.invariants import TickChecker
 from tests.audit.market import T0, eight_hourly, stem, walk, write_candles, write_funding
@@ -177,3 +180,25 @@ def test_a_hole_in_the_funding_settlements_is_said(tmp_path: Path) -> None:
         "2025-01-08 16:00 .. 2025-01-11 00:00: no funding is paid or received there"
     ) in outcome.result.data_selection[ETH]
     assert outcome.problems == []
+
+
+def test_the_paper_replay_prices_a_hole_in_the_trade_candles_at_the_mark(tmp_path: Path) -> None:
+    # The paper account on recorded data (`bot run --replay`) took its last price from the same
+    # history, so the same hole left it at the close before the hole.
+    hole = slice(EVENT, EVENT + 12 * 12)
+    ts = _write(tmp_path / "data", hole, 0.04)
+    histories = load_histories(discover(tmp_path / "data"), (ETH,), "1h", "auto")
+    market = HistoricalMarket(histories)
+    specs = {ETH: load_instruments("binanceusdm")[ETH]}
+    sim = SimulatedExchange(
+        specs,
+        SimClock(int(ts[0])),
+        starting_balance=Decimal(10_000),
+        margin_mode=MarginMode.ISOLATED,
+    )
+    sim.processed_ms = int(ts[hole.start]) - 3_600_000
+    feed = ReplayFeed(sim, market)
+    inside = int(ts[hole.stop]) - 3_600_000  # eleven hours into the hole
+    feed.catch_up(inside)
+    assert abs(sim.lasts[ETH] / sim.marks[ETH] - 1) < Decimal("0.005")
+    assert sim.lasts[ETH] == market.trade_price(ETH, inside, sim.marks[ETH])

@@ -5,7 +5,9 @@ so the candle is final), ``guard`` (loss limits on the marks of the moment, then
 invariant) between ticks, also when replaying recorded data, ``funding`` before each
 contract's next settlement, ``rollover`` at 00:00 UTC. One worker thread and ``max_instances=1``:
 two jobs never overlap; ``coalesce=True``: missed runs collapse into one; runs later than the
-grace period are skipped (APScheduler logs it, routed into loguru).
+grace period are skipped (APScheduler logs it, routed into loguru). A replay faster than the
+bot can tick skips ticks the same way: that is said once, with the fix, and counted in the last
+line (:class:`Skips`), instead of one APScheduler line per skipped run.
 
 SIGTERM or SIGINT sets a flag; the running job finishes, the scheduler shuts down waiting for it,
 the caller persists and exits 0. The main thread only waits.
@@ -13,14 +15,23 @@ the caller persists and exits 0. The main thread only waits.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+    JobExecutionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -77,6 +88,73 @@ class Stopper:
         self.event.set()
 
 
+class Skips:
+    """Scheduled decision ticks that did not run: the previous tick was still running
+    (``max_instances``) or the run came later than the grace period (``missed``).
+
+    Live, each one is a candle the bot did not decide on (APScheduler logs each). In a replay
+    they mean ``--speed`` outruns the bot: replayed time moves on while a tick runs, so the
+    run decides on fewer candles than the data holds, which a trader reading its results must
+    know. The replay says so once, with the fix, and its per-run lines are not logged.
+    """
+
+    def __init__(self, *, replay: bool, speed: float, tick_s: float) -> None:
+        self.replay, self.speed, self.tick_s = replay, speed, tick_s
+        self.count = 0
+
+    def on_event(self, event: JobEvent) -> None:
+        if event.job_id != "tick":
+            return
+        self.count += 1
+        if self.replay and self.count == 1:
+            logger.warning(
+                "replay at {:g}x outruns the bot: a candle lasts {:.3g} s of wall time and a tick "
+                "took longer, so the ticks it overlaps are skipped and the run does not decide "
+                "on every candle; lower --speed (skipped ticks are counted when it stops)",
+                self.speed,
+                self.tick_s,
+            )
+
+    def summary(self) -> str:
+        if not self.count:
+            return ""
+        why = "the replay ran faster than the bot ticks" if self.replay else "missed or overlapped"
+        return f" ({self.count} scheduled tick(s) skipped: {why})"
+
+
+class _QuietReplaySkips(logging.Filter):
+    """Drops APScheduler's line per skipped replay run (:class:`Skips` says it once)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return "maximum number of running instances" not in text and "was missed by" not in text
+
+
+# Where APScheduler 3 logs a run skipped for max_instances (the scheduler) and a missed run
+# (the executor, by its alias): a filter acts only on the logger that creates the record.
+_SKIP_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
+@contextmanager
+def _quiet_replay_skips() -> Iterator[None]:
+    quiet = _QuietReplaySkips()
+    for name in _SKIP_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
+    try:
+        yield
+    finally:
+        for name in _SKIP_LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
+
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """How a scheduled run went: decision ticks run, and scheduled ticks skipped."""
+
+    ticks: int
+    skipped: int
+
+
 def next_boundary(now_ms: int, tf_ms: int) -> int:
     return now_ms - now_ms % tf_ms + tf_ms
 
@@ -93,7 +171,7 @@ def run_scheduled(
     max_ticks: int | None = None,
     stopper: Stopper | None = None,
     live_time: bool = True,
-) -> None:
+) -> ScheduledRun:
     """Run until a signal (or ``max_ticks`` ticks). ``live_time`` False (replay): the wall-time
     interval is ``tf / speed`` and the funding and rollover jobs are left to the ticks."""
     stopper = stopper or Stopper()
@@ -153,6 +231,24 @@ def run_scheduled(
         stopper.event.set()
 
     sched.add_listener(on_error, EVENT_JOB_ERROR)
+    skips = Skips(replay=not live_time, speed=speed, tick_s=tick_s)
+    sched.add_listener(skips.on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+    quiet: AbstractContextManager[None] = nullcontext() if live_time else _quiet_replay_skips()
+    with quiet:
+        _run_until_stopped(sched, runner, clock, stopper, tick_s, skips)
+    if failed:
+        raise SchedulerFailed(f"job {failed[0]}; the bot stopped")
+    return ScheduledRun(runner.ticks_done, skips.count)
+
+
+def _run_until_stopped(
+    sched: BackgroundScheduler,
+    runner: Runner,
+    clock: Clock,
+    stopper: Stopper,
+    tick_s: float,
+    skips: Skips,
+) -> None:
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
     watch = ClockWatch(WALL)
@@ -166,9 +262,7 @@ def run_scheduled(
                 realign(sched, WALL.now(), back)
     finally:
         sched.shutdown(wait=True)
-        logger.info("scheduler stopped after {} ticks", runner.ticks_done)
-    if failed:
-        raise SchedulerFailed(f"job {failed[0]}; the bot stopped")
+        logger.info("scheduler stopped after {} ticks{}", runner.ticks_done, skips.summary())
 
 
 # A wall clock stepped back by more than this (NTP after a long drift, a wrong clock after a

@@ -17,7 +17,7 @@ from bot.domain.market import FundingInfo
 from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.paper_state import dump
+from bot.sim.paper_state import StateEncoder
 
 
 class PaperExchange:
@@ -26,9 +26,10 @@ class PaperExchange:
     def __init__(self, sim: SimulatedExchange, persist: Callable[[str], None]) -> None:
         self.sim = sim
         self._persist = persist
+        self._encoder = StateEncoder()
 
     def save(self) -> None:
-        self._persist(dump(self.sim))
+        self._persist(self._encoder.dump(self.sim))
 
     @property
     def close_position_stops(self) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import TradingState
 from bot.engine.tick import TickResult
-from bot.runtime.scheduler import Stopper, run_scheduled
+from bot.runtime.scheduler import ScheduledRun, Stopper, _QuietReplaySkips, run_scheduled
 from bot.store.sql import SqlStore
 from bot.store.tables import EquityRow, RunRow
 from tests.runtime.conftest import write_config
@@ -169,3 +170,50 @@ def test_ticks_never_overlap_and_missed_runs_are_not_replayed() -> None:
     fast = [start for start, _ in runner.runs[2:]]
     gaps = [b - a for a, b in pairwise(fast)]
     assert min(gaps) > 0.04, gaps
+
+
+def test_a_replay_faster_than_the_ticks_counts_the_ticks_it_skipped() -> None:
+    # Interval 0.1 s (1 h at 36000x); the first two ticks take 0.35 s: the scheduled runs that
+    # fall inside them cannot start (one tick at a time) and are skipped, not queued.
+    runner = SlowRunner([0.35, 0.35, 0.01])
+    got = run_scheduled(
+        runner,  # type: ignore[arg-type]
+        clock=SimClock(0),
+        tf_ms=HOUR_MS,
+        speed=36000,
+        max_ticks=4,
+        stopper=Stopper(),
+        live_time=False,
+    )
+    assert got.ticks == 4
+    assert got.skipped >= 4  # about three runs inside each slow tick
+    # APScheduler's own line per skipped run is held back only while the replay runs.
+    for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+        assert logging.getLogger(name).filters == []
+
+
+def test_a_replay_the_ticks_keep_up_with_skips_nothing() -> None:
+    runner = SlowRunner([0.001])
+    got = run_scheduled(
+        runner,  # type: ignore[arg-type]
+        clock=SimClock(0),
+        tf_ms=HOUR_MS,
+        speed=36000,
+        max_ticks=3,
+        stopper=Stopper(),
+        live_time=False,
+    )
+    assert got == ScheduledRun(ticks=3, skipped=0)
+
+
+def test_only_apschedulers_skip_lines_are_held_back_in_a_replay() -> None:
+    quiet = _QuietReplaySkips()
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("apscheduler.scheduler", logging.WARNING, "", 0, msg, (), None)
+
+    assert not quiet.filter(
+        record('Execution of job "%s" skipped: maximum number of running instances reached (%d)')
+    )
+    assert not quiet.filter(record('Run time of job "%s" was missed by %s'))
+    assert quiet.filter(record('Job "%s" raised an exception'))

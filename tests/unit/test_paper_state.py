@@ -6,11 +6,12 @@ from decimal import Decimal as D
 
 import pytest
 
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.errors import DataError
-from bot.sim.paper_state import dump, processed_ms, restore
+from bot.sim import paper_state
+from bot.sim.paper_state import StateEncoder, dump, processed_ms, restore
 from bot.sim.triggers import process_bar, settle_funding
 from tests.conftest import make_exchange
 
@@ -72,3 +73,46 @@ def test_a_truncated_or_newer_state_is_a_clear_error(instruments: dict[str, Inst
     with pytest.raises(DataError, match="written by a newer version of the bot"):
         restore(ex, newer)
     assert processed_ms(payload) == ex.processed_ms
+
+
+def test_the_saving_encoder_writes_what_dump_writes_after_every_change(
+    instruments: dict[str, Instrument], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reused texts must follow every change: a stop cancelled, triggered, replaced; history
+    # cut at KEEP_HISTORY (made small here so records fall out of the kept window).
+    monkeypatch.setattr(paper_state, "KEEP_HISTORY", 3)
+    ex, _ = make_exchange(instruments, slippage_bps="3")
+    encoder = StateEncoder()
+    ex.set_mark(BTC, D("60000"))
+    ex.set_leverage(BTC, 3)
+    assert encoder.dump(ex) == dump(ex)
+    for k in range(6):
+        ex.place_order(
+            OrderRequest(
+                f"e{k}", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.01"), False
+            )
+        )
+        assert encoder.dump(ex) == dump(ex)
+        stop = OrderRequest(
+            f"sl{k}",
+            BTC,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            D("0.01"),
+            True,
+            trigger_price=D(59000 - k),
+        )
+        ex.place_order(stop)
+        assert encoder.dump(ex) == dump(ex)
+        if k % 2:
+            ex.cancel_order(BTC, f"sl{k}")  # the same client id, now a cancelled order
+            assert encoder.dump(ex) == dump(ex)
+        settle_funding(ex, BTC, 10 + k, D("0.0001"), D("60000"))
+        assert encoder.dump(ex) == dump(ex)
+    process_bar(ex, BTC, 100, D(60000), D(60000), D(58000), D(58500))  # the stops fire
+    assert ex.orders["sl0"].status is OrderStatus.FILLED
+    assert encoder.dump(ex) == dump(ex)
+    copy, _ = make_exchange(instruments, slippage_bps="3")
+    restore(copy, encoder.dump(ex))
+    assert StateEncoder().dump(copy) == dump(ex)

@@ -202,3 +202,21 @@ def test_the_paper_replay_prices_a_hole_in_the_trade_candles_at_the_mark(tmp_pat
     feed.catch_up(inside)
     assert abs(sim.lasts[ETH] / sim.marks[ETH] - 1) < Decimal("0.005")
     assert sim.lasts[ETH] == market.trade_price(ETH, inside, sim.marks[ETH])
+
+
+def test_the_funding_interval_after_a_hole_in_the_settlements_is_the_venues(
+    tmp_path: Path,
+) -> None:
+    # After a hole in the settlements (here 64 h, in the audit ten days) the next decisions
+    # annualised the rate over the hole as if it were one interval: the funding cost read 8 (30)
+    # times lower until the next settlement.
+    data = tmp_path / "data"
+    data.mkdir()
+    trade = walk(N, 3_000.0, seed=28)
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    ts, rates = eight_hourly(T0 - 10 * 86_400_000, int(trade.ts[-1]) + 300_000, 1e-3)
+    keep = (ts < T0) | (ts >= T0 + 2 * 86_400_000 + 8 * 3_600_000)
+    write_funding(data / f"{stem(ETH)}-funding.csv.gz", ts[keep], rates[keep])
+    market = HistoricalMarket(load_histories(discover(data), (ETH,), "1h", "auto"))
+    after_hole = T0 + 2 * 86_400_000 + 9 * 3_600_000
+    assert market.funding(ETH, after_hole, 3).interval_hours == Decimal(8)

@@ -509,6 +509,7 @@ def build_live(
         store=store,
         clock=clock,
         max_age_hours=config.data.catalogue_max_age_hours,
+        on_refresh=engine.instruments.update,  # (shared with its reconciler and hedge desk)
     )
     keeper.check()  # at start: read the venue's specs, or refuse to start
     return Runner(

@@ -941,10 +941,7 @@ class Engine:
         )
         for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
             self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
-        for req in plan.place:
-            self._send(req, acct, now, None)
-        for cid in plan.cancel:
-            self._cancel(symbol, cid, now)
+        self._place_then_cancel(symbol, acct, plan.place, plan.cancel, now)
         # A close-position order replaced: the new one once the old is gone; the stop that
         # bridged the swap goes only once the new one rests (else it stays, and protects).
         placed = all(
@@ -955,6 +952,24 @@ class Engine:
                 self._cancel(symbol, cid, now)
         if plan.place or plan.cancel or plan.then_place:
             acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
+
+    def _place_then_cancel(
+        self,
+        symbol: str,
+        acct: AccountView,
+        place: Sequence[OrderRequest],
+        cancel: Sequence[str],
+        now: int,
+    ) -> None:
+        """New before old: an order whose replacement does not rest stays (a stop cancelled
+        after its replacement was refused left the position naked, then closed)."""
+        failed: set[OrderPurpose] | None = None
+        for req in place:
+            if self._send(req, acct, now, None) is not SendOutcome.SENT:
+                failed = {req.purpose} if failed is None else failed | {req.purpose}
+        for cid in cancel:
+            if failed is None or _purpose_of(acct.resting.get(symbol, ()), cid) not in failed:
+                self._cancel(symbol, cid, now)
 
     def protect_without_decision(self, symbol: str, acct: AccountView, now: int) -> None:
         """A position held while its market data is missing still gets a resting stop.
@@ -1270,7 +1285,9 @@ class Engine:
         if snap is None:
             return
         pos = acct.positions.get(d.symbol)
-        setting = pos.leverage if pos is not None else self.exchange.fetch_leverage(d.symbol)
+        setting = pos.leverage if pos is not None else self._flat_setting(d.symbol, state, now)
+        if setting is None:
+            return
         qty = pos.qty if pos is not None else ZERO
         plan = plan_size(
             d,
@@ -1306,11 +1323,38 @@ class Engine:
             paused = self.hedge.note_change(now)  # the cooldown runs from the last attempt
             if paused is not None:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
+        self._protect_after_orders(d, acct, now)
+
+    def _protect_after_orders(self, d: Decision, acct: AccountView, now: int) -> None:
+        """The account as the orders of ``d`` left it, then its protection."""
         self._read_positions_again(acct, now)
-        balance = self.exchange.fetch_balance()
+        try:
+            balance = self.exchange.fetch_balance()
+        except ExchangeError:  # AccountUnreadable too
+            # The balance only sizes later increases; the position just changed needs its
+            # stop now, on the wallet read at reconcile (the job then fails as it would).
+            acct.changed()
+            self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+            raise
         acct.wallet, acct.available = balance.wallet, balance.available
         acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+
+    def _flat_setting(self, symbol: str, state: TradingState, now: int) -> Decimal | None:
+        """A flat contract's leverage setting as the venue holds it; ``None`` (recorded) when
+        it cannot be read: that contract takes no order this tick, while the other contracts,
+        the verification and the record go on (raised, it failed the whole tick)."""
+        try:
+            return self.exchange.fetch_leverage(symbol)
+        except ExchangeError as exc:
+            self._event(
+                now,
+                EventKind.REJECTED,
+                symbol,
+                state,
+                f"leverage setting unreadable, no order this tick: {exc}",
+            )
+            return None
 
     # -- 7. record -----------------------------------------------------------------------------
 
@@ -1478,6 +1522,10 @@ def _resting_trigger(orders: Sequence[Order], purpose: OrderPurpose) -> Decimal 
         if o.purpose is purpose and o.trigger_price is not None:
             return o.trigger_price
     return None
+
+
+def _purpose_of(orders: Sequence[Order], client_id: str) -> OrderPurpose | None:
+    return next((o.purpose for o in orders if o.client_id == client_id), None)
 
 
 def _resting_stop(orders: Sequence[Order]) -> Decimal | None:

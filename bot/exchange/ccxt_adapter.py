@@ -95,23 +95,41 @@ class CcxtExchange:
     def load_instruments(self, symbols: Sequence[str] = ()) -> dict[str, Instrument]:
         """Load markets and leverage tiers for the configured symbols plus ``symbols``."""
         wanted = list(dict.fromkeys((*self._symbols, *symbols)))
-        # not hedged: it fills this thread's client (the others copy its markets)
-        self._call(lambda: self._ex.load_markets(), "load_markets", hedge=False)
+        # Asked again every time (the daily refresh): ccxt's load_markets() answers the markets
+        # it loaded first, so a tick size or minimum the venue changed was never seen.
+        client = self._ex
+        before = (client.markets, client.currencies) if client.markets else None
+        # not hedged: it fills this thread's client; the others take its markets once read
+        self._call(lambda: client.load_markets(before is not None), "load_markets", hedge=False)
+        try:
+            fresh = self._instruments_from(client, wanted)
+        except BaseException:
+            if before is not None:
+                # a refresh that cannot be read changes nothing: ccxt would round on a garbled
+                # grid that the domain's instruments do not share (every order refused)
+                client.set_markets(*before)
+            raise
+        self._instruments.update(fresh)
+        self._clients.share_markets(client)
+        return dict(self._instruments)
+
+    def _instruments_from(self, client: Any, wanted: Sequence[str]) -> dict[str, Instrument]:
         tiers: Mapping[str, Any] = self._call(
             lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
         )
-        digits = self._ex.precisionMode == ccxt.DECIMAL_PLACES
+        digits = client.precisionMode == ccxt.DECIMAL_PLACES
+        out: dict[str, Instrument] = {}
         for symbol in wanted:
-            if symbol not in self._ex.markets:
-                raise errors.NotSupported(f"{self._ex.id} has no market {symbol!r}")
-            self._instruments[symbol] = mapping.instrument_from_market(
-                self._ex.markets[symbol],
+            if symbol not in client.markets:
+                raise errors.NotSupported(f"{client.id} has no market {symbol!r}")
+            out[symbol] = mapping.instrument_from_market(
+                client.markets[symbol],
                 tiers.get(symbol) or [],
                 liquidation_fee=self._profile.liquidation_fee,
                 liquidation_fee_key=self._profile.liquidation_fee_key,
                 precision_is_digits=digits,
             )
-        return dict(self._instruments)
+        return out
 
     @property
     def close_position_stops(self) -> bool:
@@ -241,7 +259,8 @@ class CcxtExchange:
             ccxt_orders.require_resting(
                 order, raw, where, conditional=conditional, client_id=self._profile.client_ids
             )
-            seen.setdefault((order.exchange_id, order.client_id), order)
+            first = seen.setdefault((order.exchange_id, order.client_id), order)
+            ccxt_orders.require_same_listing(first, order, f"open orders of {symbol}")
         return list(seen.values())
 
     def _order_list(
@@ -288,7 +307,7 @@ class CcxtExchange:
     def fetch_last_price(self, symbol: str) -> tuple[Decimal, int]:
         """Last traded price (quote currency) and its time (epoch ms) from the ticker."""
         row = self._call(lambda: self._ex.fetch_ticker(symbol), "fetch_ticker")
-        price = mapping.to_decimal(row.get("last"), f"{symbol} last")
+        price = mapping.last_price(symbol, row.get("last"), row.get("low"), row.get("high"))
         ts = row.get("timestamp")
         return price, int(ts) if ts else self._clock.now_ms()
 
@@ -303,12 +322,21 @@ class CcxtExchange:
     def fetch_leverage(self, symbol: str) -> Decimal:
         """The symbol's leverage setting (x)."""
         row = self._call(lambda: self._ex.fetch_leverage(symbol), "fetch_leverage")
-        value = row.get("longLeverage") or row.get("shortLeverage")
-        return mapping.to_decimal(value, f"{symbol} leverage setting")
+        if not isinstance(row, Mapping):
+            # ccxt answers None when the venue's answer has no row of this contract (Binance
+            # symbolConfig: an empty list, another contract's row)
+            raise mapping.UnexpectedResponse(
+                f"{symbol} leverage setting: the answer has no row of this contract ({row!r:.80})"
+            )
+        value = row.get("longLeverage")
+        if value is None:
+            value = row.get("shortLeverage")
+        # a setting of 0 or below is no venue's: the engine sizes a flat contract's orders on it
+        return mapping.positive(value, f"{symbol} leverage setting")
 
     def fetch_margin_mode(self, symbol: str) -> MarginMode:
         row = self._call(lambda: self._ex.fetch_margin_mode(symbol), "fetch_margin_mode")
-        mode = row.get("marginMode")
+        mode = row.get("marginMode") if isinstance(row, Mapping) else None
         if mode not in ("cross", "isolated"):
             raise mapping.UnexpectedResponse(
                 f"{symbol}: margin mode {mode!r} is not cross/isolated"
@@ -328,7 +356,8 @@ class CcxtExchange:
         rows = self._call(
             lambda: self._ex.fetch_ohlcv(symbol, timeframe, None, limit + 1, params), "fetch_ohlcv"
         )
-        return mapping.closed_candles(rows, tf_ms, self._clock.now_ms())[-limit:]
+        what = f"{symbol} {timeframe} {'mark-price' if mark else 'trade'} candles"
+        return mapping.closed_candles(rows, tf_ms, self._clock.now_ms(), what)[-limit:]
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -590,7 +619,20 @@ class CcxtExchange:
             # is garbled (read as "not found", a filled entry was resent and "rejected")
             if not raws:
                 return None
-            return _asked(ccxt_orders.order_from_ccxt(raws[0], account=self._account), client_id)
+            found = [
+                _asked(ccxt_orders.order_from_ccxt(raw, account=self._account), client_id)
+                for raw in raws
+            ]
+            states = {(o.status, o.filled, o.amount, o.side) for o in found}
+            if len(states) > 1:
+                # one client id is one order: listed in two states, the first row decided (a
+                # filled entry read "rejected" left its position unmanaged)
+                shown = sorted(f"{o.status.value} filled {o.filled}" for o in found)
+                raise mapping.UnexpectedResponse(
+                    f"lookup {client_id}: the venue lists the order {len(found)} times in "
+                    f"different states ({', '.join(shown)})"
+                )
+            return found[0]
 
         return self._call(read, f"lookup {client_id}")
 

@@ -104,6 +104,12 @@ class ClientPool:
         for client in self.clients():
             client.options["timeDifference"] = offset
 
+    def share_markets(self, source: Any) -> None:
+        """After ``source`` (re)loaded the markets: every client rounds on the same grid."""
+        for client in self.clients():
+            if client is not source:
+                client.set_markets(source.markets, source.currencies)
+
     def _clone(self) -> Any:
         assert self._spawn is not None  # noqa: S101 - checked by the caller
         client = self._spawn()

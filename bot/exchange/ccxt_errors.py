@@ -28,6 +28,13 @@ INSUFFICIENT_MARGIN_CODES = frozenset({-2019, -2028, 110007, 110012, 110045})
 DUPLICATE_ID_CODES = frozenset({-4116, 110072})
 ORDER_NOT_FOUND_CODES = frozenset({-2013, -2011, 110001})
 CLOCK_DRIFT_CODES = frozenset({-1021, 10002})
+# The venue's own server failed: the request may have been carried out. ccxt raises a plain
+# ExchangeError for Bybit's (a refusal, for the bot: an entry the venue filled was recorded
+# "rejected"); Binance's -1000/-1001/-1006/-1007 are already ccxt transient classes.
+SERVER_FAILED_CODES = frozenset({10000, 10016})  # Bybit "Server Timeout", "Server error"
+# Refused before processing for load: resending the same request is safe (Bybit "System level
+# frequency protection", which ccxt does not know).
+RATE_LIMIT_CODES = frozenset({10429})
 
 # Rejected before the venue acted on it: resending the same request is safe.
 RATE_LIMIT_TYPES: tuple[type[BaseException], ...] = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
@@ -76,11 +83,17 @@ def is_transient(exc: BaseException) -> bool:
     """True for ccxt errors that may succeed when the same request is repeated."""
     if isinstance(exc, PERMANENT_TYPES):
         return False
-    return isinstance(exc, ccxt.OperationFailed)
+    if isinstance(exc, ccxt.OperationFailed):
+        return True
+    return isinstance(exc, ccxt.ExchangeError) and venue_code(exc) in (
+        SERVER_FAILED_CODES | RATE_LIMIT_CODES
+    )
 
 
 def is_rate_limit(exc: BaseException) -> bool:
-    return isinstance(exc, RATE_LIMIT_TYPES)
+    if isinstance(exc, RATE_LIMIT_TYPES):
+        return True
+    return isinstance(exc, ccxt.ExchangeError) and venue_code(exc) in RATE_LIMIT_CODES
 
 
 def is_clock_drift(exc: BaseException) -> bool:

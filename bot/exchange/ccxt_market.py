@@ -6,9 +6,11 @@ from decimal import Decimal
 
 import numpy as np
 
+from bot.clock import ms_to_datetime
 from bot.domain.market import FundingInfo
 from bot.errors import DataError
 from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.exchange.mapping import Candle, UnexpectedResponse
 from bot.ports.market import CandleWindow
 
 _TIMEFRAMES = {
@@ -66,8 +68,10 @@ class CcxtMarketData:
                 & (np.maximum(o, c) <= h)
             )
             if bad.any() or np.any(np.diff(ts) <= 0):
-                i = int(np.flatnonzero(bad)[0]) if bad.any() else -1
-                raise DataError(f"{symbol}: the exchange returned a bad candle at index {i}")
+                # An answer of the venue, not a data file: an ExchangeError the engine takes
+                # for this contract's unreadable market data (a DataError failed the whole
+                # tick, every contract and the protection with it).
+                raise UnexpectedResponse(_bad_candle(symbol, tf_ms, rows, bad, ts))
             # A missing candle breaks the window: keep only the last contiguous run.
             breaks = np.flatnonzero(np.diff(ts) != tf_ms)
             start = int(breaks[-1]) + 1 if len(breaks) else 0
@@ -87,3 +91,20 @@ class CcxtMarketData:
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         return self.exchange.fetch_last_price(symbol)
+
+
+def _bad_candle(
+    symbol: str, tf_ms: int, rows: list[Candle], bad: np.ndarray, ts: np.ndarray
+) -> str:
+    """What is wrong with the first bad candle of an answer, and which candle it is."""
+    where = f"{symbol} {timeframe_name(tf_ms)} candles from the exchange"
+    if bad.any():
+        r = rows[int(np.flatnonzero(bad)[0])]
+        when = ms_to_datetime(r.open_ms).isoformat()
+        return (
+            f"{where}: the candle of {when} is not a price bar (open {r.open}, high {r.high}, "
+            f"low {r.low}, close {r.close}: prices must be finite, > 0, low <= open, close "
+            "<= high)"
+        )
+    i = int(np.flatnonzero(np.diff(ts) <= 0)[0]) + 1
+    return f"{where}: candle {i} opens at {int(ts[i])}, not after {int(ts[i - 1])}"

@@ -114,9 +114,15 @@ def require_resting(
     """
     info = raw.get("info") or {}
     name = f"{where}: order {order.exchange_id or '?'} ({order.client_id or 'no client id'})"
-    if order.status is OrderStatus.UNKNOWN:
+    # (Binance TRIGGERED, ccxt "closed": an algo order whose own order still works, e.g. a
+    # stop-limit placed by hand; it may rest in the open list while that order does)
+    if order.status is not OrderStatus.OPEN and info.get("algoStatus") != "TRIGGERED":
         status = next((info.get(k) for k in _STATUS_KEYS if k in info), raw.get("status"))
-        raise UnexpectedResponse(f"{name}: status {status!r} is not a known order status")
+        if order.status is OrderStatus.UNKNOWN:
+            raise UnexpectedResponse(f"{name}: status {status!r} is not a known order status")
+        # A list of open orders that lists a finished one contradicts itself. Taken as it
+        # came, a stop listed "cancelled" did not protect: the position was closed at market.
+        raise UnexpectedResponse(f"{name}: status {status!r} in a list of open orders")
     if not order.exchange_id:
         raise UnexpectedResponse(f"{name}: no order id")
     ids = {k: info[k] for k in _CLIENT_ID_KEYS if k in info}
@@ -132,6 +138,22 @@ def require_resting(
         raw_amount = next((info.get(k) for k in _AMOUNT_KEYS if k in info), raw.get("amount"))
         raise UnexpectedResponse(
             f"{name}: quantity {raw_amount!r} is not a size (and not a close-position order)"
+        )
+
+
+def require_same_listing(first: Order, again: Order, where: str) -> None:
+    """An order an answer lists twice (Bybit may list a conditional order in both of its
+    lists) must say the same both times: one order with two sizes, triggers or sides is a
+    garbled answer (keeping either copy, the engine replaced a stop that was right)."""
+    if again is first:
+        return
+    fields = ("side", "amount", "trigger_price", "price", "close_position")
+    differ = [f for f in fields if getattr(first, f) != getattr(again, f)]
+    if differ:
+        shown = ", ".join(f"{f} {getattr(first, f)} / {getattr(again, f)}" for f in differ)
+        raise UnexpectedResponse(
+            f"{where}: order {first.exchange_id} ({first.client_id or 'no client id'}) is "
+            f"listed twice with different contents: {shown}"
         )
 
 

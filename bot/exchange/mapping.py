@@ -7,6 +7,7 @@ the symbol and the value.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -581,6 +582,32 @@ def check_mark_against_index(symbol: str, mark: Decimal, index: object) -> None:
         )
 
 
+# How far outside the day's range of the same ticker answer its last price may be. The venue
+# computes both from the same trades (Binance /fapi/v1/ticker/24hr, Bybit v5 tickers
+# highPrice24h/lowPrice24h), so the last price is inside the range; the slack only allows for a
+# range refreshed a moment later than the last trade. A last price outside it is garbled: the
+# engine sizes orders and the risk gate measures notional at it.
+LAST_RANGE_TOLERANCE = Decimal("0.05")
+
+
+def last_price(symbol: str, last: object, low: object, high: object) -> Decimal:
+    """A ticker's last price: > 0, and inside the day's ``low``..``high`` of the same answer
+    (widened by :data:`LAST_RANGE_TOLERANCE`; a range the answer lacks is not checked)."""
+    price = positive(last, f"{symbol} last price")
+    lo = positive_or_none(low, f"{symbol} 24h low")
+    hi = positive_or_none(high, f"{symbol} 24h high")
+    if (
+        lo is not None
+        and hi is not None
+        and not (lo * (ONE - LAST_RANGE_TOLERANCE) <= price <= hi * (ONE + LAST_RANGE_TOLERANCE))
+    ):
+        raise UnexpectedResponse(
+            f"{symbol} last price {price} is outside the day's range {lo}..{hi} of the same "
+            "ticker answer"
+        )
+    return price
+
+
 _INTERVAL = re.compile(r"^(\d+)h$")
 
 
@@ -614,10 +641,13 @@ class Candle(NamedTuple):
     volume: float
 
 
-def closed_candles(rows: Sequence[Sequence[Any]], timeframe_ms: int, now_ms: int) -> list[Candle]:
+def closed_candles(
+    rows: Sequence[Sequence[Any]], timeframe_ms: int, now_ms: int, what: str = "OHLCV"
+) -> list[Candle]:
     """ccxt OHLCV rows ``[ms, o, h, l, c, v]`` without the still-forming bar(s).
 
     A bar is closed when ``open_ms + timeframe_ms <= now_ms``. Rows must be in ascending time.
+    ``what`` names the answer in errors (contract, timeframe, series).
     """
     out: list[Candle] = []
     for i, row in enumerate(rows):
@@ -629,10 +659,22 @@ def closed_candles(rows: Sequence[Sequence[Any]], timeframe_ms: int, now_ms: int
         if open_ms + timeframe_ms > now_ms:
             break
         volume = float(row[5]) if row[5] is not None else 0.0
-        out.append(
-            Candle(open_ms, float(row[1]), float(row[2]), float(row[3]), float(row[4]), volume)
-        )
+        bar = Candle(open_ms, float(row[1]), float(row[2]), float(row[3]), float(row[4]), volume)
+        _check_bar(bar, f"{what} row {i}")
+        out.append(bar)
     return out
+
+
+def _check_bar(bar: Candle, where: str) -> None:
+    """A price bar: finite prices > 0, low <= open, close <= high. Anything else is a garbled
+    answer: a low of 1 fired a paper stop (and would liquidate) on a move the market never
+    made, and statistics on it size every order."""
+    o, h, lo, c = bar.open, bar.high, bar.low, bar.close
+    if not (0 < lo <= min(o, c) and max(o, c) <= h < math.inf):  # NaN fails every comparison
+        raise UnexpectedResponse(
+            f"{where} (open time {bar.open_ms}) is not a price bar: open {o}, high {h}, "
+            f"low {lo}, close {c} (prices must be finite, > 0, low <= open, close <= high)"
+        )
 
 
 # -- create_order arguments ------------------------------------------------------------------

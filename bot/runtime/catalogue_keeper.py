@@ -12,7 +12,7 @@ The live bot never rewrites the user's catalogue file: ``bot contracts sync`` do
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from loguru import logger
@@ -45,8 +45,12 @@ class CatalogueKeeper:
         clock: Clock,
         max_age_hours: int,
         refresh_every_ms: int = DAY_MS,
+        on_refresh: Callable[[dict[str, Instrument]], None] | None = None,
     ) -> None:
         self._ex = exchange
+        # Given the specifications of every refresh (the engine trades on them: kept from its
+        # start, it rounded on a grid ccxt and the venue no longer use).
+        self._on_refresh = on_refresh
         self._name = exchange_name
         self._data_dir = data_dir
         self._symbols = list(symbols)
@@ -96,6 +100,8 @@ class CatalogueKeeper:
             if new is not None:
                 self._known[sym] = new
         self.read_at_ms = now
+        if self._on_refresh is not None:
+            self._on_refresh({s: fresh[s] for s in self._symbols if s in fresh})
         logger.info(
             "contract specifications refreshed from {} ({} changed)", self._name, len(changes)
         )

@@ -574,3 +574,21 @@ def test_preflight_reads_the_venue_cannot_answer_are_none_without_a_request() ->
     bybit_ex = make("bybit")
     assert bybit_ex.fetch_key_permissions() is None
     assert bybit_ex.fetch_multi_assets_mode() is None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"retCode":10000,"retMsg":"Server Timeout"}', errors.TransientExchangeError),
+        ('{"retCode":10016,"retMsg":"Server error."}', errors.TransientExchangeError),
+        ('{"retCode":10429,"retMsg":"System level frequency protection"}', errors.RateLimited),
+    ],
+)
+def test_bybit_server_failures_are_transient_not_refusals(
+    body: str, expected: type[errors.ExchangeError]
+) -> None:
+    """ccxt raises a plain ExchangeError for these Bybit codes; read as a refusal, an order the
+    venue carried out was recorded "rejected" (https://bybit-exchange.github.io/docs/v5/error)."""
+    exc = ccxt.ExchangeError(f"bybit {body}")
+    mapped = map_ccxt_error(exc, placing_order=True)
+    assert type(mapped) is expected

@@ -1,0 +1,485 @@
+"""Cells of the fault matrix (exchange read or write x fault) that no other test held, through
+the real ccxt path: ``bot run --live`` against the loopback Binance USD-M and Bybit v5 servers.
+
+Each test is a cell where the bot once did the wrong thing (the defects named in each test):
+what every test asserts is the principle it broke: a position keeps (or gets) its resting stop,
+an answer that cannot be read is unknown and costs only what it must, and the recorded event
+names the field and where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.clock import LiveClock
+from bot.domain.enums import EventKind, OrderPurpose
+from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import (
+    live_config_text,
+    serve_btc_history,
+    start_live,
+    stop_live,
+    venue_account,
+)
+from tests.fakes.loopback_core import Fault, FaultKind, LoopbackServer
+
+BTC = "BTC/USDT:USDT"
+KEY, SECRET = "matrix-key-3b91", "matrix-secret-7e02c4"
+
+
+@dataclass(frozen=True)
+class Venue:
+    name: str
+    server: type[LoopbackServer]
+    balance: str  # the account read (wallet, available)
+    klines: str  # trade candles
+    ticker: str  # the last price
+    leverage: str  # the leverage setting read (a flat contract)
+    rows: tuple[str, ...]  # where the rows of a market answer are
+
+    def rows_of(self, reply: Any) -> Any:
+        for key in self.rows:
+            reply = reply[key]
+        return reply
+
+
+VENUES = {
+    "binanceusdm": Venue(
+        "binanceusdm",
+        LoopbackBinance,
+        "/fapi/v3/account",
+        "/fapi/v1/klines",
+        "/fapi/v1/ticker/24hr",
+        "/fapi/v1/symbolConfig",
+        (),
+    ),
+    "bybit": Venue(
+        "bybit",
+        LoopbackBybit,
+        "/v5/account/wallet-balance",
+        "/v5/market/kline",
+        "/v5/market/tickers",
+        "/v5/position/list",
+        ("result", "list"),
+    ),
+}
+
+
+@pytest.fixture(params=sorted(VENUES))
+def venue(request: pytest.FixtureRequest) -> Venue:
+    return VENUES[request.param]
+
+
+@pytest.fixture
+def backend(venue: Venue) -> SimulatedExchange:
+    return venue_account(venue.name)
+
+
+@pytest.fixture
+def server(venue: Venue, backend: SimulatedExchange) -> Iterator[LoopbackServer]:
+    srv = venue.server(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    serve_btc_history(srv, backend)
+    with srv:
+        yield srv
+    assert srv.errors == []
+
+
+@pytest.fixture
+def bot(tmp_path: Path, venue: Venue, server: LoopbackServer) -> Iterator[tuple[Runner, SqlStore]]:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        live_config_text(
+            name="matrix",
+            venue=venue.name,
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+            max_unreadable_reads=3,
+        )
+    )
+    run, store = start_live(path, KEY, SECRET)
+    yield run, store
+    stop_live(run, store)
+
+
+def _unchanged(reply: Any) -> Any:
+    return reply
+
+
+def _stops(backend: SimulatedExchange) -> list[tuple[str, D | None]]:
+    return [
+        (o.side.value, o.amount)
+        for o in backend.fetch_open_orders(BTC)
+        if o.purpose is OrderPurpose.STOP_LOSS
+    ]
+
+
+@pytest.mark.parametrize("kind", ["html_200", "http_503"])
+def test_an_entry_gets_its_stop_when_the_balance_read_after_it_fails(
+    kind: FaultKind,
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the entry filled, the balance read right after it failed (a 503 burst, an HTML
+    page) and the tick stopped there: the new position had no stop until the next guard job,
+    which needs the same account reads to succeed. The balance only sizes later increases: the
+    position is protected first, then the tick reports the failure."""
+    run, store = bot
+    # the reconcile's balance read is answered; every later one fails
+    server.inject(Fault(venue.balance, "GET", kind="edit", edit=_unchanged))
+    server.inject(Fault(venue.balance, "GET", kind=kind, times=1000))
+    run.tick()
+    position = backend.fetch_positions([BTC]).get(BTC)
+    assert position is not None, "the entry was not sent"
+    assert position.qty > 0
+    assert _stops(backend) == [("sell", position.qty)], "the new position has no stop"
+    # the failure is still reported (a failed job, or an unreadable account)
+    kinds = {e.kind for e in store.recent_events(20)}
+    assert kinds & {EventKind.TICK_FAILED, EventKind.UNREADABLE}, kinds
+
+
+def _low_above_high(venue: Venue) -> Any:
+    """A trade-candle answer whose sixth newest bar has its low above its high."""
+
+    def edit(reply: Any) -> Any:
+        rows = venue.rows_of(reply)
+        row = rows[5] if venue.name == "bybit" else rows[-6]  # Bybit answers newest first
+        row[3] = str(D(str(row[2])) * 2)  # [open time, open, high, low, close, ...]
+        return reply
+
+    return edit
+
+
+def test_a_bad_candle_costs_its_contract_the_decision_not_the_tick(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: a candle the venue answered with its low above its high (or a price <= 0)
+    raised ``DataError``, which the engine's market step does not take for an unreadable
+    exchange answer: the whole tick failed (every contract's decision, the protection and the
+    verification steps), tick after tick while the venue kept answering it. One contract's
+    unreadable market data costs that contract its decision, and the event says why."""
+    run, store = bot
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    server.inject(Fault(venue.klines, "GET", kind="edit", edit=_low_above_high(venue), times=1000))
+    result = run.tick()
+    assert result is not None, "the tick failed"
+    assert result.decisions == []
+    assert result.unreadable is None
+    assert backend.fetch_positions([BTC])[BTC].qty == position.qty
+    assert _stops(backend) == [("sell", position.qty)]
+    [event] = [e for e in store.recent_events(20) if e.kind is EventKind.MARKET_DATA]
+    assert event.symbol == BTC
+    assert "low" in event.reason
+    assert "high" in event.reason
+    assert EventKind.TICK_FAILED not in {e.kind for e in store.recent_events(20)}
+
+
+# Bybit reads the setting from the position list, which the reconcile reads first.
+@pytest.mark.parametrize("venue", [VENUES["binanceusdm"]], ids=["binanceusdm"])
+def test_an_unreadable_leverage_setting_costs_its_contract_the_entry_not_the_tick(
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    venue: Venue,
+) -> None:
+    """Defect: the sizing step reads a flat contract's leverage setting; an answer without
+    the contract's row (Binance symbolConfig ``[]``) raised out of the tick: every later
+    contract lost its sizing, the verification step and the tick's record with it, and the
+    job failed with a bare ``AttributeError``. Now the contract takes no order this tick and
+    the event names the read."""
+    run, store = bot
+    server.inject(Fault(venue.leverage, "GET", kind="edit", edit=lambda r: [], times=1000))
+    result = run.tick()
+    assert result is not None, "the tick failed"
+    assert result.orders_sent == 0
+    assert result.decisions, "the decision is still recorded"
+    assert backend.fetch_positions([BTC]).get(BTC) is None
+    events = store.recent_events(20)
+    assert EventKind.TICK_FAILED not in {e.kind for e in events}
+    assert any(e.symbol == BTC and "leverage setting" in e.reason for e in events), [
+        e.reason for e in events
+    ]
+    server.clear_faults()  # readable again: it enters, protected
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    assert _stops(backend) == [("sell", position.qty)]
+
+
+@pytest.mark.parametrize("venue", [VENUES["bybit"]], ids=["bybit"])
+def test_an_entry_answered_server_error_is_the_bots_own_and_protected(
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    venue: Venue,
+) -> None:
+    """Defect: Bybit took the entry and answered retCode 10016 "Server error" (10000
+    "Server Timeout" alike). ccxt raises a plain ExchangeError, the bot recorded the entry
+    "rejected", and the next tick found a position it did not open: left alone, with no stop,
+    for good. The outcome is unknown, settled by client id: the position is the bot's, and it
+    is protected."""
+    run, store = bot
+    error = {"retCode": 10016, "retMsg": "Server error.", "result": {}, "retExtInfo": {}, "time": 1}
+    server.inject(Fault("/v5/order/create", "POST", kind="edit", edit=lambda r: error))
+    run.tick()
+    run.tick()
+    position = backend.fetch_positions([BTC])[BTC]
+    assert position.qty > 0
+    assert BTC not in run.engine.reconciler.foreign, "the bot's own entry is taken for foreign"
+    assert _stops(backend) == [("sell", position.qty)]
+    assert store.has_filled_entry(BTC)
+
+
+OPEN_CONDITIONAL = {
+    # (path, where the rows are, client id key, status key, quantity key)
+    "binanceusdm": ("/fapi/v1/openAlgoOrders", (), "clientAlgoId", "algoStatus", "quantity"),
+    "bybit": ("/v5/order/realtime", ("result", "list"), "orderLinkId", "orderStatus", "qty"),
+}
+NOT_OPEN = {
+    "binanceusdm": ["CANCELED", "FINISHED", "EXPIRED", "REJECTED"],
+    "bybit": ["Cancelled", "Filled", "Deactivated", "Rejected"],
+}
+
+
+def _stop_rows(venue: str, reply: Any) -> list[Any]:
+    _path, at, cid, _status, _qty = OPEN_CONDITIONAL[venue]
+    rows = reply
+    for key in at:
+        rows = rows[key]
+    return [r for r in rows if "-sl-" in str(r.get(cid))]
+
+
+def _open_orders_untouched(
+    run: Runner, store: SqlStore, server: LoopbackServer, backend: SimulatedExchange, edit: Any
+) -> list[str]:
+    """Two ticks and guards on open-order answers passed through ``edit``: nothing may be
+    sent or cancelled; returns the reasons of the unreadable events."""
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    resting = {o.client_id for o in backend.fetch_open_orders(BTC)}
+    venue = str(run.engine.exchange.exchange.id)  # type: ignore[attr-defined]
+    server.inject(Fault(OPEN_CONDITIONAL[venue][0], "GET", kind="edit", edit=edit, times=1000))
+    start = len(server.requests)
+    for _ in range(2):
+        result = run.tick()
+        assert result is not None
+        assert result.unreadable is not None, "acted on the answer"
+        run.guard()
+    sent = [(r.method, r.path) for r in server.requests[start:] if r.method in ("POST", "DELETE")]
+    assert sent == [], sent
+    assert backend.fetch_positions([BTC])[BTC].qty == position.qty
+    assert {o.client_id for o in backend.fetch_open_orders(BTC)} == resting
+    return [e.reason for e in store.recent_events(20) if e.kind is EventKind.UNREADABLE]
+
+
+@pytest.mark.parametrize("which", range(4))
+def test_a_stop_listed_open_with_a_finished_status_is_unreadable_not_closed(
+    which: int,
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the open conditional orders answered the bot's stop with a status an open
+    order cannot have (cancelled, filled, expired, rejected). The adapter took the row as it
+    came, the engine counted the stop as not protecting, and the verification step closed the
+    position at market. A list of open orders that lists a finished one contradicts itself:
+    the account is unreadable, nothing is sent, and the event names the status."""
+    run, store = bot
+    status = NOT_OPEN[venue.name][which]
+    key = OPEN_CONDITIONAL[venue.name][3]
+
+    def finished(reply: Any) -> Any:
+        for row in _stop_rows(venue.name, reply):
+            row[key] = status
+        return reply
+
+    reasons = _open_orders_untouched(run, store, server, backend, finished)
+    assert any(status in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("field", ["quantity", "trigger", "side"])
+def test_a_stop_listed_twice_with_different_contents_is_unreadable(
+    field: str,
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the open conditional orders listed the bot's stop twice, the first copy with
+    another size, trigger or side. The adapter kept the first copy and dropped the second
+    without a word: the engine replaced a stop that was right on the strength of a
+    contradictory answer (a new stop, the old one cancelled). One order with two contents is
+    unreadable: nothing is sent."""
+    run, store = bot
+    _path, at, _cid, _status, qty_key = OPEN_CONDITIONAL[venue.name]
+    trigger_key = "triggerPrice"
+    side_key = "side"
+    values = {
+        "quantity": (qty_key, "0.05"),
+        "trigger": (trigger_key, "90000.0"),
+        "side": (side_key, "BUY" if venue.name == "binanceusdm" else "Buy"),
+    }
+    key, value = values[field]
+
+    def twice(reply: Any) -> Any:
+        rows = reply
+        for part in at:
+            rows = rows[part]
+        for row in list(_stop_rows(venue.name, reply)):
+            rows.insert(0, {**row, key: value})
+        return reply
+
+    reasons = _open_orders_untouched(run, store, server, backend, twice)
+    assert any("twice" in r for r in reasons), reasons
+
+
+MARK_KLINES = {"binanceusdm": "/fapi/v1/markPriceKlines", "bybit": "/v5/market/mark-price-kline"}
+
+
+@pytest.mark.parametrize("low", ["0", "-5"])
+def test_a_garbled_mark_candle_never_fires_a_paper_stop(
+    low: str, venue: Venue, server: LoopbackServer, backend: SimulatedExchange
+) -> None:
+    """Defect: paper trading on the venue's live prices moves the paper account over the
+    venue's mark-price candles (stops, liquidation). A candle answered with a low of 0 or
+    below reached the trigger scan as it came: the paper stop fired, and the paper account
+    recorded a loss the market never made. A candle that is not a price bar is
+    an unreadable answer: the job fails naming it, and the paper account does not move."""
+    from bot.domain.enums import MarginMode, OrderSide, OrderType
+    from bot.domain.orders import OrderRequest
+    from bot.errors import ExchangeError
+    from bot.runtime.feeds import LiveFeed
+    from tests.fakes.live_setup import loopback_adapter
+
+    public = loopback_adapter(
+        venue.name, server.base_url, LiveClock(), key=KEY, secret=SECRET, account="p", symbols=[BTC]
+    )
+    inst = backend.instrument(BTC)
+    paper = SimulatedExchange(
+        {BTC: inst}, LiveClock(), starting_balance=D(10000), margin_mode=MarginMode.ISOLATED
+    )
+    mark = backend.fetch_mark_price(BTC)
+    paper.set_mark(BTC, mark)
+    paper.set_leverage(BTC, 3)
+    paper.place_order(
+        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.1"), False)
+    )
+    stop = inst.stop_price(mark * D("0.9"), 1)
+    paper.place_order(
+        OrderRequest(
+            "sl",
+            BTC,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            D("0.1"),
+            True,
+            trigger_price=stop,
+        )
+    )
+    now = LiveClock().now_ms()
+    last_open = now - now % 60_000 - 60_000
+    minutes = [(last_open - i * 60_000, mark, mark, mark, mark, D(1)) for i in range(9, -1, -1)]
+    server.set_candles(BTC, "mark", minutes)  # minute candles at the mark, the last one closed
+    server.set_candles(BTC, "trade", minutes)
+    feed = LiveFeed(paper, public, [BTC])
+    try:
+        feed.catch_up(now - 300_000)  # the real candles: nothing fires
+        assert paper.fetch_positions([BTC])[BTC].qty == D("0.1")
+
+        def crash(reply: Any) -> Any:
+            for row in venue.rows_of(reply):
+                row[3] = low  # [open time, open, high, low, close, ...]
+            return reply
+
+        server.inject(Fault(MARK_KLINES[venue.name], "GET", kind="edit", edit=crash, times=100))
+        with pytest.raises(ExchangeError, match="low"):
+            feed.catch_up(now)
+        assert paper.fetch_positions([BTC])[BTC].qty == D("0.1"), "a garbled candle fired it"
+        assert [o.client_id for o in paper.fetch_open_orders(BTC)] == ["sl"]
+    finally:
+        public.exchange.close()
+
+
+ORDER_POSTS = {
+    "binanceusdm": ("/fapi/v1/algoOrder", "/fapi/v1/order"),
+    "bybit": ("/v5/order/create",),
+}
+
+
+def test_a_stop_that_cannot_be_replaced_stays(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the stop is to move (the market rose: it trails); the venue refuses every
+    order (rate limited for two minutes, 429/10006). The old stop was cancelled all the same
+    ("new before old" sent the cancel whatever became of the new one): the position was left
+    with no stop (the close the verification step then tried was refused too). A resting
+    stop stays until its replacement rests."""
+    run, _store = bot
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    [old] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    with server.lock:
+        backend.set_mark(BTC, backend.fetch_mark_price(BTC) * D("1.04"))
+    for path in ORDER_POSTS[venue.name]:
+        server.inject(Fault(path, "POST", kind="rate_limit", retry_after=120, times=1000))
+    run.tick()
+    stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    held = backend.fetch_positions([BTC]).get(BTC)
+    assert held is not None, "the position was closed"
+    assert held.qty == position.qty
+    assert [o.client_id for o in stops] == [old.client_id], "the working stop was cancelled"
+
+
+def test_the_engine_trades_on_the_specifications_the_daily_refresh_read(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the daily refresh of the contract specifications recorded what the venue
+    changed, but the engine kept trading on the specifications of its start (and ccxt on the
+    markets it loaded first): after the venue made the tick size coarser, every new stop was
+    on the old grid, refused. The engine takes what the refresh read."""
+    import dataclasses
+
+    from bot.runtime.catalogue_keeper import CatalogueKeeper
+
+    run, store = bot
+    assert run.tick() is not None
+    [keeper] = [c.__self__ for c in run.before_tick if isinstance(c.__self__, CatalogueKeeper)]  # type: ignore[attr-defined]
+    coarser = backend.instrument(BTC).tick_size * 100
+    with server.lock:
+        book = backend.book
+        book.instruments[BTC] = dataclasses.replace(book.instruments[BTC], tick_size=coarser)
+    changes = keeper.refresh(LiveClock().now_ms())
+    assert BTC in changes
+    assert run.engine.instruments[BTC].tick_size == coarser
+    with server.lock:
+        backend.set_mark(BTC, backend.fetch_mark_price(BTC) * D("1.04"))  # the stop trails
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert [(o.amount, o.trigger_price is not None) for o in stops] == [(position.qty, True)]
+    assert all(o.trigger_price is not None and o.trigger_price % coarser == 0 for o in stops)
+    refused = [e.reason for e in store.recent_events(30) if e.kind is EventKind.REJECTED]
+    assert refused == [], refused

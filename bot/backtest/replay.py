@@ -463,5 +463,9 @@ def override(config: BotConfig, start: date | None, end: date | None) -> BotConf
         return config
     new_sim = sim.model_copy(update=changes)
     if new_sim.start is not None and new_sim.end is not None and new_sim.start >= new_sim.end:
-        raise ConfigError(f"--start {new_sim.start} must be before --end {new_sim.end}")
+        # name where each date comes from: a flag, or the configuration file
+        where = f"({config.source.name})"
+        first = f"--start {start}" if start else f"simulation.start {new_sim.start} {where}"
+        last = f"--end {end}" if end else f"simulation.end {new_sim.end} {where}"
+        raise ConfigError(f"{first} must be before {last}")
     return config.model_copy(update={"simulation": new_sim})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import functools
 import gc
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -268,22 +269,29 @@ def stress(
     from bot.cli import tools
 
     with reported_errors():
+        snapshot: Path | None = None
         if from_account:
             if positions is not None or from_sim is not None:
                 raise BotError("give one of --positions, --from-sim and --from-account")
-            from_sim = tools.account_snapshot_dir(config)
-        tools.run_stress(
-            config,
-            positions,
-            from_sim,
-            balance,
-            margin_mode,
-            data,
-            leverage_grid,
-            as_json,
-            plot,
-            console,
-        )
+            from_sim = snapshot = tools.account_snapshot_dir(config)
+        try:
+            tools.run_stress(
+                config,
+                positions,
+                from_sim,
+                balance,
+                margin_mode,
+                data,
+                leverage_grid,
+                as_json,
+                plot,
+                console,
+                # the book is the account, not the temporary copy it is read through
+                source=tools.account_source(config) if snapshot is not None else None,
+            )
+        finally:
+            if snapshot is not None:
+                shutil.rmtree(snapshot, ignore_errors=True)
 
 
 _register_ops(app, console, reported_errors)

@@ -28,8 +28,12 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
 
-def _exchange(config: Any, *, signed: bool) -> Any:
-    """The configured venue as a raw ccxt instance (keys from the environment when signed)."""
+def _exchange(config: Any, *, signed: bool, real_market: bool = False) -> Any:
+    """The configured venue as a raw ccxt instance (keys from the environment when signed).
+
+    ``real_market``: the venue's real public endpoints even when ``exchange.demo`` is set (the
+    default), as paper trading's prices: a demo venue's candles and funding are its own
+    market's, not the history a simulation must replay (``api_url`` still applies)."""
     from bot.bootstrap import ENV_KEY, ENV_PASSWORD, ENV_SECRET
     from bot.clock import LiveClock
     from bot.exchange.factory import make_ccxt_exchange
@@ -37,7 +41,7 @@ def _exchange(config: Any, *, signed: bool) -> Any:
     ex = config.exchange
     return make_ccxt_exchange(
         ex.name,
-        demo=ex.demo,
+        demo=ex.demo and not real_market,
         api_url=ex.api_url,
         options=ex.ccxt_options,
         api_key=os.environ.get(ENV_KEY) if signed else None,
@@ -261,7 +265,7 @@ def register(  # noqa: C901 - one nested function per command, each simple
             start_ms = int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp())
             stop = last + timedelta(days=1)
             end_ms = int(datetime(stop.year, stop.month, stop.day, tzinfo=UTC).timestamp())
-            ex = _exchange(cfg, signed=False)
+            ex = _exchange(cfg, signed=False, real_market=True)
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),

@@ -4,6 +4,7 @@ as volatilities and percentiles as numbers)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -45,7 +46,9 @@ def parse_decimal(flag: str, text: str | None) -> Decimal | None:
     if not value.is_finite():
         raise ConfigError(f"{flag}: must be a finite number, got {text!r}")
     if abs(value) >= MAX_INPUT:
-        raise ConfigError(f"{flag}: {text!r} is out of range (at most {MAX_INPUT:.0e} in size)")
+        raise ConfigError(
+            f"{flag}: {text!r} is out of range (must be below {MAX_INPUT:.0e} in size)"
+        )
     return value
 
 
@@ -206,7 +209,9 @@ def run_stress(
     as_json: bool,
     plot: Path | None,
     console: Console,
+    source: str | None = None,
 ) -> dict[str, Any]:
+    """``source`` names the book in the output and errors (default: the file it was read from)."""
     config = _config(config_path)
     policy = config.policies[0]
     portfolio = read_portfolio(
@@ -217,6 +222,8 @@ def run_stress(
         config.account.starting_balance,
         MarginMode(config.account.margin_mode),
     )
+    if source is not None:
+        portfolio = dataclasses.replace(portfolio, source=source)
     try:
         # The book's contracts come from the positions file, not the configuration.
         instruments = resolve_instruments(
@@ -312,6 +319,14 @@ def _grid_plot(path: Path, rows: list[stress.GridRow], source: str) -> None:
             [None if isinstance(c, str) else float(c.loss_fraction) for c in r.cells] for r in rows
         ],
     )
+
+
+def account_source(config_path: Path) -> str:
+    """How ``--from-account`` names the book: the account and its state database."""
+    from bot.store.migrate import safe_url
+
+    config = _config(config_path)
+    return f"account {config.account.name!r} in {safe_url(config.runtime.database_url)}"
 
 
 def account_snapshot_dir(config_path: Path) -> Path:

@@ -282,11 +282,19 @@ class SimulationConfig(FrozenModel):
 class ExchangeConfig(FrozenModel):
     """Live/paper venue connection. ``ccxt_options`` is passed to ccxt unchanged."""
 
-    name: Annotated[str, matching(r"[a-z0-9]+", "a ccxt exchange id like binanceusdm")] = (
-        "binanceusdm"
-    )
+    # The venues bot.exchange.capabilities.VENUES has a profile for (a test keeps them equal):
+    # any other ccxt id would load here and fail only when `bot run` builds the adapter.
+    name: Literal["binanceusdm", "bybit"] = "binanceusdm"
     demo: StrictBool = True
-    api_url: Url | None = None
+    # The adapter rewrites every REST endpoint to this base (bot.exchange.factory), which takes
+    # http(s)://host[:port] and an optional path prefix, and no query.
+    api_url: (
+        Annotated[
+            str,
+            matching(r"https?://[^/?#\s]+(/[^?#\s]*)?", "http(s)://host[:port][/path]"),
+        ]
+        | None
+    ) = None
     ccxt_options: Annotated[
         dict[str, Any], BeforeValidator(_plain_numbers), AfterValidator(_sane_ccxt_options)
     ] = Field(default_factory=dict)
@@ -297,6 +305,11 @@ class ExchangeConfig(FrozenModel):
     # A read (never an order or a cancel) unanswered after this many ms is sent once more and
     # the first answer wins, so one lost request costs this, not ccxt's whole timeout. 0 = off.
     hedge_reads_after_ms: StrictInt = Field(default=1000, ge=0, le=60_000)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        raise_issues(_validate_api_url_and_demo(self))
+        return self
 
 
 class RuntimeConfig(FrozenModel):
@@ -374,6 +387,16 @@ def _validate_signal_file(c: ContractConfig) -> Iterator[Issue]:
         yield Issue(("signal_file",), 'required key missing for direction = "signal"')
     elif c.direction != "signal" and c.signal_file is not None:
         yield Issue(("signal_file",), 'only allowed with direction = "signal"', str(c.signal_file))
+
+
+def _validate_api_url_and_demo(e: ExchangeConfig) -> Iterator[Issue]:
+    # Live trading's adapter refuses the pair (demo = true selects the venue's demo hosts).
+    if e.api_url is not None and e.demo:
+        yield Issue(
+            ("api_url",),
+            "needs demo = false (demo = true trades the venue's own demo endpoints)",
+            f'"{e.api_url}"',
+        )
 
 
 def _validate_simulation_dates(s: SimulationConfig) -> Iterator[Issue]:

@@ -46,11 +46,16 @@ REPORT_METRICS = (
     "n_take_profits",
     "n_liquidations",
     "n_denials",
+    "n_stops_rejected",
     "fees_paid",
     "funding_paid",
     "avg_leverage",
     "max_leverage",
     "buy_and_hold_return",
+    "time_in_market",
+    "time_halted",
+    "slippage_paid",
+    "loss_beyond_wallet",
 )
 """The scalar metrics of report.json, in its order (elapsed time left out: not a result)."""
 

@@ -207,7 +207,9 @@ def _holding(path: Path, line: int, row: dict[str, str]) -> Holding:
         if not value.is_finite():
             raise DataError(f"{where}: {key} must be finite, got {text!r}")
         if abs(value) >= MAX_INPUT:
-            raise DataError(f"{where}: {key} {text} is out of range (at most {MAX_INPUT:.0e})")
+            raise DataError(
+                f"{where}: {key} {text} is out of range (must be below {MAX_INPUT:.0e})"
+            )
         if key == "isolated_margin" and value == 0:
             return None  # a cross position (bot simulate writes 0): no margin of its own
         if key != "qty" and value <= 0:

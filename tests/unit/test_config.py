@@ -329,6 +329,31 @@ WRONG_VALUES = [
         "[data]\ncatalogue_max_age_hours = true\n",
         "data.catalogue_max_age_hours: must be an integer (got true)",
     ),
+    # Both used to load and fail only when `bot run --live` built the adapter, in a line that
+    # did not name the file ("exchange: set either demo = true or api_url, not both").
+    (
+        "[risk]",
+        '[exchange]\napi_url = "http://127.0.0.1:8080"\n[risk]',
+        "exchange.api_url: needs demo = false (demo = true trades the venue's own demo "
+        'endpoints) (got "http://127.0.0.1:8080")',
+    ),
+    (
+        "[risk]",
+        '[exchange]\ndemo = false\napi_url = "ws://127.0.0.1:8080"\n[risk]',
+        'exchange.api_url: must be http(s)://host[:port][/path] (got "ws://127.0.0.1:8080")',
+    ),
+    (
+        "[risk]",
+        '[exchange]\ndemo = false\napi_url = "https://gw.example/fapi?x=1"\n[risk]',
+        'exchange.api_url: must be http(s)://host[:port][/path] (got "https://gw.example/fapi?x=1")',
+    ),
+    # config.example.toml documents "binanceusdm" or "bybit"; any other id used to load and
+    # fail only at `bot run`, in a line that did not name the file.
+    (
+        "[risk]",
+        '[exchange]\nname = "kraken"\n[risk]',
+        'exchange.name: must be one of "binanceusdm" or "bybit" (got "kraken")',
+    ),
 ]
 
 
@@ -691,3 +716,20 @@ def test_a_window_beyond_one_venue_request_is_refused_for_live_prices(project: P
     assert "binanceusdm serves at most 999 in one request" in message
     (project / "policies" / "p.toml").write_text(edit(POLICY, "window = 168", "window = 998"))
     check_history_reach(load_config(write(project, CONFIG)))
+
+
+def test_api_url_with_demo_off_loads(project: Path) -> None:
+    text = edit(
+        CONFIG, "[risk]", '[exchange]\ndemo = false\napi_url = "https://gw.example:8443/bn"\n[risk]'
+    )
+    assert load_config(write(project, text)).exchange.api_url == "https://gw.example:8443/bn"
+
+
+def test_exchange_names_are_the_venues_the_adapter_supports() -> None:
+    from typing import get_args
+
+    from bot.config.models import ExchangeConfig
+    from bot.exchange.capabilities import VENUES
+
+    annotation = ExchangeConfig.model_fields["name"].annotation
+    assert set(get_args(annotation)) == set(VENUES)

@@ -85,3 +85,23 @@ def test_the_book_is_played_in_the_mode_its_positions_are_held_in(tmp_path: Path
     result = runner.invoke(app, ["stress", "--config", str(cfg), "--from-account", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["portfolio"]["margin_mode"] == "cross"
+
+
+def test_the_book_is_named_as_the_account_and_no_snapshot_is_left_behind(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    """The table and JSON said "stress test of /tmp/bot-stress-.../positions.csv", a temporary
+    copy the command made of the account (and left on disk)."""
+    import tempfile
+
+    cfg = _account(tmp_path, decided=True)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # type: ignore[attr-defined]
+    result = runner.invoke(app, ["stress", "--config", str(cfg), "--from-account", "--json"])
+    assert result.exit_code == 0, result.output
+    source = json.loads(result.stdout)["portfolio"]["source"]
+    name = load_config(cfg).account.name
+    assert source.startswith(f"account {name!r} in ")
+    assert "bot-stress-" not in source
+    assert list(scratch.iterdir()) == []

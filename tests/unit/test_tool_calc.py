@@ -376,3 +376,11 @@ def test_a_position_above_the_venues_largest_is_refused() -> None:
         calculate(replace(pepe, balance=D(40_000_000)))
     assert "above 1000PEPE/USDT:USDT's largest position of 35000000 USDT" in str(err.value)
     assert calculate(replace(pepe, balance=D(30_000_000))).notional == D(30_000_000)
+
+
+def test_cli_the_size_limit_itself_is_refused_and_the_message_says_below() -> None:
+    # 1e18 is refused: the message said "at most 1e+18", which reads as if 1e18 were allowed.
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", "long", "--entry", "60000"]
+    result = runner.invoke(app, [*args, "--leverage", "2", "--balance", "1e18"])
+    assert result.exit_code == 2, result.output
+    assert "--balance: '1e18' is out of range (must be below 1e+18 in size)" in result.output

@@ -38,6 +38,7 @@ from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import (
     ContractHistory,
     HistoricalMarket,
+    data_end,
     load_histories,
     requested_window,
     simulation_window,
@@ -148,9 +149,9 @@ def _end_note(config: BotConfig, histories: dict[str, ContractHistory], end: int
     """Why the run ends before the configured end, or before some contract's data does: the
     contract whose data ends first ends every contract's run (a delisting, a download that
     stopped), which is said, not hidden ("" when nothing was cut)."""
-    data_end = {s: int(h.trigger.ts[-1]) + h.trigger.tf_ms for s, h in histories.items()}
-    first = min(data_end.values())
-    cut_by = ", ".join(s for s, e in data_end.items() if e == first)
+    ends = {s: data_end(h) for s, h in histories.items()}
+    first = min(ends.values())
+    cut_by = ", ".join(s for s, e in ends.items() if e == first)
     asked = config.simulation.end
     if asked is not None:
         wanted = _day_ms(asked) + 86_400_000
@@ -158,7 +159,7 @@ def _end_note(config: BotConfig, histories: dict[str, ContractHistory], end: int
             why = f"the data of {cut_by} ends there" if end == first else "the shared window"
             return f"requested end {_iso(wanted)} moved to {_iso(end)}: {why}"
         return ""
-    latest = max(data_end.values())
+    latest = max(ends.values())
     if end < latest:
         return (
             f"the run ends at {_iso(end)}, where the data of {cut_by} ends "
@@ -413,12 +414,13 @@ def _set_lasts(
     t: int,
     candle: _ClosedCandle,
 ) -> None:
-    """The last prices at ``t``, and (data-driven slippage) the candle market orders pay for."""
-    lasts = exchange.lasts
+    """The last prices at ``t`` (:meth:`HistoricalMarket.trade_price`: the mark across a hole
+    in the trade candles), and (data-driven slippage) the candle market orders pay for."""
+    lasts, marks = exchange.lasts, exchange.marks
     for sym in symbols:
-        last = market.last_price(sym, t)
-        if last is not None:
-            lasts[sym] = last[0]
+        price = market.trade_price(sym, t, marks.get(sym))
+        if price is not None:
+            lasts[sym] = price
     if exchange.slippage_model.data_driven:
         # Market orders pay for the candle that just closed (its range and volume), looked up
         # only when an order fills.

@@ -50,9 +50,9 @@ class ReplayFeed:
         advance(self.sim, self.series, self.tapes, now_ms)
         for sym in self.series:
             self.sim.set_funding(sym, self.market.funding(sym, now_ms, 1))
-            last = self.market.last_price(sym, now_ms)
+            last = self.market.trade_price(sym, now_ms, self.sim.marks.get(sym))
             if last is not None:
-                self.sim.lasts[sym] = last[0]
+                self.sim.lasts[sym] = last
 
 
 class LiveFeed:

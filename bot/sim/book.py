@@ -50,6 +50,9 @@ class SimPosition:
 class TradeResult:
     realized_pnl: Decimal
     fee: Decimal
+    # The loss of a closing fill beyond what backs the position (an isolated position's margin,
+    # a cross account's wallet once nothing else is open), taken by the insurance fund (>= 0).
+    shortfall: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,7 @@ class Book:
         """Apply a fill of signed ``qty_delta`` at ``price``; ``fee`` is paid from the wallet."""
         pos = self.positions[symbol]
         realized = ZERO
+        backing: Decimal | None = None  # what may pay a closing fill's loss (None: the wallet)
         new_qty = pos.qty + qty_delta
         if pos.qty == 0 or (pos.qty > 0) == (qty_delta > 0):
             # Increase (or open): weighted average entry, add initial margin.
@@ -193,6 +197,7 @@ class Book:
             if self.margin_mode is MarginMode.ISOLATED:
                 released = pos.isolated_margin * closed / abs(pos.qty)
                 pos.isolated_margin = _margin(pos.isolated_margin - released)
+                backing = released
             if abs(qty_delta) > abs(pos.qty):
                 # Flip: the remainder opens a new position at the fill price.
                 remainder = abs(qty_delta) - abs(pos.qty)
@@ -206,8 +211,22 @@ class Book:
         if pos.qty == 0:
             pos.entry_price = ZERO
             pos.isolated_margin = ZERO
-        self.wallet += realized - fee
-        return TradeResult(realized_pnl=realized, fee=fee)
+        change = realized - fee
+        shortfall = ZERO
+        # A stop filling beyond the bankruptcy price in a fast candle (the last price far past
+        # the mark): an isolated position never loses more than its margin, and a cross account
+        # left with no position never owes more than its wallet; the insurance fund takes the
+        # rest, as it does in a liquidation.
+        if backing is not None and change < -backing:
+            shortfall, change = -change - backing, -backing
+        elif (
+            backing is None
+            and self.wallet + change < 0
+            and all(p.qty == 0 for p in self.positions.values())
+        ):
+            shortfall, change = -(self.wallet + change), -self.wallet
+        self.wallet += change
+        return TradeResult(realized_pnl=realized, fee=fee, shortfall=shortfall)
 
     def pay_funding(self, symbol: str, amount: Decimal) -> None:
         """Debit ``amount`` (credit if negative) for funding; isolated margin absorbs it too."""

@@ -15,7 +15,7 @@ class SimEventKind(StrEnum):
     LIQUIDATION = "liquidation"  # the mark crossed the liquidation price
     FUNDING = "funding"  # a funding settlement paid or received
     EXPIRED = "expired"  # a triggered reduce-only order had nothing to reduce
-    INSURANCE = "insurance"  # a liquidation's loss beyond the wallet, taken by the insurance fund
+    INSURANCE = "insurance"  # a loss beyond the wallet (or isolated margin): the insurance fund
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -59,7 +59,7 @@ from bot.errors import (
     ReduceOnlyRejected,
 )
 from bot.sim.book import Book, SimPosition
-from bot.sim.events import SimEvent
+from bot.sim.events import SimEvent, SimEventKind
 from bot.sim.slippage import SlippageModel
 from bot.sim.triggers import process_bar
 
@@ -485,6 +485,19 @@ class SimulatedExchange:
         result = self.book.trade(order.symbol, delta, price, fee)
         self.fees_paid += fee
         self.slippage_paid += qty * reference * slip
+        if result.shortfall > 0:
+            self.insurance_shortfall += result.shortfall
+            backed = "its margin" if self.book.margin_mode is MarginMode.ISOLATED else "the wallet"
+            self.events.append(
+                SimEvent(
+                    ts_ms=ts_ms,
+                    kind=SimEventKind.INSURANCE,
+                    symbol=order.symbol,
+                    detail=f"{order.client_id} filled at {price} beyond the bankruptcy price: "
+                    f"loss beyond {backed} {result.shortfall:.2f} taken by the insurance fund",
+                    amount=result.shortfall,
+                )
+            )
         fill = Fill(
             client_id=order.client_id,
             symbol=order.symbol,

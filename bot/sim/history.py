@@ -92,18 +92,27 @@ def load_history(
     trade_tfs = inventory.trade_timeframes(symbol)
     if not trade_tfs:
         raise DataError(f"{inventory.data_dir}: no last-trade candles for {symbol}")
+    tf_ms = parse_timeframe(decision_tf)
+    # Only files whose candles make the decision candles are candidates: a 1h file that covers
+    # more than a 5m one is no choice for a 5m policy.
+    makes = [t for t in trade_tfs if tf_ms % parse_timeframe(t) == 0]
+    if not makes:
+        raise DataError(
+            f"{inventory.data_dir}: {symbol} has no last-trade candles that make "
+            f"{decision_tf} candles (files: {', '.join(trade_tfs)}; a file's timeframe must "
+            f"divide {decision_tf})"
+        )
     start, end = window
-    picked = choose(inventory, symbol, "trade", trade_tfs, start, end)
+    picked = choose(inventory, symbol, "trade", makes, start, end)
     last = picked.candles
     notes = [picked.note]
-    tf_ms = parse_timeframe(decision_tf)
     if decision_tf == picked.timeframe:
         decision = last
     elif decision_tf in trade_tfs and _covers_as_much(
         own := inventory.load_candles(symbol, decision_tf), last, start, end
     ):
         decision = own
-    elif tf_ms % last.tf_ms == 0:
+    else:  # the chosen file's timeframe divides the decision timeframe
         source = _decision_source(inventory, symbol, trade_tfs, last, tf_ms, start, end, warmup)
         if source is not last:
             notes.append(
@@ -112,11 +121,6 @@ def load_history(
                 f"{warmup} candles of warm-up before the window"
             )
         decision = source.resample(tf_ms)
-    else:
-        raise DataError(
-            f"{inventory.data_dir}: {symbol} has no {decision_tf} candles and the chosen "
-            f"candles ({picked.timeframe}) cannot be aggregated to {decision_tf}"
-        )
     mark_tfs = inventory.mark_timeframes(symbol)
     trigger = last
     if trigger_source == "mark" and not mark_tfs:
@@ -153,10 +157,28 @@ def _funding_gap(
     first, final = int(funding.ts[0]), int(funding.ts[-1])
     # Settlements are at most 8 h apart on the venues the bot trades (some 4 h, 1 h).
     if first <= lo + _FUNDING_STEP and final >= hi - _FUNDING_STEP:
-        return ""
+        return _funding_holes(symbol, funding, lo, hi)
     return (
         f"{symbol} funding: settlements {_iso(first)} .. {_iso(final)} do not cover "
         f"{_iso(lo)} .. {_iso(hi)}: no funding is paid or received outside them"
+    )
+
+
+def _funding_holes(symbol: str, funding: FundingSeries, lo: int, hi: int) -> str:
+    """A note for settlements missing inside the window (two settlements more than 8 h and a
+    minute apart: the file's stamps are rounded to the minute), where nothing is paid or
+    received ("" when there is none)."""
+    ts = funding.ts[(funding.ts >= lo - _FUNDING_STEP) & (funding.ts <= hi + _FUNDING_STEP)]
+    steps = np.diff(ts)
+    holes = np.flatnonzero(steps > _FUNDING_STEP + 60_000)
+    if holes.size == 0:
+        return ""
+    k = int(holes[np.argmax(steps[holes])])
+    missing = int(np.sum(steps[holes] - _FUNDING_STEP))
+    return (
+        f"{symbol} funding: {holes.size} hole(s) in the settlements, {missing / 3_600_000:.0f} h "
+        f"without funding, the longest {_iso(int(ts[k]))} .. {_iso(int(ts[k + 1]))}: no "
+        "funding is paid or received there"
     )
 
 
@@ -329,6 +351,19 @@ class HistoricalMarket:
         self._last_answer[symbol] = (c, i, answer)
         return answer
 
+    def trade_price(self, symbol: str, now_ms: int, mark: Decimal | None) -> Decimal | None:
+        """The last price a market order sent at ``now_ms`` fills from: the close of the
+        last-trade candle closed then. Where that candle is missing (a hole in the trade data
+        while the mark candles go on), ``mark``, the mark of that moment, not a close hours or
+        days old. None before the first candle."""
+        last = self.last_price(symbol, now_ms)
+        if last is None:
+            return None
+        price, closed_at = last
+        if mark is not None and closed_at <= now_ms - self.contracts[symbol].last.tf_ms:
+            return mark
+        return price
+
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         f = self.contracts[symbol].funding
         if f is None or len(f.ts) == 0:
@@ -352,7 +387,13 @@ class HistoricalMarket:
             return FundingInfo(ZERO, Decimal(8), nxt)
         lo = max(0, i - lookback)
         mean = float(np.mean(f.rate[lo:i]))
-        hours = Decimal(repr(f.interval_hours_at(i - 1))) if len(f) > 1 else Decimal(8)
+        # A hole in the settlements is not an interval: the rate is per settlement, at most
+        # 8 h apart on the venues the bot trades (a 10-day hole would cut the rate's yearly
+        # cost thirty-fold until the next settlement).
+        if len(f) > 1:
+            hours = Decimal(repr(min(f.interval_hours_at(i - 1), _FUNDING_STEP / 3_600_000)))
+        else:
+            hours = Decimal(8)
         return FundingInfo(Decimal(f"{mean:.10f}"), hours, nxt)
 
     def trigger_series(self) -> dict[str, TriggerSeries]:
@@ -400,6 +441,13 @@ def _day_ms(d: date) -> int:
     return datetime_to_ms(datetime.combine(d, time(0), tzinfo=UTC))
 
 
+def data_end(h: ContractHistory) -> int:
+    """Where the contract's data ends (ms): the earlier end of its trigger candles and of its
+    last-trade candles. Past the last trade candle the contract cannot be decided on nor
+    traded at a price of its own, even where its mark candles go on."""
+    return min(int(h.trigger.ts[-1]) + h.trigger.tf_ms, int(h.last.ts[-1]) + h.last.tf_ms)
+
+
 def simulation_window(
     histories: dict[str, ContractHistory], policy: Policy, config: BotConfig
 ) -> tuple[int, int]:
@@ -418,7 +466,7 @@ def simulation_window(
         max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
         for h in histories.values()
     )
-    last = min(int(h.trigger.ts[-1]) + h.trigger.tf_ms for h in histories.values())
+    last = min(data_end(h) for h in histories.values())
     sim = config.simulation
     start = _day_ms(sim.start) if sim.start is not None else first
     end = _day_ms(sim.end + timedelta(days=1)) if sim.end is not None else last
@@ -429,9 +477,35 @@ def simulation_window(
         raise DataError(
             f"no simulation window: data for {', '.join(histories)} with {warm} {policy.timeframe} "
             f"candles of warm-up covers {_iso(first)} .. {_iso(last)}, asked "
-            f"{sim.start or 'start'} .. {sim.end or 'end'}"
+            f"{sim.start or 'start'} .. {sim.end or 'end'}" + _mark_limits(histories, warm)
         )
     return start, end
+
+
+def _mark_limits(histories: dict[str, ContractHistory], warm: int) -> str:
+    """What to say when mark candles, not the trade candles, keep the window out: the stops
+    trigger on the mark where the data has mark candles ("auto"), so a mark file that starts
+    later or ends earlier than the trade candles limits the run ("" when none does)."""
+    said = []
+    for s, h in histories.items():
+        if h.trigger is h.last or h.trigger.kind != "mark":
+            continue
+        ready = int(h.decision.ts[min(warm, len(h.decision) - 1)])
+        trade_end = int(h.last.ts[-1]) + h.last.tf_ms
+        mark_start, mark_end = int(h.trigger.ts[0]), int(h.trigger.ts[-1]) + h.trigger.tf_ms
+        if mark_start > ready or mark_end < trade_end:
+            said.append(
+                f"{s}'s mark candles ({format_timeframe(h.trigger.tf_ms)}, {_iso(mark_start)} .. "
+                f"{_iso(mark_end)}) are shorter than its last-trade candles "
+                f"({format_timeframe(h.last.tf_ms)}, {_iso(int(h.last.ts[0]))} .. "
+                f"{_iso(trade_end)})"
+            )
+    if not said:
+        return ""
+    return (
+        "; " + "; ".join(said) + '; [simulation] trigger_source = "last" triggers the stops on '
+        "the last-trade candles instead"
+    )
 
 
 def _iso(ms: int) -> str:

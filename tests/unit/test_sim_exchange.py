@@ -283,3 +283,46 @@ def test_a_cross_position_reports_a_new_leverage_setting_and_a_new_liquidation_p
     assert third.liquidation_price is not None
     assert third.liquidation_price > first.liquidation_price  # less wallet: liquidated sooner
     assert (third.qty, third.leverage) == (second.qty, second.leverage)
+
+
+@pytest.mark.parametrize("mode", [MarginMode.ISOLATED, MarginMode.CROSS])
+def test_a_stop_filling_beyond_the_bankruptcy_price_loses_no_more_than_backs_it(
+    instruments: dict[str, Instrument], mode: MarginMode
+) -> None:
+    # Found on XRP's 2023-07-13 candle (+70 % that day): a 20x short's stop triggered on the
+    # mark while the last price was already past the bankruptcy price, and filled there plus
+    # the candle's slippage: an isolated position lost 2.3 times its margin and the wallet
+    # ended at -16,346 USDT. What backs the position (its margin; a cross wallet once nothing
+    # is open) is all it can lose; the insurance fund takes the rest, as in a liquidation.
+    balance = "10000" if mode is MarginMode.ISOLATED else "320"
+    ex, _ = make_exchange(instruments, balance=balance, mode=mode)
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(market("e1", OrderSide.BUY, "0.1"))
+    ex.place_order(stop("s1", OrderSide.SELL, "0.1", "58500"))
+    held = ex.book.positions[BTC].isolated_margin if mode is MarginMode.ISOLATED else ex.book.wallet
+    before = ex.book.wallet
+    # The mark falls 10 % inside the bar, the last price 40 %: when the mark crosses the stop
+    # (a quarter of its fall) the last price is 10 % down, past the bankruptcy price (-5 %).
+    process_bar(
+        ex,
+        BTC,
+        ex.clock.now_ms(),
+        D(60000),
+        D(60000),
+        D(54000),
+        D(55000),
+        last=(D(60000), D(60000), D(36000)),
+    )
+    fill = ex.fills[-1]
+    assert fill.purpose is OrderPurpose.STOP_LOSS
+    assert fill.price == D(54000)
+    assert ex.book.positions[BTC].qty == 0
+    assert before - ex.book.wallet == held
+    assert ex.book.wallet >= 0
+    loss = -fill.realized_pnl + fill.fee
+    assert ex.insurance_shortfall == loss - held
+    realized = sum((f.realized_pnl for f in ex.fills), D(0))
+    fees = sum((f.fee for f in ex.fills), D(0))
+    assert ex.book.wallet == D(balance) + realized - fees + ex.insurance_shortfall
+    assert [e.amount for e in ex.events if e.kind == "insurance"] == [loss - held]

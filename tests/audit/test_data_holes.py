@@ -1,0 +1,222 @@
+"""Holes in one series of a contract while the others go on: the last-trade candles stop or
+skip days while the mark-price candles continue (merged downloads, a download job that
+stopped). Found by the audit of the simulation on real history; each failed before its fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.backtest.replay import replay, run_simulation
+from bot.clock import SimClock
+from bot.config.loader import load_config
+from bot.domain.enums import MarginMode
+from bot.engine.tick import Engine
+from bot.errors import DataError
+from bot.instruments import load_instruments
+from bot.marketdata.files import discover
+from bot.runtime.feeds import ReplayFeed
+from bot.sim.exchange import SimulatedExchange
+from bot.sim.history import HistoricalMarket, load_histories, simulation_window
+from tests.audit.harness import ROOT, run, write_config
+from tests.audit.invariants import TickChecker
+from tests.audit.market import T0, eight_hourly, stem, walk, write_candles, write_funding
+from tests.audit.scenarios import BTC, ETH, EVENT, N
+
+
+def _write(data: Path, trade_keep: slice, mark_ramp: float) -> np.ndarray:
+    """ETH on 5-minute candles; the trade candles of ``trade_keep`` are missing while the mark
+    moves by ``mark_ramp`` over them (a straight line), then both go on from there."""
+    trade = walk(N, 3_000.0, seed=21)
+    mark = trade.copy()
+    lo, hi = trade_keep.start, trade_keep.stop
+    ramp = np.linspace(1.0, 1.0 + mark_ramp, hi - lo + 1)
+    for s in (trade, mark):
+        s.scale_from(hi, 1.0 + mark_ramp)
+    for a in (mark.open, mark.high, mark.low, mark.close):
+        a[lo:hi] *= ramp[1:] if a is mark.close else ramp[:-1]
+    mark.high[lo:hi] = np.maximum.reduce([mark.high[lo:hi], mark.open[lo:hi], mark.close[lo:hi]])
+    mark.low[lo:hi] = np.minimum.reduce([mark.low[lo:hi], mark.open[lo:hi], mark.close[lo:hi]])
+    trade.keep[lo:hi] = False
+    data.mkdir(parents=True, exist_ok=True)
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    mark.volume[:] = 0.0
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    write_funding(data / f"{stem(ETH)}-funding.csv.gz", *eight_hourly(T0, int(trade.ts[-1]), 1e-4))
+    return mark.ts
+
+
+def test_a_market_order_in_a_hole_of_the_trade_candles_fills_near_the_mark(
+    tmp_path: Path,
+) -> None:
+    # Twelve hours without trade candles while the mark rises 4 %: a market order sent in the
+    # hole (a de-lever, a halt's flatten) filled at the last trade price before the hole,
+    # hours old and 4 % away from the market: a buy back at a price that no longer existed.
+    hole = slice(EVENT, EVENT + 12 * 12)
+    ts = _write(tmp_path / "data", hole, 0.04)
+    config_path = write_config(
+        tmp_path, tmp_path / "data", [ETH], policy="static_3x", direction="short", stale=900
+    )
+    config = load_config(config_path)
+    policy = config.policies[0]
+    histories = load_histories(discover(config.data.dir), (ETH,), policy.timeframe, "auto")
+    start, end = simulation_window(histories, policy, config)
+    lo, hi = int(ts[hole.start]), int(ts[hole.stop])
+    checker = TickChecker(config.account.starting_balance)
+    prices: list[tuple[int, Decimal, Decimal]] = []
+
+    def after_tick(t: int, engine: Engine, ex: SimulatedExchange) -> None:
+        checker(t, engine, ex)
+        if lo < t <= hi:
+            prices.append((t, ex.lasts[ETH], ex.marks[ETH]))
+
+    specs = {ETH: load_instruments("binanceusdm")[ETH]}
+    replay(config, policy, histories, specs, start, end, after_tick=after_tick)
+    assert len(prices) >= 10
+    moved = [(t, last, mark) for t, last, mark in prices if abs(last / mark - 1) > Decimal("0.005")]
+    assert moved == []
+    assert checker.problems == []
+
+
+def test_the_run_ends_where_the_trade_candles_end(tmp_path: Path) -> None:
+    # ETH's trade candles stop on day 11 and its mark candles go on (BTC's data too): the run
+    # went on to the mark's end with a contract that could neither be decided on nor traded at
+    # a price of its own (a month of "stale data" on real history), and no note said why.
+    trade = walk(N, 3_000.0, seed=22)
+    mark = trade.copy()
+    cut = 11 * 288
+    trade.keep[cut:] = False
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    mark.volume[:] = 0.0
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    btc = walk(N, 60_000.0, seed=23)
+    write_candles(data / f"{stem(BTC)}-5m.csv.gz", btc)
+    write_candles(data / f"{stem(BTC)}-5m-mark.csv.gz", btc)
+    config = write_config(tmp_path, data, [BTC, ETH], policy="vol_target")
+    outcome = run(config)
+    trade_end = int(trade.ts[cut - 1]) + 300_000
+    assert outcome.result.end_ms <= trade_end
+    assert outcome.result.stale_hours.get(ETH, 0.0) == 0.0
+    loaded = load_config(config)
+    result = run_simulation(loaded, loaded.policies[0])
+    assert result.end_ms == outcome.result.end_ms
+    assert f"where the data of {ETH} ends" in result.end_note
+    assert outcome.problems == []
+
+
+def test_a_5m_policy_runs_on_the_5m_file_beside_a_longer_1h_one(tmp_path: Path) -> None:
+    # A 1h file covering more time than the 5m one beside it (the shared history: 1h since 2019,
+    # 5m since 2023) was chosen for a 5m policy, which then stopped with "BTC has no 5m
+    # candles": only files whose candles make the decision candles are candidates.
+    data = tmp_path / "data"
+    data.mkdir()
+    five = walk(N, 60_000.0, seed=24)
+    write_candles(data / f"{stem(BTC)}-5m.csv.gz", five)
+    hourly = walk(40 * 24, 60_000.0, tf_ms=3_600_000, seed=25, start_ms=T0 - 20 * 86_400_000)
+    write_candles(data / f"{stem(BTC)}-1h.csv.gz", hourly)
+    text = (ROOT / "policies" / "vol_target.toml").read_text()
+    text = text.replace('timeframe = "1h"', 'timeframe = "5m"').replace(
+        "window = 168", "window = 288"
+    )
+    config = write_config(tmp_path, data, [BTC], policy_text=text)
+    outcome = run(config)
+    assert outcome.result.trigger_sources == {BTC: "trade"}
+    assert outcome.result.exchange.fills
+    assert outcome.problems == []
+
+
+def test_mark_candles_shorter_than_the_trade_candles_are_named_when_no_window_is_left(
+    tmp_path: Path,
+) -> None:
+    # SOL on the shared history: 1h trade candles since 2022-12, 1h mark candles since 2024.
+    # Asked for 2023, the run was refused with "data covers 2024-01-01 .. 2025-10-01", the
+    # trade candles' own span unsaid: which file limits it, and the setting that runs it.
+    data = tmp_path / "data"
+    data.mkdir()
+    trade = walk(N, 3_000.0, seed=26)
+    mark = trade.copy()
+    mark.keep[: 11 * 288] = False
+    mark.volume[:] = 0.0
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    config_path = write_config(tmp_path, data, [ETH], policy="vol_target", start="2025-01-09")
+    config_path.write_text(
+        config_path.read_text().replace(
+            "start = 2025-01-09", "start = 2025-01-09\nend = 2025-01-10"
+        )
+    )
+    config = load_config(config_path)
+    with pytest.raises(DataError) as err:
+        run_simulation(config, config.policies[0])
+    said = str(err.value)
+    assert f"{ETH}'s mark candles (5m, 2025-01-12 00:00 .. 2025-01-13 00:00)" in said
+    assert "last-trade candles (5m, 2025-01-01 00:00 .. 2025-01-13 00:00)" in said
+    assert 'trigger_source = "last"' in said
+    # ... and that setting runs it
+    last = config.model_copy(
+        update={"simulation": config.simulation.model_copy(update={"trigger_source": "last"})}
+    )
+    assert run_simulation(last, last.policies[0]).trigger_sources == {ETH: "trade"}
+
+
+def test_a_hole_in_the_funding_settlements_is_said(tmp_path: Path) -> None:
+    # Ten days of settlements missing inside the window: nothing was paid or received there,
+    # and nothing said so (only a file that starts late or stops early got a note).
+    data = tmp_path / "data"
+    data.mkdir()
+    trade = walk(N, 3_000.0, seed=27)
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    ts, rates = eight_hourly(T0, int(trade.ts[-1]) + 300_000, 1e-4)
+    keep = (ts < T0 + 8 * 86_400_000) | (ts >= T0 + 10 * 86_400_000)
+    write_funding(data / f"{stem(ETH)}-funding.csv.gz", ts[keep], rates[keep])
+    outcome = run(write_config(tmp_path, data, [ETH], policy="vol_target"))
+    assert (
+        f"{ETH} funding: 1 hole(s) in the settlements, 48 h without funding, the longest "
+        "2025-01-08 16:00 .. 2025-01-11 00:00: no funding is paid or received there"
+    ) in outcome.result.data_selection[ETH]
+    assert outcome.problems == []
+
+
+def test_the_paper_replay_prices_a_hole_in_the_trade_candles_at_the_mark(tmp_path: Path) -> None:
+    # The paper account on recorded data (`bot run --replay`) took its last price from the same
+    # history, so the same hole left it at the close before the hole.
+    hole = slice(EVENT, EVENT + 12 * 12)
+    ts = _write(tmp_path / "data", hole, 0.04)
+    histories = load_histories(discover(tmp_path / "data"), (ETH,), "1h", "auto")
+    market = HistoricalMarket(histories)
+    specs = {ETH: load_instruments("binanceusdm")[ETH]}
+    sim = SimulatedExchange(
+        specs,
+        SimClock(int(ts[0])),
+        starting_balance=Decimal(10_000),
+        margin_mode=MarginMode.ISOLATED,
+    )
+    sim.processed_ms = int(ts[hole.start]) - 3_600_000
+    feed = ReplayFeed(sim, market)
+    inside = int(ts[hole.stop]) - 3_600_000  # eleven hours into the hole
+    feed.catch_up(inside)
+    assert abs(sim.lasts[ETH] / sim.marks[ETH] - 1) < Decimal("0.005")
+    assert sim.lasts[ETH] == market.trade_price(ETH, inside, sim.marks[ETH])
+
+
+def test_the_funding_interval_after_a_hole_in_the_settlements_is_the_venues(
+    tmp_path: Path,
+) -> None:
+    # After a hole in the settlements (here 64 h, in the audit ten days) the next decisions
+    # annualised the rate over the hole as if it were one interval: the funding cost read 8 (30)
+    # times lower until the next settlement.
+    data = tmp_path / "data"
+    data.mkdir()
+    trade = walk(N, 3_000.0, seed=28)
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    ts, rates = eight_hourly(T0 - 10 * 86_400_000, int(trade.ts[-1]) + 300_000, 1e-3)
+    keep = (ts < T0) | (ts >= T0 + 2 * 86_400_000 + 8 * 3_600_000)
+    write_funding(data / f"{stem(ETH)}-funding.csv.gz", ts[keep], rates[keep])
+    market = HistoricalMarket(load_histories(discover(data), (ETH,), "1h", "auto"))
+    after_hole = T0 + 2 * 86_400_000 + 9 * 3_600_000
+    assert market.funding(ETH, after_hole, 3).interval_hours == Decimal(8)

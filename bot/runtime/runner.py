@@ -246,10 +246,14 @@ class Runner:
         now = self.clock.now_ms()
         self.failures += 1
         # A failure the bot names (the venue unreachable, the database down, an answer it
-        # cannot read) is one line, every job of an outage; a traceback is for a bug.
-        logger.opt(exception=None if isinstance(exc, BotError) else exc).error(
+        # cannot read) is one line, every job of an outage, its traceback at DEBUG
+        # (runtime.log_level); a bug's traceback is always shown.
+        named = isinstance(exc, BotError)
+        logger.opt(exception=None if named else exc).error(
             "{} failed ({} in a row): {}: {}", job, self.failures, type(exc).__name__, exc
         )
+        if named:
+            logger.opt(exception=exc).debug("{} failed: where", job)
         alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
         try:
             alerts += self._record_failure(job, exc, now)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 from sqlalchemy import event
 
 from bot.bootstrap import build_paper, open_store
@@ -202,3 +203,36 @@ def test_a_halt_whose_application_fails_is_applied_at_the_next_job(
     assert memory.state is TradingState.HALTED
     assert memory.state_reason == "going on holiday"
     assert store.posted_commands() == []
+
+
+def test_a_named_failure_is_one_line_and_a_bug_keeps_its_traceback(
+    paper_bot: tuple[Any, Any, SimClock, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An outage fails every job alike: one line each (the traceback only at DEBUG); a bug in
+    # the bot is what a traceback is for.
+    runner, _paper, clock, store = paper_bot
+    failed: list[Any] = []
+    sink = logger.add(
+        lambda m: failed.append(m.record),
+        level="INFO",
+        filter=lambda r: r["level"].name == "ERROR" and "failed (" in r["message"],
+    )
+    try:
+        store.switch.on = True
+        clock.advance_to(clock.now_ms() + HOUR)
+        assert runner.tick() is None
+        store.switch.on = False
+
+        def broken() -> None:
+            raise ValueError("a bug")
+
+        monkeypatch.setattr(runner.engine, "tick", broken)
+        clock.advance_to(clock.now_ms() + HOUR)
+        assert runner.tick() is None
+    finally:
+        logger.remove(sink)
+    named, bug = failed
+    assert "StoreUnavailable" in named["message"]
+    assert named["exception"] is None
+    assert "ValueError: a bug" in bug["message"]
+    assert bug["exception"] is not None

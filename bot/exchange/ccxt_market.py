@@ -6,11 +6,9 @@ from decimal import Decimal
 
 import numpy as np
 
-from bot.clock import ms_to_datetime
 from bot.domain.market import FundingInfo
 from bot.errors import DataError
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.exchange.mapping import Candle, UnexpectedResponse
 from bot.ports.market import CandleWindow
 
 _TIMEFRAMES = {
@@ -47,8 +45,10 @@ def timeframe_name(tf_ms: int) -> str:
 class CcxtMarketData:
     """Implements :class:`bot.ports.market.MarketDataPort` over a :class:`CcxtExchange`.
 
-    Candles come from the exchange with the forming candle dropped; they are checked (finite,
-    positive, low <= open/close <= high, strictly increasing) before statistics see them.
+    Candles come from the exchange with the forming candle dropped, checked by the adapter
+    (:func:`bot.exchange.mapping.closed_candles`: price bars, strictly increasing times; a bad
+    one is an unreadable answer that costs its contract the decision) before statistics see
+    them.
     """
 
     def __init__(self, exchange: CcxtExchange) -> None:
@@ -60,18 +60,6 @@ class CcxtMarketData:
         arr = np.array([(r.open, r.high, r.low, r.close) for r in rows], dtype=np.float64)
         ts = np.array([r.open_ms for r in rows], dtype=np.int64)
         if len(rows):
-            o, h, lo, c = arr.T
-            bad = ~(
-                np.isfinite(arr).all(axis=1)
-                & (lo > 0)
-                & (lo <= np.minimum(o, c))
-                & (np.maximum(o, c) <= h)
-            )
-            if bad.any() or np.any(np.diff(ts) <= 0):
-                # An answer of the venue, not a data file: an ExchangeError the engine takes
-                # for this contract's unreadable market data (a DataError failed the whole
-                # tick, every contract and the protection with it).
-                raise UnexpectedResponse(_bad_candle(symbol, tf_ms, rows, bad, ts))
             # A missing candle breaks the window: keep only the last contiguous run.
             breaks = np.flatnonzero(np.diff(ts) != tf_ms)
             start = int(breaks[-1]) + 1 if len(breaks) else 0
@@ -91,20 +79,3 @@ class CcxtMarketData:
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         return self.exchange.fetch_last_price(symbol)
-
-
-def _bad_candle(
-    symbol: str, tf_ms: int, rows: list[Candle], bad: np.ndarray, ts: np.ndarray
-) -> str:
-    """What is wrong with the first bad candle of an answer, and which candle it is."""
-    where = f"{symbol} {timeframe_name(tf_ms)} candles from the exchange"
-    if bad.any():
-        r = rows[int(np.flatnonzero(bad)[0])]
-        when = ms_to_datetime(r.open_ms).isoformat()
-        return (
-            f"{where}: the candle of {when} is not a price bar (open {r.open}, high {r.high}, "
-            f"low {r.low}, close {r.close}: prices must be finite, > 0, low <= open, close "
-            "<= high)"
-        )
-    i = int(np.flatnonzero(np.diff(ts) <= 0)[0]) + 1
-    return f"{where}: candle {i} opens at {int(ts[i])}, not after {int(ts[i - 1])}"

@@ -82,8 +82,8 @@ class RowCache:
 class StateEncoder:
     """Encodes one exchange's state again and again, reusing the text of unchanged records.
 
-    Gives the same text as :func:`dump`: the document is written key by key in sorted order,
-    as ``json.dumps(..., sort_keys=True)`` would, with the three record lists from the caches.
+    The document is written key by key in sorted order, as ``json.dumps(..., sort_keys=True)``
+    would, with the three record lists from the caches: the same text as a fresh encoder's.
     """
 
     def __init__(self) -> None:
@@ -124,11 +124,9 @@ def _state(ex: SimulatedExchange) -> tuple[dict[str, Any], dict[str, list[Any]]]
 
 
 def dump(ex: SimulatedExchange) -> str:
-    """Serialise ``ex`` (deterministic: sorted keys)."""
-    state, records = _state(ex)
-    document: dict[str, Any] = dict(state)
-    document.update({k: [_row(r) for r in v] for k, v in records.items()})
-    return json.dumps(document, sort_keys=True, separators=_SEP)
+    """Serialise ``ex`` (deterministic: sorted keys); a saver that writes again and again keeps
+    a :class:`StateEncoder` instead."""
+    return StateEncoder().dump(ex)
 
 
 def _dec(v: str | None) -> Decimal | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
 
 import pytest
@@ -116,3 +117,6 @@ def test_the_saving_encoder_writes_what_dump_writes_after_every_change(
     copy, _ = make_exchange(instruments, slippage_bps="3")
     restore(copy, encoder.dump(ex))
     assert StateEncoder().dump(copy) == dump(ex)
+    # written key by key, it is still json.dumps's canonical text (sorted keys, no spaces)
+    text = dump(ex)
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))

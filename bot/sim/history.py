@@ -462,10 +462,7 @@ def simulation_window(
             f"candles of warm-up before its first decision and the data holds only "
             f"{', '.join(short)}"
         )
-    first = max(
-        max(int(h.decision.ts[min(warm, len(h.decision) - 1)]), int(h.trigger.ts[0]))
-        for h in histories.values()
-    )
+    first = max(max(_warmed_up(h, warm), int(h.trigger.ts[0])) for h in histories.values())
     last = min(data_end(h) for h in histories.values())
     sim = config.simulation
     start = _day_ms(sim.start) if sim.start is not None else first
@@ -482,6 +479,11 @@ def simulation_window(
     return start, end
 
 
+def _warmed_up(h: ContractHistory, warm: int) -> int:
+    """The first decision candle with ``warm`` candles of warm-up before it (or the last)."""
+    return int(h.decision.ts[min(warm, len(h.decision) - 1)])
+
+
 def _mark_limits(histories: dict[str, ContractHistory], warm: int) -> str:
     """What to say when mark candles, not the trade candles, keep the window out: the stops
     trigger on the mark where the data has mark candles ("auto"), so a mark file that starts
@@ -490,7 +492,7 @@ def _mark_limits(histories: dict[str, ContractHistory], warm: int) -> str:
     for s, h in histories.items():
         if h.trigger is h.last or h.trigger.kind != "mark":
             continue
-        ready = int(h.decision.ts[min(warm, len(h.decision) - 1)])
+        ready = _warmed_up(h, warm)
         trade_end = int(h.last.ts[-1]) + h.last.tf_ms
         mark_start, mark_end = int(h.trigger.ts[0]), int(h.trigger.ts[-1]) + h.trigger.tf_ms
         if mark_start > ready or mark_end < trade_end:

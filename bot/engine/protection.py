@@ -99,6 +99,31 @@ def liquidation_after(
     return inst.ceil_price(liq) if sign > 0 else inst.floor_price(liq)
 
 
+def position_after_fills(
+    before: Position | None, fills: Sequence[tuple[Decimal, Decimal]]
+) -> tuple[Decimal, Decimal]:
+    """``(qty, entry)`` of a one-way position after signed fills ``(qty change, price)``, in the
+    order they happened, from ``before`` (``None``: flat).
+
+    An add blends the entry, a reduction keeps it, a fill through zero opens the other side at
+    its price. The engine's estimate of a position it just traded when the venue's positions
+    cannot be read (``Engine._protect_by_fills``)."""
+    qty = before.qty if before is not None else ZERO
+    entry = before.entry_price if before is not None and before.is_open else ZERO
+    for change, price in fills:
+        if change == 0:
+            continue
+        new = qty + change
+        if qty == 0 or (qty > 0) == (change > 0):
+            entry = (abs(qty) * entry + abs(change) * price) / abs(new)
+        elif new == 0:
+            entry = ZERO
+        elif (new > 0) != (qty > 0):
+            entry = price  # through zero: the new side opened at this fill
+        qty = new
+    return qty, entry
+
+
 def secure_decision(
     d: Decision,
     acct: AccountView,

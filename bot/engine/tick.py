@@ -70,6 +70,8 @@ from bot.engine.planner import (
     plan_size,
 )
 from bot.engine.protection import (
+    liquidation_after,
+    position_after_fills,
     protection_gap,
     secure_decision,
     secure_stop,
@@ -104,6 +106,7 @@ from bot.risk.margin_cap import cap_to_margin, sends_increase
 from bot.risk.state import Transition, initial_memory, set_state, update
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 # Stop distance (fraction of the mark) for a position found without a stop before the engine has
 # ever seen market statistics for its contract: protection first, precision later.
 FALLBACK_STOP = Decimal("0.05")
@@ -1317,17 +1320,34 @@ class Engine:
                     now, EventKind.REJECTED, d.symbol, state, f"set leverage {plan.leverage}: {exc}"
                 )
                 return
+            setting = Decimal(plan.leverage)
         for req in plan.increase:
             result_count(result, self._send(req, acct, now, snap))
         if self.hedge is not None and d.symbol in self.hedge_symbols:
             paused = self.hedge.note_change(now)  # the cooldown runs from the last attempt
             if paused is not None:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
-        self._protect_after_orders(d, acct, now)
+        self._protect_after_orders(d, acct, now, setting, [*plan.reduce, *plan.increase])
 
-    def _protect_after_orders(self, d: Decision, acct: AccountView, now: int) -> None:
-        """The account as the orders of ``d`` left it, then its protection."""
-        self._read_positions_again(acct, now)
+    def _protect_after_orders(
+        self,
+        d: Decision,
+        acct: AccountView,
+        now: int,
+        setting: Decimal,
+        sent: Sequence[OrderRequest],
+    ) -> None:
+        """The account as the orders of ``d`` left it, then its protection. When the venue's
+        positions cannot be read right after the orders, the position their fills give gets
+        its stop now (``_protect_by_fills``), then the tick fails as unreadable."""
+        before = acct.positions.get(d.symbol)
+        try:
+            self._read_positions_again(acct, now)
+        except AuthenticationFailed:
+            raise
+        except ExchangeError:  # AccountUnreadable too
+            self._protect_by_fills(d, acct, now, before, setting, sent)
+            raise
         try:
             balance = self.exchange.fetch_balance()
         except ExchangeError:  # AccountUnreadable too
@@ -1339,6 +1359,105 @@ class Engine:
         acct.wallet, acct.available = balance.wallet, balance.available
         acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+
+    def _protect_by_fills(
+        self,
+        d: Decision,
+        acct: AccountView,
+        now: int,
+        before: Position | None,
+        setting: Decimal,
+        sent: Sequence[OrderRequest],
+    ) -> None:
+        """Positions unreadable right after orders filled: protect the position the fills give.
+
+        Without this a new position waited for the next guard (about a minute, in the middle
+        of whatever move the entry was sized on) with no stop, or an increased one with a stop
+        sized to what it was. The estimate needs every order's outcome: a fill whose size or
+        price is not known (an unknown outcome, an order still open) leaves it to the next
+        reading, as before. The liquidation price is the engine's own (Binance's formula from
+        the fills, :func:`~bot.engine.protection.liquidation_after`), the stop the decision's,
+        checked against it like any other; the next reading replaces both with the venue's.
+        """
+        fills: list[tuple[Decimal, Decimal]] = []
+        for req in sent:
+            record = self.store.get_order(req.client_id)
+            if record is None:
+                continue  # denied by the gate: never sent
+            if not record.status.is_final or (record.filled > 0 and record.average_price is None):
+                self._event(
+                    now,
+                    EventKind.RECONCILE,
+                    d.symbol,
+                    TradingState.ACTIVE,
+                    f"positions unreadable after {req.client_id} ({record.status}): its fill "
+                    "is not known, the stop waits for the next reading",
+                )
+                return
+            if record.filled > 0 and record.average_price is not None:
+                fills.append((req.side.sign * record.filled, record.average_price))
+        qty, entry = position_after_fills(before, fills)
+        held = before.qty if before is not None else ZERO
+        if qty == held or qty == 0:
+            # Nothing filled: the stop resting is right. Closed: a reduce-only stop left
+            # resting cannot open anything; the next reading cancels it.
+            return
+        if d.symbol not in acct.marks:
+            return  # no mark to check a stop against
+        sign = 1 if qty > 0 else -1
+        mode = before.margin_mode if before is not None and before.is_open else self.margin_mode
+        same_side = before is not None and before.is_open and before.sign == sign
+        kept = abs(held) if same_side else ZERO
+        # The price of the part added on top of what was held (the whole position after a flip
+        # or from flat): what liquidation_after blends with the held entry.
+        added = abs(qty) - kept
+        added_price = (
+            (abs(qty) * entry - kept * before.entry_price) / added
+            if (same_side and added > 0 and before is not None)
+            else entry
+        )
+        inst = self.instruments[d.symbol]
+        liquidation = liquidation_after(
+            inst,
+            acct,
+            self.instruments,
+            sign=sign,
+            qty=abs(qty),
+            mark=added_price,
+            setting=setting,
+            margin_mode=mode,
+        )
+        estimate = Position(
+            symbol=d.symbol,
+            qty=qty,
+            entry_price=entry,
+            leverage=setting,
+            margin_mode=mode,
+            isolated_margin=abs(qty) * entry / max(setting, ONE)
+            if mode is MarginMode.ISOLATED
+            else ZERO,
+            liquidation_price=liquidation,
+        )
+        self._event(
+            now,
+            EventKind.RECONCILE,
+            d.symbol,
+            TradingState.ACTIVE,
+            f"positions unreadable after the orders: stop for the position their fills give "
+            f"({qty} at {entry:.8g}, estimated liquidation {liquidation}) until the next reading",
+        )
+        acct.positions = {**acct.positions, d.symbol: estimate}
+        acct.changed()
+        try:
+            self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+        except ExchangeError as exc:  # the open orders unreadable after placing: the next reading
+            self._event(
+                now,
+                EventKind.RECONCILE,
+                d.symbol,
+                TradingState.ACTIVE,
+                f"open orders unreadable after the stop for the estimated position: {exc}",
+            )
 
     def _flat_setting(self, symbol: str, state: TradingState, now: int) -> Decimal | None:
         """A flat contract's leverage setting as the venue holds it; ``None`` (recorded) when

@@ -150,6 +150,42 @@ def test_an_entry_gets_its_stop_when_the_balance_read_after_it_fails(
     assert kinds & {EventKind.TICK_FAILED, EventKind.UNREADABLE}, kinds
 
 
+POSITIONS = {"binanceusdm": "/fapi/v3/positionRisk", "bybit": "/v5/position/list"}
+
+
+@pytest.mark.parametrize("kind", ["html_200", "garbled_json"])
+def test_an_entry_gets_its_stop_when_the_positions_read_after_it_fails(
+    kind: str,
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the entry filled, the positions read right after it failed, and the tick
+    stopped there: the new position had no stop until the next guard job, which needs the
+    same read to succeed. Now the position the fills give gets its stop, then the tick is
+    reported unreadable."""
+    run, store = bot
+    garbled = b"<html><body>502 Bad Gateway</body></html>" if kind == "html_200" else b'[{"sym'
+
+    def once_held(reply: Any) -> Any:
+        held = backend.fetch_positions([BTC]).get(BTC)
+        return garbled if held is not None and held.qty != 0 else reply
+
+    server.inject(Fault(POSITIONS[venue.name], "GET", kind="edit", edit=once_held, times=1000))
+    run.tick()
+    position = backend.fetch_positions([BTC]).get(BTC)
+    assert position is not None, "the entry was not sent"
+    assert position.qty > 0
+    assert _stops(backend) == [("sell", position.qty)], "the new position has no stop"
+    [stop] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert position.liquidation_price is not None
+    assert stop.trigger_price is not None
+    assert position.liquidation_price < stop.trigger_price < backend.marks[BTC]
+    kinds = {e.kind for e in store.recent_events(20)}
+    assert kinds & {EventKind.TICK_FAILED, EventKind.UNREADABLE}, kinds
+
+
 def _low_above_high(venue: Venue) -> Any:
     """A trade-candle answer whose sixth newest bar has its low above its high."""
 

@@ -5,6 +5,7 @@ hypothesis properties of the stop placement over prices, volatilities, brackets 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -18,7 +19,10 @@ from bot.domain.margin import liquidation_price_cross, liquidation_price_isolate
 from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Position
-from bot.errors import OrderRejected
+from bot.engine.contracts import ContractSpec
+from bot.engine.protection import position_after_fills
+from bot.engine.tick import Engine
+from bot.errors import AccountUnreadable, OrderRejected, OutcomeUnknown
 from bot.instruments import load_instruments
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
@@ -27,7 +31,9 @@ from bot.ports.store import RiskEvent
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop, stop_range
 from bot.sim.exchange import SimulatedExchange
 from bot.store.incidents import unprotected_since
-from tests.unit.test_engine import BTC, ROOT, build, protective
+from bot.store.memory import MemoryStore
+from tests.conftest import T0, make_exchange
+from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket, build, protective
 
 VOL_TARGET_POLICY = load_policy(ROOT / "policies" / "vol_target.toml")
 BINANCE = load_instruments("binanceusdm")
@@ -430,3 +436,148 @@ def test_a_cooldown_survives_a_restart_through_its_event() -> None:
     expired = Cooldowns(day)
     expired.restore(store.recent_events(100), now_ms=end + 1)
     assert expired.active(BTC, end + 1) is None
+
+
+# -- positions unreadable right after the orders ------------------------------------------------
+
+
+class BlindAfterEntryExchange(SimulatedExchange):
+    """Fills orders, then cannot answer the positions list once an entry has gone out (a venue
+    whose position endpoint times out right after the fill). ``entry_unknown``: the entry's
+    answer is lost as well (sent, outcome unknown)."""
+
+    blind = False
+    entry_unknown = False
+
+    def place_order(self, request: OrderRequest) -> Order:
+        order = super().place_order(request)
+        if request.purpose is OrderPurpose.ENTRY:
+            self.blind = True
+            if self.entry_unknown:
+                raise OutcomeUnknown(f"{request.client_id}: read timed out")
+        return order
+
+    def fetch_positions(self, symbols: list[str]) -> dict[str, Position]:  # type: ignore[override]
+        if self.blind:
+            raise AccountUnreadable("positions: read timed out")
+        return super().fetch_positions(symbols)
+
+
+def _stops(ex: SimulatedExchange) -> list[Order]:
+    return [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+
+
+def test_an_entry_is_protected_when_the_positions_cannot_be_read_after_it(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    _swap(ex, BlindAfterEntryExchange)
+    result = engine.tick()
+    assert result.unreadable is not None  # the tick still fails: the account was not read
+    ex.blind = False  # type: ignore[attr-defined]
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert pos.qty > 0
+    [stop] = _stops(ex)  # resting now, not after the next guard
+    assert stop.reduce_only
+    assert stop.side is OrderSide.SELL
+    assert stop.amount == pos.qty
+    assert stop.trigger_price is not None
+    assert pos.liquidation_price is not None
+    assert pos.liquidation_price < stop.trigger_price < ex.marks[BTC]
+    assert any("their fills give" in e.reason for e in store.events)
+    # The estimate was the venue's position: the next reading keeps the stop as it is.
+    engine.guard()
+    assert [o.client_id for o in _stops(ex)] == [stop.client_id]
+
+
+def test_a_cross_entry_is_protected_when_the_positions_cannot_be_read_after_it(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Cross margin: the estimated liquidation comes from the whole wallet (Binance's cross
+    formula); the stop must still be valid against the venue's own liquidation price."""
+    ex, clock = make_exchange(instruments, mode=MarginMode.CROSS, balance="2000")
+    market = FakeMarket()
+    px, _ = market.last_price(BTC, T0) or (D(0), 0)
+    ex.set_mark(BTC, px)
+    store = MemoryStore()
+    engine = Engine(
+        clock=clock,
+        exchange=ex,
+        market=market,
+        store=store,
+        policy=VOL_TARGET_POLICY,
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=replace(LIMITS, daily_loss=D("0.5")),
+        account="t",
+        margin_mode=MarginMode.CROSS,
+    )
+    _swap(ex, BlindAfterEntryExchange)
+    assert engine.tick().unreadable is not None
+    ex.blind = False  # type: ignore[attr-defined]
+    pos = ex.fetch_positions([BTC])[BTC]
+    [stop] = _stops(ex)
+    assert stop.amount == pos.qty
+    assert pos.liquidation_price is not None
+    assert stop.trigger_price is not None
+    assert pos.liquidation_price < stop.trigger_price < ex.marks[BTC]
+    engine.guard()
+    assert [o.client_id for o in _stops(ex)] == [stop.client_id]
+
+
+def test_an_increase_gets_its_stop_resized_when_the_positions_cannot_be_read_after_it(
+    instruments: dict[str, Instrument],
+) -> None:
+    # Loss limits wide enough that the loss budget does not cut the increase.
+    engine, ex, _store = build(instruments, limits=replace(LIMITS, daily_loss=D("0.5")))
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    [old] = _stops(ex)
+    # A volatility target twice as high: the next decision adds to the position.
+    target = engine.policy.leverage.target_volatility
+    assert target is not None
+    engine.policy = engine.policy.model_copy(
+        update={
+            "leverage": engine.policy.leverage.model_copy(update={"target_volatility": target * 2})
+        }
+    )
+    _swap(ex, BlindAfterEntryExchange)
+    engine.clock.advance(timedelta(hours=1))  # type: ignore[attr-defined]
+    assert engine.tick().unreadable is not None
+    ex.blind = False  # type: ignore[attr-defined]
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert pos.qty > held
+    [stop] = _stops(ex)
+    assert stop.client_id != old.client_id
+    assert stop.amount == pos.qty
+    assert pos.liquidation_price is not None
+    assert stop.trigger_price is not None
+    assert pos.liquidation_price < stop.trigger_price < ex.marks[BTC]
+
+
+def test_an_entry_of_unknown_outcome_waits_for_the_next_reading(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    _swap(ex, BlindAfterEntryExchange)
+    ex.entry_unknown = True  # type: ignore[attr-defined]
+    assert engine.tick().unreadable is not None
+    ex.blind = False  # type: ignore[attr-defined]
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    assert _stops(ex) == []  # no size to put on a stop: the guard protects it once read
+    assert any("fill is not known" in e.reason for e in store.events)
+    engine.guard()
+    [stop] = _stops(ex)
+    assert stop.amount == ex.fetch_positions([BTC])[BTC].qty
+
+
+def test_position_after_fills_blends_adds_keeps_reductions_and_flips() -> None:
+    long = Position(BTC, D("2"), D("100"), D(3), MarginMode.ISOLATED)
+    assert position_after_fills(None, [(D("1"), D("10"))]) == (D("1"), D("10"))
+    assert position_after_fills(long, [(D("2"), D("110"))]) == (D("4"), D("105"))
+    assert position_after_fills(long, [(D("-1"), D("90"))]) == (D("1"), D("100"))
+    assert position_after_fills(long, [(D("-2"), D("90"))]) == (D("0"), D("0"))
+    assert position_after_fills(long, [(D("-3"), D("90"))]) == (D("-1"), D("90"))
+    assert position_after_fills(long, [(D("-2"), D("90")), (D("-1"), D("80"))]) == (
+        D("-1"),
+        D("80"),
+    )

@@ -9,7 +9,8 @@
   halted; ``resumed``: how the run went on after it (a drawdown halt stays final);
 * ``slippage_paid``: what fills paid beyond their reference prices (market orders, triggered
   stops, liquidations); ``loss_beyond_wallet``: losses the insurance fund took (beyond a cross
-  wallet, or beyond an isolated margin when a stop filled past the bankruptcy price);
+  wallet, or beyond an isolated margin when a stop or a liquidation filled past the bankruptcy
+  price);
 * ``denials_by_reason``: the risk gate's denials grouped by reason, most common first;
 * ``stale_hours``: hours each contract spent with stale data (no new exposure there).
 """

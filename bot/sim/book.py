@@ -238,22 +238,23 @@ class Book:
     def liquidate(self, symbol: str, price: Decimal, fee_rate: Decimal) -> TradeResult:
         """Close the whole position at ``price`` and charge the liquidation fee.
 
-        An isolated position never costs more than its margin; a cross liquidation never takes
-        the wallet below zero (the insurance fund absorbs the rest, as on Binance).
+        What backs the position (an isolated position's margin; the wallet in cross) pays the
+        realised loss first and then the fee, out of what is left of it: the fee is the venue's
+        rate at most and never negative. A loss beyond the backing is the insurance fund's,
+        returned as ``shortfall``: the position never costs more than its backing (Binance).
         """
         pos = self.positions[symbol]
         qty = pos.qty
-        margin = pos.isolated_margin
         wallet_before = self.wallet
-        fee = abs(qty) * price * fee_rate
-        result = self.trade(symbol, -qty, price, ZERO)
-        loss = -result.realized_pnl + fee
-        if self.margin_mode is MarginMode.ISOLATED:
-            loss = min(loss, margin)
-        else:
-            loss = min(loss, wallet_before)
-        self.wallet = wallet_before - loss
-        return TradeResult(realized_pnl=result.realized_pnl, fee=loss + result.realized_pnl)
+        backing = pos.isolated_margin if self.margin_mode is MarginMode.ISOLATED else wallet_before
+        full_fee = abs(qty) * price * fee_rate
+        realized = self.trade(symbol, -qty, price, ZERO).realized_pnl
+        left = backing + realized  # what the backing holds after the loss (< 0: bankrupt)
+        fee = min(full_fee, max(left, ZERO))
+        shortfall = max(-left, ZERO)
+        # The wallet loses the realised loss and the fee, never more than the backing.
+        self.wallet = wallet_before - min(fee - realized, backing)
+        return TradeResult(realized_pnl=realized, fee=fee, shortfall=shortfall)
 
     def liquidate_account(
         self, prices: dict[str, Decimal], fee_rates: dict[str, Decimal]

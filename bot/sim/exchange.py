@@ -108,7 +108,7 @@ class SimulatedExchange:
         self.events: list[SimEvent] = []
         self.fees_paid = ZERO
         self.funding_paid = ZERO
-        self.insurance_shortfall = ZERO  # cross losses beyond the wallet (insurance fund)
+        self.insurance_shortfall = ZERO  # losses beyond a wallet or isolated margin (insurance)
         self._next_id = 1
         self.processed_ms = 0  # prices processed up to here (triggers, funding): paper resumes here
         # The last position reported per contract, and the last rounding of its liquidation

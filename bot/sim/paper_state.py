@@ -2,7 +2,9 @@
 
 Everything an exchange would remember is kept: wallet, positions, leverage settings, margin
 mode, resting orders, every order by client id (to answer look-ups after a crash), fills,
-funding and trigger events, fee and funding totals. Decimals are written as strings.
+funding and trigger events, the fee, funding, slippage and insurance-fund totals. Decimals are
+written as strings. A state written before the slippage and insurance totals were kept loads
+with both at zero.
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ def _state(ex: SimulatedExchange) -> tuple[dict[str, Any], dict[str, list[Any]]]
         "resting": {s: list(book_orders) for s, book_orders in ex.resting.items()},
         "fees_paid": str(ex.fees_paid),
         "funding_paid": str(ex.funding_paid),
+        "insurance_shortfall": str(ex.insurance_shortfall),
+        "slippage_paid": str(ex.slippage_paid),
         "next_id": ex._next_id,
         "processed_ms": ex.processed_ms,
     }
@@ -246,5 +250,9 @@ def _restore(ex: SimulatedExchange, state: dict[str, Any]) -> None:
     ]
     ex.fees_paid = Decimal(state["fees_paid"])
     ex.funding_paid = Decimal(state["funding_paid"])
+    # A state written before these totals were saved lacks them: they count on from zero
+    # (what the older bot counted before its last restart was lost with it).
+    ex.insurance_shortfall = Decimal(state.get("insurance_shortfall", "0"))
+    ex.slippage_paid = Decimal(state.get("slippage_paid", "0"))
     ex._next_id = int(state["next_id"])
     ex.processed_ms = int(state["processed_ms"])

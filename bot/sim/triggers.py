@@ -384,6 +384,21 @@ def _liquidate(ex: SimAccount, symbol: str, ts: int, price: Decimal) -> None:
     result = book.liquidate(symbol, price, book.instruments[symbol].liquidation_fee)
     ex.fees_paid += result.fee
     _record_liquidation(ex, symbol, ts, qty, price, result.fee, result.realized_pnl)
+    if result.shortfall > 0:
+        # Filled past the bankruptcy price (a gap beyond the liquidation price): the margin is
+        # gone and the insurance fund takes the rest, as in a cross account's liquidation.
+        ex.insurance_shortfall += result.shortfall
+        ex.events.append(
+            SimEvent(
+                ts_ms=ts,
+                kind=SimEventKind.INSURANCE,
+                symbol=symbol,
+                detail=f"{symbol} isolated position liquidated at {price} beyond the bankruptcy "
+                f"price: loss beyond its margin {result.shortfall:.2f} taken by the insurance "
+                "fund",
+                amount=result.shortfall,
+            )
+        )
 
 
 def liquidate_account(ex: SimAccount, ts: int, prices: Mapping[str, Decimal]) -> None:

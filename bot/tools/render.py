@@ -216,7 +216,11 @@ def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
             "[bold red]"
             + ", ".join(x.split("/")[0] for x in o.liquidated)
             + "[/bold red]"
-            + (f"\n[dim]{o.beyond_wallet:,.2f} beyond the wallet[/dim]" if o.beyond_wallet else "")
+            + (
+                f"\n[dim]{o.beyond_wallet:,.2f} taken by the insurance fund[/dim]"
+                if o.beyond_wallet
+                else ""
+            )
             if o.liquidated
             else "-",
             "-" if nxt is None else f"{nxt[0].split('/')[0]} {_pct(nxt[2], 1)} away",

@@ -76,7 +76,8 @@ class Outcome:
     next_liquidation: tuple[str, Decimal, Decimal] | None  # (symbol, price, distance fraction)
     funding_paid: Decimal
     limits: Limits
-    # Cross: the loss beyond the wallet of an account liquidated together (the insurance fund's).
+    # The insurance fund's part: the loss beyond a cross wallet, or beyond an isolated margin
+    # (a liquidation or a stop filled past the bankruptcy price).
     beyond_wallet: Decimal = ZERO
 
     @property

@@ -12,6 +12,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.errors import DataError
 from bot.sim import paper_state
+from bot.sim.exchange import SimulatedExchange
 from bot.sim.paper_state import StateEncoder, dump, processed_ms, restore
 from bot.sim.triggers import process_bar, settle_funding
 from tests.conftest import make_exchange
@@ -120,3 +121,65 @@ def test_the_saving_encoder_writes_what_dump_writes_after_every_change(
     # written key by key, it is still json.dumps's canonical text (sorted keys, no spaces)
     text = dump(ex)
     assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+
+
+def _liquidated_past_bankruptcy(instruments: dict[str, Instrument]) -> SimulatedExchange:
+    """A paper account whose isolated long was liquidated on a gap past its bankruptcy price:
+    it has paid fees and slippage, and the insurance fund took part of the loss."""
+    ex, _ = make_exchange(instruments, slippage_bps="3")
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(
+        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.1"), False)
+    )
+    settle_funding(ex, BTC, 1, D("0.0001"), D(60000))
+    process_bar(ex, BTC, 2, D(50000), D(50500), D(49500), D(50000))  # the gap liquidates
+    assert ex.insurance_shortfall > 0
+    assert ex.slippage_paid > 0
+    return ex
+
+
+def _totals(ex: SimulatedExchange) -> tuple[D, ...]:
+    return (
+        ex.book.wallet,
+        ex.fees_paid,
+        ex.funding_paid,
+        ex.slippage_paid,
+        ex.insurance_shortfall,
+    )
+
+
+def test_a_restart_keeps_the_insurance_and_slippage_totals(
+    instruments: dict[str, Instrument],
+) -> None:
+    # Before, a restarted paper account had lost both: loss_beyond_wallet and slippage_paid
+    # counted from zero again, and the money no longer added up after a liquidation.
+    ex = _liquidated_past_bankruptcy(instruments)
+    payload = dump(ex)
+    copy, _ = make_exchange(instruments, slippage_bps="3")
+    restore(copy, payload)
+    assert _totals(copy) == _totals(ex)
+    assert dump(copy) == payload
+    realized = sum((f.realized_pnl for f in copy.fills), D(0))
+    fees = sum((f.fee for f in copy.fills), D(0))
+    assert copy.book.wallet == (
+        D(10000) + realized - fees - copy.funding_paid + copy.insurance_shortfall
+    )
+
+
+def test_a_state_written_before_the_insurance_and_slippage_totals_loads_with_zero(
+    instruments: dict[str, Instrument],
+) -> None:
+    ex = _liquidated_past_bankruptcy(instruments)
+    state = json.loads(dump(ex))
+    del state["insurance_shortfall"], state["slippage_paid"]  # what the older bot wrote
+    copy, _ = make_exchange(instruments, slippage_bps="3")
+    restore(copy, json.dumps(state))
+    assert (copy.insurance_shortfall, copy.slippage_paid) == (D(0), D(0))
+    assert (copy.book.wallet, copy.fees_paid, copy.funding_paid) == (
+        ex.book.wallet,
+        ex.fees_paid,
+        ex.funding_paid,
+    )
+    assert copy.fills == ex.fills
+    assert copy.events == ex.events

@@ -191,6 +191,87 @@ def test_gap_through_liquidation_and_a_stop_beyond_it_liquidates(instruments) ->
     assert wallet - ex.book.wallet == margin
 
 
+def assert_money_adds_up(ex, balance: str) -> None:
+    """The identity every output relies on, exactly: wallet = start + realised PnL - the fills'
+    fees - funding + what the insurance fund took; the fees the wallet paid are the fills' fees
+    less what the insurance fund paid of them."""
+    realized = sum((f.realized_pnl for f in ex.fills), D(0))
+    fees = sum((f.fee for f in ex.fills), D(0))
+    assert ex.book.wallet == D(balance) + realized - fees - ex.funding_paid + ex.insurance_shortfall
+    assert D(0) <= fees - ex.fees_paid <= ex.insurance_shortfall
+
+
+def test_an_isolated_liquidation_past_bankruptcy_is_the_insurance_funds_not_a_negative_fee(
+    instruments,
+) -> None:
+    # Long 0.1 BTC @ 60,000 at 20x: margin 300, bankruptcy at 57,000, liquidation near 57,229.
+    # A candle gaps open at 50,000: the liquidation fills there and loses 1,000. The margin
+    # pays 300 of it and nothing is left for the liquidation fee (1.25 % x 5,000 = 62.50): the
+    # fee is 0 and the insurance fund takes the other 700. (Before: a fee of -700, which
+    # lowered fees_paid and hid the insurance fund's part.)
+    ex, _ = make_exchange(instruments)
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(market("e", OrderSide.BUY, "0.1"))
+    margin = ex.book.positions[BTC].isolated_margin
+    assert margin == D(300)
+    wallet = ex.book.wallet
+    bar(ex, "50000", "50500", "49500", "50000")
+    assert ex.book.positions[BTC].qty == 0
+    fill = ex.fills[-1]
+    assert fill.liquidation
+    assert (fill.price, fill.realized_pnl) == (D(50000), D(-1000))
+    assert fill.fee == 0
+    assert ex.fees_paid == D(3)  # the entry's taker fee only
+    assert wallet - ex.book.wallet == margin
+    assert ex.insurance_shortfall == D(700)
+    insurance = [e for e in ex.events if e.kind == "insurance"]
+    assert [(e.symbol, e.amount) for e in insurance] == [(BTC, D(700))]
+    assert BTC in insurance[0].detail
+    assert "700.00" in insurance[0].detail
+    assert [e.kind for e in ex.events] == ["liquidation", "insurance"]
+    assert_money_adds_up(ex, "10000")
+
+
+def test_an_isolated_liquidation_fee_is_what_the_margin_still_holds(instruments) -> None:
+    # The same position gapped to 57,100: between the liquidation price and the bankruptcy
+    # price. The loss of 290 leaves 10 of the margin: the fee is those 10 (not the 71.375 of
+    # the fee rate); nothing is the insurance fund's.
+    ex, _ = make_exchange(instruments)
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(market("e", OrderSide.BUY, "0.1"))
+    wallet = ex.book.wallet
+    bar(ex, "57100", "57100", "57000", "57050")
+    fill = ex.fills[-1]
+    assert fill.liquidation
+    assert (fill.realized_pnl, fill.fee) == (D(-290), D(10))
+    assert ex.fees_paid == D(13)
+    assert wallet - ex.book.wallet == D(300)
+    assert ex.insurance_shortfall == 0
+    assert [e.kind for e in ex.events] == ["liquidation"]
+    assert_money_adds_up(ex, "10000")
+
+
+def test_a_cross_liquidation_past_the_wallet_keeps_the_money_adding_up(instruments) -> None:
+    # Cross, 320 USDT, the same long: after the entry's fee of 3 the wallet holds 317. The gap
+    # to 50,000 loses 1,000 and the fee is 62.50: the wallet pays 317, the insurance fund
+    # 745.50 (the fee included, so the wallet paid none of it).
+    ex, _ = make_exchange(instruments, balance="320", mode=MarginMode.CROSS)
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 20)
+    ex.place_order(market("e", OrderSide.BUY, "0.1"))
+    bar(ex, "50000", "50500", "49500", "50000")
+    fill = ex.fills[-1]
+    assert fill.liquidation
+    assert (fill.realized_pnl, fill.fee) == (D(-1000), D("62.5"))
+    assert ex.book.wallet == 0
+    assert ex.insurance_shortfall == D("745.5")
+    assert ex.fees_paid == D(3)
+    assert [e.amount for e in ex.events if e.kind == "insurance"] == [D("745.5")]
+    assert_money_adds_up(ex, "320")
+
+
 def test_reported_liquidation_follows_every_change_of_an_isolated_position(long_btc) -> None:
     """The book remembers an isolated position's liquidation price; every change that moves it
     (an add, a partial close, funding paid from the isolated margin, a new leverage setting)

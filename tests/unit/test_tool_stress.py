@@ -77,6 +77,16 @@ def test_a_move_past_the_liquidation_price_loses_the_margin() -> None:
     assert o.next_liquidation is None
 
 
+def test_a_move_past_the_bankruptcy_price_reports_the_insurance_funds_part() -> None:
+    o = play(book(btc_long()), {BTC: "-0.20"})
+    # 48 000, beyond the bankruptcy price 54 000: the liquidation loses 0.1 x 12 000 = 1 200.
+    # The margin of 600 pays half and nothing is left for the liquidation fee; the other 600
+    # is the insurance fund's (before: a liquidation fee of -600, and nothing beyond).
+    assert o.liquidated == (BTC,)
+    assert o.equity_after == D(400)
+    assert o.beyond_wallet == D(600)
+
+
 def test_a_gap_through_the_stop_fills_at_the_moved_price_with_slippage() -> None:
     o = play(book(btc_long(stop="57000")), {BTC: "-0.08"}, slippage="2")
     # Gap to 55 200 (above LP): the stop fills at 55 200 x (1 - 0.0002) = 55 188.96, not 57 000.

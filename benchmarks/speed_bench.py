@@ -80,7 +80,7 @@ def main() -> None:
         profiler.disable()
         stats = pstats.Stats(profiler)
         print(f"Python calls per tick: {stats.total_calls / max(ticks, 1):.0f}")  # type: ignore[attr-defined]
-        stats.sort_stats(a.profile).print_stats(40)
+        stats.sort_stats(a.profile).print_stats(int(__import__("os").environ.get("PROFILE_LINES", "40")))
 
 
 if __name__ == "__main__":

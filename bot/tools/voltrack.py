@@ -4,13 +4,12 @@ For each configured contract: every estimator of :mod:`bot.stats.volatility` ove
 30 d of 1 h candles (read, or resampled exactly from finer candles), each value's percentile
 among the same estimator's rolling values over the whole history available (windows never span a
 data gap), the latest funding rate annualised, and the decision the policy would take now on a
-flat account holding the config's starting balance. That decision is built exactly as the
-engine's tick builds it (same snapshot, same views, same ``decide``, then the same securing step:
-the size within the venue's largest market order and with a placeable stop, then the gross
-cap, then the loss budget), so ``bot vol`` shows the leverage the bot would set. With it, the
-mean traded volume per decision candle over the volatility window and, when the policy sets
-``[orders] max_participation``, the most one tick may add (the first tick's size is cut to it,
-as the engine's is: the rest follows over the next ticks).
+flat account holding the config's starting balance. That decision is the engine's: one tick of
+the simulation at that moment (the same tick paper and live trading run: policy, securing step,
+gross cap, loss budget, participation and margin steps), so ``bot vol`` shows the leverage the
+bot would set. With it, the mean traded volume per decision candle over the volatility window
+and, when the policy sets ``[orders] max_participation``, the most one tick may add (the first
+tick's size is cut to it: the rest follows over the next ticks).
 
 Volatilities are annualised fractions (0.6 = 60 % a year); percentiles are 0..100.
 """
@@ -24,31 +23,21 @@ from typing import Any, assert_never
 import numpy as np
 import numpy.typing as npt
 
+from bot.backtest.replay import replay
 from bot.bootstrap import config_instruments, contract_specs, risk_limits
 from bot.clock import ms_to_datetime
 from bot.config.models import BotConfig
 from bot.config.policy import Policy, RiskParitySizing, StaticSizing, VolTargetSizing
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode
 from bot.domain.market import FundingInfo, MarketSnapshot
-from bot.engine.account import AccountView
-from bot.engine.market import annual_covariance, build_snapshot, candles_needed
-from bot.engine.protection import secure_decision
+from bot.engine.tick import Engine
 from bot.errors import DataError
 from bot.marketdata.candles import Candles
 from bot.marketdata.files import DataInventory
-from bot.policy.decide import decide
-from bot.policy.inputs import ContractView
 from bot.policy.leverage import vol_target_leverage
 from bot.policy.participation import participation_room
-from bot.policy.protection import daily_vol_unit
-from bot.ports.market import CandleWindow
-from bot.risk.gross import cap_to_gross
-from bot.risk.guard import equity_floor
-from bot.risk.loss_budget import cap_to_loss_budget
-from bot.risk.state import initial_memory
-from bot.sim.history import ContractHistory, HistoricalMarket, load_histories
-from bot.sim.triggers import to_decimal
+from bot.sim.exchange import SimulatedExchange
+from bot.sim.history import load_histories
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.volatility import ESTIMATORS
 from bot.stats.window_series import rolling
@@ -179,109 +168,43 @@ def current_volatility(
     return Decimal(f"{float(series[-1]):.6f}")
 
 
-def _mark_at(h: ContractHistory, now_ms: int) -> Decimal | None:
-    """Close of the last trigger bar closed at ``now_ms``: the simulated exchange's mark."""
-    t = h.trigger
-    i = int(np.searchsorted(t.ts, now_ms - t.tf_ms, side="right")) - 1
-    return None if i < 0 else to_decimal(t.close[i])
-
-
 def policy_now(
     config: BotConfig, policy: Policy, inventory: DataInventory
 ) -> tuple[int, dict[str, PolicyNow]]:
     """(as-of ms, decision per contract) on a flat account with the starting balance.
 
-    ``now`` is the latest decision time at which every contract has a closed candle.
+    ``now`` is the latest decision time at which every contract has a closed candle. The
+    decision is the engine's own: one tick of the simulation at ``now`` on a fresh account
+    (:func:`bot.backtest.replay.replay`), with every step of the tick (policy, securing, gross
+    cap, loss budget, participation, margin, hedge legs), so ``bot vol`` can never show a
+    leverage the bot would not set.
     """
     symbols = tuple(c.symbol for c in config.contracts)
     tf = parse_timeframe(policy.timeframe)
-    trigger = config.simulation.trigger_source
-    histories = load_histories(inventory, symbols, policy.timeframe, trigger)
-    market = HistoricalMarket(histories)
+    histories = load_histories(
+        inventory, symbols, policy.timeframe, config.simulation.trigger_source
+    )
     instruments = config_instruments(config, symbols)
     limits = risk_limits(config, policy)
     now = min(int(h.decision.ts[-1]) + tf for h in histories.values())
-    sleeve = config.account.starting_balance / Decimal(len(symbols))
-    views: list[ContractView] = []
-    windows: dict[str, CandleWindow] = {}
-    caps: dict[str, Decimal] = {}
-    snaps: dict[str, MarketSnapshot] = {}
-    for spec in contract_specs(config, symbols):
-        sym = spec.symbol
-        caps[sym] = min(spec.max_leverage, limits.max_leverage_per_contract)
-        window = market.closed_candles(sym, tf, candles_needed(policy), now)
-        last = market.last_price(sym, now)
-        mark = _mark_at(histories[sym], now)
-        if last is None or mark is None:
-            continue
-        funding = market.funding(sym, now, policy.funding.lookback)
-        snap = build_snapshot(sym, window, funding, last[0], mark, policy)
-        if snap is None:
-            continue
-        direction, allow = spec.resolve(now, ZERO)
-        snaps[sym], windows[sym] = snap, window
-        views.append(
-            ContractView(
-                sym,
-                direction,
-                allow,
-                caps[sym],
-                instruments[sym],
-                snap,
-                None,
-                None,
-                sleeve,
-                spec.notional_cap(limits.max_notional_per_contract),
-            )
-        )
-    cov = None
-    alloc = policy.allocation
-    if alloc is not None and alloc.method == "erc":
-        active = [windows[v.symbol] for v in views if v.direction != 0]
-        cov = annual_covariance(active, alloc.covariance_window)
-    # A fresh account: the whole daily-loss (or drawdown) budget is left, as the engine sees it.
-    balance = config.account.starting_balance
-    floor = equity_floor(initial_memory(balance, now), limits)
-    budget = balance - floor if floor is not None else None
-    marks = {v.symbol: v.market.mark_price for v in views}
-    # Then, as the engine's tick does (Engine.secure), the size within the venue's largest
-    # market order and with a stop the risk layer accepts, before the loss budget.
-    flat = AccountView(wallet=balance, positions={}, resting={}, marks=dict(marks))
-    mode = MarginMode(config.account.margin_mode)
-    buffer_units = policy.liquidation.buffer_vol_units
-    secured = [
-        secure_decision(
-            d,
-            flat,
-            instruments,
-            mark=marks[d.symbol],
-            buffer=buffer_units * daily_vol_unit(snaps[d.symbol], marks[d.symbol]),
-            margin_mode=mode,
-            entry_slippage=limits.stop_slippage,
-        )
-        for d in decide(views, policy, cov)
-    ]
-    # The gross cap as the engine's tick applies it (Engine.within_gross_cap): each contract
-    # measured at the higher of its last price and mark, nothing held.
-    prices = {
-        v.symbol: max(v.market.last_price, v.market.mark_price)
-        for v in views
-        if v.symbol in {d.symbol for d in secured}
+    seen: dict[str, MarketSnapshot] = {}
+
+    def note(_t: int, engine: Engine, _exchange: SimulatedExchange) -> None:
+        seen.update(engine.last_snapshots())
+
+    result = replay(config, policy, histories, instruments, now, now + tf, after_tick=note)
+    decisions = {r.decision.symbol: r.decision for r in result.store.decisions}
+    caps = {
+        spec.symbol: min(spec.max_leverage, limits.max_leverage_per_contract)
+        for spec in contract_specs(config, symbols)
     }
-    grossed = (
-        cap_to_gross(secured, {}, prices, instruments, limits.max_gross_leverage * balance)
-        if balance > 0 and secured
-        else secured
-    )
-    capped = cap_to_loss_budget(grossed, marks, instruments, budget, limits.stop_slippage)
-    decisions = {d.symbol: d for d in capped}
     fraction = policy.orders.max_participation
     rooms: dict[str, Decimal] = {}
-    for sym, snap in snaps.items():
+    for sym, snap in seen.items():
         if fraction is not None and snap.avg_volume is not None:
             rooms[sym] = participation_room(instruments[sym], fraction, snap.avg_volume)
     return now, {
-        s: PolicyNow(snaps.get(s), decisions.get(s), caps[s], rooms.get(s)) for s in symbols
+        s: PolicyNow(seen.get(s), decisions.get(s), caps[s], rooms.get(s)) for s in symbols
     }
 
 

@@ -1337,17 +1337,37 @@ class Engine:
         setting: Decimal,
         sent: Sequence[OrderRequest],
     ) -> None:
-        """The account as the orders of ``d`` left it, then its protection. When the venue's
-        positions cannot be read right after the orders, the position their fills give gets
-        its stop now (``_protect_by_fills``), then the tick fails as unreadable."""
+        """The account as the orders of ``d`` left it, then its protection.
+
+        When the venue's positions cannot be read right after the orders, or its answer holds
+        another position than the fills just confirmed give (an answer older than the fills:
+        a positions endpoint can trail the order's own answer), the position the fills give
+        gets its stop now (``_protect_by_fills``) and the tick fails as unreadable: the next
+        reading decides. Before, the new position waited for the next guard without a stop,
+        or with one sized to the position it replaced."""
         before = acct.positions.get(d.symbol)
         try:
             self._read_positions_again(acct, now)
         except AuthenticationFailed:
             raise
         except ExchangeError:  # AccountUnreadable too
-            self._protect_by_fills(d, acct, now, before, setting, sent)
+            self._protect_by_fills(d, acct, now, before, setting, sent, "positions unreadable")
             raise
+        fills, unknown = self._fills_of(sent)
+        read = acct.qty(d.symbol)
+        expected = position_after_fills(before, fills)[0] if unknown is None else read
+        if read != expected:
+            # Back to the position held before the orders: what the estimate starts from.
+            others = {s: p for s, p in acct.positions.items() if s != d.symbol}
+            acct.positions = others if before is None else {**others, d.symbol: before}
+            acct.changed()
+            why = f"positions answer holds {read}, the fills give {expected}"
+            self._protect_by_fills(d, acct, now, before, setting, sent, why)
+            raise AccountUnreadable(
+                f"{d.symbol}: the positions answer holds {read} but the orders just filled "
+                f"give {expected} (an answer older than the fills, or a change outside the "
+                "bot's orders): protected on the fills, read again at the next job"
+            )
         try:
             balance = self.exchange.fetch_balance()
         except ExchangeError:  # AccountUnreadable too
@@ -1360,6 +1380,24 @@ class Engine:
         acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
 
+    def _fills_of(
+        self, sent: Sequence[OrderRequest]
+    ) -> tuple[list[tuple[Decimal, Decimal]], str | None]:
+        """The signed fills ``(qty change, price)`` of ``sent`` as recorded from the venue's
+        answers, in order; the second item names the first order whose fill is not known (an
+        unknown outcome, an order still open: the list is then incomplete). An order the gate
+        denied was never sent and has no record."""
+        fills: list[tuple[Decimal, Decimal]] = []
+        for req in sent:
+            record = self.store.get_order(req.client_id)
+            if record is None:
+                continue
+            if not record.status.is_final or (record.filled > 0 and record.average_price is None):
+                return fills, f"{req.client_id} ({record.status})"
+            if record.filled > 0 and record.average_price is not None:
+                fills.append((req.side.sign * record.filled, record.average_price))
+        return fills, None
+
     def _protect_by_fills(
         self,
         d: Decision,
@@ -1368,34 +1406,29 @@ class Engine:
         before: Position | None,
         setting: Decimal,
         sent: Sequence[OrderRequest],
+        why: str,
     ) -> None:
-        """Positions unreadable right after orders filled: protect the position the fills give.
+        """The positions cannot be trusted right after orders filled (``why``): protect the
+        position the fills give.
 
-        Without this a new position waited for the next guard (about a minute, in the middle
-        of whatever move the entry was sized on) with no stop, or an increased one with a stop
-        sized to what it was. The estimate needs every order's outcome: a fill whose size or
-        price is not known (an unknown outcome, an order still open) leaves it to the next
-        reading, as before. The liquidation price is the engine's own (Binance's formula from
-        the fills, :func:`~bot.engine.protection.liquidation_after`), the stop the decision's,
-        checked against it like any other; the next reading replaces both with the venue's.
+        The estimate needs every order's outcome: a fill whose size or price is not known (an
+        unknown outcome, an order still open) leaves it to the next reading. The liquidation
+        price is the engine's own (Binance's formula on the fills,
+        :func:`~bot.engine.protection.liquidation_after`, from ``acct`` as it was before the
+        orders), the stop the decision's, checked against it like any other; the next reading
+        replaces both with the venue's.
         """
-        fills: list[tuple[Decimal, Decimal]] = []
-        for req in sent:
-            record = self.store.get_order(req.client_id)
-            if record is None:
-                continue  # denied by the gate: never sent
-            if not record.status.is_final or (record.filled > 0 and record.average_price is None):
-                self._event(
-                    now,
-                    EventKind.RECONCILE,
-                    d.symbol,
-                    TradingState.ACTIVE,
-                    f"positions unreadable after {req.client_id} ({record.status}): its fill "
-                    "is not known, the stop waits for the next reading",
-                )
-                return
-            if record.filled > 0 and record.average_price is not None:
-                fills.append((req.side.sign * record.filled, record.average_price))
+        fills, unknown = self._fills_of(sent)
+        if unknown is not None:
+            self._event(
+                now,
+                EventKind.RECONCILE,
+                d.symbol,
+                TradingState.ACTIVE,
+                f"{why} after {unknown}: its fill is not known, the stop waits for the next "
+                "reading",
+            )
+            return
         qty, entry = position_after_fills(before, fills)
         held = before.qty if before is not None else ZERO
         if qty == held or qty == 0:
@@ -1406,19 +1439,17 @@ class Engine:
             return  # no mark to check a stop against
         sign = 1 if qty > 0 else -1
         mode = before.margin_mode if before is not None and before.is_open else self.margin_mode
-        same_side = before is not None and before.is_open and before.sign == sign
-        kept = abs(held) if same_side else ZERO
+        kept = abs(held) if before is not None and before.is_open and before.sign == sign else ZERO
         # The price of the part added on top of what was held (the whole position after a flip
         # or from flat): what liquidation_after blends with the held entry.
         added = abs(qty) - kept
         added_price = (
             (abs(qty) * entry - kept * before.entry_price) / added
-            if (same_side and added > 0 and before is not None)
+            if kept > 0 and added > 0 and before is not None
             else entry
         )
-        inst = self.instruments[d.symbol]
         liquidation = liquidation_after(
-            inst,
+            self.instruments[d.symbol],
             acct,
             self.instruments,
             sign=sign,
@@ -1443,8 +1474,8 @@ class Engine:
             EventKind.RECONCILE,
             d.symbol,
             TradingState.ACTIVE,
-            f"positions unreadable after the orders: stop for the position their fills give "
-            f"({qty} at {entry:.8g}, estimated liquidation {liquidation}) until the next reading",
+            f"{why} after the orders: stop for the position their fills give ({qty} at "
+            f"{entry:.8g}, estimated liquidation {liquidation}) until the next reading",
         )
         acct.positions = {**acct.positions, d.symbol: estimate}
         acct.changed()

@@ -570,6 +570,49 @@ def test_an_entry_of_unknown_outcome_waits_for_the_next_reading(
     assert stop.amount == ex.fetch_positions([BTC])[BTC].qty
 
 
+class TrailingPositionsExchange(SimulatedExchange):
+    """Answers the positions list once more as it was before an entry filled (a positions
+    endpoint that trails the order's own answer by a moment)."""
+
+    trail: dict[str, Position] | None = None  # the answer before the entry, served once
+    served = False
+
+    def place_order(self, request: OrderRequest) -> Order:
+        if request.purpose is OrderPurpose.ENTRY and not self.served:
+            self.trail = super().fetch_positions(list(self.book.positions))
+        return super().place_order(request)
+
+    def fetch_positions(self, symbols: list[str]) -> dict[str, Position]:  # type: ignore[override]
+        if self.trail is not None and not self.served:
+            self.served = True
+            return {s: p for s, p in self.trail.items() if s in symbols}
+        return super().fetch_positions(symbols)
+
+
+def test_an_entry_is_protected_when_the_positions_answer_trails_its_fill(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Defect: the positions read right after the entry still showed the account flat; the
+    tick protected "nothing" and ended, the new position without a stop until the next guard.
+    The fills just confirmed are the newer answer: protect on them, read again next job."""
+    engine, ex, store = build(instruments)
+    _swap(ex, TrailingPositionsExchange)
+    result = engine.tick()
+    assert result.unreadable is not None
+    assert "fills" in result.unreadable
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert pos.qty > 0
+    [stop] = _stops(ex)
+    assert stop.amount == pos.qty
+    assert pos.liquidation_price is not None
+    assert stop.trigger_price is not None
+    assert pos.liquidation_price < stop.trigger_price < ex.marks[BTC]
+    assert any("the fills give" in e.reason for e in store.events)
+    engine.guard()  # the next reading agrees: the stop stays
+    assert [o.client_id for o in _stops(ex)] == [stop.client_id]
+    assert store.load_risk_memory().state is TradingState.ACTIVE  # type: ignore[union-attr]
+
+
 def test_position_after_fills_blends_adds_keeps_reductions_and_flips() -> None:
     long = Position(BTC, D("2"), D("100"), D(3), MarginMode.ISOLATED)
     assert position_after_fills(None, [(D("1"), D("10"))]) == (D("1"), D("10"))

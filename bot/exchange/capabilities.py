@@ -31,6 +31,32 @@ class FlatProbe:
 
 
 @dataclass(frozen=True, slots=True)
+class FundingCap:
+    """Where the venue publishes a contract's funding rate cap and floor (fractions per
+    interval): in the raw market ``info`` (``in_market``, read by ``load_markets``; ``method``,
+    ``params`` and ``rows_path`` then name the raw per-symbol endpoint that answers the same row
+    now) or in the ``info`` of the contract's row of ccxt's ``fetch_funding_intervals``."""
+
+    in_market: bool
+    cap_key: str
+    floor_key: str
+    method: str = ""  # ccxt implicit API method (in_market only)
+    params: Mapping[str, object] = field(default_factory=dict)  # besides ``symbol``
+    rows_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TickerProbe:
+    """The venue's raw ticker endpoint, for a venue whose ticker rows carry no time: the time
+    of the answer is in its envelope (``time_key``), which ccxt's ``fetch_ticker`` drops."""
+
+    method: str  # ccxt implicit API method
+    params: Mapping[str, object]  # besides ``symbol`` (the market id)
+    rows_path: str  # dotted path of the row list in the answer
+    time_key: str  # the envelope's time (epoch ms)
+
+
+@dataclass(frozen=True, slots=True)
 class VenueProfile:
     """Per-venue facts the adapter needs and ccxt does not unify.
 
@@ -67,6 +93,12 @@ class VenueProfile:
     # The venue gives every order a client id (Binance mints one when none is sent, web and app
     # orders included), so an open order listed without one is a garbled row.
     client_ids: bool = False
+    # Where the venue publishes the funding rate cap of a contract; None: nowhere (the
+    # adapter's hard bound alone applies).
+    funding_cap: FundingCap | None = None
+    # Read the last price here instead of ccxt's ``fetch_ticker`` (whose ``timestamp`` is the
+    # venue's own time of the ticker where the venue gives one: Binance ``closeTime``).
+    ticker_probe: TickerProbe | None = None
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -117,6 +149,12 @@ BINANCE_USDM = VenueProfile(
     # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Current-All-Algo-Open-Orders
     open_order_pages=None,
     client_ids=True,
+    # GET /fapi/v1/fundingInfo lists the symbols whose cap, floor or interval was adjusted
+    # (adjustedFundingRateCap/adjustedFundingRateFloor); the others are not listed.
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Get-Funding-Rate-Info
+    funding_cap=FundingCap(
+        in_market=False, cap_key="adjustedFundingRateCap", floor_key="adjustedFundingRateFloor"
+    ),
 )
 
 # Bybit takes a liquidated position over at the bankruptcy price; the margin between liquidation
@@ -167,6 +205,26 @@ BYBIT = VenueProfile(
     # most 500 active and 10 conditional orders, 11 pages of 50: 20 pages leave room.
     open_order_pages=Paging(
         size=50, cursor_param="cursor", cursor_key="nextPageCursor", max_pages=20
+    ),
+    # instruments-info gives every linear contract its upperFundingRate/lowerFundingRate
+    # (https://bybit-exchange.github.io/docs/v5/market/instrument); ccxt keeps the row in
+    # market['info'].
+    funding_cap=FundingCap(
+        in_market=True,
+        cap_key="upperFundingRate",
+        floor_key="lowerFundingRate",
+        method="publicGetV5MarketInstrumentsInfo",
+        params={"category": "linear"},
+        rows_path="result.list",
+    ),
+    # GET /v5/market/tickers rows carry no time; the answer's envelope does ("time", ms), and
+    # ccxt's bybit parse_ticker reads a per-row "time" only, so its ticker has no timestamp
+    # (https://bybit-exchange.github.io/docs/v5/market/tickers).
+    ticker_probe=TickerProbe(
+        method="publicGetV5MarketTickers",
+        params={"category": "linear"},
+        rows_path="result.list",
+        time_key="time",
     ),
 )
 

@@ -26,7 +26,12 @@ from bot.domain.market import FundingInfo
 from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.exchange import ccxt_orders, mapping
-from bot.exchange.capabilities import VenueProfile, check_capabilities, venue_profile
+from bot.exchange.capabilities import (
+    FundingCap,
+    VenueProfile,
+    check_capabilities,
+    venue_profile,
+)
 from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
@@ -79,6 +84,8 @@ class CcxtExchange:
         self._hedge = Hedge(hedge_after if spawn is not None else None)
         self._instruments: dict[str, Instrument] = {}
         self._intervals: dict[str, tuple[Decimal, int]] = {}
+        self._funding_rows: dict[str, tuple[Mapping[str, Any] | None, int]] = {}
+        self._cap_rows: dict[str, tuple[Mapping[str, Any], int]] = {}  # re-read market rows
 
     @property
     def exchange(self) -> Any:
@@ -286,12 +293,22 @@ class CcxtExchange:
         return read_all_pages(page, pages, what)
 
     def fetch_order(self, symbol: str, client_id: str) -> Order | None:
-        """Look an order up by client id, in the regular and/or the conditional book."""
-        for conditional in self._books_for(client_id):
-            found = self._lookup(symbol, client_id, conditional)
-            if found is not None:
-                return found
-        return None
+        """Look an order up by client id, in the regular and/or the conditional book.
+
+        Raises :class:`~bot.errors.AccountUnreadable` for an answer that cannot be read: the
+        reconcile settles unknown outcomes and vanished orders with it, and an account whose
+        orders cannot be settled is unknown (nothing may be sent on it), like an unreadable
+        positions list.
+        """
+
+        def read() -> Order | None:
+            for conditional in self._books_for(client_id):
+                found = self._lookup(symbol, client_id, conditional)
+                if found is not None:
+                    return found
+            return None
+
+        return self._account_read(read, f"order {client_id} of {symbol}")
 
     def fetch_mark_price(self, symbol: str) -> Decimal:
         """Mark price (quote currency) from the funding endpoint (Binance premiumIndex)."""
@@ -305,19 +322,85 @@ class CcxtExchange:
         return self._account_read(read, f"mark price of {symbol}")
 
     def fetch_last_price(self, symbol: str) -> tuple[Decimal, int]:
-        """Last traded price (quote currency) and its time (epoch ms) from the ticker."""
-        row = self._call(lambda: self._ex.fetch_ticker(symbol), "fetch_ticker")
+        """Last traded price (quote currency) and the venue's time of it (epoch ms).
+
+        The time is the venue's, never the local clock's: the engine's stale-data check
+        measures the price's age with it. A ticker without a time raises
+        :class:`~bot.exchange.mapping.UnexpectedResponse` (the contract gets no decision).
+        """
+        row, ts = self._ticker(symbol)
         price = mapping.last_price(symbol, row.get("last"), row.get("low"), row.get("high"))
-        ts = row.get("timestamp")
-        return price, int(ts) if ts else self._clock.now_ms()
+        return price, mapping.venue_time(ts, f"{symbol} ticker time")
+
+    def _ticker(self, symbol: str) -> tuple[Mapping[str, Any], object]:
+        """ccxt's ticker of ``symbol`` and the venue's time of it (unchecked)."""
+        probe = self._profile.ticker_probe
+        if probe is None:
+            row = self._call(lambda: self._ex.fetch_ticker(symbol), "fetch_ticker")
+            return row, row.get("timestamp")  # Binance USD-M: the 24 h ticker's closeTime
+        self.instrument(symbol)
+        market_id = str(self._ex.market(symbol)["id"])
+        what = f"{symbol} ticker"
+
+        def read() -> tuple[Mapping[str, Any], object]:
+            client = self._ex  # the client of the thread that runs the call (hedged reads)
+            raw = getattr(client, probe.method)({**probe.params, "symbol": market_id})
+            item = mapping.row_of(raw, probe.rows_path, market_id, what)
+            # ccxt's own parser for the unified fields, the envelope for the time
+            return client.parse_ticker(item, client.market(symbol)), raw.get(probe.time_key)
+
+        return self._call(read, "fetch_ticker")
 
     def fetch_funding(self, symbol: str) -> FundingInfo:
-        """Current rate (fraction per interval), observed interval (hours), next settlement."""
+        """Current rate (fraction per interval), observed interval (hours), next settlement.
+
+        A rate outside the venue's cap for the contract (or, where it publishes none, outside
+        :data:`~bot.exchange.mapping.FUNDING_RATE_LIMIT`) raises
+        :class:`~bot.exchange.mapping.UnexpectedResponse` naming contract, rate and bound.
+        """
         row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
         rate = mapping.to_decimal(row.get("fundingRate"), f"{symbol} fundingRate")
         hours = mapping.funding_interval_hours(row) or self._observed_interval(symbol)
+        bounds = self._funding_bounds(symbol, fresh=False)
+        if not bounds.admits(rate):
+            # the venue may have widened the cap since it was read (Bybit changes caps without
+            # notice): ask it again before refusing a rate it may really charge
+            bounds = self._funding_bounds(symbol, fresh=True)
+        mapping.check_funding_rate(symbol, rate, bounds)
         next_ms = row.get("fundingTimestamp")
         return FundingInfo(rate, hours, int(next_ms) if next_ms else None)
+
+    def _funding_bounds(self, symbol: str, *, fresh: bool) -> mapping.FundingBounds:
+        """The venue's funding cap of ``symbol`` where it publishes one (VenueProfile), as last
+        read (``fresh``: read from the venue now)."""
+        cap = self._profile.funding_cap
+        if cap is None:
+            return mapping.funding_bounds(symbol, None, "cap", "floor")
+        if cap.in_market:
+            info = self._market_cap_row(symbol, cap, fresh=fresh)
+        else:
+            row = self._funding_table_row(symbol, fresh=fresh)
+            info = row.get("info") if row is not None else None
+        return mapping.funding_bounds(symbol, info, cap.cap_key, cap.floor_key)
+
+    def _market_cap_row(self, symbol: str, cap: FundingCap, *, fresh: bool) -> object:
+        """The raw market row carrying the cap: as ``load_markets`` read it, unless the venue's
+        per-symbol endpoint was asked since (``fresh``: ask it now; kept an hour)."""
+        now = self._clock.now_ms()
+        cached = self._cap_rows.get(symbol)
+        if not fresh:
+            if cached is not None and now - cached[1] < _INTERVAL_TTL_MS:
+                return cached[0]
+            return self._ex.market(symbol).get("info")
+        market_id = str(self._ex.market(symbol)["id"])
+
+        def read() -> Mapping[str, Any]:
+            raw = getattr(self._ex, cap.method)({**cap.params, "symbol": market_id})
+            return mapping.row_of(raw, cap.rows_path, market_id, f"{symbol} funding cap")
+
+        row = self._call(read, f"funding cap of {symbol}")
+        self._cap_rows[symbol] = (row, now)
+        return row
 
     def fetch_leverage(self, symbol: str) -> Decimal:
         """The symbol's leverage setting (x)."""
@@ -754,13 +837,8 @@ class CcxtExchange:
         now = self._clock.now_ms()
         if cached is not None and now - cached[1] < _INTERVAL_TTL_MS:
             return cached[0]
-        hours = None
-        if self._ex.has.get("fetchFundingIntervals"):
-            table = self._call(
-                lambda: self._ex.fetch_funding_intervals([symbol]), "fetch_funding_intervals"
-            )
-            row = table.get(symbol)
-            hours = mapping.funding_interval_hours(row) if row else None
+        row = self._funding_table_row(symbol)
+        hours = mapping.funding_interval_hours(row) if row else None
         if hours is None:
             rows = self._call(
                 lambda: self._ex.fetch_funding_rate_history(symbol, None, 3),
@@ -773,6 +851,29 @@ class CcxtExchange:
             hours = Decimal(8)
         self._intervals[symbol] = (hours, now)
         return hours
+
+    def _funding_table_row(self, symbol: str, *, fresh: bool = False) -> Mapping[str, Any] | None:
+        """``symbol``'s row of the venue's funding-interval table (ccxt
+        ``fetch_funding_intervals``; Binance ``/fapi/v1/fundingInfo``, which lists only the
+        contracts whose interval or cap was adjusted), re-read hourly (``fresh``: now); None
+        where there is none."""
+        if not self._ex.has.get("fetchFundingIntervals"):
+            return None
+        now = self._clock.now_ms()
+        cached = self._funding_rows.get(symbol)
+        if not fresh and cached is not None and now - cached[1] < _INTERVAL_TTL_MS:
+            return cached[0]
+        table = self._call(
+            lambda: self._ex.fetch_funding_intervals([symbol]), "fetch_funding_intervals"
+        )
+        if not isinstance(table, Mapping):
+            raise mapping.UnexpectedResponse(
+                f"{symbol} funding intervals: expected a table by symbol, got {table!r:.80}"
+            )
+        row = table.get(symbol)
+        found = row if isinstance(row, Mapping) else None
+        self._funding_rows[symbol] = (found, now)
+        return found
 
 
 def _asked(order: Order, client_id: str) -> Order:

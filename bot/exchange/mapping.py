@@ -608,6 +608,94 @@ def last_price(symbol: str, last: object, low: object, high: object) -> Decimal:
     return price
 
 
+def rows_at(raw: object, rows_path: str, what: str) -> list[object]:
+    """The row list at the dotted ``rows_path`` of a venue's raw answer ("" = the answer)."""
+    node: object = raw
+    for key in filter(None, rows_path.split(".")):
+        if not isinstance(node, Mapping):
+            raise UnexpectedResponse(f"{what}: no {rows_path!r} in the answer")
+        node = node.get(key)
+    if not isinstance(node, list):
+        raise UnexpectedResponse(f"{what}: expected a list of rows at {rows_path!r}")
+    return node
+
+
+def row_of(raw: object, rows_path: str, market_id: str, what: str) -> Mapping[str, Any]:
+    """The one row of ``market_id`` in a venue's raw per-symbol answer (asked for that symbol,
+    the venue lists it once: none, or two, is a garbled answer)."""
+    rows = [
+        r
+        for r in rows_at(raw, rows_path, what)
+        if isinstance(r, Mapping) and r.get("symbol") == market_id
+    ]
+    if len(rows) != 1:
+        raise UnexpectedResponse(f"{what}: {len(rows)} rows of {market_id} in the answer")
+    return cast(Mapping[str, Any], rows[0])
+
+
+def venue_time(value: object, what: str) -> int:
+    """A time the venue gave (epoch ms): an integer > 0. There is no default: a price whose
+    time is unknown must not read as fresh (the engine's stale-data check measures its age)."""
+    if value is None or value == "":
+        raise UnexpectedResponse(f"{what}: the answer gives no time")
+    ms = to_decimal(value, what)
+    if ms <= ZERO or ms != ms.to_integral_value():
+        raise UnexpectedResponse(f"{what}: expected epoch milliseconds, got {value!r}")
+    return int(ms)
+
+
+# The widest funding rate a venue's answer may carry where it publishes no cap of its own, and
+# the limit of any cap it publishes: 10 % per interval. Venue caps are a few percent: Binance
+# caps every USD-M contract of 25x maximum leverage or less at +-3 % (announcement of
+# 2023-09-28, https://www.binance.com/en/support/announcement/important-updates-on-funding-rates-of-usd%E2%93%A2-m-perpetual-contracts-98d6b24d3e5c4f84a8ed04087997d8d0),
+# others at 2 % to 3 % (/fapi/v1/fundingInfo adjustedFundingRateCap); Bybit's per-contract
+# upperFundingRate/lowerFundingRate are announced at +-0.8 % to +-2 %. More than three times the
+# widest: a real extreme rate passes, a garbled 5.0 (500 % per interval) does not.
+FUNDING_RATE_LIMIT = Decimal("0.1")
+
+
+class FundingBounds(NamedTuple):
+    """The range a contract's funding rate (fraction per interval) must be in, and whence."""
+
+    floor: Decimal
+    cap: Decimal
+    source: str
+
+    def admits(self, rate: Decimal) -> bool:
+        return self.floor <= rate <= self.cap
+
+
+def funding_bounds(symbol: str, info: object, cap_key: str, floor_key: str) -> FundingBounds:
+    """The venue's funding cap and floor of ``symbol`` from a raw row ``info`` (which may lack
+    them: Binance lists only contracts whose cap was adjusted), never wider than
+    :data:`FUNDING_RATE_LIMIT`; without them, that limit alone."""
+    limit = FUNDING_RATE_LIMIT
+    row = info if isinstance(info, Mapping) else {}
+    cap = opt_decimal(row.get(cap_key), f"{symbol} {cap_key}")
+    floor = opt_decimal(row.get(floor_key), f"{symbol} {floor_key}")
+    if cap is None and floor is None:
+        return FundingBounds(-limit, limit, f"the plausible bound +-{limit} per interval")
+    if cap is None or floor is None or not floor < ZERO < cap:
+        raise UnexpectedResponse(
+            f"{symbol} funding cap: {floor_key} {floor} and {cap_key} {cap} are not a range "
+            "around 0"
+        )
+    return FundingBounds(
+        max(floor, -limit),
+        min(cap, limit),
+        f"the venue's {floor_key} {floor} .. {cap_key} {cap}, within +-{limit}",
+    )
+
+
+def check_funding_rate(symbol: str, rate: Decimal, bounds: FundingBounds) -> None:
+    """Raise when ``rate`` is outside ``bounds``: the venue clamps its rates to its cap, so a
+    rate beyond it is garbled (the funding-aware policy and the hedge leg choice act on it)."""
+    if not bounds.admits(rate):
+        raise UnexpectedResponse(
+            f"{symbol} fundingRate {rate} is outside {bounds.floor}..{bounds.cap} ({bounds.source})"
+        )
+
+
 _INTERVAL = re.compile(r"^(\d+)h$")
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from bot import errors
+from bot.clock import LiveClock
 from bot.exchange.ccxt_adapter import CcxtExchange
 from tests.contract.test_ccxt_loopback import BTC, entry
-from tests.contract.test_reply_mutations import Account, replaced
+from tests.contract.test_reply_mutations import QTY, Account, replaced
 from tests.fakes.loopback_core import Fault
 
 Edit = Callable[[Any], Any]
@@ -297,3 +298,165 @@ def test_a_triggered_algo_order_still_working_keeps_the_list_readable() -> None:
 
 def replaced_edit(field: tuple[str | int, ...], value: object) -> Edit:
     return lambda reply: replaced_json(reply, field, value)
+
+
+# Where the funding rate is in the venue's answer (Binance premiumIndex asked for one symbol
+# answers one object; Bybit's comes from the ticker), and the cap each loopback venue publishes
+# for BTC (Binance /fapi/v1/fundingInfo adjustedFundingRateCap, Bybit instruments-info
+# upperFundingRate).
+FUNDING: dict[str, tuple[str, tuple[str | int, ...]]] = {
+    "binanceusdm": ("/fapi/v1/premiumIndex", ("lastFundingRate",)),
+    "bybit": ("/v5/market/tickers", ("result", "list", 0, "fundingRate")),
+}
+FUNDING_CAP = {"binanceusdm": Decimal("0.02"), "bybit": Decimal("0.005")}
+
+
+def _funding_at(acct: Account, rate: object) -> None:
+    path, field = FUNDING[_venue(acct)]
+    _garbled(acct, path, replaced_edit(field, rate))
+
+
+@pytest.mark.parametrize("sign", [1, -1], ids=["cap", "floor"])
+def test_a_funding_rate_at_the_venues_cap_is_read(acct: Account, sign: int) -> None:
+    cap = FUNDING_CAP[_venue(acct)] * sign
+    _funding_at(acct, str(cap))
+    assert acct.adapter.fetch_funding(BTC).rate == cap
+
+
+@pytest.mark.parametrize("rate", ["5.0", "-5.0", "above the cap", "below the floor"])
+def test_a_funding_rate_beyond_the_venues_cap_is_an_error_naming_it(
+    acct: Account, rate: str
+) -> None:
+    """Defect: any decimal fundingRate was taken: a garbled 5.0 (500 % per interval) reached
+    the funding-aware policy (leverage cap) and the hedge leg choice. The venue clamps its rate
+    to the contract's cap: a rate beyond it is unreadable, named with contract, rate and bound."""
+    cap = FUNDING_CAP[_venue(acct)]
+    value = {"above the cap": str(cap + Decimal("0.0001")), "below the floor": str(-cap - 1)}
+    sent = value.get(rate, rate)
+    _funding_at(acct, sent)
+    with pytest.raises(errors.ExchangeError) as caught:
+        acct.adapter.fetch_funding(BTC)
+    text = str(caught.value)
+    assert BTC in text
+    assert f"fundingRate {Decimal(sent)}" in text
+    assert str(cap) in text, text  # the bound it is outside of
+
+
+# Where each venue publishes the cap (Binance's fundingInfo is a list of rows, Bybit's
+# instruments-info has its rows in result.list) and its keys.
+CAP_SOURCE: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    "binanceusdm": (
+        "/fapi/v1/fundingInfo",
+        (),
+        "adjustedFundingRateCap",
+        "adjustedFundingRateFloor",
+    ),
+    "bybit": (
+        "/v5/market/instruments-info",
+        ("result", "list"),
+        "upperFundingRate",
+        "lowerFundingRate",
+    ),
+}
+
+
+def test_a_cap_the_venue_widened_since_it_was_read_is_asked_again(acct: Account) -> None:
+    """The venue may widen a contract's cap at any time (Bybit: without notice); the adapter
+    knows the cap it read (Bybit: with the markets, refreshed daily; Binance: hourly). A rate
+    beyond that cap is asked again before it is refused: a real rate must not cost the
+    contract its decisions (and the funding-aware cut of its leverage) for a day."""
+    path, at, cap_key, floor_key = CAP_SOURCE[_venue(acct)]
+    acct.adapter.fetch_funding(BTC)  # the cap as read (0.02 / 0.005 on the loopback venues)
+
+    def wider(reply: Any) -> Any:
+        rows = reply
+        for key in at:
+            rows = rows[key]
+        for row in rows:
+            row[cap_key], row[floor_key] = "0.05", "-0.05"
+        return reply
+
+    _garbled(acct, path, wider)
+    _funding_at(acct, "0.03")
+    assert acct.adapter.fetch_funding(BTC).rate == Decimal("0.03")
+    asked = len(acct.server.calls(path))
+    assert acct.adapter.fetch_funding(BTC).rate == Decimal("0.03")
+    assert len(acct.server.calls(path)) == asked, "the wider cap was not kept"
+    acct.server.clear_faults()
+    _garbled(acct, path, wider)
+    _funding_at(acct, "0.06")  # beyond the wider cap too: refused after asking again
+    with pytest.raises(errors.ExchangeError) as caught:
+        acct.adapter.fetch_funding(BTC)
+    assert "fundingRate 0.06 is outside -0.05..0.05" in str(caught.value)
+
+
+def test_a_contract_without_a_published_cap_has_the_hard_bound() -> None:
+    """Binance lists in /fapi/v1/fundingInfo only the contracts whose cap was adjusted: for
+    the others a rate up to the plausible bound is read, beyond it refused."""
+    from bot.exchange.mapping import FUNDING_RATE_LIMIT
+
+    acct = Account("binanceusdm")
+    try:
+        _garbled(acct, "/fapi/v1/fundingInfo", lambda reply: [])
+        _funding_at(acct, "0.05")  # beyond the loopback's adjusted cap, a real extreme rate
+        assert acct.adapter.fetch_funding(BTC).rate == Decimal("0.05")
+        acct.server.clear_faults()
+        _garbled(acct, "/fapi/v1/fundingInfo", lambda reply: [])  # (asked again: still none)
+        _funding_at(acct, "0.5")
+        with pytest.raises(errors.ExchangeError, match=f"plausible bound \\+-{FUNDING_RATE_LIMIT}"):
+            acct.adapter.fetch_funding(BTC)
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
+def _ticker_time(acct: Account, ms: int | None) -> Edit:
+    """The ticker answer with the venue's time of it set to ``ms`` (None: removed): Binance's
+    24 h ticker carries ``closeTime``; Bybit's rows carry none, its envelope ``time``."""
+    key = "closeTime" if _venue(acct) == "binanceusdm" else "time"
+
+    def edit(reply: Any) -> Any:
+        reply.pop(key, None)
+        if ms is not None:
+            reply[key] = ms
+        return reply
+
+    return edit
+
+
+def test_the_last_price_carries_the_venues_time(acct: Account) -> None:
+    """Defect (Bybit): ccxt's bybit ticker has no timestamp (v5 ticker rows carry no time; the
+    answer's envelope does, which ccxt drops) and the adapter put the local clock's time in its
+    place: a price the venue answered hours ago read as fresh, and the stale-data check (a
+    contract whose price is old takes no new exposure) could never fire."""
+    old = LiveClock().now_ms() - 3 * 3_600_000
+    _garbled(acct, TICKER[_venue(acct)][0], _ticker_time(acct, old))
+    price, ts = acct.adapter.fetch_last_price(BTC)
+    assert price > 0
+    assert ts == old
+
+
+def test_a_ticker_without_a_time_is_an_error_not_fresh(acct: Account) -> None:
+    """A ticker answer with no time at all is unreadable (the contract gets no decision), never
+    a price of now."""
+    _garbled(acct, TICKER[_venue(acct)][0], _ticker_time(acct, None))
+    with pytest.raises(errors.ExchangeError, match="ticker time"):
+        acct.adapter.fetch_last_price(BTC)
+
+
+LOOKUP = {"binanceusdm": "/fapi/v1/order", "bybit": "/v5/order/realtime"}
+
+
+def test_a_lookup_that_cannot_be_read_is_an_unreadable_account(acct: Account) -> None:
+    """Defect: the reconcile settles an order whose outcome is unknown (or that left the open
+    list) by a lookup by client id; a garbled answer to it was a TransientExchangeError, which
+    the engine does not take for an unreadable account: the job failed, tick after tick, and
+    the unreadable-reads streak (which moves the account to reducing) never counted."""
+    cid = entry(amount=QTY).client_id
+    _garbled(acct, LOOKUP[_venue(acct)], lambda reply: "OK")
+    with pytest.raises(errors.AccountUnreadable, match=cid):
+        acct.adapter.fetch_order(BTC, cid)
+    acct.server.clear_faults()
+    found = acct.adapter.fetch_order(BTC, cid)
+    assert found is not None
+    assert found.status.value == "filled"

@@ -519,3 +519,153 @@ def test_the_engine_trades_on_the_specifications_the_daily_refresh_read(
     assert all(o.trigger_price is not None and o.trigger_price % coarser == 0 for o in stops)
     refused = [e.reason for e in store.recent_events(30) if e.kind is EventKind.REJECTED]
     assert refused == [], refused
+
+
+FUNDING = {
+    # (path, where the rate is in the answer): Binance premiumIndex asked for one symbol is one
+    # object; Bybit's rate comes with its ticker
+    "binanceusdm": ("/fapi/v1/premiumIndex", ("lastFundingRate",)),
+    "bybit": ("/v5/market/tickers", ("result", "list", 0, "fundingRate")),
+}
+
+
+def test_an_implausible_funding_rate_costs_its_contract_the_decision(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the funding rate was taken as any decimal the answer carried: a garbled 5.0
+    (500 % per interval) reached the funding-aware leverage cap and the hedge leg choice. It
+    is outside the venue's cap of the contract: unreadable market data, so the contract gets no
+    decision this tick (held, protected), and the event names the rate and the bound."""
+    run, store = bot
+    assert run.tick() is not None
+    position = backend.fetch_positions([BTC])[BTC]
+    path, field = FUNDING[venue.name]
+
+    def garbled(reply: Any) -> Any:
+        node = reply
+        for key in field[:-1]:
+            node = node[key]
+        node[field[-1]] = "5.0"
+        return reply
+
+    server.inject(Fault(path, "GET", kind="edit", edit=garbled, times=1000))
+    result = run.tick()
+    assert result is not None, "the tick failed"
+    assert result.decisions == []
+    assert result.unreadable is None  # market data, not the account
+    assert backend.fetch_positions([BTC])[BTC].qty == position.qty
+    assert _stops(backend) == [("sell", position.qty)]
+    [event] = [e for e in store.recent_events(20) if e.kind is EventKind.MARKET_DATA]
+    assert event.symbol == BTC
+    assert "fundingRate 5.0" in event.reason
+    assert "outside" in event.reason
+    assert EventKind.TICK_FAILED not in {e.kind for e in store.recent_events(20)}
+
+
+def _ticker_time(venue: Venue, ms: int | None) -> Any:
+    """The ticker answer with the venue's time of it set to ``ms`` (None: removed): Binance's
+    24 h ticker carries ``closeTime``; Bybit's rows carry none, its envelope ``time``."""
+    key = "closeTime" if venue.name == "binanceusdm" else "time"
+
+    def edit(reply: Any) -> Any:
+        reply.pop(key, None)
+        if ms is not None:
+            reply[key] = ms
+        return reply
+
+    return edit
+
+
+def test_an_old_price_takes_no_new_exposure(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect (Bybit): the last price's time was the local clock's whenever ccxt's ticker had
+    none, and ccxt's bybit ticker never has one (v5 ticker rows carry no time; the envelope
+    does): a price the venue answered three hours ago read as fresh, and the contract took
+    an entry on it. The time is the venue's: the contract is stale, and takes no exposure."""
+    run, _store = bot
+    three_hours_ago = LiveClock().now_ms() - 3 * 3_600_000  # the limit is two hours
+    server.inject(
+        Fault(
+            venue.ticker, "GET", kind="edit", edit=_ticker_time(venue, three_hours_ago), times=1000
+        )
+    )
+    result = run.tick()
+    assert result is not None, "the tick failed"
+    assert run.engine.stale_ticks.get(BTC) == 1
+    assert backend.fetch_positions([BTC]).get(BTC) is None, "entered on an old price"
+    assert result.orders_sent == 0
+
+
+def test_a_ticker_without_a_time_costs_its_contract_the_decision(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """A ticker answer with no time at all is unreadable market data (no decision, the event
+    names the ticker time), never a price of now."""
+    run, store = bot
+    server.inject(
+        Fault(venue.ticker, "GET", kind="edit", edit=_ticker_time(venue, None), times=1000)
+    )
+    result = run.tick()
+    assert result is not None, "the tick failed"
+    assert result.decisions == []
+    assert backend.fetch_positions([BTC]).get(BTC) is None
+    [event] = [e for e in store.recent_events(20) if e.kind is EventKind.MARKET_DATA]
+    assert "ticker time" in event.reason
+
+
+@pytest.mark.parametrize("venue", [VENUES["binanceusdm"]], ids=["binanceusdm"])
+def test_an_order_lookup_that_cannot_be_read_is_an_unreadable_account(
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    venue: Venue,
+) -> None:
+    """Defect: the entry's answer and the lookups by client id that settle it were garbled;
+    the next reconciles looked it up again and the garbled answer raised a transient error,
+    which the engine does not take for an unreadable account: each job failed (an ERROR line,
+    a ``tick_failed`` event), the unreadable-reads streak never counted, and its recovery
+    rule (back to active once readable) never applied. An account whose orders cannot be
+    settled is unreadable: nothing is sent, and after ``max_unreadable_reads`` (3) in a row it
+    moves to reducing, as with an unreadable positions list."""
+    from bot.domain.enums import OrderStatus, TradingState
+
+    run, store = bot
+    server.inject(Fault("/fapi/v1/order", "POST", kind="json_string"))
+    server.inject(Fault("/fapi/v1/order", "GET", kind="json_string", times=1000))
+    run.tick()  # the venue took the entry; its answer and this tick's lookups are garbled
+    [unknown] = store.unresolved_orders()
+    assert unknown.status is OrderStatus.UNKNOWN
+    events_before = len(store.recent_events(1000))
+    start = len(server.requests)
+    for n in range(1, 4):
+        result = run.tick()
+        assert result is not None, f"tick {n} failed instead of reading the account unreadable"
+        assert result.unreadable is not None
+        assert unknown.client_id in result.unreadable
+    run.guard()
+    sent = [(r.method, r.path) for r in server.requests[start:] if r.method in ("POST", "DELETE")]
+    assert sent == [], sent
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.REDUCING
+    newest_first = store.recent_events(1000)
+    events = newest_first[: len(newest_first) - events_before]
+    kinds = [e.kind for e in events]
+    assert kinds.count(EventKind.UNREADABLE) == 4  # three ticks and the guard
+    assert EventKind.TICK_FAILED not in kinds
+    server.clear_faults()  # readable again: settled by client id, active again
+    assert run.tick() is not None
+    assert store.unresolved_orders() == []
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE

@@ -112,6 +112,7 @@ class BybitMarketRoutes(BybitBase):
         return {"category": category, "list": rows, "nextPageCursor": ""}
 
     def _tickers(self, req: BybitReq) -> Json:
+        # No per-row time, as on the venue: only the envelope's ``time`` (see _success).
         category = req.need("category")
         rows = []
         if self._linear(req):

@@ -766,3 +766,41 @@ def test_a_liquidation_price_on_the_wrong_side_of_the_mark_is_refused() -> None:
     )
     with pytest.raises(UnexpectedResponse, match="wrong side of its markPrice 61000"):
         mapping.position_from_ccxt(short)
+
+
+@pytest.mark.parametrize(
+    ("info", "floor", "cap"),
+    [
+        (None, -mapping.FUNDING_RATE_LIMIT, mapping.FUNDING_RATE_LIMIT),  # no row
+        ({}, -mapping.FUNDING_RATE_LIMIT, mapping.FUNDING_RATE_LIMIT),  # not published
+        ({"up": "0.005", "down": "-0.005"}, Decimal("-0.005"), Decimal("0.005")),
+        # a published cap never widens the plausible bound
+        ({"up": "3", "down": "-3"}, -mapping.FUNDING_RATE_LIMIT, mapping.FUNDING_RATE_LIMIT),
+    ],
+)
+def test_funding_bounds_are_the_venues_cap_within_the_hard_bound(
+    info: object, floor: Decimal, cap: Decimal
+) -> None:
+    bounds = mapping.funding_bounds(SYM, info, "up", "down")
+    assert (bounds.floor, bounds.cap) == (floor, cap)
+
+
+@pytest.mark.parametrize(
+    "info",
+    [{"up": "0.005"}, {"up": "abc", "down": "-0.005"}, {"up": "0", "down": "-0.005"}],
+    ids=["floor missing", "not a number", "not around 0"],
+)
+def test_a_garbled_funding_cap_is_unreadable(info: object) -> None:
+    with pytest.raises(UnexpectedResponse, match=f"{SYM}.*up"):
+        mapping.funding_bounds(SYM, info, "up", "down")
+
+
+@pytest.mark.parametrize("value", [None, "", "0", "-5", "12.5", "soon", True])
+def test_a_price_time_must_be_the_venues(value: object) -> None:
+    with pytest.raises(UnexpectedResponse, match="ticker time"):
+        mapping.venue_time(value, f"{SYM} ticker time")
+
+
+def test_a_price_time_is_read_as_integer_milliseconds() -> None:
+    assert mapping.venue_time("1672376496682", "t") == 1672376496682
+    assert mapping.venue_time(1672376496682, "t") == 1672376496682

@@ -34,6 +34,7 @@ def run_sweep(
         wins = sweep.windows()
         total = sweep.total_tasks(len(wins) if wins else 1)
         best: list[float | None] = [None]
+        completed = [0]
         with Progress(
             TextColumn("[bold]sweep"),
             BarColumn(),
@@ -54,7 +55,14 @@ def run_sweep(
                 ):
                     best[0] = value
                 shown = "" if best[0] is None else f"best {spec.objective} {best[0]:+.4g}"
-                bar.update(task, advance=n, best=shown)
+                completed[0] += n
+                if row.get("resumed") or row.get("status") in ("invalid", "pruned", "no choice"):
+                    # Done without running now: counted, but the time-left estimate starts
+                    # afresh from here; fed as finished points, a resume of 90 of 100 done
+                    # would make the last 10 look ten times faster than they are.
+                    bar.reset(task, total=total, completed=completed[0], best=shown)
+                else:
+                    bar.update(task, advance=n, best=shown)
 
             sweep.listener = listen
             outcome = sweep.run()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -70,7 +72,12 @@ class LocalExecutor:
     def _new_pool(self) -> ProcessPoolExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=self._ctx,
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         return self._pool
 
     def run(
@@ -149,6 +156,28 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def exit_with_parent(parent: int) -> None:
+    """A pool worker's initializer: end this worker when the sweep that started it dies.
+
+    A worker waits on a queue whose writing end it holds itself, so a parent killed with
+    SIGKILL (or by the OOM killer) never sends it EOF: each worker lived on, idle, holding its
+    loaded market data, until killed by hand. A daemon thread blocks on the parent's process
+    descriptor (readable once the parent has exited) and ends the worker then. Linux only
+    (pidfd); elsewhere the old behaviour stays."""
+    if not hasattr(os, "pidfd_open"):
+        return
+    try:
+        fd = os.pidfd_open(parent)
+    except OSError:  # already gone, or no pidfd support in this kernel
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class DaskExecutor:

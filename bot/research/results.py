@@ -206,25 +206,64 @@ def parse_row(raw: dict[str, str]) -> dict[str, Any]:
 def write_parquet(csv_path: Path) -> Path | None:
     """``results.parquet`` beside ``results.csv`` when pyarrow is installed, else None."""
     try:
+        import pyarrow as pa
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
     except ImportError:
         return None
-    table = pacsv.read_csv(str(csv_path))
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    # Only the metrics are numbers. Left to pyarrow's guess, a point id of ten digits became an
+    # integer and a swept 0.12345678901234567891 a float64 (0.12345678901234568, not the
+    # value in results.csv and best.toml): the two files disagreed.
+    text = {c: pa.string() for c in header if c not in NUMERIC and c != "window"}
+    table = pacsv.read_csv(
+        str(csv_path),
+        convert_options=pacsv.ConvertOptions(
+            column_types=text, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
+    )
     out = csv_path.with_suffix(".parquet")
     pq.write_table(table, str(out))
     return out
 
 
 def score(row: dict[str, Any], objective: str) -> float | None:
-    """The objective of a finished row (higher is better), None when it has none."""
+    """The objective of a finished row (higher is better), None when it has none: a failed
+    row, a NaN or infinite value, or a ratio the report writes as 0.0 because it is undefined
+    (see :func:`undefined_ratio`)."""
     if row.get("status") != "ok":
         return None
     sign, name = (-1.0, objective[1:]) if objective.startswith("-") else (1.0, objective)
     value = row.get(name)
     if not isinstance(value, int | float) or not math.isfinite(value):
         return None
+    if undefined_ratio(row, name):
+        return None
     return sign * float(value)
+
+
+def undefined_ratio(row: dict[str, Any], name: str) -> bool:
+    """Whether ``name`` is a ratio report.json writes as 0.0 where it is undefined (0/0 or x/0).
+
+    A point that never trades has flat equity: its Sharpe and Sortino ratios are 0/0 and its
+    Calmar ratio x/0, all written 0.0 by bot.backtest.metrics. Scored as 0.0, such a point
+    would beat every point with a negative ratio and be chosen for not trading. The row says
+    when: fewer than 2 daily returns or flat ones (``n_days``, ``daily_skew`` NaN, as for the
+    deflated Sharpe ratio), no losing day (Sortino 0.0), no drawdown (Calmar)."""
+    if name not in ("sharpe", "sortino", "calmar", "daily_sharpe"):
+        return False
+    n_days, skew = row.get("n_days"), row.get("daily_skew")
+    flat = not isinstance(skew, int | float) or not math.isfinite(skew)
+    if name in ("sharpe", "daily_sharpe", "sortino") and (
+        not isinstance(n_days, int | float) or n_days < 2 or flat
+    ):
+        return True
+    if name == "sortino":
+        return row.get(name) == 0.0  # no losing day: the downside deviation is 0
+    if name == "calmar":
+        return row.get("max_drawdown") == 0.0
+    return False
 
 
 def check_objective(objective: str) -> None:

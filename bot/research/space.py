@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import random
 import tomllib
 from dataclasses import dataclass, replace
@@ -70,9 +71,35 @@ def parse_param(spec: str) -> Param:
             raise ConfigError(f"{where}: the range must go from low to high, got {rest!r}")
         return Param(key, low=Decimal(lo), high=Decimal(hi))
     values = tuple(_value(v, where) for v in rest.split(","))
-    if len(set(map(str, values))) != len(values):
-        raise ConfigError(f"{where}: a value is listed twice")
+    seen: dict[tuple[str, object], Scalar] = {}
+    for v in values:
+        same = seen.setdefault(_identity(v), v)
+        if same is not v:
+            # 0.4 and 0.40 (or 5 and "5") are one policy: run twice, they would be two
+            # points in the table, a false tie and one trial counted twice
+            raise ConfigError(
+                f"{where}: a value is listed twice ({_shown(same)} and {_shown(v)} are the "
+                "same value)"
+            )
     return Param(key, values)
+
+
+def _identity(value: Scalar) -> tuple[str, object]:
+    """What a value means to a policy: numbers (and numeric strings, which the policy reads
+    as exact decimals too) by their value, so 0.4, 0.40 and "0.4" are one."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except ArithmeticError:
+            return ("text", value)
+        return ("number", number) if number.is_finite() else ("text", value)
+    return ("number", Decimal(value))
+
+
+def _shown(value: Scalar) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)
 
 
 def check_keys(params: list[Param], shown: str) -> None:
@@ -172,15 +199,30 @@ def grid(params: list[Param]) -> list[dict[str, Scalar]]:
 
 
 def random_points(params: list[Param], trials: int, seed: int) -> list[dict[str, Scalar]]:
-    """``trials`` distinct points drawn with a seeded generator (all of a smaller grid)."""
+    """``trials`` distinct points drawn with a seeded generator (all of a smaller grid, or of
+    a smaller space of whole numbers)."""
     rng = random.Random(seed)
     if not any(p.is_range for p in params):
         full = grid(params)
         return full if trials >= len(full) else rng.sample(full, trials)
+    # Distinct points: a range over few whole numbers draws the same point again and again;
+    # each copy would be simulated anew and shown as another point tying with itself.
     out: list[dict[str, Scalar]] = []
-    for _ in range(trials):
-        out.append({p.key: _draw(p, rng) for p in params})
+    seen: set[tuple[tuple[str, object], ...]] = set()
+    for _ in range(_DRAWS_PER_TRIAL * trials):
+        if len(out) == trials:
+            break
+        point = {p.key: _draw(p, rng) for p in params}
+        identity = tuple(_identity(v) for v in point.values())
+        if identity not in seen:
+            seen.add(identity)
+            out.append(point)
     return out
+
+
+_DRAWS_PER_TRIAL = 50
+"""Draws allowed per asked trial before random search settles for the distinct points it has
+(a small space, e.g. ``volatility.window=100..102`` with 10 trials, holds fewer)."""
 
 
 def _draw(p: Param, rng: random.Random) -> Scalar:
@@ -193,33 +235,34 @@ def _draw(p: Param, rng: random.Random) -> Scalar:
 
 
 def to_toml(raw: dict[str, Any]) -> str:
-    """A policy table as TOML (scalars first, then one [table] per section)."""
+    """A policy table as TOML: scalars and arrays first, then one [table] per section (nested
+    ones as [a.b]), so every policy file the loader reads can be written back (a hedged policy
+    has an array, ``hedge.instruments``)."""
     lines: list[str] = []
-    tables: list[tuple[str, dict[str, Any]]] = []
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for name, table in tables:
-        lines.append("")
-        lines.append(f"[{name}]")
-        for key, value in table.items():
-            if isinstance(value, dict):
-                raise ConfigError(f"policy table {name}.{key}: nested tables are not supported")
-            lines.append(f"{key} = {_toml_value(value)}")
+    _write_table(raw, (), lines)
     return "\n".join(lines) + "\n"
+
+
+def _write_table(table: dict[str, Any], path: tuple[str, ...], lines: list[str]) -> None:
+    if path:
+        lines += ["", "[" + ".".join(path) + "]"]
+    for key, value in table.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _write_table(value, (*path, key), lines)
 
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | Decimal):
-        text = format(value, "f") if isinstance(value, Decimal) else str(value)
-        return text
+        return format(value, "f") if isinstance(value, Decimal) else str(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+        return json.dumps(value)  # a JSON string is a TOML basic string (escapes included)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise ConfigError(f"cannot write {value!r} to a policy file")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -116,6 +117,7 @@ class Sweep:
         self.keys = [p.key for p in spec.params]
         self.points: dict[str, Point] = {}
         self.invalid: list[tuple[Point, str]] = []
+        self._refusals: dict[str, str | None] = {}  # by point id: why the point cannot run
         self.listener: Listener | None = None
         self.stamp = ""  # the hash of the inputs' contents, set by run()
         self.pinned: tuple[tuple[str, str], ...] = ()  # (file, hash) the workers read, by run()
@@ -124,9 +126,28 @@ class Sweep:
     # --- the points ------------------------------------------------------------------------
 
     def policy_of(self, point: Point) -> tuple[dict[str, Any], str | None]:
+        """The point's policy table and, when ``bot simulate`` would refuse it, why."""
         raw = space.apply(self.base, point)
-        _, error = space.validate(raw, f"{self.spec.base_policy} with {space.point_label(point)}")
-        return raw, error
+        pid = point_id(point)
+        if pid not in self._refusals:
+            label = f"{self.spec.base_policy} with {space.point_label(point)}"
+            _, error = space.validate(raw, label)
+            self._refusals[pid] = error if error is not None else self._config_refuses(raw)
+        return raw, self._refusals[pid]
+
+    def _config_refuses(self, raw: dict[str, Any]) -> str | None:
+        """The configuration's own rules about its policy (a hedge instrument that is also a
+        traded contract, a leverage or stop the venue's brackets refuse): the points run with
+        a copy of the configuration that never meets them, so each point is loaded here as
+        ``bot simulate --policy best.toml`` would load it, from the file best.toml would be."""
+        with tempfile.TemporaryDirectory(prefix="bot-sweep-") as folder:
+            path = Path(folder) / "point.toml"
+            path.write_text(space.to_toml(raw), encoding="utf-8")
+            try:
+                load_config(self.spec.config_path, policy_overrides=[path])
+            except ConfigError as exc:
+                return str(exc).replace(str(path), "the point's policy").replace("\n", "; ")
+        return None
 
     def listed_points(self) -> list[Point]:
         if self.spec.search == "grid":
@@ -226,9 +247,13 @@ class Sweep:
             yield results.rows[row["key"]]
 
     def _resumed(self, row: dict[str, Any]) -> None:
-        """A row finished by an earlier run counts as done on the progress bar."""
+        """A row finished by an earlier run counts as done on the progress bar (marked
+        ``resumed``: it took no time now, so it must not speed up the time-left estimate)."""
+        self._progress({**row, "resumed": True}, 1)
+
+    def _progress(self, row: dict[str, Any], n: int) -> None:
         if self.listener is not None:
-            self.listener(row, 1)
+            self.listener(row, n)
 
     def _save_curve(self, key: str, curve: tuple[list[int], list[float]]) -> None:
         folder = self.spec.out / "curves"
@@ -267,8 +292,8 @@ class Sweep:
     def _invalid(self, point: Point, error: str) -> None:
         if all(p != point for p, _ in self.invalid):
             self.invalid.append((point, error))
-            if self.listener is not None:
-                self.listener({"status": "invalid", "error": error}, 0)
+        # one of the tasks the progress bar counts (per window), done without running
+        self._progress({"status": "invalid", "error": error}, 1)
 
     def _distributions(self, optuna: Any) -> tuple[dict[str, Any], dict[str, dict[str, Scalar]]]:
         """Optuna's distribution per swept key, and the listed values by text (categorical)."""
@@ -338,6 +363,7 @@ class Sweep:
                 tasks.setdefault(t.key, (trial, t))
                 if tasks[t.key][0] is not trial:  # the same point asked twice in a batch
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    self._progress({"status": "pruned"}, 1)  # a counted trial, not run
             by_key = {k: v[0] for k, v in tasks.items()}
             for row in self._execute(results, [t for _, t in tasks.values()]):
                 value = score(row, self.spec.objective)
@@ -379,6 +405,7 @@ class Sweep:
                 summary = {"dsr": _dsr(rows, best), "best_notes": []}
                 if best is not None:
                     summary["best_notes"] = self._choice_notes(rows, best, _span_ms(best))
+                    summary["best_notes"] += _dsr_missing(rows, best)
             else:
                 rows, best, summary = self._walk_forward(results, wins)
         finally:
@@ -401,6 +428,7 @@ class Sweep:
                 extra["notes"].append(_no_choice(train, self.spec.objective))
             else:
                 extra["notes"] += self._choice_notes(train, best, w.test_start - w.train_start)
+                extra["notes"] += _dsr_missing(train, best)
             picks.append((w, best, extra))
         tests = {
             w.index: self.task(self.points[b["point"]], "test", w, keep_curve=True)
@@ -408,6 +436,8 @@ class Sweep:
             if b is not None
         }
         test_rows = {r["key"]: r for r in self._execute(results, list(tests.values()))}
+        for _ in range(len(picks) - len(tests)):
+            self._progress({"status": "no choice"}, 1)  # a window's TEST that never runs
         all_rows += test_rows.values()
         per_window: list[dict[str, Any]] = []
         curves: list[tuple[int, list[int], list[float]]] = []
@@ -415,19 +445,7 @@ class Sweep:
         for w, b, extra in picks:
             t = tests.get(w.index)
             test = test_rows[t.key] if t is not None else {}
-            if b is not None and test.get("status") != "ok":
-                extra["notes"].append(f"TEST run failed: {test.get('error') or 'no result'}")
-            stale = test.get("stale_hours")
-            span_h = (w.test_end - w.test_start) / 3_600_000
-            if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:
-                extra["notes"].append(f"TEST data stale for {stale:g} h of {span_h:g} h")
-            if test.get("status") == "ok":
-                ran = _span_of(test)
-                if ran[0] > w.test_start or ran[1] < w.test_end:
-                    extra["notes"].append(
-                        f"TEST ran {test['start']} .. {test['end']} only (warm-up or data), "
-                        "the rest of the window is missing from the out-of-sample curve"
-                    )
+            extra["notes"] += _test_notes(w, test, chosen=b is not None)
             per_window.append(
                 {
                     "window": w.index,
@@ -497,6 +515,14 @@ class Sweep:
                 f"{ties} points tie at the best {self.spec.objective} ({top:g}): "
                 "chosen by key order, not by merit"
             )
+        unranked = sum(
+            1 for r in rows if r.get("status") == "ok" and score(r, self.spec.objective) is None
+        )
+        if unranked:
+            notes.append(
+                f"{unranked} point(s) ran but have no defined {self.spec.objective} (no trades "
+                "or flat returns: the report's 0.0 there is not a result) and are not ranked"
+            )
         spans = sorted({(str(r["start"]), str(r["end"])) for r in rows if r.get("status") == "ok"})
         if len(spans) > 1:
             starts = sorted({a for a, _ in spans})
@@ -512,6 +538,25 @@ class Sweep:
         if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:
             notes.append(f"TRAIN data stale for {stale:g} h of {span_h:g} h")
         return notes
+
+
+def _test_notes(w: Window, test: dict[str, Any], *, chosen: bool) -> list[str]:
+    """What a trader must know about a window's TEST run: failed, stale data, cut short."""
+    notes = []
+    if chosen and test.get("status") != "ok":
+        notes.append(f"TEST run failed: {test.get('error') or 'no result'}")
+    stale = test.get("stale_hours")
+    span_h = (w.test_end - w.test_start) / 3_600_000
+    if isinstance(stale, int | float) and stale > _STALE_SHARE * span_h:
+        notes.append(f"TEST data stale for {stale:g} h of {span_h:g} h")
+    if test.get("status") == "ok":
+        ran = _span_of(test)
+        if ran[0] > w.test_start or ran[1] < w.test_end:
+            notes.append(
+                f"TEST ran {test['start']} .. {test['end']} only (warm-up or data), "
+                "the rest of the window is missing from the out-of-sample curve"
+            )
+    return notes
 
 
 def _span_of(row: dict[str, Any]) -> tuple[int, int]:
@@ -554,8 +599,23 @@ def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, Any] | None:
     """The deflated Sharpe ratio of the chosen point among every point tried in its window."""
+    value, _ = _deflated(rows, best)
+    return value
+
+
+def _dsr_missing(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> list[str]:
+    """Why a chosen point has no deflated Sharpe ratio, as a note (none when it has one)."""
+    _, why = _deflated(rows, best)
+    if best is None or why is None:
+        return []
+    return [f"no deflated Sharpe ratio: {why}"]
+
+
+def _deflated(
+    rows: list[dict[str, Any]], best: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, str | None]:
     if best is None:
-        return None
+        return None, None
     ok = [r for r in rows if r.get("status") == "ok"]
     # Points whose runs came out identical (a parameter that never binds) are one trial, not
     # several: counting them again would inflate N and shrink the trials' variance.
@@ -565,8 +625,12 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
     trials = [float(d[0]) for d in distinct]
     n = int(best.get("n_days") or 0)
     moments = (float(best["daily_skew"]), float(best["daily_kurtosis"]))
-    if len(trials) < 2 or n < 2 or not all(math.isfinite(x) for x in moments):
-        return None  # one trial, too short, or flat daily returns: nothing to deflate
+    if len(trials) < 2:
+        return None, f"{len(trials)} distinct trial(s) ran, nothing to deflate against"
+    if n < 2:
+        return None, f"the chosen point has {n} daily return(s), fewer than 2"
+    if not all(math.isfinite(x) for x in moments):
+        return None, "the chosen point's daily returns are flat (no trades or no data)"
     try:
         value, sr0 = deflated_sharpe(
             float(best["daily_sharpe"]),
@@ -575,9 +639,9 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
             float(best["daily_skew"]),
             float(best["daily_kurtosis"]),
         )
-    except ValueError:
-        return None
-    return {
+    except ValueError as exc:
+        return None, str(exc)
+    result = {
         "deflated_sharpe": value,
         "expected_max_daily_sharpe": sr0,
         "trials": len(trials),
@@ -585,6 +649,7 @@ def _dsr(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, A
         "daily_sharpe": float(best["daily_sharpe"]),
         "n_days": n,
     }
+    return result, None
 
 
 def _failed(task: PointTask, reason: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,3 +86,10 @@ def die_once(marker: str) -> str:
 
 def always_die(marker: str) -> str:
     os._exit(17)
+
+
+def pid_then_wait(marker: str) -> str:
+    """A task that writes its worker's process id to ``marker`` and then waits for ever."""
+    Path(marker).write_text(str(os.getpid()))
+    threading.Event().wait()
+    return marker

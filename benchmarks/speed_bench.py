@@ -3,7 +3,7 @@ of ``replay`` on the synthetic contract-years, and (``--profile``) Python calls 
 functions that take the most time.
 
 Usage: python benchmarks/speed_bench.py [--root TREE] [--contracts 1] [--repeat 3]
-       [--profile [tottime|cumtime]]
+       [--profile [tottime|cumtime]] [--lines 40]
 
 ``--root`` is the project tree to measure (default: this one), e.g. a detached worktree of an
 older commit (``git worktree add --detach /tmp/base REF``), run with this tree's interpreter.
@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", nargs="?", const="tottime", choices=("tottime", "cumtime"))
     ap.add_argument("--data", type=Path, default=ROOT / "bench-data")
+    ap.add_argument("--lines", type=int, default=40, help="functions the profile lists")
     a = ap.parse_args()
     missing = [
         k for k in range(a.contracts) if not (a.data / f"SYN{k:02d}_USDT_USDT-1m.csv.gz").exists()
@@ -80,7 +81,7 @@ def main() -> None:
         profiler.disable()
         stats = pstats.Stats(profiler)
         print(f"Python calls per tick: {stats.total_calls / max(ticks, 1):.0f}")  # type: ignore[attr-defined]
-        stats.sort_stats(a.profile).print_stats(int(__import__("os").environ.get("PROFILE_LINES", "40")))
+        stats.sort_stats(a.profile).print_stats(a.lines)
 
 
 if __name__ == "__main__":

@@ -418,15 +418,8 @@ def probe_sizes(raw: object, rows_path: str, size_key: str, market_id: str) -> l
     Every matching row must carry a number under ``size_key``; a reply without the row gives an
     empty list (nothing is confirmed).
     """
-    node: object = raw
-    for key in filter(None, rows_path.split(".")):
-        if not isinstance(node, Mapping):
-            raise UnexpectedResponse(f"{market_id} position: no {rows_path!r} in the answer")
-        node = node.get(key)
-    if not isinstance(node, list):
-        raise UnexpectedResponse(f"{market_id} position: expected a list of rows")
     sizes = []
-    for row in node:
+    for row in rows_at(raw, rows_path, f"{market_id} position"):
         if isinstance(row, Mapping) and row.get("symbol") == market_id:
             sizes.append(to_decimal(row.get(size_key), f"{market_id} position {size_key}"))
     return sizes

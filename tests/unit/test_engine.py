@@ -12,6 +12,7 @@ import pytest
 from bot.config.loader import load_policy
 from bot.domain.enums import (
     EventKind,
+    MarginMode,
     OrderPurpose,
     OrderSide,
     OrderStatus,
@@ -79,8 +80,11 @@ def build(
     instruments: dict[str, Instrument],
     market: FakeMarket | None = None,
     limits: RiskLimits = LIMITS,
+    *,
+    mode: MarginMode = MarginMode.ISOLATED,
+    balance: str = "10000",
 ) -> tuple[Engine, SimulatedExchange, MemoryStore]:
-    ex, clock = make_exchange(instruments)
+    ex, clock = make_exchange(instruments, mode=mode, balance=balance)
     market = market or FakeMarket()
     px, _ = market.last_price(BTC, T0) or (D(0), 0)
     ex.set_mark(BTC, px)
@@ -94,6 +98,7 @@ def build(
         contracts=[ContractSpec(BTC, "long", D(125))],
         limits=limits,
         account="t",
+        margin_mode=mode,
     )
     return engine, ex, store
 

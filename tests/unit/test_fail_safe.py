@@ -19,9 +19,7 @@ from bot.domain.margin import liquidation_price_cross, liquidation_price_isolate
 from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Position
-from bot.engine.contracts import ContractSpec
 from bot.engine.protection import position_after_fills
-from bot.engine.tick import Engine
 from bot.errors import AccountUnreadable, OrderRejected, OutcomeUnknown
 from bot.instruments import load_instruments
 from bot.policy.decide import decide
@@ -32,8 +30,7 @@ from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop, sto
 from bot.sim.exchange import SimulatedExchange
 from bot.store.incidents import unprotected_since
 from bot.store.memory import MemoryStore
-from tests.conftest import T0, make_exchange
-from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket, build, protective
+from tests.unit.test_engine import BTC, LIMITS, ROOT, build, protective
 
 VOL_TARGET_POLICY = load_policy(ROOT / "policies" / "vol_target.toml")
 BINANCE = load_instruments("binanceusdm")
@@ -411,7 +408,6 @@ def test_fit_size_over_bracket_tables(mmr: D, setting: int, stop_frac: D, sign: 
 
 def test_a_cooldown_survives_a_restart_through_its_event() -> None:
     from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
-    from bot.store.memory import MemoryStore
 
     day = 86_400_000
     running = Cooldowns(day)
@@ -495,21 +491,11 @@ def test_a_cross_entry_is_protected_when_the_positions_cannot_be_read_after_it(
 ) -> None:
     """Cross margin: the estimated liquidation comes from the whole wallet (Binance's cross
     formula); the stop must still be valid against the venue's own liquidation price."""
-    ex, clock = make_exchange(instruments, mode=MarginMode.CROSS, balance="2000")
-    market = FakeMarket()
-    px, _ = market.last_price(BTC, T0) or (D(0), 0)
-    ex.set_mark(BTC, px)
-    store = MemoryStore()
-    engine = Engine(
-        clock=clock,
-        exchange=ex,
-        market=market,
-        store=store,
-        policy=VOL_TARGET_POLICY,
-        contracts=[ContractSpec(BTC, "long", D(125))],
+    engine, ex, _store = build(
+        instruments,
         limits=replace(LIMITS, daily_loss=D("0.5")),
-        account="t",
-        margin_mode=MarginMode.CROSS,
+        mode=MarginMode.CROSS,
+        balance="2000",
     )
     _swap(ex, BlindAfterEntryExchange)
     assert engine.tick().unreadable is not None

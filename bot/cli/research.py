@@ -73,11 +73,20 @@ def run_sweep(
     return outcome
 
 
+def best_name(base: str) -> str:
+    """best.toml's policy name: the base's with ``-best`` (within the 40 characters a name
+    may have)."""
+    return f"{base[:35]}-best"
+
+
 def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
     out = spec.out
     write_parquet(out / "results.csv")
     if outcome.best_point is not None:
         raw, _ = sweep.policy_of(outcome.best_point)
+        # Its own name, so `bot simulate --policy BASE --policy best.toml` compares the two (one
+        # name twice is refused); the name changes no figure.
+        raw = {**raw, "name": best_name(str(raw["name"]))}
         header = "# chosen by bot sweep: " + space.point_label(outcome.best_point)
         # replaced in one step: a kill never leaves half a policy file to be simulated
         with replaced_text(out / "best.toml") as fh:

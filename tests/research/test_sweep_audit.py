@@ -217,3 +217,28 @@ def test_a_sweep_of_one_point_says_why_it_has_no_deflated_sharpe(tmp_path: Path)
     outcome = run_sweep(spec, 1, None, console)
     assert outcome.summary["dsr"] is None
     assert "no deflated Sharpe ratio: 1 distinct trial(s) ran" in console.export_text()
+
+
+def test_best_toml_compares_with_its_base_in_one_simulate(tmp_path: Path) -> None:
+    """best.toml kept the base's name, so the natural comparison, `bot simulate --policy
+    BASE --policy best.toml`, was refused as one policy given twice."""
+    spec = _spec(tmp_path)
+    outcome = run_sweep(spec, 1, None, Console(file=io.StringIO()))
+    assert outcome.best is not None
+    best = spec.out / "best.toml"
+    assert load_policy(best).name == "vol_target-best"
+    out = tmp_path / "compare"
+    sim.run(
+        spec.config_path,
+        [POLICY, best],
+        None,
+        "BTC/USDT:USDT",
+        spec.start,
+        spec.end,
+        out,
+        Console(file=io.StringIO()),
+    )
+    reports = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/report.json")}
+    assert set(reports) == {"vol_target", "vol_target-best"}
+    for key in REPORT_METRICS:
+        assert outcome.best[key] == reports["vol_target-best"][key], key

@@ -23,6 +23,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from loguru import logger
+
 from bot.catalogue import resolve_instruments
 from bot.clock import Clock, LiveClock, ReplayClock, SimClock
 from bot.config.models import BotConfig
@@ -359,6 +361,14 @@ def build_paper(
 
     symbols = engine_symbols(config)
     known = config_instruments(config, symbols)
+    if config.data.exchange != config.exchange.name:
+        logger.warning(
+            "paper trading fills with {}'s contract specifications, fees and brackets "
+            "(data.exchange) while exchange.name is {}: remove data.exchange to use the "
+            "traded venue's",
+            config.data.exchange,
+            config.exchange.name,
+        )
     market: MarketDataPort
     feed: PriceFeed
     state = store.load_paper_state(config.account.name)

@@ -211,10 +211,15 @@ class ContractConfig(FrozenModel):
         return self
 
 
+VENUE_NAMES = ("binanceusdm", "bybit")  # the venues of exchange.name and data.exchange
+
+
 class DataConfig(FrozenModel):
     """Market-data directory and which venue's bundled contract specs and brackets to use."""
 
     dir: InputDir
+    # Default: exchange.name (filled in by BotConfig; this class default serves a DataConfig
+    # built on its own).
     exchange: Literal["binanceusdm", "bybit"] = "binanceusdm"
     # Live trading refreshes <dir>/contracts/<exchange>.json at start and daily and refuses to
     # open or increase anything on a catalogue older than this (hours).
@@ -365,6 +370,13 @@ class BotConfig(FrozenModel):
             mode = account.get("margin_mode", "isolated") if isinstance(account, dict) else None
             if mode in ("isolated", "cross"):
                 data["exchange"] = {**exchange, "margin_mode": mode}
+        # Whose specifications simulation and paper trading use: the venue traded unless the
+        # file says otherwise (a config moved to Bybit kept simulating Binance's fees, ticks
+        # and brackets when only exchange.name was changed).
+        venue = exchange.get("name", "binanceusdm") if isinstance(exchange, dict) else None
+        table = data.get("data")
+        if isinstance(table, dict) and "exchange" not in table and venue in VENUE_NAMES:
+            data["data"] = {**table, "exchange": venue}
         return data
 
     @model_validator(mode="after")

@@ -159,6 +159,16 @@ def test_exchange_margin_mode_follows_the_account(project: Path) -> None:
     assert load_config(write(project, text)).exchange.margin_mode == "isolated"
 
 
+def test_the_specifications_simulated_are_the_traded_venues_unless_said(project: Path) -> None:
+    """A config moved to Bybit by its exchange.name alone kept simulating (and paper trading)
+    on Binance's specifications, fees and brackets."""
+    assert load_config(write(project, CONFIG)).data.exchange == "binanceusdm"
+    text = CONFIG + '[exchange]\nname = "bybit"\n'
+    assert load_config(write(project, text)).data.exchange == "bybit"
+    said = edit(text, "[data]\n", '[data]\nexchange = "binanceusdm"\n')
+    assert load_config(write(project, said)).data.exchange == "binanceusdm"
+
+
 def test_ccxt_options_pass_through_as_plain_json_types(project: Path) -> None:
     text = CONFIG + "[exchange.ccxt_options]\nrecvWindow = 10000\nratio = 0.5\nflag = true\n"
     options = load_config(write(project, text)).exchange.ccxt_options

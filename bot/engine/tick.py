@@ -107,6 +107,9 @@ from bot.risk.state import Transition, initial_memory, set_state, update
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+# A positions answer that contradicts the fills just confirmed is read once more after this
+# pause (seconds of the injected clock) before the fills are believed over it.
+TRAILING_POSITIONS_WAIT_S = 0.5
 # Stop distance (fraction of the mark) for a position found without a stop before the engine has
 # ever seen market statistics for its contract: protection first, precision later.
 FALLBACK_STOP = Decimal("0.05")
@@ -1346,17 +1349,15 @@ class Engine:
         reading decides. Before, the new position waited for the next guard without a stop,
         or with one sized to the position it replaced."""
         before = acct.positions.get(d.symbol)
-        try:
-            self._read_positions_again(acct, now)
-        except AuthenticationFailed:
-            raise
-        except ExchangeError:  # AccountUnreadable too
-            self._protect_by_fills(d, acct, now, before, setting, sent, "positions unreadable")
-            raise
+        self._read_after_orders(d, acct, now, before, setting, sent)
         fills, unknown = self._fills_of(sent)
+        expected = position_after_fills(before, fills)[0] if unknown is None else None
+        if expected is not None and acct.qty(d.symbol) != expected:
+            # Most often an answer a moment older than the fills: once more after a pause.
+            self.clock.sleep(TRAILING_POSITIONS_WAIT_S)
+            self._read_after_orders(d, acct, now, before, setting, sent)
         read = acct.qty(d.symbol)
-        expected = position_after_fills(before, fills)[0] if unknown is None else read
-        if read != expected:
+        if expected is not None and read != expected:
             # Back to the position held before the orders: what the estimate starts from.
             others = {s: p for s, p in acct.positions.items() if s != d.symbol}
             acct.positions = others if before is None else {**others, d.symbol: before}
@@ -1379,6 +1380,24 @@ class Engine:
         acct.wallet, acct.available = balance.wallet, balance.available
         acct.changed()
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
+
+    def _read_after_orders(
+        self,
+        d: Decision,
+        acct: AccountView,
+        now: int,
+        before: Position | None,
+        setting: Decimal,
+        sent: Sequence[OrderRequest],
+    ) -> None:
+        """The positions again after ``d``'s orders; unreadable: protect on the fills, raise."""
+        try:
+            self._read_positions_again(acct, now)
+        except AuthenticationFailed:
+            raise
+        except ExchangeError:  # AccountUnreadable too
+            self._protect_by_fills(d, acct, now, before, setting, sent, "positions unreadable")
+            raise
 
     def _fills_of(
         self, sent: Sequence[OrderRequest]

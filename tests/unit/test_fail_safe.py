@@ -560,17 +560,17 @@ class TrailingPositionsExchange(SimulatedExchange):
     """Answers the positions list once more as it was before an entry filled (a positions
     endpoint that trails the order's own answer by a moment)."""
 
-    trail: dict[str, Position] | None = None  # the answer before the entry, served once
-    served = False
+    trail: dict[str, Position] | None = None  # the answer before the entry
+    times = 2  # how many answers after the entry are the old one
 
     def place_order(self, request: OrderRequest) -> Order:
-        if request.purpose is OrderPurpose.ENTRY and not self.served:
+        if request.purpose is OrderPurpose.ENTRY and self.trail is None:
             self.trail = super().fetch_positions(list(self.book.positions))
         return super().place_order(request)
 
     def fetch_positions(self, symbols: list[str]) -> dict[str, Position]:  # type: ignore[override]
-        if self.trail is not None and not self.served:
-            self.served = True
+        if self.trail is not None and self.times > 0:
+            self.times -= 1
             return {s: p for s, p in self.trail.items() if s in symbols}
         return super().fetch_positions(symbols)
 
@@ -597,6 +597,22 @@ def test_an_entry_is_protected_when_the_positions_answer_trails_its_fill(
     engine.guard()  # the next reading agrees: the stop stays
     assert [o.client_id for o in _stops(ex)] == [stop.client_id]
     assert store.load_risk_memory().state is TradingState.ACTIVE  # type: ignore[union-attr]
+
+
+def test_a_positions_answer_a_moment_behind_its_fill_is_read_again(
+    instruments: dict[str, Instrument],
+) -> None:
+    """One answer older than the fills: read once more after a pause, then the tick goes on
+    as usual (no unreadable tick for a venue a moment behind)."""
+    engine, ex, store = build(instruments)
+    _swap(ex, TrailingPositionsExchange)
+    ex.times = 1  # type: ignore[attr-defined]
+    result = engine.tick()
+    assert result.unreadable is None
+    pos = ex.fetch_positions([BTC])[BTC]
+    [stop] = _stops(ex)
+    assert stop.amount == pos.qty
+    assert not any("the fills give" in e.reason for e in store.events)
 
 
 def test_position_after_fills_blends_adds_keeps_reductions_and_flips() -> None:

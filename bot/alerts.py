@@ -5,14 +5,16 @@ Conditions (:func:`conditions`): margin ratio above a threshold, a liquidation p
 ``k`` daily-volatility units, a position without a resting stop-loss or with part of it not
 covered by its stops (how much, in the message), a change of trading state, a failed tick.
 Each alert has a ``key`` naming the condition and the contract: an alert whose key was
-delivered within the dedup window is recorded but not sent again, and no more than
-``max_per_hour`` alerts are sent in any hour.
+delivered within the dedup window is recorded but not sent again (an incident that goes on is
+not sent at every job), and no more than ``max_per_hour`` alerts are sent in any hour. A
+condition seen to be over (:meth:`Notifier.resolved`) ends its incident: when it comes back,
+even within the window, that is a new incident and is sent.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -207,10 +209,21 @@ class Notifier:
         self.rules = rules
         self.account = account
         self._sent: list[int] = []
+        # key -> when the condition was last seen not to hold: a delivery before then was of an
+        # incident that is over, and does not make the next one a duplicate
+        self._resolved: dict[str, int] = {}
         self._delivered: dict[str, int] = {}  # key -> last delivery (ms), for a failing store
         self._held: dict[str, tuple[Alert, int | None]] = {}  # key -> newest unsent, oldest first
         self._rest_s = 0.0  # the current rest after failures in a row (0: none)
         self._retry_at: float | None = None  # on the clock's monotonic seconds
+
+    def resolved(self, keys: Iterable[str]) -> None:
+        """The conditions of ``keys`` are seen not to hold (the stop rests again, the account
+        was read): if they come back, it is a new incident, sent even within the dedup window.
+        Only for a condition known to be over, never for one that could not be checked."""
+        now = self.clock.now_ms()
+        for key in keys:
+            self._resolved[key] = now
 
     def notify(self, alerts: Sequence[Alert]) -> int:
         """Returns how many were delivered."""
@@ -220,6 +233,11 @@ class Notifier:
             alert = Alert(alert.key, alert.severity, redact(alert.message))
             now = self.clock.now_ms()
             since = now - self.rules.dedup_seconds * 1000
+            over = self._resolved.get(alert.key)
+            if over is not None:
+                # a delivery before it was of the incident that ended (one at the same moment,
+                # in the job that saw it end, is of the new one)
+                since = max(since, over)
             alert_id, duplicate = self._record(alert, now, since)
             if duplicate or self.sender is None:
                 continue

@@ -1,0 +1,125 @@
+"""One alert per incident: an incident that goes on is not sent at every job (nor every hour of
+the dedup window... only once per window), and one that ends and comes back is a new incident,
+sent again even within the window: a second position without a stop, a second liquidation, the
+account unreadable again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from bot.alerts import Alert, AlertRules, Notifier
+from bot.bootstrap import build_paper, open_store
+from bot.clock import SimClock
+from bot.config.loader import load_config
+from bot.domain.enums import EventKind, TradingState
+from bot.ports.store import RiskEvent
+from bot.runtime.runner import Runner
+from bot.store.sql import SqlStore
+from tests.runtime.conftest import write_config
+
+T0 = 1_748_822_400_000  # 2025-06-02T00:00Z
+MINUTE = 60_000
+RULES = AlertRules(D("0.8"), D(3), dedup_seconds=3600, max_per_hour=20)
+
+
+@dataclass
+class Outbox:
+    """A destination that takes every alert (a hand-written sender)."""
+
+    titles: list[str] = field(default_factory=list)
+
+    def __call__(self, title: str, body: str) -> bool:
+        self.titles.append(title)
+        return True
+
+    def count(self, key: str) -> int:
+        return sum(1 for t in self.titles if t.endswith(f": {key}"))
+
+
+def test_an_incident_that_ends_and_comes_back_is_sent_again(store: SqlStore) -> None:
+    clock = SimClock(T0)
+    out = Outbox()
+    n = Notifier(store, clock, out, RULES, account="acct")
+    naked = Alert("no_stop:BTC/USDT:USDT", "critical", "BTC has no stop")
+    assert n.notify([naked]) == 1
+    for minute in range(1, 5):  # it goes on: one alert, not one per job
+        clock.advance_to(T0 + minute * MINUTE)
+        assert n.notify([naked]) == 0
+    clock.advance_to(T0 + 5 * MINUTE)
+    n.resolved([naked.key])  # the stop rests again
+    clock.advance_to(T0 + 20 * MINUTE)
+    assert n.notify([naked]) == 1  # a new incident, within the hour of the first
+    clock.advance_to(T0 + 21 * MINUTE)
+    assert n.notify([naked]) == 0
+    assert out.count(naked.key) == 2
+
+
+@pytest.fixture
+def paper_runner(tmp_path: Path) -> Iterator[tuple[Runner, SqlStore, SimClock, Outbox]]:
+    config = load_config(write_config(tmp_path, contracts=1))
+    store = open_store(config)
+    clock = SimClock(T0)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    out = Outbox()
+    runner.notifier.sender = out
+    try:
+        assert runner.tick() is not None
+        yield runner, store, clock, out
+    finally:
+        paper.save()
+        store.close()
+
+
+def guard_after(
+    runner: Runner, store: SqlStore, clock: SimClock, kind: EventKind, reason: str
+) -> None:
+    """Ten minutes on, the engine has recorded ``kind`` in this job; the guard job runs."""
+    clock.advance_to(clock.now_ms() + 10 * MINUTE)
+    account_wide = kind in (EventKind.UNREADABLE, EventKind.READABLE)
+    symbol = None if account_wide else runner.engine.symbols[0]
+    store.record_event(
+        RiskEvent(
+            ts_ms=clock.now_ms(), kind=kind, symbol=symbol, state=TradingState.ACTIVE, reason=reason
+        )
+    )
+    runner.guard()
+
+
+def test_a_second_liquidation_within_the_hour_is_alerted(
+    paper_runner: tuple[Runner, SqlStore, SimClock, Outbox],
+) -> None:
+    runner, store, clock, out = paper_runner
+    guard_after(runner, store, clock, EventKind.EXIT, "position 0.5 closed by a liquidation")
+    guard_after(runner, store, clock, EventKind.EXIT, "position 0.3 closed by an ADL")
+    exits = [t for t in out.titles if ": exit:" in t]
+    assert len(exits) == 2, out.titles
+
+
+def test_a_position_unprotected_again_within_the_hour_is_alerted(
+    paper_runner: tuple[Runner, SqlStore, SimClock, Outbox],
+) -> None:
+    runner, store, clock, out = paper_runner
+    key = f"unprotected:{runner.engine.symbols[0]}"
+    guard_after(runner, store, clock, EventKind.UNPROTECTED, "stop rejected by the venue")
+    guard_after(runner, store, clock, EventKind.UNPROTECTED, "stop rejected by the venue")
+    assert out.count(key) == 1  # the same incident, going on
+    guard_after(runner, store, clock, EventKind.PROTECTED, "incident over")
+    guard_after(runner, store, clock, EventKind.UNPROTECTED, "stop rejected by the venue")
+    assert out.count(key) == 2, out.titles
+
+
+def test_the_account_unreadable_again_within_the_hour_is_alerted(
+    paper_runner: tuple[Runner, SqlStore, SimClock, Outbox],
+) -> None:
+    runner, store, clock, out = paper_runner
+    guard_after(runner, store, clock, EventKind.UNREADABLE, "unreadable: 1 read in a row")
+    guard_after(runner, store, clock, EventKind.UNREADABLE, "unreadable: 2 reads in a row")
+    assert out.count("unreadable:account") == 1
+    guard_after(runner, store, clock, EventKind.READABLE, "readable again")
+    guard_after(runner, store, clock, EventKind.UNREADABLE, "unreadable: 1 read in a row")
+    assert out.count("unreadable:account") == 2, out.titles

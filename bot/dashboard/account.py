@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,10 +14,11 @@ from bot.bootstrap import risk_limits
 from bot.catalogue import resolve_with_sources
 from bot.config.models import BotConfig
 from bot.dashboard.model import AlertLine, ContractView, Curve, JournalTable, Overview
-from bot.domain.enums import OrderPurpose
+from bot.domain.enums import EventKind, OrderPurpose
 from bot.domain.instrument import Instrument
 from bot.domain.margin import maintenance_margin
 from bot.domain.position import Position
+from bot.engine.read_streak import restored_streak
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
 from bot.errors import BotError
 from bot.instruments import instrument_for
@@ -51,6 +52,22 @@ def known_instruments(config: BotConfig, symbols: list[str]) -> dict[str, Instru
             except ValueError:
                 out[sym] = None
         return out
+
+
+def unreadable_run(store: SqlStore) -> tuple[int | None, int]:
+    """Since when the account has been unreadable, and how many reads in a row, when its newest
+    read failed (as the engine counts them: bot.engine.read_streak); (None, 0) when the newest
+    read succeeded or none was recorded."""
+    reads = (EventKind.READABLE, EventKind.UNREADABLE)
+    newest = store.recent_events(1, kinds=reads)
+    if not newest or newest[0].kind is not EventKind.UNREADABLE:
+        return None, 0
+    streak = max(1, restored_streak(newest))
+    ended = store.recent_events(1, kinds=(EventKind.READABLE,))
+    run = store.recent_events(
+        streak, kinds=(EventKind.UNREADABLE,), since_ms=ended[0].ts_ms if ended else None
+    )
+    return run[-1].ts_ms, streak
 
 
 def iso(ms: int | None) -> str:
@@ -104,7 +121,13 @@ class AccountSource:
         # position is unknown, not flat.
         positions = {p.symbol: p for p in snap[1]} if snap else None
         extras = self._paper_extras()
+        unreadable_since, unreadable_reads = unreadable_run(store)
         contracts = self._contracts(equity, positions, extras, now_ms)
+        if unreadable_since is not None:
+            # what the positions and their stops are now is not known: as last read
+            contracts = [
+                replace(c, unverified_since_ms=unreadable_since) if c.qty else c for c in contracts
+            ]
         change = views.last_state_change(store)
         alerts = [AlertLine(a.ts_ms, a.severity, a.message) for a in views.recent_alerts(store, 8)]
         return Overview(
@@ -129,6 +152,8 @@ class AccountSource:
             contracts=contracts,
             alerts=alerts,
             pending=views.pending_commands(store),
+            unreadable_since_ms=unreadable_since,
+            unreadable_reads=unreadable_reads,
         )
 
     def _paper_extras(self) -> _PaperExtras:

@@ -176,7 +176,10 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
         return response
 
     def stale(ov: Overview, now_ms: int) -> bool:
-        return ov.kind == "account" and not health(ov, now_ms)[0]
+        """The last tick is older than two intervals (or none was recorded)."""
+        if ov.kind != "account":
+            return False
+        return ov.last_tick_ms is None or now_ms - ov.last_tick_ms > 2 * ov.interval_ms
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request, run: str | None = None) -> Response:

@@ -1,0 +1,115 @@
+"""An account whose newest reads failed (``unreadable`` events after the last tick) is not shown
+as current: the dashboard, ``/healthz``, ``/metrics`` and ``bot status`` say since when it
+cannot be read, and a stop the bot has not seen since is not reported as resting; a trading
+state never recorded is not exported as 0 for every state."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
+from rich.console import Console
+
+from bot.bootstrap import open_store
+from bot.cli.reports import status_data, status_tables
+from bot.clock import SimClock
+from bot.config.loader import load_config
+from bot.dashboard.account import AccountSource
+from bot.dashboard.app import create_app
+from bot.dashboard.metrics import build_registry
+from bot.dashboard.security import Guard
+from bot.domain.enums import EventKind, TradingState
+from bot.engine.read_streak import readable_reason, unreadable_reason
+from bot.ports.store import RiskEvent
+from bot.store.sql import SqlStore
+from tests.dashboard.test_metrics import scrape
+
+MINUTE = 60_000
+
+
+def _event(store: SqlStore, ts_ms: int, kind: EventKind, reason: str) -> None:
+    store.record_event(
+        RiskEvent(ts_ms=ts_ms, kind=kind, symbol=None, state=TradingState.ACTIVE, reason=reason)
+    )
+
+
+def test_an_unreadable_account_is_not_shown_as_current(paper_account: Path) -> None:
+    config = load_config(paper_account)
+    store = open_store(config)
+    try:
+        equity = store.latest_equity()
+        assert equity is not None
+        last_tick = equity.ts_ms
+        # Three guards after the last tick could not read the account (the hourly tick is not
+        # due yet: the last tick is well within two intervals).
+        for n in (1, 2, 3):
+            _event(store, last_tick + n * MINUTE, EventKind.UNREADABLE, unreadable_reason(n, "x"))
+        now = last_tick + 4 * MINUTE
+        source = AccountSource(config, store)
+        app = create_app(
+            {config.account.name: source}, store=store, guard=Guard(None), clock=SimClock(now)
+        )
+        client = TestClient(app)
+
+        health = client.get("/healthz")
+        assert health.status_code == 503, health.json()
+        assert "unreadable" in health.json()["detail"]
+
+        page = client.get("/")
+        assert page.status_code == 200
+        assert "ACCOUNT UNREADABLE" in page.text
+        assert "3 reads in a row" in page.text
+        assert "unverified since" in page.text  # the stops shown are as last read
+
+        m = scrape(client)
+        assert m[("bot_account_unreadable", ())] == 1
+        # the positions are open: whether their stops still rest is not known now
+        held = [c for c in source.overview(now).contracts if c.qty]
+        assert held
+        for c in held:
+            assert c.unverified_since_ms == last_tick + MINUTE
+            assert ("bot_position_without_stop", (("symbol", c.symbol),)) not in m
+
+        data = status_data(config, store)
+        assert data["unreadable_reads"] == 3
+        assert data["unreadable_since"] is not None
+        terminal = Console(file=io.StringIO(), width=200)
+        terminal.print(status_tables(data)[0])
+        assert "ACCOUNT UNREADABLE" in terminal.file.getvalue()  # type: ignore[attr-defined]
+
+        # The account is read again: current, healthy, protected as recorded.
+        _event(store, now + MINUTE, EventKind.READABLE, readable_reason(3))
+        client = TestClient(
+            create_app(
+                {config.account.name: AccountSource(config, store)},
+                store=store,
+                guard=Guard(None),
+                clock=SimClock(now + 2 * MINUTE),
+            )
+        )
+        assert client.get("/healthz").status_code == 200
+        assert "ACCOUNT UNREADABLE" not in client.get("/").text
+        m = scrape(client)
+        assert m[("bot_account_unreadable", ())] == 0
+        for c in held:
+            assert m[("bot_position_without_stop", (("symbol", c.symbol),))] == 0
+        assert status_data(config, store)["unreadable_since"] is None
+    finally:
+        store.close()
+
+
+def test_a_state_never_recorded_is_not_exported_as_zero(tmp_path: Path) -> None:
+    from tests.runtime.conftest import write_config
+
+    config = load_config(write_config(tmp_path, contracts=1))
+    store = open_store(config)
+    try:
+        clock = SimClock(0)
+        registry, _ = build_registry(AccountSource(config, store), store, clock)
+        text = generate_latest(registry).decode()
+        assert "bot_trading_state{" not in text  # unknown, not "0 for active"
+        assert "bot_account_unreadable " not in text  # never read: neither
+    finally:
+        store.close()

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Protocol
 
 from loguru import logger
 
 from bot.clock import Clock
+from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
-from bot.domain.margin import maintenance_margin
+from bot.domain.margin import worst_margin
 from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.domain.position import Position
@@ -61,14 +62,10 @@ def conditions(
 ) -> list[Alert]:
     """Alerts that hold for this account state (pure)."""
     out: list[Alert] = []
-    maint = Decimal(0)
-    upnl = Decimal(0)
     for sym, pos in positions.items():
         if not pos.is_open:
             continue
         mark = marks[sym]
-        maint += maintenance_margin(instruments[sym], pos.notional(mark))
-        upnl += pos.unrealized_pnl(mark)
         # The bot's stops, and stop orders placed by hand (not the bot's client id), on the
         # side that closes the position: a position opened and protected by hand is not naked.
         # A close-position stop covers it all; sized stops add up (see bot.risk.coverage).
@@ -105,18 +102,25 @@ def conditions(
                         f"the mark {mark} (alert below {rules.liquidation_vol_units})",
                     )
                 )
-    balance = wallet + upnl
-    if maint > 0:
-        ratio = maint / balance if balance > 0 else Decimal("Infinity")
-        if ratio >= rules.margin_ratio:
-            out.append(
-                Alert(
-                    "margin_ratio",
-                    "critical",
-                    f"margin ratio {ratio:.2%} >= {rules.margin_ratio:.0%} "
-                    f"(maintenance {maint:.2f}, margin balance {balance:.2f})",
-                )
+    # The pool closest to liquidation: the cross positions on the wallet, or an isolated
+    # position on its own margin (an account-wide ratio hides an isolated position near its
+    # liquidation behind the rest of the equity).
+    held = [(p, instruments[s], marks[s]) for s, p in positions.items() if p.is_open]
+    # (an isolated position whose margin the venue did not give: at least what the account-wide
+    # figure says, as if the wallet carried it)
+    worst = worst_margin(held, wallet) or worst_margin(
+        [(replace(p, margin_mode=MarginMode.CROSS), i, m) for p, i, m in held], wallet
+    )
+    if worst is not None and worst.maintenance > 0 and worst.ratio >= rules.margin_ratio:
+        where = "" if worst.where == "cross" else f"{worst.where} (isolated) "
+        out.append(
+            Alert(
+                "margin_ratio",
+                "critical",
+                f"{where}margin ratio {worst.ratio:.2%} >= {rules.margin_ratio:.0%} "
+                f"(maintenance {worst.maintenance:.2f}, margin balance {worst.balance:.2f})",
             )
+        )
     return out
 
 

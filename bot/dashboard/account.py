@@ -16,7 +16,7 @@ from bot.config.models import BotConfig
 from bot.dashboard.model import AlertLine, ContractView, Curve, JournalTable, Overview
 from bot.domain.enums import EventKind, OrderPurpose
 from bot.domain.instrument import Instrument
-from bot.domain.margin import maintenance_margin
+from bot.domain.margin import worst_margin
 from bot.domain.position import Position
 from bot.engine.read_streak import restored_streak
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
@@ -146,7 +146,7 @@ class AccountSource:
             state_since_ms=change.ts_ms if change else None,
             daily_loss=_daily_loss(equity, memory),
             daily_loss_limit=self.limits.daily_loss,
-            margin_ratio=self._margin_ratio(equity, contracts),
+            margin_ratio=self._margin_ratio(equity, positions, contracts),
             last_tick_ms=equity.ts_ms if equity else None,
             interval_ms=self.interval_ms,
             contracts=contracts,
@@ -250,26 +250,27 @@ class AccountSource:
         return not self.store.has_filled_entry(pos.symbol)
 
     def _margin_ratio(
-        self, equity: EquitySnapshot | None, contracts: list[ContractView]
+        self,
+        equity: EquitySnapshot | None,
+        positions: dict[str, Position] | None,
+        contracts: list[ContractView],
     ) -> Decimal | None:
-        """Maintenance margin of every position over the account's equity (>= 1: liquidation)."""
-        if equity is None:
-            return None
-        total = ZERO
+        """Maintenance over margin balance of the pool closest to liquidation (>= 1:
+        liquidation): the cross positions on the wallet, each isolated position on its own
+        margin (bot.domain.margin.worst_margin); None when any of it is unknown."""
+        if equity is None or positions is None:
+            return None  # positions unknown: so is their requirement
+        held = []
         for c in contracts:
-            if c.qty is None:
-                return None  # positions unknown: so is their requirement
-            if c.qty == 0:
+            pos = positions.get(c.symbol)
+            if pos is None or not pos.is_open:
                 continue
             inst = self.instruments.get(c.symbol)
-            if inst is None or c.notional is None:
+            if inst is None or c.mark is None:
                 return None  # a position whose requirement is unknown: the ratio is unknown
-            total += maintenance_margin(inst, c.notional)
-        if total == 0:
-            return ZERO
-        if equity.equity <= 0:
-            return Decimal("Infinity")
-        return total / equity.equity
+            held.append((pos, inst, c.mark))
+        worst = worst_margin(held, equity.wallet)
+        return worst.ratio if worst is not None else None
 
     # -- history --------------------------------------------------------------------------------
 

@@ -77,7 +77,10 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
     # Infinity (positions with no equity left) is exported as +Inf: the worst case must still
     # trip `bot_margin_ratio > 0.8`, not vanish from the series.
     yield from one(
-        "bot_margin_ratio", "maintenance margin / equity (1: liquidation)", ov.margin_ratio
+        "bot_margin_ratio",
+        "maintenance / margin balance of the cross positions or the worst isolated one "
+        "(1: liquidation)",
+        ov.margin_ratio,
     )
     state = _gauge("bot_trading_state", "1 for the current trading state", ["state"])
     if ov.state in {s.value for s in TradingState}:

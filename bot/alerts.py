@@ -6,7 +6,8 @@ Conditions (:func:`conditions`): margin ratio above a threshold, a liquidation p
 covered by its stops (how much, in the message), a change of trading state, a failed tick.
 Each alert has a ``key`` naming the condition and the contract: an alert whose key was
 delivered within the dedup window is recorded but not sent again (an incident that goes on is
-not sent at every job), and no more than ``max_per_hour`` alerts are sent in any hour. A
+not sent at every job), and no more than ``max_per_hour`` alerts are sent in any hour (a
+critical one over the limit waits for room, a warning is dropped). A
 condition seen to be over (:meth:`Notifier.resolved`) ends its incident: when it comes back,
 even within the window, that is a new incident and is sent.
 """
@@ -252,6 +253,7 @@ class Notifier:
         # Critical first (a stable sort: oldest first within a severity): when the hourly limit
         # leaves room for only some, a position without a stop is not the one left unsent.
         batch.sort(key=lambda held: _URGENCY.get(held[0].severity, len(_URGENCY)))
+        held_keys = set(self._held)
         self._held = {}
         delivered = 0
         for alert, alert_id in batch:
@@ -261,7 +263,14 @@ class Notifier:
                 self._hold(alert, alert_id)
                 continue
             if len(self._sent) >= self.rules.max_per_hour:
-                logger.warning("alert rate limit reached; not sent: {}", alert.message)
+                if alert.severity == "critical":
+                    # Held, sent when the hour leaves room: a state change or an exit is keyed
+                    # by its time and alerted once, so one dropped here would never be sent.
+                    if alert.key not in held_keys:
+                        logger.warning("alert rate limit reached; held: {}", alert.message)
+                    self._hold(alert, alert_id)
+                else:
+                    logger.warning("alert rate limit reached; not sent: {}", alert.message)
                 continue
             if self._send(alert):
                 self._delivered[alert.key] = now

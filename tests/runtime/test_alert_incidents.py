@@ -123,3 +123,25 @@ def test_the_account_unreadable_again_within_the_hour_is_alerted(
     guard_after(runner, store, clock, EventKind.READABLE, "readable again")
     guard_after(runner, store, clock, EventKind.UNREADABLE, "unreadable: 1 read in a row")
     assert out.count("unreadable:account") == 2, out.titles
+
+
+def test_a_critical_alert_over_the_hourly_limit_is_held_not_lost(store: SqlStore) -> None:
+    """A state change or an exit is keyed by its time and alerted once: dropped by the hourly
+    limit it would never reach the owner. Critical ones wait for room; warnings are dropped."""
+    clock = SimClock(T0)
+    out = Outbox()
+    rules = AlertRules(D("0.8"), D(3), dedup_seconds=3600, max_per_hour=1)
+    n = Notifier(store, clock, out, rules, account="acct")
+    burst = [
+        Alert("state:halted@2025-06-02T00:00:00Z", "critical", "active -> halted"),
+        Alert("exit:BTC/USDT:USDT@2025-06-02T00:00:00Z", "critical", "BTC liquidated"),
+        Alert("tick_failed", "warning", "tick failed"),
+    ]
+    assert n.notify(burst) == 1
+    clock.advance_to(T0 + 30 * MINUTE)
+    assert n.notify([]) == 0  # the same hour: still no room
+    clock.advance_to(T0 + 61 * MINUTE)
+    assert n.notify([]) == 1  # room again: the held one goes out
+    assert out.count("state:halted@2025-06-02T00:00:00Z") == 1
+    assert out.count("exit:BTC/USDT:USDT@2025-06-02T00:00:00Z") == 1
+    assert out.count("tick_failed") == 0

@@ -88,6 +88,21 @@ class ContractView:
         return self.stop_loss is None or (self.unprotected_qty or 0) > 0
 
     @property
+    def funding_payer(self) -> str:
+        """Who pays at the next settlement, and what it means for the position held: a rate
+        > 0 is paid by longs to shorts, < 0 by shorts to longs."""
+        rate = self.funding_rate
+        if rate is None:
+            return "-"
+        if rate == 0:
+            return "nobody pays"
+        payer = "longs pay" if rate > 0 else "shorts pay"
+        if not self.qty:
+            return payer
+        pays = (self.qty > 0) == (rate > 0)
+        return f"{payer}: this position {'pays' if pays else 'receives'}"
+
+    @property
     def partly_covered(self) -> bool:
         """A stop rests but covers only part of the position (``unprotected_qty`` says how
         much is not)."""

@@ -26,6 +26,7 @@ from bot.logs import redact
 from bot.numbers import fixed, money, price, qty
 from bot.ports.store import EquitySnapshot, RiskMemory
 from bot.risk.coverage import coverage, recorded_stops
+from bot.risk.state import DAY_MS
 from bot.stats.timeframes import parse_timeframe
 from bot.store import views
 from bot.store.incidents import unprotected_since
@@ -144,7 +145,7 @@ class AccountSource:
             state=memory.state.value if memory else "unknown",
             state_reason=memory.state_reason if memory else None,
             state_since_ms=change.ts_ms if change else None,
-            daily_loss=_daily_loss(equity, memory),
+            daily_loss=_daily_loss(equity, memory, now_ms),
             daily_loss_limit=self.limits.daily_loss,
             margin_ratio=self._margin_ratio(equity, positions, contracts),
             last_tick_ms=equity.ts_ms if equity else None,
@@ -379,7 +380,15 @@ def _drawdown(equity: EquitySnapshot | None, memory: RiskMemory | None) -> Decim
     return max(ZERO, (memory.peak_equity - equity.equity) / memory.peak_equity)
 
 
-def _daily_loss(equity: EquitySnapshot | None, memory: RiskMemory | None) -> Decimal | None:
+def _daily_loss(
+    equity: EquitySnapshot | None, memory: RiskMemory | None, now_ms: int
+) -> Decimal | None:
+    """Loss since the start of the UTC day of ``now_ms``: unknown until the bot has recorded
+    that day's start (its first job after midnight) and an equity within the day; yesterday's
+    loss is not today's."""
     if equity is None or memory is None or memory.day_start_equity <= 0:
+        return None
+    today = now_ms - now_ms % DAY_MS
+    if memory.day_start_ms != today or equity.ts_ms < today:
         return None
     return max(ZERO, (memory.day_start_equity - equity.equity) / memory.day_start_equity)

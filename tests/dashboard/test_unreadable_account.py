@@ -6,6 +6,8 @@ state never recorded is not exported as 0 for every state."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
+from decimal import Decimal as D
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -111,5 +113,30 @@ def test_a_state_never_recorded_is_not_exported_as_zero(tmp_path: Path) -> None:
         text = generate_latest(registry).decode()
         assert "bot_trading_state{" not in text  # unknown, not "0 for active"
         assert "bot_account_unreadable " not in text  # never read: neither
+    finally:
+        store.close()
+
+
+def test_yesterdays_loss_is_not_todays(paper_account: Path) -> None:
+    """Past midnight UTC, before the bot records the new day's start (its first job after
+    midnight, or a bot that is down), the day's loss is unknown, not yesterday's figure."""
+    config = load_config(paper_account)
+    store = open_store(config)
+    try:
+        equity = store.latest_equity()
+        memory = store.load_risk_memory()
+        assert equity is not None
+        assert memory is not None
+        # a loss on the recorded day
+        start = (equity.equity * D("1.03")).quantize(D("0.01"))
+        store.save_risk_memory(replace(memory, day_start_equity=start))
+        source = AccountSource(config, store)
+        same_day = source.overview(equity.ts_ms + MINUTE)
+        assert same_day.daily_loss is not None
+        assert same_day.daily_loss == (start - equity.equity) / start
+        next_day = memory.day_start_ms + 86_400_000 + MINUTE
+        assert source.overview(next_day).daily_loss is None
+        registry, _ = build_registry(source, store, SimClock(next_day))
+        assert "bot_daily_loss_ratio " not in generate_latest(registry).decode()
     finally:
         store.close()

@@ -140,3 +140,30 @@ def test_yesterdays_loss_is_not_todays(paper_account: Path) -> None:
         assert "bot_daily_loss_ratio " not in generate_latest(registry).decode()
     finally:
         store.close()
+
+
+def test_a_bot_that_never_ticked_is_alerted(tmp_path: Path) -> None:
+    """StaleTick compares the last tick's age: with no tick recorded there is none, so a rule
+    fires on the interval without a last tick (what the exporter gives then)."""
+    import yaml
+
+    from tests.runtime.conftest import ROOT, write_config
+
+    rules = yaml.safe_load((ROOT / "docs" / "monitoring" / "alerts.yml").read_text())
+    exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    assert exprs["NoTickRecorded"].split() == [
+        "bot_tick_interval_seconds",
+        "unless",
+        "on",
+        "(instance)",
+        "bot_last_tick_timestamp_seconds",
+    ]
+    config = load_config(write_config(tmp_path, contracts=1))
+    store = open_store(config)
+    try:
+        registry, _ = build_registry(AccountSource(config, store), store, SimClock(0))
+        text = generate_latest(registry).decode()
+    finally:
+        store.close()
+    assert "\nbot_tick_interval_seconds " in text
+    assert "\nbot_last_tick_timestamp_seconds " not in text

@@ -319,7 +319,10 @@ class Runner:
                 reason=reason,
             )
         )
-        return [Alert("state", "critical", f"active -> reducing: {reason}")]
+        # Keyed by the change's time, as every state alert: a second run of failures within the
+        # dedup window (after a resume) is news too.
+        when = ms_to_datetime(now).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return [Alert(f"state:reducing@{when}", "critical", f"active -> reducing: {reason}")]
 
     def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
         """Alert the state changes and incidents recorded since the job started (unreadable

@@ -145,3 +145,30 @@ def test_a_critical_alert_over_the_hourly_limit_is_held_not_lost(store: SqlStore
     assert out.count("state:halted@2025-06-02T00:00:00Z") == 1
     assert out.count("exit:BTC/USDT:USDT@2025-06-02T00:00:00Z") == 1
     assert out.count("tick_failed") == 0
+
+
+def test_a_second_move_to_reducing_after_failed_jobs_is_alerted(
+    paper_runner: tuple[Runner, SqlStore, SimClock, Outbox],
+) -> None:
+    """Failed jobs move the account to reducing; a person resumes; failures move it again
+    within the hour: both moves reach the owner (the second was keyed "state" like the first,
+    and swallowed by the dedup window)."""
+    runner, store, clock, out = paper_runner
+    runner.max_failures = 1
+
+    def venue_down() -> None:
+        raise RuntimeError("venue down")
+
+    runner.before_tick.append(venue_down)
+    clock.advance_to(clock.now_ms() + 10 * MINUTE)
+    assert runner.tick() is None
+    store.post_command("resume", '{"reason": "checked"}', clock.now_ms())
+    clock.advance_to(clock.now_ms() + 10 * MINUTE)
+    runner.guard()  # applies the resume; a job that succeeds
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE
+    clock.advance_to(clock.now_ms() + 10 * MINUTE)
+    assert runner.tick() is None
+    reducing = [t for t in out.titles if "active -> reducing" in t or ": state:reducing" in t]
+    assert len(reducing) == 2, out.titles

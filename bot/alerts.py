@@ -22,6 +22,7 @@ from typing import Protocol
 
 from loguru import logger
 
+from bot import numbers
 from bot.clock import Clock
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
@@ -31,7 +32,7 @@ from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.extras import require
 from bot.logs import REDACTOR, redact
-from bot.risk.coverage import coverage, resting_stops
+from bot.risk.coverage import coverage, plain, resting_stops
 
 DAYS = Decimal(365)
 
@@ -72,13 +73,15 @@ def conditions(
         # A close-position stop covers it all; sized stops add up (see bot.risk.coverage).
         legs = resting_stops(resting.get(sym, []))
         cover = coverage(pos.qty, legs)
+        inst = instruments[sym]
+        size = plain(pos.qty)  # as the coverage says it: exact, never 1.23E+5
         if cover.stops == 0:
             wrong = " (a stop rests on the side that would add to it: no protection)"
             out.append(
                 Alert(
                     f"no_stop:{sym}",
                     "critical",
-                    f"{sym}: position {pos.qty} has no resting stop-loss" + (wrong if legs else ""),
+                    f"{sym}: position {size} has no resting stop-loss" + (wrong if legs else ""),
                 )
             )
         elif not cover.complete:
@@ -86,7 +89,7 @@ def conditions(
                 Alert(
                     f"part_unprotected:{sym}",
                     "critical",
-                    f"{sym}: position {pos.qty}: {cover.describe()}",
+                    f"{sym}: position {size}: {cover.describe()}",
                 )
             )
         snap = snapshots.get(sym)
@@ -99,8 +102,11 @@ def conditions(
                     Alert(
                         f"liq_distance:{sym}",
                         "critical",
-                        f"{sym}: liquidation {liq} is {units:.2f} daily-vol units from "
-                        f"the mark {mark} (alert below {rules.liquidation_vol_units})",
+                        f"{sym}: liquidation "
+                        f"{numbers.price_toward(liq, inst.tick_size, up=pos.qty > 0)} is "
+                        f"{units:.2f} daily-vol units from the mark "
+                        f"{numbers.price(mark, inst.tick_size)} "
+                        f"(alert below {rules.liquidation_vol_units})",
                     )
                 )
     # The pool closest to liquidation: the cross positions on the wallet, or an isolated

@@ -30,6 +30,7 @@ from bot.dashboard.metrics import build_registry, health
 from bot.dashboard.model import Overview, Source
 from bot.dashboard.security import CSRF_COOKIE, Guard, Refused, new_csrf
 from bot.errors import BotError
+from bot.logs import REDACTED
 from bot.runtime.commands import post_command
 from bot.store.sql import SqlStore
 from bot.store.views import TimeWindow
@@ -415,7 +416,11 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 },
                 status=409,
             )
-        text = reason.strip()[:200] or f"dashboard {action}"
+        # The reason is recorded, logged and alerted by the bot: the operator token typed into
+        # it by mistake (the field beside it) must not travel with it (masked before the cut,
+        # so no part of it is left).
+        typed = reason.replace(guard.token, REDACTED) if guard.token else reason
+        text = typed.strip()[:200] or f"dashboard {action}"
         try:
             cmd = post_command(
                 store,

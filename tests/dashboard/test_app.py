@@ -264,3 +264,22 @@ def test_simulation_directory_in_the_same_views(tmp_path: Path) -> None:
     assert refused.status_code == 403
     with pytest.raises(DataError, match=r"no report\.json"):
         discover_runs(tmp_path)
+
+
+def test_the_token_typed_into_the_reason_is_not_posted(
+    paper_account: Path, store: SqlStore
+) -> None:
+    """The reason is recorded, logged and alerted by the bot: the operator token pasted into it
+    (the field beside the token's) is masked before it is posted."""
+    client = client_for(paper_account, store, token=TOKEN, now_ms=last_tick(store))
+    form = {
+        "token": TOKEN,
+        "csrf": csrf_of(client),
+        "confirm": "yes",
+        "reason": f"night {TOKEN}",
+        "form_id": form_id_of(client, "halt"),
+    }
+    assert client.post("/actions/halt", data=form, headers=ORIGIN).status_code == 200
+    [pending] = views.pending_commands(store)
+    assert TOKEN not in pending.args
+    assert json.loads(pending.args)["reason"] == "night ***"

@@ -172,3 +172,30 @@ def test_a_second_move_to_reducing_after_failed_jobs_is_alerted(
     assert runner.tick() is None
     reducing = [t for t in out.titles if "active -> reducing" in t or ": state:reducing" in t]
     assert len(reducing) == 2, out.titles
+
+
+def test_a_stop_missing_again_after_it_rested_is_alerted(
+    paper_runner: tuple[Runner, SqlStore, SimClock, Outbox],
+) -> None:
+    """The alert conditions on the account the tick read: a position without a stop, then its
+    stop resting (the incident is over), then missing again within the hour: two alerts; while
+    it stays missing, none more."""
+    runner, _, clock, out = paper_runner
+    acct = runner.engine.last_account
+    assert acct is not None
+    [sym] = [s for s, p in acct.positions.items() if p.is_open]
+    stops = acct.resting[sym]
+    assert stops  # the tick protected its entry
+    key = f"no_stop:{sym}"
+
+    def tick_sees(resting: list[object]) -> None:
+        clock.advance_to(clock.now_ms() + 5 * MINUTE)
+        acct.resting[sym] = resting  # type: ignore[assignment]
+        runner._alert(clock.now_ms(), tick=True)
+
+    tick_sees([])
+    tick_sees([])  # still missing: the same incident
+    assert out.count(key) == 1
+    tick_sees(stops)  # the stop rests again
+    tick_sees([])
+    assert out.count(key) == 2, out.titles

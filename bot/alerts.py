@@ -131,6 +131,23 @@ def conditions(
     return out
 
 
+class RecordedAlert(Protocol):
+    """An alert as the store recorded it (bot.store.sql.AlertRecord)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def ts_ms(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def delivered(self) -> bool: ...
+
+
 class AlertStore(Protocol):
     def record_alert(
         self, ts_ms: int, key: str, severity: str, message: str, *, delivered: bool = False
@@ -227,6 +244,26 @@ class Notifier:
         self._held: dict[str, tuple[Alert, int | None]] = {}  # key -> newest unsent, oldest first
         self._rest_s = 0.0  # the current rest after failures in a row (0: none)
         self._retry_at: float | None = None  # on the clock's monotonic seconds
+
+    def restore(self, recorded: Iterable[RecordedAlert]) -> int:
+        """Hold again the critical alerts recorded within the dedup window and never delivered
+        (held for a failing destination when the bot stopped): they go out first, at the next
+        job. A key delivered within the window is not (its undelivered records are duplicates).
+        Returns how many are held."""
+        since = self.clock.now_ms() - self.rules.dedup_seconds * 1000
+        newest: dict[str, RecordedAlert] = {}
+        delivered: set[str] = set()
+        for r in recorded:
+            if r.ts_ms < since:
+                continue
+            if r.delivered:
+                delivered.add(r.key)
+            elif r.key not in newest or (r.ts_ms, r.id) > (newest[r.key].ts_ms, newest[r.key].id):
+                newest[r.key] = r
+        for r in sorted(newest.values(), key=lambda r: (r.ts_ms, r.id)):
+            if r.key not in delivered and r.severity == "critical":
+                self._hold(Alert(r.key, r.severity, r.message), r.id)
+        return len(self._held)
 
     def resolved(self, keys: Iterable[str]) -> None:
         """The conditions of ``keys`` are seen not to hold (the stop rests again, the account

@@ -21,6 +21,7 @@ from bot.ports.store import RiskEvent
 from bot.runtime.runner import Runner
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
+from tests.runtime.test_alerts import Receiver, receiver, set_runtime  # noqa: F401 - a fixture
 
 T0 = 1_748_822_400_000  # 2025-06-02T00:00Z
 MINUTE = 60_000
@@ -199,3 +200,52 @@ def test_a_stop_missing_again_after_it_rested_is_alerted(
     tick_sees(stops)  # the stop rests again
     tick_sees([])
     assert out.count(key) == 2, out.titles
+
+
+# Apprise's PGP support imports the deprecated ``imghdr`` (see tests/runtime/test_alerts.py).
+@pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+def test_a_critical_alert_held_for_a_failing_destination_survives_a_restart(
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The destination fails, the bot halts (a critical alert, held), the bot restarts (a
+    supervisor after a crash): the alert reaches the owner at the first job, not lost with the
+    process."""
+    config_path = write_config(tmp_path, contracts=1)
+    set_runtime(config_path, alert_urls=f'["{receiver.url}"]')
+    config = load_config(config_path)
+    clock = SimClock(T0)
+    receiver.status = 500
+    for run in ("before", "after"):
+        store = open_store(config)
+        runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+        try:
+            if run == "before":
+                store.post_command("halt", '{"flatten": false}', clock.now_ms())
+                assert runner.tick() is not None
+            else:
+                receiver.status = 200
+                clock.advance_to(clock.now_ms() + MINUTE)
+                runner.guard()
+        finally:
+            paper.save()
+            store.close()
+    halted = [t for t in receiver.titles() if t.startswith("[main] critical: state:halted@")]
+    assert len(halted) == 2, receiver.titles()  # refused once, delivered after the restart
+
+
+def test_only_undelivered_critical_alerts_of_the_window_are_restored(store: SqlStore) -> None:
+    clock = SimClock(T0 + 2 * 3_600_000)
+    now = clock.now_ms()
+    store.record_alert(now - 10 * MINUTE, "state:halted@x", "critical", "sent", delivered=True)
+    store.record_alert(now - 5 * MINUTE, "state:halted@x", "critical", "a duplicate of it")
+    store.record_alert(now - 4 * MINUTE, "exit:BTC@y", "critical", "never sent")
+    store.record_alert(now - 3 * MINUTE, "tick_failed", "warning", "a warning")
+    store.record_alert(now - 2 * 3_600_000, "exit:ETH@z", "critical", "out of the window")
+    out = Outbox()
+    n = Notifier(store, clock, out, RULES, account="acct")
+    from bot.store import views
+
+    assert n.restore(views.recent_alerts(store, 100)) == 1
+    assert n.notify([]) == 1
+    assert out.titles == ["[acct] critical: exit:BTC@y"]

@@ -246,11 +246,12 @@ class Notifier:
         self._retry_at: float | None = None  # on the clock's monotonic seconds
 
     def restore(self, recorded: Iterable[RecordedAlert]) -> int:
-        """Hold again the critical alerts recorded within the dedup window and never delivered
-        (held for a failing destination when the bot stopped): they go out first, at the next
-        job. A key delivered within the window is not (its undelivered records are duplicates).
-        Returns how many are held."""
-        since = self.clock.now_ms() - self.rules.dedup_seconds * 1000
+        """Hold again the critical alerts recorded within the dedup window (an hour at least)
+        and never delivered (held for a failing destination when the bot stopped): they go out
+        first, at the next job. A key delivered within the window is not (its undelivered
+        records are duplicates). Returns how many are held."""
+        # (at least the last hour: a dedup window of 0 still has alerts to restore)
+        since = self.clock.now_ms() - max(self.rules.dedup_seconds, 3600) * 1000
         newest: dict[str, RecordedAlert] = {}
         delivered: set[str] = set()
         for r in recorded:

@@ -17,6 +17,7 @@ from bot.bootstrap import build_paper, open_store
 from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import EventKind, TradingState
+from bot.domain.orders import Order
 from bot.ports.store import RiskEvent
 from bot.runtime.runner import Runner
 from bot.store.sql import SqlStore
@@ -189,9 +190,9 @@ def test_a_stop_missing_again_after_it_rested_is_alerted(
     assert stops  # the tick protected its entry
     key = f"no_stop:{sym}"
 
-    def tick_sees(resting: list[object]) -> None:
+    def tick_sees(resting: list[Order]) -> None:
         clock.advance_to(clock.now_ms() + 5 * MINUTE)
-        acct.resting[sym] = resting  # type: ignore[assignment]
+        acct.resting[sym] = resting
         runner._alert(clock.now_ms(), tick=True)
 
     tick_sees([])

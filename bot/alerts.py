@@ -5,29 +5,34 @@ Conditions (:func:`conditions`): margin ratio above a threshold, a liquidation p
 ``k`` daily-volatility units, a position without a resting stop-loss or with part of it not
 covered by its stops (how much, in the message), a change of trading state, a failed tick.
 Each alert has a ``key`` naming the condition and the contract: an alert whose key was
-delivered within the dedup window is recorded but not sent again, and no more than
-``max_per_hour`` alerts are sent in any hour.
+delivered within the dedup window is recorded but not sent again (an incident that goes on is
+not sent at every job), and no more than ``max_per_hour`` alerts are sent in any hour (a
+critical one over the limit waits for room, a warning is dropped). A
+condition seen to be over (:meth:`Notifier.resolved`) ends its incident: when it comes back,
+even within the window, that is a new incident and is sent.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Protocol
 
 from loguru import logger
 
+from bot import numbers
 from bot.clock import Clock
+from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
-from bot.domain.margin import maintenance_margin
+from bot.domain.margin import worst_margin
 from bot.domain.market import MarketSnapshot
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.extras import require
 from bot.logs import REDACTOR, redact
-from bot.risk.coverage import coverage, resting_stops
+from bot.risk.coverage import coverage, plain, resting_stops
 
 DAYS = Decimal(365)
 
@@ -59,26 +64,24 @@ def conditions(
 ) -> list[Alert]:
     """Alerts that hold for this account state (pure)."""
     out: list[Alert] = []
-    maint = Decimal(0)
-    upnl = Decimal(0)
     for sym, pos in positions.items():
         if not pos.is_open:
             continue
         mark = marks[sym]
-        maint += maintenance_margin(instruments[sym], pos.notional(mark))
-        upnl += pos.unrealized_pnl(mark)
         # The bot's stops, and stop orders placed by hand (not the bot's client id), on the
         # side that closes the position: a position opened and protected by hand is not naked.
         # A close-position stop covers it all; sized stops add up (see bot.risk.coverage).
         legs = resting_stops(resting.get(sym, []))
         cover = coverage(pos.qty, legs)
+        inst = instruments[sym]
+        size = plain(pos.qty)  # as the coverage says it: exact, never 1.23E+5
         if cover.stops == 0:
             wrong = " (a stop rests on the side that would add to it: no protection)"
             out.append(
                 Alert(
                     f"no_stop:{sym}",
                     "critical",
-                    f"{sym}: position {pos.qty} has no resting stop-loss" + (wrong if legs else ""),
+                    f"{sym}: position {size} has no resting stop-loss" + (wrong if legs else ""),
                 )
             )
         elif not cover.complete:
@@ -86,7 +89,7 @@ def conditions(
                 Alert(
                     f"part_unprotected:{sym}",
                     "critical",
-                    f"{sym}: position {pos.qty}: {cover.describe()}",
+                    f"{sym}: position {size}: {cover.describe()}",
                 )
             )
         snap = snapshots.get(sym)
@@ -99,23 +102,50 @@ def conditions(
                     Alert(
                         f"liq_distance:{sym}",
                         "critical",
-                        f"{sym}: liquidation {liq} is {units:.2f} daily-vol units from "
-                        f"the mark {mark} (alert below {rules.liquidation_vol_units})",
+                        f"{sym}: liquidation "
+                        f"{numbers.price_toward(liq, inst.tick_size, up=pos.qty > 0)} is "
+                        f"{units:.2f} daily-vol units from the mark "
+                        f"{numbers.price(mark, inst.tick_size)} "
+                        f"(alert below {rules.liquidation_vol_units})",
                     )
                 )
-    balance = wallet + upnl
-    if maint > 0:
-        ratio = maint / balance if balance > 0 else Decimal("Infinity")
-        if ratio >= rules.margin_ratio:
-            out.append(
-                Alert(
-                    "margin_ratio",
-                    "critical",
-                    f"margin ratio {ratio:.2%} >= {rules.margin_ratio:.0%} "
-                    f"(maintenance {maint:.2f}, margin balance {balance:.2f})",
-                )
+    # The pool closest to liquidation: the cross positions on the wallet, or an isolated
+    # position on its own margin (an account-wide ratio hides an isolated position near its
+    # liquidation behind the rest of the equity).
+    held = [(p, instruments[s], marks[s]) for s, p in positions.items() if p.is_open]
+    # (an isolated position whose margin the venue did not give: at least what the account-wide
+    # figure says, as if the wallet carried it)
+    worst = worst_margin(held, wallet) or worst_margin(
+        [(replace(p, margin_mode=MarginMode.CROSS), i, m) for p, i, m in held], wallet
+    )
+    if worst is not None and worst.maintenance > 0 and worst.ratio >= rules.margin_ratio:
+        where = "" if worst.where == "cross" else f"{worst.where} (isolated) "
+        out.append(
+            Alert(
+                "margin_ratio",
+                "critical",
+                f"{where}margin ratio {worst.ratio:.2%} >= {rules.margin_ratio:.0%} "
+                f"(maintenance {worst.maintenance:.2f}, margin balance {worst.balance:.2f})",
             )
+        )
     return out
+
+
+class RecordedAlert(Protocol):
+    """An alert as the store recorded it (bot.store.sql.AlertRecord)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def ts_ms(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def delivered(self) -> bool: ...
 
 
 class AlertStore(Protocol):
@@ -207,10 +237,42 @@ class Notifier:
         self.rules = rules
         self.account = account
         self._sent: list[int] = []
+        # key -> when the condition was last seen not to hold: a delivery before then was of an
+        # incident that is over, and does not make the next one a duplicate
+        self._resolved: dict[str, int] = {}
         self._delivered: dict[str, int] = {}  # key -> last delivery (ms), for a failing store
         self._held: dict[str, tuple[Alert, int | None]] = {}  # key -> newest unsent, oldest first
         self._rest_s = 0.0  # the current rest after failures in a row (0: none)
         self._retry_at: float | None = None  # on the clock's monotonic seconds
+
+    def restore(self, recorded: Iterable[RecordedAlert]) -> int:
+        """Hold again the critical alerts recorded within the dedup window (an hour at least)
+        and never delivered (held for a failing destination when the bot stopped): they go out
+        first, at the next job. A key delivered within the window is not (its undelivered
+        records are duplicates). Returns how many are held."""
+        # (at least the last hour: a dedup window of 0 still has alerts to restore)
+        since = self.clock.now_ms() - max(self.rules.dedup_seconds, 3600) * 1000
+        newest: dict[str, RecordedAlert] = {}
+        delivered: set[str] = set()
+        for r in recorded:
+            if r.ts_ms < since:
+                continue
+            if r.delivered:
+                delivered.add(r.key)
+            elif r.key not in newest or (r.ts_ms, r.id) > (newest[r.key].ts_ms, newest[r.key].id):
+                newest[r.key] = r
+        for r in sorted(newest.values(), key=lambda r: (r.ts_ms, r.id)):
+            if r.key not in delivered and r.severity == "critical":
+                self._hold(Alert(r.key, r.severity, r.message), r.id)
+        return len(self._held)
+
+    def resolved(self, keys: Iterable[str]) -> None:
+        """The conditions of ``keys`` are seen not to hold (the stop rests again, the account
+        was read): if they come back, it is a new incident, sent even within the dedup window.
+        Only for a condition known to be over, never for one that could not be checked."""
+        now = self.clock.now_ms()
+        for key in keys:
+            self._resolved[key] = now
 
     def notify(self, alerts: Sequence[Alert]) -> int:
         """Returns how many were delivered."""
@@ -220,6 +282,11 @@ class Notifier:
             alert = Alert(alert.key, alert.severity, redact(alert.message))
             now = self.clock.now_ms()
             since = now - self.rules.dedup_seconds * 1000
+            over = self._resolved.get(alert.key)
+            if over is not None:
+                # a delivery before it was of the incident that ended (one at the same moment,
+                # in the job that saw it end, is of the new one)
+                since = max(since, over)
             alert_id, duplicate = self._record(alert, now, since)
             if duplicate or self.sender is None:
                 continue
@@ -230,6 +297,7 @@ class Notifier:
         # Critical first (a stable sort: oldest first within a severity): when the hourly limit
         # leaves room for only some, a position without a stop is not the one left unsent.
         batch.sort(key=lambda held: _URGENCY.get(held[0].severity, len(_URGENCY)))
+        held_keys = set(self._held)
         self._held = {}
         delivered = 0
         for alert, alert_id in batch:
@@ -239,7 +307,14 @@ class Notifier:
                 self._hold(alert, alert_id)
                 continue
             if len(self._sent) >= self.rules.max_per_hour:
-                logger.warning("alert rate limit reached; not sent: {}", alert.message)
+                if alert.severity == "critical":
+                    # Held, sent when the hour leaves room: a state change or an exit is keyed
+                    # by its time and alerted once, so one dropped here would never be sent.
+                    if alert.key not in held_keys:
+                        logger.warning("alert rate limit reached; held: {}", alert.message)
+                    self._hold(alert, alert_id)
+                else:
+                    logger.warning("alert rate limit reached; not sent: {}", alert.message)
                 continue
             if self._send(alert):
                 self._delivered[alert.key] = now

@@ -302,8 +302,12 @@ def check_history_reach(config: BotConfig) -> None:
             )
 
 
+RESTORED_ALERTS = 500  # the newest recorded alerts looked at for undelivered ones at start
+
+
 def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
     from bot.alerts import AlertRules, Notifier, apprise_sender
+    from bot.store import views
 
     rt = config.runtime
     rules = AlertRules(
@@ -316,7 +320,11 @@ def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifie
         sender = apprise_sender(rt.alert_urls)
     except ValueError as exc:
         raise ConfigError(f"{config.source}: runtime.alert_urls: {exc}") from None
-    return Notifier(store, clock, sender, rules, account=config.account.name), rules
+    notifier = Notifier(store, clock, sender, rules, account=config.account.name)
+    if sender is not None:
+        # a restart does not lose what a failing destination held: sent at the first job
+        notifier.restore(views.recent_alerts(store, RESTORED_ALERTS))
+    return notifier, rules
 
 
 def engine_symbols(config: BotConfig) -> list[str]:

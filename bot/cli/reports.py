@@ -44,6 +44,7 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
     incidents and each contract's last decision are read by kind, however many other orders,
     events or decisions were recorded since.
     """
+    from bot.dashboard.account import unreadable_run
     from bot.domain.enums import EventKind
     from bot.store import views
 
@@ -113,9 +114,13 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         row["last_decision"] = _iso(rec.ts_ms) if rec else None
         row["reason"] = rec.decision.reason if rec else None
         contracts.append(row)
+    unreadable_since, unreadable_reads = unreadable_run(store)
     return {
         "account": config.account.name,
         "as_of": _iso(equity.ts_ms) if equity else None,
+        # The newest reads of the account failed: every figure here is as of the last tick.
+        "unreadable_since": _iso(unreadable_since),
+        "unreadable_reads": unreadable_reads,
         "positions_as_of": _iso(snap[0]) if snap else None,
         "equity": _s(equity.equity) if equity else None,
         "wallet": _s(equity.wallet) if equity else None,
@@ -169,6 +174,12 @@ def status_tables(
     head.add_column("field")
     head.add_column("value", justify="right", no_wrap=True)
     head.add_row("as of", str(data["as_of"] or "no tick yet"))
+    if data.get("unreadable_since"):
+        head.add_row(
+            "ACCOUNT UNREADABLE",
+            f"since {data['unreadable_since']} ({data['unreadable_reads']} reads in a row): "
+            f"figures and stops as last read, at {data['as_of'] or '-'}",
+        )
     for key in ("equity", "wallet", "unrealized_pnl", "peak_equity"):
         head.add_row(key.replace("_", " "), numbers.money(_d(data[key]), grouping=True))
     head.add_row("state", str(data["state"] or "unknown (no risk state recorded)"))

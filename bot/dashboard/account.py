@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,10 +14,11 @@ from bot.bootstrap import risk_limits
 from bot.catalogue import resolve_with_sources
 from bot.config.models import BotConfig
 from bot.dashboard.model import AlertLine, ContractView, Curve, JournalTable, Overview
-from bot.domain.enums import OrderPurpose
+from bot.domain.enums import EventKind, OrderPurpose
 from bot.domain.instrument import Instrument
-from bot.domain.margin import maintenance_margin
+from bot.domain.margin import worst_margin
 from bot.domain.position import Position
+from bot.engine.read_streak import restored_streak
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
 from bot.errors import BotError
 from bot.instruments import instrument_for
@@ -25,6 +26,7 @@ from bot.logs import redact
 from bot.numbers import fixed, money, price, qty
 from bot.ports.store import EquitySnapshot, RiskMemory
 from bot.risk.coverage import coverage, recorded_stops
+from bot.risk.state import DAY_MS
 from bot.stats.timeframes import parse_timeframe
 from bot.store import views
 from bot.store.incidents import unprotected_since
@@ -51,6 +53,22 @@ def known_instruments(config: BotConfig, symbols: list[str]) -> dict[str, Instru
             except ValueError:
                 out[sym] = None
         return out
+
+
+def unreadable_run(store: SqlStore) -> tuple[int | None, int]:
+    """Since when the account has been unreadable, and how many reads in a row, when its newest
+    read failed (as the engine counts them: bot.engine.read_streak); (None, 0) when the newest
+    read succeeded or none was recorded."""
+    reads = (EventKind.READABLE, EventKind.UNREADABLE)
+    newest = store.recent_events(1, kinds=reads)
+    if not newest or newest[0].kind is not EventKind.UNREADABLE:
+        return None, 0
+    streak = max(1, restored_streak(newest))
+    ended = store.recent_events(1, kinds=(EventKind.READABLE,))
+    run = store.recent_events(
+        streak, kinds=(EventKind.UNREADABLE,), since_ms=ended[0].ts_ms if ended else None
+    )
+    return run[-1].ts_ms, streak
 
 
 def iso(ms: int | None) -> str:
@@ -104,7 +122,13 @@ class AccountSource:
         # position is unknown, not flat.
         positions = {p.symbol: p for p in snap[1]} if snap else None
         extras = self._paper_extras()
+        unreadable_since, unreadable_reads = unreadable_run(store)
         contracts = self._contracts(equity, positions, extras, now_ms)
+        if unreadable_since is not None:
+            # what the positions and their stops are now is not known: as last read
+            contracts = [
+                replace(c, unverified_since_ms=unreadable_since) if c.qty else c for c in contracts
+            ]
         change = views.last_state_change(store)
         alerts = [AlertLine(a.ts_ms, a.severity, a.message) for a in views.recent_alerts(store, 8)]
         return Overview(
@@ -121,14 +145,16 @@ class AccountSource:
             state=memory.state.value if memory else "unknown",
             state_reason=memory.state_reason if memory else None,
             state_since_ms=change.ts_ms if change else None,
-            daily_loss=_daily_loss(equity, memory),
+            daily_loss=_daily_loss(equity, memory, now_ms),
             daily_loss_limit=self.limits.daily_loss,
-            margin_ratio=self._margin_ratio(equity, contracts),
+            margin_ratio=self._margin_ratio(equity, positions, contracts),
             last_tick_ms=equity.ts_ms if equity else None,
             interval_ms=self.interval_ms,
             contracts=contracts,
             alerts=alerts,
             pending=views.pending_commands(store),
+            unreadable_since_ms=unreadable_since,
+            unreadable_reads=unreadable_reads,
         )
 
     def _paper_extras(self) -> _PaperExtras:
@@ -225,26 +251,27 @@ class AccountSource:
         return not self.store.has_filled_entry(pos.symbol)
 
     def _margin_ratio(
-        self, equity: EquitySnapshot | None, contracts: list[ContractView]
+        self,
+        equity: EquitySnapshot | None,
+        positions: dict[str, Position] | None,
+        contracts: list[ContractView],
     ) -> Decimal | None:
-        """Maintenance margin of every position over the account's equity (>= 1: liquidation)."""
-        if equity is None:
-            return None
-        total = ZERO
+        """Maintenance over margin balance of the pool closest to liquidation (>= 1:
+        liquidation): the cross positions on the wallet, each isolated position on its own
+        margin (bot.domain.margin.worst_margin); None when any of it is unknown."""
+        if equity is None or positions is None:
+            return None  # positions unknown: so is their requirement
+        held = []
         for c in contracts:
-            if c.qty is None:
-                return None  # positions unknown: so is their requirement
-            if c.qty == 0:
+            pos = positions.get(c.symbol)
+            if pos is None or not pos.is_open:
                 continue
             inst = self.instruments.get(c.symbol)
-            if inst is None or c.notional is None:
+            if inst is None or c.mark is None:
                 return None  # a position whose requirement is unknown: the ratio is unknown
-            total += maintenance_margin(inst, c.notional)
-        if total == 0:
-            return ZERO
-        if equity.equity <= 0:
-            return Decimal("Infinity")
-        return total / equity.equity
+            held.append((pos, inst, c.mark))
+        worst = worst_margin(held, equity.wallet)
+        return worst.ratio if worst is not None else None
 
     # -- history --------------------------------------------------------------------------------
 
@@ -353,7 +380,15 @@ def _drawdown(equity: EquitySnapshot | None, memory: RiskMemory | None) -> Decim
     return max(ZERO, (memory.peak_equity - equity.equity) / memory.peak_equity)
 
 
-def _daily_loss(equity: EquitySnapshot | None, memory: RiskMemory | None) -> Decimal | None:
+def _daily_loss(
+    equity: EquitySnapshot | None, memory: RiskMemory | None, now_ms: int
+) -> Decimal | None:
+    """Loss since the start of the UTC day of ``now_ms``: unknown until the bot has recorded
+    that day's start (its first job after midnight) and an equity within the day; yesterday's
+    loss is not today's."""
     if equity is None or memory is None or memory.day_start_equity <= 0:
+        return None
+    today = now_ms - now_ms % DAY_MS
+    if memory.day_start_ms != today or equity.ts_ms < today:
         return None
     return max(ZERO, (memory.day_start_equity - equity.equity) / memory.day_start_equity)

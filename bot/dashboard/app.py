@@ -8,6 +8,8 @@ for confirmation, the POST acts); ``/metrics`` (Prometheus) and ``/healthz``.
 
 from __future__ import annotations
 
+import secrets
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +30,7 @@ from bot.dashboard.metrics import build_registry, health
 from bot.dashboard.model import Overview, Source
 from bot.dashboard.security import CSRF_COOKIE, Guard, Refused, new_csrf
 from bot.errors import BotError
+from bot.logs import REDACTED
 from bot.runtime.commands import post_command
 from bot.store.sql import SqlStore
 from bot.store.views import TimeWindow
@@ -90,6 +93,59 @@ def _parse_time(value: str | None, name: str) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
+class ActionForms:
+    """One command per confirmation page: each page carries a one-time form id, and a POST of
+    an id already posted is not posted again (a double click, a browser resubmitting the form
+    on reload, which could halt again after a resume). Ids live in this process: a confirmation
+    page from before a restart of the dashboard is refused (open the action again)."""
+
+    KEEP = 200  # ids remembered, issued and posted each (the oldest are forgotten)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # pages are served from a thread pool
+        self._issued: dict[str, str] = {}  # form id -> action
+        self._posted: dict[str, int | None] = {}  # form id -> command id (None: being posted)
+
+    def issue(self, action: str) -> str:
+        form_id = secrets.token_urlsafe(16)
+        with self._lock:
+            self._issued[form_id] = action
+            _forget_oldest(self._issued, self.KEEP)
+        return form_id
+
+    def claim(self, action: str, form_id: str) -> tuple[bool, int | None]:
+        """(True, None) when ``form_id`` may be posted now (it is claimed: a second request with
+        it gets (False, the command's id, or None while the first is being posted)); raises
+        :class:`Refused` for an id this dashboard did not issue for ``action``."""
+        with self._lock:
+            if form_id in self._posted:
+                return False, self._posted[form_id]
+            if not form_id or self._issued.get(form_id) != action:
+                raise Refused(
+                    "this confirmation page is not one this dashboard issued for "
+                    f"{action} (expired by a restart?): open the action again"
+                )
+            del self._issued[form_id]
+            self._posted[form_id] = None
+            _forget_oldest(self._posted, self.KEEP)
+            return True, None
+
+    def posted(self, form_id: str, command_id: int) -> None:
+        with self._lock:
+            self._posted[form_id] = command_id
+
+    def failed(self, action: str, form_id: str) -> None:
+        """Posting failed (the database did not answer): the page may be sent again."""
+        with self._lock:
+            self._posted.pop(form_id, None)
+            self._issued[form_id] = action
+
+
+def _forget_oldest(entries: dict[str, Any], keep: int) -> None:
+    while len(entries) > keep:
+        del entries[next(iter(entries))]
+
+
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
@@ -147,6 +203,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
             status=503,
         )
 
+    forms = ActionForms()
     account_registry, _ = build_registry(sources[default], store, clock)
     registries = [account_registry] + ([registry] if registry is not None else [])
     can_act = store is not None and sources[default].kind == "account"
@@ -176,7 +233,10 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
         return response
 
     def stale(ov: Overview, now_ms: int) -> bool:
-        return ov.kind == "account" and not health(ov, now_ms)[0]
+        """The last tick is older than two intervals (or none was recorded)."""
+        if ov.kind != "account":
+            return False
+        return ov.last_tick_ms is None or now_ms - ov.last_tick_ms > 2 * ov.interval_ms
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request, run: str | None = None) -> Response:
@@ -291,7 +351,14 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
         return render(
             request,
             "confirm.html",
-            {"action": action, "label": label, "effect": effect, "ov": _ov(), "refresh": 0},
+            {
+                "action": action,
+                "label": label,
+                "effect": effect,
+                "ov": _ov(),
+                "refresh": 0,
+                "form_id": forms.issue(action),
+            },
         )
 
     def _ov() -> Overview:
@@ -305,6 +372,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
         csrf: Annotated[str, Form()] = "",
         confirm: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
+        form_id: Annotated[str, Form()] = "",
     ) -> Response:
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}: halt, flatten or resume")
@@ -322,6 +390,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
             )
             if confirm != "yes":
                 raise Refused("not confirmed")
+            fresh, posted = forms.claim(action, form_id)
         except Refused as exc:
             client = request.client.host if request.client else "?"
             logger.warning("dashboard: {} refused from {}: {}", action, client, exc)
@@ -331,14 +400,39 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 {"title": f"{label}: refused", "message": str(exc), "ok": False, "refresh": 0},
                 status=403,
             )
-        text = reason.strip()[:200] or f"dashboard {action}"
-        cmd = post_command(
-            store,
-            "halt" if kind == "halt" else "resume",
-            reason=text,
-            flatten=flatten,
-            now_ms=clock.now_ms(),
-        )
+        if not fresh:
+            # The same confirmation sent again (a double click, the browser resubmitting the
+            # form on reload): it was posted once; a second halt or resume is not queued.
+            return render(
+                request,
+                "message.html",
+                {
+                    "title": f"{label}: already posted",
+                    "message": "this confirmation was posted already"
+                    + (f", as command {posted}" if posted is not None else "")
+                    + "; it is not posted again (open the action again for a new one)",
+                    "ok": False,
+                    "refresh": 0,
+                },
+                status=409,
+            )
+        # The reason is recorded, logged and alerted by the bot: the operator token typed into
+        # it by mistake (the field beside it) must not travel with it (masked before the cut,
+        # so no part of it is left).
+        typed = reason.replace(guard.token, REDACTED) if guard.token else reason
+        text = typed.strip()[:200] or f"dashboard {action}"
+        try:
+            cmd = post_command(
+                store,
+                "halt" if kind == "halt" else "resume",
+                reason=text,
+                flatten=flatten,
+                now_ms=clock.now_ms(),
+            )
+        except BaseException:
+            forms.failed(action, form_id)
+            raise
+        forms.posted(form_id, cmd)
         logger.warning("dashboard: {} posted as command {} ({})", action, cmd, text)
         return render(
             request,

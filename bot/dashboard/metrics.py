@@ -77,12 +77,24 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
     # Infinity (positions with no equity left) is exported as +Inf: the worst case must still
     # trip `bot_margin_ratio > 0.8`, not vanish from the series.
     yield from one(
-        "bot_margin_ratio", "maintenance margin / equity (1: liquidation)", ov.margin_ratio
+        "bot_margin_ratio",
+        "maintenance / margin balance of the cross positions or the worst isolated one "
+        "(1: liquidation)",
+        ov.margin_ratio,
     )
     state = _gauge("bot_trading_state", "1 for the current trading state", ["state"])
-    for s in TradingState:
-        state.add_metric([s.value], 1.0 if ov.state == s.value else 0.0)
+    if ov.state in {s.value for s in TradingState}:
+        # (no risk memory recorded yet: the state is unknown, no series, not 0 for every state)
+        for s in TradingState:
+            state.add_metric([s.value], 1.0 if ov.state == s.value else 0.0)
     yield state
+    if ov.last_tick_ms is not None or ov.unreadable_since_ms is not None:
+        # (an account never read is neither readable nor not: no series)
+        yield from one(
+            "bot_account_unreadable",
+            "1: the newest reads of the account failed; its figures are as of the last tick",
+            1 if ov.unreadable_since_ms is not None else 0,
+        )
     if ov.last_tick_ms is not None:
         yield from one(
             "bot_last_tick_timestamp_seconds",
@@ -137,7 +149,12 @@ def _contract_metrics(ov: Overview) -> Iterator[Metric]:
             "funding": c.funding_rate,
             # a position not known (none recorded yet), or one the bot does not manage (its stop
             # is not the bot's order), is not reported as protected
-            "nostop": 1 if c.unprotected else None if c.qty is None or c.foreign else 0,
+            # nor is one whose stop the bot could not see since the account became unreadable
+            "nostop": 1
+            if c.unprotected
+            else None
+            if c.qty is None or c.foreign or c.unverified_since_ms is not None
+            else 0,
         }
         for key, value in values.items():
             if value is not None:
@@ -233,7 +250,8 @@ def build_registry(
 
 
 def health(ov: Overview, now_ms: int) -> tuple[bool, str]:
-    """Healthy while the last tick is at most two decision intervals old."""
+    """Healthy while the last tick is at most two decision intervals old and the newest read of
+    the account succeeded."""
     if ov.kind != "account":
         return True, "simulation output (no running bot)"
     if ov.last_tick_ms is None:
@@ -244,5 +262,13 @@ def health(ov: Overview, now_ms: int) -> tuple[bool, str]:
         return (
             False,
             f"last tick {age / 1000:.0f} s ago, more than two intervals ({limit / 1000:.0f} s)",
+        )
+    if ov.unreadable_since_ms is not None:
+        # The bot runs, but what the account holds now is not known: not healthy.
+        return (
+            False,
+            f"account unreadable since {max(0, now_ms - ov.unreadable_since_ms) / 1000:.0f} s "
+            f"({ov.unreadable_reads} reads in a row); figures as of the last tick, "
+            f"{age / 1000:.0f} s ago",
         )
     return True, f"last tick {age / 1000:.0f} s ago"

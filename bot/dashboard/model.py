@@ -47,6 +47,9 @@ class ContractView:
     # How much of the position the bot's resting stops do not cover (bot.risk.coverage, as the
     # alerts count it): 0 when covered; None when not held (or not known).
     unprotected_qty: Decimal | None = None
+    # The account has been unreadable since then (its newest reads failed): the position and its
+    # stop are as last read, not verified since. None: the newest read succeeded.
+    unverified_since_ms: int | None = None
 
     @property
     def slug(self) -> str:
@@ -83,6 +86,21 @@ class ContractView:
         if self.qty is None or self.qty == 0:
             return False
         return self.stop_loss is None or (self.unprotected_qty or 0) > 0
+
+    @property
+    def funding_payer(self) -> str:
+        """Who pays at the next settlement, and what it means for the position held: a rate
+        > 0 is paid by longs to shorts, < 0 by shorts to longs."""
+        rate = self.funding_rate
+        if rate is None:
+            return "-"
+        if rate == 0:
+            return "nobody pays"
+        payer = "longs pay" if rate > 0 else "shorts pay"
+        if not self.qty:
+            return payer
+        pays = (self.qty > 0) == (rate > 0)
+        return f"{payer}: this position {'pays' if pays else 'receives'}"
 
     @property
     def partly_covered(self) -> bool:
@@ -127,6 +145,10 @@ class Overview:
     alerts: list[AlertLine] = field(default_factory=list)
     pending: list[PendingCommand] = field(default_factory=list)
     summary: dict[str, str] = field(default_factory=dict)  # simulation report figures
+    # The newest reads of the account failed (``unreadable`` events, no ``readable`` since):
+    # since when, and how many in a row. Every figure is then as of the last tick, not now.
+    unreadable_since_ms: int | None = None
+    unreadable_reads: int = 0
 
     def contract(self, contract_slug: str) -> ContractView | None:
         return next((c for c in self.contracts if c.slug == contract_slug), None)

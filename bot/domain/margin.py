@@ -23,9 +23,13 @@ Nothing here does I/O; every function is pure.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
+from bot.domain.enums import MarginMode
 from bot.domain.instrument import Bracket, Instrument
+from bot.domain.position import Position
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -39,6 +43,7 @@ __all__ = [
     "maintenance_margin",
     "margin_ratio",
     "max_leverage_with_liquidation_beyond",
+    "worst_margin",
 ]
 
 
@@ -72,6 +77,46 @@ def margin_ratio(maintenance_total: Decimal, margin_balance: Decimal) -> Decimal
     if margin_balance <= ZERO:
         return Decimal("Infinity")
     return maintenance_total / margin_balance
+
+
+@dataclass(frozen=True, slots=True)
+class MarginPart:
+    """One margin pool: the cross positions together (``where`` "cross"), or one isolated
+    position (``where`` its symbol)."""
+
+    where: str
+    maintenance: Decimal
+    balance: Decimal  # the pool's wallet plus its unrealised PnL
+
+    @property
+    def ratio(self) -> Decimal:
+        return margin_ratio(self.maintenance, self.balance)
+
+
+def worst_margin(
+    held: Iterable[tuple[Position, Instrument, Decimal]], wallet: Decimal
+) -> MarginPart | None:
+    """The margin pool closest to liquidation (the highest :func:`margin_ratio`) among the cross
+    positions (their maintenance over the wallet outside isolated margins plus their unrealised
+    PnL) and each isolated position (its maintenance over its own isolated margin plus its
+    unrealised PnL): an isolated position is liquidated on its own margin, whatever the
+    account's equity. ``held``: (position, its contract, its mark). None when an isolated
+    position's margin is not known (<= 0: the venue did not say)."""
+    cross = MarginPart("cross", ZERO, wallet)
+    parts = []
+    for pos, inst, mark in held:
+        if not pos.is_open:
+            continue
+        mm = maintenance_margin(inst, pos.notional(mark))
+        upnl = pos.unrealized_pnl(mark)
+        if pos.margin_mode is MarginMode.ISOLATED:
+            if pos.isolated_margin <= ZERO:
+                return None
+            parts.append(MarginPart(pos.symbol, mm, pos.isolated_margin + upnl))
+            cross = MarginPart("cross", cross.maintenance, cross.balance - pos.isolated_margin)
+        else:
+            cross = MarginPart("cross", cross.maintenance + mm, cross.balance + upnl)
+    return max([cross, *parts], key=lambda part: part.ratio)
 
 
 def liquidation_price_isolated(

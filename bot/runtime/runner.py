@@ -39,6 +39,8 @@ from bot.store.instance_lock import AlreadyRunning
 from bot.store.sql import SqlStore, StoreUnavailable
 
 T = TypeVar("T")
+# The event that ends an incident -> the kind of the event that alerted it (the alert's key).
+ENDS = {EventKind.PROTECTED: EventKind.UNPROTECTED, EventKind.READABLE: EventKind.UNREADABLE}
 _IN_A_ROW = re.compile(r"\((\d+) failed jobs? in a row\)$")
 
 
@@ -273,6 +275,8 @@ class Runner:
     def _recovered(self, job: str) -> None:
         """End a run of failed jobs, in the recorded events too (restored at the next start)."""
         failed, self.failures = self.failures, 0
+        # the run of failures is over: the next one is a new incident
+        self.notifier.resolved(["tick_failed", "store_unavailable"])
         try:
             memory = self.store.load_risk_memory()
             self.store.record_event(
@@ -315,7 +319,10 @@ class Runner:
                 reason=reason,
             )
         )
-        return [Alert("state", "critical", f"active -> reducing: {reason}")]
+        # Keyed by the change's time, as every state alert: a second run of failures within the
+        # dedup window (after a resume) is news too.
+        when = ms_to_datetime(now).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return [Alert(f"state:reducing@{when}", "critical", f"active -> reducing: {reason}")]
 
     def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
         """Alert the state changes and incidents recorded since the job started (unreadable
@@ -324,7 +331,13 @@ class Runner:
         alerts = []
         alerted = (EventKind.STATE, EventKind.UNREADABLE, EventKind.UNPROTECTED, EventKind.EXIT)
         # (by kind and time: however many other events the job recorded, none of these is missed)
-        for e in self.store.recent_events(1000, kinds=alerted, since_ms=since_ms):
+        events = self.store.recent_events(1000, kinds=alerted + tuple(ENDS), since_ms=since_ms)
+        # An incident that ended in this job: when it comes back, even within the dedup window,
+        # it is sent again (one alert per incident, not one per hour whatever happens).
+        self.notifier.resolved(
+            f"{ENDS[e.kind]}:{e.symbol or 'account'}" for e in events if e.kind in ENDS
+        )
+        for e in events:
             if e.kind == "state":
                 # Keyed by the change's time: every change is news (a halt, a resume and a second
                 # halt within the dedup window used to send the first halt only).
@@ -334,8 +347,11 @@ class Runner:
                 )
             elif e.kind == "exit":
                 # A position the venue or someone else reduced: what the exchange says it was.
+                # Keyed by its time: each exit is news (a second liquidation within the dedup
+                # window is not the first one again).
                 level = "warning" if "outside the bot" in e.reason else "critical"
-                alerts.append(Alert(f"exit:{e.symbol}", level, f"{e.symbol}: {e.reason}"))
+                when = ms_to_datetime(e.ts_ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+                alerts.append(Alert(f"exit:{e.symbol}@{when}", level, f"{e.symbol}: {e.reason}"))
             elif e.kind in ("unreadable", "unprotected"):
                 key = f"{e.kind}:{e.symbol or 'account'}"
                 level = "critical" if e.kind == "unprotected" else "warning"
@@ -355,7 +371,7 @@ class Runner:
                 )
             self.notifier.notify(alerts)  # what the job recorded is alerted all the same
             return
-        alerts += conditions(
+        holding = conditions(
             positions=acct.positions,
             resting=acct.resting,
             marks=acct.marks,
@@ -364,7 +380,17 @@ class Runner:
             wallet=acct.wallet,
             rules=self.rules,
         )
-        self.notifier.notify(alerts)
+        # On an account just read: a stop missing (or part of the position uncovered) that is
+        # not reported now is over. (The liquidation distance and the margin ratio hover around
+        # their thresholds: they keep the dedup window, or each crossing would be an alert.)
+        held = {a.key for a in holding}
+        self.notifier.resolved(
+            key
+            for sym in self.engine.symbols
+            for key in (f"no_stop:{sym}", f"part_unprotected:{sym}")
+            if key not in held
+        )
+        self.notifier.notify(alerts + holding)
 
 
 def _store_alert(exc: Exception) -> Alert:

@@ -35,8 +35,13 @@ def require_driver(url: str) -> None:
 
 
 def safe_url(url: str) -> str:
-    """``url`` with the password masked, for messages and logs."""
-    return make_url(url).render_as_string(hide_password=True)
+    """``url`` with the password masked, for messages and logs: the one before the host, and
+    any given as a query parameter (libpq takes ``?password=`` and ``?sslpassword=`` too; these
+    messages reach the alerts, the log and the dashboard)."""
+    parsed = make_url(url)
+    hidden = {k: "***" for k in parsed.query if "password" in k.lower()}
+    masked = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return masked.replace("%2A%2A%2A", "***")  # (the query is URL-encoded)
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -60,6 +60,13 @@ def csrf_of(client: TestClient, path: str = "/actions/halt") -> str:
     return match.group(1)
 
 
+def form_id_of(client: TestClient, action: str) -> str:
+    """The one-time id of a fresh confirmation page of ``action``."""
+    match = re.search(r'name="form_id" value="([^"]+)"', client.get(f"/actions/{action}").text)
+    assert match is not None
+    return match.group(1)
+
+
 def test_overview_shows_the_accounts_numbers(paper_account: Path, store: SqlStore) -> None:
     client = client_for(paper_account, store, token=None, now_ms=last_tick(store) + 60_000)
     page = client.get("/")
@@ -127,14 +134,27 @@ def test_halt_is_refused_without_the_token(paper_account: Path, store: SqlStore)
     assert "read-only" in refused.text
     operator = client_for(paper_account, store, token=TOKEN, now_ms=last_tick(store))
     csrf = csrf_of(operator)
+    page = form_id_of(operator, "flatten")
     cases = [
         ({"token": "wrong-token-wrong-token", "csrf": csrf, "confirm": "yes"}, ORIGIN),
         ({"token": TOKEN, "csrf": "forged", "confirm": "yes"}, ORIGIN),
         ({"token": TOKEN, "csrf": csrf, "confirm": ""}, ORIGIN),
         ({"token": TOKEN, "csrf": csrf, "confirm": "yes"}, {"origin": "http://evil.example"}),
         ({"token": TOKEN, "csrf": csrf, "confirm": "yes"}, {}),  # no Origin, no Referer
+        # a confirmation page this dashboard did not issue for flatten (none, or halt's)
+        ({"token": TOKEN, "csrf": csrf, "confirm": "yes", "form_id": ""}, ORIGIN),
+        (
+            {
+                "token": TOKEN,
+                "csrf": csrf,
+                "confirm": "yes",
+                "form_id": form_id_of(operator, "halt"),
+            },
+            ORIGIN,
+        ),
     ]
     for data, headers in cases:
+        data = {"form_id": page, **data}
         answer = operator.post("/actions/flatten", data=data, headers=headers)
         assert answer.status_code == 403, (data, headers)
     assert views.pending_commands(store) == []  # nothing reached the bot
@@ -149,7 +169,13 @@ def test_halt_with_the_token_goes_through_bot_halts_path(
     client = client_for(paper_account, store, token=TOKEN, now_ms=last_tick(store))
     assert 'href="/actions/halt"' in client.get("/").text
     csrf = csrf_of(client)
-    form = {"token": TOKEN, "csrf": csrf, "confirm": "yes", "reason": "going to sleep"}
+    form = {
+        "token": TOKEN,
+        "csrf": csrf,
+        "confirm": "yes",
+        "reason": "going to sleep",
+        "form_id": form_id_of(client, "halt"),
+    }
     answer = client.post("/actions/halt", data=form, headers=ORIGIN)
     assert answer.status_code == 200, answer.text
     assert 'data-refresh="0"' in answer.text  # the answer stays on screen
@@ -170,6 +196,28 @@ def test_halt_with_the_token_goes_through_bot_halts_path(
     assert 'id="state">halted<' in page
     events = views.events(store, views.TimeWindow(), 20)
     assert any(e.kind == "state" and "halt" in e.reason for e in events)  # a recorded event
+
+
+def test_a_confirmation_posted_twice_is_one_command(paper_account: Path, store: SqlStore) -> None:
+    """A double click, or the browser resubmitting the form on reload (after a resume, it would
+    halt again): the second POST of one confirmation page posts nothing."""
+    client = client_for(paper_account, store, token=TOKEN, now_ms=last_tick(store))
+    form = {
+        "token": TOKEN,
+        "csrf": csrf_of(client),
+        "confirm": "yes",
+        "form_id": form_id_of(client, "flatten"),
+    }
+    first = client.post("/actions/flatten", data=form, headers=ORIGIN)
+    assert first.status_code == 200, first.text
+    again = client.post("/actions/flatten", data=form, headers=ORIGIN)
+    assert again.status_code == 409, again.text
+    assert "posted already" in again.text
+    assert [p.kind for p in views.pending_commands(store)] == ["halt"]
+    # a new confirmation page is a new command
+    form["form_id"] = form_id_of(client, "flatten")
+    assert client.post("/actions/flatten", data=form, headers=ORIGIN).status_code == 200
+    assert [p.kind for p in views.pending_commands(store)] == ["halt", "halt"]
 
 
 def test_simulation_directory_in_the_same_views(tmp_path: Path) -> None:
@@ -216,3 +264,22 @@ def test_simulation_directory_in_the_same_views(tmp_path: Path) -> None:
     assert refused.status_code == 403
     with pytest.raises(DataError, match=r"no report\.json"):
         discover_runs(tmp_path)
+
+
+def test_the_token_typed_into_the_reason_is_not_posted(
+    paper_account: Path, store: SqlStore
+) -> None:
+    """The reason is recorded, logged and alerted by the bot: the operator token pasted into it
+    (the field beside the token's) is masked before it is posted."""
+    client = client_for(paper_account, store, token=TOKEN, now_ms=last_tick(store))
+    form = {
+        "token": TOKEN,
+        "csrf": csrf_of(client),
+        "confirm": "yes",
+        "reason": f"night {TOKEN}",
+        "form_id": form_id_of(client, "halt"),
+    }
+    assert client.post("/actions/halt", data=form, headers=ORIGIN).status_code == 200
+    [pending] = views.pending_commands(store)
+    assert TOKEN not in pending.args
+    assert json.loads(pending.args)["reason"] == "night ***"

@@ -202,11 +202,13 @@ def test_monitoring_docs_use_only_exported_metrics(paper_account: Path) -> None:
     try:
         runtime = CollectorRegistry()
         RuntimeMetrics.create(runtime)
+        equity = store.latest_equity()
+        assert equity is not None
         app = create_app(
             {config.account.name: AccountSource(config, store)},
             store=store,
             guard=Guard(None),
-            clock=SimClock(0),
+            clock=SimClock(equity.ts_ms + 60_000),  # (the day's loss is known within its day)
             registry=runtime,
         )
         exported = {name for name, _ in scrape(TestClient(app))}

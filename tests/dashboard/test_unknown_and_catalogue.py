@@ -110,7 +110,7 @@ def test_margin_ratio_and_precision_follow_the_users_catalogue(
     assert contract_specs(config)[BTC].tick_size == Decimal("0.01")
     store = open_store(config)
     try:
-        held = Position(BTC, Decimal("0.5"), Decimal(60000), Decimal(3), MarginMode.ISOLATED)
+        held = Position(BTC, Decimal("0.5"), Decimal(60000), Decimal(3), MarginMode.CROSS)
         record_book(store, T0, [held])
         d = Decision(
             symbol=BTC,

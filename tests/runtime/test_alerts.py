@@ -200,7 +200,7 @@ def test_liquidation_distance_in_daily_volatility_units() -> None:
     # long, liquidation 95: 5 / 2.0937 = 2.39 units < 3
     alert = check(position("1", "100", "95"), snap=snap)[f"liq_distance:{SYM}"]
     assert alert.severity == "critical"
-    assert "liquidation 95 is 2.39 daily-vol units from the mark 100" in alert.message
+    assert "liquidation 95.00 is 2.39 daily-vol units from the mark 100.00" in alert.message
     # short, liquidation 104 above the mark: 4 / 2.0937 = 1.91 units
     short = check(position("-1", "100", "104"), snap=snap, resting=[order(OrderPurpose.STOP_LOSS)])
     assert "1.91 daily-vol units" in short[f"liq_distance:{SYM}"].message

@@ -423,17 +423,30 @@ class HistoricalMarket:
 
 
 def _last_beside(trigger: Candles, last: Candles) -> FloatArray | None:
-    """Mark bars: the last-trade candle of the same open time and length beside each one
-    (open, high, low; NaN where there is none), what a triggered stop fills against. None
-    when the triggers are the last-trade candles, or the two differ in length."""
-    if trigger is last or trigger.tf_ms != last.tf_ms or len(last) == 0:
+    """Mark bars: the last-trade candle over the same time beside each one (open, high, low;
+    NaN where there is none), what a triggered stop fills against. Finer last-trade candles
+    are aggregated over each mark bar, from those present (an hour with minutes missing in a
+    crash is still the hour the book traded in): a stop triggered on an hourly mark bar fills
+    against that hour's last-price wick, not at its trigger. None when the triggers are the
+    last-trade candles, or the last-trade candles are coarser or off the mark bars' grid."""
+    if trigger is last or len(last) == 0 or len(trigger) == 0:
+        return None
+    if trigger.tf_ms < last.tf_ms or trigger.tf_ms % last.tf_ms != 0:
         return None
     out = np.full((len(trigger), 3), np.nan)
-    i = np.minimum(np.searchsorted(last.ts, trigger.ts), len(last) - 1)
-    same = last.ts[i] == trigger.ts
-    out[same, 0] = last.open[i[same]]
-    out[same, 1] = last.high[i[same]]
-    out[same, 2] = last.low[i[same]]
+    first = np.searchsorted(last.ts, trigger.ts, side="left")
+    end = np.searchsorted(last.ts, trigger.ts + trigger.tf_ms, side="left")
+    has = end > first
+    if not has.any():
+        return out
+    # reduceat over (first, end) pairs: every pair is non-empty, its even result is the
+    # reduction of that pair's rows; the sentinel keeps every index inside the array.
+    pairs = np.column_stack((first[has], end[has])).ravel()
+    high = np.maximum.reduceat(np.append(last.high, -np.inf), pairs)[::2]
+    low = np.minimum.reduceat(np.append(last.low, np.inf), pairs)[::2]
+    out[has, 0] = last.open[first[has]]
+    out[has, 1] = high
+    out[has, 2] = low
     return out
 
 

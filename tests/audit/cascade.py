@@ -114,10 +114,12 @@ def resample(s: Series, minutes: int) -> Series:
     )
 
 
-def funding_tape(end_ms: int, c: Cascade, base_rate: float = 0.0001) -> tuple[Ints, Floats]:
+def funding_tape(
+    end_ms: int, c: Cascade, base_rate: float = 0.0001, event_ms: int = EVENT_MS
+) -> tuple[Ints, Floats]:
     ts = np.arange(T0, end_ms, 8 * HOUR, dtype=np.int64)
     rates = np.full(ts.size, base_rate)
-    rates[np.searchsorted(ts, EVENT_MS)] = -c.funding_cap  # 00:00 the day after
+    rates[np.searchsorted(ts, event_ms)] = -c.funding_cap  # 00:00 the day after
     return ts, rates
 
 
@@ -131,14 +133,17 @@ def write_cascade(
     days: int = DAYS,
     base: Series | None = None,
     with_1m: bool = True,
+    event_day: int = EVENT_DAY,
 ) -> tuple[Series, Series]:
     """Write ``symbol``'s cascade market into ``data``; ``base``: 1-minute candles to splice the
-    cascade into (a real series), else a seeded walk from ``price0``."""
+    cascade into (a real series), else a seeded walk from ``price0``; the cascade at 21:00 UTC
+    of ``event_day`` (0: the first day)."""
     data.mkdir(parents=True, exist_ok=True)
     n = days * 1440
     if base is None:
         base = walk(n, price0, tf_ms=MINUTE, vol_per_bar=0.0008, seed=seed)
-    trade, mark = build(base, (EVENT_MS - T0) // MINUTE, c)
+    event_ms = T0 + event_day * DAY + EVENT_MINUTE * MINUTE
+    trade, mark = build(base, (event_ms - T0) // MINUTE, c)
     name = stem(symbol)
     if with_1m:
         write_candles(data / f"{name}-1m.csv.gz", trade)
@@ -147,5 +152,6 @@ def write_cascade(
     mark_h = resample(mark, 60)
     mark_h.volume[:] = 0.0
     write_candles(data / f"{name}-1h-mark.csv.gz", mark_h)
-    write_funding(data / f"{name}-funding.csv.gz", *funding_tape(T0 + days * DAY, c))
+    tape = funding_tape(T0 + days * DAY, c, event_ms=event_ms)
+    write_funding(data / f"{name}-funding.csv.gz", *tape)
     return trade, mark

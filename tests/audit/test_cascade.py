@@ -185,6 +185,28 @@ def test_a_mark_triggered_stop_ignores_a_wick_the_mark_does_not_follow(tmp_path:
     assert "rate -0.02" in paid.detail
 
 
+def test_an_order_inside_a_trade_data_gap_fills_at_the_crash_not_at_the_hour_old_mark(
+    tmp_path: Path,
+) -> None:
+    """5m decisions, hourly mark triggers, trade candles missing 21:02-21:06: the close the
+    engine sent at 21:05 filled at the mark of 21:00 (the hourly bar still open), 26.30, above
+    every price traded since the crash began, and booked a profit on a long that had lost 20 %.
+    It fills at the last price traded before the gap."""
+    outcome = simulate(tmp_path, AVAX, 25.0, MAJOR_ALT, tf="5m", trigger_source="mark")
+    assert_clean(outcome)
+    trade = _candles(tmp_path / "data" / "AVAX_USDT_USDT-1m.csv.gz")
+    highest_since = max(h for t, (_, h) in trade.items() if EVENT_MS < t <= EVENT_MS + HOUR)
+    during = [
+        f
+        for f in outcome.result.exchange.fills
+        if EVENT_MS < f.timestamp_ms <= EVENT_MS + HOUR and f.purpose is not OrderPurpose.ENTRY
+    ]
+    assert during
+    for f in during:
+        assert f.price <= D(repr(highest_since)), f
+        assert f.realized_pnl < 0, f
+
+
 # --- loss limits, re-entry, stale data ---------------------------------------------------
 
 

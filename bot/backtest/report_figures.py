@@ -12,7 +12,8 @@
   wallet, or beyond an isolated margin when a stop or a liquidation filled past the bankruptcy
   price);
 * ``denials_by_reason``: the risk gate's denials grouped by reason, most common first;
-* ``stale_hours``: hours each contract spent with stale data (no new exposure there).
+* ``stale_hours``: hours each contract spent with stale data (no new exposure there);
+* ``not_simulated``: what the venue does that the simulation does not (auto-deleveraging).
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ import numpy as np
 
 from bot.backtest.replay import SimulationResult
 from bot.domain.enums import TradingState
+
+# Binance and Bybit close profitable positions against bankrupt ones when the insurance fund
+# cannot absorb a liquidation (auto-deleveraging; https://www.binance.com/en/support/faq/
+# introduction-to-futures-insurance-funds-360033525371): in a cascade a winning position may
+# be closed at the bankruptcy price, off the book. The simulated insurance fund is unlimited
+# and never does: said in every report, not built.
+NOT_SIMULATED = (
+    "auto-deleveraging (ADL): the simulated insurance fund is unlimited, so no profitable "
+    "position is ever closed against a bankrupt one, as the venue may do in a liquidation cascade"
+)
 
 
 def _iso(ms: int) -> str:
@@ -65,4 +76,5 @@ def honest_figures(result: SimulationResult) -> dict[str, Any]:
         "denials_by_reason": dict(denials.most_common()),
         "top_denial": f"{top[0][0]} ({top[0][1]})" if top else "-",
         "stale_hours": {s: round(h, 2) for s, h in sorted(result.stale_hours.items())},
+        "not_simulated": NOT_SIMULATED,
     }

@@ -55,5 +55,11 @@ class SimAccount(BookAndMarks, Protocol):
     def cancel_close_position_orders(self, symbol: str) -> None: ...
 
     def _fill_market(
-        self, order: Order, reference: Decimal, ts_ms: int, *, inside: bool = False
+        self,
+        order: Order,
+        reference: Decimal,
+        ts_ms: int,
+        *,
+        inside: bool = False,
+        traded: tuple[Decimal, Decimal] | None = None,
     ) -> Order: ...

@@ -60,7 +60,7 @@ from bot.errors import (
 )
 from bot.sim.book import Book, SimPosition
 from bot.sim.events import SimEvent, SimEventKind
-from bot.sim.slippage import SlippageModel
+from bot.sim.slippage import SlippageModel, within_traded
 from bot.sim.triggers import process_bar
 
 ZERO = Decimal(0)
@@ -445,9 +445,17 @@ class SimulatedExchange:
         return model.fraction(qty, rng, volume, inside)
 
     def _fill_market(
-        self, order: Order, reference: Decimal, ts_ms: int, *, inside: bool = False
+        self,
+        order: Order,
+        reference: Decimal,
+        ts_ms: int,
+        *,
+        inside: bool = False,
+        traded: tuple[Decimal, Decimal] | None = None,
     ) -> Order:
-        """Fill ``order`` at ``reference`` plus slippage; raise like Binance on rejection."""
+        """Fill ``order`` at ``reference`` plus slippage; raise like Binance on rejection.
+        ``traded``: the (low, high) the last price traded at in the candle the order fills in
+        (see :func:`bot.sim.slippage.within_traded`)."""
         inst = self.book.instruments[order.symbol]
         qty = order.amount if order.amount is not None else ZERO
         if order.reduce_only or order.close_position:
@@ -457,7 +465,8 @@ class SimulatedExchange:
                     f"{order.client_id}: reduce-only order would increase the position", code=-2022
                 )
         slip = self.slippage_for(order.symbol, qty, inside=inside)
-        price = reference * (1 + slip * order.side.sign)
+        slipped = reference * (1 + slip * order.side.sign)
+        price = within_traded(slipped, reference, traded)
         delta = qty * order.side.sign
         pos = self.book.positions[order.symbol]
         increases = pos.qty == 0 or pos.sign == order.side.sign
@@ -484,7 +493,9 @@ class SimulatedExchange:
         fee = qty * price * inst.taker_fee
         result = self.book.trade(order.symbol, delta, price, fee)
         self.fees_paid += fee
-        self.slippage_paid += qty * reference * slip
+        self.slippage_paid += (
+            qty * reference * slip if price == slipped else qty * abs(price - reference)
+        )
         if result.shortfall > 0:
             self.insurance_shortfall += result.shortfall
             backed = "its margin" if self.book.margin_mode is MarginMode.ISOLATED else "the wallet"

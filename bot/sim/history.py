@@ -249,6 +249,7 @@ class HistoricalMarket:
         # Index lookups per contract and series: each tick asks a little later than the last.
         self._decision_at: dict[str, TimeCursor] = {}
         self._last_at: dict[str, TimeCursor] = {}
+        self._trigger_at: dict[str, TimeCursor] = {}
         self._funding_at_ms: dict[str, TimeCursor] = {}
         # Per contract the history and spec of the last statistics read, and their arrays.
         self._stats_of: dict[str, _StatsOf] = {}
@@ -355,14 +356,28 @@ class HistoricalMarket:
         """The last price a market order sent at ``now_ms`` fills from: the close of the
         last-trade candle closed then. Where that candle is missing (a hole in the trade data
         while the mark candles go on), ``mark``, the mark of that moment, not a close hours or
-        days old. None before the first candle."""
+        days old, if a mark bar closed after the last trade candle did (else that close is the
+        newer price). None before the first candle."""
         last = self.last_price(symbol, now_ms)
         if last is None:
             return None
         price, closed_at = last
-        if mark is not None and closed_at <= now_ms - self.contracts[symbol].last.tf_ms:
+        # Only a mark newer than that close: an hourly mark bar still open over a few minutes of
+        # missing trade candles in a crash is the price of up to an hour before, and a market
+        # order filled there would leave the crash at its start.
+        hole = closed_at <= now_ms - self.contracts[symbol].last.tf_ms
+        if mark is not None and hole and self._mark_closed_at(symbol, now_ms) > closed_at:
             return mark
         return price
+
+    def _mark_closed_at(self, symbol: str, now_ms: int) -> int:
+        """When the latest trigger bar closed by ``now_ms`` closed (0: none has)."""
+        t = self.contracts[symbol].trigger
+        cursor = self._trigger_at.get(symbol)
+        if cursor is None or cursor.ts is not t.ts:
+            cursor = self._new_cursor(self._trigger_at, symbol, t.ts, t.tf_ms)
+        i = cursor.right(now_ms - t.tf_ms) - 1
+        return int(t.ts[i]) + t.tf_ms if i >= 0 else 0
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         f = self.contracts[symbol].funding
@@ -423,17 +438,30 @@ class HistoricalMarket:
 
 
 def _last_beside(trigger: Candles, last: Candles) -> FloatArray | None:
-    """Mark bars: the last-trade candle of the same open time and length beside each one
-    (open, high, low; NaN where there is none), what a triggered stop fills against. None
-    when the triggers are the last-trade candles, or the two differ in length."""
-    if trigger is last or trigger.tf_ms != last.tf_ms or len(last) == 0:
+    """Mark bars: the last-trade candle over the same time beside each one (open, high, low;
+    NaN where there is none), what a triggered stop fills against. Finer last-trade candles
+    are aggregated over each mark bar, from those present (an hour with minutes missing in a
+    crash is still the hour the book traded in): a stop triggered on an hourly mark bar fills
+    against that hour's last-price wick, not at its trigger. None when the triggers are the
+    last-trade candles, or the last-trade candles are coarser or off the mark bars' grid."""
+    if trigger is last or len(last) == 0 or len(trigger) == 0:
+        return None
+    if trigger.tf_ms < last.tf_ms or trigger.tf_ms % last.tf_ms != 0:
         return None
     out = np.full((len(trigger), 3), np.nan)
-    i = np.minimum(np.searchsorted(last.ts, trigger.ts), len(last) - 1)
-    same = last.ts[i] == trigger.ts
-    out[same, 0] = last.open[i[same]]
-    out[same, 1] = last.high[i[same]]
-    out[same, 2] = last.low[i[same]]
+    first = np.searchsorted(last.ts, trigger.ts, side="left")
+    end = np.searchsorted(last.ts, trigger.ts + trigger.tf_ms, side="left")
+    has = end > first
+    if not has.any():
+        return out
+    # reduceat over (first, end) pairs: every pair is non-empty, its even result is the
+    # reduction of that pair's rows; the sentinel keeps every index inside the array.
+    pairs = np.column_stack((first[has], end[has])).ravel()
+    high = np.maximum.reduceat(np.append(last.high, -np.inf), pairs)[::2]
+    low = np.minimum.reduceat(np.append(last.low, np.inf), pairs)[::2]
+    out[has, 0] = last.open[first[has]]
+    out[has, 1] = high
+    out[has, 2] = low
     return out
 
 

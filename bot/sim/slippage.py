@@ -57,3 +57,22 @@ class SlippageModel:
                 s += self.impact * candle_range * (abs(qty) / volume).sqrt()
         # Bounded digits (a square root has 28): prices built from it are stored exactly.
         return min(s, MAX_SLIPPAGE).quantize(PLACES, rounding=ROUND_CEILING)
+
+
+def within_traded(
+    price: Decimal, reference: Decimal, traded: tuple[Decimal, Decimal] | None
+) -> Decimal:
+    """``price`` (``reference`` moved by slippage) kept within ``traded``, the (low, high) the
+    last price traded at in the candle the fill belongs to: the fill is itself a trade of that
+    candle, so slippage never takes it past the candle's extreme (a stop triggered a tick
+    above a crash candle's low fills at that low, not below it). A ``reference`` already
+    outside the range (a mark-triggered stop filled no better than its trigger, below the
+    last price's low) is kept: slippage then adds nothing. ``None``: no bound known."""
+    if traded is None:
+        return price
+    low, high = traded
+    if price < low:
+        return min(reference, low)
+    if price > high:
+        return max(reference, high)
+    return price

@@ -33,6 +33,7 @@ from bot.sim.account_watch import (
 )
 from bot.sim.cursor import TimeCursor
 from bot.sim.events import SimEvent, SimEventKind
+from bot.sim.slippage import within_traded
 
 ZERO = Decimal(0)
 _NO_DOWN = -math.inf  # no level below the price (trigger_bounds)
@@ -248,11 +249,16 @@ def process_bar(
     c: Decimal,
     *,
     last: tuple[Decimal, Decimal, Decimal] | None = None,
+    trades: bool = False,
 ) -> None:
     """Run every trigger and the liquidation check of ``symbol`` on one bar, in rule order.
     ``last``: the last-trade candle (open, high, low) of the same time when the bar is a mark
-    bar (stop-market orders fill against it, see :func:`fill_reference`)."""
+    bar (stop-market orders fill against it, see :func:`fill_reference`); ``trades``: the bar
+    is a last-trade candle of the data. Fills stay within the range the last price traded at
+    (the last-trade candle, else the bar itself when it is one); a bar made up for one price
+    (a stress move, a mark set by hand) bounds nothing: its fills pay their whole slippage."""
     book = ex.book
+    traded = (last[2], last[1]) if last is not None else (low, h) if trades else None
     fired: set[str] = set()
     prev = ex.marks.get(symbol, o)  # the price before the bar: a gap crosses levels from here
     if _bar_start(ex, symbol, ts, (o, h, low, c)):
@@ -285,7 +291,7 @@ def process_bar(
                 # that price, whatever stop rests beyond it; the liquidation engine takes it.
                 key = (0, -1, ZERO) if gapped else (1, 0, abs(o - liq))
                 if best is None or key <= best[0]:
-                    _liquidate(ex, symbol, ts, o if gapped else liq)
+                    _liquidate(ex, symbol, ts, o if gapped else liq, traded)
                     continue
         if best is None:
             break
@@ -294,7 +300,8 @@ def process_bar(
             break
         fired.add(first.client_id)
         price = o if gapped else (first.trigger_price or o)
-        _trigger(ex, first, ts, fill_reference(first, price, gapped, (o, h, low), last))
+        reference = fill_reference(first, price, gapped, (o, h, low), last)
+        _trigger(ex, first, ts, reference, traded)
     ex.marks[symbol] = c
 
 
@@ -338,14 +345,20 @@ def _account_under_maintenance(ex: SimAccount, symbol: str, price: Decimal) -> b
     return equity <= mm
 
 
-def _trigger(ex: SimAccount, order: Order, ts: int, price: Decimal) -> None:
+def _trigger(
+    ex: SimAccount,
+    order: Order,
+    ts: int,
+    price: Decimal,
+    traded: tuple[Decimal, Decimal] | None = None,
+) -> None:
     del ex.resting[order.symbol][order.client_id]
     kind = (
         SimEventKind.STOP_LOSS if order.type is OrderType.STOP_MARKET else SimEventKind.TAKE_PROFIT
     )
     ex.marks[order.symbol] = price
     try:
-        filled = ex._fill_market(order, price, ts, inside=True)
+        filled = ex._fill_market(order, price, ts, inside=True, traded=traded)
     except OrderRejected as exc:
         # Reduce-only with nothing to reduce, or no margin: the order expires, as on Binance.
         ex.orders[order.client_id] = replace(order, status=OrderStatus.CANCELED)
@@ -371,7 +384,13 @@ def _trigger(ex: SimAccount, order: Order, ts: int, price: Decimal) -> None:
     )
 
 
-def _liquidate(ex: SimAccount, symbol: str, ts: int, price: Decimal) -> None:
+def _liquidate(
+    ex: SimAccount,
+    symbol: str,
+    ts: int,
+    price: Decimal,
+    traded: tuple[Decimal, Decimal] | None = None,
+) -> None:
     book = ex.book
     ex.marks[symbol] = price
     if book.margin_mode is MarginMode.CROSS:
@@ -380,7 +399,7 @@ def _liquidate(ex: SimAccount, symbol: str, ts: int, price: Decimal) -> None:
         return
     pos = book.positions[symbol]
     qty = pos.qty
-    price = _liquidation_fill(ex, symbol, qty, price)
+    price = _liquidation_fill(ex, symbol, qty, price, traded)
     result = book.liquidate(symbol, price, book.instruments[symbol].liquidation_fee)
     ex.fees_paid += result.fee
     _record_liquidation(ex, symbol, ts, qty, price, result.fee, result.realized_pnl)
@@ -434,14 +453,22 @@ def liquidate_account(ex: SimAccount, ts: int, prices: Mapping[str, Decimal]) ->
         )
 
 
-def _liquidation_fill(ex: SimAccount, symbol: str, qty: Decimal, price: Decimal) -> Decimal:
+def _liquidation_fill(
+    ex: SimAccount,
+    symbol: str,
+    qty: Decimal,
+    price: Decimal,
+    traded: tuple[Decimal, Decimal] | None = None,
+) -> Decimal:
     """The liquidation engine's fill: ``price`` moved against the position by the slippage of
-    an order inside the candle."""
+    an order inside the candle, within ``traded`` (see :func:`within_traded`)."""
     slip = ex.slippage_for(symbol, abs(qty), inside=True)
     if slip == 0:
         return price
-    ex.slippage_paid += abs(qty) * price * slip
-    return price * (1 - slip) if qty > 0 else price * (1 + slip)
+    slipped = price * (1 - slip) if qty > 0 else price * (1 + slip)
+    fill = within_traded(slipped, price, traded)
+    ex.slippage_paid += abs(qty) * price * slip if fill == slipped else abs(qty) * abs(fill - price)
+    return fill
 
 
 def _record_liquidation(
@@ -604,6 +631,7 @@ def advance(
                 to_decimal(s.low[idx]),
                 to_decimal(s.close[idx]),
                 last=_last_bar(s, idx),
+                trades=s.source != "mark",
             )
             s.cursor = idx + 1
             if floor is not None and _flat_below(ex, floor):

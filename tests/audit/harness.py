@@ -72,6 +72,8 @@ def write_config(
     slippage_model: str = "range_impact",
     max_lev: float = 5,
     max_gross: float = 6,
+    trigger_source: str = "auto",
+    end: str | None = None,
 ) -> Path:
     if policy_text is not None:
         (tmp / "policy.toml").write_text(policy_text)
@@ -107,7 +109,9 @@ file = "{policy_file}"
 [simulation]
 slippage_bps = 2
 slippage_model = "{slippage_model}"
+trigger_source = "{trigger_source}"
 {f"start = {start}" if start else ""}
+{f"end = {end}" if end else ""}
 
 [runtime]
 database_url = "sqlite:///{tmp / "state.db"}"

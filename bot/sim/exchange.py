@@ -60,7 +60,7 @@ from bot.errors import (
 )
 from bot.sim.book import Book, SimPosition
 from bot.sim.events import SimEvent, SimEventKind
-from bot.sim.slippage import SlippageModel, within_traded
+from bot.sim.slippage import SlippageModel, fill_price
 from bot.sim.triggers import process_bar
 
 ZERO = Decimal(0)
@@ -444,6 +444,18 @@ class SimulatedExchange:
             volume = found[1] if found is not None else None
         return model.fraction(qty, rng, volume, inside)
 
+    def impact_for(self, symbol: str, qty: Decimal) -> Decimal:
+        """The part of :meth:`slippage_for` a fill of ``qty`` owes to its own size (the impact
+        term of the data-driven model; 0 for the fixed one)."""
+        model = self.slippage_model
+        if model.impact <= 0:
+            return ZERO
+        rng, volume = self.candle_range.get(symbol), self.candle_volume.get(symbol)
+        if volume is None and self.candle_lookup is not None:
+            found = self.candle_lookup(symbol)
+            volume = found[1] if found is not None else None
+        return model.impact_fraction(qty, rng, volume)
+
     def _fill_market(
         self,
         order: Order,
@@ -466,7 +478,8 @@ class SimulatedExchange:
                 )
         slip = self.slippage_for(order.symbol, qty, inside=inside)
         slipped = reference * (1 + slip * order.side.sign)
-        price = within_traded(slipped, reference, traded)
+        impact = self.impact_for(order.symbol, qty) if traded is not None else ZERO
+        price = fill_price(reference, order.side.sign, slip, impact, traded)
         delta = qty * order.side.sign
         pos = self.book.positions[order.symbol]
         increases = pos.qty == 0 or pos.sign == order.side.sign

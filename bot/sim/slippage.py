@@ -58,6 +58,18 @@ class SlippageModel:
         # Bounded digits (a square root has 28): prices built from it are stored exactly.
         return min(s, MAX_SLIPPAGE).quantize(PLACES, rounding=ROUND_CEILING)
 
+    def impact_fraction(
+        self, qty: Decimal, candle_range: Decimal | None, volume: Decimal | None
+    ) -> Decimal:
+        """The part of :meth:`fraction` the order's own size adds (the square-root term): the
+        part that may take a fill past the candle's extreme (see :func:`fill_price`)."""
+        if self.impact <= 0 or candle_range is None or candle_range <= 0:
+            return ZERO
+        if volume is None or volume <= 0 or qty <= 0:
+            return ZERO
+        term = self.impact * candle_range * (abs(qty) / volume).sqrt()
+        return min(term, MAX_SLIPPAGE).quantize(PLACES, rounding=ROUND_CEILING)
+
 
 def within_traded(
     price: Decimal, reference: Decimal, traded: tuple[Decimal, Decimal] | None
@@ -76,3 +88,20 @@ def within_traded(
     if price > high:
         return max(reference, high)
     return price
+
+
+def fill_price(
+    reference: Decimal,
+    sign: int,
+    slip: Decimal,
+    impact: Decimal,
+    traded: tuple[Decimal, Decimal] | None,
+) -> Decimal:
+    """Where an order of side ``sign`` (+1 buys) fills: ``reference`` moved against it by
+    ``slip``. The part that stands for the candle's own move and spread (``slip - impact``)
+    stays within ``traded`` (:func:`within_traded`); the order's own impact (``impact``, part of
+    ``slip``) then applies beyond it: an order large against the candle's volume would itself
+    have printed a new extreme, so a large book is not filled at the low a small one could get."""
+    moved = reference * (1 + (slip - impact) * sign) if impact else reference * (1 + slip * sign)
+    price = within_traded(moved, reference, traded)
+    return price * (1 + impact * sign) if impact else price

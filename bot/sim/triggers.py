@@ -33,7 +33,7 @@ from bot.sim.account_watch import (
 )
 from bot.sim.cursor import TimeCursor
 from bot.sim.events import SimEvent, SimEventKind
-from bot.sim.slippage import within_traded
+from bot.sim.slippage import fill_price
 
 ZERO = Decimal(0)
 _NO_DOWN = -math.inf  # no level below the price (trigger_bounds)
@@ -465,8 +465,10 @@ def _liquidation_fill(
     slip = ex.slippage_for(symbol, abs(qty), inside=True)
     if slip == 0:
         return price
-    slipped = price * (1 - slip) if qty > 0 else price * (1 + slip)
-    fill = within_traded(slipped, price, traded)
+    sign = -1 if qty > 0 else 1  # the liquidation sells a long, buys a short back
+    slipped = price * (1 + slip * sign)
+    impact = ex.impact_for(symbol, abs(qty)) if traded is not None else ZERO
+    fill = fill_price(price, sign, slip, impact, traded)
     ex.slippage_paid += abs(qty) * price * slip if fill == slipped else abs(qty) * abs(fill - price)
     return fill
 

@@ -14,6 +14,7 @@ import pytest
 
 from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.orders import OrderRequest
+from bot.sim.slippage import SlippageModel
 from bot.sim.triggers import process_bar
 from tests.audit.cascade import (
     BTC_LIKE,
@@ -125,6 +126,45 @@ def test_slippage_never_takes_a_stop_fill_below_the_candles_low(instruments) -> 
     process_bar(ex, BTC, ex.clock.now_ms(), D(59000), D(59500), D(57000), D(57500), trades=True)
     assert ex.fills[-1].price == D(57000)
     assert ex.slippage_paid - before == D("0.1") * D(10)  # what the fill paid: 10 of 57010
+
+
+@pytest.mark.parametrize("volume", ["0.4", "400000"])
+def test_a_large_stop_still_pays_its_own_impact_past_the_candles_low(
+    instruments, volume: str
+) -> None:
+    """Only the part of the slippage that stands for the candle's move and the spread stops at
+    its low: an order large against the candle's volume would itself have printed a new low,
+    so the square-root impact term still applies beyond it (else a large book's stops filled at
+    the low a small one could get: an optimistic backtest)."""
+    ex, _ = make_exchange(instruments, slippage_bps="10")
+    ex.slippage_model = SlippageModel(floor=D(0), range_fraction=D(0), impact=D(1))
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 5)
+    amount = D("0.1")
+    ex.place_order(
+        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, amount, False)
+    )
+    ex.place_order(
+        OrderRequest(
+            "sl",
+            BTC,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            amount,
+            True,
+            trigger_price=D("57010"),
+        )
+    )
+    ex.candle_volume[BTC] = D(volume)  # 0.4: a thin minute, 0.1 is a quarter of what traded
+    process_bar(ex, BTC, ex.clock.now_ms(), D(59000), D(59500), D(57000), D(57500), trades=True)
+    impact = ex.impact_for(BTC, amount)
+    # The 10 bps floor stops at the low (57010 -> 57000), the impact goes beyond it.
+    assert ex.fills[-1].price == D(57000) * (1 - impact)
+    if volume == "0.4":
+        assert impact > D("0.02")  # about 2 %: 55,792, far below the low
+    else:
+        assert impact < D("0.0001")  # a small order in a deep minute: at the low, to 1 bp
 
 
 def test_a_stop_filling_in_a_cascade_wick_stays_inside_the_candle(tmp_path: Path) -> None:

@@ -1349,13 +1349,15 @@ class Engine:
         reading decides. Before, the new position waited for the next guard without a stop,
         or with one sized to the position it replaced."""
         before = acct.positions.get(d.symbol)
-        self._read_after_orders(d, acct, now, before, setting, sent)
-        fills, unknown = self._fills_of(sent)
-        expected = position_after_fills(before, fills)[0] if unknown is None else None
+        fills = self._fills_of(sent)
+        # (qty, entry) the fills give; a string: the order whose fill is not known
+        given = position_after_fills(before, fills) if isinstance(fills, list) else fills
+        expected = given[0] if isinstance(given, tuple) else None
+        self._read_after_orders(d, acct, now, before, setting, given)
         if expected is not None and acct.qty(d.symbol) != expected:
             # Most often an answer a moment older than the fills: once more after a pause.
             self.clock.sleep(TRAILING_POSITIONS_WAIT_S)
-            self._read_after_orders(d, acct, now, before, setting, sent)
+            self._read_after_orders(d, acct, now, before, setting, given)
         read = acct.qty(d.symbol)
         if expected is not None and read != expected:
             # Back to the position held before the orders: what the estimate starts from.
@@ -1363,7 +1365,7 @@ class Engine:
             acct.positions = others if before is None else {**others, d.symbol: before}
             acct.changed()
             why = f"positions answer holds {read}, the fills give {expected}"
-            self._protect_by_fills(d, acct, now, before, setting, sent, why)
+            self._protect_by_fills(d, acct, now, before, setting, given, why)
             raise AccountUnreadable(
                 f"{d.symbol}: the positions answer holds {read} but the orders just filled "
                 f"give {expected} (an answer older than the fills, or a change outside the "
@@ -1388,7 +1390,7 @@ class Engine:
         now: int,
         before: Position | None,
         setting: Decimal,
-        sent: Sequence[OrderRequest],
+        given: tuple[Decimal, Decimal] | str,
     ) -> None:
         """The positions again after ``d``'s orders; unreadable: protect on the fills, raise."""
         try:
@@ -1396,26 +1398,23 @@ class Engine:
         except AuthenticationFailed:
             raise
         except ExchangeError:  # AccountUnreadable too
-            self._protect_by_fills(d, acct, now, before, setting, sent, "positions unreadable")
+            self._protect_by_fills(d, acct, now, before, setting, given, "positions unreadable")
             raise
 
-    def _fills_of(
-        self, sent: Sequence[OrderRequest]
-    ) -> tuple[list[tuple[Decimal, Decimal]], str | None]:
+    def _fills_of(self, sent: Sequence[OrderRequest]) -> list[tuple[Decimal, Decimal]] | str:
         """The signed fills ``(qty change, price)`` of ``sent`` as recorded from the venue's
-        answers, in order; the second item names the first order whose fill is not known (an
-        unknown outcome, an order still open: the list is then incomplete). An order the gate
-        denied was never sent and has no record."""
+        answers, in order; or the first order whose fill is not known (an unknown outcome, an
+        order still open), named. An order the gate denied was never sent and has no record."""
         fills: list[tuple[Decimal, Decimal]] = []
         for req in sent:
             record = self.store.get_order(req.client_id)
             if record is None:
                 continue
             if not record.status.is_final or (record.filled > 0 and record.average_price is None):
-                return fills, f"{req.client_id} ({record.status})"
+                return f"{req.client_id} ({record.status})"
             if record.filled > 0 and record.average_price is not None:
                 fills.append((req.side.sign * record.filled, record.average_price))
-        return fills, None
+        return fills
 
     def _protect_by_fills(
         self,
@@ -1424,31 +1423,30 @@ class Engine:
         now: int,
         before: Position | None,
         setting: Decimal,
-        sent: Sequence[OrderRequest],
+        given: tuple[Decimal, Decimal] | str,
         why: str,
     ) -> None:
         """The positions cannot be trusted right after orders filled (``why``): protect the
-        position the fills give.
+        position the fills give (``given``: its quantity and entry, from
+        :func:`~bot.engine.protection.position_after_fills`).
 
-        The estimate needs every order's outcome: a fill whose size or price is not known (an
-        unknown outcome, an order still open) leaves it to the next reading. The liquidation
-        price is the engine's own (Binance's formula on the fills,
+        The estimate needs every order's outcome: ``given`` naming an order whose fill is not
+        known (an unknown outcome, an order still open) leaves it to the next reading. The
+        liquidation price is the engine's own (Binance's formula on the fills,
         :func:`~bot.engine.protection.liquidation_after`, from ``acct`` as it was before the
         orders), the stop the decision's, checked against it like any other; the next reading
         replaces both with the venue's.
         """
-        fills, unknown = self._fills_of(sent)
-        if unknown is not None:
+        if isinstance(given, str):
             self._event(
                 now,
                 EventKind.RECONCILE,
                 d.symbol,
                 TradingState.ACTIVE,
-                f"{why} after {unknown}: its fill is not known, the stop waits for the next "
-                "reading",
+                f"{why} after {given}: its fill is not known, the stop waits for the next reading",
             )
             return
-        qty, entry = position_after_fills(before, fills)
+        qty, entry = given
         held = before.qty if before is not None else ZERO
         if qty == held or qty == 0:
             # Nothing filled: the stop resting is right. Closed: a reduce-only stop left

@@ -427,12 +427,13 @@ class SimulatedExchange:
             return abs(pos.qty)
         return min(order.amount, abs(pos.qty))
 
-    def slippage_for(self, symbol: str, qty: Decimal, *, inside: bool) -> Decimal:
-        """The slippage fraction of a fill of ``qty`` on ``symbol`` now (see
-        :mod:`bot.sim.slippage`)."""
+    def slippage_parts(self, symbol: str, qty: Decimal, *, inside: bool) -> tuple[Decimal, Decimal]:
+        """The slippage fraction of a fill of ``qty`` on ``symbol`` now, and the part of it the
+        order's own size adds (the data-driven model's impact term; 0 for the fixed model). See
+        :mod:`bot.sim.slippage`."""
         model = self.slippage_model
         if not model.data_driven:
-            return self.slippage
+            return self.slippage, ZERO
         model = SlippageModel(self.slippage, model.range_fraction, model.impact)
         rng, volume = self.candle_range.get(symbol), self.candle_volume.get(symbol)
         if not inside and self.candle_lookup is not None:
@@ -442,19 +443,7 @@ class SimulatedExchange:
         elif inside and volume is None and self.candle_lookup is not None:
             found = self.candle_lookup(symbol)
             volume = found[1] if found is not None else None
-        return model.fraction(qty, rng, volume, inside)
-
-    def impact_for(self, symbol: str, qty: Decimal) -> Decimal:
-        """The part of :meth:`slippage_for` a fill of ``qty`` owes to its own size (the impact
-        term of the data-driven model; 0 for the fixed one)."""
-        model = self.slippage_model
-        if model.impact <= 0:
-            return ZERO
-        rng, volume = self.candle_range.get(symbol), self.candle_volume.get(symbol)
-        if volume is None and self.candle_lookup is not None:
-            found = self.candle_lookup(symbol)
-            volume = found[1] if found is not None else None
-        return model.impact_fraction(qty, rng, volume)
+        return model.fraction(qty, rng, volume, inside), model.impact_fraction(qty, rng, volume)
 
     def _fill_market(
         self,
@@ -476,9 +465,8 @@ class SimulatedExchange:
                 raise ReduceOnlyRejected(
                     f"{order.client_id}: reduce-only order would increase the position", code=-2022
                 )
-        slip = self.slippage_for(order.symbol, qty, inside=inside)
+        slip, impact = self.slippage_parts(order.symbol, qty, inside=inside)
         slipped = reference * (1 + slip * order.side.sign)
-        impact = self.impact_for(order.symbol, qty) if traded is not None else ZERO
         price = fill_price(reference, order.side.sign, slip, impact, traded)
         delta = qty * order.side.sign
         pos = self.book.positions[order.symbol]

@@ -53,22 +53,28 @@ class SlippageModel:
         if candle_range is not None and candle_range > 0:
             if inside:
                 s += self.range_fraction * candle_range
-            if self.impact > 0 and volume is not None and volume > 0 and qty > 0:
-                s += self.impact * candle_range * (abs(qty) / volume).sqrt()
-        # Bounded digits (a square root has 28): prices built from it are stored exactly.
-        return min(s, MAX_SLIPPAGE).quantize(PLACES, rounding=ROUND_CEILING)
+            s += self._impact_term(qty, candle_range, volume)
+        return _bounded(s)
 
     def impact_fraction(
         self, qty: Decimal, candle_range: Decimal | None, volume: Decimal | None
     ) -> Decimal:
         """The part of :meth:`fraction` the order's own size adds (the square-root term): the
         part that may take a fill past the candle's extreme (see :func:`fill_price`)."""
-        if self.impact <= 0 or candle_range is None or candle_range <= 0:
+        if candle_range is None or candle_range <= 0:
             return ZERO
-        if volume is None or volume <= 0 or qty <= 0:
+        return _bounded(self._impact_term(qty, candle_range, volume))
+
+    def _impact_term(self, qty: Decimal, candle_range: Decimal, volume: Decimal | None) -> Decimal:
+        """``impact x sigma x sqrt(Q / V)`` (0 without an impact factor, volume or size)."""
+        if self.impact <= 0 or volume is None or volume <= 0 or qty <= 0:
             return ZERO
-        term = self.impact * candle_range * (abs(qty) / volume).sqrt()
-        return min(term, MAX_SLIPPAGE).quantize(PLACES, rounding=ROUND_CEILING)
+        return self.impact * candle_range * (abs(qty) / volume).sqrt()
+
+
+def _bounded(fraction: Decimal) -> Decimal:
+    # Bounded digits (a square root has 28): prices built from it are stored exactly.
+    return min(fraction, MAX_SLIPPAGE).quantize(PLACES, rounding=ROUND_CEILING)
 
 
 def within_traded(
@@ -101,7 +107,9 @@ def fill_price(
     ``slip``. The part that stands for the candle's own move and spread (``slip - impact``)
     stays within ``traded`` (:func:`within_traded`); the order's own impact (``impact``, part of
     ``slip``) then applies beyond it: an order large against the candle's volume would itself
-    have printed a new extreme, so a large book is not filled at the low a small one could get."""
-    moved = reference * (1 + (slip - impact) * sign) if impact else reference * (1 + slip * sign)
-    price = within_traded(moved, reference, traded)
-    return price * (1 + impact * sign) if impact else price
+    have printed a new extreme, so a large book is not filled at the low a small one could get.
+    ``traded`` None (no bound known): the whole slippage at once."""
+    if traded is None or not impact:
+        return within_traded(reference * (1 + slip * sign), reference, traded)
+    moved = within_traded(reference * (1 + (slip - impact) * sign), reference, traded)
+    return moved * (1 + impact * sign)

@@ -462,12 +462,11 @@ def _liquidation_fill(
 ) -> Decimal:
     """The liquidation engine's fill: ``price`` moved against the position by the slippage of
     an order inside the candle, within ``traded`` (see :func:`within_traded`)."""
-    slip = ex.slippage_for(symbol, abs(qty), inside=True)
+    slip, impact = ex.slippage_parts(symbol, abs(qty), inside=True)
     if slip == 0:
         return price
     sign = -1 if qty > 0 else 1  # the liquidation sells a long, buys a short back
     slipped = price * (1 + slip * sign)
-    impact = ex.impact_for(symbol, abs(qty)) if traded is not None else ZERO
     fill = fill_price(price, sign, slip, impact, traded)
     ex.slippage_paid += abs(qty) * price * slip if fill == slipped else abs(qty) * abs(fill - price)
     return fill

@@ -59,9 +59,9 @@ from bot.errors import (
     ReduceOnlyRejected,
 )
 from bot.sim.book import Book, SimPosition
-from bot.sim.events import SimEvent, SimEventKind
+from bot.sim.events import SimEvent
 from bot.sim.slippage import SlippageModel, fill_price
-from bot.sim.triggers import process_bar
+from bot.sim.triggers import insurance_takes, process_bar
 
 ZERO = Decimal(0)
 BPS = Decimal("0.0001")
@@ -497,19 +497,14 @@ class SimulatedExchange:
         self.slippage_paid += (
             qty * reference * slip if price == slipped else qty * abs(price - reference)
         )
-        if result.shortfall > 0:
-            self.insurance_shortfall += result.shortfall
-            backed = "its margin" if self.book.margin_mode is MarginMode.ISOLATED else "the wallet"
-            self.events.append(
-                SimEvent(
-                    ts_ms=ts_ms,
-                    kind=SimEventKind.INSURANCE,
-                    symbol=order.symbol,
-                    detail=f"{order.client_id} filled at {price} beyond the bankruptcy price: "
-                    f"loss beyond {backed} {result.shortfall:.2f} taken by the insurance fund",
-                    amount=result.shortfall,
-                )
-            )
+        insurance_takes(
+            self,
+            ts_ms,
+            order.symbol,
+            result.shortfall,
+            f"{order.client_id} filled at {price} beyond the bankruptcy price",
+            "its margin" if self.book.margin_mode is MarginMode.ISOLATED else "the wallet",
+        )
         fill = Fill(
             client_id=order.client_id,
             symbol=order.symbol,

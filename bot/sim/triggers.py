@@ -403,21 +403,16 @@ def _liquidate(
     result = book.liquidate(symbol, price, book.instruments[symbol].liquidation_fee)
     ex.fees_paid += result.fee
     _record_liquidation(ex, symbol, ts, qty, price, result.fee, result.realized_pnl)
-    if result.shortfall > 0:
-        # Filled past the bankruptcy price (a gap beyond the liquidation price): the margin is
-        # gone and the insurance fund takes the rest, as in a cross account's liquidation.
-        ex.insurance_shortfall += result.shortfall
-        ex.events.append(
-            SimEvent(
-                ts_ms=ts,
-                kind=SimEventKind.INSURANCE,
-                symbol=symbol,
-                detail=f"{symbol} isolated position liquidated at {price} beyond the bankruptcy "
-                f"price: loss beyond its margin {result.shortfall:.2f} taken by the insurance "
-                "fund",
-                amount=result.shortfall,
-            )
-        )
+    # Filled past the bankruptcy price (a gap beyond the liquidation price): the margin is
+    # gone and the insurance fund takes the rest, as in a cross account's liquidation.
+    insurance_takes(
+        ex,
+        ts,
+        symbol,
+        result.shortfall,
+        f"{symbol} isolated position liquidated at {price} beyond the bankruptcy price",
+        "its margin",
+    )
 
 
 def liquidate_account(ex: SimAccount, ts: int, prices: Mapping[str, Decimal]) -> None:
@@ -434,23 +429,34 @@ def liquidate_account(ex: SimAccount, ts: int, prices: Mapping[str, Decimal]) ->
     # What the wallet could not pay is not paid, fees first (the insurance fund's).
     paid_fees = fee_total - min(result.shortfall, fee_total)
     ex.fees_paid += paid_fees
-    ex.insurance_shortfall += result.shortfall
     for sym, qty in held.items():
         ex.marks[sym] = fill_prices[sym]
         _record_liquidation(
             ex, sym, ts, qty, fill_prices[sym], result.fees[sym], result.realized[sym]
         )
-    if result.shortfall > 0:
-        ex.events.append(
-            SimEvent(
-                ts_ms=ts,
-                kind=SimEventKind.INSURANCE,
-                symbol=next(iter(held)),
-                detail=f"cross account liquidated: loss beyond the wallet {result.shortfall:.2f} "
-                "taken by the insurance fund",
-                amount=result.shortfall,
-            )
+    insurance_takes(
+        ex, ts, next(iter(held)), result.shortfall, "cross account liquidated", "the wallet"
+    )
+
+
+def insurance_takes(
+    ex: SimAccount, ts: int, symbol: str, shortfall: Decimal, what: str, backing: str
+) -> None:
+    """A loss beyond what backed it (``backing``: an isolated margin, the wallet) is the
+    insurance fund's: counted in ``insurance_shortfall`` and recorded as an ``insurance``
+    event after ``what`` happened (nothing when there is none)."""
+    if shortfall <= 0:
+        return
+    ex.insurance_shortfall += shortfall
+    ex.events.append(
+        SimEvent(
+            ts_ms=ts,
+            kind=SimEventKind.INSURANCE,
+            symbol=symbol,
+            detail=f"{what}: loss beyond {backing} {shortfall:.2f} taken by the insurance fund",
+            amount=shortfall,
         )
+    )
 
 
 def _liquidation_fill(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -211,7 +211,9 @@ class ContractConfig(FrozenModel):
         return self
 
 
-VENUE_NAMES = ("binanceusdm", "bybit")  # the venues of exchange.name and data.exchange
+# The venues of exchange.name and data.exchange.
+VenueName = Literal["binanceusdm", "bybit"]
+VENUE_NAMES: tuple[str, ...] = get_args(VenueName)
 
 
 class DataConfig(FrozenModel):
@@ -220,7 +222,7 @@ class DataConfig(FrozenModel):
     dir: InputDir
     # Default: exchange.name (filled in by BotConfig; this class default serves a DataConfig
     # built on its own).
-    exchange: Literal["binanceusdm", "bybit"] = "binanceusdm"
+    exchange: VenueName = "binanceusdm"
     # Live trading refreshes <dir>/contracts/<exchange>.json at start and daily and refuses to
     # open or increase anything on a catalogue older than this (hours).
     catalogue_max_age_hours: StrictInt = Field(default=48, gt=0, le=24 * 365)
@@ -289,7 +291,7 @@ class ExchangeConfig(FrozenModel):
 
     # The venues bot.exchange.capabilities.VENUES has a profile for (a test keeps them equal):
     # any other ccxt id would load here and fail only when `bot run` builds the adapter.
-    name: Literal["binanceusdm", "bybit"] = "binanceusdm"
+    name: VenueName = "binanceusdm"
     demo: StrictBool = True
     # The adapter rewrites every REST endpoint to this base (bot.exchange.factory), which takes
     # http(s)://host[:port] and an optional path prefix, and no query.

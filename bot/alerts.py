@@ -98,12 +98,14 @@ def conditions(
             unit = mark * snap.volatility / DAYS.sqrt()
             units = abs(mark - liq) / unit
             if units < rules.liquidation_vol_units:
+                # on the tick grid toward the mark: never more room than there is
+                toward = inst.ceil_price(liq) if pos.qty > 0 else inst.floor_price(liq)
                 out.append(
                     Alert(
                         f"liq_distance:{sym}",
                         "critical",
                         f"{sym}: liquidation "
-                        f"{numbers.price_toward(liq, inst.tick_size, up=pos.qty > 0)} is "
+                        f"{numbers.price(toward, inst.tick_size)} is "
                         f"{units:.2f} daily-vol units from the mark "
                         f"{numbers.price(mark, inst.tick_size)} "
                         f"(alert below {rules.liquidation_vol_units})",

@@ -3,7 +3,7 @@ money to cents, fractions as percentages. Display only: the domain never rounds 
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 DASH = "-"
 
@@ -29,20 +29,6 @@ def fixed(value: Decimal | None, places: int, *, grouping: bool = False) -> str:
 def price(value: Decimal | None, tick: Decimal | None, *, grouping: bool = False) -> str:
     """A price to the contract's tick precision (8 places when the tick is unknown)."""
     return fixed(value, places_of(tick) if tick is not None else 8, grouping=grouping)
-
-
-def price_toward(
-    value: Decimal | None, tick: Decimal | None, *, up: bool, grouping: bool = False
-) -> str:
-    """A price on the tick grid rounded up (``up``) or down, never to the nearest: a
-    liquidation price is rounded toward the mark (up for a long, down for a short), so it never
-    shows more room than there is (a tick can be 10 % of a 1000PEPE price)."""
-    if value is None or tick is None or tick <= 0 or not value.is_finite():
-        return price(value, tick, grouping=grouping)
-    rounding = ROUND_CEILING if up else ROUND_FLOOR
-    return price(
-        (value / tick).to_integral_value(rounding=rounding) * tick, tick, grouping=grouping
-    )
 
 
 def qty(value: Decimal | None, step: Decimal | None) -> str:

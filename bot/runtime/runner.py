@@ -44,6 +44,11 @@ ENDS = {EventKind.PROTECTED: EventKind.UNPROTECTED, EventKind.READABLE: EventKin
 _IN_A_ROW = re.compile(r"\((\d+) failed jobs? in a row\)$")
 
 
+def _key_time(ms: int) -> str:
+    """An event's time in an alert key: each state change or exit is its own alert."""
+    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def failed_in_a_row(events_newest_first: Iterable[RiskEvent]) -> int:
     """Failed jobs in a row at the end of the recorded events (0 after a ``jobs_ok`` one)."""
     return run_in_a_row(events_newest_first, EventKind.TICK_FAILED, EventKind.JOBS_OK, _IN_A_ROW)
@@ -321,7 +326,7 @@ class Runner:
         )
         # Keyed by the change's time, as every state alert: a second run of failures within the
         # dedup window (after a resume) is news too.
-        when = ms_to_datetime(now).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = _key_time(now)
         return [Alert(f"state:reducing@{when}", "critical", f"active -> reducing: {reason}")]
 
     def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
@@ -341,7 +346,7 @@ class Runner:
             if e.kind == "state":
                 # Keyed by the change's time: every change is news (a halt, a resume and a second
                 # halt within the dedup window used to send the first halt only).
-                when = ms_to_datetime(e.ts_ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+                when = _key_time(e.ts_ms)
                 alerts.append(
                     Alert(f"state:{e.state.value}@{when}", "critical", f"trading state: {e.reason}")
                 )
@@ -350,7 +355,7 @@ class Runner:
                 # Keyed by its time: each exit is news (a second liquidation within the dedup
                 # window is not the first one again).
                 level = "warning" if "outside the bot" in e.reason else "critical"
-                when = ms_to_datetime(e.ts_ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+                when = _key_time(e.ts_ms)
                 alerts.append(Alert(f"exit:{e.symbol}@{when}", level, f"{e.symbol}: {e.reason}"))
             elif e.kind in ("unreadable", "unprotected"):
                 key = f"{e.kind}:{e.symbol or 'account'}"

@@ -448,20 +448,15 @@ def _last_beside(trigger: Candles, last: Candles) -> FloatArray | None:
         return None
     if trigger.tf_ms < last.tf_ms or trigger.tf_ms % last.tf_ms != 0:
         return None
+    hours = last.resample(trigger.tf_ms, partial=True)  # (mark bars lie on the epoch grid)
     out = np.full((len(trigger), 3), np.nan)
-    first = np.searchsorted(last.ts, trigger.ts, side="left")
-    end = np.searchsorted(last.ts, trigger.ts + trigger.tf_ms, side="left")
-    has = end > first
-    if not has.any():
+    if len(hours.ts) == 0:
         return out
-    # reduceat over (first, end) pairs: every pair is non-empty, its even result is the
-    # reduction of that pair's rows; the sentinel keeps every index inside the array.
-    pairs = np.column_stack((first[has], end[has])).ravel()
-    high = np.maximum.reduceat(np.append(last.high, -np.inf), pairs)[::2]
-    low = np.minimum.reduceat(np.append(last.low, np.inf), pairs)[::2]
-    out[has, 0] = last.open[first[has]]
-    out[has, 1] = high
-    out[has, 2] = low
+    i = np.minimum(np.searchsorted(hours.ts, trigger.ts), len(hours.ts) - 1)
+    same = hours.ts[i] == trigger.ts
+    out[same, 0] = hours.open[i[same]]
+    out[same, 1] = hours.high[i[same]]
+    out[same, 2] = hours.low[i[same]]
     return out
 
 

@@ -37,7 +37,7 @@ from decimal import Decimal
 from enum import StrEnum
 from functools import partial
 
-from bot.clock import Clock
+from bot.clock import Clock, ms_to_datetime
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
 from bot.domain.enums import (
@@ -700,6 +700,17 @@ class Engine:
             last = self.market.last_price(sym, now)
             if last is None:
                 return window, None, None
+            ahead = last[1] - now
+            if ahead > self.limits.stale_data_ms:
+                # A price "from the future" would read as fresh whatever its real age (a
+                # garbled time, or a feed replaying with a wrong stamp): as far ahead as a
+                # stale price is behind is not a clock difference, it is not believable.
+                return ExchangeError(
+                    f"{sym}: the last price's time {_seconds(last[1])} is {ahead // 1000} s "
+                    f"ahead of the bot's clock ({_seconds(now)}), more than the stale-data "
+                    f"limit ({self.limits.stale_data_ms // 1000} s): not believable (if the "
+                    "host's clock is behind, synchronise it)"
+                )
             return window, last, self.market.funding(sym, now, self.policy.funding.lookback)
         except AuthenticationFailed:
             raise
@@ -1731,3 +1742,7 @@ def _flat(d: Decision, why: str) -> Decision:
         reason=f"{d.reason}; {why}",
         allow_increase=False,
     )
+
+
+def _seconds(ms: int) -> str:
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -65,3 +65,35 @@ def test_a_contract_never_read_gets_no_position(instruments: dict[str, Instrumen
     engine.tick()
     assert ex.fetch_positions([BTC]).get(BTC) is None
     assert ex.book.wallet == D(10000)
+
+
+class FutureStampedMarket(FakeMarket):
+    """The last price carries a time ``ahead_ms`` after the bot's clock while it is set."""
+
+    ahead_ms: int | None = None
+
+    def last_price(self, symbol: str, now_ms: int) -> tuple[D, int] | None:
+        got = super().last_price(symbol, now_ms)
+        if got is None or self.ahead_ms is None:
+            return got
+        return got[0], now_ms + self.ahead_ms
+
+
+def test_a_price_dated_in_the_future_is_not_fresh(instruments: dict[str, Instrument]) -> None:
+    """A price stamped beyond the stale-data limit ahead of the clock would read as fresh for
+    as long as the stamp says: it costs its contract the decision and counts as stale data."""
+    market = FutureStampedMarket()
+    engine, ex, store = build(instruments, market)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    limit = engine.limits.stale_data_ms
+    market.ahead_ms = limit  # a clock difference up to the limit is taken as it comes
+    assert engine.tick().decisions
+    assert not [e for e in store.events if e.kind is EventKind.MARKET_DATA]
+    market.ahead_ms = limit + 1000
+    result = engine.tick()
+    assert result.decisions == []
+    assert ex.fetch_positions([BTC])[BTC].qty == held
+    [event] = [e for e in store.events if e.kind is EventKind.MARKET_DATA]
+    assert "ahead of the bot's clock" in event.reason and "not believable" in event.reason
+    assert engine.stale_contracts(engine.clock.now_ms()) == [BTC]

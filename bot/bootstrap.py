@@ -27,6 +27,7 @@ from loguru import logger
 
 from bot.catalogue import resolve_instruments
 from bot.clock import Clock, LiveClock, ReplayClock, SimClock
+from bot.config.database_url import database_url_secrets
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.enums import MarginMode
@@ -266,6 +267,9 @@ def database_errors(config: BotConfig) -> Iterator[None]:
     from bot.store import migrate
 
     url = config.runtime.database_url
+    # The driver's and SQLAlchemy's own messages may quote the URL: its password never
+    # reaches a log line, an alert or the dashboard (every command that opens it comes here).
+    REDACTOR.add(database_url_secrets(url))
     try:
         yield
     except (SQLAlchemyError, OSError, ImportError) as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 # name://[user[:password]@][host or [ipv6]][:port][/database][?query]; every part but the name
 # optional. A user part ends at the first "@" that follows it; the host never holds "/", ":" or
@@ -64,3 +64,22 @@ def parse_database_url(text: str) -> DatabaseUrl:
         port=port,
         database=unquote(database) if database is not None else None,
     )
+
+
+def database_url_secrets(text: str) -> list[str]:
+    """The passwords ``text`` carries, as written and percent-decoded: the one before the host
+    and any query parameter named like a password (libpq takes ``?password=`` and
+    ``?sslpassword=``), for the log redactor ([] when it has none or is no URL)."""
+    m = _URL.match(text)
+    if m is None:
+        return []
+    raw = [m["password"] or ""]
+    for part in (m["query"] or "").split("&"):
+        key, eq, value = part.partition("=")
+        if eq and "password" in unquote(key).lower():
+            raw.append(value)
+    out: list[str] = []
+    for value in (v for r in raw for v in (r, unquote(r), unquote_plus(r))):
+        if value and value not in out:
+            out.append(value)
+    return out

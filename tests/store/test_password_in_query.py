@@ -5,12 +5,20 @@ the one before the host: the state database's errors reach the alerts, the log, 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
+from bot.bootstrap import open_store
+from bot.config.database_url import database_url_secrets
+from bot.config.loader import load_config
+from bot.errors import ConfigError
+from bot.logs import REDACTED, redact
 from bot.runtime.runner import _store_alert
 from bot.store.migrate import safe_url
 from bot.store.sql import SqlStore, StoreUnavailable
+from tests.runtime.conftest import write_config
+from tests.runtime.test_alerts import set_runtime
 
 SECRET = "Sup3rSecretPass99"
 KEY = "Ssl4KeyPassphrase"
@@ -46,3 +54,33 @@ def test_the_store_alert_of_an_unreachable_database_carries_no_password() -> Non
     alert = _store_alert(caught.value)
     assert "cannot read" in alert.message
     assert SECRET not in alert.message
+
+
+def test_database_url_secrets_lists_every_form_of_the_password() -> None:
+    url = "postgresql+psycopg://bot:s3cr%40t@db.internal/bot?sslpassword=k%2By+z&sslmode=require"
+    found = database_url_secrets(url)
+    assert {"s3cr%40t", "s3cr@t", "k%2By+z", "k+y+z", "k+y z"} <= set(found)
+    assert "require" not in found
+    assert "bot" not in found
+    assert database_url_secrets("sqlite:///bot-state.db") == []
+    assert database_url_secrets("not a url") == []
+
+
+def test_opening_the_database_adds_its_password_to_the_log_redactor(tmp_path: Path) -> None:
+    """A driver's or SQLAlchemy's message may quote the URL (a log line, an exception's
+    text): once the bot has opened its database, the password never leaves the process."""
+    secret = "Db9PassWordInUrl"
+    config_path = write_config(tmp_path, contracts=1)
+    set_runtime(
+        config_path,
+        database_url=f'"postgresql+psycopg://bot:{secret}@127.0.0.1:{closed_port()}/bot'
+        f'?sslpassword={KEY}&connect_timeout=2"',
+    )
+    config = load_config(config_path)
+    assert secret in redact(f"connection to {secret}")  # not known before the bot opens it
+    with pytest.raises(ConfigError) as caught:
+        open_store(config)
+    assert secret not in str(caught.value)
+    assert redact(f"url postgresql://bot:{secret}@h/bot?sslpassword={KEY}") == (
+        f"url postgresql://bot:{REDACTED}@h/bot?sslpassword={REDACTED}"
+    )

@@ -93,7 +93,7 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
             fh.write(header + "\n" + space.to_toml(raw))
     phase = "train" if spec.walk_forward else "all"
     scored = [
-        ({k: str(r[f"param.{k}"]) for k in sweep.keys}, s)
+        ({k: space.cell_text(r[f"param.{k}"]) for k in sweep.keys}, s)
         for r in outcome.rows
         if r.get("phase") == phase and (s := score(r, spec.objective)) is not None
     ]
@@ -175,7 +175,7 @@ def top_table(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, n: int = 10)
         table.add_column(m, justify="right")
     for _, r in ranked[:n]:
         table.add_row(
-            *[str(r[f"param.{k}"]) for k in sweep.keys],
+            *[space.cell_text(r[f"param.{k}"]) for k in sweep.keys],
             *[_fmt(r.get(m), f) for m, f in _TABLE_METRICS],
         )
     return table

@@ -267,4 +267,19 @@ def _toml_value(value: Any) -> str:
 
 
 def point_label(point: dict[str, Scalar]) -> str:
-    return " ".join(f"{k}={v}" for k, v in point.items())
+    return " ".join(f"{k}={text(v)}" for k, v in point.items())
+
+
+def text(value: Scalar) -> str:
+    """A swept value as the trader writes it in ``--param`` and the policy file (``true``, not
+    Python's ``True``): the results' cells, the table, the labels."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def cell_text(cell: object) -> str:
+    """A results cell read back as :func:`text` writes it (``True``/``False`` in files written
+    before booleans were shown as TOML writes them)."""
+    shown = str(cell)
+    return shown.lower() if shown in ("True", "False") else shown

@@ -204,7 +204,7 @@ class Sweep:
             "phase": phase,
             "window_start": str(start or ""),
             "window_end": str(end or ""),
-            **{f"param.{k}": str(v) for k, v in point.items()},
+            **{f"param.{k}": space.text(v) for k, v in point.items()},
         }
         return PointTask(
             key=f"{phase}:{widx}:{pid}",
@@ -305,7 +305,7 @@ class Sweep:
             elif p.low is not None and p.high is not None:
                 dists[p.key] = optuna.distributions.FloatDistribution(float(p.low), float(p.high))
             else:
-                decode[p.key] = {str(v): v for v in p.values}
+                decode[p.key] = {space.text(v): v for v in p.values}
                 dists[p.key] = optuna.distributions.CategoricalDistribution(list(decode[p.key]))
         return dists, decode
 
@@ -329,10 +329,11 @@ class Sweep:
                 continue
             if not results.done(row["key"]):
                 continue  # lost by its worker: not a trial; the search asks another point
-            params = {k: _as_param(row[f"param.{k}"], dists[k]) for k in self.keys}
+            params = {k: _as_param(space.cell_text(row[f"param.{k}"]), dists[k]) for k in self.keys}
             # the point itself, as a fresh run would have asked it (best.toml, the TEST run)
             self.points[str(row["point"])] = {
-                k: _decode_text(str(row[f"param.{k}"]), decode.get(k), k in ints) for k in self.keys
+                k: _decode_text(space.cell_text(row[f"param.{k}"]), decode.get(k), k in ints)
+                for k in self.keys
             }
             value = score(row, self.spec.objective)
             state = (

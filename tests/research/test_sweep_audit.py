@@ -23,6 +23,7 @@ from bot.cli import simulate as sim
 from bot.cli.research import run_sweep
 from bot.config.loader import load_policy
 from bot.errors import ConfigError
+from bot.research import space
 from bot.research.evaluate import REPORT_METRICS
 from bot.research.executors import InlineExecutor
 from bot.research.results import ResultsFile, columns, score, write_parquet
@@ -86,7 +87,7 @@ def test_a_point_that_never_trades_is_not_chosen_for_its_sharpe_of_0(tmp_path: P
         end=date(2025, 2, 28),
     )
     outcome = Sweep(spec, InlineExecutor()).run()
-    flat = next(r for r in outcome.rows if r["param.allow_increase"] == "False")
+    flat = next(r for r in outcome.rows if r["param.allow_increase"] == "false")
     assert flat["sharpe"] == 0.0
     assert flat["n_trades"] == 0
     assert outcome.best_point == {"allow_increase": True}
@@ -242,3 +243,14 @@ def test_best_toml_compares_with_its_base_in_one_simulate(tmp_path: Path) -> Non
     assert set(reports) == {"vol_target", "vol_target-best"}
     for key in REPORT_METRICS:
         assert outcome.best[key] == reports["vol_target-best"][key], key
+
+
+def test_booleans_read_as_the_trader_wrote_them() -> None:
+    # `--param allow_increase=true,false`: the cells, the table and best.toml's header say
+    # true/false, as the policy file does, not Python's True/False
+    point = {"allow_increase": False, "leverage.max": Decimal("2.5")}
+    assert space.point_label(point) == "allow_increase=false leverage.max=2.5"
+    assert space.text(True) == "true"
+    # a results file written before reads back the same (resume)
+    assert space.cell_text("True") == "true"
+    assert space.cell_text("0.40") == "0.40"

@@ -248,7 +248,7 @@ def test_best_toml_compares_with_its_base_in_one_simulate(tmp_path: Path) -> Non
 def test_booleans_read_as_the_trader_wrote_them() -> None:
     # `--param allow_increase=true,false`: the cells, the table and best.toml's header say
     # true/false, as the policy file does, not Python's True/False
-    point = {"allow_increase": False, "leverage.max": Decimal("2.5")}
+    point: dict[str, space.Scalar] = {"allow_increase": False, "leverage.max": Decimal("2.5")}
     assert space.point_label(point) == "allow_increase=false leverage.max=2.5"
     assert space.text(True) == "true"
     # a results file written before reads back the same (resume)

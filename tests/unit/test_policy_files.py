@@ -95,11 +95,11 @@ def test_risk_parity_policy_file() -> None:
     assert (p.volatility.estimator, p.volatility.window) == ("close_to_close", 720)
     lev = p.leverage
     assert (lev.target_volatility, lev.min, lev.max) == (
-        Decimal("0.7"),
+        Decimal("0.5"),
         Decimal("0.25"),
         Decimal(5),
     )
-    assert lev.hysteresis == Decimal("0.25")
+    assert lev.hysteresis == Decimal("0.1")
 
 
 def test_static_3x_policy_file() -> None:

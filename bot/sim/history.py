@@ -135,6 +135,17 @@ def load_history(
             mark = choose(inventory, symbol, "mark", usable, start, end)
             trigger = mark.candles
             notes.append(mark.note)
+            if trigger.tf_ms > tf_ms:
+                # A bar is known when it closes: a stop inside it is found at its close, after
+                # the decisions in between saw the position still open.
+                notes.append(
+                    f"{symbol} triggers: the {format_timeframe(trigger.tf_ms)} mark candles are "
+                    f"coarser than the {decision_tf} decisions: a stop or liquidation inside a "
+                    f"mark candle is found when it closes (its fill is dated at the candle's "
+                    f"start), after the decisions in between saw the position open; "
+                    '[simulation] trigger_source = "auto" triggers on the finer last-trade '
+                    "candles"
+                )
     funding = inventory.load_funding(symbol) if inventory.has_funding(symbol) else None
     gap = _funding_gap(symbol, funding, start, end, last)
     if gap:

@@ -7,6 +7,8 @@ simulation then sat on one stale price for those months, traded nothing, and rep
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -14,6 +16,8 @@ from hypothesis import strategies as st
 
 from bot.marketdata.candles import Candles
 from bot.marketdata.coverage import SLACK_MS, choose, covered_ms, longest_gap
+from bot.marketdata.files import discover
+from bot.sim.history import load_history
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -120,3 +124,16 @@ def test_the_slack_is_the_limit(missing: int) -> None:
     )
     pick = choose(inv, "X/USDT:USDT", "trade", ["5m", "1h"], T0, T0 + 8 * DAY)
     assert pick.timeframe == ("5m" if missing <= SLACK_MS else "1h")
+
+
+@pytest.mark.parametrize(("decision_tf", "said"), [("5m", True), ("1h", False)])
+def test_mark_triggers_coarser_than_the_decisions_are_said(decision_tf: str, said: bool) -> None:
+    # trigger_source = "mark" on the sample's 1h mark candles: with 5m decisions a stop inside
+    # an hour is found at the hour's close, after eleven decisions saw the position open
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample"
+    h = load_history(discover(sample), "BTC/USDT:USDT", decision_tf, "mark")
+    assert h.trigger.kind == "mark"
+    notes = [n for n in h.selection if "coarser than the" in n]
+    assert bool(notes) is said
+    if said:
+        assert "1h mark candles are coarser than the 5m decisions" in notes[0]

@@ -27,7 +27,7 @@ from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.planner import exchange_setting, stop_sizing
 from bot.policy.leverage import q2
-from bot.risk.coverage import Coverage, closing_side, coverage, is_stop, resting_stops
+from bot.risk.coverage import Coverage, closing_side, coverage, is_stop, plain, resting_stops
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
@@ -319,9 +319,16 @@ def protection_gap(
         return None
     liq = liquidation_of_held(inst, pos, acct, instruments)
     first = stops[0]
+    amount = plain(first.amount) if first.amount is not None else "close-position"
+    trigger = plain(first.trigger_price) if first.trigger_price is not None else "no trigger"
+    # shown on the contract's tick, rounded toward the mark (the side that is nearer)
+    shown = "unknown"
+    if liq is not None:
+        shown = plain(inst.ceil_price(liq) if pos.qty > 0 else inst.floor_price(liq))
     return (
-        f"stop {first.client_id} ({first.amount} at {first.trigger_price}) does not protect "
-        f"{pos.qty} at mark {mark} (liquidation {liq}): {cover.describe()}"
+        f"stop {first.client_id} ({amount} at {trigger}) does not protect {plain(pos.qty)} at "
+        f"mark {plain(mark) if mark is not None else 'unknown'} (liquidation {shown}): "
+        f"{cover.describe()}"
     )
 
 

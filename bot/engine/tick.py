@@ -1174,7 +1174,7 @@ class Engine:
             f"unprotected {plain(cover.uncovered)} is off the exchange's quantity step "
             f"{inst.step_size} (minimum {inst.min_qty}) and the exchange takes no "
             "close-position stop: no order can protect or close it; close it on the exchange "
-            f"by hand; unprotected since {since}",
+            f"by hand; unprotected since {_seconds(since)}",
         )
 
     def _close_naked(self, pos: Position, acct: AccountView, now: int) -> None:
@@ -1210,7 +1210,7 @@ class Engine:
             EventKind.UNPROTECTED,
             symbol,
             TradingState.ACTIVE,
-            f"{UNPROTECTED}: {gap}; unprotected since {since}"
+            f"{UNPROTECTED}: {gap}; unprotected since {_seconds(since)}"
             + (f"; venue: {venue}" if venue else "")
             + "; closing the position (reduce-only market)",
         )
@@ -1225,7 +1225,7 @@ class Engine:
                 symbol,
                 TradingState.ACTIVE,
                 f"incident over: the position has a valid stop or is closed (unprotected "
-                f"since {since}, {(now - since) // 1000} s)",
+                f"since {_seconds(since)}, {(now - since) // 1000} s)",
             )
 
     def _count_protection(self, now: int, closed: list[str]) -> None:

@@ -4,6 +4,7 @@ single pass over resting orders, and what the engine notes as held."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import fields, replace
 from decimal import Decimal as D
@@ -29,6 +30,7 @@ from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.market import build_snapshot, statistics_spec, window_statistics
 from bot.engine.planner import plan_protection
+from bot.engine.protection import protection_gap
 from bot.engine.reentry import Held, exit_kind, held_of
 from bot.ports.client_ids import base36
 from bot.ports.market import CandleWindow, WindowStatistics
@@ -328,3 +330,39 @@ def test_exit_kinds_name_what_the_venue_did() -> None:
     assert (kind("0", ["t"]) or "").startswith("closed outside the bot")
     assert kind("1", ["s", "t"]) == "a reversal the bot did not make"
     assert kind("-2", ["s", "t"]) is None
+
+
+def test_a_protection_gap_reads_in_the_contracts_own_figures(
+    instruments: dict[str, Instrument],
+) -> None:
+    # what the trader reads in the incident (event, alert): the computed liquidation price on
+    # the contract's tick, toward the mark, never a 28-digit Decimal
+    inst = instruments[BTC]
+    pos = Position(BTC, D("0.010"), D("60000"), D(10), MarginMode.ISOLATED, D("60.5"))
+    half = Order(
+        "s1",
+        "x1",
+        BTC,
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        OrderPurpose.STOP_LOSS,
+        D("0.005"),
+        D(0),
+        OrderStatus.OPEN,
+        reduce_only=True,
+        trigger_price=D("57000.0"),
+    )
+    acct = AccountView(
+        wallet=D(1000), positions={BTC: pos}, resting={BTC: [half]}, marks={BTC: D("60000.00")}
+    )
+    gap = protection_gap(inst, pos, acct, instruments, [half])
+    assert gap is not None
+    m = re.fullmatch(
+        r"stop s1 \(0\.005 at 57000\) does not protect 0\.01 at mark 60000 \(liquidation "
+        r"(\d+(?:\.\d+)?)\): stops cover 0\.005 of 0\.01: 0\.005 unprotected",
+        gap,
+    )
+    assert m is not None, gap
+    liq = D(m[1])
+    assert liq == inst.ceil_price(liq)  # on the tick
+    assert liq < D(60000)

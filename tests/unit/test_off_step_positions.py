@@ -5,6 +5,7 @@ the venue's closePosition rules in the simulated exchange; the planner's sizes."
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from decimal import Decimal as D
 
@@ -164,6 +165,8 @@ def test_without_close_position_stops_the_step_part_is_protected_and_the_rest_na
     assert len(incidents) == 1  # recorded once, not every tick
     assert "partly unprotected" in incidents[0]
     assert "0.003 unprotected" in incidents[0]
+    # the trader reads a time, not epoch milliseconds
+    assert re.search(r"unprotected since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", incidents[0])
     memory = store.load_risk_memory()
     assert memory is not None
     assert memory.state.value == "active"

@@ -115,9 +115,15 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         row["reason"] = rec.decision.reason if rec else None
         contracts.append(row)
     unreadable_since, unreadable_reads = unreadable_run(store)
+    heartbeat = store.last_heartbeat()
     return {
         "account": config.account.name,
         "as_of": _iso(equity.ts_ms) if equity else None,
+        # The last job (tick, guard, funding, rollover) the bot completed: a running bot
+        # completes one every guard interval, whatever its policy's timeframe. None: none
+        # recorded (a bot older than the heartbeat, or none completed yet).
+        "last_job": heartbeat.job if heartbeat else None,
+        "last_job_at": _iso(heartbeat.ts_ms) if heartbeat else None,
         # The newest reads of the account failed: every figure here is as of the last tick.
         "unreadable_since": _iso(unreadable_since),
         "unreadable_reads": unreadable_reads,
@@ -174,6 +180,12 @@ def status_tables(
     head.add_column("field")
     head.add_column("value", justify="right", no_wrap=True)
     head.add_row("as of", str(data["as_of"] or "no tick yet"))
+    head.add_row(
+        "last job",
+        f"{data['last_job']} at {data['last_job_at']}"
+        if data.get("last_job")
+        else "none recorded (a bot older than the heartbeat, or none completed yet)",
+    )
     if data.get("unreadable_since"):
         head.add_row(
             "ACCOUNT UNREADABLE",

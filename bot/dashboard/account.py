@@ -88,13 +88,16 @@ class AccountSource:
 
     kind = "account"
 
-    def __init__(self, config: BotConfig, store: SqlStore) -> None:
+    def __init__(self, config: BotConfig, store: SqlStore, *, guard_ms: int | None = None) -> None:
+        """``guard_ms``: how often the bot runs its guard job, when not its configuration's
+        ``runtime.guard_seconds`` (a replay too fast for guard jobs: its decision interval)."""
         self.config = config
         self.store = store
         self.name = config.account.name
         policy = config.policies[0]
         self.limits = risk_limits(config, policy)
         self.interval_ms = parse_timeframe(policy.timeframe)
+        self.guard_ms = config.runtime.guard_seconds * 1000 if guard_ms is None else guard_ms
         self._curve_lock = threading.Lock()  # pages are served from a thread pool
         self._curve_last_id = 0
         self._curve_ts: list[int] = []
@@ -130,6 +133,7 @@ class AccountSource:
                 replace(c, unverified_since_ms=unreadable_since) if c.qty else c for c in contracts
             ]
         change = views.last_state_change(store)
+        heartbeat = store.last_heartbeat()
         alerts = [AlertLine(a.ts_ms, a.severity, a.message) for a in views.recent_alerts(store, 8)]
         return Overview(
             title=f"account {self.name}",
@@ -155,6 +159,9 @@ class AccountSource:
             pending=views.pending_commands(store),
             unreadable_since_ms=unreadable_since,
             unreadable_reads=unreadable_reads,
+            last_job_ms=heartbeat.ts_ms if heartbeat else None,
+            last_job=heartbeat.job if heartbeat else None,
+            guard_ms=self.guard_ms,
         )
 
     def _paper_extras(self) -> _PaperExtras:

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from bot import numbers
 from bot.clock import Clock
 from bot.dashboard import charts
-from bot.dashboard.metrics import build_registry, health
+from bot.dashboard.metrics import build_registry, health, not_running
 from bot.dashboard.model import Overview, Source
 from bot.dashboard.security import CSRF_COOKIE, Guard, Refused, new_csrf
 from bot.errors import BotError
@@ -255,6 +255,8 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 "now_ms": now,
                 "age_s": (now - ov.last_tick_ms) / 1000 if ov.last_tick_ms else None,
                 "stale": stale(ov, now),
+                "not_running": not_running(ov, now),
+                "job_age_s": max(0, now - ov.last_job_ms) / 1000 if ov.last_job_ms else None,
                 "equity_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped
                     charts.line_chart(
                         [charts.Series("equity", eq.ts_ms, eq.values)], title="equity"
@@ -457,7 +459,14 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
         ov = _ov()
         ok, detail = health(ov, now)
         return JSONResponse(
-            {"ok": ok, "detail": detail, "state": ov.state, "last_tick_ms": ov.last_tick_ms},
+            {
+                "ok": ok,
+                "detail": detail,
+                "state": ov.state,
+                "last_tick_ms": ov.last_tick_ms,
+                "last_job_ms": ov.last_job_ms,
+                "last_job": ov.last_job,
+            },
             status_code=200 if ok else 503,
         )
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bot.clock import Clock, LiveClock
+from bot.clock import Clock, LiveClock, ms_to_datetime
 from bot.dashboard.model import Overview, Source
 from bot.domain.enums import OrderStatus, TradingState
 from bot.store import views
@@ -105,6 +105,23 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
             "bot_last_tick_age_seconds",
             "seconds since the last tick",
             max(0, now_ms - ov.last_tick_ms) / 1000,
+        )
+    if ov.last_job_ms is not None:
+        yield from one(
+            "bot_last_job_timestamp_seconds",
+            "time the bot last completed a job: tick, guard, funding or rollover (Unix seconds)",
+            ov.last_job_ms / 1000,
+        )
+        yield from one(
+            "bot_last_job_age_seconds",
+            "seconds since the bot last completed a job",
+            max(0, now_ms - ov.last_job_ms) / 1000,
+        )
+    if ov.kind == "account":
+        yield from one(
+            "bot_guard_interval_seconds",
+            "the bot's guard interval: a running bot completes a job at least this often",
+            ov.guard_ms / 1000,
         )
     decided = [c.decided_ms for c in ov.contracts if c.decided_ms is not None]
     if decided:
@@ -249,11 +266,53 @@ def build_registry(
     return registry, collector
 
 
+# No job for this long, whatever the guard interval: a guard of 60 s may run late by a slow
+# tick (one worker runs every job) without reading as a dead bot.
+MIN_JOB_SILENCE_MS = 180_000
+
+
+def job_silence_limit_ms(guard_ms: int) -> int:
+    """Longest a running bot goes without completing a job: three guard intervals, at least
+    three minutes (the ``BotNotRunning`` rule in docs/monitoring/alerts.yml says the same)."""
+    return max(3 * guard_ms, MIN_JOB_SILENCE_MS)
+
+
+def not_running(ov: Overview, now_ms: int) -> str | None:
+    """Why the bot seems down, in words: no job (tick, guard...) completed for longer than
+    :func:`job_silence_limit_ms`; None when one did, or when no heartbeat is recorded."""
+    if ov.kind != "account" or ov.last_job_ms is None:
+        return None
+    silent = now_ms - ov.last_job_ms
+    if silent <= job_silence_limit_ms(ov.guard_ms):
+        return None
+    return (
+        f"no job completed for {silent / 1000:.0f} s (last: {ov.last_job} at "
+        f"{ms_to_datetime(ov.last_job_ms):%Y-%m-%d %H:%M:%S} UTC); the bot process may be down"
+    )
+
+
 def health(ov: Overview, now_ms: int) -> tuple[bool, str]:
-    """Healthy while the last tick is at most two decision intervals old and the newest read of
-    the account succeeded."""
+    """Healthy while the bot completes its jobs (guards included: a 1d policy ticks once a
+    day), its last tick is at most two decision intervals old and the newest read of the
+    account succeeded. With no heartbeat recorded (a bot that predates it), on the tick alone."""
     if ov.kind != "account":
         return True, "simulation output (no running bot)"
+    down = not_running(ov, now_ms)
+    if down is not None:
+        return False, down
+    ok, detail = _tick_health(ov, now_ms)
+    if ov.last_job_ms is None:
+        return ok, (
+            f"{detail}; no job heartbeat recorded (the bot predates it, or has completed no "
+            "job yet): judged on the last tick only"
+        )
+    silent = max(0, now_ms - ov.last_job_ms)
+    return ok, f"{detail}; last job ({ov.last_job}) {silent / 1000:.0f} s ago"
+
+
+def _tick_health(ov: Overview, now_ms: int) -> tuple[bool, str]:
+    """The last tick at most two decision intervals old, and the newest read of the account
+    succeeded (a bot whose guards run but whose ticks fail is not healthy)."""
     if ov.last_tick_ms is None:
         return False, "no tick recorded yet"
     age = now_ms - ov.last_tick_ms

@@ -149,6 +149,13 @@ class Overview:
     # since when, and how many in a row. Every figure is then as of the last tick, not now.
     unreadable_since_ms: int | None = None
     unreadable_reads: int = 0
+    # The bot's heartbeat: the last job (tick, guard, funding, rollover) it completed and when;
+    # None when none is recorded (a bot older than the heartbeat, or one that never completed a
+    # job). ``guard_ms``: the running bot's guard interval, so at least how often it completes
+    # one (the decision interval in a replay too fast for guard jobs).
+    last_job_ms: int | None = None
+    last_job: str | None = None
+    guard_ms: int = 60_000
 
     def contract(self, contract_slug: str) -> ContractView | None:
         return next((c for c in self.contracts if c.slug == contract_slug), None)

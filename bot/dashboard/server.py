@@ -7,17 +7,21 @@ import ipaddress
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from rich.console import Console
 
-from bot.clock import Clock, LiveClock
+from bot.clock import Clock, LiveClock, ReplayClock
 from bot.config.models import BotConfig
 from bot.dashboard.model import Source
 from bot.dashboard.security import TOKEN_ENV, Guard
 from bot.errors import ConfigError
+from bot.stats.timeframes import parse_timeframe
 from bot.store.sql import SqlStore
+
+if TYPE_CHECKING:  # imported where an app is built, as the rest of the dashboard
+    from bot.dashboard.account import AccountSource
 
 LOCALHOST = "127.0.0.1"
 
@@ -39,6 +43,21 @@ def warn_if_exposed(host: str, console: Console | None) -> None:
         console.print(f"[bold red]WARNING[/bold red]: {text}")
 
 
+def account_source(config: BotConfig, store: SqlStore, clock: Clock) -> AccountSource:
+    """The account of the bot that runs on ``clock``. A replay too fast for guard jobs
+    (bot.runtime.scheduler) completes a job once per decision interval of replayed time, not
+    per guard interval: its liveness is judged on that."""
+    from bot.dashboard.account import AccountSource
+    from bot.runtime.scheduler import replay_runs_guards
+
+    guard_ms = None
+    if isinstance(clock, ReplayClock) and not replay_runs_guards(
+        config.runtime.guard_seconds, clock.speed
+    ):
+        guard_ms = parse_timeframe(config.policies[0].timeframe)
+    return AccountSource(config, store, guard_ms=guard_ms)
+
+
 def account_app(
     config: BotConfig,
     store: SqlStore,
@@ -46,11 +65,10 @@ def account_app(
     registry: Any = None,
     refresh_seconds: int | None = None,
 ) -> Any:
-    from bot.dashboard.account import AccountSource
     from bot.dashboard.app import create_app
 
     guard = _guard()
-    source: Source = AccountSource(config, store)
+    source: Source = account_source(config, store, clock)
     from bot.dashboard.app import REFRESH_SECONDS
 
     return create_app(
@@ -131,10 +149,9 @@ def metrics_app(config: BotConfig, store: SqlStore, clock: Clock, registry: Any)
     from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from bot.dashboard.account import AccountSource
     from bot.dashboard.metrics import build_registry, health
 
-    source = AccountSource(config, store)
+    source = account_source(config, store, clock)
     account_registry, _ = build_registry(source, store, clock)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -148,6 +165,9 @@ def metrics_app(config: BotConfig, store: SqlStore, clock: Clock, registry: Any)
         now = clock.now_ms()
         ov = source.overview(now)
         ok, detail = health(ov, now)
-        return JSONResponse({"ok": ok, "detail": detail}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"ok": ok, "detail": detail, "last_job_ms": ov.last_job_ms, "last_job": ov.last_job},
+            status_code=200 if ok else 503,
+        )
 
     return app

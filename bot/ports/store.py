@@ -77,6 +77,15 @@ class RiskMemory:
     flatten: bool = True  # halted: close every position (False: hold them, stops resting)
 
 
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The last job (tick, guard, funding, rollover) that completed without raising, and when
+    (the runner's clock): the bot's liveness, however long its decision interval."""
+
+    ts_ms: int
+    job: str
+
+
 class StorePort(Protocol):
     def next_sequence(self, name: str) -> int:
         """Return the next value of a durable counter (1, 2, ...); used for client order ids."""
@@ -151,3 +160,11 @@ class StorePort(Protocol):
     def load_risk_memory(self) -> RiskMemory | None: ...
 
     def save_risk_memory(self, memory: RiskMemory) -> None: ...
+
+    def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Replace the last heartbeat (one row: one small write per job, never growing)."""
+        ...
+
+    def last_heartbeat(self) -> Heartbeat | None:
+        """The last heartbeat recorded; None before the first (or on a bot older than it)."""
+        ...

@@ -10,6 +10,8 @@
   breach acts at once: reducing, or halted with flatten) and the protection invariant.
 * ``before_funding``: a tick that may not add exposure to contracts about to pay funding.
 * ``rollover``: the UTC-day rollover of the daily-loss limit.
+Every job that completes without raising replaces the heartbeat (its name and the clock's
+time): the bot's liveness, whatever the policy's timeframe.
 Every log line of a job carries the job's tick id.
 """
 
@@ -32,7 +34,7 @@ from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable, BotError
 from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
-from bot.ports.store import RiskEvent, RiskMemory
+from bot.ports.store import Heartbeat, RiskEvent, RiskMemory
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.feeds import PriceFeed
 from bot.store.instance_lock import AlreadyRunning
@@ -131,6 +133,7 @@ class Runner:
             except Exception as exc:
                 self._failed(name, exc)
                 return None
+            self._heartbeat(name)
             if self.failures:
                 self._recovered(name)
             if isinstance(result, TickResult) and result.unreadable is not None:
@@ -169,6 +172,15 @@ class Runner:
                     exc,
                 )
             return result
+
+    def _heartbeat(self, job: str) -> None:
+        """Record that ``job`` completed, and when: what the dashboard, ``/healthz`` and ``bot
+        status`` judge the bot alive on between ticks (a 1d policy ticks once a day; its guard
+        runs every minute). A job that raised records its failure instead, never this."""
+        try:
+            self.store.record_heartbeat(Heartbeat(ts_ms=self.clock.now_ms(), job=job))
+        except Exception as exc:  # the job's work is done; its heartbeat must not undo it
+            logger.error("{}: recording the heartbeat failed: {}: {}", job, type(exc).__name__, exc)
 
     def _guard(self) -> None:
         self.engine.guard()

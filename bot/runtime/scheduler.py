@@ -159,6 +159,13 @@ def next_boundary(now_ms: int, tf_ms: int) -> int:
     return now_ms - now_ms % tf_ms + tf_ms
 
 
+def replay_runs_guards(guard_seconds: int, speed: float) -> bool:
+    """Whether a replay at ``speed`` runs the guard job: every ``guard_seconds`` of replayed
+    time, when that is at least half a wall-clock second (a faster replay leaves the limits to
+    the ticks: a guard job could not keep up, and the ticks are then its only jobs)."""
+    return guard_seconds / speed >= 0.5
+
+
 def run_scheduled(
     runner: Runner,
     *,
@@ -213,10 +220,8 @@ def run_scheduled(
         )
     else:
         sched.add_job(tick, "interval", seconds=tick_s, id="tick", next_run_time=WALL.now())
-        # Replayed paper trading keeps its guard job too (the loss limits between ticks), every
-        # guard_seconds of replayed time, when that is at least half a wall-clock second (a
-        # faster replay leaves the limits to the ticks: a guard job could not keep up).
-        if guard_seconds / speed >= 0.5:
+        # Replayed paper trading keeps its guard job too (the loss limits between ticks).
+        if replay_runs_guards(guard_seconds, speed):
             sched.add_job(
                 unless_stopped(runner.guard), "interval", seconds=guard_seconds / speed, id="guard"
             )

@@ -7,7 +7,14 @@ from collections.abc import Collection, Sequence
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
-from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
+from bot.ports.store import (
+    DecisionRecord,
+    EquitySnapshot,
+    Heartbeat,
+    OrderRecord,
+    RiskEvent,
+    RiskMemory,
+)
 
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _UNRESOLVED = (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN)
@@ -26,6 +33,7 @@ class MemoryStore:
         self.equity: list[EquitySnapshot] = []
         self.positions: list[tuple[int, tuple[Position, ...]]] = []
         self.risk_memory: RiskMemory | None = None
+        self.heartbeat: Heartbeat | None = None
         self._unresolved: set[str] = set()  # kept incrementally: a scan per tick is O(orders)
         self._open: set[str] = set()
         self._entered: set[str] = set()  # symbols with a filled entry
@@ -154,3 +162,9 @@ class MemoryStore:
 
     def save_risk_memory(self, memory: RiskMemory) -> None:
         self.risk_memory = memory
+
+    def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        self.heartbeat = heartbeat
+
+    def last_heartbeat(self) -> Heartbeat | None:
+        return self.heartbeat

@@ -36,6 +36,7 @@ from bot.logs import redact
 from bot.ports.store import (
     DecisionRecord,
     EquitySnapshot,
+    Heartbeat,
     OrderRecord,
     RiskEvent,
     RiskMemory,
@@ -323,6 +324,16 @@ class SqlStore:
         stmt = self._upsert(t.RiskMemoryRow, "id", {"id": 1, **t.risk_memory_values(memory)})
         with self._write("risk memory") as session:
             session.exec(stmt)
+
+    def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        values = {"id": 1, "ts_ms": heartbeat.ts_ms, "job": heartbeat.job}
+        with self._write(f"heartbeat of {heartbeat.job!r}") as session:
+            session.exec(self._upsert(t.HeartbeatRow, "id", values))
+
+    def last_heartbeat(self) -> Heartbeat | None:
+        with self._read() as session:
+            row = session.get(t.HeartbeatRow, 1)
+        return t.heartbeat_record(row) if row is not None else None
 
     # --- runs, paper account, operator commands -------------------------------------------------
 

@@ -30,7 +30,14 @@ from bot.domain.enums import (
 )
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
-from bot.ports.store import DecisionRecord, EquitySnapshot, OrderRecord, RiskEvent, RiskMemory
+from bot.ports.store import (
+    DecisionRecord,
+    EquitySnapshot,
+    Heartbeat,
+    OrderRecord,
+    RiskEvent,
+    RiskMemory,
+)
 from bot.store.types import ExactDecimal
 
 # Short enum/identifier columns. Lengths are generous; PostgreSQL enforces them, SQLite does not.
@@ -190,6 +197,18 @@ class RiskMemoryRow(SQLModel, table=True):
     day_start_equity: Decimal = Field(sa_type=ExactDecimal)
     sticky: bool
     flatten: bool = Field(sa_column_kwargs={"server_default": sa_true()})
+
+
+class HeartbeatRow(SQLModel, table=True):
+    """The single row of the last job completed (``id`` is always 1): replaced by every job,
+    so the bot's liveness costs one small write per job and the table never grows."""
+
+    __tablename__ = "heartbeat"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_heartbeat_single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    ts_ms: int = _ms()
+    job: str = Field(sa_type=String(_ENUM))
 
 
 class SequenceRow(SQLModel, table=True):
@@ -434,3 +453,7 @@ def risk_memory_record(row: RiskMemoryRow) -> RiskMemory:
         sticky=row.sticky,
         flatten=row.flatten,
     )
+
+
+def heartbeat_record(row: HeartbeatRow) -> Heartbeat:
+    return Heartbeat(ts_ms=row.ts_ms, job=row.job)

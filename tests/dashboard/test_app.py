@@ -21,6 +21,7 @@ from bot.dashboard.security import CSRF_COOKIE, Guard
 from bot.dashboard.simulation import SimulationSource, discover_runs
 from bot.errors import DataError
 from bot.numbers import money
+from bot.ports.store import Heartbeat
 from bot.store import views
 from bot.store.sql import SqlStore
 from tests.dashboard.conftest import HOUR, TOKEN
@@ -85,12 +86,18 @@ def test_overview_shows_the_accounts_numbers(paper_account: Path, store: SqlStor
 
 
 def test_stale_tick_is_flagged(paper_account: Path, store: SqlStore) -> None:
-    client = client_for(paper_account, store, token=None, now_ms=last_tick(store) + 3 * HOUR)
+    """The bot's guards run (a job completed a minute ago) but no tick for three intervals:
+    not healthy all the same."""
+    now = last_tick(store) + 3 * HOUR
+    store.record_heartbeat(Heartbeat(ts_ms=now - 60_000, job="guard"))
+    client = client_for(paper_account, store, token=None, now_ms=now)
     assert "STALE" in client.get("/").text
     health = client.get("/healthz")
     assert health.status_code == 503
     assert "more than two intervals" in health.json()["detail"]
-    fresh = client_for(paper_account, store, token=None, now_ms=last_tick(store) + HOUR)
+    fresh_now = last_tick(store) + HOUR
+    store.record_heartbeat(Heartbeat(ts_ms=fresh_now - 60_000, job="guard"))
+    fresh = client_for(paper_account, store, token=None, now_ms=fresh_now)
     assert fresh.get("/healthz").status_code == 200
 
 

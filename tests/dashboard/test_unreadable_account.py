@@ -24,7 +24,7 @@ from bot.dashboard.metrics import build_registry
 from bot.dashboard.security import Guard
 from bot.domain.enums import EventKind, TradingState
 from bot.engine.read_streak import readable_reason, unreadable_reason
-from bot.ports.store import RiskEvent
+from bot.ports.store import Heartbeat, RiskEvent
 from bot.store.sql import SqlStore
 from tests.dashboard.test_metrics import scrape
 
@@ -46,8 +46,10 @@ def test_an_unreadable_account_is_not_shown_as_current(paper_account: Path) -> N
         last_tick = equity.ts_ms
         # Three guards after the last tick could not read the account (the hourly tick is not
         # due yet: the last tick is well within two intervals).
+        # Each guard completed (its failure to read is an event, not a raise): a heartbeat.
         for n in (1, 2, 3):
             _event(store, last_tick + n * MINUTE, EventKind.UNREADABLE, unreadable_reason(n, "x"))
+            store.record_heartbeat(Heartbeat(ts_ms=last_tick + n * MINUTE, job="guard"))
         now = last_tick + 4 * MINUTE
         source = AccountSource(config, store)
         app = create_app(
@@ -83,6 +85,7 @@ def test_an_unreadable_account_is_not_shown_as_current(paper_account: Path) -> N
 
         # The account is read again: current, healthy, protected as recorded.
         _event(store, now + MINUTE, EventKind.READABLE, readable_reason(3))
+        store.record_heartbeat(Heartbeat(ts_ms=now + MINUTE, job="guard"))
         client = TestClient(
             create_app(
                 {config.account.name: AccountSource(config, store)},

@@ -207,3 +207,39 @@ def test_upgrade_from_0001_keeps_history(tmp_path: Path) -> None:
     assert memory.flatten is True  # halts before 0002 came from limits, which flatten
     assert store.next_sequence("x") == 42
     store.close()
+
+
+def test_upgrade_from_0002_adds_the_heartbeat(store_url: str) -> None:
+    """A database of the bot before the heartbeat: refused until ``bot db upgrade``, then kept
+    as it was, with no heartbeat until the bot's first job."""
+    import sqlalchemy as sa
+
+    from bot.ports.store import Heartbeat
+
+    upgrade(store_url, "0002")
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO risk_memory (id, state, state_reason, peak_equity, day_start_ms, "
+                    "day_start_equity, sticky, flatten) "
+                    "VALUES (1, 'halted', 'bot halt', '12000.5', 0, '11000', true, false)"
+                )
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDate, match=r"at revision 0002, older than this bot's 0003"):
+        SqlStore.open(store_url)
+    upgrade(store_url)
+    assert current_revision(store_url) == "0003"
+    store = SqlStore.open(store_url)
+    try:
+        memory = store.load_risk_memory()
+        assert memory is not None
+        assert (memory.peak_equity, memory.flatten) == (Decimal("12000.5"), False)
+        assert store.last_heartbeat() is None
+        store.record_heartbeat(Heartbeat(ts_ms=1_748_822_460_000, job="guard"))
+        assert store.last_heartbeat() == Heartbeat(ts_ms=1_748_822_460_000, job="guard")
+    finally:
+        store.close()

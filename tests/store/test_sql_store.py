@@ -26,7 +26,7 @@ from bot.domain.enums import (
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import ConfigError
-from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory
+from bot.ports.store import DecisionRecord, EquitySnapshot, Heartbeat, RiskEvent, RiskMemory
 from bot.store.memory import MemoryStore
 from bot.store.sql import DuplicateIntent, SqlStore, UnknownOrder, make_engine
 from bot.store.types import UTCDateTime
@@ -252,6 +252,21 @@ def test_risk_memory_is_one_row(port_store: MemoryStore | SqlStore) -> None:
     assert port_store.load_risk_memory() == first
     port_store.save_risk_memory(second)
     assert port_store.load_risk_memory() == second
+
+
+def test_heartbeat_is_one_row(port_store: MemoryStore | SqlStore) -> None:
+    assert port_store.last_heartbeat() is None
+    port_store.record_heartbeat(Heartbeat(ts_ms=1_748_822_400_000, job="tick"))
+    assert port_store.last_heartbeat() == Heartbeat(ts_ms=1_748_822_400_000, job="tick")
+    port_store.record_heartbeat(Heartbeat(ts_ms=1_748_822_460_000, job="guard"))
+    assert port_store.last_heartbeat() == Heartbeat(ts_ms=1_748_822_460_000, job="guard")
+
+
+def test_the_heartbeat_never_grows(store: SqlStore) -> None:
+    for n in range(5):
+        store.record_heartbeat(Heartbeat(ts_ms=n, job="guard"))
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM heartbeat")).scalar_one() == 1
 
 
 # --- SQL specifics ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from bot.domain.enums import (
 )
 from bot.domain.orders import OrderRequest
 from bot.domain.position import Position
-from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent
+from bot.ports.store import DecisionRecord, EquitySnapshot, Heartbeat, RiskEvent
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
 
@@ -163,6 +163,22 @@ def test_a_contract_whose_last_decision_is_old_still_shows_it(
     btc = _row(status_data(config, store), BTC)
     assert btc["reason"] == "why"
     assert btc["target_leverage"] == "2"
+
+
+def test_the_last_job_is_shown_beside_the_last_tick(config: BotConfig, store: SqlStore) -> None:
+    """A 1d bot ticks once a day; the job it last completed (its guard runs every minute)
+    says whether it is running."""
+    _equity(store, T0)
+    before = status_data(config, store)
+    assert before["last_job"] is None
+    assert "last job" in _text(config, before)
+    assert "none recorded" in _text(config, before)
+    store.record_heartbeat(Heartbeat(ts_ms=T0 + 3 * 3_600_000 + 60_000, job="guard"))
+    data = status_data(config, store)
+    assert data["last_job"] == "guard"
+    assert data["last_job_at"] == "2025-06-02 03:01:00 UTC"
+    assert data["as_of"] == "2025-06-02 00:00:00 UTC"  # the last tick
+    assert "guard at 2025-06-02 03:01:00 UTC" in _text(config, data)
 
 
 @pytest.mark.parametrize("limit", ["0", "-1"])

@@ -13,7 +13,14 @@ from typing import Any
 from bot.bootstrap import risk_limits
 from bot.catalogue import resolve_with_sources
 from bot.config.models import BotConfig
-from bot.dashboard.model import AlertLine, ContractView, Curve, JournalTable, Overview
+from bot.dashboard.model import (
+    NOT_SENT,
+    AlertLine,
+    ContractView,
+    Curve,
+    JournalTable,
+    Overview,
+)
 from bot.domain.enums import EventKind, OrderPurpose
 from bot.domain.instrument import Instrument
 from bot.domain.margin import worst_margin
@@ -30,7 +37,7 @@ from bot.risk.state import DAY_MS
 from bot.stats.timeframes import parse_timeframe
 from bot.store import views
 from bot.store.incidents import unprotected_since
-from bot.store.sql import SqlStore
+from bot.store.sql import AlertRecord, SqlStore
 from bot.store.views import TimeWindow
 
 DAYS = Decimal(365)
@@ -134,7 +141,10 @@ class AccountSource:
             ]
         change = views.last_state_change(store)
         heartbeat = store.last_heartbeat()
-        alerts = [AlertLine(a.ts_ms, a.severity, a.message) for a in views.recent_alerts(store, 8)]
+        alerts = [
+            AlertLine(a.ts_ms, a.severity, a.message, self._delivery(a))
+            for a in views.recent_alerts(store, 8)
+        ]
         return Overview(
             title=f"account {self.name}",
             kind=self.kind,
@@ -163,6 +173,18 @@ class AccountSource:
             last_job=heartbeat.job if heartbeat else None,
             guard_ms=self.guard_ms,
         )
+
+    def _delivery(self, alert: AlertRecord) -> str:
+        """Whether ``alert`` reached the trader (see :class:`AlertLine`)."""
+        if alert.delivered:
+            return "sent"
+        if not self.config.runtime.alert_urls:
+            return "no destination"
+        window = self.config.runtime.alert_dedup_minutes * 60_000
+        earlier = self.store.recent_alerts(alert.key, alert.ts_ms - window)
+        if any(e.delivered and (e.ts_ms, e.id) < (alert.ts_ms, alert.id) for e in earlier):
+            return "repeat"
+        return NOT_SENT
 
     def _paper_extras(self) -> _PaperExtras:
         """Marks and funding the paper exchange last saw (a live account has neither stored)."""

@@ -88,6 +88,13 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
         for s in TradingState:
             state.add_metric([s.value], 1.0 if ov.state == s.value else 0.0)
     yield state
+    if ov.kind == "account":
+        yield from one(
+            "bot_alerts_not_sent",
+            "critical alerts among the newest that reached no one (destination failing, or "
+            "held by the hourly limit); the bot retries them",
+            sum(1 for a in ov.alerts if a.missed),
+        )
     if ov.last_tick_ms is not None or ov.unreadable_since_ms is not None:
         # (an account never read is neither readable nor not: no series)
         yield from one(

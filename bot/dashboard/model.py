@@ -119,6 +119,18 @@ class AlertLine:
     ts_ms: int
     severity: str
     message: str
+    # whether it reached the trader: "sent"; "repeat" (one of the same key was sent within the
+    # dedup window); "no destination" (runtime.alert_urls is empty); "NOT SENT" (the
+    # destination failed, or the hourly limit held it: the bot retries critical ones)
+    delivery: str = "sent"
+
+    @property
+    def missed(self) -> bool:
+        """A critical alert that should have paged the trader and did not."""
+        return self.severity == "critical" and self.delivery == NOT_SENT
+
+
+NOT_SENT = "NOT SENT"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ Which series is used for what:
 
 * decision candles: the policy's timeframe, read from its file when the directory has one,
   otherwise resampled exactly from the finest trade candles (incomplete buckets are dropped);
-* triggers (stops, take-profits, liquidation): the finest candles present; at equal timeframe
-  mark-price candles win over last-trade candles (``trigger_source`` may force either);
+* triggers (stops, take-profits, liquidation): the mark price, as on the venue. Mark candles at
+  least as fine as the last-trade candles are used as they are; coarser ones hold each
+  last-trade candle within the range of its mark candle (:func:`bounded_by_mark`); without mark
+  candles, the last-trade candles (``trigger_source`` may force either series);
 * last price (market fills, staleness): the finest last-trade candles;
 * gaps are never bridged: a volatility window never spans a gap, and a missing stretch shows up as
   stale data to the risk gate.
@@ -131,7 +133,23 @@ def load_history(
         usable = [
             t for t in mark_tfs if trigger_source == "mark" or parse_timeframe(t) <= last.tf_ms
         ]
-        if usable:
+        coarser = [t for t in mark_tfs if parse_timeframe(t) % last.tf_ms == 0]
+        if not usable and coarser:
+            # "auto" with mark candles coarser than the trade candles (hourly marks beside
+            # 5-minute trades): the venue triggers stops and liquidates on the mark, which a
+            # last-trade wick beyond it does not move. Each trade candle is held within the
+            # range its mark candle spanned: the finer candles time the trigger, the mark
+            # decides whether it fires; the trade candle is what a stop fills against.
+            mark = choose(inventory, symbol, "mark", coarser, start, end)
+            trigger = bounded_by_mark(last, mark.candles)
+            notes.append(mark.note)
+            notes.append(
+                f"{symbol} triggers: the {format_timeframe(last.tf_ms)} last-trade candles held "
+                f"within the range of their {format_timeframe(mark.candles.tf_ms)} mark candle "
+                "(stops and liquidation trigger on the mark, as on the venue; a trade wick "
+                "beyond the mark's range does not trigger them)"
+            )
+        elif usable:
             mark = choose(inventory, symbol, "mark", usable, start, end)
             trigger = mark.candles
             notes.append(mark.note)
@@ -152,6 +170,48 @@ def load_history(
         notes.append(gap)
     return ContractHistory(
         symbol, decision, _segment_starts(decision), last, trigger, funding, tuple(notes)
+    )
+
+
+def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
+    """Mark-price bars at the trade candles' resolution: each last-trade candle's prices
+    clipped to the low-high range of the (coarser) mark candle it lies in; a trade candle with
+    no mark candle around it is kept as it is (as before: the last price triggers there).
+
+    A level the mark never reached in its bar is never reached by the bars made here (a wick
+    of the last price beyond the mark moves no stop the venue holds on the mark); a level both
+    reached is reached in the first trade candle that reached it. Left as it was: a level only
+    the mark reached (the mark below every trade of its bar) does not trigger; the mark sits
+    within a few basis points of the last price outside a crash.
+    """
+    n = len(last.ts)
+    lo = np.full(n, -np.inf)
+    hi = np.full(n, np.inf)
+    if len(mark.ts) and n:
+        j = np.searchsorted(mark.ts, last.ts, side="right") - 1
+        k = np.maximum(j, 0)
+        inside = (j >= 0) & (last.ts + last.tf_ms <= mark.ts[k] + mark.tf_ms)
+        lo[inside] = mark.low[k[inside]]
+        hi[inside] = mark.high[k[inside]]
+
+    def clip(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        out: npt.NDArray[np.float64] = np.minimum(np.maximum(a, lo), hi)
+        out.flags.writeable = False
+        return out
+
+    volume = np.zeros(n)
+    volume.flags.writeable = False
+    return Candles(
+        ts=last.ts,
+        open=clip(last.open),
+        high=clip(last.high),
+        low=clip(last.low),
+        close=clip(last.close),
+        volume=volume,
+        tf_ms=last.tf_ms,
+        symbol=last.symbol,
+        kind="mark",
+        source=f"{last.source} within the range of {mark.source}",
     )
 
 
@@ -524,8 +584,8 @@ def _mark_limits(histories: dict[str, ContractHistory], warm: int) -> str:
     later or ends earlier than the trade candles limits the run ("" when none does)."""
     said = []
     for s, h in histories.items():
-        if h.trigger is h.last or h.trigger.kind != "mark":
-            continue
+        if h.trigger.ts is h.last.ts or h.trigger.kind != "mark":
+            continue  # (the trade candles, or the trade candles held within the mark's range)
         ready = _warmed_up(h, warm)
         trade_end = int(h.last.ts[-1]) + h.last.tf_ms
         mark_start, mark_end = int(h.trigger.ts[0]), int(h.trigger.ts[-1]) + h.trigger.tf_ms

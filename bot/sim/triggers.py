@@ -261,7 +261,7 @@ def process_bar(
     traded = (last[2], last[1]) if last is not None else (low, h) if trades else None
     fired: set[str] = set()
     prev = ex.marks.get(symbol, o)  # the price before the bar: a gap crosses levels from here
-    if _bar_start(ex, symbol, ts, (o, h, low, c)):
+    if _bar_start(ex, symbol, ts, (o, h, low, c), last):
         return
     ex.marks.setdefault(symbol, o)
     while True:
@@ -306,13 +306,20 @@ def process_bar(
 
 
 def _bar_start(
-    ex: SimAccount, symbol: str, ts: int, bar: tuple[Decimal, Decimal, Decimal, Decimal]
+    ex: SimAccount,
+    symbol: str,
+    ts: int,
+    bar: tuple[Decimal, Decimal, Decimal, Decimal],
+    last: tuple[Decimal, Decimal, Decimal] | None,
 ) -> bool:
-    """Note the bar's range for the slippage of fills inside it; True if the bar's open
-    liquidated the cross account (nothing else happens on it then)."""
+    """Note the range the book traded in over the bar (its last-trade candle when the bar is
+    a mark bar: slippage is the book's, and a mark bar's range is narrower than its wicks)
+    for the slippage of fills inside it and of the next decision's orders; True if the bar's
+    open liquidated the cross account (nothing else happens on it then)."""
     o, h, low, c = bar
-    if ex.slippage_model.data_driven and o > 0:
-        ex.candle_range[symbol] = (h - low) / o
+    r_open, r_high, r_low = last if last is not None else (o, h, low)
+    if ex.slippage_model.data_driven and r_open > 0:
+        ex.candle_range[symbol] = (r_high - r_low) / r_open
     return _cross_gap(ex, symbol, ts, o, c)
 
 

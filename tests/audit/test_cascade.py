@@ -225,6 +225,28 @@ def test_a_mark_triggered_stop_ignores_a_wick_the_mark_does_not_follow(tmp_path:
     assert "rate -0.02" in paid.detail
 
 
+def test_by_default_the_mark_decides_and_the_trade_minutes_time_the_stop(tmp_path: Path) -> None:
+    """trigger_source "auto" on 1-minute trade candles beside hourly mark candles: the stops
+    triggered on the trade candles, so a two-minute -50 % wick the mark (-2 %) never followed
+    stopped the long out at the wick, where the venue, which triggers on the mark, kept it. Now
+    each trade minute is held within its hour's mark range: the wick triggers nothing; a
+    cascade the mark follows (-35 %) still fires the stop, in its hour, filling against the
+    wick of the minute the trades reached it."""
+    wick = simulate(tmp_path / "wick", DOGE, 0.25, WICK_ONLY)
+    assert_clean(wick)
+    assert wick.result.trigger_sources[DOGE] == "mark"
+    assert any(
+        "held within the range of their 1h mark" in n for n in wick.result.data_selection[DOGE]
+    )
+    assert _stop_fills(wick) == []
+    crash = simulate(tmp_path / "crash", PEPE, 0.01, THIN_ALT, balance=100_000)
+    assert_clean(crash)
+    [(price, trigger)] = _stop_fills(crash)
+    assert price < trigger
+    [fill] = [f for f in crash.result.exchange.fills if f.purpose is OrderPurpose.STOP_LOSS]
+    assert EVENT_MS <= fill.timestamp_ms < EVENT_MS + HOUR
+
+
 def test_an_order_inside_a_trade_data_gap_fills_at_the_crash_not_at_the_hour_old_mark(
     tmp_path: Path,
 ) -> None:

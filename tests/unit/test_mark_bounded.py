@@ -1,0 +1,111 @@
+"""Trade candles held within their mark candle's range (``bounded_by_mark``): the trigger bars of
+``trigger_source = "auto"`` when the mark candles are coarser than the trade candles, and the
+book's range as what a mark bar's fills pay slippage on."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.domain.instrument import Instrument
+from bot.domain.orders import OrderRequest
+from bot.marketdata.candles import Candles
+from bot.sim.history import bounded_by_mark
+from bot.sim.slippage import SlippageModel
+from bot.sim.triggers import process_bar
+from tests.conftest import make_exchange
+
+MIN5, HOUR = 300_000, 3_600_000
+BTC = "BTC/USDT:USDT"
+
+
+def candles(
+    ts: list[int], ohlc: list[tuple[float, float, float, float]], tf: int, kind: str
+) -> Candles:
+    a = np.array(ohlc, dtype=np.float64).reshape(-1, 4)
+    return Candles(
+        ts=np.array(ts, dtype=np.int64),
+        open=a[:, 0],
+        high=a[:, 1],
+        low=a[:, 2],
+        close=a[:, 3],
+        volume=np.ones(len(ts)),
+        tf_ms=tf,
+        symbol=BTC,
+        kind=kind,
+        source=kind,
+    )
+
+
+def test_a_wick_beyond_the_marks_range_is_cut_and_an_hour_without_mark_is_kept() -> None:
+    trade = candles(
+        [0, MIN5, 2 * MIN5, HOUR],
+        [(100, 101, 99, 100), (100, 100.5, 80, 99.5), (99.5, 130, 99, 100), (100, 101, 70, 90)],
+        MIN5,
+        "trade",
+    )
+    mark = candles([0], [(100, 100.8, 98, 99.8)], HOUR, "mark")  # no mark bar for the 2nd hour
+    b = bounded_by_mark(trade, mark)
+    assert b.kind == "mark"
+    assert b.ts is trade.ts
+    assert list(b.low) == [99, 98, 99, 70]  # the -20 % wick stops at the mark's low
+    assert list(b.high) == [100.8, 100.5, 100.8, 101]  # the +30 % one at its high
+    assert list(b.open) == [100, 100, 99.5, 100]
+    assert not b.low.flags.writeable
+
+
+@given(
+    st.lists(st.tuples(*(st.floats(50, 150) for _ in range(4))), min_size=1, max_size=24),
+    st.floats(50, 150),
+    st.floats(0, 50),
+)
+def test_the_bars_stay_bars_inside_the_mark_range(
+    rows: list[tuple[float, float, float, float]], mark_low: float, width: float
+) -> None:
+    bars = [(o, max(o, h, lo, c), min(o, h, lo, c), c) for o, h, lo, c in rows]
+    trade = candles([k * MIN5 for k in range(len(bars))], bars, MIN5, "trade")
+    mark = candles([0, HOUR], [(mark_low, mark_low + width, mark_low, mark_low)] * 2, HOUR, "mark")
+    b = bounded_by_mark(trade, mark)
+    assert np.all(b.low <= np.minimum(b.open, b.close))
+    assert np.all(b.high >= np.maximum(b.open, b.close))
+    assert np.all(b.low >= mark_low)
+    assert np.all(b.high <= mark_low + width)
+    # a level both the trades and the mark reached is reached in the same candle
+    for k, (_, h, lo, _) in enumerate(bars):
+        if lo <= mark_low + width and h >= mark_low:
+            assert b.low[k] == max(lo, mark_low)
+
+
+def test_a_mark_bars_fills_pay_slippage_on_the_range_the_book_traded(
+    instruments: dict[str, Instrument],
+) -> None:
+    """A stop triggered on a mark bar fills against the last-trade candle beside it; the range
+    part of its slippage is that candle's range (the book fell 20 %), not the mark bar's 1 %."""
+    ex, _ = make_exchange(instruments, slippage_bps="0")
+    ex.slippage_model = SlippageModel(floor=D(0), range_fraction=D("0.1"), impact=D(0))
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 5)
+    ex.place_order(
+        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.1"), False)
+    )
+    ex.place_order(
+        OrderRequest(
+            "sl",
+            BTC,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            D("0.1"),
+            True,
+            trigger_price=D("59500"),
+        )
+    )
+    mark_bar = (D(60000), D(60000), D(59400), D(59600))
+    book = (D(60000), D(60000), D(48000))  # open, high, low of the last-trade candle
+    process_bar(ex, BTC, ex.clock.now_ms(), *mark_bar, last=book)
+    assert ex.candle_range[BTC] == D("0.2")
+    assert ex.fills[-1].purpose is OrderPurpose.STOP_LOSS

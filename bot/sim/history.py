@@ -52,7 +52,7 @@ class ContractHistory:
     decision: Candles
     segment_start: npt.NDArray[np.int64]  # index of the first candle of each candle's segment
     last: Candles  # finest last-trade candles
-    trigger: Candles  # finest candles used for triggers
+    trigger: Candles  # the bars stops, take-profits and liquidation trigger on (the mark)
     funding: FundingSeries | None
     selection: tuple[str, ...] = ()  # which timeframe was chosen per series, and why
     # Volatility and ATR of every full decision window, per spec (see HistoricalMarket.

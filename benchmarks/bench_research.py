@@ -205,6 +205,7 @@ def main() -> None:
     ap.add_argument("--contract-years", type=int, default=0, help="N-contract simulation (0: skip)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the whole-process figure")
     args = ap.parse_args()
+    args.data_cache = args.data_cache.resolve()  # the configs it writes live elsewhere
     n_files = max(3, args.contract_years)
     data = ensure_data(args.data_cache, n_files, generator(args.generator))
     with tempfile.TemporaryDirectory() as td:

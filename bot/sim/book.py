@@ -35,6 +35,12 @@ def _margin(x: Decimal) -> Decimal:
     return x.quantize(MARGIN_PLACES, rounding=ROUND_CEILING)
 
 
+def fee_of(qty: Decimal, price: Decimal, rate: Decimal) -> Decimal:
+    """The fee of a fill, to bounded digits, rounded up (the venue reports fees to a few
+    decimals; a product of three exact decimals can carry more than a store keeps exactly)."""
+    return _margin(abs(qty) * price * rate)
+
+
 @dataclass(slots=True)
 class SimPosition:
     qty: Decimal = ZERO
@@ -247,7 +253,7 @@ class Book:
         qty = pos.qty
         wallet_before = self.wallet
         backing = pos.isolated_margin if self.margin_mode is MarginMode.ISOLATED else wallet_before
-        full_fee = abs(qty) * price * fee_rate
+        full_fee = fee_of(qty, price, fee_rate)
         realized = self.trade(symbol, -qty, price, ZERO).realized_pnl
         left = backing + realized  # what the backing holds after the loss (< 0: bankrupt)
         fee = min(full_fee, max(left, ZERO))
@@ -276,7 +282,7 @@ class Book:
             if pos.qty == 0:
                 continue
             price = prices[sym]
-            fees[sym] = abs(pos.qty) * price * fee_rates[sym]
+            fees[sym] = fee_of(pos.qty, price, fee_rates[sym])
             realized[sym] = self.trade(sym, -pos.qty, price, ZERO).realized_pnl
         net = sum(realized.values(), ZERO) - sum(fees.values(), ZERO)
         after = wallet_before + net

@@ -58,7 +58,7 @@ from bot.errors import (
     OrderRejected,
     ReduceOnlyRejected,
 )
-from bot.sim.book import Book, SimPosition
+from bot.sim.book import Book, SimPosition, fee_of
 from bot.sim.events import SimEvent
 from bot.sim.slippage import SlippageModel, fill_price
 from bot.sim.triggers import insurance_takes, process_bar
@@ -483,7 +483,7 @@ class SimulatedExchange:
                 raise OrderRejected(
                     "exceeded the maximum allowable position at current leverage", code=-2027
                 )
-            fee = qty * price * inst.taker_fee
+            fee = fee_of(qty, price, inst.taker_fee)
             needed = self.book.margin_for(order.symbol, delta, price) + fee
             if needed > self.book.available(self.marks):
                 raise InsufficientMargin(
@@ -491,7 +491,7 @@ class SimulatedExchange:
                     f"available {self.book.available(self.marks):.2f}",
                     code=-2019,
                 )
-        fee = qty * price * inst.taker_fee
+        fee = fee_of(qty, price, inst.taker_fee)
         result = self.book.trade(order.symbol, delta, price, fee)
         self.fees_paid += fee
         self.slippage_paid += (

@@ -20,7 +20,7 @@ agree. Gaps fill at the open (the exchange's gap rule) and pay the slippage on t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 ZERO = Decimal(0)
 BPS = Decimal("0.0001")
@@ -110,6 +110,18 @@ def fill_price(
     have printed a new extreme, so a large book is not filled at the low a small one could get.
     ``traded`` None (no bound known): the whole slippage at once."""
     if traded is None or not impact:
-        return within_traded(reference * (1 + slip * sign), reference, traded)
-    moved = within_traded(reference * (1 + (slip - impact) * sign), reference, traded)
-    return moved * (1 + impact * sign)
+        return within_traded(_against(reference * (1 + slip * sign), sign), reference, traded)
+    moved = within_traded(
+        _against(reference * (1 + (slip - impact) * sign), sign), reference, traded
+    )
+    return _against(moved * (1 + impact * sign), sign)
+
+
+# A fill price to bounded digits, rounded against the order (a buy up, a sell down): the
+# products above can carry more digits than a state database stores exactly (NUMERIC(38, 18)),
+# and the fee computed from it more still.
+FILL_PLACES = Decimal("1e-10")
+
+
+def _against(price: Decimal, sign: int) -> Decimal:
+    return price.quantize(FILL_PLACES, rounding=ROUND_CEILING if sign > 0 else ROUND_FLOOR)

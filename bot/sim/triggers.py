@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -230,13 +230,24 @@ def fill_reference(
         ref = lo_
     elif sells:
         span = o - low
-        ref = lo_ - (o - price) / span * (lo_ - ll) if span > 0 else ll
+        ref = lo_ - _along((o - price) / span) * (lo_ - ll) if span > 0 else ll
     else:
         span = h - o
-        ref = lo_ + (price - o) / span * (lh - lo_) if span > 0 else lh
+        ref = lo_ + _along((price - o) / span) * (lh - lo_) if span > 0 else lh
     if sells:
         return ref if ref < price else price
     return ref if ref > price else price
+
+
+def _along(fraction: Decimal) -> Decimal:
+    """How far along its path the mark was, to bounded digits, rounded toward the extreme (the
+    side that costs the trader): a quotient has 28 digits, and the price built from it must be
+    stored exactly (NUMERIC(38, 18) in the state database of a paper account)."""
+    return fraction.quantize(_ALONG_PLACES, rounding=ROUND_CEILING)
+
+
+_ALONG_PLACES = Decimal("1e-8")
+_FUNDING_PLACES = Decimal("1e-10")
 
 
 def process_bar(
@@ -525,7 +536,9 @@ def settle_funding(ex: SimAccount, symbol: str, ts: int, rate: Decimal, mark: De
     pos = ex.book.positions[symbol]
     if pos.qty == 0:
         return
-    amount = pos.qty * mark * rate  # > 0: paid by the holder
+    # > 0: paid by the holder. To bounded digits, rounded against the holder (up): a mark
+    # price carries up to 8 decimals, and the product must stay what a store keeps exactly.
+    amount = (pos.qty * mark * rate).quantize(_FUNDING_PLACES, rounding=ROUND_CEILING)
     ex.book.pay_funding(symbol, amount)
     ex.funding_paid += amount
     ex.events.append(

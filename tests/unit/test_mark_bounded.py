@@ -16,7 +16,8 @@ from bot.domain.orders import OrderRequest
 from bot.marketdata.candles import Candles
 from bot.sim.history import bounded_by_mark
 from bot.sim.slippage import SlippageModel
-from bot.sim.triggers import process_bar
+from bot.sim.triggers import process_bar, settle_funding
+from bot.store.types import check_exact
 from tests.conftest import make_exchange
 
 MIN5, HOUR = 300_000, 3_600_000
@@ -109,3 +110,60 @@ def test_a_mark_bars_fills_pay_slippage_on_the_range_the_book_traded(
     process_bar(ex, BTC, ex.clock.now_ms(), *mark_bar, last=book)
     assert ex.candle_range[BTC] == D("0.2")
     assert ex.fills[-1].purpose is OrderPurpose.STOP_LOSS
+
+
+def test_a_stop_filled_along_the_books_path_is_a_price_the_store_keeps(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The mark crossed the stop a third of the way to its low: the fill is a third of the way
+    along the book's path, a quotient of 28 digits that a paper account's state database
+    (NUMERIC(38, 18)) refused ("does not fit"): the tick failed. Bounded now, toward the low."""
+    ex, _ = make_exchange(instruments, slippage_bps="0")
+    ex.slippage_model = SlippageModel(floor=D(0), range_fraction=D(0), impact=D(0))
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 5)
+    ex.place_order(
+        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.1"), False)
+    )
+    ex.place_order(
+        OrderRequest(
+            "sl",
+            BTC,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            D("0.1"),
+            True,
+            trigger_price=D("59999"),
+        )
+    )
+    mark_bar = (D(60000), D(60000), D(59997), D(59998))  # the stop a third of the way down
+    book = (D("60000.1"), D("60000.1"), D("59000.7"))
+    process_bar(ex, BTC, ex.clock.now_ms(), *mark_bar, last=book)
+    fill = ex.fills[-1]
+    assert fill.purpose is OrderPurpose.STOP_LOSS
+    check_exact(fill.price)  # raised "does not fit NUMERIC(38, 18)"
+    exact = D("60000.1") - (D(1) / D(3)) * (D("60000.1") - D("59000.7"))
+    assert exact - D("0.00001") < fill.price <= exact  # a third of the way, rounded down
+
+
+def test_a_funding_payment_on_a_mark_with_eight_decimals_is_stored_exactly(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Mark prices carry up to 8 decimals (the triggers are mark-bounded now): quantity x mark x
+    rate had 19 and a paper account's tick failed to store its risk memory."""
+    ex, _ = make_exchange(instruments, slippage_bps="0")
+    ex.set_mark(BTC, D(60000))
+    ex.set_leverage(BTC, 5)
+    ex.place_order(
+        OrderRequest(
+            "e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.123"), False
+        )
+    )
+    wallet = ex.book.wallet
+    settle_funding(ex, BTC, ex.clock.now_ms(), D("0.00012345678"), D("60001.12345678"))
+    paid = wallet - ex.book.wallet
+    exact = D("0.123") * D("60001.12345678") * D("0.00012345678")
+    assert exact <= paid < exact + D("1e-10")  # rounded against the holder
+    check_exact(paid)
+    check_exact(ex.book.wallet)

@@ -7,6 +7,7 @@ at each tick the :class:`~bot.engine.tick.Engine` runs exactly as it does live.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
@@ -228,7 +229,38 @@ def replay(
     """Replay ``histories`` from ``start`` to ``end`` through the engine and a simulated
     exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests;
     ``after_tick(t, engine, exchange)``: called after every decision tick, e.g. to check the
-    invariants the tick must leave behind)."""
+    invariants the tick must leave behind).
+
+    The replay computes in Python's default decimal context, whatever the calling thread's:
+    the same ticks give the same digits in any process (ccxt changes the context of a thread
+    that rounded an order with a client the bot did not prepare, see
+    :func:`bot.exchange.ccxt_clients.keep_decimal_context`)."""
+    with decimal.localcontext(decimal.Context()):
+        return _replay(
+            config,
+            policy,
+            histories,
+            instruments,
+            start,
+            end,
+            progress,
+            exchange_type=exchange_type,
+            after_tick=after_tick,
+        )
+
+
+def _replay(
+    config: BotConfig,
+    policy: Policy,
+    histories: dict[str, ContractHistory],
+    instruments: dict[str, Instrument],
+    start: int,
+    end: int,
+    progress: Progress | None,
+    *,
+    exchange_type: type[SimulatedExchange],
+    after_tick: AfterTick | None,
+) -> SimulationResult:
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
     balance = config.account.starting_balance

@@ -32,7 +32,7 @@ from bot.exchange.capabilities import (
     check_capabilities,
     venue_profile,
 )
-from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
+from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer, keep_decimal_context
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
 from bot.exchange.paging import read_all_pages
@@ -72,6 +72,7 @@ class CcxtExchange:
         pacer = SharedPacer(clock)
 
         def prepare(client: Any) -> None:
+            keep_decimal_context(client)
             require_json_replies(client, self._profile.reply_envelope_key)
             client.options["recvWindow"] = recv_window_ms
             # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import decimal
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -60,6 +61,25 @@ class SharedPacer:
             self._tat = tat + seconds
         if start > now:
             self._clock.sleep(start - now)
+
+
+def keep_decimal_context(client: Any) -> None:
+    """Run ``client``'s number rounding in a decimal context of its own.
+
+    ccxt's ``decimal_to_precision`` (every ``amount_to_precision`` / ``price_to_precision`` of
+    an order) sets the calling thread's decimal context for good: rounding ``ROUND_HALF_UP``
+    and ``Underflow`` trapped (ccxt/base/decimal_to_precision.py, ``context.rounding = ...``).
+    After the first order a live or paper bot's own Decimal arithmetic in that thread then
+    rounded its 28th digit differently from a simulation of the same ticks, and a result
+    too small to represent would raise. ccxt's exchanges call it through the attribute each
+    instance sets in ``__init__`` (``self.decimal_to_precision``), which this replaces."""
+    inner = client.decimal_to_precision
+
+    def isolated(*args: Any, **kwargs: Any) -> Any:
+        with decimal.localcontext():
+            return inner(*args, **kwargs)
+
+    client.decimal_to_precision = isolated
 
 
 class ClientPool:

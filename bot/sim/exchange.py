@@ -493,7 +493,9 @@ class SimulatedExchange:
                 )
         fee = fee_of(qty, price, inst.taker_fee)
         result = self.book.trade(order.symbol, delta, price, fee)
-        self.fees_paid += fee
+        # A fill past the bankruptcy price: what backed the position paid the loss first, the
+        # fee is the insurance fund's as far as the backing ran out (as in a liquidation).
+        self.fees_paid += fee - min(result.shortfall, fee)
         self.slippage_paid += (
             qty * reference * slip if price == slipped else qty * abs(price - reference)
         )

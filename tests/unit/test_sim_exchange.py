@@ -407,3 +407,7 @@ def test_a_stop_filling_beyond_the_bankruptcy_price_loses_no_more_than_backs_it(
     fees = sum((f.fee for f in ex.fills), D(0))
     assert ex.book.wallet == D(balance) + realized - fees + ex.insurance_shortfall
     assert [e.amount for e in ex.events if e.kind == "insurance"] == [loss - held]
+    # the wallet paid the entry's fee only: the loss took all that backed the stop, its fee is
+    # the insurance fund's (fees_paid counted it whole)
+    assert ex.fees_paid == ex.fills[0].fee
+    assert_money_adds_up(ex, balance)

@@ -111,13 +111,14 @@ def register(
         """Equity, trading state, and per contract position, leverage, liquidation, stops."""
         from bot.bootstrap import open_store
         from bot.cli.reports import contract_specs, status_data
+        from bot.clock import LiveClock
         from bot.config.loader import load_config
 
         with guard():
             cfg = load_config(config)
             store = open_store(cfg)
             try:
-                data = status_data(cfg, store)
+                data = status_data(cfg, store, LiveClock().now_ms())
             finally:
                 store.close()
             _show_status(data, contract_specs(cfg), as_json, as_csv, console)

@@ -35,14 +35,15 @@ def _s(x: Decimal | None) -> str | None:
     return None if x is None else format(x, "f")
 
 
-def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
+def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -> dict[str, Any]:
     """Everything the status view shows, as plain JSON-ready values (decimals as strings).
 
     What the store does not know is ``null``, never a zero: no positions recorded yet (the bot
     has not ticked, or its account could not be read) leaves every position and leverage unknown;
     a position whose mark or equity is unknown has an unknown leverage. Resting orders, open
     incidents and each contract's last decision are read by kind, however many other orders,
-    events or decisions were recorded since.
+    events or decisions were recorded since. ``now_ms``: the time to judge the last job's age
+    by (``bot status`` passes the wall clock's); without it the age is not judged.
     """
     from bot.dashboard.account import unreadable_run
     from bot.domain.enums import EventKind
@@ -124,6 +125,13 @@ def status_data(config: BotConfig, store: SqlStore) -> dict[str, Any]:
         # recorded (a bot older than the heartbeat, or none completed yet).
         "last_job": heartbeat.job if heartbeat else None,
         "last_job_at": _iso(heartbeat.ts_ms) if heartbeat else None,
+        "last_job_age_s": (
+            max(0, now_ms - heartbeat.ts_ms) // 1000
+            if heartbeat is not None and now_ms is not None
+            else None
+        ),
+        # Older than a running bot ever lets it get (the /healthz rule): said, in words.
+        "bot_down": _job_silence(config, heartbeat.ts_ms if heartbeat else None, now_ms),
         # The newest reads of the account failed: every figure here is as of the last tick.
         "unreadable_since": _iso(unreadable_since),
         "unreadable_reads": unreadable_reads,
@@ -170,6 +178,22 @@ def _d(text: Any) -> Decimal | None:
     return None if text is None or text == "" else Decimal(str(text))
 
 
+def _job_silence(config: BotConfig, last_job_ms: int | None, now_ms: int | None) -> str | None:
+    """Why the bot seems down (no job completed for longer than /healthz allows), or None."""
+    if last_job_ms is None or now_ms is None:
+        return None
+    from bot.dashboard.metrics import job_silence_limit_ms
+
+    silent = now_ms - last_job_ms
+    limit = job_silence_limit_ms(config.runtime.guard_seconds * 1000)
+    if silent <= limit:
+        return None
+    return (
+        f"no job completed for {silent // 1000} s (more than {limit // 1000} s): the bot process "
+        "may be down; open positions have only the stops resting on the exchange"
+    )
+
+
 def status_tables(
     data: dict[str, Any], specs: Mapping[str, Instrument] | None = None
 ) -> list[Table]:
@@ -180,12 +204,16 @@ def status_tables(
     head.add_column("field")
     head.add_column("value", justify="right", no_wrap=True)
     head.add_row("as of", str(data["as_of"] or "no tick yet"))
+    age = data.get("last_job_age_s")
     head.add_row(
         "last job",
         f"{data['last_job']} at {data['last_job_at']}"
+        + (f" ({age} s ago)" if age is not None else "")
         if data.get("last_job")
         else "none recorded (a bot older than the heartbeat, or none completed yet)",
     )
+    if data.get("bot_down"):
+        head.add_row("BOT NOT RUNNING?", str(data["bot_down"]))
     if data.get("unreadable_since"):
         head.add_row(
             "ACCOUNT UNREADABLE",

@@ -179,6 +179,23 @@ def test_the_last_job_is_shown_beside_the_last_tick(config: BotConfig, store: Sq
     assert data["last_job_at"] == "2025-06-02 03:01:00 UTC"
     assert data["as_of"] == "2025-06-02 00:00:00 UTC"  # the last tick
     assert "guard at 2025-06-02 03:01:00 UTC" in _text(config, data)
+    assert data["bot_down"] is None  # no time to judge by
+
+
+def test_a_silent_bot_is_said_to_be_down(config: BotConfig, store: SqlStore) -> None:
+    """`bot status` judges the last job's age as /healthz does: more than three guard
+    intervals (at least 180 s) without one, and the bot may be down."""
+    _equity(store, T0)
+    last = T0 + 60_000
+    store.record_heartbeat(Heartbeat(ts_ms=last, job="guard"))
+    fresh = status_data(config, store, last + 120_000)
+    assert fresh["last_job_age_s"] == 120
+    assert fresh["bot_down"] is None
+    assert "(120 s ago)" in _text(config, fresh)
+    assert "BOT NOT RUNNING?" not in _text(config, fresh)
+    silent = status_data(config, store, last + 600_000)
+    assert silent["bot_down"].startswith("no job completed for 600 s (more than 180 s)")
+    assert "BOT NOT RUNNING?" in _text(config, silent)
 
 
 @pytest.mark.parametrize("limit", ["0", "-1"])

@@ -452,7 +452,7 @@ class Sweep:
                     "window": w.index,
                     "train": "{}..{}".format(*w.train_dates()),
                     "test": "{}..{}".format(*w.test_dates()),
-                    "params": {k: str(self.points[b["point"]][k]) for k in self.keys}
+                    "params": {k: space.text(self.points[b["point"]][k]) for k in self.keys}
                     if b is not None
                     else None,
                     "in_sample": {m: (b or {}).get(m) for m in _SHOWN},

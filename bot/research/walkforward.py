@@ -95,23 +95,26 @@ def stitch(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """The out-of-sample equity curve: each TEST run's daily closes (stamped at the end of their
     day), rescaled so each period starts where the previous one ended. ``curves``: (test start
-    ms, day-start stamps, closes) in
-    window order; every TEST run starts from ``starting_balance``. Overlapping TEST periods
-    (STEP < TEST) keep only the days after the previous period's last day."""
+    ms, day-start stamps, closes) in window order; every TEST run starts from
+    ``starting_balance``.
+
+    Each window's point is traded from its TEST start until the next window's TEST starts (the
+    last window: to its TEST end), as a trader re-optimising every STEP would: with STEP < TEST
+    the rest of a TEST run, already decided by the next window, is not on the curve."""
     ts: list[int] = []
     eq: list[float] = []
     level = starting_balance
-    for start, days, closes in curves:
+    for k, (start, days, closes) in enumerate(curves):
+        until = curves[k + 1][0] if k + 1 < len(curves) else None
         if not ts:
             ts.append(start)
             eq.append(level)
-        base, ref = level, starting_balance
+        base = level
         for d, c in zip(days, closes, strict=True):
-            if d + DAY_MS <= ts[-1]:
-                ref = c  # already covered by the previous period: chain from here
-                continue
+            if until is not None and d >= until:
+                break
             ts.append(d + DAY_MS)
-            eq.append(base * c / ref)
+            eq.append(base * c / starting_balance)
         level = eq[-1]
     return np.asarray(ts, dtype=np.int64), np.asarray(eq, dtype=np.float64)
 

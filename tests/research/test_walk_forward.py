@@ -49,6 +49,23 @@ def test_stitch_chains_each_period_from_the_previous_end() -> None:
     np.testing.assert_allclose(eq, [100.0, 110.0, 121.0, 60.5])
 
 
+def test_with_step_shorter_than_test_each_choice_trades_until_the_next_window() -> None:
+    """90:30:15-like windows: window 1's TEST starts while window 0's still runs. Window 0's
+    point is traded until window 1 has chosen (its first STEP), then window 1's from the day it
+    chose: the curve of re-optimising every STEP (it kept window 0's choice to the end of its
+    TEST, and took window 1's from the day after, decided a STEP before)."""
+    ts, eq = stitch(
+        [
+            (0, [0, DAY_MS, 2 * DAY_MS], [110.0, 121.0, 133.1]),  # +10 % a day for 3 days
+            (DAY_MS, [DAY_MS, 2 * DAY_MS, 3 * DAY_MS], [50.0, 25.0, 12.5]),  # -50 % a day
+        ],
+        100.0,
+    )
+    assert ts.tolist() == [0, DAY_MS, 2 * DAY_MS, 3 * DAY_MS, 4 * DAY_MS]
+    # day 0: window 0 (+10 %); days 1-3: window 1, from its own start (-50 % a day)
+    np.testing.assert_allclose(eq, [100.0, 110.0, 55.0, 27.5, 13.75])
+
+
 def test_test_data_never_reaches_train(tmp_path: Path) -> None:
     """Rising and falling 10-day regimes alternate; each TRAIN window holds one regime and its
     TEST window the opposite one. A long static policy profits from more leverage in a rise and

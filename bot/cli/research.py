@@ -33,7 +33,7 @@ def run_sweep(
         sweep = Sweep(spec, executor)
         wins = sweep.windows()
         total = sweep.total_tasks(len(wins) if wins else 1)
-        best: list[float | None] = [None]
+        best = RunningBest(spec.objective, walk_forward=spec.walk_forward is not None)
         completed = [0]
         with Progress(
             TextColumn("[bold]sweep"),
@@ -47,14 +47,7 @@ def run_sweep(
             task = bar.add_task("sweep", total=total, best="")
 
             def listen(row: dict[str, Any], n: int) -> None:
-                value = score(row, spec.objective)
-                if (
-                    value is not None
-                    and row.get("phase") != "test"
-                    and (best[0] is None or value > best[0])
-                ):
-                    best[0] = value
-                shown = "" if best[0] is None else f"best {spec.objective} {best[0]:+.4g}"
+                shown = best.seen(row)
                 completed[0] += n
                 if row.get("resumed") or row.get("status") in ("invalid", "pruned", "no choice"):
                     # Done without running now: counted, but the time-left estimate starts
@@ -71,6 +64,32 @@ def run_sweep(
     write_outputs(spec, sweep, outcome)
     report(spec, sweep, outcome, console)
     return outcome
+
+
+class RunningBest:
+    """The progress bar's "best so far": the best objective among the points run, or in a
+    walk-forward the best TRAIN value of the window being chosen (a best over every window
+    mixes periods, and TEST runs are judged, not chosen from)."""
+
+    def __init__(self, objective: str, *, walk_forward: bool) -> None:
+        self.objective = objective
+        self.walk_forward = walk_forward
+        self.best: dict[int, float] = {}
+        self.window = 0
+
+    def seen(self, row: dict[str, Any]) -> str:
+        """Take a finished row; return the text to show."""
+        value = score(row, self.objective)
+        window = int(row.get("window") or 0)
+        if value is not None and row.get("phase") != "test":
+            self.window = max(self.window, window)
+            if window not in self.best or value > self.best[window]:
+                self.best[window] = value
+        value = self.best.get(self.window)
+        if value is None:
+            return ""
+        label = f"window {self.window} best TRAIN" if self.walk_forward else "best"
+        return f"{label} {self.objective} {value:+.4g}"
 
 
 def best_name(base: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.cli.research import RunningBest
 from bot.errors import ConfigError
 from bot.research.executors import InlineExecutor
 from bot.research.space import parse_param
@@ -103,3 +104,25 @@ def test_test_data_never_reaches_train(tmp_path: Path) -> None:
     oos = outcome.summary["out_of_sample"]
     assert oos["total_return"] < 0  # always levered for the regime that just ended
     assert (spec.out / "oos_equity.csv").read_text().count("\n") > 30
+
+
+def test_the_progress_bars_best_is_the_window_being_chosen() -> None:
+    """During a walk-forward the bar showed the best TRAIN value over every window so far: a
+    calm first window's return stayed "best" through every later one. It shows the best of the
+    window being chosen; TEST rows, judged and not chosen from, never count."""
+    best = RunningBest("total_return", walk_forward=True)
+
+    def row(window: int, phase: str, value: float) -> dict[str, object]:
+        return {"status": "ok", "window": window, "phase": phase, "total_return": value}
+
+    assert best.seen({"status": "failed", "window": 0, "phase": "train"}) == ""
+    assert best.seen(row(0, "train", 3.0)) == "window 0 best TRAIN total_return +3"
+    assert best.seen(row(0, "train", 1.0)) == "window 0 best TRAIN total_return +3"
+    assert best.seen(row(0, "test", 9.0)) == "window 0 best TRAIN total_return +3"
+    assert best.seen(row(1, "train", -0.5)) == "window 1 best TRAIN total_return -0.5"
+    assert best.seen(row(1, "train", 0.25)) == "window 1 best TRAIN total_return +0.25"
+    plain = RunningBest("total_return", walk_forward=False)
+    plain.seen({"status": "ok", "window": 0, "phase": "all", "total_return": 0.1})
+    assert plain.seen({"status": "ok", "window": 0, "phase": "all", "total_return": 0.05}) == (
+        "best total_return +0.1"
+    )

@@ -11,12 +11,14 @@ import pytest
 from hypothesis import settings
 
 from bot.clock import SimClock
-from bot.domain.enums import MarginMode, TradingState
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
 from bot.domain.instrument import Instrument
+from bot.domain.orders import OrderRequest
 from bot.domain.position import Position
 from bot.instruments import load_instruments
 from bot.ports.store import EquitySnapshot, StorePort
 from bot.sim.exchange import SimulatedExchange
+from bot.sim.slippage import SlippageModel
 from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore
 
@@ -69,6 +71,39 @@ def make_exchange(
         slippage_bps=Decimal(slippage_bps),
     )
     return ex, clock
+
+
+def long_btc_with_stop(
+    instruments: dict[str, Instrument],
+    trigger: Decimal,
+    *,
+    amount: Decimal = Decimal("0.1"),
+    slippage_bps: str = "0",
+    model: SlippageModel | None = None,
+) -> SimulatedExchange:
+    """A BTC long of ``amount`` bought at a mark of 60,000 (5x, isolated) with a reduce-only
+    sell stop-market at ``trigger`` resting; ``model`` replaces the slippage model first."""
+    btc = "BTC/USDT:USDT"
+    ex, _ = make_exchange(instruments, slippage_bps=slippage_bps)
+    if model is not None:
+        ex.slippage_model = model
+    ex.set_mark(btc, Decimal(60000))
+    ex.set_leverage(btc, 5)
+    buy = OrderRequest("e", btc, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, amount, False)
+    ex.place_order(buy)
+    ex.place_order(
+        OrderRequest(
+            "sl",
+            btc,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            amount,
+            True,
+            trigger_price=trigger,
+        )
+    )
+    return ex
 
 
 def record_book(

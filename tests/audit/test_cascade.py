@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType
-from bot.domain.orders import OrderRequest
+from bot.domain.enums import OrderPurpose
 from bot.sim.slippage import SlippageModel
 from bot.sim.triggers import process_bar
 from tests.audit.cascade import (
@@ -25,7 +24,7 @@ from tests.audit.cascade import (
     write_cascade,
 )
 from tests.audit.harness import ROOT, Outcome, run, write_config
-from tests.conftest import make_exchange
+from tests.conftest import long_btc_with_stop
 
 BTC, AVAX, PEPE, DOGE = "BTC/USDT:USDT", "AVAX/USDT:USDT", "1000PEPE/USDT:USDT", "DOGE/USDT:USDT"
 HOUR = 3_600_000
@@ -104,24 +103,7 @@ def _stop_fills(outcome: Outcome) -> list[tuple[D, D]]:
 def test_slippage_never_takes_a_stop_fill_below_the_candles_low(instruments) -> None:
     """A stop triggered just above a candle's low: the fill is a trade of that candle, so 10 bps
     of slippage stop at the low (it was 56952.99, below any price traded)."""
-    ex, _ = make_exchange(instruments, slippage_bps="10")
-    ex.set_mark(BTC, D(60000))
-    ex.set_leverage(BTC, 5)
-    ex.place_order(
-        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.1"), False)
-    )
-    ex.place_order(
-        OrderRequest(
-            "sl",
-            BTC,
-            OrderSide.SELL,
-            OrderType.STOP_MARKET,
-            OrderPurpose.STOP_LOSS,
-            D("0.1"),
-            True,
-            trigger_price=D("57010"),
-        )
-    )
+    ex = long_btc_with_stop(instruments, D("57010"), slippage_bps="10")
     before = ex.slippage_paid
     process_bar(ex, BTC, ex.clock.now_ms(), D(59000), D(59500), D(57000), D(57500), trades=True)
     assert ex.fills[-1].price == D(57000)
@@ -136,25 +118,13 @@ def test_a_large_stop_still_pays_its_own_impact_past_the_candles_low(
     its low: an order large against the candle's volume would itself have printed a new low,
     so the square-root impact term still applies beyond it (else a large book's stops filled at
     the low a small one could get: an optimistic backtest)."""
-    ex, _ = make_exchange(instruments, slippage_bps="10")
-    ex.slippage_model = SlippageModel(floor=D(0), range_fraction=D(0), impact=D(1))
-    ex.set_mark(BTC, D(60000))
-    ex.set_leverage(BTC, 5)
     amount = D("0.1")
-    ex.place_order(
-        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, amount, False)
-    )
-    ex.place_order(
-        OrderRequest(
-            "sl",
-            BTC,
-            OrderSide.SELL,
-            OrderType.STOP_MARKET,
-            OrderPurpose.STOP_LOSS,
-            amount,
-            True,
-            trigger_price=D("57010"),
-        )
+    ex = long_btc_with_stop(
+        instruments,
+        D("57010"),
+        amount=amount,
+        slippage_bps="10",
+        model=SlippageModel(floor=D(0), range_fraction=D(0), impact=D(1)),
     )
     ex.candle_volume[BTC] = D(volume)  # 0.4: a thin minute, 0.1 is a quarter of what traded
     process_bar(ex, BTC, ex.clock.now_ms(), D(59000), D(59500), D(57000), D(57500), trades=True)

@@ -14,12 +14,11 @@ from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.marketdata.candles import Candles
-from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import bounded_by_mark
 from bot.sim.slippage import SlippageModel
 from bot.sim.triggers import process_bar, settle_funding
 from bot.store.types import check_exact
-from tests.conftest import make_exchange
+from tests.conftest import long_btc_with_stop, make_exchange
 
 MIN5, HOUR = 300_000, 3_600_000
 BTC = "BTC/USDT:USDT"
@@ -41,32 +40,6 @@ def candles(
         kind=kind,
         source=kind,
     )
-
-
-def long_with_stop(
-    instruments: dict[str, Instrument], trigger: D, *, range_fraction: D
-) -> SimulatedExchange:
-    """0.1 BTC long at 60,000 with a sell stop at ``trigger``, slippage only from the range."""
-    ex, _ = make_exchange(instruments, slippage_bps="0")
-    ex.slippage_model = SlippageModel(floor=D(0), range_fraction=range_fraction, impact=D(0))
-    ex.set_mark(BTC, D(60000))
-    ex.set_leverage(BTC, 5)
-    ex.place_order(
-        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.1"), False)
-    )
-    ex.place_order(
-        OrderRequest(
-            "sl",
-            BTC,
-            OrderSide.SELL,
-            OrderType.STOP_MARKET,
-            OrderPurpose.STOP_LOSS,
-            D("0.1"),
-            True,
-            trigger_price=trigger,
-        )
-    )
-    return ex
 
 
 def test_a_wick_beyond_the_marks_range_is_cut_and_an_hour_without_mark_is_kept() -> None:
@@ -113,7 +86,11 @@ def test_a_mark_bars_fills_pay_slippage_on_the_range_the_book_traded(
 ) -> None:
     """A stop triggered on a mark bar fills against the last-trade candle beside it; the range
     part of its slippage is that candle's range (the book fell 20 %), not the mark bar's 1 %."""
-    ex = long_with_stop(instruments, D("59500"), range_fraction=D("0.1"))
+    ex = long_btc_with_stop(
+        instruments,
+        D("59500"),
+        model=SlippageModel(floor=D(0), range_fraction=D("0.1"), impact=D(0)),
+    )
     mark_bar = (D(60000), D(60000), D(59400), D(59600))
     book = (D(60000), D(60000), D(48000))  # open, high, low of the last-trade candle
     process_bar(ex, BTC, ex.clock.now_ms(), *mark_bar, last=book)
@@ -127,7 +104,9 @@ def test_a_stop_filled_along_the_books_path_is_a_price_the_store_keeps(
     """The mark crossed the stop a third of the way to its low: the fill is a third of the way
     along the book's path, a quotient of 28 digits that a paper account's state database
     (NUMERIC(38, 18)) refused ("does not fit"): the tick failed. Bounded now, toward the low."""
-    ex = long_with_stop(instruments, D("59999"), range_fraction=D(0))
+    ex = long_btc_with_stop(
+        instruments, D("59999"), model=SlippageModel(floor=D(0), range_fraction=D(0), impact=D(0))
+    )
     mark_bar = (D(60000), D(60000), D(59997), D(59998))  # the stop a third of the way down
     book = (D("60000.1"), D("60000.1"), D("59000.7"))
     process_bar(ex, BTC, ex.clock.now_ms(), *mark_bar, last=book)

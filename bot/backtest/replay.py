@@ -8,12 +8,13 @@ at each tick the :class:`~bot.engine.tick.Engine` runs exactly as it does live.
 from __future__ import annotations
 
 import decimal
+import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +50,8 @@ from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 
 Progress = Callable[[int, int], None]
+P = ParamSpec("P")
+R = TypeVar("R")
 AfterTick = Callable[[int, Engine, SimulatedExchange], None]
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -214,6 +217,18 @@ def _instruments(
     return {s: replace(inst, taker_fee=fee) for s, inst in out.items()}
 
 
+def _in_default_decimal_context(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn`` computing in Python's default decimal context, whatever the calling thread's."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with decimal.localcontext(decimal.Context()):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@_in_default_decimal_context
 def replay(
     config: BotConfig,
     policy: Policy,
@@ -235,32 +250,6 @@ def replay(
     the same ticks give the same digits in any process (ccxt changes the context of a thread
     that rounded an order with a client the bot did not prepare, see
     :func:`bot.exchange.ccxt_clients.keep_decimal_context`)."""
-    with decimal.localcontext(decimal.Context()):
-        return _replay(
-            config,
-            policy,
-            histories,
-            instruments,
-            start,
-            end,
-            progress,
-            exchange_type=exchange_type,
-            after_tick=after_tick,
-        )
-
-
-def _replay(
-    config: BotConfig,
-    policy: Policy,
-    histories: dict[str, ContractHistory],
-    instruments: dict[str, Instrument],
-    start: int,
-    end: int,
-    progress: Progress | None,
-    *,
-    exchange_type: type[SimulatedExchange],
-    after_tick: AfterTick | None,
-) -> SimulationResult:
     symbols = tuple(histories)
     tf = parse_timeframe(policy.timeframe)
     balance = config.account.starting_balance

@@ -35,10 +35,17 @@ def _margin(x: Decimal) -> Decimal:
     return x.quantize(MARGIN_PLACES, rounding=ROUND_CEILING)
 
 
+def charged(amount: Decimal) -> Decimal:
+    """An amount the trader is charged (a fee, a funding payment; < 0: received), to bounded
+    digits, rounded against the trader (up): the venue reports them to a few decimals, and a
+    product of exact decimals (a mark price carries 8) can hold more than a store keeps
+    exactly (NUMERIC(38, 18))."""
+    return amount.quantize(MARGIN_PLACES, rounding=ROUND_CEILING)
+
+
 def fee_of(qty: Decimal, price: Decimal, rate: Decimal) -> Decimal:
-    """The fee of a fill, to bounded digits, rounded up (the venue reports fees to a few
-    decimals; a product of three exact decimals can carry more than a store keeps exactly)."""
-    return _margin(abs(qty) * price * rate)
+    """The fee of a fill (:func:`charged`)."""
+    return charged(abs(qty) * price * rate)
 
 
 @dataclass(slots=True)

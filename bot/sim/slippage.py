@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from bot.sim.book import PRICE_PLACES
+
 ZERO = Decimal(0)
 BPS = Decimal("0.0001")
 # No fill is modelled further than this from its reference (a price must stay positive).
@@ -117,11 +119,8 @@ def fill_price(
     return _against(moved * (1 + impact * sign), sign)
 
 
-# A fill price to bounded digits, rounded against the order (a buy up, a sell down): the
-# products above can carry more digits than a state database stores exactly (NUMERIC(38, 18)),
-# and the fee computed from it more still.
-FILL_PLACES = Decimal("1e-10")
-
-
 def _against(price: Decimal, sign: int) -> Decimal:
-    return price.quantize(FILL_PLACES, rounding=ROUND_CEILING if sign > 0 else ROUND_FLOOR)
+    """A fill price to the book's price digits, rounded against the order (a buy up, a sell
+    down): the products above can carry more digits than a state database stores exactly
+    (NUMERIC(38, 18)), and the fee computed from it more still."""
+    return price.quantize(PRICE_PLACES, rounding=ROUND_CEILING if sign > 0 else ROUND_FLOOR)

@@ -31,8 +31,10 @@ from bot.sim.account_watch import (
     first_cross_liquidation,
     joint_fraction,
 )
+from bot.sim.book import charged
 from bot.sim.cursor import TimeCursor
 from bot.sim.events import SimEvent, SimEventKind
+from bot.sim.slippage import PLACES as FRACTION_PLACES
 from bot.sim.slippage import fill_price
 
 ZERO = Decimal(0)
@@ -243,11 +245,7 @@ def _along(fraction: Decimal) -> Decimal:
     """How far along its path the mark was, to bounded digits, rounded toward the extreme (the
     side that costs the trader): a quotient has 28 digits, and the price built from it must be
     stored exactly (NUMERIC(38, 18) in the state database of a paper account)."""
-    return fraction.quantize(_ALONG_PLACES, rounding=ROUND_CEILING)
-
-
-_ALONG_PLACES = Decimal("1e-8")
-_FUNDING_PLACES = Decimal("1e-10")
+    return fraction.quantize(FRACTION_PLACES, rounding=ROUND_CEILING)
 
 
 def process_bar(
@@ -536,9 +534,7 @@ def settle_funding(ex: SimAccount, symbol: str, ts: int, rate: Decimal, mark: De
     pos = ex.book.positions[symbol]
     if pos.qty == 0:
         return
-    # > 0: paid by the holder. To bounded digits, rounded against the holder (up): a mark
-    # price carries up to 8 decimals, and the product must stay what a store keeps exactly.
-    amount = (pos.qty * mark * rate).quantize(_FUNDING_PLACES, rounding=ROUND_CEILING)
+    amount = charged(pos.qty * mark * rate)  # > 0: paid by the holder
     ex.book.pay_funding(symbol, amount)
     ex.funding_paid += amount
     ex.events.append(

@@ -180,14 +180,15 @@ def _d(text: Any) -> Decimal | None:
 
 def _job_silence(config: BotConfig, last_job_ms: int | None, now_ms: int | None) -> str | None:
     """Why the bot seems down (no job completed for longer than /healthz allows), or None."""
-    if last_job_ms is None or now_ms is None:
+    if now_ms is None:
         return None
-    from bot.dashboard.metrics import job_silence_limit_ms
+    from bot.dashboard.metrics import job_silence_limit_ms, job_silence_ms
 
-    silent = now_ms - last_job_ms
-    limit = job_silence_limit_ms(config.runtime.guard_seconds * 1000)
-    if silent <= limit:
+    guard_ms = config.runtime.guard_seconds * 1000
+    silent = job_silence_ms(last_job_ms, guard_ms, now_ms)
+    if silent is None:
         return None
+    limit = job_silence_limit_ms(guard_ms)
     return (
         f"no job completed for {silent // 1000} s (more than {limit // 1000} s): the bot process "
         "may be down; open positions have only the stops resting on the exchange"

@@ -284,13 +284,21 @@ def job_silence_limit_ms(guard_ms: int) -> int:
     return max(3 * guard_ms, MIN_JOB_SILENCE_MS)
 
 
+def job_silence_ms(last_job_ms: int | None, guard_ms: int, now_ms: int) -> int | None:
+    """How long no job (tick, guard...) has completed, when longer than a running bot allows
+    (:func:`job_silence_limit_ms`); None when one did, or when no heartbeat is recorded."""
+    if last_job_ms is None:
+        return None
+    silent = now_ms - last_job_ms
+    return silent if silent > job_silence_limit_ms(guard_ms) else None
+
+
 def not_running(ov: Overview, now_ms: int) -> str | None:
-    """Why the bot seems down, in words: no job (tick, guard...) completed for longer than
-    :func:`job_silence_limit_ms`; None when one did, or when no heartbeat is recorded."""
+    """Why the bot seems down, in words (:func:`job_silence_ms`); None when it does not."""
     if ov.kind != "account" or ov.last_job_ms is None:
         return None
-    silent = now_ms - ov.last_job_ms
-    if silent <= job_silence_limit_ms(ov.guard_ms):
+    silent = job_silence_ms(ov.last_job_ms, ov.guard_ms, now_ms)
+    if silent is None:
         return None
     return (
         f"no job completed for {silent / 1000:.0f} s (last: {ov.last_job} at "

@@ -28,7 +28,7 @@ from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.errors import AccountUnreadable
 from bot.ports.exchange import ExchangePort
-from bot.ports.store import StorePort
+from bot.ports.store import OrderRecord, StorePort
 
 ZERO = Decimal(0)
 EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
@@ -73,23 +73,7 @@ class Reconciler:
         self.took_profit = set()
         self.own_fills = set()
         for record in self.store.unresolved_orders():
-            found = self.exchange.fetch_order(record.request.symbol, record.client_id)
-            if found is None:
-                self.store.update_order(
-                    record.client_id, OrderStatus.CANCELED, now, error="not found on the exchange"
-                )
-                self.event(
-                    now,
-                    EventKind.RECONCILE,
-                    record.request.symbol,
-                    TradingState.ACTIVE,
-                    f"order {record.client_id} ({record.status}) not on the exchange",
-                )
-            else:
-                fill = self.fill_of(found, self.previous_positions().get(found.symbol), now)
-                self.store.update_order(record.client_id, found.status, now, order=found, fill=fill)
-                if fill is not None and not record.request.purpose.is_protective:
-                    self.own_fills.add(record.request.symbol)
+            self.settle(record, now)
         # the reads are independent: read together (live) or in this order (simulation)
         ex, symbols = self.exchange, self.symbols
         reads: list[Callable[[], object]] = [partial(ex.fetch_open_orders, s) for s in symbols]
@@ -109,6 +93,27 @@ class Reconciler:
         return AccountView(
             balance.wallet, dict(positions), resting, marks, available=balance.available
         )
+
+    def settle(self, record: OrderRecord, now: int) -> None:
+        """Look an order of unknown or open state up by its client id and record what the
+        venue says of it (not found: it never reached the book)."""
+        found = self.exchange.fetch_order(record.request.symbol, record.client_id)
+        if found is None:
+            self.store.update_order(
+                record.client_id, OrderStatus.CANCELED, now, error="not found on the exchange"
+            )
+            self.event(
+                now,
+                EventKind.RECONCILE,
+                record.request.symbol,
+                TradingState.ACTIVE,
+                f"order {record.client_id} ({record.status}) not on the exchange",
+            )
+            return
+        fill = self.fill_of(found, self.previous_positions().get(found.symbol), now)
+        self.store.update_order(record.client_id, found.status, now, order=found, fill=fill)
+        if fill is not None and not record.request.purpose.is_protective:
+            self.own_fills.add(record.request.symbol)
 
     def read_positions(
         self,

@@ -95,7 +95,14 @@ from bot.policy.protection import daily_vol_unit, distance
 from bot.ports.client_ids import base36, make_client_id
 from bot.ports.exchange import ExchangePort, SpotWalletPort
 from bot.ports.market import CandleWindow, MarketDataPort
-from bot.ports.store import DecisionRecord, EquitySnapshot, RiskEvent, RiskMemory, StorePort
+from bot.ports.store import (
+    DecisionRecord,
+    EquitySnapshot,
+    OrderRecord,
+    RiskEvent,
+    RiskMemory,
+    StorePort,
+)
 from bot.risk.coverage import plain
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.gross import cap_to_gross
@@ -1360,15 +1367,13 @@ class Engine:
         reading decides. Before, the new position waited for the next guard without a stop,
         or with one sized to the position it replaced."""
         before = acct.positions.get(d.symbol)
-        fills = self._fills_of(sent)
-        # (qty, entry) the fills give; a string: the order whose fill is not known
-        given = position_after_fills(before, fills) if isinstance(fills, list) else fills
+        given = self._given_by_fills(before, sent)
         expected = given[0] if isinstance(given, tuple) else None
-        self._read_after_orders(d, acct, now, before, setting, given)
+        self._read_after_orders(d, acct, now, before, setting, given, sent)
         if expected is not None and acct.qty(d.symbol) != expected:
             # Most often an answer a moment older than the fills: once more after a pause.
             self.clock.sleep(TRAILING_POSITIONS_WAIT_S)
-            self._read_after_orders(d, acct, now, before, setting, given)
+            self._read_after_orders(d, acct, now, before, setting, given, sent)
         read = acct.qty(d.symbol)
         if expected is not None and read != expected:
             # Back to the position held before the orders: what the estimate starts from.
@@ -1402,15 +1407,47 @@ class Engine:
         before: Position | None,
         setting: Decimal,
         given: tuple[Decimal, Decimal] | str,
+        sent: Sequence[OrderRequest],
     ) -> None:
-        """The positions again after ``d``'s orders; unreadable: protect on the fills, raise."""
+        """The positions again after ``d``'s orders; unreadable: protect on the fills, raise.
+
+        An order whose fill is not known (its answer was lost) is first looked up by its
+        client id, which another endpoint answers: known, its fill sizes the stop now instead
+        of at the next reading, about a minute later in the move the entry was sized on."""
         try:
             self._read_positions_again(acct, now)
         except AuthenticationFailed:
             raise
         except ExchangeError:  # AccountUnreadable too
+            if isinstance(given, str):
+                given = self._settle_sent(before, sent, now, given)
             self._protect_by_fills(d, acct, now, before, setting, given, "positions unreadable")
             raise
+
+    def _given_by_fills(
+        self, before: Position | None, sent: Sequence[OrderRequest]
+    ) -> tuple[Decimal, Decimal] | str:
+        """(qty, entry) the fills of ``sent`` give from ``before``; or the first order whose
+        fill is not known, named."""
+        fills = self._fills_of(sent)
+        return position_after_fills(before, fills) if isinstance(fills, list) else fills
+
+    def _settle_sent(
+        self, before: Position | None, sent: Sequence[OrderRequest], now: int, unknown: str
+    ) -> tuple[Decimal, Decimal] | str:
+        """``sent``'s orders of unknown or open state looked up by client id, then what their
+        fills give; a lookup that fails leaves the order unknown (``unknown`` and why)."""
+        for req in sent:
+            record = self.store.get_order(req.client_id)
+            if record is None or not _fill_unknown(record):
+                continue
+            try:
+                self.reconciler.settle(record, now)
+            except AuthenticationFailed:
+                raise
+            except ExchangeError as exc:
+                return f"{unknown}; its lookup failed too: {exc}"
+        return self._given_by_fills(before, sent)
 
     def _fills_of(self, sent: Sequence[OrderRequest]) -> list[tuple[Decimal, Decimal]] | str:
         """The signed fills ``(qty change, price)`` of ``sent`` as recorded from the venue's
@@ -1421,7 +1458,7 @@ class Engine:
             record = self.store.get_order(req.client_id)
             if record is None:
                 continue
-            if not record.status.is_final or (record.filled > 0 and record.average_price is None):
+            if _fill_unknown(record):
                 return f"{req.client_id} ({record.status})"
             if record.filled > 0 and record.average_price is not None:
                 fills.append((req.side.sign * record.filled, record.average_price))
@@ -1692,6 +1729,12 @@ def result_count(result: TickResult, outcome: SendOutcome) -> None:
         result.rejected += 1
     else:
         result.unknown += 1
+
+
+def _fill_unknown(record: OrderRecord) -> bool:
+    """An order whose fill the bot does not know: open, of unknown outcome, or filled without
+    a price."""
+    return not record.status.is_final or (record.filled > 0 and record.average_price is None)
 
 
 def _resting_trigger(orders: Sequence[Order], purpose: OrderPurpose) -> Decimal | None:

@@ -186,6 +186,52 @@ def test_an_entry_gets_its_stop_when_the_positions_read_after_it_fails(
     assert kinds & {EventKind.TICK_FAILED, EventKind.UNREADABLE}, kinds
 
 
+@pytest.mark.parametrize("venue", [VENUES["bybit"]], ids=["bybit"])
+def test_an_entry_whose_fill_is_not_known_is_looked_up_when_the_positions_read_fails(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: Bybit's acknowledgement carries no fill; its confirmation read failed (a
+    garbled answer) and so did the positions read after it: the new position waited for the
+    next guard job without a stop. The order is now looked up by client id once more, and its
+    fill sizes the stop in the same tick."""
+    run, store = bot
+    garbled = b'{"retCode":0,"result":{"li'
+    confirmations: list[int] = []
+
+    def held() -> bool:
+        pos = backend.fetch_positions([BTC]).get(BTC)
+        return pos is not None and pos.qty != 0
+
+    def first_read_once_held(reply: Any) -> Any:
+        # the entry's confirmation read: the first order read once the position exists
+        if held() and not confirmations:
+            confirmations.append(1)
+            return garbled
+        return reply
+
+    def once_held(reply: Any) -> Any:
+        return garbled if held() else reply
+
+    server.inject(
+        Fault("/v5/order/realtime", "GET", kind="edit", edit=first_read_once_held, times=1000)
+    )
+    server.inject(Fault(POSITIONS[venue.name], "GET", kind="edit", edit=once_held, times=1000))
+    run.tick()
+    position = backend.fetch_positions([BTC]).get(BTC)
+    assert position is not None, "the entry was not sent"
+    assert position.qty > 0
+    assert _stops(backend) == [("sell", position.qty)], "the new position has no stop"
+    [stop] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert position.liquidation_price is not None
+    assert stop.trigger_price is not None
+    assert position.liquidation_price < stop.trigger_price < backend.marks[BTC]
+    kinds = {e.kind for e in store.recent_events(20)}
+    assert kinds & {EventKind.TICK_FAILED, EventKind.UNREADABLE}, kinds
+
+
 def _as_flat(venue: Venue, reply: Any) -> Any:
     """A positions answer as it was before the entry: Binance's v3 list omits a flat symbol,
     Bybit lists it with size 0."""

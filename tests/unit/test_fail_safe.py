@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config.loader import load_policy
-from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
+from bot.domain.enums import (
+    EventKind,
+    MarginMode,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TradingState,
+)
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.margin import liquidation_price_cross, liquidation_price_isolated
 from bot.domain.market import FundingInfo, MarketSnapshot
@@ -540,17 +548,52 @@ def test_an_increase_gets_its_stop_resized_when_the_positions_cannot_be_read_aft
     assert pos.liquidation_price < stop.trigger_price < ex.marks[BTC]
 
 
-def test_an_entry_of_unknown_outcome_waits_for_the_next_reading(
+def test_an_entry_of_unknown_outcome_is_looked_up_and_protected_at_once(
     instruments: dict[str, Instrument],
 ) -> None:
+    """The entry's answer and the positions are both lost; the order lookup by client id
+    answers: its fill sizes the stop in this tick (it waited for the next guard before)."""
     engine, ex, store = build(instruments)
     _swap(ex, BlindAfterEntryExchange)
     ex.entry_unknown = True  # type: ignore[attr-defined]
     assert engine.tick().unreadable is not None
     ex.blind = False  # type: ignore[attr-defined]
+    pos = ex.fetch_positions([BTC])[BTC]
+    assert pos.qty > 0
+    [stop] = _stops(ex)
+    assert stop.reduce_only
+    assert stop.amount == pos.qty
+    assert stop.trigger_price is not None
+    assert pos.liquidation_price is not None
+    assert pos.liquidation_price < stop.trigger_price < ex.marks[BTC]
+    [entry] = [o for o in store.orders.values() if o.request.purpose is OrderPurpose.ENTRY]
+    assert entry.status is OrderStatus.FILLED  # settled by the lookup, not left unknown
+    engine.guard()  # the next reading keeps the stop
+    assert [o.client_id for o in _stops(ex)] == [stop.client_id]
+
+
+class BlindLookupExchange(BlindAfterEntryExchange):
+    """The order lookup fails as well while the positions cannot be read."""
+
+    def fetch_order(self, symbol: str, client_id: str) -> Order | None:
+        if self.blind:
+            raise AccountUnreadable("order lookup: read timed out")
+        return super().fetch_order(symbol, client_id)
+
+
+def test_an_entry_of_unknown_outcome_waits_for_the_next_reading_when_its_lookup_fails(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    _swap(ex, BlindLookupExchange)
+    ex.entry_unknown = True  # type: ignore[attr-defined]
+    assert engine.tick().unreadable is not None
+    ex.blind = False  # type: ignore[attr-defined]
     assert ex.fetch_positions([BTC])[BTC].qty > 0
     assert _stops(ex) == []  # no size to put on a stop: the guard protects it once read
-    assert any("fill is not known" in e.reason for e in store.events)
+    assert any(
+        "fill is not known" in e.reason and "lookup failed" in e.reason for e in store.events
+    )
     engine.guard()
     [stop] = _stops(ex)
     assert stop.amount == ex.fetch_positions([BTC])[BTC].qty

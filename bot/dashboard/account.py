@@ -141,9 +141,10 @@ class AccountSource:
             ]
         change = views.last_state_change(store)
         heartbeat = store.last_heartbeat()
-        alerts = [
-            AlertLine(a.ts_ms, a.severity, a.message, self._delivery(a))
-            for a in views.recent_alerts(store, 8)
+        alerts = [self._line(a) for a in views.recent_alerts(store, 8)]
+        # every critical alert the path failed to carry, not just those among the newest lines
+        missed = [
+            line for line in map(self._line, views.undelivered_critical(store)) if line.missed
         ]
         return Overview(
             title=f"account {self.name}",
@@ -166,6 +167,7 @@ class AccountSource:
             interval_ms=self.interval_ms,
             contracts=contracts,
             alerts=alerts,
+            missed_alerts=missed,
             pending=views.pending_commands(store),
             unreadable_since_ms=unreadable_since,
             unreadable_reads=unreadable_reads,
@@ -173,6 +175,9 @@ class AccountSource:
             last_job=heartbeat.job if heartbeat else None,
             guard_ms=self.guard_ms,
         )
+
+    def _line(self, alert: AlertRecord) -> AlertLine:
+        return AlertLine(alert.ts_ms, alert.severity, alert.message, self._delivery(alert))
 
     def _delivery(self, alert: AlertRecord) -> str:
         """Whether ``alert`` reached the trader (see :class:`AlertLine`)."""

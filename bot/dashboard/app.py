@@ -256,7 +256,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 "age_s": (now - ov.last_tick_ms) / 1000 if ov.last_tick_ms else None,
                 "stale": stale(ov, now),
                 "not_running": not_running(ov, now),
-                "missed_alerts": [a for a in ov.alerts if a.missed],
+                "missed_alerts": ov.missed_alerts,
                 "job_age_s": max(0, now - ov.last_job_ms) / 1000 if ov.last_job_ms else None,
                 "equity_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped
                     charts.line_chart(

@@ -91,9 +91,9 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
     if ov.kind == "account":
         yield from one(
             "bot_alerts_not_sent",
-            "critical alerts among the newest that reached no one (destination failing, or "
-            "held by the hourly limit); the bot retries them",
-            sum(1 for a in ov.alerts if a.missed),
+            "critical alerts that reached no one since the last alert delivered (destination "
+            "failing, or held by the hourly limit); the bot retries them",
+            len(ov.missed_alerts),
         )
     if ov.last_tick_ms is not None or ov.unreadable_since_ms is not None:
         # (an account never read is neither readable nor not: no series)

@@ -154,7 +154,9 @@ class Overview:
     last_tick_ms: int | None
     interval_ms: int  # the policy's decision interval
     contracts: list[ContractView]
-    alerts: list[AlertLine] = field(default_factory=list)
+    alerts: list[AlertLine] = field(default_factory=list)  # the newest
+    # critical alerts that reached no one since the alert path last delivered one, newest first
+    missed_alerts: list[AlertLine] = field(default_factory=list)
     pending: list[PendingCommand] = field(default_factory=list)
     summary: dict[str, str] = field(default_factory=dict)  # simulation report figures
     # The newest reads of the account failed (``unreadable`` events, no ``readable`` since):

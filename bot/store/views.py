@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -177,6 +177,29 @@ def recent_alerts(store: SqlStore, limit: int) -> list[AlertRecord]:
         return [
             AlertRecord(int(r.id or 0), r.ts_ms, r.key, r.severity, r.message, r.delivered)
             for r in session.exec(stmt)
+        ]
+
+
+def undelivered_critical(store: SqlStore, limit: int = 1000) -> list[AlertRecord]:
+    """Critical alerts not delivered since the newest alert that was (every one when none
+    was), newest first, at most ``limit``: those the alert path has failed to carry since it
+    last worked. One older than a delivery was followed by a working path: history."""
+    a = t.AlertRow
+    last = _newest_first(select(a).where(col(a.delivered).is_(True)), a.ts_ms, a.id).limit(1)
+    with _session(store) as session:
+        newest = session.exec(last).first()
+        stmt = select(a).where(col(a.severity) == "critical", col(a.delivered).is_(False))
+        if newest is not None:
+            stmt = stmt.where(
+                or_(
+                    col(a.ts_ms) > newest.ts_ms,
+                    and_(col(a.ts_ms) == newest.ts_ms, col(a.id) > (newest.id or 0)),
+                )
+            )
+        rows = session.exec(_newest_first(stmt, a.ts_ms, a.id).limit(limit)).all()
+        return [
+            AlertRecord(int(r.id or 0), r.ts_ms, r.key, r.severity, r.message, r.delivered)
+            for r in rows
         ]
 
 

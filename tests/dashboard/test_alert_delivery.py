@@ -61,6 +61,41 @@ def test_a_critical_alert_that_reached_no_one_is_shown_and_exported(paper_accoun
         store.close()
 
 
+def test_a_missed_critical_alert_stays_shown_behind_newer_alerts(paper_account: Path) -> None:
+    """Defect: the banner and the gauge looked at the newest eight alerts only: a halt that
+    reached no one was hidden by eight warnings after it, which the failing destination did
+    not carry either. Every critical alert since the path last delivered one counts now."""
+    set_runtime(paper_account, alert_urls='["json://127.0.0.1:9/hook"]')
+    client, store, now = _client(paper_account)
+    try:
+        store.record_alert(now - 50 * MINUTE, "state", "critical", "halted: daily loss")
+        for k in range(9):
+            store.record_alert(now - (40 - k) * MINUTE, f"funding:{k}", "warning", "funding")
+        page = client.get("/").text
+        assert "halted: daily loss" not in page  # no longer among the newest lines
+        assert "ALERTS NOT DELIVERED: 1 critical alert(s)" in page
+        assert scrape(client)[("bot_alerts_not_sent", ())] == 1
+    finally:
+        store.close()
+
+
+def test_a_critical_alert_missed_before_the_path_worked_again_is_history(
+    paper_account: Path,
+) -> None:
+    set_runtime(paper_account, alert_urls='["json://127.0.0.1:9/hook"]')
+    client, store, now = _client(paper_account)
+    try:
+        store.record_alert(now - 50 * MINUTE, "state", "critical", "halted: daily loss")
+        later = store.record_alert(now - 10 * MINUTE, "margin", "warning", "margin ratio 0.6")
+        store.mark_alert_delivered(later)  # the destination carries alerts again
+        page = client.get("/").text
+        assert 'id="alerts-not-sent"' not in page
+        assert '<td class="delivery">NOT SENT</td>' in page  # still said in the table
+        assert scrape(client)[("bot_alerts_not_sent", ())] == 0
+    finally:
+        store.close()
+
+
 def test_without_a_destination_nothing_is_missed(paper_account: Path) -> None:
     # runtime.alert_urls = [] (the example's): alerts are recorded for the dashboard only
     client, store, now = _client(paper_account)

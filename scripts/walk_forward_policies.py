@@ -33,11 +33,14 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from decimal import Decimal
 from itertools import product
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,12 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.backtest.metrics import max_drawdown, sharpe  # noqa: E402
-from bot.backtest.replay import _instruments, replay, simulation_window  # noqa: E402
+from bot.backtest.replay import _instruments, replay  # noqa: E402
+from bot.backtest.report import build_report  # noqa: E402
 from bot.config.loader import load_config, load_policy  # noqa: E402
 from bot.config.models import BotConfig  # noqa: E402
 from bot.config.policy import Policy  # noqa: E402
 from bot.marketdata.files import discover  # noqa: E402
-from bot.sim.history import ContractHistory, load_histories  # noqa: E402
+from bot.sim.history import ContractHistory, load_histories, simulation_window  # noqa: E402
 
 # The grid per policy: target_volatility, leverage.min, hysteresis (12 points each).
 GRIDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
@@ -214,8 +218,11 @@ def main() -> int:
                 for m in months:
                     runs.append(simulate_month(cfg, pol, hist(pol), m, name, point)[0])
                 print(f"{name} {point} done at {time.perf_counter() - t0:.0f} s", flush=True)
-    write_runs(args.out / "runs.csv", runs)
-    table = walk_forward(runs, names, [m.isoformat()[:7] for m in months], args.train)
+        write_runs(args.out / "runs.csv", runs)
+        labels = [m.isoformat()[:7] for m in months]
+        table, choices = walk_forward(runs, names, labels, args.train)
+        test_months = months[args.train :]
+        table += one_run_table(cfg, names, choices, test_months, hist)
     (args.out / "summary.md").write_text(table)
     print(table)
     print(f"total {time.perf_counter() - t0:.0f} s")
@@ -231,8 +238,12 @@ def write_runs(path: Path, runs: list[Run]) -> None:
                         r.turnover])  # fmt: skip
 
 
-def walk_forward(runs: list[Run], names: list[str], months: list[str], train: int) -> str:
+def walk_forward(
+    runs: list[Run], names: list[str], months: list[str], train: int
+) -> tuple[str, dict[str, list[str]]]:
+    """The table of independent test months, and each policy's chosen point per test month."""
     by = {(r.policy, r.point, r.month): r for r in runs}
+    choices: dict[str, list[str]] = {}
     tests = months[train:]
     lines = ["# Walk-forward out-of-sample results", ""]
     rows: dict[str, list[Run]] = {}
@@ -248,6 +259,7 @@ def walk_forward(runs: list[Run], names: list[str], months: list[str], train: in
                 dd = max(by[(name, p, mm)].max_drawdown for mm in window)
                 scored.append((ann_sharpe(daily), -dd, p))
             best = max(scored)
+            choices.setdefault(name, []).append(best[2])
             oos.append(by[(name, best[2], m)])
             chosen_log.append(f"| {name} | {m} | {best[2]} | {best[0]:.2f} |")
         rows[name] = oos
@@ -286,6 +298,80 @@ def walk_forward(runs: list[Run], names: list[str], months: list[str], train: in
         )
     lines += ["", "| policy | test month | chosen point | train Sharpe |", "|---|---|---|---|"]
     lines += chosen_log
+    return "\n".join(lines) + "\n", choices
+
+
+def point_policy(shipped: Policy, point: str) -> Policy:
+    """The policy of a ``tv=.. min=.. hyst=..`` label."""
+    values = dict(part.split("=") for part in point.split())
+    return with_point(shipped, values["tv"], values["min"], values["hyst"])
+
+
+def one_run_table(
+    config: BotConfig,
+    names: list[str],
+    choices: dict[str, list[str]],
+    tests: list[date],
+    hist: Callable[[Policy], dict[str, ContractHistory]],
+) -> str:
+    """One run through every test month per policy, each month's choice deciding from its
+    first day (``replay``'s switches: positions, stops and the risk state carry over, as when a
+    trader restarts the bot with the month's new policy file); static_3x and buy-and-hold as
+    one run over the same span."""
+    cfg = config.model_copy(
+        update={
+            "simulation": config.simulation.model_copy(
+                update={"start": tests[0], "end": month_end(tests[-1])}
+            )
+        }
+    )
+    symbols = tuple(c.symbol for c in cfg.contracts)
+    lines = [
+        "",
+        f"One run through the test months ({tests[0].isoformat()[:7]} .. "
+        f"{tests[-1].isoformat()[:7]}), each month's choice from its first day:",
+        "",
+        "| policy | return | max drawdown | Sharpe (daily, ann.) | trades | stop-losses | "
+        "fees + slippage | time halted |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    plans: list[tuple[str, Policy, list[tuple[int, Policy]]]] = []
+    for name in names:
+        shipped = load_policy(ROOT / "policies" / f"{name}.toml")
+        chosen = [point_policy(shipped, p) for p in choices[name]]
+        switches = [
+            (int(datetime.combine(m, dt_time(0), tzinfo=UTC).timestamp() * 1000), pol)
+            for m, pol, before in zip(tests[1:], chosen[1:], chosen, strict=False)
+            if pol != before
+        ]
+        plans.append((name, chosen[0], switches))
+    plans.append(("static_3x", load_policy(ROOT / "policies" / "static_3x.toml"), []))
+    for name, first, switches in plans:
+        histories = hist(first)
+        start, end = simulation_window(histories, first, cfg)
+        res = replay(
+            cfg, first, histories, _instruments(cfg, symbols), start, end, switches=switches
+        )
+        report = build_report(res, 0.0)
+        curves: list[tuple[str, npt.NDArray[np.float64], dict[str, Any] | None]]
+        curves = [(name, res.equity, report)]
+        if name == "static_3x":
+            curves.append(("buy_hold_1x", res.benchmark, None))
+        for label, eq, rep in curves:
+            balance = float(res.starting_balance)
+            ret = float(eq[-1] / balance - 1)
+            dd = max_drawdown(np.r_[balance, eq])
+            daily = daily_returns(res.ts, np.asarray(eq))
+            if rep is None:
+                lines.append(f"| {label} | {ret:+.1%} | {dd:.1%} | {ann_sharpe(daily):.2f} | - | "
+                             "- | - | - |")  # fmt: skip
+                continue
+            costs = float(rep["fees_paid"]) + float(rep["slippage_paid"])
+            lines.append(
+                f"| {label} | {ret:+.1%} | {dd:.1%} | {ann_sharpe(daily):.2f} | "
+                f"{rep['n_trades']} | {rep['n_stop_losses']} | {costs:.0f} | "
+                f"{float(rep['time_halted']):.1%} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,14 +23,14 @@ import numpy.typing as npt
 from bot.backtest.collector import fewer_collections
 from bot.backtest.metrics import drawdown_series
 from bot.backtest.operator import resume_if_due
-from bot.bootstrap import build_simulation, config_instruments
+from bot.bootstrap import build_simulation, config_instruments, engine_for
 from bot.clock import SimClock, datetime_to_ms
 from bot.config.hedge import spot_symbol
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.instrument import Instrument
-from bot.engine.hedging import ExposureRecord, with_hedge_symbols
-from bot.engine.market import candles_needed
+from bot.engine.hedging import ExposureRecord, hedge_symbols, with_hedge_symbols
+from bot.engine.market import candles_needed, statistics_spec
 from bot.engine.tick import Engine
 from bot.errors import ConfigError
 from bot.marketdata.files import discover
@@ -50,6 +51,7 @@ from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 
 Progress = Callable[[int, int], None]
+Switch = tuple[int, Policy]  # from this time (ms), this policy decides
 P = ParamSpec("P")
 R = TypeVar("R")
 AfterTick = Callable[[int, Engine, SimulatedExchange], None]
@@ -116,8 +118,9 @@ def run_simulation(
     not_before: int | None = None,
     histories: dict[str, ContractHistory] | None = None,
     window: tuple[int, int] | None = None,
+    switches: Sequence[Switch] = (),
 ) -> SimulationResult:
-    """Simulate ``policy``.
+    """Simulate ``policy`` (then each policy of ``switches`` from its time, see :func:`replay`).
 
     ``not_before`` moves the start later (a shared window). ``histories``: the loaded history of
     ``symbols`` at the policy's timeframe, when the caller already holds it (a sweep worker
@@ -132,7 +135,7 @@ def run_simulation(
     start, end = window if window is not None else (own_start, own_end)
     if not_before is not None and not_before > start:
         start = not_before + (-not_before) % parse_timeframe(policy.timeframe)
-    result = replay(config, policy, histories, instruments, start, end, progress)
+    result = replay(config, policy, histories, instruments, start, end, progress, switches=switches)
     asked = config.simulation.start
     result.requested_start_ms = _day_ms(asked) if asked is not None else None
     if result.requested_start_ms is not None and start > result.requested_start_ms:
@@ -240,11 +243,18 @@ def replay(
     *,
     exchange_type: type[SimulatedExchange] = SimulatedExchange,
     after_tick: AfterTick | None = None,
+    switches: Sequence[Switch] = (),
 ) -> SimulationResult:
     """Replay ``histories`` from ``start`` to ``end`` through the engine and a simulated
     exchange (``exchange_type``: a subclass may observe or constrain it, e.g. in tests;
     ``after_tick(t, engine, exchange)``: called after every decision tick, e.g. to check the
     invariants the tick must leave behind).
+
+    ``switches``: ``(time, policy)`` pairs, in time order: from the first decision tick at or
+    after each time, that policy decides, as when a trader restarts the bot with another
+    policy file (a walk-forward's re-optimised choice): the engine is built anew on the same
+    exchange, clock and store, so positions, their stops, the risk state and the cooldowns
+    carry over. Every policy decides on the same timeframe and contracts as ``policy``.
 
     The replay computes in Python's default decimal context, whatever the calling thread's:
     the same ticks give the same digits in any process (ccxt changes the context of a thread
@@ -271,6 +281,9 @@ def replay(
         s.plan_windows(np.searchsorted(s.ts, ticks - s.tf_ms, side="right"))
     resume = config.simulation.resume_after_halt
     resume_ms = parse_timeframe(resume) if resume is not None else None
+    pending = _checked_switches(policy, switches, start, end)
+    stale: dict[str, int] = {}
+    hedge_log: list[ExposureRecord] = []
     n = len(ticks)
     spot_qty = {
         spot_symbol(a, config.account.quote): float(q)
@@ -283,6 +296,21 @@ def replay(
         for k, t in enumerate(ticks.tolist()):
             guard.advance(t)
             clock.advance_to(t)
+            if pending and t >= pending[0][0]:
+                _, following = pending.pop(0)
+                _add_counts(stale, engine.stale_ticks)
+                hedge_log += engine.hedge.log if engine.hedge is not None else []
+                market.precompute(statistics_spec(following))
+                engine = engine_for(
+                    config,
+                    following,
+                    symbols,
+                    clock=clock,
+                    exchange=exchange,
+                    market=market,
+                    store=store,
+                )
+                guard.engine = engine
             _set_lasts(exchange, market, symbols, t, candle)
             if exchange.marks.keys() >= need:
                 if resume_ms is not None:
@@ -313,11 +341,41 @@ def replay(
             s: [(a, b) for a, b in h.gaps() if b > start and a < end] for s, h in histories.items()
         },
         starting_balance=balance,
-        stale_hours={s: n * tf / 3_600_000 for s, n in engine.stale_ticks.items()},
+        stale_hours={
+            s: n * tf / 3_600_000 for s, n in _add_counts(stale, engine.stale_ticks).items()
+        },
         hedge_symbols=tuple(s for s in symbols if s in engine.hedge_symbols),
-        hedge_log=engine.hedge.log if engine.hedge is not None else [],
+        hedge_log=hedge_log + (engine.hedge.log if engine.hedge is not None else []),
         spot_value=figures.spot_value if spot_qty else None,
     )
+
+
+def _checked_switches(
+    policy: Policy, switches: Sequence[Switch], start: int, end: int
+) -> list[Switch]:
+    """``switches`` inside the run, in order; a policy on another timeframe or with other
+    contracts (a hedge instrument of its own) cannot take over the run: ConfigError."""
+    out = [(t, p) for t, p in switches if start < t < end]
+    if any(b[0] < a[0] for a, b in pairwise(out)):
+        raise ConfigError("policy switches must be in time order")
+    for t, p in out:
+        if p.timeframe != policy.timeframe:
+            raise ConfigError(
+                f"policy {p.name!r} (from {_iso(t)}) decides on {p.timeframe} candles, the run on "
+                f"{policy.timeframe}: one run switches only between policies of one timeframe"
+            )
+        if frozenset(hedge_symbols(p)) != frozenset(hedge_symbols(policy)):
+            raise ConfigError(
+                f"policy {p.name!r} (from {_iso(t)}) hedges with other instruments than "
+                f"{policy.name!r}: one run switches only between policies on the same contracts"
+            )
+    return out
+
+
+def _add_counts(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    for key, count in more.items():
+        into[key] = into.get(key, 0) + count
+    return into
 
 
 class _Figures:

@@ -81,7 +81,8 @@ class RunningBest:
         """Take a finished row; return the text to show."""
         value = score(row, self.objective)
         window = int(row.get("window") or 0)
-        if value is not None and row.get("phase") != "test":
+        # chosen from: TRAIN rows (or a plain sweep's); TEST and the out-of-sample run are judged
+        if value is not None and row.get("phase") in ("train", "all"):
             self.window = max(self.window, window)
             if window not in self.best or value > self.best[window]:
                 self.best[window] = value
@@ -139,17 +140,7 @@ def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Consol
     for r in errors[:10]:
         console.print(f"[red]failed[/red] {r['key']}: {r.get('error')}")
     if spec.walk_forward:
-        console.print(walk_forward_table(sweep, outcome))
-        for w in outcome.summary["windows"]:
-            for note in w.get("notes", ()):
-                console.print(f"[yellow]window {w['window']}[/yellow]: {note}")
-        if "untested_tail" in outcome.summary:
-            console.print(f"[yellow]untested[/yellow]: {outcome.summary['untested_tail']}")
-        if outcome.best_point is not None:
-            console.print(
-                f"best.toml is window {outcome.summary['best_from_window']}'s choice"
-                + "".join(f"; {n}" for n in outcome.summary.get("best_notes", ()))
-            )
+        walk_forward_report(sweep, outcome, console)
     else:
         console.print(top_table(spec, sweep, outcome))
         for note in outcome.summary.get("best_notes", ()):
@@ -229,13 +220,44 @@ def walk_forward_table(sweep: Sweep, outcome: SweepOutcome) -> Table:
         )
     oos = outcome.summary["out_of_sample"]
     ins = outcome.summary["in_sample_mean"]
+    how = {
+        "one run": "one run through every TEST period, each window's choice from its TEST start",
+        "stitched": "each window's TEST run alone, stitched",
+    }[outcome.summary.get("out_of_sample_method", "stitched")]
     table.caption = (
-        f"out of sample, stitched: return {_fmt(oos.get('total_return'), '{:.2%}')}, Sharpe "
+        "OOS columns: each window's choice alone on its TEST period, from a flat account\n"
+        f"out of sample ({how}): return {_fmt(oos.get('total_return'), '{:.2%}')}, Sharpe "
         f"{_fmt(oos.get('sharpe'), '{:.2f}')}, max drawdown "
         f"{_fmt(oos.get('max_drawdown'), '{:.2%}')} | in sample, mean per window: return "
         f"{_fmt(ins.get('total_return'), '{:.2%}')}, Sharpe {_fmt(ins.get('sharpe'), '{:.2f}')}"
     )
     return table
+
+
+def walk_forward_report(sweep: Sweep, outcome: SweepOutcome, console: Console) -> None:
+    """The windows' table, their notes, the out-of-sample run and which window best.toml is."""
+    console.print(walk_forward_table(sweep, outcome))
+    for w in outcome.summary["windows"]:
+        for note in w.get("notes", ()):
+            console.print(f"[yellow]window {w['window']}[/yellow]: {note}")
+    if "untested_tail" in outcome.summary:
+        console.print(f"[yellow]untested[/yellow]: {outcome.summary['untested_tail']}")
+    for note in outcome.summary.get("out_of_sample_notes", ()):
+        console.print(f"[yellow]out of sample[/yellow]: {note}")
+    run = outcome.summary.get("out_of_sample_run")
+    if run:
+        console.print(
+            f"out-of-sample run: {run['n_trades']} trades, {run['n_stop_losses']} stop-losses, "
+            f"{run['n_liquidations']} liquidations, fees {_fmt(run['fees_paid'], '{:.2f}')}, "
+            f"funding {_fmt(run['funding_paid'], '{:.2f}')}, slippage "
+            f"{_fmt(run['slippage_paid'], '{:.2f}')}, time halted "
+            f"{_fmt(run['time_halted'], '{:.1%}')}"
+        )
+    if outcome.best_point is not None:
+        console.print(
+            f"best.toml is window {outcome.summary['best_from_window']}'s choice"
+            + "".join(f"; {n}" for n in outcome.summary.get("best_notes", ()))
+        )
 
 
 def _fmt(value: Any, fmt: str) -> str:

@@ -24,6 +24,7 @@ from bot.backtest.report import build_report
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
+from bot.engine.market import candles_needed
 from bot.errors import BotError, DataError
 from bot.marketdata.cache import content_hash
 from bot.research.histories import shared_histories
@@ -82,6 +83,9 @@ class PointTask:
     meta: dict[str, Any] = field(default_factory=dict)
     inputs: str = ""  # hash of the config, policy and data files' contents (cache key)
     pinned: tuple[tuple[str, str], ...] = ()  # (file, content hash) the sweep started with
+    # (time ms, policy table): from the first decision tick at or after each time, that policy
+    # decides in the same run (a walk-forward's re-optimised choices, see replay's switches)
+    switches: tuple[tuple[int, dict[str, Any]], ...] = ()
 
 
 INPUTS_CHANGED = "an input changed during the sweep"
@@ -137,6 +141,7 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     row: dict[str, Any] = {"key": task.key, **task.meta}
     try:
         policy = Policy.model_validate(task.policy)
+        switches = [(t, Policy.model_validate(raw)) for t, raw in task.switches]
 
         def verify() -> None:
             check_pinned(task.pinned)
@@ -145,9 +150,16 @@ def evaluate(task: PointTask) -> dict[str, Any]:
         config = override(base.model_copy(update={"policies": (policy,)}), task.start, task.end)
         symbols = task.contracts or tuple(c.symbol for c in config.contracts)
         data_dir = Path(task.data_dir) if task.data_dir else None
-        histories = shared_histories(config, policy, symbols, data_dir, task.inputs, verify)
+        # the data chosen for the longest warm-up serves every policy of the run
+        longest = max([policy, *(p for _, p in switches)], key=candles_needed)
+        histories = shared_histories(config, longest, symbols, data_dir, task.inputs, verify)
         result = run_simulation(
-            config, policy, symbols=symbols, data_dir=data_dir, histories=histories
+            config,
+            policy,
+            symbols=symbols,
+            data_dir=data_dir,
+            histories=histories,
+            switches=switches,
         )
     except InputsChanged as exc:
         row.update(status="failed", error=str(exc).replace("\n", "; "))

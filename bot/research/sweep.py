@@ -12,7 +12,7 @@ import json
 import math
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -225,7 +225,8 @@ class Sweep:
     def total_tasks(self, n_windows: int) -> int:
         # random search draws at most the whole grid when no parameter is a range
         n = (self.spec.trials or 0) if self.spec.search == "tpe" else len(self.listed_points())
-        return n * n_windows + (n_windows if self.spec.walk_forward else 0)
+        # walk-forward: a TEST run per window and the out-of-sample run through them all
+        return n * n_windows + (n_windows + 1 if self.spec.walk_forward else 0)
 
     def _execute(self, results: ResultsFile, tasks: list[PointTask]) -> Iterator[dict[str, Any]]:
         todo = [t for t in tasks if not results.done(t.key)]
@@ -464,12 +465,15 @@ class Sweep:
                 days, closes = self._load_curve(t.key)
             else:
                 # Nothing was chosen (or its TEST run failed): a trader would not trade that
-                # period, so the out-of-sample curve stays flat there instead of leaving a hole
-                # that the stitched figures would silently skip.
-                extra["notes"].append("flat (not traded) in the out-of-sample curve")
+                # period, so a stitched curve stays flat there instead of leaving a hole that
+                # its figures would silently skip.
                 days = list(range(w.test_start, w.test_end, DAY_MS))
                 closes = [balance] * len(days)
             curves.append((w.test_start, days, closes))
+        curves, oos_notes, run = self._out_of_sample(
+            results, picks, per_window, curves, [tests.get(w.index) for w, _, _ in picks], test_rows
+        )
+        oos_method = "one run" if run is not None else "stitched"
         ts, eq = stitch(curves, balance)
         oos = curve_metrics(ts, eq)
         lines = ["timestamp,equity"] + [
@@ -481,8 +485,12 @@ class Sweep:
         summary: dict[str, Any] = {
             "windows": per_window,
             "out_of_sample": oos,
+            "out_of_sample_method": oos_method,
+            "out_of_sample_notes": oos_notes,
             "in_sample_mean": ins,
         }
+        if run is not None:
+            summary["out_of_sample_run"] = {m: run.get(m) for m in _RUN_SHOWN}
         if self.data_span is not None and self.data_span[1] - wins[-1].test_end >= DAY_MS:
             # the data's last days fit no whole window: never tested, which is said
             summary["untested_tail"] = (
@@ -503,6 +511,75 @@ class Sweep:
                     f"window {w_last.index}'s choice",
                 )
         return all_rows, last, summary
+
+    def _out_of_sample(
+        self,
+        results: ResultsFile,
+        picks: list[tuple[Window, dict[str, Any] | None, dict[str, Any]]],
+        per_window: list[dict[str, Any]],
+        curves: list[tuple[int, list[int], list[float]]],
+        tests: list[PointTask | None],
+        test_rows: dict[str, dict[str, Any]],
+    ) -> tuple[list[tuple[int, list[int], list[float]]], list[str], dict[str, Any] | None]:
+        """The out-of-sample curve's pieces, notes, and the row of the one run through every
+        TEST period (None when it failed or nothing was chosen: the TEST runs are stitched).
+
+        The one run is what a trader re-optimising every STEP and restarting the bot with
+        the new choice would have had: positions, stops, risk state and cooldowns carry over
+        from one window to the next; the days before the first choice stay flat."""
+        task = self._oos_task(picks)
+        run = next(iter(self._execute(results, [task])), None) if task is not None else None
+        if run is not None and run.get("status") == "ok":
+            first = next(i for i, (_, b, _) in enumerate(picks) if b is not None)
+            days, closes = self._load_curve(run["key"])
+            kept = False
+            for (_, b, _), pw in zip(picks, per_window, strict=True):
+                kept = kept or b is not None
+                if b is None:
+                    pw["notes"].append(
+                        "no choice: the choice before it kept trading in the out-of-sample run"
+                        if kept
+                        else "no choice: flat (not traded) in the out-of-sample curve"
+                    )
+            return [*curves[:first], (picks[first][0].test_start, days, closes)], [], run
+        notes = []
+        if run is not None:
+            notes.append(
+                f"the out-of-sample run failed ({run.get('error') or 'no result'}): the curve "
+                "is each window's TEST run alone, from a flat account, stitched"
+            )
+        for t, pw in zip(tests, per_window, strict=True):
+            if t is None or test_rows[t.key].get("status") != "ok":
+                pw["notes"].append("flat (not traded) in the out-of-sample curve")
+        return curves, notes, None
+
+    def _oos_task(
+        self, picks: list[tuple[Window, dict[str, Any] | None, dict[str, Any]]]
+    ) -> PointTask | None:
+        """The out-of-sample run: from the first window with a choice to the last TEST end,
+        each window's choice deciding from its TEST start (a window without one keeps the
+        choice before it); None when no window chose."""
+        chosen = [(w, self.points[b["point"]]) for w, b, _ in picks if b is not None]
+        if not chosen:
+            return None
+        (w0, p0), later = chosen[0], chosen[1:]
+        switches: list[tuple[int, dict[str, Any]]] = []
+        held = p0
+        for w, point in later:
+            if point != held:  # the same choice again: the bot runs on, nothing to restart
+                switches.append((w.test_start, self.policy_of(point)[0]))
+                held = point
+        choices = ",".join(f"{w.index}:{point_id(p)}" for w, p in chosen)
+        key = "oos:" + hashlib.blake2b(choices.encode(), digest_size=6).hexdigest()
+        task = self.task(p0, "oos", w0)
+        end = picks[-1][0].test_dates()[1]
+        meta = {
+            **task.meta,
+            "window_end": str(end),
+            **{f"param.{k}": "" for k in self.keys},  # each window's choice, not one point
+            "point": choices,  # window:point of every choice
+        }
+        return replace(task, key=key, end=end, meta=meta, keep_curve=True, switches=tuple(switches))
 
     def _choice_notes(
         self, rows: list[dict[str, Any]], best: dict[str, Any], span_ms: int
@@ -555,7 +632,7 @@ def _test_notes(w: Window, test: dict[str, Any], *, chosen: bool) -> list[str]:
         if ran[0] > w.test_start or ran[1] < w.test_end:
             notes.append(
                 f"TEST ran {test['start']} .. {test['end']} only (warm-up or data), "
-                "the rest of the window is missing from the out-of-sample curve"
+                "the rest of the window is missing from its TEST run"
             )
     return notes
 
@@ -587,6 +664,16 @@ def _no_choice(rows: list[dict[str, Any]], objective: str) -> str:
 
 
 _SHOWN = ("total_return", "sharpe", "max_drawdown", "calmar")
+# what the out-of-sample run reports beside its curve's figures
+_RUN_SHOWN = (
+    "n_trades",
+    "n_stop_losses",
+    "n_liquidations",
+    "fees_paid",
+    "funding_paid",
+    "slippage_paid",
+    "time_halted",
+)
 
 
 def _mean(values: list[Any]) -> float | None:

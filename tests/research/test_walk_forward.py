@@ -119,6 +119,7 @@ def test_the_progress_bars_best_is_the_window_being_chosen() -> None:
     assert best.seen(row(0, "train", 3.0)) == "window 0 best TRAIN total_return +3"
     assert best.seen(row(0, "train", 1.0)) == "window 0 best TRAIN total_return +3"
     assert best.seen(row(0, "test", 9.0)) == "window 0 best TRAIN total_return +3"
+    assert best.seen(row(0, "oos", 9.0)) == "window 0 best TRAIN total_return +3"
     assert best.seen(row(1, "train", -0.5)) == "window 1 best TRAIN total_return -0.5"
     assert best.seen(row(1, "train", 0.25)) == "window 1 best TRAIN total_return +0.25"
     plain = RunningBest("total_return", walk_forward=False)

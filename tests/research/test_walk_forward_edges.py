@@ -50,7 +50,7 @@ def _spec(tmp: Path, data: Path, **kw: object) -> SweepSpec:
     return SweepSpec(**base)  # type: ignore[arg-type]
 
 
-def test_a_window_inside_a_data_gap_is_said_and_one_without_a_choice_stays_flat(
+def test_a_window_inside_a_data_gap_is_said_and_one_without_a_choice_keeps_the_last_choice(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
@@ -64,22 +64,43 @@ def test_a_window_inside_a_data_gap_is_said_and_one_without_a_choice_stays_flat(
     gapped = windows[1]
     assert gapped["params"] is None
     assert any("no TRAIN run has a finite daily_skew" in n for n in gapped["notes"])
-    assert "flat (not traded) in the out-of-sample curve" in gapped["notes"]
+    # the out-of-sample run trades window 0's choice on through window 1 (a trader without a
+    # new choice keeps the bot running), and says so
+    assert (
+        "no choice: the choice before it kept trading in the out-of-sample run" in (gapped["notes"])
+    )
     assert any(n.startswith("TEST data stale for") for n in windows[0]["notes"])
-    # the out-of-sample curve covers every TEST day: flat over the window without a choice
+    # the out-of-sample curve covers every TEST day
     rows = (spec.out / "oos_equity.csv").read_text().splitlines()[1:]
     stamps = [int(r.split(",")[0]) for r in rows]
     assert stamps == list(range(stamps[0], stamps[0] + len(stamps) * DAY_MS, DAY_MS))
     assert len(stamps) == 3 * 10 + 1
     equity = {int(t): float(e) for t, e in (r.split(",") for r in rows)}
     t1 = T0 + 29 * DAY_MS  # window 1 TESTs days 28..37: closes stamped 29..38
-    flat = [equity[t1 + k * DAY_MS] for k in range(10)]
-    assert flat[0] == equity[t1 - DAY_MS]  # where window 0 ended
-    assert len(set(flat)) == 1
+    assert len({equity[t1 + k * DAY_MS] for k in range(10)}) > 1  # traded, not flat
+    assert summary_of(spec)["out_of_sample_method"] == "one run"
     text = console.export_text()
     assert "window 1: no TRAIN run has a finite daily_skew" in text
-    summary = json.loads((spec.out / "summary.json").read_text())
-    assert summary["best_from_window"] == 2
+    assert summary_of(spec)["best_from_window"] == 2
+
+
+def summary_of(spec: SweepSpec) -> dict[str, Any]:
+    return dict(json.loads((spec.out / "summary.json").read_text()))
+
+
+def test_a_first_window_without_a_choice_is_flat_before_the_first_choice(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _gapped_data(data, (8, 18))  # the TRAIN of window 0 (days 8..17) has no candle
+    spec = _spec(tmp_path, data, objective="daily_skew")
+    outcome = run_sweep(spec, 1, None, Console(width=250, record=True))
+    first = outcome.summary["windows"][0]
+    assert first["params"] is None
+    assert "no choice: flat (not traded) in the out-of-sample curve" in first["notes"]
+    rows = (spec.out / "oos_equity.csv").read_text().splitlines()[1:]
+    equity = [float(r.split(",")[1]) for r in rows]
+    balance = equity[0]
+    assert equity[: 10 + 1] == [balance] * 11  # window 0's TEST days: not traded
+    assert len(set(equity[11:])) > 1  # window 1's choice trades from its TEST start
 
 
 def test_ties_in_a_window_are_said(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     events or decisions were recorded since. ``now_ms``: the time to judge the last job's age
     by (``bot status`` passes the wall clock's); without it the age is not judged.
     """
-    from bot.dashboard.account import unreadable_run
+    from bot.dashboard.account import missed_alerts, unreadable_run
     from bot.domain.enums import EventKind
     from bot.store import views
 
@@ -117,6 +117,7 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         contracts.append(row)
     unreadable_since, unreadable_reads = unreadable_run(store)
     heartbeat = store.last_heartbeat()
+    missed = missed_alerts(config, store)
     return {
         "account": config.account.name,
         "as_of": _iso(equity.ts_ms) if equity else None,
@@ -132,6 +133,10 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         ),
         # Older than a running bot ever lets it get (the /healthz rule): said, in words.
         "bot_down": _job_silence(config, heartbeat.ts_ms if heartbeat else None, now_ms),
+        # Critical alerts that reached no one since the alert path last delivered one: the
+        # trader is not being paged (the dashboard's ALERTS NOT DELIVERED banner).
+        "alerts_not_delivered": len(missed),
+        "alerts_not_delivered_since": _iso(missed[-1].ts_ms) if missed else None,
         # The newest reads of the account failed: every figure here is as of the last tick.
         "unreadable_since": _iso(unreadable_since),
         "unreadable_reads": unreadable_reads,
@@ -215,6 +220,13 @@ def status_tables(
     )
     if data.get("bot_down"):
         head.add_row("BOT NOT RUNNING?", str(data["bot_down"]))
+    if data.get("alerts_not_delivered"):
+        head.add_row(
+            "ALERTS NOT DELIVERED",
+            f"{data['alerts_not_delivered']} critical alert(s) since "
+            f"{data['alerts_not_delivered_since']} reached no one (the destination fails or "
+            "the hourly limit holds them): check runtime.alert_urls and the bot's log",
+        )
     if data.get("unreadable_since"):
         head.add_row(
             "ACCOUNT UNREADABLE",

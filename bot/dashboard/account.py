@@ -143,9 +143,7 @@ class AccountSource:
         heartbeat = store.last_heartbeat()
         alerts = [self._line(a) for a in views.recent_alerts(store, 8)]
         # every critical alert the path failed to carry, not just those among the newest lines
-        missed = [
-            line for line in map(self._line, views.undelivered_critical(store)) if line.missed
-        ]
+        missed = [self._line(a) for a in missed_alerts(self.config, store)]
         return Overview(
             title=f"account {self.name}",
             kind=self.kind,
@@ -177,19 +175,9 @@ class AccountSource:
         )
 
     def _line(self, alert: AlertRecord) -> AlertLine:
-        return AlertLine(alert.ts_ms, alert.severity, alert.message, self._delivery(alert))
-
-    def _delivery(self, alert: AlertRecord) -> str:
-        """Whether ``alert`` reached the trader (see :class:`AlertLine`)."""
-        if alert.delivered:
-            return "sent"
-        if not self.config.runtime.alert_urls:
-            return "no destination"
-        window = self.config.runtime.alert_dedup_minutes * 60_000
-        earlier = self.store.recent_alerts(alert.key, alert.ts_ms - window)
-        if any(e.delivered and (e.ts_ms, e.id) < (alert.ts_ms, alert.id) for e in earlier):
-            return "repeat"
-        return NOT_SENT
+        return AlertLine(
+            alert.ts_ms, alert.severity, alert.message, delivery(self.config, self.store, alert)
+        )
 
     def _paper_extras(self) -> _PaperExtras:
         """Marks and funding the paper exchange last saw (a live account has neither stored)."""
@@ -396,6 +384,25 @@ class AccountSource:
             ),
             JournalTable("events", ["time", "kind", "contract", "state", "reason"], events),
         ]
+
+
+def delivery(config: BotConfig, store: SqlStore, alert: AlertRecord) -> str:
+    """Whether ``alert`` reached the trader (see :class:`AlertLine`)."""
+    if alert.delivered:
+        return "sent"
+    if not config.runtime.alert_urls:
+        return "no destination"
+    window = config.runtime.alert_dedup_minutes * 60_000
+    earlier = store.recent_alerts(alert.key, alert.ts_ms - window)
+    if any(e.delivered and (e.ts_ms, e.id) < (alert.ts_ms, alert.id) for e in earlier):
+        return "repeat"
+    return NOT_SENT
+
+
+def missed_alerts(config: BotConfig, store: SqlStore) -> list[AlertRecord]:
+    """Every critical alert that should have paged the trader and did not, since the alert
+    path last delivered one (newest first), not just those among the newest lines."""
+    return [a for a in views.undelivered_critical(store) if delivery(config, store, a) == NOT_SENT]
 
 
 def drawdowns(equity: list[float]) -> list[float]:

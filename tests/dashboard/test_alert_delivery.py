@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from rich.console import Console
 
 from bot.bootstrap import open_store
+from bot.cli.reports import status_data, status_tables
 from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.dashboard.account import AccountSource
@@ -92,6 +94,26 @@ def test_a_critical_alert_missed_before_the_path_worked_again_is_history(
         assert 'id="alerts-not-sent"' not in page
         assert '<td class="delivery">NOT SENT</td>' in page  # still said in the table
         assert scrape(client)[("bot_alerts_not_sent", ())] == 0
+    finally:
+        store.close()
+
+
+def test_bot_status_says_when_alerts_reach_no_one(paper_account: Path) -> None:
+    """Defect: only the dashboard said so; a trader checking ``bot status`` over ssh saw a
+    healthy bot while its halt alert had paged no one."""
+    set_runtime(paper_account, alert_urls='["json://127.0.0.1:9/hook"]')
+    _, store, now = _client(paper_account)
+    try:
+        config = load_config(paper_account)
+        assert status_data(config, store, now)["alerts_not_delivered"] == 0
+        store.record_alert(now - 5 * MINUTE, "state", "critical", "halted: daily loss")
+        data = status_data(config, store, now)
+        assert data["alerts_not_delivered"] == 1
+        assert data["alerts_not_delivered_since"] is not None
+        console = Console(width=200, record=True)
+        for table in status_tables(data):
+            console.print(table)
+        assert "ALERTS NOT DELIVERED" in console.export_text()
     finally:
         store.close()
 

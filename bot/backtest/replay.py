@@ -261,6 +261,9 @@ def replay(
     that rounded an order with a client the bot did not prepare, see
     :func:`bot.exchange.ccxt_clients.keep_decimal_context`)."""
     symbols = tuple(histories)
+    # a switch at or before the start (a run that starts late for its warm-up or its data):
+    # the latest of them decides from the start
+    policy = next((p for t, p in reversed(switches) if t <= start), policy)
     tf = parse_timeframe(policy.timeframe)
     balance = config.account.starting_balance
     clock, exchange, market, store, engine = build_simulation(

@@ -126,6 +126,20 @@ def test_a_switch_keeps_the_position_and_resizes_it(tmp_path: Path) -> None:
     assert same.equity.tolist() == plain.equity.tolist()
 
 
+def test_a_switch_before_a_late_start_decides_from_the_start(tmp_path: Path) -> None:
+    """The run starts later than the first switch (its warm-up or its data): the latest
+    policy due by then decides from the start, not the one before it."""
+    config, policy, histories, instruments, start, end = _parts(tmp_path)
+    lower = Policy.model_validate(
+        space.apply(space.read_base(STATIC), {"leverage.fixed": Decimal(1), "leverage.min": 1})
+    )
+    run = replay(
+        config, policy, histories, instruments, start, end, switches=[(start - DAY_MS, lower)]
+    )
+    assert run.store.decisions
+    assert all("static 1x" in d.decision.reason for d in run.store.decisions)
+
+
 def test_a_switch_to_another_timeframe_is_refused(tmp_path: Path) -> None:
     config, policy, histories, instruments, start, end = _parts(tmp_path)
     other = policy.model_copy(update={"timeframe": "4h"})

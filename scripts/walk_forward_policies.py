@@ -65,6 +65,9 @@ GRIDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+RESUME = "72h"  # the one run's second variant: a drawdown halt resumed after this long
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     policy: str
@@ -176,6 +179,13 @@ def main() -> int:
     ap.add_argument("--train", type=int, default=3, help="training months before each test month")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "walk_forward")
     ap.add_argument("--only", default=None, help="comma-separated policies (default all)")
+    ap.add_argument(
+        "--choices",
+        type=Path,
+        default=None,
+        help="a summary.md of an earlier run: run only its one-run table, on the choices "
+        "recorded there (the grid and the monthly runs are not run again)",
+    )
     args = ap.parse_args()
     if args.train < 1:
         ap.error("--train must be at least 1 month")
@@ -203,6 +213,13 @@ def main() -> int:
                 cache[key] = load_histories(inv, symbols, *key)
             return cache[key]
 
+        if args.choices is not None:
+            recorded = read_choices(args.choices)
+            names = [n for n in names if n in recorded] if args.only else list(recorded)
+            table = one_run_table(cfg, names, recorded, months[args.train :], hist)
+            (args.out / "one_run.md").write_text(table)
+            print(table)
+            return 0
         base = load_policy(ROOT / "policies" / "static_3x.toml")
         for m in months:
             run, bench = simulate_month(cfg, base, hist(base), m, "static_3x", "-")
@@ -301,6 +318,19 @@ def walk_forward(
     return "\n".join(lines) + "\n", choices
 
 
+def read_choices(path: Path) -> dict[str, list[str]]:
+    """Each policy's chosen point per test month, from the chosen-point table of a
+    ``summary.md`` this script wrote (in test-month order)."""
+    out: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[2].startswith("tv="):
+            out.setdefault(cells[0], []).append(cells[2])
+    if not out:
+        raise SystemExit(f"{path}: no chosen-point table (| policy | test month | chosen point |)")
+    return out
+
+
 def point_policy(shipped: Policy, point: str) -> Policy:
     """The policy of a ``tv=.. min=.. hyst=..`` label."""
     values = dict(part.split("=") for part in point.split())
@@ -318,10 +348,14 @@ def one_run_table(
     first day (``replay``'s switches: positions, stops and the risk state carry over, as when a
     trader restarts the bot with the month's new policy file); static_3x and buy-and-hold as
     one run over the same span."""
-    cfg = config.model_copy(
+    window = {"start": tests[0], "end": month_end(tests[-1])}
+    cfg = config.model_copy(update={"simulation": config.simulation.model_copy(update=window)})
+    # the same run with an operator who resumes a drawdown halt after 72 h (the example's
+    # halt is final: live, only a person resumes it)
+    resumed = config.model_copy(
         update={
             "simulation": config.simulation.model_copy(
-                update={"start": tests[0], "end": month_end(tests[-1])}
+                update={**window, "resume_after_halt": RESUME}
             )
         }
     )
@@ -346,29 +380,29 @@ def one_run_table(
         ]
         plans.append((name, chosen[0], switches))
     plans.append(("static_3x", load_policy(ROOT / "policies" / "static_3x.toml"), []))
-    for name, first, switches in plans:
+    runs = [(name, first, switches, c) for name, first, switches in plans for c in (cfg, resumed)]
+    for name, first, switches, c in runs:
         histories = hist(first)
-        start, end = simulation_window(histories, first, cfg)
-        res = replay(
-            cfg, first, histories, _instruments(cfg, symbols), start, end, switches=switches
-        )
+        start, end = simulation_window(histories, first, c)
+        res = replay(c, first, histories, _instruments(c, symbols), start, end, switches=switches)
         report = build_report(res, 0.0)
+        label = name if c is cfg else f"{name}, halt resumed after {RESUME}"
         curves: list[tuple[str, npt.NDArray[np.float64], dict[str, Any] | None]]
-        curves = [(name, res.equity, report)]
-        if name == "static_3x":
+        curves = [(label, res.equity, report)]
+        if name == "static_3x" and c is cfg:
             curves.append(("buy_hold_1x", res.benchmark, None))
-        for label, eq, rep in curves:
+        for row_label, eq, rep in curves:
             balance = float(res.starting_balance)
             ret = float(eq[-1] / balance - 1)
             dd = max_drawdown(np.r_[balance, eq])
             daily = daily_returns(res.ts, np.asarray(eq))
             if rep is None:
-                lines.append(f"| {label} | {ret:+.1%} | {dd:.1%} | {ann_sharpe(daily):.2f} | - | "
-                             "- | - | - |")  # fmt: skip
+                lines.append(f"| {row_label} | {ret:+.1%} | {dd:.1%} | {ann_sharpe(daily):.2f} | "
+                             "- | - | - | - |")  # fmt: skip
                 continue
             costs = float(rep["fees_paid"]) + float(rep["slippage_paid"])
             lines.append(
-                f"| {label} | {ret:+.1%} | {dd:.1%} | {ann_sharpe(daily):.2f} | "
+                f"| {row_label} | {ret:+.1%} | {dd:.1%} | {ann_sharpe(daily):.2f} | "
                 f"{rep['n_trades']} | {rep['n_stop_losses']} | {costs:.0f} | "
                 f"{float(rep['time_halted']):.1%} |"
             )

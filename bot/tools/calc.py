@@ -181,12 +181,15 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal) -> Column:
     notional = req.balance * leverage
     qty = notional / req.entry
     signed = qty * req.side
+    # The collateral (the balance, = notional / leverage) as the formula sees the position:
+    # from qty x entry, the very product it subtracts. qty is rounded to 28 digits, so the
+    # balance itself can fall a hair short of qty x entry / leverage, and a 1x long (margin =
+    # notional: no liquidation price) then got a "liquidation price" of about 1e-29.
+    collateral = initial_margin(qty * req.entry, leverage)
     if req.margin_mode is MarginMode.ISOLATED:
-        liq = liquidation_price_isolated(
-            inst, signed, req.entry, initial_margin(notional, leverage)
-        )
+        liq = liquidation_price_isolated(inst, signed, req.entry, collateral)
     else:
-        liq = liquidation_price_cross(inst, signed, req.entry, req.balance, ZERO, ZERO)
+        liq = liquidation_price_cross(inst, signed, req.entry, collateral, ZERO, ZERO)
     on_grid = inst.floor_qty(qty)
     allowed = (
         leverage <= inst.max_leverage_for(notional)

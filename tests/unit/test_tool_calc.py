@@ -384,3 +384,35 @@ def test_cli_the_size_limit_itself_is_refused_and_the_message_says_below() -> No
     result = runner.invoke(app, [*args, "--leverage", "2", "--balance", "1e18"])
     assert result.exit_code == 2, result.output
     assert "--balance: '1e18' is out of range (must be below 1e+18 in size)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("symbol", "entry", "balance"),
+    [("DOGE/USDT:USDT", "0.21", "3000000"), ("1000PEPE/USDT:USDT", "0.0123", "50000")],
+)
+def test_a_long_at_1x_has_no_liquidation_price_whatever_the_rounding(
+    symbol: str, entry: str, balance: str
+) -> None:
+    """A long whose margin is its whole notional stays above maintenance down to a price of 0
+    (the first bracket's cum is 0): Binance shows no liquidation price. qty = notional / entry
+    is rounded to 28 digits, and when qty x entry came out a hair above the notional the
+    calculator showed a liquidation price of about 1e-29 (0.00001 on DOGE's tick), a distance
+    of 100 % and a finite "distance in daily vols" for a position that cannot be liquidated."""
+    r = calculate(
+        request(symbol=symbol, entry=D(entry), balance=D(balance), leverage=D(1), volatility=D(1))
+    )
+    assert r.liquidation_price is None
+    assert r.liquidation_distance is None
+    assert r.liquidation_distance_vol is None
+    one = next(c for c in r.columns if c.leverage == 1)
+    assert one.liquidation_price is None
+    cross = calculate(
+        request(
+            symbol=symbol,
+            entry=D(entry),
+            balance=D(balance),
+            leverage=D(1),
+            margin_mode=MarginMode.CROSS,
+        )
+    )
+    assert cross.liquidation_price is None

@@ -210,7 +210,7 @@ def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
             o.scenario.name + (f"\n[dim]{o.scenario.note}[/dim]" if o.scenario.note else ""),
             f"{o.equity_after:,.2f}",
             f"[{colour}]{_pct(-o.loss_fraction, 1)}[/{colour}]",
-            "inf" if not o.margin_ratio.is_finite() else f"{o.margin_ratio:.3f}",
+            _margin_ratio_text(o),
             ", ".join(f"{s.symbol.split('/')[0]} @{_price(s.fill_price)}" for s in o.stopped)
             or "-",
             "[bold red]"
@@ -227,6 +227,14 @@ def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
             limits.strip() or "ok",
         )
     return table
+
+
+def _margin_ratio_text(o: Outcome) -> str:
+    """The margin ratio after the scenario; "bankrupt" when the account is gone (its ratio, 0
+    with nothing held, would read as the healthiest book)."""
+    if o.bankrupt:
+        return "[bold red]bankrupt[/bold red]"
+    return "inf" if not o.margin_ratio.is_finite() else f"{o.margin_ratio:.3f}"
 
 
 def grid_table(grid: dict[str, Any]) -> Table:

@@ -102,6 +102,13 @@ class Outcome:
     def survived(self) -> bool:
         return not self.liquidated
 
+    @property
+    def bankrupt(self) -> bool:
+        """The scenario took the whole account: nothing is left of the equity (any loss beyond
+        it is the insurance fund's). Its margin ratio, 0 when nothing is held any more, is then
+        no sign of health."""
+        return self.equity_before > 0 and self.equity_after <= 0
+
 
 def apply_scenario(ex: SimulatedExchange, scenario: Scenario) -> None:
     """Play ``scenario`` on ``ex`` with the simulated exchange's own trigger rules."""
@@ -256,6 +263,7 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
         "pnl": to_text(o.pnl),
         "loss_fraction": to_text(o.loss_fraction),
         "margin_ratio": to_text(o.margin_ratio),
+        "bankrupt": o.bankrupt,
         "stopped": [_stop_json(x) for x in o.stopped],
         "liquidated": list(o.liquidated),
         "first_liquidated": o.liquidated[0] if o.liquidated else None,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from bot.cli.app import app
@@ -23,8 +25,9 @@ from bot.instruments import load_instruments
 from bot.marketdata.candles import Candles
 from bot.tools.extremes import Extreme, worst_moves
 from bot.tools.portfolio import Holding, Portfolio, open_on_exchange, read_portfolio
+from bot.tools.render import stress_table
 from bot.tools.scenarios import Scenario, standard_scenarios
-from bot.tools.stress import Limits, leverage_grid, run_scenario
+from bot.tools.stress import Limits, leverage_grid, outcome_json, run_scenario
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[2]
@@ -453,3 +456,32 @@ def test_cli_a_huge_mark_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["stress", "--config", str(CONFIG), "--positions", str(path)])
     assert result.exit_code == 2
     assert "mark 1e25 is out of range" in result.output
+
+
+def test_a_scenario_that_takes_the_whole_account_is_reported_bankrupt(tmp_path: Path) -> None:
+    """Cross wallet 1 000 behind a DOGE short of 100 000 @ 0.2 (N 20 000, 20x): +50 % gaps
+    past the bankruptcy price; the account is liquidated whole, the wallet is gone and the
+    insurance fund takes the rest. With nothing held the margin ratio is 0 (no maintenance),
+    which the table printed as "0.000", the figure of the healthiest book: it says bankrupt."""
+    doge = Holding("DOGE/USDT:USDT", D(-100000), D("0.2"), 20, D("0.2"))
+    gone = play(book(doge, wallet="1000", mode="cross"), {"DOGE/USDT:USDT": "0.5"})
+    assert gone.liquidated == ("DOGE/USDT:USDT",)
+    assert gone.equity_after == 0
+    assert gone.beyond_wallet > 0
+    assert gone.bankrupt
+    assert outcome_json(gone)["bankrupt"] is True
+    table = StringIO()
+    Console(file=table, width=250).print(stress_table([gone], {**json_book(), "scenarios": []}))
+    row = next(line for line in table.getvalue().splitlines() if line.startswith("│ test "))
+    assert "bankrupt" in row
+    assert "0.000" not in row
+    survives = play(book(doge, wallet="1000", mode="cross"), {"DOGE/USDT:USDT": "0.01"})
+    assert not survives.bankrupt
+    assert outcome_json(survives)["bankrupt"] is False
+
+
+def json_book() -> dict[str, object]:
+    return {
+        "portfolio": {"source": "test book", "equity": "1000", "margin_mode": "cross"},
+        "limits": {"daily_loss": "0.05", "max_drawdown": "0.25"},
+    }

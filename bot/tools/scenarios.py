@@ -16,10 +16,11 @@ from typing import Any
 from bot.clock import ms_to_datetime
 from bot.config.policy import Policy
 from bot.errors import DataError
+from bot.marketdata.candles import parse_timeframe
 from bot.marketdata.files import DataInventory
 from bot.policy.protection import DAYS_PER_YEAR
 from bot.sim.history import load_history
-from bot.tools.extremes import Extreme, find_extremes
+from bot.tools.extremes import HORIZONS, Extreme, find_extremes
 from bot.tools.portfolio import Portfolio
 from bot.tools.voltrack import current_volatility
 
@@ -91,8 +92,28 @@ def market_inputs(inventory: DataInventory, policy: Policy, symbols: Sequence[st
             f = inventory.load_funding(sym)
             if len(f):
                 out.funding_rate[sym] = Decimal(f"{float(f.rate[-1]):.10f}")
-        out.extremes.extend(find_extremes(inventory, sym))
+        found = find_extremes(inventory, sym)
+        out.extremes.extend(found)
+        out.missing.extend(_unsearched(inventory, sym, {e.horizon for e in found}))
     return out
+
+
+def _unsearched(inventory: DataInventory, symbol: str, found: set[str]) -> list[str]:
+    """One note per horizon of :data:`HORIZONS` no worst move was found for, saying why: its
+    scenario is missing from the report, which must not read as if the data had been searched."""
+    tfs = inventory.trade_timeframes(symbol)
+    notes = []
+    for horizon in HORIZONS:
+        if horizon in found:
+            continue
+        usable = [tf for tf in tfs if parse_timeframe(horizon) % parse_timeframe(tf) == 0]
+        why = (
+            f"no contiguous run of {horizon} in its {', '.join(usable)} candles"
+            if usable
+            else f"no last-trade candles of {horizon} or finer (it has {', '.join(tfs) or 'none'})"
+        )
+        notes.append(f"{symbol}: no worst {horizon} move: {why} in {inventory.data_dir}")
+    return notes
 
 
 def _short(symbol: str) -> str:

@@ -7,6 +7,7 @@ LP = EP * (1 - 1/L) / (1 - MMR); BTC 0.1 at 60 000, 10x: N = 6 000, M = 600, LP 
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from decimal import Decimal
@@ -485,3 +486,45 @@ def json_book() -> dict[str, object]:
         "portfolio": {"source": "test book", "equity": "1000", "margin_mode": "cross"},
         "limits": {"daily_loss": "0.05", "max_drawdown": "0.25"},
     }
+
+
+def hourly_file(path: Path, closes: Sequence[float], start_ms: int = 1_735_689_600_000) -> None:
+    """A 1 h last-trade candle file: each candle opens at the previous close."""
+    lines = ["timestamp,open,high,low,close,volume"]
+    prev = closes[0]
+    for k, close in enumerate(closes):
+        high, low = max(prev, close), min(prev, close)
+        lines.append(f"{start_ms + k * 3_600_000},{prev},{high},{low},{close},10")
+        prev = close
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
+def test_a_horizon_the_data_cannot_search_is_named_in_the_notes(tmp_path: Path) -> None:
+    """With only 1 h candles no 5 m move can be found: the worst 5 m scenario is missing from
+    the report, and the notes said nothing, as if the data had been searched."""
+    from bot.config.loader import load_config
+    from bot.marketdata.files import discover
+    from bot.tools.scenarios import market_inputs
+
+    hourly_file(tmp_path / "DOGE_USDT_USDT-1h.csv.gz", [0.2 + 0.001 * (k % 7) for k in range(60)])
+    policy = load_config(CONFIG).policies[0]
+    got = market_inputs(discover(tmp_path), policy, ["DOGE/USDT:USDT"])
+    assert {(e.horizon, e.direction) for e in got.extremes} == {
+        ("1h", -1),
+        ("1h", 1),
+        ("1d", -1),
+        ("1d", 1),
+    }
+    notes = [n for n in got.missing if "worst 5m" in n]
+    assert notes == [
+        "DOGE/USDT:USDT: no worst 5m move: no last-trade candles of 5m or finer "
+        f"(it has 1h) in {tmp_path}"
+    ]
+    assert not [n for n in got.missing if "worst 1h" in n or "worst 1d" in n]
+    # Ten hours of TAO: no run of data as long as a day.
+    hourly_file(tmp_path / "TAO_USDT_USDT-1h.csv.gz", [400.0 + k for k in range(10)])
+    got = market_inputs(discover(tmp_path), policy, ["TAO/USDT:USDT"])
+    assert (
+        f"TAO/USDT:USDT: no worst 1d move: no contiguous run of 1d in its 1h candles in {tmp_path}"
+        in got.missing
+    )

@@ -75,7 +75,9 @@ def calc_summary(r: CalcResult) -> Table:
             )
         )
     if r.max_leverage_for_stop is not None:
-        stop = "none" if r.stop_price is None else _price(r.stop_price, tick)
+        stop = (
+            "none" if r.stop_price is None else _price(_shown_toward_entry(r, r.stop_price), tick)
+        )
         rows.append(
             (
                 f"max leverage, stop {req.stop_vol_units} vols away ({stop})",
@@ -95,9 +97,17 @@ def _toward_entry(r: CalcResult) -> Decimal:
     with it: on a coarse tick the nearest digit could show more room than the position has."""
     liq = r.liquidation_price
     assert liq is not None  # noqa: S101 - the caller shows "none" otherwise
+    return _shown_toward_entry(r, liq)
+
+
+def _shown_toward_entry(r: CalcResult, price: Decimal) -> Decimal:
+    """``price`` (a liquidation price or a stop, on the losing side of the entry) at the
+    precision it is shown with, rounded toward the entry: up for a long, down for a short. A
+    stop shown to the nearest digit could read beyond the stop the leverage was computed for,
+    where the liquidation may come first; :meth:`Instrument.stop_price` rounds the same way."""
     tick = r.instrument.tick_size
     quantum = Decimal(1).scaleb(-max(2, -int(tick.normalize().as_tuple().exponent)))
-    return liq.quantize(quantum, rounding=ROUND_CEILING if r.request.side > 0 else ROUND_FLOOR)
+    return price.quantize(quantum, rounding=ROUND_CEILING if r.request.side > 0 else ROUND_FLOOR)
 
 
 def calc_moves(r: CalcResult) -> Table:

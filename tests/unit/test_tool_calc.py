@@ -416,3 +416,36 @@ def test_a_long_at_1x_has_no_liquidation_price_whatever_the_rounding(
         )
     )
     assert cross.liquidation_price is None
+
+
+def test_the_stop_of_the_inverse_question_is_shown_rounded_toward_the_mark() -> None:
+    """1000PEPE short at 0.0123, vol 60 %: the stop two daily vols up is 0.01307257...; shown
+    to the tick to the nearest it read 0.0130726, above the stop the leverage was computed for
+    (a short's liquidation may lie just above it at that leverage). Toward the mark: 0.0130725."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_summary
+
+    r = calculate(
+        request(
+            symbol="1000PEPE/USDT:USDT",
+            side=-1,
+            entry=D("0.0123"),
+            leverage=D(5),
+            volatility=D("0.6"),
+        )
+    )
+    assert r.stop_price is not None
+    assert str(r.stop_price).startswith("0.0130725737")
+    out = StringIO()
+    Console(file=out, width=200).print(calc_summary(r))
+    line = next(x for x in out.getvalue().splitlines() if "max leverage, stop" in x)
+    assert "(0.0130725)" in line
+    # A long's stop is rounded up: BTC at 60 000, vol 80 %: 54 975.1303 shows as 54,975.14.
+    btc = calculate(request(volatility=D("0.8")))
+    out = StringIO()
+    Console(file=out, width=200).print(calc_summary(btc))
+    line = next(x for x in out.getvalue().splitlines() if "max leverage, stop" in x)
+    assert "(54,975.14)" in line

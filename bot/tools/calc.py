@@ -214,7 +214,8 @@ def _move_row(
         # A liquidated position loses its whole collateral: the exchange keeps what is left of
         # the margin as the liquidation fee, and never takes more (insurance fund).
         # qty x (price - entry) = notional x move, exact where qty = notional / entry is not.
-        pnl = -req.balance if hit else req.side * col.notional * move
+        # + 0: a short at no move is -1 x notional x 0 = Decimal("-0"), printed "-0".
+        pnl = -req.balance if hit else req.side * col.notional * move + ZERO
         cells.append(Cell(pnl, pnl / req.balance, hit))
     return move, price, tuple(cells)
 

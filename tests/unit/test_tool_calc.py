@@ -449,3 +449,21 @@ def test_the_stop_of_the_inverse_question_is_shown_rounded_toward_the_mark() -> 
     Console(file=out, width=200).print(calc_summary(btc))
     line = next(x for x in out.getvalue().splitlines() if "max leverage, stop" in x)
     assert "(54,975.14)" in line
+
+
+def test_a_short_at_no_move_reads_0_not_minus_0() -> None:
+    """The +0.0 % row of a short's move table read "-0 (-0%)" in every column: -1 x notional x
+    0 is Decimal('-0')."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_moves
+
+    r = calculate(request(side=-1))
+    ((_, _, cells),) = [row for row in r.moves if row[0] == 0]
+    assert all(not c.pnl.is_signed() for c in cells if c.pnl is not None)
+    out = StringIO()
+    Console(file=out, width=200).print(calc_moves(r))
+    row = next(x for x in out.getvalue().splitlines() if "+0.0%" in x)
+    assert "-0" not in row

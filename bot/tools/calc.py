@@ -248,12 +248,13 @@ def _validate(req: CalcRequest, inst: Instrument) -> None:
         given = "both" if req.leverage is not None else "neither"
         raise ConfigError(f"give exactly one of --leverage and --size ({given} given)")
     if req.leverage is not None and req.leverage < ONE:
-        raise ConfigError(f"--leverage must be >= 1, got {req.leverage}")
+        raise ConfigError(f"--leverage must be >= 1, got {_plain(req.leverage)}")
     if req.size is not None:
         _positive("--size", req.size)
         if req.size < inst.min_qty:
             raise ConfigError(
-                f"--size {req.size} is below {inst.symbol}'s minimum quantity {inst.min_qty}"
+                f"--size {_plain(req.size)} is below {inst.symbol}'s minimum quantity "
+                f"{inst.min_qty}"
             )
     if req.volatility is not None:
         _positive("--vol", req.volatility)
@@ -268,7 +269,8 @@ def _check_bracket(
         what = (
             f"--leverage {_fmt(leverage)}"
             if req.leverage is not None
-            else f"--size {req.size} (leverage {_fmt(leverage)} on balance {req.balance})"
+            else f"--size {_plain(req.size)} (leverage {_fmt(leverage)} on balance "
+            f"{_plain(req.balance)})"
         )
         raise ConfigError(
             f"{what} is above {inst.symbol}'s maximum of {cap}x for a notional of "
@@ -280,9 +282,9 @@ def _check_order_minimums(inst: Instrument, notional: Decimal, req: CalcRequest)
     """The exchange refuses an order off its quantity step, below its minimum quantity or below
     its minimum notional (Binance LOT_SIZE / MIN_NOTIONAL, -4003 / -4164)."""
     what = (
-        f"--size {req.size}"
+        f"--size {_plain(req.size)}"
         if req.size is not None
-        else f"--balance {req.balance} at --leverage {req.leverage}"
+        else f"--balance {_plain(req.balance)} at --leverage {_plain(req.leverage)}"
     )
     if req.size is not None and inst.floor_qty(req.size) != req.size:
         raise ConfigError(
@@ -310,13 +312,18 @@ def _check_order_minimums(inst: Instrument, notional: Decimal, req: CalcRequest)
         )
 
 
+def _plain(x: Decimal | None) -> str:
+    """A number as typed, without Decimal's exponent (1.5e5 reads 150000, not 1.5E+5)."""
+    return "-" if x is None else format(x, "f")
+
+
 def _fmt_qty(x: Decimal) -> str:
     return format(_quantized(x, _JSON_PLACES).normalize(), "f")
 
 
 def _positive(flag: str, value: Decimal) -> None:
     if not value.is_finite() or value <= 0:
-        raise ConfigError(f"{flag} must be a number > 0, got {value}")
+        raise ConfigError(f"{flag} must be a number > 0, got {_plain(value)}")
 
 
 def _quantized(x: Decimal, places: Decimal) -> Decimal:

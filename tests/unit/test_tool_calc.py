@@ -467,3 +467,34 @@ def test_a_short_at_no_move_reads_0_not_minus_0() -> None:
     Console(file=out, width=200).print(calc_moves(r))
     row = next(x for x in out.getvalue().splitlines() if "+0.0%" in x)
     assert "-0" not in row
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--contract", "DOGE/USDT:USDT", "--entry", "0.2", "--size", "1.5e5"],
+            "--size 150000 (leverage 300 on balance 100) is above DOGE/USDT:USDT's maximum",
+        ),
+        (
+            ["--contract", "DOGE/USDT:USDT", "--entry", "0.2", "--size", "1e5", "--vol", "-1e1"],
+            "--vol must be a number > 0, got -10",
+        ),
+        (
+            ["--contract", "BTC/USDT:USDT", "--entry", "6e4", "--leverage", "2e0", "--vol", "0"],
+            "--vol must be a number > 0, got 0",
+        ),
+        (
+            ["--contract", "BTC/USDT:USDT", "--entry", "6e4", "--size", "5e-4"],
+            "--size 0.0005 is below BTC/USDT:USDT's minimum quantity 0.001",
+        ),
+    ],
+)
+def test_errors_show_the_numbers_without_exponents(flags: list[str], message: str) -> None:
+    """Numbers typed as 1.5e5 or 1e2 were echoed as Decimal's 1.5E+5 and 1E+2."""
+    result = runner.invoke(app, ["calc", "--side", "long", "--balance", "1e2", *flags])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert message in text
+    assert "E+" not in text
+    assert "E-" not in text

@@ -222,7 +222,7 @@ def track(config: BotConfig, policy: Policy, inventory: DataInventory) -> list[C
             f = inventory.load_funding(sym)
             if len(f):
                 rate = Decimal(f"{float(f.rate[-1]):.10f}")
-                hours = Decimal(repr(f.interval_hours_at(-1))) if len(f) > 1 else Decimal(8)
+                hours = Decimal(repr(f.settlement_hours_at(-1))) if len(f) > 1 else Decimal(8)
                 funding_ms = int(f.ts[-1])
         out.append(
             ContractVol(

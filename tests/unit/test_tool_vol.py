@@ -326,3 +326,23 @@ def test_policy_now_shows_the_volume_and_cuts_to_the_participation_as_the_engine
     table = runner.invoke(app, ["vol", "--config", str(path)])
     assert table.exit_code == 0, table.output
     assert "max/tick" in table.output
+
+
+def test_a_hole_in_the_funding_history_is_not_the_funding_interval(tmp_path: Path) -> None:
+    """BTC's settlement before the last is missing (a hole in the data, not a 16 h interval):
+    the rate is still per 8 h settlement, as the engine reads it (bot.sim.history caps the
+    observed interval at 8 h). bot vol took the hole for the interval and showed half the
+    yearly cost."""
+    import gzip
+
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    path = data / "BTC_USDT_USDT-funding.csv.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    del lines[-2]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    config = load_config(CONFIG)
+    btc = track(config, config.policies[0], discover(data))[0]
+    assert btc.funding_rate is not None
+    assert btc.funding_interval_hours == Decimal(8)
+    assert btc.funding_annualized == btc.funding_rate * 1095

@@ -132,8 +132,8 @@ def standard_scenarios(
 ) -> list[Scenario]:
     """The default set: instant moves of -50 %..+50 % (each contract alone and all together),
     the crash presets, a volatility spike against every position (``volatility``: annualised, per
-    contract), a funding spike (``funding_rate``: latest rate per contract) and the worst
-    historical move against each position in ``extremes``."""
+    contract; left out when no holding has one), a funding spike (``funding_rate``: latest rate
+    per contract) and the worst historical move against each position in ``extremes``."""
     symbols = portfolio.symbols()
     out: list[Scenario] = []
     for step in MOVE_STEPS:
@@ -145,7 +145,10 @@ def standard_scenarios(
         moves = {s: btc if s.startswith("BTC/") else alts for s in symbols}
         note = f"BTC {_pct(btc)}, others {_pct(alts)}"
         out.append(Scenario(name, "crash", moves, note=note))
-    out.append(_vol_spike(portfolio, volatility))
+    spike = _vol_spike(portfolio, volatility)
+    if spike.moves:
+        # Without any volatility it would move nothing and read as survived at every leverage.
+        out.append(spike)
     out.append(_funding_spike(portfolio, funding_rate))
     sides = {h.symbol: h.sign for h in portfolio.holdings}
     for e in extremes:

@@ -528,3 +528,15 @@ def test_a_horizon_the_data_cannot_search_is_named_in_the_notes(tmp_path: Path) 
         f"TAO/USDT:USDT: no worst 1d move: no contiguous run of 1d in its 1h candles in {tmp_path}"
         in got.missing
     )
+
+
+def test_no_volatility_spike_is_claimed_without_any_volatility() -> None:
+    """Without volatility data for any holding the spike moved nothing, and the report and the
+    leverage grid showed it survived at every leverage ("survives up to 20x"): a scenario that
+    was not played is left out (the data notes say which volatility is missing)."""
+    p = book(btc_long(), wallet="5000")
+    names = [s.name for s in standard_scenarios(p, {}, {}, [])]
+    assert "volatility spike" not in names
+    assert "funding spike" in names  # played with the floor rate when the data has none
+    with_vol = [s.name for s in standard_scenarios(p, {BTC: D("0.6")}, {}, [])]
+    assert "volatility spike" in with_vol

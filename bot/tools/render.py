@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bot.clock import ms_to_datetime
 from bot.tools.calc import CalcResult
 from bot.tools.stress import Outcome
 from bot.tools.voltrack import WINDOWS, ContractVol
@@ -134,7 +135,10 @@ def calc_moves(r: CalcResult) -> Table:
 
 
 def vol_table(entry: ContractVol) -> Table:
-    table = Table(title=f"{entry.symbol}: realised volatility, % a year (percentile in history)")
+    table = Table(
+        title=f"{entry.symbol}: realised volatility, % a year (percentile in history), as of "
+        f"{_when(entry.asof_ms)}"
+    )
     table.add_column("estimator")
     for label, _ in WINDOWS:
         table.add_column(label, justify="right")
@@ -153,7 +157,11 @@ def policy_table(
     """The policy's decision now per contract, with the mean traded volume per decision candle;
     with ``participation`` (the policy's ``[orders] max_participation``) the most one tick may
     add too."""
-    table = Table(title=f"funding and the target leverage of policy {policy_name} now (flat book)")
+    times = {e.policy.snapshot.asof_ms for e in report if e.policy.snapshot is not None}
+    when = f", as of {_when(min(times))}" if times else ""
+    table = Table(
+        title=f"funding and the target leverage of policy {policy_name} now (flat book){when}"
+    )
     columns = ["contract", "funding (last)", "annualised", "policy vol", "avg vol/candle"]
     if participation is not None:
         columns.append(f"max/tick ({participation} of avg)")
@@ -178,6 +186,11 @@ def policy_table(
         ]
         table.add_row(*row)
     return table
+
+
+def _when(ms: int) -> str:
+    """A time as a trader reads it: the data may be days old, the table must say so."""
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _volume(x: Decimal | None) -> str:

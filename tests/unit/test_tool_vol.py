@@ -346,3 +346,23 @@ def test_a_hole_in_the_funding_history_is_not_the_funding_interval(tmp_path: Pat
     assert btc.funding_rate is not None
     assert btc.funding_interval_hours == Decimal(8)
     assert btc.funding_annualized == btc.funding_rate * 1095
+
+
+def test_the_tables_say_when_the_volatility_and_the_decision_were_taken() -> None:
+    """The data's last candle may be days old (or older than finer files beside it): the JSON
+    said as of when, the tables did not, and a stale volatility read as today's."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import policy_table, vol_table
+
+    config = load_config(CONFIG)
+    report = track(config, config.policies[0], discover(SAMPLE))
+    out = StringIO()
+    console = Console(file=out, width=250)
+    console.print(vol_table(report[0]))
+    console.print(policy_table(report, "vol_target"))
+    shown = " ".join(out.getvalue().split())
+    # The sample's last 1 h candle closes at 2025-10-01 00:00 UTC, the decision is taken then.
+    assert shown.count("as of 2025-10-01 00:00 UTC") == 2

@@ -20,6 +20,7 @@ from bot.marketdata.candles import parse_timeframe
 from bot.marketdata.files import DataInventory
 from bot.policy.protection import DAYS_PER_YEAR
 from bot.sim.history import load_history
+from bot.tools.calc import to_text
 from bot.tools.extremes import HORIZONS, Extreme, find_extremes
 from bot.tools.portfolio import Portfolio
 from bot.tools.voltrack import current_volatility
@@ -161,7 +162,16 @@ def standard_scenarios(
 
 def _when(e: Extreme) -> str:
     at = ms_to_datetime(e.start_ms).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{_pct(e.move)} from {at} ({e.from_price:g} -> {e.to_price:g}, {e.timeframe} candles)"
+    prices = f"{_price_text(e.from_price)} -> {_price_text(e.to_price)}"
+    return f"{_pct(e.move)} from {at} ({prices}, {e.timeframe} candles)"
+
+
+def _price_text(x: float) -> str:
+    """A candle price as its file wrote it, without an exponent: 1000SATS near 0.00003 read
+    3.12e-05 (``:g`` and JSON floats)."""
+    text = to_text(Decimal(repr(x)))
+    assert text is not None  # noqa: S101 - a Decimal always gives a text
+    return text
 
 
 def _vol_spike(portfolio: Portfolio, volatility: Mapping[str, Decimal]) -> Scenario:
@@ -194,7 +204,8 @@ def _funding_spike(portfolio: Portfolio, funding_rate: Mapping[str, Decimal]) ->
 
 
 def extreme_json(e: Extreme) -> dict[str, Any]:
-    """A historical move as JSON-ready data (times ISO 8601 UTC, prices and move as numbers)."""
+    """A historical move as JSON-ready data (times ISO 8601 UTC, the move as a number, prices as
+    strings like every other price)."""
     return {
         "contract": e.symbol,
         "horizon": e.horizon,
@@ -202,7 +213,7 @@ def extreme_json(e: Extreme) -> dict[str, Any]:
         "move": round(e.move, 6),
         "start": ms_to_datetime(e.start_ms).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "extreme_at": ms_to_datetime(e.at_ms).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "from_price": e.from_price,
-        "to_price": e.to_price,
+        "from_price": _price_text(e.from_price),
+        "to_price": _price_text(e.to_price),
         "candles": e.timeframe,
     }

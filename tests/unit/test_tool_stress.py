@@ -540,3 +540,18 @@ def test_no_volatility_spike_is_claimed_without_any_volatility() -> None:
     assert "funding spike" in names  # played with the floor rate when the data has none
     with_vol = [s.name for s in standard_scenarios(p, {BTC: D("0.6")}, {}, [])]
     assert "volatility spike" in with_vol
+
+
+def test_a_historical_move_of_a_contract_priced_below_1e_4_shows_no_exponent() -> None:
+    """1000SATS trades near 0.00003: the worst move's prices read "3.12e-05 -> 2.05e-05" in the
+    scenario's note and were JSON numbers printed 3.12e-05."""
+    from bot.tools.scenarios import extreme_json
+
+    sats = "1000SATS/USDT:USDT"
+    e = Extreme(sats, "1h", -1, -0.342949, 0, 0, 3.12e-05, 2.05e-05, "1h")
+    p = book(Holding(sats, D(1_000_000), D("0.0000312"), 5, D("0.0000312")), wallet="100")
+    (scenario,) = [s for s in standard_scenarios(p, {}, {}, [e]) if s.kind == "history"]
+    assert "(0.0000312 -> 0.0000205, 1h candles)" in scenario.note
+    data = extreme_json(e)
+    assert (data["from_price"], data["to_price"]) == ("0.0000312", "0.0000205")
+    assert "e-" not in json.dumps(data)

@@ -43,6 +43,7 @@ __all__ = [
     "outcome_json",
     "portfolio_json",
     "run_scenario",
+    "stops_past_liquidation",
 ]
 
 ZERO = Decimal(0)
@@ -190,6 +191,24 @@ def _nearest(ex: SimulatedExchange) -> tuple[str, Decimal, Decimal] | None:
         if best is None or distance < best[2]:
             best = (sym, liq, distance)
     return best
+
+
+def stops_past_liquidation(portfolio: Portfolio, ex: SimulatedExchange) -> list[str]:
+    """One warning per holding whose resting stop is at or beyond its liquidation price on
+    ``ex`` (the book as opened): the exchange liquidates the position before the stop can fire,
+    so the position is not protected (the stop must lie strictly between mark and liquidation)."""
+    out = []
+    for h in portfolio.holdings:
+        liq = ex.book.liquidation_price(h.symbol, ex.marks)
+        if h.stop_loss is None or liq is None:
+            continue
+        if (h.stop_loss <= liq) if h.qty > 0 else (h.stop_loss >= liq):
+            out.append(
+                f"{h.symbol}: stop_loss {to_text(h.stop_loss)} is at or beyond its liquidation "
+                f"price {to_text(liq)}: the exchange liquidates the position before the stop can "
+                "fire"
+            )
+    return out
 
 
 @dataclass(frozen=True, slots=True)

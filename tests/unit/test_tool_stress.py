@@ -555,3 +555,25 @@ def test_a_historical_move_of_a_contract_priced_below_1e_4_shows_no_exponent() -
     data = extreme_json(e)
     assert (data["from_price"], data["to_price"]) == ("0.0000312", "0.0000205")
     assert "e-" not in json.dumps(data)
+
+
+def test_a_stop_beyond_the_liquidation_price_is_warned_of(tmp_path: Path) -> None:
+    """1000PEPE long 1 000 000 @ 0.01 at 20x liquidates near 0.0095621; a stop at 0.0095 can
+    never fire (the liquidation comes first), which the report only showed as liquidations in
+    the scenarios that go that far. The book is unprotected: it says so up front."""
+    text = (
+        "symbol,qty,entry_price,leverage,stop_loss\n"
+        "1000PEPE/USDT:USDT,1000000,0.01,20,0.0095\n"
+        "DOGE/USDT:USDT,-10000,0.2,5,0.21\n"
+    )
+    path = write(tmp_path / "positions.csv", text)
+    args = ["stress", "--config", str(CONFIG), "--positions", str(path), "--balance", "5000"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "1000PEPE/USDT:USDT: stop_loss 0.0095 is at or beyond its liquidation price 0.0095621"
+    )
+    shown = " ".join(runner.invoke(app, args).stdout.split())
+    assert "warning: 1000PEPE/USDT:USDT: stop_loss 0.0095 is at or beyond" in shown

@@ -577,3 +577,26 @@ def test_a_stop_beyond_the_liquidation_price_is_warned_of(tmp_path: Path) -> Non
     )
     shown = " ".join(runner.invoke(app, args).stdout.split())
     assert "warning: 1000PEPE/USDT:USDT: stop_loss 0.0095 is at or beyond" in shown
+
+
+def test_a_cross_stop_past_the_wallet_does_not_liquidate_a_profitable_leg() -> None:
+    """Cross wallet 5 000: long 1 000 000 1000PEPE @ 0.012 (stop 0.0115), short 50 000 DOGE @
+    0.2. A -45 % gap fills the stop at 0.0066 x (1 - 2 bps) = 0.00659868: -5 401.32 and a fee of
+    3.30 leave the wallet at -404.62, while the short is up 50 000 x 0.09 = 4 500. Margin
+    balance 4 095.38 against a maintenance of 5 500 x 0.0065 = 35.75: Binance's formula puts the
+    short's liquidation at (-404.62 + 10 000) / (50 000 x 1.0065) = 0.19067, far above the mark
+    0.11. The simulated exchange's liquidation price refused the negative wallet and the book
+    read that as "below maintenance at every price": the profitable short was liquidated."""
+    pepe = Holding("1000PEPE/USDT:USDT", D(1_000_000), D("0.012"), 5, D("0.012"), None, D("0.0115"))
+    doge = Holding("DOGE/USDT:USDT", D(-50_000), D("0.2"), 10, D("0.2"))
+    moves = {"1000PEPE/USDT:USDT": "-0.45", "DOGE/USDT:USDT": "-0.45"}
+    o = play(book(pepe, doge, wallet="5000", mode="cross"), moves, slippage="2")
+    assert [s.symbol for s in o.stopped] == ["1000PEPE/USDT:USDT"]
+    assert o.liquidated == ()
+    wallet = D(5000) - D("5401.32") - D("0.00659868") * 1_000_000 * D("0.0005")
+    assert o.equity_after == wallet + D(4500)
+    assert o.next_liquidation is not None
+    sym, price, _ = o.next_liquidation
+    assert sym == "DOGE/USDT:USDT"
+    expected = (wallet + D(50_000) * D("0.2")) / (D(50_000) * D("1.0065"))
+    assert abs(price - expected) < D("1e-12")

@@ -246,6 +246,7 @@ def run_stress(
             "daily_loss": to_text(limits.daily_loss),
             "max_drawdown": to_text(limits.max_drawdown),
         },
+        "warnings": stress.stops_past_liquidation(portfolio, start),
         "data_notes": market.missing,
         "historical_extremes": [extreme_json(e) for e in market.extremes],
         "scenarios": [stress.outcome_json(o) for o in outcomes],
@@ -269,6 +270,8 @@ def run_stress(
     if as_json:
         _emit(payload)
         return payload
+    for warning in payload["warnings"]:
+        console.print(f"[bold red]warning:[/bold red] {warning}")
     console.print(render.stress_table(outcomes, payload))
     if hedged_view is not None:
         console.print(hedged_view[1])

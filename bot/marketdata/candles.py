@@ -22,6 +22,9 @@ F64 = npt.NDArray[np.float64]
 _TF_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _TF_RE = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 HOUR_MS = 3_600_000
+LONGEST_FUNDING_HOURS = 8.0
+"""The longest funding interval of the venues the bot trades (Binance and Bybit settle every 8,
+4 or 1 hours)."""
 
 
 def parse_timeframe(tf: str) -> int:
@@ -211,6 +214,13 @@ class FundingSeries:
             raise DataError(f"{self.source}: one funding settlement, the interval is unknown")
         j = i if i > 0 else 1
         return float(self.ts[j] - self.ts[j - 1]) / HOUR_MS
+
+    def settlement_hours_at(self, i: int) -> float:
+        """Hours settlement ``i``'s rate covers: :meth:`interval_hours_at`, at most
+        :data:`LONGEST_FUNDING_HOURS`. A longer interval is a hole in the data, not a slower
+        schedule: taken as one, it would cut the rate's yearly cost (a 10-day hole thirty-fold).
+        """
+        return min(self.interval_hours_at(i), LONGEST_FUNDING_HOURS)
 
     def between(self, after_ms: int, upto_ms: int) -> range:
         """Indices of the settlements with ``after_ms < ts <= upto_ms``."""

@@ -181,12 +181,15 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal) -> Column:
     notional = req.balance * leverage
     qty = notional / req.entry
     signed = qty * req.side
+    # The collateral (the balance, = notional / leverage) as the formula sees the position:
+    # from qty x entry, the very product it subtracts. qty is rounded to 28 digits, so the
+    # balance itself can fall a hair short of qty x entry / leverage, and a 1x long (margin =
+    # notional: no liquidation price) then got a "liquidation price" of about 1e-29.
+    collateral = initial_margin(qty * req.entry, leverage)
     if req.margin_mode is MarginMode.ISOLATED:
-        liq = liquidation_price_isolated(
-            inst, signed, req.entry, initial_margin(notional, leverage)
-        )
+        liq = liquidation_price_isolated(inst, signed, req.entry, collateral)
     else:
-        liq = liquidation_price_cross(inst, signed, req.entry, req.balance, ZERO, ZERO)
+        liq = liquidation_price_cross(inst, signed, req.entry, collateral, ZERO, ZERO)
     on_grid = inst.floor_qty(qty)
     allowed = (
         leverage <= inst.max_leverage_for(notional)
@@ -211,7 +214,8 @@ def _move_row(
         # A liquidated position loses its whole collateral: the exchange keeps what is left of
         # the margin as the liquidation fee, and never takes more (insurance fund).
         # qty x (price - entry) = notional x move, exact where qty = notional / entry is not.
-        pnl = -req.balance if hit else req.side * col.notional * move
+        # + 0: a short at no move is -1 x notional x 0 = Decimal("-0"), printed "-0".
+        pnl = -req.balance if hit else req.side * col.notional * move + ZERO
         cells.append(Cell(pnl, pnl / req.balance, hit))
     return move, price, tuple(cells)
 
@@ -244,12 +248,13 @@ def _validate(req: CalcRequest, inst: Instrument) -> None:
         given = "both" if req.leverage is not None else "neither"
         raise ConfigError(f"give exactly one of --leverage and --size ({given} given)")
     if req.leverage is not None and req.leverage < ONE:
-        raise ConfigError(f"--leverage must be >= 1, got {req.leverage}")
+        raise ConfigError(f"--leverage must be >= 1, got {_plain(req.leverage)}")
     if req.size is not None:
         _positive("--size", req.size)
         if req.size < inst.min_qty:
             raise ConfigError(
-                f"--size {req.size} is below {inst.symbol}'s minimum quantity {inst.min_qty}"
+                f"--size {_plain(req.size)} is below {inst.symbol}'s minimum quantity "
+                f"{inst.min_qty}"
             )
     if req.volatility is not None:
         _positive("--vol", req.volatility)
@@ -264,7 +269,8 @@ def _check_bracket(
         what = (
             f"--leverage {_fmt(leverage)}"
             if req.leverage is not None
-            else f"--size {req.size} (leverage {_fmt(leverage)} on balance {req.balance})"
+            else f"--size {_plain(req.size)} (leverage {_fmt(leverage)} on balance "
+            f"{_plain(req.balance)})"
         )
         raise ConfigError(
             f"{what} is above {inst.symbol}'s maximum of {cap}x for a notional of "
@@ -276,9 +282,9 @@ def _check_order_minimums(inst: Instrument, notional: Decimal, req: CalcRequest)
     """The exchange refuses an order off its quantity step, below its minimum quantity or below
     its minimum notional (Binance LOT_SIZE / MIN_NOTIONAL, -4003 / -4164)."""
     what = (
-        f"--size {req.size}"
+        f"--size {_plain(req.size)}"
         if req.size is not None
-        else f"--balance {req.balance} at --leverage {req.leverage}"
+        else f"--balance {_plain(req.balance)} at --leverage {_plain(req.leverage)}"
     )
     if req.size is not None and inst.floor_qty(req.size) != req.size:
         raise ConfigError(
@@ -306,13 +312,18 @@ def _check_order_minimums(inst: Instrument, notional: Decimal, req: CalcRequest)
         )
 
 
+def _plain(x: Decimal | None) -> str:
+    """A number as typed, without Decimal's exponent (1.5e5 reads 150000, not 1.5E+5)."""
+    return "-" if x is None else format(x, "f")
+
+
 def _fmt_qty(x: Decimal) -> str:
     return format(_quantized(x, _JSON_PLACES).normalize(), "f")
 
 
 def _positive(flag: str, value: Decimal) -> None:
     if not value.is_finite() or value <= 0:
-        raise ConfigError(f"{flag} must be a number > 0, got {value}")
+        raise ConfigError(f"{flag} must be a number > 0, got {_plain(value)}")
 
 
 def _quantized(x: Decimal, places: Decimal) -> Decimal:

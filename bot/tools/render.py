@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bot.clock import ms_to_datetime
 from bot.tools.calc import CalcResult
 from bot.tools.stress import Outcome
 from bot.tools.voltrack import WINDOWS, ContractVol
@@ -75,7 +76,9 @@ def calc_summary(r: CalcResult) -> Table:
             )
         )
     if r.max_leverage_for_stop is not None:
-        stop = "none" if r.stop_price is None else _price(r.stop_price, tick)
+        stop = (
+            "none" if r.stop_price is None else _price(_shown_toward_entry(r, r.stop_price), tick)
+        )
         rows.append(
             (
                 f"max leverage, stop {req.stop_vol_units} vols away ({stop})",
@@ -95,9 +98,17 @@ def _toward_entry(r: CalcResult) -> Decimal:
     with it: on a coarse tick the nearest digit could show more room than the position has."""
     liq = r.liquidation_price
     assert liq is not None  # noqa: S101 - the caller shows "none" otherwise
+    return _shown_toward_entry(r, liq)
+
+
+def _shown_toward_entry(r: CalcResult, price: Decimal) -> Decimal:
+    """``price`` (a liquidation price or a stop, on the losing side of the entry) at the
+    precision it is shown with, rounded toward the entry: up for a long, down for a short. A
+    stop shown to the nearest digit could read beyond the stop the leverage was computed for,
+    where the liquidation may come first; :meth:`Instrument.stop_price` rounds the same way."""
     tick = r.instrument.tick_size
     quantum = Decimal(1).scaleb(-max(2, -int(tick.normalize().as_tuple().exponent)))
-    return liq.quantize(quantum, rounding=ROUND_CEILING if r.request.side > 0 else ROUND_FLOOR)
+    return price.quantize(quantum, rounding=ROUND_CEILING if r.request.side > 0 else ROUND_FLOOR)
 
 
 def calc_moves(r: CalcResult) -> Table:
@@ -124,7 +135,10 @@ def calc_moves(r: CalcResult) -> Table:
 
 
 def vol_table(entry: ContractVol) -> Table:
-    table = Table(title=f"{entry.symbol}: realised volatility, % a year (percentile in history)")
+    table = Table(
+        title=f"{entry.symbol}: realised volatility, % a year (percentile in history), as of "
+        f"{_when(entry.asof_ms)}"
+    )
     table.add_column("estimator")
     for label, _ in WINDOWS:
         table.add_column(label, justify="right")
@@ -143,7 +157,11 @@ def policy_table(
     """The policy's decision now per contract, with the mean traded volume per decision candle;
     with ``participation`` (the policy's ``[orders] max_participation``) the most one tick may
     add too."""
-    table = Table(title=f"funding and the target leverage of policy {policy_name} now (flat book)")
+    times = {e.policy.snapshot.asof_ms for e in report if e.policy.snapshot is not None}
+    when = f", as of {_when(min(times))}" if times else ""
+    table = Table(
+        title=f"funding and the target leverage of policy {policy_name} now (flat book){when}"
+    )
     columns = ["contract", "funding (last)", "annualised", "policy vol", "avg vol/candle"]
     if participation is not None:
         columns.append(f"max/tick ({participation} of avg)")
@@ -168,6 +186,11 @@ def policy_table(
         ]
         table.add_row(*row)
     return table
+
+
+def _when(ms: int) -> str:
+    """A time as a trader reads it: the data may be days old, the table must say so."""
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _volume(x: Decimal | None) -> str:
@@ -210,7 +233,7 @@ def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
             o.scenario.name + (f"\n[dim]{o.scenario.note}[/dim]" if o.scenario.note else ""),
             f"{o.equity_after:,.2f}",
             f"[{colour}]{_pct(-o.loss_fraction, 1)}[/{colour}]",
-            "inf" if not o.margin_ratio.is_finite() else f"{o.margin_ratio:.3f}",
+            _margin_ratio_text(o),
             ", ".join(f"{s.symbol.split('/')[0]} @{_price(s.fill_price)}" for s in o.stopped)
             or "-",
             "[bold red]"
@@ -227,6 +250,14 @@ def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
             limits.strip() or "ok",
         )
     return table
+
+
+def _margin_ratio_text(o: Outcome) -> str:
+    """The margin ratio after the scenario; "bankrupt" when the account is gone (its ratio, 0
+    with nothing held, would read as the healthiest book)."""
+    if o.bankrupt:
+        return "[bold red]bankrupt[/bold red]"
+    return "inf" if not o.margin_ratio.is_finite() else f"{o.margin_ratio:.3f}"
 
 
 def grid_table(grid: dict[str, Any]) -> Table:

@@ -16,10 +16,12 @@ from typing import Any
 from bot.clock import ms_to_datetime
 from bot.config.policy import Policy
 from bot.errors import DataError
+from bot.marketdata.candles import parse_timeframe
 from bot.marketdata.files import DataInventory
 from bot.policy.protection import DAYS_PER_YEAR
 from bot.sim.history import load_history
-from bot.tools.extremes import Extreme, find_extremes
+from bot.tools.calc import to_text
+from bot.tools.extremes import HORIZONS, Extreme, find_extremes
 from bot.tools.portfolio import Portfolio
 from bot.tools.voltrack import current_volatility
 
@@ -91,8 +93,28 @@ def market_inputs(inventory: DataInventory, policy: Policy, symbols: Sequence[st
             f = inventory.load_funding(sym)
             if len(f):
                 out.funding_rate[sym] = Decimal(f"{float(f.rate[-1]):.10f}")
-        out.extremes.extend(find_extremes(inventory, sym))
+        found = find_extremes(inventory, sym)
+        out.extremes.extend(found)
+        out.missing.extend(_unsearched(inventory, sym, {e.horizon for e in found}))
     return out
+
+
+def _unsearched(inventory: DataInventory, symbol: str, found: set[str]) -> list[str]:
+    """One note per horizon of :data:`HORIZONS` no worst move was found for, saying why: its
+    scenario is missing from the report, which must not read as if the data had been searched."""
+    tfs = inventory.trade_timeframes(symbol)
+    notes = []
+    for horizon in HORIZONS:
+        if horizon in found:
+            continue
+        usable = [tf for tf in tfs if parse_timeframe(horizon) % parse_timeframe(tf) == 0]
+        why = (
+            f"no contiguous run of {horizon} in its {', '.join(usable)} candles"
+            if usable
+            else f"no last-trade candles of {horizon} or finer (it has {', '.join(tfs) or 'none'})"
+        )
+        notes.append(f"{symbol}: no worst {horizon} move: {why} in {inventory.data_dir}")
+    return notes
 
 
 def _short(symbol: str) -> str:
@@ -111,8 +133,8 @@ def standard_scenarios(
 ) -> list[Scenario]:
     """The default set: instant moves of -50 %..+50 % (each contract alone and all together),
     the crash presets, a volatility spike against every position (``volatility``: annualised, per
-    contract), a funding spike (``funding_rate``: latest rate per contract) and the worst
-    historical move against each position in ``extremes``."""
+    contract; left out when no holding has one), a funding spike (``funding_rate``: latest rate
+    per contract) and the worst historical move against each position in ``extremes``."""
     symbols = portfolio.symbols()
     out: list[Scenario] = []
     for step in MOVE_STEPS:
@@ -124,7 +146,10 @@ def standard_scenarios(
         moves = {s: btc if s.startswith("BTC/") else alts for s in symbols}
         note = f"BTC {_pct(btc)}, others {_pct(alts)}"
         out.append(Scenario(name, "crash", moves, note=note))
-    out.append(_vol_spike(portfolio, volatility))
+    spike = _vol_spike(portfolio, volatility)
+    if spike.moves:
+        # Without any volatility it would move nothing and read as survived at every leverage.
+        out.append(spike)
     out.append(_funding_spike(portfolio, funding_rate))
     sides = {h.symbol: h.sign for h in portfolio.holdings}
     for e in extremes:
@@ -137,7 +162,16 @@ def standard_scenarios(
 
 def _when(e: Extreme) -> str:
     at = ms_to_datetime(e.start_ms).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{_pct(e.move)} from {at} ({e.from_price:g} -> {e.to_price:g}, {e.timeframe} candles)"
+    prices = f"{_price_text(e.from_price)} -> {_price_text(e.to_price)}"
+    return f"{_pct(e.move)} from {at} ({prices}, {e.timeframe} candles)"
+
+
+def _price_text(x: float) -> str:
+    """A candle price as its file wrote it, without an exponent: 1000SATS near 0.00003 read
+    3.12e-05 (``:g`` and JSON floats)."""
+    text = to_text(Decimal(repr(x)))
+    assert text is not None  # noqa: S101 - a Decimal always gives a text
+    return text
 
 
 def _vol_spike(portfolio: Portfolio, volatility: Mapping[str, Decimal]) -> Scenario:
@@ -170,7 +204,8 @@ def _funding_spike(portfolio: Portfolio, funding_rate: Mapping[str, Decimal]) ->
 
 
 def extreme_json(e: Extreme) -> dict[str, Any]:
-    """A historical move as JSON-ready data (times ISO 8601 UTC, prices and move as numbers)."""
+    """A historical move as JSON-ready data (times ISO 8601 UTC, the move as a number, prices as
+    strings like every other price)."""
     return {
         "contract": e.symbol,
         "horizon": e.horizon,
@@ -178,7 +213,7 @@ def extreme_json(e: Extreme) -> dict[str, Any]:
         "move": round(e.move, 6),
         "start": ms_to_datetime(e.start_ms).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "extreme_at": ms_to_datetime(e.at_ms).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "from_price": e.from_price,
-        "to_price": e.to_price,
+        "from_price": _price_text(e.from_price),
+        "to_price": _price_text(e.to_price),
         "candles": e.timeframe,
     }

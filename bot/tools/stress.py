@@ -43,6 +43,7 @@ __all__ = [
     "outcome_json",
     "portfolio_json",
     "run_scenario",
+    "stops_past_liquidation",
 ]
 
 ZERO = Decimal(0)
@@ -101,6 +102,13 @@ class Outcome:
     @property
     def survived(self) -> bool:
         return not self.liquidated
+
+    @property
+    def bankrupt(self) -> bool:
+        """The scenario took the whole account: nothing is left of the equity (any loss beyond
+        it is the insurance fund's). Its margin ratio, 0 when nothing is held any more, is then
+        no sign of health."""
+        return self.equity_before > 0 and self.equity_after <= 0
 
 
 def apply_scenario(ex: SimulatedExchange, scenario: Scenario) -> None:
@@ -185,6 +193,24 @@ def _nearest(ex: SimulatedExchange) -> tuple[str, Decimal, Decimal] | None:
     return best
 
 
+def stops_past_liquidation(portfolio: Portfolio, ex: SimulatedExchange) -> list[str]:
+    """One warning per holding whose resting stop is at or beyond its liquidation price on
+    ``ex`` (the book as opened): the exchange liquidates the position before the stop can fire,
+    so the position is not protected (the stop must lie strictly between mark and liquidation)."""
+    out = []
+    for h in portfolio.holdings:
+        liq = ex.book.liquidation_price(h.symbol, ex.marks)
+        if h.stop_loss is None or liq is None:
+            continue
+        if (h.stop_loss <= liq) if h.qty > 0 else (h.stop_loss >= liq):
+            out.append(
+                f"{h.symbol}: stop_loss {to_text(h.stop_loss)} is at or beyond its liquidation "
+                f"price {to_text(liq)}: the exchange liquidates the position before the stop can "
+                "fire"
+            )
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class GridRow:
     """One scenario across leverage levels: an Outcome per level, or the reason it is n/a."""
@@ -256,6 +282,7 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
         "pnl": to_text(o.pnl),
         "loss_fraction": to_text(o.loss_fraction),
         "margin_ratio": to_text(o.margin_ratio),
+        "bankrupt": o.bankrupt,
         "stopped": [_stop_json(x) for x in o.stopped],
         "liquidated": list(o.liquidated),
         "first_liquidated": o.liquidated[0] if o.liquidated else None,

@@ -108,19 +108,41 @@ class ContractVol:
 
 
 def hourly_candles(inventory: DataInventory, symbol: str) -> Candles:
-    """1 h last-trade candles of ``symbol``: the 1 h file, else the finest resampled exactly."""
+    """1 h last-trade candles of ``symbol``: the 1 h file, else the finest resampled exactly;
+    run on with the finer candles (resampled exactly) that end later, so that a 1 h file
+    older than the 5 m or 1 m beside it does not make the volatility days old."""
     tfs = inventory.trade_timeframes(symbol)
     if not tfs:
         raise DataError(f"{inventory.data_dir}: no last-trade candles for {symbol}")
-    if "1h" in tfs:
-        return inventory.load_candles(symbol, "1h")
-    finest = inventory.load_candles(symbol, tfs[0])
-    if finest.tf_ms > HOUR_MS or HOUR_MS % finest.tf_ms != 0:
+    finer = [tf for tf in tfs if HOUR_MS % parse_timeframe(tf) == 0 and tf != "1h"]
+    if "1h" not in tfs and not finer:
         raise DataError(
             f"{inventory.data_dir}: {symbol} has no 1h candles and its finest ({tfs[0]}) cannot "
             "be aggregated to 1h"
         )
-    return finest.resample(HOUR_MS)
+    hourly = [inventory.load_candles(symbol, tf).resample(HOUR_MS) for tf in finer]
+    base = inventory.load_candles(symbol, "1h") if "1h" in tfs else hourly[0]
+    newest = max(hourly, key=lambda c: int(c.ts[-1]) if len(c) else -1, default=base)
+    if not len(newest) or (len(base) and newest.ts[-1] <= base.ts[-1]):
+        return base
+    return _run_on(base, newest) if len(base) else newest
+
+
+def _run_on(base: Candles, later: Candles) -> Candles:
+    """``base`` followed by the candles of ``later`` (same timeframe) that open after it."""
+    tail = later.slice_time(int(base.ts[-1]) + base.tf_ms, int(later.ts[-1]) + later.tf_ms)
+    return Candles(
+        ts=np.concatenate((base.ts, tail.ts)),
+        open=np.concatenate((base.open, tail.open)),
+        high=np.concatenate((base.high, tail.high)),
+        low=np.concatenate((base.low, tail.low)),
+        close=np.concatenate((base.close, tail.close)),
+        volume=np.concatenate((base.volume, tail.volume)),
+        tf_ms=base.tf_ms,
+        symbol=base.symbol,
+        kind=base.kind,
+        source=f"{base.source} then {tail.source}",
+    )
 
 
 def rolling_by_segment(name: str, c: Candles, window: int, lam: float = 0.94) -> F64:
@@ -222,7 +244,7 @@ def track(config: BotConfig, policy: Policy, inventory: DataInventory) -> list[C
             f = inventory.load_funding(sym)
             if len(f):
                 rate = Decimal(f"{float(f.rate[-1]):.10f}")
-                hours = Decimal(repr(f.interval_hours_at(-1))) if len(f) > 1 else Decimal(8)
+                hours = Decimal(repr(f.settlement_hours_at(-1))) if len(f) > 1 else Decimal(8)
                 funding_ms = int(f.ts[-1])
         out.append(
             ContractVol(

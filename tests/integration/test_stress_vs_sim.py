@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -219,3 +221,80 @@ def test_stress_of_a_simulation_end_state_matches_its_own_exchange(tmp_path: Pat
         seen_stop |= bool(o.stopped)
     assert seen_liquidation
     assert seen_stop
+
+
+def bracketed_lp(h: Holding) -> Fraction | None:
+    """Binance's isolated liquidation price by hand, in exact fractions, over the contract's
+    whole bracket table: for each bracket (MMR, cum) solve margin + side x |q| x (P - EP) =
+    |q| x P x MMR - cum, and keep the root whose notional |q| x P lies in that bracket."""
+    inst = INSTRUMENTS[h.symbol]
+    side, q, ep = h.sign, Fraction(abs(h.qty)), Fraction(h.entry_price)
+    margin = q * ep / h.leverage
+    last = len(inst.brackets) - 1
+    for k, b in enumerate(inst.brackets):
+        mmr, cum = Fraction(b.maint_margin_rate), Fraction(b.maint_amount)
+        price = (margin + cum - side * q * ep) / (q * mmr - side * q)
+        inside = Fraction(b.notional_floor) <= q * price and (
+            k == last or q * price < Fraction(b.notional_cap)
+        )
+        if price > 0 and inside:
+            return price
+    return None
+
+
+# Other contracts than BTC, shorts, several brackets (notionals of 0.1-1.6 M on DOGE and
+# 1000PEPE: brackets 2 to 4), a 10x contract: (symbol, signed qty, entry, leverage, stop as a
+# fraction of the way from the entry to the liquidation price, or None).
+OTHER_BOOKS = [
+    ("DOGE/USDT:USDT", -500_000, "0.2", 10, "0.5"),
+    ("DOGE/USDT:USDT", -5_000_000, "0.2", 5, "0.3"),
+    ("DOGE/USDT:USDT", 8_000_000, "0.2", 3, None),
+    ("1000PEPE/USDT:USDT", -9_000_000, "0.0123", 20, "0.6"),
+    ("1000PEPE/USDT:USDT", 9_000_000, "0.0123", 10, "0.4"),
+    ("COAI/USDT:USDT", -7_000, "1.25", 10, "0.5"),
+    ("COAI/USDT:USDT", -40_000, "1.25", 5, "0.5"),
+    ("TAO/USDT:USDT", -9, "420", 25, None),
+]
+
+
+@pytest.mark.parametrize(("symbol", "qty", "entry", "lev", "stop_at"), OTHER_BOOKS)
+def test_other_contracts_and_shorts_agree_with_the_replay_and_the_hand_computation(
+    symbol: str, qty: int, entry: str, lev: int, stop_at: str | None
+) -> None:
+    inst = INSTRUMENTS[symbol]
+    h = Holding(symbol, D(qty), D(entry), lev, D(entry))
+    lp = bracketed_lp(h)
+    assert lp is not None
+    if stop_at is not None:
+        way = D(lp.numerator) / D(lp.denominator) - h.entry_price
+        stop = inst.stop_price(h.entry_price + way * D(stop_at), h.sign)
+        h = Holding(symbol, D(qty), D(entry), lev, D(entry), stop_loss=stop)
+    p = Portfolio(D(qty).copy_abs() * D(entry), MarginMode.ISOLATED, (h,), "other")
+    at_lp = lp / Fraction(h.entry_price) - 1
+    # Either side of the liquidation price by 0.2 %, of the stop, and far past both.
+    levels = [float(at_lp) - 0.002, float(at_lp) + 0.002, -0.5, 0.5, 0.01, -0.01]
+    if h.stop_loss is not None:
+        at_stop = float(h.stop_loss / h.entry_price - 1)
+        levels += [at_stop - 0.001, at_stop + 0.001]
+    seen = set()
+    for level in levels:
+        move = D(f"{level:.4f}")
+        o = run_scenario(
+            p, INSTRUMENTS, Scenario("x", "move", {symbol: move}), LIMITS, SLIPPAGE_BPS
+        )
+        mine = "liquidated" if o.liquidated else "stopped" if o.stopped else "held"
+        price = Fraction(h.mark * (1 + move))
+        by_hand = (
+            "liquidated"
+            if (price <= lp if h.qty > 0 else price >= lp)
+            else "stopped"
+            if h.stop_loss is not None
+            and (price <= h.stop_loss if h.qty > 0 else price >= h.stop_loss)
+            else "held"
+        )
+        ex = replay_by_hand(p, {symbol: move})
+        assert mine == outcome_of(ex, symbol) == by_hand, (symbol, move)
+        assert o.equity_after == ex.equity()
+        seen.add(mine)
+    assert "liquidated" in seen
+    assert ("stopped" in seen) is (h.stop_loss is not None)

@@ -384,3 +384,117 @@ def test_cli_the_size_limit_itself_is_refused_and_the_message_says_below() -> No
     result = runner.invoke(app, [*args, "--leverage", "2", "--balance", "1e18"])
     assert result.exit_code == 2, result.output
     assert "--balance: '1e18' is out of range (must be below 1e+18 in size)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("symbol", "entry", "balance"),
+    [("DOGE/USDT:USDT", "0.21", "3000000"), ("1000PEPE/USDT:USDT", "0.0123", "50000")],
+)
+def test_a_long_at_1x_has_no_liquidation_price_whatever_the_rounding(
+    symbol: str, entry: str, balance: str
+) -> None:
+    """A long whose margin is its whole notional stays above maintenance down to a price of 0
+    (the first bracket's cum is 0): Binance shows no liquidation price. qty = notional / entry
+    is rounded to 28 digits, and when qty x entry came out a hair above the notional the
+    calculator showed a liquidation price of about 1e-29 (0.00001 on DOGE's tick), a distance
+    of 100 % and a finite "distance in daily vols" for a position that cannot be liquidated."""
+    r = calculate(
+        request(symbol=symbol, entry=D(entry), balance=D(balance), leverage=D(1), volatility=D(1))
+    )
+    assert r.liquidation_price is None
+    assert r.liquidation_distance is None
+    assert r.liquidation_distance_vol is None
+    one = next(c for c in r.columns if c.leverage == 1)
+    assert one.liquidation_price is None
+    cross = calculate(
+        request(
+            symbol=symbol,
+            entry=D(entry),
+            balance=D(balance),
+            leverage=D(1),
+            margin_mode=MarginMode.CROSS,
+        )
+    )
+    assert cross.liquidation_price is None
+
+
+def test_the_stop_of_the_inverse_question_is_shown_rounded_toward_the_mark() -> None:
+    """1000PEPE short at 0.0123, vol 60 %: the stop two daily vols up is 0.01307257...; shown
+    to the tick to the nearest it read 0.0130726, above the stop the leverage was computed for
+    (a short's liquidation may lie just above it at that leverage). Toward the mark: 0.0130725."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_summary
+
+    r = calculate(
+        request(
+            symbol="1000PEPE/USDT:USDT",
+            side=-1,
+            entry=D("0.0123"),
+            leverage=D(5),
+            volatility=D("0.6"),
+        )
+    )
+    assert r.stop_price is not None
+    assert str(r.stop_price).startswith("0.0130725737")
+    out = StringIO()
+    Console(file=out, width=200).print(calc_summary(r))
+    line = next(x for x in out.getvalue().splitlines() if "max leverage, stop" in x)
+    assert "(0.0130725)" in line
+    # A long's stop is rounded up: BTC at 60 000, vol 80 %: 54 975.1303 shows as 54,975.14.
+    btc = calculate(request(volatility=D("0.8")))
+    out = StringIO()
+    Console(file=out, width=200).print(calc_summary(btc))
+    line = next(x for x in out.getvalue().splitlines() if "max leverage, stop" in x)
+    assert "(54,975.14)" in line
+
+
+def test_a_short_at_no_move_reads_0_not_minus_0() -> None:
+    """The +0.0 % row of a short's move table read "-0 (-0%)" in every column: -1 x notional x
+    0 is Decimal('-0')."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_moves
+
+    r = calculate(request(side=-1))
+    ((_, _, cells),) = [row for row in r.moves if row[0] == 0]
+    assert all(not c.pnl.is_signed() for c in cells if c.pnl is not None)
+    out = StringIO()
+    Console(file=out, width=200).print(calc_moves(r))
+    row = next(x for x in out.getvalue().splitlines() if "+0.0%" in x)
+    assert "-0" not in row
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--contract", "DOGE/USDT:USDT", "--entry", "0.2", "--size", "1.5e5"],
+            "--size 150000 (leverage 300 on balance 100) is above DOGE/USDT:USDT's maximum",
+        ),
+        (
+            ["--contract", "DOGE/USDT:USDT", "--entry", "0.2", "--size", "1e5", "--vol", "-1e1"],
+            "--vol must be a number > 0, got -10",
+        ),
+        (
+            ["--contract", "BTC/USDT:USDT", "--entry", "6e4", "--leverage", "2e0", "--vol", "0"],
+            "--vol must be a number > 0, got 0",
+        ),
+        (
+            ["--contract", "BTC/USDT:USDT", "--entry", "6e4", "--size", "5e-4"],
+            "--size 0.0005 is below BTC/USDT:USDT's minimum quantity 0.001",
+        ),
+    ],
+)
+def test_errors_show_the_numbers_without_exponents(flags: list[str], message: str) -> None:
+    """Numbers typed as 1.5e5 or 1e2 were echoed as Decimal's 1.5E+5 and 1E+2."""
+    result = runner.invoke(app, ["calc", "--side", "long", "--balance", "1e2", *flags])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert message in text
+    assert "E+" not in text
+    assert "E-" not in text

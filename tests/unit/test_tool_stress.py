@@ -7,13 +7,16 @@ LP = EP * (1 - 1/L) / (1 - MMR); BTC 0.1 at 60 000, 10x: N = 6 000, M = 600, LP 
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from bot.cli.app import app
@@ -23,8 +26,9 @@ from bot.instruments import load_instruments
 from bot.marketdata.candles import Candles
 from bot.tools.extremes import Extreme, worst_moves
 from bot.tools.portfolio import Holding, Portfolio, open_on_exchange, read_portfolio
+from bot.tools.render import stress_table
 from bot.tools.scenarios import Scenario, standard_scenarios
-from bot.tools.stress import Limits, leverage_grid, run_scenario
+from bot.tools.stress import Limits, leverage_grid, outcome_json, run_scenario
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[2]
@@ -453,3 +457,146 @@ def test_cli_a_huge_mark_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["stress", "--config", str(CONFIG), "--positions", str(path)])
     assert result.exit_code == 2
     assert "mark 1e25 is out of range" in result.output
+
+
+def test_a_scenario_that_takes_the_whole_account_is_reported_bankrupt(tmp_path: Path) -> None:
+    """Cross wallet 1 000 behind a DOGE short of 100 000 @ 0.2 (N 20 000, 20x): +50 % gaps
+    past the bankruptcy price; the account is liquidated whole, the wallet is gone and the
+    insurance fund takes the rest. With nothing held the margin ratio is 0 (no maintenance),
+    which the table printed as "0.000", the figure of the healthiest book: it says bankrupt."""
+    doge = Holding("DOGE/USDT:USDT", D(-100000), D("0.2"), 20, D("0.2"))
+    gone = play(book(doge, wallet="1000", mode="cross"), {"DOGE/USDT:USDT": "0.5"})
+    assert gone.liquidated == ("DOGE/USDT:USDT",)
+    assert gone.equity_after == 0
+    assert gone.beyond_wallet > 0
+    assert gone.bankrupt
+    assert outcome_json(gone)["bankrupt"] is True
+    table = StringIO()
+    Console(file=table, width=250).print(stress_table([gone], {**json_book(), "scenarios": []}))
+    row = next(line for line in table.getvalue().splitlines() if line.startswith("│ test "))
+    assert "bankrupt" in row
+    assert "0.000" not in row
+    survives = play(book(doge, wallet="1000", mode="cross"), {"DOGE/USDT:USDT": "0.01"})
+    assert not survives.bankrupt
+    assert outcome_json(survives)["bankrupt"] is False
+
+
+def json_book() -> dict[str, object]:
+    return {
+        "portfolio": {"source": "test book", "equity": "1000", "margin_mode": "cross"},
+        "limits": {"daily_loss": "0.05", "max_drawdown": "0.25"},
+    }
+
+
+def hourly_file(path: Path, closes: Sequence[float], start_ms: int = 1_735_689_600_000) -> None:
+    """A 1 h last-trade candle file: each candle opens at the previous close."""
+    lines = ["timestamp,open,high,low,close,volume"]
+    prev = closes[0]
+    for k, close in enumerate(closes):
+        high, low = max(prev, close), min(prev, close)
+        lines.append(f"{start_ms + k * 3_600_000},{prev},{high},{low},{close},10")
+        prev = close
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
+def test_a_horizon_the_data_cannot_search_is_named_in_the_notes(tmp_path: Path) -> None:
+    """With only 1 h candles no 5 m move can be found: the worst 5 m scenario is missing from
+    the report, and the notes said nothing, as if the data had been searched."""
+    from bot.config.loader import load_config
+    from bot.marketdata.files import discover
+    from bot.tools.scenarios import market_inputs
+
+    hourly_file(tmp_path / "DOGE_USDT_USDT-1h.csv.gz", [0.2 + 0.001 * (k % 7) for k in range(60)])
+    policy = load_config(CONFIG).policies[0]
+    got = market_inputs(discover(tmp_path), policy, ["DOGE/USDT:USDT"])
+    assert {(e.horizon, e.direction) for e in got.extremes} == {
+        ("1h", -1),
+        ("1h", 1),
+        ("1d", -1),
+        ("1d", 1),
+    }
+    notes = [n for n in got.missing if "worst 5m" in n]
+    assert notes == [
+        "DOGE/USDT:USDT: no worst 5m move: no last-trade candles of 5m or finer "
+        f"(it has 1h) in {tmp_path}"
+    ]
+    assert not [n for n in got.missing if "worst 1h" in n or "worst 1d" in n]
+    # Ten hours of TAO: no run of data as long as a day.
+    hourly_file(tmp_path / "TAO_USDT_USDT-1h.csv.gz", [400.0 + k for k in range(10)])
+    got = market_inputs(discover(tmp_path), policy, ["TAO/USDT:USDT"])
+    assert (
+        f"TAO/USDT:USDT: no worst 1d move: no contiguous run of 1d in its 1h candles in {tmp_path}"
+        in got.missing
+    )
+
+
+def test_no_volatility_spike_is_claimed_without_any_volatility() -> None:
+    """Without volatility data for any holding the spike moved nothing, and the report and the
+    leverage grid showed it survived at every leverage ("survives up to 20x"): a scenario that
+    was not played is left out (the data notes say which volatility is missing)."""
+    p = book(btc_long(), wallet="5000")
+    names = [s.name for s in standard_scenarios(p, {}, {}, [])]
+    assert "volatility spike" not in names
+    assert "funding spike" in names  # played with the floor rate when the data has none
+    with_vol = [s.name for s in standard_scenarios(p, {BTC: D("0.6")}, {}, [])]
+    assert "volatility spike" in with_vol
+
+
+def test_a_historical_move_of_a_contract_priced_below_1e_4_shows_no_exponent() -> None:
+    """1000SATS trades near 0.00003: the worst move's prices read "3.12e-05 -> 2.05e-05" in the
+    scenario's note and were JSON numbers printed 3.12e-05."""
+    from bot.tools.scenarios import extreme_json
+
+    sats = "1000SATS/USDT:USDT"
+    e = Extreme(sats, "1h", -1, -0.342949, 0, 0, 3.12e-05, 2.05e-05, "1h")
+    p = book(Holding(sats, D(1_000_000), D("0.0000312"), 5, D("0.0000312")), wallet="100")
+    (scenario,) = [s for s in standard_scenarios(p, {}, {}, [e]) if s.kind == "history"]
+    assert "(0.0000312 -> 0.0000205, 1h candles)" in scenario.note
+    data = extreme_json(e)
+    assert (data["from_price"], data["to_price"]) == ("0.0000312", "0.0000205")
+    assert "e-" not in json.dumps(data)
+
+
+def test_a_stop_beyond_the_liquidation_price_is_warned_of(tmp_path: Path) -> None:
+    """1000PEPE long 1 000 000 @ 0.01 at 20x liquidates near 0.0095621; a stop at 0.0095 can
+    never fire (the liquidation comes first), which the report only showed as liquidations in
+    the scenarios that go that far. The book is unprotected: it says so up front."""
+    text = (
+        "symbol,qty,entry_price,leverage,stop_loss\n"
+        "1000PEPE/USDT:USDT,1000000,0.01,20,0.0095\n"
+        "DOGE/USDT:USDT,-10000,0.2,5,0.21\n"
+    )
+    path = write(tmp_path / "positions.csv", text)
+    args = ["stress", "--config", str(CONFIG), "--positions", str(path), "--balance", "5000"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "1000PEPE/USDT:USDT: stop_loss 0.0095 is at or beyond its liquidation price 0.0095621"
+    )
+    shown = " ".join(runner.invoke(app, args).stdout.split())
+    assert "warning: 1000PEPE/USDT:USDT: stop_loss 0.0095 is at or beyond" in shown
+
+
+def test_a_cross_stop_past_the_wallet_does_not_liquidate_a_profitable_leg() -> None:
+    """Cross wallet 5 000: long 1 000 000 1000PEPE @ 0.012 (stop 0.0115), short 50 000 DOGE @
+    0.2. A -45 % gap fills the stop at 0.0066 x (1 - 2 bps) = 0.00659868: -5 401.32 and a fee of
+    3.30 leave the wallet at -404.62, while the short is up 50 000 x 0.09 = 4 500. Margin
+    balance 4 095.38 against a maintenance of 5 500 x 0.0065 = 35.75: Binance's formula puts the
+    short's liquidation at (-404.62 + 10 000) / (50 000 x 1.0065) = 0.19067, far above the mark
+    0.11. The simulated exchange's liquidation price refused the negative wallet and the book
+    read that as "below maintenance at every price": the profitable short was liquidated."""
+    pepe = Holding("1000PEPE/USDT:USDT", D(1_000_000), D("0.012"), 5, D("0.012"), None, D("0.0115"))
+    doge = Holding("DOGE/USDT:USDT", D(-50_000), D("0.2"), 10, D("0.2"))
+    moves = {"1000PEPE/USDT:USDT": "-0.45", "DOGE/USDT:USDT": "-0.45"}
+    o = play(book(pepe, doge, wallet="5000", mode="cross"), moves, slippage="2")
+    assert [s.symbol for s in o.stopped] == ["1000PEPE/USDT:USDT"]
+    assert o.liquidated == ()
+    wallet = D(5000) - D("5401.32") - D("0.00659868") * 1_000_000 * D("0.0005")
+    assert o.equity_after == wallet + D(4500)
+    assert o.next_liquidation is not None
+    sym, price, _ = o.next_liquidation
+    assert sym == "DOGE/USDT:USDT"
+    expected = (wallet + D(50_000) * D("0.2")) / (D(50_000) * D("1.0065"))
+    assert abs(price - expected) < D("1e-12")

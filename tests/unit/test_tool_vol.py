@@ -326,3 +326,77 @@ def test_policy_now_shows_the_volume_and_cuts_to_the_participation_as_the_engine
     table = runner.invoke(app, ["vol", "--config", str(path)])
     assert table.exit_code == 0, table.output
     assert "max/tick" in table.output
+
+
+def test_a_hole_in_the_funding_history_is_not_the_funding_interval(tmp_path: Path) -> None:
+    """BTC's settlement before the last is missing (a hole in the data, not a 16 h interval):
+    the rate is still per 8 h settlement, as the engine reads it (bot.sim.history caps the
+    observed interval at 8 h). bot vol took the hole for the interval and showed half the
+    yearly cost."""
+    import gzip
+
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    path = data / "BTC_USDT_USDT-funding.csv.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    del lines[-2]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    config = load_config(CONFIG)
+    btc = track(config, config.policies[0], discover(data))[0]
+    assert btc.funding_rate is not None
+    assert btc.funding_interval_hours == Decimal(8)
+    assert btc.funding_annualized == btc.funding_rate * 1095
+
+
+def test_the_tables_say_when_the_volatility_and_the_decision_were_taken() -> None:
+    """The data's last candle may be days old (or older than finer files beside it): the JSON
+    said as of when, the tables did not, and a stale volatility read as today's."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import policy_table, vol_table
+
+    config = load_config(CONFIG)
+    report = track(config, config.policies[0], discover(SAMPLE))
+    out = StringIO()
+    console = Console(file=out, width=250)
+    console.print(vol_table(report[0]))
+    console.print(policy_table(report, "vol_target"))
+    shown = " ".join(out.getvalue().split())
+    # The sample's last 1 h candle closes at 2025-10-01 00:00 UTC, the decision is taken then.
+    assert shown.count("as of 2025-10-01 00:00 UTC") == 2
+
+
+def test_hourly_candles_run_on_with_finer_candles_newer_than_the_1h_file(tmp_path: Path) -> None:
+    """A 1 h file that ends before the 5 m file beside it (a data directory updated in 5 m):
+    the volatility of `bot vol` and `bot calc --data` was the 1 h file's, as of its end, days
+    before the newest candle. The 1 h history now runs on with the 5 m candles after it,
+    aggregated exactly to 1 h."""
+    import gzip
+
+    def write(name: str, tf_ms: int, start: int, closes: list[float]) -> None:
+        lines = ["timestamp,open,high,low,close,volume"]
+        prev = closes[0]
+        for k, close in enumerate(closes):
+            hi, lo = max(prev, close) * 1.001, min(prev, close) * 0.999
+            lines.append(f"{start + k * tf_ms},{prev},{hi},{lo},{close},1")
+            prev = close
+        (tmp_path / name).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+    start = 1_759_276_800_000  # 2025-10-01 00:00 UTC
+    write("DOGE_USDT_USDT-1h.csv.gz", HOUR, start, [0.2 + 0.001 * (k % 5) for k in range(300)])
+    # 5 m candles from 100 h in to 400 h: overlap the 1 h file, then 100 h beyond it.
+    five = [0.2 + 0.002 * (k % 3) for k in range(300 * 12)]
+    write("DOGE_USDT_USDT-5m.csv.gz", 300_000, start + 100 * HOUR, five)
+    c = hourly_candles(discover(tmp_path), "DOGE/USDT:USDT")
+    assert c.tf_ms == HOUR
+    assert int(c.ts[0]) == start
+    assert int(c.ts[-1]) == start + 399 * HOUR
+    assert c.segments() == [(start, start + 399 * HOUR)]
+    # The first 300 h are the 1 h file's own, the rest the 5 m candles aggregated.
+    only_1h = discover(tmp_path).load_candles("DOGE/USDT:USDT", "1h")
+    assert np.array_equal(c.close[:300], only_1h.close)
+    by_5m = discover(tmp_path).load_candles("DOGE/USDT:USDT", "5m").resample(HOUR)
+    assert np.array_equal(c.close[300:], by_5m.close[-100:])
+    assert np.array_equal(c.high[300:], by_5m.high[-100:])

@@ -161,8 +161,13 @@ class HedgeDesk:
         allow_increase: bool,
         max_leverage: Decimal,
         resting: Mapping[str, Sequence[Order]],
+        book_may_grow: bool = True,
     ) -> HedgeOutcome | None:
-        """The hedge legs' decisions, or None when the primary instrument has no data."""
+        """The hedge legs' decisions, or None when the primary instrument has no data.
+
+        ``book_may_grow``: whether the book's increases can pass the risk gate (the trading
+        state is ``active``); when not, the book counts as what its decisions can make of the
+        positions held: their reductions, never their increases."""
         legs = []
         for sym in self.symbols:
             snap = snapshots.get(sym)
@@ -185,7 +190,11 @@ class HedgeDesk:
             return None
         decided = {d.symbol for d in book}
         book_legs = [
-            BookLeg(d.symbol, d.target_qty * acct.marks[d.symbol], self.beta(d.symbol))
+            BookLeg(
+                d.symbol,
+                _held_after(d, acct.qty(d.symbol), book_may_grow) * acct.marks[d.symbol],
+                self.beta(d.symbol),
+            )
             for d in book
         ]
         for sym, pos in acct.positions.items():  # held without a decision this tick: as held
@@ -225,6 +234,19 @@ class HedgeDesk:
         for b in self.spot_legs(acct.marks):
             total += b.notional * b.beta
         return total
+
+
+def _held_after(d: Decision, held: Decimal, may_grow: bool) -> Decimal:
+    """The position a book decision leaves: its target, or, when it may not grow (the trading
+    state or the policy refuses increases), the part of the target that is a reduction of what
+    is held. In ``reducing`` the book's entries are denied by the gate: a hedge sized on them
+    would hedge a book that is not there (after a crash stopped the book out, a short hedge
+    held against a phantom long)."""
+    if may_grow and d.allow_increase:
+        return d.target_qty
+    if held * d.target_qty <= 0:
+        return ZERO
+    return held if abs(held) < abs(d.target_qty) else d.target_qty
 
 
 def order_hedge_decisions(decisions: Sequence[Decision], acct: AccountView) -> list[Decision]:

@@ -890,6 +890,7 @@ class Engine:
             self._hedge_may_grow(state, now),
             cap,
             acct.resting,
+            book_may_grow=state is TradingState.ACTIVE,
         )
         if outcome is None:
             self._event(

@@ -3,6 +3,7 @@ the code before its fix (see each test's docstring)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
 
@@ -13,11 +14,12 @@ import tests.unit.test_hedge_policy as hp
 from bot.clock import SimClock
 from bot.config.loader import load_policy
 from bot.config.policy import Policy
-from bot.domain.enums import OrderPurpose
+from bot.domain.enums import EventKind, OrderPurpose, TradingState
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
 from bot.policy.hedge import BookLeg, decide_hedge
+from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
 from tests.conftest import T0, make_exchange
@@ -39,7 +41,7 @@ def hedged_policy(*, hedge_cooldown: int, reentry: str) -> Policy:
 
 
 def build(
-    instruments: dict[str, Instrument], policy: Policy
+    instruments: dict[str, Instrument], policy: Policy, limits: RiskLimits = LIMITS
 ) -> tuple[Engine, SimulatedExchange, MemoryStore, SimClock]:
     ex, clock = make_exchange(instruments)
     market = TwoContracts()
@@ -54,7 +56,7 @@ def build(
         store=store,
         policy=policy,
         contracts=[ContractSpec(ETH, "long", D(125)), ContractSpec(BTC, "hedge", D(125))],
-        limits=LIMITS,
+        limits=limits,
         account="t",
     )
     return engine, ex, store, clock
@@ -125,7 +127,44 @@ def test_inside_the_cooldown_the_hedge_only_shrinks_and_never_raises_net_exposur
     if d.target_qty != held:
         assert d.target_qty * held >= 0  # a cut, no flip
         assert abs(d.target_qty) < abs(held)
-        assert abs(out.net_after) < abs(out.net_before)
+        # (A hold may also be cut to keep the leg's liquidation beyond its stop.)
+        if "liquidation buffer" not in d.reason:
+            net_after = book * beta + d.target_qty * price
+            assert abs(net_after) < abs(out.net_before)
     # A hedge the book does not need at all (no book) is closed at once, cooldown or not.
     if book == 0 and held != 0 and abs(held * price) > band * D(10000):
         assert d.target_qty == 0, d.reason
+
+
+def gap_through_the_book_stop(ex: SimulatedExchange) -> None:
+    """ETH gaps 10 % through its stop (the fill is at the gapped price: a loss past the daily
+    limit); BTC falls 3 %."""
+    ex.set_mark(BTC, ex.marks[BTC] * D("0.97"))
+    ex.set_mark(ETH, stop_of(ex, ETH) * D("0.90"))
+    assert ETH not in ex.fetch_positions([ETH])
+
+
+def test_in_reducing_the_hedge_is_measured_against_the_book_that_is_held(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The crash takes the day past its loss limit: the state moves to ``reducing`` and the
+    long book, stopped out, may not re-enter (the gate denies its entries). Before the fix the
+    hedge was decided on the book's targets, the entries the gate then denied: it kept the
+    short hedge against a phantom long book, the account net short all day. It is measured
+    against what the book can hold in this state and cut at once (only reductions pass in
+    ``reducing``, and this is one)."""
+    limits = replace(LIMITS, daily_loss=D("0.03"), on_daily_loss="reducing")
+    policy = hedged_policy(hedge_cooldown=0, reentry="0")
+    engine, ex, store, clock = build(instruments, policy, limits)
+    engine.tick()
+    assert ex.fetch_positions([ETH])[ETH].qty > 0
+    assert ex.fetch_positions([BTC])[BTC].qty < 0
+    clock.advance(timedelta(minutes=30))
+    gap_through_the_book_stop(ex)
+    clock.advance(timedelta(minutes=30))
+    result = engine.tick()
+    assert result.state is TradingState.REDUCING
+    assert ETH not in ex.fetch_positions([ETH])  # no new exposure in this state
+    (hedge,) = [d for d in result.decisions if d.symbol == BTC]
+    assert BTC not in ex.fetch_positions([BTC]), hedge.reason
+    assert not [e for e in store.events if e.kind is EventKind.DENIED and e.symbol == BTC]

@@ -6,23 +6,28 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tests.unit.test_hedge_policy as hp
+from bot.backtest.replay import run_simulation
 from bot.clock import SimClock
-from bot.config.loader import load_policy
+from bot.config.loader import load_config, load_policy
 from bot.config.policy import Policy
 from bot.domain.enums import EventKind, OrderPurpose, TradingState
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
+from bot.errors import ConfigError, DataError
 from bot.policy.hedge import BookLeg, decide_hedge
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
 from tests.conftest import T0, make_exchange
+from tests.integration.test_hedge_sim import LONG_ETH_SOL, oscillation, setup
 from tests.unit.test_engine_hedge import BTC, ETH, LIMITS, ROOT, TwoContracts
 
 
@@ -168,3 +173,37 @@ def test_in_reducing_the_hedge_is_measured_against_the_book_that_is_held(
     (hedge,) = [d for d in result.decisions if d.symbol == BTC]
     assert BTC not in ex.fetch_positions([BTC]), hedge.reason
     assert not [e for e in store.events if e.kind is EventKind.DENIED and e.symbol == BTC]
+
+
+def hedged_config(tmp: Path, candles: int, **policy_lines: str) -> Path:
+    cfg = setup(
+        tmp, oscillation(candles), contracts=LONG_ETH_SOL, stop="20", target="0", band="0.1"
+    )
+    text = (tmp / "policy.toml").read_text()
+    for old, new in policy_lines.items():
+        assert old in text
+        text = text.replace(old, new)
+    (tmp / "policy.toml").write_text(text)
+    return cfg
+
+
+def test_a_malformed_hedge_instrument_is_one_clear_error(tmp_path: Path) -> None:
+    """Before: the right error, plus "hedge.instruments: must not be empty" (pydantic counts
+    the array after dropping the bad entry) and the value shown twice."""
+    cfg = hedged_config(
+        tmp_path, 60, **{'instruments = ["BTC/USDT:USDT"]': 'instruments = ["btc/usdt:usdt"]'}
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    lines = str(info.value).splitlines()
+    assert lines == [
+        f"{tmp_path / 'policy.toml'}: hedge.instruments[0]: must be a ccxt perpetual symbol "
+        "like BTC/USDT:USDT (got btc/usdt:usdt)"
+    ]
+
+
+def test_a_beta_window_longer_than_the_data_names_the_key(tmp_path: Path) -> None:
+    cfg = hedged_config(tmp_path, 100, **{"beta_window = 48": "beta_window = 500"})
+    config = load_config(cfg)
+    with pytest.raises(DataError, match=r"needs 501 1h candles .*\(hedge\.beta_window = 500\)"):
+        run_simulation(config, config.policies[0])

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
 from bot.policy.hedge import BookLeg, decide_hedge
+from bot.ports.market import CandleWindow
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
@@ -46,10 +48,13 @@ def hedged_policy(*, hedge_cooldown: int, reentry: str) -> Policy:
 
 
 def build(
-    instruments: dict[str, Instrument], policy: Policy, limits: RiskLimits = LIMITS
+    instruments: dict[str, Instrument],
+    policy: Policy,
+    limits: RiskLimits = LIMITS,
+    market: TwoContracts | None = None,
 ) -> tuple[Engine, SimulatedExchange, MemoryStore, SimClock]:
     ex, clock = make_exchange(instruments)
-    market = TwoContracts()
+    market = market or TwoContracts()
     for sym in (BTC, ETH):
         px, _ = market.last_price(sym, T0) or (D(0), 0)
         ex.set_mark(sym, px)
@@ -207,3 +212,49 @@ def test_a_beta_window_longer_than_the_data_names_the_key(tmp_path: Path) -> Non
     config = load_config(cfg)
     with pytest.raises(DataError, match=r"needs 501 1h candles .*\(hedge\.beta_window = 500\)"):
         run_simulation(config, config.policies[0])
+
+
+class FlatHedgeInstrument(TwoContracts):
+    """BTC, the hedge instrument, does not move at all over the window (zero variance)."""
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        w = super().closed_candles(symbol, tf_ms, count, now_ms)
+        if symbol != BTC:
+            return w
+        flat = np.full_like(w.close, w.close[-1])
+        return CandleWindow(w.ts, flat, flat, flat, flat, tf_ms)
+
+
+class EveryOtherEthCandleMissing(TwoContracts):
+    """ETH's data has a hole at every other hour: half as many returns in common with BTC."""
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        w = super().closed_candles(symbol, tf_ms, 2 * count, now_ms)
+        step = 2 if symbol == ETH else 1
+        keep = slice(-count * step, None, step)
+        return CandleWindow(
+            w.ts[keep], w.open[keep], w.high[keep], w.low[keep], w.close[keep], tf_ms
+        )
+
+
+@pytest.mark.parametrize(
+    ("market", "said"),
+    [
+        (FlatHedgeInstrument(), "ETH beta 1.00 (no regression: no variance or missing prices"),
+        (EveryOtherEthCandleMissing(), "ETH beta 1.00 (no regression: 83 common returns with BTC"),
+    ],
+)
+def test_a_beta_without_a_regression_is_said_in_the_reason(
+    instruments: dict[str, Instrument], market: TwoContracts, said: str
+) -> None:
+    """A flat hedge instrument (no variance) or a contract with holes in its data: no NaN
+    reaches the decision (the beta falls back to 1, shrunk and clipped) and, before the fix,
+    nothing in the reason said the hedge was sized on that fallback."""
+    policy = hedged_policy(hedge_cooldown=0, reentry="0")
+    engine, _, _, _ = build(instruments, policy, market=market)
+    result = engine.tick()
+    assert engine.hedge is not None
+    assert engine.hedge.betas[ETH] == D(1)
+    (hedge,) = [d for d in result.decisions if d.symbol == BTC]
+    assert hedge.target_qty < 0  # hedged on beta 1
+    assert said in hedge.reason

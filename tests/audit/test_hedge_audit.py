@@ -258,3 +258,25 @@ def test_a_beta_without_a_regression_is_said_in_the_reason(
     (hedge,) = [d for d in result.decisions if d.symbol == BTC]
     assert hedge.target_qty < 0  # hedged on beta 1
     assert said in hedge.reason
+
+
+def test_a_hedge_near_the_gross_cap_is_part_sized_not_refused(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The book (1x equity) leaves 0.5x of a 1.5x gross cap. Before the fix the whole 1x hedge
+    went to the gate, which refused it (gross 2.0 > 1.5), tick after tick: the book stayed
+    entirely unhedged. The hedge is sized into the room the book leaves, like the book's own
+    increases, and the gate passes it."""
+    limits = replace(LIMITS, max_gross_leverage=D("1.5"))
+    engine, ex, store, _ = build(instruments, hedged_policy(hedge_cooldown=0, reentry="0"), limits)
+    result = engine.tick()
+    eth = ex.fetch_positions([ETH])[ETH]
+    btc = ex.fetch_positions([BTC]).get(BTC)
+    assert btc is not None, [e.reason for e in store.events if e.kind is EventKind.DENIED]
+    assert btc.qty < 0
+    gross = abs(eth.qty) * ex.marks[ETH] + abs(btc.qty) * ex.marks[BTC]
+    assert gross <= D("1.5") * ex.equity()
+    assert gross > D("1.45") * ex.equity()  # the room is used, to within a step
+    assert not [e for e in store.events if e.kind is EventKind.DENIED]
+    (hedge,) = [d for d in result.decisions if d.symbol == BTC]
+    assert "gross cap" in hedge.reason

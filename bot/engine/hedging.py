@@ -178,6 +178,7 @@ class HedgeDesk:
         max_leverage: Decimal,
         resting: Mapping[str, Sequence[Order]],
         book_may_grow: bool = True,
+        max_notional: Decimal | None = None,
     ) -> HedgeOutcome | None:
         """The hedge legs' decisions, or None when the primary instrument has no data.
 
@@ -225,6 +226,7 @@ class HedgeDesk:
             last_change_ms=self.last_change_ms,
             allow_increase=allow_increase,
             max_leverage=max_leverage,
+            max_notional=max_notional,
         )
         outcome = _noted(
             decide_hedge(inputs, self.policy),

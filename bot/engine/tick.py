@@ -899,6 +899,7 @@ class Engine:
             cap,
             acct.resting,
             book_may_grow=state is TradingState.ACTIVE,
+            max_notional=min(self._max_notional[s] for s in self.hedge_symbols),
         )
         if outcome is None:
             self._event(

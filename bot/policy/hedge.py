@@ -76,6 +76,7 @@ class HedgeInputs:
     last_change_ms: int | None  # last time a hedge order was sent (cooldown)
     allow_increase: bool
     max_leverage: Decimal  # cap on the hedge notional as a multiple of equity
+    max_notional: Decimal | None = None  # the risk gate's notional cap on a hedge leg (quote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,7 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
         notional = direction * cap
     price = leg.market.mark_price
     qty = leg.instrument.floor_qty(abs(notional) / price) * direction if price > 0 else ZERO
+    qty = _within_notional_cap(qty, leg, inputs.max_notional, notes)
     change = abs(qty - leg.qty) * price
     if change < params.min_notional and all(
         other.qty == 0 for other in inputs.legs if other is not leg
@@ -165,6 +167,19 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
     if notes:
         why += "; " + "; ".join(notes)
     return _outcome(inputs, policy, targets, book_bd, net, why)
+
+
+def _within_notional_cap(
+    qty: Decimal, leg: HedgeLeg, cap: Decimal | None, notes: list[str]
+) -> Decimal:
+    """``qty`` cut to the notional cap the gate applies to the leg, measured at the higher of
+    the mark and the last price (the gate's price): a larger order would be refused whole."""
+    price = max(leg.market.mark_price, leg.market.last_price)
+    if cap is None or price <= 0 or abs(qty) * price <= cap:
+        return qty
+    most = leg.instrument.floor_qty(cap / price)
+    notes.append(f"notional cap {cap} at {price} -> qty {most}")
+    return most if qty > 0 else -most
 
 
 def _cooldown_left(inputs: HedgeInputs, params: HedgeParams) -> int:

@@ -23,6 +23,7 @@ from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
+from bot.exchange.spot import ConfiguredSpotWallet
 from bot.policy.hedge import BookLeg, decide_hedge
 from bot.ports.market import CandleWindow
 from bot.risk.limits import RiskLimits
@@ -52,6 +53,7 @@ def build(
     policy: Policy,
     limits: RiskLimits = LIMITS,
     market: TwoContracts | None = None,
+    spot: ConfiguredSpotWallet | None = None,
 ) -> tuple[Engine, SimulatedExchange, MemoryStore, SimClock]:
     ex, clock = make_exchange(instruments)
     market = market or TwoContracts()
@@ -68,6 +70,8 @@ def build(
         contracts=[ContractSpec(ETH, "long", D(125)), ContractSpec(BTC, "hedge", D(125))],
         limits=limits,
         account="t",
+        spot=spot,
+        spot_assets=tuple(spot.holdings) if spot is not None else (),
     )
     return engine, ex, store, clock
 
@@ -280,3 +284,25 @@ def test_a_hedge_near_the_gross_cap_is_part_sized_not_refused(
     assert not [e for e in store.events if e.kind is EventKind.DENIED]
     (hedge,) = [d for d in result.decisions if d.symbol == BTC]
     assert "gross cap" in hedge.reason
+
+
+def test_a_hedge_above_the_notional_cap_is_capped_not_refused(
+    instruments: dict[str, Instrument],
+) -> None:
+    """ETH long at the 8,000 notional cap plus 0.05 spot BTC: the hedge needs about 11,300 of
+    BTC short, above the per-contract notional cap the gate applies to the hedge leg too. Before
+    the fix the whole hedge order was refused every tick (the book stayed unhedged); the
+    hedge is capped at the limit like the book's contracts, and the reason says so."""
+    limits = replace(LIMITS, max_notional_per_contract=D(8000))
+    policy = hedged_policy(hedge_cooldown=0, reentry="0")
+    spot = ConfiguredSpotWallet({"BTC": D("0.05")})
+    engine, ex, store, _ = build(instruments, policy, limits, spot=spot)
+    result = engine.tick()
+    btc = ex.fetch_positions([BTC]).get(BTC)
+    assert btc is not None, [e.reason for e in store.events if e.kind is EventKind.DENIED]
+    assert btc.qty < 0
+    assert abs(btc.qty) * ex.marks[BTC] <= D(8000)
+    assert abs(btc.qty) * ex.marks[BTC] > D(8000) - instruments[BTC].step_size * ex.marks[BTC]
+    assert not [e for e in store.events if e.kind is EventKind.DENIED]
+    (hedge,) = [d for d in result.decisions if d.symbol == BTC]
+    assert "notional cap" in hedge.reason

@@ -29,6 +29,7 @@ from bot.ports.market import CandleWindow
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
+from tests.audit.harness import run as audit_run
 from tests.conftest import T0, make_exchange
 from tests.integration.test_hedge_sim import LONG_ETH_SOL, oscillation, setup
 from tests.unit.test_engine_hedge import BTC, ETH, LIMITS, ROOT, TwoContracts
@@ -306,3 +307,35 @@ def test_a_hedge_above_the_notional_cap_is_capped_not_refused(
     assert not [e for e in store.events if e.kind is EventKind.DENIED]
     (hedge,) = [d for d in result.decisions if d.symbol == BTC]
     assert "notional cap" in hedge.reason
+
+
+def v_shaped_market(tmp: Path) -> Path:
+    """ETH and SOL long 1.5x with 5 % stops, BTC short as the hedge; every contract falls
+    10 % in three hours (the stops fire), then rebounds 25 % over twelve hours. The hedge's
+    cooldown (600 min) and the book's re-entry cooldown (24 h) both run through the rebound.
+    Funding is zero: the short hedge's payments are exactly 0."""
+    calm = oscillation(80)
+    crash = calm[-1] * np.array([0.97, 0.93, 0.90])
+    rebound = crash[-1] * np.linspace(1.0, 1.25, 13)[1:]
+    path = np.concatenate([calm, crash, rebound, np.full(10, rebound[-1])])
+    cfg = setup(tmp, path, contracts=LONG_ETH_SOL, lev="1.5", stop="5", target="0", band="0.25")
+    policy = tmp / "policy.toml"
+    text = policy.read_text().replace("band = 0.25", "band = 0.25\ncooldown_minutes = 600")
+    policy.write_text(text + '\n[reentry]\ncooldown = "24h"\n')
+    return cfg
+
+
+def test_crash_then_rebound_in_the_simulation(tmp_path: Path) -> None:
+    """The whole path in the replay, the audit's invariants checked after every tick: the
+    hedge is closed at the first decision after the book's stops fired (before the fix it was
+    held short for ten hours of rebound), and the report holds no negative zero (before the
+    fix the zero-rate funding of the short hedge was written as -0.0000000000)."""
+    outcome = audit_run(v_shaped_market(tmp_path))
+    assert outcome.problems == []
+    ex = outcome.result.exchange
+    stops = [f for f in ex.fills if f.symbol != BTC and f.purpose is OrderPurpose.STOP_LOSS]
+    assert {f.symbol for f in stops} == {ETH, "SOL/USDT:USDT"}
+    stopped_at = max(f.timestamp_ms for f in stops)
+    (closed,) = [f for f in ex.fills if f.symbol == BTC and f.timestamp_ms > stopped_at]
+    assert closed.timestamp_ms - stopped_at <= 3_600_000  # the next decision
+    assert BTC not in ex.fetch_positions([BTC])

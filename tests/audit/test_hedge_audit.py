@@ -3,6 +3,7 @@ the code before its fix (see each test's docstring)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
@@ -12,13 +13,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 import tests.unit.test_hedge_policy as hp
 from bot.backtest.replay import run_simulation
-from bot.clock import SimClock
+from bot.cli.run import run_bot
+from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config, load_policy
 from bot.config.policy import Policy
-from bot.domain.enums import EventKind, OrderPurpose, TradingState
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose, TradingState
 from bot.domain.instrument import Instrument
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
@@ -31,6 +34,9 @@ from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
 from tests.audit.harness import run as audit_run
 from tests.conftest import T0, make_exchange
+from tests.e2e.test_hedge_loopback import KEY, SECRET, write_config
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.live_setup import hourly_rows
 from tests.integration.test_hedge_sim import LONG_ETH_SOL, oscillation, setup
 from tests.unit.test_engine_hedge import BTC, ETH, LIMITS, ROOT, TwoContracts
 
@@ -339,3 +345,71 @@ def test_crash_then_rebound_in_the_simulation(tmp_path: Path) -> None:
     (closed,) = [f for f in ex.fills if f.symbol == BTC and f.timestamp_ms > stopped_at]
     assert closed.timestamp_ms - stopped_at <= 3_600_000  # the next decision
     assert BTC not in ex.fetch_positions([BTC])
+
+
+@pytest.fixture
+def backend(instruments: dict[str, Instrument]) -> SimulatedExchange:
+    """The account behind the loopback Binance USD-M server (as in tests/e2e)."""
+    return SimulatedExchange(
+        {s: instruments[s] for s in (ETH, BTC)},
+        LiveClock(),
+        starting_balance=D(10000),
+        margin_mode=MarginMode.ISOLATED,
+    )
+
+
+@pytest.fixture
+def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
+    srv = LoopbackBinance(
+        backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[ETH, BTC]
+    )
+    for sym in (ETH, BTC):
+        rows = hourly_rows(400, sym)
+        srv.set_candles(sym, "trade", rows)
+        srv.set_candles(sym, "mark", rows)
+        backend.set_mark(sym, rows[-1][4])
+    with srv:
+        yield srv
+
+
+def test_live_crash_cuts_the_orphaned_hedge_through_ccxt(
+    tmp_path: Path,
+    server: LoopbackBinance,
+    backend: SimulatedExchange,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The crash of the first test on the real ccxt path against the loopback Binance USD-M
+    server: the hedged policy with its 240 min hedge cooldown and a 24 h re-entry cooldown. The
+    first run opens ETH long and the BTC hedge; ETH's stop fires on the venue; the next run
+    (a process restart: the cooldowns come back from the database) closes the hedge."""
+    monkeypatch.setenv("BOT_API_KEY", KEY)
+    monkeypatch.setenv("BOT_API_SECRET", SECRET)
+    exchange = (
+        f'[exchange]\nname = "binanceusdm"\ndemo = false\napi_url = "{server.base_url}"\n'
+        "ccxt_options = { enableRateLimit = false, timeout = 2500 }"
+    )
+    cfg = write_config(tmp_path, name="e2ec", source="config", quantity="quantity = 0.0001",
+                       exchange=exchange)  # fmt: skip
+    policy = tmp_path / "hedged.toml"
+    text = policy.read_text().replace("cooldown_minutes = 0", "cooldown_minutes = 240")
+    policy.write_text(text + '\n[reentry]\ncooldown = "24h"\n')
+    assert load_config(cfg).policies[0].reentry.cooldown_ms == 24 * 3_600_000
+    with (tmp_path / "console.txt").open("w") as out:
+        console = Console(file=out, width=200)
+
+        def run_once() -> int:
+            return run_bot(
+                cfg, live=True, yes=True, once=True, ticks=None, replay=None, speed=1.0,
+                console=console,
+            )  # fmt: skip
+
+        assert run_once() == 0
+        assert backend.fetch_positions([ETH])[ETH].qty > 0
+        assert backend.fetch_positions([BTC])[BTC].qty < 0
+        with server.lock:
+            crash_through_the_book_stop(backend)
+        assert run_once() == 0
+    assert ETH not in backend.fetch_positions([ETH])  # re-entry cooldown: the book stays out
+    assert BTC not in backend.fetch_positions([BTC])  # the orphaned hedge is closed
+    assert not [o for o in backend.fetch_open_orders(BTC)]  # and its stop cancelled
+    assert server.errors == []

@@ -413,3 +413,14 @@ def test_live_crash_cuts_the_orphaned_hedge_through_ccxt(
     assert BTC not in backend.fetch_positions([BTC])  # the orphaned hedge is closed
     assert not [o for o in backend.fetch_open_orders(BTC)]  # and its stop cancelled
     assert server.errors == []
+
+
+def test_a_hedge_instrument_without_data_is_named_as_the_policy_key(tmp_path: Path) -> None:
+    """Before: "<data>: no data for 'XRP/USDT:USDT'", which reads like a traded contract's
+    missing file; the key to fix was not named."""
+    cfg = hedged_config(
+        tmp_path, 60, **{'instruments = ["BTC/USDT:USDT"]': 'instruments = ["XRP/USDT:USDT"]'}
+    )
+    config = load_config(cfg)
+    with pytest.raises(DataError, match=r"policy 'static_hedged': hedge\.instruments\[0\] = "):
+        run_simulation(config, config.policies[0])

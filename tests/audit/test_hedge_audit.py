@@ -165,17 +165,20 @@ def gap_through_the_book_stop(ex: SimulatedExchange) -> None:
     assert ETH not in ex.fetch_positions([ETH])
 
 
+@pytest.mark.parametrize(("hedge_cooldown", "reentry"), [(0, "0"), (240, "24h")])
 def test_in_reducing_the_hedge_is_measured_against_the_book_that_is_held(
-    instruments: dict[str, Instrument],
+    instruments: dict[str, Instrument], hedge_cooldown: int, reentry: str
 ) -> None:
     """The crash takes the day past its loss limit: the state moves to ``reducing`` and the
     long book, stopped out, may not re-enter (the gate denies its entries). Before the fix the
     hedge was decided on the book's targets, the entries the gate then denied: it kept the
     short hedge against a phantom long book, the account net short all day. It is measured
     against what the book can hold in this state and cut at once (only reductions pass in
-    ``reducing``, and this is one)."""
+    ``reducing``, and this is one). With cooldowns set, the move to ``reducing`` also starts
+    the hedge leg's own re-entry cooldown, and the hedge changed an hour ago: neither holds
+    the cut."""
     limits = replace(LIMITS, daily_loss=D("0.03"), on_daily_loss="reducing")
-    policy = hedged_policy(hedge_cooldown=0, reentry="0")
+    policy = hedged_policy(hedge_cooldown=hedge_cooldown, reentry=reentry)
     engine, ex, store, clock = build(instruments, policy, limits)
     engine.tick()
     assert ex.fetch_positions([ETH])[ETH].qty > 0

@@ -32,7 +32,7 @@ from bot.domain.instrument import Instrument
 from bot.engine.hedging import ExposureRecord, hedge_symbols, with_hedge_symbols
 from bot.engine.market import candles_needed, statistics_spec
 from bot.engine.tick import Engine
-from bot.errors import ConfigError
+from bot.errors import ConfigError, DataError
 from bot.marketdata.files import discover
 from bot.ports.store import RiskMemory
 from bot.risk.guard import equity_floor
@@ -199,6 +199,7 @@ def load_data(
     """The history :func:`run_simulation` replays for ``policy`` on ``symbols`` (per series the
     finest timeframe covering the configured window, see :mod:`bot.marketdata.coverage`)."""
     inventory = discover(data_dir or config.data.dir)
+    _hedge_data_present(policy, inventory.symbols(), data_dir or config.data.dir)
     return load_histories(
         inventory,
         with_hedge_symbols(symbols, policy),
@@ -207,6 +208,19 @@ def load_data(
         requested_window(config),
         candles_needed(policy),
     )
+
+
+def _hedge_data_present(policy: Policy, available: list[str], folder: Path) -> None:
+    """A hedge instrument without data is named as the policy key it comes from (the data
+    layer's own error names only the symbol, which reads like a traded contract's)."""
+    if policy.hedge is None:
+        return
+    for i, sym in enumerate(policy.hedge.instruments):
+        if sym not in available:
+            raise DataError(
+                f"policy {policy.name!r}: hedge.instruments[{i}] = {sym!r} has no data in "
+                f"{folder}; available: {', '.join(available)}"
+            )
 
 
 def _instruments(

@@ -41,7 +41,7 @@ def _symbol(value: str) -> str:
     if not SYMBOL.fullmatch(value):
         raise PydanticCustomError(
             "pattern",
-            "must be a ccxt perpetual symbol like BTC/USDT:USDT, got {got}",
+            "must be a ccxt perpetual symbol like BTC/USDT:USDT",
             {"got": value},
         )
     return value
@@ -50,7 +50,7 @@ def _symbol(value: str) -> str:
 def _asset(value: str) -> str:
     if not ASSET.fullmatch(value):
         raise PydanticCustomError(
-            "pattern", "must be an upper-case asset code like BTC, got {got}", {"got": value}
+            "pattern", "must be an upper-case asset code like BTC", {"got": value}
         )
     return value
 

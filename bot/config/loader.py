@@ -68,9 +68,17 @@ def format_errors(
 ) -> list[str]:
     """One ``<file>: <key.path>: <problem> (got <value>)`` line per pydantic error."""
     lines: list[str] = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    failed_entries = {
+        tuple(e["loc"])[:-1] for e in errors if e["loc"] and isinstance(e["loc"][-1], int)
+    }
+    for error in errors:
         loc: Loc = tuple(error["loc"])
         if loc and loc[0] in skip:
+            continue
+        if error["type"] == "too_short" and loc in failed_entries:
+            # pydantic counts an array's entries after validating them: one bad entry of a
+            # one-entry array adds "must not be empty" to the entry's own error. Not shown.
             continue
         if error["type"] == RULES_ERROR:
             issues: tuple[Issue, ...] = error.get("ctx", {})["issues"]

@@ -9,8 +9,10 @@ only decides their target; the engine plans and sends the orders.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
+
+import numpy as np
 
 from bot.config.hedge import HedgeParams, spot_symbol
 from bot.config.policy import Policy
@@ -22,11 +24,18 @@ from bot.engine.account import AccountView
 from bot.engine.market import to_decimal
 from bot.engine.reentry import COOLDOWN_EVENT, iso, ms_tag, read_ms_tag
 from bot.errors import BotError
-from bot.policy.hedge import BookLeg, HedgeInputs, HedgeLeg, HedgeOutcome, decide_hedge
+from bot.policy.hedge import (
+    BookLeg,
+    HedgeInputs,
+    HedgeLeg,
+    HedgeOutcome,
+    decide_hedge,
+    short_name,
+)
 from bot.ports.exchange import SpotWalletPort
 from bot.ports.market import CandleWindow
 from bot.ports.store import RiskEvent
-from bot.stats.beta import rolling_beta
+from bot.stats.beta import BetaEstimate, rolling_beta
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -74,6 +83,8 @@ class HedgeDesk:
         self.spot = spot
         self.spot_assets = tuple(spot_assets)
         self.betas: dict[str, Decimal] = {}  # last estimate per symbol (primary: 1)
+        # Why a beta is the fallback 1 (shrunk and clipped) rather than a regression's slope.
+        self.beta_notes: dict[str, str] = {}
         self.spot_qty: dict[str, Decimal] = {}
         self.last_change_ms: int | None = None
         self.log: list[ExposureRecord] = []
@@ -127,6 +138,11 @@ class HedgeDesk:
                 hi=float(p.beta_max),
             )
             self.betas[sym] = to_decimal(est.beta, 4)
+            note = _fallback_note(sym, est, p)
+            if note is None:
+                self.beta_notes.pop(sym, None)
+            else:
+                self.beta_notes[sym] = note
 
     def beta(self, symbol: str) -> Decimal:
         # No estimate yet (no history): 1, the market's own beta, as the shrinkage target.
@@ -161,8 +177,14 @@ class HedgeDesk:
         allow_increase: bool,
         max_leverage: Decimal,
         resting: Mapping[str, Sequence[Order]],
+        book_may_grow: bool = True,
+        max_notional: Decimal | None = None,
     ) -> HedgeOutcome | None:
-        """The hedge legs' decisions, or None when the primary instrument has no data."""
+        """The hedge legs' decisions, or None when the primary instrument has no data.
+
+        ``book_may_grow``: whether the book's increases can pass the risk gate (the trading
+        state is ``active``); when not, the book counts as what its decisions can make of the
+        positions held: their reductions, never their increases."""
         legs = []
         for sym in self.symbols:
             snap = snapshots.get(sym)
@@ -185,7 +207,11 @@ class HedgeDesk:
             return None
         decided = {d.symbol for d in book}
         book_legs = [
-            BookLeg(d.symbol, d.target_qty * acct.marks[d.symbol], self.beta(d.symbol))
+            BookLeg(
+                d.symbol,
+                _held_after(d, acct.qty(d.symbol), book_may_grow) * acct.marks[d.symbol],
+                self.beta(d.symbol),
+            )
             for d in book
         ]
         for sym, pos in acct.positions.items():  # held without a decision this tick: as held
@@ -200,8 +226,13 @@ class HedgeDesk:
             last_change_ms=self.last_change_ms,
             allow_increase=allow_increase,
             max_leverage=max_leverage,
+            max_notional=max_notional,
         )
-        outcome = decide_hedge(inputs, self.policy)
+        outcome = _noted(
+            decide_hedge(inputs, self.policy),
+            [self.beta_notes[b.name] for b in book_legs if b.name in self.beta_notes]
+            + [self.beta_notes[leg.symbol] for leg in legs if leg.symbol in self.beta_notes],
+        )
         self.log.append(
             ExposureRecord(
                 now,
@@ -225,6 +256,43 @@ class HedgeDesk:
         for b in self.spot_legs(acct.marks):
             total += b.notional * b.beta
         return total
+
+
+def _fallback_note(symbol: str, est: BetaEstimate, params: HedgeParams) -> str | None:
+    """What the decision's reason says when a beta is not a regression's slope (``None``: it
+    is one): too few common returns (gaps in the data, a young contract) or no variance (a flat
+    or missing price series of either contract)."""
+    if np.isfinite(est.raw):
+        return None
+    name, primary = short_name(symbol), short_name(params.primary)
+    needed = max(2, params.beta_window // 2)
+    if est.n < needed:
+        why = f"{est.n} common returns with {primary}, fewer than {needed}"
+    else:
+        why = f"no variance or missing prices in its {est.n} returns against {primary}"
+    return f"{name} beta {est.beta:.2f} (no regression: {why}; 1 shrunk and clipped)"
+
+
+def _noted(outcome: HedgeOutcome, notes: Sequence[str]) -> HedgeOutcome:
+    """The outcome with the beta notes appended to every reason."""
+    if not notes:
+        return outcome
+    tail = "; " + "; ".join(dict.fromkeys(notes))
+    decisions = tuple(replace(d, reason=d.reason + tail) for d in outcome.decisions)
+    return replace(outcome, decisions=decisions, reason=outcome.reason + tail)
+
+
+def _held_after(d: Decision, held: Decimal, may_grow: bool) -> Decimal:
+    """The position a book decision leaves: its target, or, when it may not grow (the trading
+    state or the policy refuses increases), the part of the target that is a reduction of what
+    is held. In ``reducing`` the book's entries are denied by the gate: a hedge sized on them
+    would hedge a book that is not there (after a crash stopped the book out, a short hedge
+    held against a phantom long)."""
+    if may_grow and d.allow_increase:
+        return d.target_qty
+    if held * d.target_qty <= 0:
+        return ZERO
+    return held if abs(held) < abs(d.target_qty) else d.target_qty
 
 
 def order_hedge_decisions(decisions: Sequence[Decision], acct: AccountView) -> list[Decision]:

@@ -17,12 +17,18 @@ from bot.stats.volatility import atr, estimate
 
 def candles_needed(policy: Policy) -> int:
     """Closed candles a tick reads: the estimator window (+1 for returns), ATR, covariance."""
-    need = max(policy.volatility.window + 1, policy.atr_window + 1)
+    return longest_window(policy)[1] + 1
+
+
+def longest_window(policy: Policy) -> tuple[str, int]:
+    """The policy key whose window of candles is the longest, and that window (the first key
+    on a tie), so that an error about too little data can name the key to change."""
+    windows = {"volatility.window": policy.volatility.window, "atr_window": policy.atr_window}
     if policy.allocation is not None:
-        need = max(need, policy.allocation.covariance_window + 1)
+        windows["allocation.covariance_window"] = policy.allocation.covariance_window
     if policy.hedge is not None:
-        need = max(need, policy.hedge.beta_window + 1)
-    return need
+        windows["hedge.beta_window"] = policy.hedge.beta_window
+    return max(windows.items(), key=lambda kv: kv[1])
 
 
 # Equal specs share one instance (specs are frozen, so this is only an identity): the engine's and

@@ -304,6 +304,9 @@ class Engine:
             # stop fires when the market rises, the book's when it falls: the hedge is outside
             # the "every stop fires" budget.
             hedges = self.decide_hedge(now, acct, snapshots, windows, decisions, memory.state)
+            # Within the gross room the book leaves: a hedge the gate would refuse whole (a book
+            # near the cap) is better part-sized than left out tick after tick.
+            hedges = self.within_gross_cap(hedges, acct, snapshots, settled=decisions)
             hedges = [self._with_cooldown(d, now) for d in hedges]
             decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
         # Last, on every leg in the order they go out (the hedge needs margin too): the
@@ -418,25 +421,30 @@ class Engine:
         decisions: list[Decision],
         acct: AccountView,
         snapshots: Mapping[str, MarketSnapshot],
+        settled: Sequence[Decision] = (),
     ) -> list[Decision]:
         """Scale the increases into ``max_gross_leverage`` x equity as the gate measures it
-        (see :mod:`bot.risk.gross`); positions held without a decision count at their marks."""
+        (see :mod:`bot.risk.gross`); positions held without a decision count at their marks.
+        ``settled``: decisions sized before these (the book, when the hedge legs are sized),
+        each counted at the larger of what it holds and what it is going to."""
         equity = acct.equity()
         if equity <= 0 or not decisions:
             return decisions
-        decided = {d.symbol for d in decisions}
+        decided = {d.symbol for d in (*decisions, *settled)}
         fixed = ZERO
         for sym, pos in acct.positions.items():
             if sym not in decided and pos.is_open and sym in acct.marks:
                 fixed += pos.notional(acct.marks[sym])
         prices: dict[str, Decimal] = {}
-        for d in decisions:
+        for d in (*decisions, *settled):
             snap = snapshots.get(d.symbol)
             mark = acct.marks.get(d.symbol)
             last = snap.last_price if snap is not None else mark
             if last is None or mark is None:
                 return decisions  # no price to measure by: the gate judges each order
             prices[d.symbol] = last if last > mark else mark
+        for d in settled:
+            fixed += max(abs(acct.qty(d.symbol)), abs(d.target_qty)) * prices[d.symbol]
         held = {sym: pos.qty for sym, pos in acct.positions.items() if pos.is_open}
         return cap_to_gross(
             decisions,
@@ -897,6 +905,8 @@ class Engine:
             self._hedge_may_grow(state, now),
             cap,
             acct.resting,
+            book_may_grow=state is TradingState.ACTIVE,
+            max_notional=min(self._max_notional[s] for s in self.hedge_symbols),
         )
         if outcome is None:
             self._event(

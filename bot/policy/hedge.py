@@ -7,7 +7,9 @@ against the primary hedge instrument. The net exposure adds the hedge legs
 
 1. the book's beta-delta and the net exposure, as multiples of equity;
 2. inside the band around the target (``|net/equity - target| <= band``): keep the hedge;
-3. cooldown since the last hedge change: keep the hedge;
+3. cooldown since the last hedge change: keep the hedge, unless it is larger than the book
+   needs (the book's stops fired): then it is cut toward the target, a cut that lowers the
+   absolute net exposure is never delayed;
 4. the instrument: the primary, unless its expected funding cost over ``holding_hours``
    exceeds ``max_funding_cost``; then the cheapest of the allowed instruments;
 5. the size that brings the net exposure to the target. The target net has the book's sign and is
@@ -74,6 +76,7 @@ class HedgeInputs:
     last_change_ms: int | None  # last time a hedge order was sent (cooldown)
     allow_increase: bool
     max_leverage: Decimal  # cap on the hedge notional as a multiple of equity
+    max_notional: Decimal | None = None  # the risk gate's notional cap on a hedge leg (quote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +130,13 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
     )
     if abs(net - want) <= params.band * eq:
         return _hold(inputs, policy, book_bd, net, f"{head} -> inside the band, keep the hedge")
-    if inputs.last_change_ms is not None:
-        wait_ms = params.cooldown_minutes * 60_000 - (inputs.now_ms - inputs.last_change_ms)
-        if wait_ms > 0:
-            why = f"{head} -> outside the band, cooldown {-(-wait_ms // 60_000)} min left"
-            return _hold(inputs, policy, book_bd, net, why)
     needed = want - book_bd  # beta-delta the hedge must carry
+    wait_ms = _cooldown_left(inputs, params)
+    if wait_ms > 0:
+        cooling = f"{head} -> outside the band, cooldown {-(-wait_ms // 60_000)} min left"
+        return _during_cooldown(
+            inputs, policy, book_bd, net, needed, held_bd, cooling, params.min_notional
+        )
     direction = 1 if needed > 0 else -1
     leg, funding_note = _choose(inputs.legs, params, direction)
     notional = needed / leg.beta if leg.beta > 0 else ZERO
@@ -143,6 +147,7 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
         notional = direction * cap
     price = leg.market.mark_price
     qty = leg.instrument.floor_qty(abs(notional) / price) * direction if price > 0 else ZERO
+    qty = _within_notional_cap(qty, leg, inputs.max_notional, notes)
     change = abs(qty - leg.qty) * price
     if change < params.min_notional and all(
         other.qty == 0 for other in inputs.legs if other is not leg
@@ -161,6 +166,66 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
     )
     if notes:
         why += "; " + "; ".join(notes)
+    return _outcome(inputs, policy, targets, book_bd, net, why)
+
+
+def _within_notional_cap(
+    qty: Decimal, leg: HedgeLeg, cap: Decimal | None, notes: list[str]
+) -> Decimal:
+    """``qty`` cut to the notional cap the gate applies to the leg, measured at the higher of
+    the mark and the last price (the gate's price): a larger order would be refused whole."""
+    price = max(leg.market.mark_price, leg.market.last_price)
+    if cap is None or price <= 0 or abs(qty) * price <= cap:
+        return qty
+    most = leg.instrument.floor_qty(cap / price)
+    notes.append(f"notional cap {cap} at {price} -> qty {most}")
+    return most if qty > 0 else -most
+
+
+def _cooldown_left(inputs: HedgeInputs, params: HedgeParams) -> int:
+    """Milliseconds of ``[hedge] cooldown_minutes`` left since the last hedge change (<= 0:
+    none)."""
+    if inputs.last_change_ms is None:
+        return 0
+    return params.cooldown_minutes * 60_000 - (inputs.now_ms - inputs.last_change_ms)
+
+
+def _during_cooldown(
+    inputs: HedgeInputs,
+    policy: Policy,
+    book_bd: Decimal,
+    net: Decimal,
+    needed: Decimal,
+    held_bd: Decimal,
+    cooling: str,
+    min_notional: Decimal,
+) -> HedgeOutcome:
+    """Inside the cooldown a hedge larger than the book needs is still cut: the cooldown keeps
+    the hedge from churning, and may delay an increase, but a hedge left behind when the book's
+    stops fired (a long book stopped out in a crash leaves the account net short by the whole
+    hedge) would be held into the rebound. Every held leg shrinks by the same factor, rounded
+    toward zero; the cut goes through only when it lowers the absolute net exposure."""
+    over = held_bd != 0 and (needed * held_bd <= 0 or abs(needed) < abs(held_bd))
+    if not over:
+        return _hold(inputs, policy, book_bd, net, cooling)
+    keep = max(needed / held_bd, ZERO)  # the fraction of the held hedge still needed
+    targets = {
+        leg.symbol: leg.instrument.floor_qty(abs(leg.qty) * keep) * (1 if leg.qty > 0 else -1)
+        for leg in inputs.legs
+    }
+    after = book_bd + sum(
+        (targets[leg.symbol] * leg.market.mark_price * leg.beta for leg in inputs.legs), ZERO
+    )
+    change = sum(
+        (abs(targets[leg.symbol] - leg.qty) * leg.market.mark_price for leg in inputs.legs), ZERO
+    )
+    if abs(after) >= abs(net) or change < min_notional:
+        return _hold(inputs, policy, book_bd, net, cooling)
+    eq = inputs.equity
+    why = (
+        f"{cooling}: the hedge is larger than the book needs, cut now "
+        f"(net {q2(net / eq)}x -> {q2(after / eq)}x)"
+    )
     return _outcome(inputs, policy, targets, book_bd, net, why)
 
 

@@ -39,8 +39,10 @@ def charged(amount: Decimal) -> Decimal:
     """An amount the trader is charged (a fee, a funding payment; < 0: received), to bounded
     digits, rounded against the trader (up): the venue reports them to a few decimals, and a
     product of exact decimals (a mark price carries 8) can hold more than a store keeps
-    exactly (NUMERIC(38, 18))."""
-    return amount.quantize(MARGIN_PLACES, rounding=ROUND_CEILING)
+    exactly (NUMERIC(38, 18)). Never a negative zero: a short's funding at a zero rate (a hedge
+    leg) rounds up to -0E-10, which the journal and events.csv would carry as "-0.0000000000"."""
+    rounded = amount.quantize(MARGIN_PLACES, rounding=ROUND_CEILING)
+    return abs(rounded) if rounded.is_zero() else rounded
 
 
 def fee_of(qty: Decimal, price: Decimal, rate: Decimal) -> Decimal:

@@ -30,7 +30,7 @@ from bot.clock import datetime_to_ms
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.market import FundingInfo
-from bot.engine.market import candles_needed
+from bot.engine.market import candles_needed, longest_window
 from bot.errors import DataError
 from bot.marketdata.candles import Candles, FundingSeries, format_timeframe
 from bot.marketdata.coverage import choose, covered_ms, covers
@@ -551,10 +551,11 @@ def simulation_window(
     short = [f"{s} ({len(h.decision)})" for s, h in histories.items() if len(h.decision) <= warm]
     if short:
         # Not one decision with a full warm-up: refused, never a run of one tick on less.
+        key, window = longest_window(policy)
         raise DataError(
             f"no simulation window: the policy {policy.name!r} needs {warm} {policy.timeframe} "
-            f"candles of warm-up before its first decision and the data holds only "
-            f"{', '.join(short)}"
+            f"candles of warm-up before its first decision ({key} = {window}) and the data "
+            f"holds only {', '.join(short)}"
         )
     first = max(max(_warmed_up(h, warm), int(h.trigger.ts[0])) for h in histories.values())
     last = min(data_end(h) for h in histories.values())

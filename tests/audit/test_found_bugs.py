@@ -252,7 +252,7 @@ def test_data_shorter_than_the_warm_up_is_refused_not_run_for_one_tick(tmp_path:
         run(config)
     assert str(err.value) == (
         "no simulation window: the policy 'vol_target' needs 15 1d candles of warm-up before "
-        "its first decision and the data holds only BTC/USDT:USDT (12)"
+        "its first decision (atr_window = 14) and the data holds only BTC/USDT:USDT (12)"
     )
 
 

@@ -172,6 +172,30 @@ def liquidation_price_cross(
     return _solve(instrument, 1 if qty > ZERO else -1, abs(qty), entry_price, balance)
 
 
+def liquidation_price_cross_any_wallet(
+    instrument: Instrument,
+    qty: Decimal,
+    entry_price: Decimal,
+    wallet_balance: Decimal,
+    other_maintenance: Decimal,
+    other_unrealized_pnl: Decimal,
+) -> Decimal | None:
+    """:func:`liquidation_price_cross` for a wallet that may be below zero: a loss realised
+    past it (a stop filled in a gap) while other positions hold profits leaves the account on
+    its margin balance. Binance's formula takes WB - TMM1 + UPNL1 as one sum, so the deficit
+    counts with the other positions' PnL. (Taking the wallet as zero instead would put the
+    liquidation price farther than it is, and a stop planned on it beyond it.)"""
+    deficit = min(wallet_balance, ZERO)
+    return liquidation_price_cross(
+        instrument,
+        qty,
+        entry_price,
+        wallet_balance - deficit,
+        other_maintenance,
+        other_unrealized_pnl + deficit,
+    )
+
+
 def max_leverage_with_liquidation_beyond(
     instrument: Instrument,
     side: int,

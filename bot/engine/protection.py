@@ -18,7 +18,7 @@ from bot.domain.decision import Decision
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.margin import (
-    liquidation_price_cross,
+    liquidation_price_cross_any_wallet,
     liquidation_price_isolated,
     maintenance_margin,
 )
@@ -45,8 +45,8 @@ def liquidation_of_held(
         if pos.margin_mode is _ISOLATED:
             return liquidation_price_isolated(inst, pos.qty, pos.entry_price, pos.isolated_margin)
         mm, upnl = _others(acct, pos.symbol, instruments)
-        return liquidation_price_cross(
-            inst, pos.qty, pos.entry_price, max(acct.wallet, ZERO), mm, upnl
+        return liquidation_price_cross_any_wallet(
+            inst, pos.qty, pos.entry_price, acct.wallet, mm, upnl
         )
     except ValueError:
         return acct.marks.get(pos.symbol)  # already liquidatable: no stop can rest before it
@@ -89,7 +89,7 @@ def liquidation_after(
             mm, upnl = _others(acct, inst.symbol, instruments)
             # The cross wallet pays the new part's taker fee: the liquidation comes nearer.
             wallet = acct.wallet - (qty - held) * fill * inst.taker_fee
-            liq = liquidation_price_cross(inst, sign * qty, entry, max(wallet, ZERO), mm, upnl)
+            liq = liquidation_price_cross_any_wallet(inst, sign * qty, entry, wallet, mm, upnl)
     except ValueError:
         return mark
     if liq is None:

@@ -14,7 +14,7 @@ from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.margin import (
     initial_margin,
-    liquidation_price_cross,
+    liquidation_price_cross_any_wallet,
     liquidation_price_isolated,
     maintenance_margin,
 )
@@ -164,20 +164,12 @@ class Book:
             mark = marks[sym]
             other_mm += maintenance_margin(self.instruments[sym], abs(other.qty) * mark)
             other_upnl += other.qty * (mark - other.entry_price)
-        # The wallet is below zero after a loss realised past it (a stop filled in a gap) while
-        # other positions hold profits: the account lives on its margin balance. Binance's
-        # formula takes WB - TMM1 + UPNL1 as one sum, so the deficit goes in with the others'
-        # PnL; the domain function refuses a negative wallet, which read as "below maintenance
-        # at every price" and liquidated a profitable position at its mark.
-        deficit = min(self.wallet, ZERO)
+        # The wallet may be below zero after a loss realised past it (a stop filled in a gap)
+        # while other positions hold profits: refusing it read as "below maintenance at every
+        # price" and liquidated a profitable position at its mark.
         try:
-            return liquidation_price_cross(
-                inst,
-                pos.qty,
-                pos.entry_price,
-                self.wallet - deficit,
-                other_mm,
-                other_upnl + deficit,
+            return liquidation_price_cross_any_wallet(
+                inst, pos.qty, pos.entry_price, self.wallet, other_mm, other_upnl
             )
         except ValueError:
             # The account is below maintenance whatever this contract's price: it is due for

@@ -699,6 +699,22 @@ class Engine:
                 asof_ms=asof,
                 spec=self.statistics_spec,
             )
+            if snap is not None and snap.volatility <= 0:
+                # Not one price change over the whole volatility window: a feed that repeats
+                # its last price, or a contract the venue has halted or is settling. Sized on it,
+                # the policy would take its highest leverage (nothing moves) with a stop one
+                # tick away, into whatever move the price makes when it comes back.
+                self._last_price_ms[sym] = None
+                self._event(
+                    now,
+                    EventKind.MARKET_DATA,
+                    sym,
+                    TradingState.ACTIVE,
+                    f"prices did not move over the last {self.policy.volatility.window} "
+                    f"{self.policy.timeframe} candles (volatility 0): a frozen feed or a halted "
+                    "contract, no decision this tick (held, protected)",
+                )
+                continue
             if snap is not None:
                 snapshots[sym] = snap
                 windows[sym] = window

@@ -124,10 +124,17 @@ def test_a_take_profit_is_beyond_the_mark_when_volatility_is_zero() -> None:
 
 
 def test_a_flat_market_sends_no_order_the_venue_refuses(tmp_path: Path) -> None:
+    """Prices that never move once sized orders with a stop a tick away, which the venue
+    refused; now a window without one price change is not decided on at all (a frozen feed
+    or a halted contract): nothing is opened and the events say why."""
     symbols = SCENARIOS["flat_always"](tmp_path / "data")
     outcome = run(write_config(tmp_path, tmp_path / "data", symbols, stale=7200))
-    assert outcome.checker.positions_seen > 0
-    assert [e.reason for e in outcome.result.store.events if e.kind is EventKind.REJECTED] == []
+    events = outcome.result.store.events
+    assert [e.reason for e in events if e.kind is EventKind.REJECTED] == []
+    assert outcome.checker.positions_seen == 0
+    assert any(
+        e.kind is EventKind.MARKET_DATA and "prices did not move" in e.reason for e in events
+    )
 
 
 def test_a_short_that_goes_flat_writes_zero_not_minus_zero(tmp_path: Path) -> None:

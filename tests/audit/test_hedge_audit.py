@@ -254,7 +254,6 @@ class EveryOtherEthCandleMissing(TwoContracts):
 @pytest.mark.parametrize(
     ("market", "said"),
     [
-        (FlatHedgeInstrument(), "ETH beta 1.00 (no regression: no variance or missing prices"),
         (EveryOtherEthCandleMissing(), "ETH beta 1.00 (no regression: 83 common returns with BTC"),
     ],
 )
@@ -272,6 +271,22 @@ def test_a_beta_without_a_regression_is_said_in_the_reason(
     (hedge,) = [d for d in result.decisions if d.symbol == BTC]
     assert hedge.target_qty < 0  # hedged on beta 1
     assert said in hedge.reason
+
+
+def test_a_hedge_instrument_whose_prices_never_move_is_not_hedged_on(
+    instruments: dict[str, Instrument],
+) -> None:
+    """A hedge instrument without one price change over the window (a frozen feed, a halted
+    contract) gives no regression and no volatility: it gets no decision (the engine's frozen
+    rule), so no hedge is sized on a beta or a price nothing confirms; the book is decided."""
+    policy = hedged_policy(hedge_cooldown=0, reentry="0")
+    engine, ex, store, _ = build(instruments, policy, market=FlatHedgeInstrument())
+    result = engine.tick()
+    assert [d.symbol for d in result.decisions] == [ETH]
+    assert ex.fetch_positions([BTC]).get(BTC) is None
+    [event] = [e for e in store.events if e.kind is EventKind.MARKET_DATA]
+    assert event.symbol == BTC
+    assert "prices did not move" in event.reason
 
 
 def test_a_hedge_near_the_gross_cap_is_part_sized_not_refused(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import numpy as np
 import pytest
 
 from bot.domain.enums import EventKind, OrderPurpose, TradingState
@@ -98,3 +99,35 @@ def test_a_price_dated_in_the_future_is_not_fresh(instruments: dict[str, Instrum
     assert "ahead of the bot's clock" in event.reason
     assert "not believable" in event.reason
     assert engine.stale_contracts(engine.clock.now_ms()) == [BTC]
+
+
+class FrozenMarket(FakeMarket):
+    """Every candle a flat bar at the last close while ``frozen`` (a feed that repeats its last
+    price, or a contract the venue has halted)."""
+
+    frozen = False
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        window = super().closed_candles(symbol, tf_ms, count, now_ms)
+        if not self.frozen:
+            return window
+        flat = np.full(len(window.ts), float(self.close[-1]))
+        return CandleWindow(window.ts, flat, flat, flat, flat, tf_ms)
+
+
+def test_prices_that_never_move_are_not_sized_on(instruments: dict[str, Instrument]) -> None:
+    """Defect: a volatility of 0 took the policy's highest leverage (vol_target: target / 0)
+    with a stop one tick from the price. A window without one price change is a frozen feed or
+    a halted contract: that contract holds, protected, and counts as stale data."""
+    market = FrozenMarket()
+    engine, ex, store = build(instruments, market)
+    market.frozen = True
+    result = engine.tick()
+    assert result.decisions == []
+    assert ex.fetch_positions([BTC]).get(BTC) is None  # nothing opened on it
+    [event] = [e for e in store.events if e.kind is EventKind.MARKET_DATA]
+    assert "prices did not move" in event.reason
+    assert "volatility 0" in event.reason
+    assert engine.stale_contracts(engine.clock.now_ms()) == [BTC]
+    market.frozen = False
+    assert engine.tick().decisions  # moving again: decided as before

@@ -1,0 +1,97 @@
+"""Time and scheduling of the unattended bot: what a person's ``bot resume`` measures after
+hours without a tick, and which scheduled runs survive coming late (a slow venue, a suspended
+machine)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.bootstrap import build_paper, open_store
+from bot.clock import SimClock
+from bot.config.loader import load_config
+from bot.config.models import BotConfig
+from bot.domain.enums import TradingState
+from bot.domain.position import Balance
+from bot.store.sql import SqlStore
+from tests.runtime.conftest import write_config
+
+START = 1_748_822_400_000  # 2025-06-02T00:00Z
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> BotConfig:
+    return load_config(write_config(tmp_path, contracts=1))
+
+
+@pytest.fixture
+def store(config: BotConfig) -> Iterator[SqlStore]:
+    s = open_store(config)
+    yield s
+    s.close()
+
+
+def test_resume_measures_the_limit_from_the_account_of_now_not_the_last_tick(
+    config: BotConfig, store: SqlStore
+) -> None:
+    # A daily policy ticks at 00:00; the guard halts the bot at 10:00 on a daily loss; a person
+    # resumes at 14:00. The last tick's account view is 14 hours old: the day's start must be
+    # reset to the equity of now, or the next guard measures the same loss and halts again.
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    assert runner.tick() is not None
+    assert runner.engine.last_account is not None
+    ticked_equity = runner.engine.last_account.equity()
+    clock.advance_to(START + 10 * HOUR_MS)
+    paper.sim.book.wallet -= ticked_equity * Decimal("0.2")  # a loss of a fifth since the tick
+    runner.guard()
+    halted = store.load_risk_memory()
+    assert halted is not None
+    assert halted.state is TradingState.HALTED
+    clock.advance_to(START + 14 * HOUR_MS)
+    store.post_command("resume", "{}", clock.now_ms())
+    runner.guard()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE, memory.state_reason
+    now_equity = paper.sim.fetch_balance().wallet  # no position left after the halt's flatten
+    assert memory.day_start_equity <= now_equity * Decimal("1.001")
+    assert replace(memory, state_reason="") != replace(halted, state_reason="")
+
+
+def test_a_resume_while_the_account_cannot_be_read_waits_for_the_next_job(
+    config: BotConfig, store: SqlStore
+) -> None:
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    assert runner.tick() is not None
+    clock.advance_to(START + 10 * HOUR_MS)
+    paper.sim.book.wallet -= Decimal(2000)
+    runner.guard()
+    assert (halted := store.load_risk_memory()) is not None
+    assert halted.state is TradingState.HALTED
+    store.post_command("resume", "{}", clock.now_ms())
+    working = paper.sim.fetch_balance
+
+    def down() -> Balance:
+        raise ConnectionError("the venue does not answer")
+
+    paper.sim.fetch_balance = down  # type: ignore[method-assign]
+    clock.advance_to(START + 11 * HOUR_MS)
+    runner.guard()
+    waiting = store.load_risk_memory()
+    assert waiting is not None
+    assert waiting.state is TradingState.HALTED  # not resumed on a view it could not read
+    assert [kind for _id, kind, _args in store.posted_commands()] == ["resume"]
+    paper.sim.fetch_balance = working  # type: ignore[method-assign]
+    clock.advance_to(START + 12 * HOUR_MS)
+    runner.guard()
+    resumed = store.load_risk_memory()
+    assert resumed is not None
+    assert resumed.state is TradingState.ACTIVE, resumed.state_reason
+    assert store.posted_commands() == []

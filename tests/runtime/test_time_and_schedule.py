@@ -4,19 +4,22 @@ machine)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from bot.bootstrap import build_paper, open_store
-from bot.clock import SimClock
+from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.domain.enums import TradingState
 from bot.domain.position import Balance
+from bot.runtime.scheduler import add_live_jobs, new_scheduler
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
 
@@ -95,3 +98,57 @@ def test_a_resume_while_the_account_cannot_be_read_waits_for_the_next_job(
     assert resumed is not None
     assert resumed.state is TradingState.ACTIVE, resumed.state_reason
     assert store.posted_commands() == []
+
+
+# --- scheduled runs that come late ---------------------------------------------------------------
+
+
+class CountingRunner:
+    """Counts the jobs the scheduler runs; each sets its event."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, int] = {"tick": 0, "guard": 0}
+        self.ran = {name: threading.Event() for name in self.runs}
+
+    def _ran(self, name: str) -> None:
+        self.runs[name] += 1
+        self.ran[name].set()
+
+    def tick(self) -> None:
+        self._ran("tick")
+
+    def guard(self) -> None:
+        self._ran("guard")
+
+    def rollover(self) -> None:
+        pass
+
+
+def test_a_tick_and_a_guard_that_come_late_run_once_instead_of_being_skipped() -> None:
+    # A daily policy (tick at 00:00:05) on a machine that slept until 03:00, or whose tick
+    # waited behind a job that took minutes: the day's decision must still be taken (once),
+    # not skipped until the next day; the guard likewise.
+    sched = new_scheduler(grace_seconds=120)
+    runner = CountingRunner()
+    stop = threading.Event()
+    add_live_jobs(
+        sched,
+        runner,  # type: ignore[arg-type]
+        SimClock(START),
+        tf_ms=24 * HOUR_MS,
+        guard_seconds=60,
+        funding_lead_seconds=120,
+        stop=stop,
+    )
+    sched.remove_job("startup-tick")
+    sched.remove_job("funding-planner")
+    now = LiveClock().now()  # APScheduler plans on the wall clock
+    sched.get_job("tick").modify(next_run_time=now - timedelta(hours=3))
+    sched.get_job("guard").modify(next_run_time=now - timedelta(minutes=10))
+    sched.start()
+    try:
+        assert runner.ran["tick"].wait(10), "the late decision tick was skipped"
+        assert runner.ran["guard"].wait(10), "the late guard was skipped"
+    finally:
+        sched.shutdown(wait=True)
+    assert runner.runs == {"tick": 1, "guard": 1}  # coalesced: once, not once per missed run

@@ -5,8 +5,9 @@ so the candle is final), ``guard`` (loss limits on the marks of the moment, then
 invariant) between ticks, also when replaying recorded data, ``funding`` before each
 contract's next settlement, ``rollover`` at 00:00 UTC. One worker thread and ``max_instances=1``:
 two jobs never overlap; ``coalesce=True``: missed runs collapse into one. On live time a late
-decision tick or guard still runs (once); other runs later than the grace period are skipped
-(APScheduler logs it, routed into loguru). A replay faster than the
+decision tick, guard or funding planning still runs (once), a pre-funding tick until its
+settlement; a rollover later than the grace period is skipped (APScheduler logs it, routed into
+loguru; the next job rolls the day). A replay faster than the
 bot can tick skips ticks the same way: that is said once, with the fix, and counted in the last
 line (:class:`Skips`), instead of one APScheduler line per skipped run.
 
@@ -257,11 +258,13 @@ def add_live_jobs(
 ) -> None:
     """The jobs of a bot on live time (live or paper trading on live prices).
 
-    The decision tick and the guard run however late they come (``misfire_grace_time=None``;
-    still coalesced: once, not once per missed run). Skipped for being late, a tick that waited
-    behind a slow job or a machine that slept cost the whole candle's decision (a day on a 1d
-    policy) and a guard queued behind a long tick was dropped; each reads the account and the
-    time afresh, so a late run is what a restart does.
+    The decision tick, the guard and the funding planner run however late they come
+    (``misfire_grace_time=None``; still coalesced: once, not once per missed run). Skipped for
+    being late, a tick that waited behind a slow job or a machine that slept cost the whole
+    candle's decision (a day on a 1d policy), a guard queued behind a long tick was dropped and
+    a late planning left the settlements of its half hour unplanned; each reads the account
+    and the time afresh, so a late run is what a restart does. A pre-funding tick runs until
+    its settlement, however late, and never after it.
     """
     tick = _unless_stopped(stop, runner.tick)
     first = ms_to_datetime(next_boundary(clock.now_ms(), tf_ms)) + timedelta(seconds=SETTLE_DELAY_S)
@@ -291,6 +294,7 @@ def add_live_jobs(
         minutes=30,
         id="funding-planner",
         next_run_time=WALL.now(),
+        misfire_grace_time=None,  # a late planning still plans; skipped, a settlement went unseen
     )
 
 
@@ -419,5 +423,7 @@ def _plan_funding(
             args=[symbols],
             id=f"funding-{t}",
             replace_existing=True,
+            # late, it still runs until the settlement, never after it
+            misfire_grace_time=lead_s,
         )
         logger.info("pre-funding tick at {} for {}", run_at.isoformat(), ", ".join(sorted(symbols)))

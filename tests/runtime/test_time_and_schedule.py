@@ -5,20 +5,23 @@ machine)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 
 from bot.bootstrap import build_paper, open_store
-from bot.clock import LiveClock, SimClock
+from bot.clock import LiveClock, SimClock, ms_to_datetime
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
-from bot.domain.enums import TradingState
-from bot.domain.position import Balance
+from bot.domain.enums import MarginMode, TradingState
+from bot.domain.market import FundingInfo
+from bot.domain.position import Balance, Position
 from bot.runtime.scheduler import add_live_jobs, new_scheduler
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
@@ -152,3 +155,59 @@ def test_a_tick_and_a_guard_that_come_late_run_once_instead_of_being_skipped() -
     finally:
         sched.shutdown(wait=True)
     assert runner.runs == {"tick": 1, "guard": 1}  # coalesced: once, not once per missed run
+
+
+class FundingEngine:
+    """One long contract whose funding (longs pay) settles ten minutes from ``now_ms``."""
+
+    def __init__(self, now_ms: int) -> None:
+        self.symbols = ("BTC/USDT:USDT",)
+        self.settles_ms = now_ms + 10 * 60_000
+        self.policy = SimpleNamespace(funding=SimpleNamespace(lookback=3))
+        self.market = self
+        self.exchange = self
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        return FundingInfo(Decimal("0.0001"), Decimal(8), self.settles_ms)
+
+    def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
+        sym = symbols[0]
+        return {sym: Position(sym, Decimal(1), Decimal(60000), Decimal(2), MarginMode.CROSS)}
+
+
+def test_a_funding_planner_that_comes_late_still_plans_the_settlement() -> None:
+    # The planner (every 30 min) waited minutes behind a slow tick: skipped, the settlement of
+    # its half hour got no pre-funding tick. Late, it plans it; that tick may run until the
+    # settlement, never after.
+    wall = LiveClock()
+    sched = new_scheduler(grace_seconds=120)
+    engine = FundingEngine(wall.now_ms())
+    runner = CountingRunner()
+    runner.engine = engine  # type: ignore[attr-defined]
+    runner.before_funding = lambda symbols: None  # type: ignore[attr-defined]
+    add_live_jobs(
+        sched,
+        runner,  # type: ignore[arg-type]
+        SimClock(wall.now_ms()),
+        tf_ms=HOUR_MS,
+        guard_seconds=60,
+        funding_lead_seconds=120,
+        stop=threading.Event(),
+    )
+    for job in ("startup-tick", "tick", "guard", "rollover"):
+        sched.remove_job(job)
+    sched.get_job("funding-planner").modify(next_run_time=wall.now() - timedelta(minutes=4))
+    planned = threading.Event()
+    sched.add_listener(
+        lambda event: planned.set() if event.job_id == "funding-planner" else None,
+        EVENT_JOB_EXECUTED | EVENT_JOB_MISSED,
+    )
+    sched.start(paused=False)
+    try:
+        assert planned.wait(10)
+        job = sched.get_job(f"funding-{engine.settles_ms}")
+    finally:
+        sched.shutdown(wait=True)
+    assert job is not None, "the late planner planned no pre-funding tick"
+    assert job.next_run_time == ms_to_datetime(engine.settles_ms - 120_000)
+    assert job.misfire_grace_time == 120  # until the settlement, never after it

@@ -238,7 +238,9 @@ class Notifier:
         self.sender = sender
         self.rules = rules
         self.account = account
-        self._sent: list[int] = []
+        # deliveries of the last hour, on the clock's monotonic seconds: a wall clock stepped
+        # back by hours kept them "in the last hour" as long, and critical alerts held
+        self._sent: list[float] = []
         # key -> when the condition was last seen not to hold: a delivery before then was of an
         # incident that is over, and does not make the next one a duplicate
         self._resolved: dict[str, int] = {}
@@ -304,7 +306,8 @@ class Notifier:
         delivered = 0
         for alert, alert_id in batch:
             now = self.clock.now_ms()
-            self._sent = [t for t in self._sent if t > now - 3_600_000]
+            mono = self.clock.monotonic()
+            self._sent = [t for t in self._sent if t > mono - 3600]
             if self._resting():
                 self._hold(alert, alert_id)
                 continue
@@ -320,7 +323,7 @@ class Notifier:
                 continue
             if self._send(alert):
                 self._delivered[alert.key] = now
-                self._sent.append(now)
+                self._sent.append(mono)
                 delivered += 1
                 if alert_id is not None:
                     self._mark_delivered(alert_id)
@@ -361,12 +364,16 @@ class Notifier:
 
     def _record(self, alert: Alert, now: int, since: int) -> tuple[int | None, bool]:
         """Record ``alert``; returns its id (None if the store failed) and whether the same key
-        was delivered within the dedup window."""
+        was delivered within the dedup window. A delivery stamped after ``now`` (the wall clock
+        went back since) is of unknown age: not counted, the alert is sent again rather than
+        swallowed for as long as the clock went back."""
         seen = self._delivered.get(alert.key)
-        duplicate = seen is not None and seen >= since
+        duplicate = seen is not None and since <= seen <= now
         try:
             recent = self.store.recent_alerts(alert.key, since)
-            duplicate = duplicate or any(getattr(r, "delivered", False) for r in recent)
+            duplicate = duplicate or any(
+                getattr(r, "delivered", False) and getattr(r, "ts_ms", now) <= now for r in recent
+            )
             return self.store.record_alert(now, alert.key, alert.severity, alert.message), duplicate
         except Exception as exc:
             logger.error(

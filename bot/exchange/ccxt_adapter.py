@@ -433,7 +433,7 @@ class CcxtExchange:
         """Up to ``limit`` closed candles (oldest first), last or mark price.
 
         Asks for ``limit + 1`` rows and drops the still-forming bar: a bar is closed when its open
-        time plus the timeframe is at or before the injected clock's time.
+        time plus the timeframe is at or before the venue's time (:meth:`venue_now_ms`).
         """
         tf_ms = int(self._ex.parse_timeframe(timeframe)) * 1000
         params = {"price": "mark"} if mark else {}
@@ -441,7 +441,16 @@ class CcxtExchange:
             lambda: self._ex.fetch_ohlcv(symbol, timeframe, None, limit + 1, params), "fetch_ohlcv"
         )
         what = f"{symbol} {timeframe} {'mark-price' if mark else 'trade'} candles"
-        return mapping.closed_candles(rows, tf_ms, self._clock.now_ms(), what)[-limit:]
+        return mapping.closed_candles(rows, tf_ms, self.venue_now_ms(), what)[-limit:]
+
+    def venue_now_ms(self) -> int:
+        """The injected clock's time as the venue's clock reads it: minus the offset ccxt
+        measured (``adjustForTimeDifference``: at the markets' load and every resync; 0 when
+        unmeasured). On the host's clock alone, a host ahead of the venue (a VM resumed with a
+        wrong clock, NTP not yet stepped) took a candle still forming there for closed."""
+        options = getattr(self._ex, "options", None)
+        offset = options.get("timeDifference") if isinstance(options, dict) else None
+        return self._clock.now_ms() - (int(offset) if isinstance(offset, int | float) else 0)
 
     # -- settings ------------------------------------------------------------------------------
 

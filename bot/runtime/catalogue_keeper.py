@@ -5,7 +5,9 @@ The live bot re-reads them from the venue (markets and leverage tiers, through t
 start and then once a day; a difference from what it used before, or from the user's catalogue /
 bundled snapshot at start, is recorded as a ``catalogue`` event. When the last successful read is
 older than ``[data] catalogue_max_age_hours`` the tick refuses to run (the guard job, which keeps
-stops resting, is not affected) until a refresh succeeds.
+stops resting, is not affected) until a refresh succeeds. A refresh that fails is tried again
+at the first tick :data:`RETRY_MS` later, not a day later: with a maximum age of a day or two,
+one venue hiccup at the daily read stopped the ticks for up to a day.
 
 The live bot never rewrites the user's catalogue file: ``bot contracts sync`` does that.
 """
@@ -27,6 +29,7 @@ from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.ports.store import RiskEvent, StorePort
 
 DAY_MS = 86_400_000
+RETRY_MS = 10 * 60_000  # after a failed refresh (not at every tick of a 1m policy)
 
 
 class StaleCatalogue(ConfigError):
@@ -58,17 +61,18 @@ class CatalogueKeeper:
         self._clock = clock
         self._max_age_ms = max_age_hours * 3_600_000
         self._every = refresh_every_ms
-        self._last_attempt_ms: int | None = None
+        self._next_attempt_ms: int | None = None  # None: at the first check
         self.read_at_ms: int | None = None  # last successful read from the venue
         self._known: dict[str, Instrument] = {}
 
     def check(self) -> None:
         """Refresh when due; raise :class:`StaleCatalogue` when the specs are too old."""
         now = self._clock.now_ms()
-        if self._last_attempt_ms is None or now - self._last_attempt_ms >= self._every:
-            self._last_attempt_ms = now
+        if self._next_attempt_ms is None or now >= self._next_attempt_ms:
+            self._next_attempt_ms = now + min(self._every, RETRY_MS)
             try:
                 self.refresh(now)
+                self._next_attempt_ms = now + self._every
             except BotError as exc:
                 logger.warning("contract catalogue refresh failed: {}", str(exc))
                 self._event(now, None, f"refresh from {self._name} failed: {exc}")

@@ -216,7 +216,17 @@ class Runner:
                 )
             elif kind == "resume":
                 memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
-                memory = self._fresh_baselines(memory)
+                try:
+                    memory = self._fresh_baselines(memory)
+                except Exception as exc:  # halted stays halted until the account can be read
+                    logger.warning(
+                        "command {} (resume) waits for the next job: the account cannot be "
+                        "read: {}: {}",
+                        cmd_id,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    continue
             else:
                 logger.warning("command {} of unknown kind {!r} ignored", cmd_id, kind)
                 self.store.command_done(cmd_id)
@@ -237,11 +247,13 @@ class Runner:
     def _fresh_baselines(self, memory: RiskMemory) -> RiskMemory:
         """A person resumes after a drawdown or daily-loss halt: the limit that halted it is
         measured from the equity of now, or the next job would halt (and flatten) again at once.
-        Only a limit still breached is reset; the state event says so."""
-        acct = self.engine.last_account
-        snapshot = self.store.latest_equity() if acct is None else None
-        equity = acct.equity() if acct is not None else snapshot.equity if snapshot else None
-        if equity is None or equity <= 0:
+        Only a limit still breached is reset; the state event says so.
+
+        The equity is read from the account now: the last tick's view may be a day old (a 1d
+        policy), and a loss since then, the one that halted the bot, would halt it again at
+        the next job. An account that cannot be read leaves the command for the next job."""
+        equity = self.engine.reconcile(self.clock.now_ms()).equity()
+        if equity <= 0:
             return memory
         limits = self.engine.limits
         notes = []

@@ -4,8 +4,10 @@ Jobs: the decision ``tick`` at the policy's cadence (aligned to candle closes, a
 so the candle is final), ``guard`` (loss limits on the marks of the moment, then the protection
 invariant) between ticks, also when replaying recorded data, ``funding`` before each
 contract's next settlement, ``rollover`` at 00:00 UTC. One worker thread and ``max_instances=1``:
-two jobs never overlap; ``coalesce=True``: missed runs collapse into one; runs later than the
-grace period are skipped (APScheduler logs it, routed into loguru). A replay faster than the
+two jobs never overlap; ``coalesce=True``: missed runs collapse into one. On live time a late
+decision tick, guard or funding planning still runs (once), a pre-funding tick until its
+settlement; a rollover later than the grace period is skipped (APScheduler logs it, routed into
+loguru; the next job rolls the day). A replay faster than the
 bot can tick skips ticks the same way: that is said once, with the fix, and counted in the last
 line (:class:`Skips`), instead of one APScheduler line per skipped run.
 
@@ -194,29 +196,17 @@ def run_scheduled(
         return _unless_stopped(stopper.event, job)
 
     tick = unless_stopped(runner.tick)
-    sched = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace_seconds},
-        timezone=UTC,
-    )
+    sched = new_scheduler(grace_seconds)
     tick_s = tf_ms / 1000 / speed
     if live_time:
-        first = ms_to_datetime(next_boundary(clock.now_ms(), tf_ms)) + timedelta(
-            seconds=SETTLE_DELAY_S
-        )
-        # A start is a recovery: one tick at once, then ticks aligned to candle closes.
-        sched.add_job(tick, "date", run_date=WALL.now(), id="startup-tick")
-        sched.add_job(tick, "interval", seconds=tick_s, start_date=first, id="tick")
-        sched.add_job(unless_stopped(runner.guard), "interval", seconds=guard_seconds, id="guard")
-        sched.add_job(
-            unless_stopped(runner.rollover), "cron", hour=0, minute=0, second=10, id="rollover"
-        )
-        sched.add_job(
-            lambda: _schedule_funding(sched, runner, clock, funding_lead_seconds, stopper.event),
-            "interval",
-            minutes=30,
-            id="funding-planner",
-            next_run_time=WALL.now(),
+        add_live_jobs(
+            sched,
+            runner,
+            clock,
+            tf_ms=tf_ms,
+            guard_seconds=guard_seconds,
+            funding_lead_seconds=funding_lead_seconds,
+            stop=stopper.event,
         )
     else:
         sched.add_job(tick, "interval", seconds=tick_s, id="tick", next_run_time=WALL.now())
@@ -244,6 +234,68 @@ def run_scheduled(
     if failed:
         raise SchedulerFailed(f"job {failed[0]}; the bot stopped")
     return ScheduledRun(runner.ticks_done, skips.count)
+
+
+def new_scheduler(grace_seconds: int) -> BackgroundScheduler:
+    """One worker, one instance per job, missed runs coalesced into one; a run later than
+    ``grace_seconds`` is skipped unless its job says otherwise (see :func:`add_live_jobs`)."""
+    return BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace_seconds},
+        timezone=UTC,
+    )
+
+
+def add_live_jobs(
+    sched: BackgroundScheduler,
+    runner: Runner,
+    clock: Clock,
+    *,
+    tf_ms: int,
+    guard_seconds: int,
+    funding_lead_seconds: int,
+    stop: threading.Event,
+) -> None:
+    """The jobs of a bot on live time (live or paper trading on live prices).
+
+    The decision tick, the guard and the funding planner run however late they come
+    (``misfire_grace_time=None``; still coalesced: once, not once per missed run). Skipped for
+    being late, a tick that waited behind a slow job or a machine that slept cost the whole
+    candle's decision (a day on a 1d policy), a guard queued behind a long tick was dropped and
+    a late planning left the settlements of its half hour unplanned; each reads the account
+    and the time afresh, so a late run is what a restart does. A pre-funding tick runs until
+    its settlement, however late, and never after it.
+    """
+    tick = _unless_stopped(stop, runner.tick)
+    first = ms_to_datetime(next_boundary(clock.now_ms(), tf_ms)) + timedelta(seconds=SETTLE_DELAY_S)
+    # A start is a recovery: one tick at once, then ticks aligned to candle closes.
+    sched.add_job(tick, "date", run_date=WALL.now(), id="startup-tick", misfire_grace_time=None)
+    sched.add_job(
+        tick,
+        "interval",
+        seconds=tf_ms / 1000,
+        start_date=first,
+        id="tick",
+        misfire_grace_time=None,
+    )
+    sched.add_job(
+        _unless_stopped(stop, runner.guard),
+        "interval",
+        seconds=guard_seconds,
+        id="guard",
+        misfire_grace_time=None,
+    )
+    sched.add_job(
+        _unless_stopped(stop, runner.rollover), "cron", hour=0, minute=0, second=10, id="rollover"
+    )
+    sched.add_job(
+        lambda: _schedule_funding(sched, runner, clock, funding_lead_seconds, stop),
+        "interval",
+        minutes=30,
+        id="funding-planner",
+        next_run_time=WALL.now(),
+        misfire_grace_time=None,  # a late planning still plans; skipped, a settlement went unseen
+    )
 
 
 def _run_until_stopped(
@@ -371,5 +423,7 @@ def _plan_funding(
             args=[symbols],
             id=f"funding-{t}",
             replace_existing=True,
+            # late, it still runs until the settlement, never after it
+            misfire_grace_time=lead_s,
         )
         logger.info("pre-funding tick at {} for {}", run_at.isoformat(), ", ".join(sorted(symbols)))

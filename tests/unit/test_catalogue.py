@@ -180,3 +180,59 @@ def test_the_finest_file_that_covers_the_window_is_chosen(tmp_path: Path) -> Non
     partial = choose(inv, ADA, "trade", tfs, t0 + 9 * 24 * HOUR, t0 + 12 * 24 * HOUR)
     assert partial.timeframe == "1h"
     assert "no file covers all of it" in partial.note
+
+
+def test_a_failed_daily_refresh_is_tried_again_soon_not_a_day_later() -> None:
+    # A 1h policy with catalogue_max_age_hours = 24: the daily refresh meets a venue hiccup.
+    # Tried again only a day later, the specs went stale at once and the bot refused every
+    # tick for 24 hours though the venue answered again an hour later.
+    clock = SimClock(1_767_225_600_000)
+    venue = _Venue({ADA: BINANCE[ADA]})
+    keeper = CatalogueKeeper(
+        cast(CcxtExchange, venue),
+        exchange_name="binanceusdm",
+        data_dir=None,
+        symbols=[ADA],
+        store=MemoryStore(),
+        clock=clock,
+        max_age_hours=24,
+    )
+    keeper.check()
+    venue.fail = True
+    clock.advance_to(clock.now_ms() + 24 * HOUR)
+    keeper.check()  # the daily refresh fails; the specs are 24 h old: still trading
+    venue.fail = False
+    clock.advance_to(clock.now_ms() + HOUR)
+    keeper.check()  # the next tick: read again, fresh
+    assert venue.reads == 2
+    assert keeper.read_at_ms == clock.now_ms()
+    clock.advance_to(clock.now_ms() + 5 * 60_000)
+    keeper.check()  # a success: the next read is a day later again
+    assert venue.reads == 2
+
+
+def test_failed_refreshes_are_not_retried_at_every_tick_of_a_fast_policy() -> None:
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA]})
+    keeper = CatalogueKeeper(
+        cast(CcxtExchange, venue),
+        exchange_name="binanceusdm",
+        data_dir=None,
+        symbols=[ADA],
+        store=store,
+        clock=clock,
+        max_age_hours=48,
+    )
+    keeper.check()
+    venue.fail = True
+    clock.advance_to(clock.now_ms() + 24 * HOUR)
+    keeper.check()
+    assert len(store.events) == 1  # the failed refresh
+    for _ in range(5):  # a 1m policy's next ticks
+        clock.advance_to(clock.now_ms() + 60_000)
+        keeper.check()
+    assert len(store.events) == 1  # not one venue read per minute while it fails
+    clock.advance_to(clock.now_ms() + 10 * 60_000)
+    keeper.check()
+    assert len(store.events) == 2  # tried again, some minutes later

@@ -1,0 +1,213 @@
+"""Time and scheduling of the unattended bot: what a person's ``bot resume`` measures after
+hours without a tick, and which scheduled runs survive coming late (a slow venue, a suspended
+machine)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+
+from bot.bootstrap import build_paper, open_store
+from bot.clock import LiveClock, SimClock, ms_to_datetime
+from bot.config.loader import load_config
+from bot.config.models import BotConfig
+from bot.domain.enums import MarginMode, TradingState
+from bot.domain.market import FundingInfo
+from bot.domain.position import Balance, Position
+from bot.runtime.scheduler import add_live_jobs, new_scheduler
+from bot.store.sql import SqlStore
+from tests.runtime.conftest import write_config
+
+START = 1_748_822_400_000  # 2025-06-02T00:00Z
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> BotConfig:
+    return load_config(write_config(tmp_path, contracts=1))
+
+
+@pytest.fixture
+def store(config: BotConfig) -> Iterator[SqlStore]:
+    s = open_store(config)
+    yield s
+    s.close()
+
+
+def test_resume_measures_the_limit_from_the_account_of_now_not_the_last_tick(
+    config: BotConfig, store: SqlStore
+) -> None:
+    # A daily policy ticks at 00:00; the guard halts the bot at 10:00 on a daily loss; a person
+    # resumes at 14:00. The last tick's account view is 14 hours old: the day's start must be
+    # reset to the equity of now, or the next guard measures the same loss and halts again.
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    assert runner.tick() is not None
+    assert runner.engine.last_account is not None
+    ticked_equity = runner.engine.last_account.equity()
+    clock.advance_to(START + 10 * HOUR_MS)
+    paper.sim.book.wallet -= ticked_equity * Decimal("0.2")  # a loss of a fifth since the tick
+    runner.guard()
+    halted = store.load_risk_memory()
+    assert halted is not None
+    assert halted.state is TradingState.HALTED
+    clock.advance_to(START + 14 * HOUR_MS)
+    store.post_command("resume", "{}", clock.now_ms())
+    runner.guard()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE, memory.state_reason
+    now_equity = paper.sim.fetch_balance().wallet  # no position left after the halt's flatten
+    assert memory.day_start_equity <= now_equity * Decimal("1.001")
+    assert replace(memory, state_reason="") != replace(halted, state_reason="")
+
+
+def test_a_resume_while_the_account_cannot_be_read_waits_for_the_next_job(
+    config: BotConfig, store: SqlStore
+) -> None:
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    assert runner.tick() is not None
+    clock.advance_to(START + 10 * HOUR_MS)
+    paper.sim.book.wallet -= Decimal(2000)
+    runner.guard()
+    assert (halted := store.load_risk_memory()) is not None
+    assert halted.state is TradingState.HALTED
+    store.post_command("resume", "{}", clock.now_ms())
+    working = paper.sim.fetch_balance
+
+    def down() -> Balance:
+        raise ConnectionError("the venue does not answer")
+
+    paper.sim.fetch_balance = down  # type: ignore[method-assign]
+    clock.advance_to(START + 11 * HOUR_MS)
+    runner.guard()
+    waiting = store.load_risk_memory()
+    assert waiting is not None
+    assert waiting.state is TradingState.HALTED  # not resumed on a view it could not read
+    assert [kind for _id, kind, _args in store.posted_commands()] == ["resume"]
+    paper.sim.fetch_balance = working  # type: ignore[method-assign]
+    clock.advance_to(START + 12 * HOUR_MS)
+    runner.guard()
+    resumed = store.load_risk_memory()
+    assert resumed is not None
+    assert resumed.state is TradingState.ACTIVE, resumed.state_reason
+    assert store.posted_commands() == []
+
+
+# --- scheduled runs that come late ---------------------------------------------------------------
+
+
+class CountingRunner:
+    """Counts the jobs the scheduler runs; each sets its event."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, int] = {"tick": 0, "guard": 0}
+        self.ran = {name: threading.Event() for name in self.runs}
+
+    def _ran(self, name: str) -> None:
+        self.runs[name] += 1
+        self.ran[name].set()
+
+    def tick(self) -> None:
+        self._ran("tick")
+
+    def guard(self) -> None:
+        self._ran("guard")
+
+    def rollover(self) -> None:
+        pass
+
+
+def test_a_tick_and_a_guard_that_come_late_run_once_instead_of_being_skipped() -> None:
+    # A daily policy (tick at 00:00:05) on a machine that slept until 03:00, or whose tick
+    # waited behind a job that took minutes: the day's decision must still be taken (once),
+    # not skipped until the next day; the guard likewise.
+    sched = new_scheduler(grace_seconds=120)
+    runner = CountingRunner()
+    stop = threading.Event()
+    add_live_jobs(
+        sched,
+        runner,  # type: ignore[arg-type]
+        SimClock(START),
+        tf_ms=24 * HOUR_MS,
+        guard_seconds=60,
+        funding_lead_seconds=120,
+        stop=stop,
+    )
+    sched.remove_job("startup-tick")
+    sched.remove_job("funding-planner")
+    now = LiveClock().now()  # APScheduler plans on the wall clock
+    sched.get_job("tick").modify(next_run_time=now - timedelta(hours=3))
+    sched.get_job("guard").modify(next_run_time=now - timedelta(minutes=10))
+    sched.start()
+    try:
+        assert runner.ran["tick"].wait(10), "the late decision tick was skipped"
+        assert runner.ran["guard"].wait(10), "the late guard was skipped"
+    finally:
+        sched.shutdown(wait=True)
+    assert runner.runs == {"tick": 1, "guard": 1}  # coalesced: once, not once per missed run
+
+
+class FundingEngine:
+    """One long contract whose funding (longs pay) settles ten minutes from ``now_ms``."""
+
+    def __init__(self, now_ms: int) -> None:
+        self.symbols = ("BTC/USDT:USDT",)
+        self.settles_ms = now_ms + 10 * 60_000
+        self.policy = SimpleNamespace(funding=SimpleNamespace(lookback=3))
+        self.market = self
+        self.exchange = self
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        return FundingInfo(Decimal("0.0001"), Decimal(8), self.settles_ms)
+
+    def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
+        sym = symbols[0]
+        return {sym: Position(sym, Decimal(1), Decimal(60000), Decimal(2), MarginMode.CROSS)}
+
+
+def test_a_funding_planner_that_comes_late_still_plans_the_settlement() -> None:
+    # The planner (every 30 min) waited minutes behind a slow tick: skipped, the settlement of
+    # its half hour got no pre-funding tick. Late, it plans it; that tick may run until the
+    # settlement, never after.
+    wall = LiveClock()
+    sched = new_scheduler(grace_seconds=120)
+    engine = FundingEngine(wall.now_ms())
+    runner = CountingRunner()
+    runner.engine = engine  # type: ignore[attr-defined]
+    runner.before_funding = lambda symbols: None  # type: ignore[attr-defined]
+    add_live_jobs(
+        sched,
+        runner,  # type: ignore[arg-type]
+        SimClock(wall.now_ms()),
+        tf_ms=HOUR_MS,
+        guard_seconds=60,
+        funding_lead_seconds=120,
+        stop=threading.Event(),
+    )
+    for job in ("startup-tick", "tick", "guard", "rollover"):
+        sched.remove_job(job)
+    sched.get_job("funding-planner").modify(next_run_time=wall.now() - timedelta(minutes=4))
+    planned = threading.Event()
+    sched.add_listener(
+        lambda event: planned.set() if event.job_id == "funding-planner" else None,
+        EVENT_JOB_EXECUTED | EVENT_JOB_MISSED,
+    )
+    sched.start(paused=False)
+    try:
+        assert planned.wait(10)
+        job = sched.get_job(f"funding-{engine.settles_ms}")
+    finally:
+        sched.shutdown(wait=True)
+    assert job is not None, "the late planner planned no pre-funding tick"
+    assert job.next_run_time == ms_to_datetime(engine.settles_ms - 120_000)
+    assert job.misfire_grace_time == 120  # until the settlement, never after it

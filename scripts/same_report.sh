@@ -8,7 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REF=${1:-main}
-BOT=${BOT:-$PWD/.venv/bin/bot}
 PY=${PYTHON:-$PWD/.venv/bin/python}
 work=$(mktemp -d)
 trap 'git worktree remove --force "$work/ref" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
@@ -22,8 +21,10 @@ ALL=(--policy policies/vol_target.toml --policy policies/static_3x.toml
     --out "$work/before/example" >/dev/null \
  && PYTHONPATH="$work/ref" "$PY" -m bot simulate --config config.example.toml "${ALL[@]}" \
     --out "$work/before/all" >/dev/null)
-"$BOT" simulate --config config.example.toml --out "$work/after/example" >/dev/null
-"$BOT" simulate --config config.example.toml "${ALL[@]}" --out "$work/after/all" >/dev/null
+# This checkout's code, whichever tree the interpreter's environment installed (a worktree run
+# with the main checkout's virtualenv would otherwise compare main with main).
+PYTHONPATH="$PWD" "$PY" -m bot simulate --config config.example.toml --out "$work/after/example" >/dev/null
+PYTHONPATH="$PWD" "$PY" -m bot simulate --config config.example.toml "${ALL[@]}" --out "$work/after/all" >/dev/null
 
 status=0
 while IFS= read -r -d '' f; do

@@ -672,14 +672,7 @@ class Engine:
             if isinstance(got, ExchangeError):
                 # One contract's unreadable candles, price or funding cost that contract its
                 # decision, not the whole tick: it holds, and keeps (or gets) its stop below.
-                self._last_price_ms[sym] = None
-                self._event(
-                    now,
-                    EventKind.MARKET_DATA,
-                    sym,
-                    TradingState.ACTIVE,
-                    f"market data unreadable, no decision this tick (held, protected): {got}",
-                )
+                self._no_decision(now, sym, f"market data unreadable: {got}")
                 continue
             window, last, funding = got
             self._last_price_ms[sym] = last[1] if last is not None else None
@@ -704,15 +697,12 @@ class Engine:
                 # its last price, or a contract the venue has halted or is settling. Sized on it,
                 # the policy would take its highest leverage (nothing moves) with a stop one
                 # tick away, into whatever move the price makes when it comes back.
-                self._last_price_ms[sym] = None
-                self._event(
+                self._no_decision(
                     now,
-                    EventKind.MARKET_DATA,
                     sym,
-                    TradingState.ACTIVE,
                     f"prices did not move over the last {self.policy.volatility.window} "
                     f"{self.policy.timeframe} candles (volatility 0): a frozen feed or a halted "
-                    "contract, no decision this tick (held, protected)",
+                    "contract",
                 )
                 continue
             if snap is not None:
@@ -720,6 +710,18 @@ class Engine:
                 windows[sym] = window
                 self._last_snapshot[sym] = snap
         return snapshots, windows
+
+    def _no_decision(self, now: int, sym: str, why: str) -> None:
+        """``sym``'s market data cannot be decided on this tick: it holds, keeps (or gets) its
+        stop, and counts as stale; the event says why."""
+        self._last_price_ms[sym] = None
+        self._event(
+            now,
+            EventKind.MARKET_DATA,
+            sym,
+            TradingState.ACTIVE,
+            f"{why}; no decision this tick (held, protected)",
+        )
 
     def _market_inputs(
         self, sym: str, now: int

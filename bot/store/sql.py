@@ -9,9 +9,11 @@ alerting thread) may share one :class:`SqlStore`.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Collection, Iterator, Sequence
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, update
@@ -44,6 +46,7 @@ from bot.ports.store import (
 )
 from bot.store import tables as t
 from bot.store.migrate import engine_url, ensure_current, require_driver, safe_url
+from bot.store.types import check_exact
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 _UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
@@ -69,6 +72,40 @@ def _unavailable(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
     first = str(exc.orig or exc).strip().splitlines()
     reason = first[0] if first else type(exc.orig or exc).__name__
     return StoreUnavailable(f"state database {safe_url(url)}: cannot {what}: {reason}")
+
+
+_WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?(\w+)', re.IGNORECASE)
+
+
+def _refused_at(exc: StatementError) -> str:
+    """``table.column: `` of the value a decimal column refused (a statement's parameters are
+    keyed by column name), or "" when it cannot be told: the bind processor only sees the value.
+    """
+    found = _WRITTEN_TABLE.match(exc.statement or "")
+    table = f"{found.group(1)}." if found else ""
+    rows = exc.params if isinstance(exc.params, list | tuple) else [exc.params]
+    refused: list[str] = []
+    for row in rows:
+        for name, value in row.items() if isinstance(row, Mapping) else ():
+            if not isinstance(value, Decimal | float) or name in refused:
+                continue
+            try:
+                check_exact(value)
+            except (ValueError, TypeError):
+                refused.append(name)
+    return "".join(f"{table}{name}: " for name in refused[:1])
+
+
+def _exact(table: Table, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """``values`` for a Core ``UPDATE``/upsert of ``table``, each decimal checked first: the
+    error of such a statement carries no parameters to name the refused column by."""
+    for name, value in values.items():
+        if isinstance(value, Decimal | float):
+            try:
+                check_exact(value)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"cannot store {what}: {table.name}.{name}: {exc}") from None
+    return values
 
 
 class UnknownOrder(BotError, KeyError):
@@ -167,7 +204,7 @@ class SqlStore:
                 raise
             except StatementError as exc:  # a bind processor refused a value (inexact decimal...)
                 if isinstance(exc.orig, ValueError | TypeError):
-                    raise ValueError(f"cannot store {what}: {exc.orig}") from exc
+                    raise ValueError(f"cannot store {what}: {_refused_at(exc)}{exc.orig}") from exc
                 raise
 
     @contextmanager
@@ -192,7 +229,7 @@ class SqlStore:
     def _upsert(self, model: type[SQLModel], key: str, values: dict[str, Any]) -> Any:
         """``INSERT ... ON CONFLICT (key) DO UPDATE``: one atomic statement on both backends."""
         table, insert = self._insert(model)
-        stmt = insert.values(**values)
+        stmt = insert.values(**_exact(table, values, table.name))
         changed = {name: stmt.excluded[name] for name in values if name != key}
         return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=changed)
 
@@ -242,6 +279,7 @@ class SqlStore:
             )
         if error is not None:
             values["error"] = redact(error)  # an exchange error may quote a signed request
+        values = _exact(_table(t.OrderRow), values, f"order {client_id!r}")
         stmt = update(t.OrderRow).where(col(t.OrderRow.client_id) == client_id).values(**values)
         with self._write(f"order {client_id!r}") as session:
             if session.exec(stmt).rowcount == 0:

@@ -424,6 +424,7 @@ def build_paper(
         feed=feed,
         save_paper=paper.save,
         max_failures=config.runtime.max_failures,
+        before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
     )
     if replay is not None:
         runner.replay_end_ms = end
@@ -542,4 +543,5 @@ def build_live(
         rules=rules,
         max_failures=config.runtime.max_failures,
         before_tick=[keeper.check],
+        before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
     )

@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, update
@@ -45,7 +46,7 @@ from bot.ports.store import (
     StorePort,
 )
 from bot.store import tables as t
-from bot.store.migrate import engine_url, ensure_current, require_driver, safe_url
+from bot.store.migrate import engine_url, ensure_current, require_driver, safe_url, sqlite_file
 from bot.store.types import check_exact
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -106,6 +107,15 @@ def _exact(table: Table, values: dict[str, Any], what: str) -> dict[str, Any]:
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"cannot store {what}: {table.name}.{name}: {exc}") from None
     return values
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class UnknownOrder(BotError, KeyError):
@@ -177,6 +187,31 @@ class SqlStore:
         self.engine = engine
         self._dialect = engine.dialect.name
         self._url = engine.url.render_as_string(hide_password=True)
+        self._file = sqlite_file(engine.url.render_as_string(hide_password=False))
+        self._file_id = _file_identity(self._file) if self._file is not None else None
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreUnavailable` if the SQLite file this store opened was deleted,
+        moved or replaced since (before every job of a running bot).
+
+        SQLite keeps writing through the connections it has open to the file it opened: every
+        record of a bot whose database was deleted would go to a file no one can open again,
+        and one replaced (a backup copied over it) would mix two databases. Every write would
+        still succeed, silently. A no-op on PostgreSQL and in-memory SQLite."""
+        if self._file is None:
+            return
+        now = _file_identity(self._file)
+        if self._file_id is None:  # (not there yet when this store was made: created since)
+            self._file_id = now
+            return
+        if now == self._file_id:
+            return
+        what = "was deleted or moved" if now is None else "was replaced by another file"
+        raise StoreUnavailable(
+            f"state database {safe_url(self._url)}: the file {self._file} {what} while the bot "
+            "ran: nothing it records would be kept. Put the database back (or restore it from "
+            "a backup) and restart the bot"
+        )
 
     @classmethod
     def open(cls, url: str, *, check_schema: bool = True) -> SqlStore:

@@ -11,6 +11,8 @@ run as root, for whom a ``chmod`` would not).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +238,31 @@ def test_a_named_failure_is_one_line_and_a_bug_keeps_its_traceback(
     assert named["exception"] is None
     assert "ValueError: a bug" in bug["message"]
     assert bug["exception"] is not None
+
+
+@pytest.mark.parametrize("fault", ["deleted", "replaced"])
+def test_a_database_file_deleted_or_replaced_under_the_bot_stops_its_jobs(
+    paper_bot: tuple[Any, Any, SimClock, Any], receiver: Receiver, fault: str, tmp_path: Path
+) -> None:
+    # SQLite keeps writing through its open connections to the file it opened: without a
+    # check every job went on "recording" into a deleted file (lost at the next start) or,
+    # the file replaced, into two databases at once, and traded on it.
+    runner, paper, clock, _store = paper_bot
+    assert runner.tick() is not None
+    orders = dict(paper.sim.orders)
+    assert orders, "nothing traded before the fault; the test would prove nothing"
+    database = tmp_path / "state.db"  # (write_config's)
+    kept = database.with_name("kept.db")
+    os.replace(database, kept)  # deleted (moved away) with the bot running
+    if fault == "replaced":
+        shutil.copyfile(kept, database)  # a copy put in its place: another file
+    clock.advance_to(clock.now_ms() + HOUR)
+    assert runner.tick() is None  # failed, and said so
+    runner.guard()
+    assert paper.sim.orders == orders  # nothing traded on a database that keeps nothing
+    [body] = [b for _, b in receiver.posts if b["title"].endswith("store_unavailable")]
+    assert str(database) in body["message"]
+    assert ("deleted or moved" if fault == "deleted" else "replaced") in body["message"]
+    os.replace(kept, database)  # the file is back: the bot carries on
+    clock.advance_to(clock.now_ms() + HOUR)
+    assert runner.tick() is not None

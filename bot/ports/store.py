@@ -17,6 +17,10 @@ from bot.domain.enums import EventKind, OrderStatus, TradingState
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 
+# Every Decimal a store keeps has at most this many fractional digits (NUMERIC(38, 18) on
+# PostgreSQL, the same limit on SQLite): the SQL store refuses a finer value rather than round it.
+STORED_DECIMALS = 18
+
 
 @dataclass(frozen=True, slots=True)
 class OrderRecord:

@@ -15,7 +15,7 @@ flat (:meth:`~bot.ports.exchange.ExchangePort.confirm_flat`); otherwise the whol
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_CEILING, Decimal
 from functools import partial
 from typing import Any
 
@@ -28,10 +28,9 @@ from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.errors import AccountUnreadable
 from bot.ports.exchange import ExchangePort
-from bot.ports.store import STORED_DECIMALS, OrderRecord, StorePort
+from bot.ports.store import OrderRecord, StorePort, storable
 
 ZERO = Decimal(0)
-_STORED_STEP = Decimal(1).scaleb(-STORED_DECIMALS)
 EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
 
 
@@ -269,11 +268,11 @@ class Reconciler:
         inst = self.instruments[order.symbol]
         fee = order.fee
         if fee is None:  # estimated: charged, so rounded up
-            fee = _storable(order.filled * price * inst.taker_fee, ROUND_CEILING)
+            fee = storable(order.filled * price * inst.taker_fee, ROUND_CEILING)
         realized = ZERO
         if before is not None and before.is_open and before.sign != order.side.sign:
             closed = min(order.filled, abs(before.qty))
-            realized = _storable(closed * (price - before.entry_price) * before.sign)
+            realized = storable(closed * (price - before.entry_price) * before.sign)
         return Fill(
             order.client_id,
             order.symbol,
@@ -285,16 +284,3 @@ class Reconciler:
             order.purpose,
             realized,
         )
-
-
-def _storable(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    """A value the bot computes for the history (a fee estimate, a realised PnL) to the digits a
-    store keeps. The product of the venue's price, quantity and fee rate adds their digits up: a
-    12-decimal average price (a multi-fill average) times a 0.001 step times 0.05 % has 19, which
-    the SQL store refuses; the fill would stay unrecorded, every job failing on it. Values that
-    fit are returned unchanged."""
-    exponent = value.as_tuple().exponent
-    if not isinstance(exponent, int) or exponent >= -STORED_DECIMALS:
-        return value
-    # (a context wide enough for every integer digit: the default 28 would refuse a PnL of 1e10)
-    return value.quantize(_STORED_STEP, rounding=rounding, context=Context(prec=80))

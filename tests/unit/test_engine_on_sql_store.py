@@ -7,9 +7,10 @@ from dataclasses import replace
 from decimal import Decimal as D
 
 from bot.config.loader import load_policy
-from bot.domain.enums import OrderPurpose, OrderStatus
+from bot.domain.enums import OrderPurpose, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order, OrderRequest
+from bot.domain.position import Position
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
 from bot.sim.exchange import SimulatedExchange
@@ -38,11 +39,12 @@ class TerseAnswers(SimulatedExchange):
         return self._terse(found) if found is not None else None
 
 
-def test_a_fee_estimate_finer_than_the_store_keeps_is_recorded_and_the_entry_protected(
-    instruments: dict[str, Instrument], store: SqlStore
-) -> None:
+def build_on(
+    store: SqlStore, instruments: dict[str, Instrument], venue: type[SimulatedExchange]
+) -> tuple[Engine, SimulatedExchange]:
+    """The engine of tests.unit.test_engine over ``store``, trading on a ``venue``."""
     ex, clock = make_exchange(instruments)
-    ex.__class__ = TerseAnswers
+    ex.__class__ = venue
     market = FakeMarket()
     px, _ = market.last_price(BTC, clock.now_ms()) or (D(0), 0)
     ex.set_mark(BTC, px)
@@ -56,6 +58,13 @@ def test_a_fee_estimate_finer_than_the_store_keeps_is_recorded_and_the_entry_pro
         limits=LIMITS,
         account="t",
     )
+    return engine, ex
+
+
+def test_a_fee_estimate_finer_than_the_store_keeps_is_recorded_and_the_entry_protected(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    engine, ex = build_on(store, instruments, TerseAnswers)
     # qty 0.001 step x a 12-decimal average x the 0.05 % taker rate: up to 19 decimals, one
     # more than NUMERIC(38, 18) holds. Refused, the entry stayed "pending" after it filled:
     # the tick failed before its stop, and every later job failed settling it.
@@ -73,3 +82,38 @@ def test_a_fee_estimate_finer_than_the_store_keeps_is_recorded_and_the_entry_pro
     exact = fill.qty * fill.price * instruments[BTC].taker_fee
     assert exact != exact.quantize(D("1E-18")), "it fits; the test would prove nothing"
     assert D(0) <= fill.fee - exact < D("1E-18")  # rounded up (a fee is charged), 18 decimals
+
+
+class PrintedEntries(SimulatedExchange):
+    """Positions with an average entry price of 16 decimals, as a venue prints a double."""
+
+    def fetch_positions(self, symbols: list[str]) -> dict[str, Position]:  # type: ignore[override]
+        return {
+            s: replace(p, entry_price=p.entry_price + D("3E-16")) if p.is_open else p
+            for s, p in super().fetch_positions(symbols).items()
+        }
+
+
+def test_an_equity_finer_than_the_store_keeps_does_not_stop_the_loss_limits(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    # A 0.001 step times a 16-decimal entry gives an unrealised PnL, and so an equity, of 19
+    # decimals: its new peak could not be saved, and every guard and tick failed at the risk
+    # state, before the loss limits or any stop, for as long as it lasted.
+    engine, ex = build_on(store, instruments, SimulatedExchange)
+    engine.tick()
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    ex.__class__ = PrintedEntries
+    for _ in range(2):
+        ex.set_mark(BTC, ex.marks[BTC] * D("1.01"))  # a new equity peak each time
+        engine.guard()
+        engine.tick()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.peak_equity > 10100  # the new peaks were saved
+    # a fall past the drawdown limit still halts (the limit acts on the equity it can save)
+    ex.set_mark(BTC, ex.marks[BTC] * D("0.5"))
+    engine.guard()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is not TradingState.ACTIVE

@@ -235,9 +235,14 @@ class Secrets:
         return cls(key, secret, os.environ.get(ENV_PASSWORD) or None)
 
 
-def open_store(config: BotConfig) -> SqlStore:
+def open_store(config: BotConfig, *, used_by: str | None = None) -> SqlStore:
     """Open the state database. A new SQLite file is created at the current schema; an existing
-    database must already be at it (``bot db upgrade`` migrates it, keeping its history)."""
+    database must already be at it (``bot db upgrade`` migrates it, keeping its history).
+
+    ``used_by``: the process that last held the database's instance lock
+    (:attr:`InstanceLock.used_before`). A bot ran on it, so a missing file was deleted or moved:
+    a new empty one would silently forget a halt a person set, the drawdown peak and which
+    positions are the bot's own (left unmanaged). Refused instead."""
     from bot.store import migrate
     from bot.store.sql import SqlStore
 
@@ -245,6 +250,14 @@ def open_store(config: BotConfig) -> SqlStore:
     with database_errors(config):
         path = migrate.sqlite_file(url)
         if path is not None and not path.exists():
+            if used_by is not None:
+                raise ConfigError(
+                    f"{config.source}: runtime.database_url: the state database {path} is "
+                    f"missing, but a bot ran on it (process {used_by}, lock file "
+                    f"{path.name}.lock): it was deleted or moved. Put it back (or restore it "
+                    "from a backup); to start afresh on an empty database, create it with: "
+                    f"{migrate.UPGRADE_COMMAND}"
+                )
             migrate.upgrade(url)
         return SqlStore.open(url)
 
@@ -424,6 +437,7 @@ def build_paper(
         feed=feed,
         save_paper=paper.save,
         max_failures=config.runtime.max_failures,
+        before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
     )
     if replay is not None:
         runner.replay_end_ms = end
@@ -542,4 +556,5 @@ def build_live(
         rules=rules,
         max_failures=config.runtime.max_failures,
         before_tick=[keeper.check],
+        before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
     )

@@ -64,7 +64,7 @@ def run_bot(
     # Before the database is opened (or created and migrated): one bot per state database.
     lock = lock_state_database(config)
     try:
-        store = open_store(config)
+        store = open_store(config, used_by=lock.used_before)
     except BaseException:
         lock.release()
         raise

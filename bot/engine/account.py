@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from bot.domain.orders import Order
 from bot.domain.position import Position
+from bot.ports.store import storable
 
 ZERO = Decimal(0)
 
@@ -36,5 +37,6 @@ class AccountView:
             for s, p in self.positions.items():
                 if s in marks:
                     upnl += p.unrealized_pnl(marks[s])
-            self._equity = self.wallet + upnl
+            # (to the digits a store keeps: the peak and the day's start are recorded from it)
+            self._equity = storable(self.wallet + upnl)
         return self._equity

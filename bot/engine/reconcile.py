@@ -15,7 +15,7 @@ flat (:meth:`~bot.ports.exchange.ExchangePort.confirm_flat`); otherwise the whol
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from functools import partial
 from typing import Any
 
@@ -28,7 +28,7 @@ from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.errors import AccountUnreadable
 from bot.ports.exchange import ExchangePort
-from bot.ports.store import OrderRecord, StorePort
+from bot.ports.store import OrderRecord, StorePort, storable
 
 ZERO = Decimal(0)
 EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
@@ -266,11 +266,13 @@ class Reconciler:
         if price is None:
             return None
         inst = self.instruments[order.symbol]
-        fee = order.fee if order.fee is not None else order.filled * price * inst.taker_fee
+        fee = order.fee
+        if fee is None:  # estimated: charged, so rounded up
+            fee = storable(order.filled * price * inst.taker_fee, ROUND_CEILING)
         realized = ZERO
         if before is not None and before.is_open and before.sign != order.side.sign:
             closed = min(order.filled, abs(before.qty))
-            realized = closed * (price - before.entry_price) * before.sign
+            realized = storable(closed * (price - before.entry_price) * before.sign)
         return Fill(
             order.client_id,
             order.symbol,

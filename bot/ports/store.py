@@ -9,13 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Protocol
 
 from bot.domain.decision import Decision
 from bot.domain.enums import EventKind, OrderStatus, TradingState
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
+
+# Every Decimal a store keeps has at most this many fractional digits (NUMERIC(38, 18) on
+# PostgreSQL, the same limit on SQLite): the SQL store refuses a finer value rather than round it.
+STORED_DECIMALS = 18
+_STORED_STEP = Decimal(1).scaleb(-STORED_DECIMALS)
+
+
+def storable(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """A value the bot computes from the venue's numbers (equity, a fee estimate, a realised
+    PnL) to the digits a store keeps; unchanged when it fits. A product or sum of the venue's
+    numbers adds their digits up (a 16-decimal average entry price, as a venue prints a double,
+    times a 0.001 step has 19): refused by the SQL store, the job that computed it failed, and
+    the next one again, before any stop was placed or any loss limit acted."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent >= -STORED_DECIMALS:
+        return value
+    # (a context wide enough for every integer digit: the default 28 would refuse 1e10)
+    return value.quantize(_STORED_STEP, rounding=rounding, context=Context(prec=80))
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ class LockLost(BotError):
 class _FileLock:
     path: Path
     handle: IO[str]
+    previous: str = ""  # the pid the last process that held it left in the file
 
     def check(self) -> None:
         """A ``flock`` cannot be lost while its file descriptor is open."""
@@ -210,6 +211,13 @@ class InstanceLock:
             return cls(_lock_file(path, where))
         return cls(_AdvisoryLock(url, where))
 
+    @property
+    def used_before(self) -> str | None:
+        """The process that held this SQLite database's lock before this one (a bot ran on
+        it), or None: never locked before, or not a SQLite file."""
+        impl = self._impl
+        return impl.previous or None if isinstance(impl, _FileLock) else None
+
     def check(self) -> None:
         """Raise unless this process still holds the lock (before every job)."""
         if self._impl is not None:
@@ -246,7 +254,9 @@ def _lock_file(database: Path, where: str) -> _FileLock:
         handle.close()
         raise
     handle.seek(0)
+    previous = handle.read().strip()
+    handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
-    return _FileLock(path, handle)
+    return _FileLock(path, handle, previous)

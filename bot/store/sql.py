@@ -9,9 +9,12 @@ alerting thread) may share one :class:`SqlStore`.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Collection, Iterator, Sequence
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, update
@@ -43,7 +46,8 @@ from bot.ports.store import (
     StorePort,
 )
 from bot.store import tables as t
-from bot.store.migrate import engine_url, ensure_current, require_driver, safe_url
+from bot.store.migrate import engine_url, ensure_current, require_driver, safe_url, sqlite_file
+from bot.store.types import check_exact
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 _UNRESOLVED = (OrderStatus.PENDING_SUBMIT.value, OrderStatus.UNKNOWN.value)
@@ -69,6 +73,49 @@ def _unavailable(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
     first = str(exc.orig or exc).strip().splitlines()
     reason = first[0] if first else type(exc.orig or exc).__name__
     return StoreUnavailable(f"state database {safe_url(url)}: cannot {what}: {reason}")
+
+
+_WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?(\w+)', re.IGNORECASE)
+
+
+def _refused_at(exc: StatementError) -> str:
+    """``table.column: `` of the value a decimal column refused (a statement's parameters are
+    keyed by column name), or "" when it cannot be told: the bind processor only sees the value.
+    """
+    found = _WRITTEN_TABLE.match(exc.statement or "")
+    table = f"{found.group(1)}." if found else ""
+    rows = exc.params if isinstance(exc.params, list | tuple) else [exc.params]
+    refused: list[str] = []
+    for row in rows:
+        for name, value in row.items() if isinstance(row, Mapping) else ():
+            if not isinstance(value, Decimal | float) or name in refused:
+                continue
+            try:
+                check_exact(value)
+            except (ValueError, TypeError):
+                refused.append(name)
+    return "".join(f"{table}{name}: " for name in refused[:1])
+
+
+def _exact(table: Table, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """``values`` for a Core ``UPDATE``/upsert of ``table``, each decimal checked first: the
+    error of such a statement carries no parameters to name the refused column by."""
+    for name, value in values.items():
+        if isinstance(value, Decimal | float):
+            try:
+                check_exact(value)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"cannot store {what}: {table.name}.{name}: {exc}") from None
+    return values
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class UnknownOrder(BotError, KeyError):
@@ -140,6 +187,31 @@ class SqlStore:
         self.engine = engine
         self._dialect = engine.dialect.name
         self._url = engine.url.render_as_string(hide_password=True)
+        self._file = sqlite_file(engine.url.render_as_string(hide_password=False))
+        self._file_id = _file_identity(self._file) if self._file is not None else None
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreUnavailable` if the SQLite file this store opened was deleted,
+        moved or replaced since (before every job of a running bot).
+
+        SQLite keeps writing through the connections it has open to the file it opened: every
+        record of a bot whose database was deleted would go to a file no one can open again,
+        and one replaced (a backup copied over it) would mix two databases. Every write would
+        still succeed, silently. A no-op on PostgreSQL and in-memory SQLite."""
+        if self._file is None:
+            return
+        now = _file_identity(self._file)
+        if self._file_id is None:  # (not there yet when this store was made: created since)
+            self._file_id = now
+            return
+        if now == self._file_id:
+            return
+        what = "was deleted or moved" if now is None else "was replaced by another file"
+        raise StoreUnavailable(
+            f"state database {safe_url(self._url)}: the file {self._file} {what} while the bot "
+            "ran: nothing it records would be kept. Put the database back (or restore it from "
+            "a backup) and restart the bot"
+        )
 
     @classmethod
     def open(cls, url: str, *, check_schema: bool = True) -> SqlStore:
@@ -167,7 +239,7 @@ class SqlStore:
                 raise
             except StatementError as exc:  # a bind processor refused a value (inexact decimal...)
                 if isinstance(exc.orig, ValueError | TypeError):
-                    raise ValueError(f"cannot store {what}: {exc.orig}") from exc
+                    raise ValueError(f"cannot store {what}: {_refused_at(exc)}{exc.orig}") from exc
                 raise
 
     @contextmanager
@@ -192,7 +264,7 @@ class SqlStore:
     def _upsert(self, model: type[SQLModel], key: str, values: dict[str, Any]) -> Any:
         """``INSERT ... ON CONFLICT (key) DO UPDATE``: one atomic statement on both backends."""
         table, insert = self._insert(model)
-        stmt = insert.values(**values)
+        stmt = insert.values(**_exact(table, values, table.name))
         changed = {name: stmt.excluded[name] for name in values if name != key}
         return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=changed)
 
@@ -242,6 +314,7 @@ class SqlStore:
             )
         if error is not None:
             values["error"] = redact(error)  # an exchange error may quote a signed request
+        values = _exact(_table(t.OrderRow), values, f"order {client_id!r}")
         stmt = update(t.OrderRow).where(col(t.OrderRow.client_id) == client_id).values(**values)
         with self._write(f"order {client_id!r}") as session:
             if session.exec(stmt).rowcount == 0:

@@ -10,24 +10,31 @@ run as root, for whom a ``chmod`` would not).
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from loguru import logger
+from rich.console import Console
 from sqlalchemy import event
 
 from bot.bootstrap import build_paper, open_store
+from bot.cli.run import run_bot
 from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import TradingState
 from bot.domain.orders import OrderRequest
+from bot.errors import ConfigError
 from bot.ports.store import OrderRecord, RiskMemory
 from bot.store.instance_lock import AlreadyRunning
+from bot.store.migrate import upgrade
 from bot.store.sql import SqlStore, StoreUnavailable, make_engine
-from tests.runtime.conftest import write_config
+from tests.runtime.conftest import ROOT, write_config
 from tests.runtime.test_alerts import Receiver, receiver, set_runtime
 
 __all__ = ["receiver"]  # the webhook receiver fixture
@@ -236,3 +243,60 @@ def test_a_named_failure_is_one_line_and_a_bug_keeps_its_traceback(
     assert named["exception"] is None
     assert "ValueError: a bug" in bug["message"]
     assert bug["exception"] is not None
+
+
+@pytest.mark.parametrize("fault", ["deleted", "replaced"])
+def test_a_database_file_deleted_or_replaced_under_the_bot_stops_its_jobs(
+    paper_bot: tuple[Any, Any, SimClock, Any], receiver: Receiver, fault: str, tmp_path: Path
+) -> None:
+    # SQLite keeps writing through its open connections to the file it opened: without a
+    # check every job went on "recording" into a deleted file (lost at the next start) or,
+    # the file replaced, into two databases at once, and traded on it.
+    runner, paper, clock, _store = paper_bot
+    assert runner.tick() is not None
+    orders = dict(paper.sim.orders)
+    assert orders, "nothing traded before the fault; the test would prove nothing"
+    database = tmp_path / "state.db"  # (write_config's)
+    kept = database.with_name("kept.db")
+    os.replace(database, kept)  # deleted (moved away) with the bot running
+    if fault == "replaced":
+        shutil.copyfile(kept, database)  # a copy put in its place: another file
+    clock.advance_to(clock.now_ms() + HOUR)
+    assert runner.tick() is None  # failed, and said so
+    runner.guard()
+    assert paper.sim.orders == orders  # nothing traded on a database that keeps nothing
+    [body] = [b for _, b in receiver.posts if b["title"].endswith("store_unavailable")]
+    assert str(database) in body["message"]
+    assert ("deleted or moved" if fault == "deleted" else "replaced") in body["message"]
+    os.replace(kept, database)  # the file is back: the bot carries on
+    clock.advance_to(clock.now_ms() + HOUR)
+    assert runner.tick() is not None
+
+
+def test_a_restart_refuses_to_replace_a_deleted_database_by_an_empty_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database gone, a restart made a new empty one: the halt a person set, the drawdown
+    # peak and the bot's own positions (then "not opened by this bot", left unmanaged) were
+    # silently forgotten, and it traded on.
+    monkeypatch.delenv("BOT_API_KEY", raising=False)
+    config_path = write_config(tmp_path, contracts=1)
+    database = tmp_path / "state.db"
+    console = Console(file=io.StringIO(), width=400)
+
+    def run_once() -> int:
+        return run_bot(config_path, live=False, yes=True, once=True, ticks=None,
+                       replay=ROOT / "data" / "sample", speed=1.0, console=console)  # fmt: skip
+
+    assert run_once() == 0
+    assert database.exists()
+    database.unlink()
+    with pytest.raises(ConfigError) as info:
+        run_once()
+    message = str(info.value)
+    assert f"state database {database} is missing, but a bot ran on it" in message
+    assert "bot db upgrade" in message
+    assert not database.exists()  # nothing made in its place
+    # Starting afresh on purpose: an empty database made by hand, then the bot starts.
+    upgrade(load_config(config_path).runtime.database_url)
+    assert run_once() == 0

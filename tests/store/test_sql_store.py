@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -144,6 +145,60 @@ def test_values_a_backend_cannot_hold_exactly_are_refused(
         )
     assert problem in str(info.value)
     assert store.latest_equity() is None
+
+
+PEPE = "1000PEPE/USDT:USDT"
+
+
+def test_a_tiny_price_and_fee_round_trip_exactly(store: SqlStore) -> None:
+    # A 1000PEPE-like contract: a fill at 1.234567e-7 with a fee to 1e-10, its realised PnL
+    # with 18 decimals (the finest NUMERIC(38, 18) holds), written with the order's fill.
+    store.save_intent(replace(request("pepe"), symbol=PEPE, amount=Decimal(37_000_000)), 1)
+    pnl = Decimal("-0.000000000000000001")
+    fill = Fill("pepe", PEPE, OrderSide.BUY, Decimal(37_000_000), Decimal("0.0000001234567"),
+                Decimal("0.0022839490"), 2, OrderPurpose.ENTRY, pnl)  # fmt: skip
+    store.update_order("pepe", OrderStatus.FILLED, 2, order=filled("pepe", fill.price), fill=fill)
+    assert store.recent_fills(1) == [fill]
+    record = store.get_order("pepe")
+    assert record is not None
+    assert record.average_price == Decimal("1.234567E-7")
+
+
+def filled(client_id: str, average: Decimal) -> Order:
+    return Order(client_id, "x-1", PEPE, OrderSide.BUY, OrderType.LIMIT, OrderPurpose.ENTRY,
+                 Decimal(37_000_000), Decimal(37_000_000), OrderStatus.FILLED, False,
+                 average_price=average)  # fmt: skip
+
+
+def test_a_venue_answer_that_does_not_fit_names_the_column_and_writes_nothing(
+    store: SqlStore,
+) -> None:
+    store.save_intent(replace(request("pepe"), symbol=PEPE, amount=Decimal(37_000_000)), 1)
+    too_fine = Decimal("1.2345678901234567E-7")  # 23 decimals (a float's digits)
+    with pytest.raises(ValueError, match=r"order 'pepe': orders\.average_price: decimal 1\.23"):
+        store.update_order("pepe", OrderStatus.FILLED, 2, order=filled("pepe", too_fine))
+    fill = Fill("pepe", PEPE, OrderSide.BUY, Decimal(37_000_000), Decimal("0.0000001234567"),
+                Decimal("1.2345678901234567E-12"), 2, OrderPurpose.ENTRY, Decimal(0))  # fmt: skip
+    good = filled("pepe", fill.price)
+    with pytest.raises(ValueError, match=r"order 'pepe': fills\.fee: decimal 1\.23"):
+        store.update_order("pepe", OrderStatus.FILLED, 2, order=good, fill=fill)
+    record = store.get_order("pepe")
+    assert record is not None
+    assert record.status is OrderStatus.PENDING_SUBMIT  # all or nothing
+    assert store.recent_fills(1) == []
+
+
+def test_an_intent_that_does_not_fit_names_the_column(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match=r"intent 'big': orders\.amount: decimal 1E\+21"):
+        store.save_intent(replace(request("big"), amount=Decimal("1E+21")), 1)
+    assert store.get_order("big") is None
+
+
+def test_risk_memory_that_does_not_fit_names_the_column(store: SqlStore) -> None:
+    memory = RiskMemory(TradingState.ACTIVE, "", Decimal("1E-19"), 0, Decimal(1), sticky=False)
+    with pytest.raises(ValueError, match=r"risk_memory\.peak_equity: decimal 1E-19"):
+        store.save_risk_memory(memory)
+    assert store.load_risk_memory() is None
 
 
 def test_float_is_refused(store: SqlStore) -> None:

@@ -20,6 +20,7 @@ from bot.domain.position import Balance, Position
 from bot.errors import NotSupported, PermanentExchangeError
 from bot.exchange.forced_probe import ForcedProbe
 from bot.ports import client_ids
+from bot.ports.store import storable
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -50,7 +51,11 @@ def to_decimal(value: object, what: str) -> Decimal:
         # "1e400" parses as a Decimal, but no venue sends it: both answer in JSON, whose numbers
         # are doubles (ccxt itself reads it as inf). A wallet of 1e400 would size every order.
         raise UnexpectedResponse(f"{what}: expected a number a venue can send, got {value!r}")
-    return result
+    # To the 18 decimals a store keeps (unchanged when it fits): ccxt hands most numbers over
+    # as doubles and computes some itself (an average as cost / filled), whose 17 significant
+    # digits run past 18 decimals below 0.1 (1000SATS at 3.1234567890123457e-05). The SQL
+    # store refused such a fill or position, and every job failed on it before its stop.
+    return storable(result)
 
 
 def positive(value: object, what: str) -> Decimal:

@@ -615,3 +615,47 @@ def test_a_tick_is_recorded_in_one_transaction(store: SqlStore) -> None:
     assert store.recent_decisions(5) == records
     assert store.latest_positions() == (10, positions)
     assert store.latest_equity() == equity(10, Decimal("100"))
+
+
+def test_a_venue_answer_of_double_digits_is_stored(store: SqlStore) -> None:
+    """ccxt hands numbers over as doubles and computes some itself (an average as cost /
+    filled): 17 significant digits run past the 18 decimals a store keeps below 0.1. Such an
+    answer was refused, the order stayed unsettled and every job failed on it before its stop;
+    the adapter now reads it to 18 decimals (a double's error is far larger)."""
+    from bot.exchange.ccxt_orders import order_from_ccxt
+    from bot.exchange.mapping import position_from_ccxt
+
+    store.save_intent(replace(request("sats"), symbol=PEPE, amount=Decimal(37_000_000)), 1)
+    raw = {
+        "id": "9",
+        "clientOrderId": "sats",
+        "symbol": PEPE,
+        "side": "buy",
+        "type": "market",
+        "status": "closed",
+        "amount": 37000000.0,
+        "filled": 37000000.0,
+        "average": 3.1234567890123457e-05,  # cost / filled, as ccxt computes it
+        "info": {},
+    }
+    order = order_from_ccxt(raw)
+    assert order.average_price == Decimal("0.000031234567890123")
+    store.update_order("sats", OrderStatus.FILLED, 2, order=order)
+    record = store.get_order("sats")
+    assert record is not None
+    assert record.average_price == order.average_price
+    row = {
+        "symbol": PEPE,
+        "contracts": 37000000.0,
+        "side": "long",
+        "entryPrice": 3.1234567890123457e-05,
+        "leverage": 3.0,
+        "marginMode": "cross",
+        "info": {},
+    }
+    position = position_from_ccxt(row)
+    assert position.entry_price == Decimal("0.000031234567890123")
+    store.record_positions(3, [position])
+    snap = store.latest_positions()
+    assert snap is not None
+    assert snap[1][0].entry_price == position.entry_price

@@ -17,7 +17,8 @@ from bot.errors import ConfigError
 from bot.research.executors import DaskExecutor, InlineExecutor
 from bot.research.space import parse_param
 from bot.research.sweep import Sweep, SweepSpec
-from tests.research.helpers import ROOT, sample_config
+from bot.research.walkforward import parse_walk_forward
+from tests.research.helpers import ROOT, sample_config, write_regimes
 
 distributed = pytest.importorskip("distributed")
 
@@ -56,6 +57,46 @@ def test_local_cluster_gives_the_same_results_as_one_process(tmp_path: Path) -> 
         finally:
             executor.close()
     assert _by_key(got.rows) == _by_key(reference.rows)
+
+
+@pytest.mark.slow
+def test_a_walk_forward_on_a_local_cluster_gives_the_same_out_of_sample_run(
+    tmp_path: Path,
+) -> None:
+    """The out-of-sample run (one task whose policy switches at each TEST start) travels to a
+    worker like any point and comes back the same as in one process."""
+    data = tmp_path / "data"
+    write_regimes(data, [1, -1, 1, -1], regime_days=10, warm_days=8)
+
+    def spec(out: str) -> SweepSpec:
+        return SweepSpec(
+            config_path=sample_config(tmp_path, data_dir=data, window=False),
+            base_policy=ROOT / "policies" / "static_3x.toml",
+            params=[parse_param("leverage.fixed=1,3"), parse_param("leverage.min=1")],
+            out=tmp_path / out,
+            objective="total_return",
+            walk_forward=parse_walk_forward("10:10"),
+            contracts=("BTC/USDT:USDT",),
+        )
+
+    reference = Sweep(spec("ref"), InlineExecutor()).run()
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        executor = DaskExecutor(cluster.scheduler_address)
+        try:
+            got = Sweep(spec("dask"), executor).run()
+        finally:
+            executor.close()
+    assert got.summary["out_of_sample_method"] == "one run"
+    assert got.summary["out_of_sample"] == reference.summary["out_of_sample"]
+    assert got.summary["out_of_sample_run"] == reference.summary["out_of_sample_run"]
+    ref_curve = (tmp_path / "ref" / "oos_equity.csv").read_text()
+    assert (tmp_path / "dask" / "oos_equity.csv").read_text() == ref_curve
 
 
 def _wait_for(path: Path, what: str, timeout: float = 60.0) -> None:

@@ -473,13 +473,8 @@ class HistoricalMarket:
             return FundingInfo(ZERO, Decimal(8), nxt)
         lo = max(0, i - lookback)
         mean = float(np.mean(f.rate[lo:i]))
-        # A hole in the settlements is not an interval: the rate is per settlement, at most
-        # 8 h apart on the venues the bot trades (a 10-day hole would cut the rate's yearly
-        # cost thirty-fold until the next settlement).
-        if len(f) > 1:
-            hours = Decimal(repr(min(f.interval_hours_at(i - 1), _FUNDING_STEP / 3_600_000)))
-        else:
-            hours = Decimal(8)
+        # A hole in the settlements is not an interval (FundingSeries.settlement_hours_at).
+        hours = Decimal(repr(f.settlement_hours_at(i - 1))) if len(f) > 1 else Decimal(8)
         return FundingInfo(Decimal(f"{mean:.10f}"), hours, nxt)
 
     def trigger_series(self) -> dict[str, TriggerSeries]:

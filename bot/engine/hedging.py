@@ -35,7 +35,7 @@ from bot.policy.hedge import (
 from bot.ports.exchange import SpotWalletPort
 from bot.ports.market import CandleWindow
 from bot.ports.store import RiskEvent
-from bot.stats.beta import BetaEstimate, rolling_beta
+from bot.stats.beta import BetaEstimate, min_returns, rolling_beta
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -265,7 +265,7 @@ def _fallback_note(symbol: str, est: BetaEstimate, params: HedgeParams) -> str |
     if np.isfinite(est.raw):
         return None
     name, primary = short_name(symbol), short_name(params.primary)
-    needed = max(2, params.beta_window // 2)
+    needed = min_returns(params.beta_window)
     if est.n < needed:
         why = f"{est.n} common returns with {primary}, fewer than {needed}"
     else:

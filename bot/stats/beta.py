@@ -68,6 +68,12 @@ def aligned_log_returns(
     return np.diff(np.log(ca)), np.diff(np.log(cb))
 
 
+def min_returns(window: int) -> int:
+    """The fewest common returns a beta over ``window`` is regressed on (half the window, 2 at
+    least); with fewer it is the shrinkage target."""
+    return max(2, window // 2)
+
+
 def rolling_beta(
     ts_asset: IntArray,
     close_asset: FloatArray,
@@ -81,5 +87,5 @@ def rolling_beta(
 ) -> BetaEstimate:
     """Beta of the asset to the hedge over the last ``window`` common returns."""
     ra, rh = aligned_log_returns(ts_asset, close_asset, ts_hedge, close_hedge, window)
-    raw = ols_beta(ra, rh) if len(ra) >= max(2, window // 2) else float("nan")
+    raw = ols_beta(ra, rh) if len(ra) >= min_returns(window) else float("nan")
     return BetaEstimate(raw, shrink_and_clip(raw, shrinkage, lo, hi), len(ra))

@@ -209,12 +209,32 @@ def build_simulation(
         slippage_model=slippage_model(config),
     )
     market = HistoricalMarket(histories)
-    market.precompute(statistics_spec(policy))
     store = MemoryStore()
-    engine = engine_for(
-        config, policy, tuple(histories), clock=clock, exchange=exchange, market=market, store=store
-    )
+    engine = simulation_engine(config, policy, clock, exchange, market, store)
     return SimulationParts(clock, exchange, market, store, engine)
+
+
+def simulation_engine(
+    config: BotConfig,
+    policy: Policy,
+    clock: SimClock,
+    exchange: SimulatedExchange,
+    market: HistoricalMarket,
+    store: MemoryStore,
+) -> Engine:
+    """The engine deciding ``policy`` on a dry run's parts, its statistics computed ahead on the
+    market's history: at the start, and at a policy switch (a restart with another policy file:
+    the same exchange, clock and store)."""
+    market.precompute(statistics_spec(policy))
+    return engine_for(
+        config,
+        policy,
+        tuple(market.contracts),
+        clock=clock,
+        exchange=exchange,
+        market=market,
+        store=store,
+    )
 
 
 @dataclass(frozen=True, slots=True)

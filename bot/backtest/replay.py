@@ -23,14 +23,14 @@ import numpy.typing as npt
 from bot.backtest.collector import fewer_collections
 from bot.backtest.metrics import drawdown_series
 from bot.backtest.operator import resume_if_due
-from bot.bootstrap import build_simulation, config_instruments, engine_for
+from bot.bootstrap import build_simulation, config_instruments, simulation_engine
 from bot.clock import SimClock, datetime_to_ms
 from bot.config.hedge import spot_symbol
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.domain.instrument import Instrument
 from bot.engine.hedging import ExposureRecord, hedge_symbols, with_hedge_symbols
-from bot.engine.market import candles_needed, statistics_spec
+from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
 from bot.marketdata.files import discover
@@ -317,16 +317,7 @@ def replay(
                 _, following = pending.pop(0)
                 _add_counts(stale, engine.stale_ticks)
                 hedge_log += engine.hedge.log if engine.hedge is not None else []
-                market.precompute(statistics_spec(following))
-                engine = engine_for(
-                    config,
-                    following,
-                    symbols,
-                    clock=clock,
-                    exchange=exchange,
-                    market=market,
-                    store=store,
-                )
+                engine = simulation_engine(config, following, clock, exchange, market, store)
                 guard.engine = engine
             _set_lasts(exchange, market, symbols, t, candle)
             if exchange.marks.keys() >= need:

@@ -78,6 +78,18 @@ def _unavailable(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
 _WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?(\w+)', re.IGNORECASE)
 
 
+def _first_inexact(values: Mapping[str, Any]) -> tuple[str, Exception] | None:
+    """The first decimal of ``values`` (by column name) a decimal column cannot hold exactly,
+    and why; None when every one fits."""
+    for name, value in values.items():
+        if isinstance(value, Decimal | float):
+            try:
+                check_exact(value)
+            except (ValueError, TypeError) as exc:
+                return name, exc
+    return None
+
+
 def _refused_at(exc: StatementError) -> str:
     """``table.column: `` of the value a decimal column refused (a statement's parameters are
     keyed by column name), or "" when it cannot be told: the bind processor only sees the value.
@@ -85,27 +97,20 @@ def _refused_at(exc: StatementError) -> str:
     found = _WRITTEN_TABLE.match(exc.statement or "")
     table = f"{found.group(1)}." if found else ""
     rows = exc.params if isinstance(exc.params, list | tuple) else [exc.params]
-    refused: list[str] = []
     for row in rows:
-        for name, value in row.items() if isinstance(row, Mapping) else ():
-            if not isinstance(value, Decimal | float) or name in refused:
-                continue
-            try:
-                check_exact(value)
-            except (ValueError, TypeError):
-                refused.append(name)
-    return "".join(f"{table}{name}: " for name in refused[:1])
+        refused = _first_inexact(row) if isinstance(row, Mapping) else None
+        if refused is not None:
+            return f"{table}{refused[0]}: "
+    return ""
 
 
 def _exact(table: Table, values: dict[str, Any], what: str) -> dict[str, Any]:
     """``values`` for a Core ``UPDATE``/upsert of ``table``, each decimal checked first: the
     error of such a statement carries no parameters to name the refused column by."""
-    for name, value in values.items():
-        if isinstance(value, Decimal | float):
-            try:
-                check_exact(value)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"cannot store {what}: {table.name}.{name}: {exc}") from None
+    refused = _first_inexact(values)
+    if refused is not None:
+        name, exc = refused
+        raise ValueError(f"cannot store {what}: {table.name}.{name}: {exc}") from None
     return values
 
 

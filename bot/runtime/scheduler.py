@@ -195,7 +195,6 @@ def run_scheduled(
     def unless_stopped(job: Callable[..., object]) -> Callable[..., None]:
         return _unless_stopped(stopper.event, job)
 
-    tick = unless_stopped(runner.tick)
     sched = new_scheduler(grace_seconds)
     tick_s = tf_ms / 1000 / speed
     if live_time:
@@ -209,7 +208,13 @@ def run_scheduled(
             stop=stopper.event,
         )
     else:
-        sched.add_job(tick, "interval", seconds=tick_s, id="tick", next_run_time=WALL.now())
+        sched.add_job(
+            unless_stopped(runner.tick),
+            "interval",
+            seconds=tick_s,
+            id="tick",
+            next_run_time=WALL.now(),
+        )
         # Replayed paper trading keeps its guard job too (the loss limits between ticks).
         if replay_runs_guards(guard_seconds, speed):
             sched.add_job(

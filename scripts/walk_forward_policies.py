@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from bot.backtest.metrics import max_drawdown, sharpe  # noqa: E402
 from bot.backtest.replay import _instruments, replay  # noqa: E402
 from bot.backtest.report import build_report  # noqa: E402
+from bot.clock import datetime_to_ms  # noqa: E402
 from bot.config.loader import load_config, load_policy  # noqa: E402
 from bot.config.models import BotConfig  # noqa: E402
 from bot.config.policy import Policy  # noqa: E402
@@ -374,7 +375,7 @@ def one_run_table(
         shipped = load_policy(ROOT / "policies" / f"{name}.toml")
         chosen = [point_policy(shipped, p) for p in choices[name]]
         switches = [
-            (int(datetime.combine(m, dt_time(0), tzinfo=UTC).timestamp() * 1000), pol)
+            (datetime_to_ms(datetime.combine(m, dt_time(0), tzinfo=UTC)), pol)
             for m, pol, before in zip(tests[1:], chosen[1:], chosen, strict=False)
             if pol != before
         ]

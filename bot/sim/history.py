@@ -180,13 +180,17 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
 
     A level the mark never reached in its bar is never reached by the bars made here (a wick
     of the last price beyond the mark moves no stop the venue holds on the mark); a level both
-    reached is reached in the first trade candle that reached it. Left as it was: a level only
-    the mark reached (the mark below every trade of its bar) does not trigger; the mark sits
-    within a few basis points of the last price outside a crash.
+    reached is reached in the first trade candle that reached it. A mark bar's own low (high)
+    is reached too: when the mark went below (above) every trade of its bar, the trade candle
+    that came nearest, the first of equals, carries the mark's extreme (:func:`_reach_extremes`):
+    the venue triggers a stop the mark reached even when no trade did, and the likeliest time
+    of the mark's extreme is that of the book's.
     """
     n = len(last.ts)
     lo = np.full(n, -np.inf)
     hi = np.full(n, np.inf)
+    k = np.zeros(n, dtype=np.intp)
+    inside = np.zeros(n, dtype=bool)
     if len(mark.ts) and n:
         j = np.searchsorted(mark.ts, last.ts, side="right") - 1
         k = np.maximum(j, 0)
@@ -194,25 +198,54 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
         lo[inside] = mark.low[k[inside]]
         hi[inside] = mark.high[k[inside]]
 
-    def clip(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        out: npt.NDArray[np.float64] = np.minimum(np.maximum(a, lo), hi)
-        out.flags.writeable = False
+    def clip(a: FloatArray) -> FloatArray:
+        out: FloatArray = np.minimum(np.maximum(a, lo), hi)
         return out
+
+    low, high = clip(last.low), clip(last.high)
+    _reach_extremes(low, high, np.flatnonzero(inside), k, mark)
+    bars = [clip(last.open), high, low, clip(last.close)]
+    for a in bars:
+        a.flags.writeable = False
 
     volume = np.zeros(n)
     volume.flags.writeable = False
     return Candles(
         ts=last.ts,
-        open=clip(last.open),
-        high=clip(last.high),
-        low=clip(last.low),
-        close=clip(last.close),
+        open=bars[0],
+        high=bars[1],
+        low=bars[2],
+        close=bars[3],
         volume=volume,
         tf_ms=last.tf_ms,
         symbol=last.symbol,
         kind="mark",
         source=f"{last.source} within the range of {mark.source}",
     )
+
+
+def _reach_extremes(
+    low: FloatArray,
+    high: FloatArray,
+    idx: npt.NDArray[np.intp],
+    k: npt.NDArray[np.intp],
+    mark: Candles,
+) -> None:
+    """In place: for each mark bar, the clipped trade candle (of ``idx``, the candles inside a
+    mark bar, ``k`` their mark bar) with the lowest low takes the mark's low if no candle reached
+    it, and the one with the highest high its high. The candles are in time order, so a mark
+    bar's candles are one run of ``idx``; the stable sort keeps the first of equal extremes."""
+    if not len(idx):
+        return
+    group = k[idx]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    bar = group[starts]
+    lowest = idx[np.lexsort((low[idx], group))[starts]]
+    short = low[lowest] > mark.low[bar]
+    low[lowest[short]] = mark.low[bar[short]]
+    highest = idx[np.lexsort((-high[idx], group))[starts]]
+    short = high[highest] < mark.high[bar]
+    high[highest[short]] = mark.high[bar[short]]
 
 
 def _funding_gap(

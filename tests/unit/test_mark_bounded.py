@@ -75,10 +75,61 @@ def test_the_bars_stay_bars_inside_the_mark_range(
     assert np.all(b.high >= np.maximum(b.open, b.close))
     assert np.all(b.low >= mark_low)
     assert np.all(b.high <= mark_low + width)
+    for hour in (b.ts < HOUR, b.ts >= HOUR):
+        if hour.any():  # the mark's extremes are reached within its bar, by the venue's rule
+            assert b.low[hour].min() == mark_low
+            assert b.high[hour].max() == mark_low + width
     # a level both the trades and the mark reached is reached in the same candle
-    for k, (_, h, lo, _) in enumerate(bars):
-        if lo <= mark_low + width and h >= mark_low:
-            assert b.low[k] == max(lo, mark_low)
+    for hour in (b.ts < HOUR, b.ts >= HOUR):
+        top = mark_low + width
+        lows = [
+            min(max(lo, mark_low), top) for (_, _, lo, _), h in zip(bars, hour, strict=True) if h
+        ]
+        for level in lows:
+            first = next(i for i, lo in enumerate(lows) if lo <= level)
+            assert next(i for i, lo in enumerate(b.low[hour]) if lo <= level) == first
+
+
+def test_a_level_only_the_mark_reached_is_reached_in_the_candle_nearest_to_it() -> None:
+    """The mark fell to 97 in its hour while no trade went below 98 (the index fell harder than
+    this venue's book): the venue triggers a stop at 97.5, so the bars must reach 97. The
+    candle that came nearest carries the mark's low, the first of equals, and the same for the
+    high; the others keep their own range."""
+    trade = candles(
+        [0, MIN5, 2 * MIN5, 3 * MIN5],
+        [(100, 100.5, 99, 99.5), (99.5, 100, 98, 98.5), (98.5, 99, 98, 99), (99, 100.5, 99, 100)],
+        MIN5,
+        "trade",
+    )
+    mark = candles([0], [(100, 101, 97, 100)], HOUR, "mark")
+    b = bounded_by_mark(trade, mark)
+    assert list(b.low) == [99, 97, 98, 99]
+    assert list(b.high) == [101, 100, 99, 100.5]
+    assert list(b.open) == [100, 99.5, 98.5, 99]
+
+
+def test_a_stop_only_the_mark_reached_fires_in_the_simulation(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Through the simulated exchange: the long's stop at 59,500 sits below every trade of the
+    hour but above the mark's low; the venue triggers it on the mark, and so does the replay.
+    It fills at its trigger or better: the book never traded below 59,600."""
+    ex = long_btc_with_stop(
+        instruments, D("59500"), model=SlippageModel(floor=D(0), range_fraction=D(0), impact=D(0))
+    )
+    t0 = ex.clock.now_ms()
+    trade = candles(
+        [t0, t0 + MIN5], [(60000, 60000, 59700, 59800), (59800, 59900, 59600, 59800)], MIN5, "trade"
+    )
+    mark = candles([t0], [(60000, 60000, 59400, 59800)], HOUR, "mark")
+    b = bounded_by_mark(trade, mark)
+    for i in range(len(b.ts)):
+        bar = [D(repr(float(x[i]))) for x in (b.open, b.high, b.low, b.close)]
+        book = tuple(D(repr(float(x[i]))) for x in (trade.open, trade.high, trade.low))
+        process_bar(ex, BTC, int(b.ts[i]), *bar, last=book)  # type: ignore[arg-type]
+    stop = ex.fills[-1]
+    assert stop.purpose is OrderPurpose.STOP_LOSS
+    assert stop.price >= D("59500")
 
 
 def test_a_mark_bars_fills_pay_slippage_on_the_range_the_book_traded(

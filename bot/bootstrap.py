@@ -37,7 +37,7 @@ from bot.engine.fanout import SEQUENTIAL, Fanout, ThreadFanout
 from bot.engine.hedging import hedge_symbols, with_hedge_symbols
 from bot.engine.market import candles_needed, statistics_spec
 from bot.engine.tick import Engine
-from bot.errors import ConfigError, DataError
+from bot.errors import ConfigError, DataError, UnknownMarket
 from bot.logs import REDACTOR
 from bot.marketdata.files import discover
 from bot.marketdata.signals import load_signals
@@ -369,6 +369,17 @@ def engine_symbols(config: BotConfig) -> list[str]:
     return list(with_hedge_symbols([c.symbol for c in config.contracts], config.policies[0]))
 
 
+def symbol_key(config: BotConfig, symbol: str) -> str:
+    """Where the configuration names ``symbol``: a contract's key or the policy's hedge key."""
+    for i, c in enumerate(config.contracts):
+        if c.symbol == symbol:
+            return f"contracts[{i}].symbol"
+    policy = config.policies[0]
+    if policy.hedge is not None and symbol in policy.hedge.instruments:
+        return f"policy {policy.name!r} hedge.instruments[{policy.hedge.instruments.index(symbol)}]"
+    return "symbol"
+
+
 def _engine(
     config: BotConfig,
     clock: Clock,
@@ -554,9 +565,15 @@ def build_live(
     spot = exchange if config.spot is not None and config.spot.source == "exchange" else None
     # a tick's independent requests wait for the venue together (one ccxt client per thread)
     fanout = ThreadFanout(ex.max_parallel_requests)
-    engine = _engine(
-        config, clock, exchange, CcxtMarketData(exchange), store, spot=spot, fanout=fanout
-    )
+    try:  # the engine reads the venue's contract specifications first
+        engine = _engine(
+            config, clock, exchange, CcxtMarketData(exchange), store, spot=spot, fanout=fanout
+        )
+    except UnknownMarket as exc:  # a symbol of the configuration: say which key names it
+        raise ConfigError(
+            f"{symbol_key(config, exc.symbol)} = {exc.symbol!r}: {ex.name} lists no such market "
+            "(check the symbol; the venue may have delisted it)"
+        ) from exc
     keeper = CatalogueKeeper(
         exchange,
         exchange_name=ex.name,

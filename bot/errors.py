@@ -15,6 +15,7 @@
         └── PermanentExchangeError   never retried
             ├── AuthenticationFailed
             ├── NotSupported          the venue lacks a capability the bot needs
+            │   └── UnknownMarket     it lists no market of a configured symbol
             └── OrderRejected         the venue refused an order (``code`` like Binance's)
                 ├── InsufficientMargin
                 ├── InvalidQuantity   below minimum, not on the step, below min notional
@@ -80,6 +81,14 @@ class AuthenticationFailed(PermanentExchangeError):
 
 class NotSupported(PermanentExchangeError):
     pass
+
+
+class UnknownMarket(NotSupported):
+    """The venue lists no market ``symbol`` (a symbol the configuration names)."""
+
+    def __init__(self, message: str, symbol: str) -> None:
+        super().__init__(message)
+        self.symbol = symbol
 
 
 class OrderRejected(PermanentExchangeError):

@@ -122,14 +122,15 @@ class CcxtExchange:
         return dict(self._instruments)
 
     def _instruments_from(self, client: Any, wanted: Sequence[str]) -> dict[str, Instrument]:
+        for symbol in wanted:  # before the tiers: ccxt's BadSymbol would not name the symbol
+            if symbol not in client.markets:
+                raise errors.UnknownMarket(f"{client.id} has no market {symbol!r}", symbol)
         tiers: Mapping[str, Any] = self._call(
             lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
         )
         digits = client.precisionMode == ccxt.DECIMAL_PLACES
         out: dict[str, Instrument] = {}
         for symbol in wanted:
-            if symbol not in client.markets:
-                raise errors.NotSupported(f"{client.id} has no market {symbol!r}")
             out[symbol] = mapping.instrument_from_market(
                 client.markets[symbol],
                 tiers.get(symbol) or [],

@@ -63,6 +63,7 @@ class CatalogueKeeper:
         self._every = refresh_every_ms
         self._next_attempt_ms: int | None = None  # None: at the first check
         self.read_at_ms: int | None = None  # last successful read from the venue
+        self.last_failure: BotError | None = None  # why the last read failed (None: it did not)
         self._known: dict[str, Instrument] = {}
 
     def check(self) -> None:
@@ -73,7 +74,9 @@ class CatalogueKeeper:
             try:
                 self.refresh(now)
                 self._next_attempt_ms = now + self._every
+                self.last_failure = None
             except BotError as exc:
+                self.last_failure = exc
                 logger.warning("contract catalogue refresh failed: {}", str(exc))
                 self._event(now, None, f"refresh from {self._name} failed: {exc}")
         if self.read_at_ms is None or now - self.read_at_ms > self._max_age_ms:
@@ -82,10 +85,11 @@ class CatalogueKeeper:
                 if self.read_at_ms is None
                 else f"{(now - self.read_at_ms) // 60000} min ago"
             )
+            why = f" (the last read failed: {self.last_failure})" if self.last_failure else ""
             raise StaleCatalogue(
                 f"contract specifications last read from {self._name} {when}, more than "
                 f"[data] catalogue_max_age_hours = {self._max_age_ms // 3_600_000} h: not trading "
-                "until a refresh succeeds"
+                f"until a refresh succeeds{why}"
             )
 
     def refresh(self, now: int) -> dict[str, str]:

@@ -22,6 +22,7 @@ from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
 from bot.dashboard.account import AccountSource
 from bot.domain.enums import MarginMode, OrderPurpose
+from bot.errors import ConfigError
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from tests.fakes.binance_loopback import LoopbackBinance
@@ -240,3 +241,32 @@ def test_paper_hedge_leg_survives_a_restart(tmp_path: Path) -> None:
     )
     store.close()
     assert abs(hedge_after - hedge) <= abs(hedge)  # held or rebalanced, never flipped
+
+
+def test_live_start_names_the_policy_key_of_a_hedge_instrument_the_venue_does_not_list(
+    tmp_path: Path, server: LoopbackBinance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue lists ETH and BTC only; the policy hedges with SOL. The bot refuses to start
+    and says which key of which file names the symbol (it said only that the specifications
+    were never read, or that the venue has no market 'SOL/USDT:USDT')."""
+    monkeypatch.setenv("BOT_API_KEY", KEY)
+    monkeypatch.setenv("BOT_API_SECRET", SECRET)
+    exchange = (
+        f'[exchange]\nname = "binanceusdm"\ndemo = false\napi_url = "{server.base_url}"\n'
+        "ccxt_options = { enableRateLimit = false, timeout = 2500 }"
+    )
+    cfg = write_config(tmp_path, name="e2eu", source="config", quantity="", exchange=exchange)
+    text = cfg.read_text()
+    spot = text[text.index("[spot]") : text.index("[data]")]
+    cfg.write_text(text.replace(spot, ""))
+    policy = tmp_path / "hedged.toml"
+    policy.write_text(policy.read_text().replace('["BTC/USDT:USDT"]', '["SOL/USDT:USDT"]'))
+    with (tmp_path / "console.txt").open("w") as out, pytest.raises(ConfigError) as info:
+        run_bot(
+            cfg, live=True, yes=True, once=True, ticks=None, replay=None, speed=1.0,
+            console=Console(file=out, width=200),
+        )  # fmt: skip
+    message = str(info.value)
+    assert "hedge.instruments[0] = 'SOL/USDT:USDT'" in message
+    assert "binanceusdm lists no such market" in message
+    assert not server.calls("/fapi/v1/order", "POST")  # nothing was sent

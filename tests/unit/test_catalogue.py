@@ -146,11 +146,13 @@ def test_live_keeper_refreshes_daily_records_changes_and_refuses_when_stale() ->
     keeper.check()  # refresh failed, but the specs are 24 h old: still trading
     assert store.events[-1].reason.startswith("refresh from binanceusdm failed")
     clock.advance_to(clock.now_ms() + 25 * HOUR)
-    with pytest.raises(StaleCatalogue, match="catalogue_max_age_hours = 48 h"):
+    with pytest.raises(StaleCatalogue, match="catalogue_max_age_hours = 48 h") as info:
         keeper.check()
+    assert "(the last read failed: venue down)" in str(info.value)  # the reason, not only age
     venue.fail = False
     clock.advance_to(clock.now_ms() + 24 * HOUR)
     keeper.check()  # a refresh succeeded: trading again
+    assert keeper.last_failure is None
 
 
 def _candles(path: Path, start: int, n: int, tf_ms: int) -> None:

@@ -40,6 +40,10 @@ from bot.exchange.retry import RetryPolicy, call_with_retry, submit_idempotent
 
 T = TypeVar("T")
 _INTERVAL_TTL_MS = 3_600_000  # funding intervals change rarely; re-observe hourly
+# A funding rate beyond the cap read last asks the venue for the cap again at most this often
+# per contract (monotonic seconds): a rate that stays garbled is refused on the cap just read
+# instead of costing one more request every tick and guard job.
+_CAP_REASK_S = 300.0
 
 
 class CcxtExchange:
@@ -87,6 +91,7 @@ class CcxtExchange:
         self._intervals: dict[str, tuple[Decimal, int]] = {}
         self._funding_rows: dict[str, tuple[Mapping[str, Any] | None, int]] = {}
         self._cap_rows: dict[str, tuple[Mapping[str, Any], int]] = {}  # re-read market rows
+        self._cap_asked: dict[str, float] = {}  # contract -> monotonic time of the last re-ask
 
     @property
     def exchange(self) -> Any:
@@ -364,13 +369,23 @@ class CcxtExchange:
         rate = mapping.to_decimal(row.get("fundingRate"), f"{symbol} fundingRate")
         hours = mapping.funding_interval_hours(row) or self._observed_interval(symbol)
         bounds = self._funding_bounds(symbol, fresh=False)
-        if not bounds.admits(rate):
+        if not bounds.admits(rate) and self._may_reask_cap(symbol):
             # the venue may have widened the cap since it was read (Bybit changes caps without
             # notice): ask it again before refusing a rate it may really charge
             bounds = self._funding_bounds(symbol, fresh=True)
         mapping.check_funding_rate(symbol, rate, bounds)
         next_ms = row.get("fundingTimestamp")
         return FundingInfo(rate, hours, int(next_ms) if next_ms else None)
+
+    def _may_reask_cap(self, symbol: str) -> bool:
+        """True (and noted) when ``symbol``'s cap was not asked again in the last
+        :data:`_CAP_REASK_S` seconds."""
+        now = self._clock.monotonic()
+        last = self._cap_asked.get(symbol)
+        if last is not None and now - last < _CAP_REASK_S:
+            return False
+        self._cap_asked[symbol] = now
+        return True
 
     def _funding_bounds(self, symbol: str, *, fresh: bool) -> mapping.FundingBounds:
         """The venue's funding cap of ``symbol`` where it publishes one (VenueProfile), as last

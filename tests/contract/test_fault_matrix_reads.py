@@ -390,6 +390,27 @@ def test_a_cap_the_venue_widened_since_it_was_read_is_asked_again(acct: Account)
     assert "fundingRate 0.06 is outside -0.05..0.05" in str(caught.value)
 
 
+def test_a_rate_that_stays_beyond_the_cap_asks_for_the_cap_once_in_five_minutes(
+    acct: Account,
+) -> None:
+    """A garbled rate that stays garbled was refused after asking for the cap again at every
+    read: one more request each tick and guard job, for as long as the fault lasted. The cap
+    is asked again once in five minutes (monotonic time); the reads between are refused on the
+    cap just read, with the same message."""
+    path = CAP_SOURCE[_venue(acct)][0]
+    acct.adapter.fetch_funding(BTC)
+    _funding_at(acct, "0.5")
+    asked = len(acct.server.calls(path))
+    for _ in range(3):
+        with pytest.raises(errors.ExchangeError, match=r"fundingRate 0\.5 is outside"):
+            acct.adapter.fetch_funding(BTC)
+    assert len(acct.server.calls(path)) == asked + 1  # the first refusal asked, once
+    acct.clock.sleep(301)
+    with pytest.raises(errors.ExchangeError, match=r"fundingRate 0\.5 is outside"):
+        acct.adapter.fetch_funding(BTC)
+    assert len(acct.server.calls(path)) == asked + 2  # five minutes on: asked again
+
+
 def test_a_contract_without_a_published_cap_has_the_hard_bound() -> None:
     """Binance lists in /fapi/v1/fundingInfo only the contracts whose cap was adjusted: for
     the others a rate up to the plausible bound is read, beyond it refused."""

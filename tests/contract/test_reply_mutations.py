@@ -89,10 +89,11 @@ class Account:
             self.sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC]
         )
         self.server.start()
+        self.clock = RecordingClock()  # its sleep() moves the adapter's monotonic time
         self.adapter: CcxtExchange = loopback_adapter(
             venue,
             self.server.base_url,
-            RecordingClock(),
+            self.clock,
             key=KEY,
             secret=SECRET,
             account=ACCOUNT,

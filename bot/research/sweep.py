@@ -476,6 +476,8 @@ class Sweep:
         oos_method = "one run" if run is not None else "stitched"
         ts, eq = stitch(curves, balance)
         oos = curve_metrics(ts, eq)
+        if run is not None:
+            _with_run_drawdown(oos, run)
         lines = ["timestamp,equity"] + [
             f"{t},{e:.2f}" for t, e in zip(ts.tolist(), eq.tolist(), strict=True)
         ]
@@ -674,6 +676,18 @@ _RUN_SHOWN = (
     "slippage_paid",
     "time_halted",
 )
+
+
+def _with_run_drawdown(oos: dict[str, float], run: dict[str, Any]) -> None:
+    """In place: the out-of-sample curve's figures with the one run's own maximum drawdown
+    where it is deeper. The curve holds daily closes, which miss a fall and recovery inside a
+    day; the run's report measures every tick, as ``bot simulate`` does. The Calmar ratio
+    follows the drawdown."""
+    deeper = run.get("max_drawdown")
+    if not isinstance(deeper, int | float) or not oos or deeper <= oos["max_drawdown"]:
+        return
+    oos["max_drawdown"] = float(deeper)
+    oos["calmar"] = oos["cagr"] / float(deeper) if deeper > 0 else 0.0
 
 
 def _mean(values: list[Any]) -> float | None:

@@ -3,7 +3,8 @@
 The unhedged book is a second replay over the same window and the same histories (the two runs
 cannot share one pass: each replay owns the trigger cursors of its simulated exchange). The
 report adds, for a policy with a ``[hedge]`` section: net exposure (mean and max of
-``|net beta-delta| / equity`` after each decision), the hedge's cost (fees, funding, slippage on
+``|net beta-delta| / equity`` as held at each decision tick: what the decisions before it left
+the account with, caps and refusals included), the hedge's cost (fees, funding, slippage on
 the hedge legs), the book's beta (notional-weighted), and, with spot holdings, the carry:
 funding received on the hedge legs, the spot leg's PnL and the account + spot total.
 """
@@ -96,7 +97,7 @@ def hedge_report(run: HedgedRun, slippage_bps: Decimal) -> dict[str, Any]:
     )
     funding = sum((e.amount for e in ex.events if e.kind == "funding" and e.symbol in legs), ZERO)
     log = [rec for rec in r.hedge_log if rec.equity > 0]
-    net = np.array([float(abs(rec.net_after / rec.equity)) for rec in log])
+    net = np.array([float(abs(rec.net_held / rec.equity)) for rec in log])
     book = np.array([float(abs(rec.book_beta_delta / rec.equity)) for rec in log])
     betas = [float(rec.book_beta_delta / rec.book_gross) for rec in log if rec.book_gross > 0]
     out: dict[str, Any] = {

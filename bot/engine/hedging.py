@@ -62,8 +62,12 @@ class ExposureRecord:
     book_beta_delta: Decimal
     book_gross: Decimal  # sum of |notional| of the book's legs (perps and spot)
     net_before: Decimal
-    net_after: Decimal
+    net_after: Decimal  # as decided: the gate, the caps or a refusal may leave the book elsewhere
     spot_value: Decimal
+    # The beta-weighted net of everything held at the tick, before its orders: what the last
+    # decisions really left the account with once the caps, the gate and the fills had their say
+    # (the report's net exposure figures).
+    net_held: Decimal = ZERO
 
 
 class HedgeDesk:
@@ -242,13 +246,14 @@ class HedgeDesk:
                 outcome.net_before,
                 outcome.net_after,
                 sum((b.notional for b in spot), ZERO),
+                self.net_excluding(None, acct),
             )
         )
         return outcome
 
-    def net_excluding(self, symbol: str, acct: AccountView) -> Decimal:
+    def net_excluding(self, symbol: str | None, acct: AccountView) -> Decimal:
         """Beta-weighted net exposure of everything but ``symbol`` as held now (the gate's
-        view before a hedge order)."""
+        view before a hedge order; ``None``: of everything)."""
         total = ZERO
         for sym, pos in acct.positions.items():
             if sym != symbol and pos.qty != 0:

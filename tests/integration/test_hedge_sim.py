@@ -185,6 +185,30 @@ def test_hedged_drawdown_is_smaller_by_the_hedge_ratio(tmp_path: Path, mode: str
     assert report["unhedged"]["max_drawdown"] > report["net_exposure_mean"] * 0.15
 
 
+def test_the_net_exposure_reported_is_what_was_held_after_the_hedge_stopped_out(
+    tmp_path: Path,
+) -> None:
+    """Everything rises 5 % in one hour: the short hedge's 3 % stop fires and the long book
+    stands alone until the next decision re-hedges it. The report's net exposure is what the
+    account held at each decision tick; it showed the net the decisions aimed at (about the
+    0.5x target), which hid the hour the book ran 1.5x net long."""
+    calm = oscillation(80)
+    path = np.concatenate([calm, np.full(10, calm[-1] * 1.05)])
+    cfg = setup(
+        tmp_path, path, contracts=LONG_ETH_SOL, lev="1.5", stop="3", target="0.5", band="0.25"
+    )
+    config = load_config(cfg)
+    run = run_with_and_without_hedge(config, config.policies[0])
+    hedged = run.hedged
+    stops = [e for e in hedged.exchange.events if e.kind == "stop_loss"]
+    assert [e.symbol for e in stops] == [BTC]  # the hedge's stop, nothing else
+    report = hedge_report(run, D(0))
+    assert report["net_exposure_max"] > 1.4  # the book alone, 1.5x long, a little moved
+    after = next(r for r in hedged.hedge_log if r.ts_ms > stops[0].ts_ms)
+    assert report["net_exposure_max"] == pytest.approx(float(after.net_held / after.equity), 1e-3)
+    assert abs(float(after.net_after / after.equity) - 0.5) < 0.05  # re-hedged at that tick
+
+
 FOLLOW_ETH = """
 [[contracts]]
 symbol = "ETH/USDT:USDT"

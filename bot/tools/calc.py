@@ -4,11 +4,12 @@ The position is funded by the wallet balance: with a leverage the notional is ``
 leverage``; with a size the leverage is ``size x entry / balance``. Either way the collateral is
 the balance: in isolated mode it is the position's margin (``notional / leverage``), in cross
 mode the whole wallet backs the position. Margins and liquidation prices are the engine's
-(:mod:`bot.domain.margin`, Binance's tiered brackets), so the calculator and the bot agree.
+(:mod:`bot.domain.margin`: the venue's formula on its tiered brackets, Binance's or Bybit's), so
+the calculator and the bot agree.
 
 Units: prices and money in the quote currency, quantities in the base asset, moves, distances
 and returns as fractions (0.05 = 5 %), volatility annualised. Fees and funding are left out of
-the liquidation price, as in Binance's formula.
+the liquidation price as in Binance's formula; Bybit's counts the estimated fee to close.
 """
 
 from __future__ import annotations

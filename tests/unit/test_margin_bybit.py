@@ -215,7 +215,8 @@ def test_bybits_liquidation_is_never_farther_from_entry_than_binances(
 ) -> None:
     """True by the formulas: the fee to close only adds to the maintenance margin, and the
     mark valuation with it is Binance's solve on a smaller balance; the answer is the nearer
-    of that and the entry valuation."""
+    of that and the entry valuation. Strictly nearer wherever the fee is charged (a position
+    with a bankruptcy price: every short, a long whose margin is below its value)."""
     bybit = load_instruments("bybit")[symbol]
     binance = replace(bybit, margin_model=MarginModel.BINANCE_USDM)
     qty = side * value / entry
@@ -228,11 +229,11 @@ def test_bybits_liquidation_is_never_farther_from_entry_than_binances(
         return
     ours = liquidation_price_isolated(bybit, qty, entry, margin)
     if side > 0:
-        assert theirs is None or (ours is not None and ours >= theirs)
+        assert theirs is None or (ours is not None and ours > theirs)
     else:
         assert theirs is not None
         assert ours is not None
-        assert ours <= theirs
+        assert ours < theirs
 
 
 def _entry(amount: str) -> OrderRequest:

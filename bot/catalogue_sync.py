@@ -114,6 +114,7 @@ def sync_catalogue(
                     liquidation_fee=profile.liquidation_fee,
                     liquidation_fee_key=profile.liquidation_fee_key,
                     precision_is_digits=digits,
+                    margin_model=profile.margin_model,
                 )
             else:
                 inst = _with_bundled_brackets(market, bundled.instruments[sym], profile, digits)
@@ -172,6 +173,7 @@ def _with_bundled_brackets(
         liquidation_fee=profile.liquidation_fee,
         liquidation_fee_key=profile.liquidation_fee_key,
         precision_is_digits=digits,
+        margin_model=profile.margin_model,
     )
     return replace(inst, brackets=bundled.brackets)  # exact decimals, not the float round trip
 

@@ -24,7 +24,7 @@ from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
 
-from bot.domain.instrument import Bracket, Instrument
+from bot.domain.instrument import Bracket, Instrument, MarginModel
 
 PACKAGE = "bot.resources.instruments"
 ZERO = Decimal(0)
@@ -96,7 +96,11 @@ def parse_instruments(data: Any, source_name: str) -> dict[str, Instrument]:
     )
     if not entries:
         raise ValueError(f"{source_name}: 'instruments' is empty")
-    return {symbol: _instrument(symbol, spec, source_name) for symbol, spec in entries.items()}
+    # The venue decides the liquidation formula (Binance's or Bybit's, bot.domain.margin).
+    model = MarginModel.for_exchange(top["exchange"])
+    return {
+        symbol: _instrument(symbol, spec, source_name, model) for symbol, spec in entries.items()
+    }
 
 
 # ------------------------------------------------------------------------------------ internals
@@ -121,7 +125,7 @@ def _load(exchange: str) -> Mapping[str, Instrument]:
     return MappingProxyType(instruments)  # cached: callers get a read-only view or a copy
 
 
-def _instrument(symbol: str, spec: Any, source_name: str) -> Instrument:
+def _instrument(symbol: str, spec: Any, source_name: str, model: MarginModel) -> Instrument:
     where = f"instrument {symbol!r}"
     entry = _mapping(spec, source_name, where)
     base = _string(entry, "base", source_name, where)
@@ -153,7 +157,13 @@ def _instrument(symbol: str, spec: Any, source_name: str) -> Instrument:
                 raise ValueError(f"{source_name}: {where}: {key} must be > 0, got {limits[key]}")
     try:
         return Instrument(
-            symbol=symbol, base=base, quote=quote, brackets=brackets, **limits, **numbers
+            symbol=symbol,
+            base=base,
+            quote=quote,
+            brackets=brackets,
+            margin_model=model,
+            **limits,
+            **numbers,
         )
     except ValueError as exc:
         raise ValueError(f"{source_name}: {where}: {exc}") from None

@@ -4,8 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from enum import StrEnum
 
 ZERO = Decimal(0)
+
+
+class MarginModel(StrEnum):
+    """Whose liquidation arithmetic a contract follows (see :mod:`bot.domain.margin`).
+
+    The venues share the tier table's shape (maintenance margin = notional x rate - deduction)
+    but not the liquidation formula: Binance USD-M takes the maintenance margin at the
+    liquidation price, Bybit documents it on the position value at entry and, in its Unified
+    Trading Account, adds the estimated fee to close the position.
+    """
+
+    BINANCE_USDM = "binance-usdm"
+    BYBIT_UTA = "bybit-uta"
+
+    @classmethod
+    def for_exchange(cls, exchange: str) -> MarginModel:
+        """The model of a ccxt exchange id: Bybit's for ``bybit``, Binance's otherwise (the
+        formula every contract used before venues were told apart)."""
+        return cls.BYBIT_UTA if exchange == "bybit" else cls.BINANCE_USDM
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +78,10 @@ class Instrument:
     # notionalCap; an order beyond it is refused with -2027 at any leverage). ``None``: unknown,
     # e.g. a bracket table known only up to some tier.
     max_position_notional: Decimal | None = None
+    # Whose liquidation formula applies; set by the loader from the venue (bot.instruments,
+    # bot.exchange.mapping). Binance's by default, so a contract built without it keeps the
+    # figures it always had.
+    margin_model: MarginModel = MarginModel.BINANCE_USDM
 
     def __post_init__(self) -> None:
         if not self.brackets:

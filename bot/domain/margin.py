@@ -18,6 +18,11 @@ Units: prices and notionals in the quote currency (USDT), quantities in the base
 size 1), rates and leverage as plain ``Decimal`` fractions/multipliers. The formula ignores fees,
 funding and the liquidation clearance fee, as Binance's published formula does.
 
+Bybit (``Instrument.margin_model`` ``BYBIT_UTA``, set by the loader for the ``bybit`` venue) is
+solved differently, inside the same functions, so every caller (``bot calc``, the simulated
+exchange, the engine's estimates, the leverage solve, stress) uses the venue's arithmetic; see
+:func:`_solve_bybit` for the formula, its sources and the conservative choices.
+
 Nothing here does I/O; every function is pure.
 """
 
@@ -28,12 +33,13 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 from bot.domain.enums import MarginMode
-from bot.domain.instrument import Bracket, Instrument
+from bot.domain.instrument import Bracket, Instrument, MarginModel
 from bot.domain.position import Position
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
 LEVERAGE_STEP = Decimal("0.01")
+_BYBIT = MarginModel.BYBIT_UTA  # bound once: a member looked up on its enum class is slow
 
 __all__ = [
     "initial_margin",
@@ -59,7 +65,22 @@ def maintenance_margin(instrument: Instrument, notional: Decimal) -> Decimal:
 
     ``|notional| * MMR - cum`` of the bracket containing ``|notional|``. ``cum`` makes this
     continuous across bracket floors, so a position that grows by one tick never jumps.
+
+    On Bybit's Unified Trading Account the maintenance margin also holds the estimated fee to
+    close the position ("Maintenance Margin = Position Size x Mark Price x MMR + Estimated Fee to
+    Close Position", https://www.bybit.com/en/help-center/article/Glossary-Unified-Trading-Account):
+    taken here as the taker fee on ``|notional|`` (the position's value at the price the caller
+    values it at, its mark for an account's pools), so the account's total (cross) is never
+    below the venue's for a long, whose fee is charged on the lower bankruptcy value.
     """
+    tiered = _tiered_maintenance(instrument, notional)
+    if instrument.margin_model is _BYBIT:
+        return tiered + abs(notional) * instrument.taker_fee
+    return tiered
+
+
+def _tiered_maintenance(instrument: Instrument, notional: Decimal) -> Decimal:
+    """``|notional| * MMR - deduction`` of the tier containing ``|notional|`` (both venues)."""
     bracket = instrument.bracket_for(notional)
     return abs(notional) * bracket.maint_margin_rate - bracket.maint_amount
 
@@ -218,11 +239,13 @@ def max_leverage_with_liquidation_beyond(
         margin_min = side * |q| * (EP - limit) + MM(|q| * limit)
         leverage   = notional / margin_min
 
-    using the bracket of ``|q| * limit`` (exact, no search: MM is continuous). If ``margin_min <=
-    0`` any leverage qualifies and the bracket cap is returned. Returns 0 when even 1x is not
-    enough (``margin_min > notional``); that only happens to shorts whose limit is above about
-    twice the entry. A long at 1x has margin = notional and liquidation price <= 0, i.e. it cannot
-    be liquidated, so a long always gets at least 1x.
+    using the bracket of ``|q| * limit`` (exact, no search: MM is continuous); Bybit's solve is
+    :func:`_bybit_margin_to_liquidate_at`. If ``margin_min <= 0`` any leverage qualifies and the
+    bracket cap is returned. Returns 0 when even 1x is not enough (``margin_min > notional``);
+    on Binance's formula that only happens to shorts whose limit is above about twice the
+    entry. A long at 1x has margin = notional and liquidation price <= 0, i.e. it cannot be
+    liquidated, so a long always gets at least 1x there (on Bybit's, a long at 1x liquidates
+    at about EP x MMR: a limit below that gets 0).
     """
     _check_side(side)
     _check_price("entry_price", entry_price, instrument)
@@ -233,9 +256,12 @@ def max_leverage_with_liquidation_beyond(
             f"got {notional}"
         )
     q = notional / entry_price
-    margin_min = side * q * (entry_price - limit_price) + maintenance_margin(
-        instrument, q * limit_price
-    )
+    if instrument.margin_model is _BYBIT:
+        margin_min = _bybit_margin_to_liquidate_at(instrument, side, q, entry_price, limit_price)
+    else:
+        margin_min = side * q * (entry_price - limit_price) + maintenance_margin(
+            instrument, q * limit_price
+        )
     cap = instrument.max_leverage_for(notional)
     leverage = cap if margin_min <= ZERO else min(notional / margin_min, cap)
     leverage = leverage.quantize(LEVERAGE_STEP, rounding=ROUND_FLOOR)
@@ -275,6 +301,93 @@ def isolated_liquidation_distance(
 
 
 def _solve(
+    instrument: Instrument, side: int, q: Decimal, entry: Decimal, balance: Decimal
+) -> Decimal | None:
+    """The liquidation price by the contract's venue formula (``balance``, ``q``: as below)."""
+    if instrument.margin_model is _BYBIT:
+        return _solve_bybit(instrument, side, q, entry, balance)
+    return _solve_binance(instrument, side, q, entry, balance)
+
+
+def _solve_bybit(
+    instrument: Instrument, side: int, q: Decimal, entry: Decimal, balance: Decimal
+) -> Decimal | None:
+    """Bybit's liquidation price of a position with margin ``balance`` (isolated: the position's
+    margin; cross: wallet - others' maintenance + others' PnL, as for Binance).
+
+    Bybit's USDT-contract page gives, with the maintenance margin on the position value at
+    ENTRY (https://www.bybit.com/en/help-center/article/Liquidation-Price-USDT-Contract)::
+
+        LP = EP - side * (IM - MM) / |q|,  MM = |q| * EP * MMR - deduction  (tier of |q| * EP)
+
+    and on the Unified Trading Account the maintenance margin also holds the estimated fee to
+    close, the taker fee on the bankruptcy value, the position at the price where its margin is
+    gone (https://www.bybit.com/en/help-center/article/Liquidation-Price-Calculation-under-Isolated-Mode-Unified-Trading-Account,
+    https://www.bybit.com/en/help-center/article/Bankruptcy-Price-Perpetual-and-Expiry-Contracts)::
+
+        fee = taker * |q| * BP,  BP = EP - side * balance / |q|
+
+    The same UTA page, in later versions, writes the maintenance margin at the MARK price
+    instead (Binance's form, LP = (side*|q|*EP - balance' - deduction) / (|q| * (side - MMR))
+    with the tier at the liquidation notional). Which valuation the venue applies to an account
+    cannot be told from here, so this returns the price NEARER to the entry of the two, both
+    with the fee to close: for a long the entry valuation (MM does not shrink as the price
+    falls), for a short the mark valuation (MM grows as the price rises). The margin here is
+    the position's margin without the fee Bybit reserves for the close, and the fee still
+    counts in the maintenance: both make the estimate nearer, never farther, than the venue's.
+    So for the same position and tiers the result is never farther from the entry than
+    Binance's formula gives. Cross (UTA): Bybit liquidates the whole account when its
+    maintenance-margin rate reaches 100 % and reports a cross position's liquidation price as
+    an estimate only (https://www.bybit.com/en/help-center/article/UTA-Trading-Rules,
+    https://bybit-exchange.github.io/docs/v5/position); there is no per-position closed form,
+    so the cross price is this one on the account's balance with the other positions held
+    fixed (their maintenance including their fee to close, see :func:`maintenance_margin`).
+    """
+    fee = _bybit_close_fee(instrument, side, q, entry, balance)
+    at_entry = entry - side * (balance - fee - _tiered_maintenance(instrument, q * entry)) / q
+    at_mark = _solve_binance(instrument, side, q, entry, balance - fee)
+    if side > 0:
+        prices = [p for p in (at_entry, at_mark) if p is not None and p > ZERO]
+        return max(prices) if prices else None  # None: not liquidated above a price of 0
+    if at_entry <= ZERO:
+        raise ValueError(
+            f"{instrument.symbol}: margin balance {balance} is below Bybit's maintenance margin "
+            f"at every price for a short of {q} at {entry}: the account is already liquidatable"
+        )
+    return at_entry if at_mark is None else min(at_entry, at_mark)
+
+
+def _bybit_close_fee(
+    instrument: Instrument, side: int, q: Decimal, entry: Decimal, balance: Decimal
+) -> Decimal:
+    """Bybit's estimated fee to close: the taker fee on the bankruptcy value ``|q| * EP - side *
+    balance`` (0 for a long whose margin covers its whole value: it has no bankruptcy price)."""
+    bankrupt_value = q * entry - side * balance
+    return bankrupt_value * instrument.taker_fee if bankrupt_value > ZERO else ZERO
+
+
+def _bybit_margin_to_liquidate_at(
+    instrument: Instrument, side: int, q: Decimal, entry: Decimal, limit: Decimal
+) -> Decimal:
+    """The margin M at which :func:`_solve_bybit` puts the liquidation exactly at ``limit``.
+
+    Both valuations must lie at or beyond the limit. At the limit, with the fee to close
+    ``taker * (|q| * EP - side * M)``::
+
+        M - fee = side * |q| * (EP - limit) + MM,   MM = MM(|q| * EP) (entry) or MM(|q| * limit)
+
+    so ``M = (side*|q|*(EP - limit) + max(MM(|q|*EP), MM(|q|*limit)) + taker*|q|*EP) / (1 + side
+    * taker)``: the larger maintenance needs the larger margin. (A long's M above its whole value
+    has no bankruptcy price and no fee, but such an M means a leverage below 1, refused anyway.)
+    """
+    maintenance = max(
+        _tiered_maintenance(instrument, q * entry), _tiered_maintenance(instrument, q * limit)
+    )
+    taker = instrument.taker_fee
+    return (side * q * (entry - limit) + maintenance + taker * q * entry) / (ONE + side * taker)
+
+
+def _solve_binance(
     instrument: Instrument, side: int, q: Decimal, entry: Decimal, balance: Decimal
 ) -> Decimal | None:
     """Solve Binance's liquidation formula, choosing the bracket of the liquidation notional.

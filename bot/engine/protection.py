@@ -4,9 +4,10 @@ position really has a valid resting stop.
 
 Liquidation prices: the exchange's reported price for a position held as it is (or reduced: an
 isolated position's margin shrinks in proportion, so its liquidation price stays); for a
-position that grows or opens, Binance's formula (:mod:`bot.domain.margin`) on the blended entry,
-with the isolated margin the exchange setting locks (``notional / setting``) or, in cross mode,
-the wallet with every other position's maintenance margin and unrealised PnL at their marks.
+position that grows or opens, the venue's formula (:mod:`bot.domain.margin`: Binance's or
+Bybit's, by the contract's margin model) on the blended entry, with the isolated margin the
+exchange setting locks (``notional / setting``) or, in cross mode, the wallet with every other
+position's maintenance margin and unrealised PnL at their marks.
 """
 
 from __future__ import annotations

@@ -1508,7 +1508,7 @@ class Engine:
 
         The estimate needs every order's outcome: ``given`` naming an order whose fill is not
         known (an unknown outcome, an order still open) leaves it to the next reading. The
-        liquidation price is the engine's own (Binance's formula on the fills,
+        liquidation price is the engine's own (the venue's formula on the fills,
         :func:`~bot.engine.protection.liquidation_after`, from ``acct`` as it was before the
         orders), the stop the decision's, checked against it like any other; the next reading
         replaces both with the venue's.

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.domain.enums import ForcedKind
+from bot.domain.instrument import MarginModel
 from bot.errors import NotSupported
 from bot.exchange.forced_probe import ForcedProbe
 from bot.exchange.paging import Paging
@@ -106,6 +107,11 @@ class VenueProfile:
         if conditional:
             params["trigger"] = True
         return params
+
+    @property
+    def margin_model(self) -> MarginModel:
+        """The venue's liquidation formula (bot.domain.margin), as the bundled loader sets it."""
+        return MarginModel.for_exchange(self.name)
 
 
 # Binance USD-M: the liquidation clearance fee is published per symbol in exchangeInfo

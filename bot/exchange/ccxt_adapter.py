@@ -142,6 +142,7 @@ class CcxtExchange:
                 liquidation_fee=self._profile.liquidation_fee,
                 liquidation_fee_key=self._profile.liquidation_fee_key,
                 precision_is_digits=digits,
+                margin_model=self._profile.margin_model,
             )
         return out
 

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, cast
 
 from bot.domain.enums import MarginMode, OrderPurpose
-from bot.domain.instrument import Bracket, Instrument
+from bot.domain.instrument import Bracket, Instrument, MarginModel
 from bot.domain.orders import ForcedClose
 from bot.domain.position import Balance, Position
 from bot.errors import NotSupported, PermanentExchangeError
@@ -195,12 +195,14 @@ def instrument_from_market(
     liquidation_fee: Decimal,
     liquidation_fee_key: str | None = None,
     precision_is_digits: bool = False,
+    margin_model: MarginModel = MarginModel.BINANCE_USDM,
 ) -> Instrument:
     """An :class:`Instrument` from a ccxt market and its leverage tiers.
 
     ``liquidation_fee`` (fraction of notional) is used unless the raw market ``info`` carries
     ``liquidation_fee_key`` (Binance exchangeInfo ``liquidationFee``). ``precision_is_digits``
     is True for ccxt's DECIMAL_PLACES precision mode (Binance and Bybit use TICK_SIZE).
+    ``margin_model``: the venue's liquidation formula (its :class:`VenueProfile`'s).
     """
     symbol = str(market.get("symbol"))
     if not (market.get("swap") and market.get("linear")):
@@ -247,6 +249,7 @@ def instrument_from_market(
         max_price=positive_or_none((limits.get("price") or {}).get("max"), f"{symbol} max price"),
         max_order_qty=most,
         max_position_notional=brackets[-1].notional_cap,
+        margin_model=margin_model,
     )
 
 

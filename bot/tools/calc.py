@@ -4,11 +4,12 @@ The position is funded by the wallet balance: with a leverage the notional is ``
 leverage``; with a size the leverage is ``size x entry / balance``. Either way the collateral is
 the balance: in isolated mode it is the position's margin (``notional / leverage``), in cross
 mode the whole wallet backs the position. Margins and liquidation prices are the engine's
-(:mod:`bot.domain.margin`, Binance's tiered brackets), so the calculator and the bot agree.
+(:mod:`bot.domain.margin`: the venue's formula on its tiered brackets, Binance's or Bybit's), so
+the calculator and the bot agree.
 
 Units: prices and money in the quote currency, quantities in the base asset, moves, distances
 and returns as fractions (0.05 = 5 %), volatility annualised. Fees and funding are left out of
-the liquidation price, as in Binance's formula.
+the liquidation price as in Binance's formula; Bybit's counts the estimated fee to close.
 """
 
 from __future__ import annotations
@@ -77,10 +78,20 @@ class Column:
     """The same collateral at one leverage: its position and liquidation price."""
 
     leverage: Decimal
-    qty: Decimal  # base asset, unsigned
+    qty: Decimal  # base asset, unsigned: notional / entry, as the margin formulas take it
     notional: Decimal
     liquidation_price: Decimal | None  # None: cannot be liquidated
     allowed: bool  # within the bracket maximum for this notional, and an order the venue takes
+    # What the venue would accept: ``qty`` floored to the step, and whether that is below the
+    # minimum quantity (no order at all).
+    order_qty: Decimal = ZERO
+    below_min_qty: bool = False
+    # The liquidation price on the tick grid, rounded toward the mark (up for a long, down for a
+    # short): the venue reports a held position's on its grid, and the engine plans with it.
+    liquidation_on_grid: Decimal | None = None
+    # The trader's stop (the same price at every leverage) lies at or beyond this leverage's
+    # liquidation: the position would be liquidated before the stop fires.
+    stop_beyond_liquidation: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +121,13 @@ class CalcResult:
     round_trip_fee: Decimal  # taker fee in and out at the entry price
     columns: tuple[Column, ...]
     moves: tuple[tuple[Decimal, Decimal, tuple[Cell, ...]], ...]  # (move, price, cells)
+    order_qty: Decimal = ZERO  # ``qty`` floored to the step: the order the venue would take
+    liquidation_on_grid: Decimal | None = None  # on the tick grid, toward the mark
+
+    @property
+    def stop_beyond_liquidation(self) -> bool:
+        """The stop lies at or beyond this leverage's liquidation price."""
+        return any(c.stop_beyond_liquidation for c in self.columns if c.leverage == self.leverage)
 
     @property
     def largest_order(self) -> Decimal | None:
@@ -147,13 +165,13 @@ def calculate(req: CalcRequest) -> CalcResult:
         leverage = notional / req.balance
     _check_bracket(inst, leverage, notional, req)
     _check_order_minimums(inst, notional, req)
-    main = _column(inst, req, leverage)
-    bracket = inst.bracket_for(notional)
     daily = None if req.volatility is None else req.volatility / DAYS_PER_YEAR.sqrt()
-    distance = _distance(main.liquidation_price, req)
     stop, max_lev = _stop_answer(inst, req, notional, daily)
+    main = _column(inst, req, leverage, stop)
+    bracket = inst.bracket_for(notional)
+    distance = _distance(main.liquidation_price, req)
     levels = sorted({leverage, *COMPARE_LEVERAGES})
-    columns = tuple(_column(inst, req, lev) for lev in levels)
+    columns = tuple(_column(inst, req, lev, stop) for lev in levels)
     return CalcResult(
         request=req,
         instrument=inst,
@@ -173,11 +191,14 @@ def calculate(req: CalcRequest) -> CalcResult:
         round_trip_fee=2 * notional * inst.taker_fee,
         columns=columns,
         moves=tuple(_move_row(req, columns, m) for m in MOVES),
+        order_qty=main.order_qty,
+        liquidation_on_grid=main.liquidation_on_grid,
     )
 
 
-def _column(inst: Instrument, req: CalcRequest, leverage: Decimal) -> Column:
-    """The position the request's collateral (the balance) buys at ``leverage``."""
+def _column(inst: Instrument, req: CalcRequest, leverage: Decimal, stop: Decimal | None) -> Column:
+    """The position the request's collateral (the balance) buys at ``leverage``, and whether
+    the trader's ``stop`` (None: no stop asked) still lies before its liquidation."""
     notional = req.balance * leverage
     qty = notional / req.entry
     signed = qty * req.side
@@ -197,7 +218,37 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal) -> Column:
         and on_grid >= inst.min_qty
         and on_grid * req.entry >= inst.min_notional
     )
-    return Column(leverage, qty, notional, liq, allowed)
+    liq_on_grid = None if liq is None else _toward_mark(inst, req.side, liq)
+    return Column(
+        leverage,
+        qty,
+        notional,
+        liq,
+        allowed,
+        order_qty=on_grid,
+        below_min_qty=on_grid < inst.min_qty,
+        liquidation_on_grid=liq_on_grid,
+        stop_beyond_liquidation=_stop_beyond(inst, req.side, stop, liq_on_grid),
+    )
+
+
+def _toward_mark(inst: Instrument, side: int, liquidation: Decimal) -> Decimal:
+    """A liquidation price on the tick grid, rounded toward the mark: up for a long (whose
+    liquidation lies below), down for a short. The nearest tick could promise room that the
+    position does not have."""
+    return inst.ceil_price(liquidation) if side > 0 else inst.floor_price(liquidation)
+
+
+def _stop_beyond(
+    inst: Instrument, side: int, stop: Decimal | None, liquidation: Decimal | None
+) -> bool:
+    """Whether the stop, on the grid as it would be placed (toward the mark), lies at or beyond
+    the liquidation price (on the grid, toward the mark): the engine keeps a stop strictly
+    between mark and liquidation, and a stop there never fires before the liquidation."""
+    if stop is None or liquidation is None:
+        return False
+    placed = inst.stop_price(stop, side)
+    return placed <= liquidation if side > 0 else placed >= liquidation
 
 
 def _move_row(
@@ -359,19 +410,22 @@ def jsonable(r: CalcResult) -> dict[str, Any]:
         "entry": to_text(req.entry),
         "balance": to_text(req.balance),
         "leverage": to_text(r.leverage),
-        "qty": to_text(r.qty),
+        # the quantity an order would carry: floored to the step (the venue refuses others)
+        "qty": to_text(r.order_qty),
         "notional": to_text(r.notional),
         "initial_margin": to_text(r.initial_margin),
         "maintenance_margin": to_text(r.maintenance_margin),
         "maint_margin_rate": to_text(r.maint_margin_rate),
         "bracket_max_leverage": to_text(r.bracket_max_leverage),
-        "liquidation_price": to_text(r.liquidation_price),
+        # on the tick grid, toward the mark, as the venue reports it and the engine plans
+        "liquidation_price": to_text(r.liquidation_on_grid),
         "liquidation_distance": to_text(r.liquidation_distance),
         "volatility": to_text(req.volatility),
         "daily_volatility": to_text(r.daily_volatility),
         "liquidation_distance_vol_units": to_text(r.liquidation_distance_vol),
         "stop_vol_units": to_text(req.stop_vol_units),
         "stop_price": to_text(r.stop_price),
+        "stop_beyond_liquidation": r.stop_beyond_liquidation,
         "max_leverage_for_stop": to_text(r.max_leverage_for_stop),
         "round_trip_fee": to_text(r.round_trip_fee),
         "largest_market_order": to_text(r.largest_order),
@@ -379,10 +433,12 @@ def jsonable(r: CalcResult) -> dict[str, Any]:
         "columns": [
             {
                 "leverage": to_text(c.leverage),
-                "qty": to_text(c.qty),
+                "qty": to_text(c.order_qty),
+                "below_minimum_qty": c.below_min_qty,
                 "notional": to_text(c.notional),
-                "liquidation_price": to_text(c.liquidation_price),
+                "liquidation_price": to_text(c.liquidation_on_grid),
                 "allowed": c.allowed,
+                "stop_beyond_liquidation": c.stop_beyond_liquidation,
             }
             for c in r.columns
         ],

@@ -49,7 +49,7 @@ def calc_summary(r: CalcResult) -> Table:
     table.add_column("value", justify="right")
     rows = [
         ("leverage", f"{r.leverage:.2f}x (bracket max {r.bracket_max_leverage}x)"),
-        ("size", f"{r.qty:.6f} {r.instrument.base} = {r.notional:,.2f} {quote}"),
+        ("size", _size(r)),
         ("initial margin", f"{r.initial_margin:,.2f} {quote}"),
         (
             "maintenance margin",
@@ -75,6 +75,14 @@ def calc_summary(r: CalcResult) -> Table:
                 "one stop cannot protect it; the bot caps a position there[/bold red]",
             )
         )
+    if r.stop_beyond_liquidation:
+        rows.append(
+            (
+                "[bold red]stop beyond liquidation[/bold red]",
+                f"[bold red]at {r.leverage.normalize():f}x the position is liquidated before "
+                "the stop fires[/bold red]",
+            )
+        )
     if r.max_leverage_for_stop is not None:
         stop = (
             "none" if r.stop_price is None else _price(_shown_toward_entry(r, r.stop_price), tick)
@@ -92,11 +100,22 @@ def calc_summary(r: CalcResult) -> Table:
     return table
 
 
+def _size(r: CalcResult) -> str:
+    """The quantity an order would carry (floored to the step), and the exact one when that
+    differs: the venue refuses a quantity off its step."""
+    inst = r.instrument
+    shown = f"{r.order_qty.normalize():f} {inst.base}"
+    value = f"{r.notional:,.2f} {inst.quote}"
+    if r.order_qty == r.qty:
+        return f"{shown} = {value}"
+    return f"{shown} (floored to the {inst.step_size} step from {r.qty:.8f}; {value} asked)"
+
+
 def _toward_entry(r: CalcResult) -> Decimal:
-    """The liquidation price at the precision it is shown with (the tick's, at least 2
-    decimals), rounded toward the entry (up for a long, down for a short), as the engine plans
-    with it: on a coarse tick the nearest digit could show more room than the position has."""
-    liq = r.liquidation_price
+    """The liquidation price on the tick grid rounded toward the entry (up for a long, down
+    for a short), as the venue reports it and the engine plans with it, at the precision it is
+    shown with: on a coarse tick the nearest digit could show more room than the position has."""
+    liq = r.liquidation_on_grid
     assert liq is not None  # noqa: S101 - the caller shows "none" otherwise
     return _shown_toward_entry(r, liq)
 
@@ -117,7 +136,11 @@ def calc_moves(r: CalcResult) -> Table:
     table.add_column("price", justify="right")
     for col in r.columns:
         mark = "*" if col.leverage == r.leverage else ""
-        table.add_column(f"{col.leverage.normalize():f}x{mark}", justify="right")
+        header = f"{col.leverage.normalize():f}x{mark}"
+        if col.stop_beyond_liquidation:
+            # the stop is kept at every leverage: here the liquidation comes first
+            header += "\n[bold red]stop beyond liquidation[/bold red]"
+        table.add_column(header, justify="right")
     for move, price, cells in r.moves:
         row = [f"{float(move) * 100:+.1f}%", _price(price, r.instrument.tick_size)]
         for cell in cells:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain.instrument import Bracket, Instrument
+from bot.domain.instrument import Bracket, Instrument, MarginModel
 from bot.domain.margin import (
     initial_margin,
     isolated_liquidation_distance,
@@ -213,16 +213,19 @@ def test_maintenance_margin_is_continuous_at_every_bracket_floor(
     exchange_symbol: tuple[str, str],
 ) -> None:
     instrument = instrument_for(*exchange_symbol)
+    # Bybit's maintenance margin also holds the fee to close (taker fee on the value): a line
+    # through 0 with no tiers, continuous itself.
+    fee = instrument.taker_fee if instrument.margin_model is MarginModel.BYBIT_UTA else D(0)
     for lower, upper in pairwise(instrument.brackets):
         floor = upper.notional_floor
         # The lower bracket's line evaluated at the floor equals the value at the floor.
         assert maintenance_margin(instrument, floor) == (
-            floor * lower.maint_margin_rate - lower.maint_amount
+            floor * lower.maint_margin_rate - lower.maint_amount + floor * fee
         )
         just_below = floor - D("0.000001")
         assert instrument.bracket_for(just_below) is lower
         gap = maintenance_margin(instrument, floor) - maintenance_margin(instrument, just_below)
-        assert D(0) < gap <= D("0.000001") * lower.maint_margin_rate
+        assert D(0) < gap <= D("0.000001") * (lower.maint_margin_rate + fee)
 
 
 def test_initial_margin_and_margin_ratio() -> None:

@@ -179,7 +179,8 @@ def test_json_output_shape_via_the_cli() -> None:
     result = runner.invoke(app, [*args, "--vol", "0.6"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["liquidation_price"].startswith("54216.867469")
+    # 54 216.867469... on the 0.1 tick, toward the mark (up for a long)
+    assert data["liquidation_price"] == "54216.9"
     assert (data["initial_margin"], data["maintenance_margin"]) == ("1000", "40")
     assert data["max_leverage_for_stop"] == "15.02"
     assert len(data["moves"]) == 17
@@ -283,7 +284,8 @@ def test_prices_of_a_contract_priced_in_cents_print_to_its_tick() -> None:
     assert "0.0096000" in text  # the -20 % row of the move table
     btc = StringIO()
     Console(file=btc, width=200).print(calc_summary(calculate(request())))
-    assert f"{calculate(request()).liquidation_price:,.2f}" in btc.getvalue()  # at least 2
+    # at least 2 decimals, on the 0.1 tick toward the entry: 54 216.867... -> 54,216.90
+    assert "54,216.90" in btc.getvalue()
 
 
 @pytest.mark.parametrize("flag", ["--entry", "--leverage", "--balance", "--vol"])
@@ -361,7 +363,7 @@ def test_a_coarse_tick_liquidation_is_shown_rounded_toward_the_entry() -> None:
     args = ["calc", "--contract", "1000PEPE/USDT:USDT", "--side", "long", "--entry", "0.0000012"]
     args += ["--leverage", "4", "--balance", "1000", "--margin-mode", "isolated"]
     data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
-    assert data["liquidation_price"].startswith("0.00000091")
+    assert data["liquidation_price"] == "0.000001"  # 0.00000091... on the tick, toward the mark
     text = runner.invoke(app, args).stdout
     line = next(x for x in text.splitlines() if "liquidation price" in x)
     assert "0.0000010" in line
@@ -498,3 +500,73 @@ def test_errors_show_the_numbers_without_exponents(flags: list[str], message: st
     assert message in text
     assert "E+" not in text
     assert "E-" not in text
+
+
+def test_json_liquidation_prices_are_on_the_tick_grid_toward_the_mark() -> None:
+    """The JSON gave the exact formula price (54216.86746987...), a price the venue never
+    reports and a stop planned on it could lie a fraction of a tick beyond the real one."""
+    long = jsonable(calculate(request()))
+    assert long["liquidation_price"] == "54216.9"  # 54 216.8674... rounded up
+    short = jsonable(calculate(request(side=-1)))
+    assert short["liquidation_price"] == "65737"  # 60 000 x 1.1 / 1.004 = 65 737.0517... down
+    for data in (long, short):
+        for col in data["columns"]:
+            price = col["liquidation_price"]
+            assert price is None or D(price) % BTC.tick_size == 0
+    exact = calculate(request(side=-1)).columns[-1].liquidation_price  # 20x
+    assert exact is not None
+    assert D(short["columns"][-1]["liquidation_price"]) == BTC.floor_price(exact)
+
+
+def test_the_quantity_shown_is_the_one_the_venue_accepts() -> None:
+    """1 000 at 10x buys 1/6 BTC = 0.1666...: the venue takes 0.166 (the 0.001 step)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_summary
+
+    r = calculate(request())
+    data = jsonable(r)
+    assert data["qty"] == "0.166"
+    assert {c["leverage"]: c["qty"] for c in data["columns"]}["10"] == "0.166"
+    out = StringIO()
+    Console(file=out, width=200).print(calc_summary(r))
+    line = next(x for x in out.getvalue().splitlines() if " size " in x)
+    assert "0.166 BTC (floored to the 0.001 step from 0.16666667" in line
+    # 50 at 1x buys 0.00083 BTC: floored to 0, below the 0.001 minimum; said, not shown valid
+    small = jsonable(calculate(request(balance=D(50), leverage=D(3))))
+    one = next(c for c in small["columns"] if c["leverage"] == "1")
+    assert (one["qty"], one["below_minimum_qty"], one["allowed"]) == ("0", True, False)
+    three = next(c for c in small["columns"] if c["leverage"] == "3")
+    assert (three["qty"], three["below_minimum_qty"]) == ("0.002", False)
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_the_leverage_grid_marks_a_stop_beyond_liquidation(side: int) -> None:
+    """The grid keeps the trader's stop (2 daily vols at 60 %: 56 231.35 for a long, 63 768.65
+    for a short) at every leverage. At 20x the liquidation (57 228.92 long, 62 749.00 short)
+    comes first: the column said nothing and read as a valid position."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_moves, calc_summary
+
+    r = calculate(request(side=side, volatility=D("0.6")))
+    flags = {c.leverage: c.stop_beyond_liquidation for c in r.columns}
+    assert flags == {D(1): False, D(3): False, D(5): False, D(10): False, D(20): True}
+    data = jsonable(r)
+    assert [c["stop_beyond_liquidation"] for c in data["columns"]] == [False] * 4 + [True]
+    assert data["stop_beyond_liquidation"] is False  # the request's own 10x
+    out = StringIO()
+    Console(file=out, width=250).print(calc_moves(r))
+    assert out.getvalue().count("stop beyond liquidation") == 1
+    # Asked at 20x itself, the summary says it too.
+    at20 = calculate(request(side=side, leverage=D(20), volatility=D("0.6")))
+    assert jsonable(at20)["stop_beyond_liquidation"] is True
+    out = StringIO()
+    Console(file=out, width=250).print(calc_summary(at20))
+    assert "liquidated before the stop fires" in out.getvalue()
+    # Without a stop (no volatility) nothing is marked.
+    assert not any(c.stop_beyond_liquidation for c in calculate(request(side=side)).columns)

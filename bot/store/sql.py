@@ -29,6 +29,7 @@ from sqlalchemy.exc import (
     OperationalError,
     StatementError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, SQLModel, col, select
 
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
@@ -60,8 +61,8 @@ class DuplicateIntent(BotError, ValueError):
 
 class StoreUnavailable(BotError):
     """The state database cannot be written or read (disk full, read-only file, database
-    locked, connection lost). Nothing that needs a record is done without it: an order whose
-    intent cannot be persisted is never sent."""
+    locked, connection lost, no free connection in the pool). Nothing that needs a record is
+    done without it: an order whose intent cannot be persisted is never sent."""
 
 
 # Failures of the database itself, not of what was written: a constraint (IntegrityError), a
@@ -73,6 +74,18 @@ def _unavailable(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
     first = str(exc.orig or exc).strip().splitlines()
     reason = first[0] if first else type(exc.orig or exc).__name__
     return StoreUnavailable(f"state database {safe_url(url)}: cannot {what}: {reason}")
+
+
+def _pool_exhausted(exc: PoolTimeout, what: str, url: str) -> StoreUnavailable:
+    """Every pooled connection stayed in use for the pool's whole timeout: the database may be
+    up, but this process cannot reach it (a query stuck on a lock, connections never given back,
+    more threads than the pool holds). SQLAlchemy's own line names the pool's size and timeout
+    (https://docs.sqlalchemy.org/en/20/errors.html#error-3o7r)."""
+    detail = str(exc).split(" (Background on this error", 1)[0].strip()
+    return StoreUnavailable(
+        f"state database {safe_url(url)}: cannot {what}: no free connection in the "
+        f"connection pool ({detail})"
+    )
 
 
 _WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?(\w+)', re.IGNORECASE)
@@ -238,6 +251,8 @@ class SqlStore:
                 session.commit()
             except _UNAVAILABLE as exc:
                 raise _unavailable(exc, f"write {what}", self._url) from exc
+            except PoolTimeout as exc:
+                raise _pool_exhausted(exc, f"write {what}", self._url) from exc
             except DBAPIError as exc:
                 if type(exc) is DatabaseError:  # e.g. "file is not a database"
                     raise _unavailable(exc, f"write {what}", self._url) from exc
@@ -255,6 +270,8 @@ class SqlStore:
                 yield session
             except _UNAVAILABLE as exc:
                 raise _unavailable(exc, "read", self._url) from exc
+            except PoolTimeout as exc:
+                raise _pool_exhausted(exc, "read", self._url) from exc
             except DBAPIError as exc:
                 if type(exc) is DatabaseError:
                     raise _unavailable(exc, "read", self._url) from exc

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from loguru import logger
 from rich.console import Console
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 
 from bot.bootstrap import build_paper, open_store
 from bot.cli.run import run_bot
@@ -300,3 +300,46 @@ def test_a_restart_refuses_to_replace_a_deleted_database_by_an_empty_one(
     # Starting afresh on purpose: an empty database made by hand, then the bot starts.
     upgrade(load_config(config_path).runtime.database_url)
     assert run_once() == 0
+
+
+def test_an_exhausted_connection_pool_fails_the_job_as_an_unavailable_database(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Every pooled connection held (a query stuck on a lock, a thread that keeps its
+    # connection): SQLAlchemy's pool TimeoutError went through as an unnamed error, a bug's
+    # traceback and an alert that named no database.
+    config_path = write_config(tmp_path, contracts=1)
+    set_runtime(config_path, alert_urls=f'["{receiver.url}"]')
+    config = load_config(config_path)
+    open_store(config).close()  # creates the database at the current schema
+    url = config.runtime.database_url
+    store = SqlStore(create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2))
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    failed: list[Any] = []
+    sink = logger.add(
+        lambda m: failed.append(m.record),
+        level="INFO",
+        filter=lambda r: r["level"].name == "ERROR" and "failed (" in r["message"],
+    )
+    try:
+        assert runner.tick() is not None
+        orders = dict(paper.sim.orders)
+        held = store.engine.connect()  # the pool's only connection, kept
+        clock.advance_to(clock.now_ms() + HOUR)
+        assert runner.tick() is None  # failed, and said so: no exception into the scheduler
+        assert paper.sim.orders == orders  # nothing sent that could not be recorded
+        held.close()
+        clock.advance_to(clock.now_ms() + HOUR)
+        assert runner.tick() is not None  # the connection is back: the bot carries on
+    finally:
+        logger.remove(sink)
+        store.close()
+    [line] = failed
+    assert "StoreUnavailable" in line["message"]
+    assert line["exception"] is None  # a named failure: one line, not a bug's traceback
+    [body] = [b for _, b in receiver.posts if b["title"].endswith("store_unavailable")]
+    assert f"state database {url}" in body["message"]
+    assert "no free connection in the connection pool" in body["message"]
+    [failure] = [b for _, b in receiver.posts if b["title"].endswith("tick_failed")]
+    assert "tick failed: StoreUnavailable" in failure["message"]

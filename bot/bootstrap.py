@@ -528,6 +528,7 @@ def build_live(
     from bot.exchange.ccxt_market import CcxtMarketData
     from bot.exchange.factory import make_ccxt_exchange
     from bot.runtime.catalogue_keeper import CatalogueKeeper
+    from bot.runtime.clock_offset import ClockOffsetCheck
     from bot.runtime.runner import Runner
 
     clock = clock or LiveClock()
@@ -568,6 +569,10 @@ def build_live(
         on_refresh=engine.instruments.update,  # (shared with its reconciler and hedge desk)
     )
     keeper.check()  # at start: read the venue's specs, or refuse to start
+    # The host clock against the venue's: a clock far off is a clock event and an alert, at
+    # start and at every hourly resync (which also keeps the signing offset fresh).
+    offset = ClockOffsetCheck(exchange, store, notifier, clock, ex.name)
+    offset.at_start()
     return Runner(
         engine=engine,
         store=store,
@@ -577,4 +582,5 @@ def build_live(
         max_failures=config.runtime.max_failures,
         before_tick=[keeper.check],
         before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
+        clock_resync=offset.resync,
     )

@@ -21,6 +21,7 @@ from bot.bootstrap import (
     check_history_reach,
     lock_state_database,
     open_store,
+    remember_run,
 )
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
@@ -69,6 +70,7 @@ def run_bot(
     except BaseException:
         lock.release()
         raise
+    remember_run(config)  # (PostgreSQL: a start that finds it emptied later is refused)
     paper: PaperExchange | None = None
     stop_extras: Callable[[], None] | None = None
     try:

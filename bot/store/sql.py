@@ -27,6 +27,7 @@ from sqlalchemy.exc import (
     InternalError,
     NotSupportedError,
     OperationalError,
+    ProgrammingError,
     StatementError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -74,6 +75,29 @@ def _unavailable(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
     first = str(exc.orig or exc).strip().splitlines()
     reason = first[0] if first else type(exc.orig or exc).__name__
     return StoreUnavailable(f"state database {safe_url(url)}: cannot {what}: {reason}")
+
+
+# PostgreSQL's undefined_table (https://www.postgresql.org/docs/current/errcodes-appendix.html)
+_UNDEFINED_TABLE = "42P01"
+
+
+def _tables_gone(exc: DBAPIError) -> bool:
+    """A PostgreSQL statement on a table that does not exist: the bot only opens a database at
+    its full schema, so its tables went away under it (SQLite's "no such table" is an
+    OperationalError, unavailable already)."""
+    return isinstance(exc, ProgrammingError) and (
+        getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE
+    )
+
+
+def _emptied(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
+    first = str(exc.orig or exc).strip().splitlines()
+    return StoreUnavailable(
+        f"state database {safe_url(url)}: cannot {what}: {first[0] if first else 'no table'}: "
+        "the database was dropped and created again, or emptied, under the running bot: "
+        "nothing it records would be kept with its history. Restore it (or its backup) and "
+        "restart the bot"
+    )
 
 
 def _pool_exhausted(exc: PoolTimeout, what: str, url: str) -> StoreUnavailable:
@@ -256,6 +280,8 @@ class SqlStore:
             except DBAPIError as exc:
                 if type(exc) is DatabaseError:  # e.g. "file is not a database"
                     raise _unavailable(exc, f"write {what}", self._url) from exc
+                if _tables_gone(exc):
+                    raise _emptied(exc, f"write {what}", self._url) from exc
                 raise
             except StatementError as exc:  # a bind processor refused a value (inexact decimal...)
                 if isinstance(exc.orig, ValueError | TypeError):
@@ -275,6 +301,8 @@ class SqlStore:
             except DBAPIError as exc:
                 if type(exc) is DatabaseError:
                     raise _unavailable(exc, "read", self._url) from exc
+                if _tables_gone(exc):
+                    raise _emptied(exc, "read", self._url) from exc
                 raise
 
     def _insert(self, model: type[SQLModel]) -> tuple[Table, Any]:

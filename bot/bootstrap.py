@@ -262,14 +262,17 @@ def open_store(config: BotConfig, *, used_by: str | None = None) -> SqlStore:
     ``used_by``: the process that last held the database's instance lock
     (:attr:`InstanceLock.used_before`). A bot ran on it, so a missing file was deleted or moved:
     a new empty one would silently forget a halt a person set, the drawdown peak and which
-    positions are the bot's own (left unmanaged). Refused instead."""
+    positions are the bot's own (left unmanaged). Refused instead. A PostgreSQL database found
+    empty although a bot ran on it (:mod:`bot.store.ran_before`) is refused the same way."""
     from bot.store import migrate
     from bot.store.sql import SqlStore
 
     url = config.runtime.database_url
     with database_errors(config):
         path = migrate.sqlite_file(url)
-        if path is not None and not path.exists():
+        if path is None:
+            _refuse_an_emptied_database(config)
+        elif not path.exists():
             if used_by is not None:
                 raise ConfigError(
                     f"{config.source}: runtime.database_url: the state database {path} is "
@@ -280,6 +283,43 @@ def open_store(config: BotConfig, *, used_by: str | None = None) -> SqlStore:
                 )
             migrate.upgrade(url)
         return SqlStore.open(url)
+
+
+def _refuse_an_emptied_database(config: BotConfig) -> None:
+    """A ConfigError when the (PostgreSQL) state database has no tables although a bot ran on
+    it: it was dropped and created again, or its data was lost. Its schema check alone said
+    "never migrated: run bot db upgrade", which started the bot afresh."""
+    from bot.store import migrate
+    from bot.store.ran_before import mark_path, ran_before
+
+    url = config.runtime.database_url
+    holder = ran_before(url, config.runtime.log_dir)
+    if holder is None or migrate.current_revision(url) is not None:
+        return
+    raise ConfigError(
+        f"{config.source}: runtime.database_url: the state database {migrate.safe_url(url)} "
+        f"is empty (no tables), but a bot ran on it before (process {holder}, as "
+        f"{mark_path(url, config.runtime.log_dir)} records): it was dropped and created "
+        "again, or its data was lost. Restore it from a backup; to start afresh on an empty "
+        f"database on purpose, create its tables with: {migrate.UPGRADE_COMMAND}"
+    )
+
+
+def remember_run(config: BotConfig) -> None:
+    """Leave the mark of a bot running on the (PostgreSQL) state database, once it is open at
+    its schema (:mod:`bot.store.ran_before`). A mark that cannot be written is said, not fatal:
+    only the refusal of an emptied database depends on it."""
+    from bot.store.ran_before import mark_ran
+
+    try:
+        mark_ran(config.runtime.database_url, config.runtime.log_dir, os.getpid())
+    except OSError as exc:
+        logger.warning(
+            "cannot note in {} that this bot runs on its state database ({}): an emptied "
+            "database would not be recognised at the next start",
+            config.runtime.log_dir,
+            exc,
+        )
 
 
 def lock_state_database(config: BotConfig) -> InstanceLock:
@@ -539,6 +579,7 @@ def build_live(
     from bot.exchange.ccxt_market import CcxtMarketData
     from bot.exchange.factory import make_ccxt_exchange
     from bot.runtime.catalogue_keeper import CatalogueKeeper
+    from bot.runtime.clock_offset import ClockOffsetCheck
     from bot.runtime.runner import Runner
 
     clock = clock or LiveClock()
@@ -585,6 +626,10 @@ def build_live(
         on_refresh=engine.instruments.update,  # (shared with its reconciler and hedge desk)
     )
     keeper.check()  # at start: read the venue's specs, or refuse to start
+    # The host clock against the venue's: a clock far off is a clock event and an alert, at
+    # start and at every hourly resync (which also keeps the signing offset fresh).
+    offset = ClockOffsetCheck(exchange, store, notifier, clock, ex.name)
+    offset.at_start()
     return Runner(
         engine=engine,
         store=store,
@@ -594,4 +639,5 @@ def build_live(
         max_failures=config.runtime.max_failures,
         before_tick=[keeper.check],
         before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
+        clock_resync=offset.resync,
     )

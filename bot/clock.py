@@ -28,6 +28,12 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
 
+def monotonic_ms(clock: Clock) -> int:
+    """``clock``'s monotonic time in integer milliseconds (for intervals only: never a date).
+    On a :class:`SimClock` it equals ``now_ms()``."""
+    return round(clock.monotonic() * 1000)
+
+
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 

@@ -44,6 +44,12 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     incidents and each contract's last decision are read by kind, however many other orders,
     events or decisions were recorded since. ``now_ms``: the time to judge the last job's age
     by (``bot status`` passes the wall clock's); without it the age is not judged.
+
+    Nor is it when the last run on the database is a replay (``bot run --replay``): its jobs
+    are stamped with replayed time, months behind the wall clock and running at ``--speed``,
+    so their age said "bot down" of a replay running well (and the replay's own clock is not
+    kept anywhere that would say whether it still runs). The last job is shown in replayed
+    time, said so, with neither an age nor a verdict.
     """
     from bot.dashboard.account import missed_alerts, unreadable_run
     from bot.domain.enums import EventKind
@@ -117,6 +123,9 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         contracts.append(row)
     unreadable_since, unreadable_reads = unreadable_run(store)
     heartbeat = store.last_heartbeat()
+    replay = views.latest_run_mode(store) == views.REPLAY_RUN_MODE
+    if replay:
+        now_ms = None  # replayed time: not comparable with the wall clock (docstring)
     missed = missed_alerts(config, store)
     return {
         "account": config.account.name,
@@ -126,6 +135,8 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         # recorded (a bot older than the heartbeat, or none completed yet).
         "last_job": heartbeat.job if heartbeat else None,
         "last_job_at": _iso(heartbeat.ts_ms) if heartbeat else None,
+        # The last run is a replay: times are replayed ones, the age is not judged.
+        "replay": replay,
         "last_job_age_s": (
             max(0, now_ms - heartbeat.ts_ms) // 1000
             if heartbeat is not None and now_ms is not None
@@ -211,10 +222,13 @@ def status_tables(
     head.add_column("value", justify="right", no_wrap=True)
     head.add_row("as of", str(data["as_of"] or "no tick yet"))
     age = data.get("last_job_age_s")
+    if data.get("replay"):
+        when = " (replayed time: a replay's age and liveness are not judged on the wall clock)"
+    else:
+        when = f" ({age} s ago)" if age is not None else ""
     head.add_row(
         "last job",
-        f"{data['last_job']} at {data['last_job_at']}"
-        + (f" ({age} s ago)" if age is not None else "")
+        f"{data['last_job']} at {data['last_job_at']}{when}"
         if data.get("last_job")
         else "none recorded (a bot older than the heartbeat, or none completed yet)",
     )

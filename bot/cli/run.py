@@ -21,6 +21,7 @@ from bot.bootstrap import (
     check_history_reach,
     lock_state_database,
     open_store,
+    remember_run,
 )
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
@@ -33,6 +34,7 @@ from bot.runtime.scheduler import Stopper, run_scheduled
 from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
 from bot.store.sql import SqlStore
+from bot.store.views import REPLAY_RUN_MODE
 
 
 def run_bot(
@@ -68,6 +70,7 @@ def run_bot(
     except BaseException:
         lock.release()
         raise
+    remember_run(config)  # (PostgreSQL: a start that finds it emptied later is refused)
     paper: PaperExchange | None = None
     stop_extras: Callable[[], None] | None = None
     try:
@@ -88,7 +91,7 @@ def run_bot(
             mode = "live"
         else:
             runner, paper = build_paper(config, store, replay=replay, speed=speed)
-            mode = "paper-replay" if replay is not None else "paper"
+            mode = REPLAY_RUN_MODE if replay is not None else "paper"
         runner.before_job.append(lock.check)  # a lock lost with its connection stops trading
         policy = config.policies[0]
         store.open_run(mode, str(config.source), policy.name, runner.clock.now_ms())

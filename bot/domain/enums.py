@@ -102,3 +102,5 @@ class EventKind(StrEnum):
     CATALOGUE = "catalogue"  # a contract's specification changed on the venue (catalogue sync)
     HEDGE = "hedge"  # the hedge leg was held (spot wallet unreadable, no market data)
     MARKET_DATA = "market_data"  # a contract's market data could not be read: no decision for it
+    # the host clock is far from the venue's, or its offset could not be measured (live)
+    CLOCK = "clock"

@@ -37,7 +37,7 @@ from decimal import Decimal
 from enum import StrEnum
 from functools import partial
 
-from bot.clock import Clock, ms_to_datetime
+from bot.clock import Clock, monotonic_ms, ms_to_datetime
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
 from bot.domain.enums import (
@@ -195,6 +195,8 @@ class Engine:
         self.needed = candles_needed(policy)
         self.statistics_spec = statistics_spec(policy)
         self._tick_ms = 0
+        # the clock's monotonic ms read with _tick_ms: the gate's order rate counts on it
+        self._tick_mono_ms = 0
         self._n = 0
         self._last_snapshot: dict[str, MarketSnapshot] = {}
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
@@ -271,6 +273,7 @@ class Engine:
     def tick(self) -> TickResult:
         now = self.clock.now_ms()
         self._tick_ms = now
+        self._tick_mono_ms = monotonic_ms(self.clock)
         self._n = 0
         tick_id = base36(now // 1000)
         try:
@@ -353,6 +356,7 @@ class Engine:
         """
         now = self.clock.now_ms()
         self._tick_ms = now
+        self._tick_mono_ms = monotonic_ms(self.clock)
         self._n = 0
         try:
             acct = self.reconcile(now)
@@ -1703,6 +1707,7 @@ class Engine:
             if self.hedge is not None and hedged
             else None,
             hedge_beta=self.hedge.beta(req.symbol) if self.hedge is not None else Decimal(1),
+            monotonic_ms=self._tick_mono_ms,
         )
         with self._lock:
             verdict = self.gate.check(req, ctx)

@@ -72,6 +72,7 @@ class CcxtExchange:
         self._clock = clock
         self._symbols = tuple(symbols)
         self._account = account
+        self.recv_window_ms = recv_window_ms
         self._policy = RetryPolicy(attempts=retry_attempts, max_seconds=retry_max_seconds)
         pacer = SharedPacer(clock)
 
@@ -539,6 +540,23 @@ class CcxtExchange:
         """Re-measure the offset between local and server time (call hourly and after -1021)."""
         self._ex.load_time_difference()
         self._clients.share_time_difference(self._ex)
+
+    def measure_clock_offset(self) -> int:
+        """Re-measure the host clock against the venue's (``GET /fapi/v1/time``, bybit
+        ``/v5/market/time``) and sign with the new offset from now on; the offset in ms,
+        positive when the host's clock is ahead. Retried and mapped as every read."""
+
+        def measure() -> int:
+            self.resync_clock()
+            offset = self._ex.options.get("timeDifference")
+            if not isinstance(offset, int | float):
+                raise mapping.UnexpectedResponse(
+                    f"{self._ex.id}: load_time_difference left no offset ({offset!r})"
+                )
+            return int(offset)
+
+        # not hedged: the offset is measured on this thread's client, then shared
+        return self._call(measure, "load_time_difference", hedge=False)
 
     # -- orders --------------------------------------------------------------------------------
 

@@ -6,13 +6,17 @@ contract whose market data is older than the limit), ``hedge`` (an order on a he
 raise the book's beta-weighted net exposure), ``max leverage`` per contract and
 ``gross leverage`` after the order, ``max notional`` per contract, ``order rate`` (orders that add
 risk; reduce-only and protective orders always pass so a position is never left unprotected).
+
+The order rate is counted on the clock's monotonic time (:attr:`OrderContext.monotonic_ms`), not
+on the wall clock: a wall clock stepped back by an hour kept the orders of the last minute "in the
+last minute" for an hour (entries refused), one stepped forward forgot them (the limit freed).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from bot.domain.enums import TradingState
@@ -51,6 +55,8 @@ class OrderContext:
     # Hedge orders only: the beta-weighted net exposure of everything else, and this leg's beta.
     hedge_net_other: Decimal | None = None
     hedge_beta: Decimal = Decimal(1)
+    # The clock's monotonic time in ms (bot.clock.monotonic_ms): what the order rate counts on.
+    monotonic_ms: int = field(kw_only=True)
 
 
 def _is_reducing(req: OrderRequest, ctx: OrderContext) -> bool:
@@ -131,7 +137,8 @@ CHECKS: tuple[Check, ...] = (
 
 
 class RiskGate:
-    """Applies :data:`CHECKS` and the order-rate limit. Keeps the recent order times."""
+    """Applies :data:`CHECKS` and the order-rate limit. Keeps the recent order times (on the
+    clock's monotonic ms)."""
 
     def __init__(self, limits: RiskLimits) -> None:
         self.limits = limits
@@ -142,12 +149,12 @@ class RiskGate:
             reason = check(req, ctx, self.limits)
             if reason is not None:
                 return Denied(reason)
-        while self._sent and self._sent[0] <= ctx.now_ms - 60_000:
+        while self._sent and self._sent[0] <= ctx.monotonic_ms - 60_000:
             self._sent.popleft()
         if not _is_reducing(req, ctx) and len(self._sent) >= self.limits.max_orders_per_minute:
             return Denied(
                 f"order rate: {len(self._sent)} orders in the last minute "
                 f"(limit {self.limits.max_orders_per_minute})"
             )
-        self._sent.append(ctx.now_ms)
+        self._sent.append(ctx.monotonic_ms)
         return APPROVED

@@ -75,6 +75,9 @@ class Runner:
     # Run before every job (tick, guard...); one that raises stops the job: e.g. the state
     # database's instance lock, lost with its connection and taken by another bot.
     before_job: list[Callable[[], None]] = field(default_factory=list)
+    # Live: re-measures the host clock's offset to the venue's (bot.runtime.clock_offset), run
+    # as the scheduler's hourly ``clock-resync`` job; never raises.
+    clock_resync: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         # a restart does not reset the count

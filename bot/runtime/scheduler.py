@@ -3,7 +3,9 @@
 Jobs: the decision ``tick`` at the policy's cadence (aligned to candle closes, a few seconds after
 so the candle is final), ``guard`` (loss limits on the marks of the moment, then the protection
 invariant) between ticks, also when replaying recorded data, ``funding`` before each
-contract's next settlement, ``rollover`` at 00:00 UTC. One worker thread and ``max_instances=1``:
+contract's next settlement, ``rollover`` at 00:00 UTC, and live only ``clock-resync`` hourly (the
+host clock's offset to the venue's, :mod:`bot.runtime.clock_offset`). One worker thread and
+``max_instances=1``:
 two jobs never overlap; ``coalesce=True``: missed runs collapse into one. On live time a late
 decision tick, guard or funding planning still runs (once), a pre-funding tick until its
 settlement; a rollover later than the grace period is skipped (APScheduler logs it, routed into
@@ -47,6 +49,7 @@ from bot.runtime.runner import Runner
 
 WALL = LiveClock()  # APScheduler runs on wall time, even when the bot's clock is replayed
 SETTLE_DELAY_S = 5  # seconds after a candle closes before deciding on it
+CLOCK_RESYNC_SECONDS = 3600  # live: re-measure the host clock's offset to the venue's
 
 
 class SchedulerFailed(BotError):
@@ -206,6 +209,7 @@ def run_scheduled(
             guard_seconds=guard_seconds,
             funding_lead_seconds=funding_lead_seconds,
             stop=stopper.event,
+            clock_resync=runner.clock_resync,
         )
     else:
         sched.add_job(
@@ -260,8 +264,10 @@ def add_live_jobs(
     guard_seconds: int,
     funding_lead_seconds: int,
     stop: threading.Event,
+    clock_resync: Callable[[], None] | None = None,
 ) -> None:
-    """The jobs of a bot on live time (live or paper trading on live prices).
+    """The jobs of a bot on live time (live or paper trading on live prices); with
+    ``clock_resync`` (live trading) the hourly ``clock-resync`` job too.
 
     The decision tick, the guard and the funding planner run however late they come
     (``misfire_grace_time=None``; still coalesced: once, not once per missed run). Skipped for
@@ -301,6 +307,17 @@ def add_live_jobs(
         next_run_time=WALL.now(),
         misfire_grace_time=None,  # a late planning still plans; skipped, a settlement went unseen
     )
+    if clock_resync is not None:
+        # Live: the offset ccxt signs with, measured at start, re-measured every hour (ccxt
+        # refreshes it only when asked). On the one worker, so never during a tick; late, it
+        # still runs (once, coalesced): a late measurement is as good as a punctual one.
+        sched.add_job(
+            _unless_stopped(stop, clock_resync),
+            "interval",
+            seconds=CLOCK_RESYNC_SECONDS,
+            id="clock-resync",
+            misfire_grace_time=None,
+        )
 
 
 def _run_until_stopped(

@@ -27,8 +27,10 @@ from sqlalchemy.exc import (
     InternalError,
     NotSupportedError,
     OperationalError,
+    ProgrammingError,
     StatementError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, SQLModel, col, select
 
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
@@ -60,8 +62,8 @@ class DuplicateIntent(BotError, ValueError):
 
 class StoreUnavailable(BotError):
     """The state database cannot be written or read (disk full, read-only file, database
-    locked, connection lost). Nothing that needs a record is done without it: an order whose
-    intent cannot be persisted is never sent."""
+    locked, connection lost, no free connection in the pool). Nothing that needs a record is
+    done without it: an order whose intent cannot be persisted is never sent."""
 
 
 # Failures of the database itself, not of what was written: a constraint (IntegrityError), a
@@ -73,6 +75,41 @@ def _unavailable(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
     first = str(exc.orig or exc).strip().splitlines()
     reason = first[0] if first else type(exc.orig or exc).__name__
     return StoreUnavailable(f"state database {safe_url(url)}: cannot {what}: {reason}")
+
+
+# PostgreSQL's undefined_table (https://www.postgresql.org/docs/current/errcodes-appendix.html)
+_UNDEFINED_TABLE = "42P01"
+
+
+def _tables_gone(exc: DBAPIError) -> bool:
+    """A PostgreSQL statement on a table that does not exist: the bot only opens a database at
+    its full schema, so its tables went away under it (SQLite's "no such table" is an
+    OperationalError, unavailable already)."""
+    return isinstance(exc, ProgrammingError) and (
+        getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE
+    )
+
+
+def _emptied(exc: DBAPIError, what: str, url: str) -> StoreUnavailable:
+    first = str(exc.orig or exc).strip().splitlines()
+    return StoreUnavailable(
+        f"state database {safe_url(url)}: cannot {what}: {first[0] if first else 'no table'}: "
+        "the database was dropped and created again, or emptied, under the running bot: "
+        "nothing it records would be kept with its history. Restore it (or its backup) and "
+        "restart the bot"
+    )
+
+
+def _pool_exhausted(exc: PoolTimeout, what: str, url: str) -> StoreUnavailable:
+    """Every pooled connection stayed in use for the pool's whole timeout: the database may be
+    up, but this process cannot reach it (a query stuck on a lock, connections never given back,
+    more threads than the pool holds). SQLAlchemy's own line names the pool's size and timeout
+    (https://docs.sqlalchemy.org/en/20/errors.html#error-3o7r)."""
+    detail = str(exc).split(" (Background on this error", 1)[0].strip()
+    return StoreUnavailable(
+        f"state database {safe_url(url)}: cannot {what}: no free connection in the "
+        f"connection pool ({detail})"
+    )
 
 
 _WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?(\w+)', re.IGNORECASE)
@@ -238,9 +275,13 @@ class SqlStore:
                 session.commit()
             except _UNAVAILABLE as exc:
                 raise _unavailable(exc, f"write {what}", self._url) from exc
+            except PoolTimeout as exc:
+                raise _pool_exhausted(exc, f"write {what}", self._url) from exc
             except DBAPIError as exc:
                 if type(exc) is DatabaseError:  # e.g. "file is not a database"
                     raise _unavailable(exc, f"write {what}", self._url) from exc
+                if _tables_gone(exc):
+                    raise _emptied(exc, f"write {what}", self._url) from exc
                 raise
             except StatementError as exc:  # a bind processor refused a value (inexact decimal...)
                 if isinstance(exc.orig, ValueError | TypeError):
@@ -255,9 +296,13 @@ class SqlStore:
                 yield session
             except _UNAVAILABLE as exc:
                 raise _unavailable(exc, "read", self._url) from exc
+            except PoolTimeout as exc:
+                raise _pool_exhausted(exc, "read", self._url) from exc
             except DBAPIError as exc:
                 if type(exc) is DatabaseError:
                     raise _unavailable(exc, "read", self._url) from exc
+                if _tables_gone(exc):
+                    raise _emptied(exc, "read", self._url) from exc
                 raise
 
     def _insert(self, model: type[SQLModel]) -> tuple[Table, Any]:

@@ -162,6 +162,20 @@ def fills(store: SqlStore, window: TimeWindow, limit: int) -> list[Fill]:
         return [t.fill_domain(r) for r in session.exec(stmt)]
 
 
+# The mode ``bot run --replay`` records for its runs: paper trading on recorded data, on a
+# replayed clock (the times it records are replayed times, not the wall clock's).
+REPLAY_RUN_MODE = "paper-replay"
+
+
+def latest_run_mode(store: SqlStore) -> str | None:
+    """The mode of the run started last on this database (live, paper, paper-replay); None
+    when no run was recorded. By recording order: a replay records its start in replayed time."""
+    r = t.RunRow
+    stmt = select(r.mode).order_by(col(r.id).desc()).limit(1)
+    with _session(store) as session:
+        return session.exec(stmt).first()
+
+
 def pending_commands(store: SqlStore) -> list[PendingCommand]:
     """Operator commands posted and not yet applied by the bot, oldest first."""
     c = t.CommandRow

@@ -91,3 +91,22 @@ def test_run_options_that_cannot_work_are_one_clear_line(
     assert result.exit_code == 2, result.output
     assert expected in " ".join(result.output.split())
     assert not (tmp_path / "state.db").exists()  # refused before anything was opened
+
+
+def test_status_of_a_replay_does_not_judge_its_replayed_heartbeat_on_the_wall_clock(
+    tmp_path: Path,
+) -> None:
+    # A replay stamps its jobs with replayed time (June 2025 for the sample data): judged on
+    # the wall clock, `bot status` said "bot not running" of a replay running well, with an
+    # age of months.
+    cfg = str(write_config(tmp_path, contracts=1))
+    invoke("run", "--config", cfg, "--once", "--replay", str(ROOT / "data" / "sample"))
+    status = json.loads(invoke("status", "--config", cfg, "--json"))
+    assert status["bot_down"] is None
+    assert status["last_job_age_s"] is None
+    assert status["last_job"] == "tick"
+    assert status["last_job_at"].startswith("2025-06-")  # replayed time, shown as such
+    assert status["replay"] is True
+    text = invoke("status", "--config", cfg)
+    assert "BOT NOT RUNNING?" not in text
+    assert "replayed time" in " ".join(text.split())

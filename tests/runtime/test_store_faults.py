@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from loguru import logger
 from rich.console import Console
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, make_url
+from sqlalchemy import text as text_clause
 
 from bot.bootstrap import build_paper, open_store
 from bot.cli.run import run_bot
@@ -32,10 +33,11 @@ from bot.domain.orders import OrderRequest
 from bot.errors import ConfigError
 from bot.ports.store import OrderRecord, RiskMemory
 from bot.store.instance_lock import AlreadyRunning
-from bot.store.migrate import upgrade
+from bot.store.migrate import SchemaOutOfDate, current_revision, upgrade
 from bot.store.sql import SqlStore, StoreUnavailable, make_engine
 from tests.runtime.conftest import ROOT, write_config
 from tests.runtime.test_alerts import Receiver, receiver, set_runtime
+from tests.store.conftest import POSTGRES_URL, fresh_database
 
 __all__ = ["receiver"]  # the webhook receiver fixture
 
@@ -300,3 +302,97 @@ def test_a_restart_refuses_to_replace_a_deleted_database_by_an_empty_one(
     # Starting afresh on purpose: an empty database made by hand, then the bot starts.
     upgrade(load_config(config_path).runtime.database_url)
     assert run_once() == 0
+
+
+def test_an_exhausted_connection_pool_fails_the_job_as_an_unavailable_database(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Every pooled connection held (a query stuck on a lock, a thread that keeps its
+    # connection): SQLAlchemy's pool TimeoutError went through as an unnamed error, a bug's
+    # traceback and an alert that named no database.
+    config_path = write_config(tmp_path, contracts=1)
+    set_runtime(config_path, alert_urls=f'["{receiver.url}"]')
+    config = load_config(config_path)
+    open_store(config).close()  # creates the database at the current schema
+    url = config.runtime.database_url
+    store = SqlStore(create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2))
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    failed: list[Any] = []
+    sink = logger.add(
+        lambda m: failed.append(m.record),
+        level="INFO",
+        filter=lambda r: r["level"].name == "ERROR" and "failed (" in r["message"],
+    )
+    try:
+        assert runner.tick() is not None
+        orders = dict(paper.sim.orders)
+        held = store.engine.connect()  # the pool's only connection, kept
+        clock.advance_to(clock.now_ms() + HOUR)
+        assert runner.tick() is None  # failed, and said so: no exception into the scheduler
+        assert paper.sim.orders == orders  # nothing sent that could not be recorded
+        held.close()
+        clock.advance_to(clock.now_ms() + HOUR)
+        assert runner.tick() is not None  # the connection is back: the bot carries on
+    finally:
+        logger.remove(sink)
+        store.close()
+    [line] = failed
+    assert "StoreUnavailable" in line["message"]
+    assert line["exception"] is None  # a named failure: one line, not a bug's traceback
+    [body] = [b for _, b in receiver.posts if b["title"].endswith("store_unavailable")]
+    assert f"state database {url}" in body["message"]
+    assert "no free connection in the connection pool" in body["message"]
+    [failure] = [b for _, b in receiver.posts if b["title"].endswith("tick_failed")]
+    assert "tick failed: StoreUnavailable" in failure["message"]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not POSTGRES_URL,
+    reason='BOT_TEST_POSTGRES_URL is not set (eval "$(bash scripts/ci_postgres.sh)")',
+)
+def test_a_restart_refuses_a_postgres_database_dropped_and_created_again_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SQLite database file is remembered by its lock file; a PostgreSQL database dropped
+    # and created again (a container's volume made anew) only read as "never migrated:
+    # migrate it", and migrating it started the bot afresh: the halt a person set, the
+    # drawdown peak and the bot's own positions were forgotten.
+    monkeypatch.delenv("BOT_API_KEY", raising=False)
+    console = Console(file=io.StringIO(), width=400)
+    with fresh_database("postgres", tmp_path) as url:
+        config_path = write_config(tmp_path, contracts=1)
+        text = config_path.read_text()
+        sqlite_url = f"sqlite:///{tmp_path / 'state.db'}"
+        assert sqlite_url in text
+        config_path.write_text(text.replace(sqlite_url, url))
+        schema = str(make_url(url).query["options"]).split("=", 1)[1]  # -csearch_path=...
+
+        def run_once() -> int:
+            return run_bot(config_path, live=False, yes=True, once=True, ticks=None,
+                           replay=ROOT / "data" / "sample", speed=1.0, console=console)  # fmt: skip
+
+        # A new database, never migrated: the plain message, however many starts tried it.
+        for _ in range(2):
+            with pytest.raises(SchemaOutOfDate, match="has no schema"):
+                run_once()
+        upgrade(url)
+        assert run_once() == 0
+        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:  # dropped, and created again empty
+                conn.execute(text_clause(f'DROP SCHEMA "{schema}" CASCADE'))
+                conn.execute(text_clause(f'CREATE SCHEMA "{schema}"'))
+        finally:
+            admin.dispose()
+        with pytest.raises(ConfigError) as info:
+            run_once()
+        message = str(info.value)
+        assert "is empty (no tables), but a bot ran on it before" in message
+        assert "Restore it from a backup" in message
+        assert "bot db upgrade" in message
+        assert current_revision(url) is None  # nothing made in its place
+        # Starting afresh on purpose: its tables made by hand, then the bot starts.
+        upgrade(url)
+        assert run_once() == 0

@@ -211,3 +211,42 @@ def test_a_funding_planner_that_comes_late_still_plans_the_settlement() -> None:
     assert job is not None, "the late planner planned no pre-funding tick"
     assert job.next_run_time == ms_to_datetime(engine.settles_ms - 120_000)
     assert job.misfire_grace_time == 120  # until the settlement, never after it
+
+
+def test_live_trading_resyncs_the_clock_hourly_and_a_late_resync_runs_once() -> None:
+    # ccxt measures the host clock's offset to the venue's once, at load_markets: a drift since
+    # was found only by a -1021 rejection (of an order, a stop perhaps). Live, it is measured
+    # again every hour; a late run (the machine slept) still measures, once.
+    resyncs: list[int] = []
+    done = threading.Event()
+
+    def resync() -> None:
+        resyncs.append(1)
+        done.set()
+
+    plain, live = new_scheduler(grace_seconds=120), new_scheduler(grace_seconds=120)
+    for sched, clock_resync in ((plain, None), (live, resync)):
+        add_live_jobs(
+            sched,
+            CountingRunner(),  # type: ignore[arg-type]
+            SimClock(START),
+            tf_ms=HOUR_MS,
+            guard_seconds=60,
+            funding_lead_seconds=120,
+            stop=threading.Event(),
+            clock_resync=clock_resync,
+        )
+    assert plain.get_job("clock-resync") is None  # paper trading signs nothing
+    job = live.get_job("clock-resync")
+    assert job is not None
+    assert job.trigger.interval == timedelta(hours=1)
+    assert job.misfire_grace_time is None
+    for other in ("startup-tick", "tick", "guard", "rollover", "funding-planner"):
+        live.remove_job(other)
+    job.modify(next_run_time=LiveClock().now() - timedelta(hours=3))
+    live.start()
+    try:
+        assert done.wait(10), "the late resync was skipped"
+    finally:
+        live.shutdown(wait=True)
+    assert resyncs == [1]  # coalesced: once, not once per missed hour

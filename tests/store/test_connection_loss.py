@@ -9,11 +9,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from bot.clock import LiveClock
 from bot.domain.enums import EventKind, TradingState
 from bot.ports.store import RiskEvent, RiskMemory
+from bot.store.migrate import engine_url, safe_url, upgrade
 from bot.store.sql import SqlStore, StoreUnavailable, make_engine
 from tests.store.conftest import POSTGRES_URL
 
@@ -98,3 +99,72 @@ def test_a_dropped_postgres_connection_is_replaced(store: SqlStore) -> None:
         admin.dispose()
     store.record_event(event(T0 + 1))  # pre-ping finds it dead and connects again
     assert [e.ts_ms for e in store.recent_events(10)] == [T0 + 1, T0]
+
+
+class PoolHog:
+    """Holds every connection of a one-connection pool, as a query stuck on a lock or a thread
+    that never gives its connection back would."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._held = store.engine.connect()
+
+    def release(self) -> None:
+        self._held.close()
+
+
+def test_an_exhausted_connection_pool_is_store_unavailable(store_url: str) -> None:
+    # sqlalchemy.exc.TimeoutError ("QueuePool limit ... timed out") is no DBAPIError: it left
+    # the store as it came, which the runner took for a bug, not for an unavailable database.
+    upgrade(store_url)
+    engine = create_engine(engine_url(store_url), pool_size=1, max_overflow=0, pool_timeout=0.2)
+    store = SqlStore(engine)
+    hog = PoolHog(store)
+    try:
+        with pytest.raises(StoreUnavailable) as write:
+            store.record_event(event(T0))
+        with pytest.raises(StoreUnavailable) as read:
+            store.load_risk_memory()
+        hog.release()
+        store.record_event(event(T0))  # the connection is back: the store works again
+        assert [e.ts_ms for e in store.recent_events(10)] == [T0]
+    finally:
+        store.close()
+    assert "cannot write risk event" in str(write.value)
+    assert "cannot read" in str(read.value)
+    for exc in (write.value, read.value):
+        message = str(exc)
+        assert "no free connection in the connection pool" in message
+        assert "QueuePool limit of size 1 overflow 0 reached" in message
+        assert safe_url(store_url) in message
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not POSTGRES_URL,
+    reason='BOT_TEST_POSTGRES_URL is not set (eval "$(bash scripts/ci_postgres.sh)")',
+)
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_postgres_database_emptied_under_the_bot_is_store_unavailable(
+    store: SqlStore, store_url: str
+) -> None:
+    # Dropped and created again under a running bot (its lock is taken again on the new one):
+    # every statement failed as a ProgrammingError, which the runner took for a bug, not for
+    # a database that keeps nothing.
+    store.record_event(event(T0))
+    schema = str(make_url(store_url).query["options"]).split("=", 1)[1]  # -csearch_path=...
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    finally:
+        admin.dispose()
+    with pytest.raises(StoreUnavailable) as write:
+        store.record_event(event(T0 + 1))
+    with pytest.raises(StoreUnavailable) as read:
+        store.load_risk_memory()
+    assert "cannot write risk event" in str(write.value)
+    assert "cannot read" in str(read.value)
+    for exc in (write.value, read.value):
+        assert "does not exist" in str(exc)
+        assert "dropped and created again, or emptied, under the running bot" in str(exc)

@@ -128,6 +128,7 @@ def test_no_increase_is_refused_by_the_gates_gross_check_in_any_order(
                 equity=equity,
                 gross_notional_other=others,
                 max_leverage_contract=D(1000),
+                monotonic_ms=0,
             )
             if before <= max_gross * equity:  # a book already above the cap may not grow at all
                 assert check_gross(req, ctx, limits) is None, (order, sym, out)

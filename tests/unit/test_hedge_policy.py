@@ -213,6 +213,7 @@ def test_the_gate_refuses_hedge_orders_that_raise_net_exposure(
         D(0),
         D(125),
         hedge_net_other=other,
+        monotonic_ms=0,
     )
     before = other + held * price
     after = other + (held + req.side.sign * amount) * price
@@ -225,7 +226,9 @@ def test_the_gate_refuses_hedge_orders_that_raise_net_exposure(
 
 def test_gate_check_ignores_non_hedge_orders() -> None:
     req = OrderRequest("c", ETH, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D(1), False)
-    ctx = OrderContext(TradingState.ACTIVE, 0, 0, D(2500), D(0), D(1), D(1), D(0), D(5))
+    ctx = OrderContext(
+        TradingState.ACTIVE, 0, 0, D(2500), D(0), D(1), D(1), D(0), D(5), monotonic_ms=0
+    )
     assert check_hedge(req, ctx, LIMITS) is None
 
 

@@ -222,6 +222,7 @@ def test_an_entry_from_flat_passes_the_gates_per_contract_caps(
         equity=sleeve,
         gross_notional_other=D(0),
         max_leverage_contract=cap_lev,
+        monotonic_ms=0,
     )
     assert check_leverage(req, ctx, limits) is None
     assert check_notional(req, ctx, limits) is None

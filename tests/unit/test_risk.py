@@ -56,11 +56,17 @@ def req(reduce: bool, amount: str = "0.1", side: OrderSide = OrderSide.BUY) -> O
 
 
 def ctx(
-    state: TradingState = TradingState.ACTIVE, age: int = 0, qty: str = "0", now: int = 0
+    state: TradingState = TradingState.ACTIVE,
+    age: int = 0,
+    qty: str = "0",
+    now: int = 0,
+    mono: int | None = None,
 ) -> OrderContext:
+    """``mono``: the clock's monotonic ms (default: ``now``, a clock that never stepped)."""
     return OrderContext(
         state=state,
         now_ms=now,
+        monotonic_ms=now if mono is None else mono,
         data_age_ms=age,
         price=D(60000),
         position_qty=D(qty),
@@ -97,6 +103,22 @@ def test_leverage_notional_stale_and_rate_limits() -> None:
     # reduce-only orders always pass the rate limit: a position is never left unprotected
     assert isinstance(gate2.check(req(True, side=OrderSide.SELL), ctx(qty="0.1", now=5)), Approved)
     assert isinstance(gate2.check(req(False, "0.01"), ctx(now=61_000)), Approved)
+
+
+def test_the_order_rate_counts_on_monotonic_time_whatever_the_wall_clock_does() -> None:
+    # Counted on wall time, a clock stepped back an hour kept the last minute's orders "in the
+    # last minute" for an hour (entries refused), and one stepped forward forgot them.
+    t0, m0 = 1_750_000_000_000, 5_000_000
+    gate = RiskGate(LIMITS)  # 3 orders a minute
+    for i in range(3):
+        assert isinstance(gate.check(req(False, "0.01"), ctx(now=t0 + i, mono=m0 + i)), Approved)
+    # 10 s later, the wall clock stepped forward an hour: still the same minute.
+    ahead = gate.check(req(False, "0.01"), ctx(now=t0 + 3_610_000, mono=m0 + 10_000))
+    assert isinstance(ahead, Denied)
+    assert "order rate: 3 orders in the last minute" in ahead.reason
+    # 61 s after the orders, the wall clock stepped back an hour: the minute is over.
+    back = gate.check(req(False, "0.01"), ctx(now=t0 - 3_539_000, mono=m0 + 61_000))
+    assert isinstance(back, Approved)
 
 
 def test_per_contract_notional_cap_is_the_tighter_one() -> None:

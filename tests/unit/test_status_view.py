@@ -28,6 +28,7 @@ from bot.domain.orders import OrderRequest
 from bot.domain.position import Position
 from bot.ports.store import DecisionRecord, EquitySnapshot, Heartbeat, RiskEvent
 from bot.store.sql import SqlStore
+from bot.store.views import REPLAY_RUN_MODE
 from tests.runtime.conftest import write_config
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
@@ -245,3 +246,24 @@ def test_a_halt_posted_and_not_yet_applied_is_shown(config: BotConfig, store: Sq
     [pending] = data["pending_commands"]
     assert pending["kind"] == "halt"
     assert "waiting for the bot" in _text(config, data)
+
+
+def test_a_replays_heartbeat_is_not_judged_on_the_wall_clock(
+    config: BotConfig, store: SqlStore
+) -> None:
+    """A replay's jobs carry replayed time: compared with the wall clock, a replay running well
+    read as a bot down for months. A run on live time after it is judged again."""
+    _equity(store, T0)
+    store.record_heartbeat(Heartbeat(ts_ms=T0 + 60_000, job="guard"))
+    store.open_run(REPLAY_RUN_MODE, str(config.source), "vol_target", T0)
+    wall = T0 + 400 * 86_400_000  # more than a year later
+    replay = status_data(config, store, wall)
+    assert replay["bot_down"] is None
+    assert replay["last_job_age_s"] is None
+    assert replay["replay"] is True
+    assert "guard at 2025-06-02 00:01:00 UTC (replayed time" in _text(config, replay)
+    assert "BOT NOT RUNNING?" not in _text(config, replay)
+    store.open_run("paper", str(config.source), "vol_target", wall)  # live prices: wall time
+    paper = status_data(config, store, wall)
+    assert paper["replay"] is False
+    assert paper["bot_down"] is not None

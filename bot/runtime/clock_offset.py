@@ -1,0 +1,110 @@
+"""The host clock against the venue's, for live trading.
+
+Binance refuses a signed request whose ``timestamp`` is more than 1 s ahead of its own clock or
+older than the receive window (``recvWindow``, 10 s by default), with -1021 (ccxt/ccxt#2281;
+"Timing security" in https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info);
+Bybit the same with its own window (https://bybit-exchange.github.io/docs/v5/guide). ccxt
+signs with the host's time minus the offset it measured (``adjustForTimeDifference``), which
+the bot re-measures after a -1021 and every hour (the ``clock-resync`` job of the scheduler,
+:data:`bot.runtime.scheduler.CLOCK_RESYNC_SECONDS`: ccxt measures it once, at load_markets).
+
+A measured offset is corrected for, but it is a symptom: a host clock that is off by more than
+a second keeps drifting (no NTP, a VM resumed with a wrong clock), and between two measurements
+the drift lands signed requests, protective stops included, outside the window. So an offset
+beyond :data:`WARN_OFFSET_MS` (Binance's 1 s "ahead" tolerance) is a ``clock`` event and a
+warning alert naming it, at start and at every resync; one at or beyond the receive window is
+critical (every signed request depends on the correction being fresh). A measurement that
+fails is a ``clock`` event too, never a crash: the next one comes an hour later, and a -1021
+re-measures at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loguru import logger
+
+from bot.alerts import Alert, Notifier
+from bot.clock import Clock
+from bot.domain.enums import EventKind, TradingState
+from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.ports.store import RiskEvent, StorePort
+
+WARN_OFFSET_MS = 1000  # Binance refuses a request stamped more than 1 s ahead of its clock
+ALERT_KEY = "clock_offset"
+
+
+@dataclass(slots=True)
+class ClockOffsetCheck:
+    """Measures the offset (at start, then as the hourly ``clock-resync`` job) and reports one
+    too large or one that cannot be measured. Never raises."""
+
+    exchange: CcxtExchange
+    store: StorePort
+    notifier: Notifier
+    clock: Clock
+    venue: str
+
+    def at_start(self) -> int | None:
+        """Measure at the live start; the offset in ms (host ahead > 0), None if unmeasured."""
+        return self._measure("at start")
+
+    def resync(self) -> None:
+        """The scheduled job: re-measure, sign with the new offset, report as at start."""
+        self._measure("hourly resync")
+
+    def _measure(self, when: str) -> int | None:
+        try:
+            offset = self.exchange.measure_clock_offset()
+        except Exception as exc:
+            reason = (
+                f"clock offset to {self.venue} not measured ({when}): "
+                f"{type(exc).__name__}: {exc}; signing goes on with the last offset measured"
+            )
+            logger.warning("{}", reason)
+            self._record(reason)
+            return None
+        if abs(offset) <= WARN_OFFSET_MS:
+            logger.info("clock offset to {} ({}): {:+d} ms", self.venue, when, offset)
+            self._resolved()
+            return offset
+        window = self.exchange.recv_window_ms
+        critical = abs(offset) >= window
+        reason = (
+            f"the host clock is {abs(offset) / 1000:.1f} s "
+            f"{'ahead of' if offset > 0 else 'behind'} {self.venue}'s ({when}: offset "
+            f"{offset:+d} ms, warned above {WARN_OFFSET_MS / 1000:g} s): signed requests, "
+            "stops included, are refused when stamped more than 1 s ahead of the venue or "
+            f"{window / 1000:g} s behind it (recvWindow); the bot corrects by the offset "
+            "measured, but a clock this far off drifts between measurements. Sync the host "
+            "clock (NTP: chrony or systemd-timesyncd)"
+        )
+        logger.log("CRITICAL" if critical else "WARNING", "{}", reason)
+        self._record(reason)
+        self._alert(Alert(ALERT_KEY, "critical" if critical else "warning", reason))
+        return offset
+
+    def _record(self, reason: str) -> None:
+        try:
+            memory = self.store.load_risk_memory()
+            self.store.record_event(
+                RiskEvent(
+                    ts_ms=self.clock.now_ms(),
+                    kind=EventKind.CLOCK,
+                    symbol=None,
+                    state=memory.state if memory is not None else TradingState.ACTIVE,
+                    reason=reason,
+                )
+            )
+        except Exception as exc:  # the alert still goes out; the next job reports the store
+            logger.error("the clock event cannot be recorded: {}: {}", type(exc).__name__, exc)
+
+    def _alert(self, alert: Alert) -> None:
+        try:
+            self.notifier.notify([alert])
+        except Exception as exc:
+            logger.error("the clock alert cannot be sent: {}: {}", type(exc).__name__, exc)
+
+    def _resolved(self) -> None:
+        # back within the threshold: a clock that drifts off again is a new incident
+        self.notifier.resolved([ALERT_KEY])

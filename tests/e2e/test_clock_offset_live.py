@@ -1,0 +1,140 @@
+"""The host clock against the venue's, through the real ccxt path (loopback Binance USD-M): a
+live start measures the offset and reports one beyond a second (a ``clock`` event and an
+alert naming it, critical past the receive window); the hourly ``clock-resync`` job measures
+again, signs with the new offset, and a resync that fails is an event, not a crash."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.clock import LiveClock
+from bot.domain.enums import EventKind
+from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
+from tests.fakes.binance_loopback import Fault, LoopbackBinance
+from tests.fakes.live_setup import (
+    live_config_text,
+    serve_btc_history,
+    start_live,
+    stop_live,
+    venue_account,
+)
+
+KEY, SECRET = "clock-key-4e1b", "clock-secret-82c9d0"
+
+
+@pytest.fixture
+def backend() -> SimulatedExchange:
+    return venue_account("binanceusdm")
+
+
+@pytest.fixture
+def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
+    srv = LoopbackBinance(
+        backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=["BTC/USDT:USDT"]
+    )
+    serve_btc_history(srv, backend)
+    with srv:
+        yield srv
+
+
+def start(tmp_path: Path, server: LoopbackBinance) -> tuple[Runner, SqlStore]:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        live_config_text(
+            name="clock",
+            venue="binanceusdm",
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+        )
+    )
+    return start_live(path, KEY, SECRET)
+
+
+def clock_events(store: SqlStore) -> list[str]:
+    return [e.reason for e in store.recent_events(100, kinds=(EventKind.CLOCK,))]
+
+
+def offset_alerts(store: SqlStore) -> list[tuple[str, str]]:
+    return [(a.severity, a.message) for a in store.recent_alerts("clock_offset", 0)]
+
+
+@pytest.mark.parametrize(
+    ("server_offset_ms", "severity", "words"),
+    [
+        (-2_500, "warning", "2.5"),  # the venue 2.5 s behind: the host is ahead
+        (3_000, "warning", "3.0"),  # the venue ahead: the host is behind
+        (-30_000, "critical", "30.0"),  # beyond the 10 s receive window
+    ],
+)
+def test_a_live_start_on_a_clock_far_from_the_venues_is_an_event_and_an_alert(
+    tmp_path: Path, server: LoopbackBinance, server_offset_ms: int, severity: str, words: str
+) -> None:
+    server.server_time_offset_ms = server_offset_ms
+    runner, store = start(tmp_path, server)
+    try:
+        [event] = clock_events(store)
+        [(level, message)] = offset_alerts(store)
+    finally:
+        stop_live(runner, store)
+    where = "ahead of" if server_offset_ms < 0 else "behind"
+    assert f"the host clock is {words}" in event
+    assert f"{where} binanceusdm's (at start: offset" in event
+    assert "recvWindow" in event
+    assert level == severity
+    assert message == event
+
+
+def test_a_live_start_on_a_clock_in_step_with_the_venues_says_nothing(
+    tmp_path: Path, server: LoopbackBinance
+) -> None:
+    runner, store = start(tmp_path, server)
+    try:
+        assert clock_events(store) == []
+        assert offset_alerts(store) == []
+        assert runner.clock_resync is not None  # the live bot has its hourly resync
+    finally:
+        stop_live(runner, store)
+
+
+def test_the_hourly_resync_signs_with_the_new_offset_and_reports_it(
+    tmp_path: Path, server: LoopbackBinance
+) -> None:
+    runner, store = start(tmp_path, server)
+    try:
+        assert runner.clock_resync is not None
+        times = len(server.calls("/fapi/v1/time", "GET"))
+        server.server_time_offset_ms = -5_000  # the host clock drifted 5 s ahead since
+        runner.clock_resync()
+        assert len(server.calls("/fapi/v1/time", "GET")) == times + 1
+        offset = runner.engine.exchange.exchange.options["timeDifference"]  # type: ignore[attr-defined]
+        assert 5_000 <= offset < 6_000  # what ccxt signs with from now on
+        [event] = clock_events(store)
+        assert "the host clock is 5.0" in event
+        assert "(hourly resync: offset +5" in event
+        # the signed reads go on with no -1021 to recover from
+        statuses = len(server.calls("/fapi/v3/account", "GET"))
+        runner.engine.exchange.fetch_balance()
+        assert [r.status for r in server.calls("/fapi/v3/account", "GET")][statuses:] == [200]
+    finally:
+        stop_live(runner, store)
+
+
+def test_a_resync_that_fails_is_an_event_not_a_crash(
+    tmp_path: Path, server: LoopbackBinance
+) -> None:
+    runner, store = start(tmp_path, server)
+    try:
+        assert runner.clock_resync is not None
+        server.inject(Fault("/fapi/v1/time", "GET", kind="http_503", times=100))
+        runner.clock_resync()  # does not raise
+        [event] = clock_events(store)
+        assert "clock offset to binanceusdm not measured (hourly resync)" in event
+        assert offset_alerts(store) == []
+    finally:
+        stop_live(runner, store)

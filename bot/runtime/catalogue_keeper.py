@@ -22,11 +22,12 @@ from loguru import logger
 from bot.catalogue import resolve_with_sources
 from bot.catalogue_sync import describe_change
 from bot.clock import Clock
-from bot.domain.enums import EventKind, TradingState
+from bot.domain.enums import EventKind
 from bot.domain.instrument import Instrument
 from bot.errors import BotError, ConfigError
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.ports.store import RiskEvent, StorePort
+from bot.ports.store import StorePort
+from bot.runtime.events import record_event_now
 
 DAY_MS = 86_400_000
 RETRY_MS = 10 * 60_000  # after a failed refresh (not at every tick of a 1m policy)
@@ -116,17 +117,7 @@ class CatalogueKeeper:
         return changes
 
     def _event(self, now: int, symbol: str | None, reason: str) -> None:
-        memory = self._store.load_risk_memory()
-        state = memory.state if memory is not None else TradingState.ACTIVE
-        self._store.record_event(
-            RiskEvent(
-                ts_ms=now,
-                kind=EventKind.CATALOGUE,
-                symbol=symbol,
-                state=state,
-                reason=reason,
-            )
-        )
+        record_event_now(self._store, now, EventKind.CATALOGUE, symbol, reason)
 
 
 def _differs(old: Instrument, new: Instrument) -> bool:

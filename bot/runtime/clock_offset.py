@@ -26,9 +26,10 @@ from loguru import logger
 
 from bot.alerts import Alert, Notifier
 from bot.clock import Clock
-from bot.domain.enums import EventKind, TradingState
+from bot.domain.enums import EventKind
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.ports.store import RiskEvent, StorePort
+from bot.ports.store import StorePort
+from bot.runtime.events import record_event_now
 
 WARN_OFFSET_MS = 1000  # Binance refuses a request stamped more than 1 s ahead of its clock
 ALERT_KEY = "clock_offset"
@@ -86,16 +87,7 @@ class ClockOffsetCheck:
 
     def _record(self, reason: str) -> None:
         try:
-            memory = self.store.load_risk_memory()
-            self.store.record_event(
-                RiskEvent(
-                    ts_ms=self.clock.now_ms(),
-                    kind=EventKind.CLOCK,
-                    symbol=None,
-                    state=memory.state if memory is not None else TradingState.ACTIVE,
-                    reason=reason,
-                )
-            )
+            record_event_now(self.store, self.clock.now_ms(), EventKind.CLOCK, None, reason)
         except Exception as exc:  # the alert still goes out; the next job reports the store
             logger.error("the clock event cannot be recorded: {}: {}", type(exc).__name__, exc)
 

@@ -36,6 +36,7 @@ from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
 from bot.ports.store import Heartbeat, RiskEvent, RiskMemory
 from bot.risk.state import initial_memory, set_state
+from bot.runtime.events import record_event_now
 from bot.runtime.feeds import PriceFeed
 from bot.store.instance_lock import AlreadyRunning
 from bot.store.sql import SqlStore, StoreUnavailable
@@ -310,15 +311,12 @@ class Runner:
         # the run of failures is over: the next one is a new incident
         self.notifier.resolved(["tick_failed", "store_unavailable"])
         try:
-            memory = self.store.load_risk_memory()
-            self.store.record_event(
-                RiskEvent(
-                    ts_ms=self.clock.now_ms(),
-                    kind=EventKind.JOBS_OK,
-                    symbol=None,
-                    state=memory.state if memory is not None else TradingState.ACTIVE,
-                    reason=f"{job} done after {failed} failed job(s) in a row",
-                )
+            record_event_now(
+                self.store,
+                self.clock.now_ms(),
+                EventKind.JOBS_OK,
+                None,
+                f"{job} done after {failed} failed job(s) in a row",
             )
         except Exception as exc:  # the job itself succeeded: say so, and carry on
             # (a restart before the next recorded success counts the old run again: the
@@ -326,19 +324,19 @@ class Runner:
             logger.error("the end of {} failed jobs cannot be recorded: {}", failed, exc)
 
     def _record_failure(self, job: str, exc: Exception, now: int) -> list[Alert]:
-        memory = self.store.load_risk_memory()
-        state = memory.state if memory is not None else TradingState.ACTIVE
-        self.store.record_event(
-            RiskEvent(
-                ts_ms=now,
-                kind=EventKind.TICK_FAILED,
-                symbol=None,
-                state=state,
-                reason=f"{job}: {type(exc).__name__}: {exc} ({self.failures} failed "
-                f"job{'s' if self.failures > 1 else ''} in a row)",
-            )
+        memory = record_event_now(
+            self.store,
+            now,
+            EventKind.TICK_FAILED,
+            None,
+            f"{job}: {type(exc).__name__}: {exc} ({self.failures} failed "
+            f"job{'s' if self.failures > 1 else ''} in a row)",
         )
-        if self.failures < self.max_failures or memory is None or state is not TradingState.ACTIVE:
+        if (
+            self.failures < self.max_failures
+            or memory is None
+            or memory.state is not TradingState.ACTIVE
+        ):
             return []
         reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
         self.store.save_risk_memory(set_state(memory, TradingState.REDUCING, reason, sticky=False))

@@ -95,9 +95,19 @@ class AccountSource:
 
     kind = "account"
 
-    def __init__(self, config: BotConfig, store: SqlStore, *, guard_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        config: BotConfig,
+        store: SqlStore,
+        *,
+        guard_ms: int | None = None,
+        on_wall_clock: bool = True,
+    ) -> None:
         """``guard_ms``: how often the bot runs its guard job, when not its configuration's
-        ``runtime.guard_seconds`` (a replay too fast for guard jobs: its decision interval)."""
+        ``runtime.guard_seconds`` (a replay too fast for guard jobs: its decision interval).
+        ``on_wall_clock``: the dashboard judges ages on the wall clock (False: on the clock of
+        the replay it runs inside), so a replay's recorded times are not judged on it."""
+        self.on_wall_clock = on_wall_clock
         self.config = config
         self.store = store
         self.name = config.account.name
@@ -172,6 +182,7 @@ class AccountSource:
             last_job_ms=heartbeat.ts_ms if heartbeat else None,
             last_job=heartbeat.job if heartbeat else None,
             guard_ms=self.guard_ms,
+            replayed=self.on_wall_clock and views.latest_run_mode(store) == views.REPLAY_RUN_MODE,
         )
 
     def _line(self, alert: AlertRecord) -> AlertLine:

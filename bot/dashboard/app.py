@@ -234,8 +234,8 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
 
     def stale(ov: Overview, now_ms: int) -> bool:
         """The last tick is older than two intervals (or none was recorded)."""
-        if ov.kind != "account":
-            return False
+        if ov.kind != "account" or ov.replayed:
+            return False  # (replayed time is not judged on the wall clock)
         return ov.last_tick_ms is None or now_ms - ov.last_tick_ms > 2 * ov.interval_ms
 
     @app.get("/", response_class=HTMLResponse)
@@ -253,11 +253,15 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 "run": name,
                 "ov": ov,
                 "now_ms": now,
-                "age_s": (now - ov.last_tick_ms) / 1000 if ov.last_tick_ms else None,
+                "age_s": (now - ov.last_tick_ms) / 1000
+                if ov.last_tick_ms and not ov.replayed
+                else None,
                 "stale": stale(ov, now),
                 "not_running": not_running(ov, now),
                 "missed_alerts": ov.missed_alerts,
-                "job_age_s": max(0, now - ov.last_job_ms) / 1000 if ov.last_job_ms else None,
+                "job_age_s": max(0, now - ov.last_job_ms) / 1000
+                if ov.last_job_ms and not ov.replayed
+                else None,
                 "equity_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped
                     charts.line_chart(
                         [charts.Series("equity", eq.ts_ms, eq.values)], title="equity"

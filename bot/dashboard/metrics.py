@@ -50,6 +50,11 @@ class AccountCollector(Collector):
             yield from _store_counters(self.store)
 
 
+def _age_s(ov: Overview, now_ms: int, ms: int) -> float | None:
+    """Seconds since ``ms``; none for a replay's times, which are replayed time."""
+    return None if ov.replayed else max(0, now_ms - ms) / 1000
+
+
 def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
     def one(name: str, doc: str, value: Any) -> Iterator[Metric]:
         if value is not None:
@@ -111,7 +116,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
         yield from one(
             "bot_last_tick_age_seconds",
             "seconds since the last tick",
-            max(0, now_ms - ov.last_tick_ms) / 1000,
+            _age_s(ov, now_ms, ov.last_tick_ms),
         )
     if ov.last_job_ms is not None:
         yield from one(
@@ -122,7 +127,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
         yield from one(
             "bot_last_job_age_seconds",
             "seconds since the bot last completed a job",
-            max(0, now_ms - ov.last_job_ms) / 1000,
+            _age_s(ov, now_ms, ov.last_job_ms),
         )
     if ov.kind == "account":
         yield from one(
@@ -295,7 +300,7 @@ def job_silence_ms(last_job_ms: int | None, guard_ms: int, now_ms: int) -> int |
 
 def not_running(ov: Overview, now_ms: int) -> str | None:
     """Why the bot seems down, in words (:func:`job_silence_ms`); None when it does not."""
-    if ov.kind != "account" or ov.last_job_ms is None:
+    if ov.kind != "account" or ov.last_job_ms is None or ov.replayed:
         return None
     silent = job_silence_ms(ov.last_job_ms, ov.guard_ms, now_ms)
     if silent is None:
@@ -312,6 +317,11 @@ def health(ov: Overview, now_ms: int) -> tuple[bool, str]:
     account succeeded. With no heartbeat recorded (a bot that predates it), on the tick alone."""
     if ov.kind != "account":
         return True, "simulation output (no running bot)"
+    if ov.replayed:
+        return True, (
+            "a replay's state database (bot run --replay): its jobs are stamped in replayed "
+            "time, which this dashboard, on the wall clock, does not judge"
+        )
     down = not_running(ov, now_ms)
     if down is not None:
         return False, down

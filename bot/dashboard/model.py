@@ -170,6 +170,10 @@ class Overview:
     last_job_ms: int | None = None
     last_job: str | None = None
     guard_ms: int = 60_000
+    # The last run on the state database is a replay (``bot run --replay``) and this dashboard
+    # runs on the wall clock (``bot dashboard``, not the one inside the replay): every time it
+    # recorded is replayed time, months behind, so no age or liveness is judged on it.
+    replayed: bool = False
 
     def contract(self, contract_slug: str) -> ContractView | None:
         return next((c for c in self.contracts if c.slug == contract_slug), None)

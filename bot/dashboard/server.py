@@ -55,7 +55,9 @@ def account_source(config: BotConfig, store: SqlStore, clock: Clock) -> AccountS
         config.runtime.guard_seconds, clock.speed
     ):
         guard_ms = parse_timeframe(config.policies[0].timeframe)
-    return AccountSource(config, store, guard_ms=guard_ms)
+    return AccountSource(
+        config, store, guard_ms=guard_ms, on_wall_clock=not isinstance(clock, ReplayClock)
+    )
 
 
 def account_app(

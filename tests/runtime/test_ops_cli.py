@@ -110,3 +110,36 @@ def test_status_of_a_replay_does_not_judge_its_replayed_heartbeat_on_the_wall_cl
     text = invoke("status", "--config", cfg)
     assert "BOT NOT RUNNING?" not in text
     assert "replayed time" in " ".join(text.split())
+
+
+def test_a_dashboard_on_the_wall_clock_does_not_judge_a_replays_times(tmp_path: Path) -> None:
+    """`bot dashboard` (wall clock) over a replay's state database: its jobs are stamped in
+    replayed time (June 2025), so /healthz answered 503 "no job completed for ... s; the bot
+    process may be down" and /metrics exported ages of months. No age and no verdict now; the
+    times themselves are still shown."""
+    from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry
+
+    from bot.bootstrap import open_store
+    from bot.clock import LiveClock
+    from bot.config.loader import load_config
+    from bot.dashboard.server import account_app, metrics_app
+
+    cfg = write_config(tmp_path, contracts=1)
+    invoke("run", "--config", str(cfg), "--once", "--replay", str(ROOT / "data" / "sample"))
+    config = load_config(cfg)
+    store = open_store(config)
+    try:
+        served = TestClient(metrics_app(config, store, LiveClock(), CollectorRegistry()))
+        health = served.get("/healthz")
+        assert health.status_code == 200, health.text
+        assert "replayed time" in health.json()["detail"]
+        metrics = served.get("/metrics").text
+        assert "bot_last_job_timestamp_seconds" in metrics
+        assert "bot_last_job_age_seconds" not in metrics
+        assert "bot_last_tick_age_seconds" not in metrics
+        page = TestClient(account_app(config, store, LiveClock())).get("/").text
+        assert "STALE" not in page
+        assert "may be down" not in page
+    finally:
+        store.close()

@@ -111,7 +111,31 @@ class Runner:
 
         self._job("rollover", run)
 
+    def resync_clock(self) -> None:
+        """The hourly ``clock-resync`` job (live): after the checks every job makes first, so a
+        bot whose state database another bot took writes nothing there (it stops instead); a
+        check that fails otherwise skips this resync (the next job reports it)."""
+        if self.clock_resync is None:
+            return
+        try:
+            for check in self.before_job:
+                check()
+        except AlreadyRunning as exc:
+            self._lock_lost("clock-resync", exc)
+            raise
+        except Exception as exc:
+            logger.warning("clock-resync skipped: {}: {}", type(exc).__name__, exc)
+            return
+        self.clock_resync()
+
     # -- internals -----------------------------------------------------------------------------
+
+    def _lock_lost(self, name: str, exc: AlreadyRunning) -> None:
+        """Another bot holds the state database now: this one must neither trade nor write
+        there (not even its failure). Say so; the caller re-raises and the scheduler ends the
+        run on a job that raises."""
+        logger.critical("{} stopped: {}", name, exc)
+        self.notifier.notify([Alert("lock_lost", "critical", f"bot stopped: {exc}")])
 
     def _job(self, name: str, fn: Callable[[], T]) -> T | None:
         tick_id = base36(self.clock.now_ms() // 1000)
@@ -128,11 +152,7 @@ class Runner:
                         self.save_paper()
                 result = fn()
             except AlreadyRunning as exc:
-                # Another bot holds the state database now: this one must neither trade nor
-                # write there (not even its failure). Say so and stop (the scheduler ends the
-                # run on a job that raises).
-                logger.critical("{} stopped: {}", name, exc)
-                self.notifier.notify([Alert("lock_lost", "critical", f"bot stopped: {exc}")])
+                self._lock_lost(name, exc)
                 raise
             except Exception as exc:
                 self._failed(name, exc)

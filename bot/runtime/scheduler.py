@@ -209,7 +209,7 @@ def run_scheduled(
             guard_seconds=guard_seconds,
             funding_lead_seconds=funding_lead_seconds,
             stop=stopper.event,
-            clock_resync=runner.clock_resync,
+            clock_resync=runner.resync_clock if runner.clock_resync is not None else None,
         )
     else:
         sched.add_job(

@@ -14,6 +14,7 @@ from bot.clock import LiveClock
 from bot.domain.enums import EventKind
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
+from bot.store.instance_lock import AlreadyRunning
 from bot.store.sql import SqlStore
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
 from tests.fakes.live_setup import (
@@ -137,4 +138,30 @@ def test_a_resync_that_fails_is_an_event_not_a_crash(
         assert "clock offset to binanceusdm not measured (hourly resync)" in event
         assert offset_alerts(store) == []
     finally:
+        stop_live(runner, store)
+
+
+def test_the_resync_job_stops_when_another_bot_took_the_state_database(
+    tmp_path: Path, server: LoopbackBinance
+) -> None:
+    """The job makes the checks every job makes first: a bot whose instance lock was taken
+    stops, and measures nothing and writes nothing (the resync ran outside them and could
+    record its clock event in the other bot's database)."""
+    runner, store = start(tmp_path, server)
+    try:
+
+        def taken() -> None:
+            raise AlreadyRunning("state database taken by another bot (test)")
+
+        runner.before_job.insert(0, taken)
+        server.server_time_offset_ms = -5_000
+        times = len(server.calls("/fapi/v1/time", "GET"))
+        with pytest.raises(AlreadyRunning):
+            runner.resync_clock()
+        assert len(server.calls("/fapi/v1/time", "GET")) == times  # not measured
+        assert clock_events(store) == []
+        [lost] = store.recent_alerts("lock_lost", 0)
+        assert lost.severity == "critical"
+    finally:
+        runner.before_job.pop(0)
         stop_live(runner, store)

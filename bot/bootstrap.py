@@ -293,8 +293,12 @@ def _refuse_an_emptied_database(config: BotConfig) -> None:
     from bot.store.ran_before import mark_path, ran_before
 
     url = config.runtime.database_url
+    if mark_path(url, config.runtime.log_dir) is None:
+        return  # SQLite: its lock file remembers
+    if migrate.current_revision(url) is not None:
+        return  # at its schema: the mark is not read (bot status may not be allowed to)
     holder = ran_before(url, config.runtime.log_dir)
-    if holder is None or migrate.current_revision(url) is not None:
+    if holder is None:
         return
     raise ConfigError(
         f"{config.source}: runtime.database_url: the state database {migrate.safe_url(url)} "

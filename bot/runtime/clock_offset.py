@@ -33,6 +33,9 @@ from bot.runtime.events import record_event_now
 
 WARN_OFFSET_MS = 1000  # Binance refuses a request stamped more than 1 s ahead of its clock
 ALERT_KEY = "clock_offset"
+# Past the receive window: a key of its own. A warning of the same key delivered within the
+# dedup window (an hour, the resync's own period) made the escalation a duplicate, never sent.
+CRITICAL_KEY = "clock_offset_critical"
 
 
 @dataclass(slots=True)
@@ -82,7 +85,11 @@ class ClockOffsetCheck:
         )
         logger.log("CRITICAL" if critical else "WARNING", "{}", reason)
         self._record(reason)
-        self._alert(Alert(ALERT_KEY, "critical" if critical else "warning", reason))
+        if critical:
+            self._alert(Alert(CRITICAL_KEY, "critical", reason))
+        else:
+            self.notifier.resolved([CRITICAL_KEY])  # within the window again: that one is over
+            self._alert(Alert(ALERT_KEY, "warning", reason))
         return offset
 
     def _record(self, reason: str) -> None:
@@ -99,4 +106,4 @@ class ClockOffsetCheck:
 
     def _resolved(self) -> None:
         # back within the threshold: a clock that drifts off again is a new incident
-        self.notifier.resolved([ALERT_KEY])
+        self.notifier.resolved([ALERT_KEY, CRITICAL_KEY])

@@ -52,6 +52,8 @@ def ran_before(url: str, directory: Path) -> str | None:
         return None
     try:
         text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # (runtime.log_dir a file: no mark in it)
         return None
+    except (OSError, UnicodeDecodeError):  # a mark is there: a bot ran, which one is unknown
+        return "unknown"
     return text.split(" ", 1)[0] or "unknown"

@@ -62,7 +62,11 @@ def clock_events(store: SqlStore) -> list[str]:
 
 
 def offset_alerts(store: SqlStore) -> list[tuple[str, str]]:
-    return [(a.severity, a.message) for a in store.recent_alerts("clock_offset", 0)]
+    return [
+        (a.severity, a.message)
+        for key in ("clock_offset", "clock_offset_critical")
+        for a in store.recent_alerts(key, 0)
+    ]
 
 
 @pytest.mark.parametrize(

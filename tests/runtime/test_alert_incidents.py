@@ -250,3 +250,44 @@ def test_only_undelivered_critical_alerts_of_the_window_are_restored(store: SqlS
     assert n.restore(views.recent_alerts(store, 100)) == 1
     assert n.notify([]) == 1
     assert out.titles == ["[acct] critical: exit:BTC@y"]
+
+
+@dataclass
+class DriftingVenue:
+    """The offsets the venue's clock is measured at, one per measurement (a hand-written fake
+    of the adapter's measure_clock_offset)."""
+
+    offsets: list[int]
+    recv_window_ms: int = 10_000
+
+    def measure_clock_offset(self) -> int:
+        return self.offsets.pop(0)
+
+
+def test_a_clock_offset_that_grows_past_the_receive_window_is_sent_again_as_critical(
+    store: SqlStore,
+) -> None:
+    """2 s off at start (a warning), 12 s at the next resync, within the hour: every signed
+    request, stops included, is now refused. That escalation was a duplicate of the warning's
+    key within the dedup window: recorded, not sent until a resync an hour later (if the
+    offset was still past the window then)."""
+    from bot.runtime.clock_offset import ClockOffsetCheck
+
+    clock = SimClock(T0)
+    out = Outbox()
+    venue = DriftingVenue([2_000, 12_000, 12_000])
+    check = ClockOffsetCheck(
+        venue,  # type: ignore[arg-type]
+        store,
+        Notifier(store, clock, out, RULES, account="acct"),
+        clock,
+        "binanceusdm",
+    )
+    check.at_start()
+    clock.advance_to(T0 + 50 * MINUTE)  # the resync comes an hour after the start, or sooner
+    check.resync()
+    # at once, not an hour later at the next resync (the critical key's own dedup window)
+    assert [t.split(": ", 1)[0] for t in out.titles] == ["[acct] warning", "[acct] critical"]
+    clock.advance_to(T0 + 100 * MINUTE)
+    check.resync()  # still past it: the same incident, within its hour
+    assert len(out.titles) == 2

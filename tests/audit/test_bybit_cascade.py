@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from bot.clock import SimClock
+from bot.config.loader import load_config
 from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import MarginModel
 from bot.domain.margin import (
@@ -33,6 +34,7 @@ from bot.domain.orders import OrderRequest
 from bot.engine.account import AccountView
 from bot.engine.protection import liquidation_of_held, secure_stop
 from bot.engine.tick import Engine
+from bot.errors import ConfigError
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.triggers import TriggerSeries, advance, process_bar
@@ -116,12 +118,12 @@ def _bybit_policy(name: str, tf: str) -> str:
     window = 168 if tf == "1h" else 288
     if name == "static_25x":
         # Bybit liquidates a fresh 25x BTC position (exchange setting 26) about 3.3 % away
-        # (1/26 less the MMR and the fee to close): a 3.5 % stop lies beyond it (the config
-        # check, about 1/L - MMR, lets it through), the engine must bring it inside.
-        return STATIC.format(lev=25, stop="3.5", tf=tf, window=window)
+        # (1/26 less the MMR and the fee to close): a 3.4 % stop lies beyond it (the config
+        # check, about 1/L - MMR - fee = 3.45 %, lets it through), the engine must cope.
+        return STATIC.format(lev=25, stop="3.4", tf=tf, window=window)
     if name == "static_20x":
         # SOL's first Bybit tier keeps 2.5 %: liquidated about 2.2 % away at 20x (setting 21).
-        return STATIC.format(lev=20, stop="4.4", tf=tf, window=window)
+        return STATIC.format(lev=20, stop="2.4", tf=tf, window=window)
     if name == "static_10x":
         return STATIC_10X.format(tf=tf, window=window)
     return _policy(name, tf)
@@ -566,3 +568,29 @@ def test_bybit_invariants_hold_in_the_named_markets(
     if scenario.startswith("gap_") and policy == "static_25x":
         # The gap opened past the stop and Bybit's liquidation price: the venue liquidated.
         assert any(f.liquidation for f in outcome.result.exchange.fills)
+
+
+# --- the config check: a percent stop beyond Bybit's liquidation ---------------------------
+
+
+def test_a_percent_stop_beyond_bybits_liquidation_is_refused_for_a_bybit_simulation(
+    tmp_path: Path,
+) -> None:
+    """``[data] exchange = "bybit"`` simulates on Bybit's specifications, but the check that
+    a percent stop fires before the liquidation read only the live venue's (Binance by
+    default: SOL keeps 0.5 % there, 2.5 % on Bybit): a 20x policy with a 4.4 % stop passed,
+    though Bybit liquidates it about 2.4 % away. Both venues are checked, Bybit's fee to close
+    counted."""
+    text = STATIC.format(lev=20, stop="4.4", tf="1h", window=168)
+    path = write_config(
+        tmp_path, tmp_path, [SOL], policy_text=text, exchange="bybit", max_lev=20, max_gross=25
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "stop_loss.distance = 4.4 %" in message
+    assert "SOL/USDT:USDT" in message
+    assert "about 2.44 % away" in message  # 5 % - 2.5 % - 0.055 %
+    # Within Bybit's room it loads.
+    ok = STATIC.format(lev=20, stop="2.4", tf="1h", window=168)
+    load_config(write_config(tmp_path, tmp_path, [SOL], policy_text=ok, exchange="bybit"))

@@ -124,6 +124,10 @@ def _bybit_policy(name: str, tf: str) -> str:
     if name == "static_20x":
         # SOL's first Bybit tier keeps 2.5 %: liquidated about 2.2 % away at 20x (setting 21).
         return STATIC.format(lev=20, stop="2.4", tf=tf, window=window)
+    if name == "static_half":
+        # A target of 0.5x takes the exchange setting 1: a long's margin is its whole value,
+        # which Bybit still liquidates, about entry x MMR (Binance's formula: never).
+        return STATIC.format(lev="0.5", stop="20", tf=tf, window=window)
     if name == "static_10x":
         return STATIC_10X.format(tf=tf, window=window)
     return _policy(name, tf)
@@ -166,6 +170,8 @@ BYBIT_VARIANTS = [
     (ETH, 3_000.0, THIN_ALT, "risk_parity", "cross", "long", 10_000, "auto", "5m"),
     (SOL, 150.0, MAJOR_ALT, "vol_target", "isolated", "short", 10_000, "auto", "1h"),
     (BTC, 60_000.0, MAJOR_ALT, "vol_target", "cross", "long", 10_000, "mark", "5m"),
+    (SOL, 150.0, THIN_ALT, "static_half", "isolated", "long", 10_000, "mark", "1h"),
+    (ETH, 3_000.0, THIN_ALT, "static_half", "cross", "long", 10_000, "auto", "1h"),
 ]
 
 

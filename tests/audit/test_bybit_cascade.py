@@ -51,6 +51,7 @@ from tests.audit.test_cascade import STATIC_10X, _policy
 BYBIT = load_instruments("bybit")
 BTC, ETH, SOL, BNB = "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "BNB/USDT:USDT"
 BAR_MS = 60_000
+LIMITS = Limits(D("0.05"), D("0.25"))
 
 
 def test_the_catalogue_is_bybits_arithmetic() -> None:
@@ -467,9 +468,7 @@ def test_stress_calc_and_the_simulated_exchange_agree_on_a_bybit_position(
     seen = set()
     for level in levels:
         move = D(f"{level:.4f}")
-        o = run_scenario(
-            p, BYBIT, Scenario("x", "move", {symbol: move}), Limits(D("0.05"), D("0.25")), D(2)
-        )
+        o = run_scenario(p, BYBIT, Scenario("x", "move", {symbol: move}), LIMITS, D(2))
         mine = "liquidated" if o.liquidated else "stopped" if o.stopped else "held"
         price = Fraction(e * (1 + move))
         by_hand = (
@@ -525,7 +524,7 @@ def test_a_bybit_long_at_1x_has_a_liquidation_price_near_entry_times_mmr(mode: M
         Portfolio(D(6000), mode, (Holding(BTC, D("0.1"), D(60000), 1, D(60000)),), "1x"),
         BYBIT,
         Scenario("x", "move", {BTC: D("-0.999")}),
-        Limits(D("0.05"), D("0.25")),
+        LIMITS,
         D(0),
     )
     assert o.liquidated == (BTC,)
@@ -600,3 +599,27 @@ def test_a_percent_stop_beyond_bybits_liquidation_is_refused_for_a_bybit_simulat
     # Within Bybit's room it loads.
     ok = STATIC.format(lev=20, stop="2.4", tf="1h", window=168)
     load_config(write_config(tmp_path, tmp_path, [SOL], policy_text=ok, exchange="bybit"))
+
+
+def test_a_bybit_cross_squeeze_threshold_agrees_between_stress_the_replay_and_by_hand() -> None:
+    """Wallet 2 000 backs shorts of BTC 0.1 @ 60 000 and SOL 20 @ 150 on Bybit (N 6 000 and
+    3 000, MMR 0.5 % and 2.5 %, taker 0.055 % to close; a short's maintenance is valued at the
+    mark). Both marks m higher: 2 000 - 9 000 m = (30 + 75 + 4.95)(1 + m) at m* = 1 890.05 /
+    9 109.95 = 0.207472 (without the fee to close: 0.208127). A squeeze of 20.76 % liquidates
+    the account in bot stress, in the replay (the joint search) and by hand; 20.74 % does not.
+    The replay's joint search left the fee out: it held the account through the bar of the
+    20.76 % move, which liquidated it only on the next bar (bot stress: at once)."""
+    m_star = Fraction(189005, 910995)
+    btc = Holding(BTC, D("-0.1"), D(60000), 10, D(60000))
+    sol = Holding(SOL, D(-20), D(150), 10, D(150))
+    p = Portfolio(D(2000), MarginMode.CROSS, (btc, sol), "cross")
+    for pct in ("0.2076", "0.2074"):
+        moves = {BTC: D(pct), SOL: D(pct)}
+        o = run_scenario(p, BYBIT, Scenario("squeeze", "move", moves), LIMITS, D(2))
+        ex = _replay(p, moves)
+        replayed = {e.symbol for e in ex.events if e.kind == "liquidation"}
+        by_hand = Fraction(pct) >= m_star
+        assert set(o.liquidated) == replayed, pct
+        assert bool(replayed) is by_hand, pct
+        # On the bar that moved both marks (the joint search), not on the next one.
+        assert {e.ts_ms for e in ex.events if e.kind == "liquidation"} <= {BAR_MS}

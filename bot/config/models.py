@@ -37,7 +37,7 @@ from bot.config.policy import (
     matching,
     raise_issues,
 )
-from bot.domain.instrument import Instrument
+from bot.domain.instrument import Instrument, MarginModel
 from bot.instruments import load_instruments
 
 BASE_DIR = "base_dir"  # key of the validation context holding the config file's directory
@@ -471,9 +471,11 @@ def _validate_venue_limits(cfg: BotConfig) -> Iterator[Issue]:
         elif own is None and cap > most:
             above.append(f"{contract.symbol} {most}x (or set contracts[{index}].max_leverage)")
         for policy in cfg.policies:
-            room = _liquidation_room(policy, inst, min(cap, own or cap, most))
-            if policy.name not in reach or room < reach[policy.name][0]:
-                reach[policy.name] = (room, inst)
+            for spec in _specs_of(cfg, contract.symbol, venue, inst):
+                usable = min(cap, own or cap, spec.max_leverage)
+                room = _liquidation_room(policy, spec, usable)
+                if policy.name not in reach or room < reach[policy.name][0]:
+                    reach[policy.name] = (room, spec)
     if above:
         yield Issue(
             ("risk", "max_leverage_per_contract"),
@@ -494,11 +496,30 @@ def _validate_venue_limits(cfg: BotConfig) -> Iterator[Issue]:
                 )
 
 
+def _specs_of(cfg: BotConfig, symbol: str, venue: str, inst: Instrument) -> list[Instrument]:
+    """``symbol``'s specification on the venue the config trades and, when the simulation
+    reads another venue's data (``data.exchange``: its contracts are simulated on that venue's
+    specifications), on that one too: a stop must fire before either liquidates."""
+    specs = [inst]
+    if cfg.data.exchange != venue:
+        try:
+            other = load_instruments(cfg.data.exchange).get(symbol)
+        except ValueError:
+            other = None
+        if other is not None:
+            specs.append(other)
+    return specs
+
+
 def _liquidation_room(policy: Policy, inst: Instrument, cap: Decimal) -> Decimal:
     """Percent move that liquidates an isolated position at the highest usable leverage:
-    about 1/L - mmr (the first bracket's maintenance rate)."""
+    about 1/L - mmr (the first bracket's maintenance rate), less the taker fee on Bybit, whose
+    maintenance margin holds the fee to close (:func:`bot.domain.margin.maintenance_margin`)."""
     leverage = min(policy.leverage.max, cap)
-    return (1 / leverage - inst.brackets[0].maint_margin_rate) * 100
+    room = 1 / leverage - inst.brackets[0].maint_margin_rate
+    if inst.margin_model is MarginModel.BYBIT_UTA:
+        room -= inst.taker_fee
+    return room * 100
 
 
 def _validate_unique_policy_names(cfg: BotConfig) -> Iterator[Issue]:

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.domain.enums import MarginMode
-from bot.domain.instrument import Instrument
+from bot.domain.instrument import Instrument, MarginModel
 from bot.sim.account_state import BookAndMarks
 
 FloatArray = npt.NDArray[np.float64]
@@ -69,14 +69,21 @@ class AccountPath:
 
 @lru_cache(maxsize=256)
 def _bracket_arrays(inst: Instrument) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per tier: notional floor, maintenance rate, deduction. On Bybit the rate also holds the
+    taker fee to close (:func:`bot.domain.margin.maintenance_margin`: the estimated fee to
+    close is part of the UTA's maintenance margin), so the search liquidates a cross account
+    where the exact check does; without it a Bybit account was liquidated only once its
+    equity fell the fee to close below Bybit's maintenance."""
+    fee = float(inst.taker_fee) if inst.margin_model is MarginModel.BYBIT_UTA else 0.0
     floors = np.array([float(b.notional_floor) for b in inst.brackets])
-    rates = np.array([float(b.maint_margin_rate) for b in inst.brackets])
+    rates = np.array([float(b.maint_margin_rate) + fee for b in inst.brackets])
     cums = np.array([float(b.maint_amount) for b in inst.brackets])
     return floors, rates, cums
 
 
 def maintenance_vec(inst: Instrument, notional: FloatArray) -> FloatArray:
-    """Tiered maintenance margin of ``|notional|``, element-wise (floats, for the search only)."""
+    """Maintenance margin of ``|notional|`` (:func:`bot.domain.margin.maintenance_margin`: tiered,
+    Bybit's fee to close included), element-wise (floats, for the search only)."""
     floors, rates, cums = _bracket_arrays(inst)
     n = np.abs(notional)
     k = np.clip(np.searchsorted(floors, n, side="right") - 1, 0, len(floors) - 1)

@@ -127,9 +127,11 @@ def run(
     *,
     instruments: Mapping[str, Instrument] | None = None,
     out: Path | None = None,
+    checker: type[TickChecker] = TickChecker,
 ) -> Outcome:
-    """Simulate ``config_path``'s first policy, checking every tick; ``instruments`` replace
-    the catalogue's specifications of those contracts."""
+    """Simulate ``config_path``'s first policy, checking every tick (with ``checker``, a
+    :class:`TickChecker` or a subclass checking more); ``instruments`` replace the catalogue's
+    specifications of those contracts."""
     config = load_config(config_path)
     policy = config.policies[0]
     symbols = tuple(c.symbol for c in config.contracts)
@@ -142,11 +144,11 @@ def run(
         discover(config.data.dir), symbols, policy.timeframe, config.simulation.trigger_source
     )
     start, end = simulation_window(histories, policy, config)
-    checker = TickChecker(config.account.starting_balance)
-    result = replay(config, policy, histories, specs, start, end, after_tick=checker)
+    ticks = checker(config.account.starting_balance)
+    result = replay(config, policy, histories, specs, start, end, after_tick=ticks)
     out = out or config_path.parent / "out"
     try:
         write_outputs(result, out, 0.0, charts=_NoCharts())
     except Exception as exc:
-        return Outcome(result, checker, [f"report: {type(exc).__name__}: {exc}"])
-    return Outcome(result, checker, check_report(result, out))
+        return Outcome(result, ticks, [f"report: {type(exc).__name__}: {exc}"])
+    return Outcome(result, ticks, check_report(result, out))

@@ -140,7 +140,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
         yield from one(
             "bot_data_age_seconds",
             "seconds since the last decision on market data",
-            max(0, now_ms - max(decided)) / 1000,
+            _age_s(ov, now_ms, max(decided)),
         )
     if ov.interval_ms:
         yield from one(

@@ -138,6 +138,7 @@ def test_a_dashboard_on_the_wall_clock_does_not_judge_a_replays_times(tmp_path: 
         assert "bot_last_job_timestamp_seconds" in metrics
         assert "bot_last_job_age_seconds" not in metrics
         assert "bot_last_tick_age_seconds" not in metrics
+        assert "bot_data_age_seconds" not in metrics  # its decisions are in replayed time too
         page = TestClient(account_app(config, store, LiveClock())).get("/").text
         assert "STALE" not in page
         assert "may be down" not in page

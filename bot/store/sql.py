@@ -112,6 +112,19 @@ def _pool_exhausted(exc: PoolTimeout, what: str, url: str) -> StoreUnavailable:
     )
 
 
+def _store_failure(exc: DBAPIError | PoolTimeout, what: str, url: str) -> StoreUnavailable | None:
+    """The :class:`StoreUnavailable` a failure of the database itself is (``what``: the work it
+    stopped, "read" or "write ..."), for a read and a write alike; None for a failure of what was
+    written (a constraint, a bad statement), which stays as it is."""
+    if isinstance(exc, PoolTimeout):
+        return _pool_exhausted(exc, what, url)
+    if isinstance(exc, _UNAVAILABLE) or type(exc) is DatabaseError:  # "file is not a database"
+        return _unavailable(exc, what, url)
+    if _tables_gone(exc):
+        return _emptied(exc, what, url)
+    return None
+
+
 _WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?(\w+)', re.IGNORECASE)
 
 
@@ -273,16 +286,11 @@ class SqlStore:
             try:
                 yield session
                 session.commit()
-            except _UNAVAILABLE as exc:
-                raise _unavailable(exc, f"write {what}", self._url) from exc
-            except PoolTimeout as exc:
-                raise _pool_exhausted(exc, f"write {what}", self._url) from exc
-            except DBAPIError as exc:
-                if type(exc) is DatabaseError:  # e.g. "file is not a database"
-                    raise _unavailable(exc, f"write {what}", self._url) from exc
-                if _tables_gone(exc):
-                    raise _emptied(exc, f"write {what}", self._url) from exc
-                raise
+            except (DBAPIError, PoolTimeout) as exc:
+                failure = _store_failure(exc, f"write {what}", self._url)
+                if failure is None:
+                    raise
+                raise failure from exc
             except StatementError as exc:  # a bind processor refused a value (inexact decimal...)
                 if isinstance(exc.orig, ValueError | TypeError):
                     raise ValueError(f"cannot store {what}: {_refused_at(exc)}{exc.orig}") from exc
@@ -294,16 +302,11 @@ class SqlStore:
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
-            except _UNAVAILABLE as exc:
-                raise _unavailable(exc, "read", self._url) from exc
-            except PoolTimeout as exc:
-                raise _pool_exhausted(exc, "read", self._url) from exc
-            except DBAPIError as exc:
-                if type(exc) is DatabaseError:
-                    raise _unavailable(exc, "read", self._url) from exc
-                if _tables_gone(exc):
-                    raise _emptied(exc, "read", self._url) from exc
-                raise
+            except (DBAPIError, PoolTimeout) as exc:
+                failure = _store_failure(exc, "read", self._url)
+                if failure is None:
+                    raise
+                raise failure from exc
 
     def _insert(self, model: type[SQLModel]) -> tuple[Table, Any]:
         """The table and a dialect ``INSERT`` (the one with ``ON CONFLICT``) into it."""

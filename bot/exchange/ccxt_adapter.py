@@ -466,9 +466,15 @@ class CcxtExchange:
         measured (``adjustForTimeDifference``: at the markets' load and every resync; 0 when
         unmeasured). On the host's clock alone, a host ahead of the venue (a VM resumed with a
         wrong clock, NTP not yet stepped) took a candle still forming there for closed."""
+        offset = self._time_difference()
+        return self._clock.now_ms() - (offset or 0)
+
+    def _time_difference(self) -> int | None:
+        """The offset ccxt signs with (``options["timeDifference"]``, ms, host ahead > 0); None
+        when it holds none."""
         options = getattr(self._ex, "options", None)
         offset = options.get("timeDifference") if isinstance(options, dict) else None
-        return self._clock.now_ms() - (int(offset) if isinstance(offset, int | float) else 0)
+        return int(offset) if isinstance(offset, int | float) else None
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -548,12 +554,13 @@ class CcxtExchange:
 
         def measure() -> int:
             self.resync_clock()
-            offset = self._ex.options.get("timeDifference")
-            if not isinstance(offset, int | float):
+            offset = self._time_difference()
+            if offset is None:
+                left = getattr(self._ex, "options", {}).get("timeDifference")
                 raise mapping.UnexpectedResponse(
-                    f"{self._ex.id}: load_time_difference left no offset ({offset!r})"
+                    f"{self._ex.id}: load_time_difference left no offset ({left!r})"
                 )
-            return int(offset)
+            return offset
 
         # not hedged: the offset is measured on this thread's client, then shared
         return self._call(measure, "load_time_difference", hedge=False)

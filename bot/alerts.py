@@ -99,7 +99,7 @@ def conditions(
             units = abs(mark - liq) / unit
             if units < rules.liquidation_vol_units:
                 # on the tick grid toward the mark: never more room than there is
-                toward = inst.ceil_price(liq) if pos.qty > 0 else inst.floor_price(liq)
+                toward = inst.liquidation_on_grid(liq, pos.sign)
                 out.append(
                     Alert(
                         f"liq_distance:{sym}",

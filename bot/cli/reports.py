@@ -333,7 +333,7 @@ def _toward_mark(row: dict[str, Any], spec: Instrument | None) -> Decimal | None
     qty = _d(row["position"])
     if liq is None or spec is None or not qty:
         return liq
-    return spec.ceil_price(liq) if qty > 0 else spec.floor_price(liq)
+    return spec.liquidation_on_grid(liq, 1 if qty > 0 else -1)
 
 
 def history_tables(store: SqlStore, limit: int) -> list[Table]:

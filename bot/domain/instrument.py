@@ -179,6 +179,12 @@ class Instrument:
         """
         return self._on_grid(price, ROUND_CEILING if position_sign > 0 else ROUND_FLOOR)
 
+    def liquidation_on_grid(self, price: Decimal, position_sign: int) -> Decimal:
+        """A liquidation price on the tick grid, rounded toward the mark (up for a long, whose
+        liquidation lies below it; down for a short), as the venue reports a held position's:
+        on a coarse tick the nearest price could promise room the position does not have."""
+        return self._on_grid(price, ROUND_CEILING if position_sign > 0 else ROUND_FLOOR)
+
     def take_profit_price(self, price: Decimal, position_sign: int) -> Decimal:
         """Round a take-profit trigger toward the mark (the conservative side for the target)."""
         return self._on_grid(price, ROUND_FLOOR if position_sign > 0 else ROUND_CEILING)

@@ -97,7 +97,7 @@ def liquidation_after(
         return None
     # Where the tick is a large fraction of the price (1000PEPE near 1e-6: 10 %), the exact
     # price would promise up to a tick more room than the held position will have.
-    return inst.ceil_price(liq) if sign > 0 else inst.floor_price(liq)
+    return inst.liquidation_on_grid(liq, sign)
 
 
 def position_after_fills(
@@ -325,7 +325,7 @@ def protection_gap(
     # shown on the contract's tick, rounded toward the mark (the side that is nearer)
     shown = "unknown"
     if liq is not None:
-        shown = plain(inst.ceil_price(liq) if pos.qty > 0 else inst.floor_price(liq))
+        shown = plain(inst.liquidation_on_grid(liq, pos.sign))
     return (
         f"stop {first.client_id} ({amount} at {trigger}) does not protect {plain(pos.qty)} at "
         f"mark {plain(mark) if mark is not None else 'unknown'} (liquidation {shown}): "

@@ -174,7 +174,7 @@ class SimulatedExchange:
         known = self._rounded_liq.get(symbol)
         if known is not None and known[0] is liq and known[1] is inst and known[2] is long:
             return known[3]
-        reported: Decimal | None = inst.ceil_price(liq) if long else inst.floor_price(liq)
+        reported: Decimal | None = inst.liquidation_on_grid(liq, 1 if long else -1)
         if long and liq < inst.tick_size:
             # Below the smallest price there is: the position cannot be liquidated (Binance
             # reports 0). Rounded up it would read as one tick and leave no room for a stop

@@ -218,7 +218,7 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal, stop: Decimal
         and on_grid >= inst.min_qty
         and on_grid * req.entry >= inst.min_notional
     )
-    liq_on_grid = None if liq is None else _toward_mark(inst, req.side, liq)
+    liq_on_grid = None if liq is None else inst.liquidation_on_grid(liq, req.side)
     return Column(
         leverage,
         qty,
@@ -230,13 +230,6 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal, stop: Decimal
         liquidation_on_grid=liq_on_grid,
         stop_beyond_liquidation=_stop_beyond(inst, req.side, stop, liq_on_grid),
     )
-
-
-def _toward_mark(inst: Instrument, side: int, liquidation: Decimal) -> Decimal:
-    """A liquidation price on the tick grid, rounded toward the mark: up for a long (whose
-    liquidation lies below), down for a short. The nearest tick could promise room that the
-    position does not have."""
-    return inst.ceil_price(liquidation) if side > 0 else inst.floor_price(liquidation)
 
 
 def _stop_beyond(

@@ -204,18 +204,18 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
 
     low, high = clip(last.low), clip(last.high)
     _reach_extremes(low, high, np.flatnonzero(inside), k, mark)
-    bars = [clip(last.open), high, low, clip(last.close)]
-    for a in bars:
+    opens, closes = clip(last.open), clip(last.close)
+    for a in (opens, high, low, closes):
         a.flags.writeable = False
 
     volume = np.zeros(n)
     volume.flags.writeable = False
     return Candles(
         ts=last.ts,
-        open=bars[0],
-        high=bars[1],
-        low=bars[2],
-        close=bars[3],
+        open=opens,
+        high=high,
+        low=low,
+        close=closes,
         volume=volume,
         tf_ms=last.tf_ms,
         symbol=last.symbol,

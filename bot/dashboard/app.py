@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from bot import numbers
 from bot.clock import Clock
 from bot.dashboard import charts
-from bot.dashboard.metrics import build_registry, health, not_running
+from bot.dashboard.metrics import age_seconds, build_registry, health, not_running
 from bot.dashboard.model import Overview, Source
 from bot.dashboard.security import CSRF_COOKIE, Guard, Refused, new_csrf
 from bot.errors import BotError
@@ -259,9 +259,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 "stale": stale(ov, now),
                 "not_running": not_running(ov, now),
                 "missed_alerts": ov.missed_alerts,
-                "job_age_s": max(0, now - ov.last_job_ms) / 1000
-                if ov.last_job_ms and not ov.replayed
-                else None,
+                "job_age_s": age_seconds(ov, now, ov.last_job_ms) if ov.last_job_ms else None,
                 "equity_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped
                     charts.line_chart(
                         [charts.Series("equity", eq.ts_ms, eq.values)], title="equity"

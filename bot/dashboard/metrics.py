@@ -50,7 +50,7 @@ class AccountCollector(Collector):
             yield from _store_counters(self.store)
 
 
-def _age_s(ov: Overview, now_ms: int, ms: int) -> float | None:
+def age_seconds(ov: Overview, now_ms: int, ms: int) -> float | None:
     """Seconds since ``ms``; none for a replay's times, which are replayed time."""
     return None if ov.replayed else max(0, now_ms - ms) / 1000
 
@@ -116,7 +116,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
         yield from one(
             "bot_last_tick_age_seconds",
             "seconds since the last tick",
-            _age_s(ov, now_ms, ov.last_tick_ms),
+            age_seconds(ov, now_ms, ov.last_tick_ms),
         )
     if ov.last_job_ms is not None:
         yield from one(
@@ -127,7 +127,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
         yield from one(
             "bot_last_job_age_seconds",
             "seconds since the bot last completed a job",
-            _age_s(ov, now_ms, ov.last_job_ms),
+            age_seconds(ov, now_ms, ov.last_job_ms),
         )
     if ov.kind == "account":
         yield from one(
@@ -140,7 +140,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
         yield from one(
             "bot_data_age_seconds",
             "seconds since the last decision on market data",
-            _age_s(ov, now_ms, max(decided)),
+            age_seconds(ov, now_ms, max(decided)),
         )
     if ov.interval_ms:
         yield from one(

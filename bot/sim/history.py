@@ -55,6 +55,8 @@ class ContractHistory:
     trigger: Candles  # the bars stops, take-profits and liquidation trigger on (the mark)
     funding: FundingSeries | None
     selection: tuple[str, ...] = ()  # which timeframe was chosen per series, and why
+    # The trigger bars are the trade candles held within a coarser mark (bounded_by_mark).
+    trigger_on_trades: bool = False
     # Volatility and ATR of every full decision window, per spec (see HistoricalMarket.
     # precompute): kept with the history so every policy run on it in a process shares them.
     # (volatility, ATR, mean volume per candle over the estimator's window)
@@ -63,7 +65,9 @@ class ContractHistory:
     )
 
     def gaps(self) -> list[tuple[int, int]]:
-        return self.trigger.gaps()
+        """The missing stretches of the trigger bars; of the trade candles when the trigger
+        bars are those held within a coarser mark (their added bars fill no hole of the data)."""
+        return (self.last if self.trigger_on_trades else self.trigger).gaps()
 
 
 def _segment_starts(c: Candles) -> npt.NDArray[np.int64]:
@@ -125,6 +129,7 @@ def load_history(
         decision = source.resample(tf_ms)
     mark_tfs = inventory.mark_timeframes(symbol)
     trigger = last
+    held_within_mark = False
     if trigger_source == "mark" and not mark_tfs:
         raise DataError(
             f"{inventory.data_dir}: trigger_source = 'mark' but {symbol} has no mark-price candles"
@@ -142,6 +147,7 @@ def load_history(
             # decides whether it fires; the trade candle is what a stop fills against.
             mark = choose(inventory, symbol, "mark", coarser, start, end)
             trigger = bounded_by_mark(last, mark.candles)
+            held_within_mark = True
             notes.append(mark.note)
             notes.append(
                 f"{symbol} triggers: the {format_timeframe(last.tf_ms)} last-trade candles held "
@@ -169,7 +175,14 @@ def load_history(
     if gap:
         notes.append(gap)
     return ContractHistory(
-        symbol, decision, _segment_starts(decision), last, trigger, funding, tuple(notes)
+        symbol,
+        decision,
+        _segment_starts(decision),
+        last,
+        trigger,
+        funding,
+        tuple(notes),
+        trigger_on_trades=held_within_mark,
     )
 
 
@@ -185,6 +198,12 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
     that came nearest, the first of equals, carries the mark's extreme (:func:`_reach_extremes`):
     the venue triggers a stop the mark reached even when no trade did, and the likeliest time
     of the mark's extreme is that of the book's.
+
+    A mark bar with no trade candle in it, inside the trade candles' span (a hole in the trade
+    data while the mark went on), gets one bar of its own, the mark's, in its last trade-candle
+    slot (:func:`_with_marks_the_trades_skipped`): the venue triggers on the mark through such
+    an hour, and the bar closes when the mark's bar does (no look-ahead for the decisions
+    inside the hour). The trade candles' gaps stay what :meth:`ContractHistory.gaps` reports.
     """
     n = len(last.ts)
     lo = np.full(n, -np.inf)
@@ -205,13 +224,15 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
     low, high = clip(last.low), clip(last.high)
     _reach_extremes(low, high, np.flatnonzero(inside), k, mark)
     opens, closes = clip(last.open), clip(last.close)
+    ts, opens, high, low, closes = _with_marks_the_trades_skipped(
+        last, mark, k[inside], (last.ts, opens, high, low, closes)
+    )
     for a in (opens, high, low, closes):
         a.flags.writeable = False
-
-    volume = np.zeros(n)
+    volume = np.zeros(len(ts))
     volume.flags.writeable = False
     return Candles(
-        ts=last.ts,
+        ts=ts,
         open=opens,
         high=high,
         low=low,
@@ -222,6 +243,34 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
         kind="mark",
         source=f"{last.source} within the range of {mark.source}",
     )
+
+
+_Bars = tuple[
+    npt.NDArray[np.int64], FloatArray, FloatArray, FloatArray, FloatArray
+]  # ts, open, high, low, close
+
+
+def _with_marks_the_trades_skipped(
+    last: Candles, mark: Candles, covered: npt.NDArray[np.intp], bars: _Bars
+) -> _Bars:
+    """``bars`` (on the trade candles' times) with a bar added for each mark bar that no trade
+    candle lies in (``covered``: the mark bars that have one), between the first trade candle
+    and the end of the last: the mark's own open, high, low and close, at the last trade-candle
+    slot of its bar. ``bars`` as they are when there is none (the usual case)."""
+    n = len(last.ts)
+    if not n or not len(mark.ts):
+        return bars
+    skipped = np.ones(len(mark.ts), dtype=bool)
+    skipped[covered] = False
+    skipped &= (mark.ts >= last.ts[0]) & (mark.ts + mark.tf_ms <= last.ts[-1] + last.tf_ms)
+    j = np.flatnonzero(skipped)
+    if not len(j):
+        return bars
+    ts = np.concatenate([bars[0], mark.ts[j] + mark.tf_ms - last.tf_ms])
+    order = np.argsort(ts, kind="stable")
+    added = (mark.open[j], mark.high[j], mark.low[j], mark.close[j])
+    prices = [np.concatenate([a, b])[order] for a, b in zip(bars[1:], added, strict=True)]
+    return ts[order], prices[0], prices[1], prices[2], prices[3]
 
 
 def _reach_extremes(
@@ -613,7 +662,7 @@ def _mark_limits(histories: dict[str, ContractHistory], warm: int) -> str:
     later or ends earlier than the trade candles limits the run ("" when none does)."""
     said = []
     for s, h in histories.items():
-        if h.trigger.ts is h.last.ts or h.trigger.kind != "mark":
+        if h.trigger is h.last or h.trigger_on_trades or h.trigger.kind != "mark":
             continue  # (the trade candles, or the trade candles held within the mark's range)
         ready = _warmed_up(h, warm)
         trade_end = int(h.last.ts[-1]) + h.last.tf_ms

@@ -13,7 +13,8 @@ import pytest
 from bot.backtest.replay import replay, run_simulation
 from bot.clock import SimClock
 from bot.config.loader import load_config
-from bot.domain.enums import MarginMode
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
+from bot.domain.orders import OrderRequest
 from bot.engine.tick import Engine
 from bot.errors import DataError
 from bot.instruments import load_instruments
@@ -21,9 +22,10 @@ from bot.marketdata.files import discover
 from bot.runtime.feeds import ReplayFeed
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import HistoricalMarket, load_histories, simulation_window
+from tests.audit.cascade import resample
 from tests.audit.harness import ROOT, run, write_config
 from tests.audit.invariants import TickChecker
-from tests.audit.market import T0, eight_hourly, stem, walk, write_candles, write_funding
+from tests.audit.market import HOUR, T0, eight_hourly, stem, walk, write_candles, write_funding
 from tests.audit.scenarios import BTC, ETH, EVENT, N
 
 
@@ -220,3 +222,57 @@ def test_the_funding_interval_after_a_hole_in_the_settlements_is_the_venues(
     market = HistoricalMarket(load_histories(discover(data), (ETH,), "1h", "auto"))
     after_hole = T0 + 2 * 86_400_000 + 9 * 3_600_000
     assert market.funding(ETH, after_hole, 3).interval_hours == Decimal(8)
+
+
+def test_a_stop_the_hourly_mark_reached_in_a_hole_of_the_trade_candles_fires(
+    tmp_path: Path,
+) -> None:
+    # 5-minute trade candles beside hourly mark candles, and six hours without trade candles
+    # while the mark fell 8 % and came back. The venue fires a long's stop 5 % below on the
+    # mark; the triggers held the trade candles within the mark and so had no bar in the hole:
+    # the stop never fired, and trading resumed at the old price with the long still open.
+    trade = walk(N, 3_000.0, seed=24, vol_per_bar=0.0005)
+    first = int(np.searchsorted(trade.ts, trade.ts[EVENT] - trade.ts[EVENT] % HOUR))
+    hole = slice(first, first + 6 * 12)
+    mark = trade.copy()
+    dip = np.r_[np.linspace(1.0, 0.92, 36), np.linspace(0.92, 1.0, 36)]
+    for a in (mark.open, mark.high, mark.low, mark.close):
+        a[hole] *= dip
+    trade.keep[hole] = False
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    write_candles(data / f"{stem(ETH)}-1h-mark.csv.gz", resample(mark, 60))
+    histories = load_histories(discover(data), (ETH,), "1h", "auto")
+    assert histories[ETH].gaps() == [(int(trade.ts[hole.start]), int(trade.ts[hole.stop]))]
+    market = HistoricalMarket(histories)
+    specs = {ETH: load_instruments("binanceusdm")[ETH]}
+    before = int(trade.ts[hole.start]) - HOUR
+    sim = SimulatedExchange(
+        specs, SimClock(before), starting_balance=Decimal(10_000), margin_mode=MarginMode.ISOLATED
+    )
+    sim.processed_ms = before
+    entry = Decimal(repr(float(trade.close[hole.start - 13])))
+    sim.set_mark(ETH, entry)
+    sim.set_leverage(ETH, 3)
+    buy = OrderRequest(
+        "e", ETH, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, Decimal(1), False
+    )
+    sim.place_order(buy)
+    stop = (entry * Decimal("0.95")).quantize(Decimal("0.01"))
+    sell = OrderRequest(
+        "sl",
+        ETH,
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        OrderPurpose.STOP_LOSS,
+        Decimal(1),
+        True,
+        trigger_price=stop,
+    )
+    sim.place_order(sell)
+    ReplayFeed(sim, market).catch_up(int(trade.ts[hole.stop]) + HOUR)
+    fired = [f for f in sim.fills if f.purpose is OrderPurpose.STOP_LOSS]
+    assert len(fired) == 1
+    assert int(trade.ts[hole.start]) <= fired[0].timestamp_ms < int(trade.ts[hole.stop])
+    assert sim.book.positions.get(ETH) is None or sim.book.positions[ETH].qty == 0

@@ -188,3 +188,30 @@ def test_a_funding_payment_on_a_mark_with_eight_decimals_is_stored_exactly(
     assert exact <= paid < exact + D("1e-10")  # rounded against the holder
     check_exact(paid)
     check_exact(ex.book.wallet)
+
+
+def test_an_hour_the_trades_skipped_gets_the_marks_own_bar_at_its_end() -> None:
+    """No trade candle in the second hour (a hole in the trade data) while the mark went on and
+    fell to 90: the bars had nothing there, so a stop at 95 the venue fired on the mark never
+    fired. The hour now has one bar, the mark's, in its last slot (it closes when the mark's
+    bar does); the trade candles' own bars are unchanged, and a mark hour after the last trade
+    candle adds nothing."""
+    trade = candles(
+        [0, MIN5, 2 * HOUR],
+        [(100, 101, 99, 100), (100, 100.5, 99.5, 100), (99, 100, 98, 99.5)],
+        MIN5,
+        "trade",
+    )
+    mark = candles(
+        [0, HOUR, 2 * HOUR, 3 * HOUR],
+        [(100, 101, 99, 100), (100, 100, 90, 99), (99, 100, 98, 99.5), (99, 99, 50, 60)],
+        HOUR,
+        "mark",
+    )
+    b = bounded_by_mark(trade, mark)
+    assert list(b.ts) == [0, MIN5, 2 * HOUR - MIN5, 2 * HOUR]
+    assert list(b.low) == [99, 99.5, 90, 98]
+    assert list(b.open) == [100, 100, 100, 99]
+    assert list(b.close) == [100, 100, 99, 99.5]
+    assert not b.ts.flags.writeable or b.ts is not trade.ts
+    assert not b.close.flags.writeable

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from loguru import logger
 
-from bot.catalogue import resolve_instruments
+from bot.catalogue import resolve_instruments, resolve_with_sources
 from bot.clock import Clock, LiveClock, ReplayClock, SimClock
 from bot.config.database_url import database_url_secrets
 from bot.config.models import BotConfig
@@ -124,10 +124,17 @@ def config_instruments(
     the data directory first, then the bundled snapshot (see :mod:`bot.catalogue`); a ConfigError
     names any contract in neither, both places and the command that fixes it. ``data_dir`` (a
     ``--data`` override) holds the catalogue instead of the configured data directory."""
+    where = data_dir or config.data.dir
     try:
-        return resolve_instruments(config.data.exchange, symbols, data_dir or config.data.dir)
+        found, missing = resolve_with_sources(config.data.exchange, symbols, where)
+        if missing:
+            resolve_instruments(config.data.exchange, missing, where)  # the error naming them
     except ConfigError as exc:
         raise ConfigError(f"{config.source}: contracts: {exc}") from None
+    for sym, (_, catalogue) in found.items():
+        if catalogue.is_stand_in(sym):  # (paper trading has no other place to say it)
+            logger.warning("{}: {}", sym, catalogue.notes[sym])
+    return {sym: inst for sym, (inst, _) in found.items()}
 
 
 def engine_for(

@@ -6,10 +6,15 @@ Where a contract specification comes from, everywhere one is needed (simulation,
 
 1. the user's catalogue ``<data dir>/contracts/<exchange>.json``, written by
    ``bot contracts sync`` (or by hand, same format);
-2. the bundled snapshot ``bot/resources/instruments/<exchange>.json``.
+2. the bundled snapshot ``bot/resources/instruments/<exchange>.json``;
+3. for Bybit only, a labelled STAND-IN: Binance USD-M's bundled figures for the same contract
+   (tick, step, minimums, leverage brackets, largest order and position) with Bybit's own fees
+   and liquidation formula (:func:`_stand_ins`). Bybit publishes no tables offline for most of
+   its contracts (four are bundled), so without it a Bybit contract could not be simulated
+   without network access; every command that shows or simulates one says it is a stand-in.
 
-A contract in neither gets one :class:`~bot.errors.ConfigError` naming both files and the command
-that fixes it.
+A contract in none of them gets one :class:`~bot.errors.ConfigError` naming the files and the
+command that fixes it.
 
 Catalogue format (the bundled format, see :mod:`bot.instruments`, plus ``read_at``)::
 
@@ -22,6 +27,7 @@ then counts as read at 00:00 UTC of ``as_of``. Every number is a JSON string (ex
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +46,9 @@ SYNC_HINT = "bot contracts sync --config CONFIG --contracts {symbols}"
 # An instrument whose ``source`` starts with this carries figures that are not the venue's own for
 # that contract (see bot/resources/instruments/README.md); the CLI shows it on every listing.
 STAND_IN_MARK = "STAND-IN"
+# A venue whose catalogues lack a contract takes that contract's figures from this venue's
+# bundled snapshot, as a labelled stand-in (see the module's docstring).
+STAND_IN_DONORS = {"bybit": "binanceusdm"}
 
 __all__ = [
     "Catalogue",
@@ -62,6 +71,8 @@ class Catalogue:
     path: Path | None  # the user's file, None for the bundled snapshot
     # symbol -> that instrument's own ``source`` text from the file (where its figures came from)
     notes: Mapping[str, str] = field(default_factory=dict)
+    # The venue whose figures stand in for this one's (a :func:`_stand_ins` layer), else None.
+    donor: str | None = None
 
     def is_stand_in(self, symbol: str) -> bool:
         """True when ``symbol``'s figures are a labelled stand-in, not the venue's own."""
@@ -125,7 +136,8 @@ def _notes(data: Mapping[str, Any]) -> dict[str, str]:
 def resolve_instruments(
     exchange: str, symbols: Sequence[str], data_dir: Path | None
 ) -> dict[str, Instrument]:
-    """Specifications of ``symbols``: the user's catalogue first, then the bundled snapshot."""
+    """Specifications of ``symbols``: the user's catalogue first, then the bundled snapshot,
+    then (Bybit) a labelled stand-in; a ConfigError names what is found nowhere."""
     found, missing = resolve_with_sources(exchange, symbols, data_dir)
     if missing:
         bundled = f"the bundled snapshot {bundled_path(exchange)}"
@@ -159,7 +171,55 @@ def resolve_with_sources(
                 break
         else:
             missing.append(sym)
+    if missing and exchange in STAND_IN_DONORS:
+        stand_ins = _stand_ins(exchange, STAND_IN_DONORS[exchange], missing, layers[-1])
+        found.update((s, (inst, stand_ins)) for s, inst in stand_ins.instruments.items())
+        missing = [s for s in missing if s not in stand_ins.instruments]
+        found = {s: found[s] for s in symbols if s in found}  # in the order asked
     return found, missing
+
+
+def _stand_ins(exchange: str, donor: str, symbols: Sequence[str], own: Catalogue) -> Catalogue:
+    """``symbols`` as the ``donor`` venue's bundled snapshot specifies them, with ``exchange``'s
+    fees and liquidation formula (taken from ``own``, its bundled snapshot: the highest fee of
+    its contracts, so a stand-in never pays less than the venue's regular tier).
+
+    The price and percent filters are left out (the bot does not apply them; each venue has its
+    own). The donor's leverage brackets are the same contract's, sized to its market, where
+    Bybit's bundled stand-in ladder (SOL, BNB) was published for small contracts."""
+    theirs = bundled_catalogue(donor)
+    fees = {
+        name: max(getattr(inst, name) for inst in own.instruments.values())
+        for name in ("maker_fee", "taker_fee", "liquidation_fee")
+    }
+    model = next(iter(own.instruments.values())).margin_model
+    instruments = {
+        s: dataclasses.replace(
+            theirs.instruments[s],
+            **fees,
+            min_price=None,
+            max_price=None,
+            percent_down=None,
+            percent_up=None,
+            margin_model=model,
+        )
+        for s in symbols
+        if s in theirs.instruments
+    }
+    note = (
+        f"{STAND_IN_MARK}: {donor}'s tick, step, minimums and leverage brackets for the same "
+        f"contract, from its {theirs.source}, with {exchange}'s fees and liquidation formula; "
+        f"{exchange}'s own figures for it are not bundled"
+    )
+    return Catalogue(
+        exchange,
+        instruments,
+        theirs.read_at_ms,
+        f"{STAND_IN_MARK}: {donor}'s figures from {theirs.source}",
+        None,
+        {s: note for s in instruments},
+        donor=donor,
+    )
 
 
 def all_contracts(exchange: str, data_dir: Path | None) -> dict[str, tuple[Instrument, Catalogue]]:

@@ -117,21 +117,37 @@ def _simulate(
 def _stand_in_note(
     config: BotConfig, symbols: tuple[str, ...] | None, data_dir: Path | None
 ) -> str | None:
-    """The warning naming the contracts that ran on labelled stand-in figures (bundled Bybit
-    SOL/BNB today), None if none did: the result is only as good as the brackets, and those
-    are not the venue's own."""
+    """The warning naming the contracts that ran on labelled stand-in figures, None if none
+    did: the result is only as good as the brackets, and those are not the venue's own. Two
+    kinds (see :mod:`bot.catalogue`): the bundled Bybit SOL/BNB ladder, and another venue's
+    figures for a contract the venue's snapshot lacks."""
     from bot.catalogue import SYNC_HINT, resolve_with_sources
 
     syms = symbols or tuple(c.symbol for c in config.contracts)
-    found, _ = resolve_with_sources(config.data.exchange, syms, data_dir or config.data.dir)
-    stand_ins = [s for s, (_, cat) in found.items() if cat.is_stand_in(s)]
-    if not stand_ins:
+    venue = config.data.exchange
+    found, _ = resolve_with_sources(venue, syms, data_dir or config.data.dir)
+    bundled = [s for s, (_, cat) in found.items() if cat.is_stand_in(s) and cat.donor is None]
+    donated = [s for s, (_, cat) in found.items() if cat.is_stand_in(s) and cat.donor]
+    said = []
+    if bundled:
+        said.append(
+            f"{', '.join(bundled)} ran on STAND-IN leverage brackets from "
+            f"{found[bundled[0]][1].source}, not {venue}'s own (stricter: earlier "
+            "liquidation, lower leverage)"
+        )
+    if donated:
+        donor = found[donated[0]][1].donor
+        said.append(
+            f"{', '.join(donated)} ran on STAND-IN figures: {donor}'s tick, step, minimums and "
+            f"leverage brackets for the same contract, with {venue}'s fees and liquidation "
+            f"formula ({venue}'s own are not bundled; its brackets may be stricter or looser)"
+        )
+    if not said:
         return None
+    every = bundled + donated
     return (
-        f"warning: {', '.join(stand_ins)} ran on STAND-IN leverage brackets from "
-        f"{found[stand_ins[0]][1].source}, not {config.data.exchange}'s own (stricter: earlier "
-        f"liquidation, lower leverage); `{SYNC_HINT.format(symbols=','.join(stand_ins))}` "
-        "reads the venue's"
+        f"warning: {'; '.join(said)}; `{SYNC_HINT.format(symbols=','.join(every))}` reads the "
+        "venue's"
     )
 
 

@@ -127,11 +127,15 @@ def run_calc(
     )
     result = calc_tool.calculate(request)
     payload = calc_tool.jsonable(result)
+    # figures that are not the venue's own are said beside the numbers made from them
+    payload["stand_in"] = calc_tool.stand_in_note(exchange, contract, catalogue_dir)
     if as_json:
         _emit(payload)
     else:
         console.print(render.calc_summary(result))
         console.print(render.calc_moves(result))
+        if payload["stand_in"]:
+            console.print(f"[yellow]warning: {payload['stand_in']}[/yellow]", soft_wrap=True)
     return payload
 
 

@@ -173,21 +173,25 @@ def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
         _market(data, sym, px, seed=10 + n, hours=DAYS * 24, tf_ms=HOUR)
     config = _config(tmp_path, data, "bybit", symbols)
 
-    missing = runner.invoke(
+    # Offline, without a catalogue: Binance's figures for the same contracts stand in, with
+    # Bybit's fees and liquidation formula, and the run says so (it was refused before).
+    stood_in = runner.invoke(
         app, ["simulate", "--config", str(config), "--out", str(tmp_path / "x")]
     )
-    assert missing.exit_code == 2
-    text = " ".join(missing.output.split())
-    assert "no contract specification for ADA/USDT:USDT, DOGE/USDT:USDT, LINK/USDT:USDT" in text
+    assert stood_in.exit_code == 0, stood_in.output
+    text = " ".join(stood_in.output.split())
     assert (
-        str(data / "contracts" / "bybit.json") in text.replace(" ", "")
-        or "contracts/bybit.json" in text
-    )
-    assert "bot/resources/instruments/bybit.json" in text
-    assert "bot contracts sync --config CONFIG --contracts" in text
+        "warning: ADA/USDT:USDT, DOGE/USDT:USDT, LINK/USDT:USDT ran on STAND-IN figures: "
+        "binanceusdm's tick, step, minimums and leverage brackets for the same contract, with "
+        "bybit's fees and liquidation formula"
+    ) in text
+    assert "bot contracts sync --config CONFIG --contracts ADA/USDT:USDT," in text
+    shown = runner.invoke(app, ["contracts", "show", "ADA/USDT:USDT", "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert "STAND-IN" in shown.output
 
     # The user's catalogue (the format `bot contracts sync` writes; here written by hand with
-    # Bybit's BTC tier table standing in for the real ones) makes them usable.
+    # Bybit's BTC tier table standing in for the real ones) replaces the stand-in.
     btc = load_instruments("bybit")["BTC/USDT:USDT"]
     entries = {}
     for sym in symbols:
@@ -206,6 +210,9 @@ def test_bybit_contracts_come_from_the_users_catalogue(tmp_path: Path) -> None:
             }
         )
     )
+    done = runner.invoke(app, ["simulate", "--config", str(config), "--out", str(tmp_path / "o")])
+    assert done.exit_code == 0, done.output
+    assert "STAND-IN" not in done.output
     report = _simulate(config, tmp_path / "out")
     assert report["contracts"] == symbols
     assert int(str(report["n_trades"])) > 0

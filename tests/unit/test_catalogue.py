@@ -75,6 +75,49 @@ def test_stand_in_figures_are_flagged_per_contract(tmp_path: Path) -> None:
     assert mine[sol][1].notes[sol] == "read from the venue"
 
 
+def test_a_bybit_contract_the_snapshot_lacks_stands_in_on_binances_figures(
+    tmp_path: Path,
+) -> None:
+    """XRP is not in the bundled Bybit snapshot: offline, Binance's figures for XRP (tick, step,
+    minimums, brackets, largest order) stand in, with Bybit's fees and liquidation formula,
+    labelled so. Binance has no such donor: a contract it lacks stays an error."""
+    xrp = "XRP/USDT:USDT"
+    found, missing = resolve_with_sources("bybit", [xrp, "BTC/USDT:USDT"], tmp_path)
+    assert missing == []
+    assert list(found) == [xrp, "BTC/USDT:USDT"]  # in the order asked
+    inst, cat = found[xrp]
+    theirs = load_instruments("binanceusdm")[xrp]
+    bybit_btc = load_instruments("bybit")["BTC/USDT:USDT"]
+    assert cat.is_stand_in(xrp)
+    assert cat.donor == "binanceusdm"
+    assert cat.notes[xrp].startswith("STAND-IN: binanceusdm's tick, step, minimums")
+    assert (inst.tick_size, inst.step_size, inst.min_qty, inst.min_notional) == (
+        theirs.tick_size,
+        theirs.step_size,
+        theirs.min_qty,
+        theirs.min_notional,
+    )
+    assert inst.brackets == theirs.brackets
+    assert inst.max_order_qty == theirs.max_order_qty
+    assert (inst.maker_fee, inst.taker_fee, inst.liquidation_fee) == (
+        bybit_btc.maker_fee,
+        bybit_btc.taker_fee,
+        bybit_btc.liquidation_fee,
+    )
+    assert inst.margin_model is bybit_btc.margin_model is not theirs.margin_model
+    assert inst.percent_down is None
+    assert inst.min_price is None
+    assert not found["BTC/USDT:USDT"][1].is_stand_in("BTC/USDT:USDT")
+    # The user's catalogue still wins over the stand-in.
+    write_catalogue(
+        catalogue_path(tmp_path, "bybit"), "bybit", {xrp: (inst, "mine")}, 1_767_225_600_000, "t"
+    )
+    mine, _ = resolve_with_sources("bybit", [xrp], tmp_path)
+    assert not mine[xrp][1].is_stand_in(xrp)
+    with pytest.raises(ConfigError, match="no contract specification for NOPE/USDT:USDT"):
+        resolve_instruments("binanceusdm", ["NOPE/USDT:USDT"], tmp_path)
+
+
 def test_an_unknown_contract_names_both_places_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         resolve_instruments("bybit", ["PEPE/USDT:USDT"], tmp_path)

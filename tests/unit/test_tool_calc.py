@@ -195,7 +195,19 @@ def test_json_output_shape_via_the_cli() -> None:
     }
     # Every number is a string (Decimal), never a float.
     assert all(isinstance(v, str) for k, v in data.items() if k.endswith("price"))
-    assert jsonable(calculate(request(volatility=D("0.6")))) == data
+    assert {**jsonable(calculate(request(volatility=D("0.6")))), "stand_in": None} == data
+
+
+def test_a_stand_in_is_said_beside_the_figures_made_from_it() -> None:
+    """Bybit XRP is not bundled: the figures come from Binance's XRP with Bybit's fees and
+    liquidation formula, and the answer says so (text and JSON)."""
+    args = ["calc", "--contract", "XRP/USDT:USDT", "--side", "long", "--entry", "2.5"]
+    args += ["--leverage", "5", "--balance", "1000", "--exchange", "bybit"]
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert data["stand_in"].startswith("STAND-IN: binanceusdm's tick, step")
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert "warning: STAND-IN: binanceusdm's" in " ".join(text.output.split())
 
 
 def test_volatility_from_a_data_directory() -> None:

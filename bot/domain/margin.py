@@ -85,6 +85,33 @@ def _tiered_maintenance(instrument: Instrument, notional: Decimal) -> Decimal:
     return abs(notional) * bracket.maint_margin_rate - bracket.maint_amount
 
 
+def position_maintenance(instrument: Instrument, position: Position, mark: Decimal) -> Decimal:
+    """Maintenance margin of an open ``position`` at ``mark`` as its venue's liquidation rule
+    holds it, so that its margin ratio reaches 1 at the liquidation price this module gives.
+
+    Binance: :func:`maintenance_margin` of the value at the mark. Bybit (:func:`_solve_bybit`):
+    the larger of the tiered maintenance on the value at entry and at the mark (a long is held
+    to its entry value as the price falls), plus the fee to close: on the bankruptcy value for
+    an isolated position, on the value at the mark in cross. Valued at the mark alone, a Bybit
+    long's ratio read below 1 at its liquidation price (about 0.91 at 10x, 0.53 at 2x, where
+    the price has halved), so the margin-ratio alert came late or not at all."""
+    notional = position.notional(mark)
+    if instrument.margin_model is not _BYBIT:
+        return maintenance_margin(instrument, notional)
+    q = abs(position.qty)
+    tiered = max(
+        _tiered_maintenance(instrument, notional),
+        _tiered_maintenance(instrument, q * position.entry_price),
+    )
+    if position.margin_mode is MarginMode.ISOLATED:
+        fee = _bybit_close_fee(
+            instrument, position.sign, q, position.entry_price, position.isolated_margin
+        )
+    else:
+        fee = notional * instrument.taker_fee
+    return tiered + fee
+
+
 def margin_ratio(maintenance_total: Decimal, margin_balance: Decimal) -> Decimal:
     """Account (cross) or position (isolated) margin ratio: maintenance / margin balance.
 
@@ -128,7 +155,7 @@ def worst_margin(
     for pos, inst, mark in held:
         if not pos.is_open:
             continue
-        mm = maintenance_margin(inst, pos.notional(mark))
+        mm = position_maintenance(inst, pos, mark)
         upnl = pos.unrealized_pnl(mark)
         if pos.margin_mode is MarginMode.ISOLATED:
             if pos.isolated_margin <= ZERO:

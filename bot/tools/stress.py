@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
-from bot.domain.margin import maintenance_margin, margin_ratio
+from bot.domain.margin import margin_ratio, position_maintenance
 from bot.errors import ConfigError
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.triggers import process_bar, settle_funding
@@ -168,13 +168,10 @@ def _margin_ratio(ex: SimulatedExchange) -> Decimal:
     if book.margin_mode is MarginMode.CROSS:
         return margin_ratio(ex.maintenance_total(), ex.equity())
     worst = ZERO
-    for sym, pos in book.positions.items():
-        if pos.qty == 0:
-            continue
+    for sym, pos in ex.fetch_positions(list(book.positions)).items():
         mark = ex.marks[sym]
-        mm = maintenance_margin(book.instruments[sym], abs(pos.qty) * mark)
-        balance = pos.isolated_margin + pos.qty * (mark - pos.entry_price)
-        worst = max(worst, margin_ratio(mm, balance))
+        mm = position_maintenance(book.instruments[sym], pos, mark)
+        worst = max(worst, margin_ratio(mm, pos.isolated_margin + pos.unrealized_pnl(mark)))
     return worst
 
 

@@ -35,16 +35,18 @@ from typer.testing import CliRunner
 
 from bot.catalogue import load_catalogue, write_catalogue
 from bot.cli.app import app
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType
-from bot.domain.instrument import MarginModel
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
+from bot.domain.instrument import Instrument, MarginModel
 from bot.domain.margin import (
     isolated_liquidation_distance,
     liquidation_price_cross,
     liquidation_price_isolated,
     maintenance_margin,
     max_leverage_with_liquidation_beyond,
+    worst_margin,
 )
 from bot.domain.orders import OrderRequest
+from bot.domain.position import Position
 from bot.exchange.capabilities import BINANCE_USDM, BYBIT
 from bot.instruments import instrument_for, load_instruments
 from bot.sim.triggers import process_bar
@@ -271,3 +273,30 @@ def test_bot_calc_on_a_bybit_contract_shows_bybits_liquidation_price() -> None:
     assert data["liquidation_price"] == "54329.7"
     # maintenance margin on Bybit's UTA: 60 000 x 0.005 + the fee to close 60 000 x 0.00055
     assert data["maintenance_margin"] == "333"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([1, -1]),
+    st.decimals(D("0.01"), D("60"), places=2),
+    st.integers(2, 50),
+    st.sampled_from([BYBIT_BTC, AS_BINANCE]),
+)
+def test_the_margin_ratio_reaches_one_at_the_liquidation_price(
+    side: int, qty: Decimal, leverage: int, inst: Instrument
+) -> None:
+    """The ratio the alerts, the dashboard and `bot stress` show is 1 where the position is
+    liquidated, on either venue's formula. Valued at the mark alone a Bybit long read about
+    0.91 at its liquidation price at 10x (1 BTC at 60 000: 301.5 of maintenance and fee on
+    329.7 of margin left) and 0.53 at 2x, so the 0.8 alert came late or never."""
+    entry = D(60000)
+    margin = qty * entry / leverage
+    if inst.bracket_for(qty * entry).max_leverage < leverage:
+        return
+    pos = Position(SYMBOL, side * qty, entry, D(leverage), MarginMode.ISOLATED, margin)
+    liq = liquidation_price_isolated(inst, pos.qty, entry, margin)
+    assert liq is not None
+    worst = worst_margin([(pos, inst, liq)], D(10**9))
+    assert worst is not None
+    assert worst.where == SYMBOL
+    assert abs(worst.ratio - 1) < D("1e-9")

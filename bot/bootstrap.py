@@ -124,17 +124,10 @@ def config_instruments(
     the data directory first, then the bundled snapshot (see :mod:`bot.catalogue`); a ConfigError
     names any contract in neither, both places and the command that fixes it. ``data_dir`` (a
     ``--data`` override) holds the catalogue instead of the configured data directory."""
-    where = data_dir or config.data.dir
     try:
-        found, missing = resolve_with_sources(config.data.exchange, symbols, where)
-        if missing:
-            resolve_instruments(config.data.exchange, missing, where)  # the error naming them
+        return resolve_instruments(config.data.exchange, symbols, data_dir or config.data.dir)
     except ConfigError as exc:
         raise ConfigError(f"{config.source}: contracts: {exc}") from None
-    for sym, (_, catalogue) in found.items():
-        if catalogue.is_stand_in(sym):  # (paper trading has no other place to say it)
-            logger.warning("{}: {}", sym, catalogue.notes[sym])
-    return {sym: inst for sym, (inst, _) in found.items()}
 
 
 def engine_for(
@@ -468,6 +461,10 @@ def build_paper(
 
     symbols = engine_symbols(config)
     known = config_instruments(config, symbols)
+    found, _ = resolve_with_sources(config.data.exchange, symbols, config.data.dir)
+    for sym, (_, catalogue) in found.items():
+        if catalogue.is_stand_in(sym):  # (`bot simulate` says it in its summary)
+            logger.warning("paper trading {} on: {}", sym, catalogue.notes[sym])
     if config.data.exchange != config.exchange.name:
         logger.warning(
             "paper trading fills with {}'s contract specifications, fees and brackets "

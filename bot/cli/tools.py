@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -251,7 +251,7 @@ def run_stress(
             "max_drawdown": to_text(limits.max_drawdown),
         },
         "warnings": stress.stops_past_liquidation(portfolio, start),
-        "data_notes": market.missing,
+        "data_notes": [*market.missing, *_stand_ins(config, portfolio.symbols(), data)],
         "historical_extremes": [extreme_json(e) for e in market.extremes],
         "scenarios": [stress.outcome_json(o) for o in outcomes],
     }
@@ -279,13 +279,20 @@ def run_stress(
     console.print(render.stress_table(outcomes, payload))
     if hedged_view is not None:
         console.print(hedged_view[1])
-    for note in market.missing:
+    for note in payload["data_notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
     if rows is not None:
         console.print(render.grid_table(payload["leverage_grid"]))
     if plot is not None:
         console.print(f"plot written to [bold]{plot}[/bold]")
     return payload
+
+
+def _stand_ins(config: BotConfig, symbols: Sequence[str], data: Path | None) -> list[str]:
+    """What stands in for the venue's own figures of ``symbols`` (see :mod:`bot.catalogue`)."""
+    where = data or config.data.dir
+    notes = ((s, calc_tool.stand_in_note(config.data.exchange, s, where)) for s in symbols)
+    return [f"{s}: {note}" for s, note in notes if note]
 
 
 def _with_and_without_hedge(

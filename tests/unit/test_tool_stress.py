@@ -600,3 +600,30 @@ def test_a_cross_stop_past_the_wallet_does_not_liquidate_a_profitable_leg() -> N
     assert sym == "DOGE/USDT:USDT"
     expected = (wallet + D(50_000) * D("0.2")) / (D(50_000) * D("1.0065"))
     assert abs(price - expected) < D("1e-12")
+
+
+def test_a_stand_in_contract_is_named_in_the_notes(tmp_path: Path) -> None:
+    """A Bybit book with XRP, which the bundled Bybit snapshot lacks: it is stressed on the
+    labelled stand-in (Binance's XRP figures with Bybit's fees and formula), and the notes say
+    so beside the figures (text and JSON)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    hourly_file(data / "XRP_USDT_USDT-1h.csv.gz", [2.5 + 0.01 * (k % 7) for k in range(60)])
+    text = CONFIG.read_text()
+    text = text.replace('dir = "data/sample"', f'dir = "{data}"')
+    text = text.replace('exchange = "binanceusdm"', 'exchange = "bybit"')
+    text = text.replace(
+        'file = "policies/vol_target.toml"', f'file = "{ROOT}/policies/vol_target.toml"'
+    )
+    config = write(tmp_path / "bybit.toml", text)
+    path = write(tmp_path / "p.csv", "symbol,qty,entry_price,leverage\nXRP/USDT:USDT,1000,2.5,5\n")
+    args = ["stress", "--config", str(config), "--positions", str(path)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["data_notes"]
+    assert [n for n in notes if "STAND-IN" in n] == [
+        n for n in notes if n.startswith("XRP/USDT:USDT: STAND-IN: binanceusdm's tick, step")
+    ]
+    assert any("STAND-IN" in n for n in notes)
+    shown = runner.invoke(app, args)
+    assert "note: XRP/USDT:USDT: STAND-IN" in " ".join(shown.output.split())

@@ -512,7 +512,8 @@ def build_paper(
         feed=feed,
         save_paper=paper.save,
         max_failures=config.runtime.max_failures,
-        before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
+        # the database file deleted or replaced, or its tables recreated: nothing is kept
+        before_job=[store.check_file, store.check_identity],
     )
     if replay is not None:
         runner.replay_end_ms = end
@@ -642,6 +643,7 @@ def build_live(
         rules=rules,
         max_failures=config.runtime.max_failures,
         before_tick=[keeper.check],
-        before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
+        # the database file deleted or replaced, or its tables recreated: nothing is kept
+        before_job=[store.check_file, store.check_identity],
         clock_resync=offset.resync,
     )

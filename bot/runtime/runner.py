@@ -39,7 +39,7 @@ from bot.risk.state import initial_memory, set_state
 from bot.runtime.events import record_event_now
 from bot.runtime.feeds import PriceFeed
 from bot.store.instance_lock import AlreadyRunning
-from bot.store.sql import SqlStore, StoreUnavailable
+from bot.store.sql import SqlStore, StoreReplaced, StoreUnavailable
 
 T = TypeVar("T")
 # The event that ends an incident -> the kind of the event that alerted it (the alert's key).
@@ -311,7 +311,8 @@ class Runner:
             logger.opt(exception=exc).debug("{} failed: where", job)
         alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
         try:
-            alerts += self._record_failure(job, exc, now)
+            if not isinstance(exc, StoreReplaced):  # (refused: not written into the new one)
+                alerts += self._record_failure(job, exc, now)
         except Exception as store_exc:
             logger.error(
                 "the failure of {} cannot be recorded: {}: {}",

@@ -79,6 +79,9 @@ class Runner:
     # Live: re-measures the host clock's offset to the venue's (bot.runtime.clock_offset), run
     # as the scheduler's hourly ``clock-resync`` job; never raises.
     clock_resync: Callable[[], None] | None = None
+    # Live: measures the offset at start and reports one too large (an event and an alert);
+    # `bot run` calls it once the start is confirmed, never before the prompt. Never raises.
+    clock_at_start: Callable[[], object] | None = None
 
     def __post_init__(self) -> None:
         # a restart does not reset the count

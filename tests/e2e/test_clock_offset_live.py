@@ -54,7 +54,10 @@ def start(tmp_path: Path, server: LoopbackBinance) -> tuple[Runner, SqlStore]:
             log_dir=tmp_path / "logs",
         )
     )
-    return start_live(path, KEY, SECRET)
+    runner, store = start_live(path, KEY, SECRET)
+    assert runner.clock_at_start is not None
+    runner.clock_at_start()  # as `bot run --live` does once the start is confirmed
+    return runner, store
 
 
 def clock_events(store: SqlStore) -> list[str]:

@@ -516,7 +516,8 @@ def build_paper(
         feed=feed,
         save_paper=paper.save,
         max_failures=config.runtime.max_failures,
-        before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
+        # the database file deleted or replaced, or its tables recreated: nothing is kept
+        before_job=[store.check_file, store.check_identity],
     )
     if replay is not None:
         runner.replay_end_ms = end
@@ -635,9 +636,10 @@ def build_live(
     )
     keeper.check()  # at start: read the venue's specs, or refuse to start
     # The host clock against the venue's: a clock far off is a clock event and an alert, at
-    # start and at every hourly resync (which also keeps the signing offset fresh).
+    # start and at every hourly resync (which also keeps the signing offset fresh). Measured
+    # at start by `bot run` once the start is confirmed (Runner.clock_at_start): a start the
+    # user declines at the prompt records and sends nothing.
     offset = ClockOffsetCheck(exchange, store, notifier, clock, ex.name)
-    offset.at_start()
     return Runner(
         engine=engine,
         store=store,
@@ -646,6 +648,8 @@ def build_live(
         rules=rules,
         max_failures=config.runtime.max_failures,
         before_tick=[keeper.check],
-        before_job=[store.check_file],  # the database file deleted or replaced: nothing is kept
+        # the database file deleted or replaced, or its tables recreated: nothing is kept
+        before_job=[store.check_file, store.check_identity],
         clock_resync=offset.resync,
+        clock_at_start=offset.at_start,
     )

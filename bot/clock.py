@@ -44,6 +44,28 @@ def datetime_to_ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
+class WallSteps:
+    """Notices the wall clock stepping (NTP correcting a drift, a person setting the time, a
+    virtual machine resumed): between two readings the wall time elapsed and the monotonic
+    time elapsed disagree by more than ``threshold_s``, either way. NTP slewing moves both
+    alike (Linux slews ``CLOCK_MONOTONIC`` with the wall clock); only a step sets them apart.
+    On a :class:`SimClock` or :class:`ReplayClock` the two never disagree."""
+
+    def __init__(self, clock: Clock, threshold_s: float = 1.0) -> None:
+        self._clock = clock
+        self._threshold_ms = threshold_s * 1000
+        self._wall_ms = clock.now_ms()
+        self._mono = clock.monotonic()
+
+    def step_ms(self) -> int:
+        """The milliseconds the wall clock stepped since the last call (or since this watch was
+        made): forward > 0, back < 0; 0 when within the threshold."""
+        wall_ms, mono = self._clock.now_ms(), self._clock.monotonic()
+        step = wall_ms - self._wall_ms - round((mono - self._mono) * 1000)
+        self._wall_ms, self._mono = wall_ms, mono
+        return step if abs(step) > self._threshold_ms else 0
+
+
 class LiveClock:
     """System time."""
 

@@ -76,19 +76,11 @@ def run_bot(
     try:
         runner: Runner
         if secrets is not None:
-            runner = build_live(config, store, secrets)
-            exchange = runner.engine.exchange
-            assert isinstance(exchange, CcxtExchange)  # noqa: S101 - build_live made it
-            report = preflight(exchange, config, store)
-            console.print(_live_summary(config, report))
-            if not report.ok:
-                raise ConfigError(
-                    "preflight failed; nothing was traded:\n  - " + "\n  - ".join(report.problems)
-                )
-            if not yes and not _confirmed(config):
+            confirmed = _confirmed_live_runner(config, store, secrets, yes=yes, console=console)
+            if confirmed is None:
                 console.print("not confirmed: nothing was traded")
                 return 1
-            mode = "live"
+            runner, mode = confirmed, "live"
         else:
             runner, paper = build_paper(config, store, replay=replay, speed=speed)
             mode = REPLAY_RUN_MODE if replay is not None else "paper"
@@ -131,6 +123,28 @@ def run_bot(
             store.close()
             lock.release()
             logger.complete()
+
+
+def _confirmed_live_runner(
+    config: BotConfig, store: SqlStore, secrets: Secrets, *, yes: bool, console: Console
+) -> Runner | None:
+    """The live runner once its preflight passed and the start is confirmed (``--yes`` or the
+    prompt); None when the user declines. The host clock's offset to the venue's is measured
+    after the confirmation: a start declined at the prompt records and sends no clock alert."""
+    runner = build_live(config, store, secrets)
+    exchange = runner.engine.exchange
+    assert isinstance(exchange, CcxtExchange)  # noqa: S101 - build_live made it
+    report = preflight(exchange, config, store)
+    console.print(_live_summary(config, report))
+    if not report.ok:
+        raise ConfigError(
+            "preflight failed; nothing was traded:\n  - " + "\n  - ".join(report.problems)
+        )
+    if not yes and not _confirmed(config):
+        return None
+    if runner.clock_at_start is not None:
+        runner.clock_at_start()
+    return runner
 
 
 def _check_options(*, ticks: int | None, speed: float, replay: Path | None) -> None:

@@ -353,13 +353,16 @@ def account_snapshot_dir(config_path: Path) -> Path:
     from bot.bootstrap import open_store
     from bot.domain.enums import OrderPurpose
     from bot.store import views
+    from bot.store.migrate import safe_url
 
     config = _config(config_path)
     store = open_store(config)
     try:
         latest = store.latest_positions()
         if latest is None or not [p for p in latest[1] if p.is_open]:
-            raise DataError(f"{config.runtime.database_url}: the bot holds no position to stress")
+            raise DataError(
+                f"{safe_url(config.runtime.database_url)}: the bot holds no position to stress"
+            )
         held = [p for p in latest[1] if p.is_open]
         stops = {
             o.request.symbol: o.request.trigger_price
@@ -379,14 +382,14 @@ def account_snapshot_dir(config_path: Path) -> Path:
     unknown = [p.symbol for p in held if p.symbol not in marks]
     if unknown:
         raise DataError(
-            f"{config.runtime.database_url}: no mark recorded for {', '.join(unknown)} (a "
-            "position the bot never decided on): describe the book with --positions FILE and "
-            "its marks instead"
+            f"{safe_url(config.runtime.database_url)}: no mark recorded for "
+            f"{', '.join(unknown)} (a position the bot never decided on): describe the book "
+            "with --positions FILE and its marks instead"
         )
     if equity is None:
         raise DataError(
-            f"{config.runtime.database_url}: no wallet balance recorded with the positions: "
-            "describe the book with --positions FILE and --balance"
+            f"{safe_url(config.runtime.database_url)}: no wallet balance recorded with the "
+            "positions: describe the book with --positions FILE and --balance"
         )
     out = Path(tempfile.mkdtemp(prefix="bot-stress-")) / "positions.csv"
     with out.open("w", newline="") as fh:

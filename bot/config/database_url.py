@@ -31,6 +31,27 @@ _URL = re.compile(
 )
 
 
+# name:// and the authority after it: up to the first "/", "?" or "#" (RFC 3986, 3.2).
+_AUTHORITY = re.compile(r"(?P<name>[\w+.-]+://)(?P<authority>[^/?#]*)")
+
+
+def password_span(text: str) -> tuple[int, int] | None:
+    """Where the password before the host lies in ``text`` (start, end), or None when it has
+    none: from the user's ":" to the LAST "@" of the authority. SQLAlchemy and libpq split at
+    the first "@", so a password holding an unencoded "@" (``bot:p@ss@db``) was read as "p"
+    and its rest taken for the host: masking what they call the password showed the rest."""
+    m = _AUTHORITY.match(text)
+    if m is None:
+        return None
+    authority = m["authority"]
+    at = authority.rfind("@")
+    colon = authority.find(":", 0, at)
+    if at < 0 or colon < 0:
+        return None
+    start = m.start("authority")
+    return start + colon + 1, start + at
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseUrl:
     drivername: str  # "sqlite", "postgresql+psycopg", ...
@@ -73,7 +94,8 @@ def database_url_secrets(text: str) -> list[str]:
     m = _URL.match(text)
     if m is None:
         return []
-    raw = [m["password"] or ""]
+    span = password_span(text)  # (an unencoded "@" in it: all of it, not up to the "@")
+    raw = [text[span[0] : span[1]] if span is not None else ""]
     for part in (m["query"] or "").split("&"):
         key, eq, value = part.partition("=")
         if eq and "password" in unquote(key).lower():

@@ -6,7 +6,9 @@ older than the receive window (``recvWindow``, 10 s by default), with -1021 (ccx
 Bybit the same with its own window (https://bybit-exchange.github.io/docs/v5/guide). ccxt
 signs with the host's time minus the offset it measured (``adjustForTimeDifference``), which
 the bot re-measures after a -1021 and every hour (the ``clock-resync`` job of the scheduler,
-:data:`bot.runtime.scheduler.CLOCK_RESYNC_SECONDS`: ccxt measures it once, at load_markets).
+:data:`bot.runtime.scheduler.CLOCK_RESYNC_SECONDS`: ccxt measures it once, at load_markets),
+and before the next job when the wall clock stepped since the last one (the runner's
+:class:`bot.clock.WallSteps`: the offset measured before a step is wrong by the step).
 
 A measured offset is corrected for, but it is a symptom: a host clock that is off by more than
 a second keeps drifting (no NTP, a VM resumed with a wrong clock), and between two measurements
@@ -53,9 +55,10 @@ class ClockOffsetCheck:
         """Measure at the live start; the offset in ms (host ahead > 0), None if unmeasured."""
         return self._measure("at start")
 
-    def resync(self) -> None:
-        """The scheduled job: re-measure, sign with the new offset, report as at start."""
-        self._measure("hourly resync")
+    def resync(self, when: str = "hourly resync") -> None:
+        """Re-measure, sign with the new offset, report as at start: the scheduled job, or
+        ``when`` the runner saw the wall clock step between two jobs."""
+        self._measure(when)
 
     def _measure(self, when: str) -> int | None:
         try:

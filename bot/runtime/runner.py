@@ -22,12 +22,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from loguru import logger
 
 from bot.alerts import Alert, AlertRules, Notifier, conditions
-from bot.clock import Clock, ms_to_datetime
+from bot.clock import Clock, WallSteps, ms_to_datetime
 from bot.domain.enums import EventKind, TradingState
 from bot.engine.read_streak import run_in_a_row
 from bot.engine.tick import Engine, TickResult
@@ -39,9 +39,21 @@ from bot.risk.state import initial_memory, set_state
 from bot.runtime.events import record_event_now
 from bot.runtime.feeds import PriceFeed
 from bot.store.instance_lock import AlreadyRunning
-from bot.store.sql import SqlStore, StoreUnavailable
+from bot.store.sql import SqlStore, StoreReplaced, StoreUnavailable
 
 T = TypeVar("T")
+# A wall clock that moved this much more or less than the monotonic clock between two jobs
+# stepped: the clock offset to the venue is measured again before the job (live).
+WALL_STEP_S = 1.0
+
+
+class ClockResync(Protocol):
+    """Measures the host clock's offset to the venue's again; ``when`` says why (the event
+    and the alert name it). Never raises."""
+
+    def __call__(self, when: str = ...) -> None: ...
+
+
 # The event that ends an incident -> the kind of the event that alerted it (the alert's key).
 ENDS = {EventKind.PROTECTED: EventKind.UNPROTECTED, EventKind.READABLE: EventKind.UNREADABLE}
 _IN_A_ROW = re.compile(r"\((\d+) failed jobs? in a row\)$")
@@ -77,10 +89,18 @@ class Runner:
     # database's instance lock, lost with its connection and taken by another bot.
     before_job: list[Callable[[], None]] = field(default_factory=list)
     # Live: re-measures the host clock's offset to the venue's (bot.runtime.clock_offset), run
-    # as the scheduler's hourly ``clock-resync`` job; never raises.
-    clock_resync: Callable[[], None] | None = None
+    # as the scheduler's hourly ``clock-resync`` job, and before the next job when the wall
+    # clock stepped since the last one; never raises.
+    clock_resync: ClockResync | None = None
+    # Live: measures the offset at start and reports one too large (an event and an alert);
+    # `bot run` calls it once the start is confirmed, never before the prompt. Never raises.
+    clock_at_start: Callable[[], object] | None = None
+    # The wall clock against the monotonic one, read at every job (live: see clock_resync).
+    _wall_steps: WallSteps | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.clock_resync is not None:
+            self._wall_steps = WallSteps(self.clock, WALL_STEP_S)
         # a restart does not reset the count
         self.failures = failed_in_a_row(
             self.store.recent_events(1, kinds=(EventKind.TICK_FAILED, EventKind.JOBS_OK))
@@ -126,6 +146,8 @@ class Runner:
         except Exception as exc:
             logger.warning("clock-resync skipped: {}: {}", type(exc).__name__, exc)
             return
+        if self._wall_steps is not None:
+            self._wall_steps.step_ms()  # (measured now: a step before it needs no other)
         self.clock_resync()
 
     # -- internals -----------------------------------------------------------------------------
@@ -145,6 +167,7 @@ class Runner:
             try:
                 for check in self.before_job:
                     check()
+                self._resync_if_the_clock_stepped()
                 self.apply_commands()
                 if self.feed is not None:
                     self.feed.catch_up(self.clock.now_ms())
@@ -196,6 +219,23 @@ class Runner:
                     exc,
                 )
             return result
+
+    def _resync_if_the_clock_stepped(self) -> None:
+        """Live: the wall clock stepped since the last job (NTP, a person, a VM resumed):
+        measure the offset to the venue again before this job's signed requests. ccxt signs
+        with the host's time corrected by the offset measured before the step, so a step back
+        of seconds landed every request, stops included, outside the venue's receive window
+        until the next -1021 rejection or the hourly resync measured it again."""
+        if self._wall_steps is None or self.clock_resync is None:
+            return
+        step_ms = self._wall_steps.step_ms()
+        if step_ms == 0:
+            return
+        stepped = f"the wall clock stepped {'back' if step_ms < 0 else 'forward'} " + (
+            f"{abs(step_ms) / 1000:.1f} s since the last job"
+        )
+        logger.warning("{}: measuring the offset to the venue again first", stepped)
+        self.clock_resync(stepped)
 
     def _heartbeat(self, job: str) -> None:
         """Record that ``job`` completed, and when: what the dashboard, ``/healthz`` and ``bot
@@ -311,7 +351,8 @@ class Runner:
             logger.opt(exception=exc).debug("{} failed: where", job)
         alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
         try:
-            alerts += self._record_failure(job, exc, now)
+            if not isinstance(exc, StoreReplaced):  # (refused: not written into the new one)
+                alerts += self._record_failure(job, exc, now)
         except Exception as store_exc:
             logger.error(
                 "the failure of {} cannot be recorded: {}: {}",

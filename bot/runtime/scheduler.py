@@ -42,7 +42,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
-from bot.clock import Clock, LiveClock, ms_to_datetime
+from bot.clock import Clock, LiveClock, WallSteps, ms_to_datetime
 from bot.engine.tick import TickResult
 from bot.errors import BotError
 from bot.runtime.runner import Runner
@@ -354,17 +354,12 @@ class ClockWatch:
     step back of an hour every job (guard included) would wait an hour longer, silently."""
 
     def __init__(self, wall: LiveClock) -> None:
-        self.wall = wall
-        self._wall_ms = wall.now_ms()
-        self._mono = wall.monotonic()
+        self._steps = WallSteps(wall, threshold_s=STEP_BACK_TOLERANCE_S)
 
     def stepped_back(self) -> float | None:
         """Seconds the wall clock went back since the last call (None if it did not)."""
-        wall_ms, mono = self.wall.now_ms(), self.wall.monotonic()
-        expected_ms = self._wall_ms + (mono - self._mono) * 1000
-        self._wall_ms, self._mono = wall_ms, mono
-        back_s = (expected_ms - wall_ms) / 1000
-        return back_s if back_s > STEP_BACK_TOLERANCE_S else None
+        step_ms = self._steps.step_ms()
+        return -step_ms / 1000 if step_ms < 0 else None
 
 
 def realign(sched: BackgroundScheduler, now: datetime, back_s: float) -> None:

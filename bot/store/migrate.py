@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, create_engine, make_url, pool
 
+from bot.config.database_url import password_span
 from bot.errors import BotError
 from bot.extras import require
 
@@ -37,7 +38,15 @@ def require_driver(url: str) -> None:
 def safe_url(url: str) -> str:
     """``url`` with the password masked, for messages and logs: the one before the host, and
     any given as a query parameter (libpq takes ``?password=`` and ``?sslpassword=`` too; these
-    messages reach the alerts, the log and the dashboard)."""
+    messages reach the alerts, the log and the dashboard). The one before the host is all the
+    text from the user's ":" to the last "@" before the host (:func:`password_span`): one with
+    an unencoded "@" is masked whole, not up to its first "@". A SQLite URL is left as written
+    (no password; its path keeps its "@", not encoded as %40)."""
+    if url.startswith("sqlite"):
+        return url
+    span = password_span(url)
+    if span is not None:  # masked before SQLAlchemy reads it: it would stop at the first "@"
+        url = f"{url[: span[0]]}***{url[span[1] :]}"
     parsed = make_url(url)
     hidden = {k: "***" for k in parsed.query if "password" in k.lower()}
     masked = parsed.update_query_dict(hidden).render_as_string(hide_password=True)

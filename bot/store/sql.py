@@ -66,6 +66,14 @@ class StoreUnavailable(BotError):
     done without it: an order whose intent cannot be persisted is never sent."""
 
 
+class StoreReplaced(StoreUnavailable):
+    """The state database's identity (``database_identity``, written with its schema) changed
+    or went away under the running bot: its tables were dropped and created again, or an empty
+    dump restored. The store then refuses every read and write until the bot is restarted:
+    whatever the bot recorded there would be written into a database that holds none of its
+    state (a halt, the drawdown peak, which positions are its own, its order intents)."""
+
+
 # Failures of the database itself, not of what was written: a constraint (IntegrityError), a
 # value (DataError) or a statement (ProgrammingError) keep their own exception.
 _UNAVAILABLE = (OperationalError, InterfaceError, InternalError, NotSupportedError)
@@ -164,6 +172,13 @@ def _exact(table: Table, values: dict[str, Any], what: str) -> dict[str, Any]:
     return values
 
 
+def _table_missing(exc: DBAPIError) -> bool:
+    """A statement on a table that does not exist, on PostgreSQL or SQLite."""
+    if _tables_gone(exc):
+        return True
+    return isinstance(exc, OperationalError) and "no such table" in str(exc.orig or exc)
+
+
 def _file_identity(path: Path) -> tuple[int, int] | None:
     """The (device, inode) of the file at ``path``; None when there is none."""
     try:
@@ -244,6 +259,57 @@ class SqlStore:
         self._url = engine.url.render_as_string(hide_password=True)
         self._file = sqlite_file(engine.url.render_as_string(hide_password=False))
         self._file_id = _file_identity(self._file) if self._file is not None else None
+        # The database's id as read at open (None: it had none); unknown until read.
+        self._database_id: str | None = None
+        self._database_id_read = False
+        # Set once the id is seen changed: every later read and write is refused with it.
+        self._replaced: str | None = None
+
+    def database_id(self) -> str | None:
+        """The random id the database's schema was created with (migration 0004); None when
+        the row, or its table, is not there."""
+        row = t.DatabaseIdentityRow
+        stmt = select(row.database_id).where(col(row.id) == 1)
+        with self._read() as session:
+            try:
+                return session.exec(stmt).first()
+            except DBAPIError as exc:
+                if _table_missing(exc):
+                    return None
+                raise
+
+    def read_identity(self) -> None:
+        """Remember the database's id: the one :meth:`check_identity` compares with (read by
+        :meth:`open`)."""
+        self._database_id = self.database_id()
+        self._database_id_read = True
+
+    def check_identity(self) -> None:
+        """Raise :class:`StoreReplaced` if the database's id is not the one read when this
+        store was opened (before every job of a running bot: one small query a job, never one
+        per statement). Once seen changed, every read and write of this store is refused
+        until the bot restarts: nothing is written into the new database.
+
+        A database dropped and created again under the bot (or its tables), then migrated
+        (``bot db upgrade``) or restored from an empty dump, was written into afresh, the bot
+        carrying on as if it held its state. A database only unreachable is the plain
+        :class:`StoreUnavailable` of the read, not this."""
+        if self._replaced is not None:
+            raise StoreReplaced(self._replaced)
+        if not self._database_id_read:  # (a store not made by open(): the first check reads)
+            self.read_identity()
+            return
+        now = self.database_id()
+        if now == self._database_id:
+            return
+        self._replaced = (
+            f"state database {safe_url(self._url)}: the state database was recreated under "
+            f"the running bot: its id was {self._database_id or 'missing'}, now "
+            f"{now or 'missing'}; nothing more is written there. Restart the bot to re-check "
+            "its state (the halt, drawdown peak, positions and intents it kept were in the "
+            "old database: restore it if they matter)"
+        )
+        raise StoreReplaced(self._replaced)
 
     def check_file(self) -> None:
         """Raise :class:`StoreUnavailable` if the SQLite file this store opened was deleted,
@@ -273,7 +339,10 @@ class SqlStore:
         """Open the store at ``url``; raises ``SchemaOutOfDate`` unless it is fully migrated."""
         if check_schema:
             ensure_current(url)
-        return cls(make_engine(url))
+        store = cls(make_engine(url))
+        if check_schema:
+            store.read_identity()
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
@@ -282,6 +351,8 @@ class SqlStore:
     def _write(self, what: str) -> Iterator[Session]:
         """A session whose work is committed on exit; bad values name ``what`` was written; a
         database that cannot take the write is :class:`StoreUnavailable`."""
+        if self._replaced is not None:
+            raise StoreReplaced(self._replaced)
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
@@ -299,6 +370,8 @@ class SqlStore:
     @contextmanager
     def _read(self) -> Iterator[Session]:
         """A session for queries; a database that cannot answer is :class:`StoreUnavailable`."""
+        if self._replaced is not None:
+            raise StoreReplaced(self._replaced)
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session

@@ -211,6 +211,20 @@ class HeartbeatRow(SQLModel, table=True):
     job: str = Field(sa_type=String(_ENUM))
 
 
+class DatabaseIdentityRow(SQLModel, table=True):
+    """The single row naming this database (``id`` is always 1): a random ``database_id``
+    written by the migration that creates the table, so with the schema. A running bot compares
+    it before each job with the one it read at open: tables dropped and created again under it
+    (``bot db upgrade`` after a drop, an empty dump restored) carry a new id, and the bot stops
+    writing there instead of carrying on as if the empty database held its state."""
+
+    __tablename__ = "database_identity"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_database_identity_single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    database_id: str = Field(sa_type=String(_ENUM))
+
+
 class SequenceRow(SQLModel, table=True):
     __tablename__ = "sequences"
 

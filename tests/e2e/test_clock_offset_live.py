@@ -6,11 +6,14 @@ again, signs with the new offset, and a resync that fails is an event, not a cra
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from bot.clock import LiveClock
+from bot.bootstrap import Secrets, build_live, open_store
+from bot.clock import LiveClock, ms_to_datetime
+from bot.config.loader import load_config
 from bot.domain.enums import EventKind
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
@@ -43,7 +46,7 @@ def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
         yield srv
 
 
-def start(tmp_path: Path, server: LoopbackBinance) -> tuple[Runner, SqlStore]:
+def write_config(tmp_path: Path, server: LoopbackBinance) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         live_config_text(
@@ -54,7 +57,14 @@ def start(tmp_path: Path, server: LoopbackBinance) -> tuple[Runner, SqlStore]:
             log_dir=tmp_path / "logs",
         )
     )
-    return start_live(path, KEY, SECRET)
+    return path
+
+
+def start(tmp_path: Path, server: LoopbackBinance) -> tuple[Runner, SqlStore]:
+    runner, store = start_live(write_config(tmp_path, server), KEY, SECRET)
+    assert runner.clock_at_start is not None
+    runner.clock_at_start()  # as `bot run --live` does once the start is confirmed
+    return runner, store
 
 
 def clock_events(store: SqlStore) -> list[str]:
@@ -168,4 +178,54 @@ def test_the_resync_job_stops_when_another_bot_took_the_state_database(
         assert lost.severity == "critical"
     finally:
         runner.before_job.pop(0)
+        stop_live(runner, store)
+
+
+class SteppingClock:
+    """The host's clock as the bot reads it: wall time a test steps by hand, monotonic time
+    running on as it does through a step."""
+
+    def __init__(self) -> None:
+        self._live = LiveClock()
+        self.step_ms = 0
+
+    def now_ms(self) -> int:
+        return self._live.now_ms() + self.step_ms
+
+    def now(self) -> datetime:
+        return ms_to_datetime(self.now_ms())
+
+    def monotonic(self) -> float:
+        return self._live.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self._live.sleep(seconds)
+
+
+def test_a_wall_clock_stepped_back_is_measured_again_before_the_next_job(
+    tmp_path: Path, server: LoopbackBinance
+) -> None:
+    """ccxt signs with the host's time corrected by the offset measured before the step: a
+    step back of 30 s put every signed request of the next jobs, stops included, outside the
+    receive window until a -1021 rejection or the hourly resync measured it again."""
+    clock = SteppingClock()
+    config = load_config(write_config(tmp_path, server))
+    store = open_store(config)
+    runner = build_live(config, store, Secrets(KEY, SECRET, None), clock=clock)
+    try:
+        runner.guard()
+        measured = len(server.calls("/fapi/v1/time", "GET"))
+        # The host clock steps 30 s back: the venue's (right) clock is now 30 s ahead of it.
+        clock.step_ms -= 30_000
+        server.server_time_offset_ms = 30_000
+        runner.guard()
+        assert len(server.calls("/fapi/v1/time", "GET")) == measured + 1  # measured again...
+        refused = [r for r in server.requests if r.code == -1021]
+        assert refused == []  # ...before the job's first signed request
+        [event] = clock_events(store)
+        assert "(the wall clock stepped back 30.0 s since the last job: offset -" in event
+        assert "the host clock is 30.0 s behind binanceusdm's" in event
+        runner.guard()  # no step since: nothing measured
+        assert len(server.calls("/fapi/v1/time", "GET")) == measured + 1
+    finally:
         stop_live(runner, store)

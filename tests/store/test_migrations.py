@@ -229,10 +229,10 @@ def test_upgrade_from_0002_adds_the_heartbeat(store_url: str) -> None:
             )
     finally:
         engine.dispose()
-    with pytest.raises(SchemaOutOfDate, match=r"at revision 0002, older than this bot's 0003"):
+    with pytest.raises(SchemaOutOfDate, match=r"at revision 0002, older than this bot's 0004"):
         SqlStore.open(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0003"
+    assert current_revision(store_url) == "0004"
     store = SqlStore.open(store_url)
     try:
         memory = store.load_risk_memory()

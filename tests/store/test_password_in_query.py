@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from bot.bootstrap import open_store
 from bot.config.database_url import database_url_secrets
@@ -84,3 +86,41 @@ def test_opening_the_database_adds_its_password_to_the_log_redactor(tmp_path: Pa
     assert redact(f"url postgresql://bot:{secret}@h/bot?sslpassword={KEY}") == (
         f"url postgresql://bot:{REDACTED}@h/bot?sslpassword={REDACTED}"
     )
+
+
+# Any password before the host, written without percent-encoding: every character but the
+# ones that end the authority ("/", "?", "#"), "@" and ":" included.
+PASSWORDS = st.text(
+    alphabet=st.characters(exclude_characters="/?#", codec="utf-8"),
+    min_size=1,
+    max_size=24,
+)
+
+
+@example(password="p@ss", user="bot", tail="/x", host="db.example")
+@given(
+    password=PASSWORDS,
+    user=st.sampled_from(["bot", ""]),
+    tail=st.sampled_from(["", ":5432", ":5432/state", "/state?sslmode=require", "/s?password=x"]),
+    host=st.sampled_from(["db.example", "10.0.0.7", "[::1]"]),
+)
+def test_no_part_of_a_password_before_the_host_is_shown(
+    password: str, user: str, tail: str, host: str
+) -> None:
+    """``postgresql://bot:p@ss@db.example/x``: SQLAlchemy reads the password up to the first
+    "@" and the host from there, so "ss" was shown. Masked is all of it, whatever it holds."""
+    url = f"postgresql+psycopg://{user}:{password}@{host}{tail}"
+    masked = safe_url(url)
+    assert masked.startswith(f"postgresql+psycopg://{user}:***@{host}"), masked
+    # the host and what follows are the URL's own, as SQLAlchemy renders them
+    rest = masked.removeprefix(f"postgresql+psycopg://{user}:***@{host}")
+    assert rest in (tail, tail.replace("password=x", "password=***"))
+
+
+def test_a_password_with_an_unencoded_at_sign_is_masked_whole() -> None:
+    assert safe_url("postgresql://bot:p@ss@db.example/x") == "postgresql://bot:***@db.example/x"
+    assert safe_url("postgresql://:p@ss@db.example/x") == "postgresql://:***@db.example/x"
+    assert safe_url("postgresql://bot@db.example/x") == "postgresql://bot@db.example/x"
+    assert safe_url("postgresql://db.example/x") == "postgresql://db.example/x"
+    assert safe_url("sqlite:////srv/bot@home/state.db") == "sqlite:////srv/bot@home/state.db"
+    assert "p@ss" in database_url_secrets("postgresql://bot:p@ss@db.example/x")

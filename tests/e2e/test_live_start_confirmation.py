@@ -1,0 +1,105 @@
+"""``bot run --live`` on a host clock far from the venue's, through the CLI (loopback Binance
+USD-M): the clock offset was measured, recorded and alerted while the runner was built, before
+the confirmation prompt, so a start the user then declined had already sent a clock alert.
+Now the measurement comes after the confirmation; a ``--yes`` start still makes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+import bot.cli.run
+from bot.bootstrap import ENV_KEY, ENV_SECRET
+from bot.cli.app import app
+from bot.clock import LiveClock
+from bot.config.loader import load_config
+from bot.domain.enums import EventKind
+from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.live_setup import live_config_text, serve_btc_history, venue_account
+
+KEY, SECRET = "confirm-key-7a21", "confirm-secret-c0ffee"
+
+
+@pytest.fixture(autouse=True)
+def on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bot run --live`` asks only on a terminal: its check sees one (the CliRunner's input
+    is what the user types)."""
+    terminal = SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True))
+    monkeypatch.setattr(bot.cli.run, "sys", terminal)
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackBinance]:
+    backend: SimulatedExchange = venue_account("binanceusdm")
+    srv = LoopbackBinance(
+        backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=["BTC/USDT:USDT"]
+    )
+    serve_btc_history(srv, backend)
+    srv.server_time_offset_ms = -5_000  # the host clock 5 s ahead of the venue's
+    with srv:
+        yield srv
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, server: LoopbackBinance, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(ENV_KEY, KEY)
+    monkeypatch.setenv(ENV_SECRET, SECRET)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        live_config_text(
+            name="confirm",
+            venue="binanceusdm",
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+        )
+    )
+    return path
+
+
+def clock_reports(config_path: Path) -> tuple[list[str], list[str]]:
+    """The clock events and clock alerts the state database holds."""
+    store = SqlStore.open(load_config(config_path).runtime.database_url)
+    try:
+        events = [e.reason for e in store.recent_events(100, kinds=(EventKind.CLOCK,))]
+        alerts = [
+            a.message
+            for key in ("clock_offset", "clock_offset_critical")
+            for a in store.recent_alerts(key, 0)
+        ]
+    finally:
+        store.close()
+    return events, alerts
+
+
+def test_a_live_start_declined_at_the_prompt_sends_no_clock_alert(
+    config_path: Path,
+) -> None:
+    result = CliRunner().invoke(
+        app, ["run", "--live", "--once", "--config", str(config_path)], input="n\n"
+    )
+    assert result.exit_code == 1, result.output
+    assert "Trade LIVE on binanceusdm" in result.output  # the prompt was asked...
+    assert "not confirmed: nothing was traded" in result.output
+    assert clock_reports(config_path) == ([], [])  # ...and nothing said of the clock
+
+
+@pytest.mark.parametrize("confirm", [["--yes"], []], ids=["yes", "typed-y"])
+def test_a_confirmed_live_start_still_checks_the_clock(
+    config_path: Path, confirm: list[str]
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["run", "--live", "--once", "--config", str(config_path), *confirm],
+        input="y\n",
+    )
+    assert result.exit_code == 0, result.output
+    [event], [alert] = clock_reports(config_path)
+    assert "the host clock is 5.0 s ahead of binanceusdm's (at start" in event
+    assert alert == event

@@ -367,6 +367,13 @@ class Engine:
             s for s, r in self.restricted.items() if r.withdrawn and not r.listed
         )
 
+    def _note_refusal(self, symbol: str) -> None:
+        """The venue refused an order or a cancel on ``symbol``: on a withdrawn contract, no
+        more orders are sent on it until its restriction changes (see restrict)."""
+        restriction = self.restricted.get(symbol)
+        if restriction is not None and restriction.withdrawn:
+            self._refused.add(symbol)
+
     def _no_orders(self, symbol: str) -> bool:
         """No order is sent on ``symbol``: withdrawn, and unlisted or refused (see restrict)."""
         r = self.restricted.get(symbol)
@@ -443,7 +450,10 @@ class Engine:
                 sent = self._send(req, acct, now, None) is SendOutcome.SENT
                 closed = sent or closed
         if closed:
-            acct.positions = dict(self.exchange.fetch_positions(self.symbols))
+            # (a contract the venue no longer lists cannot be read: kept as last read)
+            unlisted = {s: p for s, p in acct.positions.items() if s in self.reconciler.unlisted}
+            read = self.exchange.fetch_positions(self.reconciler.listed)
+            acct.positions = {**read, **unlisted}
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
@@ -1801,8 +1811,7 @@ class Engine:
             self._event(now, EventKind.REJECTED, req.symbol, state, f"{req.client_id}: {exc}")
             if req.purpose.is_protective:
                 self._venue_errors[req.symbol] = f"{req.client_id}: {exc}"
-            if restriction is not None and restriction.withdrawn:
-                self._refused.add(req.symbol)  # no more orders on it (see restrict)
+            self._note_refusal(req.symbol)
             return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
@@ -1815,6 +1824,7 @@ class Engine:
             self._event(
                 now, EventKind.CANCEL_FAILED, symbol, TradingState.ACTIVE, f"{client_id}: {exc}"
             )
+            self._note_refusal(symbol)
             return
         if self.store.get_order(client_id) is not None:
             self.store.update_order(client_id, OrderStatus.CANCELED, now)

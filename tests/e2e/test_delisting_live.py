@@ -17,10 +17,14 @@ from pathlib import Path
 import pytest
 
 from bot.clock import LiveClock
+from bot.config.loader import load_config
 from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.orders import OrderRequest
+from bot.errors import ConfigError
+from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.instruments import load_instruments
 from bot.runtime.catalogue_keeper import CatalogueKeeper
+from bot.runtime.preflight import preflight
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store import views
@@ -71,7 +75,8 @@ def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
 
 
 @pytest.fixture
-def bot(tmp_path: Path, server: LoopbackBinance) -> Iterator[tuple[Runner, SqlStore]]:
+def config_path(tmp_path: Path, server: LoopbackBinance) -> Path:
+    """BTC and ETH, long, on the loopback Binance."""
     text = live_config_text(
         name="delist",
         venue="binanceusdm",
@@ -84,17 +89,19 @@ def bot(tmp_path: Path, server: LoopbackBinance) -> Iterator[tuple[Runner, SqlSt
     text = text.replace("[data]", eth, 1)
     path = tmp_path / "config.toml"
     path.write_text(text)
-    run, store = start_live(path, KEY, SECRET)
+    return path
+
+
+@pytest.fixture
+def bot(config_path: Path) -> Iterator[tuple[Runner, SqlStore]]:
+    run, store = start_live(config_path, KEY, SECRET)
     yield run, store
     stop_live(run, store)
 
 
 def _keeper(run: Runner) -> CatalogueKeeper:
-    [keeper] = [
-        c.__self__  # type: ignore[attr-defined]
-        for c in run.before_tick
-        if isinstance(getattr(c, "__self__", None), CatalogueKeeper)
-    ]
+    owners = [getattr(check, "__self__", None) for check in run.before_tick]
+    [keeper] = [k for k in owners if isinstance(k, CatalogueKeeper)]
     return keeper
 
 
@@ -139,7 +146,7 @@ def test_a_delisted_contract_is_withdrawn_alone(
     run, store = bot
     keeper = _keeper(run)
     clock = AheadClock()
-    keeper._clock = clock  # noqa: SLF001 - days pass for the keeper alone
+    keeper._clock = clock  # days pass for the keeper alone (the venue's candles stay fresh)
     assert run.tick() is not None
     for sym in (BTC, ETH):
         held = backend.fetch_positions([sym])[sym]
@@ -157,7 +164,8 @@ def test_a_delisted_contract_is_withdrawn_alone(
     posts = _eth_order_posts(server)
     result = run.tick()
     assert result is not None
-    assert keeper.read_at_ms is not None and keeper.read_at_ms > LiveClock().now_ms() + DAY
+    assert keeper.read_at_ms is not None
+    assert keeper.read_at_ms > LiveClock().now_ms() + DAY
     assert [d.symbol for d in result.decisions] == [BTC]
     assert _eth_order_posts(server) == posts + 1  # one stop, refused: nothing more
     for _ in range(3):
@@ -183,7 +191,8 @@ def test_a_delisted_contract_is_withdrawn_alone(
     result = run.tick()
     assert result is not None, "the tick refused to run: the catalogue went stale"
     assert result.unreadable is None
-    assert keeper.read_at_ms is not None and keeper.read_at_ms > LiveClock().now_ms() + 2 * DAY
+    assert keeper.read_at_ms is not None
+    assert keeper.read_at_ms > LiveClock().now_ms() + 2 * DAY  # read, not stale
     assert [d.symbol for d in result.decisions] == [BTC]
     run.guard()
     btc = backend.fetch_positions([BTC])[BTC]
@@ -201,3 +210,93 @@ def test_a_delisted_contract_is_withdrawn_alone(
     assert [a.severity for a in alerts] == ["critical", "critical"]
     failed = store.recent_events(500, kinds=(EventKind.TICK_FAILED,))
     assert failed == [], [e.reason for e in failed]
+
+
+@pytest.fixture
+def settling_soon(server: LoopbackBinance) -> int:
+    """The venue announced ETH's delisting: its perpetual settles 10 hours from now."""
+    when = LiveClock().now_ms() + 10 * HOUR
+    server.delivery_dates[ETH] = when
+    return when
+
+
+def test_a_scheduled_settlement_is_said_once_and_the_contract_is_reduce_only_from_the_lead(
+    settling_soon: int,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackBinance,
+    backend: SimulatedExchange,
+) -> None:
+    run, store = bot
+    assert run.tick() is not None
+    result = run.tick()
+    assert result is not None
+    assert backend.fetch_positions([BTC])[BTC].qty > 0  # BTC trades as before
+    assert ETH not in backend.fetch_positions([ETH])  # within the 24 h lead: no entry
+    [eth] = [d for d in result.decisions if d.symbol == ETH]
+    assert not eth.allow_increase
+    assert "the venue settles this perpetual at" in eth.reason
+    [event] = [e for e in store.recent_events(500, kinds=(EventKind.CATALOGUE,))]
+    assert event.symbol == ETH
+    assert "the venue settles this perpetual at" in event.reason
+    assert "does not close it" in event.reason
+    alerts = [a for a in views.recent_alerts(store, 200) if a.key.startswith(f"catalogue:{ETH}")]
+    assert [a.severity for a in alerts] == ["warning"]
+    assert _eth_order_posts(server) == 0
+
+
+def test_at_start_an_unlisted_symbol_stops_the_bot_and_one_not_trading_starts_withdrawn(
+    config_path: Path, server: LoopbackBinance
+) -> None:
+    server.delisted.add(ETH)
+    with pytest.raises(ConfigError, match=r"contracts\[1\]\.symbol = 'ETH/USDT:USDT'"):
+        start_live(config_path, KEY, SECRET)  # a typo (or a contract long gone) does not start
+    server.delisted.clear()
+    server.market_status[ETH] = "SETTLING"
+    run, store = start_live(config_path, KEY, SECRET)
+    try:
+        assert run.engine.restricted[ETH].withdrawn
+        exchange = run.engine.exchange
+        assert isinstance(exchange, CcxtExchange)
+        report = preflight(exchange, load_config(config_path), store, [ETH])
+        assert report.ok, report.problems
+        assert any("ETH/USDT:USDT: withdrawn by the venue" in w for w in report.warnings)
+        result = run.tick()
+        assert result is not None
+        assert [d.symbol for d in result.decisions] == [BTC]
+        assert ETH not in server.backend.fetch_positions([ETH])
+        [event] = store.recent_events(50, kinds=(EventKind.CATALOGUE,))
+        assert "withdrawn by the venue (status SETTLING)" in event.reason
+    finally:
+        stop_live(run, store)
+
+
+def test_a_contract_the_venue_no_longer_lists_is_not_read_and_stays_as_last_read(
+    bot: tuple[Runner, SqlStore], server: LoopbackBinance, backend: SimulatedExchange
+) -> None:
+    """The venue drops ETH from exchangeInfo while the bot still holds it (it answers -1121
+    to any request naming ETH): the reads of the account go on for BTC, and ETH's position is
+    shown as last read, never as flat."""
+    run, store = bot
+    clock = AheadClock()
+    _keeper(run)._clock = clock  # days pass for the keeper alone (the candles stay fresh)
+    assert run.tick() is not None
+    eth = backend.fetch_positions([ETH])[ETH]
+    with server.lock:
+        server.delisted.add(ETH)
+    clock.ahead_ms = DAY + HOUR
+    result = run.tick()
+    assert result is not None
+    assert result.unreadable is None
+    asked = len(server.requests)
+    run.guard()
+    result = run.tick()
+    assert result is not None
+    assert [d.symbol for d in result.decisions] == [BTC]
+    named = [r.path for r in server.requests[asked:] if r.params.get("symbol") == "ETHUSDT"]
+    assert named == []  # nothing asked of ETH once the venue no longer lists it
+    latest = store.latest_positions()
+    assert latest is not None
+    held = {p.symbol: p.qty for p in latest[1]}
+    assert held[ETH] == eth.qty  # as last read: unknown, never flat
+    assert held[BTC] == backend.fetch_positions([BTC])[BTC].qty
+    assert store.recent_events(100, kinds=(EventKind.TICK_FAILED, EventKind.UNREADABLE)) == []

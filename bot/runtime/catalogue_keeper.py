@@ -15,8 +15,9 @@ keeps its last specification, and the engine gives it no decision and no order t
 exposure (:meth:`bot.engine.tick.Engine.restrict`). Each change (withdrawn, why, trading
 again) is one ``catalogue`` event and one critical alert. A settlement the venue schedules for
 a perpetual it delists (Binance ``deliveryDate``, Bybit ``deliveryTime``) is one event and one
-warning alert; from ``settlement_lead_hours`` before it the contract is reduce-only. The bot
-never closes it for the trader: the venue settles what is still held.
+warning alert; from ``settlement_lead_hours`` before it the contract is reduce-only, and
+withdrawn once that time has passed. The bot never closes it for the trader: the venue settles
+what is still held.
 
 The live bot never rewrites the user's catalogue file: ``bot contracts sync`` does that.
 """
@@ -149,12 +150,16 @@ class CatalogueKeeper:
             for sym, why in self.withdrawn.items()
         }
         for sym, when in self.settles.items():
-            if sym not in out and now >= when - self._lead_ms:
-                out[sym] = VenueRestriction(
-                    f"{sym}: the venue settles this perpetual at {_utc(when)}, within the "
-                    f"{self._lead_ms // 3_600_000} h lead (settlement_lead_hours)",
-                    withdrawn=False,
-                )
+            if sym in out or now < when - self._lead_ms:
+                continue
+            if now >= when:  # settled by now, whatever the next refresh reads
+                out[sym] = VenueRestriction(f"{sym}: settled by the venue at {_utc(when)}")
+                continue
+            out[sym] = VenueRestriction(
+                f"{sym}: the venue settles this perpetual at {_utc(when)}, within the "
+                f"{self._lead_ms // 3_600_000} h lead (settlement_lead_hours)",
+                withdrawn=False,
+            )
         return out
 
     def _note_withdrawn(self, now: int, listing: Listing) -> None:
@@ -170,10 +175,16 @@ class CatalogueKeeper:
                     "managed again"
                 )
             else:
+                held = (
+                    "the venue answers nothing about it: its position and orders are shown as "
+                    "last read (never flat) and no order is sent"
+                    if new == ABSENT
+                    else "a position still held is read and shown, its resting stop stays; no "
+                    "order is sent once the venue refuses one"
+                )
                 reason = (
-                    f"{sym}: withdrawn by the venue ({new}): no new exposure; a position still "
-                    "held is read and shown as last read, its resting stop stays; no order is "
-                    "sent once the venue refuses one (it settles what is still held)"
+                    f"{sym}: withdrawn by the venue ({new}): no new exposure; {held} (the venue "
+                    "settles what is still held)"
                 )
             self._event(now, sym, reason)
             self._alert(now, sym, "critical", reason)

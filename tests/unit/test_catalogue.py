@@ -327,3 +327,8 @@ def test_a_scheduled_settlement_is_one_warning_and_reduce_only_from_the_lead_tim
     keeper.check()
     assert len(store.events) == 1
     assert len(sent) == 1
+    clock.advance_to(settles)  # settled, before a refresh reads the venue's new status
+    keeper.check()
+    assert given[-1] == {
+        ADA: VenueRestriction(f"{ADA}: settled by the venue at 2026-01-03 12:00 UTC")
+    }

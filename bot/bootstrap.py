@@ -633,6 +633,10 @@ def build_live(
         clock=clock,
         max_age_hours=config.data.catalogue_max_age_hours,
         on_refresh=engine.instruments.update,  # (shared with its reconciler and hedge desk)
+        # a contract the venue withdrew or settles soon: that contract alone (engine.restrict)
+        on_restrict=engine.restrict,
+        notifier=notifier,
+        settlement_lead_hours=config.data.settlement_lead_hours,
     )
     keeper.check()  # at start: read the venue's specs, or refuse to start
     # The host clock against the venue's: a clock far off is a clock event and an alert, at

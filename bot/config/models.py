@@ -226,6 +226,9 @@ class DataConfig(FrozenModel):
     # Live trading refreshes <dir>/contracts/<exchange>.json at start and daily and refuses to
     # open or increase anything on a catalogue older than this (hours).
     catalogue_max_age_hours: StrictInt = Field(default=48, gt=0, le=24 * 365)
+    # Live trading: a perpetual the venue schedules to settle (delisting) is reduce-only from
+    # this many hours before the settlement (no new exposure into a forced settlement).
+    settlement_lead_hours: StrictInt = Field(default=24, ge=0, le=24 * 90)
 
 
 class PolicyRef(FrozenModel):

@@ -22,6 +22,23 @@ class FundingInfo:
         return self.rate * HOURS_PER_YEAR / self.interval_hours
 
 
+@dataclass(frozen=True, slots=True)
+class VenueRestriction:
+    """What the venue allows on one contract, where it allows less than trading.
+
+    ``withdrawn``: the venue no longer trades it (absent from its markets, or listed with a
+    status other than trading): no decision, no order that adds exposure, and no order at all
+    once the venue refused one or when it no longer lists the market (``listed`` False: its
+    per-contract reads cannot be made either). Not withdrawn: a settlement the venue announced
+    is near, the contract trades on, reduce-only. ``reason`` says which, for events and
+    denials.
+    """
+
+    reason: str
+    withdrawn: bool = True
+    listed: bool = True
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketSnapshot:
     """Closed-candle statistics for one contract at ``asof_ms`` (the close of the last used candle).

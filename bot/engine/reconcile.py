@@ -10,6 +10,12 @@ Unknown is never zero: a position the bot held (or still guards with its own pro
 that is missing from the positions answer is only believed gone when the venue confirms it
 flat (:meth:`~bot.ports.exchange.ExchangePort.confirm_flat`); otherwise the whole read is
 :class:`~bot.errors.AccountUnreadable` and the engine acts on nothing.
+
+A contract the venue no longer lists (:attr:`Reconciler.unlisted`, withdrawn) cannot be read
+at all: the venue answers "no such symbol" to every request that names it, and ccxt cannot
+name it. Its reads are not made, so they cannot fail the reads of the others; what the last
+reading held of it (position, resting orders, mark) is kept as last read: unknown, never
+flat.
 """
 
 from __future__ import annotations
@@ -67,15 +73,20 @@ class Reconciler:
         # the bot's doing, not an exit by the venue (an outcome unknown when it was sent, e.g.
         # the process died before recording it).
         self.own_fills: set[str] = set()
+        # Contracts the venue no longer lists (withdrawn; set by Engine.restrict), and the
+        # account as the last reconcile read it (what they keep).
+        self.unlisted: frozenset[str] = frozenset()
+        self._last: AccountView | None = None
 
     def reconcile(self, now: int) -> AccountView:
         self.stopped_out = set()
         self.took_profit = set()
         self.own_fills = set()
         for record in self.store.unresolved_orders():
-            self.settle(record, now)
+            if record.request.symbol not in self.unlisted:
+                self.settle(record, now)
         # the reads are independent: read together (live) or in this order (simulation)
-        ex, symbols = self.exchange, self.symbols
+        ex, symbols = self.exchange, self.listed
         reads: list[Callable[[], object]] = [partial(ex.fetch_open_orders, s) for s in symbols]
         reads.append(partial(ex.fetch_positions, symbols))
         reads.append(ex.fetch_balance)
@@ -88,11 +99,41 @@ class Reconciler:
         balance: Balance = got[n + 1]
         marks: dict[str, Decimal] = dict(zip(symbols, got[n + 2 :], strict=True))
         self._sync_closed_orders(now, resting)
+        for sym in self.unlisted:
+            self._as_last_read_orders(sym, resting, marks)
         self._prev_positions = dict(positions)
         self._find_foreign(now, positions, resting)
-        return AccountView(
+        self._last = AccountView(
             balance.wallet, dict(positions), resting, marks, available=balance.available
         )
+        return self._last
+
+    @property
+    def listed(self) -> tuple[str, ...]:
+        """The contracts whose reads can be made (every one but the unlisted)."""
+        if not self.unlisted:
+            return self.symbols
+        return tuple(s for s in self.symbols if s not in self.unlisted)
+
+    def _as_last_read(self, sym: str, positions: dict[str, Position]) -> None:
+        """An unlisted contract's position as the last reading held it (none: none held)."""
+        last = self._last
+        if last is None:
+            return
+        if sym in last.positions:
+            positions[sym] = last.positions[sym]
+
+    def _as_last_read_orders(
+        self, sym: str, resting: dict[str, list[Order]], marks: dict[str, Decimal]
+    ) -> None:
+        """An unlisted contract's resting orders and mark as the last reading held them."""
+        last = self._last
+        if last is None:
+            return
+        if sym in last.resting:
+            resting[sym] = last.resting[sym]
+        if sym in last.marks:
+            marks[sym] = last.marks[sym]
 
     def settle(self, record: OrderRecord, now: int) -> None:
         """Look an order of unknown or open state up by its client id and record what the
@@ -128,9 +169,10 @@ class Reconciler:
         anything acts on it (cancelling its stop, buying it again). Without that, the answer is
         treated as unreadable.
         """
-        positions = self.exchange.fetch_positions(self.symbols) if answer is None else answer
+        listed = self.listed
+        positions = self.exchange.fetch_positions(listed) if answer is None else answer
         before = self.previous_positions()
-        for sym in self.symbols:
+        for sym in listed:
             pos = positions.get(sym)
             if pos is not None and pos.is_open:
                 continue
@@ -157,6 +199,10 @@ class Reconciler:
                 f"{len(guarded)} protective order(s) resting) and the venue does not confirm "
                 "it flat"
             )
+        if self.unlisted:
+            positions = dict(positions)
+            for sym in self.unlisted:
+                self._as_last_read(sym, positions)
         return positions
 
     def _sync_closed_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
@@ -168,7 +214,7 @@ class Reconciler:
         listed = {o.client_id for orders in resting.values() for o in orders}
         for record in believed:
             sym = record.request.symbol
-            if record.client_id in listed or sym not in self.instruments:
+            if record.client_id in listed or sym not in self.instruments or sym in self.unlisted:
                 continue
             found = self.exchange.fetch_order(sym, record.client_id)
             if found is not None and found.status is OrderStatus.OPEN:

@@ -48,7 +48,7 @@ from bot.domain.enums import (
     OrderStatus,
     TradingState,
 )
-from bot.domain.market import FundingInfo, MarketSnapshot
+from bot.domain.market import FundingInfo, MarketSnapshot, VenueRestriction
 from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.account import AccountView
@@ -200,6 +200,10 @@ class Engine:
         self._n = 0
         self._last_snapshot: dict[str, MarketSnapshot] = {}
         self.no_increase: set[str] = set()  # contracts whose exposure may not grow this tick
+        # What the venue allows less than trading on (live: the catalogue keeper's reading):
+        # see restrict(). Contracts withdrawn whose order the venue refused since.
+        self.restricted: dict[str, VenueRestriction] = {}
+        self._refused: set[str] = set()
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self._last_equity: Decimal | None = None  # the equity the loss limits last acted on
@@ -344,6 +348,37 @@ class Engine:
         self._held_ms = now
         return result
 
+    def restrict(self, restrictions: Mapping[str, VenueRestriction]) -> None:
+        """The venue's restrictions per contract, from now on (live: each catalogue check).
+
+        A withdrawn contract (the venue no longer trades it) gets no decision and no order that
+        adds exposure (the risk gate denies them); a position on it keeps its resting stop and
+        is still read and shown. Orders are not sent on it at all once the venue refused one
+        of them during the withdrawal, or when the venue no longer lists the market (ccxt
+        cannot even name it): a venue that does not trade a market refuses its orders, and
+        each protection check would otherwise place, retry and close again every minute, all
+        refused. A contract only restricted (a scheduled settlement near) is reduce-only.
+        A change of a contract's restriction sends its orders again (a refusal is of that
+        withdrawal)."""
+        before = self.restricted
+        self.restricted = dict(restrictions)
+        self._refused = {s for s in self._refused if before.get(s) == self.restricted.get(s)}
+        self.reconciler.unlisted = frozenset(
+            s for s, r in self.restricted.items() if r.withdrawn and not r.listed
+        )
+
+    def _note_refusal(self, symbol: str) -> None:
+        """The venue refused an order or a cancel on ``symbol``: on a withdrawn contract, no
+        more orders are sent on it until its restriction changes (see restrict)."""
+        restriction = self.restricted.get(symbol)
+        if restriction is not None and restriction.withdrawn:
+            self._refused.add(symbol)
+
+    def _no_orders(self, symbol: str) -> bool:
+        """No order is sent on ``symbol``: withdrawn, and unlisted or refused (see restrict)."""
+        r = self.restricted.get(symbol)
+        return r is not None and r.withdrawn and (not r.listed or symbol in self._refused)
+
     def guard(self, observed_equity: Decimal | None = None) -> None:
         """Between ticks: the loss limits on the marks of now, then the protection invariant.
 
@@ -389,7 +424,7 @@ class Engine:
         closed = False
         for sym in self.symbols:
             qty = acct.qty(sym)
-            if qty == 0 or sym in self.foreign:
+            if qty == 0 or sym in self.foreign or self._no_orders(sym):
                 continue
             flat = Decision(
                 symbol=sym,
@@ -415,7 +450,10 @@ class Engine:
                 sent = self._send(req, acct, now, None) is SendOutcome.SENT
                 closed = sent or closed
         if closed:
-            acct.positions = dict(self.exchange.fetch_positions(self.symbols))
+            # (a contract the venue no longer lists cannot be read: kept as last read)
+            unlisted = {s: p for s, p in acct.positions.items() if s in self.reconciler.unlisted}
+            read = self.exchange.fetch_positions(self.reconciler.listed)
+            acct.positions = {**read, **unlisted}
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
@@ -669,10 +707,9 @@ class Engine:
     ) -> tuple[dict[str, MarketSnapshot], dict[str, CandleWindow]]:
         snapshots: dict[str, MarketSnapshot] = {}
         windows: dict[str, CandleWindow] = {}
-        inputs = self.fanout.run_each(
-            [partial(self._market_inputs, sym, now) for sym in self.symbols]
-        )
-        for sym, got in zip(self.symbols, inputs, strict=True):
+        symbols = self._tradable()
+        inputs = self.fanout.run_each([partial(self._market_inputs, sym, now) for sym in symbols])
+        for sym, got in zip(symbols, inputs, strict=True):
             if isinstance(got, ExchangeError):
                 # One contract's unreadable candles, price or funding cost that contract its
                 # decision, not the whole tick: it holds, and keeps (or gets) its stop below.
@@ -714,6 +751,16 @@ class Engine:
                 windows[sym] = window
                 self._last_snapshot[sym] = snap
         return snapshots, windows
+
+    def _tradable(self) -> tuple[str, ...]:
+        """The contracts the venue trades: a withdrawn one gets no market read and no
+        decision (it holds, its resting stop stays; the catalogue event said why once)."""
+        if not self.restricted:
+            return self.symbols
+        withdrawn = {s for s, r in self.restricted.items() if r.withdrawn}
+        for sym in withdrawn:
+            self._last_price_ms.pop(sym, None)  # not "stale": not traded
+        return tuple(s for s in self.symbols if s not in withdrawn)
 
     def _no_decision(self, now: int, sym: str, why: str) -> None:
         """``sym``'s market data cannot be decided on this tick: it holds, keeps (or gets) its
@@ -863,6 +910,8 @@ class Engine:
                 allow = False  # re-entry cooldown after a stop-out or a state change
             if sym in self._stale:
                 allow = False  # stale data: this contract alone takes no new exposure
+            if sym in self.restricted:
+                allow = False  # the venue settles it soon (withdrawn ones have no data)
             views.append(
                 ContractView(
                     symbol=sym,
@@ -957,6 +1006,10 @@ class Engine:
         if d.symbol in self._stale:
             stale = "stale market data: no new exposure on this contract, protection kept"
             why = stale if why is None else f"{why}; {stale}"
+        restriction = self.restricted.get(d.symbol)
+        if restriction is not None:
+            note = f"{restriction.reason}: no new exposure"
+            why = note if why is None else f"{why}; {note}"
         return d if why is None else replace(d, reason=f"{d.reason}; {why}")
 
     # -- 5. protect ----------------------------------------------------------------------------
@@ -971,8 +1024,10 @@ class Engine:
         *,
         tolerance: Decimal | None = None,
     ) -> None:
-        if symbol in self.reconciler.foreign:
-            return  # a position the bot does not manage keeps its orders exactly as they are
+        if symbol in self.reconciler.foreign or self._no_orders(symbol):
+            # a position the bot does not manage keeps its orders exactly as they are; so does
+            # one on a market the venue does not trade (see restrict)
+            return
         pos = acct.positions.get(symbol)
         qty = pos.qty if pos is not None else ZERO
         if qty != 0 and stop is None:
@@ -1033,7 +1088,7 @@ class Engine:
         The stop comes from the policy's distance on the last statistics seen for the contract,
         around the current mark; the existing stop is kept if there is one.
         """
-        if _resting_stop(acct.resting.get(symbol, [])) is not None:
+        if _resting_stop(acct.resting.get(symbol, [])) is not None or self._no_orders(symbol):
             return
         qty = acct.qty(symbol)
         stop = self._wanted_stop(symbol, acct)
@@ -1113,14 +1168,21 @@ class Engine:
                 if sym in self.unprotected_since or sym in self._venue_errors:
                     self._protected(sym, now)  # (a no-op for any other contract)
                 continue
-            if self._gap(pos, acct) is None:
+            gap = self._gap(pos, acct)
+            if gap is None:
                 self._protected_or_remainder(pos, acct, now)
+                continue
+            if self._no_orders(sym):
+                self._stranded(sym, now, gap)
                 continue
             acct.marks[sym] = self.exchange.fetch_mark_price(sym)
             acct.changed()
             take = _resting_trigger(acct.resting.get(sym, []), OrderPurpose.TAKE_PROFIT)
             self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
             gap = self._gap(pos, acct)
+            if gap is not None and self._no_orders(sym):  # the venue refused the stop
+                self._stranded(sym, now, gap)
+                continue
             cut = self._cut_to_largest(pos, acct, now) if gap is not None else None
             if cut is not None:
                 pos = cut
@@ -1252,6 +1314,25 @@ class Engine:
             f"{UNPROTECTED}: {gap}; unprotected since {_seconds(since)}"
             + (f"; venue: {venue}" if venue else "")
             + "; closing the position (reduce-only market)",
+        )
+
+    def _stranded(self, symbol: str, now: int, gap: str) -> None:
+        """A position without a valid stop on a market the venue takes no order on: not
+        closed (the close would be refused as the stop was; the venue settles the position),
+        recorded once as an open incident (alerted), ended like any other."""
+        if symbol in self.unprotected_since:
+            return
+        self.unprotected_since[symbol] = now
+        venue = self._venue_errors.get(symbol)
+        self._event(
+            now,
+            EventKind.UNPROTECTED,
+            symbol,
+            TradingState.ACTIVE,
+            f"{UNPROTECTED}: {gap}; {self.restricted[symbol].reason}: no order is sent on it "
+            + (f"(venue: {venue}); " if venue else "")
+            + "not closed by the bot: close it on the exchange if the venue lets you, else the "
+            "venue settles it",
         )
 
     def _protected(self, symbol: str, now: int) -> None:
@@ -1691,6 +1772,7 @@ class Engine:
             ZERO,
         )
         spec = self._spec[req.symbol]
+        restriction = self.restricted.get(req.symbol)
         hedged = self.hedge is not None and req.symbol in self.hedge_symbols
         ctx = OrderContext(
             state=state,
@@ -1707,6 +1789,7 @@ class Engine:
             if self.hedge is not None and hedged
             else None,
             hedge_beta=self.hedge.beta(req.symbol) if self.hedge is not None else Decimal(1),
+            restricted=restriction.reason if restriction is not None else None,
             monotonic_ms=self._tick_mono_ms,
         )
         with self._lock:
@@ -1728,6 +1811,7 @@ class Engine:
             self._event(now, EventKind.REJECTED, req.symbol, state, f"{req.client_id}: {exc}")
             if req.purpose.is_protective:
                 self._venue_errors[req.symbol] = f"{req.client_id}: {exc}"
+            self._note_refusal(req.symbol)
             return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
@@ -1740,6 +1824,7 @@ class Engine:
             self._event(
                 now, EventKind.CANCEL_FAILED, symbol, TradingState.ACTIVE, f"{client_id}: {exc}"
             )
+            self._note_refusal(symbol)
             return
         if self.store.get_order(client_id) is not None:
             self.store.update_order(client_id, OrderStatus.CANCELED, now)

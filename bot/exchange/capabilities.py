@@ -100,6 +100,11 @@ class VenueProfile:
     # Read the last price here instead of ccxt's ``fetch_ticker`` (whose ``timestamp`` is the
     # venue's own time of the ticker where the venue gives one: Binance ``closeTime``).
     ticker_probe: TickerProbe | None = None
+    # Where the raw market (ccxt ``market["info"]``) says why it is not trading (ccxt's
+    # ``active`` only says whether), and when the venue settles a perpetual it delists: ccxt
+    # names no expiry for a perpetual, so the raw field is read (see mapping.settlement_ms).
+    status_keys: tuple[str, ...] = ("status",)
+    delivery_key: str | None = None
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -121,6 +126,12 @@ class VenueProfile:
 # (https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/New-Algo-Order).
 BINANCE_USDM = VenueProfile(
     name="binanceusdm",
+    # exchangeInfo: `status` (USD-M; `contractStatus` on COIN-M) TRADING, PENDING_TRADING,
+    # PRE_DELIVERING, DELIVERING, DELIVERED, PRE_SETTLE, SETTLING, CLOSE; `deliveryDate`
+    # 4133404800000 (2100-01-01) on a perpetual until its delisting is scheduled
+    # (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Exchange-Information).
+    status_keys=("status", "contractStatus"),
+    delivery_key="deliveryDate",
     liquidation_fee=Decimal("0.0125"),
     liquidation_fee_key="liquidationFee",
     mark_trigger_params={"workingType": "MARK_PRICE"},
@@ -170,6 +181,11 @@ BINANCE_USDM = VenueProfile(
 # 500 orders, which ccxt makes the caller acknowledge.
 BYBIT = VenueProfile(
     name="bybit",
+    # instruments-info: `status` Trading, Settling, Delivering, Closed (PreLaunch before a
+    # listing); a linear perpetual being delisted keeps `Trading` with `deliveryTime` set to
+    # the delisting time ("0" otherwise), which ccxt reads as an expiry for futures only
+    # (https://bybit-exchange.github.io/docs/v5/market/instrument).
+    delivery_key="deliveryTime",
     liquidation_fee=Decimal("0.00055"),
     liquidation_fee_key=None,
     mark_trigger_params={"triggerBy": "MarkPrice"},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -44,6 +45,21 @@ _INTERVAL_TTL_MS = 3_600_000  # funding intervals change rarely; re-observe hour
 # per contract (monotonic seconds): a rate that stays garbled is refused on the cap just read
 # instead of costing one more request every tick and guard job.
 _CAP_REASK_S = 300.0
+
+
+ABSENT = "the venue lists no such market"
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The venue's markets for the bot's contracts, as :meth:`CcxtExchange.read_listing` read
+    them: every contract's specification (as last read, for one the venue no longer lists),
+    the contracts it does not trade with why (``ABSENT`` or its status), and the settlement
+    times (epoch ms) it scheduled for perpetuals it delists."""
+
+    instruments: dict[str, Instrument]
+    withdrawn: dict[str, str]
+    settles: dict[str, int]
 
 
 class CcxtExchange:
@@ -107,8 +123,41 @@ class CcxtExchange:
     # -- instruments ---------------------------------------------------------------------------
 
     def load_instruments(self, symbols: Sequence[str] = ()) -> dict[str, Instrument]:
-        """Load markets and leverage tiers for the configured symbols plus ``symbols``."""
+        """Load markets and leverage tiers for the configured symbols plus ``symbols``.
+
+        A contract the venue does not list raises :class:`~bot.errors.UnknownMarket` (at start:
+        a typo must not start a bot; the daily refresh reads through :meth:`read_listing`)."""
+        self._load(list(dict.fromkeys((*self._symbols, *symbols))), keep_absent=False)
+        return dict(self._instruments)
+
+    def read_listing(self, symbols: Sequence[str] = ()) -> Listing:
+        """Re-read the venue's markets for the configured symbols plus ``symbols``: their
+        specifications, the ones the venue does not trade (withdrawn, with why) and the
+        settlements it scheduled. A contract loaded before that the venue no longer lists is
+        withdrawn with its last specification, not an error (one delisting must not stop the
+        catalogue of the others); one never loaded still raises UnknownMarket."""
         wanted = list(dict.fromkeys((*self._symbols, *symbols)))
+        markets = self._load(wanted, keep_absent=True)
+        withdrawn: dict[str, str] = {}
+        settles: dict[str, int] = {}
+        for symbol in wanted:
+            market = markets.get(symbol)
+            if market is None:
+                withdrawn[symbol] = ABSENT
+                continue
+            why = mapping.withdrawal(market, self._profile.status_keys)
+            if why is not None:
+                withdrawn[symbol] = why
+            when = mapping.settlement_ms(market, self._profile.delivery_key)
+            if when is not None:
+                settles[symbol] = when
+        instruments = {s: self._instruments[s] for s in wanted}
+        return Listing(instruments, withdrawn, settles)
+
+    def _load(self, wanted: Sequence[str], *, keep_absent: bool) -> dict[str, Any]:
+        """Load the markets again and the instruments of the ``wanted`` ones the venue lists;
+        the ccxt markets of ``wanted`` read (absent: not listed; ``keep_absent``: allowed for a
+        contract loaded before)."""
         # Asked again every time (the daily refresh): ccxt's load_markets() answers the markets
         # it loaded first, so a tick size or minimum the venue changed was never seen.
         client = self._ex
@@ -116,7 +165,14 @@ class CcxtExchange:
         # not hedged: it fills this thread's client; the others take its markets once read
         self._call(lambda: client.load_markets(before is not None), "load_markets", hedge=False)
         try:
-            fresh = self._instruments_from(client, wanted)
+            for symbol in wanted:  # before the tiers: ccxt's BadSymbol would not name the symbol
+                if symbol not in client.markets and not (
+                    keep_absent and symbol in self._instruments
+                ):
+                    raise errors.UnknownMarket(f"{client.id} has no market {symbol!r}", symbol)
+            listed = [s for s in wanted if s in client.markets]
+            fresh = self._instruments_from(client, listed)
+            read = {s: client.markets[s] for s in listed}
         except BaseException:
             if before is not None:
                 # a refresh that cannot be read changes nothing: ccxt would round on a garbled
@@ -125,12 +181,11 @@ class CcxtExchange:
             raise
         self._instruments.update(fresh)
         self._clients.share_markets(client)
-        return dict(self._instruments)
+        return read
 
     def _instruments_from(self, client: Any, wanted: Sequence[str]) -> dict[str, Instrument]:
-        for symbol in wanted:  # before the tiers: ccxt's BadSymbol would not name the symbol
-            if symbol not in client.markets:
-                raise errors.UnknownMarket(f"{client.id} has no market {symbol!r}", symbol)
+        if not wanted:
+            return {}
         tiers: Mapping[str, Any] = self._call(
             lambda: self._ex.fetch_leverage_tiers(wanted), "fetch_leverage_tiers"
         )

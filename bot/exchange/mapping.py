@@ -786,3 +786,34 @@ def spot_totals_from_ccxt(balance: object, assets: Sequence[str]) -> dict[str, D
             raise PermanentExchangeError(f"spot balance of {asset}: no total in {row!r:.200}")
         out[asset] = total
     return out
+
+
+# Binance's deliveryDate of a perpetual with no delivery scheduled: 2100-01-01 00:00 UTC (ccxt's
+# binance parse_market reads the same figure as "no expiry").
+NO_SETTLEMENT_MS = 4_133_404_800_000
+
+
+def withdrawal(market: Mapping[str, Any], status_keys: Sequence[str]) -> str | None:
+    """Why the venue does not trade ``market`` (its raw status, e.g. ``status SETTLING``), or
+    None when it does. ccxt's ``active`` decides (Binance and Bybit: the status is trading);
+    ``None`` there (ccxt does not know) counts as trading, as ccxt's own order checks do."""
+    if market.get("active") is not False:
+        return None
+    info = market.get("info")
+    raw = info if isinstance(info, Mapping) else {}
+    status = next((raw[k] for k in status_keys if raw.get(k) not in (None, "")), None)
+    return f"status {status}" if status is not None else "not trading (no status given)"
+
+
+def settlement_ms(market: Mapping[str, Any], delivery_key: str | None) -> int | None:
+    """When the venue settles the perpetual ``market`` it delists (epoch ms), or None when no
+    settlement is scheduled (Binance ``deliveryDate`` 2100-01-01, Bybit ``deliveryTime`` "0").
+    A value that is not a time raises :class:`UnexpectedResponse` naming the market."""
+    info = market.get("info")
+    if delivery_key is None or not market.get("swap") or not isinstance(info, Mapping):
+        return None
+    raw = info.get(delivery_key)
+    if raw in (None, "", 0, "0"):
+        return None
+    ms = venue_time(raw, f"{market.get('symbol')} info.{delivery_key}")
+    return ms if ms < NO_SETTLEMENT_MS else None

@@ -1,11 +1,13 @@
 """The risk gate: the one road to the exchange. A denial is a value with a reason, not an error.
 
 Checks, in order (the first that fails denies the order):
-``trading state`` (reducing/halted: only reduce-only orders), ``stale data`` (no new risk on a
-contract whose market data is older than the limit), ``hedge`` (an order on a hedge leg may not
-raise the book's beta-weighted net exposure), ``max leverage`` per contract and
-``gross leverage`` after the order, ``max notional`` per contract, ``order rate`` (orders that add
-risk; reduce-only and protective orders always pass so a position is never left unprotected).
+``trading state`` (reducing/halted: only reduce-only orders), ``venue`` (a contract the venue
+withdrew, or whose scheduled settlement is near: only reduce-only orders), ``stale data`` (no
+new risk on a contract whose market data is older than the limit), ``hedge`` (an order on a
+hedge leg may not raise the book's beta-weighted net exposure), ``max leverage`` per contract
+and ``gross leverage`` after the order, ``max notional`` per contract, ``order rate`` (orders
+that add risk; reduce-only and protective orders always pass so a position is never left
+unprotected).
 
 The order rate is counted on the clock's monotonic time (:attr:`OrderContext.monotonic_ms`), not
 on the wall clock: a wall clock stepped back by an hour kept the orders of the last minute "in the
@@ -55,6 +57,9 @@ class OrderContext:
     # Hedge orders only: the beta-weighted net exposure of everything else, and this leg's beta.
     hedge_net_other: Decimal | None = None
     hedge_beta: Decimal = Decimal(1)
+    # Why the venue allows only less than trading on this contract (withdrawn, a settlement
+    # near); None: it trades it.
+    restricted: str | None = None
     # The clock's monotonic time in ms (bot.clock.monotonic_ms): what the order rate counts on.
     monotonic_ms: int = field(kw_only=True)
 
@@ -67,6 +72,12 @@ def check_state(req: OrderRequest, ctx: OrderContext, limits: RiskLimits) -> str
     if ctx.state is TradingState.ACTIVE or _is_reducing(req, ctx):
         return None
     return f"trading state {ctx.state.value}: only reduce-only orders pass"
+
+
+def check_venue(req: OrderRequest, ctx: OrderContext, limits: RiskLimits) -> str | None:
+    if ctx.restricted is None or _is_reducing(req, ctx):
+        return None
+    return f"{ctx.restricted}: only reduce-only orders pass"
 
 
 def check_stale(req: OrderRequest, ctx: OrderContext, limits: RiskLimits) -> str | None:
@@ -128,6 +139,7 @@ def check_hedge(req: OrderRequest, ctx: OrderContext, limits: RiskLimits) -> str
 Check = Callable[[OrderRequest, OrderContext, RiskLimits], "str | None"]
 CHECKS: tuple[Check, ...] = (
     check_state,
+    check_venue,
     check_stale,
     check_hedge,
     check_leverage,

@@ -9,23 +9,35 @@ stops resting, is not affected) until a refresh succeeds. A refresh that fails i
 at the first tick :data:`RETRY_MS` later, not a day later: with a maximum age of a day or two,
 one venue hiccup at the daily read stopped the ticks for up to a day.
 
+A contract the venue stops trading (absent from its markets, or listed with a status other
+than trading) is **withdrawn**, that contract alone: the refresh succeeds for the others and
+keeps its last specification, and the engine gives it no decision and no order that adds
+exposure (:meth:`bot.engine.tick.Engine.restrict`). Each change (withdrawn, why, trading
+again) is one ``catalogue`` event and one critical alert. A settlement the venue schedules for
+a perpetual it delists (Binance ``deliveryDate``, Bybit ``deliveryTime``) is one event and one
+warning alert; from ``settlement_lead_hours`` before it the contract is reduce-only, and
+withdrawn once that time has passed. The bot never closes it for the trader: the venue settles
+what is still held.
+
 The live bot never rewrites the user's catalogue file: ``bot contracts sync`` does that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from loguru import logger
 
+from bot.alerts import Alert, Notifier
 from bot.catalogue import resolve_with_sources
 from bot.catalogue_sync import describe_change
-from bot.clock import Clock
+from bot.clock import Clock, ms_to_datetime
 from bot.domain.enums import EventKind
 from bot.domain.instrument import Instrument
+from bot.domain.market import VenueRestriction
 from bot.errors import BotError, ConfigError
-from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.exchange.ccxt_adapter import ABSENT, CcxtExchange, Listing
 from bot.ports.store import StorePort
 from bot.runtime.events import record_event_now
 
@@ -50,6 +62,9 @@ class CatalogueKeeper:
         max_age_hours: int,
         refresh_every_ms: int = DAY_MS,
         on_refresh: Callable[[dict[str, Instrument]], None] | None = None,
+        on_restrict: Callable[[Mapping[str, VenueRestriction]], None] | None = None,
+        notifier: Notifier | None = None,
+        settlement_lead_hours: int = 24,
     ) -> None:
         self._ex = exchange
         # Given the specifications of every refresh (the engine trades on them: kept from its
@@ -66,6 +81,12 @@ class CatalogueKeeper:
         self.read_at_ms: int | None = None  # last successful read from the venue
         self.last_failure: BotError | None = None  # why the last read failed (None: it did not)
         self._known: dict[str, Instrument] = {}
+        # Given the venue's restrictions at every check (the engine trades on them).
+        self._on_restrict = on_restrict
+        self._notifier = notifier
+        self._lead_ms = settlement_lead_hours * 3_600_000
+        self.withdrawn: dict[str, str] = {}  # symbol -> why the venue does not trade it
+        self.settles: dict[str, int] = {}  # symbol -> when the venue settles it (epoch ms)
 
     def check(self) -> None:
         """Refresh when due; raise :class:`StaleCatalogue` when the specs are too old."""
@@ -80,6 +101,8 @@ class CatalogueKeeper:
                 self.last_failure = exc
                 logger.warning("contract catalogue refresh failed: {}", str(exc))
                 self._event(now, None, f"refresh from {self._name} failed: {exc}")
+        if self._on_restrict is not None:
+            self._on_restrict(self.restrictions(now))
         if self.read_at_ms is None or now - self.read_at_ms > self._max_age_ms:
             when = (
                 "never"
@@ -98,7 +121,8 @@ class CatalogueKeeper:
         if not self._known:  # at start: compare with the catalogue the simulation would use
             found, _ = resolve_with_sources(self._name, self._symbols, self._data_dir)
             self._known = {s: inst for s, (inst, _) in found.items()}
-        fresh = self._ex.load_instruments(self._symbols)
+        listing = self._ex.read_listing(self._symbols)
+        fresh = listing.instruments
         changes: dict[str, str] = {}
         for sym in self._symbols:
             new = fresh.get(sym)
@@ -109,6 +133,8 @@ class CatalogueKeeper:
             if new is not None:
                 self._known[sym] = new
         self.read_at_ms = now
+        self._note_withdrawn(now, listing)
+        self._note_settles(now, listing)
         if self._on_refresh is not None:
             self._on_refresh({s: fresh[s] for s in self._symbols if s in fresh})
         logger.info(
@@ -116,8 +142,88 @@ class CatalogueKeeper:
         )
         return changes
 
+    def restrictions(self, now: int) -> dict[str, VenueRestriction]:
+        """What the venue allows less than trading on, as of ``now``: the withdrawn contracts,
+        and the ones whose scheduled settlement is within the lead time (reduce-only)."""
+        out = {
+            sym: VenueRestriction(f"{sym}: withdrawn by the venue ({why})", listed=why != ABSENT)
+            for sym, why in self.withdrawn.items()
+        }
+        for sym, when in self.settles.items():
+            if sym in out or now < when - self._lead_ms:
+                continue
+            if now >= when:  # settled by now, whatever the next refresh reads
+                out[sym] = VenueRestriction(f"{sym}: settled by the venue at {_utc(when)}")
+                continue
+            out[sym] = VenueRestriction(
+                f"{sym}: the venue settles this perpetual at {_utc(when)}, within the "
+                f"{self._lead_ms // 3_600_000} h lead (settlement_lead_hours)",
+                withdrawn=False,
+            )
+        return out
+
+    def _note_withdrawn(self, now: int, listing: Listing) -> None:
+        """One event and one critical alert per change: withdrawn, withdrawn for another
+        reason, trading again."""
+        for sym in self._symbols:
+            old, new = self.withdrawn.get(sym), listing.withdrawn.get(sym)
+            if old == new:
+                continue
+            if new is None:
+                reason = (
+                    f"{sym}: the venue trades this contract again (it was withdrawn: {old}); "
+                    "managed again"
+                )
+            else:
+                held = (
+                    "the venue answers nothing about it: its position and orders are shown as "
+                    "last read (never flat) and no order is sent"
+                    if new == ABSENT
+                    else "a position still held is read and shown, its resting stop stays; no "
+                    "order is sent once the venue refuses one"
+                )
+                reason = (
+                    f"{sym}: withdrawn by the venue ({new}): no new exposure; {held} (the venue "
+                    "settles what is still held)"
+                )
+            self._event(now, sym, reason)
+            self._alert(now, sym, "critical", reason)
+        self.withdrawn = dict(listing.withdrawn)
+
+    def _note_settles(self, now: int, listing: Listing) -> None:
+        """One event and one warning alert per settlement the venue schedules (or cancels)."""
+        for sym in self._symbols:
+            old, new = self.settles.get(sym), listing.settles.get(sym)
+            if old == new:
+                continue
+            if new is None:
+                reason = f"{sym}: the venue no longer schedules a settlement (was {_utc(old)})"
+            else:
+                reason = (
+                    f"{sym}: the venue settles this perpetual at {_utc(new)}; reduce-only from "
+                    f"{self._lead_ms // 3_600_000} h before (no new exposure). The bot does not "
+                    "close it: close it yourself before then, or the venue settles what is held"
+                )
+            self._event(now, sym, reason)
+            self._alert(now, sym, "warning", reason)
+        self.settles = dict(listing.settles)
+
+    def _alert(self, now: int, symbol: str, severity: str, message: str) -> None:
+        if self._notifier is None:
+            return
+        # keyed by the change's time: each change is news, even within the dedup window
+        key = f"catalogue:{symbol}@{_utc(now)}"
+        try:
+            self._notifier.notify([Alert(key, severity, message)])
+        except Exception as exc:  # the event is recorded; the next job's alerts go on
+            logger.error("the catalogue alert cannot be sent: {}: {}", type(exc).__name__, exc)
+
     def _event(self, now: int, symbol: str | None, reason: str) -> None:
         record_event_now(self._store, now, EventKind.CATALOGUE, symbol, reason)
+
+
+def _utc(ms: int | None) -> str:
+    return "?" if ms is None else ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _differs(old: Instrument, new: Instrument) -> bool:

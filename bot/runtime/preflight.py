@@ -3,7 +3,7 @@ trades it, or the bot stops and says how to fix it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from bot.config.models import BotConfig
@@ -27,8 +27,14 @@ class Preflight:
 
 
 def preflight(
-    exchange: CcxtExchange, config: BotConfig, store: StorePort | None = None
+    exchange: CcxtExchange,
+    config: BotConfig,
+    store: StorePort | None = None,
+    withdrawn: Collection[str] = (),
 ) -> Preflight:
+    """The live start's checks. ``withdrawn``: contracts the venue lists but does not trade
+    (the catalogue keeper's reading): their settings are left as they are (the venue refuses
+    changes on a market it does not trade; the bot sends no order that adds exposure there)."""
     report = Preflight()
     venue = config.exchange.name
     if exchange.fetch_position_mode():
@@ -58,6 +64,12 @@ def preflight(
     for sym in symbols:
         inst = exchange.instrument(sym)
         mode = exchange.fetch_margin_mode(sym)
+        if sym in withdrawn:
+            report.warnings.append(
+                f"{sym}: withdrawn by the venue (not trading): no new exposure; margin mode "
+                f"{mode.value} left as it is"
+            )
+            continue
         if mode is not wanted:
             if sym in positions:
                 report.problems.append(

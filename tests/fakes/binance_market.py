@@ -61,7 +61,7 @@ class BinanceMarketRoutes(BinanceBase):
             "assets": [
                 {"asset": q, "marginAvailable": True, "autoAssetExchange": "0"} for q in quotes
             ],
-            "symbols": [self._symbol_info(s) for s in self._symbols],
+            "symbols": [self._symbol_info(s) for s in self._symbols if s not in self.delisted],
         }
 
     def _symbol_info(self, symbol: str) -> Json:
@@ -72,9 +72,9 @@ class BinanceMarketRoutes(BinanceBase):
             "symbol": sid,
             "pair": sid,
             "contractType": "PERPETUAL",
-            "deliveryDate": 4133404800000,
+            "deliveryDate": self.delivery_dates.get(symbol, 4133404800000),
             "onboardDate": 1569398400000,
-            "status": "TRADING",
+            "status": self.market_status.get(symbol, "TRADING"),
             "maintMarginPercent": "2.5000",
             "requiredMarginPercent": "5.0000",
             "baseAsset": inst.base,

@@ -53,7 +53,7 @@ class BinanceOrderRoutes(BinanceBase):
 
     def _new_order(self, req: _Req) -> Json:
         """``POST /fapi/v1/order``: MARKET and LIMIT only since Binance's 2025-12 change."""
-        sym = self._symbol(req)
+        sym = self._trading(self._symbol(req))
         side = _side(req)
         raw_type = req.need("type").upper()
         if raw_type in _CONDITIONAL_TYPES:
@@ -94,7 +94,7 @@ class BinanceOrderRoutes(BinanceBase):
 
     def _new_algo_order(self, req: _Req) -> Json:
         """``POST /fapi/v1/algoOrder`` with ``algoType=CONDITIONAL`` (stop/take-profit market)."""
-        sym = self._symbol(req)
+        sym = self._trading(self._symbol(req))
         side = _side(req)
         if req.need("algoType").upper() != "CONDITIONAL":
             raise BinanceError(-1116, "Invalid algoType.")

@@ -55,6 +55,7 @@ MSG: dict[int, str] = {
     -1111: "Precision is over the maximum defined for this asset.",
     -1116: "Invalid orderType.",
     -1121: "Invalid symbol.",
+    -1122: "Invalid symbol status.",
     -1131: "recvWindow must be less than 60000",
     -2011: "Unknown order sent.",
     -2013: "Order does not exist.",
@@ -211,6 +212,13 @@ class BinanceBase(LoopbackServer):
         server_time_offset_ms: int = 0,
     ) -> None:
         self.dual_side_position = False
+        # A delisting, as the venue shows it: exchangeInfo `status` per contract (default
+        # TRADING; any other refuses its orders with -1122), `deliveryDate` per contract
+        # (default 2100-01-01: none scheduled), and the contracts it no longer lists at all
+        # (absent from exchangeInfo, -1121 to every request naming them).
+        self.market_status: dict[str, str] = {}
+        self.delivery_dates: dict[str, int] = {}
+        self.delisted: set[str] = set()
         # The spot wallet (binance_spot): asset -> (free, locked), set by tests.
         self.spot_balances: dict[str, tuple[Decimal, Decimal]] = {}
         self.api_restrictions: dict[str, bool] = {
@@ -321,12 +329,20 @@ class BinanceBase(LoopbackServer):
     def _symbol(self, req: _Req) -> str:
         sid = req.need("symbol")
         sym = self._by_id.get(sid)
-        if sym is None:
+        if sym is None or sym in self.delisted:
             raise BinanceError(-1121)
         return sym
 
     def _symbols_of(self, req: _Req) -> list[str]:
-        return [self._symbol(req)] if req.get("symbol") is not None else list(self._symbols)
+        if req.get("symbol") is not None:
+            return [self._symbol(req)]
+        return [s for s in self._symbols if s not in self.delisted]
+
+    def _trading(self, symbol: str) -> str:
+        """``symbol`` when the venue trades it; an order on any other status is refused."""
+        if self.market_status.get(symbol, "TRADING") != "TRADING":
+            raise BinanceError(-1122)
+        return symbol
 
 
 def _side(req: _Req) -> OrderSide:

@@ -42,8 +42,12 @@ class BybitMarketRoutes(BybitBase):
         linear = self._linear(req)
         category = req.need("category")
         status = req.get("status")
-        wanted = self._symbols_of(req) if linear and status in (None, "Trading") else []
-        rows = [self._instrument_row(sym) for sym in wanted]
+        wanted = self._symbols_of(req) if linear else []
+        rows = [
+            self._instrument_row(sym)
+            for sym in wanted
+            if self.market_status.get(sym, "Trading") == (status or "Trading")
+        ]
         return {"category": category, "list": rows, "nextPageCursor": ""}
 
     def _instrument_row(self, symbol: str) -> Json:
@@ -53,12 +57,12 @@ class BybitMarketRoutes(BybitBase):
         return {
             "symbol": inst.base + inst.quote,
             "contractType": "LinearPerpetual",
-            "status": "Trading",
+            "status": self.market_status.get(symbol, "Trading"),
             "baseCoin": inst.base,
             "quoteCoin": inst.quote,
             "settleCoin": inst.quote,
             "launchTime": "1584230400000",
-            "deliveryTime": "0",
+            "deliveryTime": str(self.delivery_times.get(symbol, 0)),
             "deliveryFeeRate": "",
             "priceScale": str(decimals(inst.tick_size)),
             "leverageFilter": {

@@ -197,6 +197,11 @@ class BybitBase(LoopbackServer):
         # A unified trading account (UTA 2.0): margin mode is account-wide (set-margin-mode),
         # one-way position mode unless switched.
         self.unified_margin_status = 5
+        # A delisting, as instruments-info shows it: `status` per contract (default Trading;
+        # asked without a status, the venue lists Trading contracts only) and `deliveryTime`
+        # (ms; default "0": none scheduled; a perpetual keeps Trading until then).
+        self.market_status: dict[str, str] = {}
+        self.delivery_times: dict[str, int] = {}
         self.hedge_mode = False
         self._margin_mode: MarginMode | None = None  # unknown until read from a position or set
         # One wire order (orderId + orderLinkId) is one or more backend orders: an amend places

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 
+from bot.alerts import AlertRules, Notifier
 from bot.catalogue import (
     catalogue_path,
     load_catalogue,
@@ -20,8 +21,9 @@ from bot.catalogue import (
 )
 from bot.clock import SimClock
 from bot.domain.instrument import Instrument
+from bot.domain.market import VenueRestriction
 from bot.errors import ConfigError, DataError
-from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.exchange.ccxt_adapter import ABSENT, CcxtExchange, Listing
 from bot.instruments import load_instruments
 from bot.marketdata.coverage import choose
 from bot.marketdata.files import discover
@@ -145,16 +147,18 @@ class _Venue:
 
     def __init__(self, specs: dict[str, Instrument]) -> None:
         self.specs = dict(specs)
+        self.withdrawn: dict[str, str] = {}
+        self.settles: dict[str, int] = {}
         self.fail = False
         self.reads = 0
 
-    def load_instruments(self, symbols: Any = ()) -> dict[str, Instrument]:
+    def read_listing(self, symbols: Any = ()) -> Listing:
         if self.fail:
             from bot.errors import TransientExchangeError
 
             raise TransientExchangeError("venue down")
         self.reads += 1
-        return dict(self.specs)
+        return Listing(dict(self.specs), dict(self.withdrawn), dict(self.settles))
 
 
 def test_live_keeper_refreshes_daily_records_changes_and_refuses_when_stale() -> None:
@@ -281,3 +285,93 @@ def test_failed_refreshes_are_not_retried_at_every_tick_of_a_fast_policy() -> No
     clock.advance_to(clock.now_ms() + 10 * 60_000)
     keeper.check()
     assert len(store.events) == 2  # tried again, some minutes later
+
+
+def _delisting_keeper(
+    clock: SimClock, store: MemoryStore, venue: _Venue, sent: list[tuple[str, str]]
+) -> tuple[CatalogueKeeper, list[dict[str, VenueRestriction]]]:
+    def sender(title: str, body: str) -> bool:
+        sent.append((title, body))
+        return True
+
+    given: list[dict[str, VenueRestriction]] = []
+    keeper = CatalogueKeeper(
+        cast(CcxtExchange, venue),
+        exchange_name="binanceusdm",
+        data_dir=None,
+        symbols=[ADA, BTC],
+        store=store,
+        clock=clock,
+        max_age_hours=48,
+        on_restrict=lambda r: given.append(dict(r)),
+        notifier=Notifier(store, clock, sender, AlertRules(), account="t"),  # type: ignore[arg-type]
+        settlement_lead_hours=24,
+    )
+    return keeper, given
+
+
+def test_a_withdrawn_contract_is_one_event_and_alert_per_change_and_the_others_stay_fresh() -> None:
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    sent: list[tuple[str, str]] = []
+    keeper, given = _delisting_keeper(clock, store, venue, sent)
+    keeper.check()
+    assert given[-1] == {}
+    venue.withdrawn = {ADA: "status SETTLING"}
+    for _ in range(3):  # three daily refreshes see the same withdrawal: one event, one alert
+        clock.advance_to(clock.now_ms() + 25 * HOUR)
+        keeper.check()
+        assert keeper.read_at_ms == clock.now_ms()  # the refresh succeeds for BTC
+    assert given[-1] == {ADA: VenueRestriction(f"{ADA}: withdrawn by the venue (status SETTLING)")}
+    venue.withdrawn = {ADA: ABSENT}
+    clock.advance_to(clock.now_ms() + 25 * HOUR)
+    keeper.check()  # 100 h after the start: still fresh, not StaleCatalogue
+    assert given[-1][ADA].listed is False
+    venue.withdrawn = {}
+    clock.advance_to(clock.now_ms() + 25 * HOUR)
+    keeper.check()
+    assert given[-1] == {}
+    reasons = [e.reason for e in store.events if e.kind == "catalogue"]
+    assert [r.split(": ", 2)[1] for r in reasons] == [
+        "withdrawn by the venue (status SETTLING)",
+        "withdrawn by the venue (the venue lists no such market)",
+        "the venue trades this contract again (it was withdrawn",
+    ]
+    assert all(e.symbol == ADA for e in store.events)
+    assert [title.split(": ")[0] for title, _ in sent] == ["[t] critical"] * 3
+    assert all(ADA in body for _, body in sent)
+
+
+def test_a_scheduled_settlement_is_one_warning_and_reduce_only_from_the_lead_time() -> None:
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    sent: list[tuple[str, str]] = []
+    keeper, given = _delisting_keeper(clock, store, venue, sent)
+    keeper.check()
+    settles = clock.now_ms() + 60 * HOUR
+    venue.settles = {ADA: settles}
+    clock.advance_to(clock.now_ms() + 25 * HOUR)
+    keeper.check()  # 35 h before the settlement: said, not yet reduce-only
+    assert given[-1] == {}
+    [event] = store.events
+    assert event.symbol == ADA
+    assert "the venue settles this perpetual at 2026-01-03 12:00 UTC" in event.reason
+    assert "does not close it" in event.reason
+    [(title, _)] = sent
+    assert title.startswith("[t] warning")
+    clock.advance_to(settles - 24 * HOUR)  # the lead time: reduce-only, no second alert
+    keeper.check()
+    [restriction] = given[-1].values()
+    assert restriction.withdrawn is False
+    assert "within the 24 h lead" in restriction.reason
+    clock.advance_to(clock.now_ms() + 2 * HOUR)
+    keeper.check()
+    assert len(store.events) == 1
+    assert len(sent) == 1
+    clock.advance_to(settles)  # settled, before a refresh reads the venue's new status
+    keeper.check()
+    assert given[-1] == {
+        ADA: VenueRestriction(f"{ADA}: settled by the venue at 2026-01-03 12:00 UTC")
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 
 from bot.domain.enums import OrderPurpose, OrderSide, OrderType, TradingState
@@ -86,6 +87,17 @@ def test_reducing_and_halted_pass_only_reduce_only() -> None:
         assert isinstance(
             gate.check(req(True, side=OrderSide.SELL), ctx(state, qty="0.2")), Approved
         )
+
+
+def test_a_contract_the_venue_restricts_passes_only_reduce_only() -> None:
+    gate = RiskGate(LIMITS)
+    why = "BTC/USDT:USDT: withdrawn by the venue (status SETTLING)"
+    restricted = replace(ctx(qty="0.2"), restricted=why)
+    entry = gate.check(req(False), restricted)
+    assert isinstance(entry, Denied)
+    assert entry.reason == f"{why}: only reduce-only orders pass"
+    assert isinstance(gate.check(req(True, side=OrderSide.SELL), restricted), Approved)
+    assert isinstance(gate.check(req(False), ctx(qty="0.2")), Approved)  # another contract
 
 
 def test_leverage_notional_stale_and_rate_limits() -> None:

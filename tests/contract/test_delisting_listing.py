@@ -1,0 +1,127 @@
+"""The adapter's reading of a delisting, through real ccxt against both loopback venues.
+
+Binance USD-M keeps a contract it stops trading in exchangeInfo with its ``status`` (ccxt
+``active`` False) and announces a perpetual's settlement in ``deliveryDate``; Bybit lists only
+trading contracts when asked without a status (so a settling one is absent) and announces the
+delisting time of a perpetual in ``deliveryTime``, which ccxt reads as an expiry for futures
+only. A contract loaded before that the venue no longer lists is withdrawn with its last
+specification; one never loaded is still an unknown market.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal as D
+
+import pytest
+
+from bot import errors
+from bot.clock import LiveClock
+from bot.domain.enums import MarginMode
+from bot.exchange.ccxt_adapter import ABSENT, CcxtExchange
+from bot.instruments import load_instruments
+from bot.sim.exchange import SimulatedExchange
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import loopback_adapter
+from tests.fakes.loopback_core import LoopbackServer
+
+BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
+KEY, SECRET = "listing-key-3c7d", "listing-secret-9e1f02"
+SETTLES = 1_798_761_600_000  # 2027-01-01 00:00 UTC
+
+
+def _server(venue: str) -> LoopbackServer:
+    specs = load_instruments(venue)
+    backend = SimulatedExchange(
+        {BTC: specs[BTC], ETH: specs[ETH]},
+        LiveClock(),
+        starting_balance=D(1000),
+        margin_mode=MarginMode.ISOLATED,
+    )
+    kind = LoopbackBinance if venue == "binanceusdm" else LoopbackBybit
+    return kind(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC, ETH])
+
+
+@pytest.fixture(params=["binanceusdm", "bybit"])
+def venue(request: pytest.FixtureRequest) -> Iterator[tuple[str, LoopbackServer, CcxtExchange]]:
+    server = _server(request.param)
+    with server:
+        adapter = loopback_adapter(
+            request.param,
+            server.base_url,
+            LiveClock(),
+            key=KEY,
+            secret=SECRET,
+            account="acct",
+            symbols=[BTC, ETH],
+        )
+        yield request.param, server, adapter
+        adapter.exchange.close()
+
+
+def test_a_trading_venue_withdraws_nothing(
+    venue: tuple[str, LoopbackServer, CcxtExchange],
+) -> None:
+    _, _, adapter = venue
+    listing = adapter.read_listing()
+    assert listing.withdrawn == {}
+    assert listing.settles == {}
+    assert set(listing.instruments) == {BTC, ETH}
+
+
+def test_a_settling_contract_is_withdrawn_with_its_last_specification(
+    venue: tuple[str, LoopbackServer, CcxtExchange],
+) -> None:
+    name, server, adapter = venue
+    before = adapter.instrument(ETH)
+    if name == "binanceusdm":
+        server.market_status[ETH] = "SETTLING"  # type: ignore[attr-defined]
+        why = "status SETTLING"
+    else:
+        server.market_status[ETH] = "Settling"  # type: ignore[attr-defined]
+        why = ABSENT  # Bybit lists trading contracts only
+    listing = adapter.read_listing()
+    assert listing.withdrawn == {ETH: why}
+    assert listing.instruments[ETH] == before
+    assert listing.instruments[BTC] == adapter.instrument(BTC)
+    # the reads of the other contract go on (ccxt still knows it)
+    assert adapter.fetch_positions([BTC]) == {}
+
+
+def test_a_scheduled_settlement_of_a_perpetual_is_read(
+    venue: tuple[str, LoopbackServer, CcxtExchange],
+) -> None:
+    name, server, adapter = venue
+    if name == "binanceusdm":
+        server.delivery_dates[ETH] = SETTLES  # type: ignore[attr-defined]
+    else:
+        server.delivery_times[ETH] = SETTLES  # type: ignore[attr-defined]
+    listing = adapter.read_listing()
+    assert listing.settles == {ETH: SETTLES}
+    assert listing.withdrawn == {}
+
+
+def test_binance_no_longer_listing_a_contract_withdraws_it_and_a_new_one_is_unknown() -> None:
+    server = _server("binanceusdm")
+    assert isinstance(server, LoopbackBinance)
+    with server:
+        adapter = loopback_adapter(
+            "binanceusdm",
+            server.base_url,
+            LiveClock(),
+            key=KEY,
+            secret=SECRET,
+            account="acct",
+            symbols=[BTC],
+        )
+        try:
+            adapter.load_instruments([ETH])
+            server.delisted.add(ETH)
+            listing = adapter.read_listing([ETH])
+            assert listing.withdrawn == {ETH: ABSENT}
+            assert ETH in listing.instruments
+            with pytest.raises(errors.UnknownMarket, match="SOL/USDT:USDT"):
+                adapter.read_listing(["SOL/USDT:USDT"])
+        finally:
+            adapter.exchange.close()

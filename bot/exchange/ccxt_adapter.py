@@ -126,7 +126,7 @@ class CcxtExchange:
         """Load markets and leverage tiers for the configured symbols plus ``symbols``.
 
         A contract the venue does not list raises :class:`~bot.errors.UnknownMarket` (at start:
-        a typo must not start a bot; the daily refresh reads through :meth:`read_listing`)."""
+        a typo must not start a bot; the hourly refresh reads through :meth:`read_listing`)."""
         self._load(list(dict.fromkeys((*self._symbols, *symbols))), keep_absent=False)
         return dict(self._instruments)
 
@@ -158,7 +158,7 @@ class CcxtExchange:
         """Load the markets again and the instruments of the ``wanted`` ones the venue lists;
         the ccxt markets of ``wanted`` read (absent: not listed; ``keep_absent``: allowed for a
         contract loaded before)."""
-        # Asked again every time (the daily refresh): ccxt's load_markets() answers the markets
+        # Asked again every time (the hourly refresh): ccxt's load_markets() answers the markets
         # it loaded first, so a tick size or minimum the venue changed was never seen.
         client = self._ex
         before = (client.markets, client.currencies) if client.markets else None

@@ -2,12 +2,13 @@
 
 Brackets and filters change (Binance and Bybit move risk limits and tick sizes without notice).
 The live bot re-reads them from the venue (markets and leverage tiers, through the adapter) at
-start and then once a day; a difference from what it used before, or from the user's catalogue /
-bundled snapshot at start, is recorded as a ``catalogue`` event. When the last successful read is
-older than ``[data] catalogue_max_age_hours`` the tick refuses to run (the guard job, which keeps
-stops resting, is not affected) until a refresh succeeds. A refresh that fails is tried again
-at the first tick :data:`RETRY_MS` later, not a day later: with a maximum age of a day or two,
-one venue hiccup at the daily read stopped the ticks for up to a day.
+start and then about hourly (:data:`REFRESH_MS`, at the first tick after it): a contract the
+venue withdraws without notice is seen within the hour, not a day later while its reads fail
+every tick, for two requests an hour. A difference from what it used before, or from the user's
+catalogue / bundled snapshot at start, is recorded as a ``catalogue`` event. When the last
+successful read is older than ``[data] catalogue_max_age_hours`` the tick refuses to run (the
+guard job, which keeps stops resting, is not affected) until a refresh succeeds. A refresh that
+fails is tried again at the first tick :data:`RETRY_MS` later.
 
 A contract the venue stops trading (absent from its markets, or listed with a status other
 than trading) is **withdrawn**, that contract alone: the refresh succeeds for the others and
@@ -41,7 +42,9 @@ from bot.exchange.ccxt_adapter import ABSENT, CcxtExchange, Listing
 from bot.ports.store import StorePort
 from bot.runtime.events import record_event_now
 
-DAY_MS = 86_400_000
+# A little under an hour: an hourly tick, whose time jitters by milliseconds, refreshes at each
+# one (55 min after the last read), never every other one.
+REFRESH_MS = 55 * 60_000
 RETRY_MS = 10 * 60_000  # after a failed refresh (not at every tick of a 1m policy)
 
 
@@ -60,7 +63,7 @@ class CatalogueKeeper:
         store: StorePort,
         clock: Clock,
         max_age_hours: int,
-        refresh_every_ms: int = DAY_MS,
+        refresh_every_ms: int = REFRESH_MS,
         on_refresh: Callable[[dict[str, Instrument]], None] | None = None,
         on_restrict: Callable[[Mapping[str, VenueRestriction]], None] | None = None,
         notifier: Notifier | None = None,

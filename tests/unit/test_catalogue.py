@@ -161,7 +161,7 @@ class _Venue:
         return Listing(dict(self.specs), dict(self.withdrawn), dict(self.settles))
 
 
-def test_live_keeper_refreshes_daily_records_changes_and_refuses_when_stale() -> None:
+def test_live_keeper_refreshes_hourly_records_changes_and_refuses_when_stale() -> None:
     clock = SimClock(1_767_225_600_000)
     store = MemoryStore()
     venue = _Venue({ADA: BINANCE[ADA]})
@@ -177,12 +177,12 @@ def test_live_keeper_refreshes_daily_records_changes_and_refuses_when_stale() ->
     keeper.check()  # start: read
     assert venue.reads == 1
     assert not store.events
-    clock.advance_to(clock.now_ms() + HOUR)
+    clock.advance_to(clock.now_ms() + 50 * 60_000)
     keeper.check()  # not due
     assert venue.reads == 1
     venue.specs[ADA] = replace(BINANCE[ADA], min_notional=D(10))
-    clock.advance_to(clock.now_ms() + 24 * HOUR)
-    keeper.check()  # daily refresh sees the change
+    clock.advance_to(clock.now_ms() + 10 * 60_000)
+    keeper.check()  # the hourly refresh sees the change
     assert venue.reads == 2
     [event] = store.events
     assert event.kind == "catalogue"
@@ -256,8 +256,30 @@ def test_a_failed_daily_refresh_is_tried_again_soon_not_a_day_later() -> None:
     assert venue.reads == 2
     assert keeper.read_at_ms == clock.now_ms()
     clock.advance_to(clock.now_ms() + 5 * 60_000)
-    keeper.check()  # a success: the next read is a day later again
+    keeper.check()  # a success: the next read is about an hour later
     assert venue.reads == 2
+
+
+def test_an_hourly_tick_reads_the_venues_listing_at_each_tick() -> None:
+    """A contract the venue withdraws between two reads fails every tick's reads of it until
+    the next read sees it gone: read once a day, that was up to a day of failed ticks. Each
+    hourly tick now reads again, the tick's time jittering by milliseconds either way."""
+    clock = SimClock(1_767_225_600_000)
+    venue = _Venue({ADA: BINANCE[ADA]})
+    keeper = CatalogueKeeper(
+        cast(CcxtExchange, venue),
+        exchange_name="binanceusdm",
+        data_dir=None,
+        symbols=[ADA],
+        store=MemoryStore(),
+        clock=clock,
+        max_age_hours=48,
+    )
+    start = clock.now_ms()
+    for hour, jitter in enumerate((0, 7, -3, 2, -9, 0)):
+        clock.advance_to(start + hour * HOUR + jitter)
+        keeper.check()
+    assert venue.reads == 6
 
 
 def test_failed_refreshes_are_not_retried_at_every_tick_of_a_fast_policy() -> None:

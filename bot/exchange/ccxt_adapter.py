@@ -48,6 +48,21 @@ _CAP_REASK_S = 300.0
 
 
 ABSENT = "the venue lists no such market"
+# A venue delists a few contracts at a time. A market list that lost more than this part of its
+# markets in one read is a truncated or garbled answer: believed, it would withdraw every contract
+# the bot trades at once (no order, no read of any of them, positions shown as last read).
+_MARKETS_LOST_AT_MOST = 0.5
+
+
+def _believable_market_list(venue: str, before: int, now: int) -> None:
+    """Refuse (UnexpectedResponse) a market list that shrank by more than half since the last
+    read: the refresh fails, keeps the markets read before and is tried again."""
+    if now < before * (1 - _MARKETS_LOST_AT_MOST):
+        raise mapping.UnexpectedResponse(
+            f"{venue}: the venue's market list shrank from {before} to {now} markets in one "
+            "read: a truncated or garbled answer, not believed (the markets read before are "
+            "kept; the next refresh reads them again)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +180,8 @@ class CcxtExchange:
         # not hedged: it fills this thread's client; the others take its markets once read
         self._call(lambda: client.load_markets(before is not None), "load_markets", hedge=False)
         try:
+            if before is not None:
+                _believable_market_list(client.id, len(before[0]), len(client.markets))
             for symbol in wanted:  # before the tiers: ccxt's BadSymbol would not name the symbol
                 if symbol not in client.markets and not (
                     keep_absent and symbol in self._instruments

@@ -125,3 +125,27 @@ def test_binance_no_longer_listing_a_contract_withdraws_it_and_a_new_one_is_unkn
                 adapter.read_listing(["SOL/USDT:USDT"])
         finally:
             adapter.exchange.close()
+
+
+def test_a_market_list_that_lost_every_contract_is_not_believed(
+    venue: tuple[str, LoopbackServer, CcxtExchange],
+) -> None:
+    """An answer listing none of the venue's markets (truncated, garbled) withdrew every
+    contract at once: no order and no read of any of them. A list that lost more than half of
+    its markets in one read is refused, the markets read before are kept, and the next read
+    that lists them is believed again."""
+    name, server, adapter = venue
+    adapter.read_listing()
+    if name == "binanceusdm":
+        server.delisted.update({BTC, ETH})  # type: ignore[attr-defined]
+    else:
+        server.market_status.update({BTC: "Settling", ETH: "Settling"})  # type: ignore[attr-defined]
+    with pytest.raises(errors.PermanentExchangeError, match="shrank from 2 to 0 markets"):
+        adapter.read_listing()
+    assert {BTC, ETH} <= set(adapter.exchange.markets)
+    assert adapter.fetch_positions([BTC, ETH]) == {}
+    if name == "binanceusdm":
+        server.delisted.clear()  # type: ignore[attr-defined]
+    else:
+        server.market_status.clear()  # type: ignore[attr-defined]
+    assert adapter.read_listing().withdrawn == {}

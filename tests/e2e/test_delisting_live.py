@@ -2,7 +2,7 @@
 
 ETH goes to status SETTLING (listed, not trading: its orders refused with -1122), the venue
 settles its position, then ETH leaves exchangeInfo (-1121 to every request naming it). BTC has
-nothing wrong with it: it keeps its decisions and its stop, the daily catalogue refresh keeps
+nothing wrong with it: it keeps its decisions and its stop, the catalogue refresh keeps
 succeeding past ``catalogue_max_age_hours``, and ETH is withdrawn alone: no order that adds
 exposure, no order at all once the venue refused one, one event and one alert per change.
 """
@@ -40,7 +40,7 @@ DAY = 24 * HOUR
 
 @dataclass
 class AheadClock(LiveClock):
-    """The catalogue keeper's clock: the host's, moved ahead (days pass for the daily refresh
+    """The catalogue keeper's clock: the host's, moved ahead (days pass for the refresh
     and the catalogue's maximum age while the venue's candles stay fresh for the engine)."""
 
     ahead_ms: int = 0

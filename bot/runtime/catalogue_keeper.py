@@ -187,7 +187,7 @@ class CatalogueKeeper:
                     "settles what is still held)"
                 )
             self._event(now, sym, reason)
-            self._alert(now, sym, "critical", reason)
+            self._alert(now, f"{sym}:listing", "critical", reason)
         self.withdrawn = dict(listing.withdrawn)
 
     def _note_settles(self, now: int, listing: Listing) -> None:
@@ -205,14 +205,16 @@ class CatalogueKeeper:
                     "close it: close it yourself before then, or the venue settles what is held"
                 )
             self._event(now, sym, reason)
-            self._alert(now, sym, "warning", reason)
+            self._alert(now, f"{sym}:settlement", "warning", reason)
         self.settles = dict(listing.settles)
 
-    def _alert(self, now: int, symbol: str, severity: str, message: str) -> None:
+    def _alert(self, now: int, what: str, severity: str, message: str) -> None:
+        """``what``: the contract and which of its news (its listing, its settlement): a
+        withdrawal and a settlement read in one check are two alerts, not one and a duplicate."""
         if self._notifier is None:
             return
         # keyed by the change's time: each change is news, even within the dedup window
-        key = f"catalogue:{symbol}@{_utc(now)}"
+        key = f"catalogue:{what}@{_utc(now)}"
         try:
             self._notifier.notify([Alert(key, severity, message)])
         except Exception as exc:  # the event is recorded; the next job's alerts go on

@@ -375,3 +375,20 @@ def test_a_scheduled_settlement_is_one_warning_and_reduce_only_from_the_lead_tim
     assert given[-1] == {
         ADA: VenueRestriction(f"{ADA}: settled by the venue at 2026-01-03 12:00 UTC")
     }
+
+
+def test_a_withdrawal_and_a_settlement_seen_in_one_check_are_two_alerts() -> None:
+    """At a start after the venue stopped trading a contract it had scheduled to settle (both
+    read in one refresh): the critical alert and the warning naming the settlement time were
+    keyed alike (contract and minute), so the warning was taken for a duplicate, not sent."""
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    venue.withdrawn = {ADA: "status SETTLING"}
+    venue.settles = {ADA: clock.now_ms() + 10 * HOUR}
+    sent: list[tuple[str, str]] = []
+    keeper, _ = _delisting_keeper(clock, store, venue, sent)
+    keeper.check()
+    assert len([e for e in store.events if e.kind == "catalogue"]) == 2
+    assert sorted(title.split(": ")[0] for title, _ in sent) == ["[t] critical", "[t] warning"]
+    assert any("the venue settles this perpetual at" in body for _, body in sent)

@@ -81,6 +81,9 @@ class CatalogueKeeper:
         self.read_at_ms: int | None = None  # last successful read from the venue
         self.last_failure: BotError | None = None  # why the last read failed (None: it did not)
         self._known: dict[str, Instrument] = {}
+        # Contracts whose known figures are a labelled stand-in (bot.catalogue), not the venue's
+        # own, until the venue's are read: a difference from those is no change by the venue.
+        self._stand_ins: set[str] = set()
         # Given the venue's restrictions at every check (the engine trades on them).
         self._on_restrict = on_restrict
         self._notifier = notifier
@@ -121,6 +124,7 @@ class CatalogueKeeper:
         if not self._known:  # at start: compare with the catalogue the simulation would use
             found, _ = resolve_with_sources(self._name, self._symbols, self._data_dir)
             self._known = {s: inst for s, (inst, _) in found.items()}
+            self._stand_ins = {s for s, (_, catalogue) in found.items() if catalogue.is_stand_in(s)}
         listing = self._ex.read_listing(self._symbols)
         fresh = listing.instruments
         changes: dict[str, str] = {}
@@ -129,9 +133,15 @@ class CatalogueKeeper:
             old = self._known.get(sym)
             if new is not None and old is not None and _differs(old, new):
                 changes[sym] = describe_change(old, new)
-                self._event(now, sym, f"{sym}: the venue changed the contract: {changes[sym]}")
+                said = (
+                    "the venue's own figures differ from the STAND-IN the simulation uses"
+                    if sym in self._stand_ins
+                    else "the venue changed the contract"
+                )
+                self._event(now, sym, f"{sym}: {said}: {changes[sym]}")
             if new is not None:
                 self._known[sym] = new
+                self._stand_ins.discard(sym)
         self.read_at_ms = now
         self._note_withdrawn(now, listing)
         self._note_settles(now, listing)

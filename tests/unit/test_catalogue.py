@@ -392,3 +392,36 @@ def test_a_withdrawal_and_a_settlement_seen_in_one_check_are_two_alerts() -> Non
     assert len([e for e in store.events if e.kind == "catalogue"]) == 2
     assert sorted(title.split(": ")[0] for title, _ in sent) == ["[t] critical", "[t] warning"]
     assert any("the venue settles this perpetual at" in body for _, body in sent)
+
+
+def test_the_live_start_does_not_call_a_stand_in_a_change_by_the_venue() -> None:
+    """Bybit live with XRP, which the bundled Bybit snapshot lacks: offline it resolves to the
+    labelled stand-in (Binance's figures). The start compared the venue's own XRP with that
+    stand-in and recorded "the venue changed the contract" (tick, step, brackets): the venue
+    changed nothing. The difference is said as what it is; a change the venue makes after the
+    start is still a change."""
+    xrp = "XRP/USDT:USDT"
+    [(stand_in, catalogue)] = resolve_with_sources("bybit", [xrp], None)[0].values()
+    assert catalogue.is_stand_in(xrp)
+    own = replace(stand_in, tick_size=stand_in.tick_size * 10, min_qty=stand_in.min_qty * 10)
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({xrp: own})
+    keeper = CatalogueKeeper(
+        cast(CcxtExchange, venue),
+        exchange_name="bybit",
+        data_dir=None,
+        symbols=[xrp],
+        store=store,
+        clock=clock,
+        max_age_hours=48,
+    )
+    keeper.check()
+    [event] = store.events
+    assert event.reason.startswith(
+        f"{xrp}: the venue's own figures differ from the STAND-IN the simulation uses: tick_size"
+    )
+    venue.specs = {xrp: replace(own, min_qty=own.min_qty * 2)}
+    clock.advance_to(clock.now_ms() + 25 * HOUR)
+    keeper.check()
+    assert store.events[-1].reason.startswith(f"{xrp}: the venue changed the contract: min_qty")

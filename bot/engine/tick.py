@@ -88,7 +88,14 @@ from bot.engine.reentry import (
     held_at_start,
     held_of,
 )
-from bot.errors import AccountUnreadable, AuthenticationFailed, ExchangeError, OutcomeUnknown
+from bot.errors import (
+    AccountUnreadable,
+    AuthenticationFailed,
+    ExchangeError,
+    OrderNotFound,
+    OutcomeUnknown,
+    PermanentExchangeError,
+)
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from bot.policy.protection import daily_vol_unit, distance
@@ -367,11 +374,14 @@ class Engine:
             s for s, r in self.restricted.items() if r.withdrawn and not r.listed
         )
 
-    def _note_refusal(self, symbol: str) -> None:
-        """The venue refused an order or a cancel on ``symbol``: on a withdrawn contract, no
-        more orders are sent on it until its restriction changes (see restrict)."""
+    def _note_refusal(self, symbol: str, exc: ExchangeError) -> None:
+        """An order or a cancel on ``symbol`` failed with ``exc``: on a withdrawn contract, a
+        refusal by the venue stops the orders on it until its restriction changes (see
+        restrict). A failure of the moment (a rate limit, a clock out of the receive window, a
+        timeout) or an order already gone is no refusal: the stop is sent again next check."""
         restriction = self.restricted.get(symbol)
-        if restriction is not None and restriction.withdrawn:
+        refused = isinstance(exc, PermanentExchangeError) and not isinstance(exc, OrderNotFound)
+        if refused and restriction is not None and restriction.withdrawn:
             self._refused.add(symbol)
 
     def _no_orders(self, symbol: str) -> bool:
@@ -1811,7 +1821,7 @@ class Engine:
             self._event(now, EventKind.REJECTED, req.symbol, state, f"{req.client_id}: {exc}")
             if req.purpose.is_protective:
                 self._venue_errors[req.symbol] = f"{req.client_id}: {exc}"
-            self._note_refusal(req.symbol)
+            self._note_refusal(req.symbol, exc)
             return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
@@ -1824,7 +1834,7 @@ class Engine:
             self._event(
                 now, EventKind.CANCEL_FAILED, symbol, TradingState.ACTIVE, f"{client_id}: {exc}"
             )
-            self._note_refusal(symbol)
+            self._note_refusal(symbol, exc)
             return
         if self.store.get_order(client_id) is not None:
             self.store.update_order(client_id, OrderStatus.CANCELED, now)

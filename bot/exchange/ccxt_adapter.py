@@ -68,7 +68,7 @@ def _believable_market_list(venue: str, before: int, now: int) -> None:
 @dataclass(frozen=True, slots=True)
 class Listing:
     """The venue's markets for the bot's contracts, as :meth:`CcxtExchange.read_listing` read
-    them: every contract's specification (as last read, for one the venue no longer lists),
+    them: every contract's specification (as last read, for one the venue no longer trades),
     the contracts it does not trade with why (``ABSENT`` or its status), and the settlement
     times (epoch ms) it scheduled for perpetuals it delists."""
 
@@ -148,9 +148,10 @@ class CcxtExchange:
     def read_listing(self, symbols: Sequence[str] = ()) -> Listing:
         """Re-read the venue's markets for the configured symbols plus ``symbols``: their
         specifications, the ones the venue does not trade (withdrawn, with why) and the
-        settlements it scheduled. A contract loaded before that the venue no longer lists is
-        withdrawn with its last specification, not an error (one delisting must not stop the
-        catalogue of the others); one never loaded still raises UnknownMarket."""
+        settlements it scheduled. A contract loaded before that the venue no longer lists, or
+        lists but does not trade, is withdrawn with its last specification, not an error (one
+        delisting must not stop the catalogue of the others); one never loaded still raises
+        UnknownMarket."""
         wanted = list(dict.fromkeys((*self._symbols, *symbols)))
         markets = self._load(wanted, keep_absent=True)
         withdrawn: dict[str, str] = {}
@@ -188,8 +189,16 @@ class CcxtExchange:
                 ):
                     raise errors.UnknownMarket(f"{client.id} has no market {symbol!r}", symbol)
             listed = [s for s in wanted if s in client.markets]
-            fresh = self._instruments_from(client, listed)
             read = {s: client.markets[s] for s in listed}
+            # A contract the venue stopped trading keeps its last specification (no new
+            # exposure is taken on it): the venue may no longer serve its leverage tiers, and
+            # their absence failed the whole refresh, every other contract going stale.
+            keep = {
+                s
+                for s in listed
+                if keep_absent and s in self._instruments and self._halted(read[s])
+            }
+            fresh = self._instruments_from(client, [s for s in listed if s not in keep])
         except BaseException:
             if before is not None:
                 # a refresh that cannot be read changes nothing: ccxt would round on a garbled
@@ -199,6 +208,10 @@ class CcxtExchange:
         self._instruments.update(fresh)
         self._clients.share_markets(client)
         return read
+
+    def _halted(self, market: Mapping[str, Any]) -> bool:
+        """The venue lists ``market`` but does not trade it (see mapping.withdrawal)."""
+        return mapping.withdrawal(market, self._profile.status_keys) is not None
 
     def _instruments_from(self, client: Any, wanted: Sequence[str]) -> dict[str, Instrument]:
         if not wanted:

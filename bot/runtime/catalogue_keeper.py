@@ -84,6 +84,9 @@ class CatalogueKeeper:
         self.read_at_ms: int | None = None  # last successful read from the venue
         self.last_failure: BotError | None = None  # why the last read failed (None: it did not)
         self._known: dict[str, Instrument] = {}
+        # Contracts whose known figures are a labelled stand-in (bot.catalogue), not the venue's
+        # own, until the venue's are read: a difference from those is no change by the venue.
+        self._stand_ins: set[str] = set()
         # Given the venue's restrictions at every check (the engine trades on them).
         self._on_restrict = on_restrict
         self._notifier = notifier
@@ -124,6 +127,7 @@ class CatalogueKeeper:
         if not self._known:  # at start: compare with the catalogue the simulation would use
             found, _ = resolve_with_sources(self._name, self._symbols, self._data_dir)
             self._known = {s: inst for s, (inst, _) in found.items()}
+            self._stand_ins = {s for s, (_, catalogue) in found.items() if catalogue.is_stand_in(s)}
         listing = self._ex.read_listing(self._symbols)
         fresh = listing.instruments
         changes: dict[str, str] = {}
@@ -132,9 +136,15 @@ class CatalogueKeeper:
             old = self._known.get(sym)
             if new is not None and old is not None and _differs(old, new):
                 changes[sym] = describe_change(old, new)
-                self._event(now, sym, f"{sym}: the venue changed the contract: {changes[sym]}")
+                said = (
+                    "the venue's own figures differ from the STAND-IN the simulation uses"
+                    if sym in self._stand_ins
+                    else "the venue changed the contract"
+                )
+                self._event(now, sym, f"{sym}: {said}: {changes[sym]}")
             if new is not None:
                 self._known[sym] = new
+                self._stand_ins.discard(sym)
         self.read_at_ms = now
         self._note_withdrawn(now, listing)
         self._note_settles(now, listing)
@@ -190,7 +200,7 @@ class CatalogueKeeper:
                     "settles what is still held)"
                 )
             self._event(now, sym, reason)
-            self._alert(now, sym, "critical", reason)
+            self._alert(now, f"{sym}:listing", "critical", reason)
         self.withdrawn = dict(listing.withdrawn)
 
     def _note_settles(self, now: int, listing: Listing) -> None:
@@ -208,14 +218,16 @@ class CatalogueKeeper:
                     "close it: close it yourself before then, or the venue settles what is held"
                 )
             self._event(now, sym, reason)
-            self._alert(now, sym, "warning", reason)
+            self._alert(now, f"{sym}:settlement", "warning", reason)
         self.settles = dict(listing.settles)
 
-    def _alert(self, now: int, symbol: str, severity: str, message: str) -> None:
+    def _alert(self, now: int, what: str, severity: str, message: str) -> None:
+        """``what``: the contract and which of its news (its listing, its settlement): a
+        withdrawal and a settlement read in one check are two alerts, not one and a duplicate."""
         if self._notifier is None:
             return
         # keyed by the change's time: each change is news, even within the dedup window
-        key = f"catalogue:{symbol}@{_utc(now)}"
+        key = f"catalogue:{what}@{_utc(now)}"
         try:
             self._notifier.notify([Alert(key, severity, message)])
         except Exception as exc:  # the event is recorded; the next job's alerts go on

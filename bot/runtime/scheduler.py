@@ -423,6 +423,11 @@ def _plan_funding(
     by_time: dict[int, set[str]] = {}
     now = clock.now_ms()
     for sym in engine.symbols:
+        restriction = engine.restricted.get(sym)
+        if restriction is not None and restriction.withdrawn:
+            # no decision on it (Engine.restrict), so no tick to plan; and one the venue no
+            # longer lists cannot even be read: its failure skipped every contract's planning
+            continue
         info = engine.market.funding(sym, now, engine.policy.funding.lookback)
         t = info.next_settlement_ms
         if t is None or not now < t - lead_s * 1000 <= now + 30 * 60_000:

@@ -46,7 +46,7 @@ from decimal import ROUND_CEILING, Decimal
 from bot.clock import Clock
 from bot.domain.enums import ForcedKind, MarginMode, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
-from bot.domain.margin import maintenance_margin
+from bot.domain.margin import position_maintenance
 from bot.domain.market import FundingInfo
 from bot.domain.orders import Fill, ForcedClose, Order, OrderRequest
 from bot.domain.position import Balance, Position
@@ -523,12 +523,12 @@ class SimulatedExchange:
         return replace(order, filled=qty, status=OrderStatus.FILLED, average_price=price, fee=fee)
 
     def maintenance_total(self) -> Decimal:
+        """The open positions' maintenance margin at the marks, each as its venue's
+        liquidation rule holds it (:func:`~bot.domain.margin.position_maintenance`, as the
+        alerts' margin ratio takes it: a Bybit long is held to its value at entry)."""
         total = ZERO
-        for sym, pos in self.book.positions.items():
-            if pos.qty != 0:
-                total += maintenance_margin(
-                    self.book.instruments[sym], abs(pos.qty) * self.marks[sym]
-                )
+        for sym, pos in self.fetch_positions(list(self.book.positions)).items():
+            total += position_maintenance(self.book.instruments[sym], pos, self.marks[sym])
         return total
 
     def equity(self) -> Decimal:

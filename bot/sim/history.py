@@ -229,6 +229,8 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
     )
     for a in (opens, high, low, closes):
         a.flags.writeable = False
+    if ts is not last.ts:  # (the trade candles' own times stay as their owner left them)
+        ts.flags.writeable = False
     volume = np.zeros(len(ts))
     volume.flags.writeable = False
     return Candles(

@@ -149,3 +149,26 @@ def test_a_market_list_that_lost_every_contract_is_not_believed(
     else:
         server.market_status.clear()  # type: ignore[attr-defined]
     assert adapter.read_listing().withdrawn == {}
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm"], indirect=True)
+def test_a_settling_contract_without_leverage_tiers_does_not_fail_the_refresh(
+    venue: tuple[str, LoopbackServer, CcxtExchange],
+) -> None:
+    """Binance keeps a contract it stopped trading in exchangeInfo, but need not serve its
+    leverage brackets any more: the missing tiers ("no leverage tiers") failed the whole
+    refresh, and after catalogue_max_age_hours every other contract stopped trading too."""
+    _, server, adapter = venue
+    before = adapter.instrument(ETH)
+    client = adapter._ex
+    served = client.fetch_leverage_tiers
+
+    def without_eth(symbols: list[str] | None = None, params: object = None) -> object:
+        return {s: t for s, t in served(symbols).items() if s != ETH}
+
+    client.fetch_leverage_tiers = without_eth
+    server.market_status[ETH] = "SETTLING"  # type: ignore[attr-defined]
+    listing = adapter.read_listing()
+    assert listing.withdrawn == {ETH: "status SETTLING"}
+    assert listing.instruments[ETH] == before
+    assert listing.instruments[BTC] == adapter.instrument(BTC)

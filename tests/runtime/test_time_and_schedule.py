@@ -20,9 +20,10 @@ from bot.clock import LiveClock, SimClock, ms_to_datetime
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode, TradingState
-from bot.domain.market import FundingInfo
+from bot.domain.market import FundingInfo, VenueRestriction
 from bot.domain.position import Balance, Position
-from bot.runtime.scheduler import add_live_jobs, new_scheduler
+from bot.errors import PermanentExchangeError
+from bot.runtime.scheduler import _schedule_funding, add_live_jobs, new_scheduler
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
 
@@ -161,11 +162,12 @@ class FundingEngine:
     """One long contract whose funding (longs pay) settles ten minutes from ``now_ms``."""
 
     def __init__(self, now_ms: int) -> None:
-        self.symbols = ("BTC/USDT:USDT",)
+        self.symbols: tuple[str, ...] = ("BTC/USDT:USDT",)
         self.settles_ms = now_ms + 10 * 60_000
         self.policy = SimpleNamespace(funding=SimpleNamespace(lookback=3))
         self.market = self
         self.exchange = self
+        self.restricted: dict[str, VenueRestriction] = {}
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         return FundingInfo(Decimal("0.0001"), Decimal(8), self.settles_ms)
@@ -250,3 +252,39 @@ def test_live_trading_resyncs_the_clock_hourly_and_a_late_resync_runs_once() -> 
     finally:
         live.shutdown(wait=True)
     assert resyncs == [1]  # coalesced: once, not once per missed hour
+
+
+class WithdrawnEthEngine(FundingEngine):
+    """BTC as above; ETH withdrawn by the venue, which no longer lists it: every request that
+    names it fails (Binance -1121), as it does live."""
+
+    def __init__(self, now_ms: int) -> None:
+        super().__init__(now_ms)
+        self.symbols = ("ETH/USDT:USDT", "BTC/USDT:USDT")
+        why = "ETH/USDT:USDT: withdrawn by the venue (the venue lists no such market)"
+        self.restricted = {"ETH/USDT:USDT": VenueRestriction(why, listed=False)}
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        if symbol == "ETH/USDT:USDT":
+            raise PermanentExchangeError("binanceusdm -1121 Invalid symbol.")
+        return super().funding(symbol, now_ms, lookback)
+
+    def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
+        if "ETH/USDT:USDT" in symbols:
+            raise PermanentExchangeError("binanceusdm -1121 Invalid symbol.")
+        return super().fetch_positions(symbols)
+
+
+def test_a_withdrawn_contract_does_not_cost_the_others_their_pre_funding_tick() -> None:
+    # A contract the venue withdrew gets no decision; its funding and position cannot even be
+    # read once the venue no longer lists it. Asked anyway, its failure skipped the planning of
+    # every contract, every round: BTC's settlement got no pre-funding tick for as long as ETH
+    # stayed in the configuration.
+    wall = LiveClock()
+    engine = WithdrawnEthEngine(wall.now_ms())
+    runner = SimpleNamespace(engine=engine, before_funding=lambda symbols: None)
+    sched = new_scheduler(grace_seconds=120)
+    _schedule_funding(sched, runner, SimClock(wall.now_ms()), 120, threading.Event())  # type: ignore[arg-type]
+    job = sched.get_job(f"funding-{engine.settles_ms}")
+    assert job is not None, "no pre-funding tick planned for BTC"
+    assert list(job.args) == [{"BTC/USDT:USDT"}]

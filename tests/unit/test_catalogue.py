@@ -397,3 +397,53 @@ def test_a_scheduled_settlement_is_one_warning_and_reduce_only_from_the_lead_tim
     assert given[-1] == {
         ADA: VenueRestriction(f"{ADA}: settled by the venue at 2026-01-03 12:00 UTC")
     }
+
+
+def test_a_withdrawal_and_a_settlement_seen_in_one_check_are_two_alerts() -> None:
+    """At a start after the venue stopped trading a contract it had scheduled to settle (both
+    read in one refresh): the critical alert and the warning naming the settlement time were
+    keyed alike (contract and minute), so the warning was taken for a duplicate, not sent."""
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    venue.withdrawn = {ADA: "status SETTLING"}
+    venue.settles = {ADA: clock.now_ms() + 10 * HOUR}
+    sent: list[tuple[str, str]] = []
+    keeper, _ = _delisting_keeper(clock, store, venue, sent)
+    keeper.check()
+    assert len([e for e in store.events if e.kind == "catalogue"]) == 2
+    assert sorted(title.split(": ")[0] for title, _ in sent) == ["[t] critical", "[t] warning"]
+    assert any("the venue settles this perpetual at" in body for _, body in sent)
+
+
+def test_the_live_start_does_not_call_a_stand_in_a_change_by_the_venue() -> None:
+    """Bybit live with XRP, which the bundled Bybit snapshot lacks: offline it resolves to the
+    labelled stand-in (Binance's figures). The start compared the venue's own XRP with that
+    stand-in and recorded "the venue changed the contract" (tick, step, brackets): the venue
+    changed nothing. The difference is said as what it is; a change the venue makes after the
+    start is still a change."""
+    xrp = "XRP/USDT:USDT"
+    [(stand_in, catalogue)] = resolve_with_sources("bybit", [xrp], None)[0].values()
+    assert catalogue.is_stand_in(xrp)
+    own = replace(stand_in, tick_size=stand_in.tick_size * 10, min_qty=stand_in.min_qty * 10)
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({xrp: own})
+    keeper = CatalogueKeeper(
+        cast(CcxtExchange, venue),
+        exchange_name="bybit",
+        data_dir=None,
+        symbols=[xrp],
+        store=store,
+        clock=clock,
+        max_age_hours=48,
+    )
+    keeper.check()
+    [event] = store.events
+    assert event.reason.startswith(
+        f"{xrp}: the venue's own figures differ from the STAND-IN the simulation uses: tick_size"
+    )
+    venue.specs = {xrp: replace(own, min_qty=own.min_qty * 2)}
+    clock.advance_to(clock.now_ms() + 25 * HOUR)
+    keeper.check()
+    assert store.events[-1].reason.startswith(f"{xrp}: the venue changed the contract: min_qty")

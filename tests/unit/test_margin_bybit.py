@@ -300,3 +300,31 @@ def test_the_margin_ratio_reaches_one_at_the_liquidation_price(
     assert worst is not None
     assert worst.where == SYMBOL
     assert abs(worst.ratio - 1) < D("1e-9")
+
+
+def test_bot_stress_reads_a_cross_bybit_long_as_the_alerts_do() -> None:
+    """`bot stress` on a cross book: the margin ratio of a Bybit long after a fall is the one the
+    alerts and the dashboard show (:func:`worst_margin`: maintenance held to the value at
+    entry), not the smaller one of the value at the mark alone, which read a long a third
+    farther from its liquidation than the venue holds it."""
+    from bot.sim.exchange import SimulatedExchange
+    from bot.tools.stress import _margin_ratio
+    from tests.conftest import make_exchange
+
+    ex: SimulatedExchange
+    ex, _ = make_exchange({SYMBOL: BYBIT_BTC}, balance="20000", mode=MarginMode.CROSS)
+    ex.set_mark(SYMBOL, D(60000))
+    ex.set_leverage(SYMBOL, 5)
+    ex.place_order(
+        OrderRequest(
+            "long", SYMBOL, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D(1), False
+        )
+    )
+    ex.set_mark(SYMBOL, D(45000))
+    pos = ex.fetch_positions([SYMBOL])[SYMBOL]
+    assert pos.qty == 1
+    worst = worst_margin([(pos, BYBIT_BTC, D(45000))], ex.fetch_balance().wallet)
+    assert worst is not None
+    # 60 000 x 0.5 % + the fee to close 45 000 x 0.055 %, on the wallet less the 15 000 lost
+    assert worst.maintenance == D(300) + D(45000) * BYBIT_BTC.taker_fee
+    assert _margin_ratio(ex) == worst.ratio

@@ -1,0 +1,75 @@
+"""A contract the venue withdrew (listed, not trading): the bot stops sending orders on it once
+the venue REFUSES one, not when a request fails for a reason of the moment (a rate limit, the
+clock out of the receive window, a timeout): such a failure is retried as on any contract, or
+the position stays without its stop until the venue settles it."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from bot.domain.enums import OrderPurpose
+from bot.domain.instrument import Instrument
+from bot.domain.market import VenueRestriction
+from bot.domain.orders import Order, OrderRequest
+from bot.engine.tick import Engine
+from bot.errors import ClockDrift, ExchangeError, OrderRejected, RateLimited
+from bot.sim.exchange import SimulatedExchange
+from tests.unit.test_engine import BTC, build, protective
+
+WITHDRAWN = {BTC: VenueRestriction(f"{BTC}: withdrawn by the venue (status SETTLING)")}
+
+
+class FailingOnceExchange(SimulatedExchange):
+    """Fails the next stop-loss placement with ``failure``, then takes them again."""
+
+    failure: ExchangeError | None = None
+
+    def place_order(self, request: OrderRequest) -> Order:
+        if request.purpose is OrderPurpose.STOP_LOSS and self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+        return super().place_order(request)
+
+
+def _held_without_stop(
+    instruments: dict[str, Instrument], failure: ExchangeError
+) -> tuple[Engine, FailingOnceExchange]:
+    engine, ex, _ = build(instruments)
+    engine.tick()
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    engine.restrict(WITHDRAWN)
+    for order in ex.fetch_open_orders(BTC):
+        ex.cancel_order(BTC, order.client_id)
+    ex.__class__ = FailingOnceExchange
+    failing = ex
+    assert isinstance(failing, FailingOnceExchange)
+    failing.failure = failure
+    return engine, failing
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [RateLimited("429 Too Many Requests"), ClockDrift("-1021 Timestamp outside recvWindow")],
+)
+def test_a_failure_of_the_moment_is_not_a_refusal(
+    instruments: dict[str, Instrument], failure: ExchangeError
+) -> None:
+    engine, ex = _held_without_stop(instruments, failure)
+    engine.guard()  # the stop fails once: not a refusal by the venue, so it is sent again
+    engine.guard()
+    [stop] = protective(ex)[OrderPurpose.STOP_LOSS]
+    assert stop.amount == abs(ex.fetch_positions([BTC])[BTC].qty)
+
+
+def test_a_refusal_stops_the_orders_on_a_withdrawn_contract(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex = _held_without_stop(instruments, OrderRejected("Invalid symbol status", -1122))
+    engine.guard()
+    placed = len(ex.orders)
+    engine.guard()
+    assert len(ex.orders) == placed  # refused once: nothing more is sent on it
+    assert OrderPurpose.STOP_LOSS not in protective(ex)
+    assert D(0) < ex.fetch_positions([BTC])[BTC].qty

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from loguru import logger
 
-from bot.catalogue import resolve_instruments, resolve_with_sources
+from bot.catalogue import resolve_instruments, stand_ins
 from bot.clock import Clock, LiveClock, ReplayClock, SimClock
 from bot.config.database_url import database_url_secrets
 from bot.config.models import BotConfig
@@ -461,10 +461,8 @@ def build_paper(
 
     symbols = engine_symbols(config)
     known = config_instruments(config, symbols)
-    found, _ = resolve_with_sources(config.data.exchange, symbols, config.data.dir)
-    for sym, (_, catalogue) in found.items():
-        if catalogue.is_stand_in(sym):  # (`bot simulate` says it in its summary)
-            logger.warning("paper trading {} on: {}", sym, catalogue.notes[sym])
+    for sym, catalogue in stand_ins(config.data.exchange, symbols, config.data.dir).items():
+        logger.warning("paper trading {} on: {}", sym, catalogue.notes[sym])
     if config.data.exchange != config.exchange.name:
         logger.warning(
             "paper trading fills with {}'s contract specifications, fees and brackets "

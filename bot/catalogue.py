@@ -179,6 +179,14 @@ def resolve_with_sources(
     return found, missing
 
 
+def stand_ins(exchange: str, symbols: Sequence[str], data_dir: Path | None) -> dict[str, Catalogue]:
+    """The contracts of ``symbols`` whose figures are a labelled stand-in, each with the
+    catalogue it comes from (its note in ``notes``, its donor venue if any): what every command
+    that shows or simulates one says beside its figures."""
+    found, _ = resolve_with_sources(exchange, symbols, data_dir)
+    return {s: catalogue for s, (_, catalogue) in found.items() if catalogue.is_stand_in(s)}
+
+
 def _stand_ins(exchange: str, donor: str, symbols: Sequence[str], own: Catalogue) -> Catalogue:
     """``symbols`` as the ``donor`` venue's bundled snapshot specifies them, with ``exchange``'s
     fees and liquidation formula (taken from ``own``, its bundled snapshot: the highest fee of

@@ -121,22 +121,22 @@ def _stand_in_note(
     did: the result is only as good as the brackets, and those are not the venue's own. Two
     kinds (see :mod:`bot.catalogue`): the bundled Bybit SOL/BNB ladder, and another venue's
     figures for a contract the venue's snapshot lacks."""
-    from bot.catalogue import SYNC_HINT, resolve_with_sources
+    from bot.catalogue import SYNC_HINT, stand_ins
 
     syms = symbols or tuple(c.symbol for c in config.contracts)
     venue = config.data.exchange
-    found, _ = resolve_with_sources(venue, syms, data_dir or config.data.dir)
-    bundled = [s for s, (_, cat) in found.items() if cat.is_stand_in(s) and cat.donor is None]
-    donated = [s for s, (_, cat) in found.items() if cat.is_stand_in(s) and cat.donor]
+    found = stand_ins(venue, syms, data_dir or config.data.dir)
+    bundled = [s for s, cat in found.items() if cat.donor is None]
+    donated = [s for s, cat in found.items() if cat.donor]
     said = []
     if bundled:
         said.append(
             f"{', '.join(bundled)} ran on STAND-IN leverage brackets from "
-            f"{found[bundled[0]][1].source}, not {venue}'s own (stricter: earlier "
+            f"{found[bundled[0]].source}, not {venue}'s own (stricter: earlier "
             "liquidation, lower leverage)"
         )
     if donated:
-        donor = found[donated[0]][1].donor
+        donor = found[donated[0]].donor
         said.append(
             f"{', '.join(donated)} ran on STAND-IN figures: {donor}'s tick, step, minimums and "
             f"leverage brackets for the same contract, with {venue}'s fees and liquidation "

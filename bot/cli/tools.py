@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.bootstrap import risk_limits
-from bot.catalogue import resolve_instruments
+from bot.catalogue import resolve_instruments, stand_ins
 from bot.cli import terminal
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
@@ -290,9 +290,8 @@ def run_stress(
 
 def _stand_ins(config: BotConfig, symbols: Sequence[str], data: Path | None) -> list[str]:
     """What stands in for the venue's own figures of ``symbols`` (see :mod:`bot.catalogue`)."""
-    where = data or config.data.dir
-    notes = ((s, calc_tool.stand_in_note(config.data.exchange, s, where)) for s in symbols)
-    return [f"{s}: {note}" for s, note in notes if note]
+    found = stand_ins(config.data.exchange, symbols, data or config.data.dir)
+    return [f"{s}: {catalogue.notes[s]}" for s, catalogue in found.items()]
 
 
 def _with_and_without_hedge(

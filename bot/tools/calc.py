@@ -19,7 +19,7 @@ from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.catalogue import resolve_instruments, resolve_with_sources
+from bot.catalogue import resolve_instruments, stand_ins
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.margin import (
@@ -155,10 +155,8 @@ def lookup_instrument(exchange: str, symbol: str, catalogue_dir: Path | None = N
 def stand_in_note(exchange: str, symbol: str, catalogue_dir: Path | None = None) -> str | None:
     """What stands in for the venue's own figures of ``symbol`` (the instrument's ``source``
     text, see :mod:`bot.catalogue`), None when they are the venue's own."""
-    found, _ = resolve_with_sources(exchange, [symbol], catalogue_dir)
-    if symbol not in found or not found[symbol][1].is_stand_in(symbol):
-        return None
-    return found[symbol][1].notes[symbol]
+    catalogue = stand_ins(exchange, [symbol], catalogue_dir).get(symbol)
+    return catalogue.notes[symbol] if catalogue is not None else None
 
 
 def calculate(req: CalcRequest) -> CalcResult:

@@ -211,6 +211,9 @@ class Engine:
         # see restrict(). Contracts withdrawn whose order the venue refused since.
         self.restricted: dict[str, VenueRestriction] = {}
         self._refused: set[str] = set()
+        # The contracts no order is sent on (see restrict), kept as a set: the protection
+        # loops ask for every contract at every tick and guard run.
+        self._silenced: frozenset[str] = frozenset()
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self._last_equity: Decimal | None = None  # the equity the loss limits last acted on
@@ -373,6 +376,7 @@ class Engine:
         self.reconciler.unlisted = frozenset(
             s for s, r in self.restricted.items() if r.withdrawn and not r.listed
         )
+        self._silence()
 
     def _note_refusal(self, symbol: str, exc: ExchangeError) -> None:
         """An order or a cancel on ``symbol`` failed with ``exc``: on a withdrawn contract, a
@@ -383,11 +387,15 @@ class Engine:
         refused = isinstance(exc, PermanentExchangeError) and not isinstance(exc, OrderNotFound)
         if refused and restriction is not None and restriction.withdrawn:
             self._refused.add(symbol)
+            self._silence()
 
-    def _no_orders(self, symbol: str) -> bool:
-        """No order is sent on ``symbol``: withdrawn, and unlisted or refused (see restrict)."""
-        r = self.restricted.get(symbol)
-        return r is not None and r.withdrawn and (not r.listed or symbol in self._refused)
+    def _silence(self) -> None:
+        """No order is sent on a contract withdrawn and unlisted, or refused (see restrict)."""
+        self._silenced = frozenset(
+            s
+            for s, r in self.restricted.items()
+            if r.withdrawn and (not r.listed or s in self._refused)
+        )
 
     def guard(self, observed_equity: Decimal | None = None) -> None:
         """Between ticks: the loss limits on the marks of now, then the protection invariant.
@@ -434,7 +442,7 @@ class Engine:
         closed = False
         for sym in self.symbols:
             qty = acct.qty(sym)
-            if qty == 0 or sym in self.foreign or self._no_orders(sym):
+            if qty == 0 or sym in self.foreign or sym in self._silenced:
                 continue
             flat = Decision(
                 symbol=sym,
@@ -1034,7 +1042,7 @@ class Engine:
         *,
         tolerance: Decimal | None = None,
     ) -> None:
-        if symbol in self.reconciler.foreign or self._no_orders(symbol):
+        if symbol in self.reconciler.foreign or symbol in self._silenced:
             # a position the bot does not manage keeps its orders exactly as they are; so does
             # one on a market the venue does not trade (see restrict)
             return
@@ -1098,7 +1106,7 @@ class Engine:
         The stop comes from the policy's distance on the last statistics seen for the contract,
         around the current mark; the existing stop is kept if there is one.
         """
-        if _resting_stop(acct.resting.get(symbol, [])) is not None or self._no_orders(symbol):
+        if _resting_stop(acct.resting.get(symbol, [])) is not None or symbol in self._silenced:
             return
         qty = acct.qty(symbol)
         stop = self._wanted_stop(symbol, acct)
@@ -1182,7 +1190,7 @@ class Engine:
             if gap is None:
                 self._protected_or_remainder(pos, acct, now)
                 continue
-            if self._no_orders(sym):
+            if sym in self._silenced:
                 self._stranded(sym, now, gap)
                 continue
             acct.marks[sym] = self.exchange.fetch_mark_price(sym)
@@ -1190,7 +1198,7 @@ class Engine:
             take = _resting_trigger(acct.resting.get(sym, []), OrderPurpose.TAKE_PROFIT)
             self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
             gap = self._gap(pos, acct)
-            if gap is not None and self._no_orders(sym):  # the venue refused the stop
+            if gap is not None and sym in self._silenced:  # the venue refused the stop
                 self._stranded(sym, now, gap)
                 continue
             cut = self._cut_to_largest(pos, acct, now) if gap is not None else None

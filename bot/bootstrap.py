@@ -636,11 +636,13 @@ def build_live(
         notifier=notifier,
         settlement_lead_hours=config.data.settlement_lead_hours,
     )
-    keeper.check()  # at start: read the venue's specs, or refuse to start
+    # at start: read the venue's specs, or refuse to start; its alerts are sent once the start
+    # is confirmed (Runner.at_confirmed_start), or at the first tick
+    keeper.check(hold_alerts=True)
     # The host clock against the venue's: a clock far off is a clock event and an alert, at
     # start and at every hourly resync (which also keeps the signing offset fresh). Measured
-    # at start by `bot run` once the start is confirmed (Runner.clock_at_start): a start the
-    # user declines at the prompt records and sends nothing.
+    # at start by `bot run` once the start is confirmed (Runner.at_confirmed_start): a start
+    # the user declines at the prompt records and sends nothing.
     offset = ClockOffsetCheck(exchange, store, notifier, clock, ex.name)
     return Runner(
         engine=engine,
@@ -653,5 +655,5 @@ def build_live(
         # the database file deleted or replaced, or its tables recreated: nothing is kept
         before_job=[store.check_file, store.check_identity],
         clock_resync=offset.resync,
-        clock_at_start=offset.at_start,
+        at_confirmed_start=[offset.at_start, keeper.release_alerts],
     )

@@ -143,8 +143,8 @@ def _confirmed_live_runner(
         )
     if not yes and not _confirmed(config):
         return None
-    if runner.clock_at_start is not None:
-        runner.clock_at_start()
+    for started in runner.at_confirmed_start:
+        started()
     return runner
 
 

@@ -91,11 +91,19 @@ class CatalogueKeeper:
         self._on_restrict = on_restrict
         self._notifier = notifier
         self._lead_ms = settlement_lead_hours * 3_600_000
+        self._held: list[Alert] | None = None  # alerts kept until the start is confirmed
         self.withdrawn: dict[str, str] = {}  # symbol -> why the venue does not trade it
         self.settles: dict[str, int] = {}  # symbol -> when the venue settles it (epoch ms)
 
-    def check(self) -> None:
-        """Refresh when due; raise :class:`StaleCatalogue` when the specs are too old."""
+    def check(self, *, hold_alerts: bool = False) -> None:
+        """Refresh when due; raise :class:`StaleCatalogue` when the specs are too old.
+
+        ``hold_alerts``: keep this check's alerts until :meth:`release_alerts` or the next
+        check (the live start's check runs before the trader confirms the start: a start
+        declined at the prompt records its events and sends nothing)."""
+        self.release_alerts()  # (held by the start's check: the start went on)
+        if hold_alerts:
+            self._held = []
         now = self._clock.now_ms()
         if self._next_attempt_ms is None or now >= self._next_attempt_ms:
             self._next_attempt_ms = now + min(self._every, RETRY_MS)
@@ -227,9 +235,23 @@ class CatalogueKeeper:
         if self._notifier is None:
             return
         # keyed by the change's time: each change is news, even within the dedup window
-        key = f"catalogue:{what}@{_utc(now)}"
+        alert = Alert(f"catalogue:{what}@{_utc(now)}", severity, message)
+        if self._held is not None:
+            self._held.append(alert)
+            return
+        self._send([alert])
+
+    def release_alerts(self) -> None:
+        """Send the alerts a check held (``hold_alerts``), and every later one as it comes."""
+        held, self._held = self._held or [], None
+        if held:
+            self._send(held)
+
+    def _send(self, alerts: list[Alert]) -> None:
+        if self._notifier is None:
+            return
         try:
-            self._notifier.notify([Alert(key, severity, message)])
+            self._notifier.notify(alerts)
         except Exception as exc:  # the event is recorded; the next job's alerts go on
             logger.error("the catalogue alert cannot be sent: {}: {}", type(exc).__name__, exc)
 

@@ -92,9 +92,10 @@ class Runner:
     # as the scheduler's hourly ``clock-resync`` job, and before the next job when the wall
     # clock stepped since the last one; never raises.
     clock_resync: ClockResync | None = None
-    # Live: measures the offset at start and reports one too large (an event and an alert);
-    # `bot run` calls it once the start is confirmed, never before the prompt. Never raises.
-    clock_at_start: Callable[[], object] | None = None
+    # Live: what `bot run` does once the start is confirmed, never before the prompt (a start
+    # declined there sends nothing): measure the clock offset and report one too large, send
+    # the alerts the start's catalogue check held. Never raise.
+    at_confirmed_start: list[Callable[[], object]] = field(default_factory=list)
     # The wall clock against the monotonic one, read at every job (live: see clock_resync).
     _wall_steps: WallSteps | None = field(default=None, init=False, repr=False)
 

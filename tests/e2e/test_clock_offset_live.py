@@ -62,8 +62,8 @@ def write_config(tmp_path: Path, server: LoopbackBinance) -> Path:
 
 def start(tmp_path: Path, server: LoopbackBinance) -> tuple[Runner, SqlStore]:
     runner, store = start_live(write_config(tmp_path, server), KEY, SECRET)
-    assert runner.clock_at_start is not None
-    runner.clock_at_start()  # as `bot run --live` does once the start is confirmed
+    for started in runner.at_confirmed_start:
+        started()  # as `bot run --live` does once the start is confirmed
     return runner, store
 
 

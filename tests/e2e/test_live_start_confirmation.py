@@ -1,7 +1,8 @@
 """``bot run --live`` on a host clock far from the venue's, through the CLI (loopback Binance
 USD-M): the clock offset was measured, recorded and alerted while the runner was built, before
 the confirmation prompt, so a start the user then declined had already sent a clock alert.
-Now the measurement comes after the confirmation; a ``--yes`` start still makes it."""
+Now the measurement comes after the confirmation; a ``--yes`` start still makes it. The start's
+catalogue check (a settlement the venue scheduled) waits for the confirmation the same way."""
 
 from __future__ import annotations
 
@@ -103,3 +104,37 @@ def test_a_confirmed_live_start_still_checks_the_clock(
     [event], [alert] = clock_reports(config_path)
     assert "the host clock is 5.0 s ahead of binanceusdm's (at start" in event
     assert alert == event
+
+
+def catalogue_reports(config_path: Path) -> tuple[list[str], list[str]]:
+    """The catalogue events and catalogue alerts the state database holds."""
+    from sqlmodel import Session, col, select
+
+    from bot.store import tables as t
+
+    store = SqlStore.open(load_config(config_path).runtime.database_url)
+    try:
+        events = [e.reason for e in store.recent_events(100, kinds=(EventKind.CATALOGUE,))]
+        with Session(store.engine) as session:
+            rows = session.exec(select(t.AlertRow).where(col(t.AlertRow.key).like("catalogue:%")))
+            alerts = [r.message for r in rows]
+    finally:
+        store.close()
+    return events, alerts
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_the_start_checks_catalogue_alerts_wait_for_the_confirmation(
+    config_path: Path, server: LoopbackBinance, answer: str
+) -> None:
+    """The venue has scheduled BTC's settlement: the start's catalogue check records it and
+    alerts it. The alert went out while the runner was built, before the prompt, so a start
+    declined there had sent it; now it waits for the confirmation (the event is recorded)."""
+    server.delivery_dates["BTC/USDT:USDT"] = 1_893_456_000_000  # 2030-01-01 00:00 UTC
+    result = CliRunner().invoke(
+        app, ["run", "--live", "--once", "--config", str(config_path)], input=f"{answer}\n"
+    )
+    assert result.exit_code == (1 if answer == "n" else 0), result.output
+    events, alerts = catalogue_reports(config_path)
+    [settles] = [e for e in events if "settles this perpetual at 2030-01-01 00:00 UTC" in e]
+    assert alerts == ([] if answer == "n" else [settles])

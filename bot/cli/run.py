@@ -134,8 +134,7 @@ def _confirmed_live_runner(
     runner = build_live(config, store, secrets)
     exchange = runner.engine.exchange
     assert isinstance(exchange, CcxtExchange)  # noqa: S101 - build_live made it
-    withdrawn = [s for s, r in runner.engine.restricted.items() if r.withdrawn]
-    report = preflight(exchange, config, store, withdrawn)
+    report = preflight(exchange, config, store, runner.engine.withdrawn)
     console.print(_live_summary(config, report))
     if not report.ok:
         raise ConfigError(

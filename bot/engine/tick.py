@@ -210,6 +210,8 @@ class Engine:
         # What the venue allows less than trading on (live: the catalogue keeper's reading):
         # see restrict(). Contracts withdrawn whose order the venue refused since.
         self.restricted: dict[str, VenueRestriction] = {}
+        # The withdrawn ones among them (no market read, no decision, no funding tick).
+        self.withdrawn: frozenset[str] = frozenset()
         self._refused: set[str] = set()
         # The contracts no order is sent on (see restrict), kept as a set: the protection
         # loops ask for every contract at every tick and guard run.
@@ -373,8 +375,9 @@ class Engine:
         before = self.restricted
         self.restricted = dict(restrictions)
         self._refused = {s for s in self._refused if before.get(s) == self.restricted.get(s)}
+        self.withdrawn = frozenset(s for s, r in self.restricted.items() if r.withdrawn)
         self.reconciler.unlisted = frozenset(
-            s for s, r in self.restricted.items() if r.withdrawn and not r.listed
+            s for s in self.withdrawn if not self.restricted[s].listed
         )
         self._silence()
 
@@ -392,9 +395,7 @@ class Engine:
     def _silence(self) -> None:
         """No order is sent on a contract withdrawn and unlisted, or refused (see restrict)."""
         self._silenced = frozenset(
-            s
-            for s, r in self.restricted.items()
-            if r.withdrawn and (not r.listed or s in self._refused)
+            s for s in self.withdrawn if not self.restricted[s].listed or s in self._refused
         )
 
     def guard(self, observed_equity: Decimal | None = None) -> None:
@@ -773,9 +774,9 @@ class Engine:
     def _tradable(self) -> tuple[str, ...]:
         """The contracts the venue trades: a withdrawn one gets no market read and no
         decision (it holds, its resting stop stays; the catalogue event said why once)."""
-        if not self.restricted:
+        withdrawn = self.withdrawn
+        if not withdrawn:
             return self.symbols
-        withdrawn = {s for s, r in self.restricted.items() if r.withdrawn}
         for sym in withdrawn:
             self._last_price_ms.pop(sym, None)  # not "stale": not traded
         return tuple(s for s in self.symbols if s not in withdrawn)

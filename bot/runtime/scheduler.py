@@ -423,8 +423,7 @@ def _plan_funding(
     by_time: dict[int, set[str]] = {}
     now = clock.now_ms()
     for sym in engine.symbols:
-        restriction = engine.restricted.get(sym)
-        if restriction is not None and restriction.withdrawn:
+        if sym in engine.withdrawn:
             # no decision on it (Engine.restrict), so no tick to plan; and one the venue no
             # longer lists cannot even be read: its failure skipped every contract's planning
             continue

@@ -168,6 +168,7 @@ class FundingEngine:
         self.market = self
         self.exchange = self
         self.restricted: dict[str, VenueRestriction] = {}
+        self.withdrawn: frozenset[str] = frozenset()  # (Engine.restrict derives it)
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         return FundingInfo(Decimal("0.0001"), Decimal(8), self.settles_ms)
@@ -263,6 +264,7 @@ class WithdrawnEthEngine(FundingEngine):
         self.symbols = ("ETH/USDT:USDT", "BTC/USDT:USDT")
         why = "ETH/USDT:USDT: withdrawn by the venue (the venue lists no such market)"
         self.restricted = {"ETH/USDT:USDT": VenueRestriction(why, listed=False)}
+        self.withdrawn = frozenset(self.restricted)
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         if symbol == "ETH/USDT:USDT":

@@ -9,9 +9,11 @@ Where a contract specification comes from, everywhere one is needed (simulation,
 2. the bundled snapshot ``bot/resources/instruments/<exchange>.json``;
 3. for Bybit only, a labelled STAND-IN: Binance USD-M's bundled figures for the same contract
    (tick, step, minimums, leverage brackets, largest order and position) with Bybit's own fees
-   and liquidation formula (:func:`_stand_ins`). Bybit publishes no tables offline for most of
-   its contracts (four are bundled), so without it a Bybit contract could not be simulated
-   without network access; every command that shows or simulates one says it is a stand-in.
+   and liquidation formula (:func:`_stand_ins`; a contract Bybit spells otherwise, SHIB1000 for
+   Binance's 1000SHIB, is found by its coin and multiplier). Bybit publishes no tables offline
+   for most of its contracts (four are bundled), so without it a Bybit contract could not be
+   simulated without network access; every command that shows or simulates one says it is a
+   stand-in.
 
 A contract in none of them gets one :class:`~bot.errors.ConfigError` naming the files and the
 command that fixes it.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -196,6 +199,7 @@ def _stand_ins(exchange: str, donor: str, symbols: Sequence[str], own: Catalogue
     own). The donor's leverage brackets are the same contract's, sized to its market, where
     Bybit's bundled stand-in ladder (SOL, BNB) was published for small contracts."""
     theirs = bundled_catalogue(donor)
+    donors = {s: d for s in symbols if (d := _donor_symbol(s, theirs.instruments)) is not None}
     fees = {
         name: max(getattr(inst, name) for inst in own.instruments.values())
         for name in ("maker_fee", "taker_fee", "liquidation_fee")
@@ -203,7 +207,9 @@ def _stand_ins(exchange: str, donor: str, symbols: Sequence[str], own: Catalogue
     model = next(iter(own.instruments.values())).margin_model
     instruments = {
         s: dataclasses.replace(
-            theirs.instruments[s],
+            theirs.instruments[d],
+            symbol=s,
+            base=_base_quote(s)[0],
             **fees,
             min_price=None,
             max_price=None,
@@ -211,23 +217,64 @@ def _stand_ins(exchange: str, donor: str, symbols: Sequence[str], own: Catalogue
             percent_up=None,
             margin_model=model,
         )
-        for s in symbols
-        if s in theirs.instruments
+        for s, d in donors.items()
     }
-    note = (
-        f"{STAND_IN_MARK}: {donor}'s tick, step, minimums and leverage brackets for the same "
-        f"contract, from its {theirs.source}, with {exchange}'s fees and liquidation formula; "
-        f"{exchange}'s own figures for it are not bundled"
-    )
+
+    def note(symbol: str) -> str:
+        named = "" if donors[symbol] == symbol else f" ({donor} names it {donors[symbol]})"
+        return (
+            f"{STAND_IN_MARK}: {donor}'s tick, step, minimums and leverage brackets for the same "
+            f"contract{named}, from its {theirs.source}, with {exchange}'s fees and liquidation "
+            f"formula; {exchange}'s own figures for it are not bundled"
+        )
+
     return Catalogue(
         exchange,
         instruments,
         theirs.read_at_ms,
         f"{STAND_IN_MARK}: {donor}'s figures from {theirs.source}",
         None,
-        {s: note for s in instruments},
+        {s: note(s) for s in instruments},
         donor=donor,
     )
+
+
+# A contract quoted per 1,000 (or more) units of its coin: Binance writes the multiplier before
+# the coin (1000SHIB, 1MBABYDOGE), Bybit before or after it (1000PEPE, SHIB1000).
+_MULTIPLIER_FIRST = re.compile(r"^(1(?:0{3,}|M))([A-Z][A-Z0-9]*)$")
+_MULTIPLIER_LAST = re.compile(r"^([A-Z][A-Z0-9]*?)(10{3,})$")
+
+
+def _units(base: str) -> tuple[int, str]:
+    """(units of the coin one contract unit stands for, the coin) of a base currency name:
+    ``1000SHIB`` and ``SHIB1000`` are (1000, "SHIB"), ``1MBABYDOGE`` is (1000000, "BABYDOGE"),
+    ``BTC`` is (1, "BTC")."""
+    if (m := _MULTIPLIER_FIRST.match(base)) is not None:
+        return (1_000_000 if m[1] == "1M" else int(m[1])), m[2]
+    if (m := _MULTIPLIER_LAST.match(base)) is not None:
+        return int(m[2]), m[1]
+    return 1, base
+
+
+def _base_quote(symbol: str) -> tuple[str, str]:
+    base, _, rest = symbol.partition("/")
+    return base, rest
+
+
+def _donor_symbol(symbol: str, theirs: Mapping[str, Instrument]) -> str | None:
+    """The donor's name for ``symbol``'s contract: the same symbol, or the one that quotes the
+    same coin in the same number of units under the donor's spelling (Bybit's SHIB1000 is
+    Binance's 1000SHIB). A different number of units is a different contract (its price, tick
+    and step scale with it): no donor."""
+    if symbol in theirs:
+        return symbol
+    base, rest = _base_quote(symbol)
+    wanted = _units(base)
+    for candidate in theirs:
+        other, other_rest = _base_quote(candidate)
+        if other_rest == rest and _units(other) == wanted:
+            return candidate
+    return None
 
 
 def all_contracts(exchange: str, data_dir: Path | None) -> dict[str, tuple[Instrument, Catalogue]]:

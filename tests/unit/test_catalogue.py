@@ -120,6 +120,31 @@ def test_a_bybit_contract_the_snapshot_lacks_stands_in_on_binances_figures(
         resolve_instruments("binanceusdm", ["NOPE/USDT:USDT"], tmp_path)
 
 
+def test_a_bybit_contract_spelled_otherwise_stands_in_on_binances_same_contract() -> None:
+    """Bybit writes some contracts' multiplier after the coin (SHIB1000), Binance before it
+    (1000SHIB): the same contract, so Binance's figures stand in, under Bybit's name and with
+    the donor's name in the note. A different multiplier is a different contract: no donor."""
+    shib, shib10k = "SHIB1000/USDT:USDT", "SHIB10000/USDT:USDT"
+    baby = "BABYDOGE1000000/USDT:USDT"
+    found, missing = resolve_with_sources("bybit", [shib, baby, shib10k], None)
+    assert missing == [shib10k]
+    inst, cat = found[shib]
+    theirs = load_instruments("binanceusdm")["1000SHIB/USDT:USDT"]
+    assert (inst.symbol, inst.base) == (shib, "SHIB1000")
+    assert (inst.tick_size, inst.step_size, inst.brackets) == (
+        theirs.tick_size,
+        theirs.step_size,
+        theirs.brackets,
+    )
+    assert cat.is_stand_in(shib)
+    assert "(binanceusdm names it 1000SHIB/USDT:USDT)" in cat.notes[shib]
+    assert (
+        found[baby][0].brackets == load_instruments("binanceusdm")["1MBABYDOGE/USDT:USDT"].brackets
+    )
+    same_name = resolve_with_sources("bybit", ["1000PEPE/USDT:USDT"], None)[0]
+    assert "names it" not in same_name["1000PEPE/USDT:USDT"][1].notes["1000PEPE/USDT:USDT"]
+
+
 def test_an_unknown_contract_names_both_places_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         resolve_instruments("bybit", ["PEPE/USDT:USDT"], tmp_path)

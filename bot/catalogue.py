@@ -190,6 +190,37 @@ def stand_ins(exchange: str, symbols: Sequence[str], data_dir: Path | None) -> d
     return {s: catalogue for s, (_, catalogue) in found.items() if catalogue.is_stand_in(s)}
 
 
+def stand_in_warning(venue: str, symbols: Sequence[str], data_dir: Path | None) -> str | None:
+    """The warning naming the contracts of ``symbols`` that run on labelled stand-in figures
+    (``bot simulate``, ``bot sweep``), None if none does: a result is only as good as the
+    brackets, and those are not the venue's own. Two kinds: the bundled Bybit SOL/BNB ladder,
+    and another venue's figures for a contract the venue's snapshot lacks."""
+    found = stand_ins(venue, symbols, data_dir)
+    bundled = [s for s, cat in found.items() if cat.donor is None]
+    donated = [s for s, cat in found.items() if cat.donor]
+    said = []
+    if bundled:
+        said.append(
+            f"{', '.join(bundled)} ran on STAND-IN leverage brackets from "
+            f"{found[bundled[0]].source}, not {venue}'s own (stricter: earlier "
+            "liquidation, lower leverage)"
+        )
+    if donated:
+        donor = found[donated[0]].donor
+        said.append(
+            f"{', '.join(donated)} ran on STAND-IN figures: {donor}'s tick, step, minimums and "
+            f"leverage brackets for the same contract, with {venue}'s fees and liquidation "
+            f"formula ({venue}'s own are not bundled; its brackets may be stricter or looser)"
+        )
+    if not said:
+        return None
+    every = bundled + donated
+    return (
+        f"warning: {'; '.join(said)}; `{SYNC_HINT.format(symbols=','.join(every))}` reads the "
+        "venue's"
+    )
+
+
 def _stand_ins(exchange: str, donor: str, symbols: Sequence[str], own: Catalogue) -> Catalogue:
     """``symbols`` as the ``donor`` venue's bundled snapshot specifies them, with ``exchange``'s
     fees and liquidation formula (taken from ``own``, its bundled snapshot: the highest fee of

@@ -157,6 +157,8 @@ def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Consol
     else:
         console.print(f"[red]no point chosen[/red]: {no_choice_line(spec, outcome)}")
     console.print(f"outputs written to [bold]{spec.out}[/bold]")
+    if (warning := sweep.stand_in_warning()) is not None:
+        console.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)
 
 
 def no_choice_line(spec: SweepSpec, outcome: SweepOutcome) -> str:

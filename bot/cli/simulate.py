@@ -117,38 +117,10 @@ def _simulate(
 def _stand_in_note(
     config: BotConfig, symbols: tuple[str, ...] | None, data_dir: Path | None
 ) -> str | None:
-    """The warning naming the contracts that ran on labelled stand-in figures, None if none
-    did: the result is only as good as the brackets, and those are not the venue's own. Two
-    kinds (see :mod:`bot.catalogue`): the bundled Bybit SOL/BNB ladder, and another venue's
-    figures for a contract the venue's snapshot lacks."""
-    from bot.catalogue import SYNC_HINT, stand_ins
+    from bot.catalogue import stand_in_warning
 
     syms = symbols or tuple(c.symbol for c in config.contracts)
-    venue = config.data.exchange
-    found = stand_ins(venue, syms, data_dir or config.data.dir)
-    bundled = [s for s, cat in found.items() if cat.donor is None]
-    donated = [s for s, cat in found.items() if cat.donor]
-    said = []
-    if bundled:
-        said.append(
-            f"{', '.join(bundled)} ran on STAND-IN leverage brackets from "
-            f"{found[bundled[0]].source}, not {venue}'s own (stricter: earlier "
-            "liquidation, lower leverage)"
-        )
-    if donated:
-        donor = found[donated[0]].donor
-        said.append(
-            f"{', '.join(donated)} ran on STAND-IN figures: {donor}'s tick, step, minimums and "
-            f"leverage brackets for the same contract, with {venue}'s fees and liquidation "
-            f"formula ({venue}'s own are not bundled; its brackets may be stricter or looser)"
-        )
-    if not said:
-        return None
-    every = bundled + donated
-    return (
-        f"warning: {'; '.join(said)}; `{SYNC_HINT.format(symbols=','.join(every))}` reads the "
-        "venue's"
-    )
+    return stand_in_warning(config.data.exchange, syms, data_dir or config.data.dir)
 
 
 def _compare(

@@ -21,6 +21,7 @@ from typing import Any
 from bot.atomic_file import replaced_text
 from bot.backtest.metrics import DAY_MS
 from bot.backtest.replay import load_data, override
+from bot.catalogue import stand_in_warning
 from bot.config.loader import load_config
 from bot.config.policy import Policy
 from bot.engine.hedging import with_hedge_symbols
@@ -164,6 +165,12 @@ class Sweep:
         start, end = simulation_window(histories, policy, self.config)
         self.data_span = (start, end)
         return windows(wf, start, end)
+
+    def stand_in_warning(self) -> str | None:
+        """What ``bot simulate`` warns of the contracts the points ran on stand-in figures."""
+        symbols = self.spec.contracts or tuple(c.symbol for c in self.config.contracts)
+        data_dir = self.spec.data_dir or self.config.data.dir
+        return stand_in_warning(self.config.data.exchange, symbols, data_dir)
 
     def inputs(self) -> dict[str, tuple[str, str]]:
         """Every file a point's result depends on (the configuration, the base policy, the

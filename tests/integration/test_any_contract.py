@@ -251,3 +251,38 @@ def test_todays_main_binance_contracts_from_the_bundled_snapshot(tmp_path: Path)
     pepe_stops = [o for o in orders if o["symbol"] == symbols[0] and o["trigger_price"]]
     assert pepe_stops
     assert all(Decimal(o["trigger_price"]) < 1 for o in pepe_stops)
+
+
+def test_a_bybit_contract_spelled_otherwise_simulates_and_sweeps_on_its_stand_in(
+    tmp_path: Path,
+) -> None:
+    """Bybit's SHIB1000 is Binance's 1000SHIB: offline it runs on Binance's figures for that
+    contract (it was refused before), and both `bot simulate` and `bot sweep` say so."""
+    data = tmp_path / "bybit"
+    data.mkdir()
+    shib = "SHIB1000/USDT:USDT"
+    _market(data, shib, 0.0142, seed=31, hours=DAYS * 24, tf_ms=HOUR)
+    config = _config(tmp_path, data, "bybit", [shib])
+    report = _simulate(config, tmp_path / "out")
+    assert report["contracts"] == [shib]
+    assert int(str(report["n_trades"])) > 0
+    swept = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--config",
+            str(config),
+            "--policy",
+            str(ROOT / "policies" / "vol_target.toml"),
+            "--param",
+            "leverage.max=2,3",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path / "sweep"),
+        ],
+    )
+    assert swept.exit_code == 0, swept.output
+    assert f"warning: {shib} ran on STAND-IN figures: binanceusdm's" in " ".join(
+        swept.output.split()
+    )

@@ -70,6 +70,14 @@ def parse_database_url(text: str) -> DatabaseUrl:
     m = _URL.match(text)
     if m is None:
         raise NotADatabaseUrl("not a database URL; use sqlite:///bot-state.db or postgresql://...")
+    authority = _AUTHORITY.match(text)
+    if authority is not None and authority["authority"].count("@") > 1:
+        # SQLAlchemy and libpq split at the first "@": the rest of the password would be taken
+        # for the host, and the connection error would quote it. (Not quoted here either.)
+        raise NotADatabaseUrl(
+            'the user name or password holds an unencoded "@": write it as %40 '
+            "(percent-encode : / ? # [ ] @ in them)"
+        )
     port: int | None = None
     if m["port"] is not None:  # "host:" too: an empty port is refused, as SQLAlchemy does
         try:

@@ -18,6 +18,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from bot.config.database_url import database_url_secrets
 from bot.config.models import BASE_DIR, BotConfig, resolve_path
 from bot.config.policy import RULES_ERROR, Issue, Loc, Policy, dotted
 from bot.errors import ConfigError
@@ -85,6 +86,8 @@ def format_errors(
             lines += [_line(shown, loc + i.loc, i.problem, i.got) for i in issues]
             continue
         problem, got = _describe(error, root)
+        if got is not None and loc and loc[-1] == "database_url":
+            got = _masked(got, error.get("input"))
         lines.append(_line(shown, loc, problem, got))
     return lines
 
@@ -278,6 +281,15 @@ def _show(value: object) -> str:
     else:
         text = str(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _masked(got: str, url: object) -> str:
+    """``got`` with the database URL's passwords as ``***``: an error must not print them to
+    the terminal or a log (the log redactor learns them only once the config loaded)."""
+    if isinstance(url, str):
+        for secret in sorted(database_url_secrets(url), key=len, reverse=True):
+            got = got.replace(secret, "***")
+    return got
 
 
 def _line(shown: str, loc: Loc, problem: str, got: str | None = None) -> str:

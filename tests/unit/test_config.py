@@ -705,6 +705,37 @@ def test_unusable_database_urls_are_refused(project: Path, url: str, problem: st
     assert line.endswith(f'(got "{url}")')
 
 
+@pytest.mark.parametrize(
+    ("url", "problem", "shown"),
+    [
+        (
+            "postgresql://bot:s3cret@db:54x/bot",
+            "port '54x' is not a number",
+            "postgresql://bot:***@db:54x/bot",
+        ),
+        (
+            "postgresql://bot:p@ss@db/bot",
+            'holds an unencoded "@": write it as %40',
+            "postgresql://bot:***@db/bot",
+        ),
+        (
+            "mysql://bot:s3cret@db/bot?password=s3cret2",
+            "backend 'mysql' is not supported",
+            "mysql://bot:***@db/bot?password=***",
+        ),
+    ],
+)
+def test_a_refused_database_url_is_shown_without_its_passwords(
+    project: Path, url: str, problem: str, shown: str
+) -> None:
+    """The error quoted the URL as written, password and all, to the terminal and any log
+    that captures it; libpq cannot read an unencoded "@" (it takes the rest for the host)."""
+    text = CONFIG + f'[runtime]\ndatabase_url = "{url}"\n'
+    line = the_line(errors_of(write(project, text)), "runtime.database_url")
+    assert problem in line
+    assert line.endswith(f'(got "{shown}")')
+
+
 def test_max_parallel_requests_is_bounded(project: Path) -> None:
     text = CONFIG + "[exchange]\nmax_parallel_requests = 0\n"
     assert "exchange.max_parallel_requests" in errors_of(write(project, text))

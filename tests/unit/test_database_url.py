@@ -3,6 +3,8 @@ checked), without importing it."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,13 +74,30 @@ _PART = st.text(alphabet="abz09_+-.:@/?[]%=& ", max_size=12)
     rest=_PART,
 )
 def test_any_text_reads_as_sqlalchemy_reads_it(scheme: str, rest: str) -> None:
+    """... but for an unencoded "@" in the user or password, refused (see below)."""
     text = f"{scheme}://{rest}"
     try:
         expected: DatabaseUrl | type[Exception] = _reference(text)
     except (ArgumentError, ValueError):
+        expected = NotADatabaseUrl
+    if re.match(r"[^/?#]*@[^/?#]*@", rest):
         expected = NotADatabaseUrl
     if isinstance(expected, DatabaseUrl):
         assert parse_database_url(text) == expected
     else:
         with pytest.raises(NotADatabaseUrl):
             parse_database_url(text)
+
+
+def test_an_unencoded_at_sign_in_the_password_is_refused_without_quoting_it() -> None:
+    """SQLAlchemy and libpq split ``bot:p@ss@db`` at the first "@": password "p", host
+    "ss@db". The connection then failed with a host error quoting part of the password; the
+    configuration now refuses the URL and says how to write it."""
+    assert make_url("postgresql://bot:p@ss@db.example/x").host == "ss@db.example"
+    with pytest.raises(NotADatabaseUrl, match='unencoded "@": write it as %40') as info:
+        parse_database_url("postgresql://bot:p@ss@db.example/x")
+    assert "p@ss" not in str(info.value)
+    assert "ss@db" not in str(info.value)
+    encoded = parse_database_url("postgresql://bot:p%40ss@db.example/x")
+    assert encoded.host == "db.example"
+    assert parse_database_url("sqlite:///dir/a@b.db").database == "dir/a@b.db"

@@ -196,20 +196,22 @@ BINANCE_USDM = VenueProfile(
 # 500 orders, which ccxt makes the caller acknowledge.
 BYBIT = VenueProfile(
     name="bybit",
-    # instruments-info: `status` Trading, Settling, Delivering, Closed (PreLaunch before a
-    # listing); a linear perpetual being delisted keeps `Trading` with `deliveryTime` set to
+    # instruments-info: `status` PreLaunch, Trading, Delivering, Closed
+    # (https://bybit-exchange.github.io/docs/v5/enum#status); a linear perpetual being
+    # delisted keeps `Trading` with `deliveryTime` set to
     # the delisting time ("0" otherwise), which ccxt reads as an expiry for futures only
     # (https://bybit-exchange.github.io/docs/v5/market/instrument).
     delivery_key="deliveryTime",
     # Asked without a status, instruments-info lists Trading contracts only: a contract
-    # settling is absent from ccxt's markets, as a symbol Bybit never had. ccxt's own reader of
-    # the linear category (the one load_markets uses, which parses the rows into its markets)
-    # passes the status on (https://bybit-exchange.github.io/docs/v5/market/instrument).
+    # delivering (settled at its delisting) is absent from ccxt's markets, as a symbol Bybit
+    # never had. ccxt's own reader of the linear category (the one load_markets uses, which
+    # parses the rows into its markets) passes the status filter on; the filter takes one of
+    # the documented statuses (https://bybit-exchange.github.io/docs/v5/market/instrument).
     untraded_markets=UntradedMarkets(
         method="fetch_future_markets",
         params={"category": "linear"},
         status_param="status",
-        statuses=("Settling", "Delivering", "Closed"),
+        statuses=("Delivering", "Closed"),
     ),
     liquidation_fee=Decimal("0.00055"),
     liquidation_fee_key=None,

@@ -81,8 +81,8 @@ def test_a_settling_contract_is_withdrawn_with_its_last_specification(
         server.market_status[ETH] = "SETTLING"  # type: ignore[attr-defined]
         why = "status SETTLING"
     else:
-        server.market_status[ETH] = "Settling"  # type: ignore[attr-defined]
-        why = "status Settling"  # asked for by status (Bybit lists trading contracts only)
+        server.market_status[ETH] = "Delivering"  # type: ignore[attr-defined]
+        why = "status Delivering"  # asked for by status (Bybit lists trading contracts only)
     listing = adapter.read_listing()
     assert listing.withdrawn == {ETH: why}
     assert listing.instruments[ETH] == before
@@ -141,7 +141,7 @@ def test_a_market_list_that_lost_every_contract_is_not_believed(
     if name == "binanceusdm":
         server.delisted.update({BTC, ETH})  # type: ignore[attr-defined]
     else:
-        server.market_status.update({BTC: "Settling", ETH: "Settling"})  # type: ignore[attr-defined]
+        server.market_status.update({BTC: "Delivering", ETH: "Delivering"})  # type: ignore[attr-defined]
     with pytest.raises(errors.PermanentExchangeError, match="shrank from 2 to 0 markets"):
         adapter.read_listing()
     assert {BTC, ETH} <= set(adapter.exchange.markets)
@@ -176,7 +176,7 @@ def test_a_settling_contract_without_leverage_tiers_does_not_fail_the_refresh(
     assert listing.instruments[BTC] == adapter.instrument(BTC)
 
 
-@pytest.mark.parametrize("status", ["Settling", "Delivering", "Closed"])
+@pytest.mark.parametrize("status", ["Delivering", "Closed"])
 def test_bybit_a_contract_not_traded_when_the_bot_starts_is_withdrawn_not_unknown(
     status: str,
 ) -> None:

@@ -91,13 +91,13 @@ def test_a_restart_during_a_settlement_starts_the_contract_withdrawn(
     assert eth > 0
     assert _stops(backend, ETH) == [eth]
 
-    server.market_status[ETH] = "Settling"  # the venue settles ETH: Trading lists lack it
+    server.market_status[ETH] = "Delivering"  # the venue delists ETH: Trading lists lack it
     run, store = start_live(config, KEY, SECRET)  # refused before: "lists no such market"
     try:
         restriction = run.engine.restricted[ETH]
         assert restriction.withdrawn
         assert restriction.listed
-        assert "withdrawn by the venue (status Settling)" in restriction.reason
+        assert "withdrawn by the venue (status Delivering)" in restriction.reason
         result = run.tick()
         assert result is not None
         assert [d.symbol for d in result.decisions] == [BTC]
@@ -108,7 +108,7 @@ def test_a_restart_during_a_settlement_starts_the_contract_withdrawn(
         assert latest is not None
         assert {p.symbol: p.qty for p in latest[1]}[ETH] == eth
         [event] = store.recent_events(50, kinds=(EventKind.CATALOGUE,))
-        assert "withdrawn by the venue (status Settling)" in event.reason
+        assert "withdrawn by the venue (status Delivering)" in event.reason
         assert store.recent_events(50, kinds=(EventKind.TICK_FAILED,)) == []
     finally:
         stop_live(run, store)
@@ -117,7 +117,7 @@ def test_a_restart_during_a_settlement_starts_the_contract_withdrawn(
 def test_a_symbol_bybit_does_not_know_still_stops_the_start(
     tmp_path: Path, server: LoopbackBybit
 ) -> None:
-    server.market_status[ETH] = "Settling"
+    server.market_status[ETH] = "Delivering"
     typo = "ETC/USDT:USDT"
     unknown = r"contracts\[1\]\.symbol = 'ETC/USDT:USDT': bybit lists no such market"
     with pytest.raises(ConfigError, match=unknown):

@@ -213,8 +213,8 @@ class CcxtExchange:
 
     def _add_untraded(self, client: Any, absent: Sequence[str]) -> None:
         """Add to ``client``'s markets those of the ``absent`` contracts the venue lists when
-        asked for the statuses of contracts it no longer trades (Bybit: settling, delivering,
-        closed; see UntradedMarkets). Nothing is asked while every wanted contract is listed;
+        asked for the statuses of contracts it no longer trades (Bybit: Delivering, Closed; see
+        UntradedMarkets). Nothing is asked while every wanted contract is listed;
         a contract still absent is one the venue does not know (a typo, long gone)."""
         untraded = self._profile.untraded_markets
         if untraded is None or not absent:
@@ -223,7 +223,8 @@ class CcxtExchange:
         for status in untraded.statuses:
             params = {**untraded.params, untraded.status_param: status}
             method = getattr(client, untraded.method)
-            markets = self._call(partial(method, params), f"markets {status}", hedge=False)
+            what = f"{untraded.method}({status})"
+            markets = self._call(partial(method, params), what, hedge=False)
             found.update((m["symbol"], m) for m in markets if m.get("symbol") in absent)
             if len(found) == len(absent):
                 break

@@ -212,7 +212,9 @@ class Engine:
         self.restricted: dict[str, VenueRestriction] = {}
         # The withdrawn ones among them (no market read, no decision, no funding tick).
         self.withdrawn: frozenset[str] = frozenset()
-        self._refused: set[str] = set()
+        # contract -> the restriction the venue refused an order under; kept in the store, so
+        # that a restart sends no further order the venue refuses (see restrict)
+        self._refused: dict[str, VenueRestriction] = store.venue_refusals()
         # The contracts no order is sent on (see restrict), kept as a set: the protection
         # loops ask for every contract at every tick and guard run.
         self._silenced: frozenset[str] = frozenset()
@@ -371,17 +373,24 @@ class Engine:
         each protection check would otherwise place, retry and close again every minute, all
         refused. A contract only restricted (a scheduled settlement near) is reduce-only.
         A change of a contract's restriction sends its orders again (a refusal is of that
-        withdrawal)."""
-        before = self.restricted
+        withdrawal; a refusal recorded before a restart holds while the restriction read after
+        it is the same)."""
         self.restricted = dict(restrictions)
-        self._refused = {s for s in self._refused if before.get(s) == self.restricted.get(s)}
+        if self._refused:
+            self._forget_refusals_of_changed_restrictions()
         self.withdrawn = frozenset(s for s, r in self.restricted.items() if r.withdrawn)
         self.reconciler.unlisted = frozenset(
             s for s in self.withdrawn if not self.restricted[s].listed
         )
         self._silence()
 
-    def _note_refusal(self, symbol: str, exc: ExchangeError) -> None:
+    def _forget_refusals_of_changed_restrictions(self) -> None:
+        for symbol, under in list(self._refused.items()):
+            if self.restricted.get(symbol) != under:
+                self.store.forget_venue_refusal(symbol)
+                del self._refused[symbol]
+
+    def _note_refusal(self, symbol: str, exc: ExchangeError, now: int) -> None:
         """An order or a cancel on ``symbol`` failed with ``exc``: on a withdrawn contract, a
         refusal by the venue stops the orders on it until its restriction changes (see
         restrict). A failure of the moment (a rate limit, a clock out of the receive window, a
@@ -389,7 +398,9 @@ class Engine:
         restriction = self.restricted.get(symbol)
         refused = isinstance(exc, PermanentExchangeError) and not isinstance(exc, OrderNotFound)
         if refused and restriction is not None and restriction.withdrawn:
-            self._refused.add(symbol)
+            if self._refused.get(symbol) != restriction:
+                self.store.record_venue_refusal(symbol, restriction, now)
+                self._refused[symbol] = restriction
             self._silence()
 
     def _silence(self) -> None:
@@ -1830,7 +1841,7 @@ class Engine:
             self._event(now, EventKind.REJECTED, req.symbol, state, f"{req.client_id}: {exc}")
             if req.purpose.is_protective:
                 self._venue_errors[req.symbol] = f"{req.client_id}: {exc}"
-            self._note_refusal(req.symbol, exc)
+            self._note_refusal(req.symbol, exc, now)
             return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
@@ -1843,7 +1854,7 @@ class Engine:
             self._event(
                 now, EventKind.CANCEL_FAILED, symbol, TradingState.ACTIVE, f"{client_id}: {exc}"
             )
-            self._note_refusal(symbol, exc)
+            self._note_refusal(symbol, exc, now)
             return
         if self.store.get_order(client_id) is not None:
             self.store.update_order(client_id, OrderStatus.CANCELED, now)

@@ -58,6 +58,19 @@ class TickerProbe:
 
 
 @dataclass(frozen=True, slots=True)
+class UntradedMarkets:
+    """For a venue whose market list leaves out the contracts it does not trade (Bybit's
+    instruments-info lists Trading ones unless asked for a ``status``): how to ask for them, one
+    status at a time, so that a contract settling is read as withdrawn (as Binance lists it,
+    with its status), not as a market the venue never had."""
+
+    method: str  # a ccxt method that reads and parses the venue's markets, given params
+    params: Mapping[str, object]  # besides the status
+    status_param: str
+    statuses: tuple[str, ...]  # the venue's statuses of a contract it no longer trades
+
+
+@dataclass(frozen=True, slots=True)
 class VenueProfile:
     """Per-venue facts the adapter needs and ccxt does not unify.
 
@@ -105,6 +118,8 @@ class VenueProfile:
     # names no expiry for a perpetual, so the raw field is read (see mapping.settlement_ms).
     status_keys: tuple[str, ...] = ("status",)
     delivery_key: str | None = None
+    # None: the venue's market list names the contracts it does not trade too (Binance).
+    untraded_markets: UntradedMarkets | None = None
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -181,11 +196,23 @@ BINANCE_USDM = VenueProfile(
 # 500 orders, which ccxt makes the caller acknowledge.
 BYBIT = VenueProfile(
     name="bybit",
-    # instruments-info: `status` Trading, Settling, Delivering, Closed (PreLaunch before a
-    # listing); a linear perpetual being delisted keeps `Trading` with `deliveryTime` set to
+    # instruments-info: `status` PreLaunch, Trading, Delivering, Closed
+    # (https://bybit-exchange.github.io/docs/v5/enum#status); a linear perpetual being
+    # delisted keeps `Trading` with `deliveryTime` set to
     # the delisting time ("0" otherwise), which ccxt reads as an expiry for futures only
     # (https://bybit-exchange.github.io/docs/v5/market/instrument).
     delivery_key="deliveryTime",
+    # Asked without a status, instruments-info lists Trading contracts only: a contract
+    # delivering (settled at its delisting) is absent from ccxt's markets, as a symbol Bybit
+    # never had. ccxt's own reader of the linear category (the one load_markets uses, which
+    # parses the rows into its markets) passes the status filter on; the filter takes one of
+    # the documented statuses (https://bybit-exchange.github.io/docs/v5/market/instrument).
+    untraded_markets=UntradedMarkets(
+        method="fetch_future_markets",
+        params={"category": "linear"},
+        status_param="status",
+        statuses=("Delivering", "Closed"),
+    ),
     liquidation_fee=Decimal("0.00055"),
     liquidation_fee_key=None,
     mark_trigger_params={"triggerBy": "MarkPrice"},

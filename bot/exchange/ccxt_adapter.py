@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -183,6 +184,7 @@ class CcxtExchange:
         try:
             if before is not None:
                 _believable_market_list(client.id, len(before[0]), len(client.markets))
+            self._add_untraded(client, [s for s in wanted if s not in client.markets])
             for symbol in wanted:  # before the tiers: ccxt's BadSymbol would not name the symbol
                 if symbol not in client.markets and not (
                     keep_absent and symbol in self._instruments
@@ -208,6 +210,26 @@ class CcxtExchange:
         self._instruments.update(fresh)
         self._clients.share_markets(client)
         return read
+
+    def _add_untraded(self, client: Any, absent: Sequence[str]) -> None:
+        """Add to ``client``'s markets those of the ``absent`` contracts the venue lists when
+        asked for the statuses of contracts it no longer trades (Bybit: Delivering, Closed; see
+        UntradedMarkets). Nothing is asked while every wanted contract is listed;
+        a contract still absent is one the venue does not know (a typo, long gone)."""
+        untraded = self._profile.untraded_markets
+        if untraded is None or not absent:
+            return
+        found: dict[str, Any] = {}
+        for status in untraded.statuses:
+            params = {**untraded.params, untraded.status_param: status}
+            method = getattr(client, untraded.method)
+            what = f"{untraded.method}({status})"
+            markets = self._call(partial(method, params), what, hedge=False)
+            found.update((m["symbol"], m) for m in markets if m.get("symbol") in absent)
+            if len(found) == len(absent):
+                break
+        if found:
+            client.set_markets([*client.markets.values(), *found.values()], client.currencies)
 
     def _halted(self, market: Mapping[str, Any]) -> bool:
         """The venue lists ``market`` but does not trade it (see mapping.withdrawal)."""

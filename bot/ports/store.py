@@ -14,6 +14,7 @@ from typing import Protocol
 
 from bot.domain.decision import Decision
 from bot.domain.enums import EventKind, OrderStatus, TradingState
+from bot.domain.market import VenueRestriction
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 
@@ -104,6 +105,18 @@ class Heartbeat:
     job: str
 
 
+@dataclass(frozen=True, slots=True)
+class ListingReport:
+    """What the live bot last reported (a ``catalogue`` event and its alert) of one contract's
+    listing: ``withdrawn``, why the venue does not trade it (None: it trades); ``settles_ms``,
+    the settlement the venue scheduled (None: none). Kept across restarts, so that a restart
+    reports only what changed since, not again what a crash loop already said every minute."""
+
+    symbol: str
+    withdrawn: str | None = None
+    settles_ms: int | None = None
+
+
 class StorePort(Protocol):
     def next_sequence(self, name: str) -> int:
         """Return the next value of a durable counter (1, 2, ...); used for client order ids."""
@@ -185,4 +198,27 @@ class StorePort(Protocol):
 
     def last_heartbeat(self) -> Heartbeat | None:
         """The last heartbeat recorded; None before the first (or on a bot older than it)."""
+        ...
+
+    def listing_reports(self) -> dict[str, ListingReport]:
+        """What was last reported of each contract's listing (see :class:`ListingReport`);
+        a contract absent was last reported trading with no settlement scheduled."""
+        ...
+
+    def record_listing_report(self, report: ListingReport, ts_ms: int) -> None:
+        """Replace what was reported of ``report.symbol`` (a contract trading with no settlement
+        scheduled is kept as no row)."""
+        ...
+
+    def venue_refusals(self) -> dict[str, VenueRestriction]:
+        """The contracts the venue refused an order on while withdrawn, each with the
+        restriction it was withdrawn under (no order is sent on it while that holds)."""
+        ...
+
+    def record_venue_refusal(self, symbol: str, restriction: VenueRestriction, ts_ms: int) -> None:
+        """The venue refused an order on ``symbol``, withdrawn under ``restriction``."""
+        ...
+
+    def forget_venue_refusal(self, symbol: str) -> None:
+        """``symbol``'s restriction changed: its orders are sent again (a no-op if none)."""
         ...

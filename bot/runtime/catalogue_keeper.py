@@ -14,7 +14,9 @@ A contract the venue stops trading (absent from its markets, or listed with a st
 than trading) is **withdrawn**, that contract alone: the refresh succeeds for the others and
 keeps its last specification, and the engine gives it no decision and no order that adds
 exposure (:meth:`bot.engine.tick.Engine.restrict`). Each change (withdrawn, why, trading
-again) is one ``catalogue`` event and one critical alert. A settlement the venue schedules for
+again) is one ``catalogue`` event and one critical alert. What was reported is kept in the store
+(``ListingReport``) once its alerts are sent: a restart (a crash loop, a redeploy) compares the
+venue's listing with it and reports only what changed. A settlement the venue schedules for
 a perpetual it delists (Binance ``deliveryDate``, Bybit ``deliveryTime``) is one event and one
 warning alert; from ``settlement_lead_hours`` before it the contract is reduce-only, and
 withdrawn once that time has passed. The bot never closes it for the trader: the venue settles
@@ -39,7 +41,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import VenueRestriction
 from bot.errors import BotError, ConfigError
 from bot.exchange.ccxt_adapter import ABSENT, CcxtExchange, Listing
-from bot.ports.store import StorePort
+from bot.ports.store import ListingReport, StorePort
 from bot.runtime.events import record_event_now
 
 # A little under an hour: an hourly tick, whose time jitters by milliseconds, refreshes at each
@@ -92,8 +94,20 @@ class CatalogueKeeper:
         self._notifier = notifier
         self._lead_ms = settlement_lead_hours * 3_600_000
         self._held: list[Alert] | None = None  # alerts kept until the start is confirmed
-        self.withdrawn: dict[str, str] = {}  # symbol -> why the venue does not trade it
-        self.settles: dict[str, int] = {}  # symbol -> when the venue settles it (epoch ms)
+        # As last reported (an event and an alert each), kept in the store: a restart (a crash
+        # loop, a redeploy) reports what changed since, not again what was said before it.
+        reported = {s: r for s, r in store.listing_reports().items() if s in self._symbols}
+        # symbol -> why the venue does not trade it
+        self.withdrawn: dict[str, str] = {
+            s: r.withdrawn for s, r in reported.items() if r.withdrawn is not None
+        }
+        # symbol -> when the venue settles it (epoch ms)
+        self.settles: dict[str, int] = {
+            s: r.settles_ms for s, r in reported.items() if r.settles_ms is not None
+        }
+        # Contracts whose report changed, written to the store once their alerts are sent (a
+        # start declined at the prompt sent none: the next start reports them again).
+        self._unsaved: set[str] = set()
 
     def check(self, *, hold_alerts: bool = False) -> None:
         """Refresh when due; raise :class:`StaleCatalogue` when the specs are too old.
@@ -115,6 +129,8 @@ class CatalogueKeeper:
                 self.last_failure = exc
                 logger.warning("contract catalogue refresh failed: {}", str(exc))
                 self._event(now, None, f"refresh from {self._name} failed: {exc}")
+        if self._held is None:
+            self._save_reports()
         if self._on_restrict is not None:
             self._on_restrict(self.restrictions(now))
         if self.read_at_ms is None or now - self.read_at_ms > self._max_age_ms:
@@ -209,6 +225,7 @@ class CatalogueKeeper:
                 )
             self._event(now, sym, reason)
             self._alert(now, f"{sym}:listing", "critical", reason)
+            self._unsaved.add(sym)
         self.withdrawn = dict(listing.withdrawn)
 
     def _note_settles(self, now: int, listing: Listing) -> None:
@@ -227,6 +244,7 @@ class CatalogueKeeper:
                 )
             self._event(now, sym, reason)
             self._alert(now, f"{sym}:settlement", "warning", reason)
+            self._unsaved.add(sym)
         self.settles = dict(listing.settles)
 
     def _alert(self, now: int, what: str, severity: str, message: str) -> None:
@@ -246,6 +264,17 @@ class CatalogueKeeper:
         held, self._held = self._held or [], None
         if held:
             self._send(held)
+        self._save_reports()
+
+    def _save_reports(self) -> None:
+        """Keep what was reported of each contract whose listing changed (see __init__)."""
+        if not self._unsaved:
+            return
+        now = self._clock.now_ms()
+        for sym in sorted(self._unsaved):
+            report = ListingReport(sym, self.withdrawn.get(sym), self.settles.get(sym))
+            self._store.record_listing_report(report, now)
+        self._unsaved.clear()
 
     def _send(self, alerts: list[Alert]) -> None:
         if self._notifier is None:

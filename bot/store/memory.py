@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
+from bot.domain.market import VenueRestriction
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.ports.store import (
     DecisionRecord,
     EquitySnapshot,
     Heartbeat,
+    ListingReport,
     OrderRecord,
     RiskEvent,
     RiskMemory,
@@ -34,6 +36,8 @@ class MemoryStore:
         self.positions: list[tuple[int, tuple[Position, ...]]] = []
         self.risk_memory: RiskMemory | None = None
         self.heartbeat: Heartbeat | None = None
+        self.listings: dict[str, ListingReport] = {}
+        self.refusals: dict[str, VenueRestriction] = {}
         self._unresolved: set[str] = set()  # kept incrementally: a scan per tick is O(orders)
         self._open: set[str] = set()
         self._entered: set[str] = set()  # symbols with a filled entry
@@ -168,3 +172,21 @@ class MemoryStore:
 
     def last_heartbeat(self) -> Heartbeat | None:
         return self.heartbeat
+
+    def listing_reports(self) -> dict[str, ListingReport]:
+        return dict(self.listings)
+
+    def record_listing_report(self, report: ListingReport, ts_ms: int) -> None:
+        if report.withdrawn is None and report.settles_ms is None:
+            self.listings.pop(report.symbol, None)
+        else:
+            self.listings[report.symbol] = report
+
+    def venue_refusals(self) -> dict[str, VenueRestriction]:
+        return dict(self.refusals)
+
+    def record_venue_refusal(self, symbol: str, restriction: VenueRestriction, ts_ms: int) -> None:
+        self.refusals[symbol] = restriction
+
+    def forget_venue_refusal(self, symbol: str) -> None:
+        self.refusals.pop(symbol, None)

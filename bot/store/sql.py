@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, create_engine, event, make_url, update
+from sqlalchemy import Engine, Table, create_engine, delete, event, make_url, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DatabaseError,
@@ -34,6 +34,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, SQLModel, col, select
 
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
+from bot.domain.market import VenueRestriction
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import BotError, ConfigError
@@ -42,6 +43,7 @@ from bot.ports.store import (
     DecisionRecord,
     EquitySnapshot,
     Heartbeat,
+    ListingReport,
     OrderRecord,
     RiskEvent,
     RiskMemory,
@@ -533,6 +535,48 @@ class SqlStore:
         with self._read() as session:
             row = session.get(t.HeartbeatRow, 1)
         return t.heartbeat_record(row) if row is not None else None
+
+    def listing_reports(self) -> dict[str, ListingReport]:
+        with self._read() as session:
+            rows = session.exec(select(t.ListingReportRow)).all()
+        return {r.symbol: t.listing_report(r) for r in rows}
+
+    def record_listing_report(self, report: ListingReport, ts_ms: int) -> None:
+        what = f"listing report of {report.symbol!r}"
+        if report.withdrawn is None and report.settles_ms is None:
+            row = t.ListingReportRow
+            with self._write(what) as session:
+                session.exec(delete(row).where(col(row.symbol) == report.symbol))
+            return
+        values = {
+            "symbol": report.symbol,
+            "withdrawn": report.withdrawn,
+            "settles_ms": report.settles_ms,
+            "ts_ms": ts_ms,
+        }
+        with self._write(what) as session:
+            session.exec(self._upsert(t.ListingReportRow, "symbol", values))
+
+    def venue_refusals(self) -> dict[str, VenueRestriction]:
+        with self._read() as session:
+            rows = session.exec(select(t.VenueRefusalRow)).all()
+        return {r.symbol: t.venue_restriction(r) for r in rows}
+
+    def record_venue_refusal(self, symbol: str, restriction: VenueRestriction, ts_ms: int) -> None:
+        values = {
+            "symbol": symbol,
+            "reason": restriction.reason,  # compared as it is: not redacted (no secret in it)
+            "withdrawn": restriction.withdrawn,
+            "listed": restriction.listed,
+            "ts_ms": ts_ms,
+        }
+        with self._write(f"venue refusal on {symbol!r}") as session:
+            session.exec(self._upsert(t.VenueRefusalRow, "symbol", values))
+
+    def forget_venue_refusal(self, symbol: str) -> None:
+        row = t.VenueRefusalRow
+        with self._write(f"venue refusal on {symbol!r}") as session:
+            session.exec(delete(row).where(col(row.symbol) == symbol))
 
     # --- runs, paper account, operator commands -------------------------------------------------
 

@@ -28,12 +28,14 @@ from bot.domain.enums import (
     OrderType,
     TradingState,
 )
+from bot.domain.market import VenueRestriction
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.ports.store import (
     DecisionRecord,
     EquitySnapshot,
     Heartbeat,
+    ListingReport,
     OrderRecord,
     RiskEvent,
     RiskMemory,
@@ -223,6 +225,33 @@ class DatabaseIdentityRow(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     database_id: str = Field(sa_type=String(_ENUM))
+
+
+class ListingReportRow(SQLModel, table=True):
+    """What the live bot last reported of one contract's listing (``ListingReport``): a
+    restart compares the venue's listing with it and reports only what changed. No row: last
+    reported trading, no settlement scheduled."""
+
+    __tablename__ = "listing_reports"
+
+    symbol: str = Field(sa_type=String(_NAME), primary_key=True)
+    withdrawn: str | None = Field(default=None, sa_type=Text)
+    settles_ms: int | None = Field(default=None, sa_type=BigInteger)
+    ts_ms: int = _ms()
+
+
+class VenueRefusalRow(SQLModel, table=True):
+    """A contract the venue refused an order on while withdrawn, with the restriction it was
+    withdrawn under (``reason``, ``withdrawn``, ``listed`` of ``VenueRestriction``): no order
+    is sent on it while that restriction holds, across restarts."""
+
+    __tablename__ = "venue_refusals"
+
+    symbol: str = Field(sa_type=String(_NAME), primary_key=True)
+    reason: str = Field(sa_type=Text)
+    withdrawn: bool
+    listed: bool
+    ts_ms: int = _ms()
 
 
 class SequenceRow(SQLModel, table=True):
@@ -471,3 +500,11 @@ def risk_memory_record(row: RiskMemoryRow) -> RiskMemory:
 
 def heartbeat_record(row: HeartbeatRow) -> Heartbeat:
     return Heartbeat(ts_ms=row.ts_ms, job=row.job)
+
+
+def listing_report(row: ListingReportRow) -> ListingReport:
+    return ListingReport(symbol=row.symbol, withdrawn=row.withdrawn, settles_ms=row.settles_ms)
+
+
+def venue_restriction(row: VenueRefusalRow) -> VenueRestriction:
+    return VenueRestriction(row.reason, withdrawn=row.withdrawn, listed=row.listed)

@@ -2,10 +2,12 @@
 
 Binance USD-M keeps a contract it stops trading in exchangeInfo with its ``status`` (ccxt
 ``active`` False) and announces a perpetual's settlement in ``deliveryDate``; Bybit lists only
-trading contracts when asked without a status (so a settling one is absent) and announces the
-delisting time of a perpetual in ``deliveryTime``, which ccxt reads as an expiry for futures
-only. A contract loaded before that the venue no longer lists is withdrawn with its last
-specification; one never loaded is still an unknown market.
+trading contracts when asked without a status (so a settling one is absent from ccxt's markets:
+the adapter asks instruments-info for the statuses of contracts no longer traded, and reads it
+withdrawn with its status, as on Binance) and announces the delisting time of a perpetual in
+``deliveryTime``, which ccxt reads as an expiry for futures only. A contract loaded before that
+the venue no longer lists is withdrawn with its last specification; one never loaded is still
+an unknown market.
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ def test_a_settling_contract_is_withdrawn_with_its_last_specification(
         server.market_status[ETH] = "SETTLING"  # type: ignore[attr-defined]
         why = "status SETTLING"
     else:
-        server.market_status[ETH] = "Settling"  # type: ignore[attr-defined]
-        why = ABSENT  # Bybit lists trading contracts only
+        server.market_status[ETH] = "Delivering"  # type: ignore[attr-defined]
+        why = "status Delivering"  # asked for by status (Bybit lists trading contracts only)
     listing = adapter.read_listing()
     assert listing.withdrawn == {ETH: why}
     assert listing.instruments[ETH] == before
@@ -139,7 +141,7 @@ def test_a_market_list_that_lost_every_contract_is_not_believed(
     if name == "binanceusdm":
         server.delisted.update({BTC, ETH})  # type: ignore[attr-defined]
     else:
-        server.market_status.update({BTC: "Settling", ETH: "Settling"})  # type: ignore[attr-defined]
+        server.market_status.update({BTC: "Delivering", ETH: "Delivering"})  # type: ignore[attr-defined]
     with pytest.raises(errors.PermanentExchangeError, match="shrank from 2 to 0 markets"):
         adapter.read_listing()
     assert {BTC, ETH} <= set(adapter.exchange.markets)
@@ -172,3 +174,60 @@ def test_a_settling_contract_without_leverage_tiers_does_not_fail_the_refresh(
     assert listing.withdrawn == {ETH: "status SETTLING"}
     assert listing.instruments[ETH] == before
     assert listing.instruments[BTC] == adapter.instrument(BTC)
+
+
+@pytest.mark.parametrize("status", ["Delivering", "Closed"])
+def test_bybit_a_contract_not_traded_when_the_bot_starts_is_withdrawn_not_unknown(
+    status: str,
+) -> None:
+    """Bybit's instruments-info, asked without a status, lists Trading contracts only: a start
+    (a restart) during a contract's settlement found it absent from ccxt's markets and refused
+    to start, as for a typo. The venue still knows it when asked for its status: it is loaded
+    and read withdrawn with that status, as Binance's SETTLING. A symbol the venue does not
+    know at all is still an unknown market."""
+    server = _server("bybit")
+    assert isinstance(server, LoopbackBybit)
+    server.market_status[ETH] = status
+    with server:
+        adapter = loopback_adapter(
+            "bybit",
+            server.base_url,
+            LiveClock(),
+            key=KEY,
+            secret=SECRET,
+            account="acct",
+            symbols=[BTC, ETH],
+        )
+        try:
+            assert adapter.instrument(ETH).symbol == ETH
+            asked = [r.params.get("status") for r in server.calls("/v5/market/instruments-info")]
+            assert status in asked
+            listing = adapter.read_listing()
+            assert listing.withdrawn == {ETH: f"status {status}"}
+            assert adapter.fetch_positions([BTC, ETH]) == {}  # its reads go on
+            with pytest.raises(errors.UnknownMarket, match="SOL/USDT:USDT"):
+                adapter.load_instruments(["SOL/USDT:USDT"])
+            server.market_status.clear()  # trading again
+            assert adapter.read_listing().withdrawn == {}
+        finally:
+            adapter.exchange.close()
+
+
+def test_bybit_asks_for_no_untraded_contract_while_every_one_trades() -> None:
+    server = _server("bybit")
+    with server:
+        adapter = loopback_adapter(
+            "bybit",
+            server.base_url,
+            LiveClock(),
+            key=KEY,
+            secret=SECRET,
+            account="acct",
+            symbols=[BTC, ETH],
+        )
+        try:
+            adapter.read_listing()
+            statuses = {r.params.get("status") for r in server.calls("/v5/market/instruments-info")}
+            assert statuses <= {None, "PreLaunch"}  # what ccxt's load_markets asks
+        finally:
+            adapter.exchange.close()

@@ -300,3 +300,82 @@ def test_a_contract_the_venue_no_longer_lists_is_not_read_and_stays_as_last_read
     assert held[ETH] == eth.qty  # as last read: unknown, never flat
     assert held[BTC] == backend.fetch_positions([BTC])[BTC].qty
     assert store.recent_events(100, kinds=(EventKind.TICK_FAILED, EventKind.UNREADABLE)) == []
+
+
+def _eth_news(store: SqlStore) -> tuple[list[str], list[str]]:
+    """ETH's catalogue events (newest first) and the severities of its catalogue alerts."""
+    events = [
+        e.reason for e in store.recent_events(500, kinds=(EventKind.CATALOGUE,)) if e.symbol == ETH
+    ]
+    alerts = [a for a in views.recent_alerts(store, 200) if a.key.startswith(f"catalogue:{ETH}")]
+    return events, [a.severity for a in alerts]
+
+
+def test_a_restart_repeats_no_alert_and_no_order_the_venue_refused(
+    config_path: Path, server: LoopbackBinance, backend: SimulatedExchange
+) -> None:
+    """A crash loop (or a redeploy) while the venue does not trade ETH: each start sent the
+    same critical alert again and one more ETH order the venue refused (-1122); what was
+    reported and refused lived in memory only. A change (ETH trading again) is still said, and
+    its orders sent again."""
+    run, store = start_live(config_path, KEY, SECRET)
+    try:
+        assert run.tick() is not None  # ETH and BTC held, each with its stop
+    finally:
+        stop_live(run, store)
+    with server.lock:
+        server.market_status[ETH] = "SETTLING"
+        for order in backend.fetch_open_orders(ETH):
+            backend.cancel_order(ETH, order.client_id)
+    eth_held = backend.fetch_positions([ETH])[ETH].qty
+    posts = _eth_order_posts(server)
+    for start in range(3):
+        run, store = start_live(config_path, KEY, SECRET)
+        try:
+            assert run.engine.restricted[ETH].withdrawn
+            assert run.tick() is not None
+            run.guard()
+            events, alerts = _eth_news(store)
+            assert len(events) == 1, (start, events)
+            assert "withdrawn by the venue (status SETTLING)" in events[0]
+            assert alerts == ["critical"], start
+        finally:
+            stop_live(run, store)
+        assert _eth_order_posts(server) == posts + 1, start  # the one refused, at the first
+    assert backend.fetch_positions([ETH])[ETH].qty == eth_held
+    server.market_status.clear()  # the venue trades ETH again
+    run, store = start_live(config_path, KEY, SECRET)
+    try:
+        assert ETH not in run.engine.restricted
+        assert run.tick() is not None
+        events, alerts = _eth_news(store)
+        assert len(events) == 2
+        assert "the venue trades this contract again" in events[0]
+        assert alerts == ["critical", "critical"]
+        held = backend.fetch_positions([ETH])[ETH].qty
+        assert _stops(backend, ETH) == [held]  # its stop sent again, taken
+    finally:
+        stop_live(run, store)
+
+
+def test_a_scheduled_settlement_is_said_once_across_restarts_and_again_when_moved(
+    settling_soon: int, config_path: Path, server: LoopbackBinance
+) -> None:
+    for _ in range(3):
+        run, store = start_live(config_path, KEY, SECRET)
+        try:
+            assert run.tick() is not None
+            events, alerts = _eth_news(store)
+            assert len(events) == 1, events
+            assert alerts == ["warning"]
+        finally:
+            stop_live(run, store)
+    server.delivery_dates[ETH] = settling_soon + 2 * HOUR  # the venue moves it
+    run, store = start_live(config_path, KEY, SECRET)
+    try:
+        assert run.tick() is not None
+        events, alerts = _eth_news(store)
+        assert len(events) == 2
+        assert alerts == ["warning", "warning"]
+    finally:
+        stop_live(run, store)

@@ -15,6 +15,8 @@ from .bybit_wire import _INTERVAL_MS, BybitBase, BybitReq, params_error
 from .loopback_core import CandleKind, Json, decimals, plain
 
 RouteMap = dict[tuple[str, str], tuple[Callable[[BybitReq], Json], bool]]
+# instruments-info's status filter: one of these (https://bybit-exchange.github.io/docs/v5/enum#status)
+STATUSES = ("PreLaunch", "Trading", "Delivering", "Closed")
 _MAX_FUNDING_ROWS = 200
 
 
@@ -42,6 +44,8 @@ class BybitMarketRoutes(BybitBase):
         linear = self._linear(req)
         category = req.need("category")
         status = req.get("status")
+        if status is not None and status not in STATUSES:
+            raise params_error(f"status invalid: {status}")
         wanted = self._symbols_of(req) if linear else []
         rows = [
             self._instrument_row(sym)

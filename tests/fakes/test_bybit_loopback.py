@@ -100,6 +100,26 @@ def test_markets_come_from_instruments_info(ex: Any) -> None:
     assert market["limits"]["leverage"]["max"] == 100
 
 
+def test_instruments_info_filters_by_the_documented_statuses(
+    ex: Any, server: LoopbackBybit
+) -> None:
+    """Trading contracts only unless a ``status`` is given; the filter takes one of the
+    documented statuses (https://bybit-exchange.github.io/docs/v5/enum#status)."""
+
+    def listed(status: str | None) -> list[str]:
+        params = {"category": "linear"} | ({"status": status} if status else {})
+        reply = ex.publicGetV5MarketInstrumentsInfo(params)
+        return [row["symbol"] for row in reply["result"]["list"]]
+
+    assert listed(None) == ["BTCUSDT"]
+    server.market_status[BTC] = "Delivering"
+    assert listed(None) == []
+    assert listed("Delivering") == ["BTCUSDT"]
+    assert listed("Closed") == []
+    with pytest.raises(ccxt.BadRequest, match="10001"):
+        listed("Settling")
+
+
 def test_wrong_key_and_wrong_secret_are_authentication_errors(server: LoopbackBybit) -> None:
     with pytest.raises(ccxt.AuthenticationError, match="10003"):
         client(server, key="other-key").fetch_balance()

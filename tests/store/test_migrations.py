@@ -229,10 +229,10 @@ def test_upgrade_from_0002_adds_the_heartbeat(store_url: str) -> None:
             )
     finally:
         engine.dispose()
-    with pytest.raises(SchemaOutOfDate, match=r"at revision 0002, older than this bot's 0004"):
+    with pytest.raises(SchemaOutOfDate, match=r"at revision 0002, older than this bot's 0005"):
         SqlStore.open(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0004"
+    assert current_revision(store_url) == "0005"
     store = SqlStore.open(store_url)
     try:
         memory = store.load_risk_memory()
@@ -241,5 +241,41 @@ def test_upgrade_from_0002_adds_the_heartbeat(store_url: str) -> None:
         assert store.last_heartbeat() is None
         store.record_heartbeat(Heartbeat(ts_ms=1_748_822_460_000, job="guard"))
         assert store.last_heartbeat() == Heartbeat(ts_ms=1_748_822_460_000, job="guard")
+    finally:
+        store.close()
+
+
+def test_upgrade_from_0004_adds_the_listing_reports_and_the_refusals(store_url: str) -> None:
+    """A database of the bot before the listing reports and the venue refusals were kept:
+    refused until ``bot db upgrade``, then kept as it was, with neither recorded (the first
+    start after the upgrade reports the venue's listing once more)."""
+    import sqlalchemy as sa
+
+    from bot.domain.market import VenueRestriction
+    from bot.ports.store import ListingReport
+
+    upgrade(store_url, "0004")
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO sequences (name, value) VALUES ('x', 41)"))
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDate, match=r"at revision 0004, older than this bot's 0005"):
+        SqlStore.open(store_url)
+    upgrade(store_url)
+    assert current_revision(store_url) == "0005"
+    store = SqlStore.open(store_url)
+    try:
+        assert store.next_sequence("x") == 42
+        assert store.listing_reports() == {}
+        assert store.venue_refusals() == {}
+        eth = "ETH/USDT:USDT"
+        report = ListingReport(eth, withdrawn="status SETTLING", settles_ms=1_798_761_600_000)
+        store.record_listing_report(report, 1)
+        refusal = VenueRestriction(f"{eth}: withdrawn by the venue (status SETTLING)")
+        store.record_venue_refusal(eth, refusal, 1)
+        assert store.listing_reports() == {eth: report}
+        assert store.venue_refusals() == {eth: refusal}
     finally:
         store.close()

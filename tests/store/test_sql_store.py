@@ -24,10 +24,18 @@ from bot.domain.enums import (
     OrderType,
     TradingState,
 )
+from bot.domain.market import VenueRestriction
 from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Position
 from bot.errors import ConfigError
-from bot.ports.store import DecisionRecord, EquitySnapshot, Heartbeat, RiskEvent, RiskMemory
+from bot.ports.store import (
+    DecisionRecord,
+    EquitySnapshot,
+    Heartbeat,
+    ListingReport,
+    RiskEvent,
+    RiskMemory,
+)
 from bot.store.memory import MemoryStore
 from bot.store.sql import DuplicateIntent, SqlStore, UnknownOrder, make_engine
 from bot.store.types import UTCDateTime
@@ -315,6 +323,37 @@ def test_heartbeat_is_one_row(port_store: MemoryStore | SqlStore) -> None:
     assert port_store.last_heartbeat() == Heartbeat(ts_ms=1_748_822_400_000, job="tick")
     port_store.record_heartbeat(Heartbeat(ts_ms=1_748_822_460_000, job="guard"))
     assert port_store.last_heartbeat() == Heartbeat(ts_ms=1_748_822_460_000, job="guard")
+
+
+def test_listing_reports_are_one_per_contract_and_trading_is_no_row(
+    port_store: MemoryStore | SqlStore,
+) -> None:
+    eth = "ETH/USDT:USDT"
+    assert port_store.listing_reports() == {}
+    withdrawn = ListingReport(SYMBOL, withdrawn="status SETTLING")
+    settles = ListingReport(eth, settles_ms=1_798_761_600_000)
+    port_store.record_listing_report(withdrawn, 1)
+    port_store.record_listing_report(settles, 1)
+    assert port_store.listing_reports() == {SYMBOL: withdrawn, eth: settles}
+    both = ListingReport(SYMBOL, withdrawn="the venue lists no such market", settles_ms=5)
+    port_store.record_listing_report(both, 2)  # replaced
+    port_store.record_listing_report(ListingReport(eth), 3)  # trades, nothing scheduled
+    assert port_store.listing_reports() == {SYMBOL: both}
+
+
+def test_a_venue_refusal_is_kept_with_its_restriction_until_forgotten(
+    port_store: MemoryStore | SqlStore,
+) -> None:
+    assert port_store.venue_refusals() == {}
+    listed = VenueRestriction(f"{SYMBOL}: withdrawn by the venue (status SETTLING)")
+    unlisted = VenueRestriction(f"{SYMBOL}: withdrawn by the venue (gone)", listed=False)
+    port_store.record_venue_refusal(SYMBOL, listed, 1)
+    assert port_store.venue_refusals() == {SYMBOL: listed}
+    port_store.record_venue_refusal(SYMBOL, unlisted, 2)
+    assert port_store.venue_refusals() == {SYMBOL: unlisted}
+    port_store.forget_venue_refusal(SYMBOL)
+    port_store.forget_venue_refusal(SYMBOL)  # (none: nothing to forget)
+    assert port_store.venue_refusals() == {}
 
 
 def test_the_heartbeat_never_grows(store: SqlStore) -> None:

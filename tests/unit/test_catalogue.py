@@ -472,3 +472,59 @@ def test_the_live_start_does_not_call_a_stand_in_a_change_by_the_venue() -> None
     clock.advance_to(clock.now_ms() + 25 * HOUR)
     keeper.check()
     assert store.events[-1].reason.startswith(f"{xrp}: the venue changed the contract: min_qty")
+
+
+def test_a_restart_reports_only_what_changed_since_the_last_report() -> None:
+    """What was reported lived in the keeper's memory: every start (a crash loop, a
+    redeploy) sent the same critical alert and recorded the same events again."""
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    venue.withdrawn = {ADA: "status SETTLING"}
+    settles = clock.now_ms() + 60 * HOUR
+    venue.settles = {BTC: settles}
+    sent: list[tuple[str, str]] = []
+
+    def start() -> list[dict[str, VenueRestriction]]:
+        keeper, given = _delisting_keeper(clock, store, venue, sent)
+        keeper.check(hold_alerts=True)
+        keeper.release_alerts()  # the start confirmed
+        clock.advance_to(clock.now_ms() + 60_000)
+        return given
+
+    start()
+    assert len(sent) == 2  # the withdrawal (critical) and the settlement (warning)
+    for _ in range(3):  # a crash loop: the same listing read at each start
+        given = start()
+        assert given[-1] == {
+            ADA: VenueRestriction(f"{ADA}: withdrawn by the venue (status SETTLING)")
+        }
+    assert len(sent) == 2
+    assert len([e for e in store.events if e.kind == "catalogue"]) == 2
+    # What changed since is said at the next start: a new settlement time, trading again.
+    venue.settles = {BTC: settles + 24 * HOUR}
+    venue.withdrawn = {}
+    start()
+    assert len(sent) == 4
+    assert "the venue trades this contract again" in sent[-2][1] + sent[-1][1]
+    start()
+    assert len(sent) == 4
+
+
+def test_a_start_declined_at_the_prompt_reports_again_at_the_next_start() -> None:
+    """The alerts of a start declined at the prompt were never sent: the next start sends
+    them (what was reported is kept once the alerts go out)."""
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    venue.withdrawn = {ADA: "status SETTLING"}
+    sent: list[tuple[str, str]] = []
+    declined, _ = _delisting_keeper(clock, store, venue, sent)
+    declined.check(hold_alerts=True)  # ... and the trader answers no
+    assert sent == []
+    keeper, _ = _delisting_keeper(clock, store, venue, sent)
+    keeper.check(hold_alerts=True)
+    keeper.release_alerts()
+    [(title, body)] = sent
+    assert title.startswith("[t] critical")
+    assert "withdrawn by the venue (status SETTLING)" in body

@@ -73,3 +73,59 @@ def test_a_refusal_stops_the_orders_on_a_withdrawn_contract(
     assert len(ex.orders) == placed  # refused once: nothing more is sent on it
     assert OrderPurpose.STOP_LOSS not in protective(ex)
     assert D(0) < ex.fetch_positions([BTC])[BTC].qty
+
+
+def _restarted(engine: Engine) -> Engine:
+    """The same bot started again (a crash loop, a redeploy): a new engine on the same store,
+    venue and clock, given the venue's restrictions by the start's catalogue check."""
+    again = Engine(
+        clock=engine.clock,
+        exchange=engine.exchange,
+        market=engine.market,
+        store=engine.store,
+        policy=engine.policy,
+        contracts=engine.contracts,
+        limits=engine.limits,
+        account=engine.account,
+        margin_mode=engine.margin_mode,
+    )
+    return again
+
+
+def test_a_refusal_outlives_a_restart_while_the_restriction_holds(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The refusal was kept in memory only: each restart sent one more order the venue
+    refused (a crash loop: one a minute)."""
+    engine, ex = _held_without_stop(instruments, OrderRejected("Invalid symbol status", -1122))
+    engine.guard()  # refused: nothing more is sent on it
+    placed = len(ex.orders)
+    for _ in range(3):
+        engine = _restarted(engine)
+        engine.restrict(WITHDRAWN)  # the same withdrawal, read at the start
+        engine.guard()
+        assert len(ex.orders) == placed
+    assert OrderPurpose.STOP_LOSS not in protective(ex)
+    # Withdrawn for another reason after a restart: the venue is asked again (its stop placed).
+    engine = _restarted(engine)
+    other = VenueRestriction(f"{BTC}: withdrawn by the venue (status PRE_SETTLE)")
+    engine.restrict({BTC: other})
+    engine.guard()
+    [stop] = protective(ex)[OrderPurpose.STOP_LOSS]
+    assert stop.amount == abs(ex.fetch_positions([BTC])[BTC].qty)
+    assert engine.store.venue_refusals() == {}
+
+
+def test_a_refusal_is_forgotten_when_the_contract_trades_again_before_a_restart(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex = _held_without_stop(instruments, OrderRejected("Invalid symbol status", -1122))
+    engine.guard()
+    assert engine.store.venue_refusals() == WITHDRAWN
+    engine.restrict({})  # the venue trades it again
+    assert engine.store.venue_refusals() == {}
+    engine = _restarted(engine)
+    engine.restrict(WITHDRAWN)  # withdrawn again, after the restart: a new withdrawal
+    engine.guard()
+    [stop] = protective(ex)[OrderPurpose.STOP_LOSS]
+    assert stop.amount == abs(ex.fetch_positions([BTC])[BTC].qty)

@@ -5,9 +5,10 @@ more optimistic than reality: **every contract is at its adverse extreme togethe
 the candle's low, a short at its high). The account's worst equity on a candle is the wallet plus
 every position's PnL at those extremes; the cross maintenance margin is taken at the same
 prices, each position's as :func:`bot.domain.margin.cross_maintenance` holds it (a Bybit long
-to its value at entry too: :func:`cross_maintenance_vec`). When a cross account is liquidated inside a candle, the fill prices are the points of
-the straight joint path from every contract's open to its adverse extreme where equity first
-equals the maintenance margin (the open itself if the account is already under it there).
+to its value at entry too: :func:`cross_maintenance_vec`). When a cross account is liquidated
+inside a candle, the fill prices are the points of the straight joint path from every
+contract's open to its adverse extreme where equity first equals the maintenance margin (the
+open itself if the account is already under it there).
 
 Positions do not change between the events :func:`bot.sim.triggers.advance` processes, so one
 search covers every candle up to the next event.

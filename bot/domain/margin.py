@@ -42,6 +42,7 @@ LEVERAGE_STEP = Decimal("0.01")
 _BYBIT = MarginModel.BYBIT_UTA  # bound once: a member looked up on its enum class is slow
 
 __all__ = [
+    "cross_maintenance",
     "initial_margin",
     "isolated_liquidation_distance",
     "liquidation_price_cross",
@@ -95,21 +96,40 @@ def position_maintenance(instrument: Instrument, position: Position, mark: Decim
     an isolated position, on the value at the mark in cross. Valued at the mark alone, a Bybit
     long's ratio read below 1 at its liquidation price (about 0.91 at 10x, 0.53 at 2x, where
     the price has halved), so the margin-ratio alert came late or not at all."""
-    notional = position.notional(mark)
     if instrument.margin_model is not _BYBIT:
-        return maintenance_margin(instrument, notional)
+        return maintenance_margin(instrument, position.notional(mark))
+    if position.margin_mode is not MarginMode.ISOLATED:
+        return cross_maintenance(instrument, position.qty, position.entry_price, mark)
     q = abs(position.qty)
     tiered = max(
-        _tiered_maintenance(instrument, notional),
+        _tiered_maintenance(instrument, q * mark),
         _tiered_maintenance(instrument, q * position.entry_price),
     )
-    if position.margin_mode is MarginMode.ISOLATED:
-        fee = _bybit_close_fee(
-            instrument, position.sign, q, position.entry_price, position.isolated_margin
-        )
-    else:
-        fee = notional * instrument.taker_fee
+    fee = _bybit_close_fee(
+        instrument, position.sign, q, position.entry_price, position.isolated_margin
+    )
     return tiered + fee
+
+
+def cross_maintenance(
+    instrument: Instrument, qty: Decimal, entry_price: Decimal, mark: Decimal
+) -> Decimal:
+    """:func:`position_maintenance` of a cross position of ``qty`` (sign ignored) bought or
+    sold at ``entry_price``, at ``mark``: what an account's cross maintenance adds up (the
+    simulated exchange's account liquidation, the other positions held fixed in a cross
+    liquidation price), so it is the one rule the alerts' margin ratio reads.
+
+    Binance: :func:`maintenance_margin` of the value at the mark. Bybit: the larger of the
+    tiered maintenance on the value at entry and at the mark, plus the taker fee on the value
+    at the mark (the fee to close in the UTA's maintenance margin)."""
+    notional = abs(qty) * mark
+    if instrument.margin_model is not _BYBIT:
+        return maintenance_margin(instrument, notional)
+    tiered = max(
+        _tiered_maintenance(instrument, notional),
+        _tiered_maintenance(instrument, abs(qty) * entry_price),
+    )
+    return tiered + notional * instrument.taker_fee
 
 
 def margin_ratio(maintenance_total: Decimal, margin_balance: Decimal) -> Decimal:
@@ -200,8 +220,10 @@ def liquidation_price_cross(
 
     ``wallet_balance`` is the cross wallet balance (quote currency, excluding unrealised PnL);
     ``other_maintenance`` (TMM1) and ``other_unrealized_pnl`` (UPNL1) cover every *other* cross
-    position and are held fixed, as in Binance's formula. Raises ``ValueError`` for a short when
-    the account is below maintenance at every positive price (no finite price to report).
+    position and are held fixed, as in Binance's formula (each other position's maintenance
+    as :func:`cross_maintenance` holds it). Raises ``ValueError`` for a short when the account
+    is below maintenance at every positive price (no finite price to report). At the price
+    returned the account's margin ratio on :func:`position_maintenance` is exactly 1.
     """
     if wallet_balance < ZERO:
         raise ValueError(
@@ -217,7 +239,10 @@ def liquidation_price_cross(
     if qty == ZERO:
         return None
     balance = wallet_balance - other_maintenance + other_unrealized_pnl
-    return _solve(instrument, 1 if qty > ZERO else -1, abs(qty), entry_price, balance)
+    side = 1 if qty > ZERO else -1
+    if instrument.margin_model is _BYBIT:
+        return _solve_bybit_cross(instrument, side, abs(qty), entry_price, balance)
+    return _solve_binance(instrument, side, abs(qty), entry_price, balance)
 
 
 def liquidation_price_cross_any_wallet(
@@ -367,12 +392,44 @@ def _solve_bybit(
     maintenance-margin rate reaches 100 % and reports a cross position's liquidation price as
     an estimate only (https://www.bybit.com/en/help-center/article/UTA-Trading-Rules,
     https://bybit-exchange.github.io/docs/v5/position); there is no per-position closed form,
-    so the cross price is this one on the account's balance with the other positions held
-    fixed (their maintenance including their fee to close, see :func:`maintenance_margin`).
+    so a cross position is solved on the same rule by :func:`_solve_bybit_cross`, with the
+    fee to close on the value at the mark as :func:`position_maintenance` holds it in cross.
     """
     fee = _bybit_close_fee(instrument, side, q, entry, balance)
     at_entry = entry - side * (balance - fee - _tiered_maintenance(instrument, q * entry)) / q
     at_mark = _solve_binance(instrument, side, q, entry, balance - fee)
+    if side > 0:
+        prices = [p for p in (at_entry, at_mark) if p is not None and p > ZERO]
+        return max(prices) if prices else None  # None: not liquidated above a price of 0
+    if at_entry <= ZERO:
+        raise ValueError(
+            f"{instrument.symbol}: margin balance {balance} is below Bybit's maintenance margin "
+            f"at every price for a short of {q} at {entry}: the account is already liquidatable"
+        )
+    return at_entry if at_mark is None else min(at_entry, at_mark)
+
+
+def _solve_bybit_cross(
+    instrument: Instrument, side: int, q: Decimal, entry: Decimal, balance: Decimal
+) -> Decimal | None:
+    """Bybit's liquidation price of a cross position on the account's ``balance`` (wallet -
+    others' maintenance + others' PnL, the others held fixed): the mark ``P`` at which the
+    margin balance ``balance + side * q * (P - EP)`` meets :func:`cross_maintenance`, the
+    larger of the tiered maintenance at entry and at the mark plus the taker fee on ``q * P``.
+
+    Each valuation alone is linear in ``P`` (the mark one tier by tier)::
+
+        entry: P = (MM(q * EP) - balance + side * q * EP) / (q * (side - taker))
+        mark:  Binance's solve with each tier's rate raised by the taker fee
+
+    The surplus over the larger maintenance is the smaller of the two surpluses, both rising
+    with the price for a long and falling for a short, so it meets zero at the farther-up of
+    the two roots for a long and the farther-down for a short: the root nearer the entry."""
+    taker = instrument.taker_fee
+    at_entry = (_tiered_maintenance(instrument, q * entry) - balance + side * q * entry) / (
+        q * (side - taker)
+    )
+    at_mark = _solve_binance(instrument, side, q, entry, balance, fee_rate=taker)
     if side > 0:
         prices = [p for p in (at_entry, at_mark) if p is not None and p > ZERO]
         return max(prices) if prices else None  # None: not liquidated above a price of 0
@@ -415,14 +472,22 @@ def _bybit_margin_to_liquidate_at(
 
 
 def _solve_binance(
-    instrument: Instrument, side: int, q: Decimal, entry: Decimal, balance: Decimal
+    instrument: Instrument,
+    side: int,
+    q: Decimal,
+    entry: Decimal,
+    balance: Decimal,
+    fee_rate: Decimal = ZERO,
 ) -> Decimal | None:
     """Solve Binance's liquidation formula, choosing the bracket of the liquidation notional.
 
-    ``balance`` is WB (isolated) or WB - TMM1 + UPNL1 (cross); ``q`` = |qty| > 0.
+    ``balance`` is WB (isolated) or WB - TMM1 + UPNL1 (cross); ``q`` = |qty| > 0. ``fee_rate``
+    (Bybit cross: the taker fee to close on the value at the mark) is added to every tier's
+    maintenance rate; 0 leaves Binance's arithmetic as it is.
 
     Method: the margin surplus ``s(P) = balance + side*q*(P - EP) - MM(q*P)`` is strictly monotone
-    in P (slope ``q*(1 - MMR) > 0`` for a long, ``-q*(1 + MMR) < 0`` for a short, since MMR < 1)
+    in P (slope ``q*(1 - MMR) > 0`` for a long, ``-q*(1 + MMR) < 0`` for a short, since MMR < 1;
+    with ``fee_rate`` the rate is MMR + fee_rate, still below 1)
     and MM is continuous, so there is at most one root. Each bracket's linear formula is tried;
     the root is the candidate whose notional ``q*LP`` lies inside that bracket's own range (the
     first bracket from 0, the last without an upper end). Two candidates agree when the root sits
@@ -444,6 +509,8 @@ def _solve_binance(
     last = len(brackets) - 1
     for index, bracket in enumerate(brackets):
         denominator = q * bracket.maint_margin_rate - side_q
+        if fee_rate:
+            denominator += q * fee_rate
         if denominator == ZERO:
             continue
         price = (balance + bracket.maint_amount - side_q * entry) / denominator

@@ -19,9 +19,9 @@ from bot.domain.decision import Decision
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.margin import (
+    cross_maintenance,
     liquidation_price_cross_any_wallet,
     liquidation_price_isolated,
-    maintenance_margin,
 )
 from bot.domain.orders import Order
 from bot.domain.position import Position
@@ -336,12 +336,14 @@ def protection_gap(
 def _others(
     acct: AccountView, symbol: str, instruments: Mapping[str, Instrument]
 ) -> tuple[Decimal, Decimal]:
-    """Maintenance margin and unrealised PnL of every other open position at its mark."""
+    """Maintenance margin and unrealised PnL of every other open position at its mark, the
+    maintenance as the account's liquidation holds it (:func:`cross_maintenance`: a Bybit
+    position also to its value at entry, as the simulated exchange and the alerts take it)."""
     mm = upnl = ZERO
     for sym, p in acct.positions.items():
         if sym == symbol or not p.is_open or sym not in acct.marks or sym not in instruments:
             continue
         mark = acct.marks[sym]
-        mm += maintenance_margin(instruments[sym], p.qty * mark)
+        mm += cross_maintenance(instruments[sym], p.qty, p.entry_price, mark)
         upnl += p.unrealized_pnl(mark)
     return mm, upnl

@@ -4,9 +4,11 @@ Within one candle the joint path of several contracts is unknown. The rule used 
 more optimistic than reality: **every contract is at its adverse extreme together** (a long at
 the candle's low, a short at its high). The account's worst equity on a candle is the wallet plus
 every position's PnL at those extremes; the cross maintenance margin is taken at the same
-prices. When a cross account is liquidated inside a candle, the fill prices are the points of
-the straight joint path from every contract's open to its adverse extreme where equity first
-equals the maintenance margin (the open itself if the account is already under it there).
+prices, each position's as :func:`bot.domain.margin.cross_maintenance` holds it (a Bybit long
+to its value at entry too: :func:`cross_maintenance_vec`). When a cross account is liquidated
+inside a candle, the fill prices are the points of the straight joint path from every
+contract's open to its adverse extreme where equity first equals the maintenance margin (the
+open itself if the account is already under it there).
 
 Positions do not change between the events :func:`bot.sim.triggers.advance` processes, so one
 search covers every candle up to the next event.
@@ -30,6 +32,7 @@ from bot.sim.account_state import BookAndMarks
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+_BYBIT = MarginModel.BYBIT_UTA  # bound once: a member looked up on its enum class is slow
 
 
 class SeriesLike(Protocol):
@@ -106,6 +109,52 @@ def maintenance_one(inst: Instrument, notional: float) -> float:
     return n * rates[k] - cums[k]
 
 
+@lru_cache(maxsize=256)
+def _tier_lists(inst: Instrument) -> tuple[list[float], list[float], list[float]]:
+    """Per tier: notional floor, maintenance rate (without a fee), deduction."""
+    brackets = inst.brackets
+    return (
+        [float(b.notional_floor) for b in brackets],
+        [float(b.maint_margin_rate) for b in brackets],
+        [float(b.maint_amount) for b in brackets],
+    )
+
+
+def _tiered_one(inst: Instrument, notional: float) -> float:
+    """The tiered maintenance of ``|notional|``, no fee (``margin._tiered_maintenance``)."""
+    floors, rates, cums = _tier_lists(inst)
+    n = abs(notional)
+    k = min(max(bisect_right(floors, n) - 1, 0), len(floors) - 1)
+    return n * rates[k] - cums[k]
+
+
+def cross_maintenance_vec(
+    inst: Instrument, qty: float, entry: float, prices: FloatArray
+) -> FloatArray:
+    """:func:`bot.domain.margin.cross_maintenance` of a position of ``qty`` entered at
+    ``entry``, at each of ``prices`` (floats, for the search only). Binance: the maintenance of
+    the value at the price (:func:`maintenance_vec`). Bybit: the larger of the tiered
+    maintenance at entry and at the price, plus the fee to close on the value at the price,
+    i.e. ``max(T(v) + fee * v, T(entry value) + fee * v)``: a long is held to its value at
+    entry as the price falls, so the account is liquidated where the alerts' ratio reaches 1."""
+    notional = qty * prices
+    mm = maintenance_vec(inst, notional)
+    if inst.margin_model is not _BYBIT:
+        return mm
+    at_entry = _tiered_one(inst, qty * entry) + float(inst.taker_fee) * np.abs(notional)
+    out: FloatArray = np.maximum(mm, at_entry)
+    return out
+
+
+def cross_maintenance_one(inst: Instrument, qty: float, entry: float, price: float) -> float:
+    """:func:`cross_maintenance_vec` at one price, in plain floats (the same operations)."""
+    notional = abs(qty) * price
+    mm = maintenance_one(inst, notional)
+    if inst.margin_model is not _BYBIT:
+        return mm
+    return max(mm, _tiered_one(inst, qty * entry) + float(inst.taker_fee) * notional)
+
+
 def account_path(
     ex: BookAndMarks,
     series: Mapping[str, SeriesLike],
@@ -149,8 +198,8 @@ def account_path(
         at_open += q * (opens - e)
         if cross:
             inst = book.instruments[sym]
-            mm_worst += maintenance_vec(inst, q * extreme)
-            mm_open += maintenance_vec(inst, q * opens)
+            mm_worst += cross_maintenance_vec(inst, q, e, extreme)
+            mm_open += cross_maintenance_vec(inst, q, e, opens)
     return AccountPath(grid, r.tf_ms, worst, at_open, mm_worst, mm_open)
 
 
@@ -182,7 +231,7 @@ def cannot_reach(
         lo, hi = s.extremes(i0, i1)
         worst += q * ((lo if q > 0 else hi) - float(pos.entry_price))
         if cross:
-            mm += maintenance_one(book.instruments[sym], abs(q) * hi)
+            mm += cross_maintenance_one(book.instruments[sym], q, float(pos.entry_price), hi)
     if worst is None:  # nothing held over the window
         return True
     if floor is not None and worst <= floor:
@@ -202,7 +251,10 @@ def first_cross_liquidation(path: AccountPath) -> int:
 
 def joint_fraction(open_eq: float, worst_eq: float, open_mm: float, worst_mm: float) -> float:
     """How far along the straight joint path (0 = the opens, 1 = the adverse extremes) equity
-    first meets the maintenance margin. Both are linear in the fraction within a bracket."""
+    first meets the maintenance margin. Equity is linear in the fraction; the maintenance is
+    linear within a tier and convex across tiers and across a Bybit position's entry floor
+    (:func:`cross_maintenance_vec`, a larger of two), so the straight line between its ends
+    lies at or above it: the fraction found is at or before the true one, never after."""
     if open_eq <= open_mm:
         return 0.0
     slope = (worst_eq - open_eq) - (worst_mm - open_mm)

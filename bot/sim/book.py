@@ -13,10 +13,10 @@ from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.domain.margin import (
+    cross_maintenance,
     initial_margin,
     liquidation_price_cross_any_wallet,
     liquidation_price_isolated,
-    maintenance_margin,
 )
 from bot.domain.position import Position
 
@@ -162,7 +162,7 @@ class Book:
             if sym == symbol or other.qty == 0:
                 continue
             mark = marks[sym]
-            other_mm += maintenance_margin(self.instruments[sym], abs(other.qty) * mark)
+            other_mm += cross_maintenance(self.instruments[sym], other.qty, other.entry_price, mark)
             other_upnl += other.qty * (mark - other.entry_price)
         # The wallet may be below zero after a loss realised past it (a stop filled in a gap)
         # while other positions hold profits: refusing it read as "below maintenance at every

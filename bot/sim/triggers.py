@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
-from bot.domain.margin import maintenance_margin
+from bot.domain.margin import cross_maintenance
 from bot.domain.orders import Fill, Order
 from bot.errors import OrderRejected
 from bot.risk.guard import first_breach
@@ -352,7 +352,7 @@ def _account_under_maintenance(ex: SimAccount, symbol: str, price: Decimal) -> b
     equity = book.equity(marks)
     mm = sum(
         (
-            maintenance_margin(book.instruments[s], abs(p.qty) * marks[s])
+            cross_maintenance(book.instruments[s], p.qty, p.entry_price, marks[s])
             for s, p in book.positions.items()
             if p.qty != 0
         ),

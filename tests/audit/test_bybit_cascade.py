@@ -26,9 +26,11 @@ from bot.config.loader import load_config
 from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import MarginModel
 from bot.domain.margin import (
+    cross_maintenance,
     liquidation_price_cross,
     liquidation_price_isolated,
     maintenance_margin,
+    worst_margin,
 )
 from bot.domain.orders import OrderRequest
 from bot.engine.account import AccountView
@@ -36,6 +38,7 @@ from bot.engine.protection import liquidation_of_held, secure_stop
 from bot.engine.tick import Engine
 from bot.errors import ConfigError
 from bot.instruments import load_instruments
+from bot.sim.account_watch import account_path, first_cross_liquidation
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.triggers import TriggerSeries, advance, process_bar
 from bot.tools.calc import CalcRequest, calculate
@@ -327,9 +330,10 @@ def test_a_cross_bybit_account_is_liquidated_where_its_equity_meets_bybits_maint
     """Two Bybit longs on one cross wallet fall together inside one bar, not far enough for
     either one's own liquidation price (the other held at its mark): the account is liquidated
     on the joint path where its equity meets Bybit's maintenance margin, fee to close included
-    (:func:`maintenance_margin`). The joint search took the tiered maintenance without the fee:
-    the account was liquidated about 0.055 % of its notional (110 USDT here) later, below
-    Bybit's price."""
+    and each long held to its value at entry (:func:`cross_maintenance`, the rule the alerts'
+    ratio reads). The joint search took the tiered maintenance without the fee: the account was
+    liquidated about 0.055 % of its notional (110 USDT here) later, below Bybit's price; then,
+    each valued at the mark alone, 0.06 % later (BTC at 53 664.17 instead of 53 695.87)."""
     ex = _bybit_exchange(MarginMode.CROSS, "20000")
     _open(ex, BTC, D("1.5"), D(60000), 20)
     _open(ex, ETH, D(30), D(3000), 20)
@@ -352,9 +356,116 @@ def test_a_cross_bybit_account_is_liquidated_where_its_equity_meets_bybits_maint
     assert set(fills) == {BTC, ETH}
     qty = {BTC: D("1.5"), ETH: D(30)}
     equity = wallet + sum(qty[s] * (fills[s].price - D(repr(entries[s]))) for s in entries)
-    mm = sum(maintenance_margin(BYBIT[s], qty[s] * fills[s].price) for s in entries)
+    mm = sum(
+        cross_maintenance(BYBIT[s], qty[s], D(repr(entries[s])), fills[s].price) for s in entries
+    )
     assert abs(equity - mm) < D("0.01"), (equity, mm)
     _books_balance(ex, D(20000))
+
+
+def _falling(start: float, lows: list[float]) -> TriggerSeries:
+    """1-minute mark bars from ``start``, each opening where the previous one closed, at its
+    low (a price falling bar by bar)."""
+    low = np.array(lows)
+    o = np.concatenate(([start], low[:-1]))
+    ts = np.arange(1, len(lows) + 1, dtype=np.int64) * BAR_MS
+    return TriggerSeries(ts, o, o.copy(), low, low.copy(), BAR_MS, "mark")
+
+
+def _ratio_at(ex: SimulatedExchange, prices: dict[str, D]) -> D:
+    """The account's cross margin ratio with each position at ``prices``, as the alerts read it
+    (:func:`worst_margin`: :func:`position_maintenance` over the margin balance)."""
+    held = [
+        (ex.book.to_position(s), BYBIT[s], prices[s])
+        for s, p in ex.book.positions.items()
+        if p.qty != 0
+    ]
+    worst = worst_margin(held, ex.book.wallet)
+    assert worst is not None
+    return worst.ratio
+
+
+def _first_bar_at_ratio_one(ex: SimulatedExchange, series: dict[str, TriggerSeries]) -> int:
+    """The first bar whose lows (the longs' adverse prices) put the account's ratio at >= 1."""
+    for k in range(len(next(iter(series.values())).ts)):
+        if _ratio_at(ex, {s: D(repr(float(b.low[k]))) for s, b in series.items()}) >= 1:
+            return k
+    return -1
+
+
+def test_a_cross_bybit_long_is_liquidated_at_the_bar_its_margin_ratio_reaches_one() -> None:
+    """1 BTC long at 60 000 on a cross wallet of 6 000 (10x), falling bar by bar. The account's
+    margin ratio (:func:`position_maintenance`: 300 at entry plus the fee to close on the value
+    at the mark) reaches 1 at (60 000 - 6 000 + 300) / (1 - 0.00055) = 54 329.88; the third
+    bar's low, 54 329.8, is past it. The simulated exchange liquidates the account on that bar,
+    at margin.py's cross liquidation price, and its float search finds the same bar. Before,
+    the cross solve charged the fee to close on the bankruptcy value (54 329.7) and the float
+    search valued the maintenance at the mark alone (54 301.37): liquidated a bar later, with
+    the alerts' ratio at 1.0002 on the third bar."""
+    ex = _bybit_exchange(MarginMode.CROSS, "10000")
+    _open(ex, BTC, D(1), D(60000), 10)
+    ex.book.wallet = D(6000)
+    lows = [58000.0, 56000.0, 54329.8, 54000.0]
+    series = {BTC: _falling(60000.0, lows)}
+    hit = _first_bar_at_ratio_one(ex, series)
+    assert hit == 2
+    liq = liquidation_price_cross(BYBIT[BTC], D(1), D(60000), D(6000), D(0), D(0))
+    assert liq == D(54300) / D("0.99945")
+    assert liq == ex.book.liquidation_price(BTC, ex.marks)
+    assert D(repr(lows[hit])) <= liq < D(repr(lows[hit - 1]))
+    assert abs(_ratio_at(ex, {BTC: liq}) - 1) < D("1e-9")
+    path = account_path(ex, series, {BTC: len(lows)}, BAR_MS)
+    assert path is not None
+    assert first_cross_liquidation(path) == hit
+    advance(ex, series, {}, (len(lows) + 1) * BAR_MS)
+    [fill] = [f for f in ex.fills if f.liquidation]
+    assert fill.timestamp_ms == int(series[BTC].ts[hit])
+    assert fill.price == liq
+
+
+def test_a_cross_bybit_account_is_held_to_the_other_longs_value_at_entry() -> None:
+    """Long 1 BTC at 60 000 and long 100 ETH at 3 000 on a cross wallet of 70 000; ETH has
+    fallen to 2 400 (-60 000) and BTC falls bar by bar. ETH's maintenance is held to its value
+    at entry (:func:`cross_maintenance`): 300 000 x 0.5 % = 1 500 (1 200 at the mark) plus the
+    fee to close 240 000 x 0.055 % = 132. With ETH held fixed, BTC's liquidation price is
+    (60 000 - (70 000 - 1 632 - 60 000) + 300) / 0.99945 = 51 960.58; at the third bar's low,
+    51 800, the account's ratio is (1 632 + 328.49) / 1 800 = 1.09, and 0.92 were ETH valued at
+    its mark alone. The simulated exchange liquidates the account on that bar, and its float
+    search finds the same bar; before, with ETH valued at the mark, BTC's price was 51 660.23
+    and the account lived a bar longer."""
+    ex = _bybit_exchange(MarginMode.CROSS, "100000")
+    _open(ex, BTC, D(1), D(60000), 10)
+    _open(ex, ETH, D(100), D(3000), 10)
+    ex.book.wallet = D(70000)
+    ex.marks[ETH] = ex.lasts[ETH] = D(2400)
+    lows = [58000.0, 53000.0, 51800.0, 50000.0]
+    series = {BTC: _falling(60000.0, lows), ETH: _falling(2400.0, [2400.0] * len(lows))}
+    hit = _first_bar_at_ratio_one(ex, series)
+    assert hit == 2
+    eth = ex.book.to_position(ETH)
+    at_mark = maintenance_margin(BYBIT[ETH], D(100) * D(2400))
+    at_bar = D(repr(lows[hit]))
+    btc_mm = cross_maintenance(BYBIT[BTC], D(1), D(60000), at_bar)
+    equity = D(70000) + (at_bar - D(60000)) + eth.unrealized_pnl(D(2400))
+    assert (btc_mm + at_mark) / equity < 1  # ETH at the mark alone: the account would live
+    eth_mm = cross_maintenance(BYBIT[ETH], D(100), D(3000), D(2400))
+    assert eth_mm == D(1632)
+    liq = liquidation_price_cross(BYBIT[BTC], D(1), D(60000), D(70000), eth_mm, D(-60000))
+    assert liq == (D(60000) - (D(70000) - D(1632) - D(60000)) + D(300)) / D("0.99945")
+    assert liq == ex.book.liquidation_price(BTC, ex.marks)
+    assert at_bar <= liq < D(repr(lows[hit - 1]))
+    assert abs(_ratio_at(ex, {BTC: liq, ETH: D(2400)}) - 1) < D("1e-9")
+    ends = {s: len(lows) for s in series}
+    path = account_path(ex, series, ends, BAR_MS)
+    assert path is not None
+    assert first_cross_liquidation(path) == hit
+    advance(ex, series, {}, (len(lows) + 1) * BAR_MS)
+    fills = {f.symbol: f for f in ex.fills if f.liquidation}
+    assert {s: f.timestamp_ms for s, f in fills.items()} == dict.fromkeys(
+        (BTC, ETH), int(series[BTC].ts[hit])
+    )
+    assert fills[BTC].price == liq
+    assert fills[ETH].price == D(2400)
 
 
 # --- a cross book with a negative wallet ---------------------------------------------------
@@ -375,7 +486,7 @@ def test_a_cross_book_with_a_negative_wallet_engine_and_exchange_agree(side: int
     positions = {s: ex.book.to_position(s) for s in (BTC, ETH)}
     acct = AccountView(ex.book.wallet, positions, {}, dict(ex.marks))
     assert liquidation_of_held(BYBIT[BTC], positions[BTC], acct, BYBIT) == liq
-    eth_mm = maintenance_margin(BYBIT[ETH], D(5) * ex.marks[ETH])
+    eth_mm = cross_maintenance(BYBIT[ETH], D(-5), D(3000), ex.marks[ETH])
     by_hand = liquidation_price_cross(BYBIT[BTC], D("0.5") * side, D(60000), D(0), eth_mm, D(-400))
     assert liq == by_hand
     mark = ex.marks[BTC]
@@ -388,11 +499,19 @@ def test_a_cross_book_with_a_negative_wallet_engine_and_exchange_agree(side: int
 # --- bot stress and bot calc --exchange bybit against the simulated exchange ---------------
 
 
-def bybit_lp_by_hand(side: int, q: D, entry: D, lev: int, mmr: D, taker: D) -> Fraction:
-    """Bybit's isolated liquidation price of a fresh position (first tier, no deduction), by
-    hand in exact fractions: the entry valuation for a long, the mark valuation for a short,
-    the taker fee on the bankruptcy value in the maintenance margin."""
+def bybit_lp_by_hand(
+    side: int, q: D, entry: D, lev: int, mmr: D, taker: D, mode: MarginMode = MarginMode.ISOLATED
+) -> Fraction:
+    """Bybit's liquidation price of a fresh position (first tier, no deduction) whose margin
+    (isolated) or wallet (cross) is its initial margin, by hand in exact fractions: the entry
+    valuation for a long, the mark valuation for a short, the taker fee in the maintenance
+    margin: on the bankruptcy value when isolated, on the value at the mark in cross."""
     qf, ef, m, r, t = (Fraction(x) for x in (q, entry, q * entry / lev, mmr, taker))
+    if mode is MarginMode.CROSS:
+        # m + side * q * (P - e) = max(q * e * r, q * P * r) + t * q * P
+        at_entry = (qf * ef * r - m + side * qf * ef) / (qf * (side - t))
+        at_mark = (side * qf * ef - m) / (qf * (side - r - t))
+        return max(at_entry, at_mark) if side > 0 else min(at_entry, at_mark)
     fee = t * (qf * ef - side * m)
     if side > 0:
         at_entry = ef - (m - fee - qf * ef * r) / qf
@@ -446,7 +565,8 @@ def test_stress_calc_and_the_simulated_exchange_agree_on_a_bybit_position(
     inst = BYBIT[symbol]
     q, e = D(qty), D(entry)
     side = 1 if q > 0 else -1
-    lp = bybit_lp_by_hand(side, abs(q), e, lev, inst.brackets[0].maint_margin_rate, inst.taker_fee)
+    rate = inst.brackets[0].maint_margin_rate
+    lp = bybit_lp_by_hand(side, abs(q), e, lev, rate, inst.taker_fee, mode)
     assert abs(q) * D(lp.numerator) / D(lp.denominator) < inst.brackets[0].notional_cap
     # bot calc --exchange bybit: the same collateral (|q| x entry / lev) at that leverage.
     calc = calculate(

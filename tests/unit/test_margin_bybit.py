@@ -28,6 +28,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,10 +39,12 @@ from bot.cli.app import app
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument, MarginModel
 from bot.domain.margin import (
+    cross_maintenance,
     isolated_liquidation_distance,
     liquidation_price_cross,
     liquidation_price_isolated,
     maintenance_margin,
+    margin_ratio,
     max_leverage_with_liquidation_beyond,
     worst_margin,
 )
@@ -49,6 +52,7 @@ from bot.domain.orders import OrderRequest
 from bot.domain.position import Position
 from bot.exchange.capabilities import BINANCE_USDM, BYBIT
 from bot.instruments import instrument_for, load_instruments
+from bot.sim.account_watch import cross_maintenance_one, cross_maintenance_vec, maintenance_vec
 from bot.sim.triggers import process_bar
 from tests.conftest import make_exchange
 
@@ -145,16 +149,25 @@ def test_a_long_at_1x_has_bybits_liquidation_price() -> None:
 
 
 def test_cross_on_the_balance_and_the_others_fee_to_close() -> None:
-    # Cross: the same solve on the account's balance (others held fixed).
+    # Cross: the account's margin balance meets the position's maintenance as
+    # position_maintenance holds it in cross: the larger of the tiered maintenance at entry and
+    # at the mark, plus the fee to close on the value at the MARK (isolated: on the bankruptcy
+    # value). 1 BTC at 60 000 on a wallet of 6 000: 6 000 + (P - 60 000) = 300 + 0.00055 P,
+    # P = 54 300 / 0.99945 = 54 329.881...; the isolated position's 54 329.7 charges the fee on
+    # the bankruptcy value 54 000, 0.18 less than on the mark's 54 329.88.
     alone = liquidation_price_cross(BYBIT_BTC, D(1), D(60000), D(6000), D(0), D(0))
-    assert alone == liquidation_price_isolated(BYBIT_BTC, D(1), D(60000), D(6000))
+    assert alone == D(54300) / D("0.99945")
+    isolated = liquidation_price_isolated(BYBIT_BTC, D(1), D(60000), D(6000))
+    assert isolated is not None
+    assert alone is not None
+    assert D("0.18") < alone - isolated < D("0.19")
     # Another position's maintenance holds its fee to close: 60 000 x (0.005 + 0.00055) = 333.
     assert maintenance_margin(BYBIT_BTC, D(-60000)) == D(333)
     assert maintenance_margin(AS_BINANCE, D(-60000)) == D(300)
-    # Balance 6 000 + 1 000 - 333 = 6 667: fee (60 000 - 6 667) x 0.00055 = 29.33315;
-    # LP = 60 000 - (6 667 - 300 - 29.33315) = 53 662.33315.
+    # Balance 6 000 + 1 000 - 333 = 6 667: P = (60 000 - 6 667 + 300) / 0.99945 = 53 662.514...
+    # (53 662.33315 with the fee on the bankruptcy value).
     with_other = liquidation_price_cross(BYBIT_BTC, D(1), D(60000), D(6000), D(333), D(1000))
-    assert with_other == D("53662.33315")
+    assert with_other == D(53633) / D("0.99945")
 
 
 def test_a_short_below_maintenance_at_every_price_is_refused() -> None:
@@ -328,3 +341,65 @@ def test_bot_stress_reads_a_cross_bybit_long_as_the_alerts_do() -> None:
     # 60 000 x 0.5 % + the fee to close 45 000 x 0.055 %, on the wallet less the 15 000 lost
     assert worst.maintenance == D(300) + D(45000) * BYBIT_BTC.taker_fee
     assert _margin_ratio(ex) == worst.ratio
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([1, -1]),
+    st.decimals(D("0.01"), D("60"), places=2),
+    st.integers(2, 50),
+    st.sampled_from([BYBIT_BTC, AS_BINANCE]),
+)
+def test_a_cross_accounts_margin_ratio_reaches_one_at_the_cross_liquidation_price(
+    side: int, qty: Decimal, leverage: int, inst: Instrument
+) -> None:
+    """A cross account holding one position: its margin ratio (the simulated exchange's
+    maintenance_total, position_maintenance of each position, over its margin balance) is 1
+    at the liquidation price margin.py gives, on either venue's formula, as for an isolated
+    position above. Bybit's cross solve charged the fee to close on the bankruptcy value (an
+    isolated position's) where the account's maintenance charges it on the value at the mark:
+    a long's ratio read 1.00055 at its liquidation price at 10x."""
+    entry = D(60000)
+    if inst.bracket_for(qty * entry).max_leverage < leverage:
+        return
+    ex, _ = make_exchange({SYMBOL: inst}, balance=str(qty * entry), mode=MarginMode.CROSS)
+    ex.set_mark(SYMBOL, entry)
+    ex.set_leverage(SYMBOL, leverage)
+    side_ = OrderSide.BUY if side > 0 else OrderSide.SELL
+    ex.place_order(
+        OrderRequest("e", SYMBOL, side_, OrderType.MARKET, OrderPurpose.ENTRY, qty, False)
+    )
+    ex.book.wallet = qty * entry / leverage  # the initial margin is the whole collateral
+    liq = ex.book.liquidation_price(SYMBOL, ex.marks)
+    assert liq is not None
+    assert liq == liquidation_price_cross(inst, side * qty, entry, ex.book.wallet, D(0), D(0))
+    ex.marks[SYMBOL] = liq  # not set_mark: that would liquidate the account
+    assert abs(margin_ratio(ex.maintenance_total(), ex.equity()) - 1) < D("1e-9")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    symbol=st.sampled_from(sorted(load_instruments("bybit"))),
+    bybit=st.booleans(),
+    qty=st.decimals("-3000", "3000", places=3).filter(lambda q: q != 0),
+    entry=st.decimals("0.5", "200000", places=2),
+    move=st.decimals("-0.95", "3", places=4),
+)
+def test_the_float_search_values_cross_maintenance_as_the_domain_does(
+    symbol: str, bybit: bool, qty: Decimal, entry: Decimal, move: Decimal
+) -> None:
+    """The simulated exchange's float search for a cross account's liquidation (account_watch)
+    takes each position's maintenance as :func:`cross_maintenance` does (a Bybit long held to
+    its value at entry), the one-price bound bit for bit as the vectorised one, and a Binance
+    contract's exactly as before (the value at the price alone)."""
+    inst = load_instruments("bybit")[symbol]
+    if not bybit:
+        inst = replace(inst, margin_model=MarginModel.BINANCE_USDM)
+    mark = entry * (1 + move)
+    q, e, p = float(qty), float(entry), float(mark)
+    vec = float(cross_maintenance_vec(inst, q, e, np.array([p]))[0])
+    assert vec == cross_maintenance_one(inst, q, e, p)
+    exact = float(cross_maintenance(inst, qty, entry, mark))
+    assert abs(vec - exact) <= 1e-12 * abs(q) * max(e, p)
+    if not bybit:
+        assert vec == float(maintenance_vec(inst, q * np.array([p]))[0])

@@ -1834,6 +1834,31 @@ class Engine:
             return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
+        return self._outcome_of(req, order, now, state)
+
+    def _outcome_of(
+        self, req: OrderRequest, order: Order, now: int, state: TradingState
+    ) -> SendOutcome:
+        """What the venue's answer says became of a sent order. An answer (or the lookup that
+        settled it) saying the order was refused or ended unfilled is a refusal, one that does
+        not say is an unknown outcome: counted as sent, a replacement stop the venue answered
+        "rejected" cost the position its working stop (new before old cancelled the old one
+        whatever the new one became), and the verification then closed the position."""
+        if order.status is OrderStatus.UNKNOWN:
+            self._event(
+                now,
+                EventKind.UNKNOWN,
+                req.symbol,
+                state,
+                f"{req.client_id}: sent; the venue's answer does not say what became of it",
+            )
+            return SendOutcome.UNKNOWN
+        if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
+            why = f"{req.client_id}: the venue answered {order.status.value}"
+            self._event(now, EventKind.REJECTED, req.symbol, state, why)
+            if req.purpose.is_protective:
+                self._venue_errors[req.symbol] = why
+            return SendOutcome.REJECTED
         return SendOutcome.SENT
 
     def _cancel(self, symbol: str, client_id: str, now: int) -> None:

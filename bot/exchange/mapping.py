@@ -472,7 +472,7 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     ccxt's unified ``total`` includes unrealised PnL on Binance (``marginBalance``), so the
     wallet comes from the raw answer: Binance ``assets[].walletBalance``, Bybit
     ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
-    the unified ``total``. An answer that lists asset rows without ``asset``'s is unreadable
+    the unified ``total`` (and without it, the answer is unreadable). An answer that lists asset rows without ``asset``'s is unreadable
     (a zero wallet halts the account and sells every position).
     """
     if not isinstance(balance, Mapping):
@@ -496,9 +496,18 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
             wallet=wallet,
             available=_available(unified, info, asset),
         )
+    # No asset rows at all (Binance's ``assets`` or Bybit's ``coin`` lists missing): ccxt's
+    # unified total is all there is. Absent, the wallet is unknown, never zero: a partial answer
+    # without its asset list read as a zero wallet, a 100 % drawdown halt that sold every
+    # position.
+    total = unified.get("total")
+    if total is None or total == "":
+        raise UnexpectedResponse(
+            f"balance: the answer gives no {asset} wallet (no asset rows, no total)"
+        )
     return Balance(
         asset=asset,
-        wallet=opt_decimal(unified.get("total"), f"{asset} wallet balance") or ZERO,
+        wallet=to_decimal(total, f"{asset} wallet balance"),
         available=opt_decimal(unified.get("free"), f"{asset} available balance"),
     )
 

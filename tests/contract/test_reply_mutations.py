@@ -279,6 +279,46 @@ def test_an_impossible_row_is_unreadable(
     assert acct.server.errors == []
 
 
+def removed(reply: Any, path: Path) -> Any:
+    """The real reply without the key at ``path``."""
+    out = copy.deepcopy(reply)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return out
+
+
+BALANCE = {"binanceusdm": "/fapi/v3/account", "bybit": "/v5/account/wallet-balance"}
+
+
+@pytest.mark.parametrize(
+    ("venue", "missing"),
+    [
+        ("binanceusdm", ("assets",)),
+        ("bybit", ("result", "list", 0, "coin")),
+        ("bybit", ("result", "list")),
+    ],
+)
+def test_a_balance_answer_without_its_asset_rows_is_unreadable_not_a_zero_wallet(
+    venue: str, missing: Path
+) -> None:
+    """Defect: a partial balance answer, its asset list missing (not emptied, not renamed:
+    gone), gave ccxt no row of the settlement asset and the adapter a wallet of 0 (unknown read
+    as zero): the engine's drawdown from the peak was 100 %, a halt that sold every position."""
+    acct = Account(venue)
+    try:
+        assert acct.adapter.fetch_balance().wallet > 0
+        acct.server.inject(
+            Fault(BALANCE[venue], "GET", kind="edit", edit=lambda r: removed(r, missing), times=100)
+        )
+        with pytest.raises(errors.AccountUnreadable, match="USDT wallet"):
+            acct.adapter.fetch_balance()
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
 BRACKETS = {"binanceusdm": "/fapi/v1/leverageBracket", "bybit": "/v5/market/risk-limit"}
 
 

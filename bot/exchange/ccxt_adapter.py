@@ -354,9 +354,11 @@ class CcxtExchange:
         # (Bybit may list a conditional order in both answers).
         seen: dict[tuple[str, str], Order] = {}
         books = [(raw, False) for raw in regular] + [(raw, True) for raw in algo]
+        market_id = str(self._ex.market(symbol)["id"])
         for raw, conditional in books:
             order = ccxt_orders.order_from_ccxt(raw, account=self._account)
             where = f"open {'conditional ' if conditional else ''}orders of {symbol}"
+            ccxt_orders.require_of_market(order, raw, symbol, market_id, where)
             ccxt_orders.require_resting(
                 order, raw, where, conditional=conditional, client_id=self._profile.client_ids
             )

@@ -235,6 +235,7 @@ def test_a_garbled_field_is_unreadable_never_a_different_account(venue: str) -> 
 RISK, CONFIG = "/fapi/v3/positionRisk", "/fapi/v1/symbolConfig"
 BYBIT_POSITIONS, BYBIT_ORDERS = "/v5/position/list", "/v5/order/realtime"
 ROW = ("result", "list", 0)
+ALGO = "/fapi/v1/openAlgoOrders"
 
 
 @pytest.mark.parametrize(
@@ -257,6 +258,10 @@ ROW = ("result", "list", 0)
         ("bybit", "/v5/market/tickers", (*ROW, "markPrice"), "1000", mark, "from the index"),
         # a bare NaN literal: ccxt's orjson refuses the body and reads it as text (no rows)
         ("bybit", BYBIT_ORDERS, (*ROW, "price"), float("nan"), open_orders, "not JSON"),
+        # another market's stop in this contract's list: ccxt names a row whose market id it
+        # does not know by the market asked for, and it counted as this position's stop
+        ("binanceusdm", ALGO, (0, "symbol"), "ETHUSDT", open_orders, "of market ETHUSDT"),
+        ("bybit", BYBIT_ORDERS, (*ROW, "symbol"), "ETHUSDT", open_orders, "of market ETHUSDT"),
     ],
 )
 def test_an_impossible_row_is_unreadable(

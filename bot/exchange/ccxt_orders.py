@@ -141,26 +141,6 @@ def require_resting(
         )
 
 
-def require_of_market(
-    order: Order, raw: Mapping[str, Any], symbol: str, market_id: str, where: str
-) -> None:
-    """Refuse a row of ``symbol``'s open-order list that belongs to another market.
-
-    ccxt names a row by the market it was asked for when it does not know the row's own
-    market id, so only the raw ``symbol`` (Binance, Bybit: the venue's market id) shows it.
-    Counted under ``symbol``, another contract's stop read as this position's protection (no
-    stop was placed) and was cancelled as its orphan.
-    """
-    info = raw.get("info") or {}
-    venue_symbol = info.get("symbol") if isinstance(info, Mapping) else None
-    if order.symbol != symbol or (venue_symbol is not None and venue_symbol != market_id):
-        raise UnexpectedResponse(
-            f"{where}: order {order.exchange_id or '?'} ({order.client_id or 'no client id'}) "
-            f"is of market {venue_symbol if venue_symbol is not None else order.symbol}, "
-            f"not {market_id}"
-        )
-
-
 def require_same_listing(first: Order, again: Order, where: str) -> None:
     """An order an answer lists twice (Bybit may list a conditional order in both of its
     lists) must say the same both times: one order with two sizes, triggers or sides is a

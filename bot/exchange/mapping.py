@@ -410,6 +410,22 @@ def _check_raw_size(symbol: object, info: Mapping[str, Any], result: Decimal) ->
         raise UnexpectedResponse(f"{symbol}: position row read as {result} but its size is {size}")
 
 
+def require_market(row: Mapping[str, Any], symbol: str, market_id: str, what: str) -> None:
+    """A ccxt row asked for ``symbol`` must be of that market: ccxt's ``symbol`` and the raw
+    row's venue ``symbol`` (Binance, Bybit: the market id), where the raw row names one.
+
+    ccxt names a row whose market id it does not know by the market it was asked for, so only
+    the raw name shows another market's answer. Believed, another contract's mark put a long
+    BTC position 95 % under water (a drawdown halt sold every position), another contract's
+    stop counted as this position's protection.
+    """
+    info = row.get("info")
+    venue_symbol = info.get("symbol") if isinstance(info, Mapping) else None
+    if row.get("symbol") != symbol or (venue_symbol is not None and venue_symbol != market_id):
+        named = venue_symbol if venue_symbol is not None else row.get("symbol")
+        raise UnexpectedResponse(f"{what}: the answer is of market {named!r}, not {market_id}")
+
+
 def require_rows(rows: object, what: str) -> None:
     """A ccxt list answer: a list of dicts, each carrying the venue's raw row in ``info``."""
     if not isinstance(rows, list):

@@ -260,8 +260,8 @@ ALGO = "/fapi/v1/openAlgoOrders"
         ("bybit", BYBIT_ORDERS, (*ROW, "price"), float("nan"), open_orders, "not JSON"),
         # another market's stop in this contract's list: ccxt names a row whose market id it
         # does not know by the market asked for, and it counted as this position's stop
-        ("binanceusdm", ALGO, (0, "symbol"), "ETHUSDT", open_orders, "of market ETHUSDT"),
-        ("bybit", BYBIT_ORDERS, (*ROW, "symbol"), "ETHUSDT", open_orders, "of market ETHUSDT"),
+        ("binanceusdm", ALGO, (0, "symbol"), "ETHUSDT", open_orders, "of market 'ETHUSDT'"),
+        ("bybit", BYBIT_ORDERS, (*ROW, "symbol"), "ETHUSDT", open_orders, "of market 'ETHUSDT'"),
     ],
 )
 def test_an_impossible_row_is_unreadable(
@@ -319,6 +319,53 @@ def test_a_balance_answer_without_its_asset_rows_is_unreadable_not_a_zero_wallet
         )
         with pytest.raises(errors.AccountUnreadable, match="USDT wallet"):
             acct.adapter.fetch_balance()
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
+def another_market(fields: dict[str, str]) -> Callable[[Any], Any]:
+    """An ``edit`` fault: Binance's one-object answer made another market's (ETHUSDT)."""
+
+    def edit(reply: Any) -> Any:
+        return {**reply, "symbol": "ETHUSDT", **fields}
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("path", "read", "fields"),
+    [
+        # the mark and index agree with each other: the mark-index check passes them
+        ("/fapi/v1/premiumIndex", mark, {"markPrice": "3000.0", "indexPrice": "3001.0"}),
+        ("/fapi/v1/premiumIndex", lambda a: a.adapter.fetch_funding(BTC).rate, {}),
+        (
+            "/fapi/v1/ticker/24hr",
+            lambda a: a.adapter.fetch_last_price(BTC)[0],
+            {"lastPrice": "3000.0", "highPrice": "3100.0", "lowPrice": "2900.0"},
+        ),
+        ("/fapi/v1/symbolConfig", lambda a: a.adapter.fetch_margin_mode(BTC), {}),
+    ],
+)
+def test_another_markets_answer_is_not_this_contracts(
+    path: str, read: Callable[[Account], object], fields: dict[str, str]
+) -> None:
+    """Defect: ccxt names an answer whose market id it does not know by the market it was
+    asked for, and the adapter never compared the answer's own symbol: another contract's
+    premium index gave BTC a mark of 3,000 (a long 95 % under water: a drawdown halt sold
+    every position, and no stop was valid under a mark below it)."""
+    acct = Account("binanceusdm")
+    try:
+        if path == "/fapi/v1/symbolConfig":
+
+            def edit(reply: Any) -> Any:
+                return [{**row, "symbol": "ETHUSDT", "marginType": "ISOLATED"} for row in reply]
+
+        else:
+            edit = another_market(fields)
+        acct.server.inject(Fault(path, "GET", kind="edit", edit=edit, times=100))
+        with pytest.raises(errors.BotError, match="of market 'ETHUSDT', not BTCUSDT"):
+            read(acct)
     finally:
         acct.close()
     assert acct.server.errors == []

@@ -360,8 +360,10 @@ class CcxtExchange:
         seen: dict[tuple[str, str], Order] = {}
         books = [(raw, False) for raw in regular] + [(raw, True) for raw in algo]
         market_id = self._market_id(symbol)
+        books_read: dict[bool, list[Order]] = {False: [], True: []}
         for raw, conditional in books:
             order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            books_read[conditional].append(order)
             where = f"open {'conditional ' if conditional else ''}orders of {symbol}"
             # (ccxt's name of the row is the order's symbol)
             mapping.require_market(
@@ -375,6 +377,11 @@ class CcxtExchange:
             )
             first = seen.setdefault((order.exchange_id, order.client_id), order)
             ccxt_orders.require_same_listing(first, order, f"open orders of {symbol}")
+        # per list: a Binance algo order that triggered may be listed while the order it
+        # placed works in the regular book
+        for conditional in (False, True):
+            where = f"open {'conditional ' if conditional else ''}orders of {symbol}"
+            ccxt_orders.require_unique_client_ids(books_read[conditional], where)
         return list(seen.values())
 
     def _order_list(

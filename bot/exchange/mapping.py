@@ -488,8 +488,8 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     ccxt's unified ``total`` includes unrealised PnL on Binance (``marginBalance``), so the
     wallet comes from the raw answer: Binance ``assets[].walletBalance``, Bybit
     ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
-    the unified ``total`` (and without it, the answer is unreadable). An answer that lists asset rows without ``asset``'s is unreadable
-    (a zero wallet halts the account and sells every position).
+    the unified ``total`` (absent too: unreadable). An answer that lists asset rows without
+    ``asset``'s is unreadable (a zero wallet halts the account and sells every position).
     """
     if not isinstance(balance, Mapping):
         raise UnexpectedResponse(f"balance: expected an object, got {type(balance).__name__}")

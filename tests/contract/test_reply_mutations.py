@@ -333,6 +333,11 @@ def another_market(fields: dict[str, str]) -> Callable[[Any], Any]:
     return edit
 
 
+def another_config(reply: Any) -> Any:
+    """An ``edit`` fault: Binance's symbolConfig rows made another market's, isolated."""
+    return [{**row, "symbol": "ETHUSDT", "marginType": "ISOLATED"} for row in reply]
+
+
 @pytest.mark.parametrize(
     ("path", "read", "fields"),
     [
@@ -356,16 +361,46 @@ def test_another_markets_answer_is_not_this_contracts(
     every position, and no stop was valid under a mark below it)."""
     acct = Account("binanceusdm")
     try:
-        if path == "/fapi/v1/symbolConfig":
-
-            def edit(reply: Any) -> Any:
-                return [{**row, "symbol": "ETHUSDT", "marginType": "ISOLATED"} for row in reply]
-
-        else:
-            edit = another_market(fields)
+        edit = another_config if path == "/fapi/v1/symbolConfig" else another_market(fields)
         acct.server.inject(Fault(path, "GET", kind="edit", edit=edit, times=100))
         with pytest.raises(errors.BotError, match="of market 'ETHUSDT', not BTCUSDT"):
             read(acct)
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
+@pytest.mark.parametrize(
+    ("venue", "path", "rows", "order_id"),
+    [
+        ("binanceusdm", ALGO, (), "algoId"),
+        ("bybit", BYBIT_ORDERS, ("result", "list"), "orderId"),
+    ],
+)
+def test_one_client_id_listed_as_two_orders_is_unreadable(
+    venue: str, path: str, rows: Path, order_id: str
+) -> None:
+    """Defect: an open-order answer repeating the bot's stop under a second order id gave two
+    stops with one client id; the protection plan kept one and cancelled "the other" by that
+    client id, which cancelled the only stop resting."""
+    acct = Account(venue)
+    sl = stop().client_id
+
+    def repeated(reply: Any) -> Any:
+        out = copy.deepcopy(reply)
+        listed = out
+        for key in rows:
+            listed = listed[key]
+        [row] = [r for r in listed if sl in r.values()]
+        twin = {**row, order_id: str(row[order_id]) + "7" if isinstance(row[order_id], str)
+                else row[order_id] + 7}  # fmt: skip
+        listed.append(twin)
+        return out
+
+    try:
+        acct.server.inject(Fault(path, "GET", kind="edit", edit=repeated, times=100))
+        with pytest.raises(errors.AccountUnreadable, match="is listed as two orders"):
+            acct.adapter.fetch_open_orders(BTC)
     finally:
         acct.close()
     assert acct.server.errors == []

@@ -578,7 +578,9 @@ def test_a_stop_that_cannot_be_replaced_stays(
     assert [o.client_id for o in stops] == [old.client_id], "the working stop was cancelled"
 
 
-def _refuse_new_stops(venue: str, server: LoopbackServer, backend: SimulatedExchange, old: str):  # type: ignore[no-untyped-def]
+def _refuse_new_stops(
+    venue: str, server: LoopbackServer, backend: SimulatedExchange, old: str
+) -> Fault:
     """An ``edit`` fault: every new stop-loss the venue takes is then refused (cancelled in the
     backend) and the answer that settles it says so: Binance's algo acknowledgement
     ``algoStatus`` EXPIRED; Bybit (whose acknowledgement carries only the ids) the lookup by
@@ -670,7 +672,6 @@ def test_the_engine_trades_on_the_specifications_the_daily_refresh_read(
     stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
     assert [(o.amount, o.trigger_price is not None) for o in stops] == [(position.qty, True)]
     assert all(o.trigger_price is not None and o.trigger_price % coarser == 0 for o in stops)
-    for e in reversed(store.recent_events(40)): print("EV", e.kind, e.reason[:250])
     refused = [e.reason for e in store.recent_events(30) if e.kind is EventKind.REJECTED]
     assert refused == [], refused
 

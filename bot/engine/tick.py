@@ -469,10 +469,12 @@ class Engine:
                 sent = self._send(req, acct, now, None) is SendOutcome.SENT
                 closed = sent or closed
         if closed:
-            # (a contract the venue no longer lists cannot be read: kept as last read)
-            unlisted = {s: p for s, p in acct.positions.items() if s in self.reconciler.unlisted}
-            read = self.exchange.fetch_positions(self.reconciler.listed)
-            acct.positions = {**read, **unlisted}
+            # Through the reconciler: a position the answer omits is flat only once the venue
+            # confirms it (else the read is unreadable). Read raw, a close that filled in part
+            # (or another contract's refused) and an answer omitting that position made it
+            # "flat": the protection step then cancelled its stop as an orphan. (A contract
+            # the venue no longer lists is kept as last read.)
+            self._read_positions_again(acct, now)
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()

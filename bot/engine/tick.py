@@ -1083,7 +1083,29 @@ class Engine:
             for cid in plan.then_cancel:
                 self._cancel(symbol, cid, now)
         if plan.place or plan.cancel or plan.then_place:
-            acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
+            acct.resting[symbol] = self._read_resting(symbol)
+
+    def _read_resting(self, symbol: str) -> list[Order]:
+        """``symbol``'s open orders right after the bot's own orders changed them: the list,
+        plus the bot's protective orders it recorded resting that the list omits but a lookup
+        by client id finds open. A venue's list can lag its book (Binance briefly forgets a
+        fresh algo order, freqtrade/freqtrade#12681): read alone, a stop just placed was
+        missing, the verification took the position for naked, placed another stop, read the
+        same lagging list and closed the position at market."""
+        listed = self.exchange.fetch_open_orders(symbol)
+        shown = {o.client_id for o in listed}
+        for record in self.store.open_orders():
+            request = record.request
+            if (
+                request.symbol != symbol
+                or record.client_id in shown
+                or not request.purpose.is_protective
+            ):
+                continue
+            found = self.exchange.fetch_order(symbol, record.client_id)
+            if found is not None and found.status is OrderStatus.OPEN:
+                listed.append(found)
+        return listed
 
     def _place_then_cancel(
         self,
@@ -1318,7 +1340,7 @@ class Engine:
         for req in sizes if part > 0 else ():
             self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
-        acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)
+        acct.resting[pos.symbol] = self._read_resting(pos.symbol)
         acct.changed()
         if acct.qty(pos.symbol) == 0:
             # the position is gone: its protective orders are orphans now

@@ -796,14 +796,21 @@ def _check_bar(bar: Candle, where: str) -> None:
 
 def spot_totals_from_ccxt(balance: object, assets: Sequence[str]) -> dict[str, Decimal]:
     """Total (free + locked) of each asset in a ccxt spot balance. An asset absent from a readable
-    reply is held at zero (Binance omits empty assets); a reply that is not a balance at all, or
-    an asset row without a total, is an error: an unknown holding is never zero."""
+    reply is held at zero (Binance omits empty assets); a reply that is not a balance at all, one
+    without its list of asset rows, or an asset row without a total, is an error: an unknown
+    holding is never zero."""
     if not isinstance(balance, Mapping) or "info" not in balance:
         raise PermanentExchangeError(f"spot balance reply is not a balance: {balance!r:.200}")
     out: dict[str, Decimal] = {}
     for asset in assets:
         row = balance.get(asset)
         if row is None:
+            if not _lists_spot_assets(balance["info"]):
+                # read as zero, the hedge of a spot inventory still held was bought back
+                raise PermanentExchangeError(
+                    f"spot balance of {asset}: the reply lists no asset rows "
+                    f"({balance['info']!r:.120})"
+                )
             out[asset] = ZERO
             continue
         total = opt_decimal(row.get("total") if isinstance(row, Mapping) else None, asset)
@@ -811,6 +818,23 @@ def spot_totals_from_ccxt(balance: object, assets: Sequence[str]) -> dict[str, D
             raise PermanentExchangeError(f"spot balance of {asset}: no total in {row!r:.200}")
         out[asset] = total
     return out
+
+
+def _lists_spot_assets(info: object) -> bool:
+    """Whether a venue's raw spot balance carries its list of asset rows (Binance
+    ``balances``; Bybit ``result.list[].coin``), so that an asset it does not list is held at
+    zero rather than unknown."""
+    if not isinstance(info, Mapping):
+        return False
+    if isinstance(info.get("balances"), list):
+        return True
+    result = info.get("result")
+    accounts = result.get("list") if isinstance(result, Mapping) else None
+    return (
+        isinstance(accounts, list)
+        and bool(accounts)
+        and all(isinstance(a, Mapping) and isinstance(a.get("coin"), list) for a in accounts)
+    )
 
 
 # Binance's deliveryDate of a perpetual with no delivery scheduled: 2100-01-01 00:00 UTC (ccxt's

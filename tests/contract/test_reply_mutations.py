@@ -406,6 +406,24 @@ def test_one_client_id_listed_as_two_orders_is_unreadable(
     assert acct.server.errors == []
 
 
+def test_a_spot_wallet_answer_without_its_asset_rows_is_unreadable_not_empty() -> None:
+    """Defect: Binance's spot account answer without its ``balances`` list read as a spot
+    wallet holding nothing: the hedge of the spot BTC still held was bought back."""
+    acct = Account("binanceusdm")
+    try:
+        assert isinstance(acct.server, LoopbackBinance)
+        acct.server.spot_balances = {"BTC": (D("0.03"), D("0.01"))}
+        assert acct.adapter.fetch_spot_balances(["BTC"]) == {"BTC": D("0.04")}
+        acct.server.inject(
+            Fault("/api/v3/account", "GET", kind="edit", edit=lambda r: removed(r, ("balances",)))
+        )
+        with pytest.raises(errors.PermanentExchangeError, match="lists no asset rows"):
+            acct.adapter.fetch_spot_balances(["BTC"])
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
 BRACKETS = {"binanceusdm": "/fapi/v1/leverageBracket", "bybit": "/v5/market/risk-limit"}
 
 

@@ -469,15 +469,28 @@ class Engine:
                 sent = self._send(req, acct, now, None) is SendOutcome.SENT
                 closed = sent or closed
         if closed:
-            # Through the reconciler: a position the answer omits is flat only once the venue
-            # confirms it (else the read is unreadable). Read raw, a close that filled in part
-            # (or another contract's refused) and an answer omitting that position made it
-            # "flat": the protection step then cancelled its stop as an orphan. (A contract
-            # the venue no longer lists is kept as last read.)
-            self._read_positions_again(acct, now)
+            # (a contract the venue no longer lists cannot be read: kept as last read)
+            unlisted = {s: p for s, p in acct.positions.items() if s in self.reconciler.unlisted}
+            read = self.exchange.fetch_positions(self.reconciler.listed)
+            self._confirm_gone(acct, read)
+            acct.positions = {**read, **unlisted}
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
+
+    def _confirm_gone(self, acct: AccountView, read: Mapping[str, Position]) -> None:
+        """Every position ``acct`` holds that the answer ``read`` omits must be confirmed flat
+        by the venue, else the read is :class:`AccountUnreadable`. Taken as read, a close that
+        filled in part (or another contract's close refused) and an answer omitting that
+        position made it "flat": the protection step then cancelled its stop as an orphan."""
+        for sym, pos in acct.positions.items():
+            if sym in self.reconciler.unlisted or not pos.is_open or sym in read:
+                continue
+            if not self.exchange.confirm_flat(sym):
+                raise AccountUnreadable(
+                    f"{sym}: the positions answer after the closes omits the position "
+                    f"{pos.qty} and the venue does not confirm it flat"
+                )
 
     def within_gross_cap(
         self,

@@ -483,10 +483,25 @@ class Engine:
             # (a contract the venue no longer lists cannot be read: kept as last read)
             unlisted = {s: p for s, p in acct.positions.items() if s in self.reconciler.unlisted}
             read = self.exchange.fetch_positions(self.reconciler.listed)
+            self._confirm_gone(acct, read)
             acct.positions = {**read, **unlisted}
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
+
+    def _confirm_gone(self, acct: AccountView, read: Mapping[str, Position]) -> None:
+        """Every position ``acct`` holds that the answer ``read`` omits must be confirmed flat
+        by the venue, else the read is :class:`AccountUnreadable`. Taken as read, a close that
+        filled in part (or another contract's close refused) and an answer omitting that
+        position made it "flat": the protection step then cancelled its stop as an orphan."""
+        for sym, pos in acct.positions.items():
+            if sym in self.reconciler.unlisted or not pos.is_open or sym in read:
+                continue
+            if not self.exchange.confirm_flat(sym):
+                raise AccountUnreadable(
+                    f"{sym}: the positions answer after the closes omits the position "
+                    f"{pos.qty} and the venue does not confirm it flat"
+                )
 
     def within_gross_cap(
         self,
@@ -1092,7 +1107,29 @@ class Engine:
             for cid in plan.then_cancel:
                 self._cancel(symbol, cid, now)
         if plan.place or plan.cancel or plan.then_place:
-            acct.resting[symbol] = self.exchange.fetch_open_orders(symbol)
+            acct.resting[symbol] = self._read_resting(symbol)
+
+    def _read_resting(self, symbol: str) -> list[Order]:
+        """``symbol``'s open orders right after the bot's own orders changed them: the list,
+        plus the bot's protective orders it recorded resting that the list omits but a lookup
+        by client id finds open. A venue's list can lag its book (Binance briefly forgets a
+        fresh algo order, freqtrade/freqtrade#12681): read alone, a stop just placed was
+        missing, the verification took the position for naked, placed another stop, read the
+        same lagging list and closed the position at market."""
+        listed = self.exchange.fetch_open_orders(symbol)
+        shown = {o.client_id for o in listed}
+        for record in self.store.open_orders():
+            request = record.request
+            if (
+                request.symbol != symbol
+                or record.client_id in shown
+                or not request.purpose.is_protective
+            ):
+                continue
+            found = self.exchange.fetch_order(symbol, record.client_id)
+            if found is not None and found.status is OrderStatus.OPEN:
+                listed.append(found)
+        return listed
 
     def _place_then_cancel(
         self,
@@ -1327,7 +1364,7 @@ class Engine:
         for req in sizes if part > 0 else ():
             self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
-        acct.resting[pos.symbol] = self.exchange.fetch_open_orders(pos.symbol)
+        acct.resting[pos.symbol] = self._read_resting(pos.symbol)
         acct.changed()
         if acct.qty(pos.symbol) == 0:
             # the position is gone: its protective orders are orphans now
@@ -1845,6 +1882,31 @@ class Engine:
             return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
+        return self._outcome_of(req, order, now, state)
+
+    def _outcome_of(
+        self, req: OrderRequest, order: Order, now: int, state: TradingState
+    ) -> SendOutcome:
+        """What the venue's answer says became of a sent order. An answer (or the lookup that
+        settled it) saying the order was refused or ended unfilled is a refusal, one that does
+        not say is an unknown outcome: counted as sent, a replacement stop the venue answered
+        "rejected" cost the position its working stop (new before old cancelled the old one
+        whatever the new one became), and the verification then closed the position."""
+        if order.status is OrderStatus.UNKNOWN:
+            self._event(
+                now,
+                EventKind.UNKNOWN,
+                req.symbol,
+                state,
+                f"{req.client_id}: sent; the venue's answer does not say what became of it",
+            )
+            return SendOutcome.UNKNOWN
+        if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
+            why = f"{req.client_id}: the venue answered {order.status.value}"
+            self._event(now, EventKind.REJECTED, req.symbol, state, why)
+            if req.purpose.is_protective:
+                self._venue_errors[req.symbol] = why
+            return SendOutcome.REJECTED
         return SendOutcome.SENT
 
     def _cancel(self, symbol: str, client_id: str, now: int) -> None:

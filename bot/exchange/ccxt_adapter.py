@@ -231,6 +231,11 @@ class CcxtExchange:
         if found:
             client.set_markets([*client.markets.values(), *found.values()], client.currencies)
 
+    def _market_id(self, symbol: str) -> str:
+        """The venue's id of ``symbol`` (``BTCUSDT``), from the markets loaded."""
+        self.instrument(symbol)  # markets loaded, contract checked
+        return str(self._ex.market(symbol)["id"])
+
     def _halted(self, market: Mapping[str, Any]) -> bool:
         """The venue lists ``market`` but does not trade it (see mapping.withdrawal)."""
         return mapping.withdrawal(market, self._profile.status_keys) is not None
@@ -376,14 +381,29 @@ class CcxtExchange:
         # (Bybit may list a conditional order in both answers).
         seen: dict[tuple[str, str], Order] = {}
         books = [(raw, False) for raw in regular] + [(raw, True) for raw in algo]
+        market_id = self._market_id(symbol)
+        books_read: dict[bool, list[Order]] = {False: [], True: []}
         for raw, conditional in books:
             order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            books_read[conditional].append(order)
             where = f"open {'conditional ' if conditional else ''}orders of {symbol}"
+            # (ccxt's name of the row is the order's symbol)
+            mapping.require_market(
+                {"symbol": order.symbol, "info": raw.get("info")},
+                symbol,
+                market_id,
+                f"{where}: order {order.exchange_id or '?'} ({order.client_id or 'no client id'})",
+            )
             ccxt_orders.require_resting(
                 order, raw, where, conditional=conditional, client_id=self._profile.client_ids
             )
             first = seen.setdefault((order.exchange_id, order.client_id), order)
             ccxt_orders.require_same_listing(first, order, f"open orders of {symbol}")
+        # per list: a Binance algo order that triggered may be listed while the order it
+        # placed works in the regular book
+        for conditional in (False, True):
+            where = f"open {'conditional ' if conditional else ''}orders of {symbol}"
+            ccxt_orders.require_unique_client_ids(books_read[conditional], where)
         return list(seen.values())
 
     def _order_list(
@@ -431,6 +451,7 @@ class CcxtExchange:
 
         def read() -> Decimal:
             row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
+            mapping.require_market(row, symbol, self._market_id(symbol), f"{symbol} mark price")
             mark = mapping.positive(row.get("markPrice"), f"{symbol} markPrice")
             mapping.check_mark_against_index(symbol, mark, row.get("indexPrice"))
             return mark
@@ -453,6 +474,7 @@ class CcxtExchange:
         probe = self._profile.ticker_probe
         if probe is None:
             row = self._call(lambda: self._ex.fetch_ticker(symbol), "fetch_ticker")
+            mapping.require_market(row, symbol, self._market_id(symbol), f"{symbol} ticker")
             return row, row.get("timestamp")  # Binance USD-M: the 24 h ticker's closeTime
         self.instrument(symbol)
         market_id = str(self._ex.market(symbol)["id"])
@@ -475,6 +497,7 @@ class CcxtExchange:
         :class:`~bot.exchange.mapping.UnexpectedResponse` naming contract, rate and bound.
         """
         row = self._call(lambda: self._ex.fetch_funding_rate(symbol), "fetch_funding_rate")
+        mapping.require_market(row, symbol, self._market_id(symbol), f"{symbol} funding rate")
         rate = mapping.to_decimal(row.get("fundingRate"), f"{symbol} fundingRate")
         hours = mapping.funding_interval_hours(row) or self._observed_interval(symbol)
         bounds = self._funding_bounds(symbol, fresh=False)
@@ -545,6 +568,8 @@ class CcxtExchange:
 
     def fetch_margin_mode(self, symbol: str) -> MarginMode:
         row = self._call(lambda: self._ex.fetch_margin_mode(symbol), "fetch_margin_mode")
+        if isinstance(row, Mapping):
+            mapping.require_market(row, symbol, self._market_id(symbol), f"{symbol} margin mode")
         mode = row.get("marginMode") if isinstance(row, Mapping) else None
         if mode not in ("cross", "isolated"):
             raise mapping.UnexpectedResponse(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -155,6 +155,23 @@ def require_same_listing(first: Order, again: Order, where: str) -> None:
             f"{where}: order {first.exchange_id} ({first.client_id or 'no client id'}) is "
             f"listed twice with different contents: {shown}"
         )
+
+
+def require_unique_client_ids(orders: Sequence[Order], where: str) -> None:
+    """One client id is one order: a list holding it under two order ids is garbled. Believed,
+    the duplicate of the bot's one stop was "a second stop" to cancel, by that client id: the
+    cancel took the stop itself, and the position was naked. (Orders without a client id,
+    Bybit's placed by hand, are not compared.)"""
+    ids: dict[str, str] = {}
+    for o in orders:
+        if not o.client_id:
+            continue
+        known = ids.setdefault(o.client_id, o.exchange_id)
+        if known != o.exchange_id:
+            raise UnexpectedResponse(
+                f"{where}: client id {o.client_id} is listed as two orders ({known} and "
+                f"{o.exchange_id})"
+            )
 
 
 # The venues' raw names of the fields above (Binance regular, Binance algo, Bybit), for messages.

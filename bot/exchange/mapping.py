@@ -410,6 +410,22 @@ def _check_raw_size(symbol: object, info: Mapping[str, Any], result: Decimal) ->
         raise UnexpectedResponse(f"{symbol}: position row read as {result} but its size is {size}")
 
 
+def require_market(row: Mapping[str, Any], symbol: str, market_id: str, what: str) -> None:
+    """A ccxt row asked for ``symbol`` must be of that market: ccxt's ``symbol`` and the raw
+    row's venue ``symbol`` (Binance, Bybit: the market id), where the raw row names one.
+
+    ccxt names a row whose market id it does not know by the market it was asked for, so only
+    the raw name shows another market's answer. Believed, another contract's mark put a long
+    BTC position 95 % under water (a drawdown halt sold every position), another contract's
+    stop counted as this position's protection.
+    """
+    info = row.get("info")
+    venue_symbol = info.get("symbol") if isinstance(info, Mapping) else None
+    if row.get("symbol") != symbol or (venue_symbol is not None and venue_symbol != market_id):
+        named = venue_symbol if venue_symbol is not None else row.get("symbol")
+        raise UnexpectedResponse(f"{what}: the answer is of market {named!r}, not {market_id}")
+
+
 def require_rows(rows: object, what: str) -> None:
     """A ccxt list answer: a list of dicts, each carrying the venue's raw row in ``info``."""
     if not isinstance(rows, list):
@@ -472,8 +488,8 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
     ccxt's unified ``total`` includes unrealised PnL on Binance (``marginBalance``), so the
     wallet comes from the raw answer: Binance ``assets[].walletBalance``, Bybit
     ``result.list[].coin[].walletBalance``. Only when neither is present does it fall back to
-    the unified ``total``. An answer that lists asset rows without ``asset``'s is unreadable
-    (a zero wallet halts the account and sells every position).
+    the unified ``total`` (absent too: unreadable). An answer that lists asset rows without
+    ``asset``'s is unreadable (a zero wallet halts the account and sells every position).
     """
     if not isinstance(balance, Mapping):
         raise UnexpectedResponse(f"balance: expected an object, got {type(balance).__name__}")
@@ -496,9 +512,18 @@ def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:
             wallet=wallet,
             available=_available(unified, info, asset),
         )
+    # No asset rows at all (Binance's ``assets`` or Bybit's ``coin`` lists missing): ccxt's
+    # unified total is all there is. Absent, the wallet is unknown, never zero: a partial answer
+    # without its asset list read as a zero wallet, a 100 % drawdown halt that sold every
+    # position.
+    total = unified.get("total")
+    if total is None or total == "":
+        raise UnexpectedResponse(
+            f"balance: the answer gives no {asset} wallet (no asset rows, no total)"
+        )
     return Balance(
         asset=asset,
-        wallet=opt_decimal(unified.get("total"), f"{asset} wallet balance") or ZERO,
+        wallet=to_decimal(total, f"{asset} wallet balance"),
         available=opt_decimal(unified.get("free"), f"{asset} available balance"),
     )
 
@@ -771,14 +796,21 @@ def _check_bar(bar: Candle, where: str) -> None:
 
 def spot_totals_from_ccxt(balance: object, assets: Sequence[str]) -> dict[str, Decimal]:
     """Total (free + locked) of each asset in a ccxt spot balance. An asset absent from a readable
-    reply is held at zero (Binance omits empty assets); a reply that is not a balance at all, or
-    an asset row without a total, is an error: an unknown holding is never zero."""
+    reply is held at zero (Binance omits empty assets); a reply that is not a balance at all, one
+    without its list of asset rows, or an asset row without a total, is an error: an unknown
+    holding is never zero."""
     if not isinstance(balance, Mapping) or "info" not in balance:
         raise PermanentExchangeError(f"spot balance reply is not a balance: {balance!r:.200}")
     out: dict[str, Decimal] = {}
     for asset in assets:
         row = balance.get(asset)
         if row is None:
+            if not _lists_spot_assets(balance["info"]):
+                # read as zero, the hedge of a spot inventory still held was bought back
+                raise PermanentExchangeError(
+                    f"spot balance of {asset}: the reply lists no asset rows "
+                    f"({balance['info']!r:.120})"
+                )
             out[asset] = ZERO
             continue
         total = opt_decimal(row.get("total") if isinstance(row, Mapping) else None, asset)
@@ -786,6 +818,23 @@ def spot_totals_from_ccxt(balance: object, assets: Sequence[str]) -> dict[str, D
             raise PermanentExchangeError(f"spot balance of {asset}: no total in {row!r:.200}")
         out[asset] = total
     return out
+
+
+def _lists_spot_assets(info: object) -> bool:
+    """Whether a venue's raw spot balance carries its list of asset rows (Binance
+    ``balances``; Bybit ``result.list[].coin``), so that an asset it does not list is held at
+    zero rather than unknown."""
+    if not isinstance(info, Mapping):
+        return False
+    if isinstance(info.get("balances"), list):
+        return True
+    result = info.get("result")
+    accounts = result.get("list") if isinstance(result, Mapping) else None
+    return (
+        isinstance(accounts, list)
+        and bool(accounts)
+        and all(isinstance(a, Mapping) and isinstance(a.get("coin"), list) for a in accounts)
+    )
 
 
 # Binance's deliveryDate of a perpetual with no delivery scheduled: 2100-01-01 00:00 UTC (ccxt's

@@ -235,6 +235,7 @@ def test_a_garbled_field_is_unreadable_never_a_different_account(venue: str) -> 
 RISK, CONFIG = "/fapi/v3/positionRisk", "/fapi/v1/symbolConfig"
 BYBIT_POSITIONS, BYBIT_ORDERS = "/v5/position/list", "/v5/order/realtime"
 ROW = ("result", "list", 0)
+ALGO = "/fapi/v1/openAlgoOrders"
 
 
 @pytest.mark.parametrize(
@@ -257,6 +258,10 @@ ROW = ("result", "list", 0)
         ("bybit", "/v5/market/tickers", (*ROW, "markPrice"), "1000", mark, "from the index"),
         # a bare NaN literal: ccxt's orjson refuses the body and reads it as text (no rows)
         ("bybit", BYBIT_ORDERS, (*ROW, "price"), float("nan"), open_orders, "not JSON"),
+        # another market's stop in this contract's list: ccxt names a row whose market id it
+        # does not know by the market asked for, and it counted as this position's stop
+        ("binanceusdm", ALGO, (0, "symbol"), "ETHUSDT", open_orders, "of market 'ETHUSDT'"),
+        ("bybit", BYBIT_ORDERS, (*ROW, "symbol"), "ETHUSDT", open_orders, "of market 'ETHUSDT'"),
     ],
 )
 def test_an_impossible_row_is_unreadable(
@@ -274,6 +279,146 @@ def test_an_impossible_row_is_unreadable(
         )
         with pytest.raises(errors.AccountUnreadable, match=named):
             read(acct)
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
+def removed(reply: Any, path: Path) -> Any:
+    """The real reply without the key at ``path``."""
+    out = copy.deepcopy(reply)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return out
+
+
+BALANCE = {"binanceusdm": "/fapi/v3/account", "bybit": "/v5/account/wallet-balance"}
+
+
+@pytest.mark.parametrize(
+    ("venue", "missing"),
+    [
+        ("binanceusdm", ("assets",)),
+        ("bybit", ("result", "list", 0, "coin")),
+        ("bybit", ("result", "list")),
+    ],
+)
+def test_a_balance_answer_without_its_asset_rows_is_unreadable_not_a_zero_wallet(
+    venue: str, missing: Path
+) -> None:
+    """Defect: a partial balance answer, its asset list missing (not emptied, not renamed:
+    gone), gave ccxt no row of the settlement asset and the adapter a wallet of 0 (unknown read
+    as zero): the engine's drawdown from the peak was 100 %, a halt that sold every position."""
+    acct = Account(venue)
+    try:
+        assert acct.adapter.fetch_balance().wallet > 0
+        acct.server.inject(
+            Fault(BALANCE[venue], "GET", kind="edit", edit=lambda r: removed(r, missing), times=100)
+        )
+        with pytest.raises(errors.AccountUnreadable, match="USDT wallet"):
+            acct.adapter.fetch_balance()
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
+def another_market(fields: dict[str, str]) -> Callable[[Any], Any]:
+    """An ``edit`` fault: Binance's one-object answer made another market's (ETHUSDT)."""
+
+    def edit(reply: Any) -> Any:
+        return {**reply, "symbol": "ETHUSDT", **fields}
+
+    return edit
+
+
+def another_config(reply: Any) -> Any:
+    """An ``edit`` fault: Binance's symbolConfig rows made another market's, isolated."""
+    return [{**row, "symbol": "ETHUSDT", "marginType": "ISOLATED"} for row in reply]
+
+
+@pytest.mark.parametrize(
+    ("path", "read", "fields"),
+    [
+        # the mark and index agree with each other: the mark-index check passes them
+        ("/fapi/v1/premiumIndex", mark, {"markPrice": "3000.0", "indexPrice": "3001.0"}),
+        ("/fapi/v1/premiumIndex", lambda a: a.adapter.fetch_funding(BTC).rate, {}),
+        (
+            "/fapi/v1/ticker/24hr",
+            lambda a: a.adapter.fetch_last_price(BTC)[0],
+            {"lastPrice": "3000.0", "highPrice": "3100.0", "lowPrice": "2900.0"},
+        ),
+        ("/fapi/v1/symbolConfig", lambda a: a.adapter.fetch_margin_mode(BTC), {}),
+    ],
+)
+def test_another_markets_answer_is_not_this_contracts(
+    path: str, read: Callable[[Account], object], fields: dict[str, str]
+) -> None:
+    """Defect: ccxt names an answer whose market id it does not know by the market it was
+    asked for, and the adapter never compared the answer's own symbol: another contract's
+    premium index gave BTC a mark of 3,000 (a long 95 % under water: a drawdown halt sold
+    every position, and no stop was valid under a mark below it)."""
+    acct = Account("binanceusdm")
+    try:
+        edit = another_config if path == "/fapi/v1/symbolConfig" else another_market(fields)
+        acct.server.inject(Fault(path, "GET", kind="edit", edit=edit, times=100))
+        with pytest.raises(errors.BotError, match="of market 'ETHUSDT', not BTCUSDT"):
+            read(acct)
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
+@pytest.mark.parametrize(
+    ("venue", "path", "rows", "order_id"),
+    [
+        ("binanceusdm", ALGO, (), "algoId"),
+        ("bybit", BYBIT_ORDERS, ("result", "list"), "orderId"),
+    ],
+)
+def test_one_client_id_listed_as_two_orders_is_unreadable(
+    venue: str, path: str, rows: Path, order_id: str
+) -> None:
+    """Defect: an open-order answer repeating the bot's stop under a second order id gave two
+    stops with one client id; the protection plan kept one and cancelled "the other" by that
+    client id, which cancelled the only stop resting."""
+    acct = Account(venue)
+    sl = stop().client_id
+
+    def repeated(reply: Any) -> Any:
+        out = copy.deepcopy(reply)
+        listed = out
+        for key in rows:
+            listed = listed[key]
+        [row] = [r for r in listed if sl in r.values()]
+        twin = {**row, order_id: str(row[order_id]) + "7" if isinstance(row[order_id], str)
+                else row[order_id] + 7}  # fmt: skip
+        listed.append(twin)
+        return out
+
+    try:
+        acct.server.inject(Fault(path, "GET", kind="edit", edit=repeated, times=100))
+        with pytest.raises(errors.AccountUnreadable, match="is listed as two orders"):
+            acct.adapter.fetch_open_orders(BTC)
+    finally:
+        acct.close()
+    assert acct.server.errors == []
+
+
+def test_a_spot_wallet_answer_without_its_asset_rows_is_unreadable_not_empty() -> None:
+    """Defect: Binance's spot account answer without its ``balances`` list read as a spot
+    wallet holding nothing: the hedge of the spot BTC still held was bought back."""
+    acct = Account("binanceusdm")
+    try:
+        assert isinstance(acct.server, LoopbackBinance)
+        acct.server.spot_balances = {"BTC": (D("0.03"), D("0.01"))}
+        assert acct.adapter.fetch_spot_balances(["BTC"]) == {"BTC": D("0.04")}
+        acct.server.inject(
+            Fault("/api/v3/account", "GET", kind="edit", edit=lambda r: removed(r, ("balances",)))
+        )
+        with pytest.raises(errors.PermanentExchangeError, match="lists no asset rows"):
+            acct.adapter.fetch_spot_balances(["BTC"])
     finally:
         acct.close()
     assert acct.server.errors == []

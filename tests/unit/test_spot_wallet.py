@@ -28,3 +28,21 @@ def test_an_unreadable_spot_balance_is_an_error_not_zero() -> None:
         spot_totals_from_ccxt(None, ["BTC"])
     with pytest.raises(PermanentExchangeError, match="spot balance of BTC: no total"):
         spot_totals_from_ccxt({"info": {}, "BTC": {"free": 1}}, ["BTC"])
+
+
+def test_a_spot_reply_without_its_asset_rows_is_unknown_not_zero() -> None:
+    """Defect: a spot reply missing its list of asset rows (Binance ``balances``, Bybit
+    ``result.list[].coin``) gave ccxt no row of the asset, read as a holding of zero: the hedge
+    of a spot inventory still held was bought back. Only a reply that lists its rows holds an
+    asset it omits at zero."""
+    infos: list[dict[str, object]] = [
+        {},
+        {"balances": None},
+        {"result": {}},
+        {"result": {"list": [{}]}},
+    ]
+    for info in infos:
+        with pytest.raises(PermanentExchangeError, match="spot balance of BTC: the reply lists no"):
+            spot_totals_from_ccxt({"info": info}, ["BTC"])
+    bybit = {"result": {"list": [{"coin": [{"coin": "USDT", "walletBalance": "5"}]}]}}
+    assert spot_totals_from_ccxt({"info": bybit}, ["BTC"]) == {"BTC": D(0)}

@@ -1901,7 +1901,10 @@ class Engine:
                 f"{req.client_id}: sent; the venue's answer does not say what became of it",
             )
             return SendOutcome.UNKNOWN
-        if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
+        if order.status is OrderStatus.REJECTED or (
+            # (a market order ended in part filled, its rest expired, did trade)
+            order.status is OrderStatus.CANCELED and order.filled == 0
+        ):
             why = f"{req.client_id}: the venue answered {order.status.value}"
             self._event(now, EventKind.REJECTED, req.symbol, state, why)
             if req.purpose.is_protective:

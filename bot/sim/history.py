@@ -157,8 +157,8 @@ def load_history(
             )
         elif usable:
             mark = choose(inventory, symbol, "mark", usable, start, end)
-            trigger = mark.candles
             notes.append(mark.note)
+            trigger = _mark_with_trades_in_holes(symbol, mark.candles, last, notes)
             if trigger.tf_ms > tf_ms:
                 # A bar is known when it closes: a stop inside it is found at its close, after
                 # the decisions in between saw the position still open.
@@ -245,6 +245,64 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
         kind="mark",
         source=f"{last.source} within the range of {mark.source}",
     )
+
+
+def _mark_with_trades_in_holes(
+    symbol: str, mark: Candles, last: Candles, notes: list[str]
+) -> Candles:
+    """:func:`with_trades_in_mark_holes`, said in ``notes`` when it added a candle."""
+    trigger, filled = with_trades_in_mark_holes(mark, last)
+    if filled:
+        notes.append(
+            f"{symbol} triggers: {filled} {format_timeframe(last.tf_ms)} last-trade "
+            f"candle(s) where the {format_timeframe(mark.tf_ms)} mark candles "
+            "have a hole (stops and liquidation trigger on the last price there, as "
+            "where a coarser mark file has none)"
+        )
+    return trigger
+
+
+def with_trades_in_mark_holes(mark: Candles, last: Candles) -> tuple[Candles, int]:
+    """``mark`` with a bar for each last-trade candle that lies inside the mark candles' span
+    but has no mark candle in it (a hole in the mark file while the trade candles go on), and
+    how many were added. Without them nothing could fire in such a hole: a stop or liquidation
+    the last price went through would wait for the first mark bar after it. The bar is the
+    trade candle's own, at the last mark slot of its time (it closes when the trade candle
+    closes: no look-ahead for the decisions inside it), as :func:`bounded_by_mark` keeps a
+    trade candle no coarser mark candle lies around. ``mark`` as it is when there is none, or
+    when its candles are coarser than, or off the grid of, the trade candles."""
+    if not len(mark.ts) or not len(last.ts):
+        return mark, 0
+    if last.tf_ms < mark.tf_ms or last.tf_ms % mark.tf_ms != 0:
+        return mark, 0
+    lo = np.searchsorted(mark.ts, last.ts, side="left")
+    hi = np.searchsorted(mark.ts, last.ts + last.tf_ms, side="left")
+    spanned = (last.ts >= mark.ts[0]) & (last.ts + last.tf_ms <= mark.ts[-1] + mark.tf_ms)
+    j = np.flatnonzero((lo == hi) & spanned)
+    if not len(j):
+        return mark, 0
+    ts = np.concatenate([mark.ts, last.ts[j] + last.tf_ms - mark.tf_ms])
+    order = np.argsort(ts, kind="stable")
+
+    def merged(a: FloatArray, b: FloatArray) -> FloatArray:
+        out: FloatArray = np.concatenate([a, b[j]])[order]
+        out.flags.writeable = False
+        return out
+
+    ts = ts[order]
+    ts.flags.writeable = False
+    return Candles(
+        ts=ts,
+        open=merged(mark.open, last.open),
+        high=merged(mark.high, last.high),
+        low=merged(mark.low, last.low),
+        close=merged(mark.close, last.close),
+        volume=merged(mark.volume, np.zeros(len(last.ts))),
+        tf_ms=mark.tf_ms,
+        symbol=mark.symbol,
+        kind="mark",
+        source=f"{mark.source} with {last.source} in its holes",
+    ), len(j)
 
 
 _Bars = tuple[

@@ -276,3 +276,86 @@ def test_a_stop_the_hourly_mark_reached_in_a_hole_of_the_trade_candles_fires(
     assert len(fired) == 1
     assert int(trade.ts[hole.start]) <= fired[0].timestamp_ms < int(trade.ts[hole.stop])
     assert sim.book.positions.get(ETH) is None or sim.book.positions[ETH].qty == 0
+
+
+def _long_with_stop(sim: SimulatedExchange, entry: Decimal) -> Decimal:
+    """A 3x long of 1 ETH at ``entry`` with its stop 5 % below; the stop's trigger."""
+    sim.set_mark(ETH, entry)
+    sim.set_leverage(ETH, 3)
+    sim.place_order(
+        OrderRequest(
+            "e", ETH, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, Decimal(1), False
+        )
+    )
+    stop = (entry * Decimal("0.95")).quantize(Decimal("0.01"))
+    sim.place_order(
+        OrderRequest(
+            "sl",
+            ETH,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            Decimal(1),
+            True,
+            trigger_price=stop,
+        )
+    )
+    return stop
+
+
+def test_a_stop_the_last_price_went_through_in_a_hole_of_the_mark_candles_fires(
+    tmp_path: Path,
+) -> None:
+    # 5-minute trade and mark candles; six hours of the mark file are missing while the trade
+    # candles go on and fall 10 % and come back. The triggers were the mark candles alone: in
+    # the hole nothing could fire, the long rode the fall with its stop untouched and the
+    # equity stood at the stale mark; the trade candles trigger there now (as where a coarser
+    # mark file has no candle), and the choice is said.
+    trade = walk(N, 3_000.0, seed=25, vol_per_bar=0.0005)
+    hole = slice(EVENT, EVENT + 6 * 12)
+    dip = np.r_[np.linspace(1.0, 0.90, 36), np.linspace(0.90, 1.0, 36)]
+    for a in (trade.open, trade.high, trade.low, trade.close):
+        a[hole] *= dip
+    mark = trade.copy()
+    mark.keep[hole] = False
+    mark.volume[:] = 0.0
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    histories = load_histories(discover(data), (ETH,), "1h", "auto")
+    market = HistoricalMarket(histories)
+    before = int(trade.ts[hole.start]) - HOUR
+    sim = SimulatedExchange(
+        {ETH: load_instruments("binanceusdm")[ETH]},
+        SimClock(before),
+        starting_balance=Decimal(10_000),
+        margin_mode=MarginMode.ISOLATED,
+    )
+    sim.processed_ms = before
+    stop = _long_with_stop(sim, Decimal(repr(float(trade.close[hole.start - 13]))))
+    ReplayFeed(sim, market).catch_up(int(trade.ts[hole.stop]) + HOUR)
+    fired = [f for f in sim.fills if f.purpose is OrderPurpose.STOP_LOSS]
+    assert len(fired) == 1
+    assert int(trade.ts[hole.start]) <= fired[0].timestamp_ms < int(trade.ts[hole.stop])
+    assert fired[0].price <= stop
+    assert sim.book.positions[ETH].qty == 0
+    h = histories[ETH]
+    assert h.trigger.kind == "mark"
+    assert len(h.trigger) == N  # the 72 trade candles fill the mark's hole
+    assert any("72 5m last-trade candle(s) where the 5m mark candles" in n for n in h.selection)
+
+
+def test_a_mark_file_without_holes_is_the_trigger_as_it_is(tmp_path: Path) -> None:
+    trade = walk(N, 3_000.0, seed=26)
+    mark = trade.copy()
+    mark.volume[:] = 0.0
+    mark.keep[: 2 * 288] = False  # starts two days later: no hole inside its span
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    h = load_histories(discover(data), (ETH,), "1h", "auto")[ETH]
+    assert len(h.trigger) == N - 2 * 288
+    assert h.trigger.source.endswith("-5m-mark.csv.gz")
+    assert not any("last-trade candle(s) where" in n for n in h.selection)

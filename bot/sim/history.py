@@ -614,10 +614,23 @@ class HistoricalMarket:
         if i == 0:
             return FundingInfo(ZERO, Decimal(8), nxt)
         lo = max(0, i - lookback)
-        mean = float(np.mean(f.rate[lo:i]))
+        if len(f) < 2:
+            return FundingInfo(Decimal(f"{float(np.mean(f.rate[lo:i])):.10f}"), Decimal(8), nxt)
         # A hole in the settlements is not an interval (FundingSeries.settlement_hours_at).
-        hours = Decimal(repr(f.settlement_hours_at(i - 1))) if len(f) > 1 else Decimal(8)
-        return FundingInfo(Decimal(f"{mean:.10f}"), hours, nxt)
+        spans = [f.settlement_hours_at(k) for k in range(lo, i)]
+        latest = spans[-1]
+        if all(h == latest for h in spans):
+            mean = float(np.mean(f.rate[lo:i]))
+        else:
+            # The interval changed inside the lookback (Binance and Bybit move a contract from
+            # 8 h to 4 h or 1 h in a squeeze, and back): each rate is for its own interval.
+            # Averaged as they are and read per the latest interval, three 8-hourly rates
+            # after a switch to 1 h read as an eightfold yearly cost, and 1-hourly rates after
+            # a switch back to 8 h as an eighth of it. Their mean per hour, over the latest
+            # interval, is the rate the venue charges at that pace.
+            per_hour = float(np.mean(f.rate[lo:i] / np.asarray(spans)))
+            mean = per_hour * latest
+        return FundingInfo(Decimal(f"{mean:.10f}"), Decimal(repr(latest)), nxt)
 
     def trigger_series(self) -> dict[str, TriggerSeries]:
         out = {}

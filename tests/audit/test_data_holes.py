@@ -18,10 +18,17 @@ from bot.domain.orders import OrderRequest
 from bot.engine.tick import Engine
 from bot.errors import DataError
 from bot.instruments import load_instruments
+from bot.marketdata.candles import Candles, FundingSeries
 from bot.marketdata.files import discover
 from bot.runtime.feeds import ReplayFeed
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import HistoricalMarket, load_histories, simulation_window
+from bot.sim.history import (
+    ContractHistory,
+    HistoricalMarket,
+    _segment_starts,
+    load_histories,
+    simulation_window,
+)
 from tests.audit.cascade import resample
 from tests.audit.harness import ROOT, run, write_config
 from tests.audit.invariants import TickChecker
@@ -359,3 +366,49 @@ def test_a_mark_file_without_holes_is_the_trigger_as_it_is(tmp_path: Path) -> No
     assert len(h.trigger) == N - 2 * 288
     assert h.trigger.source.endswith("-5m-mark.csv.gz")
     assert not any("last-trade candle(s) where" in n for n in h.selection)
+
+
+def test_the_funding_cost_over_a_change_of_the_settlement_interval_is_per_hour() -> None:
+    # Eight-hourly settlements of 0.08 % (0.01 % an hour), then hourly ones of 0.01 %: the same
+    # cost per hour. The mean of the last three rates (two 8-hourly, one hourly) was read as an
+    # hourly rate: a yearly cost of 4.9 instead of 0.876 (the policy cut leverage for it); the
+    # other way, hourly rates read per 8 h made a cost of 0.1095 out of 0.876.
+    h = 3_600_000
+    ts = np.r_[np.arange(0, 48 * h, 8 * h), np.arange(41 * h, 60 * h, h)].astype(np.int64) + T0
+    rates = np.where(np.r_[0, np.diff(ts)] == h, 1e-4, 8e-4)
+    trade = walk(70 * 12, 3_000.0, seed=29)
+    last = Candles(
+        trade.ts,
+        trade.open,
+        trade.high,
+        trade.low,
+        trade.close,
+        trade.volume,
+        300_000,
+        ETH,
+        "trade",
+        "t",
+    )
+    funding = FundingSeries(ts, rates, ETH, "f")
+    decision = last.resample(h)
+    market = HistoricalMarket(
+        {ETH: ContractHistory(ETH, decision, _segment_starts(decision), last, last, funding)}
+    )
+    right_after = T0 + 41 * h  # the first hourly settlement has just been paid
+    info = market.funding(ETH, right_after, 3)
+    assert info.interval_hours == Decimal(1)
+    assert abs(info.annualized - Decimal("0.876")) < Decimal("0.0001")
+    steady = market.funding(ETH, T0 + 50 * h, 3)
+    assert steady.rate == Decimal("0.0001000000")  # one pace: the plain mean, as before
+    back = FundingSeries(
+        np.r_[np.arange(0, 6 * h, h), np.arange(13 * h, 40 * h, 8 * h)].astype(np.int64) + T0,
+        np.r_[np.full(6, 1e-4), np.full(4, 8e-4)],
+        ETH,
+        "f",
+    )
+    market = HistoricalMarket(
+        {ETH: ContractHistory(ETH, decision, _segment_starts(decision), last, last, back)}
+    )
+    info = market.funding(ETH, T0 + 13 * h, 3)  # two hourly rates, then the first 8-hourly
+    assert info.interval_hours == Decimal(8)
+    assert abs(info.annualized - Decimal("0.876")) < Decimal("0.0001")

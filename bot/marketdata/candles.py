@@ -144,13 +144,15 @@ class Candles:
         segs = self.segments()
         return [(a[1] + self.tf_ms, b[0]) for a, b in itertools.pairwise(segs)]
 
-    def resample(self, tf_ms: int, *, partial: bool = False) -> Candles:
+    def resample(self, tf_ms: int, *, partial: bool = False, missing_ok: int = 0) -> Candles:
         """Aggregate exactly to a coarser timeframe, buckets aligned to the UTC epoch.
 
         open = first open, high = max, low = min, close = last close, volume = sum. A bucket
         missing any sub-candle is dropped: prices are never invented. ``partial``: such a
         bucket is kept, made of the sub-candles present (what did trade in it, e.g. the range
         of an hour with minutes missing in a crash); its candle is then not the whole bucket's.
+        ``missing_ok``: a bucket missing at most this many sub-candles is kept so (a minute or
+        two of exchange downtime in an hour), one missing more is dropped.
         """
         if tf_ms % self.tf_ms != 0 or tf_ms < self.tf_ms:
             raise ValueError(
@@ -164,7 +166,7 @@ class Candles:
         starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
         counts = np.diff(np.concatenate((starts, [len(self.ts)])))
         # Rows are unique and on the source grid, so a full count means no sub-candle is missing.
-        full = counts == per_bucket if not partial else np.ones(len(starts), dtype=bool)
+        full = counts >= per_bucket - missing_ok if not partial else np.ones(len(starts), bool)
         ends = starts + counts - 1
         return Candles(
             ts=_readonly((bucket[starts] * tf_ms)[full]),

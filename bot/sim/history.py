@@ -126,7 +126,7 @@ def load_history(
                 f"{format_timeframe(source.tf_ms)}, the finest file that also holds the "
                 f"{warmup} candles of warm-up before the window"
             )
-        decision = source.resample(tf_ms)
+        decision = _decision_candles(symbol, source, tf_ms, notes)
     mark_tfs = inventory.mark_timeframes(symbol)
     trigger = last
     held_within_mark = False
@@ -421,6 +421,30 @@ def _decision_source(
         if covers(c, since, end):
             return c
     return last
+
+
+MISSING_SHARE = 10
+"""A decision candle aggregated from finer candles is kept when at most one in this many of
+them is missing (an hour of 1m candles missing up to 6 minutes, of 5m candles one)."""
+
+
+def _decision_candles(symbol: str, source: Candles, tf_ms: int, notes: list[str]) -> Candles:
+    """``source`` aggregated to ``tf_ms``. A bucket missing a few of its candles (a minute of
+    exchange downtime, a download that skipped one) is kept, made of those present: dropped, it
+    would cut every volatility window through it (they never span a gap), and the policy would
+    have no full window, so no decision, for a whole window's length after it (a week of 1h
+    candles for one missing minute). A bucket missing more is dropped, as before. Said in
+    ``notes`` when a bucket was kept so."""
+    per_bucket = tf_ms // source.tf_ms
+    decision = source.resample(tf_ms, missing_ok=per_bucket // MISSING_SHARE)
+    kept = len(decision) - len(source.resample(tf_ms)) if per_bucket >= MISSING_SHARE else 0
+    if kept:
+        notes.append(
+            f"{symbol} decisions: {kept} {format_timeframe(tf_ms)} candle(s) made of the "
+            f"{format_timeframe(source.tf_ms)} candles present, a few missing (at most one in "
+            f"{MISSING_SHARE}; dropped, each would have left the policy without a full window)"
+        )
+    return decision
 
 
 def _covers_as_much(c: Candles, ref: Candles, start: int | None, end: int | None) -> bool:

@@ -412,3 +412,36 @@ def test_the_funding_cost_over_a_change_of_the_settlement_interval_is_per_hour()
     info = market.funding(ETH, T0 + 13 * h, 3)  # two hourly rates, then the first 8-hourly
     assert info.interval_hours == Decimal(8)
     assert abs(info.annualized - Decimal("0.876")) < Decimal("0.0001")
+
+
+def test_one_missing_minute_does_not_leave_the_policy_without_a_window_for_a_week(
+    tmp_path: Path,
+) -> None:
+    # Only 1-minute candles, one minute missing: its hour was dropped from the hourly decision
+    # candles, a window never spans a gap, so for the next 168 hours no window was full and
+    # the policy made no decision (a week of a position held without a look, said nowhere).
+    from tests.audit.market import MINUTE
+
+    trade = walk(12 * 1440, 3_000.0, tf_ms=MINUTE, seed=30)
+    missing = 10 * 1440 + 17 * 60 + 20  # day 10, 17:20
+    trade.keep[missing] = False
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-1m.csv.gz", trade)
+    h = load_histories(discover(data), (ETH,), "1h", "auto")[ETH]
+    assert len(h.decision) == 12 * 24
+    assert h.decision.gaps() == []
+    assert any("1 1h candle(s) made of the 1m candles present" in n for n in h.selection)
+    hour = int(trade.ts[missing]) - int(trade.ts[missing]) % HOUR
+    k = int(np.searchsorted(h.decision.ts, hour))
+    assert (
+        h.decision.low[k]
+        == trade.low[missing - 20 : missing + 40][trade.keep[missing - 20 : missing + 40]].min()
+    )
+    window = HistoricalMarket({ETH: h}).closed_candles(ETH, HOUR, 169, hour + 3 * HOUR)
+    assert len(window) == 169
+    # Seven minutes missing of an hour (more than one in ten): that hour is dropped, as before.
+    trade.keep[missing : missing + 7] = False
+    write_candles(data / f"{stem(ETH)}-1m.csv.gz", trade)
+    h = load_histories(discover(data), (ETH,), "1h", "auto")[ETH]
+    assert h.decision.gaps() == [(hour, hour + HOUR)]

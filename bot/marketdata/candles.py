@@ -25,6 +25,9 @@ HOUR_MS = 3_600_000
 LONGEST_FUNDING_HOURS = 8.0
 """The longest funding interval of the venues the bot trades (Binance and Bybit settle every 8,
 4 or 1 hours)."""
+FUNDING_HOURS = (4, 2, 1)
+"""The venues' funding intervals shorter than :data:`LONGEST_FUNDING_HOURS` (Binance 4 h and
+1 h, Bybit also 2 h), longest first."""
 
 
 def parse_timeframe(tf: str) -> int:
@@ -221,8 +224,13 @@ class FundingSeries:
         """Hours settlement ``i``'s rate covers: :meth:`interval_hours_at`, at most
         :data:`LONGEST_FUNDING_HOURS`. A longer interval is a hole in the data, not a slower
         schedule: taken as one, it would cut the rate's yearly cost (a 10-day hole thirty-fold).
+        A shorter whole number of hours that is no venue's interval (3 h between two hourly
+        settlements: two missing) is a hole too: the longest venue interval it is a multiple of.
         """
-        return min(self.interval_hours_at(i), LONGEST_FUNDING_HOURS)
+        hours = min(self.interval_hours_at(i), LONGEST_FUNDING_HOURS)
+        if hours < LONGEST_FUNDING_HOURS and hours.is_integer() and hours not in FUNDING_HOURS:
+            return float(next(h for h in FUNDING_HOURS if hours % h == 0))
+        return hours
 
     def between(self, after_ms: int, upto_ms: int) -> range:
         """Indices of the settlements with ``after_ms < ts <= upto_ms``."""

@@ -445,3 +445,29 @@ def test_one_missing_minute_does_not_leave_the_policy_without_a_window_for_a_wee
     write_candles(data / f"{stem(ETH)}-1m.csv.gz", trade)
     h = load_histories(discover(data), (ETH,), "1h", "auto")[ETH]
     assert h.decision.gaps() == [(hour, hour + HOUR)]
+
+
+def test_a_short_hole_in_hourly_settlements_is_no_three_hour_interval() -> None:
+    # Hourly settlements of 0.01 % with two missing: the step of 3 h read as the interval, the
+    # rate's yearly cost a third of what it is (and, averaged per hour with its neighbours, a
+    # fifth too low for the next two hours).
+    h = 3_600_000
+    ts = np.r_[np.arange(0, 10 * h, h), np.arange(12 * h, 20 * h, h)].astype(np.int64) + T0
+    funding = FundingSeries(ts, np.full(len(ts), 1e-4), ETH, "f")
+    assert funding.settlement_hours_at(10) == 1.0  # 09:00 -> 12:00: two missing
+    assert funding.settlement_hours_at(11) == 1.0
+    six = FundingSeries(np.array([0, 4 * h, 10 * h], dtype=np.int64) + T0, np.zeros(3), ETH, "f")
+    assert six.settlement_hours_at(2) == 2.0  # 6 h between two 4-hourly: no 4 h multiple
+    trade = walk(30 * 12, 3_000.0, seed=31)
+    last = Candles(
+        trade.ts, trade.open, trade.high, trade.low, trade.close, trade.volume, 300_000, ETH,
+        "trade", "t",
+    )  # fmt: skip
+    decision = last.resample(h)
+    market = HistoricalMarket(
+        {ETH: ContractHistory(ETH, decision, _segment_starts(decision), last, last, funding)}
+    )
+    for now in (T0 + 12 * h, T0 + 13 * h, T0 + 14 * h):
+        info = market.funding(ETH, now, 3)
+        assert info.interval_hours == Decimal(1)
+        assert abs(info.annualized - Decimal("0.876")) < Decimal("0.0001")

@@ -112,21 +112,10 @@ def load_history(
     picked = choose(inventory, symbol, "trade", makes, start, end)
     last = picked.candles
     notes = [picked.note]
-    if decision_tf == picked.timeframe:
-        decision = last
-    elif decision_tf in trade_tfs and _covers_as_much(
-        own := inventory.load_candles(symbol, decision_tf), last, start, end
-    ):
-        decision = own
-    else:  # the chosen file's timeframe divides the decision timeframe
-        source = _decision_source(inventory, symbol, trade_tfs, last, tf_ms, start, end, warmup)
-        if source is not last:
-            notes.append(
-                f"{symbol} decisions: {decision_tf} resampled from "
-                f"{format_timeframe(source.tf_ms)}, the finest file that also holds the "
-                f"{warmup} candles of warm-up before the window"
-            )
-        decision = _decision_candles(symbol, source, tf_ms, notes)
+    decision = _decisions(inventory, symbol, decision_tf, last, window, warmup, notes)
+    blind = _decision_gaps(symbol, decision, warmup, start, end)
+    if blind:
+        notes.append(blind)
     mark_tfs = inventory.mark_timeframes(symbol)
     trigger = last
     held_within_mark = False
@@ -421,6 +410,71 @@ def _decision_source(
         if covers(c, since, end):
             return c
     return last
+
+
+def _decisions(
+    inventory: DataInventory,
+    symbol: str,
+    decision_tf: str,
+    last: Candles,
+    window: tuple[int | None, int | None],
+    warmup: int,
+    notes: list[str],
+) -> Candles:
+    """The decision candles: ``last`` when they are of the decision timeframe, else the
+    decision timeframe's own file when it covers as much, else resampled (see
+    :func:`load_history`); a choice worth saying is appended to ``notes``."""
+    tf_ms = parse_timeframe(decision_tf)
+    start, end = window
+    if tf_ms == last.tf_ms:
+        return last
+    trade_tfs = inventory.trade_timeframes(symbol)
+    if decision_tf in trade_tfs and _covers_as_much(
+        own := inventory.load_candles(symbol, decision_tf), last, start, end
+    ):
+        return own
+    # the chosen file's timeframe divides the decision timeframe
+    source = _decision_source(inventory, symbol, trade_tfs, last, tf_ms, start, end, warmup)
+    if source is not last:
+        notes.append(
+            f"{symbol} decisions: {decision_tf} resampled from "
+            f"{format_timeframe(source.tf_ms)}, the finest file that also holds the "
+            f"{warmup} candles of warm-up before the window"
+        )
+    return _decision_candles(symbol, source, tf_ms, notes)
+
+
+def _decision_gaps(
+    symbol: str, decision: Candles, warmup: int, start: int | None, end: int | None
+) -> str:
+    """A note for the gaps in the decision candles inside the window: a window never spans a
+    gap, so after each the policy has no full window and decides nothing (its position held,
+    protected) until ``warmup`` candles have closed after it, a week of 1h candles after an
+    hour missing ("" when there is no such gap, or no warm-up is known)."""
+    tf = decision.tf_ms
+    if warmup <= 0 or len(decision) <= warmup:
+        return ""
+    lo = start if start is not None else int(decision.ts[warmup])
+    hi = end if end is not None else int(decision.ts[-1]) + tf
+    spans: list[list[int]] = []  # [from, until) without a decision, merged
+    for a, b in decision.gaps():
+        a, b = max(a, lo), min(b + warmup * tf, hi)
+        if a >= b:
+            continue
+        if spans and a <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            spans.append([a, b])
+    if not spans:
+        return ""
+    hours = sum(b - a for a, b in spans) / 3_600_000
+    a, b = max(spans, key=lambda ab: ab[1] - ab[0])
+    return (
+        f"{symbol} decisions: {len(spans)} stretch(es) without a decision after a gap in the "
+        f"{format_timeframe(tf)} decision candles (a window never spans a gap: the policy "
+        f"decides again once {warmup} candles have closed after it; the position is held, "
+        f"protected), {hours:.0f} h in all, the longest {_iso(a)} .. {_iso(b)}"
+    )
 
 
 MISSING_SHARE = 10

@@ -471,3 +471,30 @@ def test_a_short_hole_in_hourly_settlements_is_no_three_hour_interval() -> None:
         info = market.funding(ETH, now, 3)
         assert info.interval_hours == Decimal(1)
         assert abs(info.annualized - Decimal("0.876")) < Decimal("0.0001")
+
+
+def test_the_week_without_a_decision_after_a_gap_in_the_decision_candles_is_said(
+    tmp_path: Path,
+) -> None:
+    # An hour missing from the hourly file: no window of 169 candles is whole until 169 have
+    # closed after it, so the policy decides nothing for a week (it holds, protected); nothing
+    # said so (the gap itself is in data_gaps, not what it does to the decisions).
+    trade = walk(20 * 24, 3_000.0, tf_ms=HOUR, seed=32)
+    trade.keep[12 * 24] = False  # day 12, 00:00
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-1h.csv.gz", trade)
+    window = (T0 + 9 * 86_400_000, T0 + 20 * 86_400_000)
+    h = load_histories(discover(data), (ETH,), "1h", "auto", window, 169)[ETH]
+    said = [n for n in h.selection if "without a decision after a gap" in n]
+    assert said == [
+        f"{ETH} decisions: 1 stretch(es) without a decision after a gap in the 1h decision "
+        "candles (a window never spans a gap: the policy decides again once 169 candles have "
+        "closed after it; the position is held, protected), 170 h in all, the longest "
+        "2025-01-13 00:00 .. 2025-01-20 02:00"
+    ]
+    # without the gap: nothing to say
+    trade.keep[:] = True
+    write_candles(data / f"{stem(ETH)}-1h.csv.gz", trade)
+    h = load_histories(discover(data), (ETH,), "1h", "auto", window, 169)[ETH]
+    assert not any("without a decision" in n for n in h.selection)

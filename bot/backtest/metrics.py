@@ -9,7 +9,9 @@ Sharpe and Sortino use DAILY returns of the equity sampled at UTC day closes (th
 each UTC day), annualised with ``sqrt(365)`` because perpetual futures trade 24/7. Days without any
 sample are not filled in: a return is only taken between two consecutive calendar days, so a gap
 in the data never turns into one large "daily" return (the same rule as for the market data, see
-``/work/shared/data/README.md``, "do not compute returns across a gap").
+``/work/shared/data/README.md``, "do not compute returns across a gap"). A simulation's curve
+starts with its starting balance, stamped at its start (``opening``): the first day's return runs
+from it, so what the first day made or lost is in the ratios as it is in the total return.
 """
 
 from __future__ import annotations
@@ -149,6 +151,10 @@ def daily_closes(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> tuple[I64, F64]
     absent (not forward-filled).
     """
     eq, ts = _as_series(equity, ts_ms)
+    return _closes_by_day(eq, ts)
+
+
+def _closes_by_day(eq: F64, ts: I64) -> tuple[I64, F64]:
     day = ts // DAY_MS
     last = np.append(np.flatnonzero(np.diff(day) != 0), day.size - 1)
     days: I64 = (day[last] * DAY_MS).astype(np.int64)
@@ -156,9 +162,23 @@ def daily_closes(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> tuple[I64, F64]
     return days, closes
 
 
-def _daily_returns(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> F64:
-    """Simple returns between closes of consecutive calendar days (fractions)."""
-    days, closes = daily_closes(equity, ts_ms)
+def _daily_returns(equity: npt.ArrayLike, ts_ms: npt.ArrayLike, *, opening: bool = False) -> F64:
+    """Simple returns between closes of consecutive calendar days (fractions).
+
+    ``opening``: the first sample is the account's value before the first day's samples (a
+    simulation's starting balance, stamped at its start): the close before that day, so the
+    first day's return is counted. Taken as one more sample of its own day it is no day's
+    close, and whatever the first day made or lost (a crash on it, the entries' costs) would
+    be in no return: a run that lost 4 % on its first day and drifted up after read as a
+    Sharpe ratio of +8."""
+    if opening:
+        eq, ts = _as_series(equity, ts_ms)
+        if eq.size < 2:
+            return np.zeros(0)
+        days, closes = _closes_by_day(eq[1:], ts[1:])
+        days, closes = np.r_[days[0] - DAY_MS, days], np.r_[eq[0], closes]
+    else:
+        days, closes = daily_closes(equity, ts_ms)
     ruined = np.flatnonzero(closes <= 0.0)
     if ruined.size:
         # Nothing is defined after the account is wiped out; that day counts as a -100 % day.
@@ -170,13 +190,20 @@ def _daily_returns(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> F64:
     return out
 
 
-def sharpe(equity: npt.ArrayLike, ts_ms: npt.ArrayLike, periods_per_year: float = 365) -> float:
+def sharpe(
+    equity: npt.ArrayLike,
+    ts_ms: npt.ArrayLike,
+    periods_per_year: float = 365,
+    *,
+    opening: bool = False,
+) -> float:
     """Return the annualised Sharpe ratio of daily returns, risk-free rate 0.
 
     ``mean(r) / std(r, ddof=1) * sqrt(periods_per_year)`` over the daily returns described in the
     module docstring. 0.0 when undefined: fewer than 2 daily returns or zero deviation.
+    ``opening``: the first sample is the value before the first day (see :func:`_daily_returns`).
     """
-    rets = _daily_returns(equity, ts_ms)
+    rets = _daily_returns(equity, ts_ms, opening=opening)
     if rets.size < 2:
         return 0.0
     sd = float(np.std(rets, ddof=1))
@@ -185,14 +212,20 @@ def sharpe(equity: npt.ArrayLike, ts_ms: npt.ArrayLike, periods_per_year: float 
     return float(np.mean(rets)) / sd * math.sqrt(periods_per_year)
 
 
-def sortino(equity: npt.ArrayLike, ts_ms: npt.ArrayLike, periods_per_year: float = 365) -> float:
+def sortino(
+    equity: npt.ArrayLike,
+    ts_ms: npt.ArrayLike,
+    periods_per_year: float = 365,
+    *,
+    opening: bool = False,
+) -> float:
     """Return the annualised Sortino ratio of daily returns, target 0.
 
     ``mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(periods_per_year)``: the downside deviation
     averages over ALL days, the positive ones counting as 0. 0.0 when undefined: fewer than 2
-    daily returns or no losing day (zero downside deviation).
+    daily returns or no losing day (zero downside deviation). ``opening``: as for :func:`sharpe`.
     """
-    rets = _daily_returns(equity, ts_ms)
+    rets = _daily_returns(equity, ts_ms, opening=opening)
     if rets.size < 2:
         return 0.0
     downside = math.sqrt(float(np.mean(np.minimum(rets, 0.0) ** 2)))
@@ -209,13 +242,17 @@ def calmar(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> float:
     return cagr(equity, ts_ms) / dd
 
 
-def summarize(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> dict[str, float]:
-    """Return total_return, cagr, max_drawdown, sharpe, sortino and calmar as defined above."""
+def summarize(
+    equity: npt.ArrayLike, ts_ms: npt.ArrayLike, *, opening: bool = False
+) -> dict[str, float]:
+    """Return total_return, cagr, max_drawdown, sharpe, sortino and calmar as defined above.
+    ``opening``: the first sample is the value before the first day (a simulation's starting
+    balance): the first day's return counts in the Sharpe and Sortino ratios."""
     return {
         "total_return": total_return(equity),
         "cagr": cagr(equity, ts_ms),
         "max_drawdown": max_drawdown(equity),
-        "sharpe": sharpe(equity, ts_ms),
-        "sortino": sortino(equity, ts_ms),
+        "sharpe": sharpe(equity, ts_ms, opening=opening),
+        "sortino": sortino(equity, ts_ms, opening=opening),
         "calmar": calmar(equity, ts_ms),
     }

@@ -41,7 +41,7 @@ def _r(x: float, places: int = 6) -> float:
 
 def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
     ex = result.exchange
-    stats = summarize(*result.curve_from_start()) if len(result.ts) else {}
+    stats = summarize(*result.curve_from_start(), opening=True) if len(result.ts) else {}
     events = ex.events
     fills = ex.fills
     n_orders = sum(1 for r in result.store.orders.values())

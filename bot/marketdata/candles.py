@@ -25,6 +25,9 @@ HOUR_MS = 3_600_000
 LONGEST_FUNDING_HOURS = 8.0
 """The longest funding interval of the venues the bot trades (Binance and Bybit settle every 8,
 4 or 1 hours)."""
+FUNDING_HOURS = (4, 2, 1)
+"""The venues' funding intervals shorter than :data:`LONGEST_FUNDING_HOURS` (Binance 4 h and
+1 h, Bybit also 2 h), longest first."""
 
 
 def parse_timeframe(tf: str) -> int:
@@ -144,13 +147,15 @@ class Candles:
         segs = self.segments()
         return [(a[1] + self.tf_ms, b[0]) for a, b in itertools.pairwise(segs)]
 
-    def resample(self, tf_ms: int, *, partial: bool = False) -> Candles:
+    def resample(self, tf_ms: int, *, partial: bool = False, missing_ok: int = 0) -> Candles:
         """Aggregate exactly to a coarser timeframe, buckets aligned to the UTC epoch.
 
         open = first open, high = max, low = min, close = last close, volume = sum. A bucket
         missing any sub-candle is dropped: prices are never invented. ``partial``: such a
         bucket is kept, made of the sub-candles present (what did trade in it, e.g. the range
         of an hour with minutes missing in a crash); its candle is then not the whole bucket's.
+        ``missing_ok``: a bucket missing at most this many sub-candles is kept so (a minute or
+        two of exchange downtime in an hour), one missing more is dropped.
         """
         if tf_ms % self.tf_ms != 0 or tf_ms < self.tf_ms:
             raise ValueError(
@@ -164,7 +169,7 @@ class Candles:
         starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
         counts = np.diff(np.concatenate((starts, [len(self.ts)])))
         # Rows are unique and on the source grid, so a full count means no sub-candle is missing.
-        full = counts == per_bucket if not partial else np.ones(len(starts), dtype=bool)
+        full = counts >= per_bucket - missing_ok if not partial else np.ones(len(starts), bool)
         ends = starts + counts - 1
         return Candles(
             ts=_readonly((bucket[starts] * tf_ms)[full]),
@@ -219,8 +224,13 @@ class FundingSeries:
         """Hours settlement ``i``'s rate covers: :meth:`interval_hours_at`, at most
         :data:`LONGEST_FUNDING_HOURS`. A longer interval is a hole in the data, not a slower
         schedule: taken as one, it would cut the rate's yearly cost (a 10-day hole thirty-fold).
+        A shorter whole number of hours that is no venue's interval (3 h between two hourly
+        settlements: two missing) is a hole too: the longest venue interval it is a multiple of.
         """
-        return min(self.interval_hours_at(i), LONGEST_FUNDING_HOURS)
+        hours = min(self.interval_hours_at(i), LONGEST_FUNDING_HOURS)
+        if hours < LONGEST_FUNDING_HOURS and hours.is_integer() and hours not in FUNDING_HOURS:
+            return float(next(h for h in FUNDING_HOURS if hours % h == 0))
+        return hours
 
     def between(self, after_ms: int, upto_ms: int) -> range:
         """Indices of the settlements with ``after_ms < ts <= upto_ms``."""

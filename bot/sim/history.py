@@ -112,21 +112,10 @@ def load_history(
     picked = choose(inventory, symbol, "trade", makes, start, end)
     last = picked.candles
     notes = [picked.note]
-    if decision_tf == picked.timeframe:
-        decision = last
-    elif decision_tf in trade_tfs and _covers_as_much(
-        own := inventory.load_candles(symbol, decision_tf), last, start, end
-    ):
-        decision = own
-    else:  # the chosen file's timeframe divides the decision timeframe
-        source = _decision_source(inventory, symbol, trade_tfs, last, tf_ms, start, end, warmup)
-        if source is not last:
-            notes.append(
-                f"{symbol} decisions: {decision_tf} resampled from "
-                f"{format_timeframe(source.tf_ms)}, the finest file that also holds the "
-                f"{warmup} candles of warm-up before the window"
-            )
-        decision = source.resample(tf_ms)
+    decision = _decisions(inventory, symbol, decision_tf, last, window, warmup, notes)
+    blind = _decision_gaps(symbol, decision, warmup, start, end)
+    if blind:
+        notes.append(blind)
     mark_tfs = inventory.mark_timeframes(symbol)
     trigger = last
     held_within_mark = False
@@ -157,8 +146,8 @@ def load_history(
             )
         elif usable:
             mark = choose(inventory, symbol, "mark", usable, start, end)
-            trigger = mark.candles
             notes.append(mark.note)
+            trigger = _mark_with_trades_in_holes(symbol, mark.candles, last, notes)
             if trigger.tf_ms > tf_ms:
                 # A bar is known when it closes: a stop inside it is found at its close, after
                 # the decisions in between saw the position still open.
@@ -245,6 +234,64 @@ def bounded_by_mark(last: Candles, mark: Candles) -> Candles:
         kind="mark",
         source=f"{last.source} within the range of {mark.source}",
     )
+
+
+def _mark_with_trades_in_holes(
+    symbol: str, mark: Candles, last: Candles, notes: list[str]
+) -> Candles:
+    """:func:`with_trades_in_mark_holes`, said in ``notes`` when it added a candle."""
+    trigger, filled = with_trades_in_mark_holes(mark, last)
+    if filled:
+        notes.append(
+            f"{symbol} triggers: {filled} {format_timeframe(last.tf_ms)} last-trade "
+            f"candle(s) where the {format_timeframe(mark.tf_ms)} mark candles "
+            "have a hole (stops and liquidation trigger on the last price there, as "
+            "where a coarser mark file has none)"
+        )
+    return trigger
+
+
+def with_trades_in_mark_holes(mark: Candles, last: Candles) -> tuple[Candles, int]:
+    """``mark`` with a bar for each last-trade candle that lies inside the mark candles' span
+    but has no mark candle in it (a hole in the mark file while the trade candles go on), and
+    how many were added. Without them nothing could fire in such a hole: a stop or liquidation
+    the last price went through would wait for the first mark bar after it. The bar is the
+    trade candle's own, at the last mark slot of its time (it closes when the trade candle
+    closes: no look-ahead for the decisions inside it), as :func:`bounded_by_mark` keeps a
+    trade candle no coarser mark candle lies around. ``mark`` as it is when there is none, or
+    when its candles are coarser than, or off the grid of, the trade candles."""
+    if not len(mark.ts) or not len(last.ts):
+        return mark, 0
+    if last.tf_ms < mark.tf_ms or last.tf_ms % mark.tf_ms != 0:
+        return mark, 0
+    lo = np.searchsorted(mark.ts, last.ts, side="left")
+    hi = np.searchsorted(mark.ts, last.ts + last.tf_ms, side="left")
+    spanned = (last.ts >= mark.ts[0]) & (last.ts + last.tf_ms <= mark.ts[-1] + mark.tf_ms)
+    j = np.flatnonzero((lo == hi) & spanned)
+    if not len(j):
+        return mark, 0
+    ts = np.concatenate([mark.ts, last.ts[j] + last.tf_ms - mark.tf_ms])
+    order = np.argsort(ts, kind="stable")
+
+    def merged(a: FloatArray, b: FloatArray) -> FloatArray:
+        out: FloatArray = np.concatenate([a, b[j]])[order]
+        out.flags.writeable = False
+        return out
+
+    ts = ts[order]
+    ts.flags.writeable = False
+    return Candles(
+        ts=ts,
+        open=merged(mark.open, last.open),
+        high=merged(mark.high, last.high),
+        low=merged(mark.low, last.low),
+        close=merged(mark.close, last.close),
+        volume=merged(mark.volume, np.zeros(len(last.ts))),
+        tf_ms=mark.tf_ms,
+        symbol=mark.symbol,
+        kind="mark",
+        source=f"{mark.source} with {last.source} in its holes",
+    ), len(j)
 
 
 _Bars = tuple[
@@ -363,6 +410,95 @@ def _decision_source(
         if covers(c, since, end):
             return c
     return last
+
+
+def _decisions(
+    inventory: DataInventory,
+    symbol: str,
+    decision_tf: str,
+    last: Candles,
+    window: tuple[int | None, int | None],
+    warmup: int,
+    notes: list[str],
+) -> Candles:
+    """The decision candles: ``last`` when they are of the decision timeframe, else the
+    decision timeframe's own file when it covers as much, else resampled (see
+    :func:`load_history`); a choice worth saying is appended to ``notes``."""
+    tf_ms = parse_timeframe(decision_tf)
+    start, end = window
+    if tf_ms == last.tf_ms:
+        return last
+    trade_tfs = inventory.trade_timeframes(symbol)
+    if decision_tf in trade_tfs and _covers_as_much(
+        own := inventory.load_candles(symbol, decision_tf), last, start, end
+    ):
+        return own
+    # the chosen file's timeframe divides the decision timeframe
+    source = _decision_source(inventory, symbol, trade_tfs, last, tf_ms, start, end, warmup)
+    if source is not last:
+        notes.append(
+            f"{symbol} decisions: {decision_tf} resampled from "
+            f"{format_timeframe(source.tf_ms)}, the finest file that also holds the "
+            f"{warmup} candles of warm-up before the window"
+        )
+    return _decision_candles(symbol, source, tf_ms, notes)
+
+
+def _decision_gaps(
+    symbol: str, decision: Candles, warmup: int, start: int | None, end: int | None
+) -> str:
+    """A note for the gaps in the decision candles inside the window: a window never spans a
+    gap, so after each the policy has no full window and decides nothing (its position held,
+    protected) until ``warmup`` candles have closed after it, a week of 1h candles after an
+    hour missing ("" when there is no such gap, or no warm-up is known)."""
+    tf = decision.tf_ms
+    if warmup <= 0 or len(decision) <= warmup:
+        return ""
+    lo = start if start is not None else int(decision.ts[warmup])
+    hi = end if end is not None else int(decision.ts[-1]) + tf
+    spans: list[list[int]] = []  # [from, until) without a decision, merged
+    for a, b in decision.gaps():
+        a, b = max(a, lo), min(b + warmup * tf, hi)
+        if a >= b:
+            continue
+        if spans and a <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            spans.append([a, b])
+    if not spans:
+        return ""
+    hours = sum(b - a for a, b in spans) / 3_600_000
+    a, b = max(spans, key=lambda ab: ab[1] - ab[0])
+    return (
+        f"{symbol} decisions: {len(spans)} stretch(es) without a decision after a gap in the "
+        f"{format_timeframe(tf)} decision candles (a window never spans a gap: the policy "
+        f"decides again once {warmup} candles have closed after it; the position is held, "
+        f"protected), {hours:.0f} h in all, the longest {_iso(a)} .. {_iso(b)}"
+    )
+
+
+MISSING_SHARE = 10
+"""A decision candle aggregated from finer candles is kept when at most one in this many of
+them is missing (an hour of 1m candles missing up to 6 minutes, of 5m candles one)."""
+
+
+def _decision_candles(symbol: str, source: Candles, tf_ms: int, notes: list[str]) -> Candles:
+    """``source`` aggregated to ``tf_ms``. A bucket missing a few of its candles (a minute of
+    exchange downtime, a download that skipped one) is kept, made of those present: dropped, it
+    would cut every volatility window through it (they never span a gap), and the policy would
+    have no full window, so no decision, for a whole window's length after it (a week of 1h
+    candles for one missing minute). A bucket missing more is dropped, as before. Said in
+    ``notes`` when a bucket was kept so."""
+    per_bucket = tf_ms // source.tf_ms
+    decision = source.resample(tf_ms, missing_ok=per_bucket // MISSING_SHARE)
+    kept = len(decision) - len(source.resample(tf_ms)) if per_bucket >= MISSING_SHARE else 0
+    if kept:
+        notes.append(
+            f"{symbol} decisions: {kept} {format_timeframe(tf_ms)} candle(s) made of the "
+            f"{format_timeframe(source.tf_ms)} candles present, a few missing (at most one in "
+            f"{MISSING_SHARE}; dropped, each would have left the policy without a full window)"
+        )
+    return decision
 
 
 def _covers_as_much(c: Candles, ref: Candles, start: int | None, end: int | None) -> bool:
@@ -556,10 +692,23 @@ class HistoricalMarket:
         if i == 0:
             return FundingInfo(ZERO, Decimal(8), nxt)
         lo = max(0, i - lookback)
-        mean = float(np.mean(f.rate[lo:i]))
+        if len(f) < 2:
+            return FundingInfo(Decimal(f"{float(np.mean(f.rate[lo:i])):.10f}"), Decimal(8), nxt)
         # A hole in the settlements is not an interval (FundingSeries.settlement_hours_at).
-        hours = Decimal(repr(f.settlement_hours_at(i - 1))) if len(f) > 1 else Decimal(8)
-        return FundingInfo(Decimal(f"{mean:.10f}"), hours, nxt)
+        spans = [f.settlement_hours_at(k) for k in range(lo, i)]
+        latest = spans[-1]
+        if all(h == latest for h in spans):
+            mean = float(np.mean(f.rate[lo:i]))
+        else:
+            # The interval changed inside the lookback (Binance and Bybit move a contract from
+            # 8 h to 4 h or 1 h in a squeeze, and back): each rate is for its own interval.
+            # Averaged as they are and read per the latest interval, three 8-hourly rates
+            # after a switch to 1 h read as an eightfold yearly cost, and 1-hourly rates after
+            # a switch back to 8 h as an eighth of it. Their mean per hour, over the latest
+            # interval, is the rate the venue charges at that pace.
+            per_hour = float(np.mean(f.rate[lo:i] / np.asarray(spans)))
+            mean = per_hour * latest
+        return FundingInfo(Decimal(f"{mean:.10f}"), Decimal(repr(latest)), nxt)
 
     def trigger_series(self) -> dict[str, TriggerSeries]:
         out = {}

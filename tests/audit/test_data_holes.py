@@ -18,10 +18,17 @@ from bot.domain.orders import OrderRequest
 from bot.engine.tick import Engine
 from bot.errors import DataError
 from bot.instruments import load_instruments
+from bot.marketdata.candles import Candles, FundingSeries
 from bot.marketdata.files import discover
 from bot.runtime.feeds import ReplayFeed
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import HistoricalMarket, load_histories, simulation_window
+from bot.sim.history import (
+    ContractHistory,
+    HistoricalMarket,
+    _segment_starts,
+    load_histories,
+    simulation_window,
+)
 from tests.audit.cascade import resample
 from tests.audit.harness import ROOT, run, write_config
 from tests.audit.invariants import TickChecker
@@ -276,3 +283,218 @@ def test_a_stop_the_hourly_mark_reached_in_a_hole_of_the_trade_candles_fires(
     assert len(fired) == 1
     assert int(trade.ts[hole.start]) <= fired[0].timestamp_ms < int(trade.ts[hole.stop])
     assert sim.book.positions.get(ETH) is None or sim.book.positions[ETH].qty == 0
+
+
+def _long_with_stop(sim: SimulatedExchange, entry: Decimal) -> Decimal:
+    """A 3x long of 1 ETH at ``entry`` with its stop 5 % below; the stop's trigger."""
+    sim.set_mark(ETH, entry)
+    sim.set_leverage(ETH, 3)
+    sim.place_order(
+        OrderRequest(
+            "e", ETH, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, Decimal(1), False
+        )
+    )
+    stop = (entry * Decimal("0.95")).quantize(Decimal("0.01"))
+    sim.place_order(
+        OrderRequest(
+            "sl",
+            ETH,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            OrderPurpose.STOP_LOSS,
+            Decimal(1),
+            True,
+            trigger_price=stop,
+        )
+    )
+    return stop
+
+
+def test_a_stop_the_last_price_went_through_in_a_hole_of_the_mark_candles_fires(
+    tmp_path: Path,
+) -> None:
+    # 5-minute trade and mark candles; six hours of the mark file are missing while the trade
+    # candles go on and fall 10 % and come back. The triggers were the mark candles alone: in
+    # the hole nothing could fire, the long rode the fall with its stop untouched and the
+    # equity stood at the stale mark; the trade candles trigger there now (as where a coarser
+    # mark file has no candle), and the choice is said.
+    trade = walk(N, 3_000.0, seed=25, vol_per_bar=0.0005)
+    hole = slice(EVENT, EVENT + 6 * 12)
+    dip = np.r_[np.linspace(1.0, 0.90, 36), np.linspace(0.90, 1.0, 36)]
+    for a in (trade.open, trade.high, trade.low, trade.close):
+        a[hole] *= dip
+    mark = trade.copy()
+    mark.keep[hole] = False
+    mark.volume[:] = 0.0
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    histories = load_histories(discover(data), (ETH,), "1h", "auto")
+    market = HistoricalMarket(histories)
+    before = int(trade.ts[hole.start]) - HOUR
+    sim = SimulatedExchange(
+        {ETH: load_instruments("binanceusdm")[ETH]},
+        SimClock(before),
+        starting_balance=Decimal(10_000),
+        margin_mode=MarginMode.ISOLATED,
+    )
+    sim.processed_ms = before
+    stop = _long_with_stop(sim, Decimal(repr(float(trade.close[hole.start - 13]))))
+    ReplayFeed(sim, market).catch_up(int(trade.ts[hole.stop]) + HOUR)
+    fired = [f for f in sim.fills if f.purpose is OrderPurpose.STOP_LOSS]
+    assert len(fired) == 1
+    assert int(trade.ts[hole.start]) <= fired[0].timestamp_ms < int(trade.ts[hole.stop])
+    assert fired[0].price <= stop
+    assert sim.book.positions[ETH].qty == 0
+    h = histories[ETH]
+    assert h.trigger.kind == "mark"
+    assert len(h.trigger) == N  # the 72 trade candles fill the mark's hole
+    assert any("72 5m last-trade candle(s) where the 5m mark candles" in n for n in h.selection)
+
+
+def test_a_mark_file_without_holes_is_the_trigger_as_it_is(tmp_path: Path) -> None:
+    trade = walk(N, 3_000.0, seed=26)
+    mark = trade.copy()
+    mark.volume[:] = 0.0
+    mark.keep[: 2 * 288] = False  # starts two days later: no hole inside its span
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    h = load_histories(discover(data), (ETH,), "1h", "auto")[ETH]
+    assert len(h.trigger) == N - 2 * 288
+    assert h.trigger.source.endswith("-5m-mark.csv.gz")
+    assert not any("last-trade candle(s) where" in n for n in h.selection)
+
+
+def test_the_funding_cost_over_a_change_of_the_settlement_interval_is_per_hour() -> None:
+    # Eight-hourly settlements of 0.08 % (0.01 % an hour), then hourly ones of 0.01 %: the same
+    # cost per hour. The mean of the last three rates (two 8-hourly, one hourly) was read as an
+    # hourly rate: a yearly cost of 4.9 instead of 0.876 (the policy cut leverage for it); the
+    # other way, hourly rates read per 8 h made a cost of 0.1095 out of 0.876.
+    h = 3_600_000
+    ts = np.r_[np.arange(0, 48 * h, 8 * h), np.arange(41 * h, 60 * h, h)].astype(np.int64) + T0
+    rates = np.where(np.r_[0, np.diff(ts)] == h, 1e-4, 8e-4)
+    trade = walk(70 * 12, 3_000.0, seed=29)
+    last = Candles(
+        trade.ts,
+        trade.open,
+        trade.high,
+        trade.low,
+        trade.close,
+        trade.volume,
+        300_000,
+        ETH,
+        "trade",
+        "t",
+    )
+    funding = FundingSeries(ts, rates, ETH, "f")
+    decision = last.resample(h)
+    market = HistoricalMarket(
+        {ETH: ContractHistory(ETH, decision, _segment_starts(decision), last, last, funding)}
+    )
+    right_after = T0 + 41 * h  # the first hourly settlement has just been paid
+    info = market.funding(ETH, right_after, 3)
+    assert info.interval_hours == Decimal(1)
+    assert abs(info.annualized - Decimal("0.876")) < Decimal("0.0001")
+    steady = market.funding(ETH, T0 + 50 * h, 3)
+    assert steady.rate == Decimal("0.0001000000")  # one pace: the plain mean, as before
+    back = FundingSeries(
+        np.r_[np.arange(0, 6 * h, h), np.arange(13 * h, 40 * h, 8 * h)].astype(np.int64) + T0,
+        np.r_[np.full(6, 1e-4), np.full(4, 8e-4)],
+        ETH,
+        "f",
+    )
+    market = HistoricalMarket(
+        {ETH: ContractHistory(ETH, decision, _segment_starts(decision), last, last, back)}
+    )
+    info = market.funding(ETH, T0 + 13 * h, 3)  # two hourly rates, then the first 8-hourly
+    assert info.interval_hours == Decimal(8)
+    assert abs(info.annualized - Decimal("0.876")) < Decimal("0.0001")
+
+
+def test_one_missing_minute_does_not_leave_the_policy_without_a_window_for_a_week(
+    tmp_path: Path,
+) -> None:
+    # Only 1-minute candles, one minute missing: its hour was dropped from the hourly decision
+    # candles, a window never spans a gap, so for the next 168 hours no window was full and
+    # the policy made no decision (a week of a position held without a look, said nowhere).
+    from tests.audit.market import MINUTE
+
+    trade = walk(12 * 1440, 3_000.0, tf_ms=MINUTE, seed=30)
+    missing = 10 * 1440 + 17 * 60 + 20  # day 10, 17:20
+    trade.keep[missing] = False
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-1m.csv.gz", trade)
+    h = load_histories(discover(data), (ETH,), "1h", "auto")[ETH]
+    assert len(h.decision) == 12 * 24
+    assert h.decision.gaps() == []
+    assert any("1 1h candle(s) made of the 1m candles present" in n for n in h.selection)
+    hour = int(trade.ts[missing]) - int(trade.ts[missing]) % HOUR
+    k = int(np.searchsorted(h.decision.ts, hour))
+    assert (
+        h.decision.low[k]
+        == trade.low[missing - 20 : missing + 40][trade.keep[missing - 20 : missing + 40]].min()
+    )
+    window = HistoricalMarket({ETH: h}).closed_candles(ETH, HOUR, 169, hour + 3 * HOUR)
+    assert len(window) == 169
+    # Seven minutes missing of an hour (more than one in ten): that hour is dropped, as before.
+    trade.keep[missing : missing + 7] = False
+    write_candles(data / f"{stem(ETH)}-1m.csv.gz", trade)
+    h = load_histories(discover(data), (ETH,), "1h", "auto")[ETH]
+    assert h.decision.gaps() == [(hour, hour + HOUR)]
+
+
+def test_a_short_hole_in_hourly_settlements_is_no_three_hour_interval() -> None:
+    # Hourly settlements of 0.01 % with two missing: the step of 3 h read as the interval, the
+    # rate's yearly cost a third of what it is (and, averaged per hour with its neighbours, a
+    # fifth too low for the next two hours).
+    h = 3_600_000
+    ts = np.r_[np.arange(0, 10 * h, h), np.arange(12 * h, 20 * h, h)].astype(np.int64) + T0
+    funding = FundingSeries(ts, np.full(len(ts), 1e-4), ETH, "f")
+    assert funding.settlement_hours_at(10) == 1.0  # 09:00 -> 12:00: two missing
+    assert funding.settlement_hours_at(11) == 1.0
+    six = FundingSeries(np.array([0, 4 * h, 10 * h], dtype=np.int64) + T0, np.zeros(3), ETH, "f")
+    assert six.settlement_hours_at(2) == 2.0  # 6 h between two 4-hourly: no 4 h multiple
+    trade = walk(30 * 12, 3_000.0, seed=31)
+    last = Candles(
+        trade.ts, trade.open, trade.high, trade.low, trade.close, trade.volume, 300_000, ETH,
+        "trade", "t",
+    )  # fmt: skip
+    decision = last.resample(h)
+    market = HistoricalMarket(
+        {ETH: ContractHistory(ETH, decision, _segment_starts(decision), last, last, funding)}
+    )
+    for now in (T0 + 12 * h, T0 + 13 * h, T0 + 14 * h):
+        info = market.funding(ETH, now, 3)
+        assert info.interval_hours == Decimal(1)
+        assert abs(info.annualized - Decimal("0.876")) < Decimal("0.0001")
+
+
+def test_the_week_without_a_decision_after_a_gap_in_the_decision_candles_is_said(
+    tmp_path: Path,
+) -> None:
+    # An hour missing from the hourly file: no window of 169 candles is whole until 169 have
+    # closed after it, so the policy decides nothing for a week (it holds, protected); nothing
+    # said so (the gap itself is in data_gaps, not what it does to the decisions).
+    trade = walk(20 * 24, 3_000.0, tf_ms=HOUR, seed=32)
+    trade.keep[12 * 24] = False  # day 12, 00:00
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-1h.csv.gz", trade)
+    window = (T0 + 9 * 86_400_000, T0 + 20 * 86_400_000)
+    h = load_histories(discover(data), (ETH,), "1h", "auto", window, 169)[ETH]
+    said = [n for n in h.selection if "without a decision after a gap" in n]
+    assert said == [
+        f"{ETH} decisions: 1 stretch(es) without a decision after a gap in the 1h decision "
+        "candles (a window never spans a gap: the policy decides again once 169 candles have "
+        "closed after it; the position is held, protected), 170 h in all, the longest "
+        "2025-01-13 00:00 .. 2025-01-20 02:00"
+    ]
+    # without the gap: nothing to say
+    trade.keep[:] = True
+    write_candles(data / f"{stem(ETH)}-1h.csv.gz", trade)
+    h = load_histories(discover(data), (ETH,), "1h", "auto", window, 169)[ETH]
+    assert not any("without a decision" in n for n in h.selection)

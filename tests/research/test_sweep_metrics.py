@@ -60,3 +60,51 @@ def test_a_point_row_has_every_number_of_report_json(tmp_path: Path) -> None:
         assert key in NUMERIC, f"{key} of report.json is not a sweep column"
         assert row[key] == value, key
         check_objective(f"-{key}")
+
+
+def _first_day_loss(folder: Path) -> None:
+    """BTC hourly candles from 2025-01-01: eight quiet days, a 1.2 % fall over the first hours
+    of 2025-01-09, then a steady rise of 0.3 % a day."""
+    import gzip
+    import math
+
+    folder.mkdir()
+    t0, hour = 1_735_689_600_000, 3_600_000
+    rows, price = [], 95_000.0
+    for i in range(12 * 24):
+        day, h = divmod(i, 24)
+        step = 0.0004 * math.sin(i)  # quiet: the volatility estimate needs some movement
+        if day == 8 and h < 6:
+            step = math.log(1 - 0.012) / 6
+        elif day > 8:
+            step += math.log(1.003) / 24
+        o, price = price, price * math.exp(step)
+        rows.append(f"{t0 + i * hour},{o!r},{max(o, price)!r},{min(o, price)!r},{price!r},5.0")
+    with gzip.open(folder / "BTC_USDT_USDT-1h.csv.gz", "wt") as fh:
+        fh.write("timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+
+
+def test_the_first_days_loss_is_in_the_sharpe_ratio(tmp_path: Path) -> None:
+    # The daily returns ran from the first day's close: what the run lost on its first day was
+    # in no return. A four-day window (a walk-forward TRAIN) that lost 3.6 % on its first day
+    # and made 0.9 % on each of the next three read as a large positive Sharpe ratio, and the
+    # sweep chose points on it.
+    _first_day_loss(tmp_path / "data")
+    config = sample_config(tmp_path, data_dir=tmp_path / "data")
+    row = evaluate(
+        PointTask(
+            key="p",
+            config_path=str(config),
+            policy=load_policy(ROOT / "policies" / "static_3x.toml").model_dump(),
+            contracts=("BTC/USDT:USDT",),
+            start=date(2025, 1, 9),
+            end=date(2025, 1, 12),
+        )
+    )
+    assert row["status"] == "ok", row.get("error")
+    assert row["start"] == "2025-01-09T00:00:00Z"
+    assert row["total_return"] < 0
+    assert row["n_days"] == 4  # four days, four returns: the first from the starting balance
+    assert row["daily_sharpe"] < 0
+    assert row["sharpe"] < 0
+    assert row["sortino"] < 0

@@ -26,7 +26,7 @@ from tests.research.helpers import DAY_MS, ROOT, T0, CountingExecutor, sample_co
 STATIC = ROOT / "policies" / "static_3x.toml"
 
 
-def _gapped_data(folder: Path, gap_days: tuple[int, int]) -> None:
+def _gapped_data(folder: Path, gap_days: tuple[float, float]) -> None:
     """Regime data with every candle of days [a, b) removed (a download that stopped)."""
     write_regimes(folder, [1, -1, 1, -1], regime_days=10, warm_days=8)
     path = folder / "BTC_USDT_USDT-1h.csv.gz"
@@ -54,7 +54,10 @@ def test_a_window_inside_a_data_gap_is_said_and_one_without_a_choice_keeps_the_l
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    _gapped_data(data, (18, 28))  # the TRAIN of window 1 (days 18..27) has no candle
+    # the TRAIN of window 1 (days 18..27) has no candle, nor the two hours before it: its
+    # first tick finds the data stale already and never trades (flat returns; a TRAIN whose
+    # first tick still entered has the entry's cost as its first day's return)
+    _gapped_data(data, (18 - 2 / 24, 28))
     # daily_skew: undefined (NaN) for flat returns, so the gapped window has no finite objective
     spec = _spec(tmp_path, data, objective="daily_skew")
     console = Console(width=250, record=True)
@@ -90,7 +93,9 @@ def summary_of(spec: SweepSpec) -> dict[str, Any]:
 
 def test_a_first_window_without_a_choice_is_flat_before_the_first_choice(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    _gapped_data(data, (8, 18))  # the TRAIN of window 0 (days 8..17) has no candle
+    # the TRAIN of window 0 (days 8..17) has no candle, nor the two hours before it (stale at
+    # its first tick: never traded)
+    _gapped_data(data, (8 - 2 / 24, 18))
     spec = _spec(tmp_path, data, objective="daily_skew")
     outcome = run_sweep(spec, 1, None, Console(width=250, record=True))
     first = outcome.summary["windows"][0]

@@ -317,3 +317,17 @@ def test_drawdown_series_from_a_starting_value() -> None:
     np.testing.assert_allclose(
         drawdown_series(np.array([98.0, 90.0]), start=50.0), [0.0, 1 - 90 / 98]
     )
+
+
+def test_the_opening_value_is_the_close_before_the_first_day() -> None:
+    # A curve that starts with the starting balance at 00:00 and whose ticks follow on the same
+    # day: the balance is the first day's opening, so the first day's return (-10 %) counts.
+    hour = 3_600_000
+    ts = np.r_[0, np.arange(0, 4 * 24 * hour, hour)].astype(np.int64) + DAY_MS * 20_000
+    eq = np.r_[100.0, np.full(24, 90.0), np.full(24, 91.0), np.full(24, 92.0), np.full(24, 93.0)]
+    expected = [90 / 100 - 1, 91 / 90 - 1, 92 / 91 - 1, 93 / 92 - 1]
+    mean, sd = float(np.mean(expected)), float(np.std(expected, ddof=1))
+    assert sharpe(eq, ts, opening=True) == pytest.approx(mean / sd * math.sqrt(365))
+    assert sharpe(eq, ts, opening=True) < 0 < sharpe(eq, ts)  # without: three +1 % days
+    assert summarize(eq, ts, opening=True)["sortino"] < 0
+    assert sharpe(eq[:1], ts[:1], opening=True) == 0.0

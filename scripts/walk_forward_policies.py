@@ -48,7 +48,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.backtest.metrics import max_drawdown, sharpe  # noqa: E402
+from bot.backtest.metrics import max_drawdown  # noqa: E402
 from bot.backtest.replay import _instruments, replay  # noqa: E402
 from bot.backtest.report import build_report  # noqa: E402
 from bot.clock import datetime_to_ms  # noqa: E402
@@ -137,7 +137,7 @@ def simulate_month(
         month.isoformat()[:7],
         float(eq[-1] / float(res.starting_balance) - 1),
         max_drawdown(np.r_[float(res.starting_balance), eq]),
-        sharpe(eq, res.ts),
+        ann_sharpe(daily_returns(res.ts, eq)),  # (the first day's return included)
         turnover,
         tuple(daily_returns(res.ts, eq)),
     )
@@ -150,7 +150,7 @@ def simulate_month(
             run.month,
             float(b[-1] / float(res.starting_balance) - 1),
             max_drawdown(np.r_[float(res.starting_balance), b]),
-            sharpe(b, res.ts),
+            ann_sharpe(daily_returns(res.ts, b)),
             0.0,
             tuple(daily_returns(res.ts, b)),
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -216,36 +216,42 @@ def fill_reference(
     mark_bar: tuple[Decimal, Decimal, Decimal],
     last: tuple[Decimal, Decimal, Decimal] | None,
 ) -> Decimal:
-    """What a stop-market order triggered on the mark at ``price`` fills against: the order
-    book, i.e. the last price. Within the bar the two are taken on straight paths from their
-    opens to their extremes, the last price as far along its path as the mark along its own
-    when it crossed the trigger (across a gap: the last price's open); the worse of that and
-    the trigger for the trader: a crash candle whose last price fell further than its mark
-    fills the stop further down, never better than its trigger. Without a last-trade candle
-    (or on last-price bars), and for a take-profit, the trigger."""
-    if last is None or order.type is not OrderType.STOP_MARKET:
+    """What a stop-market or take-profit-market order triggered on the mark at ``price`` fills
+    against: the order book, i.e. the last price. Within the bar the two are taken on straight
+    paths from their opens toward the trigger's side (a stop's falling sell, a take-profit's
+    rising one...), the last price as far along its path as the mark along its own when it
+    crossed the trigger (across a gap: the last price's open); the worse of that and the
+    trigger for the trader. A crash candle whose last price fell further than its mark fills
+    the stop further down; a take-profit the mark reached while the last price stayed short of
+    it fills where the last price was, never at a level no trade reached (it filled at its
+    trigger, above every trade of the bar). Without a last-trade candle (or on last-price
+    bars), the trigger."""
+    if last is None:
         return price
     o, h, low = mark_bar
     lo_, lh, ll = last
     sells = order.side is OrderSide.SELL
+    falls = (order.type is OrderType.STOP_MARKET) == sells
+    # the fraction of its path the mark had run, rounded toward the side that costs the trader
+    costly = ROUND_CEILING if order.type is OrderType.STOP_MARKET else ROUND_FLOOR
     if gapped:
         ref = lo_
-    elif sells:
+    elif falls:
         span = o - low
-        ref = lo_ - _along((o - price) / span) * (lo_ - ll) if span > 0 else ll
+        ref = lo_ - _along((o - price) / span, costly) * (lo_ - ll) if span > 0 else ll
     else:
         span = h - o
-        ref = lo_ + _along((price - o) / span) * (lh - lo_) if span > 0 else lh
+        ref = lo_ + _along((price - o) / span, costly) * (lh - lo_) if span > 0 else lh
     if sells:
         return ref if ref < price else price
     return ref if ref > price else price
 
 
-def _along(fraction: Decimal) -> Decimal:
-    """How far along its path the mark was, to bounded digits, rounded toward the extreme (the
-    side that costs the trader): a quotient has 28 digits, and the price built from it must be
-    stored exactly (NUMERIC(38, 18) in the state database of a paper account)."""
-    return fraction.quantize(FRACTION_PLACES, rounding=ROUND_CEILING)
+def _along(fraction: Decimal, rounding: str) -> Decimal:
+    """How far along its path the mark was, to bounded digits, rounded as ``rounding`` says
+    (toward the side that costs the trader): a quotient has 28 digits, and the price built from
+    it must be stored exactly (NUMERIC(38, 18) in the state database of a paper account)."""
+    return fraction.quantize(FRACTION_PLACES, rounding=rounding)
 
 
 def process_bar(

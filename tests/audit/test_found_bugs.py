@@ -365,6 +365,34 @@ def test_a_stop_triggered_on_the_mark_fills_against_the_last_price() -> None:
     assert fill_reference(sell, D(95), False, mark, None) == D(95)
 
 
+def test_a_take_profit_the_mark_reached_fills_where_the_last_price_was() -> None:
+    # A take-profit-market order triggers on the mark and fills in the book too. The mark rose
+    # to a long's take-profit at 110 while the last price rose to 104 only: it filled at 110,
+    # above every trade of the bar (an optimistic backtest wherever the mark leads the last).
+    from bot.sim.triggers import fill_reference
+
+    def take(side: OrderSide) -> Order:
+        return Order("t", "x", "X", side, OrderType.TAKE_PROFIT_MARKET,
+                     OrderPurpose.TAKE_PROFIT, D(1), D(0), OrderStatus.OPEN, True,
+                     trigger_price=D(110) if side is OrderSide.SELL else D(90))  # fmt: skip
+
+    sell, buy = take(OrderSide.SELL), take(OrderSide.BUY)
+    up = (D(100), D(120), D(99))  # the mark: half of its way up at 110
+    # half of the last price's way up (100 -> 108): 104, below the trigger
+    assert fill_reference(sell, D(110), False, up, (D(100), D(108), D(99))) == D(104)
+    # the last price ran further than the mark: never better than the trigger
+    assert fill_reference(sell, D(110), False, up, (D(100), D(140), D(99))) == D(110)
+    # a gap up through it: the last price's open when it is the lower one
+    assert (
+        fill_reference(sell, D(115), True, (D(115), D(116), D(114)), (D(112), D(113), D(111)))
+        == 112
+    )
+    # a short's take-profit (a buy) on the way down, the same way
+    down = (D(100), D(101), D(80))  # half of the mark's way down at 90
+    assert fill_reference(buy, D(90), False, down, (D(100), D(101), D(92))) == D(96)
+    assert fill_reference(sell, D(110), False, up, None) == D(110)
+
+
 def test_a_crash_of_the_last_price_beyond_the_marks_costs_the_stop(tmp_path: Path) -> None:
     symbols = SCENARIOS["crash_40_mark_20"](tmp_path / "data")
     outcome = run(write_config(tmp_path, tmp_path / "data", symbols))

@@ -48,7 +48,7 @@ def test_local_cluster_gives_the_same_results_as_one_process(tmp_path: Path) -> 
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
     ) as cluster:
         executor = DaskExecutor(cluster.scheduler_address)
         try:
@@ -85,7 +85,7 @@ def test_a_walk_forward_on_a_local_cluster_gives_the_same_out_of_sample_run(
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
     ) as cluster:
         executor = DaskExecutor(cluster.scheduler_address)
         try:
@@ -193,7 +193,7 @@ def test_a_cluster_without_workers_ends_with_a_clear_error_not_a_hang(tmp_path: 
     """Every worker gone (killed, out of memory) or none started: the sweep used to wait for
     ever with no message (a CI run hung 12 minutes on dead workers)."""
     with distributed.LocalCluster(
-        n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=0, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as cluster:
         executor = DaskExecutor(cluster.scheduler_address)
         executor.poll_s, executor.no_workers_s = 0.2, 1.0

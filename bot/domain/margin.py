@@ -398,15 +398,7 @@ def _solve_bybit(
     fee = _bybit_close_fee(instrument, side, q, entry, balance)
     at_entry = entry - side * (balance - fee - _tiered_maintenance(instrument, q * entry)) / q
     at_mark = _solve_binance(instrument, side, q, entry, balance - fee)
-    if side > 0:
-        prices = [p for p in (at_entry, at_mark) if p is not None and p > ZERO]
-        return max(prices) if prices else None  # None: not liquidated above a price of 0
-    if at_entry <= ZERO:
-        raise ValueError(
-            f"{instrument.symbol}: margin balance {balance} is below Bybit's maintenance margin "
-            f"at every price for a short of {q} at {entry}: the account is already liquidatable"
-        )
-    return at_entry if at_mark is None else min(at_entry, at_mark)
+    return _nearer_root(instrument, side, q, entry, balance, at_entry, at_mark)
 
 
 def _solve_bybit_cross(
@@ -430,9 +422,25 @@ def _solve_bybit_cross(
         q * (side - taker)
     )
     at_mark = _solve_binance(instrument, side, q, entry, balance, fee_rate=taker)
+    return _nearer_root(instrument, side, q, entry, balance, at_entry, at_mark)
+
+
+def _nearer_root(
+    instrument: Instrument,
+    side: int,
+    q: Decimal,
+    entry: Decimal,
+    balance: Decimal,
+    at_entry: Decimal,
+    at_mark: Decimal | None,
+) -> Decimal | None:
+    """Of Bybit's two roots (maintenance valued at entry, at the mark), the one nearer the
+    entry, where the larger maintenance is first met: the higher for a long (None: not
+    liquidated above a price of 0), the lower for a short (an error when the account is below
+    maintenance at every price)."""
     if side > 0:
         prices = [p for p in (at_entry, at_mark) if p is not None and p > ZERO]
-        return max(prices) if prices else None  # None: not liquidated above a price of 0
+        return max(prices) if prices else None
     if at_entry <= ZERO:
         raise ValueError(
             f"{instrument.symbol}: margin balance {balance} is below Bybit's maintenance margin "

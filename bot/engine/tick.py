@@ -1875,9 +1875,7 @@ class Engine:
             return SendOutcome.UNKNOWN
         except ExchangeError as exc:
             self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
-            self._event(now, EventKind.REJECTED, req.symbol, state, f"{req.client_id}: {exc}")
-            if req.purpose.is_protective:
-                self._venue_errors[req.symbol] = f"{req.client_id}: {exc}"
+            self._rejected(req, f"{req.client_id}: {exc}", now, state)
             self._note_refusal(req.symbol, exc, now)
             return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
@@ -1905,12 +1903,18 @@ class Engine:
             # (a market order ended in part filled, its rest expired, did trade)
             order.status is OrderStatus.CANCELED and order.filled == 0
         ):
-            why = f"{req.client_id}: the venue answered {order.status.value}"
-            self._event(now, EventKind.REJECTED, req.symbol, state, why)
-            if req.purpose.is_protective:
-                self._venue_errors[req.symbol] = why
+            self._rejected(
+                req, f"{req.client_id}: the venue answered {order.status.value}", now, state
+            )
             return SendOutcome.REJECTED
         return SendOutcome.SENT
+
+    def _rejected(self, req: OrderRequest, why: str, now: int, state: TradingState) -> None:
+        """Record the venue's refusal of ``req`` (raised, or said in its answer); a protective
+        order's is kept as the contract's last venue error (quoted if it stays unprotected)."""
+        self._event(now, EventKind.REJECTED, req.symbol, state, why)
+        if req.purpose.is_protective:
+            self._venue_errors[req.symbol] = why
 
     def _cancel(self, symbol: str, client_id: str, now: int) -> None:
         try:

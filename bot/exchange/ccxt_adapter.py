@@ -323,8 +323,7 @@ class CcxtExchange:
         endpoint of the venue (:attr:`VenueProfile.flat_probe`) answers with the row itself.
         """
         probe = self._profile.flat_probe
-        self.instrument(symbol)
-        market_id = str(self._ex.market(symbol)["id"])
+        market_id = self._market_id(symbol)
         params = {**probe.params, "symbol": market_id}
 
         def read() -> bool:
@@ -341,8 +340,7 @@ class CcxtExchange:
         """The venue's liquidation and ADL closes of ``symbol`` since ``since_ms``, from its raw
         record (:attr:`VenueProfile.forced_probe`: Binance force orders, Bybit executions)."""
         probe = self._profile.forced_probe
-        self.instrument(symbol)
-        market_id = str(self._ex.market(symbol)["id"])
+        market_id = self._market_id(symbol)
         params = {**probe.params, "symbol": market_id, probe.since_param: since_ms}
 
         def read() -> list[ForcedClose]:
@@ -476,8 +474,7 @@ class CcxtExchange:
             row = self._call(lambda: self._ex.fetch_ticker(symbol), "fetch_ticker")
             mapping.require_market(row, symbol, self._market_id(symbol), f"{symbol} ticker")
             return row, row.get("timestamp")  # Binance USD-M: the 24 h ticker's closeTime
-        self.instrument(symbol)
-        market_id = str(self._ex.market(symbol)["id"])
+        market_id = self._market_id(symbol)
         what = f"{symbol} ticker"
 
         def read() -> tuple[Mapping[str, Any], object]:

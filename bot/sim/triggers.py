@@ -188,12 +188,17 @@ class FundingTape:
     interval_hours: list[Decimal] = field(default_factory=list)
 
 
+def _falls(order: Order) -> bool:
+    """Whether a conditional order fires on a falling price: a sell stop or a buy take-profit
+    (a buy stop and a sell take-profit fire on a rising one)."""
+    return (order.type is OrderType.STOP_MARKET) == (order.side is OrderSide.SELL)
+
+
 def _fires(order: Order, o: Decimal, h: Decimal, low: Decimal) -> tuple[bool, bool]:
     """(fires within the bar, already beyond the trigger at the open)."""
     trig = order.trigger_price
     assert trig is not None  # noqa: S101 - conditional orders always carry one
-    falls = (order.type is OrderType.STOP_MARKET) == (order.side is OrderSide.SELL)
-    if falls:
+    if _falls(order):
         return low <= trig, o <= trig
     return h >= trig, o >= trig
 
@@ -231,7 +236,7 @@ def fill_reference(
     o, h, low = mark_bar
     lo_, lh, ll = last
     sells = order.side is OrderSide.SELL
-    falls = (order.type is OrderType.STOP_MARKET) == sells
+    falls = _falls(order)
     # the fraction of its path the mark had run, rounded toward the side that costs the trader
     costly = ROUND_CEILING if order.type is OrderType.STOP_MARKET else ROUND_FLOOR
     if gapped:
@@ -562,8 +567,7 @@ def trigger_bounds(ex: SimAccount, symbol: str) -> tuple[float, float]:
     if resting:
         for order in resting.values():
             trig = float(order.trigger_price or 0)
-            falls = (order.type is OrderType.STOP_MARKET) == (order.side is OrderSide.SELL)
-            if falls:
+            if _falls(order):
                 down = max(down, trig)
             else:
                 up = min(up, trig)

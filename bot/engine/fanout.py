@@ -22,6 +22,12 @@ Either way :meth:`Batch.run` returns when every job has finished, then raises th
 in the order the jobs were added. After a failure no further job starts (sequentially: exactly
 the calls a plain loop would have made); the jobs already running finish, so no contract's
 protective steps are cut in the middle.
+
+:meth:`Fanout.run_every` is for calls that must all be tried whatever happens to the others:
+each contract's protection. A read that failed inside one contract's protective step used to
+end the batch there, and the stops of the contracts after it waited for the next job (a minute
+in a crash). Every call runs; each call's error (or ``None``) is returned, in the order given,
+for the caller to raise once it has done what must be done regardless (:func:`raise_first`).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class Job(Generic[T]):
         self._done = False
 
     def run(self) -> None:
-        if self._batch.failed:
+        if self._batch.failed and not self._batch.independent:
             # an earlier job failed: nothing new starts (as if run one after the other)
             self._error = Skipped("not run: an earlier call of the batch failed")
             self._done = True
@@ -85,8 +91,10 @@ class Runner(Protocol):
 class Batch:
     """Calls collected with :meth:`add` and run together by :meth:`run`."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, *, independent: bool = False) -> None:
         self._runner = runner
+        # True: a failure stops nothing, every job runs (see Fanout.run_every).
+        self.independent = independent
         self._jobs: list[Job[object]] = []
         # Set by the first job that fails; read by jobs about to start. A plain attribute (one
         # store and one load, atomic under the GIL) rather than an Event: batches are built
@@ -98,12 +106,17 @@ class Batch:
         self._jobs.append(job)  # type: ignore[arg-type]  # Job is read-only in T
         return job
 
+    def take(self) -> list[Job[object]]:
+        """The jobs added since the last run, for a runner to run; the batch starts afresh."""
+        jobs, self._jobs = self._jobs, []
+        self.failed = False
+        return jobs
+
     def run(self) -> None:
         """Run the jobs added since the last run; when all have finished or been skipped, raise
         the first error (in the order added). After a failure no further job starts; the jobs
         already running finish (a contract's steps are never cut in the middle)."""
-        jobs, self._jobs = self._jobs, []
-        self.failed = False
+        jobs = self.take()
         self._runner.run_all(jobs)
         for job in jobs:
             if job.error is not None and not isinstance(job.error, Skipped):
@@ -116,6 +129,12 @@ class Fanout(Protocol):
     def run_each(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Run ``calls`` as one batch; their results in order, or the first error (in the
         order given) once every started call has finished; after a failure no call starts."""
+        ...
+
+    def run_every(self, calls: Sequence[Callable[[], object]]) -> list[Exception | None]:
+        """Run every one of ``calls``, whatever the others raise; each call's error, or
+        ``None``, in the order given. For steps that must each be tried, such as each
+        contract's protection: one contract's failed read must not hold back another's stop."""
         ...
 
 
@@ -134,8 +153,26 @@ class Sequential:
         # call starts (map is lazy; operator.call keeps the loop in C).
         return list(map(operator.call, calls))
 
+    def run_every(self, calls: Sequence[Callable[[], object]]) -> list[Exception | None]:
+        errors: list[Exception | None] = []
+        for call in calls:
+            try:
+                call()
+            except Exception as exc:  # the others still run; the caller raises it
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
+
 
 SEQUENTIAL = Sequential()
+
+
+def raise_first(errors: Sequence[Exception | None]) -> None:
+    """Raise the first error of a :meth:`Fanout.run_every`, if any."""
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 class ThreadFanout:
@@ -162,6 +199,12 @@ class ThreadFanout:
         jobs = [batch.add(call) for call in calls]
         batch.run()  # raises the first error: past it, every job has its result
         return [job.result() for job in jobs]
+
+    def run_every(self, calls: Sequence[Callable[[], object]]) -> list[Exception | None]:
+        batch = Batch(self, independent=True)
+        jobs = [batch.add(call) for call in calls]
+        self.run_all(batch.take())
+        return [job.error for job in jobs]
 
     def run_all(self, jobs: list[Job[object]]) -> None:
         if len(jobs) <= 1 or self.workers == 1 or getattr(self._inside, "job", False):

@@ -53,7 +53,7 @@ from bot.domain.orders import ForcedClose, Order, OrderRequest
 from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
-from bot.engine.fanout import SEQUENTIAL, Fanout
+from bot.engine.fanout import SEQUENTIAL, Fanout, raise_first
 from bot.engine.hedging import HedgeDesk, order_hedge_decisions
 from bot.engine.market import (
     annual_covariance,
@@ -337,7 +337,9 @@ class Engine:
         # Contracts are protected together, each contract's steps in order (new stop first).
         # A decision on the other side of the position held (a flip) protects the position it
         # will open, not this one: the resting orders stay until the sizing step closes it.
-        self.fanout.run_each(
+        # Every contract's step is tried: one that fails (its read) holds back no other's stop
+        # (run_every); its error then ends the tick before any order sizes a position.
+        decided = self.fanout.run_every(
             [
                 partial(self.protect, d.symbol, acct, d.stop_loss, d.take_profit, now)
                 if d.target_qty * acct.qty(d.symbol) >= 0
@@ -345,14 +347,17 @@ class Engine:
                 for d in decisions
             ]
         )
+        # A contract whose step failed is not tried again on what it read before the failure.
+        failed = {d.symbol for d, error in zip(decisions, decided, strict=True) if error}
         # No decision (no data) or none with a stop: still protected. Foreign: left alone.
-        self.fanout.run_each(
+        undecided = self.fanout.run_every(
             [
                 partial(self.protect_without_decision, sym, acct, now)
                 for sym in self.symbols
-                if acct.qty(sym) != 0 and sym not in self.reconciler.foreign
+                if acct.qty(sym) != 0 and sym not in self.reconciler.foreign and sym not in failed
             ]
         )
+        raise_first(decided + undecided)
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         result.unprotected = self.ensure_protected(acct, now)
@@ -434,14 +439,17 @@ class Engine:
             memory = self.update_risk_state(now, acct, None, observed=observed_equity)
             if memory.state is TradingState.HALTED and memory.flatten:
                 self.flatten(acct, now, memory)
-            self.fanout.run_each(
-                [
-                    partial(self.protect_without_decision, sym, acct, now)
-                    if acct.qty(sym) != 0
-                    else partial(self.protect, sym, acct, None, None, now)
-                    for sym in self.symbols
-                    if sym not in self.foreign
-                ]
+            # Every contract is tried (run_every): one failed read holds back no other's stop.
+            raise_first(
+                self.fanout.run_every(
+                    [
+                        partial(self.protect_without_decision, sym, acct, now)
+                        if acct.qty(sym) != 0
+                        else partial(self.protect, sym, acct, None, None, now)
+                        for sym in self.symbols
+                        if sym not in self.foreign
+                    ]
+                )
             )
             self.ensure_protected(acct, now)
             self._held = held_of(acct, self.symbols)
@@ -1225,44 +1233,61 @@ class Engine:
         a position still naked after that is closed with reduce-only market orders and recorded
         as an incident with the venue's last refusal. Returns the contracts that had to be
         closed.
+
+        Every contract is verified: a read that fails in one contract's check (its fresh mark,
+        its open orders) holds back no other's; the first such error is raised once all were
+        checked (the job then fails as unreadable, as it would have).
         """
         closed: list[str] = []
-        foreign = self.reconciler.foreign
+        first: Exception | None = None
         for sym in self.symbols:
-            pos = acct.positions.get(sym)
-            if sym in foreign or pos is None or not pos.is_open:
-                self._remainders.pop(sym, None)
-                if sym in self.unprotected_since or sym in self._venue_errors:
-                    self._protected(sym, now)  # (a no-op for any other contract)
-                continue
-            gap = self._gap(pos, acct)
-            if gap is None:
-                self._protected_or_remainder(pos, acct, now)
-                continue
-            if sym in self._silenced:
-                self._stranded(sym, now, gap)
-                continue
-            acct.marks[sym] = self.exchange.fetch_mark_price(sym)
-            acct.changed()
-            take = _resting_trigger(acct.resting.get(sym, []), OrderPurpose.TAKE_PROFIT)
+            try:
+                if self._ensure_one(sym, acct, now):
+                    closed.append(sym)
+            except Exception as exc:  # the other contracts are still verified; raised below
+                if first is None:
+                    first = exc
+        if closed or first is None:
+            # (a check cut short proves no streak over: a failed read leaves the count as is)
+            self._count_protection(now, closed)
+        if first is not None:
+            raise first
+        return closed
+
+    def _ensure_one(self, sym: str, acct: AccountView, now: int) -> bool:
+        """:meth:`ensure_protected` for one contract; True when its position had to be closed."""
+        pos = acct.positions.get(sym)
+        if sym in self.reconciler.foreign or pos is None or not pos.is_open:
+            self._remainders.pop(sym, None)
+            if sym in self.unprotected_since or sym in self._venue_errors:
+                self._protected(sym, now)  # (a no-op for any other contract)
+            return False
+        gap = self._gap(pos, acct)
+        if gap is None:
+            self._protected_or_remainder(pos, acct, now)
+            return False
+        if sym in self._silenced:
+            self._stranded(sym, now, gap)
+            return False
+        acct.marks[sym] = self.exchange.fetch_mark_price(sym)
+        acct.changed()
+        take = _resting_trigger(acct.resting.get(sym, []), OrderPurpose.TAKE_PROFIT)
+        self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
+        gap = self._gap(pos, acct)
+        if gap is not None and sym in self._silenced:  # the venue refused the stop
+            self._stranded(sym, now, gap)
+            return False
+        cut = self._cut_to_largest(pos, acct, now) if gap is not None else None
+        if cut is not None:
+            pos = cut
             self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
             gap = self._gap(pos, acct)
-            if gap is not None and sym in self._silenced:  # the venue refused the stop
-                self._stranded(sym, now, gap)
-                continue
-            cut = self._cut_to_largest(pos, acct, now) if gap is not None else None
-            if cut is not None:
-                pos = cut
-                self.protect(sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO)
-                gap = self._gap(pos, acct)
-            if gap is None:
-                self._protected_or_remainder(pos, acct, now)
-                continue
-            self._unprotected(sym, now, gap)
-            self._close_naked(pos, acct, now)
-            closed.append(sym)
-        self._count_protection(now, closed)
-        return closed
+        if gap is None:
+            self._protected_or_remainder(pos, acct, now)
+            return False
+        self._unprotected(sym, now, gap)
+        self._close_naked(pos, acct, now)
+        return True
 
     def _cut_to_largest(self, pos: Position, acct: AccountView, now: int) -> Position | None:
         """A position above the venue's largest market order cannot have one stop sized to it

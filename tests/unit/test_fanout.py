@@ -10,7 +10,7 @@ import pytest
 from loguru import logger
 
 from bot.clock import SimClock
-from bot.engine.fanout import SEQUENTIAL, ThreadFanout
+from bot.engine.fanout import SEQUENTIAL, ThreadFanout, raise_first
 from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
 
 
@@ -335,3 +335,45 @@ def test_run_each_on_threads_raises_the_first_error_in_order(pool: ThreadFanout)
     with pytest.raises(KeyError, match="first"):
         pool.run_each([slow_fail, fast_fail])
     assert sorted(finished) == ["fast", "slow"]
+
+
+def test_run_every_runs_every_call_and_returns_each_error_sequentially() -> None:
+    calls: list[int] = []
+
+    def fail(i: int) -> None:
+        calls.append(i)
+        raise KeyError(f"call {i}")
+
+    errors = SEQUENTIAL.run_every(
+        [lambda: calls.append(0), functools.partial(fail, 1), lambda: calls.append(2)]
+    )
+    assert calls == [0, 1, 2]  # the call after the failure ran
+    assert [type(e) for e in errors] == [type(None), KeyError, type(None)]
+    with pytest.raises(KeyError, match="call 1"):
+        raise_first(errors)
+    raise_first([None, None])  # nothing to raise
+
+
+def test_run_every_on_threads_runs_every_call_after_a_failure(pool: ThreadFanout) -> None:
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def call(i: int) -> None:
+        with lock:
+            calls.append(i)
+        if i in (0, 3):
+            raise ValueError(f"call {i}")
+
+    # more calls than workers: the ones queued behind the failure still start
+    errors = pool.run_every([functools.partial(call, i) for i in range(8)])
+    assert sorted(calls) == list(range(8))
+    assert [str(e) if e else None for e in errors] == [
+        "call 0",
+        None,
+        None,
+        "call 3",
+        None,
+        None,
+        None,
+        None,
+    ]

@@ -115,7 +115,12 @@ from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
-from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
+from bot.risk.loss_budget import (
+    BUDGET_EXHAUSTED,
+    cap_to_loss_budget,
+    loss_at_stop,
+    no_room_to_open,
+)
 from bot.risk.margin_cap import cap_to_margin, sends_increase
 from bot.risk.state import Transition, initial_memory, set_state, update
 
@@ -319,7 +324,8 @@ class Engine:
         )
         decisions = [self.secure(d, acct) for d in decisions]
         decisions = self.within_gross_cap(decisions, acct, snapshots)
-        decisions = self.within_loss_budget(decisions, acct, memory)
+        wanted, decisions = decisions, self.within_loss_budget(decisions, acct, memory)
+        memory = self.note_budget_room(now, acct, wanted, decisions, memory)
         if self.hedge is not None:
             # On the book as the loss budget left it: the hedge offsets what will be held. Its
             # stop fires when the market rises, the book's when it falls: the hedge is outside
@@ -602,6 +608,73 @@ class Engine:
         self._budget_cut = set()  # cleared first: a failure below leaves no stale cut behind
         self._budget_cut = self._over_budget(capped, decisions, acct, budget, fixed)
         return capped
+
+    def note_budget_room(
+        self,
+        now: int,
+        acct: AccountView,
+        wanted: list[Decision],
+        capped: list[Decision],
+        memory: RiskMemory,
+    ) -> RiskMemory:
+        """An account the loss budget keeps from opening anything is said to be so.
+
+        Within a hair of its drawdown (or daily-loss) limit, a flat account's budget has no
+        room for the smallest position the policy wants: it stops trading without any limit
+        reached, its state ``active``, no alert, and ``bot resume`` had nothing to reset. Now
+        it moves to ``reducing`` (nothing to flatten: it holds nothing) with the reason, which
+        the runner alerts; back to ``active`` once the budget has room again: the next UTC day
+        for the daily floor; for the drawdown floor, a person's ``bot resume`` (which then
+        resets the peak) or a higher limit."""
+        room = no_room_to_open(wanted, capped, self._flat_book(acct))
+        exhausted = memory.state is TradingState.REDUCING and memory.state_reason.startswith(
+            BUDGET_EXHAUSTED
+        )
+        if room is True and memory.state is TradingState.ACTIVE:
+            reason, daily = self._exhausted_reason(acct, memory)
+            # The daily floor lifts at the next UTC day (not sticky); the drawdown floor does
+            # not move by itself: sticky, or each new day would lift it and the next tick set it
+            # again, two critical alerts a day saying nothing new.
+            memory = set_state(memory, TradingState.REDUCING, reason, sticky=not daily)
+            self._save_memory(memory)
+            self._event(now, EventKind.STATE, None, memory.state, f"active -> reducing: {reason}")
+        elif room is False and exhausted:
+            reason = "the loss budget has room again"
+            memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
+            self._save_memory(memory)
+            self._event(now, EventKind.STATE, None, memory.state, f"reducing -> active: {reason}")
+        return memory
+
+    def _flat_book(self, acct: AccountView) -> bool:
+        """The account holds none of the contracts the loss budget sizes (the hedge's and the
+        foreign positions are outside it)."""
+        foreign, hedges = self.reconciler.foreign, self.hedge_symbols
+        return not any(
+            pos.qty != 0 and sym not in foreign and sym not in hedges
+            for sym, pos in acct.positions.items()
+        )
+
+    def _exhausted_reason(self, acct: AccountView, memory: RiskMemory) -> tuple[str, bool]:
+        """Why no position fits, naming the floor that binds; and whether it is the daily one."""
+        limits = self.limits
+        drawdown = memory.peak_equity * (1 - limits.max_drawdown)
+        daily = memory.day_start_equity * (1 - limits.daily_loss)
+        equity = acct.equity()
+        if daily > drawdown:
+            which = (
+                f"the daily-loss floor {daily:.2f} ({limits.daily_loss:.2%} of the day's start "
+                f"{memory.day_start_equity:.2f}); room again at the next UTC day"
+            )
+        else:
+            which = (
+                f"the drawdown floor {drawdown:.2f} ({limits.max_drawdown:.2%} from the peak "
+                f"{memory.peak_equity:.2f}); `bot resume` resets the peak to the equity, or "
+                "raise risk.max_drawdown"
+            )
+        return (
+            f"{BUDGET_EXHAUSTED}: equity {equity:.2f} is {equity - max(daily, drawdown):.2f} "
+            f"above {which}: no position the policy wants fits (its loss at the stop is more)"
+        ), daily > drawdown
 
     def _undecided_loss(self, decisions: list[Decision], acct: AccountView) -> Decimal:
         """What the positions without a decision lose if their resting stops fire."""

@@ -84,3 +84,33 @@ def cap_to_loss_budget(
         qty = instruments[d.symbol].floor_qty(abs(d.target_qty) * factor)
         out.append(d.resized(qty, factor, prefix))
     return out
+
+
+# The reason of the ``reducing`` state an exhausted budget moves the account to (see
+# :func:`no_room_to_open`); the runner's ``bot resume`` recognises it by this prefix.
+BUDGET_EXHAUSTED = "loss budget exhausted"
+
+
+def no_room_to_open(
+    wanted: Sequence[Decision], capped: Sequence[Decision], flat: bool
+) -> bool | None:
+    """Whether the loss budget leaves no room for any position the policy wants.
+
+    ``wanted`` are the decisions before :func:`cap_to_loss_budget`, ``capped`` the same after
+    it; ``flat``: the account holds none of its contracts. True when the account is flat, the
+    policy wants at least one position (a size and a stop) and the budget cut every one of them
+    to nothing: within a hair of a loss limit the account would otherwise sit idle, its state
+    ``active``, no alert saying why (a limit that is never quite reached never halts). False
+    when the budget let one open; ``None`` when this tick says nothing either way (a position
+    is held, so the account is not idle and its equity still moves; or no position is wanted).
+    """
+    if not flat:
+        return None
+    asked = False
+    for want, got in zip(wanted, capped, strict=True):
+        if want.target_qty == 0 or want.stop_loss is None or not want.allow_increase:
+            continue  # (one the gate or a cooldown holds back is not the budget's doing)
+        if got.target_qty != 0:
+            return False
+        asked = True
+    return True if asked else None

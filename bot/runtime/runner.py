@@ -35,6 +35,7 @@ from bot.errors import AccountUnreadable, BotError
 from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
 from bot.ports.store import Heartbeat, RiskEvent, RiskMemory
+from bot.risk.loss_budget import BUDGET_EXHAUSTED
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.events import record_event_now
 from bot.runtime.feeds import PriceFeed
@@ -280,9 +281,12 @@ class Runner:
                     memory, TradingState.HALTED, reason, sticky=True, flatten=flatten
                 )
             elif kind == "resume":
+                exhausted = memory.state is TradingState.REDUCING and (
+                    memory.state_reason.startswith(BUDGET_EXHAUSTED)
+                )
                 memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
                 try:
-                    memory = self._fresh_baselines(memory)
+                    memory = self._fresh_baselines(memory, exhausted=exhausted)
                 except Exception as exc:  # halted stays halted until the account can be read
                     logger.warning(
                         "command {} (resume) waits for the next job: the account cannot be "
@@ -309,10 +313,13 @@ class Runner:
             self.store.command_done(cmd_id)
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
 
-    def _fresh_baselines(self, memory: RiskMemory) -> RiskMemory:
+    def _fresh_baselines(self, memory: RiskMemory, *, exhausted: bool = False) -> RiskMemory:
         """A person resumes after a drawdown or daily-loss halt: the limit that halted it is
         measured from the equity of now, or the next job would halt (and flatten) again at once.
-        Only a limit still breached is reset; the state event says so.
+        Only a limit still breached is reset; the state event says so. A resume from an
+        exhausted loss budget (``exhausted``: reducing, no room for any position under a limit
+        not quite reached) resets the limit whose floor left no room, the same way: the person
+        accepts the loss so far, or the account would sit idle again at the next job.
 
         The equity is read from the account now: the last tick's view may be a day old (a 1d
         policy), and a loss since then, the one that halted the bot, would halt it again at
@@ -322,13 +329,18 @@ class Runner:
             return memory
         limits = self.engine.limits
         notes = []
-        if memory.peak_equity > 0 and (memory.peak_equity - equity) / memory.peak_equity >= (
-            limits.max_drawdown
-        ):
+        start = memory.day_start_equity
+        # Which floor left no room: the higher one (bot.risk.guard.equity_floor when active).
+        daily_binds = exhausted and start * (1 - limits.daily_loss) > memory.peak_equity * (
+            1 - limits.max_drawdown
+        )
+        if (
+            memory.peak_equity > 0
+            and (memory.peak_equity - equity) / memory.peak_equity >= limits.max_drawdown
+        ) or (exhausted and not daily_binds):
             notes.append(f"drawdown peak {memory.peak_equity:.2f}")
             memory = replace(memory, peak_equity=equity)
-        start = memory.day_start_equity
-        if start > 0 and (start - equity) / start >= limits.daily_loss:
+        if (start > 0 and (start - equity) / start >= limits.daily_loss) or daily_binds:
             notes.append(f"the day's start {start:.2f}")
             memory = replace(memory, day_start_equity=equity)
         if notes:

@@ -11,6 +11,8 @@ from bot.bootstrap import build_paper, open_store
 from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus, TradingState
+from bot.risk.loss_budget import BUDGET_EXHAUSTED
+from bot.risk.state import initial_memory
 from bot.sim.paper_state import dump
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,5 +151,42 @@ def test_resume_after_a_daily_loss_halt_trades_again_the_same_day(config_path: P
         assert memory is not None
         assert memory.state is TradingState.ACTIVE, memory.state_reason
         assert memory.day_start_ms == halted.day_start_ms
+    finally:
+        store.close()
+
+
+def test_resume_from_an_exhausted_loss_budget_resets_the_peak_and_trades_again(
+    config_path: Path,
+) -> None:
+    # A flat account 0.001 % above its drawdown floor: no position fits its loss budget. It
+    # says so (reducing, with the reason); a person's resume resets the peak, and it trades.
+    config = load_config(config_path)
+    store = open_store(config)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=SimClock(START))
+    limit = runner.engine.limits.max_drawdown
+    equity = paper.sim.fetch_balance().wallet
+    memory = initial_memory(equity, START)
+    peak = (equity / (1 - limit + Decimal("1e-5"))).quantize(Decimal("0.01"))
+    store.save_risk_memory(replace(memory, peak_equity=peak))
+    store.close()
+    end, state = run_ticks(config_path, START, 1)
+    assert all(Decimal(p["qty"]) == 0 for p in json.loads(state)["positions"].values())
+    store = open_store(config)
+    idle = store.load_risk_memory()
+    assert idle is not None
+    assert idle.state is TradingState.REDUCING
+    assert idle.state_reason.startswith(BUDGET_EXHAUSTED)
+    store.post_command("resume", json.dumps({"reason": "accept the loss"}), end)
+    store.close()
+    end, state = run_ticks(config_path, end, 2)
+    store = open_store(config)
+    try:
+        after = store.load_risk_memory()
+        assert after is not None
+        assert after.state is TradingState.ACTIVE, after.state_reason
+        assert after.peak_equity < idle.peak_equity  # measured from the resume on
+        assert "drawdown peak" in after.state_reason
+        # Before: the resume reset nothing, and the next job found no room again.
+        assert any(Decimal(p["qty"]) != 0 for p in json.loads(state)["positions"].values())
     finally:
         store.close()

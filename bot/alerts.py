@@ -32,7 +32,7 @@ from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.extras import require
 from bot.logs import REDACTOR, redact
-from bot.risk.coverage import coverage, plain, resting_stops
+from bot.risk.coverage import closing_side, coverage, plain, resting_stops, uncounted_by_hand
 
 DAYS = Decimal(365)
 
@@ -68,9 +68,11 @@ def conditions(
         if not pos.is_open:
             continue
         mark = marks[sym]
-        # The bot's stops, and stop orders placed by hand (not the bot's client id), on the
-        # side that closes the position: a position opened and protected by hand is not naked.
-        # A close-position stop covers it all; sized stops add up (see bot.risk.coverage).
+        # The bot's stops, and stop orders placed by hand (not the bot's client id) that
+        # protect as the bot's would (stop-market, reduce-only or close-position, mark
+        # trigger), on the side that closes the position: a position opened and protected by
+        # hand is not naked. A close-position stop covers it all; sized stops add up (see
+        # bot.risk.coverage).
         legs = resting_stops(resting.get(sym, []))
         cover = coverage(pos.qty, legs)
         inst = instruments[sym]
@@ -81,7 +83,9 @@ def conditions(
                 Alert(
                     f"no_stop:{sym}",
                     "critical",
-                    f"{sym}: position {size} has no resting stop-loss" + (wrong if legs else ""),
+                    f"{sym}: position {size} has no resting stop-loss"
+                    + (wrong if legs else "")
+                    + _uncounted(resting.get(sym, []), pos.qty),
                 )
             )
         elif not cover.complete:
@@ -89,7 +93,8 @@ def conditions(
                 Alert(
                     f"part_unprotected:{sym}",
                     "critical",
-                    f"{sym}: position {size}: {cover.describe()}",
+                    f"{sym}: position {size}: {cover.describe()}"
+                    + _uncounted(resting.get(sym, []), pos.qty),
                 )
             )
         snap = snapshots.get(sym)
@@ -131,6 +136,16 @@ def conditions(
             )
         )
     return out
+
+
+def _uncounted(orders: Sequence[Order], qty: Decimal) -> str:
+    """The stops placed by hand on the closing side that are no protection, and why (the
+    trader sees their stop on the exchange and must learn why it is not counted)."""
+    named = [
+        f"{o.client_id or o.exchange_id}: {why}"
+        for o, why in uncounted_by_hand(orders, closing_side(qty))
+    ]
+    return f"; placed by hand, not counted: {'; '.join(named)}" if named else ""
 
 
 class RecordedAlert(Protocol):

@@ -24,10 +24,35 @@ class OrderType(StrEnum):
     LIMIT = "limit"
     STOP_MARKET = "stop_market"
     TAKE_PROFIT_MARKET = "take_profit_market"
+    # Conditional orders the bot never sends but reads on the venue (placed by hand): a limit
+    # order once triggered (Binance STOP / TAKE_PROFIT, Bybit conditional orderType Limit) may
+    # never fill through a fast market, and a trailing stop's trigger moves with the price.
+    STOP_LIMIT = "stop_limit"
+    TAKE_PROFIT_LIMIT = "take_profit_limit"
+    TRAILING_STOP_MARKET = "trailing_stop_market"
 
     @property
     def is_conditional(self) -> bool:
-        return self in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
+        return self not in (OrderType.MARKET, OrderType.LIMIT)
+
+    @property
+    def sent_by_the_bot(self) -> bool:
+        """The types the bot places (the others it only reads)."""
+        return self in (
+            OrderType.MARKET,
+            OrderType.LIMIT,
+            OrderType.STOP_MARKET,
+            OrderType.TAKE_PROFIT_MARKET,
+        )
+
+
+class TriggerBy(StrEnum):
+    """The price that fires a conditional order (Binance ``workingType`` MARK_PRICE /
+    CONTRACT_PRICE, Bybit ``triggerBy`` MarkPrice / LastPrice / IndexPrice)."""
+
+    MARK = "mark"
+    LAST = "last"
+    INDEX = "index"
 
 
 class OrderPurpose(StrEnum):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from bot.domain.enums import ForcedKind, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import (
+    ForcedKind,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TriggerBy,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,8 @@ class OrderRequest:
     close_position: bool = False
 
     def __post_init__(self) -> None:
+        if not self.type.sent_by_the_bot:
+            raise ValueError(f"{self.client_id}: the bot does not send {self.type} orders")
         if self.type.is_conditional and self.trigger_price is None:
             raise ValueError(f"{self.client_id}: {self.type} needs a trigger price")
         if self.amount is None and not self.close_position:
@@ -54,6 +63,9 @@ class Order:
     close_position: bool = False
     timestamp_ms: int = 0
     fee: Decimal | None = None  # quote currency, when the exchange reports it with the order
+    # The price that fires a conditional order as the venue reports it; None: not said, or
+    # not readable (a stop placed by hand then does not count as protection: bot.risk.coverage)
+    trigger_by: TriggerBy | None = None
 
     @property
     def is_open(self) -> bool:

@@ -10,6 +10,12 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
   or before the venue made its step coarser) gets a close-position stop where the venue has
   one (Binance ``closePosition``), else a stop sized to the part on the step, and the plan
   names the remainder no order can protect (:func:`stop_sizing`).
+  The venue holds one close-position order per side and type (Binance -4130), so moving one
+  cancels the old before placing the new: a stop on the part on the step bridges the swap,
+  and the old trigger is put back at once if the new one is refused. Below the venue's
+  minimum there is no part to bridge with: a resting close-position stop that still protects
+  (strictly between the mark and the liquidation price) is kept rather than moved; a tighter
+  or looser stop is not worth a moment with none. Only one that no longer protects is replaced.
 * Size: reduce-only market orders to de-lever or close, market orders to increase (only where
   allowed). A change below ``rebalance_tolerance`` (fraction of the larger of the current and
   target size) is not traded, except closing to flat, cutting a position above the venue's
@@ -26,7 +32,7 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from bot.domain.decision import Decision
@@ -34,9 +40,13 @@ from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order, OrderRequest
 from bot.policy.leverage import leverage_setting
+from bot.risk.coverage import by_hand_shortfall, holds_close_position_slot
 
 ZERO = Decimal(0)
 IdFactory = Callable[[OrderPurpose], str]
+# Whether a resting order is valid protection for the position now (trigger strictly between the
+# mark and the liquidation price): the engine's judgement, handed to the pure planner.
+StillProtects = Callable[[Order], bool]
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _STOP_LOSS, _TAKE_PROFIT = OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT
 _STOP_MARKET, _TAKE_PROFIT_MARKET = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET
@@ -54,6 +64,10 @@ class ProtectionPlan:
     # rests, ``then_cancel`` the bridge.
     then_place: list[OrderRequest] = field(default_factory=list)
     then_cancel: list[str] = field(default_factory=list)
+    # Sent only when a ``then_place`` order is refused (by the venue or the risk gate): the
+    # cancelled close-position stop put back at its trigger, which still protected when
+    # planned, so a refusal does not leave the position without it.
+    restore: list[OrderRequest] = field(default_factory=list)
     # The part of the position no resting order can protect (a venue without close-position
     # stops, a position off its step): 0 when the plan covers the whole position.
     remainder: Decimal = ZERO
@@ -215,11 +229,14 @@ def plan_protection(
     *,
     instrument: Instrument | None = None,
     close_position: bool = False,
+    still_protects: StillProtects | None = None,
 ) -> ProtectionPlan:
     """Orders that leave exactly the wanted protective orders resting for ``position_qty``.
 
     With ``instrument``, a position no order can carry is covered as :func:`stop_sizing` says
-    (``close_position``: the venue takes close-position stops)."""
+    (``close_position``: the venue takes close-position stops). ``still_protects`` says which
+    resting orders are valid protection now; without it none is taken for valid (a
+    close-position stop is then always moved as wanted, and never put back)."""
     plan = ProtectionPlan()
     if position_qty == 0:
         for o in resting:
@@ -230,6 +247,10 @@ def plan_protection(
     stops, takes = _protective_by_purpose(resting)
     size = abs(position_qty)
     side = _SELL if position_qty > 0 else _BUY
+    if close_position and holds_close_position_slot(resting, side):
+        # the bot's own cannot rest beside it (Binance -4130), and it is not the bot's to cancel
+        _note_hand_slot(plan, resting, side, size, instrument)
+        close_position = False
     sizing = stop_sizing(size, instrument, close_position)
     plan.remainder = sizing.remainder
     # The take-profit is no protection: where the stop closes the whole position, it is sized
@@ -265,7 +286,7 @@ def plan_protection(
             plan.cancel.extend(o.client_id for o in cancel)
             continue
         wanted = _Wanted(symbol, side, otype, purpose, price)
-        _replace(plan, wanted, cancel, how, size, instrument, new_id)
+        _replace(plan, wanted, cancel, how, size, instrument, new_id, still_protects)
     if plan.remainder and instrument is not None and plan.place:
         plan.notes.append(
             f"position {size} is off the exchange's quantity step {instrument.step_size} "
@@ -307,6 +328,7 @@ def _replace(
     size: Decimal,
     instrument: Instrument | None,
     new_id: IdFactory,
+    still_protects: StillProtects | None,
 ) -> None:
     """Place ``wanted`` (sized as ``sizing`` says) and cancel the resting ``cancel``: new
     before old, except where the venue holds one close-position order per side and type."""
@@ -319,6 +341,27 @@ def _replace(
     # The venue refuses a second close-position order on this side (Binance -4130): the old
     # one goes first; a stop on the part on the step bridges the swap.
     part = instrument.orderable_part(size) if instrument is not None else ZERO
+    valid = [
+        o
+        for o in blocking
+        if purpose is _STOP_LOSS
+        and o.trigger_price is not None
+        and still_protects is not None
+        and still_protects(o)
+    ]
+    if valid and part == 0:
+        # No order can carry any part of the position to bridge the swap: the stop that still
+        # protects stays where it is (moved, a refusal of the new one left the position naked
+        # until the next check, and the verification closed it at market).
+        kept = valid[0]
+        plan.cancel.extend(o.client_id for o in cancel if o is not kept)
+        plan.notes.append(
+            f"close-position {purpose.name.lower()} {kept.client_id} kept at "
+            f"{kept.trigger_price} (wanted {wanted.trigger}): it still protects, and position "
+            f"{size} is below the exchange's minimum order {_minimum(instrument)}, so no order "
+            "can protect it while the close-position order is replaced"
+        )
+        return
     if purpose is _STOP_LOSS and part > 0:
         bridge = wanted.order(new_id(purpose), part, False)
         plan.place.append(bridge)
@@ -326,6 +369,43 @@ def _replace(
     plan.cancel.extend([o.client_id for o in blocking])
     plan.cancel.extend([o.client_id for o in cancel if o not in blocking])
     plan.then_place.append(wanted.order(new_id(purpose), None, True))
+    if valid and valid[0].trigger_price is not None:
+        old = replace(wanted, trigger=valid[0].trigger_price)
+        plan.restore.append(old.order(new_id(purpose), None, True))
+
+
+def _minimum(instrument: Instrument | None) -> str:
+    return str(instrument.min_qty) if instrument is not None else "?"
+
+
+def _note_hand_slot(
+    plan: ProtectionPlan,
+    resting: Sequence[Order],
+    side: OrderSide,
+    size: Decimal,
+    instrument: Instrument | None,
+) -> None:
+    """A close-position stop placed by hand that does not count as protection holds the
+    venue's one close-position stop on this side (Binance -4130), and the bot never cancels
+    an order placed by hand: a position no order can carry is protected as on a venue without
+    close-position stops (the part on the step; the remainder named)."""
+    if instrument is None or instrument.orderable(size):
+        return  # a stop sized to the whole position protects it: nothing to say
+    for o in resting:
+        why = by_hand_shortfall(o)
+        if (
+            o.purpose is None
+            and o.close_position
+            and o.side is side
+            and o.type is _STOP_MARKET
+            and why is not None
+        ):
+            plan.notes.append(
+                f"close-position stop {o.client_id} placed by hand does not count as "
+                f"protection ({why}) and holds the exchange's one close-position stop on "
+                "this side: the bot protects the part on the step and leaves the order alone"
+            )
+            return
 
 
 def _by_hand_whole(resting: Sequence[Order], side: OrderSide, otype: OrderType) -> bool:

@@ -12,7 +12,7 @@ position's maintenance margin and unrealised PnL at their marks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
 from bot.domain.decision import Decision
@@ -28,7 +28,15 @@ from bot.domain.position import Position
 from bot.engine.account import AccountView
 from bot.engine.planner import exchange_setting, stop_sizing
 from bot.policy.leverage import q2
-from bot.risk.coverage import Coverage, closing_side, coverage, is_stop, plain, resting_stops
+from bot.risk.coverage import (
+    Coverage,
+    closing_side,
+    coverage,
+    holds_close_position_slot,
+    is_stop,
+    plain,
+    resting_stops,
+)
 from bot.risk.stop_placement import fit_size, is_valid_stop, placeable_stop
 
 ZERO = Decimal(0)
@@ -261,6 +269,38 @@ def valid_stops(
         if o.trigger_price is not None
         and is_valid_stop(inst, sign=pos.sign, mark=mark, trigger=o.trigger_price, liquidation=liq)
     ]
+
+
+def still_protects(
+    inst: Instrument, pos: Position, acct: AccountView, instruments: Mapping[str, Instrument]
+) -> Callable[[Order], bool]:
+    """Whether a resting order on the closing side is valid protection for ``pos`` now (its
+    trigger strictly between the mark and the liquidation price, on the grid): the planner
+    keeps such a close-position stop rather than leave the position without one
+    (:func:`bot.engine.planner.plan_protection`). The liquidation price is computed once, on
+    the first order asked about."""
+    liquidation: list[Decimal | None] = []
+
+    def judge(order: Order) -> bool:
+        mark = acct.marks.get(pos.symbol)
+        if mark is None or not pos.is_open or order.trigger_price is None:
+            return False
+        if order.side is not closing_side(pos.qty):
+            return False
+        if not liquidation:
+            liquidation.append(liquidation_of_held(inst, pos, acct, instruments))
+        return is_valid_stop(
+            inst, sign=pos.sign, mark=mark, trigger=order.trigger_price, liquidation=liquidation[0]
+        )
+
+    return judge
+
+
+def close_position_stops(venue_takes_them: bool, pos: Position, resting: Sequence[Order]) -> bool:
+    """Whether ``pos`` can get a close-position stop of the bot's: the venue takes them, and no
+    close-position stop placed by hand that does not count holds the venue's one per side
+    (:func:`bot.risk.coverage.holds_close_position_slot`; the bot never cancels it)."""
+    return venue_takes_them and not holds_close_position_slot(resting, closing_side(pos.qty))
 
 
 def stop_cover(

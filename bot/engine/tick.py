@@ -70,11 +70,13 @@ from bot.engine.planner import (
     plan_size,
 )
 from bot.engine.protection import (
+    close_position_stops,
     liquidation_after,
     position_after_fills,
     protection_gap,
     secure_decision,
     secure_stop,
+    still_protects,
     stop_cover,
 )
 from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
@@ -154,6 +156,9 @@ class SendOutcome(StrEnum):
     DENIED = "denied"  # refused by the risk gate (recorded, never sent)
     REJECTED = "rejected"  # refused by the venue
     UNKNOWN = "unknown"  # sent, answer lost: resolved by client id at the next reconcile
+
+
+_REFUSED = (SendOutcome.DENIED, SendOutcome.REJECTED)  # the order does not rest
 
 
 @dataclass(slots=True)
@@ -1175,18 +1180,27 @@ class Engine:
             self._id_factory(symbol),
             instrument=self.instruments[symbol],
             close_position=self.exchange.close_position_stops,
+            still_protects=(
+                still_protects(self.instruments[symbol], pos, acct, self.instruments)
+                if pos is not None and pos.is_open
+                else None
+            ),
         )
         for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
             self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
         self._place_then_cancel(symbol, acct, plan.place, plan.cancel, now)
         # A close-position order replaced: the new one once the old is gone; the stop that
         # bridged the swap goes only once the new one rests (else it stays, and protects).
-        placed = all(
-            [self._send(req, acct, now, None) is SendOutcome.SENT for req in plan.then_place]
-        )
-        if placed:
+        outcomes = [self._send(req, acct, now, None) for req in plan.then_place]
+        if all(outcome is SendOutcome.SENT for outcome in outcomes):
             for cid in plan.then_cancel:
                 self._cancel(symbol, cid, now)
+        elif any(outcome in _REFUSED for outcome in outcomes):
+            # refused: the old trigger, which still protected, goes back at once rather than
+            # leave the position naked until the verification (an unknown outcome may rest:
+            # the verification looks it up by its client id)
+            for req in plan.restore:
+                self._send(req, acct, now, None)
         if plan.place or plan.cancel or plan.then_place:
             acct.resting[symbol] = self._read_resting(symbol)
 
@@ -1405,7 +1419,9 @@ class Engine:
             acct,
             self.instruments,
             acct.resting.get(pos.symbol, []),
-            close_position_stops=self.exchange.close_position_stops,
+            close_position_stops=close_position_stops(
+                self.exchange.close_position_stops, pos, acct.resting.get(pos.symbol, [])
+            ),
         )
 
     def _protected_or_remainder(self, pos: Position, acct: AccountView, now: int) -> None:
@@ -1415,7 +1431,9 @@ class Engine:
         incident, recorded when it appears or changes, never silent."""
         sym = pos.symbol
         inst = self.instruments[sym]
-        if inst.orderable(abs(pos.qty)) or self.exchange.close_position_stops:
+        if inst.orderable(abs(pos.qty)) or close_position_stops(
+            self.exchange.close_position_stops, pos, acct.resting.get(sym, [])
+        ):
             # (the usual case, one comparison: an order can cover it all, so the verification
             # passed only because its stops do)
             cover = None
@@ -1438,9 +1456,15 @@ class Engine:
             f"{'partly ' if cover.covered else ''}unprotected: position {plain(pos.qty)}, "
             f"{cover.describe()}; the "
             f"unprotected {plain(cover.uncovered)} is off the exchange's quantity step "
-            f"{inst.step_size} (minimum {inst.min_qty}) and the exchange takes no "
-            "close-position stop: no order can protect or close it; close it on the exchange "
-            f"by hand; unprotected since {_seconds(since)}",
+            f"{inst.step_size} (minimum {inst.min_qty}) and "
+            + (
+                "a close-position stop placed by hand that does not count (see the "
+                "runbook) takes the exchange's one per side"
+                if self.exchange.close_position_stops
+                else "the exchange takes no close-position stop"
+            )
+            + ": no order can protect or close it; close it on the exchange by hand; "
+            f"unprotected since {_seconds(since)}",
         )
 
     def _close_naked(self, pos: Position, acct: AccountView, now: int) -> None:
@@ -1458,9 +1482,9 @@ class Engine:
                 f"closing {part} of {pos.qty}: {held - part} is off the exchange's quantity "
                 f"step {inst.step_size} (minimum {inst.min_qty}); no order can close it",
             )
-        sizes = market_orders(new_id, pos.symbol, side, OrderPurpose.CLOSE, part, inst)
-        for req in sizes if part > 0 else ():
-            self._send(req, acct, now, None)
+        if part > 0:  # (below the minimum there is no order to build: none of size 0)
+            for req in market_orders(new_id, pos.symbol, side, OrderPurpose.CLOSE, part, inst):
+                self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
         acct.resting[pos.symbol] = self._read_resting(pos.symbol)
         acct.changed()

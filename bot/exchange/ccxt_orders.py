@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TriggerBy
 from bot.domain.orders import Order, OrderRequest
 from bot.exchange.mapping import (
     ZERO,
@@ -97,7 +97,31 @@ def order_from_ccxt(
         average_price=positive_or_none(raw.get("average"), f"{where} average"),
         close_position=close_position or (fallback.close_position if fallback else False),
         timestamp_ms=int(raw.get("timestamp") or raw.get("lastUpdateTimestamp") or 0),
+        trigger_by=_trigger_by(info) if trigger is not None else None,
     )
+
+
+# Binance `workingType` (https://developers.binance.com/docs/derivatives/usds-margined-futures/
+# trade/rest-api/New-Algo-Order: MARK_PRICE, CONTRACT_PRICE = the last price), Bybit `triggerBy`
+# (https://bybit-exchange.github.io/docs/v5/enum#triggerby: LastPrice, IndexPrice, MarkPrice).
+_TRIGGER_BY = {
+    "MARK_PRICE": TriggerBy.MARK,
+    "CONTRACT_PRICE": TriggerBy.LAST,
+    "MARKPRICE": TriggerBy.MARK,
+    "LASTPRICE": TriggerBy.LAST,
+    "INDEXPRICE": TriggerBy.INDEX,
+}
+
+
+def _trigger_by(info: Mapping[str, Any]) -> TriggerBy | None:
+    """The price that fires the order, as the venue names it; ``None`` when it names none the
+    bot knows (Bybit "UNKNOWN" or "", a field missing): never guessed, since a stop placed by
+    hand counts as protection only on the mark."""
+    for key in ("workingType", "triggerBy"):
+        value = info.get(key)
+        if isinstance(value, str) and value:
+            return _TRIGGER_BY.get(value.upper())
+    return None
 
 
 def require_resting(
@@ -197,19 +221,29 @@ def _order_type(
     labels = {
         str(info.get(k, "")).upper() for k in ("orderType", "origType", "type", "stopOrderType")
     }
+    if any("TRAILING" in label for label in labels):  # Binance TRAILING_STOP_MARKET, Bybit
+        return OrderType.TRAILING_STOP_MARKET  # TrailingStop: the trigger moves with the price
+    # A limit order once triggered: Binance STOP / TAKE_PROFIT, Bybit orderType Limit (its
+    # stopOrderType "Stop" names any conditional order, so it is not read here).
+    limit = bool(
+        {str(info.get(k, "")).upper() for k in ("orderType", "origType", "type")} & _LIMIT_TYPES
+    )
     if any("TAKE_PROFIT" in label or "TAKEPROFIT" in label for label in labels):
-        return OrderType.TAKE_PROFIT_MARKET
+        return OrderType.TAKE_PROFIT_LIMIT if limit else OrderType.TAKE_PROFIT_MARKET
     if labels & {"STOP_MARKET", "STOPLOSS", "PARTIALSTOPLOSS"}:
-        return OrderType.STOP_MARKET
+        return OrderType.STOP_LIMIT if limit else OrderType.STOP_MARKET
     if purpose is OrderPurpose.TAKE_PROFIT:
         return OrderType.TAKE_PROFIT_MARKET
     if purpose is OrderPurpose.STOP_LOSS:
         return OrderType.STOP_MARKET
     if raw.get("takeProfitPrice"):
-        return OrderType.TAKE_PROFIT_MARKET
+        return OrderType.TAKE_PROFIT_LIMIT if limit else OrderType.TAKE_PROFIT_MARKET
     if fallback is not None and fallback.type.is_conditional:
         return fallback.type
-    return OrderType.STOP_MARKET
+    return OrderType.STOP_LIMIT if limit else OrderType.STOP_MARKET
+
+
+_LIMIT_TYPES = frozenset({"LIMIT", "STOP", "TAKE_PROFIT"})
 
 
 def _side(value: object, fallback: OrderRequest | None, where: str) -> OrderSide:

@@ -8,6 +8,14 @@ size, because the venue sizes it at trigger time; sized stops on the closing sid
 stops of 0.5 protect a position of 1). The caller chooses which orders are stops (the bot's own
 stop-losses, stops placed by hand) and, where it knows the mark and the liquidation price,
 which triggers are valid.
+
+A stop placed by hand (no bot client id) counts only when it is what the bot itself would rest
+(:func:`by_hand_shortfall`): a stop-market (a stop-limit may never fill through a fast market,
+a trailing stop's trigger moves), reduce-only or close-position (else, once the position is
+gone, it opens one), triggered on the mark price (a last-price trigger fires on a wick of the
+traded price, or not before the mark reaches liquidation); a trigger price the venue's reply
+does not name does not count. Beside one that does not count, the bot rests its own stop and
+leaves the trader's order alone.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType, TriggerBy
 from bot.domain.orders import Order, OrderRequest
 
 ZERO = Decimal(0)
@@ -92,10 +100,56 @@ def coverage(position_qty: Decimal, stops: Iterable[StopLeg]) -> Coverage:
 
 
 def is_stop(order: Order) -> bool:
-    """A stop as protection counts it: the bot's stop-loss, or a stop-market order placed by
-    hand (not the bot's client id: a position protected by hand is not naked)."""
-    return order.purpose is OrderPurpose.STOP_LOSS or (
-        order.purpose is None and order.type is OrderType.STOP_MARKET
+    """A stop as protection counts it: the bot's stop-loss, or an order placed by hand (not
+    the bot's client id: a position protected by hand is not naked) that protects as the
+    bot's would (:func:`by_hand_shortfall`). The side is judged by :func:`coverage`."""
+    if order.purpose is OrderPurpose.STOP_LOSS:
+        return True
+    return order.purpose is None and by_hand_shortfall(order) is None
+
+
+def by_hand_shortfall(order: Order) -> str | None:
+    """Why an order placed by hand is no stop-loss protection (``None``: it is one): it must be
+    a stop-market, reduce-only or close-position, triggered on the mark price as the venue's
+    reply says."""
+    if order.type is not OrderType.STOP_MARKET:
+        return f"a {order.type.value.replace('_', '-')} order, not a stop-market"
+    if not (order.reduce_only or order.close_position):
+        return "not reduce-only or close-position"
+    if order.trigger_by is None:
+        return "the venue's reply does not say which price triggers it (the mark is required)"
+    if order.trigger_by is not TriggerBy.MARK:
+        return f"triggered on the {order.trigger_by.value} price, not the mark"
+    return None
+
+
+def uncounted_by_hand(orders: Iterable[Order], side: OrderSide) -> list[tuple[Order, str]]:
+    """The stop orders placed by hand on ``side`` (the closing side) that do not count as
+    protection, each with why (:func:`by_hand_shortfall`), for alerts and events. Take-profit
+    orders are no stop and are not named."""
+    out = []
+    for o in orders:
+        if o.purpose is not None or o.side is not side or not o.type.is_conditional:
+            continue
+        if o.type in (OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT):
+            continue
+        why = by_hand_shortfall(o)
+        if why is not None:
+            out.append((o, why))
+    return out
+
+
+def holds_close_position_slot(orders: Iterable[Order], side: OrderSide) -> bool:
+    """A close-position stop-market placed by hand rests on ``side`` and does not count as
+    protection: the venue takes one close-position order per side and type (Binance -4130),
+    so it blocks the bot's own, and the bot never cancels an order placed by hand."""
+    return any(
+        o.purpose is None
+        and o.close_position
+        and o.side is side
+        and o.type is OrderType.STOP_MARKET
+        and not is_stop(o)
+        for o in orders
     )
 
 

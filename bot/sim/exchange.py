@@ -44,7 +44,14 @@ from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 
 from bot.clock import Clock
-from bot.domain.enums import ForcedKind, MarginMode, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import (
+    ForcedKind,
+    MarginMode,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TriggerBy,
+)
 from bot.domain.instrument import Instrument
 from bot.domain.margin import position_maintenance
 from bot.domain.market import FundingInfo
@@ -268,6 +275,8 @@ class SimulatedExchange:
             price=request.price,
             close_position=request.close_position,
             timestamp_ms=self.clock.now_ms(),
+            # the simulated venue fires every conditional order on the mark (set_mark)
+            trigger_by=TriggerBy.MARK if request.type.is_conditional else None,
         )
         self._next_id += 1
         if request.type.is_conditional:

@@ -14,7 +14,14 @@ from dataclasses import asdict, fields
 from decimal import Decimal
 from typing import Any
 
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import (
+    MarginMode,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TriggerBy,
+)
 from bot.domain.market import FundingInfo
 from bot.domain.orders import Fill, Order
 from bot.errors import DataError
@@ -41,7 +48,9 @@ def _kept_orders(ex: SimulatedExchange) -> list[Order]:
 def _enc(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, OrderSide | OrderType | OrderPurpose | OrderStatus | MarginMode):
+    if isinstance(
+        value, OrderSide | OrderType | OrderPurpose | OrderStatus | MarginMode | TriggerBy
+    ):
         return value.value
     return value
 
@@ -155,7 +164,16 @@ def _order(d: dict[str, Any]) -> Order:
         close_position=d["close_position"],
         timestamp_ms=d["timestamp_ms"],
         fee=_dec(d.get("fee")),
+        trigger_by=_trigger_by(d),
     )
+
+
+def _trigger_by(d: dict[str, Any]) -> TriggerBy | None:
+    """A state saved before orders carried it: the simulated venue fires every conditional
+    order on the mark."""
+    if d.get("trigger_by") is not None:
+        return TriggerBy(d["trigger_by"])
+    return TriggerBy.MARK if OrderType(d["type"]).is_conditional else None
 
 
 def _fill(d: dict[str, Any]) -> Fill:

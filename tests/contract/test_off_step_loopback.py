@@ -19,9 +19,10 @@ import pytest
 from bot.clock import LiveClock
 from bot.config.loader import load_policy
 from bot.domain.enums import EventKind, OrderPurpose, OrderSide, OrderType
-from bot.domain.orders import OrderRequest
+from bot.domain.orders import Order, OrderRequest
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
+from bot.errors import OrderRejected
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
@@ -172,3 +173,57 @@ def test_binance_refuses_a_second_close_position_stop_with_4130(
             assert refused.value.code == -4130
         finally:
             adapter.exchange.close()
+
+
+def test_binance_below_the_minimum_a_valid_close_position_stop_is_kept() -> None:
+    """0.004 BTC at the step 0.01 (opened at the step 0.001): its close-position stop still
+    protects, so a wanted move is not made through the wire (no DELETE of it, no second stop
+    sent), and a venue refusing every new close-position stop cannot leave the position naked
+    and closed."""
+    below = D("0.004")
+    sim = btc_account()
+    sim.set_leverage(BTC, 3)
+    sim.place_order(
+        OrderRequest(
+            "hand-1", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, below, False
+        )
+    )
+    inst = sim.book.instruments[BTC]
+    sim.book.instruments[BTC] = replace(inst, step_size=D("0.01"), min_qty=D("0.01"))
+    with _serve("binanceusdm", sim) as server:
+        adapter = loopback_adapter(
+            "binanceusdm",
+            server.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC],
+        )
+        try:
+            store = MemoryStore()
+            engine = _engine(adapter, store)
+            assert engine.tick().unprotected == []
+            [old] = [o for o in adapter.fetch_open_orders(BTC) if o.close_position]
+            assert old.trigger_price is not None
+            real_place = sim.place_order
+
+            def refuse_close_position(request: OrderRequest) -> Order:
+                if request.close_position:
+                    raise OrderRejected("Order would immediately trigger.", code=-2021)
+                return real_place(request)
+
+            sim.place_order = refuse_close_position  # type: ignore[method-assign]
+            posts = len(server.calls("/fapi/v1/algoOrder", "POST"))
+            now = LiveClock().now_ms()
+            acct = engine.reconcile(now)
+            engine.protect(BTC, acct, old.trigger_price + 100, None, now, tolerance=D(0))
+            assert engine.ensure_protected(acct, now) == []
+            assert [o.client_id for o in adapter.fetch_open_orders(BTC)] == [old.client_id]
+            assert server.calls("/fapi/v1/algoOrder", "DELETE") == []
+            assert len(server.calls("/fapi/v1/algoOrder", "POST")) == posts
+            assert sim.book.positions[BTC].qty == below
+            assert [e for e in store.events if e.kind == EventKind.UNPROTECTED] == []
+        finally:
+            adapter.exchange.close()
+        assert server.errors == []

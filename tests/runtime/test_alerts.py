@@ -20,7 +20,14 @@ from bot.alerts import Alert, AlertRules, Notifier, apprise_sender, conditions
 from bot.bootstrap import build_paper, open_store
 from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import (
+    MarginMode,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TriggerBy,
+)
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import Order
@@ -215,11 +222,51 @@ def test_liquidation_distance_in_daily_volatility_units() -> None:
 def test_a_stop_placed_by_hand_counts_on_the_closing_side_only() -> None:
     """A position opened and protected by hand (a stop without the bot's client id) is not
     alerted as naked every dedup window; a by-hand stop on the wrong side is no protection."""
-    by_hand = replace(order(OrderPurpose.STOP_LOSS), client_id="web_123", purpose=None)
+    by_hand = replace(
+        order(OrderPurpose.STOP_LOSS), client_id="web_123", purpose=None, trigger_by=TriggerBy.MARK
+    )
     assert check(position("1", "100"), resting=[by_hand]) == {}
     buy_stop = replace(by_hand, side=OrderSide.BUY)  # adds to a long: no protection
     assert f"no_stop:{SYM}" in check(position("1", "100"), resting=[buy_stop])
     assert check(position("-1", "100"), resting=[buy_stop]) == {}
+
+
+def test_a_stop_placed_by_hand_that_does_not_protect_as_the_bots_is_alerted_and_named() -> None:
+    """A stop placed by hand counts only as a mark-triggered, reduce-only (or close-position)
+    stop-market: a last-price trigger, one the venue's reply does not name, a stop-limit or a
+    plain (not reduce-only) stop leaves the position alerted as naked, and the alert says why
+    the trader's stop is not counted."""
+    mark_stop = replace(
+        order(OrderPurpose.STOP_LOSS), client_id="web_1", purpose=None, trigger_by=TriggerBy.MARK
+    )
+    cases = {
+        "triggered on the last price, not the mark": replace(mark_stop, trigger_by=TriggerBy.LAST),
+        "the venue's reply does not say which price triggers it": replace(
+            mark_stop, trigger_by=None
+        ),
+        "a stop-limit order, not a stop-market": replace(
+            mark_stop, type=OrderType.STOP_LIMIT, price=D(89)
+        ),
+        "not reduce-only or close-position": replace(mark_stop, reduce_only=False),
+    }
+    for why, stop in cases.items():
+        alert = check(position("1", "100"), resting=[stop])[f"no_stop:{SYM}"]
+        assert alert.message.startswith(f"{SYM}: position 1 has no resting stop-loss; ")
+        assert f"placed by hand, not counted: web_1: {why}" in alert.message
+    # a close-position stop-market on the mark counts whatever its reduce-only flag
+    whole = replace(mark_stop, amount=None, close_position=True, reduce_only=False)
+    assert check(position("3", "100"), resting=[whole]) == {}
+    # beside the bot's own stop a last-price one by hand changes nothing, and is not named
+    assert (
+        check(
+            position("1", "100"),
+            resting=[
+                order(OrderPurpose.STOP_LOSS),
+                cases["triggered on the last price, not the mark"],
+            ],
+        )
+        == {}
+    )
 
 
 def test_position_without_a_resting_stop() -> None:
@@ -504,8 +551,16 @@ def test_a_stop_smaller_than_the_position_alerts_the_unprotected_part() -> None:
     alert = check(position("1.5", "100"), resting=[stop])[f"part_unprotected:{SYM}"]
     assert alert.severity == "critical"
     assert alert.message == f"{SYM}: position 1.5: stops cover 1 of 1.5: 0.5 unprotected"
-    second = replace(stop, client_id="web_9", purpose=None, amount=D("0.5"))  # by hand
+    second = replace(  # by hand
+        stop, client_id="web_9", purpose=None, amount=D("0.5"), trigger_by=TriggerBy.MARK
+    )
     assert check(position("1.5", "100"), resting=[stop, second]) == {}
+    last = replace(second, trigger_by=TriggerBy.LAST)  # by hand, on the last price: not counted
+    partly = check(position("1.5", "100"), resting=[stop, last])[f"part_unprotected:{SYM}"]
+    assert partly.message == (
+        f"{SYM}: position 1.5: stops cover 1 of 1.5: 0.5 unprotected; placed by hand, not "
+        "counted: web_9: triggered on the last price, not the mark"
+    )
     whole = replace(stop, amount=None, close_position=True, reduce_only=False)
     assert check(position("7.25", "100"), resting=[whole]) == {}
     wrong = replace(stop, side=OrderSide.BUY, amount=D(5))  # would add to the long

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import (
+    MarginMode,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TriggerBy,
+)
 from bot.domain.margin import maintenance_margin
 from bot.domain.orders import OrderRequest
 from bot.errors import NotSupported
@@ -804,3 +811,99 @@ def test_a_price_time_must_be_the_venues(value: object) -> None:
 def test_a_price_time_is_read_as_integer_milliseconds() -> None:
     assert mapping.venue_time("1672376496682", "t") == 1672376496682
     assert mapping.venue_time(1672376496682, "t") == 1672376496682
+
+
+# -- what a conditional order placed by hand is: its type and the price that triggers it ------
+
+
+@pytest.mark.parametrize(
+    ("working_type", "trigger_by"),
+    [("MARK_PRICE", TriggerBy.MARK), ("CONTRACT_PRICE", TriggerBy.LAST), (None, None)],
+)
+def test_binance_working_type_is_the_price_that_triggers(
+    working_type: str | None, trigger_by: TriggerBy | None
+) -> None:
+    raw = binance_algo_stop("web_hand_1")
+    if working_type is None:
+        del raw["info"]["workingType"]  # not in the reply: not guessed
+    else:
+        raw["info"]["workingType"] = working_type
+    order = ccxt_orders.order_from_ccxt(raw)
+    assert (order.purpose, order.type, order.trigger_by) == (
+        None,
+        OrderType.STOP_MARKET,
+        trigger_by,
+    )
+
+
+@pytest.mark.parametrize(
+    ("algo_type", "order_type"),
+    [
+        ("STOP_MARKET", OrderType.STOP_MARKET),
+        ("STOP", OrderType.STOP_LIMIT),  # a limit order once triggered
+        ("TAKE_PROFIT_MARKET", OrderType.TAKE_PROFIT_MARKET),
+        ("TAKE_PROFIT", OrderType.TAKE_PROFIT_LIMIT),
+        ("TRAILING_STOP_MARKET", OrderType.TRAILING_STOP_MARKET),
+    ],
+)
+def test_binance_conditional_types_placed_by_hand(algo_type: str, order_type: OrderType) -> None:
+    """A stop-limit placed by hand was read as a stop-market (the fallback for any trigger)."""
+    raw = binance_algo_stop("web_hand_2", algo_type)
+    assert ccxt_orders.order_from_ccxt(raw).type is order_type
+
+
+def bybit_conditional(**info: object) -> dict[str, Any]:
+    """A Bybit conditional order placed by hand (no orderLinkId), as ccxt parses it."""
+    return {
+        "id": "9d2b",
+        "clientOrderId": None,
+        "symbol": SYM,
+        "type": str(info.get("orderType", "Market")).lower(),
+        "side": "sell",
+        "triggerPrice": 55000.0,
+        "stopLossPrice": 55000.0,  # ccxt: a reduce-only sell falling to its trigger
+        "amount": 0.01,
+        "filled": 0.0,
+        "status": "open",
+        "reduceOnly": True,
+        "info": {
+            "orderLinkId": "",
+            "orderType": "Market",
+            "stopOrderType": "Stop",
+            "triggerDirection": 2,
+            "triggerBy": "MarkPrice",
+            **info,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("trigger_by", "expected"),
+    [
+        ("MarkPrice", TriggerBy.MARK),
+        ("LastPrice", TriggerBy.LAST),
+        ("IndexPrice", TriggerBy.INDEX),
+        ("UNKNOWN", None),
+        ("", None),
+    ],
+)
+def test_bybit_trigger_by_is_the_price_that_triggers(
+    trigger_by: str, expected: TriggerBy | None
+) -> None:
+    order = ccxt_orders.order_from_ccxt(bybit_conditional(triggerBy=trigger_by))
+    assert (order.purpose, order.type, order.trigger_by) == (None, OrderType.STOP_MARKET, expected)
+
+
+def test_bybit_conditional_limit_placed_by_hand_is_a_stop_limit() -> None:
+    """Bybit's stopOrderType is "Stop" for any conditional order: its orderType says market
+    or limit."""
+    order = ccxt_orders.order_from_ccxt(bybit_conditional(orderType="Limit"))
+    assert order.type is OrderType.STOP_LIMIT
+
+
+def test_a_plain_order_has_no_trigger_reference() -> None:
+    """Binance lists workingType CONTRACT_PRICE on every regular order, Bybit triggerBy on
+    every order: without a trigger price it names nothing."""
+    raw = binance_market_fill()
+    raw["info"] = {**raw["info"], "workingType": "CONTRACT_PRICE"}
+    assert ccxt_orders.order_from_ccxt(raw).trigger_by is None

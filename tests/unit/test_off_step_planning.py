@@ -3,11 +3,13 @@ its minimum): the protective order that covers them, and what a close or cut tra
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 
 from bot.domain.decision import Decision
-from bot.domain.enums import OrderPurpose
+from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TriggerBy
 from bot.domain.instrument import Bracket, Instrument
+from bot.domain.orders import Order
 from bot.engine.planner import plan_protection, plan_size, stop_sizing
 from tests.unit.test_engine import BTC
 from tests.unit.test_off_step_positions import HELD, coarse
@@ -94,3 +96,145 @@ def test_plan_protection_for_an_off_step_position(instruments: dict[str, Instrum
     )
     [stop] = plan.place
     assert (stop.amount, stop.close_position, plan.remainder) == (D("0.12"), False, D("0.003"))
+
+
+# -- moving a close-position stop: the venue holds one per side (Binance -4130) -----------------
+
+BELOW_MIN = D("0.004")  # below the coarse minimum 0.01: no order can carry any part of it
+
+
+def close_position_stop(cid: str, trigger: str, purpose: OrderPurpose | None) -> Order:
+    return Order(
+        cid,
+        "9",
+        BTC,
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        purpose,
+        None,
+        D(0),
+        OrderStatus.OPEN,
+        False,
+        trigger_price=D(trigger),
+        close_position=True,
+        trigger_by=TriggerBy.MARK,
+    )
+
+
+def test_a_valid_close_position_stop_below_the_minimum_is_kept_not_moved(
+    instruments: dict[str, Instrument],
+) -> None:
+    """No part of the position is on the step to bridge the swap: moving the stop cancels it
+    first, and a refusal of the new one left the position naked (then closed at market). A
+    stop that still protects stays; a tighter or looser one is not worth that."""
+    inst = coarse(instruments[BTC])
+    old = close_position_stop("t-sl-old", "54000", OrderPurpose.STOP_LOSS)
+    asked: list[str] = []
+
+    def valid(o: Order) -> bool:
+        asked.append(o.client_id)
+        return True
+
+    plan = plan_protection(
+        BTC,
+        BELOW_MIN,
+        D(56000),
+        None,
+        [old],
+        D("0.002"),
+        Ids(),
+        instrument=inst,
+        close_position=True,
+        still_protects=valid,
+    )
+    assert (plan.place, plan.cancel, plan.then_place, plan.restore) == ([], [], [], [])
+    assert asked == ["t-sl-old"]
+    [note] = plan.notes
+    assert "t-sl-old kept at 54000 (wanted 56000)" in note
+    assert "below the exchange's minimum order 0.01" in note
+
+
+def test_a_close_position_stop_below_the_minimum_that_no_longer_protects_is_replaced(
+    instruments: dict[str, Instrument],
+) -> None:
+    """A stop beyond the liquidation price (or through the mark) protects nothing: it is
+    replaced, old first, and there is no old trigger worth putting back."""
+    inst = coarse(instruments[BTC])
+    old = close_position_stop("t-sl-old", "54000", OrderPurpose.STOP_LOSS)
+    for still_protects in (lambda o: False, None):
+        plan = plan_protection(
+            BTC,
+            BELOW_MIN,
+            D(56000),
+            None,
+            [old],
+            D("0.002"),
+            Ids(),
+            instrument=inst,
+            close_position=True,
+            still_protects=still_protects,
+        )
+        assert plan.place == []  # no bridge: nothing on the step
+        assert plan.cancel == ["t-sl-old"]
+        [new] = plan.then_place
+        assert (new.trigger_price, new.close_position, new.amount) == (D(56000), True, None)
+        assert plan.restore == []
+
+
+def test_a_bridged_close_position_move_puts_the_old_trigger_back_if_refused(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Off the step (0.123 at the step 0.01) the part on the step bridges the swap; should the
+    new close-position stop be refused, the old trigger, valid when planned, goes back."""
+    inst = coarse(instruments[BTC])
+    old = close_position_stop("t-sl-old", "54000", OrderPurpose.STOP_LOSS)
+    plan = plan_protection(
+        BTC,
+        HELD,
+        D(56000),
+        None,
+        [old],
+        D("0.002"),
+        Ids(),
+        instrument=inst,
+        close_position=True,
+        still_protects=lambda o: True,
+    )
+    [bridge] = plan.place
+    assert (bridge.amount, bridge.reduce_only) == (D("0.12"), True)
+    assert plan.cancel == ["t-sl-old"]
+    assert [r.trigger_price for r in plan.then_place] == [D(56000)]
+    [back] = plan.restore
+    assert (back.trigger_price, back.close_position, back.amount) == (D(54000), True, None)
+    assert back.client_id not in {bridge.client_id, plan.then_place[0].client_id}
+
+
+def test_a_close_position_stop_by_hand_that_does_not_count_is_left_and_the_step_part_covered(
+    instruments: dict[str, Instrument],
+) -> None:
+    """A close-position stop placed by hand on the last price holds the venue's one slot on
+    this side: the bot neither cancels it nor tries its own (-4130); it protects the part on
+    the step with a reduce-only stop and names the rest."""
+    inst = coarse(instruments[BTC])
+    hand = replace(close_position_stop("web_7", "54000", None), trigger_by=TriggerBy.LAST)
+    plan = plan_protection(
+        BTC, HELD, D(55000), None, [hand], D("0.002"), Ids(), instrument=inst, close_position=True
+    )
+    [stop] = plan.place
+    assert (stop.amount, stop.close_position, stop.reduce_only) == (D("0.12"), False, True)
+    assert (plan.cancel, plan.then_place, plan.remainder) == ([], [], D("0.003"))
+    assert any("web_7 placed by hand does not count" in n for n in plan.notes)
+    # one on the mark counts: the bot leaves it be and places nothing
+    counted = replace(hand, trigger_by=TriggerBy.MARK)
+    plan = plan_protection(
+        BTC,
+        HELD,
+        D(55000),
+        None,
+        [counted],
+        D("0.002"),
+        Ids(),
+        instrument=inst,
+        close_position=True,
+    )
+    assert (plan.place, plan.cancel, plan.then_place) == ([], [], [])

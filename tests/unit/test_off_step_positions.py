@@ -13,7 +13,14 @@ import pytest
 
 from bot.clock import SimClock
 from bot.config.loader import load_policy
-from bot.domain.enums import EventKind, OrderPurpose, OrderSide, OrderStatus, OrderType
+from bot.domain.enums import (
+    EventKind,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TriggerBy,
+)
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order, OrderRequest
 from bot.engine.contracts import ContractSpec
@@ -293,3 +300,118 @@ def test_a_close_position_stop_placed_by_hand_is_counted_not_fought(
     ]
     assert [e for e in store.events if e.kind == EventKind.UNPROTECTED] == []
     assert engine.protection_failures == 0
+
+
+# -- moving a close-position stop the venue then refuses ----------------------------------------
+
+
+def refuse_new_close_position_stops(
+    ex: SimulatedExchange, keep: D | None = None
+) -> list[OrderRequest]:
+    """The venue refuses every close-position stop but one at ``keep`` (say the mark moved onto
+    the new trigger: Binance -2021 "Order would immediately trigger"). Returns the refused."""
+    refused: list[OrderRequest] = []
+    real_place = ex.place_order
+
+    def place(request: OrderRequest) -> Order:
+        if request.close_position and request.trigger_price != keep:
+            refused.append(request)
+            raise OrderRejected("Order would immediately trigger.", code=-2021)
+        return real_place(request)
+
+    ex.place_order = place  # type: ignore[method-assign]
+    return refused
+
+
+def test_a_refused_move_of_a_close_position_stop_below_the_minimum_leaves_the_stop_resting(
+    instruments: dict[str, Instrument],
+) -> None:
+    """0.004 BTC at the step 0.01: no order can carry any part of it, so nothing bridges the
+    swap of its close-position stop. The stop that still protects is kept: the venue refusing
+    a new one can no longer leave the position naked and have it closed at market."""
+    below = D("0.004")
+    engine, ex, store, clock = off_step_account(instruments, qty=below)
+    assert engine.tick().unprotected == []
+    [old] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert (old.close_position, old.trigger_price is not None) == (True, True)
+    assert old.trigger_price is not None
+    refused = refuse_new_close_position_stops(ex)  # any, the old trigger too
+    acct = engine.reconcile(clock.now_ms())
+    engine.protect(BTC, acct, old.trigger_price + 100, None, clock.now_ms(), tolerance=D(0))
+    for _ in range(2):  # the verification and the next ticks, the venue still refusing
+        clock.advance_to(clock.now_ms() + 60_000)
+        assert engine.tick().unprotected == []
+    assert ex.book.positions[BTC].qty == below  # not closed at market
+    assert [o.client_id for o in ex.fetch_open_orders(BTC)] == [old.client_id]
+    assert refused == []  # no new stop was even tried: nothing to refuse
+    assert [e for e in store.events if e.kind == EventKind.UNPROTECTED] == []
+    assert any(
+        f"{old.client_id} kept at {old.trigger_price}" in e.reason
+        for e in store.events
+        if e.kind == EventKind.RECONCILE
+    )
+
+
+def test_a_refused_move_of_a_bridged_close_position_stop_puts_the_old_trigger_back(
+    instruments: dict[str, Instrument],
+) -> None:
+    """0.123 BTC at the step 0.01: a stop on 0.12 bridges the swap; when the venue refuses the
+    new close-position stop, the old trigger (still valid) is put back at once, so the whole
+    position is protected again before the verification, not only its part on the step."""
+    engine, ex, store, clock = off_step_account(instruments)
+    engine.tick()
+    [old] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert old.trigger_price is not None
+    refused = refuse_new_close_position_stops(ex, keep=old.trigger_price)
+    acct = engine.reconcile(clock.now_ms())
+    engine.protect(BTC, acct, old.trigger_price + 100, None, clock.now_ms(), tolerance=D(0))
+    assert [r.trigger_price for r in refused] == [old.trigger_price + 100]
+    resting = sorted(stops(ex), key=str)
+    assert resting == sorted([(D("0.12"), False, True), (None, True, False)], key=str)
+    [back] = [o for o in ex.fetch_open_orders(BTC) if o.close_position]
+    assert back.trigger_price == old.trigger_price
+    assert back.client_id != old.client_id  # a new order at the old trigger
+    assert len(rejected(store)) == 1  # the refused move, recorded
+    assert engine.ensure_protected(acct, clock.now_ms()) == []
+    assert ex.book.positions[BTC].qty == HELD
+
+
+def test_a_naked_position_below_the_minimum_is_named_not_a_failed_tick(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The venue refuses every close-position stop for 0.004 BTC at the step 0.01, and no order
+    can close any of it: the verification records the incident and the tick completes (the
+    close built an order of size 0, and the tick raised)."""
+    engine, ex, store, _clock = off_step_account(instruments, qty=D("0.004"))
+    refuse_new_close_position_stops(ex)
+    assert engine.tick().unprotected == [BTC]
+    assert ex.book.positions[BTC].qty == D("0.004")
+    [incident] = [e.reason for e in store.events if e.kind == EventKind.UNPROTECTED]
+    assert "closing the position" in incident
+    assert any(
+        "closing 0 of 0.004" in e.reason for e in store.events if e.kind == EventKind.RECONCILE
+    )
+
+
+def test_a_last_price_close_position_stop_by_hand_is_left_and_the_step_part_protected(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The trader's close-position stop triggers on the last price: no protection by the bot's
+    rule, yet it holds the venue's one close-position stop on this side (-4130) and the bot
+    never cancels an order placed by hand. The bot protects the part on the step beside it
+    and names the rest as an open incident, rather than defer to the trader's stop (before)."""
+    engine, ex, store, _clock = off_step_account(instruments)
+    trigger = ex.instrument(BTC).stop_price(ex.marks[BTC] * D("0.9"), 1)
+    ex.place_order(cp_stop("web_1", trigger))
+    # as a venue lists an order without the bot's client id, on the last price
+    by_hand = replace(ex.orders["web_1"], purpose=None, trigger_by=TriggerBy.LAST)
+    ex.resting[BTC]["web_1"] = ex.orders["web_1"] = by_hand
+    for _ in range(2):
+        assert engine.tick().unprotected == []
+    assert ex.book.positions[BTC].qty == HELD  # not closed
+    assert ex.orders["web_1"].is_open  # left alone
+    assert stops(ex) == [(D("0.12"), False, True)]  # the bot's, beside it
+    assert rejected(store) == []  # no -4130: no close-position stop of the bot's tried
+    [incident] = [e.reason for e in store.events if e.kind == EventKind.UNPROTECTED]
+    assert "0.003 unprotected" in incident
+    assert "placed by hand that does not count" in incident

@@ -5,6 +5,7 @@ after its closes."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -13,12 +14,13 @@ import pytest
 
 from bot.alerts import Alert
 from bot.bootstrap import build_paper, open_store
-from bot.clock import SimClock
+from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import TradingState
 from bot.domain.position import Balance
 from bot.errors import RateLimited
 from bot.runtime.runner import Runner
+from bot.runtime.scheduler import add_live_jobs, new_scheduler
 from bot.sim.paper import PaperExchange
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
@@ -107,3 +109,78 @@ def test_guard_jobs_halt_and_alert_when_reads_are_rate_limited(
     assert "tick_failed" in keys  # a failed guard, at once
     [halt] = [a for a in delivered.alerts if a.key.startswith("state:halted@")]
     assert halt.severity == "critical"
+
+
+class SlowTickRunner:
+    """A tick that takes ``tick_s`` seconds (a venue answering slowly, every read retried),
+    and a quick guard; each job notes when it ran and whether another job was running."""
+
+    def __init__(self, tick_s: float) -> None:
+        self.tick_s = tick_s
+        self.clock = LiveClock()
+        self.running = 0
+        self.overlapped = False
+        self.tick_ended: float | None = None
+        self.guards: list[float] = []  # when each guard started
+        self.tick_done = threading.Event()
+        self.guard_after_tick = threading.Event()
+        self._lock = threading.Lock()
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.running += 1
+            self.overlapped = self.overlapped or self.running > 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.running -= 1
+
+    def tick(self) -> None:
+        self._enter()
+        threading.Event().wait(self.tick_s)
+        self.tick_ended = self.clock.monotonic()
+        self._leave()
+        self.tick_done.set()
+
+    def guard(self) -> None:
+        self._enter()
+        self.guards.append(self.clock.monotonic())
+        if self.tick_ended is not None:
+            self.guard_after_tick.set()
+        self._leave()
+
+    def rollover(self) -> None:
+        pass
+
+
+def test_a_guard_due_during_a_slow_tick_runs_once_right_after_it_never_beside_it() -> None:
+    """The default schedule's worst case for a crossed limit: the guard interval plus the job
+    that runs when the guard comes due (docs/runbook.md). One worker: a guard never runs
+    beside a tick (both read and send on the same account); the guards that came due during
+    the tick collapse into one that runs as soon as the tick ends, not at the next interval."""
+    sched = new_scheduler(grace_seconds=120)
+    runner = SlowTickRunner(tick_s=3.0)
+    stop = threading.Event()
+    add_live_jobs(
+        sched,
+        runner,  # type: ignore[arg-type]
+        SimClock(START),
+        tf_ms=3_600_000,
+        guard_seconds=1,
+        funding_lead_seconds=120,
+        stop=stop,
+    )
+    sched.remove_job("funding-planner")
+    sched.remove_job("tick")  # the start-up tick is the slow one
+    sched.start()
+    try:
+        assert runner.tick_done.wait(20), "the tick did not run"
+        assert runner.guard_after_tick.wait(20), "no guard ran after the tick"
+    finally:
+        sched.shutdown(wait=True)
+    assert not runner.overlapped
+    assert runner.tick_ended is not None
+    after = [t for t in runner.guards if t >= runner.tick_ended]
+    assert after[0] - runner.tick_ended < 0.9  # at once, not an interval later
+    # the two or three runs due during the tick came as one (coalesced / max_instances)
+    assert len([t for t in after if t - runner.tick_ended < 0.5]) == 1

@@ -14,18 +14,22 @@ from decimal import Decimal as D
 import pytest
 
 from bot.clock import SimClock
-from bot.domain.enums import OrderPurpose, TradingState
+from bot.config.loader import load_policy
+from bot.domain.enums import OrderPurpose, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order, OrderRequest
 from bot.domain.position import Balance
+from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
-from bot.errors import AccountUnreadable, ExchangeError, RateLimited
-from bot.ports.store import RiskMemory
+from bot.errors import AccountUnreadable, ExchangeError, OutcomeUnknown, RateLimited
+from bot.ports.store import OrderRecord, RiskMemory
 from bot.risk.state import DAY_MS, initial_memory, set_state, update
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
 from bot.store.sql import SqlStore
-from tests.unit.test_engine import BTC, LIMITS, FakeMarket, build, protective
+from tests.conftest import T0, make_exchange
+from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket, build, protective
+from tests.unit.test_engine_hedge import ETH, TwoContracts
 from tests.unit.test_engine_on_sql_store import build_on
 
 MINUTE = 60_000
@@ -315,3 +319,106 @@ def test_the_daily_loss_moves_a_reducing_state_only_to_a_worse_one() -> None:
     same, moved = update(failed, D(9400), now, reducing)
     assert moved is None
     assert (same.state, same.state_reason) == (TradingState.REDUCING, "3 failed ticks in a row")
+
+
+class CloseAnswerLost(SimulatedExchange):
+    """The venue executes every close, but the answer to the first one is lost (a timeout
+    after the request left: the adapter's lookup by client id could not tell either)."""
+
+    lost = False
+
+    def place_order(self, request: OrderRequest) -> Order:
+        order = super().place_order(request)
+        if request.purpose is OrderPurpose.CLOSE and not CloseAnswerLost.lost:
+            CloseAnswerLost.lost = True
+            raise OutcomeUnknown(f"{request.client_id}: sent, no confirmation (read timed out)")
+        return order
+
+
+def closes(store: MemoryStore) -> list[OrderRecord]:
+    return [r for r in store.orders.values() if r.request.purpose is OrderPurpose.CLOSE]
+
+
+def test_a_close_whose_answer_was_lost_is_looked_up_not_sent_again(held: Held) -> None:
+    """The halt's close executes but its answer is lost: the stop stays until the close is
+    known, and the next job looks the close up by its client id (filled) instead of sending a
+    second one; then the stop, an orphan, goes."""
+    engine, ex, store = held.engine, held.ex, held.store
+    CloseAnswerLost.lost = False
+    ex.__class__ = CloseAnswerLost
+    lose(ex, "0.4")
+    later(engine, MINUTE)
+    engine.guard()
+    assert memory_of(store).state is TradingState.HALTED
+    [close] = closes(store)
+    assert close.status is OrderStatus.UNKNOWN
+    assert close.request.reduce_only
+    assert ex.fetch_positions([BTC]).get(BTC) is None  # it did execute
+    assert protective(ex)[OrderPurpose.STOP_LOSS]  # kept while the close is not known
+    later(engine, MINUTE)
+    engine.guard()
+    [close] = closes(store)
+    assert close.status is OrderStatus.FILLED
+    assert ex.fetch_open_orders(BTC) == []  # the orphaned stop and take-profit cancelled
+
+
+class RateLimitedCloseOnce(SimulatedExchange):
+    """The first close on ``symbol`` meets the venue's rate limit (-1003), the later ones pass."""
+
+    symbol = BTC
+    limited = False
+
+    def place_order(self, request: OrderRequest) -> Order:
+        if (
+            request.purpose is OrderPurpose.CLOSE
+            and request.symbol == RateLimitedCloseOnce.symbol
+            and not RateLimitedCloseOnce.limited
+        ):
+            RateLimitedCloseOnce.limited = True
+            raise RateLimited("binance 429 {-1003: too many requests}")
+        return super().place_order(request)
+
+
+def test_a_flatten_meeting_a_rate_limit_closes_the_others_and_keeps_the_stop_of_the_one_left(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Two positions; the close of the first meets the rate limit: the second is closed in the
+    same job, the first keeps its stop and is closed at the next job; every close reduce-only,
+    none larger than the position it closes."""
+    ex, clock = make_exchange(instruments)
+    market = TwoContracts()
+    for sym in (BTC, ETH):
+        px, _ = market.last_price(sym, T0) or (D(0), 0)
+        ex.set_mark(sym, px)
+    store = MemoryStore()
+    engine = Engine(
+        clock=clock,
+        exchange=ex,
+        market=market,
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125)), ContractSpec(ETH, "long", D(100))],
+        limits=LIMITS,
+        account="t",
+    )
+    engine.tick()
+    held = ex.fetch_positions([BTC, ETH])
+    assert held[BTC].qty > 0
+    assert held[ETH].qty > 0
+    RateLimitedCloseOnce.limited = False
+    ex.__class__ = RateLimitedCloseOnce
+    lose(ex, "0.4")
+    later(engine, MINUTE)
+    engine.guard()
+    assert memory_of(store).state is TradingState.HALTED
+    after = ex.fetch_positions([BTC, ETH])
+    assert after.get(ETH) is None  # closed in the same job
+    assert after[BTC].qty == held[BTC].qty  # its close was refused for the rate limit
+    assert [o.amount for o in protective(ex)[OrderPurpose.STOP_LOSS]] == [held[BTC].qty]
+    later(engine, MINUTE)
+    engine.guard()
+    assert ex.fetch_positions([BTC, ETH]) == {}
+    for record in closes(store):
+        assert record.request.reduce_only
+        assert record.request.amount is not None
+        assert record.request.amount <= held[record.request.symbol].qty

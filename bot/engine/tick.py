@@ -231,6 +231,9 @@ class Engine:
         self._last_price_ms: dict[str, int | None] = {}
         self.last_account: AccountView | None = None  # as the last tick left it (alerts)
         self._last_equity: Decimal | None = None  # the equity the loss limits last acted on
+        # A reading that would have worsened the state, whose second reading failed (see
+        # update_risk_state)
+        self._breach_to_confirm = False
         self.cooldowns = Cooldowns(policy.reentry.cooldown_ms)
         # What a restart restores from the recorded events, queried by kind and age, so that no
         # number of other events since (an outage's unreadable reads, every denial) hides them.
@@ -953,11 +956,20 @@ class Engine:
         equity = acct.equity() if observed is None else min(acct.equity(), observed)
         base = self._risk_memory() or initial_memory(equity, now)
         memory, transition = update(base, equity, now, self.limits, stale)
-        if self._needs_second_reading(base, transition, equity):
+        worse = transition is not None and transition.after.severity > transition.before.severity
+        if self._needs_second_reading(base, transition, equity) and not (
+            worse and self._breach_to_confirm
+        ):
+            # Remembered until a reading completes: when the second reading fails (a rate
+            # limit on the read that follows at once, a garbled answer), the next job's
+            # reading is the second one. Else a venue failing every other read kept the
+            # limits from ever acting, and the unreadable streak from ever growing.
+            self._breach_to_confirm = worse
             self._read_again(now, acct)
             equity = acct.equity() if observed is None else min(acct.equity(), observed)
             base = self._risk_memory() or initial_memory(equity, now)
             memory, transition = update(base, equity, now, self.limits, stale)
+        self._breach_to_confirm = False
         self._last_equity = equity
         self._save_memory(memory)
         if transition is not None:

@@ -83,7 +83,13 @@ def update(
             state_reason=f"drawdown {drawdown:.2%} from peak {mem.peak_equity:.2f} "
             f">= limit {limits.max_drawdown:.2%}",
         )
-    elif day_loss >= limits.daily_loss and mem.state is _ACTIVE:
+    elif (
+        day_loss >= limits.daily_loss
+        and TradingState(limits.on_daily_loss).severity > mem.state.severity
+    ):
+        # Also from a `reducing` entered for another reason (failed jobs, an unreadable
+        # account, protection failures: a venue in trouble during a crash): a daily loss set
+        # to halt still halts and flattens, instead of staying at reducing with every position.
         target = TradingState(limits.on_daily_loss)
         mem = replace(
             mem,

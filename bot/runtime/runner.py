@@ -181,6 +181,11 @@ class Runner:
                 raise
             except Exception as exc:
                 self._failed(name, exc)
+                if not isinstance(exc, StoreUnavailable):  # (else its events cannot be read)
+                    # What the job recorded before it failed is alerted all the same: a halt
+                    # whose flatten met a rate limit on the read after the closes was never
+                    # sent (the next job alerts only the events it records itself).
+                    self._alert_safely(name, started, tick=False, readable=False)
                 return None
             self._heartbeat(name)
             if self.failures:
@@ -211,16 +216,20 @@ class Runner:
                 for callback in self.on_tick:
                     callback(result)
             readable = not (isinstance(result, TickResult) and result.unreadable is not None)
-            try:
-                self._alert(started, tick=isinstance(result, TickResult), readable=readable)
-            except Exception as exc:  # the job's work is done; its alerts must not undo it
-                logger.opt(exception=exc).error(
-                    "{}: checking the alert conditions failed: {}: {}",
-                    name,
-                    type(exc).__name__,
-                    exc,
-                )
+            tick = isinstance(result, TickResult)
+            self._alert_safely(name, started, tick=tick, readable=readable)
             return result
+
+    def _alert_safely(self, name: str, started: int, *, tick: bool, readable: bool) -> None:
+        try:
+            self._alert(started, tick=tick, readable=readable)
+        except Exception as exc:  # the job's work is done; its alerts must not undo it
+            logger.opt(exception=exc).error(
+                "{}: checking the alert conditions failed: {}: {}",
+                name,
+                type(exc).__name__,
+                exc,
+            )
 
     def _resync_if_the_clock_stepped(self) -> None:
         """Live: the wall clock stepped since the last job (NTP, a person, a VM resumed):

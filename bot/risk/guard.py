@@ -28,13 +28,15 @@ _REDUCING = TradingState.REDUCING
 def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | None:
     """The equity at or below which :func:`bot.risk.state.update` changes the state this UTC day.
 
-    Active: the higher of the daily-loss floor and the drawdown floor; reducing: the drawdown
-    floor (only a drawdown halt is left); halted, or no memory yet: ``None`` (nothing to watch).
+    Active: the higher of the daily-loss floor and the drawdown floor; reducing: the same when
+    a daily loss halts (``on_daily_loss = "halted"``: it halts from a reducing of another
+    cause too), else the drawdown floor (only a drawdown halt is left); halted, or no memory
+    yet: ``None`` (nothing to watch).
     """
     if memory is None or memory.state is _HALTED:
         return None
     drawdown = memory.peak_equity * (ONE - limits.max_drawdown)
-    if memory.state is _REDUCING:
+    if memory.state is _REDUCING and limits.on_daily_loss != "halted":
         return drawdown
     daily = memory.day_start_equity * (ONE - limits.daily_loss)
     return daily if daily > drawdown else drawdown  # max(drawdown, daily): first of equals

@@ -145,8 +145,6 @@ CLOCK_MARGIN_MS = 60_000
 RESTORE_HORIZON_MS = 90 * 86_400_000
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _STOP_LOSS, _HALTED = OrderPurpose.STOP_LOSS, TradingState.HALTED
-# Trading states from the least to the most restrictive.
-_RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
 class SendOutcome(StrEnum):
@@ -956,7 +954,7 @@ class Engine:
         equity = acct.equity() if observed is None else min(acct.equity(), observed)
         base = self._risk_memory() or initial_memory(equity, now)
         memory, transition = update(base, equity, now, self.limits, stale)
-        worse = transition is not None and transition.after.severity > transition.before.severity
+        worse = transition is not None and transition.worse
         if self._needs_second_reading(base, transition, equity) and not (
             worse and self._breach_to_confirm
         ):
@@ -978,8 +976,9 @@ class Engine:
                 EventKind.STATE,
                 None,
                 transition.after,
-                f"{transition.before.value} -> {transition.after.value}: {transition.reason} "
-                f"(equity {equity:.2f})",
+                f"{transition.before.value} -> {transition.after.value}"
+                f"{' (was holding its positions: closes them now)' if transition.flattens else ''}"
+                f": {transition.reason} (equity {equity:.2f})",
             )
             if transition.after is not TradingState.ACTIVE:
                 for sym in self.symbols:
@@ -999,7 +998,7 @@ class Engine:
         the recorded peak). A real move reads the same twice; the cost is one more account
         read, only on such a reading.
         """
-        if transition is not None and _RANK[transition.after] > _RANK[transition.before]:
+        if transition is not None and transition.worse:
             return True
         last = self._last_equity if self._last_equity is not None else base.peak_equity
         if last <= 0:

@@ -29,6 +29,15 @@ class Transition:
     before: TradingState
     after: TradingState
     reason: str
+    # A halt that held the positions (a person's plain `bot halt`) now closes them: a loss
+    # limit crossed during it (the state stays halted).
+    flattens: bool = False
+
+    @property
+    def worse(self) -> bool:
+        """The change takes the account further from trading: a higher state, or a hold
+        halt that now closes every position."""
+        return self.flattens or self.after.severity > self.before.severity
 
 
 def initial_memory(equity: Decimal, now_ms: int) -> RiskMemory:
@@ -74,7 +83,11 @@ def update(
         if mem.day_start_equity > 0
         else Decimal(0)
     )
-    if drawdown >= limits.max_drawdown and mem.state is not _HALTED:
+    # A person's plain `bot halt` holds the positions with their stops; the loss limits still
+    # apply beneath it: crossed, they close every position as from any other state (the halt
+    # stays a person's: only `bot resume` lifts it).
+    held = mem.state is _HALTED and not mem.flatten
+    if drawdown >= limits.max_drawdown and (mem.state is not _HALTED or held):
         mem = replace(
             mem,
             state=_HALTED,
@@ -83,9 +96,9 @@ def update(
             state_reason=f"drawdown {drawdown:.2%} from peak {mem.peak_equity:.2f} "
             f">= limit {limits.max_drawdown:.2%}",
         )
-    elif (
-        day_loss >= limits.daily_loss
-        and TradingState(limits.on_daily_loss).severity > mem.state.severity
+    elif day_loss >= limits.daily_loss and (
+        TradingState(limits.on_daily_loss).severity > mem.state.severity
+        or (held and limits.on_daily_loss == "halted")
     ):
         # Also from a `reducing` entered for another reason (failed jobs, an unreadable
         # account, protection failures: a venue in trouble during a crash): a daily loss set
@@ -114,6 +127,8 @@ def update(
         mem = replace(mem, state=_ACTIVE, state_reason="market data fresh again")
     if mem.state is not before:
         return mem, Transition(before, mem.state, mem.state_reason)
+    if held and mem.flatten:
+        return mem, Transition(before, mem.state, mem.state_reason, flattens=True)
     return mem, None
 
 

@@ -242,6 +242,46 @@ def test_halt_without_flatten_holds_positions_with_stops(
     assert "hold, stops resting" in store.decisions[-1].decision.reason
 
 
+def test_a_loss_limit_crossed_under_a_hold_halt_closes_the_positions(
+    instruments: dict[str, Instrument],
+) -> None:
+    # A person's plain `bot halt` holds the positions with their stops; the drawdown limit
+    # crossed during it still closes them (before: the halt held them past any loss).
+    engine, ex, store = build(instruments)
+    engine.tick()
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    memory = store.load_risk_memory()
+    assert memory is not None
+    held = set_state(memory, TradingState.HALTED, "bot halt", sticky=True, flatten=False)
+    store.save_risk_memory(replace(held, peak_equity=memory.peak_equity * 2))  # 50 % down
+    engine.guard()
+    assert ex.fetch_positions([BTC]) == {}  # closed, reduce-only
+    after = store.load_risk_memory()
+    assert after is not None
+    assert after.state is TradingState.HALTED
+    assert after.flatten
+    assert after.sticky  # still a person's to lift
+    state = [e for e in store.events if e.kind == EventKind.STATE][-1]
+    assert "was holding its positions" in state.reason
+    assert "drawdown" in state.reason
+
+
+def test_a_hold_halt_within_the_limits_stays_a_hold(instruments: dict[str, Instrument]) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    qty = ex.fetch_positions([BTC])[BTC].qty
+    memory = store.load_risk_memory()
+    assert memory is not None
+    store.save_risk_memory(
+        set_state(memory, TradingState.HALTED, "bot halt", sticky=True, flatten=False)
+    )
+    engine.guard()
+    assert ex.fetch_positions([BTC])[BTC].qty == qty
+    after = store.load_risk_memory()
+    assert after is not None
+    assert not after.flatten
+
+
 def test_foreign_position_is_left_alone_unless_followed(instruments: dict[str, Instrument]) -> None:
     engine, ex, store = build(instruments)
     ex.set_leverage(BTC, 3)

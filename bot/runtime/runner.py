@@ -127,11 +127,11 @@ class Runner:
         return self._job("funding", run)
 
     def rollover(self) -> None:
-        def run() -> None:
-            now = self.clock.now_ms()
-            self.engine.update_risk_state(now, self.engine.reconcile(now))
-
-        self._job("rollover", run)
+        """The UTC day's rollover: the guard (the limits on the equity of now, from the new
+        day's start; a halt closes the positions at once; protection). It only updated the
+        risk state before: a limit crossed then recorded a halt whose closes waited for the
+        next guard job."""
+        self._job("rollover", self.engine.guard)
 
     def resync_clock(self) -> None:
         """The hourly ``clock-resync`` job (live): after the checks every job makes first, so a

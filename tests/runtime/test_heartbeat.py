@@ -4,6 +4,7 @@ and the runner's clock); a job that raises leaves it as it was."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from bot.bootstrap import build_paper, open_store
 from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
-from bot.domain.enums import EventKind
+from bot.domain.enums import EventKind, TradingState
 from bot.ports.store import Heartbeat
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
@@ -105,3 +106,23 @@ def test_a_replay_stamps_the_replayed_time(config: BotConfig, store: SqlStore) -
     assert heartbeat.job == "tick"
     assert before <= equity.ts_ms <= heartbeat.ts_ms <= after
     assert heartbeat.ts_ms < LiveClock().now_ms() - 365 * 86_400_000  # 2025's data, not today
+
+
+def test_a_halt_at_the_rollover_closes_the_positions_in_that_job(
+    config: BotConfig, store: SqlStore
+) -> None:
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    assert runner.tick() is not None
+    held = paper.sim.fetch_positions(["BTC/USDT:USDT"])
+    assert held, "the first tick opens a position"
+    memory = store.load_risk_memory()
+    assert memory is not None
+    store.save_risk_memory(replace(memory, peak_equity=memory.peak_equity * 2))  # 50 % down
+    clock.advance_to(START + MINUTE)
+    runner.rollover()
+    after = store.load_risk_memory()
+    assert after is not None
+    assert after.state is TradingState.HALTED
+    # Before: the halt was recorded and the positions waited for the next guard job.
+    assert paper.sim.fetch_positions(["BTC/USDT:USDT"]) == {}

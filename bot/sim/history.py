@@ -598,9 +598,13 @@ class HistoricalMarket:
             cursor = self._new_cursor(self._decision_at, symbol, c.ts, tf_ms)
         end = cursor.right(now_ms - tf_ms)
         start = max(0, end - count)
+        gap = None
         if end > 0:
             # Never let a window span a gap: returns across it would be invented.
-            start = max(start, int(self.contracts[symbol].segment_start[end - 1]))
+            segment = int(self.contracts[symbol].segment_start[end - 1])
+            if segment > start:
+                start = segment
+                gap = (int(c.ts[segment - 1]) + tf_ms, int(c.ts[segment]))
         return CandleWindow(
             c.ts[start:end],
             c.open[start:end],
@@ -610,6 +614,7 @@ class HistoricalMarket:
             tf_ms,
             self._statistics(symbol, count, start, end),
             c.volume[start:end],
+            gap,
         )
 
     def _statistics(self, symbol: str, count: int, start: int, end: int) -> WindowStatistics | None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from bot.marketdata.candles import Candles, FundingSeries, settlement_step
+from bot.sim.events import SimEventKind
 from bot.sim.history import ContractHistory, HistoricalMarket, _segment_starts
-from bot.sim.triggers import SimEventKind
 from tests.audit.harness import run, write_config
 from tests.audit.market import HOUR, T0, walk, write_market
 from tests.audit.scenarios import BTC, ETH

@@ -39,6 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bot import strict_json
 from bot.atomic_file import replaced_text
 from bot.domain.instrument import Instrument
 from bot.errors import ConfigError, DataError
@@ -372,10 +373,11 @@ def write_catalogue(
             sym: instrument_to_json(inst, src) for sym, (inst, src) in sorted(entries.items())
         },
     }
-    parse_instruments(json.loads(json.dumps(payload)), str(path))  # never write what we reject
+    # never write what we reject
+    parse_instruments(json.loads(strict_json.dumps(payload)), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced_text(path) as fh:
-        json.dump(payload, fh, indent=1)
+        fh.write(strict_json.dumps(payload, indent=1))
         fh.write("\n")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bot import strict_json
 from bot.backtest.charts import Charts, LocalCharts
 from bot.backtest.metrics import drawdown_series, summarize
 from bot.backtest.replay import (
@@ -186,7 +187,6 @@ def add_hedge_outputs(
     """Add the hedge figures to ``report`` (and rewrite ``report.json``) and draw
     ``hedged.png`` (``charts``: where, see :func:`bot.backtest.report.write_outputs`); the
     report unchanged for a policy without a hedge."""
-    import json
 
     extra = hedge_report(run, slippage_bps)
     if not extra:
@@ -194,7 +194,7 @@ def add_hedge_outputs(
     report = {**report, **extra}
     painter = charts if charts is not None else LocalCharts()
     plot_hedged(run, out / "hedged.png", painter)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "report.json").write_text(strict_json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if charts is None:
         painter.finish()
     return report

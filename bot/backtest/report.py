@@ -6,7 +6,7 @@ of ``bot stress --from-sim``). The same inputs give byte-identical files (apart 
 from __future__ import annotations
 
 import csv
-import json
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +21,7 @@ from bot.backtest.replay import SimulationResult
 from bot.backtest.report_figures import honest_figures
 from bot.domain.enums import OrderPurpose
 from bot.store.incidents import unprotected_spans
+from bot.strict_json import NOT_FINITE, dumps, name_of
 
 
 def _iso(ms: int) -> str:
@@ -39,9 +40,33 @@ def _r(x: float, places: int = 6) -> float:
     return round(float(x), places) if np.isfinite(x) else float(x)
 
 
+def not_finite_reasons(stats: dict[str, float], span_ms: int) -> dict[str, str]:
+    """Why a figure of ``stats`` is not finite (report.json writes it ``null``, see
+    bot.strict_json): the CAGR of a short run with a large gain overflows a float when
+    annualised, and the Calmar ratio follows it."""
+    reasons: dict[str, str] = {}
+    hours = span_ms / 3_600_000
+    cagr = stats.get("cagr", 0.0)
+    if not math.isfinite(cagr):
+        reasons["cagr"] = (
+            f"{name_of(cagr)}: a total return of {stats.get('total_return', math.nan):.2%} over "
+            f"{hours:.1f} h does not annualise to a number (the run is too short)"
+        )
+    calmar = stats.get("calmar", 0.0)
+    if not math.isfinite(calmar):
+        reasons["calmar"] = (
+            f"{name_of(calmar)}: the CAGR ({name_of(cagr)}) over the max drawdown "
+            f"({stats.get('max_drawdown', math.nan):.2%})"
+        )
+    return reasons
+
+
 def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
     ex = result.exchange
-    stats = summarize(*result.curve_from_start(), opening=True) if len(result.ts) else {}
+    curve = result.curve_from_start()
+    stats = summarize(*curve, opening=True) if len(result.ts) else {}
+    # report.json writes a figure that is not finite as null, and here why (bot.strict_json)
+    reasons = not_finite_reasons(stats, int(curve[1][-1] - curve[1][0]))
     events = ex.events
     fills = ex.fills
     n_orders = sum(1 for r in result.store.orders.values())
@@ -78,6 +103,7 @@ def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
         else 0.0,
         "data_gaps": {s: [[_iso(a), _iso(b)] for a, b in g] for s, g in result.gaps.items()},
         **honest_figures(result),
+        **({NOT_FINITE: reasons} if reasons else {}),
         "elapsed_seconds": round(elapsed, 3),
     }
 
@@ -118,7 +144,7 @@ def write_outputs(
             ],
         },
     )
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "report.json").write_text(dumps(report, indent=2) + "\n", encoding="utf-8")
     _write_equity(result, out / "equity.csv")
     _write_orders(result, out / "orders.csv")
     _write_decisions(result, out / "decisions.csv")
@@ -178,7 +204,7 @@ def _write_account(result: SimulationResult, path: Path) -> None:
         "wallet": _dec(ex.book.wallet),
         "margin_mode": ex.book.margin_mode.value,
     }
-    path.write_text(json.dumps(account, indent=2) + "\n", encoding="utf-8")
+    path.write_text(dumps(account, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_equity(result: SimulationResult, path: Path) -> None:

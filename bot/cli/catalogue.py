@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bot import strict_json
 from bot.errors import ConfigError
 
 _JSON = "print JSON instead of tables"
@@ -93,7 +93,7 @@ def register(  # noqa: C901 - one nested function per command, each simple
                 "skipped": result.skipped,
             }
             if as_json:
-                console.print_json(json.dumps(payload))
+                console.print_json(strict_json.dumps(payload))
                 return
             console.print(
                 f"{len(result.written)} contract(s) written to [bold]{result.path}[/bold] "
@@ -132,7 +132,9 @@ def register(  # noqa: C901 - one nested function per command, each simple
                 for sym, (inst, cat) in known.items()
             ]
             if as_json:
-                console.print_json(json.dumps({"exchange": cfg.data.exchange, "contracts": rows}))
+                console.print_json(
+                    strict_json.dumps({"exchange": cfg.data.exchange, "contracts": rows})
+                )
                 return
             table = Table(title=f"{cfg.data.exchange}: {len(rows)} contracts")
             for col in ("symbol", "tick", "step", "min notional", "max lev", "tiers", "from"):
@@ -183,7 +185,7 @@ def register(  # noqa: C901 - one nested function per command, each simple
                 "stand_in": cat.is_stand_in(symbol),
             }
             if as_json:
-                console.print_json(json.dumps(payload))
+                console.print_json(strict_json.dumps(payload))
                 return
             head = Table(title=f"{symbol} on {cfg.data.exchange}", show_header=False)
             for key in (
@@ -294,7 +296,7 @@ def register(  # noqa: C901 - one nested function per command, each simple
                 for s in result.series
             ]
             if as_json:
-                console.print_json(json.dumps({"added": result.added, "series": rows}))
+                console.print_json(strict_json.dumps({"added": result.added, "series": rows}))
                 return
             table = Table(title=f"downloaded {result.added} new row(s)")
             table.add_column("file")

@@ -4,7 +4,6 @@ applies them at its next job (within a guard interval), or at its next start."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.console import Console
 
+from bot import strict_json
 from bot.errors import BotError, ConfigError
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def _show_status(
     from bot.cli.terminal import table_csv
 
     if as_json:
-        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        typer.echo(strict_json.dumps(data, indent=2, sort_keys=True))
     elif as_csv:
         typer.echo(table_csv(contracts_table(data, specs, plain=True)), nl=False)
     else:

@@ -53,6 +53,7 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     """
     from bot.dashboard.account import missed_alerts, unreadable_run
     from bot.domain.enums import EventKind
+    from bot.engine.undecided import open_undecided
     from bot.store import views
 
     equity = store.latest_equity()
@@ -73,6 +74,11 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     funding = _paper_funding(config, store)
     incidents = (EventKind.UNPROTECTED, EventKind.PROTECTED)
     unprotected = unprotected_since(store.recent_events(100_000, kinds=incidents))
+    # Contracts without a decision for lack of a full window of candles (a gap): their last
+    # decision below is older than it looks, and this says why no newer one came.
+    undecided = open_undecided(
+        store.recent_events(10_000, kinds=(EventKind.NO_DECISION, EventKind.DECIDING))
+    )
     n = Decimal(len(config.contracts))
     sleeve = equity.equity / n if equity is not None and equity.equity > 0 else None
     contracts = []
@@ -120,6 +126,9 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         )
         row["last_decision"] = _iso(rec.ts_ms) if rec else None
         row["reason"] = rec.decision.reason if rec else None
+        stretch = undecided.get(sym)
+        row["no_decision_since"] = _iso(stretch.since_ms) if stretch else None
+        row["no_decision"] = stretch.reason if stretch else None
         contracts.append(row)
     unreadable_since, unreadable_reads = unreadable_run(store)
     heartbeat = store.last_heartbeat()
@@ -264,6 +273,11 @@ def status_tables(
         reason = row["reason"] or "-"
         if row.get("foreign"):
             reason = "position not opened by this bot: left alone (its stop is not known here)"
+        elif row.get("no_decision"):
+            reason = (
+                f"NO DECISION since {row['no_decision_since']}: {row['no_decision']}; "
+                f"the last one: {reason}"
+            )
         reasons.add_row(row["symbol"], row["last_decision"] or "-", reason)
     return [head, table, reasons]
 

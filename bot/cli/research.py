@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bot import strict_json
 from bot.atomic_file import replaced_text
 from bot.research import space
 from bot.research.executors import make_executor
@@ -130,7 +130,7 @@ def write_outputs(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome) -> None:
         **outcome.summary,
     }
     with replaced_text(out / "summary.json") as fh:
-        fh.write(json.dumps(summary, indent=2, default=str) + "\n")
+        fh.write(strict_json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Console) -> None:

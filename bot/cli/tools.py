@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot import strict_json
 from bot.bootstrap import risk_limits
 from bot.catalogue import resolve_instruments, stand_ins
 from bot.cli import terminal
@@ -78,7 +79,7 @@ def _inventory(data: Path | None, config: BotConfig | None = None) -> DataInvent
 
 
 def _emit(payload: dict[str, Any]) -> None:
-    typer.echo(json.dumps(payload, indent=2))
+    typer.echo(strict_json.dumps(payload, indent=2))
 
 
 # -- bot calc ----------------------------------------------------------------------------------
@@ -411,7 +412,7 @@ def account_snapshot_dir(config_path: Path) -> Path:
     modes = {p.margin_mode.value for p in held}
     mode = modes.pop() if len(modes) == 1 else config.account.margin_mode
     (out.parent / "account.json").write_text(
-        json.dumps({"wallet": str(wallet), "margin_mode": mode})
+        strict_json.dumps({"wallet": str(wallet), "margin_mode": mode})
     )
     return out.parent
 

@@ -27,6 +27,7 @@ from bot.domain.margin import worst_margin
 from bot.domain.position import Position
 from bot.engine.read_streak import restored_streak
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
+from bot.engine.undecided import open_undecided
 from bot.errors import BotError
 from bot.instruments import instrument_for
 from bot.logs import redact
@@ -220,6 +221,9 @@ class AccountSource:
         incidents = unprotected_since(
             views.events_of_kinds(self.store, ("unprotected", "protected"), 1000)
         )
+        undecided = open_undecided(
+            views.events_of_kinds(self.store, ("no_decision", "deciding"), 10_000)
+        )
         cooling = Cooldowns(1)
         cooling.restore(views.events_of_kinds(self.store, (COOLDOWN_EVENT,), 500), now_ms)
         sleeve = (
@@ -242,6 +246,7 @@ class AccountSource:
             dist = abs(mark - liq) / mark if liq is not None and mark else None
             dist_vol = dist / (vol / DAYS.sqrt()) if dist is not None and vol else None
             rate, next_ms = extras.funding.get(sym, (None, None))
+            stretch = undecided.get(sym)
             out.append(
                 ContractView(
                     symbol=sym,
@@ -267,6 +272,8 @@ class AccountSource:
                     reason=rec.decision.reason if rec else None,
                     unprotected_since_ms=incidents.get(sym),
                     cooldown=cooling.reason(sym, now_ms),
+                    no_decision_since_ms=stretch.since_ms if stretch else None,
+                    no_decision=stretch.reason if stretch else None,
                     foreign=self._foreign(pos, direction),
                     # as the alerts count it (bot.risk.coverage): how much no stop covers
                     unprotected_qty=coverage(pos.qty, recorded_stops(open_orders, sym)).uncovered

@@ -50,6 +50,10 @@ class ContractView:
     # The account has been unreadable since then (its newest reads failed): the position and its
     # stop are as last read, not verified since. None: the newest read succeeded.
     unverified_since_ms: int | None = None
+    # No decision since then for lack of a full window of candles (a gap in them; see
+    # bot.engine.undecided), and why: the last decision shown is older than it looks.
+    no_decision_since_ms: int | None = None
+    no_decision: str | None = None
 
     @property
     def slug(self) -> str:

@@ -127,5 +127,9 @@ class EventKind(StrEnum):
     CATALOGUE = "catalogue"  # a contract's specification changed on the venue (catalogue sync)
     HEDGE = "hedge"  # the hedge leg was held (spot wallet unreadable, no market data)
     MARKET_DATA = "market_data"  # a contract's market data could not be read: no decision for it
+    # a contract's candles do not fill the window its statistics need (a gap in them, a contract
+    # younger than the window): no decision for it until they do; recorded once when it starts
+    NO_DECISION = "no_decision"
+    DECIDING = "deciding"  # the window is full again after a no_decision: decisions resume
     # the host clock is far from the venue's, or its offset could not be measured (live)
     CLOCK = "clock"

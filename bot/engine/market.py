@@ -31,6 +31,14 @@ def longest_window(policy: Policy) -> tuple[str, int]:
     return max(windows.items(), key=lambda kv: kv[1])
 
 
+def snapshot_window(policy: Policy) -> tuple[str, int]:
+    """The candles a window must hold for :func:`build_snapshot` to estimate on it, and the
+    policy key that sets it (the volatility estimator's window + 1 for its returns, or ATR's):
+    fewer, and the contract gets no decision (see bot.engine.undecided)."""
+    vol, atr_n = policy.volatility.window + 1, policy.atr_window + 1
+    return ("volatility.window", vol) if vol >= atr_n else ("atr_window", atr_n)
+
+
 # Equal specs share one instance (specs are frozen, so this is only an identity): the engine's and
 # the one a market-data implementation computed ahead with then compare by identity first.
 _SPECS: dict[StatisticsSpec, StatisticsSpec] = {}
@@ -79,7 +87,7 @@ def build_snapshot(
     ``spec`` is ``statistics_spec(policy)`` when the caller keeps it (computed otherwise)."""
     vol_p = policy.volatility
     n = vol_p.window
-    if len(window.ts) < max(n + 1, policy.atr_window + 1):
+    if len(window.ts) < max(n + 1, policy.atr_window + 1):  # (snapshot_window, inlined: hot)
         return None
     pre = window.statistics
     if pre is not None and (pre.spec is spec or pre.spec == (spec or statistics_spec(policy))):

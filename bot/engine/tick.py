@@ -60,6 +60,7 @@ from bot.engine.market import (
     build_snapshot,
     candles_needed,
     policy_tf_ms,
+    snapshot_window,
     statistics_spec,
 )
 from bot.engine.planner import (
@@ -90,6 +91,7 @@ from bot.engine.reentry import (
     held_at_start,
     held_of,
 )
+from bot.engine.undecided import Undecided, open_undecided, short_window_reason
 from bot.errors import (
     AccountUnreadable,
     AuthenticationFailed,
@@ -245,6 +247,16 @@ class Engine:
             since_ms=now - max(policy.reentry.cooldown_ms, hedge_ms, RESTORE_HORIZON_MS),
         )
         self.cooldowns.restore(recent, now)
+        # Contracts without a decision for lack of a full window of candles, as recorded (see
+        # bot.engine.undecided): a restart or a policy switch does not record them again.
+        self._window_key, self._window_needed = snapshot_window(policy)
+        self._undecided: dict[str, Undecided] = {
+            sym: u
+            for sym, u in open_undecided(
+                store.recent_events(10_000, kinds=(EventKind.NO_DECISION, EventKind.DECIDING))
+            ).items()
+            if sym in self._spec
+        }
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
         self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
@@ -865,7 +877,12 @@ class Engine:
                 asof_ms=asof,
                 spec=self.statistics_spec,
             )
-            if snap is not None and snap.volatility <= 0:
+            if snap is None:
+                self._window_short(now, sym, window)
+                continue
+            if self._undecided and sym in self._undecided:
+                self._window_full(now, sym, window)
+            if snap.volatility <= 0:
                 # Not one price change over the whole volatility window: a feed that repeats
                 # its last price, or a contract the venue has halted or is settling. Sized on it,
                 # the policy would take its highest leverage (nothing moves) with a stop one
@@ -878,11 +895,36 @@ class Engine:
                     "contract",
                 )
                 continue
-            if snap is not None:
-                snapshots[sym] = snap
-                windows[sym] = window
-                self._last_snapshot[sym] = snap
+            snapshots[sym] = snap
+            windows[sym] = window
+            self._last_snapshot[sym] = snap
         return snapshots, windows
+
+    def _window_short(self, now: int, sym: str, window: CandleWindow) -> None:
+        """``sym``'s candles do not fill the window (a gap cut it, or the contract is younger
+        than it): no decision, recorded once per stretch (again only when the cause changes,
+        e.g. a second gap), with the gap, the window needed and until when."""
+        reason = short_window_reason(
+            window, self._window_needed, self._window_key, self.policy.timeframe, self.tf_ms
+        )
+        known = self._undecided.get(sym)
+        if known is not None and known.reason == reason:
+            return
+        self._undecided[sym] = Undecided(known.since_ms if known else now, reason)
+        self._event(now, EventKind.NO_DECISION, sym, TradingState.ACTIVE, reason)
+
+    def _window_full(self, now: int, sym: str, window: CandleWindow) -> None:
+        """``sym``'s window is full again after a stretch without a decision: recorded once."""
+        ended = self._undecided.pop(sym)
+        first = int(window.ts[-self._window_needed])
+        self._event(
+            now,
+            EventKind.DECIDING,
+            sym,
+            TradingState.ACTIVE,
+            f"{self._window_needed} {self.policy.timeframe} candles without a gap since "
+            f"{_seconds(first)}: decisions resume (none since {_seconds(ended.since_ms)})",
+        )
 
     def _tradable(self) -> tuple[str, ...]:
         """The contracts the venue trades: a withdrawn one gets no market read and no

@@ -63,13 +63,16 @@ class CcxtMarketData:
             # A missing candle breaks the window: keep only the last contiguous run.
             breaks = np.flatnonzero(np.diff(ts) != tf_ms)
             start = int(breaks[-1]) + 1 if len(breaks) else 0
+            gap = (rows[start - 1].open_ms + tf_ms, rows[start].open_ms) if start else None
             ts, arr = ts[start:], arr[start:]
             o, h, lo, c = arr.T
             # Base units; a venue that reports none gives 0 (bot.exchange.mapping.closed_candles),
             # which the snapshot reads as unknown, never as "no limit".
             volume = np.array([r.volume for r in rows[start:]], dtype=np.float64)
             volume[~np.isfinite(volume) | (volume < 0)] = 0.0
-            return CandleWindow(ts, o.copy(), h.copy(), lo.copy(), c.copy(), tf_ms, volume=volume)
+            return CandleWindow(
+                ts, o.copy(), h.copy(), lo.copy(), c.copy(), tf_ms, volume=volume, gap_before=gap
+            )
         empty = np.zeros(0)
         return CandleWindow(ts, empty, empty, empty, empty, tf_ms, volume=empty)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import ccxt
 
+from bot import strict_json
 from bot.atomic_file import replaced_binary, replaced_text
 from bot.clock import Clock
 from bot.errors import DataError
@@ -244,7 +245,7 @@ class HistoryDownloader:
         merged = _merge(known + new)
         if merged:
             with replaced_text(gaps_path) as fh:
-                fh.write(json.dumps([list(g) for g in merged]) + "\n")
+                fh.write(strict_json.dumps([list(g) for g in merged]) + "\n")
 
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
         try:

@@ -30,6 +30,48 @@ FUNDING_HOURS = (4, 2, 1)
 1 h, Bybit also 2 h), longest first."""
 
 
+VENUE_FUNDING_HOURS = (LONGEST_FUNDING_HOURS, *map(float, FUNDING_HOURS))
+
+
+def settlement_step(before: float | None, step: float, after: float | None) -> tuple[float, int]:
+    """(hours a settlement's rate covers, settlements missing just before it), from the hours
+    since the settlement before it (``step``) and the steps before and after that one (None
+    at the ends of the data). Times are taken to the minute (the files' stamps are).
+
+    * A step the settlements around it keep (the step before or after is the same) is the
+      venue's interval, or a change of it (Binance and Bybit move a contract between 8, 4, 2
+      and 1 h, and keep the new interval for many settlements).
+    * A step that is a whole multiple k >= 2 of the venue interval before it (else of the one
+      after it) is a hole of k - 1 settlements of that interval: 1 h, then 2 h, then 1 h is one
+      hourly settlement missing, not a switch to 2 h and back. (At the very end of the data a
+      step longer than the ones before it cannot be told from a change of interval: read as a
+      hole.)
+    * Otherwise a step longer than :data:`LONGEST_FUNDING_HOURS` is a hole of 8-hourly
+      settlements, and a shorter whole number of hours that is no venue's interval (3 h, 6 h
+      after 4 h) a hole of the longest venue interval it is a multiple of.
+    """
+    step = _to_minute(step)
+    before = _to_minute(before) if before is not None else None
+    after = _to_minute(after) if after is not None else None
+    if step in VENUE_FUNDING_HOURS and step in (before, after):
+        return step, 0
+    for around in (before, after):
+        if around is not None and around in VENUE_FUNDING_HOURS and around < step:
+            k = step / around
+            if k.is_integer():
+                return around, int(k) - 1
+    if step > LONGEST_FUNDING_HOURS:
+        return LONGEST_FUNDING_HOURS, max(0, round(step / LONGEST_FUNDING_HOURS) - 1)
+    if step.is_integer() and step not in VENUE_FUNDING_HOURS:
+        hours = float(next(h for h in FUNDING_HOURS if step % h == 0))
+        return hours, int(step / hours) - 1
+    return step, 0
+
+
+def _to_minute(hours: float) -> float:
+    return round(hours * 60) / 60
+
+
 def parse_timeframe(tf: str) -> int:
     """Return the length of a ccxt-style timeframe (``"5m"``, ``"1h"``, ``"8h"``) in ms.
 
@@ -221,16 +263,27 @@ class FundingSeries:
         return float(self.ts[j] - self.ts[j - 1]) / HOUR_MS
 
     def settlement_hours_at(self, i: int) -> float:
-        """Hours settlement ``i``'s rate covers: :meth:`interval_hours_at`, at most
-        :data:`LONGEST_FUNDING_HOURS`. A longer interval is a hole in the data, not a slower
-        schedule: taken as one, it would cut the rate's yearly cost (a 10-day hole thirty-fold).
-        A shorter whole number of hours that is no venue's interval (3 h between two hourly
-        settlements: two missing) is a hole too: the longest venue interval it is a multiple of.
-        """
-        hours = min(self.interval_hours_at(i), LONGEST_FUNDING_HOURS)
-        if hours < LONGEST_FUNDING_HOURS and hours.is_integer() and hours not in FUNDING_HOURS:
-            return float(next(h for h in FUNDING_HOURS if hours % h == 0))
-        return hours
+        """Hours settlement ``i``'s rate covers (see :func:`settlement_step`): the step from
+        the settlement before, unless that step is a hole in the data: then the interval
+        around it. Taken as an interval, a hole cuts the rate's yearly cost (a 10-day hole
+        thirty-fold; one missing hourly settlement, a 2 h step, by half)."""
+        return self.step_at(i)[0]
+
+    def missing_before(self, i: int) -> int:
+        """Settlements missing between settlement ``i`` and the one before it (0: none)."""
+        return self.step_at(i)[1]
+
+    def step_at(self, i: int) -> tuple[float, int]:
+        """:func:`settlement_step` of settlement ``i`` (the first reads its next step): the
+        steps around it are the ones before and after it in the file. The step after the latest
+        settled one ends at the next settlement, which the venue announces beforehand (the
+        simulation's funding view names it too): no look-ahead."""
+        step = self.interval_hours_at(i)
+        n = len(self.ts)
+        j = i % n if i % n > 0 else 1
+        before = self.interval_hours_at(j - 1) if j >= 2 else None
+        after = float(self.ts[j + 1] - self.ts[j]) / HOUR_MS if j + 1 < n else None
+        return settlement_step(before, step, after)
 
     def between(self, after_ms: int, upto_ms: int) -> range:
         """Indices of the settlements with ``after_ms < ts <= upto_ms``."""

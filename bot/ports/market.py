@@ -49,7 +49,11 @@ class WindowStatistics:
 @dataclass(frozen=True, slots=True)
 class CandleWindow:
     """The last closed candles of one contract (oldest first), float64 arrays. ``volume`` is
-    each candle's traded volume in base units, ``None`` when the source gives none."""
+    each candle's traded volume in base units, ``None`` when the source gives none.
+    ``gap_before``: [from, to) in ms, the candles missing just before the first one when the
+    source cut the window there (a window never spans a gap: returns across it would be
+    invented), so that a window too short to decide on can say why; ``None`` when the window is
+    not cut by a gap (full, or the source has nothing older)."""
 
     ts: npt.NDArray[np.int64]
     open: FloatArray
@@ -59,6 +63,7 @@ class CandleWindow:
     tf_ms: int
     statistics: WindowStatistics | None = None
     volume: FloatArray | None = None
+    gap_before: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.ts)

@@ -4,6 +4,11 @@ The file is the sweep's memory: a restarted sweep reads it and skips every key a
 killed run loses at most the points that were running. ``sweep.json`` beside it pins what the
 sweep is (config, base policy, parameters, search, windows); restarting with a different sweep in
 the same directory is refused instead of mixing two experiments in one file.
+
+A metric that is not finite (the CAGR and Calmar ratio of a short run with a large gain) stays
+``inf`` / ``nan`` here and in ``results.parquet``: a float column holds it, and every CSV and
+Parquet reader reads it back. The JSON files (``sweep.json``, ``summary.json``) write it
+``null`` with a ``not_finite`` note instead (:mod:`bot.strict_json`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 from loguru import logger
 
+from bot import strict_json
 from bot.atomic_file import replaced_binary, replaced_text
 from bot.errors import ConfigError
 from bot.research.evaluate import DAILY_STATS, DATA_FIGURES, REPORT_METRICS
@@ -37,7 +43,7 @@ def columns(param_keys: list[str]) -> list[str]:
 def check_spec(out: Path, spec: dict[str, Any]) -> None:
     """Write ``sweep.json``, or check a restarted sweep is the same sweep."""
     path = out / "sweep.json"
-    text = json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n"
+    text = strict_json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n"
     if path.exists():
         old = path.read_text(encoding="utf-8")
         if old != text:
@@ -59,7 +65,7 @@ def _differences(old_text: str, spec: dict[str, Any]) -> str:
         return "unreadable"
     if not isinstance(old, dict):
         return "unreadable"
-    new = json.loads(json.dumps(spec, default=str))
+    new = json.loads(strict_json.dumps(spec, default=str))
     names = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import random
 import tomllib
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot import strict_json
 from bot.config.loader import format_errors, load_policy
 from bot.config.policy import Policy
 from bot.errors import ConfigError
@@ -260,7 +260,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | Decimal):
         return format(value, "f") if isinstance(value, Decimal) else str(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a TOML basic string (escapes included)
+        return strict_json.dumps(value)  # a JSON string is a TOML basic string (escapes included)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise ConfigError(f"cannot write {value!r} to a policy file")

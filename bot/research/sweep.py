@@ -8,7 +8,6 @@ Every point is one :func:`bot.research.evaluate.evaluate` call sent through an
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import tempfile
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bot import strict_json
 from bot.atomic_file import replaced_text
 from bot.backtest.metrics import DAY_MS
 from bot.backtest.replay import load_data, override
@@ -96,7 +96,7 @@ Listener = Callable[[dict[str, Any], int], None]
 
 
 def point_id(point: Point) -> str:
-    text = json.dumps({k: str(v) for k, v in sorted(point.items())})
+    text = strict_json.dumps({k: str(v) for k, v in sorted(point.items())})
     return hashlib.blake2b(text.encode(), digest_size=5).hexdigest()
 
 
@@ -400,7 +400,7 @@ class Sweep:
         # Workers keep configs and loaded data between sweeps (a Dask worker lives on): the
         # inputs' hash in every task keeps them from serving an edited file's old content.
         self.stamp = hashlib.blake2b(
-            json.dumps(inputs, sort_keys=True).encode(), digest_size=12
+            strict_json.dumps(inputs, sort_keys=True).encode(), digest_size=12
         ).hexdigest()
         # What the workers read themselves (the base policy travels inside each task): a file
         # rewritten while the sweep runs stops it at the first point that reads it afresh.

@@ -6,9 +6,9 @@ state change as a risk event; a stopped bot applies it at its next start."""
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
+from bot import strict_json
 from bot.store.sql import SqlStore
 
 Kind = Literal["halt", "resume"]
@@ -26,4 +26,4 @@ def post_command(
         args = {"reason": reason or "bot resume"}
     else:
         raise ValueError(f"unknown operator command {kind!r}: halt or resume")
-    return store.post_command(kind, json.dumps(args, sort_keys=True), now_ms)
+    return store.post_command(kind, strict_json.dumps(args, sort_keys=True), now_ms)

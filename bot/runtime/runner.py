@@ -56,7 +56,11 @@ class ClockResync(Protocol):
 
 
 # The event that ends an incident -> the kind of the event that alerted it (the alert's key).
-ENDS = {EventKind.PROTECTED: EventKind.UNPROTECTED, EventKind.READABLE: EventKind.UNREADABLE}
+ENDS = {
+    EventKind.PROTECTED: EventKind.UNPROTECTED,
+    EventKind.READABLE: EventKind.UNREADABLE,
+    EventKind.DECIDING: EventKind.NO_DECISION,
+}
 _IN_A_ROW = re.compile(r"\((\d+) failed jobs? in a row\)$")
 
 
@@ -442,7 +446,13 @@ class Runner:
         account, a position closed for lack of a stop, with the venue's error, a position
         reduced by a liquidation, an ADL or outside the bot), and what the account shows."""
         alerts = []
-        alerted = (EventKind.STATE, EventKind.UNREADABLE, EventKind.UNPROTECTED, EventKind.EXIT)
+        alerted = (
+            EventKind.STATE,
+            EventKind.UNREADABLE,
+            EventKind.UNPROTECTED,
+            EventKind.EXIT,
+            EventKind.NO_DECISION,
+        )
         # (by kind and time: however many other events the job recorded, none of these is missed)
         events = self.store.recent_events(1000, kinds=alerted + tuple(ENDS), since_ms=since_ms)
         # An incident that ended in this job: when it comes back, even within the dedup window,
@@ -465,7 +475,9 @@ class Runner:
                 level = "warning" if "outside the bot" in e.reason else "critical"
                 when = _key_time(e.ts_ms)
                 alerts.append(Alert(f"exit:{e.symbol}@{when}", level, f"{e.symbol}: {e.reason}"))
-            elif e.kind in ("unreadable", "unprotected"):
+            elif e.kind in ("unreadable", "unprotected", "no_decision"):
+                # (no_decision: a contract without a full window of candles, held with its
+                # stop; recorded once per stretch, so alerted once per stretch)
                 key = f"{e.kind}:{e.symbol or 'account'}"
                 level = "critical" if e.kind == "unprotected" else "warning"
                 alerts.append(Alert(key, level, f"{e.symbol or 'account'}: {e.reason}"))

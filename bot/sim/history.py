@@ -367,20 +367,31 @@ def _funding_gap(
 
 
 def _funding_holes(symbol: str, funding: FundingSeries, lo: int, hi: int) -> str:
-    """A note for settlements missing inside the window (two settlements more than 8 h and a
-    minute apart: the file's stamps are rounded to the minute), where nothing is paid or
-    received ("" when there is none)."""
-    ts = funding.ts[(funding.ts >= lo - _FUNDING_STEP) & (funding.ts <= hi + _FUNDING_STEP)]
-    steps = np.diff(ts)
-    holes = np.flatnonzero(steps > _FUNDING_STEP + 60_000)
-    if holes.size == 0:
+    """A note for settlements missing inside the window, where nothing is paid or received ("" when
+    there is none). A hole is a step between two settlements that the data's own interval
+    divides (:func:`~bot.marketdata.candles.settlement_step`): one missing hourly settlement
+    (1 h, 2 h, 1 h) as much as days missing from an 8-hourly file. The simulator charges the
+    settlements in the file and nothing for a missing one (none is invented, at any rate): said
+    here, with how many and the longest."""
+    inside = np.flatnonzero((funding.ts > lo - _FUNDING_STEP) & (funding.ts <= hi + _FUNDING_STEP))
+    holes: list[tuple[int, int, int]] = []  # (settlement after the hole, missing, hours)
+    for i in inside.tolist():
+        if i == 0:
+            continue
+        covers, missing = funding.step_at(i)
+        if missing:
+            holes.append((i, missing, round(missing * covers)))
+    if not holes:
         return ""
-    k = int(holes[np.argmax(steps[holes])])
-    missing = int(np.sum(steps[holes] - _FUNDING_STEP))
+    k = max(holes, key=lambda h: h[2])[0]
+    hours = sum(h[2] for h in holes)
+    settlements = sum(h[1] for h in holes)
     return (
-        f"{symbol} funding: {holes.size} hole(s) in the settlements, {missing / 3_600_000:.0f} h "
-        f"without funding, the longest {_iso(int(ts[k]))} .. {_iso(int(ts[k + 1]))}: no "
-        "funding is paid or received there"
+        f"{symbol} funding: {len(holes)} hole(s) in the settlements, {hours} h without funding "
+        f"({settlements} settlement(s) missing), the longest {_iso(int(funding.ts[k - 1]))} .. "
+        f"{_iso(int(funding.ts[k]))}: no funding is paid or received there (a missing "
+        "settlement is not charged at any rate, none is invented; the settlement after a hole "
+        "is charged its own rate, which covers its own interval)"
     )
 
 
@@ -598,9 +609,13 @@ class HistoricalMarket:
             cursor = self._new_cursor(self._decision_at, symbol, c.ts, tf_ms)
         end = cursor.right(now_ms - tf_ms)
         start = max(0, end - count)
+        gap = None
         if end > 0:
             # Never let a window span a gap: returns across it would be invented.
-            start = max(start, int(self.contracts[symbol].segment_start[end - 1]))
+            segment = int(self.contracts[symbol].segment_start[end - 1])
+            if segment > start:
+                start = segment
+                gap = (int(c.ts[segment - 1]) + tf_ms, int(c.ts[segment]))
         return CandleWindow(
             c.ts[start:end],
             c.open[start:end],
@@ -610,6 +625,7 @@ class HistoricalMarket:
             tf_ms,
             self._statistics(symbol, count, start, end),
             c.volume[start:end],
+            gap,
         )
 
     def _statistics(self, symbol: str, count: int, start: int, end: int) -> WindowStatistics | None:

@@ -14,6 +14,7 @@ from dataclasses import asdict, fields
 from decimal import Decimal
 from typing import Any
 
+from bot import strict_json
 from bot.domain.enums import (
     MarginMode,
     OrderPurpose,
@@ -83,7 +84,7 @@ class RowCache:
             key = id(obj)
             hit = old.get(key)
             if hit is None or hit[0] is not obj:
-                hit = (obj, json.dumps(_row(obj), sort_keys=True, separators=_SEP))
+                hit = (obj, strict_json.dumps(_row(obj), sort_keys=True, separators=_SEP))
             new[key] = hit
             parts.append(hit[1])
         self._texts = new
@@ -102,9 +103,9 @@ class StateEncoder:
 
     def dump(self, ex: SimulatedExchange) -> str:
         state, records = _state(ex)
-        texts = {k: json.dumps(v, sort_keys=True, separators=_SEP) for k, v in state.items()}
+        texts = {k: strict_json.dumps(v, sort_keys=True, separators=_SEP) for k, v in state.items()}
         texts.update({k: self._caches[k].array(v) for k, v in records.items()})
-        return "{" + ",".join(f"{json.dumps(k)}:{texts[k]}" for k in sorted(texts)) + "}"
+        return "{" + ",".join(f"{strict_json.dumps(k)}:{texts[k]}" for k in sorted(texts)) + "}"
 
 
 def _state(ex: SimulatedExchange) -> tuple[dict[str, Any], dict[str, list[Any]]]:

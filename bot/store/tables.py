@@ -9,7 +9,6 @@ fails while models and migrations differ.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy import BigInteger, CheckConstraint, String, Text
 from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
+from bot import strict_json
 from bot.domain.decision import Decision
 from bot.domain.enums import (
     EventKind,
@@ -333,7 +333,7 @@ def order_record(row: OrderRow) -> OrderRecord:
 
 def order_json(order: Order) -> str:
     """JSON of the exchange's view of an order (Decimals as exact strings)."""
-    return json.dumps(asdict(order), default=str, sort_keys=True)
+    return strict_json.dumps(asdict(order), default=str, sort_keys=True)
 
 
 def fill_row(fill: Fill) -> FillRow:

@@ -185,8 +185,10 @@ def test_a_hole_in_the_funding_settlements_is_said(tmp_path: Path) -> None:
     write_funding(data / f"{stem(ETH)}-funding.csv.gz", ts[keep], rates[keep])
     outcome = run(write_config(tmp_path, data, [ETH], policy="vol_target"))
     assert (
-        f"{ETH} funding: 1 hole(s) in the settlements, 48 h without funding, the longest "
-        "2025-01-08 16:00 .. 2025-01-11 00:00: no funding is paid or received there"
+        f"{ETH} funding: 1 hole(s) in the settlements, 48 h without funding (6 settlement(s) "
+        "missing), the longest 2025-01-08 16:00 .. 2025-01-11 00:00: no funding is paid or "
+        "received there (a missing settlement is not charged at any rate, none is invented; the "
+        "settlement after a hole is charged its own rate, which covers its own interval)"
     ) in outcome.result.data_selection[ETH]
     assert outcome.problems == []
 

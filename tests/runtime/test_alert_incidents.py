@@ -127,6 +127,22 @@ def test_the_account_unreadable_again_within_the_hour_is_alerted(
     assert out.count("unreadable:account") == 2, out.titles
 
 
+def test_a_contract_without_a_decision_is_alerted_once_per_stretch(
+    paper_runner: tuple[Runner, SqlStore, SimClock, Outbox],
+) -> None:
+    """A contract whose candles have a gap gets no decision until its window refills: the
+    trader running the bot unattended is told once, and again for a new stretch."""
+    runner, store, clock, out = paper_runner
+    key = f"no_decision:{runner.engine.symbols[0]}"
+    gap = "gap in the 1h candles from ...: no decision until ..."
+    guard_after(runner, store, clock, EventKind.NO_DECISION, gap)
+    guard_after(runner, store, clock, EventKind.MARKET_DATA, "another job")
+    assert out.count(key) == 1
+    guard_after(runner, store, clock, EventKind.DECIDING, "decisions resume")
+    guard_after(runner, store, clock, EventKind.NO_DECISION, gap)
+    assert out.count(key) == 2, out.titles
+
+
 def test_a_critical_alert_over_the_hourly_limit_is_held_not_lost(store: SqlStore) -> None:
     """A state change or an exit is keyed by its time and alerted once: dropped by the hourly
     limit it would never reach the owner. Critical ones wait for room; warnings are dropped."""

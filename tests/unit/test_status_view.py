@@ -166,6 +166,30 @@ def test_a_contract_whose_last_decision_is_old_still_shows_it(
     assert btc["target_leverage"] == "2"
 
 
+def test_a_contract_without_a_decision_says_why_and_since_when(
+    config: BotConfig, store: SqlStore
+) -> None:
+    """A gap in a contract's candles leaves it without a decision until the window refills:
+    its last decision is old, and the status says why no newer one came (before: the old
+    decision's reason, as if it were current)."""
+    gap = "gap in the 1h candles from 2025-06-02 05:00 UTC to 2025-06-02 08:00 UTC: ..."
+
+    def event(ts: int, kind: EventKind, symbol: str) -> RiskEvent:
+        return RiskEvent(ts_ms=ts, kind=kind, symbol=symbol, state=TradingState.ACTIVE, reason=gap)
+
+    store.record_decisions([_decision(BTC, T0), _decision(ETH, T0)])
+    store.record_event(event(T0 + 3_600_000, EventKind.NO_DECISION, BTC))
+    store.record_event(event(T0 + 3_600_000, EventKind.NO_DECISION, ETH))
+    store.record_event(event(T0 + 7_200_000, EventKind.DECIDING, ETH))
+    data = status_data(config, store)
+    btc, eth = _row(data, BTC), _row(data, ETH)
+    assert btc["no_decision"] == gap
+    assert btc["no_decision_since"] == "2025-06-02 01:00:00 UTC"
+    assert eth["no_decision"] is None  # over: decided again
+    text = _text(config, data)
+    assert "NO DECISION since 2025-06-02 01:00:00 UTC: gap in the 1h candles" in text
+
+
 def test_the_last_job_is_shown_beside_the_last_tick(config: BotConfig, store: SqlStore) -> None:
     """A 1d bot ticks once a day; the job it last completed (its guard runs every minute)
     says whether it is running."""

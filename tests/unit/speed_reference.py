@@ -286,7 +286,7 @@ def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | Non
     if memory is None or memory.state is TradingState.HALTED:
         return None
     drawdown = memory.peak_equity * (ONE - limits.max_drawdown)
-    if memory.state is TradingState.REDUCING:
+    if memory.state is TradingState.REDUCING and limits.on_daily_loss == "reducing":
         return drawdown
     return max(drawdown, memory.day_start_equity * (ONE - limits.daily_loss))
 

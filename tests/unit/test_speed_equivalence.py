@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from decimal import Decimal as D
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -463,10 +463,18 @@ def test_cap_to_loss_budget(
     day=decimals("0", "100000"),
     dd=decimals("0", "1"),
     daily=decimals("0", "1"),
+    on_daily=st.sampled_from(["reducing", "halted"]),
 )
 @settings(max_examples=200)
-def test_equity_floor(state: TradingState | None, peak: D, day: D, dd: D, daily: D) -> None:
-    limits = RiskLimits(D(10), D(10), D(10**6), daily, dd, 60_000, 60)
+def test_equity_floor(
+    state: TradingState | None,
+    peak: D,
+    day: D,
+    dd: D,
+    daily: D,
+    on_daily: Literal["reducing", "halted"],
+) -> None:
+    limits = RiskLimits(D(10), D(10), D(10**6), daily, dd, 60_000, 60, on_daily)
     memory = None if state is None else RiskMemory(state, "why", peak, 0, day, False)
     assert repr(equity_floor(memory, limits)) == repr(ref.equity_floor(memory, limits))
 

@@ -172,6 +172,30 @@ class Instrument:
         tick = self.tick_size
         return (price / tick).to_integral_value(rounding=rounding) * tick
 
+    def fill_on_tick(self, price: Decimal, side_sign: int, limit: Decimal | None = None) -> Decimal:
+        """Where a fill modelled at ``price`` trades on the venue, whose trades are all on the
+        tick: rounded against the trader, a buy (``side_sign`` > 0) up to the next tick and a
+        sell down to the one below, so no fill is better for the trader than the model's price
+        (on a coarse tick, e.g. 0.01 quoted to 0.00001, a tick is 10 bps).
+
+        ``limit``: a limit order's price (on the tick, as the venue's price filter demands); the
+        fill never goes beyond it (a buy limit at 100.05 fills at 100.05, not at 100.1). A sell
+        priced below one tick fills at one tick, the lowest price the venue quotes.
+
+        Exact: Decimal's divmod gives the whole number of ticks and the remainder exactly, where
+        a quotient would be rounded to 28 digits (and a sell just under a tick boundary could
+        then round up)."""
+        if price <= 0:
+            raise ValueError(f"{self.symbol}: a fill price must be > 0, got {price}")
+        tick = self.tick_size
+        steps, rest = divmod(price, tick)
+        if rest and side_sign > 0:
+            steps += 1
+        fill = steps * tick if steps > 0 else tick
+        if limit is None:
+            return fill
+        return min(fill, limit) if side_sign > 0 else max(fill, limit)
+
     def stop_price(self, price: Decimal, position_sign: int) -> Decimal:
         """Round a stop-loss trigger toward the mark so it fires no later than planned.
 

@@ -76,16 +76,17 @@ def liquidation_after(
     """Liquidation price of the position ``sign * qty`` (absolute ``qty``) once traded at
     ``mark`` from what ``acct`` holds, with the exchange leverage ``setting`` for new margin.
     The new part fills ``entry_slippage`` (fraction) beyond the mark, against the position (a
-    long buys higher, a short sells lower: the liquidation price comes nearer) and, in cross
-    mode, its taker fee leaves the wallet; the result is on the tick grid toward the mark, as
-    the venue reports a held position's: the stop planned now is still placeable once the
-    position is held.
+    long buys higher, a short sells lower: the liquidation price comes nearer), on the tick
+    against it as the venue fills (a tick can be more than the slippage where it is a large
+    fraction of the price) and, in cross mode, its taker fee leaves the wallet; the result is
+    on the tick grid toward the mark, as the venue reports a held position's: the stop
+    planned now is still placeable once the position is held.
     On error (the account would already be liquidatable) the mark itself: no room for a stop."""
     pos = acct.positions.get(inst.symbol)
     held = abs(pos.qty) if pos is not None and pos.is_open and pos.sign == sign else ZERO
     if pos is not None and held > 0 and qty <= held:
         return liquidation_of_held(inst, pos, acct, instruments)
-    fill = mark * (ONE + sign * entry_slippage) if entry_slippage else mark
+    fill = inst.fill_on_tick(mark * (ONE + sign * entry_slippage), sign) if entry_slippage else mark
     entry = fill
     if held > 0 and pos is not None:
         entry = (held * pos.entry_price + (qty - held) * fill) / qty

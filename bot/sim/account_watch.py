@@ -8,7 +8,9 @@ prices, each position's as :func:`bot.domain.margin.cross_maintenance` holds it 
 to its value at entry too: :func:`cross_maintenance_vec`). When a cross account is liquidated
 inside a candle, the fill prices are the points of the straight joint path from every
 contract's open to its adverse extreme where equity first equals the maintenance margin (the
-open itself if the account is already under it there).
+open itself if the account is already under it there), moved by slippage and onto the tick
+against each position as every liquidation is (:mod:`bot.sim.triggers`). The search itself
+reads no fill price: positions' entries, the marks and the levels that trigger.
 
 Positions do not change between the events :func:`bot.sim.triggers.advance` processes, so one
 search covers every candle up to the next event.

@@ -10,6 +10,12 @@ Fill rules (written down here because backtests live or die by them):
   slippage model (:mod:`bot.sim.slippage`: a fixed ``slippage_bps``, or a floor plus a term in
   the candle's range for fills inside a moving candle plus square-root impact on its volume),
   and pay the taker fee on the fill notional. Triggered stops and liquidations pay it too.
+* Every fill is on the contract's tick, as the venue's trades are: the model's price rounded
+  against the trader, a buy up to the next tick, a sell down
+  (:meth:`~bot.domain.instrument.Instrument.fill_on_tick`); a liquidation too, against the
+  position (see :func:`bot.sim.triggers._liquidation_fill`). On a coarse tick (a contract
+  priced 0.01 quoted to 0.00001: 10 bps a tick) the model's price between ticks would flatter
+  every fill. ``slippage_paid`` counts the rounding with the slippage.
 * Conditional orders (stop-market, take-profit-market) trigger on the **mark** price series given
   to the exchange (see :mod:`bot.sim.triggers`): a sell stop when the bar's low <= trigger, a buy
   stop when its high >= trigger; take-profits the other way round.
@@ -475,9 +481,9 @@ class SimulatedExchange:
                     f"{order.client_id}: reduce-only order would increase the position", code=-2022
                 )
         slip, impact = self.slippage_parts(order.symbol, qty, inside=inside)
-        slipped = reference * (1 + slip * order.side.sign)
-        price = fill_price(reference, order.side.sign, slip, impact, traded)
-        delta = qty * order.side.sign
+        sign = order.side.sign
+        price = inst.fill_on_tick(fill_price(reference, sign, slip, impact, traded), sign)
+        delta = qty * sign
         pos = self.book.positions[order.symbol]
         increases = pos.qty == 0 or pos.sign == order.side.sign
         if increases:
@@ -505,9 +511,8 @@ class SimulatedExchange:
         # A fill past the bankruptcy price: what backed the position paid the loss first, the
         # fee is the insurance fund's as far as the backing ran out (as in a liquidation).
         self.fees_paid += fee - min(result.shortfall, fee)
-        self.slippage_paid += (
-            qty * reference * slip if price == slipped else qty * abs(price - reference)
-        )
+        # What the fill cost beyond its reference: the slippage, and the rounding onto the tick.
+        self.slippage_paid += qty * abs(price - reference)
         insurance_takes(
             self,
             ts_ms,

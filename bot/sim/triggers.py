@@ -493,15 +493,20 @@ def _liquidation_fill(
     price: Decimal,
     traded: tuple[Decimal, Decimal] | None = None,
 ) -> Decimal:
-    """The liquidation engine's fill: ``price`` moved against the position by the slippage of
-    an order inside the candle, within ``traded`` (see :func:`within_traded`)."""
+    """The liquidation engine's fill: ``price`` (the mark where it crossed the liquidation
+    price, or the open of a bar that gapped past it) moved against the position by the slippage
+    of an order inside the candle, within ``traded`` (see :func:`within_traded`), then onto the
+    tick against the position (:meth:`~bot.domain.instrument.Instrument.fill_on_tick`). Binance
+    sends liquidation orders as IOC orders limited at the bankruptcy price, which fill in the
+    book, on the tick, and keeps what the margin still holds as its clearance fee
+    (https://www.binance.com/en/support/faq/360033525271); Bybit takes the position over at
+    its bankruptcy price. Both take the margin left at the liquidation price: here the
+    liquidation fee, capped at what the margin still holds (:meth:`bot.sim.book.Book.liquidate`)."""
     slip, impact = ex.slippage_parts(symbol, abs(qty), inside=True)
-    if slip == 0:
-        return price
     sign = -1 if qty > 0 else 1  # the liquidation sells a long, buys a short back
-    slipped = price * (1 + slip * sign)
-    fill = fill_price(price, sign, slip, impact, traded)
-    ex.slippage_paid += abs(qty) * price * slip if fill == slipped else abs(qty) * abs(fill - price)
+    moved = fill_price(price, sign, slip, impact, traded) if slip else price
+    fill = ex.book.instruments[symbol].fill_on_tick(moved, sign)
+    ex.slippage_paid += abs(qty) * abs(fill - price)
     return fill
 
 

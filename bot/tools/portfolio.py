@@ -32,6 +32,7 @@ from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.errors import ConfigError, DataError, OrderRejected
+from bot.sim.book import PRICE_PLACES
 from bot.sim.exchange import BPS, SimulatedExchange
 
 __all__ = [
@@ -259,7 +260,9 @@ def open_on_exchange(
                 + (f", closest: {', '.join(close)}" if close else "")
             )
     used = {h.symbol: instruments[h.symbol] for h in portfolio.holdings}
-    free = {s: replace(i, taker_fee=ZERO) for s, i in used.items()}
+    # Opened without a fee, and on a tick as fine as the book keeps prices: a holding's entry is
+    # an average of fills, off the tick, which the opening orders rebuild, not trade again.
+    free = {s: replace(i, taker_fee=ZERO, tick_size=PRICE_PLACES) for s, i in used.items()}
     ex = SimulatedExchange(
         free,
         SimClock(SCENARIO_TS_MS),

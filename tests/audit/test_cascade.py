@@ -129,8 +129,9 @@ def test_a_large_stop_still_pays_its_own_impact_past_the_candles_low(
     ex.candle_volume[BTC] = D(volume)  # 0.4: a thin minute, 0.1 is a quarter of what traded
     process_bar(ex, BTC, ex.clock.now_ms(), D(59000), D(59500), D(57000), D(57500), trades=True)
     impact = ex.slippage_parts(BTC, amount, inside=True)[1]
-    # The 10 bps floor stops at the low (57010 -> 57000), the impact goes beyond it.
-    assert ex.fills[-1].price == D(57000) * (1 - impact)
+    # The 10 bps floor stops at the low (57010 -> 57000), the impact goes beyond it, and the
+    # fill is on the tick (0.1) below that.
+    assert ex.fills[-1].price == instruments[BTC].floor_price(D(57000) * (1 - impact))
     if volume == "0.4":
         assert impact > D("0.02")  # about 2 %: 55,792, far below the low
     else:

@@ -175,8 +175,10 @@ def test_stress_replay_and_hand_computation_agree(
     signs = {h.symbol: h.sign for h in p.holdings}
     for s in o.stopped:
         gapped = ENTRY[s.symbol] * (1 + moves[s.symbol])
-        # Gap slippage: the fill is the moved price, 2 bps worse, never the trigger.
-        assert s.fill_price == gapped * (1 - signs[s.symbol] * SLIPPAGE_BPS / 10000)
+        # Gap slippage: the fill is the moved price, 2 bps worse, never the trigger, on the
+        # tick against the position (a long's stop sells down to it, a short's buys up).
+        slipped = gapped * (1 - signs[s.symbol] * SLIPPAGE_BPS / 10000)
+        assert s.fill_price == INSTRUMENTS[s.symbol].fill_on_tick(slipped, -signs[s.symbol])
 
 
 def test_cross_crash_threshold_agrees_with_the_replay() -> None:

@@ -87,9 +87,11 @@ def test_worked_example_inside_one_candle_on_the_joint_adverse_path() -> None:
     5,000 - 4,000 - 1,500 = -500 < maintenance 0.4 % x (26,000 + 16,500) = 170.
     On the straight joint path (fraction t from the opens to the extremes) equity is
     5,000 - 5,500 t and maintenance 180 - 10 t; they meet at t = 4,820 / 5,490 = 0.877960,
-    where BTC = 60,000 - 8,000 t = 52,976.32 and ETH = 3,000 + 300 t = 3,263.39. Equity there is
-    171.22, less than the liquidation fees (1.25 % of 26,488.16 + 16,316.94 = 535.06): the wallet
-    ends at 0 and the insurance fund takes 535.06 - 171.22 = 363.84.
+    where BTC = 60,000 - 8,000 t = 52,976.32 and ETH = 3,000 + 300 t = 3,263.388. The fills are
+    on the tick, against the account: BTC sold at 52,976.3, ETH bought back at 3,263.39. Equity
+    there is 5,000 - 0.5 x 7,023.7 - 5 x 263.39 = 171.20, less than the liquidation fees
+    (1.25 % of 26,488.15 + 16,316.95 = 535.06375): the wallet ends at 0 and the insurance fund
+    takes 535.06375 - 171.20 = 363.86375.
     """
     ex = open_book(
         {BTC: (Decimal("0.5"), Decimal(60000)), ETH: (Decimal(-5), Decimal(3000))},
@@ -107,10 +109,10 @@ def test_worked_example_inside_one_candle_on_the_joint_adverse_path() -> None:
     advance(ex, series, {}, T0 + 60_000)
     liq = {f.symbol: f for f in ex.fills if f.liquidation}
     assert set(liq) == {BTC, ETH}
-    assert abs(liq[BTC].price - Decimal("52976.32")) < Decimal("0.01")
-    assert abs(liq[ETH].price - Decimal("3263.39")) < Decimal("0.01")
+    assert liq[BTC].price == Decimal("52976.3")
+    assert liq[ETH].price == Decimal("3263.39")
     assert ex.book.wallet == 0
-    assert abs(ex.insurance_shortfall - Decimal("363.84")) < Decimal("0.01")
+    assert ex.insurance_shortfall == Decimal("363.86375")
 
 
 def test_each_move_alone_does_not_liquidate_the_same_book() -> None:

@@ -154,7 +154,8 @@ def test_a_stop_filled_along_the_books_path_is_a_price_the_store_keeps(
 ) -> None:
     """The mark crossed the stop a third of the way to its low: the fill is a third of the way
     along the book's path, a quotient of 28 digits that a paper account's state database
-    (NUMERIC(38, 18)) refused ("does not fit"): the tick failed. Bounded now, toward the low."""
+    (NUMERIC(38, 18)) refused ("does not fit"): the tick failed. Bounded now: on the price tick
+    (0.1), toward the low."""
     ex = long_btc_with_stop(
         instruments, D("59999"), model=SlippageModel(floor=D(0), range_fraction=D(0), impact=D(0))
     )
@@ -165,7 +166,9 @@ def test_a_stop_filled_along_the_books_path_is_a_price_the_store_keeps(
     assert fill.purpose is OrderPurpose.STOP_LOSS
     check_exact(fill.price)  # raised "does not fit NUMERIC(38, 18)"
     exact = D("60000.1") - (D(1) / D(3)) * (D("60000.1") - D("59000.7"))
-    assert exact - D("0.00001") < fill.price <= exact  # a third of the way, rounded down
+    tick = instruments[BTC].tick_size
+    assert exact - tick < fill.price <= exact  # a third of the way, rounded down to the tick
+    assert fill.price == D("59666.9")
 
 
 def test_a_funding_payment_on_a_mark_with_eight_decimals_is_stored_exactly(

@@ -93,17 +93,28 @@ def test_a_move_past_the_bankruptcy_price_reports_the_insurance_funds_part() -> 
 
 def test_a_gap_through_the_stop_fills_at_the_moved_price_with_slippage() -> None:
     o = play(book(btc_long(stop="57000")), {BTC: "-0.08"}, slippage="2")
-    # Gap to 55 200 (above LP): the stop fills at 55 200 x (1 - 0.0002) = 55 188.96, not 57 000.
+    # Gap to 55 200 (above LP): the stop fills at 55 200 x (1 - 0.0002) = 55 188.96, down to
+    # the tick (0.1): 55 188.9, not 57 000.
     assert [s.symbol for s in o.stopped] == [BTC]
     stop = o.stopped[0]
     assert stop.trigger == D(57000)
-    assert stop.fill_price == D("55188.96")
-    # PnL 0.1 x (55 188.96 - 60 000) = -481.104; fee 0.1 x 55 188.96 x 0.0005 = 2.759448.
-    assert stop.realized_pnl == D("-481.104")
-    assert o.equity_after == D("516.136552")
+    assert stop.fill_price == D("55188.9")
+    # PnL 0.1 x (55 188.9 - 60 000) = -481.11; fee 0.1 x 55 188.9 x 0.0005 = 2.759445.
+    assert stop.realized_pnl == D("-481.11")
+    assert o.equity_after == D("516.130555")
     assert o.liquidated == ()
     untouched = play(book(btc_long(stop="57000")), {BTC: "-0.03"})
     assert untouched.stopped == ()
+
+
+def test_a_holding_entered_off_the_tick_keeps_its_entry() -> None:
+    """An entry is an average of fills, off the tick (a sample run's account.json holds BTC at
+    111,532.9280663714): the stress book holds it as given. The orders that open it rebuild
+    the holding; filled on the tick as trades are, they bought it at 60,000.1."""
+    h = Holding(BTC, D("0.1"), D("60000.04"), 10, D(60000))
+    ex = open_on_exchange(book(h), INSTRUMENTS, D(0))
+    assert ex.book.positions[BTC].entry_price == D("60000.04")
+    assert ex.book.instruments[BTC] == INSTRUMENTS[BTC]  # the real tick and fees afterwards
 
 
 def test_cross_book_liquidates_all_at_once_past_the_account_threshold() -> None:
@@ -581,10 +592,11 @@ def test_a_stop_beyond_the_liquidation_price_is_warned_of(tmp_path: Path) -> Non
 
 def test_a_cross_stop_past_the_wallet_does_not_liquidate_a_profitable_leg() -> None:
     """Cross wallet 5 000: long 1 000 000 1000PEPE @ 0.012 (stop 0.0115), short 50 000 DOGE @
-    0.2. A -45 % gap fills the stop at 0.0066 x (1 - 2 bps) = 0.00659868: -5 401.32 and a fee of
-    3.30 leave the wallet at -404.62, while the short is up 50 000 x 0.09 = 4 500. Margin
-    balance 4 095.38 against a maintenance of 5 500 x 0.0065 = 35.75: Binance's formula puts the
-    short's liquidation at (-404.62 + 10 000) / (50 000 x 1.0065) = 0.19067, far above the mark
+    0.2. A -45 % gap fills the stop at 0.0066 x (1 - 2 bps) = 0.00659868, down to the tick
+    (0.0000001): 0.0065986: -5 401.40 and a fee of 3.30 leave the wallet at -404.70, while the
+    short is up 50 000 x 0.09 = 4 500. Margin balance 4 095.30 against a maintenance of
+    5 500 x 0.0065 = 35.75: Binance's formula puts the short's liquidation at
+    (-404.70 + 10 000) / (50 000 x 1.0065) = 0.19067, far above the mark
     0.11. The simulated exchange's liquidation price refused the negative wallet and the book
     read that as "below maintenance at every price": the profitable short was liquidated."""
     pepe = Holding("1000PEPE/USDT:USDT", D(1_000_000), D("0.012"), 5, D("0.012"), None, D("0.0115"))
@@ -593,7 +605,7 @@ def test_a_cross_stop_past_the_wallet_does_not_liquidate_a_profitable_leg() -> N
     o = play(book(pepe, doge, wallet="5000", mode="cross"), moves, slippage="2")
     assert [s.symbol for s in o.stopped] == ["1000PEPE/USDT:USDT"]
     assert o.liquidated == ()
-    wallet = D(5000) - D("5401.32") - D("0.00659868") * 1_000_000 * D("0.0005")
+    wallet = D(5000) - D("5401.4") - D("0.0065986") * 1_000_000 * D("0.0005")
     assert o.equity_after == wallet + D(4500)
     assert o.next_liquidation is not None
     sym, price, _ = o.next_liquidation

@@ -13,19 +13,28 @@ from decimal import Decimal
 
 from bot.domain.enums import EventKind, TradingState
 from bot.ports.store import RiskEvent
+from bot.risk.loss_budget import BUDGET_EXHAUSTED
 from bot.store.memory import MemoryStore
 
 
 def resume_if_due(store: MemoryStore, now_ms: int, equity: Decimal, after_ms: int) -> bool:
-    """Resume a sticky halt that began at least ``after_ms`` ago; True if it did."""
+    """Resume a sticky halt that began at least ``after_ms`` ago, or a sticky exhausted loss
+    budget (``reducing``, no room under the drawdown floor: the alert asks for ``bot resume``
+    as a halt's does); True if it did."""
     memory = store.load_risk_memory()
-    if memory is None or memory.state is not TradingState.HALTED or not memory.sticky:
+    if memory is None or not memory.sticky:
         return False
-    since = halted_since(store)
+    exhausted = memory.state is TradingState.REDUCING and memory.state_reason.startswith(
+        BUDGET_EXHAUSTED
+    )
+    if memory.state is not TradingState.HALTED and not exhausted:
+        return False
+    since = halted_since(store, "-> reducing" if exhausted else "-> halted")
     if since is None or now_ms - since < after_ms:
         return False
+    what = "the loss budget ran out" if exhausted else "the halt"
     reason = (
-        f"operator resumed {((now_ms - since) / 3_600_000):.0f} h after the halt "
+        f"operator resumed {((now_ms - since) / 3_600_000):.0f} h after {what} "
         f"(simulation.resume_after_halt); peak reset from {memory.peak_equity:.2f} to {equity:.2f}"
     )
     store.save_risk_memory(
@@ -43,15 +52,15 @@ def resume_if_due(store: MemoryStore, now_ms: int, equity: Decimal, after_ms: in
             kind=EventKind.STATE,
             symbol=None,
             state=TradingState.ACTIVE,
-            reason=f"halted -> active: {reason}",
+            reason=f"{memory.state.value} -> active: {reason}",
         )
     )
     return True
 
 
-def halted_since(store: MemoryStore) -> int | None:
-    """When the current halt began: the last ``-> halted`` state event."""
+def halted_since(store: MemoryStore, change: str = "-> halted") -> int | None:
+    """When the current halt began: the last ``-> halted`` state event (or ``change``)."""
     for e in reversed(store.events):
-        if e.kind == "state" and "-> halted" in e.reason:
+        if e.kind == "state" and change in e.reason:
             return int(e.ts_ms)
     return None

@@ -641,9 +641,10 @@ class Engine:
         room for the smallest position the policy wants: it stops trading without any limit
         reached, its state ``active``, no alert, and ``bot resume`` had nothing to reset. Now
         it moves to ``reducing`` (nothing to flatten: it holds nothing) with the reason, which
-        the runner alerts; back to ``active`` once the budget has room again: the next UTC day
-        for the daily floor; for the drawdown floor, a person's ``bot resume`` (which then
-        resets the peak) or a higher limit."""
+        the runner alerts; back to ``active`` once the budget has ample room again (every
+        position wanted keeps half its size or more: no flapping on the odd minimum order that
+        fits): the next UTC day for the daily floor; for the drawdown floor, a person's ``bot
+        resume`` (which then resets the peak) or a higher limit."""
         room = no_room_to_open(wanted, capped, self._flat_book(acct))
         exhausted = memory.state is TradingState.REDUCING and memory.state_reason.startswith(
             BUDGET_EXHAUSTED
@@ -657,7 +658,7 @@ class Engine:
             self._save_memory(memory)
             self._event(now, EventKind.STATE, None, memory.state, f"active -> reducing: {reason}")
         elif room is False and exhausted:
-            reason = "the loss budget has room again"
+            reason = "the loss budget has room again (every position wanted keeps half its size)"
             memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
             self._save_memory(memory)
             self._event(now, EventKind.STATE, None, memory.state, f"reducing -> active: {reason}")

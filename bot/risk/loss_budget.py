@@ -100,17 +100,29 @@ def no_room_to_open(
     it; ``flat``: the account holds none of its contracts. True when the account is flat, the
     policy wants at least one position (a size and a stop) and the budget cut every one of them
     to nothing: within a hair of a loss limit the account would otherwise sit idle, its state
-    ``active``, no alert saying why (a limit that is never quite reached never halts). False
-    when the budget let one open; ``None`` when this tick says nothing either way (a position
-    is held, so the account is not idle and its equity still moves; or no position is wanted).
+    ``active``, no alert saying why (a limit that is never quite reached never halts).
+
+    False only when there is ample room again: every position wanted keeps at least half its
+    size. In between (some fit, cut to a sliver) says nothing either way, and so does a tick
+    with a position held (the account is not idle; its equity still moves) or none wanted.
+    The gap keeps the state from flapping: an account 0.005 % above its floor could still open
+    the odd minimum order on a tight stop, then sat idle again, each turn two critical alerts
+    (found on the conservative policy's walk-forward run).
     """
     if not flat:
         return None
-    asked = False
+    asked = some = False
+    ample = True
     for want, got in zip(wanted, capped, strict=True):
         if want.target_qty == 0 or want.stop_loss is None or not want.allow_increase:
             continue  # (one the gate or a cooldown holds back is not the budget's doing)
-        if got.target_qty != 0:
-            return False
         asked = True
-    return True if asked else None
+        if got.target_qty != 0:
+            some = True
+        if abs(got.target_qty) * 2 < abs(want.target_qty):
+            ample = False
+    if not asked:
+        return None
+    if ample:
+        return False
+    return None if some else True

@@ -16,12 +16,13 @@ from decimal import Decimal as D
 
 import numpy as np
 
+from bot.backtest.operator import resume_if_due
 from bot.clock import SimClock
 from bot.domain.decision import Decision
 from bot.domain.enums import EventKind, TradingState
 from bot.domain.instrument import Instrument
 from bot.engine.tick import Engine
-from bot.ports.store import RiskMemory
+from bot.ports.store import RiskEvent, RiskMemory
 from bot.risk.loss_budget import BUDGET_EXHAUSTED, no_room_to_open
 from bot.risk.state import DAY_MS, initial_memory
 from bot.sim.exchange import SimulatedExchange
@@ -46,7 +47,10 @@ def _decision(qty: str, stop: str | None = "58000", allow: bool = True) -> Decis
 def test_no_room_only_when_flat_and_every_wanted_position_was_cut_to_nothing() -> None:
     want, cut, kept = _decision("0.1"), _decision("0"), _decision("0.05")
     assert no_room_to_open([want], [cut], flat=True) is True
-    assert no_room_to_open([want], [kept], flat=True) is False  # room for some
+    assert no_room_to_open([want], [kept], flat=True) is False  # ample: half its size or more
+    # a sliver fits: neither (no flapping on the odd minimum order 0.005 % above the floor)
+    assert no_room_to_open([want], [_decision("0.049")], flat=True) is None
+    assert no_room_to_open([want, want], [cut, kept], flat=True) is None
     assert no_room_to_open([want], [cut], flat=False) is None  # held: not idle
     assert no_room_to_open([_decision("0")], [_decision("0")], flat=True) is None  # nothing wanted
     # a position without a stop, or one the gate or a cooldown holds back, is not the budget's
@@ -120,7 +124,7 @@ def test_a_flat_account_just_above_its_drawdown_floor_reduces_and_says_why(
     clock.advance(timedelta(hours=1))
     engine.tick()
     assert _memory(store).state is TradingState.ACTIVE
-    assert _states(store)[-1] == "reducing -> active: the loss budget has room again"
+    assert _states(store)[-1].startswith("reducing -> active: the loss budget has room again")
     assert ex.fetch_positions([BTC])[BTC].qty > 0
 
 
@@ -158,3 +162,31 @@ def test_a_held_position_under_a_tight_budget_is_not_idle(
     engine.tick()  # the budget cuts the position; held, the account is not idle
     assert _memory(store).state is TradingState.ACTIVE
     assert not any(BUDGET_EXHAUSTED in r for r in _states(store))
+
+
+def test_the_simulations_operator_resumes_an_exhausted_budget_as_a_halt() -> None:
+    # `[simulation] resume_after_halt` models a person who runs `bot resume` that long after
+    # the alert; an exhausted budget under the drawdown floor asks for the same.
+    store = MemoryStore()
+    memory = replace(initial_memory(D(10000), 0), peak_equity=D(11170), state=TradingState.REDUCING)
+    reason = f"{BUDGET_EXHAUSTED}: equity 10054 is 0.55 above the drawdown floor ..."
+    store.save_risk_memory(replace(memory, state_reason=reason, sticky=True))
+    store.record_event(
+        RiskEvent(
+            ts_ms=0,
+            kind=EventKind.STATE,
+            symbol=None,
+            state=TradingState.REDUCING,
+            reason=f"active -> reducing: {reason}",
+        )
+    )
+    assert not resume_if_due(store, 71 * HOUR, D(10054), 72 * HOUR)
+    assert resume_if_due(store, 72 * HOUR, D(10054), 72 * HOUR)
+    after = _memory(store)
+    assert after.state is TradingState.ACTIVE
+    assert after.peak_equity == D(10054)
+    assert "after the loss budget ran out" in after.state_reason
+    # a reducing of another cause is not the operator's to resume
+    other = replace(after, state=TradingState.REDUCING, state_reason="stale market data: BTC")
+    store.save_risk_memory(replace(other, sticky=True))
+    assert not resume_if_due(store, 200 * HOUR, D(10054), 72 * HOUR)

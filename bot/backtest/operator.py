@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from bot.domain.enums import EventKind, TradingState
 from bot.ports.store import RiskEvent
-from bot.risk.loss_budget import BUDGET_EXHAUSTED
+from bot.risk.loss_budget import budget_exhausted
 from bot.store.memory import MemoryStore
 
 
@@ -24,9 +24,7 @@ def resume_if_due(store: MemoryStore, now_ms: int, equity: Decimal, after_ms: in
     memory = store.load_risk_memory()
     if memory is None or not memory.sticky:
         return False
-    exhausted = memory.state is TradingState.REDUCING and memory.state_reason.startswith(
-        BUDGET_EXHAUSTED
-    )
+    exhausted = budget_exhausted(memory)
     if memory.state is not TradingState.HALTED and not exhausted:
         return False
     since = halted_since(store, "-> reducing" if exhausted else "-> halted")

@@ -117,10 +117,11 @@ from bot.ports.store import (
 from bot.risk.coverage import plain
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.gross import cap_to_gross
-from bot.risk.guard import equity_floor
+from bot.risk.guard import equity_floor, floors
 from bot.risk.limits import RiskLimits
 from bot.risk.loss_budget import (
     BUDGET_EXHAUSTED,
+    budget_exhausted,
     cap_to_loss_budget,
     loss_at_stop,
     no_room_to_open,
@@ -646,9 +647,7 @@ class Engine:
         fits): the next UTC day for the daily floor; for the drawdown floor, a person's ``bot
         resume`` (which then resets the peak) or a higher limit."""
         room = no_room_to_open(wanted, capped, self._flat_book(acct))
-        exhausted = memory.state is TradingState.REDUCING and memory.state_reason.startswith(
-            BUDGET_EXHAUSTED
-        )
+        exhausted = budget_exhausted(memory)
         if room is True and memory.state is TradingState.ACTIVE:
             reason, daily = self._exhausted_reason(acct, memory)
             # The daily floor lifts at the next UTC day (not sticky); the drawdown floor does
@@ -676,8 +675,7 @@ class Engine:
     def _exhausted_reason(self, acct: AccountView, memory: RiskMemory) -> tuple[str, bool]:
         """Why no position fits, naming the floor that binds; and whether it is the daily one."""
         limits = self.limits
-        drawdown = memory.peak_equity * (1 - limits.max_drawdown)
-        daily = memory.day_start_equity * (1 - limits.daily_loss)
+        daily, drawdown = floors(memory, limits)
         equity = acct.equity()
         if daily > drawdown:
             which = (

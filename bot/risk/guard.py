@@ -25,6 +25,15 @@ _HALTED = TradingState.HALTED
 _REDUCING = TradingState.REDUCING
 
 
+def floors(memory: RiskMemory, limits: RiskLimits) -> tuple[Decimal, Decimal]:
+    """The daily-loss floor (from the UTC day's start) and the drawdown floor (from the peak):
+    the equities at which those limits act."""
+    return (
+        memory.day_start_equity * (ONE - limits.daily_loss),
+        memory.peak_equity * (ONE - limits.max_drawdown),
+    )
+
+
 def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | None:
     """The equity at or below which :func:`bot.risk.state.update` changes the state this UTC day.
 
@@ -35,10 +44,9 @@ def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | Non
     """
     if memory is None or memory.state is _HALTED:
         return None
-    drawdown = memory.peak_equity * (ONE - limits.max_drawdown)
+    daily, drawdown = floors(memory, limits)
     if memory.state is _REDUCING and limits.on_daily_loss != "halted":
         return drawdown
-    daily = memory.day_start_equity * (ONE - limits.daily_loss)
     return daily if daily > drawdown else drawdown  # max(drawdown, daily): first of equals
 
 

@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from bot.domain.decision import Decision
+from bot.domain.enums import TradingState
 from bot.domain.instrument import Instrument
+from bot.ports.store import RiskMemory
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -87,8 +89,17 @@ def cap_to_loss_budget(
 
 
 # The reason of the ``reducing`` state an exhausted budget moves the account to (see
-# :func:`no_room_to_open`); the runner's ``bot resume`` recognises it by this prefix.
+# :func:`no_room_to_open`); :func:`budget_exhausted` recognises it by this prefix.
 BUDGET_EXHAUSTED = "loss budget exhausted"
+
+
+def budget_exhausted(memory: RiskMemory) -> bool:
+    """The account is in the ``reducing`` state an exhausted loss budget moved it to (the
+    engine leaves it when room comes back; ``bot resume`` and the simulation's modelled
+    operator reset the floor that binds)."""
+    return memory.state is TradingState.REDUCING and memory.state_reason.startswith(
+        BUDGET_EXHAUSTED
+    )
 
 
 def no_room_to_open(

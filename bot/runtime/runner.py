@@ -35,7 +35,8 @@ from bot.errors import AccountUnreadable, BotError
 from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
 from bot.ports.store import Heartbeat, RiskEvent, RiskMemory
-from bot.risk.loss_budget import BUDGET_EXHAUSTED
+from bot.risk.guard import floors
+from bot.risk.loss_budget import budget_exhausted
 from bot.risk.state import initial_memory, set_state
 from bot.runtime.events import record_event_now
 from bot.runtime.feeds import PriceFeed
@@ -294,9 +295,7 @@ class Runner:
                     memory, TradingState.HALTED, reason, sticky=True, flatten=flatten
                 )
             elif kind == "resume":
-                exhausted = memory.state is TradingState.REDUCING and (
-                    memory.state_reason.startswith(BUDGET_EXHAUSTED)
-                )
+                exhausted = budget_exhausted(memory)
                 memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
                 try:
                     memory = self._fresh_baselines(memory, exhausted=exhausted)
@@ -344,9 +343,8 @@ class Runner:
         notes = []
         start = memory.day_start_equity
         # Which floor left no room: the higher one (bot.risk.guard.equity_floor when active).
-        daily_binds = exhausted and start * (1 - limits.daily_loss) > memory.peak_equity * (
-            1 - limits.max_drawdown
-        )
+        daily, drawdown = floors(memory, limits)
+        daily_binds = exhausted and daily > drawdown
         if (
             memory.peak_equity > 0
             and (memory.peak_equity - equity) / memory.peak_equity >= limits.max_drawdown

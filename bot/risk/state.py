@@ -103,13 +103,17 @@ def update(
         # Also from a `reducing` entered for another reason (failed jobs, an unreadable
         # account, protection failures: a venue in trouble during a crash): a daily loss set
         # to halt still halts and flattens, instead of staying at reducing with every position.
+        # The daily limit's state lasts the UTC day, whatever it replaces (a sticky reducing of
+        # an exhausted loss budget must not make it sticky); under a person's hold halt, the
+        # halt stays the person's to lift.
         target = TradingState(limits.on_daily_loss)
         mem = replace(
             mem,
             state=target,
+            sticky=held,
             flatten=True,
             state_reason=f"daily loss {day_loss:.2%} >= limit {limits.daily_loss:.2%} "
-            "(until the next UTC day)",
+            + ("(the halt stays until `bot resume`)" if held else "(until the next UTC day)"),
         )
     elif stale and mem.state is _ACTIVE:
         mem = replace(

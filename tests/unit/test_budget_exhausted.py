@@ -24,7 +24,7 @@ from bot.domain.instrument import Instrument
 from bot.engine.tick import Engine
 from bot.ports.store import RiskEvent, RiskMemory
 from bot.risk.loss_budget import BUDGET_EXHAUSTED, no_room_to_open
-from bot.risk.state import DAY_MS, initial_memory
+from bot.risk.state import DAY_MS, initial_memory, update
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
 from tests.conftest import T0
@@ -190,3 +190,23 @@ def test_the_simulations_operator_resumes_an_exhausted_budget_as_a_halt() -> Non
     other = replace(after, state=TradingState.REDUCING, state_reason="stale market data: BTC")
     store.save_risk_memory(replace(other, sticky=True))
     assert not resume_if_due(store, 200 * HOUR, D(10054), 72 * HOUR)
+
+
+def test_a_daily_loss_from_an_exhausted_budget_halts_for_the_day_only() -> None:
+    # The exhausted budget's reducing is sticky (under the drawdown floor); a daily-loss halt
+    # from it (a hedge or a foreign position moved the equity) lasts the UTC day, as from any
+    # other state, not until a person resumes it.
+    limits = replace(LIMITS, on_daily_loss="halted")
+    memory = replace(
+        initial_memory(D(10000), 0),
+        state=TradingState.REDUCING,
+        state_reason=f"{BUDGET_EXHAUSTED}: ...",
+        sticky=True,
+    )
+    halted, moved = update(memory, D(9400), 60_000, limits, [])
+    assert moved is not None
+    assert halted.state is TradingState.HALTED
+    assert not halted.sticky
+    assert "until the next UTC day" in halted.state_reason
+    next_day, _ = update(halted, D(9400), DAY_MS + 60_000, limits, [])
+    assert next_day.state is TradingState.ACTIVE

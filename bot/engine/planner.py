@@ -40,7 +40,7 @@ from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order, OrderRequest
 from bot.policy.leverage import leverage_setting
-from bot.risk.coverage import by_hand_shortfall, holds_close_position_slot
+from bot.risk.coverage import by_hand_shortfall, close_position_slot_holder
 
 ZERO = Decimal(0)
 IdFactory = Callable[[OrderPurpose], str]
@@ -247,9 +247,10 @@ def plan_protection(
     stops, takes = _protective_by_purpose(resting)
     size = abs(position_qty)
     side = _SELL if position_qty > 0 else _BUY
-    if close_position and holds_close_position_slot(resting, side):
+    holder = close_position_slot_holder(resting, side) if close_position else None
+    if holder is not None:
         # the bot's own cannot rest beside it (Binance -4130), and it is not the bot's to cancel
-        _note_hand_slot(plan, resting, side, size, instrument)
+        _note_hand_slot(plan, holder, size, instrument)
         close_position = False
     sizing = stop_sizing(size, instrument, close_position)
     plan.remainder = sizing.remainder
@@ -379,33 +380,19 @@ def _minimum(instrument: Instrument | None) -> str:
 
 
 def _note_hand_slot(
-    plan: ProtectionPlan,
-    resting: Sequence[Order],
-    side: OrderSide,
-    size: Decimal,
-    instrument: Instrument | None,
+    plan: ProtectionPlan, holder: Order, size: Decimal, instrument: Instrument | None
 ) -> None:
-    """A close-position stop placed by hand that does not count as protection holds the
-    venue's one close-position stop on this side (Binance -4130), and the bot never cancels
-    an order placed by hand: a position no order can carry is protected as on a venue without
-    close-position stops (the part on the step; the remainder named)."""
+    """``holder``, a close-position stop placed by hand that does not count as protection,
+    holds the venue's one close-position stop on this side (Binance -4130), and the bot never
+    cancels an order placed by hand: a position no order can carry is protected as on a venue
+    without close-position stops (the part on the step; the remainder named)."""
     if instrument is None or instrument.orderable(size):
         return  # a stop sized to the whole position protects it: nothing to say
-    for o in resting:
-        why = by_hand_shortfall(o)
-        if (
-            o.purpose is None
-            and o.close_position
-            and o.side is side
-            and o.type is _STOP_MARKET
-            and why is not None
-        ):
-            plan.notes.append(
-                f"close-position stop {o.client_id} placed by hand does not count as "
-                f"protection ({why}) and holds the exchange's one close-position stop on "
-                "this side: the bot protects the part on the step and leaves the order alone"
-            )
-            return
+    plan.notes.append(
+        f"close-position stop {holder.client_id} placed by hand does not count as "
+        f"protection ({by_hand_shortfall(holder)}) and holds the exchange's one close-position "
+        "stop on this side: the bot protects the part on the step and leaves the order alone"
+    )
 
 
 def _by_hand_whole(resting: Sequence[Order], side: OrderSide, otype: OrderType) -> bool:

@@ -139,18 +139,25 @@ def uncounted_by_hand(orders: Iterable[Order], side: OrderSide) -> list[tuple[Or
     return out
 
 
+def close_position_slot_holder(orders: Iterable[Order], side: OrderSide) -> Order | None:
+    """The close-position stop-market placed by hand that rests on ``side`` and does not count
+    as protection, if any: the venue takes one close-position order per side and type (Binance
+    -4130), so it blocks the bot's own, and the bot never cancels an order placed by hand."""
+    for o in orders:
+        if (
+            o.purpose is None
+            and o.close_position
+            and o.side is side
+            and o.type is OrderType.STOP_MARKET
+            and not is_stop(o)
+        ):
+            return o
+    return None
+
+
 def holds_close_position_slot(orders: Iterable[Order], side: OrderSide) -> bool:
-    """A close-position stop-market placed by hand rests on ``side`` and does not count as
-    protection: the venue takes one close-position order per side and type (Binance -4130),
-    so it blocks the bot's own, and the bot never cancels an order placed by hand."""
-    return any(
-        o.purpose is None
-        and o.close_position
-        and o.side is side
-        and o.type is OrderType.STOP_MARKET
-        and not is_stop(o)
-        for o in orders
-    )
+    """:func:`close_position_slot_holder` finds one."""
+    return close_position_slot_holder(orders, side) is not None
 
 
 def resting_stops(orders: Iterable[Order]) -> list[StopLeg]:

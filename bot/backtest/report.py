@@ -234,7 +234,11 @@ def _write_equity(result: SimulationResult, path: Path) -> None:
 
 
 def _dec(x: Decimal | None) -> str:
-    return "" if x is None else format(x, "f")
+    """A decimal's text for the CSV files; a zero never carries a sign (a strict reader, a
+    spreadsheet's sum, a diff against another run, all take "-0" for a different value)."""
+    if x is None:
+        return ""
+    return format(abs(x) if x.is_zero() else x, "f")
 
 
 def _write_orders(result: SimulationResult, path: Path) -> None:

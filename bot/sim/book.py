@@ -41,8 +41,14 @@ def charged(amount: Decimal) -> Decimal:
     product of exact decimals (a mark price carries 8) can hold more than a store keeps
     exactly (NUMERIC(38, 18)). Never a negative zero: a short's funding at a zero rate (a hedge
     leg) rounds up to -0E-10, which the journal and events.csv would carry as "-0.0000000000"."""
-    rounded = amount.quantize(MARGIN_PLACES, rounding=ROUND_CEILING)
-    return abs(rounded) if rounded.is_zero() else rounded
+    return unsigned(amount.quantize(MARGIN_PLACES, rounding=ROUND_CEILING))
+
+
+def unsigned(x: Decimal) -> Decimal:
+    """``x``, a zero without its sign: Decimal keeps the sign of a zero product (a short's
+    close at its entry price realises ``1 * 0 * -1 = -0``), and every file written from it
+    would carry "-0.0000000000"."""
+    return abs(x) if x.is_zero() else x
 
 
 def fee_of(qty: Decimal, price: Decimal, rate: Decimal) -> Decimal:
@@ -211,7 +217,7 @@ class Book:
                 )
         else:
             closed = min(abs(qty_delta), abs(pos.qty))
-            realized = closed * (price - pos.entry_price) * pos.sign
+            realized = unsigned(closed * (price - pos.entry_price) * pos.sign)
             if self.margin_mode is MarginMode.ISOLATED:
                 released = pos.isolated_margin * closed / abs(pos.qty)
                 pos.isolated_margin = _margin(pos.isolated_margin - released)

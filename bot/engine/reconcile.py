@@ -37,6 +37,9 @@ from bot.ports.exchange import ExchangePort
 from bot.ports.store import OrderRecord, StorePort, storable
 
 ZERO = Decimal(0)
+# How long a positions answer may stay behind a protective order's fill before it is believed
+# (:meth:`Reconciler._behind_the_fill`): two guard jobs; a venue's lag is seconds.
+BEHIND_FOR_MS = 120_000
 EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
 
 
@@ -77,6 +80,9 @@ class Reconciler:
         # account as the last reconcile read it (what they keep).
         self.unlisted: frozenset[str] = frozenset()
         self._last: AccountView | None = None
+        # The bot's protective orders found filled while the positions answer still held the
+        # position as before the fill (:meth:`_behind_the_fill`), with when that was first seen.
+        self._behind: dict[str, int] = {}
 
     def reconcile(self, now: int) -> AccountView:
         self.stopped_out = set()
@@ -98,7 +104,7 @@ class Reconciler:
         positions = self.read_positions(now, resting, got[n])
         balance: Balance = got[n + 1]
         marks: dict[str, Decimal] = dict(zip(symbols, got[n + 2 :], strict=True))
-        self._sync_closed_orders(now, resting)
+        self._sync_closed_orders(now, resting, positions)
         for sym in self.unlisted:
             self._as_last_read_orders(sym, resting, marks)
         self._prev_positions = dict(positions)
@@ -205,7 +211,9 @@ class Reconciler:
                 self._as_last_read(sym, positions)
         return positions
 
-    def _sync_closed_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
+    def _sync_closed_orders(
+        self, now: int, resting: dict[str, list[Order]], positions: dict[str, Position]
+    ) -> None:
         """Orders the store believes rest, but the exchange no longer lists: filled (a stop or a
         take-profit triggered), cancelled or expired there. The store learns what happened."""
         believed = self.store.open_orders()
@@ -226,6 +234,8 @@ class Reconciler:
                 )
             status = found.status if found is not None else OrderStatus.CANCELED
             before = self.previous_positions().get(sym)
+            if status is OrderStatus.FILLED and record.request.purpose.is_protective:
+                self._behind_the_fill(now, record, before, positions.get(sym))
             self.store.update_order(
                 record.client_id,
                 status,
@@ -248,6 +258,45 @@ class Reconciler:
                     f"{record.request.purpose.name.lower()} {record.client_id} filled "
                     f"{found.filled if found else ''} at {price}",
                 )
+
+    def _behind_the_fill(
+        self, now: int, record: OrderRecord, before: Position | None, held: Position | None
+    ) -> None:
+        """Raise :class:`AccountUnreadable` when the positions answer still holds the position
+        exactly as before one of the bot's protective orders that the venue has just answered
+        filled (by its client id): the positions endpoint is behind the order's own answer, as
+        it can be after an entry. Believed, the account would hold the position twice over,
+        the stop's loss in the wallet and again in the position's unrealised PnL: a loss limit
+        crossed that was not (a halt, its flatten), a naked position that is not. The order
+        stays open in the store, so the next job finds its fill again, past the lag.
+
+        For :data:`BEHIND_FOR_MS` at most: an answer that still holds it then is believed
+        (a position opened again to the same size by hand in between would otherwise never be
+        read), with an event.
+        """
+        cid = record.client_id
+        if before is None or held is None or not before.is_open or held.qty != before.qty:
+            self._behind.pop(cid, None)
+            return
+        sym = record.request.symbol
+        what = record.request.purpose.name.lower()
+        since = self._behind.setdefault(cid, now)
+        if now - since < BEHIND_FOR_MS:
+            raise AccountUnreadable(
+                f"{sym}: the {what} {cid} is filled (the venue's answer by client id) but the "
+                f"positions answer still holds {held.qty} as before it: an answer behind the "
+                "fill, read again at the next job"
+            )
+        del self._behind[cid]
+        self.event(
+            now,
+            EventKind.RECONCILE,
+            sym,
+            TradingState.ACTIVE,
+            f"the {what} {cid} is filled but the positions answer has held {held.qty}, as "
+            f"before it, for {(now - since) // 1000} s: taken as the position held (opened "
+            "again outside the bot?)",
+        )
 
     def _find_foreign(
         self, now: int, positions: dict[str, Position], resting: dict[str, list[Order]]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bot.clock import LiveClock
-from bot.domain.enums import EventKind, OrderPurpose
+from bot.domain.enums import EventKind, OrderPurpose, TradingState
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
@@ -841,7 +841,7 @@ def test_an_order_lookup_that_cannot_be_read_is_an_unreadable_account(
     rule (back to active once readable) never applied. An account whose orders cannot be
     settled is unreadable: nothing is sent, and after ``max_unreadable_reads`` (3) in a row it
     moves to reducing, as with an unreadable positions list."""
-    from bot.domain.enums import OrderStatus, TradingState
+    from bot.domain.enums import OrderStatus
 
     run, store = bot
     server.inject(Fault("/fapi/v1/order", "POST", kind="json_string"))
@@ -873,3 +873,67 @@ def test_an_order_lookup_that_cannot_be_read_is_an_unreadable_account(
     memory = store.load_risk_memory()
     assert memory is not None
     assert memory.state is TradingState.ACTIVE
+
+
+def _flat(backend: SimulatedExchange) -> bool:
+    held = backend.fetch_positions([BTC]).get(BTC)
+    return held is None or held.qty == 0
+
+
+@pytest.mark.parametrize("job", ["tick", "guard"])
+def test_a_positions_answer_behind_a_fired_stop_is_not_a_naked_position(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    job: str,
+) -> None:
+    """Defect: the stop fired; the lookup by client id answered it filled, but the positions
+    answer of that job still held the position as before (a positions endpoint behind the
+    order's own answer, as after an entry). The account held the loss twice, in the wallet and
+    in the position's unrealised PnL: a daily loss of twice the stop's crossed the limit, the
+    account halted for the day and tried to close a position the stop had closed. A positions
+    answer that holds the position exactly as before a fill the venue just reported is unknown
+    (nothing sent); the next job, past the lag, records the stop-out and its re-entry cooldown,
+    and no incident, no halt."""
+    run, store = bot
+    assert run.tick() is not None
+    engine = run.engine
+    assert backend.fetch_positions([BTC])[BTC].qty > 0
+    [stop] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    as_held: dict[str, Any] = {}
+
+    def record(reply: Any) -> Any:
+        as_held["reply"] = reply
+        return reply
+
+    server.inject(Fault(POSITIONS[venue.name], "GET", kind="edit", edit=record, times=1))
+    engine.reconcile(LiveClock().now_ms())
+    assert "reply" in as_held
+    with server.lock:
+        # the stop fires, one tick past its trigger (no loss limit is reached)
+        backend.set_mark(BTC, stop.trigger_price - engine.instruments[BTC].tick_size)
+    assert _flat(backend), "the stop did not fire"
+    behind = {"on": True}
+
+    def lagging(reply: Any) -> Any:
+        return as_held["reply"] if behind["on"] else reply
+
+    server.inject(Fault(POSITIONS[venue.name], "GET", kind="edit", edit=lagging, times=1000))
+    known = set(backend.orders)
+    getattr(run, job)()
+    sent = [o for cid, o in backend.orders.items() if cid not in known]
+    closes = [o for o in sent if o.purpose is OrderPurpose.CLOSE]
+    assert closes == [], "a position the stop had closed was closed again at market"
+    assert not [e for e in store.recent_events(50) if e.kind is EventKind.UNPROTECTED]
+    assert store.load_risk_memory().state is TradingState.ACTIVE, store.load_risk_memory()
+    behind["on"] = False
+    run.tick()
+    assert not [e for e in store.recent_events(50) if e.kind is EventKind.UNPROTECTED]
+    memory = store.load_risk_memory()
+    assert memory.state is TradingState.ACTIVE, memory.state_reason
+    assert _flat(backend)
+    reasons = [e.reason for e in store.recent_events(50) if e.kind is EventKind.TRIGGERED]
+    assert any(stop.client_id in r for r in reasons), reasons
+    assert engine.cooldowns.active(BTC, LiveClock().now_ms()) is not None, "no re-entry cooldown"

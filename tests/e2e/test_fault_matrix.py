@@ -927,11 +927,14 @@ def test_a_positions_answer_behind_a_fired_stop_is_not_a_naked_position(
     closes = [o for o in sent if o.purpose is OrderPurpose.CLOSE]
     assert closes == [], "a position the stop had closed was closed again at market"
     assert not [e for e in store.recent_events(50) if e.kind is EventKind.UNPROTECTED]
-    assert store.load_risk_memory().state is TradingState.ACTIVE, store.load_risk_memory()
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE, memory.state_reason
     behind["on"] = False
     run.tick()
     assert not [e for e in store.recent_events(50) if e.kind is EventKind.UNPROTECTED]
     memory = store.load_risk_memory()
+    assert memory is not None
     assert memory.state is TradingState.ACTIVE, memory.state_reason
     assert _flat(backend)
     reasons = [e.reason for e in store.recent_events(50) if e.kind is EventKind.TRIGGERED]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
@@ -71,6 +72,7 @@ def covering(exhaustive: bool) -> list[tuple[str, str, str, str]]:
     policy taking turns (every policy with every scenario, every policy with every pair), about a
     third of the cross product: the cross product took seven minutes of CI's twenty. With
     ``BOT_TEST_EXHAUSTIVE=1``, every combination."""
+    every: Iterable[tuple[str, str, str, str]]
     if exhaustive:
         every = itertools.product(SCENARIOS, POLICIES, MODES, SIDES)
     else:

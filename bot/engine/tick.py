@@ -710,7 +710,7 @@ class Engine:
                 acct.marks[sym],
                 stop,
                 self.limits.stop_slippage,
-                self.instruments[sym].taker_fee,
+                self.instruments[sym],
             )
         return fixed
 
@@ -741,7 +741,7 @@ class Engine:
                     acct.marks[d.symbol],
                     d.stop_loss,
                     self.limits.stop_slippage,
-                    self.instruments[d.symbol].taker_fee,
+                    self.instruments[d.symbol],
                 )
         if held > (budget - fixed) * (1 + BUDGET_SLACK):
             return {

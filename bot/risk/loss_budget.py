@@ -2,7 +2,10 @@
 stays within what the daily-loss and drawdown limits have left.
 
 If every stop fires at its trigger, a position of ``q`` loses ``|q| * |mark - stop|`` from now,
-plus the expected stop slippage and the taker fee on the stop's notional. The remaining budget is
+plus the expected stop slippage and the taker fee on the stop's notional, plus one tick: the
+venue trades on its tick, so a fill lands up to one tick further against the trader than the
+price modelled (:meth:`~bot.domain.instrument.Instrument.fill_on_tick`; 10 bps a fill on a
+contract quoted to 0.00001 with a tick of 0.01). The remaining budget is
 the equity above the guard's floor (:func:`bot.risk.guard.equity_floor`: the higher of the daily
 loss floor and the drawdown floor). When the sum over the contracts exceeds the budget, every
 target is scaled by the same factor (rounded down to the step) and the decision says so. Losses
@@ -28,16 +31,17 @@ ONE = Decimal(1)
 
 
 def loss_at_stop(
-    qty: Decimal, mark: Decimal, stop: Decimal, slippage: Decimal, fee_rate: Decimal
+    qty: Decimal, mark: Decimal, stop: Decimal, slippage: Decimal, inst: Instrument
 ) -> Decimal:
     """What a position of ``qty`` loses from ``mark`` if its stop at ``stop`` fires: the move to
-    the trigger plus ``slippage`` and ``fee_rate`` (fractions) on the stop's notional."""
+    the trigger, ``slippage`` and the contract's taker fee (fractions) on the stop's notional,
+    and one tick (the fill is on the tick, rounded against the trader)."""
     if qty == 0:
         return ZERO
     move = (mark - stop) if qty > 0 else (stop - mark)
     if move < ZERO:  # max(move, 0), as a comparison
         move = ZERO
-    return abs(qty) * (move + stop * (slippage + fee_rate))
+    return abs(qty) * (move + inst.tick_size + stop * (slippage + inst.taker_fee))
 
 
 def cap_to_loss_budget(
@@ -60,7 +64,7 @@ def cap_to_loss_budget(
         stop = d.stop_loss
         if d.target_qty != 0 and stop is not None:
             loss = loss_at_stop(
-                d.target_qty, marks[d.symbol], stop, slippage, instruments[d.symbol].taker_fee
+                d.target_qty, marks[d.symbol], stop, slippage, instruments[d.symbol]
             )
             losses[d.symbol] = loss
     # sum() over the dict's values from ZERO: a symbol decided twice counts once, as before.

@@ -223,12 +223,12 @@ def fit_size(
 
 
 def loss_at_stop(
-    qty: Decimal, mark: Decimal, stop: Decimal, slippage: Decimal, fee_rate: Decimal
+    qty: Decimal, mark: Decimal, stop: Decimal, slippage: Decimal, inst: Instrument
 ) -> Decimal:
     if qty == 0:
         return ZERO
     move = (mark - stop) if qty > 0 else (stop - mark)
-    return abs(qty) * (max(move, ZERO) + stop * (slippage + fee_rate))
+    return abs(qty) * (max(move, ZERO) + inst.tick_size + stop * (slippage + inst.taker_fee))
 
 
 def cap_to_loss_budget(
@@ -245,7 +245,7 @@ def cap_to_loss_budget(
         raise ValueError(f"cap_to_loss_budget: slippage must be >= 0, got {slippage}")
     losses = {
         d.symbol: loss_at_stop(
-            d.target_qty, marks[d.symbol], d.stop_loss, slippage, instruments[d.symbol].taker_fee
+            d.target_qty, marks[d.symbol], d.stop_loss, slippage, instruments[d.symbol]
         )
         for d in decisions
         if d.target_qty != 0 and d.stop_loss is not None

@@ -63,10 +63,22 @@ def test_first_breach_is_the_first_candle_at_or_under_the_floor() -> None:
 
 
 def test_loss_at_stop_by_hand() -> None:
-    # Long 0.1 BTC, mark 60,000, stop 57,000: 0.1 x (3,000 + 57,000 x (0.001 + 0.0005)) = 308.55
-    assert loss_at_stop(D("0.1"), D(60000), D(57000), D("0.001"), D("0.0005")) == D("308.55")
-    # Short 2 ETH, mark 3,000, stop 3,150: 2 x (150 + 3,150 x 0.0015) = 309.45
-    assert loss_at_stop(D(-2), D(3000), D(3150), D("0.001"), D("0.0005")) == D("309.45")
+    # Long 0.1 BTC, mark 60,000, stop 57,000, tick 0.1, taker fee 0.05 %:
+    # 0.1 x (3,000 + 0.1 + 57,000 x (0.001 + 0.0005)) = 308.56
+    btc, eth = INSTRUMENTS[BTC], INSTRUMENTS[ETH]
+    assert (btc.tick_size, btc.taker_fee) == (D("0.1"), D("0.0005"))
+    assert loss_at_stop(D("0.1"), D(60000), D(57000), D("0.001"), btc) == D("308.56")
+    # Short 2 ETH, mark 3,000, stop 3,150, tick 0.01: 2 x (150 + 0.01 + 3,150 x 0.0015) = 309.47
+    assert (eth.tick_size, eth.taker_fee) == (D("0.01"), D("0.0005"))
+    assert loss_at_stop(D(-2), D(3000), D(3150), D("0.001"), eth) == D("309.47")
+
+
+def test_the_loss_at_a_stop_counts_the_fill_one_tick_against_the_trader() -> None:
+    """The venue trades on its tick: a stop's fill lands up to a tick beyond the modelled
+    price. On a coarse tick (0.01 on a price of 0.05: 20 % of the move to a stop 0.05 away)
+    the budget must count it, or every stop that fires takes the day past its limit."""
+    coarse = replace(INSTRUMENTS[BTC], tick_size=D("0.01"), taker_fee=D(0))
+    assert loss_at_stop(D(1000), D("0.10"), D("0.05"), D(0), coarse) == D("60.00")
 
 
 def decision(sym: str, qty: str, stop: str) -> Decision:
@@ -85,8 +97,8 @@ def decision(sym: str, qty: str, stop: str) -> Decision:
 def test_budget_cuts_every_target_by_one_factor_and_says_so() -> None:
     marks = {BTC: D(60000), ETH: D(3000)}
     ds = [decision(BTC, "0.1", "57000"), decision(ETH, "-2", "3150")]
-    # If both stops fire: 308.55 + 309.45 = 618.00; 309.00 left: factor 0.5.
-    out = cap_to_loss_budget(ds, marks, INSTRUMENTS, D(309), D("0.001"))
+    # If both stops fire: 308.56 + 309.47 = 618.03; 309.015 left: factor 0.5.
+    out = cap_to_loss_budget(ds, marks, INSTRUMENTS, D("309.015"), D("0.001"))
     by = {d.symbol: d for d in out}
     assert by[BTC].target_qty == D("0.050")
     assert by[ETH].target_qty == D("-1.000")
@@ -95,13 +107,17 @@ def test_budget_cuts_every_target_by_one_factor_and_says_so() -> None:
     total = sum(
         (
             loss_at_stop(
-                d.target_qty, marks[d.symbol], d.stop_loss or D(0), D("0.001"), D("0.0005")
+                d.target_qty,
+                marks[d.symbol],
+                d.stop_loss or D(0),
+                D("0.001"),
+                INSTRUMENTS[d.symbol],
             )
             for d in out
         ),
         D(0),
     )
-    assert total <= D(309)
+    assert total <= D("309.015")
     # Enough budget: nothing changes.
     assert cap_to_loss_budget(ds, marks, INSTRUMENTS, D(700), D("0.001")) == ds
     # No budget left: flat, no stop.
@@ -112,8 +128,8 @@ def test_budget_cuts_every_target_by_one_factor_and_says_so() -> None:
 def test_fixed_losses_come_off_the_budget_first() -> None:
     marks = {BTC: D(60000)}
     ds = [decision(BTC, "0.1", "57000")]
-    out = cap_to_loss_budget(ds, marks, INSTRUMENTS, D(400), D("0.001"), fixed_loss=D("245.725"))
-    # 154.275 left of 308.55: factor 0.5 -> 0.050 (a hair less would round down to 0.049).
+    out = cap_to_loss_budget(ds, marks, INSTRUMENTS, D(400), D("0.001"), fixed_loss=D("245.72"))
+    # 154.28 left of 308.56: factor 0.5 -> 0.050 (a hair less would round down to 0.049).
     assert out[0].target_qty == D("0.050")
 
 

@@ -453,7 +453,7 @@ def test_cap_to_loss_budget(
     )
     for d in decisions:
         if d.stop_loss is not None:
-            args = (d.target_qty, marks[d.symbol], d.stop_loss, slippage, D("0.0005"))
+            args = (d.target_qty, marks[d.symbol], d.stop_loss, slippage, insts[d.symbol])
             assert out(loss_at_stop, *args) == out(ref.loss_at_stop, *args)
 
 
@@ -607,12 +607,15 @@ def test_stop_range_ties_on_round_prices() -> None:
 
 
 def test_loss_at_stop_ties_on_a_stop_at_the_mark() -> None:
-    """A stop exactly at the mark (no move) in other exponents, with zero costs: the same
-    zero as max(move, 0) kept."""
+    """A stop exactly at the mark (no move) in other exponents, with zero costs and ticks in
+    other exponents: the same value, exponent included, as max(move, 0) kept."""
     values = [D("100"), D("1E+2"), D("100.00"), D("0"), D("0.0"), D("0E+1")]
+    btc = load_instruments("binanceusdm")["BTC/USDT:USDT"]
     for qty in (D(1), D(-1), D("0.50")):
         for mark in values:
             for stop in values:
                 for cost in (D(0), D("0.000"), D("0E+3")):
-                    args = (qty, mark, stop, cost, cost)
-                    assert repr(loss_at_stop(*args)) == repr(ref.loss_at_stop(*args))
+                    for tick in (D("0.1"), D("1E-8"), D("10")):
+                        inst = replace(btc, tick_size=tick, taker_fee=cost)
+                        args = (qty, mark, stop, cost, inst)
+                        assert repr(loss_at_stop(*args)) == repr(ref.loss_at_stop(*args))

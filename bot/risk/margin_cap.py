@@ -15,7 +15,9 @@ exchange facts' asset row reads ``marginBalance 10010.0``, ``initialMargin 61.0`
 engine sends it (decision by decision; each contract's reduce-only orders go out before its
 increase) and at its worst:
 
-* new quantity at the higher of last and mark, moved by ``slippage`` against the trader: its
+* new quantity at the higher of last and mark, moved by ``slippage`` and one tick (the venue
+  trades on its tick, :meth:`~bot.domain.instrument.Instrument.fill_on_tick`) against the
+  trader: its
   initial margin at the leverage setting the planner will use for the sized decision
   (:func:`bot.engine.planner.exchange_setting` of its scaled target leverage; a lower setting
   needs more margin, which is why the settings are recomputed after scaling), its taker fee,
@@ -26,7 +28,7 @@ increase) and at its worst:
   initial margin at the old setting); a raised setting is not counted as freeing anything;
 * a reduction frees margin only for the increases sent after it (its own contract's, the later
   contracts'), counted at its worst: the margin it releases, less its taker fee and the loss of
-  filling ``slippage`` beyond the worse of last and mark. A partial reduction below the
+  filling ``slippage`` and a tick beyond the worse of last and mark. A partial reduction below the
   rebalance tolerance is not sent, so it frees nothing.
 
 Kept :data:`MARGIN_ROOM` inside the balance: the venue rounds margins up, and prices move
@@ -171,8 +173,9 @@ def _leg(
     have = pos.qty if pos is not None and pos.is_open else ZERO
     target = d.target_qty
     high, low = (last, mark) if last > mark else (mark, last)
-    fill = high * (ONE + slip)
-    open_loss = abs(last - mark) + high * slip
+    # ... and one tick further: the venue trades on its tick (a fill rounded against the trader)
+    fill = high * (ONE + slip) + inst.tick_size
+    open_loss = abs(last - mark) + high * slip + inst.tick_size
     reduced = ZERO
     if have != 0 and (target == 0 or (target > 0) != (have > 0)):
         # closed before the other side opens: the part on the venue's step (a remainder off
@@ -205,7 +208,7 @@ def _freed(
     fee = qty * fill_high * inst.taker_fee
     if pos.margin_mode is _ISOLATED:
         # Its share of the isolated margin comes back, with the PnL the fill realises.
-        exit_price = low * (ONE - slip) if pos.qty > 0 else fill_high
+        exit_price = low * (ONE - slip) - inst.tick_size if pos.qty > 0 else fill_high
         realised = qty * (exit_price - pos.entry_price) * pos.sign
         return pos.isolated_margin * qty / abs(pos.qty) + realised - fee
     # Cross: its initial margin at the mark comes back; its unrealised PnL was already in the

@@ -77,9 +77,14 @@ def size(
     )
 
 
-def exchange(balance: D, mode: MarginMode, slippage_bps: D = D(0)) -> SimulatedExchange:
+def exchange(
+    balance: D,
+    mode: MarginMode,
+    slippage_bps: D = D(0),
+    instruments: Mapping[str, Instrument] = INSTRUMENTS,
+) -> SimulatedExchange:
     ex = SimulatedExchange(
-        INSTRUMENTS,
+        dict(instruments),
         SimClock(T0),
         starting_balance=balance,
         margin_mode=mode,
@@ -96,7 +101,11 @@ def buy(ex: SimulatedExchange, sym: str, qty: D) -> None:
     )
 
 
-def send_as_the_engine(ex: SimulatedExchange, decisions: list[Decision]) -> list[str]:
+def send_as_the_engine(
+    ex: SimulatedExchange,
+    decisions: list[Decision],
+    instruments: Mapping[str, Instrument] = INSTRUMENTS,
+) -> list[str]:
     """The engine's sizing step (each contract's reductions, its leverage setting, its
     increases, contract by contract); the venue's margin refusals it met."""
     refused: list[str] = []
@@ -111,7 +120,7 @@ def send_as_the_engine(ex: SimulatedExchange, decisions: list[Decision]) -> list
         pos = ex.fetch_positions([d.symbol]).get(d.symbol)
         qty = pos.qty if pos is not None else D(0)
         setting = pos.leverage if pos is not None else ex.fetch_leverage(d.symbol)
-        inst = INSTRUMENTS[d.symbol]
+        inst = instruments[d.symbol]
         plan = plan_size(d, qty, setting, inst, ex.lasts[d.symbol], TOLERANCE, new_id)
         for req in plan.reduce:
             ex.place_order(req)
@@ -127,6 +136,25 @@ def send_as_the_engine(ex: SimulatedExchange, decisions: list[Decision]) -> list
             except InsufficientMargin as exc:
                 refused.append(f"{d.symbol}: {exc}")
     return refused
+
+
+@pytest.mark.parametrize("mode", list(MarginMode))
+def test_on_a_coarse_tick_the_sized_entry_fits_the_fill_a_tick_away(mode: MarginMode) -> None:
+    """The venue trades on its tick: a buy fills up to a tick above the price the sizing used
+    (the simulated venue too, against the trader). On a contract whose tick is 1 % of its price
+    an entry sized to the balance with the slippage allowance alone was refused for margin."""
+    sol = SYMBOLS[2]
+    coarse = {**INSTRUMENTS, sol: replace(INSTRUMENTS[sol], tick_size=D("1.5"))}
+    refused = []
+    for cents in range(100_000, 101_000, 37):
+        balance = D(cents) / 100
+        ex = exchange(balance, mode, instruments=coarse)
+        ex.set_mark(sol, D("150.2"), last=D("150.2"))  # between two ticks: a buy fills at 151.5
+        wanted = [decision(sol, D(100), D(10))]  # 1,502 of margin on ~1,000: too much
+        sized = size(wanted, ex, ex.fetch_balance().available, coarse)
+        assert D(0) < sized[0].target_qty < D(100)
+        refused += send_as_the_engine(ex, sized, coarse)
+    assert refused == []
 
 
 def test_an_increase_beyond_the_available_balance_is_scaled_into_it() -> None:

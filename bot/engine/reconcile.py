@@ -38,8 +38,10 @@ from bot.ports.store import OrderRecord, StorePort, storable
 
 ZERO = Decimal(0)
 # How long a positions answer may stay behind a protective order's fill before it is believed
-# (:meth:`Reconciler._behind_the_fill`): two guard jobs; a venue's lag is seconds.
-BEHIND_FOR_MS = 120_000
+# (:meth:`Reconciler._behind_the_fill`): one guard interval. A venue's lag is seconds; a
+# position truly still held (a stop the venue answered filled in error, a position opened again
+# by hand) is read, and protected, one job later than it would have been.
+BEHIND_FOR_MS = 60_000
 EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
 
 

@@ -1,11 +1,20 @@
 """Display formatting of exact numbers: prices to the contract's tick, quantities to its step,
-money to cents, fractions as percentages. Display only: the domain never rounds through here."""
+money to cents, fractions as percentages. Display only: the domain never rounds through here
+(:func:`unsigned`, exact, is shared with it)."""
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
 DASH = "-"
+
+
+def unsigned(x: Decimal) -> Decimal:
+    """``x``, a zero without its sign (exact: any other value as it is). Decimal keeps the sign
+    of a zero product (a short closed at its entry price realises ``1 * 0 * -1 = -0``), and a
+    file written from it carries "-0.0000000000", a different value to a strict reader, a
+    spreadsheet's sum or a diff against another run."""
+    return abs(x) if x.is_zero() else x
 
 
 def places_of(increment: Decimal) -> int:

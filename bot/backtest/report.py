@@ -20,6 +20,7 @@ from bot.backtest.metrics import summarize
 from bot.backtest.replay import SimulationResult
 from bot.backtest.report_figures import honest_figures
 from bot.domain.enums import OrderPurpose
+from bot.numbers import unsigned
 from bot.store.incidents import unprotected_spans
 from bot.strict_json import NOT_FINITE, dumps, name_of
 
@@ -234,11 +235,8 @@ def _write_equity(result: SimulationResult, path: Path) -> None:
 
 
 def _dec(x: Decimal | None) -> str:
-    """A decimal's text for the CSV files; a zero never carries a sign (a strict reader, a
-    spreadsheet's sum, a diff against another run, all take "-0" for a different value)."""
-    if x is None:
-        return ""
-    return format(abs(x) if x.is_zero() else x, "f")
+    """A decimal's text for the CSV files; a zero never carries a sign."""
+    return "" if x is None else format(unsigned(x), "f")
 
 
 def _write_orders(result: SimulationResult, path: Path) -> None:

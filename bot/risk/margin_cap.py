@@ -17,8 +17,7 @@ increase) and at its worst:
 
 * new quantity at the higher of last and mark, moved by ``slippage`` and one tick (the venue
   trades on its tick, :meth:`~bot.domain.instrument.Instrument.fill_on_tick`) against the
-  trader: its
-  initial margin at the leverage setting the planner will use for the sized decision
+  trader: its initial margin at the leverage setting the planner will use for the sized decision
   (:func:`bot.engine.planner.exchange_setting` of its scaled target leverage; a lower setting
   needs more margin, which is why the settings are recomputed after scaling), its taker fee,
   and the open loss of filling away from the mark (``|last - mark|`` plus the slippage: a cross

@@ -19,6 +19,7 @@ from bot.domain.margin import (
     liquidation_price_isolated,
 )
 from bot.domain.position import Position
+from bot.numbers import unsigned
 
 ZERO = Decimal(0)
 # Exchanges report averages and margins with a bounded number of digits; so do we (a repeating
@@ -42,13 +43,6 @@ def charged(amount: Decimal) -> Decimal:
     exactly (NUMERIC(38, 18)). Never a negative zero: a short's funding at a zero rate (a hedge
     leg) rounds up to -0E-10, which the journal and events.csv would carry as "-0.0000000000"."""
     return unsigned(amount.quantize(MARGIN_PLACES, rounding=ROUND_CEILING))
-
-
-def unsigned(x: Decimal) -> Decimal:
-    """``x``, a zero without its sign: Decimal keeps the sign of a zero product (a short's
-    close at its entry price realises ``1 * 0 * -1 = -0``), and every file written from it
-    would carry "-0.0000000000"."""
-    return abs(x) if x.is_zero() else x
 
 
 def fee_of(qty: Decimal, price: Decimal, rate: Decimal) -> Decimal:

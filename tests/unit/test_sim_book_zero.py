@@ -10,7 +10,8 @@ import pytest
 
 from bot.domain.enums import MarginMode
 from bot.instruments import load_instruments
-from bot.sim.book import Book, charged, unsigned
+from bot.numbers import unsigned
+from bot.sim.book import Book, charged
 
 BTC = "BTC/USDT:USDT"
 

@@ -33,6 +33,7 @@ from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.errors import AccountUnreadable
+from bot.numbers import unsigned
 from bot.ports.exchange import ExchangePort
 from bot.ports.store import OrderRecord, StorePort, storable
 
@@ -369,7 +370,8 @@ class Reconciler:
         realized = ZERO
         if before is not None and before.is_open and before.sign != order.side.sign:
             closed = min(order.filled, abs(before.qty))
-            realized = storable(closed * (price - before.entry_price) * before.sign)
+            # (a short closed at its entry price: 1 * 0 * -1 is a signed zero, stored as "-0")
+            realized = unsigned(storable(closed * (price - before.entry_price) * before.sign))
         return Fill(
             order.client_id,
             order.symbol,

@@ -16,17 +16,16 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 from bot.clock import SimClock
-from bot.config.loader import load_policy
 from bot.domain.enums import EventKind, MarginMode, OrderPurpose, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.position import Position
-from bot.engine.contracts import ContractSpec
 from bot.engine.reconcile import BEHIND_FOR_MS
 from bot.engine.tick import Engine
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
 from tests.conftest import T0
-from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket
+from tests.unit.test_engine import BTC, FakeMarket
+from tests.unit.test_stopped_while_down import engine_on
 
 
 class LaggingPositions(SimulatedExchange):
@@ -48,16 +47,7 @@ def setup(
         instruments, clock, starting_balance=D(10_000), margin_mode=MarginMode.ISOLATED
     )
     ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
-    engine = Engine(
-        clock=clock,
-        exchange=ex,
-        market=FakeMarket(),
-        store=store,
-        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
-        contracts=[ContractSpec(BTC, "long", D(125))],
-        limits=LIMITS,
-        account="t",
-    )
+    engine = engine_on(store, ex, clock)  # vol_target, BTC long
     assert engine.tick().unreadable is None  # opens and protects BTC
     assert ex.fetch_positions([BTC])[BTC].qty > 0
     ex.frozen = ex.fetch_positions([BTC])

@@ -40,7 +40,11 @@ from bot.domain.enums import OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order, OrderRequest
 from bot.policy.leverage import leverage_setting
-from bot.risk.coverage import by_hand_shortfall, close_position_slot_holder
+from bot.risk.coverage import (
+    by_hand_shortfall,
+    close_position_slot_holder,
+    own_trigger_changed,
+)
 
 ZERO = Decimal(0)
 IdFactory = Callable[[OrderPurpose], str]
@@ -274,6 +278,7 @@ def plan_protection(
             plan.notes.append(
                 f"{len(existing)} resting {purpose.name.lower()} orders: reduced to one"
             )
+        _note_changed_triggers(plan, existing)
         if price is None or keep is not None or not how.placeable:
             plan.cancel.extend(o.client_id for o in cancel)
             continue
@@ -295,6 +300,16 @@ def plan_protection(
             f"protective orders cover {size - plan.remainder}, {plan.remainder} unprotected"
         )
     return plan
+
+
+def _note_changed_triggers(plan: ProtectionPlan, existing: Sequence[Order]) -> None:
+    """Say which of the bot's stops is replaced for a trigger changed outside the bot."""
+    for o in existing:
+        if own_trigger_changed(o) and o.trigger_by is not None:
+            plan.notes.append(
+                f"stop-loss {o.client_id} is triggered on the {o.trigger_by.value} price "
+                "(changed outside the bot): replaced by one triggered on the mark"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,7 +433,7 @@ def _protective_by_purpose(resting: Sequence[Order]) -> tuple[list[Order], list[
 def _matches(
     order: Order, side: OrderSide, sizing: StopSizing, price: Decimal, tol: Decimal
 ) -> bool:
-    if order.side is not side or order.trigger_price is None:
+    if order.side is not side or order.trigger_price is None or own_trigger_changed(order):
         return False
     if not order.close_position and (sizing.close_position or order.amount != sizing.amount):
         return False

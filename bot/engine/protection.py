@@ -34,6 +34,7 @@ from bot.risk.coverage import (
     coverage,
     holds_close_position_slot,
     is_stop,
+    own_trigger_changed,
     plain,
     resting_stops,
 )
@@ -286,7 +287,7 @@ def still_protects(
         mark = acct.marks.get(pos.symbol)
         if mark is None or not pos.is_open or order.trigger_price is None:
             return False
-        if order.side is not closing_side(pos.qty):
+        if order.side is not closing_side(pos.qty) or own_trigger_changed(order):
             return False
         if not liquidation:
             liquidation.append(liquidation_of_held(inst, pos, acct, instruments))

@@ -100,12 +100,26 @@ def coverage(position_qty: Decimal, stops: Iterable[StopLeg]) -> Coverage:
 
 
 def is_stop(order: Order) -> bool:
-    """A stop as protection counts it: the bot's stop-loss, or an order placed by hand (not
-    the bot's client id: a position protected by hand is not naked) that protects as the
-    bot's would (:func:`by_hand_shortfall`). The side is judged by :func:`coverage`."""
+    """A stop as protection counts it: the bot's stop-loss still triggered on the mark
+    (:func:`own_trigger_changed`), or an order placed by hand (not the bot's client id: a
+    position protected by hand is not naked) that protects as the bot's would
+    (:func:`by_hand_shortfall`). The side is judged by :func:`coverage`."""
     if order.purpose is OrderPurpose.STOP_LOSS:
-        return True
+        return not own_trigger_changed(order)
     return order.purpose is None and by_hand_shortfall(order) is None
+
+
+def own_trigger_changed(order: Order) -> bool:
+    """The bot's own stop-loss, which it sends triggered on the mark, reported triggered on
+    another price: changed outside the bot (Bybit amends an order's ``triggerBy``). Triggered
+    on the last price it fires on a wick the mark never makes, or not before the mark reaches
+    the liquidation price; it is replaced. A reply that does not say (``None``) is taken as
+    sent."""
+    return (
+        order.purpose is OrderPurpose.STOP_LOSS
+        and order.trigger_by is not None
+        and order.trigger_by is not TriggerBy.MARK
+    )
 
 
 def by_hand_shortfall(order: Order) -> str | None:

@@ -131,3 +131,21 @@ def test_the_bot_sends_only_the_types_it_places() -> None:
             trigger_price=D(55000),
             price=D(54900),
         )
+
+
+OWN = replace(HAND, client_id="t-sl-BTC-1", purpose=OrderPurpose.STOP_LOSS)
+
+
+@pytest.mark.parametrize(
+    ("trigger_by", "counts"),
+    [(TriggerBy.MARK, True), (None, True), (TriggerBy.LAST, False), (TriggerBy.INDEX, False)],
+)
+def test_the_bots_own_stop_counts_only_while_it_triggers_on_the_mark(
+    trigger_by: TriggerBy | None, counts: bool
+) -> None:
+    """The bot sends every stop triggered on the mark; a venue that reports one of them on
+    another price (Bybit amends ``triggerBy``: changed outside the bot) no longer counts, and
+    the planner replaces it. A reply that does not say is taken as sent."""
+    own = replace(OWN, trigger_by=trigger_by)
+    assert is_stop(own) is counts
+    assert coverage(D("0.3"), resting_stops([own])).complete is counts

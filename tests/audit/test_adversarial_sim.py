@@ -156,7 +156,7 @@ GENERATED = {
 
 
 @given(**GENERATED)
-# Found by CI: a short closed at its entry price realised "-0.0000000000" (bot.sim.book.unsigned).
+# Found by CI: a short closed at its entry price realised "-0.0000000000" (bot.numbers.unsigned).
 @example(
     events=[("gap", 2304, 0.5)],
     seed=1,

@@ -62,6 +62,11 @@ class ProtectionPlan:
     place: list[OrderRequest] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)  # client ids, cancelled after ``place``
     notes: list[str] = field(default_factory=list)
+    # A note that describes a lasting condition (a stop kept where it is, an order placed by
+    # hand holding the close-position slot) mapped to that condition's key: the protection
+    # check runs every guard interval, and the engine records such a note once while its
+    # condition lasts, not once a minute. Notes absent here are recorded each time.
+    standing: dict[str, str] = field(default_factory=dict)
     # A close-position order cannot be placed before the old one is cancelled (one per side
     # and type: Binance -4130): ``place`` holds a stop sized to the part on the step that
     # bridges the swap, ``cancel`` the old order, then ``then_place`` the new one and, once it
@@ -285,9 +290,11 @@ def plan_protection(
         if how.close_position and _by_hand_whole(resting, side, otype):
             # The venue holds one close-position order per side (Binance -4130): one placed by
             # hand already closes the whole position; the verification counts it.
-            plan.notes.append(
+            _standing(
+                plan,
+                f"hand whole {purpose.name} {side.value}",
                 f"a close-position {purpose.name.lower()} placed by hand rests on this side: "
-                "the exchange takes one per side; it covers the position"
+                "the exchange takes one per side; it covers the position",
             )
             plan.cancel.extend(o.client_id for o in cancel)
             continue
@@ -371,11 +378,13 @@ def _replace(
         # until the next check, and the verification closed it at market).
         kept = valid[0]
         plan.cancel.extend(o.client_id for o in cancel if o is not kept)
-        plan.notes.append(
+        _standing(
+            plan,
+            f"kept {kept.client_id} {kept.trigger_price} {size}",  # the wanted price moves
             f"close-position {purpose.name.lower()} {kept.client_id} kept at "
             f"{kept.trigger_price} (wanted {wanted.trigger}): it still protects, and position "
             f"{size} is below the exchange's minimum order {_minimum(instrument)}, so no order "
-            "can protect it while the close-position order is replaced"
+            "can protect it while the close-position order is replaced",
         )
         return
     if purpose is _STOP_LOSS and part > 0:
@@ -403,11 +412,21 @@ def _note_hand_slot(
     without close-position stops (the part on the step; the remainder named)."""
     if instrument is None or instrument.orderable(size):
         return  # a stop sized to the whole position protects it: nothing to say
-    plan.notes.append(
+    why = by_hand_shortfall(holder)
+    _standing(
+        plan,
+        f"hand slot {holder.client_id} {size} {why}",
         f"close-position stop {holder.client_id} placed by hand does not count as "
-        f"protection ({by_hand_shortfall(holder)}) and holds the exchange's one close-position "
-        "stop on this side: the bot protects the part on the step and leaves the order alone"
+        f"protection ({why}) and holds the exchange's one close-position "
+        "stop on this side: the bot protects the part on the step and leaves the order alone",
     )
+
+
+def _standing(plan: ProtectionPlan, key: str, note: str) -> None:
+    """Add ``note``, which describes a condition that lasts (keyed ``key``) while the plan
+    changes nothing about it: recorded once while it lasts (see ``ProtectionPlan.standing``)."""
+    plan.notes.append(note)
+    plan.standing[note] = key
 
 
 def _by_hand_whole(resting: Sequence[Order], side: OrderSide, otype: OrderType) -> bool:

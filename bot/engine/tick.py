@@ -65,6 +65,7 @@ from bot.engine.market import (
 )
 from bot.engine.planner import (
     IdFactory,
+    ProtectionPlan,
     exchange_setting,
     market_orders,
     plan_protection,
@@ -273,6 +274,9 @@ class Engine:
         # _protected_or_remainder).
         self._remainders: dict[str, Decimal] = {}
         self._size_remainders: dict[str, Decimal] = {}  # what sizing could not trade, noted
+        # The lasting conditions the last protection check of each contract noted (keys of
+        # ProtectionPlan.standing): each is recorded when it starts, not at every check.
+        self._standing_noted: dict[str, frozenset[str]] = {}
         # The risk memory as this job left it: read from the store once per job (reconcile, the
         # first step of every job, forgets it), then kept in step with every save.
         self._memory: RiskMemory | None = None
@@ -1238,8 +1242,7 @@ class Engine:
                 else None
             ),
         )
-        for note in plan.notes:  # orphans and duplicates: discrepancies worth a record
-            self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
+        self._record_notes(symbol, plan, now)
         self._place_then_cancel(symbol, acct, plan.place, plan.cancel, now)
         # A close-position order replaced: the new one once the old is gone; the stop that
         # bridged the swap goes only once the new one rests (else it stays, and protects).
@@ -1255,6 +1258,15 @@ class Engine:
                 self._send(req, acct, now, None)
         if plan.place or plan.cancel or plan.then_place:
             acct.resting[symbol] = self._read_resting(symbol)
+
+    def _record_notes(self, symbol: str, plan: ProtectionPlan, now: int) -> None:
+        """Record the plan's notes (orphans and duplicates: discrepancies worth a record); one
+        that describes a lasting condition only when the last check of ``symbol`` did not."""
+        before = self._standing_noted.get(symbol, frozenset())
+        for note in plan.notes:
+            if plan.standing.get(note) not in before:
+                self._event(now, EventKind.RECONCILE, symbol, TradingState.ACTIVE, note)
+        self._standing_noted[symbol] = frozenset(plan.standing.values())
 
     def _read_resting(self, symbol: str) -> list[Order]:
         """``symbol``'s open orders right after the bot's own orders changed them: the list,

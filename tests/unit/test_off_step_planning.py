@@ -152,6 +152,9 @@ def test_a_valid_close_position_stop_below_the_minimum_is_kept_not_moved(
     [note] = plan.notes
     assert "t-sl-old kept at 54000 (wanted 56000)" in note
     assert "below the exchange's minimum order 0.01" in note
+    # a lasting condition, keyed without the wanted price (which moves with the mark)
+    assert "56000" not in plan.standing[note]
+    assert "t-sl-old" in plan.standing[note]
 
 
 def test_a_close_position_stop_below_the_minimum_that_no_longer_protects_is_replaced(
@@ -223,7 +226,8 @@ def test_a_close_position_stop_by_hand_that_does_not_count_is_left_and_the_step_
     [stop] = plan.place
     assert (stop.amount, stop.close_position, stop.reduce_only) == (D("0.12"), False, True)
     assert (plan.cancel, plan.then_place, plan.remainder) == ([], [], D("0.003"))
-    assert any("web_7 placed by hand does not count" in n for n in plan.notes)
+    [note] = [n for n in plan.notes if "web_7 placed by hand does not count" in n]
+    assert note in plan.standing  # a lasting condition: recorded once while it lasts
     # one on the mark counts: the bot leaves it be and places nothing
     counted = replace(hand, trigger_by=TriggerBy.MARK)
     plan = plan_protection(

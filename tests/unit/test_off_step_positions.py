@@ -352,6 +352,41 @@ def test_a_refused_move_of_a_close_position_stop_below_the_minimum_leaves_the_st
     )
 
 
+def test_a_stop_kept_where_it_is_is_noted_once_while_it_lasts(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The protection check runs every guard interval: a stop kept where it is (no order can
+    bridge the swap) is one lasting condition, recorded when it starts and again only after
+    it ended, not once a minute with the wanted price of the moment."""
+    engine, ex, store, clock = off_step_account(instruments, qty=D("0.004"))
+    assert engine.tick().unprotected == []
+    [old] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert old.trigger_price is not None
+    refuse_new_close_position_stops(ex)
+
+    def check(offset: int) -> None:
+        clock.advance_to(clock.now_ms() + 60_000)
+        acct = engine.reconcile(clock.now_ms())
+        assert old.trigger_price is not None
+        engine.protect(BTC, acct, old.trigger_price + offset, None, clock.now_ms(), tolerance=D(0))
+
+    def kept_notes() -> int:
+        return sum(
+            f"{old.client_id} kept at" in e.reason
+            for e in store.events
+            if e.kind == EventKind.RECONCILE
+        )
+
+    for offset in (100, 110, 120):  # the wanted stop moves with the mark; the stop stays
+        check(offset)
+    assert kept_notes() == 1
+    check(0)  # wanted where it rests: nothing to keep, the condition ended
+    assert kept_notes() == 1
+    check(100)  # and came back: said again
+    assert kept_notes() == 2
+    assert [o.client_id for o in ex.fetch_open_orders(BTC)] == [old.client_id]
+
+
 def test_a_refused_move_of_a_bridged_close_position_stop_puts_the_old_trigger_back(
     instruments: dict[str, Instrument],
 ) -> None:

@@ -42,16 +42,14 @@ def resume_if_due(store: MemoryStore, now_ms: int, equity: Decimal, after_ms: in
             state_reason=reason,
             sticky=False,
             peak_equity=equity,
-        )
-    )
-    store.record_event(
+        ),
         RiskEvent(
             ts_ms=now_ms,
             kind=EventKind.STATE,
             symbol=None,
             state=TradingState.ACTIVE,
             reason=f"{memory.state.value} -> active: {reason}",
-        )
+        ),
     )
     return True
 

@@ -658,13 +658,11 @@ class Engine:
             # not move by itself: sticky, or each new day would lift it and the next tick set it
             # again, two critical alerts a day saying nothing new.
             memory = set_state(memory, TradingState.REDUCING, reason, sticky=not daily)
-            self._save_memory(memory)
-            self._event(now, EventKind.STATE, None, memory.state, f"active -> reducing: {reason}")
+            self._save_memory(memory, _state_event(now, memory, f"active -> reducing: {reason}"))
         elif room is False and exhausted:
             reason = "the loss budget has room again (every position wanted keeps half its size)"
             memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
-            self._save_memory(memory)
-            self._event(now, EventKind.STATE, None, memory.state, f"reducing -> active: {reason}")
+            self._save_memory(memory, _state_event(now, memory, f"reducing -> active: {reason}"))
         return memory
 
     def _flat_book(self, acct: AccountView) -> bool:
@@ -1000,7 +998,7 @@ class Engine:
         base = self._risk_memory() or initial_memory(equity, now)
         memory, transition = update(base, equity, now, self.limits, stale)
         worse = transition is not None and transition.worse
-        if self._needs_second_reading(base, transition, equity) and not (
+        if self._needs_second_reading(base, memory, transition, equity) and not (
             worse and self._breach_to_confirm
         ):
             # Remembered until a reading completes: when the second reading fails (a rate
@@ -1014,24 +1012,30 @@ class Engine:
             memory, transition = update(base, equity, now, self.limits, stale)
         self._breach_to_confirm = False
         self._last_equity = equity
-        self._save_memory(memory)
-        if transition is not None:
-            self._event(
+        self._save_memory(
+            memory,
+            None
+            if transition is None
+            else _state_event(
                 now,
-                EventKind.STATE,
-                None,
-                transition.after,
+                memory,
                 f"{transition.before.value} -> {transition.after.value}"
                 f"{' (was holding its positions: closes them now)' if transition.flattens else ''}"
+                f"{' (no longer lifted at the next UTC day)' if transition.sticks else ''}"
                 f": {transition.reason} (equity {equity:.2f})",
-            )
-            if transition.after is not TradingState.ACTIVE:
-                for sym in self.symbols:
-                    self._cool(sym, now, f"state {transition.after.value}")
+            ),
+        )
+        if transition is not None and transition.after is not TradingState.ACTIVE:
+            for sym in self.symbols:
+                self._cool(sym, now, f"state {transition.after.value}")
         return memory
 
     def _needs_second_reading(
-        self, base: RiskMemory, transition: Transition | None, equity: Decimal
+        self,
+        base: RiskMemory,
+        memory: RiskMemory,
+        transition: Transition | None,
+        equity: Decimal,
     ) -> bool:
         """Whether this equity must be read twice before the loss limits act on it.
 
@@ -1040,10 +1044,15 @@ class Engine:
         worse one is read again, and so is an equity above the last reading by more than the
         smallest loss limit (kept, it would become the peak or the day's start, and the true
         equity read next would breach a limit; the first reading after a start is compared with
-        the recorded peak). A real move reads the same twice; the cost is one more account
-        read, only on such a reading.
+        the recorded peak). So is the reading that starts a new UTC day (``memory`` rolled from
+        ``base``): it becomes the day's start, which the daily limit measures from all day;
+        garbled low, a real loss would not count; garbled high, the true equity read next would
+        be a loss never made. A real move reads the same twice; the cost is one more account
+        read, only on such a reading (and once a day).
         """
         if transition is not None and transition.worse:
+            return True
+        if memory.day_start_ms != base.day_start_ms:
             return True
         last = self._last_equity if self._last_equity is not None else base.peak_equity
         if last <= 0:
@@ -1647,9 +1656,8 @@ class Engine:
             and memory.state_reason.startswith(UNREADABLE)
         ):
             memory = set_state(memory, TradingState.ACTIVE, "account readable again", sticky=False)
-            self._save_memory(memory)
-            self._event(
-                now, EventKind.STATE, None, memory.state, "reducing -> active: account readable"
+            self._save_memory(
+                memory, _state_event(now, memory, "reducing -> active: account readable")
             )
 
     def _to_reducing(self, now: int, reason: str) -> TradingState:
@@ -1657,8 +1665,7 @@ class Engine:
         if memory is None or memory.state is not TradingState.ACTIVE:
             return memory.state if memory is not None else TradingState.ACTIVE
         memory = set_state(memory, TradingState.REDUCING, reason, sticky=False)
-        self._save_memory(memory)
-        self._event(now, EventKind.STATE, None, memory.state, f"active -> reducing: {reason}")
+        self._save_memory(memory, _state_event(now, memory, f"active -> reducing: {reason}"))
         return memory.state
 
     # -- 6. size -------------------------------------------------------------------------------
@@ -1988,8 +1995,9 @@ class Engine:
             self._memory_read = True
         return self._memory
 
-    def _save_memory(self, memory: RiskMemory) -> None:
-        self.store.save_risk_memory(memory)
+    def _save_memory(self, memory: RiskMemory, event: RiskEvent | None = None) -> None:
+        """Save the risk memory, with the state event that says why it changed (one write)."""
+        self.store.save_risk_memory(memory, event)
         self._memory, self._memory_read = memory, True
 
     def _id_factory(self, symbol: str) -> IdFactory:
@@ -2120,6 +2128,13 @@ class Engine:
         self.store.record_event(
             RiskEvent(ts_ms=now, kind=kind, symbol=symbol, state=state, reason=reason)
         )
+
+
+def _state_event(now: int, memory: RiskMemory, reason: str) -> RiskEvent:
+    """The event of a change of the trading state to ``memory``'s, saved with it."""
+    return RiskEvent(
+        ts_ms=now, kind=EventKind.STATE, symbol=None, state=memory.state, reason=reason
+    )
 
 
 def result_count(result: TickResult, outcome: SendOutcome) -> None:

@@ -190,7 +190,11 @@ class StorePort(Protocol):
 
     def load_risk_memory(self) -> RiskMemory | None: ...
 
-    def save_risk_memory(self, memory: RiskMemory) -> None: ...
+    def save_risk_memory(self, memory: RiskMemory, event: RiskEvent | None = None) -> None:
+        """Save the memory and, when given, the event that says why it changed, all or none:
+        a process killed between the two would leave a state change never recorded, and its
+        alert never sent."""
+        ...
 
     def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Replace the last heartbeat (one row: one small write per job, never growing)."""

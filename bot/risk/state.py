@@ -32,12 +32,15 @@ class Transition:
     # A halt that held the positions (a person's plain `bot halt`) now closes them: a loss
     # limit crossed during it (the state stays halted).
     flattens: bool = False
+    # A halt that would have lapsed at the next UTC day (the daily loss's) now waits for a
+    # person: a drawdown limit crossed during it (the state stays halted).
+    sticks: bool = False
 
     @property
     def worse(self) -> bool:
-        """The change takes the account further from trading: a higher state, or a hold
-        halt that now closes every position."""
-        return self.flattens or self.after.severity > self.before.severity
+        """The change takes the account further from trading: a higher state, a hold halt
+        that now closes every position, or a halt that no longer lapses by itself."""
+        return self.flattens or self.sticks or self.after.severity > self.before.severity
 
 
 def initial_memory(equity: Decimal, now_ms: int) -> RiskMemory:
@@ -75,6 +78,10 @@ def update(
         mem = replace(mem, day_start_ms=day, day_start_equity=equity)
         if not mem.sticky and mem.state is not _ACTIVE:
             mem = replace(mem, state=_ACTIVE, state_reason="new UTC day")
+    if mem.day_start_equity <= 0 < equity:
+        # No day's start measured yet (a `bot halt` applied before the first job starts the
+        # memory at 0): this reading is the day's start, or no daily loss would count all day.
+        mem = replace(mem, day_start_equity=equity)
     if equity > mem.peak_equity:
         mem = replace(mem, peak_equity=equity)
     drawdown = (mem.peak_equity - equity) / mem.peak_equity if mem.peak_equity > 0 else Decimal(0)
@@ -87,7 +94,11 @@ def update(
     # apply beneath it: crossed, they close every position as from any other state (the halt
     # stays a person's: only `bot resume` lifts it).
     held = mem.state is _HALTED and not mem.flatten
-    if drawdown >= limits.max_drawdown and (mem.state is not _HALTED or held):
+    # A drawdown crossed under a daily-loss halt (not sticky: its closes refused in a crash,
+    # the positions falling on) makes the halt the drawdown's: a person's to lift, not the
+    # next UTC day's.
+    lapsing = mem.state is _HALTED and not mem.sticky
+    if drawdown >= limits.max_drawdown and (mem.state is not _HALTED or held or lapsing):
         mem = replace(
             mem,
             state=_HALTED,
@@ -133,6 +144,8 @@ def update(
         return mem, Transition(before, mem.state, mem.state_reason)
     if held and mem.flatten:
         return mem, Transition(before, mem.state, mem.state_reason, flattens=True)
+    if lapsing and mem.sticky:
+        return mem, Transition(before, mem.state, mem.state_reason, sticks=True)
     return mem, None
 
 

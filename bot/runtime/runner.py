@@ -275,7 +275,8 @@ class Runner:
 
         A command is marked done only once applied: one whose application fails is applied at
         the next job (applying halt or resume twice changes nothing), never lost."""
-        for cmd_id, kind, args in self.store.posted_commands():
+        posted = self.store.posted_commands()
+        for at, (cmd_id, kind, args) in enumerate(posted):
             now = self.clock.now_ms()
             try:
                 opts = json.loads(args) if args else {}
@@ -300,27 +301,40 @@ class Runner:
                 try:
                     memory = self._fresh_baselines(memory, exhausted=exhausted)
                 except Exception as exc:  # halted stays halted until the account can be read
+                    # Commands apply in the order posted: a halt posted after this resume and
+                    # applied now would be lifted by the resume at the next job. A later halt
+                    # supersedes it; else it waits, and every command after it with it.
+                    if any(later == "halt" for _, later, _ in posted[at + 1 :]):
+                        logger.warning(
+                            "command {} (resume) dropped: the account cannot be read ({}: {}) "
+                            "and a halt was posted after it",
+                            cmd_id,
+                            type(exc).__name__,
+                            exc,
+                        )
+                        self.store.command_done(cmd_id)
+                        continue
                     logger.warning(
-                        "command {} (resume) waits for the next job: the account cannot be "
-                        "read: {}: {}",
+                        "command {} (resume) waits for the next job, and the commands posted "
+                        "after it with it: the account cannot be read: {}: {}",
                         cmd_id,
                         type(exc).__name__,
                         exc,
                     )
-                    continue
+                    break
             else:
                 logger.warning("command {} of unknown kind {!r} ignored", cmd_id, kind)
                 self.store.command_done(cmd_id)
                 continue
-            self.store.save_risk_memory(memory)
-            self.store.record_event(
+            self.store.save_risk_memory(
+                memory,
                 RiskEvent(
                     ts_ms=now,
                     kind=EventKind.STATE,
                     symbol=None,
                     state=memory.state,
                     reason=f"command {cmd_id}: {kind} {args}".strip(),
-                )
+                ),
             )
             self.store.command_done(cmd_id)
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
@@ -335,11 +349,21 @@ class Runner:
 
         The equity is read from the account now: the last tick's view may be a day old (a 1d
         policy), and a loss since then, the one that halted the bot, would halt it again at
-        the next job. An account that cannot be read leaves the command for the next job."""
+        the next job. An account that cannot be read leaves the command for the next job; so
+        does one whose two readings disagree by more than the smallest loss limit (the equity
+        becomes a baseline: one garbled number would halt the account again at the next job,
+        or hide a loss from its limit), as for the engine's second reading."""
+        limits = self.engine.limits
+        first = self.engine.reconcile(self.clock.now_ms()).equity()
         equity = self.engine.reconcile(self.clock.now_ms()).equity()
+        smallest = min(limits.daily_loss, limits.max_drawdown)
+        if abs(equity - first) > smallest * max(abs(first), abs(equity)):
+            raise AccountUnreadable(
+                f"two readings of the equity disagree ({first:.2f}, then {equity:.2f}) by more "
+                f"than the smallest loss limit {smallest:.2%}"
+            )
         if equity <= 0:
             return memory
-        limits = self.engine.limits
         notes = []
         start = memory.day_start_equity
         # Which floor left no room: the higher one (bot.risk.guard.equity_floor when active).
@@ -424,15 +448,15 @@ class Runner:
         ):
             return []
         reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
-        self.store.save_risk_memory(set_state(memory, TradingState.REDUCING, reason, sticky=False))
-        self.store.record_event(
+        self.store.save_risk_memory(
+            set_state(memory, TradingState.REDUCING, reason, sticky=False),
             RiskEvent(
                 ts_ms=now,
                 kind=EventKind.STATE,
                 symbol=None,
                 state=TradingState.REDUCING,
                 reason=reason,
-            )
+            ),
         )
         # Keyed by the change's time, as every state alert: a second run of failures within the
         # dedup window (after a resume) is news too.

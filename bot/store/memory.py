@@ -164,8 +164,10 @@ class MemoryStore:
     def load_risk_memory(self) -> RiskMemory | None:
         return self.risk_memory
 
-    def save_risk_memory(self, memory: RiskMemory) -> None:
+    def save_risk_memory(self, memory: RiskMemory, event: RiskEvent | None = None) -> None:
         self.risk_memory = memory
+        if event is not None:
+            self.record_event(event)
 
     def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         self.heartbeat = heartbeat

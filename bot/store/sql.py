@@ -521,10 +521,12 @@ class SqlStore:
             row = session.get(t.RiskMemoryRow, 1)
         return t.risk_memory_record(row) if row is not None else None
 
-    def save_risk_memory(self, memory: RiskMemory) -> None:
+    def save_risk_memory(self, memory: RiskMemory, event: RiskEvent | None = None) -> None:
         stmt = self._upsert(t.RiskMemoryRow, "id", {"id": 1, **t.risk_memory_values(memory)})
         with self._write("risk memory") as session:
             session.exec(stmt)
+            if event is not None:
+                session.add(t.event_row(replace(event, reason=redact(event.reason))))
 
     def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         values = {"id": 1, "ts_ms": heartbeat.ts_ms, "job": heartbeat.job}

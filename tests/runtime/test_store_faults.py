@@ -31,7 +31,7 @@ from bot.config.loader import load_config
 from bot.domain.enums import TradingState
 from bot.domain.orders import OrderRequest
 from bot.errors import ConfigError
-from bot.ports.store import OrderRecord, RiskMemory
+from bot.ports.store import OrderRecord, RiskEvent, RiskMemory
 from bot.store.instance_lock import AlreadyRunning
 from bot.store.migrate import SchemaOutOfDate, current_revision, upgrade
 from bot.store.sql import SqlStore, StoreUnavailable, make_engine
@@ -70,14 +70,14 @@ class FailsAtTheIntent(SqlStore):
 
     fail_next_memory_save = False
 
-    def save_risk_memory(self, memory: RiskMemory) -> None:
+    def save_risk_memory(self, memory: RiskMemory, event: RiskEvent | None = None) -> None:
         if not self.fail_next_memory_save:
-            return super().save_risk_memory(memory)
+            return super().save_risk_memory(memory, event)
         self.fail_next_memory_save = False  # the disk is full for this one write
         self.switch.on = True
         self.engine.dispose()
         try:
-            return super().save_risk_memory(memory)
+            return super().save_risk_memory(memory, event)
         finally:
             self.switch.on = False
             self.engine.dispose()

@@ -104,6 +104,44 @@ def test_a_resume_while_the_account_cannot_be_read_waits_for_the_next_job(
     assert store.posted_commands() == []
 
 
+def test_a_resume_on_one_garbled_reading_waits_for_two_that_agree(
+    config: BotConfig, store: SqlStore
+) -> None:
+    """The equity a resume reads becomes the limits' baseline: one garbled too high would halt
+    the account again at the next job (and sell what it opened), one too low would hide a loss
+    from the daily limit. Two readings that disagree leave the command for the next job."""
+    clock = SimClock(START)
+    runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    assert runner.tick() is not None
+    clock.advance_to(START + 10 * HOUR_MS)
+    paper.sim.book.wallet -= Decimal(2000)
+    runner.guard()
+    assert (halted := store.load_risk_memory()) is not None
+    assert halted.state is TradingState.HALTED
+    store.post_command("resume", "{}", clock.now_ms())
+    true_read = paper.sim.fetch_balance
+    reads = {"n": 0}
+
+    def first_garbled() -> Balance:
+        reads["n"] += 1
+        balance = true_read()
+        return replace(balance, wallet=balance.wallet * 3) if reads["n"] == 1 else balance
+
+    paper.sim.fetch_balance = first_garbled  # type: ignore[method-assign]
+    clock.advance_to(START + 11 * HOUR_MS)
+    runner.apply_commands()
+    waiting = store.load_risk_memory()
+    assert waiting is not None
+    assert waiting.state is TradingState.HALTED
+    assert [kind for _id, kind, _args in store.posted_commands()] == ["resume"]
+    clock.advance_to(START + 12 * HOUR_MS)
+    runner.apply_commands()  # two true readings
+    resumed = store.load_risk_memory()
+    assert resumed is not None
+    assert resumed.state is TradingState.ACTIVE, resumed.state_reason
+    assert resumed.day_start_equity <= true_read().wallet * Decimal("1.001")
+
+
 # --- scheduled runs that come late ---------------------------------------------------------------
 
 

@@ -176,3 +176,40 @@ def test_a_clock_stepping_back_over_midnight_keeps_the_days_loss_and_halt() -> N
     mem, _ = update(mem, D(9500), DAY + DAY_MS, LIMITS)  # the real next day
     assert mem.state is TradingState.ACTIVE
     assert mem.day_start_equity == D(9500)
+
+
+def test_a_drawdown_crossed_under_a_daily_loss_halt_makes_it_a_persons_to_lift() -> None:
+    """The daily halt's closes refused (a crash), the positions fall on past the drawdown
+    floor: the halt becomes the drawdown's, sticky, and says so; the next UTC day keeps it."""
+    mem = initial_memory(D(10000), DAY + 1000)
+    mem, t = update(mem, D(9400), DAY + 2000, LIMITS)  # -6 %: daily halt
+    assert t is not None
+    assert (mem.state, mem.sticky) == (TradingState.HALTED, False)
+    mem, t = update(mem, D(7900), DAY + 3000, LIMITS)  # -21 % from the peak: limit 20 %
+    assert t is not None
+    assert (t.before, t.after, t.sticks, t.worse) == (
+        TradingState.HALTED,
+        TradingState.HALTED,
+        True,
+        True,
+    )
+    assert "drawdown" in t.reason
+    assert (mem.state, mem.sticky, mem.flatten) == (TradingState.HALTED, True, True)
+    mem, t = update(mem, D(8100), DAY + 4000, LIMITS)  # back above the floor: nothing new
+    assert t is None
+    mem, t = update(mem, D(8100), DAY + DAY_MS + 1000, LIMITS)  # the next UTC day
+    assert t is None
+    assert mem.state is TradingState.HALTED
+
+
+def test_a_day_start_of_zero_is_taken_from_the_first_reading() -> None:
+    """A memory started at 0 (a `bot halt` applied before the first job) gets its day's start
+    from the first reading: the daily limit counts from it the same day."""
+    mem = replace(initial_memory(D(0), DAY + 1000), state=TradingState.ACTIVE)
+    mem, t = update(mem, D(10000), DAY + 2000, LIMITS)
+    assert t is None
+    assert (mem.day_start_equity, mem.peak_equity) == (D(10000), D(10000))
+    mem, t = update(mem, D(9400), DAY + 3000, LIMITS)
+    assert t is not None
+    assert mem.state is TradingState.HALTED
+    assert "daily loss" in mem.state_reason

@@ -9,10 +9,12 @@ from decimal import Decimal as D
 
 import pytest
 
+from bot.clock import SimClock
 from bot.domain.enums import EventKind, OrderPurpose, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.position import Balance
 from bot.engine.tick import Engine
+from bot.risk.state import DAY_MS
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
 from tests.unit.test_engine import BTC, build
@@ -116,3 +118,64 @@ def test_an_ordinary_tick_reads_the_balance_once(opened: Opened) -> None:
     opened.engine.tick()
     opened.engine.tick()
     assert opened.garble.reads == 2
+
+
+def _next_day(engine: Engine) -> None:
+    clock = engine.clock
+    assert isinstance(clock, SimClock)
+    now = clock.now_ms()
+    clock.advance_to(now - now % DAY_MS + DAY_MS + 30_000)
+
+
+@pytest.mark.parametrize("factor", ["0.85", "1.15"])
+def test_the_reading_that_starts_a_new_day_is_read_twice(opened: Opened, factor: str) -> None:
+    """It becomes the day's start: garbled low (not past any limit), a real loss that day would
+    not count; garbled high, the true equity read next would be a loss never made."""
+    engine, ex, store = opened.engine, opened.ex, opened.store
+    _next_day(engine)
+    true_equity = engine.reconcile(engine.clock.now_ms()).equity()
+    opened.garble.arm(factor)
+    engine.guard()
+    mem = store.load_risk_memory()
+    assert mem is not None
+    assert opened.garble.reads >= 2
+    assert abs(mem.day_start_equity - true_equity) < true_equity * D("0.001")
+    assert mem.state is TradingState.ACTIVE
+    # a real loss of 10 % that day (daily limit 5 %, drawdown 25 %) halts
+    ex.book.wallet -= true_equity * D("0.10")
+    engine.clock.advance_to(engine.clock.now_ms() + 60_000)  # type: ignore[attr-defined]
+    engine.guard()
+    mem = store.load_risk_memory()
+    assert mem is not None
+    assert mem.state is TradingState.HALTED
+    assert "daily loss" in mem.state_reason
+
+
+def test_a_restart_on_a_new_day_reads_the_days_start_twice(opened: Opened) -> None:
+    """Down over midnight, 20 % below the peak (limit 25 %): the restarted engine's first
+    reading, 15 % high but still below the recorded peak, must not become the day's start (the
+    true equity read next would be a 13 % daily loss and sell the book)."""
+    engine, ex, store = opened.engine, opened.ex, opened.store
+    equity = engine.reconcile(engine.clock.now_ms()).equity()
+    mem = store.load_risk_memory()
+    assert mem is not None
+    store.save_risk_memory(replace(mem, peak_equity=equity / D("0.8")))
+    _next_day(engine)
+    restarted = Engine(
+        clock=engine.clock,
+        exchange=ex,
+        market=engine.market,
+        store=store,
+        policy=engine.policy,
+        contracts=engine.contracts,
+        limits=engine.limits,
+        account="t",
+    )
+    opened.garble.arm("1.15")
+    restarted.guard()
+    engine.clock.advance_to(engine.clock.now_ms() + 60_000)  # type: ignore[attr-defined]
+    restarted.guard()
+    after = store.load_risk_memory()
+    assert after is not None
+    assert after.state is TradingState.ACTIVE, after.state_reason
+    assert ex.fetch_positions([BTC])[BTC].qty == opened.held

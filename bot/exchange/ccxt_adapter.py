@@ -831,11 +831,29 @@ class CcxtExchange:
         """ccxt position rows of ``symbols`` (unchecked: the caller runs ``require_rows``)."""
         wanted = list(symbols)
         if len(wanted) > 1 and self._profile.positions_one_symbol_per_call:
-            rows = self._call(lambda: self._ex.fetch_positions(None), "fetch_positions")
-            if not isinstance(rows, list):
-                return rows
-            return [r for r in rows if not isinstance(r, Mapping) or r.get("symbol") in wanted]
+            # Asked without a symbol, Bybit lists one settle coin's positions, and ccxt asks
+            # for USDT unless told (``settleCoin``, its ``defaultSettle``): USDC contracts'
+            # positions were missing from a readable answer, read as flat. One call per settle
+            # coin of the contracts asked for.
+            # https://bybit-exchange.github.io/docs/v5/position (settleCoin)
+            out: list[Any] = []
+            for settle in sorted({self._settle_of(s) for s in wanted}):
+                params = {"settleCoin": settle}
+                rows = self._call(
+                    partial(self._ex.fetch_positions, None, params), "fetch_positions"
+                )
+                if not isinstance(rows, list):
+                    return rows
+                out += [r for r in rows if not isinstance(r, Mapping) or r.get("symbol") in wanted]
+            return out
         return self._call(lambda: self._ex.fetch_positions(wanted), "fetch_positions")
+
+    def _settle_of(self, symbol: str) -> str:
+        """The coin ``symbol`` settles in (a linear perpetual's ``BASE/QUOTE:SETTLE``)."""
+        settle = self._ex.market(symbol).get("settle")
+        if not (isinstance(settle, str) and settle):
+            raise mapping.UnexpectedResponse(f"{symbol}: the market names no settle coin")
+        return settle
 
     def _retry_after(self, exc: BaseException) -> float | None:
         if not is_rate_limit(exc):

@@ -576,6 +576,7 @@ def _raw_wallet(info: object, asset: str) -> tuple[bool, Mapping[str, Any] | Non
         for account in result.get("list") or []:
             listed = listed or "coin" in account
             rows.extend(account.get("coin") or [])
+    found: list[Mapping[str, Any]] = []
     for i, row in enumerate(rows):
         name = row.get("asset", row.get("coin")) if isinstance(row, Mapping) else None
         if not (isinstance(name, str) and name):
@@ -583,8 +584,13 @@ def _raw_wallet(info: object, asset: str) -> tuple[bool, Mapping[str, Any] | Non
             # wallet as absent (zero) would halt and flatten a funded account
             raise UnexpectedResponse(f"balance: asset row {i} has no asset name: {row!r:.80}")
         if name == asset:
-            return True, cast(Mapping[str, Any], row)
-    return listed, None
+            found.append(cast(Mapping[str, Any], row))
+    if len(found) > 1:
+        # Which row is the account's? ccxt's unified ``free`` comes from the last one, the
+        # wallet would come from the first: a balance mixed from two rows (one of them at 0 is
+        # a 100 % drawdown halt that sells every position). Garbled: unknown, not a guess.
+        raise UnexpectedResponse(f"balance: the answer lists {len(found)} {asset} rows")
+    return listed, (found[0] if found else None)
 
 
 # -- funding and candles ---------------------------------------------------------------------

@@ -324,6 +324,47 @@ def test_a_balance_answer_without_its_asset_rows_is_unreadable_not_a_zero_wallet
     assert acct.server.errors == []
 
 
+def listed_twice(venue: str) -> Callable[[Any], Any]:
+    """An ``edit`` fault: the settlement asset's row listed again, first, with a wallet of 0
+    (each row consistent in itself)."""
+
+    def edit(reply: Any) -> Any:
+        out = copy.deepcopy(reply)
+        rows = out["assets"] if venue == "binanceusdm" else out["result"]["list"][0]["coin"]
+        [usdt] = [r for r in rows if r.get("asset", r.get("coin")) == "USDT"]
+        ghost = {
+            k: ("0" if k not in ("asset", "coin") and _numeric(v) else v) for k, v in usdt.items()
+        }
+        rows.insert(0, ghost)
+        return out
+
+    return edit
+
+
+def _numeric(value: object) -> bool:
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return value not in (None, "", True, False)
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_a_settlement_asset_listed_twice_is_unreadable_not_a_mixed_balance(venue: str) -> None:
+    """Through real ccxt: ccxt's unified balance keeps the last row, the raw wallet came from
+    the first: the account read as holding 0 (a 100 % drawdown) while it held its wallet."""
+    acct = Account(venue)
+    try:
+        assert acct.adapter.fetch_balance().wallet > 0
+        acct.server.inject(
+            Fault(BALANCE[venue], "GET", kind="edit", edit=listed_twice(venue), times=100)
+        )
+        with pytest.raises(errors.AccountUnreadable, match="lists 2 USDT rows"):
+            acct.adapter.fetch_balance()
+    finally:
+        acct.close()
+
+
 def another_market(fields: dict[str, str]) -> Callable[[Any], Any]:
     """An ``edit`` fault: Binance's one-object answer made another market's (ETHUSDT)."""
 

@@ -765,6 +765,26 @@ def test_balance_row_without_an_asset_name_is_unreadable_not_a_zero_wallet() -> 
         mapping.balance_from_ccxt(raw, "USDT")
 
 
+@pytest.mark.parametrize(
+    "info",
+    [
+        {"assets": [{"asset": "USDT", "walletBalance": "0"},
+                    {"asset": "USDT", "walletBalance": "9997"}]},
+        {"result": {"list": [{"coin": [{"coin": "USDT", "walletBalance": "0"}]},
+                             {"coin": [{"coin": "USDT", "walletBalance": "9997"}]}]}},
+    ],
+)  # fmt: skip
+def test_a_settlement_asset_listed_twice_is_unreadable_not_one_of_the_two(
+    info: dict[str, object],
+) -> None:
+    """Which row is the account's cannot be known: the wallet came from the first, ccxt's
+    available balance from the last, a balance mixed from two rows (here a zero wallet: a
+    100 % drawdown halt that sells every position)."""
+    raw = {"info": info, "USDT": {"free": "3997", "total": "9997"}}
+    with pytest.raises(UnexpectedResponse, match="lists 2 USDT rows"):
+        mapping.balance_from_ccxt(raw, "USDT")
+
+
 def test_a_liquidation_price_on_the_wrong_side_of_the_mark_is_refused() -> None:
     with pytest.raises(UnexpectedResponse, match="long position with liquidationPrice 61000"):
         mapping.position_from_ccxt(binance_position(leverage=2.0, liquidationPrice=61000.0))

@@ -626,15 +626,22 @@ class CcxtExchange:
         if self._ex.has.get("fetchPositionMode"):
             row = self._call(lambda: self._ex.fetch_position_mode(), "fetch_position_mode")
             return mapping.flag(row.get("hedged"), "position mode (dualSidePosition)")
-        # one contract is enough: every row carries the account's mode (Bybit lists a flat
-        # contract's row when asked by symbol, not when asked by settle coin)
-        rows = self._position_rows(self._symbols[:1])
-        modes = {r.get("hedged") for r in rows if r.get("hedged") is not None}
-        if len(modes) != 1:
-            raise errors.NotSupported(
-                f"{self._ex.id}: position mode is only reported on position rows; got {modes}"
-            )
-        return bool(modes.pop())
+        # Read on each contract's own rows (Bybit lists a flat contract's row when asked by
+        # symbol, not when asked by settle coin): Bybit sets the mode per symbol as well as per
+        # coin, so one contract in one-way mode says nothing of the next, whose orders the venue
+        # would refuse (stops included) in hedge mode.
+        # https://bybit-exchange.github.io/docs/v5/position/position-mode
+        hedged = False
+        for symbol in self._symbols or [None]:
+            rows = self._position_rows([symbol] if symbol is not None else [])
+            modes = {r.get("hedged") for r in rows if r.get("hedged") is not None}
+            if len(modes) != 1:
+                raise errors.NotSupported(
+                    f"{self._ex.id}: position mode is only reported on position rows; "
+                    f"{symbol} got {modes}"
+                )
+            hedged = hedged or bool(modes.pop())
+        return hedged
 
     def set_position_mode(self, hedged: bool) -> None:
         """Set hedge (True) or one-way (False) mode; "no change" is success once confirmed."""

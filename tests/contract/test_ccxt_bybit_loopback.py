@@ -310,6 +310,36 @@ def test_position_mode_not_modified_is_fine(adapter: CcxtExchange, server: Loopb
     assert adapter.fetch_key_permissions() is None
 
 
+def test_a_second_contract_in_hedge_mode_is_seen(clock: RecordingClock) -> None:
+    """Bybit keeps a position mode per symbol as well as per coin: the first contract's rows
+    said one-way while the second, switched by symbol in the app, was in hedge mode (the venue
+    then refuses every order there, its stops included). Each contract's rows are read."""
+    eth = replace(btc_instrument(), symbol=ETH, base="ETH", tick_size=D("0.01"))
+    sim = SimulatedExchange(
+        {BTC: btc_instrument(), ETH: eth},
+        LiveClock(),
+        starting_balance=D(10000),
+        margin_mode=MarginMode.CROSS,
+    )
+    sim.set_mark(BTC, D(60000))
+    sim.set_mark(ETH, D(3000))
+    srv = LoopbackBybit(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC, ETH])
+    with srv:
+        adapter = loopback_adapter(
+            "bybit",
+            srv.base_url,
+            clock,
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC, ETH],
+        )
+        assert adapter.fetch_position_mode() is False
+        srv.hedged_symbols.add(ETH)  # switched by hand, by symbol
+        assert adapter.fetch_position_mode() is True
+        assert srv.errors == []
+
+
 def test_several_contracts_are_read_in_one_position_call(clock: RecordingClock) -> None:
     # ccxt's bybit.fetch_positions refuses a list of more than one symbol (ArgumentsRequired):
     # the adapter reads the account's open positions by settle coin and picks its contracts.

@@ -286,7 +286,13 @@ class BybitAccountRoutes(BybitBase):
                 continue  # by settleCoin Bybit lists open positions only
             if req.get("settleCoin") not in (None, self.backend.instrument(sym).quote):
                 continue
-            rows.append(self._position_row(sym, pos, req.now_ms))
+            row = self._position_row(sym, pos, req.now_ms)
+            if pos is None and self.hedged(sym):
+                # hedge mode: one flat row per side (the backend holds one-way positions only,
+                # and refuses a switch while one is open)
+                rows += [{**row, "positionIdx": 1}, {**row, "positionIdx": 2}]
+                continue
+            rows.append(row)
         return {"category": category, "list": rows, "nextPageCursor": ""}
 
     # -- settings ----------------------------------------------------------------------------
@@ -297,7 +303,7 @@ class BybitAccountRoutes(BybitBase):
         buy, sell = req.dec("buyLeverage"), req.dec("sellLeverage")
         if buy is None or sell is None:
             raise params_error("buyLeverage and sellLeverage are required")
-        if buy != sell and not self.hedge_mode:
+        if buy != sell and not self.hedged(sym):
             raise params_error("buyLeverage must be equal to sellLeverage in one-way mode")
         if buy != buy.to_integral_value():
             raise params_error("leverage: the loopback backend takes whole leverage only")
@@ -333,19 +339,24 @@ class BybitAccountRoutes(BybitBase):
         self._linear(req)
         if req.get("symbol") is None and req.get("coin") is None:
             raise params_error("symbol or coin is required")
-        if req.get("symbol") is not None:
-            self._symbol(req)
+        sym = self._symbol(req) if req.get("symbol") is not None else None  # symbol first
         mode = req.int_("mode")
         if mode not in (0, 3):
             raise params_error("mode must be 0 (one-way) or 3 (hedge)")
         hedge = mode == 3
-        if hedge == self.hedge_mode:
+        now = self.hedged(sym) if sym is not None else self.hedge_mode
+        if hedge == now and (sym is not None or not self.hedged_symbols):
             raise BybitError(110025)
         if self._positions():
             raise BybitError(110024)
         if any(self.backend.fetch_open_orders(s) for s in self._symbols):
             raise BybitError(110028)
-        self.hedge_mode = hedge
+        if sym is None:
+            self.hedge_mode, self.hedged_symbols = hedge, set()
+        elif hedge:
+            self.hedged_symbols.add(sym)
+        else:
+            self.hedged_symbols.discard(sym)
         return {}
 
     # -- executions --------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class BybitOrderRoutes(BybitBase):
 
     def _check_position_idx(self, req: BybitReq) -> None:
         idx = req.int_("positionIdx", 0)
-        if self.hedge_mode or idx != 0:
+        if self.hedged(self._symbol(req)) or idx != 0:
             # The backend is one-way only; in hedge mode no order can match the setting.
             raise params_error("position idx not match position mode")
 

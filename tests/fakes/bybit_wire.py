@@ -202,7 +202,9 @@ class BybitBase(LoopbackServer):
         # (ms; default "0": none scheduled; a perpetual keeps Trading until then).
         self.market_status: dict[str, str] = {}
         self.delivery_times: dict[str, int] = {}
-        self.hedge_mode = False
+        self.hedge_mode = False  # set by coin (every contract)
+        # Set by symbol: Bybit keeps a position mode per symbol as well as per coin.
+        self.hedged_symbols: set[str] = set()
         self._margin_mode: MarginMode | None = None  # unknown until read from a position or set
         # One wire order (orderId + orderLinkId) is one or more backend orders: an amend places
         # a new backend order under a derived client id and cancels the old one.
@@ -328,6 +330,10 @@ class BybitBase(LoopbackServer):
         if sym is None:
             raise params_error(f"symbol invalid: {sid}")
         return sym
+
+    def hedged(self, sym: str) -> bool:
+        """Whether ``sym`` is in hedge (both sides) mode."""
+        return self.hedge_mode or sym in self.hedged_symbols
 
     def _symbols_of(self, req: BybitReq) -> list[str]:
         return [self._symbol(req)] if req.get("symbol") is not None else list(self._symbols)

@@ -174,6 +174,19 @@ def test_not_modified_settings_have_their_codes(ex: Any, server: LoopbackBybit) 
         ex.privatePostV5PositionSwitchIsolated(body)
 
 
+def test_position_mode_is_kept_per_symbol_and_per_coin(ex: Any, server: LoopbackBybit) -> None:
+    ex.set_position_mode(True, BTC)  # by symbol
+    assert server.hedged(BTC)
+    rows = ex.fetch_positions([BTC])
+    assert sorted((r["hedged"], r["side"]) for r in rows) == [(True, "long"), (True, "short")]
+    with pytest.raises(ccxt.BadRequest, match="position idx not match"):
+        ex.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "e-h"})
+    ex.set_position_mode(False)  # by coin: every symbol one-way
+    assert not server.hedged(BTC)
+    [row] = ex.fetch_positions([BTC])
+    assert row["hedged"] is False
+
+
 def test_margin_mode_is_account_wide(ex: Any, sim: SimulatedExchange) -> None:
     assert ex.fetch_margin_mode(BTC)["marginMode"] == "cross"
     ex.set_margin_mode("isolated", BTC)

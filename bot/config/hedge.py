@@ -74,16 +74,20 @@ class HedgeParams(_Frozen):
     """
 
     instruments: tuple[HedgeSymbol, ...] = Field(default=("BTC/USDT:USDT",), min_length=1)
-    beta_window: StrictInt = Field(default=168, ge=10)
+    # Upper bounds, as the policy's (bot.config.policy, which imports this module): a beta
+    # window as long as its volatility.window may be (MAX_WINDOW); a cooldown of a year already
+    # means "never re-hedge" (longer ones ran past the calendar's year 9999 at the first hedge
+    # change, mid-run); funding held for a year is the longest estimate that means anything.
+    beta_window: StrictInt = Field(default=168, ge=10, le=100_000)
     beta_shrinkage: Dec = Field(default=Decimal("0.3"), ge=0, le=1)
     beta_min: Dec = Field(default=Decimal(0), ge=0)
     beta_max: Dec = Field(default=Decimal(3), gt=0, le=10)
     target_net_exposure: Dec = Field(default=Decimal(0), ge=0, le=10)
     band: Dec = Field(gt=0, le=10)
     min_notional: Dec = Field(default=Decimal(0), ge=0)
-    cooldown_minutes: StrictInt = Field(default=0, ge=0)
+    cooldown_minutes: StrictInt = Field(default=0, ge=0, le=365 * 1440)
     max_funding_cost: Dec | None = Field(default=None, gt=0)
-    holding_hours: Dec = Field(default=Decimal(24), gt=0)
+    holding_hours: Dec = Field(default=Decimal(24), gt=0, le=365 * 24)
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:

@@ -70,8 +70,13 @@ def format_errors(
     """One ``<file>: <key.path>: <problem> (got <value>)`` line per pydantic error."""
     lines: list[str] = []
     errors = exc.errors(include_url=False)
+    # Every array holding an entry with an error of its own, at any depth: contracts[0] for
+    # contracts[0] and contracts[0].direction alike.
     failed_entries = {
-        tuple(e["loc"])[:-1] for e in errors if e["loc"] and isinstance(e["loc"][-1], int)
+        tuple(e["loc"])[:i]
+        for e in errors
+        for i, part in enumerate(e["loc"])
+        if isinstance(part, int)
     }
     for error in errors:
         loc: Loc = tuple(error["loc"])

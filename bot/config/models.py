@@ -28,12 +28,14 @@ from pydantic_core import PydanticCustomError
 from bot.config.database_url import NotADatabaseUrl, parse_database_url
 from bot.config.hedge import SpotConfig, spot_symbol
 from bot.config.policy import (
+    MAX_COOLDOWN,
     Dec,
     FrozenModel,
     Issue,
     OpenFraction,
     Policy,
     PositiveDec,
+    at_most,
     matching,
     raise_issues,
 )
@@ -276,8 +278,14 @@ class SimulationConfig(FrozenModel):
     slippage_impact: Dec = Field(default=Decimal(1), ge=0, le=10)
     # A drawdown halt is final in a simulation unless this is set: a duration ("72h", "7d") after
     # which a modelled operator resumes trading, the peak reset to the equity of that moment.
+    # At most a year, as a policy's cooldown: an operator who waits longer never resumes.
     resume_after_halt: (
-        Annotated[str, matching(r"[1-9][0-9]*[mhdw]", "a duration like 72h or 7d")] | None
+        Annotated[
+            str,
+            matching(r"[1-9][0-9]*[mhdw]", "a duration like 72h or 7d"),
+            at_most(MAX_COOLDOWN, "a year"),
+        ]
+        | None
     ) = None
     fee_override_taker: Dec | None = Field(default=None, ge=0, le=Decimal("0.01"))
     out_dir: OutputPath = Field(default=Path("out"), validate_default=True)

@@ -72,6 +72,56 @@ def matching(pattern: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+# Length past which a written duration is longer than every bound below whatever its unit
+# (and int() refuses a number of thousands of digits with a ValueError of its own).
+_MAX_DURATION_CHARS = 12
+
+
+def duration_ms(text: str) -> int:
+    """Length of a duration written like ``24h`` (a number then m, h, d or w; ``0``) in ms.
+
+    Here rather than :func:`bot.stats.timeframes.parse_timeframe` so that loading a config does
+    not import numpy."""
+    if text == "0":
+        return 0
+    return int(text[:-1]) * _UNIT_MS[text[-1]]
+
+
+def at_most(most: str, meaning: str) -> AfterValidator:
+    """Validator of a duration already matched as ``<number><m|h|d|w>`` (or ``0``): it may not be
+    longer than ``most``; the error says ``must be at most <most> (<meaning>)``."""
+    limit = duration_ms(most)
+
+    def check(value: str) -> str:
+        if len(value) > _MAX_DURATION_CHARS or duration_ms(value) > limit:
+            raise PydanticCustomError(
+                "duration_too_long",
+                "must be at most {most} ({meaning})",
+                {"most": most, "meaning": meaning},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+# Upper bounds of the durations and windows of a policy (and of simulation.resume_after_halt).
+# Past them a value means nothing a trader wants, and some broke a run midway instead of at
+# load: a cooldown's end beyond the year 9999 raised at the first stop, after ticks had run; a
+# timeframe of 10^20 days overflowed the resampling of the candles.
+# A year: a cooldown that long already means "never add again".
+MAX_COOLDOWN = "365d"
+# The longest fixed-length candle the venues serve (ccxt's 1M is a month, of varying length);
+# a policy deciding less often would need years of warm-up for a volatility window of use.
+MAX_TIMEFRAME = "1w"
+# Candles in a window (volatility, ATR, covariance, beta): 69 days of 1m candles, 11 years of
+# 1h ones, more history than any perpetual has at 1h (Binance lists BTCUSDT from 2019). A
+# longer window can never fill; live prices reach 999 candles (bot.bootstrap checks that).
+MAX_WINDOW = 100_000
+# Funding settlements averaged: a year of them at the shortest interval the venues use (1h).
+MAX_FUNDING_LOOKBACK = 8760
+
+
 # --- policy parameters ---------------------------------------------------------------------
 
 Estimator = Literal["close_to_close", "ewma", "parkinson", "garman_klass", "yang_zhang"]
@@ -82,7 +132,7 @@ class VolatilityParams(FrozenModel):
     """Realised-volatility estimate over the last ``window`` decision candles."""
 
     estimator: Estimator
-    window: StrictInt = Field(ge=2)
+    window: StrictInt = Field(ge=2, le=MAX_WINDOW)
     ewma_lambda: Dec = Field(default=Decimal("0.94"), gt=0, lt=1)
 
 
@@ -107,7 +157,7 @@ class AllocationParams(FrozenModel):
 
     method: Literal["inverse_vol", "erc"]
     max_gross_leverage: PositiveDec
-    covariance_window: StrictInt = Field(ge=10)
+    covariance_window: StrictInt = Field(ge=10, le=MAX_WINDOW)
 
 
 class DistanceParams(FrozenModel):
@@ -131,7 +181,7 @@ class FundingParams(FrozenModel):
     """Funding-cost cap: fraction of equity per year; averaged over ``lookback`` settlements."""
 
     max_annual_cost: PositiveDec
-    lookback: StrictInt = Field(default=3, ge=1)
+    lookback: StrictInt = Field(default=3, ge=1, le=MAX_FUNDING_LOOKBACK)
 
 
 class PolicyLimits(FrozenModel):
@@ -158,7 +208,9 @@ class ReentryParams(FrozenModel):
     for ``cooldown`` (a duration like ``24h``; ``0`` disables it)."""
 
     cooldown: Annotated[
-        str, matching(r"0|[1-9][0-9]*[mhdw]", "0 or a number then m, h, d or w, like 24h")
+        str,
+        matching(r"0|[1-9][0-9]*[mhdw]", "0 or a number then m, h, d or w, like 24h"),
+        at_most(MAX_COOLDOWN, "a year"),
     ] = "0"
 
     @property
@@ -176,7 +228,9 @@ class Policy(FrozenModel):
     name: Annotated[str, matching(r"[A-Za-z0-9_.-]{1,40}", "1-40 of A-Z a-z 0-9 _ . -")]
     kind: PolicyKind
     timeframe: Annotated[
-        str, matching(r"[1-9][0-9]*[mhdw]", "a number then m, h, d or w, like 1h or 15m")
+        str,
+        matching(r"[1-9][0-9]*[mhdw]", "a number then m, h, d or w, like 1h or 15m"),
+        at_most(MAX_TIMEFRAME, "a week"),
     ]
     allow_increase: StrictBool = True
     volatility: VolatilityParams
@@ -184,7 +238,7 @@ class Policy(FrozenModel):
     allocation: AllocationParams | None = None
     stop_loss: DistanceParams
     take_profit: DistanceParams | None = None
-    atr_window: StrictInt = Field(default=14, ge=1)
+    atr_window: StrictInt = Field(default=14, ge=1, le=MAX_WINDOW)
     liquidation: LiquidationParams
     funding: FundingParams
     limits: PolicyLimits
@@ -310,28 +364,39 @@ def _validate_stop_loss_percent(p: Policy) -> Iterator[Issue]:
 
 # Closest stop a trader means: 0.05 % is a few ticks of the price on the coarsest-ticked
 # contracts (XRP: 0.0001 at 0.6) and one taker fee; a tenth of a daily volatility or ATR is
-# noise. Closer stops are refused by the venue or fire on the spread.
+# noise. Closer stops are refused by the venue or fire on the spread. The same floor holds a
+# take-profit: one closer is taken by the spread, for less than the fees it pays (a distance
+# of 1e-30 ran to the end as hundreds of "take-profits" that each realised a loss).
 MIN_STOP_PERCENT = Decimal("0.05")
 MIN_STOP_UNITS = Decimal("0.1")
+
+
+def _too_close(
+    params: DistanceParams, key: str, percent_why: str, units_why: str
+) -> Iterator[Issue]:
+    """The floor of a stop-loss's or take-profit's distance (``key`` is its table)."""
+    loc = (key, "distance")
+    if params.kind == "percent" and params.distance < MIN_STOP_PERCENT:
+        yield Issue(
+            loc,
+            f'must be >= {MIN_STOP_PERCENT} with {key}.kind = "percent": {percent_why}',
+            str(params.distance),
+        )
+    elif params.kind != "percent" and params.distance < MIN_STOP_UNITS:
+        unit = "ATR multiples" if params.kind == "atr" else "daily volatility units"
+        yield Issue(loc, f"must be >= {MIN_STOP_UNITS} {unit}: {units_why}", str(params.distance))
 
 
 def _validate_stop_loss_reach(p: Policy) -> Iterator[Issue]:
     stop = p.stop_loss
     loc = ("stop_loss", "distance")
-    if stop.kind == "percent" and stop.distance < MIN_STOP_PERCENT:
-        yield Issue(
-            loc,
-            f'must be >= {MIN_STOP_PERCENT} with stop_loss.kind = "percent": a closer stop is '
-            "within a few ticks of the price (refused by the venue or stopped out by the spread)",
-            str(stop.distance),
-        )
-    elif stop.kind != "percent" and stop.distance < MIN_STOP_UNITS:
-        unit = "ATR multiples" if stop.kind == "atr" else "daily volatility units"
-        yield Issue(
-            loc,
-            f"must be >= {MIN_STOP_UNITS} {unit}: a closer stop fires on noise",
-            str(stop.distance),
-        )
+    yield from _too_close(
+        stop,
+        "stop_loss",
+        "a closer stop is within a few ticks of the price (refused by the venue or stopped out "
+        "by the spread)",
+        "a closer stop fires on noise",
+    )
     # At leverage L a position is liquidated after a move of less than 1/L (maintenance margin
     # takes the rest): a percent stop that far or farther can never fire first.
     if stop.kind == "percent" and stop.distance < 100 and p.leverage.max > 1:
@@ -345,10 +410,22 @@ def _validate_stop_loss_reach(p: Policy) -> Iterator[Issue]:
             )
 
 
+def _validate_take_profit_reach(p: Policy) -> Iterator[Issue]:
+    if p.take_profit is not None:
+        yield from _too_close(
+            p.take_profit,
+            "take_profit",
+            "a closer take-profit is within a few ticks of the price (refused by the venue or "
+            "taken by the spread, at a loss after fees)",
+            "a closer take-profit is taken on noise, at a loss after fees",
+        )
+
+
 _POLICY_RULES: tuple[Callable[[Policy], Iterator[Issue]], ...] = (
     _validate_target_volatility,
     _validate_fixed_leverage,
     _validate_allocation_section,
     _validate_stop_loss_percent,
     _validate_stop_loss_reach,
+    _validate_take_profit_reach,
 )

@@ -94,9 +94,9 @@ CASES = [
     (
         "a window no venue request can fill",
         None,
-        (("window = 168", "window = 100000000"),),
+        (("window = 168", "window = 50000"),),
         "run",
-        "volatility.window = 100000000 needs 100000001 closed 1h candles",
+        "volatility.window = 50000 needs 50001 closed 1h candles",
     ),
     (
         "a log directory that cannot be made",

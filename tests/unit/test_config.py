@@ -261,6 +261,44 @@ def test_no_contracts_is_an_error(project: Path) -> None:
     assert "contracts: must not be empty (got an array)" in errors_of(write(project, text))
 
 
+LONGG = 'contracts[0].direction: must be one of "long", "short", "signal" or "follow" (got "longg")'
+
+
+@pytest.mark.parametrize(
+    ("edits", "expected"),
+    [
+        # the only entry, bad: pydantic also said the array was empty
+        (
+            [
+                ('[[contracts]]\nsymbol = "ETH/USDT:USDT"\ndirection = "long"\n', ""),
+                ("long", "longg"),
+            ],
+            [LONGG],
+        ),
+        (
+            [
+                ('[[contracts]]\nsymbol = "ETH/USDT:USDT"\ndirection = "long"\n', ""),
+                ('symbol = "BTC/USDT:USDT"', "symbol = 5"),
+            ],
+            ["contracts[0].symbol: must be a string (got 5)"],
+        ),
+        # every entry bad
+        (
+            [('direction = "long"\n[[', 'direction = "longg"\n[['), ('"ETH/USDT:USDT"', "5")],
+            [LONGG, "contracts[1].symbol: must be a string (got 5)"],
+        ),
+    ],
+)
+def test_a_bad_contract_is_not_also_reported_as_no_contracts(
+    project: Path, edits: list[tuple[str, str]], expected: list[str]
+) -> None:
+    text = CONFIG
+    for old, new in edits:
+        text = edit(text, old, new)
+    lines = errors_of(write(project, text)).splitlines()
+    assert lines == [f"config.toml: {line}" for line in expected]
+
+
 STALE = "stale_data_seconds = 120"
 SLIP = "slippage_bps = 2"
 ACCOUNT = '[account]\nname = "main"\nstarting_balance = 10000\n'
@@ -333,6 +371,11 @@ WRONG_VALUES = [
         STALE,
         "stale_data_seconds = 99999999999999999999",
         "risk.stale_data_seconds: must be <= 604800",
+    ),
+    (
+        SLIP,
+        'slippage_bps = 2\nresume_after_halt = "9999999999w"',
+        'simulation.resume_after_halt: must be at most 365d (a year) (got "9999999999w")',
     ),
     (
         "[data]\n",
@@ -746,14 +789,14 @@ def test_max_parallel_requests_is_bounded(project: Path) -> None:
 def test_a_window_beyond_one_venue_request_is_refused_for_live_prices(project: Path) -> None:
     from bot.bootstrap import check_history_reach
 
-    policy = edit(POLICY, "window = 168", "window = 100000000")
+    policy = edit(POLICY, "window = 168", "window = 50000")
     (project / "policies" / "p.toml").write_text(policy)
     config = load_config(write(project, CONFIG))  # a simulation may have that much history
     with pytest.raises(ConfigError) as info:
         check_history_reach(config)
     message = str(info.value)
     assert "\n" not in message
-    assert "volatility.window = 100000000 needs 100000001 closed 1h candles" in message
+    assert "volatility.window = 50000 needs 50001 closed 1h candles" in message
     assert "binanceusdm serves at most 999 in one request" in message
     (project / "policies" / "p.toml").write_text(edit(POLICY, "window = 168", "window = 998"))
     check_history_reach(load_config(write(project, CONFIG)))

@@ -432,6 +432,111 @@ def test_volatility_scaled_stop_is_not_noise(workdir: Path, kind: str, unit: str
     )
 
 
+TP_TOO_CLOSE = (
+    'must be >= 0.05 with take_profit.kind = "percent": a closer take-profit is within a few '
+    "ticks of the price (refused by the venue or taken by the spread, at a loss after fees)"
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "distance", "problem"),
+    [
+        ("atr", "0.1", None),
+        ("vol", "0.1", None),
+        ("percent", "0.05", None),
+        # was accepted: the run ended with hundreds of "take-profits", each a realised loss
+        (
+            "vol",
+            "1e-30",
+            "must be >= 0.1 daily volatility units: a closer take-profit is taken on noise, at a "
+            "loss after fees (got 1E-30)",
+        ),
+        (
+            "atr",
+            "0.01",
+            "must be >= 0.1 ATR multiples: a closer take-profit is taken on noise, at a loss after "
+            "fees (got 0.01)",
+        ),
+        ("percent", "0.0001", f"{TP_TOO_CLOSE} (got 0.0001)"),
+    ],
+)
+def test_take_profit_is_not_noise(
+    workdir: Path, kind: str, distance: str, problem: str | None
+) -> None:
+    text = POLICY + f'[take_profit]\nkind = "{kind}"\ndistance = {distance}\n'
+    if problem is None:
+        path = workdir / "p.toml"
+        path.write_text(text)
+        take_profit = load_policy(path).take_profit
+        assert take_profit is not None
+        assert take_profit.distance == Decimal(distance)
+    else:
+        assert policy_errors(workdir, text) == f"p.toml: take_profit.distance: {problem}"
+
+
+# Durations past any meaning loaded and then broke the run midway: a cooldown's end beyond the
+# year 9999 raised at the first stop, a timeframe of 10^20 days in the candle resampling.
+TIMEFRAME_TOO_LONG = "timeframe: must be at most 1w (a week)"
+COOLDOWN_TOO_LONG = "reentry.cooldown: must be at most 365d (a year)"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("timeframe", "1w", None),
+        ("timeframe", "7d", None),
+        ("timeframe", "10080m", None),
+        ("cooldown", "365d", None),
+        ("cooldown", "8760h", None),
+        ("cooldown", "0", None),
+        ("timeframe", "8d", TIMEFRAME_TOO_LONG),
+        ("timeframe", "169h", TIMEFRAME_TOO_LONG),
+        ("timeframe", "99999999999999999999d", TIMEFRAME_TOO_LONG),
+        ("cooldown", "366d", COOLDOWN_TOO_LONG),
+        ("cooldown", "53w", COOLDOWN_TOO_LONG),
+        ("cooldown", "9999999999w", COOLDOWN_TOO_LONG),
+        ("cooldown", "9" * 5000 + "m", COOLDOWN_TOO_LONG),  # more digits than int() takes
+    ],
+)
+def test_durations_have_an_upper_bound(
+    workdir: Path, key: str, value: str, problem: str | None
+) -> None:
+    if key == "timeframe":
+        text = edit(POLICY, 'timeframe = "1h"', f'timeframe = "{value}"')
+    else:
+        text = POLICY + f'[reentry]\ncooldown = "{value}"\n'
+    if problem is None:
+        path = workdir / "p.toml"
+        path.write_text(text)
+        load_policy(path)
+    else:
+        shown = f'"{value}"' if len(value) <= 78 else f'"{value[:76]}...'
+        assert policy_errors(workdir, text) == f"p.toml: {problem} (got {shown})"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("window = 168", "window = 100001", "volatility.window: must be <= 100000 (got 100001)"),
+        ("[volatility]", "atr_window = 100001\n[volatility]", "atr_window: must be <= 100000"),
+        ("[funding]\n", "[funding]\nlookback = 8761\n", "funding.lookback: must be <= 8760"),
+        (
+            "[funding]",
+            ALLOCATION.replace("720", "100001") + "[funding]",
+            "allocation.covariance_window: must be <= 100000 (got 100001)",
+        ),
+    ],
+)
+def test_windows_have_an_upper_bound(workdir: Path, old: str, new: str, expected: str) -> None:
+    text = edit(POLICY, old, new)
+    if "allocation" in expected:
+        text = edit(text, 'kind = "vol_target"', 'kind = "risk_parity"')
+    assert f"p.toml: {expected}" in policy_errors(workdir, text)
+    path = workdir / "p.toml"
+    path.write_text(text.replace("100001", "100000").replace("8761", "8760"))
+    load_policy(path)
+
+
 def test_several_policy_problems_are_all_reported(workdir: Path) -> None:
     text = edit(POLICY, 'kind = "vol_target"', 'kind = "static"\ncolour = "red"')
     text = edit(text, "window = 168", "window = 0")

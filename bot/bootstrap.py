@@ -361,10 +361,18 @@ def database_errors(config: BotConfig) -> Iterator[None]:
 def check_history_reach(config: BotConfig) -> None:
     """Live prices come from the venue, one request per contract: a window longer than one
     request can bring would leave the bot waiting for data forever. Say so before starting."""
-    from bot.exchange.ccxt_market import closed_candles_per_request
+    from bot.exchange.ccxt_market import closed_candles_per_request, served_timeframes, serves
+    from bot.stats.timeframes import parse_timeframe
 
     reach = closed_candles_per_request(config.exchange.name)
     for policy in config.policies:
+        if not serves(parse_timeframe(policy.timeframe)):
+            # A simulation resamples its files to any length; live candles are read as the
+            # venue serves them, and a tick on another length would fail every time.
+            raise ConfigError(
+                f"{config.source}: policy {policy.name}: timeframe = {policy.timeframe!r}: live "
+                f"prices are read in {', '.join(served_timeframes())} candles only"
+            )
         windows = {
             "volatility.window": policy.volatility.window,
             "atr_window": policy.atr_window,

@@ -35,6 +35,16 @@ def closed_candles_per_request(venue: str) -> int:
     return MAX_CANDLES_PER_REQUEST.get(venue, 1000) - 1
 
 
+def served_timeframes() -> tuple[str, ...]:
+    """The candle lengths live prices are read in, shortest first."""
+    return tuple(_TIMEFRAMES[ms] for ms in sorted(_TIMEFRAMES))
+
+
+def serves(tf_ms: int) -> bool:
+    """Whether the venues' candle reads serve candles ``tf_ms`` long."""
+    return tf_ms in _TIMEFRAMES
+
+
 def timeframe_name(tf_ms: int) -> str:
     try:
         return _TIMEFRAMES[tf_ms]

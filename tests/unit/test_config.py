@@ -802,6 +802,24 @@ def test_a_window_beyond_one_venue_request_is_refused_for_live_prices(project: P
     check_history_reach(load_config(write(project, CONFIG)))
 
 
+def test_a_timeframe_the_venues_do_not_serve_is_refused_for_live_prices(project: Path) -> None:
+    """A simulation resamples its files to any length; live candles come as the venue serves
+    them: a 13h or 1w policy loads, and is refused before a live or paper start."""
+    from bot.bootstrap import check_history_reach
+
+    for timeframe in ("13h", "1w", "3m"):
+        policy = edit(POLICY, 'timeframe = "1h"', f'timeframe = "{timeframe}"')
+        (project / "policies" / "p.toml").write_text(policy)
+        config = load_config(write(project, CONFIG))
+        with pytest.raises(ConfigError) as info:
+            check_history_reach(config)
+        assert f"timeframe = '{timeframe}': live prices are read in 1m, 5m" in str(info.value)
+    for timeframe in ("4h", "1d", "15m"):
+        policy = edit(POLICY, 'timeframe = "1h"', f'timeframe = "{timeframe}"')
+        (project / "policies" / "p.toml").write_text(policy)
+        check_history_reach(load_config(write(project, CONFIG)))
+
+
 def test_api_url_with_demo_off_loads(project: Path) -> None:
     text = edit(
         CONFIG, "[risk]", '[exchange]\ndemo = false\napi_url = "https://gw.example:8443/bn"\n[risk]'

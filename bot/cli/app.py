@@ -103,7 +103,9 @@ def simulate(
     contracts: Annotated[
         str | None,
         typer.Option(
-            "--contracts", help="comma-separated contracts, e.g. BTC/USDT:USDT,ETH/USDT:USDT"
+            "--contracts",
+            help="comma-separated contracts, e.g. BTC/USDT:USDT,ETH/USDT:USDT; one not in the "
+            "configuration is held long, with no cap of its own",
         ),
     ] = None,
     start: Annotated[

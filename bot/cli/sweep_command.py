@@ -51,7 +51,11 @@ def register(
         ] = None,
         data: Annotated[Path | None, typer.Option("--data", help="market data directory")] = None,
         contracts: Annotated[
-            str | None, typer.Option("--contracts", help="comma-separated contracts")
+            str | None,
+            typer.Option(
+                "--contracts",
+                help="comma-separated contracts; one not in the configuration is held long",
+            ),
         ] = None,
         start: Annotated[str | None, typer.Option("--start", help="first day, YYYY-MM-DD")] = None,
         end: Annotated[str | None, typer.Option("--end", help="last day, YYYY-MM-DD")] = None,

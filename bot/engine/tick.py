@@ -995,8 +995,13 @@ class Engine:
         observed: Decimal | None = None,
     ) -> RiskMemory:
         equity = acct.equity() if observed is None else min(acct.equity(), observed)
-        base = self._risk_memory() or initial_memory(equity, now)
-        memory, transition = update(base, equity, now, self.limits, stale)
+        # The UTC day the limits count in is the venue's: a host clock stepped forward across
+        # 00:00 (a VM resumed with a wrong clock) started a new day, which lifted that day's
+        # daily-loss halt and measured the day from the equity after its loss. The runner
+        # measures the venue's clock again before a job once the wall clock stepped.
+        day_ms = self.exchange.venue_now_ms()
+        base = self._risk_memory() or initial_memory(equity, day_ms)
+        memory, transition = update(base, equity, day_ms, self.limits, stale)
         worse = transition is not None and transition.worse
         if self._needs_second_reading(base, memory, transition, equity) and not (
             worse and self._breach_to_confirm
@@ -1008,8 +1013,8 @@ class Engine:
             self._breach_to_confirm = worse
             self._read_again(now, acct)
             equity = acct.equity() if observed is None else min(acct.equity(), observed)
-            base = self._risk_memory() or initial_memory(equity, now)
-            memory, transition = update(base, equity, now, self.limits, stale)
+            base = self._risk_memory() or initial_memory(equity, day_ms)
+            memory, transition = update(base, equity, day_ms, self.limits, stale)
         self._breach_to_confirm = False
         self._last_equity = equity
         self._save_memory(

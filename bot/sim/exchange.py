@@ -211,6 +211,10 @@ class SimulatedExchange:
             if f.liquidation and f.symbol == symbol and f.timestamp_ms >= since_ms
         ]
 
+    def venue_now_ms(self) -> int:
+        """The simulated venue keeps the injected clock's time."""
+        return self.clock.now_ms()
+
     def fetch_mark_price(self, symbol: str) -> Decimal:
         try:
             return self.marks[symbol]

@@ -57,6 +57,9 @@ class PaperExchange:
     def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
         return self.sim.fetch_forced_closes(symbol, since_ms)
 
+    def venue_now_ms(self) -> int:
+        return self.sim.venue_now_ms()
+
     def fetch_mark_price(self, symbol: str) -> Decimal:
         return self.sim.fetch_mark_price(symbol)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ import pytest
 from bot.bootstrap import Secrets, build_live, open_store
 from bot.clock import LiveClock, ms_to_datetime
 from bot.config.loader import load_config
-from bot.domain.enums import EventKind
+from bot.domain.enums import EventKind, TradingState
+from bot.risk.state import DAY_MS
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.instance_lock import AlreadyRunning
@@ -227,5 +229,37 @@ def test_a_wall_clock_stepped_back_is_measured_again_before_the_next_job(
         assert "the host clock is 30.0 s behind binanceusdm's" in event
         runner.guard()  # no step since: nothing measured
         assert len(server.calls("/fapi/v1/time", "GET")) == measured + 1
+    finally:
+        stop_live(runner, store)
+
+
+def test_a_wall_clock_stepped_forward_over_midnight_keeps_the_days_halt(
+    tmp_path: Path, server: LoopbackBinance, backend: SimulatedExchange
+) -> None:
+    """The loss limits count in the venue's UTC day: a host clock stepped forward across 00:00
+    (a virtual machine resumed with a wrong clock) started a new day, which lifted the day's
+    daily-loss halt. The runner measures the venue's clock again before the job; the day stays."""
+    clock = SteppingClock()
+    config = load_config(write_config(tmp_path, server))
+    store = open_store(config)
+    runner = build_live(config, store, Secrets(KEY, SECRET, None), clock=clock)
+    try:
+        runner.guard()
+        backend.book.wallet -= backend.book.wallet * Decimal("0.08")  # the daily limit is 5 %
+        runner.guard()
+        halted = store.load_risk_memory()
+        assert halted is not None
+        assert halted.state is TradingState.HALTED
+        assert "daily loss" in halted.state_reason
+        now = clock.now_ms()
+        step = DAY_MS - now % DAY_MS + 3_600_000  # the host reads 01:00 tomorrow
+        clock.step_ms = step
+        server.server_time_offset_ms = -step  # the venue's (right) clock is that far behind
+        runner.guard()
+        memory = store.load_risk_memory()
+        assert memory is not None
+        assert memory.state is TradingState.HALTED, memory.state_reason
+        assert memory.day_start_ms == halted.day_start_ms
+        assert "stepped forward" in clock_events(store)[0]
     finally:
         stop_live(runner, store)

@@ -3,7 +3,8 @@
 Names (see ``data/sample/README.md``): ``<BASE>_USDT_USDT-<tf>.csv.gz`` last-trade OHLCV,
 ``<BASE>_USDT_USDT-<tf>-mark.csv.gz`` mark-price OHLC (volume 0),
 ``<BASE>_USDT_USDT-funding.csv.gz`` funding rates. Plain ``.csv`` is accepted too.
-Timestamps are UTC epoch milliseconds; candles are stamped with their open time.
+Timestamps are UTC epoch milliseconds; candles are stamped with their open time. Files of
+second candles (``-1s``) are skipped with a warning: the bot's timeframes are m, h, d or w.
 
 Loading is one ``np.loadtxt`` pass (numpy's C parser) over the decompressed bytes, then
 vectorised checks. Only when that pass fails is the file re-read line by line, to name the
@@ -24,6 +25,7 @@ from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from loguru import logger
 
 from bot.errors import DataError
 from bot.marketdata.cache import Columns, forget, load_table
@@ -36,6 +38,23 @@ FUNDING_COLUMNS = ("timestamp", "funding_rate")
 MAX_ABS_FUNDING_RATE = 0.1  # fraction per interval; exchanges cap far lower (Binance: 0.03 at most)
 # 1973-03-03 in ms; a smaller stamp is almost surely in seconds, not milliseconds.
 _MIN_PLAUSIBLE_MS = 100_000_000_000
+# 2286-11-20 in ms; a larger stamp is almost surely in microseconds or nanoseconds (stamps of
+# today are near 1.7e12 in ms, 1.7e15 in us, 1.7e18 in ns). It also keeps every stamp a date.
+_MAX_PLAUSIBLE_MS = 10_000_000_000_000
+# Prices outside this range are no perpetual's: the dearest (BTC) trades near 1e5 USDT, the
+# cheapest near 3e-5 (1000SATS; the venues' finest tick is 1e-7). The cap also keeps the
+# simulator's decimals exact: a price of at most 10 integer digits, quantized to the 1e-10 of
+# its money (bot.sim.book), stays well inside Decimal's 28 digits, where 1e300 broke the
+# funding charge and 1e12 charged funding on an absurd notional.
+MIN_PRICE = 1e-9
+MAX_PRICE = 1e9
+# The most a price may move in one candle, either way: the high over the low, and over or under
+# the close of the candle just before. Real perpetual candles stay far inside it (the widest in
+# the full Binance and Bybit data set: ETH 1h on 2020-03-13, from 84 to 323, 3.8 times; the
+# venues refuse orders priced far from the mark), while a typo or a price in another unit is
+# off by a factor of 10 or more. A hole in the data is not a candle: the first candle after
+# one is measured on its own (SOL was 6.4 times dearer after a two-year hole).
+MAX_CANDLE_MOVE = 10.0
 _CANDLE_DTYPE = np.dtype(
     [(c, np.int64 if c == "timestamp" else np.float64) for c in CANDLE_COLUMNS]
 )
@@ -130,6 +149,17 @@ def discover(data_dir: Path) -> DataInventory:
         m = _NAME_RE.match(path.name)
         if m is None or not path.is_file():
             continue
+        if m["tf"] is not None and m["tf"].endswith("s"):
+            # Second candles (freqtrade downloads them for some venues) are of no use here: the
+            # policies, the statistics and the simulator count in m, h, d or w. Like any other
+            # file that is not usable market data they are left out, but named, since their
+            # name says market data.
+            logger.warning(
+                "{}: skipped {}: candles of seconds are not used (timeframes are m, h, d or w)",
+                data_dir,
+                path.name,
+            )
+            continue
         series = path.name.removesuffix(".gz").removesuffix(".csv")
         if (other := seen.get(series)) is not None:
             raise DataError(f"{data_dir}: both {other.name} and {path.name} hold {series}")
@@ -188,7 +218,44 @@ def _candles(path: Path, rows: Columns, symbol: str, tf_ms: int, kind: str) -> C
     _fail_first(path, {"high": bad_high}, "high {v} is below max(open, close)", cols)
     _fail_first(path, {"low": lo > np.minimum(o, c)}, "low {v} is above min(open, close)", cols)
     _fail_first(path, {"volume": v < 0}, "volume is negative: {v}", cols)
+    absurd = {n: (a < MIN_PRICE) | (a > MAX_PRICE) for n, a in prices.items()}
+    problem = f"{{col}} {{v}} is absurd (not within {MIN_PRICE:g} to {MAX_PRICE:g})"
+    _fail_first(path, absurd, problem, cols)
+    _check_moves(path, ts, tf_ms, cols)
     return Candles(ts, o, h, lo, c, v, tf_ms=tf_ms, symbol=symbol, kind=kind, source=str(path))
+
+
+def _check_moves(
+    path: Path, ts: npt.NDArray[np.int64], tf_ms: int, cols: dict[str, npt.NDArray[np.float64]]
+) -> None:
+    """Refuse the first candle that moves more than :data:`MAX_CANDLE_MOVE` times: its high over
+    its low, or its high or low off the close of the candle just before it (none after a hole).
+    Prices are positive here, and each candle's high its top and its low its bottom."""
+    high, low, close = cols["high"], cols["low"], cols["close"]
+    within = high > MAX_CANDLE_MOVE * low
+    before = close[:-1]
+    jump = np.zeros(len(ts), dtype=np.bool_)
+    jump[1:] = (np.diff(ts) == tf_ms) & (
+        (high[1:] > MAX_CANDLE_MOVE * before) | (low[1:] * MAX_CANDLE_MOVE < before)
+    )
+    bad = np.flatnonzero(within | jump)
+    if not bad.size:
+        return
+    i = int(bad[0])
+    hi, lo = float(high[i]), float(low[i])
+    if jump[i]:
+        ref = float(close[i - 1])
+        what = (
+            f"moves by a factor of {max(hi / ref, ref / lo):.3g} from the close {ref!r} of the "
+            f"candle before it (line {i + 1})"
+        )
+    else:
+        what = f"spans a factor of {hi / lo:.3g} from its low to its high"
+    row = ", ".join(f"{n}={float(cols[n][i])!r}" for n in ("open", "high", "low", "close"))
+    raise DataError(
+        f"{path}: line {i + 2}: the candle {what} ({row}); no market moves more than "
+        f"{MAX_CANDLE_MOVE:g} times in one candle: a typo, or a price in another unit?"
+    )
 
 
 def load_funding(path: Path | str, symbol: str) -> FundingSeries:
@@ -317,13 +384,7 @@ def _fmt_ms(ms: int) -> str:
 
 
 def _check_timestamps(path: Path, ts: npt.NDArray[np.int64], tf_ms: int | None) -> None:
-    small = np.flatnonzero(ts < _MIN_PLAUSIBLE_MS)
-    if small.size:
-        i = int(small[0])
-        raise DataError(
-            f"{path}: line {i + 2}: timestamp {ts[i]} is not UTC epoch milliseconds "
-            "(too small: seconds?)"
-        )
+    _check_epoch_ms(path, ts)
     step = np.diff(ts)
     bad = np.flatnonzero(step <= 0)
     if bad.size:
@@ -345,6 +406,18 @@ def _check_timestamps(path: Path, ts: npt.NDArray[np.int64], tf_ms: int | None) 
                 f"{path}: line {i + 2}: timestamp {_fmt_ms(int(ts[i]))} is off the "
                 f"{format_timeframe(tf_ms)} grid (remainder {int(ts[i] % tf_ms)} ms)"
             )
+
+
+def _check_epoch_ms(path: Path, ts: npt.NDArray[np.int64]) -> None:
+    """Refuse the first stamp that cannot be epoch milliseconds, guessing the unit it is in."""
+    outside = np.flatnonzero((ts < _MIN_PLAUSIBLE_MS) | (ts > _MAX_PLAUSIBLE_MS))
+    if outside.size:
+        i = int(outside[0])
+        small = ts[i] < _MIN_PLAUSIBLE_MS
+        why = "too small: seconds?" if small else "too large: microseconds or nanoseconds?"
+        raise DataError(
+            f"{path}: line {i + 2}: timestamp {ts[i]} is not UTC epoch milliseconds ({why})"
+        )
 
 
 def _fail_first(

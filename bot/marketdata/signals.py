@@ -23,6 +23,8 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+:[A-Z0-9]+$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MIN_PLAUSIBLE_MS = 100_000_000_000  # 1973-03-03; smaller is most likely seconds
+# 2286-11-20; larger is most likely microseconds or nanoseconds (a signal there never fires).
+_MAX_PLAUSIBLE_MS = 10_000_000_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,10 +100,7 @@ def _series(contract: str, by_ts: dict[int, tuple[int, int]], source: str) -> Si
 
 def _parse_timestamp(raw: str, where: str) -> int:
     if raw.isascii() and raw.isdigit():
-        ms = int(raw)
-        if ms < _MIN_PLAUSIBLE_MS:
-            raise DataError(f"{where}: timestamp {raw} is not epoch milliseconds (seconds?)")
-        return ms
+        return _epoch_ms(raw, where)
     try:
         dt = datetime.fromisoformat(raw)
     except ValueError:
@@ -114,7 +113,23 @@ def _parse_timestamp(raw: str, where: str) -> int:
     delta = dt - _EPOCH
     if delta % _MS:
         raise DataError(f"{where}: timestamp {raw!r} is finer than a millisecond")
-    return delta // _MS
+    ms = delta // _MS
+    if not _MIN_PLAUSIBLE_MS <= ms <= _MAX_PLAUSIBLE_MS:
+        raise DataError(f"{where}: timestamp {raw!r} is not within 1973-03-03 to 2286-11-20")
+    return ms
+
+
+def _epoch_ms(raw: str, where: str) -> int:
+    # Lengths first: int() refuses more than 4300 digits, and a number over 19 digits does not
+    # fit the int64 the series are kept in.
+    if len(raw.lstrip("0")) > len(str(_MAX_PLAUSIBLE_MS)) or int(raw) > _MAX_PLAUSIBLE_MS:
+        raise DataError(
+            f"{where}: timestamp {raw} is not epoch milliseconds "
+            "(too large: microseconds or nanoseconds?)"
+        )
+    if int(raw) < _MIN_PLAUSIBLE_MS:
+        raise DataError(f"{where}: timestamp {raw} is not epoch milliseconds (seconds?)")
+    return int(raw)
 
 
 def _parse_direction(raw: str, where: str) -> int:

@@ -139,6 +139,23 @@ def test_missing_file(tmp_path: Path) -> None:
         (f"{T0 + 2 * H},100.0,101,99.5,100.5,-0.5", ["line 4", "volume is negative: -0.5"]),
         (f"{T0 + 2 * H + 60_000},100.0,101,99.5,100.5,1", ["line 4", "off the 1h grid"]),
         (f"{(T0 + 2 * H) // 1000},100.0,101,99.5,100.5,1", ["line 4", "seconds?"]),
+        (f"{(T0 + 2 * H) * 1000},100.0,101,99.5,100.5,1", ["line 4", "microseconds or nano"]),
+        (f"{(T0 + 2 * H) * 10**6},100.0,101,99.5,100.5,1", ["line 4", "too large"]),
+        (f"{T0 + 2 * H},1e12,1e12,99.5,100.5,1", ["line 4", "open 1000000000000.0 is absurd"]),
+        (f"{T0 + 2 * H},1e300,1e300,99.5,100.5,1", ["line 4", "open 1e+300 is absurd"]),
+        (f"{T0 + 2 * H},1e-12,101,1e-12,100.5,1", ["line 4", "open 1e-12 is absurd"]),
+        (
+            f"{T0 + 2 * H},1e9,1e9,99.5,100.5,1",
+            ["line 4", "moves by a factor of 9.95e+06 from the close 100.5", "(line 3)"],
+        ),
+        (
+            f"{T0 + 2 * H},100.0,1106,99.5,100.5,1",
+            ["line 4", "factor of 11 from the close 100.5 of the candle before it (line 3)"],
+        ),
+        (
+            f"{T0 + 2 * H},100.0,101,9.5,100.5,1",
+            ["line 4", "factor of 10.6 from the close 100.5", "high=101.0, low=9.5"],
+        ),
     ],
 )
 def test_bad_row_names_file_line_and_problem(
@@ -151,6 +168,34 @@ def test_bad_row_names_file_line_and_problem(
     assert message.startswith(f"{path}: ")
     for fragment in fragments:
         assert fragment in message
+
+
+def test_real_wicks_and_moves_across_a_hole_are_kept(tmp_path: Path) -> None:
+    rows = candle_rows(6)
+    rows[1] = f"{T0 + H},100.0,900.0,99.5,100.5,1"  # a wick to 9 times the close before
+    rows[2] = f"{T0 + 2 * H},100.0,101.5,12.0,100.5,1"  # and one down to an eighth of it
+    del rows[3]  # a hole of one hour, then prices 50 times dearer: no candle moved that much
+    rows[3:] = [f"{T0 + i * H},5000.0,5050.0,4990.0,5025.0,1" for i in (4, 5)]
+    c = load_candles(candle_file(tmp_path, rows), "BTC/USDT:USDT", H)
+    assert c.high.tolist() == [101.5, 900.0, 101.5, 5050.0, 5050.0]
+
+
+def test_a_candle_wider_than_ten_times_is_refused_after_a_hole_too(tmp_path: Path) -> None:
+    rows = candle_rows(4)
+    rows[2] = f"{T0 + 3 * H},100.0,1010.0,99.5,100.5,1"  # after a hole: measured on its own
+    del rows[3]
+    path = candle_file(tmp_path, rows)
+    message = load_error(path)
+    assert message.startswith(f"{path}: line 4: the candle spans a factor of 10.2 from its low")
+
+
+def test_mark_candles_are_held_to_the_same_bounds(tmp_path: Path) -> None:
+    rows = candle_rows(3)
+    rows[1] = f"{T0 + H},100.0,1e12,99.5,100.5,0"
+    path = write(tmp_path / "BTC_USDT_USDT-1h-mark.csv.gz", "\n".join([HEADER, *rows]) + "\n")
+    with pytest.raises(DataError) as info:
+        load_candles(path, "BTC/USDT:USDT", H, "mark")
+    assert str(info.value).startswith(f"{path}: line 3: high 1000000000000.0 is absurd")
 
 
 def test_decreasing_timestamp_names_both_lines_and_stamps(tmp_path: Path) -> None:
@@ -198,6 +243,7 @@ def test_loads_funding(tmp_path: Path) -> None:
         ([f"{T0},0.0001", f"{T0},0.0002"], None, ["line 3", "duplicate timestamp"]),
         ([f"{T0 + H},0.0001", f"{T0},0.0002"], None, ["line 3", "not strictly increasing"]),
         ([f"{T0},1%"], None, ["line 2", "'funding_rate'", "cannot parse '1%'"]),
+        ([f"{T0},0.0001", f"{(T0 + H) * 1000},0.0001"], None, ["line 3", "microseconds or"]),
         ([], None, ["no data rows"]),
     ],
 )
@@ -265,6 +311,16 @@ def test_discover_lists_series_per_symbol(tmp_path: Path) -> None:
         inv.candle_path("SOL/USDT:USDT", "1h", "mark")
     with pytest.raises(DataError, match="no data for 'XRP/USDT:USDT'; available: BTC"):
         inv.trade_timeframes("XRP/USDT:USDT")
+
+
+def test_discover_skips_files_of_second_candles(tmp_path: Path) -> None:
+    # Nothing downstream takes a timeframe in seconds: such a file crashed simulate and vol.
+    for name in ["BTC_USDT_USDT-1h.csv.gz", "BTC_USDT_USDT-1s.csv", "ETH_USDT_USDT-30s-mark.csv"]:
+        (tmp_path / name).write_bytes(b"")
+    inv = discover(tmp_path)
+    assert inv.symbols() == ["BTC/USDT:USDT"]
+    assert inv.trade_timeframes("BTC/USDT:USDT") == ["1h"]
+    assert inv.mark_timeframes("BTC/USDT:USDT") == []
 
 
 def test_discover_rejects_missing_empty_and_ambiguous_dirs(tmp_path: Path) -> None:

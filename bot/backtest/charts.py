@@ -72,6 +72,10 @@ class LocalCharts:
         for name, path, kwargs in jobs:
             _draw(name, path, kwargs)
 
+    def stop(self) -> None:
+        """Drop the charts not drawn yet (the command failed), as :meth:`HelperCharts.stop`."""
+        self._jobs.clear()
+
     def __enter__(self) -> Self:
         return self
 
@@ -81,7 +85,7 @@ class LocalCharts:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._jobs.clear()  # charts not finished are not drawn, as with the helper
+        self.stop()  # charts not finished are not drawn, as with the helper
 
 
 class HelperCharts:

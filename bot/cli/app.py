@@ -231,7 +231,7 @@ def vol(
     """Realised volatility against its history, funding, and the policy's leverage now."""
     from bot.cli import tools
 
-    with reported_errors():
+    with reported_errors(), tools.plot_place(plot):  # --plot checked before a download
         if from_exchange:
             if data is not None:
                 raise BotError("give --data or --exchange, not both")
@@ -270,7 +270,7 @@ def stress(
     """Crashes, instant moves, volatility and funding spikes played on a book."""
     from bot.cli import tools
 
-    with reported_errors():
+    with reported_errors(), tools.plot_place(plot):  # --plot checked before the account is read
         snapshot: Path | None = None
         if from_account:
             if positions is not None or from_sim is not None:

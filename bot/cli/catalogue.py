@@ -16,6 +16,7 @@ from rich.table import Table
 
 from bot import strict_json
 from bot.errors import ConfigError
+from bot.outputs import prepare_dir, remove_created
 
 _JSON = "print JSON instead of tables"
 
@@ -267,6 +268,9 @@ def register(  # noqa: C901 - one nested function per command, each simple
             start_ms = int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp())
             stop = last + timedelta(days=1)
             end_ms = int(datetime(stop.year, stop.month, stop.day, tzinfo=UTC).timestamp())
+            target = out or cfg.data.dir
+            # checked before the first request, not when the first file is written
+            created = prepare_dir(target, "--out" if out is not None else f"{config}: data.dir")
             ex = _exchange(cfg, signed=False, real_market=True)
             with Progress(
                 TextColumn("{task.description}"),
@@ -284,9 +288,13 @@ def register(  # noqa: C901 - one nested function per command, each simple
                         tasks[label] = bar.add_task(label, total=total)
                     bar.update(tasks[label], completed=done, total=total)
 
-                result = HistoryDownloader(
-                    ex, out or cfg.data.dir, clock=LiveClock(), progress=progress
-                ).run(wanted, tfs, start_ms * 1000, end_ms * 1000)
+                try:
+                    result = HistoryDownloader(
+                        ex, target, clock=LiveClock(), progress=progress
+                    ).run(wanted, tfs, start_ms * 1000, end_ms * 1000)
+                except BaseException:
+                    remove_created(created)  # only while nothing was written in them
+                    raise
             rows: list[dict[str, Any]] = [
                 {
                     "file": str(s.path),

@@ -29,6 +29,7 @@ def run_sweep(
     spec: SweepSpec, workers: int | None, cluster: str | None, console: Console
 ) -> SweepOutcome:
     executor = make_executor(workers, cluster)
+    sweep: Sweep | None = None
     try:
         sweep = Sweep(spec, executor)
         wins = sweep.windows()
@@ -59,6 +60,10 @@ def run_sweep(
 
             sweep.listener = listen
             outcome = sweep.run()
+    except BaseException:
+        if sweep is not None:  # failed before its first point: nothing left to refuse a rerun
+            sweep.discard_unfinished()
+        raise
     finally:
         executor.close()
     write_outputs(spec, sweep, outcome)

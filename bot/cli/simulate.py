@@ -20,6 +20,7 @@ from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
+from bot.outputs import staged_dir
 
 SUMMARY_KEYS = (
     ("final_equity", "final equity", "{:,.2f}"),
@@ -72,17 +73,23 @@ def run(
         if data_dir is not None and not data_dir.is_dir():
             raise ConfigError(f"--data {data_dir}: not a directory")
         out_dir = out or config.simulation.out_dir
-        if len(config.policies) > 1:
-            reports = _compare(
-                config_path, config, policies, symbols, data_dir, out_dir, console, charts
-            )
-        else:
-            reports = [_simulate(config, symbols, data_dir, out_dir, console, charts)]
-        # The table is printed while the helper draws the last chart; that the outputs are
-        # written is said once they are.
-        _print_summary(reports, console, as_csv)
-        stand_ins = _stand_in_note(config, symbols, data_dir)
-        charts.finish()
+        # The output directory is checked (created) before the simulation, not found unusable
+        # after it. The files are written into a hidden directory inside it and moved into
+        # place once all are written: a run that fails (the second of two policies, a chart)
+        # leaves none of them, and files there it does not write are kept. The chart helper is
+        # stopped before that directory is removed, or it would draw into it anew.
+        with staged_dir(out_dir, "--out", before_discard=charts.stop) as work:
+            if len(config.policies) > 1:
+                reports = _compare(
+                    config_path, config, policies, symbols, data_dir, work, console, charts
+                )
+            else:
+                reports = [_simulate(config, symbols, data_dir, work, console, charts)]
+            # The table is printed while the helper draws the last chart; that the outputs are
+            # written is said once they are.
+            _print_summary(reports, console, as_csv)
+            stand_ins = _stand_in_note(config, symbols, data_dir)
+            charts.finish()
     if as_csv:
         typer.echo(f"outputs written to {out_dir}", err=True)
     else:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
 from bot.errors import ConfigError, DataError
 from bot.marketdata.files import DataInventory, discover
+from bot.outputs import prepare_file, remove_created
 from bot.sim.history import load_history
 from bot.tools import calc as calc_tool
 from bot.tools import render, stress, voltrack
@@ -33,7 +35,7 @@ from bot.tools.calc import to_text
 from bot.tools.portfolio import MAX_INPUT, Portfolio, open_on_exchange, read_portfolio
 from bot.tools.scenarios import Scenario, extreme_json, market_inputs, standard_scenarios
 
-__all__ = ["parse_decimal", "run_calc", "run_stress", "run_vol"]
+__all__ = ["parse_decimal", "plot_place", "run_calc", "run_stress", "run_vol"]
 
 
 def parse_decimal(flag: str, text: str | None) -> Decimal | None:
@@ -164,11 +166,12 @@ def run_vol(
     config = _config(config_path, policy_path)
     policy = config.policies[0]
     inventory = _inventory(data, config)
-    report = voltrack.track(config, policy, inventory)
-    payload = voltrack.jsonable(report, policy)
-    if plot is not None:
-        _vol_plot(plot, config, inventory, report)
-        payload["plot"] = str(plot)
+    with plot_place(plot):
+        report = voltrack.track(config, policy, inventory)
+        payload = voltrack.jsonable(report, policy)
+        if plot is not None:
+            _vol_plot(plot, config, inventory, report)
+            payload["plot"] = str(plot)
     if as_json:
         _emit(payload)
         return payload
@@ -178,6 +181,22 @@ def run_vol(
     if plot is not None:
         console.print(f"plot written to [bold]{plot}[/bold]")
     return payload
+
+
+@contextmanager
+def plot_place(plot: Path | None) -> Iterator[None]:
+    """``--plot FILE`` checked before the work it draws (a path under a file, a directory, a
+    name too long are said now, not as a traceback at the end); the folders made for it are
+    removed again when the command fails before drawing."""
+    if plot is None:
+        yield
+        return
+    created = prepare_file(plot, "--plot")
+    try:
+        yield
+    except BaseException:
+        remove_created(created)
+        raise
 
 
 def _vol_plot(
@@ -262,16 +281,17 @@ def run_stress(
     if hedged_view is not None:
         payload["with_and_without_hedge"] = hedged_view[0]
     rows = None
-    if grid or plot is not None:
-        bar = terminal.cli_console(stderr=True)
-        with terminal.progress(bar, "leverage grid", len(stress.GRID_LEVELS)) as step:
-            rows = stress.leverage_grid(
-                portfolio, instruments, scenarios, limits, slippage, progress=step
-            )
-        payload["leverage_grid"] = stress.grid_json(rows, stress.GRID_LEVELS)
-    if plot is not None and rows is not None:
-        _grid_plot(plot, rows, portfolio.source)
-        payload["plot"] = str(plot)
+    with plot_place(plot):
+        if grid or plot is not None:
+            bar = terminal.cli_console(stderr=True)
+            with terminal.progress(bar, "leverage grid", len(stress.GRID_LEVELS)) as step:
+                rows = stress.leverage_grid(
+                    portfolio, instruments, scenarios, limits, slippage, progress=step
+                )
+            payload["leverage_grid"] = stress.grid_json(rows, stress.GRID_LEVELS)
+        if plot is not None and rows is not None:
+            _grid_plot(plot, rows, portfolio.source)
+            payload["plot"] = str(plot)
     if as_json:
         _emit(payload)
         return payload

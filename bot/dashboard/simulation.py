@@ -17,6 +17,7 @@ from typing import Any
 from bot.dashboard.account import drawdowns
 from bot.dashboard.model import ContractView, Curve, JournalTable, Overview
 from bot.errors import DataError
+from bot.outputs import STAGING_PREFIX
 from bot.store.views import TimeWindow
 
 SUMMARY = (  # report.json key, label, format
@@ -43,7 +44,12 @@ def discover_runs(directory: Path) -> dict[str, Path]:
         raise DataError(f"{directory}: not a directory (give the --out directory of bot simulate)")
     if (directory / "report.json").is_file():
         return {directory.name or "simulation": directory}
-    runs = {sub.name: sub for sub in sorted(directory.iterdir()) if (sub / "report.json").is_file()}
+    runs = {
+        sub.name: sub
+        for sub in sorted(directory.iterdir())
+        # not a run still being written (bot simulate writes into a hidden directory there)
+        if (sub / "report.json").is_file() and not sub.name.startswith(STAGING_PREFIX)
+    }
     if not runs:
         raise DataError(
             f"{directory}: no report.json in it or in its subdirectories "

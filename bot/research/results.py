@@ -40,8 +40,9 @@ def columns(param_keys: list[str]) -> list[str]:
     return [*LEAD_COLUMNS, *(f"param.{k}" for k in param_keys), *TAIL_COLUMNS]
 
 
-def check_spec(out: Path, spec: dict[str, Any]) -> None:
-    """Write ``sweep.json``, or check a restarted sweep is the same sweep."""
+def check_spec(out: Path, spec: dict[str, Any]) -> bool:
+    """Write ``sweep.json``, or check a restarted sweep is the same sweep; whether it was
+    written now (a new sweep)."""
     path = out / "sweep.json"
     text = strict_json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n"
     if path.exists():
@@ -51,10 +52,11 @@ def check_spec(out: Path, spec: dict[str, Any]) -> None:
                 f"{out}: holds a different sweep ({path.name} differs: {_differences(old, spec)}); "
                 "resume it with the same options and inputs or choose another --out"
             )
-        return
+        return False
     out.mkdir(parents=True, exist_ok=True)
     with replaced_text(path) as fh:  # a kill now leaves no half-written sweep.json
         fh.write(text)
+    return True
 
 
 def _differences(old_text: str, spec: dict[str, Any]) -> str:

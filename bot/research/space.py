@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import random
 import tomllib
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,11 @@ def parse_param(spec: str) -> Param:
         lo, hi = _value(lo_text, where), _value(hi_text, where)
         if not isinstance(lo, Decimal | int) or not isinstance(hi, Decimal | int):
             raise ConfigError(f"{where}: a range needs two numbers, got {rest!r}")
-        if isinstance(lo, bool) or isinstance(hi, bool) or lo >= hi:
-            raise ConfigError(f"{where}: the range must go from low to high, got {rest!r}")
-        return Param(key, low=Decimal(lo), high=Decimal(hi))
+        if isinstance(lo, bool) or isinstance(hi, bool):
+            raise ConfigError(f"{where}: a range needs two numbers, got {rest!r}")
+        low, high = Decimal(lo), Decimal(hi)
+        _check_range(key, low, high, where)
+        return Param(key, low=low, high=high)
     values = tuple(_value(v, where) for v in rest.split(","))
     seen: dict[tuple[str, object], Scalar] = {}
     for v in values:
@@ -82,6 +85,31 @@ def parse_param(spec: str) -> Param:
                 "same value)"
             )
     return Param(key, values)
+
+
+_NARROWEST = Decimal("1e-9")
+"""The narrowest range, as a fraction of its bounds' size: the draws are floats (``random``'s,
+Optuna's), whose 16 digits must still tell its points apart."""
+
+
+def _check_range(key: str, low: Decimal, high: Decimal, where: str) -> None:
+    """Bounds that every draw can be made from: finite numbers a float holds, low below high,
+    and wide enough for a float to tell the points between them apart."""
+    for bound in (low, high):
+        if not bound.is_finite():
+            raise ConfigError(f"{where}: {key}'s bounds must be finite numbers, got {bound}")
+    if low >= high:
+        raise ConfigError(
+            f"{where}: the range must go from low to high, got {format(low, 'f')}.."
+            f"{format(high, 'f')}"
+        )
+    if not math.isfinite(float(high) - float(low)):
+        raise ConfigError(f"{where}: {key}'s range is too large to draw from (beyond a float's)")
+    if high - low < max(abs(low), abs(high)) * _NARROWEST:
+        raise ConfigError(
+            f"{where}: {key}'s range is too narrow to draw from: its width must be at least "
+            f"{_NARROWEST:.0e} times its larger bound (list the values instead: KEY=V1,V2)"
+        )
 
 
 def _identity(value: Scalar) -> tuple[str, object]:
@@ -230,8 +258,46 @@ def _draw(p: Param, rng: random.Random) -> Scalar:
         return rng.choice(p.values)
     if p.integer:
         return rng.randint(int(p.low), int(p.high))
-    x = Decimal(str(rng.uniform(float(p.low), float(p.high))))
-    return x.quantize(Decimal("0.0001"))
+    return on_step(p, Decimal(str(rng.uniform(float(p.low), float(p.high)))))
+
+
+_STEP = Decimal("0.0001")
+"""The step a drawn value is rounded to in a range at least :data:`_STEPS` of it wide."""
+_STEPS = 100
+
+
+def _bounds(p: Param) -> tuple[Decimal, Decimal]:
+    if p.low is None or p.high is None:
+        raise ValueError(f"{p.key}: listed values, not a range")
+    return p.low, p.high
+
+
+def step(p: Param) -> Decimal:
+    """The step a range's drawn values are rounded to: 0.0001, or in a range narrower than 100
+    of them a power of ten that gives it 100 to 999 (a range of 0.00011..0.00019 rounded to
+    0.0001 ran 0.0001 and 0.0002, neither in it)."""
+    low, high = _bounds(p)
+    width = high - low
+    if width >= _STEP * _STEPS:
+        return _STEP
+    return Decimal(1).scaleb(width.adjusted() - 2)
+
+
+def on_step(p: Param, drawn: Decimal) -> Decimal:
+    """A value drawn in range ``p`` as it runs and is reported: rounded to the range's
+    :func:`step`, toward the inside past either bound (a bound between two steps, or a float's
+    last digit beyond it), so it always lies within the range."""
+    low, high = _bounds(p)
+    places = step(p)
+    # as many digits as the value needs at that step: 28 cannot hold 1e30 to 4 decimals
+    context = Context(prec=max(28, drawn.adjusted() - places.adjusted() + 2))
+    value = drawn.quantize(places, context=context)
+    if value < low:
+        value = drawn.quantize(places, rounding=ROUND_CEILING, context=context)
+    elif value > high:
+        value = drawn.quantize(places, rounding=ROUND_FLOOR, context=context)
+    # never past a bound, whatever a float's last digit did (a range holds 100 steps or more)
+    return min(max(value, low), high)
 
 
 def to_toml(raw: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from bot.engine.hedging import with_hedge_symbols
 from bot.errors import ConfigError, DataError
 from bot.marketdata.cache import content_hash
 from bot.marketdata.files import discover
+from bot.outputs import prepare_dir, remove_created
 from bot.research import space
 from bot.research.evaluate import INPUTS_CHANGED, PointTask, evaluate
 from bot.research.executors import Executor
@@ -123,6 +124,12 @@ class Sweep:
         self.stamp = ""  # the hash of the inputs' contents, set by run()
         self.pinned: tuple[tuple[str, str], ...] = ()  # (file, hash) the workers read, by run()
         self.data_span: tuple[int, int] | None = None  # walk-forward: the windows' span
+        # The output directory is checked (created) before any point runs, not found unusable
+        # once the first one has; what this sweep creates there and finishes nothing in is
+        # removed again when it fails (discard_unfinished).
+        self._created = prepare_dir(spec.out, "--out")
+        self._wrote_spec = False
+        self._results: ResultsFile | None = None
 
     # --- the points ------------------------------------------------------------------------
 
@@ -362,7 +369,10 @@ class Sweep:
             asked = [study.ask(dists) for _ in range(batch)]
             tasks: dict[str, tuple[Any, PointTask]] = {}
             for trial in asked:
-                point = {k: _decode(trial.params[k], decode.get(k), k in ints) for k in self.keys}
+                point = {
+                    q.key: _decode(trial.params[q.key], decode.get(q.key), q)
+                    for q in self.spec.params
+                }
                 _, error = self.policy_of(point)
                 if error is not None:
                     self._invalid(point, error)
@@ -391,12 +401,30 @@ class Sweep:
         # ties: the first in key order, so the choice does not depend on finishing order
         return max(sorted(scored, key=lambda x: x[1]["key"]), key=lambda x: x[0])[1]
 
+    def discard_unfinished(self) -> None:
+        """After a failure, what this sweep wrote and nothing finished in: its ``sweep.json``
+        and a ``results.csv`` without a row, and the directories made for them. Left there, they
+        would refuse the corrected command as "a different sweep". A finished row (and so a
+        sweep that has one, or that was there before) is never removed."""
+        results = self._results
+        if self._wrote_spec and (results is None or not results.rows):
+            for name in ("results.csv", "sweep.json"):
+                (self.spec.out / name).unlink(missing_ok=True)
+        remove_created(self._created)
+
     def run(self) -> SweepOutcome:
+        try:
+            return self._run()
+        except BaseException:
+            self.discard_unfinished()
+            raise
+
+    def _run(self) -> SweepOutcome:
         out = self.spec.out
         wins = self.windows()
         files = self.inputs()
         inputs = {name: f"{path} {digest}" for name, (path, digest) in files.items()}
-        check_spec(out, {**self.spec.as_json(), "inputs": inputs})
+        self._wrote_spec = check_spec(out, {**self.spec.as_json(), "inputs": inputs})
         # Workers keep configs and loaded data between sweeps (a Dask worker lives on): the
         # inputs' hash in every task keeps them from serving an edited file's old content.
         self.stamp = hashlib.blake2b(
@@ -405,7 +433,7 @@ class Sweep:
         # What the workers read themselves (the base policy travels inside each task): a file
         # rewritten while the sweep runs stops it at the first point that reads it afresh.
         self.pinned = tuple(pair for name, pair in files.items() if name != "base policy")
-        results = ResultsFile(out / "results.csv", columns(self.keys))
+        results = self._results = ResultsFile(out / "results.csv", columns(self.keys))
         summary: dict[str, Any]
         try:
             if wins is None:
@@ -781,9 +809,9 @@ def _decode_text(text: str, table: dict[str, Scalar] | None, integer: bool) -> S
     return int(text) if integer else Decimal(text)
 
 
-def _decode(value: Any, table: dict[str, Scalar] | None, integer: bool) -> Scalar:
+def _decode(value: Any, table: dict[str, Scalar] | None, param: Param) -> Scalar:
     if table is not None:
         return table[str(value)]
-    if integer:
+    if param.integer:
         return int(value)
-    return Decimal(str(value)).quantize(Decimal("0.0001"))
+    return space.on_step(param, Decimal(str(value)))

@@ -175,6 +175,7 @@ def calculate(req: CalcRequest) -> CalcResult:
     daily = None if req.volatility is None else req.volatility / DAYS_PER_YEAR.sqrt()
     stop, max_lev = _stop_answer(inst, req, notional, daily)
     main = _column(inst, req, leverage, stop)
+    _check_liquidation_side(main, req, inst)
     bracket = inst.bracket_for(notional)
     distance = _distance(main.liquidation_price, req)
     levels = sorted({leverage, *COMPARE_LEVERAGES})
@@ -294,6 +295,7 @@ def _validate(req: CalcRequest, inst: Instrument) -> None:
     if req.side not in (1, -1):
         raise ConfigError(f"--side must be long or short, got {req.side!r}")
     _positive("--entry", req.entry)
+    _entry_on_the_venue(req.entry, inst)
     _positive("--balance", req.balance)
     if (req.leverage is None) == (req.size is None):
         given = "both" if req.leverage is not None else "neither"
@@ -310,6 +312,47 @@ def _validate(req: CalcRequest, inst: Instrument) -> None:
     if req.volatility is not None:
         _positive("--vol", req.volatility)
     _positive("--stop-vol-units", req.stop_vol_units)
+
+
+def _entry_on_the_venue(entry: Decimal, inst: Instrument) -> None:
+    """The venue trades only on its tick grid and within its price filter: an entry below its
+    lowest price (one tick when it states none) or between two ticks is a price no fill is
+    ever at, and the figures made from it (a size of 100 000 BTC at 0.05, a liquidation price
+    rounded to the tick on the wrong side of the entry) describe no position."""
+    lowest = inst.min_price if inst.min_price is not None else inst.tick_size
+    if entry < lowest:
+        raise ConfigError(
+            f"--entry {_plain(entry)} is below {inst.symbol}'s lowest price {_plain(lowest)}; "
+            "the exchange would refuse it"
+        )
+    if inst.max_price is not None and entry > inst.max_price:
+        raise ConfigError(
+            f"--entry {_plain(entry)} is above {inst.symbol}'s highest price "
+            f"{_plain(inst.max_price)}; the exchange would refuse it"
+        )
+    if entry % inst.tick_size != 0:
+        raise ConfigError(
+            f"--entry {_plain(entry)} is not a multiple of {inst.symbol}'s tick "
+            f"{_plain(inst.tick_size)}; the exchange trades on its tick only"
+        )
+
+
+def _check_liquidation_side(main: Column, req: CalcRequest, inst: Instrument) -> None:
+    """A liquidation price shown on the tick grid (rounded toward the entry) must lie on the
+    losing side of the entry: below a long's, above a short's. Within a tick of the entry (an
+    entry a few ticks above zero) the venue would liquidate the position as soon as it opened;
+    the figures would read as a position with room to lose."""
+    liq = main.liquidation_on_grid
+    if liq is None:
+        return
+    if (req.side > 0 and liq < req.entry) or (req.side < 0 and liq > req.entry):
+        return
+    side, way = ("long", "below") if req.side > 0 else ("short", "above")
+    raise ConfigError(
+        f"--entry {_plain(req.entry)}: a {side} at {_fmt(main.leverage)}x liquidates at "
+        f"{_plain(liq)} on {inst.symbol}'s tick {_plain(inst.tick_size)}, not {way} the entry; "
+        "the position would be liquidated as soon as it opened"
+    )
 
 
 def _check_bracket(

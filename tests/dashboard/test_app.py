@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -252,6 +253,10 @@ def test_simulation_directory_in_the_same_views(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     runs = discover_runs(out)
     assert sorted(runs) == ["static_3x", "vol_target"]
+    # a run still being written (or left by a kill) is not one to show
+    shutil.copytree(out / "vol_target", out / ".unfinished-x" / "vol_target")
+    shutil.copy(out / "vol_target" / "report.json", out / ".unfinished-x" / "report.json")
+    assert sorted(discover_runs(out)) == ["static_3x", "vol_target"]
     sources = {n: SimulationSource(n, p) for n, p in runs.items()}
     client = TestClient(
         create_app(sources, store=None, guard=Guard(TOKEN), clock=SimClock(0))  # type: ignore[arg-type]

@@ -169,3 +169,95 @@ def test_signal_file_drives_the_direction(tmp_path: Path) -> None:
     assert set(by_day) == {1, -1, 0}
     assert max(by_day[1]) < min(by_day[-1]) < min(by_day[0])
     assert result.exchange.book.positions["BTC/USDT:USDT"].qty == 0  # flat after the 0 signal
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` (hidden ones too): a file's bytes, None for a directory."""
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("afile", "--out {tmp}/afile: is a file, not a directory"),
+        ("afile/sub", "--out {tmp}/afile/sub: cannot write there: Not a directory"),
+        ("a" * 300, "cannot write there: File name too long"),
+    ],
+)
+def test_an_unusable_out_is_refused_before_the_simulation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, said: str
+) -> None:
+    """It was found after the whole simulation, as a traceback (FileExistsError,
+    NotADirectoryError, OSError) from writing the report."""
+    from bot.cli import simulate as sim
+
+    def never(*args: object, **kwargs: object) -> object:
+        raise AssertionError("simulated before --out was checked")
+
+    monkeypatch.setattr(sim, "run_with_and_without_hedge", never)
+    (tmp_path / "afile").write_text("mine")
+    result = runner.invoke(
+        app, ["simulate", "--config", str(CONFIG), "--out", str(tmp_path / given)]
+    )
+    assert result.exit_code == 2, result.output
+    assert said.format(tmp=tmp_path) in " ".join(result.output.split())
+    assert _tree(tmp_path) == {"afile": b"mine"}
+
+
+def test_a_policy_that_fails_leaves_no_half_written_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--policy A --policy B whose B fails mid-run left A's files without comparison.png (and
+    over what A's directory held before); now nothing of the run is left, and what the output
+    directory held survives. A successful run afterwards writes beside it."""
+    from bot.research import compare, executors
+
+    out = tmp_path / "out"
+    (out / "vol_target").mkdir(parents=True)
+    (out / "vol_target" / "report.json").write_text("an earlier run's")
+    (out / "notes.txt").write_text("the user's")
+    before = _tree(tmp_path)
+    real = run_simulation  # what compare runs each policy with
+    calls: list[str] = []
+
+    def second_fails(config: object, policy: object, **kwargs: object) -> object:
+        calls.append(getattr(policy, "name", ""))
+        if calls[-1] == "static_3x":
+            raise DataError("the second policy failed mid-run")
+        return real(config, policy, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(executors, "default_workers", lambda: 1)  # in this process
+    monkeypatch.setattr(compare, "run_simulation", second_fails)
+    args = [
+        "--policy",
+        str(ROOT / "policies" / "vol_target.toml"),
+        "--policy",
+        str(ROOT / "policies" / "static_3x.toml"),
+        "--contracts",
+        "BTC/USDT:USDT",
+        "--start",
+        "2025-09-01",
+        "--end",
+        "2025-09-04",
+    ]
+    result = runner.invoke(app, ["simulate", "--config", str(CONFIG), *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "the second policy failed mid-run" in result.output
+    assert calls == ["vol_target", "static_3x"]  # the first one ran and wrote its files
+    calls.clear()
+    assert _tree(tmp_path) == before
+    # into a directory that was not there: none is left
+    fresh = tmp_path / "new" / "out"
+    result = runner.invoke(app, ["simulate", "--config", str(CONFIG), *args, "--out", str(fresh)])
+    assert result.exit_code == 2, result.output
+    assert _tree(tmp_path) == before
+    monkeypatch.setattr(compare, "run_simulation", real)
+    simulate(*args, "--out", str(out))
+    after = _tree(out)
+    assert after["notes.txt"] == b"the user's"
+    assert after["vol_target/report.json"] != b"an earlier run's"
+    assert {"comparison.png", "static_3x/report.json", "static_3x/equity.csv"} < set(after)
+    assert not [name for name in after if name.startswith(".")]  # no staging directory left

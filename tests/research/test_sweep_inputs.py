@@ -8,13 +8,14 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.errors import ConfigError, DataError
-from bot.research import evaluate, histories
+from bot.research import evaluate, histories, space
 from bot.research.executors import InlineExecutor
 from bot.research.results import ResultsFile, columns
 from bot.research.space import parse_param
@@ -364,3 +365,98 @@ def test_data_rewritten_while_the_sweep_runs_stops_it(tmp_path: Path) -> None:
     # a resume is refused: the sweep's inputs are no longer the ones it pinned
     with pytest.raises(ConfigError, match="changed input files: data BTC/USDT:USDT funding"):
         Sweep(spec, InlineExecutor()).run()
+
+
+@pytest.mark.parametrize("bounds", ["0.1..inf", "nan..0.5", "-inf..0.5", "0.1..1e400"])
+def test_a_range_that_cannot_be_drawn_from_is_refused_naming_the_parameter(bounds: str) -> None:
+    """0.1..inf with --search random raised decimal.InvalidOperation in the draw."""
+    with pytest.raises(ConfigError, match=r"leverage\.target_volatility.*(finite|too large)"):
+        parse_param(f"leverage.target_volatility={bounds}")
+
+
+@pytest.mark.parametrize(
+    ("key", "low", "high"),
+    [
+        # rounded to 0.0001 these ran 0.0001 and 0.0002, neither in the range
+        ("orders.protective_tolerance", "0.00011", "0.00019"),
+        ("leverage.target_volatility", "0.00001", "0.00004"),  # collapsed to 0.0000
+        ("leverage.target_volatility", "1e-30", "1e30"),  # InvalidOperation in the rounding
+        ("leverage.target_volatility", "0.12345", "0.5"),  # a bound between two steps
+    ],
+)
+def test_random_draws_lie_in_their_range_and_run_as_reported(
+    tmp_path: Path, key: str, low: str, high: str
+) -> None:
+    spec = _spec(tmp_path, params=[parse_param(f"{key}={low}..{high}")], search="random")
+    spec.trials = 20
+    sweep = Sweep(spec, InlineExecutor())
+    points = sweep.listed_points()
+    assert len(points) == 20
+    for point in points:
+        value = point[key]
+        assert isinstance(value, Decimal)
+        assert Decimal(low) <= value <= Decimal(high)
+        section, name = key.split(".")
+        ran = sweep.policy_of(point)[0][section][name]
+        assert ran == Decimal(space.text(value)) == value  # what runs is what is reported
+
+
+def test_an_ordinary_range_draws_what_it_always_drew(tmp_path: Path) -> None:
+    """Resumed sweeps draw the same points again: a range of 100 steps of 0.0001 or more keeps
+    that rounding."""
+    spec = _spec(tmp_path, params=[parse_param("leverage.max=2..4")], search="random", trials=3)
+    values = [p["leverage.max"] for p in Sweep(spec, InlineExecutor()).listed_points()]
+    assert values == [Decimal("3.6888"), Decimal("3.5159"), Decimal("2.8411")]
+
+
+def test_tpe_draws_lie_in_a_narrow_range_and_a_wide_one_runs(tmp_path: Path) -> None:
+    """TPE rounded its floats to 0.0001 too (0.00011..0.00019 ran 0.0001 and 0.0002), and
+    1e-30..1e30 raised InvalidOperation after sweep.json and results.csv were written."""
+    pytest.importorskip("optuna")
+    params = [
+        parse_param("orders.protective_tolerance=0.00011..0.00019"),
+        parse_param("leverage.target_volatility=1e-30..1e30"),
+    ]
+    spec = _spec(tmp_path, params=params, search="tpe", trials=2)
+    outcome = Sweep(spec, InlineExecutor()).run()
+    assert len(outcome.rows) == 2
+    for row in outcome.rows:
+        tolerance = Decimal(row["param.orders.protective_tolerance"])
+        assert Decimal("0.00011") <= tolerance <= Decimal("0.00019")
+        target = Decimal(row["param.leverage.target_volatility"])
+        assert Decimal("1e-30") <= target <= Decimal("1e30")
+
+
+def test_an_unusable_out_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ConfigError, match=r"--out .*afile: is a file, not a directory"):
+        Sweep(_spec(tmp_path, out=tmp_path / "afile"), InlineExecutor())
+    with pytest.raises(ConfigError, match=r"--out .*afile/sub: cannot write there"):
+        Sweep(_spec(tmp_path, out=tmp_path / "afile" / "sub"), InlineExecutor())
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+class _Broken(InlineExecutor):
+    def run(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        raise RuntimeError("broke before the first point finished")
+
+
+def test_a_sweep_that_fails_before_its_first_point_leaves_nothing_to_refuse_a_rerun(
+    tmp_path: Path,
+) -> None:
+    """A sweep that crashed before its first point left sweep.json and a header-only
+    results.csv: the corrected command was then refused ("holds a different sweep")."""
+    out = tmp_path / "runs" / "sweep"
+    spec = _spec(tmp_path, out=out, params=[parse_param("leverage.target_volatility=0.3,0.5")])
+    with pytest.raises(RuntimeError, match="broke before"):
+        Sweep(spec, _Broken()).run()
+    assert not (tmp_path / "runs").exists()
+    corrected = replace(spec, params=[parse_param("leverage.target_volatility=0.3,0.6")])
+    outcome = Sweep(corrected, InlineExecutor()).run()
+    assert sorted(r["status"] for r in outcome.rows) == ["ok", "ok"]
+    # a sweep with a finished point keeps it when a later run fails
+    more = replace(corrected, params=[parse_param("leverage.target_volatility=0.3,0.6,0.9")])
+    with pytest.raises(ConfigError, match="holds a different sweep"):
+        Sweep(more, _Broken()).run()
+    assert (out / "sweep.json").exists()
+    assert len(_lines(out / "results.csv")) == 3

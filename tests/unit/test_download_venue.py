@@ -43,7 +43,7 @@ def _all_urls(node: Any) -> list[str]:
 
 
 def test_history_comes_from_the_real_market_when_the_config_trades_the_demo_venue(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # config.example.toml trades the demo venue (exchange.demo = true, the default): its own
     # prices and funding, not Binance's. A download for simulations must not read them.
@@ -62,7 +62,7 @@ def test_history_comes_from_the_real_market_when_the_config_trades_the_demo_venu
             "--end",
             "2025-01-02",
             "--out",
-            "/nonexistent-never-written",
+            str(tmp_path / "never-written"),  # (checked, so created, before the download)
             "--json",
         ],
     )
@@ -71,3 +71,30 @@ def test_history_comes_from_the_real_market_when_the_config_trades_the_demo_venu
     urls = RecordingDownloader.urls
     assert any("fapi.binance.com" in u for u in urls), urls
     assert not [u for u in urls if "demo" in u or "testnet" in u]
+
+
+def test_an_unusable_out_is_one_error_before_the_exchange_is_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--out under a file was a traceback from the downloader, once the exchange was reached."""
+    RecordingDownloader.urls = []
+    monkeypatch.setattr(history_download, "HistoryDownloader", RecordingDownloader)
+    (tmp_path / "afile").write_text("mine")
+    got = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "download",
+            "--config",
+            str(ROOT / "config.example.toml"),
+            "--start",
+            "2025-01-01",
+            "--end",
+            "2025-01-02",
+            "--out",
+            str(tmp_path / "afile" / "data"),
+        ],
+    )
+    assert got.exit_code == 2, got.output
+    assert "afile/data: cannot write there: Not a directory" in " ".join(got.output.split())
+    assert RecordingDownloader.urls == []  # never constructed: no exchange was asked

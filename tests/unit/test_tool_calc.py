@@ -233,7 +233,8 @@ def test_cli_errors_exit_2_with_the_message() -> None:
 def test_calc_reads_the_users_catalogue_before_the_snapshot(tmp_path: Path) -> None:
     """A contract only in the user's catalogue is calculated; a catalogue entry wins over the
     bundled one (here BTC with a 20x maximum: 50x is refused)."""
-    pepe = replace(BTC, symbol="1000TOY/USDT:USDT", base="1000TOY")  # in no bundled snapshot
+    # in no bundled snapshot; priced in cents, so its tick is finer than BTC's
+    pepe = replace(BTC, symbol="1000TOY/USDT:USDT", base="1000TOY", tick_size=D("0.0000001"))
     capped = replace(
         BTC,
         brackets=tuple(replace(b, max_leverage=min(b.max_leverage, D(20))) for b in BTC.brackets),
@@ -582,3 +583,42 @@ def test_the_leverage_grid_marks_a_stop_beyond_liquidation(side: int) -> None:
     assert "liquidated before the stop fires" in out.getvalue()
     # Without a stop (no volatility) nothing is marked.
     assert not any(c.stop_beyond_liquidation for c in calculate(request(side=side)).columns)
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_cli_an_entry_below_the_lowest_price_is_refused(side: str) -> None:
+    """BTC at 0.05 (its tick is 0.1): the calculator showed 100 000 BTC with a liquidation
+    price of 0.10 above a long's entry (0 for a short) and exited 0."""
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", side, "--entry", "0.05"]
+    result = runner.invoke(app, [*args, "--balance", "1000", "--leverage", "5", "--json"])
+    assert result.exit_code == 2, result.output
+    assert "--entry 0.05 is below BTC/USDT:USDT's lowest price 0.1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_entry_off_the_tick_or_outside_the_price_filter_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigError, match=r"--entry 60000\.05 is not a multiple of BTC/USDT"):
+        calculate(request(entry=D("60000.05")))
+    # a venue that states a price filter (as its markets answer gives it; no snapshot holds one)
+    filtered = replace(BTC, min_price=D(1000), max_price=D(100000))
+    monkeypatch.setattr("bot.tools.calc.lookup_instrument", lambda *_: filtered)
+    with pytest.raises(ConfigError, match="below BTC/USDT:USDT's lowest price 1000"):
+        calculate(request(entry=D(900)))
+    with pytest.raises(ConfigError, match="above BTC/USDT:USDT's highest price 100000"):
+        calculate(request(entry=D(100001)))
+    assert calculate(request()).liquidation_on_grid is not None
+
+
+@pytest.mark.parametrize(("side", "way"), [(1, "below"), (-1, "above")])
+def test_a_liquidation_price_on_the_entrys_tick_is_refused(side: int, way: str) -> None:
+    """BTC at 0.1, one tick: 5x liquidates within that tick, shown rounded toward the entry as
+    the entry itself (a long's liquidation at its entry, or a short's); no such position."""
+    with pytest.raises(ConfigError) as err:
+        calculate(request(side=side, entry=D("0.1"), balance=D(1000), leverage=D(5)))
+    assert f"liquidates at 0.1 on BTC/USDT:USDT's tick 0.1, not {way} the entry" in str(err.value)
+    # 1.5 is 15 ticks: the liquidation lies ticks away, on the losing side
+    got = calculate(request(side=side, entry=D("1.5"), balance=D(1000), leverage=D(5)))
+    assert got.liquidation_on_grid is not None
+    assert (got.liquidation_on_grid - D("1.5")) * side < 0

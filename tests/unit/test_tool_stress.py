@@ -639,3 +639,16 @@ def test_a_stand_in_contract_is_named_in_the_notes(tmp_path: Path) -> None:
     assert any("STAND-IN" in n for n in notes)
     shown = runner.invoke(app, args)
     assert "note: XRP/USDT:USDT: STAND-IN" in " ".join(shown.output.split())
+
+
+def test_cli_an_unusable_plot_path_is_one_error(tmp_path: Path) -> None:
+    """--plot under a file was a FileExistsError traceback after the leverage grid ran."""
+    path = write(
+        tmp_path / "positions.csv", "symbol,qty,entry_price,leverage\nBTC/USDT:USDT,0.1,60000,5\n"
+    )
+    (tmp_path / "afile").write_text("mine")
+    args = ["stress", "--config", str(CONFIG), "--positions", str(path), "--balance", "5000"]
+    result = runner.invoke(app, [*args, "--plot", str(tmp_path / "afile" / "grid.png")])
+    assert result.exit_code == 2, result.output
+    assert "afile is a file, not a directory" in " ".join(result.output.split())
+    assert (tmp_path / "afile").read_text() == "mine"

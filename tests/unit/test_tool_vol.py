@@ -400,3 +400,29 @@ def test_hourly_candles_run_on_with_finer_candles_newer_than_the_1h_file(tmp_pat
     by_5m = discover(tmp_path).load_candles("DOGE/USDT:USDT", "5m").resample(HOUR)
     assert np.array_equal(c.close[300:], by_5m.close[-100:])
     assert np.array_equal(c.high[300:], by_5m.high[-100:])
+
+
+def test_an_unusable_plot_path_is_one_error_before_the_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--plot afile/x.png (afile a file) was a FileExistsError traceback once the volatility
+    history had been computed."""
+    from bot.tools import voltrack
+
+    def never(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the volatility was computed before --plot was checked")
+
+    monkeypatch.setattr(voltrack, "track", never)
+    (tmp_path / "afile").write_text("mine")
+    for given, said in [
+        ("afile/x.png", "afile is a file, not a directory"),
+        (".", "is a directory, not a file"),
+        ("new/" + "a" * 300 + ".png", "cannot write there: File name too long"),
+    ]:
+        plot = tmp_path / given
+        result = runner.invoke(app, ["vol", "--config", str(CONFIG), "--plot", str(plot)])
+        assert result.exit_code == 2, result.output
+        assert f"--plot {plot}" in " ".join(result.output.split())
+        assert said in " ".join(result.output.split())
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]  # new/ was made and removed again
+    assert (tmp_path / "afile").read_text() == "mine"

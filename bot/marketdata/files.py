@@ -50,11 +50,13 @@ MIN_PRICE = 1e-9
 MAX_PRICE = 1e9
 # The most a price may move in one candle, either way: the high over the low, and over or under
 # the close of the candle just before. Real perpetual candles stay far inside it (the widest in
-# the full Binance and Bybit data set: ETH 1h on 2020-03-13, from 84 to 323, 3.8 times; the
-# venues refuse orders priced far from the mark), while a typo or a price in another unit is
-# off by a factor of 10 or more. A hole in the data is not a candle: the first candle after
-# one is measured on its own (SOL was 6.4 times dearer after a two-year hole).
-MAX_CANDLE_MOVE = 10.0
+# the full Binance and Bybit data set: ETH 1h on 2020-03-13, from 84 to 323, 3.8 times), and it
+# leaves room for a collapse like LUNA's in May 2022 on hourly candles, while a price in another
+# unit (x1000) or a stray exponent is off by far more. A bound this wide lets a one-digit typo
+# (x10) through: refusing real crash candles of a daily file would be worse. A hole in the data
+# is not a candle: the first candle after one is measured on its own (SOL was 6.4 times dearer
+# after a two-year hole).
+MAX_CANDLE_MOVE = 100.0
 _CANDLE_DTYPE = np.dtype(
     [(c, np.int64 if c == "timestamp" else np.float64) for c in CANDLE_COLUMNS]
 )

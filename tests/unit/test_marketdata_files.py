@@ -149,12 +149,12 @@ def test_missing_file(tmp_path: Path) -> None:
             ["line 4", "moves by a factor of 9.95e+06 from the close 100.5", "(line 3)"],
         ),
         (
-            f"{T0 + 2 * H},100.0,1106,99.5,100.5,1",
-            ["line 4", "factor of 11 from the close 100.5 of the candle before it (line 3)"],
+            f"{T0 + 2 * H},100.0,10151,99.5,100.5,1",
+            ["line 4", "factor of 101 from the close 100.5 of the candle before it (line 3)"],
         ),
         (
-            f"{T0 + 2 * H},100.0,101,9.5,100.5,1",
-            ["line 4", "factor of 10.6 from the close 100.5", "high=101.0, low=9.5"],
+            f"{T0 + 2 * H},100.0,101,0.95,100.5,1",
+            ["line 4", "factor of 106 from the close 100.5", "high=101.0, low=0.95"],
         ),
     ],
 )
@@ -172,21 +172,21 @@ def test_bad_row_names_file_line_and_problem(
 
 def test_real_wicks_and_moves_across_a_hole_are_kept(tmp_path: Path) -> None:
     rows = candle_rows(6)
-    rows[1] = f"{T0 + H},100.0,900.0,99.5,100.5,1"  # a wick to 9 times the close before
-    rows[2] = f"{T0 + 2 * H},100.0,101.5,12.0,100.5,1"  # and one down to an eighth of it
-    del rows[3]  # a hole of one hour, then prices 50 times dearer: no candle moved that much
-    rows[3:] = [f"{T0 + i * H},5000.0,5050.0,4990.0,5025.0,1" for i in (4, 5)]
+    rows[1] = f"{T0 + H},100.0,9000.0,99.5,100.5,1"  # a wick to 90 times the close before
+    rows[2] = f"{T0 + 2 * H},100.0,101.5,1.2,100.5,1"  # and one down to an 80th of it
+    del rows[3]  # a hole of one hour, then prices 500 times dearer: no candle moved that much
+    rows[3:] = [f"{T0 + i * H},50000.0,50500.0,49900.0,50250.0,1" for i in (4, 5)]
     c = load_candles(candle_file(tmp_path, rows), "BTC/USDT:USDT", H)
-    assert c.high.tolist() == [101.5, 900.0, 101.5, 5050.0, 5050.0]
+    assert c.high.tolist() == [101.5, 9000.0, 101.5, 50500.0, 50500.0]
 
 
-def test_a_candle_wider_than_ten_times_is_refused_after_a_hole_too(tmp_path: Path) -> None:
+def test_a_candle_wider_than_a_hundred_times_is_refused_after_a_hole_too(tmp_path: Path) -> None:
     rows = candle_rows(4)
-    rows[2] = f"{T0 + 3 * H},100.0,1010.0,99.5,100.5,1"  # after a hole: measured on its own
+    rows[2] = f"{T0 + 3 * H},100.0,10100.0,99.5,100.5,1"  # after a hole: measured on its own
     del rows[3]
     path = candle_file(tmp_path, rows)
     message = load_error(path)
-    assert message.startswith(f"{path}: line 4: the candle spans a factor of 10.2 from its low")
+    assert message.startswith(f"{path}: line 4: the candle spans a factor of 102 from its low")
 
 
 def test_mark_candles_are_held_to_the_same_bounds(tmp_path: Path) -> None:

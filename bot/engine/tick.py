@@ -1224,7 +1224,11 @@ class Engine:
         now: int,
         *,
         tolerance: Decimal | None = None,
+        buffer: Decimal | None = None,
     ) -> None:
+        """Place and cancel what leaves ``symbol``'s wanted protective orders resting. The stop
+        is first secured (moved inside the liquidation price by the policy's buffer, or by
+        ``buffer`` when given)."""
         if symbol in self.reconciler.foreign or symbol in self._silenced:
             # a position the bot does not manage keeps its orders exactly as they are; so does
             # one on a market the venue does not trade (see restrict)
@@ -1234,7 +1238,7 @@ class Engine:
         if qty != 0 and stop is None:
             return  # the decision is to close: the resting stop stays until the close fills
         if pos is not None and pos.is_open and stop is not None:
-            secured = self._secure_stop(pos, acct, stop)
+            secured = self._secure_stop(pos, acct, stop, buffer)
             if secured is None:
                 # No valid stop for the position as held: keep what rests; the verification
                 # step (ensure_protected) escalates.
@@ -1377,7 +1381,9 @@ class Engine:
             entry_slippage=self.limits.stop_slippage,
         )
 
-    def _secure_stop(self, pos: Position, acct: AccountView, wanted: Decimal) -> Decimal | None:
+    def _secure_stop(
+        self, pos: Position, acct: AccountView, wanted: Decimal, buffer: Decimal | None = None
+    ) -> Decimal | None:
         mark = acct.marks.get(pos.symbol)
         if mark is None:
             return None
@@ -1387,7 +1393,7 @@ class Engine:
             acct,
             self.instruments,
             wanted=wanted,
-            buffer=self._buffer(pos.symbol, mark),
+            buffer=self._buffer(pos.symbol, mark) if buffer is None else buffer,
         )
 
     def ensure_protected(self, acct: AccountView, now: int) -> list[str]:
@@ -1451,6 +1457,19 @@ class Engine:
             self._protected_or_remainder(pos, acct, now)
             return False
         self._unprotected(sym, now, gap)
+        # Last resort, before the close: a stop anywhere strictly between the mark and the
+        # liquidation price, the policy's buffer waived. The close may leave a part no order can
+        # trade (off the step, below the minimum), which a close-position stop still covers, and
+        # the venue may refuse the close: the position then rests protected, not naked. A stop
+        # left behind by a close that filled is an orphan, cancelled below. Whatever becomes of
+        # it, the close is sent.
+        try:
+            self.protect(
+                sym, acct, self._wanted_stop(sym, acct), take, now, tolerance=ZERO, buffer=ZERO
+            )
+        except ExchangeError as exc:
+            reason = f"the last-resort stop failed: {type(exc).__name__}: {exc}"
+            self._event(now, EventKind.RECONCILE, sym, TradingState.ACTIVE, reason)
         self._close_naked(pos, acct, now)
         return True
 

@@ -18,9 +18,11 @@ __all__ = ["replaced_binary", "replaced_text"]
 
 
 @contextmanager
-def replaced_text(path: Path) -> Iterator[TextIO]:
-    """A UTF-8 text file to write; ``path`` is replaced by it when the block ends normally."""
-    with _replaced(path, "w") as fh:
+def replaced_text(path: Path, *, durable: bool = False) -> Iterator[TextIO]:
+    """A UTF-8 text file to write; ``path`` is replaced by it when the block ends normally.
+    ``durable``: its content reaches the disk before the rename, and the rename before the
+    block returns (a record written after it may count on it surviving a power cut)."""
+    with _replaced(path, "w", durable=durable) as fh:
         yield cast(TextIO, fh)
 
 
@@ -32,12 +34,30 @@ def replaced_binary(path: Path) -> Iterator[BinaryIO]:
 
 
 @contextmanager
-def _replaced(path: Path, mode: str) -> Iterator[object]:
+def _replaced(path: Path, mode: str, *, durable: bool = False) -> Iterator[object]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
+            if durable:
+                # without it a rename may reach the disk before the data: after a power cut,
+                # the file is there and empty
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
+        if durable:
+            _sync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _sync_dir(folder: Path) -> None:
+    """The directory's entries (a rename) on the disk; POSIX only (Windows opens no folder)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -243,9 +243,10 @@ class Sweep:
         return n * n_windows + (n_windows + 1 if self.spec.walk_forward else 0)
 
     def _execute(self, results: ResultsFile, tasks: list[PointTask]) -> Iterator[dict[str, Any]]:
-        todo = [t for t in tasks if not results.done(t.key)]
+        finished = {t.key for t in tasks if self._finished(results, t)}
+        todo = [t for t in tasks if t.key not in finished]
         for t in tasks:
-            if results.done(t.key):
+            if t.key in finished:
                 self._resumed(results.rows[t.key])
                 yield results.rows[t.key]
         for row in self.executor.run(evaluate, todo, _failed):
@@ -271,24 +272,48 @@ class Sweep:
             self.listener(row, n)
 
     def _save_curve(self, key: str, curve: tuple[list[int], list[float]]) -> None:
+        """Written durably before its row (which is fsynced): a row on the disk after a power
+        cut has its curve there too."""
         folder = self.spec.out / "curves"
         folder.mkdir(parents=True, exist_ok=True)
         days, closes = curve
         lines = ["day_start_ms,equity"] + [f"{d},{c!r}" for d, c in zip(days, closes, strict=True)]
-        path = folder / (key.replace(":", "-") + ".csv")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        with replaced_text(self._curve_path(key), durable=True) as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    def _curve_path(self, key: str) -> Path:
+        return self.spec.out / "curves" / (key.replace(":", "-") + ".csv")
 
     def _load_curve(self, key: str) -> tuple[list[int], list[float]]:
-        path = self.spec.out / "curves" / (key.replace(":", "-") + ".csv")
+        curve = self._read_curve(key)
+        if curve is None:
+            raise DataError(f"{self._curve_path(key)}: missing, empty or damaged")
+        return curve
+
+    def _read_curve(self, key: str) -> tuple[list[int], list[float]] | None:
+        """The daily closes a run kept, or ``None`` when its file is missing, holds no day or
+        cannot be read (lost in a crash, or by hand): its run is not finished."""
         days: list[int] = []
         closes: list[float] = []
-        for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-            d, c = line.split(",")
-            days.append(int(d))
-            closes.append(float(c))
-        return days, closes
+        try:
+            lines = self._curve_path(key).read_text(encoding="utf-8").splitlines()
+            for line in lines[1:]:
+                d, c = line.split(",")
+                days.append(int(d))
+                closes.append(float(c))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        return (days, closes) if days and lines[0] == "day_start_ms,equity" else None
+
+    def _finished(self, results: ResultsFile, task: PointTask) -> bool:
+        """Done by an earlier run, with the curve it kept when it keeps one: a row written
+        without its curve (lost in a crash; before, the resume crashed on it or stitched an
+        empty out-of-sample curve) runs again."""
+        if not results.done(task.key):
+            return False
+        if task.keep_curve and results.rows[task.key].get("status") == "ok":
+            return self._read_curve(task.key) is not None
+        return True
 
     def _search(
         self, results: ResultsFile, phase: str, window: Window | None

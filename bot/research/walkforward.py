@@ -63,6 +63,14 @@ def parse_walk_forward(text: str) -> WalkForward:
     step = int(m[3]) if m[3] else test
     if min(train, test, step) < 1:
         raise ConfigError(f"--walk-forward {text!r}: every length must be at least 1 day")
+    if min(train, test) < 2:
+        # Each TRAIN and TEST period runs as a simulation from its first day to its last, which
+        # `bot simulate` takes as two days at least (--start before --end): a one-day period
+        # failed every run, and the walk-forward chose nothing or tested nothing.
+        raise ConfigError(
+            f"--walk-forward {text!r}: TRAIN and TEST must be at least 2 days each (a "
+            "simulation runs from its first day to a later last day)"
+        )
     if step > test:
         # the days between one TEST period and the next would be tested by no window: the
         # stitched out-of-sample curve would jump over them as if they were not there

@@ -38,6 +38,15 @@ def test_bad_walk_forward_specs(text: str) -> None:
         parse_walk_forward(text)
 
 
+@pytest.mark.parametrize("text", ["5:1", "1:5", "1:1"])
+def test_one_day_periods_are_refused_before_any_run(text: str) -> None:
+    """A one-day TRAIN or TEST failed every run (a simulation's last day must come after its
+    first): the walk-forward chose nothing, or tested nothing, and said so only row by row."""
+    with pytest.raises(ConfigError, match="TRAIN and TEST must be at least 2 days each"):
+        parse_walk_forward(text)
+    assert parse_walk_forward("5:2:1").step_days == 1  # a step of one day is fine
+
+
 def test_stitch_chains_each_period_from_the_previous_end() -> None:
     ts, eq = stitch(
         [

@@ -238,9 +238,46 @@ def test_the_data_s_last_days_in_no_window_are_said(tmp_path: Path) -> None:
         f"the last {tail:.1f} days of the data fit no whole TRAIN + TEST window"
         in (outcome.summary["untested_tail"])
     )
-    # windows of one day tile the data to its last whole day: nothing to say
+    # windows that step one day tile the data to its last whole day: nothing to say
     tiled = Sweep(
-        replace(spec, out=tmp_path / "tiled", walk_forward=parse_walk_forward("1:1")),
+        replace(spec, out=tmp_path / "tiled", walk_forward=parse_walk_forward("2:2:1")),
         InlineExecutor(),
     ).run()
     assert "untested_tail" not in tiled.summary
+
+
+def _short_walk_forward(tmp: Path) -> SweepSpec:
+    return SweepSpec(
+        config_path=sample_config(tmp, window=False),
+        base_policy=ROOT / "policies" / "static_3x.toml",
+        params=[parse_param("leverage.fixed=1,2"), parse_param("leverage.min=1")],
+        out=tmp / "wf",
+        objective="total_return",
+        walk_forward=parse_walk_forward("5:3"),
+        contracts=("BTC/USDT:USDT",),
+        start=date(2025, 1, 1),
+        end=date(2025, 1, 11),
+    )
+
+
+@pytest.mark.parametrize("pattern", ["test-0-*.csv", "oos-*.csv"])
+@pytest.mark.parametrize("lost", ["emptied", "removed"])
+def test_a_run_whose_curve_was_lost_runs_again_on_resume(
+    tmp_path: Path, pattern: str, lost: str
+) -> None:
+    """A row is fsynced after its curve is written; a curve lost all the same (a power cut
+    before the curve reached the disk, a file removed by hand) made the resume crash, or stitch
+    an empty out-of-sample curve without a word. Its run is not finished: it runs again."""
+    first = Sweep(_short_walk_forward(tmp_path), InlineExecutor()).run()
+    curve = next((tmp_path / "wf" / "curves").glob(pattern))
+    kept = curve.read_text(encoding="utf-8")
+    if lost == "emptied":
+        curve.write_text("")
+    else:
+        curve.unlink()
+    executor = CountingExecutor()
+    second = Sweep(_short_walk_forward(tmp_path), executor).run()
+    assert len(executor.seen) == 1  # that run only
+    assert curve.read_text(encoding="utf-8") == kept
+    assert second.summary["out_of_sample"] == first.summary["out_of_sample"]
+    assert second.summary["out_of_sample"]

@@ -398,6 +398,7 @@ class BotConfig(FrozenModel):
             _validate_unique_contracts(self),
             _validate_settle_currency(self),
             _validate_unique_policy_names(self),
+            _validate_take_profit_reach(self),
             _validate_hedge(self),
             _validate_venue_limits(self),
         )
@@ -541,6 +542,24 @@ def _validate_unique_policy_names(cfg: BotConfig) -> Iterator[Issue]:
             problem = f"duplicate of policies[{first[policy.name]}].name"
             yield Issue(("policies", index, "name"), problem, f'"{policy.name}"')
         first.setdefault(policy.name, index)
+
+
+def _validate_take_profit_reach(cfg: BotConfig) -> Iterator[Issue]:
+    # A short's take-profit 100 % or more below its entry is at or below zero: the policy
+    # dropped it without a word, and the trader believed profits were being taken.
+    shorts = [c.symbol for c in cfg.contracts if c.direction in ("short", "signal", "follow")]
+    if not shorts:
+        return
+    for index, policy in enumerate(cfg.policies):
+        tp = policy.take_profit
+        if tp is not None and tp.kind == "percent" and tp.distance >= 100:
+            yield Issue(
+                ("policies", index, "take_profit", "distance"),
+                f"a short position's take-profit {tp.distance} % below its entry is at or "
+                f"below zero and is never placed ({', '.join(shorts)} may be short); use less "
+                "than 100",
+                str(tp.distance),
+            )
 
 
 def _validate_hedge(cfg: BotConfig) -> Iterator[Issue]:

@@ -820,6 +820,18 @@ def test_a_timeframe_the_venues_do_not_serve_is_refused_for_live_prices(project:
         check_history_reach(load_config(write(project, CONFIG)))
 
 
+def test_a_take_profit_no_short_can_reach_is_refused(project: Path) -> None:
+    """A short's take-profit 100 % below its entry is at or below zero: it was dropped without
+    a word. Refused where a contract may be short; a long-only book may take it (a rise)."""
+    policy = POLICY + '\n[take_profit]\nkind = "percent"\ndistance = 100\n'
+    (project / "policies" / "p.toml").write_text(policy)
+    load_config(write(project, CONFIG))  # every contract long: reachable
+    short = CONFIG.replace('direction = "long"', 'direction = "short"', 1)
+    problems = errors_of(write(project, short))
+    assert "take_profit.distance" in problems
+    assert "is never placed" in problems
+
+
 def test_api_url_with_demo_off_loads(project: Path) -> None:
     text = edit(
         CONFIG, "[risk]", '[exchange]\ndemo = false\napi_url = "https://gw.example:8443/bn"\n[risk]'

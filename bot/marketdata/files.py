@@ -169,8 +169,14 @@ def discover(data_dir: Path) -> DataInventory:
         files = found.setdefault(stem_to_symbol(m["stem"]), _SymbolFiles())
         if m["tf"] is None:
             files.funding = path
-        else:
-            (files.mark if m["mark"] else files.trade)[parse_timeframe(m["tf"])] = path
+            continue
+        by_tf = files.mark if m["mark"] else files.trade
+        tf_ms = parse_timeframe(m["tf"])
+        if (other := by_tf.get(tf_ms)) is not None:
+            # -60m and -1h name one series: which one the data is was down to the order of the
+            # directory listing
+            raise DataError(f"{data_dir}: both {other.name} and {path.name} hold the same candles")
+        by_tf[tf_ms] = path
     if not found:
         raise DataError(
             f"{data_dir}: no market data files (expected names like BTC_USDT_USDT-1h.csv.gz, "

@@ -337,6 +337,15 @@ def test_discover_rejects_missing_empty_and_ambiguous_dirs(tmp_path: Path) -> No
         discover(tmp_path)
 
 
+@pytest.mark.parametrize("kind", ["", "-mark"])
+def test_discover_rejects_two_names_of_one_series(tmp_path: Path, kind: str) -> None:
+    """-60m and -1h hold the same candles: which file was used was down to the listing order."""
+    (tmp_path / f"BTC_USDT_USDT-1h{kind}.csv").write_text("")
+    (tmp_path / f"BTC_USDT_USDT-60m{kind}.csv").write_text("")
+    with pytest.raises(DataError, match=rf"-1h{kind}\.csv and .*-60m{kind}\.csv hold the same"):
+        discover(tmp_path)
+
+
 def test_symbol_stem_and_timeframe_spellings() -> None:
     assert symbol_to_stem("BTC/USDT:USDT") == "BTC_USDT_USDT"
     assert stem_to_symbol("1000PEPE_USDT_USDT") == "1000PEPE/USDT:USDT"

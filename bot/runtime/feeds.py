@@ -87,7 +87,11 @@ class LiveFeed:
 
     def catch_up(self, now_ms: int) -> None:
         since = self.sim.processed_ms
-        minutes = (now_ms - since) // MINUTE + 1 if since else 2
+        # From the candle that was still forming at the last check (its part before that check
+        # was seen only as the mark of that moment: a wick through a stop or the liquidation
+        # price in it went unchecked), as the replay feed does; +2: that candle, and the count's
+        # own rounding down.
+        minutes = (now_ms - since) // MINUTE + 2 if since else 2
         limit = int(min(max(minutes, 2), self.max_candles))
         # Past one request of minute candles, the older part is checked on hourly ones, up to
         # an hour boundary inside the minutes' reach: the two series leave no hole.
@@ -97,12 +101,13 @@ class LiveFeed:
             cut = reach - reach % HOUR + HOUR
         fine: dict[str, TriggerSeries] = {}
         coarse: dict[str, TriggerSeries] = {}
+        # past a cut, the hourly candles cover up to it; else from the one forming at ``since``
+        first = cut if cut is not None else since - MINUTE + 1
         for sym in self.symbols:
-            start = since if cut is None else cut
             rows = [
                 r
                 for r in self.public.fetch_candles(sym, "1m", limit, mark=True)
-                if r.open_ms >= start
+                if r.open_ms >= first
             ]
             fine[sym] = _series(rows, MINUTE)
             if cut is not None:
@@ -121,7 +126,7 @@ class LiveFeed:
             self.sim.set_mark(sym, mark, Decimal(repr(last[-1].close)) if last else mark)
 
     def _hourly(self, sym: str, since: int, cut: int, now_ms: int) -> list[Candle]:
-        """Hourly mark candles that open at or after ``since`` and close by ``cut``."""
+        """Hourly mark candles, from the one forming at ``since`` to the last closing by ``cut``."""
         hours = (now_ms - since) // HOUR + 2
         if hours > self.max_candles:
             logger.warning(
@@ -132,7 +137,8 @@ class LiveFeed:
                 self.max_candles,
             )
         rows = self.public.fetch_candles(sym, "1h", int(min(hours, self.max_candles)), mark=True)
-        kept = [r for r in rows if r.open_ms >= since and r.open_ms + HOUR <= cut]
+        # from the hour forming at ``since`` (see catch_up)
+        kept = [r for r in rows if r.open_ms + HOUR > since and r.open_ms + HOUR <= cut]
         logger.warning(
             "{}: {} minutes since the last price check, more than one request of minute "
             "candles: triggers until {} are checked on {} hourly candles",

@@ -135,3 +135,25 @@ def test_every_settlement_slept_through_is_paid(instruments: dict[str, Instrumen
     live.catch_up(clock.now_ms())
     assert ex.funding_paid - paid_before == 5 * RATE * 60000
     assert ex.fetch_positions([BTC])[BTC].qty == 1
+
+
+@pytest.mark.parametrize("asleep_hours", [0, 40])
+def test_a_wick_in_the_candle_forming_at_the_last_check_fires_the_stop(
+    instruments: dict[str, Instrument], asleep_hours: int
+) -> None:
+    """Checks run a little after the minute: the candle forming at one check was seen only as
+    the mark of that moment, and left out of the next (it opened before the check), so a wick
+    through the stop in it never fired the stop, every minute. Past a gap longer than one
+    request of minute candles, the hour forming at the last check is the one left out."""
+    ex, clock = long_with_stop(instruments)
+    clock.advance_to(T0 + 10 * MINUTE + 250)  # a check 250 ms into the minute
+    dip = T0 + 10 * MINUTE + 40_000  # the mark dips through the stop 40 s into it
+    live = feed(ex, FakeVenue(clock, dip_ms=dip))
+    live.catch_up(clock.now_ms())
+    assert ex.fetch_positions([BTC])[BTC].qty == 1  # that minute is still forming
+    clock.advance_to(T0 + 11 * MINUTE + 300 + asleep_hours * HOUR)
+    live.catch_up(clock.now_ms())
+    assert BTC not in ex.fetch_positions([BTC]), "the wick through the stop did not fire it"
+    [stop_fill] = [f for f in ex.fills if f.client_id == "sl"]
+    bar = HOUR if asleep_hours else MINUTE  # stamped at the open of the candle that crossed
+    assert stop_fill.timestamp_ms == dip - dip % bar

@@ -253,13 +253,18 @@ class Book:
         if self.margin_mode is MarginMode.ISOLATED and pos.qty != 0:
             pos.isolated_margin = max(ZERO, pos.isolated_margin - amount)
 
-    def liquidate(self, symbol: str, price: Decimal, fee_rate: Decimal) -> TradeResult:
+    def liquidate(
+        self, symbol: str, price: Decimal, fee_rate: Decimal, *, takes_all: bool = False
+    ) -> TradeResult:
         """Close the whole position at ``price`` and charge the liquidation fee.
 
         What backs the position (an isolated position's margin; the wallet in cross) pays the
         realised loss first and then the fee, out of what is left of it: the fee is the venue's
         rate at most and never negative. A loss beyond the backing is the insurance fund's,
         returned as ``shortfall``: the position never costs more than its backing (Binance).
+        ``takes_all``: the venue keeps whatever the backing still holds (Bybit takes the
+        position over at its bankruptcy price, the margin left going to its insurance fund),
+        counted as the fee.
         """
         pos = self.positions[symbol]
         qty = pos.qty
@@ -268,14 +273,14 @@ class Book:
         full_fee = fee_of(qty, price, fee_rate)
         realized = self.trade(symbol, -qty, price, ZERO).realized_pnl
         left = backing + realized  # what the backing holds after the loss (< 0: bankrupt)
-        fee = min(full_fee, max(left, ZERO))
+        fee = max(left, ZERO) if takes_all else min(full_fee, max(left, ZERO))
         shortfall = max(-left, ZERO)
         # The wallet loses the realised loss and the fee, never more than the backing.
         self.wallet = wallet_before - min(fee - realized, backing)
         return TradeResult(realized_pnl=realized, fee=fee, shortfall=shortfall)
 
     def liquidate_account(
-        self, prices: dict[str, Decimal], fee_rates: dict[str, Decimal]
+        self, prices: dict[str, Decimal], fee_rates: dict[str, Decimal], *, takes_all: bool = False
     ) -> AccountLiquidation:
         """Cross margin: close every open position together at ``prices`` (the marks of the
         moment the account fell below its maintenance margin).
@@ -283,7 +288,9 @@ class Book:
         The account is one pot: the legs' PnL and liquidation fees are netted first, and only the
         net is applied to the wallet, which never goes below zero (the insurance fund takes the
         rest, reported as ``shortfall``). A profitable leg can therefore never be paid out after a
-        losing leg has emptied the wallet.
+        losing leg has emptied the wallet. ``takes_all``: the venue keeps what the wallet still
+        holds (Bybit: positions taken over at their bankruptcy prices), counted as the fee of
+        the leg with the largest one.
         """
         if self.margin_mode is not MarginMode.CROSS:
             raise ValueError("liquidate_account: only a cross-margin account is liquidated whole")
@@ -299,5 +306,9 @@ class Book:
         net = sum(realized.values(), ZERO) - sum(fees.values(), ZERO)
         after = wallet_before + net
         shortfall = -after if after < 0 else ZERO
+        if takes_all and after > 0 and fees:
+            largest = max(fees, key=lambda s: (fees[s], s))
+            fees[largest] += after
+            after = ZERO
         self.wallet = max(after, ZERO)
         return AccountLiquidation(realized, fees, wallet_before, self.wallet, shortfall)

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.domain.enums import MarginMode, OrderSide, OrderStatus, OrderType
+from bot.domain.instrument import MarginModel
 from bot.domain.margin import cross_maintenance
 from bot.domain.orders import Fill, Order
 from bot.errors import OrderRejected
@@ -36,6 +37,9 @@ from bot.sim.cursor import TimeCursor
 from bot.sim.events import SimEvent, SimEventKind
 from bot.sim.slippage import PLACES as FRACTION_PLACES
 from bot.sim.slippage import fill_price
+
+# Bound once: a member looked up on its enum class costs a slow attribute access (3.11).
+_BYBIT_UTA = MarginModel.BYBIT_UTA
 
 ZERO = Decimal(0)
 _NO_DOWN = -math.inf  # no level below the price (trigger_bounds)
@@ -427,7 +431,10 @@ def _liquidate(
     pos = book.positions[symbol]
     qty = pos.qty
     price = _liquidation_fill(ex, symbol, qty, price, traded)
-    result = book.liquidate(symbol, price, book.instruments[symbol].liquidation_fee)
+    inst = book.instruments[symbol]
+    result = book.liquidate(
+        symbol, price, inst.liquidation_fee, takes_all=inst.margin_model is _BYBIT_UTA
+    )
     ex.fees_paid += result.fee
     _record_liquidation(ex, symbol, ts, qty, price, result.fee, result.realized_pnl)
     # Filled past the bankruptcy price (a gap beyond the liquidation price): the margin is
@@ -451,7 +458,8 @@ def liquidate_account(ex: SimAccount, ts: int, prices: Mapping[str, Decimal]) ->
         return
     fill_prices = {s: _liquidation_fill(ex, s, q, prices[s]) for s, q in held.items()}
     rates = {s: book.instruments[s].liquidation_fee for s in held}
-    result = book.liquidate_account(fill_prices, rates)
+    takes_all = any(book.instruments[s].margin_model is _BYBIT_UTA for s in held)
+    result = book.liquidate_account(fill_prices, rates, takes_all=takes_all)
     fee_total = sum(result.fees.values(), ZERO)
     # What the wallet could not pay is not paid, fees first (the insurance fund's).
     paid_fees = fee_total - min(result.shortfall, fee_total)
@@ -500,8 +508,11 @@ def _liquidation_fill(
     sends liquidation orders as IOC orders limited at the bankruptcy price, which fill in the
     book, on the tick, and keeps what the margin still holds as its clearance fee
     (https://www.binance.com/en/support/faq/360033525271); Bybit takes the position over at
-    its bankruptcy price. Both take the margin left at the liquidation price: here the
-    liquidation fee, capped at what the margin still holds (:meth:`bot.sim.book.Book.liquidate`)."""
+    its bankruptcy price, the margin left going to its insurance fund
+    (https://www.bybit.com/en/help-center/article/Liquidation-Process-USDT-Contract). Binance's
+    clearance fee (1.25 %) takes what the margin holds at the liquidation price on most tiers;
+    Bybit takes all of it: the liquidation fee here, capped at what the margin still holds on
+    Binance, all of it on Bybit (:meth:`bot.sim.book.Book.liquidate`, ``takes_all``)."""
     slip, impact = ex.slippage_parts(symbol, abs(qty), inside=True)
     sign = -1 if qty > 0 else 1  # the liquidation sells a long, buys a short back
     moved = fill_price(price, sign, slip, impact, traded) if slip else price

@@ -26,7 +26,7 @@ from bot.domain.margin import (
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.engine.account import AccountView
-from bot.engine.planner import exchange_setting, stop_sizing
+from bot.engine.planner import exchange_setting, setting_floor, stop_sizing
 from bot.policy.leverage import q2
 from bot.risk.coverage import (
     Coverage,
@@ -167,8 +167,12 @@ def secure_decision(
             f"size {wanted} above the exchange's largest market order -> size cut to {largest}"
         )
 
+    # An open isolated position's setting cannot be lowered on Binance: the increase margins at
+    # the setting held when it is higher (the liquidation nearer), as the sizing step sends it.
+    floor = setting_floor(inst, acct.positions.get(d.symbol), sign)
+
     def liquidation_of(qty: Decimal) -> Decimal | None:
-        setting = Decimal(exchange_setting(lev_per_qty * qty, inst, qty * mark))
+        setting = Decimal(exchange_setting(lev_per_qty * qty, inst, qty * mark, floor))
         return liquidation_after(
             inst,
             acct,

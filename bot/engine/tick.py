@@ -70,6 +70,7 @@ from bot.engine.planner import (
     market_orders,
     plan_protection,
     plan_size,
+    setting_floor,
 )
 from bot.engine.protection import (
     close_position_stops,
@@ -603,16 +604,24 @@ class Engine:
             acct.marks,
             self.instruments,
             acct.available,
-            setting_of=self._setting_of,
+            setting_of=partial(self._setting_of, acct=acct),
             slippage=self.limits.stop_slippage,
             tolerance=tolerance,
         )
 
-    def _setting_of(self, d: Decision, price: Decimal) -> int:
+    def _setting_of(self, d: Decision, price: Decimal, *, acct: AccountView) -> int:
         """The leverage setting the sizing step uses for ``d`` (see :func:`plan_size`)."""
         return exchange_setting(
-            d.target_leverage, self.instruments[d.symbol], abs(d.target_qty) * price
+            d.target_leverage,
+            self.instruments[d.symbol],
+            abs(d.target_qty) * price,
+            self._floor(d, acct),
         )
+
+    def _floor(self, d: Decision, acct: AccountView) -> int:
+        """The lowest setting an increase of ``d``'s position may use (:func:`setting_floor`)."""
+        sign = 1 if d.target_qty > 0 else -1
+        return setting_floor(self.instruments[d.symbol], acct.positions.get(d.symbol), sign)
 
     def within_loss_budget(
         self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
@@ -1721,6 +1730,7 @@ class Engine:
             if d.symbol in self._budget_cut and abs(qty) > abs(d.target_qty)
             else self.policy.orders.rebalance_tolerance,
             self._id_factory(d.symbol),
+            self._floor(d, acct),
         )
         if plan.remainder and self._size_remainders.get(d.symbol) != plan.remainder:
             self._size_remainders[d.symbol] = plan.remainder  # recorded once per remainder

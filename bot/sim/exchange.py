@@ -58,7 +58,7 @@ from bot.domain.enums import (
     OrderType,
     TriggerBy,
 )
-from bot.domain.instrument import Instrument
+from bot.domain.instrument import Instrument, MarginModel
 from bot.domain.margin import position_maintenance
 from bot.domain.market import FundingInfo
 from bot.domain.orders import Fill, ForcedClose, Order, OrderRequest
@@ -250,8 +250,23 @@ class SimulatedExchange:
                     f"leverage {leverage} exceeds the bracket maximum for notional {notional}",
                     code=-2027,
                 )
+            lowering = lev < self.book.leverage.get(symbol, lev)
+            if (
+                self.book.margin_mode is MarginMode.ISOLATED
+                and lowering
+                and inst.margin_model is not MarginModel.BYBIT_UTA
+            ):
+                # Binance refuses to lower an open isolated position's leverage, whatever the
+                # balance; raising it works. Modelled kinder (margin moved in when free), a
+                # simulated increase went through that the venue refuses.
+                # https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code
+                raise OrderRejected(
+                    "Leverage reduction is not supported in Isolated Margin Mode with open "
+                    "positions",
+                    code=-4161,
+                )
             if self.book.margin_mode is MarginMode.ISOLATED:
-                # Binance re-sizes isolated margin to the new setting; more margin must be free.
+                # Bybit re-sizes isolated margin to the new setting; more margin must be free.
                 needed = (abs(pos.qty) * pos.entry_price / lev).quantize(
                     Decimal("1e-10"), rounding=ROUND_CEILING
                 )

@@ -24,7 +24,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.position import Balance
 from bot.engine.contracts import ContractSpec
-from bot.engine.planner import exchange_setting, market_order, plan_size
+from bot.engine.planner import exchange_setting, market_order, plan_size, setting_floor
 from bot.engine.tick import Engine, TickResult
 from bot.errors import ExchangeError, InsufficientMargin
 from bot.instruments import load_instruments
@@ -46,6 +46,10 @@ def setting_of(d: Decision, price: D) -> int:
     return exchange_setting(d.target_leverage, INSTRUMENTS[d.symbol], abs(d.target_qty) * price)
 
 
+def sign_of(d: Decision) -> int:
+    return 1 if d.target_qty > 0 else -1
+
+
 def decision(sym: str, qty: D, leverage: D) -> Decision:
     return Decision(
         symbol=sym,
@@ -64,14 +68,22 @@ def size(
     available: D | None,
     instruments: Mapping[str, Instrument] = INSTRUMENTS,
 ) -> list[Decision]:
+    positions = ex.fetch_positions(SYMBOLS)
+
+    def held_setting_of(d: Decision, price: D) -> int:  # as the engine: never below the floor
+        floor = setting_floor(instruments[d.symbol], positions.get(d.symbol), sign_of(d))
+        return exchange_setting(
+            d.target_leverage, instruments[d.symbol], abs(d.target_qty) * price, floor
+        )
+
     return cap_to_margin(
         decisions,
-        ex.fetch_positions(SYMBOLS),
+        positions,
         dict(ex.lasts),
         dict(ex.marks),
         instruments,
         available,
-        setting_of=setting_of,
+        setting_of=held_setting_of,
         slippage=ALLOWANCE,
         tolerance=TOLERANCE,
     )
@@ -121,7 +133,8 @@ def send_as_the_engine(
         qty = pos.qty if pos is not None else D(0)
         setting = pos.leverage if pos is not None else ex.fetch_leverage(d.symbol)
         inst = instruments[d.symbol]
-        plan = plan_size(d, qty, setting, inst, ex.lasts[d.symbol], TOLERANCE, new_id)
+        floor = setting_floor(inst, pos, sign_of(d))
+        plan = plan_size(d, qty, setting, inst, ex.lasts[d.symbol], TOLERANCE, new_id, floor)
         for req in plan.reduce:
             ex.place_order(req)
         if plan.leverage is not None and plan.increase:

@@ -8,7 +8,7 @@ only decides their target; the engine plans and sends the orders.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -183,12 +183,14 @@ class HedgeDesk:
         resting: Mapping[str, Sequence[Order]],
         book_may_grow: bool = True,
         max_notional: Decimal | None = None,
+        may_open: Collection[str] | None = None,
     ) -> HedgeOutcome | None:
         """The hedge legs' decisions, or None when the primary instrument has no data.
 
         ``book_may_grow``: whether the book's increases can pass the risk gate (the trading
         state is ``active``); when not, the book counts as what its decisions can make of the
-        positions held: their reductions, never their increases."""
+        positions held: their reductions, never their increases. ``may_open``: the hedge legs
+        that may take new exposure this tick (``None``: all of them)."""
         legs = []
         for sym in self.symbols:
             snap = snapshots.get(sym)
@@ -204,7 +206,13 @@ class HedgeDesk:
             )
             legs.append(
                 HedgeLeg(
-                    sym, self.instruments[sym], snap, self.beta(sym), acct.positions.get(sym), stop
+                    sym,
+                    self.instruments[sym],
+                    snap,
+                    self.beta(sym),
+                    acct.positions.get(sym),
+                    stop,
+                    may_open=may_open is None or sym in may_open,
                 )
             )
         if not legs or legs[0].symbol != self.params.primary:

@@ -103,6 +103,7 @@ from bot.errors import (
     PermanentExchangeError,
 )
 from bot.policy.decide import decide
+from bot.policy.hedge import short_name
 from bot.policy.inputs import ContractView
 from bot.policy.protection import daily_vol_unit, distance
 from bot.ports.client_ids import base36, make_client_id
@@ -354,7 +355,9 @@ class Engine:
             # On the book as the loss budget left it: the hedge offsets what will be held. Its
             # stop fires when the market rises, the book's when it falls: the hedge is outside
             # the "every stop fires" budget.
-            hedges = self.decide_hedge(now, acct, snapshots, windows, decisions, memory.state)
+            hedges = self.decide_hedge(
+                now, acct, snapshots, windows, decisions, memory.state, flatten=memory.flatten
+            )
             # Within the gross room the book leaves: a hedge the gate would refuse whole (a book
             # near the cap) is better part-sized than left out tick after tick.
             hedges = self.within_gross_cap(hedges, acct, snapshots, settled=decisions)
@@ -1164,11 +1167,32 @@ class Engine:
         windows: dict[str, CandleWindow],
         book: list[Decision],
         state: TradingState,
+        *,
+        flatten: bool = False,
     ) -> list[Decision]:
         """The hedge legs' decisions (see :mod:`bot.policy.hedge`); none when the hedge
-        instrument has no data or the spot holdings cannot be read (the hedge is held)."""
+        instrument has no data or the spot holdings cannot be read (the hedge is held).
+        Halted with ``flatten``: every held leg is closed, before either is read."""
         if self.hedge is None:
             return []
+        if state is _HALTED and flatten:
+            # Closing a leg needs neither the spot holdings nor the primary's data: a flatten
+            # that waited for them would close the book and leave the account net short by
+            # the whole hedge.
+            return [
+                Decision(
+                    symbol=sym,
+                    direction=0,
+                    target_leverage=ZERO,
+                    target_qty=ZERO,
+                    stop_loss=None,
+                    take_profit=None,
+                    reason=f"{short_name(sym)} hedge: close",
+                    allow_increase=False,
+                )
+                for sym in self.hedge.symbols
+                if acct.qty(sym) != 0 and sym in snapshots and sym not in self.foreign
+            ]
         self.hedge.estimate_betas(windows)
         unknown = self.hedge.read_spot()
         if unknown is not None:
@@ -1183,11 +1207,12 @@ class Engine:
             acct,
             {s: v for s, v in snapshots.items() if s not in self.foreign},
             book,
-            self._hedge_may_grow(state, now),
+            state is TradingState.ACTIVE,
             cap,
             acct.resting,
             book_may_grow=state is TradingState.ACTIVE,
             max_notional=min(self._max_notional[s] for s in self.hedge_symbols),
+            may_open=self._hedge_may_open(now),
         )
         if outcome is None:
             self._event(
@@ -1201,13 +1226,16 @@ class Engine:
             return []
         return order_hedge_decisions(outcome.decisions, acct)
 
-    def _hedge_may_grow(self, state: TradingState, now: int) -> bool:
-        """Like any contract: active state, fresh data, no re-entry cooldown on a hedge leg."""
-        legs = sorted(self.hedge_symbols)
-        return (
-            state is TradingState.ACTIVE
-            and not any(s in self._stale for s in legs)
-            and all(self.cooldowns.active(s, now) is None for s in legs)
+    def _hedge_may_open(self, now: int) -> frozenset[str]:
+        """The hedge legs that may take new exposure, each like any contract: fresh data, no
+        venue restriction, no re-entry cooldown (the trading state is checked apart). Per leg:
+        a funding switch goes only to a leg that can open, the held one is kept otherwise."""
+        return frozenset(
+            s
+            for s in self.hedge_symbols
+            if s not in self._stale
+            and s not in self.restricted
+            and self.cooldowns.active(s, now) is None
         )
 
     def _with_cooldown(self, d: Decision, now: int) -> Decision:
@@ -1738,8 +1766,9 @@ class Engine:
                 self._event(now, EventKind.RECONCILE, d.symbol, state, note)
         if not (plan.reduce or plan.increase):
             return
-        for req in plan.reduce:
-            result_count(result, self._send(req, acct, now, snap))
+        outcomes = [self._send(req, acct, now, snap) for req in plan.reduce]
+        for outcome in outcomes:
+            result_count(result, outcome)
         if plan.leverage is not None and plan.increase:
             try:
                 self.exchange.set_leverage(d.symbol, plan.leverage)
@@ -1750,9 +1779,17 @@ class Engine:
                 return
             setting = Decimal(plan.leverage)
         for req in plan.increase:
-            result_count(result, self._send(req, acct, now, snap))
-        if self.hedge is not None and d.symbol in self.hedge_symbols:
-            paused = self.hedge.note_change(now)  # the cooldown runs from the last attempt
+            outcomes.append(self._send(req, acct, now, snap))
+            result_count(result, outcomes[-1])
+        # The hedge cooldown runs between two changes: orders all denied by the gate or refused
+        # by the venue changed nothing, and a cooldown started by them would keep the book
+        # unhedged long after the refusal is gone. An unknown outcome may have traded: counted.
+        if (
+            self.hedge is not None
+            and d.symbol in self.hedge_symbols
+            and any(o not in _REFUSED for o in outcomes)
+        ):
+            paused = self.hedge.note_change(now)  # the cooldown runs from the last change
             if paused is not None:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
         self._protect_after_orders(d, acct, now, setting, [*plan.reduce, *plan.increase])

@@ -6,17 +6,22 @@ against the primary hedge instrument. The net exposure adds the hedge legs
 (``qty x mark x beta``). Steps, each written into the reason:
 
 1. the book's beta-delta and the net exposure, as multiples of equity;
-2. inside the band around the target (``|net/equity - target| <= band``): keep the hedge;
-3. cooldown since the last hedge change: keep the hedge, unless it is larger than the book
+2. a hedge that adds exposure (no book left, the account net of the other side from the book,
+   or a hedge on the book's side) is cut toward the target, band or cooldown, when the cut
+   lowers the absolute net exposure;
+3. inside the band around the target (``|net/equity - target| <= band``): keep the hedge;
+4. cooldown since the last hedge change: keep the hedge, unless it is larger than the book
    needs (the book's stops fired): then it is cut toward the target, a cut that lowers the
    absolute net exposure is never delayed;
-4. the instrument: the primary, unless its expected funding cost over ``holding_hours``
-   exceeds ``max_funding_cost``; then the cheapest of the allowed instruments;
-5. the size that brings the net exposure to the target. The target net has the book's sign and is
+5. the instrument: the primary, unless its expected funding cost over ``holding_hours``
+   exceeds ``max_funding_cost``; then the cheapest of the allowed instruments. Only a leg that
+   may take new exposure now, or the one the hedge is held on, is chosen: a switch closes the
+   held leg, and a new leg that cannot open would leave the book unhedged;
+6. the size that brings the net exposure to the target. The target net has the book's sign and is
    never larger than the book: a hedge only ever offsets, it never adds market exposure;
-6. caps: the leverage limit (hedge notional <= max_leverage x equity), the liquidation buffer
+7. caps: the leverage limit (hedge notional <= max_leverage x equity), the liquidation buffer
    (the hedge's own stop triggers before its liquidation), then rounding down to the step;
-7. stop-loss like any position (trailing: it only moves toward the price).
+8. stop-loss like any position (trailing: it only moves toward the price).
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ class HedgeLeg:
     beta: Decimal  # to the primary hedge instrument (1 for the primary itself)
     position: Position | None
     resting_stop: Decimal | None
+    # The leg itself may take new exposure this tick: fresh data, no venue restriction, no
+    # re-entry cooldown (the trading state is ``HedgeInputs.allow_increase``).
+    may_open: bool = True
 
     @property
     def qty(self) -> Decimal:
@@ -74,7 +82,7 @@ class HedgeInputs:
     legs: tuple[HedgeLeg, ...]  # policy order: the first is the primary instrument
     now_ms: int
     last_change_ms: int | None  # last time a hedge order was sent (cooldown)
-    allow_increase: bool
+    allow_increase: bool  # the trading state allows increases (each leg: ``may_open`` too)
     max_leverage: Decimal  # cap on the hedge notional as a multiple of equity
     max_notional: Decimal | None = None  # the risk gate's notional cap on a hedge leg (quote)
 
@@ -128,9 +136,12 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
         f"book beta-delta {q2(book_bd / eq)}x equity, net {q2(net / eq)}x, "
         f"target {params.target_net_exposure}, band {params.band}"
     )
+    needed = want - book_bd  # beta-delta the hedge must carry
+    cut = _cut_if_adding(inputs, policy, params, book_bd, net, needed, held_bd, head)
+    if cut is not None:
+        return cut
     if abs(net - want) <= params.band * eq:
         return _hold(inputs, policy, book_bd, net, f"{head} -> inside the band, keep the hedge")
-    needed = want - book_bd  # beta-delta the hedge must carry
     wait_ms = _cooldown_left(inputs, params)
     if wait_ms > 0:
         cooling = f"{head} -> outside the band, cooldown {-(-wait_ms // 60_000)} min left"
@@ -138,7 +149,7 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
             inputs, policy, book_bd, net, needed, held_bd, cooling, params.min_notional
         )
     direction = 1 if needed > 0 else -1
-    leg, funding_note = _choose(inputs.legs, params, direction)
+    leg, funding_note = _choose(inputs, params, direction)
     notional = needed / leg.beta if leg.beta > 0 else ZERO
     notes = [funding_note] if funding_note else []
     cap = inputs.max_leverage * eq
@@ -154,7 +165,7 @@ def decide_hedge(inputs: HedgeInputs, policy: Policy) -> HedgeOutcome:
     ):
         why = f"{head} -> change {change:.0f} < minimum hedge notional {params.min_notional}"
         return _hold(inputs, policy, book_bd, net, why)
-    if not inputs.allow_increase and (qty * leg.qty <= 0 or abs(qty) > abs(leg.qty)):
+    if not _opens(inputs, leg) and (qty * leg.qty <= 0 or abs(qty) > abs(leg.qty)):
         qty = leg.qty if qty * leg.qty > 0 else ZERO  # keep a same-side hedge, else close
         notes.append("no increase allowed")
     targets = {leg.symbol: qty}
@@ -203,11 +214,55 @@ def _during_cooldown(
     """Inside the cooldown a hedge larger than the book needs is still cut: the cooldown keeps
     the hedge from churning, and may delay an increase, but a hedge left behind when the book's
     stops fired (a long book stopped out in a crash leaves the account net short by the whole
-    hedge) would be held into the rebound. Every held leg shrinks by the same factor, rounded
-    toward zero; the cut goes through only when it lowers the absolute net exposure."""
+    hedge) would be held into the rebound."""
+    larger = f"{cooling}: the hedge is larger than the book needs"
+    cut = _cut(inputs, policy, book_bd, net, needed, held_bd, larger, min_notional)
+    return cut if cut is not None else _hold(inputs, policy, book_bd, net, cooling)
+
+
+def _cut_if_adding(
+    inputs: HedgeInputs,
+    policy: Policy,
+    params: HedgeParams,
+    book_bd: Decimal,
+    net: Decimal,
+    needed: Decimal,
+    held_bd: Decimal,
+    head: str,
+) -> HedgeOutcome | None:
+    """A hedge that adds exposure cut to what the book needs, band or cooldown (``None``: it
+    does not add exposure, or the cut would not lower the absolute net exposure). It adds
+    exposure when there is no book left to offset (stopped out, its re-entry held), when it
+    leaves the account net of the other side from the book, or when it is on the book's side.
+    The band keeps an ordinary hedge from churning; it is no reason to keep a leftover smaller
+    than the band, a naked position for as long as the book stays out."""
+    adds = held_bd != 0 and (book_bd == 0 or net * book_bd < 0 or held_bd * book_bd > 0)
+    if not adds:
+        return None
+    why = f"{head} -> the hedge adds exposure"
+    wait_ms = _cooldown_left(inputs, params)
+    if wait_ms > 0:
+        why += f" (cooldown {-(-wait_ms // 60_000)} min left: a cut is never delayed)"
+    return _cut(inputs, policy, book_bd, net, needed, held_bd, why, params.min_notional)
+
+
+def _cut(
+    inputs: HedgeInputs,
+    policy: Policy,
+    book_bd: Decimal,
+    net: Decimal,
+    needed: Decimal,
+    held_bd: Decimal,
+    why: str,
+    min_notional: Decimal,
+) -> HedgeOutcome | None:
+    """The hedge cut to what the book needs (``needed``), or ``None`` when it is not larger
+    than that, or the cut would not lower the absolute net exposure or is below
+    ``min_notional``. Every held leg shrinks by the same factor, rounded toward zero: a cut
+    only ever reduces, so neither the cooldown nor a refusal of increases holds it."""
     over = held_bd != 0 and (needed * held_bd <= 0 or abs(needed) < abs(held_bd))
     if not over:
-        return _hold(inputs, policy, book_bd, net, cooling)
+        return None
     keep = max(needed / held_bd, ZERO)  # the fraction of the held hedge still needed
     targets = {
         leg.symbol: leg.instrument.floor_qty(abs(leg.qty) * keep) * (1 if leg.qty > 0 else -1)
@@ -220,36 +275,61 @@ def _during_cooldown(
         (abs(targets[leg.symbol] - leg.qty) * leg.market.mark_price for leg in inputs.legs), ZERO
     )
     if abs(after) >= abs(net) or change < min_notional:
-        return _hold(inputs, policy, book_bd, net, cooling)
+        return None
     eq = inputs.equity
-    why = (
-        f"{cooling}: the hedge is larger than the book needs, cut now "
-        f"(net {q2(net / eq)}x -> {q2(after / eq)}x)"
-    )
+    why += f", cut now (net {q2(net / eq)}x -> {q2(after / eq)}x)"
     return _outcome(inputs, policy, targets, book_bd, net, why)
 
 
-def _choose(legs: Sequence[HedgeLeg], params: HedgeParams, direction: int) -> tuple[HedgeLeg, str]:
+def _opens(inputs: HedgeInputs, leg: HedgeLeg) -> bool:
+    """Whether ``leg`` may take new exposure this tick (the trading state and the leg's own)."""
+    return inputs.allow_increase and leg.may_open
+
+
+def _choose(inputs: HedgeInputs, params: HedgeParams, direction: int) -> tuple[HedgeLeg, str]:
+    """The leg the hedge is sized on. Every other leg is closed (the old leg before the new one
+    opens), so a leg that cannot take new exposure now (increases refused, its data stale, the
+    venue restricting it, a re-entry cooldown) is never switched to: the switch would close the
+    held hedge and leave the book unhedged. The held leg is kept instead."""
+    legs = inputs.legs
     primary = legs[0]
     limit = params.max_funding_cost
     hours = params.holding_hours
     cost = funding_cost(primary, direction, hours)
+
+    def held(leg: HedgeLeg) -> bool:
+        return leg.qty * direction > 0
+
+    def cheapest(candidates: Sequence[HedgeLeg]) -> HedgeLeg:
+        return min(
+            candidates, key=lambda leg: (funding_cost(leg, direction, hours), legs.index(leg))
+        )
+
+    hedging = [leg for leg in legs if leg.beta > 0]  # beta 0 cannot hedge
+    usable = [leg for leg in hedging if _opens(inputs, leg) or held(leg)]
     if limit is None or cost <= limit or len(legs) == 1:
+        kept = next((leg for leg in usable if held(leg)), None)
+        if not _opens(inputs, primary) and not held(primary) and kept is not None:
+            # Back to the primary would close the leg held and open nothing.
+            return kept, (
+                f"{short_name(primary.symbol)} may take no new exposure now, the hedge stays "
+                f"on {short_name(kept.symbol)}"
+            )
         if limit is not None and cost > limit:
             return primary, (
                 f"{short_name(primary.symbol)} funding {cost:.4%} over {hours}h > limit "
                 f"{limit:.4%}, no alternative instrument"
             )
         return primary, ""
-    usable = [leg for leg in legs if leg.beta > 0] or [primary]  # beta 0 cannot hedge
-    best = min(usable, key=lambda leg: (funding_cost(leg, direction, hours), legs.index(leg)))
-    if best is primary:
+    best = cheapest(usable or [primary])
+    wanted = cheapest(hedging or [primary])
+    over = f"{short_name(primary.symbol)} funding {cost:.4%} over {hours}h > limit {limit:.4%}"
+    if wanted is not best:
+        over += f", {short_name(wanted.symbol)} may take no new exposure now"
+    elif best is primary:
         return primary, ""
     best_cost = funding_cost(best, direction, hours)
-    return best, (
-        f"{short_name(primary.symbol)} funding {cost:.4%} over {hours}h > limit {limit:.4%} "
-        f"-> {short_name(best.symbol)} ({best_cost:.4%})"
-    )
+    return best, f"{over} -> {short_name(best.symbol)} ({best_cost:.4%})"
 
 
 def _hold(
@@ -335,5 +415,5 @@ def _leg_decision(
         stop_loss=stop,
         take_profit=None,
         reason="; ".join(parts),
-        allow_increase=inputs.allow_increase,
+        allow_increase=_opens(inputs, leg),
     )

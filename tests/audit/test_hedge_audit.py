@@ -119,6 +119,34 @@ def test_a_cooldown_never_keeps_an_orphaned_hedge_after_the_book_is_stopped_out(
     assert "cooldown" in hedge.reason  # and the reason says the cooldown did not hold it
 
 
+def test_an_orphaned_hedge_smaller_than_the_band_is_closed_after_the_book_is_stopped_out(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The shipped target and band (0.5, 0.5) and a book near the gross cap, so part-hedged:
+    after the crash stopped the book out, the short hedge left, -0.42x equity, was inside the
+    band around a target of 0 ("inside the band, keep the hedge"): a naked short for as long as
+    the book stays out. A hedge only offsets: it is closed."""
+    policy = hedged_policy(hedge_cooldown=0, reentry="24h")
+    hedge = policy.hedge.model_copy(  # type: ignore[union-attr]
+        update={"target_net_exposure": D("0.5"), "band": D("0.5")}
+    )
+    lev = policy.leverage.model_copy(update={"target_volatility": D("1.0")})
+    policy = policy.model_copy(update={"hedge": hedge, "leverage": lev})
+    engine, ex, _, clock = build(instruments, policy, replace(LIMITS, max_gross_leverage=D("2.4")))
+    first = engine.tick()
+    assert ex.fetch_positions([ETH])[ETH].qty > 0
+    short = ex.fetch_positions([BTC])[BTC].qty * ex.marks[BTC]
+    assert D("-0.5") * first.equity < short < 0  # part-hedged: smaller than the band
+    clock.advance(timedelta(minutes=30))
+    crash_through_the_book_stop(ex)
+    clock.advance(timedelta(minutes=30))
+    result = engine.tick()
+    assert ETH not in ex.fetch_positions([ETH])  # the book stays out (re-entry cooldown)
+    (hedge_decision,) = [d for d in result.decisions if d.symbol == BTC]
+    assert BTC not in ex.fetch_positions([BTC]), hedge_decision.reason
+    assert "the hedge adds exposure" in hedge_decision.reason
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     book=st.decimals(min_value=-60000, max_value=60000, places=0),

@@ -125,6 +125,78 @@ def test_switching_instrument_closes_the_old_leg() -> None:
     assert [d.target_qty for d in out.decisions] == [0, D("-9.600")]
 
 
+def test_no_increase_allowed_never_drops_the_held_hedge_for_a_funding_switch() -> None:
+    """Reducing (no increase allowed) with the primary's funding over the limit: the switch
+    closed the held BTC short while the ETH leg it switched to could not open, the book
+    unhedged (|net| 1.4x -> 2.4x equity). The held leg is kept instead."""
+    legs = (
+        leg(BTC, D(50000), D("-0.2"), rate=D("-0.001")),  # held short, shorts pay 0.1 %/8h
+        leg(ETH, D(2500), beta=D(1)),
+    )
+    p = policy(instruments=(BTC, ETH), max_funding_cost=D("0.001"), target_net_exposure=D(0))
+    # book 24000 long, hedge -10000: net 1.4x, outside the band: the hedge would grow.
+    out = decide_hedge(inputs(D(24000), legs, allow_increase=False), p)
+    btc, eth = out.decisions
+    assert eth.target_qty == 0
+    assert btc.target_qty == D("-0.2"), btc.reason
+    assert out.net_after == out.net_before
+    assert "ETH may take no new exposure now" in btc.reason
+    assert "no increase allowed" in btc.reason
+
+
+def test_a_funding_switch_passes_over_a_leg_that_may_not_open() -> None:
+    """The cheaper leg's data is stale, or the venue restricts it, or it is in a re-entry
+    cooldown: the hedge stays on the leg held, resized there."""
+    legs = (
+        leg(BTC, D(50000), D("-0.2"), rate=D("-0.001")),
+        HedgeLeg(ETH, INSTRUMENTS[ETH], snap(ETH, D(2500)), D(1), None, None, may_open=False),
+    )
+    p = policy(instruments=(BTC, ETH), max_funding_cost=D("0.001"), target_net_exposure=D(0))
+    out = decide_hedge(inputs(D(24000), legs), p)
+    btc, eth = out.decisions
+    assert eth.target_qty == 0
+    assert btc.target_qty == D("-0.48")  # 24000 / 50000: the whole book, on BTC
+    assert "ETH may take no new exposure now -> BTC (0.3000%)" in btc.reason
+
+
+def test_the_hedge_held_on_the_alternative_stays_there_while_the_primary_may_not_open() -> None:
+    """The primary's funding is back under the limit, but the primary may not open: going back
+    to it would close the ETH leg held and open nothing."""
+    legs = (
+        HedgeLeg(BTC, INSTRUMENTS[BTC], snap(BTC, D(50000)), D(1), None, None, may_open=False),
+        leg(ETH, D(2500), D("-4"), beta=D(1)),
+    )
+    p = policy(instruments=(BTC, ETH), max_funding_cost=D("0.001"), target_net_exposure=D(0))
+    out = decide_hedge(inputs(D(24000), legs), p)
+    btc, eth = out.decisions
+    assert btc.target_qty == 0
+    assert eth.target_qty == D("-9.600")  # 24000 / 2500
+    assert "BTC may take no new exposure now, the hedge stays on ETH" in eth.reason
+
+
+def test_with_no_book_a_hedge_smaller_than_the_band_is_closed() -> None:
+    """The book is gone and the hedge left over, -0.4x equity, is inside the shipped band of
+    0.5 around 0.5: it was kept, a naked short for as long as the book stayed out."""
+    held = leg(BTC, D(50000), D("-0.08"))  # -4000: -0.4x of 10000, no book at all
+    out = decide_hedge(inputs(D(0), (held,)), policy())  # the shipped target 0.5, band 0.5
+    (d,) = out.decisions
+    assert d.target_qty == 0, d.reason
+    assert "the hedge adds exposure" in d.reason
+    assert out.net_after == 0
+
+
+def test_a_hedge_leaving_the_account_net_short_of_a_long_book_is_cut_inside_the_band() -> None:
+    p = policy(target_net_exposure=D("0.5"), band=D("0.5"))
+    # Book +1000, hedge -3000: net -0.2x, inside the band around 0.5; the book needs no hedge.
+    out = decide_hedge(inputs(D(1000), (leg(BTC, D(50000), D("-0.06")),)), p)
+    assert out.decisions[0].target_qty == 0, out.reason
+    assert out.net_after == D(1000)
+    # Book +1000, hedge -1250: net -0.025x; closing it would leave +0.1x, more than now: kept.
+    out = decide_hedge(inputs(D(1000), (leg(BTC, D(50000), D("-0.025")),)), p)
+    assert out.decisions[0].target_qty == D("-0.025")
+    assert "inside the band, keep the hedge" in out.reason
+
+
 def test_reducing_state_never_grows_the_hedge() -> None:
     held = leg(BTC, D(50000), D("-0.1"))
     out = decide_hedge(

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from bot.domain.enums import EventKind, TradingState
-from bot.ports.store import RiskEvent
+from bot.domain.enums import TradingState
 from bot.risk.loss_budget import budget_exhausted
+from bot.risk.state import state_event
 from bot.store.memory import MemoryStore
 
 
@@ -35,21 +35,11 @@ def resume_if_due(store: MemoryStore, now_ms: int, equity: Decimal, after_ms: in
         f"operator resumed {((now_ms - since) / 3_600_000):.0f} h after {what} "
         f"(simulation.resume_after_halt); peak reset from {memory.peak_equity:.2f} to {equity:.2f}"
     )
+    resumed = replace(
+        memory, state=TradingState.ACTIVE, state_reason=reason, sticky=False, peak_equity=equity
+    )
     store.save_risk_memory(
-        replace(
-            memory,
-            state=TradingState.ACTIVE,
-            state_reason=reason,
-            sticky=False,
-            peak_equity=equity,
-        ),
-        RiskEvent(
-            ts_ms=now_ms,
-            kind=EventKind.STATE,
-            symbol=None,
-            state=TradingState.ACTIVE,
-            reason=f"{memory.state.value} -> active: {reason}",
-        ),
+        resumed, state_event(now_ms, resumed, f"{memory.state.value} -> active: {reason}")
     )
     return True
 

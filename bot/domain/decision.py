@@ -31,6 +31,20 @@ class Decision:
     allow_increase: bool = True
     participation_capped: bool = False
 
+    @classmethod
+    def flat(cls, symbol: str, reason: str, *, allow_increase: bool = True) -> Decision:
+        """A decision to hold nothing of ``symbol``: no direction, size or protective prices."""
+        return cls(
+            symbol=symbol,
+            direction=0,
+            target_leverage=ZERO,
+            target_qty=ZERO,
+            stop_loss=None,
+            take_profit=None,
+            reason=reason,
+            allow_increase=allow_increase,
+        )
+
     def resized(self, qty: Decimal, leverage_factor: Decimal, note: str) -> Decision:
         """This decision cut to ``qty`` (>= 0, on the step grid; its sign follows the target),
         the leverage scaled by ``leverage_factor`` (rounded down), ``note`` added to the reason.

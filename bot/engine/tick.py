@@ -130,7 +130,7 @@ from bot.risk.loss_budget import (
     no_room_to_open,
 )
 from bot.risk.margin_cap import cap_to_margin, sends_increase
-from bot.risk.state import Transition, initial_memory, set_state, update
+from bot.risk.state import Transition, initial_memory, set_state, state_event, update
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -497,15 +497,8 @@ class Engine:
             qty = acct.qty(sym)
             if qty == 0 or sym in self.foreign or sym in self._silenced:
                 continue
-            flat = Decision(
-                symbol=sym,
-                direction=0,
-                target_leverage=ZERO,
-                target_qty=ZERO,
-                stop_loss=None,
-                take_profit=None,
-                reason=f"halted ({memory.state_reason}): flatten",
-                allow_increase=False,
+            flat = Decision.flat(
+                sym, f"halted ({memory.state_reason}): flatten", allow_increase=False
             )
             pos = acct.positions[sym]
             plan = plan_size(
@@ -670,11 +663,11 @@ class Engine:
             # not move by itself: sticky, or each new day would lift it and the next tick set it
             # again, two critical alerts a day saying nothing new.
             memory = set_state(memory, TradingState.REDUCING, reason, sticky=not daily)
-            self._save_memory(memory, _state_event(now, memory, f"active -> reducing: {reason}"))
+            self._save_memory(memory, state_event(now, memory, f"active -> reducing: {reason}"))
         elif room is False and exhausted:
             reason = "the loss budget has room again (every position wanted keeps half its size)"
             memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
-            self._save_memory(memory, _state_event(now, memory, f"reducing -> active: {reason}"))
+            self._save_memory(memory, state_event(now, memory, f"reducing -> active: {reason}"))
         return memory
 
     def _flat_book(self, acct: AccountView) -> bool:
@@ -1033,7 +1026,7 @@ class Engine:
             memory,
             None
             if transition is None
-            else _state_event(
+            else state_event(
                 now,
                 memory,
                 f"{transition.before.value} -> {transition.after.value}"
@@ -1180,16 +1173,7 @@ class Engine:
             # that waited for them would close the book and leave the account net short by
             # the whole hedge.
             return [
-                Decision(
-                    symbol=sym,
-                    direction=0,
-                    target_leverage=ZERO,
-                    target_qty=ZERO,
-                    stop_loss=None,
-                    take_profit=None,
-                    reason=f"{short_name(sym)} hedge: close",
-                    allow_increase=False,
-                )
+                Decision.flat(sym, f"{short_name(sym)} hedge: close", allow_increase=False)
                 for sym in self.hedge.symbols
                 if acct.qty(sym) != 0 and sym in snapshots and sym not in self.foreign
             ]
@@ -1718,7 +1702,7 @@ class Engine:
         ):
             memory = set_state(memory, TradingState.ACTIVE, "account readable again", sticky=False)
             self._save_memory(
-                memory, _state_event(now, memory, "reducing -> active: account readable")
+                memory, state_event(now, memory, "reducing -> active: account readable")
             )
 
     def _to_reducing(self, now: int, reason: str) -> TradingState:
@@ -1726,7 +1710,7 @@ class Engine:
         if memory is None or memory.state is not TradingState.ACTIVE:
             return memory.state if memory is not None else TradingState.ACTIVE
         memory = set_state(memory, TradingState.REDUCING, reason, sticky=False)
-        self._save_memory(memory, _state_event(now, memory, f"active -> reducing: {reason}"))
+        self._save_memory(memory, state_event(now, memory, f"active -> reducing: {reason}"))
         return memory.state
 
     # -- 6. size -------------------------------------------------------------------------------
@@ -2201,13 +2185,6 @@ class Engine:
         )
 
 
-def _state_event(now: int, memory: RiskMemory, reason: str) -> RiskEvent:
-    """The event of a change of the trading state to ``memory``'s, saved with it."""
-    return RiskEvent(
-        ts_ms=now, kind=EventKind.STATE, symbol=None, state=memory.state, reason=reason
-    )
-
-
 def result_count(result: TickResult, outcome: SendOutcome) -> None:
     """Count one sizing order's outcome in the tick's result, each kind on its own."""
     if outcome is SendOutcome.SENT:
@@ -2264,16 +2241,7 @@ def _hold(d: Decision, acct: AccountView, why: str) -> Decision:
 
 
 def _flat(d: Decision, why: str) -> Decision:
-    return Decision(
-        symbol=d.symbol,
-        direction=0,
-        target_leverage=ZERO,
-        target_qty=ZERO,
-        stop_loss=None,
-        take_profit=None,
-        reason=f"{d.reason}; {why}",
-        allow_increase=False,
-    )
+    return Decision.flat(d.symbol, f"{d.reason}; {why}", allow_increase=False)
 
 
 def _seconds(ms: int) -> str:

@@ -37,10 +37,11 @@ CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 FUNDING_COLUMNS = ("timestamp", "funding_rate")
 MAX_ABS_FUNDING_RATE = 0.1  # fraction per interval; exchanges cap far lower (Binance: 0.03 at most)
 # 1973-03-03 in ms; a smaller stamp is almost surely in seconds, not milliseconds.
-_MIN_PLAUSIBLE_MS = 100_000_000_000
+MIN_PLAUSIBLE_MS = 100_000_000_000
 # 2286-11-20 in ms; a larger stamp is almost surely in microseconds or nanoseconds (stamps of
 # today are near 1.7e12 in ms, 1.7e15 in us, 1.7e18 in ns). It also keeps every stamp a date.
-_MAX_PLAUSIBLE_MS = 10_000_000_000_000
+# Signal files are held to the same two bounds (bot.marketdata.signals).
+MAX_PLAUSIBLE_MS = 10_000_000_000_000
 # Prices outside this range are no perpetual's: the dearest (BTC) trades near 1e5 USDT, the
 # cheapest near 3e-5 (1000SATS; the venues' finest tick is 1e-7). The cap also keeps the
 # simulator's decimals exact: a price of at most 10 integer digits, quantized to the 1e-10 of
@@ -418,10 +419,10 @@ def _check_timestamps(path: Path, ts: npt.NDArray[np.int64], tf_ms: int | None) 
 
 def _check_epoch_ms(path: Path, ts: npt.NDArray[np.int64]) -> None:
     """Refuse the first stamp that cannot be epoch milliseconds, guessing the unit it is in."""
-    outside = np.flatnonzero((ts < _MIN_PLAUSIBLE_MS) | (ts > _MAX_PLAUSIBLE_MS))
+    outside = np.flatnonzero((ts < MIN_PLAUSIBLE_MS) | (ts > MAX_PLAUSIBLE_MS))
     if outside.size:
         i = int(outside[0])
-        small = ts[i] < _MIN_PLAUSIBLE_MS
+        small = ts[i] < MIN_PLAUSIBLE_MS
         why = "too small: seconds?" if small else "too large: microseconds or nanoseconds?"
         raise DataError(
             f"{path}: line {i + 2}: timestamp {ts[i]} is not UTC epoch milliseconds ({why})"

@@ -17,14 +17,12 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.errors import DataError
+from bot.marketdata.files import MAX_PLAUSIBLE_MS, MIN_PLAUSIBLE_MS
 
 SIGNAL_COLUMNS = ("timestamp", "contract", "direction")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+:[A-Z0-9]+$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_MIN_PLAUSIBLE_MS = 100_000_000_000  # 1973-03-03; smaller is most likely seconds
-# 2286-11-20; larger is most likely microseconds or nanoseconds (a signal there never fires).
-_MAX_PLAUSIBLE_MS = 10_000_000_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +112,7 @@ def _parse_timestamp(raw: str, where: str) -> int:
     if delta % _MS:
         raise DataError(f"{where}: timestamp {raw!r} is finer than a millisecond")
     ms = delta // _MS
-    if not _MIN_PLAUSIBLE_MS <= ms <= _MAX_PLAUSIBLE_MS:
+    if not MIN_PLAUSIBLE_MS <= ms <= MAX_PLAUSIBLE_MS:
         raise DataError(f"{where}: timestamp {raw!r} is not within 1973-03-03 to 2286-11-20")
     return ms
 
@@ -122,14 +120,15 @@ def _parse_timestamp(raw: str, where: str) -> int:
 def _epoch_ms(raw: str, where: str) -> int:
     # Lengths first: int() refuses more than 4300 digits, and a number over 19 digits does not
     # fit the int64 the series are kept in.
-    if len(raw.lstrip("0")) > len(str(_MAX_PLAUSIBLE_MS)) or int(raw) > _MAX_PLAUSIBLE_MS:
+    ms = int(raw) if len(raw.lstrip("0")) <= len(str(MAX_PLAUSIBLE_MS)) else None
+    if ms is None or ms > MAX_PLAUSIBLE_MS:
         raise DataError(
             f"{where}: timestamp {raw} is not epoch milliseconds "
             "(too large: microseconds or nanoseconds?)"
         )
-    if int(raw) < _MIN_PLAUSIBLE_MS:
+    if ms < MIN_PLAUSIBLE_MS:
         raise DataError(f"{where}: timestamp {raw} is not epoch milliseconds (seconds?)")
-    return int(raw)
+    return ms
 
 
 def _parse_direction(raw: str, where: str) -> int:

@@ -121,15 +121,8 @@ def _decide_one(
     price = market.mark_price
     direction = v.direction
     if direction == 0:
-        return Decision(
-            symbol=v.symbol,
-            direction=0,
-            target_leverage=ZERO,
-            target_qty=ZERO,
-            stop_loss=None,
-            take_profit=None,
-            reason=f"{short}: direction flat -> close",
-            allow_increase=v.allow_increase,
+        return Decision.flat(
+            v.symbol, f"{short}: direction flat -> close", allow_increase=v.allow_increase
         )
     parts = [f"{short}: {why}"]
     current = v.current_leverage

@@ -363,15 +363,7 @@ def _leg_decision(
     name = short_name(leg.symbol)
     if qty == 0:
         closing = "close" if leg.qty != 0 else "flat"
-        return Decision(
-            symbol=leg.symbol,
-            direction=0,
-            target_leverage=ZERO,
-            target_qty=ZERO,
-            stop_loss=None,
-            take_profit=None,
-            reason=f"{name} hedge: {why} -> {closing}",
-        )
+        return Decision.flat(leg.symbol, f"{name} hedge: {why} -> {closing}")
     sign = 1 if qty > 0 else -1
     price = leg.market.mark_price
     notional = abs(qty) * price
@@ -392,15 +384,7 @@ def _leg_decision(
         parts.append(f"liquidation buffer -> size {capped}")
         qty = capped * sign
         if qty == 0:
-            return Decision(
-                symbol=leg.symbol,
-                direction=0,
-                target_leverage=ZERO,
-                target_qty=ZERO,
-                stop_loss=None,
-                take_profit=None,
-                reason="; ".join(parts),
-            )
+            return Decision.flat(leg.symbol, "; ".join(parts))
     stop = leg.instrument.stop_price(price - sign * sl_dist, sign)
     if leg.position is not None and leg.position.sign == sign and leg.resting_stop is not None:
         stop = max(stop, leg.resting_stop) if sign > 0 else min(stop, leg.resting_stop)

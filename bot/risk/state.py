@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from bot.domain.enums import TradingState
-from bot.ports.store import RiskMemory
+from bot.domain.enums import EventKind, TradingState
+from bot.ports.store import RiskEvent, RiskMemory
 from bot.risk.limits import RiskLimits
 
 DAY_MS = 86_400_000
@@ -147,6 +147,14 @@ def update(
     if lapsing and mem.sticky:
         return mem, Transition(before, mem.state, mem.state_reason, sticks=True)
     return mem, None
+
+
+def state_event(now_ms: int, memory: RiskMemory, reason: str) -> RiskEvent:
+    """The ``state`` event of a change to ``memory``'s state, saved with it in one write
+    (``StorePort.save_risk_memory(memory, event)``): the runner alerts from it."""
+    return RiskEvent(
+        ts_ms=now_ms, kind=EventKind.STATE, symbol=None, state=memory.state, reason=reason
+    )
 
 
 def set_state(

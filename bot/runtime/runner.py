@@ -37,7 +37,7 @@ from bot.ports.client_ids import base36
 from bot.ports.store import Heartbeat, RiskEvent, RiskMemory
 from bot.risk.guard import floors
 from bot.risk.loss_budget import budget_exhausted
-from bot.risk.state import initial_memory, set_state
+from bot.risk.state import initial_memory, set_state, state_event
 from bot.runtime.events import record_event_now
 from bot.runtime.feeds import PriceFeed
 from bot.store.instance_lock import AlreadyRunning
@@ -327,14 +327,7 @@ class Runner:
                 self.store.command_done(cmd_id)
                 continue
             self.store.save_risk_memory(
-                memory,
-                RiskEvent(
-                    ts_ms=now,
-                    kind=EventKind.STATE,
-                    symbol=None,
-                    state=memory.state,
-                    reason=f"command {cmd_id}: {kind} {args}".strip(),
-                ),
+                memory, state_event(now, memory, f"command {cmd_id}: {kind} {args}".strip())
             )
             self.store.command_done(cmd_id)
             logger.warning("command {}: {} -> state {}", cmd_id, kind, memory.state.value)
@@ -448,16 +441,8 @@ class Runner:
         ):
             return []
         reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
-        self.store.save_risk_memory(
-            set_state(memory, TradingState.REDUCING, reason, sticky=False),
-            RiskEvent(
-                ts_ms=now,
-                kind=EventKind.STATE,
-                symbol=None,
-                state=TradingState.REDUCING,
-                reason=reason,
-            ),
-        )
+        reducing = set_state(memory, TradingState.REDUCING, reason, sticky=False)
+        self.store.save_risk_memory(reducing, state_event(now, reducing, reason))
         # Keyed by the change's time, as every state alert: a second run of failures within the
         # dedup window (after a resume) is news too.
         when = _key_time(now)

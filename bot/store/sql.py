@@ -486,10 +486,8 @@ class SqlStore:
                 session.add_all([t.decision_row(r) for r in records])
 
     def record_event(self, event: RiskEvent) -> None:
-        # a reason may quote an exchange error: no secret is stored
-        event = replace(event, reason=redact(event.reason))
         with self._write(f"risk event {event.kind!r}") as session:
-            session.add(t.event_row(event))
+            session.add(_event_row(event))
 
     def record_equity(self, snapshot: EquitySnapshot) -> None:
         with self._write(f"equity snapshot at {snapshot.ts_ms}") as session:
@@ -526,7 +524,7 @@ class SqlStore:
         with self._write("risk memory") as session:
             session.exec(stmt)
             if event is not None:
-                session.add(t.event_row(replace(event, reason=redact(event.reason))))
+                session.add(_event_row(event))
 
     def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         values = {"id": 1, "ts_ms": heartbeat.ts_ms, "job": heartbeat.job}
@@ -736,6 +734,11 @@ class SqlStore:
                 select(p).where(col(p.snapshot_id) == header.id).order_by(col(p.id))
             ).all()
         return header.ts_ms, [t.position_domain(r) for r in rows]
+
+
+def _event_row(event: RiskEvent) -> t.RiskEventRow:
+    """The row of ``event``: its reason may quote an exchange error, and no secret is stored."""
+    return t.event_row(replace(event, reason=redact(event.reason)))
 
 
 def _satisfies_port(store: SqlStore) -> StorePort:

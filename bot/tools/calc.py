@@ -1,9 +1,11 @@
 """``bot calc``: margin, liquidation and PnL of one position before it is opened.
 
-The position is funded by the wallet balance: with a leverage the notional is ``balance x
-leverage``; with a size the leverage is ``size x entry / balance``. Either way the collateral is
-the balance: in isolated mode it is the position's margin (``notional / leverage``), in cross
-mode the whole wallet backs the position. Margins and liquidation prices are the engine's
+The position is funded by the wallet balance: with a leverage the notional asked is ``balance x
+leverage``; with a size the leverage is ``size x entry / balance``. Every figure is that of the
+position the venue would hold: the size floored to the quantity step (the venue refuses any
+other), its notional, margins, fee and PnL. In isolated mode the collateral is the position's
+margin (``notional / leverage``; what the step leaves over stays in the wallet), in cross mode the
+whole wallet backs the position. Margins and liquidation prices are the engine's
 (:mod:`bot.domain.margin`: the venue's formula on its tiered brackets, Binance's or Bybit's), so
 the calculator and the bot agree.
 
@@ -78,8 +80,10 @@ class Column:
     """The same collateral at one leverage: its position and liquidation price."""
 
     leverage: Decimal
-    qty: Decimal  # base asset, unsigned: notional / entry, as the margin formulas take it
-    notional: Decimal
+    # base asset, unsigned, as the margin formulas take it: the position held (order_qty), or
+    # the size asked when that is below the minimum quantity (no order: the column not allowed)
+    qty: Decimal
+    notional: Decimal  # qty x entry
     liquidation_price: Decimal | None  # None: cannot be liquidated
     allowed: bool  # within the bracket maximum for this notional, and an order the venue takes
     # What the venue would accept: ``qty`` floored to the step, and whether that is below the
@@ -92,6 +96,7 @@ class Column:
     # The trader's stop (the same price at every leverage) lies at or beyond this leverage's
     # liquidation: the position would be liquidated before the stop fires.
     stop_beyond_liquidation: bool = False
+    asked_qty: Decimal = ZERO  # what the balance buys at this leverage (or --size), unrounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +126,10 @@ class CalcResult:
     round_trip_fee: Decimal  # taker fee in and out at the entry price
     columns: tuple[Column, ...]
     moves: tuple[tuple[Decimal, Decimal, tuple[Cell, ...]], ...]  # (move, price, cells)
-    order_qty: Decimal = ZERO  # ``qty`` floored to the step: the order the venue would take
+    order_qty: Decimal = ZERO  # the asked size floored to the step: the order the venue takes
     liquidation_on_grid: Decimal | None = None  # on the tick grid, toward the mark
+    asked_notional: Decimal = ZERO  # balance x leverage (or size x entry), before the step
+    asked_qty: Decimal = ZERO  # asked_notional / entry, unrounded
 
     @property
     def stop_beyond_liquidation(self) -> bool:
@@ -165,21 +172,26 @@ def calculate(req: CalcRequest) -> CalcResult:
     _validate(req, inst)
     if req.leverage is not None:
         leverage = req.leverage
-        notional = req.balance * leverage
+        asked = req.balance * leverage
     else:
         assert req.size is not None  # noqa: S101 - _validate guarantees one of the two
-        notional = req.size * req.entry
-        leverage = notional / req.balance
-    _check_bracket(inst, leverage, notional, req)
-    _check_order_minimums(inst, notional, req)
+        asked = req.size * req.entry
+        leverage = asked / req.balance
+    _check_bracket(inst, leverage, asked, req)
+    _check_order_minimums(inst, asked, req)
+    # The minimums passed: the step-floored size is an order the venue takes. Its notional,
+    # not the one asked, is what every figure below is made from (150 USDT at 1x buys 0.002 BTC
+    # at 60 000: 120 USDT of position, 120 of margin, a fee on 120).
+    held = req.size if req.size is not None else inst.floor_qty(asked / req.entry)
+    notional = held * req.entry
     daily = None if req.volatility is None else req.volatility / DAYS_PER_YEAR.sqrt()
     stop, max_lev = _stop_answer(inst, req, notional, daily)
-    main = _column(inst, req, leverage, stop)
+    main = _column(inst, req, leverage, stop, req.size)
     _check_liquidation_side(main, req, inst)
     bracket = inst.bracket_for(notional)
     distance = _distance(main.liquidation_price, req)
     levels = sorted({leverage, *COMPARE_LEVERAGES})
-    columns = tuple(_column(inst, req, lev, stop) for lev in levels)
+    columns = tuple(main if lev == leverage else _column(inst, req, lev, stop) for lev in levels)
     return CalcResult(
         request=req,
         instrument=inst,
@@ -201,25 +213,42 @@ def calculate(req: CalcRequest) -> CalcResult:
         moves=tuple(_move_row(req, columns, m) for m in MOVES),
         order_qty=main.order_qty,
         liquidation_on_grid=main.liquidation_on_grid,
+        asked_notional=asked,
+        asked_qty=main.asked_qty,
     )
 
 
-def _column(inst: Instrument, req: CalcRequest, leverage: Decimal, stop: Decimal | None) -> Column:
+def _column(
+    inst: Instrument,
+    req: CalcRequest,
+    leverage: Decimal,
+    stop: Decimal | None,
+    size: Decimal | None = None,
+) -> Column:
     """The position the request's collateral (the balance) buys at ``leverage``, and whether
-    the trader's ``stop`` (None: no stop asked) still lies before its liquidation."""
-    notional = req.balance * leverage
-    qty = notional / req.entry
+    the trader's ``stop`` (None: no stop asked) still lies before its liquidation. The position
+    is the order the venue would take (the size floored to the step) when there is one; below
+    the minimum quantity the column is not allowed and keeps the size asked (``size``, the
+    trader's --size, or by default what the balance buys at ``leverage``)."""
+    # --size is taken as given: through the leverage (size x entry / balance, rounded to 28
+    # digits) it could come back a hair short and floor a whole step lower
+    exact = size if size is not None else req.balance * leverage / req.entry
+    on_grid = inst.floor_qty(exact)
+    qty = on_grid if on_grid >= inst.min_qty else exact
+    notional = qty * req.entry
     signed = qty * req.side
-    # The collateral (the balance, = notional / leverage) as the formula sees the position:
-    # from qty x entry, the very product it subtracts. qty is rounded to 28 digits, so the
-    # balance itself can fall a hair short of qty x entry / leverage, and a 1x long (margin =
-    # notional: no liquidation price) then got a "liquidation price" of about 1e-29.
-    collateral = initial_margin(qty * req.entry, leverage)
+    # The collateral (= notional / leverage) as the formula sees the position: from qty x
+    # entry, the very product it subtracts. Made from the balance, qty = balance x leverage /
+    # entry rounded to 28 digits could leave the balance a hair short of qty x entry /
+    # leverage, and a 1x long (margin = notional: no liquidation price) then got a
+    # "liquidation price" of about 1e-29. Cross: the wallet backs the position, and the step
+    # floored away stays in it (never less than the margin: the size is floored).
+    collateral = initial_margin(notional, leverage)
     if req.margin_mode is MarginMode.ISOLATED:
         liq = liquidation_price_isolated(inst, signed, req.entry, collateral)
     else:
-        liq = liquidation_price_cross(inst, signed, req.entry, collateral, ZERO, ZERO)
-    on_grid = inst.floor_qty(qty)
+        wallet = max(collateral, req.balance)
+        liq = liquidation_price_cross(inst, signed, req.entry, wallet, ZERO, ZERO)
     allowed = (
         leverage <= inst.max_leverage_for(notional)
         and (inst.max_position_notional is None or notional <= inst.max_position_notional)
@@ -237,6 +266,7 @@ def _column(inst: Instrument, req: CalcRequest, leverage: Decimal, stop: Decimal
         below_min_qty=on_grid < inst.min_qty,
         liquidation_on_grid=liq_on_grid,
         stop_beyond_liquidation=_stop_beyond(inst, req.side, stop, liq_on_grid),
+        asked_qty=exact,
     )
 
 
@@ -264,11 +294,17 @@ def _move_row(
         liq = col.liquidation_price
         hit = liq is not None and (price <= liq if req.side > 0 else price >= liq)
         # A liquidated position loses its whole collateral: the exchange keeps what is left of
-        # the margin as the liquidation fee, and never takes more (insurance fund).
-        # qty x (price - entry) = notional x move, exact where qty = notional / entry is not.
+        # the margin as the liquidation fee, and never takes more (insurance fund). Isolated,
+        # that is the position's margin (what the step floored away stays in the wallet);
+        # cross, the wallet. qty x (price - entry) = notional x move (the held notional).
         # + 0: a short at no move is -1 x notional x 0 = Decimal("-0"), printed "-0".
-        pnl = -req.balance if hit else req.side * col.notional * move + ZERO
-        cells.append(Cell(pnl, pnl / req.balance, hit))
+        collateral = (
+            initial_margin(col.notional, col.leverage)
+            if req.margin_mode is MarginMode.ISOLATED
+            else req.balance
+        )
+        pnl = -collateral if hit else req.side * col.notional * move + ZERO
+        cells.append(Cell(pnl, pnl / collateral, hit))
     return move, price, tuple(cells)
 
 
@@ -455,7 +491,8 @@ def jsonable(r: CalcResult) -> dict[str, Any]:
         "leverage": to_text(r.leverage),
         # the quantity an order would carry: floored to the step (the venue refuses others)
         "qty": to_text(r.order_qty),
-        "notional": to_text(r.notional),
+        "notional": to_text(r.notional),  # of the position held (qty x entry)
+        "asked_notional": to_text(r.asked_notional),  # balance x leverage, before the step
         "initial_margin": to_text(r.initial_margin),
         "maintenance_margin": to_text(r.maintenance_margin),
         "maint_margin_rate": to_text(r.maint_margin_rate),

@@ -106,9 +106,13 @@ def _size(r: CalcResult) -> str:
     inst = r.instrument
     shown = f"{r.order_qty.normalize():f} {inst.base}"
     value = f"{r.notional:,.2f} {inst.quote}"
-    if r.order_qty == r.qty:
+    if r.order_qty == r.asked_qty:
         return f"{shown} = {value}"
-    return f"{shown} (floored to the {inst.step_size} step from {r.qty:.8f}; {value} asked)"
+    asked = f"{r.asked_notional:,.2f} {inst.quote}"
+    return (
+        f"{shown} = {value} (floored to the {inst.step_size} step from {r.asked_qty:.8f}; "
+        f"{asked} asked)"
+    )
 
 
 def _toward_entry(r: CalcResult) -> Decimal:
@@ -131,7 +135,7 @@ def _shown_toward_entry(r: CalcResult, price: Decimal) -> Decimal:
 
 
 def calc_moves(r: CalcResult) -> Table:
-    table = Table(title="PnL and return on margin by price move (same margin; LIQ = liquidated)")
+    table = Table(title="PnL and return on margin by price move (same balance; LIQ = liquidated)")
     table.add_column("move", justify="right")
     table.add_column("price", justify="right")
     for col in r.columns:

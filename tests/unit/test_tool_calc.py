@@ -54,11 +54,14 @@ def close(a: Decimal | None, b: Decimal, tol: str = "1e-9") -> bool:
 
 def test_long_10x_isolated_worked_example() -> None:
     r = calculate(request())
-    # notional 1000 x 10 = 10 000; qty 1/6 BTC; IM 1000; MM 10 000 x 0.004 = 40.
-    assert r.notional == D(10000)
-    assert r.initial_margin == D(1000)
-    assert r.maintenance_margin == D(40)
-    # LP = 60 000 x 0.9 / 0.996 = 54 216.867469...; distance (60 000 - LP) / 60 000 = 9.6386 %.
+    # 1000 x 10 = 10 000 asked buys 1/6 BTC, floored to the 0.001 step: 0.166 BTC, a notional of
+    # 9 960; IM 996; MM 9 960 x 0.004 = 39.84 (the position the venue would hold).
+    assert (r.asked_notional, r.order_qty, r.notional) == (D(10000), D("0.166"), D(9960))
+    assert r.initial_margin == D(996)
+    assert r.maintenance_margin == D("39.84")
+    assert r.round_trip_fee == 2 * D(9960) * BTC.taker_fee
+    # Isolated, margin = notional / 10 at any size: LP = 60 000 x 0.9 / 0.996 = 54 216.867469...;
+    # distance (60 000 - LP) / 60 000 = 9.6386 %.
     assert close(r.liquidation_price, D(60000) * D("0.9") / D("0.996"))
     assert str(r.liquidation_price)[:8] == "54216.86"
     assert close(r.liquidation_distance, D("0.0963855421686747"), "1e-15")
@@ -78,18 +81,30 @@ def test_short_10x_and_the_size_form() -> None:
 def test_cross_mode_backs_the_position_with_the_whole_balance() -> None:
     cross = calculate(request(margin_mode=MarginMode.CROSS))
     isolated = calculate(request())
-    # One position funded by the whole wallet: cross and isolated liquidate at the same price.
-    assert cross.liquidation_price == isolated.liquidation_price
+    # The whole wallet (1 000) backs the 0.166 BTC held, where isolated puts up its margin (996):
+    # LP = (1 000 - 9 960) / (0.166 x (0.004 - 1)) = 54 192.67, below the isolated 54 216.87.
+    expected = (D(1000) - D(9960)) / (D("0.166") * (D("0.004") - 1))
+    assert close(cross.liquidation_price, expected)
+    assert cross.liquidation_price is not None
+    assert isolated.liquidation_price is not None
+    assert cross.liquidation_price < isolated.liquidation_price
+    # On the step exactly (1 000 x 10 at 50 000 = 0.2 BTC), both put up the same 1 000.
+    on_step = request(entry=D(50000))
+    assert (
+        calculate(replace(on_step, margin_mode=MarginMode.CROSS)).liquidation_price
+        == calculate(on_step).liquidation_price
+    )
 
 
 def test_second_bracket_worked_example() -> None:
-    # Balance 50 000 at 10x: notional 500 000, qty 25/3; the liquidation notional is ~452 000,
-    # bracket 2 (MMR 0.005, cum 300): LP = (50 000 + 300 - 500 000) / (q x (0.005 - 1)).
+    # Balance 50 000 at 10x: 500 000 asked, 8.333 BTC held (notional 499 980, margin 49 998);
+    # the liquidation notional is ~452 000, bracket 2 (MMR 0.005, cum 300):
+    # LP = (49 998 + 300 - 499 980) / (q x (0.005 - 1)).
     r = calculate(request(balance=D(50000)))
-    q = D(500000) / D(60000)
-    expected = (D(50000) + D(300) - D(500000)) / (q * (D("0.005") - 1))
+    q = D("8.333")
+    expected = (D(49998) + D(300) - D(499980)) / (q * (D("0.005") - 1))
     assert close(r.liquidation_price, expected)
-    assert r.maintenance_margin == D(500000) * D("0.005") - D(300)  # 2 200
+    assert r.maintenance_margin == D(499980) * D("0.005") - D(300)  # 2 199.90
     assert str(expected)[:8] == "54235.17"
 
 
@@ -100,18 +115,20 @@ def test_move_table_marks_the_moves_that_liquidate() -> None:
     rows = {move: cells for move, _, cells in r.moves}
     assert len(r.moves) == len(MOVES) == 17
     at10, at20, at1 = levels.index(D(10)), levels.index(D(20)), levels.index(D(1))
-    # 10x: LP 54 216.87. -7.5 % (55 500) survives: PnL (1/6) x -4 500 = -750, -75 % of margin.
+    # 10x: 0.166 BTC held, LP 54 216.87. -7.5 % (55 500) survives: PnL 0.166 x -4 500 = -747,
+    # -75 % of its 996 margin.
     cell = rows[D("-0.075")][at10]
-    assert (cell.liquidated, cell.pnl, cell.return_on_margin) == (False, D(-750), D("-0.75"))
-    # -10 % (54 000) is beyond the LP: the whole margin is lost.
+    assert (cell.liquidated, cell.pnl, cell.return_on_margin) == (False, D(-747), D("-0.75"))
+    # -10 % (54 000) is beyond the LP: the whole margin is lost (the 4 the step left over is not).
     cell = rows[D("-0.100")][at10]
-    assert (cell.liquidated, cell.pnl) == (True, D(-1000))
-    # 20x: LP = 60 000 x 0.95 / 0.996 = 57 228.92; -5 % (57 000) liquidates, -2.5 % does not.
+    assert (cell.liquidated, cell.pnl, cell.return_on_margin) == (True, D(-996), D(-1))
+    # 20x: 0.333 BTC; LP = 60 000 x 0.95 / 0.996 = 57 228.92; -5 % (57 000) liquidates, -2.5 %
+    # does not: 19 980 x -0.025.
     assert rows[D("-0.050")][at20].liquidated
-    assert rows[D("-0.025")][at20].pnl == D(-500)
-    # 1x long cannot be liquidated: -20 % costs 200.
+    assert rows[D("-0.025")][at20].pnl == D("-499.5")
+    # 1x long (0.016 BTC) cannot be liquidated: -20 % costs 960 x 0.2.
     assert not rows[D("-0.200")][at1].liquidated
-    assert rows[D("-0.200")][at1].pnl == D(-200)
+    assert rows[D("-0.200")][at1].pnl == D(-192)
     # Gains are never marked.
     assert not any(c.liquidated for c in rows[D("0.200")])
 
@@ -181,7 +198,8 @@ def test_json_output_shape_via_the_cli() -> None:
     data = json.loads(result.stdout)
     # 54 216.867469... on the 0.1 tick, toward the mark (up for a long)
     assert data["liquidation_price"] == "54216.9"
-    assert (data["initial_margin"], data["maintenance_margin"]) == ("1000", "40")
+    assert (data["initial_margin"], data["maintenance_margin"]) == ("996", "39.84")
+    assert (data["qty"], data["notional"], data["asked_notional"]) == ("0.166", "9960", "10000")
     assert data["max_leverage_for_stop"] == "15.02"
     assert len(data["moves"]) == 17
     first = data["moves"][0]
@@ -189,7 +207,7 @@ def test_json_output_shape_via_the_cli() -> None:
     assert [c["leverage"] for c in first["cells"]] == ["1", "3", "5", "10", "20"]
     assert first["cells"][3] == {
         "leverage": "10",
-        "pnl": "-1000",
+        "pnl": "-996",
         "return_on_margin": "-1",
         "liquidated": True,
     }
@@ -546,7 +564,8 @@ def test_the_quantity_shown_is_the_one_the_venue_accepts() -> None:
     out = StringIO()
     Console(file=out, width=200).print(calc_summary(r))
     line = next(x for x in out.getvalue().splitlines() if " size " in x)
-    assert "0.166 BTC (floored to the 0.001 step from 0.16666667" in line
+    floored = "(floored to the 0.001 step from 0.16666667; 10,000.00 USDT asked)"
+    assert f"0.166 BTC = 9,960.00 USDT {floored}" in line
     # 50 at 1x buys 0.00083 BTC: floored to 0, below the 0.001 minimum; said, not shown valid
     small = jsonable(calculate(request(balance=D(50), leverage=D(3))))
     one = next(c for c in small["columns"] if c["leverage"] == "1")

@@ -326,6 +326,10 @@ def _only_for(kinds: str) -> str:
     return f"only allowed with kind = {kinds}"
 
 
+MAX_TARGET_VOLATILITY = Decimal(5)
+"""The highest target volatility a policy may ask, annualised (500 % a year)."""
+
+
 def _validate_target_volatility(p: Policy) -> Iterator[Issue]:
     needs = p.kind in ("vol_target", "risk_parity")
     value = p.leverage.target_volatility
@@ -335,6 +339,14 @@ def _validate_target_volatility(p: Policy) -> Iterator[Issue]:
     elif not needs and value is not None:
         # A static policy would silently ignore it; say so instead.
         yield Issue(loc, _only_for('"vol_target" or "risk_parity"'), str(value))
+    elif value is not None and value > MAX_TARGET_VOLATILITY:
+        # A percentage typed for a fraction (70 for 0.70) would aim the book at 7,000 % a year:
+        # only the leverage caps would stand between it and the largest position they allow.
+        yield Issue(
+            loc,
+            f"must be <= {MAX_TARGET_VOLATILITY} (an annualised fraction: 0.7 is 70 % a year)",
+            str(value),
+        )
 
 
 def _validate_fixed_leverage(p: Policy) -> Iterator[Issue]:

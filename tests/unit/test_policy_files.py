@@ -371,6 +371,15 @@ def test_fixed_leverage_must_be_within_bounds(workdir: Path) -> None:
             'allocation: only allowed with kind = "risk_parity" (got kind = "vol_target")',
         ),
         ("static", "fixed = 3", ALLOCATION, 'allocation: only allowed with kind = "risk_parity"'),
+        # a percentage typed for the annualised fraction (70 for 0.70)
+        (
+            "vol_target",
+            "target_volatility = 70",
+            "",
+            "leverage.target_volatility: must be <= 5 (an annualised fraction: 0.7 is 70 % a "
+            "year) (got 70)",
+        ),
+        ("risk_parity", "target_volatility = 5", ALLOCATION, None),
     ],
 )
 def test_kind_specific_sections(

@@ -42,6 +42,12 @@ class OrderRequest:
         if self.purpose is not OrderPurpose.ENTRY and not (self.reduce_only or self.close_position):
             raise ValueError(f"{self.client_id}: a {self.purpose.name} order must be reduce-only")
 
+    @property
+    def can_add_exposure(self) -> bool:
+        """Whether a fill of this order can open or increase a position (it is neither
+        reduce-only nor close-position: the venue refuses or trims one of those that would)."""
+        return not (self.reduce_only or self.close_position)
+
 
 @dataclass(frozen=True, slots=True)
 class Order:

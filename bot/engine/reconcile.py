@@ -1,10 +1,12 @@
 """Reconciliation: the exchange is the source of truth.
 
 At every start and every tick, before anything is decided: orders whose outcome is unknown are
-looked up by client id; positions, resting orders (conditional ones too), the balance and the
-marks are read; orders the store believes rest but the exchange no longer lists are settled
-(a stop that fired is recorded); fills go to the history; positions and orders the bot did not
-make are found (adopted when the contract follows them, else left alone and reported once).
+looked up by client id (one not found shortly after its send stays unknown, and holds its
+contract's increases: it may still execute); positions, resting orders (conditional ones too),
+the balance and the marks are read; orders the store believes rest but the exchange no longer
+lists are settled (a stop that fired is recorded); fills go to the history; positions and
+orders the bot did not make are found (adopted when the contract follows them, else left alone
+and reported once).
 
 Unknown is never zero: a position the bot held (or still guards with its own protective orders)
 that is missing from the positions answer is only believed gone when the venue confirms it
@@ -43,6 +45,12 @@ ZERO = Decimal(0)
 # position truly still held (a stop the venue answered filled in error, a position opened again
 # by hand) is read, and protected, one job later than it would have been.
 BEHIND_FOR_MS = 60_000
+# How long after an order's outcome became unknown a lookup by client id that does not find it
+# is not believed (:meth:`Reconciler.settle`): the send may still execute (Binance -1007 "send
+# status unknown; execution status unknown"), and the venue's order query can trail its
+# matching engine. One guard interval, a wide margin over the request's receive window (10 s,
+# exchange-facts 8) within which the venue takes a request at all.
+UNKNOWN_NOT_FOUND_MS = 60_000
 EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
 
 
@@ -79,6 +87,11 @@ class Reconciler:
         # the bot's doing, not an exit by the venue (an outcome unknown when it was sent, e.g.
         # the process died before recording it).
         self.own_fills: set[str] = set()
+        # Contracts with an order of the bot's that can add exposure (an entry) whose outcome
+        # is still unknown after this reconcile looked it up (:meth:`settle`): the engine sends
+        # them no increase (it would double the entry if the first executed after all), and a
+        # position there is not taken for foreign (it may be that order's fill).
+        self.unsettled: set[str] = set()
         # Contracts the venue no longer lists (withdrawn; set by Engine.restrict), and the
         # account as the last reconcile read it (what they keep).
         self.unlisted: frozenset[str] = frozenset()
@@ -91,6 +104,7 @@ class Reconciler:
         self.stopped_out = set()
         self.took_profit = set()
         self.own_fills = set()
+        self.unsettled = set()
         for record in self.store.unresolved_orders():
             if record.request.symbol not in self.unlisted:
                 self.settle(record, now)
@@ -146,8 +160,32 @@ class Reconciler:
 
     def settle(self, record: OrderRecord, now: int) -> None:
         """Look an order of unknown or open state up by its client id and record what the
-        venue says of it (not found: it never reached the book)."""
+        venue says of it (not found: it never reached the book).
+
+        An order whose outcome became unknown less than :data:`UNKNOWN_NOT_FOUND_MS` ago and
+        that the venue does not find stays unknown: it may still execute (a resend or a new
+        entry then filled twice). Until it is settled, its contract takes no increase
+        (:attr:`unsettled`, for an order that can add exposure)."""
         found = self.exchange.fetch_order(record.request.symbol, record.client_id)
+        sym = record.request.symbol
+        if (
+            found is None
+            and record.status is OrderStatus.UNKNOWN
+            and now - record.updated_ms < UNKNOWN_NOT_FOUND_MS
+        ):
+            if record.request.can_add_exposure:
+                self.unsettled.add(sym)
+            self.event(
+                now,
+                EventKind.RECONCILE,
+                sym,
+                TradingState.ACTIVE,
+                f"order {record.client_id} (unknown) not found on the exchange yet: it may "
+                f"still execute, kept unknown for {UNKNOWN_NOT_FOUND_MS // 1000} s after its "
+                "send"
+                + (", no increase on this contract meanwhile" if sym in self.unsettled else ""),
+            )
+            return
         if found is None:
             self.store.update_order(
                 record.client_id, OrderStatus.CANCELED, now, error="not found on the exchange"
@@ -163,7 +201,9 @@ class Reconciler:
         fill = self.fill_of(found, self.previous_positions().get(found.symbol), now)
         self.store.update_order(record.client_id, found.status, now, order=found, fill=fill)
         if fill is not None and not record.request.purpose.is_protective:
-            self.own_fills.add(record.request.symbol)
+            self.own_fills.add(sym)
+        if found.status is OrderStatus.UNKNOWN and record.request.can_add_exposure:
+            self.unsettled.add(sym)  # (the venue's answer does not say what became of it)
 
     def read_positions(
         self,
@@ -315,7 +355,8 @@ class Reconciler:
                 continue
             if sym not in self._owned and self.store.has_filled_entry(sym):
                 self._owned.add(sym)  # once the bot has entered a contract, it stays its own
-            if sym not in self._owned:
+            # (an entry of the bot's of unknown outcome there may be what opened it: managed)
+            if sym not in self._owned and sym not in self.unsettled:
                 self.foreign.add(sym)
                 self._report_once(
                     now,

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from functools import partial
+from typing import Literal
 
 from bot.clock import Clock, monotonic_ms, ms_to_datetime
 from bot.config.policy import Policy
@@ -163,6 +164,8 @@ class SendOutcome(StrEnum):
 
 
 _REFUSED = (SendOutcome.DENIED, SendOutcome.REJECTED)  # the order does not rest
+# What one contract's protection check found (Engine._ensure_one).
+_Checked = Literal["protected", "closed", "none"]
 
 
 @dataclass(slots=True)
@@ -1118,6 +1121,8 @@ class Engine:
                 allow = False  # stale data: this contract alone takes no new exposure
             if sym in self.restricted:
                 allow = False  # the venue settles it soon (withdrawn ones have no data)
+            if sym in self.reconciler.unsettled:
+                allow = False  # an entry of unknown outcome may still fill: not sent twice
             views.append(
                 ContractView(
                     symbol=sym,
@@ -1219,6 +1224,7 @@ class Engine:
             for s in self.hedge_symbols
             if s not in self._stale
             and s not in self.restricted
+            and s not in self.reconciler.unsettled
             and self.cooldowns.active(s, now) is None
         )
 
@@ -1231,6 +1237,9 @@ class Engine:
         restriction = self.restricted.get(d.symbol)
         if restriction is not None:
             note = f"{restriction.reason}: no new exposure"
+            why = note if why is None else f"{why}; {note}"
+        if d.symbol in self.reconciler.unsettled:
+            note = "an entry's outcome is still unknown: no new exposure until it is settled"
             why = note if why is None else f"{why}; {note}"
         return d if why is None else replace(d, reason=f"{d.reason}; {why}")
 
@@ -1313,10 +1322,15 @@ class Engine:
         by client id finds open. A venue's list can lag its book (Binance briefly forgets a
         fresh algo order, freqtrade/freqtrade#12681): read alone, a stop just placed was
         missing, the verification took the position for naked, placed another stop, read the
-        same lagging list and closed the position at market."""
+        same lagging list and closed the position at market.
+
+        So are the protective orders whose outcome is unknown (the answer to the stop was
+        lost, its lookups failed): one the lagging list omits was taken for no stop and a
+        second stop placed beside it. A lookup that fails makes the list unreadable
+        (:class:`~bot.errors.AccountUnreadable`), never "no stop"."""
         listed = self.exchange.fetch_open_orders(symbol)
         shown = {o.client_id for o in listed}
-        for record in self.store.open_orders():
+        for record in (*self.store.open_orders(), *self.store.unresolved_orders()):
             request = record.request
             if (
                 request.symbol != symbol
@@ -1324,10 +1338,26 @@ class Engine:
                 or not request.purpose.is_protective
             ):
                 continue
-            found = self.exchange.fetch_order(symbol, record.client_id)
+            found = self._look_up_resting(record)
             if found is not None and found.status is OrderStatus.OPEN:
                 listed.append(found)
         return listed
+
+    def _look_up_resting(self, record: OrderRecord) -> Order | None:
+        """A protective order the open-orders list omits, looked up by its client id (see
+        :meth:`_read_resting`); a record of unknown outcome whose lookup fails: unreadable."""
+        try:
+            return self.exchange.fetch_order(record.request.symbol, record.client_id)
+        except (AuthenticationFailed, AccountUnreadable):
+            raise
+        except ExchangeError as exc:
+            if record.status is OrderStatus.OPEN:
+                raise
+            raise AccountUnreadable(
+                f"{record.request.symbol}: the open-orders answer omits {record.client_id} "
+                f"(a {record.request.purpose.name.lower()} of unknown outcome) and its lookup "
+                f"by client id failed ({exc}): whether it rests is not known"
+            ) from exc
 
     def _place_then_cancel(
         self,
@@ -1431,36 +1461,42 @@ class Engine:
         checked (the job then fails as unreadable, as it would have).
         """
         closed: list[str] = []
+        protected = False
         first: Exception | None = None
         for sym in self.symbols:
             try:
-                if self._ensure_one(sym, acct, now):
-                    closed.append(sym)
+                found = self._ensure_one(sym, acct, now)
             except Exception as exc:  # the other contracts are still verified; raised below
                 if first is None:
                     first = exc
-        if closed or first is None:
+                continue
+            if found == "closed":
+                closed.append(sym)
+            protected = protected or found == "protected"
+        if closed or (first is None and protected):
             # (a check cut short proves no streak over: a failed read leaves the count as is)
             self._count_protection(now, closed)
         if first is not None:
             raise first
         return closed
 
-    def _ensure_one(self, sym: str, acct: AccountView, now: int) -> bool:
-        """:meth:`ensure_protected` for one contract; True when its position had to be closed."""
+    def _ensure_one(self, sym: str, acct: AccountView, now: int) -> _Checked:
+        """:meth:`ensure_protected` for one contract: whether it found a managed position,
+        protected (``"protected"``) or closed for want of a stop (``"closed"``); ``"none"``:
+        no position it manages, or one on a market it sends no order to."""
         pos = acct.positions.get(sym)
         if sym in self.reconciler.foreign or pos is None or not pos.is_open:
             self._remainders.pop(sym, None)
             if sym in self.unprotected_since or sym in self._venue_errors:
                 self._protected(sym, now)  # (a no-op for any other contract)
-            return False
+            return "none"
         gap = self._gap(pos, acct)
         if gap is None:
             self._protected_or_remainder(pos, acct, now)
-            return False
+            return "protected"
         if sym in self._silenced:
             self._stranded(sym, now, gap)
-            return False
+            return "none"
         acct.marks[sym] = self.exchange.fetch_mark_price(sym)
         acct.changed()
         take = _resting_trigger(acct.resting.get(sym, []), OrderPurpose.TAKE_PROFIT)
@@ -1468,7 +1504,7 @@ class Engine:
         gap = self._gap(pos, acct)
         if gap is not None and sym in self._silenced:  # the venue refused the stop
             self._stranded(sym, now, gap)
-            return False
+            return "none"
         cut = self._cut_to_largest(pos, acct, now) if gap is not None else None
         if cut is not None:
             pos = cut
@@ -1476,7 +1512,7 @@ class Engine:
             gap = self._gap(pos, acct)
         if gap is None:
             self._protected_or_remainder(pos, acct, now)
-            return False
+            return "protected"
         self._unprotected(sym, now, gap)
         # Last resort, before the close: a stop anywhere strictly between the mark and the
         # liquidation price, the policy's buffer waived. The close may leave a part no order can
@@ -1492,7 +1528,7 @@ class Engine:
             reason = f"the last-resort stop failed: {type(exc).__name__}: {exc}"
             self._event(now, EventKind.RECONCILE, sym, TradingState.ACTIVE, reason)
         self._close_naked(pos, acct, now)
-        return True
+        return "closed"
 
     def _cut_to_largest(self, pos: Position, acct: AccountView, now: int) -> Position | None:
         """A position above the venue's largest market order cannot have one stop sized to it
@@ -1656,6 +1692,13 @@ class Engine:
             )
 
     def _count_protection(self, now: int, closed: list[str]) -> None:
+        """Count a check that had to close ``closed``; one that closed nothing ends the
+        streak. :meth:`ensure_protected` calls it only for a check that closed a position or
+        found the positions protected: one that found no position (the guard between a close
+        and the next entry, flat because the bot had just closed it) says nothing about the
+        stops. Reset there, a bot whose every stop the venue refused (Binance -4045, the
+        account's cap of conditional orders) opened, failed to protect and closed at market
+        every decision, never reaching ``reducing``."""
         if not closed:
             self.protection_failures = 0
             return
@@ -1809,7 +1852,7 @@ class Engine:
             acct.positions = others if before is None else {**others, d.symbol: before}
             acct.changed()
             why = f"positions answer holds {read}, the fills give {expected}"
-            self._protect_by_fills(d, acct, now, before, setting, given, why)
+            self._protect_by_fills(d, acct, now, before, setting, given, why, read=read)
             raise AccountUnreadable(
                 f"{d.symbol}: the positions answer holds {read} but the orders just filled "
                 f"give {expected} (an answer older than the fills, or a change outside the "
@@ -1901,10 +1944,18 @@ class Engine:
         setting: Decimal,
         given: tuple[Decimal, Decimal] | str,
         why: str,
+        *,
+        read: Decimal | None = None,
     ) -> None:
         """The positions cannot be trusted right after orders filled (``why``): protect the
         position the fills give (``given``: its quantity and entry, from
         :func:`~bot.engine.protection.position_after_fills`).
+
+        ``read``: the quantity the positions answer holds instead. Larger than the fills give
+        on the same side, the stop covers it: the venue may hold more than the bot's fills
+        explain (an order of unknown outcome that executed, a fill a lost answer hid), and a
+        stop sized to the fills left the rest naked until the next job, while a reduce-only
+        or close-position stop larger than the position cannot open anything.
 
         The estimate needs every order's outcome: ``given`` naming an order whose fill is not
         known (an unknown outcome, an order still open) leaves it to the next reading. The
@@ -1931,13 +1982,19 @@ class Engine:
         if d.symbol not in acct.marks:
             return  # no mark to check a stop against
         sign = 1 if qty > 0 else -1
+        fills_give = qty
+        if read is not None and read != held and read * sign > abs(qty):
+            # Neither the position before (an answer older than the fills) nor the fills' one,
+            # and more on the same side: covered (the part the fills do not explain priced as
+            # theirs).
+            qty = read
         mode = before.margin_mode if before is not None and before.is_open else self.margin_mode
         kept = abs(held) if before is not None and before.is_open and before.sign == sign else ZERO
         # The price of the part added on top of what was held (the whole position after a flip
         # or from flat): what liquidation_after blends with the held entry.
-        added = abs(qty) - kept
+        added = abs(fills_give) - kept
         added_price = (
-            (abs(qty) * entry - kept * before.entry_price) / added
+            (abs(fills_give) * entry - kept * before.entry_price) / added
             if kept > 0 and added > 0 and before is not None
             else entry
         )
@@ -1962,13 +2019,20 @@ class Engine:
             else ZERO,
             liquidation_price=liquidation,
         )
+        sized = (
+            f"stop for the position their fills give ({qty} at {entry:.8g}, estimated "
+            f"liquidation {liquidation})"
+            if qty == fills_give
+            else f"the venue holds more than the fills give ({fills_give}): stop for the "
+            f"{qty} it holds (at the fills' {entry:.8g}, estimated liquidation {liquidation}; "
+            "a reduce-only stop cannot open anything)"
+        )
         self._event(
             now,
             EventKind.RECONCILE,
             d.symbol,
             TradingState.ACTIVE,
-            f"{why} after the orders: stop for the position their fills give ({qty} at "
-            f"{entry:.8g}, estimated liquidation {liquidation}) until the next reading",
+            f"{why} after the orders: {sized} until the next reading",
         )
         acct.positions = {**acct.positions, d.symbol: estimate}
         acct.changed()

@@ -708,7 +708,8 @@ class CcxtExchange:
 
         Raises :class:`~bot.errors.InvalidQuantity` before sending when ccxt would round a
         number the domain already rounded, and :class:`~bot.errors.OutcomeUnknown` when the
-        venue's answer is lost and a lookup by client id cannot settle it.
+        venue's answer is lost and a lookup by client id cannot settle it (or, for an order
+        that can add exposure, does not find it: never resent, see :func:`_resend_when_absent`).
         """
         args = self._order_args(request)
         conditional = request.type.is_conditional
@@ -750,6 +751,7 @@ class CcxtExchange:
                 retry_after_of=self._retry_after,
                 resync=self.resync_clock,
                 what=f"{request.client_id} ({request.symbol} {request.type} {request.side})",
+                resend_when_absent=_resend_when_absent(request),
             )
         except ccxt.BaseError as exc:
             raise map_ccxt_error(
@@ -1080,6 +1082,37 @@ class CcxtExchange:
         found = row if isinstance(row, Mapping) else None
         self._funding_rows[symbol] = (found, now)
         return found
+
+
+def _resend_when_absent(request: OrderRequest) -> bool:
+    """Whether ``request`` may be sent again under its client id after a send whose outcome
+    is uncertain (a timeout, a 5xx, a lost answer) and a lookup by that id that finds nothing.
+
+    The lookup's "not found" proves nothing about a send whose execution status the venue
+    itself calls unknown (Binance -1007): the venue may act on it after the lookup, or its
+    order query may trail its matching engine. And Binance keeps ``newClientOrderId`` unique
+    among *open* orders only (exchange-facts 3.3, 6): an order that filled at once no longer
+    holds its id, so the resend is accepted and fills a second time.
+
+    - An order that can add exposure (an entry, whatever its type) is never resent: its
+      outcome stays unknown, settled by client id at the next job, and the engine re-plans
+      from the position it then reads under a new client id. A limit order is included: one
+      priced through the book fills at once and is then no longer open either (the bot sends
+      no limit entry today). The cost is an entry one decision later.
+    - A reduce-only or close-position order is resent: a duplicate cannot open or increase a
+      position (the venue refuses or trims a reduce-only order that would: Binance -2022,
+      Bybit 110017), at worst it reduces more than planned, toward flat; while a close left
+      unknown waits a guard interval in a crash with the position still on. A stop or a
+      take-profit (always reduce-only or close-position here) rests, and the venue refuses
+      a second order under an id an open one holds (Binance -4116, Bybit 110072), which the
+      duplicate branch of the retry settles by a lookup.
+
+    The same rule holds on every venue: Bybit documents ``orderLinkId`` as unique whatever
+    the order's status (the loopback implements it), which would make a resend safe there,
+    but that is not verified against the venue (exchange-facts 3.3), and not resending costs
+    one decision's delay.
+    """
+    return not request.can_add_exposure
 
 
 def _asked(order: Order, client_id: str) -> Order:

@@ -6,7 +6,8 @@ after ``InvalidNonce`` and sleeps through the injected :class:`~bot.clock.Clock`
 
 Order placement is never retried blindly (a resend after a lost answer can double an order):
 :func:`submit_idempotent` resends the *same client id* only when the venue certainly did not act
-on the request (rate limited, clock drift) or when a lookup by client id found nothing.
+on the request (rate limited, clock drift) or, for an order whose duplicate cannot add exposure,
+when a lookup by client id found nothing.
 """
 
 from __future__ import annotations
@@ -157,18 +158,26 @@ def submit_idempotent(
     retry_after_of: Callable[[BaseException], float | None],
     resync: Callable[[], None],
     what: str,
+    resend_when_absent: bool,
     rng: random.Random | None = None,
 ) -> T:
     """Send an order so that it reaches the venue at most once.
 
     ``send`` posts the order with a fixed client id. ``lookup`` finds it by that id: it returns
-    the order, ``None`` when the venue certainly does not have it, or raises
+    the order, ``None`` when the venue does not show it (now), or raises
     :class:`~bot.errors.OutcomeUnknown` when it cannot tell.
 
     - rate limited (429/418): rejected before processing, so wait ``Retry-After`` and resend;
     - ``InvalidNonce``: rejected before processing, resync the clock and resend (once);
     - any other transient error (timeout, lost answer, 5xx): the order may exist, so back off,
-      look it up, return it when found and resend the same id only when it is absent;
+      look it up and return it when found. When the lookup does not find it, the same id is
+      resent only with ``resend_when_absent``; otherwise the outcome is
+      :class:`~bot.errors.OutcomeUnknown` at once. "Not found" right after an uncertain send
+      is not proof of absence: the venue may still execute the first request (Binance -1007
+      "execution status unknown"), and a client id is unique only among *open* orders
+      (exchange-facts 3.3), so a filled order's id does not stop the resend from filling a
+      second time. The caller passes ``resend_when_absent`` only for an order whose duplicate
+      cannot add exposure;
     - duplicate client id: an order has the id already: return it (unknown when the lookup
       cannot see it);
     - anything else: the ccxt exception propagates (never retried).
@@ -184,7 +193,15 @@ def submit_idempotent(
         except ccxt.BaseError as exc:
             state.last = exc
             found = _after_failed_send(
-                exc, attempt, state, lookup, clock, policy, retry_after_of, resync
+                exc,
+                attempt,
+                state,
+                lookup,
+                clock,
+                policy,
+                retry_after_of,
+                resync,
+                resend_when_absent=resend_when_absent,
             )
             if found is not None:
                 return found
@@ -220,11 +237,14 @@ def _after_failed_send(
     policy: RetryPolicy,
     retry_after_of: Callable[[BaseException], float | None],
     resync: Callable[[], None],
+    *,
+    resend_when_absent: bool,
 ) -> T | None:
     """Decide what a failed send means; return the order if a lookup found it.
 
-    Re-raises ``exc`` when resending cannot help; otherwise sets ``state.delay`` before the next
-    send of the same client id.
+    Re-raises ``exc`` when resending cannot help, raises :class:`~bot.errors.OutcomeUnknown`
+    when it may double the order; otherwise sets ``state.delay`` before the next send of the
+    same client id.
     """
     duplicate = isinstance(exc, ccxt.DuplicateOrderId) or venue_code(exc) in DUPLICATE_ID_CODES
     backoff = _backoff(policy, attempt, state.rng)
@@ -251,6 +271,17 @@ def _after_failed_send(
         raise errors.OutcomeUnknown(
             f"the venue refuses the client id as taken ({_short(exc)}), yet a lookup by it "
             "finds nothing: outcome unknown, resolved by client id next tick"
+        ) from exc
+    if found is None and not duplicate and not resend_when_absent:
+        # The send may still execute after this lookup (a timeout or a 5xx: Binance -1007
+        # "Timeout waiting for response from backend server. Send status unknown; execution
+        # status unknown."), and the venue keeps the id unique among open orders only
+        # (exchange-facts 3.3, 6): a resend of an order that fills at once was a second
+        # entry. Unknown, settled by client id next job; the engine re-plans from the
+        # position it then reads, under a new client id.
+        raise errors.OutcomeUnknown(
+            f"sent ({_short(exc)}); a lookup by client id does not find it yet: not resent "
+            "(it may still execute), outcome unknown, resolved by client id next job"
         ) from exc
     state.delay = 0.0
     return found

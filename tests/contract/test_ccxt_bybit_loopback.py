@@ -27,6 +27,7 @@ from tests.contract.test_ccxt_loopback import (
     RecordingClock,
     btc_account,
     btc_instrument,
+    close,
     entry,
     orders_with,
     stop,
@@ -161,15 +162,30 @@ def test_entry_stop_and_take_profit_then_cancel(
     assert adapter.fetch_order(BTC, f"{ACCOUNT}-sl-BTC-never-0") is None
 
 
-def test_timeout_on_post_then_resent_with_the_same_id_once(
+def test_timeout_on_an_entry_post_is_unknown_not_resent(
     adapter: CcxtExchange, server: LoopbackBybit, sim: SimulatedExchange
 ) -> None:
+    # (Bybit documents orderLinkId as unique whatever the status; not relied on: the same rule
+    # as on Binance, see ccxt_adapter._resend_when_absent)
     server.inject(Fault(CREATE, "POST", kind="timeout"))
-    order = adapter.place_order(entry())
+    with pytest.raises(errors.OutcomeUnknown, match="not resent"):
+        adapter.place_order(entry())
+    assert [p["orderLinkId"] for p in creates(server)] == [entry().client_id]
+    assert server.calls(REALTIME, "GET")  # looked up: not found, yet not resent
+    assert orders_with(sim, entry().client_id) == []
+
+
+def test_timeout_on_a_reduce_only_post_then_resent_with_the_same_id_once(
+    adapter: CcxtExchange, server: LoopbackBybit, sim: SimulatedExchange
+) -> None:
+    adapter.place_order(entry())
+    server.inject(Fault(CREATE, "POST", kind="timeout"))
+    order = adapter.place_order(close())
     assert order.status is OrderStatus.FILLED
-    assert [p["orderLinkId"] for p in creates(server)] == [entry().client_id] * 2
+    assert [p["orderLinkId"] for p in creates(server)[1:]] == [close().client_id] * 2
     assert server.calls(REALTIME, "GET")  # looked up before resending
-    assert len(orders_with(sim, entry().client_id)) == 1
+    assert len(orders_with(sim, close().client_id)) == 1
+    assert sim.fetch_positions([BTC]) == {}
 
 
 def test_accepted_but_dropped_answer_is_found_not_duplicated(

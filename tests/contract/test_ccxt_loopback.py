@@ -277,16 +277,83 @@ def test_entry_stop_and_take_profit_then_cancel(
     assert adapter.fetch_order(BTC, f"{ACCOUNT}-sl-BTC-never-0") is None
 
 
-def test_timeout_on_post_then_resent_with_the_same_id_once(
+def close(n: int = 0, amount: str = "0.01") -> OrderRequest:
+    return req(OrderPurpose.CLOSE, OrderType.MARKET, OrderSide.SELL, n, amount)
+
+
+NOT_FOUND = {"code": -2013, "msg": "Order does not exist."}
+
+
+def test_timeout_on_an_entry_post_is_unknown_not_resent(
     adapter: CcxtExchange, server: LoopbackBinance, sim: SimulatedExchange
 ) -> None:
     server.inject(Fault("/fapi/v1/order", "POST", kind="timeout"))
-    order = adapter.place_order(entry())
+    with pytest.raises(errors.OutcomeUnknown, match="not resent"):
+        adapter.place_order(entry())
+    assert [p["newClientOrderId"] for p in posts(server, "/fapi/v1/order")] == [entry().client_id]
+    assert server.calls("/fapi/v1/order", "GET")  # looked up: not found, yet not resent
+    assert orders_with(sim, entry().client_id) == []  # (this venue never got it: next job)
+
+
+def test_timeout_on_a_reduce_only_post_then_resent_with_the_same_id_once(
+    adapter: CcxtExchange, server: LoopbackBinance, sim: SimulatedExchange
+) -> None:
+    adapter.place_order(entry())
+    server.inject(Fault("/fapi/v1/order", "POST", kind="timeout"))
+    order = adapter.place_order(close())
     assert order.status is OrderStatus.FILLED
-    sent = posts(server, "/fapi/v1/order")
-    assert [p["newClientOrderId"] for p in sent] == [entry().client_id] * 2
+    sent = posts(server, "/fapi/v1/order")[1:]
+    assert [p["newClientOrderId"] for p in sent] == [close().client_id] * 2
+    assert all(p["reduceOnly"] == "true" for p in sent)
     assert server.calls("/fapi/v1/order", "GET")  # looked up before resending
-    assert len(orders_with(sim, entry().client_id)) == 1
+    assert len(orders_with(sim, close().client_id)) == 1
+    assert sim.fetch_positions([BTC]) == {}
+
+
+def test_a_lost_answer_then_a_lagging_lookup_does_not_double_the_entry(
+    adapter: CcxtExchange, server: LoopbackBinance, sim: SimulatedExchange
+) -> None:
+    """Defect: the entry was processed, its answer lost, and the order query, a moment behind
+    the matching engine, answered -2013 once: the entry was resent under the same id, which
+    Binance accepts once the first is filled (unique among open orders only), and filled twice.
+    """
+    server.inject(Fault("/fapi/v1/order", "POST", kind="accept_then_drop"))
+    server.inject(Fault("/fapi/v1/order", "GET", kind="edit", edit=lambda _r: NOT_FOUND))
+    with pytest.raises(errors.OutcomeUnknown):
+        adapter.place_order(entry(1))
+    assert len(posts(server, "/fapi/v1/order")) == 1
+    assert sim.fetch_positions([BTC])[BTC].qty == D("0.01")
+    found = adapter.fetch_order(BTC, entry(1).client_id)  # the next job settles it
+    assert found is not None
+    assert (found.status, found.filled) == (OrderStatus.FILLED, D("0.01"))
+
+
+def test_a_timeout_then_a_late_execution_does_not_double_the_entry(
+    adapter: CcxtExchange,
+    server: LoopbackBinance,
+    sim: SimulatedExchange,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect: the entry's POST timed out (Binance -1007: execution status unknown), the
+    lookup truthfully said -2013, then the venue executed the first request: the resend under
+    the same id filled a second entry."""
+    request = entry(2)
+    server.inject(Fault("/fapi/v1/order", "POST", kind="timeout"))
+    real = sim.fetch_order
+    late: list[object] = []
+
+    def lookup_then_late(symbol: str, client_id: str) -> object:
+        found = real(symbol, client_id)  # not there yet: -2013
+        if client_id == request.client_id and not late:
+            late.append(sim.place_order(request))  # the venue executes the timed-out POST
+        return found
+
+    monkeypatch.setattr(sim, "fetch_order", lookup_then_late)
+    with pytest.raises(errors.OutcomeUnknown):
+        adapter.place_order(request)
+    assert late
+    assert len(posts(server, "/fapi/v1/order")) == 1
+    assert sim.fetch_positions([BTC])[BTC].qty == D("0.01")
 
 
 def test_accepted_but_dropped_answer_is_found_not_duplicated(

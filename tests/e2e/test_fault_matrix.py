@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from bot.clock import LiveClock
-from bot.domain.enums import EventKind, OrderPurpose, TradingState
+from bot.domain.enums import EventKind, OrderPurpose, OrderStatus, TradingState
+from bot.domain.orders import Order, OrderRequest
+from bot.errors import OrderRejected
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
@@ -940,3 +942,118 @@ def test_a_positions_answer_behind_a_fired_stop_is_not_a_naked_position(
     reasons = [e.reason for e in store.recent_events(50) if e.kind is EventKind.TRIGGERED]
     assert any(stop.client_id in r for r in reasons), reasons
     assert engine.cooldowns.active(BTC, LiveClock().now_ms()) is not None, "no re-entry cooldown"
+
+
+@pytest.mark.parametrize("venue", [VENUES["binanceusdm"]], ids=["binanceusdm"])
+def test_an_entry_whose_post_timed_out_is_not_sent_again_when_the_venue_executes_it_late(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect: the entry's POST timed out (Binance -1007: execution status unknown), the
+    lookup by client id answered -2013, then the venue executed the first request; the bot
+    resent the same newClientOrderId, which Binance accepts once the first is filled (unique
+    among open orders only): the account held twice the entry, with a stop for half of it.
+    Now the entry is sent once, its outcome unknown until the next job finds it by client id,
+    and the position the venue holds is protected whole."""
+    run, store = bot
+    server.timeout_hold_s = 4.0  # beyond the client's 2.5 s
+    server.inject(Fault("/fapi/v1/order", "POST", kind="timeout"))
+    real = backend.fetch_order
+    late: list[Any] = []
+
+    def lookup_then_late(symbol: str, client_id: str) -> Any:
+        found = real(symbol, client_id)  # truthfully: not there yet
+        if not late and found is None and "-en-" in client_id:
+            [record] = [r for r in store.recent_orders(10) if r.client_id == client_id]
+            late.append(backend.place_order(record.request))  # the venue executes it late
+        return found
+
+    monkeypatch.setattr(backend, "fetch_order", lookup_then_late)
+    run.tick()
+    assert late, "the lookup did not run"
+    posts = [r.params["newClientOrderId"] for r in server.calls("/fapi/v1/order", "POST")]
+    assert posts == [late[0].client_id], "the entry was sent again"
+    held = backend.fetch_positions([BTC])[BTC].qty
+    assert held == late[0].filled
+    assert _stops(backend) == [("sell", held)]
+    [entry] = [r for r in store.recent_orders(20) if r.request.purpose is OrderPurpose.ENTRY]
+    assert entry.status is OrderStatus.UNKNOWN
+    assert any(e.kind is EventKind.UNKNOWN for e in store.recent_events(30))
+    run.guard()  # the next job settles it by client id
+    [entry] = [r for r in store.recent_orders(20) if r.request.purpose is OrderPurpose.ENTRY]
+    assert (entry.status, entry.filled) == (OrderStatus.FILLED, held)
+    assert BTC not in run.engine.reconciler.foreign
+
+
+@pytest.mark.parametrize("venue", [VENUES["binanceusdm"]], ids=["binanceusdm"])
+def test_guards_that_find_the_account_flat_do_not_end_the_protection_failure_streak(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect: the venue refused every stop (Binance -4045, the account's cap of conditional
+    orders) while plain orders passed: each tick opened, could not protect and closed at
+    market, and the minute guard in between, finding the account flat, reset the count of
+    protection failures: the account never reached ``reducing`` (README, Escalation) and paid
+    the round trip every decision."""
+    run, store = bot
+    real = backend.place_order
+
+    def refuse_stops(request: OrderRequest) -> Order:
+        if request.purpose is OrderPurpose.STOP_LOSS:
+            raise OrderRejected("Reach max stop order limit.", code=-4045)
+        return real(request)
+
+    monkeypatch.setattr(backend, "place_order", refuse_stops)
+    for job in ("tick", "guard", "tick", "guard", "tick", "guard", "tick"):
+        getattr(run, job)()
+    posted = [r.params for r in server.calls("/fapi/v1/order", "POST")]
+    entries = [p for p in posted if p.get("reduceOnly") != "true"]
+    assert len(entries) == 2, f"{len(entries)} entries, each closed naked at market"
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.REDUCING
+    assert "2 checks in a row" in memory.state_reason
+    assert _flat(backend)
+
+
+@pytest.mark.parametrize("venue", [VENUES["binanceusdm"]], ids=["binanceusdm"])
+def test_a_stop_of_unknown_outcome_the_lagging_list_omits_is_not_placed_twice(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """Defect: the stop's POST was processed and its answer lost, its lookups failed (503):
+    recorded unknown. The open algo-order list read right after did not show it yet (Binance
+    lags, freqtrade#12681; exchange-facts 3.5), and only the stops recorded open were looked
+    up: the position was taken for naked and a second stop placed beside the first. A stop of
+    unknown outcome is looked up too; its lookup failing makes the list unreadable."""
+    run, store = bot
+    server.inject(Fault("/fapi/v1/algoOrder", "POST", kind="accept_then_drop"))
+    server.inject(Fault("/fapi/v1/algoOrder", "GET", kind="http_503", times=20))
+    first: dict[str, str] = {}
+
+    def lag_once(reply: Any) -> Any:
+        # the first list read once the stop rests does not show it
+        stops = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+        if stops and not first:
+            first["cid"] = stops[0].client_id
+            return [r for r in reply if r.get("clientAlgoId") != first["cid"]]
+        return reply
+
+    server.inject(Fault("/fapi/v1/openAlgoOrders", "GET", kind="edit", edit=lag_once, times=1000))
+    run.tick()
+    server.clear_faults()
+    held = backend.fetch_positions([BTC])[BTC].qty
+    assert held > 0
+    assert _stops(backend) == [("sell", held)], "a second stop was placed beside the first"
+    assert not [e for e in store.recent_events(30) if e.kind is EventKind.UNPROTECTED]
+    run.guard()  # the list shows it now: settled, nothing placed
+    assert _stops(backend) == [("sell", held)]
+    assert store.get_order(first["cid"]).status is OrderStatus.OPEN  # type: ignore[union-attr]

@@ -353,6 +353,8 @@ class Venue:
 
 
 def submit(venue: Venue, clock: SimClock, **kw: Any) -> str:
+    """Submit through ``venue``; by default an order whose duplicate cannot add exposure (a
+    reduce-only order: resent when a lookup does not find it)."""
     policy = kw.pop("policy", RetryPolicy(attempts=4, max_seconds=30))
     return submit_idempotent(
         venue.send,
@@ -362,6 +364,7 @@ def submit(venue: Venue, clock: SimClock, **kw: Any) -> str:
         retry_after_of=kw.pop("retry_after_of", lambda exc: None),
         resync=kw.pop("resync", lambda: None),
         what="cid-1",
+        resend_when_absent=kw.pop("resend_when_absent", True),
         rng=random.Random(1),
     )
 
@@ -372,10 +375,51 @@ def test_lost_answer_is_found_by_lookup_and_not_resent() -> None:
     assert (venue.sends, venue.lookups, venue.orders) == (1, 1, ["cid-1"])
 
 
-def test_not_found_after_a_failure_resends_the_same_order() -> None:
+def test_not_found_after_a_failure_resends_an_order_that_cannot_add_exposure() -> None:
     venue = Venue([("reject", ccxt.ExchangeNotAvailable("503"))])
     assert submit(venue, SimClock(T0)) == "placed"
     assert (venue.sends, venue.lookups, venue.orders) == (2, 1, ["cid-1"])
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ccxt.RequestTimeout("timeout"),
+        ccxt.ExchangeNotAvailable('binanceusdm 503 {"code":-1007,"msg":"Timeout waiting"}'),
+        ccxt.NetworkError("connection reset"),
+    ],
+)
+def test_not_found_after_an_uncertain_send_is_unknown_for_an_order_that_can_add_exposure(
+    exc: ccxt.BaseError,
+) -> None:
+    """Defect: an entry whose send timed out was resent under its client id after one lookup
+    said "not found"; the venue executed the first late (Binance -1007: execution status
+    unknown) and, the id unique among open orders only, filled the resend too."""
+    venue = Venue([("reject", exc)])
+    with pytest.raises(errors.OutcomeUnknown, match="not resent"):
+        submit(venue, SimClock(T0), resend_when_absent=False)
+    assert (venue.sends, venue.lookups) == (1, 1)  # never resent: it may still execute
+
+
+def test_an_order_that_can_add_exposure_is_still_resent_when_refused_before_processing() -> None:
+    # a rate limit and a clock drift are refusals, not uncertain sends: resent, not looked up
+    clock = SimClock(T0)
+    venue = Venue([("reject", ccxt.DDoSProtection("429")), ("reject", ccxt.InvalidNonce("x"))])
+    assert submit(venue, clock, resend_when_absent=False, retry_after_of=lambda e: 1.0) == (
+        "placed"
+    )
+    assert (venue.sends, venue.lookups) == (3, 0)
+    # an uncertain send after a refusal: looked up, not found, unknown
+    venue = Venue([("reject", ccxt.DDoSProtection("429")), ("reject", ccxt.RequestTimeout("t"))])
+    with pytest.raises(errors.OutcomeUnknown):
+        submit(venue, SimClock(T0), resend_when_absent=False, retry_after_of=lambda e: 1.0)
+    assert (venue.sends, venue.lookups) == (2, 1)
+
+
+def test_an_order_that_can_add_exposure_found_by_its_lookup_is_returned() -> None:
+    venue = Venue([("accept", ccxt.RequestTimeout("timeout"))])
+    assert submit(venue, SimClock(T0), resend_when_absent=False) == "found"
+    assert (venue.sends, venue.lookups) == (1, 1)
 
 
 def test_rate_limit_waits_retry_after_without_lookup() -> None:
@@ -407,6 +451,7 @@ def test_lookup_that_cannot_tell_propagates_outcome_unknown() -> None:
             retry_after_of=lambda exc: None,
             resync=lambda: None,
             what="cid-1",
+            resend_when_absent=True,
         )
     assert venue.sends == 1
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.catalogue import resolve_with_sources
 from bot.config.database_url import NotADatabaseUrl, parse_database_url
 from bot.config.hedge import SpotConfig, spot_symbol
 from bot.config.policy import (
@@ -40,7 +41,8 @@ from bot.config.policy import (
     raise_issues,
 )
 from bot.domain.instrument import Instrument, MarginModel
-from bot.instruments import load_instruments
+from bot.errors import DataError
+from bot.instruments import available_exchanges
 
 BASE_DIR = "base_dir"  # key of the validation context holding the config file's directory
 
@@ -448,42 +450,59 @@ def _validate_settle_currency(cfg: BotConfig) -> Iterator[Issue]:
             yield Issue(("contracts", index, "symbol"), problem, f'"{contract.symbol}"')
 
 
-def _venue_instruments(cfg: BotConfig) -> tuple[str, dict[str, Instrument]]:
-    """The bundled specifications of the venue the config trades (else of ``data.exchange``)."""
-    for venue in (cfg.exchange.name, cfg.data.exchange):
-        try:
-            return venue, load_instruments(venue)
-        except ValueError:
-            continue
-    return cfg.data.exchange, {}
+# A contract's specification for the config's checks, and the user's catalogue it came from
+# (``None``: the bundled snapshot).
+_Known = tuple[Instrument, Path | None]
+
+
+def _known_specs(venue: str, symbols: list[str], data_dir: Path) -> dict[str, _Known]:
+    """The specifications of ``symbols`` on ``venue`` as every command resolves them
+    (:func:`bot.catalogue.resolve_with_sources`): the user's catalogue
+    ``<data.dir>/contracts/<venue>.json`` first, then the bundled snapshot. Left out: a
+    contract in neither, and one whose figures stand in from another venue's (Bybit takes
+    Binance's when it has none of its own; live reads the venue's). A user catalogue that
+    cannot be read is left aside here: it is reported where it is used."""
+    if venue not in available_exchanges():
+        return {}
+    try:
+        found, _ = resolve_with_sources(venue, symbols, data_dir)
+    except DataError:
+        found, _ = resolve_with_sources(venue, symbols, None)
+    return {
+        s: (inst, catalogue.path) for s, (inst, catalogue) in found.items() if not catalogue.donor
+    }
 
 
 def _validate_venue_limits(cfg: BotConfig) -> Iterator[Issue]:
     """Leverage caps the venue accepts; percent stops that can fire before the liquidation.
 
-    With the bundled contract specifications (a contract without one is checked live, where
-    the venue's own brackets are loaded).
+    With the contract specifications the bot trades on (the user's catalogue, then the bundled
+    snapshot: :func:`_known_specs`; a contract in neither is checked live, where the venue's own
+    brackets are loaded), on the venue the config trades (else on ``data.exchange``) and, when
+    the simulation reads another venue's data (``data.exchange``: its contracts are simulated
+    on that venue's specifications), the stops on that one's too: a stop must fire before
+    either liquidates.
     """
-    venue, known = _venue_instruments(cfg)
+    symbols = [c.symbol for c in cfg.contracts]
+    venue = cfg.exchange.name if cfg.exchange.name in available_exchanges() else cfg.data.exchange
+    known = _known_specs(venue, symbols, cfg.data.dir)
+    simulated = (
+        _known_specs(cfg.data.exchange, symbols, cfg.data.dir) if cfg.data.exchange != venue else {}
+    )
     cap = cfg.risk.max_leverage_per_contract
     above: list[str] = []
     reach: dict[str, tuple[Decimal, Instrument]] = {}  # per policy: the tightest contract
     for index, contract in enumerate(cfg.contracts):
-        inst = known.get(contract.symbol)
-        if inst is None:
+        if contract.symbol not in known:
             continue
-        most = inst.max_leverage
+        inst, path = known[contract.symbol]
         own = contract.max_leverage
-        if own is not None and own > most:
-            yield Issue(
-                ("contracts", index, "max_leverage"),
-                f"above the maximum {most}x of {contract.symbol} on {venue}",
-                str(own),
-            )
-        elif own is None and cap > most:
-            above.append(f"{contract.symbol} {most}x (or set contracts[{index}].max_leverage)")
+        yield from _above_maximum(index, contract, inst, path, venue, cap, above)
+        specs = [inst]
+        if contract.symbol in simulated:
+            specs.append(simulated[contract.symbol][0])
         for policy in cfg.policies:
-            for spec in _specs_of(cfg, contract.symbol, venue, inst):
+            for spec in specs:
                 usable = min(cap, own or cap, spec.max_leverage)
                 room = _liquidation_room(policy, spec, usable)
                 if policy.name not in reach or room < reach[policy.name][0]:
@@ -508,19 +527,30 @@ def _validate_venue_limits(cfg: BotConfig) -> Iterator[Issue]:
                 )
 
 
-def _specs_of(cfg: BotConfig, symbol: str, venue: str, inst: Instrument) -> list[Instrument]:
-    """``symbol``'s specification on the venue the config trades and, when the simulation
-    reads another venue's data (``data.exchange``: its contracts are simulated on that venue's
-    specifications), on that one too: a stop must fire before either liquidates."""
-    specs = [inst]
-    if cfg.data.exchange != venue:
-        try:
-            other = load_instruments(cfg.data.exchange).get(symbol)
-        except ValueError:
-            other = None
-        if other is not None:
-            specs.append(other)
-    return specs
+def _above_maximum(
+    index: int,
+    contract: ContractConfig,
+    inst: Instrument,
+    path: Path | None,
+    venue: str,
+    cap: Decimal,
+    above: list[str],
+) -> Iterator[Issue]:
+    """The issue of a contract's own leverage cap above the venue's maximum for it; the
+    contract appended to ``above`` when only ``risk.max_leverage_per_contract`` is."""
+    most = inst.max_leverage
+    where = f"per {path}" if path is not None else ""  # the user's catalogue says so
+    own = contract.max_leverage
+    if own is not None and own > most:
+        yield Issue(
+            ("contracts", index, "max_leverage"),
+            f"above the maximum {most}x of {contract.symbol} on {venue}"
+            + (f" ({where})" if where else ""),
+            str(own),
+        )
+    elif own is None and cap > most:
+        also = f"{where}; " if where else ""
+        above.append(f"{contract.symbol} {most}x ({also}or set contracts[{index}].max_leverage)")
 
 
 def _liquidation_room(policy: Policy, inst: Instrument, cap: Decimal) -> Decimal:

@@ -45,10 +45,13 @@ class Decision:
             allow_increase=allow_increase,
         )
 
-    def resized(self, qty: Decimal, leverage_factor: Decimal, note: str) -> Decision:
+    def resized(
+        self, qty: Decimal, leverage_factor: Decimal, note: str, after: str = ""
+    ) -> Decision:
         """This decision cut to ``qty`` (>= 0, on the step grid; its sign follows the target),
-        the leverage scaled by ``leverage_factor`` (rounded down), ``note`` added to the reason.
-        Cut to zero, it closes: no direction and no protective prices."""
+        the leverage scaled by ``leverage_factor`` (rounded down), ``note`` added to the reason
+        before the new size and ``after`` behind it. Cut to zero, it closes: no direction and
+        no protective prices."""
         signed = qty if self.target_qty > 0 or qty == 0 else -qty  # never -0
         kept = qty != 0
         # Decision(...) with every field, not dataclasses.replace: the same object, cheaper.
@@ -59,7 +62,7 @@ class Decision:
             target_qty=signed,
             stop_loss=self.stop_loss if kept else None,
             take_profit=self.take_profit if kept else None,
-            reason=f"{self.reason}; {note}{signed}",
+            reason=f"{self.reason}; {note}{signed}{after}",
             allow_increase=self.allow_increase,
             participation_capped=self.participation_capped,
         )

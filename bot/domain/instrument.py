@@ -140,6 +140,26 @@ class Instrument:
         part = self.floor_qty(qty)
         return part if part >= self.min_qty else Decimal(0)
 
+    def reduction(self, held: Decimal, cut: Decimal) -> Decimal:
+        """What reduce-only orders trade to cut at least ``cut`` off a position of absolute
+        ``held``, rounded toward less exposure into orders the venue accepts: up to the step,
+        at least the minimum quantity, and all the orders can trade of the position when what
+        would remain is below the minimum (a sliver no order could close or, without a
+        close-position stop, protect). Never more than the orders can trade of it (0 below the
+        minimum). The minimum quantity binds reduce-only orders too: Binance's LOT_SIZE
+        ``minQty`` does, only MIN_NOTIONAL exempts them (-4164 "unless you choose reduce only";
+        ``shared/notes/exchange-facts.md`` §4.4); Bybit's ``minOrderQty`` is not verified either
+        way, so it is assumed to bind them too (the harsher assumption)."""
+        most = held if self.orderable(held) else self.orderable_part(held)
+        if cut <= ZERO or most == ZERO:
+            return ZERO
+        amount = self.ceil_qty(cut)
+        if amount < self.min_qty:
+            amount = self.min_qty
+        if amount > most or held - amount < self.min_qty:
+            return most
+        return amount
+
     @property
     def largest_order(self) -> Decimal | None:
         """``max_order_qty`` on the step grid (rounded down): the most one order can trade."""

@@ -23,10 +23,12 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
   follows over the next ticks: a step below the tolerance would otherwise never be taken). An
   amount above the largest market order is split into near-equal orders within it (a position
   the bot did not build can exceed it; the venue refuses a larger order).
-  Reductions round up to the step (de-lever at least as asked, capped at the part of the
-  position on the step); increases round down. A close of a position off the step closes the
-  part on the step and names the remainder (a reduce-only order larger than the position is
-  refused by the venue: Binance -2022 on the loopback; not assumed to pass).
+  Reductions round up to the step and to at least the venue's minimum order, and close the
+  whole position where less than the minimum would remain (de-lever at least as asked, into
+  orders the venue accepts: it applies the minimum to reduce-only orders too; capped at the
+  part of the position on the step); increases round down. A close of a position off the
+  step closes the part on the step and names the remainder (a reduce-only order larger than
+  the position is refused by the venue: Binance -2022 on the loopback; not assumed to pass).
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ class SizePlan:
     # The part of the position a close or cut leaves because no order can carry it (off the
     # venue's step or below its minimum): 0 when the orders trade what was asked.
     remainder: Decimal = ZERO
+    # Says why a reduction trades more than the decision asked (widened to the venue's minimum
+    # order, or to the whole position where less than the minimum would remain); "" otherwise.
+    rounded: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,14 +236,27 @@ def _reduce(
     cut: Decimal,
     instrument: Instrument,
 ) -> None:
-    """Reduce-only orders that cut ``cut`` (rounded up to the step) off the position, at most
-    what orders can trade of it."""
+    """Reduce-only orders that cut at least ``cut`` off the position, rounded toward less
+    exposure into orders the venue accepts (:meth:`Instrument.reduction`: up to the step, at
+    least the minimum quantity, the whole position when the rest would be below the minimum),
+    at most what orders can trade of it."""
     held = abs(current_qty)
     most = _tradable(held, instrument)
-    amount = min(instrument.ceil_qty(cut), most)
+    amount = instrument.reduction(held, cut)
     if most != held and amount == most:
         plan.remainder = held - most
         plan.notes.append(_remainder_note(held, most, instrument))
+    elif amount > instrument.ceil_qty(cut):
+        # A cut below the minimum order, or one that would leave less than it, is widened: a
+        # smaller order is refused by the venue every tick (the position stays above what the
+        # decision allows) and a sliver below the minimum is a position no order can close.
+        plan.rounded = (
+            f"reduction {instrument.ceil_qty(cut)} of position {held} widened to {amount}"
+            f"{' (closed)' if amount == held else ''}: the exchange's minimum order is "
+            f"{instrument.min_qty}, reduce-only orders too, and a position below it could not "
+            "be closed"
+        )
+        plan.notes.append(plan.rounded)
     if amount > 0:
         side = OrderSide.SELL if current_qty > 0 else OrderSide.BUY
         plan.reduce.extend(

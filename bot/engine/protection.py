@@ -167,6 +167,21 @@ def secure_decision(
             f"size {wanted} above the exchange's largest market order -> size cut to {largest}"
         )
 
+    if inst.floor_qty(target) < inst.min_qty:
+        # No order can open a position this small (nor close one, or protect it without a
+        # close-position stop): the cause is the venue's minimum order, not the stop's room.
+        return Decision(
+            symbol=d.symbol,
+            direction=d.direction,
+            target_leverage=ZERO,
+            target_qty=ZERO,
+            stop_loss=None,
+            take_profit=None,
+            reason=f"{d.reason}; size {plain(target)} below the exchange minimum "
+            f"{plain(inst.min_qty)} -> no position",
+            allow_increase=d.allow_increase,
+        )
+
     # An open isolated position's setting cannot be lowered on Binance: the increase margins at
     # the setting held when it is higher (the liquidation nearer), as the sizing step sends it.
     floor = setting_floor(inst, acct.positions.get(d.symbol), sign)

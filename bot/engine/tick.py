@@ -67,6 +67,7 @@ from bot.engine.market import (
 from bot.engine.planner import (
     IdFactory,
     ProtectionPlan,
+    SizePlan,
     exchange_setting,
     market_orders,
     plan_protection,
@@ -1550,8 +1551,9 @@ class Engine:
         )
         side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
         size = abs(pos.qty)
-        # On the step, and at most what orders can trade of a position off the step.
-        cut = min(inst.ceil_qty(size - largest), inst.orderable_part(size))
+        # On the step, at least the minimum order, and at most what orders can trade of a
+        # position off the step (Instrument.reduction).
+        cut = inst.reduction(size, size - largest)
         for req in market_orders(self._id_factory(sym), sym, side, OrderPurpose.REDUCE, cut, inst):
             self._send(req, acct, now, None)
         self._read_positions_again(acct, now)
@@ -1787,10 +1789,7 @@ class Engine:
             self._id_factory(d.symbol),
             self._floor(d, acct),
         )
-        if plan.remainder and self._size_remainders.get(d.symbol) != plan.remainder:
-            self._size_remainders[d.symbol] = plan.remainder  # recorded once per remainder
-            for note in plan.notes:
-                self._event(now, EventKind.RECONCILE, d.symbol, state, note)
+        self._note_size_plan(d.symbol, plan, state, now)
         if not (plan.reduce or plan.increase):
             return
         outcomes = [self._send(req, acct, now, snap) for req in plan.reduce]
@@ -1820,6 +1819,17 @@ class Engine:
             if paused is not None:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
         self._protect_after_orders(d, acct, now, setting, [*plan.reduce, *plan.increase])
+
+    def _note_size_plan(self, sym: str, plan: SizePlan, state: TradingState, now: int) -> None:
+        """Record what the sizing plan trades other than the decision says: a remainder no
+        order can carry (once per remainder), or a reduction widened to the venue's minimum
+        order or to the whole position (:meth:`Instrument.reduction`)."""
+        if plan.remainder and self._size_remainders.get(sym) != plan.remainder:
+            self._size_remainders[sym] = plan.remainder  # recorded once per remainder
+            for note in plan.notes:
+                self._event(now, EventKind.RECONCILE, sym, state, note)
+        elif plan.rounded:
+            self._event(now, EventKind.RECONCILE, sym, state, plan.rounded)
 
     def _protect_after_orders(
         self,

@@ -3,9 +3,9 @@
 The risk gate refuses an order that takes the book's gross notional over the cap, contract by
 contract in the order the orders go out: with increases that together exceed it, the first
 contracts would get their size and the last nothing, tick after tick. The increases are sized
-within the cap instead, every one scaled by the same factor (rounded down to the step), and the
-decision says so. Like the gate, the cap never forces a reduction: a book above it (prices
-moved) may only shrink.
+within the cap instead, every one scaled by the same factor (rounded down to the step; a new
+position below the venue's minimum order to none), and the decision says so. Like the gate,
+the cap never forces a reduction: a book above it (prices moved) may only shrink.
 
 Measured as the gate measures it, in the worst order the orders can go out: every contract at
 the larger of what it holds and what it is going to, each at the higher of its mark and last
@@ -65,8 +65,15 @@ def cap_to_gross(
             out.append(d)
             continue
         base = abs(have) if have * d.target_qty > 0 else ZERO  # a flip opens from flat
-        qty = base + instruments[d.symbol].floor_qty(more * factor)
-        out.append(d.resized(qty, qty / abs(d.target_qty), prefix))
+        inst = instruments[d.symbol]
+        scaled = inst.floor_qty(more * factor)
+        after = ""
+        if base == 0 and 0 < scaled < inst.min_qty:
+            # A position opened below the venue's minimum order is none: no order opens it.
+            after = f" ({scaled} is below the exchange's minimum order {inst.min_qty})"
+            scaled = ZERO
+        qty = base + scaled
+        out.append(d.resized(qty, qty / abs(d.target_qty), prefix, after))
     return out
 
 

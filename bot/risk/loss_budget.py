@@ -8,9 +8,10 @@ price modelled (:meth:`~bot.domain.instrument.Instrument.fill_on_tick`; 10 bps a
 contract quoted to 0.00001 with a tick of 0.01). The remaining budget is
 the equity above the guard's floor (:func:`bot.risk.guard.equity_floor`: the higher of the daily
 loss floor and the drawdown floor). When the sum over the contracts exceeds the budget, every
-target is scaled by the same factor (rounded down to the step) and the decision says so. Losses
-the bot cannot cut here (positions held without a decision this tick) are taken off the budget
-first.
+target is scaled by the same factor (rounded down to the step; below the venue's minimum order,
+to nothing: a held position is closed rather than cut to a sliver no order can carry) and the
+decision says so. Losses the bot cannot cut here (positions held without a decision this tick)
+are taken off the budget first.
 
 A stop that fills beyond its trigger by more than the expected slippage (a gap, a crash candle)
 can still take the day past the limit, by that excess only.
@@ -87,9 +88,20 @@ def cap_to_loss_budget(
         if d.symbol not in losses:
             out.append(d)
             continue
-        qty = instruments[d.symbol].floor_qty(abs(d.target_qty) * factor)
-        out.append(d.resized(qty, factor, prefix))
+        inst = instruments[d.symbol]
+        cut = inst.floor_qty(abs(d.target_qty) * factor)
+        # Below the venue's minimum order the size is none: no order opens it, and a position
+        # held is closed rather than cut to a sliver no order could close or protect.
+        qty = cut if cut >= inst.min_qty else ZERO
+        out.append(d.resized(qty, factor, prefix, _below_minimum(cut, qty, inst)))
     return out
+
+
+def _below_minimum(cut: Decimal, qty: Decimal, inst: Instrument) -> str:
+    """What the reason adds when a cut size below the venue's minimum order became none."""
+    if qty == cut:
+        return ""
+    return f" ({cut} is below the exchange's minimum order {inst.min_qty})"
 
 
 # The reason of the ``reducing`` state an exhausted budget moves the account to (see

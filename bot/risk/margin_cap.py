@@ -5,7 +5,8 @@ The venue refuses an order whose initial margin (and fee) exceeds the available 
 models it): without this step a fully allocated account would send such an order every tick,
 and which contract got its size would depend on the order the contracts are processed in. The
 increases are sized within the available balance instead, every one scaled by the same factor
-(rounded down to the step), and the decision says so. Like the gross cap, it never forces a
+(rounded down to the step; a new position below the venue's minimum order to none), and the
+decision says so. Like the gross cap, it never forces a
 reduction.
 
 The available balance is the venue's (Binance ``availableBalance``: margin balance, wallet plus
@@ -181,7 +182,8 @@ def _leg(
         # the step stays, with its margin)
         reduced = inst.orderable_part(abs(have))
     elif abs(target) < abs(have) and abs(have) - abs(target) >= tolerance * abs(have):
-        reduced = min(abs(have) - abs(target), inst.orderable_part(abs(have)))
+        # as the planner sends it: at least the minimum order, all of it rather than a sliver
+        reduced = inst.reduction(abs(have), abs(have) - abs(target))
     freed = ZERO
     if reduced > 0 and pos is not None:
         freed = _freed(pos, inst, reduced, mark, low, fill, open_loss, slip)
@@ -323,7 +325,20 @@ def _need(legs: Sequence[_Leg], settings: Mapping[str, Decimal]) -> Decimal:
 
 
 def _qty(leg: _Leg, factor: Decimal) -> Decimal:
-    return leg.base + leg.instrument.floor_qty(leg.more * factor)
+    """The leg's size with its increase scaled by ``factor``: a position opened below the
+    venue's minimum order is none (no order opens it)."""
+    more = leg.instrument.floor_qty(leg.more * factor)
+    if leg.base == 0 and more < leg.instrument.min_qty:
+        return ZERO
+    return leg.base + more
+
+
+def _below_minimum(leg: _Leg, factor: Decimal, qty: Decimal) -> str:
+    """What the reason adds when a new position scaled below the minimum order became none."""
+    more = leg.instrument.floor_qty(leg.more * factor)
+    if qty != 0 or more == 0:
+        return ""
+    return f" ({more} is below the exchange's minimum order {leg.instrument.min_qty})"
 
 
 def _resize(leg: _Leg, factor: Decimal) -> Decision:
@@ -344,5 +359,6 @@ def _scaled(
             continue
         d = leg.decision
         qty = _qty(leg, factor)
-        scaled[d.symbol] = d.resized(qty, qty / abs(d.target_qty), prefix)
+        after = _below_minimum(leg, factor, qty)
+        scaled[d.symbol] = d.resized(qty, qty / abs(d.target_qty), prefix, after)
     return [scaled.get(d.symbol, d) for d in decisions]

@@ -402,6 +402,10 @@ class SimulatedExchange:
             raise InvalidQuantity(
                 f"quantity {amount} is not a multiple of the step {inst.step_size}", code=-1111
             )
+        # The minimum binds reduce-only orders too: Binance's LOT_SIZE minQty does (only
+        # MIN_NOTIONAL exempts them, below; shared/notes/exchange-facts.md §4.4). Whether Bybit's
+        # minOrderQty does is not verified: assumed to (the harsher assumption), for every
+        # contract whatever its margin model, so a simulation never counts on such an order.
         if amount < inst.min_qty:
             raise InvalidQuantity(f"quantity {amount} below minimum {inst.min_qty}", code=-4003)
         # MARKET_LOT_SIZE binds market and stop-market orders, reduce-only ones too.

@@ -262,11 +262,15 @@ def cap_to_loss_budget(
             continue
         inst = instruments[d.symbol]
         qty = inst.floor_qty(abs(d.target_qty) * factor)
+        # Since the minimum-order fix: a size below the venue's minimum order is none.
+        below = f" ({qty} is below the exchange's minimum order {inst.min_qty})"
+        below = below if 0 < qty < inst.min_qty else ""
+        qty = qty if qty >= inst.min_qty else ZERO
         signed = qty if d.target_qty > 0 or qty == 0 else -qty  # never -0 (simulation audit)
         why = (
             f"loss budget: if every stop fires the account loses {total:.2f} "
             f"(slippage {slippage * 10000:.0f} bps and fees included) > {room:.2f} left "
-            f"before the daily-loss/drawdown limit: size cut to {signed}"
+            f"before the daily-loss/drawdown limit: size cut to {signed}{below}"
         )
         out.append(
             replace(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 import bot.config
+from bot.catalogue import catalogue_path, write_catalogue
 from bot.config import (
     BotConfig,
     ContractConfig,
@@ -18,7 +21,9 @@ from bot.config import (
     load_config,
     load_policy,
 )
+from bot.domain.instrument import Instrument
 from bot.errors import ConfigError
+from bot.instruments import load_instruments
 
 POLICY = """\
 kind = "vol_target"
@@ -691,6 +696,90 @@ def test_a_contract_cap_above_the_venues_maximum_is_refused(project: Path) -> No
     line = the_line(errors_of(write(project, text)), "contracts[1].max_leverage")
     assert "above the maximum" in line
     assert "ETH/USDT:USDT" in line
+
+
+def user_catalogue(project: Path, entries: dict[str, Instrument]) -> Path:
+    """``data/contracts/binanceusdm.json``, the user's catalogue, holding ``entries``."""
+    path = catalogue_path(project / "data", "binanceusdm")
+    write_catalogue(path, "binanceusdm", {s: (i, "test") for s, i in entries.items()}, 0, "test")
+    return path
+
+
+def at_most(inst: Instrument, leverage: str, symbol: str | None = None) -> Instrument:
+    """``inst`` whose brackets allow at most ``leverage`` (renamed ``symbol``, if given)."""
+    brackets = tuple(
+        replace(b, max_leverage=min(b.max_leverage, D(leverage))) for b in inst.brackets
+    )
+    if symbol is None:
+        return replace(inst, brackets=brackets)
+    return replace(inst, symbol=symbol, base=symbol.split("/")[0], brackets=brackets)
+
+
+def test_the_venue_limits_are_checked_on_the_users_catalogue_first(project: Path) -> None:
+    """The user's catalogue comes first, as everywhere a specification is needed: a contract
+    only there (LEVTWO, 2x at most) and one whose maximum it lowers (ETH, 4x) are checked
+    against it. The check used to read the bundled snapshot alone: both passed at 5x."""
+    bundled = load_instruments("binanceusdm")
+    path = user_catalogue(
+        project,
+        {
+            "ETH/USDT:USDT": at_most(bundled["ETH/USDT:USDT"], "4"),
+            "LEVTWO/USDT:USDT": at_most(bundled["BTC/USDT:USDT"], "2", "LEVTWO/USDT:USDT"),
+        },
+    )
+    text = edit(
+        CONFIG,
+        "[data]\n",
+        '[[contracts]]\nsymbol = "LEVTWO/USDT:USDT"\ndirection = "long"\n[data]\n',
+    )
+    line = the_line(errors_of(write(project, text)), "risk.max_leverage_per_contract")
+    assert line == (
+        "config.toml: risk.max_leverage_per_contract: above the venue's maximum on binanceusdm: "
+        f"ETH/USDT:USDT 4x (per {path}; or set contracts[1].max_leverage); "
+        f"LEVTWO/USDT:USDT 2x (per {path}; or set contracts[2].max_leverage) (got 5)"
+    )
+    own = edit(
+        text, 'symbol = "LEVTWO/USDT:USDT"\n', 'symbol = "LEVTWO/USDT:USDT"\nmax_leverage = 3\n'
+    )
+    line = the_line(errors_of(write(project, own)), "contracts[2].max_leverage")
+    assert f"above the maximum 2x of LEVTWO/USDT:USDT on binanceusdm (per {path})" in line
+
+
+def test_a_percent_stop_is_checked_against_the_liquidation_the_users_catalogue_gives(
+    project: Path,
+) -> None:
+    # A 15 % stop fires before ETH's liquidation at 5x on the bundled figures (about 19.5 %
+    # away); with a maintenance margin of 10 % in the user's catalogue it is about 10 % away.
+    eth = load_instruments("binanceusdm")["ETH/USDT:USDT"]
+    # one bracket over the whole range (the tiers' maintenance amounts must stay consistent)
+    only = replace(
+        eth.brackets[0], notional_cap=eth.brackets[-1].notional_cap, maint_margin_rate=D("0.1")
+    )
+    user_catalogue(project, {"ETH/USDT:USDT": replace(eth, brackets=(only,))})
+    policy = edit(POLICY, 'kind = "atr"\ndistance = 3', 'kind = "percent"\ndistance = 15')
+    (project / "policies" / "p.toml").write_text(policy)
+    line = the_line(errors_of(write(project, CONFIG)), "policy.file")
+    assert "stop_loss.distance = 15 % lies at or beyond the liquidation price of ETH" in line
+
+
+def test_a_contract_in_no_catalogue_is_left_to_live_and_an_unreadable_one_to_its_users(
+    project: Path,
+) -> None:
+    # found nowhere: checked live, where the venue's brackets are read
+    text = edit(
+        CONFIG,
+        "[data]\n",
+        '[[contracts]]\nsymbol = "NOWHERE/USDT:USDT"\ndirection = "long"\n[data]\n',
+    )
+    assert load_config(write(project, text)).contracts[2].symbol == "NOWHERE/USDT:USDT"
+    # a catalogue that cannot be read is reported where it is used; the bundled figures check
+    catalogue_path(project / "data", "binanceusdm").parent.mkdir(parents=True)
+    catalogue_path(project / "data", "binanceusdm").write_text("{not json")
+    assert load_config(write(project, CONFIG)).risk.max_leverage_per_contract == 5
+    refused = edit(CONFIG, "max_leverage_per_contract = 5", "max_leverage_per_contract = 200")
+    assert "ETH/USDT:USDT" in the_line(
+        errors_of(write(project, refused)), "risk.max_leverage_per_contract"
+    )
 
 
 def test_a_percent_stop_beyond_liquidation_at_the_usable_leverage_is_refused(

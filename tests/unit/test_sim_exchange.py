@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
 
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderStatus, OrderType
-from bot.domain.instrument import Instrument
+from bot.domain.instrument import Instrument, MarginModel
 from bot.domain.margin import liquidation_price_isolated
 from bot.domain.orders import OrderRequest
 from bot.domain.position import Position
@@ -73,6 +74,25 @@ def test_filters_reject_like_the_exchange(instruments) -> None:
         ex.place_order(market("b", OrderSide.BUY, "0.001"))  # 60 USDT < 100 min notional
     with pytest.raises(InsufficientMargin):
         ex.place_order(market("c", OrderSide.BUY, "1"))  # 60000 at 1x > 10000
+
+
+@pytest.mark.parametrize("model", [MarginModel.BINANCE_USDM, MarginModel.BYBIT_UTA])
+def test_reduce_only_orders_below_the_minimum_quantity_are_refused(
+    instruments: dict[str, Instrument], model: MarginModel
+) -> None:
+    """As Binance's LOT_SIZE filter refuses them (only MIN_NOTIONAL exempts reduce-only
+    orders); Bybit's minOrderQty is assumed to (not verified): a simulation never counts on a
+    reduction the venue may refuse."""
+    inst = replace(instruments[BTC], min_qty=D("0.05"), margin_model=model)
+    ex, _ = make_exchange({BTC: inst})
+    ex.set_mark(BTC, D(60000))
+    ex.place_order(market("e1", OrderSide.BUY, "0.08"))
+    with pytest.raises(InvalidQuantity, match=r"below minimum 0\.05"):
+        ex.place_order(market("r1", OrderSide.SELL, "0.03", reduce=True))
+    with pytest.raises(InvalidQuantity, match=r"below minimum 0\.05"):
+        ex.place_order(stop("sl", OrderSide.SELL, "0.03", "55000"))
+    ex.place_order(market("r2", OrderSide.SELL, "0.08", reduce=True))  # the whole position
+    assert ex.fetch_positions([BTC]) == {}
 
 
 def test_duplicate_client_id_among_open_orders(long_btc) -> None:

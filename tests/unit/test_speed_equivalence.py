@@ -322,6 +322,18 @@ def _secure_before(
             return None
         return ref.ceil_price(inst, liq) if sign > 0 else ref.floor_price(inst, liq)
 
+    if inst.floor_qty(target) < inst.min_qty:
+        # Since the minimum-order fix: the venue's minimum, not the stop, is the cause.
+        shown = [format(x.normalize(), "f") if x else "0" for x in (target, inst.min_qty)]
+        return replace(
+            d,
+            target_qty=D(0),
+            target_leverage=D(0),
+            stop_loss=None,
+            take_profit=None,
+            reason=f"{d.reason}; size {shown[0]} below the exchange minimum {shown[1]} "
+            "-> no position",
+        )
     size, stop, _ = ref.fit_size(inst, target, sign, mark, d.stop_loss, buffer, liquidation_of)
     if size == 0 or stop is None:
         return replace(

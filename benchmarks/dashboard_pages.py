@@ -70,7 +70,7 @@ def write_config(directory: Path) -> Path:
 def build(directory: Path, days: int) -> Path:
     config_path = write_config(directory)
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SimClock(START)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
     for _ in range(6):
@@ -172,7 +172,7 @@ def main() -> None:
         config_path = build(Path(tmp), args.days)
         built = time.perf_counter() - t0
         config = load_config(config_path)
-        store = open_store(config)
+        store = open_store(config, create=True)
         equity = store.latest_equity()
         assert equity is not None
         app = create_app(

@@ -167,7 +167,7 @@ def main() -> None:
     times: list[float] = []
     with server, tempfile.TemporaryDirectory() as tmp:
         config = load_config(write_config(Path(tmp), server.base_url))
-        store = open_store(config)
+        store = open_store(config, create=True)
         runner = build_live(config, store, Secrets(KEY, SECRET, None))
         runner.engine.exchange.load_instruments()  # type: ignore[attr-defined]
         store.open_run("live", str(config.source), config.policies[0].name, LiveClock().now_ms())

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import urlsplit
 
 from loguru import logger
 
@@ -56,6 +57,7 @@ from bot.sim.history import (
 from bot.sim.paper_state import processed_ms, restore
 from bot.sim.slippage import BPS, SlippageModel
 from bot.store.memory import MemoryStore
+from bot.store.run_modes import LIVE_RUN_MODE, PAPER_RUN_MODE, REPLAY_RUN_MODE
 
 if TYPE_CHECKING:  # the adapters below are imported where they are built (module docstring)
     from bot.alerts import AlertRules, Notifier
@@ -255,15 +257,23 @@ class Secrets:
         return cls(key, secret, os.environ.get(ENV_PASSWORD) or None)
 
 
-def open_store(config: BotConfig, *, used_by: str | None = None) -> SqlStore:
-    """Open the state database. A new SQLite file is created at the current schema; an existing
-    database must already be at it (``bot db upgrade`` migrates it, keeping its history).
+def open_store(config: BotConfig, *, create: bool = False, used_by: str | None = None) -> SqlStore:
+    """Open the state database, which must already be at the current schema (``bot db
+    upgrade`` migrates an older one, keeping its history).
 
-    ``used_by``: the process that last held the database's instance lock
-    (:attr:`InstanceLock.used_before`). A bot ran on it, so a missing file was deleted or moved:
-    a new empty one would silently forget a halt a person set, the drawdown peak and which
-    positions are the bot's own (left unmanaged). Refused instead. A PostgreSQL database found
-    empty although a bot ran on it (:mod:`bot.store.ran_before`) is refused the same way."""
+    ``create``: only for ``bot run``, holding the database's instance lock: a SQLite file that
+    is missing is created at the current schema (the bot's first start), unless ``used_by`` (the
+    process that last held the lock, :attr:`InstanceLock.used_before`) says a bot ran on it. Then
+    the file was deleted or moved: a new empty one would silently forget a halt a person set, the
+    drawdown peak and which positions are the bot's own (left unmanaged). Refused instead. A
+    PostgreSQL database found empty although a bot ran on it (:mod:`bot.store.ran_before`) is
+    refused the same way.
+
+    Every other command (``status``, ``history``, ``halt``, ``resume``, ``serve``, ``stress
+    --from-account``) opens it without ``create``: a missing file is an error naming it, never
+    an empty database made in its place (the next ``bot run`` would start afresh on it, and a
+    halt posted through a mistyped ``database_url`` would land where no bot reads). Nor does
+    any of them migrate: an empty PostgreSQL database is refused by the schema check."""
     from bot.store import migrate
     from bot.store.sql import SqlStore
 
@@ -273,16 +283,116 @@ def open_store(config: BotConfig, *, used_by: str | None = None) -> SqlStore:
         if path is None:
             _refuse_an_emptied_database(config)
         elif not path.exists():
-            if used_by is not None:
+            holder = used_by if create else _last_lock_holder(path)
+            if holder is not None:
                 raise ConfigError(
                     f"{config.source}: runtime.database_url: the state database {path} is "
-                    f"missing, but a bot ran on it (process {used_by}, lock file "
+                    f"missing, but a bot ran on it (process {holder}, lock file "
                     f"{path.name}.lock): it was deleted or moved. Put it back (or restore it "
                     "from a backup); to start afresh on an empty database, create it with: "
                     f"{migrate.UPGRADE_COMMAND}"
                 )
+            if not create:
+                raise ConfigError(
+                    f"{config.source}: runtime.database_url: no state database at {path}: no "
+                    "bot has run there (check runtime.database_url). `bot run` creates it at "
+                    "its first start; to create an empty one on purpose: "
+                    f"{migrate.UPGRADE_COMMAND}"
+                )
             migrate.upgrade(url)
         return SqlStore.open(url)
+
+
+# Why a state database last run in one mode (the first) refuses a start in another.
+_PAPER_STATE_LIVE = (
+    "its equity peak, trading state and day start are the paper account's: the real wallet "
+    "measured against them reads the difference as a profit or a loss (a smaller wallet as a "
+    "drawdown: a halt that closes every position at the first tick)"
+)
+_LIVE_STATE_PAPER = (
+    "its equity peak, trading state and day start are the live account's: a paper bot would "
+    "take them as its own and leave the paper account's in their place, for the next live "
+    "start to measure the real wallet against"
+)
+_OTHER_KIND = {
+    (PAPER_RUN_MODE, LIVE_RUN_MODE): _PAPER_STATE_LIVE,
+    (REPLAY_RUN_MODE, LIVE_RUN_MODE): _PAPER_STATE_LIVE,
+    (LIVE_RUN_MODE, PAPER_RUN_MODE): _LIVE_STATE_PAPER,
+    (LIVE_RUN_MODE, REPLAY_RUN_MODE): _LIVE_STATE_PAPER,
+    (PAPER_RUN_MODE, REPLAY_RUN_MODE): "its paper account runs on the wall clock: a replay "
+    "would go on from where that account stopped, past the recorded data",
+    (REPLAY_RUN_MODE, PAPER_RUN_MODE): "its paper account runs on the replayed clock: on live "
+    "prices it would be valued at today's prices and pay every funding settlement since its "
+    "replayed time at today's rate",
+}
+
+
+def venue_of(config: BotConfig) -> str:
+    """The venue account a live bot trades, as its runs record it and its start shows it: the
+    exchange, its demo account or the real one, and the REST base a gateway or test server is
+    reached at (without a user or password the URL may carry)."""
+    ex = config.exchange
+    venue = f"{ex.name}{' (demo)' if ex.demo else ''}"
+    if ex.api_url is not None:
+        parts = urlsplit(ex.api_url)
+        host = parts.netloc.rpartition("@")[2]
+        venue += f" via {parts.scheme}://{host}{parts.path.rstrip('/')}"
+    return venue
+
+
+def check_run_kind(config: BotConfig, store: SqlStore, mode: str) -> None:
+    """Refuse to start a run of ``mode`` on a state database whose last run was of another mode
+    (live, paper, paper-replay: each keeps its own), or, live, traded another venue account.
+
+    The risk memory (equity peak, trading state, day start), the paper account and the journal
+    belong to the account that ran there. A live start on the paper bot's database (both use
+    the default ``sqlite:///bot-state.db``) measured the real wallet against the paper
+    account's equity peak: a sticky drawdown halt and every position closed at the first tick.
+    The same goes for a live start on another venue account (demo to real, another exchange,
+    a test server) than the database's last live run (recorded since migration 0006; older
+    runs say nothing and refuse nothing). Paper on live prices and paper on recorded data do
+    not share either: their paper account runs on the wall clock in one and on the replayed
+    clock in the other (``_OTHER_KIND`` says what mixing them does)."""
+    from bot.store import views
+    from bot.store.migrate import safe_url
+
+    last = views.latest_run(store)
+    if last is None:
+        return
+    where = (
+        f"{config.source}: runtime.database_url: the state database "
+        f"{safe_url(config.runtime.database_url)} holds the state of a {last.mode} bot"
+        f"{' on ' + last.venue if last.venue else ''} (its last run: {last.id}, from "
+        f"{last.config_path})"
+    )
+    fix = (
+        f"Give each its own state database: set another runtime.database_url for this {mode} "
+        f"bot (e.g. sqlite:///bot-state-{mode}.db); this one is left as it is"
+    )
+    if last.mode != mode:
+        why = _OTHER_KIND.get((last.mode, mode), "the state it kept is that run's, not this one's")
+        raise ConfigError(f"{where}; this start is {mode}: {why}. {fix}")
+    if mode == LIVE_RUN_MODE and last.venue is not None and last.venue != venue_of(config):
+        raise ConfigError(
+            f"{where}; this start trades {venue_of(config)}, another account: the equity "
+            "peak, trading state and day start it kept are that account's, and this wallet "
+            "measured against them reads the difference as a profit or a loss (a smaller "
+            f"wallet as a drawdown: a halt that closes every position at the first tick). {fix}"
+        )
+
+
+def _last_lock_holder(database: Path) -> str | None:
+    """The process that last held the instance lock of the SQLite ``database``, as its lock
+    file says (read, not taken: a command that only reads the database does not lock it); None
+    when there is no lock file or it names none (no bot ran there)."""
+    from bot.store.instance_lock import lock_path
+
+    try:
+        return lock_path(database).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):  # a lock file is there: a bot ran, which one is unknown
+        return "unknown"
 
 
 def _refuse_an_emptied_database(config: BotConfig) -> None:
@@ -455,15 +565,42 @@ def _engine(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayData:
+    """The recorded data ``bot run --replay DIR`` trades on: the histories of the engine's
+    contracts, and the window of them the replay runs through."""
+
+    histories: dict[str, ContractHistory]
+    start: int
+    end: int
+
+
+def replay_data(config: BotConfig, directory: Path) -> ReplayData:
+    """Read ``directory``'s market data for the engine's contracts, or raise naming what is
+    missing. ``bot run --replay`` calls it before it takes or creates the state database: a
+    start that fails on its data leaves no database behind (one it had created would say that
+    a bot ran there, and once deleted get the corrected start refused)."""
+    policy = config.policies[0]
+    histories = load_histories(
+        discover(directory),
+        engine_symbols(config),
+        policy.timeframe,
+        window=requested_window(config),
+    )
+    start, end = simulation_window(histories, policy, config)
+    return ReplayData(histories, start, end)
+
+
 def build_paper(
     config: BotConfig,
     store: SqlStore,
     *,
-    replay: Path | None = None,
+    replay: Path | ReplayData | None = None,
     speed: float = 1.0,
     clock: Clock | None = None,
 ) -> tuple[Runner, PaperExchange]:
-    """Paper trading: live public prices, or recorded data from ``replay`` at ``speed``."""
+    """Paper trading: live public prices, or recorded data (``replay``: its directory, or the
+    data read from it) at ``speed``."""
     from bot.runtime.runner import Runner
     from bot.sim.paper import PaperExchange
 
@@ -486,11 +623,8 @@ def build_paper(
         from bot.runtime.feeds import ReplayFeed
 
         policy = config.policies[0]
-        inventory = discover(replay)
-        histories = load_histories(
-            inventory, symbols, policy.timeframe, window=requested_window(config)
-        )
-        start, end = simulation_window(histories, policy, config)
+        data = replay if isinstance(replay, ReplayData) else replay_data(config, replay)
+        histories, start, end = data.histories, data.start, data.end
         if state is not None:  # a restarted replay goes on from where the account stopped
             with _paper_state_errors(config):
                 start = max(start, processed_ms(state))

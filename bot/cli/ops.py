@@ -224,7 +224,9 @@ def _post(
     try:
         store = open_store(cfg)
     except BotError as exc:
-        raise ConfigError(f"cannot reach the bot's state database: {exc}") from exc
+        raise ConfigError(
+            f"{kind} not posted: cannot reach the bot's state database: {exc}"
+        ) from exc
     try:
         cmd = post_command(store, kind, reason=reason, flatten=flatten, now_ms=LiveClock().now_ms())
     finally:

@@ -19,22 +19,25 @@ from bot.bootstrap import (
     build_live,
     build_paper,
     check_history_reach,
+    check_run_kind,
     lock_state_database,
     open_store,
     remember_run,
+    replay_data,
+    venue_of,
 )
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.logs import setup_logging
-from bot.runtime.preflight import Preflight, preflight
+from bot.runtime.preflight import Preflight, apply_changes, preflight
 from bot.runtime.runner import Runner
 from bot.runtime.scheduler import Stopper, run_scheduled
 from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
+from bot.store.run_modes import LIVE_RUN_MODE, PAPER_RUN_MODE, REPLAY_RUN_MODE
 from bot.store.sql import SqlStore
-from bot.store.views import REPLAY_RUN_MODE
 
 
 def run_bot(
@@ -63,30 +66,38 @@ def run_bot(
     _start_logging(config, secrets)
     if not live and os.environ.get(ENV_KEY):
         logger.warning("paper mode: {} is set but not used (live trading needs --live)", ENV_KEY)
+    mode = LIVE_RUN_MODE if live else REPLAY_RUN_MODE if replay is not None else PAPER_RUN_MODE
+    # The recorded data, read before the state database is taken or created: a directory
+    # without the contracts' files fails the start with no database left behind (its lock
+    # file would say a bot ran there, and the corrected start be refused once it is deleted).
+    data = replay_data(config, replay) if replay is not None else None
     # Before the database is opened (or created and migrated): one bot per state database.
     lock = lock_state_database(config)
     try:
-        store = open_store(config, used_by=lock.used_before)
+        store = open_store(config, create=True, used_by=lock.used_before)
     except BaseException:
         lock.release()
         raise
-    remember_run(config)  # (PostgreSQL: a start that finds it emptied later is refused)
     paper: PaperExchange | None = None
     stop_extras: Callable[[], None] | None = None
     try:
+        # Before anything is read from it: a database another kind of run (paper, live on
+        # another venue account) kept its state in is refused.
+        check_run_kind(config, store, mode)
+        remember_run(config)  # (PostgreSQL: a start that finds it emptied later is refused)
         runner: Runner
         if secrets is not None:
             confirmed = _confirmed_live_runner(config, store, secrets, yes=yes, console=console)
             if confirmed is None:
                 console.print("not confirmed: nothing was traded")
                 return 1
-            runner, mode = confirmed, "live"
+            runner = confirmed
         else:
-            runner, paper = build_paper(config, store, replay=replay, speed=speed)
-            mode = REPLAY_RUN_MODE if replay is not None else "paper"
+            runner, paper = build_paper(config, store, replay=data, speed=speed)
         runner.before_job.append(lock.check)  # a lock lost with its connection stops trading
         policy = config.policies[0]
-        store.open_run(mode, str(config.source), policy.name, runner.clock.now_ms())
+        venue = venue_of(config) if mode == LIVE_RUN_MODE else None
+        store.open_run(mode, str(config.source), policy.name, runner.clock.now_ms(), venue)
         logger.info(
             "{} trading {} with policy {}", mode, ", ".join(runner.engine.symbols), policy.name
         )
@@ -129,8 +140,10 @@ def _confirmed_live_runner(
     config: BotConfig, store: SqlStore, secrets: Secrets, *, yes: bool, console: Console
 ) -> Runner | None:
     """The live runner once its preflight passed and the start is confirmed (``--yes`` or the
-    prompt); None when the user declines. The host clock's offset to the venue's is measured
-    after the confirmation: a start declined at the prompt records and sends no clock alert."""
+    prompt); None when the user declines. What the preflight found to change on the account
+    (a margin mode) is shown in the summary and made after the confirmation, before the first
+    tick; so is the host clock's offset to the venue's measured: a start declined at the
+    prompt changes, records and sends nothing."""
     runner = build_live(config, store, secrets)
     exchange = runner.engine.exchange
     assert isinstance(exchange, CcxtExchange)  # noqa: S101 - build_live made it
@@ -142,6 +155,7 @@ def _confirmed_live_runner(
         )
     if not yes and not _confirmed(config):
         return None
+    apply_changes(exchange, report)
     for started in runner.at_confirmed_start:
         started()
     return runner
@@ -188,14 +202,10 @@ def _confirmed(config: BotConfig) -> bool:
 
 
 def _live_summary(config: BotConfig, report: Preflight) -> Table:
-    ex = config.exchange
     r = config.risk
     table = Table(title="LIVE TRADING", show_header=False)
     table.add_row("account", config.account.name)
-    table.add_row(
-        "exchange",
-        f"{ex.name}{' (demo)' if ex.demo else ''}{' via ' + ex.api_url if ex.api_url else ''}",
-    )
+    table.add_row("exchange", venue_of(config))
     table.add_row("contracts", ", ".join(f"{c.symbol} ({c.direction})" for c in config.contracts))
     table.add_row("policy", config.policies[0].name)
     hedge = config.policies[0].hedge
@@ -218,6 +228,8 @@ def _live_summary(config: BotConfig, report: Preflight) -> Table:
         table.add_row("ok", fact)
     for warning in report.warnings:
         table.add_row("[yellow]warning[/yellow]", warning)
+    for change in report.changes:  # made once the start is confirmed
+        table.add_row("[cyan]change[/cyan]", str(change))
     for problem in report.problems:
         table.add_row("[red]problem[/red]", problem)
     return table

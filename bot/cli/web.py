@@ -67,16 +67,9 @@ def serve_command(
     assert config is not None  # noqa: S101 - checked above
     from bot.bootstrap import open_store
     from bot.config.loader import load_config
-    from bot.store import migrate
 
     cfg = load_config(config)
-    path = migrate.sqlite_file(cfg.runtime.database_url)
-    if path is not None and not path.exists():
-        raise BotError(
-            f"no state database at {path}: the dashboard shows what `bot run --config "
-            f"{config}` records; start the bot first"
-        )
-    store = open_store(cfg)
+    store = open_store(cfg)  # never creates one: no database, no bot ran there (it says so)
     try:
         app = server.account_app(cfg, store, clock, refresh_seconds=refresh)
         server.serve_forever(app, host, port, console)

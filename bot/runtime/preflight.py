@@ -1,5 +1,10 @@
 """Live account preflight, before the first order: the account must be set up the way the bot
-trades it, or the bot stops and says how to fix it."""
+trades it, or the bot stops and says how to fix it.
+
+The preflight only reads. What it would change on the account (a contract's margin mode) is a
+planned change, shown in the start's summary and made by :func:`apply_changes` once the start
+is confirmed: a start declined at the prompt (or without a terminal to ask on) leaves the
+account as it found it (docs/architecture.md: a declined start records and sends nothing)."""
 
 from __future__ import annotations
 
@@ -15,11 +20,27 @@ from bot.ports.exchange import ExchangePort
 from bot.ports.store import StorePort
 
 
+@dataclass(frozen=True, slots=True)
+class MarginChange:
+    """A contract's margin mode to set before the first tick (no position holds it)."""
+
+    symbol: str
+    mode: MarginMode
+    current: MarginMode
+
+    def __str__(self) -> str:
+        return (
+            f"will set margin mode to {self.mode.value} on {self.symbol} (now {self.current.value})"
+        )
+
+
 @dataclass(slots=True)
 class Preflight:
     facts: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # what the start changes on the account once confirmed (apply_changes), in order
+    changes: list[MarginChange] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -32,9 +53,11 @@ def preflight(
     store: StorePort | None = None,
     withdrawn: Collection[str] = (),
 ) -> Preflight:
-    """The live start's checks. ``withdrawn``: contracts the venue lists but does not trade
-    (the catalogue keeper's reading): their settings are left as they are (the venue refuses
-    changes on a market it does not trade; the bot sends no order that adds exposure there)."""
+    """The live start's checks; they read the account and change nothing (the changes they
+    find needed are ``changes``, for :func:`apply_changes`). ``withdrawn``: contracts the venue
+    lists but does not trade (the catalogue keeper's reading): their settings are left as they
+    are (the venue refuses changes on a market it does not trade; the bot sends no order that
+    adds exposure there)."""
     report = Preflight()
     venue = config.exchange.name
     if exchange.fetch_position_mode():
@@ -78,8 +101,7 @@ def preflight(
                     "account.margin_mode"
                 )
                 continue
-            exchange.set_margin_mode(sym, wanted)
-            report.facts.append(f"{sym}: margin mode set to {wanted.value}")
+            report.changes.append(MarginChange(sym, wanted, mode))
         else:
             report.facts.append(f"{sym}: margin mode {mode.value}")
         report.facts.append(
@@ -95,6 +117,14 @@ def preflight(
     if store is not None:
         report.warnings += unknown_own_orders(exchange, store, symbols, config.account.name)
     return report
+
+
+def apply_changes(exchange: CcxtExchange, report: Preflight) -> None:
+    """Make the changes the preflight planned, once the start is confirmed and before the first
+    tick. A change the venue refuses (a position opened by hand since the preflight read the
+    account, say) raises as the preflight's reads do: the start stops there, nothing traded."""
+    for change in report.changes:
+        exchange.set_margin_mode(change.symbol, change.mode)
 
 
 def unknown_own_orders(

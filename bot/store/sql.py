@@ -580,8 +580,11 @@ class SqlStore:
 
     # --- runs, paper account, operator commands -------------------------------------------------
 
-    def open_run(self, mode: str, config_path: str, policy_name: str, ts_ms: int) -> int:
-        """Record the start of a run (``mode``: live, paper...) and return its id."""
+    def open_run(
+        self, mode: str, config_path: str, policy_name: str, ts_ms: int, venue: str | None = None
+    ) -> int:
+        """Record the start of a run (``mode``: live, paper...) and return its id; ``venue``:
+        the venue account a live run trades (``bootstrap.venue_of``)."""
         try:
             version = importlib.metadata.version("perp-risk-bot")
         except importlib.metadata.PackageNotFoundError:  # running from a source tree
@@ -592,6 +595,7 @@ class SqlStore:
             config_path=config_path,
             policy_name=policy_name,
             version=version,
+            venue=venue,
         )
         with self._write("run") as session:
             session.add(row)

@@ -61,6 +61,8 @@ class RunRow(SQLModel, table=True):
     config_path: str = Field(sa_type=Text)
     policy_name: str = Field(sa_type=String(_NAME))
     version: str = Field(sa_type=String(_ENUM))
+    # The venue account a live run traded (bootstrap.venue_of); None for paper runs (0006).
+    venue: str | None = Field(default=None, sa_type=Text)
 
 
 class OrderRow(SQLModel, table=True):

@@ -17,6 +17,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from bot.domain.orders import Fill
 from bot.ports.store import DecisionRecord, OrderRecord, RiskEvent
 from bot.store import tables as t
+from bot.store.run_modes import REPLAY_RUN_MODE as REPLAY_RUN_MODE
 from bot.store.sql import AlertRecord, SqlStore
 
 R = TypeVar("R")
@@ -162,18 +163,33 @@ def fills(store: SqlStore, window: TimeWindow, limit: int) -> list[Fill]:
         return [t.fill_domain(r) for r in session.exec(stmt)]
 
 
-# The mode ``bot run --replay`` records for its runs: paper trading on recorded data, on a
-# replayed clock (the times it records are replayed times, not the wall clock's).
-REPLAY_RUN_MODE = "paper-replay"
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run ``bot run`` recorded at its start."""
+
+    id: int
+    mode: str  # live, paper, paper-replay
+    config_path: str
+    venue: str | None  # the venue account of a live run; None for paper (and before 0006)
+
+
+def latest_run(store: SqlStore) -> RunRecord | None:
+    """The run started last on this database; None when no run was recorded. By recording
+    order: a replay records its start in replayed time."""
+    r = t.RunRow
+    stmt = select(r).order_by(col(r.id).desc()).limit(1)
+    with _session(store) as session:
+        row = session.exec(stmt).first()
+    if row is None:
+        return None
+    return RunRecord(int(row.id or 0), row.mode, row.config_path, row.venue)
 
 
 def latest_run_mode(store: SqlStore) -> str | None:
     """The mode of the run started last on this database (live, paper, paper-replay); None
-    when no run was recorded. By recording order: a replay records its start in replayed time."""
-    r = t.RunRow
-    stmt = select(r.mode).order_by(col(r.id).desc()).limit(1)
-    with _session(store) as session:
-        return session.exec(stmt).first()
+    when no run was recorded."""
+    run = latest_run(store)
+    return run.mode if run is not None else None
 
 
 def pending_commands(store: SqlStore) -> list[PendingCommand]:

@@ -20,7 +20,7 @@ TOKEN = "test-operator-token-0123456789"
 def replay(config_path: Path, ticks: int) -> int:
     """Run ``ticks`` hourly paper ticks on the bundled data; returns the time after the last."""
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SimClock(START)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
     try:

@@ -29,7 +29,7 @@ MINUTE = 60_000
 def _client(config_path: Path) -> tuple[TestClient, SqlStore, int]:
     """The dashboard of the replayed account a minute after its last tick, its store, and now."""
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     equity = store.latest_equity()
     assert equity is not None
     now = equity.ts_ms + MINUTE

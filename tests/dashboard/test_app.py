@@ -33,7 +33,7 @@ ORIGIN = {"origin": "http://testserver"}
 
 @pytest.fixture
 def store(paper_account: Path) -> Iterator[SqlStore]:
-    s = open_store(load_config(paper_account))
+    s = open_store(load_config(paper_account), create=True)
     yield s
     s.close()
 

@@ -114,7 +114,7 @@ def browser_setup(tmp_path: Path) -> tuple[str, Any, Path]:
 def test_dashboard_in_chromium(served: str, paper_account: Path, tmp_path: Path) -> None:
     executable, sync_api, shots = browser_setup(tmp_path)
     config = load_config(paper_account)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         equity = store.latest_equity()
         assert equity is not None

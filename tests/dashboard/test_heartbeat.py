@@ -49,7 +49,7 @@ def daily(paper_account: Path) -> BotConfig:
 
 @pytest.fixture
 def store(daily: BotConfig) -> Iterator[SqlStore]:
-    s = open_store(daily)
+    s = open_store(daily, create=True)
     yield s
     s.close()
 

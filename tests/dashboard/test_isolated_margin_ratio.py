@@ -75,7 +75,7 @@ def test_the_alert_fires_for_an_isolated_position_near_liquidation() -> None:
 
 def test_the_dashboard_shows_the_isolated_positions_ratio(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, contracts=1))
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         # long 0.5 BTC at 60000 on 3000 margin (10x); the mark fell to 54500: 250 left
         record_book(store, T0, [isolated("0.5", "60000", "3000", BTC)])

@@ -38,7 +38,7 @@ def close(a: float, b: Decimal | float) -> bool:
 
 def test_metrics_agree_with_the_store(paper_account: Path) -> None:
     config = load_config(paper_account)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         equity = store.latest_equity()
         memory = store.load_risk_memory()
@@ -100,7 +100,7 @@ def test_metrics_agree_with_the_store(paper_account: Path) -> None:
 
 def test_an_unprotected_position_is_flagged(paper_account: Path) -> None:
     config = load_config(paper_account)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         for o in views.open_orders(store):
             if o.request.purpose is OrderPurpose.STOP_LOSS and o.request.symbol.startswith("ETH"):
@@ -198,7 +198,7 @@ def test_monitoring_docs_use_only_exported_metrics(paper_account: Path) -> None:
         "StaleTick",
     }
     config = load_config(paper_account)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         runtime = CollectorRegistry()
         RuntimeMetrics.create(runtime)

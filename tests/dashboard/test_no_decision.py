@@ -23,7 +23,7 @@ GAP = "gap in the 1h candles from 2025-06-02 05:00 UTC to 2025-06-02 08:00 UTC: 
 
 def test_a_contract_without_a_decision_says_why(paper_account: Path) -> None:
     config = load_config(paper_account)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         equity = store.latest_equity()
         assert equity is not None

@@ -62,7 +62,7 @@ def config(tmp_path: Path, data_dir: Path) -> BotConfig:
 
 @pytest.fixture
 def store(config: BotConfig) -> Iterator[SqlStore]:
-    s = open_store(config)
+    s = open_store(config, create=True)
     yield s
     s.close()
 
@@ -108,7 +108,7 @@ def test_margin_ratio_and_precision_follow_the_users_catalogue(
     )
     config = _config(tmp_path, data_dir)
     assert contract_specs(config)[BTC].tick_size == Decimal("0.01")
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         held = Position(BTC, Decimal("0.5"), Decimal(60000), Decimal(3), MarginMode.CROSS)
         record_book(store, T0, [held])

@@ -39,7 +39,7 @@ def _event(store: SqlStore, ts_ms: int, kind: EventKind, reason: str) -> None:
 
 def test_an_unreadable_account_is_not_shown_as_current(paper_account: Path) -> None:
     config = load_config(paper_account)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         equity = store.latest_equity()
         assert equity is not None
@@ -109,7 +109,7 @@ def test_a_state_never_recorded_is_not_exported_as_zero(tmp_path: Path) -> None:
     from tests.runtime.conftest import write_config
 
     config = load_config(write_config(tmp_path, contracts=1))
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         clock = SimClock(0)
         registry, _ = build_registry(AccountSource(config, store), store, clock)
@@ -124,7 +124,7 @@ def test_yesterdays_loss_is_not_todays(paper_account: Path) -> None:
     """Past midnight UTC, before the bot records the new day's start (its first job after
     midnight, or a bot that is down), the day's loss is unknown, not yesterday's figure."""
     config = load_config(paper_account)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         equity = store.latest_equity()
         memory = store.load_risk_memory()
@@ -162,7 +162,7 @@ def test_a_bot_that_never_ticked_is_alerted(tmp_path: Path) -> None:
         "bot_last_tick_timestamp_seconds",
     ]
     config = load_config(write_config(tmp_path, contracts=1))
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         registry, _ = build_registry(AccountSource(config, store), store, SimClock(0))
         text = generate_latest(registry).decode()

@@ -212,7 +212,7 @@ def test_a_wall_clock_stepped_back_is_measured_again_before_the_next_job(
     receive window until a -1021 rejection or the hourly resync measured it again."""
     clock = SteppingClock()
     config = load_config(write_config(tmp_path, server))
-    store = open_store(config)
+    store = open_store(config, create=True)
     runner = build_live(config, store, Secrets(KEY, SECRET, None), clock=clock)
     try:
         runner.guard()
@@ -241,7 +241,7 @@ def test_a_wall_clock_stepped_forward_over_midnight_keeps_the_days_halt(
     daily-loss halt. The runner measures the venue's clock again before the job; the day stays."""
     clock = SteppingClock()
     config = load_config(write_config(tmp_path, server))
-    store = open_store(config)
+    store = open_store(config, create=True)
     runner = build_live(config, store, Secrets(KEY, SECRET, None), clock=clock)
     try:
         runner.guard()

@@ -49,14 +49,14 @@ def run(
     entries = [o for o in backend.orders.values() if o.purpose is OrderPurpose.ENTRY]
     assert len(entries) == 1  # the venue took it once
     cid = entries[0].client_id
-    store = open_store(load_config(config_path))
+    store = open_store(load_config(config_path), create=True)
     recorded = {o.client_id: o for o in store.recent_orders(100)}
     store.close()
     assert recorded[cid].status is OrderStatus.UNKNOWN  # not "rejected": nothing invites a resend
 
     server.clear_faults()  # the venue answers properly again
     assert live.tick(config_path, console) == 0
-    store = open_store(load_config(config_path))
+    store = open_store(load_config(config_path), create=True)
     assert store.unresolved_orders() == []
     recorded = {o.client_id: o for o in store.recent_orders(100)}
     store.close()

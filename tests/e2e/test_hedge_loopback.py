@@ -177,7 +177,7 @@ def test_live_hedge_leg_is_protected_reconciled_and_survives_a_restart(
         assert server.calls("/api/v3/account", "GET")  # spot read from the spot wallet
         # The hedge covers the ETH book and the 0.04 spot BTC: market-neutral within the band.
         config = load_config(cfg)
-        store = open_store(config)
+        store = open_store(config, create=True)
         btc_decision = next(
             r.decision for r in store.recent_decisions(10) if r.decision.symbol == BTC
         )
@@ -190,7 +190,7 @@ def test_live_hedge_leg_is_protected_reconciled_and_survives_a_restart(
         assert run_once() == 0
         assert backend.orders.keys() == before.keys()
         assert assert_hedge_protected(backend) == hedge
-        store = open_store(config)
+        store = open_store(config, create=True)
         assert store.unresolved_orders() == []
         kinds = {e.kind for e in store.recent_events(100)}
         assert "denied" not in kinds
@@ -206,7 +206,7 @@ def test_paper_hedge_leg_survives_a_restart(tmp_path: Path) -> None:
     start = 1_748_822_400_000  # 2025-06-02T00:00Z
 
     def run(start_ms: int, n: int) -> tuple[int, D]:
-        store = open_store(config)
+        store = open_store(config, create=True)
         clock = SimClock(start_ms)
         runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
         try:
@@ -221,7 +221,7 @@ def test_paper_hedge_leg_survives_a_restart(tmp_path: Path) -> None:
     end, hedge = run(start, 3)
     _, hedge_after = run(end, 2)  # restarted from the saved paper account
     assert hedge_after < 0
-    store = open_store(config)
+    store = open_store(config, create=True)
     assert store.unresolved_orders() == []
     btc_orders = [o for o in store.recent_orders(1000) if o.request.symbol == BTC]
     entries = [o for o in btc_orders if o.request.purpose is OrderPurpose.ENTRY]

@@ -180,7 +180,7 @@ def run_ticks(
     assert len(algo) == 2
     assert all(venue.mark_triggered(r) for r in algo)
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     decision = store.recent_decisions(1)[0].decision
     store.close()
     assert (
@@ -205,7 +205,7 @@ def run_ticks(
     before = dict(backend.orders)
     assert tick(config_path, console) == 0
     assert backend.orders.keys() == before.keys()
-    store = open_store(config)
+    store = open_store(config, create=True)
     assert store.unresolved_orders() == []
     assert all(o.status is not OrderStatus.UNKNOWN for o in store.recent_orders(100))
     store.close()

@@ -7,6 +7,7 @@ catalogue check (a settlement the venue scheduled) waits for the confirmation th
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal as D
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +19,8 @@ from bot.bootstrap import ENV_KEY, ENV_SECRET
 from bot.cli.app import app
 from bot.clock import LiveClock
 from bot.config.loader import load_config
-from bot.domain.enums import EventKind
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType
+from bot.domain.orders import OrderRequest
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
 from tests.fakes.binance_loopback import LoopbackBinance
@@ -36,8 +38,12 @@ def on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackBinance]:
-    backend: SimulatedExchange = venue_account("binanceusdm")
+def backend() -> SimulatedExchange:
+    return venue_account("binanceusdm")
+
+
+@pytest.fixture
+def server(backend: SimulatedExchange) -> Iterator[LoopbackBinance]:
     srv = LoopbackBinance(
         backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=["BTC/USDT:USDT"]
     )
@@ -138,3 +144,85 @@ def test_the_start_checks_catalogue_alerts_wait_for_the_confirmation(
     events, alerts = catalogue_reports(config_path)
     [settles] = [e for e in events if "settles this perpetual at 2030-01-01 00:00 UTC" in e]
     assert alerts == ([] if answer == "n" else [settles])
+
+
+# The preflight set the margin mode the configuration asks for while it checked the account,
+# before the prompt: a start then declined (or refused for want of a terminal) had changed the
+# account's margin mode. It is a planned change now, shown in the summary and made once the
+# start is confirmed, before the first tick.
+BTC = "BTC/USDT:USDT"
+MARGIN_TYPE = "/fapi/v1/marginType"
+
+
+@pytest.fixture
+def in_cross(backend: SimulatedExchange) -> SimulatedExchange:
+    """The trader's account holds BTC in cross margin; the bot is configured for isolated."""
+    backend.set_margin_mode(BTC, MarginMode.CROSS)
+    return backend
+
+
+def test_a_declined_live_start_leaves_the_margin_mode_as_it_was(
+    config_path: Path, server: LoopbackBinance, in_cross: SimulatedExchange
+) -> None:
+    result = CliRunner().invoke(
+        app, ["run", "--live", "--once", "--config", str(config_path)], input="n\n"
+    )
+    assert result.exit_code == 1, result.output
+    assert f"will set margin mode to isolated on {BTC}" in " ".join(result.output.split())
+    assert server.calls(MARGIN_TYPE, "POST") == []
+    assert in_cross.book.margin_mode is MarginMode.CROSS
+
+
+def test_a_live_start_without_a_terminal_to_confirm_on_changes_nothing(
+    config_path: Path,
+    server: LoopbackBinance,
+    in_cross: SimulatedExchange,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bot.cli.run, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=bool)))
+    result = CliRunner().invoke(app, ["run", "--live", "--once", "--config", str(config_path)])
+    assert result.exit_code == 2, result.output
+    assert "live trading asks for confirmation" in result.output
+    assert server.calls(MARGIN_TYPE, "POST") == []
+    assert in_cross.book.margin_mode is MarginMode.CROSS
+
+
+@pytest.mark.parametrize("confirm", [["--yes"], []], ids=["yes", "typed-y"])
+def test_a_confirmed_live_start_sets_the_margin_mode_before_its_first_order(
+    config_path: Path, server: LoopbackBinance, in_cross: SimulatedExchange, confirm: list[str]
+) -> None:
+    result = CliRunner().invoke(
+        app, ["run", "--live", "--once", "--config", str(config_path), *confirm], input="y\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert in_cross.book.margin_mode is MarginMode.ISOLATED
+    asked = [(r.method, r.path) for r in server.requests]
+    first_order = asked.index(("POST", "/fapi/v1/order"))
+    assert asked.index(("POST", MARGIN_TYPE)) < first_order
+    assert [r.params["marginType"] for r in server.calls(MARGIN_TYPE, "POST")] == ["ISOLATED"]
+
+
+def test_a_margin_change_the_venue_refuses_after_the_confirmation_stops_the_start(
+    config_path: Path,
+    server: LoopbackBinance,
+    in_cross: SimulatedExchange,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The trader opens a BTC position by hand while the prompt waits: the venue refuses the
+    margin change then (Binance -4048), and the start stops there as a refusal in the
+    preflight did, with nothing traded and nothing reported of the start."""
+
+    def opened_by_hand_then_confirmed(_config: object) -> bool:
+        hand = OrderRequest(
+            "web_1", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D("0.01"), False
+        )
+        in_cross.place_order(hand)
+        return True
+
+    monkeypatch.setattr(bot.cli.run, "_confirmed", opened_by_hand_then_confirmed)
+    result = CliRunner().invoke(app, ["run", "--live", "--once", "--config", str(config_path)])
+    assert result.exit_code == 2, result.output
+    assert "margin mode" in result.output
+    assert in_cross.book.margin_mode is MarginMode.CROSS
+    assert server.calls("/fapi/v1/order", "POST") == []
+    assert clock_reports(config_path) == ([], [])  # the start's clock check never ran

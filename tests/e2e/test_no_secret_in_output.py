@@ -107,7 +107,7 @@ def test_a_failing_signed_request_leaks_no_secret_anywhere(
     log_files = sorted((tmp_path / "logs").iterdir())
     assert len(log_files) >= 2, "the JSON log was expected to rotate"
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     events = [f"{e.kind}: {e.reason}" for e in store.recent_events(500)]
     store.close()
     db_files = [p for p in tmp_path.iterdir() if p.name.startswith("state.db")]

@@ -129,7 +129,7 @@ def start_live(config_path: Path, key: str, secret: str) -> tuple[Runner, SqlSto
     """The live bot and its store from a configuration file, as a start of the process builds
     them (keys given directly instead of through the environment)."""
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     return build_live(config, store, Secrets(key, secret, None)), store
 
 

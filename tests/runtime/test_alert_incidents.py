@@ -64,7 +64,7 @@ def test_an_incident_that_ends_and_comes_back_is_sent_again(store: SqlStore) -> 
 @pytest.fixture
 def paper_runner(tmp_path: Path) -> Iterator[tuple[Runner, SqlStore, SimClock, Outbox]]:
     config = load_config(write_config(tmp_path, contracts=1))
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SimClock(T0)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
     out = Outbox()
@@ -234,7 +234,7 @@ def test_a_critical_alert_held_for_a_failing_destination_survives_a_restart(
     clock = SimClock(T0)
     receiver.status = 500
     for run in ("before", "after"):
-        store = open_store(config)
+        store = open_store(config, create=True)
         runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
         try:
             if run == "before":

@@ -426,7 +426,7 @@ def paper_tick_with_alerts(
     config_path = write_config(directory, contracts=1)
     set_runtime(config_path, alert_urls=f'["{receiver.url}"]', **settings)
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SimClock(T0)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
     try:
@@ -464,7 +464,7 @@ def test_every_change_of_state_is_alerted_even_within_the_dedup_window(
     config_path = write_config(tmp_path, contracts=1)
     set_runtime(config_path, alert_urls=f'["{receiver.url}"]')
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SimClock(T0)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
     try:

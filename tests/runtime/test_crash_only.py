@@ -295,7 +295,7 @@ def test_every_fill_of_the_paper_exchange_is_in_the_store(tmp_path: Path) -> Non
     """The fills table holds every fill of the bot's orders (liquidations excepted)."""
     config_path = write_config(tmp_path)
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SimClock(START_MS)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
     try:
@@ -332,13 +332,13 @@ class DiesBeforeTheFill(SqlStore):
 def test_a_crash_between_an_orders_status_and_its_fill_loses_no_fill(tmp_path: Path) -> None:
     config_path = write_config(tmp_path, contracts=1)
     config = load_config(config_path)
-    open_store(config).close()  # creates the database at the current schema
+    open_store(config, create=True).close()  # creates the database at the current schema
     store = DiesBeforeTheFill.open(config.runtime.database_url)
     runner, _ = build_paper(config, store, replay=config.data.dir, clock=SimClock(START_MS))
     with pytest.raises(Killed):
         runner.tick()  # the first entry fills on the paper exchange, then the process dies
     store.close()
-    store = open_store(config)  # the restart: its first tick is the recovery
+    store = open_store(config, create=True)  # the restart: its first tick is the recovery
     runner, paper = build_paper(
         config, store, replay=config.data.dir, clock=SimClock(START_MS + HOUR)
     )

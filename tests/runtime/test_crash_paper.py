@@ -34,7 +34,7 @@ class PaperRun:
 def run_paper(tmp_path: Path, crash: str, *, eth: bool, hours: int) -> PaperRun:
     data = write_data(tmp_path / "data", crash, eth=eth)
     config = load_config(write_config(tmp_path, data, eth=eth))
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SimClock(START)
     runner, paper = build_paper(config, store, replay=data, clock=clock)
     equity: list[tuple[int, Decimal]] = []

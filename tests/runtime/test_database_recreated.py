@@ -93,7 +93,7 @@ def paper_bot(
         config_path.write_text(text.replace(f"sqlite:///{tmp_path / 'state.db'}", url))
         config = load_config(config_path)
         upgrade(url)
-        store = open_store(config)
+        store = open_store(config, create=True)
         clock = SimClock(START)
         runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
         try:

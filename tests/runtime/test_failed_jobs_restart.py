@@ -45,7 +45,7 @@ def start_bot(tmp_path: Path) -> Iterator[Start]:
         if stores:  # the previous process is gone
             stores[-1].close()
         clock.advance_to(clock.now_ms() + HOUR)
-        stores.append(open_store(config))
+        stores.append(open_store(config, create=True))
         runner, _paper = build_paper(config, stores[-1], replay=config.data.dir, clock=clock)
         return runner, stores[-1]
 

@@ -30,7 +30,7 @@ class RecordingGate(RiskGate):
 
 def test_the_engine_counts_the_order_rate_on_the_clocks_monotonic_time(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, contracts=1))
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SteppingClock(START)
     try:
         runner, _paper = build_paper(config, store, replay=config.data.dir, clock=clock)

@@ -37,7 +37,7 @@ def config(tmp_path: Path) -> BotConfig:
 
 @pytest.fixture
 def store(config: BotConfig) -> Iterator[SqlStore]:
-    s = open_store(config)
+    s = open_store(config, create=True)
     yield s
     s.close()
 

@@ -64,7 +64,7 @@ class RateLimitedBalance:
 def bot(tmp_path: Path) -> Iterator[tuple[Runner, PaperExchange, SqlStore, SimClock]]:
     config = load_config(write_config(tmp_path, contracts=1))
     clock = SimClock(START)
-    store = open_store(config)
+    store = open_store(config, create=True)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
     try:
         yield runner, paper, store, clock

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from bot.cli.app import app
 from bot.store import migrate
 from tests.runtime.conftest import ROOT, write_config
+from tests.store.conftest import POSTGRES_URL, fresh_database
 
 runner = CliRunner()
 
@@ -144,3 +145,93 @@ def test_a_dashboard_on_the_wall_clock_does_not_judge_a_replays_times(tmp_path: 
         assert "may be down" not in page
     finally:
         store.close()
+
+
+# `bot run` is the one command that creates a missing state database (at its first start; `bot
+# db upgrade` on purpose). The others silently created and migrated an empty one: the next `bot
+# run` then started afresh on it (a person's halt forgotten, the drawdown peak reset), and an
+# emergency `bot halt --flatten` through a mistyped database_url reported "halt posted" into a
+# new database no bot reads.
+READ_COMMANDS = {
+    "status": ["status", "--json"],
+    "history": ["history"],
+    "halt": ["halt", "--flatten"],
+    "resume": ["resume"],
+    "serve": ["serve"],
+    "stress": ["stress", "--from-account"],
+}
+
+
+def refused(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", list(READ_COMMANDS))
+def test_no_command_but_run_creates_a_state_database(tmp_path: Path, command: str) -> None:
+    cfg = write_config(tmp_path, contracts=1)
+    database = tmp_path / "state.db"
+    name, *rest = READ_COMMANDS[command]
+    out = refused(name, "--config", str(cfg), *rest)
+    assert f"runtime.database_url: no state database at {database}: no bot has run there" in out
+    assert "bot db upgrade --config" in out  # how to make one on purpose
+    assert not database.exists()
+    assert not (tmp_path / "state.db.lock").exists()
+    if command == "halt":
+        assert out.startswith("error: halt not posted")
+
+
+def test_a_database_moved_away_stays_missing_whatever_reads_it(tmp_path: Path) -> None:
+    """The reviewer's sequence: a paper bot ran and a person halted it; the database is moved
+    away by accident. `bot status` said nothing was wrong (it made an empty database), and the
+    next `bot run` started afresh on that, the halt forgotten. Now every command says the
+    database is missing although a bot ran on it, and `bot run` still refuses to start."""
+    cfg = str(write_config(tmp_path, contracts=1))
+    data = str(ROOT / "data" / "sample")
+    invoke("run", "--config", cfg, "--once", "--replay", data)
+    invoke("halt", "--config", cfg, "--reason", "a person looked")
+    database = tmp_path / "state.db"
+    database.rename(tmp_path / "moved-away.db")
+    for name, *rest in READ_COMMANDS.values():
+        out = refused(name, "--config", cfg, *rest)
+        assert f"the state database {database} is missing, but a bot ran on it" in out
+        assert not database.exists()
+    out = refused("run", "--config", cfg, "--once", "--replay", data)
+    assert "is missing, but a bot ran on it" in out
+    assert not database.exists()
+    (tmp_path / "moved-away.db").rename(database)  # put back: the halt is still there
+    invoke("run", "--config", cfg, "--once", "--replay", data)
+    status = json.loads(invoke("status", "--config", cfg, "--json"))
+    assert (status["state"], status["state_reason"]) == ("halted", "a person looked")
+
+
+def test_a_replay_directory_without_data_leaves_no_database_behind(tmp_path: Path) -> None:
+    """The start failed on its --replay directory after it had created the database and its
+    lock file (which says a bot ran there): once the leftover file was deleted, the corrected
+    start was refused as "missing, but a bot ran on it". The data is read first now."""
+    cfg = str(write_config(tmp_path, contracts=1))
+    empty = tmp_path / "emptydata"
+    empty.mkdir()
+    out = refused("run", "--config", cfg, "--once", "--replay", str(empty))
+    assert "no market data files" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "emptydata", "logs"]
+    invoke("run", "--config", cfg, "--once", "--replay", str(ROOT / "data" / "sample"))
+    assert json.loads(invoke("status", "--config", cfg, "--json"))["state"] == "active"
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not POSTGRES_URL,
+    reason='BOT_TEST_POSTGRES_URL is not set (eval "$(bash scripts/ci_postgres.sh)")',
+)
+def test_a_read_command_does_not_migrate_an_empty_postgresql_database(tmp_path: Path) -> None:
+    """PostgreSQL: a missing database is the server's error; an empty one (no tables) is
+    refused by the schema check, and stays empty (only `bot db upgrade` creates the tables)."""
+    cfg = write_config(tmp_path, contracts=1)
+    with fresh_database("postgres", tmp_path) as url:
+        cfg.write_text(cfg.read_text().replace(f"sqlite:///{tmp_path / 'state.db'}", url))
+        for name, *rest in READ_COMMANDS.values():
+            out = refused(name, "--config", str(cfg), *rest)
+            assert "has no schema (empty or never migrated)" in out
+            assert migrate.current_revision(url) is None

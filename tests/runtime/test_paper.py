@@ -23,7 +23,7 @@ START = 1_748_822_400_000  # 2025-06-02T00:00Z
 def run_ticks(config_path: Path, start_ms: int, n: int) -> tuple[int, str]:
     """Start the paper bot at ``start_ms``, run ``n`` hourly ticks, stop. Returns (end, state)."""
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     clock = SimClock(start_ms)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
     try:
@@ -39,13 +39,13 @@ def run_ticks(config_path: Path, start_ms: int, n: int) -> tuple[int, str]:
 def test_paper_account_survives_a_restart(config_path: Path) -> None:
     end, state_before = run_ticks(config_path, START, 6)
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     saved = store.load_paper_state(config.account.name)
     assert saved == state_before  # everything the exchange knew is on disk
     orders_before = {o.client_id for o in store.recent_orders(10_000)}
     store.close()
     run_ticks(config_path, end, 6)  # restart where it stopped
-    store = open_store(config)
+    store = open_store(config, create=True)
     state = json.loads(store.load_paper_state(config.account.name) or "{}")
     records = store.recent_orders(10_000)
     ids = [o.client_id for o in records]
@@ -71,13 +71,13 @@ def test_paper_account_survives_a_restart(config_path: Path) -> None:
 def test_halt_and_resume_through_the_database(config_path: Path) -> None:
     end, _ = run_ticks(config_path, START, 3)
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     store.post_command("halt", json.dumps({"flatten": True, "reason": "test"}), end)
     store.close()
     end, state = run_ticks(config_path, end, 1)
     positions = json.loads(state)["positions"]
     assert all(Decimal(p["qty"]) == 0 for p in positions.values())
-    store = open_store(config)
+    store = open_store(config, create=True)
     memory = store.load_risk_memory()
     assert memory is not None
     assert memory.state is TradingState.HALTED
@@ -89,7 +89,7 @@ def test_halt_and_resume_through_the_database(config_path: Path) -> None:
     store.post_command("resume", "{}", end)
     store.close()
     run_ticks(config_path, end, 1)
-    store = open_store(config)
+    store = open_store(config, create=True)
     memory = store.load_risk_memory()
     assert memory is not None
     assert memory.state is TradingState.ACTIVE
@@ -103,14 +103,14 @@ def test_resume_after_a_drawdown_halt_trades_again(config_path: Path) -> None:
     # equity of now, or the next job halts (and flattens) again at once and resume is useless.
     end, _ = run_ticks(config_path, START, 3)
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     memory = store.load_risk_memory()
     assert memory is not None
     # the account fell 40 % from its peak (drawdown limit 25 %)
     store.save_risk_memory(replace(memory, peak_equity=memory.peak_equity * 2))
     store.close()
     end, _ = run_ticks(config_path, end, 1)
-    store = open_store(config)
+    store = open_store(config, create=True)
     halted = store.load_risk_memory()
     assert halted is not None
     assert halted.state is TradingState.HALTED
@@ -118,7 +118,7 @@ def test_resume_after_a_drawdown_halt_trades_again(config_path: Path) -> None:
     store.post_command("resume", json.dumps({"reason": "looked at it"}), end)
     store.close()
     end, _ = run_ticks(config_path, end, 2)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         memory = store.load_risk_memory()
         assert memory is not None
@@ -131,13 +131,13 @@ def test_resume_after_a_drawdown_halt_trades_again(config_path: Path) -> None:
 def test_resume_after_a_daily_loss_halt_trades_again_the_same_day(config_path: Path) -> None:
     end, _ = run_ticks(config_path, START, 3)
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     memory = store.load_risk_memory()
     assert memory is not None
     store.save_risk_memory(replace(memory, day_start_equity=memory.day_start_equity * 2))
     store.close()
     end, _ = run_ticks(config_path, end, 1)
-    store = open_store(config)
+    store = open_store(config, create=True)
     halted = store.load_risk_memory()
     assert halted is not None
     assert halted.state is TradingState.HALTED
@@ -145,7 +145,7 @@ def test_resume_after_a_daily_loss_halt_trades_again_the_same_day(config_path: P
     store.post_command("resume", "{}", end)
     store.close()
     end, _ = run_ticks(config_path, end, 1)  # the same UTC day
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         memory = store.load_risk_memory()
         assert memory is not None
@@ -161,7 +161,7 @@ def test_resume_from_an_exhausted_loss_budget_resets_the_peak_and_trades_again(
     # A flat account 0.001 % above its drawdown floor: no position fits its loss budget. It
     # says so (reducing, with the reason); a person's resume resets the peak, and it trades.
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=SimClock(START))
     limit = runner.engine.limits.max_drawdown
     equity = paper.sim.fetch_balance().wallet
@@ -171,7 +171,7 @@ def test_resume_from_an_exhausted_loss_budget_resets_the_peak_and_trades_again(
     store.close()
     end, state = run_ticks(config_path, START, 1)
     assert all(Decimal(p["qty"]) == 0 for p in json.loads(state)["positions"].values())
-    store = open_store(config)
+    store = open_store(config, create=True)
     idle = store.load_risk_memory()
     assert idle is not None
     assert idle.state is TradingState.REDUCING
@@ -179,7 +179,7 @@ def test_resume_from_an_exhausted_loss_budget_resets_the_peak_and_trades_again(
     store.post_command("resume", json.dumps({"reason": "accept the loss"}), end)
     store.close()
     end, state = run_ticks(config_path, end, 2)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         after = store.load_risk_memory()
         assert after is not None

@@ -37,7 +37,7 @@ def test_an_unreadable_paper_account_stops_the_start(
     args = ["run", "--config", str(config_path), "--replay", str(DATA), "--once"]
     assert runner.invoke(app, args).exit_code == 0  # a paper account with a position
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         payload = store.load_paper_state("main")
         assert payload is not None
@@ -53,7 +53,7 @@ def test_an_unreadable_paper_account_stops_the_start(
     assert "error: paper account 'main' in the state database sqlite:///" in text
     assert expected in text
     assert "Nothing was traded" in text
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         assert store.load_paper_state("main") == bad  # left for a person to look at
         assert len(store.recent_orders(10_000)) == orders  # nothing sent

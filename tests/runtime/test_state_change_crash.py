@@ -38,7 +38,7 @@ def test_a_halt_cut_short_by_a_kill_is_made_and_recorded_after_the_restart(
     tmp_path: Path,
 ) -> None:
     config = load_config(write_config(tmp_path, contracts=1))
-    open_store(config).close()
+    open_store(config, create=True).close()
     store = DiesAtTheHalt.open(config.runtime.database_url)
     clock = SimClock(START)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
@@ -54,7 +54,7 @@ def test_a_halt_cut_short_by_a_kill_is_made_and_recorded_after_the_restart(
     assert before.state is TradingState.ACTIVE  # nothing of the halt was written
     assert store.recent_events(100, kinds=(EventKind.STATE,)) == []
     store.close()
-    store = open_store(config)  # the restart, on the state the kill left
+    store = open_store(config, create=True)  # the restart, on the state the kill left
     try:
         clock = SimClock(START + HOUR_MS + 60_000)
         runner, restarted = build_paper(config, store, replay=config.data.dir, clock=clock)
@@ -83,7 +83,7 @@ def test_a_halts_event_is_not_a_write_of_its_own(tmp_path: Path) -> None:
     """Before, the memory was saved and the event recorded in two writes: a kill between them
     left the account halted (and flattened at the restart) with no event, no alert."""
     config = load_config(write_config(tmp_path, contracts=1))
-    open_store(config).close()
+    open_store(config, create=True).close()
     store = DiesAtAHaltEventOfItsOwn.open(config.runtime.database_url)
     try:
         clock = SimClock(START)
@@ -103,7 +103,7 @@ def test_a_halts_event_is_not_a_write_of_its_own(tmp_path: Path) -> None:
 
 def test_the_memory_and_its_event_are_saved_together(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, contracts=1))
-    store = open_store(config)
+    store = open_store(config, create=True)
     try:
         memory = RiskMemory(
             state=TradingState.REDUCING,

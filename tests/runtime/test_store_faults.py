@@ -95,7 +95,7 @@ def paper_bot(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Any, Any, Si
     config_path = write_config(tmp_path, contracts=1)
     set_runtime(config_path, alert_urls=f'["{receiver.url}"]')
     config = load_config(config_path)
-    open_store(config).close()  # creates the database at the current schema
+    open_store(config, create=True).close()  # creates the database at the current schema
     store = FailsAtTheIntent(make_engine(config.runtime.database_url))
     store.switch = ReadOnlySwitch(store)
     store.refused = []
@@ -112,7 +112,7 @@ def test_a_write_to_a_read_only_database_names_the_database_and_the_write(
     tmp_path: Path,
 ) -> None:
     config = load_config(write_config(tmp_path, contracts=1))
-    store = open_store(config)
+    store = open_store(config, create=True)
     switch = ReadOnlySwitch(store)
     switch.on = True
     store.engine.dispose()  # new connections: the switch applies to every one
@@ -313,7 +313,7 @@ def test_an_exhausted_connection_pool_fails_the_job_as_an_unavailable_database(
     config_path = write_config(tmp_path, contracts=1)
     set_runtime(config_path, alert_urls=f'["{receiver.url}"]')
     config = load_config(config_path)
-    open_store(config).close()  # creates the database at the current schema
+    open_store(config, create=True).close()  # creates the database at the current schema
     url = config.runtime.database_url
     store = SqlStore(create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2))
     clock = SimClock(START)

@@ -229,10 +229,12 @@ def test_upgrade_from_0002_adds_the_heartbeat(store_url: str) -> None:
             )
     finally:
         engine.dispose()
-    with pytest.raises(SchemaOutOfDate, match=r"at revision 0002, older than this bot's 0005"):
+    with pytest.raises(
+        SchemaOutOfDate, match=rf"at revision 0002, older than this bot's {head_revision()}"
+    ):
         SqlStore.open(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0005"
+    assert current_revision(store_url) == head_revision()
     store = SqlStore.open(store_url)
     try:
         memory = store.load_risk_memory()
@@ -261,10 +263,12 @@ def test_upgrade_from_0004_adds_the_listing_reports_and_the_refusals(store_url: 
             conn.execute(sa.text("INSERT INTO sequences (name, value) VALUES ('x', 41)"))
     finally:
         engine.dispose()
-    with pytest.raises(SchemaOutOfDate, match=r"at revision 0004, older than this bot's 0005"):
+    with pytest.raises(
+        SchemaOutOfDate, match=rf"at revision 0004, older than this bot's {head_revision()}"
+    ):
         SqlStore.open(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0005"
+    assert current_revision(store_url) == head_revision()
     store = SqlStore.open(store_url)
     try:
         assert store.next_sequence("x") == 42
@@ -277,5 +281,38 @@ def test_upgrade_from_0004_adds_the_listing_reports_and_the_refusals(store_url: 
         store.record_venue_refusal(eth, refusal, 1)
         assert store.listing_reports() == {eth: report}
         assert store.venue_refusals() == {eth: refusal}
+    finally:
+        store.close()
+
+
+def test_upgrade_from_0005_keeps_the_runs_without_their_venue(store_url: str) -> None:
+    """Runs recorded before their venue was: kept, with no venue (a live start on them is not
+    refused for the venue: ``bootstrap.check_run_kind``); the runs after the upgrade record it."""
+    import sqlalchemy as sa
+
+    from bot.store import views
+
+    upgrade(store_url, "0005")
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO runs (started_ms, mode, config_path, policy_name, version) "
+                    "VALUES (1, 'live', 'my.toml', 'vol_target', '0.1')"
+                )
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDate, match=r"at revision 0005, older than this bot's"):
+        SqlStore.open(store_url)
+    upgrade(store_url)
+    store = SqlStore.open(store_url)
+    try:
+        assert views.latest_run(store) == views.RunRecord(1, "live", "my.toml", None)
+        store.open_run("live", "my.toml", "vol_target", 2, "binanceusdm (demo)")
+        assert views.latest_run(store) == views.RunRecord(
+            2, "live", "my.toml", "binanceusdm (demo)"
+        )
     finally:
         store.close()

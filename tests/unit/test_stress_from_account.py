@@ -41,7 +41,7 @@ def _record(symbol: str, ts: int, mark: str) -> DecisionRecord:
 
 def _account(tmp_path: Path, *, decided: bool) -> Path:
     cfg = write_config(tmp_path, contracts=2)
-    store = open_store(load_config(cfg))
+    store = open_store(load_config(cfg), create=True)
     try:
         pos = Position(
             BTC, Decimal("0.1"), Decimal(60000), Decimal(5), MarginMode.ISOLATED, Decimal(1200)
@@ -75,7 +75,7 @@ def test_the_book_is_played_in_the_mode_its_positions_are_held_in(tmp_path: Path
     """The configured margin mode applies to new positions; positions still held in cross after
     the configuration moved to isolated are stressed in cross."""
     cfg = write_config(tmp_path, contracts=2)
-    store = open_store(load_config(cfg))
+    store = open_store(load_config(cfg), create=True)
     try:
         held = Position(BTC, Decimal("0.1"), Decimal(60000), Decimal(5), MarginMode.CROSS)
         record_book(store, T0, [held])

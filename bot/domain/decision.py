@@ -18,7 +18,11 @@ class Decision:
     ``allow_increase`` is False when the policy only permits de-levering (e.g. ``follow``).
     ``participation_capped`` is True when the volume participation cap cut an increase: the
     target is this tick's step and the rest follows over the next ticks, so the step is traded
-    even below the rebalance tolerance (bot.policy.participation).
+    even below the rebalance tolerance (bot.policy.participation). ``above_cap`` is True when
+    the position held is above a hard cap the target was sized within (the risk limits'
+    leverage or notional per contract, the venue's largest position; bot.policy.decide
+    ``within_hard_caps``): a price move carried it there, and the cut is traded even below the
+    rebalance tolerance.
     """
 
     symbol: str
@@ -30,6 +34,7 @@ class Decision:
     reason: str
     allow_increase: bool = True
     participation_capped: bool = False
+    above_cap: bool = False
 
     @classmethod
     def flat(cls, symbol: str, reason: str, *, allow_increase: bool = True) -> Decision:
@@ -65,4 +70,5 @@ class Decision:
             reason=f"{self.reason}; {note}{signed}{after}",
             allow_increase=self.allow_increase,
             participation_capped=self.participation_capped,
+            above_cap=self.above_cap,
         )

@@ -19,7 +19,9 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
 * Size: reduce-only market orders to de-lever or close, market orders to increase (only where
   allowed). A change below ``rebalance_tolerance`` (fraction of the larger of the current and
   target size) is not traded, except closing to flat, cutting a position above the venue's
-  largest market order, or a step of an increase the volume participation cap cut (the rest
+  largest market order or above a hard cap the decision was sized within (``Decision.above_cap``:
+  a price move carried it past the risk limits' leverage or notional per contract), or a
+  step of an increase the volume participation cap cut (the rest
   follows over the next ticks: a step below the tolerance would otherwise never be taken). An
   amount above the largest market order is split into near-equal orders within it (a position
   the bot did not build can exceed it; the venue refuses a larger order).
@@ -176,11 +178,7 @@ def plan_size(
         return plan
     delta = target - current_qty
     larger = max(abs(target), abs(current_qty))
-    largest = instrument.largest_order
-    if largest is not None and abs(current_qty) > largest >= abs(target):
-        tolerance = ZERO  # above what one order can close or one stop protect: always cut
-    elif decision.participation_capped and abs(target) > abs(current_qty):
-        tolerance = ZERO  # one step of a larger increase, worked over the ticks
+    tolerance = _tolerance(decision, current_qty, instrument, tolerance)
     if delta == 0 or (current_qty != 0 and abs(delta) < tolerance * larger):
         if delta != 0:
             plan.notes.append(f"size change {abs(delta)} below tolerance {tolerance}")
@@ -203,6 +201,22 @@ def plan_size(
     side = OrderSide.BUY if delta > 0 else OrderSide.SELL
     plan.increase.extend(market_orders(new_id, sym, side, OrderPurpose.ENTRY, amount, instrument))
     return plan
+
+
+def _tolerance(
+    decision: Decision, current_qty: Decimal, instrument: Instrument, tolerance: Decimal
+) -> Decimal:
+    """The rebalance tolerance for a change from ``current_qty`` to the decision's size: 0 for
+    the changes that are always traded, else ``tolerance``."""
+    target = decision.target_qty
+    largest = instrument.largest_order
+    if largest is not None and abs(current_qty) > largest >= abs(target):
+        return ZERO  # above what one order can close or one stop protect: always cut
+    if decision.participation_capped and abs(target) > abs(current_qty):
+        return ZERO  # one step of a larger increase, worked over the ticks
+    if decision.above_cap and abs(current_qty) > abs(target):
+        return ZERO  # held above a hard cap (a price move): a cap, not a preference
+    return tolerance
 
 
 def _tradable(held: Decimal, instrument: Instrument) -> Decimal:

@@ -241,6 +241,7 @@ def secure_decision(
         reason=f"{d.reason}; {'; '.join(notes)}",
         allow_increase=d.allow_increase,
         participation_capped=d.participation_capped,
+        above_cap=d.above_cap,
     )
 
 

@@ -668,7 +668,9 @@ class Engine:
             # again, two critical alerts a day saying nothing new.
             memory = set_state(memory, TradingState.REDUCING, reason, sticky=not daily)
             self._save_memory(memory, state_event(now, memory, f"active -> reducing: {reason}"))
-        elif room is False and exhausted:
+        elif room is False and exhausted and memory.sticky:
+            # Only the drawdown floor's (sticky): the daily floor's lifts at the next UTC day
+            # (risk.state.update), never within the day it was reached on.
             reason = "the loss budget has room again (every position wanted keeps half its size)"
             memory = set_state(memory, TradingState.ACTIVE, reason, sticky=False)
             self._save_memory(memory, state_event(now, memory, f"reducing -> active: {reason}"))
@@ -1036,6 +1038,7 @@ class Engine:
                 f"{transition.before.value} -> {transition.after.value}"
                 f"{' (was holding its positions: closes them now)' if transition.flattens else ''}"
                 f"{' (no longer lifted at the next UTC day)' if transition.sticks else ''}"
+                f"{' (the daily loss limit reached during it)' if transition.recaused else ''}"
                 f": {transition.reason} (equity {equity:.2f})",
             ),
         )

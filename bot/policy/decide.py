@@ -79,14 +79,25 @@ def _risk_parity(
     if not active:
         return out
     vols = np.array([float(v.market.volatility) for v in active])
-    if alloc.method == "erc" and cov_annual is not None and cov_annual.shape[0] == len(active):
-        weights = erc_weights(cov_annual)
-        cov = cov_annual
+    cov: npt.NDArray[np.float64] | None = None
+    why_not = ""
+    square = (len(active), len(active))
+    if alloc.method == "erc" and cov_annual is not None and cov_annual.shape == square:
+        why_not = _degenerate(cov_annual, active)
+        if not why_not:
+            cov = cov_annual
+    if cov is not None:
+        weights = erc_weights(cov)
         method = "ERC"
     else:
         weights = inverse_vol_weights(vols)
         cov = np.diag(vols**2)
         method = "inverse-vol"
+        if why_not:
+            method += (
+                f" (ERC needs a variance for every contract: {why_not} over the last "
+                f"{alloc.covariance_window} candles)"
+            )
     scaled = scale_to_target(weights, cov, float(target), float(alloc.max_gross_leverage))
     n = Decimal(len(views))
     for v, w_raw in zip(active, scaled, strict=True):
@@ -98,6 +109,22 @@ def _risk_parity(
             f"-> leverage {q2(sleeve_lev)}",
         )
     return out
+
+
+def _degenerate(cov: npt.NDArray[np.float64], active: Sequence[ContractView]) -> str:
+    """Why ``cov`` cannot weigh ``active`` by equal risk contribution ("" when it can).
+
+    A contract whose price did not move over the covariance window (shorter than the
+    volatility window, which did move: a volatility window without a price change gets no
+    decision, see ``Engine.read_market``) has a zero variance, and ERC has no risk to equalise
+    for it (:func:`erc_weights` refuses it: the error escaped the tick, every tick until the
+    window moved on). Its own volatility is still a valid estimate: the contracts are weighed
+    by inverse volatility, as when the covariance cannot be measured at all."""
+    if not np.all(np.isfinite(cov)):
+        return "the covariance is not finite"
+    diag = np.diag(cov)
+    still = [v.symbol.split("/")[0] for v, var in zip(active, diag, strict=True) if var <= 0]
+    return f"no price change for {', '.join(still)}" if still else ""
 
 
 def decide(
@@ -182,6 +209,7 @@ def _decide_one(
     if not v.allow_increase and (held * direction <= 0 or qty > abs(held)):
         qty = min(qty, abs(held)) if held * direction > 0 else ZERO
         parts.append("no increase allowed")
+    above_cap = _held_above_cap(v, held, direction, parts)
     target_qty = qty * direction if qty != 0 else ZERO  # never -0 (a short's zero)
     stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
     parts.append(stop_note)
@@ -195,6 +223,7 @@ def _decide_one(
         reason="; ".join(parts),
         allow_increase=v.allow_increase and policy.allow_increase,
         participation_capped=working,
+        above_cap=above_cap,
     )
 
 
@@ -230,6 +259,21 @@ def within_hard_caps(
     if qty * ref <= most:
         return qty, None
     return v.instrument.floor_qty(most * HARD_CAP_ROOM / ref), which
+
+
+def _held_above_cap(v: ContractView, held: Decimal, direction: int, parts: list[str]) -> bool:
+    """Whether the position held on the decided side is above a hard cap the risk gate measures
+    (:func:`within_hard_caps`; the price rose since it was sized, or the equity fell), said in
+    ``parts``. Such a position is cut to the target whatever the rebalance tolerance
+    (:func:`bot.engine.planner.plan_size`): the gate checks only what an order adds, and a
+    tolerance of 0.5 held 1.45 times the notional cap through a 43 % rally."""
+    if held * direction <= 0:
+        return False
+    _, over = within_hard_caps(v, abs(held), v.max_leverage)
+    if over is None:
+        return False
+    parts.append(f"held {abs(held)} above the {over}: cut within the tolerance too")
+    return True
 
 
 def _protective_prices(

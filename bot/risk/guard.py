@@ -18,11 +18,11 @@ import numpy.typing as npt
 from bot.domain.enums import TradingState
 from bot.ports.store import RiskMemory
 from bot.risk.limits import RiskLimits
+from bot.risk.state import daily_loss_reducing
 
 ONE = Decimal(1)
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _HALTED = TradingState.HALTED
-_REDUCING = TradingState.REDUCING
 
 
 def floors(memory: RiskMemory, limits: RiskLimits) -> tuple[Decimal, Decimal]:
@@ -37,15 +37,22 @@ def floors(memory: RiskMemory, limits: RiskLimits) -> tuple[Decimal, Decimal]:
 def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | None:
     """The equity at or below which :func:`bot.risk.state.update` changes the state this UTC day.
 
-    Active: the higher of the daily-loss floor and the drawdown floor; reducing: the same when
-    a daily loss halts (``on_daily_loss = "halted"``: it halts from a reducing of another
-    cause too), else the drawdown floor (only a drawdown halt is left); halted, or no memory
-    yet: ``None`` (nothing to watch).
+    Active, or reducing of any cause but the daily loss: the higher of the daily-loss floor and
+    the drawdown floor (a daily loss halts from such a reducing, or makes it its own reducing
+    with ``on_daily_loss = "reducing"``); the reducing a daily loss moved the account to: the
+    drawdown floor (only a drawdown halt is left this UTC day); halted, or no memory yet:
+    ``None`` (nothing to watch).
+
+    The loss budget (:mod:`bot.risk.loss_budget`) measures from the same floor: below the daily
+    floor the daily loss's reducing cuts positions toward their targets, not all to nothing;
+    above it, every other state keeps the day within the daily limit if every stop fires (a
+    reducing of another cause, e.g. an exhausted budget, lifted with a budget measured from the
+    drawdown floor alone opened the policy's full size a hair above the daily floor).
     """
     if memory is None or memory.state is _HALTED:
         return None
     daily, drawdown = floors(memory, limits)
-    if memory.state is _REDUCING and limits.on_daily_loss != "halted":
+    if limits.on_daily_loss != "halted" and daily_loss_reducing(memory):
         return drawdown
     return daily if daily > drawdown else drawdown  # max(drawdown, daily): first of equals
 

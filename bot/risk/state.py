@@ -35,12 +35,23 @@ class Transition:
     # A halt that would have lapsed at the next UTC day (the daily loss's) now waits for a
     # person: a drawdown limit crossed during it (the state stays halted).
     sticks: bool = False
+    # A ``reducing`` of another cause (stale data, an unreadable account, failed jobs, an
+    # exhausted loss budget) is now the daily loss's (``on_daily_loss = "reducing"``): it lasts
+    # the UTC day, and the loss budget measures from the drawdown floor alone (the state stays
+    # reducing).
+    recaused: bool = False
 
     @property
     def worse(self) -> bool:
         """The change takes the account further from trading: a higher state, a hold halt
-        that now closes every position, or a halt that no longer lapses by itself."""
-        return self.flattens or self.sticks or self.after.severity > self.before.severity
+        that now closes every position, a halt that no longer lapses by itself, or a reducing
+        that no longer lifts before the next UTC day."""
+        return (
+            self.flattens
+            or self.sticks
+            or self.recaused
+            or self.after.severity > self.before.severity
+        )
 
 
 def initial_memory(equity: Decimal, now_ms: int) -> RiskMemory:
@@ -55,6 +66,17 @@ def initial_memory(equity: Decimal, now_ms: int) -> RiskMemory:
 
 
 STALE = "stale market data"
+# How the reason of the state a daily loss moves the account to begins: the risk memory keeps no
+# other record of a state's cause (as the stale data's, the unreadable account's and the
+# exhausted loss budget's reasons are recognised by theirs), so a memory saved by an older
+# version reads the same.
+DAILY_LOSS = "daily loss "
+
+
+def daily_loss_reducing(memory: RiskMemory) -> bool:
+    """The account is in the ``reducing`` a daily loss moved it to (``on_daily_loss =
+    "reducing"``): the loss limit reached, the state lasts the UTC day."""
+    return memory.state is _REDUCING and memory.state_reason.startswith(DAILY_LOSS)
 
 
 def update(
@@ -98,6 +120,7 @@ def update(
     # the positions falling on) makes the halt the drawdown's: a person's to lift, not the
     # next UTC day's.
     lapsing = mem.state is _HALTED and not mem.sticky
+    recaused = False
     if drawdown >= limits.max_drawdown and (mem.state is not _HALTED or held or lapsing):
         mem = replace(
             mem,
@@ -107,23 +130,25 @@ def update(
             state_reason=f"drawdown {drawdown:.2%} from peak {mem.peak_equity:.2f} "
             f">= limit {limits.max_drawdown:.2%}",
         )
-    elif day_loss >= limits.daily_loss and (
-        TradingState(limits.on_daily_loss).severity > mem.state.severity
-        or (held and limits.on_daily_loss == "halted")
-    ):
+    elif day_loss >= limits.daily_loss and _daily_loss_moves(mem, held, limits):
         # Also from a `reducing` entered for another reason (failed jobs, an unreadable
         # account, protection failures: a venue in trouble during a crash): a daily loss set
-        # to halt still halts and flattens, instead of staying at reducing with every position.
+        # to halt still halts and flattens, instead of staying at reducing with every position;
+        # set to reduce, the reducing becomes the daily loss's, or its own cause would lift it
+        # within the day (fresh data, a readable account, room in the loss budget) with the
+        # limit reached, and the loss budget would measure from the daily floor the loss
+        # already crossed (a negative budget: every position cut to nothing).
         # The daily limit's state lasts the UTC day, whatever it replaces (a sticky reducing of
         # an exhausted loss budget must not make it sticky); under a person's hold halt, the
         # halt stays the person's to lift.
+        recaused = mem.state is _REDUCING and limits.on_daily_loss == "reducing"
         target = TradingState(limits.on_daily_loss)
         mem = replace(
             mem,
             state=target,
             sticky=held,
             flatten=True,
-            state_reason=f"daily loss {day_loss:.2%} >= limit {limits.daily_loss:.2%} "
+            state_reason=f"{DAILY_LOSS}{day_loss:.2%} >= limit {limits.daily_loss:.2%} "
             + ("(the halt stays until `bot resume`)" if held else "(until the next UTC day)"),
         )
     elif stale and mem.state is _ACTIVE:
@@ -140,13 +165,33 @@ def update(
         and mem.state_reason.startswith(STALE)
     ):
         mem = replace(mem, state=_ACTIVE, state_reason="market data fresh again")
+    return mem, _transition(before, mem, held=held, lapsing=lapsing, recaused=recaused)
+
+
+def _transition(
+    before: TradingState, mem: RiskMemory, *, held: bool, lapsing: bool, recaused: bool
+) -> Transition | None:
+    """What :func:`update` changed: the state, or within it (see :class:`Transition`)."""
     if mem.state is not before:
-        return mem, Transition(before, mem.state, mem.state_reason)
+        return Transition(before, mem.state, mem.state_reason)
     if held and mem.flatten:
-        return mem, Transition(before, mem.state, mem.state_reason, flattens=True)
+        return Transition(before, mem.state, mem.state_reason, flattens=True)
     if lapsing and mem.sticky:
-        return mem, Transition(before, mem.state, mem.state_reason, sticks=True)
-    return mem, None
+        return Transition(before, mem.state, mem.state_reason, sticks=True)
+    if recaused:
+        return Transition(before, mem.state, mem.state_reason, recaused=True)
+    return None
+
+
+def _daily_loss_moves(mem: RiskMemory, held: bool, limits: RiskLimits) -> bool:
+    """Whether a daily loss reached moves the state of ``mem``: from a lower state, from a
+    person's hold halt when it halts (it closes the positions), or from a reducing of another
+    cause (see :func:`update`)."""
+    return (
+        TradingState(limits.on_daily_loss).severity > mem.state.severity
+        or (held and limits.on_daily_loss == "halted")
+        or (mem.state is _REDUCING and not daily_loss_reducing(mem))
+    )
 
 
 def state_event(now_ms: int, memory: RiskMemory, reason: str) -> RiskEvent:

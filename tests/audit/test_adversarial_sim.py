@@ -96,6 +96,35 @@ def test_invariants_hold_in_every_combination(
     assert_clean(simulate(tmp_path, scenario, policy, mode, side))
 
 
+@pytest.mark.parametrize("scenario", ["flat_3_days", "flat_always"])
+def test_risk_parity_by_erc_through_a_market_that_stops_moving(
+    tmp_path: Path, scenario: str
+) -> None:
+    """The shipped risk_parity (ERC) with windows the 12-day scenarios can fill: the
+    covariance window (12 candles) is shorter than the volatility window (48), so it goes flat
+    while the contract's volatility is still above zero. Before, the zero variance made
+    ``erc_weights`` raise out of ``Engine.tick``: the simulation died without a report (live,
+    every tick failed until the window moved on). Now it weighs by inverse volatility and says
+    why."""
+    text = (ROOT / "policies" / "risk_parity.toml").read_text()
+    for old, new in (
+        ("covariance_window = 720", "covariance_window = 12"),
+        ("window = 720", "window = 48"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    symbols = SCENARIOS[scenario](tmp_path / "data")
+    config = write_config(tmp_path, tmp_path / "data", symbols, policy_text=text, stale=7200)
+    outcome = run(config)
+    assert_clean(outcome)
+    reasons = [d.decision.reason for d in outcome.result.store.decisions]
+    fallback = [r for r in reasons if "ERC needs a variance for every contract" in r]
+    if scenario == "flat_3_days":
+        assert fallback, "the covariance window never went flat"
+        assert "no price change for BTC over the last 12 candles" in fallback[0]
+        assert any(r.startswith("BTC: ERC weight") for r in reasons)  # before and after it
+
+
 EVENTS = st.lists(
     st.tuples(
         st.sampled_from(["crash", "spike", "gap", "flat"]),

@@ -290,7 +290,11 @@ def equity_floor(memory: RiskMemory | None, limits: RiskLimits) -> Decimal | Non
     if memory is None or memory.state is TradingState.HALTED:
         return None
     drawdown = memory.peak_equity * (ONE - limits.max_drawdown)
-    if memory.state is TradingState.REDUCING and limits.on_daily_loss == "reducing":
+    if (
+        memory.state is TradingState.REDUCING
+        and limits.on_daily_loss == "reducing"
+        and memory.state_reason.startswith("daily loss ")
+    ):
         return drawdown
     return max(drawdown, memory.day_start_equity * (ONE - limits.daily_loss))
 
@@ -371,6 +375,18 @@ def decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Deci
     if not v.allow_increase and (held * v.direction <= 0 or qty > abs(held)):
         qty = min(qty, abs(held)) if held * v.direction > 0 else ZERO
         parts.append("no increase allowed")
+    above_cap = False
+    if held * v.direction > 0:
+        caps = [(v.max_leverage * v.sleeve_equity, f"leverage cap {v.max_leverage}")]
+        if v.max_notional is not None:
+            caps.append((v.max_notional, f"notional cap {v.max_notional}"))
+        venue = v.instrument.max_position_notional
+        if venue is not None:
+            caps.append((venue, f"the exchange's largest position {venue}"))
+        most, which = min(caps, key=lambda c: c[0])  # the first of equals
+        if abs(held) * max(v.market.mark_price, v.market.last_price) > most:
+            above_cap = True
+            parts.append(f"held {abs(held)} above the {which}: cut within the tolerance too")
     target_qty = qty * v.direction if qty != 0 else ZERO  # never -0 (simulation audit)
     stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
     parts.append(f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}")
@@ -383,6 +399,7 @@ def decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Deci
         take_profit=take,
         reason="; ".join(parts),
         allow_increase=v.allow_increase and policy.allow_increase,
+        above_cap=above_cap,
     )
 
 

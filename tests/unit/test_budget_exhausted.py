@@ -19,11 +19,11 @@ import numpy as np
 from bot.backtest.operator import resume_if_due
 from bot.clock import SimClock
 from bot.domain.decision import Decision
-from bot.domain.enums import EventKind, TradingState
+from bot.domain.enums import EventKind, OrderPurpose, TradingState
 from bot.domain.instrument import Instrument
 from bot.engine.tick import Engine
 from bot.ports.store import RiskEvent, RiskMemory
-from bot.risk.loss_budget import BUDGET_EXHAUSTED, no_room_to_open
+from bot.risk.loss_budget import BUDGET_EXHAUSTED, loss_at_stop, no_room_to_open
 from bot.risk.state import DAY_MS, initial_memory, update
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
@@ -144,6 +144,41 @@ def test_a_flat_account_just_above_its_daily_floor_trades_again_the_next_day(
     engine.tick()
     assert _memory(store).state is TradingState.ACTIVE
     assert ex.fetch_positions([BTC])[BTC].qty > 0
+
+
+def test_where_a_daily_loss_only_reduces_the_daily_floor_still_holds_until_the_next_day(
+    instruments: dict[str, Instrument],
+) -> None:
+    """``on_daily_loss = "reducing"``: the exhausted budget's reducing is not a daily loss, so
+    the budget still measures from the daily floor while in it. Before, a reducing with that
+    setting measured from the drawdown floor alone: at the next tick the budget had ample room,
+    the account went back to ``active`` and opened the policy's full size a hair above the
+    daily floor (a 300 USDT account 3 USDT above it bought a position whose stop lost 32.7)."""
+    engine, ex, store, clock = _flat_just_above(instruments, daily=True)
+    engine.limits = replace(LIMITS, on_daily_loss="reducing")
+    engine.tick()
+    memory = _memory(store)
+    assert memory.state is TradingState.REDUCING
+    assert memory.state_reason.startswith(BUDGET_EXHAUSTED)
+    assert not memory.sticky
+    for _ in range(3):
+        clock.advance(timedelta(hours=1))
+        engine.tick()
+        assert _memory(store).state is TradingState.REDUCING
+        assert ex.fetch_positions([BTC]) == {}
+    assert len(_states(store)) == 1  # no "reducing -> active" within the day
+    clock.advance_to(T0 - T0 % DAY_MS + DAY_MS)  # the next UTC day: lifted, and it trades
+    engine.tick()
+    memory = _memory(store)
+    assert memory.state is TradingState.ACTIVE
+    held = ex.fetch_positions([BTC])[BTC]
+    assert held.qty > 0
+    # within what the new day's limit leaves if its stop fires
+    stop = next(o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS)
+    assert stop.trigger_price is not None
+    mark = ex.fetch_mark_price(BTC)
+    loss = loss_at_stop(held.qty, mark, stop.trigger_price, D(0), instruments[BTC])
+    assert loss <= memory.day_start_equity * LIMITS.daily_loss
 
 
 def test_a_held_position_under_a_tight_budget_is_not_idle(

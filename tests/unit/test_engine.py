@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bot.clock import SimClock
 from bot.config.loader import load_policy
 from bot.domain.enums import (
     EventKind,
@@ -363,3 +365,40 @@ def test_a_notional_cap_below_the_target_sizes_the_position_instead_of_vetoing_i
     assert pos.qty * ex.marks[BTC] > cap * D("0.99")
     assert f"notional cap {cap} at last price" in result.decisions[0].reason
     assert not [e for e in store.events if e.kind is EventKind.DENIED]
+
+
+def test_a_position_a_rally_carried_above_the_notional_cap_is_cut_back_to_it(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The gate checks only what an order adds: a position sized at the notional cap that the
+    price then carried 8 % above it was kept, the cut back (7 %) being below the policy's
+    rebalance tolerance (10 %); with a tolerance of 0.5 a 43 % rally held 1.45 times the cap."""
+    engine, ex, _ = build(instruments)
+    engine.tick()
+    cap = (ex.fetch_positions([BTC])[BTC].qty * ex.marks[BTC] / 4).quantize(D(1))
+    market = FakeMarket()
+    engine, ex, _ = build(
+        instruments, market, limits=replace(LIMITS, max_notional_per_contract=cap)
+    )
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    assert cap * D("0.99") < held * ex.marks[BTC] <= cap
+    for series in (market.open, market.high, market.low, market.close):
+        series *= 1.08  # the same returns (the same volatility), every price 8 % higher
+    last, _ = market.last_price(BTC, T0) or (D(0), 0)
+    ex.set_mark(BTC, last)
+    assert held * last > cap * D("1.07")
+    clock = engine.clock
+    assert isinstance(clock, SimClock)
+    clock.advance(timedelta(hours=1))
+    [d] = engine.tick().decisions
+    now = ex.fetch_positions([BTC])[BTC].qty
+    assert 0 < now < held
+    assert now * last <= cap
+    assert f"held {held} above the notional cap {cap}" in d.reason
+    assert d.above_cap
+    # At the cap, the next decision is an ordinary rebalance again.
+    clock.advance(timedelta(hours=1))
+    [d] = engine.tick().decisions
+    assert not d.above_cap
+    assert ex.fetch_positions([BTC])[BTC].qty == now

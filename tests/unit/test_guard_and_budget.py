@@ -40,16 +40,26 @@ def test_floor_is_where_update_moves_the_state() -> None:
     assert above is None
     assert at is not None
     assert at.after is TradingState.HALTED
-    mem_r = replace(mem, state=TradingState.REDUCING, peak_equity=D(12000))
+    mem_r = replace(
+        mem, state=TradingState.REDUCING, state_reason="3 failed ticks", peak_equity=D(12000)
+    )
     # Reducing: a daily loss that halts still halts from it (state.update), so its floor is
-    # still watched; where a daily loss only reduces, only the drawdown halt is left.
+    # still watched; where a daily loss only reduces, it makes the reducing its own, so the
+    # floor is watched too.
     assert equity_floor(mem_r, LIMITS) == D(9500)
     _, from_reducing = update(mem_r, D(9500), 1, LIMITS, [])
     assert from_reducing is not None
     assert from_reducing.after is TradingState.HALTED
     only_reduces = replace(LIMITS, on_daily_loss="reducing")
-    assert equity_floor(mem_r, only_reduces) == D(9000)
-    _, stays = update(mem_r, D("9000.01"), 1, only_reduces, [])
+    assert equity_floor(mem_r, only_reduces) == D(9500)
+    _, stays = update(mem_r, D("9500.01"), 1, only_reduces, [])
+    assert stays is None
+    daily_r, recaused = update(mem_r, D(9500), 1, only_reduces, [])
+    assert recaused is not None
+    assert recaused.recaused
+    # In the daily loss's own reducing, only the drawdown halt is left.
+    assert equity_floor(daily_r, only_reduces) == D(9000)
+    _, stays = update(daily_r, D("9000.01"), 1, only_reduces, [])
     assert stays is None
     assert equity_floor(replace(mem, state=TradingState.HALTED), LIMITS) is None
     assert equity_floor(None, LIMITS) is None

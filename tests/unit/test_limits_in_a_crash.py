@@ -304,9 +304,10 @@ def test_a_new_utc_day_inside_the_crash_lifts_the_daily_halt_but_reopens_nothing
     assert memory.sticky
 
 
-def test_the_daily_loss_moves_a_reducing_state_only_to_a_worse_one() -> None:
+def test_the_daily_loss_takes_over_a_reducing_state_of_another_cause() -> None:
     """From a `reducing` of another cause: set to halt, the daily loss halts; set to reduce, the
-    state and its reason stay as they are (what lifts them still applies)."""
+    reducing becomes the daily loss's, until the next UTC day (before, it kept its cause, and
+    what lifts that cause lifted it within the day, the limit reached)."""
     start = initial_memory(D(10000), 20_000 * DAY_MS)
     failed = set_state(start, TradingState.REDUCING, "3 failed ticks in a row", sticky=False)
     now = 20_000 * DAY_MS + MINUTE
@@ -316,9 +317,12 @@ def test_the_daily_loss_moves_a_reducing_state_only_to_a_worse_one() -> None:
     assert halted.flatten
     assert not halted.sticky  # until the next UTC day, as from `active`
     reducing = replace(LIMITS, on_daily_loss="reducing")
-    same, moved = update(failed, D(9400), now, reducing)
-    assert moved is None
-    assert (same.state, same.state_reason) == (TradingState.REDUCING, "3 failed ticks in a row")
+    daily, moved = update(failed, D(9400), now, reducing)
+    assert moved is not None
+    assert moved.recaused
+    assert daily.state is TradingState.REDUCING
+    assert daily.state_reason.startswith("daily loss 6.00% >= limit")
+    assert not daily.sticky  # until the next UTC day, as from `active`
 
 
 class CloseAnswerLost(SimulatedExchange):

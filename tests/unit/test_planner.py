@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 
 from bot.domain.decision import Decision
@@ -109,6 +110,25 @@ def test_size_reduction_is_reduce_only_and_rounded_up(btc: Instrument) -> None:
 def test_change_below_tolerance_is_not_traded(btc: Instrument) -> None:
     plan = plan_size(decision("0.105"), D("0.1"), D(3), btc, D(60000), D("0.1"), Ids())
     assert plan.reduce == []
+    assert plan.increase == []
+
+
+def test_a_position_above_a_hard_cap_is_cut_even_below_tolerance(btc: Instrument) -> None:
+    """The policy sized the target within the notional (or leverage) cap; the price rose since
+    and carried the position above it. Before, a cut smaller than the rebalance tolerance was
+    not traded: a tolerance of 0.5 held 1.45 times the notional cap through a 43 % rally."""
+    over = replace(decision("0.231"), above_cap=True)
+    plan = plan_size(over, D("0.336"), D(3), btc, D(86000), D("0.5"), Ids())
+    assert [(r.purpose, r.side, r.amount, r.reduce_only) for r in plan.reduce] == [
+        (OrderPurpose.REDUCE, OrderSide.SELL, D("0.105"), True)
+    ]
+    # Within the cap, the tolerance still applies to an ordinary rebalance.
+    plan = plan_size(decision("0.231"), D("0.336"), D(3), btc, D(86000), D("0.5"), Ids())
+    assert plan.reduce == []
+    # The flag is about a cut: an increase is judged by the tolerance as ever.
+    plan = plan_size(
+        replace(decision("0.35"), above_cap=True), D("0.336"), D(3), btc, D(86000), D("0.5"), Ids()
+    )
     assert plan.increase == []
 
 

@@ -230,3 +230,70 @@ def test_an_entry_from_flat_passes_the_gates_per_contract_caps(
         ref = max(mark, last)
         most = cap_lev * sleeve if max_notional is None else min(cap_lev * sleeve, max_notional)
         assert (abs(d.target_qty) + BTC.step_size) * ref > most * D("0.999")
+
+
+RISK_PARITY = load_policy(ROOT / "policies" / "risk_parity.toml")
+_BOOK = [INSTRUMENTS[s] for s in ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")]
+
+
+def _book(volatilities: list[D]) -> list[ContractView]:
+    """One long view per contract of :data:`_BOOK`, priced 100 (the allocation's inputs)."""
+    views = []
+    for inst, vol in zip(_BOOK, volatilities, strict=False):
+        snap = MarketSnapshot(
+            symbol=inst.symbol,
+            asof_ms=0,
+            last_price=D(100),
+            mark_price=D(100),
+            volatility=vol,
+            atr=D(100) * vol / D(94),
+            funding=FundingInfo(D(0), D(8), None),
+            bar_hours=D(1),
+        )
+        views.append(ContractView(inst.symbol, 1, True, D(125), inst, snap, None, None, D(10000)))
+    return views
+
+
+def test_erc_weighs_by_inverse_volatility_when_a_contract_has_no_variance() -> None:
+    """A covariance window (shorter than the volatility window) over which one contract's price
+    did not move: a zero variance. Before, ``erc_weights`` raised out of ``decide`` (and out of
+    ``Engine.tick``, every tick until the window moved on)."""
+    views = _book([D("0.5"), D("0.8")])
+    cov = np.array([[0.25, 0.0], [0.0, 0.0]])
+    decisions = decide(views, RISK_PARITY, cov)
+    assert [d.target_qty > 0 for d in decisions] == [True, True]
+    assert all(
+        "inverse-vol (ERC needs a variance for every contract" in d.reason for d in decisions
+    )
+    assert "no price change for ETH over the last 720 candles" in decisions[0].reason
+    # the weights of a covariance that cannot be measured at all (too few common candles)
+    unmeasured = decide(views, RISK_PARITY, None)
+    assert [d.target_qty for d in decisions] == [d.target_qty for d in unmeasured]
+
+
+covariance_entries = st.one_of(
+    st.floats(min_value=-1.0, max_value=4.0),
+    st.sampled_from([0.0, float("nan"), float("inf")]),
+)
+
+
+@given(
+    volatilities=st.lists(vols, min_size=1, max_size=3),
+    entries=st.lists(covariance_entries, min_size=9, max_size=9),
+    symmetric=st.booleans(),
+)
+@settings(max_examples=200)
+def test_risk_parity_decides_on_any_covariance(
+    volatilities: list[D], entries: list[float], symmetric: bool
+) -> None:
+    """Whatever the covariance the engine hands over (a zero or negative variance, a value that
+    is not finite), ``decide`` returns a decision per contract within the leverage bounds."""
+    views = _book(volatilities)
+    n = len(views)
+    cov = np.array(entries[: n * n]).reshape(n, n)
+    if symmetric:
+        cov = (cov + cov.T) / 2
+    decisions = decide(views, RISK_PARITY, cov)
+    assert [d.symbol for d in decisions] == [v.symbol for v in views]
+    for d in decisions:
+        assert D(0) <= d.target_leverage <= RISK_PARITY.leverage.max

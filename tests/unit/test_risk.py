@@ -8,8 +8,9 @@ from decimal import Decimal as D
 from bot.domain.enums import OrderPurpose, OrderSide, OrderType, TradingState
 from bot.domain.orders import OrderRequest
 from bot.risk.gate import Approved, Denied, OrderContext, RiskGate
+from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
-from bot.risk.state import DAY_MS, initial_memory, set_state, update
+from bot.risk.state import DAY_MS, daily_loss_reducing, initial_memory, set_state, update
 
 LIMITS = RiskLimits(
     max_leverage_per_contract=D(5),
@@ -155,6 +156,55 @@ def test_stale_data_moves_to_reducing_and_back() -> None:
     mem, t = update(mem, D(10000), DAY + 3, LIMITS, stale=[])
     assert mem.state is TradingState.ACTIVE
     assert t is not None
+
+
+def test_a_daily_loss_that_reduces_takes_over_a_reducing_of_another_cause() -> None:
+    """With ``on_daily_loss = "reducing"`` a daily loss reached in a reducing entered for
+    another reason (here stale data) makes the reducing the daily loss's: it lasts the UTC day
+    and the loss budget measures from the drawdown floor alone. Before, the state was already
+    ``reducing`` (the same severity) and kept its cause: fresh data lifted it within the day,
+    with the daily limit reached, and the budget still measured from the daily floor."""
+    reduces = replace(LIMITS, on_daily_loss="reducing")
+    mem = initial_memory(D(10000), DAY)
+    mem, _ = update(mem, D(10000), DAY + 1, reduces, stale=["BTC/USDT:USDT"])
+    assert mem.state is TradingState.REDUCING
+    assert not daily_loss_reducing(mem)
+    assert equity_floor(mem, reduces) == D(9500)  # the daily floor is still watched
+    mem, t = update(mem, D(9500), DAY + 2, reduces)  # -5 %: at the daily limit
+    assert t is not None
+    assert (t.before, t.after, t.recaused, t.worse) == (
+        TradingState.REDUCING,
+        TradingState.REDUCING,
+        True,
+        True,
+    )
+    assert daily_loss_reducing(mem)
+    assert mem.state_reason.startswith("daily loss 5.00% >= limit 5.00%")
+    assert not mem.sticky
+    assert equity_floor(mem, reduces) == D(8000)  # only the drawdown halt is left today
+    mem, t = update(mem, D(9500), DAY + 3, reduces, stale=[])  # data fresh again
+    assert t is None
+    assert mem.state is TradingState.REDUCING  # the daily loss's: not lifted by fresh data
+    mem, t = update(mem, D(9400), DAY + 4, reduces)  # further down: nothing new
+    assert t is None
+    mem, t = update(mem, D(9400), DAY + DAY_MS, reduces, stale=[])  # the next UTC day
+    assert t is not None
+    assert mem.state is TradingState.ACTIVE
+
+
+def test_a_daily_loss_reducing_is_not_taken_over_again() -> None:
+    reduces = replace(LIMITS, on_daily_loss="reducing")
+    mem = initial_memory(D(10000), DAY)
+    mem, t = update(mem, D(9500), DAY + 1, reduces)
+    assert t is not None
+    assert (t.before, t.after, t.recaused) == (TradingState.ACTIVE, TradingState.REDUCING, False)
+    assert daily_loss_reducing(mem)
+    mem, t = update(mem, D(9000), DAY + 2, reduces)
+    assert t is None
+    # A memory saved by an older version (the same reason, no other field) reads the same.
+    older = replace(mem, state_reason="daily loss 6.20% >= limit 5.00% (until the next UTC day)")
+    assert daily_loss_reducing(older)
+    assert not daily_loss_reducing(replace(older, state=TradingState.HALTED))
 
 
 def test_a_clock_stepping_back_over_midnight_keeps_the_days_loss_and_halt() -> None:

@@ -254,7 +254,9 @@ def test_the_replays_guard_floor_follows_every_new_risk_memory_and_limits() -> N
     assert floor(mem, _LIMITS) is first
     richer = replace(mem, peak_equity=Decimal(20000), day_start_equity=Decimal(20000))
     assert floor(richer, _LIMITS) == equity_floor(richer, _LIMITS) == Decimal(19000)
-    reducing = replace(richer, state=TradingState.REDUCING)
+    reducing = replace(
+        richer, state=TradingState.REDUCING, state_reason="daily loss 5.00% >= limit 5.00%"
+    )
     assert floor(reducing, _LIMITS) == Decimal(19000)  # a daily loss halts from reducing too
     only_reduces = replace(_LIMITS, on_daily_loss="reducing")
     assert floor(reducing, only_reduces) == Decimal(15000)  # only the drawdown floor is left

@@ -125,6 +125,7 @@ def test_decision_fields_are_the_ones_the_hot_paths_build() -> None:
         "reason",
         "allow_increase",
         "participation_capped",
+        "above_cap",
     ]
 
 
@@ -476,6 +477,7 @@ def test_cap_to_loss_budget(
     dd=decimals("0", "1"),
     daily=decimals("0", "1"),
     on_daily=st.sampled_from(["reducing", "halted"]),
+    why=st.sampled_from(["why", "daily loss 5.00% >= limit 5.00% (until the next UTC day)"]),
 )
 @settings(max_examples=200)
 def test_equity_floor(
@@ -485,9 +487,10 @@ def test_equity_floor(
     dd: D,
     daily: D,
     on_daily: Literal["reducing", "halted"],
+    why: str,
 ) -> None:
     limits = RiskLimits(D(10), D(10), D(10**6), daily, dd, 60_000, 60, on_daily)
-    memory = None if state is None else RiskMemory(state, "why", peak, 0, day, False)
+    memory = None if state is None else RiskMemory(state, why, peak, 0, day, False)
     assert repr(equity_floor(memory, limits)) == repr(ref.equity_floor(memory, limits))
 
 

@@ -501,13 +501,14 @@ def _set_lasts(
     t: int,
     candle: _ClosedCandle,
 ) -> None:
-    """The last prices at ``t`` (:meth:`HistoricalMarket.trade_price`: the mark across a hole
-    in the trade candles), and (data-driven slippage) the candle market orders pay for."""
-    lasts, marks = exchange.lasts, exchange.marks
+    """The last prices at ``t`` (:meth:`HistoricalMarket.trade_quote`: the mark across a hole
+    in the trade candles; until when each is a price, past which the exchange refuses market
+    orders), and (data-driven slippage) the candle market orders pay for."""
+    marks = exchange.marks
     for sym in symbols:
-        price = market.trade_price(sym, t, marks.get(sym))
-        if price is not None:
-            lasts[sym] = price
+        quote = market.trade_quote(sym, t, marks.get(sym))
+        if quote is not None:
+            exchange.set_last(sym, quote.price, as_of_ms=quote.as_of_ms, until_ms=quote.until_ms)
     if exchange.slippage_model.data_driven:
         # Market orders pay for the candle that just closed (its range and volume), looked up
         # only when an order fills.

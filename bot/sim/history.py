@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -160,9 +160,7 @@ def load_history(
                     "candles"
                 )
     funding = inventory.load_funding(symbol) if inventory.has_funding(symbol) else None
-    gap = _funding_gap(symbol, funding, start, end, last)
-    if gap:
-        notes.append(gap)
+    notes += _funding_gap(symbol, funding, start, end, last)
     return ContractHistory(
         symbol,
         decision,
@@ -348,22 +346,54 @@ def _reach_extremes(
 
 def _funding_gap(
     symbol: str, funding: FundingSeries | None, start: int | None, end: int | None, last: Candles
-) -> str:
-    """A note when the funding data does not cover the window (requested, else the candles'):
+) -> list[str]:
+    """Notes when the funding data does not cover the window (requested, else the candles'):
     a perpetual simulated without its funding is paid or charged nothing, which is said, not
-    hidden ("" when the settlements cover it)."""
+    hidden (none when the settlements cover it). The settlements due before the file's first or
+    after its last are counted at the file's own interval at that end: an hourly file that
+    stops seven hours early misses seven settlements, which an 8-hourly step would not see."""
     lo = start if start is not None else int(last.ts[0])
     hi = end if end is not None else int(last.ts[-1]) + last.tf_ms
     if funding is None or len(funding.ts) == 0:
-        return f"{symbol} funding: no funding file: no funding is paid or received"
+        return [f"{symbol} funding: no funding file: no funding is paid or received"]
     first, final = int(funding.ts[0]), int(funding.ts[-1])
-    # Settlements are at most 8 h apart on the venues the bot trades (some 4 h, 1 h).
-    if first <= lo + _FUNDING_STEP and final >= hi - _FUNDING_STEP:
-        return _funding_holes(symbol, funding, lo, hi)
+    head, tail = _end_steps(funding)
+    # Settlements due strictly inside the window before the first one and after the last (one
+    # at the window's start is not the run's: it settles what was held before it).
+    before = max(0, -(-(first - lo) // head) - 1)
+    after = max(0, -(-(hi - final) // tail) - 1)
+    notes = []
+    if before or after:
+        missing = [
+            f"{n} settlement(s) missing at the {where} (at the file's {_hours(step)} interval "
+            "there)"
+            for n, where, step in ((before, "start", head), (after, "end", tail))
+            if n
+        ]
+        notes.append(
+            f"{symbol} funding: settlements {_iso(first)} .. {_iso(final)} do not cover "
+            f"{_iso(lo)} .. {_iso(hi)}, {' and '.join(missing)}: no funding is paid or received "
+            "outside them"
+        )
+    holes = _funding_holes(symbol, funding, lo, hi)
+    if holes:
+        notes.append(holes)
+    return notes
+
+
+def _end_steps(funding: FundingSeries) -> tuple[int, int]:
+    """The file's interval (ms) at its first and at its last settlement; settlements are at
+    most 8 h apart on the venues the bot trades (some 4 h, 1 h): 8 h for a single one."""
+    if len(funding.ts) < 2:
+        return _FUNDING_STEP, _FUNDING_STEP
     return (
-        f"{symbol} funding: settlements {_iso(first)} .. {_iso(final)} do not cover "
-        f"{_iso(lo)} .. {_iso(hi)}: no funding is paid or received outside them"
+        round(funding.settlement_hours_at(0) * 3_600_000),
+        round(funding.settlement_hours_at(-1) * 3_600_000),
     )
+
+
+def _hours(ms: int) -> str:
+    return f"{ms / 3_600_000:g} h"
 
 
 def _funding_holes(symbol: str, funding: FundingSeries, lo: int, hi: int) -> str:
@@ -536,6 +566,16 @@ def load_histories(
         return dict(zip(symbols, loaded, strict=True))
 
 
+class TradeQuote(NamedTuple):
+    """A last price for market orders (:meth:`HistoricalMarket.trade_quote`): the close of the
+    candle (trade, else mark) that closed at ``as_of_ms``, a price until ``until_ms`` (the close
+    of the next candle of that series, missing if the market is asked at or after it)."""
+
+    price: Decimal
+    as_of_ms: int
+    until_ms: int
+
+
 # (history, spec, volatility, ATR, mean volume): the precomputed statistics a market last read.
 _StatsOf = tuple[ContractHistory, StatisticsSpec, FloatArray, FloatArray, FloatArray]
 
@@ -660,31 +700,45 @@ class HistoricalMarket:
         return answer
 
     def trade_price(self, symbol: str, now_ms: int, mark: Decimal | None) -> Decimal | None:
+        """The price of :meth:`trade_quote` (None before the first candle)."""
+        quote = self.trade_quote(symbol, now_ms, mark)
+        return quote.price if quote is not None else None
+
+    def trade_quote(self, symbol: str, now_ms: int, mark: Decimal | None) -> TradeQuote | None:
         """The last price a market order sent at ``now_ms`` fills from: the close of the
         last-trade candle closed then. Where that candle is missing (a hole in the trade data
         while the mark candles go on), ``mark``, the mark of that moment, not a close hours or
         days old, if a mark bar closed after the last trade candle did (else that close is the
-        newer price). None before the first candle."""
+        newer price). None before the first candle.
+
+        With it, until when it is a price (:attr:`TradeQuote.until_ms`): one candle of its own
+        series after the one it closed; past that, the candle closing at ``now_ms`` is missing
+        from every series of the contract (a venue in maintenance, a download that skipped a
+        day) and no trade is known to fill a market order at."""
         last = self.last_price(symbol, now_ms)
         if last is None:
             return None
         price, closed_at = last
+        tf = self.contracts[symbol].last.tf_ms
         # Only a mark newer than that close: an hourly mark bar still open over a few minutes of
         # missing trade candles in a crash is the price of up to an hour before, and a market
         # order filled there would leave the crash at its start.
-        hole = closed_at <= now_ms - self.contracts[symbol].last.tf_ms
-        if mark is not None and hole and self._mark_closed_at(symbol, now_ms) > closed_at:
-            return mark
-        return price
+        hole = closed_at <= now_ms - tf
+        if mark is not None and hole:
+            marked, mark_tf = self._mark_closed_at(symbol, now_ms)
+            if marked > closed_at:
+                return TradeQuote(mark, marked, marked + mark_tf)
+        return TradeQuote(price, closed_at, closed_at + tf)
 
-    def _mark_closed_at(self, symbol: str, now_ms: int) -> int:
-        """When the latest trigger bar closed by ``now_ms`` closed (0: none has)."""
+    def _mark_closed_at(self, symbol: str, now_ms: int) -> tuple[int, int]:
+        """When the latest trigger bar closed by ``now_ms`` closed (0: none has), and the
+        trigger bars' length."""
         t = self.contracts[symbol].trigger
         cursor = self._trigger_at.get(symbol)
         if cursor is None or cursor.ts is not t.ts:
             cursor = self._new_cursor(self._trigger_at, symbol, t.ts, t.tf_ms)
         i = cursor.right(now_ms - t.tf_ms) - 1
-        return int(t.ts[i]) + t.tf_ms if i >= 0 else 0
+        return (int(t.ts[i]) + t.tf_ms if i >= 0 else 0), t.tf_ms
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         f = self.contracts[symbol].funding

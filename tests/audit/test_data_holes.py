@@ -13,7 +13,7 @@ import pytest
 from bot.backtest.replay import replay, run_simulation
 from bot.clock import SimClock
 from bot.config.loader import load_config
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.orders import OrderRequest
 from bot.engine.tick import Engine
 from bot.errors import DataError
@@ -32,7 +32,16 @@ from bot.sim.history import (
 from tests.audit.cascade import resample
 from tests.audit.harness import ROOT, run, write_config
 from tests.audit.invariants import TickChecker
-from tests.audit.market import HOUR, T0, eight_hourly, stem, walk, write_candles, write_funding
+from tests.audit.market import (
+    HOUR,
+    T0,
+    eight_hourly,
+    stem,
+    walk,
+    write_candles,
+    write_funding,
+    write_market,
+)
 from tests.audit.scenarios import BTC, ETH, EVENT, N
 
 
@@ -500,3 +509,34 @@ def test_the_week_without_a_decision_after_a_gap_in_the_decision_candles_is_said
     write_candles(data / f"{stem(ETH)}-1h.csv.gz", trade)
     h = load_histories(discover(data), (ETH,), "1h", "auto", window, 169)[ETH]
     assert not any("without a decision" in n for n in h.selection)
+
+
+def test_a_market_order_in_a_hole_of_every_series_is_refused(tmp_path: Path) -> None:
+    # BTC's trade and mark candles both missing for 30 hours (a venue in maintenance, a download
+    # that skipped a day), and BTC reopens 20 % lower; ETH trades on. The rebalancing sold BTC
+    # every hour inside the hole at the close before it, hours old and 25 % above where BTC
+    # reopened: money no trade could have made. The venue takes no order while it has no
+    # price; the long is carried through the hole and its stop fills at the reopening.
+    btc = walk(N, 60_000.0, seed=41)
+    first = EVENT - EVENT % 12  # on the hour
+    btc.gap(first, 30 * 12, 0.8)
+    eth = walk(N, 3_000.0, seed=42, vol_per_bar=0.004)
+    funding = eight_hourly(T0, int(btc.ts[-1]) + 300_000, 1e-4)
+    data = tmp_path / "data"
+    write_market(data, BTC, btc, btc.copy(), funding)
+    write_market(data, ETH, eth, eth.copy(), funding)
+    outcome = run(write_config(tmp_path, data, [BTC, ETH], policy="static_3x"))
+    lo, hi = int(btc.ts[first]), int(btc.ts[first + 30 * 12])
+    ex = outcome.result.exchange
+    assert [f for f in ex.fills if f.symbol == BTC and lo < f.timestamp_ms < hi] == []
+    refused = [
+        e
+        for e in outcome.result.store.events
+        if e.kind is EventKind.REJECTED and e.symbol == BTC and lo < e.ts_ms <= hi
+    ]
+    assert refused
+    assert all(f"no price for {BTC} since 2025-01-11 12:00 UTC" in e.reason for e in refused)
+    stopped = [f for f in ex.fills if f.symbol == BTC and f.purpose is OrderPurpose.STOP_LOSS]
+    assert [f.timestamp_ms for f in stopped] == [hi]
+    assert stopped[0].price <= Decimal(repr(float(btc.open[first + 30 * 12])))
+    assert outcome.problems == []

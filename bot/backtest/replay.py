@@ -42,6 +42,7 @@ from bot.sim.history import (
     ContractHistory,
     HistoricalMarket,
     data_end,
+    late_starts,
     load_histories,
     requested_window,
     simulation_window,
@@ -139,10 +140,14 @@ def run_simulation(
     asked = config.simulation.start
     result.requested_start_ms = _day_ms(asked) if asked is not None else None
     if result.requested_start_ms is not None and start > result.requested_start_ms:
+        warm = candles_needed(policy)
         why = (
-            f"the policy's warm-up ({candles_needed(policy)} {policy.timeframe} candles) "
-            "and the data's first candles"
+            f"the policy's warm-up ({warm} {policy.timeframe} candles) and the data's first candles"
         )
+        late = late_starts(histories, warm, start)
+        if late:
+            # a file holding the warm-up passed over for its holes: named, not "first candles"
+            why = f"the policy's warm-up ({warm} {policy.timeframe} candles): " + "; ".join(late)
         if start > own_start:
             why = "the shared window of the policies compared (the latest warm-up decides)"
         result.start_note = (

@@ -10,9 +10,10 @@ Fill rules (written down here because backtests live or die by them):
   slippage model (:mod:`bot.sim.slippage`: a fixed ``slippage_bps``, or a floor plus a term in
   the candle's range for fills inside a moving candle plus square-root impact on its volume),
   and pay the taker fee on the fill notional. Triggered stops and liquidations pay it too.
-  A last price from history is a price until the next candle of its series closes
-  (:meth:`SimulatedExchange.set_last`); past that the data has a hole in every price series of
-  the contract and a market order is refused, as by a venue in maintenance (see ``_last``).
+  A last price from history comes with until when the contract has a price
+  (:meth:`SimulatedExchange.set_last`, :meth:`bot.sim.history.HistoricalMarket.trade_quote`);
+  past that the data has a hole in every price series of the contract and a market order is
+  refused, as by a venue in maintenance (see ``_last``).
 * Every fill is on the contract's tick, as the venue's trades are: the model's price rounded
   against the trader, a buy up to the next tick, a sell down
   (:meth:`~bot.domain.instrument.Instrument.fill_on_tick`); a liquidation too, against the
@@ -352,9 +353,9 @@ class SimulatedExchange:
         process_bar(self, symbol, self.clock.now_ms(), mark, mark, mark, mark)
 
     def set_last(self, symbol: str, price: Decimal, *, as_of_ms: int, until_ms: int) -> None:
-        """The last price from history: the close of a candle that closed at ``as_of_ms``, the
-        market's price until ``until_ms`` (when the next candle closes). A market order at or
-        after ``until_ms`` is refused (see :meth:`_last`)."""
+        """The last price from history: the close of a candle that closed at ``as_of_ms``; the
+        contract has a price until ``until_ms`` (see :meth:`bot.sim.history.HistoricalMarket.
+        trade_quote`). A market order at or after ``until_ms`` is refused (see :meth:`_last`)."""
         self.lasts[symbol] = price
         self.last_times[symbol] = (as_of_ms, until_ms)
 
@@ -370,8 +371,9 @@ class SimulatedExchange:
             raise OrderRejected(f"no price for {symbol} yet", code=-1121) from None
         times = self.last_times.get(symbol)
         if times is not None and self.clock.now_ms() >= times[1]:
-            # A hole in every price series of the contract (no trade candle, no mark bar closed
-            # since): the venue was in maintenance or the download skipped it. No trade is known
+            # A hole in every price series of the contract (no trade candle nor mark bar within
+            # one candle of now): the venue was in maintenance or the download skipped it, or the
+            # data resumes only now, the last price from before the hole. No trade is known
             # to fill a market order at; the last close is hours old and the first price after
             # the hole may be far from it. A venue in maintenance takes no order (Binance answers
             # 503, ccxt OnMaintenance: /work notes exchange-facts.md §5.1, §5.2); the simulated

@@ -42,6 +42,7 @@ from bot.sim.history import (
     ContractHistory,
     HistoricalMarket,
     data_end,
+    late_starts,
     load_histories,
     requested_window,
     simulation_window,
@@ -139,10 +140,14 @@ def run_simulation(
     asked = config.simulation.start
     result.requested_start_ms = _day_ms(asked) if asked is not None else None
     if result.requested_start_ms is not None and start > result.requested_start_ms:
+        warm = candles_needed(policy)
         why = (
-            f"the policy's warm-up ({candles_needed(policy)} {policy.timeframe} candles) "
-            "and the data's first candles"
+            f"the policy's warm-up ({warm} {policy.timeframe} candles) and the data's first candles"
         )
+        late = late_starts(histories, warm, start)
+        if late:
+            # a file holding the warm-up passed over for its holes: named, not "first candles"
+            why = f"the policy's warm-up ({warm} {policy.timeframe} candles): " + "; ".join(late)
         if start > own_start:
             why = "the shared window of the policies compared (the latest warm-up decides)"
         result.start_note = (
@@ -501,13 +506,14 @@ def _set_lasts(
     t: int,
     candle: _ClosedCandle,
 ) -> None:
-    """The last prices at ``t`` (:meth:`HistoricalMarket.trade_price`: the mark across a hole
-    in the trade candles), and (data-driven slippage) the candle market orders pay for."""
-    lasts, marks = exchange.lasts, exchange.marks
+    """The last prices at ``t`` (:meth:`HistoricalMarket.trade_quote`: the mark across a hole
+    in the trade candles; until when each is a price, past which the exchange refuses market
+    orders), and (data-driven slippage) the candle market orders pay for."""
+    marks = exchange.marks
     for sym in symbols:
-        price = market.trade_price(sym, t, marks.get(sym))
-        if price is not None:
-            lasts[sym] = price
+        quote = market.trade_quote(sym, t, marks.get(sym))
+        if quote is not None:
+            exchange.set_last(sym, quote.price, as_of_ms=quote.as_of_ms, until_ms=quote.until_ms)
     if exchange.slippage_model.data_driven:
         # Market orders pay for the candle that just closed (its range and volume), looked up
         # only when an order fills.

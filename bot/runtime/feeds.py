@@ -50,9 +50,11 @@ class ReplayFeed:
         advance(self.sim, self.series, self.tapes, now_ms)
         for sym in self.series:
             self.sim.set_funding(sym, self.market.funding(sym, now_ms, 1))
-            last = self.market.trade_price(sym, now_ms, self.sim.marks.get(sym))
-            if last is not None:
-                self.sim.lasts[sym] = last
+            quote = self.market.trade_quote(sym, now_ms, self.sim.marks.get(sym))
+            if quote is not None:
+                self.sim.set_last(
+                    sym, quote.price, as_of_ms=quote.as_of_ms, until_ms=quote.until_ms
+                )
 
 
 class LiveFeed:

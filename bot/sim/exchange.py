@@ -10,6 +10,10 @@ Fill rules (written down here because backtests live or die by them):
   slippage model (:mod:`bot.sim.slippage`: a fixed ``slippage_bps``, or a floor plus a term in
   the candle's range for fills inside a moving candle plus square-root impact on its volume),
   and pay the taker fee on the fill notional. Triggered stops and liquidations pay it too.
+  A last price from history comes with until when the contract has a price
+  (:meth:`SimulatedExchange.set_last`, :meth:`bot.sim.history.HistoricalMarket.trade_quote`);
+  past that the data has a hole in every price series of the contract and a market order is
+  refused, as by a venue in maintenance (see ``_last``).
 * Every fill is on the contract's tick, as the venue's trades are: the model's price rounded
   against the trader, a buy up to the next tick, a sell down
   (:meth:`~bot.domain.instrument.Instrument.fill_on_tick`); a liquidation too, against the
@@ -40,7 +44,8 @@ Fill rules (written down here because backtests live or die by them):
   reduce-only order that triggers with nothing to reduce expires.
 * Liquidation: when the mark crosses the liquidation price computed from the tiered brackets, the
   position is closed at that price (or at the open on a gap) and the liquidation fee is charged.
-* Funding is settled at the settlement times of the funding series, on the mark at that time.
+* Funding is settled at the settlement times of the funding series, on the mark at that time,
+  on the position held then: before anything the bot does at that instant (a tick, the guard).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 
-from bot.clock import Clock
+from bot.clock import Clock, ms_to_datetime
 from bot.domain.enums import (
     ForcedKind,
     MarginMode,
@@ -78,6 +83,10 @@ from bot.sim.triggers import insurance_takes, process_bar
 
 ZERO = Decimal(0)
 BPS = Decimal("0.0001")
+
+
+def _iso(ms: int) -> str:
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class SimulatedExchange:
@@ -114,6 +123,9 @@ class SimulatedExchange:
         )
         self.marks: dict[str, Decimal] = {}
         self.lasts: dict[str, Decimal] = {}
+        # Per contract, when its last price is from and until when it is one (ms), where it
+        # comes from history (set_last); none: a price of the moment (paper's live feed, tools).
+        self.last_times: dict[str, tuple[int, int]] = {}
         self.funding: dict[str, FundingInfo] = {}
         self.orders: dict[str, Order] = {}  # every order by client id
         self.resting: dict[str, dict[str, Order]] = {s: {} for s in instruments}
@@ -337,7 +349,15 @@ class SimulatedExchange:
         self.instrument(symbol)
         self.marks[symbol] = mark
         self.lasts[symbol] = last if last is not None else mark
+        self.last_times.pop(symbol, None)  # a price of now
         process_bar(self, symbol, self.clock.now_ms(), mark, mark, mark, mark)
+
+    def set_last(self, symbol: str, price: Decimal, *, as_of_ms: int, until_ms: int) -> None:
+        """The last price from history: the close of a candle that closed at ``as_of_ms``; the
+        contract has a price until ``until_ms`` (see :meth:`bot.sim.history.HistoricalMarket.
+        trade_quote`). A market order at or after ``until_ms`` is refused (see :meth:`_last`)."""
+        self.lasts[symbol] = price
+        self.last_times[symbol] = (as_of_ms, until_ms)
 
     def _require_marks(self) -> None:
         for sym, pos in self.book.positions.items():
@@ -346,9 +366,24 @@ class SimulatedExchange:
 
     def _last(self, symbol: str) -> Decimal:
         try:
-            return self.lasts[symbol]
+            price = self.lasts[symbol]
         except KeyError:
             raise OrderRejected(f"no price for {symbol} yet", code=-1121) from None
+        times = self.last_times.get(symbol)
+        if times is not None and self.clock.now_ms() >= times[1]:
+            # A hole in every price series of the contract (no trade candle nor mark bar within
+            # one candle of now): the venue was in maintenance or the download skipped it, or the
+            # data resumes only now, the last price from before the hole. No trade is known
+            # to fill a market order at; the last close is hours old and the first price after
+            # the hole may be far from it. A venue in maintenance takes no order (Binance answers
+            # 503, ccxt OnMaintenance: /work notes exchange-facts.md §5.1, §5.2); the simulated
+            # one refuses it, and no order rests, so the engine records a rejection. Resting
+            # stops are not affected: they fill at the first bar after the hole, at its open.
+            raise OrderRejected(
+                f"no price for {symbol} since {_iso(times[0])}: a hole in its market data, no "
+                "trade to fill a market order at (refused, as by a venue in maintenance)"
+            )
+        return price
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ Which series is used for what:
 
 * decision candles: the policy's timeframe, read from its file when the directory has one,
   otherwise resampled exactly from the finest trade candles (incomplete buckets are dropped);
+  a hole in them that another trade file holds is filled from it, resampled (a download that
+  skipped two hours of the hourly file beside a whole 5-minute one is no hole in the market);
 * triggers (stops, take-profits, liquidation): the mark price, as on the venue. Mark candles at
   least as fine as the last-trade candles are used as they are; coarser ones hold each
   last-trade candle within the range of its mark candle (:func:`bounded_by_mark`); without mark
@@ -21,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +35,7 @@ from bot.domain.market import FundingInfo
 from bot.engine.market import candles_needed, longest_window
 from bot.errors import DataError
 from bot.marketdata.candles import Candles, FundingSeries, format_timeframe
-from bot.marketdata.coverage import choose, covered_ms, covers
+from bot.marketdata.coverage import choose, covered_ms, covers, longest_gap, missing_ms, span_ms
 from bot.marketdata.files import DataInventory
 from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowStatistics
 from bot.sim.cursor import IntArray, TimeCursor
@@ -57,6 +59,9 @@ class ContractHistory:
     selection: tuple[str, ...] = ()  # which timeframe was chosen per series, and why
     # The trigger bars are the trade candles held within a coarser mark (bounded_by_mark).
     trigger_on_trades: bool = False
+    # Why the decision candles hold their warm-up later than a file that holds it (its holes:
+    # see _decision_source); "" when they do not.
+    late_start: str = ""
     # Volatility and ATR of every full decision window, per spec (see HistoricalMarket.
     # precompute): kept with the history so every policy run on it in a process shares them.
     # (volatility, ATR, mean volume per candle over the estimator's window)
@@ -112,7 +117,7 @@ def load_history(
     picked = choose(inventory, symbol, "trade", makes, start, end)
     last = picked.candles
     notes = [picked.note]
-    decision = _decisions(inventory, symbol, decision_tf, last, window, warmup, notes)
+    decision, late_start = _decisions(inventory, symbol, decision_tf, last, window, warmup, notes)
     blind = _decision_gaps(symbol, decision, warmup, start, end)
     if blind:
         notes.append(blind)
@@ -160,9 +165,7 @@ def load_history(
                     "candles"
                 )
     funding = inventory.load_funding(symbol) if inventory.has_funding(symbol) else None
-    gap = _funding_gap(symbol, funding, start, end, last)
-    if gap:
-        notes.append(gap)
+    notes += _funding_gap(symbol, funding, start, end, last)
     return ContractHistory(
         symbol,
         decision,
@@ -172,6 +175,7 @@ def load_history(
         funding,
         tuple(notes),
         trigger_on_trades=held_within_mark,
+        late_start=late_start,
     )
 
 
@@ -348,22 +352,54 @@ def _reach_extremes(
 
 def _funding_gap(
     symbol: str, funding: FundingSeries | None, start: int | None, end: int | None, last: Candles
-) -> str:
-    """A note when the funding data does not cover the window (requested, else the candles'):
+) -> list[str]:
+    """Notes when the funding data does not cover the window (requested, else the candles'):
     a perpetual simulated without its funding is paid or charged nothing, which is said, not
-    hidden ("" when the settlements cover it)."""
+    hidden (none when the settlements cover it). The settlements due before the file's first or
+    after its last are counted at the file's own interval at that end: an hourly file that
+    stops seven hours early misses seven settlements, which an 8-hourly step would not see."""
     lo = start if start is not None else int(last.ts[0])
     hi = end if end is not None else int(last.ts[-1]) + last.tf_ms
     if funding is None or len(funding.ts) == 0:
-        return f"{symbol} funding: no funding file: no funding is paid or received"
+        return [f"{symbol} funding: no funding file: no funding is paid or received"]
     first, final = int(funding.ts[0]), int(funding.ts[-1])
-    # Settlements are at most 8 h apart on the venues the bot trades (some 4 h, 1 h).
-    if first <= lo + _FUNDING_STEP and final >= hi - _FUNDING_STEP:
-        return _funding_holes(symbol, funding, lo, hi)
+    head, tail = _end_steps(funding)
+    # Settlements due strictly inside the window before the first one and after the last (one
+    # at the window's start is not the run's: it settles what was held before it).
+    before = max(0, -(-(first - lo) // head) - 1)
+    after = max(0, -(-(hi - final) // tail) - 1)
+    notes = []
+    if before or after:
+        missing = [
+            f"{n} settlement(s) missing at the {where} (at the file's {_hours(step)} interval "
+            "there)"
+            for n, where, step in ((before, "start", head), (after, "end", tail))
+            if n
+        ]
+        notes.append(
+            f"{symbol} funding: settlements {_iso(first)} .. {_iso(final)} do not cover "
+            f"{_iso(lo)} .. {_iso(hi)}, {' and '.join(missing)}: no funding is paid or received "
+            "outside them"
+        )
+    holes = _funding_holes(symbol, funding, lo, hi)
+    if holes:
+        notes.append(holes)
+    return notes
+
+
+def _end_steps(funding: FundingSeries) -> tuple[int, int]:
+    """The file's interval (ms) at its first and at its last settlement; settlements are at
+    most 8 h apart on the venues the bot trades (some 4 h, 1 h): 8 h for a single one."""
+    if len(funding.ts) < 2:
+        return _FUNDING_STEP, _FUNDING_STEP
     return (
-        f"{symbol} funding: settlements {_iso(first)} .. {_iso(final)} do not cover "
-        f"{_iso(lo)} .. {_iso(hi)}: no funding is paid or received outside them"
+        round(funding.settlement_hours_at(0) * 3_600_000),
+        round(funding.settlement_hours_at(-1) * 3_600_000),
     )
+
+
+def _hours(ms: int) -> str:
+    return f"{ms / 3_600_000:g} h"
 
 
 def _funding_holes(symbol: str, funding: FundingSeries, lo: int, hi: int) -> str:
@@ -396,31 +432,181 @@ def _funding_holes(symbol: str, funding: FundingSeries, lo: int, hi: int) -> str
 
 
 def _decision_source(
-    inventory: DataInventory,
     symbol: str,
     trade_tfs: Sequence[str],
-    last: Candles,
+    fill: _HoleFiller,
     tf_ms: int,
     start: int | None,
     end: int | None,
     warmup: int,
-) -> Candles:
+) -> tuple[Candles, str]:
     """The candles to aggregate into decision candles: ``last`` when it holds the warm-up
     before ``start``, else the finest trade file that divides ``tf_ms`` and covers the warm-up
-    and the window; ``last`` when none does (the window then starts later, as before)."""
+    and the window, on its own or with its holes filled from the other files
+    (:class:`_HoleFiller`); ``last`` when none does (the window then starts later, as before).
+    With it, when a file holding the warm-up was passed over for its holes, a note that says so
+    (the run's start moves for them, not for the data's first candles); "" otherwise."""
+    last = fill.last
     if start is None or end is None or warmup <= 0:
-        return last
+        return last, ""
     since = start - warmup * tf_ms
-    if covers(last, since, end):
-        return last
+
+    def holds(c: Candles) -> bool:
+        # (filling only mends holes inside a file's span: a file that starts late stays late)
+        if covers(c, since, end):
+            return True
+        return span_ms(c, since, end) >= end - since and covers(fill.filled(c), since, end)
+
+    if holds(last):
+        return last, ""
+    holed: Candles | None = None  # the finest file that spans the warm-up but has holes
     for tf in trade_tfs:  # finest first
         step = parse_timeframe(tf)
         if step <= last.tf_ms or tf_ms % step != 0:
             continue
-        c = inventory.load_candles(symbol, tf)
-        if covers(c, since, end):
-            return c
-    return last
+        c = fill.load(tf)
+        if holds(c):
+            return c, ""
+        if holed is None and span_ms(c, since, end) >= end - since:
+            holed = c
+    if holed is None:
+        return last, ""
+    # the file's own holes, as its rows show them (the ones no other file fills among them)
+    gap = longest_gap(holed, since, end)
+    missing = missing_ms(holed, since, end)
+    longest = f", the longest {_iso(gap[0])} .. {_iso(gap[1])}" if gap is not None else ""
+    first = int(last.ts[0]) + (-int(last.ts[0])) % tf_ms  # its first whole decision candle
+    return last, (
+        f"{symbol} decisions: {format_timeframe(tf_ms)} made of the "
+        f"{format_timeframe(last.tf_ms)} file, which holds the {warmup} candles of warm-up only "
+        f"from {_iso(first + warmup * tf_ms)}: the {format_timeframe(holed.tf_ms)} file "
+        f"({holed.source}), which holds them before the window, misses "
+        f"{missing / 3_600_000:.1f} h of {_iso(since)} .. {_iso(end)}{longest}, not all of it "
+        "in another file"
+    )
+
+
+class _HoleFiller:
+    """Decision candles with their holes filled from the other trade files that make them.
+
+    A download that skipped two hours of the hourly file while the 5-minute file holds them is
+    no hole in the market: left in the decision candles, it cuts every volatility window through
+    it (they never span a gap) and the policy decides nothing for a window's length after it (a
+    week of 1h candles), or it disqualifies the file that holds the warm-up and moves the run's
+    start by that week. Each bucket missing from the candles, inside their span, is taken from
+    the other files resampled to the decision timeframe (the same rule as
+    :func:`_decision_candles`: kept with at most one in :data:`MISSING_SHARE` of its candles
+    missing), the chosen last-trade file first (loaded already), then finest first."""
+
+    def __init__(
+        self, inventory: DataInventory, symbol: str, tf_ms: int, last: Candles, tfs: list[str]
+    ) -> None:
+        self.inventory = inventory
+        self.symbol = symbol
+        self.tf_ms = tf_ms
+        self.last = last
+        makers = [t for t in tfs if tf_ms % parse_timeframe(t) == 0]  # finest first
+        self.makers = sorted(makers, key=lambda t: parse_timeframe(t) != last.tf_ms)
+        self._files: dict[str, Candles] = {}
+        self._made: dict[str, Candles] = {}
+        self._filled: dict[int, tuple[Candles, Candles, str]] = {}
+
+    def load(self, tf: str) -> Candles:
+        """The trade file of timeframe ``tf`` (``last`` for its own)."""
+        if parse_timeframe(tf) == self.last.tf_ms:
+            return self.last
+        c = self._files.get(tf)
+        if c is None:
+            c = self._files[tf] = self.inventory.load_candles(self.symbol, tf)
+        return c
+
+    def made(self, tf: str) -> Candles:
+        """The ``tf`` file at the decision timeframe."""
+        c = self._made.get(tf)
+        if c is None:
+            raw = self.load(tf)
+            per_bucket = self.tf_ms // raw.tf_ms
+            c = (
+                raw
+                if per_bucket == 1
+                else raw.resample(self.tf_ms, missing_ok=per_bucket // MISSING_SHARE)
+            )
+            self._made[tf] = c
+        return c
+
+    def filled(self, c: Candles) -> Candles:
+        """``c``'s decision candles (``c`` resampled) with their holes filled."""
+        return self.fill(c)[0]
+
+    def fill(self, c: Candles, decision: Candles | None = None) -> tuple[Candles, str]:
+        """``decision`` (else ``c`` at the decision timeframe, as :meth:`made` makes it) with
+        the buckets missing inside its span taken from the other files; a note when some were
+        ("" when none)."""
+        known = self._filled.get(id(c))
+        if decision is None and known is not None and known[0] is c:
+            return known[1], known[2]
+        tf = next(t for t in self.makers if parse_timeframe(t) == c.tf_ms)
+        base = decision if decision is not None else self.made(tf)
+        merged, holes = base, base.gaps()
+        taken: list[tuple[str, IntArray]] = []
+        for other in self.makers:
+            if not holes:
+                break
+            if other == tf:
+                continue
+            add = self.made(other)
+            a = np.array([h[0] for h in holes], dtype=np.int64)
+            b = np.array([h[1] for h in holes], dtype=np.int64)
+            k = np.searchsorted(a, add.ts, side="right") - 1
+            inside = (k >= 0) & (add.ts < b[np.maximum(k, 0)])
+            if inside.any():
+                merged = _merged(merged, add, inside)
+                taken.append((other, add.ts[inside]))
+                holes = merged.gaps()
+        note = self._said(base, tf, taken) if taken else ""
+        if decision is None:
+            self._filled[id(c)] = (c, merged, note)
+        return merged, note
+
+    def _said(self, base: Candles, tf: str, taken: list[tuple[str, IntArray]]) -> str:
+        at = np.concatenate([ts for _, ts in taken])
+        a, b = max(
+            (h for h in base.gaps() if ((at >= h[0]) & (at < h[1])).any()),
+            key=lambda h: h[1] - h[0],
+        )
+        decision_tf = format_timeframe(self.tf_ms)
+        what = (
+            f"the {tf} file" if tf == decision_tf else f"the {decision_tf} candles of the {tf} file"
+        )
+        made = " and ".join(f"{len(ts)} from the {t} file" for t, ts in taken)
+        return (
+            f"{self.symbol} decisions: {len(at)} {decision_tf} candle(s) in hole(s) of {what} "
+            f"made of other files ({made}; the same rule as resampled candles), the longest "
+            f"hole {_iso(a)} .. {_iso(b)}: left as holes, each would have left the policy "
+            "without a full window for a window's length after it"
+        )
+
+
+def _merged(base: Candles, add: Candles, take: npt.NDArray[np.bool_]) -> Candles:
+    """``base`` with ``add``'s candles of ``take`` (none of them in ``base``), in time order."""
+    ts = np.concatenate([base.ts, add.ts[take]])
+    order = np.argsort(ts, kind="stable")
+
+    def joined(x: FloatArray, y: FloatArray) -> FloatArray:
+        return np.concatenate([x, y[take]])[order]
+
+    return Candles(
+        ts[order],
+        joined(base.open, add.open),
+        joined(base.high, add.high),
+        joined(base.low, add.low),
+        joined(base.close, add.close),
+        joined(base.volume, add.volume),
+        base.tf_ms,
+        base.symbol,
+        base.kind,
+        f"{base.source}, holes from {add.source}",
+    )
 
 
 def _decisions(
@@ -431,28 +617,38 @@ def _decisions(
     window: tuple[int | None, int | None],
     warmup: int,
     notes: list[str],
-) -> Candles:
+) -> tuple[Candles, str]:
     """The decision candles: ``last`` when they are of the decision timeframe, else the
     decision timeframe's own file when it covers as much, else resampled (see
-    :func:`load_history`); a choice worth saying is appended to ``notes``."""
+    :func:`load_history`); either with its holes filled from the other files that make them
+    (:class:`_HoleFiller`). A choice worth saying is appended to ``notes``; with the candles,
+    why they start later than a file holding the warm-up ("" when they do not)."""
     tf_ms = parse_timeframe(decision_tf)
     start, end = window
     if tf_ms == last.tf_ms:
-        return last
+        return last, ""
     trade_tfs = inventory.trade_timeframes(symbol)
-    if decision_tf in trade_tfs and _covers_as_much(
-        own := inventory.load_candles(symbol, decision_tf), last, start, end
-    ):
-        return own
+    fill = _HoleFiller(inventory, symbol, tf_ms, last, trade_tfs)
+    if decision_tf in trade_tfs:
+        own, said = fill.fill(fill.load(decision_tf))
+        if _covers_as_much(own, last, start, end):
+            if said:
+                notes.append(said)
+            return own, ""
     # the chosen file's timeframe divides the decision timeframe
-    source = _decision_source(inventory, symbol, trade_tfs, last, tf_ms, start, end, warmup)
+    source, late = _decision_source(symbol, trade_tfs, fill, tf_ms, start, end, warmup)
     if source is not last:
         notes.append(
             f"{symbol} decisions: {decision_tf} resampled from "
             f"{format_timeframe(source.tf_ms)}, the finest file that also holds the "
             f"{warmup} candles of warm-up before the window"
         )
-    return _decision_candles(symbol, source, tf_ms, notes)
+    if late:
+        notes.append(late)
+    decision, said = fill.fill(source, _decision_candles(symbol, source, tf_ms, notes))
+    if said:
+        notes.append(said)
+    return decision, late
 
 
 def _decision_gaps(
@@ -534,6 +730,16 @@ def load_histories(
             symbols,
         )
         return dict(zip(symbols, loaded, strict=True))
+
+
+class TradeQuote(NamedTuple):
+    """A last price for market orders (:meth:`HistoricalMarket.trade_quote`): the close of the
+    candle (trade, else mark) that closed at ``as_of_ms``, and until when the contract has a
+    price (from then on a hole in every one of its price series: none within one candle)."""
+
+    price: Decimal
+    as_of_ms: int
+    until_ms: int
 
 
 # (history, spec, volatility, ATR, mean volume): the precomputed statistics a market last read.
@@ -660,31 +866,53 @@ class HistoricalMarket:
         return answer
 
     def trade_price(self, symbol: str, now_ms: int, mark: Decimal | None) -> Decimal | None:
+        """The price of :meth:`trade_quote` (None before the first candle)."""
+        quote = self.trade_quote(symbol, now_ms, mark)
+        return quote.price if quote is not None else None
+
+    def trade_quote(self, symbol: str, now_ms: int, mark: Decimal | None) -> TradeQuote | None:
         """The last price a market order sent at ``now_ms`` fills from: the close of the
         last-trade candle closed then. Where that candle is missing (a hole in the trade data
         while the mark candles go on), ``mark``, the mark of that moment, not a close hours or
         days old, if a mark bar closed after the last trade candle did (else that close is the
-        newer price). None before the first candle."""
+        newer price). None before the first candle.
+
+        With it, until when there is a price (:attr:`TradeQuote.until_ms`): while the trade
+        candles or the trigger (mark) bars closed within one candle of their own, and one of
+        the two series has the bar that spans the moment just before ``now_ms``. Otherwise
+        ``now_ms`` lies in a hole of every price series of the contract (a venue in maintenance,
+        a download that skipped a day), or just at its end, with the last price from before it:
+        no trade is known to fill a market order at (``until_ms`` is then ``now_ms`` at most)."""
         last = self.last_price(symbol, now_ms)
         if last is None:
             return None
         price, closed_at = last
-        # Only a mark newer than that close: an hourly mark bar still open over a few minutes of
-        # missing trade candles in a crash is the price of up to an hour before, and a market
-        # order filled there would leave the crash at its start.
-        hole = closed_at <= now_ms - self.contracts[symbol].last.tf_ms
-        if mark is not None and hole and self._mark_closed_at(symbol, now_ms) > closed_at:
-            return mark
-        return price
+        h = self.contracts[symbol]
+        tf = h.last.tf_ms
+        if closed_at == now_ms:  # the candle closing now (every tick on whole data)
+            return TradeQuote(price, closed_at, closed_at + tf)
+        as_of, until = closed_at, closed_at + tf
+        if closed_at <= now_ms - tf:  # a hole in the trade candles
+            marked, mark_tf = self._mark_closed_at(symbol, now_ms)
+            until = max(until, marked + mark_tf)
+            # Only a mark newer than that close: an hourly mark bar still open over a few
+            # minutes of missing trade candles in a crash is the price of up to an hour before,
+            # and a market order filled there would leave the crash at its start.
+            if mark is not None and marked > closed_at:
+                price, as_of = mark, marked
+        if not (_spans(h.last, now_ms) or _spans(h.trigger, now_ms)):
+            until = min(until, now_ms)
+        return TradeQuote(price, as_of, until)
 
-    def _mark_closed_at(self, symbol: str, now_ms: int) -> int:
-        """When the latest trigger bar closed by ``now_ms`` closed (0: none has)."""
+    def _mark_closed_at(self, symbol: str, now_ms: int) -> tuple[int, int]:
+        """When the latest trigger bar closed by ``now_ms`` closed (0: none has), and the
+        trigger bars' length."""
         t = self.contracts[symbol].trigger
         cursor = self._trigger_at.get(symbol)
         if cursor is None or cursor.ts is not t.ts:
             cursor = self._new_cursor(self._trigger_at, symbol, t.ts, t.tf_ms)
         i = cursor.right(now_ms - t.tf_ms) - 1
-        return int(t.ts[i]) + t.tf_ms if i >= 0 else 0
+        return (int(t.ts[i]) + t.tf_ms if i >= 0 else 0), t.tf_ms
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
         f = self.contracts[symbol].funding
@@ -752,6 +980,13 @@ class HistoricalMarket:
         }
 
 
+def _spans(c: Candles, now_ms: int) -> bool:
+    """Whether ``c`` has the bar that spans the moment just before ``now_ms`` (the one that
+    closes then, or one still open): false inside a hole of ``c`` and at its end."""
+    i = int(c.ts.searchsorted(now_ms, side="left")) - 1  # the last bar open before now
+    return i >= 0 and int(c.ts[i]) + c.tf_ms >= now_ms
+
+
 def _last_beside(trigger: Candles, last: Candles) -> FloatArray | None:
     """Mark bars: the last-trade candle over the same time beside each one (open, high, low;
     NaN where there is none), what a triggered stop fills against. Finer last-trade candles
@@ -816,6 +1051,17 @@ def simulation_window(
             f"{sim.start or 'start'} .. {sim.end or 'end'}" + _mark_limits(histories, warm)
         )
     return start, end
+
+
+def late_starts(histories: dict[str, ContractHistory], warm: int, start: int) -> list[str]:
+    """Why the contracts whose warm-up ends at ``start`` or later hold it that late, where a
+    file that holds it earlier was passed over for its holes (:attr:`ContractHistory.
+    late_start`); empty when the data's first candles are the reason."""
+    return [
+        h.late_start
+        for h in histories.values()
+        if h.late_start and len(h.decision) and _warmed_up(h, warm) >= start
+    ]
 
 
 def _warmed_up(h: ContractHistory, warm: int) -> int:

@@ -655,20 +655,20 @@ def advance(
                 scan_from = t + 1
                 continue
             _through(ex, series, t)
-            return GuardHit(t + path.tf_ms, to_decimal(float(path.worst_equity[k])))
+            close = t + path.tf_ms
+            # The guard acts at the candle's close. A settlement up to that instant comes first:
+            # funding is exchanged on the position held at the funding time (Binance "Introduction
+            # to Binance Futures Funding Rates"), before anything the bot does on that close, as
+            # a regular tick has it (the replay advances to the tick, then the engine runs).
+            _settle_through(ex, series, funding, min(close, end_ms))
+            return GuardHit(close, to_decimal(float(path.worst_equity[k])))
         if best is None or best_ts is None:
             break
         _catch_up(ex, series, best_ts)
         scan_from = best_ts
         kind, sym, idx = best
         if kind == "funding":
-            tape = funding[sym]
-            tape.cursor += 1
-            s = series[sym]
-            j = min(int(s.ts.searchsorted(best_ts, side="left")), len(s.ts) - 1)
-            mark = to_decimal(s.open[j]) if s.ts[j] == best_ts else ex.marks.get(sym, ZERO)
-            if mark > 0:
-                settle_funding(ex, sym, best_ts, to_decimal(tape.rate[idx]), mark)
+            _settle(ex, series[sym], funding[sym], sym, best_ts)
         else:
             s = series[sym]
             process_bar(
@@ -694,6 +694,39 @@ def advance(
         s.cursor = max(s.cursor, ends[sym])
     ex.processed_ms = max(ex.processed_ms, end_ms)
     return None
+
+
+def _settle(ex: SimAccount, s: TriggerSeries, tape: FundingTape, symbol: str, ts: int) -> None:
+    """Settle ``symbol``'s next settlement (at ``ts``) on the mark of that instant: the open of
+    the bar opening then, else the mark the account holds."""
+    idx = tape.cursor
+    tape.cursor += 1
+    j = min(int(s.ts.searchsorted(ts, side="left")), len(s.ts) - 1)
+    mark = to_decimal(s.open[j]) if s.ts[j] == ts else ex.marks.get(symbol, ZERO)
+    if mark > 0:
+        settle_funding(ex, symbol, ts, to_decimal(tape.rate[idx]), mark)
+
+
+def _settle_through(
+    ex: SimAccount,
+    series: Mapping[str, TriggerSeries],
+    funding: Mapping[str, FundingTape],
+    until_ms: int,
+) -> None:
+    """Settle every pending settlement at or before ``until_ms``, in time order (of equal
+    times, in the contracts' order, as :func:`_next_event` takes them)."""
+    while True:
+        due: tuple[int, str] | None = None
+        for sym in series:
+            tape = funding.get(sym)
+            if tape is None or tape.cursor >= len(tape.ts):
+                continue
+            t = int(tape.ts[tape.cursor])
+            if t <= until_ms and (due is None or t < due[0]):
+                due = (t, sym)
+        if due is None:
+            return
+        _settle(ex, series[due[1]], funding[due[1]], due[1], due[0])
 
 
 def _ends(series: Mapping[str, TriggerSeries], end_ms: int) -> tuple[dict[str, int], int]:

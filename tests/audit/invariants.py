@@ -11,6 +11,9 @@ inspects the simulated exchange (the source of truth) after every tick:
   next tick at the latest (a breach made by the tick's own fills is the guard's, on the next
   candle);
 * no entry or increase filled while the account was not ``active``;
+* no fill dated inside a hole in every price series of its contract (no last-trade candle and
+  no trigger bar then): no one traded there, a market order cannot have filled at a price hours
+  old (the simulated venue refuses it), and a stop fills at the first bar after the hole;
 * every amount is finite (no NaN or infinity) and no exposure beyond the hard caps (with
   :data:`CAP_ROOM`);
 * the account's books balance: wallet = starting balance + realised PnL - fees - funding +
@@ -31,9 +34,11 @@ from pathlib import Path
 
 from bot.backtest.replay import SimulationResult
 from bot.domain.enums import EventKind, OrderPurpose, OrderType, TradingState
+from bot.domain.orders import Fill
 from bot.engine.tick import Engine
 from bot.ports.store import RiskEvent, RiskMemory
 from bot.sim.exchange import SimulatedExchange
+from bot.sim.history import HistoricalMarket
 from bot.store.memory import MemoryStore
 
 ZERO = Decimal(0)
@@ -53,6 +58,10 @@ class TickChecker:
     # the next candle, so it is checked again at the next tick.
     _breach: str | None = None
     _events_seen: int = 0
+    # Per contract the holes (from, to) of its last-trade candles and of its trigger bars.
+    _holes: dict[str, tuple[list[tuple[int, int]], list[tuple[int, int]]]] = field(
+        default_factory=dict
+    )
 
     def __call__(self, t: int, engine: Engine, ex: SimulatedExchange) -> None:
         self.ticks += 1
@@ -71,7 +80,10 @@ class TickChecker:
             self.fail(t, f"still active after {self._breach}")
         self._breach = None
         self._check_state(t, engine, ex, memory)
-        self._check_new_fills(t, ex, engine, state)
+        new = ex.fills[self._fills_seen :]
+        self._fills_seen = len(ex.fills)
+        self._check_new_fills(t, new, engine, state)
+        self._check_fill_times(t, new, engine)
         self._check_numbers(t, ex)
         self._check_caps(t, engine, ex)
 
@@ -140,10 +152,8 @@ class TickChecker:
             )
 
     def _check_new_fills(
-        self, t: int, ex: SimulatedExchange, engine: Engine, state: TradingState
+        self, t: int, new: list[Fill], engine: Engine, state: TradingState
     ) -> None:
-        new = ex.fills[self._fills_seen :]
-        self._fills_seen = len(ex.fills)
         if state is TradingState.ACTIVE:
             return
         recent = _events(engine)[-50:]
@@ -153,6 +163,19 @@ class TickChecker:
         for f in new:
             if f.purpose is OrderPurpose.ENTRY and f.timestamp_ms == t:
                 self.fail(t, f"{f.symbol}: {f.purpose} filled while {state.value}: {f}")
+
+    def _check_fill_times(self, t: int, new: list[Fill], engine: Engine) -> None:
+        """No fill strictly inside a hole of both the trade candles and the trigger bars."""
+        market = engine.market
+        assert isinstance(market, HistoricalMarket)
+        for f in new:
+            holes = self._holes.get(f.symbol)
+            if holes is None:
+                h = market.contracts[f.symbol]
+                holes = self._holes[f.symbol] = (h.last.gaps(), h.trigger.gaps())
+            ts = f.timestamp_ms
+            if all(any(a < ts < b for a, b in series) for series in holes):
+                self.fail(t, f"{f.symbol}: {f.purpose} filled inside a hole of its data: {f}")
 
     def _check_numbers(self, t: int, ex: SimulatedExchange) -> None:
         values = [("wallet", ex.book.wallet), ("equity", ex.equity())]

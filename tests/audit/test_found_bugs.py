@@ -305,7 +305,8 @@ def test_funding_missing_or_ending_early_is_said(tmp_path: Path) -> None:
     assert f"{BTC} funding: no funding file: no funding is paid or received" in notes[BTC]
     assert (
         f"{ETH} funding: settlements 2025-01-01 00:00 .. 2025-01-06 16:00 do not cover "
-        "2025-01-01 00:00 .. 2025-01-13 00:00: no funding is paid or received outside them"
+        "2025-01-01 00:00 .. 2025-01-13 00:00, 18 settlement(s) missing at the end (at the "
+        "file's 8 h interval there): no funding is paid or received outside them"
     ) in notes[ETH]
     assert outcome.problems == []
 

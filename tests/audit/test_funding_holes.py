@@ -15,7 +15,7 @@ import numpy as np
 
 from bot.marketdata.candles import Candles, FundingSeries, settlement_step
 from bot.sim.events import SimEventKind
-from bot.sim.history import ContractHistory, HistoricalMarket, _segment_starts
+from bot.sim.history import ContractHistory, HistoricalMarket, _funding_gap, _segment_starts
 from tests.audit.harness import run, write_config
 from tests.audit.market import HOUR, T0, walk, write_market
 from tests.audit.scenarios import BTC, ETH
@@ -94,3 +94,35 @@ def test_a_hole_in_hourly_funding_is_reported_and_not_charged(tmp_path: Path) ->
     assert not set(charged) & set(missing)
     held_from = charged[0]
     assert charged == [int(t) for t in ts if held_from <= t < result.end_ms]
+
+
+def test_an_hourly_file_that_stops_early_is_said_at_its_own_interval() -> None:
+    # Hourly settlements that stop at 16:00 before a window ending at midnight: seven (17:00 ..
+    # 23:00) are missing, nothing is paid or received for them, and nothing said so: the
+    # coverage test allowed 8 h at each end whatever the file's interval. An 8-hourly file
+    # stopping at 16:00 misses none; one starting late is counted at its own interval too.
+    trade = walk(10 * 24, 3_000.0, tf_ms=HOUR, seed=33)
+    last = Candles(
+        trade.ts, trade.open, trade.high, trade.low, trade.close, trade.volume, HOUR, ETH,
+        "trade", "t",
+    )  # fmt: skip
+    lo, hi = T0 + 2 * 24 * HOUR, T0 + 10 * 24 * HOUR
+    hourly = np.arange(T0 + HOUR, hi - 8 * HOUR + 1, HOUR, dtype=np.int64)
+    notes = _funding_gap(
+        ETH, FundingSeries(hourly, np.full(len(hourly), 1e-4), ETH, "f"), lo, hi, last
+    )
+    assert notes == [
+        f"{ETH} funding: settlements 2025-01-01 01:00 .. 2025-01-10 16:00 do not cover "
+        "2025-01-03 00:00 .. 2025-01-11 00:00, 7 settlement(s) missing at the end (at the "
+        "file's 1 h interval there): no funding is paid or received outside them"
+    ]
+    eight = np.arange(T0, hi - 8 * HOUR + 1, 8 * HOUR, dtype=np.int64)
+    assert (
+        _funding_gap(ETH, FundingSeries(eight, np.full(len(eight), 1e-4), ETH, "f"), lo, hi, last)
+        == []
+    )
+    late = np.arange(lo + 3 * HOUR, hi, HOUR, dtype=np.int64)
+    [note] = _funding_gap(
+        ETH, FundingSeries(late, np.full(len(late), 1e-4), ETH, "f"), lo, hi, last
+    )
+    assert "2 settlement(s) missing at the start (at the file's 1 h interval there)" in note

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 from bot.domain.decision import Decision
-from bot.domain.enums import TradingState
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType, TradingState
+from bot.domain.orders import OrderRequest
 from bot.instruments import load_instruments
 from bot.risk.guard import equity_floor, first_breach
 from bot.risk.limits import RiskLimits
 from bot.risk.loss_budget import cap_to_loss_budget, loss_at_stop
 from bot.risk.state import initial_memory, update
+from bot.sim.triggers import FundingTape, TriggerSeries, advance
+from tests.conftest import T0, make_exchange
 
 D = Decimal
 BTC = "BTC/USDT:USDT"
@@ -148,3 +151,40 @@ def test_negative_slippage_is_an_error() -> None:
         cap_to_loss_budget(
             [decision(BTC, "0.1", "57000")], {BTC: D(60000)}, INSTRUMENTS, D(1), D(-1)
         )
+
+
+def test_a_settlement_at_the_close_of_the_guards_candle_is_paid_before_the_guard_acts() -> None:
+    # A long of 1 BTC at 60,000; the 5-minute mark candle from T0 dips to 50,000 (the account
+    # under the guard's floor) and closes at 59,000, where a settlement of 0.1 % falls. The
+    # guard acts at that close (it halts and flattens); funding is exchanged on the position
+    # held at the funding time, so the settlement comes first: 1 x 59,100 (the mark then, the
+    # next bar's open) x 0.1 % = 59.10. Before, the guard's close came first and the position
+    # was flat at the settlement: nothing was charged.
+    ex, _ = make_exchange(INSTRUMENTS, balance="100000")
+    ex.marks[BTC] = ex.lasts[BTC] = D(60000)
+    ex.set_leverage(BTC, 2)
+    ex.place_order(
+        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D(1), False)
+    )
+    five = 300_000
+    ts = np.array([T0, T0 + five], dtype=np.int64)
+    series = {
+        BTC: TriggerSeries(
+            ts,
+            np.array([60000.0, 59100.0]),
+            np.array([60000.0, 59200.0]),
+            np.array([50000.0, 59000.0]),
+            np.array([59000.0, 59100.0]),
+            five,
+            "mark",
+        )
+    }
+    tapes = {BTC: FundingTape(np.array([T0 + five], dtype=np.int64), np.array([0.001]))}
+    hit = advance(ex, series, tapes, T0 + 2 * five, floor=ex.equity() - D(5000))
+    assert hit is not None
+    assert hit.ts_ms == T0 + five
+    assert [(e.ts_ms, e.amount) for e in ex.events if e.kind == "funding"] == [
+        (T0 + five, D("59.1"))
+    ]
+    assert tapes[BTC].cursor == 1  # not settled again after the guard
+    assert ex.book.positions[BTC].qty == 1

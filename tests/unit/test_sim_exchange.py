@@ -13,7 +13,13 @@ from bot.domain.instrument import Instrument, MarginModel
 from bot.domain.margin import liquidation_price_isolated
 from bot.domain.orders import OrderRequest
 from bot.domain.position import Position
-from bot.errors import DuplicateClientId, InsufficientMargin, InvalidQuantity, ReduceOnlyRejected
+from bot.errors import (
+    DuplicateClientId,
+    InsufficientMargin,
+    InvalidQuantity,
+    OrderRejected,
+    ReduceOnlyRejected,
+)
 from bot.sim.triggers import process_bar, settle_funding
 from tests.conftest import make_exchange
 
@@ -431,3 +437,24 @@ def test_a_stop_filling_beyond_the_bankruptcy_price_loses_no_more_than_backs_it(
     # the insurance fund's (fees_paid counted it whole)
     assert ex.fees_paid == ex.fills[0].fee
     assert_money_adds_up(ex, balance)
+
+
+def test_a_market_order_past_the_last_price_of_the_history_is_refused(long_btc) -> None:
+    # A last price from history is the close of a candle; past the close of the next one the
+    # data has a hole in every series (a venue in maintenance): the order is refused, not filled
+    # at a close hours old. Before that, and with a price of the moment (set_mark), it fills.
+    now = long_btc.clock.now_ms()
+    long_btc.set_last(BTC, D(60000), as_of_ms=now, until_ms=now + 300_000)
+    long_btc.clock.advance_to(now + 299_999)
+    long_btc.place_order(market("r1", OrderSide.SELL, "0.01", reduce=True))
+    long_btc.clock.advance_to(now + 300_000)
+    since = r"no price for BTC/USDT:USDT since \d{4}-\d\d-\d\d \d\d:\d\d UTC"
+    with pytest.raises(OrderRejected, match=since):
+        long_btc.place_order(market("r2", OrderSide.SELL, "0.01", reduce=True))
+    with pytest.raises(OrderRejected, match="no price"):
+        long_btc.place_order(market("e2", OrderSide.BUY, "0.01"))
+    assert [f.client_id for f in long_btc.fills] == ["e1", "r1"]
+    assert "r2" not in long_btc.orders
+    long_btc.set_mark(BTC, D(59000))  # a live price: no age
+    long_btc.place_order(market("r3", OrderSide.SELL, "0.01", reduce=True))
+    assert long_btc.fills[-1].client_id == "r3"

@@ -163,14 +163,16 @@ class Reconciler:
         venue says of it (not found: it never reached the book).
 
         An order whose outcome became unknown less than :data:`UNKNOWN_NOT_FOUND_MS` ago and
-        that the venue does not find stays unknown: it may still execute (a resend or a new
-        entry then filled twice). Until it is settled, its contract takes no increase
-        (:attr:`unsettled`, for an order that can add exposure)."""
+        that the venue does not find stays unresolved: it may still execute (a resend or a new
+        entry then filled twice). So does an intent still ``pending_submit`` (the process died
+        while it was on the wire; its time is the intent's, before the send): a restart seconds
+        later would otherwise cancel it and enter again. Until it is settled, its contract
+        takes no increase (:attr:`unsettled`, for an order that can add exposure)."""
         found = self.exchange.fetch_order(record.request.symbol, record.client_id)
         sym = record.request.symbol
         if (
             found is None
-            and record.status is OrderStatus.UNKNOWN
+            and record.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_SUBMIT)
             and now - record.updated_ms < UNKNOWN_NOT_FOUND_MS
         ):
             if record.request.can_add_exposure:
@@ -180,9 +182,9 @@ class Reconciler:
                 EventKind.RECONCILE,
                 sym,
                 TradingState.ACTIVE,
-                f"order {record.client_id} (unknown) not found on the exchange yet: it may "
-                f"still execute, kept unknown for {UNKNOWN_NOT_FOUND_MS // 1000} s after its "
-                "send"
+                f"order {record.client_id} ({record.status}) not found on the exchange yet: "
+                f"it may still execute, kept unresolved for {UNKNOWN_NOT_FOUND_MS // 1000} s "
+                "after its send"
                 + (", no increase on this contract meanwhile" if sym in self.unsettled else ""),
             )
             return

@@ -273,7 +273,10 @@ class Engine:
         self.unreadable_streak = restored_streak(
             store.recent_events(1, kinds=(EventKind.READABLE, EventKind.UNREADABLE))
         )
-        self.protection_failures = 0  # checks in a row that had to close a naked position
+        # Per contract: checks in a row that had to close its naked position (a check of
+        # another contract says nothing about this one's stops: counted for the account, a
+        # protected BTC reset the streak an ETH whose every stop was refused built each tick)
+        self._protection_streaks: dict[str, int] = {}
         self.unprotected_since: dict[str, int] = {}
         self._venue_errors: dict[str, str] = {}  # last venue refusal of a protective order
         # The part of each position no order can protect, as last recorded (see
@@ -1465,24 +1468,31 @@ class Engine:
         checked (the job then fails as unreadable, as it would have).
         """
         closed: list[str] = []
-        protected = False
         first: Exception | None = None
         for sym in self.symbols:
             try:
                 found = self._ensure_one(sym, acct, now)
             except Exception as exc:  # the other contracts are still verified; raised below
+                # (a check cut short proves no streak over: its count is left as it is)
                 if first is None:
                     first = exc
                 continue
             if found == "closed":
                 closed.append(sym)
-            protected = protected or found == "protected"
-        if closed or (first is None and protected):
-            # (a check cut short proves no streak over: a failed read leaves the count as is)
+                self._protection_streaks[sym] = self._protection_streaks.get(sym, 0) + 1
+            elif found == "protected":
+                self._protection_streaks.pop(sym, None)
+        if closed:
             self._count_protection(now, closed)
         if first is not None:
             raise first
         return closed
+
+    @property
+    def protection_failures(self) -> int:
+        """The longest streak of checks in a row that had to close one contract's naked
+        position (0: none)."""
+        return max(self._protection_streaks.values(), default=0)
 
     def _ensure_one(self, sym: str, acct: AccountView, now: int) -> _Checked:
         """:meth:`ensure_protected` for one contract: whether it found a managed position,
@@ -1697,22 +1707,19 @@ class Engine:
             )
 
     def _count_protection(self, now: int, closed: list[str]) -> None:
-        """Count a check that had to close ``closed``; one that closed nothing ends the
-        streak. :meth:`ensure_protected` calls it only for a check that closed a position or
-        found the positions protected: one that found no position (the guard between a close
-        and the next entry, flat because the bot had just closed it) says nothing about the
-        stops. Reset there, a bot whose every stop the venue refused (Binance -4045, the
-        account's cap of conditional orders) opened, failed to protect and closed at market
-        every decision, never reaching ``reducing``."""
-        if not closed:
-            self.protection_failures = 0
-            return
-        self.protection_failures += 1
-        if self.protection_failures >= self.limits.max_protection_failures:
+        """After a check that had to close ``closed``: ``reducing`` once one contract's streak
+        reaches the limit. A contract's streak ends only at a check that finds its position
+        protected: one that found no position there (the guard between a close and the next
+        entry, flat because the bot had just closed it) says nothing about its stops. Reset
+        there, a bot whose every stop the venue refused (Binance -4045, the account's cap of
+        conditional orders) opened, failed to protect and closed at market every decision,
+        never reaching ``reducing``."""
+        streak = max(self._protection_streaks.get(sym, 0) for sym in closed)
+        if streak >= self.limits.max_protection_failures:
             self._to_reducing(
                 now,
-                f"{UNPROTECTED}: {self.protection_failures} checks in a row found a position "
-                f"without a valid stop ({', '.join(closed)})",
+                f"{UNPROTECTED}: {streak} checks in a row found a position without a valid "
+                f"stop ({', '.join(closed)})",
             )
 
     # -- unreadable account ----------------------------------------------------------------------

@@ -1057,3 +1057,64 @@ def test_a_stop_of_unknown_outcome_the_lagging_list_omits_is_not_placed_twice(
     run.guard()  # the list shows it now: settled, nothing placed
     assert _stops(backend) == [("sell", held)]
     assert store.get_order(first["cid"]).status is OrderStatus.OPEN  # type: ignore[union-attr]
+
+
+def _bybit_entry_creates(server: LoopbackServer) -> list[str]:
+    return [
+        str(r.params["orderLinkId"])
+        for r in server.calls("/v5/order/create", "POST")
+        if "-en-" in str(r.params.get("orderLinkId", ""))
+    ]
+
+
+@pytest.mark.parametrize("venue", [VENUES["bybit"]], ids=["bybit"])
+def test_a_bybit_entry_whose_create_timed_out_is_not_sent_again_when_the_venue_executes_it_late(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+) -> None:
+    """The Binance case above on Bybit, where the bot looks an order up in the order list by
+    orderLinkId: the create timed out, the lookup listed nothing, then the venue executed the
+    first request. The entry is sent once, stays unknown through a second decision within the
+    minute (no new entry on the contract), and the next job settles it by orderLinkId."""
+    run, store = bot
+    server.timeout_hold_s = 4.0  # beyond the client's 2.5 s
+    server.inject(Fault("/v5/order/create", "POST", kind="timeout"))
+    late: list[Order | None] = []
+
+    def lookup_then_late(reply: Any) -> Any:
+        # the first empty order list after the timed-out create is the lookup by orderLinkId
+        if not late and _bybit_entry_creates(server) and venue.rows_of(reply) == []:
+            [sent] = [
+                c
+                for c in server.calls("/v5/order/create", "POST")
+                if "-en-" in str(c.params.get("orderLinkId", ""))
+            ]
+            # the venue executes the timed-out request late: through its own create route, so
+            # its order list knows the orderLinkId (lock held, as a request in flight would)
+            with server.lock:
+                create = server._routes[("POST", "/v5/order/create")][0]
+                create(server._request(dict(sent.params), server.server_time_ms()))
+            late.append(backend.fetch_order(BTC, str(sent.params["orderLinkId"])))
+        return reply
+
+    server.inject(
+        Fault("/v5/order/realtime", "GET", kind="edit", edit=lookup_then_late, times=1000)
+    )
+    run.tick()
+    assert late, "the lookup did not run"
+    [executed] = late
+    assert executed is not None
+    assert _bybit_entry_creates(server) == [executed.client_id], "the entry was sent again"
+    held = backend.fetch_positions([BTC])[BTC].qty
+    [entry] = [r for r in store.recent_orders(20) if r.request.purpose is OrderPurpose.ENTRY]
+    assert entry.status is OrderStatus.UNKNOWN
+    run.tick()  # within the minute: no new entry on the contract
+    assert _bybit_entry_creates(server) == [executed.client_id]
+    assert backend.fetch_positions([BTC])[BTC].qty == held
+    run.guard()  # the next job settles it by orderLinkId
+    [entry] = [r for r in store.recent_orders(20) if r.request.purpose is OrderPurpose.ENTRY]
+    assert (entry.status, entry.filled) == (OrderStatus.FILLED, held)
+    assert BTC not in run.engine.reconciler.foreign
+    assert _stops(backend) == [("sell", held)]

@@ -167,13 +167,16 @@ class Reconciler:
         entry then filled twice). So does an intent still ``pending_submit`` (the process died
         while it was on the wire; its time is the intent's, before the send): a restart seconds
         later would otherwise cancel it and enter again. Until it is settled, its contract
-        takes no increase (:attr:`unsettled`, for an order that can add exposure)."""
+        takes no increase (:attr:`unsettled`, for an order that can add exposure). Where the
+        exchange's lookups are final (simulated and paper: its own), not found is believed at
+        once."""
         found = self.exchange.fetch_order(record.request.symbol, record.client_id)
         sym = record.request.symbol
         if (
             found is None
             and record.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_SUBMIT)
             and now - record.updated_ms < UNKNOWN_NOT_FOUND_MS
+            and not self.exchange.lookups_are_final()
         ):
             if record.request.can_add_exposure:
                 self.unsettled.add(sym)

@@ -590,6 +590,11 @@ class CcxtExchange:
         what = f"{symbol} {timeframe} {'mark-price' if mark else 'trade'} candles"
         return mapping.closed_candles(rows, tf_ms, self.venue_now_ms(), what)[-limit:]
 
+    def lookups_are_final(self) -> bool:
+        """No: a request whose answer was lost may still execute, and the venue's order query
+        can trail its matching engine (Binance -1007; freqtrade#12681 for algo orders)."""
+        return False
+
     def venue_now_ms(self) -> int:
         """The injected clock's time as the venue's clock reads it: minus the offset ccxt
         measured (``adjustForTimeDifference``: at the markets' load and every resync; 0 when

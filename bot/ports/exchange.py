@@ -59,6 +59,15 @@ class ExchangePort(Protocol):
         (unknown, never "none")."""
         ...
 
+    def lookups_are_final(self) -> bool:
+        """Whether a lookup by client id that finds nothing means the order never reached the
+        book and never will. Simulated and paper: yes (the exchange is this process's own, and
+        a request a dead process was sending died with it). Live: no: a request whose answer
+        was lost may still execute (Binance -1007, "execution status unknown"), and the
+        venue's order query can trail its matching engine, so "not found" right after a send
+        is believed only a while later (:data:`bot.engine.reconcile.UNKNOWN_NOT_FOUND_MS`)."""
+        ...
+
     def venue_now_ms(self) -> int:
         """The time now as the venue's clock reads it: live, the host's clock corrected by the
         offset last measured against the venue (each job after the wall clock stepped, and

@@ -223,6 +223,10 @@ class SimulatedExchange:
             if f.liquidation and f.symbol == symbol and f.timestamp_ms >= since_ms
         ]
 
+    def lookups_are_final(self) -> bool:
+        """Yes: this exchange is the process's own; an order it does not hold it never will."""
+        return True
+
     def venue_now_ms(self) -> int:
         """The simulated venue keeps the injected clock's time."""
         return self.clock.now_ms()

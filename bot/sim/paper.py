@@ -60,6 +60,9 @@ class PaperExchange:
     def venue_now_ms(self) -> int:
         return self.sim.venue_now_ms()
 
+    def lookups_are_final(self) -> bool:
+        return self.sim.lookups_are_final()
+
     def fetch_mark_price(self, symbol: str) -> Decimal:
         return self.sim.fetch_mark_price(symbol)
 

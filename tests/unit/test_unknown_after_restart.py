@@ -31,6 +31,9 @@ class InFlightExchange(SimulatedExchange):
 
     lost: OrderRequest | None = None
 
+    def lookups_are_final(self) -> bool:
+        return False  # a venue: a request may execute after a lookup missed it
+
     def place_order(self, request: OrderRequest) -> Order:
         if request.purpose is OrderPurpose.ENTRY and self.lost is None:
             self.lost = request

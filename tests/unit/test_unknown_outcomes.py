@@ -31,6 +31,9 @@ class LostEntryExchange(SimulatedExchange):
 
     lost: OrderRequest | None = None
 
+    def lookups_are_final(self) -> bool:
+        return False  # a venue: a request may execute after a lookup missed it
+
     def place_order(self, request: OrderRequest) -> Order:
         if request.purpose is OrderPurpose.ENTRY and self.lost is None:
             self.lost = request
@@ -59,6 +62,9 @@ class LostStopExchange(SimulatedExchange):
     lost: str | None = None
     lag = 1
     blind = False
+
+    def lookups_are_final(self) -> bool:
+        return False  # a venue: a request may execute after a lookup missed it
 
     def place_order(self, request: OrderRequest) -> Order:
         order = super().place_order(request)

@@ -170,16 +170,8 @@ def secure_decision(
     if inst.floor_qty(target) < inst.min_qty:
         # No order can open a position this small (nor close one, or protect it without a
         # close-position stop): the cause is the venue's minimum order, not the stop's room.
-        return Decision(
-            symbol=d.symbol,
-            direction=d.direction,
-            target_leverage=ZERO,
-            target_qty=ZERO,
-            stop_loss=None,
-            take_profit=None,
-            reason=f"{d.reason}; size {plain(target)} below the exchange minimum "
-            f"{plain(inst.min_qty)} -> no position",
-            allow_increase=d.allow_increase,
+        return _no_position(
+            d, f"size {plain(target)} below the exchange minimum {plain(inst.min_qty)}"
         )
 
     # An open isolated position's setting cannot be lowered on Binance: the increase margins at
@@ -211,16 +203,11 @@ def secure_decision(
     )
     # Decision(...) with every field, not dataclasses.replace: the same object, built cheaper.
     if fitted.qty == 0 or fitted.stop is None:
-        return Decision(
-            symbol=d.symbol,
-            direction=d.direction,
-            target_leverage=ZERO,
-            target_qty=ZERO,
-            stop_loss=None,
-            take_profit=None,
-            reason=f"{d.reason}; no stop can rest between mark {mark} and liquidation "
-            f"(buffer {buffer:.6g}) at any size -> close",
-            allow_increase=d.allow_increase,
+        return _no_position(
+            d,
+            f"no stop can rest between mark {mark} and liquidation (buffer {buffer:.6g}) at "
+            "any size",
+            "close",
         )
     lev = d.target_leverage
     if fitted.qty != wanted:
@@ -409,3 +396,19 @@ def _others(
         mm += cross_maintenance(instruments[sym], p.qty, p.entry_price, mark)
         upnl += p.unrealized_pnl(mark)
     return mm, upnl
+
+
+def _no_position(d: Decision, why: str, outcome: str = "no position") -> Decision:
+    """``d`` sized to nothing for ``why`` (its direction kept, as the securing step's other
+    answers keep it; the reason says ``why -> outcome``)."""
+    # Decision(...) with every field, not dataclasses.replace: the same object, built cheaper.
+    return Decision(
+        symbol=d.symbol,
+        direction=d.direction,
+        target_leverage=ZERO,
+        target_qty=ZERO,
+        stop_loss=None,
+        take_profit=None,
+        reason=f"{d.reason}; {why} -> {outcome}",
+        allow_increase=d.allow_increase,
+    )

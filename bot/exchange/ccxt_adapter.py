@@ -34,7 +34,13 @@ from bot.exchange.capabilities import (
     check_capabilities,
     venue_profile,
 )
-from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer, keep_decimal_context
+from bot.exchange.ccxt_clients import (
+    ClientPool,
+    Hedge,
+    SharedPacer,
+    VenueAskedToWait,
+    keep_decimal_context,
+)
 from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.mapping import Candle
 from bot.exchange.paging import read_all_pages
@@ -106,7 +112,7 @@ class CcxtExchange:
         self._account = account
         self.recv_window_ms = recv_window_ms
         self._policy = RetryPolicy(attempts=retry_attempts, max_seconds=retry_max_seconds)
-        pacer = SharedPacer(clock)
+        pacer = self._pacer = SharedPacer(clock)
 
         def prepare(client: Any) -> None:
             keep_decimal_context(client)
@@ -776,7 +782,13 @@ class CcxtExchange:
         """One ccxt call with retries; a read (``hedge``) is also hedged (ccxt_clients.Hedge)."""
 
         def attempt() -> T:
-            return readable(fn, what)
+            try:
+                return readable(fn, what)
+            except ccxt.BaseError as exc:
+                # A hedged read runs on a pool thread with a client of its own: only here can
+                # the answer's Retry-After be read (the calling thread's client never saw it).
+                self._retry_after(exc)
+                raise
 
         try:
             return call_with_retry(
@@ -870,9 +882,25 @@ class CcxtExchange:
         return settle
 
     def _retry_after(self, exc: BaseException) -> float | None:
+        """The seconds a rate-limit error asks to wait (``Retry-After``), or None.
+
+        Read once, on the thread whose client received the answer, and kept on the exception:
+        the retry's wait and the error raised to the engine read the same figure, whichever
+        thread asks. Every client then holds its requests that long (SharedPacer.hold): a ban
+        (418) or a 429 are the venue's, not one request's."""
         if not is_rate_limit(exc):
             return None
-        return retry_after_seconds(self._ex.last_response_headers, self._clock.now_ms())
+        if isinstance(exc, VenueAskedToWait):
+            return exc.retry_after
+        attrs = vars(exc)
+        if _RETRY_AFTER in attrs:
+            seconds: float | None = attrs[_RETRY_AFTER]
+            return seconds
+        seconds = retry_after_seconds(self._ex.last_response_headers, self._clock.now_ms())
+        attrs[_RETRY_AFTER] = seconds
+        if seconds:
+            self._pacer.hold(seconds)
+        return seconds
 
     def _books_for(self, client_id: str) -> tuple[bool, ...]:
         """Which books (False regular, True conditional) may hold an order with this id."""
@@ -1129,6 +1157,9 @@ def _asked(order: Order, client_id: str) -> Order:
         )
     return order
 
+
+# Where _retry_after keeps the seconds it read on a rate-limit exception.
+_RETRY_AFTER = "_bot_retry_after"
 
 # What ccxt's parsers raise on an answer of the wrong shape (a string where a dict belongs...).
 _PARSE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError, ArithmeticError)

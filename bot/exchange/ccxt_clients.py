@@ -11,7 +11,9 @@ ccxt's rate limiter is per instance (``throttle`` sleeps until ``rateLimit x cos
 instance's previous request). :class:`SharedPacer` replaces it on every client by one schedule:
 request *starts* keep one client's average rate (with a small burst allowance), while requests
 already sent may wait for their answers in parallel (that waiting, not the sending, is what a
-timeout costs). Sleeps go through the injected clock.
+timeout costs). Sleeps go through the injected clock. While the venue's ``Retry-After`` of a 429
+or 418 runs (:meth:`SharedPacer.hold`), no client sends anything: each request fails at once with
+:class:`VenueAskedToWait`, whatever thread or job asks.
 """
 
 from __future__ import annotations
@@ -24,9 +26,28 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
+import ccxt
+
 from bot.clock import Clock
 
 T = TypeVar("T")
+
+
+class VenueAskedToWait(ccxt.RateLimitExceeded):  # type: ignore[misc]  # ccxt is untyped
+    """Not sent: the venue's ``Retry-After`` (an earlier 429 or 418) still runs.
+
+    Binance: a client that keeps sending after a 429 is banned by IP (418), for 2 minutes up
+    to 3 days (https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info
+    "LIMITS"; shared notes exchange-facts section 7). A rate-limit error like the venue's own,
+    carrying the seconds left (``retry_after``): the retries wait them out or give up, and the
+    jobs that come meanwhile fail fast instead of sending."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"not sent: the venue asked for no request for {seconds:.1f} s more "
+            "(Retry-After of an earlier 429/418)"
+        )
+        self.retry_after = seconds
 
 
 class SharedPacer:
@@ -43,14 +64,38 @@ class SharedPacer:
         self._burst = burst
         self._lock = threading.Lock()
         self._tat = 0.0  # theoretical arrival time (clock.monotonic() seconds)
+        self._quiet_until = 0.0  # clock.monotonic() seconds: no request before (Retry-After)
 
     def install(self, client: Any) -> None:
-        """Make ``client``'s rate limiter this schedule (ccxt calls ``throttle(cost)``)."""
+        """Make ``client``'s rate limiter this schedule (ccxt calls ``throttle(cost)``), and
+        its requests wait out :meth:`hold`."""
 
         def throttle(cost: float | None = None) -> None:
             self.wait(float(client.rateLimit) * (1.0 if cost is None else float(cost)) / 1000)
 
         client.throttle = throttle
+        # Every HTTP request of a ccxt client goes through ``fetch`` (``throttle`` only with
+        # ``enableRateLimit``): the hold is checked there.
+        send = client.fetch
+
+        def fetch(*args: Any, **kwargs: Any) -> Any:
+            self.check_hold()
+            return send(*args, **kwargs)
+
+        client.fetch = fetch
+
+    def hold(self, seconds: float) -> None:
+        """The venue asked for no request for ``seconds`` (``Retry-After``): until then every
+        client's request raises :class:`VenueAskedToWait` instead of going out."""
+        with self._lock:
+            self._quiet_until = max(self._quiet_until, self._clock.monotonic() + seconds)
+
+    def check_hold(self) -> None:
+        """Raise :class:`VenueAskedToWait` (the request is not sent) while a hold runs."""
+        with self._lock:
+            left = self._quiet_until - self._clock.monotonic()
+        if left > 0:
+            raise VenueAskedToWait(left)
 
     def wait(self, seconds: float) -> None:
         """Take ``seconds`` of budget; sleep until the schedule allows the request to start."""

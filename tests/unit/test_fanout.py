@@ -11,7 +11,7 @@ from loguru import logger
 
 from bot.clock import SimClock
 from bot.engine.fanout import SEQUENTIAL, ThreadFanout, raise_first
-from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer
+from bot.exchange.ccxt_clients import ClientPool, Hedge, SharedPacer, VenueAskedToWait
 
 
 @pytest.fixture
@@ -149,6 +149,9 @@ def test_the_shared_pacer_keeps_one_clients_rate_across_clients() -> None:
     class Client:
         rateLimit = 50  # ms per unit of cost, as ccxt's binance
 
+        def fetch(self, url: str) -> str:  # ccxt's one HTTP method
+            return url
+
     a, b = Client(), Client()
     pacer.install(a)
     pacer.install(b)
@@ -164,6 +167,35 @@ def test_the_shared_pacer_keeps_one_clients_rate_across_clients() -> None:
     assert clock.monotonic() == pytest.approx(10.2)
     a.throttle(4)  # type: ignore[attr-defined]
     assert clock.monotonic() == pytest.approx(10.25)
+
+
+def test_a_hold_stops_every_clients_requests_until_it_ends() -> None:
+    """SharedPacer.hold (a venue's Retry-After): every client's request fails unsent."""
+    clock = SimClock(0)
+    pacer = SharedPacer(clock)
+    sent: list[str] = []
+
+    class Client:
+        rateLimit = 50
+
+        def fetch(self, url: str) -> str:
+            sent.append(url)
+            return url
+
+    a, b = Client(), Client()
+    pacer.install(a)
+    pacer.install(b)
+    pacer.hold(30)
+    clock.sleep(10)
+    for client in (a, b):
+        with pytest.raises(VenueAskedToWait) as info:
+            client.fetch("/positions")
+        assert info.value.retry_after == pytest.approx(20)
+    assert sent == []
+    pacer.hold(5)  # a shorter wait read later does not shorten the hold
+    clock.sleep(20)
+    assert b.fetch("/positions") == "/positions"
+    assert sent == ["/positions"]
 
 
 class FakeClient:

@@ -181,14 +181,19 @@ _URL_PARTS = re.compile(r"[/?&=@#]+")
 
 
 def url_secrets(url: str) -> list[str]:
-    """The parts of an alert URL that may be credentials: the whole URL, and every part of it
-    (between ``/ ? & = @ #``) of 8 characters or more mixing letters and digits, such as tokens,
-    keys and ``user:password`` (a host name, an address or a plain word is left alone)."""
+    """The parts of an alert URL that may be credentials: the whole URL, every part of it
+    (between ``/ ? & = @ #``) of 8 characters or more mixing letters and digits (tokens, keys,
+    ``user:password``), and every other part of 6 characters or more that is not a host name or
+    an address (no dot): a secret need not hold a digit. An ntfy topic is the only access
+    control on ntfy.sh, a webhook path token may be letters only, and Apprise puts a token in
+    the host's place (``tgram://TOKEN/CHAT``, ``discord://ID/TOKEN``). Shorter parts are left
+    alone: redacting them would blank common words (``hooks``) out of every log line."""
     rest = url.split("://", 1)[-1]
     parts = [
         p
         for p in _URL_PARTS.split(rest)
-        if len(p) >= 8 and any(c.isdigit() for c in p) and any(c.isalpha() for c in p)
+        if (len(p) >= 8 and any(c.isdigit() for c in p) and any(c.isalpha() for c in p))
+        or (len(p) >= 6 and "." not in p)
     ]
     if "@" in rest:  # user:password@host: the password whatever it looks like
         userinfo = rest.split("@", 1)[0].split("/", 1)[0]

@@ -124,7 +124,17 @@ CONSOLE_FORMAT = (
 
 # Libraries whose INFO lines (migrations run, jobs added, requests) are noise to an operator:
 # shown only with ``bot --verbose``; their warnings and errors always show.
-THIRD_PARTY = ("alembic", "apscheduler", "ccxt", "urllib3", "matplotlib", "httpx", "uvicorn")
+# Apprise logs every destination URL at DEBUG ("Loaded ntfy URL ...", "JSON POST URL ...").
+THIRD_PARTY = (
+    "alembic",
+    "apprise",
+    "apscheduler",
+    "ccxt",
+    "urllib3",
+    "matplotlib",
+    "httpx",
+    "uvicorn",
+)
 VERBOSE = False  # set by ``bot --verbose``
 
 

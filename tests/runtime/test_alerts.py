@@ -399,6 +399,39 @@ def test_the_credentials_in_an_alert_url_never_reach_a_log_or_a_stored_text(
     assert token not in record.message
 
 
+def test_secrets_without_a_digit_are_redacted_and_apprise_lines_stay_out_of_the_log(
+    tmp_path: Path,
+) -> None:
+    """An ntfy topic (the only access control on ntfy.sh) and a webhook path token of letters
+    only: the JSON log file (always at DEBUG) held them in Apprise's "Loaded ntfy URL" and
+    "JSON POST URL" lines, at every start and every send."""
+    from loguru import logger
+
+    from bot.logs import redact, setup_logging
+
+    topic, token = "perpbotalertsprivatetopic", "QwErTyUiOpAsDfGhJkLzXcVbNm"
+    port = closed_port()
+    setup_logging(tmp_path, level="INFO", console=False)
+    try:
+        send = apprise_sender(
+            [
+                f"ntfy://127.0.0.1:{port}/{topic}",
+                f"json://127.0.0.1:{port}/hooks/{token}?rto=1&cto=1",
+            ]
+        )
+        assert send is not None
+        assert send("critical: no_stop:BTC/USDT:USDT", "test") is False  # nothing listens
+        logger.complete()
+    finally:
+        logger.remove()
+    written = "".join(f.read_text() for f in tmp_path.iterdir())
+    assert topic not in written
+    assert token not in written
+    for secret in (topic, token):
+        assert secret not in redact(f"Loaded URL http://127.0.0.1:{port}/{secret}")
+    assert "hooks" in redact("/hooks/")  # a short word is not a secret
+
+
 def test_apprise_urls_are_checked() -> None:
     assert apprise_sender([]) is None
     with pytest.raises(ValueError, match="not understood by Apprise: nosuchscheme://"):

@@ -83,6 +83,8 @@ class PointTask:
     meta: dict[str, Any] = field(default_factory=dict)
     inputs: str = ""  # hash of the config, policy and data files' contents (cache key)
     pinned: tuple[tuple[str, str], ...] = ()  # (file, content hash) the sweep started with
+    # the pinned files every point reads afresh (signal files): checked at every point
+    pinned_each: tuple[tuple[str, str], ...] = ()
     # (time ms, policy table): from the first decision tick at or after each time, that policy
     # decides in the same run (a walk-forward's re-optimised choices, see replay's switches)
     switches: tuple[tuple[int, dict[str, Any]], ...] = ()
@@ -153,6 +155,7 @@ def evaluate(task: PointTask) -> dict[str, Any]:
         # the data chosen for the longest warm-up serves every policy of the run
         longest = max([policy, *(p for _, p in switches)], key=candles_needed)
         histories = shared_histories(config, longest, symbols, data_dir, task.inputs, verify)
+        check_pinned(task.pinned_each)  # read by the run itself, not kept by the worker
         result = run_simulation(
             config,
             policy,

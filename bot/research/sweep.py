@@ -123,6 +123,7 @@ class Sweep:
         self.listener: Listener | None = None
         self.stamp = ""  # the hash of the inputs' contents, set by run()
         self.pinned: tuple[tuple[str, str], ...] = ()  # (file, hash) the workers read, by run()
+        self.pinned_each: tuple[tuple[str, str], ...] = ()  # of them, read by every point
         self.data_span: tuple[int, int] | None = None  # walk-forward: the windows' span
         # The output directory is checked (created) before any point runs, not found unusable
         # once the first one has; what this sweep creates there and finishes nothing in is
@@ -181,9 +182,9 @@ class Sweep:
 
     def inputs(self) -> dict[str, tuple[str, str]]:
         """Every file a point's result depends on (the configuration, the base policy, the
-        contracts' data files), by name: its resolved path and content hash. A resumed sweep
-        whose inputs changed would mix rows of two experiments in one results file, so it is
-        refused instead."""
+        contracts' data files and signal files), by name: its resolved path and content hash.
+        A resumed sweep whose inputs changed would mix rows of two experiments in one results
+        file, so it is refused instead."""
         policy = Policy.model_validate(self.base)
         symbols = self.spec.contracts or tuple(c.symbol for c in self.config.contracts)
         data_dir = self.spec.data_dir or self.config.data.dir
@@ -196,6 +197,10 @@ class Sweep:
                 files[f"data {sym} {tf} mark"] = inventory.candle_path(sym, tf, "mark")
             if inventory.has_funding(sym):
                 files[f"data {sym} funding"] = inventory.funding_path(sym)
+        # A signal contract's file decides every trade's side: an input like its candles.
+        for contract in self.config.contracts:
+            if contract.symbol in symbols and contract.signal_file is not None:
+                files[f"signals {contract.symbol}"] = contract.signal_file
         catalogue = data_dir / "contracts" / f"{self.config.data.exchange}.json"
         if catalogue.is_file():
             files["contract catalogue"] = catalogue
@@ -232,6 +237,7 @@ class Sweep:
             meta=meta,
             inputs=self.stamp,
             pinned=self.pinned,
+            pinned_each=self.pinned_each,
         )
 
     # --- running ---------------------------------------------------------------------------
@@ -358,36 +364,14 @@ class Sweep:
             ) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists, decode = self._distributions(optuna)
-        ints = {p.key for p in self.spec.params if p.integer}
         sampler = optuna.samplers.TPESampler(seed=self.spec.seed)
         study = optuna.create_study(direction="maximize", sampler=sampler)
-        widx = window.index if window is not None else 0
         rows: list[dict[str, Any]] = []
-        # Resume: the finished trials of this phase and window teach the sampler first.
-        for row in list(results):
-            if row.get("phase") != phase or row.get("window") != widx:
-                continue
-            if not results.done(row["key"]):
-                continue  # lost by its worker: not a trial; the search asks another point
-            params = {k: _as_param(space.cell_text(row[f"param.{k}"]), dists[k]) for k in self.keys}
-            # the point itself, as a fresh run would have asked it (best.toml, the TEST run)
-            self.points[str(row["point"])] = {
-                k: _decode_text(space.cell_text(row[f"param.{k}"]), decode.get(k), k in ints)
-                for k in self.keys
-            }
-            value = score(row, self.spec.objective)
-            state = (
-                optuna.trial.TrialState.COMPLETE
-                if value is not None
-                else optuna.trial.TrialState.FAIL
-            )
-            study.add_trial(
-                optuna.trial.create_trial(
-                    params=params, distributions=dists, value=value, state=state
-                )
-            )
-            self._resumed(row)
-            rows.append(row)
+        # Resume replays the search: the sampler, seeded as before, asks the same points in the
+        # same order, and a point finished before is answered from results.csv, not run again
+        # (_execute). Fed to the sampler up front instead, the finished rows shifted its draws:
+        # it asked the finished points again, each counted as one of --trials, and the resumed
+        # search ran fewer points than --trials and chose another best point than a clean run.
         trials = self.spec.trials or 0
         while len(study.trials) < trials:
             batch = min(max(1, self.executor.workers), trials - len(study.trials))
@@ -458,6 +442,7 @@ class Sweep:
         # What the workers read themselves (the base policy travels inside each task): a file
         # rewritten while the sweep runs stops it at the first point that reads it afresh.
         self.pinned = tuple(pair for name, pair in files.items() if name != "base policy")
+        self.pinned_each = tuple(p for name, p in files.items() if name.startswith("signals "))
         results = self._results = ResultsFile(out / "results.csv", columns(self.keys))
         summary: dict[str, Any]
         try:
@@ -818,20 +803,6 @@ def _failed(task: PointTask, reason: str) -> dict[str, Any]:
     # "failed", not "error": the point itself never finished (its worker died, the cluster
     # lost it, it raised), so a resumed sweep runs it again instead of keeping the failure
     return {"key": task.key, **task.meta, "status": "failed", "error": reason}
-
-
-def _as_param(text: str, dist: Any) -> Any:
-    kind = type(dist).__name__
-    if kind == "IntDistribution":
-        return int(text)
-    return float(text) if kind == "FloatDistribution" else text
-
-
-def _decode_text(text: str, table: dict[str, Scalar] | None, integer: bool) -> Scalar:
-    """A point's value from its results.csv cell (a range's value is the number it printed)."""
-    if table is not None:
-        return table[text]
-    return int(text) if integer else Decimal(text)
 
 
 def _decode(value: Any, table: dict[str, Scalar] | None, param: Param) -> Scalar:

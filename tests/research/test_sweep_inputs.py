@@ -124,6 +124,45 @@ def test_a_resume_on_changed_data_is_refused(tmp_path: Path) -> None:
     assert len(_lines(spec.out / "results.csv")) == 3
 
 
+def _signal_spec(tmp: Path, side: int) -> tuple[SweepSpec, Path]:
+    """BTC traded on a signal file (one row: ``side`` from before the window)."""
+    signals = tmp / "signals.csv"
+    signals.write_text(f"timestamp,contract,direction\n2025-06-01T00:00:00Z,BTC/USDT:USDT,{side}\n")
+    spec = _spec(tmp)
+    cfg = spec.config_path
+    text = cfg.read_text()
+    head, tail = text.split('direction = "long"', 1)
+    cfg.write_text(f'{head}direction = "signal"\nsignal_file = "{signals}"{tail}')
+    return spec, signals
+
+
+def test_a_resume_on_a_changed_signal_file_is_refused(tmp_path: Path) -> None:
+    """The signal file decides every trade's side: finished rows on the long signals must not
+    be ranked beside points run on short ones (nor reused for them)."""
+    spec, signals = _signal_spec(tmp_path, 1)
+    Sweep(spec, InlineExecutor()).run()
+    signals.write_text(signals.read_text().replace(",1\n", ",-1\n"))
+    with pytest.raises(ConfigError, match="changed input files: signals BTC/USDT:USDT"):
+        Sweep(spec, InlineExecutor()).run()
+    assert len(_lines(spec.out / "results.csv")) == 3
+
+
+def test_a_signal_file_rewritten_while_the_sweep_runs_stops_it(tmp_path: Path) -> None:
+    """Every point reads the signals afresh (a worker keeps the configuration and the data,
+    not the signals): the next point after the rewrite stops the sweep."""
+    spec, signals = _signal_spec(tmp_path, 1)
+    sweep = Sweep(spec, InlineExecutor())
+
+    def rewrite(row: dict[str, Any], n: int) -> None:
+        if row["status"] == "ok":
+            signals.write_text(signals.read_text().replace(",1\n", ",-1\n"))
+
+    sweep.listener = rewrite
+    said = r"sweep stopped: an input changed during the sweep: .*signals.csv is not the file"
+    with pytest.raises(DataError, match=said):
+        sweep.run()
+
+
 def test_points_on_different_spans_are_said(tmp_path: Path) -> None:
     # Only the 5m files (from June 2025): 4h decisions resampled from them need 28 days of
     # warm-up and no file holds it, so that point starts weeks after the 1h one. Said, not
@@ -407,6 +446,44 @@ def test_an_ordinary_range_draws_what_it_always_drew(tmp_path: Path) -> None:
     spec = _spec(tmp_path, params=[parse_param("leverage.max=2..4")], search="random", trials=3)
     values = [p["leverage.max"] for p in Sweep(spec, InlineExecutor()).listed_points()]
     assert values == [Decimal("3.6888"), Decimal("3.5159"), Decimal("2.8411")]
+
+
+class _Killed(BaseException):
+    """The process killed mid-sweep (nothing after it runs; rows written so far stay)."""
+
+
+class _DiesAfter(InlineExecutor):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run(self, fn: Any, tasks: Iterable[Any], failed: Any) -> Iterator[Any]:
+        for task in tasks:
+            if self.n == 0:
+                raise _Killed
+            self.n -= 1
+            yield fn(task)
+
+
+def test_a_resumed_tpe_search_runs_the_same_points_as_a_clean_one(tmp_path: Path) -> None:
+    """--trials N is N points searched, resumed or not: the finished rows fed to the sampler
+    up front made it ask them again (each counted as a trial), so a search killed after 2 of 5
+    points ran 3 distinct points in all and chose another best point."""
+    pytest.importorskip("optuna")
+    params = [parse_param("leverage.target_volatility=0.2..0.9")]
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+    clean = _spec(tmp_path / "a", params=params, search="tpe", trials=5, seed=3)
+    whole = Sweep(clean, InlineExecutor()).run()
+    spec = _spec(tmp_path / "b", params=params, search="tpe", trials=5, seed=3)
+    with pytest.raises(_Killed):
+        Sweep(spec, _DiesAfter(2)).run()
+    again = CountingExecutor()
+    resumed = Sweep(spec, again).run()
+    assert len(again.seen) == 3
+    points = sorted(r["point"] for r in resumed.rows)
+    assert len(set(points)) == 5
+    assert points == sorted(r["point"] for r in whole.rows)
+    assert resumed.best_point == whole.best_point
 
 
 def test_tpe_draws_lie_in_a_narrow_range_and_a_wide_one_runs(tmp_path: Path) -> None:

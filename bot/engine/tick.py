@@ -1148,6 +1148,8 @@ class Engine:
         alloc = self.policy.allocation
         if alloc is not None and alloc.method == "erc":
             active = [windows[v.symbol] for v in views if v.direction != 0]
+            # Of the raw returns, as if every contract were long: ``decide`` signs it by each
+            # contract's direction for this tick (the book as held).
             cov = annual_covariance(active, alloc.covariance_window)
         decisions = decide(views, self.policy, cov)
         return [self._with_cooldown(d, now) for d in decisions]

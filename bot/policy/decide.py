@@ -4,8 +4,8 @@ Pure: the same inputs always give the same decisions. Steps for each contract, e
 in the reason:
 
 1. base leverage: constant (``static``), ``target_vol / vol`` (``vol_target``), or the contract's
-   share of a risk-parity book scaled to the target volatility (``risk_parity``), clamped to
-   [min, max];
+   share of a risk-parity book scaled to the target volatility (``risk_parity``; the book as
+   held, a short contract's returns negated), clamped to [min, max];
 2. hysteresis band and maximum step against the current leverage (no churn);
 3. safety caps, never rate-limited: funding cost, liquidation buffer (the stop must trigger at
    least ``buffer_vol_units`` daily-volatility units before the liquidation price), the
@@ -83,9 +83,20 @@ def _risk_parity(
     why_not = ""
     square = (len(active), len(active))
     if alloc.method == "erc" and cov_annual is not None and cov_annual.shape == square:
-        why_not = _degenerate(cov_annual, active)
+        # The risk is the book's as held: a short leg's returns count negated, so the
+        # covariance of the signed positions is D cov D, D = diag(direction). On the raw
+        # covariance a long BTC / short ETH book was sized as if both were long (at correlation
+        # 0.8 it carried a third of the target volatility, at -0.5 1.7 times it) and with three
+        # or more legs the ERC weights were wrong too. The sign is the side this decision
+        # holds: ``ContractView.direction`` is already resolved for the tick ("signal": the
+        # signal's side now, "follow": the side of the position held), flat legs are not in
+        # ``active``. The variances (the diagonal) are unchanged, so the degeneracy check and the
+        # inverse-volatility fallback are too.
+        signs = np.array([float(np.sign(v.direction)) for v in active])
+        signed = cov_annual * np.outer(signs, signs)
+        why_not = _degenerate(signed, active)
         if not why_not:
-            cov = cov_annual
+            cov = signed
     if cov is not None:
         weights = erc_weights(cov)
         method = "ERC"
@@ -133,7 +144,8 @@ def decide(
     cov_annual: npt.NDArray[np.float64] | None = None,
 ) -> list[Decision]:
     """Decide every contract. ``cov_annual`` (annualised covariance of the active contracts'
-    returns, in ``views`` order) is used by risk-parity ERC only."""
+    returns, in ``views`` order, as if every one were long) is used by risk-parity ERC only,
+    signed by each contract's direction (:func:`_risk_parity`)."""
     bases = base_leverages(views, policy, cov_annual)
     # The stop-loss part of the reason is the same for every contract: formatted once.
     stop_note = f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}"

@@ -7,7 +7,8 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bot.config.loader import load_policy
@@ -25,7 +26,7 @@ from bot.policy.allocation import (
     risk_contributions,
     scale_to_target,
 )
-from bot.policy.decide import decide
+from bot.policy.decide import base_leverages, decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import leverage_setting, vol_target_leverage
 from bot.risk.gate import OrderContext, check_leverage, check_notional
@@ -233,13 +234,17 @@ def test_an_entry_from_flat_passes_the_gates_per_contract_caps(
 
 
 RISK_PARITY = load_policy(ROOT / "policies" / "risk_parity.toml")
-_BOOK = [INSTRUMENTS[s] for s in ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")]
+_BOOK = [
+    INSTRUMENTS[s] for s in ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "BNB/USDT:USDT")
+]
 
 
-def _book(volatilities: list[D]) -> list[ContractView]:
-    """One long view per contract of :data:`_BOOK`, priced 100 (the allocation's inputs)."""
+def _book(volatilities: list[D], directions: list[int] | None = None) -> list[ContractView]:
+    """One view per contract of :data:`_BOOK` (long unless ``directions`` says otherwise),
+    priced 100 (the allocation's inputs)."""
     views = []
-    for inst, vol in zip(_BOOK, volatilities, strict=False):
+    sides = directions if directions is not None else [1] * len(volatilities)
+    for inst, vol, side in zip(_BOOK, volatilities, sides, strict=False):
         snap = MarketSnapshot(
             symbol=inst.symbol,
             asof_ms=0,
@@ -250,7 +255,9 @@ def _book(volatilities: list[D]) -> list[ContractView]:
             funding=FundingInfo(D(0), D(8), None),
             bar_hours=D(1),
         )
-        views.append(ContractView(inst.symbol, 1, True, D(125), inst, snap, None, None, D(10000)))
+        views.append(
+            ContractView(inst.symbol, side, True, D(125), inst, snap, None, None, D(10000))
+        )
     return views
 
 
@@ -297,3 +304,95 @@ def test_risk_parity_decides_on_any_covariance(
     assert [d.symbol for d in decisions] == [v.symbol for v in views]
     for d in decisions:
         assert D(0) <= d.target_leverage <= RISK_PARITY.leverage.max
+
+
+def _held_weights(views: list[ContractView], policy: Policy, cov: np.ndarray) -> np.ndarray:
+    """The signed fractions of equity the risk-parity book holds (base leverage x direction
+    over the number of sleeves), before smoothing and the per-contract caps."""
+    bases = base_leverages(views, policy, cov)
+    n = len(views)
+    return np.array([float(bases[v.symbol][0]) / n * v.direction for v in views])
+
+
+@pytest.mark.parametrize("rho", [0.8, -0.5])
+def test_risk_parity_scales_a_long_short_book_to_the_target(rho: float) -> None:
+    """Long BTC (vol 0.5) and short ETH (vol 0.6): the book as held (the short leg's returns
+    negated) carries the target volatility. Before, the covariance of the raw returns sized it
+    as if both were long: at correlation 0.8 it carried 0.167 of the 0.5 target, at -0.5 0.866,
+    and the reason still said the ERC weight met the target."""
+    vol = np.array([0.5, 0.6])
+    cov = np.outer(vol, vol) * np.array([[1.0, rho], [rho, 1.0]])
+    views = _book([D("0.5"), D("0.6")], [1, -1])
+    held = _held_weights(views, RISK_PARITY, cov)
+    assert held[0] > 0 > held[1]
+    target = float(RISK_PARITY.leverage.target_volatility or 0)
+    assert np.sqrt(held @ cov @ held) == pytest.approx(target, rel=1e-9)
+    [_, eth] = decide(views, RISK_PARITY, cov)
+    assert eth.target_qty < 0
+    assert "ERC weight" in eth.reason
+
+
+_UNCLAMPED = RISK_PARITY.model_copy(
+    update={
+        "leverage": RISK_PARITY.leverage.model_copy(update={"min": D(0), "max": D(125)}),
+        "allocation": (
+            RISK_PARITY.allocation.model_copy(update={"max_gross_leverage": D(1000)})
+            if RISK_PARITY.allocation is not None
+            else None
+        ),
+    }
+)
+
+
+def _signed_book_on_target(
+    volatilities: list[D], directions: list[int], corr: np.ndarray, target: D
+) -> bool:
+    """Risk parity on these legs, measured here independently of the allocator: the book as
+    held (weights times directions) carries exactly ``target``, and every leg contributes an
+    equal share of that book's risk. False (nothing checked) when a leverage bound binds."""
+    n = len(volatilities)
+    vol = np.array([float(v) for v in volatilities])
+    cov = corr * np.outer(vol, vol)
+    policy = _UNCLAMPED.model_copy(
+        update={"leverage": _UNCLAMPED.leverage.model_copy(update={"target_volatility": target})}
+    )
+    views = _book(volatilities, directions)
+    bases = base_leverages(views, policy, cov)
+    assert all("ERC weight" in why for _, why in bases.values())
+    if any(lev >= policy.leverage.max for lev, _ in bases.values()):
+        return False
+    held = _held_weights(views, policy, cov)
+    assert np.sign(held).tolist() == directions
+    assert np.sqrt(held @ cov @ held) == pytest.approx(float(target), rel=1e-9)
+    contributions = held * (cov @ held)
+    assert np.allclose(contributions / contributions.sum(), 1 / n, atol=1e-6)
+    return True
+
+
+def test_risk_parity_equalises_the_risk_of_a_three_leg_long_short_book() -> None:
+    """With three legs the ERC weights themselves depend on the signs (with two they are the
+    inverse-volatility split whatever the correlation). Before, they equalised the risk of an
+    all-long book: of the book held, BTC carried 65 % of the risk, SOL 76 % and the short ETH
+    leg -41 %."""
+    corr = np.array([[1.0, 0.8, 0.6], [0.8, 1.0, 0.7], [0.6, 0.7, 1.0]])
+    assert _signed_book_on_target([D("0.5"), D("0.8"), D("1.2")], [1, -1, 1], corr, D("0.5"))
+
+
+@given(
+    data=st.data(),
+    n=st.integers(min_value=2, max_value=4),
+    target=st.decimals(min_value=D("0.1"), max_value=D("1.5"), places=2),
+)
+@settings(max_examples=150)
+def test_risk_parity_measures_the_signed_book(data: st.DataObject, n: int, target: D) -> None:
+    """Whatever the directions and the correlations, see :func:`_signed_book_on_target`."""
+    volatilities = data.draw(st.lists(vols, min_size=n, max_size=n))
+    directions = data.draw(st.lists(st.sampled_from([1, -1]), min_size=n, max_size=n))
+    # A valid correlation: two common factors plus each contract's own noise.
+    loadings = np.array(
+        data.draw(st.lists(st.floats(-1.0, 1.0), min_size=2 * n, max_size=2 * n))
+    ).reshape(n, 2)
+    own = np.array(data.draw(st.lists(st.floats(0.05, 1.0), min_size=n, max_size=n)))
+    common = loadings @ loadings.T + np.diag(own)
+    corr = common / np.sqrt(np.outer(np.diag(common), np.diag(common)))
+    assume(_signed_book_on_target(volatilities, directions, corr, target))

@@ -8,7 +8,7 @@ only decides their target; the engine plans and sends the orders.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -29,6 +29,8 @@ from bot.policy.hedge import (
     HedgeInputs,
     HedgeLeg,
     HedgeOutcome,
+    HeldLeg,
+    cut_without_statistics,
     decide_hedge,
     short_name,
 )
@@ -184,26 +186,32 @@ class HedgeDesk:
         book_may_grow: bool = True,
         max_notional: Decimal | None = None,
         may_open: Collection[str] | None = None,
+        foreign: Collection[str] = (),
+        stop_without_statistics: Callable[[str], Decimal] | None = None,
     ) -> HedgeOutcome | None:
-        """The hedge legs' decisions, or None when the primary instrument has no data.
+        """The hedge legs' decisions, or None when the hedge is held for want of data.
 
         ``book_may_grow``: whether the book's increases can pass the risk gate (the trading
         state is ``active``); when not, the book counts as what its decisions can make of the
         positions held: their reductions, never their increases. ``may_open``: the hedge legs
-        that may take new exposure this tick (``None``: all of them)."""
+        that may take new exposure this tick (``None``: all of them). ``snapshots`` leave out
+        the ``foreign`` legs (positions the bot did not open), which are never decided.
+
+        Without the statistics of the primary or of a hedge leg held, only cuts are decided
+        (:func:`cut_without_statistics`), each leg at its mark; ``stop_without_statistics``
+        gives the stop of a leg cut in part that has none resting (the engine's stop for a
+        position without a decision)."""
+        held = [s for s in self.symbols if acct.qty(s) != 0 and s not in foreign]
+        if self.params.primary not in snapshots or any(s not in snapshots for s in held):
+            return self._cut_only(
+                now, acct, snapshots, book, book_may_grow, resting, held, stop_without_statistics
+            )
         legs = []
         for sym in self.symbols:
             snap = snapshots.get(sym)
             if snap is None:
                 continue
-            stop = next(
-                (
-                    o.trigger_price
-                    for o in resting.get(sym, [])
-                    if o.purpose is not None and o.purpose.name == "STOP_LOSS"
-                ),
-                None,
-            )
+            stop = _resting_stop(resting.get(sym, []))
             legs.append(
                 HedgeLeg(
                     sym,
@@ -215,20 +223,7 @@ class HedgeDesk:
                     may_open=may_open is None or sym in may_open,
                 )
             )
-        if not legs or legs[0].symbol != self.params.primary:
-            return None
-        decided = {d.symbol for d in book}
-        book_legs = [
-            BookLeg(
-                d.symbol,
-                _held_after(d, acct.qty(d.symbol), book_may_grow) * acct.marks[d.symbol],
-                self.beta(d.symbol),
-            )
-            for d in book
-        ]
-        for sym, pos in acct.positions.items():  # held without a decision this tick: as held
-            if sym not in decided and sym not in self.symbols and pos.qty != 0:
-                book_legs.append(BookLeg(sym, pos.qty * acct.marks[sym], self.beta(sym)))
+        book_legs = self._book_legs(acct, book, book_may_grow)
         spot = self.spot_legs(acct.marks)
         inputs = HedgeInputs(
             equity=acct.equity(),
@@ -245,19 +240,108 @@ class HedgeDesk:
             [self.beta_notes[b.name] for b in book_legs if b.name in self.beta_notes]
             + [self.beta_notes[leg.symbol] for leg in legs if leg.symbol in self.beta_notes],
         )
+        self._log(now, acct, inputs.equity, inputs.book, spot, outcome)
+        return outcome
+
+    def _cut_only(
+        self,
+        now: int,
+        acct: AccountView,
+        snapshots: Mapping[str, MarketSnapshot],
+        book: Sequence[Decision],
+        book_may_grow: bool,
+        resting: Mapping[str, Sequence[Order]],
+        held: Sequence[str],
+        stop_without_statistics: Callable[[str], Decimal] | None,
+    ) -> HedgeOutcome | None:
+        """The cuts of the held hedge legs decided without statistics (see :meth:`decide`);
+        ``None``: none is due, or a leg's mark is unknown (unknown is not zero: held)."""
+        if not held or any(s not in acct.marks for s in held):
+            return None
+        legs = []
+        for sym in held:
+            stop = _resting_stop(resting.get(sym, []))
+            if stop is None:
+                if stop_without_statistics is None:
+                    return None
+                stop = stop_without_statistics(sym)
+            legs.append(
+                HeldLeg(
+                    sym,
+                    self.instruments[sym],
+                    acct.qty(sym),
+                    acct.marks[sym],
+                    self.beta(sym),
+                    acct.positions[sym].leverage,
+                    stop,
+                )
+            )
+        unknown = [
+            short_name(s)
+            for s in self.symbols
+            if s not in snapshots and (s in held or s == self.params.primary)
+        ]
+        missing = f"no market statistics for {', '.join(unknown)} this tick"
+        book_legs = self._book_legs(acct, book, book_may_grow)
+        spot = self.spot_legs(acct.marks)
+        equity = acct.equity()
+        cut = cut_without_statistics(
+            equity,
+            book_legs + spot,
+            legs,
+            now,
+            self.last_change_ms,
+            self.policy,
+            missing,
+        )
+        if cut is None:
+            return None
+        outcome = _noted(
+            cut, [self.beta_notes[b.name] for b in book_legs if b.name in self.beta_notes]
+        )
+        self._log(now, acct, equity, book_legs + spot, spot, outcome)
+        return outcome
+
+    def _book_legs(
+        self, acct: AccountView, book: Sequence[Decision], book_may_grow: bool
+    ) -> list[BookLeg]:
+        """The book's perpetuals as its decisions leave them, and the positions held without
+        a decision this tick as held."""
+        decided = {d.symbol for d in book}
+        book_legs = [
+            BookLeg(
+                d.symbol,
+                _held_after(d, acct.qty(d.symbol), book_may_grow) * acct.marks[d.symbol],
+                self.beta(d.symbol),
+            )
+            for d in book
+        ]
+        for sym, pos in acct.positions.items():  # held without a decision this tick: as held
+            if sym not in decided and sym not in self.symbols and pos.qty != 0:
+                book_legs.append(BookLeg(sym, pos.qty * acct.marks[sym], self.beta(sym)))
+        return book_legs
+
+    def _log(
+        self,
+        now: int,
+        acct: AccountView,
+        equity: Decimal,
+        book: Sequence[BookLeg],
+        spot: Sequence[BookLeg],
+        outcome: HedgeOutcome,
+    ) -> None:
         self.log.append(
             ExposureRecord(
                 now,
-                inputs.equity,
+                equity,
                 outcome.book_beta_delta,
-                sum((abs(b.notional) for b in inputs.book), ZERO),
+                sum((abs(b.notional) for b in book), ZERO),
                 outcome.net_before,
                 outcome.net_after,
                 sum((b.notional for b in spot), ZERO),
                 self.net_excluding(None, acct),
             )
         )
-        return outcome
 
     def net_excluding(self, symbol: str | None, acct: AccountView) -> Decimal:
         """Beta-weighted net exposure of everything but ``symbol`` as held now (the gate's
@@ -269,6 +353,17 @@ class HedgeDesk:
         for b in self.spot_legs(acct.marks):
             total += b.notional * b.beta
         return total
+
+
+def _resting_stop(orders: Sequence[Order]) -> Decimal | None:
+    return next(
+        (
+            o.trigger_price
+            for o in orders
+            if o.purpose is not None and o.purpose.name == "STOP_LOSS"
+        ),
+        None,
+    )
 
 
 def _fallback_note(symbol: str, est: BetaEstimate, params: HedgeParams) -> str | None:

@@ -369,7 +369,7 @@ class Engine:
             # near the cap) is better part-sized than left out tick after tick.
             hedges = self.within_gross_cap(hedges, acct, snapshots, settled=decisions)
             hedges = [self._with_cooldown(d, now) for d in hedges]
-            decisions += [self.secure(d, acct) for d in self._on_halt(hedges, acct, memory)]
+            decisions += [self.secure(d, acct) for d in self._on_halt_hedges(hedges, acct, memory)]
         # Last, on every leg in the order they go out (the hedge needs margin too): the
         # increases together within the balance the account has available.
         decisions = self.within_margin(decisions, acct, snapshots)
@@ -1166,6 +1166,32 @@ class Engine:
             for d in decisions
         ]
 
+    def _on_halt_hedges(
+        self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
+    ) -> list[Decision]:
+        """The hedge legs under a halt: as the book (:meth:`_on_halt`), except that a plain
+        halt still lets through a cut of a held leg that lowers the absolute net exposure of
+        everything held. A hedge exists only to offset the book: once the book's stops closed
+        it, the hedge is a directional position nobody asked for, held naked until a person's
+        ``bot resume``. The cut is reduce-only (the gate passes it in every state) and is
+        measured against the positions held, the book being held too."""
+        if memory.state is not _HALTED or memory.flatten or self.hedge is None or not decisions:
+            return self._on_halt(decisions, acct, memory)
+        why = f"halted ({memory.state_reason})"
+        net = self.hedge.net_excluding(None, acct)
+        out = []
+        for d in decisions:
+            held, mark = acct.qty(d.symbol), acct.marks.get(d.symbol)
+            if mark is not None and held != 0 and _cuts(d.target_qty, held):
+                after = net + (d.target_qty - held) * mark * self.hedge.beta(d.symbol)
+                if abs(after) < abs(net):
+                    note = f"{why}: a hedge cut that lowers the net exposure still goes"
+                    out.append(replace(d, reason=f"{d.reason}; {note}", allow_increase=False))
+                    net = after
+                    continue
+            out.append(_hold(d, acct, f"{why}: hold, stops resting"))
+        return out
+
     def decide_hedge(
         self,
         now: int,
@@ -1211,6 +1237,8 @@ class Engine:
             book_may_grow=state is TradingState.ACTIVE,
             max_notional=min(self._max_notional[s] for s in self.hedge_symbols),
             may_open=self._hedge_may_open(now),
+            foreign=self.foreign,
+            stop_without_statistics=partial(self._wanted_stop, acct=acct),
         )
         if outcome is None:
             self._event(
@@ -1218,10 +1246,15 @@ class Engine:
                 EventKind.HEDGE,
                 None,
                 state,
-                "hedge held: no market data for the primary hedge instrument, or it holds a "
-                "position the bot did not open",
+                "hedge held: no market data for the primary hedge instrument or a hedge leg "
+                "held (only cuts are decided then, and none is due), or it holds a position "
+                "the bot did not open",
             )
             return []
+        if any(d.symbol not in snapshots for d in outcome.decisions):
+            # Decided without the leg's statistics: its decision record may lack them, the
+            # event says what was decided and why.
+            self._event(now, EventKind.HEDGE, None, state, outcome.reason)
         return order_hedge_decisions(outcome.decisions, acct)
 
     def _hedge_may_open(self, now: int) -> frozenset[str]:
@@ -1781,19 +1814,25 @@ class Engine:
         now: int,
         result: TickResult,
     ) -> None:
-        if snap is None:
-            return
         pos = acct.positions.get(d.symbol)
+        qty = pos.qty if pos is not None else ZERO
+        if snap is not None:
+            price = snap.last_price
+        elif pos is not None and d.symbol in acct.marks and _cuts(d.target_qty, qty):
+            # A hedge cut decided without the leg's statistics (engine/hedging.py): a
+            # reduction is sized at the mark, as a flatten's closes are.
+            price = acct.marks[d.symbol]
+        else:
+            return
         setting = pos.leverage if pos is not None else self._flat_setting(d.symbol, state, now)
         if setting is None:
             return
-        qty = pos.qty if pos is not None else ZERO
         plan = plan_size(
             d,
             qty,
             setting,
             self.instruments[d.symbol],
-            snap.last_price,
+            price,
             # A position above what the loss budget allows is cut even below the tolerance.
             ZERO
             if d.symbol in self._budget_cut and abs(qty) > abs(d.target_qty)
@@ -2098,8 +2137,18 @@ class Engine:
     ) -> None:
         records = []
         for d in decisions:
-            snap = snapshots[d.symbol]
+            snap = snapshots.get(d.symbol)
             pos = acct.positions.get(d.symbol)
+            if snap is None:
+                # A hedge cut decided without this tick's statistics: recorded at the mark
+                # with the last volatility seen; none seen since the start (unknown, not
+                # zero), its ``hedge`` event is the record.
+                last = self._last_snapshot.get(d.symbol)
+                if last is None or d.symbol not in acct.marks:
+                    continue
+                mark, vol = acct.marks[d.symbol], last.volatility
+            else:
+                mark, vol = snap.mark_price, snap.volatility
             records.append(
                 DecisionRecord(
                     tick_id=tick_id,
@@ -2107,8 +2156,8 @@ class Engine:
                     decision=d,
                     current_qty=pos.qty if pos is not None else ZERO,
                     current_leverage=pos.leverage if pos is not None else ZERO,
-                    mark_price=snap.mark_price,
-                    volatility=snap.volatility,
+                    mark_price=mark,
+                    volatility=vol,
                 )
             )
         equity = acct.equity()
@@ -2324,6 +2373,11 @@ def _hold(d: Decision, acct: AccountView, why: str) -> Decision:
         reason=f"{d.reason}; {why}",
         allow_increase=False,
     )
+
+
+def _cuts(target: Decimal, held: Decimal) -> bool:
+    """Whether going from ``held`` to ``target`` only reduces (no flip, no increase)."""
+    return held != 0 and target * held >= 0 and abs(target) < abs(held)
 
 
 def _flat(d: Decision, why: str) -> Decision:

@@ -22,6 +22,10 @@ against the primary hedge instrument. The net exposure adds the hedge legs
 7. caps: the leverage limit (hedge notional <= max_leverage x equity), the liquidation buffer
    (the hedge's own stop triggers before its liquidation), then rounding down to the step;
 8. stop-loss like any position (trailing: it only moves toward the price).
+
+Without the statistics of a hedge leg held or of the primary (a gap in the candles, data that
+cannot be read), only steps 2 and 4's cuts are decided (:func:`cut_without_statistics`): a cut
+needs the positions and their marks alone, an increase or a switch the statistics.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
 from bot.config.hedge import HedgeParams
 from bot.config.policy import Policy
@@ -69,6 +74,10 @@ class HedgeLeg:
     @property
     def qty(self) -> Decimal:
         return self.position.qty if self.position is not None else ZERO
+
+    @property
+    def mark(self) -> Decimal:
+        return self.market.mark_price
 
     @property
     def beta_delta(self) -> Decimal:
@@ -196,9 +205,13 @@ def _within_notional_cap(
 def _cooldown_left(inputs: HedgeInputs, params: HedgeParams) -> int:
     """Milliseconds of ``[hedge] cooldown_minutes`` left since the last hedge change (<= 0:
     none)."""
-    if inputs.last_change_ms is None:
+    return _wait_ms(inputs.now_ms, inputs.last_change_ms, params)
+
+
+def _wait_ms(now_ms: int, last_change_ms: int | None, params: HedgeParams) -> int:
+    if last_change_ms is None:
         return 0
-    return params.cooldown_minutes * 60_000 - (inputs.now_ms - inputs.last_change_ms)
+    return params.cooldown_minutes * 60_000 - (now_ms - last_change_ms)
 
 
 def _during_cooldown(
@@ -260,25 +273,143 @@ def _cut(
     than that, or the cut would not lower the absolute net exposure or is below
     ``min_notional``. Every held leg shrinks by the same factor, rounded toward zero: a cut
     only ever reduces, so neither the cooldown nor a refusal of increases holds it."""
+    cut = _cut_targets(inputs.legs, book_bd, net, needed, held_bd, min_notional)
+    if cut is None:
+        return None
+    targets, after = cut
+    eq = inputs.equity
+    why += f", cut now (net {q2(net / eq)}x -> {q2(after / eq)}x)"
+    return _outcome(inputs, policy, targets, book_bd, net, why)
+
+
+class _Held(Protocol):
+    """What a cut reads of a leg: the position and its mark, no statistics."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def instrument(self) -> Instrument: ...
+    @property
+    def qty(self) -> Decimal: ...
+    @property
+    def mark(self) -> Decimal: ...
+    @property
+    def beta(self) -> Decimal: ...
+
+
+def _cut_targets(
+    legs: Sequence[_Held],
+    book_bd: Decimal,
+    net: Decimal,
+    needed: Decimal,
+    held_bd: Decimal,
+    min_notional: Decimal,
+) -> tuple[dict[str, Decimal], Decimal] | None:
+    """Each leg's target and the net exposure after the cut (see :func:`_cut`)."""
     over = held_bd != 0 and (needed * held_bd <= 0 or abs(needed) < abs(held_bd))
     if not over:
         return None
     keep = max(needed / held_bd, ZERO)  # the fraction of the held hedge still needed
     targets = {
         leg.symbol: leg.instrument.floor_qty(abs(leg.qty) * keep) * (1 if leg.qty > 0 else -1)
-        for leg in inputs.legs
+        for leg in legs
     }
-    after = book_bd + sum(
-        (targets[leg.symbol] * leg.market.mark_price * leg.beta for leg in inputs.legs), ZERO
-    )
-    change = sum(
-        (abs(targets[leg.symbol] - leg.qty) * leg.market.mark_price for leg in inputs.legs), ZERO
-    )
+    after = book_bd + sum((targets[leg.symbol] * leg.mark * leg.beta for leg in legs), ZERO)
+    change = sum((abs(targets[leg.symbol] - leg.qty) * leg.mark for leg in legs), ZERO)
     if abs(after) >= abs(net) or change < min_notional:
         return None
-    eq = inputs.equity
-    why += f", cut now (net {q2(net / eq)}x -> {q2(after / eq)}x)"
-    return _outcome(inputs, policy, targets, book_bd, net, why)
+    return targets, after
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLeg:
+    """A hedge leg held while a hedge leg has no market statistics this tick (a gap in its
+    candles, its data unreadable): the hedge can then only be cut. A cut needs the position
+    and its mark; an increase or a switch needs the statistics (the stop distance, the
+    liquidation buffer, the funding cost)."""
+
+    symbol: str
+    instrument: Instrument
+    qty: Decimal
+    mark: Decimal
+    beta: Decimal
+    leverage: Decimal  # the position's setting: a reduction does not change it
+    stop: Decimal  # the resting stop (kept), or the one the engine places without statistics
+
+
+def cut_without_statistics(
+    equity: Decimal,
+    book: Sequence[BookLeg],
+    legs: Sequence[HeldLeg],
+    now_ms: int,
+    last_change_ms: int | None,
+    policy: Policy,
+    missing: str,
+) -> HedgeOutcome | None:
+    """The cuts :func:`decide_hedge` would make of the held hedge, decided on the positions
+    and their marks alone; ``None``: no cut is due (the hedge is held until the statistics
+    are back). A hedge that adds exposure (no book left to offset) is cut band or cooldown, a
+    hedge outside the band larger than the book needs is cut too (as in the cooldown): either
+    cut only lowers the absolute net exposure, which a gap in the data is no reason to delay
+    (a short left behind when the book's stops fired would be held naked for up to a whole
+    volatility window). ``missing`` names the legs without statistics for the reason."""
+    params = policy.hedge
+    if params is None:
+        raise ValueError(f"policy {policy.name} has no [hedge] section")
+    book_bd = book_beta_delta(book)
+    held_bd = sum((leg.qty * leg.mark * leg.beta for leg in legs), ZERO)
+    if held_bd == 0:
+        return None
+    net = book_bd + held_bd
+    eq = equity
+    if eq <= 0:
+        targets: dict[str, Decimal] = {}
+        after = book_bd
+        why = f"{missing}: only cuts; equity {eq} <= 0"
+    else:
+        want = desired_net(book_bd, eq, params.target_net_exposure)
+        needed = want - book_bd
+        head = (
+            f"{missing}: only cuts; book beta-delta {q2(book_bd / eq)}x equity, net "
+            f"{q2(net / eq)}x, target {params.target_net_exposure}, band {params.band}"
+        )
+        adds = book_bd == 0 or net * book_bd < 0 or held_bd * book_bd > 0
+        if adds:
+            why = f"{head} -> the hedge adds exposure"
+        elif abs(net - want) <= params.band * eq:
+            return None  # inside the band: kept, as with statistics
+        else:
+            why = f"{head} -> outside the band: the hedge is larger than the book needs"
+        wait_ms = _wait_ms(now_ms, last_change_ms, params)
+        if wait_ms > 0:
+            why += f" (cooldown {-(-wait_ms // 60_000)} min left: a cut is never delayed)"
+        cut = _cut_targets(legs, book_bd, net, needed, held_bd, params.min_notional)
+        if cut is None:
+            return None
+        targets, after = cut
+        why += f", cut now (net {q2(net / eq)}x -> {q2(after / eq)}x)"
+    decisions = []
+    for leg in legs:
+        qty = targets.get(leg.symbol, ZERO)
+        name = short_name(leg.symbol)
+        if qty == 0:
+            decisions.append(
+                Decision.flat(leg.symbol, f"{name} hedge: {why} -> close", allow_increase=False)
+            )
+            continue
+        decisions.append(
+            Decision(
+                symbol=leg.symbol,
+                direction=1 if qty > 0 else -1,
+                target_leverage=leg.leverage,
+                target_qty=qty,
+                stop_loss=leg.stop,
+                take_profit=None,
+                reason=f"{name} hedge: {why}; stop kept",
+                allow_increase=False,
+            )
+        )
+    return HedgeOutcome(tuple(decisions), book_bd, net, after, why)
 
 
 def _opens(inputs: HedgeInputs, leg: HedgeLeg) -> bool:

@@ -112,7 +112,8 @@ def update(
         if mem.day_start_equity > 0
         else Decimal(0)
     )
-    # A person's plain `bot halt` holds the positions with their stops; the loss limits still
+    # A person's plain `bot halt` holds the positions with their stops (a hedge left with no
+    # book to offset is still cut: Engine._on_halt_hedges); the loss limits still
     # apply beneath it: crossed, they close every position as from any other state (the halt
     # stays a person's: only `bot resume` lifts it).
     held = mem.state is _HALTED and not mem.flatten

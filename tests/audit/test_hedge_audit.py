@@ -30,6 +30,7 @@ from bot.exchange.spot import ConfiguredSpotWallet
 from bot.policy.hedge import BookLeg, decide_hedge
 from bot.ports.market import CandleWindow
 from bot.risk.limits import RiskLimits
+from bot.risk.state import set_state
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
 from tests.audit.harness import run as audit_run
@@ -220,6 +221,135 @@ def test_in_reducing_the_hedge_is_measured_against_the_book_that_is_held(
     (hedge,) = [d for d in result.decisions if d.symbol == BTC]
     assert BTC not in ex.fetch_positions([BTC]), hedge.reason
     assert not [e for e in store.events if e.kind is EventKind.DENIED and e.symbol == BTC]
+
+
+class GapInBtc(TwoContracts):
+    """From ``gap = True`` on, BTC's feed has lost three candles a day ago: the market-data
+    source cuts the window at the gap (``CandleWindow.gap_before``), as the paper and live
+    sources do, and the 20 candles after it are far from the 169 the statistics need."""
+
+    gap = False
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        w = super().closed_candles(symbol, tf_ms, count, now_ms)
+        if symbol != BTC or not self.gap:
+            return w
+        first = int(w.ts[-20])
+        return CandleWindow(
+            w.ts[-20:],
+            w.open[-20:],
+            w.high[-20:],
+            w.low[-20:],
+            w.close[-20:],
+            tf_ms,
+            gap_before=(first - 3 * tf_ms, first),
+        )
+
+
+def test_an_orphaned_hedge_is_cut_while_a_gap_leaves_the_primary_without_statistics(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The crash stops the long book out (24 h re-entry cooldown) while BTC, the primary hedge
+    instrument, has a gap in its candles: no statistics for BTC until 169 gap-free candles
+    close. Before the fix the hedge was held for want of data ("no market data for the primary
+    hedge instrument"): the short, about 1x equity with no book to offset, stayed open for up
+    to a week. A cut needs only the position and its mark."""
+    market = GapInBtc()
+    engine, ex, store, clock = build(
+        instruments, hedged_policy(hedge_cooldown=0, reentry="24h"), market=market
+    )
+    engine.tick()
+    assert ex.fetch_positions([ETH])[ETH].qty > 0
+    assert ex.fetch_positions([BTC])[BTC].qty < 0
+    clock.advance(timedelta(minutes=30))
+    crash_through_the_book_stop(ex)
+    market.gap = True
+    clock.advance(timedelta(minutes=30))
+    result = engine.tick()
+    assert [e for e in store.events if e.kind is EventKind.NO_DECISION and e.symbol == BTC]
+    assert ETH not in ex.fetch_positions([ETH])  # the book stays out (re-entry cooldown)
+    (hedge,) = [d for d in result.decisions if d.symbol == BTC]
+    assert BTC not in ex.fetch_positions([BTC]), hedge.reason  # the orphaned hedge is closed
+    assert "no market statistics for BTC" in hedge.reason
+    assert "the hedge adds exposure" in hedge.reason
+    assert not ex.fetch_open_orders(BTC)  # its stop went with it
+
+
+def test_a_hedge_the_book_still_needs_is_held_while_the_primary_has_no_statistics(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The same gap with the book still held: only cuts are decided without statistics, and
+    the hedge offsets the book as it should, so it is held as it is, with its stop."""
+    market = GapInBtc()
+    engine, ex, store, clock = build(
+        instruments, hedged_policy(hedge_cooldown=0, reentry="24h"), market=market
+    )
+    engine.tick()
+    short = ex.fetch_positions([BTC])[BTC].qty
+    assert short < 0
+    stop = stop_of(ex, BTC)
+    market.gap = True
+    clock.advance(timedelta(hours=1))
+    result = engine.tick()
+    assert ex.fetch_positions([ETH])[ETH].qty > 0
+    assert ex.fetch_positions([BTC])[BTC].qty == short
+    assert stop_of(ex, BTC) == stop
+    assert [d.symbol for d in result.decisions] == [ETH]
+    assert any(e.kind is EventKind.HEDGE and "none is due" in e.reason for e in store.events)
+
+
+def hold_halt(store: MemoryStore) -> None:
+    """What the runner does for a plain ``bot halt`` (no flatten) before the next job."""
+    memory = store.load_risk_memory()
+    assert memory is not None
+    store.save_risk_memory(
+        set_state(memory, TradingState.HALTED, "bot halt", sticky=True, flatten=False)
+    )
+
+
+def test_a_plain_halt_still_cuts_an_orphaned_hedge(instruments: dict[str, Instrument]) -> None:
+    """``bot halt`` without flatten holds the positions with their stops; the book's stop
+    then fires. The hedge decision cut the short left behind, and the halt turned the cut into
+    a hold: the account net short by the whole hedge until a person's ``bot resume``. A cut
+    that lowers the net exposure is reduce-only and goes; the book still holds."""
+    engine, ex, store, clock = build(instruments, hedged_policy(hedge_cooldown=0, reentry="0"))
+    engine.tick()
+    assert ex.fetch_positions([ETH])[ETH].qty > 0
+    assert ex.fetch_positions([BTC])[BTC].qty < 0
+    hold_halt(store)
+    clock.advance(timedelta(minutes=30))
+    crash_through_the_book_stop(ex)
+    clock.advance(timedelta(minutes=30))
+    result = engine.tick()
+    assert result.state is TradingState.HALTED
+    assert ETH not in ex.fetch_positions([ETH])  # no re-entry under the halt
+    (eth,) = [d for d in result.decisions if d.symbol == ETH]
+    assert "hold, stops resting" in eth.reason
+    (hedge,) = [d for d in result.decisions if d.symbol == BTC]
+    assert BTC not in ex.fetch_positions([BTC]), hedge.reason
+    assert "a hedge cut that lowers the net exposure still goes" in hedge.reason
+    assert not [e for e in store.events if e.kind is EventKind.DENIED]
+
+
+def test_a_plain_halt_holds_a_hedge_the_policy_would_grow(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Under the same halt the book rises out of the band: the hedge policy would grow the
+    short, which a halt never does. The hedge is held with its stop, and no order is sent."""
+    engine, ex, store, clock = build(instruments, hedged_policy(hedge_cooldown=0, reentry="0"))
+    engine.tick()
+    short = ex.fetch_positions([BTC])[BTC].qty
+    hold_halt(store)
+    ex.set_mark(ETH, ex.marks[ETH] * D("1.15"))
+    assert ex.fetch_positions([ETH])[ETH].qty > 0  # below its take-profit
+    clock.advance(timedelta(hours=1))
+    result = engine.tick()
+    assert result.state is TradingState.HALTED
+    (hedge,) = [d for d in result.decisions if d.symbol == BTC]
+    assert "-> hedge -" in hedge.reason  # the policy's larger short...
+    assert "hold, stops resting" in hedge.reason  # ...held
+    assert ex.fetch_positions([BTC])[BTC].qty == short
+    assert not [e for e in store.events if e.kind is EventKind.DENIED]
 
 
 def hedged_config(tmp: Path, candles: int, **policy_lines: str) -> Path:

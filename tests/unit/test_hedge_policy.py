@@ -17,7 +17,15 @@ from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import OrderRequest
 from bot.domain.position import Position
 from bot.instruments import load_instruments
-from bot.policy.hedge import BookLeg, HedgeInputs, HedgeLeg, decide_hedge, desired_net
+from bot.policy.hedge import (
+    BookLeg,
+    HedgeInputs,
+    HedgeLeg,
+    HeldLeg,
+    cut_without_statistics,
+    decide_hedge,
+    desired_net,
+)
 from bot.risk.gate import OrderContext, check_hedge
 from bot.risk.limits import RiskLimits
 
@@ -313,3 +321,40 @@ def test_hedge_config_errors_are_named() -> None:
         HEDGED.model_validate(
             {**HEDGED.model_dump(), "hedge": {"band": 0.5, "beta_min": 2, "beta_max": 1}}
         )
+
+
+def held(qty: D, stop: D = D(55000)) -> HeldLeg:
+    return HeldLeg(BTC, INSTRUMENTS[BTC], qty, D(50000), D(1), D(5), stop)
+
+
+def test_without_statistics_a_hedge_larger_than_the_book_is_cut_and_its_stop_kept() -> None:
+    """The book halved (its stops fired in part) while the hedge leg has no statistics: the
+    hedge is cut to what the book needs, at the mark, its resting stop kept; never more."""
+    p = policy(target_net_exposure=D(0), band=D("0.1"), cooldown_minutes=240)
+    book = (BookLeg("SOL/USDT:USDT", D(5000), D(1)),)
+    out = cut_without_statistics(
+        D(10000), book, (held(D("-0.2")),), 10 * 3_600_000, 9 * 3_600_000, p, "no data for BTC"
+    )
+    assert out is not None
+    (d,) = out.decisions
+    assert d.target_qty == D("-0.1")  # 5000 / 50000: net -0.5x -> 0
+    assert d.stop_loss == D(55000)
+    assert not d.allow_increase
+    assert "no data for BTC: only cuts" in d.reason
+    assert "cooldown 180 min left: a cut is never delayed" in d.reason
+    assert out.net_after == 0
+
+
+@pytest.mark.parametrize(
+    ("book", "qty"),
+    [
+        (D(10000), D("-0.2")),  # hedged as needed: net 0
+        (D(10000), D("-0.19")),  # inside the band
+        (D(20000), D("-0.2")),  # under-hedged: an increase needs the statistics
+    ],
+)
+def test_without_statistics_nothing_but_a_cut_is_decided(book: D, qty: D) -> None:
+    p = policy(target_net_exposure=D(0), band=D("0.1"))
+    legs = (held(qty),)
+    book_legs = (BookLeg("SOL/USDT:USDT", book, D(1)),)
+    assert cut_without_statistics(D(10000), book_legs, legs, 0, None, p, "no data") is None

@@ -446,7 +446,10 @@ class _Figures:
 class _Guard:
     """Brings the exchange to each tick, running the engine's guard (the same one paper and live
     run every minute) at the close of every candle whose worst equity reaches the loss limits'
-    floor: the search for that candle is vectorised, so quiet candles cost no Python."""
+    floor: the search for that candle is vectorised, so quiet candles cost no Python. In cross
+    margin it runs too at the close of a candle on which a fill or a settlement moved the wallet
+    and left a resting stop beyond the new liquidation price (``advance``'s ``check_stops``):
+    the guard's protection pass places it again, as the minute guard would."""
 
     def __init__(
         self,
@@ -472,7 +475,7 @@ class _Guard:
         engine, exchange = self.engine, self.exchange
         while True:
             floor = self.floor(engine.store.load_risk_memory(), engine.limits)
-            hit = advance(exchange, self.series, self.tapes, end_ms, floor)
+            hit = advance(exchange, self.series, self.tapes, end_ms, floor, check_stops=True)
             if hit is None:
                 return
             self.clock.advance_to(hit.ts_ms)

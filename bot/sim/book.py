@@ -8,7 +8,7 @@ paid); a cross position is backed by the whole wallet. Equity = wallet + unreali
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from bot.domain.enums import MarginMode
 from bot.domain.instrument import Instrument
@@ -285,12 +285,16 @@ class Book:
         """Cross margin: close every open position together at ``prices`` (the marks of the
         moment the account fell below its maintenance margin).
 
-        The account is one pot: the legs' PnL and liquidation fees are netted first, and only the
-        net is applied to the wallet, which never goes below zero (the insurance fund takes the
-        rest, reported as ``shortfall``). A profitable leg can therefore never be paid out after a
-        losing leg has emptied the wallet. ``takes_all``: the venue keeps what the wallet still
-        holds (Bybit: positions taken over at their bankruptcy prices), counted as the fee of
-        the leg with the largest one.
+        The account is one pot, backed by the wallet as :meth:`liquidate` backs one position:
+        the legs' PnL is netted first and the wallet pays the net loss, then the liquidation
+        fees out of what is left of it, each leg's fee cut in proportion when that is less than
+        the venue's rate (Binance keeps what the margin still holds as its clearance fee,
+        https://www.binance.com/en/support/faq/360033525271). The wallet never goes below zero;
+        the loss beyond it, and only the loss (the venue charges no fee a bankrupt account
+        cannot pay), is the insurance fund's, reported as ``shortfall``. A profitable leg can
+        therefore never be paid out after a losing leg has emptied the wallet. ``takes_all``:
+        the venue keeps what the wallet still holds (Bybit: positions taken over at their
+        bankruptcy prices), counted as the fee of the leg with the largest one.
         """
         if self.margin_mode is not MarginMode.CROSS:
             raise ValueError("liquidate_account: only a cross-margin account is liquidated whole")
@@ -303,12 +307,24 @@ class Book:
             price = prices[sym]
             fees[sym] = fee_of(pos.qty, price, fee_rates[sym])
             realized[sym] = self.trade(sym, -pos.qty, price, ZERO).realized_pnl
-        net = sum(realized.values(), ZERO) - sum(fees.values(), ZERO)
-        after = wallet_before + net
-        shortfall = -after if after < 0 else ZERO
-        if takes_all and after > 0 and fees:
+        left = wallet_before + sum(realized.values(), ZERO)  # < 0: bankrupt
+        shortfall = max(-left, ZERO)
+        held = max(left, ZERO)  # what the wallet still holds: the most the fees take
+        full = sum(fees.values(), ZERO)
+        if fees:
             largest = max(fees, key=lambda s: (fees[s], s))
-            fees[largest] += after
-            after = ZERO
-        self.wallet = max(after, ZERO)
+            if full > held:
+                _cut_pro_rata(fees, held, largest)
+            elif takes_all:
+                fees[largest] += held - full
+        self.wallet = held - sum(fees.values(), ZERO)
         return AccountLiquidation(realized, fees, wallet_before, self.wallet, shortfall)
+
+
+def _cut_pro_rata(fees: dict[str, Decimal], total: Decimal, largest: str) -> None:
+    """Scale ``fees`` down to sum to exactly ``total`` (< their sum), each in proportion, to
+    bounded digits rounded down; the rounding's remainder goes to ``largest``."""
+    full = sum(fees.values(), ZERO)
+    for sym, fee in fees.items():
+        fees[sym] = (fee * total / full).quantize(MARGIN_PLACES, rounding=ROUND_FLOOR)
+    fees[largest] += total - sum(fees.values(), ZERO)

@@ -460,10 +460,8 @@ def liquidate_account(ex: SimAccount, ts: int, prices: Mapping[str, Decimal]) ->
     rates = {s: book.instruments[s].liquidation_fee for s in held}
     takes_all = any(book.instruments[s].margin_model is _BYBIT_UTA for s in held)
     result = book.liquidate_account(fill_prices, rates, takes_all=takes_all)
-    fee_total = sum(result.fees.values(), ZERO)
-    # What the wallet could not pay is not paid, fees first (the insurance fund's).
-    paid_fees = fee_total - min(result.shortfall, fee_total)
-    ex.fees_paid += paid_fees
+    # The fees are what the wallet could pay (capped there), so every one of them is paid.
+    ex.fees_paid += sum(result.fees.values(), ZERO)
     for sym, qty in held.items():
         ex.marks[sym] = fill_prices[sym]
         _record_liquidation(
@@ -612,11 +610,13 @@ def _first_hit(s: TriggerSeries, i0: int, i1: int, down: float, up: float) -> in
 
 @dataclass(frozen=True, slots=True)
 class GuardHit:
-    """The first candle whose worst equity reached the guard's floor: its close time and the
-    worst equity the account had on it (with the positions held after its triggers ran)."""
+    """A candle at whose close the engine's guard must run: its close time and the worst equity
+    the account had on it (with the positions held after its triggers ran) when that reached
+    the guard's floor; None when the guard runs for a stop left beyond the liquidation price
+    (nothing lower seen than what the guard reads itself)."""
 
     ts_ms: int
-    equity: Decimal
+    equity: Decimal | None
 
 
 def advance(
@@ -625,6 +625,8 @@ def advance(
     funding: Mapping[str, FundingTape],
     end_ms: int,
     floor: Decimal | None = None,
+    *,
+    check_stops: bool = False,
 ) -> GuardHit | None:
     """Process every bar that closes at or before ``end_ms`` and every settlement up to it.
 
@@ -633,10 +635,22 @@ def advance(
     run the engine's guard at the bar's close; call again to continue. In cross margin the
     account-level liquidation is searched on the same joint worst path (see
     :mod:`bot.sim.account_watch`).
+
+    ``check_stops`` (cross margin): after a fill or a settlement that moved the wallet, and so
+    every remaining position's liquidation price, a resting stop no longer strictly between
+    its mark and the liquidation price at the close of that candle stops processing there too
+    (a hit without equity): paper and live run the guard every minute, whose protection pass
+    places such a stop again inside the range or closes the position; left resting, the
+    position would be liquidated through it. Only wallet changes are checked (a fill, a
+    settlement: rare), never every candle.
     """
     ends, scan_from = _ends(series, end_ms)
     cross = ex.book.margin_mode is MarginMode.CROSS
     floor_f = float(floor) if floor is not None else None
+    check_stops = check_stops and cross
+    # (open, close) of the candle on which the wallet moved: its stops are checked at its close,
+    # once every event of the candle (another contract's, the joint path's) has run.
+    moved: tuple[int, int] | None = None
     while True:
         best_ts, best = _next_event(ex, series, funding, ends, end_ms)
         path = (
@@ -646,6 +660,11 @@ def advance(
             else None
         )
         joint = _joint_event(path, cross, floor_f, best_ts) if path is not None else None
+        if moved is not None and _candle_done(moved[1], path, joint, best_ts):
+            hit = _stops_hit(ex, series, funding, moved, end_ms)
+            moved = None
+            if hit is not None:
+                return hit
         if joint is not None and path is not None:
             kind, k = joint
             t = int(path.ts[k])
@@ -667,6 +686,7 @@ def advance(
         _catch_up(ex, series, best_ts)
         scan_from = best_ts
         kind, sym, idx = best
+        wallet = ex.book.wallet
         if kind == "funding":
             _settle(ex, series[sym], funding[sym], sym, best_ts)
         else:
@@ -688,6 +708,10 @@ def advance(
                 # to search, the guard runs at this bar's close.
                 _through(ex, series, best_ts)
                 return GuardHit(best_ts + s.tf_ms, ex.book.wallet)
+        close = best_ts + series[sym].tf_ms
+        # (a settlement whose candle closes after ``end_ms``: the caller's tick comes first)
+        if check_stops and moved is None and ex.book.wallet != wallet and close <= end_ms:
+            moved = (best_ts, close)
     for sym, s in series.items():
         if ends[sym] > s.cursor:
             ex.marks[sym] = s.close_at(ends[sym] - 1)
@@ -785,6 +809,71 @@ def _joint_event(
         if joint is None or k < joint[1]:
             joint = (kind, k)
     return joint
+
+
+def _candle_done(
+    close: int, path: AccountPath | None, joint: tuple[str, int] | None, next_ts: int | None
+) -> bool:
+    """Whether every event before ``close`` has run: the next one (the joint path's, else the
+    contracts' own at ``next_ts``) is at or after it, or there is none."""
+    following = int(path.ts[joint[1]]) if joint is not None and path is not None else next_ts
+    return following is None or following >= close
+
+
+def _stops_hit(
+    ex: SimAccount,
+    series: Mapping[str, TriggerSeries],
+    funding: Mapping[str, FundingTape],
+    moved: tuple[int, int],
+    end_ms: int,
+) -> GuardHit | None:
+    """The guard's hit at the close of the candle ``moved`` (open, close) on which the wallet
+    moved, if a resting stop is left beyond the liquidation price there (see :func:`advance`):
+    the account is brought to that close, settlements up to it included, as for a floor hit."""
+    opened, close = moved
+    if not _stop_past_liquidation(ex, _marks_through(ex, series, opened)):
+        return None
+    _through(ex, series, opened)
+    _settle_through(ex, series, funding, min(close, end_ms))
+    return GuardHit(close, None)
+
+
+def _marks_through(
+    ex: SimAccount, series: Mapping[str, TriggerSeries], ts: int
+) -> dict[str, Decimal]:
+    """The marks :func:`_through` would leave (every bar opening at or before ``ts`` closed),
+    without moving anything."""
+    marks = dict(ex.marks)
+    for sym, s in series.items():
+        j = int(s.ts.searchsorted(ts, side="right"))
+        if j > s.cursor:
+            marks[sym] = s.close_at(j - 1)
+    return marks
+
+
+def _stop_past_liquidation(ex: SimAccount, marks: dict[str, Decimal]) -> bool:
+    """Whether a position has a resting stop that is no longer strictly between its mark and its
+    liquidation price at ``marks`` (the protection invariant, docs/architecture.md)."""
+    book = ex.book
+    for sym, pos in book.positions.items():
+        if pos.qty == 0 or sym not in marks:
+            continue
+        closing = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
+        stops = [
+            o.trigger_price
+            for o in ex.resting[sym].values()
+            if o.type is OrderType.STOP_MARKET and o.side is closing and o.trigger_price
+        ]
+        if not stops:
+            continue
+        mark = marks[sym]
+        liq = book.liquidation_price(sym, marks)
+        for trig in stops:
+            if pos.qty > 0 and not ((liq is None or liq < trig) and trig < mark):
+                return True
+            if pos.qty < 0 and not ((liq is None or trig < liq) and mark < trig):
+                return True
+    return False
 
 
 def _flat_below(ex: SimAccount, floor: Decimal) -> bool:

@@ -282,7 +282,7 @@ def check_report(result: SimulationResult, out: Path) -> list[str]:
             problems.append(f"equity.csv ends at {last[col]}, the run at {result.equity[-1]}")
     ex = result.exchange
     fees = sum((f.fee for f in ex.fills), ZERO)
-    unpaid = fees - ex.fees_paid  # liquidation fees the insurance fund took (cross)
+    unpaid = fees - ex.fees_paid  # fees of fills past the bankruptcy price, the insurance fund's
     if unpaid < Decimal("-1e-9") or unpaid > ex.insurance_shortfall + Decimal("1e-9"):
         problems.append(
             f"fees of the fills {fees}, fees paid {ex.fees_paid}, "

@@ -27,7 +27,8 @@ from bot.instruments import load_instruments
 from bot.policy.decide import decide
 from bot.policy.inputs import ContractView
 from tests.audit.harness import run, write_config
-from tests.audit.scenarios import PEPE, SCENARIOS
+from tests.audit.market import MINUTE, T0, Series, eight_hourly, walk, write_market
+from tests.audit.scenarios import BTC, ETH, PEPE, SCENARIOS
 from tests.conftest import make_exchange
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -405,4 +406,81 @@ def test_a_crash_of_the_last_price_beyond_the_marks_costs_the_stop(tmp_path: Pat
     # The mark's range alone (20 %) costs 2 % with the range slippage; the last price fell
     # twice as far as the mark at the trigger's point of the candle.
     assert fill.price < trigger * D("0.93")
+    assert outcome.problems == []
+
+
+CROSS_4X = """
+name = "cross_4x"
+kind = "static"
+timeframe = "1h"
+allow_increase = true
+atr_window = 14
+[volatility]
+estimator = "yang_zhang"
+window = 48
+[leverage]
+min = 4
+max = 4
+fixed = 4
+[stop_loss]
+kind = "percent"
+distance = 5
+[liquidation]
+buffer_vol_units = 0
+[funding]
+max_annual_cost = 100
+[limits]
+daily_loss = 0.995
+max_drawdown = 0.998
+[reentry]
+cooldown = "24h"
+"""
+
+
+def _set_bar(s: Series, i: int, o: float, h: float, low: float, c: float) -> None:
+    """Bar ``i`` set to these prices; the rest of the walk continues from its close."""
+    s.scale_from(i + 1, c / s.open[i + 1])
+    s.open[i], s.high[i], s.low[i], s.close[i] = o, max(h, o, c), min(low, o, c), c
+
+
+def test_a_cross_stop_left_beyond_the_liquidation_price_is_placed_again(tmp_path: Path) -> None:
+    # Cross, BTC and ETH long at 4x, stops 5 % away, loss limits too wide to reach. At 12:05 on
+    # day 8 ETH gaps 48.57 % down through its stop (filled at the open): the wallet falls to
+    # about 99 and BTC's cross liquidation price rises to 56,233.75, above BTC's resting stop
+    # (56,170). BTC then falls 0.8 % a candle for 8 candles, before the 13:00 decision. Paper
+    # and live run the guard every minute, whose protection pass places BTC's stop again inside
+    # the range; the replay ran no guard until the next decision (the floor was not reached)
+    # and BTC was liquidated at 12:20 through its stale stop. Now the guard runs at the close
+    # of the candle the wallet moved on (12:10).
+    data = tmp_path / "data"
+    n = 12 * 288
+    btc = walk(n, 60_000.0, vol_per_bar=0.0012, seed=1)
+    eth = walk(n, 3_000.0, vol_per_bar=0.0012, seed=2)
+    event = 8 * 288 + 12 * 12 + 1  # day 8, 12:05 UTC
+    o = eth.close[event - 1]
+    _set_bar(eth, event, o * (1 - 0.4857), o * (1 - 0.4857), o * (1 - 0.4957), o * (1 - 0.4907))
+    for i in range(event + 1, event + 9):
+        p = btc.close[i - 1]
+        _set_bar(btc, i, p, p * 1.0005, p * 0.992, p * 0.992)
+    funding = eight_hourly(T0, T0 + n * 5 * MINUTE, 0.0001)
+    for sym, s in ((BTC, btc), (ETH, eth)):
+        write_market(data, sym, s, s.copy(), funding)
+    config = write_config(
+        tmp_path, data, [BTC, ETH], policy_text=CROSS_4X, margin_mode="cross",
+        daily_loss=0.995, max_drawdown=0.998, stale=7200, slippage_model="fixed",
+        trigger_source="mark", start="2025-01-04", max_gross=10,
+    )  # fmt: skip
+    outcome = run(config)
+    ex = outcome.result.exchange
+    gap_ms = int(eth.ts[event])
+    eth_stop = [e for e in ex.events if e.kind == "stop_loss" and e.ts_ms == gap_ms]
+    assert [e.symbol for e in eth_stop] == [ETH]  # the scenario: ETH's stop took the gap
+    assert [e for e in ex.events if e.kind in ("liquidation", "insurance")] == []
+    guard_ms = gap_ms + 5 * MINUTE  # the close of the gap's candle
+    placed = [
+        o
+        for o in ex.orders.values()
+        if o.symbol == BTC and o.purpose is OrderPurpose.STOP_LOSS and o.timestamp_ms == guard_ms
+    ]
+    assert placed, "no stop placed again at the close of the gap's candle"
     assert outcome.problems == []

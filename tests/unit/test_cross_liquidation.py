@@ -17,7 +17,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.instruments import load_instruments
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.triggers import TriggerSeries, advance
+from bot.sim.triggers import GuardHit, TriggerSeries, advance
 from bot.tools.scenarios import Scenario
 from bot.tools.stress import apply_scenario
 
@@ -58,9 +58,9 @@ def test_worked_example_the_issue_book_both_down_50_percent() -> None:
     By hand: BTC -> 30,000: the long loses 0.5 x 30,000 = 15,000; ETH -> 1,500: the short gains
     5 x 1,500 = 7,500. Equity = 5,000 - 15,000 + 7,500 = -2,500 < maintenance
     (0.4 % x 15,000 + 0.4 % x 7,500 = 90): the account is liquidated at those marks.
-    Liquidation fees 1.25 %: 0.5 x 30,000 x 1.25 % = 187.50 and 5 x 1,500 x 1.25 % = 93.75.
-    Net = -15,000 + 7,500 - 187.50 - 93.75 = -7,781.25; the wallet pays 5,000 and ends at 0;
-    the insurance fund takes 2,781.25. (Before: +7,406 from the per-leg liquidation.)
+    Net PnL = -15,000 + 7,500 = -7,500: the wallet pays 5,000 and ends at 0; the insurance fund
+    takes the loss beyond it, 2,500. Nothing is left for the liquidation fees (1.25 %: 187.50
+    and 93.75), so none is charged. (Before: +7,406 from the per-leg liquidation.)
     """
     ex = open_book(
         {BTC: (Decimal("0.5"), Decimal(60000)), ETH: (Decimal(-5), Decimal(3000))},
@@ -70,7 +70,7 @@ def test_worked_example_the_issue_book_both_down_50_percent() -> None:
     apply_scenario(ex, Scenario("both -50%", "move", {BTC: Decimal("-0.5"), ETH: Decimal("-0.5")}))
     assert ex.equity() == 0
     assert ex.book.wallet == 0
-    assert ex.insurance_shortfall == Decimal("2781.25")
+    assert ex.insurance_shortfall == Decimal(2500)
     assert all(p.qty == 0 for p in ex.book.positions.values())
     liq = {f.symbol: f for f in ex.fills if f.liquidation}
     assert liq[BTC].price == Decimal(30000)
@@ -90,8 +90,11 @@ def test_worked_example_inside_one_candle_on_the_joint_adverse_path() -> None:
     where BTC = 60,000 - 8,000 t = 52,976.32 and ETH = 3,000 + 300 t = 3,263.388. The fills are
     on the tick, against the account: BTC sold at 52,976.3, ETH bought back at 3,263.39. Equity
     there is 5,000 - 0.5 x 7,023.7 - 5 x 263.39 = 171.20, less than the liquidation fees
-    (1.25 % of 26,488.15 + 16,316.95 = 535.06375): the wallet ends at 0 and the insurance fund
-    takes 535.06375 - 171.20 = 363.86375.
+    (1.25 % of 26,488.15 + 16,316.95 = 331.101875 + 203.961875 = 535.06375): the fees take the
+    171.20 the wallet still holds, in proportion, rounded down to 10 places (BTC 171.20 x
+    331.101875 / 535.06375 = 105.9399763112, ETH 65.2600236887; the 0.0000000001 left goes to
+    the larger fee, BTC's), the wallet ends at 0 and the insurance fund takes nothing: the
+    account never lost more than its wallet.
     """
     ex = open_book(
         {BTC: (Decimal("0.5"), Decimal(60000)), ETH: (Decimal(-5), Decimal(3000))},
@@ -112,7 +115,43 @@ def test_worked_example_inside_one_candle_on_the_joint_adverse_path() -> None:
     assert liq[BTC].price == Decimal("52976.3")
     assert liq[ETH].price == Decimal("3263.39")
     assert ex.book.wallet == 0
-    assert ex.insurance_shortfall == Decimal("363.86375")
+    assert ex.insurance_shortfall == 0
+    assert liq[BTC].fee + liq[ETH].fee == Decimal("171.20") == ex.fees_paid
+    assert (liq[BTC].fee, liq[ETH].fee) == (Decimal("105.9399763113"), Decimal("65.2600236887"))
+
+
+def test_liquidated_at_its_liquidation_price_the_account_loses_its_wallet_and_no_more() -> None:
+    """Long 1 BTC @ 60,000 on a 10,000 USDT cross wallet. By hand (first bracket, mmr 0.4 %,
+    no deduction): 10,000 + (P - 60,000) = 0.004 P at P = 50,000 / 0.996 = 50,200.80...; the
+    equity there, 200.80, is the maintenance margin. Liquidated there, the clearance fee takes
+    what the margin still holds (200.80 of the 627.51 the 1.25 % rate would charge) and the
+    insurance fund takes nothing: the wallet was never exceeded. (Before: the unpaid 426.71 of
+    the fee was reported as a loss beyond the wallet, the insurance fund's.)"""
+    ex = open_book({BTC: (Decimal(1), Decimal(60000))}, "10000", MarginMode.CROSS)
+    liq = ex.book.liquidation_price(BTC, ex.marks)
+    assert liq == Decimal(50000) / Decimal("0.996")
+    result = ex.book.liquidate_account({BTC: liq}, {BTC: KNOWN[BTC].liquidation_fee})
+    held = Decimal(10000) + liq - Decimal(60000)  # 200.80...: what the wallet holds there
+    assert result.wallet_after == result.shortfall == 0
+    assert result.fees[BTC] == held
+    assert ex.book.wallet == 0
+
+
+def test_a_candle_through_the_liquidation_price_reports_no_loss_beyond_the_wallet() -> None:
+    """The same account, one 1-minute candle from 60,000 down to 50,000 on the mark: liquidated
+    where the mark crosses 50,200.80, sold on the tick below (50,200.8); the fee is the 200.80
+    left, paid, and nothing is the insurance fund's."""
+    ex = open_book({BTC: (Decimal(1), Decimal(60000))}, "10000", MarginMode.CROSS)
+    ts = np.array([T0], dtype=np.int64)
+    one = np.array([60000.0]), np.array([60000.0]), np.array([50000.0]), np.array([50100.0])
+    advance(ex, {BTC: TriggerSeries(ts, *one, 60_000, "mark")}, {}, T0 + 60_000)
+    (fill,) = [f for f in ex.fills if f.liquidation]
+    assert fill.price == Decimal("50200.8")
+    assert (fill.realized_pnl, fill.fee) == (Decimal("-9799.2"), Decimal("200.8"))
+    assert ex.book.wallet == 0
+    assert ex.insurance_shortfall == 0
+    assert not [e for e in ex.events if e.kind == "insurance"]
+    assert ex.fees_paid == fill.fee
 
 
 def test_each_move_alone_does_not_liquidate_the_same_book() -> None:
@@ -138,6 +177,67 @@ def test_each_move_alone_does_not_liquidate_the_same_book() -> None:
         }
         advance(ex, bars, {}, T0 + 60_000)
         assert not [f for f in ex.fills if f.liquidation]
+
+
+def _stop(ex: SimulatedExchange, sym: str, qty: Decimal, trigger: Decimal) -> None:
+    ex.place_order(
+        OrderRequest(
+            f"sl-{sym}", sym, OrderSide.SELL, OrderType.STOP_MARKET, OrderPurpose.STOP_LOSS,
+            qty, True, trigger_price=trigger,
+        )
+    )  # fmt: skip
+
+
+def _minutes(*bars: tuple[float, float, float, float]) -> TriggerSeries:
+    ts = T0 + 60_000 * np.arange(len(bars), dtype=np.int64)
+    o, h, low, c = (np.array(col) for col in zip(*bars, strict=True))
+    return TriggerSeries(ts, o, h, low, c, 60_000, "mark")
+
+
+def _stop_left_below_the_liquidation_price() -> tuple[SimulatedExchange, dict[str, TriggerSeries]]:
+    """Cross, 10,000 USDT: long 0.5 BTC @ 60,000 (stop 57,000) and 10 ETH @ 3,000 (stop 2,800).
+    ETH's first minute opens at 2,111.6, through its stop, which fills there: -8,884, the wallet
+    holds 1,116. BTC's liquidation price rises from (30,000 - 10,000) / 0.498 = 40,160.64 to
+    (30,000 - 1,116) / 0.498 = 58,000 (first bracket, mmr 0.4 %), above its stop. The next
+    minute BTC trades down to 57,500: through the liquidation price, not the stop."""
+    ex = open_book(
+        {BTC: (Decimal("0.5"), Decimal(60000)), ETH: (Decimal(10), Decimal(3000))},
+        "10000",
+        MarginMode.CROSS,
+    )
+    _stop(ex, BTC, Decimal("0.5"), Decimal(57000))
+    _stop(ex, ETH, Decimal(10), Decimal(2800))
+    series = {
+        BTC: _minutes((60000, 60000, 60000, 60000), (60000, 60000, 57500, 57600)),
+        ETH: _minutes((2111.6, 2111.6, 2100, 2105), (2105, 2105, 2105, 2105)),
+    }
+    return ex, series
+
+
+def test_a_fill_that_leaves_a_cross_stop_beyond_the_liquidation_price_calls_the_guard() -> None:
+    # Paper and live run the engine's guard every minute, whose protection pass places the stop
+    # again inside the range (or closes BTC): the replay must run it at the close of the minute
+    # the wallet moved, before BTC's next minute.
+    ex, series = _stop_left_below_the_liquidation_price()
+    hit = advance(ex, series, {}, T0 + 120_000, check_stops=True)
+    assert hit == GuardHit(T0 + 60_000, None)
+    assert ex.book.wallet == Decimal(1116)
+    assert ex.book.liquidation_price(BTC, ex.marks) == Decimal(58000)
+    assert ex.book.positions[BTC].qty == Decimal("0.5")  # still held: the guard acts next
+    assert [o.trigger_price for o in ex.resting[BTC].values()] == [Decimal(57000)]
+    assert ex.processed_ms == T0
+    assert ex.marks[BTC] == Decimal(60000)  # the minute's close
+    # Without the guard (it placed nothing), the search goes on: BTC is liquidated through its
+    # stop the next minute, and the liquidation (which empties the account) calls no guard.
+    assert advance(ex, series, {}, T0 + 120_000, check_stops=True) is None
+    assert [f.symbol for f in ex.fills if f.liquidation] == [BTC]
+
+
+def test_the_stop_check_is_the_replays_alone() -> None:
+    # The paper feeds advance the account without it: their guard runs every minute anyway.
+    ex, series = _stop_left_below_the_liquidation_price()
+    assert advance(ex, series, {}, T0 + 120_000) is None
+    assert [f.symbol for f in ex.fills if f.liquidation] == [BTC]
 
 
 SYMS = (BTC, ETH, SOL)

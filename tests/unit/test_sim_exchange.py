@@ -281,8 +281,8 @@ def test_an_isolated_liquidation_fee_is_what_the_margin_still_holds(instruments)
 
 def test_a_cross_liquidation_past_the_wallet_keeps_the_money_adding_up(instruments) -> None:
     # Cross, 320 USDT, the same long: after the entry's fee of 3 the wallet holds 317. The gap
-    # to 50,000 loses 1,000 and the fee is 62.50: the wallet pays 317, the insurance fund
-    # 745.50 (the fee included, so the wallet paid none of it).
+    # to 50,000 loses 1,000: the wallet pays 317, the insurance fund the 683 beyond it. Nothing
+    # is left for the liquidation fee (62.50 at 1.25 %), so none is charged.
     ex, _ = make_exchange(instruments, balance="320", mode=MarginMode.CROSS)
     ex.set_mark(BTC, D(60000))
     ex.set_leverage(BTC, 20)
@@ -290,11 +290,11 @@ def test_a_cross_liquidation_past_the_wallet_keeps_the_money_adding_up(instrumen
     bar(ex, "50000", "50500", "49500", "50000")
     fill = ex.fills[-1]
     assert fill.liquidation
-    assert (fill.realized_pnl, fill.fee) == (D(-1000), D("62.5"))
+    assert (fill.realized_pnl, fill.fee) == (D(-1000), D(0))
     assert ex.book.wallet == 0
-    assert ex.insurance_shortfall == D("745.5")
+    assert ex.insurance_shortfall == D(683)
     assert ex.fees_paid == D(3)
-    assert [e.amount for e in ex.events if e.kind == "insurance"] == [D("745.5")]
+    assert [e.amount for e in ex.events if e.kind == "insurance"] == [D(683)]
     assert_money_adds_up(ex, "320")
 
 

@@ -396,10 +396,10 @@ def test_cli_cross_hedged_book_is_monotone_and_never_pays_out(tmp_path: Path) ->
     worst = falls[-1]
     assert worst["liquidated"] == [BTC, ETH]
     assert D(worst["equity_after"]) == 0
-    # 2,781.25 by hand without slippage (tests/unit/test_cross_liquidation.py); the config's
-    # 2 bps on the liquidation fills: BTC 0.5 x 30,000 x 0.0002 = 3.00 (its fee 0.0375 less),
-    # ETH 5 x 1,500 x 0.0002 = 1.50 (its fee 0.01875 more): 2,785.73125.
-    assert D(worst["loss_beyond_wallet"]) == D("2785.73125")
+    # 2,500 by hand without slippage (tests/unit/test_cross_liquidation.py; no liquidation fee
+    # is left to charge); the config's 2 bps on the liquidation fills: BTC 0.5 x 30,000 x
+    # 0.0002 = 3.00, ETH 5 x 1,500 x 0.0002 = 1.50: 2,504.50.
+    assert D(worst["loss_beyond_wallet"]) == D("2504.5")
 
 
 @pytest.mark.parametrize(

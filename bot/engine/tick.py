@@ -77,6 +77,7 @@ from bot.engine.planner import (
 from bot.engine.protection import (
     close_position_stops,
     liquidation_after,
+    liquidation_of_held,
     position_after_fills,
     protection_gap,
     secure_decision,
@@ -119,7 +120,7 @@ from bot.ports.store import (
     RiskMemory,
     StorePort,
 )
-from bot.risk.coverage import plain
+from bot.risk.coverage import closing_side, is_stop, plain
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor, floors
@@ -133,6 +134,7 @@ from bot.risk.loss_budget import (
 )
 from bot.risk.margin_cap import cap_to_margin, sends_increase
 from bot.risk.state import Transition, initial_memory, set_state, state_event, update
+from bot.risk.stop_placement import is_valid_stop
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -167,6 +169,33 @@ class SendOutcome(StrEnum):
 _REFUSED = (SendOutcome.DENIED, SendOutcome.REJECTED)  # the order does not rest
 # What one contract's protection check found (Engine._ensure_one).
 _Checked = Literal["protected", "closed", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class UnrecordedSend:
+    """A stop sent while the state database could not be written (see
+    :meth:`Engine.protect_without_store`): what to record once it can."""
+
+    request: OrderRequest
+    ts_ms: int
+    status: OrderStatus
+    order: Order | None  # the venue's answer (None: refused, or the answer lost)
+    error: str | None
+
+    @property
+    def may_rest(self) -> bool:
+        return not self.status.is_final
+
+    def describe(self, qty: Decimal | None) -> str:
+        req = self.request
+        what = f"stop {req.client_id} at {req.trigger_price}" + (
+            f" for position {plain(qty)}" if qty is not None else ""
+        )
+        if self.status is OrderStatus.REJECTED:
+            return f"{what} refused by the venue ({self.error}); sent without a record"
+        if self.status is OrderStatus.UNKNOWN:
+            return f"{what} sent without a record, outcome unknown ({self.error})"
+        return f"{what} placed without a record ({self.status.value})"
 
 
 @dataclass(slots=True)
@@ -295,6 +324,17 @@ class Engine:
         self.fanout = fanout
         self._lock = threading.RLock()  # client-id sequence and the gate's order count
         self._id_factories: dict[str, IdFactory] = {}
+        # The highest sequence number a client id was made with in the second _id_second: the
+        # ids made while the store cannot be read continue from it (protect_without_store).
+        self._id_second, self._id_high = -1, 0
+        # For protect_without_store, as the last reconcile that completed left them: the
+        # contracts whose position it found the bot's (not foreign), and those an order that
+        # can add exposure was sent to since; the stop of each contract's last decision.
+        self._managed: frozenset[str] = frozenset()
+        self._entered: set[str] = set()
+        self._decided_stops: dict[str, Decimal] = {}
+        # Stops sent while the store could not be written, until record_unrecorded writes them.
+        self._unrecorded: list[UnrecordedSend] = []
         self.hedge_symbols = frozenset(c.symbol for c in self.contracts if c.direction == "hedge")
         self.traded = tuple(s for s in self.symbols if s not in self.hedge_symbols)
         self._sleeves = Decimal(max(1, len(self.traded)))  # the book's equity splits this way
@@ -373,6 +413,7 @@ class Engine:
         # Last, on every leg in the order they go out (the hedge needs margin too): the
         # increases together within the balance the account has available.
         decisions = self.within_margin(decisions, acct, snapshots)
+        self._decided_stops = {d.symbol: d.stop_loss for d in decisions if d.stop_loss is not None}
         result = TickResult(tick_id, now, memory.state, acct.equity(), decisions)
         # Contracts are protected together, each contract's steps in order (new stop first).
         # A decision on the other side of the position held (a flip) protects the position it
@@ -834,7 +875,13 @@ class Engine:
     def reconcile(self, now: int) -> AccountView:
         """Step 1 (see :mod:`bot.engine.reconcile`)."""
         self._memory_read = False  # a new job: operator commands may have changed the memory
-        return self.reconciler.reconcile(now)
+        acct = self.reconciler.reconcile(now)
+        foreign = self.reconciler.foreign
+        self._managed = frozenset(
+            s for s, p in acct.positions.items() if p.is_open and s not in foreign
+        )
+        self._entered = set()
+        return acct
 
     @property
     def foreign(self) -> set[str]:
@@ -1449,6 +1496,169 @@ class Engine:
         else:
             dist = mark * FALLBACK_STOP
         return self.instruments[symbol].stop_price(mark - sign * dist, sign)
+
+    # -- the state database unavailable ----------------------------------------------------------
+
+    def protect_without_store(self) -> dict[str, str]:
+        """A job failed because the state database cannot be written (or read): a stop for
+        each position of the bot's that has none resting, sent without a record.
+
+        The protection invariant outranks "the intent is persisted before it is sent" for this
+        one kind of order: a reduce-only or close-position stop cannot add exposure, so a
+        duplicate of it costs nothing, while a position the job opened just before the store
+        failed had no stop for the whole outage (docs/architecture.md, Invariants). Nothing
+        else is sent: no entry or increase, no cancel (a working stop cancelled unrecorded is
+        one the next reconcile cannot account for). A contract with a stop resting (the bot's,
+        one by hand, valid or not) is left alone: no order every minute of the outage.
+
+        Only the exchange is read: the store is neither written nor read (a PostgreSQL server
+        down fails its reads too). The bot's positions are those the last reconcile that
+        completed found its own, and those of contracts an order that can add exposure was sent
+        to since (the job that opened a position and failed recording its fill). The stop is
+        the contract's last decision's while it is valid for the position as held now, else
+        the policy's placement around the mark (:meth:`_wanted_stop`); secured and sized by
+        the same code as every stop, and passed through the risk gate. The orders sent are
+        kept in memory until :meth:`record_unrecorded` writes them, and named in the result
+        (contract -> what was done) for the runner's alert."""
+        now = self.clock.now_ms()
+        self._tick_ms = now
+        self._tick_mono_ms = monotonic_ms(self.clock)
+        # Client ids of the job's time, after every one this process made in that second: the
+        # store cannot be asked which are taken.
+        self._n = self._id_high if now // 1000 == self._id_second else 0
+        own = [s for s in self.reconciler.listed if s in self._managed or s in self._entered]
+        own = [s for s in own if s not in self._silenced]
+        if not own:
+            return {}
+        listed = self.reconciler.listed
+        positions = self.exchange.fetch_positions(listed)
+        held = [s for s in own if s in positions and positions[s].is_open]
+        if not held:
+            return {}
+        balance = self.exchange.fetch_balance()
+        marks = {s: self.exchange.fetch_mark_price(s) for s in listed}
+        acct = AccountView(balance.wallet, dict(positions), {}, marks, available=balance.available)
+        done: dict[str, str] = {}
+        for sym in held:
+            try:
+                note = self._protect_without_store(sym, acct, now)
+            except ExchangeError as exc:  # one contract's read holds back no other's stop
+                note = f"no stop placed: {type(exc).__name__}: {exc}"
+            if note is not None:
+                done[sym] = note
+        return done
+
+    def _protect_without_store(self, sym: str, acct: AccountView, now: int) -> str | None:
+        """:meth:`protect_without_store` for one held contract: what was done (``None``: a
+        stop rests, nothing to do)."""
+        pos = acct.positions[sym]
+        resting = acct.resting[sym] = self._resting_without_store(sym)
+        side = closing_side(pos.qty)
+        if any(is_stop(o) and o.is_open and o.side is side for o in resting):
+            return None
+        inst = self.instruments[sym]
+        stop = self._stop_without_store(pos, acct)
+        if stop is None:
+            return (
+                f"position {plain(pos.qty)} without a stop: no stop can rest between mark "
+                f"{plain(acct.marks[sym])} and the liquidation price"
+            )
+        plan = plan_protection(
+            sym,
+            pos.qty,
+            stop,
+            None,
+            resting,
+            ZERO,
+            self._new_id_factory(sym, look_up=False),
+            instrument=inst,
+            close_position=close_position_stops(self.exchange.close_position_stops, pos, resting),
+            still_protects=still_protects(inst, pos, acct, self.instruments),
+        )
+        # The stop alone: the plan's cancels (orphans, take-profits) wait for the store.
+        stops = [r for r in plan.place if r.purpose is _STOP_LOSS and not r.can_add_exposure]
+        if not stops:
+            return None
+        memory = self._memory  # (as the last job read it: the store is not read now)
+        state = memory.state if memory is not None else _HALTED
+        notes = []
+        for req in stops:
+            with self._lock:
+                verdict = self.gate.check(req, self._order_context(req, acct, now, None, state))
+            if isinstance(verdict, Denied):
+                notes.append(f"stop {req.client_id} denied by the risk gate: {verdict.reason}")
+                continue
+            try:
+                order = self.exchange.place_order(req)
+            except OutcomeUnknown as exc:
+                sent = UnrecordedSend(req, now, OrderStatus.UNKNOWN, None, str(exc))
+            except ExchangeError as exc:
+                sent = UnrecordedSend(req, now, OrderStatus.REJECTED, None, str(exc))
+            else:
+                sent = UnrecordedSend(req, now, order.status, order, None)
+            self._unrecorded.append(sent)
+            notes.append(sent.describe(pos.qty))
+        return "; ".join(notes)
+
+    def _resting_without_store(self, sym: str) -> list[Order]:
+        """``sym``'s open orders, with the stops sent earlier in the outage that the list
+        omits but a lookup by client id finds open (a lagging list: see _read_resting)."""
+        resting = self.exchange.fetch_open_orders(sym)
+        listed = {o.client_id for o in resting}
+        for sent in self._unrecorded:
+            cid = sent.request.client_id
+            if sent.request.symbol == sym and cid not in listed and sent.may_rest:
+                found = self.exchange.fetch_order(sym, cid)
+                if found is not None and found.is_open:
+                    resting.append(found)
+        return resting
+
+    def _stop_without_store(self, pos: Position, acct: AccountView) -> Decimal | None:
+        """The stop for ``pos``: the contract's last decision's while it is valid for the
+        position as held now, else the policy's placement around the mark; secured within
+        the policy's liquidation buffer, or, when that leaves no room, anywhere strictly
+        before the liquidation price (the verification's last resort: a stop there is better
+        than none for the rest of the outage). ``None``: no stop can rest."""
+        sym = pos.symbol
+        inst = self.instruments[sym]
+        decided = self._decided_stops.get(sym)
+        if decided is not None and is_valid_stop(
+            inst,
+            sign=pos.sign,
+            mark=acct.marks[sym],
+            trigger=decided,
+            liquidation=liquidation_of_held(inst, pos, acct, self.instruments),
+        ):
+            wanted = decided
+        else:
+            wanted = self._wanted_stop(sym, acct)
+        stop = self._secure_stop(pos, acct, wanted)
+        return stop if stop is not None else self._secure_stop(pos, acct, wanted, ZERO)
+
+    def record_unrecorded(self) -> None:
+        """Record the stops :meth:`protect_without_store` sent (intent and outcome), before
+        anything else the first job that can write does: the reconcile then knows them as the
+        bot's (a fill, a cancel, an orphan). Raises as the store does while it cannot."""
+        if not self._unrecorded:
+            return
+        now = self.clock.now_ms()
+        while self._unrecorded:
+            sent = self._unrecorded[0]
+            req = sent.request
+            if self.store.get_order(req.client_id) is None:  # (a retry after a partial record)
+                self.store.save_intent(req, sent.ts_ms)
+            self.store.update_order(
+                req.client_id, sent.status, sent.ts_ms, order=sent.order, error=sent.error
+            )
+            self._event(
+                now,
+                EventKind.RECONCILE,
+                req.symbol,
+                TradingState.ACTIVE,
+                f"{sent.describe(None)} at {_seconds(sent.ts_ms)} while the state database "
+                "could not be written: recorded now",
+            )
+            self._unrecorded.pop(0)
 
     # -- protection: stops through the risk layer, verification and escalation ------------------
 
@@ -2198,13 +2408,23 @@ class Engine:
             factory = self._id_factories[symbol] = self._new_id_factory(symbol)
         return factory
 
-    def _new_id_factory(self, symbol: str) -> IdFactory:
+    def _new_id_factory(self, symbol: str, *, look_up: bool = True) -> IdFactory:
+        """Client ids of the tick's time and the next sequence number; each looked up in the
+        store (an id a job of the same second made is not made again), unless ``look_up`` is
+        false (the store cannot be read: the ids this process made in that second are
+        skipped instead, :attr:`_id_high`)."""
+
         def new_id(purpose: OrderPurpose) -> str:
             with self._lock:  # contracts may be protected on several threads
                 self._n += 1
                 while True:
                     cid = make_client_id(self.account, purpose, symbol, self._tick_ms, self._n)
-                    if self.store.get_order(cid) is None:
+                    if not look_up or self.store.get_order(cid) is None:
+                        second = self._tick_ms // 1000
+                        if second != self._id_second:
+                            self._id_second, self._id_high = second, self._n
+                        elif self._n > self._id_high:
+                            self._id_high = self._n
                         return cid
                     self._n += 1
 
@@ -2216,6 +2436,43 @@ class Engine:
         """Gate, persist the intent, send."""
         memory = self._risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
+        ctx = self._order_context(req, acct, now, snap, state)
+        with self._lock:
+            verdict = self.gate.check(req, ctx)
+        if isinstance(verdict, Denied):
+            self._event(
+                now, EventKind.DENIED, req.symbol, state, f"{req.client_id}: {verdict.reason}"
+            )
+            return SendOutcome.DENIED
+        self.store.save_intent(req, now)
+        if req.can_add_exposure:
+            # (sent: a position there may be its fill, the bot's own, should the job fail
+            # before the next reconcile; see protect_without_store)
+            self._entered.add(req.symbol)
+        try:
+            order = self.exchange.place_order(req)
+        except OutcomeUnknown as exc:
+            self.store.update_order(req.client_id, OrderStatus.UNKNOWN, now, error=str(exc))
+            self._event(now, EventKind.UNKNOWN, req.symbol, state, f"{req.client_id}: {exc}")
+            return SendOutcome.UNKNOWN
+        except ExchangeError as exc:
+            self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
+            self._rejected(req, f"{req.client_id}: {exc}", now, state)
+            self._note_refusal(req.symbol, exc, now)
+            return SendOutcome.REJECTED
+        fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
+        self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
+        return self._outcome_of(req, order, now, state)
+
+    def _order_context(
+        self,
+        req: OrderRequest,
+        acct: AccountView,
+        now: int,
+        snap: MarketSnapshot | None,
+        state: TradingState,
+    ) -> OrderContext:
+        """What the risk gate judges ``req`` on."""
         price = snap.last_price if snap is not None else acct.marks[req.symbol]
         equity = acct.equity()
         other = sum(
@@ -2225,7 +2482,7 @@ class Engine:
         spec = self._spec[req.symbol]
         restriction = self.restricted.get(req.symbol)
         hedged = self.hedge is not None and req.symbol in self.hedge_symbols
-        ctx = OrderContext(
+        return OrderContext(
             state=state,
             now_ms=now,
             data_age_ms=now - snap.asof_ms if snap is not None else 0,
@@ -2243,28 +2500,6 @@ class Engine:
             restricted=restriction.reason if restriction is not None else None,
             monotonic_ms=self._tick_mono_ms,
         )
-        with self._lock:
-            verdict = self.gate.check(req, ctx)
-        if isinstance(verdict, Denied):
-            self._event(
-                now, EventKind.DENIED, req.symbol, state, f"{req.client_id}: {verdict.reason}"
-            )
-            return SendOutcome.DENIED
-        self.store.save_intent(req, now)
-        try:
-            order = self.exchange.place_order(req)
-        except OutcomeUnknown as exc:
-            self.store.update_order(req.client_id, OrderStatus.UNKNOWN, now, error=str(exc))
-            self._event(now, EventKind.UNKNOWN, req.symbol, state, f"{req.client_id}: {exc}")
-            return SendOutcome.UNKNOWN
-        except ExchangeError as exc:
-            self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
-            self._rejected(req, f"{req.client_id}: {exc}", now, state)
-            self._note_refusal(req.symbol, exc, now)
-            return SendOutcome.REJECTED
-        fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
-        self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
-        return self._outcome_of(req, order, now, state)
 
     def _outcome_of(
         self, req: OrderRequest, order: Order, now: int, state: TradingState

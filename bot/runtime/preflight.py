@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from bot.config.models import BotConfig
-from bot.domain.enums import MarginMode
+from bot.domain.enums import MarginMode, OrderPurpose
 from bot.engine.hedging import with_hedge_symbols
 from bot.errors import ExchangeError
 from bot.exchange.ccxt_adapter import CcxtExchange
@@ -131,14 +131,17 @@ def unknown_own_orders(
     exchange: ExchangePort, store: StorePort, symbols: Sequence[str], account: str
 ) -> list[str]:
     """Warnings for resting orders that carry this bot's client ids (``<account>-...``) but
-    that its state database never recorded. Every intent is recorded before it is sent, so
-    such an order was sent by another bot with the same ``account.name`` on this exchange
-    account (the two would fight over each other's orders: each cancels the other's stops as
-    duplicates), or the database was restored from an older copy (then adopting them is right).
+    that its state database never recorded. Every intent is recorded before it is sent, but
+    for one: a stop-loss sent while the database could not be written, the process stopped
+    before the database came back (``Engine.protect_without_store``; the bot keeps it as its
+    stop). Else such an order was sent by another bot with the same ``account.name`` on this
+    exchange account (the two would fight over each other's orders: each cancels the other's
+    stops as duplicates), or the database was restored from an older copy (then adopting them
+    is right).
     """
     try:
         unknown = [
-            o.client_id
+            o
             for sym in symbols
             for o in exchange.fetch_open_orders(sym)
             if o.purpose is not None and store.get_order(o.client_id) is None
@@ -147,12 +150,20 @@ def unknown_own_orders(
         return [f"open orders not checked for another bot's: {type(exc).__name__}: {exc}"]
     if not unknown:
         return []
-    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    ids = [o.client_id for o in unknown]
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    outage = (
+        "; a stop-loss may also be one the bot placed while its state database could not be "
+        "written, stopped before it could record it (the bot keeps it as its stop)"
+        if any(o.purpose is OrderPurpose.STOP_LOSS for o in unknown)
+        else ""
+    )
     return [
         f"{len(unknown)} open order(s) carry this bot's client ids ({shown}) but its state "
         f"database never recorded them: another bot with account.name '{account}' is trading "
         "this exchange account (stop it, or give each bot its own account.name and exchange "
         "account), or the database was restored from an older copy (then the bot adopts them)"
+        + outage
     ]
 
 

@@ -174,6 +174,9 @@ class Runner:
             try:
                 for check in self.before_job:
                     check()
+                # Before anything else: the stops sent while the database could not be written
+                # (the reconcile must know them as the bot's).
+                self.engine.record_unrecorded()
                 self._resync_if_the_clock_stepped()
                 self.apply_commands()
                 if self.feed is not None:
@@ -186,7 +189,9 @@ class Runner:
                 raise
             except Exception as exc:
                 self._failed(name, exc)
-                if not isinstance(exc, StoreUnavailable):  # (else its events cannot be read)
+                if isinstance(exc, StoreUnavailable):
+                    self._protect_without_store(name)
+                else:  # (a StoreUnavailable job's events cannot be read)
                     # What the job recorded before it failed is alerted all the same: a halt
                     # whose flatten met a rate limit on the read after the closes was never
                     # sent (the next job alerts only the events it records itself).
@@ -224,6 +229,33 @@ class Runner:
             tick = isinstance(result, TickResult)
             self._alert_safely(name, started, tick=tick, readable=readable)
             return result
+
+    def _protect_without_store(self, job: str) -> None:
+        """The job failed on the state database: a position of the bot's without a stop gets
+        one all the same (``Engine.protect_without_store``: a reduce-only stop, sent without a
+        record, the one order sent so), alerted per contract. Never raises."""
+        try:
+            done = self.engine.protect_without_store()
+        except Exception as exc:  # (the venue unreachable too): the next job tries again
+            logger.error(
+                "{}: protecting without the state database failed: {}: {}",
+                job,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        for sym, note in done.items():
+            logger.critical("{}: store unavailable: {}", sym, note)
+        self.notifier.notify(
+            [
+                Alert(
+                    f"unrecorded_stop:{sym}",
+                    "critical",
+                    f"{sym}: store unavailable: {note}; recorded once the database is back",
+                )
+                for sym, note in done.items()
+            ]
+        )
 
     def _alert_safely(self, name: str, started: int, *, tick: bool, readable: bool) -> None:
         try:
@@ -411,7 +443,10 @@ class Runner:
         """End a run of failed jobs, in the recorded events too (restored at the next start)."""
         failed, self.failures = self.failures, 0
         # the run of failures is over: the next one is a new incident
-        self.notifier.resolved(["tick_failed", "store_unavailable"])
+        self.notifier.resolved(
+            ["tick_failed", "store_unavailable"]
+            + [f"unrecorded_stop:{sym}" for sym in self.engine.symbols]
+        )
         try:
             record_event_now(
                 self.store,
@@ -534,7 +569,8 @@ def _store_alert(exc: Exception) -> Alert:
     return Alert(
         "store_unavailable",
         "critical",
-        f"{what}. Nothing is sent while the state database cannot record it, protective "
-        "orders included: free the disk, fix the file's permissions or the database "
+        f"{what}. Nothing is sent while the state database cannot record it, except a "
+        "reduce-only stop for a position of the bot's that has none resting (recorded once "
+        "the database is back): free the disk, fix the file's permissions or the database "
         "connection; resting orders stay on the exchange",
     )

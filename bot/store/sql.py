@@ -65,7 +65,8 @@ class DuplicateIntent(BotError, ValueError):
 class StoreUnavailable(BotError):
     """The state database cannot be written or read (disk full, read-only file, database
     locked, connection lost, no free connection in the pool). Nothing that needs a record is
-    done without it: an order whose intent cannot be persisted is never sent."""
+    done without it: an order whose intent cannot be persisted is never sent, but for a
+    reduce-only stop for a position without one (``Engine.protect_without_store``)."""
 
 
 class StoreReplaced(StoreUnavailable):

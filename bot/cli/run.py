@@ -38,6 +38,7 @@ from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
 from bot.store.run_modes import LIVE_RUN_MODE, PAPER_RUN_MODE, REPLAY_RUN_MODE
 from bot.store.sql import SqlStore
+from bot.store.views import latest_run
 
 
 def run_bot(
@@ -81,6 +82,8 @@ def run_bot(
     paper: PaperExchange | None = None
     stop_extras: Callable[[], None] | None = None
     try:
+        if latest_run(store) is not None:
+            lock.mark_ran()  # a bot ran on it, whatever its lock file said: it keeps saying so
         # Before anything is read from it: a database another kind of run (paper, live on
         # another venue account) kept its state in is refused.
         check_run_kind(config, store, mode)
@@ -98,6 +101,9 @@ def run_bot(
         policy = config.policies[0]
         venue = venue_of(config) if mode == LIVE_RUN_MODE else None
         store.open_run(mode, str(config.source), policy.name, runner.clock.now_ms(), venue)
+        # From here a bot ran on this database: its lock file says so (a start refused before
+        # this point leaves the file as it found it, see InstanceLock.mark_ran).
+        lock.mark_ran()
         logger.info(
             "{} trading {} with policy {}", mode, ", ".join(runner.engine.symbols), policy.name
         )

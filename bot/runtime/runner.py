@@ -1,11 +1,14 @@
 """The runner: what each scheduled job does, around the engine.
 
 * ``tick``: apply pending commands (``bot halt``/``bot resume``), bring the paper exchange's
-  prices up to now, run the engine's tick, persist, raise alerts. A failing tick is recorded and
-  alerted; after ``max_failures`` in a row the bot moves itself to ``reducing``. The count
-  survives a restart (a bot a supervisor restarts after each crash must still get there): each
-  ``tick_failed`` event says how many failed in a row, and the first job that succeeds after
-  them records a ``jobs_ok`` event that ends the run.
+  prices up to now, run the engine's tick, persist, raise alerts. A failing job is recorded and
+  alerted; after ``max_failures`` jobs of one kind (decision ticks, guards) failed in a row the
+  bot moves itself to ``reducing``. Each kind counts its own run, and only a success of that
+  kind ends it: a decision tick that fails every hour (a stale contract catalogue) while the
+  minute guard between ticks succeeds is a run all the same. The counts survive a restart (a
+  bot a supervisor restarts after each crash must still get there): each ``tick_failed`` event
+  says how many of its kind failed in a row, and the first job of the kind that succeeds after
+  them records a ``jobs_ok`` event that ends the kind's run.
 * ``guard``: between ticks, the daily-loss and drawdown limits on the marks of the moment (a
   breach acts at once: reducing, or halted with flatten) and the protection invariant.
 * ``before_funding``: a tick that may not add exposure to contracts about to pay funding.
@@ -29,7 +32,6 @@ from loguru import logger
 from bot.alerts import Alert, AlertRules, Notifier, conditions
 from bot.clock import Clock, WallSteps, ms_to_datetime
 from bot.domain.enums import EventKind, TradingState
-from bot.engine.read_streak import run_in_a_row
 from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable, BotError
 from bot.logs import replayed_prefix
@@ -62,7 +64,21 @@ ENDS = {
     EventKind.READABLE: EventKind.UNREADABLE,
     EventKind.DECIDING: EventKind.NO_DECISION,
 }
-_IN_A_ROW = re.compile(r"\((\d+) failed jobs? in a row\)$")
+# Which run of failures a job counts in: the jobs that do the same work fail together (a
+# pre-funding tick is a decision tick, its catalogue check included; the day's rollover is the
+# guard), and a success of one kind says nothing of the other (a guard does not read the contract
+# catalogue a decision tick refuses to trade on).
+JOB_KINDS = {"tick": "tick", "funding": "tick", "guard": "guard", "rollover": "guard"}
+# "(3 failed tick jobs in a row)"; an older bot counted every job together: "(3 failed jobs in a
+# row)", its kind the job's that failed (the reason starts with the job's name).
+_IN_A_ROW = re.compile(r"\((\d+) failed (?:(\w+) )?jobs? in a row\)$")
+# "guard done after 2 failed guard job(s) in a row"; an older bot's "... failed job(s) in a row"
+# ended every run.
+_ENDED = re.compile(r"done after \d+ failed (?:(\w+) )?job\(s\) in a row$")
+# Events read at start to restore the counts: only failures and the ends of runs are recorded,
+# so a kind that fails only now and then is found far back; one whose failures fill all of them
+# (a guard failing every minute for a week) has a run longer than any max_failures (<= 1000).
+RESTORE_EVENTS = 10_000
 
 
 def _key_time(ms: int) -> str:
@@ -70,9 +86,31 @@ def _key_time(ms: int) -> str:
     return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def failed_in_a_row(events_newest_first: Iterable[RiskEvent]) -> int:
-    """Failed jobs in a row at the end of the recorded events (0 after a ``jobs_ok`` one)."""
-    return run_in_a_row(events_newest_first, EventKind.TICK_FAILED, EventKind.JOBS_OK, _IN_A_ROW)
+def job_kind(job: str) -> str:
+    """The run of failures ``job`` counts in (see ``JOB_KINDS``; another job is its own kind)."""
+    return JOB_KINDS.get(job, job)
+
+
+def failed_in_a_row(events_newest_first: Iterable[RiskEvent]) -> dict[str, int]:
+    """Failed jobs in a row per kind at the end of the recorded events: the count the newest
+    ``tick_failed`` event of a kind says, none when a ``jobs_ok`` of that kind is newer. A
+    ``jobs_ok`` an older bot recorded (no kind) ended every run: nothing older counts."""
+    counts: dict[str, int] = {}
+    ended: set[str] = set()
+    for e in events_newest_first:
+        if e.kind is EventKind.JOBS_OK:
+            end = _ENDED.search(e.reason)
+            if end is None or end.group(1) is None:
+                break
+            ended.add(end.group(1))
+        elif e.kind is EventKind.TICK_FAILED:
+            match = _IN_A_ROW.search(e.reason)
+            if match is None:
+                continue
+            kind = match.group(2) or job_kind(e.reason.split(":", 1)[0])
+            if kind not in ended and kind not in counts:
+                counts[kind] = int(match.group(1))
+    return {kind: n for kind, n in counts.items() if n > 0}
 
 
 @dataclass(slots=True)
@@ -87,7 +125,6 @@ class Runner:
     max_failures: int = 3
     replay_end_ms: int | None = None  # replayed data ends here: the run stops
     ticks_done: int = 0
-    failures: int = 0
     on_tick: list[Callable[[TickResult], None]] = field(default_factory=list)
     # Run before every tick; one that raises stops the tick (e.g. a stale contract catalogue).
     before_tick: list[Callable[[], None]] = field(default_factory=list)
@@ -104,14 +141,27 @@ class Runner:
     at_confirmed_start: list[Callable[[], object]] = field(default_factory=list)
     # The wall clock against the monotonic one, read at every job (live: see clock_resync).
     _wall_steps: WallSteps | None = field(default=None, init=False, repr=False)
+    # Failed jobs in a row, per kind (``job_kind``); a kind absent has none.
+    _failures: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.clock_resync is not None:
             self._wall_steps = WallSteps(self.clock, WALL_STEP_S)
-        # a restart does not reset the count
-        self.failures = failed_in_a_row(
-            self.store.recent_events(1, kinds=(EventKind.TICK_FAILED, EventKind.JOBS_OK))
+        # a restart does not reset the counts
+        self._failures = failed_in_a_row(
+            self.store.recent_events(
+                RESTORE_EVENTS, kinds=(EventKind.TICK_FAILED, EventKind.JOBS_OK)
+            )
         )
+
+    @property
+    def failures(self) -> int:
+        """The longest run of failed jobs of one kind going on (what ``max_failures`` limits)."""
+        return max(self._failures.values(), default=0)
+
+    def failures_of(self, job: str) -> int:
+        """Failed jobs in a row of ``job``'s kind."""
+        return self._failures.get(job_kind(job), 0)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -198,7 +248,7 @@ class Runner:
                     self._alert_safely(name, started, tick=False, readable=False)
                 return None
             self._heartbeat(name)
-            if self.failures:
+            if self.failures_of(name):
                 self._recovered(name)
             if isinstance(result, TickResult) and result.unreadable is not None:
                 self.ticks_done += 1
@@ -412,17 +462,27 @@ class Runner:
         """Record, count and alert a failed job. Never raises: when the state database itself
         is what fails, the alert still goes out (the notifier does not need the store)."""
         now = self.clock.now_ms()
-        self.failures += 1
+        kind = job_kind(job)
+        self._failures[kind] = self._failures.get(kind, 0) + 1
         # A failure the bot names (the venue unreachable, the database down, an answer it
         # cannot read) is one line, every job of an outage, its traceback at DEBUG
         # (runtime.log_level); a bug's traceback is always shown.
         named = isinstance(exc, BotError)
         logger.opt(exception=None if named else exc).error(
-            "{} failed ({} in a row): {}: {}", job, self.failures, type(exc).__name__, exc
+            "{} failed ({} {} jobs in a row): {}: {}",
+            job,
+            self._failures[kind],
+            kind,
+            type(exc).__name__,
+            exc,
         )
         if named:
             logger.opt(exception=exc).debug("{} failed: where", job)
-        alerts = [Alert("tick_failed", "warning", f"{job} failed: {type(exc).__name__}: {exc}")]
+        # Keyed by the kind: a run that goes on is one incident (sent once per dedup window)
+        # whatever the other kind's jobs do meanwhile.
+        alerts = [
+            Alert(f"tick_failed:{kind}", "warning", f"{job} failed: {type(exc).__name__}: {exc}")
+        ]
         try:
             if not isinstance(exc, StoreReplaced):  # (refused: not written into the new one)
                 alerts += self._record_failure(job, exc, now)
@@ -440,12 +500,23 @@ class Runner:
         self.notifier.notify(alerts)
 
     def _recovered(self, job: str) -> None:
-        """End a run of failed jobs, in the recorded events too (restored at the next start)."""
-        failed, self.failures = self.failures, 0
-        # the run of failures is over: the next one is a new incident
+        """End the run of failed jobs of ``job``'s kind, in the recorded events too (restored
+        at the next start). A job of another kind that succeeds ends nothing: a guard that
+        succeeds between decision ticks that all fail did reset the count (never reaching
+        ``max_failures``) and made each failed tick a new incident, alerted again."""
+        kind = job_kind(job)
+        failed = self._failures.pop(kind, 0)
+        # the run of failures is over: the next one is a new incident. The database is known
+        # to work again only once no kind fails any longer (a guard that records nothing
+        # succeeds on a full disk)
         self.notifier.resolved(
-            ["tick_failed", "store_unavailable"]
-            + [f"unrecorded_stop:{sym}" for sym in self.engine.symbols]
+            [f"tick_failed:{kind}"]
+            + (
+                []
+                if self._failures
+                else ["store_unavailable"]
+                + [f"unrecorded_stop:{sym}" for sym in self.engine.symbols]
+            )
         )
         try:
             record_event_now(
@@ -453,7 +524,7 @@ class Runner:
                 self.clock.now_ms(),
                 EventKind.JOBS_OK,
                 None,
-                f"{job} done after {failed} failed job(s) in a row",
+                f"{job} done after {failed} failed {kind} job(s) in a row",
             )
         except Exception as exc:  # the job itself succeeded: say so, and carry on
             # (a restart before the next recorded success counts the old run again: the
@@ -461,13 +532,15 @@ class Runner:
             logger.error("the end of {} failed jobs cannot be recorded: {}", failed, exc)
 
     def _record_failure(self, job: str, exc: Exception, now: int) -> list[Alert]:
+        kind = job_kind(job)
+        n = self._failures[kind]
         memory = record_event_now(
             self.store,
             now,
             EventKind.TICK_FAILED,
             None,
-            f"{job}: {type(exc).__name__}: {exc} ({self.failures} failed "
-            f"job{'s' if self.failures > 1 else ''} in a row)",
+            f"{job}: {type(exc).__name__}: {exc} ({n} failed {kind} job{'s' if n > 1 else ''} "
+            "in a row)",
         )
         if (
             self.failures < self.max_failures
@@ -475,7 +548,12 @@ class Runner:
             or memory.state is not TradingState.ACTIVE
         ):
             return []
-        reason = f"{self.failures} failed {job}s in a row (last: {type(exc).__name__})"
+        # (the longest run: a kind that reached the limit before a resume still counts)
+        longest = max(self._failures, key=lambda k: self._failures[k])
+        reason = (
+            f"{self._failures[longest]} failed {longest} jobs in a row "
+            f"(last: {job}: {type(exc).__name__})"
+        )
         reducing = set_state(memory, TradingState.REDUCING, reason, sticky=False)
         self.store.save_risk_memory(reducing, state_event(now, reducing, reason))
         # Keyed by the change's time, as every state alert: a second run of failures within the

@@ -8,7 +8,12 @@ names the database and the process that holds it.
 * SQLite: an exclusive ``flock`` on ``<database file>.lock`` (beside the database). The operating
   system drops it when the process ends in any way, ``kill -9`` included, so a crash never
   leaves a stale lock behind. The file itself is never deleted (deleting a lock file races with
-  a process that is opening it); it holds the holder's pid for the message.
+  a process that is opening it); it holds the holder's pid for the message. It is also the mark
+  that a bot ran on the database (:attr:`InstanceLock.used_before`: a database file gone since
+  was deleted or moved, and is not replaced by an empty one), so a holder that ran no bot there
+  (a start refused before it recorded its run: a file that is not a database, a database of
+  another kind of run, a live start declined; ``bot db upgrade``) puts back what it found when
+  it lets go. Only :meth:`InstanceLock.mark_ran` keeps its pid there.
 * PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``,
   https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS) held by one
   connection of its own for the whole run, keyed by the database and schema. The server drops
@@ -43,7 +48,8 @@ class LockLost(BotError):
 class _FileLock:
     path: Path
     handle: IO[str]
-    previous: str = ""  # the pid the last process that held it left in the file
+    previous: str = ""  # the pid the last process that ran a bot on it left in the file
+    ran: bool = False  # this process ran a bot on the database: its pid stays in the file
 
     def check(self) -> None:
         """A ``flock`` cannot be lost while its file descriptor is open."""
@@ -52,6 +58,14 @@ class _FileLock:
         import fcntl
 
         try:
+            if not self.ran:
+                # (still holding the flock: no other process reads the file half written; one
+                # that cannot be written keeps this pid: the conservative side)
+                with contextlib.suppress(OSError):
+                    self.handle.seek(0)
+                    self.handle.truncate()
+                    self.handle.write(self.previous)
+                    self.handle.flush()
             fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
         finally:
             self.handle.close()
@@ -213,10 +227,19 @@ class InstanceLock:
 
     @property
     def used_before(self) -> str | None:
-        """The process that held this SQLite database's lock before this one (a bot ran on
-        it), or None: never locked before, or not a SQLite file."""
+        """The last process that ran a bot on this SQLite database before this one, as its lock
+        file says, or None: no bot ran there, or not a SQLite file."""
         impl = self._impl
         return impl.previous or None if isinstance(impl, _FileLock) else None
+
+    def mark_ran(self) -> None:
+        """A bot runs on this database (it opened it and recorded its run, or finds a run of an
+        earlier bot there): the lock file keeps this process's pid when it lets go, for
+        :attr:`used_before` to say so to the next start. Without it, the lock file is left as
+        it was found: a start refused on a file that is not a database said "a bot ran on it"
+        about that path from then on, once the wrong file was removed."""
+        if isinstance(self._impl, _FileLock):
+            self._impl.ran = True
 
     def check(self) -> None:
         """Raise unless this process still holds the lock (before every job)."""

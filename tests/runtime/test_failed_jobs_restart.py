@@ -73,7 +73,7 @@ def test_each_restart_fails_once_and_the_limit_is_still_reached(start_bot: Start
         expected = TradingState.REDUCING if n == limit else TradingState.ACTIVE
         assert state(store) is expected, f"run {n}"
     [failed] = store.recent_events(1, kinds=(EventKind.TICK_FAILED,))
-    assert failed.reason.endswith(f"({limit} failed jobs in a row)")
+    assert failed.reason.endswith(f"({limit} failed tick jobs in a row)")
 
 
 def test_a_job_that_succeeds_ends_the_run_across_restarts(start_bot: Start) -> None:
@@ -85,7 +85,7 @@ def test_a_job_that_succeeds_ends_the_run_across_restarts(start_bot: Start) -> N
     assert runner.tick() is not None  # the dependency is back
     assert runner.failures == 0
     [ok] = store.recent_events(1, kinds=(EventKind.JOBS_OK,))
-    assert ok.reason == "tick done after 1 failed job(s) in a row"
+    assert ok.reason == "tick done after 1 failed tick job(s) in a row"
     runner, store = start_bot()
     assert runner.failures == 0
     runner.before_tick.append(broken)

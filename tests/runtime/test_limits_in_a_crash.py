@@ -106,7 +106,7 @@ def test_guard_jobs_halt_and_alert_when_reads_are_rate_limited(
     assert "drawdown" in memory.state_reason
     assert paper.sim.fetch_positions([symbol]).get(symbol) is None
     keys = [a.key for a in delivered.alerts]
-    assert "tick_failed" in keys  # a failed guard, at once
+    assert "tick_failed:guard" in keys  # a failed guard, at once
     [halt] = [a for a in delivered.alerts if a.key.startswith("state:halted@")]
     assert halt.severity == "critical"
 

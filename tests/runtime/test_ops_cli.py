@@ -220,6 +220,43 @@ def test_a_replay_directory_without_data_leaves_no_database_behind(tmp_path: Pat
     assert json.loads(invoke("status", "--config", cfg, "--json"))["state"] == "active"
 
 
+def test_a_start_refused_on_a_file_that_is_not_a_database_leaves_no_mark(tmp_path: Path) -> None:
+    """runtime.database_url named a file that is not a database: the start was refused, but
+    its lock file kept the pid written when the lock was taken. Once the wrong file was
+    removed, every command said the database "is missing, but a bot ran on it ... Put it
+    back" though no bot ever ran there. Only a start that ran leaves the mark now."""
+    cfg = str(write_config(tmp_path, contracts=1))
+    data = str(ROOT / "data" / "sample")
+    database = tmp_path / "state.db"
+    database.write_text("not a database\n")
+    out = refused("run", "--config", cfg, "--once", "--replay", data)
+    assert "file is not a database" in out
+    database.unlink()  # the user removes the wrong file
+    out = refused("status", "--config", cfg)
+    assert f"no state database at {database}: no bot has run there" in out
+    invoke("run", "--config", cfg, "--once", "--replay", data)  # the first start creates it
+    assert json.loads(invoke("status", "--config", cfg, "--json"))["state"] == "active"
+    database.unlink()  # a bot ran there: its database gone is still refused
+    out = refused("run", "--config", cfg, "--once", "--replay", data)
+    assert f"the state database {database} is missing, but a bot ran on it" in out
+
+
+def test_a_refused_start_on_a_database_a_bot_ran_on_leaves_it_marked(tmp_path: Path) -> None:
+    """A database a bot ran on whose lock file says nothing (copied from a backup onto
+    another machine): a start refused on it (another kind of run) still leaves the mark that
+    a bot ran there, read from the runs the database holds."""
+    cfg = str(write_config(tmp_path, contracts=1))
+    data = str(ROOT / "data" / "sample")
+    invoke("run", "--config", cfg, "--once", "--replay", data)
+    (tmp_path / "state.db.lock").write_text("")  # as a backup restored without it
+    out = refused("run", "--config", cfg, "--once")  # paper on live prices: another kind
+    assert "holds the state of a paper-replay bot" in out
+    database = tmp_path / "state.db"
+    database.unlink()
+    out = refused("status", "--config", cfg)
+    assert f"the state database {database} is missing, but a bot ran on it" in out
+
+
 @pytest.mark.postgres
 @pytest.mark.skipif(
     not POSTGRES_URL,

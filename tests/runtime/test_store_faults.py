@@ -148,7 +148,7 @@ def test_a_read_only_database_sends_nothing_and_still_alerts(
     [body] = [b for _, b in receiver.posts if b["title"].endswith("store_unavailable")]
     assert "readonly database" in body["message"]
     assert "Nothing is sent while the state database cannot record it" in body["message"]
-    assert "[main] warning: tick_failed" in titles
+    assert "[main] warning: tick_failed:tick" in titles
     # The database is back: the bot carries on where it stopped.
     store.switch.on = False
     clock.advance_to(clock.now_ms() + HOUR)
@@ -343,7 +343,7 @@ def test_an_exhausted_connection_pool_fails_the_job_as_an_unavailable_database(
     [body] = [b for _, b in receiver.posts if b["title"].endswith("store_unavailable")]
     assert f"state database {url}" in body["message"]
     assert "no free connection in the connection pool" in body["message"]
-    [failure] = [b for _, b in receiver.posts if b["title"].endswith("tick_failed")]
+    [failure] = [b for _, b in receiver.posts if b["title"].endswith("tick_failed:tick")]
     assert "tick failed: StoreUnavailable" in failure["message"]
 
 

@@ -93,6 +93,31 @@ def test_a_lock_of_a_killed_process_is_not_stale(tmp_path: Path) -> None:
     assert lock_path(tmp_path / "state.db").exists()  # the file stays; only the flock goes
 
 
+def test_only_a_holder_that_ran_a_bot_leaves_its_pid(tmp_path: Path) -> None:
+    """The lock file is also the mark that a bot ran on the database (``used_before``): a
+    holder that ran none there (a start refused before it recorded its run) leaves the file as
+    it found it; one that did (``mark_ran``) leaves its pid."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    path = lock_path(tmp_path / "state.db")
+    refused_start = InstanceLock.acquire(url)
+    assert refused_start.used_before is None
+    refused_start.release()
+    assert path.read_text() == ""  # no bot ran there
+    ran = InstanceLock.acquire(url)
+    assert ran.used_before is None
+    ran.mark_ran()
+    ran.release()
+    assert path.read_text() == str(os.getpid())
+    path.write_text("4242")  # a bot that ran before
+    refused_again = InstanceLock.acquire(url)
+    assert refused_again.used_before == "4242"
+    refused_again.release()
+    assert path.read_text() == "4242"  # its mark kept
+    again = InstanceLock.acquire(url)
+    assert again.used_before == "4242"
+    again.release()
+
+
 def test_an_in_memory_database_needs_no_lock() -> None:
     a = InstanceLock.acquire("sqlite://")
     b = InstanceLock.acquire("sqlite:///:memory:")

@@ -91,7 +91,9 @@ def test_the_drawdown_halt_acts_when_each_confirming_balance_read_is_rate_limite
         # read that confirms, with its retries, and the read after the closes)
         server.clear_faults()
         server.inject(Fault(venue.balance, "GET", kind="edit", edit=_unchanged))
-        server.inject(Fault(venue.balance, "GET", kind="rate_limit", retry_after=120, times=1000))
+        # (Retry-After 1 s: the bot holds every request that long, so the next guard, a
+        # minute later live, reads again; within a longer wait the venue would refuse it too)
+        server.inject(Fault(venue.balance, "GET", kind="rate_limit", retry_after=1, times=1000))
         run.guard()
     server.clear_faults()
     memory = store.load_risk_memory()

@@ -274,18 +274,23 @@ def process_bar(
     *,
     last: tuple[Decimal, Decimal, Decimal] | None = None,
     trades: bool = False,
+    others: Mapping[str, Decimal] | None = None,
 ) -> None:
     """Run every trigger and the liquidation check of ``symbol`` on one bar, in rule order.
     ``last``: the last-trade candle (open, high, low) of the same time when the bar is a mark
     bar (stop-market orders fill against it, see :func:`fill_reference`); ``trades``: the bar
     is a last-trade candle of the data. Fills stay within the range the last price traded at
     (the last-trade candle, else the bar itself when it is one); a bar made up for one price
-    (a stress move, a mark set by hand) bounds nothing: its fills pay their whole slippage."""
+    (a stress move, a mark set by hand) bounds nothing: its fills pay their whole slippage.
+    ``others`` (cross margin): the marks other contracts have at ``ts`` where they differ from
+    ``ex.marks`` (the opens of their bars opening at ``ts`` too, see :func:`_marks_at`): the
+    account's margin, the liquidation price and a liquidation's prices are measured on them,
+    as the venue measures the one account on every contract's mark at that moment."""
     book = ex.book
     traded = (last[2], last[1]) if last is not None else (low, h) if trades else None
     fired: set[str] = set()
     prev = ex.marks.get(symbol, o)  # the price before the bar: a gap crosses levels from here
-    if _bar_start(ex, symbol, ts, (o, h, low, c), last):
+    if _bar_start(ex, symbol, ts, (o, h, low, c), last, others):
         return
     ex.marks.setdefault(symbol, o)
     while True:
@@ -308,14 +313,14 @@ def process_bar(
                 best = (key, order, gapped)
         pos = book.positions[symbol]
         if pos.qty != 0:
-            liq = book.liquidation_price(symbol, ex.marks)
+            liq = book.liquidation_price(symbol, {**ex.marks, **others} if others else ex.marks)
             if liq is not None and ((pos.qty > 0 and low <= liq) or (pos.qty < 0 and h >= liq)):
                 gapped = (pos.qty > 0 and o <= liq) or (pos.qty < 0 and o >= liq)
                 # A bar that opens beyond the liquidation price: the position cannot exist at
                 # that price, whatever stop rests beyond it; the liquidation engine takes it.
                 key = (0, -1, ZERO) if gapped else (1, 0, abs(o - liq))
                 if best is None or key <= best[0]:
-                    _liquidate(ex, symbol, ts, o if gapped else liq, traded)
+                    _liquidate(ex, symbol, ts, o if gapped else liq, traded, others)
                     continue
         if best is None:
             break
@@ -335,6 +340,7 @@ def _bar_start(
     ts: int,
     bar: tuple[Decimal, Decimal, Decimal, Decimal],
     last: tuple[Decimal, Decimal, Decimal] | None,
+    others: Mapping[str, Decimal] | None = None,
 ) -> bool:
     """Note the range the book traded in over the bar (its last-trade candle when the bar is
     a mark bar: slippage is the book's, and a mark bar's range is narrower than its wicks)
@@ -344,24 +350,35 @@ def _bar_start(
     r_open, r_high, r_low = last if last is not None else (o, h, low)
     if ex.slippage_model.data_driven and r_open > 0:
         ex.candle_range[symbol] = (r_high - r_low) / r_open
-    return _cross_gap(ex, symbol, ts, o, c)
+    return _cross_gap(ex, symbol, ts, o, c, others)
 
 
-def _cross_gap(ex: SimAccount, symbol: str, ts: int, o: Decimal, c: Decimal) -> bool:
+def _cross_gap(
+    ex: SimAccount,
+    symbol: str,
+    ts: int,
+    o: Decimal,
+    c: Decimal,
+    others: Mapping[str, Decimal] | None = None,
+) -> bool:
     """A bar opening at ``o`` that leaves the whole cross account below its maintenance margin:
-    the liquidation engine takes every position at the marks of this moment."""
-    if ex.book.margin_mode is not MarginMode.CROSS or not _account_under_maintenance(ex, symbol, o):
+    the liquidation engine takes every position at the marks of this moment (``others``: the
+    other contracts' marks at ``ts`` where they moved too, see :func:`process_bar`)."""
+    book = ex.book
+    if book.margin_mode is not MarginMode.CROSS or all(p.qty == 0 for p in book.positions.values()):
         return False
-    liquidate_account(ex, ts, {**ex.marks, symbol: o})
+    marks = {**ex.marks, **others, symbol: o} if others else {**ex.marks, symbol: o}
+    if not _account_under_maintenance(ex, marks):
+        return False
+    liquidate_account(ex, ts, marks)
     ex.marks[symbol] = c
     return True
 
 
-def _account_under_maintenance(ex: SimAccount, symbol: str, price: Decimal) -> bool:
+def _account_under_maintenance(ex: SimAccount, marks: dict[str, Decimal]) -> bool:
+    """Whether the account's equity at ``marks`` is at or under its maintenance margin (a
+    position without a mark: not known, no)."""
     book = ex.book
-    if all(p.qty == 0 for p in book.positions.values()):
-        return False
-    marks = {**ex.marks, symbol: price}
     if any(p.qty != 0 and s not in marks for s, p in book.positions.items()):
         return False
     equity = book.equity(marks)
@@ -421,12 +438,13 @@ def _liquidate(
     ts: int,
     price: Decimal,
     traded: tuple[Decimal, Decimal] | None = None,
+    others: Mapping[str, Decimal] | None = None,
 ) -> None:
     book = ex.book
     ex.marks[symbol] = price
     if book.margin_mode is MarginMode.CROSS:
         # A cross liquidation takes the whole account, at the marks of that moment.
-        liquidate_account(ex, ts, dict(ex.marks))
+        liquidate_account(ex, ts, {**ex.marks, **others} if others else dict(ex.marks))
         return
     pos = book.positions[symbol]
     qty = pos.qty
@@ -646,6 +664,9 @@ def advance(
     """
     ends, scan_from = _ends(series, end_ms)
     cross = ex.book.margin_mode is MarginMode.CROSS
+    # One cross account over several contracts: a bar is measured with the others' marks of its
+    # open (_marks_at); isolated margin, or one contract, has nothing to look up.
+    several = cross and len(series) > 1
     floor_f = float(floor) if floor is not None else None
     check_stops = check_stops and cross
     # (open, close) of the candle on which the wallet moved: its stops are checked at its close,
@@ -701,6 +722,7 @@ def advance(
                 to_decimal(s.close[idx]),
                 last=_last_bar(s, idx),
                 trades=s.source != "mark",
+                others=_marks_at(ex, series, sym, best_ts) if several else None,
             )
             s.cursor = idx + 1
             if floor is not None and _flat_below(ex, floor):
@@ -718,6 +740,36 @@ def advance(
         s.cursor = max(s.cursor, ends[sym])
     ex.processed_ms = max(ex.processed_ms, end_ms)
     return None
+
+
+def _marks_at(
+    ex: SimAccount, series: Mapping[str, TriggerSeries], symbol: str, ts: int
+) -> dict[str, Decimal] | None:
+    """The marks at ``ts`` of the other contracts held whose (mark) bar opens at ``ts`` too:
+    that bar's open, where ``ex.marks`` still holds the close before it (bars are processed one
+    contract at a time, and a contract's bar is searched only for its own triggers). A venue
+    measures a cross account on every contract's mark of the moment: a market-wide gap moves
+    them all at that open, and a hedged book's other leg gains what the gapped one loses.
+    ``ex.marks`` is left alone: each contract's close before the gap is still where its own
+    bar's gap crossed its levels from. None when no other contract's bar opens at ``ts``.
+    Called after :func:`_catch_up` to ``ts``: a bar opening at ``ts`` is at the cursor, or just
+    behind it once its own event ran."""
+    at: dict[str, Decimal] | None = None
+    for sym, pos in ex.book.positions.items():
+        if sym == symbol or pos.qty == 0:
+            continue
+        s = series.get(sym)
+        if s is None:
+            continue
+        j = s.cursor
+        if not (j < len(s.ts) and s.ts[j] == ts):
+            j -= 1
+            if j < 0 or s.ts[j] != ts:
+                continue
+        if at is None:
+            at = {}
+        at[sym] = to_decimal(s.open[j])
+    return at
 
 
 def _settle(ex: SimAccount, s: TriggerSeries, tape: FundingTape, symbol: str, ts: int) -> None:

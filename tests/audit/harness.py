@@ -62,7 +62,7 @@ def write_config(
     exchange: str = "binanceusdm",
     margin_mode: str = "isolated",
     balance: float = 10_000,
-    direction: str = "long",
+    direction: str | Mapping[str, str] = "long",
     max_notional: float = 1_000_000,
     daily_loss: float = 0.05,
     max_drawdown: float = 0.25,
@@ -80,8 +80,10 @@ def write_config(
         policy_file = tmp / "policy.toml"
     else:
         policy_file = ROOT / "policies" / f"{policy}.toml"
+    # One direction for every contract, or one per contract.
+    sides = {s: direction for s in symbols} if isinstance(direction, str) else direction
     contracts = "".join(
-        f'\n[[contracts]]\nsymbol = "{s}"\ndirection = "{direction}"\n' for s in symbols
+        f'\n[[contracts]]\nsymbol = "{s}"\ndirection = "{sides[s]}"\n' for s in symbols
     )
     text = f"""
 [account]

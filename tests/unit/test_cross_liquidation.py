@@ -8,6 +8,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -238,6 +239,79 @@ def test_the_stop_check_is_the_replays_alone() -> None:
     ex, series = _stop_left_below_the_liquidation_price()
     assert advance(ex, series, {}, T0 + 120_000) is None
     assert [f.symbol for f in ex.fills if f.liquidation] == [BTC]
+
+
+def _hours(*bars: tuple[float, float, float, float]) -> TriggerSeries:
+    ts = T0 + 3_600_000 * np.arange(len(bars), dtype=np.int64)
+    o, h, low, c = (np.array(col) for col in zip(*bars, strict=True))
+    return TriggerSeries(ts, o, h, low, c, 3_600_000, "mark")
+
+
+def _gap(before: float, moved: float) -> TriggerSeries:
+    """A flat hour at ``before``, then an hour opening (and staying) at ``moved``."""
+    return _hours((before,) * 4, (moved,) * 4)
+
+
+@pytest.mark.parametrize("first", [BTC, ETH])
+def test_a_market_wide_gap_is_measured_on_every_contracts_open(first: str) -> None:
+    """Cross, 5,000 USDT: long 0.5 BTC @ 60,000 (stop 57,000), short 5 ETH @ 3,000 (stop 3,150).
+    The next hour both open 25 % lower: BTC 45,000, ETH 2,250. By hand, at the two opens: the
+    long loses 0.5 x 15,000 = 7,500, the short gains 5 x 750 = 3,750; equity 1,250 against a
+    maintenance of 0.4 % x (22,500 + 11,250) = 135: a venue, which measures the one account on
+    every contract's mark of that moment, liquidates nothing. BTC's stop fills at its open
+    (-7,500: the wallet holds -2,500, the short's 3,750 of gain backs it) and the short is held.
+    Measured with ETH still at its close before the gap (3,000), as it was: equity -2,500,
+    both legs liquidated and ETH bought back at 3,000, where it did not trade that hour."""
+    ex = open_book(
+        {BTC: (Decimal("0.5"), Decimal(60000)), ETH: (Decimal(-5), Decimal(3000))},
+        "5000",
+        MarginMode.CROSS,
+    )
+    _stop(ex, BTC, Decimal("0.5"), Decimal(57000))
+    ex.place_order(
+        OrderRequest(
+            "sl-eth", ETH, OrderSide.BUY, OrderType.STOP_MARKET, OrderPurpose.STOP_LOSS,
+            Decimal(5), True, trigger_price=Decimal(3150),
+        )
+    )  # fmt: skip
+    bars = {BTC: _gap(60000, 45000), ETH: _gap(3000, 2250)}
+    series = {first: bars[first]} | bars
+    advance(ex, series, {}, T0 + 2 * 3_600_000)
+    assert not [f for f in ex.fills if f.liquidation]
+    assert ex.insurance_shortfall == 0
+    (stop,) = [f for f in ex.fills if f.client_id == f"sl-{BTC}"]
+    assert (stop.price, stop.realized_pnl) == (Decimal(45000), Decimal(-7500))
+    assert ex.book.positions[BTC].qty == 0
+    assert ex.book.positions[ETH].qty == Decimal(-5)
+    assert ex.book.wallet == Decimal(-2500)
+    assert ex.equity() == Decimal(1250)
+
+
+@pytest.mark.parametrize("first", [BTC, ETH, SOL])
+def test_a_gap_that_takes_the_account_liquidates_every_leg_at_its_open(first: str) -> None:
+    """Cross, 10,000 USDT: long 0.5 BTC @ 60,000, 10 ETH @ 3,000 and 100 SOL @ 150. The next
+    hour opens 40 % lower for BTC (36,000) and 30 % lower for ETH (2,100) and SOL (105). By
+    hand, at the opens: -12,000 - 9,000 - 4,500 = -25,500: equity -15,500, under maintenance;
+    the account is liquidated, every leg at its open, the wallet pays 10,000 and the insurance
+    fund the 15,500 beyond it (no fee is left to charge). Measured with ETH and SOL still at
+    their closes before the gap, as it was, BTC's open alone tipped the account: they were sold
+    at 3,000 and 150 and the loss beyond the wallet was 2,000."""
+    ex = open_book(
+        {
+            BTC: (Decimal("0.5"), Decimal(60000)),
+            ETH: (Decimal(10), Decimal(3000)),
+            SOL: (Decimal(100), Decimal(150)),
+        },
+        "10000",
+        MarginMode.CROSS,
+    )
+    bars = {BTC: _gap(60000, 36000), ETH: _gap(3000, 2100), SOL: _gap(150, 105)}
+    series = {first: bars[first]} | bars
+    advance(ex, series, {}, T0 + 2 * 3_600_000)
+    liq = {f.symbol: f.price for f in ex.fills if f.liquidation}
+    assert liq == {BTC: Decimal(36000), ETH: Decimal(2100), SOL: Decimal(105)}
+    assert ex.book.wallet == 0
+    assert ex.insurance_shortfall == Decimal(15500)
 
 
 SYMS = (BTC, ETH, SOL)

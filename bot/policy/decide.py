@@ -149,7 +149,67 @@ def decide(
     bases = base_leverages(views, policy, cov_annual)
     # The stop-loss part of the reason is the same for every contract: formatted once.
     stop_note = f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}"
-    return [_decide_one(v, policy, *bases[v.symbol], stop_note) for v in views]
+    decisions = [_decide_one(v, policy, *bases[v.symbol], stop_note) for v in views]
+    sizing = policy.sizing
+    if (
+        isinstance(sizing, RiskParitySizing)
+        and sizing.allocation.method == "erc"
+        and cov_annual is not None
+    ):
+        return _no_riskier_for_the_cuts(views, decisions, bases, cov_annual)
+    return decisions
+
+
+def _no_riskier_for_the_cuts(
+    views: Sequence[ContractView],
+    decisions: list[Decision],
+    bases: dict[str, tuple[Decimal, str]],
+    cov_annual: npt.NDArray[np.float64],
+) -> list[Decision]:
+    """risk_parity ERC: the book as decided no riskier than with every leg at its weight.
+
+    ERC sizes the legs together, each on the others' diversification: a leg that cannot be held
+    at its weight (no increase in its re-entry cooldown, stale data, a venue restriction; the
+    funding, liquidation and hard caps) leaves the others sized for a hedge that is not there.
+    A long BTC / short ETH book at correlation 0.8 whose ETH was stopped out kept BTC at 1.58x
+    equity alone: 1.58 times the target volatility. When the legs cut below their weights make
+    the book riskier than it is with them at their weights, every leg is scaled down by the
+    ratio of the two volatilities (a cut that lowers the risk, the usual case of a long book,
+    changes nothing; nor do the hysteresis band and the maximum step, which hold a leg above
+    its weight). Measured on the signed sleeve leverages and the covariance of the raw
+    returns, in the order of the active contracts as ``cov_annual`` is."""
+    active = [i for i, v in enumerate(views) if v.direction != 0]
+    if cov_annual.shape != (len(active), len(active)) or not np.all(np.isfinite(cov_annual)):
+        return decisions
+    decided = np.zeros(len(active))
+    weights = np.zeros(len(active))
+    for k, i in enumerate(active):
+        v, d = views[i], decisions[i]
+        price = v.market.mark_price
+        if v.sleeve_equity <= 0 or price <= 0:
+            return decisions
+        decided[k] = float(d.target_qty * price / v.sleeve_equity)
+        weights[k] = float(bases[v.symbol][0]) * v.direction
+    # a leg cut below its weight counts at its weight; one held above it (band, step) as held
+    uncut = np.where(np.abs(decided) < np.abs(weights), weights, decided)
+    risk_decided = float(decided @ cov_annual @ decided)
+    risk_uncut = float(uncut @ cov_annual @ uncut)
+    if not (risk_decided > risk_uncut * (1 + 1e-9) and risk_decided > 0):
+        return decisions
+    ratio = float(np.sqrt(risk_uncut / risk_decided))
+    factor = Decimal(repr(ratio))
+    note = (
+        f"book volatility {np.sqrt(risk_decided) / len(views):.3f} as decided > "
+        f"{np.sqrt(risk_uncut) / len(views):.3f} with every leg at its weight (a leg held "
+        f"below it): size x{ratio:.3f} -> "
+    )
+    out = list(decisions)
+    for i in active:
+        d = decisions[i]
+        if d.target_qty != 0:
+            qty = views[i].instrument.floor_qty(abs(d.target_qty) * factor)
+            out[i] = d.resized(qty, factor, note)
+    return out
 
 
 def _decide_one(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -13,11 +14,12 @@ from hypothesis import strategies as st
 
 from bot.config.loader import load_policy
 from bot.config.policy import Policy
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType, TradingState
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.margin import liquidation_price_isolated
 from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import OrderRequest
+from bot.domain.position import Position
 from bot.errors import ReduceOnlyRejected
 from bot.instruments import load_instruments
 from bot.policy.allocation import (
@@ -396,3 +398,68 @@ def test_risk_parity_measures_the_signed_book(data: st.DataObject, n: int, targe
     common = loadings @ loadings.T + np.diag(own)
     corr = common / np.sqrt(np.outer(np.diag(common), np.diag(common)))
     assume(_signed_book_on_target(volatilities, directions, corr, target))
+
+
+def _decided_book_volatility(
+    views: list[ContractView], policy: Policy, cov: np.ndarray
+) -> tuple[float, list[str]]:
+    """The volatility (as a fraction of equity) of the book the decisions hold, measured here
+    from their signed quantities, and their reasons."""
+    decisions = decide(views, policy, cov)
+    n = len(views)
+    held = np.array(
+        [
+            float(d.target_qty * v.market.mark_price / v.sleeve_equity) / n
+            for v, d in zip(views, decisions, strict=True)
+        ]
+    )
+    return float(np.sqrt(held @ cov @ held)), [d.reason for d in decisions]
+
+
+def test_a_short_leg_that_cannot_be_held_leaves_the_long_leg_within_the_target() -> None:
+    """Long BTC (vol 0.5) held at its hedged ERC size, short ETH (vol 0.6) stopped out and in
+    its re-entry cooldown (no increase): BTC alone was kept at 1.58x equity, 0.79 volatility for
+    the 0.5 target, sized on the diversification of a hedge that was not there."""
+    vol = np.array([0.5, 0.6])
+    cov = np.outer(vol, vol) * np.array([[1.0, 0.8], [0.8, 1.0]])
+    btc, eth = _book([D("0.5"), D("0.6")], [1, -1])
+    held = D("316")  # BTC's hedged size (ERC weight 1.581 of 20,000 at 100)
+    btc = replace(btc, position=Position(btc.symbol, held, D(100), D(5), MarginMode.CROSS))
+    eth = replace(eth, allow_increase=False)
+    volatility, reasons = _decided_book_volatility([btc, eth], RISK_PARITY, cov)
+    assert volatility <= float(RISK_PARITY.leverage.target_volatility or 0) * (1 + 1e-6)
+    assert "book volatility 0.790 as decided > 0.500" in reasons[0]
+
+
+@given(
+    data=st.data(),
+    n=st.integers(min_value=2, max_value=4),
+    target=st.decimals(min_value=D("0.1"), max_value=D("1.5"), places=2),
+)
+@settings(max_examples=150)
+def test_legs_that_cannot_be_held_never_make_the_book_riskier_than_the_target(
+    data: st.DataObject, n: int, target: D
+) -> None:
+    """Any directions and correlations, any legs blocked (no increase, nothing held): the book
+    the other legs are decided at carries at most the target volatility."""
+    volatilities = data.draw(st.lists(vols, min_size=n, max_size=n))
+    directions = data.draw(st.lists(st.sampled_from([1, -1]), min_size=n, max_size=n))
+    loadings = np.array(
+        data.draw(st.lists(st.floats(-1.0, 1.0), min_size=2 * n, max_size=2 * n))
+    ).reshape(n, 2)
+    own = np.array(data.draw(st.lists(st.floats(0.05, 1.0), min_size=n, max_size=n)))
+    common = loadings @ loadings.T + np.diag(own)
+    corr = common / np.sqrt(np.outer(np.diag(common), np.diag(common)))
+    assume(_signed_book_on_target(volatilities, directions, corr, target))
+    blocked = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    vol = np.array([float(v) for v in volatilities])
+    cov = corr * np.outer(vol, vol)
+    policy = _UNCLAMPED.model_copy(
+        update={"leverage": _UNCLAMPED.leverage.model_copy(update={"target_volatility": target})}
+    )
+    views = [
+        replace(v, allow_increase=not b)
+        for v, b in zip(_book(volatilities, directions), blocked, strict=True)
+    ]
+    volatility, _ = _decided_book_volatility(views, policy, cov)
+    assert volatility <= float(target) * (1 + 1e-6)

@@ -120,7 +120,7 @@ from bot.ports.store import (
     RiskMemory,
     StorePort,
 )
-from bot.risk.coverage import closing_side, is_stop, plain
+from bot.risk.coverage import plain
 from bot.risk.gate import Denied, OrderContext, RiskGate
 from bot.risk.gross import cap_to_gross
 from bot.risk.guard import equity_floor, floors
@@ -1501,7 +1501,7 @@ class Engine:
 
     def protect_without_store(self) -> dict[str, str]:
         """A job failed because the state database cannot be written (or read): a stop for
-        each position of the bot's that has none resting, sent without a record.
+        each position of the bot's its resting stops do not cover whole, sent without a record.
 
         The protection invariant outranks "the intent is persisted before it is sent" for this
         one kind of order: a reduce-only or close-position stop cannot add exposure, so a
@@ -1549,12 +1549,17 @@ class Engine:
         return done
 
     def _protect_without_store(self, sym: str, acct: AccountView, now: int) -> str | None:
-        """:meth:`protect_without_store` for one held contract: what was done (``None``: a
-        stop rests, nothing to do)."""
+        """:meth:`protect_without_store` for one held contract: what was done (``None``: its
+        stops protect it, nothing to do).
+
+        Protected is what the verification means by it (:meth:`_gap`): valid stops on the
+        closing side covering the whole position. A stop of the size before an increase whose
+        fill the database could not record covers part of it only (on a venue of sized stops,
+        Bybit): the position gets a whole stop beside it, the old one cancelled once the
+        database is back (a reduce-only stop too many closes nothing twice)."""
         pos = acct.positions[sym]
         resting = acct.resting[sym] = self._resting_without_store(sym)
-        side = closing_side(pos.qty)
-        if any(is_stop(o) and o.is_open and o.side is side for o in resting):
+        if self._gap(pos, acct) is None:
             return None
         inst = self.instruments[sym]
         stop = self._stop_without_store(pos, acct)

@@ -648,7 +648,7 @@ def _store_alert(exc: Exception) -> Alert:
         "store_unavailable",
         "critical",
         f"{what}. Nothing is sent while the state database cannot record it, except a "
-        "reduce-only stop for a position of the bot's that has none resting (recorded once "
+        "reduce-only stop for a position of the bot's its stops do not cover (recorded once "
         "the database is back): free the disk, fix the file's permissions or the database "
         "connection; resting orders stay on the exchange",
     )

@@ -190,6 +190,31 @@ def test_a_position_opened_as_the_database_fails_gets_one_stop_for_the_outage(
     assert bot.runner.engine.foreign == set()
 
 
+def test_an_increase_filled_as_the_database_fails_is_covered_whole(bot: Bot) -> None:
+    """On a venue of sized stops (Bybit: no close-position stop), a stop of the size before an
+    increase whose fill the database could not record covers part of the position: before,
+    any stop resting counted as protected, and 0.015 BTC stayed without one for the whole
+    outage. The position gets a whole stop beside the old one, once."""
+    bot.paper.sim.close_position_stops = False
+    assert bot.runner.tick() is not None
+    for _ in range(25):  # to the hour the policy increases the position (0.099 -> 0.114)
+        bot.clock.advance_to(bot.clock.now_ms() + 60 * MIN)
+        assert bot.runner.tick() is not None
+    before = held(bot.paper)
+    bot.store.armed = True  # the write of the increase's fill fails
+    bot.clock.advance_to(bot.clock.now_ms() + 60 * MIN)
+    assert bot.runner.tick() is None
+    assert bot.store.is_down
+    after = held(bot.paper)
+    assert abs(after) > abs(before), "no increase: the test proves nothing"
+    # The failed tick's runner placed a whole stop beside the one of the size before (nothing
+    # is cancelled without the database); the half hour of the outage adds nothing.
+    at_failure = stops(bot.paper)
+    assert sorted(o.amount for o in at_failure) == [abs(before), abs(after)]
+    guards(bot, 30)
+    assert stops(bot.paper) == at_failure
+
+
 def test_a_position_with_its_stop_gets_nothing_new_while_the_database_is_down(
     bot: Bot,
 ) -> None:

@@ -896,7 +896,8 @@ class CcxtExchange:
         if _RETRY_AFTER in attrs:
             seconds: float | None = attrs[_RETRY_AFTER]
             return seconds
-        seconds = retry_after_seconds(self._ex.last_response_headers, self._clock.now_ms())
+        # (Bybit's reset time is on its clock: measured against the venue's time, not the host's)
+        seconds = retry_after_seconds(self._ex.last_response_headers, self.venue_now_ms())
         attrs[_RETRY_AFTER] = seconds
         if seconds:
             self._pacer.hold(seconds)

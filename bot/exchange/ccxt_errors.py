@@ -75,8 +75,15 @@ def retry_after_seconds(
         return seconds if seconds >= 0 else None
     reset = lowered.get("x-bapi-limit-reset-timestamp")
     if reset is not None and now_ms is not None and reset.isdigit():
-        return max(0.0, (int(reset) - now_ms) / 1000)
+        # ``now_ms`` must be the venue's time (the header is Bybit's clock). A reset already
+        # passed says nothing of how long to wait (the caller's backoff applies); one further
+        # than a minute is no per-second window's: taken as a minute, never as a ban of hours.
+        wait = (int(reset) - now_ms) / 1000
+        return min(wait, BYBIT_RESET_MAX_S) if wait > 0 else None
     return None
+
+
+BYBIT_RESET_MAX_S = 60.0
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -116,3 +116,33 @@ def test_no_request_leaves_while_a_long_retry_after_runs(
         assert len(server.calls(ORDER, "POST")) == 1
     finally:
         adapter.exchange.close()
+
+
+def test_bybit_s_reset_time_is_read_on_the_venue_s_clock() -> None:
+    """Bybit's rate-limit answer (retCode 10006) names the venue's epoch ms at which its limit
+    resets (https://bybit-exchange.github.io/docs/v5/rate-limit), here 1 s on. With the host
+    clock 2 minutes behind the venue's (measured: signed requests work), the reset was read on
+    the host's clock: a 121 s hold, every request of the bot refused unsent for two minutes."""
+    from bot.clock import LiveClock
+    from tests.fakes.bybit_loopback import Fault as BybitFault
+    from tests.fakes.bybit_loopback import LoopbackBybit
+
+    clock = RecordingClock()
+    srv = LoopbackBybit(
+        btc_account(), api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC]
+    )
+    srv.server_time_offset_ms = 120_000
+    with srv:
+        adapter = loopback_adapter(
+            "bybit", srv.base_url, clock, key=KEY, secret=SECRET, account=ACCOUNT, symbols=[BTC]
+        )
+        try:
+            adapter.measure_clock_offset()
+            adapter.fetch_positions([BTC])
+            srv.inject(BybitFault("/v5/position/list", "GET", kind="rate_limit", retry_after=1))
+            adapter.fetch_positions([BTC])  # waits about the second, then reads
+            assert 0 < sum(clock.sleeps) <= 2
+            clock.sleep(2)
+            adapter.fetch_positions([BTC])  # no hold left
+        finally:
+            adapter.exchange.close()

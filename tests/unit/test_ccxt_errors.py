@@ -193,7 +193,9 @@ def test_retry_after_header(headers: dict[str, str] | None, seconds: float | Non
 def test_bybit_limit_reset_timestamp_gives_the_wait() -> None:
     headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": "1700000002500"}
     assert retry_after_seconds(headers, now_ms=1_700_000_000_000) == 2.5
-    assert retry_after_seconds(headers, now_ms=1_700_000_003_000) == 0.0  # already reset
+    assert retry_after_seconds(headers, now_ms=1_700_000_003_000) is None  # already reset
+    far = {"X-Bapi-Limit-Reset-Timestamp": "1700003600000"}  # an hour on: no per-second window
+    assert retry_after_seconds(far, now_ms=1_700_000_000_000) == 60.0
     assert retry_after_seconds(headers) is None  # without the time it cannot be read
 
 

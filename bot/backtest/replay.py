@@ -33,7 +33,7 @@ from bot.engine.hedging import ExposureRecord, hedge_symbols, with_hedge_symbols
 from bot.engine.market import candles_needed
 from bot.engine.tick import Engine
 from bot.errors import ConfigError, DataError
-from bot.marketdata.files import discover
+from bot.marketdata.files import DataInventory, discover
 from bot.ports.store import RiskMemory
 from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
@@ -199,11 +199,18 @@ def shared_start(
 
 
 def load_data(
-    config: BotConfig, policy: Policy, symbols: tuple[str, ...], data_dir: Path | None = None
+    config: BotConfig,
+    policy: Policy,
+    symbols: tuple[str, ...],
+    data_dir: Path | None = None,
+    inventory: DataInventory | None = None,
 ) -> dict[str, ContractHistory]:
     """The history :func:`run_simulation` replays for ``policy`` on ``symbols`` (per series the
-    finest timeframe covering the configured window, see :mod:`bot.marketdata.coverage`)."""
-    inventory = discover(data_dir or config.data.dir)
+    finest timeframe covering the configured window, see :mod:`bot.marketdata.coverage`).
+    ``inventory``: the listing of the data directory to choose from, when the caller listed it
+    (a sweep worker checks it against the files the sweep pinned); listed here otherwise."""
+    if inventory is None:
+        inventory = discover(data_dir or config.data.dir)
     _hedge_data_present(policy, inventory.symbols(), data_dir or config.data.dir)
     return load_histories(
         inventory,

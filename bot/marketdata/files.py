@@ -17,7 +17,7 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +134,19 @@ class DataInventory:
         if path is None:
             raise DataError(f"{self.data_dir}: no funding file for {symbol}")
         return path
+
+    def series_files(self, symbols: Iterable[str]) -> dict[str, Path]:
+        """Every file of ``symbols``, by the name a sweep pins it under (``data BTC/USDT:USDT
+        5m``, ``... 1h mark``, ``... funding``): the files the selection may choose from."""
+        files: dict[str, Path] = {}
+        for sym in symbols:
+            for tf in self.trade_timeframes(sym):
+                files[f"data {sym} {tf}"] = self.candle_path(sym, tf)
+            for tf in self.mark_timeframes(sym):
+                files[f"data {sym} {tf} mark"] = self.candle_path(sym, tf, "mark")
+            if self.has_funding(sym):
+                files[f"data {sym} funding"] = self.funding_path(sym)
+        return files
 
     def load_candles(self, symbol: str, tf: str, kind: str = "trade") -> Candles:
         return load_candles(self.candle_path(symbol, tf, kind), symbol, parse_timeframe(tf), kind)

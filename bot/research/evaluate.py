@@ -10,8 +10,8 @@ metrics (and, when asked, the daily equity closes) travel back: memory stays bou
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,16 @@ import numpy as np
 from bot.backtest.metrics import _daily_returns, daily_closes
 from bot.backtest.replay import override, run_simulation
 from bot.backtest.report import build_report
+from bot.catalogue import catalogue_path
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
+from bot.engine.hedging import with_hedge_symbols
 from bot.engine.market import candles_needed
 from bot.errors import BotError, DataError
 from bot.marketdata.cache import content_hash
+from bot.marketdata.files import DataInventory
+from bot.research.fingerprint import OTHER_CODE, code_fingerprint, other_code
 from bot.research.histories import shared_histories
 
 REPORT_METRICS = (
@@ -88,15 +92,50 @@ class PointTask:
     # (time ms, policy table): from the first decision tick at or after each time, that policy
     # decides in the same run (a walk-forward's re-optimised choices, see replay's switches)
     switches: tuple[tuple[int, dict[str, Any]], ...] = ()
+    # the names of every input pinned ("data BTC/USDT:USDT 5m", "contract catalogue", see
+    # Sweep.inputs): a data file of the contracts, or a catalogue, under no pinned name is not
+    # one the sweep started with (None: nothing pinned, a task made by hand)
+    pinned_names: tuple[str, ...] | None = None
+    # the fingerprint of the code that made the task: a worker on other code refuses it
+    code: str = field(default_factory=code_fingerprint)
+
+    def __reduce__(self) -> tuple[Callable[[dict[str, Any]], PointTask], tuple[dict[str, Any]]]:
+        # Pickled by field name, not by position (the default of a slots dataclass): a worker
+        # whose class has other fields paired the values with its own fields in order and
+        # silently dropped the rest (an older worker lost a walk-forward's switches).
+        return _point_task, ({f.name: getattr(self, f.name) for f in fields(self)},)
+
+
+def _point_task(state: dict[str, Any]) -> PointTask:
+    """A pickled :class:`PointTask` again, refused when its fields are not this code's."""
+    names = {f.name for f in fields(PointTask)}
+    missing, unknown = sorted(names - set(state)), sorted(set(state) - names)
+    if missing or unknown:
+        said = [f"missing {', '.join(missing)}"] if missing else []
+        said += [f"unknown {', '.join(unknown)}"] if unknown else []
+        raise TypeError(
+            f"{OTHER_CODE}: a point's fields are not this worker's ({'; '.join(said)}): "
+            "install the same project version on every worker"
+        )
+    return PointTask(**state)
 
 
 INPUTS_CHANGED = "an input changed during the sweep"
 """How a point's error starts when a file it reads is not the one the sweep started with: the
 sweep stops (its finished rows stay valid for the inputs it pinned)."""
 
+STOPS = (INPUTS_CHANGED, OTHER_CODE)
+"""How the error of a point starts that stops the sweep: its inputs or its worker's code are
+not the sweep's, so no later row could be compared with the earlier ones."""
+
 
 class InputsChanged(DataError):
-    """A file a point read (the configuration, a data file) changed since the sweep started."""
+    """A file a point read (the configuration, a data file) changed since the sweep started,
+    or a point would read a file the sweep did not start with."""
+
+
+class OtherCode(BotError):
+    """The worker runs other code than the sweep that made the point."""
 
 
 def check_pinned(pinned: tuple[tuple[str, str], ...]) -> None:
@@ -117,6 +156,37 @@ def check_pinned(pinned: tuple[tuple[str, str], ...]) -> None:
                 f"{digest}, now {now}); the rows finished before stay in results.csv for the "
                 "old content: start a new --out to sweep the new one"
             )
+
+
+def unpinned(files: Mapping[str, Path], names: tuple[str, ...]) -> list[Path]:
+    """The files of ``files`` (by input name) under no pinned name."""
+    known = set(names)
+    return [path for name, path in files.items() if name not in known]
+
+
+def check_listed(files: Mapping[str, Path], names: tuple[str, ...] | None) -> None:
+    """Raise :class:`InputsChanged` when a point would choose from a file the sweep did not pin.
+
+    :func:`check_pinned` sees only the pinned files; the selection takes the finest file
+    covering the window from what the worker lists itself, so a finer file that appeared since
+    the sweep started (a download job finishing) or that only this worker's data directory
+    holds fed some points other data than the others, unseen, in one results file."""
+    if names is None:
+        return
+    extra = unpinned(files, names)
+    if extra:
+        raise InputsChanged(
+            f"{INPUTS_CHANGED}: {', '.join(str(p) for p in extra)} is not among the files the "
+            "sweep started with (added since, or held by this worker's data directory only), "
+            "and the data would be chosen from it; the rows finished before stay in "
+            "results.csv for the files pinned: start a new --out to sweep the data as it is now"
+        )
+
+
+def catalogue_of(config: BotConfig, data_dir: Path | None) -> dict[str, Path]:
+    """The user's contract catalogue the run reads, by its input name, when there is one."""
+    path = catalogue_path(data_dir or config.data.dir, config.data.exchange)
+    return {"contract catalogue": path} if path.is_file() else {}
 
 
 _CONFIGS: dict[tuple[str, str], BotConfig] = {}
@@ -142,6 +212,9 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     A bad point (invalid policy, no data in its window) is a result, not a crash of the sweep."""
     row: dict[str, Any] = {"key": task.key, **task.meta}
     try:
+        ours = code_fingerprint()
+        if task.code != ours:
+            raise OtherCode(other_code(ours, task.code))
         policy = Policy.model_validate(task.policy)
         switches = [(t, Policy.model_validate(raw)) for t, raw in task.switches]
 
@@ -154,8 +227,16 @@ def evaluate(task: PointTask) -> dict[str, Any]:
         data_dir = Path(task.data_dir) if task.data_dir else None
         # the data chosen for the longest warm-up serves every policy of the run
         longest = max([policy, *(p for _, p in switches)], key=candles_needed)
-        histories = shared_histories(config, longest, symbols, data_dir, task.inputs, verify)
-        check_pinned(task.pinned_each)  # read by the run itself, not kept by the worker
+
+        def admit(inventory: DataInventory) -> None:
+            check_listed(
+                inventory.series_files(with_hedge_symbols(symbols, longest)), task.pinned_names
+            )
+
+        histories = shared_histories(config, longest, symbols, data_dir, task.inputs, verify, admit)
+        # read by the run itself, not kept by the worker: the signals, the catalogue
+        check_listed(catalogue_of(config, data_dir), task.pinned_names)
+        check_pinned(task.pinned_each)
         result = run_simulation(
             config,
             policy,
@@ -164,7 +245,8 @@ def evaluate(task: PointTask) -> dict[str, Any]:
             histories=histories,
             switches=switches,
         )
-    except InputsChanged as exc:
+    except (InputsChanged, OtherCode) as exc:
+        # "failed" with the reason first: the sweep stops on it (see STOPS)
         row.update(status="failed", error=str(exc).replace("\n", "; "))
         return row
     except (BotError, ValueError) as exc:

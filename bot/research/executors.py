@@ -15,11 +15,12 @@ import os
 import select
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
 from bot.errors import ConfigError
+from bot.research.fingerprint import code_fingerprint, other_code
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -185,7 +186,9 @@ class DaskExecutor:
 
     Workers must be able to import this project and read the data directory at the same path.
     A cluster left without any worker for ``no_workers_s`` (all died, or none started) ends the
-    run with a clear error instead of waiting for ever; the finished points are on disk.
+    run with a clear error instead of waiting for ever; the finished points are on disk. So does
+    a lost scheduler, and a worker that runs other code than this process (checked at the start
+    and again when a point fails on the cluster: a worker that joined later).
     """
 
     poll_s = 10.0  # how long one wait for a finished point lasts before the workers are counted
@@ -203,7 +206,49 @@ class DaskExecutor:
             self._address = address
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"--cluster {address}: cannot reach the scheduler ({exc})") from None
+        try:
+            self.check_code()
+        except BaseException:
+            self._client.close()  # type: ignore[no-untyped-call]
+            raise
         self.workers = max(1, len(self._client.scheduler_info().get("workers", {})))
+
+    def check_code(self) -> None:
+        """Raise ConfigError naming every worker whose code is not this process's (an older
+        checkout unpickled a newer point into its own class and ran it without a word), and
+        the scheduler when its code is not (it unpickles every task too: on other code it
+        failed every point as "Error during deserialization of the task graph")."""
+        ours = code_fingerprint()
+        try:
+            theirs: dict[str, Any] = self._client.run(code_fingerprint, on_error="return")
+            try:
+                theirs["scheduler"] = self._client.run_on_scheduler(  # type: ignore[no-untyped-call]
+                    code_fingerprint
+                )
+            except _LOST:
+                raise
+            except Exception as exc:  # the scheduler cannot even load the fingerprint
+                theirs["scheduler"] = exc
+        except _LOST as exc:
+            raise self._lost(exc) from None
+        wrong, wrong_of = [], set()
+        for worker, got in sorted(theirs.items()):
+            if isinstance(got, BaseException):  # too old to have the fingerprint, or broken
+                got = f"unknown: {type(got).__name__}: {got}"
+            if got != ours:
+                wrong.append(f"{worker}: {got}")
+                wrong_of.add(worker)
+        if wrong:
+            said = other_code("; ".join(wrong), ours, scheduler="scheduler" in wrong_of)
+            raise ConfigError(f"--cluster {self._address}: {said}")
+
+    def _lost(self, exc: BaseException) -> ConfigError:
+        said = str(exc).strip().splitlines()  # Dask's runs over lines, naming every future
+        why = f"{type(exc).__name__}: {said[0].rstrip(':')}" if said else type(exc).__name__
+        return ConfigError(
+            f"--cluster {self._address}: lost the scheduler ({why}); restart it and run the "
+            "same command again (finished points are kept)"
+        )
 
     def run(
         self, fn: Callable[[T], R], tasks: Iterable[T], failed: Callable[[T, str], R]
@@ -219,7 +264,10 @@ class DaskExecutor:
             task = next(pending, None)
             if task is None:
                 return False
-            fut = self._client.submit(fn, task, pure=False)
+            try:
+                fut = self._client.submit(fn, task, pure=False)
+            except _LOST as exc:
+                raise self._lost(exc) from None
             owner[fut.key] = task
             running.add(fut)
             return True
@@ -243,25 +291,45 @@ class DaskExecutor:
                         "run the same command again (finished points are kept)"
                     ) from None
                 continue
+            except _LOST as exc:
+                # The scheduler died (its futures cancelled, its connection closed): a
+                # traceback of Dask's internals said nothing of what to do.
+                raise self._lost(exc) from None
             idle_s = 0.0
             for fut in done.done:
                 running.discard(fut)
-                task = owner.pop(fut.key)
-                try:
-                    yield fut.result()
-                except Exception as exc:
-                    yield failed(
-                        task, f"cluster could not run this point: {type(exc).__name__}: {exc}"
-                    )
-                finally:
-                    fut.release()
+                yield self._outcome(fut, owner.pop(fut.key), failed)
                 submit()
 
+    def _outcome(self, fut: Any, task: T, failed: Callable[[T, str], R]) -> R:
+        """A finished future's result, or its task's failure."""
+        try:
+            result: R = fut.result()
+        except Exception as exc:
+            if fut.status != "error":  # cancelled or lost with the scheduler
+                raise self._lost(exc) from None
+            # A worker on other code fails to unpickle the point: the sweep stops (check_code
+            # raises) instead of ranking a failed row among the others.
+            self.check_code()
+            result = failed(task, f"cluster could not run this point: {type(exc).__name__}: {exc}")
+        finally:
+            fut.release()
+        return result
+
     def _worker_count(self) -> int:
-        return len(self._client.scheduler_info().get("workers", {}))
+        try:
+            return len(self._client.scheduler_info().get("workers", {}))
+        except _LOST as exc:
+            raise self._lost(exc) from None
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
+
+
+# What the Dask client raises once its scheduler is gone: its futures cancelled
+# (FuturesCancelledError is a CancelledError), its connection closed (CommClosedError is an
+# OSError). A poll's TimeoutError (an OSError too) is caught before these.
+_LOST = (CancelledError, OSError)
 
 
 def make_executor(workers: int | None, cluster: str | None) -> Executor:

@@ -20,6 +20,7 @@ from bot.config.models import BotConfig
 from bot.config.policy import Policy
 from bot.engine.hedging import with_hedge_symbols
 from bot.engine.market import candles_needed
+from bot.marketdata.files import DataInventory, discover
 from bot.sim.history import ContractHistory, requested_window
 
 MAX_KEPT = 4  # data sets kept at once: a worker's memory stays bounded whatever the sweep
@@ -34,10 +35,15 @@ def shared_histories(
     data_dir: Path | None,
     inputs: str = "",
     verify: Callable[[], None] | None = None,
+    admit: Callable[[DataInventory], None] | None = None,
 ) -> dict[str, ContractHistory]:
     """:func:`bot.backtest.replay.load_data`, loaded once per process for each data set.
     ``inputs``: the hash of the data files' contents when the caller knows it (a sweep), so a
     long-lived worker never serves the old content of a file edited between two sweeps.
+    ``admit``: run on the data directory's listing before a fresh load chooses from it (it
+    raises when the listing holds a file the caller did not pin: the selection takes the
+    finest covering file, so a file added since would be chosen unseen); the load then
+    chooses from that very listing.
     ``verify``: run after a fresh load, before the data set is kept (it raises when the files
     read are not the ones the caller pinned; nothing is kept then)."""
     key = (
@@ -53,7 +59,10 @@ def shared_histories(
     if got is None:
         if len(_KEPT) >= MAX_KEPT:
             _KEPT.pop(next(iter(_KEPT)))  # the oldest
-        got = load_data(config, policy, symbols, data_dir)
+        inventory = discover(data_dir or config.data.dir)
+        if admit is not None:
+            admit(inventory)
+        got = load_data(config, policy, symbols, data_dir, inventory)
         if verify is not None:
             verify()
         _KEPT[key] = got

@@ -30,7 +30,7 @@ from bot.marketdata.cache import content_hash
 from bot.marketdata.files import discover
 from bot.outputs import prepare_dir, remove_created
 from bot.research import space
-from bot.research.evaluate import INPUTS_CHANGED, PointTask, evaluate
+from bot.research.evaluate import INPUTS_CHANGED, STOPS, PointTask, catalogue_of, evaluate
 from bot.research.executors import Executor
 from bot.research.overfitting import deflated_sharpe
 from bot.research.results import ResultsFile, check_objective, check_spec, columns, score
@@ -124,6 +124,7 @@ class Sweep:
         self.stamp = ""  # the hash of the inputs' contents, set by run()
         self.pinned: tuple[tuple[str, str], ...] = ()  # (file, hash) the workers read, by run()
         self.pinned_each: tuple[tuple[str, str], ...] = ()  # of them, read by every point
+        self.pinned_names: tuple[str, ...] = ()  # the names of every input pinned, by run()
         self.data_span: tuple[int, int] | None = None  # walk-forward: the windows' span
         # The output directory is checked (created) before any point runs, not found unusable
         # once the first one has; what this sweep creates there and finishes nothing in is
@@ -190,20 +191,14 @@ class Sweep:
         data_dir = self.spec.data_dir or self.config.data.dir
         inventory = discover(data_dir)
         files = {"config": self.spec.config_path, "base policy": self.spec.base_policy}
-        for sym in with_hedge_symbols(symbols, policy):
-            for tf in inventory.trade_timeframes(sym):
-                files[f"data {sym} {tf}"] = inventory.candle_path(sym, tf)
-            for tf in inventory.mark_timeframes(sym):
-                files[f"data {sym} {tf} mark"] = inventory.candle_path(sym, tf, "mark")
-            if inventory.has_funding(sym):
-                files[f"data {sym} funding"] = inventory.funding_path(sym)
+        # every file of the contracts, not only the ones chosen now: a worker chooses from what
+        # it lists itself, and one listing a file outside these stops the sweep (check_listed)
+        files.update(inventory.series_files(with_hedge_symbols(symbols, policy)))
         # A signal contract's file decides every trade's side: an input like its candles.
         for contract in self.config.contracts:
             if contract.symbol in symbols and contract.signal_file is not None:
                 files[f"signals {contract.symbol}"] = contract.signal_file
-        catalogue = data_dir / "contracts" / f"{self.config.data.exchange}.json"
-        if catalogue.is_file():
-            files["contract catalogue"] = catalogue
+        files.update(catalogue_of(self.config, data_dir))
         return {name: (str(path.resolve()), content_hash(path)) for name, path in files.items()}
 
     def task(
@@ -238,6 +233,7 @@ class Sweep:
             inputs=self.stamp,
             pinned=self.pinned,
             pinned_each=self.pinned_each,
+            pinned_names=self.pinned_names,
         )
 
     # --- running ---------------------------------------------------------------------------
@@ -262,10 +258,10 @@ class Sweep:
             results.add(row)
             if self.listener is not None:
                 self.listener(results.rows[row["key"]], 1)
-            if row.get("status") == "failed" and str(row.get("error", "")).startswith(
-                INPUTS_CHANGED
-            ):
-                raise DataError(f"sweep stopped: {row['error']}")
+            error = str(row.get("error", ""))
+            if row.get("status") == "failed" and error.startswith(STOPS):
+                stop = DataError if error.startswith(INPUTS_CHANGED) else ConfigError
+                raise stop(f"sweep stopped: {error}")
             yield results.rows[row["key"]]
 
     def _resumed(self, row: dict[str, Any]) -> None:
@@ -442,7 +438,12 @@ class Sweep:
         # What the workers read themselves (the base policy travels inside each task): a file
         # rewritten while the sweep runs stops it at the first point that reads it afresh.
         self.pinned = tuple(pair for name, pair in files.items() if name != "base policy")
-        self.pinned_each = tuple(p for name, p in files.items() if name.startswith("signals "))
+        self.pinned_each = tuple(
+            p
+            for name, p in files.items()
+            if name.startswith("signals ") or name == "contract catalogue"
+        )
+        self.pinned_names = tuple(files)
         results = self._results = ResultsFile(out / "results.csv", columns(self.keys))
         summary: dict[str, Any]
         try:

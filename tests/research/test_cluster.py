@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,13 @@ from bot.research.executors import DaskExecutor, InlineExecutor
 from bot.research.space import parse_param
 from bot.research.sweep import Sweep, SweepSpec
 from bot.research.walkforward import parse_walk_forward
-from tests.research.helpers import ROOT, sample_config, write_regimes
+from tests.research.helpers import (
+    ROOT,
+    pid_then_wait,
+    pretend_other_code,
+    sample_config,
+    write_regimes,
+)
 
 distributed = pytest.importorskip("distributed")
 
@@ -202,3 +210,58 @@ def test_a_cluster_without_workers_ends_with_a_clear_error_not_a_hang(tmp_path: 
                 Sweep(_spec(tmp_path, "none"), executor).run()
         finally:
             executor.close()
+
+
+def _cluster(n_workers: int) -> Any:
+    return distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+    )
+
+
+@pytest.mark.slow
+def test_a_worker_on_other_code_is_refused_before_any_point_runs() -> None:
+    """A worker on an older checkout unpickled the points into its own class and ran them
+    without a word (a walk-forward's switches dropped); now the cluster is refused at once."""
+    with _cluster(2) as cluster, distributed.Client(cluster.scheduler_address) as client:
+        odd = sorted(client.scheduler_info()["workers"])[0]
+        client.run(pretend_other_code, workers=[odd])
+        with pytest.raises(ConfigError) as info:
+            DaskExecutor(cluster.scheduler_address)
+    said = str(info.value)
+    assert f"worker runs other code than the sweep (fingerprint {odd}: 0123456789abcdef" in said
+    assert said.endswith("install the same project version on every worker")
+    assert said.count("tcp://") == 2  # the scheduler's address and the odd worker's only
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_ends_with_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    """The scheduler dies mid-sweep: Dask's FuturesCancelledError reached the command line as
+    a traceback of some 180 lines; now one error says what happened and what to do."""
+    cluster = _cluster(1)
+    try:
+        executor = DaskExecutor(cluster.scheduler_address)
+        executor.poll_s = 0.5
+        marker = tmp_path / "running"
+
+        def close_when_running() -> None:
+            _wait_for(marker, "the first point")
+            cluster.close()
+
+        threading.Thread(target=close_when_running, daemon=True).start()
+        try:
+            with pytest.raises(ConfigError, match="lost the scheduler") as info:
+                list(
+                    executor.run(pid_then_wait, [str(marker), str(tmp_path / "b")], lambda t, r: r)
+                )
+        finally:
+            executor.close()
+    finally:
+        cluster.close()
+    said = str(info.value)
+    assert said.startswith(f"--cluster {cluster.scheduler_address}: lost the scheduler (")
+    assert said.endswith("restart it and run the same command again (finished points are kept)")
+    assert "\n" not in said

@@ -210,7 +210,7 @@ def test_an_increase_filled_as_the_database_fails_is_covered_whole(bot: Bot) -> 
     # The failed tick's runner placed a whole stop beside the one of the size before (nothing
     # is cancelled without the database); the half hour of the outage adds nothing.
     at_failure = stops(bot.paper)
-    assert sorted(o.amount for o in at_failure) == [abs(before), abs(after)]
+    assert sorted(o.amount or Decimal(0) for o in at_failure) == [abs(before), abs(after)]
     guards(bot, 30)
     assert stops(bot.paper) == at_failure
 

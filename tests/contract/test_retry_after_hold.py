@@ -12,8 +12,6 @@ sent again into the same ban window.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from bot import errors
@@ -26,33 +24,18 @@ from tests.contract.test_ccxt_loopback import (
     SECRET,
     RecordingClock,
     btc_account,
+    clock,
     entry,
+    server,
+    sim,
 )
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
 from tests.fakes.live_setup import loopback_adapter
 
+__all__ = ["clock", "server", "sim"]  # the loopback fixtures of test_ccxt_loopback
+
 POSITIONS = "/fapi/v3/positionRisk"
 ORDER = "/fapi/v1/order"
-
-
-@pytest.fixture
-def sim() -> SimulatedExchange:
-    return btc_account()
-
-
-@pytest.fixture
-def server(sim: SimulatedExchange) -> Iterator[LoopbackBinance]:
-    from bot.clock import LiveClock
-
-    srv = LoopbackBinance(sim, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
-    with srv:
-        yield srv
-    assert srv.errors == []
-
-
-@pytest.fixture
-def clock() -> RecordingClock:
-    return RecordingClock()
 
 
 def _adapter(server: LoopbackBinance, clock: RecordingClock, hedge: float | None) -> CcxtExchange:

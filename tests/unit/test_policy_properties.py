@@ -346,6 +346,19 @@ _UNCLAMPED = RISK_PARITY.model_copy(
 )
 
 
+def _draw_signed_book(data: st.DataObject, n: int) -> tuple[list[D], list[int], np.ndarray]:
+    """``n`` volatilities, directions and a valid correlation (two common factors plus each
+    contract's own noise)."""
+    volatilities = data.draw(st.lists(vols, min_size=n, max_size=n))
+    directions = data.draw(st.lists(st.sampled_from([1, -1]), min_size=n, max_size=n))
+    loadings = np.array(
+        data.draw(st.lists(st.floats(-1.0, 1.0), min_size=2 * n, max_size=2 * n))
+    ).reshape(n, 2)
+    own = np.array(data.draw(st.lists(st.floats(0.05, 1.0), min_size=n, max_size=n)))
+    common = loadings @ loadings.T + np.diag(own)
+    return volatilities, directions, common / np.sqrt(np.outer(np.diag(common), np.diag(common)))
+
+
 def _signed_book_on_target(
     volatilities: list[D], directions: list[int], corr: np.ndarray, target: D
 ) -> bool:
@@ -388,15 +401,7 @@ def test_risk_parity_equalises_the_risk_of_a_three_leg_long_short_book() -> None
 @settings(max_examples=150)
 def test_risk_parity_measures_the_signed_book(data: st.DataObject, n: int, target: D) -> None:
     """Whatever the directions and the correlations, see :func:`_signed_book_on_target`."""
-    volatilities = data.draw(st.lists(vols, min_size=n, max_size=n))
-    directions = data.draw(st.lists(st.sampled_from([1, -1]), min_size=n, max_size=n))
-    # A valid correlation: two common factors plus each contract's own noise.
-    loadings = np.array(
-        data.draw(st.lists(st.floats(-1.0, 1.0), min_size=2 * n, max_size=2 * n))
-    ).reshape(n, 2)
-    own = np.array(data.draw(st.lists(st.floats(0.05, 1.0), min_size=n, max_size=n)))
-    common = loadings @ loadings.T + np.diag(own)
-    corr = common / np.sqrt(np.outer(np.diag(common), np.diag(common)))
+    volatilities, directions, corr = _draw_signed_book(data, n)
     assume(_signed_book_on_target(volatilities, directions, corr, target))
 
 
@@ -442,14 +447,7 @@ def test_legs_that_cannot_be_held_never_make_the_book_riskier_than_the_target(
 ) -> None:
     """Any directions and correlations, any legs blocked (no increase, nothing held): the book
     the other legs are decided at carries at most the target volatility."""
-    volatilities = data.draw(st.lists(vols, min_size=n, max_size=n))
-    directions = data.draw(st.lists(st.sampled_from([1, -1]), min_size=n, max_size=n))
-    loadings = np.array(
-        data.draw(st.lists(st.floats(-1.0, 1.0), min_size=2 * n, max_size=2 * n))
-    ).reshape(n, 2)
-    own = np.array(data.draw(st.lists(st.floats(0.05, 1.0), min_size=n, max_size=n)))
-    common = loadings @ loadings.T + np.diag(own)
-    corr = common / np.sqrt(np.outer(np.diag(common), np.diag(common)))
+    volatilities, directions, corr = _draw_signed_book(data, n)
     assume(_signed_book_on_target(volatilities, directions, corr, target))
     blocked = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
     vol = np.array([float(v) for v in volatilities])

@@ -14,7 +14,10 @@
 * ``before_funding``: a tick that may not add exposure to contracts about to pay funding.
 * ``rollover``: the UTC-day rollover of the daily-loss limit.
 Every job that completes without raising replaces the heartbeat (its name and the clock's
-time): the bot's liveness, whatever the policy's timeframe.
+time): the bot's liveness, whatever the policy's timeframe. The first job that writes it after
+jobs failed on the state database ends that incident (``store_unavailable``), whatever its kind.
+A job failed by a venue that holds every request for longer than a guard interval (a rate-limit
+ban) alerts ``venue_rate_limit``, until when; the first job that completes ends it.
 Every log line of a job carries the job's tick id.
 """
 
@@ -33,7 +36,7 @@ from bot.alerts import Alert, AlertRules, Notifier, conditions
 from bot.clock import Clock, WallSteps, ms_to_datetime
 from bot.domain.enums import EventKind, TradingState
 from bot.engine.tick import Engine, TickResult
-from bot.errors import AccountUnreadable, BotError
+from bot.errors import AccountUnreadable, BotError, RateLimited
 from bot.logs import replayed_prefix
 from bot.ports.client_ids import base36
 from bot.ports.store import Heartbeat, RiskEvent, RiskMemory
@@ -79,6 +82,13 @@ _ENDED = re.compile(r"done after \d+ failed (?:(\w+) )?job\(s\) in a row$")
 # so a kind that fails only now and then is found far back; one whose failures fill all of them
 # (a guard failing every minute for a week) has a run longer than any max_failures (<= 1000).
 RESTORE_EVENTS = 10_000
+# A wait the venue asks for (``Retry-After`` of a 429 or a 418 ban) longer than this outlasts a
+# guard interval (``runtime.guard_seconds``, 60 s by default): the adapter holds every request
+# that long (bot.exchange.ccxt_clients.SharedPacer.hold), so every job meanwhile fails without
+# sending anything, stops and closes included. Binance bans an IP that keeps sending after
+# 429s for 2 minutes up to 3 days (shared notes exchange-facts section 7): the owner must hear
+# that nothing can be sent, and until when, not one more ``tick_failed`` warning an hour.
+LONG_HOLD_S = 60.0
 
 
 def _key_time(ms: int) -> str:
@@ -143,6 +153,14 @@ class Runner:
     _wall_steps: WallSteps | None = field(default=None, init=False, repr=False)
     # Failed jobs in a row, per kind (``job_kind``); a kind absent has none.
     _failures: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    # A job failed on the state database (``store_unavailable`` alerted) and no job has
+    # written since: the first that does ends the incident, whatever kind it is. True at a
+    # start: the previous process may have alerted one (recorded: a new outage within the
+    # dedup window would be taken for it) that the first write ends.
+    _store_failed: bool = field(default=True, init=False, repr=False)
+    # ``venue_rate_limit`` was alerted (a long hold) and no job has completed since (at a
+    # start: maybe, by the previous process).
+    _venue_held: bool = field(default=True, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.clock_resync is not None:
@@ -247,9 +265,7 @@ class Runner:
                     # sent (the next job alerts only the events it records itself).
                     self._alert_safely(name, started, tick=False, readable=False)
                 return None
-            self._heartbeat(name)
-            if self.failures_of(name):
-                self._recovered(name)
+            self._completed(name)
             if isinstance(result, TickResult) and result.unreadable is not None:
                 self.ticks_done += 1
                 logger.warning(
@@ -335,14 +351,44 @@ class Runner:
         logger.warning("{}: measuring the offset to the venue again first", stepped)
         self.clock_resync(stepped)
 
-    def _heartbeat(self, job: str) -> None:
+    def _heartbeat(self, job: str) -> bool:
         """Record that ``job`` completed, and when: what the dashboard, ``/healthz`` and ``bot
         status`` judge the bot alive on between ticks (a 1d policy ticks once a day; its guard
-        runs every minute). A job that raised records its failure instead, never this."""
+        runs every minute). A job that raised records its failure instead, never this.
+        Whether it was written (the state database takes writes)."""
         try:
             self.store.record_heartbeat(Heartbeat(ts_ms=self.clock.now_ms(), job=job))
         except Exception as exc:  # the job's work is done; its heartbeat must not undo it
             logger.error("{}: recording the heartbeat failed: {}: {}", job, type(exc).__name__, exc)
+            return False
+        return True
+
+    def _completed(self, job: str) -> None:
+        """``job`` completed: its heartbeat, and the incidents that ends."""
+        if self._heartbeat(job):
+            self._store_works()
+        if self._venue_held:
+            # The job's requests went out (a hold refuses every one): the venue's hold is over.
+            self._venue_held = False
+            self.notifier.resolved(["venue_rate_limit"])
+        if self.failures_of(job):
+            self._recovered(job)
+
+    def _store_works(self) -> None:
+        """A job completed and wrote its heartbeat after jobs failed on the state database:
+        that outage is over (the job recorded the stops sent during it first,
+        ``Engine.record_unrecorded``), and the next one is a new incident, alerted at once.
+        Whatever the job's kind and whatever the other kind's run of failures: a decision
+        tick that failed in a short outage counts until the next tick (an hour), and a second
+        outage within it was taken for the first one (deduplicated, no critical alert). Not
+        on a job's completion alone: a guard that records nothing completes on a full disk;
+        its heartbeat does not."""
+        if not self._store_failed:
+            return
+        self._store_failed = False
+        self.notifier.resolved(
+            ["store_unavailable"] + [f"unrecorded_stop:{sym}" for sym in self.engine.symbols]
+        )
 
     def _guard(self) -> None:
         self.engine.guard()
@@ -483,6 +529,10 @@ class Runner:
         alerts = [
             Alert(f"tick_failed:{kind}", "warning", f"{job} failed: {type(exc).__name__}: {exc}")
         ]
+        held = _held_for(exc)
+        if held is not None and held > LONG_HOLD_S:
+            self._venue_held = True
+            alerts.append(_venue_hold_alert(now, held))
         try:
             if not isinstance(exc, StoreReplaced):  # (refused: not written into the new one)
                 alerts += self._record_failure(job, exc, now)
@@ -494,8 +544,10 @@ class Runner:
                 store_exc,
             )
             if not isinstance(exc, StoreUnavailable):
+                self._store_failed = True
                 alerts.append(_store_alert(store_exc))
         if isinstance(exc, StoreUnavailable):
+            self._store_failed = True
             alerts.append(_store_alert(exc))
         self.notifier.notify(alerts)
 
@@ -506,18 +558,9 @@ class Runner:
         ``max_failures``) and made each failed tick a new incident, alerted again."""
         kind = job_kind(job)
         failed = self._failures.pop(kind, 0)
-        # the run of failures is over: the next one is a new incident. The database is known
-        # to work again only once no kind fails any longer (a guard that records nothing
-        # succeeds on a full disk)
-        self.notifier.resolved(
-            [f"tick_failed:{kind}"]
-            + (
-                []
-                if self._failures
-                else ["store_unavailable"]
-                + [f"unrecorded_stop:{sym}" for sym in self.engine.symbols]
-            )
-        )
+        # the run of failures is over: the next one is a new incident (the state database's
+        # incident ends apart, at the first write: _store_works)
+        self.notifier.resolved([f"tick_failed:{kind}"])
         try:
             record_event_now(
                 self.store,
@@ -552,7 +595,7 @@ class Runner:
         longest = max(self._failures, key=lambda k: self._failures[k])
         reason = (
             f"{self._failures[longest]} failed {longest} jobs in a row "
-            f"(last: {job}: {type(exc).__name__})"
+            f"(last: {job}: {type(exc).__name__}{_rate_limit_note(exc, now)})"
         )
         reducing = set_state(memory, TradingState.REDUCING, reason, sticky=False)
         self.store.save_risk_memory(reducing, state_event(now, reducing, reason))
@@ -636,6 +679,63 @@ class Runner:
             if key not in held
         )
         self.notifier.notify(alerts + holding)
+
+
+def _rate_limit(exc: BaseException) -> RateLimited | None:
+    """The venue's rate limit that failed the job: ``exc`` or an exception it was raised from
+    (the adapter raises ``RateLimited``, from ccxt's error or from its own hold)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, RateLimited):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _held_for(exc: BaseException) -> float | None:
+    """The seconds the venue still asks for no request (the ``Retry-After`` a ``RateLimited``
+    carries: the adapter holds every request that long); None when it names no wait."""
+    limited = _rate_limit(exc)
+    if limited is None or limited.retry_after is None:
+        return None
+    return float(limited.retry_after)
+
+
+def _utc(ms: int) -> str:
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _rate_limit_note(exc: BaseException, now_ms: int) -> str:
+    """What the reason of a move to ``reducing`` says of a rate limit (nothing otherwise)."""
+    held = _held_for(exc)
+    if held is not None and held > LONG_HOLD_S:
+        until = _utc(now_ms + round(held * 1000))
+        return f", the venue's rate limit: every request held until {until}"
+    if _rate_limit(exc) is not None:
+        return ", the venue's rate limit"
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 60:.0f} min"
+
+
+def _venue_hold_alert(now_ms: int, held: float) -> Alert:
+    until = _utc(now_ms + round(held * 1000))
+    return Alert(
+        "venue_rate_limit",
+        "critical",
+        f"requests to the venue held until {until} ({_duration(held)}: the venue's rate "
+        "limit or an IP ban, its Retry-After): the bot can place and cancel nothing and cannot "
+        "read the account until then, and every job fails meanwhile; the resting stops stay on "
+        "the exchange and fire without the bot. Check the request weight used on this IP and "
+        "API key (other programs or bots on the same IP or key count against it) and stop "
+        "what else sends; to act before then, use the exchange's app or website",
+    )
 
 
 def _store_alert(exc: Exception) -> Alert:

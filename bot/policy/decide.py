@@ -156,7 +156,7 @@ def decide(
         and sizing.allocation.method == "erc"
         and cov_annual is not None
     ):
-        return _no_riskier_for_the_cuts(views, decisions, bases, cov_annual)
+        return _no_riskier_for_the_cuts(views, decisions, bases, cov_annual, policy)
     return decisions
 
 
@@ -165,48 +165,71 @@ def _no_riskier_for_the_cuts(
     decisions: list[Decision],
     bases: dict[str, tuple[Decimal, str]],
     cov_annual: npt.NDArray[np.float64],
+    policy: Policy,
 ) -> list[Decision]:
-    """risk_parity ERC: the book as decided no riskier than with every leg at its weight.
+    """risk_parity ERC: the book as decided no riskier than with every leg where the smoothing
+    put it.
 
-    ERC sizes the legs together, each on the others' diversification: a leg that cannot be held
-    at its weight (no increase in its re-entry cooldown, stale data, a venue restriction; the
-    funding, liquidation and hard caps) leaves the others sized for a hedge that is not there.
-    A long BTC / short ETH book at correlation 0.8 whose ETH was stopped out kept BTC at 1.58x
-    equity alone: 1.58 times the target volatility. When the legs cut below their weights make
-    the book riskier than it is with them at their weights, every leg is scaled down by the
-    ratio of the two volatilities (a cut that lowers the risk, the usual case of a long book,
-    changes nothing; nor do the hysteresis band and the maximum step, which hold a leg above
-    its weight). Measured on the signed sleeve leverages and the covariance of the raw
-    returns, in the order of the active contracts as ``cov_annual`` is."""
+    ERC sizes the legs together, each on the others' diversification: a leg cut below where
+    the hysteresis band and the maximum step put it (no increase in its re-entry cooldown, a
+    ``follow`` contract, stale data, a venue restriction; the funding, liquidation and hard
+    caps) leaves the others sized for a hedge that is not there. A long BTC / short ETH book
+    at correlation 0.8 whose ETH was stopped out kept BTC at 1.58x equity alone: 1.58 times
+    the target volatility. When the cut legs make the book riskier than it is with them at
+    their smoothed leverage, the other legs are scaled down by one factor until it is not
+    (the largest factor in [0, 1] that does it; where none does, the one of least risk). The
+    cut legs are kept as decided: scaled too, a short leg that may not grow back was sold off
+    tick after tick, each time the book was measured again. A cut that lowers the risk (the
+    usual case of a long book) changes nothing, nor do the band and the step themselves (a
+    hedge leg growing back by the maximum step does not sell the other leg only to buy it
+    back). Measured on the signed sleeve leverages and the covariance of the raw returns, in
+    the order of the active contracts as ``cov_annual`` is."""
     active = [i for i, v in enumerate(views) if v.direction != 0]
     if cov_annual.shape != (len(active), len(active)) or not np.all(np.isfinite(cov_annual)):
         return decisions
+    lev = policy.leverage
     decided = np.zeros(len(active))
-    weights = np.zeros(len(active))
+    smoothed = np.zeros(len(active))
+    cut = np.zeros(len(active), dtype=bool)
     for k, i in enumerate(active):
         v, d = views[i], decisions[i]
         price = v.market.mark_price
         if v.sleeve_equity <= 0 or price <= 0:
             return decisions
         decided[k] = float(d.target_qty * price / v.sleeve_equity)
-        weights[k] = float(bases[v.symbol][0]) * v.direction
-    # a leg cut below its weight counts at its weight; one held above it (band, step) as held
-    uncut = np.where(np.abs(decided) < np.abs(weights), weights, decided)
-    risk_decided = float(decided @ cov_annual @ decided)
-    risk_uncut = float(uncut @ cov_annual @ uncut)
-    if not (risk_decided > risk_uncut * (1 + 1e-9) and risk_decided > 0):
+        # (the same smoothing and rounding as _decide_one's, before its caps: a leg only
+        # rounded to its step is no cut)
+        at, _ = smooth(v.current_leverage, bases[v.symbol][0], lev.hysteresis, lev.max_step)
+        qty = v.instrument.floor_qty(q2(at) * v.sleeve_equity / price)
+        smoothed[k] = float(qty * price / v.sleeve_equity) * v.direction
+        cut[k] = abs(d.target_qty) < qty
+    if not cut.any():
         return decisions
-    ratio = float(np.sqrt(risk_uncut / risk_decided))
-    factor = Decimal(repr(ratio))
+    uncut = np.where(cut, smoothed, decided)
+    free = np.where(cut, 0.0, decided)
+    kept = np.where(cut, decided, 0.0)
+    # the book's risk at factor s on the free legs: a s^2 + 2 b s + c
+    a = float(free @ cov_annual @ free)
+    b = float(free @ cov_annual @ kept)
+    c = float(kept @ cov_annual @ kept)
+    allowed = float(uncut @ cov_annual @ uncut)
+    if a <= 0 or a + 2 * b + c <= allowed * (1 + 1e-9):
+        return decisions
+    disc = b * b - a * (c - allowed)
+    s = (-b + float(np.sqrt(disc))) / a if disc >= 0 else -b / a
+    s = min(max(s, 0.0), 1.0)
+    after = a * s * s + 2 * b * s + c
+    n = len(views)
+    factor = Decimal(repr(s))
     note = (
-        f"book volatility {np.sqrt(risk_decided) / len(views):.3f} as decided > "
-        f"{np.sqrt(risk_uncut) / len(views):.3f} with every leg at its weight (a leg held "
-        f"below it): size x{ratio:.3f} -> "
+        f"book volatility {np.sqrt(a + 2 * b + c) / n:.3f} as decided > "
+        f"{np.sqrt(allowed) / n:.3f} with every leg where smoothing put it (a leg held below "
+        f"it): the others x{s:.3f} (volatility {np.sqrt(max(after, 0.0)) / n:.3f}) -> "
     )
     out = list(decisions)
-    for i in active:
+    for k, i in enumerate(active):
         d = decisions[i]
-        if d.target_qty != 0:
+        if not cut[k] and d.target_qty != 0:
             qty = views[i].instrument.floor_qty(abs(d.target_qty) * factor)
             out[i] = d.resized(qty, factor, note)
     return out

@@ -433,7 +433,7 @@ def test_a_short_leg_that_cannot_be_held_leaves_the_long_leg_within_the_target()
     eth = replace(eth, allow_increase=False)
     volatility, reasons = _decided_book_volatility([btc, eth], RISK_PARITY, cov)
     assert volatility <= float(RISK_PARITY.leverage.target_volatility or 0) * (1 + 1e-6)
-    assert "book volatility 0.790 as decided > 0.500" in reasons[0]
+    assert "book volatility 0.790 as decided > 0.499" in reasons[0]
 
 
 @given(
@@ -461,3 +461,31 @@ def test_legs_that_cannot_be_held_never_make_the_book_riskier_than_the_target(
     ]
     volatility, _ = _decided_book_volatility(views, policy, cov)
     assert volatility <= float(target) * (1 + 1e-6)
+
+
+def test_a_short_leg_that_may_not_grow_is_kept_and_the_long_leg_resized_once() -> None:
+    """Found in the review of the scaling: every leg was scaled, the short ETH leg too, which
+    may not grow back (a ``follow`` contract, stale data, a cooldown): measured again each
+    tick, it was sold off over a dozen ticks, the hedge gone and the book above the target.
+    Traded tick by tick as the planner would (within the rebalance tolerance, no order), the
+    blocked leg is kept and the long leg resized once."""
+    vol = np.array([0.5, 0.6])
+    cov = np.outer(vol, vol) * np.array([[1.0, 0.8], [0.8, 1.0]])
+    held = {"BTC/USDT:USDT": D("316"), "ETH/USDT:USDT": D("-100")}
+    tolerance = RISK_PARITY.orders.rebalance_tolerance
+    orders = 0
+    for _ in range(15):
+        btc, eth = _book([D("0.5"), D("0.6")], [1, -1])
+        views = [
+            replace(v, position=Position(v.symbol, held[v.symbol], D(100), D(5), MarginMode.CROSS))
+            for v in (btc, replace(eth, allow_increase=False))
+        ]
+        for d in decide(views, RISK_PARITY, cov):
+            now = held[d.symbol]
+            if abs(d.target_qty - now) >= tolerance * max(abs(d.target_qty), abs(now)):
+                held[d.symbol] = d.target_qty
+                orders += 1
+    assert held["ETH/USDT:USDT"] == D("-100")
+    assert orders == 1
+    weights = np.array([float(q) / 200 for q in held.values()])  # of 20,000 at 100
+    assert np.sqrt(weights @ cov @ weights) <= float(RISK_PARITY.leverage.target_volatility or 0)

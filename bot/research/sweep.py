@@ -8,6 +8,7 @@ Every point is one :func:`bot.research.evaluate.evaluate` call sent through an
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import tempfile
 from collections.abc import Callable, Iterator
@@ -123,6 +124,7 @@ class Sweep:
         self.listener: Listener | None = None
         self.stamp = ""  # the hash of the inputs' contents, set by run()
         self.pinned: tuple[tuple[str, str], ...] = ()  # (file, hash) the workers read, by run()
+        self._tpe_batch = 1  # points asked of TPE at a time (sweep.json keeps it, see _run)
         self.pinned_each: tuple[tuple[str, str], ...] = ()  # of them, read by every point
         self.pinned_names: tuple[str, ...] = ()  # the names of every input pinned, by run()
         self.data_span: tuple[int, int] | None = None  # walk-forward: the windows' span
@@ -370,7 +372,7 @@ class Sweep:
         # search ran fewer points than --trials and chose another best point than a clean run.
         trials = self.spec.trials or 0
         while len(study.trials) < trials:
-            batch = min(max(1, self.executor.workers), trials - len(study.trials))
+            batch = min(self._tpe_batch, trials - len(study.trials))
             asked = [study.ask(dists) for _ in range(batch)]
             tasks: dict[str, tuple[Any, PointTask]] = {}
             for trial in asked:
@@ -429,7 +431,17 @@ class Sweep:
         wins = self.windows()
         files = self.inputs()
         inputs = {name: f"{path} {digest}" for name, (path, digest) in files.items()}
-        self._wrote_spec = check_spec(out, {**self.spec.as_json(), "inputs": inputs})
+        spec: dict[str, Any] = {**self.spec.as_json(), "inputs": inputs}
+        if self.spec.search == "tpe":
+            # The points TPE asks depend on how many it asks before it is told results: the
+            # first run's batch is the sweep's, whatever processes or cluster a resume has
+            # (else a resume on another --workers asked other points and chose another best).
+            # (a sweep.json of an older version holds none: its runs go on as they were)
+            stored, batch = stored_tpe_batch(out)
+            self._tpe_batch = batch or max(1, self.executor.workers)
+            if not stored or batch is not None:
+                spec["tpe_batch"] = self._tpe_batch
+        self._wrote_spec = check_spec(out, spec)
         # Workers keep configs and loaded data between sweeps (a Dask worker lives on): the
         # inputs' hash in every task keeps them from serving an edited file's old content.
         self.stamp = hashlib.blake2b(
@@ -812,3 +824,17 @@ def _decode(value: Any, table: dict[str, Scalar] | None, param: Param) -> Scalar
     if param.integer:
         return int(value)
     return space.on_step(param, Decimal(str(value)))
+
+
+def stored_tpe_batch(out: Path) -> tuple[bool, int | None]:
+    """Whether ``out`` holds a readable ``sweep.json``, and the TPE batch it recorded (None:
+    none; an unreadable file is check_spec's to name)."""
+    try:
+        stored = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False, None
+    if not isinstance(stored, dict):
+        return False, None
+    batch = stored.get("tpe_batch")
+    ok = isinstance(batch, int) and not isinstance(batch, bool) and batch > 0
+    return True, batch if ok else None

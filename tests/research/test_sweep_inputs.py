@@ -486,6 +486,25 @@ def test_a_resumed_tpe_search_runs_the_same_points_as_a_clean_one(tmp_path: Path
     assert resumed.best_point == whole.best_point
 
 
+class _TwoWorkers(InlineExecutor):
+    workers = 2
+
+
+def test_a_tpe_sweep_resumed_on_other_workers_asks_the_same_points(tmp_path: Path) -> None:
+    """TPE asks by batches of the executor's workers, and which points it asks depends on the
+    batch once its random start is over: a finished sweep resumed with another --workers ran
+    new points and chose another best one. The first run's batch is kept in sweep.json."""
+    pytest.importorskip("optuna")
+    params = [parse_param("leverage.target_volatility=0.2..0.9")]
+    spec = _spec(tmp_path, params=params, search="tpe", trials=13, seed=3)
+    first = Sweep(spec, _TwoWorkers()).run()
+    again = CountingExecutor()
+    second = Sweep(spec, again).run()
+    assert again.seen == []
+    assert second.best_point == first.best_point
+    assert sorted(r["point"] for r in second.rows) == sorted(r["point"] for r in first.rows)
+
+
 def test_tpe_draws_lie_in_a_narrow_range_and_a_wide_one_runs(tmp_path: Path) -> None:
     """TPE rounded its floats to 0.0001 too (0.00011..0.00019 ran 0.0001 and 0.0002), and
     1e-30..1e30 raised InvalidOperation after sweep.json and results.csv were written."""

@@ -248,13 +248,29 @@ class Secrets:
     @classmethod
     def from_environment(cls) -> Secrets:
         key, secret = os.environ.get(ENV_KEY, ""), os.environ.get(ENV_SECRET, "")
-        missing = [n for n, v in ((ENV_KEY, key), (ENV_SECRET, secret)) if not v]
+        missing = [n for n, v in ((ENV_KEY, key), (ENV_SECRET, secret)) if not v.strip()]
         if missing:
             raise ConfigError(
                 f"live trading needs the API key in the environment: set "
                 f"{' and '.join(missing)} (keys are never read from the config)"
             )
-        return cls(key, secret, os.environ.get(ENV_PASSWORD) or None)
+        password = os.environ.get(ENV_PASSWORD) or None
+        # A pasted key often carries a newline or a space: the venue then answers with an
+        # authentication error that does not say why. Named, never shown.
+        # (a passphrase may hold a space inside: only its ends and control characters count)
+        spaced = [
+            n
+            for n, v in ((ENV_KEY, key), (ENV_SECRET, secret))
+            if any(c.isspace() or not c.isprintable() for c in v)
+        ]
+        if password is not None and (password != password.strip() or not password.isprintable()):
+            spaced.append(ENV_PASSWORD)
+        if spaced:
+            raise ConfigError(
+                f"{' and '.join(spaced)} holds a space, a line break or a control character "
+                "(pasted with the key?): set it to the key alone"
+            )
+        return cls(key, secret, password)
 
 
 def open_store(config: BotConfig, *, create: bool = False, used_by: str | None = None) -> SqlStore:

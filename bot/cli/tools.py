@@ -107,6 +107,9 @@ def run_calc(
     volatility = parse_decimal("--vol", vol)
     if volatility is not None and data is not None:
         raise ConfigError("give at most one of --vol and --data")
+    if catalogue is not None and not catalogue.is_dir():
+        # (a typo silently fell back to the bundled brackets, which set the liquidation price)
+        raise ConfigError(f"--catalogue {catalogue}: not a directory")
     catalogue_dir = catalogue if catalogue is not None else data
     if data is not None:
         # unknown contract: say so before reading candles

@@ -63,6 +63,29 @@ def test_live_without_keys_says_which_variables(tmp_path: Path, monkeypatch) -> 
     assert "BOT_API_KEY and BOT_API_SECRET" in result.output
 
 
+@pytest.mark.parametrize(
+    ("key", "secret", "named"),
+    [
+        ("   ", "s3cret", "set BOT_API_KEY"),  # blank passed the check before
+        ("k3y\n", "s3cret", "BOT_API_KEY holds a space, a line break"),
+        ("k3y", " s3cret", "BOT_API_SECRET holds a space"),
+    ],
+)
+def test_live_with_a_blank_or_pasted_key_says_which_variable(
+    tmp_path: Path, monkeypatch, key: str, secret: str, named: str
+) -> None:
+    """A key of spaces went on to the venue (and made the state database), and a key pasted
+    with its line break failed there with an authentication error that does not say why."""
+    monkeypatch.setenv("BOT_API_KEY", key)
+    monkeypatch.setenv("BOT_API_SECRET", secret)
+    result = runner.invoke(app, ["run", "--config", str(write_config(tmp_path)), "--live"])
+    assert result.exit_code == 2
+    assert named in result.output
+    assert "s3cret" not in result.output
+    assert "k3y" not in result.output
+    assert not list(tmp_path.glob("*.db"))
+
+
 def test_stress_the_running_account(tmp_path: Path) -> None:
     cfg = str(write_config(tmp_path, contracts=2))
     invoke("run", "--config", cfg, "--once", "--replay", str(ROOT / "data" / "sample"))

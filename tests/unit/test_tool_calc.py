@@ -248,6 +248,18 @@ def test_cli_errors_exit_2_with_the_message() -> None:
     assert "--entry: not a number: 'abc'" in result.output
 
 
+def test_a_catalogue_directory_that_is_not_there_is_an_error(tmp_path: Path) -> None:
+    """A typo in --catalogue fell back to the bundled brackets silently (they set the
+    liquidation price the tool prints); --data has always been checked."""
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", "long", "--entry", "60000"]
+    result = runner.invoke(
+        app,
+        [*args, "--leverage", "10", "--balance", "1000", "--catalogue", str(tmp_path / "nowhere")],
+    )
+    assert result.exit_code == 2
+    assert "nowhere: not a directory" in result.output
+
+
 def test_calc_reads_the_users_catalogue_before_the_snapshot(tmp_path: Path) -> None:
     """A contract only in the user's catalogue is calculated; a catalogue entry wins over the
     bundled one (here BTC with a 20x maximum: 50x is refused)."""

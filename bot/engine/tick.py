@@ -1559,7 +1559,8 @@ class Engine:
         database is back (a reduce-only stop too many closes nothing twice)."""
         pos = acct.positions[sym]
         resting = acct.resting[sym] = self._resting_without_store(sym)
-        if self._gap(pos, acct) is None:
+        gap = self._gap(pos, acct)
+        if gap is None:
             return None
         inst = self.instruments[sym]
         stop = self._stop_without_store(pos, acct)
@@ -1583,7 +1584,13 @@ class Engine:
         # The stop alone: the plan's cancels (orphans, take-profits) wait for the store.
         stops = [r for r in plan.place if r.purpose is _STOP_LOSS and not r.can_add_exposure]
         if not stops:
-            return None
+            # Only a cancel first could mend it (Binance keeps one close-position stop a side,
+            # and a position off the step has no part another stop could bridge): said, so
+            # the owner is alerted, never taken for protected.
+            return (
+                f"position {plain(pos.qty)}: {gap}; no stop can be placed without cancelling "
+                "one, which waits for the database: act on the exchange by hand"
+            )
         memory = self._memory  # (as the last job read it: the store is not read now)
         state = memory.state if memory is not None else _HALTED
         notes = []

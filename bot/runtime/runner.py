@@ -161,6 +161,7 @@ class Runner:
     # ``venue_rate_limit`` was alerted (a long hold) and no job has completed since (at a
     # start: maybe, by the previous process).
     _venue_held: bool = field(default=True, init=False, repr=False)
+    _venue_hold_end_ms: int = field(default=0, init=False, repr=False)  # of the hold alerted
 
     def __post_init__(self) -> None:
         if self.clock_resync is not None:
@@ -531,6 +532,13 @@ class Runner:
         ]
         held = _held_for(exc)
         if held is not None and held > LONG_HOLD_S:
+            ends = now + int(held * 1000)
+            if self._venue_held and ends > self._venue_hold_end_ms + LONG_HOLD_S * 1000:
+                # A longer hold than the one alerted (Binance lengthens a repeated ban, up to
+                # 3 days): news, not the same incident the dedup window would swallow.
+                self.notifier.resolved(["venue_rate_limit"])
+            if not self._venue_held or ends > self._venue_hold_end_ms + LONG_HOLD_S * 1000:
+                self._venue_hold_end_ms = ends
             self._venue_held = True
             alerts.append(_venue_hold_alert(now, held))
         try:

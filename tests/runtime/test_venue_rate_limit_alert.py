@@ -157,3 +157,19 @@ def test_a_short_retry_after_is_a_failed_job_only(bot: Bot, receiver: Receiver) 
     assert bot.runner.failures_of("guard") == 1
     assert sent(receiver, "warning: tick_failed:guard")
     assert not sent(receiver, "venue_rate_limit")
+
+
+def test_a_renewed_longer_ban_is_alerted_again(bot: Bot, receiver: Receiver) -> None:
+    """Binance lengthens a repeated ban (2 minutes, then up to 3 days). A ban renewed before
+    any job completed was the same incident within the dedup window: the owner read "held
+    until 00:04" and never heard of the 3 days."""
+    assert bot.runner.tick() is not None
+    bot.clock.advance_to(START + MIN)
+    bot.venue.hold(180)
+    guards(bot, 2)
+    assert len(sent(receiver, "critical: venue_rate_limit")) == 1
+    bot.venue.hold(3 * DAY_S)
+    guards(bot, 30)
+    alerts = sent(receiver, "critical: venue_rate_limit")
+    assert len(alerts) == 2  # the renewal once, not once a minute
+    assert "2025-06-05" in alerts[-1]

@@ -450,3 +450,26 @@ def test_a_last_price_close_position_stop_by_hand_is_left_and_the_step_part_prot
     [incident] = [e.reason for e in store.events if e.kind == EventKind.UNPROTECTED]
     assert "0.003 unprotected" in incident
     assert "placed by hand that does not count" in incident
+
+
+def test_an_invalid_close_position_stop_in_a_database_outage_is_reported(
+    instruments: dict[str, Instrument],
+) -> None:
+    """A position off the step (no sized stop can carry it) whose close-position stop the
+    liquidation price passed during a database outage: only a cancel first could mend it, which
+    waits for the database. Nothing was said (the outage path found nothing to place and took
+    the position for protected); it is now reported, so the runner alerts it."""
+    engine, ex, _store, clock = off_step_account(instruments, qty=D("0.005"))
+    engine.tick()
+    [stop] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.close_position
+    assert stop.trigger_price is not None
+    for _ in range(1000):  # funding drains the isolated margin until liquidation passes it
+        pos = ex.fetch_positions([BTC])[BTC]
+        if pos.liquidation_price is not None and pos.liquidation_price >= stop.trigger_price:
+            break
+        ex.book.pay_funding(BTC, D("0.5"))
+    clock.advance_to(clock.now_ms() + 60_000)
+    done = engine.protect_without_store()
+    assert "act on the exchange by hand" in done[BTC]
+    assert [o.client_id for o in ex.fetch_open_orders(BTC)] == [stop.client_id]  # nothing sent

@@ -672,6 +672,7 @@ def build_paper(
         feed=feed,
         save_paper=paper.save,
         max_failures=config.runtime.max_failures,
+        long_hold_s=float(config.runtime.guard_seconds),
         # the database file deleted or replaced, or its tables recreated: nothing is kept
         before_job=[store.check_file, store.check_identity],
     )
@@ -809,6 +810,7 @@ def build_live(
         notifier=notifier,
         rules=rules,
         max_failures=config.runtime.max_failures,
+        long_hold_s=float(config.runtime.guard_seconds),
         before_tick=[keeper.check],
         # the database file deleted or replaced, or its tables recreated: nothing is kept
         before_job=[store.check_file, store.check_identity],

@@ -167,8 +167,8 @@ def _no_riskier_for_the_cuts(
     cov_annual: npt.NDArray[np.float64],
     policy: Policy,
 ) -> list[Decision]:
-    """risk_parity ERC: the book as decided no riskier than with every leg where the smoothing
-    put it.
+    """risk_parity ERC: the book as decided no riskier than with the legs cut below their
+    smoothed leverage put back there, the others at their ERC weight.
 
     ERC sizes the legs together, each on the others' diversification: a leg cut below where
     the hysteresis band and the maximum step put it (no increase in its re-entry cooldown, a
@@ -176,7 +176,9 @@ def _no_riskier_for_the_cuts(
     caps) leaves the others sized for a hedge that is not there. A long BTC / short ETH book
     at correlation 0.8 whose ETH was stopped out kept BTC at 1.58x equity alone: 1.58 times
     the target volatility. When the cut legs make the book riskier than it is with them at
-    their smoothed leverage, the other legs are scaled down by one factor until it is not
+    their smoothed leverage and the others at their weight (not at what they hold: measured on
+    their own positions, the allowance moved against each resize and a free leg was sold and
+    bought back tick after tick), the other legs are scaled down by one factor until it is not
     (the largest factor in [0, 1] that does it; where none does, the one of least risk). The
     cut legs are kept as decided: scaled too, a short leg that may not grow back was sold off
     tick after tick, each time the book was measured again. A cut that lowers the risk (the
@@ -205,7 +207,11 @@ def _no_riskier_for_the_cuts(
         cut[k] = abs(d.target_qty) < qty
     if not cut.any():
         return decisions
-    uncut = np.where(cut, smoothed, decided)
+    # The reference: the cut legs where the smoothing put them, the others at their weight.
+    # Not at what they hold: measured on their own positions, the allowance moved against each
+    # resize by more than one for one, and a free leg was sold and bought back tick after tick.
+    weights = np.array([float(bases[views[i].symbol][0]) * views[i].direction for i in active])
+    uncut = np.where(cut, smoothed, weights)
     free = np.where(cut, 0.0, decided)
     kept = np.where(cut, decided, 0.0)
     # the book's risk at factor s on the free legs: a s^2 + 2 b s + c
@@ -223,8 +229,9 @@ def _no_riskier_for_the_cuts(
     factor = Decimal(repr(s))
     note = (
         f"book volatility {np.sqrt(a + 2 * b + c) / n:.3f} as decided > "
-        f"{np.sqrt(allowed) / n:.3f} with every leg where smoothing put it (a leg held below "
-        f"it): the others x{s:.3f} (volatility {np.sqrt(max(after, 0.0)) / n:.3f}) -> "
+        f"{np.sqrt(allowed) / n:.3f} with the legs held below their smoothed leverage there, "
+        f"the others at their weight: the others x{s:.3f} (volatility "
+        f"{np.sqrt(max(after, 0.0)) / n:.3f}) -> "
     )
     out = list(decisions)
     for k, i in enumerate(active):

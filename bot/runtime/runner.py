@@ -133,6 +133,8 @@ class Runner:
     feed: PriceFeed | None = None
     save_paper: Callable[[], None] | None = None
     max_failures: int = 3
+    # a venue's hold longer than this (the guard interval, runtime.guard_seconds) is alerted
+    long_hold_s: float = LONG_HOLD_S
     replay_end_ms: int | None = None  # replayed data ends here: the run stops
     ticks_done: int = 0
     on_tick: list[Callable[[TickResult], None]] = field(default_factory=list)
@@ -531,13 +533,13 @@ class Runner:
             Alert(f"tick_failed:{kind}", "warning", f"{job} failed: {type(exc).__name__}: {exc}")
         ]
         held = _held_for(exc)
-        if held is not None and held > LONG_HOLD_S:
+        if held is not None and held > self.long_hold_s:
             ends = now + int(held * 1000)
-            if self._venue_held and ends > self._venue_hold_end_ms + LONG_HOLD_S * 1000:
+            if self._venue_held and ends > self._venue_hold_end_ms + self.long_hold_s * 1000:
                 # A longer hold than the one alerted (Binance lengthens a repeated ban, up to
                 # 3 days): news, not the same incident the dedup window would swallow.
                 self.notifier.resolved(["venue_rate_limit"])
-            if not self._venue_held or ends > self._venue_hold_end_ms + LONG_HOLD_S * 1000:
+            if not self._venue_held or ends > self._venue_hold_end_ms + self.long_hold_s * 1000:
                 self._venue_hold_end_ms = ends
             self._venue_held = True
             alerts.append(_venue_hold_alert(now, held))
@@ -603,7 +605,7 @@ class Runner:
         longest = max(self._failures, key=lambda k: self._failures[k])
         reason = (
             f"{self._failures[longest]} failed {longest} jobs in a row "
-            f"(last: {job}: {type(exc).__name__}{_rate_limit_note(exc, now)})"
+            f"(last: {job}: {type(exc).__name__}{_rate_limit_note(exc, now, self.long_hold_s)})"
         )
         reducing = set_state(memory, TradingState.REDUCING, reason, sticky=False)
         self.store.save_risk_memory(reducing, state_event(now, reducing, reason))
@@ -715,10 +717,10 @@ def _utc(ms: int) -> str:
     return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _rate_limit_note(exc: BaseException, now_ms: int) -> str:
+def _rate_limit_note(exc: BaseException, now_ms: int, long_hold_s: float = LONG_HOLD_S) -> str:
     """What the reason of a move to ``reducing`` says of a rate limit (nothing otherwise)."""
     held = _held_for(exc)
-    if held is not None and held > LONG_HOLD_S:
+    if held is not None and held > long_hold_s:
         until = _utc(now_ms + round(held * 1000))
         return f", the venue's rate limit: every request held until {until}"
     if _rate_limit(exc) is not None:

@@ -173,3 +173,26 @@ def test_a_renewed_longer_ban_is_alerted_again(bot: Bot, receiver: Receiver) -> 
     alerts = sent(receiver, "critical: venue_rate_limit")
     assert len(alerts) == 2  # the renewal once, not once a minute
     assert "2025-06-05" in alerts[-1]
+
+
+def test_the_hold_alerted_is_one_longer_than_the_configured_guard_interval(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The threshold is the guard interval the configuration sets (it was 60 s whatever
+    ``runtime.guard_seconds`` said): with guards every 20 s, a 55 s hold spans three of them."""
+    config_path = write_config(tmp_path, contracts=1)
+    set_runtime(config_path, alert_urls=f'["{receiver.url}"]', guard_seconds="20")
+    config = load_config(config_path)
+    store = open_store(config, create=True)
+    try:
+        clock = SimClock(START)
+        runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+        assert runner.long_hold_s == 20
+        bot = Bot(runner, paper, store, clock, VenueHold(paper, clock))
+        assert bot.runner.tick() is not None
+        bot.clock.advance_to(START + MIN)
+        bot.venue.hold(55)
+        bot.runner.guard()
+        assert sent(receiver, "critical: venue_rate_limit")
+    finally:
+        store.close()

@@ -166,6 +166,16 @@ def report(spec: SweepSpec, sweep: Sweep, outcome: SweepOutcome, console: Consol
         console.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)
 
 
+def exit_code(outcome: SweepOutcome) -> int:
+    """``bot sweep``'s exit status once its outputs are written: 1 when no point was chosen
+    because none ran to a result (every point invalid, in error or failed), so a script or a
+    scheduler sees the sweep produced nothing; 0 otherwise, a sweep whose points ran but none
+    has a finite objective included (a result: no best.toml). Errors that stop the sweep
+    exit 2, as every command's (:func:`bot.cli.app.reported_errors`)."""
+    ran = any(r.get("status") == "ok" for r in outcome.rows)
+    return 1 if outcome.best_point is None and not ran else 0
+
+
 def no_choice_line(spec: SweepSpec, outcome: SweepOutcome) -> str:
     """Why a sweep chose nothing (no best.toml is written)."""
     failed = sum(1 for r in outcome.rows if r.get("status") != "ok")

@@ -63,7 +63,7 @@ def register(
     ) -> None:
         """Search a policy's parameters on history (optionally walk-forward), on all cores or
         a Dask cluster; resumable."""
-        from bot.cli.research import run_sweep
+        from bot.cli.research import exit_code, run_sweep
         from bot.errors import ConfigError
         from bot.research.space import parse_param
         from bot.research.sweep import SweepSpec
@@ -89,4 +89,5 @@ def register(
                 end=parse_day(end, "--end"),  # type: ignore[arg-type]
                 seed=seed,
             )
-            run_sweep(spec, workers, cluster, console)
+            outcome = run_sweep(spec, workers, cluster, console)
+        raise typer.Exit(exit_code(outcome))

@@ -17,7 +17,8 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,25 @@ from bot.marketdata.cache import Columns, forget, load_table
 from bot.marketdata.candles import Candles, FundingSeries, format_timeframe, parse_timeframe
 
 T = TypeVar("T")
+
+
+class DataFileError(DataError):
+    """A data file's content cannot be used (a bad line, a file that cannot be read, files of
+    one contract's name that hold two contracts' prices). A fact about the file, whatever run
+    reads it: a sweep stops on it instead of recording it as every point's result
+    (:mod:`bot.research.evaluate`)."""
+
+
+@contextmanager
+def file_errors() -> Iterator[None]:
+    """A :class:`DataError` raised inside as a :class:`DataFileError` (same message)."""
+    try:
+        yield
+    except DataFileError:
+        raise
+    except DataError as e:
+        raise DataFileError(str(e)) from e
+
 
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 FUNDING_COLUMNS = ("timestamp", "funding_rate")
@@ -204,9 +224,13 @@ def load_candles(path: Path | str, symbol: str, tf_ms: int, kind: str = "trade")
     path = Path(path)
     if kind not in ("trade", "mark"):
         raise ValueError(f"kind must be 'trade' or 'mark', got {kind!r}")
-    return _checked(
-        path, CANDLE_COLUMNS, _CANDLE_DTYPE, lambda rows: _candles(path, rows, symbol, tf_ms, kind)
-    )
+    with file_errors():
+        return _checked(
+            path,
+            CANDLE_COLUMNS,
+            _CANDLE_DTYPE,
+            lambda rows: _candles(path, rows, symbol, tf_ms, kind),
+        )
 
 
 def _checked(
@@ -283,9 +307,10 @@ def _check_moves(
 def load_funding(path: Path | str, symbol: str) -> FundingSeries:
     """Load and validate one funding file (rates as fractions per interval)."""
     path = Path(path)
-    return _checked(
-        path, FUNDING_COLUMNS, _FUNDING_DTYPE, lambda rows: _funding(path, rows, symbol)
-    )
+    with file_errors():
+        return _checked(
+            path, FUNDING_COLUMNS, _FUNDING_DTYPE, lambda rows: _funding(path, rows, symbol)
+        )
 
 
 def _funding(path: Path, rows: Columns, symbol: str) -> FundingSeries:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.errors import DataError
-from bot.marketdata.files import MAX_PLAUSIBLE_MS, MIN_PLAUSIBLE_MS
+from bot.marketdata.files import MAX_PLAUSIBLE_MS, MIN_PLAUSIBLE_MS, file_errors
 
 SIGNAL_COLUMNS = ("timestamp", "contract", "direction")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+:[A-Z0-9]+$")
@@ -44,8 +44,13 @@ class SignalSeries:
 
 
 def load_signals(path: Path | str) -> dict[str, SignalSeries]:
-    """Read a signal file into one series per contract. DataError names the file and line."""
-    path = Path(path)
+    """Read a signal file into one series per contract. DataError names the file and line
+    (a :class:`~bot.marketdata.files.DataFileError`: the file's, not the run's)."""
+    with file_errors():
+        return _load_signals(Path(path))
+
+
+def _load_signals(path: Path) -> dict[str, SignalSeries]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:

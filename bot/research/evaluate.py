@@ -29,7 +29,7 @@ from bot.engine.hedging import with_hedge_symbols
 from bot.engine.market import candles_needed
 from bot.errors import BotError, DataError
 from bot.marketdata.cache import content_hash
-from bot.marketdata.files import DataInventory
+from bot.marketdata.files import DataFileError, DataInventory
 from bot.research.fingerprint import OTHER_CODE, code_fingerprint, other_code
 from bot.research.histories import shared_histories
 
@@ -124,9 +124,16 @@ INPUTS_CHANGED = "an input changed during the sweep"
 """How a point's error starts when a file it reads is not the one the sweep started with: the
 sweep stops (its finished rows stay valid for the inputs it pinned)."""
 
-STOPS = (INPUTS_CHANGED, OTHER_CODE)
+BAD_DATA_FILE = "a data file cannot be used"
+"""How a point's error starts when a file it read is unusable (a bad line, another contract's
+prices, :class:`~bot.marketdata.files.DataFileError`): a fact about the file, not the point,
+that every point reading it would meet. The sweep stops instead of recording it as each point's
+result (and, with no point finished, leaves nothing that would refuse the corrected command)."""
+
+STOPS = (INPUTS_CHANGED, OTHER_CODE, BAD_DATA_FILE)
 """How the error of a point starts that stops the sweep: its inputs or its worker's code are
-not the sweep's, so no later row could be compared with the earlier ones."""
+not the sweep's, so no later row could be compared with the earlier ones; or a file it read
+cannot be used, so no point reading it can have a result."""
 
 
 class InputsChanged(DataError):
@@ -209,7 +216,8 @@ def _config(path: str, inputs: str, verify: Callable[[], None] = lambda: None) -
 def evaluate(task: PointTask) -> dict[str, Any]:
     """The metrics of one point; ``status`` is ``ok`` or ``error`` (with ``error`` set).
 
-    A bad point (invalid policy, no data in its window) is a result, not a crash of the sweep."""
+    A bad point (invalid policy, no data in its window) is a result, not a crash of the sweep;
+    a data file that cannot be used is not the point's: ``failed`` (:data:`BAD_DATA_FILE`)."""
     row: dict[str, Any] = {"key": task.key, **task.meta}
     try:
         ours = code_fingerprint()
@@ -248,6 +256,11 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     except (InputsChanged, OtherCode) as exc:
         # "failed" with the reason first: the sweep stops on it (see STOPS)
         row.update(status="failed", error=str(exc).replace("\n", "; "))
+        return row
+    except DataFileError as exc:
+        # (a "failed" row runs again on resume: the file's, not the point's)
+        error = f"{BAD_DATA_FILE}: {exc}".replace("\n", "; ")
+        row.update(status="failed", error=error)
         return row
     except (BotError, ValueError) as exc:
         row.update(status="error", error=str(exc).replace("\n", "; "))

@@ -31,7 +31,14 @@ from bot.marketdata.cache import content_hash
 from bot.marketdata.files import discover
 from bot.outputs import prepare_dir, remove_created
 from bot.research import space
-from bot.research.evaluate import INPUTS_CHANGED, STOPS, PointTask, catalogue_of, evaluate
+from bot.research.evaluate import (
+    BAD_DATA_FILE,
+    INPUTS_CHANGED,
+    STOPS,
+    PointTask,
+    catalogue_of,
+    evaluate,
+)
 from bot.research.executors import Executor
 from bot.research.overfitting import deflated_sharpe
 from bot.research.results import ResultsFile, check_objective, check_spec, columns, score
@@ -262,7 +269,8 @@ class Sweep:
                 self.listener(results.rows[row["key"]], 1)
             error = str(row.get("error", ""))
             if row.get("status") == "failed" and error.startswith(STOPS):
-                stop = DataError if error.startswith(INPUTS_CHANGED) else ConfigError
+                data = error.startswith((INPUTS_CHANGED, BAD_DATA_FILE))
+                stop = DataError if data else ConfigError
                 raise stop(f"sweep stopped: {error}")
             yield results.rows[row["key"]]
 
@@ -410,11 +418,13 @@ class Sweep:
 
     def discard_unfinished(self) -> None:
         """After a failure, what this sweep wrote and nothing finished in: its ``sweep.json``
-        and a ``results.csv`` without a row, and the directories made for them. Left there, they
-        would refuse the corrected command as "a different sweep". A finished row (and so a
-        sweep that has one, or that was there before) is never removed."""
+        and a ``results.csv`` without a finished row (``failed`` rows only: a data file that
+        stopped the sweep at its first point), and the directories made for them. Left there,
+        they would refuse the corrected command as "a different sweep". A finished row (and so
+        a sweep that has one, or that was there before) is never removed."""
         results = self._results
-        if self._wrote_spec and (results is None or not results.rows):
+        finished = results is not None and any(map(results.done, results.rows))
+        if self._wrote_spec and not finished:
             for name in ("results.csv", "sweep.json"):
                 (self.spec.out / name).unlink(missing_ok=True)
         remove_created(self._created)

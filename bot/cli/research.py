@@ -68,6 +68,9 @@ def run_sweep(
         executor.close()
     write_outputs(spec, sweep, outcome)
     report(spec, sweep, outcome, console)
+    # A sweep in which nothing finished (every point invalid): its summary says why, but its
+    # sweep.json would refuse the corrected command in the same --out as "a different sweep".
+    sweep.discard_unfinished()
     return outcome
 
 

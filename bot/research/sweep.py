@@ -417,11 +417,12 @@ class Sweep:
         return max(sorted(scored, key=lambda x: x[1]["key"]), key=lambda x: x[0])[1]
 
     def discard_unfinished(self) -> None:
-        """After a failure, what this sweep wrote and nothing finished in: its ``sweep.json``
-        and a ``results.csv`` without a finished row (``failed`` rows only: a data file that
-        stopped the sweep at its first point), and the directories made for them. Left there,
-        they would refuse the corrected command as "a different sweep". A finished row (and so
-        a sweep that has one, or that was there before) is never removed."""
+        """After a failure, or a sweep in which no point finished (every point invalid), what
+        it wrote: its ``sweep.json`` and a ``results.csv`` without a finished row (``failed``
+        rows only: a data file that stopped the sweep at its first point), and the directories
+        made for them while empty. Left there, they would refuse the corrected command as "a
+        different sweep". A finished row (and so a sweep that has one, or that was there
+        before) is never removed."""
         results = self._results
         finished = results is not None and any(map(results.done, results.rows))
         if self._wrote_spec and not finished:

@@ -167,3 +167,18 @@ def test_bot_sweep_exits_1_when_no_point_ran_to_a_result(
     assert _sweep_cli(tmp_path, data, *points, *args) == 1
     assert (tmp_path / "sw" / "summary.json").exists()
     assert not (tmp_path / "sw" / "best.toml").exists()
+
+
+def test_a_sweep_whose_every_point_is_invalid_lets_the_corrected_command_run(
+    tmp_path: Path,
+) -> None:
+    """Nothing finished, so nothing may refuse the corrected command in the same --out: its
+    sweep.json did ("holds a different sweep (sweep.json differs: params)"). Its summary
+    stays, saying why."""
+    data = _data(tmp_path)
+    window = ("--start", "2025-07-01", "--end", "2025-07-20")
+    assert _sweep_cli(tmp_path, data, *window, "--param", "leverage.max=0.1,0.2") == 1
+    assert (tmp_path / "sw" / "summary.json").exists()
+    assert not (tmp_path / "sw" / "sweep.json").exists()
+    assert _sweep_cli(tmp_path, data, *window, "--param", "leverage.max=2,3") == 0
+    assert (tmp_path / "sw" / "best.toml").exists()

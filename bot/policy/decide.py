@@ -192,6 +192,7 @@ def _no_riskier_for_the_cuts(
     lev = policy.leverage
     decided = np.zeros(len(active))
     smoothed = np.zeros(len(active))
+    weights = np.zeros(len(active))
     cut = np.zeros(len(active), dtype=bool)
     for k, i in enumerate(active):
         v, d = views[i], decisions[i]
@@ -199,6 +200,7 @@ def _no_riskier_for_the_cuts(
         if v.sleeve_equity <= 0 or price <= 0:
             return decisions
         decided[k] = float(d.target_qty * price / v.sleeve_equity)
+        weights[k] = float(bases[v.symbol][0]) * v.direction
         # (the same smoothing and rounding as _decide_one's, before its caps: a leg only
         # rounded to its step is no cut)
         at, _ = smooth(v.current_leverage, bases[v.symbol][0], lev.hysteresis, lev.max_step)
@@ -210,7 +212,6 @@ def _no_riskier_for_the_cuts(
     # The reference: the cut legs where the smoothing put them, the others at their weight.
     # Not at what they hold: measured on their own positions, the allowance moved against each
     # resize by more than one for one, and a free leg was sold and bought back tick after tick.
-    weights = np.array([float(bases[views[i].symbol][0]) * views[i].direction for i in active])
     uncut = np.where(cut, smoothed, weights)
     free = np.where(cut, 0.0, decided)
     kept = np.where(cut, decided, 0.0)

@@ -535,11 +535,12 @@ class Runner:
         held = _held_for(exc)
         if held is not None and held > self.long_hold_s:
             ends = now + int(held * 1000)
-            if self._venue_held and ends > self._venue_hold_end_ms + self.long_hold_s * 1000:
-                # A longer hold than the one alerted (Binance lengthens a repeated ban, up to
-                # 3 days): news, not the same incident the dedup window would swallow.
-                self.notifier.resolved(["venue_rate_limit"])
-            if not self._venue_held or ends > self._venue_hold_end_ms + self.long_hold_s * 1000:
+            # (a hold after one that ended always ends later: by more than long_hold_s)
+            if ends > self._venue_hold_end_ms + self.long_hold_s * 1000:
+                if self._venue_held:
+                    # A longer hold than the one alerted (Binance lengthens a repeated ban, up
+                    # to 3 days): news, not the same incident the dedup window would swallow.
+                    self.notifier.resolved(["venue_rate_limit"])
                 self._venue_hold_end_ms = ends
             self._venue_held = True
             alerts.append(_venue_hold_alert(now, held))

@@ -12,7 +12,7 @@ tick was a new incident, alerted again within the dedup window.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from bot.runtime.catalogue_keeper import StaleCatalogue
 from bot.runtime.runner import Runner, failed_in_a_row
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
+from tests.runtime.test_alert_incidents import Outbox
 
 START = 1_748_822_400_000  # 2025-06-02T00:00Z
 MINUTE = 60_000
@@ -43,20 +44,6 @@ class Broken(RuntimeError):
 
 def broken() -> None:
     raise Broken("the guard's dependency is down")
-
-
-@dataclass
-class Outbox:
-    """A destination that takes every alert (a hand-written sender)."""
-
-    titles: list[str] = field(default_factory=list)
-
-    def __call__(self, title: str, body: str) -> bool:
-        self.titles.append(title)
-        return True
-
-    def count(self, key: str) -> int:
-        return sum(1 for t in self.titles if t.endswith(f": {key}"))
 
 
 @dataclass

@@ -131,7 +131,7 @@ class Instrument:
         """Whether one order of ``qty`` (absolute) passes the quantity filters: on the step grid
         and at least the minimum. A position opened at a finer step (by hand, or before the
         venue made its step coarser) or below a raised minimum is not: no order sized to it
-        is accepted (Binance -1111/-4003, Bybit 10001)."""
+        is accepted (Binance -1111/-4023/-4004, Bybit 10001)."""
         return qty >= self.min_qty and qty % self.step_size == 0
 
     def orderable_part(self, qty: Decimal) -> Decimal:

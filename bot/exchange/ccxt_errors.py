@@ -23,7 +23,8 @@ _CODE = re.compile(r'"(?:code|retCode)"\s*:\s*"?(-?\d+)')
 # https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code
 # https://bybit-exchange.github.io/docs/v5/error
 REDUCE_ONLY_CODES = frozenset({-2022, -4118, 110017})
-INVALID_QUANTITY_CODES = frozenset({-4164, -1111, -1013, -4003, -4005, 110094})
+# (-4003 zero quantity, -4004 below minQty, -4005 above maxQty, -4023 off the step size)
+INVALID_QUANTITY_CODES = frozenset({-4164, -1111, -1013, -4003, -4004, -4005, -4023, 110094})
 INSUFFICIENT_MARGIN_CODES = frozenset({-2019, -2028, 110007, 110012, 110045})
 DUPLICATE_ID_CODES = frozenset({-4116, 110072})
 ORDER_NOT_FOUND_CODES = frozenset({-2013, -2011, 110001})

@@ -446,7 +446,8 @@ class SimulatedExchange:
         # minOrderQty does is not verified: assumed to (the harsher assumption), for every
         # contract whatever its margin model, so a simulation never counts on such an order.
         if amount < inst.min_qty:
-            raise InvalidQuantity(f"quantity {amount} below minimum {inst.min_qty}", code=-4003)
+            # (-4004 QTY_LESS_THAN_MIN_QTY; -4003 is a quantity of zero or less)
+            raise InvalidQuantity(f"quantity {amount} below minimum {inst.min_qty}", code=-4004)
         # MARKET_LOT_SIZE binds market and stop-market orders, reduce-only ones too.
         most = inst.max_order_qty
         if most is not None and amount > most and request.type is not OrderType.LIMIT:

@@ -410,7 +410,7 @@ def _check_bracket(
 
 def _check_order_minimums(inst: Instrument, notional: Decimal, req: CalcRequest) -> None:
     """The exchange refuses an order off its quantity step, below its minimum quantity or below
-    its minimum notional (Binance LOT_SIZE / MIN_NOTIONAL, -4003 / -4164)."""
+    its minimum notional (Binance LOT_SIZE / MIN_NOTIONAL, -4004 / -4164)."""
     what = (
         f"--size {_plain(req.size)}"
         if req.size is not None

@@ -73,6 +73,16 @@ def bybit(cls: type[ccxt.BaseError], code: int, msg: str) -> ccxt.BaseError:
             errors.InvalidQuantity,
             -1111,
         ),
+        (
+            binance(ccxt.BadRequest, -4004, "Quantity less than minimum quantity."),
+            errors.InvalidQuantity,
+            -4004,
+        ),
+        (
+            binance(ccxt.BadRequest, -4023, "Quantity not increased by step size."),
+            errors.InvalidQuantity,
+            -4023,
+        ),
         (binance(ccxt.OrderNotFound, -2013, "Order does not exist."), errors.OrderNotFound, -2013),
         (binance(ccxt.OrderNotFound, -2011, "Unknown order sent."), errors.OrderNotFound, -2011),
         (

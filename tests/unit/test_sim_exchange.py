@@ -93,8 +93,9 @@ def test_reduce_only_orders_below_the_minimum_quantity_are_refused(
     ex, _ = make_exchange({BTC: inst})
     ex.set_mark(BTC, D(60000))
     ex.place_order(market("e1", OrderSide.BUY, "0.08"))
-    with pytest.raises(InvalidQuantity, match=r"below minimum 0\.05"):
+    with pytest.raises(InvalidQuantity, match=r"below minimum 0\.05") as refused:
         ex.place_order(market("r1", OrderSide.SELL, "0.03", reduce=True))
+    assert refused.value.code == -4004  # Binance QTY_LESS_THAN_MIN_QTY (-4003 is "<= 0")
     with pytest.raises(InvalidQuantity, match=r"below minimum 0\.05"):
         ex.place_order(stop("sl", OrderSide.SELL, "0.03", "55000"))
     ex.place_order(market("r2", OrderSide.SELL, "0.08", reduce=True))  # the whole position

@@ -54,6 +54,14 @@ def register(
         metrics_port: Annotated[
             int | None, typer.Option("--metrics-port", help="serve /metrics and /healthz here")
         ] = None,
+        ignore_venue_hold: Annotated[
+            bool,
+            typer.Option(
+                "--ignore-venue-hold",
+                help="start although the last run was told by the venue to wait (a ban) "
+                "until a time not reached: only from another IP address",
+            ),
+        ] = False,
     ) -> None:
         """Trade: paper by default (simulated fills, live or replayed prices), live with --live."""
         from bot.cli.run import run_bot
@@ -76,6 +84,7 @@ def register(
                 replay=replay,
                 speed=speed,
                 console=console,
+                ignore_venue_hold=ignore_venue_hold,
                 on_ready=extras,
             )
         raise typer.Exit(code)

@@ -26,6 +26,7 @@ from bot.bootstrap import (
     replay_data,
     venue_of,
 )
+from bot.clock import LiveClock
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.errors import ConfigError
@@ -34,6 +35,7 @@ from bot.logs import setup_logging
 from bot.runtime.preflight import Preflight, apply_changes, preflight
 from bot.runtime.runner import Runner
 from bot.runtime.scheduler import Stopper, run_scheduled
+from bot.runtime.venue_hold import check_no_venue_hold
 from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
 from bot.store.run_modes import LIVE_RUN_MODE, PAPER_RUN_MODE, REPLAY_RUN_MODE
@@ -51,6 +53,7 @@ def run_bot(
     replay: Path | None,
     speed: float,
     console: Console,
+    ignore_venue_hold: bool = False,
     on_ready: Callable[[BotConfig, Runner, SqlStore], Callable[[], None]] | None = None,
 ) -> int:
     """Run the bot. ``on_ready(config, runner, store)``, called once the runner is built, starts
@@ -87,6 +90,7 @@ def run_bot(
         # Before anything is read from it: a database another kind of run (paper, live on
         # another venue account) kept its state in is refused.
         check_run_kind(config, store, mode)
+        _refuse_within_a_venue_hold(config, store, replay=replay, ignore=ignore_venue_hold)
         remember_run(config)  # (PostgreSQL: a start that finds it emptied later is refused)
         runner: Runner
         if secrets is not None:
@@ -165,6 +169,16 @@ def _confirmed_live_runner(
     for started in runner.at_confirmed_start:
         started()
     return runner
+
+
+def _refuse_within_a_venue_hold(
+    config: BotConfig, store: SqlStore, *, replay: Path | None, ignore: bool
+) -> None:
+    """Before any request: a start within a ban the last run was told of lengthens it (a
+    replay sends nothing to the venue)."""
+    if replay is not None or ignore:
+        return
+    check_no_venue_hold(store, LiveClock().now_ms(), f"{config.source}: runtime.database_url")
 
 
 def _check_options(*, ticks: int | None, speed: float, replay: Path | None) -> None:

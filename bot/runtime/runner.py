@@ -45,6 +45,7 @@ from bot.risk.loss_budget import budget_exhausted
 from bot.risk.state import initial_memory, set_state, state_event
 from bot.runtime.events import record_event_now
 from bot.runtime.feeds import PriceFeed
+from bot.runtime.venue_hold import hold_over_reason, hold_reason, recorded_hold_end
 from bot.store.instance_lock import AlreadyRunning
 from bot.store.sql import SqlStore, StoreReplaced, StoreUnavailable
 
@@ -374,6 +375,7 @@ class Runner:
             # The job's requests went out (a hold refuses every one): the venue's hold is over.
             self._venue_held = False
             self.notifier.resolved(["venue_rate_limit"])
+            self._end_recorded_hold()
         if self.failures_of(job):
             self._recovered(job)
 
@@ -542,6 +544,7 @@ class Runner:
                     # to 3 days): news, not the same incident the dedup window would swallow.
                     self.notifier.resolved(["venue_rate_limit"])
                 self._venue_hold_end_ms = ends
+                self._record_hold(now, ends, held)
             self._venue_held = True
             alerts.append(_venue_hold_alert(now, held))
         try:
@@ -584,6 +587,26 @@ class Runner:
             # (a restart before the next recorded success counts the old run again: the
             # conservative side)
             logger.error("the end of {} failed jobs cannot be recorded: {}", failed, exc)
+
+    def _record_hold(self, now: int, ends: int, held: float) -> None:
+        """Keep the hold's end in the database: a restart before it refuses to start (a start
+        sends its reads at once, and the venue lengthens a ban for requests during it)."""
+        try:
+            record_event_now(self.store, now, EventKind.VENUE_HOLD, None, hold_reason(ends, held))
+        except Exception as exc:  # (the failure itself is recorded, or its store alerted, next)
+            logger.error("the venue's hold cannot be recorded: {}: {}", type(exc).__name__, exc)
+
+    def _end_recorded_hold(self) -> None:
+        """A job's requests went out before the recorded hold's end (a start with
+        ``--ignore-venue-hold``, the venue lifting its ban): record that it is over, or every
+        later start would be refused until then."""
+        now = self.clock.now_ms()
+        try:
+            recorded = recorded_hold_end(self.store)
+            if recorded is not None and recorded[0] > now:
+                record_event_now(self.store, now, EventKind.VENUE_HOLD, None, hold_over_reason(now))
+        except Exception as exc:  # the job completed: say so, and carry on
+            logger.error("the end of the venue's hold cannot be recorded: {}", exc)
 
     def _record_failure(self, job: str, exc: Exception, now: int) -> list[Alert]:
         kind = job_kind(job)

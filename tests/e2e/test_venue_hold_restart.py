@@ -1,0 +1,142 @@
+"""A venue's ban outlives the process that was told of it: a restart within it sends nothing.
+
+A live bot against the loopback Binance USD-M (real ccxt) gets ``Retry-After: 259200`` (a 3-day
+ban) on its account read. Before, the hold lived only in the process: a restart (the owner
+trying to mend a bot whose every job fails, or a service manager) sent its start's reads at
+once, and Binance lengthens a ban for requests sent during it. The runner records the hold's
+end; ``bot run`` refuses to start before it, naming it, without a request; with
+``--ignore-venue-hold`` it starts, and the first job whose requests are answered ends the
+recorded hold (a later plain start is not refused)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bot.bootstrap import open_store
+from bot.cli.run import run_bot
+from bot.clock import LiveClock
+from bot.config.loader import load_config
+from bot.domain.enums import EventKind
+from bot.runtime.venue_hold import VenueHoldRunning, check_no_venue_hold, recorded_hold_end
+from bot.sim.exchange import SimulatedExchange
+from tests.e2e.test_fault_matrix import VENUES, Venue
+from tests.fakes.live_setup import (
+    BTC,
+    live_config_text,
+    serve_btc_history,
+    start_live,
+    stop_live,
+    venue_account,
+)
+from tests.fakes.loopback_core import Fault, LoopbackServer
+
+KEY, SECRET = "ban-key-7c21", "ban-secret-41fe0d"
+BAN_S = 259_200  # 3 days, the longest Binance IP ban (shared notes exchange-facts section 7)
+
+
+@pytest.fixture
+def venue() -> Venue:
+    return VENUES["binanceusdm"]
+
+
+@pytest.fixture
+def backend(venue: Venue) -> SimulatedExchange:
+    return venue_account(venue.name)
+
+
+@pytest.fixture
+def server(venue: Venue, backend: SimulatedExchange) -> Iterator[LoopbackServer]:
+    srv = venue.server(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    serve_btc_history(srv, backend)
+    with srv:
+        yield srv
+    assert srv.errors == []
+
+
+@pytest.fixture
+def config_path(
+    tmp_path: Path, venue: Venue, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    monkeypatch.setenv("BOT_API_KEY", KEY)
+    monkeypatch.setenv("BOT_API_SECRET", SECRET)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        live_config_text(
+            name="ban",
+            venue=venue.name,
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+        )
+    )
+    return path
+
+
+def _start(config_path: Path, *, ignore: bool = False) -> int:
+    return run_bot(
+        config_path,
+        live=True,
+        yes=True,
+        once=True,
+        ticks=None,
+        replay=None,
+        speed=1.0,
+        console=Console(file=None, quiet=True),
+        ignore_venue_hold=ignore,
+    )
+
+
+def test_a_restart_within_a_ban_sends_nothing_and_says_until_when(
+    venue: Venue, config_path: Path, server: LoopbackServer, backend: SimulatedExchange
+) -> None:
+    run, store = start_live(config_path, KEY, SECRET)
+    try:
+        assert run.tick() is not None
+        assert backend.fetch_open_orders(BTC), "no stop rests: the test would prove nothing"
+        server.inject(Fault(venue.balance, "GET", kind="rate_limit", retry_after=BAN_S, times=1))
+        told = LiveClock().now_ms()
+        run.guard()
+        recorded = recorded_hold_end(store)
+        assert recorded is not None, "the ban's end was not recorded"
+        until_ms, _ = recorded
+        assert abs(until_ms - (told + BAN_S * 1000)) < 5_000
+    finally:
+        stop_live(run, store)  # the process ends (killed, or stopped by its owner)
+
+    sent = len(server.requests)
+    with pytest.raises(VenueHoldRunning, match=r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"):
+        _start(config_path)
+    assert len(server.requests) == sent, "the refused start sent requests within the ban"
+
+    # After the ban's end the same database starts (the check, on a later clock).
+    store = open_store(load_config(config_path))
+    try:
+        check_no_venue_hold(store, until_ms + 1, "db")
+    finally:
+        store.close()
+
+
+def test_a_start_told_to_ignore_the_hold_ends_it_once_a_job_is_answered(
+    venue: Venue, config_path: Path, server: LoopbackServer
+) -> None:
+    run, store = start_live(config_path, KEY, SECRET)
+    try:
+        assert run.tick() is not None
+        server.inject(Fault(venue.balance, "GET", kind="rate_limit", retry_after=BAN_S, times=1))
+        run.guard()
+        assert recorded_hold_end(store) is not None
+    finally:
+        stop_live(run, store)
+    # (the loopback venue answers again at once: the bot now sends from another address)
+    assert _start(config_path, ignore=True) == 0
+    assert _start(config_path) == 0, "the recorded hold still refused a start after it ended"
+    store = open_store(load_config(config_path))
+    try:
+        holds = store.recent_events(5, kinds=(EventKind.VENUE_HOLD,))
+        assert [e.reason.startswith("the venue's hold is over") for e in holds] == [True, False]
+    finally:
+        store.close()

@@ -1467,23 +1467,31 @@ class Engine:
                 self._cancel(symbol, cid, now)
 
     def protect_without_decision(self, symbol: str, acct: AccountView, now: int) -> None:
-        """A position held while its market data is missing still gets a resting stop.
+        """A position without a decision this job (the guard between ticks, or its market
+        data missing at a tick) still gets a resting stop.
 
         The stop comes from the policy's distance on the last statistics seen for the contract,
-        around the current mark; the existing stop is kept if there is one.
+        around the current mark; the existing stop is kept if there is one. So is the bot's
+        resting take-profit on the side that closes the position: asked for none, the plan
+        cancelled it, and a stop cancelled by hand cost the take-profit the policy decided
+        until the next decision tick.
         """
-        if _resting_stop(acct.resting.get(symbol, [])) is not None or symbol in self._silenced:
+        resting = acct.resting.get(symbol, [])
+        if _resting_stop(resting) is not None or symbol in self._silenced:
             return
         qty = acct.qty(symbol)
         stop = self._wanted_stop(symbol, acct)
+        closing = OrderSide.SELL if qty > 0 else OrderSide.BUY
+        take = _resting_trigger([o for o in resting if o.side is closing], OrderPurpose.TAKE_PROFIT)
         self._event(
             now,
             EventKind.RECONCILE,
             symbol,
             TradingState.ACTIVE,
-            f"position {qty} without a stop and without fresh market data: stop at {stop}",
+            f"position {qty} without a resting stop: stop at {stop} (the policy's distance "
+            "around the mark, on the last statistics seen)",
         )
-        self.protect(symbol, acct, stop, None, now)
+        self.protect(symbol, acct, stop, take, now)
 
     def _wanted_stop(self, symbol: str, acct: AccountView) -> Decimal:
         """The policy's stop around the current mark, from the last statistics seen."""

@@ -321,6 +321,32 @@ class CcxtExchange:
         """
         return self._account_read(lambda: self._positions(symbols), "positions")
 
+    def fetch_position_sizes(self) -> dict[str, Decimal]:
+        """The signed size of every open position of the account, by contract, the contracts
+        the bot is not configured for too, in one request per settle coin of the configured
+        contracts (Binance: ``GET /fapi/v3/positionRisk`` without a symbol, the request
+        :meth:`fetch_positions` makes anyway, weight 5; Bybit: ``GET /v5/position/list`` by
+        ``settleCoin``; shared/notes/exchange-facts.md 3.5). For the start's check that no
+        position the bot opened sits on a contract it no longer trades
+        (``runtime/preflight.py``)."""
+
+        def read() -> dict[str, Decimal]:
+            if self._profile.positions_one_symbol_per_call:
+                rows: list[Any] = []
+                for settle in sorted({self._settle_of(s) for s in self._symbols}):
+                    part = self._call(
+                        partial(self._ex.fetch_positions, None, {"settleCoin": settle}),
+                        "fetch_positions",
+                    )
+                    mapping.require_rows(part, "positions")
+                    rows += part
+            else:
+                rows = self._call(lambda: self._ex.fetch_positions(None), "fetch_positions")
+                mapping.require_rows(rows, "positions")
+            return mapping.position_sizes(rows)
+
+        return self._account_read(read, "positions of the account")
+
     def confirm_flat(self, symbol: str) -> bool:
         """Ask the venue for this one contract's position row and require an explicit size 0.
 

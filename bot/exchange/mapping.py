@@ -297,6 +297,20 @@ def select_position_row(symbol: str, rows: Sequence[Mapping[str, Any]]) -> Mappi
     return live[0]
 
 
+def position_sizes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Decimal]:
+    """The signed size of each contract's open position in ccxt position rows (flat rows
+    left out; a hedge-mode account's two sides summed)."""
+    out: dict[str, Decimal] = {}
+    for row in rows:
+        qty = _signed_contracts(row)
+        if qty != ZERO:
+            symbol = row.get("symbol")
+            if not isinstance(symbol, str) or not symbol:
+                raise UnexpectedResponse(f"open position row without a symbol: {symbol!r}")
+            out[symbol] = out.get(symbol, ZERO) + qty
+    return out
+
+
 def position_from_ccxt(
     row: Mapping[str, Any],
     *,

@@ -113,6 +113,7 @@ def preflight(
                 f"{sym}: open position {positions[sym].qty} found; it will be "
                 "reconciled and managed by the policy"
             )
+    positions_left_behind(exchange, store, symbols, report)
     _check_balance_and_key(exchange, venue, report)
     if store is not None:
         report.warnings += unknown_own_orders(exchange, store, symbols, config.account.name)
@@ -125,6 +126,68 @@ def apply_changes(exchange: CcxtExchange, report: Preflight) -> None:
     account, say) raises as the preflight's reads do: the start stops there, nothing traded."""
     for change in report.changes:
         exchange.set_margin_mode(change.symbol, change.mode)
+
+
+def positions_left_behind(
+    exchange: CcxtExchange, store: StorePort | None, symbols: Sequence[str], report: Preflight
+) -> None:
+    """A problem for each position the bot opened on a contract no longer configured: its
+    fills are in the state database (an entry, or an order of the bot's the database still
+    believes resting there), or an order with the bot's client id rests there. Started so, the
+    bot would neither manage nor protect it (its stop no longer replaced, no close at a halt),
+    and the equity its loss limits measure, the loss budget and the gross cap would leave it
+    out: its gain, counted in the day's start, dropped from the equity now, reads as a loss
+    that did not happen (a halt, and a flatten of the rest of the book). A position on such a
+    contract that the bot never traded is the trader's, outside the bot's book (README, "What
+    the loss limits measure").
+
+    The account's positions are read in one request (:meth:`CcxtExchange.fetch_position_sizes`);
+    a contract's open orders only where a position sits that the database does not already
+    name the bot's."""
+    configured = set(symbols)
+    left: list[str] = []
+    for sym, qty in sorted(exchange.fetch_position_sizes().items()):
+        if sym in configured:
+            continue
+        owned: bool | None = store is not None and (
+            store.has_filled_entry(sym) or any(r.request.symbol == sym for r in store.open_orders())
+        )
+        if not owned:
+            owned = _own_order_rests(exchange, sym)
+        if owned is None:
+            # (unknown is never "not the bot's": said, though it cannot refuse a start on a
+            # contract the adapter cannot read)
+            report.warnings.append(
+                f"{sym}: position {qty} on a contract not in the configuration, its orders "
+                "unreadable: if the bot opened it, list the contract again or close it on the "
+                "exchange"
+            )
+        elif owned:
+            left.append(f"{sym} (position {qty})")
+        else:
+            report.warnings.append(
+                f"{sym}: position {qty} on a contract not in the configuration, not opened by "
+                "this bot: left alone, outside the bot's equity and loss limits"
+            )
+    if left:
+        report.problems.append(
+            f"the bot's position on {', '.join(left)} is on a contract no longer in the "
+            "configuration: the bot would neither protect nor close it, and its loss limits "
+            "would measure the account without it. List the contract in the configuration "
+            "again (the bot then manages it as configured), or close the position and cancel "
+            "the bot's orders there on the exchange first"
+        )
+
+
+def _own_order_rests(exchange: CcxtExchange, symbol: str) -> bool | None:
+    """Whether an order with this bot's client id rests on ``symbol``, a contract outside the
+    configuration (its specification loaded first: the adapter reads only contracts it
+    knows); None when they cannot be read."""
+    try:
+        exchange.load_instruments([symbol])
+        return any(o.purpose is not None for o in exchange.fetch_open_orders(symbol))
+    except ExchangeError:
+        return None
 
 
 def unknown_own_orders(

@@ -230,13 +230,36 @@ def restore(ex: SimulatedExchange, payload: str) -> None:
         raise DataError(f"paper account state is unreadable: {type(exc).__name__}: {exc}") from exc
 
 
+def _drop_flat_unconfigured(state: dict[str, Any], configured: set[str]) -> None:
+    """Take out of ``state`` the rows of contracts the configuration no longer lists, when
+    they are flat with no order resting (the paper account keeps a row for every contract it
+    ever traded: a flat one may leave the configuration). A DataError, naming them, when one
+    still holds a position or a resting order: the bot would neither manage nor protect it,
+    and the loss limits would measure the account without it (as a live start refuses,
+    ``runtime/preflight.py``)."""
+    dropped = (set(state["positions"]) | set(state["resting"])) - configured
+    held: list[str] = []
+    for sym in sorted(dropped):
+        qty = Decimal(state["positions"].get(sym, {}).get("qty", "0"))
+        orders = len(state["resting"].get(sym) or ())
+        if qty != 0:
+            held.append(f"{sym} (position {qty}, {orders} resting order(s))")
+        elif orders:
+            held.append(f"{sym} ({orders} resting order(s))")
+    if held:
+        raise DataError(
+            "the paper account holds contracts that are not configured: "
+            f"{', '.join(held)}. List them in the configuration again and close the position "
+            "(and let the bot cancel its orders) before removing them"
+        )
+    for key in ("positions", "leverage", "marks", "lasts", "funding", "resting"):
+        for sym in dropped:
+            state[key].pop(sym, None)
+
+
 def _restore(ex: SimulatedExchange, state: dict[str, Any]) -> None:
     book = ex.book
-    unknown = set(state["positions"]) - set(book.instruments)
-    if unknown:
-        raise DataError(
-            f"paper state holds contracts that are not configured: {', '.join(sorted(unknown))}"
-        )
+    _drop_flat_unconfigured(state, set(book.instruments))
     book.wallet = Decimal(state["wallet"])
     book.margin_mode = MarginMode(state["margin_mode"])
     for sym, p in state["positions"].items():

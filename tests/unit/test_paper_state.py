@@ -183,3 +183,52 @@ def test_a_state_written_before_the_insurance_and_slippage_totals_loads_with_zer
     )
     assert copy.fills == ex.fills
     assert copy.events == ex.events
+
+
+ETH, SOL = "ETH/USDT:USDT", "SOL/USDT:USDT"
+
+
+def _paper(instruments: dict[str, Instrument], *symbols: str) -> SimulatedExchange:
+    ex, _ = make_exchange({s: instruments[s] for s in symbols})
+    for sym in symbols:
+        ex.set_mark(sym, D(100) if sym == SOL else D(2000) if sym == ETH else D(60000))
+    return ex
+
+
+def test_a_flat_contract_without_orders_may_leave_the_configuration(
+    instruments: dict[str, Instrument],
+) -> None:
+    three = _paper(instruments, BTC, ETH, SOL)
+    three.set_leverage(SOL, 3)  # a row for SOL in the saved account, flat and without orders
+    two = _paper(instruments, BTC, ETH)
+    restore(two, dump(three))
+    assert set(two.book.positions) | set(two.book.leverage) | set(two.marks) <= {BTC, ETH}
+    assert two.fetch_positions([BTC, ETH]) == {}
+    assert two.book.wallet == three.book.wallet
+    restore(_paper(instruments, BTC, ETH), dump(two))  # and it saves and loads again
+
+
+@pytest.mark.parametrize("held", ["position", "order"])
+def test_a_contract_holding_a_position_or_an_order_cannot_leave_the_configuration(
+    instruments: dict[str, Instrument], held: str
+) -> None:
+    three = _paper(instruments, BTC, ETH, SOL)
+    if held == "position":
+        three.place_order(
+            OrderRequest("e", SOL, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D(5), False)
+        )
+    else:
+        three.place_order(
+            OrderRequest(
+                "stop",
+                SOL,
+                OrderSide.BUY,
+                OrderType.STOP_MARKET,
+                OrderPurpose.ENTRY,
+                D(5),
+                False,
+                trigger_price=D(110),
+            )
+        )
+    with pytest.raises(DataError, match=r"SOL/USDT:USDT \(.*List them in the configuration again"):
+        restore(_paper(instruments, BTC, ETH), dump(three))

@@ -134,5 +134,10 @@ class EventKind(StrEnum):
     # younger than the window): no decision for it until they do; recorded once when it starts
     NO_DECISION = "no_decision"
     DECIDING = "deciding"  # the window is full again after a no_decision: decisions resume
+    # a halt that flattens still holds a position a close was tried for at an earlier job (the
+    # venue refused the closes, the gate denied them, their answers were lost): recorded once
+    # when that starts, with the last failure (bot.engine.unflattened)
+    FLATTEN_PENDING = "flatten_pending"
+    FLATTEN_ENDED = "flatten_ended"  # that position is closed, or the state no longer flattens
     # the host clock is far from the venue's, or its offset could not be measured (live)
     CLOCK = "clock"

@@ -97,6 +97,7 @@ from bot.engine.reentry import (
     held_of,
 )
 from bot.engine.undecided import Undecided, open_undecided, short_window_reason
+from bot.engine.unflattened import Unflattened, open_incidents
 from bot.errors import (
     AccountUnreadable,
     AuthenticationFailed,
@@ -155,6 +156,8 @@ CLOCK_MARGIN_MS = 60_000
 RESTORE_HORIZON_MS = 90 * 86_400_000
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _STOP_LOSS, _HALTED = OrderPurpose.STOP_LOSS, TradingState.HALTED
+# The orders that close a position (a flattening halt's closes: see bot.engine.unflattened).
+_CLOSING = (OrderPurpose.CLOSE, OrderPurpose.REDUCE)
 
 
 class SendOutcome(StrEnum):
@@ -294,6 +297,18 @@ class Engine:
             ).items()
             if sym in self._spec
         }
+        # A flattening halt's closes per contract, and the positions they left open, as
+        # recorded (see bot.engine.unflattened): a restart does not record them again.
+        self._jobs = 0  # ticks and guards run: "an earlier job" for those closes
+        self.unflattened = Unflattened(
+            s
+            for s in open_incidents(
+                store.recent_events(
+                    10_000, kinds=(EventKind.FLATTEN_PENDING, EventKind.FLATTEN_ENDED)
+                )
+            )
+            if s in self._spec
+        )
         self._budget_cut: set[str] = set()  # contracts cut by the loss budget this tick
         self._stale: list[str] = []  # contracts whose data is stale this tick
         self.stale_ticks: dict[str, int] = {}  # decision ticks each contract spent stale
@@ -370,6 +385,7 @@ class Engine:
         self._tick_ms = now
         self._tick_mono_ms = monotonic_ms(self.clock)
         self._n = 0
+        self._jobs += 1
         tick_id = base36(now // 1000)
         try:
             acct = self.reconcile(now)
@@ -442,6 +458,7 @@ class Engine:
         for d in decisions:
             self.resize(d, acct, snapshots.get(d.symbol), memory.state, now, result)
         result.unprotected = self.ensure_protected(acct, now)
+        self.note_unflattened(acct, now)
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
         self.last_account = acct
         self._held = held_of(acct, self.symbols)
@@ -509,6 +526,7 @@ class Engine:
         self._tick_ms = now
         self._tick_mono_ms = monotonic_ms(self.clock)
         self._n = 0
+        self._jobs += 1
         try:
             acct = self.reconcile(now)
         except AccountUnreadable as exc:
@@ -533,6 +551,7 @@ class Engine:
                 )
             )
             self.ensure_protected(acct, now)
+            self.note_unflattened(acct, now)
             self._held = held_of(acct, self.symbols)
             self._held_ms = now
         except AccountUnreadable as exc:
@@ -570,6 +589,22 @@ class Engine:
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
+
+    def note_unflattened(self, acct: AccountView, now: int) -> None:
+        """At the end of a job: record a position a flattening halt's closes left open since an
+        earlier job, or the end of that incident (see :mod:`bot.engine.unflattened`)."""
+        if not self.unflattened.busy:
+            return  # (every job of a bot that is not flattening: nothing to look at)
+        memory = self._risk_memory()
+        halt = (
+            memory.state_reason
+            if memory is not None and memory.state is _HALTED and memory.flatten
+            else None
+        )
+        state = memory.state if memory is not None else TradingState.ACTIVE
+        held = {s: acct.qty(s) for s in self.symbols}
+        for note in self.unflattened.check(self._jobs, held, halt):
+            self._event(now, note.kind, note.symbol, state, note.reason)
 
     def _confirm_gone(self, acct: AccountView, read: Mapping[str, Position]) -> None:
         """Every position ``acct`` holds that the answer ``read`` omits must be confirmed flat
@@ -2453,17 +2488,33 @@ class Engine:
     def _send(
         self, req: OrderRequest, acct: AccountView, now: int, snap: MarketSnapshot | None
     ) -> SendOutcome:
-        """Gate, persist the intent, send."""
+        """Gate, persist the intent, send. A close under a halt that flattens is noted, with
+        why it failed if it did: the position it leaves open is an incident
+        (:meth:`note_unflattened`)."""
         memory = self._risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
+        outcome, failure = self._gate_and_place(req, acct, now, snap, state)
+        if state is _HALTED and memory is not None and memory.flatten and req.purpose in _CLOSING:
+            self.unflattened.tried(req.symbol, self._jobs, now, failure)
+        return outcome
+
+    def _gate_and_place(
+        self,
+        req: OrderRequest,
+        acct: AccountView,
+        now: int,
+        snap: MarketSnapshot | None,
+        state: TradingState,
+    ) -> tuple[SendOutcome, str | None]:
+        """:meth:`_send`'s work: the outcome, and why the order did not go through (None when
+        it was sent), as recorded in its event."""
         ctx = self._order_context(req, acct, now, snap, state)
         with self._lock:
             verdict = self.gate.check(req, ctx)
         if isinstance(verdict, Denied):
-            self._event(
-                now, EventKind.DENIED, req.symbol, state, f"{req.client_id}: {verdict.reason}"
-            )
-            return SendOutcome.DENIED
+            why = f"{req.client_id}: {verdict.reason}"
+            self._event(now, EventKind.DENIED, req.symbol, state, why)
+            return SendOutcome.DENIED, f"denied by the risk gate: {why}"
         self.store.save_intent(req, now)
         if req.can_add_exposure:
             # (sent: a position there may be its fill, the bot's own, should the job fail
@@ -2474,15 +2525,18 @@ class Engine:
         except OutcomeUnknown as exc:
             self.store.update_order(req.client_id, OrderStatus.UNKNOWN, now, error=str(exc))
             self._event(now, EventKind.UNKNOWN, req.symbol, state, f"{req.client_id}: {exc}")
-            return SendOutcome.UNKNOWN
+            return SendOutcome.UNKNOWN, f"outcome unknown: {req.client_id}: {exc}"
         except ExchangeError as exc:
             self.store.update_order(req.client_id, OrderStatus.REJECTED, now, error=str(exc))
             self._rejected(req, f"{req.client_id}: {exc}", now, state)
             self._note_refusal(req.symbol, exc, now)
-            return SendOutcome.REJECTED
+            return SendOutcome.REJECTED, f"refused by the venue: {req.client_id}: {exc}"
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
-        return self._outcome_of(req, order, now, state)
+        outcome = self._outcome_of(req, order, now, state)
+        if outcome is SendOutcome.SENT:
+            return outcome, None
+        return outcome, _answer_failure(req, order)
 
     def _order_context(
         self,
@@ -2530,21 +2584,13 @@ class Engine:
         "rejected" cost the position its working stop (new before old cancelled the old one
         whatever the new one became), and the verification then closed the position."""
         if order.status is OrderStatus.UNKNOWN:
-            self._event(
-                now,
-                EventKind.UNKNOWN,
-                req.symbol,
-                state,
-                f"{req.client_id}: sent; the venue's answer does not say what became of it",
-            )
+            self._event(now, EventKind.UNKNOWN, req.symbol, state, _answer_failure(req, order))
             return SendOutcome.UNKNOWN
         if order.status is OrderStatus.REJECTED or (
             # (a market order ended in part filled, its rest expired, did trade)
             order.status is OrderStatus.CANCELED and order.filled == 0
         ):
-            self._rejected(
-                req, f"{req.client_id}: the venue answered {order.status.value}", now, state
-            )
+            self._rejected(req, _answer_failure(req, order), now, state)
             return SendOutcome.REJECTED
         return SendOutcome.SENT
 
@@ -2585,6 +2631,14 @@ def result_count(result: TickResult, outcome: SendOutcome) -> None:
         result.rejected += 1
     else:
         result.unknown += 1
+
+
+def _answer_failure(req: OrderRequest, order: Order) -> str:
+    """What the venue's answer ``order`` says of ``req`` that did not go through (an unknown
+    outcome, a refusal), as its event records it."""
+    if order.status is OrderStatus.UNKNOWN:
+        return f"{req.client_id}: sent; the venue's answer does not say what became of it"
+    return f"{req.client_id}: the venue answered {order.status.value}"
 
 
 def _fill_unknown(record: OrderRecord) -> bool:

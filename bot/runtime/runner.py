@@ -67,6 +67,7 @@ ENDS = {
     EventKind.PROTECTED: EventKind.UNPROTECTED,
     EventKind.READABLE: EventKind.UNREADABLE,
     EventKind.DECIDING: EventKind.NO_DECISION,
+    EventKind.FLATTEN_ENDED: EventKind.FLATTEN_PENDING,
 }
 # Which run of failures a job counts in: the jobs that do the same work fail together (a
 # pre-funding tick is a decision tick, its catalogue check included; the day's rollover is the
@@ -641,7 +642,8 @@ class Runner:
     def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
         """Alert the state changes and incidents recorded since the job started (unreadable
         account, a position closed for lack of a stop, with the venue's error, a position
-        reduced by a liquidation, an ADL or outside the bot), and what the account shows."""
+        reduced by a liquidation, an ADL or outside the bot, a position a flattening halt's
+        closes left open), and what the account shows."""
         alerts = []
         alerted = (
             EventKind.STATE,
@@ -649,6 +651,7 @@ class Runner:
             EventKind.UNPROTECTED,
             EventKind.EXIT,
             EventKind.NO_DECISION,
+            EventKind.FLATTEN_PENDING,
         )
         # (by kind and time: however many other events the job recorded, none of these is missed)
         events = self.store.recent_events(1000, kinds=alerted + tuple(ENDS), since_ms=since_ms)
@@ -672,11 +675,13 @@ class Runner:
                 level = "warning" if "outside the bot" in e.reason else "critical"
                 when = _key_time(e.ts_ms)
                 alerts.append(Alert(f"exit:{e.symbol}@{when}", level, f"{e.symbol}: {e.reason}"))
-            elif e.kind in ("unreadable", "unprotected", "no_decision"):
+            elif e.kind in ("unreadable", "unprotected", "no_decision", "flatten_pending"):
                 # (no_decision: a contract without a full window of candles, held with its
-                # stop; recorded once per stretch, so alerted once per stretch)
+                # stop; recorded once per stretch, so alerted once per stretch. flatten_pending:
+                # a halt's closes did not close the position, recorded once per incident; the
+                # owner told "halted" believes the account flat)
                 key = f"{e.kind}:{e.symbol or 'account'}"
-                level = "critical" if e.kind == "unprotected" else "warning"
+                level = "warning" if e.kind in ("unreadable", "no_decision") else "critical"
                 alerts.append(Alert(key, level, f"{e.symbol or 'account'}: {e.reason}"))
         if not readable:
             self.notifier.notify(alerts)  # no account view to check conditions on

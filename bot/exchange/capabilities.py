@@ -71,6 +71,23 @@ class UntradedMarkets:
 
 
 @dataclass(frozen=True, slots=True)
+class FiredOrders:
+    """For a venue whose conditional order, once fired, is a row of its own book that does not
+    say what it traded: the order it placed in the matching engine does. ``id_key`` names
+    that order's id in the conditional order's raw row (looked up with ccxt's ``fetch_order``
+    by id, the regular book); ``time_key`` when it fired (epoch ms). ``filled_key`` and
+    ``average_key`` are the placed order's raw executed quantity and average price. An order
+    that ended without a fill is no longer found ``unfilled_kept_ms`` after it was made: one
+    not found later than that after the firing traded nothing."""
+
+    id_key: str
+    time_key: str
+    filled_key: str
+    average_key: str
+    unfilled_kept_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class VenueProfile:
     """Per-venue facts the adapter needs and ccxt does not unify.
 
@@ -120,6 +137,9 @@ class VenueProfile:
     delivery_key: str | None = None
     # None: the venue's market list names the contracts it does not trade too (Binance).
     untraded_markets: UntradedMarkets | None = None
+    # None: a conditional order that fired says itself what it traded (Bybit: cumExecQty,
+    # avgPrice on the order).
+    fired_orders: FiredOrders | None = None
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -186,6 +206,22 @@ BINANCE_USDM = VenueProfile(
     # https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Get-Funding-Rate-Info
     funding_cap=FundingCap(
         in_market=False, cap_key="adjustedFundingRateCap", floor_key="adjustedFundingRateFloor"
+    ),
+    # A conditional (algo) order that fired is algoStatus TRIGGERED, then FINISHED ("filled or
+    # canceled in the matching engine"); its row names the order it placed (`actualOrderId`,
+    # "" before; `triggerTime`, 0 before) and no executed quantity: ccxt reads it as filled 0
+    # at no price. That order's GET /fapi/v1/order (weight 1) has `executedQty` and
+    # `avgPrice`. Neither endpoint finds an order CANCELED or EXPIRED without a fill 3 days
+    # after it was made (exchange-facts 2;
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Query-Algo-Order,
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Query-Order,
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/Event-Algo-Order-Update).
+    fired_orders=FiredOrders(
+        id_key="actualOrderId",
+        time_key="triggerTime",
+        filled_key="executedQty",
+        average_key="avgPrice",
+        unfilled_kept_ms=3 * 86_400_000,
     ),
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -941,19 +941,55 @@ class CcxtExchange:
             return self._lookup_in_list(symbol, client_id, conditional)
         params = self._profile.trigger_lookup_params(client_id, conditional)
 
-        def read() -> Order:
+        def read() -> tuple[Order, Mapping[str, Any]]:
             # parsed inside the retried call: a garbled answer is asked again, not believed
             raw = self._ex.fetch_order(None, symbol, dict(params))
-            return _asked(ccxt_orders.order_from_ccxt(raw, account=self._account), client_id)
+            order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            return _asked(order, client_id), raw.get("info") or {}
 
         try:
-            return self._call(read, f"lookup {client_id}")
+            order, info = self._call(read, f"lookup {client_id}")
         except errors.OrderNotFound:
             if not conditional:
                 return None
             # Binance can briefly forget a fresh algo order on a lookup (freqtrade#12681):
             # the open algo list decides.
             return self._find_open(symbol, client_id)
+        return self._fired_outcome(symbol, order, info) if conditional else order
+
+    def _fired_outcome(self, symbol: str, order: Order, info: Mapping[str, Any]) -> Order:
+        """``order``, a conditional order looked up by client id, with what it traded when
+        the venue reports it fired and its row does not say (:class:`FiredOrders`, Binance's
+        algo orders): read from the order it placed, by that order's id. Unchanged otherwise.
+
+        The placed order not found is unknown (UnexpectedResponse: the account is unreadable
+        and read again at the next job; a venue's order query can trail its matching engine),
+        until the venue no longer keeps an order that ended without a fill: then it traded
+        nothing, and the stop is cancelled.
+        """
+        fired = self._profile.fired_orders
+        if fired is None or order.status is not OrderStatus.FILLED:
+            return order
+        placed_id = ccxt_orders.fired_order_id(info, fired, order)
+
+        def read() -> Order:
+            # parsed inside the retried call: a garbled answer is asked again, not believed
+            raw = self._ex.fetch_order(placed_id, symbol)
+            return ccxt_orders.with_fired_outcome(order, raw, placed_id, fired)
+
+        try:
+            return self._call(read, f"order {placed_id} placed by {order.client_id}")
+        except errors.OrderNotFound:
+            what = f"order {order.client_id} ({symbol}) {fired.time_key}"
+            fired_ms = mapping.venue_time(info.get(fired.time_key), what)
+            if self.venue_now_ms() - fired_ms <= fired.unfilled_kept_ms:
+                raise mapping.UnexpectedResponse(
+                    f"order {order.client_id} ({symbol}) fired, but the venue does not find the "
+                    f"order it placed ({placed_id}): what it traded is unknown"
+                ) from None
+            return replace(
+                order, status=OrderStatus.CANCELED, filled=mapping.ZERO, average_price=None
+            )
 
     def _lookup_in_list(self, symbol: str, client_id: str, conditional: bool) -> Order | None:
         """Bybit: ``GET /v5/order/realtime`` filtered by ``orderLinkId`` lists the order

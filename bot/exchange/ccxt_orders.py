@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TriggerBy
 from bot.domain.orders import Order, OrderRequest
+from bot.exchange.capabilities import FiredOrders
 from bot.exchange.mapping import (
     ZERO,
     UnexpectedResponse,
     opt_decimal,
     parse_purpose,
     positive_or_none,
+    to_decimal,
 )
 
 _STATUSES = {
@@ -98,6 +101,67 @@ def order_from_ccxt(
         close_position=close_position or (fallback.close_position if fallback else False),
         timestamp_ms=int(raw.get("timestamp") or raw.get("lastUpdateTimestamp") or 0),
         trigger_by=_trigger_by(info) if trigger is not None else None,
+    )
+
+
+def fired_order_id(info: Mapping[str, Any], fired: FiredOrders, order: Order) -> str:
+    """The id of the order that ``order``, a conditional order the venue reports fired (read
+    as filled), placed in the matching engine: its raw row's ``fired.id_key``. A row that
+    names none is garbled (a fired order always placed one): its fill is unknown, not 0."""
+    value = info.get(fired.id_key)
+    # (a JSON string on Binance, "" before it fires; an integer would do as well)
+    readable = isinstance(value, str | int) and not isinstance(value, bool)
+    text = str(value).strip() if readable else ""
+    if not (text.isdigit() and int(text) > 0):
+        raise UnexpectedResponse(
+            f"order {order.client_id} ({order.symbol}): reported fired, but names no order it "
+            f"placed ({fired.id_key} {value!r}): what it traded is unknown"
+        )
+    return text
+
+
+def with_fired_outcome(order: Order, raw: object, placed_id: str, fired: FiredOrders) -> Order:
+    """``order`` (a conditional order the venue reports fired) with what the order it placed
+    traded: ``raw`` is ccxt's parse of that order, looked up by its id ``placed_id``.
+
+    Its status is ccxt's; its executed quantity and average price are read from the venue's
+    own fields (``fired.filled_key``, ``fired.average_key``): ccxt reads a missing executed
+    quantity as 0. A reply that does not say what traded, or says it of another order, is
+    garbled (:class:`UnexpectedResponse`: asked again, then unknown), never a fill of 0.
+    Ended after trading part of its quantity, the placed order is a fill (see
+    :func:`order_from_ccxt`); ended without trading (cancelled, expired, rejected), so did the
+    stop: it did not fill.
+    """
+    info = raw.get("info") if isinstance(raw, Mapping) else None
+    where = f"order {order.client_id} ({order.symbol}): the order it placed ({placed_id})"
+    if not isinstance(raw, Mapping) or not isinstance(info, Mapping):
+        raise UnexpectedResponse(f"{where}: the answer is not an order ({raw!r:.80})")
+    if str(info.get("orderId")) != placed_id or raw.get("symbol") != order.symbol:
+        raise UnexpectedResponse(
+            f"{where}: the answer is about order {info.get('orderId')!r} of {raw.get('symbol')!r}"
+        )
+    status = _STATUSES.get(str(raw.get("status")), OrderStatus.UNKNOWN)
+    if status is OrderStatus.UNKNOWN:
+        raise UnexpectedResponse(
+            f"{where}: status {info.get('status')!r} is not a known order status"
+        )
+    filled = to_decimal(info.get(fired.filled_key), f"{where} {fired.filled_key}")
+    average = positive_or_none(info.get(fired.average_key), f"{where} {fired.average_key}")
+    if filled < ZERO or (order.amount is not None and filled > order.amount):
+        raise UnexpectedResponse(
+            f"{where}: executed {filled} of an order of {order.amount or 'the position'}"
+        )
+    if filled > ZERO and average is None:
+        raise UnexpectedResponse(
+            f"{where}: executed {filled} at no price "
+            f"({fired.average_key} {info.get(fired.average_key)!r})"
+        )
+    if status is OrderStatus.CANCELED and filled > ZERO:
+        status = OrderStatus.FILLED
+    elif status is OrderStatus.FILLED and filled == ZERO:
+        raise UnexpectedResponse(f"{where}: filled, yet executed 0")
+    return replace(
+        order, status=status, filled=filled, average_price=average if filled > ZERO else None
     )
 
 

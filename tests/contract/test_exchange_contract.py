@@ -204,3 +204,36 @@ def test_a_liquidation_is_in_the_venues_record_of_forced_closes(
     assert got is not None
     assert [(c.kind.value, c.qty) for c in got] == [("liquidation", D("0.08"))]
     assert port.fetch_forced_closes(BTC, LiveClock().now_ms() + 60_000) == []
+
+
+def test_a_stop_that_fired_is_looked_up_with_what_it_traded(
+    port_and_account: tuple[ExchangePort, SimulatedExchange],
+) -> None:
+    """A stop the mark passed is filled on the venue; looked up by its client id (as reconcile
+    settles an order the open list no longer shows) it reads filled with the quantity and the
+    average price the venue executed, on every implementation. A Binance algo order that fired
+    says neither itself (ccxt read it as filled 0 at no price: the stop-out's fill and its loss
+    were never recorded): the order it placed does."""
+    port, sim = port_and_account
+    port.set_leverage(BTC, 5)
+    port.place_order(market(1, OrderSide.BUY, "0.1"))
+    stop = conditional(2, OrderPurpose.STOP_LOSS, "55000")
+    port.place_order(stop)
+    sim.set_mark(BTC, D(54000))
+    venue = sim.fetch_order(BTC, stop.client_id)
+    assert venue is not None
+    assert venue.status is OrderStatus.FILLED
+    assert venue.average_price is not None
+    found = port.fetch_order(BTC, stop.client_id)
+    assert found is not None
+    assert (found.status, found.filled, found.average_price) == (
+        OrderStatus.FILLED,
+        D("0.1"),
+        venue.average_price,
+    )
+    assert (found.client_id, found.purpose, found.trigger_price) == (
+        stop.client_id,
+        OrderPurpose.STOP_LOSS,
+        D(55000),
+    )
+    assert port.fetch_positions([BTC]) == {}

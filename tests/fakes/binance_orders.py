@@ -352,6 +352,11 @@ class BinanceOrderRoutes(BinanceBase):
             "reduceOnly": order.reduce_only,
             "createTime": order.timestamp_ms,
             "updateTime": order.timestamp_ms,
+            # Query Algo Order's documented reply: "" and zeros until the order fires; no
+            # executed quantity at all (what the order traded is on the order it placed)
+            # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Query-Algo-Order
+            "actualOrderId": "",
+            "actualPrice": "0",
             "triggerTime": 0,
             "goodTillDate": 0,
         }
@@ -359,6 +364,5 @@ class BinanceOrderRoutes(BinanceBase):
             # A triggered algo order becomes a MARKET order, looked up by ``actualOrderId``.
             row["actualOrderId"] = str(self._order_id(order, "actual"))
             row["actualPrice"] = _s(order.average_price or ZERO)
-            row["actualQty"] = _s(order.filled)
             row["triggerTime"] = order.timestamp_ms
         return row

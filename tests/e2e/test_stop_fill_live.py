@@ -1,0 +1,110 @@
+"""A stop-loss that fires is recorded with what it traded, on both venues.
+
+A live bot over the loopback venue opens a position and rests its stop; the mark falls through
+the stop and the venue fills it. The next guard finds the stop gone from the open list and
+settles it by client id: the order record, the fill row (the journal's realised loss) and the
+``triggered`` event carry the venue's quantity and price. On Binance the bot recorded it
+"filled 0 at None" with no fill row: a fired algo order does not say what it traded (see
+tests/contract/test_fired_stop_fill.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.clock import LiveClock
+from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
+from bot.runtime.runner import Runner
+from bot.sim.exchange import SimulatedExchange
+from bot.store.sql import SqlStore
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.bybit_loopback import LoopbackBybit
+from tests.fakes.live_setup import (
+    live_config_text,
+    serve_btc_history,
+    start_live,
+    stop_live,
+    venue_account,
+)
+from tests.fakes.loopback_core import LoopbackServer
+
+BTC = "BTC/USDT:USDT"
+KEY, SECRET = "stopfill-key-8d2a", "stopfill-secret-4e61b0"
+SERVERS: dict[str, type[LoopbackServer]] = {"binanceusdm": LoopbackBinance, "bybit": LoopbackBybit}
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def venue(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def backend(venue: str) -> SimulatedExchange:
+    return venue_account(venue)
+
+
+@pytest.fixture
+def server(backend: SimulatedExchange, venue: str) -> Iterator[LoopbackServer]:
+    srv = SERVERS[venue](backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    serve_btc_history(srv, backend)
+    with srv:
+        yield srv
+    assert srv.errors == []
+
+
+@pytest.fixture
+def runner(tmp_path: Path, server: LoopbackServer, venue: str) -> Iterator[tuple[Runner, SqlStore]]:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        live_config_text(
+            name="sfill",
+            venue=venue,
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+        )
+    )
+    built, store = start_live(path, KEY, SECRET)
+    yield built, store
+    stop_live(built, store)
+
+
+def test_a_fired_stop_is_recorded_with_its_fill(
+    runner: tuple[Runner, SqlStore], server: LoopbackServer, backend: SimulatedExchange
+) -> None:
+    run, store = runner
+    assert run.tick() is not None
+    [stop] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    below = stop.trigger_price - 1
+    with server.lock:  # a crash: the mark passes the stop, the venue fills it
+        backend.set_mark(BTC, below, last=below * Decimal("0.97"))
+    venue_order = backend.fetch_order(BTC, stop.client_id)
+    assert venue_order is not None
+    assert venue_order.status is OrderStatus.FILLED
+    assert venue_order.filled > 0
+    assert venue_order.average_price is not None
+    run.guard()
+    record = store.get_order(stop.client_id)
+    assert record is not None
+    assert (record.status, record.filled, record.average_price) == (
+        OrderStatus.FILLED,
+        venue_order.filled,
+        venue_order.average_price,
+    )
+    [fill] = [f for f in store.recent_fills(20) if f.client_id == stop.client_id]
+    assert (fill.qty, fill.price, fill.purpose) == (
+        venue_order.filled,
+        venue_order.average_price,
+        OrderPurpose.STOP_LOSS,
+    )
+    assert fill.realized_pnl < 0
+    assert fill.fee > 0
+    [triggered] = [e for e in store.recent_events(50) if e.kind is EventKind.TRIGGERED]
+    assert triggered.reason.endswith(
+        f"filled {venue_order.filled} at {venue_order.average_price}"
+    ), triggered.reason

@@ -2603,12 +2603,17 @@ class Engine:
 
     def _cancel(self, symbol: str, client_id: str, now: int) -> None:
         try:
-            self.exchange.cancel_order(symbol, client_id)
+            ended = self.exchange.cancel_order(symbol, client_id)
         except ExchangeError as exc:
             self._event(
                 now, EventKind.CANCEL_FAILED, symbol, TradingState.ACTIVE, f"{client_id}: {exc}"
             )
             self._note_refusal(symbol, exc, now)
+            return
+        if ended is not None and ended.status is not OrderStatus.CANCELED:
+            # It ended before the cancel: a stop that fired as the bot moved it. Its record
+            # stays open, so the next reconcile settles it by its client id as any order
+            # found gone (the fill recorded, the exit named), not as a cancel.
             return
         if self.store.get_order(client_id) is not None:
             self.store.update_order(client_id, OrderStatus.CANCELED, now)

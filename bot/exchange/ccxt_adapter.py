@@ -796,11 +796,15 @@ class CcxtExchange:
             ) from exc
         return self._settled(order, request)
 
-    def cancel_order(self, symbol: str, client_id: str) -> None:
-        """Cancel by client id; an order already gone (cancelled, filled) is not an error."""
+    def cancel_order(self, symbol: str, client_id: str) -> Order | None:
+        """Cancel by client id; an order already gone (cancelled, filled) is not an error: it
+        is returned as the venue reports it (None: this cancel removed it, or no book knows
+        the id)."""
         for conditional in self._books_for(client_id):
-            if self._cancel_in_book(symbol, client_id, conditional):
-                return
+            found, ended = self._cancel_in_book(symbol, client_id, conditional)
+            if found:
+                return ended
+        return None
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -1034,8 +1038,11 @@ class CcxtExchange:
                 return order
         return None
 
-    def _cancel_in_book(self, symbol: str, client_id: str, conditional: bool) -> bool:
-        """Cancel in one book; False when that book does not know the id."""
+    def _cancel_in_book(
+        self, symbol: str, client_id: str, conditional: bool
+    ) -> tuple[bool, Order | None]:
+        """Cancel in one book: whether that book knows the id, and the order as the venue
+        reports it when it had ended before this cancel (None: this cancel removed it)."""
         params = self._profile.trigger_lookup_params(client_id, conditional)
         what = f"cancel_order({client_id})"
         for _ in range(2):
@@ -1043,14 +1050,15 @@ class CcxtExchange:
                 self._call(
                     lambda: self._ex.cancel_order(None, symbol, dict(params)), what, hedge=False
                 )
-                return True
+                return True, None
             except errors.OrderNotFound:
                 # a retried cancel that went through, a fill, or the wrong book: re-read it
                 order = self._lookup(symbol, client_id, conditional)
             if order is None:
-                return False
+                return False, None
             if order.status.is_final:
-                return True
+                # (a retried cancel that went through reads cancelled: the same as None)
+                return True, None if order.status is OrderStatus.CANCELED else order
         raise errors.TransientExchangeError(f"{what}: the venue says not found, yet lists it open")
 
     def _order_args(self, request: OrderRequest) -> ccxt_orders.CreateOrderArgs:

@@ -92,8 +92,12 @@ class ExchangePort(Protocol):
         """Send an order. Market orders come back filled (or raise)."""
         ...
 
-    def cancel_order(self, symbol: str, client_id: str) -> None:
-        """Cancel a resting order; cancelling an order that is already gone is not an error."""
+    def cancel_order(self, symbol: str, client_id: str) -> Order | None:
+        """Cancel a resting order; cancelling an order that is already gone is not an error.
+
+        None when this request cancelled it (or the venue knows no such order); the order as
+        the venue reports it when it had already ended (filled, expired, cancelled) before the
+        cancel: a stop that fired as the bot moved it is a fill to record, not a cancel."""
         ...
 
 

@@ -331,14 +331,15 @@ class SimulatedExchange:
         self.orders[order.client_id] = filled
         return filled
 
-    def cancel_order(self, symbol: str, client_id: str) -> None:
+    def cancel_order(self, symbol: str, client_id: str) -> Order | None:
         order = self.resting.get(symbol, {}).pop(client_id, None)
         if order is None:
             known = self.orders.get(client_id)
             if known is None or known.symbol != symbol:
                 raise OrderNotFound(f"order {client_id} does not exist", code=-2013)
-            return  # already filled, expired or cancelled: nothing to do
+            return known  # already filled, expired or cancelled: nothing to do
         self.orders[client_id] = order.with_status(OrderStatus.CANCELED)
+        return None
 
     # -- prices --------------------------------------------------------------------------------
 

@@ -91,9 +91,10 @@ class PaperExchange:
         self._save_applied()
         return order
 
-    def cancel_order(self, symbol: str, client_id: str) -> None:
-        self.sim.cancel_order(symbol, client_id)
+    def cancel_order(self, symbol: str, client_id: str) -> Order | None:
+        ended = self.sim.cancel_order(symbol, client_id)
         self._save_applied()
+        return ended
 
     def _save_applied(self) -> None:
         """Save the account after a write it applied. A save that fails (the state database,

@@ -237,3 +237,27 @@ def test_a_stop_that_fired_is_looked_up_with_what_it_traded(
         D(55000),
     )
     assert port.fetch_positions([BTC]) == {}
+
+
+def test_cancelling_a_stop_that_fired_returns_what_it_traded(
+    port_and_account: tuple[ExchangePort, SimulatedExchange],
+) -> None:
+    """A cancel that comes after the stop fired (the bot moving it on a read from before) is
+    no error, and returns the order as it ended, filled: the engine records the fill, not a
+    cancel. A cancel of a resting order returns None."""
+    port, sim = port_and_account
+    port.set_leverage(BTC, 5)
+    port.place_order(market(1, OrderSide.BUY, "0.1"))
+    take = conditional(2, OrderPurpose.TAKE_PROFIT, "70000")
+    port.place_order(take)
+    assert port.cancel_order(BTC, take.client_id) is None
+    stop = conditional(3, OrderPurpose.STOP_LOSS, "55000")
+    port.place_order(stop)
+    sim.set_mark(BTC, D(54000))
+    ended = port.cancel_order(BTC, stop.client_id)
+    assert ended is not None
+    assert (ended.client_id, ended.status, ended.filled) == (
+        stop.client_id,
+        OrderStatus.FILLED,
+        D("0.1"),
+    )

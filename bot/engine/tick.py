@@ -352,6 +352,7 @@ class Engine:
             instruments=self.instruments,
             event=self._event,
             fanout=fanout,
+            account=account,
         )
         # What is held as the last tick or guard left it (exits); at start, as the last run
         # recorded it.
@@ -2474,6 +2475,7 @@ class Engine:
             return SendOutcome.REJECTED
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
+        self.reconciler.note_own_fill(order)  # (what the bot's fills explain: ownership)
         return self._outcome_of(req, order, now, state)
 
     def _order_context(

@@ -67,6 +67,7 @@ ENDS = {
     EventKind.PROTECTED: EventKind.UNPROTECTED,
     EventKind.READABLE: EventKind.UNREADABLE,
     EventKind.DECIDING: EventKind.NO_DECISION,
+    EventKind.FOREIGN_GONE: EventKind.FOREIGN,
 }
 # Which run of failures a job counts in: the jobs that do the same work fail together (a
 # pre-funding tick is a decision tick, its catalogue check included; the day's rollover is the
@@ -649,6 +650,8 @@ class Runner:
             EventKind.UNPROTECTED,
             EventKind.EXIT,
             EventKind.NO_DECISION,
+            EventKind.FOREIGN,
+            EventKind.ADDED,
         )
         # (by kind and time: however many other events the job recorded, none of these is missed)
         events = self.store.recent_events(1000, kinds=alerted + tuple(ENDS), since_ms=since_ms)
@@ -672,9 +675,16 @@ class Runner:
                 level = "warning" if "outside the bot" in e.reason else "critical"
                 when = _key_time(e.ts_ms)
                 alerts.append(Alert(f"exit:{e.symbol}@{when}", level, f"{e.symbol}: {e.reason}"))
-            elif e.kind in ("unreadable", "unprotected", "no_decision"):
+            elif e.kind == "added":
+                # A position of the bot's grown outside it: each addition is news.
+                when = _key_time(e.ts_ms)
+                alerts.append(
+                    Alert(f"added:{e.symbol}@{when}", "warning", f"{e.symbol}: {e.reason}")
+                )
+            elif e.kind in ("unreadable", "unprotected", "no_decision", "foreign"):
                 # (no_decision: a contract without a full window of candles, held with its
-                # stop; recorded once per stretch, so alerted once per stretch)
+                # stop; recorded once per stretch, so alerted once per stretch; foreign: a
+                # position not the bot's, recorded once until it is flat again)
                 key = f"{e.kind}:{e.symbol or 'account'}"
                 level = "critical" if e.kind == "unprotected" else "warning"
                 alerts.append(Alert(key, level, f"{e.symbol or 'account'}: {e.reason}"))

@@ -53,6 +53,7 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     """
     from bot.dashboard.account import missed_alerts, unreadable_run
     from bot.domain.enums import EventKind
+    from bot.engine.reconcile import open_foreign
     from bot.engine.undecided import open_undecided
     from bot.store import views
 
@@ -78,6 +79,10 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     # decision below is older than it looks, and this says why no newer one came.
     undecided = open_undecided(
         store.recent_events(10_000, kinds=(EventKind.NO_DECISION, EventKind.DECIDING))
+    )
+    # Positions the engine's reconcile last found not the bot's, and not flat since.
+    foreign = open_foreign(
+        store.recent_events(10_000, kinds=(EventKind.FOREIGN, EventKind.FOREIGN_GONE))
     )
     n = Decimal(len(config.contracts))
     sleeve = equity.equity / n if equity is not None and equity.equity > 0 else None
@@ -114,9 +119,9 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         row["take_profit"] = resting.get(sym, {}).get("take_profit")
         row["next_funding"] = funding.get(sym)
         row["unprotected_since"] = _iso(unprotected.get(sym))
-        # A position the bot did not open (as the engine's reconcile decides): left alone; its
-        # stop, if any, is not the bot's order and not known here.
-        row["foreign"] = bool(held and direction != "follow" and not store.has_filled_entry(sym))
+        # A position the bot did not open (as the engine's reconcile decided and recorded):
+        # left alone; its stop, if any, is not the bot's order and not known here.
+        row["foreign"] = bool(held and direction != "follow" and sym in foreign)
         # How much of the position the bot's resting stops do not cover (bot.risk.coverage, as
         # the alerts count it); unknown for a position not held or not the bot's.
         row["unprotected_qty"] = (

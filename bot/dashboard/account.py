@@ -26,6 +26,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.margin import worst_margin
 from bot.domain.position import Position
 from bot.engine.read_streak import restored_streak
+from bot.engine.reconcile import open_foreign
 from bot.engine.reentry import COOLDOWN_EVENT, Cooldowns
 from bot.engine.undecided import open_undecided
 from bot.errors import BotError
@@ -224,6 +225,9 @@ class AccountSource:
         undecided = open_undecided(
             views.events_of_kinds(self.store, ("no_decision", "deciding"), 10_000)
         )
+        foreign = open_foreign(
+            views.events_of_kinds(self.store, ("foreign", "foreign_gone"), 10_000)
+        )
         cooling = Cooldowns(1)
         cooling.restore(views.events_of_kinds(self.store, (COOLDOWN_EVENT,), 500), now_ms)
         sleeve = (
@@ -274,7 +278,7 @@ class AccountSource:
                     cooldown=cooling.reason(sym, now_ms),
                     no_decision_since_ms=stretch.since_ms if stretch else None,
                     no_decision=stretch.reason if stretch else None,
-                    foreign=self._foreign(pos, direction),
+                    foreign=self._foreign(pos, direction, foreign),
                     # as the alerts count it (bot.risk.coverage): how much no stop covers
                     unprotected_qty=coverage(pos.qty, recorded_stops(open_orders, sym)).uncovered
                     if pos is not None and pos.is_open
@@ -283,12 +287,13 @@ class AccountSource:
             )
         return out
 
-    def _foreign(self, pos: Position | None, direction: str) -> bool:
-        """A position the bot did not open, as the engine's reconcile decides it: open, on a
-        contract not set to ``follow``, where the bot never filled an entry."""
+    def _foreign(self, pos: Position | None, direction: str, foreign: set[str]) -> bool:
+        """A position the bot did not open, as the engine's reconcile decided and recorded it
+        (``foreign``: the contracts of its ``foreign`` events not flat since): open, on a
+        contract not set to ``follow``."""
         if pos is None or not pos.is_open or direction == "follow":
             return False
-        return not self.store.has_filled_entry(pos.symbol)
+        return pos.symbol in foreign
 
     def _margin_ratio(
         self,

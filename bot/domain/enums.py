@@ -141,3 +141,10 @@ class EventKind(StrEnum):
     FLATTEN_ENDED = "flatten_ended"  # that position is closed, or the state no longer flattens
     # the host clock is far from the venue's, or its offset could not be measured (live)
     CLOCK = "clock"
+    # a position on a contract the bot trades that is not the bot's (opened outside it: from
+    # flat with none of its fills, or reversed outside it): left alone until it is flat again
+    FOREIGN = "foreign"
+    FOREIGN_GONE = "foreign_gone"  # that position is flat again: the contract is the bot's again
+    # a position of the bot's grew beyond what its own fills explain (added outside the bot):
+    # the bot manages the whole position from then on
+    ADDED = "added"

@@ -8,6 +8,19 @@ lists are settled (a stop that fired is recorded); fills go to the history; posi
 orders the bot did not make are found (adopted when the contract follows them, else left alone
 and reported once).
 
+Ownership is per position, not per contract (:meth:`Reconciler.judge`). A position is the
+bot's when its own fills explain it since the contract was last read flat (every fill of its
+orders it learns, from a send's answer, a lookup by client id or a resting order found filled,
+is counted per contract, signed), or when one of its own protective orders (its client id, for
+this account) rests on it on the side that closes it. One that appears from flat without
+either, or that reverses the bot's without the bot's fills, is not the bot's: a ``foreign``
+event, left alone (no decision, no order, no stop of the bot's) until it is flat again
+(``foreign_gone``). One of the bot's that grows beyond what its fills explain was added
+outside the bot: an ``added`` event, and the bot manages the whole position (one net position
+per contract cannot be split): its stop covers it all and its next decision sizes it all. An
+entry of the bot's whose outcome is still unknown (:attr:`Reconciler.unsettled`) may be what
+opened or grew it: the position is managed, judged again once the entry is settled.
+
 Unknown is never zero: a position the bot held (or still guards with its own protective orders)
 that is missing from the positions answer is only believed gone when the venue confirms it
 flat (:meth:`~bot.ports.exchange.ExchangePort.confirm_flat`); otherwise the whole read is
@@ -22,7 +35,7 @@ flat.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import ROUND_CEILING, Decimal
 from functools import partial
 from typing import Any
@@ -36,8 +49,9 @@ from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
 from bot.errors import AccountUnreadable
 from bot.numbers import unsigned
+from bot.ports.client_ids import parse_purpose
 from bot.ports.exchange import ExchangePort
-from bot.ports.store import OrderRecord, StorePort, storable
+from bot.ports.store import OrderRecord, RiskEvent, StorePort, storable
 
 ZERO = Decimal(0)
 # How long a positions answer may stay behind a protective order's fill before it is believed
@@ -64,6 +78,7 @@ class Reconciler:
         instruments: dict[str, Instrument],
         event: EventSink,
         fanout: Fanout = SEQUENTIAL,
+        account: str | None = None,
     ) -> None:
         self.exchange = exchange
         self.store = store
@@ -72,10 +87,26 @@ class Reconciler:
         self.instruments = instruments
         self.event = event
         self.fanout = fanout
-        self.foreign: set[str] = set()  # contracts holding a position the bot did not open
+        # This bot's account.name: its own orders are those whose client id it prefixes
+        # (parse_purpose; None: no order is taken for the bot's by its client id alone).
+        self.account = account
+        # Contracts holding a position the bot did not open: left alone until read flat. A
+        # restart keeps those the last run found (the open ``foreign`` events).
+        self.foreign: set[str] = set()
+        self._foreign_at_start = open_foreign(
+            store.recent_events(10_000, kinds=(EventKind.FOREIGN, EventKind.FOREIGN_GONE))
+        )
+        # The bot's positions: per contract, the signed quantity its own fills explain (see
+        # judge). Counted per client id (a fill learnt twice, first in part, counts once).
+        self._explained: dict[str, Decimal] = {}
+        self._counted: dict[str, dict[str, Decimal]] = {}  # contract -> client id -> filled
+        # Contracts this process has judged at least once (a contract not in it is judged on
+        # what the store and the resting orders say of the last run: see _judge_at_start),
+        # and the positions the last run recorded last.
+        self._judged: set[str] = set()
+        self._recorded_at_start = store.latest_positions()
         self._prev_positions: dict[str, Position] | None = None
         self._reported: set[tuple[str, str]] = set()
-        self._owned: set[str] = set()
         # Contracts whose stop-loss (one of the bot's own orders) this reconcile found filled:
         # the venue closed them. It is known from the order records, so it also holds for a
         # stop that fired while the bot was down (the engine starts the re-entry cooldown).
@@ -125,7 +156,8 @@ class Reconciler:
         for sym in self.unlisted:
             self._as_last_read_orders(sym, resting, marks)
         self._prev_positions = dict(positions)
-        self._find_foreign(now, positions, resting)
+        self.judge(now, positions, resting)
+        self._report_foreign_orders(now, resting)
         self._last = AccountView(
             balance.wallet, dict(positions), resting, marks, available=balance.available
         )
@@ -205,6 +237,7 @@ class Reconciler:
             return
         fill = self.fill_of(found, self.previous_positions().get(found.symbol), now)
         self.store.update_order(record.client_id, found.status, now, order=found, fill=fill)
+        self.note_own_fill(found)
         if fill is not None and not record.request.purpose.is_protective:
             self.own_fills.add(sym)
         if found.status is OrderStatus.UNKNOWN and record.request.can_add_exposure:
@@ -292,6 +325,8 @@ class Reconciler:
                 error=None if found is not None else "gone from the exchange",
                 fill=self.fill_of(found, before, now) if found is not None else None,
             )
+            if found is not None:
+                self.note_own_fill(found)
             if status is OrderStatus.FILLED and record.request.purpose.is_protective:
                 if record.request.purpose is OrderPurpose.STOP_LOSS:
                     self.stopped_out.add(sym)
@@ -346,30 +381,154 @@ class Reconciler:
             "again outside the bot?)",
         )
 
-    def _find_foreign(
+    def note_own_fill(self, order: Order) -> None:
+        """Count what one of the bot's orders filled (its answer to the send, a lookup by
+        client id, a resting order found filled) into the quantity its fills explain on the
+        contract. Each order counts once, up to its latest filled quantity."""
+        sym = order.symbol
+        counted = self._counted.setdefault(sym, {})
+        done = counted.get(order.client_id, ZERO)
+        if order.filled <= done or sym in self.foreign:
+            return
+        counted[order.client_id] = order.filled
+        explained = self._explained.get(sym, ZERO)
+        self._explained[sym] = explained + order.side.sign * (order.filled - done)
+
+    def judge(
         self, now: int, positions: dict[str, Position], resting: dict[str, list[Order]]
     ) -> None:
-        """Positions and orders the bot did not make. A position is adopted when its contract's
-        direction is ``follow``; otherwise it is left alone (no decision, no order) and reported
-        once. Foreign orders are never touched."""
-        self.foreign = set()
+        """Whose each position is (see the module's docstring). A contract whose direction is
+        ``follow`` adopts whatever it holds; one the venue no longer lists keeps its last
+        judgement (it cannot be read)."""
         for spec in self.contracts:
             sym = spec.symbol
-            pos = positions.get(sym)
-            if pos is None or not pos.is_open or spec.direction == "follow":
-                continue
-            if sym not in self._owned and self.store.has_filled_entry(sym):
-                self._owned.add(sym)  # once the bot has entered a contract, it stays its own
-            # (an entry of the bot's of unknown outcome there may be what opened it: managed)
-            if sym not in self._owned and sym not in self.unsettled:
-                self.foreign.add(sym)
-                self._report_once(
+            if spec.direction == "follow" and self._was_foreign(sym):
+                self.foreign.discard(sym)
+                self._judged.add(sym)
+                self._event_now(
                     now,
-                    ("position", sym),
+                    EventKind.FOREIGN_GONE,
                     sym,
-                    f"position {pos.qty} was not opened by this bot: left alone "
-                    "(set the contract's direction to 'follow' to manage it)",
+                    "the position not opened by this bot is adopted: the contract's direction "
+                    "is 'follow'",
                 )
+            if spec.direction == "follow" or sym in self.unlisted:
+                continue
+            pos = positions.get(sym)
+            if pos is None or not pos.is_open:
+                if self._was_foreign(sym):
+                    self._event_now(
+                        now,
+                        EventKind.FOREIGN_GONE,
+                        sym,
+                        "the position not opened by this bot is flat: the contract is the "
+                        "bot's to trade again",
+                    )
+                self.foreign.discard(sym)
+                self._explained.pop(sym, None)
+                self._counted.pop(sym, None)  # (what opens it again counts from flat)
+                self._judged.add(sym)
+                continue
+            if sym in self.foreign:
+                continue  # not the bot's until it is flat again (reported when found)
+            if sym not in self._judged:
+                self._judge_at_start(now, sym, pos, resting.get(sym, ()))
+            elif sym not in self.unsettled:  # (else an entry of unknown outcome may be why)
+                self._judge_held(now, sym, pos, resting.get(sym, ()))
+
+    def _was_foreign(self, sym: str) -> bool:
+        """Found not the bot's by this process, or by the last run (not judged here yet)."""
+        return sym in self.foreign or (sym not in self._judged and sym in self._foreign_at_start)
+
+    def _judge_held(self, now: int, sym: str, pos: Position, resting: Sequence[Order]) -> None:
+        """An open position on a contract this process has judged before, against the
+        quantity the bot's fills explain."""
+        explained = self._explained.get(sym, ZERO)
+        if explained == 0:  # from flat: the bot's fills opened none of it
+            if self._guarded(pos, resting):
+                self._explained[sym] = pos.qty
+            else:
+                self._not_the_bots(now, sym, pos, "opened from flat outside the bot")
+        elif (explained > 0) != (pos.qty > 0):
+            self._not_the_bots(
+                now, sym, pos, f"reversed outside the bot (the bot's fills give {explained})"
+            )
+        elif abs(pos.qty) > abs(explained):
+            self._event_now(
+                now,
+                EventKind.ADDED,
+                sym,
+                f"position {explained} -> {pos.qty}: added outside the bot (the bot's fills "
+                f"give {explained}); the bot manages the whole position (one net position per "
+                "contract): its stop covers all of it and its next decision sizes all of it, "
+                "which may cut it back to its target",
+            )
+            self._explained[sym] = pos.qty
+        else:
+            self._explained[sym] = pos.qty  # (smaller: an exit the engine names)
+
+    def _judge_at_start(self, now: int, sym: str, pos: Position, resting: Sequence[Order]) -> None:
+        """The first reading of an open position in this process (a start, a restored
+        database): the bot's when one of its protective orders rests on it, when the fills
+        this reconcile just learnt explain it, or when the last run held it (its last
+        recorded positions, on a contract the bot filled an entry on and the last run did not
+        find foreign) or filled an entry there after it recorded them (a job that died between
+        its entry and its record). An entry still unsettled: managed, judged again later."""
+        explained = self._explained.get(sym, ZERO)
+        own = (
+            self._guarded(pos, resting)
+            or (explained != 0 and (explained > 0) == (pos.qty > 0))
+            or (sym not in self._foreign_at_start and self._held_by_last_run(pos))
+        )
+        if own:
+            self._judged.add(sym)
+            self._explained[sym] = pos.qty
+            return
+        if sym in self.unsettled:
+            return
+        self._judged.add(sym)
+        if sym in self._foreign_at_start:
+            self.foreign.add(sym)  # (found and reported by the last run: still not the bot's)
+            return
+        self._not_the_bots(now, sym, pos, "found at start, none of the bot's fills explain it")
+
+    def _held_by_last_run(self, pos: Position) -> bool:
+        recorded = self._recorded_at_start
+        if recorded is None:  # (nothing recorded yet: every entry counts)
+            return self.store.has_filled_entry(pos.symbol)
+        ts, held = recorded
+        last = next((p for p in held if p.symbol == pos.symbol and p.is_open), None)
+        if last is not None and (last.qty > 0) == (pos.qty > 0):
+            return self.store.has_filled_entry(pos.symbol)
+        return self.store.has_filled_entry(pos.symbol, since_ms=ts)
+
+    def _guarded(self, pos: Position, resting: Sequence[Order]) -> bool:
+        """One of the bot's own protective orders (its client id, for this account) rests on
+        the side that closes ``pos``: the bot placed it for this position (a restored database
+        that never recorded it, a stop placed while the database could not be written)."""
+        account = self.account
+        if account is None:
+            return False
+        for o in resting:
+            purpose = parse_purpose(o.client_id, account)
+            if purpose is not None and purpose.is_protective and o.side.sign != pos.sign:
+                return True
+        return False
+
+    def _not_the_bots(self, now: int, sym: str, pos: Position, how: str) -> None:
+        self.foreign.add(sym)
+        self._explained.pop(sym, None)
+        self._event_now(
+            now,
+            EventKind.FOREIGN,
+            sym,
+            f"position {pos.qty} was not opened by this bot ({how}): left alone, no decision, "
+            "no order and no stop of the bot's on it until it is flat again (set the "
+            "contract's direction to 'follow' to manage it)",
+        )
+
+    def _report_foreign_orders(self, now: int, resting: dict[str, list[Order]]) -> None:
+        """Orders the bot did not make: never touched, reported once."""
         for sym, orders in resting.items():
             for o in orders:
                 if o.purpose is None:
@@ -379,6 +538,9 @@ class Reconciler:
                         sym,
                         f"order {o.client_id} ({o.side} {o.amount}) is not this bot's: left alone",
                     )
+
+    def _event_now(self, now: int, kind: EventKind, symbol: str, reason: str) -> None:
+        self.event(now, kind, symbol, TradingState.ACTIVE, reason)
 
     def _report_once(self, now: int, key: tuple[str, str], symbol: str, reason: str) -> None:
         if key not in self._reported:
@@ -429,3 +591,18 @@ class Reconciler:
             order.purpose,
             realized,
         )
+
+
+def open_foreign(events: Iterable[RiskEvent]) -> set[str]:
+    """The contracts whose position was last found not the bot's (a ``foreign`` event not
+    followed by a ``foreign_gone`` one), from ``events`` in any order: a restart keeps them
+    foreign, and ``bot status`` and the dashboard show them so."""
+    out: set[str] = set()
+    for e in sorted(events, key=lambda e: e.ts_ms):
+        if e.symbol is None:
+            continue
+        if e.kind is EventKind.FOREIGN:
+            out.add(e.symbol)
+        elif e.kind is EventKind.FOREIGN_GONE:
+            out.discard(e.symbol)
+    return out

@@ -367,6 +367,7 @@ class Engine:
             instruments=self.instruments,
             event=self._event,
             fanout=fanout,
+            account=account,
         )
         # What is held as the last tick or guard left it (exits); at start, as the last run
         # recorded it.
@@ -2533,6 +2534,7 @@ class Engine:
             return SendOutcome.REJECTED, f"refused by the venue: {req.client_id}: {exc}"
         fill = self.reconciler.fill_of(order, acct.positions.get(req.symbol), now)
         self.store.update_order(req.client_id, order.status, now, order=order, fill=fill)
+        self.reconciler.note_own_fill(order)  # (what the bot's fills explain: ownership)
         outcome = self._outcome_of(req, order, now, state)
         if outcome is SendOutcome.SENT:
             return outcome, None

@@ -149,8 +149,11 @@ class StorePort(Protocol):
         """Intents the store believes are resting on the exchange (status ``open``)."""
         ...
 
-    def has_filled_entry(self, symbol: str) -> bool:
-        """Whether the bot ever opened or increased a position in ``symbol`` (ownership)."""
+    def has_filled_entry(self, symbol: str, since_ms: int | None = None) -> bool:
+        """Whether the bot ever opened or increased a position in ``symbol`` (with
+        ``since_ms``: in an order whose fill was recorded after that time). Read at a start,
+        where the bot knows nothing yet of the positions it holds (see
+        :meth:`bot.engine.reconcile.Reconciler.judge`)."""
         ...
 
     def record_fill(self, fill: Fill) -> None: ...

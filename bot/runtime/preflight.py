@@ -109,9 +109,13 @@ def preflight(
             f"{inst.max_leverage}x, min notional {inst.min_notional}"
         )
         if sym in positions:
+            # (the engine's reconcile judges whose it is: bot.engine.reconcile, judge)
             report.warnings.append(
-                f"{sym}: open position {positions[sym].qty} found; it will be "
-                "reconciled and managed by the policy"
+                f"{sym}: open position {positions[sym].qty} found; it will be reconciled: "
+                "managed by the policy if it is the bot's (one of its own stops or "
+                "take-profits rests on it, or the bot's recorded fills explain it) or the "
+                "contract's direction is 'follow', otherwise left alone and reported "
+                "(foreign)"
             )
     positions_left_behind(exchange, store, symbols, report)
     _check_balance_and_key(exchange, venue, report)
@@ -225,8 +229,8 @@ def unknown_own_orders(
         f"{len(unknown)} open order(s) carry this bot's client ids ({shown}) but its state "
         f"database never recorded them: another bot with account.name '{account}' is trading "
         "this exchange account (stop it, or give each bot its own account.name and exchange "
-        "account), or the database was restored from an older copy (then the bot adopts them)"
-        + outage
+        "account), or the database was restored from an older copy (then the bot adopts them, "
+        "and the positions its stops and take-profits among them rest on)" + outage
     ]
 
 

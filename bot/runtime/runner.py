@@ -68,6 +68,7 @@ ENDS = {
     EventKind.READABLE: EventKind.UNREADABLE,
     EventKind.DECIDING: EventKind.NO_DECISION,
     EventKind.FLATTEN_ENDED: EventKind.FLATTEN_PENDING,
+    EventKind.FOREIGN_GONE: EventKind.FOREIGN,
 }
 # Which run of failures a job counts in: the jobs that do the same work fail together (a
 # pre-funding tick is a decision tick, its catalogue check included; the day's rollover is the
@@ -652,6 +653,8 @@ class Runner:
             EventKind.EXIT,
             EventKind.NO_DECISION,
             EventKind.FLATTEN_PENDING,
+            EventKind.FOREIGN,
+            EventKind.ADDED,
         )
         # (by kind and time: however many other events the job recorded, none of these is missed)
         events = self.store.recent_events(1000, kinds=alerted + tuple(ENDS), since_ms=since_ms)
@@ -675,13 +678,28 @@ class Runner:
                 level = "warning" if "outside the bot" in e.reason else "critical"
                 when = _key_time(e.ts_ms)
                 alerts.append(Alert(f"exit:{e.symbol}@{when}", level, f"{e.symbol}: {e.reason}"))
-            elif e.kind in ("unreadable", "unprotected", "no_decision", "flatten_pending"):
+            elif e.kind == "added":
+                # A position of the bot's grown outside it: each addition is news.
+                when = _key_time(e.ts_ms)
+                alerts.append(
+                    Alert(f"added:{e.symbol}@{when}", "warning", f"{e.symbol}: {e.reason}")
+                )
+            elif e.kind in (
+                "unreadable",
+                "unprotected",
+                "no_decision",
+                "flatten_pending",
+                "foreign",
+            ):
                 # (no_decision: a contract without a full window of candles, held with its
                 # stop; recorded once per stretch, so alerted once per stretch. flatten_pending:
                 # a halt's closes did not close the position, recorded once per incident; the
-                # owner told "halted" believes the account flat)
+                # owner told "halted" believes the account flat. foreign: a position not the
+                # bot's, recorded once until it is flat again)
                 key = f"{e.kind}:{e.symbol or 'account'}"
-                level = "warning" if e.kind in ("unreadable", "no_decision") else "critical"
+                level = (
+                    "warning" if e.kind in ("unreadable", "no_decision", "foreign") else "critical"
+                )
                 alerts.append(Alert(key, level, f"{e.symbol or 'account'}: {e.reason}"))
         if not readable:
             self.notifier.notify(alerts)  # no account view to check conditions on

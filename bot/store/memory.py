@@ -108,8 +108,16 @@ class MemoryStore:
             return []
         return [self.orders[cid] for cid in sorted(self._open)]
 
-    def has_filled_entry(self, symbol: str) -> bool:
-        return symbol in self._entered
+    def has_filled_entry(self, symbol: str, since_ms: int | None = None) -> bool:
+        if since_ms is None or symbol not in self._entered:
+            return symbol in self._entered
+        return any(
+            r.request.symbol == symbol
+            and r.request.purpose is OrderPurpose.ENTRY
+            and r.status is OrderStatus.FILLED
+            and r.updated_ms > since_ms
+            for r in self.orders.values()
+        )
 
     def get_order(self, client_id: str) -> OrderRecord | None:
         return self.orders.get(client_id)

@@ -461,13 +461,15 @@ class SqlStore:
         with self._read() as session:
             return [t.order_record(r) for r in session.exec(stmt.order_by(col(t.OrderRow.id)))]
 
-    def has_filled_entry(self, symbol: str) -> bool:
+    def has_filled_entry(self, symbol: str, since_ms: int | None = None) -> bool:
         o = t.OrderRow
         stmt = select(o.id).where(
             col(o.symbol) == symbol,
             col(o.purpose) == OrderPurpose.ENTRY.value,
             col(o.status) == OrderStatus.FILLED.value,
         )
+        if since_ms is not None:
+            stmt = stmt.where(col(o.updated_ms) > since_ms)
         with self._read() as session:
             return session.exec(stmt.limit(1)).first() is not None
 

@@ -25,12 +25,12 @@ from bot.dashboard.app import create_app
 from bot.dashboard.metrics import build_registry
 from bot.dashboard.security import Guard
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode
+from bot.domain.enums import EventKind, MarginMode, TradingState
 from bot.domain.instrument import Bracket
 from bot.domain.margin import maintenance_margin
 from bot.domain.position import Position
 from bot.instruments import load_instruments
-from bot.ports.store import DecisionRecord
+from bot.ports.store import DecisionRecord, RiskEvent
 from bot.store.sql import SqlStore
 from tests.conftest import record_book
 from tests.runtime.conftest import write_config
@@ -237,9 +237,16 @@ def test_a_position_the_bot_did_not_open_is_not_shown_naked(
 ) -> None:
     """A position opened by hand on a configured contract (not 'follow'): the engine leaves it
     and its orders alone, so the store has no stop for it; the dashboard must not claim it has
-    none (a red NONE, bot_position_without_stop 1), nor that it has one."""
+    none (a red NONE, bot_position_without_stop 1), nor that it has one. Whose it is, is
+    the engine's judgement as recorded (its ``foreign`` event)."""
     by_hand = Position(BTC, Decimal("0.2"), Decimal(60000), Decimal(5), MarginMode.ISOLATED)
     record_book(store, T0, [by_hand])
+    foreign = "position 0.2 was not opened by this bot (opened from flat outside the bot)"
+    store.record_event(
+        RiskEvent(
+            ts_ms=T0, kind=EventKind.FOREIGN, symbol=BTC, state=TradingState.ACTIVE, reason=foreign
+        )
+    )
     source = AccountSource(config, store)
     btc = source.overview(T0).contract("BTC-USDT-USDT")
     assert btc is not None
@@ -260,6 +267,21 @@ def test_a_position_the_bot_did_not_open_is_not_shown_naked(
 
     row = next(r for r in status_data(config, store)["contracts"] if r["symbol"] == BTC)
     assert row["foreign"] is True
+    # flat again: the contract is the bot's; a position there now is shown as the bot's
+    store.record_event(
+        RiskEvent(
+            ts_ms=T0 + 1,
+            kind=EventKind.FOREIGN_GONE,
+            symbol=BTC,
+            state=TradingState.ACTIVE,
+            reason="flat: the bot's again",
+        )
+    )
+    btc = AccountSource(config, store).overview(T0).contract("BTC-USDT-USDT")
+    assert btc is not None
+    assert not btc.foreign
+    row = next(r for r in status_data(config, store)["contracts"] if r["symbol"] == BTC)
+    assert row["foreign"] is False
 
 
 def test_a_database_that_cannot_answer_is_a_named_503(config: BotConfig, store: SqlStore) -> None:

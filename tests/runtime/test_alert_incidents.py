@@ -143,6 +143,25 @@ def test_a_contract_without_a_decision_is_alerted_once_per_stretch(
     assert out.count(key) == 2, out.titles
 
 
+def test_a_position_not_the_bots_is_alerted_once_until_it_is_flat(
+    paper_runner: tuple[Runner, SqlStore, SimClock, Outbox],
+) -> None:
+    """A hand position the bot leaves alone is told once (not at every job), and again for
+    another one after the first was closed; each hand addition to the bot's is told."""
+    runner, store, clock, out = paper_runner
+    key = f"foreign:{runner.engine.symbols[0]}"
+    hand = "position -0.05 was not opened by this bot (opened from flat outside the bot)"
+    guard_after(runner, store, clock, EventKind.FOREIGN, hand)
+    guard_after(runner, store, clock, EventKind.MARKET_DATA, "another job")
+    assert out.count(key) == 1
+    guard_after(runner, store, clock, EventKind.FOREIGN_GONE, "flat: the bot's again")
+    guard_after(runner, store, clock, EventKind.FOREIGN, hand)
+    assert out.count(key) == 2, out.titles
+    guard_after(runner, store, clock, EventKind.ADDED, "position 0.1 -> 0.2: added")
+    guard_after(runner, store, clock, EventKind.ADDED, "position 0.2 -> 0.3: added")
+    assert len([t for t in out.titles if ": added:" in t]) == 2, out.titles
+
+
 def test_a_critical_alert_over_the_hourly_limit_is_held_not_lost(store: SqlStore) -> None:
     """A state change or an exit is keyed by its time and alerted once: dropped by the hourly
     limit it would never reach the owner. Critical ones wait for room; warnings are dropped."""

@@ -1,0 +1,239 @@
+"""Ownership is per position, not per contract history (bot.engine.reconcile, Reconciler.judge).
+
+A position the trader opens by hand on a contract the bot once traded is not the bot's: left
+alone and reported (``foreign``) until it is flat again (``foreign_gone``). One the trader adds
+to is the bot's still, reported (``added``). One the bot opened is its own even when the state
+database is restored from a copy that never recorded it (its own stop rests on it).
+"""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal as D
+
+from bot.clock import SimClock
+from bot.domain.enums import (
+    EventKind,
+    OrderPurpose,
+    OrderSide,
+    OrderType,
+    TradingState,
+)
+from bot.domain.instrument import Instrument
+from bot.domain.orders import OrderRequest
+from bot.engine.contracts import ContractSpec
+from bot.engine.tick import Engine
+from bot.risk.state import set_state
+from bot.sim.exchange import SimulatedExchange
+from bot.store.memory import MemoryStore
+from tests.conftest import T0
+from tests.unit.test_engine import BTC, HOUR, LIMITS, FakeMarket, build
+
+MIN = 60_000
+
+
+def at(ex: SimulatedExchange, ms: int) -> None:
+    """Move the simulated clock the engine and the venue share to ``ms``."""
+    clock = ex.clock
+    assert isinstance(clock, SimClock)
+    clock.advance_to(ms)
+
+
+def hand(ex: SimulatedExchange, side: OrderSide, qty: D, cid: str, *, reduce: bool = False) -> None:
+    """The trader's market order, placed in the venue's app (a client id not the bot's)."""
+    purpose = OrderPurpose.CLOSE if reduce else OrderPurpose.ENTRY
+    ex.place_order(OrderRequest(cid, BTC, side, OrderType.MARKET, purpose, qty, reduce))
+
+
+def bot_orders_since(store: MemoryStore, n: int) -> list[str]:
+    return list(store.orders)[n:]
+
+
+def kinds(store: MemoryStore, kind: EventKind) -> list[str]:
+    return [e.reason for e in store.events if e.kind is kind]
+
+
+def without_cooldown(engine: Engine) -> None:
+    engine.cooldowns.cooldown_ms = 0
+
+
+def test_a_hand_short_after_a_hand_close_is_left_alone_and_reported(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    without_cooldown(engine)  # (with it the bot closed the short; without, it reversed it)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    assert held > 0
+    hand(ex, OrderSide.SELL, held, "web-close-1", reduce=True)
+    at(ex, T0 + MIN)
+    engine.guard()
+    assert BTC not in ex.fetch_positions([BTC])
+    hand(ex, OrderSide.SELL, D("0.05"), "web-short-1")
+    n = len(store.orders)
+    at(ex, T0 + 2 * MIN)
+    engine.guard()
+    at(ex, T0 + HOUR + 10_000)
+    result = engine.tick()
+    assert ex.fetch_positions([BTC])[BTC].qty == D("-0.05")  # neither closed nor reversed
+    assert bot_orders_since(store, n) == []  # no stop, no close, no entry of the bot's
+    assert [d for d in result.decisions if d.symbol == BTC] == []
+    assert engine.foreign == {BTC}
+    [reported] = kinds(store, EventKind.FOREIGN)  # once, not at every job
+    assert "-0.050 was not opened by this bot" in reported
+
+
+def test_a_hand_reversal_of_the_bots_position_is_not_the_bots(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    hand(ex, OrderSide.SELL, held + D("0.05"), "web-flip-1")
+    n = len(store.orders)
+    at(ex, T0 + MIN)
+    engine.guard()
+    assert ex.fetch_positions([BTC])[BTC].qty == D("-0.05")
+    assert engine.foreign == {BTC}
+    [reported] = kinds(store, EventKind.FOREIGN)
+    assert "reversed outside the bot" in reported
+    assert bot_orders_since(store, n) == []  # no stop of the bot's on the trader's short
+
+
+def test_a_foreign_position_closed_gives_the_contract_back(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    without_cooldown(engine)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    hand(ex, OrderSide.SELL, held, "web-close-1", reduce=True)
+    at(ex, T0 + MIN)
+    engine.guard()
+    hand(ex, OrderSide.SELL, D("0.05"), "web-short-1")
+    at(ex, T0 + 2 * MIN)
+    engine.guard()
+    assert engine.foreign == {BTC}
+    hand(ex, OrderSide.BUY, D("0.05"), "web-close-2", reduce=True)
+    at(ex, T0 + HOUR + 10_000)
+    engine.tick()
+    assert engine.foreign == set()
+    assert len(kinds(store, EventKind.FOREIGN_GONE)) == 1
+    assert ex.fetch_positions([BTC])[BTC].qty > 0  # the bot's own entry again, protected
+    assert OrderPurpose.STOP_LOSS in {o.purpose for o in ex.fetch_open_orders(BTC)}
+
+
+def test_a_hand_addition_is_reported_and_the_whole_position_managed(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    hand(ex, OrderSide.BUY, held, "web-add-1")
+    at(ex, T0 + MIN)
+    engine.guard()
+    [added] = kinds(store, EventKind.ADDED)
+    assert f"{held} -> {held * 2}: added outside the bot" in added
+    assert "manages the whole position" in added
+    assert engine.foreign == set()
+    [stop] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.amount == held * 2  # its stop covers all of it
+    at(ex, T0 + 2 * MIN)
+    engine.guard()
+    assert len(kinds(store, EventKind.ADDED)) == 1  # reported once per addition
+
+
+def test_a_restored_database_keeps_the_bots_own_position(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    backup = copy.deepcopy(store)  # taken before the bot's first entry
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    assert held > 0
+    restarted = Engine(
+        clock=ex.clock,
+        exchange=ex,
+        market=FakeMarket(),
+        store=backup,
+        policy=engine.policy,
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+        margin_mode=engine.margin_mode,
+    )
+    at(ex, T0 + MIN)
+    restarted.guard()
+    assert restarted.foreign == set()
+    assert kinds(backup, EventKind.FOREIGN) == []
+    memory = backup.load_risk_memory()
+    assert memory is not None
+    backup.save_risk_memory(
+        set_state(memory, TradingState.HALTED, "bot halt --flatten", sticky=True)
+    )
+    at(ex, T0 + 2 * MIN)
+    restarted.guard()
+    assert BTC not in ex.fetch_positions([BTC])  # the halt's flatten closed it
+
+
+def test_a_restart_keeps_a_foreign_position_foreign_without_reporting_it_again(
+    instruments: dict[str, Instrument],
+) -> None:
+    engine, ex, store = build(instruments)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    hand(ex, OrderSide.SELL, held, "web-close-1", reduce=True)
+    at(ex, T0 + MIN)
+    engine.guard()
+    hand(ex, OrderSide.BUY, D("0.05"), "web-long-1")  # the same side as the bot's was
+    at(ex, T0 + 2 * MIN)
+    engine.tick()
+    assert engine.foreign == {BTC}
+    restarted = Engine(
+        clock=ex.clock,
+        exchange=ex,
+        market=FakeMarket(),
+        store=store,
+        policy=engine.policy,
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+        margin_mode=engine.margin_mode,
+    )
+    n = len(store.orders)
+    at(ex, T0 + HOUR + 10_000)
+    restarted.tick()
+    assert restarted.foreign == {BTC}
+    assert len(kinds(store, EventKind.FOREIGN)) == 1
+    assert bot_orders_since(store, n) == []
+    assert ex.fetch_positions([BTC])[BTC].qty == D("0.05")
+
+
+def test_a_position_the_bot_has_never_seen_is_judged_at_start(
+    instruments: dict[str, Instrument],
+) -> None:
+    """A hand position on a contract the bot once entered, opened while the bot was down and
+    flat by the last run's record: not the bot's (before, any filled entry ever adopted it)."""
+    engine, ex, store = build(instruments)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    hand(ex, OrderSide.SELL, held, "web-close-1", reduce=True)
+    at(ex, T0 + HOUR + 10_000)
+    engine.tick()  # records the contract flat
+    assert BTC not in ex.fetch_positions([BTC])
+    hand(ex, OrderSide.SELL, D("0.05"), "web-short-1")
+    restarted = Engine(
+        clock=ex.clock,
+        exchange=ex,
+        market=FakeMarket(),
+        store=store,
+        policy=engine.policy,
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+        margin_mode=engine.margin_mode,
+    )
+    at(ex, T0 + 2 * HOUR + 10_000)
+    restarted.tick()
+    assert restarted.foreign == {BTC}
+    assert ex.fetch_positions([BTC])[BTC].qty == D("-0.05")

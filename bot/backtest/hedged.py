@@ -34,7 +34,6 @@ from bot.marketdata.files import discover
 from bot.sim.history import load_histories
 
 ZERO = Decimal(0)
-BPS = Decimal("0.0001")
 
 
 @dataclass(slots=True)
@@ -73,18 +72,17 @@ def run_with_and_without_hedge(
     return HedgedRun(hedged, unhedged)
 
 
-def _slippage(price: Decimal, qty: Decimal, side_sign: int, bps: Decimal) -> Decimal:
-    """What a fill lost to slippage: the simulated exchange fills at ref x (1 +- bps)."""
-    ref = price / (1 + side_sign * bps * BPS)
-    return abs(price - ref) * qty
-
-
 def _round(x: float, places: int = 6) -> float:
     return round(float(x), places) if np.isfinite(x) else float(x)
 
 
-def hedge_report(run: HedgedRun, slippage_bps: Decimal) -> dict[str, Any]:
-    """The hedge figures of ``report.json`` (empty for a policy without a hedge)."""
+def hedge_report(run: HedgedRun) -> dict[str, Any]:
+    """The hedge figures of ``report.json`` (empty for a policy without a hedge). The hedge's
+    slippage is what its legs' fills paid beyond their reference prices as the simulated
+    exchange counted them (``slippage_by_symbol``: whatever the slippage model, the rounding
+    onto the tick and the liquidations included), the hedge legs' share of ``slippage_paid``.
+    Worked back from a fixed ``slippage_bps`` it missed the range and impact terms of the
+    data-driven model and the liquidations."""
     r = run.hedged
     if not r.hedge_symbols:
         return {}
@@ -92,10 +90,7 @@ def hedge_report(run: HedgedRun, slippage_bps: Decimal) -> dict[str, Any]:
     ex = r.exchange
     fills = [f for f in ex.fills if f.symbol in legs]
     fees = sum((f.fee for f in fills), ZERO)
-    slip = sum(
-        (_slippage(f.price, f.qty, f.side.sign, slippage_bps) for f in fills if not f.liquidation),
-        ZERO,
-    )
+    slip = sum((ex.slippage_by_symbol.get(sym, ZERO) for sym in r.hedge_symbols), ZERO)
     funding = sum((e.amount for e in ex.events if e.kind == "funding" and e.symbol in legs), ZERO)
     log = [rec for rec in r.hedge_log if rec.equity > 0]
     net = np.array([float(abs(rec.net_held / rec.equity)) for rec in log])
@@ -181,14 +176,13 @@ def add_hedge_outputs(
     run: HedgedRun,
     out: Path,
     report: dict[str, Any],
-    slippage_bps: Decimal,
     charts: Charts | None = None,
 ) -> dict[str, Any]:
     """Add the hedge figures to ``report`` (and rewrite ``report.json``) and draw
     ``hedged.png`` (``charts``: where, see :func:`bot.backtest.report.write_outputs`); the
     report unchanged for a policy without a hedge."""
 
-    extra = hedge_report(run, slippage_bps)
+    extra = hedge_report(run)
     if not extra:
         return report
     report = {**report, **extra}

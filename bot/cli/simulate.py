@@ -118,7 +118,7 @@ def _simulate(
             config, policy, symbols=symbols, data_dir=data_dir, progress=advance
         )
     report = write_outputs(pair.hedged, out_dir, clock.monotonic() - t0, charts)
-    return add_hedge_outputs(pair, out_dir, report, config.simulation.slippage_bps, charts)
+    return add_hedge_outputs(pair, out_dir, report, charts)
 
 
 def _stand_in_note(

@@ -122,6 +122,24 @@ class _Loaded:
     positions: list[dict[str, str]]
     wallet: Decimal | None
     quote: str
+    starting_balance: Decimal | None  # report.json's (None: a report written without it)
+
+
+def _drawdowns(
+    rows: list[dict[str, str]], equity: list[float], start: Decimal | None
+) -> list[float]:
+    """Each row's drawdown as the simulation measured it: equity.csv's own column (from the
+    highest equity so far, the starting balance included, on the unrounded equity: the series
+    report.json's max_drawdown is the largest of). Measured here from the first row, a run that
+    never got back above its starting balance showed a smaller drawdown than its report. An
+    output without the column: from the equity, after the starting balance when the report
+    gives it."""
+    column = [r.get("drawdown") for r in rows]
+    if rows and all(column):
+        return [float(x) for x in column if x]
+    if start is None:
+        return drawdowns(equity)
+    return drawdowns([float(start), *equity])[1:]
 
 
 class SimulationSource:
@@ -153,9 +171,12 @@ class SimulationSource:
         if not isinstance(report, dict):
             raise DataError(f"{d / 'report.json'}: not a JSON object")
         eq_rows = _rows(d / "equity.csv")
+        start = report.get("starting_balance")
+        starting = None if start is None else _dec(str(start), str(d / "report.json"))
         try:
             ts = [int(r["timestamp"]) for r in eq_rows]
             eq = [float(r["equity"]) for r in eq_rows]
+            drawdown = _drawdowns(eq_rows, eq, starting)
             leverage = {
                 k.removeprefix("leverage_"): float(v)
                 for k, v in (eq_rows[-1].items() if eq_rows else [])
@@ -178,7 +199,7 @@ class SimulationSource:
         self._cache = _Loaded(
             stamp,
             report,
-            Curve(ts, eq, drawdowns(eq)),
+            Curve(ts, eq, drawdown),
             leverage,
             _rows(d / "decisions.csv"),
             _rows(d / "orders.csv"),
@@ -186,6 +207,7 @@ class SimulationSource:
             _rows(d / "positions.csv"),
             wallet,
             quote,
+            starting,
         )
         return self._cache
 
@@ -208,6 +230,9 @@ class SimulationSource:
         end_ms = curve.ts_ms[-1] if curve.ts_ms else None
         equity = Decimal(str(curve.equity[-1])) if curve.equity else None
         peak = Decimal(str(max(curve.equity))) if curve.equity else None
+        if peak is not None and data.starting_balance is not None:
+            # the starting balance is the first peak, as in the drawdown
+            peak = max(peak, data.starting_balance)
         summary = {label: _shown(fmt, report[key]) for key, label, fmt in SUMMARY if key in report}
         return Overview(
             title=f"simulation {self.name}",

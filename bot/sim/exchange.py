@@ -19,7 +19,8 @@ Fill rules (written down here because backtests live or die by them):
   (:meth:`~bot.domain.instrument.Instrument.fill_on_tick`); a liquidation too, against the
   position (see :func:`bot.sim.triggers._liquidation_fill`). On a coarse tick (a contract
   priced 0.01 quoted to 0.00001: 10 bps a tick) the model's price between ticks would flatter
-  every fill. ``slippage_paid`` counts the rounding with the slippage.
+  every fill. ``slippage_paid`` counts the rounding with the slippage, and
+  ``slippage_by_symbol`` the same per contract (the hedge legs' share in the report).
 * Conditional orders (stop-market, take-profit-market) trigger on the **mark** price series given
   to the exchange (see :mod:`bot.sim.triggers`): a sell stop when the bar's low <= trigger, a buy
   stop when its high >= trigger; take-profits the other way round.
@@ -116,6 +117,7 @@ class SimulatedExchange:
         self.candle_range: dict[str, Decimal] = {}
         self.candle_volume: dict[str, Decimal] = {}
         self.slippage_paid = ZERO
+        self.slippage_by_symbol: dict[str, Decimal] = {}
         # Where a market order's candle comes from (the replay sets it; None: the dicts above).
         self.candle_lookup: Callable[[str], tuple[Decimal, Decimal] | None] | None = None
         self.book = Book(
@@ -506,6 +508,13 @@ class SimulatedExchange:
             return abs(pos.qty)
         return min(order.amount, abs(pos.qty))
 
+    def pay_slippage(self, symbol: str, amount: Decimal) -> None:
+        """Count what a fill on ``symbol`` paid beyond its reference price: in the account's
+        total and in the contract's (the hedge report sums its legs' from these, whatever the
+        slippage model: the price paid, not one worked back from a fixed rate)."""
+        self.slippage_paid += amount
+        self.slippage_by_symbol[symbol] = self.slippage_by_symbol.get(symbol, ZERO) + amount
+
     def slippage_parts(self, symbol: str, qty: Decimal, *, inside: bool) -> tuple[Decimal, Decimal]:
         """The slippage fraction of a fill of ``qty`` on ``symbol`` now, and the part of it the
         order's own size adds (the data-driven model's impact term; 0 for the fixed model). See
@@ -576,7 +585,7 @@ class SimulatedExchange:
         # fee is the insurance fund's as far as the backing ran out (as in a liquidation).
         self.fees_paid += fee - min(result.shortfall, fee)
         # What the fill cost beyond its reference: the slippage, and the rounding onto the tick.
-        self.slippage_paid += qty * abs(price - reference)
+        self.pay_slippage(order.symbol, qty * abs(price - reference))
         insurance_takes(
             self,
             ts_ms,

@@ -2,9 +2,9 @@
 
 Everything an exchange would remember is kept: wallet, positions, leverage settings, margin
 mode, resting orders, every order by client id (to answer look-ups after a crash), fills,
-funding and trigger events, the fee, funding, slippage and insurance-fund totals. Decimals are
-written as strings. A state written before the slippage and insurance totals were kept loads
-with both at zero.
+funding and trigger events, the fee, funding, slippage (per contract too) and insurance-fund
+totals. Decimals are written as strings. A state written before the slippage and insurance
+totals were kept loads with them at zero.
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ def _state(ex: SimulatedExchange) -> tuple[dict[str, Any], dict[str, list[Any]]]
         "funding_paid": str(ex.funding_paid),
         "insurance_shortfall": str(ex.insurance_shortfall),
         "slippage_paid": str(ex.slippage_paid),
+        "slippage_by_symbol": {s: str(v) for s, v in ex.slippage_by_symbol.items()},
         "next_id": ex._next_id,
         "processed_ms": ex.processed_ms,
     }
@@ -296,5 +297,6 @@ def _restore(ex: SimulatedExchange, state: dict[str, Any]) -> None:
     # (what the older bot counted before its last restart was lost with it).
     ex.insurance_shortfall = Decimal(state.get("insurance_shortfall", "0"))
     ex.slippage_paid = Decimal(state.get("slippage_paid", "0"))
+    ex.slippage_by_symbol = {s: Decimal(v) for s, v in state.get("slippage_by_symbol", {}).items()}
     ex._next_id = int(state["next_id"])
     ex.processed_ms = int(state["processed_ms"])

@@ -533,7 +533,7 @@ def _liquidation_fill(
     sign = -1 if qty > 0 else 1  # the liquidation sells a long, buys a short back
     moved = fill_price(price, sign, slip, impact, traded) if slip else price
     fill = ex.book.instruments[symbol].fill_on_tick(moved, sign)
-    ex.slippage_paid += abs(qty) * abs(fill - price)
+    ex.pay_slippage(symbol, abs(qty) * abs(fill - price))
     return fill
 
 

@@ -7,7 +7,8 @@ other), its notional, margins, fee and PnL. In isolated mode the collateral is t
 margin (``notional / leverage``; what the step leaves over stays in the wallet), in cross mode the
 whole wallet backs the position. Margins and liquidation prices are the engine's
 (:mod:`bot.domain.margin`: the venue's formula on its tiered brackets, Binance's or Bybit's), so
-the calculator and the bot agree.
+the calculator and the bot agree. The largest leverage for a stop (``--vol``) is a leverage
+of the same meaning: the balance at it keeps its liquidation beyond the stop.
 
 Units: prices and money in the quote currency, quantities in the base asset, moves, distances
 and returns as fractions (0.05 = 5 %), volatility annualised. Fees and funding are left out of
@@ -29,7 +30,6 @@ from bot.domain.margin import (
     liquidation_price_cross,
     liquidation_price_isolated,
     maintenance_margin,
-    max_leverage_with_liquidation_beyond,
 )
 from bot.errors import ConfigError
 from bot.instruments import available_exchanges
@@ -185,7 +185,7 @@ def calculate(req: CalcRequest) -> CalcResult:
     held = req.size if req.size is not None else inst.floor_qty(asked / req.entry)
     notional = held * req.entry
     daily = None if req.volatility is None else req.volatility / DAYS_PER_YEAR.sqrt()
-    stop, max_lev = _stop_answer(inst, req, notional, daily)
+    stop, max_lev = _stop_answer(inst, req, daily)
     main = _column(inst, req, leverage, stop, req.size)
     _check_liquidation_side(main, req, inst)
     bracket = inst.bracket_for(notional)
@@ -313,18 +313,54 @@ def _distance(liq: Decimal | None, req: CalcRequest) -> Decimal | None:
 
 
 def _stop_answer(
-    inst: Instrument, req: CalcRequest, notional: Decimal, daily: Decimal | None
+    inst: Instrument, req: CalcRequest, daily: Decimal | None
 ) -> tuple[Decimal | None, Decimal | None]:
-    """Stop ``k`` daily-vol units from the entry, and the largest leverage (same notional, less
-    margin) whose liquidation price still lies at or beyond that stop."""
+    """Stop ``k`` daily-vol units from the entry, and the largest leverage whose position (the
+    balance at that leverage: notional = balance x leverage, as ``--leverage`` and the columns
+    mean it) keeps its liquidation price beyond that stop and its leverage within the bracket
+    of its notional; see :func:`_max_leverage_for_stop`."""
     if daily is None:
         return None, None
     stop = req.entry * (1 - req.side * req.stop_vol_units * daily)
     if stop <= 0:
         # A long's stop below zero never triggers; nothing to protect, the bracket cap applies.
-        return None, inst.max_leverage_for(notional)
-    best = max_leverage_with_liquidation_beyond(inst, req.side, req.entry, notional, stop)
-    return stop, best
+        return None, _max_leverage_for_stop(inst, req, None)
+    return stop, _max_leverage_for_stop(inst, req, stop)
+
+
+def _max_leverage_for_stop(inst: Instrument, req: CalcRequest, stop: Decimal | None) -> Decimal:
+    """The largest leverage on the 0.01 grid (rounded down: the safe side) at which the column
+    the tool shows for it (:func:`_column`: the balance at that leverage, the size floored to
+    the step, liquidation and stop on the tick grid) has no ``stop_beyond_liquidation`` and
+    the leverage is within the bracket of the notional asked (``_check_bracket``); 0 when not
+    even 1x is. Both fail from some leverage on: the notional grows with the leverage, and with
+    it the maintenance rate (the bracket) and the liquidation's nearness to the entry, while
+    the bracket's cap falls. So a bisection on the grid finds the boundary.
+
+    It was solved on the notional of the leverage asked (balance x --leverage) with less margin:
+    above the first bracket that notional is smaller than the answer's own, its maintenance rate
+    lower, and the answer too high (BTC long at 60 000, balance 100 000, stop 56 231.35: 14.83x,
+    at which the liquidation lies at 56 259.2, above the stop; 14.73x is the largest)."""
+
+    def fits(cents: int) -> bool:
+        leverage = Decimal(cents).scaleb(-2)
+        if leverage > inst.max_leverage_for(req.balance * leverage):
+            return False
+        return not _column(inst, req, leverage, stop).stop_beyond_liquidation
+
+    top = max(b.max_leverage for b in inst.brackets)  # the first bracket's, on every venue seen
+    low, high = 100, int(top * 100)  # 1x .. top, in cents of leverage
+    if not fits(low):
+        return ZERO
+    if fits(high):
+        return Decimal(high).scaleb(-2)
+    while high - low > 1:  # fits(low), not fits(high)
+        mid = (low + high) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid
+    return Decimal(low).scaleb(-2)
 
 
 def _validate(req: CalcRequest, inst: Instrument) -> None:

@@ -22,6 +22,7 @@ from bot.backtest.hedged import hedge_report, run_with_and_without_hedge
 from bot.backtest.metrics import max_drawdown
 from bot.cli.app import app
 from bot.config.loader import load_config
+from bot.domain.enums import OrderSide
 
 HOUR = 3_600_000
 T0 = 1_748_736_000_000  # 2025-06-01 00:00 UTC
@@ -105,7 +106,7 @@ max_drawdown = 0.9
 stale_data_seconds = 7200
 max_orders_per_minute = 100
 [simulation]
-slippage_bps = 0
+{simulation}
 """
 
 
@@ -118,12 +119,17 @@ def setup(
     rate: float = 0.0,
     lev: str = "1",
     mode: str = "isolated",
+    simulation: str = "slippage_bps = 0",
     **policy: str,
 ) -> Path:
     write_market(tmp / "data", path, rate)
     (tmp / "policy.toml").write_text(POLICY.format(lev=lev, **policy))
     cfg = tmp / "config.toml"
-    cfg.write_text(CONFIG.format(contracts=textwrap.dedent(contracts), spot=spot, mode=mode))
+    cfg.write_text(
+        CONFIG.format(
+            contracts=textwrap.dedent(contracts), spot=spot, mode=mode, simulation=simulation
+        )
+    )
     return cfg
 
 
@@ -180,7 +186,7 @@ def test_hedged_drawdown_is_smaller_by_the_hedge_ratio(tmp_path: Path, mode: str
     assert len(stops) == 1
     assert stops[0].trigger_price is not None
     assert stops[0].trigger_price > ex.marks[BTC]
-    report = hedge_report(run, D(0))
+    report = hedge_report(run)
     assert report["net_exposure_max"] < report["book_exposure_max"]
     assert report["unhedged"]["max_drawdown"] > report["net_exposure_mean"] * 0.15
 
@@ -202,11 +208,70 @@ def test_the_net_exposure_reported_is_what_was_held_after_the_hedge_stopped_out(
     hedged = run.hedged
     stops = [e for e in hedged.exchange.events if e.kind == "stop_loss"]
     assert [e.symbol for e in stops] == [BTC]  # the hedge's stop, nothing else
-    report = hedge_report(run, D(0))
+    report = hedge_report(run)
     assert report["net_exposure_max"] > 1.4  # the book alone, 1.5x long, a little moved
     after = next(r for r in hedged.hedge_log if r.ts_ms > stops[0].ts_ms)
     assert report["net_exposure_max"] == pytest.approx(float(after.net_held / after.equity), 1e-3)
     assert abs(float(after.net_after / after.equity) - 0.5) < 0.05  # re-hedged at that tick
+
+
+RANGE_SLIPPAGE = """
+slippage_bps = 2
+slippage_model = "range_impact"
+slippage_range_fraction = 0.1
+slippage_impact = 0
+"""
+
+
+def test_the_hedge_slippage_reported_is_what_the_hedge_fills_paid(tmp_path: Path) -> None:
+    """With the range model a stop filled inside a moving candle pays the floor plus a tenth
+    of the candle's range: the hedge's stop in the 5 % candle paid about 0.52 %, not 2 bps.
+    The report worked each fill's reference back from ``slippage_bps`` alone (price / (1 +-
+    2 bps)) and showed a fraction of what the hedge paid (its cost and the carry with it)."""
+    calm = oscillation(80)
+    path = np.concatenate([calm, np.full(10, calm[-1] * 1.05)])
+    cfg = setup(
+        tmp_path,
+        path,
+        contracts=LONG_ETH_SOL,
+        simulation=RANGE_SLIPPAGE,
+        lev="1.5",
+        stop="3",
+        target="0.5",
+        band="0.25",
+    )
+    config = load_config(cfg)
+    run = run_with_and_without_hedge(config, config.policies[0])
+    ex = run.hedged.exchange
+    closes = {T0 + k * HOUR: D(f"{BASE[BTC] * p:.2f}") for k, p in enumerate(path)}
+    paid = D(0)
+    stop_paid = D(0)
+    for f in (f for f in ex.fills if f.symbol == BTC):
+        order = ex.orders[f.client_id]
+        if order.trigger_price is None:  # a market order: the last price at the tick
+            reference = closes[f.timestamp_ms - HOUR]
+        else:  # the stop: its trigger, or the open of a candle that gapped past it (the
+            # exchange's reference is the last price where the mark crossed it, here the same
+            # candle: the trigger within a rounding of the path's fraction, 1e-4 of a dollar)
+            opened = closes[f.timestamp_ms - HOUR] if f.timestamp_ms > T0 else closes[T0]
+            beyond = max if f.side is OrderSide.BUY else min
+            reference = beyond(order.trigger_price, opened)
+            stop_paid += abs(f.price - reference) * f.qty
+        paid += abs(f.price - reference) * f.qty
+    # The stop fired inside the 5 % candle: the floor plus a tenth of its range, not 2 bps.
+    stop = next(f for f in ex.fills if f.symbol == BTC and ex.orders[f.client_id].trigger_price)
+    assert stop_paid > stop.price * stop.qty * D("0.004")
+    report = hedge_report(run)
+    assert report["hedge_slippage"] == pytest.approx(float(paid), abs=0.01)
+    assert ex.slippage_by_symbol[BTC] == pytest.approx(paid, abs=D("0.0001"))
+    assert report["hedge_cost"] == pytest.approx(
+        float(
+            sum((f.fee for f in ex.fills if f.symbol == BTC), D(0))
+            + sum((e.amount for e in ex.events if e.kind == "funding" and e.symbol == BTC), D(0))
+            + paid
+        ),
+        abs=0.01,
+    )
 
 
 FOLLOW_ETH = """
@@ -261,7 +326,7 @@ def test_cash_and_carry_earns_the_funding_in_the_data_minus_fees(tmp_path: Path)
     spot_pnl = D("0.1") * (ex.marks[BTC] - entry.price)
     gained = ex.equity() - config.account.starting_balance + spot_pnl
     assert gained == expected_funding - fees
-    report = hedge_report(run, config.simulation.slippage_bps)
+    report = hedge_report(run)
     assert report["carry_earned"] == round(float(expected_funding - fees), 2)
     assert "perpetual's price series" in report["spot_priced_from"]
 

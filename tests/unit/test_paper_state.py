@@ -159,6 +159,7 @@ def test_a_restart_keeps_the_insurance_and_slippage_totals(
     copy, _ = make_exchange(instruments, slippage_bps="3")
     restore(copy, payload)
     assert _totals(copy) == _totals(ex)
+    assert copy.slippage_by_symbol == ex.slippage_by_symbol == {BTC: ex.slippage_paid}
     assert dump(copy) == payload
     realized = sum((f.realized_pnl for f in copy.fills), D(0))
     fees = sum((f.fee for f in copy.fills), D(0))
@@ -172,10 +173,12 @@ def test_a_state_written_before_the_insurance_and_slippage_totals_loads_with_zer
 ) -> None:
     ex = _liquidated_past_bankruptcy(instruments)
     state = json.loads(dump(ex))
-    del state["insurance_shortfall"], state["slippage_paid"]  # what the older bot wrote
+    # what the older bot wrote
+    del state["insurance_shortfall"], state["slippage_paid"], state["slippage_by_symbol"]
     copy, _ = make_exchange(instruments, slippage_bps="3")
     restore(copy, json.dumps(state))
     assert (copy.insurance_shortfall, copy.slippage_paid) == (D(0), D(0))
+    assert copy.slippage_by_symbol == {}
     assert (copy.book.wallet, copy.fees_paid, copy.funding_paid) == (
         ex.book.wallet,
         ex.fees_paid,

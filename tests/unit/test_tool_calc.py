@@ -163,6 +163,64 @@ def test_inverse_question_max_leverage_for_a_stop_two_vols_away() -> None:
     assert abs(r.liquidation_distance_vol - D("3.069")) < D("0.001")
 
 
+def test_max_leverage_for_a_stop_is_solved_at_the_notional_of_its_own_leverage() -> None:
+    """Above the first bracket: BTC long at 60 000, balance 100 000, stop 2 vols away
+    (56 231.35). Solved on the notional of the leverage asked (10x: 999 960) the answer was
+    14.83x; at 14.83x the balance holds 24.716 BTC (1 482 960, bracket 3: MMR 0.65 %, cum
+    1 500) and liquidates at (100 000 + 1 500 - 1 482 960) / (24.716 x 0.0065 - 24.716) =
+    56 259.2, above the stop. At 14.73x (24.55 BTC, 1 473 000) the same formula gives
+    56 231.08, below it; at 14.74x (24.566 BTC, margin 99 997.29) 56 233.9, above."""
+    base = {"balance": D(100000), "volatility": D("0.6")}
+    r = calculate(request(**base))
+    assert r.max_leverage_for_stop == D("14.73")
+    assert r.stop_price is not None
+    at = calculate(request(**base, leverage=D("14.73")))
+    assert at.qty == D("24.55")
+    liq = (at.initial_margin + 1500 - at.notional) / (at.qty * D("0.0065") - at.qty)
+    assert liq < r.stop_price
+    assert at.liquidation_price == liq
+    assert not at.stop_beyond_liquidation
+    assert calculate(request(**base, leverage=D("14.74"))).stop_beyond_liquidation
+    # The answer does not depend on the leverage asked: it is the balance's.
+    assert calculate(request(**base, leverage=D(3))).max_leverage_for_stop == D("14.73")
+
+
+@pytest.mark.parametrize(
+    ("exchange", "symbol", "entry", "side", "balance", "mode"),
+    [
+        ("binanceusdm", "BTC/USDT:USDT", D(60000), 1, D(1000), MarginMode.ISOLATED),
+        ("binanceusdm", "BTC/USDT:USDT", D(60000), -1, D(30000), MarginMode.ISOLATED),
+        ("binanceusdm", "BTC/USDT:USDT", D(60000), 1, D(400000), MarginMode.ISOLATED),
+        ("binanceusdm", "ETH/USDT:USDT", D(2500), -1, D(100000), MarginMode.CROSS),
+        ("binanceusdm", "SOL/USDT:USDT", D(150), 1, D(20000), MarginMode.ISOLATED),
+        ("bybit", "SOL/USDT:USDT", D(150), -1, D(2000), MarginMode.ISOLATED),
+        ("bybit", "ETH/USDT:USDT", D(2500), 1, D(120000), MarginMode.ISOLATED),
+    ],
+)
+def test_max_leverage_for_a_stop_fed_back_keeps_the_stop_and_a_cent_more_does_not(
+    exchange: str, symbol: str, entry: Decimal, side: int, balance: Decimal, mode: MarginMode
+) -> None:
+    """The answer is a leverage of the tool's own meaning (notional = balance x leverage):
+    asked again with ``--leverage`` it shows the stop before the liquidation, and 0.01 more
+    shows it beyond (the answer rounded down on the 0.01 grid, through the brackets)."""
+    base = {
+        "exchange": exchange,
+        "symbol": symbol,
+        "entry": entry,
+        "side": side,
+        "balance": balance,
+        "margin_mode": mode,
+        "volatility": D("0.6"),
+    }
+    best = calculate(request(**base)).max_leverage_for_stop
+    assert best is not None
+    assert best > 1
+    at = calculate(request(**base, leverage=best))
+    assert not at.stop_beyond_liquidation
+    assert at.max_leverage_for_stop == best
+    assert calculate(request(**base, leverage=best + D("0.01"))).stop_beyond_liquidation
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

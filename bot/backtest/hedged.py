@@ -129,7 +129,7 @@ def hedge_report(run: HedgedRun) -> dict[str, Any]:
         )
     u = run.unhedged
     if u is not None and len(u.ts):
-        stats = summarize(*u.curve_from_start(), opening=True)
+        stats = summarize(*u.curve_from_start(), opening=True, closing=True)
         out["unhedged"] = {
             "computed_by": "a second replay of the same window without the hedge leg",
             "final_equity": _round(u.equity[-1], 2),

@@ -11,7 +11,11 @@ sample are not filled in: a return is only taken between two consecutive calenda
 in the data never turns into one large "daily" return (the same rule as for the market data, see
 ``/work/shared/data/README.md``, "do not compute returns across a gap"). A simulation's curve
 starts with its starting balance, stamped at its start (``opening``): the first day's return runs
-from it, so what the first day made or lost is in the ratios as it is in the total return.
+from it, so what the first day made or lost is in the ratios as it is in the total return. Its
+curve ends with the account at its end (``closing``), stamped at that end, which the run does not
+include: that sample closes the day its last interval lies in (a run to 00:00 closes the day
+before; a run of daily ticks, each sample standing for the day it opens, closes a day of its own),
+so the last interval never adds a "day" of one hour to the ratios.
 """
 
 from __future__ import annotations
@@ -144,25 +148,36 @@ def cagr(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> float:
         return math.inf
 
 
-def daily_closes(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> tuple[I64, F64]:
+def daily_closes(
+    equity: npt.ArrayLike, ts_ms: npt.ArrayLike, *, closing: bool = False
+) -> tuple[I64, F64]:
     """Return ``(day_start_ms, close)``: the last equity value of each UTC day that has samples.
 
     ``day_start_ms`` is that day's 00:00 UTC in epoch ms, increasing. Days without samples are
-    absent (not forward-filled).
+    absent (not forward-filled). ``closing``: the last sample is the account at the end of the
+    run, stamped at that (excluded) end (see the module docstring).
     """
     eq, ts = _as_series(equity, ts_ms)
-    return _closes_by_day(eq, ts)
+    return _closes_by_day(eq, ts, closing=closing)
 
 
-def _closes_by_day(eq: F64, ts: I64) -> tuple[I64, F64]:
+def _closes_by_day(eq: F64, ts: I64, *, closing: bool = False) -> tuple[I64, F64]:
     day = ts // DAY_MS
+    if closing and ts.size >= 2 and int(ts[-1]) - int(ts[-2]) < DAY_MS:
+        # The run's end excludes its own instant: an end at 00:00 closes the day before. A last
+        # interval of a day or more (daily ticks, stamped at the day they open) is a day of its
+        # own, as each of the run's other days.
+        day = day.copy()
+        day[-1] = (int(ts[-1]) - 1) // DAY_MS
     last = np.append(np.flatnonzero(np.diff(day) != 0), day.size - 1)
     days: I64 = (day[last] * DAY_MS).astype(np.int64)
     closes: F64 = eq[last]
     return days, closes
 
 
-def _daily_returns(equity: npt.ArrayLike, ts_ms: npt.ArrayLike, *, opening: bool = False) -> F64:
+def _daily_returns(
+    equity: npt.ArrayLike, ts_ms: npt.ArrayLike, *, opening: bool = False, closing: bool = False
+) -> F64:
     """Simple returns between closes of consecutive calendar days (fractions).
 
     ``opening``: the first sample is the account's value before the first day's samples (a
@@ -170,15 +185,16 @@ def _daily_returns(equity: npt.ArrayLike, ts_ms: npt.ArrayLike, *, opening: bool
     first day's return is counted. Taken as one more sample of its own day it is no day's
     close, and whatever the first day made or lost (a crash on it, the entries' costs) would
     be in no return: a run that lost 4 % on its first day and drifted up after read as a
-    Sharpe ratio of +8."""
+    Sharpe ratio of +8. ``closing``: the last sample is the account at the run's end (see the
+    module docstring)."""
     if opening:
         eq, ts = _as_series(equity, ts_ms)
         if eq.size < 2:
             return np.zeros(0)
-        days, closes = _closes_by_day(eq[1:], ts[1:])
+        days, closes = _closes_by_day(eq[1:], ts[1:], closing=closing)
         days, closes = np.r_[days[0] - DAY_MS, days], np.r_[eq[0], closes]
     else:
-        days, closes = daily_closes(equity, ts_ms)
+        days, closes = daily_closes(equity, ts_ms, closing=closing)
     ruined = np.flatnonzero(closes <= 0.0)
     if ruined.size:
         # Nothing is defined after the account is wiped out; that day counts as a -100 % day.
@@ -196,14 +212,16 @@ def sharpe(
     periods_per_year: float = 365,
     *,
     opening: bool = False,
+    closing: bool = False,
 ) -> float:
     """Return the annualised Sharpe ratio of daily returns, risk-free rate 0.
 
     ``mean(r) / std(r, ddof=1) * sqrt(periods_per_year)`` over the daily returns described in the
     module docstring. 0.0 when undefined: fewer than 2 daily returns or zero deviation.
-    ``opening``: the first sample is the value before the first day (see :func:`_daily_returns`).
+    ``opening``: the first sample is the value before the first day; ``closing``: the last is the
+    account at the run's end (see :func:`_daily_returns`).
     """
-    rets = _daily_returns(equity, ts_ms, opening=opening)
+    rets = _daily_returns(equity, ts_ms, opening=opening, closing=closing)
     if rets.size < 2:
         return 0.0
     sd = float(np.std(rets, ddof=1))
@@ -218,14 +236,16 @@ def sortino(
     periods_per_year: float = 365,
     *,
     opening: bool = False,
+    closing: bool = False,
 ) -> float:
     """Return the annualised Sortino ratio of daily returns, target 0.
 
     ``mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(periods_per_year)``: the downside deviation
     averages over ALL days, the positive ones counting as 0. 0.0 when undefined: fewer than 2
-    daily returns or no losing day (zero downside deviation). ``opening``: as for :func:`sharpe`.
+    daily returns or no losing day (zero downside deviation). ``opening``, ``closing``: as for
+    :func:`sharpe`.
     """
-    rets = _daily_returns(equity, ts_ms, opening=opening)
+    rets = _daily_returns(equity, ts_ms, opening=opening, closing=closing)
     if rets.size < 2:
         return 0.0
     downside = math.sqrt(float(np.mean(np.minimum(rets, 0.0) ** 2)))
@@ -243,16 +263,18 @@ def calmar(equity: npt.ArrayLike, ts_ms: npt.ArrayLike) -> float:
 
 
 def summarize(
-    equity: npt.ArrayLike, ts_ms: npt.ArrayLike, *, opening: bool = False
+    equity: npt.ArrayLike, ts_ms: npt.ArrayLike, *, opening: bool = False, closing: bool = False
 ) -> dict[str, float]:
     """Return total_return, cagr, max_drawdown, sharpe, sortino and calmar as defined above.
     ``opening``: the first sample is the value before the first day (a simulation's starting
-    balance): the first day's return counts in the Sharpe and Sortino ratios."""
+    balance): the first day's return counts in the Sharpe and Sortino ratios. ``closing``: the
+    last sample is the account at the run's end, stamped at it (a simulation's), the close of
+    the day its last interval lies in."""
     return {
         "total_return": total_return(equity),
         "cagr": cagr(equity, ts_ms),
         "max_drawdown": max_drawdown(equity),
-        "sharpe": sharpe(equity, ts_ms, opening=opening),
-        "sortino": sortino(equity, ts_ms, opening=opening),
+        "sharpe": sharpe(equity, ts_ms, opening=opening, closing=closing),
+        "sortino": sortino(equity, ts_ms, opening=opening, closing=closing),
         "calmar": calmar(equity, ts_ms),
     }

@@ -39,11 +39,15 @@ from bot.risk.guard import equity_floor
 from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import (
+    TRIGGER_ON_TRADES,
     ContractHistory,
     HistoricalMarket,
     data_end,
+    late_marks,
     late_starts,
     load_histories,
+    mark_candles,
+    mark_ends_first,
     requested_window,
     simulation_window,
 )
@@ -62,6 +66,10 @@ ONE = Decimal(1)
 
 @dataclass(slots=True)
 class SimulationResult:
+    """A replay's outcome. ``ts``, ``equity``, ``benchmark``, ``leverage`` and ``spot_value``
+    hold one point per decision tick and a last one at ``end_ms``: the account brought through
+    the last interval to the end of the run, where no decision is taken."""
+
     policy: Policy
     symbols: tuple[str, ...]
     start_ms: int
@@ -84,6 +92,11 @@ class SimulationResult:
     hedge_symbols: tuple[str, ...] = ()
     hedge_log: list[ExposureRecord] = field(default_factory=list)
     spot_value: npt.NDArray[np.float64] | None = None  # spot holdings at the marks, per tick
+
+    @property
+    def decision_ticks(self) -> int:
+        """The decision ticks of the run (every point of ``ts`` but the one at ``end_ms``)."""
+        return len(self.ts) - 1
 
     def curve_from_start(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """``(equity, ts)`` from the starting balance at the start of the run, then each tick's.
@@ -148,6 +161,11 @@ def run_simulation(
         if late:
             # a file holding the warm-up passed over for its holes: named, not "first candles"
             why = f"the policy's warm-up ({warm} {policy.timeframe} candles): " + "; ".join(late)
+        marks = late_marks(histories, warm, start, parse_timeframe(policy.timeframe))
+        if marks:
+            # the stops trigger on the mark ("auto"): a mark file starting after the warm-up
+            # holds the run, not the warm-up nor the trade candles
+            why = "; ".join(marks) + "; " + TRIGGER_ON_TRADES
         if start > own_start:
             why = "the shared window of the policies compared (the latest warm-up decides)"
         result.start_note = (
@@ -163,15 +181,28 @@ def _end_note(config: BotConfig, histories: dict[str, ContractHistory], end: int
     stopped), which is said, not hidden ("" when nothing was cut)."""
     ends = {s: data_end(h) for s, h in histories.items()}
     first = min(ends.values())
-    cut_by = ", ".join(s for s, e in ends.items() if e == first)
+    cutting = [h for s, h in histories.items() if ends[s] == first]
+    cut_by = ", ".join(h.symbol for h in cutting)
+    # The stops trigger on the mark ("auto"): a mark file that ends before the trade candles
+    # ends the run, and is named with its span, not "the data" (whose trade candles go on).
+    marks = [mark_candles(h) for h in cutting if mark_ends_first(h)]
+    trades = [h.symbol for h in cutting if not mark_ends_first(h)]
+    said = "; ".join(
+        ([f"the data of {', '.join(trades)} ends there"] if trades else [])
+        + ([" and ".join(marks) + " end there", TRIGGER_ON_TRADES] if marks else [])
+    )
     asked = config.simulation.end
     if asked is not None:
         wanted = _day_ms(asked) + 86_400_000
         if end < wanted:
-            why = f"the data of {cut_by} ends there" if end == first else "the shared window"
+            why = said if end == first else "the shared window"
             return f"requested end {_iso(wanted)} moved to {_iso(end)}: {why}"
         return ""
     latest = max(ends.values())
+    if marks and end == first:
+        # (one contract too: its trade candles run on past its mark's end)
+        more = f" (other contracts' data runs to {_iso(latest)})" if end < latest else ""
+        return f"the run ends at {_iso(end)}: {said}{more}"
     if end < latest:
         return (
             f"the run ends at {_iso(end)}, where the data of {cut_by} ends "
@@ -318,7 +349,7 @@ def replay(
         spot_symbol(a, config.account.quote): float(q)
         for a, q in (config.spot.configured() if config.spot is not None else {}).items()
     }
-    figures = _Figures(n, symbols, engine.hedge_symbols, exchange.marks, balance, spot_qty)
+    figures = _Figures(n + 1, symbols, engine.hedge_symbols, exchange.marks, balance, spot_qty)
     need = set(symbols)
     guard = _Guard(engine, exchange, series, tapes, market, clock, candle)
     with fewer_collections():  # the loop's objects die young (see bot.backtest.collector)
@@ -341,12 +372,22 @@ def replay(
             figures.record(k, exchange)
             if progress is not None and (k % 256 == 0 or k == n - 1):
                 progress(k + 1, n)
+        # The last interval, from the last tick to ``end``: the report, positions.csv and
+        # account.json say the account as of ``end``, so the exchange is brought there as between
+        # two ticks (stops, liquidations, the guard), with no decision at ``end`` (the run is
+        # [start, end)). A settlement at ``end`` is the next window's, as one at ``start`` is
+        # this one's (on the flat account a run starts with: nothing), so consecutive windows
+        # neither charge one twice nor skip one.
+        guard.advance(end, settle_until=end - 1)
+        clock.advance_to(end)
+        _set_lasts(exchange, market, symbols, end, candle)
+        figures.record(n, exchange)
     return SimulationResult(
         policy=policy,
         symbols=symbols,
         start_ms=start,
         end_ms=end,
-        ts=ticks,
+        ts=np.r_[ticks, np.int64(end)],
         equity=figures.equity,
         benchmark=figures.bench,
         leverage=figures.lev,
@@ -477,12 +518,21 @@ class _Guard:
         self.candle = candle
         self.floor = _EquityFloor()
 
-    def advance(self, end_ms: int) -> None:
-        """Bring the exchange to ``end_ms``."""
+    def advance(self, end_ms: int, settle_until: int | None = None) -> None:
+        """Bring the exchange to ``end_ms`` (settlements up to ``settle_until``, by default
+        ``end_ms``: see :func:`~bot.sim.triggers.advance`)."""
         engine, exchange = self.engine, self.exchange
         while True:
             floor = self.floor(engine.store.load_risk_memory(), engine.limits)
-            hit = advance(exchange, self.series, self.tapes, end_ms, floor, check_stops=True)
+            hit = advance(
+                exchange,
+                self.series,
+                self.tapes,
+                end_ms,
+                floor,
+                check_stops=True,
+                settle_until=settle_until,
+            )
             if hit is None:
                 return
             self.clock.advance_to(hit.ts_ms)

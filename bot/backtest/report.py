@@ -65,21 +65,24 @@ def not_finite_reasons(stats: dict[str, float], span_ms: int) -> dict[str, str]:
 def build_report(result: SimulationResult, elapsed: float) -> dict[str, Any]:
     ex = result.exchange
     curve = result.curve_from_start()
-    stats = summarize(*curve, opening=True) if len(result.ts) else {}
+    stats = summarize(*curve, opening=True, closing=True) if len(result.ts) else {}
     # report.json writes a figure that is not finite as null, and here why (bot.strict_json)
     reasons = not_finite_reasons(stats, int(curve[1][-1] - curve[1][0]))
     events = ex.events
     fills = ex.fills
     n_orders = sum(1 for r in result.store.orders.values())
     lev_all = np.vstack(list(result.leverage.values())) if result.leverage else np.zeros((1, 1))
-    held = lev_all[lev_all > 0]
+    # The average over the decision ticks (each stands for the interval after it; the point at
+    # the end for none), the maximum over every point the account was seen at.
+    ticks = lev_all[:, : result.decision_ticks]
+    held = ticks[ticks > 0]
     return {
         "policy": result.policy.name,
         "start": _iso(result.start_ms),
         "end": _iso(result.end_ms),
         "contracts": list(result.symbols),
         "bars": result.bars,
-        "decision_ticks": len(result.ts),
+        "decision_ticks": result.decision_ticks,
         "trigger_source": result.trigger_sources,
         "data_selection": result.data_selection,
         "starting_balance": str(result.starting_balance),

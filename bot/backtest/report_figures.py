@@ -54,6 +54,9 @@ def honest_figures(result: SimulationResult) -> dict[str, Any]:
     balance = float(result.starting_balance)
     final = float(ex.equity())
     lev = np.vstack(list(result.leverage.values())) if result.leverage else np.zeros((1, 0))
+    # each decision tick's share of the run is the interval after it; the point at the end has
+    # none (see SimulationResult)
+    lev = lev[:, : result.decision_ticks]
     in_market = float((lev > 0).any(axis=0).mean()) if lev.size else 0.0
     halts = [e for e in store.events if e.kind == "state" and "-> halted" in e.reason]
     states = [snap.state for snap in store.equity]

@@ -276,9 +276,9 @@ def evaluate(task: PointTask) -> dict[str, Any]:
     row.update(status="ok", error="")
     row.update({k: report[k] for k in REPORT_METRICS})
     row["stale_hours"] = max(report["stale_hours"].values(), default=0.0)
-    row.update(daily_stats(_daily_returns(*result.curve_from_start(), opening=True)))
+    row.update(daily_stats(_daily_returns(*result.curve_from_start(), opening=True, closing=True)))
     if task.keep_curve:
-        days, closes = daily_closes(result.equity, result.ts)
+        days, closes = daily_closes(result.equity, result.ts, closing=True)
         row["curve"] = (days.tolist(), closes.tolist())
     return row
 

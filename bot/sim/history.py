@@ -1204,30 +1204,66 @@ def _warmed_up(h: ContractHistory, warm: int) -> int:
     return int(h.decision.ts[min(warm, len(h.decision) - 1)])
 
 
+TRIGGER_ON_TRADES = (
+    '[simulation] trigger_source = "last" triggers the stops on the last-trade candles instead'
+)
+"""The way out of a window a mark file limits, said wherever one does."""
+
+
+def _on_mark(h: ContractHistory) -> bool:
+    """Whether ``h``'s stops trigger on mark candles of their own span (not the trade candles,
+    nor the trade candles held within the mark's range)."""
+    return h.trigger is not h.last and not h.trigger_on_trades and h.trigger.kind == "mark"
+
+
+def mark_candles(h: ContractHistory) -> str:
+    """``h``'s mark candles and their span, as the notes name them."""
+    mark_start, mark_end = int(h.trigger.ts[0]), int(h.trigger.ts[-1]) + h.trigger.tf_ms
+    return (
+        f"{h.symbol}'s mark candles ({format_timeframe(h.trigger.tf_ms)}, {_iso(mark_start)} .. "
+        f"{_iso(mark_end)})"
+    )
+
+
+def mark_ends_first(h: ContractHistory) -> bool:
+    """Whether :func:`data_end` is where ``h``'s mark candles end, before its trade candles:
+    the stops trigger on the mark ("auto"), so the run cannot go on without it."""
+    trade_end = int(h.last.ts[-1]) + h.last.tf_ms
+    return _on_mark(h) and int(h.trigger.ts[-1]) + h.trigger.tf_ms < trade_end
+
+
+def late_marks(histories: dict[str, ContractHistory], warm: int, start: int, tf: int) -> list[str]:
+    """The mark candles that start after their contract's warm-up and hold the run's first
+    decision tick ``start`` (on the ``tf`` grid) that late; empty when none does."""
+    return [
+        f"{mark_candles(h)} start after its warm-up"
+        for h in histories.values()
+        if _on_mark(h)
+        and int(h.trigger.ts[0]) > _warmed_up(h, warm)
+        and int(h.trigger.ts[0]) + (-int(h.trigger.ts[0])) % tf >= start
+    ]
+
+
 def _mark_limits(histories: dict[str, ContractHistory], warm: int) -> str:
     """What to say when mark candles, not the trade candles, keep the window out: the stops
     trigger on the mark where the data has mark candles ("auto"), so a mark file that starts
     later or ends earlier than the trade candles limits the run ("" when none does)."""
     said = []
-    for s, h in histories.items():
-        if h.trigger is h.last or h.trigger_on_trades or h.trigger.kind != "mark":
+    for h in histories.values():
+        if not _on_mark(h):
             continue  # (the trade candles, or the trade candles held within the mark's range)
         ready = _warmed_up(h, warm)
         trade_end = int(h.last.ts[-1]) + h.last.tf_ms
         mark_start, mark_end = int(h.trigger.ts[0]), int(h.trigger.ts[-1]) + h.trigger.tf_ms
         if mark_start > ready or mark_end < trade_end:
             said.append(
-                f"{s}'s mark candles ({format_timeframe(h.trigger.tf_ms)}, {_iso(mark_start)} .. "
-                f"{_iso(mark_end)}) are shorter than its last-trade candles "
+                f"{mark_candles(h)} are shorter than its last-trade candles "
                 f"({format_timeframe(h.last.tf_ms)}, {_iso(int(h.last.ts[0]))} .. "
                 f"{_iso(trade_end)})"
             )
     if not said:
         return ""
-    return (
-        "; " + "; ".join(said) + '; [simulation] trigger_source = "last" triggers the stops on '
-        "the last-trade candles instead"
-    )
+    return "; " + "; ".join(said) + "; " + TRIGGER_ON_TRADES
 
 
 def _iso(ms: int) -> str:

@@ -645,8 +645,11 @@ def advance(
     floor: Decimal | None = None,
     *,
     check_stops: bool = False,
+    settle_until: int | None = None,
 ) -> GuardHit | None:
-    """Process every bar that closes at or before ``end_ms`` and every settlement up to it.
+    """Process every bar that closes at or before ``end_ms`` and every settlement up to it
+    (``settle_until``: up to that time instead; the replay's last interval, which settles
+    strictly before the run's end: a settlement at the end belongs to the next window).
 
     ``floor``: the guard's equity floor (:func:`bot.risk.guard.equity_floor`). If a bar's worst
     equity reaches it, processing stops after that bar and the hit is returned, so the caller can
@@ -663,6 +666,7 @@ def advance(
     settlement: rare), never every candle.
     """
     ends, scan_from = _ends(series, end_ms)
+    settled_by = end_ms if settle_until is None else min(settle_until, end_ms)
     cross = ex.book.margin_mode is MarginMode.CROSS
     # One cross account over several contracts: a bar is measured with the others' marks of its
     # open (_marks_at); isolated margin, or one contract, has nothing to look up.
@@ -673,7 +677,7 @@ def advance(
     # once every event of the candle (another contract's, the joint path's) has run.
     moved: tuple[int, int] | None = None
     while True:
-        best_ts, best = _next_event(ex, series, funding, ends, end_ms)
+        best_ts, best = _next_event(ex, series, funding, ends, settled_by)
         path = (
             account_path(ex, series, ends, scan_from)
             if (cross or floor_f is not None)
@@ -682,7 +686,7 @@ def advance(
         )
         joint = _joint_event(path, cross, floor_f, best_ts) if path is not None else None
         if moved is not None and _candle_done(moved[1], path, joint, best_ts):
-            hit = _stops_hit(ex, series, funding, moved, end_ms)
+            hit = _stops_hit(ex, series, funding, moved, settled_by)
             moved = None
             if hit is not None:
                 return hit
@@ -700,7 +704,7 @@ def advance(
             # funding is exchanged on the position held at the funding time (Binance "Introduction
             # to Binance Futures Funding Rates"), before anything the bot does on that close, as
             # a regular tick has it (the replay advances to the tick, then the engine runs).
-            _settle_through(ex, series, funding, min(close, end_ms))
+            _settle_through(ex, series, funding, min(close, settled_by))
             return GuardHit(close, to_decimal(float(path.worst_equity[k])))
         if best is None or best_ts is None:
             break
@@ -824,15 +828,15 @@ def _next_event(
     series: Mapping[str, TriggerSeries],
     funding: Mapping[str, FundingTape],
     ends: Mapping[str, int],
-    end_ms: int,
+    settled_by: int,
 ) -> tuple[int | None, tuple[str, str, int] | None]:
     """The earliest funding settlement or contract bar with a possible trigger:
-    (time, (kind, symbol, index)), or (None, None)."""
+    (time, (kind, symbol, index)), or (None, None). Settlements count up to ``settled_by``."""
     best_ts: int | None = None
     best: tuple[str, str, int] | None = None
     for sym, s in series.items():
         tape = funding.get(sym)
-        if tape is not None and tape.cursor < len(tape.ts) and tape.ts[tape.cursor] <= end_ms:
+        if tape is not None and tape.cursor < len(tape.ts) and tape.ts[tape.cursor] <= settled_by:
             t = int(tape.ts[tape.cursor])
             if best_ts is None or t < best_ts or (t == best_ts and best and best[0] == "bar"):
                 best_ts, best = t, ("funding", sym, tape.cursor)
@@ -877,7 +881,7 @@ def _stops_hit(
     series: Mapping[str, TriggerSeries],
     funding: Mapping[str, FundingTape],
     moved: tuple[int, int],
-    end_ms: int,
+    settled_by: int,
 ) -> GuardHit | None:
     """The guard's hit at the close of the candle ``moved`` (open, close) on which the wallet
     moved, if a resting stop is left beyond the liquidation price there (see :func:`advance`):
@@ -886,7 +890,7 @@ def _stops_hit(
     if not _stop_past_liquidation(ex, _marks_through(ex, series, opened)):
         return None
     _through(ex, series, opened)
-    _settle_through(ex, series, funding, min(close, end_ms))
+    _settle_through(ex, series, funding, min(close, settled_by))
     return GuardHit(close, None)
 
 

@@ -185,6 +185,52 @@ def test_mark_candles_shorter_than_the_trade_candles_are_named_when_no_window_is
     assert run_simulation(last, last.policies[0]).trigger_sources == {ETH: "trade"}
 
 
+def test_a_mark_file_that_cuts_the_run_is_named_in_its_notes(tmp_path: Path) -> None:
+    # BTC on the shared history: 1h trade candles to 2025-10-01 beside a mark file that ended
+    # 2025-09-20. The stops trigger on the mark ("auto"), so the run ended there, and the note
+    # said "the data of BTC ends there" while the trade candles went on; a mark file starting
+    # late moved the start with a note blaming the policy's warm-up.
+    trade = walk(N, 3_000.0, seed=28)
+    mark = trade.copy()
+    mark.volume[:] = 0.0
+    mark.keep[11 * 288 :] = False  # the mark ends 2025-01-12 00:00, the trade candles a day on
+    data = tmp_path / "data"
+    data.mkdir()
+    write_candles(data / f"{stem(ETH)}-5m.csv.gz", trade)
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    config = load_config(
+        write_config(
+            tmp_path, data, [ETH], policy="vol_target", start="2025-01-02", end="2025-01-12"
+        )
+    )
+    result = run_simulation(config, config.policies[0])
+    assert result.end_note == (
+        "requested end 2025-01-13 00:00 moved to 2025-01-12 00:00: "
+        f"{ETH}'s mark candles (5m, 2025-01-01 00:00 .. 2025-01-12 00:00) end there; "
+        '[simulation] trigger_source = "last" triggers the stops on the last-trade candles '
+        "instead"
+    )
+    # Without a configured end: said all the same (the trade candles run a day longer).
+    config = load_config(write_config(tmp_path, data, [ETH], policy="vol_target"))
+    assert run_simulation(config, config.policies[0]).end_note.startswith(
+        f"the run ends at 2025-01-12 00:00: {ETH}'s mark candles (5m, "
+    )
+    # The mark starting after the warm-up (complete on day 8): the start is the mark's.
+    mark.keep[:] = True
+    mark.keep[: 9 * 288] = False
+    write_candles(data / f"{stem(ETH)}-5m-mark.csv.gz", mark)
+    config = load_config(
+        write_config(tmp_path, data, [ETH], policy="vol_target", start="2025-01-02")
+    )
+    result = run_simulation(config, config.policies[0])
+    assert result.start_note == (
+        "requested start 2025-01-02 00:00 moved to 2025-01-10 00:00: "
+        f"{ETH}'s mark candles (5m, 2025-01-10 00:00 .. 2025-01-13 00:00) start after its "
+        'warm-up; [simulation] trigger_source = "last" triggers the stops on the last-trade '
+        "candles instead"
+    )
+
+
 def test_a_hole_in_the_funding_settlements_is_said(tmp_path: Path) -> None:
     # Ten days of settlements missing inside the window: nothing was paid or received there,
     # and nothing said so (only a file that starts late or stops early got a note).

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pytest
 
 from bot.backtest.metrics import daily_closes, max_drawdown
@@ -78,14 +79,18 @@ def test_one_choice_in_every_window_is_bot_simulate_over_the_test_span(tmp_path:
     )
     config = config.model_copy(update={"policies": (policy,)})
     alone = run_simulation(config, policy, symbols=(BTC,))
-    days, closes = daily_closes(alone.equity, alone.ts)
+    # (the run's last point is the account at its end: the close of its last day)
+    days, closes = daily_closes(alone.equity, alone.ts, closing=True)
     assert _curve(spec.out, key) == (days.tolist(), closes.tolist())
     # The headline drawdown is the run's own, tick by tick, as `bot simulate` reports it; the
     # daily closes of its curve miss a fall inside a day (here: they showed less).
     oos = outcome.summary["out_of_sample"]
     ticked = build_report(alone, 0.0)["max_drawdown"]
     assert ticked > max_drawdown(closes)  # (the case this test data makes)
-    assert oos["max_drawdown"] == ticked
+    # (here the run's deepest point is its end, which its last daily close holds too: the
+    # curve's own figure, unrounded, is the run's to the report's six places)
+    assert oos["max_drawdown"] == pytest.approx(ticked, abs=5e-7)
+    assert int(np.argmax(alone.drawdown())) == alone.decision_ticks
     assert oos["calmar"] == pytest.approx(oos["cagr"] / oos["max_drawdown"], rel=1e-12)
     # the stitched TEST runs would have re-entered at every window: more trades
     run = outcome.summary["out_of_sample_run"]

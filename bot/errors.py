@@ -8,6 +8,7 @@
     └── ExchangeError            anything the exchange said or failed to say
         ├── TransientExchangeError   network, timeout, unavailable, rate limited: retry reads
         │   └── RateLimited           carries ``retry_after`` seconds when the venue sent one
+        │                            (or the bot's own hold of a ban that names no end)
         ├── OutcomeUnknown           an order was sent and the reply is lost: look it up by id
         ├── AccountUnreadable        an account read (positions, orders, balance) cannot be
         │                            trusted: unknown, never zero; the tick sends nothing
@@ -48,9 +49,16 @@ class TransientExchangeError(ExchangeError):
 
 
 class RateLimited(TransientExchangeError):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    """``retry_after``: the seconds every request is held. ``end_named`` False: the venue said
+    nothing of when its refusal ends (an IP ban answered without ``Retry-After``), and the
+    hold is the least the venue documents, after which one request probes it."""
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, end_named: bool = True
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.end_named = end_named
 
 
 class OutcomeUnknown(ExchangeError):

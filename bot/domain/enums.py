@@ -116,7 +116,8 @@ class EventKind(StrEnum):
     TICK_FAILED = "tick_failed"  # a job raised: nothing more was done in it
     JOBS_OK = "jobs_ok"  # a job succeeded after failed ones (ends their run)
     # the venue asked for no request for longer than a guard interval (Retry-After, an IP
-    # ban): its end, which a restart waits for (bot.runtime.venue_hold)
+    # ban; Bybit's 403 ban names no end: the bot's own hold of it): its end, which a restart
+    # waits for (bot.runtime.venue_hold)
     VENUE_HOLD = "venue_hold"
     UNREADABLE = "unreadable"  # the account could not be read: nothing was sent
     READABLE = "readable"  # the account was read again after unreadable reads (ends their run)

@@ -88,6 +88,21 @@ class FiredOrders:
 
 
 @dataclass(frozen=True, slots=True)
+class IpBan:
+    """How the venue answers an IP address it banned without saying until when, and how long
+    the bot then holds every request (``SharedPacer.hold``): the least the venue documents,
+    after which one request finds out whether the ban is over.
+
+    The answer is HTTP ``status`` without any of the headers the venue's API puts on its own
+    answers (``api_headers``, a lower-case name prefix): the venue's front door, not its API
+    (whose rate-limit answers name their reset time)."""
+
+    status: int
+    api_headers: str
+    hold_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class VenueProfile:
     """Per-venue facts the adapter needs and ccxt does not unify.
 
@@ -140,6 +155,12 @@ class VenueProfile:
     # None: a conditional order that fired says itself what it traded (Bybit: cumExecQty,
     # avgPrice on the order).
     fired_orders: FiredOrders | None = None
+    # Params of the bot's sized reduce-only conditional orders (its stop-losses and
+    # take-profits) besides the mark trigger: what makes the venue carry them out whatever
+    # the account's free margin at trigger time (Bybit ``closeOnTrigger``).
+    closing_trigger_params: Mapping[str, object] = field(default_factory=dict)
+    # None: the venue's ban answers say when the ban ends (Binance 418 ``Retry-After``).
+    ip_ban: IpBan | None = None
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -252,6 +273,29 @@ BYBIT = VenueProfile(
     liquidation_fee=Decimal("0.00055"),
     liquidation_fee_key=None,
     mark_trigger_params={"triggerBy": "MarkPrice"},
+    # A conditional order "does not occupy the margin. If the margin is insufficient after the
+    # conditional order is triggered, the order will be cancelled"; `closeOnTrigger` "can be
+    # used to ensure your stop loss reduces your position regardless of current available
+    # margin" (other active orders of the contract are cancelled or reduced to make room)
+    # (https://bybit-exchange.github.io/docs/v5/order/create-order; ccxt's bybit
+    # create_order_request: "bybit recommends a True value for closeOnTrigger to avoid failing
+    # due to insufficient available margin"). The bot keeps 0.1 % of the balance free
+    # (risk/margin_cap.py): a stop firing on a losing, fully allocated account is the case it
+    # exists for. Sent with the stop's size and reduceOnly, so it stays a sized stop (the venue
+    # trims it to the position at trigger time); only qty "0" would close the whole position
+    # (ccxt_orders.order_from_ccxt reads it so).
+    closing_trigger_params={"closeOnTrigger": True},
+    # The IP limit, 600 requests in any 5 s from one address: "If you encounter the error
+    # '403, access too frequent', it indicates that your IP has exceeded the allowed request
+    # frequency. In this case, you should terminate all HTTP sessions and wait for at least 10
+    # minutes. The ban will be lifted automatically" (https://bybit-exchange.github.io/docs/v5/
+    # rate-limit; the older pages: "usually 30 minutes. Continually violating the limit will
+    # result in a permanent ban"). The answer names no end (no Retry-After, and none of the
+    # X-Bapi-Limit-* headers of the per-UID limit, whose answer is retCode 10006), and ccxt
+    # maps the 403 to RateLimitExceeded (bybit httpExceptions). Without a hold every read was
+    # retried five times into the ban (40 answers 403 in one guard and one tick) and every job
+    # did the same: held the least Bybit documents, then one request a job probes it.
+    ip_ban=IpBan(status=403, api_headers="x-bapi-limit", hold_s=600.0),
     lookup_client_id_param="orderLinkId",
     lookup_extra={"acknowledged": True},
     close_position_stops=False,

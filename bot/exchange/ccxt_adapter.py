@@ -40,8 +40,16 @@ from bot.exchange.ccxt_clients import (
     SharedPacer,
     VenueAskedToWait,
     keep_decimal_context,
+    keep_last_status,
 )
-from bot.exchange.ccxt_errors import is_benign, is_rate_limit, map_ccxt_error, retry_after_seconds
+from bot.exchange.ccxt_errors import (
+    NO_END_NAMED,
+    ip_ban_hold,
+    is_benign,
+    is_rate_limit,
+    map_ccxt_error,
+    retry_after_seconds,
+)
 from bot.exchange.mapping import Candle
 from bot.exchange.paging import read_all_pages
 from bot.exchange.retry import RetryPolicy, call_with_retry, submit_idempotent
@@ -117,6 +125,7 @@ class CcxtExchange:
         def prepare(client: Any) -> None:
             keep_decimal_context(client)
             require_json_replies(client, self._profile.reply_envelope_key)
+            keep_last_status(client)
             client.options["recvWindow"] = recv_window_ms
             # ccxt's own retry resends ANY failed request, order POSTs included (fetch2).
             client.options["maxRetriesOnFailure"] = 0
@@ -917,7 +926,11 @@ class CcxtExchange:
         Read once, on the thread whose client received the answer, and kept on the exception:
         the retry's wait and the error raised to the engine read the same figure, whichever
         thread asks. Every client then holds its requests that long (SharedPacer.hold): a ban
-        (418) or a 429 are the venue's, not one request's."""
+        (418) or a 429 are the venue's, not one request's. An answer that is the venue's IP
+        ban without an end (capabilities.IpBan, Bybit's 403) is held the profile's time, and
+        the exception says the end is the bot's own (ccxt_errors.NO_END_NAMED): the retries
+        give up at once (no read is sent five times into a ban), the jobs meanwhile send
+        nothing, and the first request after the hold finds out whether the ban is over."""
         if not is_rate_limit(exc):
             return None
         if isinstance(exc, VenueAskedToWait):
@@ -926,11 +939,22 @@ class CcxtExchange:
         if _RETRY_AFTER in attrs:
             seconds: float | None = attrs[_RETRY_AFTER]
             return seconds
+        client = self._ex
         # (Bybit's reset time is on its clock: measured against the venue's time, not the host's)
-        seconds = retry_after_seconds(self._ex.last_response_headers, self.venue_now_ms())
+        seconds = retry_after_seconds(client.last_response_headers, self.venue_now_ms())
+        named = True
+        if seconds is None:
+            seconds = ip_ban_hold(
+                self._profile.ip_ban,
+                getattr(client, "last_http_status", None),
+                client.last_response_headers,
+            )
+            named = seconds is None
+            if not named:
+                attrs[NO_END_NAMED] = True
         attrs[_RETRY_AFTER] = seconds
         if seconds:
-            self._pacer.hold(seconds)
+            self._pacer.hold(seconds, named=named)
         return seconds
 
     def _books_for(self, client_id: str) -> tuple[bool, ...]:
@@ -1088,6 +1112,7 @@ class CcxtExchange:
             price=price,
             trigger=trigger,
             mark_trigger_params=self._profile.mark_trigger_params,
+            closing_trigger_params=self._profile.closing_trigger_params,
         )
 
     def _exact(

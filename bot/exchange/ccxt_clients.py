@@ -12,7 +12,8 @@ instance's previous request). :class:`SharedPacer` replaces it on every client b
 request *starts* keep one client's average rate (with a small burst allowance), while requests
 already sent may wait for their answers in parallel (that waiting, not the sending, is what a
 timeout costs). Sleeps go through the injected clock. While the venue's ``Retry-After`` of a 429
-or 418 runs (:meth:`SharedPacer.hold`), no client sends anything: each request fails at once with
+or 418 runs (:meth:`SharedPacer.hold`), or the bot's own hold of an IP ban whose answer named no
+end (Bybit's 403, capabilities.IpBan), no client sends anything: each request fails at once with
 :class:`VenueAskedToWait`, whatever thread or job asks.
 """
 
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 import ccxt
 
 from bot.clock import Clock
+from bot.exchange.ccxt_errors import NO_END_NAMED
 
 T = TypeVar("T")
 
@@ -40,14 +42,20 @@ class VenueAskedToWait(ccxt.RateLimitExceeded):  # type: ignore[misc]  # ccxt is
     to 3 days (https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info
     "LIMITS"; shared notes exchange-facts section 7). A rate-limit error like the venue's own,
     carrying the seconds left (``retry_after``): the retries wait them out or give up, and the
-    jobs that come meanwhile fail fast instead of sending."""
+    jobs that come meanwhile fail fast instead of sending. ``named`` False: the hold is the
+    bot's own, of an IP ban whose answer named no end (ccxt_errors.NO_END_NAMED)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, named: bool = True) -> None:
         super().__init__(
             f"not sent: the venue asked for no request for {seconds:.1f} s more "
             "(Retry-After of an earlier 429/418)"
+            if named
+            else f"not sent: no request to the venue for {seconds:.1f} s more (an IP ban "
+            "whose answer named no end: held the least the venue documents, then probed)"
         )
         self.retry_after = seconds
+        if not named:
+            setattr(self, NO_END_NAMED, True)
 
 
 class SharedPacer:
@@ -65,6 +73,7 @@ class SharedPacer:
         self._lock = threading.Lock()
         self._tat = 0.0  # theoretical arrival time (clock.monotonic() seconds)
         self._quiet_until = 0.0  # clock.monotonic() seconds: no request before (Retry-After)
+        self._quiet_named = True  # the venue named that end (False: an IP ban's, the bot's own)
 
     def install(self, client: Any) -> None:
         """Make ``client``'s rate limiter this schedule (ccxt calls ``throttle(cost)``), and
@@ -84,18 +93,22 @@ class SharedPacer:
 
         client.fetch = fetch
 
-    def hold(self, seconds: float) -> None:
-        """The venue asked for no request for ``seconds`` (``Retry-After``): until then every
-        client's request raises :class:`VenueAskedToWait` instead of going out."""
+    def hold(self, seconds: float, *, named: bool = True) -> None:
+        """The venue asked for no request for ``seconds`` (``Retry-After``; ``named`` False:
+        an IP ban that named no end, held as long as the bot chose): until then every client's
+        request raises :class:`VenueAskedToWait` instead of going out."""
         with self._lock:
-            self._quiet_until = max(self._quiet_until, self._clock.monotonic() + seconds)
+            until = self._clock.monotonic() + seconds
+            if until > self._quiet_until:
+                self._quiet_until, self._quiet_named = until, named
 
     def check_hold(self) -> None:
         """Raise :class:`VenueAskedToWait` (the request is not sent) while a hold runs."""
         with self._lock:
             left = self._quiet_until - self._clock.monotonic()
+            named = self._quiet_named
         if left > 0:
-            raise VenueAskedToWait(left)
+            raise VenueAskedToWait(left, named=named)
 
     def wait(self, seconds: float) -> None:
         """Take ``seconds`` of budget; sleep until the schedule allows the request to start."""
@@ -125,6 +138,22 @@ def keep_decimal_context(client: Any) -> None:
             return inner(*args, **kwargs)
 
     client.decimal_to_precision = isolated
+
+
+def keep_last_status(client: Any) -> None:
+    """Keep the HTTP status of ``client``'s last answer as ``client.last_http_status``.
+
+    ccxt keeps the last answer's headers (``last_response_headers``) but not its status, and
+    a venue's IP ban is told by its status (capabilities.IpBan: Bybit's 403 names no end and
+    carries none of its API's headers)."""
+    inner = client.on_rest_response
+
+    def kept(code: Any, *rest: Any) -> Any:
+        client.last_http_status = int(code)
+        return inner(code, *rest)
+
+    client.last_http_status = None
+    client.on_rest_response = kept
 
 
 class ClientPool:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import ccxt
 
 from bot import errors
+from bot.exchange.capabilities import IpBan
 from bot.logs import redact
 
 _CODE = re.compile(r'"(?:code|retCode)"\s*:\s*"?(-?\d+)')
@@ -86,6 +87,27 @@ def retry_after_seconds(
 
 BYBIT_RESET_MAX_S = 60.0
 
+# Set (True) on a ccxt rate-limit exception whose hold the venue named no end for (an IP ban
+# without ``Retry-After``, see capabilities.IpBan): the hold is the bot's own.
+NO_END_NAMED = "_bot_no_end_named"
+
+
+def ip_ban_hold(
+    ban: IpBan | None, status: int | None, headers: Mapping[str, object] | None
+) -> float | None:
+    """The seconds to hold every request after an answer that is the venue's IP ban as
+    ``ban`` describes it (its status, none of its API's headers); None for any other."""
+    if ban is None or status != ban.status:
+        return None
+    if any(str(k).lower().startswith(ban.api_headers) for k in (headers or {})):
+        return None  # the API's own answer: its headers say when to try again
+    return ban.hold_s
+
+
+def end_named(exc: BaseException) -> bool:
+    """Whether the venue said when the wait ``exc`` asks for ends (False: see NO_END_NAMED)."""
+    return not getattr(exc, NO_END_NAMED, False)
+
 
 def is_transient(exc: BaseException) -> bool:
     """True for ccxt errors that may succeed when the same request is repeated."""
@@ -147,7 +169,7 @@ def _map_transient(
     if is_clock_drift(exc):
         return errors.ClockDrift(text)
     if is_rate_limit(exc):
-        return errors.RateLimited(text, retry_after=retry_after)
+        return errors.RateLimited(text, retry_after=retry_after, end_named=end_named(exc))
     if is_transient(exc):
         return errors.TransientExchangeError(text)
     return None

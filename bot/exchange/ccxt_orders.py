@@ -77,7 +77,8 @@ def order_from_ccxt(
     # Binance closePosition closes the whole position. Bybit's closeOnTrigger is a flag on a
     # sized order (the venue trims the quantity to the position at trigger time): only such an
     # order without a quantity (a whole-position TP/SL, qty "0") closes the whole position; one
-    # of 0.1 on a position of 0.3 protects 0.1.
+    # of 0.1 on a position of 0.3 protects 0.1. (The bot's own Bybit stops carry the flag with
+    # their size: capabilities.BYBIT closing_trigger_params.)
     # https://www.bybit.com/en/help-center/article/What-is-a-Close-On-Trigger-Order
     close_position = _truthy(info.get("closePosition")) or (
         amount is None and _truthy(info.get("closeOnTrigger"))
@@ -343,12 +344,16 @@ def create_order_args(
     price: str | None,
     trigger: str | None,
     mark_trigger_params: Mapping[str, object],
+    closing_trigger_params: Mapping[str, object] | None = None,
 ) -> CreateOrderArgs:
     """ccxt ``create_order`` arguments for a request whose numbers are already exchange strings.
 
     Conditional orders go out as ccxt ``stopLossPrice``/``takeProfitPrice`` market orders (ccxt
     routes them to Binance's Algo API, ``POST /fapi/v1/algoOrder``) with the venue's mark-price
-    trigger params. ``closePosition`` and ``reduceOnly`` are exclusive on Binance.
+    trigger params; a sized reduce-only one (the bot's stops and take-profits) also with
+    ``closing_trigger_params`` (Bybit ``closeOnTrigger``: carried out whatever the free margin
+    at trigger time, see capabilities.BYBIT). ``closePosition`` and ``reduceOnly`` are
+    exclusive on Binance.
     """
     params: dict[str, object] = {"clientOrderId": request.client_id}
     if request.close_position:
@@ -363,6 +368,8 @@ def create_order_args(
         key = "stopLossPrice" if request.type is OrderType.STOP_MARKET else "takeProfitPrice"
         params[key] = float(_required(trigger, request, "trigger price"))
         params.update(mark_trigger_params)
+        if request.reduce_only and not request.close_position:
+            params.update(closing_trigger_params or {})
     return CreateOrderArgs(
         symbol=request.symbol,
         type=ccxt_type,

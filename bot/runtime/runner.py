@@ -537,18 +537,26 @@ class Runner:
             Alert(f"tick_failed:{kind}", "warning", f"{job} failed: {type(exc).__name__}: {exc}")
         ]
         held = _held_for(exc)
-        if held is not None and held > self.long_hold_s:
+        named = _end_named(exc)
+        # (an IP ban that named no end is alerted whatever the guard interval: its hold is the
+        # bot's own, the least the venue documents, and the ban may be much longer)
+        if held is not None and (held > self.long_hold_s or not named):
             ends = now + int(held * 1000)
-            # (a hold after one that ended always ends later: by more than long_hold_s)
-            if ends > self._venue_hold_end_ms + self.long_hold_s * 1000:
-                if self._venue_held:
+            # (a hold after one that ended always ends later: by more than long_hold_s, or for
+            # a ban without an end, by its whole hold, which may be shorter than long_hold_s;
+            # the jobs failing within one hold name its end again, within milliseconds)
+            later_s = self.long_hold_s if named else min(self.long_hold_s, max(held / 2, 1.0))
+            if ends > self._venue_hold_end_ms + later_s * 1000:
+                if self._venue_held and named:
                     # A longer hold than the one alerted (Binance lengthens a repeated ban, up
                     # to 3 days): news, not the same incident the dedup window would swallow.
+                    # (A ban without an end held again after a probe found it still on is the
+                    # same incident: its alert said it would be probed until it ends.)
                     self.notifier.resolved(["venue_rate_limit"])
                 self._venue_hold_end_ms = ends
-                self._record_hold(now, ends, held)
+                self._record_hold(now, ends, held, named)
             self._venue_held = True
-            alerts.append(_venue_hold_alert(now, held))
+            alerts.append(_venue_hold_alert(now, held, named))
         try:
             if not isinstance(exc, StoreReplaced):  # (refused: not written into the new one)
                 alerts += self._record_failure(job, exc, now)
@@ -590,11 +598,20 @@ class Runner:
             # conservative side)
             logger.error("the end of {} failed jobs cannot be recorded: {}", failed, exc)
 
-    def _record_hold(self, now: int, ends: int, held: float) -> None:
+    def _record_hold(self, now: int, ends: int, held: float, named: bool) -> None:
         """Keep the hold's end in the database: a restart before it refuses to start (a start
-        sends its reads at once, and the venue lengthens a ban for requests during it)."""
+        sends its reads at once, and the venue lengthens a ban for requests during it).
+
+        A ban that named no end (Bybit's 403) is recorded too, with the end of the bot's own
+        hold: the least the venue documents ("wait for at least 10 minutes"), renewed by each
+        probe that finds the ban still on. A start before it could only be refused by the
+        venue, and a service manager restarting a bot whose start fails would keep sending
+        into the ban, which Bybit makes permanent for an address that keeps breaking its
+        limit; a refusal waits at most that least time after the last probe."""
         try:
-            record_event_now(self.store, now, EventKind.VENUE_HOLD, None, hold_reason(ends, held))
+            record_event_now(
+                self.store, now, EventKind.VENUE_HOLD, None, hold_reason(ends, held, named=named)
+            )
         except Exception as exc:  # (the failure itself is recorded, or its store alerted, next)
             logger.error("the venue's hold cannot be recorded: {}: {}", type(exc).__name__, exc)
 
@@ -751,6 +768,13 @@ def _rate_limit(exc: BaseException) -> RateLimited | None:
     return None
 
 
+def _end_named(exc: BaseException) -> bool:
+    """Whether the venue said when its refusal ends (False: an IP ban answered without an
+    end, held the least the venue documents; see ``RateLimited.end_named``)."""
+    limited = _rate_limit(exc)
+    return limited is None or limited.end_named
+
+
 def _held_for(exc: BaseException) -> float | None:
     """The seconds the venue still asks for no request (the ``Retry-After`` a ``RateLimited``
     carries: the adapter holds every request that long); None when it names no wait."""
@@ -767,6 +791,9 @@ def _utc(ms: int) -> str:
 def _rate_limit_note(exc: BaseException, now_ms: int, long_hold_s: float = LONG_HOLD_S) -> str:
     """What the reason of a move to ``reducing`` says of a rate limit (nothing otherwise)."""
     held = _held_for(exc)
+    if held is not None and not _end_named(exc):
+        until = _utc(now_ms + round(held * 1000))
+        return f", an IP ban of the venue's that named no end: every request held until {until}"
     if held is not None and held > long_hold_s:
         until = _utc(now_ms + round(held * 1000))
         return f", the venue's rate limit: every request held until {until}"
@@ -781,8 +808,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
-def _venue_hold_alert(now_ms: int, held: float) -> Alert:
+def _venue_hold_alert(now_ms: int, held: float, named: bool = True) -> Alert:
     until = _utc(now_ms + round(held * 1000))
+    if not named:
+        return Alert(
+            "venue_rate_limit",
+            "critical",
+            "the venue refuses this IP address and gave no end (an IP ban: Bybit's HTTP 403 "
+            "'access too frequent', more than 600 requests in 5 s from the address; at least "
+            "10 minutes, usually 30, permanent for an address that keeps breaking the limit): "
+            f"every request held until {until} ({_duration(held)}, the least the venue "
+            "documents), then the next job's reads find out whether the ban is over, and "
+            "every request is held as long again while it is not. Until it ends the bot can "
+            "place and cancel nothing and cannot read the account, and every job fails; the "
+            "resting stops stay on the exchange and fire without the bot. Stop whatever else "
+            "sends from this IP address (other programs or bots); to act meanwhile, use the "
+            "exchange's app or website from another network",
+        )
     return Alert(
         "venue_rate_limit",
         "critical",

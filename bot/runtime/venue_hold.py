@@ -8,6 +8,11 @@ service manager restarting it) sent its start's reads at once and lengthened the
 runner records each long hold it alerts as a ``venue_hold`` event with its end; a start of
 ``bot run`` on prices from the venue reads the newest and refuses while it runs, naming its
 end. ``--ignore-venue-hold`` starts anyway (the bot now sends from another IP address).
+
+Bybit's IP ban (HTTP 403, capabilities.IpBan) names no end: the recorded end is the bot's own
+hold, the least Bybit documents (10 minutes), renewed by each probe that finds the ban still
+on, and the refusal says so. A start before it could only be refused by the venue, and a
+service manager restarting a bot whose start fails kept sending into the ban.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from bot.errors import BotError
 from bot.ports.store import StorePort
 
 _UNTIL_MS = re.compile(r"\(until_ms=(\d+)\)")
+# In the recorded text of a hold whose end the venue did not name (an IP ban, Bybit's 403):
+# the end is the bot's own, the least the venue documents.
+NO_END = "gave no end"
 
 
 class VenueHoldRunning(BotError):
@@ -30,8 +38,16 @@ def _utc(ms: int) -> str:
     return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def hold_reason(until_ms: int, held_s: float) -> str:
-    """The recorded event's text; :func:`recorded_hold_end` reads the end back from it."""
+def hold_reason(until_ms: int, held_s: float, *, named: bool = True) -> str:
+    """The recorded event's text; :func:`recorded_hold_end` reads the end back from it.
+    ``named`` False: an IP ban whose answer named no end (Bybit's 403), held the least the
+    venue documents (:data:`NO_END`)."""
+    if not named:
+        return (
+            f"the venue refused this IP address and {NO_END} (an IP ban): every request held "
+            f"{held_s:.0f} s, the least the venue documents, until {_utc(until_ms)} "
+            f"(until_ms={until_ms}); the ban may last longer"
+        )
     return (
         f"the venue asked for no request for {held_s:.0f} s (Retry-After: its rate limit or "
         f"an IP ban): every request held until {_utc(until_ms)} (until_ms={until_ms})"
@@ -45,10 +61,16 @@ def hold_over_reason(now_ms: int) -> str:
 
 def recorded_hold_end(store: StorePort) -> tuple[int, int] | None:
     """The newest recorded hold: (its end, when it was recorded), epoch ms; None if none."""
+    recorded = _newest_hold(store)
+    return None if recorded is None else recorded[:2]
+
+
+def _newest_hold(store: StorePort) -> tuple[int, int, bool] | None:
+    """(end, when recorded, whether the venue named that end) of the newest recorded hold."""
     for event in store.recent_events(1, kinds=(EventKind.VENUE_HOLD,)):
         found = _UNTIL_MS.search(event.reason)
         if found is not None:
-            return int(found.group(1)), event.ts_ms
+            return int(found.group(1)), event.ts_ms, NO_END not in event.reason
     return None
 
 
@@ -56,18 +78,26 @@ def check_no_venue_hold(store: StorePort, now_ms: int, where: str) -> None:
     """Refuse a start (:class:`VenueHoldRunning`) while the newest recorded hold runs.
 
     ``where`` names the state database in the message."""
-    recorded = recorded_hold_end(store)
+    recorded = _newest_hold(store)
     if recorded is None:
         return
-    until_ms, at_ms = recorded
+    until_ms, at_ms, named = recorded
     if until_ms <= now_ms:
         return
+    left = f"{(until_ms - now_ms) / 60_000:.0f} min left"
+    told = (
+        f"was told by the venue at {_utc(at_ms)} to send no request until {_utc(until_ms)} "
+        f"(Retry-After: its rate limit or an IP ban; {left}). A start sends its reads at "
+        "once, and Binance lengthens a ban for requests sent during it (up to 3 days)"
+        if named
+        else f"was refused by the venue at {_utc(at_ms)} as a banned IP address, which "
+        f"{NO_END}; it holds every request until {_utc(until_ms)} ({left}), the least the "
+        "venue documents (Bybit: at least 10 minutes, usually 30, and permanent for an "
+        "address that keeps breaking its limit). A start sends its reads at once, into the ban"
+    )
     raise VenueHoldRunning(
-        f"{where}: the last run was told by the venue at {_utc(at_ms)} to send no request "
-        f"until {_utc(until_ms)} (Retry-After: its rate limit or an IP ban; "
-        f"{(until_ms - now_ms) / 60_000:.0f} min left). A start sends its reads at once, and "
-        "Binance lengthens a ban for requests sent during it (up to 3 days). Nothing was "
-        "sent: the resting stops stay on the exchange. Start again after that time; use the "
-        "exchange's app or website to act before then; --ignore-venue-hold starts anyway "
-        "(only if the bot now sends from another IP address, or the venue lifted the ban)"
+        f"{where}: the last run {told}. Nothing was sent: the resting stops stay on the "
+        "exchange. Start again after that time; use the exchange's app or website to act "
+        "before then; --ignore-venue-hold starts anyway (only if the bot now sends from "
+        "another IP address, or the venue lifted the ban)"
     )

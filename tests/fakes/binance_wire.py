@@ -272,6 +272,11 @@ class BinanceBase(LoopbackServer):
         if fault.kind == "timestamp":
             return self._error(BinanceError(-1021))
         retry = () if fault.retry_after is None else (("Retry-After", str(fault.retry_after)),)
+        if fault.kind == "ip_ban":
+            # 418 "IP has been auto-banned for continuing to send requests after receiving 429
+            # codes"; Retry-After says when the ban is over (general-info "LIMITS")
+            msg = "Way too many requests; IP(127.0.0.1) banned. Please use the websocket."
+            return json_reply(418, {"code": -1003, "msg": msg}, retry, code=-1003)
         return json_reply(429, {"code": -1003, "msg": MSG[-1003]}, retry, code=-1003)
 
     def _not_found(self, method: str, path: str) -> Reply:

@@ -20,6 +20,7 @@ from typing import Literal
 
 from bot.domain.enums import OrderSide, OrderStatus, OrderType
 from bot.domain.orders import Order, OrderRequest
+from bot.sim.exchange import SimulatedExchange
 
 from .bybit_wire import (
     _LINK_ID,
@@ -501,6 +502,33 @@ class BybitOrderRoutes(BybitBase):
         order = self._backend_order(sym, entry) if entry is not None else None
         if order is not None and order.is_open:
             self.backend.cancel_order(sym, order.client_id)
+
+    # -- the price moving ----------------------------------------------------------------------
+
+    def move_mark(self, symbol: str, mark: Decimal, *, margin_short: bool = False) -> None:
+        """Move the backend's mark to ``mark`` (its triggers run there), as the venue's price.
+
+        ``margin_short``: the account's available margin is short when the orders trigger. A
+        conditional order "does not occupy the margin. If the margin is insufficient after the
+        conditional order is triggered, the order will be cancelled"; one placed with
+        ``closeOnTrigger`` reduces the position "regardless of current available margin"
+        (https://bybit-exchange.github.io/docs/v5/order/create-order). So each conditional
+        order of ``symbol`` the mark reaches that was placed without the flag is cancelled
+        (``Deactivated``) before the triggers run; the flagged ones fire."""
+        backend = self.backend
+        if not isinstance(backend, SimulatedExchange):
+            raise TypeError("move_mark: the backend's triggers are a SimulatedExchange's")
+        with self.lock:
+            if margin_short:
+                for order in self.backend.fetch_open_orders(symbol):
+                    if order.trigger_price is None or not fires_at(
+                        order.type, order.side, order.trigger_price, mark
+                    ):
+                        continue
+                    entry = self._link_for(order)
+                    if not self._extras.get((symbol, entry.link), {}).get("closeOnTrigger"):
+                        self.backend.cancel_order(symbol, order.client_id)
+            backend.set_mark(symbol, mark)
 
     # -- order JSON --------------------------------------------------------------------------
 

@@ -270,6 +270,13 @@ class BybitBase(LoopbackServer):
     def _fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "timestamp":
             return self._error(BybitError(10002))
+        if fault.kind == "ip_ban":
+            # The IP limit (600 requests in 5 s): "If you encounter the error '403, access too
+            # frequent', it indicates that your IP has exceeded the allowed request frequency
+            # ... wait for at least 10 minutes" (https://bybit-exchange.github.io/docs/v5/
+            # rate-limit). Not the API's answer: no retCode envelope, no X-Bapi-Limit-* header
+            # (those are the per-UID limits'), no end named.
+            return Reply(403, b"403, access too frequent", "text/plain")
         now = self.server_time_ms()
         # Bybit reports its per-UID limits in X-Bapi-Limit-* headers, not Retry-After.
         reset = now + 1000 * (fault.retry_after if fault.retry_after is not None else 1)

@@ -42,6 +42,7 @@ FaultKind = Literal[
     "http_500",
     "http_503",
     "rate_limit",
+    "ip_ban",
     "timestamp",
     "accept_then_drop",
     # garbled replies: the request IS processed, the answer is damaged on the way back
@@ -111,9 +112,11 @@ class Fault:
     seconds (longer than the client's timeout) and closed. ``http_500``/``http_503``: an HTML
     error page, not processed. ``rate_limit``: the venue's rate-limit answer (Binance HTTP 429
     ``-1003``, Bybit HTTP 200 ``10006``), a ``Retry-After`` header when ``retry_after`` (seconds)
-    is set, not processed. ``timestamp``: the venue's timestamp/recvWindow rejection (Binance
-    ``-1021``, Bybit ``10002``), not processed. ``accept_then_drop``: processed by the backend,
-    then the connection is closed unanswered.
+    is set, not processed. ``ip_ban``: the venue's answer to a banned IP address (Binance HTTP
+    418 ``-1003``, ``Retry-After`` when set; Bybit HTTP 403 "access too frequent", no
+    ``X-Bapi-*`` header), not processed. ``timestamp``: the venue's timestamp/recvWindow
+    rejection (Binance ``-1021``, Bybit ``10002``), not processed. ``accept_then_drop``:
+    processed by the backend, then the connection is closed unanswered.
     Garbled replies (processed by the backend, then damaged, status 200): ``garbled_json`` a
     truncated JSON body, ``html_200`` an HTML page, ``empty_list`` ``[]``, ``null_fields`` the
     real JSON with the fields of :data:`NULLED_FIELDS` set to null, ``json_string`` a bare JSON
@@ -382,6 +385,12 @@ class LoopbackServer:
         with self._meta_lock:
             self._faults.append(_Pending(fault, fault.times))
 
+    def ban_ip(self, *, retry_after: int | None = None, times: int = 10_000) -> None:
+        """Answer the next ``times`` requests of every route as the venue answers an IP address
+        it banned (an ``ip_ban`` fault on each): a ban is the address's, not one endpoint's."""
+        for method, path in self._routes:
+            self.inject(Fault(path, method, kind="ip_ban", retry_after=retry_after, times=times))
+
     def clear_faults(self) -> None:
         """Drop every fault still queued."""
         with self._meta_lock:
@@ -443,7 +452,7 @@ class LoopbackServer:
             reply = html_reply(500, "500 Internal Server Error")
         elif kind == "http_503":
             reply = html_reply(503, "503 Service Temporarily Unavailable")
-        elif fault is not None and kind in ("rate_limit", "timestamp"):
+        elif fault is not None and kind in ("rate_limit", "ip_ban", "timestamp"):
             reply = self._fault_reply(fault)
         else:
             reply = self._process(method, path, params, query, body, headers)

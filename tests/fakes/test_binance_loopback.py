@@ -439,6 +439,7 @@ def test_clock_drift_is_invalid_nonce_until_ccxt_resyncs(
         ("http_500", ccxt.ExchangeNotAvailable),
         ("http_503", ccxt.ExchangeNotAvailable),
         ("rate_limit", ccxt.DDoSProtection),
+        ("ip_ban", ccxt.DDoSProtection),  # 418
         ("timestamp", ccxt.InvalidNonce),
     ],
 )
@@ -449,7 +450,7 @@ def test_faults_that_are_not_processed(
     with pytest.raises(error):
         _entry(ex, cid="bot-en-fault")
     assert sim.fetch_order(BTC, "bot-en-fault") is None
-    if kind == "rate_limit":
+    if kind in ("rate_limit", "ip_ban"):
         assert ex.last_response_headers["Retry-After"] == "3"
     assert _entry(ex, cid="bot-en-fault")["status"] == "closed"  # the fault was used up
     assert [r.fault for r in server.calls("/fapi/v1/order")] == [kind, None]

@@ -392,6 +392,18 @@ def test_faults_reach_ccxt_as_their_classes(ex: Any, server: LoopbackBybit) -> N
     assert filled == {"e-1": "rate_limit", "e-2": "accept_then_drop", "e-3": "timeout"}
 
 
+def test_an_ip_ban_is_a_403_that_names_no_end(ex: Any, server: LoopbackBybit) -> None:
+    server.ban_ip(times=1)
+    before = len(server.requests)
+    with pytest.raises(ccxt.RateLimitExceeded, match="403"):
+        ex.fetch_balance()
+    assert not any(k.lower().startswith("x-bapi") for k in ex.last_response_headers)
+    assert "retry-after" not in {k.lower() for k in ex.last_response_headers}
+    assert [(r.status, r.fault) for r in server.requests[before:]] == [(403, "ip_ban")]
+    server.clear_faults()
+    ex.fetch_balance()  # answered again
+
+
 def test_unknown_route_is_loud(ex: Any, server: LoopbackBybit) -> None:
     with pytest.raises(ccxt.ExchangeError, match="not implemented"):
         ex.privateGetV5AssetTransferQueryAssetInfo()

@@ -209,6 +209,37 @@ def test_bybit_limit_reset_timestamp_gives_the_wait() -> None:
     assert retry_after_seconds(headers) is None  # without the time it cannot be read
 
 
+@pytest.mark.parametrize(
+    ("venue", "status", "headers", "seconds"),
+    [
+        # Bybit's front door: "403, access too frequent", no end named (v5 rate-limit docs)
+        ("bybit", 403, {"Content-Type": "text/plain"}, 600.0),
+        ("bybit", 403, None, 600.0),
+        # the API's own answer carries its per-UID limit headers: not the IP ban
+        ("bybit", 403, {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "0"}, None),
+        ("bybit", 200, {}, None),  # 10006 travels with HTTP 200
+        ("bybit", None, {}, None),  # no answer read
+        ("binanceusdm", 403, {}, None),  # Binance's ban (418) names its end (Retry-After)
+        ("binanceusdm", 418, {}, None),
+    ],
+)
+def test_an_ip_ban_that_names_no_end_is_held_the_least_the_venue_documents(
+    venue: str, status: int | None, headers: dict[str, str] | None, seconds: float | None
+) -> None:
+    assert ccxt_errors.ip_ban_hold(VENUES[venue].ip_ban, status, headers) == seconds
+
+
+def test_a_rate_limit_says_whether_the_venue_named_its_end() -> None:
+    banned = ccxt.RateLimitExceeded("bybit GET https://api.bybit.com/v5/position/list 403 ")
+    plain = map_ccxt_error(banned, retry_after=None)
+    assert isinstance(plain, errors.RateLimited)
+    assert plain.end_named
+    setattr(banned, ccxt_errors.NO_END_NAMED, True)
+    mapped = map_ccxt_error(banned, retry_after=600.0)
+    assert isinstance(mapped, errors.RateLimited)
+    assert (mapped.retry_after, mapped.end_named) == (600.0, False)
+
+
 def test_benign_no_change_answers() -> None:
     binance_codes = VENUES["binanceusdm"].benign_codes
     assert ccxt_errors.is_benign(

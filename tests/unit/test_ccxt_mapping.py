@@ -721,6 +721,61 @@ def test_take_profit_args_on_bybit_use_trigger_by() -> None:
     assert "stopLossPrice" not in args.params
 
 
+@pytest.mark.parametrize(
+    ("type_", "purpose"),
+    [
+        (OrderType.STOP_MARKET, OrderPurpose.STOP_LOSS),
+        (OrderType.TAKE_PROFIT_MARKET, OrderPurpose.TAKE_PROFIT),
+    ],
+)
+def test_bybit_protective_orders_go_out_close_on_trigger(
+    type_: OrderType, purpose: OrderPurpose
+) -> None:
+    """Bybit cancels a triggered conditional order the free margin cannot carry unless it was
+    placed closeOnTrigger (create-order docs; capabilities.BYBIT): sized and reduce-only too."""
+    req = request(type_, purpose, trigger_price=Decimal("55000"))
+    args = ccxt_orders.create_order_args(
+        req,
+        amount="0.01",
+        price=None,
+        trigger="55000",
+        mark_trigger_params=BYBIT.mark_trigger_params,
+        closing_trigger_params=BYBIT.closing_trigger_params,
+    )
+    assert args.amount == 0.01
+    assert (args.params["reduceOnly"], args.params["closeOnTrigger"]) == (True, True)
+    assert args.params["triggerBy"] == "MarkPrice"
+
+
+def test_close_on_trigger_is_for_reduce_only_conditional_orders_alone() -> None:
+    """A market reduction needs no trigger flag; an opening conditional order must not become
+    a closing one."""
+    reduce = ccxt_orders.create_order_args(
+        request(OrderType.MARKET, OrderPurpose.REDUCE),
+        amount="0.01",
+        price=None,
+        trigger=None,
+        mark_trigger_params=BYBIT.mark_trigger_params,
+        closing_trigger_params=BYBIT.closing_trigger_params,
+    )
+    opening = ccxt_orders.create_order_args(
+        request(
+            OrderType.STOP_MARKET,
+            OrderPurpose.ENTRY,
+            side=OrderSide.BUY,
+            trigger_price=Decimal("70000"),
+        ),
+        amount="0.01",
+        price=None,
+        trigger="70000",
+        mark_trigger_params=BYBIT.mark_trigger_params,
+        closing_trigger_params=BYBIT.closing_trigger_params,
+    )
+    assert "closeOnTrigger" not in reduce.params
+    assert "closeOnTrigger" not in opening.params
+    assert BINANCE_USDM.closing_trigger_params == {}
+
+
 def test_close_position_stop_has_no_amount_and_no_reduce_only() -> None:
     req = request(
         OrderType.STOP_MARKET,

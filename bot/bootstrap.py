@@ -644,6 +644,11 @@ def build_paper(
         if state is not None:  # a restarted replay goes on from where the account stopped
             with _paper_state_errors(config):
                 start = max(start, processed_ms(state))
+        decided = store.latest_equity()  # (every completed tick records one, at its time)
+        if decided is not None:
+            # ... and after its last decision: a tick that completed is never run again on the
+            # same candle (the scheduler's first tick is the next candle close from here)
+            start = max(start, decided.ts_ms + 1)
         clock = clock or ReplayClock(start, speed)
         sim = _paper_sim(config, known, symbols, clock, state)
         sim.processed_ms = sim.processed_ms or start - 1

@@ -2,7 +2,8 @@
 
 Every other module receives a :class:`Clock`. ``LiveClock`` wraps the system calls; ``SimClock``
 moves only when told to, and its ``sleep`` advances time instead of blocking, so retries and
-schedules run instantly in simulation and in tests.
+schedules run instantly in simulation and in tests; ``ReplayClock`` (``bot run --replay``) is a
+``SimClock`` the scheduler moves to each job's replayed time.
 """
 
 from __future__ import annotations
@@ -111,29 +112,28 @@ class SimClock:
         self.advance_to(self._ms + int(delta.total_seconds() * 1000))
 
 
-class ReplayClock:
-    """Replayed time: starts at ``start_ms`` and runs ``speed`` times faster than the wall clock.
+class ReplayClock(SimClock):
+    """Replayed time for paper trading on recorded data (``bot run --replay DIR --speed 3600``:
+    an hour a wall second).
 
-    Paper trading on recorded data (``bot run --replay DIR --speed 3600``: an hour a second).
-    ``sleep`` waits ``seconds / speed`` of wall time.
+    It moves only when the scheduler moves it (:func:`bot.runtime.scheduler.run_scheduled`:
+    to each job's replayed time, before the job runs) and stands still while a job runs, as
+    :class:`SimClock` does in ``bot simulate``: a replay decides at each candle close, on the
+    prices of that close, however long the machine takes. Running on with the wall clock
+    (as it once did), each tick decided as late as the start-up and the jobs before it took,
+    times the speed (minutes to an hour after the close at 3600x), and its market orders met
+    the paper venue's quotes expired. ``speed`` paces the scheduler; ``sleep`` advances the
+    replayed time and waits ``seconds / speed`` of wall time.
     """
 
     def __init__(self, start_ms: int, speed: float, wall: LiveClock | None = None) -> None:
         if speed <= 0:
             raise ValueError(f"replay speed must be > 0 (got {speed})")
+        super().__init__(start_ms)
         self._wall = wall or LiveClock()
-        self._start_ms = start_ms
-        self._mono0 = self._wall.monotonic()
         self.speed = speed
 
-    def now_ms(self) -> int:
-        return self._start_ms + int((self._wall.monotonic() - self._mono0) * 1000 * self.speed)
-
-    def now(self) -> datetime:
-        return ms_to_datetime(self.now_ms())
-
-    def monotonic(self) -> float:
-        return self._wall.monotonic() * self.speed
-
     def sleep(self, seconds: float) -> None:
-        self._wall.sleep(seconds / self.speed)
+        if seconds > 0:
+            super().sleep(seconds)
+            self._wall.sleep(seconds / self.speed)

@@ -34,7 +34,7 @@ from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.logs import setup_logging
 from bot.runtime.preflight import Preflight, apply_changes, preflight
 from bot.runtime.runner import Runner
-from bot.runtime.scheduler import Stopper, run_scheduled
+from bot.runtime.scheduler import Stopper, run_scheduled, start_at_first_tick
 from bot.runtime.venue_hold import check_no_venue_hold
 from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
@@ -117,7 +117,7 @@ def run_bot(
         stopper.install()  # from here a signal finishes the running tick, then stops
         try:
             if once:
-                return 0 if runner.tick() is not None else 1
+                return _run_once(runner, parse_timeframe(policy.timeframe), replay=replay)
             rt = config.runtime
             run_scheduled(
                 runner,
@@ -144,6 +144,14 @@ def run_bot(
             store.close()
             lock.release()
             logger.complete()
+
+
+def _run_once(runner: Runner, tf_ms: int, *, replay: Path | None) -> int:
+    """``--once``: one tick, now; a replay's at its first candle close from where it resumes
+    (where the scheduler would run it: a candle a previous run decided is not decided again)."""
+    if replay is not None:
+        start_at_first_tick(runner.clock, tf_ms)
+    return 0 if runner.tick() is not None else 1
 
 
 def _confirmed_live_runner(

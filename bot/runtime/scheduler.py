@@ -9,9 +9,15 @@ host clock's offset to the venue's, :mod:`bot.runtime.clock_offset`). One worker
 two jobs never overlap; ``coalesce=True``: missed runs collapse into one. On live time a late
 decision tick, guard or funding planning still runs (once), a pre-funding tick until its
 settlement; a rollover later than the grace period is skipped (APScheduler logs it, routed into
-loguru; the next job rolls the day). A replay faster than the
-bot can tick skips ticks the same way: that is said once, with the fix, and counted in the last
-line (:class:`Skips`), instead of one APScheduler line per skipped run.
+loguru; the next job rolls the day).
+
+A replay of recorded data (:class:`_ReplayJobs`) plans its jobs in replayed time, as ``bot
+simulate`` does: a tick at each candle close (the recorded candle is final at its close: no
+settle delay, and the tick times, so the client ids, are the simulation's), guards between, each
+job run with the replayed clock set to its time and standing still while it runs. ``--speed``
+only paces them on the wall clock. A replay faster than the bot can tick runs its jobs late,
+never at another replayed time: that is said once, with the fix, and the late ticks are counted
+in the last line (:class:`Skips`).
 
 SIGTERM or SIGINT sets a flag; the running job finishes, the scheduler shuts down waiting for it,
 the caller persists and exits 0. The main thread only waits.
@@ -19,11 +25,10 @@ the caller persists and exits 0. The main thread only waits.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -37,12 +42,13 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
-from bot.clock import Clock, LiveClock, WallSteps, ms_to_datetime
+from bot.clock import Clock, LiveClock, SimClock, WallSteps, ms_to_datetime
 from bot.engine.tick import TickResult
 from bot.errors import BotError
 from bot.runtime.runner import Runner
@@ -95,73 +101,72 @@ class Stopper:
 
 class Skips:
     """Scheduled decision ticks that did not run: the previous tick was still running
-    (``max_instances``) or the run came later than the grace period (``missed``).
+    (``max_instances``) or the run came later than the grace period (``missed``); and in a
+    replay, ticks that ran late.
 
-    Live, each one is a candle the bot did not decide on (APScheduler logs each). In a replay
-    they mean ``--speed`` outruns the bot: replayed time moves on while a tick runs, so the
-    run decides on fewer candles than the data holds, which a trader reading its results must
-    know. The replay says so once, with the fix, and its per-run lines are not logged.
+    Live, each skipped one is a candle the bot did not decide on (APScheduler logs each). A
+    replay skips none: a tick that comes late still decides at its candle's close, but late
+    means ``--speed`` outruns the bot (a candle lasts less wall time than the jobs take), so
+    the run is slower than asked, which a trader timing it must know. The replay says so
+    once, with the fix, and counts the late ticks in the last line.
     """
 
-    def __init__(self, *, replay: bool, speed: float, tick_s: float) -> None:
-        self.replay, self.speed, self.tick_s = replay, speed, tick_s
+    def __init__(self, *, speed: float, tick_s: float) -> None:
+        self.speed, self.tick_s = speed, tick_s
         self.count = 0
+        self.late = 0
 
     def on_event(self, event: JobEvent) -> None:
         if event.job_id != "tick":
             return
         self.count += 1
-        if self.replay and self.count == 1:
+
+    def on_late(self, late_s: float) -> None:
+        """A replayed tick started ``late_s`` wall seconds after its time at ``speed``."""
+        self.late += 1
+        if self.late == 1:
             logger.warning(
-                "replay at {:g}x outruns the bot: a candle lasts {:.3g} s of wall time and a tick "
-                "took longer, so the ticks it overlaps are skipped and the run does not decide "
-                "on every candle; lower --speed (skipped ticks are counted when it stops)",
+                "replay at {:g}x outruns the bot: a candle lasts {:.3g} s of wall time and the "
+                "jobs before a tick took longer (it started {:.3g} s late), so the replay runs "
+                "slower than asked; each tick still decides at its candle's close. Lower "
+                "--speed to keep the pace (late ticks are counted when it stops)",
                 self.speed,
                 self.tick_s,
+                late_s,
             )
 
     def summary(self) -> str:
-        if not self.count:
-            return ""
-        why = "the replay ran faster than the bot ticks" if self.replay else "missed or overlapped"
-        return f" ({self.count} scheduled tick(s) skipped: {why})"
-
-
-class _QuietReplaySkips(logging.Filter):
-    """Drops APScheduler's line per skipped replay run (:class:`Skips` says it once)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.msg)
-        return "maximum number of running instances" not in text and "was missed by" not in text
-
-
-# Where APScheduler 3 logs a run skipped for max_instances (the scheduler) and a missed run
-# (the executor, by its alias): a filter acts only on the logger that creates the record.
-_SKIP_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
-
-
-@contextmanager
-def _quiet_replay_skips() -> Iterator[None]:
-    quiet = _QuietReplaySkips()
-    for name in _SKIP_LOGGERS:
-        logging.getLogger(name).addFilter(quiet)
-    try:
-        yield
-    finally:
-        for name in _SKIP_LOGGERS:
-            logging.getLogger(name).removeFilter(quiet)
+        parts = []
+        if self.count:
+            parts.append(f"{self.count} scheduled tick(s) skipped: missed or overlapped")
+        if self.late:
+            parts.append(
+                f"{self.late} tick(s) late: the replay ran slower than --speed {self.speed:g}"
+            )
+        return f" ({'; '.join(parts)})" if parts else ""
 
 
 @dataclass(frozen=True)
 class ScheduledRun:
-    """How a scheduled run went: decision ticks run, and scheduled ticks skipped."""
+    """How a scheduled run went: decision ticks run, scheduled ticks skipped (live) and
+    replayed ticks that ran late (slower than ``--speed``)."""
 
     ticks: int
     skipped: int
+    late: int = 0
 
 
 def next_boundary(now_ms: int, tf_ms: int) -> int:
     return now_ms - now_ms % tf_ms + tf_ms
+
+
+def replay_first_tick(now_ms: int, tf_ms: int) -> int:
+    """A replay's first decision tick from replayed time ``now_ms``: the first candle close at
+    or after it, on the grid ``bot simulate`` ticks on (its start is aligned to the timeframe,
+    :func:`bot.sim.history.simulation_window`). A restart resumes on that grid; a tick that
+    completed moved the resumed time past its close (:func:`bot.bootstrap.build_paper`), so no
+    candle is decided twice."""
+    return now_ms + (-now_ms) % tf_ms
 
 
 def replay_runs_guards(guard_seconds: int, speed: float) -> bool:
@@ -184,8 +189,11 @@ def run_scheduled(
     stopper: Stopper | None = None,
     live_time: bool = True,
 ) -> ScheduledRun:
-    """Run until a signal (or ``max_ticks`` ticks). ``live_time`` False (replay): the wall-time
-    interval is ``tf / speed`` and the funding and rollover jobs are left to the ticks."""
+    """Run until a signal (or ``max_ticks`` ticks, or the end of the replayed data).
+    ``live_time`` False (replay, on a ``clock`` the scheduler moves: a :class:`SimClock`, so a
+    :class:`~bot.clock.ReplayClock`): the jobs run at their replayed times, ``speed`` times
+    faster than the wall clock (:class:`_ReplayJobs`); the funding and rollover jobs are left
+    to the ticks."""
     stopper = stopper or Stopper()
     if max_ticks is not None:
 
@@ -200,6 +208,8 @@ def run_scheduled(
 
     sched = new_scheduler(grace_seconds)
     tick_s = tf_ms / 1000 / speed
+    skips = Skips(speed=speed, tick_s=tick_s)
+    replay: _ReplayJobs | None = None
     if live_time:
         add_live_jobs(
             sched,
@@ -212,18 +222,21 @@ def run_scheduled(
             clock_resync=runner.resync_clock if runner.clock_resync is not None else None,
         )
     else:
-        sched.add_job(
-            unless_stopped(runner.tick),
-            "interval",
-            seconds=tick_s,
-            id="tick",
-            next_run_time=WALL.now(),
-        )
+        if not isinstance(clock, SimClock):
+            raise TypeError(f"a replay runs on a clock the scheduler moves, not {clock!r}")
         # Replayed paper trading keeps its guard job too (the loss limits between ticks).
-        if replay_runs_guards(guard_seconds, speed):
-            sched.add_job(
-                unless_stopped(runner.guard), "interval", seconds=guard_seconds / speed, id="guard"
-            )
+        guard_ms = guard_seconds * 1000 if replay_runs_guards(guard_seconds, speed) else None
+        replay = _ReplayJobs(
+            sched,
+            runner,
+            clock,
+            tf_ms=tf_ms,
+            guard_ms=guard_ms,
+            speed=speed,
+            stop=stopper.event,
+            skips=skips,
+        )
+        replay.start()
     failed: list[str] = []
 
     def on_error(event: JobExecutionEvent) -> None:
@@ -235,14 +248,11 @@ def run_scheduled(
         stopper.event.set()
 
     sched.add_listener(on_error, EVENT_JOB_ERROR)
-    skips = Skips(replay=not live_time, speed=speed, tick_s=tick_s)
     sched.add_listener(skips.on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
-    quiet: AbstractContextManager[None] = nullcontext() if live_time else _quiet_replay_skips()
-    with quiet:
-        _run_until_stopped(sched, runner, clock, stopper, tick_s, skips)
+    _run_until_stopped(sched, runner, stopper, tick_s, skips, replay)
     if failed:
         raise SchedulerFailed(f"job {failed[0]}; the bot stopped")
-    return ScheduledRun(runner.ticks_done, skips.count)
+    return ScheduledRun(runner.ticks_done, skips.count, skips.late)
 
 
 def new_scheduler(grace_seconds: int) -> BackgroundScheduler:
@@ -323,22 +333,21 @@ def add_live_jobs(
 def _run_until_stopped(
     sched: BackgroundScheduler,
     runner: Runner,
-    clock: Clock,
     stopper: Stopper,
     tick_s: float,
     skips: Skips,
+    replay: _ReplayJobs | None,
 ) -> None:
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
     watch = ClockWatch(WALL)
     try:
         while not stopper.event.wait(0.2):
-            if runner.replay_end_ms is not None and clock.now_ms() >= runner.replay_end_ms:
-                logger.info("the replayed data ends here: stopping")
-                break
             back = watch.stepped_back()
             if back is not None:
                 realign(sched, WALL.now(), back)
+                if replay is not None:
+                    replay.rewind()
     finally:
         sched.shutdown(wait=True)
         logger.info("scheduler stopped after {} ticks{}", runner.ticks_done, skips.summary())
@@ -383,6 +392,126 @@ def realign(sched: BackgroundScheduler, now: datetime, back_s: float) -> None:
         if due is not None and due < planned:
             job.modify(next_run_time=due)
     sched.wakeup()
+
+
+# A replayed job that starts later than this after its place at ``--speed`` (and at least a
+# quarter of a candle's wall time) is late: more than the scheduler's wake-up latency.
+LATE_TOLERANCE_S = 0.05
+
+
+class _ReplayJobs:
+    """The jobs of a replay, planned in replayed time: a tick at each candle close from the
+    clock's time on (:func:`replay_first_tick`), a guard every ``guard_ms`` between them
+    (none at a close: the tick there reconciles, checks the limits and protects), until the
+    replayed data ends (``runner.replay_end_ms``: then the run stops).
+
+    One APScheduler date job at a time, each planning the next once it has run, so two never
+    overlap and none is skipped. Each sets the replayed clock to its time and runs there,
+    the clock standing still until the next: decisions are made at the close, and market
+    orders sent at the prices decided on (the paper venue's quote of a candle expires one
+    candle later, :meth:`bot.sim.exchange.SimulatedExchange._last`). On the wall clock a job
+    comes ``(its time - the previous job's) / speed`` after the previous one's place; one that
+    starts late (the previous job took longer) is counted (:meth:`Skips.on_late`) and the
+    pace goes on from it, without a burst to catch up.
+    """
+
+    def __init__(
+        self,
+        sched: BackgroundScheduler,
+        runner: Runner,
+        clock: SimClock,
+        *,
+        tf_ms: int,
+        guard_ms: int | None,
+        speed: float,
+        stop: threading.Event,
+        skips: Skips,
+    ) -> None:
+        self._sched, self._runner, self._clock = sched, runner, clock
+        self._tf_ms, self._guard_ms, self._speed, self._stop = tf_ms, guard_ms, speed, stop
+        self._skips = skips
+        now = clock.now_ms()
+        self._tick_ms = replay_first_tick(now, tf_ms)
+        self._guard_at = next_boundary(now, guard_ms) if guard_ms is not None else None
+        self._tolerance_s = max(LATE_TOLERANCE_S, tf_ms / 1000 / speed / 4)
+        self._job_id: str | None = None
+
+    def start(self) -> None:
+        self._plan(WALL.now(), self._clock.now_ms())
+
+    def rewind(self) -> None:
+        """The wall clock stepped back: the planned job would wait as much longer; it runs
+        now instead, and the pace goes on from it."""
+        if self._job_id is None:
+            return
+        with suppress(JobLookupError):  # it is running: it plans the next one from now on
+            self._sched.modify_job(self._job_id, next_run_time=WALL.now())
+
+    def _next(self) -> tuple[str, int]:
+        guard = self._guard_at
+        if guard is not None and self._guard_ms is not None:
+            if guard < self._tick_ms:
+                self._guard_at = guard + self._guard_ms
+                return "guard", guard
+            if guard == self._tick_ms:
+                self._guard_at = guard + self._guard_ms
+        tick = self._tick_ms
+        self._tick_ms += self._tf_ms
+        return "tick", tick
+
+    def _plan(self, base: datetime, base_ms: int) -> None:
+        """Plan the next job: on the wall clock, its replayed time's distance from ``base_ms``
+        (replayed), at ``speed``, after ``base`` (the wall time ``base_ms`` was placed at)."""
+        kind, due = self._next()
+        end = self._runner.replay_end_ms
+        if end is not None and due >= end:
+            logger.info("the replayed data ends here: stopping")
+            self._stop.set()
+            return
+        wait = timedelta(seconds=(due - base_ms) / 1000 / self._speed)
+        at = min(base + wait, WALL.now() + wait)  # (the wall clock stepped back meanwhile)
+        # Each job its own id: ``max_instances=1`` counts runs per id, and the next job is
+        # added while this one still runs; under the same id, due at once (a late replay), it
+        # would be skipped as "maximum number of running instances reached" and the chain end
+        # (/work notes exchange-facts.md §9). Queued behind this one on the one worker instead.
+        self._job_id = f"replay-{kind}-{due}"
+        self._sched.add_job(
+            self._run,
+            "date",
+            run_date=at,
+            args=[kind, due, at],
+            id=self._job_id,
+            misfire_grace_time=None,  # late, it runs all the same, at its replayed time
+        )
+
+    def _run(self, kind: str, due: int, at: datetime) -> None:
+        if self._stop.is_set():
+            return  # (a signal, --ticks N, the data's end: nothing more runs)
+        now = WALL.now()
+        late_s = (now - at).total_seconds()
+        if kind == "tick" and late_s > self._tolerance_s:
+            self._skips.on_late(late_s)
+        # On time, the next job keeps the pace from this one's place (the scheduler's wake-up
+        # latency does not add up); late, or early (the wall clock stepped back), from now.
+        base = at if abs(late_s) <= self._tolerance_s else now
+        # (a job that slept, e.g. for the venue to list a trailing position, moved the clock)
+        self._clock.advance_to(max(due, self._clock.now_ms()))
+        try:
+            if kind == "tick":
+                self._runner.tick()
+            else:
+                self._runner.guard()
+        finally:
+            if not self._stop.is_set():
+                self._plan(base, due)
+
+
+def start_at_first_tick(clock: Clock, tf_ms: int) -> None:
+    """``bot run --replay --once``: its one tick at the first candle close of the replay's
+    resumed time, where the scheduler would run it (:func:`replay_first_tick`)."""
+    if not isinstance(clock, SimClock):
+        raise TypeError(f"a replay runs on a clock the scheduler moves, not {clock!r}")
+    clock.advance_to(replay_first_tick(clock.now_ms(), tf_ms))
 
 
 def _unless_stopped(stop: threading.Event, job: Callable[..., object]) -> Callable[..., None]:

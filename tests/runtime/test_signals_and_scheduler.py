@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from bot.clock import SimClock
 from bot.config.loader import load_config
 from bot.domain.enums import TradingState
 from bot.engine.tick import TickResult
-from bot.runtime.scheduler import ScheduledRun, Stopper, _QuietReplaySkips, run_scheduled
+from bot.runtime.scheduler import ScheduledRun, Stopper, run_scheduled
 from bot.store.sql import SqlStore
 from bot.store.tables import EquityRow, RunRow
 from tests.runtime.conftest import write_config
@@ -129,32 +128,40 @@ def test_once_runs_one_tick(tmp_path: Path) -> None:
 @dataclass
 class SlowRunner:
     """Stands in for :class:`bot.runtime.runner.Runner`: its ticks take ``durations`` seconds
-    (the last one repeats) and record when they ran, on the wall clock."""
+    (the last one repeats) and record when they ran, on the wall clock, and the replayed time
+    they decided at (``clock``'s, at their start and at their end)."""
 
     durations: list[float]
+    clock: SimClock = field(default_factory=lambda: SimClock(0))
     runs: list[tuple[float, float]] = field(default_factory=list)
+    replayed: list[tuple[int, int]] = field(default_factory=list)
+    guards: list[int] = field(default_factory=list)  # the replayed time of each guard run
     ticks_done: int = 0
     replay_end_ms: int | None = None
     on_tick: list[object] = field(default_factory=list)
 
     def tick(self) -> TickResult:
-        start = perf_counter()
+        start, replayed = perf_counter(), self.clock.now_ms()
         WALL.sleep(self.durations[min(len(self.runs), len(self.durations) - 1)])
         self.runs.append((start, perf_counter()))
+        self.replayed.append((replayed, self.clock.now_ms()))
         self.ticks_done += 1
         result = TickResult(str(self.ticks_done), 0, TradingState.ACTIVE, Decimal(0))
         for callback in self.on_tick:
             callback(result)  # type: ignore[operator]
         return result
 
+    def guard(self) -> None:
+        self.guards.append(self.clock.now_ms())
 
-def test_ticks_never_overlap_and_missed_runs_are_not_replayed() -> None:
+
+def test_ticks_never_overlap_and_late_ones_are_not_run_in_a_burst() -> None:
     # Interval 0.1 s (1 h at 36000x); the first two ticks take 0.35 s, three interval lengths.
     runner = SlowRunner([0.35, 0.35, 0.01])
     started = perf_counter()
     run_scheduled(
         runner,  # type: ignore[arg-type]
-        clock=SimClock(0),
+        clock=runner.clock,
         tf_ms=HOUR_MS,
         speed=36000,
         max_ticks=5,
@@ -165,55 +172,62 @@ def test_ticks_never_overlap_and_missed_runs_are_not_replayed() -> None:
     assert len(runner.runs) == 5
     for (_, end), (start, _) in pairwise(runner.runs):
         assert start >= end, "two ticks overlapped"
-    # The runs missed while a slow tick ran are not queued up and run back to back afterwards:
-    # the fast ticks keep the interval (a burst would start them a millisecond apart).
+    # The replay does not catch up on the time a slow tick took by running the next ones back
+    # to back: the fast ticks keep the interval (a burst would start them a millisecond apart).
     fast = [start for start, _ in runner.runs[2:]]
     gaps = [b - a for a, b in pairwise(fast)]
     assert min(gaps) > 0.04, gaps
 
 
-def test_a_replay_faster_than_the_ticks_counts_the_ticks_it_skipped() -> None:
-    # Interval 0.1 s (1 h at 36000x); the first two ticks take 0.35 s: the scheduled runs that
-    # fall inside them cannot start (one tick at a time) and are skipped, not queued.
+def test_a_replay_faster_than_the_ticks_decides_every_candle_late_and_counts_them() -> None:
+    # Interval 0.1 s (1 h at 36000x); the first two ticks take 0.35 s: the ticks after them
+    # start late. They skip no candle and decide at its close all the same, the replayed clock
+    # standing still while each runs (it once ran on: a tick decided hours after its close).
     runner = SlowRunner([0.35, 0.35, 0.01])
     got = run_scheduled(
         runner,  # type: ignore[arg-type]
-        clock=SimClock(0),
+        clock=runner.clock,
         tf_ms=HOUR_MS,
         speed=36000,
         max_ticks=4,
         stopper=Stopper(),
         live_time=False,
     )
-    assert got.ticks == 4
-    assert got.skipped >= 4  # about three runs inside each slow tick
-    # APScheduler's own line per skipped run is held back only while the replay runs.
-    for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
-        assert logging.getLogger(name).filters == []
+    assert got == ScheduledRun(ticks=4, skipped=0, late=2)
+    assert runner.replayed == [(k * HOUR_MS, k * HOUR_MS) for k in range(4)]
 
 
-def test_a_replay_the_ticks_keep_up_with_skips_nothing() -> None:
+def test_a_replay_the_ticks_keep_up_with_skips_nothing_and_runs_nothing_late() -> None:
+    # A candle a wall second (3600x; a tick counts as late a quarter of a second after its
+    # place), ticks of a millisecond.
     runner = SlowRunner([0.001])
     got = run_scheduled(
         runner,  # type: ignore[arg-type]
-        clock=SimClock(0),
+        clock=runner.clock,
         tf_ms=HOUR_MS,
-        speed=36000,
+        speed=3600,
         max_ticks=3,
         stopper=Stopper(),
         live_time=False,
     )
-    assert got == ScheduledRun(ticks=3, skipped=0)
+    assert got == ScheduledRun(ticks=3, skipped=0, late=0)
+    assert runner.replayed == [(k * HOUR_MS, k * HOUR_MS) for k in range(3)]
+    starts = [start for start, _ in runner.runs]
+    assert all(0.8 < b - a < 1.5 for a, b in pairwise(starts))  # paced at --speed
 
 
-def test_only_apschedulers_skip_lines_are_held_back_in_a_replay() -> None:
-    quiet = _QuietReplaySkips()
-
-    def record(msg: str) -> logging.LogRecord:
-        return logging.LogRecord("apscheduler.scheduler", logging.WARNING, "", 0, msg, (), None)
-
-    assert not quiet.filter(
-        record('Execution of job "%s" skipped: maximum number of running instances reached (%d)')
+def test_a_replay_runs_its_guards_between_the_ticks_at_their_replayed_times() -> None:
+    # A guard every half hour, a candle a wall second (3600x): a guard every half wall second.
+    runner = SlowRunner([0.001])
+    run_scheduled(
+        runner,  # type: ignore[arg-type]
+        clock=runner.clock,
+        tf_ms=HOUR_MS,
+        speed=3600,
+        guard_seconds=1800,
+        max_ticks=3,
+        stopper=Stopper(),
+        live_time=False,
     )
-    assert not quiet.filter(record('Run time of job "%s" was missed by %s'))
-    assert quiet.filter(record('Job "%s" raised an exception'))
+    assert runner.replayed == [(k * HOUR_MS, k * HOUR_MS) for k in range(3)]
+    assert runner.guards == [HOUR_MS // 2, 3 * HOUR_MS // 2]  # none at a close: the tick's

@@ -41,6 +41,7 @@ from bot.errors import DataError
 from bot.marketdata.candles import Candles, FundingSeries, format_timeframe
 from bot.marketdata.coverage import choose, covered_ms, covers, longest_gap, missing_ms, span_ms
 from bot.marketdata.files import DataFileError, DataInventory
+from bot.marketdata.funding import settled_mean
 from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowStatistics
 from bot.sim.cursor import IntArray, TimeCursor
 from bot.sim.triggers import DecimalColumn, FundingTape, TriggerSeries
@@ -1067,27 +1068,8 @@ class HistoricalMarket:
 
     @staticmethod
     def _funding_at(f: FundingSeries, i: int, lookback: int) -> FundingInfo:
-        nxt = int(f.ts[i]) if i < len(f) else None
-        if i == 0:
-            return FundingInfo(ZERO, Decimal(8), nxt)
-        lo = max(0, i - lookback)
-        if len(f) < 2:
-            return FundingInfo(Decimal(f"{float(np.mean(f.rate[lo:i])):.10f}"), Decimal(8), nxt)
-        # A hole in the settlements is not an interval (FundingSeries.settlement_hours_at).
-        spans = [f.settlement_hours_at(k) for k in range(lo, i)]
-        latest = spans[-1]
-        if all(h == latest for h in spans):
-            mean = float(np.mean(f.rate[lo:i]))
-        else:
-            # The interval changed inside the lookback (Binance and Bybit move a contract from
-            # 8 h to 4 h or 1 h in a squeeze, and back): each rate is for its own interval.
-            # Averaged as they are and read per the latest interval, three 8-hourly rates
-            # after a switch to 1 h read as an eightfold yearly cost, and 1-hourly rates after
-            # a switch back to 8 h as an eighth of it. Their mean per hour, over the latest
-            # interval, is the rate the venue charges at that pace.
-            per_hour = float(np.mean(f.rate[lo:i] / np.asarray(spans)))
-            mean = per_hour * latest
-        return FundingInfo(Decimal(f"{mean:.10f}"), Decimal(repr(latest)), nxt)
+        # the one reading of settled rates, shared with paper and live (ccxt_market)
+        return settled_mean(f, i, lookback)
 
     def trigger_series(self) -> dict[str, TriggerSeries]:
         out = {}

@@ -40,6 +40,7 @@ from bot.risk.limits import RiskLimits
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.history import (
     TRIGGER_ON_TRADES,
+    ClosedCandle,
     ContractHistory,
     HistoricalMarket,
     data_end,
@@ -49,9 +50,10 @@ from bot.sim.history import (
     mark_candles,
     mark_ends_first,
     requested_window,
+    set_lasts,
     simulation_window,
 )
-from bot.sim.triggers import FundingTape, TriggerSeries, advance, to_decimal
+from bot.sim.triggers import FundingTape, TriggerSeries, advance
 from bot.stats.timeframes import parse_timeframe
 from bot.store.memory import MemoryStore
 
@@ -333,8 +335,8 @@ def replay(
     for tape in tapes.values():
         tape.cursor = int(np.searchsorted(tape.ts, start, side="right"))
     advance(exchange, series, {}, start)  # marks as of the start, no events before it
-    candle = _ClosedCandle(market, start)
-    _set_lasts(exchange, market, symbols, start, candle)
+    candle = ClosedCandle(market, start)
+    set_lasts(exchange, market, symbols, start, candle)
     ticks = np.arange(start, end, tf, dtype=np.int64)
     for s in series.values():
         # The bars between two ticks are searched for triggers every tick: their extremes at once.
@@ -362,7 +364,7 @@ def replay(
                 hedge_log += engine.hedge.log if engine.hedge is not None else []
                 engine = simulation_engine(config, following, clock, exchange, market, store)
                 guard.engine = engine
-            _set_lasts(exchange, market, symbols, t, candle)
+            set_lasts(exchange, market, symbols, t, candle)
             if exchange.marks.keys() >= need:
                 if resume_ms is not None:
                     resume_if_due(store, t, exchange.equity(), resume_ms)
@@ -380,7 +382,7 @@ def replay(
         # neither charge one twice nor skip one.
         guard.advance(end, settle_until=end - 1)
         clock.advance_to(end)
-        _set_lasts(exchange, market, symbols, end, candle)
+        set_lasts(exchange, market, symbols, end, candle)
         figures.record(n, exchange)
     return SimulationResult(
         policy=policy,
@@ -507,7 +509,7 @@ class _Guard:
         tapes: dict[str, FundingTape],
         market: HistoricalMarket,
         clock: SimClock,
-        candle: _ClosedCandle,
+        candle: ClosedCandle,
     ) -> None:
         self.engine = engine
         self.exchange = exchange
@@ -536,7 +538,7 @@ class _Guard:
             if hit is None:
                 return
             self.clock.advance_to(hit.ts_ms)
-            _set_lasts(exchange, self.market, engine.symbols, hit.ts_ms, self.candle)
+            set_lasts(exchange, self.market, engine.symbols, hit.ts_ms, self.candle)
             engine.guard(observed_equity=hit.equity)
 
 
@@ -557,50 +559,6 @@ class _EquityFloor:
             self._floor = equity_floor(memory, limits)
             self._of = (memory, limits)
         return self._floor
-
-
-def _set_lasts(
-    exchange: SimulatedExchange,
-    market: HistoricalMarket,
-    symbols: Sequence[str],
-    t: int,
-    candle: _ClosedCandle,
-) -> None:
-    """The last prices at ``t`` (:meth:`HistoricalMarket.trade_quote`: the mark across a hole
-    in the trade candles; until when each is a price, past which the exchange refuses market
-    orders), and (data-driven slippage) the candle market orders pay for."""
-    marks = exchange.marks
-    for sym in symbols:
-        quote = market.trade_quote(sym, t, marks.get(sym))
-        if quote is not None:
-            exchange.set_last(sym, quote.price, as_of_ms=quote.as_of_ms, until_ms=quote.until_ms)
-    if exchange.slippage_model.data_driven:
-        # Market orders pay for the candle that just closed (its range and volume), looked up
-        # only when an order fills.
-        candle.t = t
-        exchange.candle_lookup = candle
-
-
-class _ClosedCandle:
-    """The exchange's ``candle_lookup``: the range and volume of the last-trade candle closed
-    at ``t`` (the replay's time, moved by :func:`_set_lasts`)."""
-
-    __slots__ = ("market", "t")
-
-    def __init__(self, market: HistoricalMarket, t: int) -> None:
-        self.market = market
-        self.t = t
-
-    def __call__(self, symbol: str) -> tuple[Decimal, Decimal] | None:
-        return _closed_candle(self.market, symbol, self.t)
-
-
-def _closed_candle(market: HistoricalMarket, symbol: str, t: int) -> tuple[Decimal, Decimal] | None:
-    c = market.contracts[symbol].last
-    i = int(c.ts.searchsorted(t - c.tf_ms, side="right")) - 1
-    if i < 0 or c.open[i] <= 0:
-        return None
-    return to_decimal((c.high[i] - c.low[i]) / c.open[i]), to_decimal(c.volume[i])
 
 
 def override(config: BotConfig, start: date | None, end: date | None) -> BotConfig:

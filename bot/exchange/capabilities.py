@@ -161,6 +161,12 @@ class VenueProfile:
     closing_trigger_params: Mapping[str, object] = field(default_factory=dict)
     # None: the venue's ban answers say when the ban ends (Binance 418 ``Retry-After``).
     ip_ban: IpBan | None = None
+    # Settled funding rates one funding-history read returns at most (ccxt
+    # ``fetch_funding_rate_history`` ``limit``): Binance GET /fapi/v1/fundingRate takes up to
+    # 1000 (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Get-Funding-Rate-History),
+    # Bybit GET /v5/market/funding/history up to 200
+    # (https://bybit-exchange.github.io/docs/v5/market/history-fund-rate).
+    funding_history_rows: int = 1000
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -253,6 +259,7 @@ BINANCE_USDM = VenueProfile(
 # 500 orders, which ccxt makes the caller acknowledge.
 BYBIT = VenueProfile(
     name="bybit",
+    funding_history_rows=200,
     # instruments-info: `status` PreLaunch, Trading, Delivering, Closed
     # (https://bybit-exchange.github.io/docs/v5/enum#status); a linear perpetual being
     # delisted keeps `Trading` with `deliveryTime` set to

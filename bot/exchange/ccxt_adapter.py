@@ -547,6 +547,32 @@ class CcxtExchange:
         next_ms = row.get("fundingTimestamp")
         return FundingInfo(rate, hours, int(next_ms) if next_ms else None)
 
+    @property
+    def funding_history_rows(self) -> int:
+        """Settled rates one :meth:`fetch_funding_history` returns at most on this venue."""
+        return self._profile.funding_history_rows
+
+    def fetch_funding_history(
+        self, symbol: str, limit: int, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[tuple[int, Decimal]]:
+        """Settled funding rates of ``symbol`` (settlement time ms, fraction per interval),
+        oldest first: the latest ``limit`` without bounds, else those in ``since_ms..until_ms``
+        (both inclusive; at most ``limit``). Binance GET /fapi/v1/fundingRate, Bybit GET
+        /v5/market/funding/history (ccxt ``fetch_funding_rate_history``).
+
+        A row without a time or a rate, or with a rate beyond the plausible bound
+        (:data:`~bot.exchange.mapping.FUNDING_RATE_LIMIT`: a settled rate was within the cap of
+        its day, which may have been wider than today's), raises
+        :class:`~bot.exchange.mapping.UnexpectedResponse`: an unread history is unknown, never
+        a rate of 0.
+        """
+        params = {"until": until_ms} if until_ms is not None else {}
+        rows = self._call(
+            lambda: self._ex.fetch_funding_rate_history(symbol, since_ms, limit, params),
+            "fetch_funding_rate_history",
+        )
+        return mapping.settled_funding(rows, symbol)
+
     def _may_reask_cap(self, symbol: str) -> bool:
         """True (and noted) when ``symbol``'s cap was not asked again in the last
         :data:`_CAP_REASK_S` seconds."""

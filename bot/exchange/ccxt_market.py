@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
@@ -9,6 +10,8 @@ import numpy as np
 from bot.domain.market import FundingInfo
 from bot.errors import DataError
 from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.marketdata.candles import FundingSeries
+from bot.marketdata.funding import settled_mean
 from bot.ports.market import CandleWindow
 
 _TIMEFRAMES = {
@@ -52,6 +55,23 @@ def timeframe_name(tf_ms: int) -> str:
         raise DataError(f"no exchange timeframe for {tf_ms} ms") from None
 
 
+_HOUR_MS = 3_600_000
+_MINUTE_MS = 60_000
+# Settled rows read beyond ``lookback``: the hours the oldest averaged rate covers are read from
+# the two steps before it (FundingSeries.step_at), as the simulation reads them in its file.
+_SPAN_ROWS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """Settled funding rates as last read: oldest first; the next settlement the venue
+    announced then (None: read again next time); whether the venue has no older ones."""
+
+    rows: list[tuple[int, Decimal]]
+    next_ms: int | None
+    complete: bool
+
+
 class CcxtMarketData:
     """Implements :class:`bot.ports.market.MarketDataPort` over a :class:`CcxtExchange`.
 
@@ -63,6 +83,7 @@ class CcxtMarketData:
 
     def __init__(self, exchange: CcxtExchange) -> None:
         self.exchange = exchange
+        self._history: dict[str, _History] = {}
 
     def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
         rows = self.exchange.fetch_candles(symbol, timeframe_name(tf_ms), count)
@@ -87,8 +108,84 @@ class CcxtMarketData:
         return CandleWindow(ts, empty, empty, empty, empty, tf_ms, volume=empty)
 
     def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
-        # The venue's current rate is the best estimate of the next settlement's.
-        return self.exchange.fetch_funding(symbol)
+        """The mean of the last ``lookback`` settled rates, read as the simulation reads its
+        funding file (:func:`bot.marketdata.funding.settled_mean`: same rounding, fewer rows
+        than ``lookback`` averaged as they are, the interval from the settlement times), with
+        the next settlement the venue announces now.
+
+        The venue's current (predicted) rate is read too, for the next settlement time and as
+        the estimate of a contract with no settlement yet (a new listing: its history is
+        empty, and 0 would be an unknown read as free). It is not the decision's rate: in a
+        squeeze it prints far from the settled ones, and the simulation cannot see it.
+        """
+        current = self.exchange.fetch_funding(symbol)
+        settled = self._settled(symbol, lookback + _SPAN_ROWS, current)
+        if not settled:
+            return current
+        nxt = current.next_settlement_ms
+        ts = [t for t, _ in settled]
+        rates = [float(r) for _, r in settled]
+        if nxt is not None and nxt > ts[-1]:
+            # the step after the latest settlement ends at the announced next one, as the
+            # simulation's file row after now does (FundingSeries.step_at); never averaged
+            ts.append(nxt)
+            rates.append(0.0)
+        series = FundingSeries(
+            np.array(ts, dtype=np.int64), np.array(rates), symbol, f"{symbol} settled funding"
+        )
+        info = settled_mean(series, len(settled), lookback)
+        return FundingInfo(info.rate, info.interval_hours, nxt)
+
+    def _settled(self, symbol: str, need: int, current: FundingInfo) -> list[tuple[int, Decimal]]:
+        """The latest ``need`` settled rates of ``symbol`` (fewer when the venue has no more).
+
+        Settled rates change only at a settlement: the history read is kept until the venue
+        announces another next settlement (one read per settlement and contract: Binance
+        /fapi/v1/fundingRate shares a budget of 500 requests per 5 minutes per IP with
+        /fapi/v1/fundingInfo; weight 1 in ccxt, 5 on Bybit). A read that does not yet list
+        the settlement just past (the venue publishes it a moment after the settlement) is
+        not kept: the next tick reads again. A later read asks for the latest rows only and
+        joins them to the kept ones when they overlap.
+        """
+        nxt = current.next_settlement_ms
+        kept = self._history.get(symbol)
+        if (
+            kept is not None
+            and nxt is not None
+            and kept.next_ms == nxt
+            and (len(kept.rows) >= need or kept.complete)
+        ):
+            return kept.rows[-need:]
+        per = self.exchange.funding_history_rows
+        want = min(need, per)
+        page = self.exchange.fetch_funding_history(symbol, want)
+        complete = len(page) < want
+        rows = page
+        if kept is not None and kept.rows and page and page[0][0] <= kept.rows[-1][0]:
+            rows = [r for r in kept.rows if r[0] < page[0][0]] + page
+            complete = complete or kept.complete
+        while len(rows) < need and not complete:
+            # Older pages by time window: one of ``per`` hours holds at most ``per``
+            # settlements (the shortest venue interval is 1 h), so none is cut short.
+            end = rows[0][0] - 1
+            older = self.exchange.fetch_funding_history(
+                symbol, per, since_ms=end - (per - 1) * _HOUR_MS, until_ms=end
+            )
+            older = [r for r in older if r[0] < rows[0][0]]
+            if not older:
+                complete = True
+                break
+            rows = older + rows
+        rows = rows[-need:]
+        interval_ms = int(current.interval_hours * _HOUR_MS)
+        # settlement times jitter by a few ms (mapping.interval_from_history): a minute's slack
+        current_up_to = (
+            nxt is not None and bool(rows) and rows[-1][0] >= nxt - interval_ms - _MINUTE_MS
+        )
+        self._history[symbol] = _History(
+            rows, nxt if current_up_to or (complete and not rows) else None, complete
+        )
+        return rows
 
     def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
         return self.exchange.fetch_last_price(symbol)

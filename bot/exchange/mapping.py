@@ -742,6 +742,27 @@ def check_funding_rate(symbol: str, rate: Decimal, bounds: FundingBounds) -> Non
         )
 
 
+def settled_funding(rows: object, symbol: str) -> list[tuple[int, Decimal]]:
+    """A ccxt funding-rate history of ``symbol`` as (settlement time ms, rate), oldest first,
+    one row per time; a garbled row raises (see CcxtExchange.fetch_funding_history)."""
+    if not isinstance(rows, Sequence) or isinstance(rows, str | bytes):
+        raise UnexpectedResponse(f"{symbol} funding history: expected a list, got {rows!r:.80}")
+    bounds = funding_bounds(symbol, None, "cap", "floor")
+    out: dict[int, Decimal] = {}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise UnexpectedResponse(f"{symbol} funding history: a row is {row!r:.80}")
+        if row.get("symbol") not in (None, symbol):
+            raise UnexpectedResponse(
+                f"{symbol} funding history: a row of {row.get('symbol')!r} in the answer"
+            )
+        ts = venue_time(row.get("timestamp"), f"{symbol} funding history time")
+        rate = to_decimal(row.get("fundingRate"), f"{symbol} funding history rate")
+        check_funding_rate(symbol, rate, bounds)
+        out[ts] = rate
+    return sorted(out.items())
+
+
 _INTERVAL = re.compile(r"^(\d+)h$")
 
 

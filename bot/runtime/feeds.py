@@ -21,8 +21,8 @@ from bot.domain.market import FundingInfo
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.exchange.mapping import Candle
 from bot.sim.exchange import SimulatedExchange
-from bot.sim.history import HistoricalMarket
-from bot.sim.triggers import FundingTape, TriggerSeries, advance
+from bot.sim.history import ClosedCandle, HistoricalMarket, set_lasts
+from bot.sim.triggers import FundingTape, TriggerSeries, advance, to_decimal
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -45,16 +45,20 @@ class ReplayFeed:
             s.cursor = int(np.searchsorted(s.ts, start - s.tf_ms, side="right"))
         for tape in self.tapes.values():
             tape.cursor = int(np.searchsorted(tape.ts, start, side="right"))
+        # The candle market orders and triggered stops pay their impact on (data-driven
+        # slippage), moved to each catch-up's time by set_lasts, as the dry-run replay moves it
+        # to each decision's: the stops triggered between two catch-ups pay for the candle
+        # closed at the first, in both.
+        self.candle = ClosedCandle(market, start)
+        if sim.slippage_model.data_driven:
+            sim.candle_lookup = self.candle
 
     def catch_up(self, now_ms: int) -> None:
         advance(self.sim, self.series, self.tapes, now_ms)
-        for sym in self.series:
+        symbols = list(self.series)
+        for sym in symbols:
             self.sim.set_funding(sym, self.market.funding(sym, now_ms, 1))
-            quote = self.market.trade_quote(sym, now_ms, self.sim.marks.get(sym))
-            if quote is not None:
-                self.sim.set_last(
-                    sym, quote.price, as_of_ms=quote.as_of_ms, until_ms=quote.until_ms
-                )
+        set_lasts(self.sim, self.market, symbols, now_ms, self.candle)
 
 
 class LiveFeed:
@@ -126,6 +130,24 @@ class LiveFeed:
             mark = self.public.fetch_mark_price(sym)
             last = self.public.fetch_candles(sym, "1m", 1)
             self.sim.set_mark(sym, mark, Decimal(repr(last[-1].close)) if last else mark)
+            if last and self.sim.slippage_model.data_driven:
+                self._note_candle(sym, last[-1])
+
+    def _note_candle(self, sym: str, candle: Candle) -> None:
+        """The last closed 1-minute trade candle's range and volume: what the next decision's
+        market orders pay their impact on (and the stops triggered before the next catch-up,
+        whose range is their mark bar's). The dry run measures on the decision's candle; the
+        square-root impact does not depend on the candle's length (bot.sim.slippage: the
+        range grows as its square root, the volume as it), so a minute measures the same cost
+        without reading longer candles. A venue that reports no volume leaves it unknown: the
+        floor alone."""
+        if candle.open <= 0:
+            return
+        self.sim.candle_range[sym] = to_decimal((candle.high - candle.low) / candle.open)
+        if candle.volume > 0:
+            self.sim.candle_volume[sym] = to_decimal(candle.volume)
+        else:
+            self.sim.candle_volume.pop(sym, None)
 
     def _hourly(self, sym: str, since: int, cut: int, now_ms: int) -> list[Candle]:
         """Hourly mark candles, from the one forming at ``since`` to the last closing by ``cut``."""

@@ -41,9 +41,11 @@ from bot.errors import DataError
 from bot.marketdata.candles import Candles, FundingSeries, format_timeframe
 from bot.marketdata.coverage import choose, covered_ms, covers, longest_gap, missing_ms, span_ms
 from bot.marketdata.files import DataFileError, DataInventory
+from bot.marketdata.funding import settled_mean
 from bot.ports.market import CandleWindow, FloatArray, StatisticsSpec, WindowStatistics
 from bot.sim.cursor import IntArray, TimeCursor
-from bot.sim.triggers import DecimalColumn, FundingTape, TriggerSeries
+from bot.sim.exchange import SimulatedExchange
+from bot.sim.triggers import DecimalColumn, FundingTape, TriggerSeries, to_decimal
 from bot.stats.timeframes import parse_timeframe, periods_per_year
 from bot.stats.window_series import trailing_atr, trailing_estimates, trailing_mean
 
@@ -1039,6 +1041,16 @@ class HistoricalMarket:
             until = min(until, now_ms)
         return TradeQuote(price, as_of, until)
 
+    def closed_candle(self, symbol: str, t: int) -> tuple[Decimal, Decimal] | None:
+        """The range ((high - low) / open) and volume of ``symbol``'s last-trade candle closed
+        at ``t`` (None: none has, or its open is not a price): what a market order sent at
+        ``t`` pays its impact on (:mod:`bot.sim.slippage`)."""
+        c = self.contracts[symbol].last
+        i = int(c.ts.searchsorted(t - c.tf_ms, side="right")) - 1
+        if i < 0 or c.open[i] <= 0:
+            return None
+        return to_decimal((c.high[i] - c.low[i]) / c.open[i]), to_decimal(c.volume[i])
+
     def _mark_closed_at(self, symbol: str, now_ms: int) -> tuple[int, int]:
         """When the latest trigger bar closed by ``now_ms`` closed (0: none has), and the
         trigger bars' length."""
@@ -1067,27 +1079,8 @@ class HistoricalMarket:
 
     @staticmethod
     def _funding_at(f: FundingSeries, i: int, lookback: int) -> FundingInfo:
-        nxt = int(f.ts[i]) if i < len(f) else None
-        if i == 0:
-            return FundingInfo(ZERO, Decimal(8), nxt)
-        lo = max(0, i - lookback)
-        if len(f) < 2:
-            return FundingInfo(Decimal(f"{float(np.mean(f.rate[lo:i])):.10f}"), Decimal(8), nxt)
-        # A hole in the settlements is not an interval (FundingSeries.settlement_hours_at).
-        spans = [f.settlement_hours_at(k) for k in range(lo, i)]
-        latest = spans[-1]
-        if all(h == latest for h in spans):
-            mean = float(np.mean(f.rate[lo:i]))
-        else:
-            # The interval changed inside the lookback (Binance and Bybit move a contract from
-            # 8 h to 4 h or 1 h in a squeeze, and back): each rate is for its own interval.
-            # Averaged as they are and read per the latest interval, three 8-hourly rates
-            # after a switch to 1 h read as an eightfold yearly cost, and 1-hourly rates after
-            # a switch back to 8 h as an eighth of it. Their mean per hour, over the latest
-            # interval, is the rate the venue charges at that pace.
-            per_hour = float(np.mean(f.rate[lo:i] / np.asarray(spans)))
-            mean = per_hour * latest
-        return FundingInfo(Decimal(f"{mean:.10f}"), Decimal(repr(latest)), nxt)
+        # the one reading of settled rates, shared with paper and live (ccxt_market)
+        return settled_mean(f, i, lookback)
 
     def trigger_series(self) -> dict[str, TriggerSeries]:
         out = {}
@@ -1113,6 +1106,47 @@ class HistoricalMarket:
             for sym, h in self.contracts.items()
             if h.funding is not None
         }
+
+
+def set_lasts(
+    exchange: SimulatedExchange,
+    market: HistoricalMarket,
+    symbols: Sequence[str],
+    t: int,
+    candle: ClosedCandle,
+) -> None:
+    """Hand ``exchange`` the last prices at ``t`` (:meth:`HistoricalMarket.trade_quote`: the
+    mark across a hole in the trade candles; until when each is a price, past which the
+    exchange refuses market orders), and (data-driven slippage) the candle market orders pay
+    for. The dry-run replay calls it at every decision and guard, the paper replay feed at
+    every catch-up: the same recorded data fills the same orders at the same prices."""
+    marks = exchange.marks
+    for sym in symbols:
+        quote = market.trade_quote(sym, t, marks.get(sym))
+        if quote is not None:
+            exchange.set_last(sym, quote.price, as_of_ms=quote.as_of_ms, until_ms=quote.until_ms)
+    if exchange.slippage_model.data_driven:
+        # Market orders pay for the candle that just closed (its range and volume), looked up
+        # only when an order fills.
+        candle.t = t
+        exchange.candle_lookup = candle
+
+
+class ClosedCandle:
+    """A simulated exchange's ``candle_lookup`` over recorded history: the range and volume of
+    the last-trade candle closed at ``t`` (:meth:`HistoricalMarket.closed_candle`). ``t`` is
+    the time of the last decision or guard: the dry-run replay and the paper replay feed move
+    it there, so market orders and the stops triggered until the next one pay for the same
+    candle in both."""
+
+    __slots__ = ("market", "t")
+
+    def __init__(self, market: HistoricalMarket, t: int) -> None:
+        self.market = market
+        self.t = t
+
+    def __call__(self, symbol: str) -> tuple[Decimal, Decimal] | None:
+        return self.market.closed_candle(symbol, self.t)
 
 
 def _spans(c: Candles, now_ms: int) -> bool:

@@ -178,11 +178,11 @@ def test_download_equals_the_server_and_a_second_run_fetches_nothing(
             gaps = json.loads((data / f"{stem}-{tf}.gaps.json").read_text())
             assert gaps == [[lo + 7 * HOUR, lo + 9 * HOUR]]  # the venue's real hole, recorded
         funding = _file_rows(data / f"{stem}-funding.csv.gz")
-        want_f = [(ts, r) for ts, r in server._funding_rows[sym] if lo <= ts < hi]
+        want_f = [(ts, r) for ts, r in server._funding_history[sym] if lo <= ts < hi]
         assert [(int(a), float(b)) for a, b in funding] == [(t, float(r)) for t, r in want_f]
     assert first["added"] == sum(
         len([r for r in rows if lo <= r[0] < hi]) for rows in server._series.values()
-    ) + sum(len([t for t, _ in f if lo <= t < hi]) for f in server._funding_rows.values())
+    ) + sum(len([t for t, _ in f if lo <= t < hi]) for f in server._funding_history.values())
     inventory = discover(data)  # the simulator reads what was written
     assert inventory.trade_timeframes(ADA) == ["1m", "5m", "1h"]
     inventory.load_candles(ADA, "1m", "mark")

@@ -2,14 +2,13 @@
 several timeframes per contract, and funding-rate history.
 
 :class:`LoopbackBinanceHistory` is :class:`~tests.fakes.binance_loopback.LoopbackBinance` with
-these routes replaced (the base serves one timeframe per contract and an empty funding history):
+these routes replaced (the base serves one timeframe per contract):
 
 * ``GET /fapi/v1/klines`` and ``GET /fapi/v1/markPriceKlines``: ``symbol``, ``interval``,
   ``startTime``, ``endTime`` (both inclusive, on the open time), ``limit`` (default 500, max
-  1500); oldest first; the still-forming bar is served too, as on Binance;
-* ``GET /fapi/v1/fundingRate``: ``symbol``, ``startTime``, ``endTime``, ``limit`` (default 100,
-  max 1000); oldest first; without ``startTime`` the latest ``limit`` rows
-  (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Get-Funding-Rate-History).
+  1500); oldest first; the still-forming bar is served too, as on Binance.
+
+``set_funding`` serves funding-rate history on the base server's ``GET /fapi/v1/fundingRate``.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ def _s(x: Decimal) -> str:
 class LoopbackBinanceHistory(LoopbackBinance):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._series: dict[tuple[str, CandleKind, int], list[CandleRow]] = {}
-        self._funding_rows: dict[str, list[tuple[int, Decimal]]] = {}
         super().__init__(*args, **kwargs)
 
     def set_series(
@@ -52,8 +50,9 @@ class LoopbackBinanceHistory(LoopbackBinance):
         self._series[(symbol, kind, step)] = list(rows)
 
     def set_funding(self, symbol: str, rows: Sequence[tuple[int, Decimal]]) -> None:
-        """Serve ``rows`` (funding time ms, rate) on ``/fapi/v1/fundingRate``."""
-        self._funding_rows[symbol] = sorted(rows)
+        """Serve ``rows`` (funding time ms, rate; any order) on ``/fapi/v1/fundingRate``, as
+        :meth:`set_funding_history` does (the base server's route)."""
+        self.set_funding_history(symbol, sorted(rows))
 
     def _route_table(self) -> dict[tuple[str, str], Any]:
         table = super()._route_table()
@@ -62,7 +61,6 @@ class LoopbackBinanceHistory(LoopbackBinance):
             lambda req: self._serve_klines(req, "mark"),
             False,
         )
-        table[("GET", "/fapi/v1/fundingRate")] = (self._serve_funding, False)
         return table
 
     def _serve_klines(self, req: _Req, kind: CandleKind) -> Json:
@@ -87,23 +85,6 @@ class LoopbackBinanceHistory(LoopbackBinance):
                 [ts, _s(o), _s(h), _s(low), _s(c), volume, ts + step - 1, quote, 0, "0", "0", "0"]
             )
         return out
-
-    def _serve_funding(self, req: _Req) -> Json:
-        sym = self._symbol(req)
-        limit = min(max(req.int_("limit", 100) or 100, 1), 1000)
-        start, end = req.int_("startTime"), req.int_("endTime")
-        rows = [
-            (ts, rate)
-            for ts, rate in self._funding_rows.get(sym, [])
-            if ts <= req.now_ms and (start is None or ts >= start) and (end is None or ts <= end)
-        ]
-        rows = rows[:limit] if start is not None else rows[-limit:]
-        inst = self.backend.instrument(sym)
-        sid = inst.base + inst.quote
-        return [
-            {"symbol": sid, "fundingTime": ts, "fundingRate": _s(rate), "markPrice": "0"}
-            for ts, rate in rows
-        ]
 
 
 def _step(interval: str) -> int:

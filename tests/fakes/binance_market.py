@@ -33,7 +33,7 @@ class BinanceMarketRoutes(BinanceBase):
             ("GET", "/fapi/v1/exchangeInfo"): self._exchange_info,
             ("GET", "/fapi/v1/premiumIndex"): self._premium_index,
             ("GET", "/fapi/v1/fundingInfo"): self._funding_info,
-            ("GET", "/fapi/v1/fundingRate"): lambda req: [],
+            ("GET", "/fapi/v1/fundingRate"): self._funding_rate_history,
             ("GET", "/fapi/v1/ticker/price"): self._ticker_price,
             ("GET", "/fapi/v1/ticker/24hr"): self._ticker_24hr,
             ("GET", "/fapi/v1/klines"): lambda req: self._klines(req, "trade"),
@@ -168,6 +168,25 @@ class BinanceMarketRoutes(BinanceBase):
                 }
             )
         return rows[0] if req.get("symbol") is not None else rows
+
+    def _funding_rate_history(self, req: _Req) -> Json:
+        """Settled rates from :meth:`set_funding_history`: ``symbol``, ``startTime``,
+        ``endTime`` (both inclusive), ``limit`` (default 100, max 1000); oldest first; without
+        ``startTime`` the latest ``limit`` rows, with it the first ``limit`` from it
+        (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Get-Funding-Rate-History)."""
+        sym = self._symbol(req)
+        limit = min(max(req.int_("limit", 100) or 100, 1), 1000)
+        start, end = req.int_("startTime"), req.int_("endTime")
+        rows = [
+            (ts, rate)
+            for ts, rate in self._funding_history.get(sym, [])
+            if ts <= req.now_ms and (start is None or ts >= start) and (end is None or ts <= end)
+        ]
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        return [
+            {"symbol": self._sid(sym), "fundingTime": ts, "fundingRate": _s(rate), "markPrice": "0"}
+            for ts, rate in rows
+        ]
 
     def _funding_info(self, req: _Req) -> Json:
         return [

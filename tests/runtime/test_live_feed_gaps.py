@@ -14,7 +14,7 @@ from decimal import Decimal as D
 import pytest
 
 from bot.clock import SimClock
-from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.orders import OrderRequest
@@ -22,6 +22,7 @@ from bot.exchange.mapping import Candle
 from bot.runtime.feeds import LiveFeed
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.paper_state import dump, restore
+from bot.sim.slippage import SlippageModel
 from tests.conftest import make_exchange
 
 BTC = "BTC/USDT:USDT"
@@ -157,3 +158,41 @@ def test_a_wick_in_the_candle_forming_at_the_last_check_fires_the_stop(
     [stop_fill] = [f for f in ex.fills if f.client_id == "sl"]
     bar = HOUR if asleep_hours else MINUTE  # stamped at the open of the candle that crossed
     assert stop_fill.timestamp_ms == dip - dip % bar
+
+
+class TradedVenue(FakeVenue):
+    """Last-trade minute candles that move: 59940..60060 (0.2 % of the open) on 4 BTC."""
+
+    def fetch_candles(
+        self, symbol: str, timeframe: str, limit: int, *, mark: bool = False
+    ) -> list[Candle]:
+        bars = super().fetch_candles(symbol, timeframe, limit, mark=mark)
+        if mark:
+            return bars
+        return [Candle(b.open_ms, 60000.0, 60060.0, 59940.0, 60000.0, 4.0) for b in bars]
+
+
+def test_paper_on_live_prices_pays_the_impact_on_the_last_closed_minute(
+    instruments: dict[str, Instrument],
+) -> None:
+    """``range_impact`` charges a market order the square-root impact on the candle that just
+    closed (bot/sim/slippage.py); on live prices that is the last closed 1-minute trade candle
+    the feed reads. Before, the feed noted no volume: the impact term was 0 (the floor only)."""
+    model = SlippageModel(D("0.0002"), D("0.1"), D(1))
+    clock = SimClock(T0 + 10 * MINUTE)
+    ex = SimulatedExchange(
+        {BTC: instruments[BTC]},
+        clock,
+        starting_balance=D(100000),
+        margin_mode=MarginMode.ISOLATED,
+        slippage_model=model,
+    )
+    feed(ex, TradedVenue(clock)).catch_up(clock.now_ms())
+    ex.set_leverage(BTC, 10)
+    ex.place_order(
+        OrderRequest("e", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, D(1), False)
+    )
+    [fill] = ex.fills
+    # floor 0.02 % + impact 1 x 0.2 % x sqrt(1 / 4) = 0.12 % above the last price (60000);
+    # the floor alone would be 60012
+    assert fill.price == D("60072")

@@ -27,6 +27,7 @@ from bot.engine.account import AccountView
 from bot.ports.store import RiskEvent, StorePort
 
 COOLDOWN_EVENT = EventKind.COOLDOWN
+ZERO = Decimal(0)
 # Members bound once: an enum member looked up on its class costs a slow attribute access (3.11).
 _STOP_LOSS, _TAKE_PROFIT = OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT
 
@@ -69,21 +70,34 @@ def held_of(acct: AccountView, symbols: Iterable[str]) -> dict[str, Held]:
 
 
 def held_at_start(store: StorePort, symbols: Iterable[str]) -> dict[str, Held]:
-    """What the last run left held: its last recorded positions with the bot's protective
-    orders the store believes rest. A stop-out or liquidation while the bot was down is then
-    judged at the first reconcile exactly like one between two ticks."""
+    """What the last run left held: its last recorded positions, moved by the fills of the
+    bot's own entries, reductions and closes sent after them, with the bot's protective orders
+    the store believes rest. A stop-out or liquidation while the bot was down is then judged at
+    the first reconcile exactly like one between two ticks, and a job that died between its
+    orders and its record (kill -9 in the middle of a tick) leaves its own reduction the bot's,
+    not a reduction "outside the bot" with its cooldown: the record of its positions is what it
+    never wrote, the store holds its orders filled with their fills. Its protective orders'
+    fills are left out (a stop-loss that filled is an exit, with its cooldown), and so are
+    orders of unknown outcome (the reconcile looks them up by client id first and counts them,
+    :attr:`bot.engine.reconcile.Reconciler.own_fills`)."""
     latest = store.latest_positions()
     if latest is None:
         return {}
+    since, positions = latest
     wanted = set(symbols)
+    qty: dict[str, Decimal] = {p.symbol: p.qty for p in positions if p.is_open}
+    for r in store.filled_since(since):
+        req = r.request
+        if req.symbol in wanted and not req.purpose.is_protective:
+            qty[req.symbol] = qty.get(req.symbol, ZERO) + req.side.sign * r.filled
     resting = store.open_orders()
     out: dict[str, Held] = {}
-    for pos in latest[1]:
-        if pos.symbol not in wanted or not pos.is_open:
+    for sym, held in qty.items():
+        if sym not in wanted or held == 0:
             continue
-        mine = [r for r in resting if r.request.symbol == pos.symbol]
-        out[pos.symbol] = Held(
-            pos.qty,
+        mine = [r for r in resting if r.request.symbol == sym]
+        out[sym] = Held(
+            held,
             frozenset(r.client_id for r in mine if r.request.purpose is OrderPurpose.STOP_LOSS),
             frozenset(r.client_id for r in mine if r.request.purpose is OrderPurpose.TAKE_PROFIT),
         )

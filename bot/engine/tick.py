@@ -370,7 +370,7 @@ class Engine:
             account=account,
         )
         # What is held as the last tick or guard left it (exits); at start, as the last run
-        # recorded it.
+        # recorded it, moved by its own orders recorded filled after that (held_at_start).
         self._held: dict[str, Held] = held_at_start(store, self.symbols)
         # Since when an exit is looked for in the venue's forced closes (the last tick or
         # guard; at start, the last recorded positions).

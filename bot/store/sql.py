@@ -473,6 +473,18 @@ class SqlStore:
         with self._read() as session:
             return session.exec(stmt.limit(1)).first() is not None
 
+    def filled_since(self, since_ms: int) -> list[OrderRecord]:
+        o = t.OrderRow
+        # (updated_ms is indexed, and an order sent after since_ms was updated after it too)
+        stmt = select(o).where(
+            col(o.updated_ms) > since_ms,
+            col(o.created_ms) > since_ms,
+            col(o.status).not_in(_UNRESOLVED),
+        )
+        with self._read() as session:
+            rows = [t.order_record(r) for r in session.exec(stmt.order_by(col(o.id)))]
+        return [r for r in rows if r.filled > 0]  # (filled is exact text: compared here)
+
     def get_order(self, client_id: str) -> OrderRecord | None:
         stmt = select(t.OrderRow).where(col(t.OrderRow.client_id) == client_id)
         with self._read() as session:

@@ -285,6 +285,53 @@ def test_intent_update_and_unresolved(port_store: MemoryStore | SqlStore) -> Non
     assert port_store.get_order("nope") is None
 
 
+def test_filled_since_is_what_the_bot_sent_after_a_time_and_filled(
+    port_store: MemoryStore | SqlStore,
+) -> None:
+    """What a start counts as the bot's own change after its last recorded positions: orders
+    sent after that time with something filled (a market order's part too), never one of
+    unknown outcome (the reconcile looks it up first) nor one sent before it."""
+    port_store.save_intent(request("before"), 1000)
+    port_store.update_order(
+        "before",
+        OrderStatus.FILLED,
+        2000,
+        order=exchange_order("before", OrderStatus.FILLED, "0.003", "1"),
+    )
+    for cid in ("whole", "part", "none", "unknown", "pending"):
+        port_store.save_intent(request(cid), 1001)
+    port_store.update_order(
+        "whole",
+        OrderStatus.FILLED,
+        1001,
+        order=exchange_order("whole", OrderStatus.FILLED, "0.003", "1"),
+    )
+    port_store.update_order(
+        "part",
+        OrderStatus.CANCELED,
+        1002,
+        order=exchange_order("part", OrderStatus.CANCELED, "0.001", "1"),
+    )
+    port_store.update_order(
+        "none",
+        OrderStatus.CANCELED,
+        1002,
+        order=exchange_order("none", OrderStatus.CANCELED, "0", None),
+    )
+    port_store.update_order(
+        "unknown",
+        OrderStatus.UNKNOWN,
+        1002,
+        order=exchange_order("unknown", OrderStatus.UNKNOWN, "0.002", "1"),
+    )
+    got = port_store.filled_since(1000)
+    assert [(r.client_id, r.filled) for r in got] == [
+        ("whole", Decimal("0.003")),
+        ("part", Decimal("0.001")),
+    ]
+    assert port_store.filled_since(1001) == []
+
+
 def test_duplicate_intent_is_refused(port_store: MemoryStore | SqlStore) -> None:
     port_store.save_intent(request("dup"), 1)
     port_store.update_order("dup", OrderStatus.OPEN, 2)

@@ -127,3 +127,36 @@ def test_the_bots_own_close_learnt_at_restart_starts_no_cooldown(
     assert record is not None
     assert record.status is OrderStatus.FILLED
     assert not [e for e in store.recent_events(50) if e.kind is EventKind.COOLDOWN]
+
+
+def test_the_bots_own_reduction_recorded_before_a_kill_is_no_exit_at_restart(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    """A later job of the bot's cut part of the position, recorded the order filled with its
+    fill, and died before recording its positions (kill -9 in the middle of a tick): the
+    restart compares with the positions last recorded, moved by that fill, so the cut is the
+    bot's own, as it was to the job that made it: no exit, no cooldown."""
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    clock.advance(timedelta(hours=1))
+    now = clock.now_ms()
+    request = OrderRequest(
+        client_id=make_client_id("t", OrderPurpose.REDUCE, BTC, now, 1),
+        symbol=BTC,
+        side=OrderSide.SELL,
+        type=OrderType.MARKET,
+        purpose=OrderPurpose.REDUCE,
+        amount=(held / 2).quantize(D("0.001")),
+        reduce_only=True,
+    )
+    store.save_intent(request, now)
+    filled = ex.place_order(request)
+    assert filled.status is OrderStatus.FILLED
+    fill = engine_on(store, ex, clock).reconciler.fill_of(filled, None, now)
+    store.update_order(request.client_id, OrderStatus.FILLED, now, order=filled, fill=fill)
+    # ... killed here; started again at the same time
+    engine_on(store, ex, clock).tick()
+    exits = [e for e in store.recent_events(50) if e.kind in (EventKind.EXIT, EventKind.COOLDOWN)]
+    assert exits == []

@@ -89,10 +89,12 @@ def test_a_fast_replay_decides_and_orders_as_the_simulation(tmp_path: Path) -> N
 
     store = SqlStore.open(config.runtime.database_url)
     try:
-        assert got.ticks == len(sim.ts) == 48
+        # (the simulation's last point is the run's end, after its last decision: no tick)
+        decided = [int(t) for t in sim.ts[: sim.decision_ticks]]
+        assert got.ticks == sim.decision_ticks == 48
         assert got.skipped == 0
         ticked = sorted({r.ts_ms for r in store.recent_decisions(ALL)})
-        assert ticked == [int(t) for t in sim.ts]  # every candle close, once, none between
+        assert ticked == decided  # every candle close, once, none between
         expected = sorted(
             (
                 r.ts_ms,

@@ -493,14 +493,7 @@ class Reconciler:
         self._not_the_bots(now, sym, pos, "found at start, none of the bot's fills explain it")
 
     def _held_by_last_run(self, pos: Position) -> bool:
-        recorded = self._recorded_at_start
-        if recorded is None:  # (nothing recorded yet: every entry counts)
-            return self.store.has_filled_entry(pos.symbol)
-        ts, held = recorded
-        last = next((p for p in held if p.symbol == pos.symbol and p.is_open), None)
-        if last is not None and (last.qty > 0) == (pos.qty > 0):
-            return self.store.has_filled_entry(pos.symbol)
-        return self.store.has_filled_entry(pos.symbol, since_ms=ts)
+        return held_by_last_run(self.store, self._recorded_at_start, pos.symbol, pos.qty)
 
     def _guarded(self, pos: Position, resting: Sequence[Order]) -> bool:
         """One of the bot's own protective orders (its client id, for this account) rests on
@@ -593,12 +586,33 @@ class Reconciler:
         )
 
 
+def held_by_last_run(
+    store: StorePort, recorded: tuple[int, list[Position]] | None, symbol: str, qty: Decimal
+) -> bool:
+    """Whether the last run held the position ``qty`` of ``symbol``: its last recorded
+    positions (``recorded``, from ``store.latest_positions()``) hold the contract on the same
+    side, on a contract the bot filled an entry on, or it filled an entry there after it
+    recorded them (a job that died between its entry and its record). A position on the other
+    side, or one where the last record is flat and no entry filled since, is not: the
+    trader's, opened by hand. The start's reconcile and the start's check of contracts
+    dropped from the configuration (``runtime/preflight.py``) judge by this one rule."""
+    if recorded is None:  # (nothing recorded yet: every entry counts)
+        return store.has_filled_entry(symbol)
+    ts, held = recorded
+    last = next((p for p in held if p.symbol == symbol and p.is_open), None)
+    if last is not None and (last.qty > 0) == (qty > 0):
+        return store.has_filled_entry(symbol)
+    return store.has_filled_entry(symbol, since_ms=ts)
+
+
 def open_foreign(events: Iterable[RiskEvent]) -> set[str]:
     """The contracts whose position was last found not the bot's (a ``foreign`` event not
-    followed by a ``foreign_gone`` one), from ``events`` in any order: a restart keeps them
-    foreign, and ``bot status`` and the dashboard show them so."""
+    followed by a ``foreign_gone`` one), from ``events`` newest first as ``recent_events``
+    gives them (within one millisecond the later recorded first: a ``foreign_gone`` and a
+    ``foreign`` of one job keep their order): a restart keeps them foreign, and ``bot status``
+    and the dashboard show them so."""
     out: set[str] = set()
-    for e in sorted(events, key=lambda e: e.ts_ms):
+    for e in sorted(reversed(list(events)), key=lambda e: e.ts_ms):  # (oldest first)
         if e.symbol is None:
             continue
         if e.kind is EventKind.FOREIGN:

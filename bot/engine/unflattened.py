@@ -129,9 +129,10 @@ def _pending(halt: str, qty: Decimal, tried: _Tried) -> str:
 
 def open_incidents(events: Iterable[RiskEvent]) -> set[str]:
     """The contracts whose ``flatten_pending`` incident is still open at the end of ``events``
-    (in any order): not followed by a ``flatten_ended``."""
+    (newest first as ``recent_events`` gives them, the later recorded first within one
+    millisecond; any order across milliseconds): not followed by a ``flatten_ended``."""
     out: set[str] = set()
-    for e in sorted(events, key=lambda e: e.ts_ms):
+    for e in sorted(reversed(list(events)), key=lambda e: e.ts_ms):  # (oldest first)
         if e.symbol is None:
             continue
         if e.kind is EventKind.FLATTEN_PENDING:

@@ -12,8 +12,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from bot.config.models import BotConfig
-from bot.domain.enums import MarginMode, OrderPurpose
+from bot.domain.enums import EventKind, MarginMode, OrderPurpose
 from bot.engine.hedging import with_hedge_symbols
+from bot.engine.reconcile import held_by_last_run, open_foreign
 from bot.errors import ExchangeError
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.ports.exchange import ExchangePort
@@ -150,11 +151,21 @@ def positions_left_behind(
     name the bot's."""
     configured = set(symbols)
     left: list[str] = []
+    recorded = store.latest_positions() if store is not None else None
+    foreign = (
+        open_foreign(store.recent_events(10_000, kinds=(EventKind.FOREIGN, EventKind.FOREIGN_GONE)))
+        if store is not None
+        else set()
+    )
     for sym, qty in sorted(exchange.fetch_position_sizes().items()):
         if sym in configured:
             continue
+        # The reconcile's rule at a start (held_by_last_run): a position the trader opened by
+        # hand from flat, or on the other side, on a contract the bot once traded is not the
+        # bot's, and no reason to refuse a start.
         owned: bool | None = store is not None and (
-            store.has_filled_entry(sym) or any(r.request.symbol == sym for r in store.open_orders())
+            (sym not in foreign and held_by_last_run(store, recorded, sym, qty))
+            or any(r.request.symbol == sym for r in store.open_orders())
         )
         if not owned:
             owned = _own_order_rests(exchange, sym)

@@ -150,7 +150,9 @@ class MemoryStore:
             for e in self.events
             if (kinds is None or e.kind in kinds) and (since_ms is None or e.ts_ms >= since_ms)
         ]
-        return sorted(wanted[-limit:], key=lambda e: e.ts_ms, reverse=True)
+        # newest first, the later recorded first within one millisecond (as the SQL store's
+        # ``ts_ms DESC, id DESC``): readers that replay incidents depend on that order
+        return sorted(reversed(wanted[-limit:]), key=lambda e: e.ts_ms, reverse=True)
 
     def record_equity(self, snapshot: EquitySnapshot) -> None:
         self.equity.append(snapshot)

@@ -13,9 +13,11 @@ in the data never turns into one large "daily" return (the same rule as for the 
 starts with its starting balance, stamped at its start (``opening``): the first day's return runs
 from it, so what the first day made or lost is in the ratios as it is in the total return. Its
 curve ends with the account at its end (``closing``), stamped at that end, which the run does not
-include: that sample closes the day its last interval lies in (a run to 00:00 closes the day
-before; a run of daily ticks, each sample standing for the day it opens, closes a day of its own),
-so the last interval never adds a "day" of one hour to the ratios.
+include. With ``closing`` every sample after the run's first instant is the account at the end of
+what came before it: a sample stamped 00:00 closes the day before (the account at midnight is that
+day's close), so the last interval never adds a "day" of one hour, and an N-day run has N daily
+returns whatever its decision interval (daily ticks included: their first sample, at the run's
+first instant, is a sample of the first day, not a day of its own).
 """
 
 from __future__ import annotations
@@ -162,13 +164,13 @@ def daily_closes(
 
 
 def _closes_by_day(eq: F64, ts: I64, *, closing: bool = False) -> tuple[I64, F64]:
-    day = ts // DAY_MS
-    if closing and ts.size >= 2 and int(ts[-1]) - int(ts[-2]) < DAY_MS:
-        # The run's end excludes its own instant: an end at 00:00 closes the day before. A last
-        # interval of a day or more (daily ticks, stamped at the day they open) is a day of its
-        # own, as each of the run's other days.
-        day = day.copy()
-        day[-1] = (int(ts[-1]) - 1) // DAY_MS
+    if closing and ts.size:
+        # A sample is the account at the end of what came before it: one at 00:00 closes the
+        # day before. Those at the run's first instant are samples of its first day (the entry
+        # costs of a first tick at 00:00 are that day's), never a day before it of their own.
+        day = np.maximum((ts - 1) // DAY_MS, int(ts[0]) // DAY_MS)
+    else:
+        day = ts // DAY_MS
     last = np.append(np.flatnonzero(np.diff(day) != 0), day.size - 1)
     days: I64 = (day[last] * DAY_MS).astype(np.int64)
     closes: F64 = eq[last]

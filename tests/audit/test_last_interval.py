@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from bot.backtest.metrics import DAY_MS, summarize
@@ -73,19 +74,23 @@ def test_a_daily_policy_runs_its_last_day(tmp_path: Path) -> None:
 
 
 def test_the_closing_sample_closes_the_day_of_its_last_interval() -> None:
-    # Hourly ticks: the account at 00:00, the run's end, is the last day's close, not a day of
-    # one hour of its own (which would be one more daily return in the Sharpe ratio).
+    # Hourly ticks: the account at 00:00 is the close of the day before (the run's end the last
+    # day's), not a day of one hour of its own (one more daily return in the Sharpe ratio).
     ticks = np.arange(T0, T0 + 3 * DAY_MS, HOUR, dtype=np.int64)
     ts = np.r_[np.int64(T0), ticks, np.int64(T0 + 3 * DAY_MS)]
     eq = np.r_[100.0, 100.0 + np.arange(ticks.size) * 0.1, 110.0]
     with_end = summarize(eq, ts, opening=True, closing=True)
-    # the same days' closes, the last taken at 23:00 and at 00:00 inside the last day
-    on_grid = np.r_[ts[:-2], np.int64(T0 + 3 * DAY_MS - 1)]
-    within = summarize(np.r_[eq[:-2], 110.0], on_grid, opening=True)
-    assert with_end["sharpe"] == within["sharpe"]
-    # Daily ticks: each sample stands for the day it opens; the end is a day of its own.
-    days = np.arange(T0, T0 + 4 * DAY_MS, DAY_MS, dtype=np.int64)
-    eq_d = np.array([100.0, 101.0, 99.0, 104.0, 102.0])
-    closed = summarize(eq_d, np.r_[days, np.int64(T0 + 4 * DAY_MS)], closing=True)
-    plain = summarize(eq_d, np.r_[days, np.int64(T0 + 4 * DAY_MS)])
-    assert closed["sharpe"] == plain["sharpe"]
+    # by hand: each day's close is the account at the next 00:00, the first day's return from
+    # the starting balance
+    closes = np.r_[100.0, eq[1 + 24], eq[1 + 48], 110.0]
+    rets = closes[1:] / closes[:-1] - 1
+    assert with_end["sharpe"] == pytest.approx(rets.mean() / rets.std(ddof=1) * np.sqrt(365))
+    # Daily ticks over the same 3 days: 3 daily returns too (the first tick, at the run's first
+    # instant, is the first day's: its entry costs are no day of their own), each day's close
+    # the account at the next 00:00.
+    days = np.arange(T0, T0 + 3 * DAY_MS, DAY_MS, dtype=np.int64)
+    ts_d = np.r_[np.int64(T0), days, np.int64(T0 + 3 * DAY_MS)]
+    eq_d = np.array([1000.0, 999.0, 1010.0, 1020.0, 1030.0])
+    daily = summarize(eq_d, ts_d, opening=True, closing=True)
+    rets_d = np.array([1010.0, 1020.0, 1030.0]) / np.array([1000.0, 1010.0, 1020.0]) - 1
+    assert daily["sharpe"] == pytest.approx(rets_d.mean() / rets_d.std(ddof=1) * np.sqrt(365))

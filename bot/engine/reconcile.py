@@ -473,10 +473,14 @@ class Reconciler:
         this reconcile just learnt explain it, or when the last run held it (its last
         recorded positions, on a contract the bot filled an entry on and the last run did not
         find foreign) or filled an entry there after it recorded them (a job that died between
-        its entry and its record). An entry still unsettled: managed, judged again later."""
+        its entry and its record). An entry still unsettled: managed, judged again later.
+
+        A recorded position the fills learnt now closed (its stop filled while no bot ran)
+        leaves its other protective order resting, an orphan (the take-profit beside the
+        stop): no evidence for a position found since, which the trader opened by hand."""
         explained = self._explained.get(sym, ZERO)
         own = (
-            self._guarded(pos, resting)
+            (not self._closed_while_down(sym, explained) and self._guarded(pos, resting))
             or (explained != 0 and (explained > 0) == (pos.qty > 0))
             or (sym not in self._foreign_at_start and self._held_by_last_run(pos))
         )
@@ -492,8 +496,21 @@ class Reconciler:
             return
         self._not_the_bots(now, sym, pos, "found at start, none of the bot's fills explain it")
 
+    def _closed_while_down(self, sym: str, learnt: Decimal) -> bool:
+        """Whether the bot's own fills learnt at this start (``learnt``, signed) closed or
+        reversed the position the last run recorded on ``sym``."""
+        recorded = self._recorded_at_start
+        if recorded is None or learnt == 0:
+            return False
+        last = next((p for p in recorded[1] if p.symbol == sym and p.is_open), None)
+        if last is None:
+            return False
+        after = last.qty + learnt
+        return after == 0 or (after > 0) != (last.qty > 0)
+
     def _held_by_last_run(self, pos: Position) -> bool:
-        return held_by_last_run(self.store, self._recorded_at_start, pos.symbol, pos.qty)
+        learnt = self._explained.get(pos.symbol, ZERO)
+        return held_by_last_run(self.store, self._recorded_at_start, pos.symbol, pos.qty, learnt)
 
     def _guarded(self, pos: Position, resting: Sequence[Order]) -> bool:
         """One of the bot's own protective orders (its client id, for this account) rests on
@@ -587,21 +604,30 @@ class Reconciler:
 
 
 def held_by_last_run(
-    store: StorePort, recorded: tuple[int, list[Position]] | None, symbol: str, qty: Decimal
+    store: StorePort,
+    recorded: tuple[int, list[Position]] | None,
+    symbol: str,
+    qty: Decimal,
+    learnt: Decimal = ZERO,
 ) -> bool:
     """Whether the last run held the position ``qty`` of ``symbol``: its last recorded
     positions (``recorded``, from ``store.latest_positions()``) hold the contract on the same
     side, on a contract the bot filled an entry on, or it filled an entry there after it
     recorded them (a job that died between its entry and its record). A position on the other
     side, or one where the last record is flat and no entry filled since, is not: the
-    trader's, opened by hand. The start's reconcile and the start's check of contracts
+    trader's, opened by hand. ``learnt``: the bot's own fills learnt since (signed; the start's
+    reconcile settles the orders that ended while no bot ran): a recorded position they closed
+    (its stop filled while the bot was down) is held no more, and a position found on that side
+    was opened by hand after it. The start's reconcile and the start's check of contracts
     dropped from the configuration (``runtime/preflight.py``) judge by this one rule."""
     if recorded is None:  # (nothing recorded yet: every entry counts)
         return store.has_filled_entry(symbol)
     ts, held = recorded
     last = next((p for p in held if p.symbol == symbol and p.is_open), None)
     if last is not None and (last.qty > 0) == (qty > 0):
-        return store.has_filled_entry(symbol)
+        after = last.qty + learnt  # (the bot's own fills since: its stop, an exit, an entry)
+        if after != 0 and (after > 0) == (qty > 0):
+            return store.has_filled_entry(symbol)
     return store.has_filled_entry(symbol, since_ms=ts)
 
 

@@ -110,7 +110,7 @@ from bot.policy.decide import decide
 from bot.policy.hedge import short_name
 from bot.policy.inputs import ContractView
 from bot.policy.protection import daily_vol_unit, distance
-from bot.ports.client_ids import base36, make_client_id
+from bot.ports.client_ids import base36, make_client_id, parse_purpose
 from bot.ports.exchange import ExchangePort, SpotWalletPort
 from bot.ports.market import CandleWindow, MarketDataPort
 from bot.ports.store import (
@@ -1795,11 +1795,37 @@ class Engine:
         position (0: none)."""
         return max(self._protection_streaks.values(), default=0)
 
+    def _cancel_orphans_on_foreign(self, sym: str, acct: AccountView, now: int) -> None:
+        """The bot's own protective orders resting on a contract whose position is not the
+        bot's are orphans of a position of its that is gone (the take-profit beside a stop that
+        filled while no bot ran, before the trader opened one by hand): cancelled, each with an
+        event, so no order of the bot's acts on the trader's position."""
+        kept = []
+        for o in acct.resting.get(sym, []):
+            purpose = parse_purpose(o.client_id, self.account)
+            if purpose is None or not purpose.is_protective:
+                kept.append(o)
+                continue
+            self._event(
+                now,
+                EventKind.RECONCILE,
+                sym,
+                TradingState.ACTIVE,
+                f"cancel orphan {purpose} {o.client_id}: the position on the contract is not "
+                "the bot's (the one this order protected is gone)",
+            )
+            self._cancel(sym, o.client_id, now)
+        if len(kept) != len(acct.resting.get(sym, [])):
+            acct.resting[sym] = kept
+            acct.changed()
+
     def _ensure_one(self, sym: str, acct: AccountView, now: int) -> _Checked:
         """:meth:`ensure_protected` for one contract: whether it found a managed position,
         protected (``"protected"``) or closed for want of a stop (``"closed"``); ``"none"``:
         no position it manages, or one on a market it sends no order to."""
         pos = acct.positions.get(sym)
+        if sym in self.reconciler.foreign and sym not in self._silenced:
+            self._cancel_orphans_on_foreign(sym, acct, now)
         if sym in self.reconciler.foreign or pos is None or not pos.is_open:
             self._remainders.pop(sym, None)
             if sym in self.unprotected_since or sym in self._venue_errors:

@@ -9,6 +9,7 @@ database is restored from a copy that never recorded it (its own stop rests on i
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from decimal import Decimal as D
 
 from bot.clock import SimClock
@@ -26,8 +27,10 @@ from bot.engine.tick import Engine
 from bot.risk.state import set_state
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
-from tests.conftest import T0
+from bot.store.sql import SqlStore
+from tests.conftest import T0, make_exchange
 from tests.unit.test_engine import BTC, HOUR, LIMITS, FakeMarket, build
+from tests.unit.test_stopped_while_down import engine_on, stop_out
 
 MIN = 60_000
 
@@ -237,3 +240,27 @@ def test_a_position_the_bot_has_never_seen_is_judged_at_start(
     restarted.tick()
     assert restarted.foreign == {BTC}
     assert ex.fetch_positions([BTC])[BTC].qty == D("-0.05")
+
+
+def test_a_hand_position_opened_after_the_bots_stop_filled_while_it_was_down_is_not_the_bots(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    """The last run recorded the bot's long; its stop filled while no bot ran, and the trader
+    then bought by hand on the same side. The start took the position for the bot's (the last
+    run held that side), rested its stop on it, and the restart's daily-loss halt closed it:
+    the fills the start learns (the stop's) close the recorded position, so the one found was
+    opened after it, by hand."""
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    stop_out(ex)  # while down: the bot's stop fills
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    hand(ex, OrderSide.BUY, D("0.01"), "myhand-1")
+    clock.advance(timedelta(hours=1))
+    engine_on(store, ex, clock).tick()
+    assert ex.fetch_positions([BTC])[BTC].qty == D("0.01"), "the hand position was closed"
+    bots = [o.client_id for o in ex.fetch_open_orders(BTC) if o.purpose is not None]
+    assert bots == [], "the bot rested its orders on the trader's position"
+    foreign = [e for e in store.recent_events(50) if e.kind is EventKind.FOREIGN]
+    assert len(foreign) == 1

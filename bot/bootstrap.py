@@ -542,6 +542,11 @@ def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifie
     return notifier, rules
 
 
+def notifier_for(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
+    """The configured alert destinations (``bot run``'s start, before any runner exists)."""
+    return _notifier(config, store, clock)
+
+
 def engine_symbols(config: BotConfig) -> list[str]:
     """The engine's contracts: the configured ones and the policy's hedge instruments."""
     return list(with_hedge_symbols([c.symbol for c in config.contracts], config.policies[0]))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -26,16 +27,21 @@ from bot.bootstrap import (
     replay_data,
     venue_of,
 )
-from bot.clock import LiveClock
+from bot.bootstrap import (
+    notifier_for as venue_notifier,
+)
+from bot.clock import LiveClock, ms_to_datetime
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
-from bot.errors import ConfigError
+from bot.domain.enums import EventKind
+from bot.errors import ConfigError, RateLimited
 from bot.exchange.ccxt_adapter import CcxtExchange
 from bot.logs import setup_logging
+from bot.runtime.events import record_event_now
 from bot.runtime.preflight import Preflight, apply_changes, preflight
-from bot.runtime.runner import Runner
+from bot.runtime.runner import Runner, end_named, held_for, venue_hold_alert
 from bot.runtime.scheduler import Stopper, run_scheduled, start_at_first_tick
-from bot.runtime.venue_hold import check_no_venue_hold
+from bot.runtime.venue_hold import VenueHoldRunning, check_no_venue_hold, hold_reason
 from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
 from bot.store.run_modes import LIVE_RUN_MODE, PAPER_RUN_MODE, REPLAY_RUN_MODE
@@ -93,14 +99,15 @@ def run_bot(
         _refuse_within_a_venue_hold(config, store, replay=replay, ignore=ignore_venue_hold)
         remember_run(config)  # (PostgreSQL: a start that finds it emptied later is refused)
         runner: Runner
-        if secrets is not None:
-            confirmed = _confirmed_live_runner(config, store, secrets, yes=yes, console=console)
-            if confirmed is None:
-                console.print("not confirmed: nothing was traded")
-                return 1
-            runner = confirmed
-        else:
-            runner, paper = build_paper(config, store, replay=data, speed=speed)
+        with _ban_met_by_the_start(config, store, venue_reads=replay is None):
+            if secrets is not None:
+                confirmed = _confirmed_live_runner(config, store, secrets, yes=yes, console=console)
+                if confirmed is None:
+                    console.print("not confirmed: nothing was traded")
+                    return 1
+                runner = confirmed
+            else:
+                runner, paper = build_paper(config, store, replay=data, speed=speed)
         runner.before_job.append(lock.check)  # a lock lost with its connection stops trading
         policy = config.policies[0]
         venue = venue_of(config) if mode == LIVE_RUN_MODE else None
@@ -177,6 +184,43 @@ def _confirmed_live_runner(
     for started in runner.at_confirmed_start:
         started()
     return runner
+
+
+@contextmanager
+def _ban_met_by_the_start(
+    config: BotConfig, store: SqlStore, *, venue_reads: bool
+) -> Iterator[None]:
+    """A rate limit or an IP ban the start's own reads meet (the venue's specifications, the
+    preflight) is kept as the runner keeps one a job meets: recorded (a ``venue_hold`` event,
+    so the next start is refused without a request until it ends, see
+    :func:`_refuse_within_a_venue_hold`), alerted, and named with its end in the error. Else a
+    service manager restarting the failed start sent into the ban at every restart, and
+    Binance lengthens a ban for requests sent during it."""
+    try:
+        yield
+    except RateLimited as exc:
+        held = held_for(exc)
+        if not venue_reads or held is None or held <= 0:
+            raise
+        now = LiveClock().now_ms()
+        until = now + round(held * 1000)
+        named = end_named(exc)
+        try:
+            record_event_now(
+                store, now, EventKind.VENUE_HOLD, None, hold_reason(until, held, named=named)
+            )
+            notifier, _ = venue_notifier(config, store, LiveClock())
+            notifier.notify([venue_hold_alert(now, held, named)])
+        except Exception as record_exc:  # (the refusal below still says until when)
+            logger.error("the venue's hold cannot be recorded: {}", record_exc)
+        raise VenueHoldRunning(
+            f"the start's requests were refused by the venue ({exc}): no request before "
+            f"{ms_to_datetime(until).strftime('%Y-%m-%d %H:%M:%S UTC')}"
+            + ("" if named else " at the least (an IP ban; the venue named no end)")
+            + "; nothing was traded, the resting stops stay on the exchange. A start before "
+            "then is refused without a request (--ignore-venue-hold starts anyway: only from "
+            "another IP address)"
+        ) from exc
 
 
 def _refuse_within_a_venue_hold(

@@ -768,6 +768,21 @@ def _rate_limit(exc: BaseException) -> RateLimited | None:
     return None
 
 
+def end_named(exc: BaseException) -> bool:
+    """:func:`_end_named` for the start (``bot run`` before any runner exists)."""
+    return _end_named(exc)
+
+
+def held_for(exc: BaseException) -> float | None:
+    """:func:`_held_for` for the start."""
+    return _held_for(exc)
+
+
+def venue_hold_alert(now_ms: int, held: float, named: bool = True) -> Alert:
+    """:func:`_venue_hold_alert` for the start."""
+    return _venue_hold_alert(now_ms, held, named)
+
+
 def _end_named(exc: BaseException) -> bool:
     """Whether the venue said when its refusal ends (False: an IP ban answered without an
     end, held the least the venue documents; see ``RateLimited.end_named``)."""

@@ -140,3 +140,44 @@ def test_a_start_told_to_ignore_the_hold_ends_it_once_a_job_is_answered(
         assert [e.reason.startswith("the venue's hold is over") for e in holds] == [True, False]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(("name", "retry_after"), [("binanceusdm", 7200), ("bybit", None)])
+def test_a_ban_the_start_itself_meets_is_kept_and_the_next_start_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, retry_after: int | None
+) -> None:
+    """The venue bans the IP before the start (another program on the address spent the
+    limit): Binance 418 with Retry-After, Bybit's 403 without an end. The start's first read is
+    refused; the start records the hold (as a job does), names its end, and the next start is
+    refused without a request. Before, only a job kept a hold: a service manager restarting
+    the failed start sent into the ban at every restart."""
+    monkeypatch.setenv("BOT_API_KEY", KEY)
+    monkeypatch.setenv("BOT_API_SECRET", SECRET)
+    venue = VENUES[name]
+    backend = venue_account(name)
+    srv = venue.server(backend, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC])
+    serve_btc_history(srv, backend)
+    with srv:
+        path = tmp_path / "config.toml"
+        path.write_text(
+            live_config_text(
+                name="ban",
+                venue=name,
+                base_url=srv.base_url,
+                database=tmp_path / "state.db",
+                log_dir=tmp_path / "logs",
+            )
+        )
+        srv.ban_ip(retry_after=retry_after)
+        with pytest.raises(VenueHoldRunning, match=r"no request before \d{4}-\d\d-\d\d"):
+            _start(path)
+        sent = len(srv.requests)
+        assert sent >= 1
+        store = open_store(load_config(path))
+        try:
+            assert recorded_hold_end(store) is not None, "the ban the start met was not recorded"
+        finally:
+            store.close()
+        with pytest.raises(VenueHoldRunning, match=r"runtime\.database_url: the last run was"):
+            _start(path)
+        assert len(srv.requests) == sent, "the next start sent into the ban"

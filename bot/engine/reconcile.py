@@ -51,7 +51,7 @@ from bot.errors import AccountUnreadable
 from bot.numbers import unsigned
 from bot.ports.client_ids import parse_purpose
 from bot.ports.exchange import ExchangePort
-from bot.ports.store import OrderRecord, RiskEvent, StorePort, storable
+from bot.ports.store import OrderRecord, RiskEvent, StorePort, open_at_end, storable
 
 ZERO = Decimal(0)
 # How long a positions answer may stay behind a protective order's fill before it is believed
@@ -633,16 +633,6 @@ def held_by_last_run(
 
 def open_foreign(events: Iterable[RiskEvent]) -> set[str]:
     """The contracts whose position was last found not the bot's (a ``foreign`` event not
-    followed by a ``foreign_gone`` one), from ``events`` newest first as ``recent_events``
-    gives them (within one millisecond the later recorded first: a ``foreign_gone`` and a
-    ``foreign`` of one job keep their order): a restart keeps them foreign, and ``bot status``
-    and the dashboard show them so."""
-    out: set[str] = set()
-    for e in sorted(reversed(list(events)), key=lambda e: e.ts_ms):  # (oldest first)
-        if e.symbol is None:
-            continue
-        if e.kind is EventKind.FOREIGN:
-            out.add(e.symbol)
-        elif e.kind is EventKind.FOREIGN_GONE:
-            out.discard(e.symbol)
-    return out
+    followed by a ``foreign_gone`` one; ``events`` as :func:`open_at_end` takes them): a
+    restart keeps them foreign, and ``bot status`` and the dashboard show them so."""
+    return open_at_end(events, EventKind.FOREIGN, EventKind.FOREIGN_GONE)

@@ -26,7 +26,7 @@ from decimal import Decimal
 
 from bot.clock import ms_to_datetime
 from bot.domain.enums import EventKind
-from bot.ports.store import RiskEvent
+from bot.ports.store import RiskEvent, open_at_end
 from bot.risk.coverage import plain
 
 
@@ -129,17 +129,9 @@ def _pending(halt: str, qty: Decimal, tried: _Tried) -> str:
 
 def open_incidents(events: Iterable[RiskEvent]) -> set[str]:
     """The contracts whose ``flatten_pending`` incident is still open at the end of ``events``
-    (newest first as ``recent_events`` gives them, the later recorded first within one
-    millisecond; any order across milliseconds): not followed by a ``flatten_ended``."""
-    out: set[str] = set()
-    for e in sorted(reversed(list(events)), key=lambda e: e.ts_ms):  # (oldest first)
-        if e.symbol is None:
-            continue
-        if e.kind is EventKind.FLATTEN_PENDING:
-            out.add(e.symbol)
-        elif e.kind is EventKind.FLATTEN_ENDED:
-            out.discard(e.symbol)
-    return out
+    (as :func:`~bot.ports.store.open_at_end` takes them): not followed by a
+    ``flatten_ended``."""
+    return open_at_end(events, EventKind.FLATTEN_PENDING, EventKind.FLATTEN_ENDED)
 
 
 def _seconds(ms: int) -> str:

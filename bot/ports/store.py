@@ -7,7 +7,7 @@ returns (the SQL store commits): an order intent is therefore persisted before i
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Protocol
@@ -61,6 +61,22 @@ class RiskEvent:
     symbol: str | None
     state: TradingState
     reason: str
+
+
+def open_at_end(events: Iterable[RiskEvent], opened: EventKind, ended: EventKind) -> set[str]:
+    """The contracts whose incident (an ``opened`` event not followed by an ``ended`` one) is
+    still open at the end of ``events``, given newest first as ``recent_events`` gives them
+    (within one millisecond the later recorded first: an incident opened and ended by one job
+    keeps its order; any order across milliseconds)."""
+    out: set[str] = set()
+    for e in sorted(reversed(list(events)), key=lambda e: e.ts_ms):  # (oldest first)
+        if e.symbol is None:
+            continue
+        if e.kind is opened:
+            out.add(e.symbol)
+        elif e.kind is ended:
+            out.discard(e.symbol)
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

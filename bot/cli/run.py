@@ -200,11 +200,12 @@ def _ban_met_by_the_start(
         yield
     except RateLimited as exc:
         held = held_for(exc)
-        if not venue_reads or held is None or held <= 0:
+        named = end_named(exc)
+        # (as the runner: a hold within a guard interval is a moment's, neither kept nor paged)
+        if not venue_reads or held is None or (named and held <= config.runtime.guard_seconds):
             raise
         now = LiveClock().now_ms()
         until = now + round(held * 1000)
-        named = end_named(exc)
         try:
             record_event_now(
                 store, now, EventKind.VENUE_HOLD, None, hold_reason(until, held, named=named)

@@ -479,10 +479,11 @@ class Reconciler:
         leaves its other protective order resting, an orphan (the take-profit beside the
         stop): no evidence for a position found since, which the trader opened by hand."""
         explained = self._explained.get(sym, ZERO)
+        closed = self._closed_while_down(sym, explained)
         own = (
-            (not self._closed_while_down(sym, explained) and self._guarded(pos, resting))
+            self._guarded(pos, resting, orphans_of_closed=closed)
             or (explained != 0 and (explained > 0) == (pos.qty > 0))
-            or (sym not in self._foreign_at_start and self._held_by_last_run(pos))
+            or (sym not in self._foreign_at_start and self._held_by_last_run(pos, closed))
         )
         if own:
             self._judged.add(sym)
@@ -497,10 +498,16 @@ class Reconciler:
         self._not_the_bots(now, sym, pos, "found at start, none of the bot's fills explain it")
 
     def _closed_while_down(self, sym: str, learnt: Decimal) -> bool:
-        """Whether the bot's own fills learnt at this start (``learnt``, signed) closed or
-        reversed the position the last run recorded on ``sym``."""
+        """Whether the position the last run recorded on ``sym`` was closed while no bot ran:
+        its stop or take-profit found filled at this start (a reduce-only order closes what is
+        left of the position whatever a hand reduction took before it), or the bot's own fills
+        learnt at this start (``learnt``, signed) closed or reversed it."""
         recorded = self._recorded_at_start
-        if recorded is None or learnt == 0:
+        if recorded is None:
+            return False
+        if sym in self.stopped_out or sym in self.took_profit:
+            return True
+        if learnt == 0:
             return False
         last = next((p for p in recorded[1] if p.symbol == sym and p.is_open), None)
         if last is None:
@@ -508,21 +515,39 @@ class Reconciler:
         after = last.qty + learnt
         return after == 0 or (after > 0) != (last.qty > 0)
 
-    def _held_by_last_run(self, pos: Position) -> bool:
+    def _held_by_last_run(self, pos: Position, closed: bool) -> bool:
+        recorded = self._recorded_at_start
+        if closed and recorded is not None:
+            # the recorded position is gone: only an entry of the bot's since makes one
+            return self.store.has_filled_entry(pos.symbol, since_ms=recorded[0])
         learnt = self._explained.get(pos.symbol, ZERO)
-        return held_by_last_run(self.store, self._recorded_at_start, pos.symbol, pos.qty, learnt)
+        return held_by_last_run(self.store, recorded, pos.symbol, pos.qty, learnt)
 
-    def _guarded(self, pos: Position, resting: Sequence[Order]) -> bool:
+    def _guarded(
+        self, pos: Position, resting: Sequence[Order], *, orphans_of_closed: bool = False
+    ) -> bool:
         """One of the bot's own protective orders (its client id, for this account) rests on
         the side that closes ``pos``: the bot placed it for this position (a restored database
-        that never recorded it, a stop placed while the database could not be written)."""
+        that never recorded it, a stop placed while the database could not be written).
+
+        ``orphans_of_closed``: the recorded position was closed while no bot ran; an order the
+        database recorded before it recorded that position is an orphan of it (the
+        take-profit beside the stop that filled) and proves nothing. One the database never
+        recorded, or recorded later, was placed for a position since (a restored database
+        older than the bot's last run): the bot's."""
         account = self.account
         if account is None:
             return False
+        recorded = self._recorded_at_start
         for o in resting:
             purpose = parse_purpose(o.client_id, account)
-            if purpose is not None and purpose.is_protective and o.side.sign != pos.sign:
-                return True
+            if purpose is None or not purpose.is_protective or o.side.sign == pos.sign:
+                continue
+            if orphans_of_closed and recorded is not None:
+                known = self.store.get_order(o.client_id)
+                if known is not None and known.created_ms <= recorded[0]:
+                    continue
+            return True
         return False
 
     def _not_the_bots(self, now: int, sym: str, pos: Position, how: str) -> None:

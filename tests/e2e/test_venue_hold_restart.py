@@ -181,3 +181,33 @@ def test_a_ban_the_start_itself_meets_is_kept_and_the_next_start_sends_nothing(
         with pytest.raises(VenueHoldRunning, match=r"runtime\.database_url: the last run was"):
             _start(path)
         assert len(srv.requests) == sent, "the next start sent into the ban"
+
+
+def test_a_short_rate_limit_at_the_start_is_neither_kept_nor_paged(tmp_path: Path) -> None:
+    """A 429 whose Retry-After is within a guard interval fails the start as it is: no hold
+    recorded (the next start is not refused), no critical page; as a job's is not."""
+    from bot.cli.run import _ban_met_by_the_start
+    from bot.errors import RateLimited
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        live_config_text(
+            name="short",
+            venue="binanceusdm",
+            base_url="http://127.0.0.1:9",
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+        )
+    )
+    config = load_config(path)
+    store = open_store(config, create=True)
+    try:
+        with (
+            pytest.raises(RateLimited),
+            _ban_met_by_the_start(config, store, venue_reads=True),
+        ):
+            raise RateLimited("binanceusdm 429 Too Many Requests", retry_after=2)
+        assert recorded_hold_end(store) is None
+        assert store.recent_alerts("venue_rate_limit", 0) == []
+    finally:
+        store.close()

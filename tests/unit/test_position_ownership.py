@@ -9,6 +9,7 @@ database is restored from a copy that never recorded it (its own stop rests on i
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
 
@@ -264,3 +265,69 @@ def test_a_hand_position_opened_after_the_bots_stop_filled_while_it_was_down_is_
     assert bots == [], "the bot rested its orders on the trader's position"
     foreign = [e for e in store.recent_events(50) if e.kind is EventKind.FOREIGN]
     assert len(foreign) == 1
+
+
+def test_a_hand_position_after_a_hand_partial_close_and_the_stops_fill_is_not_the_bots(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    """While no bot ran the trader sold part of the bot's long, the bot's stop (reduce-only)
+    filled what was left, and the trader bought by hand: the stop found filled at the start
+    closed the recorded position whatever its quantity, so the position found is the trader's."""
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    assert held > 0
+    hand(ex, OrderSide.SELL, (held / 2).quantize(D("0.001")), "myhand-0", reduce=True)
+    stop_out(ex)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    hand(ex, OrderSide.BUY, D("0.01"), "myhand-1")
+    clock.advance(timedelta(hours=1))
+    engine_on(store, ex, clock).tick()
+    assert ex.fetch_positions([BTC])[BTC].qty == D("0.01"), "the hand position was changed"
+    assert [o.client_id for o in ex.fetch_open_orders(BTC) if o.purpose is not None] == []
+    assert len(kinds_of(store, EventKind.FOREIGN)) == 1
+
+
+def test_a_database_restored_from_before_a_stop_out_and_re_entry_keeps_the_bots_position(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The database is restored from a copy taken while the bot held its first long. The
+    running bot was then stopped out and re-entered, its new stop never recorded in the copy.
+    The start learns the first stop's fill (the recorded position closed), and the new stop of
+    the bot's resting on the position proves it the bot's: kept, its stop kept. A first
+    version of the orphan rule disowned it and cancelled that stop."""
+    wide = replace(LIMITS, daily_loss=D("0.2"), max_drawdown=D("0.5"))
+    engine, ex, live_store = build(instruments, limits=wide)
+    engine.tick()
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    backup = copy.deepcopy(live_store)  # the copy a restore brings back
+    without_cooldown(engine)
+    stop_out(ex)
+    for _ in range(2):  # the running bot learns the stop and enters again
+        if BTC in ex.fetch_positions([BTC]):
+            break
+        ex.clock.advance(timedelta(minutes=2))  # type: ignore[attr-defined]
+        ex.set_mark(BTC, FakeMarket().last_price(BTC, ex.clock.now_ms())[0])  # type: ignore[index]
+        engine.tick()
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    restored = Engine(
+        clock=ex.clock,
+        exchange=ex,
+        market=FakeMarket(),
+        store=backup,
+        policy=engine.policy,
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=wide,
+        account="t",
+        margin_mode=engine.margin_mode,
+    )
+    ex.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
+    restored.guard()
+    assert restored.foreign == set(), "the bot's own position was judged not the bot's"
+    stops = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stops, "the bot's stop on its own position was cancelled"
+
+
+def kinds_of(store: SqlStore, kind: EventKind) -> list[str]:
+    return [e.reason for e in store.recent_events(50) if e.kind is kind]

@@ -42,7 +42,7 @@ from typing import Any
 
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
-from bot.domain.orders import Fill, Order
+from bot.domain.orders import Fill, Order, OrderRequest
 from bot.domain.position import Balance, Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
@@ -111,6 +111,9 @@ class Reconciler:
         # the venue closed them. It is known from the order records, so it also holds for a
         # stop that fired while the bot was down (the engine starts the re-entry cooldown).
         self.stopped_out: set[str] = set()
+        # contracts whose protective order found filled this reconcile was sized to the whole
+        # position the last run recorded there (or closes the position): it closed that position
+        self._exited_whole: set[str] = set()
         # Contracts whose take-profit (one of the bot's own orders) this reconcile found filled.
         self.took_profit: set[str] = set()
         # Contracts where this reconcile learnt that one of the bot's own orders that is not
@@ -134,6 +137,7 @@ class Reconciler:
     def reconcile(self, now: int) -> AccountView:
         self.stopped_out = set()
         self.took_profit = set()
+        self._exited_whole = set()
         self.own_fills = set()
         self.unsettled = set()
         for record in self.store.unresolved_orders():
@@ -328,6 +332,8 @@ class Reconciler:
             if found is not None:
                 self.note_own_fill(found)
             if status is OrderStatus.FILLED and record.request.purpose.is_protective:
+                if self._covers_recorded(record.request):
+                    self._exited_whole.add(sym)
                 if record.request.purpose is OrderPurpose.STOP_LOSS:
                     self.stopped_out.add(sym)
                 elif record.request.purpose is OrderPurpose.TAKE_PROFIT:
@@ -499,13 +505,13 @@ class Reconciler:
 
     def _closed_while_down(self, sym: str, learnt: Decimal) -> bool:
         """Whether the position the last run recorded on ``sym`` was closed while no bot ran:
-        its stop or take-profit found filled at this start (a reduce-only order closes what is
-        left of the position whatever a hand reduction took before it), or the bot's own fills
+        its stop or take-profit sized to all of it found filled at this start (a reduce-only
+        order closes what is left whatever a hand reduction took first), or the bot's own fills
         learnt at this start (``learnt``, signed) closed or reversed it."""
         recorded = self._recorded_at_start
         if recorded is None:
             return False
-        if sym in self.stopped_out or sym in self.took_profit:
+        if sym in self._exited_whole:
             return True
         if learnt == 0:
             return False
@@ -514,6 +520,21 @@ class Reconciler:
             return False
         after = last.qty + learnt
         return after == 0 or (after > 0) != (last.qty > 0)
+
+    def _covers_recorded(self, request: OrderRequest) -> bool:
+        """Whether a protective order, found filled, closed the position the last run recorded
+        on its contract: a close-position order, or one sized to all of it (reduce-only, it
+        closes what is left whatever a hand reduction took first). One sized to part of it (a
+        take-profit on the step part of a position off a coarser step) closes that part only."""
+        recorded = self._recorded_at_start
+        if recorded is None:
+            return False
+        last = next((p for p in recorded[1] if p.symbol == request.symbol and p.is_open), None)
+        if last is None:
+            return False
+        return request.close_position or (
+            request.amount is not None and request.amount >= abs(last.qty)
+        )
 
     def _held_by_last_run(self, pos: Position, closed: bool) -> bool:
         recorded = self._recorded_at_start

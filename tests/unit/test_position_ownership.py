@@ -329,5 +329,36 @@ def test_a_database_restored_from_before_a_stop_out_and_re_entry_keeps_the_bots_
     assert stops, "the bot's stop on its own position was cancelled"
 
 
+def test_a_take_profit_on_part_of_the_position_filled_while_down_leaves_the_rest_the_bots(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    """The venue made the step coarser: the bot protects its 0.165 with a close-position stop
+    and a take-profit on the step part (0.16). That take-profit fills while no bot runs: the
+    0.005 left is the bot's own, under its close-position stop. Only a protective order sized to
+    all of the recorded position closes it; a first version of the rule took any for that,
+    disowned the rest and cancelled the stop."""
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    coarse = replace(ex.book.instruments[BTC], step_size=D("0.01"))
+    assert held % coarse.step_size != 0, "the position is on the coarser step: proves nothing"
+    ex.book.instruments[BTC] = coarse
+    clock.advance(timedelta(minutes=5))
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, clock.now_ms())[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()  # a close-position stop and a take-profit on the step
+    (take,) = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.TAKE_PROFIT]
+    assert take.trigger_price is not None
+    clock.advance(timedelta(minutes=5))
+    ex.set_mark(BTC, take.trigger_price + 100)  # while down: the take-profit fills
+    assert 0 < ex.fetch_positions([BTC])[BTC].qty < held
+    clock.advance(timedelta(minutes=5))
+    engine = engine_on(store, ex, clock)
+    engine.tick()
+    assert engine.foreign == set(), "the bot's own rest was judged not the bot's"
+    stops = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stops, "the bot's stop on its own position was cancelled"
+
+
 def kinds_of(store: SqlStore, kind: EventKind) -> list[str]:
     return [e.reason for e in store.recent_events(50) if e.kind is kind]

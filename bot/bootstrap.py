@@ -520,7 +520,9 @@ def check_history_reach(config: BotConfig) -> None:
 RESTORED_ALERTS = 500  # the newest recorded alerts looked at for undelivered ones at start
 
 
-def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
+def notifier_for(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
+    """The configured alert destinations: every runner's, and ``bot run``'s start before
+    any runner exists."""
     from bot.alerts import AlertRules, Notifier, apprise_sender
     from bot.store import views
 
@@ -540,11 +542,6 @@ def _notifier(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifie
         # a restart does not lose what a failing destination held: sent at the first job
         notifier.restore(views.recent_alerts(store, RESTORED_ALERTS))
     return notifier, rules
-
-
-def notifier_for(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
-    """The configured alert destinations (``bot run``'s start, before any runner exists)."""
-    return _notifier(config, store, clock)
 
 
 def engine_symbols(config: BotConfig) -> list[str]:
@@ -672,7 +669,7 @@ def build_paper(
     paper = PaperExchange(
         sim, lambda payload: store.save_paper_state(config.account.name, payload, clock.now_ms())
     )
-    notifier, rules = _notifier(config, store, clock)
+    notifier, rules = notifier_for(config, store, clock)
     runner = Runner(
         engine=_engine(config, clock, paper, market, store),
         store=store,
@@ -777,7 +774,7 @@ def build_live(
         account=config.account.name,
         hedge_reads_after=ex.hedge_reads_after_ms / 1000 if ex.hedge_reads_after_ms else None,
     )
-    notifier, rules = _notifier(config, store, clock)
+    notifier, rules = notifier_for(config, store, clock)
     # Spot holdings read from the venue's spot wallet, or declared in the configuration.
     spot = exchange if config.spot is not None and config.spot.source == "exchange" else None
     # a tick's independent requests wait for the venue together (one ccxt client per thread)

@@ -39,6 +39,11 @@ def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def utc_text(ms: int) -> str:
+    """An epoch-ms time as events, alerts and errors name it: ``2025-06-05 20:25:00 UTC``."""
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def datetime_to_ms(dt: datetime) -> int:
     if dt.tzinfo is None:
         raise ValueError(f"naive datetime {dt!r}: times must be timezone-aware UTC")

@@ -22,15 +22,13 @@ from bot.bootstrap import (
     check_history_reach,
     check_run_kind,
     lock_state_database,
+    notifier_for,
     open_store,
     remember_run,
     replay_data,
     venue_of,
 )
-from bot.bootstrap import (
-    notifier_for as venue_notifier,
-)
-from bot.clock import LiveClock, ms_to_datetime
+from bot.clock import LiveClock, utc_text
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.domain.enums import EventKind
@@ -210,13 +208,13 @@ def _ban_met_by_the_start(
             record_event_now(
                 store, now, EventKind.VENUE_HOLD, None, hold_reason(until, held, named=named)
             )
-            notifier, _ = venue_notifier(config, store, LiveClock())
+            notifier, _ = notifier_for(config, store, LiveClock())
             notifier.notify([venue_hold_alert(now, held, named)])
         except Exception as record_exc:  # (the refusal below still says until when)
             logger.error("the venue's hold cannot be recorded: {}", record_exc)
         raise VenueHoldRunning(
             f"the start's requests were refused by the venue ({exc}): no request before "
-            f"{ms_to_datetime(until).strftime('%Y-%m-%d %H:%M:%S UTC')}"
+            f"{utc_text(until)}"
             + ("" if named else " at the least (an IP ban; the venue named no end)")
             + "; nothing was traded, the resting stops stay on the exchange. A start before "
             "then is refused without a request (--ignore-venue-hold starts anyway: only from "

@@ -515,7 +515,7 @@ class Reconciler:
             return True
         if learnt == 0:
             return False
-        last = next((p for p in recorded[1] if p.symbol == sym and p.is_open), None)
+        last = recorded_open(recorded, sym)
         if last is None:
             return False
         after = last.qty + learnt
@@ -529,7 +529,7 @@ class Reconciler:
         recorded = self._recorded_at_start
         if recorded is None:
             return False
-        last = next((p for p in recorded[1] if p.symbol == request.symbol and p.is_open), None)
+        last = recorded_open(recorded, request.symbol)
         if last is None:
             return False
         return request.close_position or (
@@ -649,6 +649,11 @@ class Reconciler:
         )
 
 
+def recorded_open(recorded: tuple[int, list[Position]], symbol: str) -> Position | None:
+    """The open position on ``symbol`` in recorded positions (``store.latest_positions()``)."""
+    return next((p for p in recorded[1] if p.symbol == symbol and p.is_open), None)
+
+
 def held_by_last_run(
     store: StorePort,
     recorded: tuple[int, list[Position]] | None,
@@ -668,8 +673,8 @@ def held_by_last_run(
     dropped from the configuration (``runtime/preflight.py``) judge by this one rule."""
     if recorded is None:  # (nothing recorded yet: every entry counts)
         return store.has_filled_entry(symbol)
-    ts, held = recorded
-    last = next((p for p in held if p.symbol == symbol and p.is_open), None)
+    ts = recorded[0]
+    last = recorded_open(recorded, symbol)
     if last is not None and (last.qty > 0) == (qty > 0):
         after = last.qty + learnt  # (the bot's own fills since: its stop, an exit, an entry)
         if after != 0 and (after > 0) == (qty > 0):

@@ -38,7 +38,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Literal
 
-from bot.clock import Clock, monotonic_ms, ms_to_datetime
+from bot.clock import Clock, monotonic_ms, utc_text
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
 from bot.domain.enums import (
@@ -1021,7 +1021,7 @@ class Engine:
             sym,
             TradingState.ACTIVE,
             f"{self._window_needed} {self.policy.timeframe} candles without a gap since "
-            f"{_seconds(first)}: decisions resume (none since {_seconds(ended.since_ms)})",
+            f"{utc_text(first)}: decisions resume (none since {utc_text(ended.since_ms)})",
         )
 
     def _tradable(self) -> tuple[str, ...]:
@@ -1062,8 +1062,8 @@ class Engine:
                 # garbled time, or a feed replaying with a wrong stamp): as far ahead as a
                 # stale price is behind is not a clock difference, it is not believable.
                 return ExchangeError(
-                    f"{sym}: the last price's time {_seconds(last[1])} is {ahead // 1000} s "
-                    f"ahead of the bot's clock ({_seconds(now)}), more than the stale-data "
+                    f"{sym}: the last price's time {utc_text(last[1])} is {ahead // 1000} s "
+                    f"ahead of the bot's clock ({utc_text(now)}), more than the stale-data "
                     f"limit ({self.limits.stale_data_ms // 1000} s): not believable (if the "
                     "host's clock is behind, synchronise it)"
                 )
@@ -1711,7 +1711,7 @@ class Engine:
                 EventKind.RECONCILE,
                 req.symbol,
                 TradingState.ACTIVE,
-                f"{sent.describe(None)} at {_seconds(sent.ts_ms)} while the state database "
+                f"{sent.describe(None)} at {utc_text(sent.ts_ms)} while the state database "
                 "could not be written: recorded now",
             )
             self._unrecorded.pop(0)
@@ -1960,7 +1960,7 @@ class Engine:
                 else "the exchange takes no close-position stop"
             )
             + ": no order can protect or close it; close it on the exchange by hand; "
-            f"unprotected since {_seconds(since)}",
+            f"unprotected since {utc_text(since)}",
         )
 
     def _close_naked(self, pos: Position, acct: AccountView, now: int) -> None:
@@ -1996,7 +1996,7 @@ class Engine:
             EventKind.UNPROTECTED,
             symbol,
             TradingState.ACTIVE,
-            f"{UNPROTECTED}: {gap}; unprotected since {_seconds(since)}"
+            f"{UNPROTECTED}: {gap}; unprotected since {utc_text(since)}"
             + (f"; venue: {venue}" if venue else "")
             + "; closing the position (reduce-only market)",
         )
@@ -2030,7 +2030,7 @@ class Engine:
                 symbol,
                 TradingState.ACTIVE,
                 f"incident over: the position has a valid stop or is closed (unprotected "
-                f"since {_seconds(since)}, {(now - since) // 1000} s)",
+                f"since {utc_text(since)}, {(now - since) // 1000} s)",
             )
 
     def _count_protection(self, now: int, closed: list[str]) -> None:
@@ -2724,7 +2724,3 @@ def _cuts(target: Decimal, held: Decimal) -> bool:
 
 def _flat(d: Decision, why: str) -> Decision:
     return Decision.flat(d.symbol, f"{d.reason}; {why}", allow_increase=False)
-
-
-def _seconds(ms: int) -> str:
-    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.clock import ms_to_datetime
+from bot.clock import utc_text
 from bot.domain.enums import EventKind
 from bot.ports.store import RiskEvent, open_at_end
 from bot.risk.coverage import plain
@@ -121,7 +121,7 @@ def _pending(halt: str, qty: Decimal, tried: _Tried) -> str:
     )
     return (
         f"halted ({halt}) with flatten, but the position {plain(qty)} is still held: "
-        f"{tried.orders} close order(s) since {_seconds(tried.first_ms)} did not close it; "
+        f"{tried.orders} close order(s) since {utc_text(tried.first_ms)} did not close it; "
         f"{last}. The bot sends the close again at every job and keeps the position's stop; "
         "close it on the exchange if the venue lets you"
     )
@@ -132,7 +132,3 @@ def open_incidents(events: Iterable[RiskEvent]) -> set[str]:
     (as :func:`~bot.ports.store.open_at_end` takes them): not followed by a
     ``flatten_ended``."""
     return open_at_end(events, EventKind.FLATTEN_PENDING, EventKind.FLATTEN_ENDED)
-
-
-def _seconds(ms: int) -> str:
-    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -33,7 +33,7 @@ from typing import Protocol, TypeVar
 from loguru import logger
 
 from bot.alerts import Alert, AlertRules, Notifier, conditions
-from bot.clock import Clock, WallSteps, ms_to_datetime
+from bot.clock import Clock, WallSteps, ms_to_datetime, utc_text
 from bot.domain.enums import EventKind, TradingState
 from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable, BotError, RateLimited
@@ -536,8 +536,8 @@ class Runner:
         alerts = [
             Alert(f"tick_failed:{kind}", "warning", f"{job} failed: {type(exc).__name__}: {exc}")
         ]
-        held = _held_for(exc)
-        named = _end_named(exc)
+        held = held_for(exc)
+        named = end_named(exc)
         # (an IP ban that named no end is alerted whatever the guard interval: its hold is the
         # bot's own, the least the venue documents, and the ban may be much longer)
         if held is not None and (held > self.long_hold_s or not named):
@@ -556,7 +556,7 @@ class Runner:
                 self._venue_hold_end_ms = ends
                 self._record_hold(now, ends, held, named)
             self._venue_held = True
-            alerts.append(_venue_hold_alert(now, held, named))
+            alerts.append(venue_hold_alert(now, held, named))
         try:
             if not isinstance(exc, StoreReplaced):  # (refused: not written into the new one)
                 alerts += self._record_failure(job, exc, now)
@@ -769,28 +769,13 @@ def _rate_limit(exc: BaseException) -> RateLimited | None:
 
 
 def end_named(exc: BaseException) -> bool:
-    """:func:`_end_named` for the start (``bot run`` before any runner exists)."""
-    return _end_named(exc)
-
-
-def held_for(exc: BaseException) -> float | None:
-    """:func:`_held_for` for the start."""
-    return _held_for(exc)
-
-
-def venue_hold_alert(now_ms: int, held: float, named: bool = True) -> Alert:
-    """:func:`_venue_hold_alert` for the start."""
-    return _venue_hold_alert(now_ms, held, named)
-
-
-def _end_named(exc: BaseException) -> bool:
     """Whether the venue said when its refusal ends (False: an IP ban answered without an
     end, held the least the venue documents; see ``RateLimited.end_named``)."""
     limited = _rate_limit(exc)
     return limited is None or limited.end_named
 
 
-def _held_for(exc: BaseException) -> float | None:
+def held_for(exc: BaseException) -> float | None:
     """The seconds the venue still asks for no request (the ``Retry-After`` a ``RateLimited``
     carries: the adapter holds every request that long); None when it names no wait."""
     limited = _rate_limit(exc)
@@ -799,18 +784,14 @@ def _held_for(exc: BaseException) -> float | None:
     return float(limited.retry_after)
 
 
-def _utc(ms: int) -> str:
-    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _rate_limit_note(exc: BaseException, now_ms: int, long_hold_s: float = LONG_HOLD_S) -> str:
     """What the reason of a move to ``reducing`` says of a rate limit (nothing otherwise)."""
-    held = _held_for(exc)
-    if held is not None and not _end_named(exc):
-        until = _utc(now_ms + round(held * 1000))
+    held = held_for(exc)
+    if held is not None and not end_named(exc):
+        until = utc_text(now_ms + round(held * 1000))
         return f", an IP ban of the venue's that named no end: every request held until {until}"
     if held is not None and held > long_hold_s:
-        until = _utc(now_ms + round(held * 1000))
+        until = utc_text(now_ms + round(held * 1000))
         return f", the venue's rate limit: every request held until {until}"
     if _rate_limit(exc) is not None:
         return ", the venue's rate limit"
@@ -823,8 +804,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
-def _venue_hold_alert(now_ms: int, held: float, named: bool = True) -> Alert:
-    until = _utc(now_ms + round(held * 1000))
+def venue_hold_alert(now_ms: int, held: float, named: bool = True) -> Alert:
+    until = utc_text(now_ms + round(held * 1000))
     if not named:
         return Alert(
             "venue_rate_limit",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from bot.clock import ms_to_datetime
+from bot.clock import utc_text
 from bot.domain.enums import EventKind
 from bot.errors import BotError
 from bot.ports.store import StorePort
@@ -34,10 +34,6 @@ class VenueHoldRunning(BotError):
     """A start refused: the last run recorded a hold of the venue's that has not ended."""
 
 
-def _utc(ms: int) -> str:
-    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def hold_reason(until_ms: int, held_s: float, *, named: bool = True) -> str:
     """The recorded event's text; :func:`recorded_hold_end` reads the end back from it.
     ``named`` False: an IP ban whose answer named no end (Bybit's 403), held the least the
@@ -45,12 +41,12 @@ def hold_reason(until_ms: int, held_s: float, *, named: bool = True) -> str:
     if not named:
         return (
             f"the venue refused this IP address and {NO_END} (an IP ban): every request held "
-            f"{held_s:.0f} s, the least the venue documents, until {_utc(until_ms)} "
+            f"{held_s:.0f} s, the least the venue documents, until {utc_text(until_ms)} "
             f"(until_ms={until_ms}); the ban may last longer"
         )
     return (
         f"the venue asked for no request for {held_s:.0f} s (Retry-After: its rate limit or "
-        f"an IP ban): every request held until {_utc(until_ms)} (until_ms={until_ms})"
+        f"an IP ban): every request held until {utc_text(until_ms)} (until_ms={until_ms})"
     )
 
 
@@ -86,12 +82,12 @@ def check_no_venue_hold(store: StorePort, now_ms: int, where: str) -> None:
         return
     left = f"{(until_ms - now_ms) / 60_000:.0f} min left"
     told = (
-        f"was told by the venue at {_utc(at_ms)} to send no request until {_utc(until_ms)} "
+        f"was told by the venue at {utc_text(at_ms)} to send no request until {utc_text(until_ms)} "
         f"(Retry-After: its rate limit or an IP ban; {left}). A start sends its reads at "
         "once, and Binance lengthens a ban for requests sent during it (up to 3 days)"
         if named
-        else f"was refused by the venue at {_utc(at_ms)} as a banned IP address, which "
-        f"{NO_END}; it holds every request until {_utc(until_ms)} ({left}), the least the "
+        else f"was refused by the venue at {utc_text(at_ms)} as a banned IP address, which "
+        f"{NO_END}; it holds every request until {utc_text(until_ms)} ({left}), the least the "
         "venue documents (Bybit: at least 10 minutes, usually 30, and permanent for an "
         "address that keeps breaking its limit). A start sends its reads at once, into the ban"
     )

@@ -494,6 +494,8 @@ class Reconciler:
         if own:
             self._judged.add(sym)
             self._explained[sym] = pos.qty
+            if sym not in self.unsettled:  # (else an entry of unknown outcome may be why)
+                self._added_while_down(now, sym, pos, closed, explained)
             return
         if sym in self.unsettled:
             return
@@ -502,6 +504,41 @@ class Reconciler:
             self.foreign.add(sym)  # (found and reported by the last run: still not the bot's)
             return
         self._not_the_bots(now, sym, pos, "found at start, none of the bot's fills explain it")
+
+    def _added_while_down(
+        self, now: int, sym: str, pos: Position, closed: bool, learnt: Decimal
+    ) -> None:
+        """A position of the bot's found at the start larger than what the last run recorded
+        there and the bot's own fills since explain (those recorded filled after it, by a job
+        that died before its record, and those this start learnt): added outside the bot while
+        no bot ran, reported as an addition between two jobs is."""
+        recorded = self._recorded_at_start
+        if recorded is None or closed:
+            return
+        last = recorded_open(recorded, sym)
+        if last is None or last.sign != pos.sign:
+            return
+        counted = self._counted.get(sym, {})
+        expected = last.qty + learnt
+        for r in self.store.filled_since(recorded[0]):
+            req = r.request
+            if req.symbol == sym and r.client_id not in counted:
+                expected += req.side.sign * r.filled
+        if expected == 0 or (expected > 0) != (pos.qty > 0) or abs(pos.qty) <= abs(expected):
+            return
+        told = self.store.recent_events(1_000, kinds=(EventKind.ADDED,), since_ms=recorded[0] + 1)
+        if any(e.symbol == sym and f" -> {pos.qty}: " in e.reason for e in told):
+            return  # (a start since the record reported this one: a crash loop says it once)
+        self._event_now(
+            now,
+            EventKind.ADDED,
+            sym,
+            f"position {expected} -> {pos.qty}: added outside the bot while no bot ran (the "
+            f"last run recorded {last.qty}, and the bot's fills since explain {expected}); the "
+            "bot manages the whole position (one net position per contract): its stop covers "
+            "all of it and its next decision sizes all of it, which may cut it back to its "
+            "target",
+        )
 
     def _closed_while_down(self, sym: str, learnt: Decimal) -> bool:
         """Whether the position the last run recorded on ``sym`` was closed while no bot ran:

@@ -18,6 +18,7 @@ from bot.domain.enums import (
     EventKind,
     OrderPurpose,
     OrderSide,
+    OrderStatus,
     OrderType,
     TradingState,
 )
@@ -25,6 +26,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
+from bot.ports.client_ids import make_client_id
 from bot.risk.state import set_state
 from bot.sim.exchange import SimulatedExchange
 from bot.store.memory import MemoryStore
@@ -362,3 +364,64 @@ def test_a_take_profit_on_part_of_the_position_filled_while_down_leaves_the_rest
 
 def kinds_of(store: SqlStore, kind: EventKind) -> list[str]:
     return [e.reason for e in store.recent_events(50) if e.kind is kind]
+
+
+def test_a_position_grown_by_hand_while_the_bot_was_down_is_reported_added(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    """The trader doubled the bot's long while no bot ran: the start takes the position for the
+    bot's (its stop rests on it) and reports the addition, as one between two jobs is (before,
+    it was taken whole without a word)."""
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    assert held > 0
+    hand(ex, OrderSide.BUY, held, "myhand-add-1")
+    clock.advance(timedelta(minutes=5))
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, clock.now_ms())[0])  # type: ignore[index]
+    engine = engine_on(store, ex, clock)
+    engine.guard()
+    assert engine.foreign == set()
+    [added] = kinds_of(store, EventKind.ADDED)
+    assert f"position {held} -> {held * 2}: added outside the bot while no bot ran" in added
+    [stop] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.amount == held * 2  # its stop covers all of it
+    clock.advance(timedelta(minutes=1))
+    engine_on(store, ex, clock).guard()  # a later restart: nothing added since
+    assert len(kinds_of(store, EventKind.ADDED)) == 1
+
+
+def test_the_bots_own_entry_recorded_before_a_kill_is_no_addition_at_restart(
+    instruments: dict[str, Instrument], store: SqlStore
+) -> None:
+    """A job of the bot's added to its long, recorded the entry filled, and died before
+    recording its positions: the restart finds the position larger than recorded, explained
+    by the bot's own fill. No ``added``; and a restart with nothing changed reports none."""
+    ex, clock = make_exchange(instruments)
+    ex.set_mark(BTC, FakeMarket().last_price(BTC, T0)[0])  # type: ignore[index]
+    engine_on(store, ex, clock).tick()
+    clock.advance(timedelta(minutes=5))
+    now = clock.now_ms()
+    request = OrderRequest(
+        make_client_id("t", OrderPurpose.ENTRY, BTC, now, 1),
+        BTC,
+        OrderSide.BUY,
+        OrderType.MARKET,
+        OrderPurpose.ENTRY,
+        D("0.01"),
+        False,
+    )
+    store.save_intent(request, now)
+    filled = ex.place_order(request)
+    assert filled.status is OrderStatus.FILLED
+    first = engine_on(store, ex, clock)
+    fill = first.reconciler.fill_of(filled, None, now)
+    store.update_order(request.client_id, OrderStatus.FILLED, now, order=filled, fill=fill)
+    # ... killed here; started again
+    clock.advance(timedelta(minutes=1))
+    engine_on(store, ex, clock).guard()
+    clock.advance(timedelta(minutes=1))
+    engine_on(store, ex, clock).guard()
+    assert kinds_of(store, EventKind.ADDED) == []
+    assert kinds_of(store, EventKind.FOREIGN) == []

@@ -20,6 +20,7 @@ from bot.risk.coverage import coverage, plain, recorded_stops
 from bot.store.incidents import unprotected_since
 
 if TYPE_CHECKING:  # `bot simulate` imports this module's command group: no SQL stack at import
+    from bot.ports.store import Heartbeat
     from bot.store.sql import SqlStore
 
 DAYS = Decimal(365)
@@ -156,8 +157,10 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
             if heartbeat is not None and now_ms is not None
             else None
         ),
-        # Older than a running bot ever lets it get (the /healthz rule): said, in words.
-        "bot_down": _job_silence(config, heartbeat.ts_ms if heartbeat else None, now_ms),
+        # Older than a running bot ever lets it get (the /healthz rule): said, in words, as
+        # "bot_down", or as "jobs_failing" when its failed jobs say it runs; and the venue's
+        # hold in force ("venue_hold_until", "venue_hold"), under which no job completes.
+        **_trouble(config, store, heartbeat, now_ms),
         # Critical alerts that reached no one since the alert path last delivered one: the
         # trader is not being paged (the dashboard's ALERTS NOT DELIVERED banner).
         "alerts_not_delivered": len(missed),
@@ -208,11 +211,37 @@ def _d(text: Any) -> Decimal | None:
     return None if text is None or text == "" else Decimal(str(text))
 
 
+def _trouble(
+    config: BotConfig, store: SqlStore, heartbeat: Heartbeat | None, now_ms: int | None
+) -> dict[str, Any]:
+    """The bot down, or running with its jobs failing (bot.dashboard.liveness), and the
+    venue's recorded hold while in force (bot.runtime.venue_hold); none judged without a time."""
+    from bot.dashboard.liveness import failure_since, jobs_failing
+    from bot.runtime.venue_hold import hold_in_force, hold_note
+
+    last_job_ms = heartbeat.ts_ms if heartbeat else None
+    failure = failure_since(store, last_job_ms)
+    guard_ms = config.runtime.guard_seconds * 1000
+    failing = (
+        jobs_failing(failure, last_job_ms, heartbeat.job if heartbeat else None, guard_ms, now_ms)
+        if now_ms is not None
+        else None
+    )
+    hold = hold_in_force(store, now_ms) if now_ms is not None else None
+    return {
+        "bot_down": None if failing else _job_silence(config, last_job_ms, now_ms),
+        "jobs_failing": failing,
+        "last_job_failed_at": _iso(failure.ts_ms) if failure else None,
+        "venue_hold_until": _iso(hold[0]) if hold else None,
+        "venue_hold": hold_note(hold[0], hold[1], named=hold[2]) if hold else None,
+    }
+
+
 def _job_silence(config: BotConfig, last_job_ms: int | None, now_ms: int | None) -> str | None:
     """Why the bot seems down (no job completed for longer than /healthz allows), or None."""
     if now_ms is None:
         return None
-    from bot.dashboard.metrics import job_silence_limit_ms, job_silence_ms
+    from bot.dashboard.liveness import job_silence_limit_ms, job_silence_ms
 
     guard_ms = config.runtime.guard_seconds * 1000
     silent = job_silence_ms(last_job_ms, guard_ms, now_ms)
@@ -232,8 +261,9 @@ def status_tables(
     JSON keeps the exact values)."""
     specs = specs or {}
     head = Table(title=f"account {data['account']}", show_header=False)
-    head.add_column("field")
-    head.add_column("value", justify="right", no_wrap=True)
+    head.add_column("field", no_wrap=True)
+    # (folded, not cut: a hold's end or a failing job's reason is read whole)
+    head.add_column("value", justify="right", overflow="fold")
     head.add_row("as of", str(data["as_of"] or "no tick yet"))
     age = data.get("last_job_age_s")
     if data.get("replay"):
@@ -248,6 +278,10 @@ def status_tables(
     )
     if data.get("bot_down"):
         head.add_row("BOT NOT RUNNING?", str(data["bot_down"]))
+    if data.get("jobs_failing"):
+        head.add_row("JOBS FAILING", str(data["jobs_failing"]))
+    if data.get("venue_hold"):
+        head.add_row("VENUE HOLD", str(data["venue_hold"]))
     if data.get("alerts_not_delivered"):
         head.add_row(
             "ALERTS NOT DELIVERED",

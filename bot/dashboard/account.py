@@ -13,6 +13,7 @@ from typing import Any
 from bot.bootstrap import risk_limits
 from bot.catalogue import resolve_with_sources
 from bot.config.models import BotConfig
+from bot.dashboard.liveness import failure_since
 from bot.dashboard.model import (
     NOT_SENT,
     AlertLine,
@@ -36,6 +37,7 @@ from bot.numbers import fixed, money, price, qty
 from bot.ports.store import EquitySnapshot, RiskMemory
 from bot.risk.coverage import coverage, recorded_stops
 from bot.risk.state import DAY_MS
+from bot.runtime.venue_hold import hold_in_force, hold_note
 from bot.stats.timeframes import parse_timeframe
 from bot.store import views
 from bot.store.incidents import unprotected_since
@@ -185,6 +187,7 @@ class AccountSource:
             last_job=heartbeat.job if heartbeat else None,
             guard_ms=self.guard_ms,
             replayed=self.on_wall_clock and views.latest_run_mode(store) == views.REPLAY_RUN_MODE,
+            **_trouble(store, heartbeat.ts_ms if heartbeat else None, now_ms),
         )
 
     def _line(self, alert: AlertRecord) -> AlertLine:
@@ -407,6 +410,19 @@ class AccountSource:
             ),
             JournalTable("events", ["time", "kind", "contract", "state", "reason"], events),
         ]
+
+
+def _trouble(store: SqlStore, last_job_ms: int | None, now_ms: int) -> dict[str, Any]:
+    """The Overview's fields of a running bot in trouble: its newest failed job when none
+    completed since, and the venue's hold in force (bot.dashboard.liveness)."""
+    failure = failure_since(store, last_job_ms)
+    hold = hold_in_force(store, now_ms)
+    return {
+        "failed_ms": failure.ts_ms if failure else None,
+        "failed": failure.reason if failure else None,
+        "venue_hold_until_ms": hold[0] if hold else None,
+        "venue_hold": hold_note(hold[0], hold[1], named=hold[2]) if hold else None,
+    }
 
 
 def delivery(config: BotConfig, store: SqlStore, alert: AlertRecord) -> str:

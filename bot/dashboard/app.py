@@ -26,7 +26,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from bot import numbers
 from bot.clock import Clock
 from bot.dashboard import charts
-from bot.dashboard.metrics import age_seconds, build_registry, health, not_running
+from bot.dashboard.metrics import (
+    age_seconds,
+    build_registry,
+    health,
+    jobs_failing,
+    not_running,
+)
 from bot.dashboard.model import Overview, Source
 from bot.dashboard.security import CSRF_COOKIE, Guard, Refused, new_csrf
 from bot.errors import BotError
@@ -77,6 +83,14 @@ def _age(seconds: float | None) -> str:
     if s < 172_800:
         return f"{s // 3600} h"
     return f"{s // 86_400} d"
+
+
+def _live_age(seconds: float | None) -> Markup | str:
+    """An age that the open tab counts on between refreshes (static/live.js), and while the
+    dashboard does not answer: a server-rendered "8 s" stood still and looked fresh."""
+    if seconds is None:
+        return "-"
+    return Markup('<span class="age" data-age-s="{:.3f}">{}</span>').format(seconds, _age(seconds))
 
 
 def _parse_time(value: str | None, name: str) -> int | None:
@@ -157,6 +171,7 @@ def _templates() -> Jinja2Templates:
     env.filters["fixed"] = lambda v, places=2: numbers.fixed(v, places)
     env.filters["iso"] = _iso
     env.filters["age"] = _age
+    env.filters["live_age"] = _live_age
     return templates
 
 
@@ -225,6 +240,9 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
             "can_act": can_act,
             "csrf": csrf,
             "refresh": refresh_seconds if sources[default].kind == "account" else 0,
+            # when the page was rendered, on the server's clock: an open tab whose refreshes
+            # fail says "figures as of" it, and counts the ages on from it (static/live.js)
+            "rendered_ms": clock.now_ms(),
             **context,
         }
         response = templates.TemplateResponse(request, name, context, status_code=status)
@@ -258,6 +276,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 else None,
                 "stale": stale(ov, now),
                 "not_running": not_running(ov, now),
+                "jobs_failing": jobs_failing(ov, now),
                 "missed_alerts": ov.missed_alerts,
                 "job_age_s": age_seconds(ov, now, ov.last_job_ms) if ov.last_job_ms else None,
                 "equity_chart": Markup(  # noqa: S704 - built by charts.py, every text escaped

@@ -21,6 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bot.clock import Clock, LiveClock, ms_to_datetime
+from bot.dashboard.liveness import Failure, job_silence_ms
+from bot.dashboard.liveness import jobs_failing as liveness_jobs_failing
 from bot.dashboard.model import Overview, Source
 from bot.domain.enums import OrderStatus, TradingState
 from bot.store import views
@@ -55,13 +57,16 @@ def age_seconds(ov: Overview, now_ms: int, ms: int) -> float | None:
     return None if ov.replayed else max(0, now_ms - ms) / 1000
 
 
-def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
-    def one(name: str, doc: str, value: Any) -> Iterator[Metric]:
-        if value is not None:
-            g = _gauge(name, doc)
-            g.add_metric([], float(value))
-            yield g
+def _one(name: str, doc: str, value: Any) -> Iterator[Metric]:
+    """One unlabelled gauge; none when ``value`` is unknown (never a zero)."""
+    if value is not None:
+        g = _gauge(name, doc)
+        g.add_metric([], float(value))
+        yield g
 
+
+def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
+    one = _one
     yield from one("bot_equity", f"account equity, {ov.quote} (wallet + unrealised PnL)", ov.equity)
     yield from one("bot_wallet_balance", f"wallet balance, {ov.quote}", ov.wallet)
     yield from one(
@@ -118,23 +123,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
             "seconds since the last tick",
             age_seconds(ov, now_ms, ov.last_tick_ms),
         )
-    if ov.last_job_ms is not None:
-        yield from one(
-            "bot_last_job_timestamp_seconds",
-            "time the bot last completed a job: tick, guard, funding or rollover (Unix seconds)",
-            ov.last_job_ms / 1000,
-        )
-        yield from one(
-            "bot_last_job_age_seconds",
-            "seconds since the bot last completed a job",
-            age_seconds(ov, now_ms, ov.last_job_ms),
-        )
-    if ov.kind == "account":
-        yield from one(
-            "bot_guard_interval_seconds",
-            "the bot's guard interval: a running bot completes a job at least this often",
-            ov.guard_ms / 1000,
-        )
+    yield from _job_metrics(ov, now_ms)
     decided = [c.decided_ms for c in ov.contracts if c.decided_ms is not None]
     if decided:
         yield from one(
@@ -163,6 +152,34 @@ CONTRACT_GAUGES = {
         "1: an open position has no resting stop-loss, or part of it none covers",
     ),
 }
+
+
+def _job_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
+    """The bot's liveness: its last completed job, its guard interval, a venue's hold."""
+    if ov.last_job_ms is not None:
+        yield from _one(
+            "bot_last_job_timestamp_seconds",
+            "time the bot last completed a job: tick, guard, funding or rollover (Unix seconds)",
+            ov.last_job_ms / 1000,
+        )
+        yield from _one(
+            "bot_last_job_age_seconds",
+            "seconds since the bot last completed a job",
+            age_seconds(ov, now_ms, ov.last_job_ms),
+        )
+    if ov.venue_hold_until_ms is not None:
+        yield from _one(
+            "bot_venue_hold_until_timestamp_seconds",
+            "end of the venue's recorded hold on every request (a 429/418 Retry-After, an IP "
+            "ban), while it is in force (Unix seconds): jobs fail and a start is refused until",
+            ov.venue_hold_until_ms / 1000,
+        )
+    if ov.kind == "account":
+        yield from _one(
+            "bot_guard_interval_seconds",
+            "the bot's guard interval: a running bot completes a job at least this often",
+            ov.guard_ms / 1000,
+        )
 
 
 def _contract_metrics(ov: Overview) -> Iterator[Metric]:
@@ -278,37 +295,26 @@ def build_registry(
     return registry, collector
 
 
-# No job for this long, whatever the guard interval: a guard of 60 s may run late by a slow
-# tick (one worker runs every job) without reading as a dead bot.
-MIN_JOB_SILENCE_MS = 180_000
-
-
-def job_silence_limit_ms(guard_ms: int) -> int:
-    """Longest a running bot goes without completing a job: three guard intervals, at least
-    three minutes (the ``BotNotRunning`` rule in docs/monitoring/alerts.yml says the same)."""
-    return max(3 * guard_ms, MIN_JOB_SILENCE_MS)
-
-
-def job_silence_ms(last_job_ms: int | None, guard_ms: int, now_ms: int) -> int | None:
-    """How long no job (tick, guard...) has completed, when longer than a running bot allows
-    (:func:`job_silence_limit_ms`); None when one did, or when no heartbeat is recorded."""
-    if last_job_ms is None:
-        return None
-    silent = now_ms - last_job_ms
-    return silent if silent > job_silence_limit_ms(guard_ms) else None
-
-
 def not_running(ov: Overview, now_ms: int) -> str | None:
-    """Why the bot seems down, in words (:func:`job_silence_ms`); None when it does not."""
+    """Why the bot seems down, in words (:func:`job_silence_ms`); None when it does not, and
+    when it runs but its jobs fail (:func:`jobs_failing`: its failures are recorded)."""
     if ov.kind != "account" or ov.last_job_ms is None or ov.replayed:
         return None
     silent = job_silence_ms(ov.last_job_ms, ov.guard_ms, now_ms)
-    if silent is None:
+    if silent is None or jobs_failing(ov, now_ms) is not None:
         return None
     return (
         f"no job completed for {silent / 1000:.0f} s (last: {ov.last_job} at "
         f"{ms_to_datetime(ov.last_job_ms):%Y-%m-%d %H:%M:%S} UTC); the bot process may be down"
     )
+
+
+def jobs_failing(ov: Overview, now_ms: int) -> str | None:
+    """The words "bot running, its jobs fail: <reason>" of bot.dashboard.liveness, or None."""
+    if ov.kind != "account" or ov.replayed or ov.failed_ms is None or ov.failed is None:
+        return None
+    failure = Failure(ov.failed_ms, ov.failed)
+    return liveness_jobs_failing(failure, ov.last_job_ms, ov.last_job, ov.guard_ms, now_ms)
 
 
 def health(ov: Overview, now_ms: int) -> tuple[bool, str]:
@@ -322,17 +328,20 @@ def health(ov: Overview, now_ms: int) -> tuple[bool, str]:
             "a replay's state database (bot run --replay): its jobs are stamped in replayed "
             "time, which this dashboard, on the wall clock, does not judge"
         )
-    down = not_running(ov, now_ms)
+    # (a hold of the venue's in force is named whatever else is said: every job fails until
+    # its end, and a start is refused before it)
+    hold = f"; {ov.venue_hold}" if ov.venue_hold else ""
+    down = not_running(ov, now_ms) or jobs_failing(ov, now_ms)
     if down is not None:
-        return False, down
+        return False, down + hold
     ok, detail = _tick_health(ov, now_ms)
     if ov.last_job_ms is None:
         return ok, (
             f"{detail}; no job heartbeat recorded (the bot predates it, or has completed no "
-            "job yet): judged on the last tick only"
+            f"job yet): judged on the last tick only{hold}"
         )
     silent = max(0, now_ms - ov.last_job_ms)
-    return ok, f"{detail}; last job ({ov.last_job}) {silent / 1000:.0f} s ago"
+    return ok, f"{detail}; last job ({ov.last_job}) {silent / 1000:.0f} s ago{hold}"
 
 
 def _tick_health(ov: Overview, now_ms: int) -> tuple[bool, str]:

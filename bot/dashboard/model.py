@@ -178,6 +178,14 @@ class Overview:
     # runs on the wall clock (``bot dashboard``, not the one inside the replay): every time it
     # recorded is replayed time, months behind, so no age or liveness is judged on it.
     replayed: bool = False
+    # The newest job that failed (its ``tick_failed`` event, its recorded reason) when no job
+    # completed since: a bot whose jobs all fail is running, not down (bot.dashboard.liveness).
+    failed_ms: int | None = None
+    failed: str | None = None
+    # A hold of the venue's on every request (a 429/418 Retry-After, an IP ban) recorded and in
+    # force: its end, and the words for it (bot.runtime.venue_hold.hold_note). None: none.
+    venue_hold_until_ms: int | None = None
+    venue_hold: str | None = None
 
     def contract(self, contract_slug: str) -> ContractView | None:
         return next((c for c in self.contracts if c.slug == contract_slug), None)

@@ -61,6 +61,33 @@ def recorded_hold_end(store: StorePort) -> tuple[int, int] | None:
     return None if recorded is None else recorded[:2]
 
 
+def hold_in_force(store: StorePort, now_ms: int) -> tuple[int, int, bool] | None:
+    """The newest recorded hold while it runs at ``now_ms``: (its end, when it was recorded,
+    whether the venue named that end); None when none was recorded or it is over (ended, or
+    ended early by a job whose requests were answered: :func:`hold_over_reason`)."""
+    recorded = _newest_hold(store)
+    if recorded is None or recorded[0] <= now_ms:
+        return None
+    return recorded
+
+
+def hold_note(until_ms: int, at_ms: int, *, named: bool) -> str:
+    """A hold in force as ``bot status``, the dashboard and ``/healthz`` name it: the bot runs
+    but every job fails until then, and a start is refused before it (:func:`check_no_venue_hold`),
+    so "restart the bot" is the wrong advice."""
+    end = (
+        f"until {utc_text(until_ms)}"
+        if named
+        else f"until at least {utc_text(until_ms)} (an IP ban that {NO_END}: the least the "
+        "venue documents, renewed while the ban is on)"
+    )
+    return (
+        f"venue holds requests {end}, told at {utc_text(at_ms)} (its rate limit or an IP ban): "
+        "every job fails until then and a start is refused before it; the resting stops stay "
+        "on the exchange, act on positions in the exchange's app or website meanwhile"
+    )
+
+
 def _newest_hold(store: StorePort) -> tuple[int, int, bool] | None:
     """(end, when recorded, whether the venue named that end) of the newest recorded hold."""
     for event in store.recent_events(1, kinds=(EventKind.VENUE_HOLD,)):
@@ -74,12 +101,10 @@ def check_no_venue_hold(store: StorePort, now_ms: int, where: str) -> None:
     """Refuse a start (:class:`VenueHoldRunning`) while the newest recorded hold runs.
 
     ``where`` names the state database in the message."""
-    recorded = _newest_hold(store)
+    recorded = hold_in_force(store, now_ms)
     if recorded is None:
         return
     until_ms, at_ms, named = recorded
-    if until_ms <= now_ms:
-        return
     left = f"{(until_ms - now_ms) / 60_000:.0f} min left"
     told = (
         f"was told by the venue at {utc_text(at_ms)} to send no request until {utc_text(until_ms)} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,11 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from bot.bootstrap import open_store
-from bot.clock import LiveClock
+from bot.clock import LiveClock, utc_text
 from bot.config.loader import load_config
 from bot.numbers import money
+from bot.ports.store import Heartbeat
 from bot.store import views
 from tests.dashboard.conftest import TOKEN
 from tests.runtime.conftest import ROOT
@@ -229,3 +232,74 @@ def test_simulation_output_in_chromium(tmp_path: Path) -> None:
                 browser.close()
     finally:
         base.close()  # stops the server
+
+
+def age_s(text: str) -> int:
+    """Seconds of an age as the page writes it ("guard 12 s ago")."""
+    found = re.search(r"(\d+) s ago", text)
+    assert found is not None, text
+    return int(found.group(1))
+
+
+def test_an_open_tab_never_passes_old_figures_off_as_current(
+    paper_account: Path, tmp_path: Path
+) -> None:
+    """An open tab whose refreshes fail. Defect: live.js kept the old <main> on any failure
+    (an error status, no answer) and its ages were server-rendered text: `bot serve` killed,
+    the tab still read "last job: guard 8 s ago" and "active" 20 s later, no notice; a refresh
+    answered 503 (the state database cannot be read) kept the old figures, the "cannot be
+    read" page never showed."""
+    executable, sync_api, shots = browser_setup(tmp_path)
+    config = load_config(paper_account)
+    store = open_store(config)
+    # a bot that completed a guard just now (the replay's own jobs are months old)
+    store.record_heartbeat(Heartbeat(ts_ms=LiveClock().now_ms(), job="guard"))
+    server = serve(["--config", str(paper_account), "--refresh", "1"], tmp_path)
+    url = next(server)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{url}/")
+                assert page.inner_text("#last-job").startswith("guard ")
+
+                # (b) the state database cannot be read: serve answers 503 naming it, shown
+                with store.engine.begin() as conn:
+                    conn.execute(text("ALTER TABLE commands RENAME TO commands_away"))
+                shown = live_text(page, "main", "cannot be read")
+                assert "cannot be read" in shown
+                assert "state database" in shown
+                assert page.locator("#last-job").count() == 0  # the old figures are gone
+                assert page.locator("#not-answering").count() == 0  # serve did answer
+                page.screenshot(path=str(shots / "unreadable-tab.png"), full_page=True)
+                with store.engine.begin() as conn:
+                    conn.execute(text("ALTER TABLE commands_away RENAME TO commands"))
+                assert "last job: guard" in live_text(page, "main", "last job: guard")
+
+                # no answer within two refreshes (at least 10 s): a server that hangs
+                page.route(f"{url}/", lambda route: None)  # never answered
+                page.wait_for_selector("#not-answering", timeout=20_000)
+                assert "(no answer for 10 s)" in page.inner_text("#not-answering")
+                page.unroute(f"{url}/")
+                page.wait_for_selector("#not-answering", state="detached", timeout=20_000)
+
+                # (a) serve stopped: a red banner, and the ages count on
+                server.close()
+                page.wait_for_selector("#not-answering", timeout=10_000)
+                rendered = int(page.get_attribute("main", "data-rendered-ms") or 0)
+                banner = page.inner_text("#not-answering")
+                assert banner.startswith("DASHBOARD NOT ANSWERING since ")
+                assert "(no connection)" in banner
+                assert f"the figures below are as of {utc_text(rendered)}" in banner
+                before = age_s(page.inner_text("#last-job"))
+                page.wait_for_timeout(3_000)
+                assert age_s(page.inner_text("#last-job")) >= before + 2
+                page.screenshot(path=str(shots / "not-answering.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.close()
+        store.close()

@@ -18,6 +18,8 @@ from bot.dashboard.metrics import RuntimeMetrics
 from bot.dashboard.security import Guard
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
 from bot.ports.store import RiskEvent
+from bot.runtime.events import record_event_now
+from bot.runtime.venue_hold import hold_reason
 from bot.store import views
 
 
@@ -204,6 +206,9 @@ def test_monitoring_docs_use_only_exported_metrics(paper_account: Path) -> None:
         RuntimeMetrics.create(runtime)
         equity = store.latest_equity()
         assert equity is not None
+        # a venue's hold in force: its series is exported only then
+        until = equity.ts_ms + 3_600_000
+        record_event_now(store, equity.ts_ms, EventKind.VENUE_HOLD, None, hold_reason(until, 3600))
         app = create_app(
             {config.account.name: AccountSource(config, store)},
             store=store,

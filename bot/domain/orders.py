@@ -72,6 +72,14 @@ class Order:
     # The price that fires a conditional order as the venue reports it; None: not said, or
     # not readable (a stop placed by hand then does not count as protection: bot.risk.coverage)
     trigger_by: TriggerBy | None = None
+    # Whether the venue carries this conditional order out whatever the account's free margin
+    # when it triggers, as its reply says (Bybit ``closeOnTrigger``: without it, "if the margin
+    # is insufficient after the conditional order is triggered, the order will be cancelled",
+    # https://bybit-exchange.github.io/docs/v5/order/create-order; capabilities.BYBIT). None:
+    # the venue has no such flag (Binance, the simulated venue: a triggered reduce-only order
+    # is carried out), or its reply does not say. An own stop-loss reported False is replaced
+    # (bot.engine.planner.plan_protection ``unflagged``).
+    close_on_trigger: bool | None = None
 
     @property
     def is_open(self) -> bool:

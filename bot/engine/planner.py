@@ -35,7 +35,7 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -298,13 +298,20 @@ def plan_protection(
     instrument: Instrument | None = None,
     close_position: bool = False,
     still_protects: StillProtects | None = None,
+    unflagged: Collection[str] = (),
 ) -> ProtectionPlan:
     """Orders that leave exactly the wanted protective orders resting for ``position_qty``.
 
     With ``instrument``, a position no order can carry is covered as :func:`stop_sizing` says
     (``close_position``: the venue takes close-position stops). ``still_protects`` says which
     resting orders are valid protection now; without it none is taken for valid (a
-    close-position stop is then always moved as wanted, and never put back)."""
+    close-position stop is then always moved as wanted, and never put back).
+
+    ``unflagged``: client ids of the bot's stop-losses resting without the venue's closing flag
+    (``Order.close_on_trigger`` False: placed by an older version of the bot, which sent none;
+    Bybit cancels such a stop when it triggers on an account short of free margin). Each is
+    replaced whatever its trigger, the new stop placed before it is cancelled. Beside a stop
+    that carries the flag, one reported without it is never the one kept."""
     plan = ProtectionPlan()
     if position_qty == 0:
         for o in resting:
@@ -331,18 +338,14 @@ def plan_protection(
         (_TAKE_PROFIT, _TAKE_PROFIT_MARKET, take_profit, takes, take_sizing),
     )
     for purpose, otype, price, existing, how in wants:
-        keep = None
-        cancel: list[Order] = []
-        for o in existing:
-            if keep is None and price is not None and _matches(o, side, how, price, tolerance):
-                keep = o
-            else:
-                cancel.append(o)
+        keep, cancel = _keep_one(existing, side, how, price, tolerance, unflagged)
         if len(existing) > 1:
             plan.notes.append(
                 f"{len(existing)} resting {purpose.name.lower()} orders: reduced to one"
             )
         _note_changed_triggers(plan, existing)
+        if unflagged and price is not None and how.placeable:
+            _note_unflagged(plan, cancel, unflagged)
         if price is None or keep is not None or not how.placeable:
             plan.cancel.extend(o.client_id for o in cancel)
             continue
@@ -375,6 +378,54 @@ def _note_changed_triggers(plan: ProtectionPlan, existing: Sequence[Order]) -> N
             plan.notes.append(
                 f"stop-loss {o.client_id} is triggered on the {o.trigger_by.value} price "
                 "(changed outside the bot): replaced by one triggered on the mark"
+            )
+
+
+def _keep_one(
+    existing: Sequence[Order],
+    side: OrderSide,
+    how: StopSizing,
+    price: Decimal | None,
+    tolerance: Decimal,
+    unflagged: Collection[str],
+) -> tuple[Order | None, list[Order]]:
+    """The resting order of one purpose to keep (the first that is as wanted; none of
+    ``unflagged``) and the others, to cancel."""
+    keep = None
+    cancel: list[Order] = []
+    for o in _flagged_first(existing):
+        if (
+            keep is None
+            and price is not None
+            and o.client_id not in unflagged
+            and _matches(o, side, how, price, tolerance)
+        ):
+            keep = o
+        else:
+            cancel.append(o)
+    return keep, cancel
+
+
+def _flagged_first(orders: Sequence[Order]) -> Sequence[Order]:
+    """``orders`` with those the venue reports without its closing flag last (stable): where
+    one with the flag rests too (the replacement of one without, placed when the answer to it
+    was lost), it is the one kept. Unchanged on a venue without such a flag (all ``None``)."""
+    if not any(o.close_on_trigger is False for o in orders):
+        return orders
+    return sorted(orders, key=lambda o: o.close_on_trigger is False)
+
+
+def _note_unflagged(
+    plan: ProtectionPlan, cancel: Sequence[Order], unflagged: Collection[str]
+) -> None:
+    """Say why a stop of the bot's that still protects is replaced (see ``plan_protection``)."""
+    for o in cancel:
+        if o.client_id in unflagged:
+            plan.notes.append(
+                f"stop-loss {o.client_id} rests without the exchange's closing flag (placed by "
+                "an older version of the bot): the exchange cancels such a stop instead of "
+                "carrying it out when it triggers on an account short of free margin; replaced "
+                "by one that carries it, placed first (this one is cancelled once it rests)"
             )
 
 

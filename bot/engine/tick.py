@@ -330,6 +330,10 @@ class Engine:
         # The lasting conditions the last protection check of each contract noted (keys of
         # ProtectionPlan.standing): each is recorded when it starts, not at every check.
         self._standing_noted: dict[str, frozenset[str]] = {}
+        # The bot's stop-losses resting when this process first read each contract's orders:
+        # the only ones of its own that can lack the venue's closing flag (every stop this
+        # process sends carries it), each replaced once at most (see _unflagged).
+        self._stops_at_start: dict[str, set[str]] = {}
         # The risk memory as this job left it: read from the store once per job (reconcile, the
         # first step of every job, forgets it), then kept in step with every save.
         self._memory: RiskMemory | None = None
@@ -912,6 +916,9 @@ class Engine:
         """Step 1 (see :mod:`bot.engine.reconcile`)."""
         self._memory_read = False  # a new job: operator commands may have changed the memory
         acct = self.reconciler.reconcile(now)
+        for sym, orders in acct.resting.items():
+            if sym not in self._stops_at_start:
+                self._stops_at_start[sym] = {o.client_id for o in orders if o.purpose is _STOP_LOSS}
         foreign = self.reconciler.foreign
         self._managed = frozenset(
             s for s, p in acct.positions.items() if p.is_open and s not in foreign
@@ -1399,6 +1406,7 @@ class Engine:
                 # step (ensure_protected) escalates.
                 return
             stop = secured
+        unflagged = self._unflagged(symbol, acct.resting.get(symbol, []))
         plan = plan_protection(
             symbol,
             qty,
@@ -1414,7 +1422,12 @@ class Engine:
                 if pos is not None and pos.is_open
                 else None
             ),
+            unflagged=unflagged,
         )
+        if unflagged:
+            # Tried once: should the new stop be refused (or its answer lost), the old one
+            # stays and protects as before, and is not tried again at every job.
+            self._stops_at_start[symbol] -= unflagged & set(plan.cancel)
         self._record_notes(symbol, plan, now)
         self._place_then_cancel(symbol, acct, plan.place, plan.cancel, now)
         # A close-position order replaced: the new one once the old is gone; the stop that
@@ -1431,6 +1444,28 @@ class Engine:
                 self._send(req, acct, now, None)
         if plan.place or plan.cancel or plan.then_place:
             acct.resting[symbol] = self._read_resting(symbol)
+
+    def _unflagged(self, symbol: str, resting: Sequence[Order]) -> frozenset[str]:
+        """The bot's sized stop-losses resting on ``symbol`` that the venue reports without
+        its closing flag (``Order.close_on_trigger`` False: Bybit cancels such a stop when it
+        triggers on an account short of free margin), among those that rested before this
+        process first read the contract: placed by an older version, which sent no flag. They
+        are replaced (``plan_protection`` ``unflagged``), each once. A stop this process sent
+        carries the flag: reported without it, the venue dropped it, and another would fare no
+        better (replaced, it would be again at every job). A reply that does not say (None)
+        keeps the stop: it is read again at the next job."""
+        older = self._stops_at_start.get(symbol)
+        if not older:
+            return frozenset()
+        return frozenset(
+            o.client_id
+            for o in resting
+            if o.client_id in older
+            and o.purpose is _STOP_LOSS
+            and o.close_on_trigger is False
+            and o.reduce_only
+            and not o.close_position
+        )
 
     def _record_notes(self, symbol: str, plan: ProtectionPlan, now: int) -> None:
         """Record the plan's notes (orphans and duplicates: discrepancies worth a record); one
@@ -1507,18 +1542,32 @@ class Engine:
         data missing at a tick) still gets a resting stop.
 
         The stop comes from the policy's distance on the last statistics seen for the contract,
-        around the current mark; the existing stop is kept if there is one. So is the bot's
+        around the current mark; the existing stop is kept if there is one (one an older
+        version placed without the venue's closing flag is placed again at its trigger, with
+        the flag: :meth:`_unflagged`). So is the bot's
         resting take-profit on the side that closes the position: asked for none, the plan
         cancelled it, and a stop cancelled by hand cost the take-profit the policy decided
         until the next decision tick.
         """
         resting = acct.resting.get(symbol, [])
-        if _resting_stop(resting) is not None or symbol in self._silenced:
+        if symbol in self._silenced:
+            return
+        held = _resting_stop(resting)
+        unflagged = self._unflagged(symbol, resting) if held is not None else frozenset()
+        if held is not None and not unflagged:
             return
         qty = acct.qty(symbol)
-        stop = self._wanted_stop(symbol, acct)
         closing = OrderSide.SELL if qty > 0 else OrderSide.BUY
         take = _resting_trigger([o for o in resting if o.side is closing], OrderPurpose.TAKE_PROFIT)
+        if unflagged:
+            # A stop an older version placed without the venue's closing flag: placed again at
+            # its own trigger, with the flag, now rather than at a decision (which may never
+            # come for it: a stop within the protective tolerance is kept, and a long's
+            # trailing stop never moves down in a falling market)
+            old = next(o for o in resting if o.client_id in unflagged)
+            self.protect(symbol, acct, old.trigger_price, take, now)
+            return
+        stop = self._wanted_stop(symbol, acct)
         self._event(
             now,
             EventKind.RECONCILE,

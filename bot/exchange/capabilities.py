@@ -290,7 +290,8 @@ BYBIT = VenueProfile(
     # (risk/margin_cap.py): a stop firing on a losing, fully allocated account is the case it
     # exists for. Sent with the stop's size and reduceOnly, so it stays a sized stop (the venue
     # trims it to the position at trigger time); only qty "0" would close the whole position
-    # (ccxt_orders.order_from_ccxt reads it so).
+    # (ccxt_orders.order_from_ccxt reads it so). Read back into Order.close_on_trigger: a stop
+    # an older version placed without it is replaced (engine.planner.plan_protection).
     closing_trigger_params={"closeOnTrigger": True},
     # The IP limit, 600 requests in any 5 s from one address: "If you encounter the error
     # '403, access too frequent', it indicates that your IP has exceeded the allowed request

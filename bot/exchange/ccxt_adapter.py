@@ -423,7 +423,7 @@ class CcxtExchange:
         market_id = self._market_id(symbol)
         books_read: dict[bool, list[Order]] = {False: [], True: []}
         for raw, conditional in books:
-            order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            order = self._parse_order(raw)
             books_read[conditional].append(order)
             where = f"open {'conditional ' if conditional else ''}orders of {symbol}"
             # (ccxt's name of the row is the order's symbol)
@@ -998,7 +998,7 @@ class CcxtExchange:
         def read() -> tuple[Order, Mapping[str, Any]]:
             # parsed inside the retried call: a garbled answer is asked again, not believed
             raw = self._ex.fetch_order(None, symbol, dict(params))
-            order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            order = self._parse_order(raw)
             return _asked(order, client_id), raw.get("info") or {}
 
         try:
@@ -1060,10 +1060,7 @@ class CcxtExchange:
             # is garbled (read as "not found", a filled entry was resent and "rejected")
             if not raws:
                 return None
-            found = [
-                _asked(ccxt_orders.order_from_ccxt(raw, account=self._account), client_id)
-                for raw in raws
-            ]
+            found = [_asked(self._parse_order(raw), client_id) for raw in raws]
             states = {(o.status, o.filled, o.amount, o.side) for o in found}
             if len(states) > 1:
                 # one client id is one order: listed in two states, the first row decided (a
@@ -1083,7 +1080,7 @@ class CcxtExchange:
             "fetch_open_orders(trigger)",
         )
         for raw in raws:
-            order = ccxt_orders.order_from_ccxt(raw, account=self._account)
+            order = self._parse_order(raw)
             if order.client_id == client_id:
                 return order
         return None
@@ -1162,9 +1159,19 @@ class CcxtExchange:
             )
         return text
 
+    def _parse_order(self, raw: Mapping[str, Any], fallback: OrderRequest | None = None) -> Order:
+        """``raw``, a ccxt order dict, as an :class:`Order` of this account on this venue (the
+        profile's closing flags read back: ``Order.close_on_trigger``)."""
+        return ccxt_orders.order_from_ccxt(
+            raw,
+            fallback=fallback,
+            account=self._account,
+            closing_params=self._profile.closing_trigger_params,
+        )
+
     def _order_from_ack(self, raw: Mapping[str, Any], request: OrderRequest) -> Order:
         try:
-            order = ccxt_orders.order_from_ccxt(raw, fallback=request, account=self._account)
+            order = self._parse_order(raw, request)
             if order.client_id != request.client_id:
                 # the answer names another order: it says nothing about this one
                 raise mapping.UnexpectedResponse(

@@ -36,12 +36,16 @@ def order_from_ccxt(
     *,
     fallback: OrderRequest | None = None,
     account: str | None = None,
+    closing_params: Mapping[str, object] | None = None,
 ) -> Order:
     """An :class:`Order` from a ccxt order dict.
 
     Our client id comes back as ``clientOrderId`` for regular orders and as the raw
     ``clientAlgoId`` for Binance algo (conditional) orders; both are read. ``fallback`` fills
     what a terse acknowledgement omits (Bybit's create answer carries only the ids).
+    ``closing_params``: the venue profile's ``closing_trigger_params``, which the bot sends
+    with its protective orders; whether a conditional order carries them is read back into
+    ``Order.close_on_trigger`` (:func:`carries_closing_params`).
     """
     info = raw.get("info") or {}
     if not isinstance(info, Mapping):
@@ -78,7 +82,8 @@ def order_from_ccxt(
     # sized order (the venue trims the quantity to the position at trigger time): only such an
     # order without a quantity (a whole-position TP/SL, qty "0") closes the whole position; one
     # of 0.1 on a position of 0.3 protects 0.1. (The bot's own Bybit stops carry the flag with
-    # their size: capabilities.BYBIT closing_trigger_params.)
+    # their size: capabilities.BYBIT closing_trigger_params; whether a sized one carries it is
+    # close_on_trigger below.)
     # https://www.bybit.com/en/help-center/article/What-is-a-Close-On-Trigger-Order
     close_position = _truthy(info.get("closePosition")) or (
         amount is None and _truthy(info.get("closeOnTrigger"))
@@ -102,7 +107,39 @@ def order_from_ccxt(
         close_position=close_position or (fallback.close_position if fallback else False),
         timestamp_ms=int(raw.get("timestamp") or raw.get("lastUpdateTimestamp") or 0),
         trigger_by=_trigger_by(info) if trigger is not None else None,
+        close_on_trigger=(
+            carries_closing_params(info, closing_params) if trigger is not None else None
+        ),
     )
+
+
+def carries_closing_params(
+    info: Mapping[str, Any], closing_params: Mapping[str, object] | None
+) -> bool | None:
+    """Whether the raw order ``info`` carries every one of the venue's ``closing_params`` (the
+    flags that make it carried out whatever the free margin at trigger time: Bybit
+    ``closeOnTrigger``, a JSON boolean in its order rows,
+    https://bybit-exchange.github.io/docs/v5/order/open-order). ``None``: the venue has none
+    (Binance), or the row does not say (the field missing, or neither a boolean nor
+    "true"/"false"): unknown is not read as "without it", which would replace the stop at every
+    job should the venue stop reporting the field (its replacement would read the same)."""
+    if not closing_params:
+        return None
+    read = [(_flag(info.get(key)), bool(wanted)) for key, wanted in closing_params.items()]
+    if any(value is not None and value != wanted for value, wanted in read):
+        return False  # the venue says it lacks one
+    if any(value is None for value, _ in read):
+        return None
+    return True
+
+
+def _flag(value: object) -> bool | None:
+    """A boolean as a venue writes one (JSON ``true``/``false``, or the strings); else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
 
 
 def fired_order_id(info: Mapping[str, Any], fired: FiredOrders, order: Order) -> str:

@@ -167,6 +167,9 @@ def _order(d: dict[str, Any]) -> Order:
         timestamp_ms=d["timestamp_ms"],
         fee=_dec(d.get("fee")),
         trigger_by=_trigger_by(d),
+        # (the simulated venue has no such flag: None, also in a state saved before orders
+        # carried it)
+        close_on_trigger=d.get("close_on_trigger"),
     )
 
 

@@ -369,6 +369,59 @@ def test_bybit_close_on_trigger_with_a_quantity_is_a_sized_stop() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "flag"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),  # (the string, should a reply carry one)
+        ("False", False),
+        ("missing", None),  # the row does not say: unknown, not "without it"
+        (None, None),
+        (0, None),
+        ("", None),
+        ("yes", None),
+    ],
+    ids=["true", "false", "text true", "text False", "missing", "null", "0", "empty", "yes"],
+)
+def test_bybit_close_on_trigger_is_read_back_as_the_venue_says_it(
+    value: object, flag: bool | None
+) -> None:
+    """Whether an order carries the profile's closing params (Bybit closeOnTrigger, a JSON
+    boolean in its order rows) is read back, for the engine to replace an older version's
+    stops placed without it; a field missing or garbled is unknown (None). A venue whose
+    profile sends none (Binance) carries None whatever the row says."""
+    info: dict[str, Any] = {"orderLinkId": "acct1-sl-BTC-s8xk2-2", "orderType": "Market"}
+    if value != "missing":
+        info["closeOnTrigger"] = value
+    raw: dict[str, Any] = {
+        "id": "7a1e",
+        "clientOrderId": "acct1-sl-BTC-s8xk2-2",
+        "symbol": SYM,
+        "type": "market",
+        "side": "sell",
+        "triggerPrice": 55000.0,
+        "amount": 0.1,
+        "filled": 0.0,
+        "status": "open",
+        "reduceOnly": True,
+        "info": info,
+    }
+    bybit = ccxt_orders.order_from_ccxt(raw, closing_params=BYBIT.closing_trigger_params)
+    assert bybit.close_on_trigger is flag
+    binance = BINANCE_USDM.closing_trigger_params
+    assert ccxt_orders.order_from_ccxt(raw, closing_params=binance).close_on_trigger is None
+    assert ccxt_orders.order_from_ccxt(raw).close_on_trigger is None
+    entry = {**raw, "triggerPrice": None, "clientOrderId": "", "info": {**info, "orderLinkId": ""}}
+    # an order without a trigger: no conditional order, no flag to say
+    assert (
+        ccxt_orders.order_from_ccxt(
+            entry, closing_params=BYBIT.closing_trigger_params
+        ).close_on_trigger
+        is None
+    )
+
+
+@pytest.mark.parametrize(
     ("ccxt_status", "status"),
     [
         ("open", OrderStatus.OPEN),

@@ -98,6 +98,41 @@ def test_duplicates_reduced_to_one_and_orphans_cancelled() -> None:
     assert orphan.cancel == ["t-sl-a", "t-sl-b"]
 
 
+def test_a_stop_without_the_venue_s_closing_flag_is_replaced_new_first() -> None:
+    """An own stop the venue reports without its closing flag (Bybit closeOnTrigger: an older
+    version sent none), named ``unflagged`` by the engine, is replaced at the same trigger even
+    within the tolerance, the new one placed first; the take-profit beside it is kept."""
+    old = replace(
+        resting("t-sl-old", OrderPurpose.STOP_LOSS, "55000", "0.1"), close_on_trigger=False
+    )
+    take = resting("t-tp-x", OrderPurpose.TAKE_PROFIT, "70000", "0.1")
+    plan = plan_protection(
+        BTC, D("0.1"), D(55000), D(70000), [old, take], D("0.002"), Ids(), unflagged={"t-sl-old"}
+    )
+    assert [(r.purpose, r.amount, r.trigger_price) for r in plan.place] == [
+        (OrderPurpose.STOP_LOSS, D("0.1"), D(55000))
+    ]
+    assert plan.cancel == ["t-sl-old"]  # the engine sends ``place`` first, then ``cancel``
+    assert any("t-sl-old" in n and "closing flag" in n for n in plan.notes), plan.notes
+    # not named by the engine (the venue's reply does not say, or this bot sent it): kept
+    kept = plan_protection(BTC, D("0.1"), D(55000), D(70000), [old, take], D("0.002"), Ids())
+    assert (kept.place, kept.cancel, kept.notes) == ([], [], [])
+
+
+def test_beside_a_flagged_stop_the_one_without_the_flag_is_the_one_cancelled() -> None:
+    """Both rest (the replacement's answer was lost, then it was found resting): the one with
+    the flag is kept, whichever the venue lists first."""
+    old = replace(
+        resting("t-sl-old", OrderPurpose.STOP_LOSS, "55000", "0.1"), close_on_trigger=False
+    )
+    new = replace(
+        resting("t-sl-new", OrderPurpose.STOP_LOSS, "55000", "0.1"), close_on_trigger=True
+    )
+    for listed in ([old, new], [new, old]):
+        plan = plan_protection(BTC, D("0.1"), D(55000), None, listed, D("0.002"), Ids())
+        assert (plan.place, plan.cancel) == ([], ["t-sl-old"])
+
+
 def test_size_reduction_is_reduce_only_and_rounded_up(btc: Instrument) -> None:
     plan = plan_size(decision("0.1004"), D("0.2"), D(3), btc, D(60000), D("0.1"), Ids())
     assert plan.increase == []

@@ -16,7 +16,7 @@ that build them, so a simulation does not load them: its speed and memory stay i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -273,9 +273,18 @@ class Secrets:
         return cls(key, secret, password)
 
 
-def open_store(config: BotConfig, *, create: bool = False, used_by: str | None = None) -> SqlStore:
+def open_store(
+    config: BotConfig,
+    *,
+    create: bool = False,
+    used_by: str | None = None,
+    older: Collection[str] = (),
+) -> SqlStore:
     """Open the state database, which must already be at the current schema (``bot db
-    upgrade`` migrates an older one, keeping its history).
+    upgrade`` migrates an older one, keeping its history), or at one of the ``older`` revisions
+    (``bot halt`` and ``bot resume``: ``migrate.COMMAND_REVISIONS``). An older one refused while
+    a bot runs on it (an older version's, during an upgrade: ``bot db upgrade`` waits for it to
+    stop) is refused with the order that works (``migrate.older_message``).
 
     ``create``: only for ``bot run``, holding the database's instance lock: a SQLite file that
     is missing is created at the current schema (the bot's first start), unless ``used_by`` (the
@@ -316,7 +325,29 @@ def open_store(config: BotConfig, *, create: bool = False, used_by: str | None =
                     f"{migrate.UPGRADE_COMMAND}"
                 )
             migrate.upgrade(url)
-        return SqlStore.open(url)
+        try:
+            return SqlStore.open(url, older=older)
+        except migrate.SchemaOlder as exc:
+            # (``create``: ``bot run``, which holds the lock itself: no other bot runs there)
+            running = None if create else _running_bot(url)
+            if running is None:
+                raise
+            raise migrate.SchemaOlder(
+                migrate.older_message(url, exc.current, running), exc.current
+            ) from None
+
+
+def _running_bot(url: str) -> str | None:
+    """The process of the bot running on the database at ``url`` (holding its instance lock),
+    None when none runs or that cannot be told (the message without it is still right)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.store.instance_lock import running_holder
+
+    try:
+        return running_holder(url)
+    except (OSError, SQLAlchemyError):
+        return None
 
 
 # Why a state database last run in one mode (the first) refuses a start in another.

@@ -16,6 +16,7 @@ from bot import strict_json
 from bot.errors import BotError, ConfigError
 
 if TYPE_CHECKING:
+    from bot.config.models import BotConfig
     from bot.domain.instrument import Instrument
 
 # What these commands need (the configuration, the database, loguru) is imported by each command
@@ -175,11 +176,15 @@ def register(
         from bot.bootstrap import database_errors, lock_state_database
         from bot.config.loader import load_config
         from bot.store import migrate
+        from bot.store.instance_lock import AlreadyRunning
 
         with guard():
             cfg = load_config(config)
             url = cfg.runtime.database_url
-            lock = lock_state_database(cfg)  # never migrate under a running bot
+            try:
+                lock = lock_state_database(cfg)  # never migrate under a running bot
+            except AlreadyRunning as exc:
+                raise AlreadyRunning(f"{exc}. {_upgrade_order(cfg)}") from None
             try:
                 with database_errors(cfg):
                     before = migrate.current_revision(url) if _exists(url) else None
@@ -219,24 +224,49 @@ def _exists(url: str) -> bool:
     return path is None or path.exists()
 
 
+def _upgrade_order(config: BotConfig) -> str:
+    """What works when ``bot db upgrade`` finds a bot running on the database."""
+    from bot.bootstrap import database_errors
+    from bot.store import migrate
+
+    url = config.runtime.database_url
+    try:
+        with database_errors(config):
+            current = migrate.current_revision(url)
+    except BotError:
+        current = None  # (the order below holds whatever it is)
+    reach = current == migrate.head_revision() or current in migrate.COMMAND_REVISIONS
+    meanwhile = "; meanwhile `bot halt` (--flatten) and `bot resume` reach it" if reach else ""
+    return (
+        "The database is migrated once no bot runs on it: stop that bot (its positions keep "
+        "their stop-loss orders on the exchange), run `bot db upgrade` again, then start this "
+        f"version{meanwhile}"
+    )
+
+
 def _post(
     config: Path, kind: Literal["halt", "resume"], reason: str, flatten: bool, console: Console
 ) -> None:
     from loguru import logger
 
-    from bot.bootstrap import open_store
+    from bot.bootstrap import database_errors, open_store
     from bot.clock import LiveClock
     from bot.config.loader import load_config
     from bot.runtime.commands import post_command
+    from bot.store import migrate
 
     cfg = load_config(config)
     try:
-        store = open_store(cfg)
+        # An older revision whose bots read the commands as this version posts them is taken:
+        # an older bot may still run on it during an upgrade, and a halt must reach it.
+        store = open_store(cfg, older=migrate.COMMAND_REVISIONS)
     except BotError as exc:
         raise ConfigError(
             f"{kind} not posted: cannot reach the bot's state database: {exc}"
         ) from exc
     try:
+        with database_errors(cfg):
+            revision = migrate.current_revision(cfg.runtime.database_url)
         cmd = post_command(store, kind, reason=reason, flatten=flatten, now_ms=LiveClock().now_ms())
     finally:
         store.close()
@@ -245,3 +275,10 @@ def _post(
         f"{kind} posted (command {cmd}); the running bot applies it at its next job, "
         "or at its next start"
     )
+    if revision != migrate.head_revision():
+        console.print(
+            f"The database is at revision {revision}, an older version's (this one's: "
+            f"{migrate.head_revision()}): once no bot runs on it, migrate it with: "
+            f"{migrate.UPGRADE_COMMAND} (the {kind} posted is kept), before starting this "
+            "version"
+        )

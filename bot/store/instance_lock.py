@@ -124,22 +124,11 @@ class _AdvisoryLock:
         return int(row[0]) if row is not None else None
 
     def _holder(self) -> str:
-        from sqlalchemy import text
-
         try:
-            row = self._conn.execute(
-                text(
-                    "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l "
-                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                    "AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = :k"
-                ),
-                {"k": self._key},
-            ).first()
+            holder = _advisory_holder(self._conn, self._key)
         except Exception:  # only decorates the message
             return ""
-        if row is None:
-            return ""
-        return f" (server process {row[0]} from {row[1] or 'a local socket'} since {row[2]})"
+        return f" ({holder})" if holder is not None else ""
 
     def check(self) -> None:
         from sqlalchemy import text
@@ -197,6 +186,68 @@ class _AdvisoryLock:
                 self._conn.close()  # ends the session: the server releases the lock
         finally:
             self._engine.dispose()
+
+
+def _advisory_holder(conn: Any, key: int | None) -> str | None:
+    """The server process holding the bot's advisory lock ``key``, as words; None if none."""
+    from sqlalchemy import text
+
+    row = conn.execute(
+        text(
+            "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+            "AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = :k"
+        ),
+        {"k": key},
+    ).first()
+    if row is None:
+        return None
+    return f"server process {row[0]} from {row[1] or 'a local socket'} since {row[2]}"
+
+
+def running_holder(url: str) -> str | None:
+    """The bot running on the state database at ``url`` now (the process holding its instance
+    lock, as words: "process 4242"), or None when no bot holds it. Looked at, not taken: for
+    the message of a command refused while a bot runs (an older version's, on a database it
+    has not migrated yet).
+
+    SQLite: a shared ``flock`` tried without waiting on the lock file (opened read-only, never
+    written); a running bot's exclusive one refuses it. It is let go at once: a bot starting in
+    that instant is refused as if another ran, and says so (rare, and only on this path).
+    PostgreSQL: the advisory lock looked up in ``pg_locks``, nothing taken."""
+    from bot.store.migrate import sqlite_file
+
+    if url.startswith("sqlite"):
+        path = sqlite_file(url)
+        return None if path is None else _file_holder(lock_path(path))
+    from sqlalchemy import create_engine, pool, text
+
+    from bot.store.migrate import engine_url
+
+    engine = create_engine(engine_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            db, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
+            return _advisory_holder(conn, advisory_key(str(db), str(schema)))
+    finally:
+        engine.dispose()
+
+
+def _file_holder(path: Path) -> str | None:
+    import fcntl
+
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        return None  # no bot ever took it
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = handle.read().strip()
+            return f"process {pid}" if pid else "a process whose pid its lock file does not say"
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
 
 
 def advisory_key(database: str, schema: str) -> int:

@@ -338,10 +338,12 @@ class SqlStore:
         )
 
     @classmethod
-    def open(cls, url: str, *, check_schema: bool = True) -> SqlStore:
-        """Open the store at ``url``; raises ``SchemaOutOfDate`` unless it is fully migrated."""
+    def open(cls, url: str, *, check_schema: bool = True, older: Collection[str] = ()) -> SqlStore:
+        """Open the store at ``url``; raises ``SchemaOutOfDate`` unless it is fully migrated, or
+        at one of the ``older`` revisions (``migrate.COMMAND_REVISIONS``, for posting a command:
+        nothing else may be read or written through a store opened so)."""
         if check_schema:
-            ensure_current(url)
+            ensure_current(url, older=older)
         store = cls(make_engine(url))
         if check_schema:
             store.read_identity()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from bot.cli.app import app
 from bot.store import migrate
+from bot.store.instance_lock import InstanceLock
 from tests.runtime.conftest import ROOT, write_config
 from tests.store.conftest import POSTGRES_URL, fresh_database
 
@@ -51,8 +54,57 @@ def test_an_old_database_is_refused_until_upgraded(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--config", str(cfg)])
     assert result.exit_code == 2
     assert "bot db upgrade --config" in result.output
+    # (no bot version ran at 0001: nothing there would read a halt)
+    result = runner.invoke(app, ["halt", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "halt not posted" in result.output
     assert "0001 ->" in invoke("db", "upgrade", "--config", str(cfg))
     invoke("status", "--config", str(cfg))
+
+
+def test_a_halt_reaches_an_older_bot_still_running_during_an_upgrade(tmp_path: Path) -> None:
+    """This version installed while a bot of the version before still runs on its database
+    (revision 0005, which only ``bot db upgrade`` migrates, once no bot runs there): the halt
+    is posted as that bot reads it (``migrate.COMMAND_REVISIONS``), and what is refused meanwhile
+    says the order that works, naming the running bot; after the upgrade the halt is kept for
+    this version's start. Before, the halt and the status were refused with "migrate it with:
+    bot db upgrade", which the running bot refused in turn."""
+    cfg = str(write_config(tmp_path, contracts=1))
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    migrate.upgrade(url, "0005")
+    older_bot = InstanceLock.acquire(url)  # the lock the older bot holds while it runs
+    try:
+        posted = " ".join(invoke("halt", "--config", cfg, "--flatten", "--reason", "up").split())
+        assert "halt posted (command 1)" in posted
+        assert "at revision 0005" in posted
+        for refused in (["status", "--config", cfg], ["db", "upgrade", "--config", cfg]):
+            result = runner.invoke(app, refused)
+            assert result.exit_code == 2, result.output
+            said = " ".join(result.output.split())
+            assert f"(process {os.getpid()})" in said
+            assert "stop that bot" in said.lower()
+            assert "`bot halt` (--flatten) and `bot resume` reach" in said
+        assert migrate.current_revision(url) == "0005"
+    finally:
+        older_bot.release()
+    # What a bot at 0005 reads and applies at its next job (runner.apply_commands since 77e1b88).
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, kind, args, consumed FROM commands")).all()
+    finally:
+        engine.dispose()
+    assert [(r[0], r[1], json.loads(r[2]), bool(r[3])) for r in rows] == [
+        (1, "halt", {"flatten": True, "reason": "up"}, False)
+    ]
+    assert "0005 ->" in invoke("db", "upgrade", "--config", cfg)
+    invoke("run", "--config", cfg, "--once", "--replay", str(ROOT / "data" / "sample"))
+    status = json.loads(invoke("status", "--config", cfg, "--json"))
+    assert (status["state"], status["state_reason"], status["pending_commands"]) == (
+        "halted",
+        "up",
+        [],
+    )
 
 
 def test_live_without_keys_says_which_variables(tmp_path: Path, monkeypatch) -> None:

@@ -22,6 +22,7 @@ from bot.store.instance_lock import (
     _AdvisoryLock,
     advisory_key,
     lock_path,
+    running_holder,
 )
 from bot.store.migrate import engine_url
 from tests.store.conftest import POSTGRES_URL
@@ -53,6 +54,29 @@ def test_the_refusal_names_the_database_and_the_process(tmp_path: Path) -> None:
     assert str(tmp_path / "state.db") in message
     assert f"process {os.getpid()}" in message
     assert "stop it first" in message
+
+
+def test_the_running_bot_is_named_without_taking_its_lock(store_url: str) -> None:
+    """For the message of a command refused while a bot runs: the holder is looked at, never
+    taken nor written (a bot starts afterwards as before, and its lock file is left as is)."""
+    assert running_holder(store_url) is None  # no bot ever ran there
+    sqlite = store_url.startswith("sqlite")
+    lock = InstanceLock.acquire(store_url)
+    try:
+        holder = running_holder(store_url)
+        assert holder is not None
+        if sqlite:
+            assert holder == f"process {os.getpid()}"
+        else:
+            assert holder.startswith("server process ")
+        lock.check()
+        with pytest.raises(AlreadyRunning):
+            InstanceLock.acquire(store_url)
+    finally:
+        lock.release()
+    assert running_holder(store_url) is None
+    again = InstanceLock.acquire(store_url)  # the look left nothing held behind
+    again.release()
 
 
 def test_two_databases_do_not_share_a_lock(tmp_path: Path) -> None:

@@ -1,8 +1,12 @@
-"""Alembic migrations: they build exactly the models' schema, and a stale database is refused."""
+"""Alembic migrations: they build exactly the models' schema, and a stale database is refused;
+an upgrade killed part-way leaves the database as it was."""
 
 from __future__ import annotations
 
 import io
+import signal
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from sqlmodel import SQLModel
 import bot
 import bot.store.tables
 from bot.store.migrate import (
+    COMMAND_REVISIONS,
     MIGRATIONS_DIR,
     UPGRADE_COMMAND,
     SchemaOutOfDate,
@@ -27,7 +32,9 @@ from bot.store.migrate import (
     upgrade,
 )
 from bot.store.sql import SqlStore
+from tests.store.conftest import fresh_database
 
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = SQLModel.metadata
 _ = bot.store.tables  # registers the tables on SQLModel.metadata
 
@@ -316,3 +323,130 @@ def test_upgrade_from_0005_keeps_the_runs_without_their_venue(store_url: str) ->
         )
     finally:
         store.close()
+
+
+# The child of the test below: ``upgrade`` with the process killed (SIGKILL: no handler, no
+# cleanup, as the OOM killer or a power cut) right after migration 0006's ALTER TABLE, before
+# the revision is stamped. Deterministic: the kill is in the call, not timed from outside.
+KILLED_AFTER_ADD_COLUMN = """
+import os, signal, sys
+from alembic.operations import Operations
+from bot.store.migrate import upgrade
+
+add_column = Operations.add_column
+
+def add_column_then_die(self, *args, **kwargs):
+    add_column(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+Operations.add_column = add_column_then_die
+upgrade(sys.argv[1])
+"""
+
+
+def _runs_columns(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns("runs")}
+    finally:
+        engine.dispose()
+
+
+def test_an_upgrade_killed_midway_leaves_the_database_at_its_revision(store_url: str) -> None:
+    """Every migration of an upgrade and its revision stamp are one transaction, on SQLite too
+    (whose driver emitted no BEGIN before DDL: the ALTER committed alone, the revision stayed
+    0005, and every upgrade after failed on "duplicate column name: venue")."""
+    upgrade(store_url, "0005")
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (started_ms, mode, config_path, policy_name, version) "
+                    "VALUES (1, 'live', 'my.toml', 'vol_target', '0.1')"
+                )
+            )
+    finally:
+        engine.dispose()
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_ADD_COLUMN, store_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert current_revision(store_url) == "0005"
+    assert "venue" not in _runs_columns(store_url)  # the ALTER was rolled back with the rest
+    upgrade(store_url)  # and the next upgrade runs from 0005
+    assert current_revision(store_url) == head_revision()
+    store = SqlStore.open(store_url)
+    try:
+        assert store.database_id() is not None
+    finally:
+        store.close()
+    assert schema_diff(store_url, MODELS) == []
+
+
+def test_a_database_left_half_migrated_to_0006_is_upgraded(store_url: str) -> None:
+    """A database an earlier bot's ``bot db upgrade`` left with the column of 0006 and the
+    revision 0005 (killed between the two, before upgrades were one transaction on SQLite)
+    upgrades, keeping what it holds."""
+    upgrade(store_url, "0005")
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE runs ADD COLUMN venue TEXT"))
+            conn.execute(
+                text(
+                    "INSERT INTO runs (started_ms, mode, config_path, policy_name, version) "
+                    "VALUES (1, 'live', 'my.toml', 'vol_target', '0.1')"
+                )
+            )
+    finally:
+        engine.dispose()
+    upgrade(store_url)
+    assert current_revision(store_url) == head_revision()
+    assert schema_diff(store_url, MODELS) == []
+    from bot.store import views
+
+    store = SqlStore.open(store_url)
+    try:
+        assert views.latest_run(store) == views.RunRecord(1, "live", "my.toml", None)
+    finally:
+        store.close()
+
+
+def _commands_table(url: str) -> tuple[object, ...]:
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        columns = [
+            (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+            for c in found.get_columns("commands")
+        ]
+        indexes = sorted(
+            (i["name"] or "", tuple(map(str, i["column_names"])), bool(i["unique"]))
+            for i in found.get_indexes("commands")
+        )
+        return (columns, indexes, found.get_pk_constraint("commands")["constrained_columns"])
+    finally:
+        engine.dispose()
+
+
+def test_the_commands_table_is_the_same_at_every_revision_that_takes_commands(
+    backend: str, tmp_path: Path
+) -> None:
+    """``bot halt`` and ``bot resume`` post to a database at an older revision of
+    ``COMMAND_REVISIONS`` (a bot of that version may still run on it during an upgrade): the
+    table they write must be the one those bots read. A migration that changes it fails here;
+    its revision's bots are then checked before the revision before it is kept in the set."""
+    assert head_revision() not in COMMAND_REVISIONS
+    with fresh_database(backend, tmp_path) as url:
+        upgrade(url)
+        expected = _commands_table(url)
+    for revision in sorted(COMMAND_REVISIONS):
+        with fresh_database(backend, tmp_path / revision) as url:
+            upgrade(url, revision)
+            assert _commands_table(url) == expected, revision

@@ -16,7 +16,7 @@ next live start is not refused for it (the start records its venue from then on)
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -25,8 +25,18 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    if not context.is_offline_mode() and _has_venue():
+        # A SQLite database an earlier version's `bot db upgrade` left half-way, killed after
+        # this ALTER: before ``migrate.migration_engine`` the ALTER committed on its own, the
+        # revision stayed 0005, and every upgrade after failed on "duplicate column name:
+        # venue". The column is the one this migration adds: taken as it is.
+        return
     # ADD COLUMN works on SQLite without batch mode (and so in offline --sql mode too).
     op.add_column("runs", sa.Column("venue", sa.Text(), nullable=True))
+
+
+def _has_venue() -> bool:
+    return any(c["name"] == "venue" for c in sa.inspect(op.get_bind()).get_columns("runs"))
 
 
 def downgrade() -> None:

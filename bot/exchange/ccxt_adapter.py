@@ -506,7 +506,8 @@ class CcxtExchange:
         """
         row, ts = self._ticker(symbol)
         price = mapping.last_price(symbol, row.get("last"), row.get("low"), row.get("high"))
-        return price, mapping.venue_time(ts, f"{symbol} ticker time")
+        when = mapping.venue_time(ts, f"{symbol} ticker time", now_ms=self._clock.now_ms())
+        return price, when
 
     def _ticker(self, symbol: str) -> tuple[Mapping[str, Any], object]:
         """ccxt's ticker of ``symbol`` and the venue's time of it (unchecked)."""
@@ -571,7 +572,7 @@ class CcxtExchange:
             lambda: self._ex.fetch_funding_rate_history(symbol, since_ms, limit, params),
             "fetch_funding_rate_history",
         )
-        return mapping.settled_funding(rows, symbol)
+        return mapping.settled_funding(rows, symbol, self._clock.now_ms())
 
     def _may_reask_cap(self, symbol: str) -> bool:
         """True (and noted) when ``symbol``'s cap was not asked again in the last
@@ -1034,9 +1035,10 @@ class CcxtExchange:
         try:
             return self._call(read, f"order {placed_id} placed by {order.client_id}")
         except errors.OrderNotFound:
+            now = self.venue_now_ms()
             what = f"order {order.client_id} ({symbol}) {fired.time_key}"
-            fired_ms = mapping.venue_time(info.get(fired.time_key), what)
-            if self.venue_now_ms() - fired_ms <= fired.unfilled_kept_ms:
+            fired_ms = mapping.venue_time(info.get(fired.time_key), what, now_ms=now)
+            if now - fired_ms <= fired.unfilled_kept_ms:
                 raise mapping.UnexpectedResponse(
                     f"order {order.client_id} ({symbol}) fired, but the venue does not find the "
                     f"order it placed ({placed_id}): what it traded is unknown"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, cast
 
@@ -20,11 +20,10 @@ from bot.domain.position import Balance, Position
 from bot.errors import NotSupported, PermanentExchangeError
 from bot.exchange.forced_probe import ForcedProbe
 from bot.ports import client_ids
-from bot.ports.store import storable
+from bot.ports.store import STORED_LIMIT, storable
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
-_LARGEST = Decimal("1e300")  # below the largest double (1.8e308): anything above is garbage
 _PURPOSES = {p.value: p for p in OrderPurpose}
 
 
@@ -47,10 +46,15 @@ def to_decimal(value: object, what: str) -> Decimal:
         raise UnexpectedResponse(f"{what}: expected a number, got {value!r}") from None
     if not result.is_finite():
         raise UnexpectedResponse(f"{what}: expected a finite number, got {value!r}")
-    if abs(result) > _LARGEST:
-        # "1e400" parses as a Decimal, but no venue sends it: both answer in JSON, whose numbers
-        # are doubles (ccxt itself reads it as inf). A wallet of 1e400 would size every order.
-        raise UnexpectedResponse(f"{what}: expected a number a venue can send, got {value!r}")
+    if result.copy_abs() >= STORED_LIMIT:  # (copy_abs: exact, abs() rounds to 28 digits)
+        # No amount, price, leverage or time of a venue comes near 1e20 (the largest notional
+        # cap of either venue's bundled tiers is below 1e10, an epoch-ms time is 1.8e12). A
+        # larger number is garbled, and more than the store holds (20 integer digits): acted
+        # on, a wallet of 1e30 sized every order, and a position or leverage of 1e30 failed its
+        # job at the record, after its orders were sent, then every job while it lasted.
+        raise UnexpectedResponse(
+            f"{what}: expected a number a venue sends (below {STORED_LIMIT:.0e}), got {value!r}"
+        )
     # To the 18 decimals a store keeps (unchanged when it fits): ccxt hands most numbers over
     # as doubles and computes some itself (an average as cost / filled), whose 17 significant
     # digits run past 18 decimals below 0.1 (1000SATS at 3.1234567890123457e-05). The SQL
@@ -353,12 +357,15 @@ def position_from_ccxt(
             )
     qty = _signed_contracts(row)
     _check_raw_size(symbol, info, qty)
+    entry = positive(row.get("entryPrice"), f"{symbol} position entryPrice")
+    mark = positive_or_none(row.get("markPrice"), f"{symbol} position markPrice")
+    _check_row_figures(symbol, info, qty, entry, mark)
     liquidation = positive_or_none(row.get("liquidationPrice"), f"{symbol} liquidationPrice")
-    _check_liquidation_side(symbol, qty, liquidation, row.get("markPrice"))
+    _check_liquidation_side(symbol, qty, liquidation, mark)
     return Position(
         symbol=symbol,
         qty=qty,
-        entry_price=positive(row.get("entryPrice"), f"{symbol} position entryPrice"),
+        entry_price=entry,
         leverage=lev,
         margin_mode=mode,
         isolated_margin=isolated,
@@ -366,13 +373,97 @@ def position_from_ccxt(
     )
 
 
+class _RowFigure(NamedTuple):
+    """A figure a venue's position row states about the position, and what it must equal."""
+
+    key: str  # the raw row's field
+    source: str  # the venue and the answer
+    formula: str
+    on_mark: bool  # computed on the row's mark (not checked when the row gives none)
+    value: Callable[[Decimal, Decimal, Decimal], Decimal]  # (signed size, entry, mark)
+
+
+# Binance positionRisk: unRealizedProfit = positionAmt x (markPrice - entryPrice) and notional =
+# positionAmt x markPrice, both signed (ccxt reads the side from the notional's sign). Its
+# documented rows meet both to the last printed digit: WLDUSDT 5 x (2.3956 - 2.3483) = 0.2365,
+# 5 x 2.3956 = 11.978; BTCUSDT 0.01 x (45464.1735922 - 44525.0) = 9.39173592 (8 decimals).
+# https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Position-Information-V3
+# Bybit v5 position list: unrealisedPnl = size x (markPrice - avgPrice), signed by the side, and
+# positionValue = size x avgPrice: the ENTRY's value, not the mark's (its documented rows:
+# 0.1 ETHUSDT at 1198.45 = 119.845; 100 XRPUSDT at 0.3615 = 36.15 with unrealisedPnl
+# 100 x (0.3432 - 0.3615) = -1.83; ccxt's comments in bybit.py parse_position keep them).
+# https://bybit-exchange.github.io/docs/v5/position
+_ROW_FIGURES = (
+    _RowFigure(
+        "unRealizedProfit",
+        "Binance positionRisk",
+        "positionAmt x (markPrice - entryPrice)",
+        True,
+        lambda qty, entry, mark: qty * (mark - entry),
+    ),
+    _RowFigure(
+        "notional",
+        "Binance positionRisk",
+        "positionAmt x markPrice",
+        True,
+        lambda qty, entry, mark: qty * mark,
+    ),
+    _RowFigure(
+        "unrealisedPnl",
+        "Bybit position list",
+        "size x (markPrice - avgPrice), signed by side",
+        True,
+        lambda qty, entry, mark: qty * (mark - entry),
+    ),
+    _RowFigure(
+        "positionValue",
+        "Bybit position list",
+        "size x avgPrice",
+        False,
+        lambda qty, entry, mark: abs(qty) * entry,
+    ),
+)
+# How far a row's figures may stand from what its size, entry and mark give. The venue computes
+# them at full precision and prints each rounded on its own: money to 8 decimals (Bybit to as
+# few as 2 in its examples: 0.02 covers it), the average entry to 8 decimals and the mark to 8
+# decimals or to its tick. On a contract priced at 1,000 ticks or more (1e-4 at the finest
+# tick of the bundled catalogues, 1e-7) half a tick is at most 0.05 % of the price and half of
+# 1e-8 at most 0.005 %: 0.1 % of the notional covers both. A garbled entry or size moves the
+# figures by far more (an entry read at half the price: 50 % of the notional); one this lets
+# through moves the equity by at most 0.1 % of the position's notional.
+_ROW_SLACK = Decimal("0.02")
+_ROW_REL = Decimal("0.001")
+
+
+def _check_row_figures(
+    symbol: str, info: Mapping[str, Any], qty: Decimal, entry: Decimal, mark: Decimal | None
+) -> None:
+    """A position row whose size or entry price its own unrealised PnL and notional contradict
+    is garbled (:data:`_ROW_FIGURES`). The engine measures the equity from the size and the
+    entry: an entry read at half the price (the row's PnL still 0) made a phantom gain of 67 %,
+    an increase on it, and then a drawdown halt that sold the book; a size read 10 times too
+    large closed the position. A figure the row does not give is not checked."""
+    scale = abs(qty) * (mark if mark is not None else entry)
+    slack = max(_ROW_SLACK, scale * _ROW_REL)
+    for figure in _ROW_FIGURES:
+        stated = opt_decimal(info.get(figure.key), f"{symbol} position {figure.key}")
+        if stated is None or (figure.on_mark and mark is None):
+            continue
+        expected = figure.value(qty, entry, mark if mark is not None else ZERO)
+        if abs(stated - expected) > slack:
+            raise UnexpectedResponse(
+                f"{symbol}: {figure.source} row's {figure.key} {stated} is not "
+                f"{figure.formula} = {expected:f} (size {qty}, entry {entry}, mark {mark}): "
+                "the row contradicts itself"
+            )
+
+
 def _check_liquidation_side(
-    symbol: str, qty: Decimal, liquidation: Decimal | None, mark_value: object
+    symbol: str, qty: Decimal, liquidation: Decimal | None, mark: Decimal | None
 ) -> None:
     """An open long is liquidated below the mark, a short above it: a liquidation price on the
     other side of the row's own mark is garbled. (Trusted as the venue's, it left no room for
     a stop: the bot closed the position and bought it back every tick.)"""
-    mark = positive_or_none(mark_value, f"{symbol} position markPrice")
     if liquidation is None or mark is None:
         return
     if (qty > ZERO and liquidation >= mark) or (qty < ZERO and liquidation <= mark):
@@ -562,18 +653,45 @@ def _available(unified: Mapping[str, Any], info: object, asset: str) -> Decimal 
 
 
 def _check_margin_balance(asset: str, wallet: Decimal, row: Mapping[str, Any]) -> None:
-    """Binance's asset row states ``marginBalance = walletBalance + unrealizedProfit``: a
-    wallet that breaks it is garbled (a wrong wallet put the account in a drawdown halt that
-    sold every position). Rows without the three fields (Bybit) are not checked."""
-    if "marginBalance" not in row or "unrealizedProfit" not in row:
+    """The asset row's wallet must be what the row's own figures make of it: a wallet that
+    breaks them is garbled (a wrong wallet put the account in a drawdown halt that sold every
+    position).
+
+    Binance (account ``assets[]``): ``marginBalance = walletBalance + unrealizedProfit``.
+    Bybit (wallet-balance ``coin[]``): ``equity = walletBalance + unrealisedPnl - spotBorrow``
+    (Bybit's UTA glossary, https://www.bybit.com/en/help-center/article/Glossary-Unified-Trading-Account:
+    a coin's equity is its wallet balance, bonus included, plus its perpetual and expiry
+    unrealised PnL plus its options' value, less its spot borrowing; ``spotBorrow`` is given
+    since the manual borrowing of 2025, when "old walletBalance = new walletBalance -
+    spotBorrow", https://bybit-exchange.github.io/docs/v5/account/wallet-balance). The coin
+    row gives no options value: an account holding options settled in the asset breaks the
+    identity and is refused (the bot trades perpetuals; such an account is not one it can
+    measure). A row without the figures is not checked."""
+    if "marginBalance" in row and "unrealizedProfit" in row:
+        upnl = to_decimal(row["unrealizedProfit"], f"{asset} unrealizedProfit")
+        margin = to_decimal(row["marginBalance"], f"{asset} marginBalance")
+        if not _balance_agrees(wallet + upnl, margin):
+            raise UnexpectedResponse(
+                f"balance: {asset} walletBalance {wallet} + unrealizedProfit {upnl} is not its "
+                f"marginBalance {margin}"
+            )
         return
-    upnl = to_decimal(row["unrealizedProfit"], f"{asset} unrealizedProfit")
-    margin = to_decimal(row["marginBalance"], f"{asset} marginBalance")
-    if abs(wallet + upnl - margin) > max(_BALANCE_SLACK, abs(margin) * _CUM_REL):
+    equity = opt_decimal(row.get("equity"), f"{asset} equity")
+    coin_upnl = opt_decimal(row.get("unrealisedPnl"), f"{asset} unrealisedPnl")
+    if equity is None or coin_upnl is None:
+        return
+    borrowed = opt_decimal(row.get("spotBorrow"), f"{asset} spotBorrow") or ZERO
+    if not _balance_agrees(wallet + coin_upnl - borrowed, equity):
         raise UnexpectedResponse(
-            f"balance: {asset} walletBalance {wallet} + unrealizedProfit {upnl} is not its "
-            f"marginBalance {margin}"
+            f"balance: Bybit coin row {asset}: walletBalance {wallet} + unrealisedPnl "
+            f"{coin_upnl} - spotBorrow {borrowed} is not its equity {equity} (the row "
+            "contradicts itself; an account holding options settled in it is not one the bot "
+            "can measure)"
         )
+
+
+def _balance_agrees(computed: Decimal, stated: Decimal) -> bool:
+    return abs(computed - stated) <= max(_BALANCE_SLACK, abs(stated) * _CUM_REL)
 
 
 _BALANCE_SLACK = Decimal("0.02")  # the venue rounds each of the three on its own
@@ -679,14 +797,28 @@ def row_of(raw: object, rows_path: str, market_id: str, what: str) -> Mapping[st
     return cast(Mapping[str, Any], rows[0])
 
 
-def venue_time(value: object, what: str) -> int:
-    """A time the venue gave (epoch ms): an integer > 0. There is no default: a price whose
+# How far ahead of the bot's clock a time of the venue may be: a day, far beyond any clock
+# difference the bot runs with (the hourly resync alerts past 1 s). A time a venue stamps on
+# a price, a settlement or a fired order is of the past or the moment; one ahead by more is
+# garbled, and one far ahead is no date at all (a closeTime of 1e17 ms, year 3 million, failed
+# the job in the time conversion of its event, every job while it lasted).
+VENUE_TIME_AHEAD_MS = 86_400_000
+
+
+def venue_time(value: object, what: str, *, now_ms: int | None) -> int:
+    """A time the venue gave (epoch ms): an integer > 0, and no more than
+    :data:`VENUE_TIME_AHEAD_MS` ahead of ``now_ms`` (the bot's clock; ``None`` for a time
+    the venue schedules ahead, a contract's settlement). There is no default: a price whose
     time is unknown must not read as fresh (the engine's stale-data check measures its age)."""
     if value is None or value == "":
         raise UnexpectedResponse(f"{what}: the answer gives no time")
     ms = to_decimal(value, what)
     if ms <= ZERO or ms != ms.to_integral_value():
         raise UnexpectedResponse(f"{what}: expected epoch milliseconds, got {value!r}")
+    if now_ms is not None and ms > now_ms + VENUE_TIME_AHEAD_MS:
+        raise UnexpectedResponse(
+            f"{what}: {value!r} is more than a day ahead of the bot's clock ({now_ms} ms)"
+        )
     return int(ms)
 
 
@@ -742,9 +874,10 @@ def check_funding_rate(symbol: str, rate: Decimal, bounds: FundingBounds) -> Non
         )
 
 
-def settled_funding(rows: object, symbol: str) -> list[tuple[int, Decimal]]:
+def settled_funding(rows: object, symbol: str, now_ms: int) -> list[tuple[int, Decimal]]:
     """A ccxt funding-rate history of ``symbol`` as (settlement time ms, rate), oldest first,
-    one row per time; a garbled row raises (see CcxtExchange.fetch_funding_history)."""
+    one row per time; a garbled row raises (see CcxtExchange.fetch_funding_history). ``now_ms``:
+    the bot's clock (a settlement time ahead of it by more than a day is garbled)."""
     if not isinstance(rows, Sequence) or isinstance(rows, str | bytes):
         raise UnexpectedResponse(f"{symbol} funding history: expected a list, got {rows!r:.80}")
     bounds = funding_bounds(symbol, None, "cap", "floor")
@@ -756,7 +889,7 @@ def settled_funding(rows: object, symbol: str) -> list[tuple[int, Decimal]]:
             raise UnexpectedResponse(
                 f"{symbol} funding history: a row of {row.get('symbol')!r} in the answer"
             )
-        ts = venue_time(row.get("timestamp"), f"{symbol} funding history time")
+        ts = venue_time(row.get("timestamp"), f"{symbol} funding history time", now_ms=now_ms)
         rate = to_decimal(row.get("fundingRate"), f"{symbol} funding history rate")
         check_funding_rate(symbol, rate, bounds)
         out[ts] = rate
@@ -905,5 +1038,6 @@ def settlement_ms(market: Mapping[str, Any], delivery_key: str | None) -> int | 
     raw = info.get(delivery_key)
     if raw in (None, "", 0, "0"):
         return None
-    ms = venue_time(raw, f"{market.get('symbol')} info.{delivery_key}")
+    # scheduled ahead by nature (months, for a delisting announced early): no bound on now
+    ms = venue_time(raw, f"{market.get('symbol')} info.{delivery_key}", now_ms=None)
     return ms if ms < NO_SETTLEMENT_MS else None

@@ -21,6 +21,12 @@ from bot.domain.position import Position
 # Every Decimal a store keeps has at most this many fractional digits (NUMERIC(38, 18) on
 # PostgreSQL, the same limit on SQLite): the SQL store refuses a finer value rather than round it.
 STORED_DECIMALS = 18
+# ... and at most this many integer digits (the 38 - 18 of NUMERIC(38, 18); the SQL store's
+# column type is defined from these two, bot/store/types.py). A value of STORED_LIMIT or more in
+# magnitude cannot be stored: the exchange adapter refuses such a number in a venue's answer
+# before the engine acts on it (a job that acted on it failed at its record, after its orders).
+STORED_INTEGER_DIGITS = 20
+STORED_LIMIT = Decimal(10) ** STORED_INTEGER_DIGITS
 _STORED_STEP = Decimal(1).scaleb(-STORED_DECIMALS)
 
 

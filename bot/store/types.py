@@ -20,12 +20,15 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, Numeric, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-# NUMERIC(38, 18) on PostgreSQL: 20 integer digits and 18 fractional digits. The same limits are
+from bot.ports.store import STORED_DECIMALS, STORED_INTEGER_DIGITS
+
+# NUMERIC(38, 18) on PostgreSQL: 20 integer digits and 18 fractional digits (the port's bounds,
+# which the exchange adapter holds every number of a venue's answer to). The same limits are
 # enforced on SQLite so that a value accepted by one backend is accepted, unchanged, by the other
 # (PostgreSQL would silently round a 19th fractional digit).
-PRECISION = 38
-SCALE = 18
-INTEGER_DIGITS = PRECISION - SCALE
+SCALE = STORED_DECIMALS
+INTEGER_DIGITS = STORED_INTEGER_DIGITS
+PRECISION = INTEGER_DIGITS + SCALE
 _TEXT_LENGTH = 64
 
 

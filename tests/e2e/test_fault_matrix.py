@@ -829,6 +829,31 @@ def test_a_ticker_without_a_time_costs_its_contract_the_decision(
     assert "ticker time" in event.reason
 
 
+@pytest.mark.parametrize("ms", [10**17, 10**30], ids=["year 3 million", "1e30"])
+def test_a_ticker_time_that_is_no_date_costs_its_contract_the_decision_not_the_tick(
+    venue: Venue,
+    bot: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    ms: int,
+) -> None:
+    """Defect: a ticker time far ahead (no date at all) passed the adapter; the engine's check
+    of a price from the future failed converting it to a date for its message (OverflowError,
+    a ``tick_failed`` every tick while it lasted). A time more than a day ahead of the bot's
+    clock, and a number beyond what the store holds, are unreadable market data: that
+    contract gets no decision, the tick goes on, and the event names the ticker time."""
+    run, store = bot
+    server.inject(Fault(venue.ticker, "GET", kind="edit", edit=_ticker_time(venue, ms), times=1000))
+    result = run.tick()
+    assert result is not None, "the tick failed"
+    assert result.decisions == []
+    assert result.unreadable is None  # market data, not the account
+    assert backend.fetch_positions([BTC]).get(BTC) is None
+    [event] = [e for e in store.recent_events(20) if e.kind is EventKind.MARKET_DATA]
+    assert "ticker time" in event.reason
+    assert EventKind.TICK_FAILED not in {e.kind for e in store.recent_events(20)}
+
+
 @pytest.mark.parametrize("venue", [VENUES["binanceusdm"]], ids=["binanceusdm"])
 def test_an_order_lookup_that_cannot_be_read_is_an_unreadable_account(
     bot: tuple[Runner, SqlStore],

@@ -215,6 +215,13 @@ def _set(path: tuple[str | int, ...], value: object) -> Callable[[Any], Any]:
         ("/fapi/v3/positionRisk", (0, "liquidationPrice"), "200000", "wrong side"),
         # a long whose notional says short: ccxt reads the side from the notional's sign
         ("/fapi/v3/positionRisk", (0, "notional"), "-1", "positionAmt is"),
+        # an entry price its own row's unrealised PnL contradicts: the equity measured from it
+        # made a phantom gain, an increase on it, then a drawdown halt that sold the position
+        ("/fapi/v3/positionRisk", (0, "entryPrice"), "1000", "row's unRealizedProfit"),
+        # a size its own row's notional contradicts: the position was closed
+        ("/fapi/v3/positionRisk", (0, "positionAmt"), "5.000", "row's notional"),
+        # more than the store holds (20 integer digits): every job failed at its record
+        ("/fapi/v3/positionRisk", (0, "isolatedWallet"), "1e30", "isolated margin: expected"),
     ],
 )
 def test_garbled_fields_are_unreadable_not_acted_on(

@@ -846,11 +846,19 @@ def test_close_position_stop_has_no_amount_and_no_reduce_only() -> None:
     assert "reduceOnly" not in args.params
 
 
-@pytest.mark.parametrize("value", ["1e400", "-1e309", Decimal("1e301")])
-def test_a_number_beyond_a_double_is_not_a_number_a_venue_sends(value: object) -> None:
-    # Decimal takes "1e400"; ccxt reads it as inf; a wallet of 1e400 would size every order
-    with pytest.raises(UnexpectedResponse, match="a number a venue can send"):
+@pytest.mark.parametrize("value", ["1e400", "-1e309", Decimal("1e301"), "1e30", "-1e20", 1e20])
+def test_a_number_beyond_what_the_store_holds_is_not_a_number_a_venue_sends(value: object) -> None:
+    # Decimal takes "1e400"; ccxt reads it as inf; a wallet of 1e400 would size every order.
+    # 1e30 passed before: a position's isolated margin of 1e30 failed every job at its record
+    # (NUMERIC(38, 18) holds 20 integer digits), a leverage of 1e30 after its orders were sent.
+    with pytest.raises(UnexpectedResponse, match=r"USDT walletBalance: .*below 1e\+20"):
         mapping.to_decimal(str(value), "USDT walletBalance")
+
+
+def test_the_largest_number_the_store_holds_is_read() -> None:
+    largest = Decimal("99999999999999999999.999999999999999999")
+    assert mapping.to_decimal(str(largest), "v") == largest
+    assert mapping.to_decimal("-99999999999999999999", "v") == Decimal("-99999999999999999999")
 
 
 def test_position_fields_that_contradict_each_other_are_refused() -> None:
@@ -865,6 +873,158 @@ def test_position_fields_that_contradict_each_other_are_refused() -> None:
         mapping.position_from_ccxt(binance_position(leverage=2.0, entryPrice=-1.0))
     with pytest.raises(UnexpectedResponse, match="leverage must be > 0"):
         mapping.position_from_ccxt(binance_position(), leverage=Decimal(0))
+
+
+# Documented rows, as ccxt 4.5 parses them. Binance positionRisk (portfolio-margin example of
+# ccxt binance.py parse_position_risk): 0.01 x (45464.1735922 - 44525.0) = 9.39173592,
+# 0.01 x 45464.1735922 = 454.64173592. Bybit v5 position list (ccxt bybit.py parse_position,
+# unified account): 100 x (0.3432 - 0.3615) = -1.83; positionValue 100 x 0.3615 = 36.15, the
+# entry's value, not the mark's.
+def binance_documented_row(**info: str) -> dict[str, Any]:
+    raw: dict[str, str] = {
+        "symbol": "BTCUSDT",
+        "positionAmt": "0.01",
+        "entryPrice": "44525.0",
+        "markPrice": "45464.1735922",
+        "unRealizedProfit": "9.39173592",
+        "liquidationPrice": "38007.16308568",
+        "notional": "454.64173592",
+        "isolatedWallet": "0",
+    } | info
+    amount = Decimal(raw["positionAmt"])
+    return {
+        "symbol": SYM,
+        "side": "long" if Decimal(raw["notional"]) > 0 else "short",
+        "contracts": float(abs(amount)),
+        "contractSize": 1.0,
+        "entryPrice": float(raw["entryPrice"]),
+        "markPrice": float(raw["markPrice"]),
+        "notional": abs(float(raw["notional"])),
+        "unrealizedPnl": float(raw["unRealizedProfit"]),
+        "liquidationPrice": float(raw["liquidationPrice"]),
+        "leverage": None,
+        "marginMode": "cross",
+        "info": raw,
+    }
+
+
+def bybit_documented_row(**info: str) -> dict[str, Any]:
+    raw: dict[str, str] = {
+        "symbol": "XRPUSDT",
+        "side": "Buy",
+        "size": "100",
+        "avgPrice": "0.3615",
+        "positionValue": "36.15",
+        "markPrice": "0.3432",
+        "unrealisedPnl": "-1.83",
+        "liqPrice": "0.0001",
+        "leverage": "10",
+    } | info
+    upnl = Decimal(raw["unrealisedPnl"]) if raw["unrealisedPnl"] else Decimal(0)
+    return {
+        "symbol": "XRP/USDT:USDT",
+        "side": "long" if raw["side"] == "Buy" else "short",
+        "contracts": float(raw["size"]),
+        "contractSize": 1.0,
+        "entryPrice": float(raw["avgPrice"]),
+        "markPrice": float(raw["markPrice"]),
+        "notional": float(raw["positionValue"]),
+        "unrealizedPnl": float(upnl) or None,  # ccxt omits a zero
+        "liquidationPrice": float(raw["liqPrice"]),
+        "leverage": float(raw["leverage"]),
+        "marginMode": "cross",
+        "info": raw,
+    }
+
+
+def test_documented_position_rows_meet_their_own_figures() -> None:
+    pos = mapping.position_from_ccxt(binance_documented_row(), leverage=Decimal(5))
+    assert (pos.qty, pos.entry_price) == (Decimal("0.01"), Decimal("44525.0"))
+    pos = mapping.position_from_ccxt(bybit_documented_row())
+    assert (pos.qty, pos.entry_price) == (Decimal(100), Decimal("0.3615"))
+    # a figure the row leaves empty is not checked (Bybit's unified-margin rows: "")
+    assert mapping.position_from_ccxt(bybit_documented_row(unrealisedPnl="")).qty == 100
+    # the venue's rounding of each printed figure passes
+    rounded = binance_documented_row(unRealizedProfit="9.39", notional="454.65")
+    assert mapping.position_from_ccxt(rounded, leverage=Decimal(5)).qty == Decimal("0.01")
+
+
+@pytest.mark.parametrize(
+    ("row", "named"),
+    [
+        # the entry price read at half (its own PnL says otherwise): a phantom gain of 67 % of
+        # the equity, an increase on it, then a drawdown halt that sold the book
+        (
+            binance_documented_row(entryPrice="22262.5"),
+            r"Binance positionRisk row's unRealizedProfit 9\.39173592 is not",
+        ),
+        (
+            binance_documented_row(entryPrice="445250"),
+            r"Binance positionRisk row's unRealizedProfit",
+        ),
+        # the size read 10 times over, the row's notional still the position's: closed
+        (
+            binance_documented_row(positionAmt="0.1"),
+            r"Binance positionRisk row's unRealizedProfit",
+        ),
+        (
+            binance_documented_row(positionAmt="0.1", unRealizedProfit="93.9173592"),
+            r"Binance positionRisk row's notional 454\.64173592 is not positionAmt x markPrice",
+        ),
+        (
+            bybit_documented_row(avgPrice="0.18075"),
+            r"Bybit position list row's unrealisedPnl -1\.83 is not",
+        ),
+        (
+            bybit_documented_row(avgPrice="0.18075", unrealisedPnl="16.245"),
+            r"Bybit position list row's positionValue 36\.15 is not size x avgPrice",
+        ),
+        (bybit_documented_row(size="1000"), r"Bybit position list row's unrealisedPnl"),
+        # the mark is a row's own figure too (a liquidation price is checked against it)
+        (
+            bybit_documented_row(markPrice="3.432"),
+            r"XRP/USDT:USDT: Bybit position list row's unrealisedPnl",
+        ),
+    ],
+)
+def test_a_position_row_that_contradicts_itself_is_unreadable(
+    row: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(UnexpectedResponse, match=named):
+        mapping.position_from_ccxt(row, leverage=Decimal(5))
+
+
+def test_bybit_coin_row_wallet_must_be_its_equity_less_its_unrealised_pnl() -> None:
+    """Bybit's coin row: equity = walletBalance + unrealisedPnl - spotBorrow. A wallet of 5000
+    on a coin whose equity says 9992.66 (unrealisedPnl 0) put the account in a 50 % drawdown
+    halt that sold the book (Binance's twin was refused already)."""
+    coin = {
+        "coin": "USDT",
+        "walletBalance": "10000.5",
+        "equity": "10010.25",
+        "unrealisedPnl": "9.75",
+        "spotBorrow": "0",
+        "bonus": "0",
+    }
+    balance = {
+        "USDT": {"free": 9000.0, "total": 10000.5},
+        "info": {"result": {"list": [{"coin": [coin]}]}},
+    }
+    assert mapping.balance_from_ccxt(balance, "USDT").wallet == Decimal("10000.5")
+    coin |= {"walletBalance": "5000"}
+    with pytest.raises(
+        UnexpectedResponse, match=r"Bybit coin row USDT: walletBalance 5000 .* equity 10010\.25"
+    ):
+        mapping.balance_from_ccxt(balance, "USDT")
+    # manual borrowing: the wallet counts what was borrowed, the equity does not
+    coin |= {"walletBalance": "1200.00", "equity": "1000.00", "unrealisedPnl": "0",
+             "spotBorrow": "200.00"}  # fmt: skip
+    assert mapping.balance_from_ccxt(balance, "USDT").wallet == Decimal("1200.00")
+    # a coin row without the figures (a websocket push, an older account) is not checked
+    for key in ("equity", "unrealisedPnl"):
+        partial = {k: v for k, v in coin.items() if k != key} | {"walletBalance": "5"}
+        raw = {"USDT": {"free": 1.0}, "info": {"result": {"list": [{"coin": [partial]}]}}}
+        assert mapping.balance_from_ccxt(raw, "USDT").wallet == 5
 
 
 def test_balance_row_without_an_asset_name_is_unreadable_not_a_zero_wallet() -> None:
@@ -930,15 +1090,37 @@ def test_a_garbled_funding_cap_is_unreadable(info: object) -> None:
         mapping.funding_bounds(SYM, info, "up", "down")
 
 
-@pytest.mark.parametrize("value", [None, "", "0", "-5", "12.5", "soon", True])
+NOW_MS = 1_672_376_496_682
+DAY = 86_400_000
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "", "0", "-5", "12.5", "soon", True, 1e30, NOW_MS + DAY + 1, 10**17],
+)
 def test_a_price_time_must_be_the_venues(value: object) -> None:
+    # 1e17 ms (year 3 million) passed before: the job failed converting it to a date
     with pytest.raises(UnexpectedResponse, match="ticker time"):
-        mapping.venue_time(value, f"{SYM} ticker time")
+        mapping.venue_time(value, f"{SYM} ticker time", now_ms=NOW_MS)
 
 
 def test_a_price_time_is_read_as_integer_milliseconds() -> None:
-    assert mapping.venue_time("1672376496682", "t") == 1672376496682
-    assert mapping.venue_time(1672376496682, "t") == 1672376496682
+    assert mapping.venue_time("1672376496682", "t", now_ms=NOW_MS) == 1672376496682
+    assert mapping.venue_time(1672376496682, "t", now_ms=NOW_MS) == 1672376496682
+    # a day ahead is still a time (a host clock behind the venue's); an old one too (its age
+    # is the engine's stale-data check's to judge)
+    assert mapping.venue_time(NOW_MS + DAY, "t", now_ms=NOW_MS) == NOW_MS + DAY
+    assert mapping.venue_time(1, "t", now_ms=NOW_MS) == 1
+    # a settlement is scheduled ahead: no bound on the clock
+    assert mapping.venue_time(NOW_MS + 90 * DAY, "t", now_ms=None) == NOW_MS + 90 * DAY
+
+
+def test_a_funding_history_time_far_ahead_of_the_clock_is_unreadable() -> None:
+    rows = [{"symbol": SYM, "timestamp": NOW_MS - 8 * H, "fundingRate": 0.0001}]
+    assert mapping.settled_funding(rows, SYM, NOW_MS) == [(NOW_MS - 8 * H, Decimal("0.0001"))]
+    rows.append({"symbol": SYM, "timestamp": NOW_MS + 2 * DAY, "fundingRate": 0.0001})
+    with pytest.raises(UnexpectedResponse, match="funding history time"):
+        mapping.settled_funding(rows, SYM, NOW_MS)
 
 
 # -- what a conditional order placed by hand is: its type and the price that triggers it ------

@@ -203,6 +203,30 @@ def plan_size(
     return plan
 
 
+def size_after(
+    decision: Decision,
+    current_qty: Decimal,
+    instrument: Instrument,
+    price: Decimal,
+    tolerance: Decimal,
+) -> Decimal:
+    """The position :func:`plan_size`'s orders leave once filled: ``current_qty`` where it
+    trades nothing (a change below the tolerance, an increase not allowed or below the venue's
+    minimum), moved by each order it plans otherwise. The plan itself, so the two cannot
+    disagree (its client ids are placeholders: these orders are never sent); the leverage
+    setting it may change does not move the size."""
+    plan = plan_size(decision, current_qty, ZERO, instrument, price, tolerance, _unsent_id)
+    after = current_qty
+    for req in (*plan.reduce, *plan.increase):
+        if req.amount is not None:  # (market orders always carry their amount)
+            after += req.amount if req.side is OrderSide.BUY else -req.amount
+    return after
+
+
+def _unsent_id(purpose: OrderPurpose) -> str:
+    return "unsent"
+
+
 def _tolerance(
     decision: Decision, current_qty: Decimal, instrument: Instrument, tolerance: Decimal
 ) -> Decimal:

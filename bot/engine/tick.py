@@ -31,7 +31,7 @@ size is cut until one does (see :mod:`bot.engine.protection`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -73,6 +73,7 @@ from bot.engine.planner import (
     plan_protection,
     plan_size,
     setting_floor,
+    size_after,
 )
 from bot.engine.protection import (
     close_position_stops,
@@ -413,11 +414,11 @@ class Engine:
             self.stale_ticks[sym] = self.stale_ticks.get(sym, 0) + 1
         memory = self.update_risk_state(now, acct, [])
         decisions = self._on_halt(
-            self.decide(now, acct, snapshots, windows, memory.state), acct, memory
+            self.decide(now, acct, snapshots, windows, memory.state), acct, memory, self.traded
         )
         decisions = [self.secure(d, acct) for d in decisions]
         decisions = self.within_gross_cap(decisions, acct, snapshots)
-        wanted, decisions = decisions, self.within_loss_budget(decisions, acct, memory)
+        wanted, decisions = decisions, self.within_loss_budget(decisions, acct, memory, snapshots)
         memory = self.note_budget_room(now, acct, wanted, decisions, memory)
         if self.hedge is not None:
             # On the book as the loss budget left it: the hedge offsets what will be held. Its
@@ -565,17 +566,14 @@ class Engine:
     def flatten(self, acct: AccountView, now: int, memory: RiskMemory) -> None:
         """Close every position of the bot's contracts with reduce-only market orders."""
         closed = False
-        for sym in self.symbols:
-            qty = acct.qty(sym)
-            if qty == 0 or sym in self.foreign or sym in self._silenced:
-                continue
+        for sym in self._to_flatten(acct):
             flat = Decision.flat(
                 sym, f"halted ({memory.state_reason}): flatten", allow_increase=False
             )
             pos = acct.positions[sym]
             plan = plan_size(
                 flat,
-                qty,
+                pos.qty,
                 pos.leverage,
                 self.instruments[sym],
                 acct.marks[sym],
@@ -594,6 +592,17 @@ class Engine:
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
+
+    def _to_flatten(self, acct: AccountView) -> list[str]:
+        """The contracts a halt that flattens closes, at a guard (:meth:`flatten`) and at a tick
+        (:meth:`_on_halt`) alike: every position held on the bot's contracts, except a foreign
+        one (left alone until flat) and one on a market no order can go to (see restrict)."""
+        foreign, silenced = self.foreign, self._silenced
+        return [
+            sym
+            for sym in self.symbols
+            if acct.qty(sym) != 0 and sym not in foreign and sym not in silenced
+        ]
 
     def note_unflattened(self, acct: AccountView, now: int) -> None:
         """At the end of a job: record a position a flattening halt's closes left open since an
@@ -708,10 +717,16 @@ class Engine:
         return setting_floor(self.instruments[d.symbol], acct.positions.get(d.symbol), sign)
 
     def within_loss_budget(
-        self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
+        self,
+        decisions: list[Decision],
+        acct: AccountView,
+        memory: RiskMemory,
+        snapshots: Mapping[str, MarketSnapshot],
     ) -> list[Decision]:
         """Cut sizes so that if every stop fires the day stays within the loss limits (see
-        :mod:`bot.risk.loss_budget`); positions without a decision count with their resting stop."""
+        :mod:`bot.risk.loss_budget`); positions without a decision count with their resting stop.
+        The cuts the sizing step must make even below the rebalance tolerance for the book to
+        stay within the budget: :meth:`_over_budget`."""
         floor = equity_floor(memory, self.limits)
         if floor is None:
             self._budget_cut = set()
@@ -722,7 +737,7 @@ class Engine:
             decisions, acct.marks, self.instruments, budget, self.limits.stop_slippage, fixed
         )
         self._budget_cut = set()  # cleared first: a failure below leaves no stale cut behind
-        self._budget_cut = self._over_budget(capped, decisions, acct, budget, fixed)
+        self._budget_cut = self._over_budget(capped, decisions, acct, snapshots, budget, fixed)
         return capped
 
     def note_budget_room(
@@ -816,37 +831,84 @@ class Engine:
         capped: list[Decision],
         decisions: list[Decision],
         acct: AccountView,
+        snapshots: Mapping[str, MarketSnapshot],
         budget: Decimal,
         fixed: Decimal,
     ) -> set[str]:
-        """The contracts the budget cut, when the book as held is over its budget: a book over
-        it (by more than BUDGET_SLACK, so equity moving a little between ticks does not churn)
-        is cut even below the rebalance tolerance."""
-        cut = False  # whether the budget changed any size (a loop, not any(): every tick)
-        for c, d in zip(capped, decisions, strict=True):
-            if c.target_qty != d.target_qty:
-                cut = True
-                break
-        if not cut:
-            return set()
-        held = ZERO  # (summed left to right from zero, as sum() would)
-        for d in decisions:
-            if d.stop_loss is not None:
-                now_held = acct.positions.get(d.symbol)
-                held += loss_at_stop(
-                    now_held.qty if now_held is not None else ZERO,
-                    acct.marks[d.symbol],
-                    d.stop_loss,
-                    self.limits.stop_slippage,
-                    self.instruments[d.symbol],
-                )
-        if held > (budget - fixed) * (1 + BUDGET_SLACK):
-            return {
-                c.symbol
-                for c, d in zip(capped, decisions, strict=True)
-                if c.target_qty != d.target_qty
-            }
+        """The contracts whose cut is made even below the rebalance tolerance: every decided
+        one (the sizing step forces only the cuts among them) when the book would lose more than
+        its budget if every stop fires, by more than BUDGET_SLACK (so equity moving a little
+        between ticks does not churn), as held or as this tick's orders leave it; else none.
+
+        The book the tick leaves: a cut within the tolerance is not traded while another
+        contract's increase, sized on the room that cut was to free, is; the book ended the
+        tick over its budget, state active. With every cut made, it ends within the targets,
+        which fit the budget. Nothing to measure without a cut within the tolerance (every
+        contract then ends at or below its target). The book the tick leaves is measured order
+        by order (:func:`size_after`) only when a bound of it is over: each contract that
+        opens or adds at its target, every other as held."""
+        if not self._keeps_a_cut(capped, acct):
+            return set()  # (most ticks: a few comparisons per contract)
+        limit = (budget - fixed) * (1 + BUDGET_SLACK)
+        held, bound = self._loss_held_and_bound(capped, decisions, acct)
+        if held > limit or (bound > limit and self._loss_after(capped, acct, snapshots) > limit):
+            return {c.symbol for c in capped}
         return set()
+
+    def _keeps_a_cut(self, capped: list[Decision], acct: AccountView) -> bool:
+        """Whether a decision cuts a position by less than the rebalance tolerance: the sizing
+        step may keep it as held."""
+        tolerance = self.policy.orders.rebalance_tolerance
+        for c in capped:
+            target, held = c.target_qty, acct.qty(c.symbol)
+            if target * held <= 0:
+                continue  # (opens, flips or closes: traded whatever the tolerance)
+            size = abs(held)
+            if abs(target) < size and size - abs(target) < tolerance * size:
+                return True
+        return False
+
+    def _loss_held_and_bound(
+        self, capped: list[Decision], decisions: list[Decision], acct: AccountView
+    ) -> tuple[Decimal, Decimal]:
+        """What the decided contracts lose if their decisions' stops fire: as held, and at most
+        once this tick's orders fill (a contract that opens or adds at its capped target, every
+        other as held)."""
+        slippage = self.limits.stop_slippage
+        held = bound = ZERO  # (summed left to right from zero, as sum() would)
+        for c, d in zip(capped, decisions, strict=True):
+            stop = d.stop_loss
+            if stop is None:
+                continue
+            sym = d.symbol
+            qty, mark, inst = acct.qty(sym), acct.marks[sym], self.instruments[sym]
+            loss = loss_at_stop(qty, mark, stop, slippage, inst)
+            held += loss
+            target = c.target_qty
+            if c.stop_loss is not None and (target * qty < 0 or abs(target) > abs(qty)):
+                loss = loss_at_stop(target, mark, c.stop_loss, slippage, inst)
+            bound += loss
+        return held, bound
+
+    def _loss_after(
+        self, capped: list[Decision], acct: AccountView, snapshots: Mapping[str, MarketSnapshot]
+    ) -> Decimal:
+        """What the decided contracts lose if their stops fire once this tick's orders fill:
+        each at the size the sizing step leaves (:func:`size_after`, at its price)."""
+        tolerance = self.policy.orders.rebalance_tolerance
+        total = ZERO
+        for c in capped:
+            stop = c.stop_loss
+            if stop is None:
+                continue
+            sym = c.symbol
+            snap = snapshots.get(sym)
+            mark = acct.marks[sym]
+            inst = self.instruments[sym]
+            price = snap.last_price if snap is not None else mark
+            after = size_after(c, acct.qty(sym), inst, price, tolerance)
+            total += loss_at_stop(after, mark, stop, self.limits.stop_slippage, inst)
+        return total
 
     def note_exits(self, acct: AccountView, now: int) -> None:
         """Start the re-entry cooldown of contracts that shrank on the exchange's side, named
@@ -1245,16 +1307,32 @@ class Engine:
         return [self._with_cooldown(d, now) for d in decisions]
 
     def _on_halt(
-        self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
+        self,
+        decisions: list[Decision],
+        acct: AccountView,
+        memory: RiskMemory,
+        among: Collection[str],
     ) -> list[Decision]:
+        """The decisions for the contracts ``among`` under a halt: each holds, or, when the
+        halt flattens, closes. Flattening, a position there without a decision (its market data
+        unreadable this tick, its window cut by a gap, a withdrawn contract) is closed too, as
+        the guard's :meth:`flatten` closes it: a reduce-only market close needs the account's
+        reading alone, and left to the next guard it rode a minute or more of the market under
+        a halt meant to close everything. Its close goes through the sizing step like every
+        other, at the mark, noted for the flatten incident (:meth:`_send`)."""
         if memory.state is not _HALTED:
             return decisions
-        return [
-            _flat(d, f"halted ({memory.state_reason}): close every position")
-            if memory.flatten
-            else _hold(d, acct, f"halted ({memory.state_reason}): hold, stops resting")
-            for d in decisions
-        ]
+        if not memory.flatten:
+            why = f"halted ({memory.state_reason}): hold, stops resting"
+            return [_hold(d, acct, why) for d in decisions]
+        why = f"halted ({memory.state_reason}): close every position"
+        flats = [_flat(d, why) for d in decisions]
+        decided = {d.symbol for d in decisions}
+        for sym in self._to_flatten(acct):
+            if sym in among and sym not in decided:
+                reason = f"no decision this tick; {why}"
+                flats.append(Decision.flat(sym, reason, allow_increase=False))
+        return flats
 
     def _on_halt_hedges(
         self, decisions: list[Decision], acct: AccountView, memory: RiskMemory
@@ -1266,7 +1344,7 @@ class Engine:
         ``bot resume``. The cut is reduce-only (the gate passes it in every state) and is
         measured against the positions held, the book being held too."""
         if memory.state is not _HALTED or memory.flatten or self.hedge is None or not decisions:
-            return self._on_halt(decisions, acct, memory)
+            return self._on_halt(decisions, acct, memory, self.hedge_symbols)
         why = f"halted ({memory.state_reason})"
         net = self.hedge.net_excluding(None, acct)
         out = []
@@ -1299,13 +1377,14 @@ class Engine:
         if self.hedge is None:
             return []
         if state is _HALTED and flatten:
-            # Closing a leg needs neither the spot holdings nor the primary's data: a flatten
-            # that waited for them would close the book and leave the account net short by
-            # the whole hedge.
+            # Closing a leg needs neither the spot holdings nor the primary's data, nor its
+            # own (closed at the mark): a flatten that waited for them would close the book and
+            # leave the account net short by the whole hedge. The legs the guard would close.
+            closed = set(self._to_flatten(acct))
             return [
                 Decision.flat(sym, f"{short_name(sym)} hedge: close", allow_increase=False)
                 for sym in self.hedge.symbols
-                if acct.qty(sym) != 0 and sym in snapshots and sym not in self.foreign
+                if sym in closed
             ]
         self.hedge.estimate_betas(windows)
         unknown = self.hedge.read_spot()

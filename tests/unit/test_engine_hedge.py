@@ -341,3 +341,23 @@ def test_a_flatten_closes_an_alternative_hedge_leg_when_the_primary_has_no_data(
     result = engine.tick()
     assert result.state is TradingState.HALTED
     assert ex.fetch_positions([SOL, ETH, BTC]) == {}, [d.reason for d in result.decisions]
+
+
+def test_a_flatten_closes_a_hedge_leg_without_market_data_of_its_own(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The hedge is on BTC, whose price cannot be read at the flatten: its leg had no
+    statistics, so the tick's close skipped it and the account stayed net short by the hedge
+    until the next guard. A close is sized at the mark: it needs no market data."""
+    engine, ex, store, market = build_switching(instruments)
+    engine.tick()
+    assert ex.fetch_positions([SOL])[SOL].qty > 0
+    assert ex.fetch_positions([BTC])[BTC].qty < 0
+    halt_and_flatten(store)
+    market.missing.add(BTC)
+    engine.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
+    result = engine.tick()
+    assert result.state is TradingState.HALTED
+    assert ex.fetch_positions([SOL, ETH, BTC]) == {}, [d.reason for d in result.decisions]
+    (hedge,) = [d for d in result.decisions if d.symbol == BTC]
+    assert hedge.target_qty == 0

@@ -1,18 +1,26 @@
 """One contract's market data that cannot be read costs that contract its decision for the tick,
 not the whole tick: it holds its position with its stop, the event says why, and rejected
-credentials still stop the job."""
+credentials still stop the job. Under a halt that flattens it is closed all the same: a close
+needs the account reading alone."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 import numpy as np
 import pytest
 
+from bot.clock import SimClock
 from bot.domain.enums import EventKind, OrderPurpose, TradingState
 from bot.domain.instrument import Instrument
-from bot.errors import AuthenticationFailed, ExchangeError, TransientExchangeError
+from bot.domain.orders import Order, OrderRequest
+from bot.engine.tick import Engine
+from bot.errors import AuthenticationFailed, ExchangeError, OrderRejected, TransientExchangeError
 from bot.ports.market import CandleWindow
+from bot.risk.state import set_state, state_event
+from bot.sim.exchange import SimulatedExchange
+from bot.store.memory import MemoryStore
 from tests.unit.test_engine import BTC, FakeMarket, build
 
 
@@ -48,6 +56,79 @@ def test_unreadable_candles_hold_the_contract_with_its_stop(
     assert "HTTP 502" in event.reason
     market.error = None
     assert engine.tick().decisions  # readable again: decided as before
+
+
+def _halt_and_flatten(engine: Engine, store: MemoryStore) -> None:
+    """What ``bot halt --flatten`` saves (Runner.apply_commands), one hour on."""
+    memory = store.load_risk_memory()
+    assert memory is not None
+    now = engine.clock.now_ms()
+    memory = set_state(memory, TradingState.HALTED, "bot halt", sticky=True, flatten=True)
+    store.save_risk_memory(memory, state_event(now, memory, "command 1: halt flatten"))
+    _later(engine)
+
+
+def _later(engine: Engine) -> None:
+    clock = engine.clock
+    assert isinstance(clock, SimClock)
+    clock.advance(timedelta(hours=1))
+
+
+def test_a_flattening_halt_closes_a_contract_whose_market_data_is_unreadable(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Defect: the contract got no decision, so no flat decision either: the tick under ``bot
+    halt --flatten`` left its position open, until the next guard's flatten closed it."""
+    market = BrokenMarket()
+    engine, ex, store = build(instruments, market)
+    engine.tick()
+    assert ex.fetch_positions([BTC])[BTC].qty > 0
+    _halt_and_flatten(engine, store)
+    market.error = TransientExchangeError("klines of BTCUSDT: HTTP 502 after 4 attempts")
+    sent = len(store.orders)
+    result = engine.tick()
+    assert result.state is TradingState.HALTED
+    assert ex.fetch_positions([BTC]) == {}
+    [close] = [r.request for r in list(store.orders.values())[sent:]]
+    assert close.purpose is OrderPurpose.CLOSE
+    assert close.reduce_only
+    assert ex.fetch_open_orders(BTC) == []  # its stop, an orphan now, cancelled
+    [decision] = result.decisions
+    assert decision.target_qty == 0
+    assert "no decision this tick" in decision.reason
+    assert any(e.kind is EventKind.MARKET_DATA for e in store.events)  # still said
+
+
+class RefusingCloses:
+    """The simulated venue refusing every market close (Binance -4131 in a crash's book)."""
+
+    def __init__(self, ex: SimulatedExchange) -> None:
+        self.place = ex.place_order
+        ex.place_order = self.place_order  # type: ignore[method-assign]
+
+    def place_order(self, request: OrderRequest) -> Order:
+        if request.purpose is OrderPurpose.CLOSE:
+            raise OrderRejected("PERCENT_PRICE filter limit", code=-4131)
+        return self.place(request)
+
+
+def test_its_refused_close_is_a_flatten_incident(instruments: dict[str, Instrument]) -> None:
+    """The tick's close of a contract without market data is tried like the guard's: refused
+    at that job and the next, the position still held is a ``flatten_pending`` incident."""
+    market = BrokenMarket()
+    engine, ex, store = build(instruments, market)
+    engine.tick()
+    held = ex.fetch_positions([BTC])[BTC].qty
+    _halt_and_flatten(engine, store)
+    market.error = TransientExchangeError("klines of BTCUSDT: HTTP 502 after 4 attempts")
+    RefusingCloses(ex)
+    engine.tick()  # the close is tried, and refused
+    assert ex.fetch_positions([BTC])[BTC].qty == held
+    _later(engine)
+    engine.tick()  # refused again: the position is still held after an earlier job's close
+    [pending] = [e for e in store.events if e.kind is EventKind.FLATTEN_PENDING]
+    assert pending.symbol == BTC
+    assert "PERCENT_PRICE" in pending.reason
 
 
 def test_rejected_credentials_still_stop_the_job(instruments: dict[str, Instrument]) -> None:

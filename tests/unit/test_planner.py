@@ -9,7 +9,7 @@ from bot.domain.decision import Decision
 from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import Order
-from bot.engine.planner import plan_protection, plan_size
+from bot.engine.planner import plan_protection, plan_size, size_after
 from bot.ports.client_ids import make_client_id, parse_purpose
 
 BTC = "BTC/USDT:USDT"
@@ -200,6 +200,23 @@ def test_increase_only_where_allowed(btc: Instrument) -> None:
     )
     plan = plan_size(d, D("0.1"), D(3), btc, D(60000), D("0.1"), Ids())
     assert plan.increase == []
+
+
+def test_size_after_is_what_the_plan_leaves(btc: Instrument) -> None:
+    """The loss budget measures the book a tick leaves by it: held where the plan trades
+    nothing, else moved by the plan's orders (rounded as they are)."""
+    tol, px = D("0.1"), D(60000)
+    assert size_after(decision("0.105"), D("0.1"), btc, px, tol) == D("0.1")  # within tolerance
+    assert size_after(decision("0.095"), D("0.1"), btc, px, tol) == D("0.1")
+    assert size_after(decision("0.1004"), D("0.2"), btc, px, tol) == D("0.1")  # rounded up
+    assert size_after(decision("0.3"), D("0.1"), btc, px, tol) == D("0.3")
+    no_increase = replace(decision("0.3"), allow_increase=False)
+    assert size_after(no_increase, D("0.1"), btc, px, tol) == D("0.1")
+    assert size_after(decision("0"), D("0.1"), btc, px, tol) == 0  # a close: whatever the size
+    flip = replace(decision("-0.1"), direction=-1, stop_loss=D(65000), take_profit=None)
+    assert size_after(flip, D("0.2"), btc, px, tol) == D("-0.1")
+    # The same cut the tolerance keeps is made at a tolerance of 0 (a cut the budget forces).
+    assert size_after(decision("0.095"), D("0.1"), btc, px, D(0)) == D("0.095")
 
 
 def test_client_ids_are_deterministic_and_parseable() -> None:

@@ -677,7 +677,9 @@ def build_paper(
         if state is not None:  # a restarted replay goes on from where the account stopped
             with _paper_state_errors(config):
                 start = max(start, processed_ms(state))
-        decided = store.latest_equity()  # (every completed tick records one, at its time)
+        # (every completed decision tick records one, at its time; a guard's readings are not
+        # decisions)
+        decided = store.latest_equity(decision=True)
         if decided is not None:
             # ... and after its last decision: a tick that completed is never run again on the
             # same candle (the scheduler's first tick is the next candle close from here)

@@ -59,7 +59,8 @@ def honest_figures(result: SimulationResult) -> dict[str, Any]:
     lev = lev[:, : result.decision_ticks]
     in_market = float((lev > 0).any(axis=0).mean()) if lev.size else 0.0
     halts = [e for e in store.events if e.kind == "state" and "-> halted" in e.reason]
-    states = [snap.state for snap in store.equity]
+    # each decision tick's state (the guard's readings between ticks are not ticks)
+    states = [snap.state for snap in store.equity if snap.decision]
     halted = sum(1 for s in states if s is TradingState.HALTED)
     denials = Counter(denial_reason(e.reason) for e in store.events if e.kind == "denied")
     top = denials.most_common(1)

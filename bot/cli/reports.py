@@ -58,10 +58,13 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     from bot.engine.undecided import open_undecided
     from bot.store import views
 
+    # The account as last read: a decision tick's record, or a guard's reading since (the
+    # resting orders shown beside it are as fresh); "last tick" is the last decision's.
     equity = store.latest_equity()
+    tick = store.latest_equity(decision=True)
     memory = store.load_risk_memory()
-    snap = store.latest_positions()
-    positions = {p.symbol: p for p in snap[1]} if snap else None
+    snap = views.recorded_positions(store)
+    positions = snap.positions if snap else None
     hedge = config.policies[0].hedge
     legs = [(c.symbol, str(c.direction)) for c in config.contracts]
     legs += [(h, "hedge") for h in (hedge.instruments if hedge is not None else ())]
@@ -92,7 +95,14 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         pos = positions.get(sym) if positions is not None else None
         held = pos is not None and pos.is_open
         rec = last_decision.get(sym)
-        mark = rec.mark_price if rec else None
+        # the mark the position was read at (as fresh as the positions), else the decision's
+        mark, mark_ms = (
+            (snap.marks[sym], snap.ts_ms)
+            if snap is not None and sym in snap.marks
+            else (rec.mark_price, rec.ts_ms)
+            if rec
+            else (None, None)
+        )
         vol = rec.volatility if rec else None
         row: dict[str, Any] = {"symbol": sym, "direction": direction}
         # No positions recorded at all: unknown, not flat.
@@ -118,6 +128,8 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
             row["liquidation_distance_vol_units"] = None
         row["stop_loss"] = resting.get(sym, {}).get("stop_loss")
         row["take_profit"] = resting.get(sym, {}).get("take_profit")
+        row["mark"] = _s(mark)
+        row["mark_as_of"] = _iso(mark_ms)
         row["next_funding"] = funding.get(sym)
         row["unprotected_since"] = _iso(unprotected.get(sym))
         # A position the bot did not open (as the engine's reconcile decided and recorded):
@@ -144,7 +156,9 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     missed = missed_alerts(config, store)
     return {
         "account": config.account.name,
+        # When the equity below was read: a tick's record or a guard's reading since.
         "as_of": _iso(equity.ts_ms) if equity else None,
+        "last_tick": _iso(tick.ts_ms) if tick else None,
         # The last job (tick, guard, funding, rollover) the bot completed: a running bot
         # completes one every guard interval, whatever its policy's timeframe. None: none
         # recorded (a bot older than the heartbeat, or none completed yet).
@@ -165,10 +179,10 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         # trader is not being paged (the dashboard's ALERTS NOT DELIVERED banner).
         "alerts_not_delivered": len(missed),
         "alerts_not_delivered_since": _iso(missed[-1].ts_ms) if missed else None,
-        # The newest reads of the account failed: every figure here is as of the last tick.
+        # The newest reads of the account failed: every figure here is as of the last reading.
         "unreadable_since": _iso(unreadable_since),
         "unreadable_reads": unreadable_reads,
-        "positions_as_of": _iso(snap[0]) if snap else None,
+        "positions_as_of": _iso(snap.ts_ms) if snap else None,
         "equity": _s(equity.equity) if equity else None,
         "wallet": _s(equity.wallet) if equity else None,
         "unrealized_pnl": _s(equity.unrealized_pnl) if equity else None,
@@ -265,6 +279,8 @@ def status_tables(
     # (folded, not cut: a hold's end or a failing job's reason is read whole)
     head.add_column("value", justify="right", overflow="fold")
     head.add_row("as of", str(data["as_of"] or "no tick yet"))
+    head.add_row("positions as of", str(data.get("positions_as_of") or "-"))
+    head.add_row("last tick", str(data.get("last_tick") or "-"))
     age = data.get("last_job_age_s")
     if data.get("replay"):
         when = " (replayed time: a replay's age and liveness are not judged on the wall clock)"
@@ -325,6 +341,7 @@ STATUS_COLUMNS = (
     "contract",
     "position",
     "entry",
+    "mark",
     "leverage",
     "target",
     "liquidation",
@@ -345,7 +362,10 @@ def contracts_table(
     table = Table(title="contracts")
     for col in STATUS_COLUMNS:
         text = col in ("contract", "next funding", "unprotected since")
-        table.add_column(col, justify="left" if text else "right", no_wrap=not text)
+        # (a mark with its time may fold: the time goes below the price)
+        table.add_column(
+            col, justify="left" if text else "right", no_wrap=not text and col != "mark"
+        )
     for row in data["contracts"]:
         spec = specs.get(row["symbol"])
         tick = spec.tick_size if spec else None
@@ -356,6 +376,7 @@ def contracts_table(
             row["symbol"],
             numbers.held_qty(_d(row["position"]), step),
             numbers.price(_d(row["entry_price"]), tick, grouping=group),
+            _mark_cell(row, data.get("positions_as_of"), tick, group),
             numbers.fixed(_d(row["current_leverage"]), 2),
             numbers.fixed(_d(row["target_leverage"]), 2),
             numbers.price(_toward_mark(row, spec), tick, grouping=group),
@@ -367,6 +388,16 @@ def contracts_table(
             str(f.get("time") or "-"),
         )
     return table
+
+
+def _mark_cell(
+    row: dict[str, Any], positions_as_of: str | None, tick: Decimal | None, group: bool
+) -> str:
+    """The mark the leverage and the liquidation distance are measured at, with its time
+    when it is not the positions' (the last decision's, on a contract not held)."""
+    shown = numbers.price(_d(row.get("mark")), tick, grouping=group)
+    when = row.get("mark_as_of")
+    return f"{shown} (as of {when})" if when and when != positions_as_of else shown
 
 
 def _unprotected_cell(row: dict[str, Any]) -> str:

@@ -392,10 +392,14 @@ def account_snapshot_dir(config_path: Path) -> Path:
             for o in store.open_orders()
             if o.request.purpose is OrderPurpose.STOP_LOSS
         }
-        # Each position's last known mark: the paper exchange's own, else the contract's last
-        # decision (however long ago it was recorded). None known: the book cannot be valued.
+        # Each position's last known mark: the paper exchange's own, else the one it was
+        # recorded at (a tick's or a guard's reading), else the contract's last decision
+        # (however long ago it was recorded). None known: the book cannot be valued.
         decided = views.latest_decisions(store, [p.symbol for p in held])
         marks = {s: r.mark_price for s, r in decided.items()}
+        recorded = views.recorded_positions(store)
+        if recorded is not None and recorded.ts_ms == latest[0]:
+            marks.update(recorded.marks)
         paper = store.load_paper_state(config.account.name)
         if paper is not None:
             marks.update({s: Decimal(v) for s, v in json.loads(paper).get("marks", {}).items()})

@@ -34,7 +34,7 @@ from bot.errors import BotError
 from bot.instruments import instrument_for
 from bot.logs import redact
 from bot.numbers import fixed, money, price, qty
-from bot.ports.store import EquitySnapshot, RiskMemory
+from bot.ports.store import DecisionRecord, EquitySnapshot, RiskMemory
 from bot.risk.coverage import coverage, recorded_stops
 from bot.risk.state import DAY_MS
 from bot.runtime.venue_hold import hold_in_force, hold_note
@@ -92,6 +92,7 @@ def iso(ms: int | None) -> str:
 class _PaperExtras:
     marks: dict[str, Decimal]
     funding: dict[str, tuple[Decimal, int | None]]
+    saved_ms: int | None  # when the paper exchange saved them (the start of its last job)
 
 
 class AccountSource:
@@ -139,15 +140,18 @@ class AccountSource:
 
     def overview(self, now_ms: int) -> Overview:
         store = self.store
+        # The account as last read (a decision tick's record, or a guard's reading since: the
+        # orders shown beside it are as fresh); "last tick" is the last decision's.
         equity = store.latest_equity()
+        tick = store.latest_equity(decision=True)
         memory = store.load_risk_memory()
-        snap = store.latest_positions()
+        snap = views.recorded_positions(store)
         # No positions recorded yet (the bot has not ticked, or never read the account): every
         # position is unknown, not flat.
-        positions = {p.symbol: p for p in snap[1]} if snap else None
+        positions = snap.positions if snap else None
         extras = self._paper_extras()
         unreadable_since, unreadable_reads = unreadable_run(store)
-        contracts = self._contracts(equity, positions, extras, now_ms)
+        contracts = self._contracts(equity, snap, extras, now_ms)
         if unreadable_since is not None:
             # what the positions and their stops are now is not known: as last read
             contracts = [
@@ -175,7 +179,8 @@ class AccountSource:
             daily_loss=_daily_loss(equity, memory, now_ms),
             daily_loss_limit=self.limits.daily_loss,
             margin_ratio=self._margin_ratio(equity, positions, contracts),
-            last_tick_ms=equity.ts_ms if equity else None,
+            last_tick_ms=tick.ts_ms if tick else None,
+            positions_ms=snap.ts_ms if snap else None,
             interval_ms=self.interval_ms,
             contracts=contracts,
             alerts=alerts,
@@ -196,25 +201,28 @@ class AccountSource:
         )
 
     def _paper_extras(self) -> _PaperExtras:
-        """Marks and funding the paper exchange last saw (a live account has neither stored)."""
-        payload = self.store.load_paper_state(self.name)
-        if payload is None:
-            return _PaperExtras({}, {})
+        """Marks and funding the paper exchange last saw, and when it saved them (a live
+        account has neither stored)."""
+        saved = views.paper_state(self.store, self.name)
+        if saved is None:
+            return _PaperExtras({}, {}, None)
+        payload, saved_ms = saved
         state: dict[str, Any] = json.loads(payload)
         marks = {s: Decimal(v) for s, v in state.get("marks", {}).items()}
         funding = {
             s: (Decimal(f["rate"]), f.get("next_settlement_ms"))
             for s, f in state.get("funding", {}).items()
         }
-        return _PaperExtras(marks, funding)
+        return _PaperExtras(marks, funding, saved_ms)
 
     def _contracts(
         self,
         equity: EquitySnapshot | None,
-        positions: dict[str, Position] | None,
+        snap: views.RecordedPositions | None,
         extras: _PaperExtras,
         now_ms: int,
     ) -> list[ContractView]:
+        positions = snap.positions if snap is not None else None
         symbols = self.symbols()
         last = views.latest_decisions(self.store, symbols)
         resting: dict[tuple[str, OrderPurpose], Decimal | None] = {}
@@ -245,7 +253,7 @@ class AccountSource:
             inst = self.instruments.get(sym)
             pos = positions.get(sym) if positions is not None else None
             rec = last.get(sym)
-            mark = extras.marks.get(sym) or (rec.mark_price if rec else None)
+            mark, mark_ms = _newest_mark(sym, extras, snap, rec)
             vol = rec.volatility if rec else None
             q = None if positions is None else pos.qty if pos else ZERO
             notional = abs(q) * mark if q is not None and mark is not None else None
@@ -263,6 +271,7 @@ class AccountSource:
                     qty=q,
                     entry=pos.entry_price if pos and pos.is_open else None,
                     mark=mark,
+                    mark_ms=mark_ms,
                     notional=notional,
                     leverage=notional / base if notional is not None and base else None,
                     target_leverage=rec.decision.target_leverage if rec else None,
@@ -423,6 +432,29 @@ def _trouble(store: SqlStore, last_job_ms: int | None, now_ms: int) -> dict[str,
         "venue_hold_until_ms": hold[0] if hold else None,
         "venue_hold": hold_note(hold[0], hold[1], named=hold[2]) if hold else None,
     }
+
+
+def _newest_mark(
+    symbol: str,
+    extras: _PaperExtras,
+    snap: views.RecordedPositions | None,
+    decided: DecisionRecord | None,
+) -> tuple[Decimal | None, int | None]:
+    """The newest mark known of ``symbol`` and its time: the paper exchange's (saved at every
+    job), the one its position was recorded at (a tick's or a guard's reading), or the last
+    decision's (a live account's flat contract: as old as that decision)."""
+    known: list[tuple[int, Decimal]] = []
+    paper = extras.marks.get(symbol)
+    if paper is not None and extras.saved_ms is not None:
+        known.append((extras.saved_ms, paper))
+    if snap is not None and symbol in snap.marks:
+        known.append((snap.ts_ms, snap.marks[symbol]))
+    if decided is not None:
+        known.append((decided.ts_ms, decided.mark_price))
+    if not known:
+        return None, None
+    ts, mark = max(known, key=lambda k: k[0])
+    return mark, ts
 
 
 def delivery(config: BotConfig, store: SqlStore, alert: AlertRecord) -> str:

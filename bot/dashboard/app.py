@@ -274,6 +274,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
                 "age_s": (now - ov.last_tick_ms) / 1000
                 if ov.last_tick_ms and not ov.replayed
                 else None,
+                "as_of_age_s": age_seconds(ov, now, ov.as_of_ms) if ov.as_of_ms else None,
                 "stale": stale(ov, now),
                 "not_running": not_running(ov, now),
                 "jobs_failing": jobs_failing(ov, now),

@@ -109,7 +109,7 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
         # (an account never read is neither readable nor not: no series)
         yield from one(
             "bot_account_unreadable",
-            "1: the newest reads of the account failed; its figures are as of the last tick",
+            "1: the newest reads of the account failed; its figures are as of the last reading",
             1 if ov.unreadable_since_ms is not None else 0,
         )
     if ov.last_tick_ms is not None:

@@ -54,6 +54,9 @@ class ContractView:
     # bot.engine.undecided), and why: the last decision shown is older than it looks.
     no_decision_since_ms: int | None = None
     no_decision: str | None = None
+    # When ``mark`` was read (the positions' reading, the paper exchange's last save, or the
+    # last decision's for a flat contract of a live account); None: no mark known.
+    mark_ms: int | None = None
 
     @property
     def slug(self) -> str:
@@ -142,7 +145,7 @@ class Overview:
     title: str
     kind: str  # "account" or "simulation"
     quote: str
-    as_of_ms: int | None
+    as_of_ms: int | None  # when the equity shown was read (a tick's record or a guard's)
     equity: Decimal | None
     wallet: Decimal | None
     unrealized_pnl: Decimal | None
@@ -155,7 +158,7 @@ class Overview:
     daily_loss: Decimal | None  # fraction of the day's starting equity (0 when up)
     daily_loss_limit: Decimal
     margin_ratio: Decimal | None  # maintenance margin / equity
-    last_tick_ms: int | None
+    last_tick_ms: int | None  # the last decision tick (a guard's reading is not one)
     interval_ms: int  # the policy's decision interval
     contracts: list[ContractView]
     alerts: list[AlertLine] = field(default_factory=list)  # the newest
@@ -164,7 +167,7 @@ class Overview:
     pending: list[PendingCommand] = field(default_factory=list)
     summary: dict[str, str] = field(default_factory=dict)  # simulation report figures
     # The newest reads of the account failed (``unreadable`` events, no ``readable`` since):
-    # since when, and how many in a row. Every figure is then as of the last tick, not now.
+    # since when, and how many in a row. Every figure is then as of the last reading, not now.
     unreadable_since_ms: int | None = None
     unreadable_reads: int = 0
     # The bot's heartbeat: the last job (tick, guard, funding, rollover) it completed and when;
@@ -186,6 +189,8 @@ class Overview:
     # force: its end, and the words for it (bot.runtime.venue_hold.hold_note). None: none.
     venue_hold_until_ms: int | None = None
     venue_hold: str | None = None
+    # When the positions shown were read (a tick's record or a guard's); None: none recorded.
+    positions_ms: int | None = None
 
     def contract(self, contract_slug: str) -> ContractView | None:
         return next((c for c in self.contracts if c.slug == contract_slug), None)

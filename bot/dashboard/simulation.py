@@ -252,6 +252,7 @@ class SimulationSource:
             daily_loss_limit=Decimal(0),
             margin_ratio=None,
             last_tick_ms=end_ms,
+            positions_ms=end_ms,
             interval_ms=0,
             contracts=self._contracts(data),
             summary=summary,

@@ -87,6 +87,7 @@ from bot.engine.protection import (
     stop_cover,
 )
 from bot.engine.read_streak import UNREADABLE, readable_reason, restored_streak, unreadable_reason
+from bot.engine.readings import Reading, reading_of, worth_recording
 from bot.engine.reconcile import Reconciler
 from bot.engine.reentry import (
     COOLDOWN_EVENT,
@@ -383,6 +384,9 @@ class Engine:
         self._held_ms = latest[0] if latest is not None else now
         self._exits_noted: set[str] = set()  # contracts whose exit this job recorded
         self._exits_noted_ms = -1
+        # What the last record of the account said (a tick's or a guard's): a guard records
+        # its reading when it differs (bot.engine.readings).
+        self._recorded: Reading | None = None
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -558,6 +562,7 @@ class Engine:
             )
             self.ensure_protected(acct, now)
             self.note_unflattened(acct, now)
+            self.record_reading(now, acct)
             self._held = held_of(acct, self.symbols)
             self._held_ms = now
         except AccountUnreadable as exc:
@@ -2580,9 +2585,34 @@ class Engine:
                     volatility=vol,
                 )
             )
+        self._record_account(now, acct, state, records)
+
+    def record_reading(self, now: int, acct: AccountView) -> None:
+        """A guard's last step: the positions and equity it read (after its own closes), as a
+        reading that is not a decision, when they tell something new since the last record
+        (:func:`bot.engine.readings.worth_recording`). The status surfaces then show the
+        account as the guard found it, not as the last tick left it: a position its stop
+        closed since shown flat, the loss counted. At the job's time, after its orders: the
+        orders a start counts on top of the recorded positions are those sent after them
+        (``StorePort.filled_since``)."""
+        memory = self._risk_memory()
+        state = memory.state if memory is not None else TradingState.ACTIVE
+        smallest = min(self.limits.daily_loss, self.limits.max_drawdown)
+        if worth_recording(self._recorded, reading_of(acct, now, state), smallest):
+            self._record_account(now, acct, state)
+
+    def _record_account(
+        self,
+        now: int,
+        acct: AccountView,
+        state: TradingState,
+        decisions: Sequence[DecisionRecord] | None = None,
+    ) -> None:
+        """Record the open positions (with their marks) and the equity of ``acct``, with a
+        tick's ``decisions`` (None: a guard's reading, no decision), in one write."""
         equity = acct.equity()
         self.store.record_tick(
-            records,
+            decisions or [],
             [p for p in acct.positions.values() if p.is_open],
             EquitySnapshot(
                 ts_ms=now,
@@ -2590,8 +2620,11 @@ class Engine:
                 unrealized_pnl=equity - acct.wallet,
                 equity=equity,
                 state=state,
+                decision=decisions is not None,
             ),
+            acct.marks,
         )
+        self._recorded = reading_of(acct, now, state)
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ returns (the SQL store commits): an order intent is therefore persisted before i
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Protocol
@@ -92,6 +92,10 @@ class EquitySnapshot:
     unrealized_pnl: Decimal
     equity: Decimal
     state: TradingState
+    # True: recorded by a decision tick. False: by a job that read the account without deciding
+    # (a guard), so that the status surfaces show the account as last read, not as the last
+    # decision left it; "last tick" and the simulation's report read the decisions' only.
+    decision: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +217,17 @@ class StorePort(Protocol):
         decisions: Sequence[DecisionRecord],
         positions: Sequence[Position],
         equity: EquitySnapshot,
+        marks: Mapping[str, Decimal] | None = None,
     ) -> None:
-        """A tick's decisions, open positions and equity (at ``equity.ts_ms``), all or none."""
+        """A tick's decisions, open positions and equity (at ``equity.ts_ms``), all or none;
+        ``marks``: the mark each position was valued at (its row keeps it, for the status
+        surfaces). A job that read the account without deciding (a guard) records its reading
+        so: no decision, ``equity.decision`` false."""
         ...
 
     def latest_positions(self) -> tuple[int, list[Position]] | None:
-        """The last recorded positions ``(ts_ms, positions)``, None before the first."""
+        """The last recorded positions ``(ts_ms, positions)``, None before the first: the
+        newest reading of any job that recorded one (a tick or a guard)."""
         ...
 
     def load_risk_memory(self) -> RiskMemory | None: ...

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from decimal import Decimal
 
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
 from bot.domain.market import VenueRestriction
@@ -165,9 +166,10 @@ class MemoryStore:
         decisions: Sequence[DecisionRecord],
         positions: Sequence[Position],
         equity: EquitySnapshot,
+        marks: Mapping[str, Decimal] | None = None,
     ) -> None:
         # What record_decisions, record_positions and record_equity do, without three calls
-        # (every tick).
+        # (every tick). The marks are for the status surfaces, which read the SQL store only.
         self.decisions.extend(decisions)
         self.positions.append((equity.ts_ms, tuple(positions)))
         self.equity.append(equity)

@@ -522,13 +522,18 @@ class SqlStore:
         decisions: Sequence[DecisionRecord],
         positions: Sequence[Position],
         equity: EquitySnapshot,
+        marks: Mapping[str, Decimal] | None = None,
     ) -> None:
-        with self._write(f"tick at {equity.ts_ms}") as session:
+        marks = marks or {}
+        what = f"{'tick' if equity.decision else 'account reading'} at {equity.ts_ms}"
+        with self._write(what) as session:
             session.add_all([t.decision_row(r) for r in decisions])
             header = t.PositionSnapshotRow(ts_ms=equity.ts_ms)
             session.add(header)
             session.flush()  # assigns header.id
-            session.add_all([t.position_row(_id(header.id), p) for p in positions])
+            session.add_all(
+                [t.position_row(_id(header.id), p, marks.get(p.symbol)) for p in positions]
+            )
             session.add(t.equity_row(equity))
 
     def load_risk_memory(self) -> RiskMemory | None:
@@ -736,15 +741,21 @@ class SqlStore:
         with self._read() as session:
             return [t.fill_domain(r) for r in session.exec(stmt)]
 
-    def latest_equity(self) -> EquitySnapshot | None:
+    def latest_equity(self, *, decision: bool = False) -> EquitySnapshot | None:
+        """The newest equity snapshot (a tick's or a guard's reading); with ``decision``, the
+        newest a decision tick recorded (the last tick)."""
         e = t.EquityRow
-        stmt = select(e).order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(1)
+        stmt = select(e)
+        if decision:
+            stmt = stmt.where(col(e.decision).is_(True))
+        stmt = stmt.order_by(col(e.ts_ms).desc(), col(e.id).desc()).limit(1)
         with self._read() as session:
             row = session.exec(stmt).first()
         return t.equity_record(row) if row is not None else None
 
     def latest_positions(self) -> tuple[int, list[Position]] | None:
-        """The last ``record_positions`` call as ``(ts_ms, positions)``; None if there was none."""
+        """The last ``record_positions`` or ``record_tick`` call as ``(ts_ms, positions)``; None
+        if there was none."""
         h, p = t.PositionSnapshotRow, t.PositionRow
         stmt = select(h).order_by(col(h.ts_ms).desc(), col(h.id).desc()).limit(1)
         with self._read() as session:

@@ -130,6 +130,8 @@ class PositionRow(SQLModel, table=True):
     margin_mode: str = Field(sa_type=String(_ENUM))
     isolated_margin: Decimal = Field(sa_type=ExactDecimal)
     liquidation_price: Decimal | None = Field(default=None, sa_type=ExactDecimal)
+    # The mark the position was valued at when recorded (None: recorded before revision 0007)
+    mark_price: Decimal | None = Field(default=None, sa_type=ExactDecimal)
 
 
 class EquityRow(SQLModel, table=True):
@@ -141,6 +143,8 @@ class EquityRow(SQLModel, table=True):
     unrealized_pnl: Decimal = Field(sa_type=ExactDecimal)
     equity: Decimal = Field(sa_type=ExactDecimal)
     state: str = Field(sa_type=String(_ENUM))
+    # False: a guard's reading of the account, not a decision tick's (EquitySnapshot.decision)
+    decision: bool = Field(default=True, sa_column_kwargs={"server_default": sa_true()})
 
 
 class DecisionRow(SQLModel, table=True):
@@ -368,7 +372,7 @@ def fill_domain(row: FillRow) -> Fill:
     )
 
 
-def position_row(snapshot_id: int, pos: Position) -> PositionRow:
+def position_row(snapshot_id: int, pos: Position, mark: Decimal | None = None) -> PositionRow:
     return PositionRow(
         snapshot_id=snapshot_id,
         symbol=pos.symbol,
@@ -378,6 +382,7 @@ def position_row(snapshot_id: int, pos: Position) -> PositionRow:
         margin_mode=pos.margin_mode.value,
         isolated_margin=pos.isolated_margin,
         liquidation_price=pos.liquidation_price,
+        mark_price=mark,
     )
 
 
@@ -400,6 +405,7 @@ def equity_row(snap: EquitySnapshot) -> EquityRow:
         unrealized_pnl=snap.unrealized_pnl,
         equity=snap.equity,
         state=snap.state.value,
+        decision=snap.decision,
     )
 
 
@@ -410,6 +416,7 @@ def equity_record(row: EquityRow) -> EquitySnapshot:
         unrealized_pnl=row.unrealized_pnl,
         equity=row.equity,
         state=TradingState(row.state),
+        decision=row.decision,
     )
 
 

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.domain.orders import Fill
+from bot.domain.position import Position
 from bot.ports.store import DecisionRecord, OrderRecord, RiskEvent
 from bot.store import tables as t
 from bot.store.run_modes import REPLAY_RUN_MODE as REPLAY_RUN_MODE
@@ -87,6 +88,42 @@ def equity_series(store: SqlStore, after_id: int = 0) -> list[EquityPoint]:
     )
     with _session(store) as session:
         return [EquityPoint(int(i or 0), int(ts), Decimal(eq)) for i, ts, eq in session.exec(stmt)]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedPositions:
+    """The positions the bot last recorded (a decision tick's, or a guard's reading since) and
+    the mark each was valued at then (a position recorded before revision 0007 has none)."""
+
+    ts_ms: int
+    positions: dict[str, Position]
+    marks: dict[str, Decimal]
+
+
+def recorded_positions(store: SqlStore) -> RecordedPositions | None:
+    """The newest positions recorded with their marks, in one read (a record the bot writes
+    meanwhile cannot pair one snapshot's positions with another's marks); None before the
+    first."""
+    h, p = t.PositionSnapshotRow, t.PositionRow
+    with _session(store) as session:
+        header = session.exec(_newest_first(select(h), h.ts_ms, h.id).limit(1)).first()
+        if header is None:
+            return None
+        rows = session.exec(
+            select(p).where(col(p.snapshot_id) == header.id).order_by(col(p.id))
+        ).all()
+    return RecordedPositions(
+        header.ts_ms,
+        {r.symbol: t.position_domain(r) for r in rows},
+        {r.symbol: r.mark_price for r in rows if r.mark_price is not None},
+    )
+
+
+def paper_state(store: SqlStore, name: str) -> tuple[str, int] | None:
+    """The paper account ``name``'s JSON document and when it was saved; None: none saved."""
+    with _session(store) as session:
+        row = session.get(t.PaperStateRow, name)
+    return (row.payload, row.updated_ms) if row is not None else None
 
 
 def decisions(store: SqlStore, window: TimeWindow, limit: int) -> list[DecisionRecord]:

@@ -450,3 +450,48 @@ def test_the_commands_table_is_the_same_at_every_revision_that_takes_commands(
         with fresh_database(backend, tmp_path / revision) as url:
             upgrade(url, revision)
             assert _commands_table(url) == expected, revision
+
+
+def test_upgrade_from_0006_keeps_every_snapshot_a_tick(store_url: str) -> None:
+    """Equity and positions recorded before a guard recorded its readings: every equity
+    snapshot is a decision tick's (the last tick is still found), the positions have no mark
+    (the surfaces show the last decision's then)."""
+    import sqlalchemy as sa
+
+    from bot.store import views
+
+    upgrade(store_url, "0006")
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO equity_snapshots (ts_ms, wallet, unrealized_pnl, equity, state) "
+                    "VALUES (1000, '100', '0', '100', 'active')"
+                )
+            )
+            conn.execute(sa.text("INSERT INTO position_snapshots (id, ts_ms) VALUES (1, 1000)"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO positions (snapshot_id, symbol, qty, entry_price, leverage, "
+                    "margin_mode, isolated_margin) VALUES (1, 'BTC/USDT:USDT', '0.1', '100', '2', "
+                    "'isolated', '5')"
+                )
+            )
+    finally:
+        engine.dispose()
+    upgrade(store_url)
+    store = SqlStore.open(store_url)
+    try:
+        tick = store.latest_equity(decision=True)
+        assert tick is not None
+        assert (tick.ts_ms, tick.decision) == (1000, True)
+        recorded = views.recorded_positions(store)
+        assert recorded is not None
+        assert (recorded.ts_ms, list(recorded.positions), recorded.marks) == (
+            1000,
+            ["BTC/USDT:USDT"],
+            {},
+        )
+    finally:
+        store.close()

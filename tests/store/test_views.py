@@ -111,3 +111,36 @@ def test_orders_counts_and_commands(store: SqlStore) -> None:
     assert views.pending_commands(store) == []
     store.record_alert(6000, "state:halted", "critical", "halted")
     assert [a.message for a in views.recent_alerts(store, 5)] == ["halted"]
+
+
+def test_a_guard_reading_is_the_newest_account_and_not_the_last_tick(store: SqlStore) -> None:
+    """What the status surfaces read: the newest positions (with the mark each was valued at)
+    and equity, a guard's reading after a tick included; "last tick" is the decision's."""
+    from bot.domain.enums import MarginMode
+    from bot.domain.position import Position
+
+    btc = Position("BTC/USDT:USDT", Decimal("0.1"), Decimal(100), Decimal(2), MarginMode.ISOLATED)
+
+    def snapshot(ts: int, wallet: str, *, decision: bool) -> EquitySnapshot:
+        w = Decimal(wallet)
+        return EquitySnapshot(
+            ts_ms=ts, wallet=w, unrealized_pnl=Decimal(0), equity=w, state=ACTIVE, decision=decision
+        )
+
+    store.record_tick([decision(btc.symbol, 1000)], [btc], snapshot(1000, "100", decision=True))
+    first = views.recorded_positions(store)
+    assert first is not None
+    assert (first.ts_ms, first.positions, first.marks) == (1000, {btc.symbol: btc}, {})
+    store.record_tick(
+        [], [btc], snapshot(2000, "100", decision=False), {btc.symbol: Decimal("101.5")}
+    )
+    second = views.recorded_positions(store)
+    assert second is not None
+    assert (second.ts_ms, second.marks) == (2000, {btc.symbol: Decimal("101.5")})
+    store.record_tick([], [], snapshot(3000, "95", decision=False))  # its stop filled
+    assert store.latest_equity() == snapshot(3000, "95", decision=False)
+    assert store.latest_equity(decision=True) == snapshot(1000, "100", decision=True)
+    assert store.latest_positions() == (3000, [])
+    assert views.recorded_positions(store) == views.RecordedPositions(3000, {}, {})
+    assert [p.ts_ms for p in views.equity_series(store)] == [1000, 2000, 3000]
+    assert len(store.recent_decisions(10)) == 1

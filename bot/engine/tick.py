@@ -1429,18 +1429,22 @@ class Engine:
             # Decided without the leg's statistics: its decision record may lack them, the
             # event says what was decided and why.
             self._event(now, EventKind.HEDGE, None, state, outcome.reason)
-        return order_hedge_decisions(outcome.decisions, acct)
+        legs = [self._before_funding(d) for d in outcome.decisions]
+        return order_hedge_decisions(legs, acct)
 
     def _hedge_may_open(self, now: int) -> frozenset[str]:
         """The hedge legs that may take new exposure, each like any contract: fresh data, no
-        venue restriction, no re-entry cooldown (the trading state is checked apart). Per leg:
-        a funding switch goes only to a leg that can open, the held one is kept otherwise."""
+        venue restriction, no re-entry cooldown, not about to pay funding (``no_increase``, a
+        pre-funding tick: the leg is held or cut, never grown; the trading state is checked
+        apart). Per leg: a funding switch goes only to a leg that can open, the held one is
+        kept otherwise."""
         return frozenset(
             s
             for s in self.hedge_symbols
             if s not in self._stale
             and s not in self.restricted
             and s not in self.reconciler.unsettled
+            and s not in self.no_increase
             and self.cooldowns.active(s, now) is None
         )
 
@@ -1457,7 +1461,15 @@ class Engine:
         if d.symbol in self.reconciler.unsettled:
             note = "an entry's outcome is still unknown: no new exposure until it is settled"
             why = note if why is None else f"{why}; {note}"
-        return d if why is None else replace(d, reason=f"{d.reason}; {why}")
+        d = d if why is None else replace(d, reason=f"{d.reason}; {why}")
+        return self._before_funding(d)
+
+    def _before_funding(self, d: Decision) -> Decision:
+        """``d`` with the reason a pre-funding tick holds its contract back (``no_increase``)."""
+        if d.symbol not in self.no_increase:
+            return d
+        note = "pre-funding tick: no new exposure before the settlement"
+        return replace(d, reason=f"{d.reason}; {note}")
 
     # -- 5. protect ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.errors import DataError
 from bot.exchange.ccxt_adapter import CcxtExchange
-from bot.marketdata.files import symbol_to_stem
+from bot.marketdata.files import settlement_minute, symbol_to_stem
 
 
 def download_recent(
@@ -62,6 +62,6 @@ def _funding_history(exchange: CcxtExchange, symbol: str) -> list[tuple[int, str
         ts, rate = row.get("timestamp"), row.get("fundingRate")
         if ts is None or rate is None:
             continue
-        minute = int(ts) - int(ts) % 60_000  # settlement stamps carry jitter; the data format
-        out[minute] = repr(float(rate))  # rounds them to the minute
+        # settlement stamps carry jitter; the data format takes them to the minute
+        out[settlement_minute(int(ts))] = repr(float(rate))
     return sorted(out.items())

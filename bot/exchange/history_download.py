@@ -37,7 +37,7 @@ from bot.errors import DataError
 from bot.exchange.ccxt_errors import is_rate_limit, map_ccxt_error, retry_after_seconds
 from bot.exchange.retry import RetryPolicy, call_with_retry
 from bot.marketdata.candles import parse_timeframe
-from bot.marketdata.files import symbol_to_stem
+from bot.marketdata.files import settlement_minute, symbol_to_stem
 
 CANDLE_HEADER = "timestamp,open,high,low,close,volume"
 FUNDING_HEADER = "timestamp,funding_rate"
@@ -216,7 +216,7 @@ class HistoryDownloader:
                         ts, rate = r.get("timestamp"), r.get("fundingRate")
                         if ts is None or rate is None or not since <= int(ts) < page_end:
                             continue
-                        minute = int(ts) - int(ts) % 60_000  # settlement stamps carry jitter
+                        minute = settlement_minute(int(ts))  # settlement stamps carry jitter
                         stamps.append(int(ts))
                         if minute not in rows and not _near(rows, minute):
                             rows[minute] = f"{minute},{float(rate)!r}"

@@ -3,7 +3,9 @@
 Names (see ``data/sample/README.md``): ``<BASE>_USDT_USDT-<tf>.csv.gz`` last-trade OHLCV,
 ``<BASE>_USDT_USDT-<tf>-mark.csv.gz`` mark-price OHLC (volume 0),
 ``<BASE>_USDT_USDT-funding.csv.gz`` funding rates. Plain ``.csv`` is accepted too.
-Timestamps are UTC epoch milliseconds; candles are stamped with their open time. Files of
+Timestamps are UTC epoch milliseconds; candles are stamped with their open time, funding
+rows with the settlement time, taken to the nearest minute (:func:`settlement_minute`; a row
+repeating a settlement at the same rate is dropped, at another rate refused). Files of
 second candles (``-1s``) are skipped with a warning: the bot's timeframes are m, h, d or w.
 
 Loading is one ``np.loadtxt`` pass (numpy's C parser) over the decompressed bytes, then
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +58,7 @@ def file_errors() -> Iterator[None]:
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 FUNDING_COLUMNS = ("timestamp", "funding_rate")
 MAX_ABS_FUNDING_RATE = 0.1  # fraction per interval; exchanges cap far lower (Binance: 0.03 at most)
+SETTLEMENT_MS = 60_000  # funding settlement stamps are taken to the minute (settlement_minute)
 # 1973-03-03 in ms; a smaller stamp is almost surely in seconds, not milliseconds.
 MIN_PLAUSIBLE_MS = 100_000_000_000
 # 2286-11-20 in ms; a larger stamp is almost surely in microseconds or nanoseconds (stamps of
@@ -313,16 +316,83 @@ def load_funding(path: Path | str, symbol: str) -> FundingSeries:
         )
 
 
+@overload
+def settlement_minute(ms: int) -> int: ...
+@overload
+def settlement_minute(ms: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
+def settlement_minute(ms: int | npt.NDArray[np.int64]) -> int | npt.NDArray[np.int64]:
+    """The minute a funding settlement stamp belongs to: the nearest one. The venues settle on
+    the minute (on the hour, in fact), but their raw stamps carry milliseconds of jitter
+    (Binance ``fundingTime`` 16:00:00.011; the shared data README: the timestamp is "rounded
+    to the nearest minute (the exchanges' raw stamps carry up to ~30 ms of jitter)"); the
+    nearest minute keeps a stamp a few ms early in its minute too, where flooring moved it a
+    whole minute back. The loader and both downloaders (:mod:`bot.exchange.history_download`,
+    :mod:`bot.exchange.download`) take a stamp to its minute by this one rule."""
+    return (ms + SETTLEMENT_MS // 2) // SETTLEMENT_MS * SETTLEMENT_MS
+
+
 def _funding(path: Path, rows: Columns, symbol: str) -> FundingSeries:
-    ts = _column(rows, "timestamp")
-    _check_timestamps(path, ts, tf_ms=None)
+    raw = _column(rows, "timestamp")
+    _check_epoch_ms(path, raw)
+    # A settlement is taken at its minute (settlement_minute): left with its jitter, one at
+    # 08:00:00.011 came after the simulation's 08:00 decision tick (a position that tick
+    # opened paid it, one it closed escaped it) and was priced on the mark after the 08:00
+    # candle instead of at its open.
+    ts = settlement_minute(raw)
+    step = np.diff(ts)
+    back = np.flatnonzero(step < 0)
+    if back.size:
+        i = int(back[0])
+        raise DataError(
+            f"{path}: line {i + 3}: timestamps not strictly increasing: {_fmt_ms(int(raw[i + 1]))} "
+            f"follows {_fmt_ms(int(raw[i]))} on line {i + 2}"
+        )
     cols = {"funding_rate": _column(rows, "funding_rate")}
     rate = cols["funding_rate"]
     _fail_first(path, {"funding_rate": ~np.isfinite(rate)}, "{col} is not finite: {v}", cols)
     absurd = {"funding_rate": np.abs(rate) > MAX_ABS_FUNDING_RATE}
     problem = f"funding_rate {{v}} is absurd (|rate| > {MAX_ABS_FUNDING_RATE} per interval)"
     _fail_first(path, absurd, problem, cols)
+    again = np.flatnonzero(step == 0)  # row i + 1 is in the minute of row i
+    if again.size:
+        ts, rate = _one_per_settlement(path, raw, ts, rate, again)
+    ts.setflags(write=False)
     return FundingSeries(ts, rate, symbol=symbol, source=str(path))
+
+
+def _one_per_settlement(
+    path: Path,
+    raw: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+    rate: npt.NDArray[np.float64],
+    again: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """One row per settlement: a row in the minute of the row before it is the same settlement.
+    At the same rate it is a copy (two dumps merged, one with the venue's jittered stamp, the
+    other with the minute: 08:00:00.007 beside 08:00:00.000) and is dropped: charged twice, it
+    doubled the settlement, and the 7 ms step read as a change of interval. At another rate
+    nothing says which one the venue charged: refused, both lines named."""
+    differ = again[rate[again + 1] != rate[again]]
+    if differ.size:
+        i = int(differ[0])
+        raise DataError(
+            f"{path}: line {i + 3}: duplicate settlement: {_fmt_ms(int(raw[i + 1]))} is in the "
+            f"minute of {_fmt_ms(int(raw[i]))} on line {i + 2} (settlement stamps are taken to "
+            f"the nearest minute) at another funding_rate, {float(rate[i + 1])!r} against "
+            f"{float(rate[i])!r}: one settlement has one rate"
+        )
+    keep = np.ones(len(ts), dtype=np.bool_)
+    keep[again + 1] = False
+    logger.info(
+        "{}: {} duplicate funding row(s) dropped (a settlement repeated at the same rate in the "
+        "same minute), the first on line {}",
+        path,
+        len(again),
+        int(again[0]) + 3,
+    )
+    out = rate[keep]
+    out.setflags(write=False)
+    return ts[keep], out
 
 
 def _column(table: Columns, name: str) -> npt.NDArray[Any]:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import FrameType
 from typing import Any
 
@@ -532,9 +533,10 @@ def _schedule_funding(
     lead_s: int,
     stop: threading.Event,
 ) -> None:
-    """(Re)plan one pre-funding job per settlement time in the next 30 minutes. A read that
-    fails (the venue down) skips this round's planning: it is tried again in 30 minutes, and
-    the guard and the ticks run on."""
+    """(Re)plan one pre-funding job per settlement time in the next 30 minutes. Each contract's
+    funding is read on its own (:func:`_plan_funding`): one that cannot be read costs no other
+    contract its tick. When none can be read (the venue down), this round's planning is
+    skipped: it is tried again in 30 minutes, and the guard and the ticks run on."""
     try:
         _plan_funding(sched, runner, clock, lead_s, stop)
     except Exception as exc:
@@ -549,22 +551,70 @@ def _plan_funding(
     stop: threading.Event,
 ) -> None:
     engine = runner.engine
-    by_time: dict[int, set[str]] = {}
     now = clock.now_ms()
+    due: dict[str, tuple[int, Decimal]] = {}  # contract -> (its settlement, its rate)
+    unread: dict[str, str] = {}
+    read = 0
     for sym in engine.symbols:
         if sym in engine.withdrawn:
             # no decision on it (Engine.restrict), so no tick to plan; and one the venue no
-            # longer lists cannot even be read: its failure skipped every contract's planning
+            # longer lists cannot even be read
             continue
-        info = engine.market.funding(sym, now, engine.policy.funding.lookback)
+        try:
+            info = engine.market.funding(sym, now, engine.policy.funding.lookback)
+        except Exception as exc:
+            # This contract's read alone (a rate beyond the venue's cap, a garbled history row,
+            # a read that timed out) costs it its own pre-funding tick and no other contract
+            # theirs, as a tick costs only the contract whose market data it cannot read (it
+            # once skipped every contract's planning, round after round).
+            unread[sym] = f"{type(exc).__name__}: {exc}"
+            continue
+        read += 1
         t = info.next_settlement_ms
-        if t is None or not now < t - lead_s * 1000 <= now + 30 * 60_000:
-            continue
-        # Only contracts whose current position would pay at this settlement are held back.
-        pos = engine.exchange.fetch_positions([sym]).get(sym)
-        if pos is not None and pos.qty * info.rate > 0:
-            by_time.setdefault(t, set()).add(sym)
+        if t is not None and now < t - lead_s * 1000 <= now + 30 * 60_000 and info.rate != 0:
+            due[sym] = (t, info.rate)
+    if not read and unread:
+        logger.warning(
+            "pre-funding ticks not planned this round: no contract's funding could be read: {}",
+            "; ".join(f"{s}: {why}" for s, why in unread.items()),
+        )
+        return
+    for sym, why in unread.items():
+        logger.warning(
+            "pre-funding ticks: {} funding not read ({}): no tick planned for its own settlement; "
+            "it takes no increase in the ticks planned for the others",
+            sym,
+            why,
+        )
+    if not due:
+        return
+    # Only contracts whose current position would pay at their settlement are held back. The
+    # positions are one account read: an unreadable answer (AccountUnreadable) is the whole
+    # account's, not one contract's, and unknown is never flat: every contract due is then held
+    # back as if it paid (the tick may still cut it; one that does not pay waits for the next
+    # regular tick to grow).
+    try:
+        positions = engine.exchange.fetch_positions(sorted(due))
+    except Exception as exc:
+        logger.warning(
+            "pre-funding ticks: positions not read ({}: {}): every contract due is held back",
+            type(exc).__name__,
+            exc,
+        )
+        paying = set(due)
+    else:
+        paying = {
+            s
+            for s, (_, rate) in due.items()
+            if (p := positions.get(s)) is not None and p.qty * rate > 0
+        }
+    by_time: dict[int, set[str]] = {}
+    for sym in paying:
+        by_time.setdefault(due[sym][0], set()).add(sym)
     for t, symbols in by_time.items():
+        # A contract whose funding could not be read may settle then too, and pay: unknown, so
+        # it takes no increase in this tick either (its data read again there or not).
+        symbols |= unread.keys()
         run_at = ms_to_datetime(t - lead_s * 1000)
         sched.add_job(
             _unless_stopped(stop, runner.before_funding),

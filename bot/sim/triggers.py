@@ -778,11 +778,16 @@ def _marks_at(
 
 def _settle(ex: SimAccount, s: TriggerSeries, tape: FundingTape, symbol: str, ts: int) -> None:
     """Settle ``symbol``'s next settlement (at ``ts``) on the mark of that instant: the open of
-    the bar opening then, else the mark the account holds."""
+    the bar it lies in (the bar opening then, or one opening before it: a settlement off the
+    bars' opens, on a bar longer than the settlement's minute), else, in a hole of the bars,
+    the mark the account holds. Never a bar's close: :func:`_catch_up` has moved the account
+    past the bar a settlement lies in (it had no event before it), and its close, the mark up
+    to a bar later, is a price the settlement never saw."""
     idx = tape.cursor
     tape.cursor += 1
-    j = min(int(s.ts.searchsorted(ts, side="left")), len(s.ts) - 1)
-    mark = to_decimal(s.open[j]) if s.ts[j] == ts else ex.marks.get(symbol, ZERO)
+    j = int(s.ts.searchsorted(ts, side="right")) - 1
+    inside = j >= 0 and ts < int(s.ts[j]) + s.tf_ms
+    mark = to_decimal(s.open[j]) if inside else ex.marks.get(symbol, ZERO)
     if mark > 0:
         settle_funding(ex, symbol, ts, to_decimal(tape.rate[idx]), mark)
 

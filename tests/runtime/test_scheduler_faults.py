@@ -1,12 +1,14 @@
 """The scheduler when something below it fails: a job the scheduler itself cannot run (before
 the runner's own error handling is reached, as an out-of-range setting once did) stops the bot
 with a clear error instead of leaving it idle as if it traded; a venue that does not answer the
-funding planner only skips that round's planning."""
+funding planner only skips that round's planning, and one contract it cannot read costs only
+that contract its pre-funding tick."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +16,9 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.clock import SimClock
-from bot.errors import TransientExchangeError
+from bot.domain.market import FundingInfo
+from bot.errors import AccountUnreadable, TransientExchangeError
+from bot.exchange.mapping import UnexpectedResponse
 from bot.runtime.scheduler import (
     ClockWatch,
     SchedulerFailed,
@@ -80,6 +84,72 @@ def test_a_funding_planner_whose_reads_fail_plans_nothing_and_raises_nothing() -
     )
     assert sched.get_jobs() == []
     assert not stopper.event.is_set()
+
+
+NOW = 1_750_000_000_000
+SETTLE = NOW + 10 * 60_000  # ten minutes away: the pre-funding tick is planned this round
+BTC, ETH, SOL = "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"
+
+
+@dataclass
+class FundingVenue:
+    """Every contract long 0.5 and paying (rate > 0) at ``SETTLE``, unless a read of it fails:
+    ``bad_funding`` names the contracts whose funding read raises, ``positions_down`` makes the
+    account's positions read raise :class:`AccountUnreadable` (about the whole answer)."""
+
+    bad_funding: frozenset[str] = frozenset()
+    positions_down: bool = False
+    position_reads: list[list[str]] = field(default_factory=list)
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        if symbol in self.bad_funding:
+            # CcxtExchange.fetch_funding (mapping.check_funding_rate): a rate beyond the cap
+            raise UnexpectedResponse(f"{symbol} fundingRate 0.0300 is outside -0.02..0.02")
+        return FundingInfo(Decimal("0.0005"), Decimal(8), SETTLE)
+
+    def fetch_positions(self, symbols: list[str]) -> dict[str, Any]:
+        self.position_reads.append(list(symbols))
+        if self.positions_down:
+            raise AccountUnreadable("positions: positionAmt is null")
+        return {s: SimpleNamespace(qty=Decimal("0.5")) for s in symbols}
+
+
+def _planned(venue: FundingVenue, symbols: tuple[str, ...]) -> list[tuple[str, set[str]]]:
+    engine = SimpleNamespace(
+        symbols=symbols,
+        withdrawn=frozenset(),
+        market=venue,
+        policy=SimpleNamespace(funding=SimpleNamespace(lookback=3)),
+        exchange=venue,
+    )
+    runner = SimpleNamespace(engine=engine, before_funding=lambda symbols: None)
+    sched = BackgroundScheduler()
+    _schedule_funding(sched, runner, SimClock(NOW), 120, Stopper().event)  # type: ignore[arg-type]
+    return [(job.id, *job.args) for job in sched.get_jobs()]
+
+
+def test_one_contracts_failed_funding_read_costs_no_other_its_pre_funding_tick() -> None:
+    # SOL's funding read is refused (its rate beyond the cap); BTC's long pays in ten minutes.
+    # The planner read every contract in one loop: SOL's failure planned nothing this round,
+    # and BTC paid its settlement without the tick that adds no exposure before it.
+    venue = FundingVenue(bad_funding=frozenset({SOL}))
+    planned = _planned(venue, (SOL, BTC))
+    # BTC's tick is planned. SOL gets none of its own (its settlement is unknown), and takes no
+    # increase in BTC's: it may settle then too and pay (unknown, never "does not pay").
+    assert planned == [(f"funding-{SETTLE}", {BTC, SOL})]
+    assert venue.position_reads == [[BTC]]
+
+
+def test_unreadable_positions_hold_back_every_contract_due() -> None:
+    # The positions are one account read: an unreadable answer is the whole account's. Unknown
+    # is never flat: every contract with a settlement due is held back, not left to grow.
+    venue = FundingVenue(positions_down=True)
+    assert _planned(venue, (ETH, BTC)) == [(f"funding-{SETTLE}", {BTC, ETH})]
+    assert venue.position_reads == [[BTC, ETH]]  # once for all, not once per contract
+    # Every contract's funding unreadable (the venue down): nothing planned, nothing raised.
+    down = FundingVenue(bad_funding=frozenset({ETH, BTC}))
+    assert _planned(down, (ETH, BTC)) == []
+    assert down.position_reads == []
 
 
 # --- the wall clock steps back ------------------------------------------------------------------

@@ -92,3 +92,33 @@ def test_an_unknown_contract_and_an_empty_window_are_named(tmp_path: Path) -> No
         loader.run(["NOPE/USDT:USDT"], ["1m"], T0 - MIN, T0)
     with pytest.raises(DataError, match="download window is empty"):
         loader.run([SYM], ["1m"], T0, T0)
+
+
+class _FundingVenue(_Venue):
+    """Settled funding as Binance stamps it: ``fundingTime`` a few ms off the hour, either way."""
+
+    def __init__(self, stamps: list[int]) -> None:
+        super().__init__([], cap=10)
+        self.stamps = stamps
+
+    def fetch_funding_rate_history(
+        self, symbol: str, since: int, limit: int, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        until = int(params["until"])
+        return [
+            {"timestamp": t, "fundingRate": 0.0001} for t in self.stamps if since <= t <= until
+        ][:limit]
+
+
+def test_funding_stamps_are_written_at_their_nearest_minute(tmp_path: Path) -> None:
+    # 8 ms before the hour is the hour's settlement, as the loader reads it
+    # (bot.marketdata.files.settlement_minute); floored, it was written a minute early.
+    hour = 60 * MIN
+    venue = _FundingVenue([T0 + 8 * hour + 11, T0 + 16 * hour - 8, T0 + 24 * hour])
+    loader = HistoryDownloader(venue, tmp_path, clock=SimClock(T0 + 30 * hour))
+    loader.funding(SYM, T0, T0 + 30 * hour)
+    assert _opens(tmp_path / "ADA_USDT_USDT-funding.csv.gz") == [
+        T0 + 8 * hour,
+        T0 + 16 * hour,
+        T0 + 24 * hour,
+    ]

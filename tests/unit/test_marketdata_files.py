@@ -25,6 +25,7 @@ from bot.marketdata import (
     stem_to_symbol,
     symbol_to_stem,
 )
+from bot.marketdata.files import settlement_minute
 
 H = 3_600_000
 M15 = 900_000
@@ -240,7 +241,7 @@ def test_loads_funding(tmp_path: Path) -> None:
         ([f"{T0},0.0001", f"{T0 + H},nan"], None, ["line 3", "funding_rate is not finite"]),
         ([f"{T0},0.0001", f"{T0 + H},0.5"], None, ["line 3", "0.5 is absurd", "> 0.1"]),
         ([f"{T0},0.0001", f"{T0 + H},-0.2"], None, ["line 3", "-0.2 is absurd"]),
-        ([f"{T0},0.0001", f"{T0},0.0002"], None, ["line 3", "duplicate timestamp"]),
+        ([f"{T0},0.0001", f"{T0},0.0002"], None, ["line 3", "duplicate settlement"]),
         ([f"{T0 + H},0.0001", f"{T0},0.0002"], None, ["line 3", "not strictly increasing"]),
         ([f"{T0},1%"], None, ["line 2", "'funding_rate'", "cannot parse '1%'"]),
         ([f"{T0},0.0001", f"{(T0 + H) * 1000},0.0001"], None, ["line 3", "microseconds or"]),
@@ -256,6 +257,40 @@ def test_bad_funding_file(
     assert str(path) in str(info.value)
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+def test_funding_stamps_are_taken_to_the_nearest_minute(tmp_path: Path) -> None:
+    # The venues' raw settlement stamps carry milliseconds of jitter (Binance fundingTime
+    # 08:00:00.011; the shared data README: up to ~30 ms): kept as they were, a settlement
+    # came after the simulation's decision tick of its minute and was priced an hour late.
+    rows = [f"{T0 + 11},0.0001", f"{T0 + 8 * H - 9},0.0002", f"{T0 + 16 * H + 29_999},0.0003"]
+    f = load_funding(funding_file(tmp_path, rows), "BTC/USDT:USDT")
+    assert f.ts.tolist() == [T0, T0 + 8 * H, T0 + 16 * H]
+    assert f.rate.tolist() == [0.0001, 0.0002, 0.0003]
+    assert [f.interval_hours_at(i) for i in range(3)] == [8.0, 8.0, 8.0]
+    assert settlement_minute(T0 + 30_000) == T0 + 60_000
+    assert settlement_minute(T0 - 1) == T0
+
+
+def test_a_settlement_repeated_in_its_minute_is_one_at_one_rate(tmp_path: Path) -> None:
+    # Two dumps merged: one keeps the venue's jittered stamp, the other the minute. At the same
+    # rate the copy is dropped (it was charged twice, and the 7 ms step read as a change of
+    # interval with -1 settlements missing); at another rate the file is refused, both lines
+    # named: nothing says which rate the venue charged.
+    rows = [f"{T0},0.0001", f"{T0 + 8 * H},0.0002", f"{T0 + 8 * H + 7},0.0002"]
+    rows += [f"{T0 + 8 * H + 11},2e-4", f"{T0 + 16 * H},0.0003"]
+    f = load_funding(funding_file(tmp_path, rows), "BTC/USDT:USDT")
+    assert f.ts.tolist() == [T0, T0 + 8 * H, T0 + 16 * H]
+    assert f.rate.tolist() == [0.0001, 0.0002, 0.0003]
+    assert [f.step_at(i) for i in range(3)] == [(8.0, 0)] * 3
+    rows[2] = f"{T0 + 8 * H + 7},0.00021"
+    path = funding_file(tmp_path, rows)
+    with pytest.raises(DataError) as info:
+        load_funding(path, "BTC/USDT:USDT")
+    message = str(info.value)
+    assert message.startswith(f"{path}: line 4: duplicate settlement: ")
+    assert "on line 3" in message
+    assert "0.00021 against 0.0002" in message
 
 
 def test_funding_interval_uses_previous_and_first_uses_next() -> None:

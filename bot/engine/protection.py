@@ -145,7 +145,8 @@ def secure_decision(
     margin_mode: MarginMode,
     entry_slippage: Decimal = ZERO,
 ) -> Decision:
-    """The decision with a stop the risk layer accepts, its size cut until one exists.
+    """The decision with a stop the risk layer accepts, its size cut until one exists, and no
+    increase on a stop moved nearer the mark than the decision's (:func:`_no_increase`).
 
     ``buffer`` is the liquidation buffer in price units; ``entry_slippage`` the fraction beyond
     the mark an increase is expected to fill at (see :func:`liquidation_after`). The reason
@@ -176,7 +177,10 @@ def secure_decision(
 
     # An open isolated position's setting cannot be lowered on Binance: the increase margins at
     # the setting held when it is higher (the liquidation nearer), as the sizing step sends it.
-    floor = setting_floor(inst, acct.positions.get(d.symbol), sign)
+    pos = acct.positions.get(d.symbol)
+    floor = setting_floor(inst, pos, sign)
+    # What is held on the decided side: no increase beyond it on a stop moved in (fit_size).
+    held = abs(pos.qty) if pos is not None and pos.is_open and pos.sign == sign else ZERO
 
     def liquidation_of(qty: Decimal) -> Decimal | None:
         setting = Decimal(exchange_setting(lev_per_qty * qty, inst, qty * mark, floor))
@@ -200,7 +204,14 @@ def secure_decision(
         wanted=d.stop_loss,
         buffer=buffer,
         liquidation_of=liquidation_of,
+        held=held,
     )
+    if fitted.refused is not None:
+        refusal = _no_increase(d, fitted.refused, fitted.qty, held, inst)
+        if isinstance(refusal, Decision):
+            return refusal
+        target, note = refusal
+        notes.append(note)
     # Decision(...) with every field, not dataclasses.replace: the same object, built cheaper.
     if fitted.qty == 0 or fitted.stop is None:
         return _no_position(
@@ -230,6 +241,36 @@ def secure_decision(
         participation_capped=d.participation_capped,
         above_cap=d.above_cap,
     )
+
+
+def _no_increase(
+    d: Decision,
+    refused: tuple[Decimal, Decimal],
+    qty: Decimal,
+    held: Decimal,
+    inst: Instrument,
+) -> Decision | tuple[Decimal, str]:
+    """What :func:`secure_decision` makes of an increase :func:`fit_size` refused (``refused``:
+    the size and the stop it would have needed; ``qty`` the size fitted instead): the size the
+    fitted one is compared with and the note saying why, or the decision to open nothing.
+
+    At the size wanted the stop lies nearer the mark than the policy's: the loss budget would
+    measure the loss there, understated by that move (a leverage setting read as 30 instead
+    of 3 put it 40 USDT under a 114,000 mark, a resting stop read ten times over one tick
+    under it, and the position grew). No increase on such a stop: the size is cut to where
+    the policy's stop rests, or to what is held."""
+    size, forced = refused
+    why = (
+        f"stop {d.stop_loss} -> {forced} at size {size} (valid range before liquidation), "
+        "nearer the mark than the policy's stop distance: no increase on it"
+    )
+    if qty == 0 and held == 0:  # flat (or held on the other side): nothing opens
+        return _no_position(d, why)
+    if qty > held:
+        return qty, f"{why} -> size cut to {qty}, where the policy's stop rests"
+    # (cut below what is held only where the held size has no stop at all: said after this)
+    kept = inst.floor_qty(held)
+    return kept, f"{why} -> size {kept} (held)"
 
 
 def secure_stop(

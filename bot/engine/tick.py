@@ -111,7 +111,7 @@ from bot.errors import (
 from bot.policy.decide import decide
 from bot.policy.hedge import short_name
 from bot.policy.inputs import ContractView
-from bot.policy.protection import daily_vol_unit, distance
+from bot.policy.protection import crossed_by_mark, daily_vol_unit, distance
 from bot.ports.client_ids import base36, make_client_id, parse_purpose
 from bot.ports.exchange import ExchangePort, SpotWalletPort
 from bot.ports.market import CandleWindow, MarketDataPort
@@ -822,9 +822,16 @@ class Engine:
                 continue
             if sym in self.hedge_symbols:
                 continue  # opposite to the book's stops: see the hedge step in the tick
+            mark = acct.marks[sym]
+            if pos.qty != 0 and crossed_by_mark(stop, pos.sign, mark):
+                # A stop the mark has crossed (about to fire, or a reading that is wrong)
+                # measures no loss from here: it left the other contracts room to grow on a
+                # garbled open-orders answer. Counted at the policy's stop around the mark,
+                # where the protection step places the stop that replaces it.
+                stop = self._wanted_stop(sym, acct)
             fixed += loss_at_stop(
                 pos.qty,
-                acct.marks[sym],
+                mark,
                 stop,
                 self.limits.stop_slippage,
                 self.instruments[sym],

@@ -13,7 +13,8 @@ in the reason:
 4. target quantity = direction x leverage x sleeve equity / price, rounded down to the step,
    then within the hard caps as the risk gate measures them (:func:`within_hard_caps`), then
    an increase within the volume participation cap (:mod:`bot.policy.participation`);
-5. stop-loss (trailing: it only ever moves toward the price) and take-profit from the entry.
+5. stop-loss (trailing: it only ever moves toward the price, from a resting stop the mark has not
+   crossed) and take-profit from the entry.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from bot.policy.allocation import erc_weights, inverse_vol_weights, scale_to_tar
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import funding_cap, liquidation_cap, q2, smooth, vol_target_leverage
 from bot.policy.participation import within_participation
-from bot.policy.protection import daily_vol_unit, describe, distance
+from bot.policy.protection import daily_vol_unit, describe, distance, trailing_anchor
 
 ZERO = Decimal(0)
 
@@ -388,9 +389,11 @@ def _protective_prices(
     inst = v.instrument
     stop = inst.stop_price(price - sign * sl_dist, sign)
     same_side = v.position is not None and v.position.sign == sign
-    if same_side and v.resting_stop is not None:
-        # Trailing: a stop only ever moves toward the price, never away from it.
-        stop = max(stop, v.resting_stop) if sign > 0 else min(stop, v.resting_stop)
+    anchor = trailing_anchor(v.resting_stop, sign, price) if same_side else None
+    if anchor is not None:
+        # Trailing: a stop only ever moves toward the price, never away from it (from a resting
+        # stop the mark has not crossed: see trailing_anchor).
+        stop = max(stop, anchor) if sign > 0 else min(stop, anchor)
     # A stop at or below zero is not clamped here: the risk layer (bot.risk.stop_placement)
     # moves every stop into the valid range or cuts the size.
     take: Decimal | None = None

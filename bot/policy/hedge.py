@@ -42,7 +42,7 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import MarketSnapshot
 from bot.domain.position import Position
 from bot.policy.leverage import liquidation_cap, q2
-from bot.policy.protection import daily_vol_unit, describe, distance
+from bot.policy.protection import daily_vol_unit, describe, distance, trailing_anchor
 
 ZERO = Decimal(0)
 HOURS_PER_YEAR = Decimal(24 * 365)
@@ -517,8 +517,13 @@ def _leg_decision(
         if qty == 0:
             return Decision.flat(leg.symbol, "; ".join(parts))
     stop = leg.instrument.stop_price(price - sign * sl_dist, sign)
-    if leg.position is not None and leg.position.sign == sign and leg.resting_stop is not None:
-        stop = max(stop, leg.resting_stop) if sign > 0 else min(stop, leg.resting_stop)
+    anchor = (
+        trailing_anchor(leg.resting_stop, sign, price)
+        if leg.position is not None and leg.position.sign == sign
+        else None
+    )
+    if anchor is not None:  # trailing, as the book's stops (bot.policy.decide)
+        stop = max(stop, anchor) if sign > 0 else min(stop, anchor)
     if stop <= 0:
         stop = leg.instrument.tick_size
     parts.append(f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}")

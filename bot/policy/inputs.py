@@ -22,7 +22,9 @@ class ContractView:
     instrument: Instrument
     market: MarketSnapshot
     position: Position | None
-    resting_stop: Decimal | None  # trigger of the stop-loss resting now, for the ratchet
+    # trigger of the stop-loss resting now, for the ratchet (not once the mark has crossed it:
+    # bot.policy.protection.trailing_anchor)
+    resting_stop: Decimal | None
     sleeve_equity: Decimal  # account equity allocated to this contract (quote)
     # The tighter of the contract's and the risk limits' notional caps (quote); None: no cap.
     max_notional: Decimal | None = None

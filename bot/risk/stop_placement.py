@@ -13,6 +13,10 @@ size is traded, this module enforces, in this order:
    (a trigger at or through the mark fires at once and is refused: Binance -2021).
 3. **Else no position.** When no price satisfies both, there is no stop at this size: the size
    is cut (:func:`fit_size`) until a stop exists, to zero if needed.
+4. **No increase on a stop moved in.** Where 1. or 2. had to put the stop nearer the mark than
+   the policy's, no exposure is added on it (:func:`fit_size`'s ``held``): the loss at the stop,
+   which sizes the position, would be understated by exactly that move. The size is the
+   largest whose stop rests where the policy put it, and not below what is held.
 
 Pure functions of Decimal inputs; the engine calls them in simulation, paper and live alike.
 """
@@ -175,6 +179,38 @@ class FittedSize:
     qty: Decimal  # absolute size, on the step grid; 0 = no size has a placeable stop
     stop: Decimal | None
     cut: bool  # the size was cut to find a stop
+    # A size above ``fit_size``'s ``held`` refused, the first (the size asked for, unless no
+    # stop at all rested there): that size and the stop it would have needed, nearer the mark
+    # than the policy's (moved_in). None: none was refused.
+    refused: tuple[Decimal, Decimal] | None = None
+
+
+def moved_in(
+    inst: Instrument, *, sign: int, mark: Decimal, stop: Decimal, wanted: Decimal | None
+) -> bool:
+    """Whether the placeable ``stop`` lies nearer the mark than the policy's distance: moved
+    toward the mark from ``wanted`` (the liquidation bound, the venue's percent band) beyond
+    the tick grid's rounding, or ``wanted`` lies through the mark by more than a tick (no
+    distance the policy keeps: a trigger the venue would fire at once, read from an answer
+    that contradicts the mark; the policy's own stop is at most a tick through it, rounded
+    toward the mark, and a stop placed off it lies farther, not nearer). A long's stop wanted
+    below the lowest price the venue quotes (a short's above the highest) is held there: the
+    price cannot move past it, so a loss measured at that bound is not understated."""
+    if wanted is None:
+        return False
+    if (wanted - mark) * sign > inst.tick_size:
+        return True
+    if stop == wanted:
+        return False
+    if sign > 0:
+        lowest = inst.tick_size
+        if inst.min_price is not None and inst.min_price > lowest:
+            lowest = inst.min_price
+        if wanted < lowest:
+            wanted = lowest
+    elif inst.max_price is not None and wanted > inst.max_price:
+        wanted = inst.max_price
+    return (stop - inst.stop_price(wanted, sign)) * sign > 0
 
 
 def fit_size(
@@ -186,15 +222,28 @@ def fit_size(
     wanted: Decimal | None,
     buffer: Decimal,
     liquidation_of: LiquidationOf,
+    held: Decimal | None = None,
 ) -> FittedSize:
     """The largest size not above ``qty`` (absolute) whose position has a placeable stop.
 
     ``liquidation_of(size)`` is the liquidation price the position would have at that size
     (``None``: it cannot be liquidated). The size is cut by :data:`CUT` per step on the step
     grid; below the venue's minimum it is zero.
+
+    ``held`` (absolute; 0 for a contract flat or held on the other side) bars any size above
+    it whose stop would have to lie nearer the mark than the policy's (:func:`moved_in`): the
+    size is the largest (on the step grid) whose stop rests where the policy put it, and not
+    below ``held`` (there, the held position's stop, wherever it must be: a reduction and the
+    re-protection still go); ``refused`` says what was refused. The loss budget measures the
+    loss at the stop: at a stop forced next to the mark (a liquidation price computed from a
+    leverage setting read as 30 instead of 3, a stop the trailing rule took from a garbled
+    reading) it measured almost none, and the position grew. ``None``: no such bar (the size
+    alone is fitted).
     """
     size = inst.floor_qty(abs(qty))
     cut = False
+    refused: tuple[Decimal, Decimal] | None = None
+    over = size
     for _ in range(MAX_CUTS):
         if size <= ZERO or size < inst.min_qty:
             break
@@ -207,8 +256,73 @@ def fit_size(
             buffer=buffer,
         )
         if stop is not None:
-            return FittedSize(qty=size, stop=stop, cut=cut)
+            if (
+                held is None
+                or size <= held
+                or stop == wanted  # (the usual case, one comparison: a placeable stop is never
+                # through the mark, so neither is a wanted one it equals)
+                or not moved_in(inst, sign=sign, mark=mark, stop=stop, wanted=wanted)
+            ):
+                if refused is not None:
+                    bar = _Bar(inst, sign, mark, wanted, buffer, liquidation_of, held)
+                    size, stop = bar.largest(size, stop, over)
+                return FittedSize(qty=size, stop=stop, cut=cut, refused=refused)
+            if refused is None:
+                refused = (size, stop)
+            over = size  # the smallest size refused so far
         cut = True
         smaller = inst.floor_qty(size * CUT)
-        size = smaller if smaller < size else size - inst.step_size
-    return FittedSize(qty=ZERO, stop=None, cut=True)
+        smaller = smaller if smaller < size else size - inst.step_size
+        if refused is not None and held is not None and smaller < held < size:
+            # Cut for a stop moved in: not past what is held (that would be a reduction, which
+            # only a held position without any stop calls for).
+            smaller = inst.floor_qty(held)
+        size = smaller
+    return FittedSize(qty=ZERO, stop=None, cut=True, refused=refused)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bar:
+    """:func:`fit_size`'s search, once a size was refused for a stop moved in (rare: only
+    then, so the usual tick pays nothing for it)."""
+
+    inst: Instrument
+    sign: int
+    mark: Decimal
+    wanted: Decimal | None
+    buffer: Decimal
+    liquidation_of: LiquidationOf
+    held: Decimal | None
+
+    def stop_at(self, size: Decimal) -> Decimal | None:
+        """The stop a position of ``size`` may have: placeable and, above what is held, where
+        the policy put it (``None``: none)."""
+        stop = placeable_stop(
+            self.inst,
+            sign=self.sign,
+            mark=self.mark,
+            wanted=self.wanted,
+            liquidation=self.liquidation_of(size),
+            buffer=self.buffer,
+        )
+        if stop is None or self.held is None or size <= self.held:
+            return stop
+        moved = moved_in(self.inst, sign=self.sign, mark=self.mark, stop=stop, wanted=self.wanted)
+        return None if moved else stop
+
+    def largest(self, size: Decimal, stop: Decimal, over: Decimal) -> tuple[Decimal, Decimal]:
+        """The largest size on the step grid from ``size`` (which has ``stop``) up to below
+        ``over`` (refused) that has a stop, by halving the gap: the cuts of :data:`CUT` that
+        found ``size`` can land a fifth below it (a hedge leg sized a fifth short for a stop
+        the liquidation price moved 0.6 % in)."""
+        step = self.inst.step_size
+        while over - size > step:
+            mid = self.inst.floor_qty((size + over) / 2)
+            if mid <= size:
+                break
+            found = self.stop_at(mid)
+            if found is None:
+                over = mid
+            else:
+                size, stop = mid, found
+        return size, stop

@@ -412,7 +412,8 @@ def _protective_prices(
     inst = v.instrument
     stop = stop_price(inst, price - sign * sl_dist, sign)
     same_side = v.position is not None and v.position.sign == sign
-    if same_side and v.resting_stop is not None:
+    # Since the crossed-stop fix: a resting stop the mark has crossed is no trailing anchor.
+    if same_side and v.resting_stop is not None and (v.resting_stop - price) * sign < 0:
         stop = max(stop, v.resting_stop) if sign > 0 else min(stop, v.resting_stop)
     take: Decimal | None = None
     tp = policy.take_profit

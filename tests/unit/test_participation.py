@@ -258,13 +258,14 @@ def test_later_cuts_keep_the_working_mark() -> None:
     d = one(view(D(50000), D(1_000_000), D(0), D(1000)), policy)
     assert d.resized(D(5), D("0.5"), "gross cap -> ").participation_capped
     acct = AccountView(wallet=D(1_000_000), positions={}, resting={}, marks={BTC.symbol: D(50000)})
-    # A stop wanted beyond the valid range is moved: the decision is rebuilt, still capped.
+    # A stop wanted off the tick grid is rounded onto it: the decision is rebuilt, still capped.
+    # (Not one beyond the valid range: moved in, it opens nothing, see test_fail_safe.py.)
     far = Decision(
         symbol=d.symbol,
         direction=1,
-        target_leverage=D(40),
-        target_qty=D(800),
-        stop_loss=D(10),
+        target_leverage=D(2),
+        target_qty=D(80),
+        stop_loss=D("45000.05"),
         take_profit=None,
         reason="",
         participation_capped=True,

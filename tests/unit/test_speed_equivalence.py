@@ -335,7 +335,70 @@ def _secure_before(
             reason=f"{d.reason}; size {shown[0]} below the exchange minimum {shown[1]} "
             "-> no position",
         )
-    size, stop, _ = ref.fit_size(inst, target, sign, mark, d.stop_loss, buffer, liquidation_of)
+    # Since the crossed-stop fix: no size is taken whose stop had to be moved nearer the mark
+    # than the policy's (a wanted stop over a tick through the mark, or moved in beyond the grid's
+    # rounding from where it was wanted, a long's held at the lowest price, a short's at the
+    # highest); the size is cut on until the policy's stop rests.
+    wanted = d.stop_loss
+    if wanted is not None and sign > 0:
+        lowest = max(inst.tick_size, inst.min_price or D(0))
+        wanted = max(wanted, lowest)
+    elif wanted is not None and inst.max_price is not None:
+        wanted = min(wanted, inst.max_price)
+
+    def moved(at: D) -> bool:
+        assert d.stop_loss is not None
+        assert wanted is not None
+        crossed = (d.stop_loss - mark) * sign > inst.tick_size
+        return crossed or (at - ref.stop_price(inst, wanted, sign)) * sign > 0
+
+    def fits(at: D) -> D | None:
+        found = ref.placeable_stop(inst, sign, mark, d.stop_loss, liquidation_of(at), buffer)
+        return None if found is None or (d.stop_loss is not None and moved(found)) else found
+
+    size = inst.floor_qty(target)
+    over = size
+    stop: D | None = None
+    refused: tuple[D, D] | None = None
+    for _ in range(ref.MAX_CUTS):
+        if size <= 0 or size < inst.min_qty:
+            break
+        stop = ref.placeable_stop(inst, sign, mark, d.stop_loss, liquidation_of(size), buffer)
+        if stop is not None and (d.stop_loss is None or not moved(stop)):
+            break
+        if stop is not None:
+            refused = refused or (size, stop)
+            over = size
+        stop = None
+        smaller = inst.floor_qty(size * ref.CUT)
+        size = smaller if smaller < size else size - inst.step_size
+    if stop is None:
+        size = D(0)
+    elif refused is not None:  # the largest size below the smallest refused one that fits
+        while over - size > inst.step_size:
+            mid = inst.floor_qty((size + over) / 2)
+            if mid <= size:
+                break
+            found = fits(mid)
+            if found is None:
+                over = mid
+            else:
+                size, stop = mid, found
+    why = ""
+    if refused is not None:
+        why = (
+            f"stop {d.stop_loss} -> {refused[1]} at size {refused[0]} (valid range before "
+            "liquidation), nearer the mark than the policy's stop distance: no increase on it"
+        )
+    if refused is not None and size == 0:
+        return replace(
+            d,
+            target_qty=D(0),
+            target_leverage=D(0),
+            stop_loss=None,
+            take_profit=None,
+            reason=f"{d.reason}; {why} -> no position",
+        )
     if size == 0 or stop is None:
         return replace(
             d,
@@ -345,6 +408,20 @@ def _secure_before(
             take_profit=None,
             reason=f"{d.reason}; no stop can rest between mark {mark} and liquidation "
             f"(buffer {buffer:.6g}) at any size -> close",
+        )
+    if refused is not None:
+        lev = d.target_leverage
+        if size != target:
+            lev = (lev_per_qty * size).quantize(D("0.01"), rounding="ROUND_FLOOR")
+        notes = [f"{why} -> size cut to {size}, where the policy's stop rests"]
+        if stop != d.stop_loss:
+            notes.append(f"stop {d.stop_loss} -> {stop} (valid range before liquidation)")
+        return replace(
+            d,
+            target_qty=sign * size,
+            target_leverage=lev,
+            stop_loss=stop,
+            reason=f"{d.reason}; {'; '.join(notes)}",
         )
     notes = []
     lev = d.target_leverage

@@ -545,7 +545,7 @@ def test_an_undecided_position_whose_stop_reads_crossed_counts_at_the_verificati
         reason="ETH: wanted",
     )
     memory = initial_memory(D(10000), T0)
-    [as_placed] = engine.within_loss_budget([eth], acct(honest), memory)
-    [garbled] = engine.within_loss_budget([eth], acct(honest * 10), memory)
+    [as_placed] = engine.within_loss_budget([eth], acct(honest), memory, {})
+    [garbled] = engine.within_loss_budget([eth], acct(honest * 10), memory, {})
     assert as_placed.target_qty < eth.target_qty  # (the budget binds)
     assert garbled == as_placed

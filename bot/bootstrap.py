@@ -548,13 +548,14 @@ def check_history_reach(config: BotConfig) -> None:
             )
 
 
-RESTORED_ALERTS = 500  # the newest recorded alerts looked at for undelivered ones at start
+RESTORED_ALERTS = 1000  # the newest critical alerts still owed looked at for a start to hold again
 
 
 def notifier_for(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Notifier, AlertRules]:
     """The configured alert destinations: every runner's, and ``bot run``'s start before
     any runner exists."""
-    from bot.alerts import AlertRules, Notifier, apprise_sender
+    from bot.alerts import AlertRules, Notifier, apprise_destinations
+    from bot.runtime.runner import ended_incidents
     from bot.store import views
 
     rt = config.runtime
@@ -565,13 +566,27 @@ def notifier_for(config: BotConfig, store: SqlStore, clock: Clock) -> tuple[Noti
         rt.alert_max_per_hour,
     )
     try:
-        sender = apprise_sender(rt.alert_urls)
+        destinations = apprise_destinations(rt.alert_urls)
     except ValueError as exc:
         raise ConfigError(f"{config.source}: runtime.alert_urls: {exc}") from None
-    notifier = Notifier(store, clock, sender, rules, account=config.account.name)
-    if sender is not None:
-        # a restart does not lose what a failing destination held: sent at the first job
-        notifier.restore(views.recent_alerts(store, RESTORED_ALERTS))
+    notifier = Notifier(store, clock, destinations, rules, account=config.account.name)
+    if destinations:
+        # A restart does not lose what a failing destination held, whatever its age (a halt
+        # held for hours is still news): sent at the first job, to the destinations that did
+        # not receive it, saying when it was, and since when it is over when its incident's
+        # end was recorded since. (An alert an older bot recorded, without per-destination
+        # deliveries, is held again within the hour it kept them, as that bot did.)
+        owed = views.owed_critical(
+            store,
+            [d.id for d in destinations],
+            dedup_ms=rules.dedup_seconds * 1000,
+            limit=RESTORED_ALERTS,
+        )
+        legacy_since = clock.now_ms() - max(rules.dedup_seconds, 3600) * 1000
+        owed = [o for o in owed if not o.legacy or o.ts_ms >= legacy_since]
+        if owed:
+            ended = ended_incidents(store, min(o.ts_ms for o in owed))
+            notifier.restore(owed, ended)
     return notifier, rules
 
 

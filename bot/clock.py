@@ -8,6 +8,7 @@ schedules run instantly in simulation and in tests; ``ReplayClock`` (``bot run -
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -70,6 +71,30 @@ class WallSteps:
         step = wall_ms - self._wall_ms - round((mono - self._mono) * 1000)
         self._wall_ms, self._mono = wall_ms, mono
         return step if abs(step) > self._threshold_ms else 0
+
+
+def wait_for_news(
+    condition: threading.Condition,
+    clock: Clock,
+    *,
+    clock_s: float | None = None,
+    real_s: float | None = None,
+) -> None:
+    """Wait on ``condition`` (its lock held, as :meth:`threading.Condition.wait` wants) until
+    another thread notifies it, ``clock_s`` seconds of ``clock``'s time have passed or
+    ``real_s`` seconds of real time have, whichever comes first (None: no such bound).
+
+    A :class:`LiveClock`'s seconds are real ones. The time of a :class:`SimClock` (and of a
+    :class:`ReplayClock`, which stands still between the scheduler's moves) passes only when it
+    is moved, never while a thread waits: there ``clock_s`` does not end the wait, and whoever
+    moves the clock notifies the condition (the runner's jobs do, through
+    ``Notifier.notify``). ``real_s`` bounds what happens outside the bot's clock, in real time
+    whatever the clock: a network request on another thread (an alert delivery's bound)."""
+    live_s = clock_s if isinstance(clock, LiveClock) else None
+    bounds = [s for s in (real_s, live_s) if s is not None]
+    if bounds and min(bounds) <= 0:
+        return
+    condition.wait(min(bounds) if bounds else None)
 
 
 class LiveClock:

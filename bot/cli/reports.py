@@ -52,7 +52,7 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     kept anywhere that would say whether it still runs). The last job is shown in replayed
     time, said so, with neither an age nor a verdict.
     """
-    from bot.dashboard.account import missed_alerts, unreadable_run
+    from bot.dashboard.account import owed_alerts, unreadable_run
     from bot.domain.enums import EventKind
     from bot.engine.reconcile import open_foreign
     from bot.engine.undecided import open_undecided
@@ -153,7 +153,7 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
     replay = views.latest_run_mode(store) == views.REPLAY_RUN_MODE
     if replay:
         now_ms = None  # replayed time: not comparable with the wall clock (docstring)
-    missed = missed_alerts(config, store)
+    missed, failing = owed_alerts(config, store)
     return {
         "account": config.account.name,
         # When the equity below was read: a tick's record or a guard's reading since.
@@ -179,6 +179,11 @@ def status_data(config: BotConfig, store: SqlStore, now_ms: int | None = None) -
         # trader is not being paged (the dashboard's ALERTS NOT DELIVERED banner).
         "alerts_not_delivered": len(missed),
         "alerts_not_delivered_since": _iso(missed[-1].ts_ms) if missed else None,
+        # Each alert destination critical alerts are still owed to (its URL, the credentials
+        # redacted): with several, the one that fails while the others page the trader.
+        "alert_destinations_failing": [
+            {"destination": f.label, "alerts": f.alerts, "since": _iso(f.since_ms)} for f in failing
+        ],
         # The newest reads of the account failed: every figure here is as of the last reading.
         "unreadable_since": _iso(unreadable_since),
         "unreadable_reads": unreadable_reads,
@@ -268,6 +273,24 @@ def _job_silence(config: BotConfig, last_job_ms: int | None, now_ms: int | None)
     )
 
 
+def _alert_rows(head: Table, data: dict[str, Any]) -> None:
+    """The critical alerts that reached no one, and each destination that fails."""
+    if data.get("alerts_not_delivered"):
+        head.add_row(
+            "ALERTS NOT DELIVERED",
+            f"{data['alerts_not_delivered']} critical alert(s) since "
+            f"{data['alerts_not_delivered_since']} reached no one (the destination fails or "
+            "the hourly limit holds them): check runtime.alert_urls and the bot's log",
+        )
+    for failing in data.get("alert_destinations_failing") or ():
+        head.add_row(
+            "ALERT DESTINATION FAILING",
+            f"{failing['destination']}: {failing['alerts']} critical alert(s) since "
+            f"{failing['since']} not delivered to it (the bot retries it; it holds nothing "
+            "back from the other destinations)",
+        )
+
+
 def status_tables(
     data: dict[str, Any], specs: Mapping[str, Instrument] | None = None
 ) -> list[Table]:
@@ -298,13 +321,7 @@ def status_tables(
         head.add_row("JOBS FAILING", str(data["jobs_failing"]))
     if data.get("venue_hold"):
         head.add_row("VENUE HOLD", str(data["venue_hold"]))
-    if data.get("alerts_not_delivered"):
-        head.add_row(
-            "ALERTS NOT DELIVERED",
-            f"{data['alerts_not_delivered']} critical alert(s) since "
-            f"{data['alerts_not_delivered_since']} reached no one (the destination fails or "
-            "the hourly limit holds them): check runtime.alert_urls and the bot's log",
-        )
+    _alert_rows(head, data)
     if data.get("unreadable_since"):
         head.add_row(
             "ACCOUNT UNREADABLE",

@@ -14,6 +14,7 @@ from loguru import logger
 from rich.console import Console
 from rich.table import Table
 
+from bot.alerts import Notifier
 from bot.bootstrap import (
     ENV_KEY,
     Secrets,
@@ -42,6 +43,7 @@ from bot.runtime.scheduler import Stopper, run_scheduled, start_at_first_tick
 from bot.runtime.venue_hold import VenueHoldRunning, check_no_venue_hold, hold_reason
 from bot.sim.paper import PaperExchange
 from bot.stats.timeframes import parse_timeframe
+from bot.store.instance_lock import InstanceLock
 from bot.store.run_modes import LIVE_RUN_MODE, PAPER_RUN_MODE, REPLAY_RUN_MODE
 from bot.store.sql import SqlStore
 from bot.store.views import latest_run
@@ -88,6 +90,7 @@ def run_bot(
         raise
     paper: PaperExchange | None = None
     stop_extras: Callable[[], None] | None = None
+    notifier: Notifier | None = None
     try:
         if latest_run(store) is not None:
             lock.mark_ran()  # a bot ran on it, whatever its lock file said: it keeps saying so
@@ -106,6 +109,7 @@ def run_bot(
                 runner = confirmed
             else:
                 runner, paper = build_paper(config, store, replay=data, speed=speed)
+        notifier = runner.notifier
         runner.before_job.append(lock.check)  # a lock lost with its connection stops trading
         policy = config.policies[0]
         venue = venue_of(config) if mode == LIVE_RUN_MODE else None
@@ -142,13 +146,24 @@ def run_bot(
     finally:
         if stop_extras is not None:
             stop_extras()
-        try:
-            if paper is not None:
-                paper.save()
-        finally:
-            store.close()
-            lock.release()
-            logger.complete()
+        _shut_down(notifier, paper, store, lock)
+
+
+def _shut_down(
+    notifier: Notifier | None, paper: PaperExchange | None, store: SqlStore, lock: InstanceLock
+) -> None:
+    """The end of a run: the alerts due go out within a few seconds (what a failing destination
+    holds stays recorded undelivered, and the next start sends it), the paper account is saved,
+    the database closed and its lock released."""
+    try:
+        if notifier is not None:
+            notifier.close()
+        if paper is not None:
+            paper.save()
+    finally:
+        store.close()
+        lock.release()
+        logger.complete()
 
 
 def _run_once(runner: Runner, tf_ms: int, *, replay: Path | None) -> int:
@@ -208,8 +223,9 @@ def _ban_met_by_the_start(
             record_event_now(
                 store, now, EventKind.VENUE_HOLD, None, hold_reason(until, held, named=named)
             )
-            notifier, _ = notifier_for(config, store, LiveClock())
-            notifier.notify([venue_hold_alert(now, held, named)])
+            alerts, _ = notifier_for(config, store, LiveClock())
+            alerts.notify([venue_hold_alert(now, held, named)])
+            alerts.close()  # (sent from a thread: the refusal below ends the process)
         except Exception as record_exc:  # (the refusal below still says until when)
             logger.error("the venue's hold cannot be recorded: {}", record_exc)
         raise VenueHoldRunning(

@@ -463,17 +463,61 @@ def delivery(config: BotConfig, store: SqlStore, alert: AlertRecord) -> str:
         return "sent"
     if not config.runtime.alert_urls:
         return "no destination"
+    if alert.owed:  # queued for each of these destinations (bot.alerts.Notifier)
+        if alert.delivered_to:
+            return f"sent to {len(alert.delivered_to)} of {len(alert.owed)}"
+        return NOT_SENT
+    # A repeat within the dedup window, or recorded before deliveries were kept per
+    # destination (revision 0008): judged by whether one of its key was delivered before.
     window = config.runtime.alert_dedup_minutes * 60_000
     earlier = store.recent_alerts(alert.key, alert.ts_ms - window)
-    if any(e.delivered and (e.ts_ms, e.id) < (alert.ts_ms, alert.id) for e in earlier):
+    if any(
+        (e.delivered or e.delivered_to) and (e.ts_ms, e.id) < (alert.ts_ms, alert.id)
+        for e in earlier
+    ):
         return "repeat"
     return NOT_SENT
 
 
+@dataclass(frozen=True, slots=True)
+class FailingDestination:
+    """A configured alert destination that critical alerts are still owed to."""
+
+    label: str  # its URL, the credentials redacted (bot.alerts.url_label)
+    alerts: int  # how many
+    since_ms: int  # the oldest one's time
+
+
+def owed_alerts(
+    config: BotConfig, store: SqlStore
+) -> tuple[list[AlertRecord], list[FailingDestination]]:
+    """The critical alerts that reached none of the configured destinations and are still
+    owed to them (newest first): the trader is not being paged; and each destination that
+    critical alerts are still owed to (the others received them). An alert counts until it
+    reaches the destination, or one of its key at the same time or later does (its incident
+    reached it), whatever its age and whatever other alert was delivered since."""
+    from bot.alerts import destination_id, url_label
+
+    urls = list(dict.fromkeys(config.runtime.alert_urls))
+    ids = frozenset(destination_id(u) for u in urls)
+    owed = views.owed_critical(store, ids, dedup_ms=config.runtime.alert_dedup_minutes * 60_000)
+    missed = [
+        AlertRecord(o.id, o.ts_ms, o.key, o.severity, o.message, False, o.owed_to)
+        for o in owed
+        if o.owed_to == ids
+    ]
+    failing = []
+    for url in urls:
+        mine = [o for o in owed if destination_id(url) in o.owed_to]
+        if mine:
+            failing.append(FailingDestination(url_label(url), len(mine), mine[-1].ts_ms))
+    return missed, failing
+
+
 def missed_alerts(config: BotConfig, store: SqlStore) -> list[AlertRecord]:
-    """Every critical alert that should have paged the trader and did not, since the alert
-    path last delivered one (newest first), not just those among the newest lines."""
-    return [a for a in views.undelivered_critical(store) if delivery(config, store, a) == NOT_SENT]
+    """Every critical alert that should have paged the trader and reached no one, not just
+    those among the newest lines (see :func:`owed_alerts`)."""
+    return owed_alerts(config, store)[0]
 
 
 def drawdowns(equity: list[float]) -> list[float]:

@@ -101,8 +101,8 @@ def _account_metrics(ov: Overview, now_ms: int) -> Iterator[Metric]:
     if ov.kind == "account":
         yield from one(
             "bot_alerts_not_sent",
-            "critical alerts that reached no one since the last alert delivered (destination "
-            "failing, or held by the hourly limit); the bot retries them",
+            "critical alerts that reached none of the alert destinations and are still owed to "
+            "them (destination failing, or held by the hourly limit); the bot retries them",
             len(ov.missed_alerts),
         )
     if ov.last_tick_ms is not None or ov.unreadable_since_ms is not None:

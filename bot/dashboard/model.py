@@ -126,9 +126,10 @@ class AlertLine:
     ts_ms: int
     severity: str
     message: str
-    # whether it reached the trader: "sent"; "repeat" (one of the same key was sent within the
-    # dedup window); "no destination" (runtime.alert_urls is empty); "NOT SENT" (the
-    # destination failed, or the hourly limit held it: the bot retries critical ones)
+    # whether it reached the trader: "sent"; "sent to 1 of 2" (some destinations did not get
+    # it: the bot retries them); "repeat" (one of the same key was sent within the dedup
+    # window); "no destination" (runtime.alert_urls is empty); "NOT SENT" (the destinations
+    # failed, or the hourly limit held it: the bot retries critical ones)
     delivery: str = "sent"
 
     @property
@@ -162,7 +163,7 @@ class Overview:
     interval_ms: int  # the policy's decision interval
     contracts: list[ContractView]
     alerts: list[AlertLine] = field(default_factory=list)  # the newest
-    # critical alerts that reached no one since the alert path last delivered one, newest first
+    # critical alerts that reached none of the destinations and are still owed, newest first
     missed_alerts: list[AlertLine] = field(default_factory=list)
     pending: list[PendingCommand] = field(default_factory=list)
     summary: dict[str, str] = field(default_factory=dict)  # simulation report figures

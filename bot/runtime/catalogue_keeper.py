@@ -15,7 +15,8 @@ than trading) is **withdrawn**, that contract alone: the refresh succeeds for th
 keeps its last specification, and the engine gives it no decision and no order that adds
 exposure (:meth:`bot.engine.tick.Engine.restrict`). Each change (withdrawn, why, trading
 again) is one ``catalogue`` event and one critical alert. What was reported is kept in the store
-(``ListingReport``) once its alerts are sent: a restart (a crash loop, a redeploy) compares the
+(``ListingReport``) once its alerts are recorded and queued (a critical one a failing
+destination holds is sent after a restart too): a restart (a crash loop, a redeploy) compares the
 venue's listing with it and reports only what changed. A settlement the venue schedules for
 a perpetual it delists (Binance ``deliveryDate``, Bybit ``deliveryTime``) is one event and one
 warning alert; from ``settlement_lead_hours`` before it the contract is reduce-only, and

@@ -94,6 +94,16 @@ RESTORE_EVENTS = 10_000
 LONG_HOLD_S = 60.0
 
 
+def ended_incidents(store: SqlStore, since_ms: int) -> dict[str, int]:
+    """When the incidents a recorded end event closed last ended since ``since_ms`` (alert key
+    -> ms, as :meth:`Runner._alert` keys them): a held alert of one, restored at a start, is
+    sent as over since then (``Notifier.restore``), not as if it held now."""
+    ended: dict[str, int] = {}
+    for e in store.recent_events(RESTORE_EVENTS, kinds=tuple(ENDS), since_ms=since_ms):
+        ended.setdefault(f"{ENDS[e.kind]}:{e.symbol or 'account'}", e.ts_ms)  # (newest first)
+    return ended
+
+
 def _key_time(ms: int) -> str:
     """An event's time in an alert key: each state change or exit is its own alert."""
     return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")

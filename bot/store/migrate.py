@@ -34,12 +34,13 @@ UPGRADE_COMMAND = "bot db upgrade --config FILE"
 # migrated: ``bot db upgrade`` waits for that bot to stop). The ``commands`` table is the one of
 # 0001 at every revision since (tests/store/test_migrations.py compares it at each of these with
 # the head's), and every bot version that could run at 0002 to 0005 (77e1b88 to a50c722; none
-# before 77e1b88 had ``bot run``) or at 0006 (87ca2d3 until 0007 came: ``Runner.apply_commands``
-# and ``SqlStore.posted_commands`` as at 87ca2d3) applies each unconsumed row, oldest first, at its
-# next job: kind "halt" with the JSON arguments "flatten" and "reason", or "resume" with
-# "reason". A revision is added here only once its bots are checked the same way; one left out
-# is refused with the message that says how to upgrade (the conservative side).
-COMMAND_REVISIONS: frozenset[str] = frozenset({"0002", "0003", "0004", "0005", "0006"})
+# before 77e1b88 had ``bot run``) or at 0006 and 0007 (87ca2d3 until 0008 came:
+# ``Runner.apply_commands``, ``SqlStore.posted_commands`` and ``command_done`` as at 87ca2d3)
+# applies each unconsumed row, oldest first, at its next job: kind "halt" with the JSON arguments
+# "flatten" and "reason", or "resume" with "reason". A revision is added here only once its bots
+# are checked the same way; one left out is refused with the message that says how to upgrade
+# (the conservative side).
+COMMAND_REVISIONS: frozenset[str] = frozenset({"0002", "0003", "0004", "0005", "0006", "0007"})
 
 
 class SchemaOutOfDate(BotError):

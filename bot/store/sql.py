@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, create_engine, delete, event, make_url, update
+from sqlalchemy import Engine, Table, and_, create_engine, delete, event, make_url, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DatabaseError,
@@ -205,7 +205,38 @@ class AlertRecord:
     key: str
     severity: str
     message: str
-    delivered: bool
+    delivered: bool  # it reached every destination it was owed to
+    # The destinations (``bot.alerts.destination_id``) it was queued for, and those it reached
+    # (table ``alert_deliveries``); both empty for a repeat within the dedup window, without a
+    # destination, or for an alert recorded before revision 0008.
+    owed: frozenset[str] = frozenset()
+    delivered_to: frozenset[str] = frozenset()
+
+
+def alert_records(session: Session, rows: Sequence[t.AlertRow]) -> list[AlertRecord]:
+    """``rows`` as records, with the destinations each was owed to and reached (one query)."""
+    ids = [_id(r.id) for r in rows]
+    owed: dict[int, set[str]] = {}
+    reached: dict[int, set[str]] = {}
+    if ids:
+        d = t.AlertDeliveryRow
+        for row in session.exec(select(d).where(col(d.alert_id).in_(ids))):
+            owed.setdefault(row.alert_id, set()).add(row.destination)
+            if row.delivered_ms is not None:
+                reached.setdefault(row.alert_id, set()).add(row.destination)
+    return [
+        AlertRecord(
+            _id(r.id),
+            r.ts_ms,
+            r.key,
+            r.severity,
+            r.message,
+            r.delivered,
+            frozenset(owed.get(_id(r.id), ())),
+            frozenset(reached.get(_id(r.id), ())),
+        )
+        for r in rows
+    ]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -677,21 +708,48 @@ class SqlStore:
     # --- alerts ---------------------------------------------------------------------------------
 
     def record_alert(
-        self, ts_ms: int, key: str, severity: str, message: str, *, delivered: bool = False
+        self,
+        ts_ms: int,
+        key: str,
+        severity: str,
+        message: str,
+        *,
+        delivered: bool = False,
+        destinations: Collection[str] = (),
     ) -> int:
-        """Record an alert; ``key`` groups repeats of the same condition. Returns its id."""
+        """Record an alert; ``key`` groups repeats of the same condition. ``destinations``: the
+        ones it is queued for (each owed it until :meth:`mark_alert_delivered` says it arrived),
+        written with it in one transaction. Returns its id."""
         row = t.AlertRow(
             ts_ms=ts_ms, key=key, severity=severity, message=message, delivered=delivered
         )
         with self._write(f"alert {key!r}") as session:
             session.add(row)
             session.flush()
-            return _id(row.id)
+            alert_id = _id(row.id)
+            session.add_all(
+                [t.AlertDeliveryRow(alert_id=alert_id, destination=d) for d in set(destinations)]
+            )
+            return alert_id
 
-    def mark_alert_delivered(self, alert_id: int) -> None:
-        stmt = update(t.AlertRow).where(col(t.AlertRow.id) == alert_id).values(delivered=True)
+    def mark_alert_delivered(
+        self, alert_id: int, destination: str | None = None, *, ts_ms: int | None = None
+    ) -> None:
+        """The alert reached ``destination`` at ``ts_ms`` (it is no longer owed there), and
+        ``delivered`` once it reached every destination it was owed to. Without a destination:
+        it reached every one."""
+        a, d = t.AlertRow, t.AlertDeliveryRow
+        when = 0 if ts_ms is None else ts_ms
         with self._write(f"alert {alert_id}") as session:
-            session.exec(stmt)
+            owed = col(d.alert_id) == alert_id
+            if destination is not None:
+                owed = and_(owed, col(d.destination) == destination)
+            session.exec(
+                update(d).where(owed, col(d.delivered_ms).is_(None)).values(delivered_ms=when)
+            )
+            left = select(d).where(col(d.alert_id) == alert_id, col(d.delivered_ms).is_(None))
+            if session.exec(left.limit(1)).first() is None:
+                session.exec(update(a).where(col(a.id) == alert_id).values(delivered=True))
 
     def recent_alerts(self, key: str, since_ms: int) -> list[AlertRecord]:
         """Alerts with ``key`` at or after ``since_ms``, newest first."""
@@ -699,9 +757,7 @@ class SqlStore:
         stmt = select(a).where(col(a.key) == key, col(a.ts_ms) >= since_ms)
         with self._read() as session:
             rows = session.exec(stmt.order_by(col(a.ts_ms).desc(), col(a.id).desc())).all()
-        return [
-            AlertRecord(_id(r.id), r.ts_ms, r.key, r.severity, r.message, r.delivered) for r in rows
-        ]
+            return alert_records(session, rows)
 
     # --- history views (newest first) -----------------------------------------------------------
 

@@ -191,6 +191,21 @@ class AlertRow(SQLModel, table=True):
     delivered: bool = False
 
 
+class AlertDeliveryRow(SQLModel, table=True):
+    """An alert owed to one destination of ``runtime.alert_urls`` (written with the alert, for
+    each destination it was queued for), and when it reached it (NULL: not yet). A destination
+    is named by a digest of its URL (``bot.alerts.destination_id``): the URL carries its
+    credentials, which no stored text may show. An alert without a row was owed to none: a
+    repeat within the dedup window, no destination configured, or recorded before these rows
+    (revision 0008)."""
+
+    __tablename__ = "alert_deliveries"
+
+    alert_id: int = Field(foreign_key="alerts.id", primary_key=True)
+    destination: str = Field(sa_type=String(_ENUM), primary_key=True)
+    delivered_ms: int | None = Field(default=None, sa_type=BigInteger, index=True)
+
+
 class RiskMemoryRow(SQLModel, table=True):
     """The single row of risk state that survives restarts (``id`` is always 1)."""
 

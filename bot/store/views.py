@@ -4,7 +4,7 @@ may run them beside the bot on the same database (SQLite WAL or PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,7 +19,7 @@ from bot.domain.position import Position
 from bot.ports.store import DecisionRecord, OrderRecord, RiskEvent
 from bot.store import tables as t
 from bot.store.run_modes import REPLAY_RUN_MODE as REPLAY_RUN_MODE
-from bot.store.sql import AlertRecord, SqlStore
+from bot.store.sql import AlertRecord, SqlStore, alert_records
 
 R = TypeVar("R")
 
@@ -241,33 +241,126 @@ def recent_alerts(store: SqlStore, limit: int) -> list[AlertRecord]:
     a = t.AlertRow
     stmt = _newest_first(select(a), a.ts_ms, a.id).limit(limit)
     with _session(store) as session:
-        return [
-            AlertRecord(int(r.id or 0), r.ts_ms, r.key, r.severity, r.message, r.delivered)
-            for r in session.exec(stmt)
-        ]
+        return alert_records(session, session.exec(stmt).all())
 
 
-def undelivered_critical(store: SqlStore, limit: int = 1000) -> list[AlertRecord]:
-    """Critical alerts not delivered since the newest alert that was (every one when none
-    was), newest first, at most ``limit``: those the alert path has failed to carry since it
-    last worked. One older than a delivery was followed by a working path: history."""
-    a = t.AlertRow
-    last = _newest_first(select(a).where(col(a.delivered).is_(True)), a.ts_ms, a.id).limit(1)
+@dataclass(frozen=True, slots=True)
+class OwedAlert:
+    """A critical alert still owed to some of the configured destinations (``owed_to``, the
+    ids of ``bot.alerts.destination_id``): the bot keeps trying them (``Notifier.restore``
+    holds it again at a start) and ``bot status`` counts it."""
+
+    id: int
+    ts_ms: int
+    key: str
+    severity: str
+    message: str
+    owed_to: frozenset[str]
+    # recorded before revision 0008 (no row of ``alert_deliveries``): judged by the rule of
+    # then, owed to every destination
+    legacy: bool = False
+
+
+def owed_critical(
+    store: SqlStore, destinations: Collection[str], *, dedup_ms: int, limit: int = 1000
+) -> list[OwedAlert]:
+    """The critical alerts still owed to one of ``destinations``, newest first, at most
+    ``limit``: queued for it (a row of ``alert_deliveries``), not delivered there, and no
+    alert of the same key at the same time or later delivered there since (a condition alerted
+    again whose newer alert got through: the incident reached it). Whatever their age: a halt
+    held while the destination failed is owed until it arrives, not for an hour.
+
+    An alert recorded before revision 0008 has no row: it is owed to every destination as
+    ``bot status`` judged it then: not delivered, newer than the newest alert delivered
+    anywhere, and no alert of its key delivered within the dedup window before it (a
+    repeat)."""
+    wanted = frozenset(destinations)
+    if not wanted:
+        return []
+    a, d = t.AlertRow, t.AlertDeliveryRow
     with _session(store) as session:
-        newest = session.exec(last).first()
-        stmt = select(a).where(col(a.severity) == "critical", col(a.delivered).is_(False))
-        if newest is not None:
-            stmt = stmt.where(
-                or_(
-                    col(a.ts_ms) > newest.ts_ms,
-                    and_(col(a.ts_ms) == newest.ts_ms, col(a.id) > (newest.id or 0)),
-                )
+        pending = (
+            select(a, d.destination)
+            .join(d, col(d.alert_id) == col(a.id))
+            .where(
+                col(d.delivered_ms).is_(None),
+                col(d.destination).in_(wanted),
+                col(a.severity) == "critical",
             )
-        rows = session.exec(_newest_first(stmt, a.ts_ms, a.id).limit(limit)).all()
-        return [
-            AlertRecord(int(r.id or 0), r.ts_ms, r.key, r.severity, r.message, r.delivered)
-            for r in rows
-        ]
+        )
+        rows: dict[int, t.AlertRow] = {}
+        owed: dict[int, set[str]] = {}
+        for row, destination in session.exec(pending):
+            rows[_row_id(row.id)] = row
+            owed.setdefault(_row_id(row.id), set()).add(destination)
+        # When each key last reached each destination: at or after an alert, that settles it.
+        reached: dict[tuple[str, str], int] = {}
+        keys = {r.key for r in rows.values()}
+        if keys:
+            delivered = (
+                select(a.key, d.destination, func.max(a.ts_ms))
+                .join(d, col(d.alert_id) == col(a.id))
+                .where(
+                    col(a.key).in_(keys),
+                    col(d.destination).in_(wanted),
+                    col(d.delivered_ms).is_not(None),
+                )
+                .group_by(a.key, d.destination)
+            )
+            for key, destination, ts_ms in session.exec(delivered):
+                reached[key, destination] = ts_ms
+        out = []
+        for row_id, r in rows.items():
+            left = frozenset(
+                dest for dest in owed[row_id] if reached.get((r.key, dest), -1) < r.ts_ms
+            )
+            if left:
+                out.append(OwedAlert(row_id, r.ts_ms, r.key, r.severity, r.message, left))
+        out += _legacy_owed(session, wanted, dedup_ms, limit)
+    out.sort(key=lambda o: (o.ts_ms, o.id), reverse=True)
+    return out[:limit]
+
+
+def _legacy_owed(
+    session: Session, destinations: frozenset[str], dedup_ms: int, limit: int
+) -> list[OwedAlert]:
+    """The critical alerts recorded before revision 0008 (no ``alert_deliveries`` row) that
+    reached no one since the alert path last delivered an alert, as the rule of then."""
+    a, d = t.AlertRow, t.AlertDeliveryRow
+    reached = select(d.alert_id).where(col(d.delivered_ms).is_not(None)).limit(1)
+    if session.exec(reached).first() is not None:
+        return []  # the path delivered since: what it missed before is history, as then
+    first = session.exec(select(func.min(d.alert_id))).one()
+    stmt = select(a).where(col(a.severity) == "critical", col(a.delivered).is_(False))
+    if first is not None:
+        stmt = stmt.where(col(a.id) < first)
+    last = session.exec(
+        _newest_first(select(a).where(col(a.delivered).is_(True)), a.ts_ms, a.id).limit(1)
+    ).first()
+    if last is not None:
+        stmt = stmt.where(
+            or_(
+                col(a.ts_ms) > last.ts_ms,
+                and_(col(a.ts_ms) == last.ts_ms, col(a.id) > _row_id(last.id)),
+            )
+        )
+    out = []
+    for r in session.exec(_newest_first(stmt, a.ts_ms, a.id).limit(limit)):
+        earlier = select(a.id).where(
+            col(a.key) == r.key,
+            col(a.delivered).is_(True),
+            col(a.ts_ms) >= r.ts_ms - dedup_ms,
+            or_(col(a.ts_ms) < r.ts_ms, and_(col(a.ts_ms) == r.ts_ms, col(a.id) < _row_id(r.id))),
+        )
+        if session.exec(earlier.limit(1)).first() is None:
+            out.append(
+                OwedAlert(_row_id(r.id), r.ts_ms, r.key, r.severity, r.message, destinations, True)
+            )
+    return out
+
+
+def _row_id(row_id: int | None) -> int:
+    return int(row_id or 0)
 
 
 def order_counts(store: SqlStore) -> dict[str, int]:

@@ -6,7 +6,7 @@ account unreadable again."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from bot.domain.orders import Order
 from bot.ports.store import RiskEvent
 from bot.runtime.runner import Runner
 from bot.store.sql import SqlStore
+from tests.fakes.alert_outbox import Outbox, sent
 from tests.runtime.conftest import write_config
 from tests.runtime.test_alerts import Receiver, receiver, set_runtime  # noqa: F401 - a fixture
 
@@ -29,35 +30,21 @@ MINUTE = 60_000
 RULES = AlertRules(D("0.8"), D(3), dedup_seconds=3600, max_per_hour=20)
 
 
-@dataclass
-class Outbox:
-    """A destination that takes every alert (a hand-written sender)."""
-
-    titles: list[str] = field(default_factory=list)
-
-    def __call__(self, title: str, body: str) -> bool:
-        self.titles.append(title)
-        return True
-
-    def count(self, key: str) -> int:
-        return sum(1 for t in self.titles if t.endswith(f": {key}"))
-
-
 def test_an_incident_that_ends_and_comes_back_is_sent_again(store: SqlStore) -> None:
     clock = SimClock(T0)
-    out = Outbox()
-    n = Notifier(store, clock, out, RULES, account="acct")
+    n = Notifier(store, clock, None, RULES, account="acct")
+    out = Outbox().serve(n)
     naked = Alert("no_stop:BTC/USDT:USDT", "critical", "BTC has no stop")
-    assert n.notify([naked]) == 1
+    assert sent(n, [naked]) == 1
     for minute in range(1, 5):  # it goes on: one alert, not one per job
         clock.advance_to(T0 + minute * MINUTE)
-        assert n.notify([naked]) == 0
+        assert sent(n, [naked]) == 0
     clock.advance_to(T0 + 5 * MINUTE)
     n.resolved([naked.key])  # the stop rests again
     clock.advance_to(T0 + 20 * MINUTE)
-    assert n.notify([naked]) == 1  # a new incident, within the hour of the first
+    assert sent(n, [naked]) == 1  # a new incident, within the hour of the first
     clock.advance_to(T0 + 21 * MINUTE)
-    assert n.notify([naked]) == 0
+    assert sent(n, [naked]) == 0
     assert out.count(naked.key) == 2
 
 
@@ -67,12 +54,12 @@ def paper_runner(tmp_path: Path) -> Iterator[tuple[Runner, SqlStore, SimClock, O
     store = open_store(config, create=True)
     clock = SimClock(T0)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
-    out = Outbox()
-    runner.notifier.sender = out
+    out = Outbox().serve(runner.notifier)
     try:
         assert runner.tick() is not None
         yield runner, store, clock, out
     finally:
+        runner.notifier.close()
         paper.save()
         store.close()
 
@@ -166,19 +153,22 @@ def test_a_critical_alert_over_the_hourly_limit_is_held_not_lost(store: SqlStore
     """A state change or an exit is keyed by its time and alerted once: dropped by the hourly
     limit it would never reach the owner. Critical ones wait for room; warnings are dropped."""
     clock = SimClock(T0)
-    out = Outbox()
     rules = AlertRules(D("0.8"), D(3), dedup_seconds=3600, max_per_hour=1)
-    n = Notifier(store, clock, out, rules, account="acct")
+    n = Notifier(store, clock, None, rules, account="acct")
+    out = Outbox().serve(n)
     burst = [
         Alert("state:halted@2025-06-02T00:00:00Z", "critical", "active -> halted"),
         Alert("exit:BTC/USDT:USDT@2025-06-02T00:00:00Z", "critical", "BTC liquidated"),
         Alert("tick_failed", "warning", "tick failed"),
     ]
-    assert n.notify(burst) == 1
+    sent(n, burst)
+    assert len(out.sent) == 1
     clock.advance_to(T0 + 30 * MINUTE)
-    assert n.notify([]) == 0  # the same hour: still no room
+    sent(n, [])
+    assert len(out.sent) == 1  # the same hour: still no room
     clock.advance_to(T0 + 61 * MINUTE)
-    assert n.notify([]) == 1  # room again: the held one goes out
+    sent(n, [])
+    assert len(out.sent) == 2  # room again: the held one goes out
     assert out.count("state:halted@2025-06-02T00:00:00Z") == 1
     assert out.count("exit:BTC/USDT:USDT@2025-06-02T00:00:00Z") == 1
     assert out.count("tick_failed") == 0
@@ -264,27 +254,44 @@ def test_a_critical_alert_held_for_a_failing_destination_survives_a_restart(
                 clock.advance_to(clock.now_ms() + MINUTE)
                 runner.guard()
         finally:
+            runner.notifier.close()  # (what a process does when it stops)
             paper.save()
             store.close()
     halted = [t for t in receiver.titles() if t.startswith("[main] critical: state:halted@")]
     assert len(halted) == 2, receiver.titles()  # refused once, delivered after the restart
 
 
-def test_only_undelivered_critical_alerts_of_the_window_are_restored(store: SqlStore) -> None:
-    clock = SimClock(T0 + 2 * 3_600_000)
+def test_only_undelivered_critical_alerts_owed_to_a_destination_are_restored(
+    store: SqlStore,
+) -> None:
+    """Whatever their age (a halt held for hours is still news); not one delivered, a repeat,
+    a warning, nor one owed only to a destination no longer configured."""
+    clock = SimClock(T0 + 5 * 3_600_000)
     now = clock.now_ms()
-    store.record_alert(now - 10 * MINUTE, "state:halted@x", "critical", "sent", delivered=True)
-    store.record_alert(now - 5 * MINUTE, "state:halted@x", "critical", "a duplicate of it")
-    store.record_alert(now - 4 * MINUTE, "exit:BTC@y", "critical", "never sent")
-    store.record_alert(now - 3 * MINUTE, "tick_failed", "warning", "a warning")
-    store.record_alert(now - 2 * 3_600_000, "exit:ETH@z", "critical", "out of the window")
-    out = Outbox()
-    n = Notifier(store, clock, out, RULES, account="acct")
+    here = ["default"]  # the destination a bare sender is
+
+    def record(ago_ms: int, key: str, severity: str, message: str, to: list[str]) -> int:
+        return store.record_alert(now - ago_ms, key, severity, message, destinations=to)
+
+    first = record(10 * MINUTE, "state:halted@x", "critical", "sent", here)
+    store.mark_alert_delivered(first, "default", ts_ms=now - 10 * MINUTE)
+    record(5 * MINUTE, "state:halted@x", "critical", "a duplicate of it", [])
+    record(4 * MINUTE, "exit:BTC@y", "critical", "never sent", here)
+    record(3 * MINUTE, "tick_failed", "warning", "a warning", here)
+    record(4 * 3_600_000, "exit:ETH@z", "critical", "hours ago", here)
+    record(2 * MINUTE, "exit:SOL@w", "critical", "elsewhere", ["d9"])
+    n = Notifier(store, clock, None, RULES, account="acct")
+    out = Outbox().serve(n)
     from bot.store import views
 
-    assert n.restore(views.recent_alerts(store, 100)) == 1
-    assert n.notify([]) == 1
-    assert out.titles == ["[acct] critical: exit:BTC@y"]
+    assert n.restore(views.owed_critical(store, ["default"], dedup_ms=3_600_000)) == 2
+    sent(n, [])
+    assert out.titles == ["[acct] critical: exit:ETH@z", "[acct] critical: exit:BTC@y"]
+    # each says when it was: sent late
+    assert [body for _, body in out.sent] == [
+        "hours ago (at 2025-06-02 01:00:00 UTC)",
+        "never sent (at 2025-06-02 04:56:00 UTC)",
+    ]
 
 
 @dataclass
@@ -309,16 +316,18 @@ def test_a_clock_offset_that_grows_past_the_receive_window_is_sent_again_as_crit
     from bot.runtime.clock_offset import ClockOffsetCheck
 
     clock = SimClock(T0)
-    out = Outbox()
+    notifier = Notifier(store, clock, None, RULES, account="acct")
+    out = Outbox().serve(notifier)
     venue = DriftingVenue([2_000, 12_000, 12_000])
     check = ClockOffsetCheck(
         venue,  # type: ignore[arg-type]
         store,
-        Notifier(store, clock, out, RULES, account="acct"),
+        notifier,
         clock,
         "binanceusdm",
     )
     check.at_start()
+    assert len(out.titles) == 1  # (sent before the resync: the critical goes first otherwise)
     clock.advance_to(T0 + 50 * MINUTE)  # the resync comes an hour after the start, or sooner
     check.resync()
     # at once, not an hour later at the next resync (the critical key's own dedup window)

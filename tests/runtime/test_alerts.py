@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import Alert, AlertRules, Notifier, apprise_sender, conditions
+from bot import bootstrap
+from bot.alerts import Alert, AlertRules, Destination, Notifier, apprise_destinations, conditions
 from bot.bootstrap import build_paper, open_store
 from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_config
@@ -33,6 +34,7 @@ from bot.domain.market import FundingInfo, MarketSnapshot
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.store.sql import SqlStore
+from tests.fakes.alert_outbox import sent
 from tests.runtime.conftest import write_config
 
 SYM = "TST/USDT:USDT"
@@ -66,15 +68,27 @@ RULES = AlertRules(
 
 @dataclass
 class Receiver:
-    """Records every POSTed JSON body; answers ``status``."""
+    """Records every POSTed JSON body; answers ``status``. The bot's jobs only queue alerts (a
+    delivery thread sends them): reading ``posts`` first waits for the notifiers it was told to
+    ``watch`` to send what is due."""
 
     port: int = 0
     status: int = 200
-    posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    watched: list[Notifier] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"json://127.0.0.1:{self.port}/hook"
+
+    def watch(self, notifier: Notifier) -> None:
+        self.watched.append(notifier)
+
+    @property
+    def posts(self) -> list[tuple[str, dict[str, Any]]]:
+        for notifier in self.watched:
+            assert notifier.drain(), "the delivery thread did not finish within 10 s"
+        return list(self.received)
 
     def titles(self) -> list[str]:
         return [body["title"] for _, body in self.posts]
@@ -86,12 +100,22 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     rec = Receiver()
+    # Every notifier a bot builds (bootstrap.build_paper, build_live) is watched: what it queued
+    # is delivered before the test reads what the receiver got.
+    built = bootstrap.notifier_for
+
+    def watched(*args: Any, **kwargs: Any) -> tuple[Notifier, AlertRules]:
+        notifier, rules = built(*args, **kwargs)
+        rec.watch(notifier)
+        return notifier, rules
+
+    monkeypatch.setattr(bootstrap, "notifier_for", watched)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
-            rec.posts.append((self.path, body))  # before answering: notify() returns after
+            rec.received.append((self.path, body))  # before answering: delivered after
             self.send_response(rec.status)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -288,13 +312,13 @@ def notifier(
     store: SqlStore, receiver_url: str | None, rules: AlertRules = RULES
 ) -> tuple[Notifier, SimClock]:
     clock = SimClock(T0)
-    sender = apprise_sender([receiver_url]) if receiver_url else None
-    return Notifier(store, clock, sender, rules, account="acct"), clock
+    destinations = apprise_destinations([receiver_url]) if receiver_url else None
+    return Notifier(store, clock, destinations, rules, account="acct"), clock
 
 
 def test_an_alert_reaches_the_webhook(store: SqlStore, receiver: Receiver) -> None:
     n, _ = notifier(store, receiver.url)
-    assert n.notify([Alert(f"no_stop:{SYM}", "critical", "TST has no stop")]) == 1
+    assert sent(n, [Alert(f"no_stop:{SYM}", "critical", "TST has no stop")]) == 1
     [(path, body)] = receiver.posts
     assert path == "/hook"
     assert body["title"] == f"[acct] critical: no_stop:{SYM}"
@@ -307,30 +331,31 @@ def test_an_alert_reaches_the_webhook(store: SqlStore, receiver: Receiver) -> No
 def test_the_same_alert_is_sent_once_per_window(store: SqlStore, receiver: Receiver) -> None:
     n, clock = notifier(store, receiver.url)  # dedup window 600 s
     a = Alert("margin_ratio", "critical", "ratio high")
-    assert n.notify([a]) == 1
+    assert sent(n, [a]) == 1
     clock.advance_to(T0 + 599_000)
-    assert n.notify([a]) == 0  # same key within the window: recorded, not sent
-    assert n.notify([Alert(f"no_stop:{SYM}", "critical", "other")]) == 1  # another key is sent
+    assert sent(n, [a]) == 0  # same key within the window: recorded, not sent
+    assert sent(n, [Alert(f"no_stop:{SYM}", "critical", "other")]) == 1  # another key is sent
     assert len(receiver.posts) == 2
     records = store.recent_alerts("margin_ratio", 0)
     assert [r.delivered for r in records] == [False, True]  # newest first
+    assert records[0].owed == frozenset()  # a repeat: owed to no destination
     clock.advance_to(T0 + 601_000)  # the delivered one left the window
-    assert n.notify([a]) == 1
+    assert sent(n, [a]) == 1
     assert receiver.titles().count("[acct] critical: margin_ratio") == 2
 
 
 def test_no_more_than_max_per_hour(store: SqlStore, receiver: Receiver) -> None:
     rules = AlertRules(D("0.8"), D(3), dedup_seconds=0, max_per_hour=2)
     n, clock = notifier(store, receiver.url, rules)
-    assert n.notify([Alert(f"k{i}", "warning", f"alert {i}") for i in range(4)]) == 2
+    sent(n, [Alert(f"k{i}", "warning", f"alert {i}") for i in range(4)])
     clock.advance_to(T0 + 30 * 60_000)
-    assert n.notify([Alert("k4", "warning", "alert 4")]) == 0  # still the same hour
+    sent(n, [Alert("k4", "warning", "alert 4")])  # still the same hour
     assert [b["message"] for _, b in receiver.posts] == ["alert 0", "alert 1"]
     for i in range(5):  # every alert is recorded, sent or not
         [record] = store.recent_alerts(f"k{i}", 0)
         assert record.delivered is (i < 2)
     clock.advance_to(T0 + HOUR + 1)  # the first two sends are more than an hour old
-    assert n.notify([Alert("k5", "warning", "alert 5")]) == 1
+    sent(n, [Alert("k5", "warning", "alert 5")])
     assert len(receiver.posts) == 3
 
 
@@ -343,7 +368,7 @@ def test_the_hourly_limit_spends_itself_on_critical_alerts_first(
         Alert("unreadable:account", "warning", "account unreadable"),
         Alert(f"no_stop:{SYM}", "critical", "TST has no stop"),
     ]
-    assert n.notify(batch) == 1
+    sent(n, batch)
     assert [b["message"] for _, b in receiver.posts] == ["TST has no stop"]
     [warning] = store.recent_alerts("unreadable:account", 0)
     assert not warning.delivered  # recorded all the same
@@ -353,26 +378,28 @@ def test_a_failing_destination_does_not_raise(store: SqlStore, receiver: Receive
     receiver.status = 500
     n, clock = notifier(store, receiver.url)
     a = Alert("state:halted", "critical", "halted")
-    assert n.notify([a]) == 0
+    assert sent(n, [a]) == 1
     assert len(receiver.posts) == 1  # tried
     [record] = store.recent_alerts("state:halted", 0)
     assert not record.delivered
     # an undelivered alert does not count for dedup: the retry goes out when the hook is back
     receiver.status = 200
     clock.advance_to(T0 + 60_000)
-    assert n.notify([a]) == 1
+    assert sent(n, [a]) == 1
+    assert len(receiver.posts) == 2
     assert [r.delivered for r in store.recent_alerts("state:halted", 0)] == [True, False]
 
 
 def test_an_unreachable_destination_and_a_raising_sender_do_not_raise(store: SqlStore) -> None:
     n, _ = notifier(store, f"json://127.0.0.1:{closed_port()}/hook")
-    assert n.notify([Alert("a", "warning", "nobody listens")]) == 0
+    sent(n, [Alert("a", "warning", "nobody listens")])
+    assert [r.delivered for r in store.recent_alerts("a", 0)] == [False]
 
     def boom(title: str, body: str) -> bool:
         raise ConnectionError("the network is down")
 
     n = Notifier(store, SimClock(T0), boom, RULES, account="acct")
-    assert n.notify([Alert("b", "warning", "sender raises")]) == 0
+    sent(n, [Alert("b", "warning", "sender raises")])
     assert [r.delivered for r in store.recent_alerts("b", 0)] == [False]
 
 
@@ -387,7 +414,9 @@ def test_the_credentials_in_an_alert_url_never_reach_a_log_or_a_stored_text(
     token, password = "T0KEN9af83Kq02Zx", "pw4Alerts9x"
     port = closed_port()
     url = f"json://ops:{password}@127.0.0.1:{port}/hook/{token}?rto=1&cto=1"
-    apprise_sender([url])
+    [destination] = apprise_destinations([url])
+    assert token not in destination.label
+    assert password not in destination.label
     quoted = f"HTTPConnectionPool(host='127.0.0.1', port={port}): Max retries exceeded with url: "
     for text in (f"{quoted}/hook/{token}", f"JSON URL: {url}", f"login ops:{password} refused"):
         assert token not in redact(text)
@@ -399,43 +428,55 @@ def test_the_credentials_in_an_alert_url_never_reach_a_log_or_a_stored_text(
     assert token not in record.message
 
 
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
 def test_secrets_without_a_digit_are_redacted_and_apprise_lines_stay_out_of_the_log(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verbose: bool
 ) -> None:
     """An ntfy topic (the only access control on ntfy.sh) and a webhook path token of letters
     only: the JSON log file (always at DEBUG) held them in Apprise's "Loaded ntfy URL" and
-    "JSON POST URL" lines, at every start and every send."""
+    "JSON POST URL" lines, at every start and every send. With ``bot --verbose`` Apprise's
+    DEBUG lines are let through, and "Loaded ... URL: <the whole URL>" is logged inside
+    Apprise's add(): a URL's secrets were known to the redactor only after it, and went to the
+    log in clear (each case has secrets of its own: the redactor keeps what it was told)."""
     from loguru import logger
 
+    import bot.logs
     from bot.logs import redact, setup_logging
 
-    topic, token = "perpbotalertsprivatetopic", "QwErTyUiOpAsDfGhJkLzXcVbNm"
+    monkeypatch.setattr(bot.logs, "VERBOSE", verbose)  # what `bot --verbose` sets
+    case = "loud" if verbose else "quiet"
+    topic, token = f"perpbot{case}privatetopic", f"QwErTyUiOp{case}AsDfGhJkLzXcVbNm"
+    bot_token = f"123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PA{case}w"
     port = closed_port()
     setup_logging(tmp_path, level="INFO", console=False)
     try:
-        send = apprise_sender(
+        destinations = apprise_destinations(
             [
                 f"ntfy://127.0.0.1:{port}/{topic}",
                 f"json://127.0.0.1:{port}/hooks/{token}?rto=1&cto=1",
+                f"tgram://{bot_token}/987654321",  # (Apprise puts the token in the host's place)
             ]
         )
-        assert send is not None
-        assert send("critical: no_stop:BTC/USDT:USDT", "test") is False  # nothing listens
+        for d in destinations[:2]:  # nothing listens
+            assert d.send("critical: no_stop:BTC/USDT:USDT", "test") is False
         logger.complete()
     finally:
         logger.remove()
     written = "".join(f.read_text() for f in tmp_path.iterdir())
-    assert topic not in written
-    assert token not in written
+    for secret in (topic, token, bot_token):
+        assert secret not in written
+        assert all(secret not in d.label for d in destinations)
+    if verbose:
+        assert "Loaded" in written  # Apprise's DEBUG lines were written (redacted)
     for secret in (topic, token):
         assert secret not in redact(f"Loaded URL http://127.0.0.1:{port}/{secret}")
     assert "hooks" in redact("/hooks/")  # a short word is not a secret
 
 
 def test_apprise_urls_are_checked() -> None:
-    assert apprise_sender([]) is None
+    assert apprise_destinations([]) == []
     with pytest.raises(ValueError, match="not understood by Apprise: nosuchscheme://"):
-        apprise_sender(["nosuchscheme://host/path"])
+        apprise_destinations(["nosuchscheme://host/path"])
 
 
 # --- end to end: the paper bot ----------------------------------------------------------------
@@ -468,6 +509,7 @@ def paper_tick_with_alerts(
             store.post_command(command, json.dumps({"flatten": True}), clock.now_ms())
             clock.advance_to(clock.now_ms() + HOUR)
             assert runner.tick() is not None
+        assert runner.notifier.close()
     finally:
         paper.save()
         store.close()
@@ -506,6 +548,7 @@ def test_every_change_of_state_is_alerted_even_within_the_dedup_window(
             store.post_command(command, json.dumps({"flatten": True}), clock.now_ms())
             clock.advance_to(clock.now_ms() + 10 * 60_000)  # ten minutes apart
             runner.guard()
+        assert runner.notifier.close()
     finally:
         paper.save()
         store.close()
@@ -545,30 +588,34 @@ def hanging() -> Iterator[tuple[str, list[socket.socket]]]:
         server.close()
 
 
-def test_a_hanging_destination_costs_one_timeout_not_one_per_alert(
+def test_a_hanging_destination_costs_one_attempt_not_one_per_alert(
     store: SqlStore, hanging: tuple[str, list[socket.socket]], receiver: Receiver
 ) -> None:
-    url, _ = hanging
-    n, clock = notifier(store, url)
+    url, held = hanging
+    [hangs] = apprise_destinations([url])
+    [answers] = apprise_destinations([receiver.url])
+    target = {"send": hangs.send}  # the one destination: hanging, then answering again
+    hook = Destination("hook", "the hook", lambda title, body: target["send"](title, body))
+    clock = SimClock(T0)
+    n = Notifier(store, clock, [hook], RULES, account="acct")
     alerts = [Alert(f"no_stop:{i}", "critical", f"contract {i} has no stop") for i in range(6)]
-    started = WALL.monotonic()
-    assert n.notify(alerts) == 0
-    took = WALL.monotonic() - started
-    # One attempt waits out the timeout; the five others are held, not each waited for (the
-    # job's thread is the one that runs the next tick and guard).
-    assert took < 3.5, f"{took:.1f} s: every alert waited for the hanging destination"
+    assert n.notify(alerts) == 6  # queued: the job's thread waits for no delivery
+    assert n.drain()  # the one attempt waits out the read timeout (1 s), then the hook rests
+    # One attempt; the five others are held, not each tried and waited for.
+    assert len(held) == 1
     for i in range(6):  # all recorded, none delivered
         assert [r.delivered for r in store.recent_alerts(f"no_stop:{i}", 0)] == [False]
-    # Still resting a little later: nothing is tried, the job does not wait at all.
+    # Still resting a little later: nothing is tried.
     clock.advance_to(T0 + 10_000)
-    started = WALL.monotonic()
-    assert n.notify([Alert("state:halted", "critical", "halted")]) == 0
-    assert WALL.monotonic() - started < 0.5
-    # The destination answers again (here: another one) after the rest: what was held goes
-    # out first, then the new alert.
-    n.sender = apprise_sender([receiver.url])
+    assert n.notify([Alert("state:halted", "critical", "halted")]) == 1
+    assert n.drain()
+    assert len(held) == 1
+    # The destination answers again after the rest: what was held goes out first, then the
+    # new alert.
+    target["send"] = answers.send
     clock.advance_to(T0 + 60_000)
-    assert n.notify([Alert("margin_ratio", "critical", "ratio high")]) == 8
+    assert n.notify([Alert("margin_ratio", "critical", "ratio high")]) == 1
+    assert n.drain()
     assert receiver.titles()[-1] == "[acct] critical: margin_ratio"
     assert sorted(receiver.titles()[:-1]) == sorted(
         ["[acct] critical: state:halted"] + [f"[acct] critical: no_stop:{i}" for i in range(6)]

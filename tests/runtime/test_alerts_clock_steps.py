@@ -10,7 +10,7 @@ from decimal import Decimal as D
 from bot.alerts import Alert, AlertRules, Notifier
 from bot.clock import ms_to_datetime
 from bot.store.sql import SqlStore
-from tests.runtime.test_alert_incidents import Outbox
+from tests.fakes.alert_outbox import Outbox, sent
 
 T0 = 1_748_822_400_000  # 2025-06-02T00:00Z
 HOUR_MS = 3_600_000
@@ -44,14 +44,15 @@ def test_the_hourly_limit_frees_up_after_an_hour_even_if_the_clock_went_back(
     store: SqlStore,
 ) -> None:
     clock = SteppingClock(T0)
-    out = Outbox()
     rules = AlertRules(D("0.8"), D(3), dedup_seconds=3600, max_per_hour=2)
-    n = Notifier(store, clock, out, rules, account="acct")
-    assert n.notify([Alert("a", "warning", "a"), Alert("b", "warning", "b")]) == 2
+    n = Notifier(store, clock, None, rules, account="acct")
+    out = Outbox().serve(n)
+    sent(n, [Alert("a", "warning", "a"), Alert("b", "warning", "b")])
+    assert len(out.sent) == 2
     # Two hours later, after the clock was stepped back three hours: the hour is long over.
     clock.run(2 * 3600, wall_step_ms=-3 * HOUR_MS)
     naked = Alert("no_stop:BTC/USDT:USDT", "critical", "BTC has no stop")
-    assert n.notify([naked]) == 1
+    sent(n, [naked])
     assert out.count(naked.key) == 1
 
 
@@ -59,13 +60,13 @@ def test_an_incident_going_on_is_reminded_after_the_window_even_if_the_clock_wen
     store: SqlStore,
 ) -> None:
     clock = SteppingClock(T0)
-    out = Outbox()
-    n = Notifier(store, clock, out, AlertRules(dedup_seconds=3600), account="acct")
+    n = Notifier(store, clock, None, AlertRules(dedup_seconds=3600), account="acct")
+    out = Outbox().serve(n)
     naked = Alert("no_stop:BTC/USDT:USDT", "critical", "BTC has no stop")
-    assert n.notify([naked]) == 1
+    assert sent(n, [naked]) == 1
     clock.run(60)
-    assert n.notify([naked]) == 0  # within the window: once
+    assert sent(n, [naked]) == 0  # within the window: once
     # Two hours on, the clock stepped back three: the delivery is stamped "in the future".
     clock.run(2 * 3600, wall_step_ms=-3 * HOUR_MS)
-    assert n.notify([naked]) == 1
+    assert sent(n, [naked]) == 1
     assert out.count(naked.key) == 2

@@ -26,8 +26,8 @@ from bot.ports.store import RiskEvent
 from bot.runtime.catalogue_keeper import StaleCatalogue
 from bot.runtime.runner import Runner, failed_in_a_row
 from bot.store.sql import SqlStore
+from tests.fakes.alert_outbox import Outbox
 from tests.runtime.conftest import write_config
-from tests.runtime.test_alert_incidents import Outbox
 
 START = 1_748_822_400_000  # 2025-06-02T00:00Z
 MINUTE = 60_000
@@ -69,7 +69,7 @@ class Bot:
         self.runner, _paper = build_paper(
             self.config, self.store, replay=self.config.data.dir, clock=self.clock
         )
-        self.runner.notifier.sender = self.out
+        self.out.serve(self.runner.notifier)
 
 
 @pytest.fixture
@@ -78,8 +78,7 @@ def bot(tmp_path: Path) -> Iterator[Bot]:
     store = open_store(config, create=True)
     clock = SimClock(START)
     runner, _paper = build_paper(config, store, replay=config.data.dir, clock=clock)
-    out = Outbox()
-    runner.notifier.sender = out
+    out = Outbox().serve(runner.notifier)
     b = Bot(config, clock, store, runner, out)
     assert b.runner.tick() is not None  # a healthy start
     assert b.runner.max_failures == 3, "the tests below count to the default limit"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from bot.risk.gate import Denied, OrderContext, Verdict
 from bot.runtime.runner import Runner
 from bot.sim.paper import PaperExchange
 from bot.store.sql import SqlStore
+from tests.fakes.alert_outbox import Outbox
 from tests.runtime.conftest import write_config
 
 T0 = 1_748_822_400_000  # 2025-06-02T00:00Z
@@ -38,21 +38,6 @@ PERCENT_PRICE = OrderRejected(
     code=-4131,
 )
 TIMEOUT = OutcomeUnknown("binanceusdm POST /fapi/v1/order: read timed out")
-
-
-@dataclass
-class Outbox:
-    """A destination that takes every alert: (title, body)."""
-
-    sent: list[tuple[str, str]] = field(default_factory=list)
-
-    def __call__(self, title: str, body: str) -> bool:
-        self.sent.append((title, body))
-        return True
-
-    def bodies(self, key: str) -> list[str]:
-        """The bodies of the critical alerts of ``key`` sent."""
-        return [body for title, body in self.sent if title.endswith(f"] critical: {key}")]
 
 
 class RefusingCloses:
@@ -106,8 +91,7 @@ def bot(tmp_path: Path) -> Iterator[tuple[Runner, PaperExchange, SqlStore, SimCl
     store = open_store(config, create=True)
     clock = SimClock(T0)
     runner, paper = build_paper(config, store, replay=config.data.dir, clock=clock)
-    out = Outbox()
-    runner.notifier.sender = out
+    out = Outbox().serve(runner.notifier)
     try:
         yield runner, paper, store, clock, out
     finally:

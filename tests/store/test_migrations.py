@@ -495,3 +495,51 @@ def test_upgrade_from_0006_keeps_every_snapshot_a_tick(store_url: str) -> None:
         )
     finally:
         store.close()
+
+
+def test_upgrade_from_0007_keeps_the_alerts_judged_as_before(store_url: str) -> None:
+    """Alerts recorded before deliveries were kept per destination: none is owed to a
+    destination by a row, and a critical one the old bot failed to deliver (newer than its last
+    delivery, not a repeat) is still owed to every destination, as ``bot status`` said then."""
+    import sqlalchemy as sa
+
+    from bot.store import views
+
+    upgrade(store_url, "0007")
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            for ts, key, severity, delivered in (
+                (1000, "state:halted@a", "critical", True),
+                (2000, "state:halted@b", "critical", False),
+                (3000, "tick_failed:tick", "warning", False),
+            ):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO alerts (ts_ms, key, severity, message, delivered) "
+                        "VALUES (:ts, :key, :severity, 'm', :delivered)"
+                    ),
+                    {"ts": ts, "key": key, "severity": severity, "delivered": delivered},
+                )
+    finally:
+        engine.dispose()
+    upgrade(store_url)
+    store = SqlStore.open(store_url)
+    try:
+        assert [(a.key, a.owed, a.delivered_to) for a in views.recent_alerts(store, 5)] == [
+            ("tick_failed:tick", frozenset(), frozenset()),
+            ("state:halted@b", frozenset(), frozenset()),
+            ("state:halted@a", frozenset(), frozenset()),
+        ]
+        [owed] = views.owed_critical(store, ["d1", "d2"], dedup_ms=3_600_000)
+        assert (owed.key, owed.owed_to, owed.legacy) == (
+            "state:halted@b",
+            frozenset({"d1", "d2"}),
+            True,
+        )
+        # Once this version delivers an alert anywhere, what the old bot missed is history.
+        new = store.record_alert(4000, "margin_ratio", "critical", "m", destinations=["d1"])
+        store.mark_alert_delivered(new, "d1", ts_ms=4000)
+        assert views.owed_critical(store, ["d1", "d2"], dedup_ms=3_600_000) == []
+    finally:
+        store.close()

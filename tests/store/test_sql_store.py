@@ -581,6 +581,39 @@ def test_alerts_by_key_and_time(store: SqlStore) -> None:
     assert store.recent_alerts("stale", 0)[0].severity == "error"
 
 
+def test_an_alert_is_owed_and_delivered_per_destination(store: SqlStore) -> None:
+    """Each destination an alert is queued for owes it until it arrives there; ``delivered``
+    once it arrived everywhere. A newer alert of the same key that arrived settles an older
+    one there (the incident reached it); whatever its age, nothing else does."""
+    from bot.store import views
+
+    first = store.record_alert(100, "k", "critical", "m1", destinations=["d1", "d2"])
+    [rec] = store.recent_alerts("k", 0)
+    assert (rec.owed, rec.delivered_to, rec.delivered) == (
+        frozenset({"d1", "d2"}),
+        frozenset(),
+        False,
+    )
+    store.mark_alert_delivered(first, "d1", ts_ms=150)
+    [rec] = store.recent_alerts("k", 0)
+    assert (rec.delivered_to, rec.delivered) == (frozenset({"d1"}), False)
+    store.mark_alert_delivered(first, "d2", ts_ms=160)
+    assert store.recent_alerts("k", 0)[0].delivered is True
+    older = store.record_alert(200, "k", "critical", "m2", destinations=["d1", "d2"])
+    newer = store.record_alert(300, "k", "critical", "m3", destinations=["d1", "d2"])
+    store.record_alert(400, "w", "warning", "a warning", destinations=["d1"])  # not counted
+    other = store.record_alert(500, "x", "critical", "delivered", destinations=["d1", "d2"])
+    store.mark_alert_delivered(other)  # (everywhere)
+    store.mark_alert_delivered(newer, "d1", ts_ms=350)
+    owed = views.owed_critical(store, ["d1", "d2"], dedup_ms=3_600_000)
+    assert [(o.id, o.owed_to) for o in owed] == [
+        (newer, frozenset({"d2"})),
+        (older, frozenset({"d2"})),  # d1 received the newer one of its key
+    ]
+    assert views.owed_critical(store, ["d1"], dedup_ms=3_600_000) == []
+    assert views.owed_critical(store, [], dedup_ms=3_600_000) == []
+
+
 def test_runs_get_increasing_ids(store: SqlStore) -> None:
     first = store.open_run("paper", "/etc/bot/paper.toml", "voltarget", 1)
     second = store.open_run("live", "/etc/bot/live.toml", "voltarget", 2)

@@ -29,6 +29,7 @@ from bot.marketdata.coverage import choose
 from bot.marketdata.files import discover
 from bot.runtime.catalogue_keeper import CatalogueKeeper, StaleCatalogue
 from bot.store.memory import MemoryStore
+from tests.fakes.alert_outbox import Outbox
 
 BINANCE = load_instruments("binanceusdm")
 ADA, BTC = "ADA/USDT:USDT", "BTC/USDT:USDT"
@@ -335,12 +336,10 @@ def test_failed_refreshes_are_not_retried_at_every_tick_of_a_fast_policy() -> No
 
 
 def _delisting_keeper(
-    clock: SimClock, store: MemoryStore, venue: _Venue, sent: list[tuple[str, str]]
+    clock: SimClock, store: MemoryStore, venue: _Venue, out: Outbox
 ) -> tuple[CatalogueKeeper, list[dict[str, VenueRestriction]]]:
-    def sender(title: str, body: str) -> bool:
-        sent.append((title, body))
-        return True
-
+    notifier = Notifier(store, clock, None, AlertRules(), account="t")  # type: ignore[arg-type]
+    out.serve(notifier)
     given: list[dict[str, VenueRestriction]] = []
     keeper = CatalogueKeeper(
         cast(CcxtExchange, venue),
@@ -351,7 +350,7 @@ def _delisting_keeper(
         clock=clock,
         max_age_hours=48,
         on_restrict=lambda r: given.append(dict(r)),
-        notifier=Notifier(store, clock, sender, AlertRules(), account="t"),  # type: ignore[arg-type]
+        notifier=notifier,
         settlement_lead_hours=24,
     )
     return keeper, given
@@ -361,8 +360,8 @@ def test_a_withdrawn_contract_is_one_event_and_alert_per_change_and_the_others_s
     clock = SimClock(1_767_225_600_000)
     store = MemoryStore()
     venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
-    sent: list[tuple[str, str]] = []
-    keeper, given = _delisting_keeper(clock, store, venue, sent)
+    out = Outbox()
+    keeper, given = _delisting_keeper(clock, store, venue, out)
     keeper.check()
     assert given[-1] == {}
     venue.withdrawn = {ADA: "status SETTLING"}
@@ -386,16 +385,16 @@ def test_a_withdrawn_contract_is_one_event_and_alert_per_change_and_the_others_s
         "the venue trades this contract again (it was withdrawn",
     ]
     assert all(e.symbol == ADA for e in store.events)
-    assert [title.split(": ")[0] for title, _ in sent] == ["[t] critical"] * 3
-    assert all(ADA in body for _, body in sent)
+    assert [title.split(": ")[0] for title, _ in out.sent] == ["[t] critical"] * 3
+    assert all(ADA in body for _, body in out.sent)
 
 
 def test_a_scheduled_settlement_is_one_warning_and_reduce_only_from_the_lead_time() -> None:
     clock = SimClock(1_767_225_600_000)
     store = MemoryStore()
     venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
-    sent: list[tuple[str, str]] = []
-    keeper, given = _delisting_keeper(clock, store, venue, sent)
+    out = Outbox()
+    keeper, given = _delisting_keeper(clock, store, venue, out)
     keeper.check()
     settles = clock.now_ms() + 60 * HOUR
     venue.settles = {ADA: settles}
@@ -406,7 +405,7 @@ def test_a_scheduled_settlement_is_one_warning_and_reduce_only_from_the_lead_tim
     assert event.symbol == ADA
     assert "the venue settles this perpetual at 2026-01-03 12:00 UTC" in event.reason
     assert "does not close it" in event.reason
-    [(title, _)] = sent
+    [(title, _)] = out.sent
     assert title.startswith("[t] warning")
     clock.advance_to(settles - 24 * HOUR)  # the lead time: reduce-only, no second alert
     keeper.check()
@@ -416,7 +415,7 @@ def test_a_scheduled_settlement_is_one_warning_and_reduce_only_from_the_lead_tim
     clock.advance_to(clock.now_ms() + 2 * HOUR)
     keeper.check()
     assert len(store.events) == 1
-    assert len(sent) == 1
+    assert len(out.sent) == 1
     clock.advance_to(settles)  # settled, before a refresh reads the venue's new status
     keeper.check()
     assert given[-1] == {
@@ -433,12 +432,12 @@ def test_a_withdrawal_and_a_settlement_seen_in_one_check_are_two_alerts() -> Non
     venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
     venue.withdrawn = {ADA: "status SETTLING"}
     venue.settles = {ADA: clock.now_ms() + 10 * HOUR}
-    sent: list[tuple[str, str]] = []
-    keeper, _ = _delisting_keeper(clock, store, venue, sent)
+    out = Outbox()
+    keeper, _ = _delisting_keeper(clock, store, venue, out)
     keeper.check()
     assert len([e for e in store.events if e.kind == "catalogue"]) == 2
-    assert sorted(title.split(": ")[0] for title, _ in sent) == ["[t] critical", "[t] warning"]
-    assert any("the venue settles this perpetual at" in body for _, body in sent)
+    assert sorted(title.split(": ")[0] for title, _ in out.sent) == ["[t] critical", "[t] warning"]
+    assert any("the venue settles this perpetual at" in body for _, body in out.sent)
 
 
 def test_the_live_start_does_not_call_a_stand_in_a_change_by_the_venue() -> None:
@@ -483,32 +482,32 @@ def test_a_restart_reports_only_what_changed_since_the_last_report() -> None:
     venue.withdrawn = {ADA: "status SETTLING"}
     settles = clock.now_ms() + 60 * HOUR
     venue.settles = {BTC: settles}
-    sent: list[tuple[str, str]] = []
+    out = Outbox()
 
     def start() -> list[dict[str, VenueRestriction]]:
-        keeper, given = _delisting_keeper(clock, store, venue, sent)
+        keeper, given = _delisting_keeper(clock, store, venue, out)
         keeper.check(hold_alerts=True)
         keeper.release_alerts()  # the start confirmed
         clock.advance_to(clock.now_ms() + 60_000)
         return given
 
     start()
-    assert len(sent) == 2  # the withdrawal (critical) and the settlement (warning)
+    assert len(out.sent) == 2  # the withdrawal (critical) and the settlement (warning)
     for _ in range(3):  # a crash loop: the same listing read at each start
         given = start()
         assert given[-1] == {
             ADA: VenueRestriction(f"{ADA}: withdrawn by the venue (status SETTLING)")
         }
-    assert len(sent) == 2
+    assert len(out.sent) == 2
     assert len([e for e in store.events if e.kind == "catalogue"]) == 2
     # What changed since is said at the next start: a new settlement time, trading again.
     venue.settles = {BTC: settles + 24 * HOUR}
     venue.withdrawn = {}
     start()
-    assert len(sent) == 4
-    assert "the venue trades this contract again" in sent[-2][1] + sent[-1][1]
+    assert len(out.sent) == 4
+    assert "the venue trades this contract again" in out.sent[-2][1] + out.sent[-1][1]
     start()
-    assert len(sent) == 4
+    assert len(out.sent) == 4
 
 
 def test_a_start_declined_at_the_prompt_reports_again_at_the_next_start() -> None:
@@ -518,13 +517,13 @@ def test_a_start_declined_at_the_prompt_reports_again_at_the_next_start() -> Non
     store = MemoryStore()
     venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
     venue.withdrawn = {ADA: "status SETTLING"}
-    sent: list[tuple[str, str]] = []
-    declined, _ = _delisting_keeper(clock, store, venue, sent)
+    out = Outbox()
+    declined, _ = _delisting_keeper(clock, store, venue, out)
     declined.check(hold_alerts=True)  # ... and the trader answers no
-    assert sent == []
-    keeper, _ = _delisting_keeper(clock, store, venue, sent)
+    assert out.sent == []
+    keeper, _ = _delisting_keeper(clock, store, venue, out)
     keeper.check(hold_alerts=True)
     keeper.release_alerts()
-    [(title, body)] = sent
+    [(title, body)] = out.sent
     assert title.startswith("[t] critical")
     assert "withdrawn by the venue (status SETTLING)" in body

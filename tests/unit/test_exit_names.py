@@ -26,6 +26,7 @@ from tests.contract.test_ccxt_loopback import (
     RecordingClock,
     btc_account,
 )
+from tests.fakes.alert_outbox import Outbox
 from tests.fakes.binance_loopback import LoopbackBinance
 from tests.fakes.bybit_loopback import LoopbackBybit
 from tests.fakes.live_setup import loopback_adapter
@@ -162,14 +163,9 @@ def test_the_owner_is_alerted_with_the_right_name(
         limits=LIMITS,
         account="t",
     )
-    sent: list[tuple[str, str]] = []
-
-    def sender(title: str, body: str) -> bool:
-        sent.append((title, body))
-        return True
-
     rules = AlertRules()
-    notifier = Notifier(store, ex.clock, sender, rules, account="t")
+    notifier = Notifier(store, ex.clock, None, rules, account="t")
+    out = Outbox().serve(notifier)
     runner = Runner(engine=engine, store=store, clock=ex.clock, notifier=notifier, rules=rules)
     runner.tick()
     held = ex.book.positions[BTC].qty
@@ -180,7 +176,7 @@ def test_the_owner_is_alerted_with_the_right_name(
         )
     )
     runner.tick()
-    [(title, body)] = [(t, b) for t, b in sent if "exit:" in t]
+    [(title, body)] = [(t, b) for t, b in out.sent if "exit:" in t]
     # keyed by its time: a second exit of the contract within the hour is its own alert
     assert title.startswith(f"[t] warning: exit:{BTC}@")
     assert "reduced outside the bot" in body

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bot.alerts import apprise_sender
+from bot.alerts import apprise_destinations
 from bot.extras import MissingExtra, require
 from bot.store.sql import SqlStore
 
@@ -20,9 +20,9 @@ def test_require_names_the_extra_and_the_pip_command() -> None:
 
 def test_alert_urls_without_apprise_name_the_alerts_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "apprise", None)  # import apprise would fail: not installed
-    assert apprise_sender([]) is None  # no URL, no Apprise needed
+    assert apprise_destinations([]) == []  # no URL, no Apprise needed
     with pytest.raises(MissingExtra, match=r"runtime.alert_urls .*'alerts'"):
-        apprise_sender(["json://localhost:1/hook"])
+        apprise_destinations(["json://localhost:1/hook"])
 
 
 def test_postgres_url_without_psycopg_names_the_postgres_extra(

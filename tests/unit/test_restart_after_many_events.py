@@ -26,6 +26,7 @@ from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
 from tests.conftest import T0, make_exchange
+from tests.fakes.alert_outbox import Outbox
 from tests.unit.test_engine import BTC, LIMITS, ROOT, FakeMarket
 
 HOUR = 3_600_000
@@ -85,13 +86,8 @@ def test_a_jobs_state_change_is_alerted_after_many_other_events(
 ) -> None:
     clock = SimClock(T0)
     engine = engine_on(store, clock, instruments)
-    sent: list[str] = []
-
-    def sender(title: str, body: str) -> bool:
-        sent.append(title)
-        return True
-
-    notifier = Notifier(store, clock, sender, AlertRules(), account="t")
+    notifier = Notifier(store, clock, None, AlertRules(), account="t")
+    out = Outbox().serve(notifier)
     runner = Runner(engine=engine, store=store, clock=clock, notifier=notifier, rules=AlertRules())
 
     def busy_job() -> None:
@@ -109,7 +105,7 @@ def test_a_jobs_state_change_is_alerted_after_many_other_events(
             store.record_event(event(clock.now_ms(), EventKind.DENIED, f"t-e-BTC-{i}", BTC))
 
     runner._job("guard", busy_job)
-    assert any(t.startswith("[t] critical: state:halted@") for t in sent), sent
+    assert any(t.startswith("[t] critical: state:halted@") for t in out.titles), out.titles
 
 
 def test_a_guards_state_change_is_alerted_when_the_venue_stops_answering(
@@ -117,13 +113,8 @@ def test_a_guards_state_change_is_alerted_when_the_venue_stops_answering(
 ) -> None:
     clock = SimClock(T0)
     engine = engine_on(store, clock, instruments)
-    sent: list[str] = []
-
-    def sender(title: str, body: str) -> bool:
-        sent.append(title)
-        return True
-
-    notifier = Notifier(store, clock, sender, AlertRules(), account="t")
+    notifier = Notifier(store, clock, None, AlertRules(), account="t")
+    out = Outbox().serve(notifier)
     runner = Runner(engine=engine, store=store, clock=clock, notifier=notifier, rules=AlertRules())
 
     def halting_guard() -> None:
@@ -143,7 +134,7 @@ def test_a_guards_state_change_is_alerted_when_the_venue_stops_answering(
         engine.exchange.fetch_positions = down  # type: ignore[method-assign]
 
     runner._job("guard", halting_guard)  # the alert step reads the account again: it fails
-    assert any(t.startswith("[t] critical: state:halted@") for t in sent), sent
+    assert any(t.startswith("[t] critical: state:halted@") for t in out.titles), out.titles
 
 
 def test_the_loss_limits_and_a_halt_survive_a_kill(

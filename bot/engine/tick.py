@@ -2613,7 +2613,19 @@ class Engine:
         account as the guard found it, not as the last tick left it: a position its stop
         closed since shown flat, the loss counted. At the job's time, after its orders: the
         orders a start counts on top of the recorded positions are those sent after them
-        (``StorePort.filled_since``)."""
+        (``StorePort.filled_since``).
+
+        Not while an order of the bot's sent by this job (a close, a reduction, an entry) has
+        an unknown outcome: the venue may have executed it, so the reading may not hold its
+        fill, and a start counts only the orders sent after a record on top of it; the next job
+        that settles the order records instead (else a flatten close whose answer was lost,
+        settled filled by a job that then died, was named an exit outside the bot at the
+        restart, with its day's cooldown)."""
+        if any(
+            r.created_ms >= now and not r.request.purpose.is_protective
+            for r in self.store.unresolved_orders()
+        ):
+            return
         memory = self._risk_memory()
         state = memory.state if memory is not None else TradingState.ACTIVE
         smallest = min(self.limits.daily_loss, self.limits.max_drawdown)

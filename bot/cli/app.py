@@ -162,7 +162,12 @@ def calc(
         str | None, typer.Option("--leverage", help="leverage; notional = balance x leverage")
     ] = None,
     size: Annotated[
-        str | None, typer.Option("--size", help="position size (base asset), instead of leverage")
+        str | None,
+        typer.Option(
+            "--size",
+            help="position size (base asset), instead of leverage; leverage = size x entry / "
+            "balance, at least 1x (the venue's lowest setting)",
+        ),
     ] = None,
     margin_mode: Annotated[
         str, typer.Option("--margin-mode", help="isolated or cross")

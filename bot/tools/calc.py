@@ -1,14 +1,17 @@
 """``bot calc``: margin, liquidation and PnL of one position before it is opened.
 
 The position is funded by the wallet balance: with a leverage the notional asked is ``balance x
-leverage``; with a size the leverage is ``size x entry / balance``. Every figure is that of the
+leverage``; with a size the leverage is ``size x entry / balance``, and at least 1x, the venue's
+lowest setting (a size worth less than the balance is held at 1x: its margin is its notional, the
+rest of the balance stays in the wallet). Every figure is that of the
 position the venue would hold: the size floored to the quantity step (the venue refuses any
 other), its notional, margins, fee and PnL. In isolated mode the collateral is the position's
 margin (``notional / leverage``; what the step leaves over stays in the wallet), in cross mode the
 whole wallet backs the position. Margins and liquidation prices are the engine's
 (:mod:`bot.domain.margin`: the venue's formula on its tiered brackets, Binance's or Bybit's), so
 the calculator and the bot agree. The largest leverage for a stop (``--vol``) is a leverage
-of the same meaning: the balance at it keeps its liquidation beyond the stop.
+of the same meaning: the balance at it keeps its liquidation beyond the stop (a long's stop at or
+below 0 never fires: only a position without a liquidation price qualifies).
 
 Units: prices and money in the quote currency, quantities in the base asset, moves, distances
 and returns as fractions (0.05 = 5 %), volatility annualised. Fees and funding are left out of
@@ -130,6 +133,11 @@ class CalcResult:
     liquidation_on_grid: Decimal | None = None  # on the tick grid, toward the mark
     asked_notional: Decimal = ZERO  # balance x leverage (or size x entry), before the step
     asked_qty: Decimal = ZERO  # asked_notional / entry, unrounded
+    # Why ``stop_price`` is None although a volatility was given (the stop k vols below a
+    # long's entry is at or below 0), and what ``max_leverage_for_stop`` means then.
+    stop_note: str | None = None
+    # A --size worth less than the balance: held at the venue's lowest leverage, 1x.
+    size_note: str | None = None
 
     @property
     def stop_beyond_liquidation(self) -> bool:
@@ -176,7 +184,12 @@ def calculate(req: CalcRequest) -> CalcResult:
     else:
         assert req.size is not None  # noqa: S101 - _validate guarantees one of the two
         asked = req.size * req.entry
-        leverage = asked / req.balance
+        # The venue's lowest leverage setting is 1x (--leverage refuses less). A size worth less
+        # than the balance is held at 1x: in isolated mode its margin is its notional, not the
+        # whole wallet (priced on the wallet, a 600 USDT short on 100 000 read 0.006x and
+        # "liquidates at 10 019 920", where the venue's 1x position liquidates at 119 521.9); in
+        # cross the whole wallet still backs it (_column), only its initial margin is the notional.
+        leverage = max(ONE, asked / req.balance)
     _check_bracket(inst, leverage, asked, req)
     _check_order_minimums(inst, asked, req)
     # The minimums passed: the step-floored size is an order the venue takes. Its notional,
@@ -185,13 +198,18 @@ def calculate(req: CalcRequest) -> CalcResult:
     held = req.size if req.size is not None else inst.floor_qty(asked / req.entry)
     notional = held * req.entry
     daily = None if req.volatility is None else req.volatility / DAYS_PER_YEAR.sqrt()
-    stop, max_lev = _stop_answer(inst, req, daily)
-    main = _column(inst, req, leverage, stop, req.size)
+    # The stop k daily vols from the entry; a long's may be at or below 0 (k x daily >= 1): it
+    # is kept as the level every column is judged against (any liquidation price comes first),
+    # and shown as no stop (None).
+    level = None if daily is None else req.entry * (1 - req.side * req.stop_vol_units * daily)
+    stop = level if level is not None and level > 0 else None
+    max_lev = None if level is None else _max_leverage_for_stop(inst, req, level)
+    main = _column(inst, req, leverage, level, req.size)
     _check_liquidation_side(main, req, inst)
     bracket = inst.bracket_for(notional)
     distance = _distance(main.liquidation_price, req)
     levels = sorted({leverage, *COMPARE_LEVERAGES})
-    columns = tuple(main if lev == leverage else _column(inst, req, lev, stop) for lev in levels)
+    columns = tuple(main if lev == leverage else _column(inst, req, lev, level) for lev in levels)
     return CalcResult(
         request=req,
         instrument=inst,
@@ -215,6 +233,8 @@ def calculate(req: CalcRequest) -> CalcResult:
         liquidation_on_grid=main.liquidation_on_grid,
         asked_notional=asked,
         asked_qty=main.asked_qty,
+        stop_note=None if stop is not None or level is None else _stop_note(inst, req, level),
+        size_note=_size_note(inst, req, asked, leverage),
     )
 
 
@@ -275,9 +295,13 @@ def _stop_beyond(
 ) -> bool:
     """Whether the stop, on the grid as it would be placed (toward the mark), lies at or beyond
     the liquidation price (on the grid, toward the mark): the engine keeps a stop strictly
-    between mark and liquidation, and a stop there never fires before the liquidation."""
+    between mark and liquidation, and a stop there never fires before the liquidation. A stop
+    at or below 0 (a long's only: a short's lies above its entry) never fires at all: any
+    liquidation price comes first."""
     if stop is None or liquidation is None:
         return False
+    if stop <= 0:
+        return True
     placed = inst.stop_price(stop, side)
     return placed <= liquidation if side > 0 else placed >= liquidation
 
@@ -312,23 +336,44 @@ def _distance(liq: Decimal | None, req: CalcRequest) -> Decimal | None:
     return None if liq is None else abs(liq - req.entry) / req.entry
 
 
-def _stop_answer(
-    inst: Instrument, req: CalcRequest, daily: Decimal | None
-) -> tuple[Decimal | None, Decimal | None]:
-    """Stop ``k`` daily-vol units from the entry, and the largest leverage whose position (the
-    balance at that leverage: notional = balance x leverage, as ``--leverage`` and the columns
-    mean it) keeps its liquidation price beyond that stop and its leverage within the bracket
-    of its notional; see :func:`_max_leverage_for_stop`."""
-    if daily is None:
-        return None, None
-    stop = req.entry * (1 - req.side * req.stop_vol_units * daily)
-    if stop <= 0:
-        # A long's stop below zero never triggers; nothing to protect, the bracket cap applies.
-        return None, _max_leverage_for_stop(inst, req, None)
-    return stop, _max_leverage_for_stop(inst, req, stop)
+def _stop_note(inst: Instrument, req: CalcRequest, level: Decimal) -> str:
+    """Why a long's stop ``level`` (at or below 0) is shown as none, and what the largest
+    leverage for it is then: a stop there never fires, so only a position that cannot be
+    liquidated qualifies. On Binance's formula a 1x long (margin = notional) has no liquidation
+    price; on Bybit's the maintenance margin on the value at entry (and the fee to close)
+    outlasts that margin, so even 1x liquidates, near entry x MMR (bot.domain.margin
+    ``_solve_bybit``), and no leverage qualifies."""
+    head = (
+        f"stop at or below 0: {_plain(req.stop_vol_units)} daily vols below the entry is "
+        f"{_fmt(level)}, where no stop fires; only a position that cannot be "
+        "liquidated qualifies"
+    )
+    one = _column(inst, req, ONE, level).liquidation_on_grid
+    if one is None:
+        return f"{head}: 1x (its margin is its notional) has no liquidation price"
+    return f"{head}, and none does: even 1x liquidates, at {_plain(one)} ({req.exchange}'s formula)"
 
 
-def _max_leverage_for_stop(inst: Instrument, req: CalcRequest, stop: Decimal | None) -> Decimal:
+def _size_note(inst: Instrument, req: CalcRequest, asked: Decimal, leverage: Decimal) -> str | None:
+    """What a --size worth less than the balance is priced as (None otherwise): 1x, the venue's
+    lowest setting, with what backs the position in the margin mode asked."""
+    if req.size is None or asked >= req.balance:
+        return None
+    backing = (
+        f"isolated margin {_fmt(initial_margin(asked, leverage))} {inst.quote} (the notional); "
+        "the rest of the balance stays in the wallet"
+        if req.margin_mode is MarginMode.ISOLATED
+        else f"initial margin {_fmt(initial_margin(asked, leverage))} {inst.quote}; the whole "
+        f"wallet ({_plain(req.balance)}) backs it in cross"
+    )
+    return (
+        f"--size {_plain(req.size)} is {_fmt(asked)} {inst.quote}, less than the balance "
+        f"{_plain(req.balance)} ({asked / req.balance:.4g}x): held at the venue's lowest "
+        f"leverage, 1x: {backing}"
+    )
+
+
+def _max_leverage_for_stop(inst: Instrument, req: CalcRequest, stop: Decimal) -> Decimal:
     """The largest leverage on the 0.01 grid (rounded down: the safe side) at which the column
     the tool shows for it (:func:`_column`: the balance at that leverage, the size floored to
     the step, liquidation and stop on the tick grid) has no ``stop_beyond_liquidation`` and
@@ -336,6 +381,11 @@ def _max_leverage_for_stop(inst: Instrument, req: CalcRequest, stop: Decimal | N
     even 1x is. Both fail from some leverage on: the notional grows with the leverage, and with
     it the maintenance rate (the bracket) and the liquidation's nearness to the entry, while
     the bracket's cap falls. So a bisection on the grid finds the boundary.
+
+    A long's ``stop`` at or below 0 (k daily vols >= 100 %) never fires: only a column
+    without a liquidation price qualifies (:func:`_stop_beyond`), 1x on Binance's formula and
+    none on Bybit's. It answered the bracket cap (150x on BTC, liquidating 0.27 % below the
+    entry) when such a stop was taken for no stop at all.
 
     It was solved on the notional of the leverage asked (balance x --leverage) with less margin:
     above the first bracket that notional is smaller than the answer's own, its maintenance rate
@@ -525,6 +575,7 @@ def jsonable(r: CalcResult) -> dict[str, Any]:
         "entry": to_text(req.entry),
         "balance": to_text(req.balance),
         "leverage": to_text(r.leverage),
+        "size_note": r.size_note,  # a --size worth less than the balance: held at 1x
         # the quantity an order would carry: floored to the step (the venue refuses others)
         "qty": to_text(r.order_qty),
         "notional": to_text(r.notional),  # of the position held (qty x entry)
@@ -541,6 +592,7 @@ def jsonable(r: CalcResult) -> dict[str, Any]:
         "liquidation_distance_vol_units": to_text(r.liquidation_distance_vol),
         "stop_vol_units": to_text(req.stop_vol_units),
         "stop_price": to_text(r.stop_price),
+        "stop_note": r.stop_note,  # why stop_price is null with a volatility given
         "stop_beyond_liquidation": r.stop_beyond_liquidation,
         "max_leverage_for_stop": to_text(r.max_leverage_for_stop),
         "round_trip_fee": to_text(r.round_trip_fee),

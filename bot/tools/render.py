@@ -49,6 +49,7 @@ def calc_summary(r: CalcResult) -> Table:
     table.add_column("value", justify="right")
     rows = [
         ("leverage", f"{r.leverage:.2f}x (bracket max {r.bracket_max_leverage}x)"),
+        *([("[yellow]size below the balance[/yellow]", r.size_note)] if r.size_note else []),
         ("size", _size(r)),
         ("initial margin", f"{r.initial_margin:,.2f} {quote}"),
         (
@@ -85,16 +86,17 @@ def calc_summary(r: CalcResult) -> Table:
         )
     if r.max_leverage_for_stop is not None:
         stop = (
-            "none" if r.stop_price is None else _price(_shown_toward_entry(r, r.stop_price), tick)
+            "at or below 0"
+            if r.stop_price is None
+            else _price(_shown_toward_entry(r, r.stop_price), tick)
         )
-        rows.append(
-            (
-                f"max leverage, stop {req.stop_vol_units} vols away ({stop})",
-                f"{r.max_leverage_for_stop}x"
-                if r.max_leverage_for_stop > 0
-                else "none: even 1x liquidates before the stop",
-            )
-        )
+        answer = f"{r.max_leverage_for_stop}x" if r.max_leverage_for_stop > 0 else "none"
+        if r.stop_note is not None:
+            # a stop that never fires: the answer is only read right with its reason
+            answer = f"{answer}: {r.stop_note}"
+        elif r.max_leverage_for_stop == 0:
+            answer = "none: even 1x liquidates before the stop"
+        rows.append((f"max leverage, stop {req.stop_vol_units} vols away ({stop})", answer))
     for label, value in rows:
         table.add_row(label, value)
     return table

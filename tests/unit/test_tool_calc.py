@@ -711,3 +711,146 @@ def test_a_liquidation_price_on_the_entrys_tick_is_refused(side: int, way: str) 
     got = calculate(request(side=side, entry=D("1.5"), balance=D(1000), leverage=D(5)))
     assert got.liquidation_on_grid is not None
     assert (got.liquidation_on_grid - D("1.5")) * side < 0
+
+
+def test_a_stop_at_or_below_zero_admits_only_a_position_that_cannot_be_liquidated() -> None:
+    """BTC long at 60 000, balance 1 000, vol 200 % (daily 2 / sqrt(365) = 10.4685 %). 9.5
+    daily vols down the stop is 329.7: 1x (no liquidation price) is the largest leverage whose
+    liquidation lies beyond it. 9.6 vols down it is -298.4, a stop that never fires; it was
+    taken for no stop at all and the answer jumped to the bracket cap, 150x, a long that
+    liquidates at 60 000 x (1 - 1/150) / 0.996 = 59 839.4, 0.27 % below the entry. Any
+    liquidation price comes before such a stop: only 1x (margin = notional) qualifies."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_summary
+
+    base = {"leverage": D(5), "volatility": D(2)}
+    above = calculate(request(**base, stop_vol_units=D("9.5")))
+    assert above.stop_price is not None
+    assert D(329) < above.stop_price < D(330)
+    assert above.max_leverage_for_stop == D(1)
+    below = calculate(request(**base, stop_vol_units=D("9.6")))
+    assert below.stop_price is None
+    assert below.max_leverage_for_stop == D(1)
+    # asked again at the answer, nothing liquidates before the stop; a cent more does
+    at = calculate(request(**{**base, "leverage": D(1)}, stop_vol_units=D("9.6")))
+    assert at.liquidation_price is None
+    assert not at.stop_beyond_liquidation
+    assert calculate(
+        request(**{**base, "leverage": D("1.01")}, stop_vol_units=D("9.6"))
+    ).stop_beyond_liquidation
+    # every column with a liquidation price is liquidated before a stop that never fires
+    assert {c.leverage: c.stop_beyond_liquidation for c in below.columns} == {
+        D(1): False,
+        D(3): True,
+        D(5): True,
+        D(10): True,
+        D(20): True,
+    }
+    assert below.stop_beyond_liquidation
+    # the default 2 units at 1 000 % a year is the same case
+    assert calculate(request(volatility=D(10))).max_leverage_for_stop == D(1)
+    data = jsonable(below)
+    assert (data["stop_price"], data["max_leverage_for_stop"]) == (None, "1")
+    assert data["stop_note"].startswith("stop at or below 0: 9.6 daily vols below the entry")
+    assert "1x (its margin is its notional) has no liquidation price" in data["stop_note"]
+    assert above.stop_note is None
+    assert jsonable(above)["stop_note"] is None
+    out = StringIO()
+    Console(file=out, width=400).print(calc_summary(below))
+    line = next(x for x in out.getvalue().splitlines() if "max leverage, stop" in x)
+    assert "(at or below 0)" in line
+    assert "1.00x: stop at or below 0" in line
+
+
+@pytest.mark.parametrize(
+    ("mode", "entry"), [(MarginMode.ISOLATED, D(60000)), (MarginMode.CROSS, D(50000))]
+)
+def test_on_bybit_no_leverage_keeps_a_stop_at_or_below_zero(
+    mode: MarginMode, entry: Decimal
+) -> None:
+    """On Bybit's formula (bot.domain.margin._solve_bybit) the maintenance margin is valued at
+    the entry and holds the fee to close: a 1x long whose margin is its notional still
+    liquidates, near the entry x 0.5 % (300 at 60 000). So no leverage keeps its liquidation
+    beyond a stop that never fires, and the answer says so instead of giving a number. (Cross
+    at 50 000, where 1 000 at 1x is 0.02 BTC on the step: at 60 000 the step leaves 40 of the
+    wallet over the 960 held, enough to cover the maintenance, and 1x qualifies there.)"""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bot.tools.render import calc_summary
+
+    r = calculate(
+        request(
+            exchange="bybit",
+            margin_mode=mode,
+            entry=entry,
+            leverage=D(5),
+            volatility=D(2),
+            stop_vol_units=D("9.6"),
+        )
+    )
+    one = next(c for c in r.columns if c.leverage == 1)
+    assert one.liquidation_price is not None
+    assert entry * D("0.005") <= one.liquidation_price < entry * D("0.0051")
+    assert r.stop_price is None
+    assert r.max_leverage_for_stop == 0
+    assert r.stop_note is not None
+    assert f"none does: even 1x liquidates, at {one.liquidation_on_grid}" in r.stop_note
+    out = StringIO()
+    Console(file=out, width=400).print(calc_summary(r))
+    line = next(x for x in out.getvalue().splitlines() if "max leverage, stop" in x)
+    assert "none: stop at or below 0" in line
+    assert "0.00x" not in line  # no number given as the answer
+
+
+def test_a_size_worth_less_than_the_balance_is_held_at_1x() -> None:
+    """0.01 BTC short at 60 000 (600 USDT) on a 100 000 wallet read 0.006x, a leverage the
+    venue has no setting for (--leverage refuses it), and in isolated mode took the whole
+    wallet as the position's margin: "liquidates at 10 019 920.3". The venue holds it at 1x at
+    least, margin 600: LP = (600 + 600) / (0.01 x 0.004 + 0.01) = 119 521.9 (Binance's
+    formula), as --leverage 1 on a 600 balance shows. In cross the whole wallet backs it and
+    the liquidation price stays the wallet's; only the initial margin is the notional's."""
+    sized = request(side=-1, leverage=None, size=D("0.01"), balance=D(100000))
+    isolated = calculate(sized)
+    assert isolated.leverage == D(1)
+    assert isolated.initial_margin == D(600)
+    assert isolated.liquidation_on_grid == D("119521.9")
+    at_1x = calculate(request(side=-1, leverage=D(1), balance=D(600)))
+    assert isolated.liquidation_price == at_1x.liquidation_price
+    main = next(c for c in isolated.columns if c.leverage == 1)
+    assert (main.order_qty, main.notional) == (D("0.01"), D(600))
+    # the move table loses at most the position's margin, never the wallet
+    worst = min(c.pnl for _, _, cells in isolated.moves for c in cells[:1] if c.pnl is not None)
+    assert worst >= -600
+    assert isolated.size_note is not None
+    assert "held at the venue's lowest leverage, 1x: isolated margin 600 USDT" in (
+        isolated.size_note
+    )
+    data = jsonable(isolated)
+    assert (data["leverage"], data["liquidation_price"]) == ("1", "119521.9")
+    assert data["size_note"] == isolated.size_note
+    # cross: the wallet backs it, (100 000 + 600) / (0.01 x 1.004) = 10 019 920.3
+    cross = calculate(replace(sized, margin_mode=MarginMode.CROSS))
+    assert cross.leverage == D(1)
+    assert cross.initial_margin == D(600)
+    assert cross.liquidation_on_grid == D("10019920.3")
+    assert cross.size_note is not None
+    assert "the whole wallet (100000) backs it in cross" in cross.size_note
+    # a size worth the balance or more keeps its leverage and says nothing
+    assert calculate(replace(sized, balance=D(600))).size_note is None
+    assert calculate(replace(sized, balance=D(300))).leverage == D(2)
+
+
+def test_cli_a_size_below_the_balance_says_it_is_held_at_1x() -> None:
+    args = ["calc", "--contract", "BTC/USDT:USDT", "--side", "short", "--entry", "60000"]
+    args += ["--size", "0.01", "--balance", "100000", "--margin-mode", "isolated"]
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert (data["leverage"], data["initial_margin"]) == ("1", "600")
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0, text.output
+    flat = " ".join(text.output.split())
+    assert "--size 0.01 is 600 USDT, less than the balance 100000 (0.006x)" in flat

@@ -16,6 +16,10 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
   minimum there is no part to bridge with: a resting close-position stop that still protects
   (strictly between the mark and the liquidation price) is kept rather than moved; a tighter
   or looser stop is not worth a moment with none. Only one that no longer protects is replaced.
+  Likewise on a venue without close-position stops (Bybit): a resting stop-loss that still
+  protects is never cancelled for a replacement that would cover less of the position (the
+  part on the step) or nothing (below the minimum, where no order can be placed); it is kept
+  where it is, with a note (:func:`_protects_more`), until it no longer protects.
 * Size: reduce-only market orders to de-lever or close, market orders to increase (only where
   allowed). A change below ``rebalance_tolerance`` (fraction of the larger of the current and
   target size) is not traded, except closing to flat, cutting a position above the venue's
@@ -49,6 +53,7 @@ from bot.risk.coverage import (
     by_hand_shortfall,
     close_position_slot_holder,
     own_trigger_changed,
+    plain,
 )
 
 ZERO = Decimal(0)
@@ -302,6 +307,22 @@ def _reduce(
         )
 
 
+def uncarried(size: Decimal, instrument: Instrument) -> str:
+    """Why no order can close all of a position of absolute ``size`` (one that
+    :meth:`Instrument.orderable` refuses): below the venue's minimum order, none of it; off
+    its quantity step, the part below the step."""
+    part = instrument.orderable_part(size)
+    if part == 0:
+        return (
+            f"the position {plain(size)} is below the exchange's minimum order "
+            f"{instrument.min_qty}: no order can close any of it"
+        )
+    return (
+        f"{plain(size - part)} of the position {plain(size)} is off the exchange's quantity "
+        f"step {instrument.step_size} (minimum {instrument.min_qty}): no order can close it"
+    )
+
+
 def _remainder_note(size: Decimal, part: Decimal, instrument: Instrument) -> str:
     return (
         f"position {size} is off the exchange's quantity step {instrument.step_size} "
@@ -368,6 +389,14 @@ def plan_protection(
                 f"{len(existing)} resting {purpose.name.lower()} orders: reduced to one"
             )
         _note_changed_triggers(plan, existing)
+        kept = (
+            None
+            if keep is not None or price is None
+            else _protects_more(purpose, cancel, size, how, still_protects, unflagged)
+        )
+        if kept is not None:
+            _keep_protecting(plan, kept, cancel, price, size, how, instrument)
+            continue
         if unflagged and price is not None and how.placeable:
             _note_unflagged(plan, cancel, unflagged)
         if price is None or keep is not None or not how.placeable:
@@ -393,6 +422,81 @@ def plan_protection(
             f"protective orders cover {size - plan.remainder}, {plan.remainder} unprotected"
         )
     return plan
+
+
+def _covers(order: Order, size: Decimal) -> Decimal:
+    """How much of a position of absolute ``size`` a resting stop on its closing side closes:
+    all of it for a close-position stop, else its amount (at most the position)."""
+    if order.close_position:
+        return size
+    return min(order.amount if order.amount is not None else ZERO, size)
+
+
+def _protects_more(
+    purpose: OrderPurpose,
+    existing: Sequence[Order],
+    size: Decimal,
+    how: StopSizing,
+    still_protects: StillProtects | None,
+    unflagged: Collection[str],
+) -> Order | None:
+    """The resting stop-loss to keep instead of the one wanted: the first of those that still
+    protect the position that covers more of it than the order ``how`` can place (nothing,
+    below the venue's minimum; the part on the step, off it, on a venue without close-position
+    stops). A stop of the bot's is never cancelled for less protection, or for none: the wanted
+    trigger is not worth a moment, or a part, without a stop. One resting without the venue's
+    closing flag (``unflagged``) is replaced as :func:`plan_protection` says, unless no order
+    at all can replace it. ``None``: the wanted order covers as much (the usual case), or
+    ``purpose`` is not the stop-loss (a take-profit is no protection)."""
+    if purpose is not _STOP_LOSS or still_protects is None:
+        return None
+    wanted = size if how.close_position else (how.amount if how.amount is not None else ZERO)
+    best: Order | None = None
+    most = wanted
+    for o in _flagged_first(existing):
+        if how.placeable and o.client_id in unflagged:
+            continue
+        covers = _covers(o, size)
+        if covers > most and still_protects(o):
+            best, most = o, covers
+    return best
+
+
+def _keep_protecting(
+    plan: ProtectionPlan,
+    kept: Order,
+    cancel: Sequence[Order],
+    wanted: Decimal | None,
+    size: Decimal,
+    how: StopSizing,
+    instrument: Instrument | None,
+) -> None:
+    """Keep ``kept`` (see :func:`_protects_more`), cancel the other resting stops of the
+    purpose (duplicates, or none that protects as much), and say why, once while it lasts."""
+    plan.cancel.extend(o.client_id for o in cancel if o is not kept)
+    covers = _covers(kept, size)
+    plan.remainder = size - covers
+    held = plain(size)
+    if not how.placeable:
+        why = (
+            f"no order can replace it: position {held} is below the exchange's minimum order "
+            f"{_minimum(instrument)}"
+        )
+    else:
+        step = instrument.step_size if instrument is not None else "?"
+        part = plain(how.amount) if how.amount is not None else "none"
+        why = (
+            f"a new one could cover only {part} of position {held} (off the exchange's "
+            f"quantity step {step}, minimum {_minimum(instrument)}, and the exchange takes no "
+            "close-position stop)"
+        )
+    _standing(
+        plan,
+        f"kept {kept.client_id} {kept.trigger_price} {size}",  # the wanted price moves
+        f"stop-loss {kept.client_id} kept at {kept.trigger_price} (wanted {wanted}): it still "
+        f"protects {plain(covers)} of position {held}, and {why}; it stays until it no "
+        "longer protects or the position changes",
+    )
 
 
 def _note_changed_triggers(plan: ProtectionPlan, existing: Sequence[Order]) -> None:

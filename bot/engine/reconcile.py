@@ -107,16 +107,22 @@ class Reconciler:
         self._recorded_at_start = store.latest_positions()
         self._prev_positions: dict[str, Position] | None = None
         self._reported: set[tuple[str, str]] = set()
-        # Contracts whose stop-loss (one of the bot's own orders) this reconcile found filled:
-        # the venue closed them. It is known from the order records, so it also holds for a
-        # stop that fired while the bot was down (the engine starts the re-entry cooldown).
+        # Contracts whose stop-loss (one of the bot's own orders) a reconcile found filled: the
+        # venue closed them. It is known from the order records, so it also holds for a stop
+        # that fired while the bot was down (the engine starts the re-entry cooldown). Like
+        # ``took_profit`` and ``own_fills``, kept until the engine has named the exits
+        # (:meth:`exits_named`): a reconcile the engine names none after (the runner's reading
+        # for its alerts, after a guard) may be the one that finds the fill, and the order
+        # record, settled filled, never says so again: reset at every reconcile, the next job
+        # named the bot's own stop-loss "closed outside the bot".
         self.stopped_out: set[str] = set()
+        self._exits_named = True
         # contracts whose protective order found filled this reconcile was sized to the whole
         # position the last run recorded there (or closes the position): it closed that position
         self._exited_whole: set[str] = set()
-        # Contracts whose take-profit (one of the bot's own orders) this reconcile found filled.
+        # Contracts whose take-profit (one of the bot's own orders) a reconcile found filled.
         self.took_profit: set[str] = set()
-        # Contracts where this reconcile learnt that one of the bot's own orders that is not
+        # Contracts where a reconcile learnt that one of the bot's own orders that is not
         # protective (an entry, a reduction, a close) filled: a position change it explains is
         # the bot's doing, not an exit by the venue (an outcome unknown when it was sent, e.g.
         # the process died before recording it).
@@ -135,10 +141,12 @@ class Reconciler:
         self._behind: dict[str, int] = {}
 
     def reconcile(self, now: int) -> AccountView:
-        self.stopped_out = set()
-        self.took_profit = set()
+        if self._exits_named:
+            self.stopped_out = set()
+            self.took_profit = set()
+            self.own_fills = set()
+            self._exits_named = False
         self._exited_whole = set()
-        self.own_fills = set()
         self.unsettled = set()
         for record in self.store.unresolved_orders():
             if record.request.symbol not in self.unlisted:
@@ -166,6 +174,12 @@ class Reconciler:
             balance.wallet, dict(positions), resting, marks, available=balance.available
         )
         return self._last
+
+    def exits_named(self) -> None:
+        """The engine has named the exits from :attr:`stopped_out`, :attr:`took_profit` and
+        :attr:`own_fills`: the next reconcile starts them anew (until then, each reconcile adds
+        what it finds to them)."""
+        self._exits_named = True
 
     @property
     def listed(self) -> tuple[str, ...]:

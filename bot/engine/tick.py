@@ -74,6 +74,7 @@ from bot.engine.planner import (
     plan_size,
     setting_floor,
     size_after,
+    uncarried,
 )
 from bot.engine.protection import (
     close_position_stops,
@@ -588,6 +589,7 @@ class Engine:
             for req in plan.reduce:
                 sent = self._send(req, acct, now, None) is SendOutcome.SENT
                 closed = sent or closed
+            self._note_uncarried(sym, pos.qty, plan, now)
         if closed:
             # (a contract the venue no longer lists cannot be read: kept as last read)
             unlisted = {s: p for s, p in acct.positions.items() if s in self.reconciler.unlisted}
@@ -597,6 +599,21 @@ class Engine:
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
+
+    def _note_uncarried(self, symbol: str, qty: Decimal, plan: SizePlan, now: int) -> None:
+        """A close under a halt that flattens that leaves part or all of the position ``qty``
+        because no order can carry it (``plan.remainder``: below the venue's minimum order, off
+        its quantity step) is noted for the flatten incident as a close that failed, saying
+        why: only the closes sent were (:meth:`_send`), and a position no close could even be
+        built for stayed open, guard after guard, under a ``halted`` the runbook says closes
+        every position, and no ``flatten_pending`` was ever raised."""
+        if not plan.remainder:
+            return
+        memory = self._risk_memory()
+        if memory is None or memory.state is not _HALTED or not memory.flatten:
+            return
+        why = uncarried(abs(qty), self.instruments[symbol])
+        self.unflattened.uncarried(symbol, self._jobs, now, why)
 
     def _to_flatten(self, acct: AccountView) -> list[str]:
         """The contracts a halt that flattens closes, at a guard (:meth:`flatten`) and at a tick
@@ -928,7 +945,9 @@ class Engine:
         a liquidation or ADL the venue records, or reduced outside the bot): against the
         positions the last tick left, and, from the order records, any of the bot's stop-losses
         the reconcile found filled (also one that fired while the bot was down, when there is
-        no last tick to compare with). A shrink nothing explains is also a recorded event."""
+        no last tick to compare with), whichever reconcile since the last naming found it
+        (:meth:`Reconciler.exits_named`). A shrink nothing explains is also a recorded
+        event."""
         rec = self.reconciler
         if self._exits_noted_ms != now:  # (a second reading in the same job notes nothing new)
             self._exits_noted_ms, self._exits_noted = now, set()
@@ -959,6 +978,10 @@ class Engine:
         for sym in sorted(stopped) if stopped else ():
             if sym not in self._held:  # already judged above, against the positions held
                 self._cool(sym, now, "stop-loss")
+        # Named: what the reconciles since the last naming found is spent (kept until now, so
+        # a fill found by a reconcile no naming followed, the runner's reading for its alerts,
+        # still names the exit its own at the next job).
+        rec.exits_named()
 
     def _forced_closes(self, symbol: str) -> list[ForcedClose] | None:
         """The venue's liquidations and ADL closes of ``symbol`` since the last tick, with a
@@ -2285,6 +2308,8 @@ class Engine:
             self._floor(d, acct),
         )
         self._note_size_plan(d.symbol, plan, state, now)
+        if d.target_qty == 0:
+            self._note_uncarried(d.symbol, qty, plan, now)  # (under a halt that flattens)
         if not (plan.reduce or plan.increase):
             return
         outcomes = [self._send(req, acct, now, snap) for req in plan.reduce]

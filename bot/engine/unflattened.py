@@ -7,7 +7,9 @@ after job: the venue refuses them (Binance -4131, "The counterparty's best price
 the PERCENT_PRICE filter limit": a market order into a crash's book, empty within the venue's
 price band), the risk gate denies them, their answers are lost. The position then stays open,
 its resting stop kept, while the one alert the owner got says ``halted``, which the runbook says
-closes every position.
+closes every position. Or no close can be sent at all: a position below the venue's minimum
+order (raised after the entry) or off its quantity step, which no order can carry (noted with
+:meth:`Unflattened.uncarried`, the quantity and the venue's minimum named).
 
 So the engine records it as an incident: ``flatten_pending`` (the position, how many closes since
 when, the last failure: the venue's error, the gate's reason, the lost answer) once, at the end
@@ -38,6 +40,9 @@ class _Tried:
     first_ms: int
     orders: int
     failure: str | None  # what became of the last one, when it failed (None: it was sent)
+    # Why no order can close the position, or part of it (below the venue's minimum order, off
+    # its quantity step), when the last close said so; None: orders can carry it all.
+    uncarried: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,17 @@ class Unflattened:
         else:
             known.orders += 1
             known.failure = failure
+
+    def uncarried(self, symbol: str, job: int, now_ms: int, why: str) -> None:
+        """A close of ``symbol``'s position was planned under the flattening halt, in job
+        number ``job``, and no order can carry all or part of it (``why``: below the venue's
+        minimum order, off its quantity step). Tried as much as a refused close: with no order
+        sent at all, the position still held at the next job is an incident like any other."""
+        known = self._tried.get(symbol)
+        if known is None:
+            self._tried[symbol] = _Tried(job, now_ms, 0, None, why)
+        else:
+            known.uncarried = why
 
     def check(self, job: int, held: Mapping[str, Decimal], halt: str | None) -> list[Note]:
         """At the end of job number ``job``: the incidents that start or end. ``held``: each
@@ -114,16 +130,23 @@ class Unflattened:
 
 
 def _pending(halt: str, qty: Decimal, tried: _Tried) -> str:
+    head = f"halted ({halt}) with flatten, but the position {plain(qty)} is still held: "
+    if tried.orders == 0:
+        return (
+            f"{head}no close order can be sent ({tried.uncarried}), since "
+            f"{utc_text(tried.first_ms)}. The bot keeps the position's stop while it protects; "
+            "close it on the exchange if the venue lets you"
+        )
     last = (
         f"the last: {tried.failure}"
         if tried.failure is not None
         else "the last was sent and did not close it all"
     )
+    rest = f"; {tried.uncarried}" if tried.uncarried is not None else ""
     return (
-        f"halted ({halt}) with flatten, but the position {plain(qty)} is still held: "
-        f"{tried.orders} close order(s) since {utc_text(tried.first_ms)} did not close it; "
-        f"{last}. The bot sends the close again at every job and keeps the position's stop; "
-        "close it on the exchange if the venue lets you"
+        f"{head}{tried.orders} close order(s) since {utc_text(tried.first_ms)} did not close "
+        f"it; {last}{rest}. The bot sends the close again at every job and keeps the "
+        "position's stop; close it on the exchange if the venue lets you"
     )
 
 

@@ -3,9 +3,10 @@ against the loopback Binance and Bybit servers: the engine protects it as the ve
 
 Binance takes ``closePosition=true`` STOP_MARKET orders (no quantity, no ``reduceOnly``): one
 protects the whole position whatever its size. Bybit is not wired for a close-whole stop here
-(its documented one, ``/v5/position/trading-stop`` ``tpslMode=Full``, carries no
-``orderLinkId``): the part on the step gets a reduce-only stop and the remainder is an open,
-named incident, never an endless escalation.
+(its position TP/SL, ``/v5/position/trading-stop`` ``tpslMode=Full``, carries no
+``orderLinkId``; a ``qty "0"`` conditional order is not documented as a stop: see the README):
+the part on the step gets a reduce-only stop and the remainder is an open, named incident,
+never an endless escalation; a resting stop on more of the position is kept while it protects.
 """
 
 from __future__ import annotations
@@ -224,6 +225,80 @@ def test_binance_below_the_minimum_a_valid_close_position_stop_is_kept() -> None
             assert len(server.calls("/fapi/v1/algoOrder", "POST")) == posts
             assert sim.book.positions[BTC].qty == below
             assert [e for e in store.events if e.kind == EventKind.UNPROTECTED] == []
+        finally:
+            adapter.exchange.close()
+        assert server.errors == []
+
+
+def test_bybit_off_the_step_a_stop_on_the_whole_position_is_kept_over_one_on_the_part() -> None:
+    """0.123 BTC with the bot's stop on all of it, placed at the step 0.001; then the venue's
+    step became 0.01. A moved stop could cover 0.12 only (Bybit takes no close-position stop
+    here): the resting one, which still protects the whole position, stays (no cancel, no
+    order sent) and nothing is left unprotected. Replaced by one on 0.12, it left 0.003 with no
+    stop at all: an open ``unprotected`` incident the bot had made itself."""
+    sim = btc_account()
+    sim.set_leverage(BTC, 3)
+    sim.place_order(
+        OrderRequest(
+            "hand-1", BTC, OrderSide.BUY, OrderType.MARKET, OrderPurpose.ENTRY, HELD, False
+        )
+    )
+    with _serve("bybit", sim) as server:
+        before = loopback_adapter(
+            "bybit",
+            server.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC],
+        )
+        try:
+            before.place_order(  # the bot's stop, sent while the step was 0.001
+                OrderRequest(
+                    f"{ACCOUNT}-sl-BTC-s8xk2-1",
+                    BTC,
+                    OrderSide.SELL,
+                    OrderType.STOP_MARKET,
+                    OrderPurpose.STOP_LOSS,
+                    HELD,
+                    True,
+                    trigger_price=D(55000),
+                )
+            )
+        finally:
+            before.exchange.close()
+        inst = sim.book.instruments[BTC]
+        sim.book.instruments[BTC] = replace(inst, step_size=D("0.01"), min_qty=D("0.01"))
+        adapter = loopback_adapter(
+            "bybit",
+            server.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC],
+        )
+        try:
+            assert adapter.instrument(BTC).step_size == D("0.01")
+            store = MemoryStore()
+            engine = _engine(adapter, store)
+            posts = len(server.calls("/v5/order/create"))
+            now = LiveClock().now_ms()
+            acct = engine.reconcile(now)
+            engine.protect(BTC, acct, D(56000), None, now, tolerance=D(0))  # the policy trails
+            assert engine.ensure_protected(acct, now) == []
+            [stop] = adapter.fetch_open_orders(BTC)
+            assert (stop.client_id, stop.amount, stop.trigger_price) == (
+                f"{ACCOUNT}-sl-BTC-s8xk2-1",
+                HELD,
+                D(55000),
+            )
+            assert server.calls("/v5/order/cancel") == []
+            assert len(server.calls("/v5/order/create")) == posts
+            assert [e for e in store.events if e.kind == EventKind.UNPROTECTED] == []
+            [kept] = [e.reason for e in store.events if "kept at 55000" in e.reason]
+            assert "a new one could cover only 0.12 of position 0.123" in kept
         finally:
             adapter.exchange.close()
         assert server.errors == []

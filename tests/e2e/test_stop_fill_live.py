@@ -10,6 +10,7 @@ tests/contract/test_fired_stop_fill.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 from bot.clock import LiveClock
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus
+from bot.domain.orders import Order, OrderRequest
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
@@ -108,3 +110,78 @@ def test_a_fired_stop_is_recorded_with_its_fill(
     assert triggered.reason.endswith(
         f"filled {venue_order.filled} at {venue_order.average_price}"
     ), triggered.reason
+
+
+# -- the exit named from the fill, whichever reading found it -------------------------------------
+
+
+def _exits(store: SqlStore) -> list[str]:
+    return [e.reason for e in store.recent_events(100, kinds=(EventKind.EXIT,))]
+
+
+def _cooldowns(store: SqlStore) -> list[str]:
+    return [e.reason for e in store.recent_events(100, kinds=(EventKind.COOLDOWN,))]
+
+
+def test_a_stop_fill_found_by_the_runners_reading_after_a_guard_is_a_stop_loss(
+    runner: tuple[Runner, SqlStore], server: LoopbackServer, backend: SimulatedExchange
+) -> None:
+    """The stop fires just after the guard's own reading: the runner's reading for its alert
+    conditions finds it filled and settles its record. The next job named it "closed outside
+    the bot" (an exit event, a warning alert, the cooldown's reason): the record was settled
+    already, and the reading that found the fill named no exit."""
+    run, store = runner
+    assert run.tick() is not None
+    run.guard()
+    [stop] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    through = stop.trigger_price - 1
+    guard = run.engine.guard
+
+    def guard_then_the_stop_fires(observed_equity: Decimal | None = None) -> None:
+        guard(observed_equity)
+        with server.lock:
+            backend.set_mark(BTC, through)
+
+    run.engine.guard = guard_then_the_stop_fires  # type: ignore[method-assign]
+    run.guard()
+    run.engine.guard = guard  # type: ignore[method-assign]
+    [triggered] = store.recent_events(50, kinds=(EventKind.TRIGGERED,))
+    assert stop.client_id in triggered.reason  # found by the runner's reading
+    run.guard()  # the next minute
+    assert _exits(store) == []
+    [cooldown] = _cooldowns(store)
+    assert "after stop-loss [" in cooldown
+
+
+def test_a_halts_close_refused_because_the_stop_fired_first_is_a_stop_loss(
+    runner: tuple[Runner, SqlStore], server: LoopbackServer, backend: SimulatedExchange
+) -> None:
+    """``bot halt --flatten``: between the guard's reading and its close the mark passes the
+    stop and the venue fills it; the close finds no position (Binance -2022 "ReduceOnly Order
+    is rejected", Bybit 110017 "current position is zero"). The exit is the bot's stop-loss,
+    and the halt's closes leave nothing open: no flatten incident."""
+    run, store = runner
+    assert run.tick() is not None
+    run.guard()
+    [stop] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    through = stop.trigger_price - 1
+    place = backend.place_order
+
+    def the_stop_fires_first(request: OrderRequest) -> Order:
+        if request.reduce_only and not request.type.is_conditional:  # the halt's close
+            backend.set_mark(BTC, through)
+        return place(request)
+
+    backend.place_order = the_stop_fires_first  # type: ignore[method-assign]
+    store.post_command("halt", json.dumps({"flatten": True}), LiveClock().now_ms())
+    for _ in range(3):
+        run.guard()
+    assert backend.fetch_positions([BTC]).get(BTC) is None
+    [refused] = store.recent_events(100, kinds=(EventKind.REJECTED,))
+    assert "-2022" in refused.reason or "110017" in refused.reason
+    assert _exits(store) == []
+    [cooldown] = _cooldowns(store)
+    assert "after stop-loss [" in cooldown
+    assert store.recent_events(100, kinds=(EventKind.FLATTEN_PENDING,)) == []

@@ -89,6 +89,29 @@ def test_the_bots_stop_filling_is_a_stop_loss(instruments: dict[str, Instrument]
     assert "after stop-loss [" in cooldown
 
 
+def test_a_stop_fill_found_by_a_reading_that_names_no_exit_is_a_stop_loss(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The stop fires right after a guard's reading; the runner's own reading for its alerts
+    (``Engine.reconcile`` alone, after the guard) finds it filled and settles its record. The
+    next job, which sees the record filled already, names the exit from that fill: a stop-loss,
+    not "closed outside the bot" with an exit alert."""
+    engine, ex, store = build(instruments)
+    engine.tick()
+    engine.guard()
+    [stop] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    ex.set_mark(BTC, stop.trigger_price - 1)
+    engine.reconcile(engine.clock.now_ms())  # the runner's reading for the alert conditions
+    assert [e.kind for e in store.events].count(EventKind.TRIGGERED) == 1
+    engine.guard()
+    [cooldown] = _cooldowns(store)
+    assert "after stop-loss [" in cooldown
+    assert [e.reason for e in store.events if e.kind == EventKind.EXIT] == []
+    engine.guard()  # named once: the next job has nothing more to say
+    assert len(_cooldowns(store)) == 1
+
+
 # -- the venue's record of forced closes, over the wire ------------------------------------------
 
 

@@ -10,7 +10,7 @@ from bot.domain.decision import Decision
 from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TriggerBy
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.orders import Order
-from bot.engine.planner import plan_protection, plan_size, stop_sizing
+from bot.engine.planner import ProtectionPlan, plan_protection, plan_size, stop_sizing
 from tests.unit.test_engine import BTC
 from tests.unit.test_off_step_positions import HELD, coarse
 
@@ -242,3 +242,110 @@ def test_a_close_position_stop_by_hand_that_does_not_count_is_left_and_the_step_
         close_position=True,
     )
     assert (plan.place, plan.cancel, plan.then_place) == ([], [], [])
+
+
+# -- a venue without close-position stops (Bybit): a stop that still protects is kept -----------
+
+
+def sized_stop(cid: str, trigger: str, amount: D, *, flagged: bool | None = True) -> Order:
+    """The bot's reduce-only stop-loss of ``amount``, as the venue lists it (``flagged``: Bybit's
+    ``closeOnTrigger`` as its reply says)."""
+    return Order(
+        cid,
+        "9",
+        BTC,
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        OrderPurpose.STOP_LOSS,
+        amount,
+        D(0),
+        OrderStatus.OPEN,
+        True,
+        trigger_price=D(trigger),
+        trigger_by=TriggerBy.MARK,
+        close_on_trigger=flagged,
+    )
+
+
+def plan_on_bybit(
+    held: D,
+    resting: list[Order],
+    inst: Instrument,
+    *,
+    protects: bool = True,
+    unflagged: tuple[str, ...] = (),
+) -> ProtectionPlan:
+    return plan_protection(
+        BTC,
+        held,
+        D(56000),
+        None,
+        resting,
+        D("0.002"),
+        Ids(),
+        instrument=inst,
+        close_position=False,
+        still_protects=lambda o: protects,
+        unflagged=unflagged,
+    )
+
+
+def test_below_the_minimum_a_sized_stop_that_still_protects_is_kept_not_cancelled(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Bybit, the venue's minimum raised above the position: no order can replace the stop, and
+    a moved stop used to cancel it and place nothing (the bot itself took the position's only
+    protection away). It stays where it is, said once while it lasts."""
+    inst = replace(instruments[BTC], min_qty=D("0.2"))
+    old = sized_stop("t-sl-old", "54000", D("0.117"))
+    plan = plan_on_bybit(D("0.117"), [old], inst)
+    assert (plan.place, plan.cancel, plan.then_place, plan.remainder) == ([], [], [], D(0))
+    [note] = plan.notes
+    assert "stop-loss t-sl-old kept at 54000 (wanted 56000)" in note
+    assert "below the exchange's minimum order 0.2" in note
+    assert "56000" not in plan.standing[note]  # recorded once, whatever the wanted price
+    # a duplicate goes, the one kept stays
+    dup = sized_stop("t-sl-dup", "53000", D("0.117"))
+    plan = plan_on_bybit(D("0.117"), [old, dup], inst)
+    assert (plan.place, plan.cancel) == ([], ["t-sl-dup"])
+    # one that no longer protects (through the mark, beyond the liquidation) is cancelled: no
+    # order can replace it, and it protects nothing
+    plan = plan_on_bybit(D("0.117"), [old], inst, protects=False)
+    assert (plan.place, plan.cancel) == ([], ["t-sl-old"])
+
+
+def test_off_the_step_a_stop_on_the_whole_position_is_kept_over_one_on_the_part(
+    instruments: dict[str, Instrument],
+) -> None:
+    """0.123 at the step 0.01 without close-position stops: a new stop covers 0.12 only. The
+    resting one on all 0.123 (placed before the step changed) still protects: it stays rather
+    than leave 0.003 with no stop."""
+    inst = coarse(instruments[BTC])
+    whole = sized_stop("t-sl-whole", "54000", HELD)
+    plan = plan_on_bybit(HELD, [whole], inst)
+    assert (plan.place, plan.cancel, plan.remainder) == ([], [], D(0))
+    [note] = plan.notes
+    assert "t-sl-whole kept at 54000 (wanted 56000): it still protects 0.123" in note
+    assert "a new one could cover only 0.12 of position 0.123" in note
+    # one on the part on the step is moved as wanted, new before old: the new covers as much
+    part = sized_stop("t-sl-part", "54000", D("0.12"))
+    plan = plan_on_bybit(HELD, [part], inst)
+    [new] = plan.place
+    assert (new.amount, new.trigger_price, plan.cancel) == (D("0.12"), D(56000), ["t-sl-part"])
+    # once it no longer protects, the whole one is replaced by the best the venue takes
+    plan = plan_on_bybit(HELD, [whole], inst, protects=False)
+    assert ([r.amount for r in plan.place], plan.cancel) == ([D("0.12")], ["t-sl-whole"])
+
+
+def test_a_stop_without_the_closing_flag_is_kept_only_when_nothing_can_replace_it(
+    instruments: dict[str, Instrument],
+) -> None:
+    """A stop an older version placed without Bybit's closeOnTrigger is replaced by one with it
+    (the venue cancels it on an account short of margin); below the minimum nothing can be
+    placed, and it is better than none."""
+    old = sized_stop("t-sl-old", "54000", HELD, flagged=False)
+    plan = plan_on_bybit(HELD, [old], coarse(instruments[BTC]), unflagged=("t-sl-old",))
+    assert ([r.amount for r in plan.place], plan.cancel) == ([D("0.12")], ["t-sl-old"])
+    below = replace(instruments[BTC], min_qty=D("0.2"))
+    plan = plan_on_bybit(HELD, [old], below, unflagged=("t-sl-old",))
+    assert (plan.place, plan.cancel) == ([], [])

@@ -53,6 +53,33 @@ def test_a_sent_close_that_left_part_of_the_position_says_so() -> None:
     assert "the last was sent and did not close it all" in note.reason
 
 
+BELOW = "the position 0.117 is below the exchange's minimum order 0.2: no order can close any of it"
+
+
+def test_a_position_no_close_order_can_carry_is_an_incident_too() -> None:
+    """Below the venue's minimum order no close can even be built: nothing is sent, and the
+    position is still held under a halt the runbook says closes every position."""
+    watch = Unflattened()
+    watch.uncarried(BTC, 1, T0, BELOW)
+    assert watch.busy
+    assert watch.check(1, {BTC: D("0.117")}, HALT) == []  # the same grace as a refusal
+    watch.uncarried(BTC, 2, T0 + 60_000, BELOW)
+    [note] = watch.check(2, {BTC: D("0.117")}, HALT)
+    assert note.kind is EventKind.FLATTEN_PENDING
+    assert "0.117 is still held: no close order can be sent (the position 0.117 is below" in (
+        note.reason
+    )
+    assert "minimum order 0.2" in note.reason
+    assert "since 2025-06-02 00:00:00 UTC" in note.reason
+    # off the step: the part on it was sent, the rest named with the last close
+    watch = Unflattened()
+    watch.tried(ETH, 1, T0, None)
+    watch.uncarried(ETH, 1, T0, "0.003 of the position 0.123 is off the exchange's step")
+    [note] = watch.check(2, {ETH: D("0.003")}, HALT)
+    assert "1 close order(s)" in note.reason
+    assert "did not close it all; 0.003 of the position 0.123 is off" in note.reason
+
+
 def test_contracts_are_incidents_of_their_own() -> None:
     watch = Unflattened()
     watch.tried(BTC, 1, T0, REFUSED)

@@ -2804,7 +2804,7 @@ class Engine:
         return OrderContext(
             state=state,
             now_ms=now,
-            data_age_ms=now - snap.asof_ms if snap is not None else 0,
+            data_age_ms=self._data_age_ms(snap, now) if snap is not None else 0,
             price=price,
             position_qty=acct.qty(req.symbol),
             sleeve_equity=equity if hedged else self._sleeve(equity),
@@ -2819,6 +2819,22 @@ class Engine:
             restricted=restriction.reason if restriction is not None else None,
             monotonic_ms=self._tick_mono_ms,
         )
+
+    def _data_age_ms(self, snap: MarketSnapshot, now: int) -> int:
+        """How old ``snap``'s data is as the order is judged: its age at the job's start
+        (``now``) plus the time passed since, measured when the order is gated.
+
+        A job stalled between its market read and its orders (the process stopped, the
+        machine suspended, a venue call that hung) sent an entry decided hours before on data
+        the stale-data limit was checked against at the job's start only. The time passed is
+        the larger of the wall and the monotonic clock's: Linux's monotonic clock stands still
+        while the machine is suspended, and the wall clock may step back (NTP); either saying
+        the data aged is enough to hold back new exposure, never a stop (the gate passes
+        reduce-only orders whatever the data's age). On a simulated or replayed clock, which
+        stands still while a job runs, both are 0 and the age is the job's."""
+        wall = self.clock.now_ms() - self._tick_ms
+        mono = monotonic_ms(self.clock) - self._tick_mono_ms
+        return now - snap.asof_ms + max(wall, mono, 0)
 
     def _outcome_of(
         self, req: OrderRequest, order: Order, now: int, state: TradingState

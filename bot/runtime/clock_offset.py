@@ -8,7 +8,10 @@ signs with the host's time minus the offset it measured (``adjustForTimeDifferen
 the bot re-measures after a -1021 and every hour (the ``clock-resync`` job of the scheduler,
 :data:`bot.runtime.scheduler.CLOCK_RESYNC_SECONDS`: ccxt measures it once, at load_markets),
 and before the next job when the wall clock stepped since the last one (the runner's
-:class:`bot.clock.WallSteps`: the offset measured before a step is wrong by the step).
+:class:`bot.clock.WallSteps`: the offset measured before a step is wrong by the step). The
+scheduler runs the jobs planned at the venue's times (candle closes, funding settlements)
+through the same offset, and moves them when a measurement moves it
+(:class:`bot.runtime.scheduler.VenueSchedule`).
 
 A measured offset is corrected for, but it is a symptom: a host clock that is off by more than
 a second keeps drifting (no NTP, a VM resumed with a wrong clock), and between two measurements

@@ -11,7 +11,11 @@
   them records a ``jobs_ok`` event that ends the kind's run.
 * ``guard``: between ticks, the daily-loss and drawdown limits on the marks of the moment (a
   breach acts at once: reducing, or halted with flatten) and the protection invariant.
-* ``before_funding``: a tick that may not add exposure to contracts about to pay funding.
+* ``tick_after_close``: the scheduled decision tick, a settle delay after each candle close on
+  the venue's clock; started early (before that, on the venue's clock), it waits the remainder.
+* ``before_funding``: a tick that may not add exposure to contracts about to pay funding; any
+  decision tick within the lead of a settlement planned so holds the same contracts back
+  (``hold_for_funding``).
 * ``rollover``: the UTC-day rollover of the daily-loss limit.
 Every job that completes without raising replaces the heartbeat (its name and the clock's
 time): the bot's liveness, whatever the policy's timeframe. The first job that writes it after
@@ -85,6 +89,13 @@ _ENDED = re.compile(r"done after \d+ failed (?:(\w+) )?job\(s\) in a row$")
 # so a kind that fails only now and then is found far back; one whose failures fill all of them
 # (a guard failing every minute for a week) has a run longer than any max_failures (<= 1000).
 RESTORE_EVENTS = 10_000
+# A scheduled decision tick that starts at most this long before its candle's close plus the
+# settle delay, on the venue's clock, waits for it (the settle delay, 5 s, and as much again):
+# the scheduler plans on the host's clock converted by the offset last measured, and a
+# measurement or a wall-clock step between the plan and the run moves the run by the change.
+# One that starts earlier still decides, on the candles closed then, as a start's tick does, and
+# the scheduler plans a tick for that close (``early_close_ms``).
+MAX_CLOSE_WAIT_MS = 10_000
 # A wait the venue asks for (``Retry-After`` of a 429 or a 418 ban) longer than this outlasts a
 # guard interval (``runtime.guard_seconds``, 60 s by default): the adapter holds every request
 # that long (bot.exchange.ccxt_clients.SharedPacer.hold), so every job meanwhile fails without
@@ -107,6 +118,16 @@ def ended_incidents(store: SqlStore, since_ms: int) -> dict[str, int]:
 def _key_time(ms: int) -> str:
     """An event's time in an alert key: each state change or exit is its own alert."""
     return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def close_ahead(venue_ms: int, tf_ms: int, settle_ms: int) -> tuple[int, int]:
+    """The candle close a tick planned ``settle_ms`` after each close of ``tf_ms`` candles is
+    for when it starts at ``venue_ms`` on the venue's clock (the close nearest ``venue_ms -
+    settle_ms``: a run late by less than half a candle is for the close before it, one early
+    for the close after it), and how long until that close plus ``settle_ms`` (<= 0: passed)."""
+    due = venue_ms - settle_ms
+    close = (due + tf_ms // 2) // tf_ms * tf_ms
+    return close, close - due
 
 
 def job_kind(job: str) -> str:
@@ -164,8 +185,17 @@ class Runner:
     # declined there sends nothing): measure the clock offset and report one too large, send
     # the alerts the start's catalogue check held. Never raise.
     at_confirmed_start: list[Callable[[], object]] = field(default_factory=list)
+    # The close (venue ms) the last ``tick_after_close`` started too early for to wait (it
+    # decided on the candles closed then): the scheduler plans a tick for it. None otherwise.
+    early_close_ms: int | None = field(default=None, init=False)
     # The wall clock against the monotonic one, read at every job (live: see clock_resync).
     _wall_steps: WallSteps | None = field(default=None, init=False, repr=False)
+    # Funding settlements (venue ms) the scheduler planned a pre-funding tick for -> (from when
+    # on the venue's clock, the contracts held back): every decision tick in that window holds
+    # them, not the pre-funding tick alone (``hold_for_funding``).
+    _funding_holds: dict[int, tuple[int, frozenset[str]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     # Failed jobs in a row, per kind (``job_kind``); a kind absent has none.
     _failures: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     # A job failed on the state database (``store_unavailable`` alerted) and no job has
@@ -202,18 +232,63 @@ class Runner:
     def tick(self) -> TickResult | None:
         return self._job("tick", self._tick)
 
+    def tick_after_close(self, tf_ms: int, settle_ms: int) -> TickResult | None:
+        """The scheduler's decision tick, planned ``settle_ms`` after each close of ``tf_ms``
+        candles on the venue's clock (a candle is closed when the venue's clock has passed its
+        close: ``CcxtExchange.fetch_candles``).
+
+        After the checks every job makes first (the offset to the venue measured again when the
+        wall clock stepped), a tick that starts before its close plus ``settle_ms`` on the
+        venue's clock waits the remainder on the injected clock, at most
+        :data:`MAX_CLOSE_WAIT_MS`: deciding at once, it decided without the candle just
+        closing, a whole timeframe late. Earlier than that it decides on the candles closed
+        then, as a start's tick does, and names the close in :attr:`early_close_ms` for the
+        scheduler to plan a tick for it."""
+
+        def run() -> TickResult:
+            self.early_close_ms = None
+            close, wait_ms = close_ahead(self.venue_now_ms(), tf_ms, settle_ms)
+            if 0 < wait_ms <= MAX_CLOSE_WAIT_MS:
+                logger.info(
+                    "the candle closing at {} is not yet final on the venue's clock: "
+                    "waiting {:.1f} s for it",
+                    utc_text(close),
+                    wait_ms / 1000,
+                )
+                self.clock.sleep(wait_ms / 1000)
+            elif wait_ms > 0:
+                # (or late by more than half a candle, for the close before it: either way
+                # the candles closed now are the freshest, and the close ahead gets its tick)
+                logger.info(
+                    "decision tick {:.1f} s before the candle closing at {} is final on the "
+                    "venue's clock: deciding on the candles closed now; a tick for that close "
+                    "follows",
+                    wait_ms / 1000,
+                    utc_text(close),
+                )
+                self.early_close_ms = close
+            return self._tick()
+
+        return self._job("tick", run)
+
     def guard(self) -> None:
         self._job("guard", self._guard)
 
     def before_funding(self, symbols: set[str]) -> TickResult | None:
-        def run() -> TickResult:
-            self.engine.no_increase = symbols
-            try:
-                return self._tick()
-            finally:
-                self.engine.no_increase = set()
+        return self._job("funding", lambda: self._tick(frozenset(symbols)))
 
-        return self._job("funding", run)
+    def hold_for_funding(self, settles_ms: int, from_ms: int, symbols: set[str]) -> None:
+        """The scheduler planned a pre-funding tick for ``symbols`` at ``from_ms`` before the
+        settlement at ``settles_ms`` (both on the venue's clock): from then until the
+        settlement, every decision tick holds them back, not that tick alone. A tick of the
+        policy's cadence (a 1m or 2m timeframe) or a start's tick between the pre-funding tick
+        and the settlement grew again the position the pre-funding tick had held."""
+        self._funding_holds[settles_ms] = (from_ms, frozenset(symbols))
+
+    def venue_now_ms(self) -> int:
+        """The time now on the venue's clock (the host's corrected by the offset last
+        measured, live; the clock's, paper). No request is made."""
+        return self.engine.exchange.venue_now_ms()
 
     def rollover(self) -> None:
         """The UTC day's rollover: the guard (the limits on the equity of now, from the new
@@ -410,10 +485,28 @@ class Runner:
     def _guard(self) -> None:
         self.engine.guard()
 
-    def _tick(self) -> TickResult:
+    def _tick(self, held: frozenset[str] = frozenset()) -> TickResult:
+        """A decision tick; ``held`` (a pre-funding tick's contracts) and the contracts of
+        every funding settlement whose hold window holds now take no increase."""
         for check in self.before_tick:
             check()
-        return self.engine.tick()
+        self.engine.no_increase = set(held | self._funding_held())
+        try:
+            return self.engine.tick()
+        finally:
+            self.engine.no_increase = set()
+
+    def _funding_held(self) -> frozenset[str]:
+        """The contracts of the funding holds in force now, on the venue's clock (holds whose
+        settlement has passed are forgotten)."""
+        if not self._funding_holds:
+            return frozenset()
+        now = self.venue_now_ms()
+        for settles in [t for t in self._funding_holds if t <= now]:
+            del self._funding_holds[settles]
+        return frozenset(
+            s for start, symbols in self._funding_holds.values() if start <= now for s in symbols
+        )
 
     def apply_commands(self) -> None:
         """Apply ``bot halt [--flatten]`` and ``bot resume`` posted through the database.

@@ -4,7 +4,10 @@ Jobs: the decision ``tick`` at the policy's cadence (aligned to candle closes, a
 so the candle is final), ``guard`` (loss limits on the marks of the moment, then the protection
 invariant) between ticks, also when replaying recorded data, ``funding`` before each
 contract's next settlement, ``rollover`` at 00:00 UTC, and live only ``clock-resync`` hourly (the
-host clock's offset to the venue's, :mod:`bot.runtime.clock_offset`). One worker thread and
+host clock's offset to the venue's, :mod:`bot.runtime.clock_offset`). The candle closes and
+the settlements are the venue's times: the ticks and the pre-funding jobs run at them on the
+host's clock through the offset last measured, and move when a measurement moves it
+(:class:`VenueSchedule`). One worker thread and
 ``max_instances=1``:
 two jobs never overlap; ``coalesce=True``: missed runs collapse into one. On live time a late
 decision tick, guard or funding planning still runs (once), a pre-funding tick until its
@@ -27,11 +30,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -43,20 +47,25 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
-from bot.clock import Clock, LiveClock, SimClock, WallSteps, ms_to_datetime
+from bot.clock import Clock, LiveClock, SimClock, WallSteps, ms_to_datetime, utc_text
 from bot.engine.tick import TickResult
 from bot.errors import BotError
 from bot.runtime.runner import Runner
 
 WALL = LiveClock()  # APScheduler runs on wall time, even when the bot's clock is replayed
-SETTLE_DELAY_S = 5  # seconds after a candle closes before deciding on it
+SETTLE_DELAY_S = 5  # seconds after a candle closes (on the venue's clock) before deciding on it
 CLOCK_RESYNC_SECONDS = 3600  # live: re-measure the host clock's offset to the venue's
+# The venue-timed jobs move once the offset to the venue moved by this much since they were
+# planned: less is the noise of one measurement to the next (a request's round trip), and a
+# tick that still comes early waits for its candle (Runner.tick_after_close).
+REPLAN_TOLERANCE_MS = 1000
 
 
 class SchedulerFailed(BotError):
@@ -161,6 +170,99 @@ def next_boundary(now_ms: int, tf_ms: int) -> int:
     return now_ms - now_ms % tf_ms + tf_ms
 
 
+class VenueSchedule:
+    """The jobs planned at the venue's times (candle closes, funding settlements), run by
+    APScheduler on the host's: host = venue + the offset the exchange corrects by (measured at
+    start, hourly by ``clock-resync``, before a job once the wall clock stepped, after a -1021;
+    0 on paper, whose venue is the bot's own clock).
+
+    The decision ticks were planned on the host's clock alone, while a candle counts as closed
+    on the venue's (``CcxtExchange.fetch_candles``): a host 8 s ahead of the venue ran every
+    tick 3 s before its candle closed there, and each decided without it, a timeframe late (an
+    hour on 1h, a day on 1d); a pre-funding tick ran as much before its lead. The planned jobs
+    (``tick``, ``funding-<settlement>``) move by as much as the offset moved since they were
+    planned (:meth:`follow`: after each tick and each funding planning, and from the
+    scheduler's watch loop, so after every measurement within a fraction of a second). Moved,
+    not planned again: each run stays the run of its close or settlement. A job planned and
+    one moved under one lock, so none is planned on an offset another has already left.
+
+    ``followed``: the offset is measured again after a wall-clock step (live); the step back
+    that :func:`realign` re-plans the other jobs for then leaves these to :meth:`follow`."""
+
+    def __init__(
+        self, clock: Clock, venue_now_ms: Callable[[], int], *, followed: bool = False
+    ) -> None:
+        self._clock, self._venue_now_ms = clock, venue_now_ms
+        self.followed = followed
+        # held while jobs are planned or moved (re-entrant: a planning follows first)
+        self.lock = threading.RLock()
+        self.offset_ms = self.measured_ms()
+
+    def measured_ms(self) -> int:
+        """The host's clock minus the venue's, as the exchange corrects it now (no request)."""
+        venue = self._venue_now_ms()
+        return self._clock.now_ms() - venue
+
+    def venue_now_ms(self) -> int:
+        return self._venue_now_ms()
+
+    def host_time(self, venue_ms: int) -> datetime:
+        """When the host's clock reads the venue's ``venue_ms``, on the offset planned with."""
+        return ms_to_datetime(venue_ms + self.offset_ms)
+
+    def follow(self, sched: BackgroundScheduler) -> None:
+        """Move the venue-timed jobs of ``sched`` by as much as the offset moved since they
+        were planned, when that is :data:`REPLAN_TOLERANCE_MS` or more."""
+        with self.lock:
+            moved = self.measured_ms() - self.offset_ms
+            if abs(moved) < REPLAN_TOLERANCE_MS:
+                return
+            self.offset_ms += moved
+            by = timedelta(milliseconds=moved)
+            for job in sched.get_jobs():
+                # (a job of a scheduler not started yet has no run time; paused, None)
+                planned: datetime | None = getattr(job, "next_run_time", None)
+                if planned is None:
+                    continue
+                if job.id == TICK_JOB:
+                    _move_tick(job, planned + by)
+                elif _funding_settlement(job.id) is not None:
+                    job.modify(next_run_time=planned + by)
+        logger.info(
+            "the offset to the venue's clock moved {:+.1f} s: the decision ticks and the "
+            "pre-funding ticks move with it",
+            moved / 1000,
+        )
+
+    def plan_close(self, sched: BackgroundScheduler, close_ms: int) -> None:
+        """A tick for the candle closing at ``close_ms`` (venue) when the next one planned
+        comes later: a tick that started too early to wait for it (``Runner.early_close_ms``)."""
+        with self.lock:
+            job = sched.get_job(TICK_JOB)
+            at = self.host_time(close_ms) + timedelta(seconds=SETTLE_DELAY_S)
+            planned: datetime | None = getattr(job, "next_run_time", None)
+            if job is None or planned is None or planned <= at:
+                return
+            _move_tick(job, at)
+        logger.info("a decision tick for the candle closing at {} planned", utc_text(close_ms))
+
+
+TICK_JOB = "tick"  # the scheduled decision tick's job id (on the venue's candle closes)
+
+
+def _move_tick(job: Job, at: datetime) -> None:
+    """The interval job ``tick`` next at ``at``, its grid with it (an interval job's next
+    runs follow from its last one; its trigger says where the grid starts)."""
+    trigger = IntervalTrigger(seconds=job.trigger.interval.total_seconds(), start_date=at)
+    job.modify(trigger=trigger, next_run_time=at)
+
+
+def _funding_settlement(job_id: str) -> int | None:
+    """The settlement (venue ms) of a pre-funding tick's job (``funding-<ms>``), else None."""
+    prefix, _, settles = job_id.partition("-")
+    return int(settles) if prefix == "funding" and settles.isdigit() else None
+
+
 def replay_first_tick(now_ms: int, tf_ms: int) -> int:
     """A replay's first decision tick from replayed time ``now_ms``: the first candle close at
     or after it, on the grid ``bot simulate`` ticks on (its start is aligned to the timeframe,
@@ -211,8 +313,9 @@ def run_scheduled(
     tick_s = tf_ms / 1000 / speed
     skips = Skips(speed=speed, tick_s=tick_s)
     replay: _ReplayJobs | None = None
+    venue: VenueSchedule | None = None
     if live_time:
-        add_live_jobs(
+        venue = add_live_jobs(
             sched,
             runner,
             clock,
@@ -250,7 +353,7 @@ def run_scheduled(
 
     sched.add_listener(on_error, EVENT_JOB_ERROR)
     sched.add_listener(skips.on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
-    _run_until_stopped(sched, runner, stopper, tick_s, skips, replay)
+    _run_until_stopped(sched, runner, stopper, tick_s, skips, replay, venue)
     if failed:
         raise SchedulerFailed(f"job {failed[0]}; the bot stopped")
     return ScheduledRun(runner.ticks_done, skips.count, skips.late)
@@ -276,9 +379,11 @@ def add_live_jobs(
     funding_lead_seconds: int,
     stop: threading.Event,
     clock_resync: Callable[[], None] | None = None,
-) -> None:
+) -> VenueSchedule:
     """The jobs of a bot on live time (live or paper trading on live prices); with
-    ``clock_resync`` (live trading) the hourly ``clock-resync`` job too.
+    ``clock_resync`` (live trading) the hourly ``clock-resync`` job too. The decision ticks
+    and the pre-funding ticks are planned at the venue's times (:class:`VenueSchedule`,
+    returned: the scheduler's watch loop makes them follow the offset).
 
     The decision tick, the guard and the funding planner run however late they come
     (``misfire_grace_time=None``; still coalesced: once, not once per missed run). Skipped for
@@ -288,16 +393,25 @@ def add_live_jobs(
     and the time afresh, so a late run is what a restart does. A pre-funding tick runs until
     its settlement, however late, and never after it.
     """
-    tick = _unless_stopped(stop, runner.tick)
-    first = ms_to_datetime(next_boundary(clock.now_ms(), tf_ms)) + timedelta(seconds=SETTLE_DELAY_S)
+    venue = VenueSchedule(clock, runner.venue_now_ms, followed=clock_resync is not None)
+    # The candle closes are the venue's: the first one after its time now, on the host's clock.
+    first = venue.host_time(next_boundary(venue.venue_now_ms(), tf_ms)) + timedelta(
+        seconds=SETTLE_DELAY_S
+    )
     # A start is a recovery: one tick at once, then ticks aligned to candle closes.
-    sched.add_job(tick, "date", run_date=WALL.now(), id="startup-tick", misfire_grace_time=None)
     sched.add_job(
-        tick,
+        _unless_stopped(stop, runner.tick),
+        "date",
+        run_date=WALL.now(),
+        id="startup-tick",
+        misfire_grace_time=None,
+    )
+    sched.add_job(
+        _unless_stopped(stop, partial(_tick_after_close, sched, runner, venue, tf_ms)),
         "interval",
         seconds=tf_ms / 1000,
         start_date=first,
-        id="tick",
+        id=TICK_JOB,
         misfire_grace_time=None,
     )
     sched.add_job(
@@ -311,7 +425,7 @@ def add_live_jobs(
         _unless_stopped(stop, runner.rollover), "cron", hour=0, minute=0, second=10, id="rollover"
     )
     sched.add_job(
-        lambda: _schedule_funding(sched, runner, clock, funding_lead_seconds, stop),
+        lambda: _schedule_funding(sched, runner, venue, funding_lead_seconds, stop),
         "interval",
         minutes=30,
         id="funding-planner",
@@ -329,6 +443,19 @@ def add_live_jobs(
             id="clock-resync",
             misfire_grace_time=None,
         )
+    return venue
+
+
+def _tick_after_close(
+    sched: BackgroundScheduler, runner: Runner, venue: VenueSchedule, tf_ms: int
+) -> None:
+    """The ``tick`` job: the runner's tick for the candle just closed on the venue's clock
+    (it waits for a candle not yet closed there); then the jobs follow an offset the tick
+    measured (a wall-clock step), and a close the tick came too early for gets its tick."""
+    runner.tick_after_close(tf_ms, SETTLE_DELAY_S * 1000)
+    venue.follow(sched)
+    if runner.early_close_ms is not None:
+        venue.plan_close(sched, runner.early_close_ms)
 
 
 def _run_until_stopped(
@@ -338,17 +465,23 @@ def _run_until_stopped(
     tick_s: float,
     skips: Skips,
     replay: _ReplayJobs | None,
+    venue: VenueSchedule | None = None,
 ) -> None:
     sched.start()
     logger.info("scheduler started: tick every {:.3g} s", tick_s)
     watch = ClockWatch(WALL)
+    # Live, the offset is measured again after a step (before the next job): the venue-timed
+    # jobs then follow it, and a re-plan on the host's grid first would move them twice.
+    keep = frozenset({TICK_JOB}) if venue is not None and venue.followed else frozenset()
     try:
         while not stopper.event.wait(0.2):
             back = watch.stepped_back()
             if back is not None:
-                realign(sched, WALL.now(), back)
+                realign(sched, WALL.now(), back, keep=keep)
                 if replay is not None:
                     replay.rewind()
+            if venue is not None:
+                venue.follow(sched)  # (a measurement of the offset since: the jobs move)
     finally:
         sched.shutdown(wait=True)
         logger.info("scheduler stopped after {} ticks{}", runner.ticks_done, skips.summary())
@@ -372,15 +505,19 @@ class ClockWatch:
         return -step_ms / 1000 if step_ms < 0 else None
 
 
-def realign(sched: BackgroundScheduler, now: datetime, back_s: float) -> None:
+def realign(
+    sched: BackgroundScheduler, now: datetime, back_s: float, *, keep: Collection[str] = ()
+) -> None:
     """Bring every job planned beyond its own next time as of ``now`` back to it (interval jobs
-    on their grid, so the ticks stay on candle closes; the daily rollover at the next 00:00)."""
+    on their grid, so the ticks stay on candle closes; the daily rollover at the next 00:00),
+    except the jobs named in ``keep`` (live, the ticks: they follow the offset to the venue
+    measured again after the step, :meth:`VenueSchedule.follow`)."""
     logger.warning(
         "the system clock went back {:.0f} s: re-planning the jobs on the new time", back_s
     )
     for job in sched.get_jobs():
         planned = job.next_run_time
-        if planned is None or planned <= now:
+        if planned is None or planned <= now or job.id in keep:
             continue
         if isinstance(job.trigger, IntervalTrigger):
             # the earliest run on the job's own grid that is still ahead (its start date may
@@ -529,7 +666,7 @@ def _unless_stopped(stop: threading.Event, job: Callable[..., object]) -> Callab
 def _schedule_funding(
     sched: BackgroundScheduler,
     runner: Runner,
-    clock: Clock,
+    venue: VenueSchedule,
     lead_s: int,
     stop: threading.Event,
 ) -> None:
@@ -538,7 +675,7 @@ def _schedule_funding(
     contract its tick. When none can be read (the venue down), this round's planning is
     skipped: it is tried again in 30 minutes, and the guard and the ticks run on."""
     try:
-        _plan_funding(sched, runner, clock, lead_s, stop)
+        _plan_funding(sched, runner, venue, lead_s, stop)
     except Exception as exc:
         logger.warning("pre-funding ticks not planned this round: {}: {}", type(exc).__name__, exc)
 
@@ -546,12 +683,16 @@ def _schedule_funding(
 def _plan_funding(
     sched: BackgroundScheduler,
     runner: Runner,
-    clock: Clock,
+    venue: VenueSchedule,
     lead_s: int,
     stop: threading.Event,
 ) -> None:
+    """A settlement's time is the venue's: its tick is planned ``lead_s`` before it on the
+    venue's clock, run on the host's through the offset (:class:`VenueSchedule`), and its
+    contracts are held back by every decision tick from then until the settlement
+    (``Runner.hold_for_funding``)."""
     engine = runner.engine
-    now = clock.now_ms()
+    now = venue.venue_now_ms()
     due: dict[str, tuple[int, Decimal]] = {}  # contract -> (its settlement, its rate)
     unread: dict[str, str] = {}
     read = 0
@@ -611,19 +752,28 @@ def _plan_funding(
     by_time: dict[int, set[str]] = {}
     for sym in paying:
         by_time.setdefault(due[sym][0], set()).add(sym)
-    for t, symbols in by_time.items():
-        # A contract whose funding could not be read may settle then too, and pay: unknown, so
-        # it takes no increase in this tick either (its data read again there or not).
-        symbols |= unread.keys()
-        run_at = ms_to_datetime(t - lead_s * 1000)
-        sched.add_job(
-            _unless_stopped(stop, runner.before_funding),
-            "date",
-            run_date=run_at,
-            args=[symbols],
-            id=f"funding-{t}",
-            replace_existing=True,
-            # late, it still runs until the settlement, never after it
-            misfire_grace_time=lead_s,
-        )
-        logger.info("pre-funding tick at {} for {}", run_at.isoformat(), ", ".join(sorted(symbols)))
+    with venue.lock:
+        venue.follow(sched)  # planned on the offset of now, those planned before moved to it
+        for t, symbols in by_time.items():
+            # A contract whose funding could not be read may settle then too, and pay: unknown,
+            # so it takes no increase in this tick either (its data read again there or not).
+            symbols |= unread.keys()
+            start = t - lead_s * 1000
+            run_at = venue.host_time(start)
+            sched.add_job(
+                _unless_stopped(stop, runner.before_funding),
+                "date",
+                run_date=run_at,
+                args=[symbols],
+                id=f"funding-{t}",
+                replace_existing=True,
+                # late, it still runs until the settlement, never after it
+                misfire_grace_time=lead_s,
+            )
+            runner.hold_for_funding(t, start, symbols)
+            logger.info(
+                "pre-funding tick at {} for {} (settlement at {})",
+                run_at.isoformat(),
+                ", ".join(sorted(symbols)),
+                utc_text(t),
+            )

@@ -142,6 +142,9 @@ class SlowTickRunner:
         self._leave()
         self.tick_done.set()
 
+    def venue_now_ms(self) -> int:
+        return self.clock.now_ms()  # (the venue's clock in step with the host's)
+
     def guard(self) -> None:
         self._enter()
         self.guards.append(self.clock.monotonic())

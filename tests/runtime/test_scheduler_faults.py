@@ -23,6 +23,7 @@ from bot.runtime.scheduler import (
     ClockWatch,
     SchedulerFailed,
     Stopper,
+    VenueSchedule,
     _schedule_funding,
     realign,
     run_scheduled,
@@ -75,10 +76,11 @@ def test_a_funding_planner_whose_reads_fail_plans_nothing_and_raises_nothing() -
     )
     sched = BackgroundScheduler()
     stopper = Stopper()
+    clock = SimClock(0)
     _schedule_funding(
         sched,
         SimpleNamespace(engine=engine),  # type: ignore[arg-type]
-        SimClock(0),
+        VenueSchedule(clock, clock.now_ms),
         120,
         stopper.event,
     )
@@ -122,9 +124,15 @@ def _planned(venue: FundingVenue, symbols: tuple[str, ...]) -> list[tuple[str, s
         policy=SimpleNamespace(funding=SimpleNamespace(lookback=3)),
         exchange=venue,
     )
-    runner = SimpleNamespace(engine=engine, before_funding=lambda symbols: None)
+    runner = SimpleNamespace(
+        engine=engine,
+        before_funding=lambda symbols: None,
+        hold_for_funding=lambda settles_ms, from_ms, symbols: None,
+    )
     sched = BackgroundScheduler()
-    _schedule_funding(sched, runner, SimClock(NOW), 120, Stopper().event)  # type: ignore[arg-type]
+    clock = SimClock(NOW)
+    plan = VenueSchedule(clock, clock.now_ms)  # (the venue's clock in step with the host's)
+    _schedule_funding(sched, runner, plan, 120, Stopper().event)  # type: ignore[arg-type]
     return [(job.id, *job.args) for job in sched.get_jobs()]
 
 

@@ -16,14 +16,14 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 
 from bot.bootstrap import build_paper, open_store
-from bot.clock import LiveClock, SimClock, ms_to_datetime
+from bot.clock import Clock, LiveClock, SimClock, ms_to_datetime
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode, TradingState
 from bot.domain.market import FundingInfo, VenueRestriction
 from bot.domain.position import Balance, Position
 from bot.errors import PermanentExchangeError
-from bot.runtime.scheduler import _schedule_funding, add_live_jobs, new_scheduler
+from bot.runtime.scheduler import VenueSchedule, _schedule_funding, add_live_jobs, new_scheduler
 from bot.store.sql import SqlStore
 from tests.runtime.conftest import write_config
 
@@ -146,18 +146,31 @@ def test_a_resume_on_one_garbled_reading_waits_for_two_that_agree(
 
 
 class CountingRunner:
-    """Counts the jobs the scheduler runs; each sets its event."""
+    """Counts the jobs the scheduler runs; each sets its event. The venue's clock is
+    ``clock``, the host's as the test hands it to the scheduler (in step)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SimClock(START)
         self.runs: dict[str, int] = {"tick": 0, "guard": 0}
         self.ran = {name: threading.Event() for name in self.runs}
+        self.early_close_ms: int | None = None
+        self.holds: list[tuple[int, int, set[str]]] = []
 
     def _ran(self, name: str) -> None:
         self.runs[name] += 1
         self.ran[name].set()
 
+    def venue_now_ms(self) -> int:
+        return self.clock.now_ms()
+
     def tick(self) -> None:
         self._ran("tick")
+
+    def tick_after_close(self, tf_ms: int, settle_ms: int) -> None:
+        self._ran("tick")
+
+    def hold_for_funding(self, settles_ms: int, from_ms: int, symbols: set[str]) -> None:
+        self.holds.append((settles_ms, from_ms, symbols))
 
     def guard(self) -> None:
         self._ran("guard")
@@ -171,12 +184,12 @@ def test_a_tick_and_a_guard_that_come_late_run_once_instead_of_being_skipped() -
     # waited behind a job that took minutes: the day's decision must still be taken (once),
     # not skipped until the next day; the guard likewise.
     sched = new_scheduler(grace_seconds=120)
-    runner = CountingRunner()
+    runner = CountingRunner(SimClock(START))
     stop = threading.Event()
     add_live_jobs(
         sched,
         runner,  # type: ignore[arg-type]
-        SimClock(START),
+        runner.clock,
         tf_ms=24 * HOUR_MS,
         guard_seconds=60,
         funding_lead_seconds=120,
@@ -223,13 +236,13 @@ def test_a_funding_planner_that_comes_late_still_plans_the_settlement() -> None:
     wall = LiveClock()
     sched = new_scheduler(grace_seconds=120)
     engine = FundingEngine(wall.now_ms())
-    runner = CountingRunner()
+    runner = CountingRunner(SimClock(wall.now_ms()))
     runner.engine = engine  # type: ignore[attr-defined]
     runner.before_funding = lambda symbols: None  # type: ignore[attr-defined]
     add_live_jobs(
         sched,
         runner,  # type: ignore[arg-type]
-        SimClock(wall.now_ms()),
+        runner.clock,
         tf_ms=HOUR_MS,
         guard_seconds=60,
         funding_lead_seconds=120,
@@ -322,9 +335,76 @@ def test_a_withdrawn_contract_does_not_cost_the_others_their_pre_funding_tick() 
     # stayed in the configuration.
     wall = LiveClock()
     engine = WithdrawnEthEngine(wall.now_ms())
-    runner = SimpleNamespace(engine=engine, before_funding=lambda symbols: None)
+    runner = CountingRunner(SimClock(wall.now_ms()))
+    runner.engine = engine  # type: ignore[attr-defined]
+    runner.before_funding = lambda symbols: None  # type: ignore[attr-defined]
     sched = new_scheduler(grace_seconds=120)
-    _schedule_funding(sched, runner, SimClock(wall.now_ms()), 120, threading.Event())  # type: ignore[arg-type]
+    venue = VenueSchedule(runner.clock, runner.venue_now_ms)
+    _schedule_funding(sched, runner, venue, 120, threading.Event())  # type: ignore[arg-type]
     job = sched.get_job(f"funding-{engine.settles_ms}")
     assert job is not None, "no pre-funding tick planned for BTC"
     assert list(job.args) == [{"BTC/USDT:USDT"}]
+
+
+# --- the venue's times on the host's clock ----------------------------------------------------
+
+
+def test_a_pre_funding_tick_runs_its_lead_before_the_settlement_on_the_venues_clock() -> None:
+    """The settlement time is the venue's: planned on the host's clock 8 s ahead of it, the tick
+    ran 8 s more before the settlement than its lead; it now runs at the lead on the venue's
+    clock, moves when the offset is measured again, and the planner holds its contracts back
+    in every decision tick from then until the settlement (Runner.hold_for_funding)."""
+    wall = LiveClock().now_ms()
+    host, venue_clock = SimClock(wall), SimClock(wall - 8_000)  # the host 8 s ahead
+    engine = FundingEngine(venue_clock.now_ms())  # settles 10 minutes from now on the venue
+    runner = CountingRunner(venue_clock)
+    runner.engine = engine  # type: ignore[attr-defined]
+    runner.before_funding = lambda symbols: None  # type: ignore[attr-defined]
+    sched = new_scheduler(grace_seconds=120)
+    venue = VenueSchedule(host, runner.venue_now_ms)
+    _schedule_funding(sched, runner, venue, 120, threading.Event())  # type: ignore[arg-type]
+    settles = engine.settles_ms
+    job = sched.get_job(f"funding-{settles}")
+    assert job is not None
+    assert job.trigger.run_date == ms_to_datetime(settles - 120_000 + 8_000)
+    assert runner.holds == [(settles, settles - 120_000, {"BTC/USDT:USDT"})]
+    sched.start(paused=True)
+    try:
+        host.advance(timedelta(seconds=12))  # measured again: the host is 20 s ahead now
+        venue.follow(sched)
+        moved = sched.get_job(f"funding-{settles}").next_run_time
+    finally:
+        sched.shutdown(wait=False)
+    assert moved == ms_to_datetime(settles - 120_000 + 20_000)
+
+
+def test_a_tick_too_early_for_its_close_gets_a_tick_for_that_close() -> None:
+    """A tick that started more than the runner waits before its candle closed on the venue's
+    clock (an offset measured in the job itself, after a wall-clock step) decided on the
+    candles closed then; the close it was for gets its own tick, and the grid goes on from it."""
+    clock = SimClock(START + 30 * 60_000)
+    runner = CountingRunner(clock)
+    sched = new_scheduler(grace_seconds=120)
+    add_live_jobs(
+        sched,
+        runner,  # type: ignore[arg-type]
+        clock,
+        tf_ms=HOUR_MS,
+        guard_seconds=60,
+        funding_lead_seconds=120,
+        stop=threading.Event(),
+    )
+    sched.start(paused=True)
+    try:
+        job = sched.get_job("tick")
+        # APScheduler moved the job to its next run as it started this one, for 01:00
+        job.modify(next_run_time=ms_to_datetime(START + 2 * HOUR_MS + 5_000))
+        runner.early_close_ms = START + HOUR_MS
+        job.func()
+        job = sched.get_job("tick")
+        following = job.trigger.get_next_fire_time(job.next_run_time, job.next_run_time)
+    finally:
+        sched.shutdown(wait=False)
+    assert runner.runs["tick"] == 1
+    assert job.next_run_time == ms_to_datetime(START + HOUR_MS + 5_000)
+    assert following == ms_to_datetime(START + 2 * HOUR_MS + 5_000)

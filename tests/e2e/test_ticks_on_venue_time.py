@@ -1,0 +1,203 @@
+"""The scheduled decision tick on a host clock ahead of the venue's, through the real ccxt path
+(loopback Binance USD-M), the whole process on one host clock the test moves
+(tests/fakes/host_clock.py).
+
+A candle counts as closed on the venue's clock (``CcxtExchange.fetch_candles``); the ticks were
+planned on the host's (the close + 5 s): a host 8 s ahead of the venue, an offset the bot
+measures and otherwise corrects for, ran every tick 3 s before its candle closed there, and each
+decided without the candle that had just closed, a whole timeframe late. Here that candle is a
+20 % crash. The ticks are now planned on the venue's time converted to the host's, move when
+the offset is measured again, and a tick that starts before its candle closed on the venue's
+clock waits for it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.bootstrap import Secrets, build_live, open_store
+from bot.clock import LiveClock, datetime_to_ms
+from bot.config.loader import load_config
+from bot.domain.market import FundingInfo
+from bot.ports.market import CandleWindow, MarketDataPort
+from bot.runtime.runner import Runner
+from bot.runtime.scheduler import (
+    REPLAN_TOLERANCE_MS,
+    SETTLE_DELAY_S,
+    VenueSchedule,
+    add_live_jobs,
+    new_scheduler,
+)
+from tests.fakes.binance_loopback import LoopbackBinance
+from tests.fakes.host_clock import HostClock, ccxt_reads
+from tests.fakes.live_setup import BTC, hourly_rows, live_config_text, venue_account
+
+KEY, SECRET = "venue-time-key-7c03", "venue-time-secret-19fa2e"
+H = 3_600_000
+AHEAD_MS = 8_000  # the host's clock is 8 s ahead of the venue's
+SETTLE_MS = SETTLE_DELAY_S * 1000
+
+
+class RecordingMarket:
+    """The engine's market-data port, noting the close of the last candle each read returned."""
+
+    def __init__(self, market: MarketDataPort) -> None:
+        self.market = market
+        self.last_closes: list[int] = []
+
+    def closed_candles(self, symbol: str, tf_ms: int, count: int, now_ms: int) -> CandleWindow:
+        window = self.market.closed_candles(symbol, tf_ms, count, now_ms)
+        self.last_closes.append(int(window.ts[-1]) + tf_ms)
+        return window
+
+    def funding(self, symbol: str, now_ms: int, lookback: int) -> FundingInfo:
+        return self.market.funding(symbol, now_ms, lookback)
+
+    def last_price(self, symbol: str, now_ms: int) -> tuple[Decimal, int] | None:
+        return self.market.last_price(symbol, now_ms)
+
+
+@pytest.fixture
+def close() -> int:
+    """The close the test is about: the next hour's, on real time (APScheduler plans on it)."""
+    real = LiveClock().now_ms()
+    return real - real % H + H
+
+
+@pytest.fixture
+def clock(close: int, monkeypatch: pytest.MonkeyPatch) -> HostClock:
+    host = HostClock()
+    host.move_to(close - 10 * 60_000)  # the host's clock reads 10 minutes before the close
+    ccxt_reads(host, monkeypatch)
+    return host
+
+
+@pytest.fixture
+def server(clock: HostClock, close: int) -> Iterator[LoopbackBinance]:
+    backend = venue_account("binanceusdm")
+    srv = LoopbackBinance(
+        backend,
+        api_key=KEY,
+        api_secret=SECRET,
+        clock=clock,
+        symbols=[BTC],
+        server_time_offset_ms=-AHEAD_MS,
+    )
+    # 400 hourly candles, the last one [close - 1h, close) a crash: -20 % from its open.
+    rows = hourly_rows(401)
+    shift = close - H - rows[-1][0]
+    rows = [(t + shift, o, hi, lo, c, v) for t, o, hi, lo, c, v in rows]
+    t, o, _hi, _lo, _c, v = rows[-1]
+    rows[-1] = (t, o, o, o * Decimal("0.78"), o * Decimal("0.80"), v * 10)
+    srv.set_candles(BTC, "trade", rows)
+    srv.set_candles(BTC, "mark", rows)
+    backend.set_mark(BTC, o * Decimal("0.80"))
+    with srv:
+        yield srv
+
+
+@pytest.fixture
+def bot(
+    tmp_path: Path, server: LoopbackBinance, clock: HostClock
+) -> Iterator[tuple[Runner, RecordingMarket]]:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        live_config_text(
+            name="venuetime",
+            venue="binanceusdm",
+            base_url=server.base_url,
+            database=tmp_path / "state.db",
+            log_dir=tmp_path / "logs",
+        )
+    )
+    config = load_config(path)
+    store = open_store(config, create=True)
+    runner = build_live(config, store, Secrets(KEY, SECRET, None), clock=clock)
+    for started in runner.at_confirmed_start:
+        started()  # (the offset to the venue measured: the host is 8 s ahead)
+    market = RecordingMarket(runner.engine.market)
+    runner.engine.market = market
+    try:
+        yield runner, market
+    finally:
+        runner.engine.exchange.exchange.close()  # type: ignore[attr-defined]
+        store.close()
+
+
+def scheduled(runner: Runner, clock: HostClock) -> tuple[BackgroundScheduler, VenueSchedule]:
+    """The live jobs as ``bot run --live`` plans them, the scheduler started paused (the test
+    runs the jobs itself, at the times it moves the clock to)."""
+    sched = new_scheduler(grace_seconds=120)
+    venue = add_live_jobs(
+        sched,
+        runner,
+        clock,
+        tf_ms=H,
+        guard_seconds=60,
+        funding_lead_seconds=120,
+        stop=threading.Event(),
+        clock_resync=runner.resync_clock,
+    )
+    sched.start(paused=True)
+    return sched, venue
+
+
+def test_the_tick_planned_for_a_close_decides_on_that_candle_on_a_host_clock_ahead(
+    bot: tuple[Runner, RecordingMarket], clock: HostClock, close: int
+) -> None:
+    runner, market = bot
+    sched, _venue = scheduled(runner, clock)
+    try:
+        job = sched.get_job("tick")
+        fire = datetime_to_ms(job.next_run_time)
+        # the close + 5 s on the venue's clock is the close + 13 s on the host's
+        assert abs(fire - (close + AHEAD_MS + SETTLE_MS)) < 100
+        clock.move_to(fire)  # the scheduler runs the job then
+        job.func()
+    finally:
+        sched.shutdown(wait=False)
+    assert market.last_closes == [close]  # the crash candle, closed on the venue's clock
+    assert clock.slept_s == 0  # (nothing to wait for)
+
+
+def test_a_tick_that_starts_before_its_close_on_the_venues_clock_waits_for_it(
+    bot: tuple[Runner, RecordingMarket], clock: HostClock, close: int
+) -> None:
+    """Planned on the host's grid (as before), or moved by an offset measured since: the tick
+    starts at the close + 5 s on the host's clock, 3 s before the close on the venue's. It
+    waits (on the injected clock) until the close + 5 s there, and decides on that candle."""
+    runner, market = bot
+    sched, _venue = scheduled(runner, clock)
+    try:
+        clock.move_to(close + SETTLE_MS)
+        sched.get_job("tick").func()
+    finally:
+        sched.shutdown(wait=False)
+    assert market.last_closes == [close]
+    assert abs(clock.slept_s - (AHEAD_MS / 1000)) < 0.1  # until the close + 5 s on the venue
+
+
+def test_the_ticks_move_with_the_offset_measured_again(
+    bot: tuple[Runner, RecordingMarket], server: LoopbackBinance, clock: HostClock, close: int
+) -> None:
+    """The host's clock drifts 12 s further ahead (20 s in all); the hourly resync measures it:
+    the next tick moves 12 s later on the host's clock, the grid with it, still at the close
+    + 5 s on the venue's."""
+    runner, _market = bot
+    sched, venue = scheduled(runner, clock)
+    try:
+        server.server_time_offset_ms = -20_000
+        runner.resync_clock()  # the clock-resync job
+        venue.follow(sched)  # (what the scheduler's watch loop does after it)
+        job = sched.get_job("tick")
+        fire = datetime_to_ms(job.next_run_time)
+        following = job.trigger.get_next_fire_time(job.next_run_time, job.next_run_time)
+    finally:
+        sched.shutdown(wait=False)
+    assert abs(fire - (close + 20_000 + SETTLE_MS)) < REPLAN_TOLERANCE_MS / 10
+    assert datetime_to_ms(following) == fire + H

@@ -1,7 +1,8 @@
 """Hedged against unhedged: the same policy on the same data with and without its hedge leg.
 
-The unhedged book is a second replay over the same window and the same histories (the two runs
-cannot share one pass: each replay owns the trigger cursors of its simulated exchange). The
+The unhedged book is a second replay over the same window and the same histories, the data
+loaded once for both (the two runs cannot share one pass: each replay owns the trigger cursors
+of its simulated exchange). The
 report adds, for a policy with a ``[hedge]`` section: net exposure (mean and max of
 ``|net beta-delta| / equity`` as held at each decision tick: what the decisions before it left
 the account with, caps and refusals included), the hedge's cost (fees, funding, slippage on
@@ -24,14 +25,12 @@ from bot.backtest.metrics import drawdown_series, summarize
 from bot.backtest.replay import (
     Progress,
     SimulationResult,
-    _instruments,
-    replay,
+    load_data,
+    refuse_traded_hedge,
     run_simulation,
 )
 from bot.config.models import BotConfig
 from bot.config.policy import Policy
-from bot.marketdata.files import discover
-from bot.sim.history import load_histories
 
 ZERO = Decimal(0)
 
@@ -51,7 +50,18 @@ def run_with_and_without_hedge(
     progress: Progress | None = None,
     not_before: int | None = None,
 ) -> HedgedRun:
-    """The policy's run and, if it hedges, the same window replayed without the hedge leg."""
+    """The policy's run and, if it hedges, the same window replayed without the hedge leg.
+
+    Both runs replay the one loading of the data (:func:`load_data`: the files chosen for the
+    configured window and the policy's warm-up, from ``data_dir`` when given) and the same
+    instruments (the catalogue of ``data_dir`` too): the unhedged replay is ``bot simulate``
+    of the policy without its ``[hedge]`` section on the hedged run's window. Loaded apart,
+    without the window, it chose other files (1h candles where the hedged run had 5m ones)
+    and compared the hedge with another book's return."""
+    traded = symbols or tuple(c.symbol for c in config.contracts)
+    if symbols is not None:
+        refuse_traded_hedge(policy, symbols)  # before any data is read
+    histories = load_data(config, policy, traded, data_dir)
     hedged = run_simulation(
         config,
         policy,
@@ -59,15 +69,18 @@ def run_with_and_without_hedge(
         data_dir=data_dir,
         progress=progress,
         not_before=not_before,
+        histories=histories,
     )
     if policy.hedge is None:
         return HedgedRun(hedged, None)
-    traded = symbols or tuple(c.symbol for c in config.contracts)
-    inventory = discover(data_dir or config.data.dir)
-    book = load_histories(inventory, traded, policy.timeframe, config.simulation.trigger_source)
     bare = policy.model_copy(update={"hedge": None})
-    unhedged = replay(
-        config, bare, book, _instruments(config, traded), hedged.start_ms, hedged.end_ms
+    unhedged = run_simulation(
+        config,
+        bare,
+        symbols=traded,
+        data_dir=data_dir,
+        histories={s: histories[s] for s in traded},
+        window=(hedged.start_ms, hedged.end_ms),
     )
     return HedgedRun(hedged, unhedged)
 

@@ -143,6 +143,9 @@ def run_simulation(
     reuses it for every point); loaded here otherwise. The policy's hedge instruments are
     simulated with the contracts. ``window``: [start, end) in ms instead
     of :func:`simulation_window`'s (policies compared on one footing share one window)."""
+    if symbols is not None:
+        for p in (policy, *(p for _, p in switches)):
+            refuse_traded_hedge(p, symbols)
     symbols = with_hedge_symbols(symbols or tuple(c.symbol for c in config.contracts), policy)
     if histories is None:
         histories = load_data(config, policy, symbols, data_dir)
@@ -175,6 +178,22 @@ def run_simulation(
         )
     result.end_note = _end_note(config, histories, end)
     return result
+
+
+def refuse_traded_hedge(policy: Policy, symbols: Sequence[str]) -> None:
+    """A ConfigError when ``symbols`` (``--contracts``) names one of ``policy``'s hedge
+    instruments: the configuration refuses a hedge instrument that is also a traded contract
+    (``bot.config.models._validate_hedge``: two decisions for one position), and the flag may
+    not bring one in. The engine would make it the hedge leg only, and the unhedged replay of
+    ``bot simulate`` would trade it as a book contract: two different books compared."""
+    if policy.hedge is None:
+        return
+    for i, sym in enumerate(policy.hedge.instruments):
+        if sym in symbols:
+            raise ConfigError(
+                f'--contracts names "{sym}": policy {policy.name!r} hedge.instruments[{i}]: is '
+                "also a traded contract; a hedge leg needs its own"
+            )
 
 
 def _end_note(config: BotConfig, histories: dict[str, ContractHistory], end: int) -> str:

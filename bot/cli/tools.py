@@ -32,8 +32,20 @@ from bot.sim.history import load_history
 from bot.tools import calc as calc_tool
 from bot.tools import render, stress, voltrack
 from bot.tools.calc import to_text
-from bot.tools.portfolio import MAX_INPUT, Portfolio, open_on_exchange, read_portfolio
-from bot.tools.scenarios import Scenario, extreme_json, market_inputs, standard_scenarios
+from bot.tools.portfolio import (
+    MAX_INPUT,
+    Portfolio,
+    open_on_exchange,
+    read_portfolio,
+    spot_legs,
+)
+from bot.tools.scenarios import (
+    Scenario,
+    extreme_json,
+    last_close,
+    market_inputs,
+    standard_scenarios,
+)
 
 __all__ = ["parse_decimal", "plot_place", "run_calc", "run_stress", "run_vol"]
 
@@ -251,6 +263,8 @@ def run_stress(
     )
     if source is not None:
         portfolio = dataclasses.replace(portfolio, source=source)
+    inventory = _inventory(data, config)
+    portfolio, spot_warnings = _with_spot(portfolio, config, policy, inventory)
     try:
         # The book's contracts come from the positions file, not the configuration.
         instruments = resolve_instruments(
@@ -262,7 +276,7 @@ def run_stress(
     start = open_on_exchange(portfolio, instruments, slippage)  # validates the book up front
     rl = risk_limits(config, policy)
     limits = stress.Limits(rl.daily_loss, rl.max_drawdown)
-    market = market_inputs(_inventory(data, config), policy, portfolio.symbols())
+    market = market_inputs(inventory, policy, portfolio.moved_symbols())
     scenarios = standard_scenarios(
         portfolio, market.volatility, market.funding_rate, market.extremes
     )
@@ -273,7 +287,7 @@ def run_stress(
             "daily_loss": to_text(limits.daily_loss),
             "max_drawdown": to_text(limits.max_drawdown),
         },
-        "warnings": stress.stops_past_liquidation(portfolio, start),
+        "warnings": [*spot_warnings, *stress.stops_past_liquidation(portfolio, start)],
         "data_notes": [*market.missing, *_stand_ins(config, portfolio.symbols(), data)],
         "historical_extremes": [extreme_json(e) for e in market.extremes],
         "scenarios": [stress.outcome_json(o) for o in outcomes],
@@ -310,6 +324,32 @@ def run_stress(
     if plot is not None:
         console.print(f"plot written to [bold]{plot}[/bold]")
     return payload
+
+
+def _with_spot(
+    portfolio: Portfolio, config: BotConfig, policy: Policy, inventory: DataInventory
+) -> tuple[Portfolio, list[str]]:
+    """The book with the configuration's ``[spot]`` holdings beside it, each priced as the
+    hedge prices it (its perpetual's mark, else the data's last close), and the warnings to
+    print. Spot read from the venue (``source = "exchange"``) is not known here: said, never
+    taken for none."""
+    spot = config.spot
+    if spot is None:
+        return portfolio, []
+    if spot.source == "exchange":
+        return portfolio, [
+            f'spot {", ".join(spot.assets)}: spot.source = "exchange" (read from the venue\'s '
+            "spot wallet live): the quantities are not known here, and the scenarios are the "
+            "account's alone, without the spot the hedge offsets; declare them with "
+            'spot.source = "config" to include them'
+        ]
+    legs = spot_legs(
+        spot.configured(),
+        config.account.quote,
+        portfolio,
+        lambda sym: last_close(inventory, policy.timeframe, sym),
+    )
+    return dataclasses.replace(portfolio, spot=legs), []
 
 
 def _stand_ins(config: BotConfig, symbols: Sequence[str], data: Path | None) -> list[str]:

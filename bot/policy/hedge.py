@@ -8,7 +8,7 @@ against the primary hedge instrument. The net exposure adds the hedge legs
 1. the book's beta-delta and the net exposure, as multiples of equity;
 2. a hedge that adds exposure (no book left, the account net of the other side from the book,
    or a hedge on the book's side) is cut toward the target, band or cooldown, when the cut
-   lowers the absolute net exposure;
+   lowers the absolute net exposure; closed whole whatever ``min_notional``;
 3. inside the band around the target (``|net/equity - target| <= band``): keep the hedge;
 4. cooldown since the last hedge change: keep the hedge, unless it is larger than the book
    needs (the book's stops fired): then it is cut toward the target, a cut that lowers the
@@ -256,7 +256,7 @@ def _cut_if_adding(
     wait_ms = _cooldown_left(inputs, params)
     if wait_ms > 0:
         why += f" (cooldown {-(-wait_ms // 60_000)} min left: a cut is never delayed)"
-    return _cut(inputs, policy, book_bd, net, needed, held_bd, why, params.min_notional)
+    return _cut(inputs, policy, book_bd, net, needed, held_bd, why, params.min_notional, adds=True)
 
 
 def _cut(
@@ -268,12 +268,15 @@ def _cut(
     held_bd: Decimal,
     why: str,
     min_notional: Decimal,
+    *,
+    adds: bool = False,
 ) -> HedgeOutcome | None:
     """The hedge cut to what the book needs (``needed``), or ``None`` when it is not larger
     than that, or the cut would not lower the absolute net exposure or is below
-    ``min_notional``. Every held leg shrinks by the same factor, rounded toward zero: a cut
-    only ever reduces, so neither the cooldown nor a refusal of increases holds it."""
-    cut = _cut_targets(inputs.legs, book_bd, net, needed, held_bd, min_notional)
+    ``min_notional`` (``adds``: the hedge adds exposure, see :func:`_cut_targets`). Every held
+    leg shrinks by the same factor, rounded toward zero: a cut only ever reduces, so neither
+    the cooldown nor a refusal of increases holds it."""
+    cut = _cut_targets(inputs.legs, book_bd, net, needed, held_bd, min_notional, adds=adds)
     if cut is None:
         return None
     targets, after = cut
@@ -304,8 +307,16 @@ def _cut_targets(
     needed: Decimal,
     held_bd: Decimal,
     min_notional: Decimal,
+    *,
+    adds: bool = False,
 ) -> tuple[dict[str, Decimal], Decimal] | None:
-    """Each leg's target and the net exposure after the cut (see :func:`_cut`)."""
+    """Each leg's target and the net exposure after the cut (see :func:`_cut`).
+
+    ``min_notional`` keeps a hedge from churning on small changes; it never keeps a hedge that
+    adds exposure (``adds``: no book left to offset, or the hedge on the wrong side) from being
+    closed whole. Such a leftover below ``min_notional`` was never a change too small to
+    trade: a close trades once, and held it is a naked position for as long as the book stays
+    out (a partial cut of it is still a change, and waits for ``min_notional``)."""
     over = held_bd != 0 and (needed * held_bd <= 0 or abs(needed) < abs(held_bd))
     if not over:
         return None
@@ -316,7 +327,10 @@ def _cut_targets(
     }
     after = book_bd + sum((targets[leg.symbol] * leg.mark * leg.beta for leg in legs), ZERO)
     change = sum((abs(targets[leg.symbol] - leg.qty) * leg.mark for leg in legs), ZERO)
-    if abs(after) >= abs(net) or change < min_notional:
+    if abs(after) >= abs(net):
+        return None
+    closes = all(t == 0 for t in targets.values())
+    if change < min_notional and not (adds and closes):
         return None
     return targets, after
 
@@ -383,7 +397,7 @@ def cut_without_statistics(
         wait_ms = _wait_ms(now_ms, last_change_ms, params)
         if wait_ms > 0:
             why += f" (cooldown {-(-wait_ms // 60_000)} min left: a cut is never delayed)"
-        cut = _cut_targets(legs, book_bd, net, needed, held_bd, params.min_notional)
+        cut = _cut_targets(legs, book_bd, net, needed, held_bd, params.min_notional, adds=adds)
         if cut is None:
             return None
         targets, after = cut

@@ -7,7 +7,9 @@ Inputs:
   setting) required; ``isolated_margin`` (empty or 0: ``|qty| x entry / leverage``), ``mark``
   (default the entry) and ``stop_loss`` (trigger of a resting stop; empty for none) optional;
 * a simulation's output directory (``bot simulate --out``): its ``positions.csv`` and
-  ``account.json`` (wallet balance and margin mode) describe the simulation's end state.
+  ``account.json`` (wallet balance and margin mode) describe the simulation's end state;
+* beside either, the configuration's ``[spot]`` holdings (:func:`spot_legs`): not on the
+  exchange, valued at their perpetual's price (the hedge's exposure measure) in each scenario.
 
 :func:`open_on_exchange` opens the portfolio on a fresh :class:`SimulatedExchange` with market
 orders at the entry prices (fee- and slippage-free, so the wallet is exactly the one given),
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from bot.backtest.report import POSITION_COLUMNS
 from bot.clock import SimClock
+from bot.config.hedge import spot_symbol
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument
 from bot.domain.orders import OrderRequest
@@ -40,8 +43,10 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Holding",
     "Portfolio",
+    "SpotLeg",
     "open_on_exchange",
     "read_portfolio",
+    "spot_legs",
 ]
 
 ZERO = Decimal(0)
@@ -80,14 +85,43 @@ class Holding:
 
 
 @dataclass(frozen=True, slots=True)
+class SpotLeg:
+    """A spot holding the hedge offsets (the configuration's ``[spot]``): outside the margin
+    account, so no scenario liquidates or stops it, but every move of ``symbol`` (the
+    perpetual whose price series prices it, as the hedge's exposure measure does) moves its
+    value: ``qty x price x move``."""
+
+    asset: str
+    symbol: str  # the perpetual it is priced from (BASE/QUOTE:QUOTE)
+    qty: Decimal  # base asset, > 0
+    price: Decimal  # the perpetual's price it is valued at before the move
+    priced_from: str  # where that price comes from, for the output
+
+    @property
+    def value(self) -> Decimal:
+        return self.qty * self.price
+
+
+@dataclass(frozen=True, slots=True)
 class Portfolio:
     wallet: Decimal  # wallet balance, quote currency, without unrealised PnL
     margin_mode: MarginMode
     holdings: tuple[Holding, ...]
     source: str  # where it came from, for messages
+    spot: tuple[SpotLeg, ...] = ()  # spot held beside the margin account
 
     def symbols(self) -> tuple[str, ...]:
         return tuple(h.symbol for h in self.holdings)
+
+    def moved_symbols(self) -> tuple[str, ...]:
+        """The contracts a scenario moves: the positions', then the perpetuals pricing spot
+        holdings that no position is on (a spot leg is moved with its perpetual)."""
+        held = self.symbols()
+        return held + tuple(dict.fromkeys(s.symbol for s in self.spot if s.symbol not in held))
+
+    @property
+    def spot_value(self) -> Decimal:
+        return sum((s.value for s in self.spot), ZERO)
 
     def at_leverage(self, leverage: int, instruments: Mapping[str, Instrument]) -> Portfolio:
         """Each holding re-sized to ``leverage`` on its own margin (notional = margin x leverage),
@@ -381,3 +415,32 @@ def _rest_stop(ex: SimulatedExchange, portfolio: Portfolio, h: Holding, n: int) 
     )
     with _refused(portfolio, h):
         ex.place_order(req)
+
+
+def spot_legs(
+    quantities: Mapping[str, Decimal],
+    quote: str,
+    portfolio: Portfolio,
+    last_close: Callable[[str], tuple[Decimal, str] | None],
+) -> tuple[SpotLeg, ...]:
+    """The spot holdings ``quantities`` (asset -> quantity) valued as the hedge values them:
+    at the mark of their perpetual when the book holds a position on it, else at
+    ``last_close(perpetual)`` (a price and where it comes from: the data's last candle).
+    A holding no price is known for is refused: left out, it would read as worth nothing and
+    every scenario would miss its loss."""
+    marks = {h.symbol: h.mark for h in portfolio.holdings}
+    out = []
+    for asset, qty in quantities.items():
+        sym = spot_symbol(asset, quote)
+        if sym in marks:
+            price, where = marks[sym], f"the mark of the {sym} position in {portfolio.source}"
+        else:
+            found = last_close(sym)
+            if found is None:
+                raise ConfigError(
+                    f"spot {asset} ({qty}): no price: {portfolio.source} holds no {sym} "
+                    f"position and the data has no {sym} candles (--data DIR with them)"
+                )
+            price, where = found
+        out.append(SpotLeg(asset, sym, qty, price, where))
+    return tuple(out)

@@ -232,15 +232,26 @@ def _volume(x: Decimal | None) -> str:
 def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
     p = payload["portfolio"]
     lim = payload["limits"]
+    # Spot held beside the account: its P&L and the total beside the account's (the margin
+    # ratio, stops and liquidations are the account's alone), the limits checked on both.
+    spot = "spot" in p
+    held = (
+        " + spot "
+        + ", ".join(f"{s['qty']} {s['asset']}" for s in p["spot"])
+        + f" worth {float(p['spot_value']):,.2f}"
+        if spot
+        else ""
+    )
     table = Table(
         title=f"stress test of {p['source']}: equity {float(p['equity']):,.2f} "
-        f"({p['margin_mode']}); limits: daily loss {_pct(Decimal(lim['daily_loss']), 0)}, "
+        f"({p['margin_mode']}){held}; limits: daily loss {_pct(Decimal(lim['daily_loss']), 0)}, "
         f"drawdown {_pct(Decimal(lim['max_drawdown']), 0)}"
+        + (" (on the account's loss or the loss with the spot's)" if spot else "")
     )
     for column in (
         "scenario",
         "equity after",
-        "P&L",
+        *(("account P&L", "spot P&L", "total P&L") if spot else ("P&L",)),
         "margin ratio",
         "stopped (fill)",
         "liquidated",
@@ -258,10 +269,19 @@ def stress_table(outcomes: Sequence[Outcome], payload: dict[str, Any]) -> Table:
         )
         nxt = o.next_liquidation
         limits = ("DD " if o.drawdown_breached else "") + ("DAY" if o.daily_loss_breached else "")
+        pnl = f"[{colour}]{_pct(-o.loss_fraction, 1)}[/{colour}]"
         table.add_row(
             o.scenario.name + (f"\n[dim]{o.scenario.note}[/dim]" if o.scenario.note else ""),
             f"{o.equity_after:,.2f}",
-            f"[{colour}]{_pct(-o.loss_fraction, 1)}[/{colour}]",
+            *(
+                (
+                    _pct(-o.loss_fraction, 1),
+                    f"{o.spot_pnl:,.2f}",
+                    f"[{colour}]{o.total_pnl:,.2f} ({_pct(-o.total_loss_fraction, 1)})[/{colour}]",
+                )
+                if spot
+                else (pnl,)
+            ),
             _margin_ratio_text(o),
             ", ".join(f"{s.symbol.split('/')[0]} @{_price(s.fill_price)}" for s in o.stopped)
             or "-",
@@ -307,6 +327,10 @@ def grid_table(grid: dict[str, Any]) -> Table:
         for cell in row["cells"]:
             style = styles[cell["status"]]
             loss = cell["loss_fraction"]
+            if loss is not None and "total_loss_fraction" in cell:
+                # spot held: the larger of the account's loss and the loss with the spot's,
+                # the one the status is judged on
+                loss = max(Decimal(loss), Decimal(cell["total_loss_fraction"]))
             text = (
                 "n/a"
                 if loss is None

@@ -32,6 +32,7 @@ __all__ = [
     "MarketInputs",
     "Scenario",
     "extreme_json",
+    "last_close",
     "market_inputs",
     "standard_scenarios",
 ]
@@ -99,6 +100,22 @@ def market_inputs(inventory: DataInventory, policy: Policy, symbols: Sequence[st
     return out
 
 
+def last_close(inventory: DataInventory, timeframe: str, symbol: str) -> tuple[Decimal, str] | None:
+    """The last close of ``symbol``'s ``timeframe`` candles in ``inventory`` and where it comes
+    from (what prices a spot holding no position is on); None without such candles."""
+    if symbol not in inventory.symbols():
+        return None
+    try:
+        candles = load_history(inventory, symbol, timeframe).decision
+    except DataError:
+        return None
+    if not len(candles.ts):
+        return None
+    at = ms_to_datetime(int(candles.ts[-1]) + candles.tf_ms).strftime("%Y-%m-%d %H:%M UTC")
+    where = f"the last {timeframe} close of {symbol} in {inventory.data_dir} ({at})"
+    return Decimal(str(float(candles.close[-1]))), where
+
+
 def _unsearched(inventory: DataInventory, symbol: str, found: set[str]) -> list[str]:
     """One note per horizon of :data:`HORIZONS` no worst move was found for, saying why: its
     scenario is missing from the report, which must not read as if the data had been searched."""
@@ -134,8 +151,12 @@ def standard_scenarios(
     """The default set: instant moves of -50 %..+50 % (each contract alone and all together),
     the crash presets, a volatility spike against every position (``volatility``: annualised, per
     contract; left out when no holding has one), a funding spike (``funding_rate``: latest rate
-    per contract) and the worst historical move against each position in ``extremes``."""
-    symbols = portfolio.symbols()
+    per contract) and the worst historical move against each position in ``extremes``.
+
+    A spot holding whose perpetual no position is on (:meth:`Portfolio.moved_symbols`) is moved
+    like a contract of the book: in the "all" moves and the presets, on its own, against the
+    holding (down) in the volatility spike and the historical moves; it pays no funding."""
+    symbols = portfolio.moved_symbols()
     out: list[Scenario] = []
     for step in MOVE_STEPS:
         if len(symbols) > 1:
@@ -151,7 +172,7 @@ def standard_scenarios(
         # Without any volatility it would move nothing and read as survived at every leverage.
         out.append(spike)
     out.append(_funding_spike(portfolio, funding_rate))
-    sides = {h.symbol: h.sign for h in portfolio.holdings}
+    sides = {s: 1 for s in symbols} | {h.symbol: h.sign for h in portfolio.holdings}
     for e in extremes:
         if sides.get(e.symbol) == -e.direction:
             move = Decimal(f"{e.move:.6f}")
@@ -177,13 +198,17 @@ def _price_text(x: float) -> str:
 def _vol_spike(portfolio: Portfolio, volatility: Mapping[str, Decimal]) -> Scenario:
     moves: dict[str, Decimal] = {}
     parts = []
-    for h in portfolio.holdings:
-        vol = volatility.get(h.symbol)
+    # against every position; a spot holding alone on its perpetual: against the spot (down)
+    sides = dict.fromkeys(portfolio.moved_symbols(), 1) | {
+        h.symbol: h.sign for h in portfolio.holdings
+    }
+    for sym, sign in sides.items():
+        vol = volatility.get(sym)
         if vol is None:
             continue
         size = min(VOL_SPIKE_FACTOR * VOL_SPIKE_SIGMAS * vol / DAYS_PER_YEAR.sqrt(), VOL_SPIKE_CAP)
-        moves[h.symbol] = (-h.sign * size).quantize(Decimal("0.0001"))
-        parts.append(f"{_short(h.symbol)} {_pct(moves[h.symbol])} (vol {float(vol):.0%})")
+        moves[sym] = (-sign * size).quantize(Decimal("0.0001"))
+        parts.append(f"{_short(sym)} {_pct(moves[sym])} (vol {float(vol):.0%})")
     note = (
         f"volatility x{VOL_SPIKE_FACTOR}, a {VOL_SPIKE_SIGMAS}-sigma day against every position "
         f"as one gap: {', '.join(parts) or 'no volatility data'}"

@@ -10,7 +10,14 @@ stress result agrees with a replay of the same move by construction. All contrac
 move at once: every mark is set before any bar is processed, so a cross-margin liquidation price
 sees the other contracts at their new prices.
 
-Money in the quote currency; moves, losses and limits as fractions of equity before the move.
+Spot holdings (the configuration's ``[spot]``, :class:`~bot.tools.portfolio.SpotLeg`) are not on
+the exchange: each is valued at its perpetual's price moved by the scenario's move of that
+perpetual. The account's figures (equity, margin ratio, stops, liquidations) stay the margin
+account's; the outcome adds the spot's P&L and the total, and the loss limits are checked on the
+larger of the account's loss and the total's.
+
+Money in the quote currency; moves, losses and limits as fractions of the account's equity
+before the move.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from bot.errors import ConfigError
 from bot.sim.exchange import SimulatedExchange
 from bot.sim.triggers import process_bar, settle_funding
 from bot.tools.calc import to_text
-from bot.tools.portfolio import SCENARIO_TS_MS, Portfolio, open_on_exchange
+from bot.tools.portfolio import SCENARIO_TS_MS, Portfolio, SpotLeg, open_on_exchange
 from bot.tools.scenarios import Scenario
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "GridRow",
     "Limits",
     "Outcome",
+    "SpotMove",
     "StopOut",
     "apply_scenario",
     "cell_status",
@@ -67,6 +75,22 @@ class StopOut:
 
 
 @dataclass(frozen=True, slots=True)
+class SpotMove:
+    """A spot holding through a scenario: its perpetual's move applied to its value."""
+
+    leg: SpotLeg
+    move: Decimal  # the scenario's move of ``leg.symbol`` (0: not moved)
+
+    @property
+    def price_after(self) -> Decimal:
+        return self.leg.price * (1 + self.move)
+
+    @property
+    def pnl(self) -> Decimal:
+        return self.leg.value * self.move
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     scenario: Scenario
     equity_before: Decimal
@@ -80,24 +104,52 @@ class Outcome:
     # The insurance fund's part: the loss beyond a cross wallet, or beyond an isolated margin
     # (a liquidation or a stop filled past the bankruptcy price).
     beyond_wallet: Decimal = ZERO
+    # The spot holdings beside the account (the configuration's [spot]), each moved with its
+    # perpetual. The account's figures (equity, margin ratio, liquidations) are the margin
+    # account's alone, as the venue measures it; the totals add the spot.
+    spot: tuple[SpotMove, ...] = ()
 
     @property
     def pnl(self) -> Decimal:
+        """The margin account's P&L."""
         return self.equity_after - self.equity_before
 
     @property
     def loss_fraction(self) -> Decimal:
-        """Loss as a fraction of the equity before (negative for a gain)."""
+        """The account's loss as a fraction of its equity before (negative for a gain)."""
         return -self.pnl / self.equity_before if self.equity_before > 0 else ZERO
 
     @property
+    def spot_pnl(self) -> Decimal:
+        return sum((m.pnl for m in self.spot), ZERO)
+
+    @property
+    def total_pnl(self) -> Decimal:
+        """The account's P&L and the spot holdings': what the book made or lost."""
+        return self.pnl + self.spot_pnl
+
+    @property
+    def total_loss_fraction(self) -> Decimal:
+        """The account's and the spot's loss as a fraction of the account's equity before
+        (the base of every fraction here and of the loss limits)."""
+        return -self.total_pnl / self.equity_before if self.equity_before > 0 else ZERO
+
+    @property
+    def worst_loss_fraction(self) -> Decimal:
+        """What the loss limits are checked on: the account's loss (what the bot's limits
+        measure and act on) or the loss with the spot's, whichever is larger. A carry book's
+        short perpetual gains in a fall while its spot loses more; the account alone would
+        show a gain and no limit."""
+        return max(self.loss_fraction, self.total_loss_fraction)
+
+    @property
     def daily_loss_breached(self) -> bool:
-        return self.loss_fraction >= self.limits.daily_loss
+        return self.worst_loss_fraction >= self.limits.daily_loss
 
     @property
     def drawdown_breached(self) -> bool:
         # The book's peak is not known here: the equity before the scenario is taken as peak.
-        return self.loss_fraction >= self.limits.max_drawdown
+        return self.worst_loss_fraction >= self.limits.max_drawdown
 
     @property
     def survived(self) -> bool:
@@ -160,6 +212,7 @@ def run_scenario(
         funding_paid=ex.funding_paid,
         limits=limits,
         beyond_wallet=ex.insurance_shortfall,
+        spot=tuple(SpotMove(leg, scenario.moves.get(leg.symbol, ZERO)) for leg in portfolio.spot),
     )
 
 
@@ -291,6 +344,27 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
         "daily_loss_breached": o.daily_loss_breached,
         "drawdown_breached": o.drawdown_breached,
         "survived": o.survived,
+        **(_spot_json(o) if o.spot else {}),
+    }
+
+
+def _spot_json(o: Outcome) -> dict[str, Any]:
+    """The spot holdings through the scenario and the totals with them (only with spot)."""
+    return {
+        "spot": [
+            {
+                "asset": m.leg.asset,
+                "contract": m.leg.symbol,
+                "qty": to_text(m.leg.qty),
+                "price_before": to_text(m.leg.price),
+                "price_after": to_text(m.price_after),
+                "pnl": to_text(m.pnl),
+            }
+            for m in o.spot
+        ],
+        "spot_pnl": to_text(o.spot_pnl),
+        "total_pnl": to_text(o.total_pnl),
+        "total_loss_fraction": to_text(o.total_loss_fraction),
     }
 
 
@@ -319,6 +393,11 @@ def grid_json(rows: Sequence[GridRow], levels: Sequence[int]) -> dict[str, Any]:
                         "loss_fraction": None
                         if isinstance(cell, str)
                         else to_text(cell.loss_fraction),
+                        **(
+                            {"total_loss_fraction": to_text(cell.total_loss_fraction)}
+                            if not isinstance(cell, str) and cell.spot
+                            else {}
+                        ),
                         "liquidated": [] if isinstance(cell, str) else list(cell.liquidated),
                         "reason": cell if isinstance(cell, str) else None,
                     }
@@ -350,4 +429,22 @@ def portfolio_json(portfolio: Portfolio, ex: SimulatedExchange) -> dict[str, Any
             }
             for h in portfolio.holdings
         ],
+        **(
+            {
+                "spot": [
+                    {
+                        "asset": s.asset,
+                        "contract": s.symbol,
+                        "qty": to_text(s.qty),
+                        "price": to_text(s.price),
+                        "value": to_text(s.value),
+                        "priced_from": s.priced_from,
+                    }
+                    for s in portfolio.spot
+                ],
+                "spot_value": to_text(portfolio.spot_value),
+            }
+            if portfolio.spot
+            else {}
+        ),
     }

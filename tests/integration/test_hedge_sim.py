@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
+from datetime import date
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -19,11 +21,16 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.backtest.hedged import hedge_report, run_with_and_without_hedge
-from bot.backtest.metrics import max_drawdown
+from bot.backtest.metrics import max_drawdown, summarize
+from bot.backtest.replay import override, run_simulation
+from bot.catalogue import instrument_to_json
 from bot.cli.app import app
 from bot.config.loader import load_config
 from bot.domain.enums import OrderSide
+from bot.errors import ConfigError
+from bot.instruments import load_instruments
 
+ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3_600_000
 T0 = 1_748_736_000_000  # 2025-06-01 00:00 UTC
 BTC, ETH, SOL = "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"
@@ -352,3 +359,82 @@ def test_bot_simulate_reports_the_hedge_and_draws_hedged_vs_unhedged(tmp_path: P
     assert (out / "hedged.png").stat().st_size > 10_000
     assert "net exposure mean" in result.output
     assert "unhedged return" in result.output
+
+
+def _sample_with_catalogue(folder: Path, taker_fee: str) -> Path:
+    """The bundled sample's files (linked) and a user catalogue charging ``taker_fee``: a run
+    that reads another directory's catalogue, or the bundled one, pays another fee."""
+    folder.mkdir()
+    for f in (ROOT / "data" / "sample").glob("*.csv.gz"):
+        (folder / f.name).symlink_to(f)
+    bundled = load_instruments("binanceusdm")
+    entries = {
+        sym: instrument_to_json(replace(bundled[sym], taker_fee=D(taker_fee)), "the test")
+        for sym in (BTC, ETH, SOL)
+    }
+    (folder / "contracts").mkdir()
+    (folder / "contracts" / "binanceusdm.json").write_text(
+        json.dumps(
+            {
+                "exchange": "binanceusdm",
+                "as_of": "2025-01-01",
+                "read_at": "2025-01-01T00:00:00Z",
+                "source": "written by the test",
+                "instruments": entries,
+            }
+        )
+    )
+    return folder
+
+
+@pytest.mark.slow
+def test_the_unhedged_figure_is_bot_simulate_of_the_policy_without_its_hedge(
+    tmp_path: Path,
+) -> None:
+    """The report's "same book unhedged" is what `bot simulate` gives for the policy without
+    its [hedge] section, on the same configuration, window and data (here `--data DIR` with
+    its own catalogue). The unhedged replay loaded its data apart, without the configured
+    window: it chose the sample's 1h files where the hedged run (and `bot simulate`) chose the
+    5m ones covering the window, and the bundled fees instead of DIR's catalogue."""
+    data = _sample_with_catalogue(tmp_path / "data", "0.001")
+    config = override(
+        load_config(ROOT / "config.hedged.example.toml"), date(2025, 7, 1), date(2025, 7, 20)
+    )
+    policy = config.policies[0]
+    pair = run_with_and_without_hedge(config, policy, data_dir=data)
+    unhedged = pair.unhedged
+    assert unhedged is not None
+    bare = run_simulation(config, policy.model_copy(update={"hedge": None}), data_dir=data)
+    assert (unhedged.start_ms, unhedged.end_ms) == (bare.start_ms, bare.end_ms)
+    assert unhedged.data_selection == bare.data_selection
+    assert any("5m" in line for line in bare.data_selection[ETH][:1])  # the window's finer files
+    assert unhedged.equity.tolist() == bare.equity.tolist()
+    fees = [f.fee / (f.price * f.qty) for f in unhedged.exchange.fills if f.fee > 0]
+    assert fees
+    assert all(abs(x - D("0.001")) < D("1e-12") for x in fees)  # DIR's catalogue
+    stats = summarize(*bare.curve_from_start(), opening=True, closing=True)
+    reported = hedge_report(pair)["unhedged"]
+    assert reported["total_return"] == round(stats["total_return"], 6)
+    assert reported["final_equity"] == round(float(bare.equity[-1]), 2)
+
+
+def test_contracts_naming_the_hedge_instrument_is_refused(tmp_path: Path) -> None:
+    """`bot simulate --contracts ETH/USDT:USDT,BTC/USDT:USDT` with a policy hedged with BTC:
+    the configuration refuses a hedge instrument that is also a traded contract, the flag did
+    not. The hedged run made BTC the hedge leg only while the unhedged replay traded it as a
+    book contract: the report said the hedge added return when it cost 15 points."""
+    config = ROOT / "config.hedged.example.toml"
+    args = ["simulate", "--config", str(config), "--start", "2025-07-01", "--end", "2025-07-10"]
+    result = CliRunner().invoke(
+        app, [*args, "--contracts", f"{ETH},{BTC}", "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    assert (
+        f"--contracts names \"{BTC}\": policy 'vol_target_hedged' hedge.instruments[0]: is also "
+        "a traded contract; a hedge leg needs its own"
+    ) in text
+    assert not (tmp_path / "out" / "report.json").exists()
+    loaded = load_config(config)
+    with pytest.raises(ConfigError, match="a hedge leg needs its own"):
+        run_with_and_without_hedge(loaded, loaded.policies[0], symbols=(ETH, BTC))

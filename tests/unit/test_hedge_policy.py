@@ -358,3 +358,33 @@ def test_without_statistics_nothing_but_a_cut_is_decided(book: D, qty: D) -> Non
     legs = (held(qty),)
     book_legs = (BookLeg("SOL/USDT:USDT", book, D(1)),)
     assert cut_without_statistics(D(10000), book_legs, legs, 0, None, p, "no data") is None
+
+
+def test_a_leftover_hedge_below_min_notional_is_closed_while_the_book_is_out() -> None:
+    """The shipped policy (target 0.5, band 0.5, min_notional 200) on a 1,000 USDT account:
+    the hedge, 0.002 BTC short, is worth 150 USDT after the crash took BTC to 75,000, and the
+    book's stops fired. The close is 150 < min_notional: it was filtered as a change too small
+    to trade, and the leftover, inside the band, was kept tick after tick, a naked short for as
+    long as the book stayed out. A close trades once; min_notional only stops churn."""
+    orphan = leg(BTC, D(75000), qty=D("-0.002"))
+    out = decide_hedge(inputs(D(0), (orphan,), equity=D(1000)), policy())
+    (d,) = out.decisions
+    assert d.target_qty == 0, d.reason
+    assert "the hedge adds exposure" in d.reason
+    assert out.net_after == 0
+    # The same without the leg's statistics (a gap in its candles): the cut alone is decided.
+    left = HeldLeg(BTC, INSTRUMENTS[BTC], D("-0.002"), D(75000), D(1), D(5), D(80000))
+    cut = cut_without_statistics(D(1000), (), (left,), 0, None, policy(), "no data for BTC")
+    assert cut is not None
+    assert [x.target_qty for x in cut.decisions] == [0]
+    assert cut.net_after == 0
+
+
+def test_a_partial_cut_of_a_hedge_adding_exposure_still_waits_for_min_notional() -> None:
+    """Book +6000, target 0, hedge -0.122 BTC at 50,000 (-6100): the account is net 100 short
+    of a long book, so the hedge adds exposure; the cut to what the book needs (-0.12) trades
+    100 < min_notional 200. It is no close: a change too small to trade, the hedge kept."""
+    p = policy(target_net_exposure=D(0), band=D("0.2"), min_notional=D(200))
+    out = decide_hedge(inputs(D(6000), (leg(BTC, D(50000), D("-0.122")),)), p)
+    assert out.decisions[0].target_qty == D("-0.122"), out.reason
+    assert "inside the band, keep the hedge" in out.reason

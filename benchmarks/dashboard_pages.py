@@ -181,7 +181,7 @@ def main() -> None:
             guard=Guard("benchmark-token-0123456789"),
             clock=SimClock(equity.ts_ms + 60_000),
         )
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://127.0.0.1")
         print(f"account: {args.days} days of hourly history, built in {built:.1f} s")
         print(f"{'page':<58} {'median ms':>10} {'p95 ms':>8} {'bytes':>8}")
         for page in PAGES:

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from loguru import logger
 
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
 
 REDACTED = "***"
 _PATTERNS = [
-    re.compile(r"(signature=)[0-9a-fA-F]+"),
+    # The whole signature, up to the next parameter, a space or a quote: an HMAC key signs in
+    # hex, an Ed25519 or RSA key in base64, URL-encoded in the query (%2B %2F %3D); Binance
+    # takes all three (github.com/binance/binance-spot-api-docs, faqs/api_key_types.md).
+    re.compile(r"""(signature=)[^&\s'"]+"""),
     re.compile(r"""(['"]?X-MBX-APIKEY['"]?\s*[:=]\s*['"]?)[^'",}\s]+""", re.IGNORECASE),
     re.compile(r"""(['"]?X-BAPI-(?:API-KEY|SIGN)['"]?\s*[:=]\s*['"]?)[^'",}\s]+""", re.IGNORECASE),
     re.compile(r"""(['"]?OK-ACCESS-(?:KEY|SIGN|PASSPHRASE)['"]?\s*[:=]\s*['"]?)[^'",}\s]+"""),
@@ -89,6 +93,28 @@ class Redactor:
 
 
 REDACTOR = Redactor()
+
+
+def url_credentials(url: str) -> list[str]:
+    """The credentials an ``http(s)://user:password@host`` URL carries, for the redactor: the
+    user part whole (``user:password``) and the password, each as written and percent-decoded
+    (what requests sends; [] without a user part). The authority ends at the first ``/ ? #``
+    and the user part at its last ``@``, as urllib and requests split it (a password may hold
+    an unencoded ``@``)."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return []
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    if not at or not userinfo:
+        return []
+    _, colon, password = userinfo.partition(":")
+    out: list[str] = []
+    for raw in (userinfo, password) if colon else (userinfo,):
+        for value in (raw, unquote(raw)):
+            if value and value not in out:
+                out.append(value)
+    return out
 
 
 def redact(text: str) -> str:

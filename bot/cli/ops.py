@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from bot import strict_json
+from bot.cli.web import ALLOWED_HOST_HELP
 from bot.errors import BotError, ConfigError
 
 if TYPE_CHECKING:
@@ -55,6 +56,9 @@ def register(
         metrics_port: Annotated[
             int | None, typer.Option("--metrics-port", help="serve /metrics and /healthz here")
         ] = None,
+        allowed_host: Annotated[
+            list[str] | None, typer.Option("--allowed-host", help=ALLOWED_HOST_HELP)
+        ] = None,
         ignore_venue_hold: Annotated[
             bool,
             typer.Option(
@@ -75,6 +79,7 @@ def register(
                 port=port,
                 metrics_port=metrics_port,
                 console=console,
+                allowed_hosts=allowed_host or [],
             )
             code = run_bot(
                 config,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+ALLOWED_HOST_HELP = (
+    "a name the web pages are reached at through a reverse proxy (repeat for each); "
+    "127.0.0.1, localhost, [::1] and --host always are"
+)
 
 
 def register(app: typer.Typer, console: Console, reported_errors: object) -> None:
@@ -38,10 +42,13 @@ def register(app: typer.Typer, console: Console, reported_errors: object) -> Non
         refresh: Annotated[
             int, typer.Option("--refresh", help="seconds between page updates (0: never)", min=0)
         ] = 15,
+        allowed_host: Annotated[
+            list[str] | None, typer.Option("--allowed-host", help=ALLOWED_HOST_HELP)
+        ] = None,
     ) -> None:
         """Web dashboard (and /metrics) of the paper or live account, or of a simulation."""
         with guard():  # type: ignore[operator]
-            serve_command(config, sim, host, port, console, refresh)
+            serve_command(config, sim, host, port, console, refresh, allowed_host or [])
 
 
 def serve_command(
@@ -51,6 +58,7 @@ def serve_command(
     port: int,
     console: Console,
     refresh: int = 15,
+    allowed_hosts: Sequence[str] = (),
 ) -> None:
     from bot.dashboard import require_extra
 
@@ -61,8 +69,9 @@ def serve_command(
     from bot.dashboard import server
 
     clock = LiveClock()
+    hosts = server.allowed_hosts(host, allowed_hosts)
     if sim is not None:
-        server.serve_forever(server.simulation_app(sim, clock), host, port, console)
+        server.serve_forever(server.simulation_app(sim, clock, hosts), host, port, console)
         return
     assert config is not None  # noqa: S101 - checked above
     from bot.bootstrap import open_store
@@ -71,7 +80,7 @@ def serve_command(
     cfg = load_config(config)
     store = open_store(cfg)  # never creates one: no database, no bot ran there (it says so)
     try:
-        app = server.account_app(cfg, store, clock, refresh_seconds=refresh)
+        app = server.account_app(cfg, store, clock, refresh_seconds=refresh, hosts=hosts)
         server.serve_forever(app, host, port, console)
     finally:
         store.close()
@@ -84,6 +93,7 @@ def run_extras(
     port: int,
     metrics_port: int | None,
     console: Console,
+    allowed_hosts: Sequence[str] = (),
 ) -> Callable[[BotConfig, Runner, SqlStore], Callable[[], None]] | None:
     """What ``bot run`` starts beside the bot once it is built; None when nothing is asked."""
     if not dashboard and metrics_port is None:
@@ -91,6 +101,9 @@ def run_extras(
     from bot.dashboard import require_extra
 
     require_extra()
+    from bot.dashboard.server import allowed_hosts as hosts_of
+
+    hosts = hosts_of(host, allowed_hosts)  # a wrong name stops here, before the bot starts
     if dashboard:
         from bot.dashboard.server import check_token
 
@@ -110,10 +123,10 @@ def run_extras(
         sink = own.count_retries()
         started: list[server.BackgroundServer] = []
         if dashboard:
-            web = server.account_app(config, store, runner.clock, registry)
+            web = server.account_app(config, store, runner.clock, registry, hosts=hosts)
             started.append(server.start_background(web, host, port, console))
         if metrics_port is not None:
-            app = server.metrics_app(config, store, runner.clock, registry)
+            app = server.metrics_app(config, store, runner.clock, registry, hosts)
             started.append(server.start_background(app, host, metrics_port, console))
 
         def stop() -> None:

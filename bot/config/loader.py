@@ -91,7 +91,7 @@ def format_errors(
             lines += [_line(shown, loc + i.loc, i.problem, i.got) for i in issues]
             continue
         problem, got = _describe(error, root)
-        if got is not None and loc and loc[-1] == "database_url":
+        if got is not None and loc and loc[-1] in ("database_url", "api_url"):
             got = _masked(got, error.get("input"))
         lines.append(_line(shown, loc, problem, got))
     return lines
@@ -289,8 +289,9 @@ def _show(value: object) -> str:
 
 
 def _masked(got: str, url: object) -> str:
-    """``got`` with the database URL's passwords as ``***``: an error must not print them to
-    the terminal or a log (the log redactor learns them only once the config loaded)."""
+    """``got`` with the passwords of a URL (the database's, a gateway's ``api_url``) as
+    ``***``: an error must not print them to the terminal or a log (the log redactor learns
+    them only once the config loaded)."""
     if isinstance(url, str):
         for secret in sorted(database_url_secrets(url), key=len, reverse=True):
             got = got.replace(secret, "***")

@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bot.catalogue import resolve_with_sources
-from bot.config.database_url import NotADatabaseUrl, parse_database_url
+from bot.config.database_url import NotADatabaseUrl, database_url_secrets, parse_database_url
 from bot.config.hedge import SpotConfig, spot_symbol
 from bot.config.policy import (
     MAX_COOLDOWN,
@@ -180,6 +180,20 @@ def _sane_ccxt_options(options: dict[str, Any]) -> dict[str, Any]:
     flag = options.get("enableRateLimit")
     if flag is not None and not isinstance(flag, bool):
         issues.append(Issue(("enableRateLimit",), "must be true or false", repr(flag)))
+    # ccxt's verbose mode print()s every request and answer to stdout (base/exchange.py
+    # fetch: `if self.verbose: self.log(...)`, log = print), the API key header and signed
+    # URLs with them, past the log redactor; its logger gets the same lines at DEBUG.
+    if "verbose" in options and options["verbose"] is not False:
+        issues.append(
+            Issue(
+                ("verbose",),
+                "not allowed: ccxt would print every request, the API key and the signed URL "
+                "with it, to stdout unredacted; run `bot --verbose ...` instead: the same "
+                "request lines go to the log file (and to the console with runtime.log_level "
+                '= "DEBUG"), secrets redacted',
+                "true" if options["verbose"] is True else repr(options["verbose"]),
+            )
+        )
     raise_issues(issues)
     return options
 
@@ -420,10 +434,13 @@ def _validate_signal_file(c: ContractConfig) -> Iterator[Issue]:
 def _validate_api_url_and_demo(e: ExchangeConfig) -> Iterator[Issue]:
     # Live trading's adapter refuses the pair (demo = true selects the venue's demo hosts).
     if e.api_url is not None and e.demo:
+        shown = e.api_url  # a gateway's password not on the terminal (loader._masked)
+        for secret in sorted(database_url_secrets(e.api_url), key=len, reverse=True):
+            shown = shown.replace(secret, "***")
         yield Issue(
             ("api_url",),
             "needs demo = false (demo = true trades the venue's own demo endpoints)",
-            f'"{e.api_url}"',
+            f'"{shown}"',
         )
 
 

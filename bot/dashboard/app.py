@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from loguru import logger
@@ -34,7 +34,7 @@ from bot.dashboard.metrics import (
     not_running,
 )
 from bot.dashboard.model import Overview, Source
-from bot.dashboard.security import CSRF_COOKIE, Guard, Refused, new_csrf
+from bot.dashboard.security import CSRF_COOKIE, AllowedHosts, Guard, Refused, new_csrf
 from bot.errors import BotError
 from bot.logs import REDACTED
 from bot.runtime.commands import post_command
@@ -175,6 +175,34 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
+def refuse_foreign_hosts(app: FastAPI, hosts: AllowedHosts) -> None:
+    """Answer a request for any other host than ``hosts`` with 400, before any route (pages,
+    actions, ``/metrics``, ``/healthz``, static files) runs: the DNS-rebinding defence
+    (bot.dashboard.security)."""
+    logged: set[str | None] = set()  # each name once: a rebinding page may poll all day
+
+    @app.middleware("http")
+    async def trusted_host(request: Request, call_next: Any) -> Response:
+        host = request.headers.get("host")
+        if hosts.admits(host):
+            response: Response = await call_next(request)
+            return response
+        if host not in logged and len(logged) < 100:
+            logged.add(host)
+            logger.warning(
+                "web server: a request for host {!r} refused: it answers for {} (a reverse "
+                "proxy's name needs --allowed-host NAME)",
+                host,
+                hosts.shown(),
+            )
+        # (the names it answers for are not listed here: the asking page may be the attacker's)
+        return PlainTextResponse(
+            f"this server does not answer for host {host!r}. Behind a reverse proxy, start it "
+            "with --allowed-host NAME (the name the browser shows)",
+            status_code=400,
+        )
+
+
 def create_app(  # noqa: C901 - the routes are closures over the sources
     sources: dict[str, Source],
     *,
@@ -183,20 +211,24 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
     clock: Clock,
     registry: CollectorRegistry | None = None,
     refresh_seconds: int = REFRESH_SECONDS,
+    hosts: AllowedHosts | None = None,
 ) -> FastAPI:
     """The dashboard of ``sources`` (one account, or simulation runs by name).
 
     ``store`` is the account's database (None for simulations: no actions). ``registry`` adds the
     running bot's own metrics to ``/metrics`` (``bot run --dashboard``). Account pages reload
-    their content every ``refresh_seconds`` (0: never)."""
+    their content every ``refresh_seconds`` (0: never). ``hosts``: the host names it answers
+    for (default: the loopback names only)."""
     if not sources:
         raise ValueError("the dashboard needs at least one account or simulation run")
     if refresh_seconds < 0:
         raise ValueError(f"refresh every {refresh_seconds} s: must be >= 0")
     default = next(iter(sources))
     templates = _templates()
+    allowed = hosts or AllowedHosts.serving()
     app = FastAPI(title="perp-risk-bot", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    refuse_foreign_hosts(app, allowed)  # (inside security_headers: its 400 gets them too)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -406,6 +438,7 @@ def create_app(  # noqa: C901 - the routes are closures over the sources
             if not can_act or store is None:
                 raise Refused("actions need a paper or live account (not a simulation)")
             guard.check(
+                hosts=allowed,
                 host=request.headers.get("host"),
                 origin=request.headers.get("origin"),
                 referer=request.headers.get("referer"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from rich.console import Console
 from bot.clock import Clock, LiveClock, ReplayClock
 from bot.config.models import BotConfig
 from bot.dashboard.model import Source
-from bot.dashboard.security import TOKEN_ENV, Guard
+from bot.dashboard.security import TOKEN_ENV, AllowedHosts, Guard
 from bot.errors import ConfigError
 from bot.stats.timeframes import parse_timeframe
 from bot.store.sql import SqlStore
@@ -24,6 +25,15 @@ if TYPE_CHECKING:  # imported where an app is built, as the rest of the dashboar
     from bot.dashboard.account import AccountSource
 
 LOCALHOST = "127.0.0.1"
+
+
+def allowed_hosts(host: str, proxied: Sequence[str]) -> AllowedHosts:
+    """The host names the web server answers for: the loopback names, ``host`` (``--host``)
+    and ``proxied`` (``--allowed-host``, a reverse proxy's names)."""
+    try:
+        return AllowedHosts.serving(host, proxied)
+    except ValueError as exc:
+        raise ConfigError(f"--host / --allowed-host: {exc}") from None
 
 
 def warn_if_exposed(host: str, console: Console | None) -> None:
@@ -36,7 +46,8 @@ def warn_if_exposed(host: str, console: Console | None) -> None:
         return
     text = (
         f"the dashboard listens on {host}, reachable from other machines: put it behind TLS "
-        f"and an authenticating proxy, and keep {TOKEN_ENV} secret"
+        f"and an authenticating proxy (--allowed-host NAME for each name it is reached at), "
+        f"and keep {TOKEN_ENV} secret"
     )
     logger.warning(text)
     if console is not None:
@@ -66,7 +77,9 @@ def account_app(
     clock: Clock,
     registry: Any = None,
     refresh_seconds: int | None = None,
+    hosts: AllowedHosts | None = None,
 ) -> Any:
+    """The dashboard of the account; ``hosts``: the names it answers for (default: loopback)."""
     from bot.dashboard.app import create_app
 
     guard = _guard()
@@ -80,17 +93,18 @@ def account_app(
         clock=clock,
         registry=registry,
         refresh_seconds=REFRESH_SECONDS if refresh_seconds is None else refresh_seconds,
+        hosts=hosts,
     )
 
 
-def simulation_app(directory: Path, clock: Clock) -> Any:
+def simulation_app(directory: Path, clock: Clock, hosts: AllowedHosts | None = None) -> Any:
     from bot.dashboard.app import create_app
     from bot.dashboard.simulation import SimulationSource, discover_runs
 
     sources: dict[str, Source] = {
         name: SimulationSource(name, path) for name, path in discover_runs(directory).items()
     }
-    return create_app(sources, store=None, guard=Guard(None), clock=clock)
+    return create_app(sources, store=None, guard=Guard(None), clock=clock, hosts=hosts)
 
 
 def check_token() -> None:
@@ -145,17 +159,26 @@ def start_background(app: Any, host: str, port: int, console: Console | None) ->
     return BackgroundServer(server, thread)
 
 
-def metrics_app(config: BotConfig, store: SqlStore, clock: Clock, registry: Any) -> Any:
-    """``/metrics`` and ``/healthz`` only (``bot run --metrics-port``)."""
+def metrics_app(
+    config: BotConfig,
+    store: SqlStore,
+    clock: Clock,
+    registry: Any,
+    hosts: AllowedHosts | None = None,
+) -> Any:
+    """``/metrics`` and ``/healthz`` only (``bot run --metrics-port``); ``hosts``: the names it
+    answers for (default: loopback)."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    from bot.dashboard.app import refuse_foreign_hosts
     from bot.dashboard.metrics import build_registry, health
 
     source = account_source(config, store, clock)
     account_registry, _ = build_registry(source, store, clock)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    refuse_foreign_hosts(app, hosts or AllowedHosts.serving())
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -7,7 +7,10 @@ be overridden through ``options``, which is merged on top):
 - ``options.fetchCurrencies: False``: ``load_markets`` otherwise calls private spot-wallet
   routes (Binance ``/sapi``) that futures-only keys may not reach;
 - ``options.adjustForTimeDifference: True``: measure the server clock offset on load;
-- ``options.maxRetriesOnFailure: 0`` (enforced): ccxt's retry would resend order POSTs.
+- ``options.maxRetriesOnFailure: 0`` (enforced): ccxt's retry would resend order POSTs;
+- ``verbose: False`` (enforced): ccxt's verbose mode print()s every request, the API key header
+  and the signed URL with it, to stdout, where the log redactor never sees it (the
+  configuration refuses it; ``bot --verbose`` logs the same lines through the redactor).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bot.clock import Clock
 from bot.errors import ConfigError
 from bot.exchange.capabilities import VENUES, check_capabilities
 from bot.exchange.ccxt_adapter import CcxtExchange
+from bot.logs import REDACTOR, url_credentials
 
 _DEFAULTS: Mapping[str, Any] = {
     "enableRateLimit": True,
@@ -53,11 +57,23 @@ def make_ccxt_exchange(
     """A :class:`CcxtExchange` for venue ``name`` (a ccxt id: ``binanceusdm``, ``bybit``).
 
     ``demo`` switches to the venue's demo-trading endpoints (Binance demo-fapi: ccxt's sandbox
-    mode no longer works for futures). ``api_url`` (``http(s)://host[:port]``) replaces the
-    scheme and host of every REST endpoint, keeping paths (a local test server). ``options`` is
-    ccxt constructor config merged over the defaults above (its ``options`` key deep-merged).
-    ``hedge_reads_after`` (seconds) sends a read still unanswered that long once more.
+    mode no longer works for futures). ``api_url`` (``http(s)://[user:password@]host[:port]``)
+    replaces the scheme and host of every REST endpoint, keeping paths (a local test server, a
+    gateway). ``options`` is ccxt constructor config merged over the defaults above (its
+    ``options`` key deep-merged). ``hedge_reads_after`` (seconds) sends a read still unanswered
+    that long once more.
+
+    A user and password in ``api_url`` (a gateway's HTTP basic authentication) stay in every
+    URL ccxt requests (requests sends them as the ``Authorization`` header), and ccxt quotes
+    the URL in every error text and DEBUG line: the redactor learns them here, with the keys,
+    before any request, in every command that builds a client (``bot run``, ``bot contracts
+    sync``, ``bot data download``, ``bot vol --exchange``). So does a URL with credentials
+    among the ``options`` (ccxt's ``httpsProxy``, ``proxyUrl``...).
     """
+    REDACTOR.add([api_key, api_secret, password])
+    for value in (api_url, *options.values()):
+        if isinstance(value, str):
+            REDACTOR.add(url_credentials(value))
     if name not in VENUES:
         raise ConfigError(
             f"exchange.name = {name!r} is not supported; supported: {', '.join(sorted(VENUES))}"
@@ -71,6 +87,7 @@ def make_ccxt_exchange(
             "exchange.options.options.maxRetriesOnFailure must stay 0: ccxt would resend order "
             "requests whose answer was lost, which can double an order"
         )
+    config["verbose"] = False
     for key, value in (("apiKey", api_key), ("secret", api_secret), ("password", password)):
         if value:
             config[key] = value

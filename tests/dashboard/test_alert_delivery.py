@@ -39,7 +39,7 @@ def _client(config_path: Path) -> tuple[TestClient, SqlStore, int]:
         guard=Guard(None),
         clock=SimClock(now),
     )
-    return TestClient(app), store, now
+    return TestClient(app, base_url="http://127.0.0.1"), store, now
 
 
 def test_a_critical_alert_that_reached_no_one_is_shown_and_exported(paper_account: Path) -> None:

@@ -28,7 +28,7 @@ from bot.store.sql import SqlStore
 from tests.dashboard.conftest import HOUR, TOKEN
 from tests.runtime.conftest import ROOT
 
-ORIGIN = {"origin": "http://testserver"}
+ORIGIN = {"origin": "http://127.0.0.1"}
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def client_for(config_path: Path, store: SqlStore, *, token: str | None, now_ms:
     app = create_app(
         {config.account.name: source}, store=store, guard=Guard(token), clock=SimClock(now_ms)
     )
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def last_tick(store: SqlStore) -> int:
@@ -259,7 +259,8 @@ def test_simulation_directory_in_the_same_views(tmp_path: Path) -> None:
     assert sorted(discover_runs(out)) == ["static_3x", "vol_target"]
     sources = {n: SimulationSource(n, p) for n, p in runs.items()}
     client = TestClient(
-        create_app(sources, store=None, guard=Guard(TOKEN), clock=SimClock(0))  # type: ignore[arg-type]
+        create_app(sources, store=None, guard=Guard(TOKEN), clock=SimClock(0)),  # type: ignore[arg-type]
+        base_url="http://127.0.0.1",
     )
     report = json.loads((out / "vol_target" / "report.json").read_text())
     page = client.get("/", params={"run": "vol_target"})

@@ -61,7 +61,8 @@ def test_a_flatten_by_a_guard_shows_flat_before_the_next_tick(paper_account: Pat
         client = TestClient(
             create_app(
                 {config.account.name: source}, store=store, guard=Guard(None), clock=SimClock(now)
-            )
+            ),
+            base_url="http://127.0.0.1",
         )
         page = client.get("/").text
         assert "<strong>NONE</strong>" not in page

@@ -65,7 +65,7 @@ def client_at(config: BotConfig, store: SqlStore, now_ms: int) -> TestClient:
     app = create_app(
         {config.account.name: source}, store=store, guard=Guard(None), clock=SimClock(now_ms)
     )
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def test_a_daily_bot_whose_jobs_stopped_is_not_healthy(daily: BotConfig, store: SqlStore) -> None:
@@ -86,7 +86,9 @@ def test_a_daily_bot_whose_jobs_stopped_is_not_healthy(daily: BotConfig, store: 
     assert 'id="not-running"' in page
     assert "no job completed for 600 s" in page
     # the bot's own --metrics-port says the same
-    own = TestClient(metrics_app(daily, store, SimClock(now), CollectorRegistry()))
+    own = TestClient(
+        metrics_app(daily, store, SimClock(now), CollectorRegistry()), base_url="http://127.0.0.1"
+    )
     assert own.get("/healthz").status_code == 503
     assert own.get("/healthz").json()["last_job"] == "guard"
 

@@ -92,7 +92,7 @@ def client_at(h: Held, now_ms: int) -> TestClient:
     app = create_app(
         {h.config.account.name: source}, store=h.store, guard=Guard(None), clock=SimClock(now_ms)
     )
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def test_status_says_the_bot_runs_its_jobs_fail_and_the_venue_holds_until(held: Held) -> None:

@@ -58,7 +58,7 @@ def test_metrics_agree_with_the_store(paper_account: Path) -> None:
             clock=SimClock(now),
             registry=runtime,
         )
-        m = scrape(TestClient(app))
+        m = scrape(TestClient(app, base_url="http://127.0.0.1"))
         assert close(m[("bot_equity", ())], equity.equity)
         assert close(m[("bot_wallet_balance", ())], equity.wallet)
         dd = (memory.peak_equity - equity.equity) / memory.peak_equity
@@ -113,7 +113,7 @@ def test_an_unprotected_position_is_flagged(paper_account: Path) -> None:
             guard=Guard(None),
             clock=SimClock(0),
         )
-        m = scrape(TestClient(app))
+        m = scrape(TestClient(app, base_url="http://127.0.0.1"))
         assert m[("bot_position_without_stop", (("symbol", "ETH/USDT:USDT"),))] == 1
         assert m[("bot_position_without_stop", (("symbol", "BTC/USDT:USDT"),))] == 0
         # a stop rests, but the bot recorded it as invalid (an open incident): flagged too
@@ -127,7 +127,7 @@ def test_an_unprotected_position_is_flagged(paper_account: Path) -> None:
             reason="stop refused",
         )
         store.record_event(btc_stop)
-        m = scrape(TestClient(app))
+        m = scrape(TestClient(app, base_url="http://127.0.0.1"))
         assert m[("bot_position_without_stop", (("symbol", "BTC/USDT:USDT"),))] == 1
         store.record_event(
             RiskEvent(
@@ -138,7 +138,7 @@ def test_an_unprotected_position_is_flagged(paper_account: Path) -> None:
                 reason="placed",
             )
         )
-        m = scrape(TestClient(app))
+        m = scrape(TestClient(app, base_url="http://127.0.0.1"))
         assert m[("bot_position_without_stop", (("symbol", "BTC/USDT:USDT"),))] == 0
     finally:
         store.close()
@@ -216,7 +216,7 @@ def test_monitoring_docs_use_only_exported_metrics(paper_account: Path) -> None:
             clock=SimClock(equity.ts_ms + 60_000),  # (the day's loss is known within its day)
             registry=runtime,
         )
-        exported = {name for name, _ in scrape(TestClient(app))}
+        exported = {name for name, _ in scrape(TestClient(app, base_url="http://127.0.0.1"))}
     finally:
         store.close()
     for doc in ("alerts.yml", "grafana-dashboard.json"):

@@ -45,7 +45,7 @@ def test_a_contract_without_a_decision_says_why(paper_account: Path) -> None:
         app = create_app(
             {config.account.name: source}, store=store, guard=Guard(None), clock=SimClock(now)
         )
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://127.0.0.1")
         assert GAP in client.get("/").text
         page = client.get(f"/contracts/{slug(sym)}")
         assert page.status_code == 200

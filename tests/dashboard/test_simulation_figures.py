@@ -51,7 +51,8 @@ def test_drawdown_and_peak_are_measured_from_the_starting_balance(tmp_path: Path
     assert overview.peak_equity == Decimal(10000)
     assert source.curve().drawdown == [0.000225, 0.001594, 0.003522]  # the chart's series
     client = TestClient(
-        create_app({"run": source}, store=None, guard=Guard(None), clock=SimClock(0))
+        create_app({"run": source}, store=None, guard=Guard(None), clock=SimClock(0)),
+        base_url="http://127.0.0.1",
     )
     page = client.get("/").text
     assert "10,000.00" in page

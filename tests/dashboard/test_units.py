@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bot.cli.app import app as cli
 from bot.dashboard import require_extra
-from bot.dashboard.security import Guard, Refused
+from bot.dashboard.security import AllowedHosts, Guard, Refused
 from bot.dashboard.server import warn_if_exposed
 from bot.errors import ConfigError
 from bot.numbers import money, percent, places_of, price, qty
@@ -61,6 +61,7 @@ def test_the_token_must_be_long_enough(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_guard_checks_origin_before_referer() -> None:
     guard = Guard("a-long-operator-token")
+    hosts = AllowedHosts.serving()
     ok = {
         "host": "127.0.0.1:8080",
         "origin": None,
@@ -69,11 +70,43 @@ def test_the_guard_checks_origin_before_referer() -> None:
         "csrf_form": "c" * 40,
         "token_form": "a-long-operator-token",
     }
-    guard.check(**ok)  # a same-site Referer without Origin is accepted
+    guard.check(hosts=hosts, **ok)  # a same-site Referer without Origin is accepted
     with pytest.raises(Refused, match="not from this dashboard"):
-        guard.check(**{**ok, "origin": "http://127.0.0.1:9999"})
+        guard.check(hosts=hosts, **{**ok, "origin": "http://127.0.0.1:9999"})
     with pytest.raises(Refused, match="not from this dashboard"):
-        guard.check(**{**ok, "referer": "http://evil.example/"})
+        guard.check(hosts=hosts, **{**ok, "referer": "http://evil.example/"})
+
+
+@pytest.mark.parametrize(
+    ("host", "admitted"),
+    [
+        ("127.0.0.1:8080", True),
+        ("LOCALHOST:1", True),
+        ("[::1]:8080", True),
+        ("[0:0:0:0:0:0:0:1]", True),  # the same address written out
+        ("192.168.1.5:8080", True),  # the --host address
+        ("attacker.example:8080", False),
+        ("127.0.0.1.attacker.example", False),
+        ("localhost.", False),
+        ("ops@127.0.0.1", False),
+        ("127.0.0.1:8080:1", False),
+        ("[::1", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_only_the_served_host_names_are_admitted(host: str | None, admitted: bool) -> None:
+    assert AllowedHosts.serving("192.168.1.5").admits(host) is admitted
+
+
+def test_allowed_hosts_are_names_or_addresses() -> None:
+    hosts = AllowedHosts.serving("::", ["Bot.Example.com", "[2001:DB8::1]", "10.0.0.7"])
+    assert hosts.direct == {"127.0.0.1", "localhost", "::1", "::"}
+    assert hosts.proxied == {"bot.example.com", "2001:db8::1", "10.0.0.7"}
+    assert hosts.admits("[2001:db8:0::1]:443")
+    for wrong in ("https://bot.example.com", "bot.example.com:443", "bot.example.com/x", ""):
+        with pytest.raises(ValueError, match="is not a host name or address"):
+            AllowedHosts.serving("127.0.0.1", [wrong])
 
 
 def test_binding_beyond_loopback_warns(capsys: pytest.CaptureFixture[str]) -> None:

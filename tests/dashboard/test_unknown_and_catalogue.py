@@ -79,7 +79,7 @@ def test_nothing_recorded_shows_unknown_not_flat(config: BotConfig, store: SqlSt
         assert not c.unprotected
     clock = SimClock(T0)
     app = create_app({config.account.name: source}, store=store, guard=Guard(None), clock=clock)
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1")
     page = client.get("/")
     assert page.status_code == 200
     assert ">flat<" not in page.text
@@ -215,6 +215,7 @@ def test_a_damaged_simulation_output_is_a_named_error_not_a_500(tmp_path: Path) 
     client = TestClient(
         create_app({"run": source}, store=None, guard=Guard(None), clock=SimClock(0)),
         raise_server_exceptions=False,
+        base_url="http://127.0.0.1",
     )
     page = client.get("/")
     assert page.status_code == 200
@@ -255,7 +256,8 @@ def test_a_position_the_bot_did_not_open_is_not_shown_naked(
     assert btc.side == "long (not the bot's)"
     clock = SimClock(T0)
     client = TestClient(
-        create_app({config.account.name: source}, store=store, guard=Guard(None), clock=clock)
+        create_app({config.account.name: source}, store=store, guard=Guard(None), clock=clock),
+        base_url="http://127.0.0.1",
     )
     page = client.get("/").text
     assert "<strong>NONE</strong>" not in page
@@ -302,6 +304,7 @@ def test_a_database_that_cannot_answer_is_a_named_503(config: BotConfig, store: 
             {config.account.name: source}, store=store, guard=Guard(None), clock=SimClock(T0)
         ),
         raise_server_exceptions=False,
+        base_url="http://127.0.0.1",
     )
     page = client.get("/")
     assert page.status_code == 503

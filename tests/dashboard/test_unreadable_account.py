@@ -55,7 +55,7 @@ def test_an_unreadable_account_is_not_shown_as_current(paper_account: Path) -> N
         app = create_app(
             {config.account.name: source}, store=store, guard=Guard(None), clock=SimClock(now)
         )
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://127.0.0.1")
 
         health = client.get("/healthz")
         assert health.status_code == 503, health.json()
@@ -92,7 +92,8 @@ def test_an_unreadable_account_is_not_shown_as_current(paper_account: Path) -> N
                 store=store,
                 guard=Guard(None),
                 clock=SimClock(now + 2 * MINUTE),
-            )
+            ),
+            base_url="http://127.0.0.1",
         )
         assert client.get("/healthz").status_code == 200
         assert "ACCOUNT UNREADABLE" not in client.get("/").text

@@ -123,7 +123,7 @@ def test_a_stop_filled_between_ticks_shows_flat_with_its_loss_on_every_surface(
         app = create_app(
             {config.account.name: source}, store=store, guard=Guard(None), clock=SimClock(now)
         )
-        m = scrape(TestClient(app))
+        m = scrape(TestClient(app, base_url="http://127.0.0.1"))
         assert m[("bot_position_without_stop", (("symbol", BTC),))] == 0
         assert m[("bot_position_notional", (("symbol", BTC),))] == 0
         assert close(m[("bot_equity", ())], wallet)

@@ -4,11 +4,13 @@ The real ccxt code path signs every private request (``X-MBX-APIKEY`` header, HM
 in the query string of a GET); the loopback server answers the positions read with HTTP 500 until
 the tick gives up, so the failure travels through every sink the bot has: the console and
 stderr (with the traceback), the JSON log files (rotated), the alert webhook, and the SQLite
-database (events, alerts). None may contain the API key, the secret or any signature sent.
+database (events, alerts). None may contain the API key, the secret or any signature sent, nor
+the password of a gateway in ``[exchange] api_url``.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -133,6 +135,87 @@ def test_a_failing_signed_request_leaks_no_secret_anywhere(
         leaked = [s for s in signatures if s in content]
         assert not leaked, f"{len(leaked)} request signature(s) leaked into {name}"
         assert not HEX64.search(content), f"a signature-like value leaked into {name}"
+
+
+GATEWAY_USER = "gw-user"
+GATEWAY_PASSWORD = "gw%2FPassw0rd-51c3"  # as written in api_url: percent-encoded
+SENT_PASSWORD = "gw/Passw0rd-51c3"  # as the basic authentication sends it: decoded
+
+
+def test_a_gateway_password_in_api_url_reaches_no_output(
+    config_path: Path,
+    server: LoopbackBinance,
+    tmp_path: Path,
+    webhook: list[str],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``api_url = "http://user:password@host"`` (a gateway's HTTP basic authentication): the
+    gateway gets the credentials with every request, and ccxt quotes the URL, user and password
+    included, in every error text (the log, the events and alerts the database keeps for ``bot
+    status``, ``bot history`` and the dashboard, the alert payloads): the password is in none."""
+    url = webhook.pop(0)
+    text = config_path.read_text()
+    text = text.replace(
+        'api_url = "http://', f'api_url = "http://{GATEWAY_USER}:{GATEWAY_PASSWORD}@', 1
+    )
+    text = text.replace(
+        "[runtime]\n", f'[runtime]\nlog_level = "DEBUG"\nalert_urls = ["{url}"]\n', 1
+    )
+    config_path.write_text(text)
+    authorizations = record_authorizations(server)
+
+    console_file = tmp_path / "console.txt"
+    with console_file.open("w") as out:
+        console = Console(file=out, width=200)
+        assert tick(config_path, console) == 0
+        server.inject(Fault("/fapi/v1/openAlgoOrders", "GET", kind="http_500", times=50))
+        assert tick(config_path, console) == 1  # the failure quotes the URL
+
+    # the user part of the URL still reaches the gateway, on every request
+    basic = base64.b64encode(f"{GATEWAY_USER}:{SENT_PASSWORD}".encode()).decode()
+    assert len(authorizations) > 10
+    assert set(authorizations) == {f"Basic {basic}"}
+    captured = capfd.readouterr()
+    config = load_config(config_path)
+    store = open_store(config, create=False)
+    events = [f"{e.kind}: {e.reason}" for e in store.recent_events(500)]
+    store.close()
+    sinks = {
+        "stdout": captured.out,
+        "stderr": captured.err,
+        "console": console_file.read_text(),
+        "events": "\n".join(events),
+        "alert payloads": "\n".join(webhook),
+        **{f"log file {p.name}": p.read_text() for p in (tmp_path / "logs").iterdir()},
+        **{
+            f"database file {p.name}": p.read_bytes().decode("latin-1")
+            for p in tmp_path.iterdir()
+            if p.name.startswith("state.db")
+        },
+    }
+    # the failure went through every sink, quoting the URL (its user part redacted)
+    failed = [e for e in events if e.startswith("tick_failed: tick:")]
+    assert failed
+    assert all("http://***@127.0.0.1:" in e for e in failed)
+    assert any("tick failed" in json.loads(b)["message"] for b in webhook)
+    for name, content in sinks.items():
+        for secret in (GATEWAY_PASSWORD, SENT_PASSWORD):
+            assert secret not in content, f"the api_url password leaked into {name}"
+
+
+def record_authorizations(loopback: LoopbackBinance) -> list[str]:
+    """The ``Authorization`` header of every request the server receives."""
+    seen: list[str] = []
+    handle = loopback.handle
+
+    def recording(
+        method: str, path: str, query: str, body: str, headers: Mapping[str, str]
+    ) -> Reply | None:
+        seen.append(headers.get("authorization", ""))
+        return handle(method, path, query, body, headers)
+
+    loopback.handle = recording  # type: ignore[method-assign]
+    return seen
 
 
 def record_signatures(loopback: LoopbackBinance) -> set[str]:

@@ -206,7 +206,10 @@ def test_a_dashboard_on_the_wall_clock_does_not_judge_a_replays_times(tmp_path: 
     config = load_config(cfg)
     store = open_store(config)
     try:
-        served = TestClient(metrics_app(config, store, LiveClock(), CollectorRegistry()))
+        served = TestClient(
+            metrics_app(config, store, LiveClock(), CollectorRegistry()),
+            base_url="http://127.0.0.1",
+        )
         health = served.get("/healthz")
         assert health.status_code == 200, health.text
         assert "replayed time" in health.json()["detail"]
@@ -215,7 +218,11 @@ def test_a_dashboard_on_the_wall_clock_does_not_judge_a_replays_times(tmp_path: 
         assert "bot_last_job_age_seconds" not in metrics
         assert "bot_last_tick_age_seconds" not in metrics
         assert "bot_data_age_seconds" not in metrics  # its decisions are in replayed time too
-        page = TestClient(account_app(config, store, LiveClock())).get("/").text
+        page = (
+            TestClient(account_app(config, store, LiveClock()), base_url="http://127.0.0.1")
+            .get("/")
+            .text
+        )
         assert "STALE" not in page
         assert "may be down" not in page
     finally:

@@ -635,6 +635,25 @@ def test_api_url_rewrites_every_endpoint_and_keeps_the_error_table() -> None:
     assert ex.id == "binanceusdm"
 
 
+def test_api_url_credentials_are_kept_and_redacted_from_every_error_text() -> None:
+    """A gateway's user and password in api_url stay in the URL ccxt requests (requests sends
+    them as basic authentication), and ccxt quotes that URL in its error texts: the factory
+    teaches the redactor both, as written and decoded, before any request."""
+    ex = make(api_url="http://gw-user:pw%2Bfactory-83e1@127.0.0.1:8765").exchange
+    url = ex.urls["api"]["fapiPrivateV3"] + "/positionRisk?timestamp=1&signature=00"
+    assert url.startswith("http://gw-user:pw%2Bfactory-83e1@127.0.0.1:8765/")
+    for text in (f"binanceusdm GET {url} 503 Service Unavailable", "decoded pw+factory-83e1"):
+        mapped = str(map_ccxt_error(ccxt.ExchangeNotAvailable(text)))
+        assert "factory-83e1" not in mapped
+        assert "gw-user" not in mapped
+
+
+def test_ccxt_verbose_is_always_off() -> None:
+    """ccxt's verbose mode print()s the API key header and signed URLs to stdout, past the
+    redactor: off whatever the options say (the configuration refuses it already)."""
+    assert make(options={"verbose": True}).exchange.verbose is False
+
+
 def test_api_url_must_be_a_plain_base() -> None:
     ex = ccxt.bybit()
     with pytest.raises(errors.ConfigError, match="expected http"):

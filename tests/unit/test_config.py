@@ -819,6 +819,24 @@ def test_absurd_ccxt_options_are_refused(
     assert line == f"config.toml: exchange.ccxt_options.{key}: {problem} (got {got})"
 
 
+@pytest.mark.parametrize(("value", "got"), [("true", "true"), ('"yes"', "'yes'"), ("1", "1")])
+def test_ccxt_verbose_is_refused_naming_bot_verbose(project: Path, value: str, got: str) -> None:
+    """ccxt's verbose mode print()s every request to stdout, the API key header and the signed
+    URL with it, past the log redactor: refused at load, pointing to `bot --verbose`."""
+    text = CONFIG + f"[exchange]\nccxt_options = {{ timeout = 2500, verbose = {value} }}\n"
+    line = the_line(errors_of(write(project, text)), "exchange.ccxt_options.verbose")
+    assert line.startswith(
+        "config.toml: exchange.ccxt_options.verbose: not allowed: ccxt would print every request"
+    )
+    assert "run `bot --verbose ...` instead" in line
+    assert line.endswith(f"(got {got})")
+
+
+def test_ccxt_verbose_off_is_accepted(project: Path) -> None:
+    text = CONFIG + "[exchange]\nccxt_options = { verbose = false }\n"
+    assert load_config(write(project, text)).exchange.ccxt_options == {"verbose": False}
+
+
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
@@ -864,6 +882,31 @@ def test_a_refused_database_url_is_shown_without_its_passwords(
     that captures it; libpq cannot read an unencoded "@" (it takes the rest for the host)."""
     text = CONFIG + f'[runtime]\ndatabase_url = "{url}"\n'
     line = the_line(errors_of(write(project, text)), "runtime.database_url")
+    assert problem in line
+    assert line.endswith(f'(got "{shown}")')
+
+
+@pytest.mark.parametrize(
+    ("exchange", "problem", "shown"),
+    [
+        (
+            'demo = false\napi_url = "https://gw:s3cret@gw.example/fapi?x=1"',
+            "must be http(s)://host[:port][/path]",
+            "https://gw:***@gw.example/fapi?x=1",
+        ),
+        (
+            'api_url = "https://gw:s3cret@gw.example/fapi"',
+            "needs demo = false",
+            "https://gw:***@gw.example/fapi",
+        ),
+    ],
+)
+def test_a_refused_api_url_is_shown_without_its_password(
+    project: Path, exchange: str, problem: str, shown: str
+) -> None:
+    """A gateway's password in api_url stays off the terminal, as a database URL's does."""
+    message = errors_of(write(project, CONFIG + f"[exchange]\n{exchange}\n"))
+    line = the_line(message, "exchange.api_url")
     assert problem in line
     assert line.endswith(f'(got "{shown}")')
 

@@ -173,5 +173,5 @@ def test_the_dashboard_page_says_how_much_is_not_covered(
         guard=Guard(None),
         clock=SimClock(T0 + 1000),
     )
-    page = TestClient(app).get("/").text
+    page = TestClient(app, base_url="http://127.0.0.1").get("/").text
     assert "0.200 not covered" in page

@@ -16,7 +16,7 @@ from typing import Any
 from bot.domain.enums import ForcedKind
 from bot.domain.instrument import MarginModel
 from bot.errors import NotSupported
-from bot.exchange.forced_probe import ForcedProbe
+from bot.exchange.forced_probe import DAY_MS, ForcedProbe
 from bot.exchange.paging import Paging
 
 
@@ -208,12 +208,19 @@ BINANCE_USDM = VenueProfile(
     # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Position-Information-V2
     flat_probe=FlatProbe("fapiPrivateV2GetPositionRisk", {}, "", "positionAmt"),
     # User's Force Orders: liquidation orders carry a client id starting "autoclose-", ADL
-    # orders "adl_autoclose"; at most 100 rows (default 50).
+    # orders "adl_autoclose"; at most 100 rows (default 50). "If startTime is not sent, data
+    # within 7 days before endTime can be queried"; "Only support querying data in the past 90
+    # days". The page says no more of a start with or without an end: a week per request, with
+    # its end, is the one window it names.
     # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Users-Force-Orders
     forced_probe=ForcedProbe(
         method="fapiPrivateGetForceOrders",
-        params={"limit": 100},
+        params={},
         since_param="startTime",
+        until_param="endTime",
+        window_ms=7 * DAY_MS,
+        kept_ms=90 * DAY_MS,
+        limit=100,
         rows_path="",
         kind_key="clientOrderId",
         kinds={"autoclose-": ForcedKind.LIQUIDATION, "adl_autoclose": ForcedKind.ADL},
@@ -315,11 +322,17 @@ BYBIT = VenueProfile(
     flat_probe=FlatProbe("privateGetV5PositionList", {"category": "linear"}, "result.list", "size"),
     # Trade history: execType BustTrade is a liquidation takeover, AdlTrade an
     # auto-deleveraging (https://bybit-exchange.github.io/docs/v5/order/execution,
-    # https://bybit-exchange.github.io/docs/v5/enum#exectype); at most 100 rows a page.
+    # https://bybit-exchange.github.io/docs/v5/enum#exectype); at most 100 rows a page. "Only
+    # startTime is passed, return range between startTime and startTime+7 days"; "If both are
+    # passed, the rule is endTime - startTime <= 7 days"; a unified account's "past 730 days".
     forced_probe=ForcedProbe(
         method="privateGetV5ExecutionList",
-        params={"category": "linear", "limit": 100},
+        params={"category": "linear"},
         since_param="startTime",
+        until_param="endTime",
+        window_ms=7 * DAY_MS,
+        kept_ms=730 * DAY_MS,
+        limit=100,
         rows_path="result.list",
         kind_key="execType",
         kinds={"BustTrade": ForcedKind.LIQUIDATION, "AdlTrade": ForcedKind.ADL},

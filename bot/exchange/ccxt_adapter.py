@@ -379,18 +379,40 @@ class CcxtExchange:
 
     def fetch_forced_closes(self, symbol: str, since_ms: int) -> list[ForcedClose] | None:
         """The venue's liquidation and ADL closes of ``symbol`` since ``since_ms``, from its raw
-        record (:attr:`VenueProfile.forced_probe`: Binance force orders, Bybit executions)."""
+        record (:attr:`VenueProfile.forced_probe`: Binance force orders, Bybit executions).
+
+        The venue answers one window of time per request (a week on both: Bybit answers a start
+        without an end with the 7 days after it, so one request from a reading 10 days old
+        missed the last 3): the lookup walks the windows from ``since_ms`` to the venue's now
+        (:meth:`ForcedProbe.windows`). ``None`` (the record cannot be read, never "none") when
+        ``since_ms`` is older than the record the venue keeps or than the windows one lookup
+        makes, or when a window's page is full (rows beyond it were cut)."""
         probe = self._profile.forced_probe
         market_id = self._market_id(symbol)
-        params = {**probe.params, "symbol": market_id, probe.since_param: since_ms}
+        windows = probe.windows(since_ms, self.venue_now_ms())
+        if windows is None:
+            return None
 
-        def read() -> list[ForcedClose]:
-            raw = self._call(
-                lambda: getattr(self._ex, probe.method)(params), f"forced closes of {symbol}"
-            )
-            return mapping.forced_closes(raw, probe, symbol, market_id, since_ms)
+        def read() -> list[ForcedClose] | None:
+            out: list[ForcedClose] = []
+            for start, end in windows:
+                params = {**probe.params, "symbol": market_id, "limit": probe.limit}
+                params[probe.since_param] = start
+                if end is not None:
+                    params[probe.until_param] = end
+                raw = self._raw_read(probe.method, params, f"forced closes of {symbol}")
+                closes, full = mapping.forced_closes(raw, probe, symbol, market_id, since_ms)
+                if full:
+                    return None
+                out += closes
+            return out
 
         return self._account_read(read, f"forced closes of {symbol}")
+
+    def _raw_read(self, method: str, params: Mapping[str, object], what: str) -> object:
+        """One call of a ccxt implicit API method, resolved on the client of the thread that
+        runs the call (reads may be hedged)."""
+        return self._call(lambda: getattr(self._ex, method)(params), what)
 
     def _positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         rows = self._position_rows(symbols)

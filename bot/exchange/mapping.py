@@ -556,11 +556,12 @@ def probe_sizes(raw: object, rows_path: str, size_key: str, market_id: str) -> l
 
 def forced_closes(
     raw: object, probe: ForcedProbe, symbol: str, market_id: str, since_ms: int
-) -> list[ForcedClose]:
-    """The venue's own closes of ``market_id`` in its raw answer (see :class:`ForcedProbe`):
-    rows whose ``kind_key`` names a liquidation or an ADL; other rows (the account's own
-    trades) are not forced closes. A row of one of those kinds without a readable size or
-    time makes the answer unreadable."""
+) -> tuple[list[ForcedClose], bool]:
+    """The venue's own closes of ``market_id`` in one page of its raw answer (see
+    :class:`ForcedProbe`): rows whose ``kind_key`` names a liquidation or an ADL; other rows
+    (the account's own trades) are not forced closes. With them, whether the page is full
+    (``probe.limit`` rows, of any kind): the window may hold rows the page cut. A row of one of
+    those kinds without a readable size or time makes the answer unreadable."""
     node: object = raw
     for key in filter(None, probe.rows_path.split(".")):
         if not isinstance(node, Mapping):
@@ -580,7 +581,7 @@ def forced_closes(
         ts = to_decimal(row.get(probe.time_key), f"{market_id} forced close {probe.time_key}")
         if int(ts) >= since_ms and qty > 0:
             out.append(ForcedClose(symbol, kind, qty, int(ts)))
-    return out
+    return out, len(node) >= probe.limit
 
 
 def balance_from_ccxt(balance: Mapping[str, Any], asset: str) -> Balance:

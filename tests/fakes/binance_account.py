@@ -14,6 +14,7 @@ from .binance_wire import BinanceBase, BinanceError, _max_notional, _money, _num
 from .loopback_core import ZERO, Json
 
 RouteMap = dict[tuple[str, str], tuple[Callable[[_Req], Json], bool]]
+_WEEK_MS = 7 * 86_400_000
 
 
 class BinanceAccountRoutes(BinanceBase):
@@ -131,17 +132,29 @@ class BinanceAccountRoutes(BinanceBase):
         """User's Force Orders: the backend's liquidations and ADL closes as Binance lists them
         (client id ``autoclose-<time>`` for a liquidation, ``adl_autoclose`` for an ADL),
         ``startTime`` to ``endTime``, at most ``limit`` (default 50, max 100), oldest first.
+        The page names one window ("If startTime is not sent, data within 7 days before
+        endTime can be queried") and the record's age ("Only support querying data in the past
+        90 days"); of a start with or without an end it says nothing, and the loopback promises
+        no more than that week: a start alone answers the 7 days after it, a start and an end
+        further apart are refused, so no test passes on a reading the venue does not document.
         https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Users-Force-Orders
         """
-        start = req.int_("startTime") or req.now_ms - 7 * 86_400_000
-        end = req.int_("endTime") or req.now_ms
+        start, end = req.int_("startTime"), req.int_("endTime")
+        if start is None:
+            end = req.now_ms if end is None else end
+            start = end - _WEEK_MS
+        elif end is None:
+            end = start + _WEEK_MS
+        elif end - start > _WEEK_MS:
+            raise BinanceError(-1127, "More than 168 hours between startTime and endTime.")
+        start = max(start, req.now_ms - 90 * 86_400_000)
         limit = min(max(req.int_("limit", 50) or 50, 1), 100)
         rows: list[Json] = []
         for sym in self._symbols_of(req):
             closes = self.backend.fetch_forced_closes(sym, start) or []
             sid = self._sid(sym)
             for n, c in enumerate(closes):
-                if c.timestamp_ms > end:
+                if not start <= c.timestamp_ms <= end:
                     continue
                 adl = c.kind is ForcedKind.ADL
                 rows.append(

@@ -363,14 +363,19 @@ class BybitAccountRoutes(BybitBase):
 
     def _execution_list(self, req: BybitReq) -> Json:
         """Trade history, the backend's liquidation (``BustTrade``) and ADL (``AdlTrade``)
-        executions only: the account's own trades are not listed by this loopback.
+        executions only: the account's own trades are not listed by this loopback. The
+        window is the venue's: "startTime and endTime are not passed, return 7 days by
+        default; Only startTime is passed, return range between startTime and startTime+7
+        days; Only endTime is passed, return range between endTime-7 days and endTime; If both
+        are passed, the rule is endTime - startTime <= 7 days" (longer: refused, as a params
+        error), over "the past 730 days".
         https://bybit-exchange.github.io/docs/v5/order/execution"""
         category = req.need("category")
-        start, end = req.int_("startTime"), req.int_("endTime")
+        start, end = _execution_window(req.int_("startTime"), req.int_("endTime"), req.now_ms)
         limit = min(max(req.int_("limit", 50) or 50, 1), 100)
         rows: list[Json] = []
         for sym in self._symbols_of(req):
-            closes = self.backend.fetch_forced_closes(sym, start or 0) or []
+            closes = self.backend.fetch_forced_closes(sym, start) or []
             rows += _execution_rows(self._sid(sym), closes, start, end)
         rows.sort(key=lambda r: -int(str(r["execTime"])))  # newest first
         return {"category": category, "list": rows[:limit], "nextPageCursor": ""}
@@ -392,14 +397,26 @@ class BybitAccountRoutes(BybitBase):
         return {"category": category, "list": rows, "nextPageCursor": ""}
 
 
-def _execution_rows(
-    sid: str, closes: list[ForcedClose], start: int | None, end: int | None
-) -> list[Json]:
+_WEEK_MS = 7 * 86_400_000
+_EXECUTIONS_KEPT_MS = 730 * 86_400_000
+
+
+def _execution_window(start: int | None, end: int | None, now_ms: int) -> tuple[int, int]:
+    """The times ``GET /v5/execution/list`` answers for these parameters (see its route)."""
+    if start is None:  # no start: the 7 days before the end, or before now
+        end = now_ms if end is None else end
+        start = end - _WEEK_MS
+    elif end is None:
+        end = start + _WEEK_MS
+    elif end - start > _WEEK_MS:
+        raise params_error("endTime - startTime must be within 7 days")
+    return max(start, now_ms - _EXECUTIONS_KEPT_MS), end
+
+
+def _execution_rows(sid: str, closes: list[ForcedClose], start: int, end: int) -> list[Json]:
     rows: list[Json] = []
     for n, c in enumerate(closes):
-        if (start is not None and c.timestamp_ms < start) or (
-            end is not None and c.timestamp_ms > end
-        ):
+        if not start <= c.timestamp_ms <= end:
             continue
         rows.append(
             {

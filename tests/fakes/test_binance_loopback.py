@@ -20,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.clock import LiveClock
-from bot.domain.enums import MarginMode, OrderStatus
+from bot.domain.enums import ForcedKind, MarginMode, OrderStatus
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.market import FundingInfo
+from bot.domain.orders import ForcedClose
 from bot.sim.exchange import SimulatedExchange
 
 from .binance_loopback import Fault, LoopbackBinance, point_ccxt_at
@@ -225,6 +226,33 @@ def test_ohlcv_serves_the_candles_it_was_given(ex: Any, server: LoopbackBinance)
     assert ex.fetch_ohlcv(ETH, "1h") == []
     with pytest.raises(ccxt.BadRequest):  # 1h rows asked for as 5m
         ex.fetch_ohlcv(BTC, "5m")
+
+
+def test_force_orders_answer_a_week_of_the_last_90_days(
+    ex: Any, sim: SimulatedExchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No start: the 7 days before the end (or now), as the page says; a start alone the 7 days
+    after it and a start and an end more than 7 days apart refused (the page promises no more
+    than a week); nothing older than 90 days."""
+    day, now = 86_400_000, LiveClock().now_ms()
+    times = [now - 100 * day, now - 9 * day, now - 3_600_000]
+    closes = [ForcedClose(BTC, ForcedKind.LIQUIDATION, D("0.001"), t) for t in times]
+    monkeypatch.setattr(
+        sim, "fetch_forced_closes", lambda s, since: [c for c in closes if c.timestamp_ms >= since]
+    )
+
+    def read(**window: int) -> list[int]:
+        rows = ex.fapiPrivateGetForceOrders({"symbol": "BTCUSDT", **window})
+        return [int(r["updateTime"]) for r in rows]
+
+    assert read() == [times[2]]
+    assert read(endTime=now - 8 * day) == [times[1]]
+    assert read(startTime=now - 10 * day) == [times[1]]
+    assert read(startTime=now - 10 * day, endTime=now - 3 * day) == [times[1]]
+    assert read(startTime=now - 101 * day, endTime=now - 95 * day) == []
+    with pytest.raises(ccxt.BadRequest) as refused:
+        read(startTime=now - 10 * day, endTime=now)
+    assert _code(refused.value) == -1127
 
 
 # -- orders ----------------------------------------------------------------------------------

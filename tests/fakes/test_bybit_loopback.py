@@ -20,9 +20,10 @@ import pytest
 import requests
 
 from bot.clock import LiveClock
-from bot.domain.enums import MarginMode, OrderStatus
+from bot.domain.enums import ForcedKind, MarginMode, OrderStatus
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.market import FundingInfo
+from bot.domain.orders import ForcedClose
 from bot.sim.exchange import SimulatedExchange
 
 from .bybit_loopback import Fault, LoopbackBybit, point_ccxt_at
@@ -363,6 +364,31 @@ def test_klines_and_funding_history(ex: Any, server: LoopbackBybit) -> None:
         ex.publicGetV5MarketFundingHistory(
             {"category": "linear", "symbol": "BTCUSDT", "startTime": 1_700_000_000_000}
         )
+
+
+def test_executions_answer_bybits_seven_day_window(
+    ex: Any, sim: SimulatedExchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start alone answers "range between startTime and startTime+7 days"; an end alone, the
+    7 days before it; neither, the last 7 days; both more than 7 days apart, a params error
+    (https://bybit-exchange.github.io/docs/v5/order/execution)."""
+    day, now = 86_400_000, LiveClock().now_ms()
+    times = [now - 9 * day, now - H]
+    closes = [ForcedClose(BTC, ForcedKind.LIQUIDATION, D("0.001"), t) for t in times]
+    monkeypatch.setattr(
+        sim, "fetch_forced_closes", lambda s, since: [c for c in closes if c.timestamp_ms >= since]
+    )
+
+    def read(**window: int) -> list[int]:
+        raw = ex.privateGetV5ExecutionList({"category": "linear", "symbol": "BTCUSDT", **window})
+        return [int(r["execTime"]) for r in raw["result"]["list"]]
+
+    assert read() == [times[1]]
+    assert read(startTime=now - 10 * day) == [times[0]]
+    assert read(endTime=now - 8 * day) == [times[0]]
+    assert read(startTime=now - 7 * day, endTime=now) == [times[1]]
+    with pytest.raises(ccxt.BadRequest, match="10001"):
+        read(startTime=now - 10 * day, endTime=now)
 
 
 def test_risk_limits_are_the_brackets(ex: Any) -> None:

@@ -16,6 +16,8 @@ from bot.domain.instrument import Instrument
 from bot.domain.orders import ForcedClose, OrderRequest
 from bot.engine.contracts import ContractSpec
 from bot.engine.tick import Engine
+from bot.exchange.capabilities import BINANCE_USDM, BYBIT
+from bot.exchange.forced_probe import MAX_WINDOWS, VENUE_CLOCK_SLACK_MS
 from bot.sim.exchange import SimulatedExchange
 from bot.store.sql import SqlStore
 from tests.contract.test_ccxt_loopback import (
@@ -167,6 +169,111 @@ def test_forced_closes_read_from_the_venue(venue: str, forced_account: ForcedAcc
         ("auto-deleveraging", D("0.002")),
         ("liquidation", D("0.004")),
     ]
+
+
+DAY = 86_400_000
+WEEK = 7 * DAY
+
+
+def _read_forced(
+    venue: str, account: ForcedAccount, since: int
+) -> tuple[list[ForcedClose] | None, list[tuple[int, int | None]]]:
+    """``fetch_forced_closes`` over the wire (the real ccxt class, the loopback venue, which
+    answers the window the venue documents); with it, each request's start and end."""
+    cls = LoopbackBinance if venue == "binanceusdm" else LoopbackBybit
+    with cls(account, api_key=KEY, api_secret=SECRET, clock=LiveClock(), symbols=[BTC]) as server:
+        adapter = loopback_adapter(
+            venue,
+            server.base_url,
+            RecordingClock(),
+            key=KEY,
+            secret=SECRET,
+            account=ACCOUNT,
+            symbols=[BTC],
+        )
+        try:
+            got = adapter.fetch_forced_closes(BTC, since)
+        finally:
+            adapter.exchange.close()
+        path = "/fapi/v1/forceOrders" if venue == "binanceusdm" else "/v5/execution/list"
+        asked = [
+            (
+                int(c.params["startTime"]),
+                int(c.params["endTime"]) if "endTime" in c.params else None,
+            )
+            for c in server.calls(path, "GET")
+        ]
+        assert server.errors == []
+    return got, asked
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_a_liquidation_after_more_than_a_week_without_a_reading_is_read(
+    venue: str, forced_account: ForcedAccount
+) -> None:
+    """Both venues answer a week per request (Bybit: a start alone, the 7 days after it; a
+    start and an end at most 7 days apart): a reading 10 days old is read window by window to
+    now, so a liquidation of the last hour is one, not "the venue records no liquidation"."""
+    now = LiveClock().now_ms()
+    since = now - 10 * DAY
+    forced_account.closes = [
+        ForcedClose(BTC, ForcedKind.LIQUIDATION, D("0.004"), now - 3_600_000),
+        ForcedClose(BTC, ForcedKind.ADL, D("0.002"), now - 9 * DAY),
+        ForcedClose(BTC, ForcedKind.LIQUIDATION, D("0.5"), now - 11 * DAY),  # before the reading
+    ]
+    got, asked = _read_forced(venue, forced_account, since)
+    assert got is not None
+    assert sorted((c.kind.value, c.qty) for c in got) == [
+        ("auto-deleveraging", D("0.002")),
+        ("liquidation", D("0.004")),
+    ]
+    # consecutive windows from the reading, each within the week, the last open to now
+    assert asked == [(since, since + WEEK - 1), (since + WEEK, None)]
+
+
+def test_the_windows_of_one_lookup() -> None:
+    """A week a request, the last open-ended once a start alone reaches past the venue's now
+    (and its clock's minute of slack); 13 windows at most, the record's age at most."""
+    now = LiveClock().now_ms()
+    bybit, binance = BYBIT.forced_probe, BINANCE_USDM.forced_probe
+    recent = now - WEEK + VENUE_CLOCK_SLACK_MS + 1
+    assert bybit.windows(recent, now) == [(recent, None)]
+    old = recent - 1
+    assert bybit.windows(old, now) == [(old, old + WEEK - 1), (old + WEEK, None)]
+    future = now + 60_000  # a reading after now asks from it
+    assert bybit.windows(future, now) == [(future, None)]
+    assert len(bybit.windows(now - 12 * WEEK, now) or []) == MAX_WINDOWS
+    assert bybit.windows(now - 13 * WEEK, now) is None
+    assert binance.windows(now - 89 * DAY, now) is not None
+    assert binance.windows(now - 90 * DAY - 1, now) is None  # "the past 90 days" only
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_a_reading_older_than_the_record_read_is_unknown(
+    venue: str, forced_account: ForcedAccount
+) -> None:
+    """Binance keeps 90 days of force orders, and one lookup walks 13 weeks at most: a reading
+    older than that cannot say "no liquidation" (``None``: unknown), and nothing is asked."""
+    now = LiveClock().now_ms()
+    got, asked = _read_forced(venue, forced_account, now - 100 * DAY)
+    assert (got, asked) == (None, [])
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_a_full_page_is_unknown(venue: str, forced_account: ForcedAccount) -> None:
+    """A window whose answer fills the page (100 rows) may hold rows the page cut, a
+    liquidation among them: the record is unknown, not the rows the page holds."""
+    now = LiveClock().now_ms()
+    forced_account.closes = [
+        ForcedClose(BTC, ForcedKind.ADL, D("0.001"), now - 1_000_000 + k) for k in range(100)
+    ]
+    got, asked = _read_forced(venue, forced_account, now - 3_600_000)
+    assert got is None
+    assert len(asked) == 1
+    forced_account.closes = forced_account.closes[:99]
+    got, _ = _read_forced(venue, forced_account, now - 3_600_000)
+    assert got is not None
+    assert len(got) == 99
 
 
 def test_the_owner_is_alerted_with_the_right_name(

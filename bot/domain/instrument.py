@@ -120,6 +120,15 @@ class Instrument:
         """Highest leverage allowed for a position of this notional."""
         return self.bracket_for(notional).max_leverage
 
+    def notional_limit_for(self, leverage: Decimal) -> Decimal | None:
+        """The notional (exclusive) from which a leverage setting of ``leverage`` is above the
+        bracket maximum: the floor of the first bracket that does not allow it (0 when none
+        does); ``None`` when every bracket allows it. Below it, every notional allows it."""
+        for bracket in self.brackets:
+            if bracket.max_leverage < leverage:
+                return bracket.notional_floor
+        return None
+
     def floor_qty(self, qty: Decimal) -> Decimal:
         """Round a non-negative quantity down to the step (never trade more than intended)."""
         return (qty / self.step_size).to_integral_value(rounding=ROUND_FLOOR) * self.step_size

@@ -44,10 +44,9 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from bot.domain.decision import Decision
-from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
-from bot.domain.instrument import Instrument, MarginModel
+from bot.domain.enums import OrderPurpose, OrderSide, OrderType
+from bot.domain.instrument import Instrument
 from bot.domain.orders import Order, OrderRequest
-from bot.domain.position import Position
 from bot.policy.leverage import leverage_setting
 from bot.risk.coverage import (
     by_hand_shortfall,
@@ -136,28 +135,9 @@ def exchange_setting(
     target_leverage: Decimal, instrument: Instrument, notional: Decimal, floor: int = 1
 ) -> int:
     """The leverage setting for a target (:func:`leverage_setting`), at least ``floor`` (see
-    :func:`setting_floor`), within [1, bracket max]."""
+    :func:`bot.policy.leverage.setting_floor`), within [1, bracket max]."""
     setting = max(leverage_setting(target_leverage), floor)
     return max(1, min(setting, int(instrument.max_leverage_for(notional))))
-
-
-def setting_floor(instrument: Instrument, held: Position | None, sign: int) -> int:
-    """The lowest leverage setting an increase of a position on the side ``sign`` can use.
-
-    Binance refuses to lower the leverage of an open isolated position (-4161 "Leverage
-    reduction is not supported in Isolated Margin Mode with open positions"; raising it works):
-    an increase is planned at the setting held, or a higher one, never asked to lower it (every
-    tick would be refused, and the increase with it). Bybit re-sizes the margin instead.
-    https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code"""
-    if (
-        held is None
-        or not held.is_open
-        or held.sign != sign
-        or held.margin_mode is not MarginMode.ISOLATED
-        or instrument.margin_model is MarginModel.BYBIT_UTA
-    ):
-        return 1
-    return max(1, int(held.leverage))
 
 
 def plan_size(
@@ -171,7 +151,7 @@ def plan_size(
     floor: int = 1,
 ) -> SizePlan:
     """Orders that bring ``current_qty`` to the decision's size (``floor``: the lowest setting
-    an increase may use, :func:`setting_floor` of the position held)."""
+    an increase may use, :func:`bot.policy.leverage.setting_floor` of the position held)."""
     plan = SizePlan()
     target = decision.target_qty
     sym = decision.symbol
@@ -190,9 +170,19 @@ def plan_size(
         return plan
     floor = floor if current_qty != 0 else 1  # (closed above for a flip: nothing held)
     setting = exchange_setting(decision.target_leverage, instrument, abs(target) * price, floor)
+    increasing = abs(target) > abs(current_qty)
+    if increasing and setting < floor:
+        # The bracket at the target's notional is below the setting held, and the venue does
+        # not lower it (see setting_floor): the decision is sized within it
+        # (bot.policy.leverage.within_held_setting), so only a price that moved past it gets
+        # here. Asking would be refused, and the increase with it.
+        plan.notes.append(
+            f"increase to {abs(target)} needs the isolated setting {floor} held lowered to "
+            f"{setting}, which the exchange refuses: not sent"
+        )
+        return plan
     if Decimal(setting) != current_setting:
         plan.leverage = setting
-    increasing = abs(target) > abs(current_qty)
     if not increasing:
         _reduce(plan, new_id, sym, current_qty, abs(delta), instrument)
         return plan

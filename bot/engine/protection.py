@@ -26,8 +26,8 @@ from bot.domain.margin import (
 from bot.domain.orders import Order
 from bot.domain.position import Position
 from bot.engine.account import AccountView
-from bot.engine.planner import exchange_setting, setting_floor, stop_sizing
-from bot.policy.leverage import q2
+from bot.engine.planner import exchange_setting, stop_sizing
+from bot.policy.leverage import q2, setting_floor
 from bot.risk.coverage import (
     Coverage,
     closing_side,

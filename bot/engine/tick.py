@@ -72,7 +72,6 @@ from bot.engine.planner import (
     market_orders,
     plan_protection,
     plan_size,
-    setting_floor,
     size_after,
     uncarried,
 )
@@ -112,6 +111,7 @@ from bot.errors import (
 from bot.policy.decide import decide
 from bot.policy.hedge import short_name
 from bot.policy.inputs import ContractView
+from bot.policy.leverage import setting_floor
 from bot.policy.protection import crossed_by_mark, daily_vol_unit, distance
 from bot.ports.client_ids import base36, make_client_id, parse_purpose
 from bot.ports.exchange import ExchangePort, SpotWalletPort

@@ -12,7 +12,10 @@ in the reason:
    contract's and the account's maximum leverage, the exchange bracket;
 4. target quantity = direction x leverage x sleeve equity / price, rounded down to the step,
    then within the hard caps as the risk gate measures them (:func:`within_hard_caps`), then
-   an increase within the volume participation cap (:mod:`bot.policy.participation`);
+   an increase within the notional the isolated leverage setting held is allowed at
+   (:func:`bot.policy.leverage.within_held_setting`), within the volume participation cap
+   (:mod:`bot.policy.participation`), and none where the trading state or the policy
+   (``allow_increase = false``) allows none;
 5. stop-loss (trailing: it only ever moves toward the price, from a resting stop the mark has not
    crossed) and take-profit from the entry.
 """
@@ -36,7 +39,15 @@ from bot.config.policy import (
 from bot.domain.decision import Decision
 from bot.policy.allocation import erc_weights, inverse_vol_weights, scale_to_target
 from bot.policy.inputs import ContractView
-from bot.policy.leverage import funding_cap, liquidation_cap, q2, smooth, vol_target_leverage
+from bot.policy.leverage import (
+    HARD_CAP_ROOM,
+    funding_cap,
+    liquidation_cap,
+    q2,
+    smooth,
+    vol_target_leverage,
+    within_held_setting,
+)
 from bot.policy.participation import within_participation
 from bot.policy.protection import daily_vol_unit, describe, distance, trailing_anchor
 
@@ -296,11 +307,10 @@ def _decide_one(
     lev = q2(ZERO if lev < ZERO else lev)  # q2(max(lev, 0))
     qty = inst.floor_qty(lev * sleeve / price) if price > 0 else ZERO
     if qty > 0:
-        capped, which = within_hard_caps(v, qty, hard)
-        if which is not None:
+        capped = _within_venue_caps(v, qty, hard, parts)
+        if capped is not None:
             qty = capped
             lev = q2(qty * price / sleeve)
-            parts.append(f"{which} at last price {market.last_price} -> qty {qty}")
     working = False
     participation = policy.orders.max_participation
     if participation is not None and qty > 0:
@@ -310,9 +320,9 @@ def _decide_one(
             parts.append(f"{cut}{qty}")
     position = v.position
     held = position.qty if position is not None else ZERO
-    if not v.allow_increase and (held * direction <= 0 or qty > abs(held)):
-        qty = min(qty, abs(held)) if held * direction > 0 else ZERO
-        parts.append("no increase allowed")
+    allowed = v.allow_increase and policy.allow_increase
+    if not allowed:
+        qty = _no_increase(policy, qty, held, direction, parts)
     above_cap = _held_above_cap(v, held, direction, parts)
     target_qty = qty * direction if qty != 0 else ZERO  # never -0 (a short's zero)
     stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
@@ -325,15 +335,45 @@ def _decide_one(
         stop_loss=stop,
         take_profit=take,
         reason="; ".join(parts),
-        allow_increase=v.allow_increase and policy.allow_increase,
+        allow_increase=allowed,
         participation_capped=working,
         above_cap=above_cap,
     )
 
 
-# A target cut to a hard cap is sized this fraction inside it: the gate measures at the moment of
-# the order, on the equity left after the tick's earlier orders paid their fees and slippage.
-HARD_CAP_ROOM = Decimal("0.999")
+def _within_venue_caps(
+    v: ContractView, qty: Decimal, hard: Decimal, parts: list[str]
+) -> Decimal | None:
+    """``qty`` within the hard caps as the risk gate measures them (:func:`within_hard_caps`)
+    and, for an increase, within the notional the isolated leverage setting held is allowed at
+    (:func:`bot.policy.leverage.within_held_setting`); each cut said in ``parts``. ``None``:
+    neither cut it."""
+    cut = None
+    capped, which = within_hard_caps(v, qty, hard)
+    if which is not None:
+        qty = cut = capped
+        parts.append(f"{which} at last price {v.market.last_price} -> qty {qty}")
+    if v.position is not None:
+        capped, why = within_held_setting(v.instrument, v.position, v.market, qty, v.direction)
+        if why is not None:
+            cut = capped
+            parts.append(why)
+    return cut
+
+
+def _no_increase(
+    policy: Policy, qty: Decimal, held: Decimal, direction: int, parts: list[str]
+) -> Decimal:
+    """``qty`` (absolute, on the side ``direction``) held to the position ``held`` when the
+    trading state or the policy allows no increase, said in ``parts``.
+
+    The policy's own ``allow_increase = false`` binds the decision as the trading state's does:
+    the planner sends no increase for such a decision, and a target it would never trade was
+    recorded as the position decided, with nothing saying why it was never taken."""
+    if held * direction > 0 and qty <= abs(held):
+        return qty
+    parts.append("no increase allowed" if policy.allow_increase else "no increase allowed (policy)")
+    return min(qty, abs(held)) if held * direction > 0 else ZERO
 
 
 def within_hard_caps(

@@ -20,7 +20,9 @@ against the primary hedge instrument. The net exposure adds the hedge legs
 6. the size that brings the net exposure to the target. The target net has the book's sign and is
    never larger than the book: a hedge only ever offsets, it never adds market exposure;
 7. caps: the leverage limit (hedge notional <= max_leverage x equity), the liquidation buffer
-   (the hedge's own stop triggers before its liquidation), then rounding down to the step;
+   (the hedge's own stop triggers before its liquidation), then rounding down to the step, and
+   a leg's increase within the notional its isolated leverage setting is allowed at
+   (:func:`bot.policy.leverage.within_held_setting`);
 8. stop-loss like any position (trailing: it only moves toward the price).
 
 Without the statistics of a hedge leg held or of the primary (a gap in the candles, data that
@@ -41,7 +43,7 @@ from bot.domain.decision import Decision
 from bot.domain.instrument import Instrument
 from bot.domain.market import MarketSnapshot
 from bot.domain.position import Position
-from bot.policy.leverage import liquidation_cap, q2
+from bot.policy.leverage import liquidation_cap, q2, within_held_setting
 from bot.policy.protection import daily_vol_unit, describe, distance, trailing_anchor
 
 ZERO = Decimal(0)
@@ -530,6 +532,15 @@ def _leg_decision(
         qty = capped * sign
         if qty == 0:
             return Decision.flat(leg.symbol, "; ".join(parts))
+    if leg.position is not None:
+        # A leg grown into a bracket whose maximum is below its isolated setting would need the
+        # setting lowered, which Binance refuses (as for the book's contracts, decide.py).
+        capped, held_setting = within_held_setting(
+            leg.instrument, leg.position, leg.market, abs(qty), sign
+        )
+        if held_setting is not None:
+            parts.append(held_setting)
+            qty = capped * sign
     stop = leg.instrument.stop_price(price - sign * sl_dist, sign)
     anchor = (
         trailing_anchor(leg.resting_stop, sign, price)

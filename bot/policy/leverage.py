@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from bot.domain.instrument import Instrument
+from bot.domain.enums import MarginMode
+from bot.domain.instrument import Instrument, MarginModel
 from bot.domain.margin import max_leverage_with_liquidation_beyond
+from bot.domain.market import MarketSnapshot
+from bot.domain.position import Position
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
 HALF = Decimal("0.5")
+# A target cut to a hard cap is sized this fraction inside it: the gate measures at the moment of
+# the order, on the equity left after the tick's earlier orders paid their fees and slippage.
+HARD_CAP_ROOM = Decimal("0.999")
 
 
 def q2(x: Decimal) -> Decimal:
@@ -32,6 +38,65 @@ def leverage_setting(target: Decimal) -> int:
     if target <= HALF:
         return 1
     return int(target.to_integral_value(rounding=ROUND_CEILING)) + 1
+
+
+def setting_floor(instrument: Instrument, held: Position | None, sign: int) -> int:
+    """The lowest leverage setting an increase of a position on the side ``sign`` can use.
+
+    Binance refuses to lower the leverage of an open isolated position (-4161 "Leverage
+    reduction is not supported in Isolated Margin Mode with open positions"; raising it works):
+    an increase is planned at the setting held, or a higher one, never asked to lower it (every
+    tick would be refused, and the increase with it). Bybit re-sizes the margin instead.
+    https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code"""
+    if (
+        held is None
+        or not held.is_open
+        or held.sign != sign
+        or held.margin_mode is not MarginMode.ISOLATED
+        or instrument.margin_model is MarginModel.BYBIT_UTA
+    ):
+        return 1
+    return max(1, int(held.leverage))
+
+
+def within_held_setting(
+    instrument: Instrument,
+    held: Position | None,
+    market: MarketSnapshot,
+    qty: Decimal,
+    sign: int,
+) -> tuple[Decimal, str | None]:
+    """The largest quantity up to ``qty`` (absolute, on the side ``sign``) that the setting held
+    (:func:`setting_floor`) may carry, and why it was cut (``None``: it was not).
+
+    An increase is planned at the setting held or a higher one; one whose notional reaches a
+    leverage bracket whose maximum is below that setting would need it lowered, which Binance
+    refuses on an open isolated position (-4161), and the increase with it, every tick (the
+    static 100x policy at BTC's 300,000 bracket edge: setting 101 held, 100 the most beyond).
+    The increase stops inside the notional the setting held is allowed at, measured as the
+    venue's caps are (:func:`bot.policy.decide.within_hard_caps`: at the higher of the last and
+    the mark price, ``HARD_CAP_ROOM`` inside); never below what is held (a position the price
+    carried beyond it is not cut for it). Bybit lowers the setting and re-sizes the margin, and
+    cross margin keeps no setting for an increase (floor 1): nothing is cut there."""
+    floor = setting_floor(instrument, held, sign)
+    if floor <= 1 or held is None:
+        return qty, None
+    limit = instrument.notional_limit_for(Decimal(floor))
+    have = abs(held.qty)
+    if limit is None or qty <= have:
+        return qty, None
+    mark, last = market.mark_price, market.last_price
+    ref = last if last > mark else mark
+    most = limit * HARD_CAP_ROOM
+    if qty * ref <= most:
+        return qty, None
+    capped = instrument.floor_qty(most / ref) if ref > 0 else ZERO
+    if capped < have:
+        capped = have
+    return capped, (
+        f"isolated setting {floor} held: above the bracket maximum from notional {limit}, and "
+        f"the exchange does not lower it on an open position -> qty {capped}"
+    )
 
 
 def vol_target_leverage(volatility: Decimal, target: Decimal, lo: Decimal, hi: Decimal) -> Decimal:

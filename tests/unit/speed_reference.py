@@ -16,8 +16,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from bot.config.policy import Policy
 from bot.domain.decision import Decision
-from bot.domain.enums import TradingState
-from bot.domain.instrument import Bracket, Instrument
+from bot.domain.enums import MarginMode, TradingState
+from bot.domain.instrument import Bracket, Instrument, MarginModel
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import HALF, funding_cap, q2, smooth
 from bot.policy.protection import daily_vol_unit, describe, distance
@@ -372,9 +372,38 @@ def decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Deci
     lev = q2(max(lev, ZERO))
     qty = v.instrument.floor_qty(lev * v.sleeve_equity / price) if price > 0 else ZERO
     held = v.position.qty if v.position is not None else ZERO
-    if not v.allow_increase and (held * v.direction <= 0 or qty > abs(held)):
+    # Since the held-setting fix: an increase stays within the notional the isolated setting
+    # held is allowed at (Binance refuses to lower it on an open position).
+    pos = v.position
+    if (
+        qty > 0
+        and pos is not None
+        and held * v.direction > 0
+        and pos.margin_mode is MarginMode.ISOLATED
+        and v.instrument.margin_model is not MarginModel.BYBIT_UTA
+        and int(pos.leverage) > 1
+    ):
+        setting = int(pos.leverage)
+        limit = next(
+            (b.notional_floor for b in v.instrument.brackets if b.max_leverage < setting), None
+        )
+        most = limit * Decimal("0.999") if limit is not None else None
+        at = max(v.market.mark_price, v.market.last_price)
+        if most is not None and qty > abs(held) and qty * at > most:
+            qty = max(v.instrument.floor_qty(most / at), abs(held))
+            lev = q2(qty * price / v.sleeve_equity)
+            parts.append(
+                f"isolated setting {setting} held: above the bracket maximum from notional "
+                f"{limit}, and the exchange does not lower it on an open position -> qty {qty}"
+            )
+    # Since the policy no-increase fix: the policy's allow_increase binds the target too.
+    if not (v.allow_increase and policy.allow_increase) and (
+        held * v.direction <= 0 or qty > abs(held)
+    ):
         qty = min(qty, abs(held)) if held * v.direction > 0 else ZERO
-        parts.append("no increase allowed")
+        parts.append(
+            "no increase allowed" if policy.allow_increase else "no increase allowed (policy)"
+        )
     above_cap = False
     if held * v.direction > 0:
         caps = [(v.max_leverage * v.sleeve_equity, f"leverage cap {v.max_leverage}")]

@@ -17,9 +17,10 @@ from bot.clock import SimClock
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType
 from bot.domain.instrument import Instrument, MarginModel
 from bot.domain.orders import OrderRequest
-from bot.engine.planner import plan_size, setting_floor
+from bot.engine.planner import plan_size
 from bot.errors import OrderRejected
 from bot.instruments import load_instruments
+from bot.policy.leverage import setting_floor
 from bot.sim.exchange import SimulatedExchange
 from tests.unit.test_planner import BTC, Ids, decision
 

@@ -24,10 +24,11 @@ from bot.domain.instrument import Instrument
 from bot.domain.market import FundingInfo
 from bot.domain.position import Balance
 from bot.engine.contracts import ContractSpec
-from bot.engine.planner import exchange_setting, market_order, plan_size, setting_floor
+from bot.engine.planner import exchange_setting, market_order, plan_size
 from bot.engine.tick import Engine, TickResult
 from bot.errors import ExchangeError, InsufficientMargin
 from bot.instruments import load_instruments
+from bot.policy.leverage import setting_floor
 from bot.ports.market import CandleWindow
 from bot.risk.margin_cap import cap_to_margin
 from bot.sim.exchange import SimulatedExchange

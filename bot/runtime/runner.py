@@ -12,7 +12,8 @@
 * ``guard``: between ticks, the daily-loss and drawdown limits on the marks of the moment (a
   breach acts at once: reducing, or halted with flatten) and the protection invariant.
 * ``tick_after_close``: the scheduled decision tick, a settle delay after each candle close on
-  the venue's clock; started early (before that, on the venue's clock), it waits the remainder.
+  the venue's clock; started a little early (before that, on the venue's clock), it waits the
+  remainder. Each is for one close (``tick_close_ms``), decided or tried once.
 * ``before_funding``: a tick that may not add exposure to contracts about to pay funding; any
   decision tick within the lead of a settlement planned so holds the same contracts back
   (``hold_for_funding``).
@@ -89,12 +90,11 @@ _ENDED = re.compile(r"done after \d+ failed (?:(\w+) )?job\(s\) in a row$")
 # so a kind that fails only now and then is found far back; one whose failures fill all of them
 # (a guard failing every minute for a week) has a run longer than any max_failures (<= 1000).
 RESTORE_EVENTS = 10_000
-# A scheduled decision tick that starts at most this long before its candle's close plus the
+# A scheduled decision tick that starts at most this long before a candle's close plus the
 # settle delay, on the venue's clock, waits for it (the settle delay, 5 s, and as much again):
 # the scheduler plans on the host's clock converted by the offset last measured, and a
 # measurement or a wall-clock step between the plan and the run moves the run by the change.
-# One that starts earlier still decides, on the candles closed then, as a start's tick does, and
-# the scheduler plans a tick for that close (``early_close_ms``).
+# One that starts earlier is for the newest candle closed then (``close_to_decide``).
 MAX_CLOSE_WAIT_MS = 10_000
 # A wait the venue asks for (``Retry-After`` of a 429 or a 418 ban) longer than this outlasts a
 # guard interval (``runtime.guard_seconds``, 60 s by default): the adapter holds every request
@@ -120,14 +120,27 @@ def _key_time(ms: int) -> str:
     return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def close_ahead(venue_ms: int, tf_ms: int, settle_ms: int) -> tuple[int, int]:
-    """The candle close a tick planned ``settle_ms`` after each close of ``tf_ms`` candles is
-    for when it starts at ``venue_ms`` on the venue's clock (the close nearest ``venue_ms -
-    settle_ms``: a run late by less than half a candle is for the close before it, one early
-    for the close after it), and how long until that close plus ``settle_ms`` (<= 0: passed)."""
+def close_to_decide(venue_ms: int, tf_ms: int, settle_ms: int) -> tuple[int, int]:
+    """The candle close a scheduled decision tick that starts at ``venue_ms`` on the venue's
+    clock decides on, and how long it waits for it first (ms, >= 0): the newest close of
+    ``tf_ms`` candles whose settle delay ``settle_ms`` has passed, or the next one when its
+    settle delay ends within :data:`MAX_CLOSE_WAIT_MS` (a tick planned for it that starts a
+    little early: deciding at once, it decided without that candle, a whole timeframe late)."""
     due = venue_ms - settle_ms
-    close = (due + tf_ms // 2) // tf_ms * tf_ms
-    return close, close - due
+    newest = due - due % tf_ms
+    wait_ms = newest + tf_ms - due
+    if wait_ms <= MAX_CLOSE_WAIT_MS:
+        return newest + tf_ms, wait_ms
+    return newest, 0
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyDecided:
+    """What a scheduled decision tick returns when the newest close is one a decision tick
+    was already for (``Runner.tick_close_ms``): it decides nothing (the scheduler plans the
+    next close)."""
+
+    close_ms: int
 
 
 def job_kind(job: str) -> str:
@@ -185,9 +198,12 @@ class Runner:
     # declined there sends nothing): measure the clock offset and report one too large, send
     # the alerts the start's catalogue check held. Never raise.
     at_confirmed_start: list[Callable[[], object]] = field(default_factory=list)
-    # The close (venue ms) the last ``tick_after_close`` started too early for to wait (it
-    # decided on the candles closed then): the scheduler plans a tick for it. None otherwise.
-    early_close_ms: int | None = field(default=None, init=False)
+    # The candle close (venue ms) the newest scheduled decision tick (``tick_after_close``) was
+    # for: decided on, or tried (a failed one, also one that failed in the checks every job
+    # makes first, used up the close due when it ran). No later tick decides on it or an
+    # earlier one again, and the scheduler plans the next for the close after it. None before
+    # the first; in memory only (a start's tick decides on the candles closed then anyway).
+    tick_close_ms: int | None = field(default=None, init=False)
     # The wall clock against the monotonic one, read at every job (live: see clock_resync).
     _wall_steps: WallSteps | None = field(default=None, init=False, repr=False)
     # Funding settlements (venue ms) the scheduler planned a pre-funding tick for -> (from when
@@ -238,17 +254,32 @@ class Runner:
         close: ``CcxtExchange.fetch_candles``).
 
         After the checks every job makes first (the offset to the venue measured again when the
-        wall clock stepped), a tick that starts before its close plus ``settle_ms`` on the
-        venue's clock waits the remainder on the injected clock, at most
-        :data:`MAX_CLOSE_WAIT_MS`: deciding at once, it decided without the candle just
-        closing, a whole timeframe late. Earlier than that it decides on the candles closed
-        then, as a start's tick does, and names the close in :attr:`early_close_ms` for the
-        scheduler to plan a tick for it."""
+        wall clock stepped), it decides on the newest close whose settle delay has passed on
+        the venue's clock, or waits for the next one when that is at most
+        :data:`MAX_CLOSE_WAIT_MS` away (:func:`close_to_decide`); and records that close in
+        :attr:`tick_close_ms`, whatever the tick's outcome. A close a tick was already for is
+        not decided again: the job does nothing (a run moved early by a wall-clock step, more
+        than the wait before its close). A job that fails in those checks uses up the close due
+        then all the same (``close_to_decide`` on the offset known then): the scheduler plans
+        the next tick for the close after it. Planned again for the close it failed on, at a
+        time already passed, it ran again at once, and again for as long as the failure
+        lasted (a database outage: each run a failed tick, ``reducing`` within a second)."""
+        checked = False  # (the checks every job makes first passed)
 
-        def run() -> TickResult:
-            self.early_close_ms = None
-            close, wait_ms = close_ahead(self.venue_now_ms(), tf_ms, settle_ms)
-            if 0 < wait_ms <= MAX_CLOSE_WAIT_MS:
+        def run() -> TickResult | AlreadyDecided:
+            nonlocal checked
+            checked = True
+            close, wait_ms = close_to_decide(self.venue_now_ms(), tf_ms, settle_ms)
+            if self.tick_close_ms is not None and close <= self.tick_close_ms:
+                logger.info(
+                    "no decision tick: a tick was already for the newest candle closed on the "
+                    "venue's clock (at {}); the next is for the candle closing at {}",
+                    utc_text(close),
+                    utc_text(self.tick_close_ms + tf_ms),
+                )
+                return AlreadyDecided(close)
+            self.tick_close_ms = close  # (before the tick: one that fails used it up too)
+            if wait_ms > 0:
                 logger.info(
                     "the candle closing at {} is not yet final on the venue's clock: "
                     "waiting {:.1f} s for it",
@@ -256,20 +287,15 @@ class Runner:
                     wait_ms / 1000,
                 )
                 self.clock.sleep(wait_ms / 1000)
-            elif wait_ms > 0:
-                # (or late by more than half a candle, for the close before it: either way
-                # the candles closed now are the freshest, and the close ahead gets its tick)
-                logger.info(
-                    "decision tick {:.1f} s before the candle closing at {} is final on the "
-                    "venue's clock: deciding on the candles closed now; a tick for that close "
-                    "follows",
-                    wait_ms / 1000,
-                    utc_text(close),
-                )
-                self.early_close_ms = close
             return self._tick()
 
-        return self._job("tick", run)
+        result = self._job("tick", run)
+        if not checked:
+            # Failed in the checks every job makes first: the close due now is used up.
+            due, _ = close_to_decide(self.venue_now_ms(), tf_ms, settle_ms)
+            last = self.tick_close_ms
+            self.tick_close_ms = due if last is None else max(due, last)
+        return result if isinstance(result, TickResult) else None
 
     def guard(self) -> None:
         self._job("guard", self._guard)
@@ -356,7 +382,7 @@ class Runner:
                     # sent (the next job alerts only the events it records itself).
                     self._alert_safely(name, started, tick=False, readable=False)
                 return None
-            self._completed(name)
+            self._completed(name, ran=not isinstance(result, AlreadyDecided))
             if isinstance(result, TickResult) and result.unreadable is not None:
                 self.ticks_done += 1
                 logger.warning(
@@ -454,10 +480,14 @@ class Runner:
             return False
         return True
 
-    def _completed(self, job: str) -> None:
-        """``job`` completed: its heartbeat, and the incidents that ends."""
+    def _completed(self, job: str, *, ran: bool = True) -> None:
+        """``job`` completed: its heartbeat, and the incidents that ends. Not ``ran`` (a
+        decision tick with nothing to decide, ``AlreadyDecided``): the heartbeat alone; a run
+        of failed decision ticks goes on, and a venue's hold is not known to be over."""
         if self._heartbeat(job):
             self._store_works()
+        if not ran:
+            return
         if self._venue_held:
             # The job's requests went out (a hold refuses every one): the venue's hold is over.
             self._venue_held = False

@@ -66,6 +66,10 @@ CLOCK_RESYNC_SECONDS = 3600  # live: re-measure the host clock's offset to the v
 # planned: less is the noise of one measurement to the next (a request's round trip), and a
 # tick that still comes early waits for its candle (Runner.tick_after_close).
 REPLAN_TOLERANCE_MS = 1000
+# A decision tick due sooner than this when the tick job before it ends is run by that job, at
+# once: planned then, APScheduler would start it while the job planning it still runs and skip
+# it (``max_instances=1``), or run it, whichever thread came first.
+RUN_NOW_MS = 1000
 
 
 class SchedulerFailed(BotError):
@@ -183,8 +187,11 @@ class VenueSchedule:
     (``tick``, ``funding-<settlement>``) move by as much as the offset moved since they were
     planned (:meth:`follow`: after each tick and each funding planning, and from the
     scheduler's watch loop, so after every measurement within a fraction of a second). Moved,
-    not planned again: each run stays the run of its close or settlement. A job planned and
-    one moved under one lock, so none is planned on an offset another has already left.
+    not planned again: each run stays the run of its close or settlement. After each decision
+    tick the next is planned for the close after the one that tick was for
+    (:meth:`plan_tick`, from ``Runner.tick_close_ms``): one tick per close, none skipped, none
+    at a time already passed. A job planned and one moved under one lock, so none is planned
+    on an offset another has already left.
 
     ``followed``: the offset is measured again after a wall-clock step (live); the step back
     that :func:`realign` re-plans the other jobs for then leaves these to :meth:`follow`."""
@@ -234,17 +241,59 @@ class VenueSchedule:
             moved / 1000,
         )
 
-    def plan_close(self, sched: BackgroundScheduler, close_ms: int) -> None:
-        """A tick for the candle closing at ``close_ms`` (venue) when the next one planned
-        comes later: a tick that started too early to wait for it (``Runner.early_close_ms``)."""
+    def plan_tick(
+        self,
+        sched: BackgroundScheduler,
+        last_close_ms: int | None,
+        tf_ms: int,
+        *,
+        catch_up: bool = True,
+    ) -> bool:
+        """Plan the ``tick`` job for the first candle close after ``last_close_ms`` (venue ms:
+        the close the newest decision tick was for, ``Runner.tick_close_ms``), a settle delay
+        after it on the venue's clock: never for a close already decided or tried, never past
+        one not yet decided. Planned from the close the runner says its tick was for, not from
+        the time the job ran at: a job moved early by a wall-clock step of more than half a
+        candle was taken for the tick of the close before, and the close it had been planned
+        for got none; and a close named by a tick that ran early was planned again after a
+        job that failed before deciding, at a time already passed: run again at once, and
+        again, each run a failed tick (``reducing`` within a second).
+
+        When that tick's time is less than :data:`RUN_NOW_MS` ahead (a tick took longer than
+        until the next close), nothing is planned and True is returned with ``catch_up``: the
+        caller runs the tick now, once; without, the first close whose time is still ahead is
+        planned (the closes between get no tick of their own, as missed runs coalesce)."""
+        if last_close_ms is None:
+            return False  # (no decision tick ran yet: the plan stands)
+        settle = timedelta(seconds=SETTLE_DELAY_S)
         with self.lock:
             job = sched.get_job(TICK_JOB)
-            at = self.host_time(close_ms) + timedelta(seconds=SETTLE_DELAY_S)
             planned: datetime | None = getattr(job, "next_run_time", None)
-            if job is None or planned is None or planned <= at:
-                return
-            _move_tick(job, at)
-        logger.info("a decision tick for the candle closing at {} planned", utc_text(close_ms))
+            if job is None or planned is None:
+                return False
+            soon = self._clock.now() + timedelta(milliseconds=RUN_NOW_MS)
+            close = last_close_ms + tf_ms
+            if self.host_time(close) + settle < soon:
+                if catch_up:
+                    return True
+                passed = close
+                while self.host_time(close) + settle < soon:
+                    close += tf_ms
+                logger.warning(
+                    "the decision ticks take longer than a candle: no tick of its own for the "
+                    "candle(s) closing from {} to {}; the next tick decides on the newest",
+                    utc_text(passed),
+                    utc_text(close - tf_ms),
+                )
+            at = self.host_time(close) + settle
+            if at != planned:
+                _move_tick(job, at)
+                logger.info(
+                    "the decision tick for the candle closing at {} planned at {}",
+                    utc_text(close),
+                    at.isoformat(),
+                )
+        return False
 
 
 TICK_JOB = "tick"  # the scheduled decision tick's job id (on the venue's candle closes)
@@ -407,7 +456,7 @@ def add_live_jobs(
         misfire_grace_time=None,
     )
     sched.add_job(
-        _unless_stopped(stop, partial(_tick_after_close, sched, runner, venue, tf_ms)),
+        _unless_stopped(stop, partial(_tick_after_close, sched, runner, venue, tf_ms, stop)),
         "interval",
         seconds=tf_ms / 1000,
         start_date=first,
@@ -447,15 +496,27 @@ def add_live_jobs(
 
 
 def _tick_after_close(
-    sched: BackgroundScheduler, runner: Runner, venue: VenueSchedule, tf_ms: int
+    sched: BackgroundScheduler,
+    runner: Runner,
+    venue: VenueSchedule,
+    tf_ms: int,
+    stop: threading.Event | None = None,
 ) -> None:
-    """The ``tick`` job: the runner's tick for the candle just closed on the venue's clock
-    (it waits for a candle not yet closed there); then the jobs follow an offset the tick
-    measured (a wall-clock step), and a close the tick came too early for gets its tick."""
-    runner.tick_after_close(tf_ms, SETTLE_DELAY_S * 1000)
+    """The ``tick`` job: the runner's tick for the newest candle closed on the venue's clock
+    (it waits for one closing within seconds, and decides nothing on a close already decided);
+    then the jobs follow an offset the tick measured (a wall-clock step), and the next tick is
+    planned for the close after the one this tick was for, decided or not (a failed tick is
+    tried again at the next close, not at once). A next tick already due runs now, once,
+    unless a stop was asked for meanwhile (a signal, ``--ticks N`` reached)."""
+    settle_ms = SETTLE_DELAY_S * 1000
+    runner.tick_after_close(tf_ms, settle_ms)
     venue.follow(sched)
-    if runner.early_close_ms is not None:
-        venue.plan_close(sched, runner.early_close_ms)
+    if venue.plan_tick(sched, runner.tick_close_ms, tf_ms):
+        if stop is not None and stop.is_set():
+            return
+        runner.tick_after_close(tf_ms, settle_ms)
+        venue.follow(sched)
+        venue.plan_tick(sched, runner.tick_close_ms, tf_ms, catch_up=False)
 
 
 def _run_until_stopped(

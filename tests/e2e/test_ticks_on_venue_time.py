@@ -21,7 +21,7 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.bootstrap import Secrets, build_live, open_store
-from bot.clock import LiveClock, datetime_to_ms
+from bot.clock import LiveClock, datetime_to_ms, ms_to_datetime
 from bot.config.loader import load_config
 from bot.domain.market import FundingInfo
 from bot.ports.market import CandleWindow, MarketDataPort
@@ -201,3 +201,47 @@ def test_the_ticks_move_with_the_offset_measured_again(
         sched.shutdown(wait=False)
     assert abs(fire - (close + 20_000 + SETTLE_MS)) < REPLAN_TOLERANCE_MS / 10
     assert datetime_to_ms(following) == fire + H
+
+
+@pytest.mark.parametrize("decided_before", [False, True], ids=["fresh", "close-before-decided"])
+def test_a_forward_step_of_more_than_half_a_candle_still_leaves_a_tick_for_the_next_close(
+    bot: tuple[Runner, RecordingMarket],
+    server: LoopbackBinance,
+    clock: HostClock,
+    close: int,
+    decided_before: bool,
+) -> None:
+    """A VM resumed 45 minutes behind the venue at 20 past the hour (venue); the offset is
+    measured (a -1021, the hourly resync) and the tick for ``close`` planned at its close + 5 s
+    on the venue's clock, 45 minutes earlier on the host's. Then NTP steps the host's clock
+    forward 45 minutes: that run is due at once, 40 minutes before ``close`` on the venue's
+    clock. It was taken for the tick of the close before (the close nearest its time), and the
+    next run moved by the step to ``close`` + 1 h: ``close`` got no decision tick. The run now
+    decides on the newest candle closed (nothing when a tick already decided it), and the next
+    tick is planned for ``close``."""
+    runner, market = bot
+    behind = 45 * 60_000
+    clock.move_to(close - 40 * 60_000 - behind)
+    server.server_time_offset_ms = behind
+    runner.resync_clock()  # the offset measured: the host 45 minutes behind the venue
+    if decided_before:
+        runner.tick_close_ms = close - H  # (a tick decided on the candle closed at the hour)
+    sched, _venue = scheduled(runner, clock)
+    try:
+        job = sched.get_job("tick")
+        first = job.trigger.start_date  # (APScheduler set its next run on the real clock)
+        assert abs(datetime_to_ms(first) - (close + SETTLE_MS - behind)) < 1000
+        job.modify(next_run_time=first)
+        clock.step(behind)  # NTP: the host's clock reads the venue's now
+        server.server_time_offset_ms = 0
+        # APScheduler runs the job, due now, its next run first set on its grid
+        now = ms_to_datetime(clock.now_ms())
+        job.modify(next_run_time=job.trigger.get_next_fire_time(job.next_run_time, now))
+        job.func()
+        planned = datetime_to_ms(sched.get_job("tick").next_run_time)
+    finally:
+        sched.shutdown(wait=False)
+    assert abs(planned - (close + SETTLE_MS)) < REPLAN_TOLERANCE_MS  # the tick for `close`
+    # the run decided on the candle closed at the hour, once
+    assert market.last_closes == ([] if decided_before else [close - H])
+    assert runner.tick_close_ms == close - H

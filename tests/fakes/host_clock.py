@@ -4,7 +4,8 @@ this clock's plus ``server_time_offset_ms``: a venue ahead of or behind the host
 
 Real time runs on underneath; :meth:`HostClock.stall` moves the wall and the monotonic time
 together (time that passed while the process was stopped or a call hung), and ``sleep`` moves
-them instead of blocking, so a bot that waits on the clock waits no real time.
+them instead of blocking, so a bot that waits on the clock waits no real time;
+:meth:`HostClock.step` moves the wall clock alone (NTP stepping it, a person setting it).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ class HostClock:
     def __init__(self, shift_ms: int = 0) -> None:
         self._live = LiveClock()
         self.shift_ms = shift_ms
+        self.stepped_ms = 0  # the wall clock's steps (the monotonic clock takes none)
         self.slept_s = 0.0  # what the bot waited on this clock
 
     def now_ms(self) -> int:
-        return self._live.now_ms() + self.shift_ms
+        return self._live.now_ms() + self.shift_ms + self.stepped_ms
 
     def now(self) -> datetime:
         return ms_to_datetime(self.now_ms())
@@ -42,6 +44,10 @@ class HostClock:
     def stall(self, ms: int) -> None:
         """``ms`` pass at once for the host (and the venue, whose clock is this one's)."""
         self.shift_ms += ms
+
+    def step(self, ms: int) -> None:
+        """The wall clock steps by ``ms`` (no time passes: the monotonic clock stays)."""
+        self.stepped_ms += ms
 
     def move_to(self, ms: int) -> None:
         """The host's clock reads ``ms`` now (time passes: no step of the wall clock)."""

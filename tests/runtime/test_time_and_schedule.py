@@ -14,17 +14,19 @@ from types import SimpleNamespace
 
 import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.bootstrap import build_paper, open_store
-from bot.clock import Clock, LiveClock, SimClock, ms_to_datetime
+from bot.clock import Clock, LiveClock, SimClock, datetime_to_ms, ms_to_datetime
 from bot.config.loader import load_config
 from bot.config.models import BotConfig
 from bot.domain.enums import MarginMode, TradingState
 from bot.domain.market import FundingInfo, VenueRestriction
 from bot.domain.position import Balance, Position
 from bot.errors import PermanentExchangeError
+from bot.runtime.runner import Runner
 from bot.runtime.scheduler import VenueSchedule, _schedule_funding, add_live_jobs, new_scheduler
-from bot.store.sql import SqlStore
+from bot.store.sql import SqlStore, StoreUnavailable
 from tests.runtime.conftest import write_config
 
 START = 1_748_822_400_000  # 2025-06-02T00:00Z
@@ -153,7 +155,9 @@ class CountingRunner:
         self.clock = clock or SimClock(START)
         self.runs: dict[str, int] = {"tick": 0, "guard": 0}
         self.ran = {name: threading.Event() for name in self.runs}
-        self.early_close_ms: int | None = None
+        # the close the last decision tick was for (Runner.tick_close_ms): these ticks decide
+        # on none, unless a test says so
+        self.tick_close_ms: int | None = None
         self.holds: list[tuple[int, int, set[str]]] = []
 
     def _ran(self, name: str) -> None:
@@ -381,7 +385,8 @@ def test_a_pre_funding_tick_runs_its_lead_before_the_settlement_on_the_venues_cl
 def test_a_tick_too_early_for_its_close_gets_a_tick_for_that_close() -> None:
     """A tick that started more than the runner waits before its candle closed on the venue's
     clock (an offset measured in the job itself, after a wall-clock step) decided on the
-    candles closed then; the close it was for gets its own tick, and the grid goes on from it."""
+    candles closed then (the 00:00 close, at 00:30); the close it was planned for gets its own
+    tick, and the grid goes on from it."""
     clock = SimClock(START + 30 * 60_000)
     runner = CountingRunner(clock)
     sched = new_scheduler(grace_seconds=120)
@@ -399,7 +404,7 @@ def test_a_tick_too_early_for_its_close_gets_a_tick_for_that_close() -> None:
         job = sched.get_job("tick")
         # APScheduler moved the job to its next run as it started this one, for 01:00
         job.modify(next_run_time=ms_to_datetime(START + 2 * HOUR_MS + 5_000))
-        runner.early_close_ms = START + HOUR_MS
+        runner.tick_close_ms = START  # (the tick's: the newest candle closed at 00:30)
         job.func()
         job = sched.get_job("tick")
         following = job.trigger.get_next_fire_time(job.next_run_time, job.next_run_time)
@@ -408,3 +413,155 @@ def test_a_tick_too_early_for_its_close_gets_a_tick_for_that_close() -> None:
     assert runner.runs["tick"] == 1
     assert job.next_run_time == ms_to_datetime(START + HOUR_MS + 5_000)
     assert following == ms_to_datetime(START + 2 * HOUR_MS + 5_000)
+
+
+# --- one decision tick per candle close -------------------------------------------------------
+
+
+def paper_ticks(
+    config: BotConfig, store: SqlStore, clock: SimClock
+) -> tuple[Runner, BackgroundScheduler]:
+    """A paper bot on ``clock`` and its live jobs, the scheduler started paused: the test runs
+    the tick job itself (:func:`run_due_tick`) at the times it moves the clock to."""
+    runner, _paper = build_paper(config, store, replay=config.data.dir, clock=clock)
+    sched = new_scheduler(grace_seconds=120)
+    add_live_jobs(
+        sched,
+        runner,
+        clock,
+        tf_ms=HOUR_MS,
+        guard_seconds=60,
+        funding_lead_seconds=120,
+        stop=threading.Event(),
+    )
+    sched.start(paused=True)
+    # (APScheduler planned the first run on the wall clock: on this clock, it is the first
+    # close after its time, as add_live_jobs planned it)
+    job = sched.get_job("tick")
+    job.modify(next_run_time=job.trigger.start_date)
+    return runner, sched
+
+
+def planned_tick(sched: BackgroundScheduler) -> int:
+    return datetime_to_ms(sched.get_job("tick").next_run_time)
+
+
+def run_due_tick(sched: BackgroundScheduler, clock: SimClock) -> bool:
+    """What APScheduler does with the tick job when its time has come: its next run first set
+    on its trigger's grid, then the job run (which may move it). False: not due."""
+    job = sched.get_job("tick")
+    if datetime_to_ms(job.next_run_time) > clock.now_ms():
+        return False
+    job.modify(next_run_time=job.trigger.get_next_fire_time(job.next_run_time, clock.now()))
+    job.func()
+    return True
+
+
+class Down:
+    """A check that fails while ``down`` (the state database unavailable)."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    def __call__(self) -> None:
+        if self.down:
+            raise StoreUnavailable("database is locked")
+
+
+@pytest.mark.parametrize("where", ["before_job", "before_tick"])
+def test_a_failed_decision_tick_is_tried_again_at_the_next_close_not_at_once(
+    config: BotConfig, store: SqlStore, where: str
+) -> None:
+    """A tick job that ran a minute before its close (an offset measured in the job, after a
+    wall-clock step) decided on the candles closed then, and the close got a tick of its own.
+    That tick failed in the checks every job makes first (the database unavailable): the
+    runner reset the close named for it only when the tick itself ran, so the scheduler
+    planned that close again after every failed run, at a time already passed: the job ran
+    again at once, 20 failed ticks in a second (``reducing`` after 3), each also reading the
+    venue to protect without the database. A failed tick is now tried again at the next
+    close, counted once; a failure in the tick itself likewise."""
+    close = START + HOUR_MS
+    clock = SimClock(close - 60_000)
+    runner, sched = paper_ticks(config, store, clock)
+    try:
+        sched.get_job("tick").func()  # run a minute before the close
+        assert runner.ticks_done == 1  # (on the newest candle closed then, at 00:00)
+        assert planned_tick(sched) == close + 5_000  # the close gets its tick
+        down = Down()
+        getattr(runner, where).append(down)
+        clock.advance_to(close + 5_000)
+        runs = 0
+        while runs < 20 and run_due_tick(sched, clock):
+            runs += 1
+            clock.advance(timedelta(milliseconds=50))  # (each failed run takes 50 ms)
+        assert runs == 1
+        assert runner.failures_of("tick") == 1
+        assert planned_tick(sched) == close + HOUR_MS + 5_000
+        assert runner.tick_close_ms == close  # tried
+        down.down = False
+        clock.advance_to(close + HOUR_MS + 5_000)
+        assert run_due_tick(sched, clock)
+    finally:
+        sched.shutdown(wait=False)
+    assert runner.ticks_done == 2
+    assert runner.failures_of("tick") == 0
+    memory = store.load_risk_memory()
+    assert memory is not None
+    assert memory.state is TradingState.ACTIVE
+
+
+def test_a_close_already_tried_is_not_decided_again_nor_ends_the_run_of_failed_ticks(
+    config: BotConfig, store: SqlStore
+) -> None:
+    """The tick job run again for a close a tick was already for (on paper, the wall clock
+    stepped back and the tick brought back to its grid; live, a run moved early by a step)
+    decides nothing, and, deciding nothing, does not end a run of failed ticks; the next tick
+    is planned for the next close."""
+    close = START + HOUR_MS
+    clock = SimClock(close - 60_000)
+    runner, sched = paper_ticks(config, store, clock)
+    clock.advance_to(close + 5_000)
+    try:
+        down = Down()
+        runner.before_tick.append(down)
+        assert run_due_tick(sched, clock)  # the tick for `close` fails
+        assert runner.failures_of("tick") == 1
+        down.down = False
+        clock.advance_to(close + 20 * 60_000)
+        sched.get_job("tick").func()  # run again, for the same close
+        assert runner.ticks_done == 0
+        assert runner.failures_of("tick") == 1
+        assert planned_tick(sched) == close + HOUR_MS + 5_000
+        clock.advance_to(close + HOUR_MS + 5_000)
+        assert run_due_tick(sched, clock)
+    finally:
+        sched.shutdown(wait=False)
+    assert runner.ticks_done == 1
+    assert runner.tick_close_ms == close + HOUR_MS
+    assert runner.failures_of("tick") == 0
+
+
+def test_a_tick_that_outlasts_a_candle_is_followed_at_once_by_the_next_closes_tick(
+    config: BotConfig, store: SqlStore
+) -> None:
+    """A tick that ends after the next close's tick time (a slow venue): that close is run at
+    once by the same job, once (planned in the past, APScheduler would start it while this
+    job still ran and skip it), and the next tick planned for the close after."""
+    close = START + HOUR_MS
+    clock = SimClock(close - 60_000)
+    runner, sched = paper_ticks(config, store, clock)
+    clock.advance_to(close + 5_000)
+
+    def slow() -> None:
+        runner.before_tick.remove(slow)
+        clock.advance_to(close + HOUR_MS + 30_000)
+
+    runner.before_tick.append(slow)
+    try:
+        assert run_due_tick(sched, clock)
+        planned = planned_tick(sched)
+    finally:
+        sched.shutdown(wait=False)
+    assert runner.ticks_done == 2
+    assert runner.tick_close_ms == close + HOUR_MS
+    assert planned == close + 2 * HOUR_MS + 5_000

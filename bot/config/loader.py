@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from bot.config.database_url import database_url_secrets
-from bot.config.models import BASE_DIR, BotConfig, resolve_path
+from bot.config.models import BASE_DIR, POLICY_FILES, BotConfig, resolve_path
 from bot.config.policy import RULES_ERROR, Issue, Loc, Policy, dotted
 from bot.errors import ConfigError
 
@@ -51,10 +51,10 @@ def load_config(path: Path, *, policy_overrides: Sequence[Path] = ()) -> BotConf
     for key in sorted(BotConfig.DERIVED_KEYS & raw.keys()):
         problems.append(_line(shown, (key,), _unknown_key(BotConfig, ())))
         del raw[key]
-    policies, policy_problems = _load_policies(raw, base_dir, policy_overrides)
+    policies, files, policy_problems = _load_policies(raw, base_dir, policy_overrides)
     data = {**raw, "source": path.resolve(), "policies": policies}
     try:
-        config = BotConfig.model_validate(data, context={BASE_DIR: base_dir})
+        config = BotConfig.model_validate(data, context={BASE_DIR: base_dir, POLICY_FILES: files})
     except ValidationError as exc:
         # With no policy loaded, the reason is already reported (policy.file or the policy's
         # own errors); "policies: too short" would only add noise.
@@ -165,22 +165,26 @@ def _strip_value(value: object, loc: Loc, shown: str, problems: list[str]) -> ob
 
 def _load_policies(
     raw: dict[str, Any], base_dir: Path, overrides: Sequence[Path]
-) -> tuple[tuple[Policy, ...], list[str]]:
+) -> tuple[tuple[Policy, ...], dict[str, str], list[str]]:
+    """The policies, each one's file as shown by policy name, and the problems found."""
     paths = list(overrides)
     if not paths:
         ref = raw.get("policy")
         file = ref.get("file") if isinstance(ref, dict) else None
         if not isinstance(file, str) or not resolve_path(file, base_dir).is_file():
-            return (), []  # the config's own validation reports policy.file
+            return (), {}, []  # the config's own validation reports policy.file
         paths = [resolve_path(file, base_dir)]
     loaded: list[Policy] = []
+    files: dict[str, str] = {}
     problems: list[str] = []
     for path in paths:
         try:
             loaded.append(load_policy(path))
         except ConfigError as exc:
             problems.append(str(exc))
-    return (() if problems else tuple(loaded)), problems
+        else:
+            files.setdefault(loaded[-1].name, _display(path))
+    return (() if problems else tuple(loaded)), files, problems
 
 
 # --- formatting ------------------------------------------------------------------------------

@@ -238,7 +238,11 @@ class Policy(FrozenModel):
     allocation: AllocationParams | None = None
     stop_loss: DistanceParams
     take_profit: DistanceParams | None = None
-    atr_window: StrictInt = Field(default=14, ge=1, le=MAX_WINDOW)
+    # Wilder's average needs two candles, as the volatility window does: at window 1 it is the
+    # last candle's true range, and both ATR estimators (bot.stats.volatility.atr, which the
+    # live engine calls, and window_series.trailing_atr, the simulation's) refuse it, so a
+    # policy accepted with 1 crashed every simulation and failed every live tick.
+    atr_window: StrictInt = Field(default=14, ge=2, le=MAX_WINDOW)
     liquidation: LiquidationParams
     funding: FundingParams
     limits: PolicyLimits
@@ -377,8 +381,12 @@ def _validate_stop_loss_percent(p: Policy) -> Iterator[Issue]:
 # Closest stop a trader means: 0.05 % is a few ticks of the price on the coarsest-ticked
 # contracts (XRP: 0.0001 at 0.6) and one taker fee; a tenth of a daily volatility or ATR is
 # noise. Closer stops are refused by the venue or fire on the spread. The same floor holds a
-# take-profit: one closer is taken by the spread, for less than the fees it pays (a distance
-# of 1e-30 ran to the end as hundreds of "take-profits" that each realised a loss).
+# take-profit: one closer is taken by the spread (a distance of 1e-30 ran to the end as
+# hundreds of "take-profits" that each realised a loss). The floor alone does not clear the
+# fees: 0.05 % is less than the taker fee in and out, so the round trip of the costs is
+# checked where the fees are known, a percent take-profit when the config is loaded
+# (bot.config.models, _take_profit_within_costs) and every take-profit at each decision
+# (bot.policy.decide._beyond).
 MIN_STOP_PERCENT = Decimal("0.05")
 MIN_STOP_UNITS = Decimal("0.1")
 

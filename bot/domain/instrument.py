@@ -238,6 +238,15 @@ class Instrument:
         on a coarse tick the nearest price could promise room the position does not have."""
         return self._on_grid(price, ROUND_CEILING if position_sign > 0 else ROUND_FLOOR)
 
+    def round_trip(self, exit_slippage: Decimal) -> Decimal:
+        """Fraction of the entry price a position closed by a triggered market order (a
+        take-profit-market) must gain to break even: the taker fee of the market entry and of
+        the exit, and ``exit_slippage`` (a fraction of price) on the exit. The entry's own
+        slippage is in its fill price, from which a take-profit is measured. The exit's fee is
+        charged on the exit's notional, a fraction ``distance`` more or less than the entry's:
+        neglected (at a distance of 0.2 %, 0.05 % of the round trip)."""
+        return 2 * self.taker_fee + exit_slippage
+
     def take_profit_price(self, price: Decimal, position_sign: int) -> Decimal:
         """Round a take-profit trigger toward the mark (the conservative side for the target)."""
         return self._on_grid(price, ROUND_FLOOR if position_sign > 0 else ROUND_CEILING)

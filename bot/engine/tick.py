@@ -1329,6 +1329,7 @@ class Engine:
                     resting_stop=_resting_stop(acct.resting.get(sym, ())),
                     sleeve_equity=sleeve,
                     max_notional=self._max_notional[sym],
+                    exit_slippage=self.limits.stop_slippage,
                 )
             )
         cov = None

@@ -49,7 +49,7 @@ from bot.policy.leverage import (
     within_held_setting,
 )
 from bot.policy.participation import within_participation
-from bot.policy.protection import daily_vol_unit, describe, distance, trailing_anchor
+from bot.policy.protection import HUNDRED, daily_vol_unit, describe, distance, trailing_anchor
 
 ZERO = Decimal(0)
 
@@ -325,7 +325,7 @@ def _decide_one(
         qty = _no_increase(policy, qty, held, direction, parts)
     above_cap = _held_above_cap(v, held, direction, parts)
     target_qty = qty * direction if qty != 0 else ZERO  # never -0 (a short's zero)
-    stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
+    stop, take = _protective_prices(v, policy, price, sl_dist, target_qty, parts)
     parts.append(stop_note)
     return Decision(
         symbol=v.symbol,
@@ -421,7 +421,12 @@ def _held_above_cap(v: ContractView, held: Decimal, direction: int, parts: list[
 
 
 def _protective_prices(
-    v: ContractView, policy: Policy, price: Decimal, sl_dist: Decimal, target_qty: Decimal
+    v: ContractView,
+    policy: Policy,
+    price: Decimal,
+    sl_dist: Decimal,
+    target_qty: Decimal,
+    parts: list[str],
 ) -> tuple[Decimal | None, Decimal | None]:
     if target_qty == 0:
         return None, None
@@ -440,14 +445,10 @@ def _protective_prices(
     tp = policy.take_profit
     if tp is not None:
         entry = v.position.entry_price if same_side and v.position is not None else price
-        take = inst.take_profit_price(
-            entry + sign * distance(tp.kind, tp.distance, v.market, entry), sign
-        )
+        take = _beyond(v, entry, sign, distance(tp.kind, tp.distance, v.market, entry), parts)
         # A take-profit already behind the price would fire at once: push it beyond the price.
         if (take - price) * sign <= 0:
-            take = inst.take_profit_price(
-                price + sign * distance(tp.kind, tp.distance, v.market, price), sign
-            )
+            take = _beyond(v, price, sign, distance(tp.kind, tp.distance, v.market, price), parts)
         if (take - price) * sign <= 0:
             # Still at or behind the price: a distance under one tick (zero volatility, a tick
             # that is a large fraction of the price). The nearest price the venue accepts is
@@ -463,3 +464,28 @@ def _protective_prices(
         if take <= 0 or (take - price) * sign <= 0:
             take = None
     return stop, take
+
+
+def _beyond(
+    v: ContractView, anchor: Decimal, sign: int, dist: Decimal, parts: list[str]
+) -> Decimal:
+    """The take-profit trigger ``dist`` beyond ``anchor`` on the side of a position of side
+    ``sign``, on the tick grid, and never inside the round trip of its costs
+    (:meth:`bot.domain.instrument.Instrument.round_trip`: the taker fee in and out and the
+    exit's expected slippage). A take-profit closer than that closes at a loss every time it
+    fires: a percent one is refused when the config is loaded (bot.config.models), but a
+    volatility or ATR one is known only here, and 0.1 daily-volatility units of a calm contract
+    are less than its fees. Such a one is placed at the round trip, rounded away from the
+    anchor, and the reason says so."""
+    inst = v.instrument
+    round_trip = inst.round_trip(v.exit_slippage)
+    least = anchor * round_trip
+    take = inst.take_profit_price(anchor + sign * dist, sign)
+    if (take - anchor) * sign >= least:
+        return take
+    parts.append(
+        f"take-profit {dist / anchor * HUNDRED:.3f} % away is inside the round trip of fees "
+        f"and exit slippage: at {round_trip * HUNDRED:.3f} %"
+    )
+    at = anchor + sign * least
+    return inst.ceil_price(at) if sign > 0 else inst.floor_price(at)

@@ -28,6 +28,10 @@ class ContractView:
     sleeve_equity: Decimal  # account equity allocated to this contract (quote)
     # The tighter of the contract's and the risk limits' notional caps (quote); None: no cap.
     max_notional: Decimal | None = None
+    # Slippage a triggered exit is expected to pay, fraction of price (the risk limits'
+    # stop_slippage, risk.expected_stop_slippage_bps; by default that key's default, 10 bps):
+    # with the taker fees, the round trip a take-profit must clear (Instrument.round_trip).
+    exit_slippage: Decimal = Decimal("0.001")
 
     @property
     def current_leverage(self) -> Decimal:

@@ -154,13 +154,18 @@ def close_to_close(
 
 @lru_cache(maxsize=64)
 def _ewma_weights(window: int, lam: float) -> FloatArray:
-    """Weights of r_0² .. r_{w-1}² (oldest first) in the seeded RiskMetrics recursion.
+    """Weights of r_0² .. r_{w-1}² (oldest first): RiskMetrics' exponential weights truncated to
+    the window and normalised, ``lam^(w-1-t) · (1-lam) / (1-lam^w)``; they sum to 1.
 
-    var_0 = r_0², var_t = lam·var_{t-1} + (1-lam)·r_t² unrolls to
-    var_{w-1} = lam^{w-1}·r_0² + Σ_{t>=1} (1-lam)·lam^{w-1-t}·r_t²; the weights sum to 1.
+    The finite-window form of the exponential average (pandas' ``ewm(alpha=1-lam, adjust=True)``
+    weighs the same way). Not the recursion seeded with the window's first squared return
+    (var_0 = r_0²): that gave the one oldest return the whole weight of the truncated tail,
+    lam^(w-1), 0.85 at lam 0.999 and window 168, so the estimate jumped hour to hour with
+    whichever return had just become the oldest. Normalised, lam -> 1 tends to the
+    equal-weighted mean of the squared returns, as a trader raising lam expects.
     """
-    weights = (1.0 - lam) * lam ** np.arange(window - 1, -1, -1, dtype=np.float64)
-    weights[0] = lam ** (window - 1)
+    weights = lam ** np.arange(window - 1, -1, -1, dtype=np.float64)
+    weights /= weights.sum()
     weights.setflags(write=False)  # shared through the cache
     return weights
 
@@ -175,11 +180,12 @@ def ewma(
 ) -> float:
     """Return the annualised RiskMetrics EWMA volatility of the last ``window`` log returns.
 
-    Zero-mean variance recursion ``var_t = lam·var_{t-1} + (1-lam)·r_t²`` over the window, seeded
-    with the window's first squared return (``var_0 = r_0²``). The seed keeps the estimate a
-    function of the window alone (so point and rolling agree and no history outside the window
-    leaks in); its weight is ``lam^(window-1)``: 0.31 for window 20 but 5e-20 for window 720 at
-    lam 0.94, so use windows well above ``1/(1-lam)``. Needs ``window + 1`` closes.
+    Zero-mean variance ``Σ w_t·r_t²`` with the exponential weights ``w_t ∝ lam^(window-1-t)``
+    (the newest return weighs most) normalised to sum to 1 over the window
+    (:func:`_ewma_weights`): a function of the window alone, so point and rolling agree and no
+    history outside the window leaks in. At lam 0.94 the newest 50 returns carry over 95 % of the
+    weight whatever the window; as lam approaches 1 the estimate tends to the equal-weighted
+    one. Needs ``window + 1`` closes.
     """
     _check_params("ewma", window, periods_per_year)
     _check_lam("ewma", lam)

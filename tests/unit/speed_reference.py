@@ -417,7 +417,7 @@ def decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Deci
             above_cap = True
             parts.append(f"held {abs(held)} above the {which}: cut within the tolerance too")
     target_qty = qty * v.direction if qty != 0 else ZERO  # never -0 (simulation audit)
-    stop, take = _protective_prices(v, policy, price, sl_dist, target_qty)
+    stop, take = _protective_prices(v, policy, price, sl_dist, target_qty, parts)
     parts.append(f"SL {describe(policy.stop_loss.kind, policy.stop_loss.distance)}")
     return Decision(
         symbol=v.symbol,
@@ -433,7 +433,12 @@ def decide_one(v: ContractView, policy: Policy, base: Decimal, why: str) -> Deci
 
 
 def _protective_prices(
-    v: ContractView, policy: Policy, price: Decimal, sl_dist: Decimal, target_qty: Decimal
+    v: ContractView,
+    policy: Policy,
+    price: Decimal,
+    sl_dist: Decimal,
+    target_qty: Decimal,
+    parts: list[str],
 ) -> tuple[Decimal | None, Decimal | None]:
     if target_qty == 0:
         return None, None
@@ -448,13 +453,9 @@ def _protective_prices(
     tp = policy.take_profit
     if tp is not None:
         entry = v.position.entry_price if same_side and v.position is not None else price
-        take = take_profit_price(
-            inst, entry + sign * distance(tp.kind, tp.distance, v.market, entry), sign
-        )
+        take = _beyond(v, entry, sign, distance(tp.kind, tp.distance, v.market, entry), parts)
         if (take - price) * sign <= 0:
-            take = take_profit_price(
-                inst, price + sign * distance(tp.kind, tp.distance, v.market, price), sign
-            )
+            take = _beyond(v, price, sign, distance(tp.kind, tp.distance, v.market, price), parts)
         if (take - price) * sign <= 0:  # one tick beyond the price (simulation audit)
             tick = inst.tick_size
             take = floor_price(inst, price) + tick if sign > 0 else ceil_price(inst, price) - tick
@@ -465,3 +466,21 @@ def _protective_prices(
         if take <= 0 or (take - price) * sign <= 0:
             take = None
     return stop, take
+
+
+def _beyond(
+    v: ContractView, anchor: Decimal, sign: int, dist: Decimal, parts: list[str]
+) -> Decimal:
+    # Since the round-trip fix: a take-profit is never inside the taker fee in and out plus the
+    # exit's expected slippage; one that would be is placed at it, rounded away from the anchor.
+    inst = v.instrument
+    round_trip = 2 * inst.taker_fee + v.exit_slippage
+    take = take_profit_price(inst, anchor + sign * dist, sign)
+    if (take - anchor) * sign >= anchor * round_trip:
+        return take
+    parts.append(
+        f"take-profit {dist / anchor * 100:.3f} % away is inside the round trip of fees "
+        f"and exit slippage: at {round_trip * 100:.3f} %"
+    )
+    at = anchor + sign * (anchor * round_trip)
+    return ceil_price(inst, at) if sign > 0 else floor_price(inst, at)

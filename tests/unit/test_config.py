@@ -795,6 +795,50 @@ def test_a_percent_stop_beyond_liquidation_at_the_usable_leverage_is_refused(
     assert load_config(write(project, CONFIG)).policies[0].stop_loss.distance == 15
 
 
+def test_a_percent_take_profit_inside_its_round_trip_is_refused(project: Path) -> None:
+    """A percent take-profit at or inside the round trip of its costs (the taker fee of the
+    entry and of the exit, the exit's expected slippage) closes at a loss every time it fires:
+    at the policy's floor of 0.05 %, 1,227 of 1,231 take-profits of a four-month simulation lost
+    after fees. Refused at load, naming the policy's file, the key, the contract and the
+    break-even distance: 2 x 0.05 % + 10 bps = 0.2 % on Binance."""
+    take_profit = '[take_profit]\nkind = "percent"\ndistance = {}\n'
+    policy = project / "policies" / "p.toml"
+    policy.write_text(POLICY + take_profit.format("0.2"))
+    line = the_line(errors_of(write(project, CONFIG)), "policy.file")
+    assert line == (
+        "config.toml: policy.file: policy p (policies/p.toml): take_profit.distance = 0.2 % is "
+        "at or inside the round trip of BTC/USDT:USDT, 0.2 % (the taker fee 0.05 % on the "
+        "entry and on the exit, and risk.expected_stop_slippage_bps = 10 on the exit): every "
+        "take-profit would close at a loss after costs; use a distance above 0.2"
+    )
+    policy.write_text(POLICY + take_profit.format("0.21"))
+    assert load_config(write(project, CONFIG)).policies[0].take_profit is not None
+    # less slippage expected, a closer take-profit: 0.1 % + 5 bps
+    cheaper = edit(CONFIG, "[simulation]", "expected_stop_slippage_bps = 5\n[simulation]")
+    policy.write_text(POLICY + take_profit.format("0.16"))
+    load_config(write(project, cheaper))
+    # the fee the simulation charges (0.1 %) counts as much as the venue's
+    dearer = CONFIG + "fee_override_taker = 0.001\n"
+    assert "round trip of BTC/USDT:USDT, 0.3 % (the taker fee 0.1 %" in errors_of(
+        write(project, dearer)
+    )
+    # and so does the venue simulated: Bybit's taker fee is 0.055 %
+    bybit = edit(CONFIG, 'dir = "data"', 'dir = "data"\nexchange = "bybit"')
+    policy.write_text(POLICY + take_profit.format("0.21"))
+    assert "round trip of BTC/USDT:USDT, 0.21 % (the taker fee 0.055 %" in errors_of(
+        write(project, bybit)
+    )
+    # a --policy names its own file; volatility and ATR take-profits are held beyond the round
+    # trip tick by tick (bot.policy.decide)
+    other = project / "other.toml"
+    other.write_text(POLICY + take_profit.format("0.1"))
+    assert "policy other (other.toml): take_profit.distance = 0.1 %" in errors_of(
+        write(project, CONFIG), policy_overrides=[other]
+    )
+    other.write_text(POLICY + '[take_profit]\nkind = "vol"\ndistance = 0.1\n')
+    load_config(write(project, CONFIG), policy_overrides=[other])
+
+
 @pytest.mark.parametrize(
     ("options", "key", "problem", "got"),
     [

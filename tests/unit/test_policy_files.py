@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import get_args
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +16,8 @@ from pydantic import BaseModel
 
 from bot.config import BotConfig, Policy, load_config, load_policy
 from bot.errors import ConfigError
+from bot.stats.volatility import ESTIMATORS, atr, estimate
+from bot.stats.window_series import trailing_atr
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -256,7 +259,8 @@ def test_every_documented_key_has_a_comment_above_it() -> None:
             "allow_increase = 1\n[volatility]",
             "allow_increase: must be true or false",
         ),
-        ("[volatility]", "atr_window = 0\n[volatility]", "atr_window: must be >= 1 (got 0)"),
+        ("[volatility]", "atr_window = 0\n[volatility]", "atr_window: must be >= 2 (got 0)"),
+        ("[volatility]", "atr_window = 1\n[volatility]", "atr_window: must be >= 2 (got 1)"),
         ('kind = "vol_target"', 'kind = "vol_target"\nname = "a b"', "name: must be 1-40 of"),
         ("[funding]", "[orders]\nrebalance_tolerance = 1\n[funding]", "orders.rebalance_tolerance"),
         (
@@ -544,6 +548,25 @@ def test_windows_have_an_upper_bound(workdir: Path, old: str, new: str, expected
     path = workdir / "p.toml"
     path.write_text(text.replace("100001", "100000").replace("8761", "8760"))
     load_policy(path)
+
+
+def test_the_smallest_windows_accepted_are_ones_the_estimators_compute(workdir: Path) -> None:
+    """The lower bounds of the windows are the estimators' own. atr_window = 1 was accepted
+    while both ATR estimators refuse a window under 2 (the live engine's point estimate and the
+    simulation's precompute): every simulation died with a traceback and every live tick
+    failed, until the bot moved itself to reducing."""
+    assert "p.toml: atr_window: must be >= 2 (got 1)" in policy_errors(
+        workdir, edit(POLICY, "[volatility]", "atr_window = 1\n[volatility]")
+    )
+    path = workdir / "p.toml"
+    path.write_text(edit(edit(POLICY, "[volatility]", "atr_window = 2\n[volatility]"), "168", "2"))
+    policy = load_policy(path)
+    high, low = 101.0 + np.arange(8.0), 99.0 + np.arange(8.0)
+    close = 100.0 + np.arange(8.0)
+    assert atr(high, low, close, policy.atr_window) > 0
+    assert trailing_atr(high, low, close, policy.atr_window, 5)[-1] > 0
+    for name in ESTIMATORS:
+        assert estimate(name, close, high, low, close, policy.volatility.window, 8760.0) >= 0
 
 
 def test_several_policy_problems_are_all_reported(workdir: Path) -> None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from decimal import Decimal as D
 from itertools import pairwise
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bot.config.loader import load_policy
-from bot.config.policy import Policy
+from bot.config.policy import DistanceParams, Policy
 from bot.domain.enums import MarginMode, OrderPurpose, OrderSide, OrderType, TradingState
 from bot.domain.instrument import Instrument
 from bot.domain.margin import liquidation_price_isolated
@@ -32,6 +33,7 @@ from bot.policy.allocation import (
 from bot.policy.decide import base_leverages, decide
 from bot.policy.inputs import ContractView
 from bot.policy.leverage import leverage_setting, vol_target_leverage
+from bot.policy.protection import SQRT_DAYS
 from bot.risk.gate import OrderContext, check_leverage, check_notional
 from bot.risk.limits import RiskLimits
 from tests.conftest import make_exchange
@@ -98,6 +100,57 @@ def test_stop_lies_between_mark_and_liquidation(vol: D, price: D, direction: int
         assert d.stop_loss > price
         assert liq is not None
         assert liq > d.stop_loss
+
+
+def with_take_profit(kind: Literal["atr", "vol", "percent"], distance: D) -> Policy:
+    return VOL_TARGET.model_copy(
+        update={"take_profit": DistanceParams(kind=kind, distance=distance)}
+    )
+
+
+@given(
+    vol=vols,
+    price=prices,
+    direction=st.sampled_from([1, -1]),
+    kind=st.sampled_from(["vol", "atr", "percent"]),
+    amount=st.decimals(min_value=D("0.05"), max_value=D(3), places=2),
+    slippage=st.decimals(min_value=0, max_value=D("0.005"), places=4),
+)
+@settings(max_examples=150)
+def test_a_take_profit_never_lies_inside_the_round_trip_of_its_costs(
+    vol: D,
+    price: D,
+    direction: int,
+    kind: Literal["atr", "vol", "percent"],
+    amount: D,
+    slippage: D,
+) -> None:
+    """Closer, it would close at a loss every time it fires: the taker fee in and out and the
+    exit's expected slippage are more than it gains (bot.domain.instrument.round_trip)."""
+    v = replace(view(vol, price, direction=direction), exit_slippage=slippage)
+    [d] = decide([v], with_take_profit(kind, amount))
+    if d.take_profit is None:
+        return
+    assert (d.take_profit - price) * direction >= price * BTC.round_trip(slippage)
+
+
+def test_a_volatility_take_profit_inside_the_fees_is_placed_at_the_round_trip() -> None:
+    """0.1 daily-volatility units of BTC at 35 % a year is 0.18 % of the price, less than the
+    taker fee in and out (0.05 % each) and 10 bps of exit slippage: placed at 0.2 %, and the
+    reason says so. Beyond the round trip it stays where the policy puts it."""
+    price = D(100000)
+    v = replace(view(D("0.35"), price), exit_slippage=D("0.001"))
+    [d] = decide([v], with_take_profit("vol", D("0.1")))
+    assert d.take_profit == D("100200.0")
+    assert "take-profit 0.183 % away is inside the round trip of fees and exit slippage: " in (
+        d.reason
+    )
+    [far] = decide([v], with_take_profit("vol", D(6)))
+    assert far.take_profit == BTC.take_profit_price(price + 6 * price * D("0.35") / SQRT_DAYS, 1)
+    assert "round trip" not in far.reason
+    # a short's below the entry
+    [short] = decide([replace(v, direction=-1)], with_take_profit("vol", D("0.1")))
+    assert short.take_profit == D("99800.0")
 
 
 @given(

@@ -620,6 +620,7 @@ def views(draw: st.DrawFn) -> ContractView:
         position=position,
         resting_stop=draw(st.none() | prices),
         sleeve_equity=draw(decimals("0", "200000")),
+        exit_slippage=draw(decimals("0", "0.005")),
     )
 
 

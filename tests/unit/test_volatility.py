@@ -64,9 +64,9 @@ def ref_close_to_close(close: list[float], w: int, ppy: float) -> float:
 
 def ref_ewma(close: list[float], w: int, ppy: float, lam: float) -> float:
     rets = [math.log(close[i] / close[i - 1]) for i in range(len(close) - w, len(close))]
-    var = rets[0] ** 2
-    for r in rets[1:]:
-        var = lam * var + (1 - lam) * r**2
+    # the newest return weighs lam^0, the oldest lam^(w-1); the weights normalised to sum to 1
+    weights = [lam ** (w - 1 - t) for t in range(w)]
+    var = sum(wt * r**2 for wt, r in zip(weights, rets, strict=True)) / sum(weights)
     return math.sqrt(var * ppy)
 
 
@@ -131,10 +131,42 @@ def test_close_to_close_by_hand() -> None:
 
 
 def test_ewma_two_returns_by_hand() -> None:
-    # Returns 0.01 then 0.02, lam 0.94: seed 0.01² = 0.0001, then 0.94·0.0001 + 0.06·0.0004
-    # = 0.000094 + 0.000024 = 0.000118; √ = 0.0108628.
+    # Returns 0.01 then 0.02, lam 0.94: weights 0.94 and 1 over their sum 1.94, so
+    # (0.94·0.0001 + 0.0004) / 1.94 = 0.000494 / 1.94 = 0.000254639; √ = 0.0159574.
     close = 100.0 * np.exp(np.array([0.0, 0.01, 0.03]))
-    assert ewma(close, 2, 1.0, lam=0.94) == pytest.approx(0.0108628, rel=1e-5)
+    assert ewma(close, 2, 1.0, lam=0.94) == pytest.approx(0.0159574, rel=1e-5)
+
+
+def _one_old_shock(first: float) -> Arr:
+    """169 hourly closes: the oldest of their 168 returns is ``first``, the other 167 are +-1 %."""
+    r = np.array([first] + [0.01 * (-1) ** k for k in range(167)])
+    closes: Arr = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(r)]))
+    return closes
+
+
+@pytest.mark.parametrize("lam", [0.94, 0.99, 0.999, 0.999999])
+def test_ewma_is_not_set_by_the_windows_oldest_return(lam: float) -> None:
+    """Raising lam lengthens the memory towards the equal-weighted estimate; it does not hand the
+    estimate to one return. The recursion seeded with the window's first squared return gave
+    that one return the weight lam^(window-1), 0.85 at lam 0.999 and window 168: with the other
+    167 returns at 1 % an hour (0.94 a year), an oldest return of 0 read 0.37 and one of 8 %
+    read 6.9, and the leverage sized on it swung as each hour's oldest return changed."""
+    ppy = 24 * 365
+    want = 0.01 * math.sqrt(ppy)  # every recent hour moved 1 %
+    calm, shock = _one_old_shock(0.0), _one_old_shock(0.08)
+    for close in (calm, shock):
+        got = ewma(close, 168, ppy, lam)
+        assert 0.8 * want < got < 1.25 * want, got
+        # every window at once (the simulation's precompute) weighs the same way
+        rolled = rolling("ewma", close, close, close, close, 168, ppy, lam)
+        assert rolled[-1] == pytest.approx(got, rel=1e-12)
+
+
+def test_ewma_tends_to_the_equal_weighted_estimate_as_lam_approaches_1() -> None:
+    close = _one_old_shock(0.08)
+    r = np.diff(np.log(close))
+    equal = math.sqrt(float(r @ r) / 168 * 8760)  # zero mean, as the EWMA's
+    assert ewma(close, 168, 8760, 0.999999) == pytest.approx(equal, rel=1e-4)
 
 
 def test_garman_klass_two_candles_by_hand() -> None:

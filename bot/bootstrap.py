@@ -853,6 +853,9 @@ def build_live(
     # at start: read the venue's specs, or refuse to start; its alerts are sent once the start
     # is confirmed (Runner.at_confirmed_start), or at the first tick
     keeper.check(hold_alerts=True)
+    # a read the venue answers "no such symbol" asks the venue's market list at once: a
+    # contract it withdrew is read no more and the others' reading goes on in the same job
+    engine.listing_check = keeper.confirm_withdrawn
     # The host clock against the venue's: a clock far off is a clock event and an alert, at
     # start and at every hourly resync (which also keeps the signing offset fresh). Measured
     # at start by `bot run` once the start is confirmed (Runner.at_confirmed_start): a start
@@ -867,6 +870,7 @@ def build_live(
         max_failures=config.runtime.max_failures,
         long_hold_s=float(config.runtime.guard_seconds),
         before_tick=[keeper.check],
+        before_guard=[keeper.refresh_when_due],
         # the database file deleted or replaced, or its tables recreated: nothing is kept
         before_job=[store.check_file, store.check_identity],
         clock_resync=offset.resync,

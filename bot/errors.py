@@ -15,6 +15,8 @@
         ├── ClockDrift               timestamp outside the receive window: resync, then retry
         └── PermanentExchangeError   never retried
             ├── AuthenticationFailed
+            ├── NoSuchSymbol          a read naming a contract the venue answered it does not
+            │                         know (Binance -1121, Bybit 10001 "symbol invalid")
             ├── NotSupported          the venue lacks a capability the bot needs
             │   └── UnknownMarket     it lists no market of a configured symbol
             └── OrderRejected         the venue refused an order (``code`` like Binance's)
@@ -85,6 +87,17 @@ class PermanentExchangeError(ExchangeError):
 
 class AuthenticationFailed(PermanentExchangeError):
     pass
+
+
+class NoSuchSymbol(PermanentExchangeError):
+    """The venue answered a request naming a contract that it has no such symbol (Binance
+    ``-1121`` "Invalid symbol.", Bybit ``10001`` "params error: symbol invalid", ccxt's
+    ``BadSymbol``): delisted, or a symbol the bot got wrong. ``symbol``: the contract the
+    request named, when the caller knows it (the adapter's error mapping does not)."""
+
+    def __init__(self, message: str, symbol: str | None = None) -> None:
+        super().__init__(message)
+        self.symbol = symbol
 
 
 class NotSupported(PermanentExchangeError):

@@ -30,7 +30,13 @@ A contract the venue no longer lists (:attr:`Reconciler.unlisted`, withdrawn) ca
 at all: the venue answers "no such symbol" to every request that names it, and ccxt cannot
 name it. Its reads are not made, so they cannot fail the reads of the others; what the last
 reading held of it (position, resting orders, mark) is kept as last read: unknown, never
-flat.
+flat. A read the venue answers so (:class:`~bot.errors.NoSuchSymbol`) before the catalogue's
+hourly refresh has seen the delisting asks the venue's market list at once
+(:attr:`Reconciler.listing_check`, live: the catalogue keeper): confirmed withdrawn, the
+contract is unlisted from then on and the reads are made again without it, in the same job;
+still trading there (a symbol the bot got wrong), or no market list to ask, the answer fails
+the reading as any error does. One contract's delisting never fails the reading of the others,
+and is never taken for a flat contract on a venue's single answer.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from decimal import ROUND_CEILING, Decimal
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.domain.enums import EventKind, OrderPurpose, OrderStatus, TradingState
 from bot.domain.instrument import Instrument
@@ -47,7 +53,7 @@ from bot.domain.position import Balance, Position
 from bot.engine.account import AccountView
 from bot.engine.contracts import ContractSpec
 from bot.engine.fanout import SEQUENTIAL, Fanout
-from bot.errors import AccountUnreadable
+from bot.errors import AccountUnreadable, NoSuchSymbol
 from bot.numbers import unsigned
 from bot.ports.client_ids import parse_purpose
 from bot.ports.exchange import ExchangePort
@@ -66,6 +72,7 @@ BEHIND_FOR_MS = 60_000
 # exchange-facts 8) within which the venue takes a request at all.
 UNKNOWN_NOT_FOUND_MS = 60_000
 EventSink = Callable[[int, EventKind, "str | None", TradingState, str], None]
+T = TypeVar("T")
 
 
 class Reconciler:
@@ -135,6 +142,12 @@ class Reconciler:
         # Contracts the venue no longer lists (withdrawn; set by Engine.restrict), and the
         # account as the last reconcile read it (what they keep).
         self.unlisted: frozenset[str] = frozenset()
+        # Asks the venue's market list about a contract a read of which the venue answered
+        # "no such symbol" (live: the catalogue keeper's CatalogueKeeper.confirm_withdrawn,
+        # which restricts it through Engine.restrict, so into ``unlisted``, when the venue no
+        # longer trades it). None: such an answer fails the reading (the simulated and paper
+        # venues know every configured contract).
+        self.listing_check: Callable[[str], None] | None = None
         self._last: AccountView | None = None
         # The bot's protective orders found filled while the positions answer still held the
         # position as before the fill (:meth:`_behind_the_fill`), with when that was first seen.
@@ -149,16 +162,10 @@ class Reconciler:
         self._exited_whole = set()
         self.unsettled = set()
         for record in self.store.unresolved_orders():
-            if record.request.symbol not in self.unlisted:
-                self.settle(record, now)
-        # the reads are independent: read together (live) or in this order (simulation)
-        ex, symbols = self.exchange, self.listed
-        reads: list[Callable[[], object]] = [partial(ex.fetch_open_orders, s) for s in symbols]
-        reads.append(partial(ex.fetch_positions, symbols))
-        reads.append(ex.fetch_balance)
-        reads.extend([partial(ex.fetch_mark_price, s) for s in symbols])
-        # One answer per read, in the order above (each of the type its port method returns).
-        got: list[Any] = self.fanout.run_each(reads)
+            sym = record.request.symbol
+            if sym not in self.unlisted:
+                self._of_contract(now, sym, partial(self.settle, record, now))
+        symbols, got = self._read_account(now)
         n = len(symbols)
         resting: dict[str, list[Order]] = dict(zip(symbols, got[:n], strict=True))
         positions = self.read_positions(now, resting, got[n])
@@ -166,7 +173,7 @@ class Reconciler:
         marks: dict[str, Decimal] = dict(zip(symbols, got[n + 2 :], strict=True))
         self._sync_closed_orders(now, resting, positions)
         for sym in self.unlisted:
-            self._as_last_read_orders(sym, resting, marks)
+            self._as_last_read_orders(sym, resting, marks, positions)
         self._prev_positions = dict(positions)
         self.judge(now, positions, resting)
         self._report_foreign_orders(now, resting)
@@ -174,6 +181,66 @@ class Reconciler:
             balance.wallet, dict(positions), resting, marks, available=balance.available
         )
         return self._last
+
+    def _read_account(self, now: int) -> tuple[tuple[str, ...], list[Any]]:
+        """The listed contracts and, for them, one answer per read, in this order (each of the
+        type its port method returns): each contract's open orders, the positions, the
+        balance, each contract's mark. A contract the venue answers it has no such symbol for,
+        confirmed withdrawn by its market list (:meth:`_withdrawn`), is read no more, and the
+        reads are made again without it: the others' reading goes on in this job."""
+        ex = self.exchange
+        while True:
+            symbols = self.listed
+            # the reads are independent: read together (live) or in this order (simulation)
+            reads: list[Callable[[], object]] = [
+                partial(_naming, s, ex.fetch_open_orders) for s in symbols
+            ]
+            reads.append(partial(ex.fetch_positions, symbols))
+            reads.append(ex.fetch_balance)
+            reads.extend([partial(_naming, s, ex.fetch_mark_price) for s in symbols])
+            try:
+                return symbols, self.fanout.run_each(reads)
+            except NoSuchSymbol as exc:
+                if exc.symbol is None:
+                    raise
+                self._withdrawn(now, exc.symbol, exc)  # (raises unless unlisted now)
+
+    def _of_contract(self, now: int, symbol: str, read: Callable[[], None]) -> None:
+        """One read of ``symbol`` alone; not made, or its answer dropped, once the venue's
+        answer that it has no such symbol is confirmed (:meth:`_withdrawn`)."""
+        try:
+            read()
+        except NoSuchSymbol as exc:
+            self._withdrawn(now, symbol, exc)
+
+    def _withdrawn(self, now: int, symbol: str, exc: NoSuchSymbol) -> None:
+        """The venue answered a read of ``symbol`` that it has no such symbol (``exc``): ask
+        its market list at once (:attr:`listing_check`), whatever job is running, not at the
+        next catalogue refresh (an hour away, a day on a daily policy). Withdrawn there, the
+        contract is :attr:`unlisted` from now on (kept as last read, never flat) and the
+        caller reads on without it. Still trading there, or no list to ask: ``exc`` is raised
+        (a symbol the bot got wrong, an answer of the moment: a contract the venue lists is
+        never dropped on one answer)."""
+        check = self.listing_check
+        if check is None:
+            raise exc
+        if symbol not in self.unlisted:
+            check(symbol)
+        if symbol not in self.unlisted:
+            raise NoSuchSymbol(
+                f"{exc} ({symbol}: the venue's market list does not confirm it withdrawn: not "
+                "taken for delisted, the reading fails)",
+                symbol,
+            ) from exc
+        self.event(
+            now,
+            EventKind.RECONCILE,
+            symbol,
+            TradingState.ACTIVE,
+            f"{symbol}: the venue answers that it has no such symbol, and its market list "
+            "confirms it withdrawn: read no more, its position and orders kept as last read "
+            "(never flat); the other contracts are read on",
+        )
 
     def exits_named(self) -> None:
         """The engine has named the exits from :attr:`stopped_out`, :attr:`took_profit` and
@@ -189,19 +256,33 @@ class Reconciler:
         return tuple(s for s in self.symbols if s not in self.unlisted)
 
     def _as_last_read(self, sym: str, positions: dict[str, Position]) -> None:
-        """An unlisted contract's position as the last reading held it (none: none held)."""
+        """An unlisted contract's position as the last reading held it (none: none held).
+        Before this process's first reading (withdrawn before it), as the last run recorded
+        it: unknown is never flat."""
         last = self._last
         if last is None:
+            held = self.previous_positions().get(sym)
+            if held is not None and held.is_open:
+                positions[sym] = held
             return
         if sym in last.positions:
             positions[sym] = last.positions[sym]
 
     def _as_last_read_orders(
-        self, sym: str, resting: dict[str, list[Order]], marks: dict[str, Decimal]
+        self,
+        sym: str,
+        resting: dict[str, list[Order]],
+        marks: dict[str, Decimal],
+        positions: dict[str, Position],
     ) -> None:
-        """An unlisted contract's resting orders and mark as the last reading held them."""
+        """An unlisted contract's resting orders and mark as the last reading held them.
+        Before this process's first reading, a position the last run recorded is valued at
+        its entry price (no mark of it can be read; the store keeps none to take)."""
         last = self._last
         if last is None:
+            held = positions.get(sym)
+            if held is not None and held.is_open:
+                marks[sym] = held.entry_price
             return
         if sym in last.resting:
             resting[sym] = last.resting[sym]
@@ -288,7 +369,12 @@ class Reconciler:
             guarded = [o for o in orders or () if o.purpose is not None and o.purpose.is_protective]
             if (held is None or not held.is_open) and not guarded:
                 continue
-            if self.exchange.confirm_flat(sym):
+            try:
+                flat = self.exchange.confirm_flat(sym)
+            except NoSuchSymbol as exc:
+                self._withdrawn(now, sym, exc)
+                continue  # (unlisted now: kept as last read, below)
+            if flat:
                 if held is not None and held.is_open:
                     self.event(
                         now,
@@ -323,7 +409,11 @@ class Reconciler:
             sym = record.request.symbol
             if record.client_id in listed or sym not in self.instruments or sym in self.unlisted:
                 continue
-            found = self.exchange.fetch_order(sym, record.client_id)
+            try:
+                found = self.exchange.fetch_order(sym, record.client_id)
+            except NoSuchSymbol as exc:
+                self._withdrawn(now, sym, exc)
+                continue  # (unlisted now: its orders kept as last read)
             if found is not None and found.status is OrderStatus.OPEN:
                 # Jobs never overlap, so the order rested before the list was read: the list
                 # answer is incomplete. Acting on it would place a second stop or miss one.
@@ -738,3 +828,14 @@ def open_foreign(events: Iterable[RiskEvent]) -> set[str]:
     followed by a ``foreign_gone`` one; ``events`` as :func:`open_at_end` takes them): a
     restart keeps them foreign, and ``bot status`` and the dashboard show them so."""
     return open_at_end(events, EventKind.FOREIGN, EventKind.FOREIGN_GONE)
+
+
+def _naming(symbol: str, read: Callable[[str], T]) -> T:
+    """``read(symbol)``; a :class:`~bot.errors.NoSuchSymbol` it raises names ``symbol`` (the
+    adapter's error mapping does not know which contract a request named)."""
+    try:
+        return read(symbol)
+    except NoSuchSymbol as exc:
+        if exc.symbol is None:
+            exc.symbol = symbol
+        raise

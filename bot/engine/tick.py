@@ -31,7 +31,7 @@ size is cut until one does (see :mod:`bot.engine.protection`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -497,6 +497,17 @@ class Engine:
             s for s in self.withdrawn if not self.restricted[s].listed
         )
         self._silence()
+
+    @property
+    def listing_check(self) -> Callable[[str], None] | None:
+        """Live: asks the venue's market list about a contract whose read the venue answered
+        "no such symbol" (the catalogue keeper, which calls :meth:`restrict`; see
+        :attr:`Reconciler.listing_check`)."""
+        return self.reconciler.listing_check
+
+    @listing_check.setter
+    def listing_check(self, check: Callable[[str], None] | None) -> None:
+        self.reconciler.listing_check = check
 
     def _forget_refusals_of_changed_restrictions(self) -> None:
         for symbol, under in list(self._refused.items()):

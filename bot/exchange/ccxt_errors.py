@@ -38,6 +38,17 @@ SERVER_FAILED_CODES = frozenset({10000, 10016})  # Bybit "Server Timeout", "Serv
 # frequency protection", which ccxt does not know).
 RATE_LIMIT_CODES = frozenset({10429})
 
+# A request naming a contract the venue does not know: delisted (the venue answers so to every
+# request naming it once its market list drops it), or a symbol the bot got wrong. Binance USD-M
+# -1121 "Invalid symbol." (ccxt BadSymbol); Bybit answers its general parameter error 10001
+# with "params error: symbol invalid" (ccxt BadRequest, as every 10001) or "Not supported
+# symbols" (ccxt BadSymbol): 10001 counts only with one of those messages.
+# https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code
+# https://bybit-exchange.github.io/docs/v5/error
+NO_SUCH_SYMBOL_CODES = frozenset({-1121})
+PARAMETER_ERROR_CODES = frozenset({10001})
+_NO_SUCH_SYMBOL_TEXT = re.compile(r"symbol invalid|not supported symbols", re.IGNORECASE)
+
 # Rejected before the venue acted on it: resending the same request is safe.
 RATE_LIMIT_TYPES: tuple[type[BaseException], ...] = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
 # Never retried: retrying cannot change the answer.
@@ -134,6 +145,16 @@ def is_order_not_found(exc: BaseException) -> bool:
     return isinstance(exc, ccxt.OrderNotFound) or venue_code(exc) in ORDER_NOT_FOUND_CODES
 
 
+def is_no_such_symbol(exc: BaseException) -> bool:
+    """True when ``exc`` says the venue knows no such symbol (see NO_SUCH_SYMBOL_CODES)."""
+    if isinstance(exc, ccxt.BadSymbol):
+        return True
+    code = venue_code(exc)
+    if code in NO_SUCH_SYMBOL_CODES:
+        return True
+    return code in PARAMETER_ERROR_CODES and _NO_SUCH_SYMBOL_TEXT.search(str(exc)) is not None
+
+
 def is_benign(exc: BaseException, codes: frozenset[int]) -> bool:
     """True when ``exc`` means "nothing to change" (``codes`` from the venue profile)."""
     return isinstance(exc, ccxt.MarginModeAlreadySet) or venue_code(exc) in codes
@@ -209,4 +230,8 @@ def _map_permanent(
         return errors.InvalidQuantity(text, code)
     if isinstance(exc, ccxt.InvalidOrder) or placing_order:
         return errors.OrderRejected(text, code)
+    if is_no_such_symbol(exc):
+        # (a read, a cancel, a setting: the engine asks the venue's market list whether the
+        # contract is withdrawn, Reconciler._withdrawn)
+        return errors.NoSuchSymbol(text)
     return errors.PermanentExchangeError(text)

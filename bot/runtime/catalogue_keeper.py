@@ -2,13 +2,16 @@
 
 Brackets and filters change (Binance and Bybit move risk limits and tick sizes without notice).
 The live bot re-reads them from the venue (markets and leverage tiers, through the adapter) at
-start and then about hourly (:data:`REFRESH_MS`, at the first tick after it): a contract the
-venue withdraws without notice is seen within the hour, not a day later while its reads fail
-every tick, for two requests an hour. A difference from what it used before, or from the user's
-catalogue / bundled snapshot at start, is recorded as a ``catalogue`` event. When the last
-successful read is older than ``[data] catalogue_max_age_hours`` the tick refuses to run (the
-guard job, which keeps stops resting, is not affected) until a refresh succeeds. A refresh that
-fails is tried again at the first tick :data:`RETRY_MS` later.
+start and then about hourly (:data:`REFRESH_MS`, at the first tick or guard after it): a
+contract the venue withdraws without notice is seen within the hour, not a day later while its
+reads fail every tick, for two requests an hour; the guard's check (:meth:`refresh_when_due`)
+costs a time check while no refresh is due, and refuses nothing. A read the venue answers "no
+such symbol" asks at once, whatever job is running (:meth:`confirm_withdrawn`). A difference
+from what it used before, or from the user's catalogue / bundled snapshot at start, is recorded
+as a ``catalogue`` event. When the last successful read is older than ``[data]
+catalogue_max_age_hours`` the tick refuses to run (the guard job, which keeps stops resting, is
+not affected) until a refresh succeeds. A refresh that fails is tried again at the first tick
+or guard :data:`RETRY_MS` later.
 
 A contract the venue stops trading (absent from its markets, or listed with a status other
 than trading) is **withdrawn**, that contract alone: the refresh succeeds for the others and
@@ -49,6 +52,11 @@ from bot.runtime.events import record_event_now
 # one (55 min after the last read), never every other one.
 REFRESH_MS = 55 * 60_000
 RETRY_MS = 10 * 60_000  # after a failed refresh (not at every tick of a 1m policy)
+# A read answered "no such symbol" re-reads the market list at once (confirm_withdrawn), at
+# most once per guard interval: a contract the list still has trading (a symbol the bot got
+# wrong, a list behind the venue's own answers) fails the jobs that read it, as before, each
+# minute at most one more list read.
+CONFIRM_EVERY_MS = 60_000
 
 
 class StaleCatalogue(ConfigError):
@@ -109,6 +117,10 @@ class CatalogueKeeper:
         # Contracts whose report changed, written to the store once their alerts are sent (a
         # start declined at the prompt sent none: the next start reports them again).
         self._unsaved: set[str] = set()
+        # Withdrawn contracts the venue still lists (a status other than trading) but whose
+        # reads it answers "no such symbol": read no more, as those it no longer lists.
+        self._unanswered: set[str] = set()
+        self._confirmed_ms: int | None = None  # the last market-list read confirm_withdrawn made
 
     def check(self, *, hold_alerts: bool = False) -> None:
         """Refresh when due; raise :class:`StaleCatalogue` when the specs are too old.
@@ -120,20 +132,9 @@ class CatalogueKeeper:
         if hold_alerts:
             self._held = []
         now = self._clock.now_ms()
-        if self._next_attempt_ms is None or now >= self._next_attempt_ms:
-            self._next_attempt_ms = now + min(self._every, RETRY_MS)
-            try:
-                self.refresh(now)
-                self._next_attempt_ms = now + self._every
-                self.last_failure = None
-            except BotError as exc:
-                self.last_failure = exc
-                logger.warning("contract catalogue refresh failed: {}", str(exc))
-                self._event(now, None, f"refresh from {self._name} failed: {exc}")
-        if self._held is None:
-            self._save_reports()
-        if self._on_restrict is not None:
-            self._on_restrict(self.restrictions(now))
+        if self._due(now):
+            self._refresh_safely(now)
+        self._apply(now)
         if self.read_at_ms is None or now - self.read_at_ms > self._max_age_ms:
             when = (
                 "never"
@@ -146,6 +147,78 @@ class CatalogueKeeper:
                 f"[data] catalogue_max_age_hours = {self._max_age_ms // 3_600_000} h: not trading "
                 f"until a refresh succeeds{why}"
             )
+
+    def refresh_when_due(self) -> None:
+        """Before a guard job: the refresh when it is due (:meth:`check`'s), so that a contract
+        the venue withdrew is seen within the hour whatever the policy's timeframe (the guard
+        runs every minute; a 1d policy's tick once a day). No refresh due: a time check, no
+        request. Never raises :class:`StaleCatalogue`: the guard keeps the stops resting
+        whatever the catalogue's age (only the decision ticks wait for a fresh one)."""
+        now = self._clock.now_ms()
+        if not self._due(now):
+            return
+        self._refresh_safely(now)
+        self._apply(now)
+
+    def confirm_withdrawn(self, symbol: str) -> None:
+        """The venue answered a read of ``symbol`` that it has no such symbol: read its market
+        list now (at most once per :data:`CONFIRM_EVERY_MS`), whatever job is running, and give
+        the restrictions to ``on_restrict`` (the engine's reconcile asks, through
+        ``Engine.listing_check``, and reads on without the contract once it is unlisted).
+
+        The answer alone withdraws nothing: a contract the list still has trading stays as it
+        is (the read fails, as any failed read does). One the list no longer has is withdrawn
+        as the hourly refresh would have found it (one ``catalogue`` event, one critical
+        alert). One it lists as not trading (withdrawn, whose reads were still made) is read
+        no more from now on either (see :meth:`restrictions`), said once."""
+        now = self._clock.now_ms()
+        recent = self._confirmed_ms is not None and now - self._confirmed_ms < CONFIRM_EVERY_MS
+        if symbol not in self.withdrawn and not recent:
+            self._confirmed_ms = now
+            self._refresh_safely(now)
+        why = self.withdrawn.get(symbol)
+        if why is not None and why != ABSENT and symbol not in self._unanswered:
+            self._unanswered.add(symbol)
+            self._say_unanswered(now, symbol, why)
+        self._apply(now)
+
+    def _due(self, now: int) -> bool:
+        return self._next_attempt_ms is None or now >= self._next_attempt_ms
+
+    def _refresh_safely(self, now: int) -> None:
+        """:meth:`refresh`; one that fails is recorded and tried again :data:`RETRY_MS` later."""
+        self._next_attempt_ms = now + min(self._every, RETRY_MS)
+        try:
+            self.refresh(now)
+            self._next_attempt_ms = now + self._every
+            self.last_failure = None
+        except BotError as exc:
+            self.last_failure = exc
+            logger.warning("contract catalogue refresh failed: {}", str(exc))
+            self._event(now, None, f"refresh from {self._name} failed: {exc}")
+
+    def _apply(self, now: int) -> None:
+        """Keep the reports (unless alerts are held) and give the restrictions of ``now``."""
+        if self._held is None:
+            self._save_reports()
+        if self._on_restrict is not None:
+            self._on_restrict(self.restrictions(now))
+
+    def _say_unanswered(self, now: int, symbol: str, why: str) -> None:
+        """One event and one critical alert: the venue lists ``symbol`` not trading (``why``)
+        and answers "no such symbol" to its reads. Said once: not again when the contract's
+        newest ``catalogue`` event says it already (a restart)."""
+        reason = (
+            f"{symbol}: withdrawn by the venue ({why}), and it answers that it has no such "
+            "symbol to the reads of it: its position and orders are shown as last read (never "
+            "flat) and no order is sent (the venue settles what is still held)"
+        )
+        told = self._store.recent_events(200, kinds=(EventKind.CATALOGUE,))
+        newest = next((e.reason for e in told if e.symbol == symbol), None)
+        if newest == reason:
+            return
+        self._event(now, symbol, reason)
+        self._alert(now, f"{symbol}:reads", "critical", reason)
 
     def refresh(self, now: int) -> dict[str, str]:
         """Re-read the venue's specs; record and return what changed (symbol -> difference)."""
@@ -184,7 +257,10 @@ class CatalogueKeeper:
         """What the venue allows less than trading on, as of ``now``: the withdrawn contracts,
         and the ones whose scheduled settlement is within the lead time (reduce-only)."""
         out = {
-            sym: VenueRestriction(f"{sym}: withdrawn by the venue ({why})", listed=why != ABSENT)
+            sym: VenueRestriction(
+                f"{sym}: withdrawn by the venue ({why})",
+                listed=why != ABSENT and sym not in self._unanswered,
+            )
             for sym, why in self.withdrawn.items()
         }
         for sym, when in self.settles.items():
@@ -207,6 +283,7 @@ class CatalogueKeeper:
             old, new = self.withdrawn.get(sym), listing.withdrawn.get(sym)
             if old == new:
                 continue
+            self._unanswered.discard(sym)  # (of that withdrawal: read again, asked again)
             if new is None:
                 reason = (
                     f"{sym}: the venue trades this contract again (it was withdrawn: {old}); "

@@ -187,6 +187,10 @@ class Runner:
     on_tick: list[Callable[[TickResult], None]] = field(default_factory=list)
     # Run before every tick; one that raises stops the tick (e.g. a stale contract catalogue).
     before_tick: list[Callable[[], None]] = field(default_factory=list)
+    # Run before every guard (the day's rollover too): live, the catalogue refresh when it is
+    # due (a contract the venue delisted is seen between decision ticks an hour or a day
+    # apart); refuses nothing the guard needs (a stale catalogue stops the ticks only).
+    before_guard: list[Callable[[], None]] = field(default_factory=list)
     # Run before every job (tick, guard...); one that raises stops the job: e.g. the state
     # database's instance lock, lost with its connection and taken by another bot.
     before_job: list[Callable[[], None]] = field(default_factory=list)
@@ -321,7 +325,7 @@ class Runner:
         day's start; a halt closes the positions at once; protection). It only updated the
         risk state before: a limit crossed then recorded a halt whose closes waited for the
         next guard job."""
-        self._job("rollover", self.engine.guard)
+        self._job("rollover", self._guard)
 
     def resync_clock(self) -> None:
         """The hourly ``clock-resync`` job (live): after the checks every job makes first, so a
@@ -513,6 +517,8 @@ class Runner:
         )
 
     def _guard(self) -> None:
+        for check in self.before_guard:
+            check()
         self.engine.guard()
 
     def _tick(self, held: frozenset[str] = frozenset()) -> TickResult:

@@ -231,3 +231,19 @@ def test_bybit_asks_for_no_untraded_contract_while_every_one_trades() -> None:
             assert statuses <= {None, "PreLaunch"}  # what ccxt's load_markets asks
         finally:
             adapter.exchange.close()
+
+
+def test_a_read_naming_a_contract_the_venue_no_longer_lists_is_no_such_symbol(
+    venue: tuple[str, LoopbackServer, CcxtExchange],
+) -> None:
+    """Binance -1121, Bybit 10001 "params error: symbol invalid": NoSuchSymbol (the engine
+    asks the venue's market list whether the contract is withdrawn), not a bare permanent
+    error like any other refusal."""
+    _, server, adapter = venue
+    adapter.read_listing()
+    server.delisted.add(ETH)  # type: ignore[attr-defined]
+    with pytest.raises(errors.NoSuchSymbol):
+        adapter.fetch_open_orders(ETH)
+    with pytest.raises(errors.NoSuchSymbol):
+        adapter.fetch_mark_price(ETH)
+    assert adapter.fetch_open_orders(BTC) == []

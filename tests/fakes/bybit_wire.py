@@ -202,6 +202,10 @@ class BybitBase(LoopbackServer):
         # (ms; default "0": none scheduled; a perpetual keeps Trading until then).
         self.market_status: dict[str, str] = {}
         self.delivery_times: dict[str, int] = {}
+        # Contracts the venue no longer lists at all: absent from instruments-info whatever the
+        # status asked, and 10001 "params error: symbol invalid" to every request naming them
+        # (the linear category's answer for a symbol it does not know).
+        self.delisted: set[str] = set()
         self.hedge_mode = False  # set by coin (every contract)
         # Set by symbol: Bybit keeps a position mode per symbol as well as per coin.
         self.hedged_symbols: set[str] = set()
@@ -334,7 +338,7 @@ class BybitBase(LoopbackServer):
     def _symbol(self, req: BybitReq) -> str:
         sid = req.need("symbol")
         sym = self._by_id.get(sid)
-        if sym is None:
+        if sym is None or sym in self.delisted:
             raise params_error(f"symbol invalid: {sid}")
         return sym
 
@@ -343,7 +347,9 @@ class BybitBase(LoopbackServer):
         return self.hedge_mode or sym in self.hedged_symbols
 
     def _symbols_of(self, req: BybitReq) -> list[str]:
-        return [self._symbol(req)] if req.get("symbol") is not None else list(self._symbols)
+        if req.get("symbol") is not None:
+            return [self._symbol(req)]
+        return [s for s in self._symbols if s not in self.delisted]
 
     def _linear(self, req: BybitReq) -> bool:
         """True for ``category=linear``; other categories are valid but hold nothing here."""

@@ -121,6 +121,26 @@ def test_instruments_info_filters_by_the_documented_statuses(
         listed("Settling")
 
 
+def test_a_delisted_contract_is_listed_at_no_status_and_unknown_to_every_request(
+    ex: Any, server: LoopbackBybit
+) -> None:
+    """The venue no longer lists it at all: no instruments-info row whatever the status asked,
+    and the linear category's parameter error to any request naming it (10001 "params error:
+    symbol invalid", which ccxt raises as a plain BadRequest)."""
+    server.delisted.add(BTC)
+    for status in (None, "Trading", "Delivering", "Closed"):
+        params = {"category": "linear"} | ({"status": status} if status else {})
+        assert ex.publicGetV5MarketInstrumentsInfo(params)["result"]["list"] == []
+    with pytest.raises(ccxt.BadRequest, match=r"10001.*symbol invalid"):
+        ex.fetch_open_orders(BTC)
+    with pytest.raises(ccxt.BadRequest, match=r"10001.*symbol invalid"):
+        ex.fetch_funding_rate(BTC)
+    with pytest.raises(ccxt.BadRequest, match=r"10001.*symbol invalid"):
+        ex.privateGetV5PositionList({"category": "linear", "symbol": "BTCUSDT"})
+    rows = ex.privateGetV5PositionList({"category": "linear", "settleCoin": "USDT"})
+    assert rows["result"]["list"] == []
+
+
 def test_wrong_key_and_wrong_secret_are_authentication_errors(server: LoopbackBybit) -> None:
     with pytest.raises(ccxt.AuthenticationError, match="10003"):
         client(server, key="other-key").fetch_balance()

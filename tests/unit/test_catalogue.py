@@ -527,3 +527,94 @@ def test_a_start_declined_at_the_prompt_reports_again_at_the_next_start() -> Non
     [(title, body)] = out.sent
     assert title.startswith("[t] critical")
     assert "withdrawn by the venue (status SETTLING)" in body
+
+
+def test_a_guard_refreshes_when_due_and_never_refuses_a_stale_catalogue() -> None:
+    """The guard runs every minute, the decision tick of a 1d policy once a day: a delisting
+    was seen at the next tick only. Before a guard the refresh is made when due (no request
+    otherwise), and a catalogue too old stops the ticks, never the guard."""
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    keeper, given = _delisting_keeper(clock, store, venue, Outbox())
+    keeper.check()
+    for _ in range(54):  # minute guards within the hour: a time check each, no request
+        clock.advance_to(clock.now_ms() + 60_000)
+        keeper.refresh_when_due()
+    assert venue.reads == 1
+    assert len(given) == 1
+    venue.withdrawn = {ADA: ABSENT}
+    clock.advance_to(clock.now_ms() + 2 * 60_000)
+    keeper.refresh_when_due()  # 56 min after the last read: due
+    assert venue.reads == 2
+    assert keeper.read_at_ms == clock.now_ms()
+    assert given[-1][ADA].listed is False
+    venue.fail = True  # the venue's market list cannot be read for three days
+    clock.advance_to(clock.now_ms() + 72 * HOUR)
+    keeper.refresh_when_due()  # no StaleCatalogue: the guard keeps the stops resting
+    with pytest.raises(StaleCatalogue):
+        keeper.check()  # the decision tick does refuse
+
+
+def test_a_no_such_symbol_answer_reads_the_market_list_at_once_and_believes_only_it() -> None:
+    """A read of ADA answered "no such symbol" minutes after a refresh: the market list is
+    read at once, not at the next hourly refresh; ADA is withdrawn only when the list says so,
+    and the list is read at most once a minute for such answers."""
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    out = Outbox()
+    keeper, given = _delisting_keeper(clock, store, venue, out)
+    keeper.check()
+    clock.advance_to(clock.now_ms() + 5 * 60_000)
+    keeper.confirm_withdrawn(ADA)  # the list still has ADA trading: nothing withdrawn
+    assert venue.reads == 2
+    assert given[-1] == {}
+    clock.advance_to(clock.now_ms() + 30_000)
+    keeper.confirm_withdrawn(ADA)  # asked again within the minute: no second read
+    assert venue.reads == 2
+    venue.withdrawn = {ADA: ABSENT}
+    clock.advance_to(clock.now_ms() + 30_000)
+    keeper.confirm_withdrawn(ADA)
+    assert venue.reads == 3
+    assert given[-1] == {
+        ADA: VenueRestriction(
+            f"{ADA}: withdrawn by the venue (the venue lists no such market)", listed=False
+        )
+    }
+    [event] = [e for e in store.events if e.kind == "catalogue"]
+    assert "withdrawn by the venue (the venue lists no such market)" in event.reason
+    assert [title.split(": ")[0] for title, _ in out.sent] == ["[t] critical"]
+    keeper.confirm_withdrawn(ADA)  # withdrawn already: no read
+    assert venue.reads == 3
+
+
+def test_a_contract_listed_not_trading_whose_reads_the_venue_refuses_is_read_no_more() -> None:
+    """The venue lists ADA as not trading (its reads were still made) and answers "no such
+    symbol" to them: read no more, as a contract it no longer lists, said once (a restart
+    says it again only when something else was said of ADA since)."""
+    clock = SimClock(1_767_225_600_000)
+    store = MemoryStore()
+    venue = _Venue({ADA: BINANCE[ADA], BTC: BINANCE[BTC]})
+    venue.withdrawn = {ADA: "status CLOSE"}
+    out = Outbox()
+    keeper, given = _delisting_keeper(clock, store, venue, out)
+    keeper.check()
+    assert given[-1][ADA].listed is True
+    keeper.confirm_withdrawn(ADA)
+    assert venue.reads == 1  # the list already says ADA is not trading
+    assert given[-1][ADA].listed is False
+    assert given[-1][ADA].withdrawn
+    restarted, again = _delisting_keeper(clock, store, venue, out)
+    restarted.check()
+    assert again[-1][ADA].listed is True  # read again after a restart ...
+    restarted.confirm_withdrawn(ADA)
+    assert again[-1][ADA].listed is False  # ... until the venue refuses it again
+    reasons = [e.reason for e in store.events if e.kind == "catalogue"]
+    assert len(reasons) == 2, reasons
+    assert "answers that it has no such symbol" in reasons[-1]
+    assert [title.split(": ")[0] for title, _ in out.sent] == ["[t] critical"] * 2
+    venue.withdrawn = {}  # trading again: read again
+    clock.advance_to(clock.now_ms() + HOUR)
+    restarted.check()
+    assert again[-1] == {}

@@ -143,7 +143,7 @@ def test_order_rejections_by_venue_code(
             binance(ccxt.ExchangeError, -4161, "Leverage reduction is not supported"),
             errors.PermanentExchangeError,
         ),
-        (binance(ccxt.BadSymbol, -1121, "Invalid symbol."), errors.PermanentExchangeError),
+        (binance(ccxt.BadSymbol, -1121, "Invalid symbol."), errors.NoSuchSymbol),
         (
             binance(ccxt.MarginModeAlreadySet, -4046, "No need to change margin type."),
             errors.PermanentExchangeError,
@@ -155,6 +155,33 @@ def test_classes_outside_an_order(
 ) -> None:
     mapped = map_ccxt_error(exc)
     assert type(mapped) is expected
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (binance(ccxt.BadSymbol, -1121, "Invalid symbol."), errors.NoSuchSymbol),
+        (bybit(ccxt.BadRequest, 10001, "params error: symbol invalid"), errors.NoSuchSymbol),
+        (bybit(ccxt.BadRequest, 10001, "params error: Symbol Invalid"), errors.NoSuchSymbol),
+        (bybit(ccxt.BadSymbol, 10001, "Not supported symbols"), errors.NoSuchSymbol),
+        (ccxt.BadSymbol("bybit does not have market symbol POL/USDT:USDT"), errors.NoSuchSymbol),
+        # Bybit's 10001 is any parameter error: only the symbol's says "no such symbol"
+        (
+            bybit(ccxt.BadRequest, 10001, "position idx not match position mode"),
+            errors.PermanentExchangeError,
+        ),
+        (bybit(ccxt.BadRequest, 10001, "params error: qty invalid"), errors.PermanentExchangeError),
+    ],
+)
+def test_no_such_symbol_is_its_own_class_outside_an_order(
+    exc: ccxt.BaseError, expected: type[errors.ExchangeError]
+) -> None:
+    """A read naming a contract the venue does not know is NoSuchSymbol (the engine asks the
+    venue's market list whether it is delisted); an order refused so stays an OrderRejected."""
+    assert type(map_ccxt_error(exc)) is expected
+    assert not ccxt_errors.is_transient(exc)
+    placed = map_ccxt_error(exc, placing_order=True)
+    assert isinstance(placed, errors.OrderRejected)
 
 
 def test_rate_limit_carries_retry_after() -> None:

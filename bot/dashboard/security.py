@@ -100,9 +100,14 @@ class AllowedHosts:
         return ", ".join(f"[{n}]" if ":" in n else n for n in names)
 
     def admits(self, host: str | None) -> bool:
-        """Whether a request whose ``Host`` header is ``host`` is for this dashboard."""
+        """Whether a request whose ``Host`` header is ``host`` is for this dashboard: an
+        allowed name, or any IP address. An address cannot be rebound (a page's name can be
+        made to resolve to this machine; an address is the machine), and a browser sends the
+        address it was pointed at: a dashboard or ``/metrics`` listening on a wildcard
+        (``--host 0.0.0.0``) is reached at the machine's own addresses, which the allow-list
+        cannot know (its ``--host`` entry, ``0.0.0.0``, is no address a client sends)."""
         parsed = _authority(host or "")
-        return parsed is not None and parsed[0] in self.direct | self.proxied
+        return parsed is not None and (parsed[0] in self.direct | self.proxied or _is_ip(parsed[0]))
 
     def admits_origin(self, source: str, host: str) -> bool:
         """Whether a page at ``source`` (an ``Origin`` or ``Referer``) is this dashboard's own,
@@ -114,7 +119,16 @@ class AllowedHosts:
             return False
         if origin[0] in self.proxied:
             return True
-        return origin[0] in self.direct and origin == _authority(host)
+        return (origin[0] in self.direct or _is_ip(origin[0])) and origin == _authority(host)
+
+
+def _is_ip(name: str) -> bool:
+    """Whether ``name`` (as :func:`_authority` gives it) is an IP address, not a name."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,3 +145,31 @@ def test_an_allowed_host_must_be_a_name(paper_account: Path, name: str) -> None:
     )
     assert ran.exit_code == 2  # before the bot starts
     assert "is not a host name or address" in ran.output
+
+
+def test_an_ip_address_is_served_on_a_wildcard_listener(
+    paper_account: Path, store: SqlStore
+) -> None:
+    """`bot run --host 0.0.0.0 --metrics-port 9108`, scraped at the machine's address: the
+    allow-list's `--host` entry (0.0.0.0) is no address a client sends, and the machine's own
+    addresses are not known to it. An address cannot be rebound, so any is served; a name still
+    needs `--allowed-host`, and an action from another address's page is still refused."""
+    config = load_config(paper_account)
+    hosts = server.allowed_hosts("0.0.0.0", [])
+    metrics = server.metrics_app(config, store, LiveClock(), CollectorRegistry(), hosts)
+    for base in ("http://192.0.2.2:9108", "http://[2001:db8::2]:9108", "http://10.0.0.7"):
+        assert TestClient(metrics, base_url=base).get("/metrics").status_code == 200, base
+    assert TestClient(metrics, base_url="http://box.lan:9108").get("/metrics").status_code == 400
+    app = server.account_app(config, store, LiveClock(), hosts=hosts)
+    lan = TestClient(app, base_url="http://192.0.2.2:8080")
+    assert lan.get("/").status_code == 200
+    refused = lan.post(
+        "/actions/flatten", data=action_form(lan), headers={"origin": "http://192.0.2.9:8080"}
+    )
+    assert refused.status_code == 403
+    assert views.pending_commands(store) == []
+    posted = lan.post(
+        "/actions/halt", data=action_form(lan, "halt"), headers={"origin": "http://192.0.2.2:8080"}
+    )
+    assert posted.status_code == 200, posted.text
+    assert [p.kind for p in views.pending_commands(store)] == ["halt"]

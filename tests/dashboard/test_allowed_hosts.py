@@ -155,7 +155,7 @@ def test_an_ip_address_is_served_on_a_wildcard_listener(
     addresses are not known to it. An address cannot be rebound, so any is served; a name still
     needs `--allowed-host`, and an action from another address's page is still refused."""
     config = load_config(paper_account)
-    hosts = server.allowed_hosts("0.0.0.0", [])
+    hosts = server.allowed_hosts("0.0.0.0", [])  # noqa: S104 - the wildcard listener is the case
     metrics = server.metrics_app(config, store, LiveClock(), CollectorRegistry(), hosts)
     for base in ("http://192.0.2.2:9108", "http://[2001:db8::2]:9108", "http://10.0.0.7"):
         assert TestClient(metrics, base_url=base).get("/metrics").status_code == 200, base

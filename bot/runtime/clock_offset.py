@@ -25,7 +25,9 @@ re-measures at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from loguru import logger
 
@@ -56,14 +58,27 @@ class ClockOffsetCheck:
 
     def at_start(self) -> int | None:
         """Measure at the live start; the offset in ms (host ahead > 0), None if unmeasured."""
-        return self._measure("at start")
+        offset, report = self._measure("at start")
+        report()
+        return offset
 
-    def resync(self, when: str = "hourly resync") -> None:
+    def resync(
+        self, when: str = "hourly resync", *, deferred: bool = False
+    ) -> tuple[bool, Callable[[], None]]:
         """Re-measure, sign with the new offset, report as at start: the scheduled job, or
-        ``when`` the runner saw the wall clock step between two jobs."""
-        self._measure(when)
+        ``when`` the runner saw the wall clock step between two jobs. Whether the offset was
+        measured, and the report: made already, or with ``deferred`` left to the caller (the
+        ``clock`` event and the alert are written to the state database: after a wall-clock
+        step the runner measures before the checks every job makes first, and reports once
+        they have passed, never into a database another bot took or one replaced)."""
+        offset, report = self._measure(when)
+        if not deferred:
+            report()
+            return offset is not None, _reported
+        return offset is not None, report
 
-    def _measure(self, when: str) -> int | None:
+    def _measure(self, when: str) -> tuple[int | None, Callable[[], None]]:
+        """Measure now (no database); the offset and what reports it."""
         try:
             offset = self.exchange.measure_clock_offset()
         except Exception as exc:
@@ -72,12 +87,10 @@ class ClockOffsetCheck:
                 f"{type(exc).__name__}: {exc}; signing goes on with the last offset measured"
             )
             logger.warning("{}", reason)
-            self._record(reason)
-            return None
+            return None, partial(self._record, reason, self.clock.now_ms())
         if abs(offset) <= WARN_OFFSET_MS:
             logger.info("clock offset to {} ({}): {:+d} ms", self.venue, when, offset)
-            self._resolved()
-            return offset
+            return offset, self._resolved
         window = self.exchange.recv_window_ms
         critical = abs(offset) >= window
         reason = (
@@ -90,17 +103,20 @@ class ClockOffsetCheck:
             "clock (NTP: chrony or systemd-timesyncd)"
         )
         logger.log("CRITICAL" if critical else "WARNING", "{}", reason)
-        self._record(reason)
+        return offset, partial(self._report_off, reason, self.clock.now_ms(), critical=critical)
+
+    def _report_off(self, reason: str, at_ms: int, *, critical: bool) -> None:
+        self._record(reason, at_ms)
         if critical:
             self._alert(Alert(CRITICAL_KEY, "critical", reason))
         else:
             self.notifier.resolved([CRITICAL_KEY])  # within the window again: that one is over
             self._alert(Alert(ALERT_KEY, "warning", reason))
-        return offset
 
-    def _record(self, reason: str) -> None:
+    def _record(self, reason: str, at_ms: int) -> None:
+        """The ``clock`` event, at the measurement's time (reported after it, deferred)."""
         try:
-            record_event_now(self.store, self.clock.now_ms(), EventKind.CLOCK, None, reason)
+            record_event_now(self.store, at_ms, EventKind.CLOCK, None, reason)
         except Exception as exc:  # the alert still goes out; the next job reports the store
             logger.error("the clock event cannot be recorded: {}: {}", type(exc).__name__, exc)
 
@@ -113,3 +129,7 @@ class ClockOffsetCheck:
     def _resolved(self) -> None:
         # back within the threshold: a clock that drifts off again is a new incident
         self.notifier.resolved([ALERT_KEY, CRITICAL_KEY])
+
+
+def _reported() -> None:
+    """The report of a measurement already reported."""

@@ -13,10 +13,12 @@
   breach acts at once: reducing, or halted with flatten) and the protection invariant.
 * ``tick_after_close``: the scheduled decision tick, a settle delay after each candle close on
   the venue's clock; started a little early (before that, on the venue's clock), it waits the
-  remainder. Each is for one close (``tick_close_ms``), decided or tried once.
+  remainder. Each is for one close (``tick_close_ms``), decided or tried once; a run that
+  cannot know the venue's time (the offset not measured since the wall clock stepped) tries
+  none.
 * ``before_funding``: a tick that may not add exposure to contracts about to pay funding; any
   decision tick within the lead of a settlement planned so holds the same contracts back
-  (``hold_for_funding``).
+  (``hold_for_funding``; a start's tick too, the settlements planned before it).
 * ``rollover``: the UTC-day rollover of the daily-loss limit.
 Every job that completes without raising replaces the heartbeat (its name and the clock's
 time): the bot's liveness, whatever the policy's timeframe. The first job that writes it after
@@ -61,10 +63,14 @@ WALL_STEP_S = 1.0
 
 
 class ClockResync(Protocol):
-    """Measures the host clock's offset to the venue's again; ``when`` says why (the event
-    and the alert name it). Never raises."""
+    """Measures the host clock's offset to the venue's again (signing with it from then on);
+    ``when`` says why (the event and the alert name it). Returns whether it was measured, and
+    the report of the measurement (a ``clock`` event and alert: written to the state
+    database), made already unless ``deferred``: then the caller makes it. Never raises."""
 
-    def __call__(self, when: str = ...) -> None: ...
+    def __call__(
+        self, when: str = ..., *, deferred: bool = ...
+    ) -> tuple[bool, Callable[[], None]]: ...
 
 
 # The event that ends an incident -> the kind of the event that alerted it (the alert's key).
@@ -132,6 +138,12 @@ def close_to_decide(venue_ms: int, tf_ms: int, settle_ms: int) -> tuple[int, int
     if wait_ms <= MAX_CLOSE_WAIT_MS:
         return newest + tf_ms, wait_ms
     return newest, 0
+
+
+class VenueTimeUnknown(BotError):
+    """A scheduled decision tick that cannot know the venue's time: the offset to it could not
+    be measured since the wall clock stepped (the host's time corrected by the offset from
+    before the step is off by as much as the step)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +222,13 @@ class Runner:
     tick_close_ms: int | None = field(default=None, init=False)
     # The wall clock against the monotonic one, read at every job (live: see clock_resync).
     _wall_steps: WallSteps | None = field(default=None, init=False, repr=False)
+    # The wall clock stepped and the offset to the venue could not be measured since: the
+    # venue's time (the host's corrected by an offset the step made wrong) is not known; each
+    # job measures again first (``venue_time_known``).
+    _offset_stale: bool = field(default=False, init=False, repr=False)
+    # The report of the offset measured after a step, before the checks every job makes first:
+    # made once a job's checks have passed (never into a database another bot took).
+    _clock_report: Callable[[], None] | None = field(default=None, init=False, repr=False)
     # Funding settlements (venue ms) the scheduler planned a pre-funding tick for -> (from when
     # on the venue's clock, the contracts held back): every decision tick in that window holds
     # them, not the pre-funding tick alone (``hold_for_funding``).
@@ -257,22 +276,39 @@ class Runner:
         candles on the venue's clock (a candle is closed when the venue's clock has passed its
         close: ``CcxtExchange.fetch_candles``).
 
-        After the checks every job makes first (the offset to the venue measured again when the
-        wall clock stepped), it decides on the newest close whose settle delay has passed on
-        the venue's clock, or waits for the next one when that is at most
-        :data:`MAX_CLOSE_WAIT_MS` away (:func:`close_to_decide`); and records that close in
-        :attr:`tick_close_ms`, whatever the tick's outcome. A close a tick was already for is
-        not decided again: the job does nothing (a run moved early by a wall-clock step, more
-        than the wait before its close). A job that fails in those checks uses up the close due
-        then all the same (``close_to_decide`` on the offset known then): the scheduler plans
-        the next tick for the close after it. Planned again for the close it failed on, at a
-        time already passed, it ran again at once, and again for as long as the failure
-        lasted (a database outage: each run a failed tick, ``reducing`` within a second)."""
+        The offset to the venue is measured again first when the wall clock stepped (before
+        the checks every job makes first: it needs no database). After those checks it decides
+        on the newest close whose settle delay has passed on the venue's clock, or waits for
+        the next one when that is at most :data:`MAX_CLOSE_WAIT_MS` away
+        (:func:`close_to_decide`); and records that close in :attr:`tick_close_ms`, whatever
+        the tick's outcome. A close a tick was already for is not decided again: the job does
+        nothing (a run moved early by a wall-clock step, more than the wait before its close).
+
+        A job that fails in those checks uses up the close due then on the venue's clock all
+        the same, and the scheduler plans the next tick for the close after it (planned again
+        for the close it failed on, at a time already passed, it ran again at once, and again
+        for as long as the failure lasted: a database outage, each run a failed tick,
+        ``reducing`` within a second). The offset is measured before those checks for this:
+        measured after them, a run moved 40 minutes early by a forward step found its close
+        due on the offset from before the step and used it up, and that close got no tick.
+        When the offset could not be measured since a step (:meth:`venue_time_known` False),
+        no close is used up and none is decided: the job fails (:class:`VenueTimeUnknown`, a
+        failed tick), and the scheduler plans the tick for the same close, at its time once
+        the offset is measured, never at once (``VenueSchedule.plan_tick``). Decided on the
+        offset from before a forward step, a candle still open on the venue's clock was taken
+        for closed (``CcxtExchange.fetch_candles`` judges on that time) and its close used up.
+        """
         checked = False  # (the checks every job makes first passed)
 
         def run() -> TickResult | AlreadyDecided:
             nonlocal checked
             checked = True
+            if not self.venue_time_known():
+                raise VenueTimeUnknown(
+                    "the offset to the venue's clock could not be measured since the wall "
+                    "clock stepped: no decision on a candle the venue may not have closed "
+                    "(the tick is planned again once the offset is measured)"
+                )
             close, wait_ms = close_to_decide(self.venue_now_ms(), tf_ms, settle_ms)
             if self.tick_close_ms is not None and close <= self.tick_close_ms:
                 logger.info(
@@ -294,7 +330,7 @@ class Runner:
             return self._tick()
 
         result = self._job("tick", run)
-        if not checked:
+        if not checked and self.venue_time_known():
             # Failed in the checks every job makes first: the close due now is used up.
             due, _ = close_to_decide(self.venue_now_ms(), tf_ms, settle_ms)
             last = self.tick_close_ms
@@ -312,13 +348,21 @@ class Runner:
         settlement at ``settles_ms`` (both on the venue's clock): from then until the
         settlement, every decision tick holds them back, not that tick alone. A tick of the
         policy's cadence (a 1m or 2m timeframe) or a start's tick between the pre-funding tick
-        and the settlement grew again the position the pre-funding tick had held."""
-        self._funding_holds[settles_ms] = (from_ms, frozenset(symbols))
+        and the settlement grew again the position the pre-funding tick had held. A hold of
+        the same settlement planned again (each planning round within the window) adds to it:
+        a contract held back stays so until the settlement."""
+        start, held = self._funding_holds.get(settles_ms, (from_ms, frozenset()))
+        self._funding_holds[settles_ms] = (min(start, from_ms), held | symbols)
 
     def venue_now_ms(self) -> int:
         """The time now on the venue's clock (the host's corrected by the offset last
         measured, live; the clock's, paper). No request is made."""
         return self.engine.exchange.venue_now_ms()
+
+    def venue_time_known(self) -> bool:
+        """False while the offset to the venue could not be measured since the wall clock
+        stepped (live): :meth:`venue_now_ms` is then off by as much as the step."""
+        return not self._offset_stale
 
     def rollover(self) -> None:
         """The UTC day's rollover: the guard (the limits on the equity of now, from the new
@@ -342,16 +386,21 @@ class Runner:
         except Exception as exc:
             logger.warning("clock-resync skipped: {}: {}", type(exc).__name__, exc)
             return
-        if self._wall_steps is not None:
-            self._wall_steps.step_ms()  # (measured now: a step before it needs no other)
-        self.clock_resync()
+        self._report_clock()
+        # (measured now: a step before it needs no other)
+        stepped = self._wall_steps is not None and self._wall_steps.step_ms() != 0
+        measured, _reported = self.clock_resync()
+        if measured or stepped:
+            self._offset_stale = not measured
 
     # -- internals -----------------------------------------------------------------------------
 
     def _lock_lost(self, name: str, exc: AlreadyRunning) -> None:
         """Another bot holds the state database now: this one must neither trade nor write
-        there (not even its failure). Say so; the caller re-raises and the scheduler ends the
-        run on a job that raises."""
+        there (not even its failure, nor the report of an offset measured before the job's
+        checks). Say so; the caller re-raises and the scheduler ends the run on a job that
+        raises."""
+        self._clock_report = None
         logger.critical("{} stopped: {}", name, exc)
         self.notifier.notify([Alert("lock_lost", "critical", f"bot stopped: {exc}")])
 
@@ -361,12 +410,15 @@ class Runner:
         with logger.contextualize(tick=tick_id, replayed=replayed):
             started = self.clock.now_ms()
             try:
+                # Before anything that depends on the venue's time, the close a failed tick
+                # uses up included (it needs no database: its report waits for the checks).
+                self._resync_if_the_clock_stepped()
                 for check in self.before_job:
                     check()
-                # Before anything else: the stops sent while the database could not be written
-                # (the reconcile must know them as the bot's).
+                self._report_clock()
+                # Before anything else it writes: the stops sent while the database could not
+                # be written (the reconcile must know them as the bot's).
                 self.engine.record_unrecorded()
-                self._resync_if_the_clock_stepped()
                 self.apply_commands()
                 if self.feed is not None:
                     self.feed.catch_up(self.clock.now_ms())
@@ -456,21 +508,36 @@ class Runner:
             )
 
     def _resync_if_the_clock_stepped(self) -> None:
-        """Live: the wall clock stepped since the last job (NTP, a person, a VM resumed):
-        measure the offset to the venue again before this job's signed requests. ccxt signs
-        with the host's time corrected by the offset measured before the step, so a step back
-        of seconds landed every request, stops included, outside the venue's receive window
-        until the next -1021 rejection or the hourly resync measured it again."""
+        """Live: the wall clock stepped since the last job (NTP, a person, a VM resumed), or
+        the offset could not be measured since it stepped: measure the offset to the venue
+        again before this job's signed requests and before anything reads the venue's time.
+        ccxt signs with the host's time corrected by the offset measured before the step, so
+        a step back of seconds landed every request, stops included, outside the venue's
+        receive window until the next -1021 rejection or the hourly resync measured it again.
+
+        Before the checks every job makes first (the measurement reads the venue, not the
+        database), its report kept for after them (:meth:`_report_clock`): a ``clock`` event
+        is written to the state database, which must first be known the bot's own."""
         if self._wall_steps is None or self.clock_resync is None:
             return
         step_ms = self._wall_steps.step_ms()
-        if step_ms == 0:
+        if step_ms == 0 and not self._offset_stale:
             return
-        stepped = f"the wall clock stepped {'back' if step_ms < 0 else 'forward'} " + (
-            f"{abs(step_ms) / 1000:.1f} s since the last job"
-        )
+        if step_ms:
+            stepped = f"the wall clock stepped {'back' if step_ms < 0 else 'forward'} " + (
+                f"{abs(step_ms) / 1000:.1f} s since the last job"
+            )
+        else:
+            stepped = "the offset not measured since the wall clock stepped"
         logger.warning("{}: measuring the offset to the venue again first", stepped)
-        self.clock_resync(stepped)
+        measured, self._clock_report = self.clock_resync(stepped, deferred=True)
+        self._offset_stale = not measured
+
+    def _report_clock(self) -> None:
+        """Make the report of the offset measured before the job's checks, now they passed."""
+        report, self._clock_report = self._clock_report, None
+        if report is not None:
+            report()
 
     def _heartbeat(self, job: str) -> bool:
         """Record that ``job`` completed, and when: what the dashboard, ``/healthz`` and ``bot

@@ -1,10 +1,11 @@
 """APScheduler 3 drives the runner.
 
-Jobs: the decision ``tick`` at the policy's cadence (aligned to candle closes, a few seconds after
-so the candle is final), ``guard`` (loss limits on the marks of the moment, then the protection
-invariant) between ticks, also when replaying recorded data, ``funding`` before each
-contract's next settlement, ``rollover`` at 00:00 UTC, and live only ``clock-resync`` hourly (the
-host clock's offset to the venue's, :mod:`bot.runtime.clock_offset`). The candle closes and
+Jobs: the start's tick (the funding settlements planned first), the decision ``tick`` at the
+policy's cadence (aligned to candle closes, a few seconds after so the candle is final),
+``guard`` (loss limits on the marks of the moment, then the protection invariant) between
+ticks, also when replaying recorded data, ``funding`` before each contract's next settlement,
+``rollover`` at 00:00 UTC, and live only ``clock-resync`` hourly (the host clock's offset to
+the venue's, :mod:`bot.runtime.clock_offset`). The candle closes and
 the settlements are the venue's times: the ticks and the pre-funding jobs run at them on the
 host's clock through the offset last measured, and move when a measurement moves it
 (:class:`VenueSchedule`). One worker thread and
@@ -194,16 +195,28 @@ class VenueSchedule:
     on an offset another has already left.
 
     ``followed``: the offset is measured again after a wall-clock step (live); the step back
-    that :func:`realign` re-plans the other jobs for then leaves these to :meth:`follow`."""
+    that :func:`realign` re-plans the other jobs for then leaves these to :meth:`follow`.
+    ``known``: whether the venue's time is known (``Runner.venue_time_known``: False while the
+    offset could not be measured since the wall clock stepped); a tick planned while it is not
+    is planned again for its close once it is (:meth:`plan_tick`)."""
 
     def __init__(
-        self, clock: Clock, venue_now_ms: Callable[[], int], *, followed: bool = False
+        self,
+        clock: Clock,
+        venue_now_ms: Callable[[], int],
+        *,
+        followed: bool = False,
+        known: Callable[[], bool] | None = None,
     ) -> None:
         self._clock, self._venue_now_ms = clock, venue_now_ms
         self.followed = followed
+        self._known = known
         # held while jobs are planned or moved (re-entrant: a planning follows first)
         self.lock = threading.RLock()
         self.offset_ms = self.measured_ms()
+        # The close (venue ms) of the tick planned while the venue's time was not known: its
+        # run time is a stand-in until then (:meth:`plan_tick`, :meth:`follow`).
+        self._unplaced_close: int | None = None
 
     def measured_ms(self) -> int:
         """The host's clock minus the venue's, as the exchange corrects it now (no request)."""
@@ -219,22 +232,55 @@ class VenueSchedule:
 
     def follow(self, sched: BackgroundScheduler) -> None:
         """Move the venue-timed jobs of ``sched`` by as much as the offset moved since they
-        were planned, when that is :data:`REPLAN_TOLERANCE_MS` or more."""
+        were planned, when that is :data:`REPLAN_TOLERANCE_MS` or more; and a tick planned
+        while the venue's time was not known to its close's time, once it is."""
         with self.lock:
             moved = self.measured_ms() - self.offset_ms
-            if abs(moved) < REPLAN_TOLERANCE_MS:
-                return
-            self.offset_ms += moved
-            by = timedelta(milliseconds=moved)
-            for job in sched.get_jobs():
-                # (a job of a scheduler not started yet has no run time; paused, None)
-                planned: datetime | None = getattr(job, "next_run_time", None)
-                if planned is None:
-                    continue
-                if job.id == TICK_JOB:
-                    _move_tick(job, planned + by)
-                elif _funding_settlement(job.id) is not None:
-                    job.modify(next_run_time=planned + by)
+            if abs(moved) >= REPLAN_TOLERANCE_MS:
+                self._move(sched, moved)
+            if self._unplaced_close is not None and self.time_known():
+                self._plan_unplaced(sched, self._unplaced_close)
+
+    def time_known(self) -> bool:
+        """Whether the venue's time is known (see ``known``)."""
+        return self._known is None or self._known()
+
+    def tick_started(self) -> None:
+        """The ``tick`` job runs: its plan, a stand-in or not, is used (a run of the job is
+        never planned again while it runs: it plans the next itself)."""
+        with self.lock:
+            self._unplaced_close = None
+
+    def _plan_unplaced(self, sched: BackgroundScheduler, close: int) -> None:
+        """The venue's time is known again: the tick for ``close``, planned while it was not,
+        at that close's time (at once when that has passed: its run decides the newest close
+        then, once)."""
+        self._unplaced_close = None
+        job = sched.get_job(TICK_JOB)
+        if job is None or getattr(job, "next_run_time", None) is None:
+            return
+        at = max(self.host_time(close) + timedelta(seconds=SETTLE_DELAY_S), self._clock.now())
+        _move_tick(job, at)
+        logger.info(
+            "the venue's time is known again: the decision tick for the candle closing at {} "
+            "planned at {}",
+            utc_text(close),
+            at.isoformat(),
+        )
+
+    def _move(self, sched: BackgroundScheduler, moved: int) -> None:
+        """Move the venue-timed jobs by ``moved`` ms (the lock held)."""
+        self.offset_ms += moved
+        by = timedelta(milliseconds=moved)
+        for job in sched.get_jobs():
+            # (a job of a scheduler not started yet has no run time; paused, None)
+            planned: datetime | None = getattr(job, "next_run_time", None)
+            if planned is None:
+                continue
+            if job.id == TICK_JOB:
+                _move_tick(job, planned + by)
+            elif _funding_settlement(job.id) is not None:
+                job.modify(next_run_time=planned + by)
         logger.info(
             "the offset to the venue's clock moved {:+.1f} s: the decision ticks and the "
             "pre-funding ticks move with it",
@@ -248,6 +294,7 @@ class VenueSchedule:
         tf_ms: int,
         *,
         catch_up: bool = True,
+        known: bool = True,
     ) -> bool:
         """Plan the ``tick`` job for the first candle close after ``last_close_ms`` (venue ms:
         the close the newest decision tick was for, ``Runner.tick_close_ms``), a settle delay
@@ -262,7 +309,13 @@ class VenueSchedule:
         When that tick's time is less than :data:`RUN_NOW_MS` ahead (a tick took longer than
         until the next close), nothing is planned and True is returned with ``catch_up``: the
         caller runs the tick now, once; without, the first close whose time is still ahead is
-        planned (the closes between get no tick of their own, as missed runs coalesce)."""
+        planned (the closes between get no tick of their own, as missed runs coalesce).
+
+        Not ``known`` (the offset to the venue not measured since the wall clock stepped: the
+        host's time of a close is off by as much as the step), the close after
+        ``last_close_ms`` is planned at its time on the offset of now when that is ahead,
+        else a candle from now (never at once: a failed run would be run again, and again),
+        and planned again at its time once the venue's time is known (:meth:`follow`)."""
         if last_close_ms is None:
             return False  # (no decision tick ran yet: the plan stands)
         settle = timedelta(seconds=SETTLE_DELAY_S)
@@ -271,8 +324,25 @@ class VenueSchedule:
             planned: datetime | None = getattr(job, "next_run_time", None)
             if job is None or planned is None:
                 return False
-            soon = self._clock.now() + timedelta(milliseconds=RUN_NOW_MS)
+            now = self._clock.now()
+            soon = now + timedelta(milliseconds=RUN_NOW_MS)
             close = last_close_ms + tf_ms
+            if not known:
+                at = self.host_time(close) + settle
+                if at < soon:
+                    at = now + timedelta(milliseconds=tf_ms)
+                self._unplaced_close = close
+                if at != planned:
+                    _move_tick(job, at)
+                logger.warning(
+                    "the venue's time is not known (the offset to it not measured since the "
+                    "wall clock stepped): the decision tick for the candle closing at {} "
+                    "planned at {} for now, at its time once the offset is measured",
+                    utc_text(close),
+                    at.isoformat(),
+                )
+                return False
+            self._unplaced_close = None
             if self.host_time(close) + settle < soon:
                 if catch_up:
                     return True
@@ -442,14 +512,22 @@ def add_live_jobs(
     and the time afresh, so a late run is what a restart does. A pre-funding tick runs until
     its settlement, however late, and never after it.
     """
-    venue = VenueSchedule(clock, runner.venue_now_ms, followed=clock_resync is not None)
+    venue = VenueSchedule(
+        clock,
+        runner.venue_now_ms,
+        followed=clock_resync is not None,
+        # (live: the offset is measured again after a wall-clock step, and may fail)
+        known=runner.venue_time_known if clock_resync is not None else None,
+    )
     # The candle closes are the venue's: the first one after its time now, on the host's clock.
     first = venue.host_time(next_boundary(venue.venue_now_ms(), tf_ms)) + timedelta(
         seconds=SETTLE_DELAY_S
     )
-    # A start is a recovery: one tick at once, then ticks aligned to candle closes.
+    # A start is a recovery: one tick at once (the funding settlements planned first, so a
+    # start inside a pre-funding window holds its contracts back), then ticks aligned to
+    # candle closes.
     sched.add_job(
-        _unless_stopped(stop, runner.tick),
+        _unless_stopped(stop, partial(_start, sched, runner, venue, funding_lead_seconds, stop)),
         "date",
         run_date=WALL.now(),
         id="startup-tick",
@@ -476,9 +554,8 @@ def add_live_jobs(
     sched.add_job(
         lambda: _schedule_funding(sched, runner, venue, funding_lead_seconds, stop),
         "interval",
-        minutes=30,
+        minutes=30,  # (first 30 minutes after the start's, which the start's job made)
         id="funding-planner",
-        next_run_time=WALL.now(),
         misfire_grace_time=None,  # a late planning still plans; skipped, a settlement went unseen
     )
     if clock_resync is not None:
@@ -495,6 +572,23 @@ def add_live_jobs(
     return venue
 
 
+def _start(
+    sched: BackgroundScheduler,
+    runner: Runner,
+    venue: VenueSchedule,
+    funding_lead_s: int,
+    stop: threading.Event,
+) -> None:
+    """The start's job: the funding settlements planned (:func:`_schedule_funding`; one whose
+    pre-funding window has begun is a hold from now on), then the start's tick. Planned by the
+    ``funding-planner`` job alone, after the start's tick or beside it, a start inside a
+    pre-funding window (a restart after a crash, a deploy a minute before a settlement) held
+    nothing back: the holds are in memory only, and the window had begun. A planning that
+    fails costs the start nothing (it is tried again in 30 minutes, as every round)."""
+    _schedule_funding(sched, runner, venue, funding_lead_s, stop)
+    runner.tick()
+
+
 def _tick_after_close(
     sched: BackgroundScheduler,
     runner: Runner,
@@ -506,17 +600,22 @@ def _tick_after_close(
     (it waits for one closing within seconds, and decides nothing on a close already decided);
     then the jobs follow an offset the tick measured (a wall-clock step), and the next tick is
     planned for the close after the one this tick was for, decided or not (a failed tick is
-    tried again at the next close, not at once). A next tick already due runs now, once,
-    unless a stop was asked for meanwhile (a signal, ``--ticks N`` reached)."""
+    tried again at the next close, not at once; one that failed without knowing the venue's
+    time used up no close: its close is planned again, at its time once that is known). A
+    next tick already due runs now, once, unless a stop was asked for meanwhile (a signal,
+    ``--ticks N`` reached)."""
     settle_ms = SETTLE_DELAY_S * 1000
+    venue.tick_started()
     runner.tick_after_close(tf_ms, settle_ms)
     venue.follow(sched)
-    if venue.plan_tick(sched, runner.tick_close_ms, tf_ms):
+    if venue.plan_tick(sched, runner.tick_close_ms, tf_ms, known=venue.time_known()):
         if stop is not None and stop.is_set():
             return
         runner.tick_after_close(tf_ms, settle_ms)
         venue.follow(sched)
-        venue.plan_tick(sched, runner.tick_close_ms, tf_ms, catch_up=False)
+        venue.plan_tick(
+            sched, runner.tick_close_ms, tf_ms, catch_up=False, known=venue.time_known()
+        )
 
 
 def _run_until_stopped(
@@ -731,7 +830,8 @@ def _schedule_funding(
     lead_s: int,
     stop: threading.Event,
 ) -> None:
-    """(Re)plan one pre-funding job per settlement time in the next 30 minutes. Each contract's
+    """(Re)plan one pre-funding job per settlement time whose pre-funding tick is in the next
+    30 minutes, and the holds of those whose pre-funding window has begun. Each contract's
     funding is read on its own (:func:`_plan_funding`): one that cannot be read costs no other
     contract its tick. When none can be read (the venue down), this round's planning is
     skipped: it is tried again in 30 minutes, and the guard and the ticks run on."""
@@ -751,7 +851,12 @@ def _plan_funding(
     """A settlement's time is the venue's: its tick is planned ``lead_s`` before it on the
     venue's clock, run on the host's through the offset (:class:`VenueSchedule`), and its
     contracts are held back by every decision tick from then until the settlement
-    (``Runner.hold_for_funding``)."""
+    (``Runner.hold_for_funding``).
+
+    A settlement whose window has begun (``t - lead_s <= now < t``: a start a minute before
+    it, a planning that came late) is a hold from now on, without a pre-funding tick of its
+    own: the start's tick, or the next decision tick, is held like it; a planned pre-funding
+    tick not run yet is left as planned (planned again, one that ran would run twice)."""
     engine = runner.engine
     now = venue.venue_now_ms()
     due: dict[str, tuple[int, Decimal]] = {}  # contract -> (its settlement, its rate)
@@ -773,7 +878,7 @@ def _plan_funding(
             continue
         read += 1
         t = info.next_settlement_ms
-        if t is not None and now < t - lead_s * 1000 <= now + 30 * 60_000 and info.rate != 0:
+        if t is not None and now < t and t - lead_s * 1000 <= now + 30 * 60_000 and info.rate != 0:
             due[sym] = (t, info.rate)
     if not read and unread:
         logger.warning(
@@ -818,23 +923,45 @@ def _plan_funding(
         for t, symbols in by_time.items():
             # A contract whose funding could not be read may settle then too, and pay: unknown,
             # so it takes no increase in this tick either (its data read again there or not).
-            symbols |= unread.keys()
-            start = t - lead_s * 1000
-            run_at = venue.host_time(start)
-            sched.add_job(
-                _unless_stopped(stop, runner.before_funding),
-                "date",
-                run_date=run_at,
-                args=[symbols],
-                id=f"funding-{t}",
-                replace_existing=True,
-                # late, it still runs until the settlement, never after it
-                misfire_grace_time=lead_s,
-            )
-            runner.hold_for_funding(t, start, symbols)
-            logger.info(
-                "pre-funding tick at {} for {} (settlement at {})",
-                run_at.isoformat(),
-                ", ".join(sorted(symbols)),
-                utc_text(t),
-            )
+            _plan_settlement(sched, runner, venue, t, symbols | unread.keys(), now, lead_s, stop)
+
+
+def _plan_settlement(
+    sched: BackgroundScheduler,
+    runner: Runner,
+    venue: VenueSchedule,
+    t: int,
+    symbols: set[str],
+    now: int,
+    lead_s: int,
+    stop: threading.Event,
+) -> None:
+    """The pre-funding tick of the settlement at ``t`` (venue ms) for ``symbols`` and their
+    hold from it until ``t``; only the hold when its window has begun at ``now``."""
+    start = t - lead_s * 1000
+    runner.hold_for_funding(t, start, symbols)
+    if start <= now:
+        logger.info(
+            "funding settlement at {} in {:.0f} s: {} take no increase until then",
+            utc_text(t),
+            (t - now) / 1000,
+            ", ".join(sorted(symbols)),
+        )
+        return
+    run_at = venue.host_time(start)
+    sched.add_job(
+        _unless_stopped(stop, runner.before_funding),
+        "date",
+        run_date=run_at,
+        args=[symbols],
+        id=f"funding-{t}",
+        replace_existing=True,
+        # late, it still runs until the settlement, never after it
+        misfire_grace_time=lead_s,
+    )
+    logger.info(
+        "pre-funding tick at {} for {} (settlement at {})",
+        run_at.isoformat(),
+        ", ".join(sorted(symbols)),
+        utc_text(t),
+    )

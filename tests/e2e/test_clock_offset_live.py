@@ -20,7 +20,7 @@ from bot.risk.state import DAY_MS
 from bot.runtime.runner import Runner
 from bot.sim.exchange import SimulatedExchange
 from bot.store.instance_lock import AlreadyRunning
-from bot.store.sql import SqlStore
+from bot.store.sql import SqlStore, StoreUnavailable
 from tests.fakes.binance_loopback import Fault, LoopbackBinance
 from tests.fakes.live_setup import (
     live_config_text,
@@ -231,6 +231,52 @@ def test_a_wall_clock_stepped_back_is_measured_again_before_the_next_job(
         assert len(server.calls("/fapi/v1/time", "GET")) == measured + 1
     finally:
         stop_live(runner, store)
+
+
+@pytest.mark.parametrize("failure", ["database locked", "lock taken"])
+def test_a_step_is_measured_before_the_jobs_checks_and_reported_after_them(
+    tmp_path: Path, server: LoopbackBinance, failure: str
+) -> None:
+    """The offset is measured again before anything reads the venue's time (the close a
+    failed decision tick uses up), so before the checks every job makes first: a job whose
+    checks fail has measured it all the same. Its ``clock`` event waits for a job whose checks
+    pass: never written into a database another bot took."""
+    clock = SteppingClock()
+    config = load_config(write_config(tmp_path, server))
+    store = open_store(config, create=True)
+    runner = build_live(config, store, Secrets(KEY, SECRET, None), clock=clock)
+
+    def fails() -> None:
+        if failure == "lock taken":
+            raise AlreadyRunning("state database taken by another bot (test)")
+        raise StoreUnavailable("database is locked")
+
+    try:
+        runner.guard()
+        measured = len(server.calls("/fapi/v1/time", "GET"))
+        clock.step_ms -= 30_000
+        server.server_time_offset_ms = 30_000
+        runner.before_job.insert(0, fails)
+        if failure == "lock taken":
+            with pytest.raises(AlreadyRunning):
+                runner.guard()
+        else:
+            runner.guard()
+        assert len(server.calls("/fapi/v1/time", "GET")) == measured + 1  # measured first
+        offset = runner.engine.exchange.exchange.options["timeDifference"]  # type: ignore[attr-defined]
+        assert -31_000 < offset < -29_000  # signing with it already
+        assert clock_events(store) == []  # not written before the checks passed
+        runner.before_job.pop(0)
+        runner.guard()
+        assert len(server.calls("/fapi/v1/time", "GET")) == measured + 1  # not measured again
+        events = clock_events(store)
+    finally:
+        stop_live(runner, store)
+    if failure == "lock taken":
+        assert events == []  # (that run stopped: nothing of it is written)
+    else:
+        [event] = events
+        assert "(the wall clock stepped back 30.0 s since the last job: offset -" in event
 
 
 def test_a_wall_clock_stepped_forward_over_midnight_keeps_the_days_halt(

@@ -33,7 +33,8 @@ from bot.runtime.scheduler import (
     add_live_jobs,
     new_scheduler,
 )
-from tests.fakes.binance_loopback import LoopbackBinance
+from bot.store.sql import StoreUnavailable
+from tests.fakes.binance_loopback import Fault, LoopbackBinance
 from tests.fakes.host_clock import HostClock, ccxt_reads
 from tests.fakes.live_setup import BTC, hourly_rows, live_config_text, venue_account
 
@@ -245,3 +246,115 @@ def test_a_forward_step_of_more_than_half_a_candle_still_leaves_a_tick_for_the_n
     # the run decided on the candle closed at the hour, once
     assert market.last_closes == ([] if decided_before else [close - H])
     assert runner.tick_close_ms == close - H
+
+
+class Down:
+    """A check every job makes first that fails while ``down`` (the state database briefly
+    unavailable)."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    def __call__(self) -> None:
+        if self.down:
+            raise StoreUnavailable("database is locked")
+
+
+def stepped_forward_45_minutes(
+    runner: Runner, server: LoopbackBinance, clock: HostClock, close: int
+) -> tuple[BackgroundScheduler, VenueSchedule, Down]:
+    """The scene of the forward step above, the close at the hour decided: the run planned
+    for ``close`` is due 40 minutes before it on the venue's clock, and the state database is
+    unavailable for it (its checks fail)."""
+    behind = 45 * 60_000
+    clock.move_to(close - 40 * 60_000 - behind)
+    server.server_time_offset_ms = behind
+    runner.resync_clock()  # the offset measured: the host 45 minutes behind the venue
+    runner.tick_close_ms = close - H  # (a tick decided on the candle closed at the hour)
+    sched, venue = scheduled(runner, clock)
+    job = sched.get_job("tick")
+    job.modify(next_run_time=job.trigger.start_date)
+    runner.guard()  # (a job before the step: the runner's watch of the wall clock starts here)
+    down = Down()
+    runner.before_job.append(down)
+    clock.step(behind)  # NTP: the host's clock reads the venue's now
+    server.server_time_offset_ms = 0
+    # APScheduler runs the job, due now, its next run first set on its grid
+    now = ms_to_datetime(clock.now_ms())
+    job.modify(next_run_time=job.trigger.get_next_fire_time(job.next_run_time, now))
+    return sched, venue, down
+
+
+def test_a_run_moved_early_by_a_step_that_fails_its_first_checks_leaves_its_close_a_tick(
+    bot: tuple[Runner, RecordingMarket],
+    server: LoopbackBinance,
+    clock: HostClock,
+    close: int,
+) -> None:
+    """The run of the forward step above fails in the checks every job makes first (the state
+    database locked). The runner measured the offset again after those checks: the failure
+    used up the close due on the offset from before the step, ``close`` itself (the venue's
+    clock read 40 minutes before it), and ``close`` got no decision tick. The offset is now
+    measured first (it needs no database): the failed run was early, uses up nothing, and the
+    tick for ``close`` comes at its time and decides on it."""
+    runner, market = bot
+    sched, _venue, down = stepped_forward_45_minutes(runner, server, clock, close)
+    try:
+        sched.get_job("tick").func()  # the due run: fails in its first checks
+        assert runner.failures_of("tick") == 1
+        assert runner.tick_close_ms == close - H  # nothing used up: the run was early
+        planned = datetime_to_ms(sched.get_job("tick").next_run_time)
+        assert abs(planned - (close + SETTLE_MS)) < REPLAN_TOLERANCE_MS
+        down.down = False  # the database is back
+        clock.move_to(planned)
+        sched.get_job("tick").func()
+        following = datetime_to_ms(sched.get_job("tick").next_run_time)
+    finally:
+        sched.shutdown(wait=False)
+    assert market.last_closes == [close]  # the crash candle, decided at its close
+    assert runner.tick_close_ms == close
+    assert runner.failures_of("tick") == 0
+    assert abs(following - (close + H + SETTLE_MS)) < REPLAN_TOLERANCE_MS
+
+
+@pytest.mark.parametrize("database", ["locked", "working"])
+def test_a_run_that_cannot_measure_the_offset_after_a_step_uses_up_no_close(
+    bot: tuple[Runner, RecordingMarket],
+    server: LoopbackBinance,
+    clock: HostClock,
+    close: int,
+    database: str,
+) -> None:
+    """As above, the venue's time endpoint failing too: the run cannot know the venue's time
+    (the offset from before the step is 45 minutes wrong, and on it the candle still open on
+    the venue's clock reads as closed). It decides nothing and uses up no close, whether its
+    checks fail or pass (a failed tick either way), and is not run again at once (the offset
+    from before the step puts ``close``'s tick in the past: each run a failed tick); the tick
+    for ``close`` is planned at its time once a job measures the offset (the next guard), and
+    decides on it."""
+    runner, market = bot
+    sched, venue, down = stepped_forward_45_minutes(runner, server, clock, close)
+    down.down = database == "locked"
+    server.inject(Fault("/fapi/v1/time", "GET", kind="http_503", times=100))
+    try:
+        sched.get_job("tick").func()  # the due run: no offset measured
+        assert runner.tick_close_ms == close - H  # nothing used up
+        assert market.last_closes == []  # nothing decided
+        assert runner.failures_of("tick") == 1
+        assert not runner.venue_time_known()
+        stand_in = datetime_to_ms(sched.get_job("tick").next_run_time)
+        assert stand_in >= clock.now_ms() + H - REPLAN_TOLERANCE_MS  # not at once
+        server.clear_faults()
+        down.down = False
+        runner.guard()  # measures the offset first: the venue's time is known again
+        assert runner.venue_time_known()
+        venue.follow(sched)  # (the scheduler's watch loop)
+        planned = datetime_to_ms(sched.get_job("tick").next_run_time)
+        assert abs(planned - (close + SETTLE_MS)) < REPLAN_TOLERANCE_MS
+        clock.move_to(planned)
+        sched.get_job("tick").func()
+    finally:
+        sched.shutdown(wait=False)
+    assert market.last_closes == [close]
+    assert runner.tick_close_ms == close
+    assert runner.failures_of("tick") == 0

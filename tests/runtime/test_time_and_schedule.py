@@ -167,6 +167,9 @@ class CountingRunner:
     def venue_now_ms(self) -> int:
         return self.clock.now_ms()
 
+    def venue_time_known(self) -> bool:
+        return True
+
     def tick(self) -> None:
         self._ran("tick")
 

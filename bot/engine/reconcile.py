@@ -119,9 +119,9 @@ class Reconciler:
         # that fired while the bot was down (the engine starts the re-entry cooldown). Like
         # ``took_profit`` and ``own_fills``, kept until the engine has named the exits
         # (:meth:`exits_named`): a reconcile the engine names none after (the runner's reading
-        # for its alerts, after a guard) may be the one that finds the fill, and the order
-        # record, settled filled, never says so again: reset at every reconcile, the next job
-        # named the bot's own stop-loss "closed outside the bot".
+        # for its alerts, after a job that left none of its own) may be the one that finds the
+        # fill, and the order record, settled filled, never says so again: reset at every
+        # reconcile, the next job named the bot's own stop-loss "closed outside the bot".
         self.stopped_out: set[str] = set()
         self._exits_named = True
         # contracts whose protective order found filled this reconcile was sized to the whole

@@ -272,7 +272,12 @@ class Engine:
         # loops ask for every contract at every tick and guard run.
         self._silenced: frozenset[str] = frozenset()
         self._last_price_ms: dict[str, int | None] = {}
-        self.last_account: AccountView | None = None  # as the last tick left it (alerts)
+        self.last_account: AccountView | None = None  # as the last tick or guard left it
+        # The account as the running (or last) job left it, for the runner's alert conditions
+        # (see job_account); and whether an order that may have moved a position, and so the
+        # wallet, went out after the job's last reading of the wallet.
+        self._job_account: AccountView | None = None
+        self._wallet_behind = False
         self._last_equity: Decimal | None = None  # the equity the loss limits last acted on
         # A reading that would have worsened the state, whose second reading failed (see
         # update_risk_state)
@@ -397,6 +402,7 @@ class Engine:
         self._tick_mono_ms = monotonic_ms(self.clock)
         self._n = 0
         self._jobs += 1
+        self._job_account, self._wallet_behind = None, False
         tick_id = base36(now // 1000)
         try:
             acct = self.reconcile(now)
@@ -471,7 +477,7 @@ class Engine:
         result.unprotected = self.ensure_protected(acct, now)
         self.note_unflattened(acct, now)
         self.record(tick_id, now, acct, snapshots, decisions, memory.state)
-        self.last_account = acct
+        self.last_account = self._job_account = acct
         self._held = held_of(acct, self.symbols)
         self._held_ms = now
         return result
@@ -549,6 +555,7 @@ class Engine:
         self._tick_mono_ms = monotonic_ms(self.clock)
         self._n = 0
         self._jobs += 1
+        self._job_account, self._wallet_behind = None, False
         try:
             acct = self.reconcile(now)
         except AccountUnreadable as exc:
@@ -577,6 +584,7 @@ class Engine:
             self.record_reading(now, acct)
             self._held = held_of(acct, self.symbols)
             self._held_ms = now
+            self.last_account = self._job_account = acct
         except AccountUnreadable as exc:
             self._unreadable(now, base36(now // 1000), exc)
 
@@ -610,6 +618,7 @@ class Engine:
             balance = self.exchange.fetch_balance()
             acct.wallet, acct.available = balance.wallet, balance.available
             acct.changed()
+            self._wallet_behind = False
 
     def _note_uncarried(self, symbol: str, qty: Decimal, plan: SizePlan, now: int) -> None:
         """A close under a halt that flattens that leaves part or all of the position ``qty``
@@ -990,8 +999,8 @@ class Engine:
             if sym not in self._held:  # already judged above, against the positions held
                 self._cool(sym, now, "stop-loss")
         # Named: what the reconciles since the last naming found is spent (kept until now, so
-        # a fill found by a reconcile no naming followed, the runner's reading for its alerts,
-        # still names the exit its own at the next job).
+        # a fill found by a reconcile no naming followed, the runner's reading for its alerts
+        # after a job that left none, still names the exit its own at the next job).
         rec.exits_named()
 
     def _forced_closes(self, symbol: str) -> list[ForcedClose] | None:
@@ -1013,6 +1022,16 @@ class Engine:
                 TradingState.ACTIVE,
                 Cooldowns.describe(symbol, end, why),
             )
+
+    @property
+    def job_account(self) -> AccountView | None:
+        """The account as the last tick or guard left it (its reading, kept in step with its
+        own orders: positions and open orders read again after them), for the runner's alert
+        conditions, which then need no reading of their own. None when the job leaves none
+        to rely on: its reading failed (unreadable), or an order that may have moved a
+        position went out after its last reading of the wallet (a close for want of a stop:
+        its realised loss is not in the wallet read before it)."""
+        return None if self._wallet_behind else self._job_account
 
     def last_snapshots(self) -> dict[str, MarketSnapshot]:
         """The latest market statistics seen per contract (for alerts and the status view)."""
@@ -2410,6 +2429,7 @@ class Engine:
             raise
         acct.wallet, acct.available = balance.wallet, balance.available
         acct.changed()
+        self._wallet_behind = False  # (the positions were read again before the wallet)
         self.protect(d.symbol, acct, d.stop_loss, d.take_profit, now)
 
     def _read_after_orders(
@@ -2752,6 +2772,8 @@ class Engine:
         outcome, failure = self._gate_and_place(req, acct, now, snap, state)
         if state is _HALTED and memory is not None and memory.flatten and req.purpose in _CLOSING:
             self.unflattened.tried(req.symbol, self._jobs, now, failure)
+        if outcome not in _REFUSED and not req.purpose.is_protective:
+            self._wallet_behind = True  # (an unknown outcome may have traded too)
         return outcome
 
     def _gate_and_place(

@@ -167,6 +167,9 @@ class VenueProfile:
     # Bybit GET /v5/market/funding/history up to 200
     # (https://bybit-exchange.github.io/docs/v5/market/history-fund-rate).
     funding_history_rows: int = 1000
+    # The venue's margin mode is the account's, one for every contract: one read gives every
+    # position's (``fetch_margin_mode`` of any contract). False: read per contract.
+    account_margin_mode: bool = False
 
     def trigger_lookup_params(self, client_id: str, conditional: bool) -> dict[str, object]:
         """Params for ``fetch_order``/``cancel_order`` that address an order by client id."""
@@ -267,6 +270,12 @@ BINANCE_USDM = VenueProfile(
 BYBIT = VenueProfile(
     name="bybit",
     funding_history_rows=200,
+    # A unified account has one margin mode (GET /v5/account/info ``marginMode``:
+    # ISOLATED_MARGIN, REGULAR_MARGIN, PORTFOLIO_MARGIN; set for the account by POST
+    # /v5/account/set-margin-mode, no symbol), which ccxt's bybit ``fetch_margin_mode`` reads
+    # whatever the symbol; the position rows carry none (``tradeMode`` is deprecated).
+    # https://bybit-exchange.github.io/docs/v5/account/account-info, exchange-facts 3.2
+    account_margin_mode=True,
     # instruments-info: `status` PreLaunch, Trading, Delivering, Closed
     # (https://bybit-exchange.github.io/docs/v5/enum#status); a linear perpetual being
     # delisted keeps `Trading` with `deliveryTime` set to

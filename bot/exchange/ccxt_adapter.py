@@ -417,16 +417,64 @@ class CcxtExchange:
     def _positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         rows = self._position_rows(symbols)
         mapping.require_rows(rows, "positions")
-        out: dict[str, Position] = {}
+        held: dict[str, Mapping[str, Any]] = {}
         for symbol in symbols:
             row = mapping.select_position_row(symbol, rows)
-            if row is None:
-                continue
-            # Binance v3 positionRisk dropped leverage: read the symbol's setting instead.
-            leverage = None if row.get("leverage") is not None else self.fetch_leverage(symbol)
-            mode = None if row.get("marginMode") is not None else self.fetch_margin_mode(symbol)
-            out[symbol] = mapping.position_from_ccxt(row, leverage=leverage, margin_mode=mode)
+            if row is not None:
+                held[symbol] = row
+        # What the rows lack is read once for every position they hold, not once per position
+        # (Binance v3 positionRisk dropped the leverage, Bybit's rows carry no margin mode):
+        # the engine reads the positions again after each contract's orders, so a tick that
+        # opened N contracts read the settings N(N+1)/2 times (30: 465 reads, most of a tick
+        # of 153 s paced on Binance's request weight, the guard held off that long and the
+        # last entries sized on prices minutes old).
+        leverages = self._leverages([s for s, row in held.items() if row.get("leverage") is None])
+        modes = self._margin_modes([s for s, row in held.items() if row.get("marginMode") is None])
+        return {
+            symbol: mapping.position_from_ccxt(
+                row, leverage=leverages.get(symbol), margin_mode=modes.get(symbol)
+            )
+            for symbol, row in held.items()
+        }
+
+    def _leverages(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """The leverage settings of ``symbols``: in one request where ccxt reads every
+        contract's at once (``fetch_leverages``; Binance ``GET /fapi/v1/symbolConfig`` without
+        a symbol lists a row per symbol, weight 5 as with one:
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/account/rest-api/Symbol-Config),
+        else one per contract. Each contract's row is checked as :meth:`fetch_leverage` checks
+        its one: a contract without its row, or with a setting that cannot be read, fails the
+        whole read (unknown, never a default)."""
+        if not symbols:
+            return {}
+        if not self._ex.has.get("fetchLeverages"):
+            return {symbol: self.fetch_leverage(symbol) for symbol in symbols}
+        wanted = list(symbols)
+        rows = self._call(lambda: self._ex.fetch_leverages(wanted), "fetch_leverages")
+        if not isinstance(rows, Mapping):
+            raise mapping.UnexpectedResponse(
+                f"leverage settings: expected rows by contract, got {type(rows).__name__}"
+            )
+        out: dict[str, Decimal] = {}
+        for symbol in wanted:
+            row = rows.get(symbol)
+            if isinstance(row, Mapping):
+                # (ccxt files a row under the market its own symbol names: the raw row's
+                # symbol must be this market's id, as for every row asked for a contract)
+                mapping.require_market(
+                    row, symbol, self._market_id(symbol), f"{symbol} leverage setting"
+                )
+            out[symbol] = _leverage_setting(symbol, row)
         return out
+
+    def _margin_modes(self, symbols: Sequence[str]) -> dict[str, MarginMode]:
+        """The margin modes of ``symbols``: one read for them all where the venue's mode is
+        the account's (:attr:`VenueProfile.account_margin_mode`), else one per contract."""
+        if not symbols:
+            return {}
+        if self._profile.account_margin_mode:
+            return dict.fromkeys(symbols, self.fetch_margin_mode(symbols[0]))
+        return {symbol: self.fetch_margin_mode(symbol) for symbol in symbols}
 
     def fetch_open_orders(self, symbol: str) -> list[Order]:
         """Resting regular AND conditional orders (Binance keeps stops in the Algo book).
@@ -641,17 +689,7 @@ class CcxtExchange:
     def fetch_leverage(self, symbol: str) -> Decimal:
         """The symbol's leverage setting (x)."""
         row = self._call(lambda: self._ex.fetch_leverage(symbol), "fetch_leverage")
-        if not isinstance(row, Mapping):
-            # ccxt answers None when the venue's answer has no row of this contract (Binance
-            # symbolConfig: an empty list, another contract's row)
-            raise mapping.UnexpectedResponse(
-                f"{symbol} leverage setting: the answer has no row of this contract ({row!r:.80})"
-            )
-        value = row.get("longLeverage")
-        if value is None:
-            value = row.get("shortLeverage")
-        # a setting of 0 or below is no venue's: the engine sizes a flat contract's orders on it
-        return mapping.positive(value, f"{symbol} leverage setting")
+        return _leverage_setting(symbol, row)
 
     def fetch_margin_mode(self, symbol: str) -> MarginMode:
         row = self._call(lambda: self._ex.fetch_margin_mode(symbol), "fetch_margin_mode")
@@ -1309,6 +1347,21 @@ def _asked(order: Order, client_id: str) -> Order:
             f"client id {order.client_id or None!r}"
         )
     return order
+
+
+def _leverage_setting(symbol: str, row: object) -> Decimal:
+    """The leverage setting (x) in ccxt's leverage row of ``symbol``."""
+    if not isinstance(row, Mapping):
+        # ccxt answers None when the venue's answer has no row of this contract (Binance
+        # symbolConfig: an empty list, another contract's row)
+        raise mapping.UnexpectedResponse(
+            f"{symbol} leverage setting: the answer has no row of this contract ({row!r:.80})"
+        )
+    value = row.get("longLeverage")
+    if value is None:
+        value = row.get("shortLeverage")
+    # a setting of 0 or below is no venue's: the engine sizes a flat contract's orders on it
+    return mapping.positive(value, f"{symbol} leverage setting")
 
 
 # Where _retry_after keeps the seconds it read on a rate-limit exception.

@@ -436,7 +436,7 @@ class Runner:
                     # What the job recorded before it failed is alerted all the same: a halt
                     # whose flatten met a rate limit on the read after the closes was never
                     # sent (the next job alerts only the events it records itself).
-                    self._alert_safely(name, started, tick=False, readable=False)
+                    self._alert_safely(name, started, readable=False)
                 return None
             self._completed(name, ran=not isinstance(result, AlreadyDecided))
             if isinstance(result, TickResult) and result.unreadable is not None:
@@ -465,8 +465,7 @@ class Runner:
                 for callback in self.on_tick:
                     callback(result)
             readable = not (isinstance(result, TickResult) and result.unreadable is not None)
-            tick = isinstance(result, TickResult)
-            self._alert_safely(name, started, tick=tick, readable=readable)
+            self._alert_safely(name, started, readable=readable)
             return result
 
     def _protect_without_store(self, job: str) -> None:
@@ -496,9 +495,9 @@ class Runner:
             ]
         )
 
-    def _alert_safely(self, name: str, started: int, *, tick: bool, readable: bool) -> None:
+    def _alert_safely(self, name: str, started: int, *, readable: bool) -> None:
         try:
-            self._alert(started, tick=tick, readable=readable)
+            self._alert(started, readable=readable)
         except Exception as exc:  # the job's work is done; its alerts must not undo it
             logger.opt(exception=exc).error(
                 "{}: checking the alert conditions failed: {}: {}",
@@ -863,7 +862,7 @@ class Runner:
         when = _key_time(now)
         return [Alert(f"state:reducing@{when}", "critical", f"active -> reducing: {reason}")]
 
-    def _alert(self, since_ms: int, *, tick: bool, readable: bool = True) -> None:
+    def _alert(self, since_ms: int, *, readable: bool = True) -> None:
         """Alert the state changes and incidents recorded since the job started (unreadable
         account, a position closed for lack of a stop, with the venue's error, a position
         reduced by a liquidation, an ADL or outside the bot, a position a flattening halt's
@@ -928,8 +927,11 @@ class Runner:
             self.notifier.notify(alerts)  # no account view to check conditions on
             return
         try:
-            # The tick's own view of the account; other jobs read it again.
-            acct = self.engine.last_account if tick else None
+            # The job's own reading (a tick's or a guard's), kept in step with its orders:
+            # read again only when the job left none to rely on (Engine.job_account). Every
+            # guard read the whole account twice (each contract's open orders and mark, the
+            # positions, the balance), for nothing the first reading did not say.
+            acct = self.engine.job_account
             if acct is None:
                 acct = self.engine.reconcile(self.clock.now_ms())
         except Exception as exc:  # unreadable, or the venue not answering at all

@@ -123,13 +123,16 @@ def _cooldowns(store: SqlStore) -> list[str]:
     return [e.reason for e in store.recent_events(100, kinds=(EventKind.COOLDOWN,))]
 
 
-def test_a_stop_fill_found_by_the_runners_reading_after_a_guard_is_a_stop_loss(
+def test_a_stop_that_fires_right_after_a_guards_reading_is_a_stop_loss(
     runner: tuple[Runner, SqlStore], server: LoopbackServer, backend: SimulatedExchange
 ) -> None:
-    """The stop fires just after the guard's own reading: the runner's reading for its alert
-    conditions finds it filled and settles its record. The next job named it "closed outside
-    the bot" (an exit event, a warning alert, the cooldown's reason): the record was settled
-    already, and the reading that found the fill named no exit."""
+    """The stop fires just after the guard's own reading. The runner read the account again
+    for its alert conditions, found the stop filled and settled its record, and the next job
+    named it "closed outside the bot" (an exit event, a warning alert, the cooldown's reason):
+    the record was settled already, and the reading that found the fill named no exit. The
+    runner reads nothing after a guard now (the guard's reading serves its alert conditions),
+    and the next guard finds the fill and names it. (A reading the runner still makes after a
+    job that left none, names no exit and spends none: tests/unit/test_exit_names.py.)"""
     run, store = runner
     assert run.tick() is not None
     run.guard()
@@ -137,18 +140,23 @@ def test_a_stop_fill_found_by_the_runners_reading_after_a_guard_is_a_stop_loss(
     assert stop.trigger_price is not None
     through = stop.trigger_price - 1
     guard = run.engine.guard
+    after_the_guard: list[int] = []
 
     def guard_then_the_stop_fires(observed_equity: Decimal | None = None) -> None:
         guard(observed_equity)
         with server.lock:
             backend.set_mark(BTC, through)
+        after_the_guard.append(len(server.requests))
 
     run.engine.guard = guard_then_the_stop_fires  # type: ignore[method-assign]
     run.guard()
     run.engine.guard = guard  # type: ignore[method-assign]
-    [triggered] = store.recent_events(50, kinds=(EventKind.TRIGGERED,))
-    assert stop.client_id in triggered.reason  # found by the runner's reading
+    [first] = after_the_guard
+    assert server.requests[first:] == []  # the runner read nothing after the guard's reading
+    assert store.recent_events(50, kinds=(EventKind.TRIGGERED,)) == []
     run.guard()  # the next minute
+    [triggered] = store.recent_events(50, kinds=(EventKind.TRIGGERED,))
+    assert stop.client_id in triggered.reason
     assert _exits(store) == []
     [cooldown] = _cooldowns(store)
     assert "after stop-loss [" in cooldown

@@ -271,6 +271,10 @@ class BinanceAccountRoutes(BinanceBase):
         return self._margin_known.get(symbol, self._margin_guess)
 
     def _symbol_config(self, req: _Req) -> Json:
+        """Symbol Configuration: a list of rows, the one of ``symbol`` when it is sent (it is
+        optional), else one per symbol; weight 5 either way.
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/account/rest-api/Symbol-Config
+        """
         rows = []
         for sym in self._symbols_of(req):
             inst, lev = self.backend.instrument(sym), self.backend.fetch_leverage(sym)
@@ -279,7 +283,7 @@ class BinanceAccountRoutes(BinanceBase):
                 {
                     "symbol": inst.base + inst.quote,
                     "marginType": "ISOLATED" if mode is MarginMode.ISOLATED else "CROSSED",
-                    "isAutoAddMargin": False,
+                    "isAutoAddMargin": "false",  # (a string in the documented answer)
                     "leverage": int(lev),
                     "maxNotionalValue": _s(_max_notional(inst, lev)),
                 }

@@ -151,6 +151,25 @@ def test_set_leverage_reaches_the_backend_and_reads_back(ex: Any, sim: Simulated
     assert _code(info.value) == -4028
 
 
+def test_symbol_config_lists_every_symbol_unless_one_is_asked_for(
+    ex: Any, sim: SimulatedExchange
+) -> None:
+    """GET /fapi/v1/symbolConfig: ``symbol`` is optional; the answer is a list of rows."""
+    ex.set_leverage(7, BTC)
+    ex.set_leverage(3, ETH)
+    rows = ex.fapiPrivateGetSymbolConfig({})
+    assert [(r["symbol"], r["leverage"], r["marginType"]) for r in rows] == [
+        ("BTCUSDT", 7, "CROSSED"),
+        ("ETHUSDT", 3, "CROSSED"),
+    ]
+    assert rows[0]["isAutoAddMargin"] == "false"
+    assert [r["symbol"] for r in ex.fapiPrivateGetSymbolConfig({"symbol": "ETHUSDT"})] == [
+        "ETHUSDT"
+    ]
+    leverages = ex.fetch_leverages([BTC, ETH])  # one request, every symbol's row
+    assert {s: row["longLeverage"] for s, row in leverages.items()} == {BTC: 7, ETH: 3}
+
+
 def test_set_margin_mode_twice_raises_margin_mode_already_set(
     ex: Any, sim: SimulatedExchange
 ) -> None:

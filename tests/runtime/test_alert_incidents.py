@@ -218,7 +218,7 @@ def test_a_stop_missing_again_after_it_rested_is_alerted(
     def tick_sees(resting: list[Order]) -> None:
         clock.advance_to(clock.now_ms() + 5 * MINUTE)
         acct.resting[sym] = resting
-        runner._alert(clock.now_ms(), tick=True)
+        runner._alert(clock.now_ms())
 
     tick_sees([])
     tick_sees([])  # still missing: the same incident

@@ -529,7 +529,14 @@ class Runner:
         else:
             stepped = "the offset not measured since the wall clock stepped"
         logger.warning("{}: measuring the offset to the venue again first", stepped)
-        measured, self._clock_report = self.clock_resync(stepped, deferred=True)
+        measured, report = self.clock_resync(stepped, deferred=True)
+        # A measurement failing again, with no new step since (the venue's time endpoint down):
+        # the same incident, reported once (by the job that first failed it, or still pending);
+        # one report per job wrote a `clock` event a minute, 1,440 a day, and pushed the real
+        # incidents out of the recent events `bot status` and the dashboard show. A step, or
+        # the measurement succeeding at last, is reported.
+        if measured or step_ms or not self._offset_stale:
+            self._clock_report = report
         self._offset_stale = not measured
 
     def _report_clock(self) -> None:

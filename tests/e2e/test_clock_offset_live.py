@@ -279,6 +279,40 @@ def test_a_step_is_measured_before_the_jobs_checks_and_reported_after_them(
         assert "(the wall clock stepped back 30.0 s since the last job: offset -" in event
 
 
+def test_a_measurement_failing_job_after_job_is_one_event_until_it_succeeds(
+    tmp_path: Path, server: LoopbackBinance
+) -> None:
+    """After a step, a measurement that keeps failing (the venue's time endpoint down) is tried
+    again at every job, and is one incident: one `clock` event for it, not one per job (a
+    guard a minute wrote 1,440 a day and pushed the real incidents out of the recent events)."""
+    clock = SteppingClock()
+    config = load_config(write_config(tmp_path, server))
+    store = open_store(config, create=True)
+    runner = build_live(config, store, Secrets(KEY, SECRET, None), clock=clock)
+    try:
+        runner.guard()
+        measured = len(server.calls("/fapi/v1/time", "GET"))
+        clock.step_ms += 40 * 60_000
+        server.inject(Fault("/fapi/v1/time", "GET", kind="http_503", times=1000))
+        for _ in range(10):
+            runner.guard()
+        tries = len(server.calls("/fapi/v1/time", "GET")) - measured
+        failing = clock_events(store)
+        known_while_failing = runner.venue_time_known()
+        server.clear_faults()
+        runner.guard()
+        events = clock_events(store)
+    finally:
+        stop_live(runner, store)
+    assert tries >= 10  # tried again at every job
+    assert not known_while_failing
+    assert len(failing) == 1, failing
+    assert "not measured" in failing[0]
+    # measured at last (an offset in step with the venue's says nothing more): no new failure
+    assert [e for e in events if "not measured" in e] == failing
+    assert runner.venue_time_known()
+
+
 def test_a_wall_clock_stepped_forward_over_midnight_keeps_the_days_halt(
     tmp_path: Path, server: LoopbackBinance, backend: SimulatedExchange
 ) -> None:

@@ -1033,6 +1033,11 @@ class Engine:
         its realised loss is not in the wallet read before it)."""
         return None if self._wallet_behind else self._job_account
 
+    def forget_job_account(self) -> None:
+        """A new job starts: :attr:`job_account` is None until its tick or guard reads the
+        account (a job that runs neither leaves none to rely on, not the last job's)."""
+        self._job_account, self._wallet_behind = None, False
+
     def last_snapshots(self) -> dict[str, MarketSnapshot]:
         """The latest market statistics seen per contract (for alerts and the status view)."""
         return dict(self._last_snapshot)

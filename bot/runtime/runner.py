@@ -42,6 +42,7 @@ from loguru import logger
 from bot.alerts import Alert, AlertRules, Notifier, conditions
 from bot.clock import Clock, WallSteps, ms_to_datetime, utc_text
 from bot.domain.enums import EventKind, TradingState
+from bot.engine.account import AccountView
 from bot.engine.tick import Engine, TickResult
 from bot.errors import AccountUnreadable, BotError, RateLimited
 from bot.logs import replayed_prefix
@@ -424,6 +425,10 @@ class Runner:
                     self.feed.catch_up(self.clock.now_ms())
                     if self.save_paper is not None:
                         self.save_paper()
+                # Only this job's own reading is its alert conditions' (a tick job that decided
+                # nothing, AlreadyDecided, left the last job's: a stop cancelled by hand since
+                # then went unalerted).
+                self.engine.forget_job_account()
                 result = fn()
             except AlreadyRunning as exc:
                 self._lock_lost(name, exc)
@@ -873,7 +878,30 @@ class Runner:
         """Alert the state changes and incidents recorded since the job started (unreadable
         account, a position closed for lack of a stop, with the venue's error, a position
         reduced by a liquidation, an ADL or outside the bot, a position a flattening halt's
-        closes left open), and what the account shows."""
+        closes left open), and what the account shows.
+
+        The account is read first when the job left no reading of its own to rely on
+        (``Engine.job_account``), and the events are collected after it: what that reading
+        records (a position found grown outside the bot, or one not the bot's) is alerted with
+        the job's. Collected before it, those events fell between this job's window and the
+        next job's, and were never sent (each is recorded once)."""
+        acct: AccountView | None = None
+        if readable:
+            try:
+                # The job's own reading (a tick's or a guard's), kept in step with its orders:
+                # read again only when the job left none to rely on. Every guard read the whole
+                # account twice (each contract's open orders and mark, the positions, the
+                # balance), for nothing the first reading did not say.
+                acct = self.engine.job_account
+                if acct is None:
+                    acct = self.engine.reconcile(self.clock.now_ms())
+            except Exception as exc:  # unreadable, or the venue not answering at all
+                if not isinstance(exc, AccountUnreadable):
+                    logger.warning(
+                        "no account view for the alert conditions: {}: {}",
+                        type(exc).__name__,
+                        exc,
+                    )
         alerts = []
         alerted = (
             EventKind.STATE,
@@ -930,23 +958,10 @@ class Runner:
                     "warning" if e.kind in ("unreadable", "no_decision", "foreign") else "critical"
                 )
                 alerts.append(Alert(key, level, f"{e.symbol or 'account'}: {e.reason}"))
-        if not readable:
-            self.notifier.notify(alerts)  # no account view to check conditions on
-            return
-        try:
-            # The job's own reading (a tick's or a guard's), kept in step with its orders:
-            # read again only when the job left none to rely on (Engine.job_account). Every
-            # guard read the whole account twice (each contract's open orders and mark, the
-            # positions, the balance), for nothing the first reading did not say.
-            acct = self.engine.job_account
-            if acct is None:
-                acct = self.engine.reconcile(self.clock.now_ms())
-        except Exception as exc:  # unreadable, or the venue not answering at all
-            if not isinstance(exc, AccountUnreadable):
-                logger.warning(
-                    "no account view for the alert conditions: {}: {}", type(exc).__name__, exc
-                )
-            self.notifier.notify(alerts)  # what the job recorded is alerted all the same
+        if acct is None:
+            # No account view to check conditions on (the job's reading failed, or this one):
+            # what the job recorded is alerted all the same.
+            self.notifier.notify(alerts)
             return
         holding = conditions(
             positions=acct.positions,

@@ -19,7 +19,10 @@ it to the decision. Pure functions; the engine runs the plans in its fixed order
   Likewise on a venue without close-position stops (Bybit): a resting stop-loss that still
   protects is never cancelled for a replacement that would cover less of the position (the
   part on the step) or nothing (below the minimum, where no order can be placed); it is kept
-  where it is, with a note (:func:`_protects_more`), until it no longer protects.
+  where it is, with a note (:func:`_protects_more`), until it no longer protects. While it
+  covers the position whole, the size plan sends no increase that leaves the position off the
+  step (``plan_size`` ``kept_whole``): the stop of the larger position, sized to its part on
+  the step, would replace the kept one and leave the part below the step with none.
 * Size: reduce-only market orders to de-lever or close, market orders to increase (only where
   allowed). A change below ``rebalance_tolerance`` (fraction of the larger of the current and
   target size) is not traded, except closing to flat, cutting a position above the venue's
@@ -103,6 +106,9 @@ class SizePlan:
     # Says why a reduction trades more than the decision asked (widened to the venue's minimum
     # order, or to the whole position where less than the minimum would remain); "" otherwise.
     rounded: str = ""
+    # Says why an increase is not sent while a kept stop covers the position whole
+    # (``plan_size`` ``kept_whole``); "" otherwise.
+    held_back: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +155,18 @@ def plan_size(
     tolerance: Decimal,
     new_id: IdFactory,
     floor: int = 1,
+    *,
+    kept_whole: bool = False,
 ) -> SizePlan:
     """Orders that bring ``current_qty`` to the decision's size (``floor``: the lowest setting
-    an increase may use, :func:`bot.policy.leverage.setting_floor` of the position held)."""
+    an increase may use, :func:`bot.policy.leverage.setting_floor` of the position held).
+
+    ``kept_whole``: the position held is off the venue's step (or below its minimum), the venue
+    takes no close-position stop, and a resting stop kept from before covers it whole
+    (:func:`_protects_more`). An increase that leaves the position still off the step is then
+    not sent: its stop would be sized to the part on the step, which covers more than the kept
+    stop, so the kept one would be replaced and the part below the step left with none: the
+    bot's own increase would turn a fully protected position into a partly unprotected one."""
     plan = SizePlan()
     target = decision.target_qty
     sym = decision.symbol
@@ -193,6 +208,15 @@ def plan_size(
     if amount < instrument.min_qty or amount * price < instrument.min_notional:
         plan.notes.append(f"increase {amount} below the exchange minimum")
         return plan
+    if kept_whole and not instrument.orderable(abs(current_qty) + amount):
+        plan.held_back = (
+            f"increase {plain(amount)} not sent: position {plain(abs(current_qty))} is covered "
+            f"whole by a kept stop-loss, and {plain(abs(current_qty) + amount)} would be off the "
+            f"exchange's quantity step {instrument.step_size} (minimum {instrument.min_qty}), "
+            "which takes no close-position stop: a new stop could not cover it whole"
+        )
+        plan.notes.append(plan.held_back)
+        return plan
     side = OrderSide.BUY if delta > 0 else OrderSide.SELL
     plan.increase.extend(market_orders(new_id, sym, side, OrderPurpose.ENTRY, amount, instrument))
     return plan
@@ -204,13 +228,24 @@ def size_after(
     instrument: Instrument,
     price: Decimal,
     tolerance: Decimal,
+    *,
+    kept_whole: bool = False,
 ) -> Decimal:
     """The position :func:`plan_size`'s orders leave once filled: ``current_qty`` where it
-    trades nothing (a change below the tolerance, an increase not allowed or below the venue's
-    minimum), moved by each order it plans otherwise. The plan itself, so the two cannot
-    disagree (its client ids are placeholders: these orders are never sent); the leverage
-    setting it may change does not move the size."""
-    plan = plan_size(decision, current_qty, ZERO, instrument, price, tolerance, _unsent_id)
+    trades nothing (a change below the tolerance, an increase not allowed, below the venue's
+    minimum or held back for a kept stop), moved by each order it plans otherwise. The plan
+    itself, so the two cannot disagree (its client ids are placeholders: these orders are never
+    sent); the leverage setting it may change does not move the size."""
+    plan = plan_size(
+        decision,
+        current_qty,
+        ZERO,
+        instrument,
+        price,
+        tolerance,
+        _unsent_id,
+        kept_whole=kept_whole,
+    )
     after = current_qty
     for req in (*plan.reduce, *plan.increase):
         if req.amount is not None:  # (market orders always carry their amount)

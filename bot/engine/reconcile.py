@@ -153,6 +153,15 @@ class Reconciler:
         # position as before the fill (:meth:`_behind_the_fill`), with when that was first seen.
         self._behind: dict[str, int] = {}
 
+    def restore_exits(self, stopped: set[str], took: set[str]) -> None:
+        """At start: the contracts whose stop-loss or take-profit the last run found filled and
+        died before naming the exit (:func:`bot.engine.reentry.exits_at_start`), kept until
+        the engine names the exits like a fill this process found."""
+        if stopped or took:
+            self.stopped_out = stopped
+            self.took_profit = took
+            self._exits_named = False
+
     def reconcile(self, now: int) -> AccountView:
         if self._exits_named:
             self.stopped_out = set()

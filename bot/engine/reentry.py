@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from bot.domain.enums import EventKind, ForcedKind, OrderPurpose
+from bot.domain.enums import EventKind, ForcedKind, OrderPurpose, OrderStatus
 from bot.domain.orders import ForcedClose
 from bot.engine.account import AccountView
 from bot.ports.store import RiskEvent, StorePort
@@ -102,6 +102,45 @@ def held_at_start(store: StorePort, symbols: Iterable[str]) -> dict[str, Held]:
             frozenset(r.client_id for r in mine if r.request.purpose is OrderPurpose.TAKE_PROFIT),
         )
     return out
+
+
+def exits_at_start(store: StorePort, held: Iterable[str]) -> tuple[set[str], set[str]]:
+    """The contracts of ``held`` (:func:`held_at_start`) whose stop-loss, and those whose
+    take-profit, a reading of the last run found filled after the positions it recorded last,
+    with no exit or cooldown recorded for them since: the process died between that reading
+    (the runner's for its alerts, or a job's own reconcile) and the naming of the exit
+    (``Engine.note_exits``). The knowledge lived in memory only
+    (:attr:`bot.engine.reconcile.Reconciler.stopped_out`), the order record is settled and
+    never says so again: the restarted bot named its own stop-loss "closed outside the bot"."""
+    latest = store.latest_positions()
+    wanted = set(held)
+    if latest is None or not wanted:
+        return set(), set()
+    fills = [
+        r
+        # (at or after: a reading in the millisecond of that record, e.g. the runner's for
+        # its alerts right after the job, may have found the fill; one found before the record
+        # in the same job was named by it, and its cooldown excludes it below)
+        for r in store.filled_since(latest[0] - 1, settled=True)
+        if r.request.symbol in wanted
+        and r.status is OrderStatus.FILLED
+        and r.request.purpose in (OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT)
+    ]
+    if not fills:
+        return set(), set()
+    named = store.recent_events(
+        10_000,
+        kinds=(EventKind.EXIT, COOLDOWN_EVENT),
+        since_ms=min(r.updated_ms for r in fills),
+    )
+    stopped: set[str] = set()
+    took: set[str] = set()
+    for r in fills:
+        sym = r.request.symbol
+        if any(e.symbol == sym and e.ts_ms >= r.updated_ms for e in named):
+            continue  # named before the process died
+        (stopped if r.request.purpose is OrderPurpose.STOP_LOSS else took).add(sym)
+    return stopped, took
 
 
 OUTSIDE = "outside the bot"  # the tail of the names of exits nothing on the venue explains

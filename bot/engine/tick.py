@@ -95,6 +95,7 @@ from bot.engine.reentry import (
     Cooldowns,
     Held,
     exit_kind,
+    exits_at_start,
     held_at_start,
     held_of,
 )
@@ -335,6 +336,7 @@ class Engine:
         # _protected_or_remainder).
         self._remainders: dict[str, Decimal] = {}
         self._size_remainders: dict[str, Decimal] = {}  # what sizing could not trade, noted
+        self._held_back: dict[str, str] = {}  # increases held back for a kept stop, noted
         # The lasting conditions the last protection check of each contract noted (keys of
         # ProtectionPlan.standing): each is recorded when it starts, not at every check.
         self._standing_noted: dict[str, frozenset[str]] = {}
@@ -384,6 +386,8 @@ class Engine:
         # What is held as the last tick or guard left it (exits); at start, as the last run
         # recorded it, moved by its own orders recorded filled after that (held_at_start).
         self._held: dict[str, Held] = held_at_start(store, self.symbols)
+        # A stop-loss or take-profit the last run found filled and died before naming.
+        self.reconciler.restore_exits(*exits_at_start(store, self._held))
         # Since when an exit is looked for in the venue's forced closes (the last tick or
         # guard; at start, the last recorded positions).
         latest = store.latest_positions()
@@ -955,7 +959,14 @@ class Engine:
             mark = acct.marks[sym]
             inst = self.instruments[sym]
             price = snap.last_price if snap is not None else mark
-            after = size_after(c, acct.qty(sym), inst, price, tolerance)
+            after = size_after(
+                c,
+                acct.qty(sym),
+                inst,
+                price,
+                tolerance,
+                kept_whole=self._kept_whole(acct.positions.get(sym), acct),
+            )
             total += loss_at_stop(after, mark, stop, self.limits.stop_slippage, inst)
         return total
 
@@ -2342,6 +2353,7 @@ class Engine:
             else self.policy.orders.rebalance_tolerance,
             self._id_factory(d.symbol),
             self._floor(d, acct),
+            kept_whole=self._kept_whole(pos, acct),
         )
         self._note_size_plan(d.symbol, plan, state, now)
         if d.target_qty == 0:
@@ -2376,6 +2388,22 @@ class Engine:
                 self._event(now, COOLDOWN_EVENT, d.symbol, state, paused)
         self._protect_after_orders(d, acct, now, setting, [*plan.reduce, *plan.increase])
 
+    def _kept_whole(self, pos: Position | None, acct: AccountView) -> bool:
+        """Whether ``pos`` is one no order can cover whole (off the venue's step or below its
+        minimum, no close-position stop for it) that its valid resting stops cover whole: a
+        stop kept from before (:func:`bot.engine.planner._protects_more`), which an increase
+        that leaves the position off the step would have replaced by a smaller one
+        (:func:`plan_size` ``kept_whole``)."""
+        if pos is None or not pos.is_open:
+            return False
+        inst = self.instruments[pos.symbol]
+        resting = acct.resting.get(pos.symbol, [])
+        if inst.orderable(abs(pos.qty)) or close_position_stops(
+            self.exchange.close_position_stops, pos, resting
+        ):
+            return False  # (the usual case, one comparison)
+        return stop_cover(inst, pos, acct, self.instruments, resting).complete
+
     def _note_size_plan(self, sym: str, plan: SizePlan, state: TradingState, now: int) -> None:
         """Record what the sizing plan trades other than the decision says: a remainder no
         order can carry (once per remainder), or a reduction widened to the venue's minimum
@@ -2386,6 +2414,11 @@ class Engine:
                 self._event(now, EventKind.RECONCILE, sym, state, note)
         elif plan.rounded:
             self._event(now, EventKind.RECONCILE, sym, state, plan.rounded)
+        if not plan.held_back:
+            self._held_back.pop(sym, None)
+        elif self._held_back.get(sym) != plan.held_back:
+            self._held_back[sym] = plan.held_back  # recorded once while it holds, not each tick
+            self._event(now, EventKind.RECONCILE, sym, state, plan.held_back)
 
     def _protect_after_orders(
         self,

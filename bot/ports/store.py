@@ -182,12 +182,16 @@ class StorePort(Protocol):
         :meth:`bot.engine.reconcile.Reconciler.judge`)."""
         ...
 
-    def filled_since(self, since_ms: int) -> list[OrderRecord]:
+    def filled_since(self, since_ms: int, *, settled: bool = False) -> list[OrderRecord]:
         """The bot's orders sent after ``since_ms`` (their intent's time) that filled, in whole
         or in part, as recorded, oldest first; orders of unknown outcome (``pending_submit``,
         ``unknown``) are left out, the reconcile looks them up first. Read at a start: what the
         bot itself changed after the positions it recorded last (a job that died between its
-        orders and its record; see :func:`bot.engine.reentry.held_at_start`)."""
+        orders and its record; see :func:`bot.engine.reentry.held_at_start`).
+
+        ``settled``: those whose record was last updated after ``since_ms`` instead, whenever
+        sent (a stop placed before the positions recorded last and found filled after them:
+        :func:`bot.engine.reentry.exits_at_start`)."""
         ...
 
     def record_fill(self, fill: Fill) -> None: ...

@@ -120,11 +120,13 @@ class MemoryStore:
             for r in self.orders.values()
         )
 
-    def filled_since(self, since_ms: int) -> list[OrderRecord]:
+    def filled_since(self, since_ms: int, *, settled: bool = False) -> list[OrderRecord]:
         return [
             r
             for r in self.orders.values()  # (in the order the intents were saved)
-            if r.created_ms > since_ms and r.filled > 0 and r.client_id not in self._unresolved
+            if (r.updated_ms if settled else r.created_ms) > since_ms
+            and r.filled > 0
+            and r.client_id not in self._unresolved
         ]
 
     def get_order(self, client_id: str) -> OrderRecord | None:

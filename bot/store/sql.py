@@ -506,14 +506,12 @@ class SqlStore:
         with self._read() as session:
             return session.exec(stmt.limit(1)).first() is not None
 
-    def filled_since(self, since_ms: int) -> list[OrderRecord]:
+    def filled_since(self, since_ms: int, *, settled: bool = False) -> list[OrderRecord]:
         o = t.OrderRow
         # (updated_ms is indexed, and an order sent after since_ms was updated after it too)
-        stmt = select(o).where(
-            col(o.updated_ms) > since_ms,
-            col(o.created_ms) > since_ms,
-            col(o.status).not_in(_UNRESOLVED),
-        )
+        stmt = select(o).where(col(o.updated_ms) > since_ms, col(o.status).not_in(_UNRESOLVED))
+        if not settled:
+            stmt = stmt.where(col(o.created_ms) > since_ms)
         with self._read() as session:
             rows = [t.order_record(r) for r in session.exec(stmt.order_by(col(o.id)))]
         return [r for r in rows if r.filled > 0]  # (filled is exact text: compared here)

@@ -182,3 +182,51 @@ def test_a_halt_that_flattens_a_position_no_order_can_close_is_a_flatten_pending
     assert f"below the exchange's minimum order {RAISED}" in pending.reason
     [body] = out.bodies(f"flatten_pending:{BTC}")  # critical, once
     assert "no close order can be sent" in body
+
+
+def test_no_increase_replaces_a_kept_stop_on_a_position_off_the_step(
+    runner: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    venue: str,
+) -> None:
+    """The venue makes the step coarser (0.117 is off 0.01); then the market rises and the loss
+    budget lets the policy add 0.08. On Bybit the increase was sent and the stop of the larger
+    position (0.19, its part on the step) replaced the kept stop on the whole 0.117: the bot's
+    own increase left 0.007 with no stop. A position a kept stop covers whole is not increased
+    off the step; Binance's close-position stop covers any size, so there the increase goes."""
+    run, store = runner
+    assert run.tick() is not None
+    held = _held(backend)
+    with server.lock:
+        inst = backend.book.instruments[BTC]
+        backend.book.instruments[BTC] = replace(
+            inst, step_size=Decimal("0.01"), min_qty=Decimal("0.01")
+        )
+    owners = [getattr(check, "__self__", None) for check in run.before_tick]
+    [keeper] = [k for k in owners if isinstance(k, CatalogueKeeper)]
+    keeper.refresh(LiveClock().now_ms())
+    run.guard()
+    assert not run.engine.instruments[BTC].orderable(held)
+    with server.lock:  # the market rises 5 %: the loss budget lets the policy add
+        backend.set_mark(BTC, inst.floor_price(backend.marks[BTC] * Decimal("1.05")))
+    assert run.tick() is not None
+    run.guard()
+
+    now = _held(backend)
+    stops = _stops(backend)
+    assert EventKind.UNPROTECTED not in [e.kind for e in store.recent_events(200)]
+    if venue == "bybit":
+        assert now == held  # not increased
+        [stop] = stops
+        assert stop.amount == held  # the kept stop, on the whole position
+        [note] = [
+            e.reason
+            for e in store.recent_events(200, kinds=(EventKind.RECONCILE,))
+            if "not sent" in e.reason
+        ]
+        assert f"position {held} is covered whole by a kept stop-loss" in note
+    else:
+        assert now > held  # increased: a close-position stop covers the whole position
+        [stop] = stops
+        assert stop.close_position

@@ -193,3 +193,46 @@ def test_a_halts_close_refused_because_the_stop_fired_first_is_a_stop_loss(
     [cooldown] = _cooldowns(store)
     assert "after stop-loss [" in cooldown
     assert store.recent_events(100, kinds=(EventKind.FLATTEN_PENDING,)) == []
+
+
+class Killed(BaseException):
+    """kill -9 at one chosen point (not an Exception: nothing in the bot catches it)."""
+
+
+def test_a_stop_fill_settled_by_a_guard_killed_before_naming_it_is_a_stop_loss_after_restart(
+    runner: tuple[Runner, SqlStore],
+    server: LoopbackServer,
+    backend: SimulatedExchange,
+    tmp_path: Path,
+) -> None:
+    """The guard's reconcile finds the bot's stop filled and settles its record; the process
+    is killed before ``Engine.note_exits`` names the exit. The restarted bot named it "closed
+    outside the bot" (an exit event, a warning alert, the cooldown's reason): that it was the
+    bot's stop lived in memory only. It names it from the order record: a stop-loss, once."""
+    run, store = runner
+    assert run.tick() is not None
+    run.guard()
+    [stop] = [o for o in backend.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    with server.lock:
+        backend.set_mark(BTC, stop.trigger_price - 1)  # the venue fills the stop
+
+    def die(*_args: object, **_kwargs: object) -> None:
+        raise Killed
+
+    run.engine.note_exits = die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        run.guard()
+    record = store.get_order(stop.client_id)
+    assert record is not None
+    assert record.status is OrderStatus.FILLED  # settled before the kill
+    stop_live(run, store)
+    again, store2 = start_live(tmp_path / "config.toml", KEY, SECRET)
+    try:
+        again.tick()
+        again.guard()
+        assert _exits(store2) == []
+        [cooldown] = _cooldowns(store2)
+        assert "after stop-loss [" in cooldown
+    finally:
+        stop_live(again, store2)

@@ -11,7 +11,14 @@ import pytest
 
 from bot.clock import LiveClock
 from bot.config.loader import load_policy
-from bot.domain.enums import EventKind, ForcedKind, OrderPurpose, OrderSide, OrderType
+from bot.domain.enums import (
+    EventKind,
+    ForcedKind,
+    MarginMode,
+    OrderPurpose,
+    OrderSide,
+    OrderType,
+)
 from bot.domain.instrument import Instrument
 from bot.domain.orders import ForcedClose, OrderRequest
 from bot.engine.contracts import ContractSpec
@@ -111,6 +118,52 @@ def test_a_stop_fill_found_by_a_reading_that_names_no_exit_is_a_stop_loss(
     assert "after stop-loss [" in cooldown
     assert [e.reason for e in store.events if e.kind == EventKind.EXIT] == []
     engine.guard()  # named once: the next job has nothing more to say
+    assert len(_cooldowns(store)) == 1
+
+
+def test_a_stop_fill_a_reading_settled_before_the_process_died_is_a_stop_loss_after_restart(
+    instruments: dict[str, Instrument],
+) -> None:
+    """As above, but the process dies (kill -9) right after the runner's reading settled the
+    stop's record filled: the knowledge that the bot's stop closed the position lived in the
+    dead process's memory only, and the restarted bot named it "closed outside the bot". A new
+    engine on the same store and account names it from the record: a stop-loss, once."""
+    engine, ex, store = build(instruments)
+    engine.tick()
+    engine.guard()
+    [stop] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
+    assert stop.trigger_price is not None
+    ex.set_mark(BTC, stop.trigger_price - 1)
+    engine.reconcile(engine.clock.now_ms())  # the runner's reading, then kill -9
+    restarted = Engine(
+        clock=engine.clock,
+        exchange=ex,
+        market=engine.market,
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+        margin_mode=MarginMode.ISOLATED,
+    )
+    restarted.guard()
+    restarted.guard()
+    assert [e.reason for e in store.events if e.kind == EventKind.EXIT] == []
+    [cooldown] = _cooldowns(store)
+    assert "after stop-loss [" in cooldown
+    # a start after the exit was named starts no second cooldown
+    again = Engine(
+        clock=engine.clock,
+        exchange=ex,
+        market=engine.market,
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+        margin_mode=MarginMode.ISOLATED,
+    )
+    again.guard()
     assert len(_cooldowns(store)) == 1
 
 

@@ -10,7 +10,13 @@ from bot.domain.decision import Decision
 from bot.domain.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TriggerBy
 from bot.domain.instrument import Bracket, Instrument
 from bot.domain.orders import Order
-from bot.engine.planner import ProtectionPlan, plan_protection, plan_size, stop_sizing
+from bot.engine.planner import (
+    ProtectionPlan,
+    plan_protection,
+    plan_size,
+    size_after,
+    stop_sizing,
+)
 from tests.unit.test_engine import BTC
 from tests.unit.test_off_step_positions import HELD, coarse
 
@@ -53,6 +59,36 @@ def test_close_of_an_off_step_position_closes_the_step_part(
     # an on-step position closes whole, as before
     whole = plan_size(decision("0"), D("0.12"), D(3), inst, D(60000), D("0.1"), Ids())
     assert ([r.amount for r in whole.reduce], whole.remainder) == ([D("0.12")], D(0))
+
+
+def test_no_increase_off_the_step_while_a_kept_stop_covers_the_position_whole(
+    instruments: dict[str, Instrument],
+) -> None:
+    """(A venue without close-position stops.) The stop of 0.203 would be sized 0.2 and replace
+    a kept stop on the whole 0.123: the increase that leaves 0.003 off the step is not sent."""
+    inst = coarse(instruments[BTC])
+    grow = replace(decision("0.203"), allow_increase=True)
+    held = plan_size(grow, HELD, D(3), inst, D(60000), D("0.1"), Ids(), kept_whole=True)
+    assert (held.increase, held.reduce) == ([], [])
+    assert "increase 0.08 not sent: position 0.123 is covered whole by a kept" in held.held_back
+    assert size_after(grow, HELD, inst, D(60000), D("0.1"), kept_whole=True) == HELD
+    # without a kept stop covering it whole, the increase goes as before
+    sent = plan_size(grow, HELD, D(3), inst, D(60000), D("0.1"), Ids())
+    assert [r.amount for r in sent.increase] == [D("0.08")]
+    assert sent.held_back == ""
+    # an increase that brings a position below the minimum onto the step is sent
+    below = replace(inst, min_qty=D("0.2"))
+    on_step = plan_size(
+        replace(grow, target_qty=D("0.32")),
+        D("0.12"),
+        D(3),
+        below,
+        D(60000),
+        D("0.1"),
+        Ids(),
+        kept_whole=True,
+    )
+    assert [r.amount for r in on_step.increase] == [D("0.2")]
 
 
 def test_stop_sizing() -> None:

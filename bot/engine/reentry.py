@@ -118,10 +118,14 @@ def exits_at_start(store: StorePort, held: Iterable[str]) -> tuple[set[str], set
         return set(), set()
     fills = [
         r
-        # (at or after: a reading in the millisecond of that record, e.g. the runner's for
-        # its alerts right after the job, may have found the fill; one found before the record
-        # in the same job was named by it, and its cooldown excludes it below)
-        for r in store.filled_since(latest[0] - 1, settled=True)
+        # Strictly after that record: a fill settled in its millisecond was settled by the
+        # job that wrote it, which named the exit before recording. A take-profit (and a
+        # stop-loss under no cooldown) records nothing when named, so nothing below would
+        # exclude it: taken in, a position re-entered after the take-profit and liquidated
+        # while the bot was down was named the take-profit's at the restart, no exit and no
+        # alert. (A reading in that same millisecond that found the fill and died before the
+        # next job names it "outside the bot", the lesser wrong: a live clock has moved on.)
+        for r in store.filled_since(latest[0], settled=True)
         if r.request.symbol in wanted
         and r.status is OrderStatus.FILLED
         and r.request.purpose in (OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT)

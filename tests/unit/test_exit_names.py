@@ -9,7 +9,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from bot.clock import LiveClock
+from bot.clock import LiveClock, SimClock
 from bot.config.loader import load_policy
 from bot.domain.enums import (
     EventKind,
@@ -134,7 +134,10 @@ def test_a_stop_fill_a_reading_settled_before_the_process_died_is_a_stop_loss_af
     [stop] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.STOP_LOSS]
     assert stop.trigger_price is not None
     ex.set_mark(BTC, stop.trigger_price - 1)
-    engine.reconcile(engine.clock.now_ms())  # the runner's reading, then kill -9
+    clock = engine.clock
+    assert isinstance(clock, SimClock)
+    clock.advance_to(clock.now_ms() + 1_000)  # (the runner's reading comes after the job's)
+    engine.reconcile(clock.now_ms())  # the runner's reading, then kill -9
     restarted = Engine(
         clock=engine.clock,
         exchange=ex,
@@ -165,6 +168,49 @@ def test_a_stop_fill_a_reading_settled_before_the_process_died_is_a_stop_loss_af
     )
     again.guard()
     assert len(_cooldowns(store)) == 1
+
+
+def test_a_take_profit_named_by_the_tick_that_re_entered_is_not_brought_back_at_a_restart(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The tick that finds its take-profit filled names it (a take-profit records no exit and
+    starts no cooldown), re-enters and records the positions, in one millisecond. The new
+    position is liquidated while the bot is down: the restart names it a liquidation. The
+    take-profit's fill, settled in that record's millisecond, was taken for one no job had
+    named, and the liquidation was named the take-profit's: no exit, no alert."""
+    engine, ex, store = build(instruments)
+    engine.tick()
+    [tp] = [o for o in ex.fetch_open_orders(BTC) if o.purpose is OrderPurpose.TAKE_PROFIT]
+    assert tp.trigger_price is not None
+    clock = engine.clock
+    assert isinstance(clock, SimClock)
+    clock.advance_to(clock.now_ms() + 5 * 60_000)
+    ex.set_mark(BTC, tp.trigger_price + 1)
+    assert ex.book.positions[BTC].qty == 0  # the take-profit filled
+    clock.advance_to(clock.now_ms() + 3_600_000)
+    engine.tick()  # finds the fill, re-enters
+    assert ex.book.positions[BTC].qty > 0
+    clock.advance_to(clock.now_ms() + 3 * 60_000)
+    liquidation = ex.fetch_positions([BTC])[BTC].liquidation_price
+    assert liquidation is not None
+    ex.set_mark(BTC, liquidation * D("0.9"))  # liquidated while no bot runs
+    assert ex.book.positions[BTC].qty == 0
+    clock.advance_to(clock.now_ms() + 3 * 60_000)
+    restarted = Engine(
+        clock=clock,
+        exchange=ex,
+        market=engine.market,
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+        margin_mode=MarginMode.ISOLATED,
+    )
+    assert restarted.reconciler.took_profit == set()
+    restarted.guard()
+    [exit_] = [e.reason for e in store.events if e.kind == EventKind.EXIT]
+    assert exit_.endswith(": liquidation"), exit_
 
 
 # -- the venue's record of forced closes, over the wire ------------------------------------------

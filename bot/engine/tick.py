@@ -406,7 +406,7 @@ class Engine:
         self._tick_mono_ms = monotonic_ms(self.clock)
         self._n = 0
         self._jobs += 1
-        self._job_account, self._wallet_behind = None, False
+        self.forget_job_account()
         tick_id = base36(now // 1000)
         try:
             acct = self.reconcile(now)
@@ -559,7 +559,7 @@ class Engine:
         self._tick_mono_ms = monotonic_ms(self.clock)
         self._n = 0
         self._jobs += 1
-        self._job_account, self._wallet_behind = None, False
+        self.forget_job_account()
         try:
             acct = self.reconcile(now)
         except AccountUnreadable as exc:

@@ -26,6 +26,7 @@ from bot.engine.tick import Engine
 from bot.exchange.capabilities import BINANCE_USDM, BYBIT
 from bot.exchange.forced_probe import MAX_WINDOWS, VENUE_CLOCK_SLACK_MS
 from bot.sim.exchange import SimulatedExchange
+from bot.store.memory import MemoryStore
 from bot.store.sql import SqlStore
 from tests.contract.test_ccxt_loopback import (
     ACCOUNT,
@@ -121,6 +122,21 @@ def test_a_stop_fill_found_by_a_reading_that_names_no_exit_is_a_stop_loss(
     assert len(_cooldowns(store)) == 1
 
 
+def _restarted(engine: Engine, ex: SimulatedExchange, store: MemoryStore) -> Engine:
+    """A new process's engine on ``engine``'s clock, account, market and store (a restart)."""
+    return Engine(
+        clock=engine.clock,
+        exchange=ex,
+        market=engine.market,
+        store=store,
+        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
+        contracts=[ContractSpec(BTC, "long", D(125))],
+        limits=LIMITS,
+        account="t",
+        margin_mode=MarginMode.ISOLATED,
+    )
+
+
 def test_a_stop_fill_a_reading_settled_before_the_process_died_is_a_stop_loss_after_restart(
     instruments: dict[str, Instrument],
 ) -> None:
@@ -138,34 +154,14 @@ def test_a_stop_fill_a_reading_settled_before_the_process_died_is_a_stop_loss_af
     assert isinstance(clock, SimClock)
     clock.advance_to(clock.now_ms() + 1_000)  # (the runner's reading comes after the job's)
     engine.reconcile(clock.now_ms())  # the runner's reading, then kill -9
-    restarted = Engine(
-        clock=engine.clock,
-        exchange=ex,
-        market=engine.market,
-        store=store,
-        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
-        contracts=[ContractSpec(BTC, "long", D(125))],
-        limits=LIMITS,
-        account="t",
-        margin_mode=MarginMode.ISOLATED,
-    )
+    restarted = _restarted(engine, ex, store)
     restarted.guard()
     restarted.guard()
     assert [e.reason for e in store.events if e.kind == EventKind.EXIT] == []
     [cooldown] = _cooldowns(store)
     assert "after stop-loss [" in cooldown
     # a start after the exit was named starts no second cooldown
-    again = Engine(
-        clock=engine.clock,
-        exchange=ex,
-        market=engine.market,
-        store=store,
-        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
-        contracts=[ContractSpec(BTC, "long", D(125))],
-        limits=LIMITS,
-        account="t",
-        margin_mode=MarginMode.ISOLATED,
-    )
+    again = _restarted(engine, ex, store)
     again.guard()
     assert len(_cooldowns(store)) == 1
 
@@ -196,17 +192,7 @@ def test_a_take_profit_named_by_the_tick_that_re_entered_is_not_brought_back_at_
     ex.set_mark(BTC, liquidation * D("0.9"))  # liquidated while no bot runs
     assert ex.book.positions[BTC].qty == 0
     clock.advance_to(clock.now_ms() + 3 * 60_000)
-    restarted = Engine(
-        clock=clock,
-        exchange=ex,
-        market=engine.market,
-        store=store,
-        policy=load_policy(ROOT / "policies" / "vol_target.toml"),
-        contracts=[ContractSpec(BTC, "long", D(125))],
-        limits=LIMITS,
-        account="t",
-        margin_mode=MarginMode.ISOLATED,
-    )
+    restarted = _restarted(engine, ex, store)
     assert restarted.reconciler.took_profit == set()
     restarted.guard()
     [exit_] = [e.reason for e in store.events if e.kind == EventKind.EXIT]
